@@ -1,0 +1,241 @@
+"""The acceptor process: one asyncio server in front of all the shards.
+
+It accepts every connection, parses RESP, checks each command against the
+command table, answers the commands that need no data itself, and routes
+the rest to the worker that owns their keys (see :mod:`shardkv.client`).
+
+The whole process is one thread, so each command is handled to the end,
+its parts queued on every pipe it needs, before the next command starts:
+the acceptor puts every command into one global order.  At the end of each
+turn of the event loop, every pipe with queued commands is flushed as one
+frame, and replies from a worker are written to their clients as soon as
+the frame that carries them has been read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+from shardkv import __version__, errors
+from shardkv.client import Client
+from shardkv.commands import Command
+from shardkv.router import Router
+from shardkv.shardlink import ShardLink
+
+log = logging.getLogger("shardkv.acceptor")
+
+LocalHandler = Callable[[Client, list], None]
+# Commands the acceptor answers itself, by name; filled by shardkv.local and
+# the transaction and Pub/Sub modules.
+LOCAL: dict[str, LocalHandler] = {}
+# Hooks that may take a command away from normal routing (MULTI queueing,
+# subscribed mode).  Each returns True when it handled the command.
+INTERCEPTORS: list[Callable[[Client, Command, list], bool]] = []
+# The handler for commands whose keys span shards and need atomicity.
+CROSS_SHARD: list[Callable[[Client, Command, list, list], None]] = []
+
+
+def local(*names: str) -> Callable[[LocalHandler], LocalHandler]:
+    """Register the decorated function as the acceptor's handler of ``names``."""
+
+    def register(fn: LocalHandler) -> LocalHandler:
+        for name in names:
+            LOCAL[name] = fn
+        return fn
+
+    return register
+
+
+class Acceptor:
+    """The acceptor's state: config, pipes, clients and counters."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+        self.nshards = config["shards"]
+        self.router = Router(self.nshards)
+        self.shard_of = self.router.shard_of
+        self.links = [ShardLink(i, self._queue_link, self._after_frame) for i in range(self.nshards)]
+        self.clients: dict[int, Client] = {}
+        self.dirty_clients: list[Client] = []
+        self._links_to_flush: list[ShardLink] = []
+        self._ids = itertools.count(1)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.servers: list[asyncio.AbstractServer] = []
+        self.started = time.time()
+        self.commands_processed = 0
+        self.connections_received = 0
+        self.rejected_connections = 0
+        self.lastsave = int(time.time())
+        self.event_loop_name = "asyncio"
+        self.shutdown_requested: asyncio.Future | None = None
+
+    def next_client_id(self) -> int:
+        return next(self._ids)
+
+    # -- end-of-turn flushing ---------------------------------------------------
+
+    def _queue_link(self, link: ShardLink) -> None:
+        if not self._links_to_flush:
+            self.loop.call_soon(self._flush_links)  # type: ignore[union-attr]
+        self._links_to_flush.append(link)
+
+    def _flush_links(self) -> None:
+        links, self._links_to_flush = self._links_to_flush, []
+        for link in links:
+            link.flush()
+
+    def _after_frame(self) -> None:
+        dirty = self.dirty_clients
+        if dirty:
+            self.dirty_clients = []
+            for client in dirty:
+                client.flush()
+
+    # -- clients ------------------------------------------------------------------
+
+    def client_connected(self, client: Client) -> None:
+        self.connections_received += 1
+        if len(self.clients) >= self.config["maxclients"]:
+            self.rejected_connections += 1
+            client.reply_error(errors.MAX_CLIENTS)
+            client.close_after_replies()
+            client.flush()
+            return
+        self.clients[client.id] = client
+        for hook in CONNECT_HOOKS:
+            hook(client)
+
+    def client_disconnected(self, client: Client) -> None:
+        self.clients.pop(client.id, None)
+        for hook in DISCONNECT_HOOKS:
+            hook(client)
+
+    def intercept(self, client: Client, cmd: Command, args: list) -> bool:
+        for hook in INTERCEPTORS:
+            if hook(client, cmd, args):
+                return True
+        return False
+
+    def run_local(self, client: Client, cmd: Command, args: list) -> None:
+        handler = LOCAL.get(cmd.name)
+        if handler is None:
+            client.reply_error(f"ERR command '{cmd.name}' is not available yet")
+        else:
+            handler(client, args)
+
+    def cross_shard(self, client: Client, cmd: Command, args: list, keys: list) -> None:
+        if not CROSS_SHARD:
+            client.reply_error(f"ERR '{cmd.name}' across shards is not supported")
+        else:
+            CROSS_SHARD[0](client, cmd, args, keys)
+
+    # -- running ------------------------------------------------------------------
+
+    async def _attach(self, link: ShardLink, fd: int) -> None:
+        """Start talking to a worker over the pipe end ``fd`` (now ours)."""
+        sock = socket.socket(fileno=fd)
+        await self.loop.create_unix_connection(lambda: link, sock=sock)  # type: ignore[union-attr]
+
+    def _on_control(self, control: Connection) -> None:
+        """The supervisor restarted a worker and sends us its pipe."""
+        from multiprocessing.reduction import recv_handle
+
+        try:
+            message = control.recv_bytes()
+            fd = recv_handle(control)
+        except (EOFError, OSError):
+            self.loop.remove_reader(control.fileno())  # type: ignore[union-attr]
+            return
+        index = int(message.split()[1])
+        log.info("acceptor: shard %d is back", index)
+        self.loop.create_task(self._attach(self.links[index], fd))  # type: ignore[union-attr]
+
+    async def serve(self, pipes: list[Connection], control: Connection | None = None) -> None:
+        self.loop = loop = asyncio.get_running_loop()
+        self.shutdown_requested = loop.create_future()
+        for link, conn in zip(self.links, pipes, strict=False):
+            fd = os.dup(conn.fileno())
+            conn.close()
+            await self._attach(link, fd)
+        if control is not None:
+            loop.add_reader(control.fileno(), self._on_control, control)
+        for host in self.config["bind"].split():
+            server = await loop.create_server(
+                lambda: Client(self), host, self.config["port"], reuse_address=True, backlog=511
+            )
+            self.servers.append(server)
+        log.info(
+            "acceptor pid=%d listening on %s port %d (%s, shardkv %s)",
+            os.getpid(),
+            self.config["bind"],
+            self.config["port"],
+            self.event_loop_name,
+            __version__,
+        )
+        timer = loop.create_task(self._cron())
+        try:
+            await self.shutdown_requested
+        finally:
+            timer.cancel()
+            for server in self.servers:
+                server.close()
+
+    async def _cron(self) -> None:
+        """Once a second: close idle clients (``timeout``)."""
+        while True:
+            await asyncio.sleep(1)
+            timeout = self.config["timeout"]
+            if timeout:
+                limit = time.monotonic() - timeout
+                for client in list(self.clients.values()):
+                    if (
+                        client.last_active < limit
+                        and not client.channels
+                        and not client.patterns
+                        and not client.blocked_token
+                    ):
+                        client.transport.close()  # type: ignore[union-attr]
+
+
+CONNECT_HOOKS: list[Callable[[Client], None]] = []
+DISCONNECT_HOOKS: list[Callable[[Client], None]] = []
+
+
+def serve(config: dict[str, Any], pipes: list[Connection], control: Connection | None = None) -> None:
+    """The entry point of the acceptor process."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # Importing these registers their local commands and hooks.
+    from shardkv import local as _local  # noqa: F401
+
+    acceptor = Acceptor(config)
+    loop_factory = None
+    if config.get("uvloop"):
+        try:
+            import uvloop
+
+            loop_factory = uvloop.new_event_loop
+            acceptor.event_loop_name = "uvloop"
+        except ImportError:
+            pass
+    signal.signal(signal.SIGTERM, lambda *_: _stop(acceptor))
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(acceptor.serve(pipes, control))
+
+
+def _stop(acceptor: Acceptor) -> None:
+    fut = acceptor.shutdown_requested
+    if acceptor.loop is not None and fut is not None:
+        acceptor.loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(None))
+    else:
+        raise SystemExit(0)

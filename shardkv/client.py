@@ -1,0 +1,270 @@
+"""One client connection in the acceptor: parse, check, route, reply in order.
+
+This is the hottest code in shardkv.  For each command, in this order
+(as Redis's ``processCommand``): look it up in the command table, check
+its arity, check authentication, then queue it (inside MULTI), answer it
+here (``local`` commands), or send it to the shard that owns its keys.
+
+Replies must leave in the order the commands came, even when consecutive
+commands went to different shards.  :attr:`Client.pending` holds, in
+command order, either the reply bytes (when the reply was known at once)
+or a :class:`Slot` that a shard's reply will fill; :meth:`Client.flush`
+writes the longest ready prefix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from typing import TYPE_CHECKING
+
+from shardkv import commands, errors, wire
+from shardkv.fanout import MERGES, Gather, merge_by_position, split_by_shard
+from shardkv.resp import Error, ProtocolError, RequestParser, encode, encode_command, encode_error
+
+if TYPE_CHECKING:
+    from shardkv.acceptor import Acceptor
+
+HEADERS = (wire.entry_header(0), wire.entry_header(wire.FLAG_RESP3))
+PART_HEADERS = (wire.entry_header(wire.FLAG_PART), wire.entry_header(wire.FLAG_PART | wire.FLAG_RESP3))
+
+_lookup = commands.lookup
+
+
+class Slot:
+    """A place in one client's reply order, filled when a reply comes."""
+
+    __slots__ = ("client", "data")
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.data: bytes | None = None
+
+    def deliver(self, body: bytes) -> None:
+        self.data = body
+        client = self.client
+        if not client.dirty:
+            client.dirty = True
+            client.server.dirty_clients.append(client)
+
+
+def unknown_command(args: list[bytes]) -> str:
+    shown = ""
+    for a in args[1:]:
+        if len(shown) >= 128:
+            break
+        shown += "'{}' ".format(a[: 128 - len(shown)].decode("latin-1"))
+    return errors.UNKNOWN_COMMAND % (args[0][:128].decode("latin-1"), shown)
+
+
+class Client(asyncio.Protocol):
+    """One connection."""
+
+    def __init__(self, server: Acceptor) -> None:
+        self.server = server
+        self.id = server.next_client_id()
+        self.parser = RequestParser(server.config["proto-max-bulk-len"])
+        self.pending: deque = deque()
+        self.dirty = False
+        self.resp3 = False
+        self.name = b""
+        self.lib_name = b""
+        self.lib_ver = b""
+        self.authenticated = not server.config["requirepass"]
+        self.transport: asyncio.Transport | None = None
+        self.closing = False  # close once pending replies are written
+        self.closed = False
+        self.addr = "?:0"
+        self.laddr = "?:0"
+        self.created = time.monotonic()
+        self.last_active = self.created
+        self.last_command = b"NULL"
+        # Set by the transactions and Pub/Sub modules.
+        self.multi: list | None = None
+        self.multi_error = False
+        self.watching: dict | None = None
+        self.channels: set = set()
+        self.patterns: set = set()
+        self.blocked_token = 0
+
+    # -- connection events ----------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        local = transport.get_extra_info("sockname")
+        if isinstance(peer, tuple):
+            self.addr = "%s:%d" % peer[:2]
+        if isinstance(local, tuple):
+            self.laddr = "%s:%d" % local[:2]
+        self.parser.authenticated = self.authenticated
+        self.server.client_connected(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.pending.clear()
+        self.server.client_disconnected(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
+        try:
+            batch = self.parser.feed(data)
+        except ProtocolError as e:
+            self.pending.append(encode_error(e.message))
+            self.close_after_replies()
+            self.flush()
+            return
+        execute = self.execute
+        for args, raw in batch:
+            execute(args, raw)
+            if self.closing:
+                break
+        if batch:
+            self.server.commands_processed += len(batch)
+            self.last_active = time.monotonic()
+            self.last_command = batch[-1][0][0]
+        if self.pending:
+            self.flush()
+
+    # -- replies ----------------------------------------------------------------
+
+    def reply(self, value: object) -> None:
+        """Queue a reply value that is known now."""
+        self.pending.append(encode(value, self.resp3))
+
+    def reply_error(self, message: str) -> None:
+        self.pending.append(encode_error(message))
+
+    def flush(self) -> None:
+        """Write every reply that is ready, in command order."""
+        self.dirty = False
+        pending = self.pending
+        if self.closed:
+            pending.clear()
+            return
+        out = []
+        while pending:
+            item = pending[0]
+            if type(item) is not bytes:
+                item = item.data
+                if item is None:
+                    break
+            out.append(item)
+            pending.popleft()
+        if out:
+            self.transport.write(out[0] if len(out) == 1 else b"".join(out))  # type: ignore[union-attr]
+        if self.closing and not pending:
+            self.transport.close()  # type: ignore[union-attr]
+
+    def close_after_replies(self) -> None:
+        self.closing = True
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def push(self, value: object) -> None:
+        """Send an out-of-band message (Pub/Sub) after the replies before it."""
+        self.pending.append(encode(value, self.resp3))
+        self.flush()
+
+    # -- commands ---------------------------------------------------------------
+
+    def execute(self, args: list[bytes], raw: bytes | None) -> None:
+        cmd = _lookup(args[0])
+        if cmd is None:
+            if self.multi is not None:
+                self.multi_error = True
+            self.pending.append(encode_error(unknown_command(args)))
+            return
+        arity = cmd.arity
+        if (len(args) != arity) if arity > 0 else (len(args) < -arity):
+            if self.multi is not None:
+                self.multi_error = True
+            self.pending.append(encode_error(errors.WRONG_ARITY % cmd.name))
+            return
+        if not self.authenticated and "no_auth" not in cmd.flags:
+            if self.multi is not None:
+                self.multi_error = True
+            self.pending.append(encode_error(errors.NOAUTH))
+            return
+        server = self.server
+        if self.multi is not None or self.channels or self.patterns:
+            if server.intercept(self, cmd, args):
+                return
+        route = cmd.route
+        if route == "shard":
+            if cmd.first_key == 1 and cmd.last_key == 1:
+                self.send(server.shard_of(args[1]), args, raw)
+            else:
+                self.send_keyed(cmd, args, raw)
+        elif route == "local":
+            server.run_local(self, cmd, args)
+        else:
+            self.send_all(cmd, args)
+
+    def send(self, shard: int, args: list[bytes], raw: bytes | None) -> None:
+        """Send a command to one shard; its reply takes the next slot."""
+        slot = Slot(self)
+        self.pending.append(slot)
+        self.server.links[shard].send(
+            HEADERS[self.resp3], raw if raw is not None else encode_command(args), slot
+        )
+
+    def send_keyed(self, cmd: commands.Command, args: list[bytes], raw: bytes | None) -> None:
+        """A command whose keys are given by the table: one shard, or several."""
+        server = self.server
+        shard_of = server.shard_of
+        keys = cmd.keys(args)
+        if cmd.policy == "mset" and len(args) % 2 == 0:
+            self.reply_error(errors.WRONG_ARITY % cmd.name)
+            return
+        if not keys:
+            # No keys (a bad numkeys): any shard replies with the error.
+            self.send(0, args, raw)
+            return
+        first = shard_of(keys[0])
+        for key in keys:
+            if shard_of(key) != first:
+                break
+        else:
+            self.send(first, args, raw)
+            return
+        if cmd.policy == "-":
+            server.cross_shard(self, cmd, args, keys)
+            return
+        parts, positions = split_by_shard(args, cmd.first_key, cmd.step, shard_of)
+        if cmd.policy == "mget":
+            merge = merge_by_position(list(positions.values()), len(keys))
+        else:
+            merge = MERGES[cmd.policy]
+        self.fan_out({s: [args[0], *p] for s, p in parts.items()}, merge)
+
+    def send_all(self, cmd: commands.Command, args: list[bytes]) -> None:
+        """A command that runs on every shard, merged by its policy."""
+        encoded = encode_command(args)
+        self.fan_out({s: encoded for s in range(len(self.server.links))}, MERGES[cmd.policy])
+
+    def fan_out(self, parts: dict, merge) -> None:
+        """Send one part per shard, in this one step, and merge the replies.
+
+        ``parts`` maps shard index to the part's argument list or its
+        encoded bytes.
+        """
+        slot = Slot(self)
+        self.pending.append(slot)
+        gather = Gather(slot, len(parts), merge, self.resp3)
+        header = PART_HEADERS[self.resp3]
+        links = self.server.links
+        for i, (shard, part) in enumerate(parts.items()):
+            body = part if type(part) is bytes else encode_command(part)
+            links[shard].send(header, body, gather.sink(i))
+
+    def query_all(self, args: list[bytes], merge) -> None:
+        """Ask every shard an internal question; ``merge`` builds the reply."""
+        encoded = encode_command(args)
+        self.fan_out({s: encoded for s in range(len(self.server.links))}, merge)
+
+
+def error_reply(message: str) -> Error:
+    return Error(message)

@@ -1,0 +1,324 @@
+"""The command table: every command's arity, flags, keys and route.
+
+This is the one place that describes commands as data, in the manner of
+Redis's own command table.  The acceptor reads it to reject unknown
+commands and bad arities, to find a command's keys, and to decide where the
+command runs; COMMAND INFO/COUNT/DOCS report from it.  Neither side
+special-cases a command by name where a column here can say it.
+
+Columns:
+
+``arity``
+    Positive: exactly that many arguments, name included.  Negative: at
+    least that many.
+``flags``
+    Redis's command flags (``write``, ``readonly``, ``denyoom``, ``fast``,
+    ``blocking``, ``admin``, ``pubsub``, ``noscript``, ``loading``,
+    ``stale``, ``no_auth``...).
+``keys``
+    ``first,last,step`` as in Redis (``last`` -1 is the last argument, -2
+    the one before it), ``-`` for no keys, or ``nkI`` when argument ``I``
+    counts the keys that follow it, optionally after one fixed key:
+    ``1+nk2`` is ZUNIONSTORE's ``destination numkeys key...``.
+``route``
+    ``local``: the acceptor answers it itself.  ``shard``: it runs on the
+    shard that owns its keys.  ``all``: it runs on every shard and the
+    replies are merged.
+``policy``
+    For a ``shard`` command whose keys live on more than one shard: how
+    the per-shard parts merge.  ``mget`` keeps key order, ``sum`` adds
+    integers, ``mset`` expects OK from all.  ``-`` means the command must
+    run atomically across shards (see :mod:`shardkv.crossshard`).  For an
+    ``all`` command: ``sum``, ``ok``, ``concat`` or ``random``.
+``group``
+    The documentation group, as in COMMAND DOCS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+_TABLE = """
+# name             arity flags                             keys     route  policy group
+# -- connection
+ping               -1    fast,stale                        -        local  -      connection
+echo               2     fast,stale                        -        local  -      connection
+quit               -1    fast,no_auth,stale                -        local  -      connection
+hello              -1    fast,no_auth,stale                -        local  -      connection
+auth               -2    fast,no_auth,stale                -        local  -      connection
+select             2     fast,loading,stale                -        local  -      connection
+client             -2    admin,stale                       -        local  -      connection
+reset              1     fast,no_auth,stale                -        local  -      connection
+# -- server
+command            -1    loading,stale                     -        local  -      server
+config             -2    admin,stale                       -        local  -      server
+info               -1    loading,stale                     -        local  -      server
+time               1     fast,loading,stale                -        local  -      server
+lastsave           1     fast,loading,stale                -        local  -      server
+debug              -2    admin,noscript                    -        local  -      server
+swapdb             3     write,fast                        -        local  -      server
+shutdown           -1    admin,noscript,loading,stale      -        local  -      server
+save               1     admin,noscript                    -        all    ok     server
+bgsave             -1    admin,noscript                    -        all    ok     server
+bgrewriteaof       1     admin,noscript                    -        all    ok     server
+dbsize             1     readonly,fast                     -        all    sum    server
+flushall           -1    write                             -        all    ok     server
+flushdb            -1    write                             -        all    ok     server
+wait               3     noscript                          -        local  -      generic
+# -- keyspace
+keys               2     readonly                          -        all    concat generic
+scan               -2    readonly                          -        local  -      generic
+randomkey          1     readonly                          -        all    random generic
+del                -2    write                             1,-1,1   shard  sum    generic
+unlink             -2    write,fast                        1,-1,1   shard  sum    generic
+exists             -2    readonly,fast                     1,-1,1   shard  sum    generic
+touch              -2    readonly,fast                     1,-1,1   shard  sum    generic
+type               2     readonly,fast                     1,1,1    shard  -      generic
+expire             -3    write,fast                        1,1,1    shard  -      generic
+pexpire            -3    write,fast                        1,1,1    shard  -      generic
+expireat           -3    write,fast                        1,1,1    shard  -      generic
+pexpireat          -3    write,fast                        1,1,1    shard  -      generic
+ttl                2     readonly,fast                     1,1,1    shard  -      generic
+pttl               2     readonly,fast                     1,1,1    shard  -      generic
+expiretime         2     readonly,fast                     1,1,1    shard  -      generic
+pexpiretime        2     readonly,fast                     1,1,1    shard  -      generic
+persist            2     write,fast                        1,1,1    shard  -      generic
+rename             3     write                             1,2,1    shard  -      generic
+renamenx           3     write,fast                        1,2,1    shard  -      generic
+copy               -3    write,denyoom                     1,2,1    shard  -      generic
+object             -2    readonly                          2,2,1    shard  -      generic
+dump               2     readonly                          1,1,1    shard  -      generic
+restore            -4    write,denyoom                     1,1,1    shard  -      generic
+# -- strings
+get                2     readonly,fast                     1,1,1    shard  -      string
+set                -3    write,denyoom                     1,1,1    shard  -      string
+setnx              3     write,denyoom,fast                1,1,1    shard  -      string
+setex              4     write,denyoom                     1,1,1    shard  -      string
+psetex             4     write,denyoom                     1,1,1    shard  -      string
+getset             3     write,denyoom,fast                1,1,1    shard  -      string
+getdel             2     write,fast                        1,1,1    shard  -      string
+getex              -2    write,fast                        1,1,1    shard  -      string
+append             3     write,denyoom,fast                1,1,1    shard  -      string
+strlen             2     readonly,fast                     1,1,1    shard  -      string
+incr               2     write,denyoom,fast                1,1,1    shard  -      string
+decr               2     write,denyoom,fast                1,1,1    shard  -      string
+incrby             3     write,denyoom,fast                1,1,1    shard  -      string
+decrby             3     write,denyoom,fast                1,1,1    shard  -      string
+incrbyfloat        3     write,denyoom,fast                1,1,1    shard  -      string
+getrange           4     readonly                          1,1,1    shard  -      string
+substr             4     readonly                          1,1,1    shard  -      string
+setrange           4     write,denyoom                     1,1,1    shard  -      string
+mget               -2    readonly,fast                     1,-1,1   shard  mget   string
+mset               -3    write,denyoom                     1,-1,2   shard  mset   string
+msetnx             -3    write,denyoom                     1,-1,2   shard  -      string
+lcs                -3    readonly                          1,2,1    shard  -      string
+# -- hashes
+hset               -4    write,denyoom,fast                1,1,1    shard  -      hash
+hsetnx             4     write,denyoom,fast                1,1,1    shard  -      hash
+hget               3     readonly,fast                     1,1,1    shard  -      hash
+hmget              -3    readonly,fast                     1,1,1    shard  -      hash
+hmset              -4    write,denyoom,fast                1,1,1    shard  -      hash
+hdel               -3    write,fast                        1,1,1    shard  -      hash
+hlen               2     readonly,fast                     1,1,1    shard  -      hash
+hstrlen            3     readonly,fast                     1,1,1    shard  -      hash
+hexists            3     readonly,fast                     1,1,1    shard  -      hash
+hkeys              2     readonly                          1,1,1    shard  -      hash
+hvals              2     readonly                          1,1,1    shard  -      hash
+hgetall            2     readonly                          1,1,1    shard  -      hash
+hincrby            4     write,denyoom,fast                1,1,1    shard  -      hash
+hincrbyfloat       4     write,denyoom,fast                1,1,1    shard  -      hash
+hrandfield         -2    readonly                          1,1,1    shard  -      hash
+hscan              -3    readonly                          1,1,1    shard  -      hash
+# -- lists
+lpush              -3    write,denyoom,fast                1,1,1    shard  -      list
+rpush              -3    write,denyoom,fast                1,1,1    shard  -      list
+lpushx             -3    write,denyoom,fast                1,1,1    shard  -      list
+rpushx             -3    write,denyoom,fast                1,1,1    shard  -      list
+lpop               -2    write,fast                        1,1,1    shard  -      list
+rpop               -2    write,fast                        1,1,1    shard  -      list
+llen               2     readonly,fast                     1,1,1    shard  -      list
+lrange             4     readonly                          1,1,1    shard  -      list
+lindex             3     readonly                          1,1,1    shard  -      list
+lset               4     write,denyoom                     1,1,1    shard  -      list
+linsert            5     write,denyoom                     1,1,1    shard  -      list
+lrem               4     write                             1,1,1    shard  -      list
+ltrim              4     write                             1,1,1    shard  -      list
+lpos               -3    readonly                          1,1,1    shard  -      list
+lmove              5     write,denyoom                     1,2,1    shard  -      list
+rpoplpush          3     write,denyoom                     1,2,1    shard  -      list
+lmpop              -4    write                             nk1      shard  -      list
+blpop              -3    write,blocking                    1,-2,1   shard  -      list
+brpop              -3    write,blocking                    1,-2,1   shard  -      list
+blmove             6     write,denyoom,blocking            1,2,1    shard  -      list
+brpoplpush         4     write,denyoom,blocking            1,2,1    shard  -      list
+blmpop             -5    write,blocking                    nk2      shard  -      list
+# -- sets
+sadd               -3    write,denyoom,fast                1,1,1    shard  -      set
+srem               -3    write,fast                        1,1,1    shard  -      set
+smembers           2     readonly                          1,1,1    shard  -      set
+sismember          3     readonly,fast                     1,1,1    shard  -      set
+smismember         -3    readonly,fast                     1,1,1    shard  -      set
+scard              2     readonly,fast                     1,1,1    shard  -      set
+spop               -2    write,fast                        1,1,1    shard  -      set
+srandmember        -2    readonly                          1,1,1    shard  -      set
+smove              4     write,fast                        1,2,1    shard  -      set
+sinter             -2    readonly                          1,-1,1   shard  -      set
+sinterstore        -3    write,denyoom                     1,-1,1   shard  -      set
+sunion             -2    readonly                          1,-1,1   shard  -      set
+sunionstore        -3    write,denyoom                     1,-1,1   shard  -      set
+sdiff              -2    readonly                          1,-1,1   shard  -      set
+sdiffstore         -3    write,denyoom                     1,-1,1   shard  -      set
+sintercard         -3    readonly                          nk1      shard  -      set
+sscan              -3    readonly                          1,1,1    shard  -      set
+# -- sorted sets
+zadd               -4    write,denyoom,fast                1,1,1    shard  -      sorted_set
+zincrby            4     write,denyoom,fast                1,1,1    shard  -      sorted_set
+zrem               -3    write,fast                        1,1,1    shard  -      sorted_set
+zcard              2     readonly,fast                     1,1,1    shard  -      sorted_set
+zscore             3     readonly,fast                     1,1,1    shard  -      sorted_set
+zmscore            -3    readonly,fast                     1,1,1    shard  -      sorted_set
+zrank              -3    readonly,fast                     1,1,1    shard  -      sorted_set
+zrevrank           -3    readonly,fast                     1,1,1    shard  -      sorted_set
+zcount             4     readonly,fast                     1,1,1    shard  -      sorted_set
+zlexcount          4     readonly,fast                     1,1,1    shard  -      sorted_set
+zrange             -4    readonly                          1,1,1    shard  -      sorted_set
+zrangebyscore      -4    readonly                          1,1,1    shard  -      sorted_set
+zrevrangebyscore   -4    readonly                          1,1,1    shard  -      sorted_set
+zrangebylex        -4    readonly                          1,1,1    shard  -      sorted_set
+zrevrangebylex     -4    readonly                          1,1,1    shard  -      sorted_set
+zrevrange          -4    readonly                          1,1,1    shard  -      sorted_set
+zremrangebyrank    4     write                             1,1,1    shard  -      sorted_set
+zremrangebyscore   4     write                             1,1,1    shard  -      sorted_set
+zremrangebylex     4     write                             1,1,1    shard  -      sorted_set
+zpopmin            -2    write,fast                        1,1,1    shard  -      sorted_set
+zpopmax            -2    write,fast                        1,1,1    shard  -      sorted_set
+bzpopmin           -3    write,fast,blocking               1,-2,1   shard  -      sorted_set
+bzpopmax           -3    write,fast,blocking               1,-2,1   shard  -      sorted_set
+zmpop              -4    write                             nk1      shard  -      sorted_set
+bzmpop             -5    write,blocking                    nk2      shard  -      sorted_set
+zrandmember        -2    readonly                          1,1,1    shard  -      sorted_set
+zunionstore        -4    write,denyoom                     1+nk2    shard  -      sorted_set
+zinterstore        -4    write,denyoom                     1+nk2    shard  -      sorted_set
+zdiffstore         -4    write,denyoom                     1+nk2    shard  -      sorted_set
+zunion             -3    readonly                          nk1      shard  -      sorted_set
+zinter             -3    readonly                          nk1      shard  -      sorted_set
+zdiff              -3    readonly                          nk1      shard  -      sorted_set
+zintercard         -3    readonly                          nk1      shard  -      sorted_set
+zrangestore        -5    write,denyoom                     1,2,1    shard  -      sorted_set
+zscan              -3    readonly                          1,1,1    shard  -      sorted_set
+# -- transactions
+multi              1     noscript,loading,stale,fast       -        local  -      transactions
+exec               1     noscript,loading,stale            -        local  -      transactions
+discard            1     noscript,loading,stale,fast       -        local  -      transactions
+watch              -2    noscript,loading,stale,fast       1,-1,1   local  -      transactions
+unwatch            1     noscript,loading,stale,fast       -        local  -      transactions
+# -- pub/sub
+subscribe          -2    pubsub,noscript,loading,stale     -        local  -      pubsub
+unsubscribe        -1    pubsub,noscript,loading,stale     -        local  -      pubsub
+psubscribe         -2    pubsub,noscript,loading,stale     -        local  -      pubsub
+punsubscribe       -1    pubsub,noscript,loading,stale     -        local  -      pubsub
+publish            3     pubsub,loading,stale,fast         -        local  -      pubsub
+pubsub             -2    pubsub,loading,stale              -        local  -      pubsub
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One row of the command table."""
+
+    name: str
+    arity: int
+    flags: frozenset[str]
+    first_key: int  # 0 when the command takes no keys
+    last_key: int
+    step: int
+    numkeys_at: int  # index of a numkeys argument, 0 when there is none
+    route: str  # "local", "shard" or "all"
+    policy: str  # how parts merge when keys span shards, "-" for atomic
+    group: str
+
+    @property
+    def is_write(self) -> bool:
+        return "write" in self.flags
+
+    def keys(self, args: list[bytes]) -> list[bytes]:
+        """The key arguments of ``args`` (a full command, name first).
+
+        The caller has already checked the arity.  A bad ``numkeys`` gives
+        no keys; the shard that runs the command replies with the error.
+        """
+        if self.numkeys_at:
+            try:
+                n = int(args[self.numkeys_at])
+            except ValueError:
+                n = 0
+            start = self.numkeys_at + 1
+            keys = args[start : start + n] if 0 < n <= len(args) - start else []
+            return [args[self.first_key], *keys] if self.first_key else list(keys)
+        if not self.first_key:
+            return []
+        last = self.last_key
+        if last < 0:
+            last += len(args)
+        if self.step == 1:
+            return args[self.first_key : last + 1]
+        return args[self.first_key : last + 1 : self.step]
+
+
+def _parse_keys(spec: str) -> tuple[int, int, int, int]:
+    """``first,last,step`` or ``[K+]nkI`` -> (first, last, step, numkeys_at)."""
+    if spec == "-":
+        return 0, 0, 0, 0
+    if "nk" in spec:
+        fixed, _, at = spec.partition("nk")
+        return (int(fixed.rstrip("+")) if fixed else 0), 0, 0, int(at)
+    first, last, step = (int(x) for x in spec.split(","))
+    return first, last, step, 0
+
+
+def _load(text: str) -> dict[str, Command]:
+    table: dict[str, Command] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, arity, flags, keys, route, policy, group = line.split()
+        first, last, step, numkeys_at = _parse_keys(keys)
+        table[name] = Command(
+            name=name,
+            arity=int(arity),
+            flags=frozenset(flags.split(",")),
+            first_key=first,
+            last_key=last,
+            step=step,
+            numkeys_at=numkeys_at,
+            route=route,
+            policy=policy,
+            group=group,
+        )
+    return table
+
+
+COMMANDS: dict[str, Command] = _load(_TABLE)
+
+# Lookups by the bytes clients send, filled on first use of each spelling,
+# so the hot path is one dict probe.  Bounded: only names that are commands.
+_BY_BYTES: dict[bytes, Command] = {}
+
+
+def lookup(name: bytes) -> Command | None:
+    """The command called ``name`` in any letter case, or None."""
+    cmd = _BY_BYTES.get(name)
+    if cmd is None:
+        try:
+            cmd = COMMANDS.get(name.decode("ascii").lower())
+        except UnicodeDecodeError:
+            return None
+        if cmd is not None and len(_BY_BYTES) < 65536:
+            _BY_BYTES[name] = cmd
+    return cmd
+
+
+def check_arity(cmd: Command, nargs: int) -> bool:
+    a = cmd.arity
+    return nargs == a if a > 0 else nargs >= -a

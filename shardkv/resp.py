@@ -1,0 +1,446 @@
+"""RESP, sans I/O: a request parser and a reply encoder.
+
+Nothing here touches a socket.  :class:`RequestParser` is fed the bytes a
+client sent and hands back complete commands; :func:`encode` turns a reply
+value into the bytes of RESP2 or RESP3.  The acceptor parses with it and
+both the acceptor and the workers encode with it.
+
+Reply values are plain Python objects, so command code never thinks about
+the protocol version:
+
+=================  ======================  ===========================
+Python value       RESP2                   RESP3
+=================  ======================  ===========================
+``bytes``          bulk string             bulk string
+``str``            simple string ``+``     simple string ``+``
+``int``            integer ``:``           integer ``:``
+``bool``           integer ``:1``/``:0``   boolean ``#t``/``#f``
+``None``           null bulk ``$-1``       null ``_``
+``float``          bulk string (%.17g)     double ``,``
+``list``/``tuple`` array ``*``             array ``*``
+``dict``           flat array              map ``%``
+``set``            array                   set ``~``
+:class:`Error`     error ``-``             error ``-``
+:data:`NULL_ARRAY` ``*-1``                 null ``_``
+:class:`Verbatim`  bulk string             verbatim ``=``
+:class:`Push`      array                   push ``>``
+:class:`Raw`       the bytes as they are   the bytes as they are
+=================  ======================  ===========================
+"""
+
+from __future__ import annotations
+
+import math
+
+from shardkv import errors
+
+PROTO_INLINE_MAX_SIZE = 64 * 1024
+DEFAULT_MAX_BULK_LEN = 512 * 1024 * 1024
+INT_MAX = 2**31 - 1
+# Redis refuses larger multibulk counts and bulk lengths from clients that
+# have not authenticated yet.
+UNAUTH_MAX_MULTIBULK = 10
+UNAUTH_MAX_BULK = 16384
+
+
+class ProtocolError(Exception):
+    """The client broke the protocol; reply with ``message`` and hang up."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class Error:
+    """An error reply.  ``message`` is the full text without the ``-``."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Error) and other.message == self.message
+
+    def __hash__(self) -> int:
+        return hash(self.message)
+
+    def __repr__(self) -> str:
+        return f"Error({self.message!r})"
+
+
+class Verbatim:
+    """A verbatim string (RESP3 ``=``), such as INFO's text."""
+
+    __slots__ = ("text", "format")
+
+    def __init__(self, text: bytes, format: bytes = b"txt") -> None:
+        self.text = text
+        self.format = format
+
+
+class Push(list):
+    """An out-of-band push message (RESP3 ``>``), used by Pub/Sub."""
+
+    __slots__ = ()
+
+
+class Raw:
+    """Bytes already encoded in the connection's protocol."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+class _NullArray:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NULL_ARRAY"
+
+
+NULL_ARRAY = _NullArray()
+
+OK = "OK"
+
+
+# -- parsing -----------------------------------------------------------------
+
+
+def strict_int(s: bytes) -> int | None:
+    """Parse ``s`` the way Redis's ``string2ll`` does, or return None.
+
+    Unlike ``int()`` it rejects spaces, ``+``, ``_`` and leading zeros, and
+    values outside the signed 64-bit range.
+    """
+    if s.isdigit():
+        if s[0] == 48 and len(s) > 1:
+            return None
+        v = int(s)
+        return v if v <= 9223372036854775807 else None
+    if len(s) > 1 and s[0] == 45 and s[1] != 48 and s[1:].isdigit():
+        v = -int(s[1:])
+        return v if v >= -9223372036854775808 else None
+    return None
+
+
+_ESCAPES = {ord("n"): 10, ord("r"): 13, ord("t"): 9, ord("b"): 8, ord("a"): 7}
+_HEX = b"0123456789abcdefABCDEF"
+_SPACE = b" \n\r\t\v\f"
+
+
+def split_inline(line: bytes) -> list[bytes]:
+    """Split an inline command the way Redis's ``sdssplitargs`` does.
+
+    Double quotes take C escapes (``\\n``, ``\\x41``...), single quotes take
+    only ``\\'``.  A closing quote must be followed by a space or the end.
+    Raises :class:`ProtocolError` on unbalanced quotes.
+    """
+    if b'"' not in line and b"'" not in line:
+        return line.split()
+    args: list[bytes] = []
+    i, n = 0, len(line)
+    while True:
+        while i < n and line[i] in _SPACE:
+            i += 1
+        if i >= n:
+            return args
+        cur = bytearray()
+        inq = insq = False
+        while True:
+            if inq:
+                if i >= n:
+                    raise ProtocolError(errors.PROTO_UNBALANCED)
+                c = line[i]
+                if (
+                    c == 92
+                    and i + 3 < n
+                    and line[i + 1] == 120
+                    and line[i + 2] in _HEX
+                    and line[i + 3] in _HEX
+                ):
+                    cur.append(int(line[i + 2 : i + 4], 16))
+                    i += 3
+                elif c == 92 and i + 1 < n:
+                    i += 1
+                    cur.append(_ESCAPES.get(line[i], line[i]))
+                elif c == 34:
+                    if i + 1 < n and line[i + 1] not in _SPACE:
+                        raise ProtocolError(errors.PROTO_UNBALANCED)
+                    i += 1
+                    break
+                else:
+                    cur.append(c)
+            elif insq:
+                if i >= n:
+                    raise ProtocolError(errors.PROTO_UNBALANCED)
+                c = line[i]
+                if c == 92 and i + 1 < n and line[i + 1] == 39:
+                    i += 1
+                    cur.append(39)
+                elif c == 39:
+                    if i + 1 < n and line[i + 1] not in _SPACE:
+                        raise ProtocolError(errors.PROTO_UNBALANCED)
+                    i += 1
+                    break
+                else:
+                    cur.append(c)
+            else:
+                if i >= n:
+                    break
+                c = line[i]
+                if c in _SPACE:
+                    break
+                if c == 34:
+                    inq = True
+                elif c == 39:
+                    insq = True
+                else:
+                    cur.append(c)
+            i += 1
+        args.append(bytes(cur))
+
+
+class RequestParser:
+    """Turns the bytes a client sends into commands.
+
+    ``feed(data)`` returns the list of commands completed by ``data``.  Each
+    command is a pair ``(args, raw)``: ``args`` is the list of arguments and
+    ``raw`` the exact RESP bytes of the command (``None`` for an inline
+    command), so it can be forwarded without re-encoding.
+
+    It accepts RESP arrays of bulk strings and inline commands, ignores
+    ``*0`` and ``*-1`` as Redis does, and raises :class:`ProtocolError`
+    with Redis's text for anything else.  After an error the parser is
+    spent: the connection must be closed.
+    """
+
+    __slots__ = (
+        "_buf",
+        "_args",
+        "_remaining",
+        "_bulklen",
+        "_raw_parts",
+        "_wait",
+        "_chunks",
+        "_have",
+        "max_bulk_len",
+        "authenticated",
+    )
+
+    def __init__(self, max_bulk_len: int = DEFAULT_MAX_BULK_LEN, authenticated: bool = True) -> None:
+        self._buf = b""  # unconsumed bytes
+        self._args: list[bytes] = []  # arguments of a multibulk in progress
+        self._remaining = 0  # bulks still expected by that multibulk
+        self._bulklen = -1  # length of the bulk being read, -1 for a header
+        self._raw_parts: list[bytes] = []  # bytes of that command already consumed
+        self._wait = 0  # don't parse until this many bytes are buffered
+        self._chunks: list[bytes] = []
+        self._have = 0
+        self.max_bulk_len = max_bulk_len
+        self.authenticated = authenticated
+
+    def buffered(self) -> int:
+        """How many bytes are held, waiting for the rest of a command."""
+        return len(self._buf) + self._have + sum(map(len, self._raw_parts))
+
+    def feed(self, data: bytes) -> list[tuple[list[bytes], bytes | None]]:
+        if self._wait:
+            # A large bulk is on its way: collect chunks, join them once.
+            self._chunks.append(data)
+            self._have += len(data)
+            if self._have < self._wait:
+                return []
+            buf = b"".join(self._chunks)
+            self._chunks = []
+            self._have = self._wait = 0
+        elif self._buf:
+            buf = self._buf + data
+        else:
+            buf = data
+        out: list[tuple[list[bytes], bytes | None]] = []
+        pos = 0
+        n = len(buf)
+        find = buf.find
+        while pos < n:
+            start = pos
+            if not self._remaining:
+                if buf[pos] != 42:  # not '*': an inline command
+                    eol = find(b"\n", pos)
+                    if eol < 0:
+                        if n - pos > PROTO_INLINE_MAX_SIZE:
+                            raise ProtocolError(errors.PROTO_BIG_INLINE)
+                        break
+                    line = buf[pos:eol]
+                    pos = eol + 1
+                    if line.endswith(b"\r"):
+                        line = line[:-1]
+                    args = split_inline(line)
+                    if args:
+                        out.append((args, None))
+                    continue
+                eol = find(b"\r\n", pos)
+                if eol < 0:
+                    if n - pos > PROTO_INLINE_MAX_SIZE:
+                        raise ProtocolError(errors.PROTO_BIG_MBULK_COUNT)
+                    break
+                count = strict_int(buf[pos + 1 : eol])
+                if count is None or count > INT_MAX:
+                    raise ProtocolError(errors.PROTO_MULTIBULK_LEN)
+                if count > UNAUTH_MAX_MULTIBULK and not self.authenticated:
+                    raise ProtocolError(errors.PROTO_UNAUTH_MULTIBULK)
+                pos = eol + 2
+                if count <= 0:
+                    continue
+                self._remaining = count
+                self._args = []
+            args = self._args
+            remaining = self._remaining
+            bulklen = self._bulklen
+            while remaining:
+                if bulklen < 0:
+                    if pos >= n:
+                        break
+                    if buf[pos] != 36:  # '$'
+                        raise ProtocolError(errors.PROTO_EXPECTED_DOLLAR % chr(buf[pos]))
+                    eol = find(b"\r\n", pos)
+                    if eol < 0:
+                        if n - pos > PROTO_INLINE_MAX_SIZE:
+                            raise ProtocolError(errors.PROTO_BIG_BULK_COUNT)
+                        break
+                    bulklen = strict_int(buf[pos + 1 : eol])
+                    if bulklen is None or bulklen < 0 or bulklen > self.max_bulk_len:
+                        raise ProtocolError(errors.PROTO_BULK_LEN)
+                    if bulklen > UNAUTH_MAX_BULK and not self.authenticated:
+                        raise ProtocolError(errors.PROTO_UNAUTH_BULK)
+                    pos = eol + 2
+                end = pos + bulklen
+                if end + 2 > n:
+                    break
+                args.append(buf[pos:end])
+                pos = end + 2
+                bulklen = -1
+                remaining -= 1
+            self._remaining = remaining
+            self._bulklen = bulklen
+            if remaining:
+                # The command continues in data not yet received.
+                self._raw_parts.append(buf[start:pos])
+                rest = buf[pos:]
+                if bulklen >= 0 and bulklen + 2 - len(rest) > 65536:
+                    self._chunks = [rest]
+                    self._have = len(rest)
+                    self._wait = bulklen + 2
+                    self._buf = b""
+                    return out
+                self._buf = rest
+                return out
+            if self._raw_parts:
+                self._raw_parts.append(buf[start:pos])
+                out.append((args, b"".join(self._raw_parts)))
+                self._raw_parts = []
+            else:
+                out.append((args, buf[start:pos]))
+        self._buf = buf[pos:] if pos < n else b""
+        return out
+
+
+# -- encoding ----------------------------------------------------------------
+
+
+def format_double(d: float) -> bytes:
+    """Format a double as Redis 7.0's ``addReplyDouble`` does (``%.17g``)."""
+    if math.isinf(d):
+        return b"inf" if d > 0 else b"-inf"
+    return b"%.17g" % d
+
+
+def encode_error(message: str) -> bytes:
+    # Redis replaces newlines in error text with spaces.
+    if "\r" in message or "\n" in message:
+        message = message.replace("\r", " ").replace("\n", " ")
+    return b"-%s\r\n" % message.encode("latin-1", "replace")
+
+
+def encode_command(args: list[bytes]) -> bytes:
+    """Encode a command as a RESP array of bulk strings."""
+    parts = [b"*%d\r\n" % len(args)]
+    for a in args:
+        parts.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(parts)
+
+
+def encode(value: object, resp3: bool = False) -> bytes:
+    """Encode one reply value (see the module docstring) as RESP bytes."""
+    t = type(value)
+    if t is bytes:
+        return b"$%d\r\n%s\r\n" % (len(value), value)  # type: ignore[arg-type]
+    if t is str:
+        return b"+%s\r\n" % value.encode()  # type: ignore[union-attr]
+    if t is int:
+        return b":%d\r\n" % value  # type: ignore[str-format]
+    if value is None:
+        return b"_\r\n" if resp3 else b"$-1\r\n"
+    out: list[bytes] = []
+    _encode_into(value, resp3, out)
+    return b"".join(out)
+
+
+def _encode_into(value: object, resp3: bool, out: list[bytes]) -> None:
+    t = type(value)
+    if t is bytes:
+        out.append(b"$%d\r\n" % len(value))  # type: ignore[arg-type]
+        out.append(value)  # type: ignore[arg-type]
+        out.append(b"\r\n")
+    elif t is str:
+        out.append(b"+%s\r\n" % value.encode())  # type: ignore[union-attr]
+    elif t is int:
+        out.append(b":%d\r\n" % value)  # type: ignore[str-format]
+    elif value is None:
+        out.append(b"_\r\n" if resp3 else b"$-1\r\n")
+    elif t is list or t is tuple or t is Push:
+        if t is Push and resp3:
+            out.append(b">%d\r\n" % len(value))  # type: ignore[arg-type]
+        else:
+            out.append(b"*%d\r\n" % len(value))  # type: ignore[arg-type]
+        for v in value:  # type: ignore[attr-defined]
+            _encode_into(v, resp3, out)
+    elif t is Error:
+        out.append(encode_error(value.message))  # type: ignore[attr-defined]
+    elif t is float:
+        if resp3:
+            if math.isnan(value):  # type: ignore[arg-type]
+                out.append(b",nan\r\n")
+            else:
+                out.append(b",%s\r\n" % format_double(value))  # type: ignore[arg-type]
+        else:
+            s = format_double(value)  # type: ignore[arg-type]
+            out.append(b"$%d\r\n%s\r\n" % (len(s), s))
+    elif t is dict:
+        out.append((b"%%%d\r\n" if resp3 else b"*%d\r\n") % (len(value) * (1 if resp3 else 2)))  # type: ignore[arg-type]
+        for k, v in value.items():  # type: ignore[attr-defined]
+            _encode_into(k, resp3, out)
+            _encode_into(v, resp3, out)
+    elif t is set or t is frozenset:
+        out.append((b"~%d\r\n" if resp3 else b"*%d\r\n") % len(value))  # type: ignore[arg-type]
+        for v in value:  # type: ignore[attr-defined]
+            _encode_into(v, resp3, out)
+    elif t is bool:
+        if resp3:
+            out.append(b"#t\r\n" if value else b"#f\r\n")
+        else:
+            out.append(b":1\r\n" if value else b":0\r\n")
+    elif value is NULL_ARRAY:
+        out.append(b"_\r\n" if resp3 else b"*-1\r\n")
+    elif t is Verbatim:
+        if resp3:
+            body = value.format + b":" + value.text  # type: ignore[attr-defined]
+            out.append(b"=%d\r\n%s\r\n" % (len(body), body))
+        else:
+            out.append(b"$%d\r\n%s\r\n" % (len(value.text), value.text))  # type: ignore[attr-defined]
+    elif t is Raw:
+        out.append(value.data)  # type: ignore[attr-defined]
+    else:
+        raise TypeError(f"cannot encode {t.__name__} as RESP")

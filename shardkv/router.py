@@ -1,0 +1,53 @@
+"""Which shard owns a key: Redis Cluster's slots, mapped onto shards.
+
+A key's slot is ``CRC16-XMODEM(key) & 16383``, hashing only the text
+between the first ``{`` and the next ``}`` when that text is non-empty, as
+Redis Cluster does.  ``binascii.crc_hqx`` with a zero seed *is* XMODEM, and
+it runs in C.  Slots map onto shards in contiguous ranges, so shard ``i``
+owns slots ``[i*16384//n, (i+1)*16384//n)``.
+"""
+
+from __future__ import annotations
+
+from binascii import crc_hqx
+
+SLOTS = 16384
+
+
+def key_slot(key: bytes) -> int:
+    """The cluster slot of ``key``."""
+    start = key.find(b"{")
+    if start >= 0:
+        end = key.find(b"}", start + 1)
+        if end > start + 1:
+            key = key[start + 1 : end]
+    return crc_hqx(key, 0) & 16383
+
+
+def slot_range(shard: int, nshards: int) -> range:
+    """The slots that ``shard`` of ``nshards`` owns."""
+    return range(shard * SLOTS // nshards, (shard + 1) * SLOTS // nshards)
+
+
+def slot_owners(nshards: int) -> list[int]:
+    """A table from slot to shard index."""
+    owners = [0] * SLOTS
+    for shard in range(nshards):
+        for slot in slot_range(shard, nshards):
+            owners[slot] = shard
+    return owners
+
+
+class Router:
+    """Maps keys to shard indexes for a fixed number of shards."""
+
+    __slots__ = ("nshards", "owners")
+
+    def __init__(self, nshards: int) -> None:
+        self.nshards = nshards
+        self.owners = slot_owners(nshards)
+
+    def shard_of(self, key: bytes) -> int:
+        if b"{" in key:
+            return self.owners[key_slot(key)]
+        return self.owners[crc_hqx(key, 0) & 16383]

@@ -1,0 +1,149 @@
+"""The acceptor's end of one pipe to one worker.
+
+Commands for the shard are buffered during a turn of the event loop and
+leave as one ``B`` frame when the acceptor flushes at the end of the turn
+(see :mod:`shardkv.wire` for the format).  Each command leaves a *sink*
+in :attr:`ShardLink.fifo`; the worker answers in the same order, so each
+reply in an ``R`` frame goes to the sink at the head of the FIFO.  A sink
+is anything with a ``deliver(body)`` method: a client's reply slot, one
+part of a fan-out, or a step of a cross-shard operation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+from collections import deque
+from collections.abc import Callable
+from typing import Protocol
+
+from shardkv import errors, wire
+from shardkv.resp import encode_error
+
+log = logging.getLogger("shardkv.acceptor")
+
+_FRAME = struct.Struct("!i")
+_BIG_FRAME = 1 << 16
+
+
+class Sink(Protocol):
+    def deliver(self, body: bytes) -> None: ...
+
+
+class ShardLink(asyncio.Protocol):
+    """One worker's pipe, seen from the acceptor."""
+
+    def __init__(
+        self, index: int, on_turn_end: Callable[[ShardLink], None], after_frame: Callable[[], None]
+    ) -> None:
+        self.index = index
+        self.out: list[bytes] = []  # entries waiting for the end of the turn
+        self.fifo: deque = deque()  # sinks waiting for replies, in order
+        self.queued = False  # is this link in the acceptor's flush list?
+        self.transport: asyncio.Transport | None = None
+        self.up = False
+        self._on_turn_end = on_turn_end
+        self._after_frame = after_frame
+        self._buf = b""
+        self._chunks: list[bytes] = []
+        self._have = 0
+        self._need = 0
+        self.control_handler: Callable[[object], None] | None = None
+        self.wake_handler: Callable[[int, bytes], None] | None = None
+
+    # -- sending ------------------------------------------------------------
+
+    def send(self, header: bytes, command: bytes, sink: Sink) -> None:
+        """Queue one command; it leaves at the end of this loop turn."""
+        if not self.up:
+            sink.deliver(encode_error(errors.SHARD_UNAVAILABLE))
+            return
+        out = self.out
+        out.append(header)
+        out.append(command)
+        self.fifo.append(sink)
+        if not self.queued:
+            self.queued = True
+            self._on_turn_end(self)
+
+    def flush(self) -> None:
+        """Send everything queued this turn as one ``B`` frame."""
+        self.queued = False
+        out = self.out
+        if not out or self.transport is None:
+            return
+        self.out = []
+        size = 1 + sum(map(len, out))
+        self.transport.write(b"".join((_FRAME.pack(size), b"B", *out)))
+
+    def send_frame(self, payload: bytes) -> None:
+        """Send a frame that is not a batch (cancel, control)."""
+        if self.transport is not None and self.up:
+            self.flush()
+            self.transport.write(_FRAME.pack(len(payload)) + payload)
+
+    # -- receiving ----------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.up = True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.up = False
+        self.transport = None
+        self.fail_all()
+
+    def fail_all(self) -> None:
+        """Answer every command in flight: the shard is gone."""
+        self.out = []
+        fifo, self.fifo = self.fifo, deque()
+        body = encode_error(errors.SHARD_UNAVAILABLE)
+        for sink in fifo:
+            sink.deliver(body)
+        self._after_frame()
+
+    def data_received(self, data: bytes) -> None:
+        if self._need:
+            self._chunks.append(data)
+            self._have += len(data)
+            if self._have < self._need:
+                return
+            data = b"".join(self._chunks)
+            self._chunks = []
+            self._have = self._need = 0
+        elif self._buf:
+            data = self._buf + data
+        pos = 0
+        n = len(data)
+        while n - pos >= 4:
+            (size,) = _FRAME.unpack_from(data, pos)
+            end = pos + 4 + size
+            if end > n:
+                if size > _BIG_FRAME:
+                    self._chunks = [data[pos:]]
+                    self._have = n - pos
+                    self._need = size + 4
+                    self._buf = b""
+                    self._after_frame()
+                    return
+                break
+            self._frame(data[pos + 4 : end])
+            pos = end
+        self._buf = data[pos:] if pos < n else b""
+        self._after_frame()
+
+    def _frame(self, payload: bytes) -> None:
+        kind = payload[0]
+        if kind == wire.REPLIES:
+            popleft = self.fifo.popleft
+            for body in wire.decode_replies(payload):
+                popleft().deliver(body)
+        elif kind == wire.WAKE:
+            if self.wake_handler is not None:
+                self.wake_handler(*wire.decode_wake(payload))
+        elif kind == wire.CONTROL:
+            if self.control_handler is not None:
+                self.control_handler(wire.decode_control(payload))
+        else:
+            log.warning("shard %d sent an unknown frame %r", self.index, payload[:1])

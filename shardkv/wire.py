@@ -1,0 +1,148 @@
+"""The message format on the pipes between the acceptor and the workers.
+
+Each pipe is a ``multiprocessing.Pipe()``: a Unix socket pair carrying
+frames of a 4-byte big-endian length and a payload (``Connection``'s own
+framing, so a worker can call ``recv_bytes``/``send_bytes``).  The first
+byte of a payload says what it is.  Nothing on a pipe is pickled; the only
+other codec is :mod:`marshal`, and only for values the sending process built
+itself from plain ``bytes``/``int``/``list``/``tuple``/``dict``.
+
+Acceptor -> worker
+------------------
+``B`` *batch*: every command bound for this shard during one turn of the
+    acceptor's event loop.  Entries follow each other, each one a RESP
+    integer header ``:<h>\\r\\n`` then the command as a RESP array of bulk
+    strings, usually the very bytes the client sent.  ``h & 0xFF`` holds
+    the FLAG_* bits below; ``h >> 8`` is a token that names a blocking
+    command, 0 otherwise.
+``X`` *cancel*: ``X<token>`` in ASCII.  The client blocked under that
+    token went away; forget it.
+``C`` *control*: ``C`` + marshal payload, only sent to a worker that is
+    parked inside a cross-shard operation (see :mod:`shardkv.crossshard`).
+
+Worker -> acceptor
+------------------
+``R`` *replies*: ``R``, a little-endian uint32 count N, N uint32 lengths,
+    then N reply bodies.  They answer the next N entries this worker
+    received, in order: the pipe is FIFO both ways, so no ids are needed.
+    A body is RESP in the client's protocol, except for an entry sent with
+    FLAG_PART (a marshal part value, see :func:`encode_part`) and for a
+    blocking command that blocked (an empty body: its reply comes later in
+    a ``W`` frame).
+``W`` *wake*: ``W`` + uint64 token + RESP body: the late reply to a
+    command that blocked.
+``C`` *control*: ``C`` + marshal payload, a parked worker's answer.
+"""
+
+from __future__ import annotations
+
+import marshal
+import struct
+
+from shardkv.resp import Error
+
+FLAG_RESP3 = 1  # encode the reply in RESP3
+FLAG_PART = 2  # one shard's part of a command that spans shards
+FLAG_PARK = 4  # stop here for a cross-shard operation (see crossshard)
+
+BATCH = 66  # b"B"
+CANCEL = 88  # b"X"
+CONTROL = 67  # b"C"
+REPLIES = 82  # b"R"
+WAKE = 87  # b"W"
+
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+
+try:
+    from hiredis import Reader as _HiredisReader
+except ImportError:  # pragma: no cover - hiredis is a dependency
+    _HiredisReader = None
+
+
+def entry_header(flags: int, token: int = 0) -> bytes:
+    return b":%d\r\n" % (flags | (token << 8))
+
+
+def decode_batch(payload: bytes) -> list:
+    """The ``[header, args, header, args, ...]`` of a ``B`` payload."""
+    if _HiredisReader is not None:
+        reader = _HiredisReader()
+        reader.feed(payload, 1)
+        out = []
+        append = out.append
+        gets = reader.gets
+        while (item := gets()) is not False:
+            append(item)
+        return out
+    return _decode_batch_py(payload)
+
+
+def _decode_batch_py(payload: bytes) -> list:
+    out: list = []
+    pos = 1
+    find = payload.find
+    n = len(payload)
+    while pos < n:
+        eol = find(b"\r\n", pos)
+        if payload[pos] == 58:  # ':'
+            out.append(int(payload[pos + 1 : eol]))
+            pos = eol + 2
+            continue
+        count = int(payload[pos + 1 : eol])
+        pos = eol + 2
+        args = []
+        for _ in range(count):
+            eol = find(b"\r\n", pos)
+            size = int(payload[pos + 1 : eol])
+            pos = eol + 2
+            args.append(payload[pos : pos + size])
+            pos += size + 2
+        out.append(args)
+    return out
+
+
+def encode_replies(bodies: list[bytes]) -> bytes:
+    n = len(bodies)
+    return b"".join((b"R", _U32.pack(n), struct.pack("<%dI" % n, *map(len, bodies)), *bodies))
+
+
+def decode_replies(payload: bytes) -> list[bytes]:
+    (n,) = _U32.unpack_from(payload, 1)
+    lens = struct.unpack_from("<%dI" % n, payload, 5)
+    pos = 5 + 4 * n
+    out = []
+    for size in lens:
+        out.append(payload[pos : pos + size])
+        pos += size
+    return out
+
+
+def encode_wake(token: int, body: bytes) -> bytes:
+    return b"W" + _U64.pack(token) + body
+
+
+def decode_wake(payload: bytes) -> tuple[int, bytes]:
+    return _U64.unpack_from(payload, 1)[0], payload[9:]
+
+
+def encode_part(value: object) -> bytes:
+    """A part reply: an int, a str, None, a list of RESP bodies, or an error."""
+    if type(value) is Error:
+        return marshal.dumps(("E", value.message))  # type: ignore[attr-defined]
+    return marshal.dumps(value)
+
+
+def decode_part(body: bytes) -> object:
+    value = marshal.loads(body)
+    if type(value) is tuple:
+        return Error(value[1])
+    return value
+
+
+def encode_control(value: object) -> bytes:
+    return b"C" + marshal.dumps(value)
+
+
+def decode_control(payload: bytes) -> object:
+    return marshal.loads(payload[1:])

@@ -1,0 +1,221 @@
+"""A shard's data: its keys, their values and their expiry times.
+
+Keys are grouped by cluster slot: ``data[slot]`` is a dict of the keys in
+that slot, and ``expires[slot]`` maps the keys of that slot that have a TTL
+to their deadline in milliseconds.  Grouping by slot costs one extra list
+index per access and buys three things: SCAN can use the slot number as a
+stateless cursor that never skips or repeats a key; the active sweeper can
+walk slots with a cursor, as Redis walks its expires table; and a shard's
+keys can be handed to another shard slot by slot.
+
+Values are plain Python objects, one type per Redis type:
+
+=========  ======================================
+string     ``bytes``
+hash       ``dict`` of bytes to bytes
+list       ``collections.deque`` of bytes
+set        ``set`` of bytes
+zset       :class:`shardkv.worker.zset.ZSet`
+=========  ======================================
+
+Every access goes through :meth:`Keyspace.lookup`, which expires a key
+lazily once its deadline has passed.  ``now`` is read from the clock once
+per batch of commands, as Redis caches the time per command.
+"""
+
+from __future__ import annotations
+
+import random
+from binascii import crc_hqx
+from collections import deque
+from collections.abc import Callable, Iterator
+
+from shardkv import errors
+from shardkv.errors import CommandError
+from shardkv.router import SLOTS, key_slot
+from shardkv.worker.clock import Clock
+
+# Redis's TYPE names, by Python type.  Modules of other types add theirs.
+TYPE_NAMES: dict[type, str] = {bytes: "string", dict: "hash", deque: "list", set: "set"}
+
+
+def slot_of(key: bytes) -> int:
+    if b"{" in key:
+        return key_slot(key)
+    return crc_hqx(key, 0) & 16383
+
+
+class Keyspace:
+    """The keys of one shard."""
+
+    def __init__(self, clock: Clock | None = None, slots: range = range(SLOTS)) -> None:
+        self.clock = clock or Clock()
+        self.now = self.clock.now_ms()
+        self.slots = slots
+        self.data: list[dict[bytes, object]] = [{} for _ in range(SLOTS)]
+        self.expires: list[dict[bytes, int]] = [{} for _ in range(SLOTS)]
+        self.nvolatile = 0  # keys with a TTL
+        # WATCH support: key -> version, only for keys someone watches.
+        self.watched: dict[bytes, int] = {}
+        self.expired_keys = 0  # stats, as INFO reports them
+        self.on_delete: Callable[[bytes], None] | None = None
+
+    def tick(self) -> int:
+        """Read the clock; call once per batch of commands."""
+        self.now = now = self.clock.now_ms()
+        return now
+
+    # -- reading ----------------------------------------------------------
+
+    def lookup(self, key: bytes) -> object | None:
+        """The value of ``key``, or None if it is missing or has expired."""
+        slot = key_slot(key) if b"{" in key else crc_hqx(key, 0) & 16383
+        exp = self.expires[slot]
+        if exp:
+            when = exp.get(key)
+            if when is not None and when <= self.now:
+                self._expire(slot, key)
+                return None
+        return self.data[slot].get(key)
+
+    def lookup_type(self, key: bytes, kind: type) -> object | None:
+        """Like :meth:`lookup`, but a value of another type is WRONGTYPE."""
+        value = self.lookup(key)
+        if value is not None and type(value) is not kind:
+            raise CommandError(errors.WRONGTYPE)
+        return value
+
+    def exists(self, key: bytes) -> bool:
+        return self.lookup(key) is not None
+
+    def get_expire(self, key: bytes) -> int | None:
+        """The deadline of ``key`` in ms, or None.  Call after lookup()."""
+        return self.expires[slot_of(key)].get(key)
+
+    def type_name(self, value: object) -> str:
+        return TYPE_NAMES[type(value)]
+
+    # -- writing ----------------------------------------------------------
+
+    def store(self, key: bytes, value: object, keepttl: bool = False) -> None:
+        """Set ``key`` to ``value``, dropping any TTL unless ``keepttl``."""
+        slot = slot_of(key)
+        self.data[slot][key] = value
+        if not keepttl:
+            exp = self.expires[slot]
+            if exp and exp.pop(key, None) is not None:
+                self.nvolatile -= 1
+        if self.watched:
+            self.touch(key)
+
+    def delete(self, key: bytes) -> bool:
+        """Remove ``key``; True if it existed (and had not expired)."""
+        if self.lookup(key) is None:
+            return False
+        self._remove(slot_of(key), key)
+        return True
+
+    def set_expire(self, key: bytes, when_ms: int) -> None:
+        """Give an existing ``key`` the deadline ``when_ms``."""
+        exp = self.expires[slot_of(key)]
+        if key not in exp:
+            self.nvolatile += 1
+        exp[key] = when_ms
+        if self.watched:
+            self.touch(key)
+
+    def persist(self, key: bytes) -> bool:
+        """Drop the TTL of ``key``; True if it had one."""
+        exp = self.expires[slot_of(key)]
+        if exp.pop(key, None) is None:
+            return False
+        self.nvolatile -= 1
+        if self.watched:
+            self.touch(key)
+        return True
+
+    def touch(self, key: bytes) -> None:
+        """Note that ``key`` changed, for the clients that WATCH it."""
+        w = self.watched
+        if key in w:
+            w[key] += 1
+
+    def flush(self) -> None:
+        self.data = [{} for _ in range(SLOTS)]
+        self.expires = [{} for _ in range(SLOTS)]
+        self.nvolatile = 0
+        for key in self.watched:
+            self.watched[key] += 1
+
+    def _remove(self, slot: int, key: bytes) -> None:
+        del self.data[slot][key]
+        exp = self.expires[slot]
+        if exp and exp.pop(key, None) is not None:
+            self.nvolatile -= 1
+        if self.watched:
+            self.touch(key)
+        if self.on_delete is not None:
+            self.on_delete(key)
+
+    def _expire(self, slot: int, key: bytes) -> None:
+        self._remove(slot, key)
+        self.expired_keys += 1
+
+    # -- whole keyspace ---------------------------------------------------
+
+    def dbsize(self) -> int:
+        return sum(map(len, self.data))
+
+    def iter_keys(self) -> Iterator[bytes]:
+        """Every key that has not expired (expired ones are not removed)."""
+        now = self.now
+        for slot in self.slots:
+            d = self.data[slot]
+            if not d:
+                continue
+            exp = self.expires[slot]
+            if exp:
+                for key in list(d):
+                    when = exp.get(key)
+                    if when is None or when > now:
+                        yield key
+            else:
+                yield from list(d)
+
+    def scan(self, cursor: int, count: int) -> tuple[int, list[bytes]]:
+        """Keys of whole slots from slot ``cursor`` on, at least ``count``.
+
+        Returns the next slot to scan, or -1 when this shard's slots are
+        done.  A key that exists for the whole scan lives in one slot and
+        every slot is visited exactly once, so it is returned exactly once.
+        """
+        out: list[bytes] = []
+        end = self.slots.stop
+        slot = max(cursor, self.slots.start)
+        now = self.now
+        while slot < end and len(out) < count:
+            d = self.data[slot]
+            if d:
+                exp = self.expires[slot]
+                for key in list(d):
+                    when = exp.get(key) if exp else None
+                    if when is not None and when <= now:
+                        self._expire(slot, key)
+                    else:
+                        out.append(key)
+            slot += 1
+        return (slot if slot < end else -1), out
+
+    def random_key(self) -> bytes | None:
+        """A random live key, or None; an approximately fair choice."""
+        nonempty = [s for s in self.slots if self.data[s]]
+        for _ in range(100):
+            if not nonempty:
+                return None
+            slot = random.choice(nonempty)
+            key = random.choice(list(self.data[slot]))
+            if self.lookup(key) is not None:
+                return key
+            if not self.data[slot]:
+                nonempty.remove(slot)
+        return None

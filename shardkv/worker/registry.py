@@ -1,0 +1,38 @@
+"""The worker's table of command implementations.
+
+Each implementation is registered with :func:`command` under its Redis
+name and called as ``handler(keyspace, args)``, with ``args`` the whole
+command, name first.  Arity and keys were checked by the acceptor against
+:mod:`shardkv.commands`; a handler checks only its own options, and raises
+:class:`~shardkv.errors.CommandError` to reply with an error.  It returns
+a reply value as :mod:`shardkv.resp` describes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from shardkv.worker.keyspace import Keyspace
+
+Handler = Callable[[Keyspace, list], object]
+
+HANDLERS: dict[bytes, Handler] = {}
+
+
+def command(*names: str) -> Callable[[Handler], Handler]:
+    """Register the decorated function as the handler of ``names``."""
+
+    def register(fn: Handler) -> Handler:
+        for name in names:
+            HANDLERS[name.encode()] = fn
+            HANDLERS[name.upper().encode()] = fn
+        return fn
+
+    return register
+
+
+def find(name: bytes) -> Handler | None:
+    handler = HANDLERS.get(name)
+    if handler is None:
+        handler = HANDLERS.get(name.lower())
+    return handler

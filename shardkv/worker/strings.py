@@ -1,0 +1,327 @@
+"""String commands."""
+
+from __future__ import annotations
+
+from shardkv import errors
+from shardkv.args import format_float, parse_float, parse_int
+from shardkv.errors import CommandError
+from shardkv.resp import OK
+from shardkv.worker.keyspace import Keyspace
+from shardkv.worker.registry import command
+
+PROTO_MAX_BULK_LEN = 512 * 1024 * 1024
+LLONG_MAX = 2**63 - 1
+LLONG_MIN = -(2**63)
+
+
+def get_string(ks: Keyspace, key: bytes) -> bytes | None:
+    """The string at ``key``, None if missing, WRONGTYPE for other types."""
+    value = ks.lookup(key)
+    if value is not None and type(value) is not bytes:
+        raise CommandError(errors.WRONGTYPE)
+    return value  # type: ignore[return-value]
+
+
+def check_length(size: int) -> None:
+    if size > PROTO_MAX_BULK_LEN:
+        raise CommandError(errors.STRING_TOO_LONG)
+
+
+def expire_deadline(ks: Keyspace, arg: bytes, unit_ms: int, absolute: bool, name: str) -> int:
+    """Turn an EX/PX/EXAT/PXAT argument into a deadline in ms, as Redis does."""
+    when = parse_int(arg)
+    if when <= 0 or (unit_ms == 1000 and when > LLONG_MAX // 1000):
+        raise CommandError(errors.INVALID_EXPIRE % name)
+    when *= unit_ms
+    if not absolute:
+        when += ks.now
+        if when > LLONG_MAX:
+            raise CommandError(errors.INVALID_EXPIRE % name)
+    return when
+
+
+_EXPIRE_UNITS = {b"EX": (1000, False), b"PX": (1, False), b"EXAT": (1000, True), b"PXAT": (1, True)}
+
+
+def parse_set_options(args: list[bytes], start: int, for_getex: bool):
+    """SET/GETEX options -> (nx, xx, get, keepttl, persist, expire_opt, expire_arg).
+
+    Follows ``parseExtendedStringArgumentsOrReply``: an option that clashes
+    with one already given is a syntax error.
+    """
+    nx = xx = get = keepttl = persist = False
+    exp_opt = exp_arg = None
+    j = start
+    n = len(args)
+    while j < n:
+        opt = args[j].upper()
+        has_next = j + 1 < n
+        if opt == b"NX" and not xx and not for_getex:
+            nx = True
+        elif opt == b"XX" and not nx and not for_getex:
+            xx = True
+        elif opt == b"GET" and not for_getex:
+            get = True
+        elif opt == b"KEEPTTL" and not persist and exp_opt is None and not for_getex:
+            keepttl = True
+        elif opt == b"PERSIST" and for_getex and exp_opt is None and not keepttl:
+            persist = True
+        elif (
+            opt in _EXPIRE_UNITS
+            and not keepttl
+            and not persist
+            and has_next
+            and (exp_opt is None or exp_opt == opt)
+        ):
+            exp_opt, exp_arg = opt, args[j + 1]
+            j += 1
+        else:
+            raise CommandError(errors.SYNTAX)
+        j += 1
+    return nx, xx, get, keepttl, persist, exp_opt, exp_arg
+
+
+@command("get")
+def get(ks: Keyspace, args: list[bytes]) -> object:
+    """GET key"""
+    return get_string(ks, args[1])
+
+
+@command("set")
+def set_(ks: Keyspace, args: list[bytes]) -> object:
+    """SET key value [NX | XX] [GET] [EX seconds | PX milliseconds |
+    EXAT unix-time-seconds | PXAT unix-time-milliseconds | KEEPTTL]"""
+    key = args[1]
+    if len(args) == 3:
+        ks.store(key, args[2])
+        return OK
+    nx, xx, get, keepttl, _, exp_opt, exp_arg = parse_set_options(args, 3, False)
+    when = None
+    if exp_opt is not None:
+        unit, absolute = _EXPIRE_UNITS[exp_opt]
+        when = expire_deadline(ks, exp_arg, unit, absolute, "set")
+    old = get_string(ks, key) if get else ks.lookup(key)
+    if (nx and old is not None) or (xx and old is None):
+        return old if get else None
+    ks.store(key, args[2], keepttl=keepttl)
+    if when is not None:
+        ks.set_expire(key, when)
+    return old if get else OK
+
+
+@command("setnx")
+def setnx(ks: Keyspace, args: list[bytes]) -> object:
+    """SETNX key value"""
+    if ks.lookup(args[1]) is not None:
+        return 0
+    ks.store(args[1], args[2])
+    return 1
+
+
+def _setex(ks: Keyspace, args: list[bytes], unit: int, name: str) -> object:
+    when = expire_deadline(ks, args[2], unit, False, name)
+    ks.store(args[1], args[3])
+    ks.set_expire(args[1], when)
+    return OK
+
+
+@command("setex")
+def setex(ks: Keyspace, args: list[bytes]) -> object:
+    """SETEX key seconds value"""
+    return _setex(ks, args, 1000, "setex")
+
+
+@command("psetex")
+def psetex(ks: Keyspace, args: list[bytes]) -> object:
+    """PSETEX key milliseconds value"""
+    return _setex(ks, args, 1, "psetex")
+
+
+@command("getset")
+def getset(ks: Keyspace, args: list[bytes]) -> object:
+    """GETSET key value"""
+    old = get_string(ks, args[1])
+    ks.store(args[1], args[2])
+    return old
+
+
+@command("getdel")
+def getdel(ks: Keyspace, args: list[bytes]) -> object:
+    """GETDEL key"""
+    old = get_string(ks, args[1])
+    if old is not None:
+        ks.delete(args[1])
+    return old
+
+
+@command("getex")
+def getex(ks: Keyspace, args: list[bytes]) -> object:
+    """GETEX key [EX seconds | PX milliseconds | EXAT unix-time-seconds |
+    PXAT unix-time-milliseconds | PERSIST]"""
+    key = args[1]
+    _, _, _, _, persist, exp_opt, exp_arg = parse_set_options(args, 2, True)
+    when = None
+    if exp_opt is not None:
+        unit, absolute = _EXPIRE_UNITS[exp_opt]
+        when = expire_deadline(ks, exp_arg, unit, absolute, "getex")
+    value = get_string(ks, key)
+    if value is None:
+        return None
+    if when is not None:
+        if when <= ks.now:
+            ks.delete(key)
+        else:
+            ks.set_expire(key, when)
+    elif persist:
+        ks.persist(key)
+    return value
+
+
+@command("append")
+def append(ks: Keyspace, args: list[bytes]) -> object:
+    """APPEND key value"""
+    key = args[1]
+    old = get_string(ks, key)
+    if old is None:
+        ks.store(key, args[2])
+        return len(args[2])
+    check_length(len(old) + len(args[2]))
+    new = old + args[2]
+    ks.store(key, new, keepttl=True)
+    return len(new)
+
+
+@command("strlen")
+def strlen(ks: Keyspace, args: list[bytes]) -> object:
+    """STRLEN key"""
+    value = get_string(ks, args[1])
+    return 0 if value is None else len(value)
+
+
+def _incr(ks: Keyspace, key: bytes, by: int) -> int:
+    old = get_string(ks, key)
+    if old is None:
+        current = 0
+    else:
+        current = parse_int(old) if len(old) <= 20 else None  # type: ignore[assignment]
+        if current is None:
+            raise CommandError(errors.NOT_INTEGER)
+    new = current + by
+    if new > LLONG_MAX or new < LLONG_MIN:
+        raise CommandError(errors.OVERFLOW)
+    ks.store(key, b"%d" % new, keepttl=True)
+    return new
+
+
+@command("incr")
+def incr(ks: Keyspace, args: list[bytes]) -> object:
+    """INCR key"""
+    return _incr(ks, args[1], 1)
+
+
+@command("decr")
+def decr(ks: Keyspace, args: list[bytes]) -> object:
+    """DECR key"""
+    return _incr(ks, args[1], -1)
+
+
+@command("incrby")
+def incrby(ks: Keyspace, args: list[bytes]) -> object:
+    """INCRBY key increment"""
+    return _incr(ks, args[1], parse_int(args[2]))
+
+
+@command("decrby")
+def decrby(ks: Keyspace, args: list[bytes]) -> object:
+    """DECRBY key decrement"""
+    by = parse_int(args[2])
+    if by == LLONG_MIN:
+        raise CommandError("ERR decrement would overflow")
+    return _incr(ks, args[1], -by)
+
+
+@command("incrbyfloat")
+def incrbyfloat(ks: Keyspace, args: list[bytes]) -> object:
+    """INCRBYFLOAT key increment"""
+    key = args[1]
+    old = get_string(ks, key)
+    current = 0.0 if old is None else parse_float(old)
+    new = current + parse_float(args[2])
+    if new != new or new in (float("inf"), float("-inf")):
+        raise CommandError(errors.INCR_NAN_INF)
+    text = format_float(new)
+    ks.store(key, text, keepttl=True)
+    return text
+
+
+def clamp_range(start: int, end: int, length: int) -> tuple[int, int] | None:
+    """Redis's GETRANGE index rules; None for an empty range."""
+    if start < 0 and end < 0 and start > end:
+        return None
+    if start < 0:
+        start = max(start + length, 0)
+    if end < 0:
+        end = max(end + length, 0)
+    if end >= length:
+        end = length - 1
+    if start > end or length == 0:
+        return None
+    return start, end
+
+
+@command("getrange", "substr")
+def getrange(ks: Keyspace, args: list[bytes]) -> object:
+    """GETRANGE key start end"""
+    start, end = parse_int(args[2]), parse_int(args[3])
+    value = get_string(ks, args[1])
+    if value is None:
+        return b""
+    bounds = clamp_range(start, end, len(value))
+    return b"" if bounds is None else value[bounds[0] : bounds[1] + 1]
+
+
+@command("setrange")
+def setrange(ks: Keyspace, args: list[bytes]) -> object:
+    """SETRANGE key offset value"""
+    key, piece = args[1], args[3]
+    offset = parse_int(args[2])
+    if offset < 0:
+        raise CommandError(errors.OFFSET_OUT_OF_RANGE)
+    old = get_string(ks, key)
+    if not piece:
+        return 0 if old is None else len(old)
+    check_length(offset + len(piece))
+    old = old or b""
+    if len(old) < offset:
+        old = old + b"\0" * (offset - len(old))
+    new = old[:offset] + piece + old[offset + len(piece) :]
+    ks.store(key, new, keepttl=True)
+    return len(new)
+
+
+@command("mget")
+def mget(ks: Keyspace, args: list[bytes]) -> object:
+    """MGET key [key ...]"""
+    out = []
+    for key in args[1:]:
+        value = ks.lookup(key)
+        out.append(value if type(value) is bytes else None)
+    return out
+
+
+@command("mset")
+def mset(ks: Keyspace, args: list[bytes]) -> object:
+    """MSET key value [key value ...]"""
+    store = ks.store
+    for i in range(1, len(args), 2):
+        store(args[i], args[i + 1])
+    return OK
+
+
+@command("msetnx")
+def msetnx(ks: Keyspace, args: list[bytes]) -> object:
+    """MSETNX key value [key value ...]"""
+    if any(ks.lookup(args[i]) is not None for i in range(1, len(args), 2)):
+        return 0
+    mset(ks, args)
+    return 1
