@@ -216,7 +216,7 @@ def serve(config: dict[str, Any], pipes: list[Connection], control: Connection |
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     # Importing these registers their local commands and hooks.
-    from shardkv import local as _local  # noqa: F401
+    from shardkv import crossshard, local, security  # noqa: F401
 
     acceptor = Acceptor(config)
     loop_factory = None

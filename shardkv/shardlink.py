@@ -49,7 +49,7 @@ class ShardLink(asyncio.Protocol):
         self._chunks: list[bytes] = []
         self._have = 0
         self._need = 0
-        self.control_handler: Callable[[object], None] | None = None
+        self.control_waiters: deque = deque()  # cross-shard ops awaiting a C frame
         self.wake_handler: Callable[[int, bytes], None] | None = None
 
     # -- sending ------------------------------------------------------------
@@ -101,6 +101,9 @@ class ShardLink(asyncio.Protocol):
         body = encode_error(errors.SHARD_UNAVAILABLE)
         for sink in fifo:
             sink.deliver(body)
+        waiters, self.control_waiters = self.control_waiters, deque()
+        for op in waiters:
+            op.control_failed()
         self._after_frame()
 
     def data_received(self, data: bytes) -> None:
@@ -143,7 +146,6 @@ class ShardLink(asyncio.Protocol):
             if self.wake_handler is not None:
                 self.wake_handler(*wire.decode_wake(payload))
         elif kind == wire.CONTROL:
-            if self.control_handler is not None:
-                self.control_handler(wire.decode_control(payload))
+            self.control_waiters.popleft().control(wire.decode_control(payload))
         else:
             log.warning("shard %d sent an unknown frame %r", self.index, payload[:1])

@@ -57,6 +57,7 @@ class Keyspace:
         self.nvolatile = 0  # keys with a TTL
         # WATCH support: key -> version, only for keys someone watches.
         self.watched: dict[bytes, int] = {}
+        self.watch_counts: dict[bytes, int] = {}  # watchers per watched key
         self.expired_keys = 0  # stats, as INFO reports them
         self.on_delete: Callable[[bytes], None] | None = None
 

@@ -89,3 +89,29 @@ def parse_count(arg: bytes) -> int:
     if count < 1:
         raise CommandError(errors.SYNTAX)
     return count
+
+
+@command("__watch")
+def watch(ks: Keyspace, args: list[bytes]) -> object:
+    """__watch key... -> the keys' current versions; counts the watchers."""
+    counts = ks.watch_counts
+    out = []
+    for key in args[1:]:
+        ks.lookup(key)
+        counts[key] = counts.get(key, 0) + 1
+        out.append(ks.watched.setdefault(key, 0))
+    return out
+
+
+@command("__unwatch")
+def unwatch(ks: Keyspace, args: list[bytes]) -> object:
+    """__unwatch key... -> OK; forgets keys nobody watches any more."""
+    counts = ks.watch_counts
+    for key in args[1:]:
+        n = counts.get(key, 0) - 1
+        if n <= 0:
+            counts.pop(key, None)
+            ks.watched.pop(key, None)
+        else:
+            counts[key] = n
+    return OK

@@ -1,0 +1,59 @@
+"""Moving keys between shards as plain values.
+
+A key's *state* is ``None`` (no such key) or ``(type tag, plain value,
+deadline in ms or None)``, where the plain value is built from ``bytes``,
+``int``, ``float``, ``list``, ``dict`` and ``set`` only, so it can cross a
+pipe with :mod:`marshal`.  Cross-shard operations, snapshots and
+re-sharding all move keys this way.  Each type module registers how to
+turn its values into plain ones and back.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+
+from shardkv.worker.keyspace import Keyspace, slot_of
+
+State = tuple | None
+
+# Python type -> (tag, to_plain); tag -> from_plain.
+TO_PLAIN: dict[type, tuple[str, Callable]] = {
+    bytes: ("string", lambda v: v),
+    dict: ("hash", dict),
+    deque: ("list", list),
+    set: ("set", set),
+}
+FROM_PLAIN: dict[str, Callable] = {
+    "string": lambda v: v,
+    "hash": dict,
+    "list": deque,
+    "set": set,
+}
+
+
+def export_key(ks: Keyspace, key: bytes) -> State:
+    value = ks.lookup(key)
+    if value is None:
+        return None
+    tag, to_plain = TO_PLAIN[type(value)]
+    return (tag, to_plain(value), ks.get_expire(key))
+
+
+def import_key(ks: Keyspace, key: bytes, state: State) -> None:
+    """Make ``key`` hold ``state``, replacing whatever it held."""
+    if state is None:
+        ks.delete(key)
+        return
+    tag, plain, when = state
+    ks.store(key, FROM_PLAIN[tag](plain))
+    if when is not None:
+        ks.set_expire(key, when)
+
+
+def drop_key(ks: Keyspace, key: bytes) -> None:
+    """Forget ``key`` without counting it as a change (it lives elsewhere)."""
+    slot = slot_of(key)
+    if ks.data[slot].pop(key, None) is not None:
+        if ks.expires[slot].pop(key, None) is not None:
+            ks.nvolatile -= 1

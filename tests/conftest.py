@@ -1,0 +1,107 @@
+"""Shared fixtures.
+
+``r`` is the differential fixture: a test that takes it runs twice, once
+against a real redis-server and once against shardkv (4 shards), with a
+flushed database each time.  Tests assert exact replies, so a test that
+passes on both proves the replies are equal.  ``compare`` runs a command
+on both servers at once and asserts the replies (errors included) match.
+"""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from tests.servers import start_redis, start_shardkv
+
+SERVERS = ["redis", "shardkv"]
+
+
+@pytest.fixture(scope="session")
+def redis_proc():
+    proc = start_redis()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def shardkv_proc():
+    proc = start_shardkv(shards=4)
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def ports(request):
+    """Lazily start only the servers a test run needs."""
+
+    class Ports:
+        def __getitem__(self, name: str) -> int:
+            return request.getfixturevalue(f"{name}_proc").port
+
+    return Ports()
+
+
+def _client(port: int, protocol: int = 3) -> redis.Redis:
+    return redis.Redis(port=port, protocol=protocol, socket_timeout=30)
+
+
+@pytest.fixture(params=SERVERS)
+def server(request, ports) -> int:
+    """The port of each server in turn, with its database flushed."""
+    port = ports[request.param]
+    c = _client(port)
+    c.flushall()
+    c.close()
+    return port
+
+
+@pytest.fixture
+def r(server):
+    """A redis-py client (RESP3, the default of redis-py 8) to each server in turn."""
+    c = _client(server)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def r2(server):
+    """A redis-py client speaking RESP2 to each server in turn."""
+    c = _client(server, protocol=2)
+    yield c
+    c.close()
+
+
+class Compare:
+    """Runs the same command on redis-server and shardkv and compares."""
+
+    def __init__(self, real: redis.Redis, ours: redis.Redis) -> None:
+        self.real = real
+        self.ours = ours
+
+    @staticmethod
+    def _run(client: redis.Redis, args: tuple) -> object:
+        try:
+            return client.execute_command(*args)
+        except redis.ResponseError as e:
+            return ("error", str(e))
+
+    def __call__(self, *args: object, unordered: bool = False) -> object:
+        expected = self._run(self.real, args)
+        got = self._run(self.ours, args)
+        if unordered and isinstance(expected, list) and isinstance(got, list):
+            expected, got = sorted(expected, key=repr), sorted(got, key=repr)
+        assert got == expected, f"{args!r}: redis replied {expected!r}, shardkv replied {got!r}"
+        return got
+
+
+@pytest.fixture(params=[3, 2], ids=["resp3", "resp2"])
+def compare(request, ports) -> Compare:
+    """Both servers, flushed, behind one callable that asserts equal replies."""
+    real = redis.Redis(port=ports["redis"], protocol=request.param)
+    ours = redis.Redis(port=ports["shardkv"], protocol=request.param)
+    real.flushall()
+    ours.flushall()
+    yield Compare(real, ours)
+    real.close()
+    ours.close()
