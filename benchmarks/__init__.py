@@ -1,0 +1,1 @@
+"""Benchmark harness for shardkv: throughput, CPU, memory and scaling runs."""

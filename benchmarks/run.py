@@ -1,0 +1,665 @@
+"""Benchmark shardkv against a real redis-server and a naive thread-per-client server.
+
+Run from anywhere: python benchmarks/run.py [--quick] [options]
+
+Modes (a plain run does all three; naming some runs only those):
+
+  throughput  redis-benchmark -c 50 -r 100000 -n REQUESTS -t TEST -P {1,16}
+              against redis-server, shardkv --shards 1, 2, 4 and the baseline,
+              one test per invocation so the CPU seconds each server process
+              spends (psutil, user+sys) can be charged to that test. Prints
+              requests/s with the ratio to redis-server from the same run, CPU
+              seconds per 100k requests per process, and a projection of where
+              the design saturates.
+  memory      loads --keys keys (16-byte keys, 32-byte values) with pipelined
+              raw RESP, once without and once with a TTL (SET ... EX 3600), and
+              compares the summed RSS of all shardkv processes with
+              redis-server's used_memory_rss.
+  keyspace    GET/SET throughput with -r 10000 and then -r --keys after
+              preloading that many keys; throughput should not fall by more
+              than 10% as the keyspace grows.
+
+Results go to benchmarks/results/results.json and throughput.png
+(benchmarks/results/quick/ for --quick). Progress goes to stderr. The exit
+status is 1 if any server failed to start or any benchmark reported errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.bulk_load import load_keys
+from benchmarks.charts import throughput_chart
+from benchmarks.progress import Progress
+from benchmarks.redis_benchmark import BenchmarkRun, run_redis_benchmark
+from benchmarks.servers import (
+    HOST,
+    REPO_ROOT,
+    RunningServer,
+    ServerSpec,
+    ServerStartError,
+    baseline_spec,
+    free_port,
+    redis_spec,
+    shardkv_spec,
+    start_server,
+)
+
+RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
+DEFAULT_TESTS = "set,get,incr,mset"
+# redis-benchmark's own order: list pops run after the pushes that fill the lists.
+CANONICAL_ORDER = (
+    "ping_inline ping_mbulk ping set get incr lpush rpush lpop rpop sadd hset spop zadd zpopmin"
+    " lrange lrange_100 lrange_300 lrange_500 lrange_600 mset xadd"
+).split()
+KEYSPACE_SMALL = 10_000
+KEYSPACE_TOLERANCE = 0.10
+MEMORY_TTL = 3600
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options; --quick fills in whatever was not given explicitly."""
+    parser = argparse.ArgumentParser(
+        prog="python benchmarks/run.py",
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 2)[2],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    modes = parser.add_argument_group("modes (default: all three; --quick: throughput only)")
+    modes.add_argument("--throughput", action="store_true", help="run the redis-benchmark throughput mode")
+    modes.add_argument("--memory", action="store_true", help="run the memory mode")
+    modes.add_argument("--keyspace", action="store_true", help="run the keyspace-size mode")
+    modes.add_argument("--no-throughput", action="store_true", help="leave the throughput mode out")
+    modes.add_argument("--no-memory", action="store_true", help="leave the memory mode out of the full run")
+    modes.add_argument(
+        "--no-keyspace", action="store_true", help="leave the keyspace mode out of the full run"
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: 20000 requests, shards 2, throughput only, results in results/quick/",
+    )
+    parser.add_argument(
+        "--servers",
+        default="redis,shardkv,baseline",
+        help="comma list of redis, shardkv, baseline (default: all)",
+    )
+    parser.add_argument("--shards", default=None, help="shardkv shard counts for throughput (default 1,2,4)")
+    parser.add_argument(
+        "--tests", default=DEFAULT_TESTS, help=f"redis-benchmark -t tests (default {DEFAULT_TESTS})"
+    )
+    parser.add_argument("--pipelines", default="1,16", help="redis-benchmark -P depths (default 1,16)")
+    parser.add_argument(
+        "--requests", type=int, default=None, help="redis-benchmark -n per test (default 200000)"
+    )
+    parser.add_argument("--clients", type=int, default=50, help="redis-benchmark -c (default 50)")
+    parser.add_argument(
+        "--random-keys", type=int, default=100_000, help="redis-benchmark -r (default 100000)"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="run each measurement K times, report the median"
+    )
+    parser.add_argument(
+        "--keys",
+        type=int,
+        default=None,
+        help="keys loaded by the memory and keyspace modes (default 1000000)",
+    )
+    parser.add_argument(
+        "--memory-shards", default="2,4", help="shardkv shard counts for memory (default 2,4)"
+    )
+    parser.add_argument(
+        "--keyspace-shards", type=int, default=2, help="shardkv shard count for keyspace (default 2)"
+    )
+    parser.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results)")
+    args = parser.parse_args(argv)
+
+    explicit = {m for m in ("throughput", "memory", "keyspace") if getattr(args, m)}
+    default_modes = {"throughput"} if args.quick else {"throughput", "memory", "keyspace"}
+    args.modes = (explicit or default_modes) - {
+        m for m in ("throughput", "memory", "keyspace") if getattr(args, f"no_{m}")
+    }
+    args.servers = _names(args.servers, {"redis", "shardkv", "baseline"})
+    args.shards = _ints(args.shards or ("2" if args.quick else "1,2,4"))
+    args.memory_shards = _ints(args.memory_shards)
+    args.pipelines = _ints(args.pipelines)
+    args.tests = sorted(_names(args.tests, None), key=_test_rank)
+    args.requests = args.requests or (20_000 if args.quick else 200_000)
+    args.keys = args.keys or (20_000 if args.quick else 1_000_000)
+    args.out = args.out or (RESULTS_DIR / "quick" if args.quick else RESULTS_DIR)
+    args.repeat = max(1, args.repeat)
+    return args
+
+
+def _names(text: str, allowed: set[str] | None) -> list[str]:
+    names = [n.strip().lower() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if allowed is not None and n not in allowed]
+    if unknown:
+        raise SystemExit(f"unknown name(s) {unknown}; choose from {sorted(allowed or [])}")
+    return names
+
+
+def _ints(text: str) -> list[int]:
+    return [int(n) for n in text.split(",") if n.strip()]
+
+
+def _test_rank(test: str) -> int:
+    return CANONICAL_ORDER.index(test) if test in CANONICAL_ORDER else len(CANONICAL_ORDER)
+
+
+def make_spec(kind: str, shards: int | None) -> ServerSpec:
+    """A server spec on a fresh free port."""
+    port = free_port()
+    if kind == "redis":
+        return redis_spec(port, Path("/tmp"))
+    if kind == "shardkv":
+        return shardkv_spec(port, shards or 1)
+    return baseline_spec(port)
+
+
+class Harness:
+    """Runs the selected modes and accumulates everything that goes into results.json."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.progress = Progress()
+        self.errors: list[str] = []
+        self.warnings: list[str] = []
+
+    # -- servers -----------------------------------------------------------------
+
+    def start(self, kind: str, shards: int | None) -> RunningServer | None:
+        """Start a server, or record why it could not start and return None."""
+        try:
+            spec = make_spec(kind, shards)
+            self.progress(f"starting {spec.label} on port {spec.port}")
+            return start_server(spec)
+        except ServerStartError as exc:
+            self.errors.append(str(exc))
+            self.progress(f"!! failed to start {exc.brief}")
+            return None
+
+    def stop(self, server: RunningServer) -> None:
+        """Stop a server and keep any warnings its shutdown produced."""
+        server.stop()
+        self.warnings += server.warnings
+
+    # -- redis-benchmark -----------------------------------------------------------
+
+    def benchmark(
+        self, server: RunningServer, test: str, pipeline: int, keyspace: int
+    ) -> list[dict[str, Any]]:
+        """Run one test --repeat times and return one record per CSV row (median figures)."""
+        runs: list[BenchmarkRun] = []
+        for rep in range(self.args.repeat):
+            rep_note = f" (run {rep + 1}/{self.args.repeat})" if self.args.repeat > 1 else ""
+            self.progress(f"{server.spec.label}: {test} -P {pipeline} -r {keyspace}{rep_note}")
+            run = run_redis_benchmark(server, test, pipeline, self.args.requests, self.args.clients, keyspace)
+            rates = ", ".join(f"{row.name} {row.rps:,.0f} rps" for row in run.rows) or "no result"
+            self.progress(f"{server.spec.label}: {test} -P {pipeline}: {rates} ({run.wall_seconds:.1f}s)")
+            for error in dict.fromkeys(run.errors):
+                self.progress(f"!! {error}")
+                message = f"{server.spec.label} {test} -P {pipeline}: {error}"
+                if message not in self.errors:
+                    self.errors.append(message)
+            runs.append(run)
+            if not run.rows:
+                break  # a test the server cannot run fails the same way every time
+        return summarize(server.spec, runs)
+
+    # -- modes ------------------------------------------------------------------------
+
+    def throughput(self) -> list[dict[str, Any]]:
+        """redis-benchmark every test at every pipeline depth against every server."""
+        records: list[dict[str, Any]] = []
+        for kind, shards in self.targets(self.args.shards):
+            server = self.start(kind, shards)
+            if server is None:
+                continue
+            try:
+                self.progress(f"{server.spec.label}: processes {sorted(set(server.roles().values()))}")
+                for pipeline in self.args.pipelines:
+                    for test in self.args.tests:
+                        records += self.benchmark(server, test, pipeline, self.args.random_keys)
+            finally:
+                self.stop(server)
+        add_ratios(records)
+        return records
+
+    def targets(self, shard_counts: list[int], baseline: bool = True) -> list[tuple[str, int | None]]:
+        """(kind, shards) of the chosen --servers in run order: redis, shardkv per count, baseline."""
+        chosen = self.args.servers
+        found: list[tuple[str, int | None]] = [("redis", None)] if "redis" in chosen else []
+        if "shardkv" in chosen:
+            found += [("shardkv", n) for n in shard_counts]
+        if baseline and "baseline" in chosen:
+            found.append(("baseline", None))
+        return found
+
+    def memory(self) -> list[dict[str, Any]]:
+        """Load --keys keys without and with a TTL; compare resident memory."""
+        records = []
+        for ttl in (None, MEMORY_TTL):
+            for kind, shards in self.targets(self.args.memory_shards):
+                server = self.start(kind, shards)
+                if server is None:
+                    continue
+                try:
+                    records.append(self.memory_one(server, ttl))
+                finally:
+                    self.stop(server)
+        add_memory_ratios(records)
+        return records
+
+    def memory_one(self, server: RunningServer, ttl: int | None) -> dict[str, Any]:
+        """Measure one fresh server empty, load the keys, and measure it again."""
+        time.sleep(0.5)
+        empty = server.memory()
+        self.progress(f"{server.spec.label}: loading {self.args.keys:,} keys (ttl={ttl})")
+        loaded = load_keys(HOST, server.port, 0, self.args.keys, ttl=ttl)
+        self.progress(f"{server.spec.label}: loaded {loaded.ok:,} keys at {loaded.rate:,.0f} keys/s")
+        if loaded.errors:
+            self.errors.append(
+                f"{server.spec.label}: {loaded.errors} SET errors while loading: {loaded.first_error}"
+            )
+        time.sleep(1.0)  # let allocators and worker queues settle before reading RSS
+        full = server.memory()
+        primary = "used_memory_rss" if server.spec.kind == "redis" else "rss_sum"
+        record = {
+            "server": server.spec.label,
+            "kind": server.spec.kind,
+            "shards": server.spec.shards,
+            "ttl": ttl,
+            "keys": self.args.keys,
+            "keys_ok": loaded.ok,
+            "load_seconds": loaded.seconds,
+            "empty": empty,
+            "loaded": full,
+            "rss": full[primary],
+            "rss_net": full[primary] - empty[primary],
+            "pss": full["pss_sum"],
+        }
+        record["bytes_per_key"] = record["rss_net"] / max(1, loaded.ok)
+        self.progress(
+            f"{server.spec.label}: RSS {record['rss'] / 2**20:,.1f} MiB "
+            f"({record['bytes_per_key']:.0f} bytes/key above empty)"
+        )
+        return record
+
+    def keyspace(self) -> list[dict[str, Any]]:
+        """GET/SET throughput with a small and then a large preloaded keyspace."""
+        small = min(KEYSPACE_SMALL, self.args.keys)
+        records = []
+        for kind, shards in self.targets([self.args.keyspace_shards], baseline=False):
+            server = self.start(kind, shards)
+            if server is None:
+                continue
+            try:
+                loaded = 0
+                for size in (small, self.args.keys):
+                    self.progress(f"{server.spec.label}: preloading keys {loaded:,}..{size:,}")
+                    result = load_keys(HOST, server.port, loaded, size)
+                    if result.errors:
+                        self.errors.append(
+                            f"{server.spec.label}: {result.errors} SET errors: {result.first_error}"
+                        )
+                    loaded = size
+                    for pipeline in self.args.pipelines:
+                        for test in ("set", "get"):
+                            for record in self.benchmark(server, test, pipeline, size):
+                                records.append({**record, "keyspace": size})
+            finally:
+                self.stop(server)
+        return keyspace_comparison(records, small, self.args.keys)
+
+
+def summarize(spec: ServerSpec, runs: list[BenchmarkRun]) -> list[dict[str, Any]]:
+    """Merge repeated runs of one test into one record per CSV row, taking medians."""
+    first = runs[0]
+    names = list(dict.fromkeys(row.name for run in runs for row in run.rows))
+    measured = [run.cpu_per_100k() for run in runs if run.rows]
+    cpu_roles = list(dict.fromkeys(role for per_role in measured for role in per_role))
+    cpu = {role: statistics.median(per_role.get(role, 0.0) for per_role in measured) for role in cpu_roles}
+    records = []
+    for name in names or [first.test.upper()]:
+        rows = [row for run in runs for row in run.rows if row.name == name]
+        records.append(
+            {
+                "server": spec.label,
+                "kind": spec.kind,
+                "shards": spec.shards,
+                "test": first.test,
+                "name": name,
+                "pipeline": first.pipeline,
+                "requests": first.requests,
+                "clients": first.clients,
+                "keyspace": first.keyspace,
+                "rps": statistics.median(row.rps for row in rows) if rows else 0.0,
+                "rps_runs": [row.rps for row in rows],
+                "p50_ms": statistics.median(row.p50_ms for row in rows) if rows else 0.0,
+                "p99_ms": statistics.median(row.p99_ms for row in rows) if rows else 0.0,
+                "cpu_seconds_per_100k": cpu,
+                "errors": sorted({e for run in runs for e in run.errors}),
+                "warnings": sorted({w for run in runs for w in run.warnings}),
+            }
+        )
+    return records
+
+
+def add_ratios(records: list[dict[str, Any]]) -> None:
+    """Set `vs_redis`: each record's requests/s over redis-server's for the same test and depth."""
+    redis = {(r["name"], r["pipeline"]): r["rps"] for r in records if r["kind"] == "redis"}
+    for record in records:
+        base = redis.get((record["name"], record["pipeline"]))
+        record["vs_redis"] = record["rps"] / base if base and record["rps"] else None
+
+
+def add_memory_ratios(records: list[dict[str, Any]]) -> None:
+    """Set `vs_redis` (RSS) and `net_vs_redis` (RSS above the empty server) per TTL setting."""
+    redis = {r["ttl"]: r for r in records if r["kind"] == "redis"}
+    for record in records:
+        base = redis.get(record["ttl"])
+        record["vs_redis"] = record["rss"] / base["rss"] if base and base["rss"] else None
+        record["net_vs_redis"] = record["rss_net"] / base["rss_net"] if base and base["rss_net"] > 0 else None
+
+
+def keyspace_comparison(records: list[dict[str, Any]], small: int, large: int) -> list[dict[str, Any]]:
+    """Pair the small- and large-keyspace runs and flag a fall of more than 10%."""
+    by_key = {(r["server"], r["name"], r["pipeline"], r["keyspace"]): r for r in records}
+    pairs = []
+    for (server, name, pipeline, size), record in by_key.items():
+        if size != small:
+            continue
+        other = by_key.get((server, name, pipeline, large))
+        ratio = other["rps"] / record["rps"] if other and record["rps"] else None
+        pairs.append(
+            {
+                "server": server,
+                "name": name,
+                "pipeline": pipeline,
+                "small_keyspace": small,
+                "large_keyspace": large,
+                "rps_small": record["rps"],
+                "rps_large": other["rps"] if other else None,
+                "large_over_small": ratio,
+                "within_10_percent": ratio is not None and ratio >= 1 - KEYSPACE_TOLERANCE,
+            }
+        )
+    return pairs
+
+
+def projection(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """From CPU seconds per 100k requests, project which shardkv process saturates first.
+
+    A process that spends c CPU seconds per 100k requests runs out of one core
+    at 100000 / c requests/s. The single acceptor sees every request, so once
+    the workers are spread over enough cores it is the ceiling; the design can
+    use (total CPU per request) / (acceptor CPU per request) cores before then.
+    """
+    projections = []
+    for record in records:
+        if record["kind"] != "shardkv":
+            continue
+        cpu = {role: c for role, c in record["cpu_seconds_per_100k"].items() if c > 0}
+        if not cpu or not record["rps"]:
+            continue
+        per_process = {
+            role: {"cpu_seconds_per_100k": c, "max_rps_one_core": 100_000 / c} for role, c in cpu.items()
+        }
+        first = max(cpu, key=cpu.__getitem__)
+        acceptor = next((role for role in cpu if "acceptor" in role), None)
+        total = sum(cpu.values())
+        workers = sum(c for role, c in cpu.items() if "worker" in role or "shard" in role)
+        projections.append(
+            {
+                "server": record["server"],
+                "shards": record["shards"],
+                "name": record["name"],
+                "pipeline": record["pipeline"],
+                "measured_rps": record["rps"],
+                "processes": per_process,
+                "total_cpu_seconds_per_100k": total,
+                "acceptor_cpu_seconds_per_100k": cpu.get(acceptor) if acceptor else None,
+                "workers_cpu_seconds_per_100k": workers,
+                "saturates_first": first,
+                "saturates_at_rps": 100_000 / cpu[first],
+                "acceptor_ceiling_rps": 100_000 / cpu[acceptor] if acceptor else None,
+                "cores_before_acceptor_saturates": total / cpu[acceptor] if acceptor else None,
+            }
+        )
+    return projections
+
+
+# -- printing -----------------------------------------------------------------------------
+
+
+def print_table(headers: list[str], rows: list[list[str]], title: str) -> None:
+    """Print a plain aligned text table: numbers to the right, words to the left."""
+    if not rows:
+        return
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    print(f"\n{title}")
+    print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
+    print("  ".join("-" * w for w in widths))
+    for row in rows:
+        cells = zip(row, widths, strict=True)
+        print("  ".join(c.rjust(w) if _numeric(c) else c.ljust(w) for c, w in cells))
+
+
+def _numeric(cell: str) -> bool:
+    return cell[:1].isdigit() or cell == "-"
+
+
+def _ratio(value: float | None) -> str:
+    return f"{value:.2f}x" if value is not None else "-"
+
+
+def print_throughput(records: list[dict[str, Any]]) -> None:
+    """The main table: server, shards, test, pipeline, requests/s, ratio to redis-server."""
+    rows = [
+        [
+            r["kind"],
+            str(r["shards"] or "-"),
+            r["name"],
+            str(r["pipeline"]),
+            f"{r['rps']:,.0f}",
+            _ratio(r["vs_redis"]),
+            f"{r['p50_ms']:.2f}",
+            str(len(r["errors"])),
+        ]
+        for r in records
+    ]
+    print_table(
+        ["server", "shards", "test", "P", "requests/s", "vs redis", "p50 ms", "errors"],
+        rows,
+        "Throughput (redis-benchmark)",
+    )
+    cpu_rows = []
+    for r in records:
+        for role, secs in r["cpu_seconds_per_100k"].items():
+            if secs <= 0:
+                continue
+            cpu_rows.append(
+                [r["server"], role, r["name"], str(r["pipeline"]), f"{secs:.3f}", f"{100_000 / secs:,.0f}"]
+            )
+    print_table(
+        ["server", "process", "test", "P", "cpu s/100k req", "max rps @1 core"],
+        cpu_rows,
+        "CPU seconds (user+sys) per 100k requests, per server process (idle processes left out)",
+    )
+
+
+def print_projection(projections: list[dict[str, Any]]) -> None:
+    """Which shardkv process saturates first, and how many cores the design can use."""
+    rows = [
+        [
+            str(p["shards"]),
+            p["name"],
+            str(p["pipeline"]),
+            f"{p['measured_rps']:,.0f}",
+            f"{p['acceptor_cpu_seconds_per_100k']:.3f}" if p["acceptor_cpu_seconds_per_100k"] else "-",
+            f"{p['workers_cpu_seconds_per_100k']:.3f}",
+            f"{p['total_cpu_seconds_per_100k']:.3f}",
+            p["saturates_first"],
+            f"{p['saturates_at_rps']:,.0f}",
+            f"{p['acceptor_ceiling_rps']:,.0f}" if p["acceptor_ceiling_rps"] else "-",
+            f"{p['cores_before_acceptor_saturates']:.1f}" if p["cores_before_acceptor_saturates"] else "-",
+        ]
+        for p in projections
+    ]
+    print_table(
+        [
+            "shards",
+            "test",
+            "P",
+            "measured rps",
+            "acceptor s/100k",
+            "workers s/100k",
+            "total s/100k",
+            "saturates first",
+            "at rps",
+            "acceptor ceiling rps",
+            "cores usable",
+        ],
+        rows,
+        "Projection: max requests/s per process at 100% of one core (100000 / cpu-s per 100k)",
+    )
+
+
+def print_memory(records: list[dict[str, Any]]) -> None:
+    """RSS after loading, net of the empty server, and ratios to redis-server."""
+    rows = [
+        [
+            r["kind"],
+            str(r["shards"] or "-"),
+            "EX 3600" if r["ttl"] else "none",
+            f"{r['keys_ok']:,}",
+            f"{r['rss'] / 2**20:,.1f}",
+            f"{r['rss_net'] / 2**20:,.1f}",
+            f"{r['bytes_per_key']:.0f}",
+            f"{r['pss'] / 2**20:,.1f}",
+            _ratio(r["vs_redis"]),
+            _ratio(r["net_vs_redis"]),
+        ]
+        for r in records
+    ]
+    print_table(
+        [
+            "server",
+            "shards",
+            "ttl",
+            "keys",
+            "RSS MiB",
+            "net MiB",
+            "bytes/key",
+            "PSS MiB",
+            "vs redis",
+            "net vs redis",
+        ],
+        rows,
+        "Memory (redis: used_memory_rss; others: summed RSS of all processes; net = above empty server)",
+    )
+
+
+def print_keyspace(pairs: list[dict[str, Any]]) -> None:
+    """Throughput with the small and the large keyspace."""
+    rows = [
+        [
+            p["server"],
+            p["name"],
+            str(p["pipeline"]),
+            f"{p['rps_small']:,.0f}",
+            f"{p['rps_large']:,.0f}" if p["rps_large"] else "-",
+            _ratio(p["large_over_small"]),
+            "yes" if p["within_10_percent"] else "NO",
+        ]
+        for p in pairs
+    ]
+    if pairs:
+        headers = [
+            "server",
+            "test",
+            "P",
+            f"rps -r {pairs[0]['small_keyspace']:,}",
+            f"rps -r {pairs[0]['large_keyspace']:,}",
+            "large/small",
+            "within 10%",
+        ]
+        print_table(headers, rows, "Keyspace size")
+
+
+def environment() -> dict[str, Any]:
+    """Facts about the machine and tools, stored with the results."""
+    try:
+        redis_version = subprocess.run(
+            ["redis-server", "--version"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+    except OSError:
+        redis_version = None
+    return {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "redis_server": redis_version,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the selected modes, print the tables, write results.json and the chart."""
+    args = parse_args(argv)
+    harness = Harness(args)
+    harness.progress(
+        f"modes {sorted(args.modes)}, servers {args.servers}, tests {args.tests}, "
+        f"pipelines {args.pipelines}, {args.requests:,} requests, repeat {args.repeat}"
+    )
+    results: dict[str, Any] = {
+        "environment": environment(),
+        "options": {
+            k: (str(v) if isinstance(v, Path) else sorted(v) if isinstance(v, set) else v)
+            for k, v in vars(args).items()
+        },
+    }
+    try:
+        if "throughput" in args.modes:
+            results["throughput"] = harness.throughput()
+            results["projection"] = projection(results["throughput"])
+            print_throughput(results["throughput"])
+            print_projection(results["projection"])
+        if "memory" in args.modes:
+            results["memory"] = harness.memory()
+            print_memory(results["memory"])
+        if "keyspace" in args.modes:
+            results["keyspace"] = harness.keyspace()
+            print_keyspace(results["keyspace"])
+    except KeyboardInterrupt:
+        harness.errors.append("interrupted")
+    results["errors"] = harness.errors
+    results["warnings"] = harness.warnings
+    results["elapsed_seconds"] = harness.progress.elapsed
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(results, indent=2))
+    if results.get("throughput"):
+        throughput_chart(results["throughput"], args.out / "throughput.png")
+    harness.progress(
+        f"wrote {args.out / 'results.json'}" + (", throughput.png" if results.get("throughput") else "")
+    )
+    if harness.errors:
+        print(f"\n{len(harness.errors)} error(s):", *harness.errors[:20], sep="\n  ")
+    return 1 if harness.errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
