@@ -27,6 +27,7 @@ from typing import Any
 from shardkv import __version__, errors
 from shardkv.client import Client
 from shardkv.commands import Command
+from shardkv.proctitle import set_name
 from shardkv.router import Router
 from shardkv.shardlink import ShardLink
 
@@ -41,6 +42,8 @@ LOCAL: dict[str, LocalHandler] = {}
 INTERCEPTORS: list[Callable[[Client, Command, list], bool]] = []
 # The handler for commands whose keys span shards and need atomicity.
 CROSS_SHARD: list[Callable[[Client, Command, list, list], None]] = []
+# The handler of blocking commands (BLPOP, BZPOPMIN...): shardkv.blocking.
+BLOCKING: list[Callable[[Client, Command, list, bytes | None, list], None]] = []
 
 
 def local(*names: str) -> Callable[[LocalHandler], LocalHandler]:
@@ -76,6 +79,7 @@ class Acceptor:
         self.lastsave = int(time.time())
         self.event_loop_name = "asyncio"
         self.shutdown_requested: asyncio.Future | None = None
+        self.control: socket.socket | None = None  # to the supervisor
 
     def next_client_id(self) -> int:
         return next(self._ids)
@@ -137,36 +141,65 @@ class Acceptor:
         else:
             CROSS_SHARD[0](client, cmd, args, keys)
 
+    def block(self, client: Client, cmd: Command, args: list, raw: bytes | None, keys: list) -> None:
+        if not BLOCKING:
+            client.reply_error(f"ERR command '{cmd.name}' is not available yet")
+        else:
+            BLOCKING[0](client, cmd, args, raw, keys)
+
     # -- running ------------------------------------------------------------------
 
     async def _attach(self, link: ShardLink, fd: int) -> None:
         """Start talking to a worker over the pipe end ``fd`` (now ours)."""
         sock = socket.socket(fileno=fd)
-        await self.loop.create_unix_connection(lambda: link, sock=sock)  # type: ignore[union-attr]
+        await self.loop.create_unix_connection(link.protocol, sock=sock)  # type: ignore[union-attr]
+        for hook in ATTACH_HOOKS:
+            hook(self, link)
 
-    def _on_control(self, control: Connection) -> None:
-        """The supervisor restarted a worker and sends us its pipe."""
-        from multiprocessing.reduction import recv_handle
+    def _on_control(self, control: socket.socket) -> None:
+        """The supervisor restarted a worker and sends us its pipe.
 
+        One message carries the shard index as text and the pipe's fd as
+        ancillary data, so the two cannot arrive apart.
+        """
         try:
-            message = control.recv_bytes()
-            fd = recv_handle(control)
-        except (EOFError, OSError):
+            message, fds, _, _ = socket.recv_fds(control, 64, 1)
+        except BlockingIOError:
+            return
+        if not message:
             self.loop.remove_reader(control.fileno())  # type: ignore[union-attr]
             return
-        index = int(message.split()[1])
+        index = int(message)
         log.info("acceptor: shard %d is back", index)
-        self.loop.create_task(self._attach(self.links[index], fd))  # type: ignore[union-attr]
+        self.loop.create_task(self._attach(self.links[index], fds[0]))  # type: ignore[union-attr]
+
+    async def _shards_ready(self) -> None:
+        """Wait until every worker answers, so clients never find one starting."""
+        from shardkv.resp import encode_command
+        from shardkv.wire import entry_header
+
+        waiters = []
+        for link in self.links:
+            fut = self.loop.create_future()  # type: ignore[union-attr]
+            link.send(entry_header(0), encode_command([b"__ping"]), _FutureSink(fut))
+            waiters.append(fut)
+        await asyncio.gather(*waiters)
 
     async def serve(self, pipes: list[Connection], control: Connection | None = None) -> None:
         self.loop = loop = asyncio.get_running_loop()
         self.shutdown_requested = loop.create_future()
         for link, conn in zip(self.links, pipes, strict=False):
+            if conn is None:  # a worker still loading: the supervisor sends it later
+                continue
             fd = os.dup(conn.fileno())
             conn.close()
             await self._attach(link, fd)
         if control is not None:
-            loop.add_reader(control.fileno(), self._on_control, control)
+            sock = socket.socket(fileno=os.dup(control.fileno()))
+            control.close()
+            sock.setblocking(False)
+            loop.add_reader(sock.fileno(), self._on_control, sock)
+            self.control = sock  # CONFIG SET tells the supervisor through it
         for host in self.config["bind"].split():
             server = await loop.create_server(
                 lambda: Client(self), host, self.config["port"], reuse_address=True, backlog=511
@@ -205,8 +238,21 @@ class Acceptor:
                         client.transport.close()  # type: ignore[union-attr]
 
 
+class _FutureSink:
+    """A sink that resolves a future with the reply body."""
+
+    def __init__(self, fut: asyncio.Future) -> None:
+        self.fut = fut
+
+    def deliver(self, body: bytes) -> None:
+        if not self.fut.done():
+            self.fut.set_result(body)
+
+
 CONNECT_HOOKS: list[Callable[[Client], None]] = []
 DISCONNECT_HOOKS: list[Callable[[Client], None]] = []
+# Called when a worker's pipe is attached (at start and after a restart).
+ATTACH_HOOKS: list[Callable[[Acceptor, ShardLink], None]] = []
 
 
 def serve(config: dict[str, Any], pipes: list[Connection], control: Connection | None = None) -> None:
@@ -214,9 +260,10 @@ def serve(config: dict[str, Any], pipes: list[Connection], control: Connection |
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides
+    set_name("shardkv-accept")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     # Importing these registers their local commands and hooks.
-    from shardkv import crossshard, local, security  # noqa: F401
+    from shardkv import blocking, crossshard, durability, limits, local, pubsub, security, transactions  # noqa: F401
 
     acceptor = Acceptor(config)
     loop_factory = None

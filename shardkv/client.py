@@ -15,6 +15,7 @@ writes the longest ready prefix.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from typing import TYPE_CHECKING
@@ -25,6 +26,8 @@ from shardkv.resp import Error, ProtocolError, RequestParser, encode, encode_com
 
 if TYPE_CHECKING:
     from shardkv.acceptor import Acceptor
+
+log = logging.getLogger("shardkv.acceptor")
 
 HEADERS = (wire.entry_header(0), wire.entry_header(wire.FLAG_RESP3))
 PART_HEADERS = (wire.entry_header(wire.FLAG_PART), wire.entry_header(wire.FLAG_PART | wire.FLAG_RESP3))
@@ -50,12 +53,13 @@ class Slot:
 
 
 def unknown_command(args: list[bytes]) -> str:
+    # Redis formats these with %.128s, so a NUL byte ends each one.
     shown = ""
     for a in args[1:]:
         if len(shown) >= 128:
             break
-        shown += "'{}' ".format(a[: 128 - len(shown)].decode("latin-1"))
-    return errors.UNKNOWN_COMMAND % (args[0][:128].decode("latin-1"), shown)
+        shown += "'{}' ".format(a.split(b"\0", 1)[0][: 128 - len(shown)].decode("latin-1"))
+    return errors.UNKNOWN_COMMAND % (args[0].split(b"\0", 1)[0][:128].decode("latin-1"), shown)
 
 
 class Client(asyncio.Protocol):
@@ -64,7 +68,10 @@ class Client(asyncio.Protocol):
     def __init__(self, server: Acceptor) -> None:
         self.server = server
         self.id = server.next_client_id()
-        self.parser = RequestParser(server.config["proto-max-bulk-len"])
+        config = server.config
+        self.parser = RequestParser(
+            config["proto-max-bulk-len"], max_query_buffer=config["client-query-buffer-limit"]
+        )
         self.pending: deque = deque()
         self.dirty = False
         self.resp3 = False
@@ -86,7 +93,10 @@ class Client(asyncio.Protocol):
         self.watching: dict | None = None
         self.channels: set = set()
         self.patterns: set = set()
+        # Set while a blocking command (BLPOP...) waits; the commands that
+        # come meanwhile are held, and run when it is answered (resume).
         self.blocked_token = 0
+        self.held: list = []
 
     # -- connection events ----------------------------------------------------
 
@@ -109,24 +119,110 @@ class Client(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return
+        if not self.authenticated:
+            self._data_received_unauthenticated(data)
+            return
         try:
             batch = self.parser.feed(data)
         except ProtocolError as e:
-            self.pending.append(encode_error(e.message))
-            self.close_after_replies()
-            self.flush()
+            self.protocol_error(e)
             return
-        execute = self.execute
-        for args, raw in batch:
-            execute(args, raw)
-            if self.closing:
-                break
+        if self.blocked_token or self.held:
+            # A blocking command waits: what follows waits for it, as in Redis.
+            self.held.extend(batch)
+        else:
+            execute = self.execute
+            rest = iter(batch)
+            for args, raw in rest:
+                execute(args, raw)
+                if self.closing or self.blocked_token:
+                    if not self.closing:
+                        self.held.extend(rest)
+                    break
         if batch:
             self.server.commands_processed += len(batch)
             self.last_active = time.monotonic()
             self.last_command = batch[-1][0][0]
+        else:  # part of a command: still activity, for ``timeout``
+            self.last_active = time.monotonic()
         if self.pending:
             self.flush()
+
+    def resume(self) -> None:
+        """Run the commands held while a blocking command waited."""
+        if self.blocked_token or self.closing or self.closed:
+            return
+        held, self.held = self.held, []
+        execute = self.execute
+        rest = iter(held)
+        for args, raw in rest:
+            execute(args, raw)
+            if self.closing or self.blocked_token:
+                if not self.closing:
+                    self.held.extend(rest)
+                break
+        if self.pending:
+            self.flush()
+
+    def _data_received_unauthenticated(self, data: bytes) -> None:
+        """Before AUTH the parser hands over one command at a time, so AUTH
+        runs before the next command's header meets the smaller limits for
+        unauthenticated clients (as in Redis, which parses and runs in turn)."""
+        parser = self.parser
+        while not self.closing:
+            try:
+                batch = parser.feed(data)
+            except ProtocolError as e:
+                self.protocol_error(e)
+                return
+            if not batch:
+                break
+            data = b""
+            for args, raw in batch:
+                self.execute(args, raw)
+                if self.closing:
+                    break
+            self.server.commands_processed += len(batch)
+            self.last_command = batch[-1][0][0]
+        self.last_active = time.monotonic()
+        if self.pending:
+            self.flush()
+
+    def protocol_error(self, e: ProtocolError) -> None:
+        """Run the commands that came before the bad bytes, then reply with
+        the error and hang up, as Redis does."""
+        for args, raw in e.commands:
+            self.execute(args, raw)
+            if self.closing:
+                break
+        if not self.closing:
+            if e.message:
+                self.pending.append(encode_error(e.message))
+            else:  # client-query-buffer-limit: Redis logs it and closes, no reply
+                log.warning(
+                    "Closing client that reached max query buffer length: id=%d addr=%s qbuf=%d",
+                    self.id,
+                    self.addr,
+                    self.parser.buffered(),
+                )
+            self.close_after_replies()
+        self.flush()
+
+    # -- back-pressure ----------------------------------------------------------
+    # A client that pipelines commands and never reads the replies must not
+    # make the acceptor buffer replies without bound.  Once the socket's
+    # write buffer passes the transport's high-water mark, stop reading from
+    # the client; read again when it has drained below the low-water mark.
+    # Replies to the commands already read still go out, so memory per client
+    # is bounded by the replies to one read of commands plus the high-water mark.
+
+    def pause_writing(self) -> None:
+        if not self.closing and self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if not self.closing and self.transport is not None:
+            self.transport.resume_reading()
 
     # -- replies ----------------------------------------------------------------
 
@@ -222,6 +318,9 @@ class Client(asyncio.Protocol):
         if not keys:
             # No keys (a bad numkeys): any shard replies with the error.
             self.send(0, args, raw)
+            return
+        if "blocking" in cmd.flags:
+            server.block(self, cmd, args, raw, keys)
             return
         first = shard_of(keys[0])
         for key in keys:

@@ -59,8 +59,8 @@ debug              -2    admin,noscript                    -        local  -    
 swapdb             3     write,fast                        -        local  -      server
 shutdown           -1    admin,noscript,loading,stale      -        local  -      server
 save               1     admin,noscript                    -        all    ok     server
-bgsave             -1    admin,noscript                    -        all    ok     server
-bgrewriteaof       1     admin,noscript                    -        all    ok     server
+bgsave             -1    admin,noscript                    -        all    random server
+bgrewriteaof       1     admin,noscript                    -        all    random server
 dbsize             1     readonly,fast                     -        all    sum    server
 flushall           -1    write                             -        all    ok     server
 flushdb            -1    write                             -        all    ok     server

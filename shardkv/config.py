@@ -48,7 +48,7 @@ def _bool(text: str) -> bool:
 @dataclass(frozen=True)
 class Setting:
     name: str
-    kind: str  # "int", "memory", "bool", "str", "enum"
+    kind: str  # "int", "memory", "bool", "str", "enum", "save"
     default: Any
     runtime: bool  # may CONFIG SET change it while running?
     help: str
@@ -77,6 +77,11 @@ class Setting:
             return result
         if not isinstance(value, str):
             raise ValueError("expected a string")
+        if self.kind == "save":  # "<seconds> <changes>" pairs
+            words = value.split()
+            if len(words) % 2 or not all(w.isdigit() for w in words):
+                raise ValueError("Invalid save parameters")
+            return " ".join(words)
         if self.kind == "enum" and value.lower() not in self.choices:
             raise ValueError("expected one of " + ", ".join(self.choices))
         return value.lower() if self.kind == "enum" else value
@@ -125,6 +130,13 @@ SETTINGS: dict[str, Setting] = {
             minimum=1024**2,
         ),
         Setting(
+            "client-output-buffer-limit",
+            "str",
+            "normal 0 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60",
+            True,
+            "Per class 'hard soft seconds': disconnect a subscriber whose unread output passes them.",
+        ),
+        Setting(
             "maxmemory",
             "memory",
             0,
@@ -149,7 +161,7 @@ SETTINGS: dict[str, Setting] = {
                 "volatile-lfu",
             ),
         ),
-        Setting("save", "str", "", True, "Snapshot rules, '<seconds> <changes>' pairs; empty for none."),
+        Setting("save", "save", "", True, "Snapshot rules, '<seconds> <changes>' pairs; empty for none."),
         Setting("appendonly", "bool", False, True, "Keep an append-only file per shard."),
         Setting(
             "appendfsync",
@@ -163,6 +175,37 @@ SETTINGS: dict[str, Setting] = {
         Setting("dbfilename", "str", "dump.rdb", False, "Snapshot file name; shard i uses NAME.shard-i."),
         Setting(
             "appendfilename", "str", "appendonly.aof", False, "AOF file name; shard i uses NAME.shard-i."
+        ),
+        Setting(
+            "auto-aof-rewrite-percentage",
+            "int",
+            100,
+            True,
+            "Rewrite a shard's AOF once it has grown this many percent since its last rewrite; 0 never.",
+            minimum=0,
+        ),
+        Setting(
+            "auto-aof-rewrite-min-size",
+            "memory",
+            64 * 1024**2,
+            True,
+            "No automatic rewrite of a shard's AOF smaller than this.",
+            minimum=0,
+        ),
+        Setting(
+            "aof-load-truncated",
+            "bool",
+            True,
+            True,
+            "At start, cut off a torn last AOF record with a warning; no: refuse to start.",
+        ),
+        Setting(
+            "rdb-key-save-delay",
+            "int",
+            0,
+            True,
+            "Microseconds to sleep per key in a background save or rewrite (for tests).",
+            minimum=0,
         ),
         Setting("uvloop", "bool", True, False, "Run the acceptor on uvloop when it is installed."),
     ]

@@ -100,7 +100,7 @@ class AtomicOp:
         for shard in self.shards:
             export = [] if shard == self.executor else exports.get(shard, [])
             if everything and shard != self.executor:
-                export = [b"*"]
+                export = [b"*", *export]  # with the keys that do not exist yet
             args = [b"__park", b"%d" % len(export), *export, *watched_by.get(shard, [])]
             self.links[shard].send(PARK_HEADER, encode_command(args), _Parked(self, shard))
 

@@ -8,6 +8,7 @@ this module; it imports nothing.
 # -- command table and arguments ---------------------------------------------
 UNKNOWN_COMMAND = "ERR unknown command '%s', with args beginning with: %s"
 UNKNOWN_SUBCOMMAND = "ERR unknown subcommand '%s'. Try %s HELP."
+SUBCOMMAND_SYNTAX = "ERR unknown subcommand or wrong number of arguments for '%s'. Try %s HELP."
 WRONG_ARITY = "ERR wrong number of arguments for '%s' command"
 SYNTAX = "ERR syntax error"
 NOT_INTEGER = "ERR value is not an integer or out of range"
@@ -32,12 +33,42 @@ TIMEOUT_NOT_FLOAT = "ERR timeout is not a float or out of range"
 TIMEOUT_NEGATIVE = "ERR timeout is negative"
 INVALID_CURSOR = "ERR invalid cursor"
 DB_INDEX_OUT_OF_RANGE = "ERR DB index is out of range"
+INVALID_FIRST_DB = "ERR invalid first DB index"
+INVALID_SECOND_DB = "ERR invalid second DB index"
 SELECT_NOT_ALLOWED = "ERR SELECT is not allowed in cluster mode"
 NUMKEYS_ZERO = "ERR numkeys should be greater than 0"
 NUMKEYS_MORE = "ERR Number of keys can't be greater than number of args"
+VALUE_NAN_INF = "ERR value is NaN or Infinity"
+VALUE_OUT_OF_RANGE = "ERR value is out of range"
+VALUE_OUT_OF_RANGE_BETWEEN = "ERR value is out of range, value must between %d and %d"
+LIMIT_NEGATIVE = "ERR LIMIT can't be negative"
+COUNT_POSITIVE = "ERR count should be greater than 0"
+AT_LEAST_ONE_KEY = "ERR at least 1 input key is needed for '%s' command"
+
+# -- lists -------------------------------------------------------------------
+LPOS_RANK_ZERO = (
+    "ERR RANK can't be zero: use 1 to start from the first match, 2 from the second ... "
+    "or use negative to start from the end of the list"
+)
+LPOS_COUNT_NEGATIVE = "ERR COUNT can't be negative"
+LPOS_MAXLEN_NEGATIVE = "ERR MAXLEN can't be negative"
+
+# -- sorted sets -------------------------------------------------------------
+ZADD_INCR_PAIRS = "ERR INCR option supports a single increment-element pair"
+SCORE_NAN = "ERR resulting score is not a number (NaN)"
+WEIGHT_NOT_FLOAT = "ERR weight value is not a float"
+WITHSCORES_BYLEX = "ERR syntax error, WITHSCORES not supported in combination with BYLEX"
+LIMIT_NEEDS_BY = (
+    "ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX"
+)
 
 # -- connection and server ---------------------------------------------------
 NOAUTH = "NOAUTH Authentication required."
+NOAUTH_HELLO = (
+    "NOAUTH HELLO must be called with the client already authenticated, otherwise the "
+    "HELLO AUTH <user> <pass> option can be used to authenticate the client and "
+    "select the RESP protocol version at the same time"
+)
 WRONGPASS = "WRONGPASS invalid username-password pair or user is disabled."
 AUTH_NOT_CONFIGURED = (
     "ERR AUTH <password> called without any password configured for the default user. "
@@ -45,12 +76,49 @@ AUTH_NOT_CONFIGURED = (
 )
 NOPROTO = "NOPROTO unsupported protocol version"
 MAX_CLIENTS = "ERR max number of clients reached"
+PROTECTED_MODE = (
+    "DENIED Redis is running in protected mode because protected mode is enabled and no password "
+    "is set for the default user. In this mode connections are only accepted from the loopback "
+    "interface. If you want to connect from external computers to Redis you may adopt one of the "
+    "following solutions: 1) Just disable protected mode sending the command 'CONFIG SET "
+    "protected-mode no' from the loopback interface by connecting to Redis from the same host the "
+    "server is running, however MAKE SURE Redis is not publicly accessible from internet if you do "
+    "so. Use CONFIG REWRITE to make this change permanent. 2) Alternatively you can just disable the "
+    "protected mode by editing the Redis configuration file, and setting the protected mode option "
+    "to 'no', and then restarting the server. 3) If you started the server manually just for "
+    "testing, restart it with the '--protected-mode no' option. 4) Setup a an authentication "
+    "password for the default user. NOTE: You only need to do one of the above things in order for "
+    "the server to start accepting connections from the outside."
+)
 OOM = "OOM command not allowed when used memory > 'maxmemory'."
 SHARD_UNAVAILABLE = "ERR shard unavailable"
 CONFIG_UNKNOWN = "ERR Unknown option or number of arguments for CONFIG SET - '%s'"
+NO_CONFIG_FILE = "ERR The server is running without a config file"
 CONFIG_SET_FAILED = "ERR CONFIG SET failed (possibly related to argument '%s') - %s"
 CLIENT_NAME_SPACES = "ERR Client names cannot contain spaces, newlines or special characters."
 NO_SUCH_CLIENT = "ERR No such client"
+INVALID_COMMAND = "ERR Invalid command specified"
+INVALID_COMMAND_ARGS = "ERR Invalid number of arguments specified for command"
+INVALID_COMMAND_ARGUMENTS = "ERR Invalid arguments specified for command"
+NO_KEY_ARGUMENTS = "ERR The command has no key arguments"
+INVALID_CLIENT_ID = "ERR Invalid client ID"
+CLIENT_ID_NOT_POSITIVE = "ERR client-id should be greater than 0"
+UNKNOWN_CLIENT_TYPE = "ERR Unknown client type '%s'"
+
+# -- strings and keyspace ----------------------------------------------------
+LCS_NOT_STRINGS = "ERR The specified keys must contain string values"
+LCS_LEN_AND_IDX = "ERR If you want both the length and indexes, please just use IDX."
+DECREMENT_OVERFLOW = "ERR decrement would overflow"
+SAME_OBJECT = "ERR source and destination objects are the same"
+INT_OUT_OF_RANGE = "ERR value is out of range, value must between -2147483648 and 2147483647"
+LFU_NOT_SELECTED = (
+    "ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that "
+    "when switching between policies at runtime LRU and LFU data will take some time to adjust."
+)
+LRU_NOT_SELECTED = (
+    "ERR An LFU maxmemory policy is selected, idle time not tracked. Please note that "
+    "when switching between policies at runtime LRU and LFU data will take some time to adjust."
+)
 
 # -- transactions and pub/sub ------------------------------------------------
 MULTI_NESTED = "ERR MULTI calls can not be nested"

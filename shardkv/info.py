@@ -1,9 +1,20 @@
-"""The text of INFO, built from the acceptor's counters and the shards' figures."""
+"""The text of INFO, built from the acceptor's counters and the shards' figures.
+
+The sections and field names are Redis 7.0's, so that tools reading INFO
+(redis-cli, exporters, client libraries) find what they expect.  Figures
+of the whole server add up the acceptor and every worker: memory is their
+resident sizes, CPU their times.  Counters shardkv does not keep (network
+bytes, per-command statistics, keyspace hits and misses, which would cost
+a count on every key lookup) are left out rather than reported as zero;
+``INFO commandstats``, ``errorstats`` and ``latencystats`` are empty.
+A ``shards`` section, which Redis does not have, lists each worker.
+"""
 
 from __future__ import annotations
 
 import os
 import platform
+import secrets
 import sys
 import time
 from typing import TYPE_CHECKING
@@ -13,98 +24,208 @@ from shardkv import REDIS_VERSION, __version__
 if TYPE_CHECKING:
     from shardkv.acceptor import Acceptor
 
-DEFAULT_SECTIONS = ["server", "clients", "memory", "persistence", "stats", "replication", "cpu", "keyspace"]
-ALL_SECTIONS = DEFAULT_SECTIONS + ["shards"]
+DEFAULT_SECTIONS = [
+    "server",
+    "clients",
+    "memory",
+    "persistence",
+    "stats",
+    "replication",
+    "cpu",
+    "modules",
+    "errorstats",
+    "cluster",
+    "keyspace",
+]
+ALL_SECTIONS = [
+    *DEFAULT_SECTIONS[:8],
+    "commandstats",
+    "errorstats",
+    "latencystats",
+    "cluster",
+    "keyspace",
+    "shards",
+]
+_TITLES = {"cpu": "CPU"}
+
+RUN_ID = secrets.token_hex(20)  # this acceptor's life, as Redis's run_id
+REPLID = secrets.token_hex(20)
+
+
+class _Rate:
+    """instantaneous_ops_per_sec: commands per second since the last sample."""
+
+    def __init__(self) -> None:
+        self.when = time.monotonic()
+        self.count = 0
+        self.rate = 0
+
+    def sample(self, count: int) -> int:
+        now = time.monotonic()
+        if count < self.count:  # CONFIG RESETSTAT
+            self.count = count
+        if now - self.when >= 0.1:
+            self.rate = int((count - self.count) / (now - self.when))
+            self.when, self.count = now, count
+        return self.rate
+
+
+_OPS = _Rate()
+_PEAK = [0]
 
 
 def _human(n: float) -> str:
-    for unit in ("B", "K", "M", "G"):
-        if n < 1024 or unit == "G":
-            return f"{n:.2f}{unit}" if unit != "B" else f"{int(n)}B"
+    """Redis's bytesToHuman: ``1.50K``, ``12.00M``, ``100B``."""
+    if n < 1024:
+        return f"{int(n)}B"
+    for unit in ("K", "M", "G", "T", "P"):
         n /= 1024
+        if n < 1024 or unit == "P":
+            return f"{n:.2f}{unit}"
     return str(n)
 
 
-def build_info(server: Acceptor, sections: list[str], shards: list) -> str:
-    """INFO's text.  ``shards`` is each shard's ``__info`` reply."""
+def _wanted(sections: list[str]) -> list[str]:
     wanted: list[str] = []
     for s in sections or ["default"]:
-        if s in ("all", "everything"):
+        if s == "everything" or s == "all":
             wanted += ALL_SECTIONS
         elif s == "default":
             wanted += DEFAULT_SECTIONS
         else:
             wanted.append(s)
+    return wanted
+
+
+def build_info(server: Acceptor, sections: list[str], shards: list) -> str:
+    """INFO's text.  ``shards`` is each shard's ``__info`` reply."""
+    from shardkv.durability import (  # (it imports local, which imports us)
+        latest_fork_usec,
+        persistence_section,
+    )
+
+    wanted = _wanted(sections)
     cfg = server.config
     now = time.time()
     uptime = int(now - server.started)
+    stats = [s[6] if len(s) > 6 else {} for s in shards]
     keys = sum(s[0] for s in shards)
     expires = sum(s[1] for s in shards)
     expired = sum(s[2] for s in shards)
-    worker_rss = sum(s[3] for s in shards)
     own_rss = _own_rss()
-    used = worker_rss + own_rss
-    usage = os.times()
+    used = sum(s[3] for s in shards) + own_rss
+    _PEAK[0] = peak = max(_PEAK[0], used)
+    own_cpu = os.times()
+    cpu_sys = own_cpu.system + sum(s.get("used_cpu_sys", 0) for s in stats)
+    cpu_user = own_cpu.user + sum(s.get("used_cpu_user", 0) for s in stats)
+    clients = server.clients.values()
+    ttl_sum = sum(s.get("expires_ttl_sum", [0, 0])[0] for s in stats)
+    ttl_n = sum(s.get("expires_ttl_sum", [0, 0])[1] for s in stats)
     body: dict[str, list[tuple[str, object]]] = {
         "server": [
             ("redis_version", REDIS_VERSION),
             ("shardkv_version", __version__),
             ("redis_git_sha1", "00000000"),
             ("redis_git_dirty", 0),
+            ("redis_build_id", "0"),
             ("redis_mode", "standalone"),
             ("os", f"{platform.system()} {platform.release()} {platform.machine()}"),
             ("arch_bits", 64 if sys.maxsize > 2**32 else 32),
+            ("monotonic_clock", "POSIX clock_gettime"),
             ("multiplexing_api", server.event_loop_name),
             ("python_version", platform.python_version()),
             ("process_id", os.getpid()),
+            ("process_supervised", "no"),
+            ("run_id", RUN_ID),
             ("tcp_port", cfg["port"]),
             ("server_time_usec", int(now * 1_000_000)),
             ("uptime_in_seconds", uptime),
             ("uptime_in_days", uptime // 86400),
             ("hz", cfg["hz"]),
-            ("shards", server.nshards),
+            ("configured_hz", cfg["hz"]),
+            ("lru_clock", int(now) & ((1 << 24) - 1)),
             ("executable", sys.executable),
+            ("config_file", os.path.abspath(cfg["config"]) if cfg.get("config") else ""),
+            ("io_threads_active", 0),
+            ("shards", server.nshards),
         ],
         "clients": [
             ("connected_clients", len(server.clients)),
+            ("cluster_connections", 0),
             ("maxclients", cfg["maxclients"]),
-            ("blocked_clients", sum(1 for c in server.clients.values() if c.blocked_token)),
-            ("pubsub_clients", sum(1 for c in server.clients.values() if c.channels or c.patterns)),
+            ("client_recent_max_input_buffer", max((c.parser.buffered() for c in clients), default=0)),
+            ("client_recent_max_output_buffer", 0),
+            ("blocked_clients", sum(1 for c in clients if c.blocked_token)),
+            ("tracking_clients", 0),
+            ("clients_in_timeout_table", sum(1 for c in clients if c.blocked_token)),
+            ("pubsub_clients", sum(1 for c in clients if c.channels or c.patterns)),
         ],
         "memory": [
             ("used_memory", used),
             ("used_memory_human", _human(used)),
             ("used_memory_rss", used),
             ("used_memory_rss_human", _human(used)),
+            ("used_memory_peak", peak),
+            ("used_memory_peak_human", _human(peak)),
+            ("used_memory_peak_perc", f"{100 * used / peak if peak else 100:.2f}%"),
             ("used_memory_acceptor", own_rss),
+            ("total_system_memory", _system_memory()),
+            ("total_system_memory_human", _human(_system_memory())),
             ("maxmemory", cfg["maxmemory"]),
             ("maxmemory_human", _human(cfg["maxmemory"])),
             ("maxmemory_policy", cfg["maxmemory-policy"]),
+            ("mem_fragmentation_ratio", "1.00"),
+            ("mem_allocator", "pymalloc"),
+            ("lazyfree_pending_objects", 0),
         ],
-        "persistence": [
-            ("loading", 0),
-            ("rdb_last_save_time", server.lastsave),
-            ("aof_enabled", 1 if cfg["appendonly"] else 0),
-        ],
+        "persistence": persistence_section(server, shards),
         "stats": [
             ("total_connections_received", server.connections_received),
             ("total_commands_processed", server.commands_processed),
+            ("instantaneous_ops_per_sec", _OPS.sample(server.commands_processed)),
             ("rejected_connections", server.rejected_connections),
             ("expired_keys", expired),
+            ("evicted_keys", sum(s.get("evicted_keys", 0) for s in stats)),
+            ("pubsub_channels", len(set().union(*(c.channels for c in clients)))),
+            ("pubsub_patterns", len(set().union(*(c.patterns for c in clients)))),
+            ("latest_fork_usec", latest_fork_usec(shards)),
         ],
-        "replication": [("role", "master"), ("connected_slaves", 0)],
+        "replication": [
+            ("role", "master"),
+            ("connected_slaves", 0),
+            ("master_failover_state", "no-failover"),
+            ("master_replid", REPLID),
+            ("master_replid2", "0" * 40),
+            ("master_repl_offset", 0),
+            ("second_repl_offset", -1),
+            ("repl_backlog_active", 0),
+            ("repl_backlog_size", 1048576),
+            ("repl_backlog_first_byte_offset", 0),
+            ("repl_backlog_histlen", 0),
+        ],
         "cpu": [
-            ("used_cpu_sys", f"{usage.system:.6f}"),
-            ("used_cpu_user", f"{usage.user:.6f}"),
+            ("used_cpu_sys", f"{cpu_sys:.6f}"),
+            ("used_cpu_user", f"{cpu_user:.6f}"),
+            ("used_cpu_sys_children", f"{own_cpu.children_system:.6f}"),
+            ("used_cpu_user_children", f"{own_cpu.children_user:.6f}"),
+            ("used_cpu_sys_main_thread", f"{own_cpu.system:.6f}"),
+            ("used_cpu_user_main_thread", f"{own_cpu.user:.6f}"),
         ],
+        "modules": [],
+        "commandstats": [],
+        "errorstats": [],
+        "latencystats": [],
+        "cluster": [("cluster_enabled", 0)],
         "keyspace": [],
         "shards": [],
     }
     if keys:
-        body["keyspace"].append(("db0", f"keys={keys},expires={expires},avg_ttl=0"))
+        avg_ttl = ttl_sum // ttl_n if ttl_n else 0
+        body["keyspace"].append(("db0", f"keys={keys},expires={expires},avg_ttl={avg_ttl}"))
     for i, s in enumerate(shards):
         line = f"keys={s[0]},expires={s[1]},pid={s[4]},rss={s[3]}"
         body["shards"].append((f"shard{i}", line))
+        # After db0, how its keys spread over the shards (not in Redis).
         body["keyspace"].append((f"shard{i}", f"keys={s[0]},expires={s[1]}"))
     out = []
     seen = set()
@@ -112,10 +233,11 @@ def build_info(server: Acceptor, sections: list[str], shards: list) -> str:
         if name in seen or name not in body:
             continue
         seen.add(name)
-        out.append(f"# {name.capitalize()}\r\n")
+        if out:
+            out.append("\r\n")
+        out.append(f"# {_TITLES.get(name, name.capitalize())}\r\n")
         out.extend(f"{k}:{v}\r\n" for k, v in body[name])
-        out.append("\r\n")
-    return "".join(out).rstrip("\r\n") + "\r\n" if out else ""
+    return "".join(out)
 
 
 def _own_rss() -> int:
@@ -123,5 +245,14 @@ def _own_rss() -> int:
         import psutil
 
         return psutil.Process().memory_info().rss
+    except ImportError:  # pragma: no cover
+        return 0
+
+
+def _system_memory() -> int:
+    try:
+        import psutil
+
+        return psutil.virtual_memory().total
     except ImportError:  # pragma: no cover
         return 0

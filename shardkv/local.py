@@ -7,12 +7,11 @@ need to ask the shards a question (SCAN, INFO's keyspace).
 
 from __future__ import annotations
 
-import os
 import time
 
-from shardkv import REDIS_VERSION, commands, config, errors
-from shardkv.acceptor import local
-from shardkv.args import parse_int
+from shardkv import REDIS_VERSION, command_docs, commands, config, errors
+from shardkv.acceptor import ATTACH_HOOKS, local
+from shardkv.args import parse_int, parse_int32, strict_int
 from shardkv.client import Client
 from shardkv.errors import CommandError
 from shardkv.glob import compile_glob
@@ -78,8 +77,7 @@ def quit_(client: Client, args: list) -> None:
 @_guard
 def select(client: Client, args: list) -> None:
     """SELECT index"""
-    index = parse_int(args[1])
-    if index != 0:
+    if parse_int32(args[1]) != 0:  # there is one database (databases 1)
         raise CommandError(errors.DB_INDEX_OUT_OF_RANGE)
     client.reply(OK)
 
@@ -124,11 +122,7 @@ def hello(client: Client, args: list) -> None:
 
         check_auth(client, auth[0], auth[1])
     if not client.authenticated:
-        raise CommandError(
-            "NOAUTH HELLO must be called with the client already authenticated, otherwise the "
-            "HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and "
-            "select the RESP protocol version at the same time"
-        )
+        raise CommandError(errors.NOAUTH_HELLO)
     if name is not None:
         _check_name(name)
         client.name = name
@@ -192,18 +186,21 @@ def client_info_line(c: Client, now: float) -> bytes:
 @_guard
 def client_cmd(client: Client, args: list) -> None:
     """CLIENT subcommand [argument ...]"""
+    problem = command_docs.check_subcommand(args)
+    if problem:
+        raise CommandError(problem)
     sub = args[1].upper()
     server = client.server
     n = len(args)
-    if sub == b"SETNAME" and n == 3:
+    if sub == b"SETNAME":
         _check_name(args[2])
         client.name = args[2]
         client.reply(OK)
-    elif sub == b"GETNAME" and n == 2:
+    elif sub == b"GETNAME":
         client.reply(client.name or None)
-    elif sub == b"ID" and n == 2:
+    elif sub == b"ID":
         client.reply(client.id)
-    elif sub == b"SETINFO" and n == 4:
+    elif sub == b"SETINFO":
         attr = args[2].upper()
         if attr == b"LIB-NAME":
             _check_name(args[3])
@@ -213,48 +210,91 @@ def client_cmd(client: Client, args: list) -> None:
         else:
             raise CommandError("ERR Unrecognized option '{}'".format(args[2].decode("latin-1")))
         client.reply(OK)
-    elif sub == b"INFO" and n == 2:
+    elif sub == b"INFO":
         client.reply(Verbatim(client_info_line(client, time.monotonic()) + b"\n"))
     elif sub == b"LIST":
         now = time.monotonic()
         chosen = list(server.clients.values())
         if n >= 4 and args[2].upper() == b"ID":
-            ids = {parse_int(a) for a in args[3:]}
+            ids = set()
+            for a in args[3:]:
+                cid = strict_int(a)
+                if cid is None:
+                    raise CommandError(errors.INVALID_CLIENT_ID)
+                ids.add(cid)
             chosen = [c for c in chosen if c.id in ids]
         elif n == 4 and args[2].upper() == b"TYPE":
-            kind = args[3].lower()
-            if kind == b"pubsub":
-                chosen = [c for c in chosen if c.channels or c.patterns]
-            elif kind == b"normal":
-                chosen = [c for c in chosen if not (c.channels or c.patterns)]
-            elif kind not in (b"master", b"replica", b"slave"):
-                raise CommandError("ERR Unknown client type '{}'".format(args[3].decode("latin-1")))
-            else:
-                chosen = []
+            chosen = _of_type(chosen, args[3])
         elif n != 2:
             raise CommandError(errors.SYNTAX)
         client.reply(Verbatim(b"".join(client_info_line(c, now) + b"\n" for c in chosen)))
-    elif sub == b"KILL" and n >= 3:
+    elif sub == b"KILL":
         _client_kill(client, args)
-    elif sub in (b"NO-EVICT", b"NO-TOUCH") and n == 3:
+    elif sub in (b"NO-EVICT", b"NO-TOUCH"):
+        if args[2].upper() not in (b"ON", b"OFF"):
+            raise CommandError(errors.SYNTAX)
         client.reply(OK)
-    elif sub == b"HELP" and n == 2:
-        client.reply(
-            [
-                b"CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-                b"ID",
-                b"INFO",
-                b"KILL",
-                b"LIST",
-                b"GETNAME",
-                b"SETNAME",
-                b"SETINFO",
-            ]
-        )
+    elif sub == b"GETREDIR":
+        client.reply(-1)  # no client-side caching, so no redirection
+    elif sub == b"TRACKINGINFO":
+        client.reply({b"flags": [b"off"], b"redirect": -1, b"prefixes": []})
+    elif sub == b"HELP":
+        client.reply([line.encode() for line in _CLIENT_HELP])
     else:
-        if sub in (b"SETNAME", b"GETNAME", b"ID", b"SETINFO", b"INFO", b"KILL"):
-            raise _sub_arity(args, "client|" + sub.decode().lower())
         raise _subcommand_error(args)
+
+
+_CLIENT_HELP = [
+    "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "GETREDIR",
+    "    Return the client ID we are redirecting to when tracking is enabled.",
+    "GETNAME",
+    "    Return the name of the current connection.",
+    "ID",
+    "    Return the ID of the current connection.",
+    "INFO",
+    "    Return information about the current client connection.",
+    "KILL <ip:port>",
+    "    Kill connection made from <ip:port>.",
+    "KILL <option> <value> [<option> <value> [...]]",
+    "    Kill connections. Options are:",
+    "    * ADDR (<ip:port>|<unixsocket>:0)",
+    "      Kill connections made from the specified address",
+    "    * LADDR (<ip:port>|<unixsocket>:0)",
+    "      Kill connections made to specified local address",
+    "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
+    "      Kill connections by type.",
+    "    * USER <username>",
+    "      Kill connections authenticated by <username>.",
+    "    * SKIPME (YES|NO)",
+    "      Skip killing current connection (default: yes).",
+    "LIST [options ...]",
+    "    Return information about client connections. Options:",
+    "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
+    "      Return clients of specified type.",
+    "SETNAME <name>",
+    "    Assign the name <name> to the current connection.",
+    "SETINFO <option> <value>",
+    "    Set client meta attributes (LIB-NAME or LIB-VER).",
+    "TRACKINGINFO",
+    "    Report tracking status for the current connection.",
+    "NO-EVICT (ON|OFF)",
+    "    Protect current client connection from eviction.",
+    "HELP",
+    "    Prints this help.",
+]
+
+
+def _of_type(clients: list, kind_arg: bytes) -> list:
+    """The clients of a CLIENT LIST/KILL ``TYPE``; there are no replicas."""
+    kind = kind_arg.lower()
+    if kind == b"pubsub":
+        return [c for c in clients if c.channels or c.patterns]
+    if kind == b"normal":
+        return [c for c in clients if not (c.channels or c.patterns)]
+    if kind in (b"master", b"replica", b"slave"):
+        return []
+    raise CommandError(errors.UNKNOWN_CLIENT_TYPE % kind_arg.decode("latin-1"))
 
 
 def _client_kill(client: Client, args: list) -> None:
@@ -274,7 +314,9 @@ def _client_kill(client: Client, args: list) -> None:
         opt, val = args[i].upper(), args[i + 1]
         text = val.decode("latin-1")
         if opt == b"ID":
-            cid = parse_int(val, "ERR client-id should be greater than 0")
+            cid = strict_int(val)
+            if cid is None or cid <= 0:
+                raise CommandError(errors.CLIENT_ID_NOT_POSITIVE)
             victims = [c for c in victims if c.id == cid]
         elif opt == b"ADDR":
             victims = [c for c in victims if c.addr == text]
@@ -287,13 +329,7 @@ def _client_kill(client: Client, args: list) -> None:
                 raise CommandError(errors.SYNTAX)
             skipme = val.lower() == b"yes"
         elif opt == b"TYPE":
-            kind = val.lower()
-            if kind == b"pubsub":
-                victims = [c for c in victims if c.channels or c.patterns]
-            elif kind == b"normal":
-                victims = [c for c in victims if not (c.channels or c.patterns)]
-            else:
-                victims = []
+            victims = _of_type(victims, val)
         else:
             raise CommandError(errors.SYNTAX)
     if skipme:
@@ -312,28 +348,125 @@ def _kill(me: Client, victims: list) -> None:
 
 # -- COMMAND -----------------------------------------------------------------
 
+# The order in which Redis lists command flags.
+_FLAG_ORDER = (
+    "write readonly denyoom module admin pubsub noscript blocking loading stale skip_monitor "
+    "skip_slowlog asking fast no_auth may_replicate no_mandatory_keys protected no_async_loading "
+    "no_multi movablekeys allow_busy"
+).split()
+_GROUP_CATEGORY = {
+    "string": "@string",
+    "hash": "@hash",
+    "list": "@list",
+    "set": "@set",
+    "sorted_set": "@sortedset",
+    "generic": "@keyspace",
+    "pubsub": "@pubsub",
+    "transactions": "@transaction",
+    "connection": "@connection",
+}
+
+
+def _flags(cmd: commands.Command) -> list[str]:
+    flags = set(cmd.flags)
+    if cmd.numkeys_at:
+        flags.add("movablekeys")
+    ordered = [f for f in _FLAG_ORDER if f in flags]
+    ordered += sorted(flags - set(_FLAG_ORDER))
+    return ordered  # simple strings, as Redis sends them
+
+
+def _acl_categories(cmd: commands.Command) -> list[str]:
+    """An approximation of Redis's ACL categories, from the flags and group."""
+    flags = cmd.flags
+    cats = []
+    if "write" in flags:
+        cats.append("@write")
+    elif "readonly" in flags:
+        cats.append("@read")
+    if cmd.group in _GROUP_CATEGORY:
+        cats.append(_GROUP_CATEGORY[cmd.group])
+    cats.append("@fast" if "fast" in flags else "@slow")
+    if "blocking" in flags:
+        cats.append("@blocking")
+    if "admin" in flags:
+        cats += ["@admin", "@dangerous"]
+    return cats
+
+
+def _key_specs(cmd: commands.Command) -> list:
+    """Key specs derived from the table's key columns (RO/RW flags only)."""
+    access = ["RW", "update"] if cmd.is_write else ["RO", "access"]
+    specs = []
+    if cmd.numkeys_at:
+        if cmd.first_key:
+            specs.append(_spec(access, cmd.first_key, b"range", {b"lastkey": 0, b"keystep": 1, b"limit": 0}))
+        keynum = {b"keynumidx": 0, b"firstkey": 1, b"keystep": 1}
+        specs.append(_spec(access, cmd.numkeys_at, b"keynum", keynum))
+    elif cmd.first_key:
+        last = cmd.last_key if cmd.last_key < 0 else cmd.last_key - cmd.first_key
+        specs.append(
+            _spec(access, cmd.first_key, b"range", {b"lastkey": last, b"keystep": cmd.step, b"limit": 0})
+        )
+    return specs
+
+
+def _spec(access: list, index: int, kind: bytes, find: dict) -> dict:
+    return {
+        b"flags": access,
+        b"begin_search": {b"type": b"index", b"spec": {b"index": index}},
+        b"find_keys": {b"type": kind, b"spec": find},
+    }
+
 
 def _command_info(cmd: commands.Command) -> list:
+    subs = command_docs.SUBCOMMANDS.get(cmd.name)
+    if subs:  # a container: its keys belong to its subcommands
+        first = last = step = 0
+        specs: list = []
+        subinfo = [
+            [sub.name.encode(), sub.arity, _flags(cmd), 0, 0, 0, _acl_categories(cmd), [], [], []]
+            for sub in subs.values()
+        ]
+    else:
+        first = cmd.first_key
+        last = cmd.last_key if not cmd.numkeys_at else cmd.first_key
+        step = cmd.step if not cmd.numkeys_at else (1 if cmd.first_key else 0)
+        specs = _key_specs(cmd)
+        subinfo = []
     return [
         cmd.name.encode(),
         cmd.arity,
-        sorted(cmd.flags),
-        cmd.first_key,
-        cmd.last_key if not cmd.numkeys_at else cmd.first_key,
-        cmd.step if not cmd.numkeys_at else (1 if cmd.first_key else 0),
+        _flags(cmd),
+        first,
+        last,
+        step,
+        _acl_categories(cmd),
         [],
-        [],
-        [],
-        [],
+        specs,
+        subinfo,
     ]
 
 
-def _command_docs(cmd: commands.Command) -> dict:
-    return {
-        b"summary": (cmd.name.upper() + " command").encode(),
-        b"since": b"1.0.0",
-        b"group": cmd.group.encode(),
-    }
+def _command_names(args: list) -> list[str]:
+    return [a.decode("latin-1").lower() for a in args]
+
+
+def _getkeys(args: list) -> list:
+    """COMMAND GETKEYS's reply for the command ``args``."""
+    cmd = commands.lookup(args[0])
+    if cmd is None:
+        raise CommandError(errors.INVALID_COMMAND)
+    if not commands.check_arity(cmd, len(args)):
+        raise CommandError(errors.INVALID_COMMAND_ARGS)
+    if cmd.numkeys_at:
+        n = strict_int(args[cmd.numkeys_at])
+        if n is None or n <= 0 or n > len(args) - cmd.numkeys_at - 1:
+            raise CommandError(errors.INVALID_COMMAND_ARGUMENTS)
+    keys = cmd.keys(args)
+    if not keys:
+        raise CommandError(errors.NO_KEY_ARGUMENTS)
+    return keys
 
 
 @local("command")
@@ -344,37 +477,69 @@ def command(client: Client, args: list) -> None:
     if len(args) == 1:
         client.reply([_command_info(c) for c in table.values()])
         return
+    problem = command_docs.check_subcommand(args)
+    if problem:
+        raise CommandError(problem)
     sub = args[1].upper()
-    if sub == b"COUNT" and len(args) == 2:
+    if sub == b"COUNT":
         client.reply(len(table))
     elif sub == b"LIST":
-        client.reply([name.encode() for name in table])
+        if len(args) == 2:
+            client.reply([name.encode() for name in table])
+            return
+        if len(args) != 5 or args[2].upper() != b"FILTERBY":
+            raise CommandError(errors.SYNTAX)
+        kind, value = args[3].upper(), args[4]
+        if kind == b"PATTERN":
+            match = compile_glob(value.lower())
+            client.reply([n.encode() for n in table if match(n.encode())])
+        elif kind == b"ACLCAT":
+            cat = "@" + value.decode("latin-1").lower()
+            client.reply([n.encode() for n, c in table.items() if cat in _acl_categories(c)])
+        elif kind == b"MODULE":
+            client.reply([])
+        else:
+            raise CommandError(errors.SYNTAX)
     elif sub == b"INFO":
-        names = [a.decode("latin-1").lower() for a in args[2:]] or list(table)
+        names = _command_names(args[2:]) or list(table)
         client.reply([_command_info(table[n]) if n in table else None for n in names])
     elif sub == b"DOCS":
-        names = [a.decode("latin-1").lower() for a in args[2:]] or list(table)
-        client.reply({n.encode(): _command_docs(table[n]) for n in names if n in table})
-    elif sub == b"GETKEYS" and len(args) >= 3:
-        cmd = commands.lookup(args[2])
-        if cmd is None:
-            raise CommandError("ERR Invalid command specified")
-        if not commands.check_arity(cmd, len(args) - 2):
-            raise CommandError("ERR Invalid number of arguments specified for command")
-        keys = cmd.keys(args[2:])
-        if not keys:
-            raise CommandError("ERR The command has no key arguments")
-        client.reply(keys)
-    elif sub == b"HELP" and len(args) == 2:
+        names = _command_names(args[2:]) or list(table)
+        out: dict = {}
+        for name in names:
+            container, _, subname = name.partition("|")
+            if subname:
+                subdoc = command_docs.SUBCOMMANDS.get(container, {}).get(subname)
+                if subdoc is not None:
+                    full = command_docs.doc_reply(container, table[container].group)
+                    out[name.encode()] = full[b"subcommands"][name.encode()]
+            elif name in table:
+                out[name.encode()] = command_docs.doc_reply(name, table[name].group)
+        client.reply(out)
+    elif sub == b"GETKEYS":
+        client.reply(_getkeys(args[2:]))
+    elif sub == b"HELP":
         client.reply(
             [
                 b"COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
                 b"(no subcommand)",
+                b"    Return details about all Redis commands.",
                 b"COUNT",
-                b"DOCS",
-                b"GETKEYS",
-                b"INFO",
+                b"    Return the total number of commands in this Redis server.",
                 b"LIST",
+                b"    Return a list of all commands in this Redis server.",
+                b"INFO [<command-name> ...]",
+                b"    Return details about multiple Redis commands.",
+                b"    If no command names are given, documentation details for all",
+                b"    commands are returned.",
+                b"DOCS [<command-name> ...]",
+                b"    Return documentation details about multiple Redis commands.",
+                b"    If no command names are given, documentation details for all",
+                b"    commands are returned.",
+                b"GETKEYS <full-command>",
+                b"    Return the keys from a full Redis command.",
+                b"HELP",
+                b"    Prints this help.",
             ]
         )
     else:
@@ -385,64 +550,163 @@ def command(client: Client, args: list) -> None:
 
 # Settings Redis users and tools ask for that shardkv has no knob for.
 _FIXED = {"databases": "1", "cluster-enabled": "no", "maxmemory-samples": "5"}
+_INT_MAX = 2**31 - 1
+# CONFIG SET's accepted ranges, where they differ from 'minimum .. LLONG_MAX'.
+_RANGES = {
+    "hz": (0, _INT_MAX),
+    "timeout": (0, _INT_MAX),
+    "maxclients": (1, 2**32 - 1),
+}
+# Redis lists an enum's values in this order in its error.
+_ENUM_ORDER = {
+    "maxmemory-policy": (
+        "volatile-lru volatile-lfu volatile-random volatile-ttl "
+        "allkeys-lru allkeys-lfu allkeys-random noeviction"
+    ).split(),
+}
+_CONFIG_HELP = [
+    "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "GET <pattern>",
+    "    Return parameters matching the glob-like <pattern> and their values.",
+    "SET <directive> <value>",
+    "    Set the configuration <directive> to <value>.",
+    "RESETSTAT",
+    "    Reset statistics reported by the INFO command.",
+    "REWRITE",
+    "    Rewrite the configuration file.",
+    "HELP",
+    "    Prints this help.",
+]
+
+
+def _parse_setting(setting: config.Setting, text: str) -> object:
+    """A CONFIG SET value, or CommandError with Redis's reason."""
+    kind = setting.kind
+    try:
+        if kind == "int":
+            value = strict_int(text.encode("latin-1"))
+            if value is None:
+                raise ValueError("argument couldn't be parsed into an integer")
+        elif kind == "memory":
+            try:
+                value = config.parse_memory(text)
+            except ValueError:
+                raise ValueError("argument must be a memory value") from None
+        elif kind == "bool":
+            if text.lower() not in ("yes", "no"):
+                raise ValueError("argument must be 'yes' or 'no'")
+            value = text.lower() == "yes"
+        elif kind == "enum":
+            if text.lower() not in setting.choices:
+                choices = _ENUM_ORDER.get(setting.name, setting.choices)
+                raise ValueError("argument(s) must be one of the following: " + ", ".join(choices))
+            value = text.lower()
+        else:
+            return setting.parse(text)
+        if kind in ("int", "memory"):
+            low, high = _RANGES.get(setting.name, (setting.minimum or 0, 2**63 - 1))
+            if not low <= value <= high:  # type: ignore[operator]
+                raise ValueError(f"argument must be between {low} and {high} inclusive")
+            if setting.name == "hz":
+                value = max(1, min(value, 500))  # type: ignore[type-var]  # as Redis clamps it
+        return value
+    except ValueError as e:
+        raise CommandError(errors.CONFIG_SET_FAILED % (setting.name, e)) from None
+
+
+def worker_config(server, names) -> list[bytes]:
+    """``__config`` with the current values of ``names``, for the workers."""
+    out = [b"__config"]
+    for name in names:
+        out += [name.encode(), config.SETTINGS[name].show(server.config[name]).encode()]
+    return out
+
+
+def _config_to_worker(server, link) -> None:
+    """A worker's pipe was attached: give it every setting."""
+    from shardkv.resp import encode_command
+    from shardkv.wire import entry_header
+
+    body = encode_command(worker_config(server, config.SETTINGS))
+    link.send(entry_header(0), body, _IGNORE)
+
+
+class _Ignore:
+    """A sink for a reply nobody waits for."""
+
+    def deliver(self, body: bytes) -> None:
+        pass
+
+
+_IGNORE = _Ignore()
+ATTACH_HOOKS.append(_config_to_worker)
+
+
+def _all_ok(parts: list) -> object:
+    return OK
 
 
 @local("config")
 @_guard
 def config_cmd(client: Client, args: list) -> None:
     """CONFIG GET parameter [parameter ...] | CONFIG SET parameter value [...] | CONFIG RESETSTAT"""
+    problem = command_docs.check_subcommand(args)
+    if problem:
+        raise CommandError(problem)
     sub = args[1].upper()
     server = client.server
     if sub == b"GET":
-        if len(args) < 3:
-            raise _sub_arity(args, "config|get")
         out: dict = {}
         values = {name: s.show(server.config[name]) for name, s in config.SETTINGS.items()}
         values.update(_FIXED)
         for pattern in args[2:]:
-            match = compile_glob(pattern.lower())
+            if not any(c in pattern for c in b"*?["):
+                # A plain name: it comes back spelled as it was asked.
+                value = values.get(pattern.decode("latin-1").lower())
+                if value is not None:
+                    out[pattern] = value.encode()
+                continue
+            match = compile_glob(pattern, nocase=True)
             for name, value in values.items():
                 if match(name.encode()):
                     out[name.encode()] = value.encode()
         client.reply(out)
     elif sub == b"SET":
-        if len(args) < 4 or len(args) % 2:
-            raise _sub_arity(args, "config|set")
-        changes = {}
+        if len(args) % 2:
+            raise CommandError(errors.SYNTAX)
+        found = {}
         for i in range(2, len(args), 2):
             name = args[i].decode("latin-1").lower()
             setting = config.SETTINGS.get(name)
             if setting is None or not setting.runtime:
                 raise CommandError(errors.CONFIG_UNKNOWN % args[i].decode("latin-1"))
-            try:
-                changes[name] = setting.parse(args[i + 1].decode("latin-1"))
-            except ValueError as e:
-                raise CommandError(errors.CONFIG_SET_FAILED % (name, e)) from None
+            if name in found:
+                raise CommandError(errors.CONFIG_SET_FAILED % (name, "duplicate parameter"))
+            found[name] = (setting, args[i + 1].decode("latin-1"))
+        changes = {name: _parse_setting(setting, text) for name, (setting, text) in found.items()}
         server.config.update(changes)
         for hook in CONFIG_HOOKS:
             hook(server, changes)
-        client.reply(OK)
-    elif sub == b"RESETSTAT" and len(args) == 2:
+        # Reply once every worker has the new values.
+        client.query_all(worker_config(server, changes), _all_ok)
+    elif sub == b"RESETSTAT":
         server.commands_processed = 0
         server.connections_received = 0
         server.rejected_connections = 0
-        client.reply(OK)
-    elif sub == b"REWRITE" and len(args) == 2:
-        raise CommandError("ERR The server is running without a config file")
-    elif sub == b"HELP" and len(args) == 2:
-        client.reply(
-            [
-                b"CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-                b"GET <pattern>",
-                b"SET <directive> <value>",
-                b"RESETSTAT",
-            ]
-        )
+        for hook in RESETSTAT_HOOKS:
+            hook(server)
+        client.query_all([b"__resetstat"], _all_ok)
+    elif sub == b"REWRITE":
+        raise CommandError(errors.NO_CONFIG_FILE)
+    elif sub == b"HELP":
+        client.reply([line.encode() for line in _CONFIG_HELP])
     else:
         raise _subcommand_error(args)
 
 
 CONFIG_HOOKS: list = []
+# Called on CONFIG RESETSTAT with the acceptor, for modules with counters.
+RESETSTAT_HOOKS: list = []
 
 
 # -- server ------------------------------------------------------------------
@@ -466,12 +730,6 @@ def time_(client: Client, args: list) -> None:
     client.reply([b"%d" % int(now), b"%d" % int((now % 1) * 1_000_000)])
 
 
-@local("lastsave")
-def lastsave(client: Client, args: list) -> None:
-    """LASTSAVE"""
-    client.reply(client.server.lastsave)
-
-
 @local("wait")
 @_guard
 def wait(client: Client, args: list) -> None:
@@ -486,12 +744,22 @@ def wait(client: Client, args: list) -> None:
 @local("swapdb")
 @_guard
 def swapdb(client: Client, args: list) -> None:
-    """SWAPDB index1 index2"""
-    a = parse_int(args[1], "ERR invalid first DB index")
-    b = parse_int(args[2], "ERR invalid second DB index")
-    if a < 0 or a >= 1 or b < 0 or b >= 1:
+    """SWAPDB index1 index2
+
+    As Redis configured with ``databases 1``: only ``SWAPDB 0 0`` works.
+    """
+    a = _db_index(args[1], errors.INVALID_FIRST_DB)
+    b = _db_index(args[2], errors.INVALID_SECOND_DB)
+    if a != 0 or b != 0:
         raise CommandError(errors.DB_INDEX_OUT_OF_RANGE)
     client.reply(OK)
+
+
+def _db_index(arg: bytes, message: str) -> int:
+    try:
+        return parse_int32(arg)
+    except CommandError:
+        raise CommandError(message) from None
 
 
 @local("debug")
@@ -505,13 +773,20 @@ def debug(client: Client, args: list) -> None:
         seconds = parse_float(args[2])
         if seconds > 0:
             slot = _later(client)
-            client.server.loop.call_later(seconds, slot.deliver, b"+OK\r\n")  # type: ignore[union-attr]
+            client.server.loop.call_later(seconds, _wake, slot)  # type: ignore[union-attr]
             return
         client.reply(OK)
     else:
         raise CommandError(
             "ERR DEBUG subcommand not supported by shardkv: {}".format(args[1].decode("latin-1"))
         )
+
+
+def _wake(slot) -> None:
+    """DEBUG SLEEP is over: reply OK and write it out."""
+    slot.deliver(b"+OK\r\n")
+    if not slot.client.closed:
+        slot.client.flush()
 
 
 def _later(client: Client):
@@ -525,14 +800,28 @@ def _later(client: Client):
 # -- SCAN --------------------------------------------------------------------
 
 
+def parse_scan_cursor(arg: bytes) -> int:
+    """A cursor as Redis reads it, with ``strtoul``: an optional sign, then
+    decimal digits (a minus wraps around); the empty string is 0."""
+    digits = arg[1:] if arg[:1] in (b"+", b"-") else arg
+    if not digits:
+        if arg:
+            raise CommandError(errors.INVALID_CURSOR)
+        return 0
+    if not digits.isdigit():
+        raise CommandError(errors.INVALID_CURSOR)
+    value = int(digits)
+    if value >= 2**64:
+        raise CommandError(errors.INVALID_CURSOR)
+    return -value % 2**64 if arg[:1] == b"-" else value
+
+
 @local("scan")
 @_guard
 def scan(client: Client, args: list) -> None:
     """SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]"""
-    cursor = parse_int(args[1], errors.INVALID_CURSOR) if args[1].isdigit() else None
-    if cursor is None:
-        raise CommandError(errors.INVALID_CURSOR)
-    pattern = b""
+    cursor = parse_scan_cursor(args[1])
+    pattern = b"*"  # everything, the empty key too
     kind = b""
     count = 10
     j = 2
@@ -564,13 +853,3 @@ def scan(client: Client, args: list) -> None:
         return [b"%d" % next_slot, keys]
 
     client.fan_out({shard: [b"__scan", b"%d" % cursor, b"%d" % count, pattern, kind]}, merge)
-
-
-@local("shutdown")
-@_guard
-def shutdown(client: Client, args: list) -> None:
-    """SHUTDOWN [NOSAVE | SAVE] [NOW] [FORCE] [ABORT]"""
-    for a in args[1:]:
-        if a.upper() not in (b"NOSAVE", b"SAVE", b"NOW", b"FORCE", b"ABORT"):
-            raise CommandError(errors.SYNTAX)
-    os.kill(os.getppid(), 15)

@@ -24,6 +24,7 @@ Python value       RESP2                   RESP3
 :data:`NULL_ARRAY` ``*-1``                 null ``_``
 :class:`Verbatim`  bulk string             verbatim ``=``
 :class:`Push`      array                   push ``>``
+:class:`Pairs`     flat array              array of 2-arrays
 :class:`Raw`       the bytes as they are   the bytes as they are
 =================  ======================  ===========================
 """
@@ -43,12 +44,29 @@ UNAUTH_MAX_MULTIBULK = 10
 UNAUTH_MAX_BULK = 16384
 
 
-class ProtocolError(Exception):
-    """The client broke the protocol; reply with ``message`` and hang up."""
+DEFAULT_MAX_QUERY_BUFFER = 1024**3  # client-query-buffer-limit
 
-    def __init__(self, message: str) -> None:
+
+class ProtocolError(Exception):
+    """The client broke the protocol; reply with ``message`` and hang up.
+
+    ``commands`` are the complete commands that came before the bad bytes
+    in the same :meth:`RequestParser.feed`: Redis runs those first.
+    """
+
+    def __init__(self, message: str, commands: list | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.commands = commands or []
+
+
+class QueryBufferExceeded(ProtocolError):
+    """Unparsed input passed ``client-query-buffer-limit``: Redis logs it and
+    closes the connection without a reply (``message`` is empty)."""
+
+    def __init__(self, held: int, commands: list | None = None) -> None:
+        super().__init__("", commands)
+        self.held = held
 
 
 class Error:
@@ -85,6 +103,15 @@ class Push(list):
     __slots__ = ()
 
 
+class Pairs(list):
+    """A list of 2-tuples: RESP3 nests each pair, RESP2 flattens them.
+
+    The shape of HRANDFIELD ... WITHVALUES and ZRANGE ... WITHSCORES.
+    """
+
+    __slots__ = ()
+
+
 class Raw:
     """Bytes already encoded in the connection's protocol."""
 
@@ -115,6 +142,8 @@ def strict_int(s: bytes) -> int | None:
     Unlike ``int()`` it rejects spaces, ``+``, ``_`` and leading zeros, and
     values outside the signed 64-bit range.
     """
+    if len(s) > 20:  # also keeps int() off huge digit strings
+        return None
     if s.isdigit():
         if s[0] == 48 and len(s) > 1:
             return None
@@ -128,7 +157,8 @@ def strict_int(s: bytes) -> int | None:
 
 _ESCAPES = {ord("n"): 10, ord("r"): 13, ord("t"): 9, ord("b"): 8, ord("a"): 7}
 _HEX = b"0123456789abcdefABCDEF"
-_SPACE = b" \n\r\t\v\f"
+_SPACE = b" \n\r\t\v\f"  # C's isspace(): what separates arguments
+_TOKEN_END = b" \n\r\t"  # what ends an unquoted argument (\v and \f do not)
 
 
 def split_inline(line: bytes) -> list[bytes]:
@@ -138,7 +168,7 @@ def split_inline(line: bytes) -> list[bytes]:
     only ``\\'``.  A closing quote must be followed by a space or the end.
     Raises :class:`ProtocolError` on unbalanced quotes.
     """
-    if b'"' not in line and b"'" not in line:
+    if b'"' not in line and b"'" not in line and b"\v" not in line and b"\f" not in line:
         return line.split()
     args: list[bytes] = []
     i, n = 0, len(line)
@@ -191,7 +221,7 @@ def split_inline(line: bytes) -> list[bytes]:
                 if i >= n:
                     break
                 c = line[i]
-                if c in _SPACE:
+                if c in _TOKEN_END:
                     break
                 if c == 34:
                     inq = True
@@ -215,6 +245,17 @@ class RequestParser:
     ``*0`` and ``*-1`` as Redis does, and raises :class:`ProtocolError`
     with Redis's text for anything else.  After an error the parser is
     spent: the connection must be closed.
+
+    It reads a line as Redis's ``processMultibulkBuffer`` does: a header
+    ends at the first ``\\r`` (the byte after it is skipped unread), and a
+    NUL byte before that ``\\r`` hides the line, because Redis finds it with
+    ``strchr``.  So the same bytes give the same commands, the same error,
+    or the same wait for more data, as on a real Redis.
+
+    While ``authenticated`` is false, ``feed`` returns at most one command
+    and keeps the rest: the caller runs it (it may be AUTH), then calls
+    ``feed(b"")`` for the next, so the next header is checked against the
+    unauthenticated limits only if the client is still unauthenticated.
     """
 
     __slots__ = (
@@ -227,10 +268,16 @@ class RequestParser:
         "_chunks",
         "_have",
         "max_bulk_len",
+        "max_query_buffer",
         "authenticated",
     )
 
-    def __init__(self, max_bulk_len: int = DEFAULT_MAX_BULK_LEN, authenticated: bool = True) -> None:
+    def __init__(
+        self,
+        max_bulk_len: int = DEFAULT_MAX_BULK_LEN,
+        authenticated: bool = True,
+        max_query_buffer: int = DEFAULT_MAX_QUERY_BUFFER,
+    ) -> None:
         self._buf = b""  # unconsumed bytes
         self._args: list[bytes] = []  # arguments of a multibulk in progress
         self._remaining = 0  # bulks still expected by that multibulk
@@ -240,11 +287,12 @@ class RequestParser:
         self._chunks: list[bytes] = []
         self._have = 0
         self.max_bulk_len = max_bulk_len
+        self.max_query_buffer = max_query_buffer
         self.authenticated = authenticated
 
     def buffered(self) -> int:
         """How many bytes are held, waiting for the rest of a command."""
-        return len(self._buf) + self._have + sum(map(len, self._raw_parts))
+        return len(self._buf) + self._have + sum(len(p) for p in self._raw_parts if p is not None)
 
     def feed(self, data: bytes) -> list[tuple[list[bytes], bytes | None]]:
         if self._wait:
@@ -252,6 +300,8 @@ class RequestParser:
             self._chunks.append(data)
             self._have += len(data)
             if self._have < self._wait:
+                if self._have > self.max_query_buffer:
+                    raise QueryBufferExceeded(self._have)
                 return []
             buf = b"".join(self._chunks)
             self._chunks = []
@@ -264,33 +314,47 @@ class RequestParser:
         pos = 0
         n = len(buf)
         find = buf.find
+        one = not self.authenticated
         while pos < n:
             start = pos
             if not self._remaining:
                 if buf[pos] != 42:  # not '*': an inline command
                     eol = find(b"\n", pos)
-                    if eol < 0:
+                    if eol < 0 or find(b"\0", pos, eol) >= 0:
+                        # No line yet (for Redis, a NUL ends the buffer).
                         if n - pos > PROTO_INLINE_MAX_SIZE:
-                            raise ProtocolError(errors.PROTO_BIG_INLINE)
+                            raise ProtocolError(errors.PROTO_BIG_INLINE, out)
                         break
                     line = buf[pos:eol]
                     pos = eol + 1
                     if line.endswith(b"\r"):
                         line = line[:-1]
-                    args = split_inline(line)
+                    if len(line) > PROTO_INLINE_MAX_SIZE:
+                        # Redis refuses it once 64 KB have come without a
+                        # newline; so does this, whatever the reads.
+                        raise ProtocolError(errors.PROTO_BIG_INLINE, out)
+                    try:
+                        args = split_inline(line)
+                    except ProtocolError as e:
+                        raise ProtocolError(e.message, out) from None
                     if args:
                         out.append((args, None))
+                        if one:
+                            break
                     continue
                 eol = find(b"\r\n", pos)
-                if eol < 0:
-                    if n - pos > PROTO_INLINE_MAX_SIZE:
-                        raise ProtocolError(errors.PROTO_BIG_MBULK_COUNT)
-                    break
-                count = strict_int(buf[pos + 1 : eol])
+                count = strict_int(buf[pos + 1 : eol]) if eol >= 0 else None
                 if count is None or count > INT_MAX:
-                    raise ProtocolError(errors.PROTO_MULTIBULK_LEN)
+                    # Not a plain header: see where Redis ends this line.
+                    eol = _redis_line(buf, pos, n, errors.PROTO_BIG_MBULK_COUNT, out)
+                    if eol < 0:
+                        break
+                    count = strict_int(buf[pos + 1 : eol])
+                    if count is None or count > INT_MAX:
+                        raise ProtocolError(errors.PROTO_MULTIBULK_LEN, out)
+                    self._raw_parts.append(None)  # odd line ending: not forwardable
                 if count > UNAUTH_MAX_MULTIBULK and not self.authenticated:
-                    raise ProtocolError(errors.PROTO_UNAUTH_MULTIBULK)
+                    raise ProtocolError(errors.PROTO_UNAUTH_MULTIBULK, out)
                 pos = eol + 2
                 if count <= 0:
                     continue
@@ -301,20 +365,30 @@ class RequestParser:
             bulklen = self._bulklen
             while remaining:
                 if bulklen < 0:
-                    if pos >= n:
-                        break
-                    if buf[pos] != 36:  # '$'
-                        raise ProtocolError(errors.PROTO_EXPECTED_DOLLAR % chr(buf[pos]))
                     eol = find(b"\r\n", pos)
-                    if eol < 0:
-                        if n - pos > PROTO_INLINE_MAX_SIZE:
-                            raise ProtocolError(errors.PROTO_BIG_BULK_COUNT)
-                        break
-                    bulklen = strict_int(buf[pos + 1 : eol])
-                    if bulklen is None or bulklen < 0 or bulklen > self.max_bulk_len:
-                        raise ProtocolError(errors.PROTO_BULK_LEN)
+                    digits = buf[pos + 1 : eol]  # strict_int, inlined: this runs per argument
+                    if (
+                        eol > 0
+                        and buf[pos] == 36  # '$'
+                        and digits.isdigit()
+                        and (digits[0] != 48 or len(digits) == 1)
+                        and len(digits) < 20
+                    ):
+                        bulklen = int(digits)
+                    if bulklen < 0 or bulklen > self.max_bulk_len:
+                        # Not a plain header: see where Redis ends this line.
+                        eol = _redis_line(buf, pos, n, errors.PROTO_BIG_BULK_COUNT, out)
+                        if eol < 0:
+                            bulklen = -1
+                            break
+                        if buf[pos] != 36:
+                            raise ProtocolError(errors.PROTO_EXPECTED_DOLLAR % chr(buf[pos]), out)
+                        bulklen = strict_int(buf[pos + 1 : eol])  # type: ignore[assignment]
+                        if bulklen is None or bulklen < 0 or bulklen > self.max_bulk_len:
+                            raise ProtocolError(errors.PROTO_BULK_LEN, out)
+                        self._raw_parts.append(None)  # odd line ending: not forwardable
                     if bulklen > UNAUTH_MAX_BULK and not self.authenticated:
-                        raise ProtocolError(errors.PROTO_UNAUTH_BULK)
+                        raise ProtocolError(errors.PROTO_UNAUTH_BULK, out)
                     pos = eol + 2
                 end = pos + bulklen
                 if end + 2 > n:
@@ -334,17 +408,44 @@ class RequestParser:
                     self._have = len(rest)
                     self._wait = bulklen + 2
                     self._buf = b""
+                    if self._have > self.max_query_buffer:
+                        raise QueryBufferExceeded(self._have, out)
                     return out
                 self._buf = rest
                 return out
             if self._raw_parts:
-                self._raw_parts.append(buf[start:pos])
-                out.append((args, b"".join(self._raw_parts)))
+                parts = self._raw_parts
                 self._raw_parts = []
+                # None marks a header Redis reads but a strict RESP reader
+                # (the worker's) would not: such a command is re-encoded.
+                parts.append(buf[start:pos])
+                out.append((args, None if None in parts else b"".join(parts)))
             else:
                 out.append((args, buf[start:pos]))
+            if one:
+                break
         self._buf = buf[pos:] if pos < n else b""
         return out
+
+
+def _redis_line(buf: bytes, pos: int, n: int, too_big: str, out: list) -> int:
+    """Where Redis ends the header line at ``pos``: the index of its first
+    ``\r``, or -1 while Redis would wait for more data.
+
+    Redis finds it with ``strchr``, which also stops at a NUL byte: a NUL
+    before the ``\r`` hides the line.  Raises ``too_big`` where Redis would
+    give up on a line that long.
+    """
+    eol = buf.find(b"\r", pos)
+    if eol < 0 or buf.find(b"\0", pos, eol) >= 0:
+        if n - pos > PROTO_INLINE_MAX_SIZE:
+            raise ProtocolError(too_big, out)
+        return -1
+    if eol + 1 >= n:
+        return -1  # the byte after it (never checked) has not come yet
+    if eol - pos > PROTO_INLINE_MAX_SIZE:
+        raise ProtocolError(too_big, out)
+    return eol
 
 
 # -- encoding ----------------------------------------------------------------
@@ -442,5 +543,17 @@ def _encode_into(value: object, resp3: bool, out: list[bytes]) -> None:
             out.append(b"$%d\r\n%s\r\n" % (len(value.text), value.text))  # type: ignore[attr-defined]
     elif t is Raw:
         out.append(value.data)  # type: ignore[attr-defined]
+    elif t is Pairs:
+        if resp3:
+            out.append(b"*%d\r\n" % len(value))  # type: ignore[arg-type]
+            for a, b in value:  # type: ignore[attr-defined]
+                out.append(b"*2\r\n")
+                _encode_into(a, resp3, out)
+                _encode_into(b, resp3, out)
+        else:
+            out.append(b"*%d\r\n" % (2 * len(value)))  # type: ignore[arg-type]
+            for a, b in value:  # type: ignore[attr-defined]
+                _encode_into(a, resp3, out)
+                _encode_into(b, resp3, out)
     else:
         raise TypeError(f"cannot encode {t.__name__} as RESP")

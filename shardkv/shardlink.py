@@ -31,8 +31,12 @@ class Sink(Protocol):
     def deliver(self, body: bytes) -> None: ...
 
 
-class ShardLink(asyncio.Protocol):
-    """One worker's pipe, seen from the acceptor."""
+class ShardLink:
+    """One worker's pipe, seen from the acceptor.
+
+    The link outlives the pipe: when a worker is restarted, the same link
+    is attached to the new pipe through a fresh :class:`_Pipe` protocol.
+    """
 
     def __init__(
         self, index: int, on_turn_end: Callable[[ShardLink], None], after_frame: Callable[[], None]
@@ -50,7 +54,9 @@ class ShardLink(asyncio.Protocol):
         self._have = 0
         self._need = 0
         self.control_waiters: deque = deque()  # cross-shard ops awaiting a C frame
-        self.wake_handler: Callable[[int, bytes], None] | None = None
+        # Sinks of blocking commands (see shardkv.blocking), by token: their
+        # reply comes in a W frame, after an empty body in an R frame.
+        self.blocked: dict[int, Sink] = {}
 
     # -- sending ------------------------------------------------------------
 
@@ -85,14 +91,29 @@ class ShardLink(asyncio.Protocol):
 
     # -- receiving ----------------------------------------------------------
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+    def protocol(self) -> _Pipe:
+        """A protocol for a new pipe to this shard's worker."""
+        return _Pipe(self)
+
+    def attached(self, transport: asyncio.Transport) -> None:
+        old = self.transport
+        if old is not None:
+            # The new pipe came before the old one's end was noticed: the
+            # old worker is gone, and so are the replies it owed.
+            self.transport = None
+            self.fail_all()
+            old.close()
+        self._buf = b""
+        self._chunks = []
+        self._have = self._need = 0
+        self.transport = transport
         self.up = True
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.up = False
-        self.transport = None
-        self.fail_all()
+    def detached(self, transport: asyncio.Transport) -> None:
+        if transport is self.transport:
+            self.up = False
+            self.transport = None
+            self.fail_all()
 
     def fail_all(self) -> None:
         """Answer every command in flight: the shard is gone."""
@@ -104,6 +125,9 @@ class ShardLink(asyncio.Protocol):
         waiters, self.control_waiters = self.control_waiters, deque()
         for op in waiters:
             op.control_failed()
+        blocked, self.blocked = self.blocked, {}
+        for sink in blocked.values():
+            sink.deliver(body)
         self._after_frame()
 
     def data_received(self, data: bytes) -> None:
@@ -143,9 +167,30 @@ class ShardLink(asyncio.Protocol):
             for body in wire.decode_replies(payload):
                 popleft().deliver(body)
         elif kind == wire.WAKE:
-            if self.wake_handler is not None:
-                self.wake_handler(*wire.decode_wake(payload))
+            token, body = wire.decode_wake(payload)
+            sink = self.blocked.pop(token, None)
+            if sink is not None:  # None: its client went away
+                sink.deliver(body)
         elif kind == wire.CONTROL:
             self.control_waiters.popleft().control(wire.decode_control(payload))
         else:
             log.warning("shard %d sent an unknown frame %r", self.index, payload[:1])
+
+
+class _Pipe(asyncio.Protocol):
+    """The protocol of one pipe connection; forwards to its link."""
+
+    def __init__(self, link: ShardLink) -> None:
+        self.link = link
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.link.attached(self.transport)  # type: ignore[arg-type]
+
+    def data_received(self, data: bytes) -> None:
+        if self.transport is self.link.transport:
+            self.link.data_received(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.link.detached(self.transport)  # type: ignore[arg-type]

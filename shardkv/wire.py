@@ -14,9 +14,12 @@ Acceptor -> worker
     integer header ``:<h>\\r\\n`` then the command as a RESP array of bulk
     strings, usually the very bytes the client sent.  ``h & 0xFF`` holds
     the FLAG_* bits below; ``h >> 8`` is a token that names a blocking
-    command, 0 otherwise.
+    command, 0 otherwise (see :mod:`shardkv.worker.blocking`).  Only an
+    entry with a token may block; the same command without one replies
+    as it would inside MULTI.
 ``X`` *cancel*: ``X<token>`` in ASCII.  The client blocked under that
-    token went away; forget it.
+    token went away; forget it (a token the worker no longer knows, one
+    already answered, is ignored).
 ``C`` *control*: ``C`` + marshal payload, only sent to a worker that is
     parked inside a cross-shard operation (see :mod:`shardkv.crossshard`).
 
@@ -30,7 +33,8 @@ Worker -> acceptor
     blocking command that blocked (an empty body: its reply comes later in
     a ``W`` frame).
 ``W`` *wake*: ``W`` + uint64 token + RESP body: the late reply to a
-    command that blocked.
+    command that blocked, served or timed out.  It always follows the
+    ``R`` frame that carried the command's empty body.
 ``C`` *control*: ``C`` + marshal payload, a parked worker's answer.
 """
 

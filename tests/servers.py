@@ -67,9 +67,10 @@ class ServerProcess:
     def wait_ready(self, timeout: float = 30.0) -> ServerProcess:
         try:
             wait_for_ping(self.port, timeout, self.proc)
-        except RuntimeError:
+        except RuntimeError as e:
+            output = self.output()
             self.stop()
-            raise RuntimeError(f"{self.output()}") from None
+            raise RuntimeError(f"{e}:\n{output}") from None
         return self
 
     def output(self) -> str:

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 
 from shardkv import errors
-from shardkv.args import parse_int
+from shardkv.args import parse_int, parse_int32
+from shardkv.command_docs import check_subcommand
 from shardkv.errors import CommandError
-from shardkv.resp import OK
+from shardkv.resp import OK, strict_int
 from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.registry import command
+from shardkv.worker.server import RUNTIME
 from shardkv.worker.strings import LLONG_MAX, LLONG_MIN
+from shardkv.worker.zset import ZSet
 
 # How to copy a value of each type for COPY; other type modules add theirs.
 COPIERS: dict[type, object] = {
@@ -18,6 +22,7 @@ COPIERS: dict[type, object] = {
     dict: dict.copy,
     deque: deque.copy,
     set: set.copy,
+    ZSet: ZSet.copy,
 }
 
 
@@ -150,7 +155,7 @@ def expiretime(ks: Keyspace, args: list[bytes]) -> object:
     if ks.lookup(args[1]) is None:
         return -2
     when = ks.get_expire(args[1])
-    return -1 if when is None else when // 1000
+    return -1 if when is None else (when + 500) // 1000  # rounded, as Redis
 
 
 @command("pexpiretime")
@@ -210,14 +215,14 @@ def copy(ks: Keyspace, args: list[bytes]) -> object:
         if opt == b"REPLACE":
             replace = True
         elif opt == b"DB" and j + 1 < len(args):
-            if parse_int(args[j + 1]) != 0:
+            if parse_int32(args[j + 1]) != 0:  # there is one database
                 raise CommandError(errors.DB_INDEX_OUT_OF_RANGE)
             j += 1
         else:
             raise CommandError(errors.SYNTAX)
         j += 1
     if src == dst:
-        raise CommandError("ERR source and destination objects are the same")
+        raise CommandError(errors.SAME_OBJECT)
     value = ks.lookup(src)
     if value is None:
         return 0
@@ -229,4 +234,109 @@ def copy(ks: Keyspace, args: list[bytes]) -> object:
     ks.store(dst, copy_value(value))
     if when is not None:
         ks.set_expire(dst, when)
+    return 1
+
+
+# -- OBJECT ---------------------------------------------------------------
+
+HASH_MAX_LISTPACK_ENTRIES = 512  # Redis 7.0's default (zsets keep 128)
+HASH_MAX_LISTPACK_VALUE = 64
+SET_MAX_INTSET_ENTRIES = 512
+OBJ_SHARED_INTEGERS = 10000  # Redis shares the objects of 0..9999
+OBJ_SHARED_REFCOUNT = 2**31 - 1
+
+
+def _string_encoding(value: bytes) -> str:
+    if len(value) <= 20 and strict_int(value) is not None:
+        return "int"
+    return "embstr" if len(value) <= 44 else "raw"
+
+
+def _hash_encoding(value: dict) -> str:
+    if len(value) > HASH_MAX_LISTPACK_ENTRIES:
+        return "hashtable"
+    limit = HASH_MAX_LISTPACK_VALUE
+    for field, v in value.items():
+        if len(field) > limit or len(v) > limit:
+            return "hashtable"
+    return "listpack"
+
+
+def _set_encoding(value: set) -> str:
+    if len(value) > SET_MAX_INTSET_ENTRIES:
+        return "hashtable"
+    return "intset" if all(strict_int(m) is not None for m in value) else "hashtable"
+
+
+# Each type's OBJECT ENCODING, as Redis 7.0 would have chosen it for the
+# value as it is now; a type whose values know it (ZSet.encoding) needs no
+# entry.  Redis never converts back to the compact form when a value
+# shrinks, and these derive it from the contents, so they differ there.
+ENCODINGS: dict[type, Callable[[object], str]] = {
+    bytes: _string_encoding,  # type: ignore[dict-item]
+    dict: _hash_encoding,  # type: ignore[dict-item]
+    deque: lambda v: "quicklist",  # Redis 7.0 keeps every list in a quicklist
+    set: _set_encoding,  # type: ignore[dict-item]
+}
+
+
+def object_encoding(value: object) -> str:
+    encode = ENCODINGS.get(type(value))
+    return encode(value) if encode is not None else value.encoding  # type: ignore[attr-defined]
+
+
+def _shares_integers() -> bool:
+    """Does Redis use its shared integer objects (not under maxmemory with
+    an LRU or LFU policy, where each value needs its own access clock)?"""
+    policy = RUNTIME.maxmemory_policy
+    return not (RUNTIME.maxmemory and ("lru" in policy or "lfu" in policy))
+
+
+_OBJECT_HELP = [
+    "OBJECT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "ENCODING <key>",
+    "    Return the kind of internal representation used in order to store the value",
+    "    associated with a <key>.",
+    "FREQ <key>",
+    "    Return the access frequency index of the <key>. The returned integer is",
+    "    proportional to the logarithm of the recent access frequency of the key.",
+    "IDLETIME <key>",
+    "    Return the idle time of the <key>, that is the approximated number of",
+    "    seconds elapsed since the last access to the key.",
+    "REFCOUNT <key>",
+    "    Return the number of references of the value associated with the specified",
+    "    <key>.",
+    "HELP",
+    "    Prints this help.",
+]
+
+
+@command("object")
+def object_(ks: Keyspace, args: list[bytes]) -> object:
+    """OBJECT ENCODING|FREQ|IDLETIME|REFCOUNT key | OBJECT HELP"""
+    problem = check_subcommand(args)
+    if problem:
+        raise CommandError(problem)
+    sub = args[1].lower()
+    if sub == b"help":
+        return [line.encode() for line in _OBJECT_HELP]
+    value = ks.lookup(args[2])
+    if value is None:
+        return None
+    if sub == b"encoding":
+        return object_encoding(value).encode()
+    lfu = "lfu" in RUNTIME.maxmemory_policy
+    if sub == b"freq":
+        if not lfu:
+            raise CommandError(errors.LFU_NOT_SELECTED)
+        return 0  # access frequency is not tracked per key
+    if sub == b"idletime":
+        if lfu:
+            raise CommandError(errors.LRU_NOT_SELECTED)
+        return 0  # access time is not tracked per key
+    # refcount
+    if type(value) is bytes and _shares_integers():
+        n = strict_int(value) if len(value) <= 20 else None  # type: ignore[arg-type]
+        if n is not None and 0 <= n < OBJ_SHARED_INTEGERS:
+            return OBJ_SHARED_REFCOUNT
     return 1

@@ -34,9 +34,10 @@ from shardkv import errors
 from shardkv.errors import CommandError
 from shardkv.router import SLOTS, key_slot
 from shardkv.worker.clock import Clock
+from shardkv.worker.zset import ZSet
 
 # Redis's TYPE names, by Python type.  Modules of other types add theirs.
-TYPE_NAMES: dict[type, str] = {bytes: "string", dict: "hash", deque: "list", set: "set"}
+TYPE_NAMES: dict[type, str] = {bytes: "string", dict: "hash", deque: "list", set: "set", ZSet: "zset"}
 
 
 def slot_of(key: bytes) -> int:
@@ -60,6 +61,10 @@ class Keyspace:
         self.watch_counts: dict[bytes, int] = {}  # watchers per watched key
         self.expired_keys = 0  # stats, as INFO reports them
         self.on_delete: Callable[[bytes], None] | None = None
+        # Called for a key the server removes by itself (expiry, eviction),
+        # as Redis's propagateDeletion: the AOF logs a DEL.
+        self.propagate_del: Callable[[bytes], None] | None = None
+        self.memory = None  # an eviction.Memory while maxmemory is on
 
     def tick(self) -> int:
         """Read the clock; call once per batch of commands."""
@@ -142,10 +147,12 @@ class Keyspace:
             w[key] += 1
 
     def flush(self) -> None:
+        # As in Redis 7.0, a flush changes only the watched keys it removes.
+        removed = [key for key in self.watched if key in self.data[slot_of(key)]]
         self.data = [{} for _ in range(SLOTS)]
         self.expires = [{} for _ in range(SLOTS)]
         self.nvolatile = 0
-        for key in self.watched:
+        for key in removed:
             self.watched[key] += 1
 
     def _remove(self, slot: int, key: bytes) -> None:
@@ -161,6 +168,8 @@ class Keyspace:
     def _expire(self, slot: int, key: bytes) -> None:
         self._remove(slot, key)
         self.expired_keys += 1
+        if self.propagate_del is not None:
+            self.propagate_del(key)
 
     # -- whole keyspace ---------------------------------------------------
 

@@ -20,24 +20,35 @@ arrive are kept, in order) until a control frame for the operation comes:
 * ``("release",)``: nothing changed.
 
 Then it resumes where it stopped.
+
+Blocking commands (BLPOP, BZPOPMIN...) arrive with a token in their entry
+header; one that must wait replies with an empty body now and with a ``W``
+frame later, and ``X`` frames cancel it: see :mod:`shardkv.worker.blocking`.
+The loop also wakes up for the earliest blocked command's timeout.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import socket
+import sys
 import time
 from multiprocessing.connection import Connection
 
 from shardkv import commands, wire
 from shardkv.errors import CommandError
+from shardkv.proctitle import set_name
 from shardkv.resp import Error, encode
-from shardkv.router import slot_range
+from shardkv.router import SLOTS, slot_range
 
 # Importing the command modules registers their handlers.
-from shardkv.worker import keys, server, strings  # noqa: F401
+from shardkv.worker import eviction, hashes, keys, lists, server, sets, strings, zsets  # noqa: F401
+from shardkv.worker.blocking import Wait, Waiters
 from shardkv.worker.clock import Clock
 from shardkv.worker.keyspace import Keyspace
+from shardkv.worker.persistence import EXIT_LOAD_FAILED, LoadError, Persistence
 from shardkv.worker.registry import find
 from shardkv.worker.sweeper import Sweeper
 from shardkv.worker.transfer import drop_key, export_key, import_key
@@ -48,19 +59,38 @@ log = logging.getLogger("shardkv.worker")
 class Shard:
     """One shard's keyspace and the code that runs commands against it."""
 
-    def __init__(self, index: int, nshards: int, clock: Clock | None = None) -> None:
+    def __init__(
+        self, index: int, nshards: int, clock: Clock | None = None, config: dict | None = None
+    ) -> None:
         self.index = index
         self.keyspace = Keyspace(clock, slot_range(index, nshards))
         self.sweeper = Sweeper(self.keyspace)
+        # Persistence (with a config): ``record`` logs each write that ran.
+        self.persistence: Persistence | None = None
+        self.record = None
+        if config is not None:
+            self.persistence = Persistence(self.keyspace, index, nshards, config)
+            self.record = self.persistence.record
+        # Called when the acceptor dies and its clients with it.
+        self.acceptor_lost_hooks: list = []
+        # Blocked commands (BLPOP...) waiting for keys of this shard.
+        self.waiters = Waiters(self.keyspace, self.record)
+        self.acceptor_lost_hooks.append(self.waiters.clear)
         # Set by serve(): send a frame, and block for the next frame.
         self.send = None
         self.recv = None
         self.backlog: list[bytes] = []  # frames that came while parked
 
-    def execute(self, args: list[bytes]) -> object:
-        """Run one command and return its reply value."""
+    def execute(self, args: list[bytes], handler=None) -> object:
+        """Run one command and return its reply value.
+
+        ``handler``, when given, runs instead of the registered one: the
+        blocking form of a blocking command, which may return a
+        :class:`~shardkv.worker.blocking.Wait` (then nothing ran yet).
+        """
         ks = self.keyspace
-        handler = find(args[0])
+        if handler is None:
+            handler = find(args[0])
         try:
             if handler is None:
                 return Error("ERR unknown command '{}'".format(args[0].decode("latin-1")))
@@ -70,35 +100,83 @@ class Shard:
         except Exception:  # a bug must not take the shard down
             log.exception("shard %d: command %r failed", self.index, args[0])
             return Error("ERR internal error while running '{}'".format(args[0].decode("latin-1")))
-        if ks.watched:
+        if ks.watched and type(value) is not Wait:
             cmd = commands.lookup(args[0])
             if cmd is not None and cmd.is_write:
                 for key in cmd.keys(args):
                     ks.touch(key)
+        if self.record is not None and type(value) is not Error and type(value) is not Wait:
+            self.record(args, value)
         return value
+
+    def execute_limited(self, args: list[bytes], handler=None) -> object:
+        """:meth:`execute` while maxmemory is on: evict first, or refuse with
+        OOM (see :mod:`shardkv.worker.eviction`)."""
+        memory = self.keyspace.memory
+        if memory is None:
+            return self.execute(args, handler)
+        return memory.run(self.execute, args, handler)
 
     def run_batch(self, payload: bytes) -> bytes:
         """Run a ``B`` payload and return the ``R`` payload of its replies."""
         items = wire.decode_batch(payload)
+        if self.persistence is not None and self.persistence.closed:
+            return self._refuse(items)  # SHUTDOWN has saved: nothing may change now
         self.keyspace.tick()
         bodies = []
         append = bodies.append
-        execute = self.execute
+        execute = self.execute if self.keyspace.memory is None else self.execute_limited
+        waiters = self.waiters
+        blocked = waiters.by_key  # the keys someone waits on
         for i in range(0, len(items), 2):
             header = items[i]
+            args = items[i + 1]
             if header & wire.FLAG_PARK:
-                append(wire.encode_part(self.park_reply(items[i + 1])))
+                append(wire.encode_part(self.park_reply(args)))
                 self.send(wire.encode_replies(bodies))  # type: ignore[misc]
+                self.send_wakes()
                 bodies = []
                 append = bodies.append
                 self.park()
                 self.keyspace.tick()
                 continue
-            value = execute(items[i + 1])
-            if header & wire.FLAG_PART:
-                append(wire.encode_part(value))
+            if header > 0xFF:  # a blocking command, with its token
+                if waiters.ready:
+                    waiters.serve_ready()  # who blocked before it comes first
+                append(waiters.run(execute, header >> 8, header & wire.FLAG_RESP3, args))
             else:
-                append(encode(value, header & wire.FLAG_RESP3))
+                value = execute(args)
+                if header & wire.FLAG_PART:
+                    append(wire.encode_part(value))
+                else:
+                    append(encode(value, header & wire.FLAG_RESP3))
+            if blocked:
+                waiters.mark(args)
+        if waiters.ready:
+            # After the batch, not after each command: a transaction's
+            # commands come back to back in one batch, and a waiter must not
+            # see half of it (Redis serves them after EXEC).
+            waiters.serve_ready()
+        return wire.encode_replies(bodies)
+
+    def send_wakes(self) -> None:
+        """Send the late replies of the blocked commands served or timed out
+        (after the replies that said they blocked)."""
+        waiters = self.waiters
+        if waiters.wakes:
+            wakes, waiters.wakes = waiters.wakes, []
+            for frame in wakes:
+                self.send(frame)  # type: ignore[misc]
+
+    def _refuse(self, items: list) -> bytes:
+        """Replies to a batch after SHUTDOWN: errors, but for ``__shutdown`` itself."""
+        bodies = []
+        for i in range(0, len(items), 2):
+            args = items[i + 1]
+            if args[0] == b"__shutdown":
+                bodies.append(encode(self.execute(args)))
+            else:
+                bodies.append(encode(Error("ERR shard is shutting down")))
         return wire.encode_replies(bodies)
 
     # -- cross-shard operations -----------------------------------------------
@@ -109,8 +187,8 @@ class Shard:
         ks = self.keyspace
         n = int(args[1])
         exported = args[2 : 2 + n]
-        if exported == [b"*"]:
-            exported = list(ks.iter_keys())
+        if exported[:1] == [b"*"]:  # every key, and the operation's keys that do not exist yet
+            exported = list(dict.fromkeys([*ks.iter_keys(), *exported[1:]]))
         states = {key: export_key(ks, key) for key in exported}
         versions = {}
         for key in args[2 + n :]:
@@ -127,62 +205,235 @@ class Shard:
                 continue
             message = wire.decode_control(frame)
             self.keyspace.tick()
+            waiters = self.waiters
             if message[0] == "run":
                 self.send(wire.encode_control(self.run_foreign(*message[1:])))  # type: ignore[misc]
+                if waiters.by_key:
+                    for args in message[2]:
+                        waiters.mark(args)
             elif message[0] == "apply":
                 for key, state in message[1].items():
                     import_key(self.keyspace, key, state)
-            return
+                if self.persistence is not None:
+                    self.persistence.log_states(message[1])
+                    self.persistence.commit()
+                waiters.mark_keys(message[1])
+            return  # run_batch serves the ready keys at the end of the batch
 
     def run_foreign(self, states: dict, commands_: list, resp3: int) -> tuple:
-        """Run ``commands_`` with other shards' keys installed here."""
+        """Run ``commands_`` with other shards' keys installed here.
+
+        Logging: with no other shard's keys, each command is logged as
+        usual, the lot inside MULTI/EXEC.  Otherwise the commands are not
+        logged as they are (they name keys this shard does not own); each
+        shard logs the final states of its own keys instead: here, those
+        the commands wrote (after any keyless write, e.g. FLUSHALL, they ran);
+        on the other shards, the states they are sent to apply.
+        """
         ks = self.keyspace
+        persistence = self.persistence
+        if persistence is not None:
+            persistence.foreign = states
+            persistence.suspended = bool(states)
+            mark = persistence.begin_group()
         for key, state in states.items():
             drop_key(ks, key)
             if state is not None:
                 import_key(ks, key, state)
-        bodies = [encode(self.execute(args), resp3) for args in commands_]
+        own = ks.slots
+        ks.slots = range(SLOTS)  # so that KEYS, RANDOMKEY... see the imported keys too
+        try:
+            execute = self.execute if ks.memory is None else self.execute_limited
+            bodies = [encode(execute(args), resp3) for args in commands_]
+        finally:
+            ks.slots = own
+            if persistence is not None:
+                persistence.suspended = False
+        if persistence is not None and states:
+            persistence.log_results(commands_, states)
+        # Send back only what changed, so that reading another shard's key
+        # does not count as writing it (WATCH).
         after = {}
-        for key in states:
-            after[key] = export_key(ks, key)
+        for key, before in states.items():
+            state = export_key(ks, key)
+            if state != before:
+                after[key] = state
             drop_key(ks, key)
+        if persistence is not None:
+            persistence.foreign = ()
+            persistence.end_group(mark)
         return ("done", bodies, after)
 
+    def acceptor_lost(self) -> None:
+        """The acceptor died, and its clients with it: forget their state."""
+        self.backlog.clear()
+        self.keyspace.watched.clear()
+        self.keyspace.watch_counts.clear()
+        for hook in self.acceptor_lost_hooks:
+            hook()
 
-def serve(conn: Connection, index: int, nshards: int, hz: int, loglevel: str = "notice") -> None:
-    """The entry point of a worker process."""
+
+def serve(conn: Connection, ctl: Connection, index: int, cfg: dict) -> None:
+    """The entry point of a worker process.
+
+    ``conn`` is the pipe to the acceptor; ``ctl`` the pipe to the
+    supervisor, which hears ``loaded`` once the shard's data is in memory,
+    and sends a new acceptor pipe when the acceptor was restarted.
+    SIGTERM stops the worker between batches: it flushes its AOF, saves
+    when ``save`` rules exist, and exits 0.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides
-    signal.signal(signal.SIGTERM, lambda *_: _exit())
-    logging.basicConfig(level=_LEVELS.get(loglevel, logging.INFO), format="%(message)s")
-    shard = Shard(index, nshards)
-    period = 1.0 / hz
-    budget = period / 4
-    next_sweep = time.monotonic() + period
-    recv, send, poll = conn.recv_bytes, conn.send_bytes, conn.poll
+    signal.signal(signal.SIGTERM, _request_stop)
+    set_name(f"shardkv-shard{index}")
+    _die_with_parent()
+    logging.basicConfig(level=_LEVELS.get(cfg["loglevel"], logging.INFO), format="%(message)s")
+    shard = Shard(index, cfg["shards"], config=cfg)
+    server.RUNTIME.hz = cfg["hz"]  # CONFIG SET hz reaches it through __config
+    persistence = shard.persistence
+    assert persistence is not None
+    try:
+        persistence.start()
+    except (LoadError, OSError) as e:
+        log.error("shard %d: cannot load its data: %s", index, e)
+        sys.exit(EXIT_LOAD_FAILED)
+    ctl.send_bytes(b"loaded")
+    while not _Stop.requested:
+        persistence.inherited_fds = [conn.fileno(), ctl.fileno()]
+        _serve_pipe(shard, conn)
+        conn.close()
+        if _Stop.requested:
+            break
+        shard.acceptor_lost()
+        conn = _next_pipe(ctl)  # type: ignore[assignment]
+        if conn is None:
+            break
+    try:
+        persistence.close()
+    except Exception as e:
+        log.error("shard %d: could not save before exiting: %s", index, e)
+        sys.exit(1)
+
+
+def _serve_pipe(shard: Shard, conn: Connection) -> None:
+    """Run batches from one acceptor pipe until it closes or a stop is requested."""
+    runtime = server.RUNTIME
+    persistence = shard.persistence
+    commit = persistence.commit if persistence is not None else None
+    recv, raw_send, poll = conn.recv_bytes, conn.send_bytes, conn.poll
+    # Group commit: with appendfsync always, the replies of a batch wait
+    # while more batches are already queued, so that one fsync covers them
+    # all.  Anything sent (a later reply, a wake, a control frame) sends
+    # them first, in order.
+    held: list[bytes] = []
+
+    def send(payload: bytes) -> None:
+        # What a batch logged reaches the AOF (and with `always` the disk)
+        # before any reply of it leaves.
+        if commit is not None:
+            commit()
+        if held:
+            for frame in held:
+                raw_send(frame)
+            held.clear()
+        raw_send(payload)
+
+    def grouping() -> bool:
+        writer = persistence.aof if persistence is not None else None
+        return writer is not None and writer.policy == "always"
+
     shard.send, shard.recv = send, recv
     backlog = shard.backlog
+    waiters = shard.waiters
+    next_sweep = time.monotonic() + 1.0 / runtime.hz
     try:
-        while True:
+        while not _Stop.requested:
             if backlog:
                 payload = backlog.pop(0)
             else:
-                wait = next_sweep - time.monotonic()
+                # Wake up for the periodic work or a blocked command's timeout.
+                wait = min(next_sweep, waiters.next_deadline()) - time.monotonic()
                 if wait <= 0 or not poll(wait):
-                    shard.sweeper.cycle(budget)
-                    next_sweep = time.monotonic() + period
+                    next_sweep = _timers(shard, next_sweep)
                     continue
                 payload = recv()
-            if payload[0] == wire.BATCH:
-                send(shard.run_batch(payload))
-            if time.monotonic() >= next_sweep:
-                shard.sweeper.cycle(budget)
-                next_sweep = time.monotonic() + period
+            kind = payload[0]
+            if kind == wire.BATCH:
+                reply = shard.run_batch(payload)
+                if len(held) < GROUP_COMMIT_MAX and (backlog or poll(0)) and grouping():
+                    held.append(reply)  # more batches wait: one fsync for all
+                else:
+                    send(reply)
+                shard.send_wakes()
+            elif kind == wire.CANCEL:
+                waiters.cancel(int(payload[1:]))
+            if held and not backlog and not poll(0):
+                send(held.pop())
+            next_sweep = _timers(shard, next_sweep)
     except (EOFError, OSError):
         return  # the acceptor has gone
 
 
-def _exit() -> None:
-    raise SystemExit(0)
+GROUP_COMMIT_MAX = 64  # batches whose replies may share one fsync
+
+
+def _timers(shard: Shard, next_sweep: float) -> float:
+    """Time out the blocked commands due, and do the periodic work if due;
+    returns when the periodic work is due next."""
+    now = time.monotonic()
+    waiters = shard.waiters
+    if waiters.timeouts and waiters.next_deadline() <= now:
+        waiters.expire(now)
+        shard.send_wakes()
+    if now >= next_sweep:
+        return _tick(shard)
+    return next_sweep
+
+
+def _tick(shard: Shard) -> float:
+    """The periodic work: active expiry, background saves and rewrites."""
+    period = 1.0 / server.RUNTIME.hz
+    shard.sweeper.cycle(period / 4)
+    if shard.persistence is not None:
+        shard.persistence.cron()
+    return time.monotonic() + period
+
+
+def _next_pipe(ctl: Connection) -> Connection | None:
+    """Wait for the supervisor to send the pipe to a new acceptor."""
+    sock = socket.socket(fileno=os.dup(ctl.fileno()))
+    sock.settimeout(0.2)
+    try:
+        while not _Stop.requested:
+            try:
+                message, fds, _, _ = socket.recv_fds(sock, 64, 1)
+            except TimeoutError:
+                continue
+            if not message:
+                return None  # the supervisor has gone
+            if fds:
+                log.info("shard %s: attached to a new acceptor", message.decode())
+                return Connection(fds[0])
+        return None
+    finally:
+        sock.close()
+
+
+class _Stop:
+    requested = False
+
+
+def _request_stop(*_: object) -> None:
+    _Stop.requested = True
+
+
+def _die_with_parent() -> None:
+    """Get SIGTERM (and so flush and exit) if the supervisor dies."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 _LEVELS = {

@@ -17,6 +17,38 @@ from shardkv.resp import OK
 from shardkv.worker.keyspace import TYPE_NAMES, Keyspace
 from shardkv.worker.registry import command
 
+
+class Runtime:
+    """The settings a worker needs, kept current by the acceptor.
+
+    The acceptor sends ``__config name value ...`` with every setting when
+    it attaches a worker, and again after each CONFIG SET, so a worker
+    started with stale values (after a restart) catches up at once.
+    """
+
+    hz = 10
+    proto_max_bulk_len = 512 * 1024 * 1024
+    maxmemory = 0
+    maxmemory_policy = "noeviction"
+    extra: dict[str, str] = {}  # the other settings, as text, for other modules
+
+    def set(self, name: str, value: str) -> None:
+        if name == "hz":
+            self.hz = max(1, min(int(value), 500))  # Redis clamps hz to 1..500
+        elif name == "proto-max-bulk-len":
+            self.proto_max_bulk_len = int(value)
+        elif name == "maxmemory":
+            self.maxmemory = int(value)
+        elif name == "maxmemory-policy":
+            self.maxmemory_policy = value
+        self.extra[name] = value
+
+
+RUNTIME = Runtime()
+# Called with the keyspace after each __config, for modules that act on a
+# setting when it changes (eviction applies maxmemory).
+RUNTIME_HOOKS: list = []
+
 try:
     import psutil
 
@@ -43,6 +75,8 @@ def flushall(ks: Keyspace, args: list[bytes]) -> object:
 @command("keys")
 def keys(ks: Keyspace, args: list[bytes]) -> object:
     """KEYS pattern"""
+    if args[1] == b"*":  # everything, the empty key too (as Redis's allkeys)
+        return list(ks.iter_keys())
     match = compile_glob(args[1])
     return [k for k in ks.iter_keys() if match(k)]
 
@@ -57,13 +91,13 @@ def randomkey(ks: Keyspace, args: list[bytes]) -> object:
 def scan(ks: Keyspace, args: list[bytes]) -> object:
     """__scan slot count pattern type -> [next slot or -1, keys]
 
-    The acceptor has parsed SCAN's options; ``pattern`` and ``type`` are
-    empty when not given.
+    The acceptor has parsed SCAN's options; ``pattern`` is ``*`` (all
+    keys, as Redis treats that pattern) and ``type`` empty when not given.
     """
     slot, count = int(args[1]), int(args[2])
     pattern, kind = args[3], args[4].decode("latin-1").lower()
     next_slot, found = ks.scan(slot, count)
-    if pattern and pattern != b"*":
+    if pattern != b"*":
         match = compile_glob(pattern)
         found = [k for k in found if match(k)]
     if kind:
@@ -73,9 +107,57 @@ def scan(ks: Keyspace, args: list[bytes]) -> object:
 
 @command("__info")
 def info(ks: Keyspace, args: list[bytes]) -> object:
-    """__info -> [keys, keys with a TTL, expired keys, rss bytes, pid]"""
+    """__info -> [keys, keys with a TTL, expired keys, rss bytes, pid,
+    persistence figures, other stats]"""
     rss = _PROCESS.memory_info().rss if _PROCESS is not None else 0
-    return [ks.dbsize(), ks.nvolatile, ks.expired_keys, rss, os.getpid()]
+    persistence = getattr(ks, "persistence", None)
+    figures = persistence.info() if persistence is not None else {}
+    cpu = os.times()
+    memory = getattr(ks, "memory", None)
+    stats = {
+        "used_cpu_sys": cpu.system,
+        "used_cpu_user": cpu.user,
+        "evicted_keys": getattr(memory, "evicted", 0),
+        "expires_ttl_sum": _ttl_sample(ks),
+    }
+    return [ks.dbsize(), ks.nvolatile, ks.expired_keys, rss, os.getpid(), figures, stats]
+
+
+def _ttl_sample(ks: Keyspace, limit: int = 1000) -> list:
+    """[sum of remaining TTLs in ms, how many] over up to ``limit`` keys
+    with a TTL, for INFO keyspace's avg_ttl (Redis estimates it too)."""
+    total = n = 0
+    now = ks.now
+    for slot in ks.slots:
+        exp = ks.expires[slot]
+        if exp:
+            for when in exp.values():
+                if when > now:
+                    total += when - now
+                    n += 1
+            if n >= limit:
+                break
+    return [total, n]
+
+
+@command("__config")
+def config(ks: Keyspace, args: list[bytes]) -> object:
+    """__config name value [name value ...] -> OK: the acceptor's settings."""
+    for i in range(1, len(args) - 1, 2):
+        try:
+            RUNTIME.set(args[i].decode(), args[i + 1].decode())
+        except ValueError:
+            pass  # the acceptor validated it; a bad value keeps the old one
+    for hook in RUNTIME_HOOKS:
+        hook(ks)
+    return OK
+
+
+@command("__resetstat")
+def resetstat(ks: Keyspace, args: list[bytes]) -> object:
+    """__resetstat -> OK: CONFIG RESETSTAT's part in this shard."""
+    ks.expired_keys = 0
+    return OK
 
 
 @command("__ping")

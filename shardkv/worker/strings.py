@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from shardkv import errors
-from shardkv.args import format_float, parse_float, parse_int
+from shardkv.args import incr_by_float, parse_int
 from shardkv.errors import CommandError
 from shardkv.resp import OK
 from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.registry import command
+from shardkv.worker.server import RUNTIME
 
 PROTO_MAX_BULK_LEN = 512 * 1024 * 1024
 LLONG_MAX = 2**63 - 1
@@ -23,7 +24,8 @@ def get_string(ks: Keyspace, key: bytes) -> bytes | None:
 
 
 def check_length(size: int) -> None:
-    if size > PROTO_MAX_BULK_LEN:
+    """APPEND and SETRANGE may not make a string past proto-max-bulk-len."""
+    if size > RUNTIME.proto_max_bulk_len:
         raise CommandError(errors.STRING_TOO_LONG)
 
 
@@ -236,7 +238,7 @@ def decrby(ks: Keyspace, args: list[bytes]) -> object:
     """DECRBY key decrement"""
     by = parse_int(args[2])
     if by == LLONG_MIN:
-        raise CommandError("ERR decrement would overflow")
+        raise CommandError(errors.DECREMENT_OVERFLOW)
     return _incr(ks, args[1], -by)
 
 
@@ -244,12 +246,7 @@ def decrby(ks: Keyspace, args: list[bytes]) -> object:
 def incrbyfloat(ks: Keyspace, args: list[bytes]) -> object:
     """INCRBYFLOAT key increment"""
     key = args[1]
-    old = get_string(ks, key)
-    current = 0.0 if old is None else parse_float(old)
-    new = current + parse_float(args[2])
-    if new != new or new in (float("inf"), float("-inf")):
-        raise CommandError(errors.INCR_NAN_INF)
-    text = format_float(new)
+    text = incr_by_float(get_string(ks, key), args[2])
     ks.store(key, text, keepttl=True)
     return text
 
@@ -312,6 +309,8 @@ def mget(ks: Keyspace, args: list[bytes]) -> object:
 @command("mset")
 def mset(ks: Keyspace, args: list[bytes]) -> object:
     """MSET key value [key value ...]"""
+    if len(args) % 2 == 0:
+        raise CommandError(errors.WRONG_ARITY % "mset")
     store = ks.store
     for i in range(1, len(args), 2):
         store(args[i], args[i + 1])
@@ -321,7 +320,87 @@ def mset(ks: Keyspace, args: list[bytes]) -> object:
 @command("msetnx")
 def msetnx(ks: Keyspace, args: list[bytes]) -> object:
     """MSETNX key value [key value ...]"""
+    if len(args) % 2 == 0:
+        raise CommandError(errors.WRONG_ARITY % "msetnx")
     if any(ks.lookup(args[i]) is not None for i in range(1, len(args), 2)):
         return 0
     mset(ks, args)
     return 1
+
+
+@command("lcs")
+def lcs(ks: Keyspace, args: list[bytes]) -> object:
+    """LCS key1 key2 [LEN] [IDX] [MINMATCHLEN min-match-len] [WITHMATCHLEN]"""
+    a, b = ks.lookup(args[1]), ks.lookup(args[2])
+    if (a is not None and type(a) is not bytes) or (b is not None and type(b) is not bytes):
+        raise CommandError(errors.LCS_NOT_STRINGS)
+    a = a or b""
+    b = b or b""
+    want_len = want_idx = with_len = False
+    min_len = 0
+    j, n = 3, len(args)
+    while j < n:
+        opt = args[j].upper()
+        if opt == b"IDX":
+            want_idx = True
+        elif opt == b"LEN":
+            want_len = True
+        elif opt == b"WITHMATCHLEN":
+            with_len = True
+        elif opt == b"MINMATCHLEN" and j + 1 < n:
+            min_len = max(parse_int(args[j + 1]), 0)
+            j += 1
+        else:
+            raise CommandError(errors.SYNTAX)
+        j += 1
+    if want_idx and want_len:
+        raise CommandError(errors.LCS_LEN_AND_IDX)
+    # table[i][j]: the length of the LCS of a[:i] and b[:j].
+    table = [[0] * (len(b) + 1)]
+    for ca in a:
+        above = table[-1]
+        row = [0]
+        left = 0
+        for jj, cb in enumerate(b):
+            left = above[jj] + 1 if ca == cb else max(above[jj + 1], left)
+            row.append(left)
+        table.append(row)
+    total = table[len(a)][len(b)]
+    if want_len:
+        return total
+    # Walk back from the end, as Redis does, collecting the string and the
+    # ranges of contiguous matches (last match first).
+    out = bytearray()
+    matches = []
+    i, jj = len(a), len(b)
+    start = end = bstart = bend = -1
+    while i > 0 and jj > 0:
+        emit = False
+        if a[i - 1] == b[jj - 1]:
+            out.append(a[i - 1])
+            if start < 0:
+                start = end = i - 1
+                bstart = bend = jj - 1
+            else:
+                start, bstart = start - 1, bstart - 1
+            if start == 0 or bstart == 0:
+                emit = True
+            i, jj = i - 1, jj - 1
+        else:
+            if table[i - 1][jj] > table[i][jj - 1]:
+                i -= 1
+            else:
+                jj -= 1
+            emit = start >= 0
+        if emit:
+            size = end - start + 1
+            if size >= min_len:
+                match = [[start, end], [bstart, bend]]
+                if with_len:
+                    match.append(size)
+                matches.append(match)
+            start = -1
+    if want_idx:
+        return {b"matches": matches, b"len": total}
+    out.reverse()
+    return bytes(out)

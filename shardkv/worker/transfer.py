@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Callable
 
 from shardkv.worker.keyspace import Keyspace, slot_of
+from shardkv.worker.zset import ZSet
 
 State = tuple | None
 
@@ -23,12 +24,14 @@ TO_PLAIN: dict[type, tuple[str, Callable]] = {
     dict: ("hash", dict),
     deque: ("list", list),
     set: ("set", set),
+    ZSet: ("zset", ZSet.to_plain),
 }
 FROM_PLAIN: dict[str, Callable] = {
     "string": lambda v: v,
     "hash": dict,
     "list": deque,
     "set": set,
+    "zset": ZSet.from_plain,
 }
 
 

@@ -1,0 +1,258 @@
+"""Blocking commands, the acceptor's side: BLPOP, BLMOVE, BZPOPMIN...
+
+A blocked client holds up neither the acceptor nor any worker: its reply
+slot just stays pending until the worker that owns its keys answers it
+(see :mod:`shardkv.worker.blocking` for the worker's side and the whole
+design, and :mod:`shardkv.wire` for the frames).  The client's later
+commands are held until then (:meth:`Client.resume`), as Redis holds a
+blocked client's input.
+
+Keys on one shard (the usual case)
+    The command goes to that shard with a fresh *token* in its entry
+    header.  The worker replies at once (an empty body if it blocked); a
+    blocked command's reply comes later in a ``W`` frame for its token,
+    which :attr:`ShardLink.blocked` hands to the command's
+    :class:`_OneShard`.  If the client disconnects first, ``X<token>``
+    tells the worker to forget it.  If the worker dies, the slot gets
+    ``-ERR shard unavailable`` (:meth:`ShardLink.fail_all`).
+
+Keys on several shards
+    No worker can wait for keys it does not own, and popping must stay
+    atomic (BLPOP pops from the first non-empty key in order), so
+    :class:`_CrossShard` (1) runs the command atomically across its shards
+    with :class:`~shardkv.crossshard.AtomicOp`, where it cannot block; (2)
+    if that found nothing, registers a ``__bwait`` on each shard, which
+    pops nothing and answers 1 when a key of its could serve the command,
+    or 0 when the timeout passes; (3) on the first 1, cancels the other
+    ``__bwait``s and starts again at (1); on a 0 replies with a null array.
+    Only step (1) pops, so an element is popped once, for this client.
+    Unlike a single-shard waiter, such a client has no place in a key's
+    queue of waiters: a client blocked on that key alone, on the same shard,
+    may take the element first (then this one waits again).
+
+A client that disconnects while its step (1) runs cannot stop it: what
+that step pops is lost, as in Redis when a client goes away while the
+server serves it.
+
+For a new blocking command, add its name to ``TIMEOUT_FIRST`` if its
+timeout is its first argument, and to ``SOURCE_ONLY`` if only its first key
+can wake it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import TYPE_CHECKING
+
+from shardkv import wire
+from shardkv.acceptor import BLOCKING, DISCONNECT_HOOKS
+from shardkv.client import Slot
+from shardkv.crossshard import AtomicOp
+from shardkv.resp import NULL_ARRAY, encode, encode_command
+
+if TYPE_CHECKING:
+    from shardkv.client import Client
+    from shardkv.commands import Command
+    from shardkv.shardlink import ShardLink
+
+# Commands whose timeout is the first argument, not the last.
+TIMEOUT_FIRST = frozenset({"blmpop", "bzmpop"})
+# Commands that wait on their first key only (the others are written).
+SOURCE_ONLY = frozenset({"blmove", "brpoplpush"})
+
+# The bodies of "nothing to pop now", in RESP2 (null array, null bulk) and RESP3.
+_NULLS = frozenset({b"*-1\r\n", b"$-1\r\n", b"_\r\n"})
+_READY = b":1\r\n"
+_TIMED_OUT = b":0\r\n"
+
+_tokens = itertools.count(1)
+# Every blocked client's wait, by the client's blocked_token.
+WAITING: dict[int, _OneShard | _CrossShard] = {}
+
+
+def block(client: Client, cmd: Command, args: list[bytes], raw: bytes | None, keys: list[bytes]) -> None:
+    """Run a blocking command for ``client`` (``keys`` is never empty)."""
+    shard_of = client.server.shard_of
+    first = shard_of(keys[0])
+    for key in keys:
+        if shard_of(key) != first:
+            _CrossShard(client, cmd, args, keys)
+            return
+    _OneShard(client, first, args, raw)
+
+
+def _blocked(client: Client) -> int:
+    token = next(_tokens)
+    client.blocked_token = token
+    return token
+
+
+def _unblocked(client: Client, token: int) -> None:
+    WAITING.pop(token, None)
+    if client.blocked_token == token:
+        client.blocked_token = 0
+        if client.held and not client.closed:
+            client.server.loop.call_soon(client.resume)  # type: ignore[union-attr]
+
+
+class _OneShard:
+    """A blocking command whose keys all live on one shard: the sink of its
+    reply, in the R frame (empty if it blocked) and then the W frame."""
+
+    __slots__ = ("client", "slot", "link", "token", "done")
+
+    def __init__(self, client: Client, shard: int, args: list[bytes], raw: bytes | None) -> None:
+        self.client = client
+        self.slot = Slot(client)
+        client.pending.append(self.slot)
+        self.token = token = _blocked(client)
+        self.done = False
+        WAITING[token] = self
+        self.link = link = client.server.links[shard]
+        if link.up:
+            link.blocked[token] = self
+        header = wire.entry_header(wire.FLAG_RESP3 if client.resp3 else 0, token)
+        link.send(header, raw if raw is not None else encode_command(args), self)
+
+    def deliver(self, body: bytes) -> None:
+        if self.done or not body:  # empty: it blocked, the reply comes later
+            return
+        self.done = True
+        self.link.blocked.pop(self.token, None)
+        self.slot.deliver(body)
+        _unblocked(self.client, self.token)
+
+    def cancel(self) -> None:
+        """The client went away."""
+        self.done = True
+        WAITING.pop(self.token, None)
+        if self.link.blocked.pop(self.token, None) is not None:
+            self.link.send_frame(b"X%d" % self.token)
+
+
+class _Notify:
+    """One shard's ``__bwait`` for a :class:`_CrossShard`."""
+
+    __slots__ = ("wait", "link", "token")
+
+    def __init__(self, wait: _CrossShard, link: ShardLink, token: int) -> None:
+        self.wait = wait
+        self.link = link
+        self.token = token
+
+    def deliver(self, body: bytes) -> None:
+        if body:
+            self.link.blocked.pop(self.token, None)
+            self.wait.notified(self, body)
+
+    def cancel(self) -> None:
+        if self.link.blocked.pop(self.token, None) is not None:
+            self.link.send_frame(b"X%d" % self.token)
+
+
+class _Attempt:
+    """The sink of one atomic try of a :class:`_CrossShard`."""
+
+    __slots__ = ("wait",)
+
+    def __init__(self, wait: _CrossShard) -> None:
+        self.wait = wait
+
+    def deliver(self, body: bytes) -> None:
+        self.wait.attempted(body)
+
+
+def _first_body(bodies: list[bytes]) -> bytes:
+    return bodies[0]
+
+
+class _CrossShard:
+    """A blocking command whose keys live on several shards (see the module
+    docstring): try atomically, wait for a notification, try again."""
+
+    def __init__(self, client: Client, cmd: Command, args: list[bytes], keys: list[bytes]) -> None:
+        self.client = client
+        self.args = args
+        self.keys = keys
+        self.slot = Slot(client)
+        client.pending.append(self.slot)
+        self.token = _blocked(client)
+        WAITING[self.token] = self
+        self.done = False
+        self.started = time.monotonic()
+        self.timeout = args[1] if cmd.name in TIMEOUT_FIRST else args[-1]
+        shard_of = client.server.shard_of
+        self.wait_keys: dict[int, list[bytes]] = {}
+        for key in dict.fromkeys(keys[:1] if cmd.name in SOURCE_ONLY else keys):
+            self.wait_keys.setdefault(shard_of(key), []).append(key)
+        self.notifies: list[_Notify] = []
+        self.attempt()
+
+    def attempt(self) -> None:
+        client = self.client
+        op = AtomicOp(client, [self.args], self.keys, _first_body)
+        # The operation queued a reply slot of its own; the client's place
+        # in the reply order is ours, so take that one out again.
+        if client.pending and client.pending[-1] is op.slot:
+            client.pending.pop()
+        op.slot = _Attempt(self)  # type: ignore[assignment]
+
+    def attempted(self, body: bytes) -> None:
+        if self.done:
+            return
+        if body not in _NULLS:
+            self.finish(body)
+            return
+        links = self.client.server.links
+        elapsed = b"%d" % int((time.monotonic() - self.started) * 1000)
+        name = self.args[0]
+        for shard, keys in self.wait_keys.items():
+            link = links[shard]
+            notify = _Notify(self, link, next(_tokens))
+            self.notifies.append(notify)
+            if link.up:
+                link.blocked[notify.token] = notify
+            command = encode_command([b"__bwait", name, self.timeout, elapsed, *keys])
+            link.send(wire.entry_header(0, notify.token), command, notify)
+            if self.done:  # that shard is down
+                return
+
+    def notified(self, notify: _Notify, body: bytes) -> None:
+        if self.done or notify not in self.notifies:
+            return  # a late answer from a round already over
+        self._cancel_notifies()
+        if body == _READY:
+            self.attempt()
+        elif body == _TIMED_OUT:
+            self.finish(encode(NULL_ARRAY, self.client.resp3))
+        else:
+            self.finish(body)  # an error: the shard is gone
+
+    def _cancel_notifies(self) -> None:
+        notifies, self.notifies = self.notifies, []
+        for notify in notifies:
+            notify.cancel()
+
+    def finish(self, body: bytes) -> None:
+        self.done = True
+        self._cancel_notifies()
+        self.slot.deliver(body)
+        _unblocked(self.client, self.token)
+
+    def cancel(self) -> None:
+        """The client went away."""
+        self.done = True
+        WAITING.pop(self.token, None)
+        self._cancel_notifies()
+
+
+def _disconnected(client: Client) -> None:
+    client.held = []
+    wait = WAITING.pop(client.blocked_token, None) if client.blocked_token else None
+    if wait is not None:
+        wait.cancel()
+
+
+BLOCKING.append(block)
+DISCONNECT_HOOKS.append(_disconnected)

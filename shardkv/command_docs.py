@@ -1,0 +1,447 @@
+"""COMMAND DOCS: each command's summary and argument tree, from a syntax line.
+
+``redis-cli`` 7 asks ``COMMAND DOCS`` when it starts and builds its
+command-line hints and ``HELP`` from the ``arguments`` of each command, so
+every command in :mod:`shardkv.commands` has a row here: the version it
+appeared in, a one-line summary, and its syntax in a compact notation that
+:func:`parse_syntax` turns into Redis's argument maps:
+
+``name``             a string argument (``key`` is a key)
+``name:type``        an argument of a type: ``key``, ``integer``, ``double``,
+                     ``pattern``, ``unix-time`` or ``string`` (any other
+                     colon is part of the name: ``ip:port``)
+``TOKEN``            a pure token (a word that is its own value)
+``TOKEN arg``        an argument introduced by a token (``EX seconds:integer``)
+``[ ... ]``          optional
+``( ... )``          a group; several items in a group make a ``block``
+``name=( ... )``     a group with a name (``condition=[NX | XX]``)
+``a | b``            one of (``oneof``)
+``...``              after an item: it may repeat (``multiple``)
+``...+``             the same, with the token repeated too (``multiple_token``)
+
+Container commands (CLIENT, CONFIG, COMMAND, OBJECT, PUBSUB) have their
+subcommands as rows named ``container|sub``, with their own arity, which
+the code that runs them checks with :func:`check_subcommand`.
+
+This module is shared by the acceptor and the workers and imports nothing
+from either side.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+
+from shardkv import errors
+
+# name | since | summary | syntax
+_DOCS = """
+ping | 1.0.0 | Ping the server | [message]
+echo | 1.0.0 | Echo the given string | message
+quit | 1.0.0 | Close the connection |
+hello | 6.0.0 | Handshake with the server, optionally choosing the protocol | [protover:integer [AUTH (username password)] [SETNAME clientname]]
+auth | 1.0.0 | Authenticate to the server | [username] password
+select | 1.0.0 | Change the selected database | index:integer
+reset | 6.2.0 | Reset the connection |
+client | 2.4.0 | A container for client connection commands |
+command | 2.8.13 | Get array of details about every command |
+config | 2.0.0 | A container for server configuration commands |
+info | 1.0.0 | Get information and statistics about the server | [section ...]
+time | 2.6.0 | Return the current server time |
+lastsave | 1.0.0 | Get the UNIX time stamp of the last successful save to disk |
+debug | 1.0.0 | A container for debugging commands |
+swapdb | 4.0.0 | Swap two databases | index1:integer index2:integer
+shutdown | 1.0.0 | Stop the server | nosave_save=[NOSAVE | SAVE] [NOW] [FORCE] [ABORT]
+save | 1.0.0 | Synchronously save the dataset to disk |
+bgsave | 1.0.0 | Asynchronously save the dataset to disk | [SCHEDULE]
+bgrewriteaof | 1.0.0 | Asynchronously rewrite the append-only file |
+dbsize | 1.0.0 | Return the number of keys in the selected database |
+flushall | 1.0.0 | Remove all keys from all databases | flush-type=[ASYNC | SYNC]
+flushdb | 1.0.0 | Remove all keys from the current database | flush-type=[ASYNC | SYNC]
+wait | 3.0.0 | Wait for the synchronous replication of all the write commands sent in the context of the current connection | numreplicas:integer timeout:integer
+keys | 1.0.0 | Find all keys matching the given pattern | pattern:pattern
+scan | 2.8.0 | Incrementally iterate the keys space | cursor:integer [MATCH pattern:pattern] [COUNT count:integer] [TYPE type]
+randomkey | 1.0.0 | Return a random key from the keyspace |
+del | 1.0.0 | Delete a key | key ...
+unlink | 4.0.0 | Delete a key asynchronously in another thread. Otherwise it is just as DEL, but non blocking. | key ...
+exists | 1.0.0 | Determine if a key exists | key ...
+touch | 3.2.1 | Alters the last access time of a key(s). Returns the number of existing keys specified. | key ...
+type | 1.0.0 | Determine the type stored at key | key
+expire | 1.0.0 | Set a key's time to live in seconds | key seconds:integer condition=[NX | XX | GT | LT]
+pexpire | 2.6.0 | Set a key's time to live in milliseconds | key milliseconds:integer condition=[NX | XX | GT | LT]
+expireat | 1.2.0 | Set the expiration for a key as a UNIX timestamp | key unix-time-seconds:unix-time condition=[NX | XX | GT | LT]
+pexpireat | 2.6.0 | Set the expiration for a key as a UNIX timestamp specified in milliseconds | key unix-time-milliseconds:unix-time condition=[NX | XX | GT | LT]
+ttl | 1.0.0 | Get the time to live for a key in seconds | key
+pttl | 2.6.0 | Get the time to live for a key in milliseconds | key
+expiretime | 7.0.0 | Get the expiration Unix timestamp for a key | key
+pexpiretime | 7.0.0 | Get the expiration Unix timestamp for a key in milliseconds | key
+persist | 2.2.0 | Remove the expiration from a key | key
+rename | 1.0.0 | Rename a key | key newkey:key
+renamenx | 1.0.0 | Rename a key, only if the new key does not exist | key newkey:key
+copy | 6.2.0 | Copy a key | source:key destination:key [DB destination-db:integer] [REPLACE]
+object | 2.2.3 | A container for object introspection commands |
+dump | 2.6.0 | Return a serialized version of the value stored at the specified key. | key
+restore | 2.6.0 | Create a key using the provided serialized value, previously obtained using DUMP. | key ttl:integer serialized-value [REPLACE] [ABSTTL] [IDLETIME seconds:integer] [FREQ frequency:integer]
+get | 1.0.0 | Get the value of a key | key
+set | 1.0.0 | Set the string value of a key | key value condition=[NX | XX] [GET] expiration=[EX seconds:integer | PX milliseconds:integer | EXAT unix-time-seconds:unix-time | PXAT unix-time-milliseconds:unix-time | KEEPTTL]
+setnx | 1.0.0 | Set the value of a key, only if the key does not exist | key value
+setex | 2.0.0 | Set the value and expiration of a key | key seconds:integer value
+psetex | 2.6.0 | Set the value and expiration in milliseconds of a key | key milliseconds:integer value
+getset | 1.0.0 | Set the string value of a key and return its old value | key value
+getdel | 6.2.0 | Get the value of a key and delete the key | key
+getex | 6.2.0 | Get the value of a key and optionally set its expiration | key expiration=[EX seconds:integer | PX milliseconds:integer | EXAT unix-time-seconds:unix-time | PXAT unix-time-milliseconds:unix-time | PERSIST]
+append | 2.0.0 | Append a value to a key | key value
+strlen | 2.2.0 | Get the length of the value stored in a key | key
+incr | 1.0.0 | Increment the integer value of a key by one | key
+decr | 1.0.0 | Decrement the integer value of a key by one | key
+incrby | 1.0.0 | Increment the integer value of a key by the given amount | key increment:integer
+decrby | 1.0.0 | Decrement the integer value of a key by the given number | key decrement:integer
+incrbyfloat | 2.6.0 | Increment the float value of a key by the given amount | key increment:double
+getrange | 2.4.0 | Get a substring of the string stored at a key | key start:integer end:integer
+substr | 1.0.0 | Get a substring of the string stored at a key | key start:integer end:integer
+setrange | 2.2.0 | Overwrite part of a string at key starting at the specified offset | key offset:integer value
+mget | 1.0.0 | Get the values of all the given keys | key ...
+mset | 1.0.1 | Set multiple keys to multiple values | data=(key value) ...
+msetnx | 1.0.1 | Set multiple keys to multiple values, only if none of the keys exist | data=(key value) ...
+lcs | 7.0.0 | Find longest common substring | key1:key key2:key [LEN] [IDX] [MINMATCHLEN len:integer] [WITHMATCHLEN]
+hset | 2.0.0 | Set the string value of a hash field | key data=(field value) ...
+hsetnx | 2.0.0 | Set the value of a hash field, only if the field does not exist | key field value
+hget | 2.0.0 | Get the value of a hash field | key field
+hmget | 2.0.0 | Get the values of all the given hash fields | key field ...
+hmset | 2.0.0 | Set multiple hash fields to multiple values | key data=(field value) ...
+hdel | 2.0.0 | Delete one or more hash fields | key field ...
+hlen | 2.0.0 | Get the number of fields in a hash | key
+hstrlen | 3.2.0 | Get the length of the value of a hash field | key field
+hexists | 2.0.0 | Determine if a hash field exists | key field
+hkeys | 2.0.0 | Get all the fields in a hash | key
+hvals | 2.0.0 | Get all the values in a hash | key
+hgetall | 2.0.0 | Get all the fields and values in a hash | key
+hincrby | 2.0.0 | Increment the integer value of a hash field by the given number | key field increment:integer
+hincrbyfloat | 2.6.0 | Increment the float value of a hash field by the given amount | key field increment:double
+hrandfield | 6.2.0 | Get one or multiple random fields from a hash | key [count:integer [WITHVALUES]]
+hscan | 2.8.0 | Incrementally iterate hash fields and associated values | key cursor:integer [MATCH pattern:pattern] [COUNT count:integer]
+lpush | 1.0.0 | Prepend one or multiple elements to a list | key element ...
+rpush | 1.0.0 | Append one or multiple elements to a list | key element ...
+lpushx | 2.2.0 | Prepend an element to a list, only if the list exists | key element ...
+rpushx | 2.2.0 | Append an element to a list, only if the list exists | key element ...
+lpop | 1.0.0 | Remove and get the first elements in a list | key [count:integer]
+rpop | 1.0.0 | Remove and get the last elements in a list | key [count:integer]
+llen | 1.0.0 | Get the length of a list | key
+lrange | 1.0.0 | Get a range of elements from a list | key start:integer stop:integer
+lindex | 1.0.0 | Get an element from a list by its index | key index:integer
+lset | 1.0.0 | Set the value of an element in a list by its index | key index:integer element
+linsert | 2.2.0 | Insert an element before or after another element in a list | key where=(BEFORE | AFTER) pivot element
+lrem | 1.0.0 | Remove elements from a list | key count:integer element
+ltrim | 1.0.0 | Trim a list to the specified range | key start:integer stop:integer
+lpos | 6.0.6 | Return the index of matching elements on a list | key element [RANK rank:integer] [COUNT num-matches:integer] [MAXLEN len:integer]
+lmove | 6.2.0 | Pop an element from a list, push it to another list and return it | source:key destination:key wherefrom=(LEFT | RIGHT) whereto=(LEFT | RIGHT)
+rpoplpush | 1.2.0 | Remove the last element in a list, prepend it to another list and return it | source:key destination:key
+lmpop | 7.0.0 | Pop elements from a list | numkeys:integer key ... where=(LEFT | RIGHT) [COUNT count:integer]
+blpop | 2.0.0 | Remove and get the first element in a list, or block until one is available | key ... timeout:double
+brpop | 2.0.0 | Remove and get the last element in a list, or block until one is available | key ... timeout:double
+blmove | 6.2.0 | Pop an element from a list, push it to another list and return it; or block until one is available | source:key destination:key wherefrom=(LEFT | RIGHT) whereto=(LEFT | RIGHT) timeout:double
+brpoplpush | 2.2.0 | Pop an element from a list, push it to another list and return it; or block until one is available | source:key destination:key timeout:double
+blmpop | 7.0.0 | Pop elements from a list, or block until one is available | timeout:double numkeys:integer key ... where=(LEFT | RIGHT) [COUNT count:integer]
+sadd | 1.0.0 | Add one or more members to a set | key member ...
+srem | 1.0.0 | Remove one or more members from a set | key member ...
+smembers | 1.0.0 | Get all the members in a set | key
+sismember | 1.0.0 | Determine if a given value is a member of a set | key member
+smismember | 6.2.0 | Returns the membership associated with the given elements for a set | key member ...
+scard | 1.0.0 | Get the number of members in a set | key
+spop | 1.0.0 | Remove and return one or multiple random members from a set | key [count:integer]
+srandmember | 1.0.0 | Get one or multiple random members from a set | key [count:integer]
+smove | 1.0.0 | Move a member from one set to another | source:key destination:key member
+sinter | 1.0.0 | Intersect multiple sets | key ...
+sinterstore | 1.0.0 | Intersect multiple sets and store the resulting set in a key | destination:key key ...
+sunion | 1.0.0 | Add multiple sets | key ...
+sunionstore | 1.0.0 | Add multiple sets and store the resulting set in a key | destination:key key ...
+sdiff | 1.0.0 | Subtract multiple sets | key ...
+sdiffstore | 1.0.0 | Subtract multiple sets and store the resulting set in a key | destination:key key ...
+sintercard | 7.0.0 | Intersect multiple sets and return the cardinality of the result | numkeys:integer key ... [LIMIT limit:integer]
+sscan | 2.8.0 | Incrementally iterate Set elements | key cursor:integer [MATCH pattern:pattern] [COUNT count:integer]
+zadd | 1.2.0 | Add one or more members to a sorted set, or update its score if it already exists | key condition=[NX | XX] comparison=[GT | LT] [CH] [INCR] (score:double member) ...
+zincrby | 1.2.0 | Increment the score of a member in a sorted set | key increment:double member
+zrem | 1.2.0 | Remove one or more members from a sorted set | key member ...
+zcard | 1.2.0 | Get the number of members in a sorted set | key
+zscore | 1.2.0 | Get the score associated with the given member in a sorted set | key member
+zmscore | 6.2.0 | Get the score associated with the given members in a sorted set | key member ...
+zrank | 2.0.0 | Determine the index of a member in a sorted set | key member
+zrevrank | 2.0.0 | Determine the index of a member in a sorted set, with scores ordered from high to low | key member
+zcount | 2.0.0 | Count the members in a sorted set with scores within the given values | key min:double max:double
+zlexcount | 2.8.9 | Count the number of members in a sorted set between a given lexicographical range | key min max
+zrange | 1.2.0 | Return a range of members in a sorted set | key start stop sortby=[BYSCORE | BYLEX] [REV] [LIMIT (offset:integer count:integer)] [WITHSCORES]
+zrangebyscore | 1.0.5 | Return a range of members in a sorted set, by score | key min:double max:double [WITHSCORES] [LIMIT (offset:integer count:integer)]
+zrevrangebyscore | 2.2.0 | Return a range of members in a sorted set, by score, with scores ordered from high to low | key max:double min:double [WITHSCORES] [LIMIT (offset:integer count:integer)]
+zrangebylex | 2.8.9 | Return a range of members in a sorted set, by lexicographical range | key min max [LIMIT (offset:integer count:integer)]
+zrevrangebylex | 2.8.9 | Return a range of members in a sorted set, by lexicographical range, ordered from higher to lower strings. | key max min [LIMIT (offset:integer count:integer)]
+zrevrange | 1.2.0 | Return a range of members in a sorted set, by index, with scores ordered from high to low | key start:integer stop:integer [WITHSCORES]
+zremrangebyrank | 2.0.0 | Remove all members in a sorted set within the given indexes | key start:integer stop:integer
+zremrangebyscore | 1.2.0 | Remove all members in a sorted set within the given scores | key min:double max:double
+zremrangebylex | 2.8.9 | Remove all members in a sorted set between the given lexicographical range | key min max
+zpopmin | 5.0.0 | Remove and return members with the lowest scores in a sorted set | key [count:integer]
+zpopmax | 5.0.0 | Remove and return members with the highest scores in a sorted set | key [count:integer]
+bzpopmin | 5.0.0 | Remove and return the member with the lowest score from one or more sorted sets, or block until one is available | key ... timeout:double
+bzpopmax | 5.0.0 | Remove and return the member with the highest score from one or more sorted sets, or block until one is available | key ... timeout:double
+zmpop | 7.0.0 | Remove and return members with scores in a sorted set | numkeys:integer key ... where=(MIN | MAX) [COUNT count:integer]
+bzmpop | 7.0.0 | Remove and return members with scores in a sorted set or block until one is available | timeout:double numkeys:integer key ... where=(MIN | MAX) [COUNT count:integer]
+zrandmember | 6.2.0 | Get one or multiple random elements from a sorted set | key [count:integer [WITHSCORES]]
+zunionstore | 2.0.0 | Add multiple sorted sets and store the resulting sorted set in a new key | destination:key numkeys:integer key ... [WEIGHTS weight:integer ...] [AGGREGATE aggregate=(SUM | MIN | MAX)]
+zinterstore | 2.0.0 | Intersect multiple sorted sets and store the resulting sorted set in a new key | destination:key numkeys:integer key ... [WEIGHTS weight:integer ...] [AGGREGATE aggregate=(SUM | MIN | MAX)]
+zdiffstore | 6.2.0 | Subtract multiple sorted sets and store the resulting sorted set in a new key | destination:key numkeys:integer key ...
+zunion | 6.2.0 | Add multiple sorted sets | numkeys:integer key ... [WEIGHTS weight:integer ...] [AGGREGATE aggregate=(SUM | MIN | MAX)] [WITHSCORES]
+zinter | 6.2.0 | Intersect multiple sorted sets | numkeys:integer key ... [WEIGHTS weight:integer ...] [AGGREGATE aggregate=(SUM | MIN | MAX)] [WITHSCORES]
+zdiff | 6.2.0 | Subtract multiple sorted sets | numkeys:integer key ... [WITHSCORES]
+zintercard | 7.0.0 | Intersect multiple sorted sets and return the cardinality of the result | numkeys:integer key ... [LIMIT limit:integer]
+zrangestore | 6.2.0 | Store a range of members from sorted set into another key | dst:key src:key min max sortby=[BYSCORE | BYLEX] [REV] [LIMIT (offset:integer count:integer)]
+zscan | 2.8.0 | Incrementally iterate sorted sets elements and associated scores | key cursor:integer [MATCH pattern:pattern] [COUNT count:integer]
+multi | 1.2.0 | Mark the start of a transaction block |
+exec | 1.2.0 | Execute all commands issued after MULTI |
+discard | 2.0.0 | Discard all commands issued after MULTI |
+watch | 2.2.0 | Watch the given keys to determine execution of the MULTI/EXEC block | key ...
+unwatch | 2.2.0 | Forget about all watched keys |
+subscribe | 2.0.0 | Listen for messages published to the given channels | channel ...
+unsubscribe | 2.0.0 | Stop listening for messages posted to the given channels | [channel ...]
+psubscribe | 2.0.0 | Listen for messages published to channels matching the given patterns | pattern:pattern ...
+punsubscribe | 2.0.0 | Stop listening for messages posted to channels matching the given patterns | [pattern:pattern ...]
+publish | 2.0.0 | Post a message to a channel | channel message
+pubsub | 2.8.0 | A container for Pub/Sub commands |
+"""
+
+# container|sub | since | arity | summary | syntax (after the subcommand)
+_SUBCOMMANDS = """
+client|id | 5.0.0 | 2 | Returns the client ID for the current connection |
+client|info | 6.2.0 | 2 | Returns information about the current client connection. |
+client|list | 2.4.0 | -2 | Get the list of client connections | [TYPE normal_master_replica_pubsub=(NORMAL | MASTER | REPLICA | PUBSUB)] [ID client-id:integer ...]
+client|kill | 2.4.0 | -3 | Kill the connection of a client | filter=(ip:port | new-format=([ID client-id:integer] | [TYPE (NORMAL | MASTER | SLAVE | REPLICA | PUBSUB)] | [USER username] | [ADDR ip:port] | [LADDR ip:port] | [SKIPME yes/no]) ...)
+client|getname | 2.6.9 | 2 | Get the current connection name |
+client|setname | 2.6.9 | 3 | Set the current connection name | connection-name
+client|no-evict | 7.0.0 | 3 | Set client eviction mode for the current connection | enabled=(ON | OFF)
+client|getredir | 6.0.0 | 2 | Get tracking notifications redirection client ID if any |
+client|trackinginfo | 6.2.0 | 2 | Return information about server assisted client side caching for the current connection |
+client|setinfo | 7.2.0 | 4 | Set client or connection specific info | attr=(LIB-NAME libname | LIB-VER libver)
+client|no-touch | 7.2.0 | 3 | Controls whether commands sent by the client will alter the LRU/LFU of the keys they access | enabled=(ON | OFF)
+client|help | 5.0.0 | 2 | Show helpful text about the different subcommands |
+command|count | 2.8.13 | 2 | Get total number of Redis commands |
+command|docs | 7.0.0 | -2 | Get array of specific Redis command documentation | [command-name ...]
+command|getkeys | 2.8.13 | -4 | Extract keys given a full Redis command |
+command|info | 2.8.13 | -2 | Get array of specific Redis command details, or all when no argument is given. | [command-name ...]
+command|list | 7.0.0 | -2 | Get an array of Redis command names | [FILTERBY (MODULE module-name | ACLCAT category | PATTERN pattern:pattern)]
+command|help | 5.0.0 | 2 | Show helpful text about the different subcommands |
+config|get | 2.0.0 | -3 | Get the values of configuration parameters | parameter ...
+config|set | 2.0.0 | -4 | Set configuration parameters to the given values | data=(parameter value) ...
+config|resetstat | 2.0.0 | 2 | Reset the stats returned by INFO |
+config|rewrite | 2.8.0 | 2 | Rewrite the configuration file with the in memory configuration |
+config|help | 5.0.0 | 2 | Show helpful text about the different subcommands |
+object|encoding | 2.2.3 | 3 | Inspect the internal encoding of a Redis object | key
+object|freq | 4.0.0 | 3 | Get the logarithmic access frequency counter of a Redis object | key
+object|idletime | 2.2.3 | 3 | Get the time since a Redis object was last accessed | key
+object|refcount | 2.2.3 | 3 | Get the number of references to the value of the key | key
+object|help | 6.2.0 | 2 | Show helpful text about the different subcommands |
+pubsub|channels | 2.8.0 | -2 | List active channels | [pattern:pattern]
+pubsub|numpat | 2.8.0 | 2 | Get the count of unique patterns pattern subscriptions |
+pubsub|numsub | 2.8.0 | -2 | Get the count of subscribers for channels | [channel ...]
+pubsub|help | 6.2.0 | 2 | Show helpful text about the different subcommands |
+"""
+
+TYPES = frozenset({"key", "integer", "double", "pattern", "unix-time", "string"})
+_TOKEN_RE = re.compile(r"[A-Z][A-Z0-9_-]*\Z")
+_LEX_RE = re.compile(r"\.\.\.\+?|[a-z][a-z0-9_-]*=|[\[\]()|]|[^\s\[\]()|]+")
+_FLAG_ORDER = ("optional", "multiple", "multiple_token")
+
+
+class _Parser:
+    """A recursive-descent reader of one syntax line (see the module docstring)."""
+
+    def __init__(self, text: str) -> None:
+        self.words = _LEX_RE.findall(text)
+        self.pos = 0
+        self.keys = 0  # key arguments seen, for key_spec_index
+
+    def peek(self) -> str | None:
+        return self.words[self.pos] if self.pos < len(self.words) else None
+
+    def take(self) -> str:
+        word = self.words[self.pos]
+        self.pos += 1
+        return word
+
+    def sequence(self, stop: tuple) -> list[dict]:
+        items: list[dict] = []
+        while self.peek() not in stop:
+            items.append(self.item())
+        return items
+
+    def alternatives(self, closer: str) -> list[list[dict]]:
+        alts = [self.sequence(("|", closer))]
+        while self.peek() == "|":
+            self.take()
+            alts.append(self.sequence(("|", closer)))
+        if self.take() != closer:
+            raise ValueError("unbalanced syntax")
+        return alts
+
+    def item(self) -> dict:
+        word = self.take()
+        name = None
+        if word.endswith("="):  # a group's name: condition=[NX | XX]
+            name, word = word[:-1], self.take()
+        if word in ("[", "("):
+            closer = "]" if word == "[" else ")"
+            alts = self.alternatives(closer)
+            if len(alts) > 1:
+                node = _node("oneof", [_single(seq) for seq in alts])
+            else:
+                node = _single(alts[0])
+            if word == "[":
+                _flag(node, "optional")
+            if name is not None:
+                node["name"] = name
+        elif _TOKEN_RE.match(word):
+            nxt = self.peek()
+            if nxt is not None and nxt not in ("|", "]", ")", "...", "...+") and not _TOKEN_RE.match(nxt):
+                node = self.item()
+                if "token" in node:
+                    node = _node("block", [node])
+                node = dict(node, token=word)
+                if node.get("type") == "block" and "name" not in node:
+                    node["name"] = word.lower()
+            else:
+                node = {"name": word.lower(), "type": "pure-token", "token": word}
+        else:
+            name, _, kind = word.partition(":")
+            if kind and kind not in TYPES:  # a name with a colon: ip:port
+                name, kind = word, ""
+            kind = kind or ("key" if name == "key" else "string")
+            node = {"name": name, "type": kind}
+            if kind == "key":
+                node["key_spec_index"] = self.keys
+                self.keys += 1
+        if self.peek() in ("...", "...+"):
+            if self.take() == "...+":
+                _flag(node, "multiple")
+                _flag(node, "multiple_token")
+            else:
+                _flag(node, "multiple")
+        return node
+
+
+def _node(kind: str, children: list[dict]) -> dict:
+    name = "_".join(c["name"] for c in children[:2])
+    return {"name": name, "type": kind, "arguments": children}
+
+
+def _single(seq: list[dict]) -> dict:
+    return seq[0] if len(seq) == 1 else _node("block", seq)
+
+
+def _flag(node: dict, flag: str) -> None:
+    node["flags"] = [*node.get("flags", []), flag]
+
+
+def parse_syntax(text: str) -> list[dict]:
+    """The argument maps of a syntax line, as COMMAND DOCS lists them."""
+    parser = _Parser(text)
+    args = parser.sequence((None,))
+    return args
+
+
+class Doc:
+    """One command's or subcommand's documentation row."""
+
+    __slots__ = ("name", "since", "summary", "syntax", "arity")
+
+    def __init__(self, name: str, since: str, summary: str, syntax: str, arity: int = 0) -> None:
+        self.name = name
+        self.since = since
+        self.summary = summary
+        self.syntax = syntax
+        self.arity = arity
+
+    @property
+    def arguments(self) -> list[dict]:
+        return _arguments(self.syntax)
+
+
+@cache
+def _arguments(syntax: str) -> list[dict]:
+    return parse_syntax(syntax)
+
+
+def _load() -> tuple[dict[str, Doc], dict[str, dict[str, Doc]]]:
+    docs: dict[str, Doc] = {}
+    for line in _DOCS.strip().splitlines():
+        name, since, summary, syntax = (part.strip() for part in (line + " ").split(" | ", 3))
+        docs[name] = Doc(name, since, summary, syntax)
+    subs: dict[str, dict[str, Doc]] = {}
+    for line in _SUBCOMMANDS.strip().splitlines():
+        full, since, arity, summary, syntax = (part.strip() for part in (line + " ").split(" | ", 4))
+        container, _, sub = full.partition("|")
+        subs.setdefault(container, {})[sub] = Doc(full, since, summary, syntax, int(arity))
+    return docs, subs
+
+
+DOCS, SUBCOMMANDS = _load()
+
+
+def _to_reply(node: dict) -> dict:
+    """An argument map with bytes keys and values, children included."""
+    out: dict = {}
+    for key in ("name", "type", "key_spec_index", "token", "flags", "arguments"):
+        if key not in node:
+            continue
+        value = node[key]
+        if key == "arguments":
+            value = [_to_reply(child) for child in value]
+        elif key == "flags":
+            value = [f for f in _FLAG_ORDER if f in value]  # simple strings, as Redis
+        elif isinstance(value, str):
+            value = value.encode()
+        out[key.encode()] = value
+    return out
+
+
+def doc_reply(name: str, group: str) -> dict:
+    """The COMMAND DOCS map of command ``name`` (lowercase)."""
+    doc = DOCS.get(name)
+    out: dict = {
+        b"summary": (doc.summary if doc else name.upper()).encode(),
+        b"since": (doc.since if doc else "1.0.0").encode(),
+        b"group": group.replace("_", "-").encode(),
+    }
+    subs = SUBCOMMANDS.get(name)
+    if subs:
+        out[b"complexity"] = b"Depends on subcommand."
+        out[b"subcommands"] = {
+            sub.name.encode(): {
+                b"summary": sub.summary.encode(),
+                b"since": sub.since.encode(),
+                b"group": group.replace("_", "-").encode(),
+                **({b"arguments": [_to_reply(a) for a in sub.arguments]} if sub.syntax else {}),
+            }
+            for sub in subs.values()
+        }
+    elif doc is not None and doc.syntax:
+        out[b"arguments"] = [_to_reply(a) for a in doc.arguments]
+    return out
+
+
+def check_subcommand(args: list[bytes], known_only: bool = True) -> str | None:
+    """The arity error for ``args`` (a container command), or the unknown
+    subcommand error, or None when the subcommand and its arity are right.
+
+    Containers whose subcommands are not listed here always pass.
+    """
+    container = args[0].decode("latin-1").lower()
+    subs = SUBCOMMANDS.get(container)
+    if subs is None:
+        return None
+    sub = args[1].decode("latin-1").lower()
+    doc = subs.get(sub)
+    if doc is None:
+        if not known_only:
+            return None
+        return errors.UNKNOWN_SUBCOMMAND % (args[1].decode("latin-1"), container.upper())
+    a = doc.arity
+    if (len(args) != a) if a > 0 else (len(args) < -a):
+        return errors.WRONG_ARITY % doc.name
+    return None

@@ -1,0 +1,375 @@
+"""Blocking commands, the worker's side: waiters, ready keys, timeouts.
+
+BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP (here, with the lists) and
+BZPOPMIN, BZPOPMAX, BZMPOP (with the sorted sets) wait for data without
+holding up their worker or the acceptor.  The acceptor's side is
+:mod:`shardkv.blocking`; the frames are in :mod:`shardkv.wire`.
+
+How one blocking command runs
+-----------------------------
+1. The acceptor sends it with a *token* in its entry header
+   (``wire.entry_header(flags, token)``).  :meth:`Waiters.run` calls the
+   command's *blocking form*, registered with :func:`blocking`.  It either
+   returns a reply, at once, like its non-blocking cousin, or a
+   :class:`Wait`.  Then nothing has changed yet: the entry's reply body is
+   empty and a :class:`Waiter` is remembered under the token.
+2. After each write command the worker runs, and after each cross-shard
+   operation, the keys it wrote that someone waits on become *ready*
+   (:meth:`Waiters.mark`).  At the end of the batch (and before a blocking
+   command in it, so that who blocked first is served first) each ready
+   key serves its waiters in the order they blocked, as Redis's
+   ``handleClientsBlockedOnKeys``: a waiter's ``serve`` function is called
+   with that key; it pops and returns the reply, or returns None when the
+   key cannot serve it (no value of the wanted type).  A waiter that is
+   served is forgotten, and its own writes (BLMOVE's destination) make
+   their keys ready in turn.  Redis serves after each command, or after
+   EXEC; here a transaction's commands arrive back to back in one batch
+   (see :mod:`shardkv.transactions`), so serving after the batch keeps a
+   waiter from seeing half a transaction.
+3. A served waiter's reply leaves as a ``W`` frame (:func:`wire.encode_wake`),
+   after the ``R`` frame of the batch that registered it, in the client's
+   protocol.
+4. A waiter whose deadline passes gets ``Wait.expired`` (a null array) in a
+   ``W`` frame; the serve loop wakes up for the earliest deadline.
+5. ``X<token>`` forgets a waiter: its client went away.
+
+So an element is popped only to be sent to a waiting client, and a client
+waits on one worker only: a popped element is delivered once or stays.
+
+When a command must not block
+-----------------------------
+:func:`blocking` also registers the command as an ordinary handler that
+replies ``Wait.deny`` instead of waiting (null, as Redis replies to a
+blocking command in MULTI or a script).  That is what runs a blocking
+command without a token: inside MULTI/EXEC, in a cross-shard operation
+(:meth:`Shard.run_foreign`), or the acceptor's retries of a command whose
+keys span shards.
+
+Waiting on keys of several shards: ``__bwait``
+---------------------------------------------
+A worker can only wait on its own keys.  For ``BLPOP a b 0`` with ``a`` and
+``b`` on different shards, the acceptor first runs the command atomically
+across the shards (it cannot block there); if that finds nothing, it sends
+each shard ``__bwait <command> <timeout> <elapsed-ms> key...`` with a token.
+That waiter pops nothing: it answers 1 when one of its keys holds a value
+of the type the command pops (a *notification*), or 0 when the timeout
+passes.  On the first 1 the acceptor cancels the others and runs the
+command atomically again; see :mod:`shardkv.blocking`.
+
+Writing a blocking command (a sorted-set example)::
+
+    @blocking("bzpopmin", "bzpopmax", kind=ZSet)
+    def bzpopmin(ks: Keyspace, args: list[bytes]) -> object:
+        \"\"\"BZPOPMIN key [key ...] timeout\"\"\"
+        timeout = parse_timeout(args[-1])  # its errors come first, as in Redis
+        for key in args[1:-1]:
+            zset = ks.lookup_type(key, ZSet)  # WRONGTYPE as in Redis
+            if zset:
+                return pop_one(ks, key, zset, args[0])
+        return Wait(args[1:-1], timeout, serve_bzpop)  # deny/expired: null array
+
+    def serve_bzpop(ks: Keyspace, args: list[bytes], key: bytes) -> object:
+        zset = ks.lookup(key)
+        if type(zset) is not ZSet:
+            return None  # not for us (yet): keep waiting
+        return pop_one(ks, key, zset, args[0])
+
+``kind`` is the value type the command pops; ``__bwait`` uses it.  The
+acceptor needs to know where the timeout is (the last argument, or the
+first for ``*mpop``) and which keys to wait on (all, or only the source for
+BLMOVE): see ``TIMEOUT_FIRST`` and ``SOURCE_ONLY`` in :mod:`shardkv.blocking`.
+"""
+
+from __future__ import annotations
+
+import functools
+import heapq
+import logging
+import math
+import time
+from collections.abc import Callable
+
+from shardkv import commands, errors, wire
+from shardkv.args import parse_long_double, round_long_double, strict_int
+from shardkv.errors import CommandError
+from shardkv.resp import NULL_ARRAY, Error, encode
+from shardkv.worker.keyspace import Keyspace
+from shardkv.worker.registry import Handler, command
+
+log = logging.getLogger("shardkv.worker")
+
+LLONG_MAX = 2**63 - 1
+
+# A key served this waiter: (keyspace, the waiter's command, the key) -> reply, or None.
+Serve = Callable[[Keyspace, list, bytes], object]
+
+
+def parse_timeout(arg: bytes) -> int:
+    """A blocking command's timeout in seconds -> milliseconds, 0 for ever.
+
+    As Redis 7.0's ``getTimeoutFromObjectOrReply``: the text is read as a
+    long double (``strtold``), times 1000, rounded up; a value the C cast to
+    ``long long`` cannot hold (infinity, 1e16 seconds) comes out negative.
+    """
+    seconds = strict_int(arg)
+    if seconds is not None:
+        ms = seconds * 1000
+    else:
+        value = parse_long_double(arg)
+        if value is None:
+            raise CommandError(errors.TIMEOUT_NOT_FLOAT)
+        if type(value) is float:  # infinity
+            raise CommandError(errors.TIMEOUT_NEGATIVE)
+        scaled = round_long_double(value * 1000)
+        if scaled is None:
+            raise CommandError(errors.TIMEOUT_NEGATIVE)
+        ms = math.ceil(scaled)
+    if ms < 0 or ms > LLONG_MAX:
+        raise CommandError(errors.TIMEOUT_NEGATIVE)
+    return ms
+
+
+class Wait:
+    """What a blocking form returns when nothing can serve it now.
+
+    ``keys``: the keys to wait on; ``timeout``: milliseconds, 0 for ever;
+    ``serve``: see the module docstring; ``deny``: the reply when the
+    command may not block; ``expired``: the reply when the timeout passes.
+    """
+
+    __slots__ = ("keys", "timeout", "serve", "deny", "expired")
+
+    def __init__(
+        self,
+        keys: list[bytes],
+        timeout: int,
+        serve: Serve,
+        deny: object = NULL_ARRAY,
+        expired: object = NULL_ARRAY,
+    ) -> None:
+        self.keys = keys
+        self.timeout = timeout
+        self.serve = serve
+        self.deny = deny
+        self.expired = expired
+
+
+# Blocking forms, and the value type each pops, by command name as sent.
+BLOCKING: dict[bytes, Handler] = {}
+KINDS: dict[bytes, type | None] = {}
+
+
+def blocking(*names: str, kind: type | None) -> Callable[[Handler], Handler]:
+    """Register the decorated function as the blocking form of ``names``,
+    and a non-blocking form (``Wait.deny`` for a Wait) as their handler."""
+
+    def register(fn: Handler) -> Handler:
+        @functools.wraps(fn)
+        def now_or_never(ks: Keyspace, args: list[bytes]) -> object:
+            value = fn(ks, args)
+            return value.deny if type(value) is Wait else value  # type: ignore[union-attr]
+
+        command(*names)(now_or_never)
+        for name in names:
+            for spelling in (name.encode(), name.upper().encode()):
+                BLOCKING[spelling] = fn
+                KINDS[spelling] = kind
+        return fn
+
+    return register
+
+
+def find_blocking(name: bytes) -> Handler | None:
+    fn = BLOCKING.get(name)
+    if fn is None:
+        fn = BLOCKING.get(name.lower())
+    return fn
+
+
+class Waiter:
+    """One blocked command: who waits, for what, until when."""
+
+    __slots__ = ("token", "args", "wait", "resp3", "deadline")
+
+    def __init__(self, token: int, args: list[bytes], wait: Wait, resp3: int, deadline: float) -> None:
+        self.token = token
+        self.args = args
+        self.wait = wait
+        self.resp3 = resp3
+        self.deadline = deadline  # time.monotonic() seconds; inf for ever
+
+
+class Waiters:
+    """The blocked commands of one shard.
+
+    ``record`` logs a command that ran (the AOF): a waiter that is served
+    is logged then, as Redis propagates a served BLPOP as an LPOP.
+    """
+
+    def __init__(self, ks: Keyspace, record: Callable[[list, object], None] | None = None) -> None:
+        self.ks = ks
+        self.record = record
+        self.by_key: dict[bytes, list[Waiter]] = {}  # FIFO per key; empty means nobody waits
+        self.by_token: dict[int, Waiter] = {}
+        self.timeouts: list[tuple[float, int]] = []  # heap of (deadline, token)
+        self.ready: dict[bytes, None] = {}  # keys to serve, in the order they became ready
+        self.wakes: list[bytes] = []  # W frames to send after the current R frame
+
+    # -- blocking -------------------------------------------------------------
+
+    def run(self, execute: Callable, token: int, resp3: int, args: list[bytes]) -> bytes:
+        """A command sent with ``token``: its reply body, or b"" when it waits."""
+        handler = find_blocking(args[0])
+        value = execute(args, handler)
+        if type(value) is not Wait:
+            return encode(value, resp3)
+        wait: Wait = value  # type: ignore[assignment]
+        deadline = time.monotonic() + wait.timeout / 1000 if wait.timeout else math.inf
+        waiter = Waiter(token, args, wait, resp3, deadline)
+        self.cancel(token)  # a token is never reused; this is only a safeguard
+        self.by_token[token] = waiter
+        by_key = self.by_key
+        for key in dict.fromkeys(wait.keys):
+            queue = by_key.get(key)
+            if queue is None:
+                by_key[key] = [waiter]
+            else:
+                queue.append(waiter)
+        if wait.timeout:
+            heapq.heappush(self.timeouts, (deadline, token))
+        return b""
+
+    def cancel(self, token: int) -> None:
+        """Forget the waiter of ``token``, if it still waits."""
+        waiter = self.by_token.get(token)
+        if waiter is not None:
+            self._forget(waiter)
+
+    def clear(self) -> None:
+        """Forget every waiter (the acceptor that sent them is gone)."""
+        self.by_key.clear()
+        self.by_token.clear()
+        self.timeouts.clear()
+        self.ready.clear()
+        self.wakes.clear()
+
+    def _forget(self, waiter: Waiter) -> None:
+        del self.by_token[waiter.token]
+        by_key = self.by_key
+        for key in dict.fromkeys(waiter.wait.keys):
+            queue = by_key.get(key)
+            if queue is not None:
+                queue.remove(waiter)
+                if not queue:
+                    del by_key[key]
+
+    # -- waking ---------------------------------------------------------------
+
+    def mark(self, args: list[bytes]) -> None:
+        """Note the keys of the write command ``args`` that someone waits on."""
+        cmd = commands.lookup(args[0])
+        if cmd is None or not cmd.is_write:
+            return
+        by_key = self.by_key
+        for key in cmd.keys(args):
+            if key in by_key:
+                self.ready[key] = None
+
+    def mark_keys(self, keys) -> None:
+        """Note that these keys were written (a cross-shard operation)."""
+        by_key = self.by_key
+        for key in keys:
+            if key in by_key:
+                self.ready[key] = None
+
+    def serve_ready(self) -> None:
+        """Serve the waiters of each ready key, oldest first, while it can."""
+        ready = self.ready
+        lookup = self.ks.lookup
+        while ready:
+            key = next(iter(ready))
+            del ready[key]
+            queue = self.by_key.get(key)
+            if not queue:
+                continue
+            for waiter in list(queue):
+                if lookup(key) is None:
+                    break
+                if waiter.token in self.by_token:
+                    self._serve(waiter, key)
+
+    def _serve(self, waiter: Waiter, key: bytes) -> None:
+        ks = self.ks
+        args = waiter.args
+        try:
+            value = waiter.wait.serve(ks, args, key)
+        except CommandError as e:
+            value = Error(e.message)
+        except Exception:  # a bug must not take the shard down
+            log.exception("serving a blocked %r failed", args[0])
+            value = Error("ERR internal error while running '{}'".format(args[0].decode("latin-1")))
+        if value is None:
+            return
+        self._forget(waiter)
+        self.wakes.append(wire.encode_wake(waiter.token, encode(value, waiter.resp3)))
+        if type(value) is Error:
+            return
+        if ks.watched or self.record is not None:
+            cmd = commands.lookup(args[0])
+            if cmd is not None and ks.watched:
+                for k in cmd.keys(args):
+                    ks.touch(k)
+            if self.record is not None:
+                self.record(args, value)
+        self.mark(args)  # BLMOVE's destination may serve others now
+
+    # -- timeouts -------------------------------------------------------------
+
+    def next_deadline(self) -> float:
+        """When the next waiter times out (time.monotonic()), inf if never."""
+        heap = self.timeouts
+        by_token = self.by_token
+        while heap and heap[0][1] not in by_token:
+            heapq.heappop(heap)
+        return heap[0][0] if heap else math.inf
+
+    def expire(self, now: float) -> None:
+        """Time out every waiter whose deadline has passed."""
+        heap = self.timeouts
+        by_token = self.by_token
+        while heap and heap[0][0] <= now:
+            deadline, token = heapq.heappop(heap)
+            waiter = by_token.get(token)
+            if waiter is None or waiter.deadline != deadline:
+                continue
+            self._forget(waiter)
+            self.wakes.append(wire.encode_wake(token, encode(waiter.wait.expired, waiter.resp3)))
+
+
+# -- __bwait: notify the acceptor, pop nothing --------------------------------
+
+
+@blocking("__bwait", kind=None)
+def bwait(ks: Keyspace, args: list[bytes]) -> object:
+    """__bwait command timeout elapsed-ms key [key ...]
+
+    1 when one of the keys holds a value ``command`` can pop, 0 when the
+    timeout (less the milliseconds already waited) has passed; otherwise
+    waits for one of those.  Pops nothing.
+    """
+    kind = KINDS[args[1].lower()]
+    timeout = parse_timeout(args[2])
+    keys = args[4:]
+    lookup = ks.lookup
+    for key in keys:
+        if type(lookup(key)) is kind:
+            return 1
+    if timeout:
+        timeout -= int(args[3])
+        if timeout <= 0:
+            return 0
+    return Wait(keys, timeout, _notify, deny=0, expired=0)
+
+
+def _notify(ks: Keyspace, args: list[bytes], key: bytes) -> object:
+    return 1 if type(ks.lookup(key)) is KINDS[args[1].lower()] else None

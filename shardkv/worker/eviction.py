@@ -1,0 +1,465 @@
+"""``maxmemory`` in a worker: the shard's memory figure, and eviction.
+
+Each shard gets a share of ``maxmemory`` in proportion to its slots, so
+``maxmemory / nshards`` with the usual even split.  Before each command,
+as Redis's ``processCommand`` does, a shard over its share evicts keys by
+``maxmemory-policy``; if it cannot (``noeviction``, or a ``volatile-*``
+policy and no key with a TTL), a command with the ``denyoom`` flag gets
+``-OOM command not allowed when used memory > 'maxmemory'.``
+
+The memory figure
+-----------------
+The real figure is the process's RSS, read with psutil.  But reading it
+costs a system call, and the RSS does not fall when Python frees a value
+(the allocator keeps the pages for reuse), so a shard that compared its RSS
+with the limit would evict until it was empty.  The figure is therefore
+built on the RSS and kept by estimate in between (see :class:`Memory`):
+
+* ``floor``: the RSS when maxmemory was turned on, less the data then held;
+* ``data``: the estimated size of the data (:func:`key_cost` summed over
+  the keys), kept current by each write command, expiry and eviction;
+* ``extra``: RSS growth the estimates do not explain, counted each time the
+  RSS reaches a new high (read every ``REFRESH_MS``, or after 1/32 of the
+  share was written): fragmentation, sizes guessed low.
+
+``used = floor + data + min(extra, data)``.  So it follows real growth,
+and falls as keys go even while the RSS stays put.  The RSS includes the
+interpreter (some 30 MB a worker), so ``maxmemory`` must leave room for it
+in each shard; a limit below that refuses every ``denyoom`` command.
+
+Eviction
+--------
+As Redis does, approximately, by sampling: each round samples
+``SAMPLES`` keys (``maxmemory-samples``) from random slots of the shard
+into a pool of the ``POOL_SIZE`` best candidates, and evicts the best:
+
+=================  =====================================================
+allkeys-lru        least recently used key, of all keys
+volatile-lru       least recently used key, of keys with a TTL
+allkeys-lfu        least frequently used (Redis's logarithmic counter)
+volatile-lfu       the same, of keys with a TTL
+volatile-ttl       the key with the nearest expiry
+allkeys-random     a random key
+volatile-random    a random key with a TTL
+=================  =====================================================
+
+Recency and frequency are kept in a dict beside the keyspace, and only
+while an LRU or LFU policy is on: the keyspace's ``lookup``, ``store``,
+``_remove`` and ``flush`` are wrapped on the instance, so with
+``maxmemory 0`` the keyspace runs its plain methods and pays nothing.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import random
+import sys
+from collections.abc import Callable
+from itertools import count, islice
+
+from shardkv import commands, errors
+from shardkv.resp import Error
+from shardkv.worker.keyspace import Keyspace, slot_of
+from shardkv.worker.server import RUNTIME, RUNTIME_HOOKS
+
+try:
+    import psutil
+
+    _PROCESS = psutil.Process(os.getpid())
+
+    def process_rss() -> int:
+        return _PROCESS.memory_info().rss
+
+except ImportError:  # pragma: no cover - psutil is a dependency
+
+    def process_rss() -> int:
+        return 0
+
+
+REFRESH_MS = 100  # read the RSS at least this often while maxmemory is on
+SAMPLES = 5  # maxmemory-samples
+POOL_SIZE = 16  # Redis's EVPOOL_SIZE
+MAX_EVICTIONS = 1000  # per command at most, as Redis bounds one eviction cycle
+OBJECT_OVERHEAD = 64  # bytes a Python object and its dict entry cost beyond the payload
+MAX_SCAN = 256  # how far into one slot's dict a sample may reach
+LFU_INIT_VAL = 5  # Redis's counter for a new key
+LFU_LOG_FACTOR = 10  # lfu-log-factor
+LFU_DECAY_MINUTES = 1  # lfu-decay-time
+
+POLICIES = (
+    "noeviction",
+    "allkeys-lru",
+    "volatile-lru",
+    "allkeys-lfu",
+    "volatile-lfu",
+    "allkeys-random",
+    "volatile-random",
+    "volatile-ttl",
+)
+
+OOM = Error(errors.OOM)
+BASELINE_RSS = process_rss()  # the worker before it holds any data
+
+# name as sent -> (command, may grow memory, writes), or None for the
+# acceptor's internal commands.
+_KINDS: dict[bytes, tuple[commands.Command, bool, bool] | None] = {}
+
+
+def _kind(name: bytes) -> tuple[commands.Command, bool, bool] | None:
+    cmd = commands.lookup(name)
+    kind = None if cmd is None else (cmd, "denyoom" in cmd.flags, cmd.is_write)
+    if len(_KINDS) < 4096:
+        _KINDS[name] = kind
+    return kind
+
+
+# -- sizes -------------------------------------------------------------------
+
+
+def value_size(value: object) -> int:
+    """A rough size in bytes of a value, its elements sampled, not walked."""
+    if type(value) is bytes:
+        return len(value) + OBJECT_OVERHEAD
+    try:
+        n = len(value)  # type: ignore[arg-type]
+    except TypeError:
+        return OBJECT_OVERHEAD
+    if not n:
+        return OBJECT_OVERHEAD
+    try:
+        sample = list(islice(iter(value), 8))  # type: ignore[call-overload]
+        if isinstance(value, dict):
+            per = sum(_len(k) + _len(value[k]) for k in sample) / len(sample) + 2 * OBJECT_OVERHEAD
+        else:
+            per = sum(map(_len, sample)) / len(sample) + OBJECT_OVERHEAD
+    except TypeError:  # a type that does not iterate as a collection
+        per = 2 * OBJECT_OVERHEAD
+    return sys.getsizeof(value) + int(n * per)
+
+
+def _len(item: object) -> int:
+    return len(item) if type(item) is bytes else 16  # type: ignore[arg-type]
+
+
+def key_cost(key: bytes, value: object) -> int:
+    """What a key costs: its name, its value, and its entries in the keyspace
+    (0 for a key that does not exist)."""
+    return 0 if value is None else len(key) + OBJECT_OVERHEAD + value_size(value)
+
+
+# -- LFU counters (Redis's evict.c) ------------------------------------------
+
+
+def lfu_counter(entry: int | None, minutes: int) -> int:
+    """The counter of an access entry ``minutes << 8 | counter``, decayed."""
+    if entry is None:
+        return LFU_INIT_VAL
+    counter = entry & 255
+    last = entry >> 8
+    minutes &= 65535  # Redis keeps 16 bits of minutes
+    elapsed = minutes - last if minutes >= last else 65535 - last + minutes
+    periods = elapsed // LFU_DECAY_MINUTES
+    return 0 if periods > counter else counter - periods
+
+
+def lfu_touch(entry: int | None, minutes: int) -> int:
+    """A new access entry after one more access: decay, then a logarithmic increment."""
+    counter = lfu_counter(entry, minutes)
+    if entry is not None and counter < 255:
+        base = max(counter - LFU_INIT_VAL, 0)
+        if random.random() < 1.0 / (base * LFU_LOG_FACTOR + 1):
+            counter += 1
+    return (minutes & 65535) << 8 | counter
+
+
+# -- the guard -----------------------------------------------------------------
+
+
+class Memory:
+    """One shard's memory figure and eviction state, while maxmemory is on.
+
+    The figure is ``floor + data + min(extra, data)``:
+
+    ``floor``  the worker's RSS with no data (read when maxmemory is turned on);
+    ``data``   the estimated size of the data, the sum of :func:`key_cost`
+               over the keys: each write command adds the change in the cost
+               of its keys, and a key that goes (expiry, eviction) takes its
+               cost away;
+    ``extra``  RSS growth the estimates do not explain (fragmentation, sizes
+               guessed low), counted at each new RSS high; up to ``data``.
+    """
+
+    def __init__(self, ks: Keyspace, limit: int, policy: str) -> None:
+        self.ks = ks
+        self.limit = limit
+        self.policy = policy
+        self.volatile = policy.startswith("volatile")
+        self.tracks = policy.endswith(("lru", "lfu"))
+        self.lfu = policy.endswith("lfu")
+        # key -> last access stamp (LRU) or minutes << 8 | counter (LFU)
+        self.access: dict[bytes, int] = {}
+        self.stamps = count(1)
+        self.pool: list[tuple[int, bytes]] = []  # (score, key), best last
+        self.evicted = 0
+        self.rss = self.peak = process_rss()
+        data = sum(key_cost(k, ks.lookup(k)) for k in ks.iter_keys())
+        self.floor = max(min(BASELINE_RSS, self.rss), self.rss - data)
+        self.data = data
+        self.extra = 0
+        self.room = limit - self.floor  # what data may use
+        self.keys = ks.dbsize()  # about: exact after each refresh, not below it between
+        self.written = 0  # bytes counted since the last RSS reading
+        self.in_command = False  # a write command counts its own keys
+        self.refresh_bytes = max(limit // 32, 1 << 16)
+        self.next_refresh = ks.now + REFRESH_MS
+
+    @property
+    def used(self) -> int:
+        """The shard's memory figure, as maxmemory compares it."""
+        return self.floor + self.data + min(self.extra, self.data)
+
+    def set_limit(self, limit: int) -> None:
+        self.limit = limit
+        self.room = limit - self.floor
+        self.refresh_bytes = max(limit // 32, 1 << 16)
+
+    # -- before each command ---------------------------------------------------
+
+    def run(self, execute: Callable[..., object], args: list[bytes], *rest: object) -> object:
+        """Run a command under the limit, as Redis's ``processCommand`` does:
+        evict first if over it, refuse a ``denyoom`` command with OOM when
+        nothing can be evicted, and count what a write changed."""
+        kind = _KINDS.get(args[0], False)
+        if kind is False:
+            kind = _kind(args[0])
+        if kind is None:
+            return execute(args, *rest)  # the acceptor's internal commands always run
+        cmd, denyoom, write = kind
+        if self.ks.now >= self.next_refresh or self.written > self.refresh_bytes:
+            self.refresh()
+        data = self.data
+        if data + (self.extra if self.extra < data else data) > self.room:
+            if not self.evict() and denyoom:
+                return OOM
+        if not write:
+            return execute(args, *rest)
+        keys = cmd.keys(args)
+        before = self._cost(keys)
+        self.in_command = True
+        try:
+            value = execute(args, *rest)
+        finally:
+            self.in_command = False
+        grown = self._cost(keys) - before
+        if grown > 0:
+            self.data += grown
+            self.written += grown
+            self.keys += 1  # it may have added a key
+        elif grown:
+            self.data = max(self.data + grown, 0)
+        return value
+
+    def _cost(self, keys: list[bytes]) -> int:
+        data = self.ks.data
+        return sum(key_cost(key, data[slot_of(key)].get(key)) for key in keys)
+
+    def refresh(self) -> None:
+        """Read the RSS; count growth the estimates did not."""
+        rss = process_rss()
+        grown = rss - self.peak  # only new highs: the RSS also dips and regrows
+        if grown > 0:
+            self.peak = rss
+            if rss > self.limit:
+                # Over the limit any growth is real (fragmentation, sizes
+                # guessed low): count it, and eviction makes up for it.
+                self.extra += grown
+            elif grown > self.written:  # it grew by more than was counted
+                self.extra += grown - self.written
+        self.extra = min(self.extra, self.data)
+        self.rss = rss
+        self.written = 0
+        self.keys = self.ks.dbsize()
+        self.next_refresh = self.ks.now + REFRESH_MS
+        access = self.access
+        if len(access) > 2 * self.keys + 1024:
+            # Keys that left without _remove (moved to another shard).
+            data = self.ks.data
+            for key in [k for k in access if k not in data[slot_of(k)]]:
+                del access[key]
+
+    def _emptied(self) -> None:
+        """No keys left: no data, and nothing extra to make up for."""
+        self.keys = self.data = self.extra = 0
+        self.pool.clear()
+
+    # -- eviction ------------------------------------------------------------------
+
+    def evict(self) -> bool:
+        """Evict until under the limit; False when there is nothing to evict."""
+        ks = self.ks
+        for _ in range(MAX_EVICTIONS):
+            data = self.data
+            if data + (self.extra if self.extra < data else data) <= self.room:
+                return True
+            key = self.pick()
+            if key is None:
+                return False
+            ks.delete(key)
+            if ks.propagate_del is not None:  # the AOF logs the eviction as DEL
+                ks.propagate_del(key)
+            self.evicted += 1
+        return True  # the next command goes on from here
+
+    def pick(self) -> bytes | None:
+        """The key the policy would evict now, or None."""
+        policy = self.policy
+        if policy == "noeviction":
+            return None
+        if self.volatile:
+            if not self.ks.nvolatile:
+                return None
+            dicts = self.ks.expires
+        else:
+            if self.keys <= 0:
+                return None
+            dicts = self.ks.data
+        found = self._sample(dicts, 1 if policy.endswith("random") else SAMPLES)
+        if not found:
+            if not self.volatile:
+                self._emptied()
+            return None
+        if policy.endswith("random"):
+            return found[0]
+        pool = self.pool
+        for key in found:
+            bisect.insort(pool, (self._score(key), key))
+        del pool[:-POOL_SIZE]
+        while pool:
+            score, key = pool.pop()
+            if key not in dicts[slot_of(key)]:
+                continue  # gone since it was sampled
+            now = self._score(key)
+            if now < score:  # used since it was sampled: back in line
+                bisect.insort(pool, (now, key))
+                continue
+            return key
+        return found[0]
+
+    def _score(self, key: bytes) -> int:
+        """Higher is a better candidate: idler, rarer, or sooner to expire."""
+        if self.policy == "volatile-ttl":
+            return -self.ks.expires[slot_of(key)].get(key, 0)
+        entry = self.access.get(key)
+        if self.lfu:
+            return 255 - lfu_counter(entry, self.ks.now // 60000)
+        return -(entry or 0)
+
+    def _sample(self, dicts: list[dict], n: int) -> list[bytes]:
+        """Up to ``n`` keys from random non-empty slots of this shard."""
+        slots = self.ks.slots
+        start, size = slots.start, len(slots)
+        out: list[bytes] = []
+        for _ in range(32 * n):
+            d = dicts[start + random.randrange(size)]
+            if d:
+                out.append(_member(d))
+                if len(out) == n:
+                    return out
+        if not out:  # few keys over many slots: find them
+            full = [s for s in slots if dicts[s]]
+            for _ in range(min(n, len(full) * 4)):
+                out.append(_member(dicts[random.choice(full)]))
+        return out
+
+    # -- keyspace wrappers -----------------------------------------------------------
+
+    def install(self) -> None:
+        """Wrap the keyspace's methods on the instance (see the module docstring)."""
+        ks = self.ks
+        base_remove = Keyspace._remove.__get__(ks)
+        base_flush = Keyspace.flush.__get__(ks)
+        access = self.access
+
+        def _remove(slot: int, key: bytes) -> None:
+            if not self.in_command:  # a command counts its keys itself
+                self.data = max(self.data - key_cost(key, ks.data[slot].get(key)), 0)
+            self.keys -= 1
+            access.pop(key, None)
+            base_remove(slot, key)
+
+        def flush(*args: object, **options: object) -> None:
+            base_flush(*args, **options)
+            access.clear()
+            self._emptied()
+
+        ks._remove = _remove  # type: ignore[method-assign]
+        ks.flush = flush  # type: ignore[method-assign]
+        if not self.tracks:
+            return
+        base_lookup = Keyspace.lookup.__get__(ks)
+        base_store = Keyspace.store.__get__(ks)
+        touch: Callable[[bytes], None]
+        if self.lfu:
+
+            def touch(key: bytes) -> None:
+                access[key] = lfu_touch(access.get(key), ks.now // 60000)
+
+        else:
+            stamps = self.stamps
+
+            def touch(key: bytes) -> None:
+                access[key] = next(stamps)
+
+        def lookup(key: bytes) -> object | None:
+            value = base_lookup(key)
+            if value is not None:
+                touch(key)
+            return value
+
+        def store(key: bytes, *rest: object, **options: object) -> None:
+            base_store(key, *rest, **options)
+            touch(key)
+
+        ks.lookup = lookup  # type: ignore[method-assign]
+        ks.store = store  # type: ignore[method-assign]
+
+    def uninstall(self) -> None:
+        for name in ("_remove", "flush", "lookup", "store"):
+            self.ks.__dict__.pop(name, None)
+
+
+def _member(d: dict) -> bytes:
+    """A random key of a slot's dict (among its first MAX_SCAN when it is big)."""
+    i = random.randrange(min(len(d), MAX_SCAN))
+    return next(islice(iter(d), i, None))
+
+
+# -- settings -------------------------------------------------------------------
+
+
+def configure(ks: Keyspace, maxmemory: int, policy: str) -> None:
+    """Apply ``maxmemory`` (the whole server's, in bytes) and the policy."""
+    share = maxmemory * len(ks.slots) // 16384 if maxmemory else 0
+    if maxmemory and not share:
+        share = 1
+    old: Memory | None = ks.memory
+    if old is not None and share and old.policy == policy:
+        old.set_limit(share)
+        return
+    if old is not None:
+        old.uninstall()
+        ks.memory = None
+    if share:
+        memory = Memory(ks, share, policy if policy in POLICIES else "noeviction")
+        if old is not None:
+            memory.evicted = old.evicted
+        memory.install()
+        ks.memory = memory
+
+
+def _on_runtime(ks: Keyspace) -> None:
+    configure(ks, RUNTIME.maxmemory, RUNTIME.maxmemory_policy)
+
+
+RUNTIME_HOOKS.append(_on_runtime)

@@ -1,0 +1,347 @@
+"""Keyspace commands (any type of key), compared with a real redis-server."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import redis
+
+from shardkv.router import Router
+
+FAR = 4102444800  # 2100-01-01 in seconds
+FAR_MS = FAR * 1000
+ROUTER = Router(4)
+
+
+def test_type_exists_touch_unlink(compare):
+    compare("MSET", "a", "1", "b", "2", "c", "3", "d", "4")
+    compare("HSET", "h", "f", "v")
+    compare("SADD", "s", "m")
+    compare("ZADD", "z", "1", "m")
+    for key in ("a", "h", "s", "z", "nope"):
+        compare("TYPE", key)
+    compare("EXISTS", "a", "b", "a", "nope", "h")
+    compare("TOUCH", "a", "b", "nope", "c")
+    compare("UNLINK", "a", "b", "nope")
+    compare("DEL", "c", "d", "c")
+    compare("EXISTS", "a", "b", "c", "d")
+    compare("TYPE", "a", "b")
+    compare("UNLINK")
+
+
+def test_expiretime(compare):
+    compare("SET", "k", "v")
+    compare("EXPIRETIME", "k")
+    compare("PEXPIRETIME", "k")
+    compare("EXPIRETIME", "nope")
+    compare("PEXPIRETIME", "nope")
+    compare("EXPIREAT", "k", FAR)
+    compare("EXPIRETIME", "k")
+    compare("PEXPIRETIME", "k")
+    compare("PEXPIREAT", "k", FAR_MS + 999)
+    compare("EXPIRETIME", "k")
+    compare("PEXPIRETIME", "k")
+    compare("PERSIST", "k")
+    compare("PEXPIRETIME", "k")
+    compare("HSET", "h", "f", "v")
+    compare("PEXPIREAT", "h", FAR_MS)
+    compare("PEXPIRETIME", "h")
+
+
+def test_object_encoding_strings(compare):
+    for value in (
+        "hello",
+        "9223372036854775807",
+        "9223372036854775808",
+        "-1",
+        "01",
+        "0",
+        "-0",
+        "1.5",
+        "x" * 44,
+        "x" * 45,
+        "1" * 21,
+        "",
+    ):
+        compare("SET", "s", value)
+        compare("OBJECT", "ENCODING", "s")
+        compare("OBJECT", "REFCOUNT", "s")
+    compare("INCR", "n")
+    compare("OBJECT", "ENCODING", "n")
+    compare("OBJECT", "ENCODING", "nope")
+
+
+def test_object_encoding_containers(compare):
+    compare("HSET", "h", "f", "v")
+    compare("HSET", "h64", "f", "x" * 64)
+    compare("HSET", "h65", "f", "x" * 65)
+    compare("HSET", "hf65", "f" * 65, "x")
+    compare("HSET", "h128", *[x for i in range(512) for x in ("f%d" % i, "v")])
+    compare("HSET", "h129", *[x for i in range(513) for x in ("f%d" % i, "v")])
+    for key in ("h", "h64", "h65", "hf65", "h128", "h129"):
+        compare("OBJECT", "ENCODING", key)
+    compare("SADD", "s", "1", "2", "-9223372036854775808")
+    compare("SADD", "sa", "1", "a")
+    compare("SADD", "s01", "01")
+    compare("SADD", "s512", *range(512))
+    compare("SADD", "s513", *range(513))
+    for key in ("s", "sa", "s01", "s512", "s513"):
+        compare("OBJECT", "ENCODING", key)
+    compare("ZADD", "z", "1", "a")
+    compare("ZADD", "z65", "1", "a" * 65)
+    compare("ZADD", "z128", *[x for i in range(128) for x in (i, "m%d" % i)])
+    compare("ZADD", "z129", *[x for i in range(129) for x in (i, "m%d" % i)])
+    for key in ("z", "z65", "z128", "z129"):
+        compare("OBJECT", "ENCODING", key)
+        compare("OBJECT", "REFCOUNT", key)
+
+
+def test_object_other_subcommands(compare):
+    compare("SET", "k", "v")
+    compare("OBJECT", "FREQ", "k")  # no LFU policy: an error
+    compare("OBJECT", "FREQ", "nope")
+    compare("OBJECT", "IDLETIME", "k")
+    compare("OBJECT", "IDLETIME", "nope")
+    compare("OBJECT", "REFCOUNT", "nope")
+    compare("OBJECT", "HELP")
+    compare("object", "help")
+    compare("OBJECT", "HELP", "x")
+    compare("OBJECT", "ENCODING")
+    compare("OBJECT", "ENCODING", "k", "x")
+    compare("OBJECT", "FOO", "k")
+    compare("OBJECT", "FOO")
+    compare("OBJECT")
+
+
+def test_object_freq_under_lfu(compare):
+    """With an LFU policy FREQ answers and IDLETIME is the error; the policy
+    reaches every shard through CONFIG SET."""
+    for c in (compare.real, compare.ours):
+        c.config_set("maxmemory-policy", "allkeys-lfu")
+    try:
+        for key in ("a", "b", "c", "d"):
+            compare("SET", key, "1")
+            compare("OBJECT", "IDLETIME", key)
+        compare("OBJECT", "FREQ", "nope")
+    finally:
+        for c in (compare.real, compare.ours):
+            c.config_set("maxmemory-policy", "noeviction")
+
+
+def test_rename(compare):
+    compare("SET", "a", "1", "PXAT", FAR_MS + 5)
+    compare("RENAME", "a", "b")  # another shard, TTL kept
+    compare("PEXPIRETIME", "b")
+    compare("GET", "b")
+    compare("EXISTS", "a")
+    compare("RENAME", "b", "{b}x")
+    compare("RENAME", "{b}x", "{b}x")
+    compare("RENAME", "nope", "x")
+    compare("RENAME", "nope", "nope")
+    compare("SET", "c", "3")
+    compare("RENAME", "{b}x", "c")  # overwrites, with the source's TTL
+    compare("PEXPIRETIME", "c")
+    compare("HSET", "h", "f", "v")
+    compare("RENAME", "h", "d")
+    compare("HGETALL", "d")
+    compare("TYPE", "h")
+
+
+def test_renamenx(compare):
+    compare("MSET", "a", "1", "b", "2")
+    compare("RENAMENX", "a", "b")
+    compare("RENAMENX", "a", "a")
+    compare("RENAMENX", "nope", "x")
+    compare("RENAMENX", "a", "c")
+    compare("MGET", "a", "b", "c")
+    compare("SET", "t", "v", "EXAT", FAR)
+    compare("RENAMENX", "t", "d")
+    compare("EXPIRETIME", "d")
+
+
+def test_copy(compare):
+    compare("SET", "a", "1", "EXAT", FAR)
+    compare("COPY", "a", "b")
+    compare("COPY", "a", "b")
+    compare("COPY", "a", "b", "REPLACE")
+    compare("EXPIRETIME", "b")
+    compare("COPY", "a", "b", "DB", "0")
+    compare("COPY", "a", "b", "DB", "0", "REPLACE")
+    compare("COPY", "a", "a")
+    compare("COPY", "nope", "nope")
+    compare("COPY", "nope", "x")
+    for bad in (
+        ["DB", "abc"],
+        ["DB", "4294967296"],
+        ["DB", "99999999999999999999"],
+        ["DB"],
+        ["foo"],
+        ["foo", "DB", "0"],
+        ["REPLACE", "REPLACE"],
+    ):
+        compare("COPY", "a", "b", *bad)
+    compare("HSET", "h", "f", "v", "g", "w")
+    compare("COPY", "h", "c")
+    compare("HSET", "c", "f", "changed")  # a deep copy
+    compare("HGETALL", "h")
+    compare("SADD", "s", "1", "2")
+    compare("COPY", "s", "d")
+    compare("SREM", "d", "1")
+    compare("SMEMBERS", "s")
+    compare("ZADD", "z", "1", "a")
+    compare("COPY", "z", "{z}z")
+    compare("ZADD", "{z}z", "2", "a")
+    compare("ZRANGE", "z", "0", "-1", "WITHSCORES")
+
+
+def test_copy_other_databases(r):
+    """shardkv has one database, like Redis with ``databases 1``: COPY to
+    db 1 is out of range there, while the test's real Redis has 16 (see
+    test_server_commands for the comparison with ``databases 1``)."""
+    r.set("a", "1")
+    port = r.connection_pool.connection_kwargs["port"]
+    if r.config_get("databases")["databases"] == "1":
+        with pytest.raises(redis.ResponseError, match="DB index is out of range"):
+            r.execute_command("COPY", "a", "b", "DB", "1")
+    else:
+        assert r.execute_command("COPY", "a", "b", "DB", "1") == 1
+        r.execute_command("SELECT", "1")
+        r.flushdb()
+    assert port
+
+
+def test_randomkey(compare):
+    compare("RANDOMKEY")
+    compare("SET", "only", "1")
+    compare("RANDOMKEY")
+    compare("RANDOMKEY", "x")
+
+
+def test_randomkey_finds_every_key(r):
+    keys = {f"k{i}" for i in range(8)}
+    for key in keys:
+        r.set(key, "1")
+    seen = set()
+    for _ in range(400):
+        seen.add(r.randomkey().decode())
+        if seen == keys:
+            break
+    assert seen == keys
+
+
+def test_dbsize_keys(compare):
+    compare("DBSIZE")
+    compare("MSET", "a", "1", "b", "2", "c", "3", "d", "4", "{x}", "5", "", "6")
+    compare("DBSIZE")
+    compare("KEYS", "*", unordered=True)
+    compare("KEYS", "?", unordered=True)
+    compare("KEYS", "[ab]", unordered=True)
+    compare("KEYS", "", unordered=True)
+    compare("KEYS", "**", unordered=True)  # not "*": the empty key does not match
+    compare("KEYS", "*", "x")
+
+
+# -- SCAN ---------------------------------------------------------------------
+
+
+def full_scan(client: redis.Redis, *options) -> list[bytes]:
+    cursor, out = b"0", []
+    for _ in range(10000):
+        cursor, keys = client.execute_command("SCAN", cursor, *options)
+        out.extend(keys)
+        if cursor in (b"0", 0):
+            return out
+    raise AssertionError("SCAN did not finish")
+
+
+def test_scan_visits_every_key_once(r):
+    keys = {f"key:{i}".encode() for i in range(300)}
+    r.mset({k: "1" for k in keys})
+    for count in (1, 7, 10, 1000):
+        found = full_scan(r, "COUNT", count)
+        assert sorted(found) == sorted(keys)
+
+
+def test_scan_match_count_type(r):
+    r.mset({f"user:{i}": "1" for i in range(50)})
+    r.mset({f"item:{i}": "1" for i in range(50)})
+    for i in range(10):
+        r.hset(f"user:h{i}", "f", "v")
+        r.sadd(f"set:{i}", "m")
+    assert len(full_scan(r, "MATCH", "user:*")) == 60
+    assert len(full_scan(r, "MATCH", "user:?", "COUNT", 3)) == 10
+    assert sorted(full_scan(r, "TYPE", "hash")) == sorted(f"user:h{i}".encode() for i in range(10))
+    assert len(full_scan(r, "TYPE", "SET")) == 10
+    assert full_scan(r, "TYPE", "nosuchtype") == []
+    assert len(full_scan(r, "MATCH", "*", "TYPE", "string")) == 100
+    assert len(full_scan(r, "MATCH", "user:h*", "TYPE", "string")) == 0
+
+
+def test_scan_with_changes_during_the_scan(r):
+    """A key that exists for the whole scan is returned exactly once, while
+    other keys come and go between the calls."""
+    stable = {f"stable:{i}".encode() for i in range(200)}
+    r.mset({k: "1" for k in stable})
+    rnd = random.Random(3)
+    cursor, seen = b"0", []
+    for step in range(10000):
+        cursor, keys = r.execute_command("SCAN", cursor, "COUNT", rnd.choice([1, 5, 20]))
+        seen.extend(keys)
+        # add and remove other keys between calls
+        r.set(f"temp:{step}", "1")
+        if step % 2:
+            r.delete(f"temp:{step - 1}")
+        if cursor in (b"0", 0):
+            break
+    from_stable = [k for k in seen if k.startswith(b"stable:")]
+    assert sorted(from_stable) == sorted(stable)
+
+
+def test_scan_errors(compare):
+    compare("SET", "k", "v")
+    for cursor in ("", "-1", "+0", "-0", "00", "18446744073709551615"):
+        # Accepted by both (strtoul's rules); the next cursor is each
+        # server's own business, the keys are not.
+        for client in (compare.real, compare.ours):
+            assert client.execute_command("SCAN", cursor, "MATCH", "nomatch*")[1] == []
+    for cursor in ("18446744073709551616", " 1", "1 ", "a", "0x1", "-", "+", "1.5"):
+        compare("SCAN", cursor)
+    for options in (
+        ["COUNT", "0"],
+        ["COUNT", "-1"],
+        ["COUNT", "a"],
+        ["COUNT", "9223372036854775808"],
+        ["MATCH"],
+        ["COUNT"],
+        ["TYPE"],
+        ["foo", "bar"],
+        ["MATCH", "x", "foo"],
+    ):
+        compare("SCAN", "0", *options)
+    compare("SCAN", "a", "foo", "bar")  # the cursor is checked first
+    compare("SCAN")
+
+
+def test_scan_cursor_is_stateless(r):
+    """A cursor can be reused: it names a place, not a session."""
+    r.mset({f"k{i}": "1" for i in range(40)})
+    first = r.execute_command("SCAN", 0, "COUNT", 5)
+    again = r.execute_command("SCAN", 0, "COUNT", 5)
+    assert first == again
+
+
+def test_scan_iterates_shards_in_order(ports):
+    """shardkv's cursor is a slot number: one call never crosses a shard."""
+    c = redis.Redis(port=ports["shardkv"])
+    c.flushall()
+    c.mset({f"k{i}": "1" for i in range(100)})
+    cursor, calls = b"0", []
+    for _ in range(100):
+        cursor, keys = c.execute_command("SCAN", cursor, "COUNT", 1000)
+        calls.append({ROUTER.shard_of(k) for k in keys})
+        if cursor in (b"0", 0):
+            break
+    assert all(len(shards) <= 1 for shards in calls)
+    assert len(calls) == 4
+    c.close()

@@ -1,0 +1,724 @@
+"""Per-shard persistence, in process: the AOF, snapshots, rewrites, loading.
+
+A shard runs commands with persistence on, then a *new* shard loads the
+same directory, and the two must hold exactly the same keys, values and
+deadlines.  Time is a FakeClock, so expiries are deterministic.  No
+server processes here (see test_recovery.py for those); these tests are
+shardkv-only, since they look at shardkv's own files.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+
+import pytest
+
+from shardkv import config
+from shardkv.worker import aof, persistence, snapshot
+from shardkv.worker.clock import FakeClock
+from shardkv.worker.process import Shard
+from shardkv.worker.registry import find
+from shardkv.worker.transfer import export_key
+
+
+def make_config(tmp_path, **overrides) -> dict:
+    cfg = config.defaults()
+    # appendfsync no: these tests read files back in the same process (fsync
+    # is not what they test, and it is slow).
+    cfg.update({"dir": str(tmp_path), "shards": 1, "appendonly": True, "appendfsync": "no"})
+    cfg.update({k.replace("_", "-"): v for k, v in overrides.items()})
+    return cfg
+
+
+def open_shard(cfg: dict, clock: FakeClock, index: int = 0) -> Shard:
+    shard = Shard(index, cfg["shards"], clock, config=dict(cfg))
+    shard.persistence.start()  # type: ignore[union-attr]
+    return shard
+
+
+def run(shard: Shard, *args) -> object:
+    """One command as a batch would run it: tick, execute, commit."""
+    shard.keyspace.tick()
+    value = shard.execute([a if isinstance(a, bytes) else str(a).encode() for a in args])
+    shard.persistence.commit()  # type: ignore[union-attr]
+    return value
+
+
+def state(shard: Shard) -> dict:
+    ks = shard.keyspace
+    ks.tick()
+    return {key: export_key(ks, key) for key in sorted(ks.iter_keys())}
+
+
+def wait_child(shard: Shard) -> None:
+    p = shard.persistence
+    for _ in range(500):
+        p.cron()  # type: ignore[union-attr]
+        if p.child is None:  # type: ignore[union-attr]
+            return
+        time.sleep(0.01)
+    raise AssertionError("the background child did not finish")
+
+
+def close(shard: Shard) -> None:
+    p = shard.persistence
+    if p is not None and p.aof is not None:
+        p.aof.close()
+        p.aof = None
+
+
+# -- random workloads, one per data type -------------------------------------------
+
+KEYS = [b"k1", b"k2", b"k3", b"{t}a", b"{t}b"]
+MEMBERS = [b"m1", b"m2", b"m3", b"m4", b"m5", b"m6"]
+
+
+def _strings(r: random.Random) -> list:
+    k, v = r.choice(KEYS), str(r.randint(0, 50)).encode()
+    return r.choice(
+        [
+            [b"SET", k, v],
+            [b"SET", k, v, b"EX", b"%d" % r.randint(1, 5)],
+            [b"SET", k, v, b"PX", b"%d" % r.randint(1, 3000), b"NX"],
+            [b"SET", k, v, b"XX", b"GET"],
+            [b"SET", k, v, b"KEEPTTL"],
+            [b"SETEX", k, b"%d" % r.randint(1, 4), v],
+            [b"PSETEX", k, b"%d" % r.randint(1, 4000), v],
+            [b"SETNX", k, v],
+            [b"APPEND", k, v],
+            [b"INCR", k],
+            [b"INCRBY", k, b"%d" % r.randint(-5, 5)],
+            [b"INCRBYFLOAT", k, b"%.3f" % r.uniform(-2, 2)],
+            [b"SETRANGE", k, b"%d" % r.randint(0, 6), v],
+            [b"GETDEL", k],
+            [b"GETSET", k, v],
+            [b"GETEX", k, b"EX", b"%d" % r.randint(1, 4)],
+            [b"GETEX", k, b"PERSIST"],
+            [b"MSET", b"{t}a", v, b"{t}b", v],
+        ]
+    )
+
+
+def _keyspace(r: random.Random) -> list:
+    k, k2 = r.choice(KEYS), r.choice(KEYS)
+    return r.choice(
+        [
+            [b"DEL", k],
+            [b"EXPIRE", k, b"%d" % r.randint(1, 4)],
+            [b"PEXPIRE", k, b"%d" % r.randint(-10, 4000), r.choice([b"NX", b"XX", b"GT", b"LT"])],
+            [b"EXPIREAT", k, b"%d" % (1_700_000_000 + r.randint(-5, 5))],
+            [b"PERSIST", k],
+            [b"RENAME", k, k2],
+            [b"COPY", k, k2, b"REPLACE"],
+        ]
+    )
+
+
+def _hashes(r: random.Random) -> list:
+    k, f, v = r.choice(KEYS), r.choice(MEMBERS), str(r.randint(0, 9)).encode()
+    return r.choice(
+        [
+            [b"HSET", k, f, v, r.choice(MEMBERS), v],
+            [b"HSETNX", k, f, v],
+            [b"HDEL", k, f],
+            [b"HINCRBY", k, f, b"%d" % r.randint(-3, 3)],
+            [b"HINCRBYFLOAT", k, f, b"%.2f" % r.uniform(-1, 1)],
+        ]
+    )
+
+
+def _lists(r: random.Random) -> list:
+    k, k2, v = r.choice(KEYS), r.choice(KEYS), r.choice(MEMBERS)
+    return r.choice(
+        [
+            [b"RPUSH", k, v, r.choice(MEMBERS)],
+            [b"LPUSH", k, v],
+            [b"LPOP", k],
+            [b"RPOP", k, b"2"],
+            [b"LSET", k, b"0", v],
+            [b"LINSERT", k, b"BEFORE", v, r.choice(MEMBERS)],
+            [b"LREM", k, b"1", v],
+            [b"LTRIM", k, b"0", b"3"],
+            [b"LMOVE", k, k2, b"LEFT", b"RIGHT"],
+            [b"RPOPLPUSH", k, k2],
+            [b"LMPOP", b"2", k, k2, b"LEFT", b"COUNT", b"2"],
+        ]
+    )
+
+
+def _sets(r: random.Random) -> list:
+    k, k2, m = r.choice(KEYS), r.choice(KEYS), r.choice(MEMBERS)
+    return r.choice(
+        [
+            [b"SADD", k, m, r.choice(MEMBERS)],
+            [b"SREM", k, m],
+            [b"SPOP", k],
+            [b"SPOP", k, b"2"],
+            [b"SMOVE", k, k2, m],
+            [b"SUNIONSTORE", k, k, k2],
+            [b"SINTERSTORE", k2, k, k2],
+            [b"SDIFFSTORE", k, k2, k],
+        ]
+    )
+
+
+def _zsets(r: random.Random) -> list:
+    k, k2, m = r.choice(KEYS), r.choice(KEYS), r.choice(MEMBERS)
+    score = r.choice([b"%d" % r.randint(-3, 3), b"%.4f" % r.uniform(-5, 5), b"inf", b"-inf"])
+    return r.choice(
+        [
+            [b"ZADD", k, score, m],
+            [b"ZADD", k, b"GT", b"CH", score, m],
+            [b"ZINCRBY", k, b"%.3f" % r.uniform(-2, 2), m],
+            [b"ZREM", k, m],
+            [b"ZPOPMIN", k],
+            [b"ZPOPMAX", k, b"2"],
+            [b"ZREMRANGEBYSCORE", k, b"-1", b"1"],
+            [b"ZUNIONSTORE", k, b"2", k, k2, b"WEIGHTS", b"1.5", b"2"],
+            [b"ZRANGESTORE", k2, k, b"0", b"2"],
+            [b"ZMPOP", b"2", k, k2, b"MIN", b"COUNT", b"2"],
+        ]
+    )
+
+
+WORKLOADS = {
+    "string": (_strings, b"set"),
+    "hash": (_hashes, b"hset"),
+    "list": (_lists, b"rpush"),
+    "set": (_sets, b"sadd"),
+    "zset": (_zsets, b"zadd"),
+}
+# The types whose commands exist in this tree (others are still being written).
+PRESENT = [name for name, (_, probe) in WORKLOADS.items() if find(probe) is not None]
+
+
+def drive(shard: Shard, clock: FakeClock, r: random.Random, kinds: list[str], n: int) -> None:
+    gens = [WORKLOADS[k][0] for k in kinds] + [_keyspace]
+    for _ in range(n):
+        gen = r.choice(gens)
+        args = gen(r)
+        if find(args[0]) is not None:
+            run(shard, *args)
+        if r.random() < 0.3:
+            clock.advance(r.randint(0, 900))
+
+
+@pytest.mark.parametrize("kind", PRESENT)
+def test_aof_replay_gives_the_same_data(tmp_path, kind):
+    clock = FakeClock()
+    cfg = make_config(tmp_path)
+    shard = open_shard(cfg, clock)
+    r = random.Random(kind)
+    drive(shard, clock, r, [kind, "string"], 600)
+    expected = state(shard)
+    assert expected, "the workload left no keys"
+    close(shard)
+    again = open_shard(cfg, clock)
+    assert state(again) == expected
+    # ...and the log it goes on with still replays to the same data.
+    drive(again, clock, r, [kind], 200)
+    expected = state(again)
+    close(again)
+    assert state(open_shard(cfg, clock)) == expected
+
+
+@pytest.mark.parametrize("kind", PRESENT)
+def test_rewrite_and_snapshot_give_the_same_data(tmp_path, kind):
+    clock = FakeClock()
+    cfg = make_config(tmp_path)
+    shard = open_shard(cfg, clock)
+    r = random.Random(kind + "rewrite")
+    drive(shard, clock, r, [kind], 300)
+    assert run(shard, "BGREWRITEAOF") == "Background append only file rewriting started"
+    drive(shard, clock, r, [kind], 100)  # written while the child writes the base
+    wait_child(shard)
+    drive(shard, clock, r, [kind], 100)
+    assert run(shard, "SAVE") == "OK"
+    expected = state(shard)
+    close(shard)
+    manifest = persistence.read_manifest(shard.persistence.files.manifest)  # type: ignore[union-attr]
+    assert manifest.base is not None and len(manifest.incrs) == 1
+    assert state(open_shard(cfg, clock)) == expected  # base + incr
+    snap = dict(cfg, appendonly=False)
+    assert state(open_shard(snap, clock)) == expected  # the snapshot alone
+
+
+def test_log_holds_what_the_shard_did(tmp_path):
+    clock = FakeClock(1_700_000_000_000)
+    cfg = make_config(tmp_path)
+    shard = open_shard(cfg, clock)
+    run(shard, "SET", "a", "1", "EX", "10")
+    run(shard, "SET", "plain", "x")
+    run(shard, "INCRBYFLOAT", "f", "1.5")
+    run(shard, "EXPIRE", "plain", "100")
+    run(shard, "SET", "nx", "1", "NX")
+    run(shard, "SET", "nx", "2", "NX")  # did nothing: not logged
+    run(shard, "EXPIRE", "missing", "5")  # did nothing: not logged
+    if find(b"sadd") is not None:
+        run(shard, "SADD", "s", "m1", "m2", "m3")
+        popped = run(shard, "SPOP", "s")
+    records = [args for _, args in aof.read_records(shard.persistence.aof.path)]  # type: ignore[union-attr]
+    assert records[:5] == [
+        [b"SET", b"a", b"1", b"PXAT", b"1700000010000"],
+        [b"SET", b"plain", b"x"],
+        [b"SET", b"f", b"1.5", b"KEEPTTL"],
+        [b"PEXPIREAT", b"plain", b"1700000100000"],
+        [b"SET", b"nx", b"1", b"NX"],
+    ]
+    if find(b"sadd") is not None:
+        assert records[5:] == [[b"SADD", b"s", b"m1", b"m2", b"m3"], [b"SREM", b"s", popped]]
+    else:
+        assert records[5:] == []
+
+
+def test_expired_keys_are_not_resurrected(tmp_path):
+    clock = FakeClock()
+    cfg = make_config(tmp_path)
+    shard = open_shard(cfg, clock)
+    run(shard, "SET", "gone", "v", "PX", "100")
+    run(shard, "SET", "old", "v", "PX", "100")
+    clock.advance(200)
+    # "old" expired; APPEND creates a new key, with no TTL (the DEL of the
+    # expiry is logged before it, so replay does the same).
+    assert run(shard, "APPEND", "old", "x") == 1
+    close(shard)
+    clock.advance(10_000)
+    again = open_shard(cfg, clock)
+    assert state(again) == {b"old": ("string", b"x", None)}
+
+
+def test_active_expiry_is_logged_as_del(tmp_path):
+    clock = FakeClock()
+    cfg = make_config(tmp_path)
+    shard = open_shard(cfg, clock)
+    run(shard, "SET", "k", "v", "PX", "50")
+    clock.advance(100)
+    for _ in range(100):  # the cycle walks the slots a few hundred at a time
+        if shard.sweeper.cycle(1.0):
+            break
+    shard.persistence.cron()  # type: ignore[union-attr]
+    records = [args for _, args in aof.read_records(shard.persistence.aof.path)]  # type: ignore[union-attr]
+    assert records[-1] == [b"DEL", b"k"]
+
+
+def test_cross_shard_results_are_logged_as_states(tmp_path):
+    # The executor of a cross-shard RENAME logs its own keys' states and not
+    # the command (which names the other shard's key); the other shard logs
+    # the state it applies.
+    clock = FakeClock()
+    cfg = make_config(tmp_path, shards=2)
+    s0 = Shard(0, 2, clock, config=dict(cfg))
+    s1 = Shard(1, 2, clock, config=dict(cfg))
+    s0.persistence.start()  # type: ignore[union-attr]
+    s1.persistence.start()  # type: ignore[union-attr]
+    router = __import__("shardkv.router", fromlist=["Router"]).Router(2)
+    own = next(k for k in (b"a", b"b", b"c", b"d", b"e") if router.shard_of(k) == 0)
+    foreign = next(k for k in (b"a", b"b", b"c", b"d", b"e") if router.shard_of(k) == 1)
+    run(s0, "SET", own, "v", "PX", "100000")
+    run(s1, "SET", foreign, "w")
+    foreign_state = export_key(s1.keyspace, foreign)
+    _, bodies, after = s0.run_foreign({foreign: foreign_state}, [[b"RENAME", own, foreign]], 0)
+    s0.persistence.commit()  # type: ignore[union-attr]
+    assert bodies == [b"+OK\r\n"]
+    for key, st in after.items():
+        from shardkv.worker.transfer import import_key
+
+        import_key(s1.keyspace, key, st)
+    s1.persistence.log_states(after)  # type: ignore[union-attr]
+    s1.persistence.commit()  # type: ignore[union-attr]
+    expect0, expect1 = state(s0), state(s1)
+    assert expect0 == {} and list(expect1) == [foreign]
+    records = [args for _, args in aof.read_records(s0.persistence.aof.path)]  # type: ignore[union-attr]
+    assert [b"RENAME", own, foreign] not in records
+    close(s0)
+    close(s1)
+    assert state(open_shard(cfg, clock, 0)) == expect0
+    assert state(open_shard(cfg, clock, 1)) == expect1
+
+
+# -- damaged files ------------------------------------------------------------------
+
+
+def _aof_with_data(tmp_path) -> tuple[dict, FakeClock, str, dict]:
+    clock = FakeClock()
+    cfg = make_config(tmp_path)
+    shard = open_shard(cfg, clock)
+    for i in range(20):
+        run(shard, "SET", f"k{i}", f"v{i}")
+    expected = state(shard)
+    path = shard.persistence.aof.path  # type: ignore[union-attr]
+    close(shard)
+    return cfg, clock, path, expected
+
+
+@pytest.mark.parametrize("cut", [1, 5, 17, "zeros"])
+def test_torn_last_record_is_cut_off_with_a_warning(tmp_path, caplog, cut):
+    cfg, clock, path, expected = _aof_with_data(tmp_path)
+    good = os.path.getsize(path)
+    with open(path, "ab") as f:
+        record = aof.encode([b"SET", b"torn", b"value"])
+        f.write(b"\0" * 4096 if cut == "zeros" else record[:cut])
+    again = open_shard(cfg, clock)
+    assert state(again) == expected
+    assert os.path.getsize(path) == good
+    assert "short read while loading the AOF file" in caplog.text and path in caplog.text
+    # ...and it goes on appending to a clean file.
+    run(again, "SET", "after", "1")
+    close(again)
+    assert state(open_shard(cfg, clock))[b"after"] == ("string", b"1", None)
+
+
+def test_torn_transaction_is_dropped_whole(tmp_path):
+    cfg, clock, path, expected = _aof_with_data(tmp_path)
+    good = os.path.getsize(path)
+    with open(path, "ab") as f:
+        f.write(aof.MULTI + aof.encode([b"DEL", b"k1"]) + aof.encode([b"SET", b"k2", b"x"])[:9])
+    assert state(open_shard(cfg, clock)) == expected
+    assert os.path.getsize(path) == good
+
+
+def test_torn_tail_refused_without_aof_load_truncated(tmp_path):
+    cfg, clock, path, _ = _aof_with_data(tmp_path)
+    with open(path, "ab") as f:
+        f.write(b"*3\r\n$3\r\nSET")
+    with pytest.raises(persistence.LoadError, match="offset"):
+        open_shard(dict(cfg, **{"aof-load-truncated": False}), clock)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda d, at: d[:at] + b"#" + d[at + 1 :],  # a broken RESP header
+        lambda d, at: d[:at] + aof.encode([b"NOSUCHCOMMAND", b"x"]) + d[at:],  # a command nobody knows
+    ],
+    ids=["bad-resp", "unknown-command"],
+)
+def test_corrupt_record_in_the_middle_stops_loading(tmp_path, damage):
+    cfg, clock, path, _ = _aof_with_data(tmp_path)
+    data = open(path, "rb").read()
+    at = data.index(b"*3\r\n", len(data) // 2)  # a record well inside the file
+    open(path, "wb").write(damage(data, at))
+    with pytest.raises(persistence.LoadError) as info:
+        open_shard(cfg, clock)
+    assert f"{path} at offset {at}" in str(info.value)
+
+
+def test_corrupt_snapshot_names_file_and_offset(tmp_path):
+    clock = FakeClock()
+    cfg = make_config(tmp_path, appendonly=False)
+    shard = open_shard(cfg, clock)
+    for i in range(50):
+        run(shard, "SET", f"k{i}", "v" * 20)
+    run(shard, "SAVE")
+    path = shard.persistence.files.snapshot  # type: ignore[union-attr]
+    good = open(path, "rb").read()
+    data = bytearray(good)
+    data[len(data) // 2] ^= 0xFF
+    open(path, "wb").write(bytes(data))
+    with pytest.raises(persistence.LoadError, match="checksum mismatch") as info:
+        open_shard(cfg, clock)
+    assert path in str(info.value) and "offset" in str(info.value)
+    open(path, "wb").write(good[:-3])  # and a truncated one
+    with pytest.raises(persistence.LoadError, match="truncated"):
+        open_shard(cfg, clock)
+
+
+def test_snapshot_format_is_versioned(tmp_path):
+    clock = FakeClock()
+    cfg = make_config(tmp_path, appendonly=False)
+    shard = open_shard(cfg, clock)
+    run(shard, "SET", "k", "v")
+    run(shard, "SAVE")
+    path = shard.persistence.files.snapshot  # type: ignore[union-attr]
+    data = open(path, "rb").read()
+    assert data.startswith(snapshot.MAGIC)
+    assert snapshot.read_header(path)["shards"] == 1
+    open(path, "wb").write(snapshot.MAGIC + b"\x09\x00" + data[10:])
+    with pytest.raises(persistence.LoadError, match="format version 9"):
+        open_shard(cfg, clock)
+
+
+# -- crashes during a rewrite ---------------------------------------------------------
+
+
+class Crash(BaseException):
+    """Stands for the process dying at this point."""
+
+
+def test_crash_at_any_step_of_a_rewrite_leaves_a_loadable_aof(tmp_path, monkeypatch):
+    # Each file operation of a rewrite (in the worker, before the fork and
+    # after the child) in turn raises Crash before or after doing its work;
+    # whatever is on disk then must load to the data that was acknowledged.
+    real = {name: getattr(os, name) for name in ("replace", "unlink", "fsync")}
+    for step in range(40):
+        for after in (False, True):
+            d = tmp_path / f"{step}-{after}"
+            d.mkdir()
+            clock = FakeClock()
+            cfg = make_config(d)
+            shard = open_shard(cfg, clock)
+            for i in range(30):
+                run(shard, "SET", f"k{i}", f"v{i}")
+            calls = [0]
+
+            def hook(name, *a, _calls=calls, _after=after, _step=step, **kw):
+                _calls[0] += 1
+                if _calls[0] - 1 == _step and not _after:
+                    raise Crash
+                result = real[name](*a, **kw)
+                if _calls[0] - 1 == _step and _after:
+                    raise Crash
+                return result
+
+            for name in real:
+                monkeypatch.setattr(os, name, lambda *a, _n=name, **kw: hook(_n, *a, **kw))
+            crashed = False
+            try:
+                run(shard, "BGREWRITEAOF")
+                run(shard, "SET", "during", "1")  # logged into the new incr
+                wait_child(shard)
+                run(shard, "SET", "after", "2")
+            except Crash:
+                crashed = True
+            finally:
+                for name, fn in real.items():
+                    monkeypatch.setattr(os, name, fn)
+            expected = state(shard)
+            if shard.persistence.child is not None:  # type: ignore[union-attr]
+                shard.persistence._kill_child()  # type: ignore[union-attr]
+            close(shard)
+            again = open_shard(cfg, clock)
+            # Everything acknowledged (each run() returned) is there.
+            assert state(again) == expected, (step, after)
+            close(again)
+            if not crashed:
+                assert step >= 8  # the crash points were really there
+                return  # every step has been tried
+    raise AssertionError("the rewrite never finished")
+
+
+def test_killed_rewrite_child_leaves_the_old_aof(tmp_path):
+    clock = FakeClock()
+    cfg = make_config(tmp_path, rdb_key_save_delay=5000)
+    shard = open_shard(cfg, clock)
+    for i in range(1000):
+        run(shard, "SET", f"k{i}", "v")
+    run(shard, "BGREWRITEAOF")
+    run(shard, "SET", "during", "1")
+    child = shard.persistence.child  # type: ignore[union-attr]
+    os.kill(child.pid, 9)
+    wait_child(shard)
+    assert shard.persistence.last_rewrite_ok is False  # type: ignore[union-attr]
+    run(shard, "SET", "after", "1")
+    expected = state(shard)
+    close(shard)
+    assert state(open_shard(cfg, clock)) == expected
+    assert not [n for n in os.listdir(tmp_path) if ".tmp-" in n]
+
+
+def test_automatic_rewrite(tmp_path):
+    clock = FakeClock()
+    cfg = make_config(tmp_path, auto_aof_rewrite_min_size=2000, auto_aof_rewrite_percentage=100)
+    shard = open_shard(cfg, clock)
+    for i in range(200):
+        run(shard, "SET", "same", f"value-{i}")
+        shard.persistence.cron()  # type: ignore[union-attr]
+    wait_child(shard)
+    p = shard.persistence
+    assert p.aof_rewrites >= 1  # type: ignore[union-attr]
+    assert p.info()["aof_current_size"] < 2000 * 3  # type: ignore[union-attr,operator]
+    expected = state(shard)
+    close(shard)
+    assert state(open_shard(cfg, clock)) == expected
+
+
+# -- snapshots and their rules ----------------------------------------------------------
+
+
+def test_bgsave_and_save_rules(tmp_path):
+    clock = FakeClock()
+    cfg = make_config(tmp_path, appendonly=False, save="1 3")
+    shard = open_shard(cfg, clock)
+    p = shard.persistence
+    run(shard, "SET", "a", "1")
+    run(shard, "SET", "b", "2")
+    assert p.dirty == 2  # type: ignore[union-attr]
+    p.lastsave -= 5  # type: ignore[union-attr,operator]
+    p.cron()  # type: ignore[union-attr]
+    assert p.child is None  # type: ignore[union-attr]  # 2 changes < 3
+    run(shard, "SET", "c", "3")
+    p.cron()  # type: ignore[union-attr]
+    assert p.child is not None and p.child.kind == "save"  # type: ignore[union-attr]
+    assert run(shard, "BGSAVE").message == "ERR Background save already in progress"  # type: ignore[union-attr]
+    assert run(shard, "BGREWRITEAOF") == "Background append only file rewriting scheduled"
+    wait_child(shard)
+    assert p.dirty == 0 and p.rdb_saves == 1  # type: ignore[union-attr]
+    wait_child(shard)  # the scheduled rewrite
+    expected = state(shard)
+    assert state(open_shard(cfg, clock)) == expected
+
+
+def test_snapshot_refuses_another_layout(tmp_path):
+    clock = FakeClock()
+    cfg = make_config(tmp_path, appendonly=False, shards=2)
+    shard = open_shard(cfg, clock, index=1)
+    run(shard, "SET", "k", "v")
+    run(shard, "SAVE")
+    other = make_config(tmp_path, appendonly=False, shards=2)
+    os.rename(shard.persistence.files.snapshot, tmp_path / "dump.rdb.shard-0")  # type: ignore[union-attr]
+    with pytest.raises(persistence.LoadError, match="shard 1 of 2, not 0 of 2"):
+        open_shard(other, clock, index=0)
+
+
+def test_shutdown_flushes_and_saves(tmp_path):
+    clock = FakeClock()
+    cfg = make_config(tmp_path, appendfsync="no", save="3600 1")
+    shard = open_shard(cfg, clock)
+    run(shard, "SET", "k", "v")
+    assert run(shard, "__shutdown", "default") == "OK"
+    assert os.path.exists(shard.persistence.files.snapshot)  # type: ignore[union-attr]
+    batch = b"B" + b":0\r\n" + aof.encode([b"SET", b"x", b"1"]) + b":0\r\n" + aof.encode([b"__shutdown", b"abort"])
+    replies = __import__("shardkv.wire", fromlist=["decode_replies"]).decode_replies(shard.run_batch(batch))
+    assert replies == [b"-ERR shard is shutting down\r\n", b"+OK\r\n"]
+    assert run(shard, "SET", "x", "1") == "OK"  # open again after abort
+
+
+# -- changing the shard count ------------------------------------------------------------
+
+
+class _Inline:
+    """Runs a re-sharding process's target in this process (see persistence.prepare)."""
+
+    def __init__(self, target, args) -> None:
+        try:
+            target(*args)
+            self.exitcode = 0
+        except Exception:
+            self.exitcode = 1
+
+    def join(self) -> None:
+        pass
+
+
+def _fill(cfg: dict, clock: FakeClock, n: int) -> dict:
+    """Write keys of every present type through ``n`` shards; return them all."""
+    from shardkv.router import Router
+
+    router = Router(n)
+    shards = [open_shard(cfg, clock, i) for i in range(n)]
+    for i in range(300):
+        key = f"key:{i}".encode()
+        shard = shards[router.shard_of(key)]
+        kind = PRESENT[i % len(PRESENT)]
+        probe = {"string": ["SET", key, "v", "PX", "900000"], "hash": ["HSET", key, "f", i]}
+        probe |= {"list": ["RPUSH", key, "a", i], "set": ["SADD", key, "a", i], "zset": ["ZADD", key, i, "m"]}
+        run(shard, *probe[kind])
+    everything = {}
+    for shard in shards:
+        everything.update(state(shard))
+        shard.persistence.close()  # type: ignore[union-attr]
+    return everything
+
+
+@pytest.mark.parametrize("appendonly", [True, False], ids=["aof", "snapshot"])
+def test_reshard_4_to_8_to_2(tmp_path, appendonly):
+    clock = FakeClock(int(time.time() * 1000))  # re-sharding runs on the real clock
+    cfg = make_config(tmp_path, shards=4, appendonly=appendonly, save="3600 1")
+    expected = _fill(cfg, clock, 4)
+    for n in (8, 2):
+        cfg = dict(cfg, shards=n)
+        persistence.prepare(cfg, _Inline)
+        assert persistence.stored_layout(cfg) == ("aof" if appendonly else "rdb", n)
+        found = {}
+        for i in range(n):
+            shard = open_shard(cfg, clock, i)
+            found.update(state(shard))
+            shard.persistence.close()  # type: ignore[union-attr]
+        assert found == expected
+    names = os.listdir(tmp_path)
+    assert not [x for x in names if ".shard-2" in x or ".shard-3" in x or "reshard" in x], names
+
+
+def test_reshard_crash_during_commit_is_finished_at_next_start(tmp_path, monkeypatch):
+    clock = FakeClock(int(time.time() * 1000))  # re-sharding runs on the real clock
+    cfg = make_config(tmp_path, shards=4)
+    expected = _fill(cfg, clock, 4)
+    cfg = dict(cfg, shards=2)
+    real_replace = os.replace
+    calls = [0]
+
+    def crash_on_third(src, dst):
+        calls[0] += 1
+        if calls[0] == 3:  # after the marker and one shard's base
+            raise Crash
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", crash_on_third)
+    with pytest.raises(Crash):
+        persistence.prepare(cfg, _Inline)
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert any(n.endswith(".reshard") for n in os.listdir(tmp_path))
+    persistence.prepare(cfg, _Inline)  # the next start finishes the commit
+    found = {}
+    for i in range(2):
+        shard = open_shard(cfg, clock, i)
+        found.update(state(shard))
+    assert found == expected
+
+
+def test_failed_reshard_leaves_the_old_files(tmp_path):
+    clock = FakeClock(int(time.time() * 1000))  # re-sharding runs on the real clock
+    cfg = make_config(tmp_path, shards=4)
+    expected = _fill(cfg, clock, 4)
+    with open(tmp_path / "appendonly.aof.shard-1.manifest", "a") as f:
+        f.write("garbage line\n")
+    with pytest.raises(persistence.LoadError, match="bad line"):
+        persistence.prepare(dict(cfg, shards=8), _Inline)
+    text = (tmp_path / "appendonly.aof.shard-1.manifest").read_text()
+    (tmp_path / "appendonly.aof.shard-1.manifest").write_text(text.replace("garbage line\n", ""))
+    found = {}
+    for i in range(4):
+        found.update(state(open_shard(cfg, clock, i)))
+    assert found == expected
+
+
+def _batch(*entries: tuple[int, list]) -> bytes:
+    from shardkv import wire
+
+    return b"B" + b"".join(wire.entry_header(0, token) + aof.encode(args) for token, args in entries)
+
+
+@pytest.mark.skipif(find(b"blpop") is None or find(b"bzpopmin") is None, reason="no blocking commands yet")
+def test_blocking_commands_are_logged_as_what_they_did(tmp_path):
+    # Served at once or later (woken by a push), a blocking command is
+    # logged as the pop it did, never as itself: replay must not block.
+    clock = FakeClock()
+    cfg = make_config(tmp_path)
+    shard = open_shard(cfg, clock)
+    shard.send = lambda payload: None  # the late replies (W frames) go nowhere here
+    steps = [
+        (0, [b"RPUSH", b"l", b"a", b"b", b"c"]),
+        (0, [b"ZADD", b"z", b"1", b"x", b"2", b"y", b"3", b"w"]),
+        (1, [b"BLPOP", b"l", b"0"]),
+        (2, [b"BRPOP", b"nothing", b"l", b"0"]),
+        (3, [b"BLMOVE", b"l", b"l2", b"LEFT", b"RIGHT", b"0"]),
+        (4, [b"BZPOPMIN", b"z", b"0"]),
+        (5, [b"BZMPOP", b"0", b"1", b"z", b"MAX", b"COUNT", b"2"]),
+        (6, [b"BLMPOP", b"0", b"2", b"empty", b"l2", b"LEFT", b"COUNT", b"5"]),
+        (7, [b"BLPOP", b"later", b"0"]),  # waits...
+        (8, [b"BZPOPMAX", b"zlater", b"0"]),  # waits...
+        (0, [b"RPUSH", b"later", b"1", b"2"]),  # ...served here
+        (0, [b"ZADD", b"zlater", b"5", b"p", b"6", b"q"]),  # ...and here
+    ]
+    for token, args in steps:
+        shard.keyspace.tick()
+        shard.run_batch(_batch((token, args)))
+        shard.persistence.commit()  # type: ignore[union-attr]
+    expected = state(shard)
+    assert expected[b"later"] == ("list", [b"2"], None)
+    names = {args[0].upper() for _, args in aof.read_records(shard.persistence.aof.path)}  # type: ignore[union-attr]
+    assert not {n for n in names if n.startswith(b"B")}, names
+    close(shard)
+    assert state(open_shard(cfg, clock)) == expected

@@ -1,0 +1,308 @@
+"""The RESP request parser, with no I/O.
+
+As h11's tests do, every input is fed three ways: whole, one byte at a
+time, and followed by trailing bytes (the start of another command).  All
+three must give the same commands, and the trailing bytes must stay in the
+parser, ready to complete the next command.  The expected results follow
+Redis 7.0's ``processInlineBuffer``/``processMultibulkBuffer``; the live
+differential checks against a real redis-server are in test_fuzz.py and
+test_limits.py.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from shardkv import errors
+from shardkv.resp import (
+    PROTO_INLINE_MAX_SIZE,
+    ProtocolError,
+    QueryBufferExceeded,
+    RequestParser,
+    encode_command,
+    split_inline,
+    strict_int,
+)
+
+# The start of a command: the parser must keep it, whole, after the input.
+TRAILING = b"*2\r\n$3\r\nGET\r\n$3\r\nke"
+TRAILING_REST = b"y\r\n"
+TRAILING_ARGS = [b"GET", b"key"]
+
+
+def feed_whole(data: bytes, **kw) -> tuple[list, RequestParser]:
+    parser = RequestParser(**kw)
+    return parser.feed(data), parser
+
+
+def feed_bytewise(data: bytes, **kw) -> tuple[list, RequestParser]:
+    parser = RequestParser(**kw)
+    out = []
+    for i in range(len(data)):
+        out += parser.feed(data[i : i + 1])
+    return out, parser
+
+
+def args_of(commands: list) -> list[list[bytes]]:
+    return [args for args, _ in commands]
+
+
+def check(data: bytes, expected: list[list[bytes]], raws: list | None = None) -> None:
+    """``data`` gives ``expected`` three ways and leaves nothing behind."""
+    whole, parser = feed_whole(data)
+    assert args_of(whole) == expected
+    assert parser.buffered() == 0
+    if raws is not None:
+        assert [raw for _, raw in whole] == raws
+    bytewise, parser = feed_bytewise(data)
+    assert args_of(bytewise) == expected
+    assert [raw for _, raw in bytewise] == [raw for _, raw in whole]
+    assert parser.buffered() == 0
+    for feed in (feed_whole, feed_bytewise):
+        out, parser = feed(data + TRAILING)
+        assert args_of(out) == expected
+        assert parser.buffered() == len(TRAILING)
+        rest = parser.feed(TRAILING_REST)
+        assert rest == [(TRAILING_ARGS, TRAILING + TRAILING_REST)]
+        assert parser.buffered() == 0
+
+
+def check_error(data: bytes, message: str, before: list[list[bytes]] = (), **kw) -> None:
+    """``data`` gives the commands ``before``, then ``message``, all three ways."""
+    before = list(before)
+    with pytest.raises(ProtocolError) as info:
+        feed_whole(data, **kw)
+    assert info.value.message == message
+    assert args_of(info.value.commands) == before
+    with pytest.raises(ProtocolError) as info:
+        feed_whole(data + TRAILING, **kw)
+    assert info.value.message == message
+    parser = RequestParser(**kw)
+    got: list = []
+    with pytest.raises(ProtocolError) as info:
+        for i in range(len(data)):
+            got += parser.feed(data[i : i + 1])
+    assert info.value.message == message
+    assert args_of(got + info.value.commands) == before
+
+
+def check_waits(data: bytes, **kw) -> None:
+    """``data`` is no command and no error yet: the parser waits, as Redis does."""
+    for feed in (feed_whole, feed_bytewise):
+        out, parser = feed(data, **kw)
+        assert out == []
+        assert parser.buffered() == len(data)
+
+
+# -- commands ------------------------------------------------------------------
+
+
+def test_multibulk():
+    data = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nvalue\r\n"
+    check(data, [[b"SET", b"k", b"value"]], raws=[data])
+
+
+def test_pipeline_keeps_each_commands_raw_bytes():
+    one = encode_command([b"SET", b"a", b"1"])
+    two = encode_command([b"GET", b"a"])
+    check(one + two + one, [[b"SET", b"a", b"1"], [b"GET", b"a"], [b"SET", b"a", b"1"]], [one, two, one])
+
+
+@pytest.mark.parametrize(
+    "value",
+    [b"", b"\r\n", b"\x00", b"a\r\nb", b"\xff\xfe\x80", b"*1\r\n$4\r\nPING\r\n", b"\r", b"\n" * 10],
+)
+def test_binary_bulks(value):
+    check(encode_command([b"SET", value, value]), [[b"SET", value, value]])
+
+
+def test_large_bulk_waits_for_all_of_it():
+    value = bytes(range(256)) * 1000  # 256 KB: the parser collects chunks
+    data = encode_command([b"SET", b"k", value])
+    whole, _ = feed_whole(data)
+    assert args_of(whole) == [[b"SET", b"k", value]]
+    assert whole[0][1] == data
+    parser = RequestParser()
+    out = []
+    for i in range(0, len(data), 1000):
+        out += parser.feed(data[i : i + 1000])
+    assert out == whole
+    out, parser = feed_whole(data + TRAILING)
+    assert args_of(out) == [[b"SET", b"k", value]]
+    assert parser.feed(TRAILING_REST) == [(TRAILING_ARGS, TRAILING + TRAILING_REST)]
+
+
+def test_empty_and_negative_multibulk_are_ignored():
+    check(b"*0\r\n*-1\r\n*-100\r\n", [])
+    check(b"*0\r\n*1\r\n$4\r\nPING\r\n*-1\r\n", [[b"PING"]])
+
+
+def test_byte_after_cr_is_not_checked():
+    # Redis finds the end of a header with strchr('\r') and skips two bytes.
+    # Such a command has no raw bytes to forward: the worker's strict reader
+    # would refuse them, so it is re-encoded.
+    check(b"*1\rX$4\rYPING\r\n", [[b"PING"]], raws=[None])
+    check(b"*2\r\n$3\r\nGET\r\n$1\rXk\r\n", [[b"GET", b"k"]], raws=[None])
+    # ... nor are the two bytes after a bulk's data (a strict reader skips them too).
+    check(b"*1\r\n$4\r\nPINGxy", [[b"PING"]], raws=[b"*1\r\n$4\r\nPINGxy"])
+
+
+def test_inline():
+    check(b"PING\r\n", [[b"PING"]], raws=[None])
+    check(b"SET a b\nGET a\r\n", [[b"SET", b"a", b"b"], [b"GET", b"a"]])
+    check(b"  SET   a \t b  \r\n", [[b"SET", b"a", b"b"]])
+    check(b"\r\n\n   \r\n", [])  # empty lines are skipped
+
+
+def test_inline_quotes():
+    check(b'SET "a b" \'c d\'\r\n', [[b"SET", b"a b", b"c d"]])
+    check(b'ECHO "\\x41\\n\\t\\\\ \\"q\\""\r\n', [[b"ECHO", b'A\n\t\\ "q"']])
+    check(b"ECHO 'it\\'s'\r\n", [[b"ECHO", b"it's"]])
+    check(b'ECHO a"b c"\r\n', [[b"ECHO", b"ab c"]])
+    check(b'ECHO ""\r\n', [[b"ECHO", b""]])
+
+
+def test_inline_vertical_tab_and_form_feed_do_not_end_an_argument():
+    # sdssplitargs skips any isspace() before an argument, but only
+    # space, \t, \r, \n end one.
+    check(b"SET a\vb c\fd\r\n", [[b"SET", b"a\vb", b"c\fd"]])
+    check(b"\v\fSET \va\r\n", [[b"SET", b"a"]])
+    check(b'ECHO "a"\vb\r\n', [[b"ECHO", b"a", b"b"]])
+
+
+def test_inline_limit_is_64k():
+    line = b"ECHO " + b"x" * (PROTO_INLINE_MAX_SIZE - 5)
+    assert len(line) == PROTO_INLINE_MAX_SIZE
+    check(line + b"\n", [[b"ECHO", b"x" * (PROTO_INLINE_MAX_SIZE - 5)]])
+    check(line + b"\r\n", [[b"ECHO", b"x" * (PROTO_INLINE_MAX_SIZE - 5)]])
+    check_error(line + b"x\r\n", errors.PROTO_BIG_INLINE)
+    check_error(line + b"xx\n", errors.PROTO_BIG_INLINE)
+    check_error(b"x" * (PROTO_INLINE_MAX_SIZE + 1), errors.PROTO_BIG_INLINE)
+    check_waits(b"x" * PROTO_INLINE_MAX_SIZE)
+
+
+def test_nul_hides_a_line_as_redis_strchr_does():
+    check_waits(b"GET a\x00b\r\n")
+    check_waits(b"*1\x00\r\n")
+    check_waits(b"*1\r\n$\x004\r\nPING\r\n")
+    check_waits(b"*1\r\nx\x00\r\n")
+    # ... until Redis's buffer passes the inline limit.
+    check_error(b"GET \x00" + b"x" * PROTO_INLINE_MAX_SIZE, errors.PROTO_BIG_INLINE)
+    check_error(b"*\x00" + b"1" * PROTO_INLINE_MAX_SIZE, errors.PROTO_BIG_MBULK_COUNT)
+
+
+def test_incomplete_input_waits():
+    for data in [b"*", b"*1", b"*1\r", b"*1\r\n", b"*1\r\n$", b"*1\r\n$4\r", b"*1\r\n$4\r\nPI", b"*1\r\nx"]:
+        check_waits(data)
+    check_waits(b"*2\r\n$4\r\nECHO\r\n$1\r\nx\r")
+
+
+def test_unauthenticated_one_command_at_a_time():
+    parser = RequestParser(authenticated=False)
+    data = b"AUTH pw\r\n*11\r\n"
+    assert args_of(parser.feed(data)) == [[b"AUTH", b"pw"]]
+    parser.authenticated = True  # what a successful AUTH does
+    assert parser.feed(b"") == []
+    assert parser.buffered() == 5
+    args = [b"ECHO"] + [b"x"] * 10
+    assert args_of(parser.feed(encode_command(args)[5:])) == [args]
+
+
+def test_unauthenticated_limits():
+    check_error(b"*11\r\n", errors.PROTO_UNAUTH_MULTIBULK, authenticated=False)
+    check_error(b"*1\r\n$16385\r\n", errors.PROTO_UNAUTH_BULK, authenticated=False)
+    check_waits(b"*10\r\n$16384\r\n", authenticated=False)
+    parser = RequestParser(authenticated=False)
+    assert args_of(parser.feed(b"PING\r\nPING\r\n")) == [[b"PING"]]
+    assert args_of(parser.feed(b"*11\r\n")) == [[b"PING"]]  # one at a time
+    with pytest.raises(ProtocolError) as info:
+        parser.feed(b"")
+    assert info.value.message == errors.PROTO_UNAUTH_MULTIBULK
+
+
+def test_max_bulk_len():
+    check_error(b"*1\r\n$1048577\r\n", errors.PROTO_BULK_LEN, max_bulk_len=1048576)
+    check_waits(b"*1\r\n$1048576\r\n", max_bulk_len=1048576)
+
+
+def test_query_buffer_limit():
+    parser = RequestParser(max_query_buffer=1 << 20)
+    assert parser.feed(b"*1\r\n$3000000\r\n" + b"x" * 500_000) == []
+    parser.feed(b"x" * 500_000)
+    with pytest.raises(QueryBufferExceeded) as info:
+        parser.feed(b"x" * 100_000)
+    assert info.value.message == ""  # closed without a reply
+    with pytest.raises(QueryBufferExceeded):
+        RequestParser(max_query_buffer=1 << 20).feed(b"*1\r\n$3000000\r\n" + b"x" * 1_100_000)
+
+
+# -- errors --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b"*x\r\n", errors.PROTO_MULTIBULK_LEN),
+        (b"*\r\n", errors.PROTO_MULTIBULK_LEN),
+        (b"*01\r\n", errors.PROTO_MULTIBULK_LEN),
+        (b"*+1\r\n", errors.PROTO_MULTIBULK_LEN),
+        (b"* 1\r\n", errors.PROTO_MULTIBULK_LEN),
+        (b"*-0\r\n", errors.PROTO_MULTIBULK_LEN),
+        (b"*2147483648\r\n", errors.PROTO_MULTIBULK_LEN),
+        (b"*99999999999999999999999\r\n", errors.PROTO_MULTIBULK_LEN),
+        (b"*" + b"9" * 5000 + b"\r\n", errors.PROTO_MULTIBULK_LEN),
+        (b"*1\r\n$" + b"9" * 5000 + b"\r\n", errors.PROTO_BULK_LEN),
+        (b"*1\r\n$99999999999999999999\r\n", errors.PROTO_BULK_LEN),
+        (b"*1\r\n$x\r\n", errors.PROTO_BULK_LEN),
+        (b"*1\r\n$-1\r\n", errors.PROTO_BULK_LEN),
+        (b"*1\r\n$\r\n", errors.PROTO_BULK_LEN),
+        (b"*1\r\n$01\r\n", errors.PROTO_BULK_LEN),
+        (b"*1\r\n$536870913\r\n", errors.PROTO_BULK_LEN),
+        (b"*1\r\nx\r\n", errors.PROTO_EXPECTED_DOLLAR % "x"),
+        (b"*1\r\n:1\r\n", errors.PROTO_EXPECTED_DOLLAR % ":"),
+        (b"*1\r\n\xff\r\n", errors.PROTO_EXPECTED_DOLLAR % "\xff"),
+        (b"*1\r\n\r\n", errors.PROTO_EXPECTED_DOLLAR % "\r"),
+        (b"*2\r\n$4\r\nECHO\r\n*1\r\n", errors.PROTO_EXPECTED_DOLLAR % "*"),
+        (b'ECHO "a\r\n', errors.PROTO_UNBALANCED),
+        (b"ECHO 'a\r\n", errors.PROTO_UNBALANCED),
+        (b'ECHO "a"b\r\n', errors.PROTO_UNBALANCED),
+        (b"ECHO 'a'b\r\n", errors.PROTO_UNBALANCED),
+        (b'ECHO "a\\"\r\n', errors.PROTO_UNBALANCED),
+        (b"*" + b"1" * (PROTO_INLINE_MAX_SIZE + 1), errors.PROTO_BIG_MBULK_COUNT),
+        (b"*1\r\n$" + b"1" * (PROTO_INLINE_MAX_SIZE + 1), errors.PROTO_BIG_BULK_COUNT),
+        (b"*" + b"1" * (PROTO_INLINE_MAX_SIZE + 1) + b"\r\n", errors.PROTO_BIG_MBULK_COUNT),
+    ],
+    ids=lambda v: repr(v[:24]) if isinstance(v, bytes) else "",
+)
+def test_protocol_errors(data, message):
+    check_error(data, message)
+
+
+def test_commands_before_an_error_come_with_it():
+    check_error(b"PING\r\n*1\r\n$4\r\nECHO\r\n*x\r\n", errors.PROTO_MULTIBULK_LEN, [[b"PING"], [b"ECHO"]])
+    check_error(b"PING\r\nECHO 'x\r\n", errors.PROTO_UNBALANCED, [[b"PING"]])
+    check_error(b"PING\r\n*1\r\n$-5\r\n", errors.PROTO_BULK_LEN, [[b"PING"]])
+
+
+# -- helpers -------------------------------------------------------------------
+
+
+def test_strict_int_is_string2ll():
+    assert [strict_int(s) for s in [b"0", b"1", b"-1", b"9223372036854775807"]] == [
+        0,
+        1,
+        -1,
+        9223372036854775807,
+    ]
+    assert strict_int(b"-9223372036854775808") == -9223372036854775808
+    for bad in [b"", b"-", b"-0", b"01", b"+1", b" 1", b"1 ", b"1_0", b"9223372036854775808", b"\xd9\xa1"]:
+        assert strict_int(bad) is None, bad
+
+
+def test_split_inline():
+    assert split_inline(b"a b") == [b"a", b"b"]
+    assert split_inline(b"") == []
+    assert split_inline(b'"\\x4g"') == [b"x4g"]  # not a hex escape: the x stands
+    assert split_inline(b'"\\a\\b\\r"') == [b"\a\b\r"]
+    with pytest.raises(ProtocolError):
+        split_inline(b'"abc\\')

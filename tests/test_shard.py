@@ -1,0 +1,141 @@
+"""The shard's command code, run directly with a fake clock (no processes)."""
+
+import pytest
+
+from shardkv import wire
+from shardkv.resp import Error
+from shardkv.worker.clock import FakeClock
+from shardkv.worker.process import Shard
+from shardkv.worker.sweeper import Sweeper
+
+
+@pytest.fixture
+def shard():
+    return Shard(0, 1, FakeClock())
+
+
+def run(shard: Shard, *args):
+    shard.keyspace.tick()
+    return shard.execute([a if isinstance(a, bytes) else str(a).encode() for a in args])
+
+
+def test_set_get_del(shard):
+    assert run(shard, "SET", "k", "v") == "OK"
+    assert run(shard, "GET", "k") == b"v"
+    assert run(shard, "DEL", "k", "nope") == 1
+    assert run(shard, "GET", "k") is None
+
+
+def test_set_px_expires_lazily(shard):
+    clock = shard.keyspace.clock
+    run(shard, "SET", "k", "v", "PX", 1500)
+    assert run(shard, "PTTL", "k") == 1500
+    clock.advance(1499)
+    assert run(shard, "GET", "k") == b"v"
+    clock.advance(1)
+    assert run(shard, "GET", "k") is None
+    assert shard.keyspace.dbsize() == 0
+
+
+def test_set_options(shard):
+    assert run(shard, "SET", "k", "1", "NX") == "OK"
+    assert run(shard, "SET", "k", "2", "NX") is None
+    assert run(shard, "SET", "k", "3", "XX", "GET") == b"1"
+    assert run(shard, "SET", "missing", "3", "XX") is None
+    assert run(shard, "SET", "k", "4", "NX", "XX") == Error("ERR syntax error")
+    assert run(shard, "SET", "k", "4", "EX", "0") == Error("ERR invalid expire time in 'set' command")
+    assert run(shard, "SET", "k", "4", "EX", "x") == Error("ERR value is not an integer or out of range")
+    run(shard, "SET", "k", "5", "EX", 100)
+    run(shard, "SET", "k", "6", "KEEPTTL")
+    assert run(shard, "TTL", "k") == 100
+    run(shard, "SET", "k", "7")
+    assert run(shard, "TTL", "k") == -1
+
+
+def test_absolute_expiry(shard):
+    now = shard.keyspace.clock.now_ms()
+    run(shard, "SET", "k", "v", "PXAT", now + 10_000)
+    assert run(shard, "PEXPIRETIME", "k") == now + 10_000
+    run(shard, "SET", "k", "v", "EXAT", now // 1000 + 5)
+    assert run(shard, "EXPIRETIME", "k") == now // 1000 + 5
+
+
+def test_expire_flags(shard):
+    run(shard, "SET", "k", "v")
+    assert run(shard, "EXPIRE", "k", 100, "XX") == 0
+    assert run(shard, "EXPIRE", "k", 100, "NX") == 1
+    assert run(shard, "EXPIRE", "k", 50, "GT") == 0
+    assert run(shard, "EXPIRE", "k", 200, "GT") == 1
+    assert run(shard, "EXPIRE", "k", 300, "LT") == 0
+    assert run(shard, "TTL", "k") == 200
+    assert run(shard, "PERSIST", "k") == 1
+    assert run(shard, "TTL", "k") == -1
+    assert run(shard, "EXPIRE", "k", -1) == 1
+    assert run(shard, "EXISTS", "k") == 0
+    assert run(shard, "TTL", "k") == -2
+
+
+def test_incr_and_types(shard):
+    assert run(shard, "INCR", "n") == 1
+    assert run(shard, "INCRBY", "n", 41) == 42
+    assert run(shard, "DECR", "n") == 41
+    run(shard, "SET", "s", "abc")
+    assert run(shard, "INCR", "s") == Error("ERR value is not an integer or out of range")
+    run(shard, "SET", "big", str(2**63 - 1))
+    assert run(shard, "INCR", "big") == Error("ERR increment or decrement would overflow")
+
+
+def test_mset_mget_keys_dbsize(shard):
+    run(shard, "MSET", "a", 1, "b", 2, "c", 3)
+    assert run(shard, "MGET", "a", "x", "c") == [b"1", None, b"3"]
+    assert sorted(run(shard, "KEYS", "*")) == [b"a", b"b", b"c"]
+    assert run(shard, "KEYS", "[ab]") == [b"a", b"b"] or sorted(run(shard, "KEYS", "[ab]")) == [b"a", b"b"]
+    assert run(shard, "DBSIZE") == 3
+    assert run(shard, "FLUSHALL") == "OK"
+    assert run(shard, "DBSIZE") == 0
+
+
+def test_batch_round_trip(shard):
+    payload = (
+        b"B"
+        + wire.entry_header(0)
+        + b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n"
+        + wire.entry_header(wire.FLAG_RESP3)
+        + b"*2\r\n$3\r\nGET\r\n$4\r\nnone\r\n"
+        + wire.entry_header(wire.FLAG_PART)
+        + b"*2\r\n$6\r\nEXISTS\r\n$1\r\nk\r\n"
+    )
+    replies = wire.decode_replies(shard.run_batch(payload))
+    assert replies[:2] == [b"+OK\r\n", b"_\r\n"]
+    assert wire.decode_part(replies[2]) == 1
+
+
+def test_sweeper_removes_expired_keys_without_reads(shard):
+    ks = shard.keyspace
+    clock = ks.clock
+    ks.tick()
+    for i in range(10_000):
+        run(shard, "SET", "k%d" % i, "v", "PX", 100)
+    for i in range(100):
+        run(shard, "SET", "keep%d" % i, "v")
+    clock.advance(101)
+    sweeper = Sweeper(ks)
+    for _ in range(50):
+        sweeper.cycle(budget_s=1.0)
+        if ks.nvolatile == 0:
+            break
+    assert ks.nvolatile == 0
+    assert ks.dbsize() == 100
+    assert ks.expired_keys == 10_000
+
+
+def test_sweeper_stops_when_few_keys_have_expired(shard):
+    ks = shard.keyspace
+    for i in range(1000):
+        run(shard, "SET", "k%d" % i, "v", "PX", 10_000 if i % 10 else 100)
+    ks.clock.advance(200)
+    deleted = Sweeper(ks).cycle(budget_s=1.0)
+    # Only a tenth had expired, so one sample of 20 keys was taken and the
+    # cycle stopped there instead of walking the whole keyspace.
+    assert deleted <= 20
+    assert ks.nvolatile >= 980
