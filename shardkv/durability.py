@@ -142,8 +142,13 @@ _MERGE_AOF = [
     ("aof_pending_bio_fsync", 0),
     ("aof_delayed_fsync", 0),
 ]
-# shardkv's own: the longest stop of any shard to start or finish a child.
-_MERGE_OWN = [("rdb_bgsave_max_pause_usec", max), ("aof_rewrite_max_pause_usec", max)]
+# shardkv's own: the longest stop of any shard to start or finish a child,
+# and the longest time a shard took to load its data at start.
+_MERGE_OWN = [
+    ("rdb_bgsave_max_pause_usec", max),
+    ("aof_rewrite_max_pause_usec", max),
+    ("load_seconds", max),
+]
 
 
 def persistence_section(server: Acceptor, shards: list) -> list[tuple[str, object]]:

@@ -32,6 +32,7 @@ Python value       RESP2                   RESP3
 from __future__ import annotations
 
 import math
+from itertools import chain
 
 from shardkv import errors
 
@@ -45,6 +46,7 @@ UNAUTH_MAX_BULK = 16384
 
 
 DEFAULT_MAX_QUERY_BUFFER = 1024**3  # client-query-buffer-limit
+_LONG_LINE = 1024  # a partial line longer than this is collected, not re-joined
 
 
 class ProtocolError(Exception):
@@ -267,6 +269,9 @@ class RequestParser:
         "_wait",
         "_chunks",
         "_have",
+        "_needle",
+        "_hidden",
+        "_too_big",
         "max_bulk_len",
         "max_query_buffer",
         "authenticated",
@@ -286,6 +291,11 @@ class RequestParser:
         self._wait = 0  # don't parse until this many bytes are buffered
         self._chunks: list[bytes] = []
         self._have = 0
+        # A long line still coming (see _hold): the byte that ends it, whether
+        # a NUL hides it for good, and the error once it passes 64 KB.
+        self._needle = b""
+        self._hidden = False
+        self._too_big = ""
         self.max_bulk_len = max_bulk_len
         self.max_query_buffer = max_query_buffer
         self.authenticated = authenticated
@@ -306,6 +316,18 @@ class RequestParser:
             buf = b"".join(self._chunks)
             self._chunks = []
             self._have = self._wait = 0
+        elif self._needle:
+            # A long line is on its way: look for its end in new data only.
+            self._chunks.append(data)
+            self._have += len(data)
+            if self._hidden or data.find(self._needle) < 0:
+                if self._have > PROTO_INLINE_MAX_SIZE:
+                    raise ProtocolError(self._too_big)
+                return []
+            buf = b"".join(self._chunks)
+            self._chunks = []
+            self._have = 0
+            self._needle = b""
         elif self._buf:
             buf = self._buf + data
         else:
@@ -411,7 +433,10 @@ class RequestParser:
                     if self._have > self.max_query_buffer:
                         raise QueryBufferExceeded(self._have, out)
                     return out
-                self._buf = rest
+                if bulklen < 0 and len(rest) > _LONG_LINE:
+                    self._hold(rest, b"\r", errors.PROTO_BIG_BULK_COUNT)
+                else:
+                    self._buf = rest
                 return out
             if self._raw_parts:
                 parts = self._raw_parts
@@ -424,8 +449,31 @@ class RequestParser:
                 out.append((args, buf[start:pos]))
             if one:
                 break
-        self._buf = buf[pos:] if pos < n else b""
+        if n - pos > _LONG_LINE:
+            if buf[pos] == 42:
+                self._hold(buf[pos:], b"\r", errors.PROTO_BIG_MBULK_COUNT)
+            else:
+                self._hold(buf[pos:], b"\n", errors.PROTO_BIG_INLINE)
+        else:
+            self._buf = buf[pos:] if pos < n else b""
         return out
+
+    def _hold(self, rest: bytes, needle: bytes, too_big: str) -> None:
+        """Keep ``rest``, which starts with a line.  If the line is not
+        complete, collect what comes until ``needle`` does, rather than join
+        and search the whole of it again at each read: a client that sends
+        a long line a byte at a time costs linear time, not quadratic."""
+        end = rest.find(needle)
+        hidden = rest.find(b"\0", 0, end if end >= 0 else len(rest)) >= 0
+        if end >= 0 and not hidden:  # complete, or all but the byte after '\r'
+            self._buf = rest
+            return
+        self._buf = b""
+        self._chunks = [rest]
+        self._have = len(rest)
+        self._needle = needle
+        self._hidden = hidden  # Redis's strchr stops at the NUL: no line, ever
+        self._too_big = too_big
 
 
 def _redis_line(buf: bytes, pos: int, n: int, too_big: str, out: list) -> int:
@@ -473,6 +521,9 @@ def encode_command(args: list[bytes]) -> bytes:
     return b"".join(parts)
 
 
+_BULK_HEADS = [b"$%d" % n for n in range(1024)]
+
+
 def encode(value: object, resp3: bool = False) -> bytes:
     """Encode one reply value (see the module docstring) as RESP bytes."""
     t = type(value)
@@ -484,6 +535,15 @@ def encode(value: object, resp3: bool = False) -> bytes:
         return b":%d\r\n" % value  # type: ignore[str-format]
     if value is None:
         return b"_\r\n" if resp3 else b"$-1\r\n"
+    if t is list:
+        # The common array, all bulk strings (LRANGE, MGET...), in one join;
+        # any other element makes len() or the join raise, and the general
+        # path runs instead.
+        try:
+            heads = [_BULK_HEADS[n] if n < 1024 else b"$%d" % n for n in map(len, value)]  # type: ignore[arg-type]
+            return b"\r\n".join([b"*%d" % len(heads), *chain.from_iterable(zip(heads, value)), b""])  # type: ignore[call-overload]
+        except TypeError:
+            pass
     out: list[bytes] = []
     _encode_into(value, resp3, out)
     return b"".join(out)

@@ -1,7 +1,7 @@
 """The supervisor: reads the config, starts the processes, watches them.
 
 Start-up: if the data files in ``dir`` were written by another number of
-shards, they are re-sharded first (:func:`shardkv.worker.persistence.prepare`).
+shards, they are re-sharded first (:func:`shardkv.worker.reshard.prepare`).
 Then one worker process per shard starts (``spawn`` context), each with two
 pipes: a *data* pipe whose other end goes to the acceptor, and a *control*
 pipe to the supervisor.  A worker loads its shard from disk and says
@@ -43,7 +43,7 @@ from typing import Any
 
 from shardkv import __version__, acceptor, config
 from shardkv.proctitle import set_name
-from shardkv.worker import persistence
+from shardkv.worker import persistence, reshard
 from shardkv.worker import process as worker_process
 
 log = logging.getLogger("shardkv")
@@ -160,7 +160,9 @@ class Supervisor:
 
     def _acceptor_died(self) -> None:
         self.acceptor.join(1)
-        log.warning("acceptor pid=%d exited with %s; restarting it", self.acceptor.pid, self.acceptor.exitcode)
+        log.warning(
+            "acceptor pid=%d exited with %s; restarting it", self.acceptor.pid, self.acceptor.exitcode
+        )
         if self.control is not None:
             self.control.close()
             self.control = None
@@ -217,7 +219,7 @@ class Supervisor:
         signal.signal(signal.SIGTERM, self.request_stop)
         log.info("supervisor pid=%d shardkv %s, %d shards", os.getpid(), __version__, self.cfg["shards"])
         try:
-            persistence.prepare(self.cfg, self._spawn)
+            reshard.prepare(self.cfg, self._spawn)
         except (persistence.LoadError, OSError) as e:
             log.error("shardkv cannot start: %s", e)
             return 1

@@ -12,11 +12,12 @@ from __future__ import annotations
 import os
 import random
 import time
+from pathlib import Path
 
 import pytest
 
 from shardkv import config
-from shardkv.worker import aof, persistence, snapshot
+from shardkv.worker import aof, persistence, reshard, snapshot
 from shardkv.worker.clock import FakeClock
 from shardkv.worker.process import Shard
 from shardkv.worker.registry import find
@@ -447,56 +448,71 @@ class Crash(BaseException):
     """Stands for the process dying at this point."""
 
 
-def test_crash_at_any_step_of_a_rewrite_leaves_a_loadable_aof(tmp_path, monkeypatch):
-    # Each file operation of a rewrite (in the worker, before the fork and
-    # after the child) in turn raises Crash before or after doing its work;
-    # whatever is on disk then must load to the data that was acknowledged.
-    real = {name: getattr(os, name) for name in ("replace", "unlink", "fsync")}
-    for step in range(40):
-        for after in (False, True):
-            d = tmp_path / f"{step}-{after}"
-            d.mkdir()
-            clock = FakeClock()
-            cfg = make_config(d)
-            shard = open_shard(cfg, clock)
-            for i in range(30):
-                run(shard, "SET", f"k{i}", f"v{i}")
-            calls = [0]
+class _InlineThreads:
+    """threading as aof.py uses it, but every thread runs at once, inline."""
 
-            def hook(name, *a, _calls=calls, _after=after, _step=step, **kw):
-                _calls[0] += 1
-                if _calls[0] - 1 == _step and not _after:
-                    raise Crash
-                result = real[name](*a, **kw)
-                if _calls[0] - 1 == _step and _after:
-                    raise Crash
-                return result
+    Lock = __import__("threading").Lock
+    Event = __import__("threading").Event
 
-            for name in real:
-                monkeypatch.setattr(os, name, lambda *a, _n=name, **kw: hook(_n, *a, **kw))
-            crashed = False
-            try:
-                run(shard, "BGREWRITEAOF")
-                run(shard, "SET", "during", "1")  # logged into the new incr
-                wait_child(shard)
-                run(shard, "SET", "after", "2")
-            except Crash:
-                crashed = True
-            finally:
-                for name, fn in real.items():
-                    monkeypatch.setattr(os, name, fn)
-            expected = state(shard)
-            if shard.persistence.child is not None:  # type: ignore[union-attr]
-                shard.persistence._kill_child()  # type: ignore[union-attr]
-            close(shard)
-            again = open_shard(cfg, clock)
-            # Everything acknowledged (each run() returned) is there.
-            assert state(again) == expected, (step, after)
-            close(again)
-            if not crashed:
-                assert step >= 8  # the crash points were really there
-                return  # every step has been tried
-    raise AssertionError("the rewrite never finished")
+    class Thread:
+        def __init__(self, target, args=(), **_):
+            self.target, self.args = target, args
+
+        def start(self):
+            self.target(*self.args)
+
+        def join(self, *_):
+            pass
+
+
+def test_crash_at_any_moment_of_a_rewrite_leaves_a_loadable_aof(tmp_path, monkeypatch):
+    # Copy the directory as it is on disk before and after every file
+    # operation of a rewrite (in the worker: before the fork and after the
+    # child is done); each copy must load to exactly the data acknowledged
+    # at that moment.
+    import shutil
+
+    clock = FakeClock()
+    live = tmp_path / "live"
+    live.mkdir()
+    cfg = make_config(live)
+    shard = open_shard(cfg, clock)
+    for i in range(30):
+        run(shard, "SET", f"k{i}", f"v{i}")
+    monkeypatch.setattr(aof, "threading", _InlineThreads)
+    parent = os.getpid()
+    moments: list[tuple[Path, dict]] = []
+
+    def copy(label: str) -> None:
+        if os.getpid() != parent:
+            return  # the forked child: the worker's copies cover its file
+        target = tmp_path / f"moment-{len(moments)}-{label}"
+        shutil.copytree(live, target)
+        moments.append((target, state(shard)))
+
+    for name in ("replace", "rename", "unlink", "fsync", "truncate"):
+        real = getattr(os, name)
+
+        def hooked(*a, _real=real, _name=name, **kw):
+            copy("before-" + _name)
+            result = _real(*a, **kw)
+            copy("after-" + _name)
+            return result
+
+        monkeypatch.setattr(os, name, hooked)
+    run(shard, "BGREWRITEAOF")
+    run(shard, "SET", "during", "1")  # logged into the new incr
+    run(shard, "DEL", "k3")
+    wait_child(shard)
+    run(shard, "SET", "after", "2")
+    monkeypatch.undo()
+    assert shard.persistence.aof_rewrites == 1  # type: ignore[union-attr]
+    assert len(moments) > 10
+    close(shard)
+    for directory, expected in moments:
+        again = open_shard(dict(cfg, dir=str(directory)), clock)
+        assert state(again) == expected, directory.name
+        close(again)
 
 
 def test_killed_rewrite_child_leaves_the_old_aof(tmp_path):
@@ -579,7 +595,13 @@ def test_shutdown_flushes_and_saves(tmp_path):
     run(shard, "SET", "k", "v")
     assert run(shard, "__shutdown", "default") == "OK"
     assert os.path.exists(shard.persistence.files.snapshot)  # type: ignore[union-attr]
-    batch = b"B" + b":0\r\n" + aof.encode([b"SET", b"x", b"1"]) + b":0\r\n" + aof.encode([b"__shutdown", b"abort"])
+    batch = (
+        b"B"
+        + b":0\r\n"
+        + aof.encode([b"SET", b"x", b"1"])
+        + b":0\r\n"
+        + aof.encode([b"__shutdown", b"abort"])
+    )
     replies = __import__("shardkv.wire", fromlist=["decode_replies"]).decode_replies(shard.run_batch(batch))
     assert replies == [b"-ERR shard is shutting down\r\n", b"+OK\r\n"]
     assert run(shard, "SET", "x", "1") == "OK"  # open again after abort
@@ -629,8 +651,8 @@ def test_reshard_4_to_8_to_2(tmp_path, appendonly):
     expected = _fill(cfg, clock, 4)
     for n in (8, 2):
         cfg = dict(cfg, shards=n)
-        persistence.prepare(cfg, _Inline)
-        assert persistence.stored_layout(cfg) == ("aof" if appendonly else "rdb", n)
+        reshard.prepare(cfg, _Inline)
+        assert reshard.stored_layout(cfg) == ("aof" if appendonly else "rdb", n)
         found = {}
         for i in range(n):
             shard = open_shard(cfg, clock, i)
@@ -657,10 +679,10 @@ def test_reshard_crash_during_commit_is_finished_at_next_start(tmp_path, monkeyp
 
     monkeypatch.setattr(os, "replace", crash_on_third)
     with pytest.raises(Crash):
-        persistence.prepare(cfg, _Inline)
+        reshard.prepare(cfg, _Inline)
     monkeypatch.setattr(os, "replace", real_replace)
     assert any(n.endswith(".reshard") for n in os.listdir(tmp_path))
-    persistence.prepare(cfg, _Inline)  # the next start finishes the commit
+    reshard.prepare(cfg, _Inline)  # the next start finishes the commit
     found = {}
     for i in range(2):
         shard = open_shard(cfg, clock, i)
@@ -675,7 +697,7 @@ def test_failed_reshard_leaves_the_old_files(tmp_path):
     with open(tmp_path / "appendonly.aof.shard-1.manifest", "a") as f:
         f.write("garbage line\n")
     with pytest.raises(persistence.LoadError, match="bad line"):
-        persistence.prepare(dict(cfg, shards=8), _Inline)
+        reshard.prepare(dict(cfg, shards=8), _Inline)
     text = (tmp_path / "appendonly.aof.shard-1.manifest").read_text()
     (tmp_path / "appendonly.aof.shard-1.manifest").write_text(text.replace("garbage line\n", ""))
     found = {}
@@ -722,3 +744,30 @@ def test_blocking_commands_are_logged_as_what_they_did(tmp_path):
     assert not {n for n in names if n.startswith(b"B")}, names
     close(shard)
     assert state(open_shard(cfg, clock)) == expected
+
+
+def test_everysec_fsyncs_in_the_background(tmp_path):
+    writer = aof.AofWriter(str(tmp_path / "f.aof"), "everysec")
+    try:
+        writer.buf.append(aof.encode([b"SET", b"k", b"v"]))
+        writer.flush()  # written to the OS now, fsynced by the thread
+        assert writer.unsynced
+        for _ in range(300):  # about a second, bounded
+            if writer.last_fsync:
+                break
+            time.sleep(0.01)
+        assert not writer.unsynced and writer.last_fsync > 0
+        writer.set_policy("always")  # CONFIG SET appendfsync always: no thread, fsync per flush
+        assert writer._thread is None
+        writer.buf.append(aof.encode([b"SET", b"k", b"w"]))
+        writer.flush()
+        assert not writer.unsynced
+    finally:
+        writer.close()
+
+
+def test_save_rules_are_checked_by_config():
+    assert config.SETTINGS["save"].parse(" 3600 1  300 100 ") == "3600 1 300 100"
+    for bad in ("3600", "x 1", "-1 5"):
+        with pytest.raises(ValueError, match="Invalid save parameters"):
+            config.SETTINGS["save"].parse(bad)

@@ -47,10 +47,12 @@ state the log started from, gives the same state:
 
 Reading
 -------
-:func:`read_records` yields ``(offset, args)`` for each record.  A file
-that ends inside a record (a torn write) raises :class:`TornTail` with the
-offset of the last complete record; anything else that is not a RESP
-array of bulk strings raises :class:`AofError` with the offset.
+:func:`read_records` yields ``(n, args)`` for each record, parsed by
+hiredis.  A file that ends inside a record (a torn write, or zero bytes a
+crash left) raises :class:`TornTail` with the offset of the end of the last
+whole record; anything else that is not a RESP array of bulk strings raises
+:class:`AofError` with its offset.  Offsets come from a second, exact scan
+in Python, which only a damaged file pays for.
 """
 
 from __future__ import annotations
@@ -65,6 +67,13 @@ from shardkv import commands
 from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.registry import command
 from shardkv.worker.transfer import State, export_key, import_key
+
+try:
+    from hiredis import ProtocolError as _ProtocolError
+    from hiredis import Reader as _Reader
+except ImportError:  # pragma: no cover - hiredis is a dependency
+    _Reader = None
+    _ProtocolError = Exception
 
 Record = list  # a command's arguments, name first, all bytes
 Recorder = Callable[[Keyspace, list, object], list]
@@ -443,16 +452,72 @@ class TornTail(AofError):
 
 
 def read_records(path: str) -> Iterator[tuple[int, list[bytes]]]:
-    """Yield ``(offset, args)`` for every record of the file at ``path``."""
+    """Yield ``(n, args)`` for every record of the file at ``path``, ``n``
+    counting from 0; :func:`record_offset` turns ``n`` into a file offset.
+
+    hiredis parses; if it finds anything wrong, the file is scanned again in
+    Python, which raises :class:`AofError` or :class:`TornTail` with the
+    exact offset (the slow path runs only for damaged files).
+    """
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         if size == 0:
             return
         data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
     try:
-        yield from _scan(path, data, size)
+        if _Reader is None:
+            for n, (_, args) in enumerate(_scan(path, data, size)):
+                yield n, args
+        else:
+            yield from _parse(path, data, size)
     finally:
         data.close()
+
+
+def record_offset(path: str, n: int) -> int:
+    """The file offset where record ``n`` of the file at ``path`` starts."""
+    for i, (offset, _) in enumerate(_records_with_offsets(path)):
+        if i == n:
+            return offset
+    return os.path.getsize(path)
+
+
+def _records_with_offsets(path: str) -> Iterator[tuple[int, list[bytes]]]:
+    with open(path, "rb") as f:
+        data = f.read()
+    yield from _scan(path, data, len(data))  # type: ignore[arg-type]
+
+
+def _parse(path: str, data: mmap.mmap, size: int) -> Iterator[tuple[int, list[bytes]]]:
+    reader = _Reader()
+    n = 0
+    last: list = []
+    for pos in range(0, size, READ_SIZE):
+        reader.feed(data[pos : pos + READ_SIZE])
+        while True:
+            try:
+                args = reader.gets()
+            except _ProtocolError:
+                args = None  # type: ignore[assignment]
+            if args is False:
+                break
+            if type(args) is not list or not args or not all(type(a) is bytes for a in args):
+                _check_exactly(path, data, size)
+                raise AofError(path, 0, "unreadable")  # (the scan finds what hiredis did)
+            yield n, args
+            n += 1
+            last = args
+    # hiredis keeps a partial record to itself: the file must end right
+    # after the last record it gave out.
+    tail = encode(last) if n else b""
+    if not n or data[size - len(tail) :] != tail:
+        _check_exactly(path, data, size)
+
+
+def _check_exactly(path: str, data: mmap.mmap, size: int) -> None:
+    """Scan in Python: raises AofError or TornTail with the offset."""
+    for _ in _scan(path, data, size):
+        pass
 
 
 def _scan(path: str, data: mmap.mmap, n: int) -> Iterator[tuple[int, list[bytes]]]:

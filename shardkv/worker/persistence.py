@@ -29,32 +29,32 @@ Start-up
     of what it loaded and starts a manifest.
 
 Rewrite (BGREWRITEAOF, ``auto-aof-rewrite-percentage``/``-min-size``)
-    As Redis 7's multi-part AOF: the worker fsyncs the current incr file,
-    opens the next one, writes a manifest that lists the old files and the
-    new incr, and forks.  The child writes a base of its copy-on-write
-    memory to a temp file and fsyncs it; the worker keeps serving, logging
-    into the new incr.  When the child is done, the worker renames the temp
-    file to the new base, writes a manifest of that base and the new incr,
-    and deletes the old files.  Every manifest names only whole files, and
-    each is replaced atomically (temp file, fsync, rename, fsync of the
+    As Redis 7's multi-part AOF: the worker opens the next incr file,
+    writes a manifest that lists the old files and the new incr, switches
+    its logging to the new incr (a thread fsyncs and closes the old one, as
+    Redis's bio thread does), and forks.  The child writes a base of its
+    copy-on-write memory to a temp file and fsyncs it; the worker keeps
+    serving.  When the child is done, the worker renames the temp file to
+    the new base, writes a manifest of that base and the new incr, and a
+    thread deletes the old files.  Every manifest names only whole files,
+    and each is replaced atomically (temp file, fsync, rename, fsync of the
     directory), so a crash at any moment leaves a loadable AOF.  The worker
     itself stops only for the fork and the manifest writes; INFO reports
-    the longest such pause as ``aof_rewrite_max_pause_usec``.
+    the longest such pause as ``aof_rewrite_max_pause_usec`` (and BGSAVE's
+    as ``rdb_bgsave_max_pause_usec``).
+
+SAVE, BGSAVE and ``save`` rules write ``<dbfilename>.shard-<i>`` (BGSAVE
+in a forked child), to a temp file renamed into place.  SHUTDOWN, SIGTERM
+and SIGINT flush and fsync the AOF and save when there are ``save`` rules
+(SHUTDOWN SAVE always, NOSAVE never).
 
 Shard count changes
-    :func:`prepare` runs in the supervisor before any worker starts.  If the
-    files were written by a different number of shards, one process per new
-    shard loads the old shards that overlap its slots and writes its keys to
-    a temp snapshot; then a marker file commits the switch, the temp files
-    become the new layout's files, the old ones are removed and the marker
-    goes.  A crash before the marker leaves the old files as they were; a
-    crash after it is finished at the next start.
+    See :mod:`shardkv.worker.reshard`.
 """
 
 from __future__ import annotations
 
 import gc
-import json
 import logging
 import os
 import re
@@ -69,7 +69,6 @@ from shardkv import commands
 from shardkv import config as settings
 from shardkv.errors import CommandError
 from shardkv.resp import OK
-from shardkv.router import slot_range
 from shardkv.worker import aof, snapshot
 from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.registry import command, find
@@ -123,19 +122,19 @@ class Files:
     def remove_temp_files(self) -> None:
         """Temp files a crashed writer left behind."""
         prefixes = (os.path.basename(self.snapshot) + ".", self.aof_prefix + ".")
-        for name in _listdir(self.dir):
+        for name in list_dir(self.dir):
             if name.startswith(prefixes) and ".tmp-" in name:
-                _unlink(self.path(name))
+                remove_file(self.path(name))
 
 
-def _listdir(path: str) -> list[str]:
+def list_dir(path: str) -> list[str]:
     try:
         return os.listdir(path)
     except FileNotFoundError:
         return []
 
 
-def _unlink(path: str) -> None:
+def remove_file(path: str) -> None:
     try:
         os.unlink(path)
     except FileNotFoundError:
@@ -276,10 +275,6 @@ class Persistence:
 
     # -- settings ---------------------------------------------------------------
 
-    @property
-    def aof_on(self) -> bool:
-        return self.aof is not None
-
     def set_config(self, name: str, value: str) -> None:
         """A setting changed at run time (CONFIG SET)."""
         setting = settings.SETTINGS.get(name)
@@ -309,7 +304,15 @@ class Persistence:
         t0 = time.monotonic()
         os.makedirs(self.files.dir, exist_ok=True)
         self.files.remove_temp_files()
-        self.load()
+        # The cyclic GC would walk the growing heap again and again while
+        # millions of values are created; the loaded values are then frozen
+        # out of its way (and out of the way of forked children's pages).
+        gc.disable()
+        try:
+            self.load()
+        finally:
+            gc.enable()
+        gc.freeze()
         if self.cfg["appendonly"]:
             self._open_aof()
         self.load_seconds = time.monotonic() - t0
@@ -359,43 +362,47 @@ class Persistence:
         if not os.path.exists(path):
             raise LoadError(f"the AOF file {path} named in the manifest is missing")
         multi: list | None = None
-        multi_at = 0
+        multi_at = 0  # the record number of the open MULTI
         errors = 0
         try:
-            for offset, args in aof.read_records(path):
+            for n, args in aof.read_records(path):
                 name = args[0].upper()
                 if name == b"MULTI":
-                    multi, multi_at = [], offset
+                    multi, multi_at = [], n
                 elif name == b"EXEC":
                     for at, queued in multi or ():
                         errors += self._apply(path, at, queued)
                     multi = None
                 elif multi is not None:
-                    multi.append((offset, args))
+                    multi.append((n, args))
                 elif name != b"SELECT":
-                    errors += self._apply(path, offset, args)
+                    errors += self._apply(path, n, args)
         except aof.TornTail as e:
-            self._torn(path, multi_at if multi is not None else e.offset, last, str(e))
+            offset = aof.record_offset(path, multi_at) if multi is not None else e.offset
+            self._torn(path, offset, last, str(e))
             return
         except aof.AofError as e:
             raise LoadError(str(e)) from None
         if multi is not None:  # a MULTI with no EXEC: the write was torn after it
-            self._torn(path, multi_at, last, f"unfinished MULTI at offset {multi_at}")
+            offset = aof.record_offset(path, multi_at)
+            self._torn(path, offset, last, f"unfinished MULTI at offset {offset}")
         if errors:
             log.warning("shard %d: %d commands in %s replied with errors", self.index, errors, path)
 
-    def _apply(self, path: str, offset: int, args: list[bytes]) -> int:
+    def _apply(self, path: str, n: int, args: list[bytes]) -> int:
+        """Replay record ``n``; 1 if it replied with an error (as Redis, go on)."""
         handler = find(args[0])
         if handler is None:
             raise LoadError(
                 f"Unknown command '{args[0].decode('latin-1')}' reading the append only file "
-                f"{path} at offset {offset}"
+                f"{path} at offset {aof.record_offset(path, n)}"
             )
         try:
             handler(self.ks, args)
         except CommandError:
             return 1
         except Exception as e:
+            offset = aof.record_offset(path, n)
             raise LoadError(f"{path} at offset {offset}: replaying {args[0]!r} failed: {e!r}") from None
         return 0
 
@@ -448,10 +455,10 @@ class Persistence:
         """AOF files of this shard that the manifest does not name: a crash
         mid-rewrite left them."""
         listed = set(self.manifest.files()) if self.manifest else set()
-        for name in _listdir(self.files.dir):
+        for name in list_dir(self.files.dir):
             if name.startswith(self.files.aof_prefix + ".") and name not in listed:
                 if name.endswith(".base.snap") or name.endswith(".incr.aof"):
-                    _unlink(self.files.path(name))
+                    remove_file(self.files.path(name))
 
     def _stop_aof(self) -> None:
         """``CONFIG SET appendonly no``: stop logging; the files are no longer current."""
@@ -464,7 +471,7 @@ class Persistence:
         # A manifest left behind would be loaded, stale, by a later start
         # with appendonly yes; without it the shard loads its snapshot.
         if os.path.exists(self.files.manifest):
-            _unlink(self.files.manifest)
+            remove_file(self.files.manifest)
             fsync_dir(self.files.dir)
         self.manifest = None
 
@@ -672,7 +679,7 @@ class Persistence:
             os.waitpid(child.pid, 0)
         except (ProcessLookupError, ChildProcessError):
             pass
-        _unlink(child.temp)
+        remove_file(child.temp)
         self.child = None
         log.info("shard %d: background %s stopped", self.index, child.kind)
 
@@ -693,7 +700,7 @@ class Persistence:
             os.replace(tmp, self.files.snapshot)
             fsync_dir(self.files.dir)
         except OSError as e:
-            _unlink(tmp)
+            remove_file(tmp)
             self.last_bgsave_ok = False
             log.error("shard %d: cannot save %s: %s", self.index, self.files.snapshot, e)
             raise CommandError("ERR") from None
@@ -748,7 +755,7 @@ class Persistence:
             self.rdb_saves += 1
             log.info("shard %d: background saving terminated with success", self.index)
         else:
-            _unlink(child.temp)
+            remove_file(child.temp)
             log.error("shard %d: background saving error", self.index)
         self._note_pause(t0, "save")
 
@@ -828,7 +835,7 @@ class Persistence:
             self.aof_rewrites += 1
             log.info("shard %d: background AOF rewrite finished successfully", self.index)
         else:
-            _unlink(child.temp)
+            remove_file(child.temp)
             log.error("shard %d: background AOF rewrite failed", self.index)
             if child.enabling and self.manifest is None:
                 self.rewrite_scheduled = True  # AOF is logging but has no base yet: try again
@@ -917,7 +924,7 @@ _SEQ = re.compile(r"\.(\d+)\.(?:base\.snap|incr\.aof)")
 def _max_seq(files: Files) -> int:
     """The highest seq of any AOF file of this shard on disk, referenced or not."""
     best = 0
-    for name in _listdir(files.dir):
+    for name in list_dir(files.dir):
         if name.startswith(files.aof_prefix + "."):
             m = _SEQ.match(name, len(files.aof_prefix))
             if m:
@@ -989,213 +996,6 @@ def shutdown_command(ks: Keyspace, args: list[bytes]) -> object:
     except CommandError:
         raise CommandError("ERR Errors trying to SHUTDOWN. Check logs.") from None
     return OK
-
-
-# -- changing the shard count ---------------------------------------------------------
-
-_SHARD_FILE = re.compile(r"\.shard-(\d+)$")
-
-
-def _layout_files(cfg: dict[str, Any]) -> tuple[str, dict[int, str]] | None:
-    """What a start would load: ("aof", manifests) or ("rdb", snapshots), by index."""
-    directory = os.path.abspath(cfg["dir"])
-    names = _listdir(directory)
-    manifests, snapshots = {}, {}
-    aof_base = cfg["appendfilename"] + ".shard-"
-    rdb_base = cfg["dbfilename"] + ".shard-"
-    for name in names:
-        if name.startswith(aof_base) and name.endswith(".manifest"):
-            middle = name[len(aof_base) : -len(".manifest")]
-            if middle.isdigit():
-                manifests[int(middle)] = os.path.join(directory, name)
-        elif name.startswith(rdb_base) and name[len(rdb_base) :].isdigit():
-            snapshots[int(name[len(rdb_base) :])] = os.path.join(directory, name)
-    if cfg["appendonly"] and manifests:
-        return "aof", manifests
-    if snapshots:
-        return "rdb", snapshots
-    return None
-
-
-def _file_shards(kind: str, path: str) -> tuple[int, int]:
-    if kind == "aof":
-        m = read_manifest(path)
-        return m.shards, m.index
-    try:
-        header = snapshot.read_header(path)
-    except (snapshot.SnapshotError, OSError, ValueError, EOFError) as e:
-        raise LoadError(f"cannot read the snapshot {path}: {e}") from None
-    return header["shards"], header["index"]
-
-
-def stored_layout(cfg: dict[str, Any]) -> tuple[str, int] | None:
-    """``(kind, shard count)`` of the files a start would load, or None."""
-    found = _layout_files(cfg)
-    if found is None:
-        return None
-    kind, paths = found
-    counts = {}
-    for index, path in paths.items():
-        shards, recorded = _file_shards(kind, path)
-        if recorded != index or index >= shards:
-            raise LoadError(f"{path} says it is shard {recorded} of {shards}")
-        counts[path] = shards
-    if len(set(counts.values())) > 1:
-        detail = ", ".join(f"{os.path.basename(p)}: {n}" for p, n in sorted(counts.items()))
-        raise LoadError(f"the files in {cfg['dir']} were written by different shard counts ({detail})")
-    return kind, next(iter(counts.values()))
-
-
-def _marker(cfg: dict[str, Any]) -> str:
-    return os.path.join(os.path.abspath(cfg["dir"]), cfg["dbfilename"] + ".reshard")
-
-
-def _reshard_temp(cfg: dict[str, Any], kind: str, index: int) -> str:
-    base = cfg["appendfilename"] if kind == "aof" else cfg["dbfilename"]
-    return os.path.join(os.path.abspath(cfg["dir"]), settings.shard_file(base, index) + ".reshard")
-
-
-def migrate_shards(cfg: dict[str, Any], indexes: list[int], kind: str, old_shards: int) -> None:
-    """A process of the re-sharding: gather each new shard's keys (of
-    ``indexes``) from the old shards' files into a temp snapshot."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from shardkv.worker import process  # noqa: F401  (registers the command handlers)
-
-    for index in indexes:
-        migrate_shard(cfg, index, kind, old_shards)
-
-
-def migrate_shard(cfg: dict[str, Any], index: int, kind: str, old_shards: int) -> None:
-    new_shards = cfg["shards"]
-    mine = slot_range(index, new_shards)
-    target = Keyspace(slots=mine)
-    for old in range(old_shards):
-        theirs = slot_range(old, old_shards)
-        overlap = range(max(mine.start, theirs.start), min(mine.stop, theirs.stop))
-        if not overlap:
-            continue
-        scratch = Keyspace(slots=theirs)
-        source = Persistence(scratch, old, old_shards, cfg)
-        source.load(use_aof=kind == "aof")
-        for slot in overlap:
-            target.data[slot] = scratch.data[slot]
-            target.expires[slot] = scratch.expires[slot]
-    target.nvolatile = sum(len(target.expires[s]) for s in mine)
-    tmp = _reshard_temp(cfg, kind, index)
-    snapshot.write_snapshot(tmp + ".part", target, new_shards, index)
-    os.replace(tmp + ".part", tmp)
-
-
-def prepare(cfg: dict[str, Any], start_process: Callable[..., Any]) -> None:
-    """Before the workers start: finish or perform a change of the shard count.
-
-    ``start_process(target, args)`` starts a process and returns it (the
-    supervisor's spawn context).  Raises LoadError when the files cannot be
-    used; the old files are then as they were.
-    """
-    directory = os.path.abspath(cfg["dir"])
-    if not os.path.isdir(directory):
-        return
-    marker = _marker(cfg)
-    if os.path.exists(marker):
-        log.warning("finishing an interrupted change of the shard count (%s)", marker)
-        _commit_reshard(cfg, json.loads(open(marker).read()))
-    layout = stored_layout(cfg)
-    if layout is None or layout[1] == cfg["shards"]:
-        return
-    kind, old = layout
-    new = cfg["shards"]
-    log.warning("the files in %s were written by %d shards; re-sharding them for %d", directory, old, new)
-    t0 = time.monotonic()
-    # A few processes (one per CPU), each gathering some of the new shards.
-    nprocs = max(1, min(new, os.cpu_count() or 1))
-    groups = [list(range(k, new, nprocs)) for k in range(nprocs)]
-    procs = [start_process(migrate_shards, (cfg, group, kind, old)) for group in groups]
-    failed = []
-    for group, proc in zip(groups, procs):
-        proc.join()
-        if proc.exitcode != 0:
-            failed += group
-    if failed:
-        for i in range(new):
-            _unlink(_reshard_temp(cfg, kind, i))
-            _unlink(_reshard_temp(cfg, kind, i) + ".part")
-        raise LoadError(
-            f"re-sharding from {old} to {new} shards failed (new shards {failed}; see above); "
-            f"the files in {directory} are unchanged: start with --shards {old}"
-        )
-    plan = {"from": old, "to": new, "kind": kind, "seq": _max_seq_all(cfg) + 1}
-    write_file_atomically(marker, json.dumps(plan).encode())
-    _commit_reshard(cfg, plan)
-    log.warning("re-sharded from %d to %d shards in %.1fs", old, new, time.monotonic() - t0)
-
-
-def _max_seq_all(cfg: dict[str, Any]) -> int:
-    best = 0
-    for name in _listdir(os.path.abspath(cfg["dir"])):
-        if name.startswith(cfg["appendfilename"] + ".shard-"):
-            m = re.search(r"\.(\d+)\.(?:base\.snap|incr\.aof)$", name)
-            if m:
-                best = max(best, int(m.group(1)))
-    return best
-
-
-def _commit_reshard(cfg: dict[str, Any], plan: dict) -> None:
-    """Make the temp files the new layout's and remove the old layout's files.
-
-    Safe to run again after a crash: every step checks what is already done.
-    """
-    directory = os.path.abspath(cfg["dir"])
-    new, kind, seq = plan["to"], plan["kind"], plan["seq"]
-    for i in range(new):
-        tmp = _reshard_temp(cfg, kind, i)
-        files = Files(cfg, i)
-        if kind == "rdb":
-            if os.path.exists(tmp):
-                os.replace(tmp, files.snapshot)
-            continue
-        base = files.base(seq)
-        if os.path.exists(tmp):
-            os.replace(tmp, files.path(base))
-        if os.path.exists(files.path(base)):
-            current = read_manifest(files.manifest) if os.path.exists(files.manifest) else None
-            if current is None or current.base != (base, seq) or current.shards != new:
-                open(files.path(files.incr(seq)), "ab").close()
-                manifest = Manifest(new, i, (base, seq), [(files.incr(seq), seq)])
-                write_file_atomically(files.manifest, manifest.dumps())
-    fsync_dir(directory)
-    # Remove every file of another shard count, and AOF files no manifest names.
-    keep: set[str] = set()
-    aof_base = cfg["appendfilename"] + ".shard-"
-    rdb_base = cfg["dbfilename"] + ".shard-"
-    for name in _listdir(directory):
-        path = os.path.join(directory, name)
-        if name.startswith(aof_base) and name.endswith(".manifest"):
-            try:
-                manifest = read_manifest(path)
-            except LoadError:
-                continue
-            if manifest.shards != new:
-                _unlink(path)
-            else:
-                keep.update(manifest.files())
-        elif name.startswith(rdb_base) and name[len(rdb_base) :].isdigit():
-            try:
-                shards = snapshot.read_header(path)["shards"]
-            except (snapshot.SnapshotError, OSError, ValueError, EOFError):
-                continue
-            if shards != new:
-                _unlink(path)
-    for name in _listdir(directory):
-        if name.startswith(aof_base) and (name.endswith(".base.snap") or name.endswith(".incr.aof")):
-            if name not in keep:
-                _unlink(os.path.join(directory, name))
-    fsync_dir(directory)
-    _unlink(_marker(cfg))
-    fsync_dir(directory)
-
-
-__all__ = ["EXIT_LOAD_FAILED", "LoadError", "Persistence", "prepare"]
 
 
 # -- run-time settings ---------------------------------------------------------
