@@ -100,7 +100,10 @@ class Checker:
             keys = rng.sample(self.strings, 3)  # on different shards, mostly
             values = [rng.randbytes(20) for _ in keys]
             self.values.update(zip(keys, values, strict=True))
-            cmds = [("MSET", *[x for kv in zip(keys, values, strict=True) for x in kv]), ("MGET", *self.strings)]
+            cmds = [
+                ("MSET", *[x for kv in zip(keys, values, strict=True) for x in kv]),
+                ("MGET", *self.strings),
+            ]
             expect = [b"OK", [self.values.get(k) for k in self.strings]]
         elif op == 4:
             f, v = b"f%d" % rng.randrange(20), rng.randbytes(10)
@@ -203,7 +206,9 @@ _TOKENS = [b"*", b"$", b"\r", b"\n", b"\r\n", b"0", b"-1", b"99999999999", b'"',
 def garbage_bytes(rng: random.Random) -> bytes:
     if rng.random() < 0.3:
         return rng.randbytes(rng.randrange(1, 4000))
-    data = bytearray(encode(rng.choice([b"PING", b"ECHO", b"GET", b"EXISTS"]), rng.randbytes(rng.randrange(8))))
+    data = bytearray(
+        encode(rng.choice([b"PING", b"ECHO", b"GET", b"EXISTS"]), rng.randbytes(rng.randrange(8)))
+    )
     for _ in range(rng.randrange(1, 4)):
         i = rng.randrange(len(data) + 1)
         if rng.random() < 0.5 and data:

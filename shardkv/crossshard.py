@@ -97,6 +97,8 @@ class AtomicOp:
         self.error: bytes | None = None
         self.aborted = False
         self.up: list[int] = []  # shards that parked and must be released
+        self.reply: bytes | None = None  # the client's reply, once the executor is done
+        self.unapplied = 0  # shards that have not yet acknowledged their part
         for shard in self.shards:
             export = [] if shard == self.executor else exports.get(shard, [])
             if everything and shard != self.executor:
@@ -136,17 +138,37 @@ class AtomicOp:
         link.send_frame(wire.encode_control(("run", self.states, self.commands, int(self.client.resp3))))
 
     def control(self, message: tuple) -> None:
-        """The executor's answer: ``("done", bodies, states)``."""
+        """The executor's ``("done", bodies, states)``, then each other
+        shard's ``("applied",)``.
+
+        The client's reply waits for every shard to have applied (and, with
+        ``appendfsync always``, logged) its part, so an acknowledged
+        operation survives the crash of any shard it touched.
+        """
+        if message[0] == "applied":
+            self.unapplied -= 1
+            if not self.unapplied:
+                self.slot.deliver(self.reply)
+            return
         _, bodies, after = message
         applies: dict[int, dict] = {shard: {} for shard in self.up if shard != self.executor}
         for key, state in after.items():
             applies[self.owner[key]][key] = state
+        self.reply = self.finish(bodies)
+        self.unapplied = len(applies)
         for shard, states in applies.items():
-            self.links[shard].send_frame(wire.encode_control(("apply", states)))
-        self.slot.deliver(self.finish(bodies))
+            link = self.links[shard]
+            link.control_waiters.append(self)
+            link.send_frame(wire.encode_control(("apply", states)))
+        if not self.unapplied:
+            self.slot.deliver(self.reply)
 
     def control_failed(self) -> None:
-        """The executor died mid-operation: release the others."""
+        """A shard died mid-operation: release the others, reply with an error."""
+        if self.reply is not None:  # the executor was done; an applying shard died
+            self.unapplied = -1  # ignore the other shards' acknowledgements
+            self.slot.deliver(encode_error("ERR shard unavailable"))
+            return
         for shard in self.up:
             if shard != self.executor:
                 self.links[shard].send_frame(wire.encode_control(("release",)))

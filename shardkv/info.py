@@ -222,8 +222,8 @@ def build_info(server: Acceptor, sections: list[str], shards: list) -> str:
     if keys:
         avg_ttl = ttl_sum // ttl_n if ttl_n else 0
         body["keyspace"].append(("db0", f"keys={keys},expires={expires},avg_ttl={avg_ttl}"))
-    for i, s in enumerate(shards):
-        line = f"keys={s[0]},expires={s[1]},pid={s[4]},rss={s[3]}"
+    for i, (s, extra) in enumerate(zip(shards, stats, strict=True)):
+        line = f"keys={s[0]},expires={s[1]},pid={s[4]},rss={s[3]},hz={extra.get('hz', 0)}"
         body["shards"].append((f"shard{i}", line))
         # After db0, how its keys spread over the shards (not in Redis).
         body["keyspace"].append((f"shard{i}", f"keys={s[0]},expires={s[1]}"))

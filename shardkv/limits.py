@@ -25,61 +25,23 @@ slow readers               back-pressure, not ``client-output-buffer-limit
                            command.
 =========================  ==================================================
 
-This module keeps the settings current where they live: it sends
-``maxmemory`` and ``maxmemory-policy`` to each worker (``__config``) when
-its pipe is attached and after CONFIG SET, and gives CONFIG SET's new
-parser limits to the clients already connected.
+The workers learn ``maxmemory`` and ``maxmemory-policy`` with the other
+settings (``__config``, sent by :mod:`shardkv.local` when a worker's pipe is
+attached and after CONFIG SET).  This module gives CONFIG SET's new parser
+limits to the clients already connected.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from shardkv.acceptor import ATTACH_HOOKS, Acceptor
+from shardkv.acceptor import Acceptor
 from shardkv.local import CONFIG_HOOKS
-from shardkv.resp import encode_command
-from shardkv.shardlink import ShardLink
-from shardkv.wire import entry_header
 
-_MEMORY_SETTINGS = ("maxmemory", "maxmemory-policy")
 _PARSER_SETTINGS = ("proto-max-bulk-len", "client-query-buffer-limit")
-_HEADER = entry_header(0)
-
-
-class _Ignore:
-    """A sink for the workers' OK to ``__config``."""
-
-    def deliver(self, body: bytes) -> None:
-        pass
-
-
-_IGNORE = _Ignore()
-
-
-def send_memory_settings(server: Acceptor, links: list[ShardLink]) -> None:
-    """Tell workers the whole server's ``maxmemory`` and the policy; each
-    takes its own share."""
-    config = server.config
-    body = encode_command(
-        [
-            b"__config",
-            b"maxmemory",
-            b"%d" % config["maxmemory"],
-            b"maxmemory-policy",
-            config["maxmemory-policy"].encode(),
-        ]
-    )
-    for link in links:
-        link.send(_HEADER, body, _IGNORE)
-
-
-def _on_attach(server: Acceptor, link: ShardLink) -> None:
-    send_memory_settings(server, [link])
 
 
 def _on_config(server: Acceptor, changes: dict[str, Any]) -> None:
-    if any(name in changes for name in _MEMORY_SETTINGS):
-        send_memory_settings(server, server.links)
     if any(name in changes for name in _PARSER_SETTINGS):
         config = server.config
         for client in server.clients.values():
@@ -87,5 +49,4 @@ def _on_config(server: Acceptor, changes: dict[str, Any]) -> None:
             client.parser.max_query_buffer = config["client-query-buffer-limit"]
 
 
-ATTACH_HOOKS.append(_on_attach)
 CONFIG_HOOKS.append(_on_config)

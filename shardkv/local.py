@@ -3,6 +3,12 @@
 Connection commands (PING, ECHO, QUIT, HELLO, SELECT, CLIENT), server
 introspection (COMMAND, CONFIG, INFO, TIME) and the commands that only
 need to ask the shards a question (SCAN, INFO's keyspace).
+
+shardkv has one database and says so (CONFIG GET databases is 1), so
+SELECT, SWAPDB and COPY ... DB answer as Redis started with
+``--databases 1`` does: index 0 works, any other is out of range.
+Container commands (CLIENT, COMMAND, CONFIG) check their subcommand and
+its arity against :mod:`shardkv.command_docs`, with Redis's errors.
 """
 
 from __future__ import annotations
@@ -38,10 +44,6 @@ def _subcommand_error(args: list) -> CommandError:
     return CommandError(
         errors.UNKNOWN_SUBCOMMAND % (args[1].decode("latin-1"), args[0].decode("latin-1").upper())
     )
-
-
-def _sub_arity(args: list, name: str) -> CommandError:
-    return CommandError(errors.WRONG_ARITY % name)
 
 
 # -- connection --------------------------------------------------------------

@@ -87,7 +87,8 @@ TOKENS = [b"*", b"$", b"\r", b"\n", b"\r\n", b"0", b"1", b"-", b"9", b'"', b"'",
 
 def valid_request(rng: random.Random) -> bytes:
     args = [rng.choice(NAMES)] + [
-        bytes(rng.choice(b"ab\r\n\x00\xff x") for _ in range(rng.randrange(6))) for _ in range(rng.randrange(4))
+        bytes(rng.choice(b"ab\r\n\x00\xff x") for _ in range(rng.randrange(6)))
+        for _ in range(rng.randrange(4))
     ]
     if rng.random() < 0.25:
         return b" ".join(a for a in args if a and b"\r" not in a and b"\n" not in a) + b"\r\n"
@@ -227,7 +228,7 @@ def test_garbage_storm_with_normal_traffic(storm_server):
 
     client = redis.Redis(port=port, socket_timeout=30)
     try:
-        deadline = time.monotonic() + 8
+        deadline = time.monotonic() + 5
         i = 0
         while time.monotonic() < deadline:
             # Garbage may hold valid commands too, but never these key names.

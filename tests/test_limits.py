@@ -27,7 +27,6 @@ from shardkv.worker.keyspace import Keyspace
 from tests.rawsocket import both, exchange, read_until_quiet, wait_closed
 from tests.servers import start_redis, start_shardkv
 
-
 # redis-py shows an error without its first word, here "OOM".
 OOM_TEXT = errors.OOM.split(" ", 1)[1]
 
@@ -267,7 +266,9 @@ def test_slow_reader_is_paused_not_buffered(pair):
     grown = acceptor.memory_info().rss - before
     commands = sent // len(one)
     owed = commands * len(value)
-    print(f"\nslow reader: {commands} GETs sent, {owed >> 20} MB of replies owed, acceptor grew {grown >> 20} MB")
+    print(
+        f"\nslow reader: {commands} GETs sent, {owed >> 20} MB of replies owed, acceptor grew {grown >> 20} MB"
+    )
     # Without back-pressure the acceptor would hold every reply owed.
     assert owed > 2 * grown and grown < 64 * 1024 * 1024
     # The replies come, in order, once the client reads.
@@ -460,7 +461,7 @@ def test_allkeys_random_evicts(pair):
         assert 0 < r["dbsize"] < COLD, name
 
 
-@pytest.mark.parametrize("policy", ["volatile-lru", "volatile-random", "volatile-ttl"])
+@pytest.mark.parametrize("policy", ["volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl"])
 def test_volatile_policies_evict_only_keys_with_a_ttl(pair, policy):
     def scenario(c):
         keep = [f"keep:{i}" for i in range(100)]

@@ -155,7 +155,7 @@ def test_inline():
 
 
 def test_inline_quotes():
-    check(b'SET "a b" \'c d\'\r\n', [[b"SET", b"a b", b"c d"]])
+    check(b"SET \"a b\" 'c d'\r\n", [[b"SET", b"a b", b"c d"]])
     check(b'ECHO "\\x41\\n\\t\\\\ \\"q\\""\r\n', [[b"ECHO", b'A\n\t\\ "q"']])
     check(b"ECHO 'it\\'s'\r\n", [[b"ECHO", b"it's"]])
     check(b'ECHO a"b c"\r\n', [[b"ECHO", b"ab c"]])

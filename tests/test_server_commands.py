@@ -245,6 +245,19 @@ def test_info_shards_section(ports):
     c.close()
 
 
+def test_config_set_reaches_every_worker(ports):
+    """CONFIG SET replies once every worker has the new value (hz here)."""
+    c = redis.Redis(port=ports["shardkv"])
+    try:
+        assert c.config_set("hz", 25)
+        assert {v["hz"] for v in c.info("shards").values()} == {25}
+        assert c.info("server")["hz"] == 25
+    finally:
+        c.config_set("hz", 10)
+    assert {v["hz"] for v in c.info("shards").values()} == {10}
+    c.close()
+
+
 # -- COMMAND ------------------------------------------------------------------
 
 # Differences in the command table that are deliberate: ZRANK/ZREVRANK take

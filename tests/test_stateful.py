@@ -47,7 +47,9 @@ from shardkv.worker.registry import HANDLERS
 FAR = 4102444800  # 2100-01-01, for absolute expiry times
 
 keys = st.sampled_from(["a", "b", "c", "d", "e", "{t}1", "{t}2", "{t}3"])
-values = st.sampled_from(["", "0", "1", "-1", "10", "3.5", "abc", "x" * 70, "\x00\xff", "9223372036854775807"])
+values = st.sampled_from(
+    ["", "0", "1", "-1", "10", "3.5", "abc", "x" * 70, "\x00\xff", "9223372036854775807"]
+)
 ints = st.sampled_from(["0", "1", "2", "-1", "-3", "10", "100", "9223372036854775807", "x", "1.5", ""])
 small_ints = st.sampled_from(["0", "1", "2", "3", "-1", "-2", "-100", "x"])
 floats = st.sampled_from(["0", "1.5", "-2.25", "1e3", "0.1", "inf", "-inf", "nan", "abc", "", "3"])
@@ -205,6 +207,15 @@ COMMANDS: dict[str, tuple] = {
     "zinterstore": (keys, st.just("2"), keys, keys),
     "zunion": (st.just("2"), keys, keys, flag("WITHSCORES")),
     "zdiff": (st.just("2"), keys, keys),
+    "zinter": (st.just("2"), keys, keys, flag("WITHSCORES")),
+    "zintercard": (st.just("2"), keys, keys),
+    "zdiffstore": (keys, st.just("2"), keys, keys),
+    "zrangestore": (keys, keys, small_ints, small_ints),
+    "zrevrange": (keys, small_ints, small_ints, flag("WITHSCORES")),
+    "zrevrangebyscore": (keys, score_bound, score_bound),
+    "zrevrangebylex": (keys, lex, lex),
+    "zremrangebylex": (keys, lex, lex),
+    "zmpop": (st.just("2"), keys, keys, st.sampled_from(["MIN", "MAX"]), opt(st.just("COUNT"), small_ints)),
 }
 
 # Replies in an order Redis leaves open: compared sorted.  (A hash lists

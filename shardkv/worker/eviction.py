@@ -356,20 +356,22 @@ class Memory:
         return -(entry or 0)
 
     def _sample(self, dicts: list[dict], n: int) -> list[bytes]:
-        """Up to ``n`` keys from random non-empty slots of this shard."""
+        """Up to ``n`` keys: one from each non-empty slot, walking on from a
+        random slot of this shard (as Redis's ``dictGetSomeKeys`` walks its
+        buckets), so a sparse shard costs a walk, not a miss."""
         slots = self.ks.slots
         start, size = slots.start, len(slots)
+        i = random.randrange(size)
         out: list[bytes] = []
-        for _ in range(32 * n):
-            d = dicts[start + random.randrange(size)]
+        for _ in range(size):
+            d = dicts[start + i]
             if d:
                 out.append(_member(d))
                 if len(out) == n:
-                    return out
-        if not out:  # few keys over many slots: find them
-            full = [s for s in slots if dicts[s]]
-            for _ in range(min(n, len(full) * 4)):
-                out.append(_member(dicts[random.choice(full)]))
+                    break
+            i += 1
+            if i == size:
+                i = 0
         return out
 
     # -- keyspace wrappers -----------------------------------------------------------

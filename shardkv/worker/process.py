@@ -207,7 +207,10 @@ class Shard:
             self.keyspace.tick()
             waiters = self.waiters
             if message[0] == "run":
-                self.send(wire.encode_control(self.run_foreign(*message[1:])))  # type: ignore[misc]
+                result = self.run_foreign(*message[1:])
+                if self.persistence is not None:
+                    self.persistence.commit()  # on disk before the acceptor replies
+                self.send(wire.encode_control(result))  # type: ignore[misc]
                 if waiters.by_key:
                     for args in message[2]:
                         waiters.mark(args)
@@ -217,6 +220,7 @@ class Shard:
                 if self.persistence is not None:
                     self.persistence.log_states(message[1])
                     self.persistence.commit()
+                self.send(wire.encode_control(("applied",)))  # type: ignore[misc]
                 waiters.mark_keys(message[1])
             return  # run_batch serves the ready keys at the end of the batch
 

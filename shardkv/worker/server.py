@@ -30,7 +30,7 @@ class Runtime:
     proto_max_bulk_len = 512 * 1024 * 1024
     maxmemory = 0
     maxmemory_policy = "noeviction"
-    extra: dict[str, str] = {}  # the other settings, as text, for other modules
+    extra: dict[str, str] = {}  # every setting as text, for other modules
 
     def set(self, name: str, value: str) -> None:
         if name == "hz":
@@ -118,6 +118,7 @@ def info(ks: Keyspace, args: list[bytes]) -> object:
         "used_cpu_sys": cpu.system,
         "used_cpu_user": cpu.user,
         "evicted_keys": getattr(memory, "evicted", 0),
+        "hz": RUNTIME.hz,
         "expires_ttl_sum": _ttl_sample(ks),
     }
     return [ks.dbsize(), ks.nvolatile, ks.expired_keys, rss, os.getpid(), figures, stats]

@@ -10,7 +10,6 @@ from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.registry import command
 from shardkv.worker.server import RUNTIME
 
-PROTO_MAX_BULK_LEN = 512 * 1024 * 1024
 LLONG_MAX = 2**63 - 1
 LLONG_MIN = -(2**63)
 
