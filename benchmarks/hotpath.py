@@ -95,7 +95,7 @@ def run(kind: str, pipeline: int, nclients: int, nshards: int, turns: int) -> di
         acceptor._flush_links()
         t1 = time.perf_counter()
         frames = []
-        for pipe, shard, link in zip(pipes, shards, acceptor.links):
+        for pipe, shard, link in zip(pipes, shards, acceptor.links, strict=True):
             for data in pipe.written:
                 payload = data[4:]
                 frames.append((link, shard.run_batch(payload)))

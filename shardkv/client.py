@@ -131,14 +131,7 @@ class Client(asyncio.Protocol):
             # A blocking command waits: what follows waits for it, as in Redis.
             self.held.extend(batch)
         else:
-            execute = self.execute
-            rest = iter(batch)
-            for args, raw in rest:
-                execute(args, raw)
-                if self.closing or self.blocked_token:
-                    if not self.closing:
-                        self.held.extend(rest)
-                    break
+            self._run(batch)
         if batch:
             self.server.commands_processed += len(batch)
             self.last_active = time.monotonic()
@@ -153,16 +146,20 @@ class Client(asyncio.Protocol):
         if self.blocked_token or self.closing or self.closed:
             return
         held, self.held = self.held, []
+        self._run(held)
+        if self.pending:
+            self.flush()
+
+    def _run(self, batch: list) -> None:
+        """Run commands in order; once one blocks, hold the rest for later."""
         execute = self.execute
-        rest = iter(held)
+        rest = iter(batch)
         for args, raw in rest:
             execute(args, raw)
             if self.closing or self.blocked_token:
                 if not self.closing:
                     self.held.extend(rest)
                 break
-        if self.pending:
-            self.flush()
 
     def _data_received_unauthenticated(self, data: bytes) -> None:
         """Before AUTH the parser hands over one command at a time, so AUTH

@@ -15,7 +15,7 @@ import pytest
 import redis
 import redis.asyncio
 
-from tests.servers import ROOT, start_shardkv
+from tests.servers import start_shardkv
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,7 @@ def test_redis_py_resp3_and_resp2(server):
         assert 0 < c.pttl("k") <= 100_000
         hello = c.execute_command("HELLO", protocol)
         if protocol == 2:  # a flat list of field, value
-            hello = dict(zip(hello[::2], hello[1::2]))
+            hello = dict(zip(hello[::2], hello[1::2], strict=True))
         assert hello[b"proto"] == protocol and hello[b"version"].startswith(b"7.0")
         c.close()
 

@@ -12,21 +12,9 @@ import threading
 import pytest
 import redis
 
-from shardkv.router import Router
+from tests.placement import ROUTER, on_shards
 
-ROUTER = Router(4)
 LONG_MAX = 2**63 - 1
-
-
-def on_shards(*shards: int, prefix: str = "k") -> list[str]:
-    """One key name on each of the given shards (of 4)."""
-    out = []
-    for shard in shards:
-        i = 0
-        while ROUTER.shard_of(f"{prefix}{i}".encode()) != shard:
-            i += 1
-        out.append(f"{prefix}{i}")
-    return out
 
 
 A, B, C, D = on_shards(0, 1, 2, 3)

@@ -18,23 +18,9 @@ import pytest
 import redis
 
 from shardkv.resp import encode_command
-from shardkv.router import Router
+from tests.placement import ROUTER, on_shards
 
-ROUTER = Router(4)
-
-
-def on_shards(*shards: int, prefix: str = "z") -> list[str]:
-    """One key name on each of the given shards (of 4)."""
-    out = []
-    for shard in shards:
-        i = 0
-        while ROUTER.shard_of(f"{prefix}{i}".encode()) != shard:
-            i += 1
-        out.append(f"{prefix}{i}")
-    return out
-
-
-A, B, C, D = on_shards(0, 1, 2, 3)
+A, B, C, D = on_shards(0, 1, 2, 3, prefix="z")
 
 
 def test_keys_are_on_different_shards():
