@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from shardkv import commands, errors, wire
 from shardkv.fanout import MERGES, Gather, merge_by_position, split_by_shard
-from shardkv.resp import Error, ProtocolError, RequestParser, encode, encode_command, encode_error
+from shardkv.resp import ProtocolError, RequestParser, encode, encode_command, encode_error
 
 if TYPE_CHECKING:
     from shardkv.acceptor import Acceptor
@@ -33,6 +33,8 @@ HEADERS = (wire.entry_header(0), wire.entry_header(wire.FLAG_RESP3))
 PART_HEADERS = (wire.entry_header(wire.FLAG_PART), wire.entry_header(wire.FLAG_PART | wire.FLAG_RESP3))
 
 _lookup = commands.lookup
+
+MAX_IN_FLIGHT = 10**9  # a client's commands awaiting replies before reading pauses
 
 
 class Slot:
@@ -74,6 +76,8 @@ class Client(asyncio.Protocol):
         )
         self.pending: deque = deque()
         self.dirty = False
+        self.write_paused = False  # back-pressure, see pause_writing
+        self.too_many_in_flight = False
         self.resp3 = False
         self.name = b""
         self.lib_name = b""
@@ -140,6 +144,8 @@ class Client(asyncio.Protocol):
             self.last_active = time.monotonic()
         if self.pending:
             self.flush()
+            if len(self.pending) > MAX_IN_FLIGHT:
+                self._check_in_flight()
 
     def resume(self) -> None:
         """Run the commands held while a blocking command waited."""
@@ -207,19 +213,34 @@ class Client(asyncio.Protocol):
 
     # -- back-pressure ----------------------------------------------------------
     # A client that pipelines commands and never reads the replies must not
-    # make the acceptor buffer replies without bound.  Once the socket's
-    # write buffer passes the transport's high-water mark, stop reading from
-    # the client; read again when it has drained below the low-water mark.
-    # Replies to the commands already read still go out, so memory per client
-    # is bounded by the replies to one read of commands plus the high-water mark.
+    # make the acceptor buffer replies without bound.  Reading from it stops
+    # while either (a) the socket's write buffer is past the transport's
+    # high-water mark, until it drains below the low-water mark, or (b) more
+    # than MAX_IN_FLIGHT of its commands await replies, until half of them
+    # have been answered.  (b) bounds the replies that can pile up behind (a):
+    # those of commands already sent to the shards.
 
     def pause_writing(self) -> None:
+        self.write_paused = True
         if not self.closing and self.transport is not None:
             self.transport.pause_reading()
 
     def resume_writing(self) -> None:
-        if not self.closing and self.transport is not None:
+        self.write_paused = False
+        if not self.closing and not self.too_many_in_flight and self.transport is not None:
             self.transport.resume_reading()
+
+    def _check_in_flight(self) -> None:
+        """Pause or resume reading by the number of replies still owed."""
+        owed = len(self.pending)
+        if not self.too_many_in_flight:
+            if owed > MAX_IN_FLIGHT and not self.closing:
+                self.too_many_in_flight = True
+                self.transport.pause_reading()  # type: ignore[union-attr]
+        elif owed <= MAX_IN_FLIGHT // 2:
+            self.too_many_in_flight = False
+            if not self.write_paused and not self.closing:
+                self.transport.resume_reading()  # type: ignore[union-attr]
 
     # -- replies ----------------------------------------------------------------
 
@@ -248,6 +269,8 @@ class Client(asyncio.Protocol):
             pending.popleft()
         if out:
             self.transport.write(out[0] if len(out) == 1 else b"".join(out))  # type: ignore[union-attr]
+            if self.too_many_in_flight:
+                self._check_in_flight()
         if self.closing and not pending:
             self.transport.close()  # type: ignore[union-attr]
 
@@ -338,8 +361,7 @@ class Client(asyncio.Protocol):
 
     def send_all(self, cmd: commands.Command, args: list[bytes]) -> None:
         """A command that runs on every shard, merged by its policy."""
-        encoded = encode_command(args)
-        self.fan_out({s: encoded for s in range(len(self.server.links))}, MERGES[cmd.policy])
+        self.query_all(args, MERGES[cmd.policy])
 
     def fan_out(self, parts: dict, merge) -> None:
         """Send one part per shard, in this one step, and merge the replies.
@@ -360,7 +382,3 @@ class Client(asyncio.Protocol):
         """Ask every shard an internal question; ``merge`` builds the reply."""
         encoded = encode_command(args)
         self.fan_out({s: encoded for s in range(len(self.server.links))}, merge)
-
-
-def error_reply(message: str) -> Error:
-    return Error(message)

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 from shardkv import wire
 from shardkv.acceptor import CROSS_SHARD
 from shardkv.client import Slot
-from shardkv.resp import NULL_ARRAY, Error, encode, encode_command, encode_error
+from shardkv.resp import NULL_ARRAY, encode, encode_command, encode_error
 
 if TYPE_CHECKING:
     from shardkv.client import Client
@@ -185,5 +185,3 @@ def run_cross_shard(client: Client, cmd: Command, args: list[bytes], keys: list[
 
 
 CROSS_SHARD.append(run_cross_shard)
-
-__all__ = ["AtomicOp", "Error"]

@@ -447,6 +447,9 @@ class FrameReader:
         size = int.from_bytes(self.buf[pos : pos + 4], "big", signed=True)
         payload = bytes(self.buf[pos + 4 : pos + 4 + size])
         self.pos = pos + 4 + size
+        if self.pos == len(self.buf):  # all read: let a large buffer go
+            self.buf = bytearray()
+            self.pos = 0
         return payload
 
     def close(self) -> None:
