@@ -34,7 +34,7 @@ PART_HEADERS = (wire.entry_header(wire.FLAG_PART), wire.entry_header(wire.FLAG_P
 
 _lookup = commands.lookup
 
-MAX_IN_FLIGHT = 10**9  # a client's commands awaiting replies before reading pauses
+MAX_IN_FLIGHT = 1024  # a client's commands awaiting replies before reading pauses
 
 
 class Slot:
