@@ -157,15 +157,37 @@ class Client(asyncio.Protocol):
             self.flush()
 
     def _run(self, batch: list) -> None:
-        """Run commands in order; once one blocks, hold the rest for later."""
+        """Run commands in order; once one blocks, hold the rest for later.
+
+        Most commands name one key and go to its shard; for those this loop
+        does what :meth:`execute` and :meth:`send` would, inline, as long as
+        nothing (MULTI, SUBSCRIBE, AUTH) makes the client a special case.
+        """
         execute = self.execute
+        server = self.server
+        links = server.links
+        shard_of = server.shard_of
+        pending = self.pending
+        plain = self.multi is None and not self.channels and not self.patterns and self.authenticated
+        header = HEADERS[self.resp3]
         rest = iter(batch)
         for args, raw in rest:
+            if plain and raw is not None:
+                cmd = _lookup(args[0])
+                if cmd is not None and cmd.single_key:
+                    arity = cmd.arity
+                    if (len(args) == arity) if arity > 0 else (len(args) >= -arity):
+                        slot = Slot(self)
+                        pending.append(slot)
+                        links[shard_of(args[1])].send(header, raw, slot)
+                        continue
             execute(args, raw)
             if self.closing or self.blocked_token:
                 if not self.closing:
                     self.held.extend(rest)
                 break
+            plain = self.multi is None and not self.channels and not self.patterns and self.authenticated
+            header = HEADERS[self.resp3]
 
     def _data_received_unauthenticated(self, data: bytes) -> None:
         """Before AUTH the parser hands over one command at a time, so AUTH
@@ -310,7 +332,7 @@ class Client(asyncio.Protocol):
                 return
         route = cmd.route
         if route == "shard":
-            if cmd.first_key == 1 and cmd.last_key == 1:
+            if cmd.single_key:
                 self.send(server.shard_of(args[1]), args, raw)
             else:
                 self.send_keyed(cmd, args, raw)

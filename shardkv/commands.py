@@ -236,6 +236,9 @@ class Command:
     route: str  # "local", "shard" or "all"
     policy: str  # how parts merge when keys span shards, "-" for atomic
     group: str
+    # Goes to the shard of its one key, args[1], and nothing else to decide:
+    # the clients' hot path (see Client._run).
+    single_key: bool = False
 
     @property
     def is_write(self) -> bool:
@@ -284,10 +287,11 @@ def _load(text: str) -> dict[str, Command]:
             continue
         name, arity, flags, keys, route, policy, group = line.split()
         first, last, step, numkeys_at = _parse_keys(keys)
+        flag_set = frozenset(flags.split(","))
         table[name] = Command(
             name=name,
             arity=int(arity),
-            flags=frozenset(flags.split(",")),
+            flags=flag_set,
             first_key=first,
             last_key=last,
             step=step,
@@ -295,6 +299,9 @@ def _load(text: str) -> dict[str, Command]:
             route=route,
             policy=policy,
             group=group,
+            single_key=(
+                route == "shard" and first == last == 1 and not numkeys_at and "blocking" not in flag_set
+            ),
         )
     return table
 

@@ -32,11 +32,21 @@ Python value       RESP2                   RESP3
 from __future__ import annotations
 
 import math
+import re
 from itertools import chain
 
 from shardkv import errors
 
+try:  # C speed for the common case; see RequestParser._feed_canonical
+    from hiredis import Reader as _HiredisReader
+    from hiredis import pack_command as _pack_command
+except ImportError:  # pragma: no cover - hiredis is a dependency
+    _HiredisReader = None
+
 PROTO_INLINE_MAX_SIZE = 64 * 1024
+# A header with this many digits or more never takes the hiredis path:
+# hiredis allocates an array of the announced size before its elements come.
+_BIG_COUNT = re.compile(rb"\*\d{5}")
 DEFAULT_MAX_BULK_LEN = 512 * 1024 * 1024
 INT_MAX = 2**31 - 1
 # Redis refuses larger multibulk counts and bulk lengths from clients that
@@ -258,6 +268,11 @@ class RequestParser:
     and keeps the rest: the caller runs it (it may be AUTH), then calls
     ``feed(b"")`` for the next, so the next header is checked against the
     unauthenticated limits only if the client is still unauthenticated.
+
+    Most reads are whole commands in canonical RESP, the only form real
+    clients send.  Those go through hiredis (see :meth:`_feed_canonical`);
+    everything else, and anything in doubt, through the Python code that
+    follows Redis byte by byte.
     """
 
     __slots__ = (
@@ -275,6 +290,7 @@ class RequestParser:
         "max_bulk_len",
         "max_query_buffer",
         "authenticated",
+        "_reader",
     )
 
     def __init__(
@@ -299,12 +315,32 @@ class RequestParser:
         self.max_bulk_len = max_bulk_len
         self.max_query_buffer = max_query_buffer
         self.authenticated = authenticated
+        self._reader = _HiredisReader() if _HiredisReader is not None else None
 
     def buffered(self) -> int:
         """How many bytes are held, waiting for the rest of a command."""
         return len(self._buf) + self._have + sum(len(p) for p in self._raw_parts if p is not None)
 
     def feed(self, data: bytes) -> list[tuple[list[bytes], bytes | None]]:
+        if (
+            data[:1] == b"*"
+            and not self._buf
+            and not self._remaining
+            and not self._wait
+            and not self._needle
+            and self.authenticated
+            and self._reader is not None
+            and len(data) <= self.max_bulk_len
+            and len(data) <= self.max_query_buffer
+            and not _BIG_COUNT.search(data)
+            and b"\n%" not in data  # nor any other aggregate (RESP3 maps, sets...)
+            and b"\n~" not in data
+            and b"\n>" not in data
+            and b"\n|" not in data
+        ):
+            out = self._feed_canonical(data)
+            if out is not None:
+                return out
         if self._wait:
             # A large bulk is on its way: collect chunks, join them once.
             self._chunks.append(data)
@@ -458,6 +494,37 @@ class RequestParser:
             self._buf = buf[pos:] if pos < n else b""
         return out
 
+    def _feed_canonical(self, data: bytes) -> list[tuple[list[bytes], bytes]] | None:
+        """The commands in ``data`` if it is exactly whole commands in
+        canonical form (``*<n>`` then ``$<len>`` bulks, no leading zeros),
+        else None, and :meth:`feed` parses it the long way.
+
+        hiredis parses; re-encoding what it found (in C as well) and finding
+        ``data`` again, byte for byte, proves the input was canonical RESP,
+        which every parser, Redis's included, reads the same way.  The
+        encodings are the ``raw`` bytes the worker gets.  Called only while
+        nothing is buffered, so falling back loses nothing.
+        """
+        reader = self._reader
+        reader.feed(data)  # type: ignore[union-attr]
+        gets = reader.gets  # type: ignore[union-attr]
+        out = []
+        raws = []
+        try:
+            while (args := gets()) is not False:
+                if not args:  # *0 and *-1 (ignored), or not a command at all
+                    raise ValueError
+                raw = _pack_command(tuple(args))
+                out.append((args, raw))
+                raws.append(raw)
+        except Exception:  # noqa: BLE001 - not canonical: the long way decides
+            self._reader = _HiredisReader()
+            return None
+        if not raws or b"".join(raws) != data:
+            self._reader = _HiredisReader()  # it may hold part of a command
+            return None
+        return out
+
     def _hold(self, rest: bytes, needle: bytes, too_big: str) -> None:
         """Keep ``rest``, which starts with a line.  If the line is not
         complete, collect what comes until ``needle`` does, rather than join
@@ -541,7 +608,9 @@ def encode(value: object, resp3: bool = False) -> bytes:
         # path runs instead.
         try:
             heads = [_BULK_HEADS[n] if n < 1024 else b"$%d" % n for n in map(len, value)]  # type: ignore[arg-type]
-            return b"\r\n".join([b"*%d" % len(heads), *chain.from_iterable(zip(heads, value, strict=True)), b""])  # type: ignore[call-overload]
+            return b"\r\n".join(
+                [b"*%d" % len(heads), *chain.from_iterable(zip(heads, value, strict=True)), b""]
+            )  # type: ignore[call-overload]
         except TypeError:
             pass
     out: list[bytes] = []

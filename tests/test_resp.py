@@ -311,3 +311,87 @@ def test_split_inline():
     assert split_inline(b'"\\a\\b\\r"') == [b"\a\b\r"]
     with pytest.raises(ProtocolError):
         split_inline(b'"abc\\')
+
+
+# -- the hiredis fast path gives what the Python parser gives ------------------
+
+ELEMENTS = [
+    b"$3\r\nGET\r\n",
+    b"$1\r\nk\r\n",
+    b"$0\r\n\r\n",
+    b"$5\r\na\r\nb\r\r\n",  # CRLF inside a value
+    b"$03\r\nabc\r\n",  # leading zero: Redis refuses it
+    b"+k\r\n",  # not a bulk
+    b":1\r\n",
+    b"*1\r\n$1\r\nx\r\n",  # nested
+    b"$-1\r\n",
+    b"$2\r\nab\n\n",  # the bytes after a bulk are never checked
+    b"$1\rxk\r\n",  # header ended by '\r' alone
+    b"%1\r\n$1\r\na\r\n$1\r\nb\r\n",  # RESP3 map
+    b"~1\r\n$1\r\na\r\n",
+]
+
+
+def _python_only(**kw) -> RequestParser:
+    parser = RequestParser(**kw)
+    parser._reader = None  # the pure-Python path, which follows Redis
+    return parser
+
+
+def _outcome(parser: RequestParser, chunks: list[bytes]) -> list:
+    out: list = []
+    for chunk in chunks:
+        try:
+            out.append(parser.feed(chunk))
+        except ProtocolError as e:
+            out.append(("error", e.message, e.commands))
+            break
+    out.append(parser.buffered())
+    return out
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_fast_path_agrees_with_the_python_parser(seed):
+    """Random runs of well-formed and odd commands, cut at random places,
+    give the same commands, raw bytes, errors and leftovers either way."""
+    import random
+
+    rng = random.Random(seed)
+    commands = []
+    for _ in range(rng.randint(1, 12)):
+        if rng.random() < 0.7:
+            args = [
+                bytes(rng.choice(b"ab\r\n*$:+0") for _ in range(rng.randint(0, 12)))
+                for _ in range(rng.randint(1, 4))
+            ]
+            commands.append(encode_command(args))
+        else:
+            elements = [rng.choice(ELEMENTS) for _ in range(rng.randint(1, 3))]
+            commands.append(b"*%d\r\n" % len(elements) + b"".join(elements))
+    data = b"".join(commands)
+    cuts = sorted(rng.sample(range(1, len(data)), min(rng.randint(0, 3), len(data) - 1)))
+    chunks = [data[i:j] for i, j in zip([0, *cuts], [*cuts, len(data)], strict=True)]
+    assert _outcome(RequestParser(), chunks) == _outcome(_python_only(), chunks)
+
+
+def test_fast_path_keeps_the_raw_bytes_and_reads_them_once():
+    data = b"".join(encode_command([b"SET", b"k%d" % i, b"v" * i]) for i in range(16))
+    parser = RequestParser()
+    out = parser.feed(data)
+    assert [raw for _, raw in out] == [encode_command([b"SET", b"k%d" % i, b"v" * i]) for i in range(16)]
+    assert parser.buffered() == 0
+    assert parser.feed(TRAILING) == [] and parser.feed(TRAILING_REST) == [
+        (TRAILING_ARGS, TRAILING + TRAILING_REST)
+    ]
+
+
+@pytest.mark.parametrize("header", [b"*2147483647\r\n", b"*99999\r\n", b"*1\r\n*2147483647\r\n"])
+def test_huge_counts_never_reach_hiredis(header):
+    """hiredis would allocate the announced array first (seconds, gigabytes)."""
+    parser = RequestParser()
+    reader = parser._reader
+    try:
+        parser.feed(header)
+    except ProtocolError:
+        pass  # "expected '$', got '*'" for the nested one, as from Redis
+    assert parser._reader is reader and not reader.has_data()  # hiredis never saw it
