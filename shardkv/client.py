@@ -142,9 +142,12 @@ class Client(asyncio.Protocol):
             self.last_command = batch[-1][0][0]
         else:  # part of a command: still activity, for ``timeout``
             self.last_active = time.monotonic()
-        if self.pending:
-            self.flush()
-            if len(self.pending) > MAX_IN_FLIGHT:
+        pending = self.pending
+        if pending:
+            head = pending[0]
+            if type(head) is bytes or head.data is not None:  # else nothing to write yet
+                self.flush()
+            if len(pending) > MAX_IN_FLIGHT:
                 self._check_in_flight()
 
     def resume(self) -> None:

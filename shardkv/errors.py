@@ -58,9 +58,7 @@ ZADD_INCR_PAIRS = "ERR INCR option supports a single increment-element pair"
 SCORE_NAN = "ERR resulting score is not a number (NaN)"
 WEIGHT_NOT_FLOAT = "ERR weight value is not a float"
 WITHSCORES_BYLEX = "ERR syntax error, WITHSCORES not supported in combination with BYLEX"
-LIMIT_NEEDS_BY = (
-    "ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX"
-)
+LIMIT_NEEDS_BY = "ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX"
 
 # -- connection and server ---------------------------------------------------
 NOAUTH = "NOAUTH Authentication required."

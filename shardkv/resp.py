@@ -44,9 +44,23 @@ except ImportError:  # pragma: no cover - hiredis is a dependency
     _HiredisReader = None
 
 PROTO_INLINE_MAX_SIZE = 64 * 1024
-# A header with this many digits or more never takes the hiredis path:
-# hiredis allocates an array of the announced size before its elements come.
-_BIG_COUNT = re.compile(rb"\*\d{5}")
+# Input with an aggregate header of 5 digits or more never goes to hiredis:
+# it allocates an array of the announced size before the elements come, and
+# freeing one of 2**31 takes seconds.  (Not anchored at line starts: hiredis
+# skips the two bytes after a bulk without looking at them.)
+_BIG_ARRAY = re.compile(rb"\*\d{5}")  # a literal first byte: a fast scan
+_BIG_AGGREGATE = re.compile(rb"[*%~>|]\d{5}")  # a class: a slow one
+
+
+def _may_allocate_big(data: bytes) -> bool:
+    if _BIG_ARRAY.search(data):
+        return True
+    # Maps, sets, pushes, attributes: rare enough to be looked for byte by byte.
+    if 37 in data or 126 in data or 62 in data or 124 in data:  # % ~ > |
+        return _BIG_AGGREGATE.search(data) is not None
+    return False
+
+
 DEFAULT_MAX_BULK_LEN = 512 * 1024 * 1024
 INT_MAX = 2**31 - 1
 # Redis refuses larger multibulk counts and bulk lengths from clients that
@@ -332,11 +346,7 @@ class RequestParser:
             and self._reader is not None
             and len(data) <= self.max_bulk_len
             and len(data) <= self.max_query_buffer
-            and not _BIG_COUNT.search(data)
-            and b"\n%" not in data  # nor any other aggregate (RESP3 maps, sets...)
-            and b"\n~" not in data
-            and b"\n>" not in data
-            and b"\n|" not in data
+            and not _may_allocate_big(data)
         ):
             out = self._feed_canonical(data)
             if out is not None:

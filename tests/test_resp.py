@@ -385,7 +385,16 @@ def test_fast_path_keeps_the_raw_bytes_and_reads_them_once():
     ]
 
 
-@pytest.mark.parametrize("header", [b"*2147483647\r\n", b"*99999\r\n", b"*1\r\n*2147483647\r\n"])
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"*2147483647\r\n",
+        b"*99999\r\n",
+        b"*1\r\n*2147483647\r\n",
+        b"*2\r\n$1\r\nkXY~2147483647\r\n",  # hiredis skips the 2 bytes after a bulk unread
+        b"*1\r\n>2147483647\r\n",
+    ],
+)
 def test_huge_counts_never_reach_hiredis(header):
     """hiredis would allocate the announced array first (seconds, gigabytes)."""
     parser = RequestParser()

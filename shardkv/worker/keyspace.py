@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator
 
 from shardkv import errors
 from shardkv.errors import CommandError
-from shardkv.router import SLOTS, key_slot
+from shardkv.router import LBRACE, SLOTS, key_slot
 from shardkv.worker.clock import Clock
 from shardkv.worker.zset import ZSet
 
@@ -41,7 +41,7 @@ TYPE_NAMES: dict[type, str] = {bytes: "string", dict: "hash", deque: "list", set
 
 
 def slot_of(key: bytes) -> int:
-    if b"{" in key:
+    if LBRACE in key:
         return key_slot(key)
     return crc_hqx(key, 0) & 16383
 
@@ -75,7 +75,7 @@ class Keyspace:
 
     def lookup(self, key: bytes) -> object | None:
         """The value of ``key``, or None if it is missing or has expired."""
-        slot = key_slot(key) if b"{" in key else crc_hqx(key, 0) & 16383
+        slot = key_slot(key) if LBRACE in key else crc_hqx(key, 0) & 16383
         exp = self.expires[slot]
         if exp:
             when = exp.get(key)
