@@ -24,7 +24,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
-from shardkv import __version__, errors
+from shardkv import __version__, errors, gctuning
 from shardkv.client import Client
 from shardkv.commands import Command
 from shardkv.proctitle import set_name
@@ -276,6 +276,7 @@ def serve(config: dict[str, Any], pipes: list[Connection], control: Connection |
         except ImportError:
             pass
     signal.signal(signal.SIGTERM, lambda *_: _stop(acceptor))
+    gctuning.settle()
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         runner.run(acceptor.serve(pipes, control))
 

@@ -39,7 +39,7 @@ import sys
 import time
 from multiprocessing.connection import Connection
 
-from shardkv import commands, wire
+from shardkv import commands, gctuning, wire
 from shardkv.errors import CommandError
 from shardkv.proctitle import set_name
 from shardkv.resp import Error, encode
@@ -302,6 +302,7 @@ def serve(conn: Connection, ctl: Connection, index: int, cfg: dict) -> None:
     except (LoadError, OSError) as e:
         log.error("shard %d: cannot load its data: %s", index, e)
         sys.exit(EXIT_LOAD_FAILED)
+    gctuning.settle()  # after loading: the loaded keys are never traversed
     ctl.send_bytes(b"loaded")
     while not _Stop.requested:
         persistence.inherited_fds = [conn.fileno(), ctl.fileno()]
