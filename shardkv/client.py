@@ -33,6 +33,7 @@ HEADERS = (wire.entry_header(0), wire.entry_header(wire.FLAG_RESP3))
 PART_HEADERS = (wire.entry_header(wire.FLAG_PART), wire.entry_header(wire.FLAG_PART | wire.FLAG_RESP3))
 
 _lookup = commands.lookup
+_seen = commands.seen
 
 MAX_IN_FLIGHT = 1024  # a client's commands awaiting replies before reading pauses
 
@@ -166,7 +167,6 @@ class Client(asyncio.Protocol):
         does what :meth:`execute` and :meth:`send` would, inline, as long as
         nothing (MULTI, SUBSCRIBE, AUTH) makes the client a special case.
         """
-        execute = self.execute
         server = self.server
         links = server.links
         shard_of = server.shard_of
@@ -176,7 +176,7 @@ class Client(asyncio.Protocol):
         rest = iter(batch)
         for args, raw in rest:
             if plain and raw is not None:
-                cmd = _lookup(args[0])
+                cmd = _seen(args[0])
                 if cmd is not None and cmd.single_key:
                     arity = cmd.arity
                     if (len(args) == arity) if arity > 0 else (len(args) >= -arity):
@@ -184,7 +184,7 @@ class Client(asyncio.Protocol):
                         pending.append(slot)
                         links[shard_of(args[1])].send(header, raw, slot)
                         continue
-            execute(args, raw)
+            self.execute(args, raw)
             if self.closing or self.blocked_token:
                 if not self.closing:
                     self.held.extend(rest)

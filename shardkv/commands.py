@@ -313,6 +313,11 @@ COMMANDS: dict[str, Command] = _load(_TABLE)
 _BY_BYTES: dict[bytes, Command] = {}
 
 
+# The hot path's lookup: the command for a spelling met before, else None
+# (then call lookup).
+seen = _BY_BYTES.get
+
+
 def lookup(name: bytes) -> Command | None:
     """The command called ``name`` in any letter case, or None."""
     cmd = _BY_BYTES.get(name)
