@@ -618,9 +618,8 @@ def encode(value: object, resp3: bool = False) -> bytes:
         # path runs instead.
         try:
             heads = [_BULK_HEADS[n] if n < 1024 else b"$%d" % n for n in map(len, value)]  # type: ignore[arg-type]
-            return b"\r\n".join(
-                [b"*%d" % len(heads), *chain.from_iterable(zip(heads, value, strict=True)), b""]
-            )  # type: ignore[call-overload]
+            lines = [b"*%d" % len(heads), *chain.from_iterable(zip(heads, value, strict=True)), b""]  # type: ignore[call-overload]
+            return b"\r\n".join(lines)
         except TypeError:
             pass
     out: list[bytes] = []
