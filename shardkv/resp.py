@@ -52,6 +52,9 @@ _BIG_ARRAY = re.compile(rb"\*\d{5}")  # a literal first byte: a fast scan
 _BIG_AGGREGATE = re.compile(rb"[*%~>|]\d{5}")  # a class: a slow one
 
 
+_READER_KEEP = 16 * 1024  # a hiredis reader fed more is replaced once done
+
+
 def _may_allocate_big(data: bytes) -> bool:
     if _BIG_ARRAY.search(data):
         return True
@@ -533,6 +536,10 @@ class RequestParser:
         if not raws or b"".join(raws) != data:
             self._reader = _HiredisReader()  # it may hold part of a command
             return None
+        if len(data) > _READER_KEEP:
+            # hiredis keeps its buffer's capacity until the next feed; an
+            # idle client must not hold on to its largest read.
+            self._reader = _HiredisReader()
         return out
 
     def _hold(self, rest: bytes, needle: bytes, too_big: str) -> None:

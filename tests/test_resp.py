@@ -404,3 +404,24 @@ def test_huge_counts_never_reach_hiredis(header):
     except ProtocolError:
         pass  # "expected '$', got '*'" for the nested one, as from Redis
     assert parser._reader is reader and not reader.has_data()  # hiredis never saw it
+
+
+def test_idle_parsers_do_not_keep_their_largest_read():
+    """hiredis keeps its buffer's capacity until its next feed: after a big
+    pipelined read, an idle connection must not hold on to it (300 clients
+    that each sent 236 KB would otherwise keep ~70 MB)."""
+    import gc
+
+    import psutil
+
+    data = b"".join(encode_command([b"SET", b"k%d" % i, b"v" * 100]) for i in range(1800))
+    gc.collect()
+    before = psutil.Process().memory_info().rss
+    parsers = []
+    for _ in range(300):
+        parser = RequestParser()
+        assert len(parser.feed(data)) == 1800
+        parsers.append(parser)
+    gc.collect()
+    grown = psutil.Process().memory_info().rss - before
+    assert grown < 20 * 1024 * 1024, f"{grown / 2**20:.1f} MiB held by 300 idle parsers"
