@@ -182,7 +182,7 @@ class Client(asyncio.Protocol):
                     if (len(args) == arity) if arity > 0 else (len(args) >= -arity):
                         slot = Slot(self)
                         pending.append(slot)
-                        links[shard_of(args[1])].send(header, raw, slot)
+                        links[shard_of(args[1])].send(header, raw, slot, True)
                         continue
             self.execute(args, raw)
             if self.closing or self.blocked_token:

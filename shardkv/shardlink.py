@@ -2,8 +2,8 @@
 
 Commands for the shard are buffered during a turn of the event loop and
 leave as one ``B`` frame when the acceptor flushes at the end of the turn,
-or as soon as :data:`EARLY_BATCH` have gathered (see :mod:`shardkv.wire`
-for the format).  Either way they leave in the order they were queued, the
+or, between two steps of the global order, as soon as :data:`EARLY_BATCH`
+have gathered (see :mod:`shardkv.wire` for the format).  Either way they leave in the order they were queued, the
 order the workers run them in.  Each command leaves a *sink*
 in :attr:`ShardLink.fifo`; the worker answers in the same order, so each
 reply in an ``R`` frame goes to the sink at the head of the FIFO.  A sink
@@ -66,9 +66,17 @@ class ShardLink:
 
     # -- sending ------------------------------------------------------------
 
-    def send(self, header: bytes, command: bytes, sink: Sink) -> None:
-        """Queue one command; it leaves at the end of this loop turn, or
-        now if it completes a batch of :data:`EARLY_BATCH`."""
+    def send(self, header: bytes, command: bytes, sink: Sink, step_done: bool = False) -> None:
+        """Queue one command; it leaves at the end of this loop turn.
+
+        ``step_done`` says this command is a whole step of the global order
+        (a plain single-key command): then, if it completes a batch of
+        :data:`EARLY_BATCH`, the batch leaves now.  Never in the middle of
+        a step that queues several commands (EXEC's, a fan-out's parts, a
+        cross-shard operation's parks): those must reach the worker in one
+        batch, since it reads the clock and serves blocked clients only
+        between batches.
+        """
         if not self.up:
             sink.deliver(encode_error(errors.SHARD_UNAVAILABLE))
             return
@@ -79,7 +87,7 @@ class ShardLink:
         if not self.queued:
             self.queued = True
             self._on_turn_end(self)
-        if len(out) >= 2 * EARLY_BATCH:  # a header and a command each
+        if step_done and len(out) >= 2 * EARLY_BATCH:  # a header and a command each
             self._write()
 
     def flush(self) -> None:

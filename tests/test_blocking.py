@@ -226,6 +226,23 @@ def test_multi_push_wakes_a_waiter(r, server, pool):
     assert r.exists("a") == 0
 
 
+def test_long_multi_on_one_shard_is_whole_before_a_waiter(r, server, pool):
+    """A transaction longer than a pipe batch (EARLY_BATCH) still reaches
+    its shard as one batch: the waiter is served after EXEC, not between
+    the transaction's commands."""
+    waiting = start(pool, server, "BLPOP", "a", 0)
+    wait_blocked(r, 1)
+    pipe = r.pipeline()
+    pipe.rpush("a", "1")
+    pipe.rpush("a", "2")
+    for i in range(80):
+        pipe.set("{a}k%d" % i, "v")  # the same shard as "a"
+    pipe.lpop("a")
+    assert pipe.execute() == [1, 2, *[True] * 80, b"1"]
+    assert waiting.result(WAIT) == [b"a", b"2"]
+    assert r.exists("a") == 0
+
+
 def test_wrong_type_keeps_waiting(r, server, pool):
     waiting = start(pool, server, "BLPOP", "a", 0)
     wait_blocked(r, 1)
