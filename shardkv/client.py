@@ -185,6 +185,8 @@ class Client(asyncio.Protocol):
                         links[shard_of(args[1])].send(header, raw, slot, True)
                         continue
             self.execute(args, raw)
+            for link in links:  # a whole step (MSET's parts, an EXEC) is queued
+                link.step_done()
             if self.closing or self.blocked_token:
                 if not self.closing:
                     self.held.extend(rest)

@@ -90,6 +90,12 @@ class ShardLink:
         if step_done and len(out) >= 2 * EARLY_BATCH:  # a header and a command each
             self._write()
 
+    def step_done(self) -> None:
+        """A step of the global order has been queued whole: send the
+        batch now if it holds :data:`EARLY_BATCH` commands or more."""
+        if len(self.out) >= 2 * EARLY_BATCH:
+            self._write()
+
     def flush(self) -> None:
         """Send everything queued this turn as one ``B`` frame."""
         self.queued = False
