@@ -66,10 +66,10 @@ class ShardLink:
 
     # -- sending ------------------------------------------------------------
 
-    def send(self, header: bytes, command: bytes, sink: Sink, step_done: bool = False) -> None:
+    def send(self, header: bytes, command: bytes, sink: Sink, whole_step: bool = False) -> None:
         """Queue one command; it leaves at the end of this loop turn.
 
-        ``step_done`` says this command is a whole step of the global order
+        ``whole_step`` says this command is a whole step of the global order
         (a plain single-key command): then, if it completes a batch of
         :data:`EARLY_BATCH`, the batch leaves now.  Never in the middle of
         a step that queues several commands (EXEC's, a fan-out's parts, a
@@ -87,7 +87,7 @@ class ShardLink:
         if not self.queued:
             self.queued = True
             self._on_turn_end(self)
-        if step_done and len(out) >= 2 * EARLY_BATCH:  # a header and a command each
+        if whole_step and len(out) >= 2 * EARLY_BATCH:  # a header and a command each
             self._write()
 
     def step_done(self) -> None:
