@@ -35,7 +35,57 @@ __all__ = [
     "add_long_double",
     "format_long_double",
     "incr_by_float",
+    "parse_cursor",
+    "parse_scan_options",
 ]
+
+
+def parse_cursor(arg: bytes) -> int:
+    """A SCAN/HSCAN/SSCAN/ZSCAN cursor as Redis reads it, with ``strtoul``:
+    an optional sign, then decimal digits (a minus wraps around); the empty
+    string is 0."""
+    digits = arg[1:] if arg[:1] in (b"+", b"-") else arg
+    if not digits:
+        if arg:
+            raise CommandError(errors.INVALID_CURSOR)
+        return 0
+    if not digits.isdigit():
+        raise CommandError(errors.INVALID_CURSOR)
+    value = int(digits)
+    if value >= 2**64:
+        raise CommandError(errors.INVALID_CURSOR)
+    return -value % 2**64 if arg[:1] == b"-" else value
+
+
+def parse_scan_options(
+    args: list[bytes], start: int, with_type: bool = False
+) -> tuple[int, bytes | None, bytes | None]:
+    """``[MATCH pattern] [COUNT count]``, and ``[TYPE type]`` for SCAN
+    (``with_type``), from ``args[start:]`` -> (count, pattern, type).
+
+    The pattern is None when there is none or it is ``*`` (every member);
+    the type is None when not given.
+    """
+    count = 10
+    pattern = kind = None
+    j = start
+    n = len(args)
+    while j < n:
+        opt = args[j].upper()
+        if j + 1 >= n:
+            raise CommandError(errors.SYNTAX)
+        if opt == b"COUNT":
+            count = parse_int(args[j + 1])
+            if count < 1:
+                raise CommandError(errors.SYNTAX)
+        elif opt == b"MATCH":
+            pattern = None if args[j + 1] == b"*" else args[j + 1]
+        elif opt == b"TYPE" and with_type:
+            kind = args[j + 1]
+        else:
+            raise CommandError(errors.SYNTAX)
+        j += 2
+    return count, pattern, kind
 
 
 def parse_int(arg: bytes, message: str = errors.NOT_INTEGER) -> int:

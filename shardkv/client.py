@@ -335,14 +335,18 @@ class Client(asyncio.Protocol):
         if self.multi is not None or self.channels or self.patterns:
             if server.intercept(self, cmd, args):
                 return
+        self.route(cmd, args, raw)
+
+    def route(self, cmd: commands.Command, args: list[bytes], raw: bytes | None) -> None:
+        """Run a checked command: here, or on the shards its keys name."""
         route = cmd.route
         if route == "shard":
             if cmd.single_key:
-                self.send(server.shard_of(args[1]), args, raw)
+                self.send(self.server.shard_of(args[1]), args, raw)
             else:
                 self.send_keyed(cmd, args, raw)
         elif route == "local":
-            server.run_local(self, cmd, args)
+            self.server.run_local(self, cmd, args)
         else:
             self.send_all(cmd, args)
 

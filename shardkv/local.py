@@ -17,7 +17,7 @@ import time
 
 from shardkv import REDIS_VERSION, command_docs, commands, config, errors
 from shardkv.acceptor import ATTACH_HOOKS, local
-from shardkv.args import parse_int, parse_int32, strict_int
+from shardkv.args import parse_cursor, parse_int, parse_int32, parse_scan_options, strict_int
 from shardkv.client import Client
 from shardkv.errors import CommandError
 from shardkv.glob import compile_glob
@@ -802,46 +802,12 @@ def _later(client: Client):
 # -- SCAN --------------------------------------------------------------------
 
 
-def parse_scan_cursor(arg: bytes) -> int:
-    """A cursor as Redis reads it, with ``strtoul``: an optional sign, then
-    decimal digits (a minus wraps around); the empty string is 0."""
-    digits = arg[1:] if arg[:1] in (b"+", b"-") else arg
-    if not digits:
-        if arg:
-            raise CommandError(errors.INVALID_CURSOR)
-        return 0
-    if not digits.isdigit():
-        raise CommandError(errors.INVALID_CURSOR)
-    value = int(digits)
-    if value >= 2**64:
-        raise CommandError(errors.INVALID_CURSOR)
-    return -value % 2**64 if arg[:1] == b"-" else value
-
-
 @local("scan")
 @_guard
 def scan(client: Client, args: list) -> None:
     """SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]"""
-    cursor = parse_scan_cursor(args[1])
-    pattern = b"*"  # everything, the empty key too
-    kind = b""
-    count = 10
-    j = 2
-    while j < len(args):
-        opt = args[j].upper()
-        if j + 1 >= len(args):
-            raise CommandError(errors.SYNTAX)
-        if opt == b"COUNT":
-            count = parse_int(args[j + 1])
-            if count < 1:
-                raise CommandError(errors.SYNTAX)
-        elif opt == b"MATCH":
-            pattern = args[j + 1]
-        elif opt == b"TYPE":
-            kind = args[j + 1]
-        else:
-            raise CommandError(errors.SYNTAX)
-        j += 2
+    cursor = parse_cursor(args[1])
+    count, pattern, kind = parse_scan_options(args, 2, with_type=True)
     server = client.server
     if cursor >= SLOTS:
         client.reply([b"0", []])
@@ -854,4 +820,15 @@ def scan(client: Client, args: list) -> None:
             next_slot = (shard + 1) * SLOTS // server.nshards if shard + 1 < server.nshards else 0
         return [b"%d" % next_slot, keys]
 
-    client.fan_out({shard: [b"__scan", b"%d" % cursor, b"%d" % count, pattern, kind]}, merge)
+    client.fan_out(
+        {
+            shard: [
+                b"__scan",
+                b"%d" % cursor,
+                b"%d" % count,
+                b"*" if pattern is None else pattern,
+                kind or b"",
+            ]
+        },
+        merge,
+    )

@@ -286,20 +286,10 @@ def _run_in_order(client: Client, queued: list, reply: Exec) -> None:
     """
     parts: list = []
     saved = client.pending
-    server = client.server
     try:
         for cmd, args in queued:
             client.pending = captured = deque((_BARRIER,))
-            route = cmd.route
-            if route == "shard":
-                if cmd.first_key == 1 and cmd.last_key == 1:
-                    client.send(server.shard_of(args[1]), args, None)
-                else:
-                    client.send_keyed(cmd, args, None)
-            elif route == "local":
-                server.run_local(client, cmd, args)
-            else:
-                client.send_all(cmd, args)
+            client.route(cmd, args, None)
             captured.popleft()
             parts.extend(captured)
     finally:

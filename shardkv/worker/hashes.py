@@ -17,7 +17,14 @@ from itertools import islice
 from zlib import crc32
 
 from shardkv import errors
-from shardkv.args import add_long_double, format_long_double, parse_int, parse_long_double
+from shardkv.args import (
+    add_long_double,
+    format_long_double,
+    parse_cursor,
+    parse_int,
+    parse_long_double,
+    parse_scan_options,
+)
 from shardkv.errors import CommandError
 from shardkv.glob import compile_glob
 from shardkv.resp import OK, Pairs, strict_int
@@ -68,46 +75,6 @@ def parse_count(arg: bytes) -> int:
 
 # Redis returns a small hash (a listpack) in one call, whatever COUNT says.
 SCAN_WHOLE_MAX = 128
-_ULONG_MAX = (1 << 64) - 1
-
-
-def parse_cursor(arg: bytes) -> int:
-    """A SCAN cursor as Redis's ``strtoul`` check reads it."""
-    s = arg
-    negative = False
-    if s[:1] in (b"+", b"-"):
-        negative = s[:1] == b"-"
-        s = s[1:]
-    if arg and not s.isdigit():
-        raise CommandError(errors.INVALID_CURSOR)
-    value = int(s) if s else 0
-    if value > _ULONG_MAX:
-        raise CommandError(errors.INVALID_CURSOR)
-    return (-value) & _ULONG_MAX if negative else value
-
-
-def parse_scan_options(args: list[bytes], start: int) -> tuple[int, bytes | None]:
-    """``[MATCH pattern] [COUNT count]`` -> (count, pattern or None)."""
-    count = 10
-    pattern = None
-    j = start
-    n = len(args)
-    while j < n:
-        opt = args[j].upper()
-        if j + 1 >= n:
-            raise CommandError(errors.SYNTAX)
-        if opt == b"COUNT":
-            count = parse_int(args[j + 1])
-            if count < 1:
-                raise CommandError(errors.SYNTAX)
-        elif opt == b"MATCH":
-            pattern = args[j + 1]
-            if pattern == b"*":
-                pattern = None
-        else:
-            raise CommandError(errors.SYNTAX)
-        j += 2
-    return count, pattern
 
 
 def scan_members(members: Collection, cursor: int, count: int) -> tuple[int, Iterable]:
@@ -336,7 +303,7 @@ def hscan(ks: Keyspace, args: list[bytes]) -> object:
     h = get_hash(ks, args[1])
     if h is None:
         return scan_reply(0, [])
-    count, pattern = parse_scan_options(args, 3)
+    count, pattern, _ = parse_scan_options(args, 3)
     cursor, fields = scan_members(h, cursor, count)
     match = compile_glob(pattern) if pattern is not None else None
     out = []

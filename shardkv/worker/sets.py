@@ -12,13 +12,12 @@ from __future__ import annotations
 import random
 
 from shardkv import errors
+from shardkv.args import parse_cursor, parse_scan_options
 from shardkv.errors import CommandError
 from shardkv.glob import compile_glob
 from shardkv.resp import strict_int
 from shardkv.worker.hashes import (
     parse_count,
-    parse_cursor,
-    parse_scan_options,
     random_member,
     scan_members,
     scan_reply,
@@ -317,7 +316,7 @@ def sscan(ks: Keyspace, args: list[bytes]) -> object:
     s = get_set(ks, args[1])
     if s is None:
         return scan_reply(0, [])
-    count, pattern = parse_scan_options(args, 3)
+    count, pattern, _ = parse_scan_options(args, 3)
     members = _as_intset(s)
     if members is not None:
         cursor = 0

@@ -19,7 +19,7 @@ import random
 import re
 
 from shardkv import errors
-from shardkv.args import parse_int
+from shardkv.args import parse_cursor, parse_int, parse_scan_options
 from shardkv.errors import CommandError
 from shardkv.glob import compile_glob
 from shardkv.resp import NULL_ARRAY, Pairs, format_double, strict_int
@@ -27,8 +27,6 @@ from shardkv.worker.blocking import Wait, blocking, parse_timeout
 from shardkv.worker.hashes import (
     LONG_MAX,
     parse_count,
-    parse_cursor,
-    parse_scan_options,
     scan_members,
     scan_reply,
 )
@@ -890,7 +888,7 @@ def zscan(ks: Keyspace, args: list[bytes]) -> object:
     z = get_zset(ks, args[1])
     if z is None:
         return scan_reply(0, [])
-    count, pattern = parse_scan_options(args, 3)
+    count, pattern, _ = parse_scan_options(args, 3)
     scores = z.scores
     if z.big:
         cursor, members = scan_members(scores, cursor, count)
