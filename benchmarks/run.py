@@ -109,7 +109,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--random-keys", type=int, default=100_000, help="redis-benchmark -r (default 100000)"
     )
     parser.add_argument(
-        "--repeat", type=int, default=1, help="run each measurement K times, report the median"
+        "--repeat",
+        type=int,
+        default=1,
+        help="run each measurement K times and report the median (throughput: K rounds over all servers)",
     )
     parser.add_argument(
         "--keys",
@@ -199,42 +202,65 @@ class Harness:
     # -- redis-benchmark -----------------------------------------------------------
 
     def benchmark(
+        self, server: RunningServer, test: str, pipeline: int, keyspace: int, note: str = ""
+    ) -> BenchmarkRun:
+        """Run one test once, with progress lines; its errors go to the run's error list."""
+        self.progress(f"{server.spec.label}: {test} -P {pipeline} -r {keyspace}{note}")
+        run = run_redis_benchmark(server, test, pipeline, self.args.requests, self.args.clients, keyspace)
+        rates = ", ".join(f"{row.name} {row.rps:,.0f} rps" for row in run.rows) or "no result"
+        self.progress(f"{server.spec.label}: {test} -P {pipeline}: {rates} ({run.wall_seconds:.1f}s)")
+        for error in dict.fromkeys(run.errors):
+            self.progress(f"!! {error}")
+            message = f"{server.spec.label} {test} -P {pipeline}: {error}"
+            if message not in self.errors:
+                self.errors.append(message)
+        return run
+
+    def benchmark_repeated(
         self, server: RunningServer, test: str, pipeline: int, keyspace: int
     ) -> list[dict[str, Any]]:
-        """Run one test --repeat times and return one record per CSV row (median figures)."""
+        """Run one test --repeat times back to back; one record per CSV row (medians)."""
         runs: list[BenchmarkRun] = []
         for rep in range(self.args.repeat):
-            rep_note = f" (run {rep + 1}/{self.args.repeat})" if self.args.repeat > 1 else ""
-            self.progress(f"{server.spec.label}: {test} -P {pipeline} -r {keyspace}{rep_note}")
-            run = run_redis_benchmark(server, test, pipeline, self.args.requests, self.args.clients, keyspace)
-            rates = ", ".join(f"{row.name} {row.rps:,.0f} rps" for row in run.rows) or "no result"
-            self.progress(f"{server.spec.label}: {test} -P {pipeline}: {rates} ({run.wall_seconds:.1f}s)")
-            for error in dict.fromkeys(run.errors):
-                self.progress(f"!! {error}")
-                message = f"{server.spec.label} {test} -P {pipeline}: {error}"
-                if message not in self.errors:
-                    self.errors.append(message)
-            runs.append(run)
-            if not run.rows:
+            note = f" (run {rep + 1}/{self.args.repeat})" if self.args.repeat > 1 else ""
+            runs.append(self.benchmark(server, test, pipeline, keyspace, note))
+            if not runs[-1].rows:
                 break  # a test the server cannot run fails the same way every time
         return summarize(server.spec, runs)
 
     # -- modes ------------------------------------------------------------------------
 
     def throughput(self) -> list[dict[str, Any]]:
-        """redis-benchmark every test at every pipeline depth against every server."""
+        """redis-benchmark every test at every pipeline depth against every server.
+
+        With --repeat K the servers take turns K times (a round starts each
+        server afresh and runs all its tests), so that drift on a shared
+        machine reaches redis-server and shardkv alike, and each ratio
+        compares medians measured over the same stretch of time.
+        """
+        runs: dict[tuple[str, str, int], list[BenchmarkRun]] = {}
+        specs: dict[str, ServerSpec] = {}
+        for rnd in range(self.args.repeat):
+            note = f" (round {rnd + 1}/{self.args.repeat})" if self.args.repeat > 1 else ""
+            for kind, shards in self.targets(self.args.shards):
+                server = self.start(kind, shards)
+                if server is None:
+                    continue
+                label = server.spec.label
+                specs.setdefault(label, server.spec)
+                try:
+                    self.progress(f"{label}: processes {sorted(set(server.roles().values()))}{note}")
+                    for pipeline in self.args.pipelines:
+                        for test in self.args.tests:
+                            done = runs.setdefault((label, test, pipeline), [])
+                            if done and not done[-1].rows:
+                                continue  # a test the server cannot run fails the same way every time
+                            done.append(self.benchmark(server, test, pipeline, self.args.random_keys, note))
+                finally:
+                    self.stop(server)
         records: list[dict[str, Any]] = []
-        for kind, shards in self.targets(self.args.shards):
-            server = self.start(kind, shards)
-            if server is None:
-                continue
-            try:
-                self.progress(f"{server.spec.label}: processes {sorted(set(server.roles().values()))}")
-                for pipeline in self.args.pipelines:
-                    for test in self.args.tests:
-                        records += self.benchmark(server, test, pipeline, self.args.random_keys)
-            finally:
-                self.stop(server)
+        for (label, _test, _pipeline), measured in runs.items():
+            records += summarize(specs[label], measured)
         add_ratios(records)
         return records
 
@@ -318,7 +344,7 @@ class Harness:
                     loaded = size
                     for pipeline in self.args.pipelines:
                         for test in ("set", "get"):
-                            for record in self.benchmark(server, test, pipeline, size):
+                            for record in self.benchmark_repeated(server, test, pipeline, size):
                                 records.append({**record, "keyspace": size})
             finally:
                 self.stop(server)
