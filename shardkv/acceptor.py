@@ -75,6 +75,8 @@ class Acceptor:
         self.started = time.time()
         self.commands_processed = 0
         self.connections_received = 0
+        self.net_input_bytes = 0  # read from clients, as INFO's total_net_input_bytes
+        self.net_output_bytes = 0  # written to clients
         self.rejected_connections = 0
         self.lastsave = int(time.time())
         self.event_loop_name = "asyncio"

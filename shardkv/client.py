@@ -122,6 +122,7 @@ class Client(asyncio.Protocol):
         self.server.client_disconnected(self)
 
     def data_received(self, data: bytes) -> None:
+        self.server.net_input_bytes += len(data)
         if self.closing:
             return
         if not self.authenticated:
@@ -295,7 +296,9 @@ class Client(asyncio.Protocol):
             out.append(item)
             pending.popleft()
         if out:
-            self.transport.write(out[0] if len(out) == 1 else b"".join(out))  # type: ignore[union-attr]
+            data = out[0] if len(out) == 1 else b"".join(out)
+            self.server.net_output_bytes += len(data)
+            self.transport.write(data)  # type: ignore[union-attr]
             if self.too_many_in_flight:
                 self._check_in_flight()
         if self.closing and not pending:

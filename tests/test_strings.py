@@ -137,6 +137,9 @@ def test_getset_getdel_getex(compare):
         ["EXAT", "9223372036854775807"],
     ):
         compare("GETEX", "ge", *bad)
+        compare("GETEX", "nope", *bad)  # a missing key is nil before the time is read
+    compare("HSET", "gh", "f", "v")
+    compare("GETEX", "gh", "EX", "abc")  # the type is checked before the time
     compare("GETEX", "ge", "PXAT", "1")  # in the past: deletes
     compare("EXISTS", "ge")
 

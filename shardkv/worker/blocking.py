@@ -170,6 +170,7 @@ def blocking(*names: str, kind: type | None) -> Callable[[Handler], Handler]:
             return value.deny if type(value) is Wait else value  # type: ignore[union-attr]
 
         command(*names)(now_or_never)
+        fn.reads = now_or_never.reads  # type: ignore[attr-defined]
         for name in names:
             for spelling in (name.encode(), name.upper().encode()):
                 BLOCKING[spelling] = fn

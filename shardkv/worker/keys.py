@@ -223,7 +223,8 @@ def copy(ks: Keyspace, args: list[bytes]) -> object:
         j += 1
     if src == dst:
         raise CommandError(errors.SAME_OBJECT)
-    value = ks.lookup(src)
+    with ks.reading():  # the source is read, the destination written
+        value = ks.lookup(src)
     if value is None:
         return 0
     if ks.lookup(dst) is not None:

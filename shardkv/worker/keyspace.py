@@ -29,6 +29,7 @@ import random
 from binascii import crc_hqx
 from collections import deque
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from shardkv import errors
 from shardkv.errors import CommandError
@@ -60,6 +61,11 @@ class Keyspace:
         self.watched: dict[bytes, int] = {}
         self.watch_counts: dict[bytes, int] = {}  # watchers per watched key
         self.expired_keys = 0  # stats, as INFO reports them
+        # Keyspace hits and misses: while ``counting`` is on (a read-only
+        # command runs, or see :meth:`reading`), each lookup counts one.
+        self.counting = False
+        self.hits = 0
+        self.misses = 0
         self.on_delete: Callable[[bytes], None] | None = None
         # Called for a key the server removes by itself (expiry, eviction),
         # as Redis's propagateDeletion: the AOF logs a DEL.
@@ -81,8 +87,28 @@ class Keyspace:
             when = exp.get(key)
             if when is not None and when <= self.now:
                 self._expire(slot, key)
+                if self.counting:
+                    self.misses += 1
                 return None
-        return self.data[slot].get(key)
+        value = self.data[slot].get(key)
+        if self.counting:
+            if value is None:
+                self.misses += 1
+            else:
+                self.hits += 1
+        return value
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """Count the lookups made inside as keyspace hits and misses: a
+        write command's lookups of the keys it reads (SET ... GET, COPY's
+        source, SUNIONSTORE's sources), where Redis uses lookupKeyRead."""
+        before = self.counting
+        self.counting = True
+        try:
+            yield
+        finally:
+            self.counting = before
 
     def lookup_type(self, key: bytes, kind: type) -> object | None:
         """Like :meth:`lookup`, but a value of another type is WRONGTYPE."""
@@ -219,13 +245,17 @@ class Keyspace:
     def random_key(self) -> bytes | None:
         """A random live key, or None; an approximately fair choice."""
         nonempty = [s for s in self.slots if self.data[s]]
-        for _ in range(100):
-            if not nonempty:
-                return None
-            slot = random.choice(nonempty)
-            key = random.choice(list(self.data[slot]))
-            if self.lookup(key) is not None:
-                return key
-            if not self.data[slot]:
-                nonempty.remove(slot)
-        return None
+        counting, self.counting = self.counting, False  # RANDOMKEY counts no hits
+        try:
+            for _ in range(100):
+                if not nonempty:
+                    return None
+                slot = random.choice(nonempty)
+                key = random.choice(list(self.data[slot]))
+                if self.lookup(key) is not None:
+                    return key
+                if not self.data[slot]:
+                    nonempty.remove(slot)
+            return None
+        finally:
+            self.counting = counting

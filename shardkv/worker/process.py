@@ -93,15 +93,18 @@ class Shard:
         ks = self.keyspace
         if handler is None:
             handler = find(args[0])
-        try:
             if handler is None:
                 return Error("ERR unknown command '{}'".format(args[0].decode("latin-1")))
+        ks.counting = handler.reads  # type: ignore[attr-defined]
+        try:
             value = handler(ks, args)
         except CommandError as e:
             return Error(e.message)
         except Exception:  # a bug must not take the shard down
             log.exception("shard %d: command %r failed", self.index, args[0])
             return Error("ERR internal error while running '{}'".format(args[0].decode("latin-1")))
+        finally:
+            ks.counting = False
         if ks.watched and type(value) is not Wait:
             cmd = commands.lookup(args[0])
             if cmd is not None and cmd.is_write:

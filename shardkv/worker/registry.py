@@ -6,12 +6,17 @@ command, name first.  Arity and keys were checked by the acceptor against
 :mod:`shardkv.commands`; a handler checks only its own options, and raises
 :class:`~shardkv.errors.CommandError` to reply with an error.  It returns
 a reply value as :mod:`shardkv.resp` describes.
+
+A handler's ``reads`` attribute says whether the command is read-only in
+the command table: its lookups then count as keyspace hits and misses, as
+Redis counts the lookups of ``lookupKeyRead`` (see ``Keyspace.counting``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from shardkv.commands import COMMANDS
 from shardkv.worker.keyspace import Keyspace
 
 Handler = Callable[[Keyspace, list], object]
@@ -26,6 +31,9 @@ def command(*names: str) -> Callable[[Handler], Handler]:
         for name in names:
             HANDLERS[name.encode()] = fn
             HANDLERS[name.upper().encode()] = fn
+        fn.reads = any(  # type: ignore[attr-defined]
+            name in COMMANDS and "readonly" in COMMANDS[name].flags for name in names
+        )
         return fn
 
     return register

@@ -101,7 +101,8 @@ def scan(ks: Keyspace, args: list[bytes]) -> object:
         match = compile_glob(pattern)
         found = [k for k in found if match(k)]
     if kind:
-        found = [k for k in found if TYPE_NAMES.get(type(ks.lookup(k))) == kind]
+        with ks.reading():  # as Redis, the TYPE filter reads each key
+            found = [k for k in found if TYPE_NAMES.get(type(ks.lookup(k))) == kind]
     return [next_slot, found]
 
 
@@ -118,6 +119,8 @@ def info(ks: Keyspace, args: list[bytes]) -> object:
         "used_cpu_sys": cpu.system,
         "used_cpu_user": cpu.user,
         "evicted_keys": getattr(memory, "evicted", 0),
+        "keyspace_hits": ks.hits,
+        "keyspace_misses": ks.misses,
         "hz": RUNTIME.hz,
         "expires_ttl_sum": _ttl_sample(ks),
     }
@@ -158,6 +161,7 @@ def config(ks: Keyspace, args: list[bytes]) -> object:
 def resetstat(ks: Keyspace, args: list[bytes]) -> object:
     """__resetstat -> OK: CONFIG RESETSTAT's part in this shard."""
     ks.expired_keys = 0
+    ks.hits = ks.misses = 0
     return OK
 
 

@@ -56,7 +56,8 @@ def get_set(ks: Keyspace, key: bytes) -> set | None:
 
 def _get_sets(ks: Keyspace, keys: list[bytes]) -> list[set | None]:
     """The sets at ``keys`` (None for missing ones); WRONGTYPE if any is not."""
-    return [get_set(ks, key) for key in keys]
+    with ks.reading():  # the STORE forms read their sources too
+        return [get_set(ks, key) for key in keys]
 
 
 def _store_result(ks: Keyspace, dst: bytes, result: set) -> int:

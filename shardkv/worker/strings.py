@@ -101,7 +101,11 @@ def set_(ks: Keyspace, args: list[bytes]) -> object:
     if exp_opt is not None:
         unit, absolute = _EXPIRE_UNITS[exp_opt]
         when = expire_deadline(ks, exp_arg, unit, absolute, "set")
-    old = get_string(ks, key) if get else ks.lookup(key)
+    if get:
+        with ks.reading():  # SET ... GET reads the old value (a keyspace hit or miss)
+            old = get_string(ks, key)
+    else:
+        old = ks.lookup(key)
     if (nx and old is not None) or (xx and old is None):
         return old if get else None
     ks.store(key, args[2], keepttl=keepttl)
@@ -141,7 +145,8 @@ def psetex(ks: Keyspace, args: list[bytes]) -> object:
 @command("getset")
 def getset(ks: Keyspace, args: list[bytes]) -> object:
     """GETSET key value"""
-    old = get_string(ks, args[1])
+    with ks.reading():
+        old = get_string(ks, args[1])
     ks.store(args[1], args[2])
     return old
 
@@ -149,7 +154,8 @@ def getset(ks: Keyspace, args: list[bytes]) -> object:
 @command("getdel")
 def getdel(ks: Keyspace, args: list[bytes]) -> object:
     """GETDEL key"""
-    old = get_string(ks, args[1])
+    with ks.reading():
+        old = get_string(ks, args[1])
     if old is not None:
         ks.delete(args[1])
     return old
@@ -161,13 +167,16 @@ def getex(ks: Keyspace, args: list[bytes]) -> object:
     PXAT unix-time-milliseconds | PERSIST]"""
     key = args[1]
     _, _, _, _, persist, exp_opt, exp_arg = parse_set_options(args, 2, True)
+    # As Redis: the key first (a missing key is nil whatever the time says),
+    # then its type, then the time.
+    with ks.reading():
+        value = get_string(ks, key)
+    if value is None:
+        return None
     when = None
     if exp_opt is not None:
         unit, absolute = _EXPIRE_UNITS[exp_opt]
         when = expire_deadline(ks, exp_arg, unit, absolute, "getex")
-    value = get_string(ks, key)
-    if value is None:
-        return None
     if when is not None:
         if when <= ks.now:
             ks.delete(key)

@@ -381,7 +381,8 @@ def zrange_generic(
     else:
         lmin, lmax = parse_lex_bound(lo), parse_lex_bound(hi)
 
-    z = get_zset(ks, args[at])
+    with ks.reading():  # ZRANGESTORE reads its source too
+        z = get_zset(ks, args[at])
     if z is None:
         return _store_or_delete(ks, args[1], ZSet()) if store else []
     size = len(z)
@@ -742,11 +743,12 @@ def zsetop(ks: Keyspace, args: list[bytes], dst: bytes | None, at: int, op: str,
     if setnum > n - (at + 1):
         raise CommandError(errors.SYNTAX)
     srcs: list = []
-    for key in args[at + 1 : at + 1 + setnum]:
-        value = ks.lookup(key)
-        if value is not None and type(value) is not ZSet and type(value) is not set:
-            raise CommandError(errors.WRONGTYPE)
-        srcs.append(value if value is not None else ())
+    with ks.reading():  # the STORE forms read their sources too
+        for key in args[at + 1 : at + 1 + setnum]:
+            value = ks.lookup(key)
+            if value is not None and type(value) is not ZSet and type(value) is not set:
+                raise CommandError(errors.WRONGTYPE)
+            srcs.append(value if value is not None else ())
     weights = [1.0] * setnum
     how = SUM
     withscores = False
