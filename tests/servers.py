@@ -117,11 +117,11 @@ def start_shardkv(
     return ServerProcess(argv, port, cwd=cwd or ROOT, env=env).wait_ready()
 
 
-def start_redis(*flags: str, port: int | None = None) -> ServerProcess:
+def start_redis(*flags: str, port: int | None = None, binary: str | None = None) -> ServerProcess:
     port = port or free_port()
     workdir = tempfile.mkdtemp(prefix="redis-")
     argv = [
-        redis_server_path(),
+        binary or redis_server_path(),
         "--port", str(port),
         "--bind", "127.0.0.1",
         "--save", "",
