@@ -190,24 +190,14 @@ class _Reader:
             return "hash", _pairs([self.string() for _ in range(2 * self.count())])
         if kind in (ZSET, ZSET_2):
             read_score = self.binary_double if kind == ZSET_2 else self.text_double
-            n = self.count()
             items = []
-            for _ in range(n):
-                member = self.string()
-                items += (member, read_score())
+            for _ in range(self.count()):
+                items += (self.string(), read_score())  # the member, then its score
             return "zset", _scores(items)
-        if kind == SET_INTSET:
-            return "set", _unique(intset(self.string()))
-        if kind == LIST_ZIPLIST:
-            return "list", _nonempty(ziplist(self.string()))
-        if kind == HASH_ZIPLIST:
-            return "hash", _pairs(ziplist(self.string()))
-        if kind == HASH_LISTPACK:
-            return "hash", _pairs(listpack(self.string()))
-        if kind == ZSET_ZIPLIST:
-            return "zset", _scores(ziplist(self.string()))
-        if kind == ZSET_LISTPACK:
-            return "zset", _scores(listpack(self.string()))
+        compact = _COMPACT.get(kind)
+        if compact is not None:  # one string holding an intset, ziplist or listpack
+            tag, decode, check = compact
+            return tag, check(decode(self.string()))
         if kind == LIST_QUICKLIST:
             items = []
             for _ in range(self.count()):
@@ -418,6 +408,17 @@ def _span(blob: bytes, start: int, size: int, end: int) -> bytes:
     if start + size > end:
         raise BadData("entry past the end")
     return blob[start : start + size]
+
+
+# Types whose value is one string in a compact encoding: (tag, decode, check).
+_COMPACT = {
+    SET_INTSET: ("set", intset, _unique),
+    LIST_ZIPLIST: ("list", ziplist, _nonempty),
+    HASH_ZIPLIST: ("hash", ziplist, _pairs),
+    HASH_LISTPACK: ("hash", listpack, _pairs),
+    ZSET_ZIPLIST: ("zset", ziplist, _scores),
+    ZSET_LISTPACK: ("zset", listpack, _scores),
+}
 
 
 # -- the commands ---------------------------------------------------------------------
