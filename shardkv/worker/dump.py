@@ -314,10 +314,8 @@ def intset(blob: bytes) -> list[bytes]:
 
 def ziplist(blob: bytes) -> list[bytes]:
     """A ziplist's entries (Redis 6 and earlier): prevlen, encoding, data."""
-    if len(blob) < 11 or int.from_bytes(blob[0:4], "little") != len(blob) or blob[-1] != 0xFF:
-        raise BadData("ziplist header")
+    pos, end = _entries(blob, 10)
     out: list[bytes] = []
-    pos, end = 10, len(blob) - 1
     while pos < end:
         pos += 5 if blob[pos] == 0xFE else 1  # previous entry's length
         enc = blob[pos]
@@ -351,10 +349,8 @@ _ZIPLIST_INTS = {0xC0: 2, 0xD0: 4, 0xE0: 8, 0xF0: 3, 0xFE: 1}
 
 def listpack(blob: bytes) -> list[bytes]:
     """A listpack's entries (Redis 7): encoding, data, back-length."""
-    if len(blob) < 7 or int.from_bytes(blob[0:4], "little") != len(blob) or blob[-1] != 0xFF:
-        raise BadData("listpack header")
+    pos, end = _entries(blob, 6)
     out: list[bytes] = []
-    pos, end = 6, len(blob) - 1
     while pos < end:
         start = pos
         enc = blob[pos]
@@ -402,6 +398,14 @@ def listpack(blob: bytes) -> list[bytes]:
 
 
 _LISTPACK_INTS = {0xF1: 2, 0xF2: 3, 0xF3: 4, 0xF4: 8}
+
+
+def _entries(blob: bytes, header: int) -> tuple[int, int]:
+    """Where a ziplist's or listpack's entries start and end, after checking
+    that it says its own size (u32 first) and ends with 0xFF."""
+    if len(blob) <= header or int.from_bytes(blob[0:4], "little") != len(blob) or blob[-1] != 0xFF:
+        raise BadData("compact list header")
+    return header, len(blob) - 1
 
 
 def _span(blob: bytes, start: int, size: int, end: int) -> bytes:
