@@ -315,13 +315,8 @@ class Waiters:
         self.wakes.append(wire.encode_wake(waiter.token, encode(value, waiter.resp3)))
         if type(value) is Error:
             return
-        if ks.watched or self.record is not None:
-            cmd = commands.lookup(args[0])
-            if cmd is not None and ks.watched:
-                for k in cmd.keys(args):
-                    ks.touch(k)
-            if self.record is not None:
-                self.record(args, value)
+        if self.record is not None:
+            self.record(args, value)
         self.mark(args)  # BLMOVE's destination may serve others now
 
     # -- timeouts -------------------------------------------------------------

@@ -49,6 +49,7 @@ def _set_field(ks: Keyspace, key: bytes, h: dict | None, field: bytes, value: by
         ks.store(key, {field: value})
     else:
         h[field] = value
+        ks.touch(key)
 
 
 # -- random picks (HRANDFIELD, SRANDMEMBER, SPOP) ----------------------------
@@ -132,6 +133,7 @@ def hset(ks: Keyspace, args: list[bytes]) -> object:
     before = len(h)
     for i in range(2, len(args), 2):
         h[args[i]] = args[i + 1]
+    ks.touch(key)
     if args[0].lower() == b"hmset":
         return OK
     return len(h) - before
@@ -148,6 +150,7 @@ def hsetnx(ks: Keyspace, args: list[bytes]) -> object:
     if field in h:
         return 0
     h[field] = args[3]
+    ks.touch(key)
     return 1
 
 
@@ -179,6 +182,9 @@ def hdel(ks: Keyspace, args: list[bytes]) -> object:
     for field in args[2:]:
         if h.pop(field, None) is not None:
             deleted += 1
+    if not deleted:
+        return 0
+    ks.touch(key)
     if not h:
         ks.delete(key)
     return deleted

@@ -167,7 +167,12 @@ class Keyspace:
         return True
 
     def touch(self, key: bytes) -> None:
-        """Note that ``key`` changed, for the clients that WATCH it."""
+        """Note that ``key`` changed, for the clients that WATCH it.
+
+        Redis's ``signalModifiedKey``.  :meth:`store`, :meth:`delete`,
+        :meth:`set_expire` and :meth:`persist` call it; a command that
+        changes a value in place (LPUSH, SADD, HSET...) calls it itself,
+        only when it changed something, as the Redis command does."""
         w = self.watched
         if key in w:
             w[key] += 1

@@ -52,6 +52,7 @@ def _positive(arg: bytes, message: str) -> int:
 def _pop_many(ks: Keyspace, key: bytes, value: deque, left: bool, count: int) -> list[bytes]:
     pop = value.popleft if left else value.pop
     out = [pop() for _ in range(min(count, len(value)))]
+    ks.touch(key)
     if not value:
         ks.delete(key)
     return out
@@ -89,6 +90,7 @@ def _push(ks: Keyspace, args: list[bytes], left: bool, only_existing: bool) -> i
         value.extendleft(islice(args, 2, None))
     else:
         value.extend(islice(args, 2, None))
+    ks.touch(key)
     return len(value)
 
 
@@ -134,6 +136,7 @@ def linsert(ks: Keyspace, args: list[bytes]) -> object:
     except ValueError:
         return -1
     value.insert(i + after, args[4])  # type: ignore[attr-defined]
+    ks.touch(args[1])
     return len(value)  # type: ignore[arg-type]
 
 
@@ -149,6 +152,7 @@ def _pop(ks: Keyspace, args: list[bytes], left: bool) -> object:
         if value is None:
             return None
         item = value.popleft() if left else value.pop()  # type: ignore[attr-defined]
+        ks.touch(key)
         if not value:
             ks.delete(key)
         return item
@@ -331,6 +335,7 @@ def lset(ks: Keyspace, args: list[bytes]) -> object:
     if not 0 <= index < n:
         raise CommandError(errors.INDEX_OUT_OF_RANGE)
     value[index] = args[3]
+    ks.touch(args[1])
     return OK
 
 
@@ -359,6 +364,7 @@ def lrem(ks: Keyspace, args: list[bytes]) -> object:
         kept.reverse()
     value.clear()  # type: ignore[attr-defined]
     value.extend(kept)  # type: ignore[attr-defined]
+    ks.touch(key)
     if not kept:
         ks.delete(key)
     return removed
@@ -380,6 +386,7 @@ def ltrim(ks: Keyspace, args: list[bytes]) -> object:
             start = 0
     if end < 0:
         end += n
+    ks.touch(key)  # as Redis: LTRIM of an existing list is a change, even when it keeps all
     if start > end or start >= n:
         ks.delete(key)
         return OK
@@ -415,6 +422,8 @@ def _move(ks: Keyspace, source: bytes, destination: bytes, from_left: bool, to_l
         dst.appendleft(item)  # type: ignore[attr-defined]
     else:
         dst.append(item)  # type: ignore[attr-defined]
+    ks.touch(source)
+    ks.touch(destination)
     if not src:  # (when source is destination, it holds the item again)
         ks.delete(source)
     return item

@@ -39,7 +39,7 @@ import sys
 import time
 from multiprocessing.connection import Connection
 
-from shardkv import commands, gctuning, wire
+from shardkv import gctuning, wire
 from shardkv.errors import CommandError
 from shardkv.proctitle import set_name
 from shardkv.resp import Error, encode
@@ -105,11 +105,6 @@ class Shard:
             return Error("ERR internal error while running '{}'".format(args[0].decode("latin-1")))
         finally:
             ks.counting = False
-        if ks.watched and type(value) is not Wait:
-            cmd = commands.lookup(args[0])
-            if cmd is not None and cmd.is_write:
-                for key in cmd.keys(args):
-                    ks.touch(key)
         if self.record is not None and type(value) is not Error and type(value) is not Wait:
             self.record(args, value)
         return value

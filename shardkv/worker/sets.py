@@ -88,6 +88,9 @@ def sadd(ks: Keyspace, args: list[bytes]) -> object:
         return len(s)
     before = len(s)
     s.update(args[2:])
+    if len(s) == before:
+        return 0
+    ks.touch(key)
     return len(s) - before
 
 
@@ -100,6 +103,9 @@ def srem(ks: Keyspace, args: list[bytes]) -> object:
         return 0
     before = len(s)
     s.difference_update(args[2:])
+    if len(s) == before:
+        return 0
+    ks.touch(key)
     if not s:
         ks.delete(key)
     return before - len(s)
@@ -146,6 +152,7 @@ def spop(ks: Keyspace, args: list[bytes]) -> object:
         if s is None:
             return None
         member = _pop_member(s)
+        ks.touch(key)
         if not s:
             ks.delete(key)
         return member
@@ -156,6 +163,7 @@ def spop(ks: Keyspace, args: list[bytes]) -> object:
     if count >= len(s):
         ks.delete(key)
         return s
+    ks.touch(key)
     if len(s) > UNIFORM_POP_MAX:
         return {s.pop() for _ in range(count)}
     popped = set(random.sample(tuple(s), count))
@@ -197,12 +205,14 @@ def smove(ks: Keyspace, args: list[bytes]) -> object:
     if member not in src:
         return 0
     src.discard(member)
+    ks.touch(src_key)
     if not src:
         ks.delete(src_key)
     if dst is None:
         ks.store(dst_key, {member})
-    else:
+    elif member not in dst:  # as Redis: a destination that holds it already is unchanged
         dst.add(member)
+        ks.touch(dst_key)
     return 1
 
 

@@ -215,6 +215,8 @@ def zadd_generic(ks: Keyspace, args: list[bytes], incr: bool) -> object:
                 updated += 1
         processed += 1
         newscore = score
+    if added or updated:
+        ks.touch(key)
     if incr:
         return newscore if processed else None
     return added + updated if ch else added
@@ -236,9 +238,11 @@ def zadd(ks: Keyspace, args: list[bytes]) -> object:
         old = z.scores.get(args[3])
         if old is None:
             z.add(args[3], score)
+            ks.touch(args[1])
             return 1
         if old != score:
             z.add(args[3], score)
+            ks.touch(args[1])
         return 0
     return zadd_generic(ks, args, False)
 
@@ -259,6 +263,9 @@ def zrem(ks: Keyspace, args: list[bytes]) -> object:
     for member in args[2:]:
         if z.remove(member):
             removed += 1
+    if not removed:
+        return 0
+    ks.touch(args[1])
     if not z:
         ks.delete(args[1])
     return removed
@@ -493,6 +500,9 @@ def _zremrange(ks: Keyspace, args: list[bytes], by: str) -> object:
     else:
         a, b = z.lex_span(lmin, lmax)
     removed = len(z.pop_range(a, b))
+    if not removed:
+        return 0
+    ks.touch(key)
     if not z:
         ks.delete(key)
     return removed
@@ -533,6 +543,7 @@ def pop_items(z: ZSet, highest: bool, count: int) -> list[tuple[float, bytes]]:
 def _pop_key(ks: Keyspace, key: bytes, z: ZSet, highest: bool, count: int) -> list:
     """Pop from the sorted set ``z`` at ``key``, deleting the key once empty."""
     items = pop_items(z, highest, count)
+    ks.touch(key)
     if not z:
         ks.delete(key)
     return items
