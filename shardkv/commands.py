@@ -112,6 +112,12 @@ mget               -2    readonly,fast                     1,-1,1   shard  mget 
 mset               -3    write,denyoom                     1,-1,2   shard  mset   string
 msetnx             -3    write,denyoom                     1,-1,2   shard  -      string
 lcs                -3    readonly                          1,2,1    shard  -      string
+# -- bitmaps (strings read and written as arrays of bits)
+setbit             4     write,denyoom                     1,1,1    shard  -      bitmap
+getbit             3     readonly,fast                     1,1,1    shard  -      bitmap
+bitcount           -2    readonly                          1,1,1    shard  -      bitmap
+bitpos             -3    readonly                          1,1,1    shard  -      bitmap
+bitop              -4    write,denyoom                     2,-1,1   shard  -      bitmap
 # -- hashes
 hset               -4    write,denyoom,fast                1,1,1    shard  -      hash
 hsetnx             4     write,denyoom,fast                1,1,1    shard  -      hash

@@ -358,6 +358,7 @@ _FLAG_ORDER = (
 ).split()
 _GROUP_CATEGORY = {
     "string": "@string",
+    "bitmap": "@bitmap",
     "hash": "@hash",
     "list": "@list",
     "set": "@set",

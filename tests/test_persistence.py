@@ -98,6 +98,9 @@ def _strings(r: random.Random) -> list:
             [b"GETEX", k, b"EX", b"%d" % r.randint(1, 4)],
             [b"GETEX", k, b"PERSIST"],
             [b"MSET", b"{t}a", v, b"{t}b", v],
+            [b"SETBIT", k, b"%d" % r.randint(0, 40), b"%d" % r.randint(0, 1)],
+            [b"BITOP", r.choice([b"AND", b"OR", b"XOR"]), b"{t}a", b"{t}a", b"{t}b"],
+            [b"BITOP", b"NOT", b"{t}b", b"{t}a"],
         ]
     )
 

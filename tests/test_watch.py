@@ -101,6 +101,15 @@ CASES = [
     ("", "MSET d 1 k 2", ABORT),
     ("", "MSETNX k 1 d 2", ABORT),
     ("SET d 1", "MSETNX k 1 d 2", RUN),
+    # bitmaps ("v" is 0b01110110)
+    (STR, "SETBIT k 0 0", RUN),
+    (STR, "SETBIT k 1 0", ABORT),
+    (STR, "SETBIT k 100 0", ABORT),
+    ("", "SETBIT k 3 0", ABORT),
+    (STR, "BITOP NOT d k", RUN),
+    (STR, "BITOP NOT k k", ABORT),
+    ("", "BITOP AND k nokey", RUN),
+    (STR, "BITOP AND k nokey", ABORT),
     # lists
     (LIST, "LPUSH k a", ABORT),
     ("", "RPUSH k a", ABORT),

@@ -46,7 +46,7 @@ from shardkv.resp import Error, encode
 from shardkv.router import SLOTS, slot_range
 
 # Importing the command modules registers their handlers.
-from shardkv.worker import dump, eviction, hashes, keys, lists, server, sets, strings, zsets  # noqa: F401
+from shardkv.worker import bitmaps, dump, eviction, hashes, keys, lists, server, sets, strings, zsets  # noqa: F401
 from shardkv.worker.blocking import Wait, Waiters
 from shardkv.worker.clock import Clock
 from shardkv.worker.keyspace import Keyspace

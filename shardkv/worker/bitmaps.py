@@ -1,0 +1,196 @@
+"""Bitmap commands: a string read and written as an array of bits.
+
+Bit 0 is the most significant bit of the first byte, as in Redis.  A
+missing key reads as an endless run of 0 bits; SETBIT past the end grows
+the string with zero bytes.  Strings are immutable ``bytes`` here, so a
+SETBIT copies its string: O(length), where Redis changes one byte.
+
+BITCOUNT and BITPOS take a range in bytes (``BYTE``, the default) or in
+bits (``BIT``), with Redis's rules for negative and out-of-range ends
+(``bitcountCommand``, ``bitposCommand``); :func:`_bit_range` turns either
+into an inclusive range of bit positions.
+"""
+
+from __future__ import annotations
+
+from shardkv import errors
+from shardkv.args import parse_int
+from shardkv.errors import CommandError
+from shardkv.resp import strict_int
+from shardkv.worker.keyspace import Keyspace
+from shardkv.worker.registry import command
+from shardkv.worker.server import RUNTIME
+from shardkv.worker.strings import get_string
+
+
+def _offset(arg: bytes) -> int:
+    """A bit offset, as ``getBitOffsetFromArgument``: 0 up to the bits of a
+    string of proto-max-bulk-len bytes."""
+    offset = strict_int(arg)
+    if offset is None or offset < 0 or (offset >> 3) >= RUNTIME.proto_max_bulk_len:
+        raise CommandError(errors.BIT_OFFSET)
+    return offset
+
+
+@command("setbit")
+def setbit(ks: Keyspace, args: list[bytes]) -> object:
+    """SETBIT key offset value"""
+    key = args[1]
+    offset = _offset(args[2])
+    on = strict_int(args[3])
+    if on is None or on not in (0, 1):
+        raise CommandError(errors.BIT_VALUE)
+    old = get_string(ks, key)
+    index, mask = offset >> 3, 0x80 >> (offset & 7)
+    grown = old is None or len(old) <= index
+    value = (old or b"").ljust(index + 1, b"\0")
+    was = 1 if value[index] & mask else 0
+    if grown or was != on:  # as Redis 7.0: an unchanged string is not written
+        byte = value[index] | mask if on else value[index] & ~mask
+        ks.store(key, b"%s%c%s" % (value[:index], byte, value[index + 1 :]), keepttl=True)
+    return was
+
+
+@command("getbit")
+def getbit(ks: Keyspace, args: list[bytes]) -> object:
+    """GETBIT key offset"""
+    offset = _offset(args[2])
+    value = get_string(ks, args[1])
+    index = offset >> 3
+    if value is None or index >= len(value):
+        return 0
+    return 1 if value[index] & (0x80 >> (offset & 7)) else 0
+
+
+def _unit_is_bit(arg: bytes) -> bool:
+    unit = arg.upper()
+    if unit == b"BIT":
+        return True
+    if unit == b"BYTE":
+        return False
+    raise CommandError(errors.SYNTAX)
+
+
+def _bit_range(start: int, end: int, size: int, in_bits: bool) -> tuple[int, int] | None:
+    """The inclusive bit positions ``start..end`` stand for in a string of
+    ``size`` bytes (counted in bits or in bytes), or None when empty.
+    Negative ends count from the end; both are then clamped to the string."""
+    total = size * 8 if in_bits else size
+    if start < 0:
+        start = max(total + start, 0)
+    if end < 0:
+        end = max(total + end, 0)
+    end = min(end, total - 1)
+    if start > end:
+        return None
+    return (start, end) if in_bits else (start * 8, end * 8 + 7)
+
+
+def _bits(value: bytes, first: int, last: int) -> int:
+    """Bits ``first..last`` of ``value`` as one integer (``first`` highest)."""
+    lo, hi = first >> 3, last >> 3
+    chunk = int.from_bytes(value[lo : hi + 1], "big")
+    return (chunk >> (7 - (last & 7))) & ((1 << (last - first + 1)) - 1)
+
+
+@command("bitcount")
+def bitcount(ks: Keyspace, args: list[bytes]) -> object:
+    """BITCOUNT key [start end [BYTE | BIT]]"""
+    value = get_string(ks, args[1])
+    if value is None:
+        return 0
+    n = len(args)
+    if n == 2:
+        return int.from_bytes(value, "big").bit_count()
+    if n not in (4, 5):
+        raise CommandError(errors.SYNTAX)
+    start, end = parse_int(args[2]), parse_int(args[3])
+    in_bits = _unit_is_bit(args[4]) if n == 5 else False
+    if start < 0 and end < 0 and start > end:
+        return 0
+    span = _bit_range(start, end, len(value), in_bits)
+    return 0 if span is None else _bits(value, *span).bit_count()
+
+
+@command("bitpos")
+def bitpos(ks: Keyspace, args: list[bytes]) -> object:
+    """BITPOS key bit [start [end [BYTE | BIT]]]"""
+    bit = parse_int(args[2])
+    if bit not in (0, 1):
+        raise CommandError(errors.BITPOS_BIT)
+    value = get_string(ks, args[1])
+    if value is None:  # an endless run of 0 bits
+        return -1 if bit else 0
+    n = len(args)
+    if n > 6:
+        raise CommandError(errors.SYNTAX)
+    start, end, end_given = 0, -1, False
+    if n >= 4:
+        start = parse_int(args[3])
+        in_bits = _unit_is_bit(args[5]) if n == 6 else False
+        if n >= 5:
+            end, end_given = parse_int(args[4]), True
+        span = _bit_range(start, end, len(value), in_bits)
+    else:
+        span = _bit_range(0, -1, len(value), False)
+    if span is None:
+        return -1
+    first, last = span
+    found = _find_bit(value, bit, first, last)
+    if found is not None:
+        return found
+    # No such bit in the range.  Looking for a 0 with no end given, the
+    # string goes on with 0 bits: the first one after the range.
+    return last + 1 if bit == 0 and not end_given else -1
+
+
+def _find_bit(value: bytes, bit: int, first: int, last: int) -> int | None:
+    """The first position in ``first..last`` whose bit is ``bit``."""
+    pos = first
+    while pos <= last and pos & 7:  # a partial first byte, bit by bit
+        if (value[pos >> 3] >> (7 - (pos & 7))) & 1 == bit:
+            return pos
+        pos += 1
+    whole_end = (last + 1) >> 3  # bytes pos >> 3 .. whole_end-1 are inside the range
+    if pos <= last and (pos >> 3) < whole_end:
+        chunk = value[pos >> 3 : whole_end]
+        skipped = len(chunk) - len(chunk.lstrip(b"\xff" if bit == 0 else b"\x00"))
+        if skipped < len(chunk):
+            byte = chunk[skipped] if bit else chunk[skipped] ^ 0xFF
+            return pos + skipped * 8 + 8 - byte.bit_length()
+        pos = whole_end * 8
+    while pos <= last:  # a partial last byte
+        if (value[pos >> 3] >> (7 - (pos & 7))) & 1 == bit:
+            return pos
+        pos += 1
+    return None
+
+
+_BITOPS = {b"AND": int.__and__, b"OR": int.__or__, b"XOR": int.__xor__, b"NOT": None}
+
+
+@command("bitop")
+def bitop(ks: Keyspace, args: list[bytes]) -> object:
+    """BITOP AND | OR | XOR | NOT destkey key [key ...]"""
+    name = args[1].upper()
+    if name not in _BITOPS:
+        raise CommandError(errors.SYNTAX)
+    if name == b"NOT" and len(args) != 4:
+        raise CommandError(errors.BITOP_NOT_ONE_KEY)
+    with ks.reading():
+        sources = [get_string(ks, key) or b"" for key in args[3:]]
+    size = max(map(len, sources))
+    if not size:
+        ks.delete(args[2])
+        return 0
+    # Shorter strings count as padded with zero bytes at the end.
+    numbers = [int.from_bytes(s.ljust(size, b"\0"), "big") for s in sources]
+    op = _BITOPS[name]
+    if op is None:
+        result = numbers[0] ^ ((1 << (8 * size)) - 1)
+    else:
+        result = numbers[0]
+        for number in numbers[1:]:
+            result = op(result, number)
+    ks.store(args[2], result.to_bytes(size, "big"))
+    return size
