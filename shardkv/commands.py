@@ -118,6 +118,8 @@ getbit             3     readonly,fast                     1,1,1    shard  -    
 bitcount           -2    readonly                          1,1,1    shard  -      bitmap
 bitpos             -3    readonly                          1,1,1    shard  -      bitmap
 bitop              -4    write,denyoom                     2,-1,1   shard  -      bitmap
+bitfield           -2    write,denyoom                     1,1,1    shard  -      bitmap
+bitfield_ro        -2    readonly,fast                     1,1,1    shard  -      bitmap
 # -- hashes
 hset               -4    write,denyoom,fast                1,1,1    shard  -      hash
 hsetnx             4     write,denyoom,fast                1,1,1    shard  -      hash

@@ -170,3 +170,84 @@ def test_bitop_in_a_transaction_across_shards(r):
     with r.pipeline() as p:
         p.bitop("OR", "c", "a", "b").get("c").setbit("a", 0, 1).bitop("AND", "d", "a", "c").get("d")
         assert p.execute() == [1, b"\xff", 0, 1, b"\x8f"]
+
+
+def test_bitfield(compare):
+    compare("BITFIELD", "k")
+    compare("BITFIELD", "k", "GET", "u8", 0)  # a missing key reads as zeros, and stays missing
+    compare("EXISTS", "k")
+    compare("BITFIELD", "k", "SET", "u8", 0, 255, "GET", "u8", 0, "GET", "i8", 0, "GET", "u4", 4)
+    compare("BITFIELD", "k", "INCRBY", "u2", 100, 1, "OVERFLOW", "SAT", "INCRBY", "u2", 102, 10)
+    compare("BITFIELD", "k", "SET", "i5", "#2", -3, "GET", "i5", "#2", "GET", "u5", 10)
+    compare("BITFIELD", "k", "SET", "i64", 3, -1, "GET", "i64", 3, "GET", "u63", 4)
+    compare(
+        "BITFIELD",
+        "k",
+        "OVERFLOW",
+        "FAIL",
+        "INCRBY",
+        "i8",
+        0,
+        200,
+        "OVERFLOW",
+        "wrap",
+        "INCRBY",
+        "i8",
+        0,
+        200,
+    )
+    compare("GET", "k")
+    compare("BITFIELD_RO", "k", "GET", "u8", 0, "GET", "i16", 4)
+    compare("BITFIELD_RO", "k")
+    compare("SET", "t", "v", "EX", 100)
+    compare("BITFIELD", "t", "SET", "u8", 0, 65)
+    compare("TTL", "t")
+    # An overflow with FAIL writes nothing, but the key is created all the same.
+    compare("BITFIELD", "new", "OVERFLOW", "FAIL", "SET", "u2", 0, 10)
+    compare("GET", "new")
+
+
+@pytest.mark.parametrize("overflow", ["WRAP", "SAT", "FAIL"])
+@pytest.mark.parametrize("kind", ["i1", "i3", "i8", "i63", "i64", "u1", "u3", "u8", "u63"])
+def test_bitfield_overflow(compare, overflow, kind):
+    bits = int(kind[1:])
+    edges = [0, 1, -1, 2, -2, 5, -5, 2 ** (bits - 1), -(2 ** (bits - 1)), 2**63 - 1, -(2**63)]
+    for value in edges:
+        compare("BITFIELD", "k", "OVERFLOW", overflow, "SET", kind, 3, value, "GET", kind, 3)
+        for increment in edges:
+            compare("BITFIELD", "k", "OVERFLOW", overflow, "INCRBY", kind, 3, increment)
+    compare("GET", "k")
+
+
+def test_bitfield_errors(compare):
+    compare("LPUSH", "l", "x")
+    compare("SET", "s", "x")
+    for args in [
+        ("BITFIELD", "l"),
+        ("BITFIELD", "l", "GET", "u8", 0),
+        ("BITFIELD", "l", "SET", "u8", 0, 1),
+        ("BITFIELD", "s", "GET", "u8"),
+        ("BITFIELD", "s", "FOO", "u8", 0),
+        ("BITFIELD", "s", "OVERFLOW"),
+        ("BITFIELD", "s", "OVERFLOW", "BIG", "GET", "u8", 0),
+        ("BITFIELD", "s", "GET", "u64", 0),
+        ("BITFIELD", "s", "GET", "i65", 0),
+        ("BITFIELD", "s", "GET", "i0", 0),
+        ("BITFIELD", "s", "GET", "x8", 0),
+        ("BITFIELD", "s", "GET", "u+8", 0),
+        ("BITFIELD", "s", "GET", "u", 0),
+        ("BITFIELD", "s", "GET", "u8", -1),
+        ("BITFIELD", "s", "GET", "u8", "#-1"),
+        ("BITFIELD", "s", "GET", "u8", "#x"),
+        ("BITFIELD", "s", "GET", "u8", 4294967296),
+        ("BITFIELD", "s", "GET", "u8", "#536870912"),
+        ("BITFIELD", "s", "SET", "u8", 0, "x"),
+        ("BITFIELD", "s", "INCRBY", "u8", 0),
+        ("BITFIELD", "s", "GET", "u8", 0, "SET", "x8", 0, 1),
+        ("BITFIELD_RO", "s", "SET", "u8", 0, 1),
+        ("BITFIELD_RO", "s", "INCRBY", "u8", 0, 1, "GET", "x8", 0),
+        ("BITFIELD_RO", "s", "OVERFLOW", "SAT", "GET", "u8", 0),
+        ("BITFIELD_RO", "l", "GET", "u8", 0),
+    ]:
+        compare(*args)
+    compare("GET", "s")

@@ -101,6 +101,7 @@ def _strings(r: random.Random) -> list:
             [b"SETBIT", k, b"%d" % r.randint(0, 40), b"%d" % r.randint(0, 1)],
             [b"BITOP", r.choice([b"AND", b"OR", b"XOR"]), b"{t}a", b"{t}a", b"{t}b"],
             [b"BITOP", b"NOT", b"{t}b", b"{t}a"],
+            [b"BITFIELD", k, b"OVERFLOW", r.choice([b"WRAP", b"SAT", b"FAIL"]), b"INCRBY", b"i5", b"#1", v],
         ]
     )
 

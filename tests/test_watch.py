@@ -110,6 +110,12 @@ CASES = [
     (STR, "BITOP NOT k k", ABORT),
     ("", "BITOP AND k nokey", RUN),
     (STR, "BITOP AND k nokey", ABORT),
+    (STR, "BITFIELD k GET u8 0", RUN),
+    (STR, "BITFIELD k SET u8 0 118", RUN),
+    (STR, "BITFIELD k SET u8 0 119", ABORT),
+    (STR, "BITFIELD k SET u8 100 0", ABORT),  # grows the string
+    ("", "BITFIELD k OVERFLOW FAIL INCRBY u2 0 9", RUN),  # creates the key, but writes nothing
+    ("", "BITFIELD k OVERFLOW FAIL INCRBY u2 0 1", ABORT),
     # lists
     (LIST, "LPUSH k a", ABORT),
     ("", "RPUSH k a", ABORT),

@@ -194,3 +194,150 @@ def bitop(ks: Keyspace, args: list[bytes]) -> object:
             result = op(result, number)
     ks.store(args[2], result.to_bytes(size, "big"))
     return size
+
+
+# -- BITFIELD ----------------------------------------------------------------------
+
+_GET, _SET, _INCRBY = "get", "set", "incrby"
+_OPERATIONS = {b"GET": (_GET, 2), b"SET": (_SET, 3), b"INCRBY": (_INCRBY, 3)}  # with their argument counts
+_OVERFLOWS = (b"WRAP", b"SAT", b"FAIL")
+
+
+def _field_type(arg: bytes) -> tuple[bool, int]:
+    """``i1``..``i64`` or ``u1``..``u63``: (signed, bits)."""
+    signed = arg[:1] in (b"i", b"I")
+    bits = strict_int(arg[1:]) if arg[:1] in (b"i", b"I", b"u", b"U") else None
+    if bits is None or bits < 1 or bits > (64 if signed else 63):
+        raise CommandError(errors.BITFIELD_TYPE)
+    return signed, bits
+
+
+def _field_offset(arg: bytes, bits: int) -> int:
+    """A bit offset, or ``#N``: the N-th field of this width."""
+    if arg[:1] == b"#":
+        index = strict_int(arg[1:])
+        offset = None if index is None else index * bits
+    else:
+        offset = strict_int(arg)
+    if offset is None or offset < 0 or (offset >> 3) >= RUNTIME.proto_max_bulk_len:
+        raise CommandError(errors.BIT_OFFSET)
+    return offset
+
+
+class _Field:
+    """One GET, SET or INCRBY of a BITFIELD, with the OVERFLOW then in force."""
+
+    __slots__ = ("op", "signed", "bits", "offset", "value", "overflow")
+
+    def __init__(self, op: str, signed: bool, bits: int, offset: int, value: int, overflow: bytes) -> None:
+        self.op, self.signed, self.bits, self.offset = op, signed, bits, offset
+        self.value, self.overflow = value, overflow
+
+    def read(self, buf: bytes | bytearray) -> int:
+        first, last = self.offset >> 3, (self.offset + self.bits - 1) >> 3
+        chunk = int.from_bytes(bytes(buf[first : last + 1]).ljust(last - first + 1, b"\0"), "big")
+        n = (chunk >> ((last + 1) * 8 - self.offset - self.bits)) & ((1 << self.bits) - 1)
+        if self.signed and n >> (self.bits - 1):
+            n -= 1 << self.bits
+        return n
+
+    def write(self, buf: bytearray, n: int) -> None:
+        first, last = self.offset >> 3, (self.offset + self.bits - 1) >> 3
+        shift = (last + 1) * 8 - self.offset - self.bits
+        mask = ((1 << self.bits) - 1) << shift
+        chunk = int.from_bytes(buf[first : last + 1], "big") & ~mask | (n << shift) & mask
+        buf[first : last + 1] = chunk.to_bytes(last - first + 1, "big")
+
+    def apply(self, buf: bytearray) -> tuple[int | None, bool]:
+        """Run a SET or INCRBY on ``buf``: its reply (None: overflow with
+        FAIL), and whether the field changed."""
+        bits = self.bits
+        old = self.read(buf)
+        if self.signed:
+            low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+            new = old + self.value if self.op is _INCRBY else self.value
+        else:  # as Redis, in unsigned 64-bit arithmetic: SET u8 0 -1 is 2**64 - 1
+            low, high = 0, (1 << bits) - 1
+            new = old + self.value if self.op is _INCRBY else self.value % (1 << 64)
+        if not low <= new <= high:
+            if self.overflow == b"FAIL":
+                return None, False
+            if self.overflow == b"SAT":
+                # Redis compares in 64-bit arithmetic, where a SET far below a
+                # small field's range wraps the comparison: it saturates high.
+                wrapped = self.op is _SET and high - new >= 1 << 63
+                new = high if new > high or wrapped else low
+            else:  # WRAP: the low bits, read back in the field's type
+                new &= (1 << bits) - 1
+                if self.signed and new >> (bits - 1):
+                    new -= 1 << bits
+        self.write(buf, new)
+        return (new if self.op is _INCRBY else old), new != old
+
+
+def _parse_fields(args: list[bytes]) -> list[_Field]:
+    fields: list[_Field] = []
+    overflow = b"WRAP"
+    j, n = 2, len(args)
+    while j < n:
+        name = args[j].upper()
+        if name == b"OVERFLOW" and j + 1 < n:
+            overflow = args[j + 1].upper()
+            if overflow not in _OVERFLOWS:
+                raise CommandError(errors.BITFIELD_OVERFLOW)
+            j += 2
+            continue
+        op, count = _OPERATIONS.get(name, (None, 0))
+        if op is None or j + count >= n:
+            raise CommandError(errors.SYNTAX)
+        signed, bits = _field_type(args[j + 1])
+        offset = _field_offset(args[j + 2], bits)
+        value = parse_int(args[j + 3]) if op is not _GET else 0
+        fields.append(_Field(op, signed, bits, offset, value, overflow))
+        j += count + 1
+    return fields
+
+
+def _bitfield(ks: Keyspace, args: list[bytes], read_only: bool) -> list:
+    fields = _parse_fields(args)
+    key = args[1]
+    writes = [f for f in fields if f.op is not _GET]
+    if not writes:
+        with ks.reading():
+            value = get_string(ks, key) or b""
+        return [f.read(value) for f in fields]
+    if read_only:
+        raise CommandError(errors.BITFIELD_RO_GET_ONLY)
+    old = get_string(ks, key)
+    buf = bytearray(old or b"")
+    size = max((f.offset + f.bits - 1) >> 3 for f in writes) + 1
+    grown = len(buf) < size
+    if grown:
+        buf.extend(bytes(size - len(buf)))
+    replies: list = []
+    changed = False
+    for f in fields:
+        if f.op is _GET:
+            replies.append(f.read(buf))
+            continue
+        reply, field_changed = f.apply(buf)
+        replies.append(reply)
+        # As Redis: a write that went through counts as a change if it
+        # changed its field or the string grew; one that failed does not.
+        changed = changed or (reply is not None and (field_changed or grown))
+    if changed or grown:  # (a string grown for writes that all failed stays grown, quietly)
+        ks.store(key, bytes(buf), keepttl=True, quiet=not changed)
+    return replies
+
+
+@command("bitfield")
+def bitfield(ks: Keyspace, args: list[bytes]) -> object:
+    """BITFIELD key [GET encoding offset | [OVERFLOW WRAP | SAT | FAIL]
+    SET encoding offset value | INCRBY encoding offset increment [...]]"""
+    return _bitfield(ks, args, False)
+
+
+@command("bitfield_ro")
+def bitfield_ro(ks: Keyspace, args: list[bytes]) -> object:
+    """BITFIELD_RO key [GET encoding offset [GET encoding offset ...]]"""
+    return _bitfield(ks, args, True)

@@ -129,15 +129,16 @@ class Keyspace:
 
     # -- writing ----------------------------------------------------------
 
-    def store(self, key: bytes, value: object, keepttl: bool = False) -> None:
-        """Set ``key`` to ``value``, dropping any TTL unless ``keepttl``."""
+    def store(self, key: bytes, value: object, keepttl: bool = False, quiet: bool = False) -> None:
+        """Set ``key`` to ``value``, dropping any TTL unless ``keepttl``.
+        ``quiet``: not a change for WATCH (BITFIELD's room for a write that failed)."""
         slot = slot_of(key)
         self.data[slot][key] = value
         if not keepttl:
             exp = self.expires[slot]
             if exp and exp.pop(key, None) is not None:
                 self.nvolatile -= 1
-        if self.watched:
+        if self.watched and not quiet:
             self.touch(key)
 
     def delete(self, key: bytes) -> bool:
