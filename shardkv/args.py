@@ -37,6 +37,7 @@ __all__ = [
     "incr_by_float",
     "parse_cursor",
     "parse_scan_options",
+    "parse_either",
 ]
 
 
@@ -86,6 +87,17 @@ def parse_scan_options(
             raise CommandError(errors.SYNTAX)
         j += 2
     return count, pattern, kind
+
+
+def parse_either(arg: bytes, yes: bytes, no: bytes) -> bool:
+    """One of two keywords, in any case: True for ``yes``, False for ``no``,
+    else Redis's syntax error (LEFT | RIGHT, BEFORE | AFTER, BIT | BYTE)."""
+    word = arg.upper()
+    if word == yes:
+        return True
+    if word == no:
+        return False
+    raise CommandError(errors.SYNTAX)
 
 
 def parse_int(arg: bytes, message: str = errors.NOT_INTEGER) -> int:

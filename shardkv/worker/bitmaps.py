@@ -14,7 +14,7 @@ into an inclusive range of bit positions.
 from __future__ import annotations
 
 from shardkv import errors
-from shardkv.args import parse_int
+from shardkv.args import parse_either, parse_int
 from shardkv.errors import CommandError
 from shardkv.resp import strict_int
 from shardkv.worker.keyspace import Keyspace
@@ -63,12 +63,7 @@ def getbit(ks: Keyspace, args: list[bytes]) -> object:
 
 
 def _unit_is_bit(arg: bytes) -> bool:
-    unit = arg.upper()
-    if unit == b"BIT":
-        return True
-    if unit == b"BYTE":
-        return False
-    raise CommandError(errors.SYNTAX)
+    return parse_either(arg, b"BIT", b"BYTE")
 
 
 def _bit_range(start: int, end: int, size: int, in_bits: bool) -> tuple[int, int] | None:

@@ -21,7 +21,7 @@ from collections import deque
 from itertools import islice
 
 from shardkv import errors
-from shardkv.args import parse_int
+from shardkv.args import parse_either, parse_int
 from shardkv.errors import CommandError
 from shardkv.resp import NULL_ARRAY, OK
 from shardkv.worker.blocking import Wait, blocking, parse_timeout
@@ -33,12 +33,7 @@ LLONG_MIN = -(2**63)
 
 def _where(arg: bytes) -> bool:
     """LEFT -> True, RIGHT -> False."""
-    where = arg.upper()
-    if where == b"LEFT":
-        return True
-    if where == b"RIGHT":
-        return False
-    raise CommandError(errors.SYNTAX)
+    return parse_either(arg, b"LEFT", b"RIGHT")
 
 
 def _positive(arg: bytes, message: str) -> int:
@@ -121,13 +116,7 @@ def rpushx(ks: Keyspace, args: list[bytes]) -> object:
 @command("linsert")
 def linsert(ks: Keyspace, args: list[bytes]) -> object:
     """LINSERT key BEFORE | AFTER pivot element"""
-    where = args[2].upper()
-    if where == b"AFTER":
-        after = 1
-    elif where == b"BEFORE":
-        after = 0
-    else:
-        raise CommandError(errors.SYNTAX)
+    after = int(parse_either(args[2], b"AFTER", b"BEFORE"))
     value = ks.lookup_type(args[1], deque)
     if value is None:
         return 0
