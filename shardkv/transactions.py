@@ -26,8 +26,9 @@ WATCH asks each key's shard for the key's *version* (``__watch``); a shard
 bumps the version of a watched key when a command changes it, and on its
 deletion, expiry and flush, where Redis calls ``signalModifiedKey``: a
 write that changes nothing (DEL of a missing key, SADD of a member it
-holds) leaves it alone (see ``Keyspace.touch``).  At EXEC the parked shards report the versions again, and the
-operation is abandoned, EXEC replying with a null array, if any differs.
+holds) leaves it alone (see ``Keyspace.touch``).  At EXEC the parked
+shards report the versions again, and the operation is abandoned, EXEC
+replying with a null array, if any differs.
 The acceptor records the version as soon as the shard's reply arrives;
 since a pipe is FIFO, that reply always comes before the same shard's
 answer to a later EXEC's ``__park``.

@@ -303,8 +303,7 @@ def _bitfield(ks: Keyspace, args: list[bytes], read_only: bool) -> list:
         return [f.read(value) for f in fields]
     if read_only:
         raise CommandError(errors.BITFIELD_RO_GET_ONLY)
-    old = get_string(ks, key)
-    buf = bytearray(old or b"")
+    buf = bytearray(get_string(ks, key) or b"")
     size = max((f.offset + f.bits - 1) >> 3 for f in writes) + 1
     grown = len(buf) < size
     if grown:
