@@ -3,9 +3,9 @@
 Commands for the shard are buffered during a turn of the event loop and
 leave as one ``B`` frame when the acceptor flushes at the end of the turn,
 or, between two steps of the global order, as soon as :data:`EARLY_BATCH`
-have gathered (see :mod:`shardkv.wire` for the format).  Either way they leave in the order they were queued, the
-order the workers run them in.  Each command leaves a *sink*
-in :attr:`ShardLink.fifo`; the worker answers in the same order, so each
+have gathered (see :mod:`shardkv.wire` for the format).  Either way they
+leave in the order they were queued, the order the workers run them in.
+Each command leaves a *sink* in :attr:`ShardLink.fifo`; the worker answers in the same order, so each
 reply in an ``R`` frame goes to the sink at the head of the FIFO.  A sink
 is anything with a ``deliver(body)`` method: a client's reply slot, one
 part of a fan-out, or a step of a cross-shard operation.
@@ -15,17 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import struct
 from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
 from shardkv import errors, wire
 from shardkv.resp import encode_error
+from shardkv.wire import FRAME
 
 log = logging.getLogger("shardkv.acceptor")
 
-_FRAME = struct.Struct("!i")
 _BIG_FRAME = 1 << 16
 # A batch leaves as soon as it holds this many commands, without waiting
 # for the end of the turn: the worker starts on it while the acceptor reads
@@ -107,13 +106,13 @@ class ShardLink:
             return
         self.out = []
         size = 1 + sum(map(len, out))
-        self.transport.write(b"".join((_FRAME.pack(size), b"B", *out)))
+        self.transport.write(b"".join((FRAME.pack(size), b"B", *out)))
 
     def send_frame(self, payload: bytes) -> None:
         """Send a frame that is not a batch (cancel, control)."""
         if self.transport is not None and self.up:
             self.flush()
-            self.transport.write(_FRAME.pack(len(payload)) + payload)
+            self.transport.write(FRAME.pack(len(payload)) + payload)
 
     # -- receiving ----------------------------------------------------------
 
@@ -170,7 +169,7 @@ class ShardLink:
         pos = 0
         n = len(data)
         while n - pos >= 4:
-            (size,) = _FRAME.unpack_from(data, pos)
+            (size,) = FRAME.unpack_from(data, pos)
             end = pos + 4 + size
             if end > n:
                 if size > _BIG_FRAME:

@@ -55,6 +55,9 @@ CONTROL = 67  # b"C"
 REPLIES = 82  # b"R"
 WAKE = 87  # b"W"
 
+# Each frame on a pipe: a length as multiprocessing.Connection writes it
+# (signed 32-bit, big-endian), then the payload.
+FRAME = struct.Struct("!i")
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 

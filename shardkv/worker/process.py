@@ -44,6 +44,7 @@ from shardkv.errors import CommandError
 from shardkv.proctitle import set_name
 from shardkv.resp import Error, encode
 from shardkv.router import SLOTS, slot_range
+from shardkv.wire import FRAME
 
 # Importing the command modules registers their handlers.
 from shardkv.worker import bitmaps, dump, eviction, hashes, keys, lists, server, sets, strings, zsets  # noqa: F401
@@ -340,10 +341,10 @@ def _serve_pipe(shard: Shard, conn: Connection) -> None:
             commit()
         if held:
             held.append(payload)
-            sendall(b"".join([b for frame in held for b in (_FRAME.pack(len(frame)), frame)]))
+            sendall(b"".join([b for frame in held for b in (FRAME.pack(len(frame)), frame)]))
             held.clear()
         else:
-            sendall(_FRAME.pack(len(payload)) + payload)
+            sendall(FRAME.pack(len(payload)) + payload)
 
     def grouping() -> bool:
         writer = persistence.aof if persistence is not None else None
@@ -395,9 +396,6 @@ def _serve_pipe(shard: Shard, conn: Connection) -> None:
 
 
 GROUP_COMMIT_MAX = 64  # batches whose replies may share one write and fsync
-_FRAME = struct.Struct("!i")  # multiprocessing.Connection's frame header
-
-
 _READ_SIZE = 1 << 18
 
 
@@ -451,7 +449,7 @@ class FrameReader:
         buf, pos = self.buf, self.pos
         if len(buf) - pos < 4:
             return False
-        return len(buf) - pos - 4 >= int.from_bytes(buf[pos : pos + 4], "big", signed=True)
+        return len(buf) - pos - 4 >= FRAME.unpack_from(buf, pos)[0]
 
     def _fill(self) -> bool:
         """Read what is there without waiting; False if nothing was."""
@@ -493,7 +491,7 @@ class FrameReader:
             if not self._fill():
                 select.select([self.sock], [], [])
         pos = self.pos
-        size = int.from_bytes(self.buf[pos : pos + 4], "big", signed=True)
+        (size,) = FRAME.unpack_from(self.buf, pos)
         payload = bytes(self.buf[pos + 4 : pos + 4 + size])
         self.pos = pos + 4 + size
         if self.pos == len(self.buf):  # all read: let a large buffer go
