@@ -5,10 +5,11 @@ leave as one ``B`` frame when the acceptor flushes at the end of the turn,
 or, between two steps of the global order, as soon as :data:`EARLY_BATCH`
 have gathered (see :mod:`shardkv.wire` for the format).  Either way they
 leave in the order they were queued, the order the workers run them in.
-Each command leaves a *sink* in :attr:`ShardLink.fifo`; the worker answers in the same order, so each
-reply in an ``R`` frame goes to the sink at the head of the FIFO.  A sink
-is anything with a ``deliver(body)`` method: a client's reply slot, one
-part of a fan-out, or a step of a cross-shard operation.
+Each command leaves a *sink* in :attr:`ShardLink.fifo`; the worker
+answers in the same order, so each reply in an ``R`` frame goes to the
+sink at the head of the FIFO.  A sink is anything with a ``deliver(body)``
+method: a client's reply slot, one part of a fan-out, or a step of a
+cross-shard operation.
 """
 
 from __future__ import annotations
