@@ -7,6 +7,7 @@ can be attributed to that test alone.
 from __future__ import annotations
 
 import csv
+import resource
 import shutil
 import subprocess
 import time
@@ -40,13 +41,22 @@ class BenchmarkRun:
     wall_seconds: float
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    client_cpu_seconds: float = 0.0  # redis-benchmark's own user+sys during the run
+
+    @property
+    def total_requests(self) -> int:
+        """Requests sent: `-n` for each test the run reported (MSET and LRANGE_* count as one each)."""
+        return self.requests * max(1, len(self.rows))
 
     def cpu_per_100k(self) -> dict[str, float]:
         """CPU seconds per 100,000 requests for each server process (none if the run failed)."""
         if not self.rows:
             return {}
-        total_requests = self.requests * max(1, len(self.rows))
-        return {role: secs * 100_000 / total_requests for role, secs in self.cpu_seconds.items()}
+        return {role: secs * 100_000 / self.total_requests for role, secs in self.cpu_seconds.items()}
+
+    def client_cpu_per_100k(self) -> float:
+        """redis-benchmark's CPU seconds per 100,000 requests (0 if the run failed)."""
+        return self.client_cpu_seconds * 100_000 / self.total_requests if self.rows else 0.0
 
 
 def redis_benchmark_path() -> str:
@@ -66,13 +76,19 @@ def run_redis_benchmark(
     keyspace: int = 100_000,
     timeout: float | None = None,
 ) -> BenchmarkRun:
-    """Run `redis-benchmark ... -t TEST -P PIPELINE --csv -q` and measure server CPU."""
+    """Run `redis-benchmark ... -t TEST -P PIPELINE --csv -q` and measure server and client CPU.
+
+    The client's CPU is the growth of RUSAGE_CHILDREN across the run: the
+    only child reaped meanwhile is redis-benchmark (the servers are children
+    too, but they are still running, and only reaped children count).
+    """
     argv = [redis_benchmark_path(), "-h", HOST, "-p", str(server.port), "-c", str(clients)]
     argv += ["-r", str(keyspace), "-n", str(requests), "-t", test, "-P", str(pipeline), "--csv", "-q"]
     # Generous: a 2 k requests/s server still finishes; a hung one does not stall the run forever.
     timeout = timeout or max(120.0, requests / 2000)
     roles = server.roles()
     before = server.cpu_times()
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     errors: list[str] = []
     try:
@@ -83,6 +99,10 @@ def run_redis_benchmark(
         errors.append(f"redis-benchmark timed out after {timeout:.0f}s")
     wall = time.monotonic() - started
     after = server.cpu_times()
+    children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    client_cpu = (children_after.ru_utime - children_before.ru_utime) + (
+        children_after.ru_stime - children_before.ru_stime
+    )
     rows, notes = parse_csv(stdout.decode(errors="replace"))
     errors += notes
     warnings: list[str] = []
@@ -100,7 +120,9 @@ def run_redis_benchmark(
     for pid, secs in after.items():
         role = roles.get(pid, f"pid {pid}")
         cpu[role] = cpu.get(role, 0.0) + secs - before.get(pid, 0.0)
-    return BenchmarkRun(test, pipeline, requests, clients, keyspace, rows, cpu, wall, errors, warnings)
+    return BenchmarkRun(
+        test, pipeline, requests, clients, keyspace, rows, cpu, wall, errors, warnings, client_cpu
+    )
 
 
 def parse_csv(text: str) -> tuple[list[BenchmarkRow], list[str]]:

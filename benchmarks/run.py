@@ -358,6 +358,7 @@ def summarize(spec: ServerSpec, runs: list[BenchmarkRun]) -> list[dict[str, Any]
     measured = [run.cpu_per_100k() for run in runs if run.rows]
     cpu_roles = list(dict.fromkeys(role for per_role in measured for role in per_role))
     cpu = {role: statistics.median(per_role.get(role, 0.0) for per_role in measured) for role in cpu_roles}
+    client_cpu = [run.client_cpu_per_100k() for run in runs if run.rows]
     records = []
     for name in names or [first.test.upper()]:
         rows = [row for run in runs for row in run.rows if row.name == name]
@@ -377,6 +378,7 @@ def summarize(spec: ServerSpec, runs: list[BenchmarkRun]) -> list[dict[str, Any]
                 "p50_ms": statistics.median(row.p50_ms for row in rows) if rows else 0.0,
                 "p99_ms": statistics.median(row.p99_ms for row in rows) if rows else 0.0,
                 "cpu_seconds_per_100k": cpu,
+                "client_cpu_seconds_per_100k": statistics.median(client_cpu) if client_cpu else 0.0,
                 "errors": sorted({e for run in runs for e in run.errors}),
                 "warnings": sorted({w for run in runs for w in run.warnings}),
             }
@@ -385,11 +387,13 @@ def summarize(spec: ServerSpec, runs: list[BenchmarkRun]) -> list[dict[str, Any]
 
 
 def add_ratios(records: list[dict[str, Any]]) -> None:
-    """Set `vs_redis`: each record's requests/s over redis-server's for the same test and depth."""
-    redis = {(r["name"], r["pipeline"]): r["rps"] for r in records if r["kind"] == "redis"}
-    for record in records:
-        base = redis.get((record["name"], record["pipeline"]))
-        record["vs_redis"] = record["rps"] / base if base and record["rps"] else None
+    """Set `vs_redis` and `vs_baseline`: requests/s over redis-server's and over the
+    threaded baseline's, for the same test and pipeline depth."""
+    for kind in ("redis", "baseline"):
+        base_rps = {(r["name"], r["pipeline"]): r["rps"] for r in records if r["kind"] == kind}
+        for record in records:
+            base = base_rps.get((record["name"], record["pipeline"]))
+            record[f"vs_{kind}"] = record["rps"] / base if base and record["rps"] else None
 
 
 def add_memory_ratios(records: list[dict[str, Any]]) -> None:
@@ -468,6 +472,38 @@ def projection(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return projections
 
 
+def machine_budget(records: list[dict[str, Any]], cores: int) -> list[dict[str, Any]]:
+    """How much of this machine each measured rate used, and the most it could give.
+
+    Here redis-benchmark runs on the same cores as the server, so a request
+    costs the machine the server's CPU plus the client's. At `cores` cores
+    fully busy the rate cannot exceed cores x 100000 / (server + client CPU
+    seconds per 100k requests), whatever the server's design; `busy_cores`
+    is how much of that the measured rate used.
+    """
+    budget = []
+    for record in records:
+        server = sum(record["cpu_seconds_per_100k"].values())
+        client = record.get("client_cpu_seconds_per_100k", 0.0)
+        if not record["rps"] or server + client <= 0:
+            continue
+        budget.append(
+            {
+                "server": record["server"],
+                "kind": record["kind"],
+                "shards": record["shards"],
+                "name": record["name"],
+                "pipeline": record["pipeline"],
+                "measured_rps": record["rps"],
+                "server_cpu_seconds_per_100k": server,
+                "client_cpu_seconds_per_100k": client,
+                "busy_cores": (server + client) * record["rps"] / 100_000,
+                "machine_ceiling_rps": cores * 100_000 / (server + client),
+            }
+        )
+    return budget
+
+
 # -- printing -----------------------------------------------------------------------------
 
 
@@ -502,13 +538,14 @@ def print_throughput(records: list[dict[str, Any]]) -> None:
             str(r["pipeline"]),
             f"{r['rps']:,.0f}",
             _ratio(r["vs_redis"]),
+            _ratio(r.get("vs_baseline")),
             f"{r['p50_ms']:.2f}",
             str(len(r["errors"])),
         ]
         for r in records
     ]
     print_table(
-        ["server", "shards", "test", "P", "requests/s", "vs redis", "p50 ms", "errors"],
+        ["server", "shards", "test", "P", "requests/s", "vs redis", "vs baseline", "p50 ms", "errors"],
         rows,
         "Throughput (redis-benchmark)",
     )
@@ -561,6 +598,38 @@ def print_projection(projections: list[dict[str, Any]]) -> None:
         ],
         rows,
         "Projection: max requests/s per process at 100% of one core (100000 / cpu-s per 100k)",
+    )
+
+
+def print_budget(budget: list[dict[str, Any]], cores: int) -> None:
+    """Server and client CPU per request, cores used, and this machine's ceiling."""
+    rows = [
+        [
+            b["server"],
+            b["name"],
+            str(b["pipeline"]),
+            f"{b['measured_rps']:,.0f}",
+            f"{b['server_cpu_seconds_per_100k']:.3f}",
+            f"{b['client_cpu_seconds_per_100k']:.3f}",
+            f"{b['busy_cores']:.2f}",
+            f"{b['machine_ceiling_rps']:,.0f}",
+        ]
+        for b in budget
+    ]
+    print_table(
+        [
+            "server",
+            "test",
+            "P",
+            "measured rps",
+            "server s/100k",
+            "client s/100k",
+            "cores busy",
+            "ceiling rps",
+        ],
+        rows,
+        f"This machine's {cores} cores: server + redis-benchmark CPU per 100k requests, and the most"
+        f" {cores} fully busy cores could serve ({cores} x 100000 / (server + client))",
     )
 
 
@@ -662,8 +731,10 @@ def main(argv: list[str] | None = None) -> int:
         if "throughput" in args.modes:
             results["throughput"] = harness.throughput()
             results["projection"] = projection(results["throughput"])
+            results["machine_budget"] = machine_budget(results["throughput"], os.cpu_count() or 1)
             print_throughput(results["throughput"])
             print_projection(results["projection"])
+            print_budget(results["machine_budget"], os.cpu_count() or 1)
         if "memory" in args.modes:
             results["memory"] = harness.memory()
             print_memory(results["memory"])

@@ -11,6 +11,7 @@ runs of the benchmark, not to tests.
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -60,11 +61,20 @@ def test_benchmark_command_measures_every_server_in_every_round(tmp_path: Path) 
             assert record["vs_redis"] == pytest.approx(record["rps"] / redis["rps"])
         if record["server"] == "shardkv-2":
             assert "acceptor" in record["cpu_seconds_per_100k"]
+        if record["server"] == "baseline":
+            assert record["vs_baseline"] == 1.0
+        # redis-benchmark itself spends CPU on every request it sends.
+        assert record["client_cpu_seconds_per_100k"] > 0
     shardkv_roles = set().union(
         *(r["cpu_seconds_per_100k"] for r in throughput if r["server"] == "shardkv-2")
     )
     assert {"acceptor", "worker 0", "worker 1"} <= shardkv_roles
     assert {p["shards"] for p in results["projection"]} == {2}
+    assert "cores busy" in done.stdout
+    for b in results["machine_budget"]:
+        per_100k = b["server_cpu_seconds_per_100k"] + b["client_cpu_seconds_per_100k"]
+        assert b["machine_ceiling_rps"] == pytest.approx(os.cpu_count() * 100_000 / per_100k)
+    assert len(results["machine_budget"]) == len(throughput)
 
     memory = {(r["server"], r["ttl"]): r for r in results["memory"]}
     assert set(memory) == {(s, ttl) for s in ("redis", "shardkv-2", "baseline") for ttl in (None, 3600)}
