@@ -65,9 +65,11 @@ class Acceptor:
         self.nshards = config["shards"]
         self.router = Router(self.nshards)
         self.shard_of = self.router.shard_of
-        self.links = [ShardLink(i, self._queue_link, self._after_frame) for i in range(self.nshards)]
+        self.links = [ShardLink(i, self._queue_link, self.flush_dirty_clients) for i in range(self.nshards)]
         self.clients: dict[int, Client] = {}
         self.dirty_clients: list[Client] = []
+        self.monitors: list[Client] = []  # clients in MONITOR mode, see shardkv.monitor
+        self.monitor_flush_due = False
         self._links_to_flush: list[ShardLink] = []
         self._ids = itertools.count(1)
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -98,7 +100,8 @@ class Acceptor:
         for link in links:
             link.flush()
 
-    def _after_frame(self) -> None:
+    def flush_dirty_clients(self) -> None:
+        """Write the replies that became ready (after a shard's frame, or monitor lines)."""
         dirty = self.dirty_clients
         if dirty:
             self.dirty_clients = []

@@ -20,7 +20,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING
 
-from shardkv import commands, errors, wire
+from shardkv import commands, errors, monitor, wire
 from shardkv.fanout import MERGES, Gather, merge_by_position, split_by_shard
 from shardkv.resp import ProtocolError, RequestParser, encode, encode_command, encode_error
 
@@ -102,6 +102,8 @@ class Client(asyncio.Protocol):
         # come meanwhile are held, and run when it is answered (resume).
         self.blocked_token = 0
         self.held: list = []
+        self.monitoring = False  # in MONITOR mode (shardkv.monitor)
+        self.in_exec = False  # EXEC is running this client's queued commands
 
     # -- connection events ----------------------------------------------------
 
@@ -166,13 +168,13 @@ class Client(asyncio.Protocol):
 
         Most commands name one key and go to its shard; for those this loop
         does what :meth:`execute` and :meth:`send` would, inline, as long as
-        nothing (MULTI, SUBSCRIBE, AUTH) makes the client a special case.
+        nothing makes the client a special case (see :meth:`_plain`).
         """
         server = self.server
         links = server.links
         shard_of = server.shard_of
         pending = self.pending
-        plain = self.multi is None and not self.channels and not self.patterns and self.authenticated
+        plain = self._plain()
         header = HEADERS[self.resp3]
         rest = iter(batch)
         for args, raw in rest:
@@ -192,8 +194,20 @@ class Client(asyncio.Protocol):
                 if not self.closing:
                     self.held.extend(rest)
                 break
-            plain = self.multi is None and not self.channels and not self.patterns and self.authenticated
+            plain = self._plain()
             header = HEADERS[self.resp3]
+
+    def _plain(self) -> bool:
+        """Whether :meth:`_run` may send this client's single-key commands
+        inline: nothing to intercept (MULTI, SUBSCRIBE, AUTH), and no
+        monitor to show them to."""
+        return (
+            self.multi is None
+            and not self.channels
+            and not self.patterns
+            and self.authenticated
+            and not self.server.monitors
+        )
 
     def _data_received_unauthenticated(self, data: bytes) -> None:
         """Before AUTH the parser hands over one command at a time, so AUTH
@@ -334,11 +348,18 @@ class Client(asyncio.Protocol):
                 self.multi_error = True
             self.pending.append(encode_error(errors.NOAUTH))
             return
+        if self.monitoring and monitor.touches_keyspace(cmd):
+            if self.multi is not None:
+                self.multi_error = True
+            self.pending.append(encode_error(errors.MONITOR_KEYSPACE))
+            return
         server = self.server
         if self.multi is not None or self.channels or self.patterns:
             if server.intercept(self, cmd, args):
                 return
         self.route(cmd, args, raw)
+        if server.monitors:  # shown after it ran, as Redis's call() does
+            monitor.feed(self, cmd, args)
 
     def route(self, cmd: commands.Command, args: list[bytes], raw: bytes | None) -> None:
         """Run a checked command: here, or on the shards its keys name."""

@@ -21,7 +21,8 @@ appeared in, a one-line summary, and its syntax in a compact notation that
 
 Container commands (CLIENT, CONFIG, COMMAND, OBJECT, PUBSUB) have their
 subcommands as rows named ``container|sub``, with their own arity, which
-the code that runs them checks with :func:`check_subcommand`.
+the code that runs them checks with :func:`check_subcommand`, and their
+own flags (COMMAND INFO reports them; MONITOR leaves ``admin`` ones out).
 
 This module is shared by the acceptor and the workers and imports nothing
 from either side.
@@ -52,6 +53,7 @@ lastsave | 1.0.0 | Get the UNIX time stamp of the last successful save to disk |
 debug | 1.0.0 | A container for debugging commands |
 swapdb | 4.0.0 | Swap two databases | index1:integer index2:integer
 shutdown | 1.0.0 | Stop the server | nosave_save=[NOSAVE | SAVE] [NOW] [FORCE] [ABORT]
+monitor | 1.0.0 | Listen for all requests received by the server in real time |
 save | 1.0.0 | Synchronously save the dataset to disk |
 bgsave | 1.0.0 | Asynchronously save the dataset to disk | [SCHEDULE]
 bgrewriteaof | 1.0.0 | Asynchronously rewrite the append-only file |
@@ -214,40 +216,40 @@ publish | 2.0.0 | Post a message to a channel | channel message
 pubsub | 2.8.0 | A container for Pub/Sub commands |
 """
 
-# container|sub | since | arity | summary | syntax (after the subcommand)
+# container|sub | since | arity | flags | summary | syntax (after the subcommand)
 _SUBCOMMANDS = """
-client|id | 5.0.0 | 2 | Returns the client ID for the current connection |
-client|info | 6.2.0 | 2 | Returns information about the current client connection. |
-client|list | 2.4.0 | -2 | Get the list of client connections | [TYPE normal_master_replica_pubsub=(NORMAL | MASTER | REPLICA | PUBSUB)] [ID client-id:integer ...]
-client|kill | 2.4.0 | -3 | Kill the connection of a client | filter=(ip:port | new-format=([ID client-id:integer] | [TYPE (NORMAL | MASTER | SLAVE | REPLICA | PUBSUB)] | [USER username] | [ADDR ip:port] | [LADDR ip:port] | [SKIPME yes/no]) ...)
-client|getname | 2.6.9 | 2 | Get the current connection name |
-client|setname | 2.6.9 | 3 | Set the current connection name | connection-name
-client|no-evict | 7.0.0 | 3 | Set client eviction mode for the current connection | enabled=(ON | OFF)
-client|getredir | 6.0.0 | 2 | Get tracking notifications redirection client ID if any |
-client|trackinginfo | 6.2.0 | 2 | Return information about server assisted client side caching for the current connection |
-client|setinfo | 7.2.0 | 4 | Set client or connection specific info | attr=(LIB-NAME libname | LIB-VER libver)
-client|no-touch | 7.2.0 | 3 | Controls whether commands sent by the client will alter the LRU/LFU of the keys they access | enabled=(ON | OFF)
-client|help | 5.0.0 | 2 | Show helpful text about the different subcommands |
-command|count | 2.8.13 | 2 | Get total number of Redis commands |
-command|docs | 7.0.0 | -2 | Get array of specific Redis command documentation | [command-name ...]
-command|getkeys | 2.8.13 | -4 | Extract keys given a full Redis command |
-command|info | 2.8.13 | -2 | Get array of specific Redis command details, or all when no argument is given. | [command-name ...]
-command|list | 7.0.0 | -2 | Get an array of Redis command names | [FILTERBY (MODULE module-name | ACLCAT category | PATTERN pattern:pattern)]
-command|help | 5.0.0 | 2 | Show helpful text about the different subcommands |
-config|get | 2.0.0 | -3 | Get the values of configuration parameters | parameter ...
-config|set | 2.0.0 | -4 | Set configuration parameters to the given values | data=(parameter value) ...
-config|resetstat | 2.0.0 | 2 | Reset the stats returned by INFO |
-config|rewrite | 2.8.0 | 2 | Rewrite the configuration file with the in memory configuration |
-config|help | 5.0.0 | 2 | Show helpful text about the different subcommands |
-object|encoding | 2.2.3 | 3 | Inspect the internal encoding of a Redis object | key
-object|freq | 4.0.0 | 3 | Get the logarithmic access frequency counter of a Redis object | key
-object|idletime | 2.2.3 | 3 | Get the time since a Redis object was last accessed | key
-object|refcount | 2.2.3 | 3 | Get the number of references to the value of the key | key
-object|help | 6.2.0 | 2 | Show helpful text about the different subcommands |
-pubsub|channels | 2.8.0 | -2 | List active channels | [pattern:pattern]
-pubsub|numpat | 2.8.0 | 2 | Get the count of unique patterns pattern subscriptions |
-pubsub|numsub | 2.8.0 | -2 | Get the count of subscribers for channels | [channel ...]
-pubsub|help | 6.2.0 | 2 | Show helpful text about the different subcommands |
+client|id | 5.0.0 | 2 | noscript,loading,stale | Returns the client ID for the current connection |
+client|info | 6.2.0 | 2 | noscript,loading,stale | Returns information about the current client connection. |
+client|list | 2.4.0 | -2 | admin,noscript,loading,stale | Get the list of client connections | [TYPE normal_master_replica_pubsub=(NORMAL | MASTER | REPLICA | PUBSUB)] [ID client-id:integer ...]
+client|kill | 2.4.0 | -3 | admin,noscript,loading,stale | Kill the connection of a client | filter=(ip:port | new-format=([ID client-id:integer] | [TYPE (NORMAL | MASTER | SLAVE | REPLICA | PUBSUB)] | [USER username] | [ADDR ip:port] | [LADDR ip:port] | [SKIPME yes/no]) ...)
+client|getname | 2.6.9 | 2 | noscript,loading,stale | Get the current connection name |
+client|setname | 2.6.9 | 3 | noscript,loading,stale | Set the current connection name | connection-name
+client|no-evict | 7.0.0 | 3 | admin,noscript,loading,stale | Set client eviction mode for the current connection | enabled=(ON | OFF)
+client|getredir | 6.0.0 | 2 | noscript,loading,stale | Get tracking notifications redirection client ID if any |
+client|trackinginfo | 6.2.0 | 2 | noscript,loading,stale | Return information about server assisted client side caching for the current connection |
+client|setinfo | 7.2.0 | 4 | noscript,loading,stale | Set client or connection specific info | attr=(LIB-NAME libname | LIB-VER libver)
+client|no-touch | 7.2.0 | 3 | noscript,loading,stale | Controls whether commands sent by the client will alter the LRU/LFU of the keys they access | enabled=(ON | OFF)
+client|help | 5.0.0 | 2 | loading,stale | Show helpful text about the different subcommands |
+command|count | 2.8.13 | 2 | loading,stale | Get total number of Redis commands |
+command|docs | 7.0.0 | -2 | loading,stale | Get array of specific Redis command documentation | [command-name ...]
+command|getkeys | 2.8.13 | -4 | loading,stale | Extract keys given a full Redis command |
+command|info | 2.8.13 | -2 | loading,stale | Get array of specific Redis command details, or all when no argument is given. | [command-name ...]
+command|list | 7.0.0 | -2 | loading,stale | Get an array of Redis command names | [FILTERBY (MODULE module-name | ACLCAT category | PATTERN pattern:pattern)]
+command|help | 5.0.0 | 2 | loading,stale | Show helpful text about the different subcommands |
+config|get | 2.0.0 | -3 | admin,noscript,loading,stale | Get the values of configuration parameters | parameter ...
+config|set | 2.0.0 | -4 | admin,noscript,loading,stale | Set configuration parameters to the given values | data=(parameter value) ...
+config|resetstat | 2.0.0 | 2 | admin,noscript,loading,stale | Reset the stats returned by INFO |
+config|rewrite | 2.8.0 | 2 | admin,noscript,loading,stale | Rewrite the configuration file with the in memory configuration |
+config|help | 5.0.0 | 2 | loading,stale | Show helpful text about the different subcommands |
+object|encoding | 2.2.3 | 3 | readonly | Inspect the internal encoding of a Redis object | key
+object|freq | 4.0.0 | 3 | readonly | Get the logarithmic access frequency counter of a Redis object | key
+object|idletime | 2.2.3 | 3 | readonly | Get the time since a Redis object was last accessed | key
+object|refcount | 2.2.3 | 3 | readonly | Get the number of references to the value of the key | key
+object|help | 6.2.0 | 2 | loading,stale | Show helpful text about the different subcommands |
+pubsub|channels | 2.8.0 | -2 | pubsub,loading,stale | List active channels | [pattern:pattern]
+pubsub|numpat | 2.8.0 | 2 | pubsub,loading,stale | Get the count of unique patterns pattern subscriptions |
+pubsub|numsub | 2.8.0 | -2 | pubsub,loading,stale | Get the count of subscribers for channels | [channel ...]
+pubsub|help | 6.2.0 | 2 | loading,stale | Show helpful text about the different subcommands |
 """
 
 TYPES = frozenset({"key", "integer", "double", "pattern", "unix-time", "string"})
@@ -355,14 +357,17 @@ def parse_syntax(text: str) -> list[dict]:
 class Doc:
     """One command's or subcommand's documentation row."""
 
-    __slots__ = ("name", "since", "summary", "syntax", "arity")
+    __slots__ = ("name", "since", "summary", "syntax", "arity", "flags")
 
-    def __init__(self, name: str, since: str, summary: str, syntax: str, arity: int = 0) -> None:
+    def __init__(
+        self, name: str, since: str, summary: str, syntax: str, arity: int = 0, flags: tuple[str, ...] = ()
+    ) -> None:
         self.name = name
         self.since = since
         self.summary = summary
         self.syntax = syntax
         self.arity = arity
+        self.flags = flags  # a subcommand's own flags (Redis gives containers none)
 
     @property
     def arguments(self) -> list[dict]:
@@ -381,9 +386,11 @@ def _load() -> tuple[dict[str, Doc], dict[str, dict[str, Doc]]]:
         docs[name] = Doc(name, since, summary, syntax)
     subs: dict[str, dict[str, Doc]] = {}
     for line in _SUBCOMMANDS.strip().splitlines():
-        full, since, arity, summary, syntax = (part.strip() for part in (line + " ").split(" | ", 4))
+        full, since, arity, flags, summary, syntax = (part.strip() for part in (line + " ").split(" | ", 5))
         container, _, sub = full.partition("|")
-        subs.setdefault(container, {})[sub] = Doc(full, since, summary, syntax, int(arity))
+        subs.setdefault(container, {})[sub] = Doc(
+            full, since, summary, syntax, int(arity), tuple(flags.split(","))
+        )
     return docs, subs
 
 

@@ -58,6 +58,7 @@ lastsave           1     fast,loading,stale                -        local  -    
 debug              -2    admin,noscript                    -        local  -      server
 swapdb             3     write,fast                        -        local  -      server
 shutdown           -1    admin,noscript,loading,stale      -        local  -      server
+monitor            1     admin,noscript,loading,stale      -        local  -      server
 save               1     admin,noscript                    -        all    ok     server
 bgsave             -1    admin,noscript                    -        all    random server
 bgrewriteaof       1     admin,noscript                    -        all    random server
@@ -225,7 +226,7 @@ subscribe          -2    pubsub,noscript,loading,stale     -        local  -    
 unsubscribe        -1    pubsub,noscript,loading,stale     -        local  -      pubsub
 psubscribe         -2    pubsub,noscript,loading,stale     -        local  -      pubsub
 punsubscribe       -1    pubsub,noscript,loading,stale     -        local  -      pubsub
-publish            3     pubsub,loading,stale,fast         -        local  -      pubsub
+publish            3     pubsub,loading,stale,fast,may_replicate -  local  -      pubsub
 pubsub             -2    pubsub,loading,stale              -        local  -      pubsub
 """
 

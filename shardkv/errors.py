@@ -83,6 +83,8 @@ AUTH_NOT_CONFIGURED = (
 )
 NOPROTO = "NOPROTO unsupported protocol version"
 MAX_CLIENTS = "ERR max number of clients reached"
+MONITOR_KEYSPACE = "ERR Replica can't interact with the keyspace"
+MONITOR_DENY_BLOCKING = "ERR MONITOR isn't allowed for DENY BLOCKING client"
 PROTECTED_MODE = (
     "DENIED Redis is running in protected mode because protected mode is enabled and no password "
     "is set for the default user. In this mode connections are only accepted from the loopback "

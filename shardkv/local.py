@@ -14,9 +14,10 @@ its arity against :mod:`shardkv.command_docs`, with Redis's errors.
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 
-from shardkv import REDIS_VERSION, command_docs, commands, config, errors
-from shardkv.acceptor import ATTACH_HOOKS, local
+from shardkv import REDIS_VERSION, command_docs, commands, config, errors, monitor
+from shardkv.acceptor import ATTACH_HOOKS, DISCONNECT_HOOKS, local
 from shardkv.args import parse_cursor, parse_int, parse_int32, parse_scan_options, strict_int
 from shardkv.client import Client
 from shardkv.errors import CommandError
@@ -143,7 +144,9 @@ def _check_name(name: bytes) -> None:
 
 def client_info_line(c: Client, now: float) -> bytes:
     flags = "N"
-    if c.multi is not None:
+    if c.monitoring:
+        flags = "O"
+    elif c.multi is not None:
         flags = "x"
     elif c.channels or c.patterns:
         flags = "P"
@@ -348,14 +351,32 @@ def _kill(me: Client, victims: list) -> None:
             c.transport.close()
 
 
+# -- MONITOR -----------------------------------------------------------------
+
+
+@local("monitor")
+def monitor_(client: Client, args: list) -> None:
+    """MONITOR"""
+    if client.in_exec:  # Redis: EXEC wants one reply per command
+        client.reply_error(errors.MONITOR_DENY_BLOCKING)
+    elif monitor.start(client):
+        client.reply(OK)
+    # else: already monitoring; Redis ignores the command without a reply
+
+
+DISCONNECT_HOOKS.append(monitor.stop)
+
+
 # -- COMMAND -----------------------------------------------------------------
 
-# The order in which Redis lists command flags.
+# The order in which Redis lists command flags.  Redis 7.0 keeps
+# may_replicate (PUBLISH's) to itself: COMMAND INFO does not list it.
 _FLAG_ORDER = (
     "write readonly denyoom module admin pubsub noscript blocking loading stale skip_monitor "
-    "skip_slowlog asking fast no_auth may_replicate no_mandatory_keys protected no_async_loading "
+    "skip_slowlog asking fast no_auth no_mandatory_keys protected no_async_loading "
     "no_multi movablekeys allow_busy"
 ).split()
+_UNLISTED_FLAGS = {"may_replicate"}
 _GROUP_CATEGORY = {
     "string": "@string",
     "bitmap": "@bitmap",
@@ -375,13 +396,15 @@ def _flags(cmd: commands.Command) -> list[str]:
     if cmd.numkeys_at:
         flags.add("movablekeys")
     ordered = [f for f in _FLAG_ORDER if f in flags]
-    ordered += sorted(flags - set(_FLAG_ORDER))
+    ordered += sorted(flags - set(_FLAG_ORDER) - _UNLISTED_FLAGS)
     return ordered  # simple strings, as Redis sends them
 
 
-def _acl_categories(cmd: commands.Command) -> list[str]:
-    """An approximation of Redis's ACL categories, from the flags and group."""
-    flags = cmd.flags
+def _acl_categories(cmd: commands.Command, flags: Collection[str] | None = None) -> list[str]:
+    """An approximation of Redis's ACL categories, from the flags (the
+    command's, or one subcommand's) and the group."""
+    if flags is None:
+        flags = cmd.flags
     cats = []
     if "write" in flags:
         cats.append("@write")
@@ -428,7 +451,18 @@ def _command_info(cmd: commands.Command) -> list:
         first = last = step = 0
         specs: list = []
         subinfo = [
-            [sub.name.encode(), sub.arity, _flags(cmd), 0, 0, 0, _acl_categories(cmd), [], [], []]
+            [
+                sub.name.encode(),
+                sub.arity,
+                list(sub.flags),
+                0,
+                0,
+                0,
+                _acl_categories(cmd, sub.flags),
+                [],
+                [],
+                [],
+            ]
             for sub in subs.values()
         ]
     else:

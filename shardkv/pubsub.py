@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import time
 
-from shardkv import config, errors
+from shardkv import config, errors, monitor
 from shardkv.acceptor import CONNECT_HOOKS, DISCONNECT_HOOKS, INTERCEPTORS, local
 from shardkv.client import Client
 from shardkv.commands import Command
@@ -372,6 +372,7 @@ def reset(client: Client, args: list[bytes]) -> None:
 
     discard_transaction(client)
     unsubscribe_all(client)
+    monitor.stop(client)
     client.resp3 = False
     client.name = b""
     client.authenticated = not client.server.config["requirepass"]

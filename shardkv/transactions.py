@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from shardkv import errors
+from shardkv import errors, monitor
 from shardkv.acceptor import DISCONNECT_HOOKS, INTERCEPTORS, local
 from shardkv.client import HEADERS, PART_HEADERS, Client, Slot
 from shardkv.commands import Command
@@ -208,10 +208,12 @@ def run_local_captured(client: Client, cmd: Command, args: list[bytes]) -> list:
     saved = client.pending
     captured: deque = deque((_BARRIER,))
     client.pending = captured
+    client.in_exec = True
     try:
         client.server.run_local(client, cmd, args)
     finally:
         client.pending = saved
+        client.in_exec = False
     captured.popleft()
     return list(captured)
 
@@ -289,14 +291,18 @@ def _run_in_order(client: Client, queued: list, reply: Exec) -> None:
     """
     parts: list = []
     saved = client.pending
+    client.in_exec = True
     try:
         for cmd, args in queued:
             client.pending = captured = deque((_BARRIER,))
             client.route(cmd, args, None)
             captured.popleft()
             parts.extend(captured)
+            if client.server.monitors:
+                monitor.feed(client, cmd, args)
     finally:
         client.pending = saved
+        client.in_exec = False
     reply.parts = parts
 
 
@@ -329,6 +335,8 @@ def _run_atomic(client: Client, queued: list, reply: Exec) -> None:
                 parts.extend(run_local_captured(client, cmd, args))
             else:
                 parts.append(next(replies))
+            if client.server.monitors:  # committed: now they have run
+                monitor.feed(client, cmd, args)
         reply.parts = parts
         return b""
 
