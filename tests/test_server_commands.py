@@ -288,6 +288,22 @@ def test_command_info_matches_redis(ports):
 KNOWN_EXTRA_FLAGS = {b"stale", b"admin", b"readonly", b"pubsub", b"loading"}
 
 
+@pytest.mark.parametrize("container", ["client", "config", "command", "object", "pubsub"])
+def test_subcommand_flags_match_redis(ports, container):
+    """Each subcommand's own flags (MONITOR hides the admin ones), as
+    COMMAND INFO reports them in its subcommands element."""
+    real = plain(ports["redis"], 2)
+    ours = plain(ports["shardkv"], 2)
+    theirs = {sub[0]: sub[2] for sub in real.execute_command("COMMAND", "INFO", container)[0][9]}
+    mine = {sub[0]: sub[2] for sub in ours.execute_command("COMMAND", "INFO", container)[0][9]}
+    compared = [name for name in mine if name in theirs]  # CLIENT SETINFO and NO-TOUCH are Redis 7.2's
+    assert len(compared) >= len(mine) - 2
+    for name in compared:
+        assert mine[name] == theirs[name], name
+    real.close()
+    ours.close()
+
+
 def test_command_subcommands(compare_plain):
     compare = compare_plain
     compare("COMMAND", "INFO", "get", "nosuch")
