@@ -30,6 +30,7 @@ itself is in :mod:`shardkv.local`.
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 from shardkv import command_docs, commands
@@ -56,7 +57,7 @@ def _redacted(args: list[bytes]) -> set[int]:
     name = args[0].lower()
     if name == b"auth":
         return set(range(1, len(args)))
-    hidden = set()
+    hidden: set[int] = set()
     if name == b"hello":
         i = 2
         while i < len(args):
@@ -73,7 +74,7 @@ def _redacted(args: list[bytes]) -> set[int]:
 def line(client: Client, args: list[bytes]) -> bytes:
     """The status line a monitor receives for ``args``, sent by ``client``."""
     micros = time.time_ns() // 1000
-    hidden = _redacted(args) if args[0].lower() in (b"auth", b"hello") else ()
+    hidden = _redacted(args)
     shown = " ".join(_REDACTED if i in hidden else quote(a) for i, a in enumerate(args))
     return b"+%d.%06d [0 %s] %s\r\n" % (
         *divmod(micros, 1_000_000),
@@ -87,14 +88,14 @@ def shown(cmd: commands.Command, args: list[bytes]) -> bool:
     its subcommand's flags decide), and not a bad subcommand, which Redis
     rejects before running."""
     subs = command_docs.SUBCOMMANDS.get(cmd.name)
-    flags: object = cmd.flags
+    flags: Collection[str] = cmd.flags
     if subs is not None and len(args) > 1:
         if command_docs.check_subcommand(args) is not None:
             return False
         sub = subs.get(args[1].decode("latin-1").lower())
         if sub is not None:
             flags = sub.flags
-    return "admin" not in flags and "skip_monitor" not in flags  # type: ignore[operator]
+    return "admin" not in flags and "skip_monitor" not in flags
 
 
 def touches_keyspace(cmd: commands.Command) -> bool:
