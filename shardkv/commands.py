@@ -215,6 +215,12 @@ zdiff              -3    readonly                          nk1      shard  -    
 zintercard         -3    readonly                          nk1      shard  -      sorted_set
 zrangestore        -5    write,denyoom                     1,2,1    shard  -      sorted_set
 zscan              -3    readonly                          1,1,1    shard  -      sorted_set
+# -- hyperloglog (strings in Redis's HLL layout)
+pfadd              -2    write,denyoom,fast                1,1,1    shard  -      hyperloglog
+pfcount            -2    readonly                          1,-1,1   shard  -      hyperloglog
+pfmerge            -2    write,denyoom                     1,-1,1   shard  -      hyperloglog
+pfdebug            3     write,denyoom,admin               2,2,1    shard  -      hyperloglog
+pfselftest         1     admin                             -        shard  -      hyperloglog
 # -- transactions
 multi              1     noscript,loading,stale,fast       -        local  -      transactions
 exec               1     noscript,loading,stale            -        local  -      transactions

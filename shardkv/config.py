@@ -207,6 +207,14 @@ SETTINGS: dict[str, Setting] = {
             "Microseconds to sleep per key in a background save or rewrite (for tests).",
             minimum=0,
         ),
+        Setting(
+            "hll-sparse-max-bytes",
+            "memory",
+            3000,
+            True,
+            "Largest sparse HyperLogLog, header included; a bigger one turns dense.",
+            minimum=0,
+        ),
         Setting("uvloop", "bool", True, False, "Run the acceptor on uvloop when it is installed."),
     ]
 }

@@ -69,6 +69,10 @@ WEIGHT_NOT_FLOAT = "ERR weight value is not a float"
 WITHSCORES_BYLEX = "ERR syntax error, WITHSCORES not supported in combination with BYLEX"
 LIMIT_NEEDS_BY = "ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX"
 
+# -- HyperLogLog, geo, SORT ---------------------------------------------------
+HLL_WRONGTYPE = "WRONGTYPE Key is not a valid HyperLogLog string value."
+HLL_CORRUPTED = "INVALIDOBJ Corrupted HLL object detected"
+
 # -- connection and server ---------------------------------------------------
 NOAUTH = "NOAUTH Authentication required."
 NOAUTH_HELLO = (

@@ -388,6 +388,8 @@ _GROUP_CATEGORY = {
     "pubsub": "@pubsub",
     "transactions": "@transaction",
     "connection": "@connection",
+    "hyperloglog": "@hyperloglog",
+    "geo": "@geo",
 }
 
 

@@ -47,7 +47,19 @@ from shardkv.router import SLOTS, slot_range
 from shardkv.wire import FRAME
 
 # Importing the command modules registers their handlers.
-from shardkv.worker import bitmaps, dump, eviction, hashes, keys, lists, server, sets, strings, zsets  # noqa: F401
+from shardkv.worker import (  # noqa: F401
+    bitmaps,
+    dump,
+    eviction,
+    hashes,
+    hyperloglog,
+    keys,
+    lists,
+    server,
+    sets,
+    strings,
+    zsets,
+)
 from shardkv.worker.blocking import Wait, Waiters
 from shardkv.worker.clock import Clock
 from shardkv.worker.keyspace import Keyspace
