@@ -34,6 +34,14 @@ A client that disconnects while its step (1) runs cannot stop it: what
 that step pops is lost, as in Redis when a client goes away while the
 server serves it.
 
+XREAD and XREADGROUP across shards
+    The same, with three differences: only with BLOCK do they wait (the
+    timeout is BLOCK's milliseconds); the first try also asks
+    ``__xlastids`` for what ``$`` stands for, and the later tries use those
+    IDs, as Redis resolves ``$`` once, when the command blocks; and each
+    ``__bwait`` carries the group and each key's ID, so it answers 1 only
+    when a key has entries for the command (or its group or stream is gone).
+
 For a new blocking command, add its name to ``TIMEOUT_FIRST`` if its
 timeout is its first argument, and to ``SOURCE_ONLY`` if only its first key
 can wake it.
@@ -44,6 +52,8 @@ from __future__ import annotations
 import itertools
 import time
 from typing import TYPE_CHECKING
+
+import hiredis
 
 from shardkv import wire
 from shardkv.acceptor import BLOCKING, DISCONNECT_HOOKS
@@ -60,6 +70,8 @@ if TYPE_CHECKING:
 TIMEOUT_FIRST = frozenset({"blmpop", "bzmpop"})
 # Commands that wait on their first key only (the others are written).
 SOURCE_ONLY = frozenset({"blmove", "brpoplpush"})
+# Commands whose keys and IDs follow STREAMS, with an optional BLOCK <ms>.
+STREAM_READS = frozenset({"xread", "xreadgroup"})
 
 # The bodies of "nothing to pop now", in RESP2 (null array, null bulk) and RESP3.
 _NULLS = frozenset({b"*-1\r\n", b"$-1\r\n", b"_\r\n"})
@@ -181,7 +193,12 @@ class _CrossShard:
         WAITING[self.token] = self
         self.done = False
         self.started = time.monotonic()
-        self.timeout = args[1] if cmd.name in TIMEOUT_FIRST else args[-1]
+        self.stream = cmd.name in STREAM_READS
+        self.resolved = False
+        if self.stream:
+            self.timeout, self.group = _stream_options(args)
+        else:
+            self.timeout = args[1] if cmd.name in TIMEOUT_FIRST else args[-1]
         shard_of = client.server.shard_of
         self.wait_keys: dict[int, list[bytes]] = {}
         for key in dict.fromkeys(keys[:1] if cmd.name in SOURCE_ONLY else keys):
@@ -191,29 +208,56 @@ class _CrossShard:
 
     def attempt(self) -> None:
         client = self.client
-        op = AtomicOp(client, [self.args], self.keys, _first_body)
+        if self.stream and not self.resolved:
+            op = AtomicOp(client, [self.args, [b"__xlastids", *self.keys]], self.keys, self._resolve)
+        else:
+            op = AtomicOp(client, [self.args], self.keys, _first_body)
         # The operation queued a reply slot of its own; the client's place
         # in the reply order is ours, so take that one out again.
         if client.pending and client.pending[-1] is op.slot:
             client.pending.pop()
         op.slot = _Attempt(self)  # type: ignore[assignment]
 
+    def _resolve(self, bodies: list[bytes]) -> bytes:
+        """The first try of XREAD/XREADGROUP: put the IDs ``$`` stood for in
+        place of ``$``, for the tries after a wait."""
+        self.resolved = True
+        if len(bodies) > 1 and bodies[1][:1] == b"*":
+            reader = hiredis.Reader()
+            reader.feed(bodies[1])
+            ids = reader.gets()
+            n = len(self.keys)
+            at = len(self.args) - n
+            args = list(self.args)
+            for i in range(n):
+                if args[at + i] == b"$" and isinstance(ids, list) and i < len(ids):
+                    args[at + i] = ids[i]
+            self.args = args
+        return bodies[0]
+
     def attempted(self, body: bytes) -> None:
         if self.done:
             return
-        if body not in _NULLS:
+        if body not in _NULLS or (self.stream and self.timeout is None):
             self.finish(body)
             return
         links = self.client.server.links
         elapsed = b"%d" % int((time.monotonic() - self.started) * 1000)
         name = self.args[0]
+        if self.stream:
+            n = len(self.keys)
+            ids = dict(zip(self.keys, self.args[len(self.args) - n :], strict=False))
         for shard, keys in self.wait_keys.items():
             link = links[shard]
             notify = _Notify(self, link, next(_tokens))
             self.notifies.append(notify)
             if link.up:
                 link.blocked[notify.token] = notify
-            command = encode_command([b"__bwait", name, self.timeout, elapsed, *keys])
+            if self.stream:
+                pairs = [x for key in keys for x in (key, ids[key])]
+                command = encode_command([b"__bwait", name, self.timeout, elapsed, self.group, *pairs])
+            else:
+                command = encode_command([b"__bwait", name, self.timeout, elapsed, *keys])
             link.send(wire.entry_header(0, notify.token), command, notify)
             if self.done:  # that shard is down
                 return
@@ -245,6 +289,23 @@ class _CrossShard:
         self.done = True
         WAITING.pop(self.token, None)
         self._cancel_notifies()
+
+
+def _stream_options(args: list[bytes]) -> tuple[bytes | None, bytes]:
+    """XREAD/XREADGROUP's BLOCK (as seconds for ``__bwait``, None without
+    it) and group name (empty for XREAD), read before STREAMS."""
+    timeout = None
+    group = b""
+    for i in range(1, len(args) - 1):
+        word = args[i].lower()
+        if word == b"streams":
+            break
+        if word == b"block":
+            ms = int(args[i + 1]) if args[i + 1].isdigit() else 0
+            timeout = b"%d.%03d" % divmod(ms, 1000)
+        elif word == b"group" and i + 2 < len(args):
+            group = args[i + 1]
+    return timeout, group
 
 
 def _disconnected(client: Client) -> None:

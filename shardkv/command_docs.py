@@ -208,6 +208,21 @@ zdiff | 6.2.0 | Subtract multiple sorted sets | numkeys:integer key ... [WITHSCO
 zintercard | 7.0.0 | Intersect multiple sorted sets and return the cardinality of the result | numkeys:integer key ... [LIMIT limit:integer]
 zrangestore | 6.2.0 | Store a range of members from sorted set into another key | dst:key src:key min max sortby=[BYSCORE | BYLEX] [REV] [LIMIT (offset:integer count:integer)]
 zscan | 2.8.0 | Incrementally iterate sorted sets elements and associated scores | key cursor:integer [MATCH pattern:pattern] [COUNT count:integer]
+xadd | 5.0.0 | Appends a new message to a stream. Creates the key if it doesn't exist. | key [NOMKSTREAM] [trim=(strategy=(MAXLEN | MINID) [operator=(= | ~)] threshold [LIMIT count:integer])] id_or_auto=(* | id) data=(field value) ...
+xlen | 5.0.0 | Return the number of messages in a stream. | key
+xrange | 5.0.0 | Returns the messages from a stream within a range of IDs. | key start end [COUNT count:integer]
+xrevrange | 5.0.0 | Returns the messages from a stream within a range of IDs in reverse order. | key end start [COUNT count:integer]
+xdel | 5.0.0 | Returns the number of messages after removing them from a stream. | key id ...
+xtrim | 5.0.0 | Deletes messages from the beginning of a stream. | key trim=(strategy=(MAXLEN | MINID) [operator=(= | ~)] threshold [LIMIT count:integer])
+xread | 5.0.0 | Returns messages from multiple streams with IDs greater than the ones requested. Blocks until a message is available otherwise. | [COUNT count:integer] [BLOCK milliseconds:integer] STREAMS streams=(key ... id ...)
+xreadgroup | 5.0.0 | Returns new or historical messages from a stream for a consumer in a group. Blocks until a message is available otherwise. | GROUP group-block=(group consumer) [COUNT count:integer] [BLOCK milliseconds:integer] [NOACK] STREAMS streams=(key ... id ...)
+xgroup | 5.0.0 | A container for consumer groups commands |
+xsetid | 5.0.0 | An internal command for replicating stream values. | key last-id [ENTRIESADDED entries_added:integer] [MAXDELETEDID max_deleted_entry_id]
+xack | 5.0.0 | Returns the number of messages that were successfully acknowledged by the consumer group member of a stream. | key group id ...
+xpending | 5.0.0 | Returns the information and entries from a stream consumer group's pending entries list. | key group [filters=([IDLE min-idle-time:integer] start end count:integer [consumer])]
+xclaim | 5.0.0 | Changes, or acquires, ownership of a message in a consumer group, as if the message was delivered a consumer group member. | key group consumer min-idle-time id ... [IDLE ms:integer] [TIME unix-time-milliseconds:unix-time] [RETRYCOUNT count:integer] [FORCE] [JUSTID] [LASTID id]
+xautoclaim | 6.2.0 | Changes, or acquires, ownership of messages in a consumer group, as if the messages were delivered to as consumer group member. | key group consumer min-idle-time start [COUNT count:integer] [JUSTID]
+xinfo | 5.0.0 | A container for stream introspection commands |
 multi | 1.2.0 | Mark the start of a transaction block |
 exec | 1.2.0 | Execute all commands issued after MULTI |
 discard | 2.0.0 | Discard all commands issued after MULTI |
@@ -255,6 +270,16 @@ pubsub|channels | 2.8.0 | -2 | pubsub,loading,stale | List active channels | [pa
 pubsub|numpat | 2.8.0 | 2 | pubsub,loading,stale | Get the count of unique patterns pattern subscriptions |
 pubsub|numsub | 2.8.0 | -2 | pubsub,loading,stale | Get the count of subscribers for channels | [channel ...]
 pubsub|help | 6.2.0 | 2 | loading,stale | Show helpful text about the different subcommands |
+xgroup|create | 5.0.0 | -5 | write,denyoom | Creates a consumer group. | key groupname id_or_last_id=(id | $) [MKSTREAM] [ENTRIESREAD entries_read:integer]
+xgroup|createconsumer | 6.2.0 | 5 | write,denyoom | Creates a consumer in a consumer group. | key groupname consumername
+xgroup|delconsumer | 5.0.0 | 5 | write | Deletes a consumer from a consumer group. | key groupname consumername
+xgroup|destroy | 5.0.0 | 4 | write | Destroys a consumer group. | key groupname
+xgroup|setid | 5.0.0 | -5 | write | Sets the last-delivered ID of a consumer group. | key groupname id_or_last_id=(id | $) [ENTRIESREAD entries_read:integer]
+xgroup|help | 5.0.0 | 2 | loading,stale | Returns helpful text about the different subcommands. |
+xinfo|consumers | 5.0.0 | 4 | readonly | Returns a list of the consumers in a consumer group. | key groupname
+xinfo|groups | 5.0.0 | 3 | readonly | Returns a list of the consumer groups of a stream. | key
+xinfo|stream | 5.0.0 | -3 | readonly | Returns information about a stream. | key [full-block=(FULL [COUNT count:integer])]
+xinfo|help | 5.0.0 | 2 | loading,stale | Returns helpful text about the different subcommands. |
 """
 
 TYPES = frozenset({"key", "integer", "double", "pattern", "unix-time", "string"})
@@ -297,7 +322,7 @@ class _Parser:
     def item(self) -> dict:
         word = self.take()
         name = None
-        if word.endswith("="):  # a group's name: condition=[NX | XX]
+        if word.endswith("=") and len(word) > 1:  # a group's name: condition=[NX | XX]
             name, word = word[:-1], self.take()
         if word in ("[", "("):
             closer = "]" if word == "[" else ")"

@@ -19,7 +19,9 @@ Columns:
     ``first,last,step`` as in Redis (``last`` -1 is the last argument, -2
     the one before it), ``-`` for no keys, or ``nkI`` when argument ``I``
     counts the keys that follow it, optionally after one fixed key:
-    ``1+nk2`` is ZUNIONSTORE's ``destination numkeys key...``.
+    ``1+nk2`` is ZUNIONSTORE's ``destination numkeys key...``.  ``kwWORD@I``:
+    the keys are the first half of the arguments after the first ``WORD``
+    found from argument ``I`` on (XREAD's ``STREAMS key... id...``).
 ``route``
     ``local``: the acceptor answers it itself.  ``shard``: it runs on the
     shard that owns its keys.  ``all``: it runs on every shard and the
@@ -221,6 +223,22 @@ pfcount            -2    readonly                          1,-1,1   shard  -    
 pfmerge            -2    write,denyoom                     1,-1,1   shard  -      hyperloglog
 pfdebug            3     write,denyoom,admin               2,2,1    shard  -      hyperloglog
 pfselftest         1     admin                             -        shard  -      hyperloglog
+# -- streams
+xadd               -5    write,denyoom,fast                1,1,1    shard  -      stream
+xlen               2     readonly,fast                     1,1,1    shard  -      stream
+xrange             -4    readonly                          1,1,1    shard  -      stream
+xrevrange          -4    readonly                          1,1,1    shard  -      stream
+xdel               -3    write,fast                        1,1,1    shard  -      stream
+xtrim              -4    write                             1,1,1    shard  -      stream
+xread              -4    readonly,blocking                 kwSTREAMS@1 shard -    stream
+xreadgroup         -7    write,blocking                    kwSTREAMS@4 shard -    stream
+xgroup             -2    write                             2,2,1    shard  -      stream
+xsetid             -3    write,denyoom,fast                1,1,1    shard  -      stream
+xack               -4    write,fast                        1,1,1    shard  -      stream
+xpending           -3    readonly                          1,1,1    shard  -      stream
+xclaim             -6    write,fast                        1,1,1    shard  -      stream
+xautoclaim         -6    write,fast                        1,1,1    shard  -      stream
+xinfo              -2    readonly                          2,2,1    shard  -      stream
 # -- transactions
 multi              1     noscript,loading,stale,fast       -        local  -      transactions
 exec               1     noscript,loading,stale            -        local  -      transactions
@@ -251,6 +269,9 @@ class Command:
     route: str  # "local", "shard" or "all"
     policy: str  # how parts merge when keys span shards, "-" for atomic
     group: str
+    # kwWORD@I: the keys follow WORD, searched for from argument I (XREAD's STREAMS).
+    keyword: bytes = b""
+    keyword_from: int = 0
     # Goes to the shard of its one key, args[1], and nothing else to decide:
     # the clients' hot path (see Client._run).
     single_key: bool = False
@@ -265,6 +286,13 @@ class Command:
         The caller has already checked the arity.  A bad ``numkeys`` gives
         no keys; the shard that runs the command replies with the error.
         """
+        if self.keyword:
+            word = self.keyword
+            for i in range(self.keyword_from, len(args)):
+                if len(args[i]) == len(word) and args[i].lower() == word:
+                    rest = len(args) - i - 1
+                    return args[i + 1 : i + 1 + rest // 2] if rest and rest % 2 == 0 else []
+            return []
         if self.numkeys_at:
             try:
                 n = int(args[self.numkeys_at])
@@ -285,7 +313,7 @@ class Command:
 
 def _parse_keys(spec: str) -> tuple[int, int, int, int]:
     """``first,last,step`` or ``[K+]nkI`` -> (first, last, step, numkeys_at)."""
-    if spec == "-":
+    if spec == "-" or spec.startswith("kw"):
         return 0, 0, 0, 0
     if "nk" in spec:
         fixed, _, at = spec.partition("nk")
@@ -303,6 +331,7 @@ def _load(text: str) -> dict[str, Command]:
         name, arity, flags, keys, route, policy, group = line.split()
         first, last, step, numkeys_at = _parse_keys(keys)
         flag_set = frozenset(flags.split(","))
+        word, _, at = keys[2:].partition("@") if keys.startswith("kw") else ("", "", "0")
         table[name] = Command(
             name=name,
             arity=int(arity),
@@ -314,6 +343,8 @@ def _load(text: str) -> dict[str, Command]:
             route=route,
             policy=policy,
             group=group,
+            keyword=word.lower().encode(),
+            keyword_from=int(at),
             single_key=(
                 route == "shard" and first == last == 1 and not numkeys_at and "blocking" not in flag_set
             ),

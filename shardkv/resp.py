@@ -25,6 +25,7 @@ Python value       RESP2                   RESP3
 :class:`Verbatim`  bulk string             verbatim ``=``
 :class:`Push`      array                   push ``>``
 :class:`Pairs`     flat array              array of 2-arrays
+:class:`KeyedArrays` array of 2-arrays    map ``%``
 :class:`Raw`       the bytes as they are   the bytes as they are
 =================  ======================  ===========================
 """
@@ -137,6 +138,13 @@ class Pairs(list):
 
     The shape of HRANDFIELD ... WITHVALUES and ZRANGE ... WITHSCORES.
     """
+
+    __slots__ = ()
+
+
+class KeyedArrays(list):
+    """A list of ``(key, value)``: an array of 2-arrays in RESP2, a map in
+    RESP3 (XREAD's reply)."""
 
     __slots__ = ()
 
@@ -688,6 +696,13 @@ def _encode_into(value: object, resp3: bool, out: list[bytes]) -> None:
             out.append(b"$%d\r\n%s\r\n" % (len(value.text), value.text))  # type: ignore[attr-defined]
     elif t is Raw:
         out.append(value.data)  # type: ignore[attr-defined]
+    elif t is KeyedArrays:
+        out.append((b"%%%d\r\n" if resp3 else b"*%d\r\n") % len(value))  # type: ignore[arg-type]
+        for a, b in value:  # type: ignore[attr-defined]
+            if not resp3:
+                out.append(b"*2\r\n")
+            _encode_into(a, resp3, out)
+            _encode_into(b, resp3, out)
     elif t is Pairs:
         if resp3:
             out.append(b"*%d\r\n" % len(value))  # type: ignore[arg-type]

@@ -29,6 +29,8 @@ LIST = "RPUSH k a b c"
 HASH = "HSET k f v"
 ZSET = "ZADD k 1 a 2 b"
 SET = "SADD k a b"
+XS = "XADD k 1-0 f v"
+XG = XS + ";XGROUP CREATE k g 0"
 
 ABORT, RUN = "abort", "run"
 
@@ -227,6 +229,21 @@ CASES = [
     ("", "ZRANGESTORE k nokey 0 -1", RUN),
     (ZSET, "ZDIFFSTORE k 1 nokey", ABORT),
     ("", "ZDIFFSTORE k 1 nokey", RUN),
+    # streams: only XADD, XDEL and XTRIM that delete, and XGROUP CREATE ... MKSTREAM that creates
+    ("", "XADD k 1-0 f v", ABORT),
+    ("", "XADD k NOMKSTREAM 1-0 f v", RUN),
+    (XS, "XADD k 1-0 f v", RUN),
+    (XS, "XDEL k 9-0", RUN),
+    (XS, "XDEL k 1-0", ABORT),
+    (XS, "XTRIM k MAXLEN 5", RUN),
+    (XS, "XTRIM k MAXLEN 0", ABORT),
+    ("", "XGROUP CREATE k g $ MKSTREAM", ABORT),
+    (XS, "XGROUP CREATE k g $", RUN),
+    (XS, "XSETID k 5-0", RUN),
+    (XG, "XREADGROUP GROUP g c STREAMS k >", RUN),
+    (XG + ";XREADGROUP GROUP g c STREAMS k >", "XACK k g 1-0", RUN),
+    (XG + ";XREADGROUP GROUP g c STREAMS k >", "XCLAIM k g d 0 1-0", RUN),
+    (XG + ";XREADGROUP GROUP g c STREAMS k >", "XAUTOCLAIM k g d 0 0", RUN),
 ]
 
 # Not in CASES, with the reason: RESTORE needs a payload (its own test below);

@@ -134,10 +134,12 @@ class Wait:
 
     ``keys``: the keys to wait on; ``timeout``: milliseconds, 0 for ever;
     ``serve``: see the module docstring; ``deny``: the reply when the
-    command may not block; ``expired``: the reply when the timeout passes.
+    command may not block; ``expired``: the reply when the timeout passes;
+    ``missing``: serve is called for a ready key that no longer exists too
+    (a blocked XREADGROUP fails when its stream is deleted).
     """
 
-    __slots__ = ("keys", "timeout", "serve", "deny", "expired")
+    __slots__ = ("keys", "timeout", "serve", "deny", "expired", "missing")
 
     def __init__(
         self,
@@ -146,12 +148,14 @@ class Wait:
         serve: Serve,
         deny: object = NULL_ARRAY,
         expired: object = NULL_ARRAY,
+        missing: bool = False,
     ) -> None:
         self.keys = keys
         self.timeout = timeout
         self.serve = serve
         self.deny = deny
         self.expired = expired
+        self.missing = missing
 
 
 # Blocking forms, and the value type each pops, by command name as sent.
@@ -294,7 +298,9 @@ class Waiters:
             if not queue:
                 continue
             for waiter in list(queue):
-                if lookup(key) is None:
+                if lookup(key) is None and not waiter.wait.missing:
+                    if any(w.wait.missing for w in queue):
+                        continue  # a blocked XREADGROUP still gets its error
                     break
                 if waiter.token in self.by_token:
                     self._serve(waiter, key)
@@ -355,16 +361,35 @@ def bwait(ks: Keyspace, args: list[bytes]) -> object:
     """
     kind = KINDS[args[1].lower()]
     timeout = parse_timeout(args[2])
-    keys = args[4:]
-    lookup = ks.lookup
-    for key in keys:
-        if type(lookup(key)) is kind:
+    if kind is None and args[1].lower() in STREAM_READY:
+        # XREAD/XREADGROUP: ``group key id [key id ...]`` (see shardkv.blocking)
+        ready = STREAM_READY[args[1].lower()]
+        rest = args[4:]
+        if ready(ks, rest):
             return 1
+        keys = rest[1::2]
+        serve = functools.partial(_notify_stream, ready, rest)
+    else:
+        keys = args[4:]
+        lookup = ks.lookup
+        for key in keys:
+            if type(lookup(key)) is kind:
+                return 1
+        serve = _notify
     if timeout:
         timeout -= int(args[3])
         if timeout <= 0:
             return 0
-    return Wait(keys, timeout, _notify, deny=0, expired=0)
+    return Wait(keys, timeout, serve, deny=0, expired=0, missing=kind is None and serve is not _notify)
+
+
+# Readiness tests of commands whose waits depend on more than a key's type
+# (XREAD, XREADGROUP), by command name: (keyspace, their __bwait arguments).
+STREAM_READY: dict[bytes, Callable[[Keyspace, list], bool]] = {}
+
+
+def _notify_stream(ready: Callable, rest: list, ks: Keyspace, args: list[bytes], key: bytes) -> object:
+    return 1 if ready(ks, rest) else None
 
 
 def _notify(ks: Keyspace, args: list[bytes], key: bytes) -> object:

@@ -57,6 +57,7 @@ from shardkv.worker import (  # noqa: F401
     lists,
     server,
     sets,
+    streams,
     strings,
     zsets,
 )

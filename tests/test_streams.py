@@ -1,0 +1,303 @@
+"""Streams compared with redis-server: XADD ... XINFO, errors included.
+
+Every case uses explicit IDs (or reads only what does not depend on the
+clock), so both servers must answer byte for byte the same.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture
+def compare(compare):
+    """The replies as sent, without redis-py's parsing of stream replies."""
+    compare.real.response_callbacks.clear()
+    compare.ours.response_callbacks.clear()
+    return compare
+
+
+def pending(compare, *args):
+    """XPENDING's extended form, with the idle times (clock-dependent) left out."""
+    real = compare._run(compare.real, ("XPENDING", *args))
+    ours = compare._run(compare.ours, ("XPENDING", *args))
+    if isinstance(real, list) and isinstance(ours, list):
+        real = [[e[0], e[1], e[3]] for e in real]
+        ours = [[e[0], e[1], e[3]] for e in ours]
+    assert ours == real, f"XPENDING {args}: redis {real!r}, shardkv {ours!r}"
+
+
+def _fill(compare, key="s", n=5, start=1):
+    for i in range(start, start + n):
+        compare("XADD", key, f"{i}-0", "f", f"v{i}", "g", str(i))
+
+
+def test_xadd_ids_and_errors(compare):
+    compare("XADD", "s", "1-1", "a", "1")
+    compare("XADD", "s", "1-1", "a", "1")
+    compare("XADD", "s", "1-0", "a", "1")
+    compare("XADD", "s", "1-*", "a", "2")
+    compare("XADD", "s", "5-*", "a", "3")
+    compare("XADD", "s", "0-0", "a", "1")
+    compare("XADD", "t", "0-0", "a", "1")
+    compare("EXISTS", "t")
+    compare("XADD", "s", "abc", "a", "1")
+    compare("XADD", "s", "-", "a", "1")
+    compare("XADD", "s", "+", "a", "1")
+    compare("XADD", "s", "6-0", "a")
+    compare("XADD", "s", "6-0", "a", "1", "b")
+    compare("XADD", "s", "6", "a", "1")
+    compare("XADD", "s", "007", "a", "1")
+    compare("XADD", "s", "18446744073709551615-18446744073709551615", "a", "1")
+    compare("XADD", "s", "*", "a", "1")
+    compare("XADD", "s", "18446744073709551615-*", "a", "1")
+    compare("XADD", "s", "NOMKSTREAM", "20-1", "a", "1")
+    compare("XADD", "nokey", "NOMKSTREAM", "*", "a", "1")
+    compare("EXISTS", "nokey")
+    compare("XLEN", "s")
+    compare("XRANGE", "s", "-", "+")
+    compare("SET", "str", "x")
+    compare("XADD", "str", "*", "a", "1")
+    compare("XLEN", "str")
+    compare("TYPE", "s")
+    compare("OBJECT", "ENCODING", "s")
+
+
+def test_xadd_trim_options(compare):
+    compare("XADD", "s", "MAXLEN", "-1", "1-0", "a", "1")
+    compare("XADD", "s", "MAXLEN", "x", "1-0", "a", "1")
+    compare("XADD", "s", "MAXLEN", "1", "MINID", "1", "1-0", "a", "1")
+    compare("XADD", "s", "LIMIT", "10", "1-0", "a", "1")
+    compare("XADD", "s", "MAXLEN", "5", "LIMIT", "10", "1-0", "a", "1")
+    compare("XADD", "s", "MAXLEN", "~", "5", "LIMIT", "-1", "1-0", "a", "1")
+    compare("XADD", "s", "MINID", "abc", "1-0", "a", "1")
+    for i in range(1, 400):
+        compare("XADD", "s", "MAXLEN", "~", "150", f"{i}-0", "f", "v")
+    compare("XLEN", "s")
+    compare("XINFO", "STREAM", "s")
+    compare("XADD", "s", "MAXLEN", "=", "100", "400-0", "f", "v")
+    compare("XLEN", "s")
+    compare("XADD", "s", "MINID", "~", "350", "401-0", "f", "v")
+    compare("XLEN", "s")
+    compare("XADD", "s", "MINID", "360", "402-0", "f", "v")
+    compare("XRANGE", "s", "-", "+", "COUNT", "2")
+    compare("XADD", "s", "MAXLEN", "~", "0", "LIMIT", "30", "403-0", "f", "v")
+    compare("XLEN", "s")
+
+
+def test_xtrim(compare):
+    compare("XTRIM", "s", "MAXLEN", "1")
+    compare("XTRIM", "s")
+    compare("XTRIM", "s", "FOO")
+    compare("XTRIM", "s", "MAXLEN", "1", "LIMIT", "2")
+    for i in range(1, 300):
+        compare("XADD", "s", f"{i}-0", "f", "v" * (i % 7), "x", "y")
+    compare("XTRIM", "s", "MAXLEN", "~", "120")
+    compare("XTRIM", "s", "MAXLEN", "~", "100", "LIMIT", "100")
+    compare("XTRIM", "s", "MAXLEN", "150")
+    compare("XTRIM", "s", "MINID", "~", "200")
+    compare("XTRIM", "s", "MINID", "230")
+    compare("XTRIM", "s", "MAXLEN", "0", "LIMIT", "0")
+    compare("XLEN", "s")
+    compare("XINFO", "STREAM", "s")
+
+
+def test_xrange_xrevrange(compare):
+    _fill(compare, n=10)
+    compare("XRANGE", "s", "-", "+")
+    compare("XRANGE", "s", "3", "5")
+    compare("XRANGE", "s", "(3-0", "(5-0")
+    compare("XRANGE", "s", "(3", "+", "COUNT", "2")
+    compare("XRANGE", "s", "-", "+", "COUNT", "0")
+    compare("XRANGE", "s", "-", "+", "COUNT", "-5")
+    compare("XRANGE", "s", "-", "+", "COUNT")
+    compare("XRANGE", "s", "-", "+", "FOO", "1")
+    compare("XRANGE", "s", "(-", "+")
+    compare("XRANGE", "s", "(18446744073709551615-18446744073709551615", "+")
+    compare("XRANGE", "s", "-", "(0-0")
+    compare("XRANGE", "s", "x", "+")
+    compare("XRANGE", "s", "5", "3")
+    compare("XREVRANGE", "s", "+", "-")
+    compare("XREVRANGE", "s", "+", "-", "COUNT", "3")
+    compare("XREVRANGE", "s", "(7", "(2")
+    compare("XREVRANGE", "s", "5", "5")
+    compare("XRANGE", "nokey", "-", "+")
+    compare("XREVRANGE", "nokey", "+", "-", "COUNT", "0")
+
+
+def test_xdel_and_first_id(compare):
+    _fill(compare, n=6)
+    compare("XDEL", "s", "1-0", "3-0", "9-0")
+    compare("XDEL", "s", "bad")
+    compare("XDEL", "nokey", "1-0")
+    compare("XLEN", "s")
+    compare("XRANGE", "s", "-", "+")
+    compare("XINFO", "STREAM", "s")
+    compare("XDEL", "s", "2-0", "4-0", "5-0", "6-0")
+    compare("XLEN", "s")
+    compare("EXISTS", "s")
+    compare("XINFO", "STREAM", "s")
+    compare("XADD", "s", "3-0", "f", "v")
+
+
+def test_xread(compare):
+    _fill(compare, "a", 3)
+    _fill(compare, "b", 3, start=10)
+    compare("XREAD", "STREAMS", "a", "b", "0", "0")
+    compare("XREAD", "COUNT", "1", "STREAMS", "a", "b", "1", "10")
+    compare("XREAD", "STREAMS", "a", "b", "$", "$")
+    compare("XREAD", "STREAMS", "a", "nokey", "2", "0")
+    compare("XREAD", "STREAMS", "a", "b", "0")
+    compare("XREAD", "STREAMS", "a", ">")
+    compare("XREAD", "GROUP", "g", "c", "STREAMS", "a", "0")
+    compare("XREAD", "NOACK", "STREAMS", "a", "0")
+    compare("XREAD", "COUNT", "x", "STREAMS", "a", "0")
+    compare("XREAD", "BLOCK", "-1", "STREAMS", "a", "0")
+    compare("XREAD", "BLOCK", "x", "STREAMS", "a", "0")
+    compare("XREAD", "BLOCK", "10", "STREAMS", "a", "$")
+    compare("XREAD", "FOO", "STREAMS", "a", "0")
+    compare("XREAD", "COUNT", "1")
+    compare("XREAD", "STREAMS", "a", "bad")
+
+
+def test_groups_basic(compare):
+    compare("XGROUP", "CREATE", "s", "g", "$")
+    compare("XGROUP", "CREATE", "s", "g", "$", "MKSTREAM")
+    compare("XGROUP", "CREATE", "s", "g", "$", "MKSTREAM")
+    compare("XGROUP", "CREATE", "s", "g2", "0", "ENTRIESREAD", "-2")
+    compare("XGROUP", "CREATE", "s", "g2", "0", "FOO")
+    compare("XGROUP", "CREATE", "s")
+    compare("XGROUP", "FOO", "s", "g")
+    compare("XGROUP", "HELP")
+    compare("XGROUP", "SETID", "s", "nog", "0")
+    compare("XGROUP", "CREATECONSUMER", "s", "g", "alice")
+    compare("XGROUP", "CREATECONSUMER", "s", "g", "alice")
+    compare("XGROUP", "DELCONSUMER", "s", "g", "bob")
+    _fill(compare, n=5)
+    compare("XREADGROUP", "GROUP", "g", "alice", "COUNT", "2", "STREAMS", "s", ">")
+    compare("XREADGROUP", "GROUP", "g", "bob", "STREAMS", "s", ">")
+    compare("XREADGROUP", "GROUP", "g", "bob", "STREAMS", "s", ">")
+    compare("XREADGROUP", "GROUP", "g", "alice", "STREAMS", "s", "0")
+    compare("XREADGROUP", "GROUP", "g", "alice", "STREAMS", "s", "$")
+    compare("XREADGROUP", "GROUP", "nog", "alice", "STREAMS", "s", ">")
+    compare("XREADGROUP", "GROUP", "g", "alice", "STREAMS", "nokey", ">")
+    compare("XREADGROUP", "STREAMS", "s", ">")
+    compare("XPENDING", "s", "g")
+    pending(compare, "s", "g", "-", "+", "10", "alice")
+    compare("XPENDING", "s", "nog")
+    compare("XPENDING", "s", "g", "-", "+")
+    pending(compare, "s", "g", "IDLE", "x", "-", "+", "10")
+    pending(compare, "s", "g", "-", "+", "10", "nobody")
+    compare("XACK", "s", "g", "1-0", "9-0")
+    compare("XACK", "s", "g", "bad")
+    compare("XACK", "s", "nog", "1-0")
+    compare("XPENDING", "s", "g")
+    compare("XGROUP", "DELCONSUMER", "s", "g", "bob")
+    compare("XPENDING", "s", "g")
+    compare("XGROUP", "SETID", "s", "g", "0", "ENTRIESREAD", "0")
+    compare("XINFO", "GROUPS", "s")
+    compare("XREADGROUP", "GROUP", "g", "carol", "NOACK", "STREAMS", "s", ">")
+    compare("XINFO", "GROUPS", "s")
+    compare("XPENDING", "s", "g")
+    compare("XGROUP", "DESTROY", "s", "g")
+    compare("XGROUP", "DESTROY", "s", "g")
+    compare("XINFO", "GROUPS", "s")
+    compare("XGROUP", "CREATE", "nokey", "g", "$")
+    compare("XINFO", "GROUPS", "nokey")
+    compare("XINFO", "FOO", "s")
+    compare("XINFO", "HELP")
+    compare("XINFO", "STREAM", "s", "FULL", "COUNT", "x")
+    compare("XINFO", "STREAM", "s", "FOO")
+
+
+def test_lag_and_entries_read(compare):
+    _fill(compare, n=5)
+    compare("XGROUP", "CREATE", "s", "g", "0")
+    compare("XINFO", "GROUPS", "s")
+    compare("XREADGROUP", "GROUP", "g", "c", "COUNT", "2", "STREAMS", "s", ">")
+    compare("XINFO", "GROUPS", "s")
+    compare("XDEL", "s", "4-0")
+    compare("XINFO", "GROUPS", "s")
+    compare("XREADGROUP", "GROUP", "g", "c", "STREAMS", "s", ">")
+    compare("XINFO", "GROUPS", "s")
+    compare("XADD", "s", "9-0", "f", "v")
+    compare("XINFO", "GROUPS", "s")
+    compare("XGROUP", "CREATE", "s", "g2", "3-0")
+    compare("XINFO", "GROUPS", "s")
+    compare("XSETID", "s", "10-0", "ENTRIESADDED", "20", "MAXDELETEDID", "9-5")
+    compare("XINFO", "GROUPS", "s")
+    compare("XINFO", "STREAM", "s")
+
+
+def test_xsetid(compare):
+    compare("XSETID", "nokey", "1-0")
+    _fill(compare, n=3)
+    compare("XSETID", "s", "2-0")
+    compare("XSETID", "s", "3-0", "ENTRIESADDED", "1")
+    compare("XSETID", "s", "3-0", "ENTRIESADDED", "-1")
+    compare("XSETID", "s", "3-0", "MAXDELETEDID", "4-0")
+    compare("XSETID", "s", "3-0", "FOO")
+    compare("XSETID", "s", "100-0", "ENTRIESADDED", "50", "MAXDELETEDID", "99-0")
+    compare("XINFO", "STREAM", "s")
+    compare("XADD", "s", "50-0", "a", "b")
+    compare("XADD", "s", "100-*", "a", "b")
+
+
+def test_xclaim_and_xautoclaim(compare):
+    _fill(compare, n=6)
+    compare("XGROUP", "CREATE", "s", "g", "0")
+    compare("XREADGROUP", "GROUP", "g", "alice", "STREAMS", "s", ">")
+    compare("XCLAIM", "s", "g", "bob", "0", "1-0", "2-0", "JUSTID")
+    compare("XCLAIM", "s", "g", "bob", "0", "3-0", "RETRYCOUNT", "7")
+    compare("XCLAIM", "s", "nog", "bob", "0", "3-0")
+    compare("XCLAIM", "s", "g", "bob", "x", "3-0")
+    compare("XCLAIM", "s", "g", "bob", "0", "3-0", "FOO")
+    compare("XCLAIM", "s", "g", "bob", "0", "3-0", "IDLE", "x")
+    compare("XCLAIM", "s", "g", "bob", "0", "3-0", "TIME", "x")
+    compare("XCLAIM", "s", "g", "bob", "0", "3-0", "RETRYCOUNT", "x")
+    compare("XCLAIM", "s", "g", "bob", "0", "3-0", "LASTID", "x")
+    compare("XCLAIM", "s", "g", "bob", "999999999", "4-0")
+    compare("XPENDING", "s", "g")
+    pending(compare, "s", "g", "-", "+", "10", "bob")
+    compare("XDEL", "s", "5-0")
+    compare("XCLAIM", "s", "g", "carol", "0", "5-0", "6-0", "JUSTID")
+    compare("XPENDING", "s", "g")
+    compare("XACK", "s", "g", "6-0")
+    compare("XCLAIM", "s", "g", "dave", "0", "6-0", "FORCE", "JUSTID", "LASTID", "50-0")
+    compare("XINFO", "GROUPS", "s")
+    compare("XAUTOCLAIM", "s", "g", "erin", "0", "0", "COUNT", "2", "JUSTID")
+    compare("XAUTOCLAIM", "s", "g", "erin", "0", "0", "COUNT", "2")
+    compare("XDEL", "s", "3-0")
+    compare("XAUTOCLAIM", "s", "g", "erin", "0", "0")
+    compare("XAUTOCLAIM", "s", "g", "erin", "0", "0", "COUNT", "0")
+    compare("XAUTOCLAIM", "s", "g", "erin", "x", "0")
+    compare("XAUTOCLAIM", "s", "g", "erin", "0", "x")
+    compare("XAUTOCLAIM", "s", "g", "erin", "0", "0", "FOO")
+    compare("XAUTOCLAIM", "s", "nog", "erin", "0", "0")
+    compare("XPENDING", "s", "g")
+    compare("XINFO", "CONSUMERS", "s", "nog")
+
+
+def test_wrongtype(compare):
+    compare("SET", "k", "v")
+    for args in (
+        ("XLEN", "k"),
+        ("XRANGE", "k", "-", "+"),
+        ("XDEL", "k", "1-0"),
+        ("XTRIM", "k", "MAXLEN", "1"),
+        ("XREAD", "STREAMS", "k", "0"),
+        ("XGROUP", "CREATE", "k", "g", "$"),
+        ("XACK", "k", "g", "1-0"),
+        ("XPENDING", "k", "g"),
+        ("XINFO", "STREAM", "k"),
+        ("XSETID", "k", "1-0"),
+        ("XCLAIM", "k", "g", "c", "0", "1-0"),
+        ("XAUTOCLAIM", "k", "g", "c", "0", "0"),
+    ):
+        compare(*args)
+
+
+@pytest.mark.parametrize("cmd", ["XADD", "XRANGE", "XREAD", "XREADGROUP", "XGROUP", "XINFO", "XCLAIM"])
+def test_arity(compare, cmd):
+    compare(cmd)
+    compare(cmd, "k")
