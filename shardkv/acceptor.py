@@ -268,7 +268,17 @@ def serve(config: dict[str, Any], pipes: list[Connection], control: Connection |
     set_name("shardkv-accept")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     # Importing these registers their local commands and hooks.
-    from shardkv import blocking, crossshard, durability, limits, local, pubsub, security, transactions  # noqa: F401
+    from shardkv import (  # noqa: F401
+        blocking,
+        crossshard,
+        durability,
+        limits,
+        local,
+        pubsub,
+        scripting,
+        security,
+        transactions,
+    )
 
     acceptor = Acceptor(config)
     loop_factory = None

@@ -234,6 +234,11 @@ psubscribe | 2.0.0 | Listen for messages published to channels matching the give
 punsubscribe | 2.0.0 | Stop listening for messages posted to channels matching the given patterns | [pattern:pattern ...]
 publish | 2.0.0 | Post a message to a channel | channel message
 pubsub | 2.8.0 | A container for Pub/Sub commands |
+eval | 2.6.0 | Execute a Lua script server side | script numkeys:integer [key:key ...] [arg ...]
+evalsha | 2.6.0 | Execute a Lua script server side | sha1 numkeys:integer [key:key ...] [arg ...]
+eval_ro | 7.0.0 | Execute a read-only Lua script server side | script numkeys:integer [key:key ...] [arg ...]
+evalsha_ro | 7.0.0 | Execute a read-only Lua script server side | sha1 numkeys:integer [key:key ...] [arg ...]
+script | 2.6.0 | A container for Lua scripts management commands |
 """
 
 # container|sub | since | arity | flags | summary | syntax (after the subcommand)
@@ -280,6 +285,11 @@ xinfo|consumers | 5.0.0 | 4 | readonly | Returns a list of the consumers in a co
 xinfo|groups | 5.0.0 | 3 | readonly | Returns a list of the consumer groups of a stream. | key
 xinfo|stream | 5.0.0 | -3 | readonly | Returns information about a stream. | key [full-block=(FULL [COUNT count:integer])]
 xinfo|help | 5.0.0 | 2 | loading,stale | Returns helpful text about the different subcommands. |
+script|flush | 2.6.0 | -2 | noscript | Remove all the scripts from the script cache. | [flush-type=(ASYNC | SYNC)]
+script|exists | 2.6.0 | -3 | noscript | Check existence of scripts in the script cache. | sha1 ...
+script|load | 2.6.0 | 3 | noscript,stale | Load the specified Lua script into the script cache. | script
+script|help | 5.0.0 | 2 | loading,stale | Show helpful text about the different subcommands |
+script|kill | 2.6.0 | 2 | noscript,allow_busy | Kill the script currently in execution. |
 """
 
 TYPES = frozenset({"key", "integer", "double", "pattern", "unix-time", "string"})

@@ -245,6 +245,12 @@ exec               1     noscript,loading,stale            -        local  -    
 discard            1     noscript,loading,stale,fast       -        local  -      transactions
 watch              -2    noscript,loading,stale,fast       1,-1,1   local  -      transactions
 unwatch            1     noscript,loading,stale,fast       -        local  -      transactions
+# -- scripting
+eval               -3    noscript,stale,skip_monitor,no_mandatory_keys nk2 local -   scripting
+evalsha            -3    noscript,stale,skip_monitor,no_mandatory_keys nk2 local -   scripting
+eval_ro            -3    readonly,noscript,stale,skip_monitor,no_mandatory_keys nk2 local - scripting
+evalsha_ro         -3    readonly,noscript,stale,skip_monitor,no_mandatory_keys nk2 local - scripting
+script             -2    -                                 -        local  -      scripting
 # -- pub/sub
 subscribe          -2    pubsub,noscript,loading,stale     -        local  -      pubsub
 unsubscribe        -1    pubsub,noscript,loading,stale     -        local  -      pubsub
@@ -330,7 +336,7 @@ def _load(text: str) -> dict[str, Command]:
             continue
         name, arity, flags, keys, route, policy, group = line.split()
         first, last, step, numkeys_at = _parse_keys(keys)
-        flag_set = frozenset(flags.split(","))
+        flag_set = frozenset(flags.split(",")) - {"-"}
         word, _, at = keys[2:].partition("@") if keys.startswith("kw") else ("", "", "0")
         table[name] = Command(
             name=name,

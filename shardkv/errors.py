@@ -161,6 +161,21 @@ PROTO_BIG_BULK_COUNT = "ERR Protocol error: too big bulk count string"
 PROTO_UNAUTH_MULTIBULK = "ERR Protocol error: unauthenticated multibulk length"
 PROTO_UNAUTH_BULK = "ERR Protocol error: unauthenticated bulk length"
 
+# -- scripting and functions ---------------------------------------------------
+NOSCRIPT = "NOSCRIPT No matching script. Please use EVAL."
+NUMKEYS_TOO_BIG = "ERR Number of keys can't be greater than number of args"
+NUMKEYS_NEGATIVE = "ERR Number of keys can't be negative"
+BUSY = "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."
+NOTBUSY = "NOTBUSY No scripts in execution right now."
+UNKILLABLE = (
+    "UNKILLABLE Sorry the script already executed write commands against the dataset. You can "
+    "either wait the script termination or kill the server in a hard way using the SHUTDOWN "
+    "NOSAVE command."
+)
+SCRIPT_KILLED = "ERR Script killed by user with SCRIPT KILL..."
+SCRIPT_RO_WRITE_FLAG = "ERR Can not execute a script with write flag using *_ro command."
+SCRIPT_OOM = "OOM allow-oom flag is not set on the script, can not run it when used memory > 'maxmemory'"
+
 
 class CommandError(Exception):
     """Raised by command code to reply with one of the errors above."""

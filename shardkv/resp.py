@@ -716,4 +716,8 @@ def _encode_into(value: object, resp3: bool, out: list[bytes]) -> None:
                 _encode_into(a, resp3, out)
                 _encode_into(b, resp3, out)
     else:
-        raise TypeError(f"cannot encode {t.__name__} as RESP")
+        # A value that encodes itself by protocol (a Lua script's reply).
+        to_resp = getattr(value, "to_resp", None)
+        if to_resp is None:
+            raise TypeError(f"cannot encode {t.__name__} as RESP")
+        out.append(to_resp(resp3))

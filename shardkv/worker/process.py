@@ -55,6 +55,7 @@ from shardkv.worker import (  # noqa: F401
     hyperloglog,
     keys,
     lists,
+    scripting,
     server,
     sets,
     streams,
@@ -96,6 +97,11 @@ class Shard:
         self.send = None
         self.recv = None
         self.backlog: list[bytes] = []  # frames that came while parked
+        # Lua scripts (EVAL...): the engine and its script cache.
+        self.scripts = scripting.Engine(self)
+        self.scripts.nshards = nshards
+        self.scripts.own = slot_range(index, nshards)
+        self.keyspace.scripts = self.scripts  # type: ignore[attr-defined]
 
     def execute(self, args: list[bytes], handler=None) -> object:
         """Run one command and return its reply value.
@@ -268,7 +274,8 @@ class Shard:
             if persistence is not None:
                 persistence.suspended = False
         if persistence is not None and states:
-            persistence.log_results(commands_, states)
+            # A script's writes are logged by the commands it ran.
+            persistence.log_results(commands_ + scripting.take_effects(ks), states)
         # Send back only what changed, so that reading another shard's key
         # does not count as writing it (WATCH).
         after = {}

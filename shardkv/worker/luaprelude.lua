@@ -1,0 +1,410 @@
+-- The Lua side of shardkv's scripting engine (see shardkv/worker/scripting.py).
+--
+-- Runs once in a fresh Lua 5.1 state, with the Python callables it needs
+-- passed as arguments.  It builds Redis 7.0's script environment: the
+-- ``redis`` table, Redis's error handler, the loaded libraries, and the
+-- sandbox: no os, io, package, require, loadfile, dofile, print or python;
+-- no bytecode loading; every table reachable from the globals read-only
+-- ("Attempt to modify a readonly table"), and reading a global that does
+-- not exist an error, as Redis 7's global protection.
+local pycall, pyraise, pytake, pysha1, pylog, pysetresp, pysetrepl, pyrandom, pyrandomseed, pycheck, libs, pyregister = ...
+
+local rawget, rawset, setmetatable, getmetatable, type, error, tostring, pairs, next =
+    rawget, rawset, setmetatable, getmetatable, type, error, tostring, pairs, next
+local select, unpack, loadstring, load, xpcall, pcall, setfenv, tonumber =
+    select, unpack, loadstring, load, xpcall, pcall, setfenv, tonumber
+local dbg = debug
+
+local G = _G
+for _, name in ipairs({"os", "io", "package", "require", "module", "loadfile", "dofile", "print", "python", "debug", "newproxy", "getfenv", "setfenv"}) do
+    G[name] = nil
+end
+G.ipairs = ipairs
+
+-- Binary chunks are refused, as Redis's Lua refuses them (a known escape).
+local function check_chunk(s)
+    if type(s) == "string" and s:sub(1, 1) == "\27" then
+        return nil, "binary chunks are not allowed"
+    end
+    return s
+end
+G.loadstring = function(s, name)
+    local ok, msg = check_chunk(s)
+    if not ok then return nil, msg end
+    return loadstring(s, name)
+end
+G.load = function(f, name)
+    local parts = {}
+    while true do
+        local piece = f()
+        if piece == nil or piece == "" then break end
+        if type(piece) ~= "string" then return nil, "reader function must return a string" end
+        parts[#parts + 1] = piece
+    end
+    return G.loadstring(table.concat(parts), name)
+end
+
+-- redis.* -----------------------------------------------------------------
+local redis = {}
+
+local function raise(err)
+    -- An error table, raised so that the handler finds the caller's line.
+    error(err, 0)
+end
+
+-- redis.call is the Python callable itself, so that ``return
+-- redis.call(...)`` keeps the script's frame (a C call is no tail call) and
+-- an error names the script's line.  It raises a Python exception; the
+-- error table it stands for is taken back with pytake().
+redis.call = pyraise
+redis.pcall = function(...)
+    return (pycall(false, ...))
+end
+
+local function unwrap(e)
+    -- A Python exception (from redis.call or a library) reaches Lua as a
+    -- userdata: the error table redis.call stands for, or the message.
+    if type(e) == "userdata" then
+        local t = pytake()
+        if t ~= nil then return t end
+        return tostring(e)
+    end
+    return e
+end
+
+-- Redis 7's pcall: an error table comes back as its message.
+local real_pcall = pcall
+local function pcall_result(ok, ...)
+    if ok then return ok, ... end
+    local e = unwrap((...))
+    if type(e) == "table" then
+        local m = rawget(e, "err")
+        if type(m) == "string" then e = m end
+    end
+    return false, e
+end
+G.pcall = function(f, ...)
+    return pcall_result(real_pcall(f, ...))
+end
+redis.sha1hex = pysha1
+local function push_error(s)
+    -- luaPushErrorBuff: "-CODE msg" keeps its code, "msg" gets ERR.
+    local code, msg
+    if s:sub(1, 1) == "-" then
+        local sp = s:find(" ", 1, true)
+        if sp then code, msg = s:sub(2, sp - 1), s:sub(sp + 1) else code, msg = "ERR", s:sub(2) end
+    else
+        code, msg = "ERR", s
+    end
+    msg = msg:gsub("^[\r\n]+", ""):gsub("[\r\n]+$", "")
+    return {err = code .. " " .. msg}
+end
+redis.error_reply = function(...)
+    local s = ...
+    if select("#", ...) ~= 1 or type(s) ~= "string" then
+        return push_error("wrong number or type of arguments")
+    end
+    if s:sub(1, 1) ~= "-" then s = "-" .. s end
+    return push_error(s)
+end
+redis.status_reply = function(...)
+    local s = ...
+    if select("#", ...) ~= 1 or type(s) ~= "string" then
+        return push_error("wrong number or type of arguments")
+    end
+    return {ok = s}
+end
+-- These raise from Python (C level), so that the error names the script's line.
+redis.log = pylog
+redis.LOG_DEBUG, redis.LOG_VERBOSE, redis.LOG_NOTICE, redis.LOG_WARNING = 0, 1, 2, 3
+redis.setresp = pysetresp
+redis.set_repl = pysetrepl
+redis.REPL_NONE, redis.REPL_AOF, redis.REPL_SLAVE, redis.REPL_REPLICA, redis.REPL_ALL = 0, 1, 2, 2, 3
+redis.replicate_commands = function() return true end
+redis.breakpoint = function() return false end
+redis.debug = function() end
+redis.acl_check_cmd = function(...)
+    if select("#", ...) == 0 then raise(push_error("Please specify at least one argument for this redis lib call")) end
+    local ok = pycall(nil, ...)
+    if ok == nil then raise(push_error("Invalid command passed to redis.acl_check_cmd()")) end
+    return true
+end
+redis.REDIS_VERSION = libs.version
+redis.REDIS_VERSION_NUM = libs.version_num
+if pyregister then
+    redis.register_function = pyregister
+end
+G.redis = redis
+
+-- Redis's math.random, the same sequence on every machine.
+math.random = function(...)
+    local n = select("#", ...)
+    local r = pyrandom()
+    if n == 0 then return r end
+    local args = {...}
+    local function int_arg(i)
+        local v = args[i]
+        local x = tonumber(v)
+        if x == nil then
+            error("bad argument #" .. i .. " to 'random' (number expected, got " .. (v == nil and "no value" or type(v)) .. ")", 2)
+        end
+        return x - x % 1
+    end
+    if n == 1 then
+        local u = int_arg(1)
+        if u < 1 then error("bad argument #1 to 'random' (interval is empty)", 2) end
+        return math.floor(r * u) + 1
+    elseif n == 2 then
+        local l, u = int_arg(1), int_arg(2)
+        if l > u then error("bad argument #2 to 'random' (interval is empty)", 2) end
+        return math.floor(r * (u - l + 1)) + l
+    end
+    error("wrong number of arguments", 2)
+end
+math.randomseed = function(seed)
+    local x = tonumber(seed)
+    if x == nil then error("bad argument #1 to 'randomseed' (number expected, got " .. type(seed) .. ")", 2) end
+    pyrandomseed(x - x % 1)
+end
+
+for name, lib in pairs(libs.modules) do G[name] = lib end
+
+-- Redis's error handler: {err=..., source=..., line=...}.
+local function handler(err)
+    local from_library = false
+    if type(err) == "userdata" then
+        local t = pytake()
+        if t ~= nil then err = t else err, from_library = tostring(err), true end
+    end
+    local level = 2
+    local i = dbg.getinfo(level, "nSl")
+    while i and (i.what == "C" or i.source == "=prelude") do
+        level = level + 1
+        i = dbg.getinfo(level, "nSl")
+    end
+    if type(err) ~= "table" then
+        -- A library's error names the line that called it, as luaL_error does.
+        if from_library and i and level == 3 then
+            err = i.short_src .. ":" .. tostring(i.currentline) .. ": " .. err
+        end
+        err = {err = "ERR " .. tostring(err)}
+    end
+    if i then
+        err.source = i.source
+        err.line = i.currentline
+    end
+    return err
+end
+
+-- The kill check: every 100000 instructions, as Redis's count hook.
+local hook_count = 100000
+local killed = {err = "ERR Script killed by user with SCRIPT KILL..."}
+local function in_script()
+    local info = dbg.getinfo(3, "S")
+    return info ~= nil and info.source ~= "=prelude"
+end
+local function hook()
+    if pycheck() and in_script() then
+        -- From now on every line raises, so that a pcall cannot go on.
+        dbg.sethook(function() if in_script() then error(killed, 0) end end, "l")
+        error(killed, 0)
+    end
+end
+
+-- Global protection ----------------------------------------------------------
+local readonly = setmetatable({}, {__mode = "k"}) -- proxy -> real table
+
+local function readonly_error()
+    error("Attempt to modify a readonly table", 2)
+end
+
+local function protect(t)
+    -- A read-only view of t: reads go through, writes raise.
+    local proxy = {}
+    readonly[proxy] = t
+    setmetatable(proxy, {
+        __index = t,
+        __newindex = readonly_error,
+        __metatable = false,
+    })
+    return proxy
+end
+
+for _, name in ipairs({"string", "math", "table", "coroutine", "redis", "cjson", "bit", "struct", "cmsgpack"}) do
+    if rawget(G, name) ~= nil then rawset(G, name, protect(rawget(G, name))) end
+end
+local string_mt = getmetatable("")
+string_mt.__index = rawget(G, "string")
+string_mt.__metatable = protect({__index = rawget(G, "string")})
+
+-- The Python callables are userdata; to scripts they are functions, as
+-- Redis's C functions are, and never show lupa's metatable or Python's repr.
+local real_type, real_tostring = type, tostring
+G.type = function(x)
+    local t = real_type(x)
+    if t == "userdata" then return "function" end
+    return t
+end
+G.tostring = function(x)
+    if real_type(x) == "userdata" then return "function: builtin" end
+    return real_tostring(x)
+end
+local real_getmetatable = getmetatable
+G.getmetatable = function(x)
+    if type(x) == "userdata" then return nil end
+    return real_getmetatable(x)
+end
+
+G.rawset = function(t, k, v)
+    if readonly[t] ~= nil or t == G then error("Attempt to modify a readonly table", 0) end
+    return rawset(t, k, v)
+end
+local real_setmetatable = setmetatable
+G.setmetatable = function(t, mt)
+    if readonly[t] ~= nil or t == G then error("Attempt to modify a readonly table", 0) end
+    return real_setmetatable(t, mt)
+end
+
+-- Move every global into a hidden table, so that the globals table itself
+-- (what _G, getfenv(0) and every script see) holds nothing and raises.
+local globals = {}
+for k, v in pairs(G) do globals[k] = v end
+for k in pairs(globals) do G[k] = nil end
+globals._G = G
+setmetatable(G, {
+    __index = function(_, k)
+        local v = globals[k]
+        if v == nil then
+            -- lupa's own error handler looks up ``debug`` (from C, inside
+            -- any call): an error there would abort the process.
+            local caller = dbg.getinfo(2, "S")
+            if caller == nil or caller.what == "C" then return nil end
+            error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
+        end
+        return v
+    end,
+    __newindex = readonly_error,
+    __metatable = false,
+})
+
+-- The engine's entry points ----------------------------------------------------
+local engine = {}
+
+function engine.compile(body, name)
+    local f, err = loadstring(body, name)
+    if not f then return nil, err end
+    setfenv(f, G)
+    return f, false
+end
+
+local function split(nkeys, ...)
+    local keys, argv = {}, {}
+    for i = 1, nkeys do keys[i] = (select(i, ...)) end
+    for i = nkeys + 1, select("#", ...) do argv[i - nkeys] = (select(i, ...)) end
+    return keys, argv
+end
+
+-- The count hook stays on between scripts: it costs nothing until it fires.
+dbg.sethook(hook, "", hook_count)
+
+function engine.run(f, nkeys, ...)
+    -- EVAL: KEYS and ARGV are globals
+    globals.KEYS, globals.ARGV = split(nkeys, ...)
+    local ok, r = xpcall(f, handler)
+    return ok, r
+end
+
+function engine.call(f, nkeys, ...)
+    -- FCALL: the function gets the keys and arguments tables
+    local keys, argv = split(nkeys, ...)
+    local ok, r = xpcall(function() return f(keys, argv) end, handler)
+    return ok, r
+end
+
+function engine.rearm()
+    -- after engine.stop(): back to the ordinary count hook
+    dbg.sethook(hook, "", hook_count)
+end
+
+-- What kind of reply a returned table is, read with rawget as Redis does.
+function engine.stop()
+    -- Every instruction from now on raises: the script ends, pcall or not.
+    dbg.sethook(function()
+        local info = dbg.getinfo(2, "S")
+        if info and info.source ~= "=prelude" then error({err = "ERR script stopped"}, 0) end
+    end, "", 1)
+end
+
+function engine.classify(t)
+    local e = rawget(t, "err")
+    if type(e) == "string" or type(e) == "number" then return "err", tostring(e), 0 end
+    local ok = rawget(t, "ok")
+    if type(ok) == "string" or type(ok) == "number" then return "ok", tostring(ok), 0 end
+    local d = rawget(t, "double")
+    if type(d) == "number" then return "double", d, 0 end
+    local b = rawget(t, "big_number")
+    if type(b) == "string" or type(b) == "number" then return "big_number", tostring(b), 0 end
+    local v = rawget(t, "verbatim_string")
+    if type(v) == "table" then
+        local fmt, s = rawget(v, "format"), rawget(v, "string")
+        if (type(fmt) == "string" or type(fmt) == "number") and (type(s) == "string" or type(s) == "number") then
+            return "verbatim", {tostring(fmt), tostring(s)}, 0
+        end
+    end
+    local m = rawget(t, "map")
+    if type(m) == "table" then
+        local flat, n = {}, 0
+        local k, val = next(m)
+        while k ~= nil do
+            flat[n + 1], flat[n + 2] = k, val
+            n = n + 2
+            k, val = next(m, k)
+        end
+        return "map", flat, n
+    end
+    local s = rawget(t, "set")
+    if type(s) == "table" then
+        local flat, n = {}, 0
+        local k = next(s)
+        while k ~= nil do
+            n = n + 1
+            flat[n] = k
+            k = next(s, k)
+        end
+        return "set", flat, n
+    end
+    local arr, n = {}, 0
+    while true do
+        local x = rawget(t, n + 1)
+        if x == nil then break end
+        n = n + 1
+        arr[n] = x
+    end
+    return "array", arr, n
+end
+
+function engine.error_info(e)
+    -- luaExtractErrorInformation
+    if type(e) ~= "table" then return false, false, false end
+    local msg, source, line = rawget(e, "err"), rawget(e, "source"), rawget(e, "line")
+    if type(msg) == "number" then msg = tostring(msg) end
+    if type(msg) ~= "string" then msg = false end
+    if type(source) ~= "string" then source = false end
+    if type(line) == "number" then line = tostring(line) end
+    if type(line) ~= "string" then line = false end
+    return msg, source, line
+end
+
+function engine.table(...)
+    return {...}
+end
+
+function engine.set_global(k, v)
+    globals[k] = v
+end
+
+function engine.get_global(k)
+    return globals[k]
+end
+
+return engine

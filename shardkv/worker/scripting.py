@@ -1,0 +1,813 @@
+"""Lua scripts inside a shard: EVAL, EVALSHA and their ``_RO`` forms.
+
+Each worker has one Lua 5.1 state (``lupa.lua51``) set up by
+``luaprelude.lua`` as Redis 7.0 sets up its own: the ``redis`` table,
+the libraries (``cjson``, ``cmsgpack``, ``bit``, ``struct``, see
+:mod:`shardkv.worker.lualibs`), Redis's error handler, and the sandbox.
+lupa's bridges to Python are off: no ``python`` module, no ``eval`` or
+builtins, and a Python object's attributes can never be read from Lua
+(``attribute_filter``); the prelude only holds a few Python callables as
+upvalues, out of the scripts' reach (``debug`` is gone too).
+
+A script runs start to finish inside one command of the shard's batch, so
+it is atomic.  ``redis.call`` runs the shard's ordinary command handlers:
+a call that needs another shard's key (or every shard, like KEYS) stops the
+script with :class:`CrossShard`; whatever it wrote is rolled back (the
+keys' states before the first write are kept), and the acceptor runs the
+script again with every key it needs (see :mod:`shardkv.scripting`).
+
+The script cache lives in the acceptor, which sends a script's body the
+first time it sends the script to a shard; here it is compiled once and
+kept by its SHA1 (``__script load``).  The write commands a script ran are
+logged to the AOF as one MULTI/EXEC group, as Redis logs a script's effects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import time
+from importlib import resources
+
+from lupa import lua51
+
+from shardkv import commands, errors
+from shardkv.errors import CommandError
+from shardkv.resp import Error, Pairs, Raw, Verbatim, format_double
+from shardkv.worker.keyspace import Keyspace, slot_of
+from shardkv.worker.registry import command, find
+from shardkv.worker.transfer import drop_key, export_key, import_key
+
+log = logging.getLogger("shardkv.worker")
+
+REDIS_VERSION = "7.0.15"
+REDIS_VERSION_NUM = 0x07000F
+LUA_MAX_MEMORY = 256 * 1024 * 1024  # one script cannot take the worker's memory
+
+# Script flags, as Redis 7.0's shebang and register_function name them.
+FLAG_NO_WRITES = 1
+FLAG_ALLOW_OOM = 2
+FLAG_ALLOW_STALE = 4
+FLAG_NO_CLUSTER = 8
+FLAG_COMPAT = 16  # no shebang: EVAL's compatibility mode
+FLAG_ALLOW_CROSS_SLOT = 32
+FLAG_NAMES = {
+    b"no-writes": FLAG_NO_WRITES,
+    b"allow-oom": FLAG_ALLOW_OOM,
+    b"allow-stale": FLAG_ALLOW_STALE,
+    b"no-cluster": FLAG_NO_CLUSTER,
+    b"allow-cross-slot-keys": FLAG_ALLOW_CROSS_SLOT,
+}
+
+LLONG_MIN = -(2**63)
+
+
+class CrossShard(Exception):
+    """A script needs keys this shard does not hold (``keys``), or every
+    shard (``everything``)."""
+
+    def __init__(self, keys: list[bytes], everything: bool = False) -> None:
+        super().__init__("cross-shard")
+        self.keys = keys
+        self.everything = everything
+
+
+def sha1hex(data: bytes) -> bytes:
+    return hashlib.sha1(data).hexdigest().encode()
+
+
+def parse_shebang(body: bytes) -> tuple[int, int]:
+    """(flags, length of the shebang line) of a script; raises CommandError
+    with Redis's message for a bad one (evalExtractShebangFlags)."""
+    if not body.startswith(b"#!"):
+        return FLAG_COMPAT, 0
+    end = body.find(b"\n")
+    if end < 0:
+        raise CommandError("ERR Invalid script shebang")
+    parts = body[:end].split()
+    if not parts:
+        raise CommandError("ERR Invalid engine in script shebang")
+    if parts[0] != b"#!lua":
+        raise CommandError("ERR Unexpected engine in script shebang: " + parts[0].decode("latin-1"))
+    flags = 0
+    for part in parts[1:]:
+        if not part.startswith(b"flags="):
+            raise CommandError("ERR Unknown lua shebang option: " + part.decode("latin-1"))
+        for name in part[6:].split(b","):
+            if name not in FLAG_NAMES:
+                if not name:
+                    continue
+                raise CommandError("ERR Unexpected flag in script shebang: " + name.decode("latin-1"))
+            flags |= FLAG_NAMES[name]
+    return flags, end
+
+
+class _Rand48:
+    """Redis's redisLrand48: the 48-bit LCG of drand48, seeded as Redis seeds it."""
+
+    def __init__(self) -> None:
+        self.x = 0x1234ABCD330E
+
+    def next(self) -> int:
+        self.x = (0x5DEECE66D * self.x + 0xB) & 0xFFFFFFFFFFFF
+        return self.x >> 17
+
+    def seed(self, value: int) -> None:
+        value &= 0xFFFFFFFF
+        self.x = (value << 16) | 0x330E
+
+
+def _deny_attributes(obj: object, name: object, setting: bool) -> object:
+    raise AttributeError("access to Python attributes is not allowed")
+
+
+class _LuaRaise(Exception):
+    """Raised through Lua by redis.call; the error table is Engine.pending."""
+
+
+class Run:
+    """The state of the script running now (Redis's scriptRunCtx)."""
+
+    __slots__ = (
+        "sha",
+        "flags",
+        "read_only",
+        "resp",
+        "dirty",
+        "undo",
+        "imported",
+        "start",
+        "killed",
+        "effects",
+        "abort",
+    )
+
+    def __init__(self, sha: bytes, flags: int, read_only: bool, imported: frozenset | dict) -> None:
+        self.sha = sha
+        self.flags = flags
+        self.read_only = read_only
+        self.resp = 2
+        self.dirty = False
+        self.undo: dict[bytes, object] = {}  # key -> state before the script wrote it
+        self.imported = imported
+        self.start = time.monotonic()
+        self.killed = False
+        self.effects: list[list[bytes]] = []
+        self.abort: CrossShard | None = None  # set: stop the script, undo it
+
+
+class Engine:
+    """One shard's Lua state and script cache."""
+
+    def __init__(self, shard: object) -> None:
+        self.shard = shard
+        self.ks: Keyspace = shard.keyspace  # type: ignore[attr-defined]
+        self.scripts: dict[bytes, tuple[object, int]] = {}
+        self.run: Run | None = None
+        self.rand = _Rand48()
+        self.busy_threshold = 5.0  # busy-reply-threshold, seconds
+        self.kill_requested = False
+        self.pending: object = None  # the error table redis.call raised
+        self.nshards = 1
+        self.own: range = range(0)  # this shard's slots
+        self.effects: list[list[bytes]] = []  # write commands run, for run_foreign's log
+        self.everything = False  # every key of every shard is here (a cross-shard run)
+        self._start()
+
+    @staticmethod
+    def _lua_type_of(value: object) -> str | None:
+        return lua51.lua_type(value)
+
+    def _start(self) -> None:
+        from shardkv.worker import lualibs
+
+        lua = lua51.LuaRuntime(
+            register_eval=False,
+            register_builtins=False,
+            unpack_returned_tuples=True,
+            encoding=None,
+            attribute_filter=_deny_attributes,
+            max_memory=LUA_MAX_MEMORY,
+        )
+        self.lua = lua
+        g = lua.globals()
+        g[b"python"] = None
+        libs = lua.table_from(
+            {
+                b"version": REDIS_VERSION.encode(),
+                b"version_num": REDIS_VERSION_NUM,
+                b"modules": lualibs.install(lua),
+            }
+        )
+        prelude = resources.files("shardkv.worker").joinpath("luaprelude.lua").read_bytes()
+        loader = g[b"loadstring"]
+        chunk = loader(prelude, b"=prelude")
+        if self._lua_type_of(chunk) != "function":
+            raise RuntimeError(chunk[1] if isinstance(chunk, tuple) else "prelude failed")
+        self.api = chunk(
+            self._call,
+            self._call_raise,
+            self._take,
+            self._sha1hex,
+            self._log,
+            self._setresp,
+            self._setrepl,
+            self._random,
+            self._randomseed,
+            self._check,
+            libs,
+            None,
+        )
+        self._compile = self.api[b"compile"]
+        self._run = self.api[b"run"]
+        self._classify = self.api[b"classify"]
+        self._error_info = self.api[b"error_info"]
+        self._stop = self.api[b"stop"]
+        self._rearm = self.api[b"rearm"]
+        self._table = lua.table_from
+        self._lua_type = lua51.lua_type
+
+    # -- the cache --------------------------------------------------------------
+
+    def load(self, body: bytes, sha: bytes | None = None) -> bytes:
+        """Compile ``body`` (once) and return its SHA1; CommandError if it does not compile."""
+        if sha is None:
+            sha = sha1hex(body)
+        if sha in self.scripts:
+            return sha
+        flags, skip = parse_shebang(body)
+        # Keep the shebang's line feed so that line numbers stay right.
+        f, err = self._compile(body[skip:], b"@user_script")
+        if not f:
+            raise CommandError("ERR Error compiling script (new function): " + _text(err))
+        self.scripts[sha] = (f, flags)
+        return sha
+
+    def flush(self) -> None:
+        self.scripts.clear()
+        self.lua.gccollect()
+
+    def memory(self) -> int:
+        return self.lua.get_memory_used() or 0
+
+    # -- running ----------------------------------------------------------------
+
+    def eval(self, sha: bytes, keys: list[bytes], argv: list[bytes], read_only: bool) -> object:
+        """Run a cached script; returns its reply value."""
+        f, flags = self.scripts[sha]
+        if not flags & FLAG_COMPAT:
+            if not flags & FLAG_NO_WRITES:
+                if read_only:
+                    return Error(errors.SCRIPT_RO_WRITE_FLAG)
+                memory = self.ks.memory
+                if (
+                    not flags & FLAG_ALLOW_OOM
+                    and memory is not None
+                    and getattr(memory, "over_limit", lambda: False)()
+                ):
+                    return Error(errors.SCRIPT_OOM)
+        ro = read_only or (not flags & FLAG_COMPAT and bool(flags & FLAG_NO_WRITES))
+        run = self.run = Run(sha, flags, ro, self._imported())
+        persistence = getattr(self.ks, "persistence", None)
+        mark = persistence.begin_group() if persistence is not None else -1
+        self.kill_requested = False
+        self.pending = None
+        try:
+            ok, value = self._run(f, len(keys), *keys, *argv)
+        finally:
+            self.run = None
+        if run.abort is not None:
+            self._rearm()
+            self._rollback(run, persistence, mark)
+            raise run.abort
+        if run.killed:
+            self._rearm()
+        if persistence is not None:
+            persistence.end_group(mark)
+        if run.effects and persistence is not None and persistence.suspended:
+            self.effects += run.effects
+        if not ok:
+            return self._error_reply(value, sha)
+        return ScriptReply(self._convert(value, run.resp, 0))
+
+    def _imported(self) -> frozenset | dict:
+        persistence = getattr(self.ks, "persistence", None)
+        foreign = persistence.foreign if persistence is not None else ()
+        return foreign or frozenset()
+
+    def _rollback(self, run: Run, persistence: object, mark: int) -> None:
+        ks = self.ks
+        for key, state in run.undo.items():
+            drop_key(ks, key)
+            if state is not None:
+                import_key(ks, key, state)
+        if persistence is not None and mark >= 0 and persistence.aof is not None:  # type: ignore[attr-defined]
+            del persistence.aof.buf[mark:]  # type: ignore[attr-defined]
+
+    def _error_reply(self, value: object, sha: bytes) -> Error:
+        if self._lua_type(value) != "table":
+            msg = _text(value) if isinstance(value, bytes | int | float) else "execution failure"
+            return Error("ERR Error running script %s, %.100s" % (sha.decode(), msg))
+        msg, source, line = self._error_info(value)
+        text = _text(msg) if msg else ""
+        if msg and source and line:
+            text += " script: %s, on %s:%s." % (sha.decode(), _text(source), _text(line))
+        return Error(text)
+
+    # -- redis.call -------------------------------------------------------------
+
+    def _call_raise(self, *args: object) -> object:
+        """redis.call: the reply, or raise the error (see the prelude)."""
+        value, failed = self._call(True, *args)
+        if failed:
+            self.pending = value
+            raise _LuaRaise
+        return value
+
+    def _take(self) -> object:
+        value, self.pending = self.pending, None
+        return value
+
+    def _call(self, raise_error: object, *args: object) -> object:
+        run = self.run
+        if run is None:
+            return self._error("redis.call/pcall can only be called inside a script invocation"), True
+        if not args:
+            return self._error("Please specify at least one argument for this redis lib call"), raise_error
+        argv = []
+        for a in args:
+            t = type(a)
+            if t is bytes:
+                argv.append(a)
+            elif t is int:
+                argv.append(b"%d" % a if -(10**17) < a < 10**17 else b"%.17g" % a)
+            elif t is float:
+                argv.append(b"%.17g" % a)
+            else:
+                return self._error("Lua redis lib command arguments must be strings or integers"), raise_error
+        cmd = commands.lookup(argv[0])
+        if raise_error is None:  # redis.acl_check_cmd: does the command exist?
+            return (True if cmd is not None else None), False
+        if cmd is None or (find(argv[0]) is None and cmd.route != "local"):
+            return self._error("Unknown Redis command called from script"), raise_error
+        if not commands.check_arity(cmd, len(argv)):
+            return self._error("Wrong number of args calling Redis command from script"), raise_error
+        flags = cmd.flags
+        if "noscript" in flags or "blocking" in flags:
+            return self._error("This Redis command is not allowed from script"), raise_error
+        write = "write" in flags
+        if run.read_only and (write or "may_replicate" in flags):
+            return self._error("Write commands are not allowed from read-only scripts."), raise_error
+        if write and not run.dirty:
+            memory = self.ks.memory
+            if (
+                memory is not None
+                and "denyoom" in flags
+                and not run.flags & FLAG_ALLOW_OOM
+                and getattr(memory, "over_limit", lambda: False)()
+            ):
+                return self._error("-" + errors.OOM), raise_error
+        try:
+            value = self._execute(cmd, argv, run, write)
+        except CrossShard as e:
+            # Stop the script for good (a pcall in it must not go on).
+            run.abort = e
+            self._stop()
+            return self._error("cross-shard"), True
+        if type(value) is Error:
+            return self._to_lua_error(value.message), raise_error
+        return self._to_lua(value, run.resp), False
+
+    def _execute(self, cmd: commands.Command, argv: list[bytes], run: Run, write: bool) -> object:
+        ks = self.ks
+        if cmd.route == "local":
+            return _local(cmd.name, argv)
+        if cmd.route == "all":
+            if self.nshards > 1 and not self.everything:
+                raise CrossShard([], everything=True)
+        else:
+            keys = cmd.keys(argv)
+            if self.nshards > 1:
+                # A key of another shard must have been imported (even one
+                # that does not exist yet, so that its new state goes home).
+                slots = self.own
+                imported = run.imported
+                foreign = [k for k in keys if slot_of(k) not in slots and k not in imported]
+                if foreign:
+                    raise CrossShard(foreign, self.everything)
+            if write:
+                undo = run.undo
+                for key in keys:
+                    if key not in undo:
+                        undo[key] = export_key(ks, key)
+        if write:
+            run.dirty = True
+            if cmd.route == "all":
+                # FLUSHALL and the like: keep every key's state, to undo it.
+                undo = run.undo
+                for key in list(ks.iter_keys()):
+                    if key not in undo:
+                        undo[key] = export_key(ks, key)
+        shard = self.shard
+        execute = shard.execute if ks.memory is None else shard.execute_limited  # type: ignore[attr-defined]
+        value = execute(argv)
+        if write and type(value) is not Error:
+            run.effects.append(argv)
+        return value
+
+    def _error(self, message: str) -> object:
+        return self._to_lua_error(message, raw=True)
+
+    def _to_lua_error(self, message: str, raw: bool = False) -> object:
+        if raw:  # luaPushErrorBuff: "-CODE msg" or "msg"
+            if message[:1] == "-":
+                code, _, msg = message[1:].partition(" ")
+                if not _:
+                    code, msg = "ERR", message[1:]
+            else:
+                code, msg = "ERR", message
+            message = code + " " + msg.strip("\r\n")
+        else:
+            message = message.strip("\r\n")
+        return self._table({b"err": message.encode("latin-1", "replace")})
+
+    def _to_lua(self, value: object, resp: int) -> object:
+        """A command's reply as Redis hands it to Lua (redisProtocolToLuaType)."""
+        t = type(value)
+        if t is bytes or t is int:
+            return value
+        if value is None:
+            return None if resp == 3 else False
+        if t is str:
+            return self._table({b"ok": value.encode("latin-1", "replace")})
+        if t is list or t is tuple:
+            return self._table([self._to_lua(v, resp) for v in value])
+        if t is Error:
+            return self._to_lua_error(value.message)  # type: ignore[attr-defined]
+        if t is float:
+            if resp == 3:
+                return self._table({b"double": value})
+            return format_double(value)  # type: ignore[arg-type]
+        if t is bool:
+            return value if resp == 3 else int(value)  # type: ignore[arg-type]
+        if t is dict:
+            if resp == 3:
+                out = self.lua.table()
+                for k, v in value.items():  # type: ignore[attr-defined]
+                    out[self._to_lua(k, resp)] = self._to_lua(v, resp)
+                return self._table({b"map": out})
+            flat = []
+            for k, v in value.items():  # type: ignore[attr-defined]
+                flat += [self._to_lua(k, resp), self._to_lua(v, resp)]
+            return self._table(flat)
+        if t is set or t is frozenset:
+            if resp == 3:
+                out = self.lua.table()
+                for k in value:  # type: ignore[attr-defined]
+                    out[self._to_lua(k, resp)] = True
+                return self._table({b"set": out})
+            return self._table([self._to_lua(v, resp) for v in value])  # type: ignore[attr-defined]
+        if t is Pairs:
+            if resp == 3:
+                return self._table(
+                    [self._table([self._to_lua(a, resp), self._to_lua(b, resp)]) for a, b in value]
+                )  # type: ignore[attr-defined]
+            flat = []
+            for a, b in value:  # type: ignore[attr-defined]
+                flat += [self._to_lua(a, resp), self._to_lua(b, resp)]
+            return self._table(flat)
+        if t is Verbatim:
+            if resp == 3:
+                inner = self._table({b"string": value.text, b"format": value.format})  # type: ignore[attr-defined]
+                return self._table({b"verbatim_string": inner})
+            return value.text  # type: ignore[attr-defined]
+        if t is Raw:
+            from shardkv.worker.luareply import parse_resp
+
+            return self._to_lua(parse_resp(value.data), resp)  # type: ignore[attr-defined]
+        if hasattr(value, "message"):
+            return self._to_lua_error(value.message)  # type: ignore[attr-defined]
+        # NULL_ARRAY and anything else that is a null
+        return None if resp == 3 else False
+
+    # -- the script's reply -----------------------------------------------------
+
+    def _convert(self, value: object, resp: int, depth: int) -> object:
+        """The Lua value a script returned, as a reply (luaReplyToRedisReply);
+        ``resp`` is the script's protocol (redis.setresp)."""
+        t = type(value)
+        if t is bytes:
+            return value
+        if t is int:
+            return value if LLONG_MIN <= value < 2**63 else LLONG_MIN  # type: ignore[operator]
+        if t is float:
+            if math.isnan(value) or math.isinf(value) or not (-(2.0**63) <= value < 2.0**63):  # type: ignore[arg-type]
+                return LLONG_MIN
+            return int(value)  # type: ignore[call-overload]
+        if t is bool:
+            if resp == 2:
+                return 1 if value else None
+            return ("bool", value)
+        if value is None:
+            return None
+        if self._lua_type(value) != "table" or depth > 1000:
+            return None
+        kind, payload, n = self._classify(value)
+        if kind == b"array":
+            return [self._convert(payload[i], resp, depth + 1) for i in range(1, n + 1)]
+        if kind == b"err":
+            return Error(_text(payload))
+        if kind == b"ok":
+            return ("status", payload.replace(b"\r", b" ").replace(b"\n", b" "))
+        if kind == b"double":
+            return float(payload)
+        if kind == b"big_number":
+            return ("big", payload.replace(b"\r", b" ").replace(b"\n", b" "))
+        if kind == b"verbatim":
+            return ("verbatim", payload[1], payload[2])
+        if kind == b"map":
+            items = [self._convert(payload[i], resp, depth + 1) for i in range(1, n + 1)]
+            return ("map", items)
+        if kind == b"set":
+            return ("set", [self._convert(payload[i], resp, depth + 1) for i in range(1, n + 1)])
+        return None
+
+    # -- redis.* helpers --------------------------------------------------------
+
+    def _raise(self, message: str) -> None:
+        """Raise a Lua error table from a Python callable (see the prelude)."""
+        self.pending = self._error(message)
+        raise _LuaRaise
+
+    def _sha1hex(self, *args: object) -> bytes:
+        """redis.sha1hex(string)"""
+        if len(args) != 1:
+            self._raise("wrong number of arguments")
+        s = args[0]
+        if type(s) in (int, float):
+            s = _lua_number(s)  # type: ignore[arg-type]
+        return sha1hex(s if type(s) is bytes else b"")  # type: ignore[arg-type]
+
+    def _log(self, *args: object) -> None:
+        """redis.log(level, message, ...)"""
+        if len(args) < 2:
+            self._raise("redis.log() requires two arguments or more.")
+        level = args[0]
+        if type(level) is bytes:
+            try:
+                level = float(level)
+            except ValueError:
+                level = None
+        if type(level) not in (int, float):
+            self._raise("First argument must be a number (log level).")
+        if not 0 <= int(level) <= 3:  # type: ignore[call-overload]
+            self._raise("Invalid debug level.")
+        parts = [_lua_number(a) if type(a) in (int, float) else a for a in args[1:]]
+        text = b" ".join(p for p in parts if type(p) is bytes)  # type: ignore[misc]
+        levels = (logging.DEBUG, logging.INFO, logging.INFO, logging.WARNING)
+        log.log(levels[int(level)], "%s", _text(text))  # type: ignore[call-overload]
+
+    def _setresp(self, *args: object) -> None:
+        """redis.setresp(2 | 3)"""
+        if len(args) != 1:
+            self._raise("redis.setresp() requires one argument.")
+        v = args[0]
+        resp = int(v) if type(v) in (int, float) else 0  # type: ignore[call-overload]
+        if resp not in (2, 3):
+            self._raise("RESP version must be 2 or 3.")
+        if self.run is not None:
+            self.run.resp = resp
+
+    def _setrepl(self, *args: object) -> None:
+        """redis.set_repl(flags): every write is logged (shardkv has no replicas)."""
+        if len(args) != 1:
+            self._raise("redis.set_repl() requires two arguments.")
+        v = args[0]
+        flags = int(v) if type(v) in (int, float) else 0  # type: ignore[call-overload]
+        if flags & ~3:
+            self._raise("Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE.")
+
+    def _random(self) -> float:
+        return (self.rand.next() % 0x7FFFFFFF) / 0x7FFFFFFF
+
+    def _randomseed(self, seed: int) -> None:
+        self.rand.seed(int(seed))
+
+    def _check(self) -> bool:
+        """The count hook: has this script been killed?"""
+        run = self.run
+        if run is None:
+            return False
+        if run.abort is not None:
+            return True
+        if self.kill_requested and not run.dirty:
+            run.killed = True
+            return True
+        return False
+
+
+class ScriptReply:
+    """A script's reply, encoded in the client's protocol only when sent."""
+
+    __slots__ = ("tree",)
+
+    def __init__(self, tree: object) -> None:
+        self.tree = tree
+
+    def to_resp(self, resp3: bool) -> bytes:
+        out: list[bytes] = []
+        _encode(self.tree, bool(resp3), out)
+        return b"".join(out)
+
+
+def _encode(v: object, resp3: bool, out: list[bytes]) -> None:
+    t = type(v)
+    if t is bytes:
+        out.append(b"$%d\r\n%s\r\n" % (len(v), v))  # type: ignore[arg-type]
+    elif t is int:
+        out.append(b":%d\r\n" % v)  # type: ignore[str-format]
+    elif v is None:
+        out.append(b"_\r\n" if resp3 else b"$-1\r\n")
+    elif t is list:
+        out.append(b"*%d\r\n" % len(v))  # type: ignore[arg-type]
+        for x in v:  # type: ignore[attr-defined]
+            _encode(x, resp3, out)
+    elif t is Error:
+        msg = v.message  # type: ignore[attr-defined]
+        out.append(b"-%s\r\n" % msg.replace("\r", " ").replace("\n", " ").encode("latin-1", "replace"))
+    elif t is float:
+        if resp3:
+            out.append(b",%s\r\n" % (b"nan" if math.isnan(v) else format_double(v)))  # type: ignore[arg-type]
+        else:
+            s = format_double(v)  # type: ignore[arg-type]
+            out.append(b"$%d\r\n%s\r\n" % (len(s), s))
+    else:
+        kind = v[0]  # type: ignore[index]
+        if kind == "bool":
+            if resp3:
+                out.append(b"#t\r\n" if v[1] else b"#f\r\n")  # type: ignore[index]
+            else:
+                out.append(b":1\r\n" if v[1] else b":0\r\n")  # type: ignore[index]
+        elif kind == "status":
+            out.append(b"+%s\r\n" % v[1])  # type: ignore[index]
+        elif kind == "big":
+            s = v[1]  # type: ignore[index]
+            out.append(b"(%s\r\n" % s if resp3 else b"$%d\r\n%s\r\n" % (len(s), s))
+        elif kind == "verbatim":
+            fmt, s = v[1], v[2]  # type: ignore[index]
+            if resp3:
+                body = fmt[:3].ljust(3, b" ") + b":" + s
+                out.append(b"=%d\r\n%s\r\n" % (len(body), body))
+            else:
+                out.append(b"$%d\r\n%s\r\n" % (len(s), s))
+        elif kind == "map":
+            items = v[1]  # type: ignore[index]
+            out.append((b"%%%d\r\n" % (len(items) // 2)) if resp3 else (b"*%d\r\n" % len(items)))
+            for x in items:
+                _encode(x, resp3, out)
+        elif kind == "set":
+            items = v[1]  # type: ignore[index]
+            out.append((b"~%d\r\n" if resp3 else b"*%d\r\n") % len(items))
+            for x in items:
+                _encode(x, resp3, out)
+
+
+def _lua_number(value: float) -> bytes:
+    """A number as Lua's tostring writes it (%.14g)."""
+    if value == int(value) and abs(value) < 1e15:
+        return b"%d" % int(value)
+    return b"%.14g" % value
+
+
+def _text(value: object) -> str:
+    if type(value) is bytes:
+        return value.decode("latin-1")  # type: ignore[union-attr]
+    if type(value) is float and value == int(value) and abs(value) < 1e15:  # type: ignore[arg-type]
+        return str(int(value))  # type: ignore[arg-type]
+    return str(value)
+
+
+def _local(name: str, argv: list[bytes]) -> object:
+    """The acceptor's commands a script may call, answered here."""
+    if name == "ping":
+        if len(argv) > 2:
+            return Error(errors.WRONG_ARITY % "ping")
+        return argv[1] if len(argv) == 2 else "PONG"
+    if name == "echo":
+        return argv[1]
+    if name == "select":
+        if argv[1] == b"0":
+            return "OK"
+        return Error("ERR DB index is out of range")
+    if name == "time":
+        now = time.time()
+        sec = int(now)
+        return [b"%d" % sec, b"%d" % int((now - sec) * 1e6)]
+    return Error("ERR This Redis command is not allowed from script")
+
+
+# -- the commands ---------------------------------------------------------------
+
+
+def engine_of(ks: Keyspace) -> Engine:
+    engine = getattr(ks, "scripts", None)
+    if engine is None:
+        raise CommandError("ERR scripting is not available")
+    return engine
+
+
+def _numkeys(args: list[bytes]) -> int:
+    try:
+        n = int(args[2])
+    except ValueError:
+        raise CommandError(errors.NOT_INTEGER) from None
+    if n > len(args) - 3:
+        raise CommandError(errors.NUMKEYS_TOO_BIG)
+    if n < 0:
+        raise CommandError(errors.NUMKEYS_NEGATIVE)
+    return n
+
+
+CROSS_MARKER = "SHARDKV-CROSS"  # the acceptor's cue to run the script across shards
+
+
+def _cross_reply(e: CrossShard) -> Error:
+    """``SHARDKV-CROSS [*] hexkey...``: ``*`` when every shard is needed."""
+    words = [CROSS_MARKER, *(["*"] if e.everything else []), *(k.hex() for k in e.keys)]
+    return Error(" ".join(words))
+
+
+@command("eval", "eval_ro")
+def eval_(ks: Keyspace, args: list[bytes]) -> object:
+    """EVAL script numkeys [key [key ...]] [arg [arg ...]]"""
+    engine = engine_of(ks)
+    n = _numkeys(args)
+    sha = engine.load(args[1])
+    try:
+        return engine.eval(sha, args[3 : 3 + n], args[3 + n :], args[0].lower() == b"eval_ro")
+    except CrossShard as e:
+        return _cross_reply(e)
+
+
+@command("evalsha", "evalsha_ro")
+def evalsha(ks: Keyspace, args: list[bytes]) -> object:
+    """EVALSHA sha1 numkeys [key [key ...]] [arg [arg ...]]"""
+    engine = engine_of(ks)
+    n = _numkeys(args)
+    sha = args[1].lower()
+    if sha not in engine.scripts:
+        return Error(errors.NOSCRIPT)
+    try:
+        return engine.eval(sha, args[3 : 3 + n], args[3 + n :], args[0].lower() == b"evalsha_ro")
+    except CrossShard as e:
+        return _cross_reply(e)
+
+
+@command("__eval")
+def eval_across(ks: Keyspace, args: list[bytes]) -> object:
+    """__eval everything ro body numkeys key... arg... -> a script run by the
+    executor of a cross-shard operation (see shardkv.scripting).
+    ``everything``: every shard is parked and all their keys are here."""
+    engine = engine_of(ks)
+    body = args[3]
+    n = int(args[4])
+    sha = engine.load(body)
+    engine.everything = args[1] == b"1"
+    try:
+        return engine.eval(sha, args[5 : 5 + n], args[5 + n :], args[2] == b"1")
+    except CrossShard as e:
+        return _cross_reply(e)
+    finally:
+        engine.everything = False
+
+
+def take_effects(ks: Keyspace) -> list[list[bytes]]:
+    """The write commands the scripts of a cross-shard run ran (to log them)."""
+    engine = getattr(ks, "scripts", None)
+    if engine is None:
+        return []
+    effects, engine.effects = engine.effects, []
+    return effects
+
+
+@command("__script")
+def script_internal(ks: Keyspace, args: list[bytes]) -> object:
+    """__script load body | flush | exists sha... | memory -> the acceptor's
+    script-cache operations on this shard."""
+    engine = engine_of(ks)
+    sub = args[1]
+    if sub == b"load":
+        return engine.load(args[2])
+    if sub == b"flush":
+        engine.flush()
+        return "OK"
+    if sub == b"memory":
+        return [engine.memory(), len(engine.scripts)]
+    if sub == b"kill":
+        engine.kill_requested = True
+        return "OK"
+    if sub == b"config":
+        engine.busy_threshold = int(args[2]) / 1000.0
+        return "OK"
+    raise CommandError(errors.SYNTAX)
