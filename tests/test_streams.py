@@ -301,3 +301,60 @@ def test_wrongtype(compare):
 def test_arity(compare, cmd):
     compare(cmd)
     compare(cmd, "k")
+
+
+# -- DUMP / RESTORE in Redis's RDB_TYPE_STREAM_LISTPACKS_2 -------------------------
+
+
+def _build_stream(c, key="s"):
+    for i in range(1, 260):
+        fields = ["f", f"v{i}", "n", str(i)] if i % 5 else ["other", "x" * (i % 70), "n", str(-i)]
+        c.execute_command("XADD", key, f"{i}-{i % 3}", *fields)
+    c.execute_command("XDEL", key, "7-1", "150-0", "201-0")
+    c.execute_command("XTRIM", key, "MAXLEN", "240")
+    c.execute_command("XGROUP", "CREATE", key, "g1", "0")
+    c.execute_command("XGROUP", "CREATE", key, "g2", "$", "ENTRIESREAD", "3")
+    c.execute_command("XREADGROUP", "GROUP", "g1", "alice", "COUNT", "5", "STREAMS", key, ">")
+    c.execute_command("XREADGROUP", "GROUP", "g1", "bob", "COUNT", "3", "STREAMS", key, ">")
+    c.execute_command("XGROUP", "CREATECONSUMER", key, "g1", "carol")
+    c.execute_command("XACK", key, "g1", "22-1")
+
+
+def _state(c, key="s"):
+    full = c.execute_command("XINFO", "STREAM", key, "FULL", "COUNT", "0")
+    full = dict(zip(full[::2], full[1::2], strict=True)) if isinstance(full, list) else full
+    groups = []
+    for g in full.pop(b"groups"):
+        g = dict(zip(g[::2], g[1::2], strict=True)) if isinstance(g, list) else g
+        consumers = []
+        for cons in g.pop(b"consumers"):
+            cons = dict(zip(cons[::2], cons[1::2], strict=True)) if isinstance(cons, list) else cons
+            consumers.append(cons)
+        groups.append((g, consumers))
+    return full, groups, c.execute_command("XRANGE", key, "-", "+")
+
+
+@pytest.mark.parametrize("direction", ["redis-to-shardkv", "shardkv-to-redis"])
+def test_dump_restore_across_servers(compare, direction):
+    src, dst = (
+        (compare.real, compare.ours) if direction == "redis-to-shardkv" else (compare.ours, compare.real)
+    )
+    _build_stream(src)
+    payload = src.execute_command("DUMP", "s")
+    assert dst.execute_command("RESTORE", "s2", "0", payload) == b"OK"
+    assert _state(dst, "s2") == _state(src, "s")
+    dst.execute_command("XADD", "s2", "1000-0", "a", "b")
+    src.execute_command("XADD", "s", "1000-0", "a", "b")
+    assert _state(dst, "s2") == _state(src, "s")
+
+
+def test_dump_restore_same_server(compare):
+    _build_stream(compare.real)
+    _build_stream(compare.ours)
+    for c in (compare.real, compare.ours):
+        c.execute_command("RESTORE", "copy", "0", c.execute_command("DUMP", "s"))
+    compare("XINFO", "STREAM", "copy")
+    compare("XRANGE", "copy", "-", "+", "COUNT", "20")
+    compare("XINFO", "GROUPS", "copy")
+    compare("TYPE", "copy")
+    compare("RESTORE", "bad", "0", b"\x13\x01\x00" + b"\x0a\x00" + b"\x00" * 8)

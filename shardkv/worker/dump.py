@@ -12,8 +12,10 @@ DUMP writes the plain RDB encodings that every Redis since 2.x loads:
 strings (type 0), lists (1), sets (2), hashes (4) and sorted sets with
 binary scores (5).  RESTORE also reads what Redis itself writes: integer
 and LZF-compressed strings, intsets, ziplists, listpacks and quicklists
-(types 10 to 18).  Streams and module types have no shardkv equivalent;
-they, and anything malformed, are "Bad data format".  Nothing here trusts
+(types 10 to 18).  Streams are written as Redis 7.0's
+``RDB_TYPE_STREAM_LISTPACKS_2`` (19) and read in that form and Redis 6.2's
+(15): see :mod:`shardkv.worker.streamdump`.  Module types have no shardkv
+equivalent; they, and anything malformed, are "Bad data format".  Nothing here trusts
 a length it has not checked against the bytes that are left.
 """
 
@@ -28,6 +30,14 @@ from shardkv.errors import CommandError
 from shardkv.resp import OK
 from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.registry import command
+from shardkv.worker.stream import Stream
+from shardkv.worker.streamdump import (
+    STREAM_LISTPACKS,
+    STREAM_LISTPACKS_2,
+    StreamBadData,
+    dump_stream,
+    load_stream,
+)
 from shardkv.worker.transfer import FROM_PLAIN, TO_PLAIN
 
 RDB_VERSION = 10  # Redis 7.0; RESTORE refuses payloads from newer versions
@@ -38,7 +48,14 @@ LIST_ZIPLIST, SET_INTSET, ZSET_ZIPLIST, HASH_ZIPLIST, LIST_QUICKLIST = 10, 11, 1
 HASH_LISTPACK, ZSET_LISTPACK, LIST_QUICKLIST_2 = 16, 17, 18
 
 # The same tags as shardkv.worker.transfer's key states.
-_TAG_TYPE = {"string": STRING, "list": LIST, "set": SET, "hash": HASH, "zset": ZSET_2}
+_TAG_TYPE = {
+    "string": STRING,
+    "list": LIST,
+    "set": SET,
+    "hash": HASH,
+    "zset": ZSET_2,
+    "stream": STREAM_LISTPACKS_2,
+}
 
 
 class BadData(Exception):
@@ -91,7 +108,9 @@ def dump(tag: str, plain: object) -> bytes:
     """The payload of a value given as a key state's ``(tag, plain)``."""
     kind = _TAG_TYPE[tag]
     out = [bytes((kind,))]
-    if kind == STRING:
+    if kind == STREAM_LISTPACKS_2:
+        out.append(dump_stream(Stream.from_plain(plain), _len, _str))  # type: ignore[arg-type]
+    elif kind == STRING:
         out.append(_str(plain))  # type: ignore[arg-type]
     elif kind == HASH:
         out.append(_len(len(plain)))  # type: ignore[arg-type]
@@ -215,7 +234,12 @@ class _Reader:
                 else:
                     raise BadData("quicklist container")
             return "list", _nonempty(items)
-        raise BadData(f"type {kind}")  # streams, modules, zipmaps, newer types
+        if kind in (STREAM_LISTPACKS, STREAM_LISTPACKS_2):
+            try:
+                return "stream", load_stream(self, kind, listpack).to_plain()
+            except StreamBadData as e:
+                raise BadData(str(e)) from None
+        raise BadData(f"type {kind}")  # modules, zipmaps, newer types
 
     def binary_double(self) -> float:
         return struct.unpack("<d", self.take(8))[0]

@@ -34,6 +34,7 @@ from shardkv.worker.stream import (
     INVALID_ENTRIES_READ,
     MASK64,
     MAX_ID,
+    Consumer,
     Group,
     Nack,
     Stream,
@@ -143,7 +144,19 @@ def _lookup(ks: Keyspace, key: bytes) -> Stream | None:
 
 
 def _now(ks: Keyspace) -> int:
-    return ks.now
+    """The wall clock in ms, as Redis's mstime() (not the batch's cached
+    time, which stands still while the AOF is replayed)."""
+    return ks.clock.now_ms()
+
+
+def _consumer(g: Group, key: bytes, group_name: bytes, name: bytes, now: int) -> Consumer:
+    """The consumer ``name``, seen now; one created here is logged as
+    XGROUP CREATECONSUMER, so that the AOF keeps it even when nothing is
+    delivered to it (Redis logs it only for NOACK reads)."""
+    c = g.consumers.get(name)
+    if c is None:
+        PROPAGATE.append([b"XGROUP", b"CREATECONSUMER", key, group_name, name])
+    return g.consumer(name, now)  # type: ignore[return-value]
 
 
 # -- XADD / XTRIM ----------------------------------------------------------------
@@ -481,16 +494,15 @@ def _read_group(
 ) -> list:
     """Deliver entries from ``start`` on to a consumer (streamReplyWithRange with a group)."""
     now = _now(ks)
-    consumer = group.consumer(consumer_name, now)
-    if consumer is None:  # pragma: no cover - create=True
-        raise AssertionError
+    consumer = _consumer(group, key, _CURRENT_GROUP[0], consumer_name, now)
     out = []
     propagate_last = False
     for id_, node, i in s.iter(start, MAX_ID):
         if id_ > group.last_id:
             s.deliver(group, id_)
-            if noack:
-                propagate_last = True
+            # Redis logs the new last ID only for NOACK (the XCLAIMs carry
+            # it otherwise) and so loses entries_read on replay; log it always.
+            propagate_last = True
         out.append([format_id(id_), node.fields(i)])
         if not noack:
             nack = group.pel.get(id_)
@@ -514,11 +526,11 @@ def _read_group(
 
 
 def _read_history(
-    ks: Keyspace, s: Stream, start: int, count: int, group: Group, consumer_name: bytes
+    ks: Keyspace, key: bytes, s: Stream, start: int, count: int, group: Group, consumer_name: bytes
 ) -> list:
     """streamReplyWithRangeFromConsumerPEL: the consumer's own pending entries."""
     now = _now(ks)
-    consumer = group.consumer(consumer_name, now)
+    consumer = _consumer(group, key, _CURRENT_GROUP[0], consumer_name, now)
     out: list = []
     for id_ in consumer.pel.irange(minimum=start):  # type: ignore[union-attr]
         if count and len(out) >= count:
@@ -530,6 +542,7 @@ def _read_history(
             nack = consumer.pel[id_]  # type: ignore[union-attr]
             nack.time = now
             nack.count += 1
+            PROPAGATE.append(_xclaim_record(key, group, id_, nack))
             out.append([format_id(id_), fields])
     return out
 
@@ -612,10 +625,11 @@ def _xread(ks: Keyspace, args: list[bytes]) -> object:
         if g is not None:
             _CURRENT_GROUP[0] = r.group  # type: ignore[assignment]
             if gt != MAX_ID:
-                out.append((key, _read_history(ks, s, gt + 1 if gt < MAX_ID else gt, r.count, g, r.consumer)))  # type: ignore[arg-type]
+                out.append(
+                    (key, _read_history(ks, key, s, gt + 1 if gt < MAX_ID else gt, r.count, g, r.consumer))
+                )  # type: ignore[arg-type]
                 continue
             if s.length and s.last_valid_id() > g.last_id:
-                _note_new_consumer(g, r, key)
                 out.append((key, _read_group(ks, key, s, g.last_id + 1, r.count, g, r.consumer, r.noack)))  # type: ignore[arg-type]
         elif s.length and s.last_valid_id() > gt:
             out.append((key, s.range(gt + 1, MAX_ID, r.count)))
@@ -631,12 +645,6 @@ def _xread(ks: Keyspace, args: list[bytes]) -> object:
         expired=NULL_ARRAY,
         missing=r.group is not None,
     )
-
-
-def _note_new_consumer(g: Group, r: ReadArgs, key: bytes) -> None:
-    """XREADGROUP NOACK that creates its consumer logs XGROUP CREATECONSUMER."""
-    if r.noack and r.consumer not in g.consumers:
-        PROPAGATE.append([b"XGROUP", b"CREATECONSUMER", key, r.group, r.consumer])  # type: ignore[list-item]
 
 
 def _make_serve(r: ReadArgs, gts: list[int]):
@@ -661,7 +669,6 @@ def _make_serve(r: ReadArgs, gts: list[int]):
             return None
         if r.group is not None:
             _CURRENT_GROUP[0] = r.group
-            _note_new_consumer(g, r, key)
             entries = _read_group(ks, key, s, gt + 1, count, g, r.consumer, r.noack)  # type: ignore[arg-type]
         else:
             entries = s.range(gt + 1, MAX_ID, count)
@@ -1036,7 +1043,7 @@ def xclaim(ks: Keyspace, args: list[bytes]) -> object:
         if nack.consumer is not None and minidle and now - nack.time < minidle:
             continue
         if consumer is None:
-            consumer = g.consumer(args[3], now)
+            consumer = _consumer(g, key, args[2], args[3], now)
         if nack.consumer is not consumer and nack.consumer is not None:
             nack.consumer.pel.pop(id_, None)
         nack.time = deliverytime
@@ -1118,7 +1125,7 @@ def xautoclaim(ks: Keyspace, args: list[bytes]) -> object:
         if minidle and now - nack.time < minidle:
             continue
         if consumer is None:
-            consumer = g.consumer(args[3], now)
+            consumer = _consumer(g, key, args[2], args[3], now)
         if nack.consumer is not consumer and nack.consumer is not None:
             nack.consumer.pel.pop(id_, None)
         nack.time = now
