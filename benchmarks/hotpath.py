@@ -19,7 +19,7 @@ import pstats
 import struct
 import time
 
-from shardkv import config, crossshard, local, security  # noqa: F401
+from shardkv import config, crossshard, local, security, slowlog  # noqa: F401
 from shardkv.acceptor import Acceptor
 from shardkv.client import Client
 from shardkv.worker.process import Shard

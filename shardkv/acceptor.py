@@ -22,10 +22,12 @@ import socket
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
+from time import perf_counter_ns
 from typing import Any
 
 from shardkv import __version__, errors, gctuning
 from shardkv.client import Client
+from shardkv.cmdstats import Stats, apply_settings, stat_name
 from shardkv.commands import Command
 from shardkv.proctitle import set_name
 from shardkv.router import Router
@@ -84,6 +86,9 @@ class Acceptor:
         self.event_loop_name = "asyncio"
         self.shutdown_requested: asyncio.Future | None = None
         self.control: socket.socket | None = None  # to the supervisor
+        # The commands the acceptor answers or refuses (see shardkv.cmdstats).
+        self.stats = Stats()
+        apply_settings(self.stats, {k: _show(v) for k, v in config.items()})
 
     def next_client_id(self) -> int:
         return next(self._ids)
@@ -137,8 +142,20 @@ class Acceptor:
         handler = LOCAL.get(cmd.name)
         if handler is None:
             client.reply_error(f"ERR command '{cmd.name}' is not available yet")
-        else:
-            handler(client, args)
+            return
+        stats = self.stats
+        errors_before = stats.error_events
+        start = perf_counter_ns()
+        handler(client, args)
+        ns = perf_counter_ns() - start
+        row = stats._row(stat_name(args))
+        row[0] += 1
+        row[1] += ns
+        if stats.error_events != errors_before:
+            row[3] += 1
+        stats.record_latency(row, ns)
+        if "skip_slowlog" not in cmd.flags and cmd.name != "exec":
+            stats.slow(args, ns // 1000, client.addr, client.name)
 
     def cross_shard(self, client: Client, cmd: Command, args: list, keys: list) -> None:
         if not CROSS_SHARD:
@@ -243,6 +260,14 @@ class Acceptor:
                         client.transport.close()  # type: ignore[union-attr]
 
 
+def _show(value: Any) -> str:
+    if value is True:
+        return "yes"
+    if value is False:
+        return "no"
+    return str(value)
+
+
 class _FutureSink:
     """A sink that resolves a future with the reply body."""
 
@@ -277,6 +302,7 @@ def serve(config: dict[str, Any], pipes: list[Connection], control: Connection |
         pubsub,
         scripting,
         security,
+        slowlog,
         transactions,
     )
 

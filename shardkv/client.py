@@ -18,11 +18,13 @@ import asyncio
 import logging
 import time
 from collections import deque
+from time import perf_counter_ns
 from typing import TYPE_CHECKING
 
 from shardkv import commands, errors, monitor, wire
+from shardkv.cmdstats import stat_name
 from shardkv.fanout import MERGES, Gather, merge_by_position, split_by_shard
-from shardkv.resp import ProtocolError, RequestParser, encode, encode_command, encode_error
+from shardkv.resp import Error, ProtocolError, RequestParser, encode, encode_command, encode_error
 
 if TYPE_CHECKING:
     from shardkv.acceptor import Acceptor
@@ -36,6 +38,10 @@ _lookup = commands.lookup
 _seen = commands.seen
 
 MAX_IN_FLIGHT = 1024  # a client's commands awaiting replies before reading pauses
+
+# Called when EXEC is refused, to discard the client's transaction
+# (filled by shardkv.transactions).
+DISCARD_HOOKS: list = []
 
 
 class Slot:
@@ -291,6 +297,7 @@ class Client(asyncio.Protocol):
         self.pending.append(encode(value, self.resp3))
 
     def reply_error(self, message: str) -> None:
+        self.server.stats.error(message)
         self.pending.append(encode_error(message))
 
     def flush(self) -> None:
@@ -331,27 +338,27 @@ class Client(asyncio.Protocol):
     # -- commands ---------------------------------------------------------------
 
     def execute(self, args: list[bytes], raw: bytes | None) -> None:
+        """Check a command in the order of Redis's ``processCommand``, then run it."""
         cmd = _lookup(args[0])
         if cmd is None:
-            if self.multi is not None:
-                self.multi_error = True
-            self.pending.append(encode_error(unknown_command(args)))
+            self.reject(None, unknown_command(args))
             return
         arity = cmd.arity
         if (len(args) != arity) if arity > 0 else (len(args) < -arity):
-            if self.multi is not None:
-                self.multi_error = True
-            self.pending.append(encode_error(errors.WRONG_ARITY % cmd.name))
+            self.reject(cmd, errors.WRONG_ARITY % cmd.name)
             return
-        if not self.authenticated and "no_auth" not in cmd.flags:
-            if self.multi is not None:
-                self.multi_error = True
-            self.pending.append(encode_error(errors.NOAUTH))
+        flags = cmd.flags
+        if "protected" in flags and not self._protected_allowed(cmd):
+            self.reject(cmd, errors.PROTECTED_COMMAND % ("DEBUG", "enable-debug-command"))
+            return
+        if not self.authenticated and "no_auth" not in flags:
+            self.reject(cmd, errors.NOAUTH)
+            return
+        if self.multi is not None and "no_multi" in flags:
+            self.reject(cmd, errors.NOT_IN_MULTI)
             return
         if self.monitoring and monitor.touches_keyspace(cmd):
-            if self.multi is not None:
-                self.multi_error = True
-            self.pending.append(encode_error(errors.MONITOR_KEYSPACE))
+            self.reject(cmd, errors.MONITOR_KEYSPACE)
             return
         server = self.server
         if self.multi is not None or self.channels or self.patterns:
@@ -360,6 +367,32 @@ class Client(asyncio.Protocol):
         self.route(cmd, args, raw)
         if server.monitors:  # shown after it ran, as Redis's call() does
             monitor.feed(self, cmd, args)
+
+    def reject(self, cmd: commands.Command | None, message: str) -> None:
+        """Refuse a command before it runs, as Redis's ``rejectCommand``:
+        a transaction being queued will abort, and a refused EXEC aborts it
+        now, with EXECABORT and the reason."""
+        self.server.stats.rejected(None if cmd is None else cmd.name, message)
+        if cmd is not None and cmd.name == "exec":
+            for hook in DISCARD_HOOKS:  # shardkv.transactions
+                hook(self)
+            if message.startswith("ERR "):
+                message = message[4:]
+            self.pending.append(encode_error(errors.EXECABORT_BECAUSE % message))
+            return
+        if self.multi is not None:
+            self.multi_error = True
+        self.pending.append(encode_error(message))
+
+    def _protected_allowed(self, cmd: commands.Command) -> bool:
+        """``enable-debug-command``: yes, or local and a loopback client."""
+        setting = self.server.config["enable-debug-command"]
+        if setting == "yes":
+            return True
+        if setting == "local":
+            host = self.addr.rpartition(":")[0]
+            return host in ("127.0.0.1", "::1", "localhost") or host.startswith("127.")
+        return False
 
     def route(self, cmd: commands.Command, args: list[bytes], raw: bytes | None) -> None:
         """Run a checked command: here, or on the shards its keys name."""
@@ -412,11 +445,26 @@ class Client(asyncio.Protocol):
             merge = merge_by_position(list(positions.values()), len(keys))
         else:
             merge = MERGES[cmd.policy]
-        self.fan_out({s: [args[0], *p] for s, p in parts.items()}, merge)
+        self.fan_out({s: [args[0], *p] for s, p in parts.items()}, self._counted(args, merge))
 
     def send_all(self, cmd: commands.Command, args: list[bytes]) -> None:
         """A command that runs on every shard, merged by its policy."""
-        self.query_all(args, MERGES[cmd.policy])
+        self.query_all(args, self._counted(args, MERGES[cmd.policy]))
+
+    def _counted(self, args: list[bytes], merge):
+        """``merge``, counting the command once in the acceptor's statistics,
+        with its time from dispatch to the merged reply (see shardkv.cmdstats)."""
+        stats = self.server.stats
+        start = perf_counter_ns()
+
+        def counted(parts: list) -> object:
+            value = merge(parts)
+            ns = perf_counter_ns() - start
+            stats.record(stat_name(args), ns, value.message if type(value) is Error else None)
+            stats.slow(args, ns // 1000, self.addr, self.name)
+            return value
+
+        return counted
 
     def fan_out(self, parts: dict, merge) -> None:
         """Send one part per shard, in this one step, and merge the replies.

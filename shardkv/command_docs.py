@@ -239,6 +239,7 @@ evalsha | 2.6.0 | Execute a Lua script server side | sha1 numkeys:integer [key:k
 eval_ro | 7.0.0 | Execute a read-only Lua script server side | script numkeys:integer [key:key ...] [arg ...]
 evalsha_ro | 7.0.0 | Execute a read-only Lua script server side | sha1 numkeys:integer [key:key ...] [arg ...]
 script | 2.6.0 | A container for Lua scripts management commands |
+slowlog | 2.2.12 | A container for slow log commands |
 """
 
 # container|sub | since | arity | flags | summary | syntax (after the subcommand)
@@ -254,12 +255,17 @@ client|getredir | 6.0.0 | 2 | noscript,loading,stale | Get tracking notification
 client|trackinginfo | 6.2.0 | 2 | noscript,loading,stale | Return information about server assisted client side caching for the current connection |
 client|setinfo | 7.2.0 | 4 | noscript,loading,stale | Set client or connection specific info | attr=(LIB-NAME libname | LIB-VER libver)
 client|no-touch | 7.2.0 | 3 | noscript,loading,stale | Controls whether commands sent by the client will alter the LRU/LFU of the keys they access | enabled=(ON | OFF)
+client|pause | 2.9.50 | -3 | admin,noscript,loading,stale | Stop processing commands from clients for some time | timeout:integer mode=[WRITE | ALL]
+client|unpause | 6.2.0 | 2 | admin,noscript,loading,stale | Resume processing of clients that were paused |
+client|reply | 3.2.0 | 3 | noscript,loading,stale | Instruct the server whether to reply to commands | action=(ON | OFF | SKIP)
+client|unblock | 5.0.0 | -3 | admin,noscript,loading,stale | Unblock a client blocked in a blocking command from a different connection | client-id:integer unblock-type=[TIMEOUT | ERROR]
 client|help | 5.0.0 | 2 | loading,stale | Show helpful text about the different subcommands |
 command|count | 2.8.13 | 2 | loading,stale | Get total number of Redis commands |
 command|docs | 7.0.0 | -2 | loading,stale | Get array of specific Redis command documentation | [command-name ...]
 command|getkeys | 2.8.13 | -4 | loading,stale | Extract keys given a full Redis command |
 command|info | 2.8.13 | -2 | loading,stale | Get array of specific Redis command details, or all when no argument is given. | [command-name ...]
 command|list | 7.0.0 | -2 | loading,stale | Get an array of Redis command names | [FILTERBY (MODULE module-name | ACLCAT category | PATTERN pattern:pattern)]
+command|getkeysandflags | 7.0.0 | -4 | loading,stale | Extract keys and access flags given a full Redis command |
 command|help | 5.0.0 | 2 | loading,stale | Show helpful text about the different subcommands |
 config|get | 2.0.0 | -3 | admin,noscript,loading,stale | Get the values of configuration parameters | parameter ...
 config|set | 2.0.0 | -4 | admin,noscript,loading,stale | Set configuration parameters to the given values | data=(parameter value) ...
@@ -290,6 +296,10 @@ script|exists | 2.6.0 | -3 | noscript | Check existence of scripts in the script
 script|load | 2.6.0 | 3 | noscript,stale | Load the specified Lua script into the script cache. | script
 script|help | 5.0.0 | 2 | loading,stale | Show helpful text about the different subcommands |
 script|kill | 2.6.0 | 2 | noscript,allow_busy | Kill the script currently in execution. |
+slowlog|get | 2.2.12 | -2 | admin,loading,stale | Get the slow log's entries | [count:integer]
+slowlog|len | 2.2.12 | 2 | admin,loading,stale | Get the slow log's length |
+slowlog|reset | 2.2.12 | 2 | admin,loading,stale | Clear all entries from the slow log |
+slowlog|help | 6.2.0 | 2 | loading,stale | Show helpful text about the different subcommands |
 """
 
 TYPES = frozenset({"key", "integer", "double", "pattern", "unix-time", "string"})
@@ -429,7 +439,7 @@ def _load() -> tuple[dict[str, Doc], dict[str, dict[str, Doc]]]:
         full, since, arity, flags, summary, syntax = (part.strip() for part in (line + " ").split(" | ", 5))
         container, _, sub = full.partition("|")
         subs.setdefault(container, {})[sub] = Doc(
-            full, since, summary, syntax, int(arity), tuple(flags.split(","))
+            full, since, summary, syntax, int(arity), tuple(f for f in flags.split(",") if f != "-")
         )
     return docs, subs
 

@@ -57,17 +57,18 @@ config             -2    admin,stale                       -        local  -    
 info               -1    loading,stale                     -        local  -      server
 time               1     fast,loading,stale                -        local  -      server
 lastsave           1     fast,loading,stale                -        local  -      server
-debug              -2    admin,noscript                    -        local  -      server
+debug              -2    admin,noscript,loading,stale,protected -        local  -      server
 swapdb             3     write,fast                        -        local  -      server
-shutdown           -1    admin,noscript,loading,stale      -        local  -      server
+shutdown           -1    admin,noscript,loading,stale,no_multi -        local  -      server
 monitor            1     admin,noscript,loading,stale      -        local  -      server
-save               1     admin,noscript                    -        all    ok     server
+save               1     admin,noscript,no_multi           -        all    ok     server
 bgsave             -1    admin,noscript                    -        all    random server
 bgrewriteaof       1     admin,noscript                    -        all    random server
 dbsize             1     readonly,fast                     -        all    sum    server
 flushall           -1    write                             -        all    ok     server
 flushdb            -1    write                             -        all    ok     server
 wait               3     noscript                          -        local  -      generic
+slowlog            -2    -                                 -        local  -      server
 # -- keyspace
 keys               2     readonly                          -        all    concat generic
 scan               -2    readonly                          -        local  -      generic

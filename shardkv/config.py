@@ -216,6 +216,39 @@ SETTINGS: dict[str, Setting] = {
             minimum=0,
         ),
         Setting("uvloop", "bool", True, False, "Run the acceptor on uvloop when it is installed."),
+        Setting(
+            "enable-debug-command",
+            "enum",
+            "no",
+            False,
+            "Allow DEBUG: no, yes, or local (from loopback connections only).",
+            choices=("no", "yes", "local"),
+        ),
+        Setting(
+            "slowlog-log-slower-than",
+            "int",
+            10000,
+            True,
+            "Log commands that run at least this many microseconds; -1 logs none, 0 every one.",
+            minimum=-1,
+        ),
+        Setting("slowlog-max-len", "int", 128, True, "Entries the slow log keeps.", minimum=0),
+        Setting("latency-tracking", "bool", True, True, "Track per-command latency percentiles."),
+        Setting(
+            "latency-tracking-info-percentiles",
+            "str",
+            "50 99 99.9",
+            True,
+            "The percentiles INFO latencystats reports, separated by spaces.",
+        ),
+        Setting(
+            "latency-monitor-threshold",
+            "int",
+            0,
+            True,
+            "Record latency events of at least this many milliseconds; 0 records none.",
+            minimum=0,
+        ),
     ]
 }
 

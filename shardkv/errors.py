@@ -145,6 +145,14 @@ EXEC_WITHOUT_MULTI = "ERR EXEC without MULTI"
 DISCARD_WITHOUT_MULTI = "ERR DISCARD without MULTI"
 WATCH_IN_MULTI = "ERR WATCH inside MULTI is not allowed"
 EXECABORT = "EXECABORT Transaction discarded because of previous errors."
+EXECABORT_BECAUSE = "EXECABORT Transaction discarded because of: %s"
+SLOWLOG_COUNT = "ERR count should be greater than or equal to -1"
+NOT_IN_MULTI = "ERR Command not allowed inside a transaction"
+PROTECTED_COMMAND = (
+    'ERR %s command not allowed. If the %s option is set to "local", you can run it from a '
+    "local connection, otherwise you need to set this option in the configuration file, and "
+    "then restart the server."
+)
 SUBSCRIBED_CONTEXT = (
     "ERR Can't execute '%s': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET "
     "are allowed in this context"

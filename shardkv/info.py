@@ -3,10 +3,9 @@
 The sections and field names are Redis 7.0's, so that tools reading INFO
 (redis-cli, exporters, client libraries) find what they expect.  Figures
 of the whole server add up the acceptor and every worker: memory is their
-resident sizes, CPU their times.  Counters shardkv does not keep (network
-bytes, per-command statistics, keyspace hits and misses, which would cost
-a count on every key lookup) are left out rather than reported as zero;
-``INFO commandstats``, ``errorstats`` and ``latencystats`` are empty.
+resident sizes, CPU their times.  Counters shardkv does not keep are left
+out rather than reported as zero; ``INFO commandstats``, ``errorstats`` and ``latencystats`` add up the
+acceptor's counters and every shard's (see :mod:`shardkv.cmdstats`).
 A ``shards`` section, which Redis does not have, lists each worker.
 """
 
@@ -20,6 +19,7 @@ import time
 from typing import TYPE_CHECKING
 
 from shardkv import REDIS_VERSION, __version__
+from shardkv.cmdstats import Stats, percentile
 
 if TYPE_CHECKING:
     from shardkv.acceptor import Acceptor
@@ -97,8 +97,9 @@ def _wanted(sections: list[str]) -> list[str]:
     return wanted
 
 
-def build_info(server: Acceptor, sections: list[str], shards: list) -> str:
-    """INFO's text.  ``shards`` is each shard's ``__info`` reply."""
+def build_info(server: Acceptor, sections: list[str], shards: list, own: list | None = None) -> str:
+    """INFO's text.  ``shards`` is each shard's ``__info`` reply; ``own`` the
+    acceptor's command statistics when INFO came (it is counted after it)."""
     from shardkv.durability import (  # (it imports local, which imports us)
         latest_fork_usec,
         persistence_section,
@@ -119,6 +120,7 @@ def build_info(server: Acceptor, sections: list[str], shards: list) -> str:
     cpu_sys = own_cpu.system + sum(s.get("used_cpu_sys", 0) for s in stats)
     cpu_user = own_cpu.user + sum(s.get("used_cpu_user", 0) for s in stats)
     clients = server.clients.values()
+    command_stats = _command_stats(server.stats.report() if own is None else own, stats)
     ttl_sum = sum(s.get("expires_ttl_sum", [0, 0])[0] for s in stats)
     ttl_n = sum(s.get("expires_ttl_sum", [0, 0])[1] for s in stats)
     body: dict[str, list[tuple[str, object]]] = {
@@ -193,6 +195,7 @@ def build_info(server: Acceptor, sections: list[str], shards: list) -> str:
             ("pubsub_channels", len(set().union(*(c.channels for c in clients)))),
             ("pubsub_patterns", len(set().union(*(c.patterns for c in clients)))),
             ("latest_fork_usec", latest_fork_usec(shards)),
+            ("total_error_replies", command_stats.error_replies),
         ],
         "replication": [
             ("role", "master"),
@@ -216,9 +219,11 @@ def build_info(server: Acceptor, sections: list[str], shards: list) -> str:
             ("used_cpu_user_main_thread", f"{own_cpu.user:.6f}"),
         ],
         "modules": [],
-        "commandstats": [],
-        "errorstats": [],
-        "latencystats": [],
+        "commandstats": _commandstats(command_stats),
+        "errorstats": [
+            (f"errorstat_{code}", f"count={n}") for code, n in sorted(command_stats.errors.items())
+        ],
+        "latencystats": _latencystats(command_stats, cfg),
         "cluster": [("cluster_enabled", 0)],
         "keyspace": [],
         "shards": [],
@@ -242,6 +247,46 @@ def build_info(server: Acceptor, sections: list[str], shards: list) -> str:
         out.append(f"# {_TITLES.get(name, name.capitalize())}\r\n")
         out.extend(f"{k}:{v}\r\n" for k, v in body[name])
     return "".join(out)
+
+
+def _command_stats(own: list, stats: list) -> Stats:
+    """The acceptor's counters and every shard's, added up."""
+    total = Stats()
+    total.merge(own)
+    for s in stats:
+        if "cmdstats" in s:
+            total.merge(s["cmdstats"])
+    return total
+
+
+def _commandstats(stats: Stats) -> list:
+    out = []
+    for name, (calls, ns, rejected, failed, *_) in sorted(stats.commands.items()):
+        usec = ns // 1000
+        per_call = usec / calls if calls else 0
+        out.append(
+            (
+                f"cmdstat_{name}",
+                f"calls={calls},usec={usec},usec_per_call={per_call:.2f},"
+                f"rejected_calls={rejected},failed_calls={failed}",
+            )
+        )
+    return out
+
+
+def _latencystats(stats: Stats, cfg: dict) -> list:
+    try:
+        wanted = [float(p) for p in str(cfg.get("latency-tracking-info-percentiles", "50 99 99.9")).split()]
+    except ValueError:
+        wanted = [50.0, 99.0, 99.9]
+    out = []
+    for name, row in sorted(stats.commands.items()):
+        hist = row[4]
+        if not hist:
+            continue
+        fields = ",".join(f"p{p:g}={percentile(hist, p) / 1000:.3f}" for p in wanted)
+        out.append((f"latency_percentiles_usec_{name}", fields))
+    return out
 
 
 def _own_rss() -> int:

@@ -370,13 +370,14 @@ DISCONNECT_HOOKS.append(monitor.stop)
 # -- COMMAND -----------------------------------------------------------------
 
 # The order in which Redis lists command flags.  Redis 7.0 keeps
-# may_replicate (PUBLISH's) to itself: COMMAND INFO does not list it.
+# may_replicate (PUBLISH's) and protected (DEBUG's) to itself: COMMAND INFO does not
+# list them.
 _FLAG_ORDER = (
     "write readonly denyoom module admin pubsub noscript blocking loading stale skip_monitor "
     "skip_slowlog asking fast no_auth no_mandatory_keys protected no_async_loading "
     "no_multi movablekeys allow_busy"
 ).split()
-_UNLISTED_FLAGS = {"may_replicate"}
+_UNLISTED_FLAGS = {"may_replicate", "protected"}
 _GROUP_CATEGORY = {
     "string": "@string",
     "bitmap": "@bitmap",
@@ -397,7 +398,7 @@ def _flags(cmd: commands.Command) -> list[str]:
     flags = set(cmd.flags)
     if cmd.numkeys_at:
         flags.add("movablekeys")
-    ordered = [f for f in _FLAG_ORDER if f in flags]
+    ordered = [f for f in _FLAG_ORDER if f in flags and f not in _UNLISTED_FLAGS]
     ordered += sorted(flags - set(_FLAG_ORDER) - _UNLISTED_FLAGS)
     return ordered  # simple strings, as Redis sends them
 
@@ -756,9 +757,10 @@ RESETSTAT_HOOKS: list = []
 def info(client: Client, args: list) -> None:
     """INFO [section [section ...]]"""
     sections = [a.decode("latin-1").lower() for a in args[1:]]
+    own = client.server.stats.report()  # as of now: this INFO is counted after it ran
 
     def merge(parts: list) -> object:
-        return Verbatim(build_info(client.server, sections, parts).encode())
+        return Verbatim(build_info(client.server, sections, parts, own).encode())
 
     client.query_all([b"__info"], merge)
 
@@ -805,36 +807,59 @@ def _db_index(arg: bytes, message: str) -> int:
 @local("debug")
 @_guard
 def debug(client: Client, args: list) -> None:
-    """DEBUG SLEEP seconds"""
-    sub = args[1].upper()
-    if sub == b"SLEEP" and len(args) == 3:
-        from shardkv.args import parse_float
+    """DEBUG subcommand [argument ...]
 
-        seconds = parse_float(args[2])
+    Only where ``enable-debug-command`` allows it (checked before this runs,
+    see :meth:`Client.execute`).  ``DEBUG SLEEP`` stops the whole acceptor,
+    so every client waits, as Redis stops its one thread.
+    """
+    sub = args[1].upper()
+    n = len(args)
+    if sub == b"SLEEP" and n == 3:
+        seconds = _strtod(args[2])  # as Redis reads it: "abc" is 0
         if seconds > 0:
-            slot = _later(client)
-            client.server.loop.call_later(seconds, _wake, slot)  # type: ignore[union-attr]
-            return
+            time.sleep(seconds)
         client.reply(OK)
+    elif sub == b"CHANGE-REPL-ID" and n == 2:
+        client.reply(OK)
+    elif sub == b"QUICKLIST-PACKED-THRESHOLD" and n == 3:
+        from shardkv.config import parse_memory
+
+        try:
+            parse_memory(args[2].decode("latin-1"))
+        except ValueError:
+            raise CommandError(
+                "ERR argument must be a memory value bigger than 1 and smaller than 4gb"
+            ) from None
+        client.reply(OK)
+    elif sub == b"HELP":
+        client.reply([line.encode() for line in _DEBUG_HELP])
     else:
         raise CommandError(
             "ERR DEBUG subcommand not supported by shardkv: {}".format(args[1].decode("latin-1"))
         )
 
 
-def _wake(slot) -> None:
-    """DEBUG SLEEP is over: reply OK and write it out."""
-    slot.deliver(b"+OK\r\n")
-    if not slot.client.closed:
-        slot.client.flush()
+def _strtod(arg: bytes) -> float:
+    """C's ``strtod`` without an end pointer: the longest number at the start, or 0."""
+    import re
+
+    m = re.match(rb"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", arg)
+    return float(m.group(0)) if m else 0.0
 
 
-def _later(client: Client):
-    from shardkv.client import Slot
-
-    slot = Slot(client)
-    client.pending.append(slot)
-    return slot
+_DEBUG_HELP = [
+    "DEBUG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "CHANGE-REPL-ID",
+    "    Change the replication IDs of the instance.",
+    "    Dangerous: should be used only for testing the replication subsystem.",
+    "QUICKLIST-PACKED-THRESHOLD <size>",
+    "    Sets the threshold for elements to be inserted as plain vs packed nodes",
+    "SLEEP <seconds>",
+    "    Stop the server for <seconds>. Decimals allowed.",
+    "HELP",
+    "    Prints this help.",
+]
 
 
 # -- SCAN --------------------------------------------------------------------

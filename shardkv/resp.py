@@ -408,10 +408,9 @@ class RequestParser:
                     pos = eol + 1
                     if line.endswith(b"\r"):
                         line = line[:-1]
-                    if len(line) > PROTO_INLINE_MAX_SIZE:
-                        # Redis refuses it once 64 KB have come without a
-                        # newline; so does this, whatever the reads.
-                        raise ProtocolError(errors.PROTO_BIG_INLINE, out)
+                    # No length limit once the newline is here: Redis
+                    # refuses an inline line only while 64 KB have come
+                    # without one (above, and in the long-line hold).
                     try:
                         args = split_inline(line)
                     except ProtocolError as e:

@@ -40,7 +40,7 @@ from collections import deque
 
 from shardkv import errors, monitor
 from shardkv.acceptor import DISCONNECT_HOOKS, INTERCEPTORS, local
-from shardkv.client import HEADERS, PART_HEADERS, Client, Slot
+from shardkv.client import DISCARD_HOOKS, HEADERS, PART_HEADERS, Client, Slot
 from shardkv.commands import Command
 from shardkv.crossshard import AtomicOp
 from shardkv.resp import encode_command
@@ -96,6 +96,9 @@ def discard_transaction(client: Client) -> None:
     client.multi = None
     client.multi_error = False
     unwatch_all(client)
+
+
+DISCARD_HOOKS.append(discard_transaction)
 
 
 # -- WATCH, UNWATCH ----------------------------------------------------------

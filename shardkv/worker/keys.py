@@ -76,7 +76,8 @@ def _expire(ks: Keyspace, args: list[bytes], unit_ms: int, absolute: bool) -> ob
         raise CommandError("ERR GT and LT options at the same time are not compatible")
     when = parse_int(args[2])
     name = args[0].decode("latin-1").lower()
-    if unit_ms == 1000 and (when > LLONG_MAX // 1000 or when < LLONG_MIN // 1000):
+    # LLONG_MIN / 1000 as C divides: towards zero.
+    if unit_ms == 1000 and (when > LLONG_MAX // 1000 or when < -(-LLONG_MIN // 1000)):
         raise CommandError(errors.INVALID_EXPIRE % name)
     when *= unit_ms
     if not absolute:

@@ -38,8 +38,10 @@ import struct
 import sys
 import time
 from multiprocessing.connection import Connection
+from time import perf_counter_ns
 
 from shardkv import gctuning, wire
+from shardkv.cmdstats import Stats, stat_name
 from shardkv.errors import CommandError
 from shardkv.proctitle import set_name
 from shardkv.resp import Error, encode
@@ -102,6 +104,11 @@ class Shard:
         self.scripts.nshards = nshards
         self.scripts.own = slot_range(index, nshards)
         self.keyspace.scripts = self.scripts  # type: ignore[attr-defined]
+        # INFO commandstats/errorstats/latencystats and SLOWLOG for the
+        # commands this shard runs (see shardkv.cmdstats); not for the parts
+        # of a command that spans shards, which the acceptor counts.
+        self.stats = self.keyspace.stats = Stats()
+        self.timing = True
 
     def execute(self, args: list[bytes], handler=None) -> object:
         """Run one command and return its reply value.
@@ -116,18 +123,43 @@ class Shard:
             if handler is None:
                 return Error("ERR unknown command '{}'".format(args[0].decode("latin-1")))
         ks.counting = handler.reads  # type: ignore[attr-defined]
+        start = perf_counter_ns()
         try:
             value = handler(ks, args)
         except CommandError as e:
-            return Error(e.message)
+            value = Error(e.message)
         except Exception:  # a bug must not take the shard down
             log.exception("shard %d: command %r failed", self.index, args[0])
-            return Error("ERR internal error while running '{}'".format(args[0].decode("latin-1")))
+            value = Error("ERR internal error while running '{}'".format(args[0].decode("latin-1")))
         finally:
             ks.counting = False
+        if self.timing and args[0][:2] != b"__":
+            self._count(args, perf_counter_ns() - start, value)
+        if type(value) is Error:
+            return value
         if self.record is not None and type(value) is not Error and type(value) is not Wait:
             self.record(args, value)
         return value
+
+    def _count(self, args: list[bytes], ns: int, value: object) -> None:
+        """Count a command that ran (see shardkv.cmdstats): a few additions
+        and one append; the latency histogram is built from the appended
+        times in bulk (``Stats.fold``)."""
+        if type(value) is Wait:
+            return  # counted when it is served (as Redis, once it unblocks)
+        stats = self.stats
+        row = stats.by_bytes.get(args[0]) or stats.row_of(args)
+        row[0] += 1
+        row[1] += ns
+        times = row[5]
+        times.append(ns)
+        if len(times) >= 256:
+            stats.fold(row)
+        if type(value) is Error:
+            row[3] += 1
+            stats.error(value.message)  # type: ignore[attr-defined]
+        if ns >= stats.slow_threshold_ns >= 0:
+            stats.slow(args, ns // 1000)
 
     def execute_limited(self, args: list[bytes], handler=None) -> object:
         """:meth:`execute` while maxmemory is on: evict first, or refuse with
@@ -135,7 +167,10 @@ class Shard:
         memory = self.keyspace.memory
         if memory is None:
             return self.execute(args, handler)
-        return memory.run(self.execute, args, handler)
+        value = memory.run(self.execute, args, handler)
+        if value is eviction.OOM and self.timing:
+            self.stats.rejected(stat_name(args), eviction.OOM.message)  # type: ignore[attr-defined]
+        return value
 
     def run_batch(self, payload: bytes) -> bytes:
         """Run a ``B`` payload and return the ``R`` payload of its replies."""
@@ -165,10 +200,13 @@ class Shard:
                     waiters.serve_ready()  # who blocked before it comes first
                 append(waiters.run(execute, header >> 8, header & wire.FLAG_RESP3, args))
             else:
-                value = execute(args)
                 if header & wire.FLAG_PART:
+                    self.timing = False
+                    value = execute(args)
+                    self.timing = True
                     append(wire.encode_part(value))
                 else:
+                    value = execute(args)
                     append(encode(value, header & wire.FLAG_RESP3))
             if blocked:
                 waiters.mark(args)

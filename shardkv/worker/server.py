@@ -11,6 +11,7 @@ import os
 
 from shardkv import errors
 from shardkv.args import parse_int
+from shardkv.cmdstats import apply_settings
 from shardkv.errors import CommandError
 from shardkv.glob import compile_glob
 from shardkv.resp import OK
@@ -124,6 +125,9 @@ def info(ks: Keyspace, args: list[bytes]) -> object:
         "hz": RUNTIME.hz,
         "expires_ttl_sum": _ttl_sample(ks),
     }
+    command_stats = getattr(ks, "stats", None)
+    if command_stats is not None:
+        stats["cmdstats"] = command_stats.report()
     return [ks.dbsize(), ks.nvolatile, ks.expired_keys, rss, os.getpid(), figures, stats]
 
 
@@ -154,6 +158,9 @@ def config(ks: Keyspace, args: list[bytes]) -> object:
             pass  # the acceptor validated it; a bad value keeps the old one
     for hook in RUNTIME_HOOKS:
         hook(ks)
+    stats = getattr(ks, "stats", None)
+    if stats is not None:
+        apply_settings(stats, RUNTIME.extra)
     return OK
 
 
@@ -162,7 +169,33 @@ def resetstat(ks: Keyspace, args: list[bytes]) -> object:
     """__resetstat -> OK: CONFIG RESETSTAT's part in this shard."""
     ks.expired_keys = 0
     ks.hits = ks.misses = 0
+    stats = getattr(ks, "stats", None)
+    if stats is not None:
+        stats.reset()
     return OK
+
+
+@command("__cmdstats")
+def cmdstats(ks: Keyspace, args: list[bytes]) -> object:
+    """__cmdstats -> [commands, error codes, error replies]: this shard's
+    part of INFO commandstats, errorstats and latencystats."""
+    stats = getattr(ks, "stats", None)
+    return stats.report() if stats is not None else [{}, {}, 0]
+
+
+@command("__slowlog")
+def slowlog(ks: Keyspace, args: list[bytes]) -> object:
+    """__slowlog GET count | RESET -> this shard's slow log entries, newest
+    first (``count`` -1 for all), or OK."""
+    stats = getattr(ks, "stats", None)
+    if stats is None:
+        return [] if args[1] == b"GET" else OK
+    if args[1] == b"RESET":
+        stats.slowlog.clear()
+        return OK
+    count = int(args[2])
+    entries = list(stats.slowlog) if count < 0 else list(stats.slowlog)[:count]
+    return [list(e) for e in entries]
 
 
 @command("__ping")
