@@ -215,6 +215,14 @@ SETTINGS: dict[str, Setting] = {
             "Largest sparse HyperLogLog, header included; a bigger one turns dense.",
             minimum=0,
         ),
+        Setting(
+            "busy-reply-threshold",
+            "int",
+            5000,
+            True,
+            "Milliseconds a Lua script runs before other clients get -BUSY (alias lua-time-limit).",
+            minimum=0,
+        ),
         Setting("uvloop", "bool", True, False, "Run the acceptor on uvloop when it is installed."),
         Setting(
             "enable-debug-command",
@@ -251,6 +259,10 @@ SETTINGS: dict[str, Setting] = {
         ),
     ]
 }
+
+
+# Old names Redis still accepts for a setting (CONFIG GET and SET).
+ALIASES = {"lua-time-limit": "busy-reply-threshold"}
 
 
 def defaults() -> dict[str, Any]:

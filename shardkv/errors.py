@@ -174,6 +174,7 @@ NOSCRIPT = "NOSCRIPT No matching script. Please use EVAL."
 NUMKEYS_TOO_BIG = "ERR Number of keys can't be greater than number of args"
 NUMKEYS_NEGATIVE = "ERR Number of keys can't be negative"
 BUSY = "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."
+BUSY_FUNCTION = "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE."
 NOTBUSY = "NOTBUSY No scripts in execution right now."
 UNKILLABLE = (
     "UNKILLABLE Sorry the script already executed write commands against the dataset. You can "

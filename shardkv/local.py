@@ -699,6 +699,8 @@ def config_cmd(client: Client, args: list) -> None:
         out: dict = {}
         values = {name: s.show(server.config[name]) for name, s in config.SETTINGS.items()}
         values.update(_FIXED)
+        for alias, name in config.ALIASES.items():
+            values[alias] = values[name]
         for pattern in args[2:]:
             if not any(c in pattern for c in b"*?["):
                 # A plain name: it comes back spelled as it was asked.
@@ -717,6 +719,7 @@ def config_cmd(client: Client, args: list) -> None:
         found = {}
         for i in range(2, len(args), 2):
             name = args[i].decode("latin-1").lower()
+            name = config.ALIASES.get(name, name)
             setting = config.SETTINGS.get(name)
             if setting is None or not setting.runtime:
                 raise CommandError(errors.CONFIG_UNKNOWN % args[i].decode("latin-1"))

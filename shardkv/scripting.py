@@ -27,6 +27,8 @@ Where a script runs (see the README's architecture notes):
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
 from collections import deque
 
 from shardkv import command_docs, errors
@@ -356,8 +358,26 @@ def _script_load(client: Client, body: bytes) -> None:
 
 
 def kill_script(client: Client, eval_mode: bool) -> None:
-    """SCRIPT KILL / FUNCTION KILL: see shardkv.busy."""
-    client.reply_error(errors.NOTBUSY)
+    """SCRIPT KILL / FUNCTION KILL: stop the busy script if it has not
+    written (its worker is signalled; its count hook stops it)."""
+    busy = [link for link in client.server.links if link.script is not None]
+    if not busy:
+        client.reply_error(errors.NOTBUSY)
+        return
+    for link in busy:
+        pid, dirty, script_eval = link.script
+        if dirty:
+            client.reply_error(errors.UNKILLABLE)
+            return
+        if script_eval != eval_mode:
+            client.reply_error(errors.BUSY_FUNCTION if not script_eval else errors.BUSY)
+            return
+    for link in busy:
+        try:
+            os.kill(link.script[0], signal.SIGUSR1)
+        except OSError:
+            pass
+    client.reply("OK")
 
 
 def script_error(body: bytes) -> bytes:

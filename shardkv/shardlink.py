@@ -63,6 +63,11 @@ class ShardLink:
         # Sinks of blocking commands (see shardkv.blocking), by token: their
         # reply comes in a W frame, after an empty body in an R frame.
         self.blocked: dict[int, Sink] = {}
+        # While the worker runs a script past busy-reply-threshold: the
+        # -BUSY reply for what would be sent there, and the script's state
+        # (pid, dirty, eval_mode) for SCRIPT KILL (see shardkv.scripting).
+        self.busy: bytes | None = None
+        self.script: tuple | None = None
 
     # -- sending ------------------------------------------------------------
 
@@ -77,8 +82,8 @@ class ShardLink:
         batch, since it reads the clock and serves blocked clients only
         between batches.
         """
-        if not self.up:
-            sink.deliver(encode_error(errors.SHARD_UNAVAILABLE))
+        if not self.up or self.busy:
+            sink.deliver(self.busy or encode_error(errors.SHARD_UNAVAILABLE))
             return
         out = self.out
         out.append(header)
@@ -139,6 +144,7 @@ class ShardLink:
         if transport is self.transport:
             self.up = False
             self.transport = None
+            self.busy = self.script = None
             self.fail_all()
 
     def fail_all(self) -> None:
@@ -199,6 +205,13 @@ class ShardLink:
                 sink.deliver(body)
         elif kind == wire.CONTROL:
             self.control_waiters.popleft().control(wire.decode_control(payload))
+        elif kind == wire.SCRIPT:
+            busy, pid, dirty, eval_mode = wire.decode_script_state(payload)
+            if busy:
+                self.script = (pid, dirty, eval_mode)
+                self.busy = encode_error(errors.BUSY if eval_mode else errors.BUSY_FUNCTION)
+            else:
+                self.script = self.busy = None
         else:
             log.warning("shard %d sent an unknown frame %r", self.index, payload[:1])
 

@@ -36,6 +36,12 @@ Worker -> acceptor
     command that blocked, served or timed out.  It always follows the
     ``R`` frame that carried the command's empty body.
 ``C`` *control*: ``C`` + marshal payload, a parked worker's answer.
+``S`` *script*: ``S`` + marshal ``(busy, pid, dirty, eval_mode)``: a Lua
+    script has run longer than ``busy-reply-threshold`` (busy true; sent
+    again when it first writes), or the busy script is over (busy false,
+    sent before the frame that carries its reply).  While a shard is busy
+    the acceptor answers ``-BUSY`` for the commands it would send there,
+    and SCRIPT KILL / FUNCTION KILL signal ``pid`` (SIGUSR1).
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ CANCEL = 88  # b"X"
 CONTROL = 67  # b"C"
 REPLIES = 82  # b"R"
 WAKE = 87  # b"W"
+SCRIPT = 83  # b"S"
 
 # Each frame on a pipe: a length as multiprocessing.Connection writes it
 # (signed 32-bit, big-endian), then the payload.
@@ -152,4 +159,12 @@ def encode_control(value: object) -> bytes:
 
 
 def decode_control(payload: bytes) -> object:
+    return marshal.loads(payload[1:])
+
+
+def encode_script_state(busy: bool, pid: int, dirty: bool, eval_mode: bool) -> bytes:
+    return b"S" + marshal.dumps((busy, pid, dirty, eval_mode))
+
+
+def decode_script_state(payload: bytes) -> tuple:
     return marshal.loads(payload[1:])

@@ -11,10 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import threading
+import time
 
 import pytest
 import redis
 import redis.asyncio as aredis
+
+from tests.placement import on_shards
+from tests.servers import start_redis, start_shardkv
 
 
 def _norm(value: object) -> object:
@@ -470,3 +475,61 @@ def test_sandbox_escapes(server, script):
     assert reply in (None, 0, b"function", b"function: builtin") or str(reply).startswith("b'function: 0x"), (
         reply
     )
+
+
+@pytest.fixture(params=["redis", "shardkv"])
+def own_server(request):
+    """A server of each kind for this test alone (a script may hold it)."""
+    proc = start_redis() if request.param == "redis" else start_shardkv(shards=4)
+    yield proc.port
+    proc.stop()
+
+
+@pytest.mark.parametrize("writes", [False, True], ids=["read-only", "wrote"])
+def test_busy_script_and_script_kill(own_server, writes):
+    """``while true do end``: other clients get -BUSY for what it blocks,
+    SCRIPT KILL stops it (or answers -UNKILLABLE once it wrote), and
+    nothing hangs."""
+    port = own_server
+    c = redis.Redis(port=port, socket_timeout=30)
+    c.config_set("busy-reply-threshold", 100)
+    key = on_shards(0)[0]  # on the shard of a keyless script
+    with pytest.raises(redis.ResponseError, match="No scripts in execution"):
+        c.execute_command("SCRIPT", "KILL")
+    result: list = []
+
+    def run() -> None:
+        runner = redis.Redis(port=port, socket_timeout=60)
+        try:
+            if writes:
+                result.append(runner.eval("redis.call('set', KEYS[1], 'x') while true do end", 1, key))
+            else:
+                result.append(runner.eval("while true do end", 0))
+        except (redis.ResponseError, redis.ConnectionError) as e:
+            result.append(e)
+        runner.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            c.get(key)
+        except redis.ResponseError as e:
+            assert "Redis is busy running a script. You can only call SCRIPT KILL" in str(e), e
+            break
+        assert time.monotonic() < deadline, "never got -BUSY"
+        time.sleep(0.05)
+    if writes:
+        with pytest.raises(redis.ResponseError, match="already executed write commands"):
+            c.execute_command("SCRIPT", "KILL")
+        c.close()
+        return  # the fixture stops the server
+    assert c.execute_command("SCRIPT", "KILL")
+    thread.join(20)
+    assert not thread.is_alive()
+    assert "killed by user" in str(result[0])
+    assert c.get(key) is None
+    with pytest.raises(redis.ResponseError, match="No scripts in execution"):
+        c.execute_command("SCRIPT", "KILL")
+    c.close()

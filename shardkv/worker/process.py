@@ -351,6 +351,7 @@ def serve(conn: Connection, ctl: Connection, index: int, cfg: dict) -> None:
     _die_with_parent()
     logging.basicConfig(level=_LEVELS.get(cfg["loglevel"], logging.INFO), format="%(message)s")
     shard = Shard(index, cfg["shards"], config=cfg)
+    signal.signal(signal.SIGUSR1, lambda *_: shard.scripts.request_kill())  # SCRIPT KILL
     server.RUNTIME.hz = cfg["hz"]  # CONFIG SET hz reaches it through __config
     persistence = shard.persistence
     assert persistence is not None

@@ -27,12 +27,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
 import time
 from importlib import resources
 
 from lupa import lua51
 
-from shardkv import commands, errors
+from shardkv import commands, errors, wire
 from shardkv.errors import CommandError
 from shardkv.resp import Error, Pairs, Raw, Verbatim, format_double
 from shardkv.worker.keyspace import Keyspace, slot_of
@@ -141,6 +142,9 @@ class Run:
         "killed",
         "effects",
         "abort",
+        "busy",
+        "reported_dirty",
+        "eval_mode",
     )
 
     def __init__(self, sha: bytes, flags: int, read_only: bool, imported: frozenset | dict) -> None:
@@ -155,6 +159,9 @@ class Run:
         self.killed = False
         self.effects: list[list[bytes]] = []
         self.abort: CrossShard | None = None  # set: stop the script, undo it
+        self.busy = False  # past busy-reply-threshold, and the acceptor told
+        self.reported_dirty = False
+        self.eval_mode = True  # EVAL (False: FCALL)
 
 
 class Engine:
@@ -166,7 +173,6 @@ class Engine:
         self.scripts: dict[bytes, tuple[object, int]] = {}
         self.run: Run | None = None
         self.rand = _Rand48()
-        self.busy_threshold = 5.0  # busy-reply-threshold, seconds
         self.kill_requested = False
         self.pending: object = None  # the error table redis.call raised
         self.nshards = 1
@@ -277,6 +283,9 @@ class Engine:
             ok, value = self._run(f, len(keys), *keys, *argv)
         finally:
             self.run = None
+            if run.busy:
+                run.busy = False
+                self._report(run)  # before the frame that carries the reply
         if run.abort is not None:
             self._rearm()
             self._rollback(run, persistence, mark)
@@ -403,6 +412,8 @@ class Engine:
                         undo[key] = export_key(ks, key)
         if write:
             run.dirty = True
+            if run.busy and not run.reported_dirty:
+                self._report(run)
             if cmd.route == "all":
                 # FLUSHALL and the like: keep every key's state, to undo it.
                 undo = run.undo
@@ -595,16 +606,49 @@ class Engine:
         self.rand.seed(int(seed))
 
     def _check(self) -> bool:
-        """The count hook: has this script been killed?"""
+        """The count hook (every 100000 instructions): tell the acceptor
+        once the script is past busy-reply-threshold, and stop it if SCRIPT
+        KILL asked and it has not written."""
         run = self.run
         if run is None:
             return False
         if run.abort is not None:
             return True
-        if self.kill_requested and not run.dirty:
-            run.killed = True
-            return True
+        if not run.busy:
+            threshold = self.busy_threshold()
+            if threshold > 0 and time.monotonic() - run.start >= threshold:
+                run.busy = True
+                self._report(run)
+        elif run.dirty and not run.reported_dirty:
+            self._report(run)
+        if self.kill_requested:
+            self.kill_requested = False
+            if not run.dirty:
+                run.killed = True
+                return True
         return False
+
+    @staticmethod
+    def busy_threshold() -> float:
+        """busy-reply-threshold, in seconds."""
+        from shardkv.worker.server import RUNTIME
+
+        try:
+            return int(RUNTIME.extra.get("busy-reply-threshold", "5000")) / 1000.0
+        except ValueError:
+            return 5.0
+
+    def _report(self, run: Run) -> None:
+        """Tell the acceptor whether a script is busy (wire.SCRIPT)."""
+        send = getattr(self.shard, "send", None)
+        if send is None:
+            return
+        run.reported_dirty = run.dirty
+        send(wire.encode_script_state(run.busy, os.getpid(), run.dirty, run.eval_mode))
+
+    def request_kill(self) -> None:
+        """SIGUSR1: SCRIPT KILL or FUNCTION KILL (checked by the count hook)."""
+        self.kill_requested = self.run is not None
 
 
 class ScriptReply:
@@ -806,8 +850,5 @@ def script_internal(ks: Keyspace, args: list[bytes]) -> object:
         return [engine.memory(), len(engine.scripts)]
     if sub == b"kill":
         engine.kill_requested = True
-        return "OK"
-    if sub == b"config":
-        engine.busy_threshold = int(args[2]) / 1000.0
         return "OK"
     raise CommandError(errors.SYNTAX)
