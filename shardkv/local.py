@@ -531,7 +531,7 @@ def command(client: Client, args: list) -> None:
             raise CommandError(errors.SYNTAX)
         kind, value = args[3].upper(), args[4]
         if kind == b"PATTERN":
-            match = compile_glob(value.lower())
+            match = compile_glob(value, nocase=True)
             client.reply([n.encode() for n in table if match(n.encode())])
         elif kind == b"ACLCAT":
             cat = "@" + value.decode("latin-1").lower()

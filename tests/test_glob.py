@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import random
+import sys
 
 import pytest
 import redis
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from shardkv.glob import glob_match
+from shardkv.glob import MAX_NESTING, glob_match
 
 CASES = [
     # pattern, string, matches
@@ -58,6 +61,162 @@ def test_glob_nocase():
     assert glob_match(b"HZ", b"hz", nocase=True)
     assert glob_match(b"[A-C]x", b"bX", nocase=True)
     assert not glob_match(b"HZ", b"hz")
+    assert not glob_match(b"[\\A]", b"a", nocase=True)  # escaped in a class: exact
+    assert glob_match(b"\\A", b"a", nocase=True)  # escaped outside: not
+    assert not glob_match(b"[Z-a]", b"z", nocase=True)  # ends lowered after ordering
+
+
+def _lower(c: int) -> int:
+    return c + 32 if 65 <= c <= 90 else c
+
+
+def _signed(c: int) -> int:
+    return c - 256 if c > 127 else c
+
+
+def reference(pattern: bytes, string: bytes, nocase: bool = False) -> bool:
+    """Redis 7's ``stringmatchlen`` transcribed step by step: recursion at
+    each star, the skip-longer-matches rule and the nesting limit, reading
+    the pattern afresh at every byte.  Exponential at worst; for tests."""
+    skip = [False]
+    end = len(pattern)
+
+    def at(i: int) -> int:  # C reads the pattern's terminating NUL past its end
+        return pattern[i] if i < end else 0
+
+    def impl(p: int, s: int, nesting: int) -> bool:
+        if nesting > MAX_NESTING:
+            return False
+        while p < end and s < len(string):
+            c = pattern[p]
+            if c == 42:  # '*'
+                while p < end and at(p + 1) == 42:
+                    p += 1
+                if end - p == 1:
+                    return True
+                while s < len(string):
+                    if impl(p + 1, s, nesting + 1):
+                        return True
+                    if skip[0]:
+                        return False
+                    s += 1
+                skip[0] = True
+                return False
+            if c == 63:  # '?'
+                s += 1
+            elif c == 91:  # '['
+                p += 1
+                negate = at(p) == 94
+                if negate:
+                    p += 1
+                matched = False
+                x = string[s]
+                while True:
+                    if at(p) == 92 and end - p >= 2:
+                        p += 1
+                        matched |= pattern[p] == x
+                    elif at(p) == 93:
+                        break
+                    elif end - p == 0:
+                        p -= 1
+                        break
+                    elif end - p >= 3 and pattern[p + 1] == 45:
+                        lo, hi, y = _signed(pattern[p]), _signed(pattern[p + 2]), _signed(x)
+                        if lo > hi:
+                            lo, hi = hi, lo
+                        if nocase:
+                            lo, hi, y = _lower(lo), _lower(hi), _lower(y)
+                        p += 2
+                        matched |= lo <= y <= hi
+                    elif nocase:
+                        matched |= _lower(pattern[p]) == _lower(x)
+                    else:
+                        matched |= pattern[p] == x
+                    p += 1
+                if negate:
+                    matched = not matched
+                if not matched:
+                    return False
+                s += 1
+            else:
+                if c == 92 and end - p >= 2:
+                    p += 1
+                    c = pattern[p]
+                x = string[s]
+                if (_lower(c) != _lower(x)) if nocase else (c != x):
+                    return False
+                s += 1
+            p += 1
+            if s == len(string):
+                while at(p) == 42:
+                    p += 1
+                break
+        return p >= end and s == len(string)
+
+    return impl(0, 0, 0)
+
+
+@pytest.mark.parametrize("pattern,string,expected", CASES)
+def test_reference_agrees_with_cases(pattern, string, expected):
+    assert reference(pattern, string) is expected
+
+
+GLOB_BYTES = st.sampled_from(b"aAbBzZ-]^[\\*?\x80\xff\x00")
+STRING_BYTES = st.sampled_from(b"aAbBzZ-]^[\\*?\x80\xff\x00")
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    st.lists(GLOB_BYTES, max_size=10).map(bytes),
+    st.lists(st.lists(STRING_BYTES, max_size=7).map(bytes), min_size=1, max_size=8),
+    st.booleans(),
+)
+def test_matcher_equals_reference(pattern, strings, nocase):
+    for s in strings:
+        assert glob_match(pattern, s, nocase) is reference(pattern, s, nocase), (pattern, s, nocase)
+
+
+def test_nesting_limit():
+    """CVE-2024-31228: more than 1000 nested stars match nothing; a last
+    star costs no level."""
+    many = b"a*" * MAX_NESTING + b"a"  # 1000 non-final stars
+    cases = [
+        (many, True),
+        (b"a*" + many, False),
+        (many + b"*", True),
+        (b"a*" + many + b"*", False),
+        (many[:-1], True),  # the last star is final
+        (b"a*" + many[:-1], True),
+    ]
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(limit + 3 * MAX_NESTING)  # for the reference
+    try:
+        for pattern, expected in cases:
+            assert glob_match(pattern, b"a" * 1100) is expected
+            assert reference(pattern, b"a" * 1100) is expected
+    finally:
+        sys.setrecursionlimit(limit)
+
+
+PATHOLOGICAL = [
+    # Redis's keyspace unit: "Regression for pattern matching long nested loops"
+    (b"a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*b", b"a" * 60),
+    # Redis 7.2's "Regression for pattern matching very long nested loops"
+    # (CVE-2024-31228): past the nesting limit, nothing matches
+    (b"*?" * 50000, b"a" * 50000),
+    (b"*?" * 13 + b"!", b"a" * 60),
+    (b"*a" * 500 + b"b", b"a" * 10000),
+    (b"[a-z]*" * 300 + b"!", b"q" * 10000),
+]
+
+
+@pytest.mark.parametrize("pattern,string", PATHOLOGICAL, ids=range(len(PATHOLOGICAL)))
+def test_pathological_patterns_are_cheap(pattern, string):
+    """Each would backtrack for ever as a regular expression; here it
+    answers (a hang would show as the test never finishing)."""
+    assert not glob_match(pattern, string)
+    if pattern.count(b"*") <= MAX_NESTING:
+        assert glob_match(pattern[:-1] + b"*", string)
 
 
 ALPHABET = b"ab-]^[\\*?AZz\x80\xff\x00 "
@@ -95,3 +254,44 @@ def test_scan_match_against_redis(loaded):
     real, ours = loaded
     for pattern in PATTERNS[::10]:
         assert sorted(ours.scan_iter(match=pattern, count=50)) == sorted(real.keys(pattern)), pattern
+
+
+def test_pathological_keys_and_scan_against_redis(r):
+    """KEYS and every SCAN MATCH with a pattern that backtracks without end
+    in a regular expression (CVE-2022-36021) answer at once, as Redis."""
+    pattern = b"a*" * 20 + b"b"
+    r.set(b"a" * 60, 1)
+    r.hset("h", b"a" * 60, 1)
+    r.sadd("s", b"a" * 60)
+    r.zadd("z", {b"a" * 60: 1})
+    assert r.keys(pattern) == []
+    assert list(r.scan_iter(match=pattern)) == []
+    assert list(r.hscan_iter("h", match=pattern)) == []
+    assert list(r.sscan_iter("s", match=pattern)) == []
+    assert list(r.zscan_iter("z", match=pattern)) == []
+    assert r.keys(b"a*" * 20) == [b"a" * 60]
+    assert r.execute_command("CONFIG", "GET", "*?" * 13 + "!") in ([], {})
+
+
+def test_pathological_psubscribe_against_redis(r):
+    """A pattern subscription that would backtrack without end does not
+    stall PUBLISH, nor the other clients."""
+    p = r.pubsub()
+    p.psubscribe(b"a*" * 20 + b"b", b"a*")
+    for _ in range(2):
+        p.get_message(timeout=5)
+    assert r.publish(b"a" * 60, b"m") == 1
+    assert r.execute_command("PUBSUB", "NUMPAT") == 2
+    assert r.ping()
+    assert r.pubsub_channels(b"a*" * 20 + b"b") == []
+    p.close()
+
+
+def test_command_list_filterby_pattern_ignores_case(r):
+    """COMMAND LIST FILTERBY PATTERN matches without case, except a byte
+    escaped inside a class (stringmatchlen's nocase rules)."""
+    getters = [b"get", b"getbit", b"getdel", b"getex", b"getrange", b"getset"]
+    cases = {"GET*": getters, "g?T": [b"get"], "[\\G]et": [], "[\\g]ET": [b"get"]}
+    cases |= {"\\GET": [b"get"], "[F-H]ET": [b"get"], "[^A-F]ET": [b"get", b"set"]}
+    for pattern, expected in cases.items():
+        assert sorted(r.command_list(pattern=pattern)) == expected, pattern
