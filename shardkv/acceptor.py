@@ -43,7 +43,7 @@ LOCAL: dict[str, LocalHandler] = {}
 # subscribed mode).  Each returns True when it handled the command.
 INTERCEPTORS: list[Callable[[Client, Command, list], bool]] = []
 # The handler for commands whose keys span shards and need atomicity.
-CROSS_SHARD: list[Callable[[Client, Command, list, list], None]] = []
+CROSS_SHARD: list[Callable[[Client, Command, list, list, bool], None]] = []
 # The handler of blocking commands (BLPOP, BZPOPMIN...): shardkv.blocking.
 BLOCKING: list[Callable[[Client, Command, list, bytes | None, list], None]] = []
 
@@ -157,11 +157,15 @@ class Acceptor:
         if "skip_slowlog" not in cmd.flags and cmd.name != "exec":
             stats.slow(args, ns // 1000, client.addr, client.name)
 
-    def cross_shard(self, client: Client, cmd: Command, args: list, keys: list) -> None:
+    def cross_shard(
+        self, client: Client, cmd: Command, args: list, keys: list, everything: bool = False
+    ) -> None:
+        """Run ``cmd`` atomically over the shards of ``keys``, or over every
+        shard with all their keys when ``everything`` (SORT ... BY pattern)."""
         if not CROSS_SHARD:
             client.reply_error(f"ERR '{cmd.name}' across shards is not supported")
         else:
-            CROSS_SHARD[0](client, cmd, args, keys)
+            CROSS_SHARD[0](client, cmd, args, keys, everything)
 
     def block(self, client: Client, cmd: Command, args: list, raw: bytes | None, keys: list) -> None:
         if not BLOCKING:

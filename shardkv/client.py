@@ -430,6 +430,9 @@ class Client(asyncio.Protocol):
         if "blocking" in cmd.flags:
             server.block(self, cmd, args, raw, keys)
             return
+        if cmd.reads_any is not None and len(server.links) > 1 and cmd.reads_any(args):
+            server.cross_shard(self, cmd, args, keys, everything=True)
+            return
         first = shard_of(keys[0])
         for key in keys:
             if shard_of(key) != first:

@@ -84,6 +84,8 @@ copy | 6.2.0 | Copy a key | source:key destination:key [DB destination-db:intege
 object | 2.2.3 | A container for object introspection commands |
 dump | 2.6.0 | Return a serialized version of the value stored at the specified key. | key
 restore | 2.6.0 | Create a key using the provided serialized value, previously obtained using DUMP. | key ttl:integer serialized-value [REPLACE] [ABSTTL] [IDLETIME seconds:integer] [FREQ frequency:integer]
+sort | 1.0.0 | Sort the elements in a list, set or sorted set | key [BY pattern:pattern] [LIMIT (offset:integer count:integer)] [GET pattern:pattern ...+] order=[ASC | DESC] [ALPHA] [STORE destination:key]
+sort_ro | 7.0.0 | Sort the elements in a list, set or sorted set. Read-only variant of SORT. | key [BY pattern:pattern] [LIMIT (offset:integer count:integer)] [GET pattern:pattern ...+] order=[ASC | DESC] [ALPHA]
 get | 1.0.0 | Get the value of a key | key
 set | 1.0.0 | Set the string value of a key | key value condition=[NX | XX] [GET] expiration=[EX seconds:integer | PX milliseconds:integer | EXAT unix-time-seconds:unix-time | PXAT unix-time-milliseconds:unix-time | KEEPTTL]
 setnx | 1.0.0 | Set the value of a key, only if the key does not exist | key value
@@ -118,6 +120,16 @@ pfcount | 2.8.9 | Return the approximated cardinality of the set(s) observed by 
 pfmerge | 2.8.9 | Merge N different HyperLogLogs into a single one. | destkey:key sourcekey:key ...
 pfdebug | 2.8.9 | Internal commands for debugging HyperLogLog values | subcommand key
 pfselftest | 2.8.9 | An internal command for testing HyperLogLog values |
+geoadd | 3.2.0 | Add one or more geospatial items in the geospatial index represented using a sorted set | key condition=[NX | XX] [CH] data=(longitude:double latitude:double member) ...
+geodist | 3.2.0 | Returns the distance between two members of a geospatial index | key member1 member2 unit=[M | KM | FT | MI]
+geohash | 3.2.0 | Returns members of a geospatial index as standard geohash strings | key member ...
+geopos | 3.2.0 | Returns longitude and latitude of members of a geospatial index | key member ...
+geosearch | 6.2.0 | Query a sorted set representing a geospatial index to fetch members inside an area of a box or a circle. | key from=(FROMMEMBER member | FROMLONLAT longitude_latitude=(longitude:double latitude:double)) by=(circle=(BYRADIUS radius:double unit=(M | KM | FT | MI)) | box=(BYBOX width:double height:double unit=(M | KM | FT | MI))) order=[ASC | DESC] [count-block=(COUNT count:integer [ANY])] [WITHCOORD] [WITHDIST] [WITHHASH]
+geosearchstore | 6.2.0 | Query a sorted set representing a geospatial index to fetch members inside an area of a box or a circle, and store the result in another key. | destination:key source:key from=(FROMMEMBER member | FROMLONLAT longitude_latitude=(longitude:double latitude:double)) by=(circle=(BYRADIUS radius:double unit=(M | KM | FT | MI)) | box=(BYBOX width:double height:double unit=(M | KM | FT | MI))) order=[ASC | DESC] [count-block=(COUNT count:integer [ANY])] [STOREDIST]
+georadius | 3.2.0 | Query a sorted set representing a geospatial index to fetch members matching a given maximum distance from a point | key longitude:double latitude:double radius:double unit=(M | KM | FT | MI) [WITHCOORD] [WITHDIST] [WITHHASH] [count-block=(COUNT count:integer [ANY])] order=[ASC | DESC] [STORE key] [STOREDIST key]
+georadius_ro | 3.2.10 | A read-only variant for GEORADIUS | key longitude:double latitude:double radius:double unit=(M | KM | FT | MI) [WITHCOORD] [WITHDIST] [WITHHASH] [count-block=(COUNT count:integer [ANY])] order=[ASC | DESC]
+georadiusbymember | 3.2.0 | Query a sorted set representing a geospatial index to fetch members matching a given maximum distance from a member | key member radius:double unit=(M | KM | FT | MI) [WITHCOORD] [WITHDIST] [WITHHASH] [count-block=(COUNT count:integer [ANY])] order=[ASC | DESC] [STORE key] [STOREDIST key]
+georadiusbymember_ro | 3.2.10 | A read-only variant for GEORADIUSBYMEMBER | key member radius:double unit=(M | KM | FT | MI) [WITHCOORD] [WITHDIST] [WITHHASH] [count-block=(COUNT count:integer [ANY])] order=[ASC | DESC]
 hset | 2.0.0 | Set the string value of a hash field | key data=(field value) ...
 hsetnx | 2.0.0 | Set the value of a hash field, only if the field does not exist | key field value
 hget | 2.0.0 | Get the value of a hash field | key field

@@ -21,7 +21,10 @@ Columns:
     counts the keys that follow it, optionally after one fixed key:
     ``1+nk2`` is ZUNIONSTORE's ``destination numkeys key...``.  ``kwWORD@I``:
     the keys are the first half of the arguments after the first ``WORD``
-    found from argument ``I`` on (XREAD's ``STREAMS key... id...``).
+    found from argument ``I`` on (XREAD's ``STREAMS key... id...``).  A
+    suffix ``:name`` names a function of :data:`FINDERS` that finds the keys
+    in the arguments (Redis's ``getkeys_proc``: a STORE key anywhere, SORT's
+    BY and GET patterns); ``first,last,step`` is then what COMMAND INFO shows.
 ``route``
     ``local``: the acceptor answers it itself.  ``shard``: it runs on the
     shard that owns its keys.  ``all``: it runs on every shard and the
@@ -38,6 +41,7 @@ Columns:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 _TABLE = """
@@ -93,6 +97,8 @@ copy               -3    write,denyoom                     1,2,1    shard  -    
 object             -2    readonly                          2,2,1    shard  -      generic
 dump               2     readonly                          1,1,1    shard  -      generic
 restore            -4    write,denyoom                     1,1,1    shard  -      generic
+sort               -2    write,denyoom                     1,1,1:sort shard -     generic
+sort_ro            -2    readonly                          1,1,1:sort_ro shard -  generic
 # -- strings
 get                2     readonly,fast                     1,1,1    shard  -      string
 set                -3    write,denyoom                     1,1,1    shard  -      string
@@ -240,6 +246,17 @@ xpending           -3    readonly                          1,1,1    shard  -    
 xclaim             -6    write,fast                        1,1,1    shard  -      stream
 xautoclaim         -6    write,fast                        1,1,1    shard  -      stream
 xinfo              -2    readonly                          2,2,1    shard  -      stream
+# -- geo (sorted sets whose scores are geohashes)
+geoadd             -5    write,denyoom                     1,1,1    shard  -      geo
+geodist            -4    readonly                          1,1,1    shard  -      geo
+geohash            -2    readonly                          1,1,1    shard  -      geo
+geopos             -2    readonly                          1,1,1    shard  -      geo
+geosearch          -7    readonly                          1,1,1    shard  -      geo
+geosearchstore     -8    write,denyoom                     1,2,1    shard  -      geo
+georadius          -6    write,denyoom                     1,1,1:store shard -    geo
+georadius_ro       -6    readonly                          1,1,1    shard  -      geo
+georadiusbymember  -5    write,denyoom                     1,1,1:store shard -    geo
+georadiusbymember_ro -5  readonly                          1,1,1    shard  -      geo
 # -- transactions
 multi              1     noscript,loading,stale,fast       -        local  -      transactions
 exec               1     noscript,loading,stale            -        local  -      transactions
@@ -282,6 +299,11 @@ class Command:
     # Goes to the shard of its one key, args[1], and nothing else to decide:
     # the clients' hot path (see Client._run).
     single_key: bool = False
+    # Finds the keys in the arguments, for commands whose keys move (@name).
+    finder: Callable[[list[bytes]], list[bytes]] | None = None
+    # True when the command may read keys that its arguments only describe
+    # (SORT's BY and GET patterns): then it runs with every shard parked.
+    reads_any: Callable[[list[bytes]], bool] | None = None
 
     @property
     def is_write(self) -> bool:
@@ -300,6 +322,8 @@ class Command:
                     rest = len(args) - i - 1
                     return args[i + 1 : i + 1 + rest // 2] if rest and rest % 2 == 0 else []
             return []
+        if self.finder is not None:
+            return self.finder(args)
         if self.numkeys_at:
             try:
                 n = int(args[self.numkeys_at])
@@ -316,6 +340,68 @@ class Command:
         if self.step == 1:
             return args[self.first_key : last + 1]
         return args[self.first_key : last + 1 : self.step]
+
+
+def _store_keys(args: list[bytes]) -> list[bytes]:
+    """GEORADIUS, GEORADIUSBYMEMBER (``georadiusGetKeys``): the source, and
+    the key after the last STORE or STOREDIST, the one the command writes."""
+    keys = [args[1]]
+    store = None
+    i = 5
+    while i < len(args) - 1:
+        if args[i].lower() in (b"store", b"storedist"):
+            store = args[i + 1]
+            i += 1
+        i += 1
+    return keys if store is None else [*keys, store]
+
+
+# SORT's options and how many arguments each takes (``sortGetKeys``).
+_SORT_SKIP = {b"limit": 2, b"get": 1, b"by": 1}
+
+
+def _sort_keys(args: list[bytes]) -> list[bytes]:
+    """SORT (``sortGetKeys``): the key it sorts, and the last STORE key,
+    the one it writes."""
+    store = None
+    i = 2
+    while i < len(args):
+        word = args[i].lower()
+        skip = _SORT_SKIP.get(word)
+        if skip is not None:
+            i += skip
+        elif word == b"store" and i + 1 < len(args):
+            store = args[i + 1]
+        i += 1
+    return [args[1]] if store is None else [args[1], store]
+
+
+def _first_key(args: list[bytes]) -> list[bytes]:
+    return [args[1]]
+
+
+def sort_reads_any(args: list[bytes]) -> bool:
+    """Whether a SORT has a BY or GET pattern that names other keys (one
+    with a ``*``; ``GET #`` is the element itself)."""
+    i = 2
+    while i < len(args) - 1:
+        word = args[i].lower()
+        if word in (b"by", b"get"):
+            if b"*" in args[i + 1] and args[i + 1] != b"#":
+                return True
+            i += 1
+        elif word == b"limit":
+            i += 2
+        i += 1
+    return False
+
+
+FINDERS: dict[str, Callable[[list[bytes]], list[bytes]]] = {
+    "store": _store_keys,
+    "sort": _sort_keys,
+    "sort_ro": _first_key,
+}
+READS_ANY: dict[str, Callable[[list[bytes]], bool]] = {"sort": sort_reads_any, "sort_ro": sort_reads_any}
 
 
 def _parse_keys(spec: str) -> tuple[int, int, int, int]:
@@ -336,6 +422,7 @@ def _load(text: str) -> dict[str, Command]:
         if not line or line.startswith("#"):
             continue
         name, arity, flags, keys, route, policy, group = line.split()
+        keys, _, finder = keys.partition(":")
         first, last, step, numkeys_at = _parse_keys(keys)
         flag_set = frozenset(flags.split(",")) - {"-"}
         word, _, at = keys[2:].partition("@") if keys.startswith("kw") else ("", "", "0")
@@ -353,8 +440,14 @@ def _load(text: str) -> dict[str, Command]:
             keyword=word.lower().encode(),
             keyword_from=int(at),
             single_key=(
-                route == "shard" and first == last == 1 and not numkeys_at and "blocking" not in flag_set
+                route == "shard"
+                and first == last == 1
+                and not numkeys_at
+                and not finder
+                and "blocking" not in flag_set
             ),
+            finder=FINDERS[finder] if finder else None,
+            reads_any=READS_ANY.get(finder),
         )
     return table
 

@@ -179,9 +179,12 @@ def _first_body(bodies: list[bytes]) -> bytes:
     return bodies[0]
 
 
-def run_cross_shard(client: Client, cmd: Command, args: list[bytes], keys: list[bytes]) -> None:
-    """A single command whose keys live on several shards."""
-    AtomicOp(client, [args], keys, _first_body)
+def run_cross_shard(
+    client: Client, cmd: Command, args: list[bytes], keys: list[bytes], everything: bool = False
+) -> None:
+    """A single command whose keys live on several shards (or that may read
+    any key, with ``everything``)."""
+    AtomicOp(client, [args], keys, _first_body, everything=everything)
 
 
 CROSS_SHARD.append(run_cross_shard)

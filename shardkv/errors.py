@@ -72,6 +72,20 @@ LIMIT_NEEDS_BY = "ERR syntax error, LIMIT is only supported in combination with 
 # -- HyperLogLog, geo, SORT ---------------------------------------------------
 HLL_WRONGTYPE = "WRONGTYPE Key is not a valid HyperLogLog string value."
 HLL_CORRUPTED = "INVALIDOBJ Corrupted HLL object detected"
+GEO_INVALID_PAIR = "ERR invalid longitude,latitude pair %f,%f"
+GEO_UNIT = "ERR unsupported unit provided. please use M, KM, FT, MI"
+GEO_NEED_RADIUS = "ERR need numeric radius"
+GEO_NEGATIVE_RADIUS = "ERR radius cannot be negative"
+GEO_NEED_WIDTH = "ERR need numeric width"
+GEO_NEED_HEIGHT = "ERR need numeric height"
+GEO_NEGATIVE_BOX = "ERR height or width cannot be negative"
+GEO_NO_MEMBER = "ERR could not decode requested zset member"
+GEO_COUNT = "ERR COUNT must be > 0"
+GEO_STORE_WITH = "ERR %s is not compatible with WITHDIST, WITHHASH and WITHCOORD options"
+GEO_NEED_FROM = "ERR exactly one of FROMMEMBER or FROMLONLAT can be specified for %s"
+GEO_NEED_BY = "ERR exactly one of BYRADIUS and BYBOX can be specified for %s"
+GEO_ANY_COUNT = "ERR the ANY argument requires COUNT argument"
+SORT_NOT_DOUBLE = "ERR One or more scores can't be converted into double"
 
 # -- connection and server ---------------------------------------------------
 NOAUTH = "NOAUTH Authentication required."

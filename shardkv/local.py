@@ -396,7 +396,7 @@ _GROUP_CATEGORY = {
 
 def _flags(cmd: commands.Command) -> list[str]:
     flags = set(cmd.flags)
-    if cmd.numkeys_at:
+    if cmd.numkeys_at or cmd.finder is not None:
         flags.add("movablekeys")
     ordered = [f for f in _FLAG_ORDER if f in flags and f not in _UNLISTED_FLAGS]
     ordered += sorted(flags - set(_FLAG_ORDER) - _UNLISTED_FLAGS)

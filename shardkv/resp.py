@@ -17,6 +17,7 @@ Python value       RESP2                   RESP3
 ``bool``           integer ``:1``/``:0``   boolean ``#t``/``#f``
 ``None``           null bulk ``$-1``       null ``_``
 ``float``          bulk string (%.17g)     double ``,``
+``HumanDouble``    bulk string (its text)  double ``,``
 ``list``/``tuple`` array ``*``             array ``*``
 ``dict``           flat array              map ``%``
 ``set``            array                   set ``~``
@@ -156,6 +157,16 @@ class Raw:
 
     def __init__(self, data: bytes) -> None:
         self.data = data
+
+
+class HumanDouble:
+    """A double already written as text: a bulk string in RESP2, a double
+    (``,``) in RESP3, as Redis's ``addReplyHumanLongDouble`` (GEOPOS)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: bytes) -> None:
+        self.text = text
 
 
 class _NullArray:
@@ -702,6 +713,9 @@ def _encode_into(value: object, resp3: bool, out: list[bytes]) -> None:
                 out.append(b"*2\r\n")
             _encode_into(a, resp3, out)
             _encode_into(b, resp3, out)
+    elif t is HumanDouble:
+        text = value.text  # type: ignore[attr-defined]
+        out.append(b",%s\r\n" % text if resp3 else b"$%d\r\n%s\r\n" % (len(text), text))
     elif t is Pairs:
         if resp3:
             out.append(b"*%d\r\n" % len(value))  # type: ignore[arg-type]

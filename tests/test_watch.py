@@ -244,6 +244,31 @@ CASES = [
     (XG + ";XREADGROUP GROUP g c STREAMS k >", "XACK k g 1-0", RUN),
     (XG + ";XREADGROUP GROUP g c STREAMS k >", "XCLAIM k g d 0 1-0", RUN),
     (XG + ";XREADGROUP GROUP g c STREAMS k >", "XAUTOCLAIM k g d 0 0", RUN),
+    # hyperloglog
+    ("", "PFADD k", ABORT),
+    ("PFADD k a", "PFADD k a", RUN),
+    ("PFADD k a", "PFADD k b", ABORT),
+    ("PFADD k a", "PFCOUNT k", ABORT),  # writes the cached cardinality
+    ("PFADD k a;PFCOUNT k", "PFCOUNT k", RUN),
+    ("PFADD k a", "PFMERGE d k", RUN),
+    ("PFADD k a", "PFMERGE k", ABORT),
+    ("PFADD k a", "PFDEBUG ENCODING k", RUN),
+    ("PFADD k a", "PFDEBUG TODENSE k", RUN),  # a new encoding, not a change
+    # geo
+    ("", "GEOADD k 1 1 a", ABORT),
+    ("GEOADD k 1 1 a", "GEOADD k 1 1 a", RUN),
+    ("GEOADD k 1 1 a", "GEOADD k XX 1 1 b", RUN),
+    ("GEOADD k 1 1 a", "GEOSEARCHSTORE d k FROMLONLAT 1 1 BYRADIUS 10 km", RUN),
+    ("GEOADD d 1 1 a", "GEOSEARCHSTORE k d FROMLONLAT 1 1 BYRADIUS 10 km", ABORT),
+    ("", "GEOSEARCHSTORE k d FROMLONLAT 1 1 BYRADIUS 10 km", RUN),
+    ("GEOADD d 1 1 a", "GEORADIUS d 1 1 10 km STORE k", ABORT),
+    ("GEOADD k 1 1 a", "GEORADIUS k 1 1 10 km", RUN),
+    ("GEOADD d 1 1 a", "GEORADIUSBYMEMBER d a 10 km STOREDIST k", ABORT),
+    # sort
+    (LIST, "SORT k ALPHA", RUN),
+    (LIST, "SORT k ALPHA STORE d", RUN),
+    (LIST, "SORT k ALPHA STORE k", ABORT),
+    ("", "SORT nokey STORE k", RUN),
 ]
 
 # Not in CASES, with the reason: RESTORE needs a payload (its own test below);

@@ -215,7 +215,7 @@ def pfdebug(ks: Keyspace, args: list[bytes]) -> object:
             except Corrupted:
                 raise CommandError(errors.HLL_CORRUPTED) from None
             value = bytes(header) + hllcore.array_to_dense(regs)
-            ks.store(key, value, keepttl=True)
+            ks.store(key, value, keepttl=True, quiet=True)  # Redis signals no change here
             converted = True
         if name == b"todense":
             return 1 if converted else 0
