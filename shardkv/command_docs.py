@@ -251,6 +251,9 @@ evalsha | 2.6.0 | Execute a Lua script server side | sha1 numkeys:integer [key:k
 eval_ro | 7.0.0 | Execute a read-only Lua script server side | script numkeys:integer [key:key ...] [arg ...]
 evalsha_ro | 7.0.0 | Execute a read-only Lua script server side | sha1 numkeys:integer [key:key ...] [arg ...]
 script | 2.6.0 | A container for Lua scripts management commands |
+fcall | 7.0.0 | Invoke a function | function numkeys:integer [key:key ...] [arg ...]
+fcall_ro | 7.0.0 | Invoke a read-only function | function numkeys:integer [key:key ...] [arg ...]
+function | 7.0.0 | A container for function commands |
 slowlog | 2.2.12 | A container for slow log commands |
 """
 
@@ -308,6 +311,15 @@ script|exists | 2.6.0 | -3 | noscript | Check existence of scripts in the script
 script|load | 2.6.0 | 3 | noscript,stale | Load the specified Lua script into the script cache. | script
 script|help | 5.0.0 | 2 | loading,stale | Show helpful text about the different subcommands |
 script|kill | 2.6.0 | 2 | noscript,allow_busy | Kill the script currently in execution. |
+function|load | 7.0.0 | -3 | write,denyoom,noscript | Create a function with the given arguments (name, code, description) | [REPLACE] function-code
+function|help | 7.0.0 | 2 | loading,stale | Show helpful text about the different subcommands |
+function|list | 7.0.0 | -2 | noscript | List information about all the functions | [LIBRARYNAME library-name-pattern] [WITHCODE]
+function|restore | 7.0.0 | -3 | write,denyoom,noscript | Restore all the functions on the given payload | serialized-value [policy=(FLUSH | APPEND | REPLACE)]
+function|delete | 7.0.0 | 3 | write,noscript | Delete a function by name | library-name
+function|dump | 7.0.0 | 2 | noscript | Dump all functions into a serialized binary payload |
+function|kill | 7.0.0 | 2 | noscript,allow_busy | Kill the function currently in execution. |
+function|flush | 7.0.0 | -2 | write,noscript | Deleting all functions | [flush-type=(ASYNC | SYNC)]
+function|stats | 7.0.0 | 2 | noscript,allow_busy | Return information about the function currently running (name, description, duration) |
 slowlog|get | 2.2.12 | -2 | admin,loading,stale | Get the slow log's entries | [count:integer]
 slowlog|len | 2.2.12 | 2 | admin,loading,stale | Get the slow log's length |
 slowlog|reset | 2.2.12 | 2 | admin,loading,stale | Clear all entries from the slow log |

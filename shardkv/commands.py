@@ -269,6 +269,9 @@ evalsha            -3    noscript,stale,skip_monitor,no_mandatory_keys nk2 local
 eval_ro            -3    readonly,noscript,stale,skip_monitor,no_mandatory_keys nk2 local - scripting
 evalsha_ro         -3    readonly,noscript,stale,skip_monitor,no_mandatory_keys nk2 local - scripting
 script             -2    -                                 -        local  -      scripting
+fcall              -3    noscript,stale,skip_monitor,no_mandatory_keys nk2 local -   scripting
+fcall_ro           -3    readonly,noscript,stale,skip_monitor,no_mandatory_keys nk2 local - scripting
+function           -2    -                                 -        local  -      scripting
 # -- pub/sub
 subscribe          -2    pubsub,noscript,loading,stale     -        local  -      pubsub
 unsubscribe        -1    pubsub,noscript,loading,stale     -        local  -      pubsub

@@ -121,8 +121,16 @@ def eval_command(client: Client, args: list[bytes]) -> None:
 
 
 def run_script(
-    client: Client, sha: bytes, body: bytes, ro: bool, keys: list[bytes], rest: list[bytes]
+    client: Client,
+    sha: bytes,
+    body: bytes,
+    ro: bool,
+    keys: list[bytes],
+    rest: list[bytes],
+    fname: bytes = b"",
 ) -> None:
+    """Run a script (``body``, cached as ``sha``) or, with ``fname``, the
+    function of that name (``sha`` is then ``f:`` + its name)."""
     server = client.server
     shard_of = server.shard_of
     escaping = CACHE.escaping.get(sha)
@@ -132,25 +140,34 @@ def run_script(
             if shard_of(key) != shard:
                 break
         else:
-            _run_on_shard(client, shard, sha, body, ro, keys, rest)
+            _run_on_shard(client, shard, sha, body, ro, keys, rest, fname)
             return
         escaping = (False, [])
     slot = Slot(client)
     client.pending.append(slot)
-    _Retry(client, slot, sha, body, ro, keys, rest).start(*escaping)
+    _Retry(client, slot, sha, body, ro, keys, rest, fname).start(*escaping)
 
 
 def _run_on_shard(
-    client: Client, shard: int, sha: bytes, body: bytes, ro: bool, keys: list[bytes], rest: list[bytes]
+    client: Client,
+    shard: int,
+    sha: bytes,
+    body: bytes,
+    ro: bool,
+    keys: list[bytes],
+    rest: list[bytes],
+    fname: bytes = b"",
 ) -> None:
-    if sha in CACHE.knows(shard):
+    if fname:
+        command = [b"fcall_ro" if ro else b"fcall", fname]
+    elif sha in CACHE.knows(shard):
         command = [b"evalsha_ro" if ro else b"evalsha", sha]
     else:
         command = [b"eval_ro" if ro else b"eval", body]
     command += [b"%d" % len(keys), *keys, *rest]
     slot = Slot(client)
     client.pending.append(slot)
-    sink = _ShardReply(client, slot, shard, sha, body, ro, keys, rest)
+    sink = _ShardReply(client, slot, shard, sha, body, ro, keys, rest, fname)
     client.server.links[shard].send(HEADERS[client.resp3], encode_command(command), sink)
 
 
@@ -158,7 +175,7 @@ class _ShardReply:
     """A script's reply from one shard: passed on, unless the script
     needs other shards (then it runs again, atomically across them)."""
 
-    __slots__ = ("client", "slot", "shard", "sha", "body", "ro", "keys", "rest")
+    __slots__ = ("client", "slot", "shard", "sha", "body", "ro", "keys", "rest", "fname")
 
     def __init__(
         self,
@@ -170,7 +187,9 @@ class _ShardReply:
         ro: bool,
         keys: list[bytes],
         rest: list[bytes],
+        fname: bytes,
     ) -> None:
+        self.fname = fname
         self.client = client
         self.slot = slot
         self.shard = shard
@@ -185,10 +204,14 @@ class _ShardReply:
             if body.startswith(CROSS_MARKER):
                 everything, extra = _parse_marker(body)
                 CACHE.knows(self.shard).add(self.sha)
-                retry = _Retry(self.client, self.slot, self.sha, self.body, self.ro, self.keys, self.rest)
+                retry = _Retry(
+                    self.client, self.slot, self.sha, self.body, self.ro, self.keys, self.rest, self.fname
+                )
                 retry.start(everything, extra)
                 return
-            if body.startswith(LOAD_ERRORS):
+            if self.fname:
+                pass
+            elif body.startswith(LOAD_ERRORS):
                 CACHE.bodies.pop(self.sha, None)
             elif body.startswith(b"-NOSCRIPT"):
                 CACHE.knows(self.shard).discard(self.sha)
@@ -210,7 +233,7 @@ class _Retry:
     """Runs a script as one atomic operation over the shards it needs,
     again with more of them each time it finds it needs more."""
 
-    __slots__ = ("client", "slot", "sha", "body", "ro", "keys", "rest", "everything", "extra")
+    __slots__ = ("client", "slot", "sha", "body", "ro", "keys", "rest", "fname", "everything", "extra")
 
     def __init__(
         self,
@@ -221,7 +244,9 @@ class _Retry:
         ro: bool,
         keys: list[bytes],
         rest: list[bytes],
+        fname: bytes = b"",
     ) -> None:
+        self.fname = fname
         self.client = client
         self.slot = slot
         self.sha = sha
@@ -241,10 +266,10 @@ class _Retry:
         if client.closed:
             return
         command = [
-            b"__eval",
+            b"__fcall" if self.fname else b"__eval",
             b"1" if self.everything else b"0",
             b"1" if self.ro else b"0",
-            self.body,
+            self.fname or self.body,
             b"%d" % len(self.keys),
             *self.keys,
             *self.rest,
@@ -382,3 +407,145 @@ def kill_script(client: Client, eval_mode: bool) -> None:
 
 def script_error(body: bytes) -> bytes:
     return encode_error(body.decode("latin-1"))
+
+
+# -- FCALL and FUNCTION --------------------------------------------------------------
+
+
+@local("fcall", "fcall_ro")
+def fcall_command(client: Client, args: list[bytes]) -> None:
+    """FCALL function numkeys [key [key ...]] [arg [arg ...]]"""
+    n = strict_int(args[2])
+    if n is None or not 0 <= n <= len(args) - 3:
+        # the shard answers with the right error (the function first, then numkeys)
+        client.send(0, args, None)
+        return
+    ro = args[0].lower() == b"fcall_ro"
+    run_script(client, b"f:" + args[1], b"", ro, args[3 : 3 + n], args[3 + n :], fname=args[1])
+
+
+def _first_part(parts: list) -> object:
+    return parts[0]
+
+
+def _all_shards(client: Client, command: list[bytes]) -> None:
+    """A change to the libraries: every shard in one step; shard 0's reply."""
+    encoded = encode_command(command)
+    client.fan_out({s: encoded for s in range(len(client.server.links))}, _first_part)
+
+
+_FUNCTION_HELP = [
+    "FUNCTION <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "LOAD [REPLACE] <FUNCTION CODE>",
+    "    Create a new library with the given library name and code.",
+    "DELETE <LIBRARY NAME>",
+    "    Delete the given library.",
+    "LIST [LIBRARYNAME PATTERN] [WITHCODE]",
+    "    Return general information on all the libraries:",
+    "    * Library name",
+    "    * The engine used to run the Library",
+    "    * Library description",
+    "    * Functions list",
+    "    * Library code (if WITHCODE is given)",
+    "    It also possible to get only function that matches a pattern using LIBRARYNAME argument.",
+    "FLUSH [ASYNC|SYNC]",
+    "    Delete all the libraries.",
+    "    When called without the optional mode argument, the behavior is determined by the",
+    "    lazyfree-lazy-user-flush configuration directive. Valid modes are:",
+    "    * ASYNC: Asynchronously flush the libraries.",
+    "    * SYNC: Synchronously flush the libraries.",
+    "DUMP",
+    "    Return a serialized payload representing the current libraries, can be restored using FUNCTION RESTORE command",
+    "RESTORE <PAYLOAD> [FLUSH|APPEND|REPLACE]",
+    "    Restore the libraries represented by the given payload, it is possible to give a restore policy to",
+    "    control how to handle existing libraries (default APPEND):",
+    "    * FLUSH: delete all existing libraries.",
+    "    * APPEND: appends the restored libraries to the existing libraries. On collision, abort.",
+    "    * REPLACE: appends the restored libraries to the existing libraries, On collision, replace the old",
+    "      libraries with the new libraries (notice that even on this option there is a chance of failure",
+    "      in case of functions name collision with another library).",
+    "KILL",
+    "    Kill the current running function.",
+    "STATS",
+    "    Return information about the current function running:",
+    "    * Function name",
+    "    * Command used to run the function",
+    "    * Duration in MS that the function is running",
+    "    If no function is running, return nil",
+    "    In addition, returns a list of available engines.",
+    "HELP",
+    "    Prints this help.",
+]
+
+
+@local("function")
+def function_command(client: Client, args: list[bytes]) -> None:
+    """FUNCTION subcommand [argument ...]"""
+    problem = command_docs.check_subcommand(args)
+    if problem:
+        client.reply_error(problem)
+        return
+    sub = args[1].lower()
+    n = len(args)
+    if sub == b"load":
+        replace = False
+        for option in args[2:-1]:
+            if option.lower() != b"replace":
+                client.reply_error("ERR Unknown option given: " + option.decode("latin-1"))
+                return
+            replace = True
+        _all_shards(client, [b"__function", b"load", b"1" if replace else b"0", args[-1]])
+    elif sub == b"delete":
+        _all_shards(client, [b"__function", b"delete", args[2]])
+    elif sub == b"flush":
+        if n == 3 and args[2].upper() not in (b"ASYNC", b"SYNC"):
+            client.reply_error("ERR FUNCTION FLUSH only supports SYNC|ASYNC option")
+            return
+        if n > 3:
+            client.reply_error(errors.SYNTAX)
+            return
+        _all_shards(client, [b"__function", b"flush"])
+    elif sub == b"restore":
+        policy = args[3].upper() if n >= 4 else b"APPEND"
+        if n > 4 or policy not in (b"FLUSH", b"APPEND", b"REPLACE"):
+            client.reply_error(
+                "ERR Wrong restore policy given, value should be either FLUSH, APPEND or REPLACE."
+            )
+            return
+        _all_shards(client, [b"__function", b"restore", args[2], policy])
+    elif sub == b"list":
+        with_code = False
+        pattern = None
+        i = 2
+        while i < n:
+            word = args[i].lower()
+            if not with_code and word == b"withcode":
+                with_code = True
+            elif pattern is None and word == b"libraryname":
+                if i >= n - 1:
+                    client.reply_error("ERR library name argument was not given")
+                    return
+                i += 1
+                pattern = args[i]
+            else:
+                client.reply_error("ERR Unknown argument " + args[i].decode("latin-1"))
+                return
+            i += 1
+        command = [
+            b"__function",
+            b"list",
+            pattern or b"",
+            b"1" if with_code else b"0",
+            b"1" if pattern else b"0",
+        ]
+        client.send(0, command, None)
+    elif sub == b"dump":
+        client.send(0, [b"__function", b"dump"], None)
+    elif sub == b"stats":
+        client.send(0, [b"__function", b"stats"], None)
+    elif sub == b"kill":
+        kill_script(client, eval_mode=False)
+    elif sub == b"help":
+        client.reply([line.encode() for line in _FUNCTION_HELP])
+    else:
+        client.reply_error(errors.SYNTAX)

@@ -533,3 +533,100 @@ def test_busy_script_and_script_kill(own_server, writes):
     with pytest.raises(redis.ResponseError, match="No scripts in execution"):
         c.execute_command("SCRIPT", "KILL")
     c.close()
+
+
+# -- functions -----------------------------------------------------------------------
+
+LIBRARIES = [
+    "#!lua name=lib1\nredis.register_function('f1', function(keys, args) return redis.call('get', keys[1]) end)",
+    "return 1",
+    "#!lua\nx",
+    "#!lua name=lib2\nx = 1",
+    "#!lua name=lib2\nredis.call('ping')",
+    "#!lua name=lib2\nredis.register_function('f1', function() return 1 end)",
+    "#!lua name=lib2\nlocal x = string.len('a')",
+    "#!lua name=lib2\nredis.register_function('f 2', function() return 1 end)",
+    "#!lua name=lib2\nredis.register_function{function_name='f2', callback=function() return 1 end, flags={'no-writes','bad'}}",
+    "#!lua name=lib2\nredis.register_function{function_name='f2', callback=function() return 1 end, bad=1}",
+    "#!lua name=lib2\nredis.register_function{callback=function() return 1 end}",
+    "#!lua name=lib2\nredis.register_function{function_name='f2'}",
+    "#!lua name=lib2\nredis.register_function('f2', 'notafunction')",
+    "#!lua name=lib2\nredis.register_function('f2', function() end, 3)",
+    "#!lua name=lib2\nredis.register_function('f2', function() end) redis.register_function('f2', function() end)",
+    "#!lua name=lib2\nreturn 1 +",
+    "#!lua name=lib2\n",
+    "#!lua name=lib2 foo=bar\n",
+    "#!luax name=lib2\n",
+    "#!lua name=lib-2\nredis.register_function('f2', function() end)",
+    "#!lua name=lib2 name=lib3\n",
+    (
+        "#!lua name=lib3\nredis.register_function{function_name='f3', callback=function(keys, args) "
+        "return x end, description='desc', flags={'no-writes', 'allow-oom'}}"
+    ),
+    "#!lua name=lib4\nredis.register_function('f4', function(keys, args) return redis.call('set', keys[1], args[1]) end)",
+    (
+        "#!lua name=lib5\nlocal function helper(k) return redis.call('incr', k) end\n"
+        "redis.register_function('f5', function(keys, args) return {helper(keys[1]), #args, redis.REDIS_VERSION} end)\n"
+        "redis.register_function('f6', function(keys, args) return redis.call('get', 'k') end)"
+    ),
+]
+
+
+def test_functions(same):
+    same("FUNCTION", "FLUSH")
+    for code in LIBRARIES:
+        same("FUNCTION", "LOAD", code)
+    same("FUNCTION", "LOAD", LIBRARIES[0])
+    same("FUNCTION", "LOAD", "REPLACE", LIBRARIES[0])
+    same("FUNCTION", "LOAD", "BAD", LIBRARIES[0])
+    same("SET", "k", "v")
+    same("FCALL", "f1", 1, "k")
+    same("FCALL", "nosuch", 0)
+    same("FCALL", "f1", "x")
+    same("FCALL", "f1", 5)
+    same("FCALL", "f1", -1)
+    same("FCALL", "f3", 0)
+    same("FCALL_RO", "f3", 0)
+    same("FCALL_RO", "f4", 1, "k", "x")
+    same("FCALL", "f4", 1, "h", "x")
+    same("FCALL", "f5", 1, "n", "a", "b")
+    same("FCALL", "f6", 1, "h")  # an undeclared key of another shard
+    same("GET", "h")
+    same("FUNCTION", "LIST", "LIBRARYNAME", "lib3")
+    same("FUNCTION", "LIST", "LIBRARYNAME", "lib3", "WITHCODE")
+    same("FUNCTION", "LIST", "LIBRARYNAME")
+    same("FUNCTION", "LIST", "BAD")
+    same("FUNCTION", "STATS")
+    same("FUNCTION", "DELETE", "lib3")
+    same("FUNCTION", "DELETE", "lib3")
+    same("FCALL", "f3", 0)
+    same("FUNCTION", "KILL")
+    same("FUNCTION", "FLUSH", "BAD")
+    same("FUNCTION", "RESTORE", "x", "BAD")
+    same("FUNCTION", "RESTORE", "garbage")
+    same("FUNCTION", "NOSUCH")
+    same("FUNCTION", "FLUSH", "SYNC")
+    same("FUNCTION", "LIST")
+    same("FUNCTION", "STATS")
+
+
+def test_function_dump_restore_both_ways(ports):
+    """FUNCTION DUMP's payload restores into the other server, both ways."""
+    real, ours = redis.Redis(port=ports["redis"]), redis.Redis(port=ports["shardkv"])
+    code = (
+        "#!lua name=dumped\nredis.register_function('d1', function(keys, args) return 'from ' .. args[1] end)"
+    )
+    for source, target in [(real, ours), (ours, real)]:
+        source.function_flush()
+        target.function_flush()
+        source.function_load(code)
+        payload = source.function_dump()
+        assert target.function_restore(payload)
+        assert target.fcall("d1", 0, "x") == b"from x"
+        with pytest.raises(redis.ResponseError, match="already exists"):
+            target.function_restore(payload)
+        assert target.function_restore(payload, "REPLACE")
+        assert target.function_restore(payload, "FLUSH")
+        assert target.function_list() == source.function_list()
+    real.close()
+    ours.close()

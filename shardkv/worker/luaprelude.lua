@@ -131,10 +131,16 @@ redis.acl_check_cmd = function(...)
 end
 redis.REDIS_VERSION = libs.version
 redis.REDIS_VERSION_NUM = libs.version_num
-if pyregister then
-    redis.register_function = pyregister
-end
 G.redis = redis
+
+-- What a library's code sees while FUNCTION LOAD runs it (Redis's load-time API).
+local load_redis = {
+    register_function = pyregister,
+    log = pylog,
+    LOG_DEBUG = 0, LOG_VERBOSE = 1, LOG_NOTICE = 2, LOG_WARNING = 3,
+    REDIS_VERSION = libs.version,
+    REDIS_VERSION_NUM = libs.version_num,
+}
 
 -- Redis's math.random, the same sequence on every machine.
 math.random = function(...)
@@ -287,8 +293,63 @@ setmetatable(G, {
     __metatable = false,
 })
 
+-- Functions' globals: the load-time API while a library loads, the
+-- scripts' globals when its functions run.
+local load_redis_view = {}
+readonly[load_redis_view] = load_redis
+setmetatable(load_redis_view, {
+    __index = function(_, k)
+        local v = load_redis[k]
+        if v == nil then
+            error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
+        end
+        return v
+    end,
+    __newindex = readonly_error,
+    __metatable = false,
+})
+local load_api = {redis = load_redis_view}
+local loading = false
+local FG = {}
+setmetatable(FG, {
+    __index = function(_, k)
+        local v
+        if loading then v = load_api[k] else v = globals[k] end
+        if v == nil then
+            local caller = dbg.getinfo(2, "S")
+            if caller == nil or caller.what == "C" then return nil end
+            error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
+        end
+        return v
+    end,
+    __newindex = readonly_error,
+    __metatable = false,
+})
+
 -- The engine's entry points ----------------------------------------------------
 local engine = {}
+
+function engine.load_library(code)
+    -- FUNCTION LOAD: compile and run a library's code; false and Redis's message on error.
+    local f, err = loadstring(code, "@user_function")
+    if not f then return false, "ERR Error compiling function: " .. tostring(err) end
+    setfenv(f, FG)
+    loading = true
+    local ok, e = real_pcall(f)
+    loading = false
+    if ok then return true, false end
+    if type(e) == "userdata" then
+        local t = pytake()
+        if t ~= nil then e = t else e = tostring(e) end
+    end
+    local msg
+    if type(e) == "table" and type(rawget(e, "err")) == "string" then
+        msg = rawget(e, "err")
+    else
+        msg = "ERR " .. tostring(e)
+    end
+    return false, "ERR Error registering functions: " .. msg
+end
 
 function engine.compile(body, name)
     local f, err = loadstring(body, name)

@@ -53,6 +53,7 @@ from shardkv.worker import (  # noqa: F401
     bitmaps,
     dump,
     eviction,
+    functions,
     geo,
     hashes,
     hyperloglog,

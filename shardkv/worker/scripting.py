@@ -223,7 +223,7 @@ class Engine:
             self._randomseed,
             self._check,
             libs,
-            None,
+            self._register_function,
         )
         self._compile = self.api[b"compile"]
         self._run = self.api[b"run"]
@@ -231,8 +231,22 @@ class Engine:
         self._error_info = self.api[b"error_info"]
         self._stop = self.api[b"stop"]
         self._rearm = self.api[b"rearm"]
+        self._call_fn = self.api[b"call"]
+        self._load_library = self.api[b"load_library"]
         self._table = lua.table_from
         self._lua_type = lua51.lua_type
+
+    def _register_function(self, *args: object) -> None:
+        """redis.register_function, handled by shardkv.worker.functions."""
+        register = getattr(self, "register_function", None)
+        if register is None:
+            self._raise("redis.register_function can only be called on FUNCTION LOAD command")
+        register(*args)  # type: ignore[misc]
+
+    def load_library(self, body: bytes) -> tuple[bool, str]:
+        ok, err = self._load_library(body)
+        self.pending = None
+        return bool(ok), (_text(err) if err else "")
 
     # -- the cache --------------------------------------------------------------
 
@@ -262,6 +276,24 @@ class Engine:
     def eval(self, sha: bytes, keys: list[bytes], argv: list[bytes], read_only: bool) -> object:
         """Run a cached script; returns its reply value."""
         f, flags = self.scripts[sha]
+        return self._invoke(sha, f, flags, keys, argv, read_only, True)
+
+    def call_function(
+        self, name: bytes, f: object, flags: int, keys: list[bytes], argv: list[bytes], read_only: bool
+    ) -> object:
+        """FCALL: run a library's function."""
+        return self._invoke(name, f, flags, keys, argv, read_only, False)
+
+    def _invoke(
+        self,
+        sha: bytes,
+        f: object,
+        flags: int,
+        keys: list[bytes],
+        argv: list[bytes],
+        read_only: bool,
+        eval_mode: bool,
+    ) -> object:
         if not flags & FLAG_COMPAT:
             if not flags & FLAG_NO_WRITES:
                 if read_only:
@@ -275,12 +307,13 @@ class Engine:
                     return Error(errors.SCRIPT_OOM)
         ro = read_only or (not flags & FLAG_COMPAT and bool(flags & FLAG_NO_WRITES))
         run = self.run = Run(sha, flags, ro, self._imported())
+        run.eval_mode = eval_mode
         persistence = getattr(self.ks, "persistence", None)
         mark = persistence.begin_group() if persistence is not None else -1
         self.kill_requested = False
         self.pending = None
         try:
-            ok, value = self._run(f, len(keys), *keys, *argv)
+            ok, value = (self._run if eval_mode else self._call_fn)(f, len(keys), *keys, *argv)
         finally:
             self.run = None
             if run.busy:

@@ -1,0 +1,345 @@
+"""Redis 7 functions in a shard: FUNCTION LOAD/DELETE/FLUSH/RESTORE/LIST/DUMP/STATS and FCALL.
+
+Every worker holds every library: the acceptor sends each change to all
+shards in one step of the global order (so they stay identical) and asks
+shard 0 for FUNCTION LIST, DUMP and STATS.  A library's code runs once at
+load time with only ``redis.register_function``, ``redis.log`` and the
+version fields in reach (Redis's load-time API); its functions then run
+like scripts (see :mod:`shardkv.worker.scripting`), called with the keys
+and arguments tables.
+
+FUNCTION DUMP and RESTORE use Redis 7.0's payload: each library as
+``RDB_OPCODE_FUNCTION2`` (245) and its code as an RDB string, then the RDB
+version and a CRC-64, as DUMP's payloads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from shardkv import errors
+from shardkv.errors import CommandError
+from shardkv.resp import Error
+from shardkv.worker import dump
+from shardkv.worker.keyspace import Keyspace
+from shardkv.worker.registry import command
+from shardkv.worker.scripting import (
+    FLAG_NAMES,
+    CrossShard,
+    Engine,
+    ScriptReply,
+    _cross_reply,
+    engine_of,
+)
+
+RDB_OPCODE_FUNCTION2 = 245
+_NAME_ERROR = "Library names can only contain letters, numbers, or underscores(_) and must be at least one character long"
+FLAG_ORDER = [b"no-writes", b"allow-oom", b"allow-stale", b"no-cluster", b"allow-cross-slot-keys"]
+
+
+@dataclass
+class Function:
+    name: bytes
+    callback: object  # the Lua function
+    flags: int
+    description: bytes | None
+    library: bytes
+
+
+@dataclass
+class Library:
+    name: bytes
+    code: bytes
+    functions: dict[bytes, Function] = field(default_factory=dict)
+
+
+def _valid_name(name: bytes) -> bool:
+    return bool(name) and all(c == 95 or 48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122 for c in name)
+
+
+class Functions:
+    """One shard's libraries, loaded into its engine's Lua state."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.libraries: dict[bytes, Library] = {}
+        self.functions: dict[bytes, Function] = {}
+        self._registering: Library | None = None
+        engine.register_function = self._register  # type: ignore[attr-defined]
+
+    # -- loading ------------------------------------------------------------------
+
+    def load(self, code: bytes, replace: bool) -> bytes:
+        """FUNCTION LOAD: the library's name, or CommandError."""
+        name, body = _metadata(code)
+        if not _valid_name(name):
+            raise CommandError("ERR " + _NAME_ERROR)
+        old = self.libraries.get(name)
+        if old is not None and not replace:
+            raise CommandError("ERR Library '%s' already exists" % name.decode("latin-1"))
+        library = Library(name, code)
+        self._registering = library
+        try:
+            ok, err = self.engine.load_library(body)
+        finally:
+            self._registering = None
+        if not ok:
+            raise CommandError(err)
+        if not library.functions:
+            raise CommandError("ERR No functions registered")
+        for fname in library.functions:
+            owner = self.functions.get(fname)
+            if owner is not None and owner.library != name:
+                raise CommandError("ERR Function %s already exists" % fname.decode("latin-1"))
+        if old is not None:
+            self._unlink(old)
+        self._link(library)
+        return name
+
+    def _link(self, library: Library) -> None:
+        self.libraries[library.name] = library
+        self.functions.update(library.functions)
+
+    def _unlink(self, library: Library) -> None:
+        self.libraries.pop(library.name, None)
+        for fname in library.functions:
+            self.functions.pop(fname, None)
+
+    def _register(self, *args: object) -> None:
+        """redis.register_function(name, callback) or redis.register_function{...}"""
+        engine = self.engine
+        library = self._registering
+        if library is None:
+            engine._raise("redis.register_function can only be called on FUNCTION LOAD command")
+        lua_type = engine._lua_type
+        flags = 0
+        description = None
+        if len(args) == 2:
+            name, callback = args
+            if type(name) in (int, float):
+                name = str(name).encode()
+            if type(name) is not bytes:
+                engine._raise("first argument to redis.register_function must be a string")
+            if lua_type(callback) != "function":
+                engine._raise("second argument to redis.register_function must be a function")
+        elif len(args) == 1:
+            table = args[0]
+            if lua_type(table) != "table":
+                engine._raise(
+                    "calling redis.register_function with a single argument is only applicable to "
+                    "Lua table (representing named arguments)."
+                )
+            name = callback = None
+            for key, value in table.items():  # type: ignore[union-attr]
+                if type(key) is not bytes:
+                    engine._raise("named argument key given to redis.register_function is not a string")
+                k = key.lower()
+                if k == b"function_name":
+                    if type(value) not in (bytes, int, float):
+                        engine._raise(
+                            "function_name argument given to redis.register_function must be a string"
+                        )
+                    name = value if type(value) is bytes else str(value).encode()
+                elif k == b"description":
+                    if type(value) not in (bytes, int, float):
+                        engine._raise(
+                            "description argument given to redis.register_function must be a string"
+                        )
+                    description = value if type(value) is bytes else str(value).encode()
+                elif k == b"callback":
+                    if lua_type(value) != "function":
+                        engine._raise("callback argument given to redis.register_function must be a function")
+                    callback = value
+                elif k == b"flags":
+                    if lua_type(value) != "table":
+                        engine._raise(
+                            "flags argument to redis.register_function must be a table representing function flags"
+                        )
+                    for flag in value.values():  # type: ignore[union-attr]
+                        bit = FLAG_NAMES.get(flag.lower()) if type(flag) is bytes else None
+                        if bit is None:
+                            engine._raise("unknown flag given")
+                        flags |= bit  # type: ignore[operator]
+                else:
+                    engine._raise("unknown argument given to redis.register_function")
+            if name is None:
+                engine._raise("redis.register_function must get a function name argument")
+            if callback is None:
+                engine._raise("redis.register_function must get a callback argument")
+        else:
+            engine._raise("wrong number of arguments to redis.register_function")
+        if not _valid_name(name):  # type: ignore[arg-type]
+            engine._raise(_NAME_ERROR)
+        if name in library.functions:  # type: ignore[operator]
+            engine._raise("Function already exists in the library")
+        library.functions[name] = Function(name, callback, flags, description, library.name)  # type: ignore[index,arg-type]
+
+    # -- the other subcommands ------------------------------------------------------
+
+    def delete(self, name: bytes) -> object:
+        library = self.libraries.get(name)
+        if library is None:
+            return Error("ERR Library not found")
+        self._unlink(library)
+        return "OK"
+
+    def flush(self) -> None:
+        self.libraries.clear()
+        self.functions.clear()
+
+    def listing(self, pattern: bytes | None, with_code: bool) -> ScriptReply:
+        from shardkv.glob import compile_glob
+
+        match = compile_glob(pattern) if pattern is not None else None
+        out = []
+        for library in self.libraries.values():
+            if match is not None and not match(library.name):
+                continue
+            functions = []
+            for f in library.functions.values():
+                flags = [name for name in FLAG_ORDER if f.flags & FLAG_NAMES[name]]
+                functions.append(
+                    ("map", [b"name", f.name, b"description", f.description, b"flags", ("set", flags)])
+                )
+            entry = [b"library_name", library.name, b"engine", b"LUA", b"functions", functions]
+            if with_code:
+                entry += [b"library_code", library.code]
+            out.append(("map", entry))
+        return ScriptReply(out)
+
+    def dump(self) -> bytes:
+        body = b"".join(
+            bytes([RDB_OPCODE_FUNCTION2]) + dump._str(lib.code) for lib in self.libraries.values()
+        )
+        body += dump.RDB_VERSION.to_bytes(2, "little")
+        return body + dump.crc64(body).to_bytes(8, "little")
+
+    def restore(self, payload: bytes, policy: bytes) -> object:
+        if len(payload) < 10:
+            return Error(errors.DUMP_PAYLOAD)
+        version = int.from_bytes(payload[-10:-8], "little")
+        if version > dump.RDB_VERSION or dump.crc64(payload[:-8]) != int.from_bytes(payload[-8:], "little"):
+            return Error(errors.DUMP_PAYLOAD)
+        reader = dump._Reader(payload[:-10])
+        codes = []
+        try:
+            while reader.pos < len(reader.data):
+                if reader.byte() != RDB_OPCODE_FUNCTION2:
+                    return Error("ERR given type is not a function")
+                codes.append(reader.string())
+        except (dump.BadData, IndexError, ValueError):
+            return Error("ERR can not read data type")
+        saved_libraries, saved_functions = dict(self.libraries), dict(self.functions)
+        if policy == b"FLUSH":
+            self.flush()
+        try:
+            for code in codes:
+                self.load(code, replace=policy == b"REPLACE")
+        except CommandError as e:
+            self.libraries, self.functions = saved_libraries, saved_functions
+            return Error(e.message)
+        return "OK"
+
+    def stats(self) -> ScriptReply:
+        nfunctions = sum(len(lib.functions) for lib in self.libraries.values())
+        engines = (
+            "map",
+            [b"LUA", ("map", [b"libraries_count", len(self.libraries), b"functions_count", nfunctions])],
+        )
+        return ScriptReply(("map", [b"running_script", None, b"engines", engines]))
+
+
+def _metadata(code: bytes) -> tuple[bytes, bytes]:
+    """functionExtractLibMetaData: (library name, code after the shebang line)."""
+    if not code.startswith(b"#!"):
+        raise CommandError("ERR Missing library metadata")
+    end = code.find(b"\n")
+    if end < 0:
+        raise CommandError("ERR Invalid library metadata")
+    parts = code[:end].split()
+    if not parts:
+        raise CommandError("ERR Invalid library metadata")
+    engine = parts[0][2:]
+    name = None
+    for part in parts[1:]:
+        if part[:5].lower() == b"name=":
+            if name is not None:
+                raise CommandError("ERR Invalid metadata value, name argument was given multiple times")
+            name = part[5:]
+            continue
+        raise CommandError("ERR Invalid metadata value given: " + part.decode("latin-1"))
+    if name is None:
+        raise CommandError("ERR Library name was not given")
+    if engine.lower() != b"lua":
+        if not _valid_name(name):
+            raise CommandError("ERR " + _NAME_ERROR)
+        raise CommandError("ERR Engine '%s' not found" % engine.decode("latin-1"))
+    return name, code[end:]
+
+
+def functions_of(ks: Keyspace) -> Functions:
+    engine = engine_of(ks)
+    functions = getattr(engine, "functions", None)
+    if functions is None:
+        functions = engine.functions = Functions(engine)  # type: ignore[attr-defined]
+    return functions
+
+
+@command("__function")
+def function_internal(ks: Keyspace, args: list[bytes]) -> object:
+    """__function load replace code | delete name | flush | restore payload policy |
+    list pattern withcode | dump | stats -> FUNCTION's work on this shard."""
+    functions = functions_of(ks)
+    sub = args[1]
+    if sub == b"load":
+        return functions.load(args[3], args[2] == b"1")
+    if sub == b"delete":
+        return functions.delete(args[2])
+    if sub == b"flush":
+        functions.flush()
+        return "OK"
+    if sub == b"restore":
+        return functions.restore(args[2], args[3])
+    if sub == b"list":
+        return functions.listing(args[2] if args[2] != b"" or args[4] == b"1" else None, args[3] == b"1")
+    if sub == b"dump":
+        return functions.dump()
+    if sub == b"stats":
+        return functions.stats()
+    raise CommandError(errors.SYNTAX)
+
+
+def _fcall(ks: Keyspace, args: list[bytes], ro: bool, everything: bool = False) -> object:
+    functions = functions_of(ks)
+    f = functions.functions.get(args[1])
+    if f is None:
+        return Error("ERR Function not found")
+    try:
+        n = int(args[2])
+    except ValueError:
+        return Error("ERR Bad number of keys provided")
+    if n > len(args) - 3:
+        return Error(errors.NUMKEYS_TOO_BIG)
+    if n < 0:
+        return Error(errors.NUMKEYS_NEGATIVE)
+    engine = functions.engine
+    engine.everything = everything
+    try:
+        return engine.call_function(f.name, f.callback, f.flags, args[3 : 3 + n], args[3 + n :], ro)
+    except CrossShard as e:
+        return _cross_reply(e)
+    finally:
+        engine.everything = False
+
+
+@command("fcall", "fcall_ro")
+def fcall(ks: Keyspace, args: list[bytes]) -> object:
+    """FCALL function numkeys [key [key ...]] [arg [arg ...]]"""
+    return _fcall(ks, args, args[0].lower() == b"fcall_ro")
+
+
+@command("__fcall")
+def fcall_across(ks: Keyspace, args: list[bytes]) -> object:
+    """__fcall everything ro function numkeys key... arg... -> FCALL run by
+    the executor of a cross-shard operation."""
+    return _fcall(ks, [b"fcall", *args[3:]], args[2] == b"1", args[1] == b"1")
