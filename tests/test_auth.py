@@ -314,7 +314,8 @@ def test_no_client_bytes_are_unpickled_or_evaluated():
         text = path.read_text()
         name = path.relative_to(SHARDKV).as_posix()
         assert not re.search(r"\b(pickle|cPickle|shelve|dill|yaml)\b", text), name
-        assert not re.search(r"(?<![\w.])(eval|exec)\s*\(", text), name
+        # Python's eval/exec; a method of that name (a Lua script's) is no call of them.
+        assert not re.search(r"(?<![\w.])(?<!def )(eval|exec)\s*\(", text), name
         assert "literal_eval" not in text, name
         if "marshal.loads" in text:
             assert name in MARSHAL_ALLOWED, name
