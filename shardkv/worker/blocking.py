@@ -204,6 +204,10 @@ class Waiter:
         self.deadline = deadline  # time.monotonic() seconds; inf for ever
 
 
+# Writes that remove keys without naming them.
+FLUSHES = frozenset({"flushall", "flushdb", "swapdb"})
+
+
 class Waiters:
     """The blocked commands of one shard.
 
@@ -276,6 +280,9 @@ class Waiters:
         if cmd is None or not cmd.is_write:
             return
         by_key = self.by_key
+        if cmd.name in FLUSHES:  # every key may be gone (a blocked XREADGROUP fails)
+            self.ready.update(dict.fromkeys(by_key))
+            return
         for key in cmd.keys(args):
             if key in by_key:
                 self.ready[key] = None

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import marshal
 from array import array
-from bisect import bisect_left, bisect_right
+from bisect import bisect_right
 from collections.abc import Iterator
 
 from sortedcontainers import SortedDict
@@ -71,8 +71,8 @@ def _backlen(n: int) -> int:
 
 def _int_size(v: int) -> int:
     if 0 <= v <= 127:
-        n = 1
-    elif -4096 <= v <= 4095:
+        return 2
+    if -4096 <= v <= 4095:
         n = 2
     elif -32768 <= v <= 32767:
         n = 3
@@ -85,13 +85,19 @@ def _int_size(v: int) -> int:
     return n + _backlen(n)
 
 
+_DIGIT_OR_MINUS = frozenset(b"-0123456789")
+
+
 def _str_size(s: bytes) -> int:
-    if len(s) <= 20:
+    """The bytes of ``s`` as one listpack element (integers are encoded as such)."""
+    n = len(s)
+    if n and n <= 20 and s[0] in _DIGIT_OR_MINUS:
         v = strict_int(s)
         if v is not None:
             return _int_size(v)
-    n = len(s)
-    n += 1 if n < 64 else 2 if n < 4096 else 5
+    if n < 64:
+        return n + 2
+    n += 1 if n < 4096 else 5
     return n + _backlen(n)
 
 
@@ -153,25 +159,27 @@ class Node:
     def append(self, id_: int, pairs: list[bytes], master_id: int) -> None:
         names = tuple(pairs[::2])
         same = names == self.master
-        self.ms.append(id_ >> 64)
-        self.seq.append(id_ & MASK64)
+        ms = id_ >> 64
+        seq = id_ & MASK64
+        self.ms.append(ms)
+        self.seq.append(seq)
         self.flags.append(SAMEFIELDS if same else 0)
         self.offs.append(len(self.data))
-        self.data += marshal.dumps(tuple(pairs[1::2]) if same else tuple(pairs))
         self.live += 1
+        dms = ms - (master_id >> 64)
+        dseq = seq - (master_id & MASK64)
         size = (
-            1
-            + _delta_size((id_ >> 64) - (master_id >> 64))
-            + _delta_size((id_ & MASK64) - (master_id & MASK64))
+            1 + (2 if 0 <= dms <= 127 else _delta_size(dms)) + (2 if 0 <= dseq <= 127 else _delta_size(dseq))
         )
         nfields = len(names)
         if same:
-            size += sum(map(_str_size, pairs[1::2]))
-            count = nfields + 3
+            values = pairs[1::2]
+            self.data += marshal.dumps(tuple(values))
+            size += sum(map(_str_size, values)) + _int_size(nfields + 3)
         else:
-            size += _int_size(nfields) + sum(map(_str_size, pairs))
-            count = 2 * nfields + 4
-        self.lpbytes += size + _int_size(count)
+            self.data += marshal.dumps(tuple(pairs))
+            size += _int_size(nfields) + sum(map(_str_size, pairs)) + _int_size(2 * nfields + 4)
+        self.lpbytes += size
 
 
 class Nack:
@@ -535,18 +543,30 @@ class Stream:
         return len(self.nodes)
 
 
+_LIMITS: dict[tuple, tuple[int, int]] = {}
+
+
 def node_limits(extra: dict[str, str]) -> tuple[int, int]:
     """(stream-node-max-entries, stream-node-max-bytes) from the runtime settings."""
-    try:
-        entries = int(extra.get("stream-node-max-entries", NODE_MAX_ENTRIES))
-    except ValueError:
-        entries = NODE_MAX_ENTRIES
-    try:
-        nbytes = int(extra.get("stream-node-max-bytes", NODE_MAX_BYTES))
-    except ValueError:
-        nbytes = NODE_MAX_BYTES
-    return entries, nbytes
+    raw = (extra.get("stream-node-max-entries"), extra.get("stream-node-max-bytes"))
+    limits = _LIMITS.get(raw)
+    if limits is None:
+        limits = _LIMITS[raw] = (_setting(raw[0], NODE_MAX_ENTRIES), _setting(raw[1], NODE_MAX_BYTES))
+    return limits
 
 
-def bisect_ids(ids: list[int], id_: int) -> int:
-    return bisect_left(ids, id_)
+def _setting(text: str | None, default: int) -> int:
+    if text is None:
+        return default
+    text = text.strip().lower()
+    for suffix, unit in (
+        ("kb", 1024),
+        ("mb", 1024**2),
+        ("gb", 1024**3),
+        ("k", 1000),
+        ("m", 1000**2),
+        ("g", 1000**3),
+    ):
+        if text.endswith(suffix) and text[: -len(suffix)].isdigit():
+            return int(text[: -len(suffix)]) * unit
+    return int(text) if text.lstrip("-").isdigit() else default

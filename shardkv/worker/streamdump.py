@@ -194,11 +194,12 @@ def load_stream(reader, kind: int, listpack: callable) -> Stream:  # type: ignor
         if name in s.groups:
             raise StreamBadData("duplicate group")
         last = n() << 64 | n()
-        read = -1
         if v2:
             read = n()
             if read == MASK64:
                 read = -1
+        else:  # as Redis migrates a 6.2 group: estimated from the stream
+            read = s.estimate_distance(last)
         g = s.groups[name] = Group(last, read)
         for _ in range(n()):
             id_ = int.from_bytes(reader.take(16), "big")

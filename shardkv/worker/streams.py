@@ -54,7 +54,7 @@ XREAD_BLOCKED_DEFAULT_COUNT = 1000
 
 # Records for the AOF left by the last stream command that changed
 # something (see the module docstring); replaced by every such command.
-PROPAGATE: list[list[bytes]] = []
+PROPAGATE: list = []  # records, or tuples that _spell turns into XCLAIMs
 
 
 # -- parsing -------------------------------------------------------------------
@@ -244,6 +244,9 @@ def parse_add_or_trim(args: list[bytes], xadd: bool) -> tuple[TrimArgs, int]:
     return t, i
 
 
+_PLAIN_ADD = TrimArgs()  # XADD key * ...: no options (never changed)
+
+
 def _trim(s: Stream, t: TrimArgs) -> int:
     return s.trim(t.maxlen, t.minid, t.approx, t.limit)
 
@@ -251,7 +254,10 @@ def _trim(s: Stream, t: TrimArgs) -> int:
 @command("xadd")
 def xadd(ks: Keyspace, args: list[bytes]) -> object:
     """XADD key [NOMKSTREAM] [MAXLEN | MINID [= | ~] threshold [LIMIT count]] * | id field value [field value ...]"""
-    t, idpos = parse_add_or_trim(args, True)
+    if args[2] == b"*":  # the common case: no options
+        t, idpos = _PLAIN_ADD, 2
+    else:
+        t, idpos = parse_add_or_trim(args, True)
     fields_at = idpos + 1
     nfields = len(args) - fields_at
     if nfields < 2 or nfields % 2:
@@ -547,23 +553,21 @@ def _read_history(
     return out
 
 
-def _xclaim_record(key: bytes, group: Group, id_: int, nack: Nack) -> list[bytes]:
+def _xclaim_record(key: bytes, group: Group, id_: int, nack: Nack) -> tuple:
+    """What Redis propagates for a delivered or claimed entry (streamPropagateXCLAIM):
+    ``XCLAIM key group consumer 0 id TIME t RETRYCOUNT n FORCE JUSTID LASTID last``,
+    kept as a tuple and spelled out only if the AOF logs it."""
+    return (key, _group_name(group), nack.consumer.name, id_, nack.time, nack.count, group.last_id)  # type: ignore[union-attr]
+
+
+def _spell(record: list | tuple) -> list[bytes]:
+    if type(record) is list:
+        return record
+    key, group, consumer, id_, time, count, last = record
     return [
-        b"XCLAIM",
-        key,
-        _group_name(group),
-        nack.consumer.name,  # type: ignore[union-attr]
-        b"0",
-        format_id(id_),
-        b"TIME",
-        b"%d" % nack.time,
-        b"RETRYCOUNT",
-        b"%d" % nack.count,
-        b"FORCE",
-        b"JUSTID",
-        b"LASTID",
-        format_id(group.last_id),
-    ]
+        b"XCLAIM", key, group, consumer, b"0", format_id(id_), b"TIME", b"%d" % time,
+        b"RETRYCOUNT", b"%d" % count, b"FORCE", b"JUSTID", b"LASTID", format_id(last),
+    ]  # fmt: skip
 
 
 def _setid_record(key: bytes, group: Group) -> list[bytes]:
@@ -665,8 +669,8 @@ def _make_serve(r: ReadArgs, gts: list[int]):
             if type(s) is not Stream:
                 return None
             gt = by_key[key]
-        if not s.last_id > gt:
-            return None
+        if not (s.last_id > gt and s.length and s.last_valid_id() > gt):
+            return None  # nothing past gt (an XDEL may have taken it): keep waiting
         if r.group is not None:
             _CURRENT_GROUP[0] = r.group
             entries = _read_group(ks, key, s, gt + 1, count, g, r.consumer, r.noack)  # type: ignore[arg-type]
@@ -724,7 +728,7 @@ def stream_ready(ks: Keyspace, args: list[bytes]) -> bool:
 
 def record_propagated(ks: Keyspace, args: list, reply: object) -> list:
     """XREADGROUP, XCLAIM, XAUTOCLAIM: what they left in PROPAGATE."""
-    out = [list(r) for r in PROPAGATE]
+    out = [_spell(r) for r in PROPAGATE]
     PROPAGATE.clear()
     return out
 
