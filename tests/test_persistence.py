@@ -775,3 +775,44 @@ def test_save_rules_are_checked_by_config():
     for bad in ("3600", "x 1", "-1 5"):
         with pytest.raises(ValueError, match="Invalid save parameters"):
             config.SETTINGS["save"].parse(bad)
+
+
+def test_strings_changed_in_place_are_saved_and_rewritten(tmp_path):
+    """SETBIT, SETRANGE, APPEND and BITFIELD change a string in place (a
+    bytearray); SAVE, a forked BGSAVE and BGREWRITEAOF write them as the
+    strings they are, with nothing read in between to freeze them."""
+    clock = FakeClock()
+    cfg = make_config(tmp_path)
+    shard = open_shard(cfg, clock)
+
+    def change() -> None:
+        run(shard, "APPEND", "a", "hello")
+        run(shard, "APPEND", "a", " world")
+        run(shard, "SETBIT", "b", 100, 1)
+        run(shard, "SETRANGE", "c", 3, "xyz")
+        run(shard, "BITFIELD", "d", "SET", "u8", 8, 200)
+        run(shard, "SET", "e", "plain")
+        run(shard, "SETBIT", "e", 0, 1)
+
+    change()
+    expected = {
+        b"a": b"hello world",
+        b"b": bytes(12) + b"\x08",
+        b"c": b"\0\0\0xyz",
+        b"d": b"\0\xc8",
+        b"e": b"\xf0lain",
+    }
+    assert run(shard, "SAVE") == "OK"
+    change()
+    assert run(shard, "BGREWRITEAOF") == "Background append only file rewriting started"
+    wait_child(shard)
+    change()
+    assert run(shard, "BGSAVE") == "Background saving started"
+    wait_child(shard)
+    final = expected | {b"a": b"hello world" * 3}
+    got = {k: v[1] for k, v in state(shard).items()}
+    assert got == final
+    close(shard)
+    assert {k: v[1] for k, v in state(open_shard(cfg, clock)).items()} == final  # base + incr
+    snap = dict(cfg, appendonly=False)
+    assert {k: v[1] for k, v in state(open_shard(snap, clock)).items()} == final  # the snapshot

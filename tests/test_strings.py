@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 
 import pytest
+import redis
 
 from shardkv.args import format_float, incr_by_float, parse_long_double
 from shardkv.errors import CommandError
@@ -467,3 +468,35 @@ def test_arity(compare):
         ["STRLEN", "a", "b"],
     ):
         compare(*args)
+
+
+def test_strings_changed_in_place_read_back_everywhere(r):
+    """APPEND, SETRANGE, SETBIT and BITFIELD change a string in place;
+    copies taken before stay as they were, and every reader sees the
+    current value."""
+    r.set("{s}a", "abc")
+    r.append("{s}a", "def")
+    assert r.copy("{s}a", "{s}copy")
+    frozen = r.dump("{s}a")
+    r.setbit("{s}a", 7, 1)
+    r.setrange("{s}a", 1, "XY")
+    assert r.bitfield("{s}a").set("u8", 40, 255).incrby("u8", 40, 1).execute() == [ord("f"), 0]
+    r.append("{s}a", "!")
+    assert r.getrange("{s}a", 0, 2) == b"aXY"
+    assert r.strlen("{s}a") == 7
+    assert r.getbit("{s}a", 7) == 1
+    assert r.bitcount("{s}a") == 19
+    assert r.get("{s}a") == b"aXYde\x00!"
+    assert r.get("{s}copy") == b"abcdef"
+    r.restore("{s}old", 0, frozen)
+    assert r.get("{s}old") == b"abcdef"
+    r.restore("{s}new", 0, r.dump("{s}a"))
+    assert r.get("{s}new") == b"aXYde\x00!"
+    assert r.type("{s}a") == b"string"
+    r.setbit("{s}a", 0, 1)
+    r.rename("{s}a", "elsewhere")  # to another shard, most likely
+    assert r.get("elsewhere") == b"\xe1XYde\x00!"
+    r.lpush("list", "x")
+    for cmd in (("APPEND", "list", "x"), ("SETBIT", "list", 0, 1), ("SETRANGE", "list", 0, "x")):
+        with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+            r.execute_command(*cmd)

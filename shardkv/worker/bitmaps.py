@@ -20,7 +20,7 @@ from shardkv.resp import strict_int
 from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.registry import command
 from shardkv.worker.server import RUNTIME
-from shardkv.worker.strings import get_string
+from shardkv.worker.strings import get_string, mutable_string, read_string
 
 
 def _offset(arg: bytes) -> int:
@@ -40,14 +40,17 @@ def setbit(ks: Keyspace, args: list[bytes]) -> object:
     on = strict_int(args[3])
     if on is None or on not in (0, 1):
         raise CommandError(errors.BIT_VALUE)
-    old = get_string(ks, key)
+    buf = mutable_string(ks, key)
+    if buf is None:
+        buf = bytearray()
     index, mask = offset >> 3, 0x80 >> (offset & 7)
-    grown = old is None or len(old) <= index
-    value = (old or b"").ljust(index + 1, b"\0")
-    was = 1 if value[index] & mask else 0
+    grown = len(buf) <= index
+    if grown:
+        buf.extend(bytes(index + 1 - len(buf)))
+    was = 1 if buf[index] & mask else 0
     if grown or was != on:  # as Redis 7.0: an unchanged string is not written
-        byte = value[index] | mask if on else value[index] & ~mask
-        ks.store(key, b"%s%c%s" % (value[:index], byte, value[index + 1 :]), keepttl=True)
+        buf[index] = buf[index] | mask if on else buf[index] & ~mask
+        ks.store(key, buf, keepttl=True)
     return was
 
 
@@ -55,7 +58,7 @@ def setbit(ks: Keyspace, args: list[bytes]) -> object:
 def getbit(ks: Keyspace, args: list[bytes]) -> object:
     """GETBIT key offset"""
     offset = _offset(args[2])
-    value = get_string(ks, args[1])
+    value = read_string(ks, args[1])
     index = offset >> 3
     if value is None or index >= len(value):
         return 0
@@ -91,7 +94,7 @@ def _bits(value: bytes, first: int, last: int) -> int:
 @command("bitcount")
 def bitcount(ks: Keyspace, args: list[bytes]) -> object:
     """BITCOUNT key [start end [BYTE | BIT]]"""
-    value = get_string(ks, args[1])
+    value = read_string(ks, args[1])
     if value is None:
         return 0
     n = len(args)
@@ -113,7 +116,7 @@ def bitpos(ks: Keyspace, args: list[bytes]) -> object:
     bit = parse_int(args[2])
     if bit not in (0, 1):
         raise CommandError(errors.BITPOS_BIT)
-    value = get_string(ks, args[1])
+    value = read_string(ks, args[1])
     if value is None:  # an endless run of 0 bits
         return -1 if bit else 0
     n = len(args)
@@ -299,11 +302,13 @@ def _bitfield(ks: Keyspace, args: list[bytes], read_only: bool) -> list:
     writes = [f for f in fields if f.op is not _GET]
     if not writes:
         with ks.reading():
-            value = get_string(ks, key) or b""
+            value = read_string(ks, key) or b""
         return [f.read(value) for f in fields]
     if read_only:
         raise CommandError(errors.BITFIELD_RO_GET_ONLY)
-    buf = bytearray(get_string(ks, key) or b"")
+    buf = mutable_string(ks, key)
+    if buf is None:
+        buf = bytearray()
     size = max((f.offset + f.bits - 1) >> 3 for f in writes) + 1
     grown = len(buf) < size
     if grown:
@@ -320,7 +325,7 @@ def _bitfield(ks: Keyspace, args: list[bytes], read_only: bool) -> list:
         # changed its field or the string grew; one that failed does not.
         changed = changed or (reply is not None and (field_changed or grown))
     if changed or grown:  # (a string grown for writes that all failed stays grown, quietly)
-        ks.store(key, bytes(buf), keepttl=True, quiet=not changed)
+        ks.store(key, buf, keepttl=True, quiet=not changed)
     return replies
 
 

@@ -119,7 +119,7 @@ def _kind(name: bytes) -> tuple[commands.Command, bool, bool] | None:
 
 def value_size(value: object) -> int:
     """A rough size in bytes of a value, its elements sampled, not walked."""
-    if type(value) is bytes:
+    if type(value) is bytes or type(value) is bytearray:
         return len(value) + OBJECT_OVERHEAD
     try:
         n = len(value)  # type: ignore[arg-type]

@@ -19,6 +19,7 @@ from shardkv.worker.zset import ZSet
 # How to copy a value of each type for COPY; other type modules add theirs.
 COPIERS: dict[type, object] = {
     bytes: lambda v: v,
+    bytearray: bytes,
     dict: dict.copy,
     deque: deque.copy,
     set: set.copy,
@@ -276,6 +277,7 @@ def _set_encoding(value: set) -> str:
 # shrinks, and these derive it from the contents, so they differ there.
 ENCODINGS: dict[type, Callable[[object], str]] = {
     bytes: _string_encoding,  # type: ignore[dict-item]
+    bytearray: lambda v: _string_encoding(bytes(v)),  # type: ignore[dict-item]
     dict: _hash_encoding,  # type: ignore[dict-item]
     deque: lambda v: "quicklist",  # Redis 7.0 keeps every list in a quicklist
     set: _set_encoding,  # type: ignore[dict-item]

@@ -11,7 +11,7 @@ keys can be handed to another shard slot by slot.
 Values are plain Python objects, one type per Redis type:
 
 =========  ======================================
-string     ``bytes``
+string     ``bytes``, or ``bytearray`` while it is changed in place
 hash       ``dict`` of bytes to bytes
 list       ``collections.deque`` of bytes
 set        ``set`` of bytes
@@ -19,7 +19,14 @@ zset       :class:`shardkv.worker.zset.ZSet`
 =========  ======================================
 
 Every access goes through :meth:`Keyspace.lookup`, which expires a key
-lazily once its deadline has passed.  ``now`` is read from the clock once
+lazily once its deadline has passed.  SETBIT, SETRANGE, APPEND and
+BITFIELD change a string in place, at the cost of the change rather than
+of the string: :meth:`Keyspace.lookup_raw` hands them (and the bitmap
+readers) the value as it is, and the first writer turns a ``bytes`` into
+a ``bytearray``.  :meth:`Keyspace.lookup` turns it back into ``bytes``,
+once, so every other reader (GET, DUMP, COPY, a transfer between shards)
+sees an immutable string.  Code that walks ``data`` directly (snapshots,
+the memory estimate) knows both types.  ``now`` is read from the clock once
 per batch of commands, as Redis caches the time per command.
 """
 
@@ -38,7 +45,14 @@ from shardkv.worker.clock import Clock
 from shardkv.worker.zset import ZSet
 
 # Redis's TYPE names, by Python type.  Modules of other types add theirs.
-TYPE_NAMES: dict[type, str] = {bytes: "string", dict: "hash", deque: "list", set: "set", ZSet: "zset"}
+TYPE_NAMES: dict[type, str] = {
+    bytes: "string",
+    bytearray: "string",
+    dict: "hash",
+    deque: "list",
+    set: "set",
+    ZSet: "zset",
+}
 
 
 def slot_of(key: bytes) -> int:
@@ -80,7 +94,31 @@ class Keyspace:
     # -- reading ----------------------------------------------------------
 
     def lookup(self, key: bytes) -> object | None:
-        """The value of ``key``, or None if it is missing or has expired."""
+        """The value of ``key``, or None if it is missing or has expired.
+        A string is ``bytes`` (one being changed in place is frozen here)."""
+        slot = key_slot(key) if LBRACE in key else crc_hqx(key, 0) & 16383
+        exp = self.expires[slot]
+        if exp:
+            when = exp.get(key)
+            if when is not None and when <= self.now:
+                self._expire(slot, key)
+                if self.counting:
+                    self.misses += 1
+                return None
+        value = self.data[slot].get(key)
+        if self.counting:
+            if value is None:
+                self.misses += 1
+            else:
+                self.hits += 1
+        if type(value) is bytearray:
+            value = self.data[slot][key] = bytes(value)
+        return value
+
+    def lookup_raw(self, key: bytes) -> object | None:
+        """Like :meth:`lookup`, but a string may come back as the
+        ``bytearray`` it is being changed in place as: only for code that
+        reads it at once, or changes it (see :func:`strings.mutable_string`)."""
         slot = key_slot(key) if LBRACE in key else crc_hqx(key, 0) & 16383
         exp = self.expires[slot]
         if exp:

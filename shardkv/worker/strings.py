@@ -6,7 +6,7 @@ from shardkv import errors
 from shardkv.args import incr_by_float, parse_int
 from shardkv.errors import CommandError
 from shardkv.resp import OK
-from shardkv.worker.keyspace import Keyspace
+from shardkv.worker.keyspace import Keyspace, slot_of
 from shardkv.worker.registry import command
 from shardkv.worker.server import RUNTIME
 
@@ -20,6 +20,31 @@ def get_string(ks: Keyspace, key: bytes) -> bytes | None:
     if value is not None and type(value) is not bytes:
         raise CommandError(errors.WRONGTYPE)
     return value  # type: ignore[return-value]
+
+
+def read_string(ks: Keyspace, key: bytes) -> bytes | bytearray | None:
+    """Like :func:`get_string`, but a string being changed in place comes
+    back as its ``bytearray``, not frozen: for a command that only reads it
+    at once (GETBIT, BITCOUNT, STRLEN ...), so that reads between writes to
+    a big string cost no copy.  Never keep it, or reply with it whole."""
+    value = ks.lookup_raw(key)
+    if value is not None and type(value) is not bytes and type(value) is not bytearray:
+        raise CommandError(errors.WRONGTYPE)
+    return value  # type: ignore[return-value]
+
+
+def mutable_string(ks: Keyspace, key: bytes) -> bytearray | None:
+    """The string at ``key`` as a ``bytearray`` to change in place (None if
+    missing, WRONGTYPE for other types).  A ``bytes`` value is turned into
+    one, once: later writes cost what they change, not the string's size.
+    The caller stores it back with ``ks.store`` when it changed it."""
+    value = ks.lookup_raw(key)
+    if value is None or type(value) is bytearray:
+        return value
+    if type(value) is not bytes:
+        raise CommandError(errors.WRONGTYPE)
+    buf = ks.data[slot_of(key)][key] = bytearray(value)  # the same string: not a change
+    return buf
 
 
 def check_length(size: int) -> None:
@@ -191,20 +216,20 @@ def getex(ks: Keyspace, args: list[bytes]) -> object:
 def append(ks: Keyspace, args: list[bytes]) -> object:
     """APPEND key value"""
     key = args[1]
-    old = get_string(ks, key)
-    if old is None:
+    buf = mutable_string(ks, key)
+    if buf is None:
         ks.store(key, args[2])
         return len(args[2])
-    check_length(len(old) + len(args[2]))
-    new = old + args[2]
-    ks.store(key, new, keepttl=True)
-    return len(new)
+    check_length(len(buf) + len(args[2]))
+    buf += args[2]
+    ks.store(key, buf, keepttl=True)
+    return len(buf)
 
 
 @command("strlen")
 def strlen(ks: Keyspace, args: list[bytes]) -> object:
     """STRLEN key"""
-    value = get_string(ks, args[1])
+    value = read_string(ks, args[1])
     return 0 if value is None else len(value)
 
 
@@ -278,11 +303,11 @@ def clamp_range(start: int, end: int, length: int) -> tuple[int, int] | None:
 def getrange(ks: Keyspace, args: list[bytes]) -> object:
     """GETRANGE key start end"""
     start, end = parse_int(args[2]), parse_int(args[3])
-    value = get_string(ks, args[1])
+    value = read_string(ks, args[1])
     if value is None:
         return b""
     bounds = clamp_range(start, end, len(value))
-    return b"" if bounds is None else value[bounds[0] : bounds[1] + 1]
+    return b"" if bounds is None else bytes(value[bounds[0] : bounds[1] + 1])
 
 
 @command("setrange")
@@ -292,16 +317,19 @@ def setrange(ks: Keyspace, args: list[bytes]) -> object:
     offset = parse_int(args[2])
     if offset < 0:
         raise CommandError(errors.OFFSET_OUT_OF_RANGE)
-    old = get_string(ks, key)
     if not piece:
+        old = read_string(ks, key)
         return 0 if old is None else len(old)
+    buf = mutable_string(ks, key)
     check_length(offset + len(piece))
-    old = old or b""
-    if len(old) < offset:
-        old = old + b"\0" * (offset - len(old))
-    new = old[:offset] + piece + old[offset + len(piece) :]
-    ks.store(key, new, keepttl=True)
-    return len(new)
+    if buf is None:
+        buf = bytearray()
+    end = offset + len(piece)
+    if len(buf) < end:
+        buf.extend(bytes(end - len(buf)))
+    buf[offset:end] = piece
+    ks.store(key, buf, keepttl=True)
+    return len(buf)
 
 
 @command("mget")

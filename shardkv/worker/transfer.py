@@ -21,6 +21,7 @@ State = tuple | None
 # Python type -> (tag, to_plain); tag -> from_plain.
 TO_PLAIN: dict[type, tuple[str, Callable]] = {
     bytes: ("string", lambda v: v),
+    bytearray: ("string", bytes),
     dict: ("hash", dict),
     deque: ("list", list),
     set: ("set", set),
