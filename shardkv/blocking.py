@@ -59,7 +59,8 @@ from shardkv import wire
 from shardkv.acceptor import BLOCKING, DISCONNECT_HOOKS
 from shardkv.client import Slot
 from shardkv.crossshard import AtomicOp
-from shardkv.resp import NULL_ARRAY, encode, encode_command
+from shardkv.fanout import Gather
+from shardkv.resp import NULL_ARRAY, KeyedArrays, encode, encode_command
 
 if TYPE_CHECKING:
     from shardkv.client import Client
@@ -194,6 +195,7 @@ class _CrossShard:
         self.done = False
         self.started = time.monotonic()
         self.stream = cmd.name in STREAM_READS
+        self.read_only = cmd.name == "xread"
         self.resolved = False
         if self.stream:
             self.timeout, self.group = _stream_options(args)
@@ -208,6 +210,9 @@ class _CrossShard:
 
     def attempt(self) -> None:
         client = self.client
+        if self.read_only:
+            self._attempt_parts()
+            return
         if self.stream and not self.resolved:
             op = AtomicOp(client, [self.args, [b"__xlastids", *self.keys]], self.keys, self._resolve)
         else:
@@ -217,6 +222,50 @@ class _CrossShard:
         if client.pending and client.pending[-1] is op.slot:
             client.pending.pop()
         op.slot = _Attempt(self)  # type: ignore[assignment]
+
+    def _attempt_parts(self) -> None:
+        """XREAD: a read-only try needs no parking.  One ``__xread`` part per
+        shard, all queued in this one step (so they see one moment of the
+        global order), merged in the order of the keys; the first try also
+        asks each shard what ``$`` stands for (``__xlastids``)."""
+        client = self.client
+        links = client.server.links
+        shard_of = client.server.shard_of
+        n = len(self.keys)
+        at = len(self.args) - n
+        head = [b"__xread", *self.args[1 : at - n]]
+        groups: dict[int, list[int]] = {}
+        for i, key in enumerate(self.keys):
+            groups.setdefault(shard_of(key), []).append(i)
+        shards = list(groups.items())
+        resolve = not self.resolved
+        bodies = [
+            encode_command([*head, *(self.keys[i] for i in idx), *(self.args[at + i] for i in idx)])
+            for _, idx in shards
+        ]
+        if resolve:
+            bodies += [encode_command([b"__xlastids", *(self.keys[i] for i in idx)]) for _, idx in shards]
+
+        def merge(parts: list) -> object:
+            if resolve:
+                args = list(self.args)
+                for (_, idx), last in zip(shards, parts[len(shards) :], strict=True):
+                    for i, id_ in zip(idx, last, strict=False):
+                        if args[at + i] == b"$":
+                            args[at + i] = id_
+                self.args = args
+                self.resolved = True
+            found: dict[bytes, list] = {}
+            for part in parts[: len(shards)]:
+                for key, entries in part:
+                    found[key] = entries
+            out = KeyedArrays((key, found[key]) for key in dict.fromkeys(self.keys) if key in found)
+            return out if out else NULL_ARRAY
+
+        gather = Gather(_Attempt(self), len(bodies), merge, client.resp3)
+        header = wire.entry_header(wire.FLAG_PART | (wire.FLAG_RESP3 if client.resp3 else 0))
+        for i, ((shard, _), body) in enumerate(zip(shards + shards, bodies, strict=False)):
+            links[shard].send(header, body, gather.sink(i))
 
     def _resolve(self, bodies: list[bytes]) -> bytes:
         """The first try of XREAD/XREADGROUP: put the IDs ``$`` stood for in

@@ -377,3 +377,24 @@ def test_restore_redis_62_payload(compare):
     compare("XINFO", "STREAM", "x")
     compare("XINFO", "GROUPS", "x")
     compare("XPENDING", "x", "g1")
+
+
+def test_xread_keys_on_several_shards(compare):
+    """a, b, c and d live on four shards of the test server."""
+    for i, key in enumerate(["a", "b", "c", "d"]):
+        compare("XADD", key, f"{i + 1}-0", "k", key)
+        compare("XADD", key, f"{i + 5}-0", "k", key)
+    compare("XREAD", "COUNT", "1", "STREAMS", "d", "a", "c", "b", "0", "0", "0", "0")
+    compare("XREAD", "STREAMS", "a", "b", "c", "d", "2", "2", "2", "2")
+    compare("XREAD", "STREAMS", "a", "b", "9", "9")
+    compare("XREAD", "STREAMS", "a", "nokey", "0", "0")
+    compare("SET", "str", "x")
+    compare("XREAD", "STREAMS", "a", "str", "0", "0")
+    compare("XREAD", "STREAMS", "a", "b", "0", "bad")
+    compare("XREAD", "BLOCK", "10", "STREAMS", "a", "b", "$", "$")
+    compare("XGROUP", "CREATE", "a", "g", "0")
+    compare("XGROUP", "CREATE", "b", "g", "0")
+    compare("XREADGROUP", "GROUP", "g", "c", "COUNT", "1", "STREAMS", "a", "b", ">", ">")
+    compare("XREADGROUP", "GROUP", "g", "c", "STREAMS", "a", "c", ">", ">")
+    compare("XPENDING", "a", "g")
+    compare("XPENDING", "b", "g")

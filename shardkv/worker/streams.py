@@ -693,6 +693,17 @@ def xreadgroup(ks: Keyspace, args: list[bytes]) -> object:
     return _xread(ks, args)
 
 
+@command("__xread")
+def xread_part(ks: Keyspace, args: list[bytes]) -> object:
+    """__xread [COUNT count] [BLOCK ms] STREAMS key [key ...] id [id ...]
+
+    This shard's part of an XREAD whose keys span shards, as plain lists
+    (``[[key, entries], ...]``, nothing to read: ``[]``), never blocking;
+    the acceptor merges the parts (see :mod:`shardkv.blocking`)."""
+    value = _xread(ks, [b"XREAD", *args[1:]])
+    return [[key, entries] for key, entries in value] if type(value) is KeyedArrays else []
+
+
 @command("__xlastids")
 def xlastids(ks: Keyspace, args: list[bytes]) -> object:
     """__xlastids key [key ...]: each stream's last ID (0-0 for none), what
