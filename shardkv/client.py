@@ -430,9 +430,11 @@ class Client(asyncio.Protocol):
         if "blocking" in cmd.flags:
             server.block(self, cmd, args, raw, keys)
             return
-        if cmd.reads_any is not None and len(server.links) > 1 and cmd.reads_any(args):
-            server.cross_shard(self, cmd, args, keys, everything=True)
-            return
+        if cmd.pattern_keys is not None and len(server.links) > 1:
+            described = cmd.pattern_keys(args)
+            if described is None or any(shard_of(k) != shard_of(keys[0]) for k in described):
+                server.cross_shard(self, cmd, args, keys, everything=True)
+                return
         first = shard_of(keys[0])
         for key in keys:
             if shard_of(key) != first:

@@ -304,9 +304,10 @@ class Command:
     single_key: bool = False
     # Finds the keys in the arguments, for commands whose keys move (@name).
     finder: Callable[[list[bytes]], list[bytes]] | None = None
-    # True when the command may read keys that its arguments only describe
-    # (SORT's BY and GET patterns): then it runs with every shard parked.
-    reads_any: Callable[[list[bytes]], bool] | None = None
+    # Keys that the arguments only describe (SORT's BY and GET patterns):
+    # see sort_pattern_keys.  When they may be anywhere, or on another shard
+    # than the first key's, the command runs with every shard parked.
+    pattern_keys: Callable[[list[bytes]], list[bytes] | None] | None = None
 
     @property
     def is_write(self) -> bool:
@@ -383,20 +384,32 @@ def _first_key(args: list[bytes]) -> list[bytes]:
     return [args[1]]
 
 
-def sort_reads_any(args: list[bytes]) -> bool:
-    """Whether a SORT has a BY or GET pattern that names other keys (one
-    with a ``*``; ``GET #`` is the element itself)."""
+def sort_pattern_keys(args: list[bytes]) -> list[bytes] | None:
+    """Where SORT's BY and GET patterns may read: ``[]`` when they name no
+    other keys (no ``*``, or ``GET #``); one key per pattern when each has a
+    hash tag before its ``*`` (every key it names then hashes with that
+    tag: the key returned stands for them); None when a pattern may name a
+    key on any shard."""
+    keys: list[bytes] = []
     i = 2
     while i < len(args) - 1:
         word = args[i].lower()
         if word in (b"by", b"get"):
-            if b"*" in args[i + 1] and args[i + 1] != b"#":
-                return True
+            pattern = args[i + 1]
+            nul = pattern.find(b"\0")
+            head = pattern if nul < 0 else pattern[:nul]  # what Redis's strchr sees
+            star = head.find(b"*")
+            if star >= 0 and pattern != b"#":
+                open_ = head.find(b"{")
+                close = head.find(b"}", open_ + 1) if 0 <= open_ < star else -1
+                if close < 0 or close == open_ + 1 or close > star:
+                    return None
+                keys.append(pattern[: close + 1])
             i += 1
         elif word == b"limit":
             i += 2
         i += 1
-    return False
+    return keys
 
 
 FINDERS: dict[str, Callable[[list[bytes]], list[bytes]]] = {
@@ -404,7 +417,10 @@ FINDERS: dict[str, Callable[[list[bytes]], list[bytes]]] = {
     "sort": _sort_keys,
     "sort_ro": _first_key,
 }
-READS_ANY: dict[str, Callable[[list[bytes]], bool]] = {"sort": sort_reads_any, "sort_ro": sort_reads_any}
+PATTERN_KEYS: dict[str, Callable[[list[bytes]], list[bytes] | None]] = {
+    "sort": sort_pattern_keys,
+    "sort_ro": sort_pattern_keys,
+}
 
 
 def _parse_keys(spec: str) -> tuple[int, int, int, int]:
@@ -450,7 +466,7 @@ def _load(text: str) -> dict[str, Command]:
                 and "blocking" not in flag_set
             ),
             finder=FINDERS[finder] if finder else None,
-            reads_any=READS_ANY.get(finder),
+            pattern_keys=PATTERN_KEYS.get(finder),
         )
     return table
 

@@ -323,8 +323,8 @@ def _run_atomic(client: Client, queued: list, reply: Exec) -> None:
         if cmd.route == "shard":
             commands.append(args)
             keys.extend(cmd.keys(args))
-            if cmd.reads_any is not None and cmd.reads_any(args):
-                everything = True
+            if cmd.pattern_keys is not None and cmd.pattern_keys(args) != []:
+                everything = True  # the keys its patterns name: anywhere
         elif cmd.route == "all":
             commands.append(args)
             everything = True

@@ -133,6 +133,10 @@ def test_sort_errors(compare):
     compare("SORT", "bad")
     compare("RPUSH", "range", "1e999", "1")
     compare("SORT", "range")
+    compare("RPUSH", "lines", "1\n2", "3")
+    compare("SORT", "lines")
+    compare("RPUSH", "ints", "+5", "-0", "007", "12345678901234567890", "5\x00x")
+    compare("SORT", "ints")
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
@@ -188,3 +192,20 @@ def test_sort_ties_with_limit(compare):
         compare("SORT", "l", "BY", "w_*", "ALPHA", "LIMIT", start, count)
         compare("SORT", "l", "BY", "w_*", "ALPHA", "DESC", "LIMIT", start, count)
         compare("SORT", "l", "BY", "nokey_*", "ALPHA", "LIMIT", start, count)
+
+
+def test_sort_hash_tagged_patterns(compare):
+    """Patterns whose hash tag keeps their keys with the sorted key run on
+    one shard; a tag on another shard, or none, parks them all: the replies
+    are the same either way."""
+    compare("RPUSH", "{u}ids", "3", "1", "2")
+    for v, w in (("1", "30"), ("2", "10"), ("3", "20")):
+        compare("SET", "{u}w_" + v, w)
+        compare("SET", "{v}w_" + v, w)
+        compare("HSET", "{u}h_" + v, "name", "n" + v)
+    compare("SORT", "{u}ids", "BY", "{u}w_*", "GET", "#", "GET", "{u}h_*->name")
+    compare("SORT", "{u}ids", "BY", "{v}w_*", "GET", "{u}h_*->name", "STORE", "dst")
+    compare("LRANGE", "dst", 0, -1)
+    compare("SORT", "{u}ids", "BY", "{}w_*")
+    compare("SORT", "{u}ids", "BY", "w_{*}")
+    compare("SORT_RO", "{u}ids", "BY", "{u}w_*", "LIMIT", 0, 2)

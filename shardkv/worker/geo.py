@@ -12,6 +12,8 @@ of ``georadiusGeneric`` so that the first error is Redis's.
 
 from __future__ import annotations
 
+import numpy as np
+
 from shardkv import errors
 from shardkv.args import format_float, parse_float_or_none
 from shardkv.errors import CommandError
@@ -300,31 +302,51 @@ def _by_distance_desc(a: tuple, b: tuple) -> int:
     return (a[3] < b[3]) - (a[3] > b[3])
 
 
+# Below this many candidates a search checks them one by one; above, numpy
+# decodes them and sets aside those far outside first.
+_VECTOR_MIN = 32
+
+
 def _points(z: ZSet, shape: Shape, limit: int) -> list[tuple[bytes, float, float, float, float]]:
     """``membersOfAllNeighbors``: (member, lon, lat, distance, score) of the
     members inside ``shape``, box by box; at most ``limit`` when not 0."""
-    found: list[tuple[bytes, float, float, float, float]] = []
     boxes = shape.boxes()
     last = 0
-    contains = shape.contains
+    candidates: list[tuple[float, bytes]] = []
     for i, (bits, step) in enumerate(boxes):
         if bits == 0 and step == 0:
             continue
         if last and boxes[last] == (bits, step):
             continue  # a huge radius makes neighbours repeat
-        if found and limit and len(found) >= limit:
-            break
         lo = geohash.align52(bits, step)
         hi = geohash.align52(bits + 1, step)
         start, stop = z.score_span(float(lo), False, float(hi), True)
-        for score, member in z.slice(start, stop):
+        candidates += z.slice(start, stop)
+        last = i
+    contains = shape.contains
+    found: list[tuple[bytes, float, float, float, float]] = []
+    if len(candidates) < _VECTOR_MIN:
+        for score, member in candidates:
             lon, lat = geohash.decode_score(score)
             dist = contains(lon, lat)
             if dist is not None:
                 found.append((member, lon, lat, dist, score))
-            if found and limit and len(found) >= limit:
+                if limit and len(found) >= limit:
+                    break
+        return found
+    scores = np.fromiter((s for s, _ in candidates), dtype=np.float64, count=len(candidates))
+    lons, lats = geohash.decode_scores(scores)
+    near = np.flatnonzero(shape.may_contain(lons, lats)).tolist()
+    lon_list = lons.tolist()
+    lat_list = lats.tolist()
+    for i in near:
+        lon, lat = lon_list[i], lat_list[i]
+        dist = contains(lon, lat)
+        if dist is not None:
+            score, member = candidates[i]
+            found.append((member, lon, lat, dist, score))
+            if limit and len(found) >= limit:
                 break
-        last = i
     return found
 
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 LONG_MIN = -180.0
 LONG_MAX = 180.0
 LAT_MIN = -85.05112878
@@ -104,6 +106,33 @@ def decode_score(score: float) -> tuple[float, float]:
     return lon, lat
 
 
+_U64 = np.uint64
+
+
+def decode_scores(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`decode_score` of many scores at once, with the same float
+    operations (so the same results); scores outside 0..2**52 go one by one."""
+    normal = (scores >= 0) & (scores < 2.0**52)
+    bits = np.where(normal, scores, 0).astype(_U64)
+    x = bits
+    y = bits >> _U64(1)
+    for s, b in ((0, _B[0]), (1, _B[1]), (2, _B[2]), (4, _B[3]), (8, _B[4]), (16, 0x00000000FFFFFFFF)):
+        x = (x | (x >> _U64(s))) & _U64(b)
+        y = (y | (y >> _U64(s))) & _U64(b)
+    ilat = x.astype(np.float64)  # the even bits: latitude
+    ilon = y.astype(np.float64)
+    div = float(1 << STEP_MAX)
+    lon_scale = LONG_MAX - LONG_MIN
+    lat_scale = LAT_MAX - LAT_MIN
+    lon = (LONG_MIN + (ilon / div) * lon_scale + (LONG_MIN + ((ilon + 1) / div) * lon_scale)) / 2
+    lat = (LAT_MIN + (ilat / div) * lat_scale + (LAT_MIN + ((ilat + 1) / div) * lat_scale)) / 2
+    lon = np.minimum(np.maximum(lon, LONG_MIN), LONG_MAX)
+    lat = np.minimum(np.maximum(lat, LAT_MIN), LAT_MAX)
+    for i in np.flatnonzero(~normal).tolist():
+        lon[i], lat[i] = decode_score(float(scores[i]))
+    return lon, lat
+
+
 def align52(bits: int, step: int) -> int:
     return (bits << (52 - step * 2)) & _M64
 
@@ -179,6 +208,14 @@ def distance(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
     return 2.0 * EARTH_RADIUS_IN_METERS * math.asin(math.sqrt(a))
 
 
+def _np_distance(lon1, lat1, lon2, lat2) -> np.ndarray:
+    """Haversine with numpy, for :meth:`Shape.may_contain` only."""
+    v = np.sin((np.multiply(lon2, D_R) - np.multiply(lon1, D_R)) / 2)
+    u = np.sin((np.multiply(lat2, D_R) - np.multiply(lat1, D_R)) / 2)
+    a = u * u + np.cos(np.multiply(lat1, D_R)) * np.cos(np.multiply(lat2, D_R)) * v * v
+    return 2.0 * EARTH_RADIUS_IN_METERS * np.arcsin(np.sqrt(np.minimum(a, 1.0)))
+
+
 def estimate_steps(range_meters: float, lat: float) -> int:
     """``geohashEstimateStepsByRadius``."""
     if range_meters == 0:
@@ -233,6 +270,19 @@ class Shape:
         if distance(lon, lat, self.lon, lat) > self.width * self.conversion / 2:
             return None
         return distance(self.lon, self.lat, lon, lat)
+
+    def may_contain(self, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+        """A superset of the points :meth:`contains` accepts, computed with
+        numpy (whose sin and cos may differ from C's in the last bit, hence
+        the margin); :meth:`contains` decides each of them exactly."""
+        if self.radius is not None:
+            d = _np_distance(self.lon, self.lat, lon, lat)
+            return d <= self.radius * self.conversion * (1 + 1e-9) + 1e-9
+        lat_d = EARTH_RADIUS_IN_METERS * np.abs(self.lat * D_R - lat * D_R)
+        lon_d = _np_distance(lon, lat, self.lon, lat)
+        return (lat_d <= self.height * self.conversion / 2 * (1 + 1e-9) + 1e-9) & (
+            lon_d <= self.width * self.conversion / 2 * (1 + 1e-9) + 1e-9
+        )
 
     def boxes(self) -> list[tuple[int, int]]:
         """``geohashCalculateAreasByShapeWGS84``, then the order in which
