@@ -131,12 +131,14 @@ def test_sort_errors(compare):
     compare("EXISTS", "dst")
     compare("RPUSH", "bad", "nan", "1")
     compare("SORT", "bad")
-    compare("RPUSH", "range", "1e999", "1")
-    compare("SORT", "range")
-    compare("RPUSH", "lines", "1\n2", "3")
-    compare("SORT", "lines")
     compare("RPUSH", "ints", "+5", "-0", "007", "12345678901234567890", "5\x00x")
     compare("SORT", "ints")
+    compare("RPUSH", "lines", "1\n2", "3")
+    compare("SORT", "lines")
+    # Last: Redis does not clear errno before strtod, so after an ERANGE a
+    # later SORT of good numbers may fail too, until some call resets it.
+    compare("RPUSH", "range", "1e999", "1")
+    compare("SORT", "range")
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
