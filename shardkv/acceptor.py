@@ -86,6 +86,15 @@ class Acceptor:
         self.event_loop_name = "asyncio"
         self.shutdown_requested: asyncio.Future | None = None
         self.control: socket.socket | None = None  # to the supervisor
+        # CLIENT PAUSE (see shardkv.pause): its mode, end, timer, and the
+        # clients it postponed, in order.
+        self.pause_type = 0
+        self.pause_end = 0.0
+        self.pause_timer: asyncio.TimerHandle | None = None
+        self.paused_clients: list[Client] = []
+        # Some shard is over its maxmemory share with nothing to evict (as
+        # the shards last said, after CONFIG SET and once a second).
+        self.oom = False
         # The commands the acceptor answers or refuses (see shardkv.cmdstats).
         self.stats = Stats()
         apply_settings(self.stats, {k: _show(v) for k, v in config.items()})
@@ -114,6 +123,15 @@ class Acceptor:
                 client.flush()
 
     # -- clients ------------------------------------------------------------------
+
+    def _ask_oom(self) -> None:
+        from shardkv.resp import encode_command
+        from shardkv.wire import entry_header
+
+        sink = _OomSink(self, len(self.links))
+        body = encode_command([b"__oom"])
+        for link in self.links:
+            link.send(entry_header(0), body, sink)
 
     def client_connected(self, client: Client) -> None:
         self.connections_received += 1
@@ -248,9 +266,12 @@ class Acceptor:
                 server.close()
 
     async def _cron(self) -> None:
-        """Once a second: close idle clients (``timeout``)."""
+        """Once a second: close idle clients (``timeout``), and ask the
+        shards whether they are out of memory (while maxmemory is set)."""
         while True:
             await asyncio.sleep(1)
+            if self.config["maxmemory"] or self.oom:
+                self._ask_oom()
             timeout = self.config["timeout"]
             if timeout:
                 limit = time.monotonic() - timeout
@@ -270,6 +291,21 @@ def _show(value: Any) -> str:
     if value is False:
         return "no"
     return str(value)
+
+
+class _OomSink:
+    """Collects the shards' answers to ``__oom``."""
+
+    def __init__(self, server: Acceptor, n: int) -> None:
+        self.server = server
+        self.left = n
+        self.any = False
+
+    def deliver(self, body: bytes) -> None:
+        self.any = self.any or body == b":1\r\n"
+        self.left -= 1
+        if not self.left:
+            self.server.oom = self.any
 
 
 class _FutureSink:

@@ -55,12 +55,12 @@ from typing import TYPE_CHECKING
 
 import hiredis
 
-from shardkv import wire
+from shardkv import errors, wire
 from shardkv.acceptor import BLOCKING, DISCONNECT_HOOKS
 from shardkv.client import Slot
 from shardkv.crossshard import AtomicOp
 from shardkv.fanout import Gather
-from shardkv.resp import NULL_ARRAY, KeyedArrays, encode, encode_command
+from shardkv.resp import NULL_ARRAY, KeyedArrays, encode, encode_command, encode_error
 
 if TYPE_CHECKING:
     from shardkv.client import Client
@@ -355,6 +355,27 @@ def _stream_options(args: list[bytes]) -> tuple[bytes | None, bytes]:
         elif word == b"group" and i + 2 < len(args):
             group = args[i + 1]
     return timeout, group
+
+
+def unblock(client: Client, error: bool) -> bool:
+    """CLIENT UNBLOCK: answer a blocked command now, as if it timed out, or
+    with ``-UNBLOCKED``.  False when ``client`` is not blocked on keys.
+
+    The worker is told to forget the wait (``X``); an element it serves in
+    the meantime, before the ``X`` arrives, is not delivered.
+    """
+    token = client.blocked_token
+    wait = WAITING.get(token) if token > 0 else None
+    if wait is None or wait.done:
+        return False
+    wait.cancel()
+    body = encode_error(errors.UNBLOCKED) if error else encode(NULL_ARRAY, client.resp3)
+    wait.done = True
+    wait.slot.deliver(body)
+    _unblocked(client, token)
+    if not client.closed:
+        client.flush()
+    return True
 
 
 def _disconnected(client: Client) -> None:

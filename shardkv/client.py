@@ -21,7 +21,7 @@ from collections import deque
 from time import perf_counter_ns
 from typing import TYPE_CHECKING
 
-from shardkv import commands, errors, monitor, wire
+from shardkv import commands, errors, monitor, pause, wire
 from shardkv.cmdstats import stat_name
 from shardkv.fanout import MERGES, Gather, merge_by_position, split_by_shard
 from shardkv.resp import Error, ProtocolError, RequestParser, encode, encode_command, encode_error
@@ -38,6 +38,19 @@ _lookup = commands.lookup
 _seen = commands.seen
 
 MAX_IN_FLIGHT = 1024  # a client's commands awaiting replies before reading pauses
+
+# CLIENT REPLY's modes
+REPLY_ON, REPLY_OFF, REPLY_SKIP_NEXT, REPLY_SKIP = 0, 1, 2, 3
+
+
+class _Muted:
+    """A reply CLIENT REPLY OFF or SKIP dropped: ready, and empty."""
+
+    __slots__ = ()
+    data = b""
+
+
+_MUTED = _Muted()
 
 # Called when EXEC is refused, to discard the client's transaction
 # (filled by shardkv.transactions).
@@ -97,7 +110,6 @@ class Client(asyncio.Protocol):
         self.laddr = "?:0"
         self.created = time.monotonic()
         self.last_active = self.created
-        self.last_command = b"NULL"
         # Set by the transactions and Pub/Sub modules.
         self.multi: list | None = None
         self.multi_error = False
@@ -108,6 +120,10 @@ class Client(asyncio.Protocol):
         # come meanwhile are held, and run when it is answered (resume).
         self.blocked_token = 0
         self.held: list = []
+        self.reply_mode = REPLY_ON  # CLIENT REPLY
+        self.no_evict = False  # CLIENT NO-EVICT
+        self.fd = -1
+        self.last_args: list[bytes] = [b"NULL"]  # the last command run, for CLIENT LIST's cmd
         self.monitoring = False  # in MONITOR mode (shardkv.monitor)
         self.in_exec = False  # EXEC is running this client's queued commands
 
@@ -121,6 +137,9 @@ class Client(asyncio.Protocol):
             self.addr = "%s:%d" % peer[:2]
         if isinstance(local, tuple):
             self.laddr = "%s:%d" % local[:2]
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            self.fd = sock.fileno()
         self.parser.authenticated = self.authenticated
         self.server.client_connected(self)
 
@@ -149,7 +168,7 @@ class Client(asyncio.Protocol):
         if batch:
             self.server.commands_processed += len(batch)
             self.last_active = time.monotonic()
-            self.last_command = batch[-1][0][0]
+            self.last_args = batch[-1][0]
         else:  # part of a command: still activity, for ``timeout``
             self.last_active = time.monotonic()
         pending = self.pending
@@ -213,6 +232,8 @@ class Client(asyncio.Protocol):
             and not self.patterns
             and self.authenticated
             and not self.server.monitors
+            and not self.server.pause_type
+            and not self.reply_mode
         )
 
     def _data_received_unauthenticated(self, data: bytes) -> None:
@@ -234,7 +255,7 @@ class Client(asyncio.Protocol):
                 if self.closing:
                     break
             self.server.commands_processed += len(batch)
-            self.last_command = batch[-1][0][0]
+            self.last_args = batch[-1][0]
         self.last_active = time.monotonic()
         if self.pending:
             self.flush()
@@ -339,6 +360,27 @@ class Client(asyncio.Protocol):
 
     def execute(self, args: list[bytes], raw: bytes | None) -> None:
         """Check a command in the order of Redis's ``processCommand``, then run it."""
+        if self.reply_mode:
+            self._execute_quietly(args, raw)
+        else:
+            self._execute(args, raw)
+
+    def _execute_quietly(self, args: list[bytes], raw: bytes | None) -> None:
+        """CLIENT REPLY OFF or SKIP: run the command, drop its replies
+        (unless it was CLIENT REPLY ON)."""
+        mode = self.reply_mode
+        if mode == REPLY_SKIP_NEXT:
+            self.reply_mode = mode = REPLY_SKIP
+        pending = self.pending
+        first = len(pending)
+        self._execute(args, raw)
+        if self.reply_mode == mode:
+            for i in range(first, len(pending)):
+                pending[i] = _MUTED
+            if mode == REPLY_SKIP:
+                self.reply_mode = REPLY_ON
+
+    def _execute(self, args: list[bytes], raw: bytes | None) -> None:
         cmd = _lookup(args[0])
         if cmd is None:
             self.reject(None, unknown_command(args))
@@ -351,11 +393,18 @@ class Client(asyncio.Protocol):
         if "protected" in flags and not self._protected_allowed(cmd):
             self.reject(cmd, errors.PROTECTED_COMMAND % ("DEBUG", "enable-debug-command"))
             return
-        if not self.authenticated and "no_auth" not in flags:
-            self.reject(cmd, errors.NOAUTH)
+        if not self.authenticated:
+            if "no_auth" not in flags:
+                self.reject(cmd, errors.NOAUTH)
+                return
+        elif self.server.pause_type and pause.must_wait(self, cmd, args):
+            pause.postpone(self, args, raw)  # CLIENT PAUSE: it runs when the pause ends
             return
         if self.multi is not None and "no_multi" in flags:
             self.reject(cmd, errors.NOT_IN_MULTI)
+            return
+        if self.server.oom and self._refused_at_oom(cmd):
+            self.reject(cmd, errors.OOM)
             return
         if self.monitoring and monitor.touches_keyspace(cmd):
             self.reject(cmd, errors.MONITOR_KEYSPACE)
@@ -383,6 +432,18 @@ class Client(asyncio.Protocol):
         if self.multi is not None:
             self.multi_error = True
         self.pending.append(encode_error(message))
+
+    def _refused_at_oom(self, cmd: commands.Command) -> bool:
+        """Out of memory, Redis refuses a ``denyoom`` command, an EXEC whose
+        queue holds one, and while MULTI queues, any command but EXEC,
+        DISCARD, QUIT and RESET (queueing could use memory without end).
+        Commands outside MULTI reach their shards, which refuse them there."""
+        multi = self.multi
+        if multi is None:
+            return False
+        if cmd.name == "exec":
+            return any("denyoom" in queued.flags for queued, _ in multi)
+        return cmd.name not in ("discard", "quit", "reset")
 
     def _protected_allowed(self, cmd: commands.Command) -> bool:
         """``enable-debug-command``: yes, or local and a loopback client."""

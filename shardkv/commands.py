@@ -226,7 +226,7 @@ zrangestore        -5    write,denyoom                     1,2,1    shard  -    
 zscan              -3    readonly                          1,1,1    shard  -      sorted_set
 # -- hyperloglog (strings in Redis's HLL layout)
 pfadd              -2    write,denyoom,fast                1,1,1    shard  -      hyperloglog
-pfcount            -2    readonly                          1,-1,1   shard  -      hyperloglog
+pfcount            -2    readonly,may_replicate            1,-1,1   shard  -      hyperloglog
 pfmerge            -2    write,denyoom                     1,-1,1   shard  -      hyperloglog
 pfdebug            3     write,denyoom,admin               2,2,1    shard  -      hyperloglog
 pfselftest         1     admin                             -        shard  -      hyperloglog
@@ -264,8 +264,8 @@ discard            1     noscript,loading,stale,fast       -        local  -    
 watch              -2    noscript,loading,stale,fast       1,-1,1   local  -      transactions
 unwatch            1     noscript,loading,stale,fast       -        local  -      transactions
 # -- scripting
-eval               -3    noscript,stale,skip_monitor,no_mandatory_keys nk2 local -   scripting
-evalsha            -3    noscript,stale,skip_monitor,no_mandatory_keys nk2 local -   scripting
+eval               -3    noscript,stale,skip_monitor,may_replicate,no_mandatory_keys nk2 local -   scripting
+evalsha            -3    noscript,stale,skip_monitor,may_replicate,no_mandatory_keys nk2 local -   scripting
 eval_ro            -3    readonly,noscript,stale,skip_monitor,no_mandatory_keys nk2 local - scripting
 evalsha_ro         -3    readonly,noscript,stale,skip_monitor,no_mandatory_keys nk2 local - scripting
 script             -2    -                                 -        local  -      scripting

@@ -130,6 +130,10 @@ INVALID_COMMAND_ARGUMENTS = "ERR Invalid arguments specified for command"
 NO_KEY_ARGUMENTS = "ERR The command has no key arguments"
 INVALID_CLIENT_ID = "ERR Invalid client ID"
 CLIENT_ID_NOT_POSITIVE = "ERR client-id should be greater than 0"
+CLIENT_PAUSE_MODE = "ERR CLIENT PAUSE mode must be WRITE or ALL"
+CLIENT_UNBLOCK_REASON = "ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR"
+UNBLOCKED = "UNBLOCKED client unblocked via CLIENT UNBLOCK"
+NO_SUCH_USER = "ERR No such user '%s'"
 UNKNOWN_CLIENT_TYPE = "ERR Unknown client type '%s'"
 
 # -- strings and keyspace ----------------------------------------------------

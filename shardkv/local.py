@@ -16,14 +16,16 @@ from __future__ import annotations
 import time
 from collections.abc import Collection
 
-from shardkv import REDIS_VERSION, command_docs, commands, config, errors, monitor
+from shardkv import REDIS_VERSION, command_docs, commands, config, errors, monitor, pause
 from shardkv.acceptor import ATTACH_HOOKS, DISCONNECT_HOOKS, local
 from shardkv.args import parse_cursor, parse_int, parse_int32, parse_scan_options, strict_int
-from shardkv.client import Client
+from shardkv.blocking import unblock
+from shardkv.client import REPLY_OFF, REPLY_ON, REPLY_SKIP_NEXT, Client
+from shardkv.cmdstats import stat_name
 from shardkv.errors import CommandError
 from shardkv.glob import compile_glob
 from shardkv.info import build_info
-from shardkv.resp import OK, Verbatim
+from shardkv.resp import OK, Verbatim, encode_command
 from shardkv.router import SLOTS
 
 
@@ -142,21 +144,32 @@ def _check_name(name: bytes) -> None:
 # -- CLIENT ------------------------------------------------------------------
 
 
-def client_info_line(c: Client, now: float) -> bytes:
-    flags = "N"
+def client_info_line(c: Client, now: float, current: list | None = None) -> bytes:
+    """One line of CLIENT LIST, with Redis 7.0's fields.  ``current`` is the
+    command being run when ``c`` asks about itself: Redis shows it in
+    ``cmd``, and its bytes are still in the query buffer (``qbuf``)."""
+    flags = ""
     if c.monitoring:
-        flags = "O"
-    elif c.multi is not None:
-        flags = "x"
-    elif c.channels or c.patterns:
-        flags = "P"
-    elif c.blocked_token:
-        flags = "b"
+        flags += "O"
+    if c.channels or c.patterns:
+        flags += "P"
+    if c.multi is not None:
+        flags += "x"
+    if c.blocked_token:
+        flags += "b"
+    if c.closing:
+        flags += "c"
+    if c.no_evict:
+        flags += "e"
+    flags = flags or "N"
+    last = current if current is not None else c.last_args
+    qbuf = c.parser.buffered() + (len(encode_command(current)) if current is not None else 0)
+    multi_mem = sum(len(a) + 16 for _, args in c.multi for a in args) if c.multi else 0
     fields = [
         ("id", str(c.id)),
         ("addr", c.addr),
         ("laddr", c.laddr),
-        ("fd", "-1"),
+        ("fd", str(c.fd)),
         ("name", c.name.decode("latin-1")),
         ("age", str(int(now - c.created))),
         ("idle", str(int(now - c.last_active))),
@@ -166,18 +179,18 @@ def client_info_line(c: Client, now: float) -> bytes:
         ("psub", str(len(c.patterns))),
         ("ssub", "0"),
         ("multi", str(len(c.multi)) if c.multi is not None else "-1"),
-        ("qbuf", str(c.parser.buffered())),
+        ("qbuf", str(qbuf)),
         ("qbuf-free", "0"),
-        ("argv-mem", "0"),
-        ("multi-mem", "0"),
+        ("argv-mem", str(sum(len(a) for a in current) if current is not None else 0)),
+        ("multi-mem", str(multi_mem)),
         ("rbs", "0"),
         ("rbp", "0"),
         ("obl", "0"),
         ("oll", str(len(c.pending))),
         ("omem", "0"),
-        ("tot-mem", "0"),
+        ("tot-mem", str(qbuf + multi_mem)),
         ("events", "r"),
-        ("cmd", c.last_command.decode("latin-1").lower()),
+        ("cmd", stat_name(last[:2]) if last and last[0] != b"NULL" else "NULL"),
         ("user", "default"),
         ("redir", "-1"),
         ("resp", "3" if c.resp3 else "2"),
@@ -216,7 +229,7 @@ def client_cmd(client: Client, args: list) -> None:
             raise CommandError("ERR Unrecognized option '{}'".format(args[2].decode("latin-1")))
         client.reply(OK)
     elif sub == b"INFO":
-        client.reply(Verbatim(client_info_line(client, time.monotonic()) + b"\n"))
+        client.reply(Verbatim(client_info_line(client, time.monotonic(), args) + b"\n"))
     elif sub == b"LIST":
         now = time.monotonic()
         chosen = list(server.clients.values())
@@ -232,13 +245,61 @@ def client_cmd(client: Client, args: list) -> None:
             chosen = _of_type(chosen, args[3])
         elif n != 2:
             raise CommandError(errors.SYNTAX)
-        client.reply(Verbatim(b"".join(client_info_line(c, now) + b"\n" for c in chosen)))
+        client.reply(
+            Verbatim(
+                b"".join(client_info_line(c, now, args if c is client else None) + b"\n" for c in chosen)
+            )
+        )
     elif sub == b"KILL":
         _client_kill(client, args)
     elif sub in (b"NO-EVICT", b"NO-TOUCH"):
         if args[2].upper() not in (b"ON", b"OFF"):
             raise CommandError(errors.SYNTAX)
+        if sub == b"NO-EVICT":  # shown in CLIENT LIST's flags; shardkv never evicts clients
+            client.no_evict = args[2].upper() == b"ON"
         client.reply(OK)
+    elif sub == b"REPLY":
+        mode = args[2].upper()
+        if mode == b"ON":
+            client.reply_mode = REPLY_ON
+            client.reply(OK)
+        elif mode == b"OFF":
+            client.reply_mode = REPLY_OFF
+        elif mode == b"SKIP":
+            if client.reply_mode != REPLY_OFF:
+                client.reply_mode = REPLY_SKIP_NEXT
+        else:
+            raise CommandError(errors.SYNTAX)
+    elif sub == b"PAUSE":
+        kind = pause.ALL
+        if n == 4:
+            mode = args[3].upper()
+            if mode == b"WRITE":
+                kind = pause.WRITE
+            elif mode != b"ALL":
+                raise CommandError(errors.CLIENT_PAUSE_MODE)
+        elif n > 4:
+            raise CommandError(errors.SYNTAX)
+        timeout = parse_int(args[2], errors.TIMEOUT_NOT_INTEGER)
+        if timeout < 0:
+            raise CommandError(errors.TIMEOUT_NEGATIVE)
+        pause.start(server, timeout, kind)
+        client.reply(OK)
+    elif sub == b"UNPAUSE":
+        pause.stop(server)
+        client.reply(OK)
+    elif sub == b"UNBLOCK":
+        error = False
+        if n == 4:
+            reason = args[3].upper()
+            if reason == b"ERROR":
+                error = True
+            elif reason != b"TIMEOUT":
+                raise CommandError(errors.CLIENT_UNBLOCK_REASON)
+        elif n > 4:
+            raise CommandError(errors.SYNTAX)
+        target = server.clients.get(parse_int(args[2]))
+        client.reply(1 if target is not None and unblock(target, error) else 0)
     elif sub == b"GETREDIR":
         client.reply(-1)  # no client-side caching, so no redirection
     elif sub == b"TRACKINGINFO":
@@ -273,12 +334,22 @@ _CLIENT_HELP = [
     "      Kill connections authenticated by <username>.",
     "    * SKIPME (YES|NO)",
     "      Skip killing current connection (default: yes).",
+    "    * MAXAGE <maxage>",
+    "      Kill connections older than the specified age.",
     "LIST [options ...]",
     "    Return information about client connections. Options:",
     "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
     "      Return clients of specified type.",
+    "PAUSE <timeout> [WRITE|ALL]",
+    "    Suspend all, or just write, clients for <timeout> milliseconds.",
+    "REPLY (ON|OFF|SKIP)",
+    "    Control the replies sent to the current connection.",
     "SETNAME <name>",
     "    Assign the name <name> to the current connection.",
+    "UNBLOCK <clientid> [TIMEOUT|ERROR]",
+    "    Unblock the specified blocked client.",
+    "UNPAUSE",
+    "    Stop the current client pause, resuming traffic.",
     "SETINFO <option> <value>",
     "    Set client meta attributes (LIB-NAME or LIB-VER).",
     "TRACKINGINFO",
@@ -328,7 +399,14 @@ def _client_kill(client: Client, args: list) -> None:
         elif opt == b"LADDR":
             victims = [c for c in victims if c.laddr == text]
         elif opt == b"USER":
-            victims = [c for c in victims if text == "default"]
+            if text != "default":  # the only user there is
+                raise CommandError(errors.NO_SUCH_USER % text)
+        elif opt == b"MAXAGE":  # Redis 7.4's: connected longer than this many seconds
+            age = strict_int(val)
+            if age is None:
+                raise CommandError(errors.NOT_INTEGER)
+            now = time.monotonic()
+            victims = [c for c in victims if now - c.created >= age]
         elif opt == b"SKIPME":
             if val.lower() not in (b"yes", b"no"):
                 raise CommandError(errors.SYNTAX)
@@ -365,6 +443,7 @@ def monitor_(client: Client, args: list) -> None:
 
 
 DISCONNECT_HOOKS.append(monitor.stop)
+DISCONNECT_HOOKS.append(pause.forget)
 
 
 # -- COMMAND -----------------------------------------------------------------
@@ -686,6 +765,14 @@ def _all_ok(parts: list) -> object:
     return OK
 
 
+def _set_oom(server, parts: list) -> object:
+    """The shards' answers to ``__config`` or ``__oom``: is any of them out
+    of memory?  The acceptor then refuses commands as Redis does at OOM
+    while a transaction is queued (see Client._execute)."""
+    server.oom = any(p == 1 for p in parts)
+    return OK
+
+
 @local("config")
 @_guard
 def config_cmd(client: Client, args: list) -> None:
@@ -730,8 +817,9 @@ def config_cmd(client: Client, args: list) -> None:
         server.config.update(changes)
         for hook in CONFIG_HOOKS:
             hook(server, changes)
-        # Reply once every worker has the new values.
-        client.query_all(worker_config(server, changes), _all_ok)
+        # Reply once every worker has the new values (and has said whether
+        # it is now out of memory).
+        client.query_all(worker_config(server, changes), lambda parts: _set_oom(server, parts))
     elif sub == b"RESETSTAT":
         server.commands_processed = 0
         server.connections_received = 0

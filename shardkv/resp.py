@@ -46,6 +46,7 @@ except ImportError:  # pragma: no cover - hiredis is a dependency
     _HiredisReader = None
 
 PROTO_INLINE_MAX_SIZE = 64 * 1024
+PROTO_IOBUF_LEN = 16 * 1024  # what Redis reads from a client at a time
 # Input with an aggregate header of 5 digits or more never goes to hiredis:
 # it allocates an array of the announced size before the elements come, and
 # freeing one of 2**31 takes seconds.  (Not anchored at line starts: hiredis
@@ -417,11 +418,14 @@ class RequestParser:
                         break
                     line = buf[pos:eol]
                     pos = eol + 1
+                    if len(line) >= PROTO_INLINE_MAX_SIZE + PROTO_IOBUF_LEN:
+                        # Redis reads 16 KB at a time and gives up once more
+                        # than 64 KB have come without a newline: a line sent
+                        # whole is refused when its newline is not within
+                        # the first 80 KB (a 70,000-byte line is a command).
+                        raise ProtocolError(errors.PROTO_BIG_INLINE, out)
                     if line.endswith(b"\r"):
                         line = line[:-1]
-                    # No length limit once the newline is here: Redis
-                    # refuses an inline line only while 64 KB have come
-                    # without one (above, and in the long-line hold).
                     try:
                         args = split_inline(line)
                     except ProtocolError as e:

@@ -234,3 +234,186 @@ def test_latencystats(ports):
         c.close()
     assert got["shardkv"] == got["redis"]
     assert "latency_percentiles_usec_get" in got["shardkv"]
+
+
+# -- CLIENT REPLY, PAUSE, UNBLOCK, LIST, KILL ------------------------------------
+
+
+def test_client_reply_off_on_skip(ports):
+    data = (
+        b"CLIENT REPLY OFF\r\nPING a\r\nPING b\r\nCLIENT REPLY ON\r\nPING c\r\n"
+        b"CLIENT REPLY SKIP\r\nPING d\r\nPING e\r\n"
+        b"CLIENT REPLY SKIP\r\nCLIENT REPLY ON\r\nPING f\r\n"
+        b"CLIENT REPLY OFF\r\nCLIENT REPLY SKIP\r\nPING g\r\nCLIENT REPLY ON\r\nCLIENT REPLY x\r\n"
+        b"CLIENT REPLY OFF\r\nSET k v\r\nGET k\r\nMGET k a b c\r\nCLIENT REPLY ON\r\nGET k\r\n"
+    )
+    (real, _), (ours, _) = both(ports, data)
+    assert ours == real
+    assert (
+        real
+        == b"+OK\r\n$1\r\nc\r\n$1\r\ne\r\n+OK\r\n$1\r\nf\r\n+OK\r\n-ERR syntax error\r\n+OK\r\n$1\r\nv\r\n"
+    )
+
+
+def _blocked_clients(c: redis.Redis) -> int:
+    return c.info("clients")["blocked_clients"]
+
+
+def _wait_blocked(c: redis.Redis, n: int) -> None:
+    import time
+
+    for _ in range(500):
+        if _blocked_clients(c) == n:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"blocked_clients never reached {n}")
+
+
+@pytest.mark.parametrize("server_name", ["redis", "shardkv"])
+def test_client_pause_write_postpones_writes_in_order(ports, server_name):
+    port = ports[server_name]
+    admin = redis.Redis(port=port)
+    admin.delete("pk")
+    admin.execute_command("CLIENT", "PAUSE", "100000", "WRITE")
+    try:
+        reader = redis.Redis(port=port)
+        assert reader.get("pk") is None  # reads run
+        assert reader.ping()
+        assert _blocked_clients(admin) == 0
+        import socket
+
+        writer = socket.create_connection(("127.0.0.1", port))
+        writer.sendall(b"RPUSH pk a\r\nRPUSH pk b\r\nPUBLISH ch m\r\nGET pk\r\n")
+        _wait_blocked(admin, 1)
+        assert admin.lrange("pk", 0, -1) == []
+        with pytest.raises(redis.ResponseError, match="wrong number of arguments"):
+            reader.execute_command("SET", "x")  # its checks fail at once
+    finally:
+        admin.execute_command("CLIENT", "UNPAUSE")
+    got = b""
+    while got.count(b"\r\n") < 4:
+        got += writer.recv(1024)
+    # In order: the GET waited behind the writes (so it finds a list).
+    assert got == b":1\r\n:2\r\n:0\r\n-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"
+    writer.close()
+    admin.delete("pk")
+
+
+@pytest.mark.parametrize("server_name", ["redis", "shardkv"])
+def test_client_pause_times_out_and_expiry_waits(ports, server_name):
+    import time
+
+    c = redis.Redis(port=ports[server_name])
+    before = c.info("stats")["expired_keys"]
+    c.set("pe", "v", px=10)
+    c.execute_command("CLIENT", "PAUSE", "300", "WRITE")
+    time.sleep(0.05)
+    assert c.get("pe") is None  # logically expired
+    assert c.info("stats")["expired_keys"] == before  # but not deleted
+    time.sleep(0.4)  # the pause is over
+    c.get("pe")
+    assert c.info("stats")["expired_keys"] == before + 1
+    assert c.set("after", "1")
+    c.delete("after")
+
+
+def test_client_pause_errors(compare):
+    compare("CLIENT", "PAUSE", "abc")
+    compare("CLIENT", "PAUSE", "-1")
+    compare("CLIENT", "PAUSE", "10", "NOPE")
+    compare("CLIENT", "PAUSE", "0", "WRITE")
+    compare("CLIENT", "UNPAUSE")
+    compare("CLIENT", "UNBLOCK", "abc")
+    compare("CLIENT", "UNBLOCK", "999999")
+    compare("CLIENT", "UNBLOCK", "1", "NOPE")
+    compare("CLIENT", "KILL", "USER", "nobody")
+    compare("CLIENT", "KILL", "USER", "default", "SKIPME", "YES", "ID", "999999")
+    compare("CLIENT", "KILL", "ID", "abc")
+    compare("CLIENT", "NO-EVICT", "maybe")
+
+
+@pytest.mark.parametrize("reason", ["TIMEOUT", "ERROR"])
+def test_client_unblock(ports, reason):
+    import socket
+
+    got = {}
+    for name in ("redis", "shardkv"):
+        admin = redis.Redis(port=ports[name])
+        admin.delete("ul", "ul2{x}")
+        s = socket.create_connection(("127.0.0.1", ports[name]))
+        s.sendall(b"CLIENT ID\r\n")
+        cid = int(s.recv(100)[1:-2])
+        s.sendall(b"BLPOP ul 0\r\n")
+        _wait_blocked(admin, 1)
+        first = admin.execute_command("CLIENT", "UNBLOCK", cid, reason)
+        reply = s.recv(200)
+        again = admin.execute_command("CLIENT", "UNBLOCK", cid, reason)
+        s.sendall(b"BLPOP ul ul2{x} 0\r\n")  # keys on two shards in shardkv
+        _wait_blocked(admin, 1)
+        assert admin.execute_command("CLIENT", "UNBLOCK", cid, reason) == 1
+        reply2 = s.recv(200)
+        got[name] = (first, reply, again, reply2)
+        s.close()
+    assert got["shardkv"] == got["redis"]
+
+
+def test_client_list_and_info_fields(ports):
+    for name in ("redis", "shardkv"):
+        c = redis.Redis(port=ports[name], protocol=2)
+        line = c.execute_command("CLIENT", "INFO").decode()
+        keys = [kv.split("=")[0] for kv in line.split()]
+        assert (
+            keys[:28]
+            == (
+                "id addr laddr fd name age idle flags db sub psub ssub multi qbuf qbuf-free argv-mem "
+                "multi-mem rbs rbp obl oll omem tot-mem events cmd user redir resp"
+            ).split()
+        ), name
+        fields = dict(kv.split("=", 1) for kv in line.split())
+        assert fields["cmd"] == "client|info" and fields["qbuf"] == "26" and fields["flags"] == "N"
+        listed = c.execute_command("CLIENT", "LIST", "ID", fields["id"]).decode()
+        assert " cmd=client|list " in listed
+        c.close()
+
+
+# -- OOM while MULTI queues --------------------------------------------------------
+
+
+def test_oom_while_queueing_and_at_exec(ports):
+    got = {}
+    for name in ("redis", "shardkv"):
+        port = ports[name]
+        c, admin = redis.Redis(port=port), redis.Redis(port=port)
+        c.set("x", "value")
+        out = []
+        # Read-only EXEC runs under OOM; one with a denyoom command aborts.
+        for queued in ([("GET", "x"), ("PING",)], [("SET", "y", "1"), ("GET", "x")]):
+            c.execute_command("MULTI")
+            for cmd in queued:
+                c.execute_command(*cmd)
+            admin.config_set("maxmemory", 1)
+            out.append(_try(c, "EXEC"))
+            admin.config_set("maxmemory", 0)
+        # Queueing under OOM is refused, DISCARD still works.
+        admin.config_set("maxmemory", 1)
+        c.execute_command("MULTI")
+        out.append(_try(c, "SET", "z", "1"))
+        out.append(_try(c, "GET", "x"))
+        out.append(_try(c, "DISCARD"))
+        # A refusal while queueing aborts the EXEC after the OOM is gone.
+        c.execute_command("MULTI")
+        out.append(_try(c, "LPUSH", "l", "v"))
+        admin.config_set("maxmemory", 0)
+        out.append(_try(c, "SET", "z", "1"))
+        out.append(_try(c, "EXEC"))
+        out.append(c.exists("y", "z", "l"))
+        got[name] = out
+        c.close()
+        admin.close()
+    assert got["shardkv"] == got["redis"]
+
+
+def test_blpop_with_a_tiny_timeout_times_out(compare):
+    compare("BLPOP", "nolist", "0.001")
+    compare("BLPOP", "nolist", "other{x}", "0.001")
+    compare("BRPOP", "nolist", "0.0001")

@@ -295,6 +295,16 @@ class Memory:
 
     # -- eviction ------------------------------------------------------------------
 
+    def out_of_memory(self) -> bool:
+        """Over the limit with nothing left to evict: what the acceptor needs
+        to know to refuse commands while a transaction is queued (Redis's
+        ``performEvictions() == EVICT_FAIL`` in ``processCommand``)."""
+        self.refresh()
+        data = self.data
+        if data + (self.extra if self.extra < data else data) <= self.room:
+            return False
+        return not self.evict()
+
     def evict(self) -> bool:
         """Evict until under the limit; False when there is nothing to evict."""
         ks = self.ks

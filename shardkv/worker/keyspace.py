@@ -85,6 +85,9 @@ class Keyspace:
         # as Redis's propagateDeletion: the AOF logs a DEL.
         self.propagate_del: Callable[[bytes], None] | None = None
         self.memory = None  # an eviction.Memory while maxmemory is on
+        # While clients are paused (CLIENT PAUSE), an expired key reads as
+        # missing but stays, as in Redis: nothing is deleted, nothing logged.
+        self.expiry_paused = False
 
     def tick(self) -> int:
         """Read the clock; call once per batch of commands."""
@@ -236,6 +239,8 @@ class Keyspace:
             self.on_delete(key)
 
     def _expire(self, slot: int, key: bytes) -> None:
+        if self.expiry_paused:
+            return
         self._remove(slot, key)
         self.expired_keys += 1
         if self.propagate_del is not None:

@@ -150,7 +150,8 @@ def _ttl_sample(ks: Keyspace, limit: int = 1000) -> list:
 
 @command("__config")
 def config(ks: Keyspace, args: list[bytes]) -> object:
-    """__config name value [name value ...] -> OK: the acceptor's settings."""
+    """__config name value [name value ...] -> 1 or 0 as ``__oom``: the
+    acceptor's settings."""
     for i in range(1, len(args) - 1, 2):
         try:
             RUNTIME.set(args[i].decode(), args[i + 1].decode())
@@ -161,7 +162,15 @@ def config(ks: Keyspace, args: list[bytes]) -> object:
     stats = getattr(ks, "stats", None)
     if stats is not None:
         apply_settings(stats, RUNTIME.extra)
-    return OK
+    return oom(ks, args)
+
+
+@command("__oom")
+def oom(ks: Keyspace, args: list[bytes]) -> object:
+    """__oom -> 1 when this shard is over its maxmemory share with nothing
+    left to evict, else 0 (``__config`` answers the same)."""
+    memory = ks.memory
+    return 1 if memory is not None and memory.out_of_memory() else 0
 
 
 @command("__resetstat")
@@ -196,6 +205,13 @@ def slowlog(ks: Keyspace, args: list[bytes]) -> object:
     count = int(args[2])
     entries = list(stats.slowlog) if count < 0 else list(stats.slowlog)[:count]
     return [list(e) for e in entries]
+
+
+@command("__pause")
+def pause(ks: Keyspace, args: list[bytes]) -> object:
+    """__pause 1|0 -> OK: CLIENT PAUSE began or ended; expiry waits meanwhile."""
+    ks.expiry_paused = args[1] == b"1"
+    return OK
 
 
 @command("__ping")

@@ -34,7 +34,7 @@ class Sweeper:
         Returns how many keys it deleted.
         """
         ks = self.keyspace
-        if not ks.nvolatile:
+        if not ks.nvolatile or ks.expiry_paused:  # CLIENT PAUSE: no active expiry
             return 0
         deadline = self.timer() + budget_s
         deleted = 0
