@@ -499,11 +499,98 @@ def _acl_categories(cmd: commands.Command, flags: Collection[str] | None = None)
         cats.append("@blocking")
     if "admin" in flags:
         cats += ["@admin", "@dangerous"]
-    return cats
+    cats = _ACL_OVERRIDES.get(cmd.name, cats) if flags is cmd.flags else cats
+    return sorted(cats, key=_ACL_ORDER.index)
+
+
+# Redis's ACL category bits, in the order COMMAND INFO lists them.
+_ACL_ORDER = (
+    "@keyspace @read @write @set @sortedset @list @hash @string @bitmap @hyperloglog @geo @stream "
+    "@pubsub @admin @fast @slow @blocking @dangerous @connection @transaction @scripting"
+).split()
+# Commands whose categories the flags and group do not give.
+_ACL_OVERRIDES = {
+    "sort": ["@write", "@set", "@sortedset", "@list", "@slow", "@dangerous"],
+    "sort_ro": ["@read", "@set", "@sortedset", "@list", "@slow", "@dangerous"],
+}
+
+
+def _spec(access: list, index: int, kind: bytes, find: dict) -> dict:
+    return {
+        b"flags": access,
+        b"begin_search": {b"type": b"index", b"spec": {b"index": index}},
+        b"find_keys": {b"type": kind, b"spec": find},
+    }
+
+
+def _range_spec(flags: str, index: int, lastkey: int = 0, notes: str = "") -> dict:
+    spec = _spec(flags.split(), index, b"range", {b"lastkey": lastkey, b"keystep": 1, b"limit": 0})
+    return {b"notes": notes.encode(), **spec} if notes else spec
+
+
+def _keyword_spec(flags: str, word: bytes, startfrom: int) -> dict:
+    return {
+        b"flags": flags.split(),
+        b"begin_search": {b"type": b"keyword", b"spec": {b"keyword": word, b"startfrom": startfrom}},
+        b"find_keys": {b"type": b"range", b"spec": {b"lastkey": 0, b"keystep": 1, b"limit": 0}},
+    }
+
+
+def _unknown_spec(flags: str, notes: str) -> dict:
+    return {
+        b"notes": notes.encode(),
+        b"flags": flags.split(),
+        b"begin_search": {b"type": b"unknown", b"spec": {}},
+        b"find_keys": {b"type": b"unknown", b"spec": {}},
+    }
+
+
+_SORT_BY_NOTE = (
+    "For the optional BY/GET keyword. It is marked 'unknown' because the key names derive "
+    "from the content of the key we sort"
+)
+_SORT_STORE_NOTE = (
+    "For the optional STORE keyword. It is marked 'unknown' because the keyword can appear "
+    "anywhere in the argument array"
+)
+# Redis 7.0's key specs where the table's key columns cannot say them.
+_KEY_SPECS = {
+    "pfadd": [_range_spec("RW insert", 1)],
+    "pfcount": [
+        _range_spec(
+            "RW access",
+            1,
+            -1,
+            "RW because it may change the internal representation of the key, and propagate to replicas",
+        )
+    ],
+    "pfmerge": [_range_spec("RW access insert", 1), _range_spec("RO access", 2, -1)],
+    "pfdebug": [_range_spec("RW access", 2)],
+    "sort": [
+        _range_spec("RO access", 1),
+        _unknown_spec("RO access", _SORT_BY_NOTE),
+        _unknown_spec("OW update", _SORT_STORE_NOTE),
+    ],
+    "sort_ro": [_range_spec("RO access", 1), _unknown_spec("RO access", _SORT_BY_NOTE)],
+    "geosearchstore": [_range_spec("OW update", 1), _range_spec("RO access", 2)],
+    "georadius": [
+        _range_spec("RO access", 1),
+        _keyword_spec("OW update", b"STORE", 6),
+        _keyword_spec("OW update", b"STOREDIST", 6),
+    ],
+    "georadiusbymember": [
+        _range_spec("RO access", 1),
+        _keyword_spec("OW update", b"STORE", 5),
+        _keyword_spec("OW update", b"STOREDIST", 5),
+    ],
+}
 
 
 def _key_specs(cmd: commands.Command) -> list:
-    """Key specs derived from the table's key columns (RO/RW flags only)."""
+    """Key specs derived from the table's key columns (RO/RW flags only),
+    or Redis's own where they say more (:data:`_KEY_SPECS`)."""
+    if cmd.name in _KEY_SPECS:
+        return _KEY_SPECS[cmd.name]
     access = ["RW", "update"] if cmd.is_write else ["RO", "access"]
     specs = []
     if cmd.numkeys_at:
@@ -517,14 +604,6 @@ def _key_specs(cmd: commands.Command) -> list:
             _spec(access, cmd.first_key, b"range", {b"lastkey": last, b"keystep": cmd.step, b"limit": 0})
         )
     return specs
-
-
-def _spec(access: list, index: int, kind: bytes, find: dict) -> dict:
-    return {
-        b"flags": access,
-        b"begin_search": {b"type": b"index", b"spec": {b"index": index}},
-        b"find_keys": {b"type": kind, b"spec": find},
-    }
 
 
 def _command_info(cmd: commands.Command) -> list:

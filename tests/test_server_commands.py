@@ -518,3 +518,21 @@ def test_wait_and_debug(compare, ports):
     # default); tests/test_controls.py runs it where it is allowed.
     compare("DEBUG", "SLEEP", "0")
     compare("DEBUG", "HELP")
+
+
+def test_command_info_of_hll_geo_sort_equals_redis(ports):
+    """Every field of COMMAND INFO (flags, ACL categories, key specs with
+    their notes) of the HyperLogLog, geo and SORT commands is redis-server's."""
+    names = [
+        "pfadd", "pfcount", "pfmerge", "pfdebug", "pfselftest", "sort", "sort_ro", "geoadd",
+        "geodist", "geohash", "geopos", "geosearch", "geosearchstore", "georadius",
+        "georadius_ro", "georadiusbymember", "georadiusbymember_ro",
+    ]  # fmt: skip
+    for protocol in (2, 3):
+        real = plain(ports["redis"], protocol)
+        ours = plain(ports["shardkv"], protocol)
+        assert ours.execute_command("COMMAND", "INFO", *names) == real.execute_command(
+            "COMMAND", "INFO", *names
+        )
+        real.close()
+        ours.close()
