@@ -29,6 +29,7 @@ from shardkv import __version__, errors, gctuning
 from shardkv.client import Client
 from shardkv.cmdstats import Stats, apply_settings, stat_name
 from shardkv.commands import Command
+from shardkv.parentdeath import die_with_parent
 from shardkv.proctitle import set_name
 from shardkv.router import Router
 from shardkv.shardlink import ShardLink
@@ -330,6 +331,7 @@ def serve(config: dict[str, Any], pipes: list[Connection], control: Connection |
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides
+    die_with_parent()  # SIGTERM (close the port and exit) if the supervisor dies
     set_name("shardkv-accept")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     # Importing these registers their local commands and hooks.

@@ -23,6 +23,9 @@ Then it waits on its children:
   and each gets a new data pipe over its control pipe;
 * the acceptor reports each CONFIG SET, so that processes started later
   start with the settings in effect;
+* if the supervisor itself dies, even by SIGKILL, the kernel sends the
+  acceptor and every worker SIGTERM (:mod:`shardkv.parentdeath`): none of
+  them outlives it, and the port is freed;
 * SIGINT, SIGTERM (and SHUTDOWN, which the acceptor turns into SIGTERM)
   stop the acceptor, then the workers, which flush their AOF and save if
   they should.  The exit status is 0, or 1 if a worker could not save.

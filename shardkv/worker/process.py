@@ -43,6 +43,7 @@ from time import perf_counter_ns
 from shardkv import gctuning, wire
 from shardkv.cmdstats import Stats, stat_name
 from shardkv.errors import CommandError
+from shardkv.parentdeath import die_with_parent
 from shardkv.proctitle import set_name
 from shardkv.resp import Error, encode
 from shardkv.router import SLOTS, slot_range
@@ -351,7 +352,7 @@ def serve(conn: Connection, ctl: Connection, index: int, cfg: dict) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides
     signal.signal(signal.SIGTERM, _request_stop)
     set_name(f"shardkv-shard{index}")
-    _die_with_parent()
+    die_with_parent()  # SIGTERM (flush and exit) if the supervisor dies
     logging.basicConfig(level=_LEVELS.get(cfg["loglevel"], logging.INFO), format="%(message)s")
     shard = Shard(index, cfg["shards"], config=cfg)
     signal.signal(signal.SIGUSR1, lambda *_: shard.scripts.request_kill())  # SCRIPT KILL
@@ -613,16 +614,6 @@ class _Stop:
 
 def _request_stop(*_: object) -> None:
     _Stop.requested = True
-
-
-def _die_with_parent() -> None:
-    """Get SIGTERM (and so flush and exit) if the supervisor dies."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 _LEVELS = {
