@@ -25,6 +25,7 @@ from shardkv import commands, errors, monitor, pause, wire
 from shardkv.cmdstats import stat_name
 from shardkv.fanout import MERGES, Gather, merge_by_position, split_by_shard
 from shardkv.resp import Error, ProtocolError, RequestParser, encode, encode_command, encode_error
+from shardkv.shardlink import BUSY_LINKS
 
 if TYPE_CHECKING:
     from shardkv.acceptor import Acceptor
@@ -55,6 +56,18 @@ _MUTED = _Muted()
 # Called when EXEC is refused, to discard the client's transaction
 # (filled by shardkv.transactions).
 DISCARD_HOOKS: list = []
+
+
+# The commands Redis 7.0 flags allow_busy: they run while a script is busy.
+_ALLOW_BUSY = frozenset(
+    {"hello", "auth", "quit", "reset", "shutdown", "multi", "discard", "watch", "unwatch"}
+)
+
+
+def _allowed_while_busy(cmd: commands.Command, args: list[bytes]) -> bool:
+    if cmd.name in _ALLOW_BUSY:
+        return True
+    return cmd.name in ("script", "function") and len(args) > 1 and args[1].lower() in (b"kill", b"stats")
 
 
 class Slot:
@@ -410,6 +423,11 @@ class Client(asyncio.Protocol):
             self.reject(cmd, errors.MONITOR_KEYSPACE)
             return
         server = self.server
+        if BUSY_LINKS and cmd.route == "local" and not _allowed_while_busy(cmd, args):
+            # A script is past busy-reply-threshold: as Redis, the commands
+            # answered here get -BUSY too (those for other shards still run).
+            self.reject(cmd, next(iter(BUSY_LINKS)).busy.decode("latin-1")[1:].strip())
+            return
         if self.multi is not None or self.channels or self.patterns:
             if server.intercept(self, cmd, args):
                 return

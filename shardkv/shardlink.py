@@ -33,6 +33,10 @@ _BIG_FRAME = 1 << 16
 EARLY_BATCH = 32
 
 
+# The links whose worker runs a script past busy-reply-threshold.
+BUSY_LINKS: set = set()
+
+
 class Sink(Protocol):
     def deliver(self, body: bytes) -> None: ...
 
@@ -145,6 +149,7 @@ class ShardLink:
             self.up = False
             self.transport = None
             self.busy = self.script = None
+            BUSY_LINKS.discard(self)
             self.fail_all()
 
     def fail_all(self) -> None:
@@ -210,8 +215,10 @@ class ShardLink:
             if busy:
                 self.script = (pid, dirty, eval_mode)
                 self.busy = encode_error(errors.BUSY if eval_mode else errors.BUSY_FUNCTION)
+                BUSY_LINKS.add(self)
             else:
                 self.script = self.busy = None
+                BUSY_LINKS.discard(self)
         else:
             log.warning("shard %d sent an unknown frame %r", self.index, payload[:1])
 

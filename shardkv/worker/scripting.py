@@ -555,8 +555,10 @@ class Engine:
             return ("bool", value)
         if value is None:
             return None
-        if self._lua_type(value) != "table" or depth > 1000:
+        if self._lua_type(value) != "table":
             return None
+        if depth > 200:  # a recursive table: Redis runs out of Lua stack
+            return Error("ERR reached lua stack limit")
         kind, payload, n = self._classify(value)
         if kind == b"array":
             return [self._convert(payload[i], resp, depth + 1) for i in range(1, n + 1)]

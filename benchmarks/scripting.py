@@ -1,0 +1,122 @@
+"""Lua scripting throughput against redis-server, in the same run.
+
+    python benchmarks/scripting.py [--shards 2] [--requests 100000] [--repeat 3]
+
+Each load runs with ``redis-benchmark -c 50 -r 100000`` at ``-P 1`` and
+``-P 16`` against redis-server and shardkv in turn, ``--repeat`` rounds in
+which each server takes its turn; the table gives medians and the ratio of
+shardkv to redis-server, and for shardkv the ratio of EVALSHA to its own
+GET (the target: EVALSHA of a one-key script within 2x of GET).
+
+Loads:
+  GET               the baseline: GET key:__rand_int__
+  EVALSHA 1 key     a one-key script: return redis.call('get', KEYS[1])
+  lock cycle        one script that acquires (SET NX PX) and releases (GET,
+                    compare, DEL) a lock, as redis-py's Lock does in two
+  cross-shard       a script whose two keys live on different shards:
+                    INCR of each
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import io
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.servers import free_port, redis_spec, shardkv_spec, start_server  # noqa: E402
+from shardkv.router import Router  # noqa: E402
+
+ONE_KEY = "return redis.call('get', KEYS[1])"
+LOCK_CYCLE = (
+    "if redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', 30000) then "
+    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end end return 0"
+)
+CROSS = "return {redis.call('incr', KEYS[1]), redis.call('incr', KEYS[2])}"
+
+
+def _sha(body: str) -> str:
+    return hashlib.sha1(body.encode()).hexdigest()
+
+
+def _two_shards(shards: int) -> tuple[str, str]:
+    """Two key names on different shards of shardkv (any two keys for redis)."""
+    router = Router(max(shards, 2))
+    first = "cross:a"
+    i = 0
+    while router.shard_of(f"cross:b{i}".encode()) == router.shard_of(first.encode()):
+        i += 1
+    return first, f"cross:b{i}"
+
+
+def loads(shards: int) -> list[tuple[str, list[str]]]:
+    a, b = _two_shards(shards)
+    return [
+        ("GET", ["GET", "key:__rand_int__"]),
+        ("EVALSHA 1 key", ["EVALSHA", _sha(ONE_KEY), "1", "key:__rand_int__"]),
+        ("lock cycle", ["EVALSHA", _sha(LOCK_CYCLE), "1", "lock:__rand_int__", "token"]),
+        ("cross-shard", ["EVALSHA", _sha(CROSS), "2", a, b]),
+    ]
+
+
+def bench(port: int, command: list[str], pipeline: int, requests: int) -> float:
+    out = subprocess.run(
+        ["redis-benchmark", "-p", str(port), "-c", "50", "-r", "100000", "-n", str(requests)]
+        + ["-P", str(pipeline), "--csv", *command],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    ).stdout
+    rows = list(csv.reader(io.StringIO(out)))
+    return float(rows[1][1]) if len(rows) > 1 else 0.0
+
+
+def prepare(port: int) -> None:
+    for body in (ONE_KEY, LOCK_CYCLE, CROSS):
+        subprocess.run(
+            ["redis-cli", "-p", str(port), "SCRIPT", "LOAD", body], capture_output=True, check=True
+        )
+    subprocess.run(["redis-cli", "-p", str(port), "SET", "key:1", "v"], capture_output=True, check=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--shards", type=int, default=2)
+    parser.add_argument("--requests", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args(argv)
+    results: dict[tuple[str, str, int], list[float]] = {}
+    with tempfile.TemporaryDirectory() as workdir:
+        specs = [redis_spec(free_port(), Path(workdir)), shardkv_spec(free_port(), args.shards)]
+        for _ in range(args.repeat):
+            for spec in specs:
+                with start_server(spec) as server:
+                    prepare(server.port)
+                    for name, command in loads(args.shards):
+                        for pipeline in (1, 16):
+                            rps = bench(server.port, command, pipeline, args.requests)
+                            results.setdefault((spec.kind, name, pipeline), []).append(rps)
+    print(f"| load | -P | redis-server | shardkv {args.shards} shards | ratio | vs shardkv GET |")
+    print("|---|---|---|---|---|---|")
+    for name, _ in loads(args.shards):
+        for pipeline in (1, 16):
+            real = statistics.median(results[("redis", name, pipeline)])
+            ours = statistics.median(results[("shardkv", name, pipeline)])
+            get = statistics.median(results[("shardkv", "GET", pipeline)])
+            print(
+                f"| {name} | {pipeline} | {real / 1000:.1f}k | {ours / 1000:.1f}k | "
+                f"{ours / real:.2f}x | {ours / get:.2f}x |"
+            )
+
+
+if __name__ == "__main__":
+    main()
