@@ -470,12 +470,13 @@ _GROUP_CATEGORY = {
     "connection": "@connection",
     "hyperloglog": "@hyperloglog",
     "geo": "@geo",
+    "stream": "@stream",
 }
 
 
 def _flags(cmd: commands.Command) -> list[str]:
     flags = set(cmd.flags)
-    if cmd.numkeys_at or cmd.finder is not None:
+    if cmd.numkeys_at or cmd.finder is not None or cmd.keyword:
         flags.add("movablekeys")
     ordered = [f for f in _FLAG_ORDER if f in flags and f not in _UNLISTED_FLAGS]
     ordered += sorted(flags - set(_FLAG_ORDER) - _UNLISTED_FLAGS)
@@ -598,6 +599,17 @@ def _key_specs(cmd: commands.Command) -> list:
             specs.append(_spec(access, cmd.first_key, b"range", {b"lastkey": 0, b"keystep": 1, b"limit": 0}))
         keynum = {b"keynumidx": 0, b"firstkey": 1, b"keystep": 1}
         specs.append(_spec(access, cmd.numkeys_at, b"keynum", keynum))
+    elif cmd.keyword:  # XREAD's STREAMS key... id...: half of what follows the keyword
+        specs.append(
+            {
+                b"flags": ["RO", "access"],  # XREADGROUP's too, as Redis 7.0 says
+                b"begin_search": {
+                    b"type": b"keyword",
+                    b"spec": {b"keyword": cmd.keyword.upper(), b"startfrom": cmd.keyword_from},
+                },
+                b"find_keys": {b"type": b"range", b"spec": {b"lastkey": -1, b"keystep": 1, b"limit": 2}},
+            }
+        )
     elif cmd.first_key:
         last = cmd.last_key if cmd.last_key < 0 else cmd.last_key - cmd.first_key
         specs.append(

@@ -398,3 +398,15 @@ def test_xread_keys_on_several_shards(compare):
     compare("XREADGROUP", "GROUP", "g", "c", "STREAMS", "a", "c", ">", ">")
     compare("XPENDING", "a", "g")
     compare("XPENDING", "b", "g")
+
+
+def test_command_info_of_the_stream_commands(compare):
+    """Name, arity, flags, key positions and ACL categories (the table does
+    not model Redis's tips and key-spec notes)."""
+    names = ["xadd", "xlen", "xrange", "xrevrange", "xdel", "xtrim", "xread", "xreadgroup", "xsetid"]
+    names += ["xack", "xpending", "xclaim", "xautoclaim"]
+    theirs = compare.real.execute_command("COMMAND", "INFO", *names)
+    ours = compare.ours.execute_command("COMMAND", "INFO", *names)
+    assert [row[:7] for row in ours] == [row[:7] for row in theirs]
+    compare("COMMAND", "GETKEYS", "XREAD", "COUNT", "2", "STREAMS", "a", "b", "0", "0")
+    compare("COMMAND", "GETKEYS", "XREADGROUP", "GROUP", "streams", "c", "STREAMS", "k", ">")
