@@ -146,3 +146,29 @@ def test_xreadgroup_cross_shard_block(rr, server, pool):
     rr.execute_command("XADD", "b", "3-0", "f", "v")
     assert waiting.result(WAIT) == {b"b": [[b"3-0", [b"f", b"v"]]]}
     assert rr.execute_command("XPENDING", "b", "g")[0] == 1
+
+
+@pytest.mark.parametrize("keys", [["a"], ["a", "b"]], ids=["one-shard", "cross-shard"])
+@pytest.mark.parametrize("how", ["TIMEOUT", "ERROR"])
+def test_client_unblock_xread(rr, server, pool, keys, how):
+    def run():
+        c = Raw(server)
+        try:
+            me = c.execute_command("CLIENT", "ID")
+            ids.append(me)
+            return c.execute_command("XREAD", "BLOCK", 0, "STREAMS", *keys, *["$"] * len(keys))
+        except redis.ResponseError as e:
+            return str(e)
+        finally:
+            c.close()
+
+    ids: list = []
+    waiting = pool.submit(run)
+    wait_blocked(rr, 1)
+    assert rr.execute_command("CLIENT", "UNBLOCK", ids[0], how) == 1
+    got = waiting.result(WAIT)
+    if how == "TIMEOUT":
+        assert got is None
+    else:
+        assert got == "UNBLOCKED client unblocked via CLIENT UNBLOCK"
+    wait_blocked(rr, 0)
