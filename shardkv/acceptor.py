@@ -45,6 +45,8 @@ LOCAL: dict[str, LocalHandler] = {}
 INTERCEPTORS: list[Callable[[Client, Command, list], bool]] = []
 # The handler for commands whose keys span shards and need atomicity.
 CROSS_SHARD: list[Callable[[Client, Command, list, list, bool], None]] = []
+# The handler of write commands split by shard (MSET, DEL...), made atomic.
+ATOMIC_FAN_OUT: list[Callable[[Client, dict, Callable], None]] = []
 # The handler of blocking commands (BLPOP, BZPOPMIN...): shardkv.blocking.
 BLOCKING: list[Callable[[Client, Command, list, bytes | None, list], None]] = []
 
@@ -185,6 +187,9 @@ class Acceptor:
             client.reply_error(f"ERR '{cmd.name}' across shards is not supported")
         else:
             CROSS_SHARD[0](client, cmd, args, keys, everything)
+
+    def atomic_fan_out(self, client: Client, parts: dict, merge: Callable) -> None:
+        ATOMIC_FAN_OUT[0](client, parts, merge)
 
     def block(self, client: Client, cmd: Command, args: list, raw: bytes | None, keys: list) -> None:
         if not BLOCKING:
@@ -349,6 +354,7 @@ def serve(config: dict[str, Any], pipes: list[Connection], control: Connection |
     )
 
     acceptor = Acceptor(config)
+    crossshard.coordinator_of(acceptor)  # before any pipe: a worker's first frame is for it
     loop_factory = None
     if config.get("uvloop"):
         try:

@@ -529,6 +529,11 @@ class Client(asyncio.Protocol):
             merge = merge_by_position(list(positions.values()), len(keys))
         else:
             merge = MERGES[cmd.policy]
+        if cmd.is_write:  # all parts or none, whatever dies (see shardkv.crossshard)
+            server.atomic_fan_out(
+                self, {s: [args[0], *p] for s, p in parts.items()}, self._counted(args, merge)
+            )
+            return
         self.fan_out({s: [args[0], *p] for s, p in parts.items()}, self._counted(args, merge))
 
     def send_all(self, cmd: commands.Command, args: list[bytes]) -> None:

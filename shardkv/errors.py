@@ -119,6 +119,11 @@ PROTECTED_MODE = (
 )
 OOM = "OOM command not allowed when used memory > 'maxmemory'."
 SHARD_UNAVAILABLE = "ERR shard unavailable"
+# A cross-shard operation abandoned because a shard died or refused it
+# before the commit decision: nothing of it was applied, on any shard.
+OP_ABORTED = "ERR shard unavailable; the operation was rolled back on every shard"
+# The commit decision could not be recorded: nothing was applied.
+OP_NOT_RECORDED = "ERR cannot record the commit decision (%s); the operation was rolled back on every shard"
 CONFIG_UNKNOWN = "ERR Unknown option or number of arguments for CONFIG SET - '%s'"
 NO_CONFIG_FILE = "ERR The server is running without a config file"
 CONFIG_SET_FAILED = "ERR CONFIG SET failed (possibly related to argument '%s') - %s"

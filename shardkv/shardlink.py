@@ -41,6 +41,14 @@ class Sink(Protocol):
     def deliver(self, body: bytes) -> None: ...
 
 
+class Participant(Protocol):
+    """A cross-shard operation, as a link sees it (see shardkv.crossshard)."""
+
+    def control(self, shard: int, message: object) -> None: ...
+
+    def shard_lost(self, shard: int) -> None: ...
+
+
 class ShardLink:
     """One worker's pipe, seen from the acceptor.
 
@@ -63,7 +71,12 @@ class ShardLink:
         self._chunks: list[bytes] = []
         self._have = 0
         self._need = 0
-        self.control_waiters: deque = deque()  # cross-shard ops awaiting a C frame
+        # Cross-shard operations this shard takes part in, by operation id:
+        # control frames go to them by id, and each hears if the shard dies.
+        self.ops: dict[int, Participant] = {}
+        # Where a control message for no operation in progress goes (InDoubt,
+        # a late Finished): the acceptor's coordinator, see shardkv.crossshard.
+        self.orphan: Callable[[ShardLink, object], None] | None = None
         # Sinks of blocking commands (see shardkv.blocking), by token: their
         # reply comes in a W frame, after an empty body in an R frame.
         self.blocked: dict[int, Sink] = {}
@@ -159,9 +172,9 @@ class ShardLink:
         body = encode_error(errors.SHARD_UNAVAILABLE)
         for sink in fifo:
             sink.deliver(body)
-        waiters, self.control_waiters = self.control_waiters, deque()
-        for op in waiters:
-            op.control_failed()
+        ops, self.ops = self.ops, {}
+        for op in ops.values():
+            op.shard_lost(self.index)
         blocked, self.blocked = self.blocked, {}
         for sink in blocked.values():
             sink.deliver(body)
@@ -209,7 +222,7 @@ class ShardLink:
             if sink is not None:  # None: its client went away
                 sink.deliver(body)
         elif kind == wire.CONTROL:
-            self.control_waiters.popleft().control(wire.decode_control(payload))
+            self._control(payload)
         elif kind == wire.SCRIPT:
             busy, pid, dirty, eval_mode = wire.decode_script_state(payload)
             if busy:
@@ -221,6 +234,20 @@ class ShardLink:
                 BUSY_LINKS.discard(self)
         else:
             log.warning("shard %d sent an unknown frame %r", self.index, payload[:1])
+
+    def _control(self, payload: bytes) -> None:
+        try:
+            message = wire.decode_control(payload)
+        except wire.BadMessage as e:
+            log.error("shard %d: %s", self.index, e)
+            return
+        op = self.ops.get(getattr(message, "op", None))  # type: ignore[arg-type]
+        if op is not None:
+            op.control(self.index, message)
+        elif self.orphan is not None:
+            self.orphan(self, message)
+        else:
+            log.warning("shard %d sent %r for no operation in progress", self.index, message)
 
 
 class _Pipe(asyncio.Protocol):

@@ -44,7 +44,7 @@ import time
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from shardkv import __version__, acceptor, config
+from shardkv import __version__, acceptor, config, decisions
 from shardkv.proctitle import set_name
 from shardkv.worker import persistence, reshard
 from shardkv.worker import process as worker_process
@@ -253,6 +253,10 @@ class Supervisor:
                 elif what == "acceptor" and obj is self.acceptor:
                     self._acceptor_died()
         self._stop_children()
+        try:  # the acceptors' commit decisions without appendonly: no acceptor is left to need them
+            os.unlink(decisions.volatile_path(os.getpid()))
+        except OSError:
+            pass
         log.info("shardkv stopped")
         return self.status
 

@@ -6,14 +6,16 @@ queueing (unknown, wrong arity, not authenticated) makes EXEC abort.  EXEC
 then runs the whole queue at one place in the acceptor's global order, in
 one of two ways:
 
-* Nothing watched: every command is routed as if it came alone, all in
-  this one turn of the acceptor's loop.  Each shard receives the
+* Nothing watched, and the writes on one shard at most: every command is
+  routed as if it came alone, all in this one turn of the acceptor's loop.  Each shard receives the
   transaction's commands back to back, with no other client's command
   between them, and every shard sees them at the same place in the global
   order; a command that spans shards is atomic by itself.  So the whole
   transaction is as isolated as one command, at the cost of none.
-* Keys watched (or a blocking command queued): the check of the watched
-  keys and the commands must happen in one step, so the commands that need
+* Keys watched, a blocking command queued, or writes on several shards:
+  the check of the watched keys and the commands must happen in one step,
+  and the writes must all happen or none, whatever process dies (the
+  commit protocol of :mod:`shardkv.crossshard`), so the commands that need
   data run as one :class:`shardkv.crossshard.AtomicOp`.  It parks every
   shard they touch (every shard, for an ``all`` command such as FLUSHALL
   or DBSIZE) and the shards of the watched keys, and runs the commands on
@@ -274,7 +276,7 @@ def exec_(client: Client, args: list[bytes]) -> None:
         client.reply_error(errors.EXECABORT)
         return
     reply = Exec(len(queued))
-    if client.watching or any("blocking" in cmd.flags for cmd, _ in queued):
+    if client.watching or _needs_atomic(client, queued):
         _run_atomic(client, queued, reply)
     else:
         _run_in_order(client, queued, reply)
@@ -282,6 +284,20 @@ def exec_(client: Client, args: list[bytes]) -> None:
     # After the __park entries above: the parked shards must still hold
     # the versions this client saw.
     unwatch_all(client)
+
+
+def _needs_atomic(client: Client, queued: list) -> bool:
+    """Must the transaction run as one :class:`AtomicOp`?  When it blocks,
+    or when its writes span shards: routed one by one, a shard that dies
+    halfway would leave the others' writes applied."""
+    shard_of = client.server.shard_of
+    written: set[int] = set()
+    for cmd, args in queued:
+        if "blocking" in cmd.flags:
+            return True
+        if cmd.is_write and cmd.route == "shard":
+            written.update(shard_of(key) for key in cmd.keys(args))
+    return len(written) > 1
 
 
 def _run_in_order(client: Client, queued: list, reply: Exec) -> None:

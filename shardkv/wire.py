@@ -20,8 +20,8 @@ Acceptor -> worker
 ``X`` *cancel*: ``X<token>`` in ASCII.  The client blocked under that
     token went away; forget it (a token the worker no longer knows, one
     already answered, is ignored).
-``C`` *control*: ``C`` + marshal payload, only sent to a worker that is
-    parked inside a cross-shard operation (see :mod:`shardkv.crossshard`).
+``C`` *control*: ``C`` + one control message (see below): a step of a
+    cross-shard operation, or the answer to a worker's ``InDoubt``.
 
 Worker -> acceptor
 ------------------
@@ -35,19 +35,37 @@ Worker -> acceptor
 ``W`` *wake*: ``W`` + uint64 token + RESP body: the late reply to a
     command that blocked, served or timed out.  It always follows the
     ``R`` frame that carried the command's empty body.
-``C`` *control*: ``C`` + marshal payload, a parked worker's answer.
+``C`` *control*: ``C`` + one control message: a parked worker's answer,
+    or ``InDoubt``, the first frame a worker sends on every new pipe.
+
 ``S`` *script*: ``S`` + marshal ``(busy, pid, dirty, eval_mode)``: a Lua
     script has run longer than ``busy-reply-threshold`` (busy true; sent
     again when it first writes), or the busy script is over (busy false,
     sent before the frame that carries its reply).  While a shard is busy
     the acceptor answers ``-BUSY`` for the commands it would send there,
     and SCRIPT KILL / FUNCTION KILL signal ``pid`` (SIGUSR1).
+
+Control messages
+----------------
+Every message of the cross-shard commit protocol is one frozen dataclass
+below, encoded by :func:`encode_control` and decoded by
+:func:`decode_control` and nowhere else: a tag byte string, then the
+fields in order, as one marshal tuple.  Each names its operation by
+``op``, an integer unique to the acceptor that started it (see
+:mod:`shardkv.crossshard` for the protocol and its failure cases), so a
+reply can never be taken for another operation's.
+
+Two kinds of batch entries start an operation, both with ``FLAG_PARK``:
+``__park <op> <nexport> key... watched...`` (answered with a
+:class:`Parked` part) and ``__prepare <op> <command...>``, one shard's
+part of a write fan-out (answered with a :class:`PartPrepared` part).
 """
 
 from __future__ import annotations
 
 import marshal
 import struct
+from dataclasses import dataclass
 
 from shardkv.resp import Error
 
@@ -154,12 +172,168 @@ def decode_part(body: bytes) -> object:
     return value
 
 
-def encode_control(value: object) -> bytes:
-    return b"C" + marshal.dumps(value)
+# -- control messages ------------------------------------------------------------
+#
+# acceptor -> worker: Run, Prepare, Decide, Resolve
+# worker -> acceptor: Ran, Prepared, Finished, Refused, InDoubt
+# batch-entry answers (inside an R frame): Parked, PartPrepared
 
 
-def decode_control(payload: bytes) -> object:
-    return marshal.loads(payload[1:])
+@dataclass(frozen=True, slots=True)
+class Run:
+    """To the executor: install ``states`` (other shards' keys), run
+    ``commands``; answer :class:`Ran`.  The executor prepares its own
+    changes, or, when it is ``alone`` in the operation, commits them."""
+
+    op: int
+    states: dict
+    commands: list
+    resp3: int
+    alone: bool
+    own: list  # the executor's own keys the operation names; [b"*"]: every key
+
+
+@dataclass(frozen=True, slots=True)
+class Prepare:
+    """To a participant: make these keys of yours hold these states
+    tentatively, log the prepare record (durably, as ``appendfsync`` asks),
+    answer :class:`Prepared`, and wait for :class:`Decide`."""
+
+    op: int
+    states: dict
+
+
+@dataclass(frozen=True, slots=True)
+class Decide:
+    """The operation's outcome, to every shard parked for it: apply what was
+    prepared (``commit``) or undo it; answer :class:`Finished`; resume."""
+
+    op: int
+    commit: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Resolve:
+    """The answer to :class:`InDoubt`: the outcome of each operation."""
+
+    outcomes: dict  # op -> commit (bool)
+
+
+@dataclass(frozen=True, slots=True)
+class Ran:
+    """The executor's answer to :class:`Run`.  ``after``: the new states of
+    the other shards' keys that changed.  ``own``: what the executor did
+    with its own changes: ``NOTHING``, ``PREPARED`` or (alone) ``COMMITTED``."""
+
+    op: int
+    bodies: list
+    after: dict
+    own: int
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    op: int
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """A shard applied (or undid) its part after :class:`Decide` or
+    :class:`Resolve`, and has logged that."""
+
+    op: int
+    commit: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A worker got a control message for an operation it is not parked
+    for (after a restart, say): it did nothing."""
+
+    op: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class InDoubt:
+    """The first frame a worker sends on each new pipe: the operations it
+    has prepared and whose outcome it does not know.  It runs nothing
+    until the :class:`Resolve` for them has come (when there are any)."""
+
+    ops: list
+
+
+@dataclass(frozen=True, slots=True)
+class Parked:
+    """A shard's answer to ``__park``: the states of the keys it exports,
+    the versions of the watched keys; it is now parked for ``op``."""
+
+    op: int
+    states: dict
+    versions: dict
+
+
+@dataclass(frozen=True, slots=True)
+class PartPrepared:
+    """A shard's answer to ``__prepare``: its part's reply ``value``
+    (:func:`encode_part`'s values); ``prepared``: it changed keys, logged
+    the prepare record and is parked for ``op``; otherwise it went on."""
+
+    op: int
+    prepared: bool
+    value: object
+
+
+# What the executor did with its own changes (Ran.own).
+NOTHING, PREPARED, COMMITTED = 0, 1, 2
+
+_MESSAGES = (Run, Prepare, Decide, Resolve, Ran, Prepared, Finished, Refused, InDoubt, Parked, PartPrepared)
+_BY_TAG = {cls.__name__: cls for cls in _MESSAGES}
+Control = (
+    Run | Prepare | Decide | Resolve | Ran | Prepared | Finished | Refused | InDoubt | Parked | PartPrepared
+)
+
+
+class BadMessage(ValueError):
+    """A control frame that is not one of the messages above."""
+
+
+def _encode_message(message: Control) -> bytes:
+    fields = tuple(getattr(message, name) for name in message.__slots__)  # type: ignore[union-attr]
+    if type(message) is PartPrepared and type(message.value) is Error:
+        fields = (message.op, message.prepared, ("E", message.value.message))  # type: ignore[attr-defined]
+    return marshal.dumps((type(message).__name__, *fields))
+
+
+def _decode_message(data: bytes) -> Control:
+    try:
+        tag, *fields = marshal.loads(data)
+        cls = _BY_TAG[tag]
+        message = cls(*fields)
+    except (ValueError, TypeError, KeyError, EOFError) as e:
+        raise BadMessage(f"bad control message: {e}") from None
+    if cls is PartPrepared and type(message.value) is tuple:  # type: ignore[union-attr]
+        message = PartPrepared(message.op, message.prepared, Error(message.value[1]))  # type: ignore[union-attr]
+    return message
+
+
+def encode_control(message: Control) -> bytes:
+    """A ``C`` frame's payload."""
+    return b"C" + _encode_message(message)
+
+
+def decode_control(payload: bytes) -> Control:
+    """The message of a ``C`` frame; :class:`BadMessage` if it is none."""
+    return _decode_message(payload[1:])
+
+
+def encode_answer(message: Parked | PartPrepared) -> bytes:
+    """The reply body of a ``__park``/``__prepare`` entry (in an ``R`` frame)."""
+    return _encode_message(message)
+
+
+def decode_answer(body: bytes) -> Control:
+    return _decode_message(body)
 
 
 def encode_script_state(busy: bool, pid: int, dirty: bool, eval_mode: bool) -> bytes:

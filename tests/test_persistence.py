@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from shardkv import config
+from shardkv import config, wire
 from shardkv.worker import aof, persistence, reshard, snapshot
 from shardkv.worker.clock import FakeClock
-from shardkv.worker.process import Shard
+from shardkv.worker.process import Prepared, Shard
 from shardkv.worker.registry import find
 from shardkv.worker.transfer import export_key
 
@@ -308,10 +308,7 @@ def test_active_expiry_is_logged_as_del(tmp_path):
     assert records[-1] == [b"DEL", b"k"]
 
 
-def test_cross_shard_results_are_logged_as_states(tmp_path):
-    # The executor of a cross-shard RENAME logs its own keys' states and not
-    # the command (which names the other shard's key); the other shard logs
-    # the state it applies.
+def _two_shards(tmp_path) -> tuple:
     clock = FakeClock()
     cfg = make_config(tmp_path, shards=2)
     s0 = Shard(0, 2, clock, config=dict(cfg))
@@ -323,24 +320,79 @@ def test_cross_shard_results_are_logged_as_states(tmp_path):
     foreign = next(k for k in (b"a", b"b", b"c", b"d", b"e") if router.shard_of(k) == 1)
     run(s0, "SET", own, "v", "PX", "100000")
     run(s1, "SET", foreign, "w")
-    foreign_state = export_key(s1.keyspace, foreign)
-    _, bodies, after = s0.run_foreign({foreign: foreign_state}, [[b"RENAME", own, foreign]], 0)
-    s0.persistence.commit()  # type: ignore[union-attr]
-    assert bodies == [b"+OK\r\n"]
-    for key, st in after.items():
-        from shardkv.worker.transfer import import_key
+    return clock, cfg, s0, s1, own, foreign
 
-        import_key(s1.keyspace, key, st)
-    s1.persistence.log_states(after)  # type: ignore[union-attr]
+
+def _prepare_rename(s0, s1, own, foreign, op: int = 7):
+    """Steps 2 and 3 of the commit protocol for RENAME own foreign."""
+    foreign_state = export_key(s1.keyspace, foreign)
+    ran = s0.run_foreign(wire.Run(op, {foreign: foreign_state}, [[b"RENAME", own, foreign]], 0, False, [own]))
+    assert ran.bodies == [b"+OK\r\n"] and ran.own == wire.PREPARED and list(ran.after) == [foreign]
+    s1.prepare_states(op, ran.after)
+    s0.persistence.commit()  # type: ignore[union-attr]
     s1.persistence.commit()  # type: ignore[union-attr]
+    return ran
+
+
+def test_cross_shard_results_are_logged_as_states(tmp_path):
+    # The executor of a cross-shard RENAME logs its own keys' states and not
+    # the command (which names the other shard's key); each shard logs a
+    # prepare record of its states, then the commit.
+    clock, cfg, s0, s1, own, foreign = _two_shards(tmp_path)
+    _prepare_rename(s0, s1, own, foreign)
+    for shard in (s0, s1):
+        shard.decide(7, True)
+        shard.persistence.commit()  # type: ignore[union-attr]
     expect0, expect1 = state(s0), state(s1)
     assert expect0 == {} and list(expect1) == [foreign]
     records = [args for _, args in aof.read_records(s0.persistence.aof.path)]  # type: ignore[union-attr]
     assert [b"RENAME", own, foreign] not in records
+    assert [aof.XCOMMIT, b"7"] in records
     close(s0)
     close(s1)
     assert state(open_shard(cfg, clock, 0)) == expect0
     assert state(open_shard(cfg, clock, 1)) == expect1
+
+
+def test_prepared_operation_without_outcome_is_in_doubt_after_restart(tmp_path):
+    # Both shards prepared, then both died: at restart neither applies the
+    # operation until told its outcome; commit applies it, abort drops it.
+    clock, cfg, s0, s1, own, foreign = _two_shards(tmp_path)
+    before0, before1 = state(s0), state(s1)
+    _prepare_rename(s0, s1, own, foreign)
+    close(s0)
+    close(s1)
+    r0, r1 = open_shard(cfg, clock, 0), open_shard(cfg, clock, 1)
+    assert r0.persistence.in_doubt and r1.persistence.in_doubt  # type: ignore[union-attr]
+    assert state(r0) == before0 and state(r1) == before1
+    # What process.serve does with them: prepared, not applied.
+    for shard in (r0, r1):
+        for op, states in shard.persistence.in_doubt.items():  # type: ignore[union-attr]
+            shard.prepared[op] = Prepared(states, None)
+    r0.decide(7, True)
+    r1.decide(7, False)  # (mixed only to test each way on its own)
+    for shard in (r0, r1):
+        shard.persistence.commit()  # type: ignore[union-attr]
+    assert state(r0) == {} and state(r1) == before1
+    close(r0)
+    close(r1)
+    assert state(open_shard(cfg, clock, 0)) == {}
+    assert state(open_shard(cfg, clock, 1)) == before1
+
+
+def test_aborted_operation_is_undone_in_memory_and_on_disk(tmp_path):
+    clock, cfg, s0, s1, own, foreign = _two_shards(tmp_path)
+    before0, before1 = state(s0), state(s1)
+    _prepare_rename(s0, s1, own, foreign)
+    assert state(s0) == {}  # applied in memory while parked
+    for shard in (s0, s1):
+        shard.decide(7, False)
+        shard.persistence.commit()  # type: ignore[union-attr]
+    assert state(s0) == before0 and state(s1) == before1
+    close(s0)
+    close(s1)
+    assert state(open_shard(cfg, clock, 0)) == before0
+    assert state(open_shard(cfg, clock, 1)) == before1
 
 
 # -- damaged files ------------------------------------------------------------------

@@ -81,6 +81,13 @@ Recorder = Callable[[Keyspace, list, object], list]
 CHUNK = 1024  # items per command when a container is re-created
 READ_SIZE = 1 << 20
 MULTI = b"*1\r\n$5\r\nMULTI\r\n"
+# The records of the cross-shard commit protocol (see shardkv.crossshard):
+# ``__XPREPARE <op> <marshal of {key: state}>``, then ``__XCOMMIT <op>`` or
+# ``__XABORT <op>``.  On load a prepare is applied where its commit is; one
+# with no outcome is *in doubt*, resolved with the acceptor.
+XPREPARE = b"__XPREPARE"
+XCOMMIT = b"__XCOMMIT"
+XABORT = b"__XABORT"
 EXEC = b"*1\r\n$4\r\nEXEC\r\n"
 
 

@@ -7,19 +7,18 @@ that span shards serializable.  Between batches, and at least ``hz``
 times a second when idle, the loop runs the active expiry cycle.
 
 Parking (for operations that must be atomic across shards, see
-:mod:`shardkv.crossshard`): an entry sent with ``FLAG_PARK`` is a
-``__park`` command.  The worker answers it, sends the replies of the batch
-so far, and then *parks*: it runs nothing from its queue (frames that
-arrive are kept, in order) until a control frame for the operation comes:
-
-* ``("run", states, commands, resp3)``, to the operation's *executor*:
-  install the other shards' keys ``states``, run ``commands`` in order,
-  then answer ``("done", reply bodies, new states of those keys)`` and
-  forget the other shards' keys again;
-* ``("apply", states)``: make these keys of ours hold these states;
-* ``("release",)``: nothing changed.
-
-Then it resumes where it stopped.
+:mod:`shardkv.crossshard` for the protocol and its failure cases): an
+entry sent with ``FLAG_PARK`` is ``__park`` (export keys for a parked
+operation) or ``__prepare`` (one part of a write fan-out).  The worker
+answers it, sends the replies of the batch so far, and then *parks*: it
+runs nothing from its queue (frames that arrive are kept, in order) until
+the operation's :class:`~shardkv.wire.Decide`.  Meanwhile it answers
+:class:`~shardkv.wire.Run` (the executor) and :class:`~shardkv.wire.Prepare`
+for that operation, and :class:`~shardkv.wire.Refused` to any other
+control message.  What it prepared stays in ``Shard.prepared`` until the
+outcome is known; on every new pipe it first sends
+:class:`~shardkv.wire.InDoubt` and applies the acceptor's
+:class:`~shardkv.wire.Resolve` before it runs anything.
 
 Blocking commands (BLPOP, BZPOPMIN...) arrive with a token in their entry
 header; one that must wait replies with an empty body now and with a ``W``
@@ -40,7 +39,7 @@ import time
 from multiprocessing.connection import Connection
 from time import perf_counter_ns
 
-from shardkv import gctuning, wire
+from shardkv import commands, faultpoints, gctuning, wire
 from shardkv.cmdstats import Stats, stat_name
 from shardkv.errors import CommandError
 from shardkv.parentdeath import die_with_parent
@@ -79,6 +78,18 @@ from shardkv.worker.transfer import drop_key, export_key, import_key
 log = logging.getLogger("shardkv.worker")
 
 
+class Prepared:
+    """What a shard prepared for one cross-shard operation: the ``states``
+    its keys take if it commits, and ``undo``, their states before, if the
+    new ones are already in memory (None after a restart: not applied)."""
+
+    __slots__ = ("states", "undo")
+
+    def __init__(self, states: dict, undo: dict | None) -> None:
+        self.states = states
+        self.undo = undo
+
+
 class Shard:
     """One shard's keyspace and the code that runs commands against it."""
 
@@ -113,6 +124,8 @@ class Shard:
         # of a command that spans shards, which the acceptor counts.
         self.stats = self.keyspace.stats = Stats()
         self.timing = True
+        # Cross-shard operations this shard has prepared, outcome unknown.
+        self.prepared: dict[int, Prepared] = {}
 
     def execute(self, args: list[bytes], handler=None) -> object:
         """Run one command and return its reply value.
@@ -191,12 +204,16 @@ class Shard:
             header = items[i]
             args = items[i + 1]
             if header & wire.FLAG_PARK:
-                append(wire.encode_part(self.park_reply(args)))
+                body, op = self.enter(args)
+                append(body)
+                if op is None:
+                    continue
                 self.send(wire.encode_replies(bodies))  # type: ignore[misc]
                 self.send_wakes()
+                faultpoints.hold("parked", self.index)
                 bodies = []
                 append = bodies.append
-                self.park()
+                self.park(op)
                 self.keyspace.tick()
                 continue
             if header > 0xFF:  # a blocking command, with its token
@@ -242,94 +259,256 @@ class Shard:
         return wire.encode_replies(bodies)
 
     # -- cross-shard operations -----------------------------------------------
+    #
+    # The participant's side of the commit protocol of shardkv.crossshard.
+    # A shard is *parked* for one operation at a time, from its __park or
+    # __prepare entry to the Decide of that operation, and runs nothing else
+    # meanwhile.  What it prepared stays in ``self.prepared`` until the
+    # outcome is known, across the loss of the acceptor, and across its own
+    # restart through the AOF's prepare records (``persistence.in_doubt``).
 
-    def park_reply(self, args: list[bytes]) -> object:
-        """``__park nexport key... watched...``: states of the keys to export,
-        and the versions of the watched keys, for the acceptor."""
+    def enter(self, args: list[bytes]) -> tuple[bytes, int | None]:
+        """A ``FLAG_PARK`` entry: its reply body, and the operation to stay
+        parked for (None: it goes on at once)."""
+        if args[0] == b"__park":
+            message = self.park_reply(args)
+            return wire.encode_answer(message), message.op
+        part = self.prepare_part(args)
+        return wire.encode_answer(part), part.op if part.prepared else None
+
+    def park_reply(self, args: list[bytes]) -> wire.Parked:
+        """``__park op nexport key... watched...``: states of the keys to
+        export, and the versions of the watched keys, for the acceptor."""
         ks = self.keyspace
-        n = int(args[1])
-        exported = args[2 : 2 + n]
+        n = int(args[2])
+        exported = args[3 : 3 + n]
         if exported[:1] == [b"*"]:  # every key, and the operation's keys that do not exist yet
             exported = list(dict.fromkeys([*ks.iter_keys(), *exported[1:]]))
         states = {key: export_key(ks, key) for key in exported}
         versions = {}
-        for key in args[2 + n :]:
+        for key in args[3 + n :]:
             ks.lookup(key)  # a watched key that has expired counts as changed
             versions[key] = ks.watched.get(key, -1)
-        return [states, versions]
+        return wire.Parked(int(args[1]), states, versions)
 
-    def park(self) -> None:
-        """Run nothing from the queue until this operation's control frame."""
+    def prepare_part(self, args: list[bytes]) -> wire.PartPrepared:
+        """``__prepare op command...``: this shard's part of a write fan-out
+        (MSET, DEL...).  Run it; if it changed keys, log the prepare record
+        and keep the old states to undo it."""
+        op = int(args[1])
+        command = args[2:]
+        cmd = commands.lookup(command[0])
+        ks = self.keyspace
+        names = cmd.keys(command) if cmd is not None else []
+        before = {key: export_key(ks, key) for key in names}
+        persistence = self.persistence
+        if persistence is not None:
+            persistence.suspended = True
+        try:
+            value = (self.execute if ks.memory is None else self.execute_limited)(command)
+        finally:
+            if persistence is not None:
+                persistence.suspended = False
+        changed = {}
+        for key, old in before.items():
+            state = export_key(ks, key)
+            if state != old:
+                changed[key] = state
+        if not changed:
+            return wire.PartPrepared(op, False, value)
+        self._prepared(op, changed, {key: before[key] for key in changed})
+        return wire.PartPrepared(op, True, value)
+
+    def prepare_states(self, op: int, states: dict) -> None:
+        """:class:`~wire.Prepare`: make our keys hold ``states``, undoably."""
+        ks = self.keyspace
+        undo = {key: export_key(ks, key) for key in states}
+        for key, state in states.items():
+            import_key(ks, key, state)
+        self._prepared(op, states, undo)
+
+    def _prepared(self, op: int, states: dict, undo: dict | None) -> None:
+        self.prepared[op] = Prepared(states, undo)
+        if self.persistence is not None:
+            self.persistence.log_prepare(op, states)
+
+    def park(self, op: int) -> None:
+        """Run nothing from the queue until ``op``'s :class:`~wire.Decide`.
+
+        Frames that come meanwhile are kept, in order.  A control message
+        for another operation is refused, not dropped.  If the acceptor
+        goes away, what was prepared stays prepared (in doubt): the next
+        acceptor resolves it; a shard that prepared nothing just resumes.
+        """
         while True:
+            frame = self.recv()  # type: ignore[misc]  # EOFError/OSError: the acceptor is gone
+            if frame[0] != wire.CONTROL:
+                self.backlog.append(frame)
+                continue
+            try:
+                message = wire.decode_control(frame)
+            except wire.BadMessage as e:
+                log.error("shard %d: %s", self.index, e)
+                continue
+            if getattr(message, "op", None) != op or type(message) not in (
+                wire.Run,
+                wire.Prepare,
+                wire.Decide,
+            ):
+                self.refuse(message)
+                continue
+            self.keyspace.tick()
+            if type(message) is wire.Run:
+                ran = self.run_foreign(message)
+                if faultpoints.ACTIVE and self.persistence is not None:
+                    self.persistence.commit()
+                faultpoints.hold("ran", self.index)
+                self.send(wire.encode_control(ran))  # type: ignore[misc]
+            elif type(message) is wire.Prepare:
+                self.prepare_states(op, message.states)
+                if faultpoints.ACTIVE and self.persistence is not None:
+                    self.persistence.commit()
+                faultpoints.hold("prepared", self.index)
+                # send() writes (and with `always` fsyncs) the prepare record first.
+                self.send(wire.encode_control(wire.Prepared(op)))  # type: ignore[misc]
+            else:
+                faultpoints.hold("decided", self.index)
+                self.decide(op, message.commit)  # type: ignore[union-attr]
+                self.send(wire.encode_control(wire.Finished(op, message.commit)))  # type: ignore[misc, union-attr]
+                faultpoints.hold("finished", self.index)
+                return  # run_batch serves the ready keys at the end of the batch
+
+    def decide(self, op: int, commit: bool) -> None:
+        """Apply or undo what this shard prepared for ``op`` (if anything)."""
+        part = self.prepared.pop(op, None)
+        if part is None:
+            return
+        ks = self.keyspace
+        if commit:
+            if part.undo is None:  # prepared before a restart: not in memory yet
+                for key, state in part.states.items():
+                    import_key(ks, key, state)
+            self.waiters.mark_keys(part.states)
+        elif part.undo is not None:
+            for key, state in part.undo.items():
+                import_key(ks, key, state)
+        if self.persistence is not None:
+            self.persistence.log_outcome(op, commit)
+
+    def refuse(self, message: object) -> None:
+        """A control message this shard is not waiting for: say so."""
+        op = getattr(message, "op", -1)
+        log.warning("shard %d: refused %s for operation %s", self.index, type(message).__name__, op)
+        reason = "not parked for this operation"
+        self.send(wire.encode_control(wire.Refused(op, reason)))  # type: ignore[misc]
+
+    def report_in_doubt(self) -> None:
+        """The start of each pipe: tell the acceptor what this shard has
+        prepared without knowing the outcome, and apply the outcomes it
+        sends back before running anything else."""
+        self.send(wire.encode_control(wire.InDoubt(sorted(self.prepared))))  # type: ignore[misc]
+        while self.prepared:
             frame = self.recv()  # type: ignore[misc]
             if frame[0] != wire.CONTROL:
                 self.backlog.append(frame)
                 continue
-            message = wire.decode_control(frame)
-            self.keyspace.tick()
-            waiters = self.waiters
-            if message[0] == "run":
-                result = self.run_foreign(*message[1:])
-                if self.persistence is not None:
-                    self.persistence.commit()  # on disk before the acceptor replies
-                self.send(wire.encode_control(result))  # type: ignore[misc]
-                if waiters.by_key:
-                    for args in message[2]:
-                        waiters.mark(args)
-            elif message[0] == "apply":
-                for key, state in message[1].items():
-                    import_key(self.keyspace, key, state)
-                if self.persistence is not None:
-                    self.persistence.log_states(message[1])
-                    self.persistence.commit()
-                self.send(wire.encode_control(("applied",)))  # type: ignore[misc]
-                waiters.mark_keys(message[1])
-            return  # run_batch serves the ready keys at the end of the batch
+            try:
+                message = wire.decode_control(frame)
+            except wire.BadMessage as e:
+                log.error("shard %d: %s", self.index, e)
+                continue
+            if type(message) is not wire.Resolve:
+                self.refuse(message)
+                continue
+            for op, commit in message.outcomes.items():
+                if op in self.prepared:
+                    log.info(
+                        "shard %d: operation %d in doubt, %s",
+                        self.index,
+                        op,
+                        "committed" if commit else "aborted",
+                    )
+                    self.decide(op, commit)
+                    self.send(wire.encode_control(wire.Finished(op, commit)))  # type: ignore[misc]
 
-    def run_foreign(self, states: dict, commands_: list, resp3: int) -> tuple:
-        """Run ``commands_`` with other shards' keys installed here.
+    def run_foreign(self, message: wire.Run) -> wire.Ran:
+        """Run an operation's commands with other shards' keys installed here.
 
-        Logging: with no other shard's keys, each command is logged as
-        usual, the lot inside MULTI/EXEC.  Otherwise the commands are not
-        logged as they are (they name keys this shard does not own); each
-        shard logs the final states of its own keys instead: here, those
-        the commands wrote (after any keyless write, e.g. FLUSHALL, they ran);
-        on the other shards, the states they are sent to apply.
+        The commands are not logged as they are (they name keys this shard
+        does not own).  The other shards' keys that changed go back to the
+        acceptor; this shard's own keys that changed are *prepared* (logged
+        with a prepare record, the old states kept to undo them), or, when
+        no other shard takes part (a WATCHed EXEC on one shard), logged at
+        once as one group, as a single-shard command would be.
         """
+        op, states, commands_, resp3 = message.op, message.states, message.commands, message.resp3
         ks = self.keyspace
         persistence = self.persistence
+        own: dict[bytes, None] = dict.fromkeys(message.own)
+        if b"*" in own:  # every key of ours
+            own = dict.fromkeys(k for k in ks.iter_keys() if k not in states)
+        for args in commands_:
+            cmd = commands.lookup(args[0])
+            if cmd is None:
+                continue
+            names = cmd.keys(args)
+            if cmd.is_write and not names:  # FLUSHALL and the like: every key of ours
+                own.update(dict.fromkeys(k for k in ks.iter_keys() if k not in states))
+            for key in names:
+                if key not in states:
+                    own[key] = None
+        before = {key: export_key(ks, key) for key in own}
         if persistence is not None:
             persistence.foreign = states
-            persistence.suspended = bool(states)
-            mark = persistence.begin_group()
+            persistence.suspended = True
         for key, state in states.items():
             drop_key(ks, key)
             if state is not None:
                 import_key(ks, key, state)
-        own = ks.slots
+        slots = ks.slots
         ks.slots = range(SLOTS)  # so that KEYS, RANDOMKEY... see the imported keys too
         try:
             execute = self.execute if ks.memory is None else self.execute_limited
             bodies = [encode(execute(args), resp3) for args in commands_]
         finally:
-            ks.slots = own
+            ks.slots = slots
             if persistence is not None:
                 persistence.suspended = False
-        if persistence is not None and states:
-            # A script's writes are logged by the commands it ran.
-            persistence.log_results(commands_ + scripting.take_effects(ks), states)
+        # A script's writes: the keys it declared, or that it named and the
+        # acceptor found, are in ``own``; one it wrote without naming it, on
+        # this shard, is logged with its new state (its old one is unknown).
+        for args in scripting.take_effects(ks):
+            cmd = commands.lookup(args[0])
+            for key in cmd.keys(args) if cmd is not None else ():
+                if key not in states and key not in before:
+                    before[key] = ()  # never equal to a state: logged as changed
         # Send back only what changed, so that reading another shard's key
         # does not count as writing it (WATCH).
         after = {}
-        for key, before in states.items():
+        for key, old in states.items():
             state = export_key(ks, key)
-            if state != before:
+            if state != old:
                 after[key] = state
             drop_key(ks, key)
         if persistence is not None:
             persistence.foreign = ()
+        changed = {}
+        for key, old in before.items():
+            state = export_key(ks, key)
+            if state != old:
+                changed[key] = state
+        if not changed:
+            return wire.Ran(op, bodies, after, wire.NOTHING)
+        if not message.alone:
+            undo = {key: before[key] for key in changed if before[key] != ()}
+            self._prepared(op, changed, undo)
+            return wire.Ran(op, bodies, after, wire.PREPARED)
+        if persistence is not None:
+            mark = persistence.begin_group()
+            persistence.log_states(changed)
             persistence.end_group(mark)
-        return ("done", bodies, after)
+        self.waiters.mark_keys(changed)
+        return wire.Ran(op, bodies, after, wire.COMMITTED)
 
     def acceptor_lost(self) -> None:
         """The acceptor died, and its clients with it: forget their state."""
@@ -364,6 +543,9 @@ def serve(conn: Connection, ctl: Connection, index: int, cfg: dict) -> None:
     except (LoadError, OSError) as e:
         log.error("shard %d: cannot load its data: %s", index, e)
         sys.exit(EXIT_LOAD_FAILED)
+    for op, states in persistence.in_doubt.items():
+        shard.prepared[op] = Prepared(states, None)
+    persistence.in_doubt = {}
     gctuning.settle()  # after loading: the loaded keys are never traversed
     ctl.send_bytes(b"loaded")
     while not _Stop.requested:
@@ -418,6 +600,7 @@ def _serve_pipe(shard: Shard, conn: Connection) -> None:
     waiters = shard.waiters
     next_sweep = time.monotonic() + 1.0 / runtime.hz
     try:
+        shard.report_in_doubt()
         while not _Stop.requested:
             if backlog:
                 payload = backlog.pop(0)
@@ -448,6 +631,11 @@ def _serve_pipe(shard: Shard, conn: Connection) -> None:
                 shard.send_wakes()
             elif kind == wire.CANCEL:
                 waiters.cancel(int(payload[1:]))
+            elif kind == wire.CONTROL:  # not parked: nothing is waiting for it
+                try:
+                    shard.refuse(wire.decode_control(payload))
+                except wire.BadMessage as e:
+                    log.error("shard %d: %s", shard.index, e)
             if held and not backlog and not poll(0):
                 send(held.pop())
             if waiters.timeouts or time.monotonic() >= next_sweep:

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from shardkv import config as settings
+from shardkv.decisions import durable_path, read_committed
 from shardkv.router import slot_range
 from shardkv.worker import snapshot
 from shardkv.worker.keyspace import Keyspace
@@ -42,6 +43,7 @@ from shardkv.worker.persistence import (
     remove_file,
     write_file_atomically,
 )
+from shardkv.worker.transfer import import_key
 
 log = logging.getLogger("shardkv")
 
@@ -127,6 +129,14 @@ def migrate_shard(cfg: dict[str, Any], index: int, kind: str, old_shards: int) -
         scratch = Keyspace(slots=theirs)
         source = Persistence(scratch, old, old_shards, cfg)
         source.load(use_aof=kind == "aof")
+        if source.in_doubt:
+            # Operations prepared with no outcome logged: the decisions file
+            # says which committed (nothing else runs yet to write it).
+            committed = read_committed(durable_path(cfg))
+            for op, states in source.in_doubt.items():
+                if op in committed:
+                    for key, state in states.items():
+                        import_key(scratch, key, state)
         for slot in overlap:
             target.data[slot] = scratch.data[slot]
             target.expires[slot] = scratch.expires[slot]
