@@ -26,7 +26,7 @@ from shardkv.worker.transfer import export_key
 @pytest.mark.parametrize(
     "message",
     [
-        wire.Run(1, {b"k": ("string", b"v", None)}, [[b"RENAME", b"k", b"j"]], 0, False),
+        wire.Run(1, {b"k": ("string", b"v", None)}, [[b"RENAME", b"k", b"j"]], 0, False, [b"k"]),
         wire.Prepare(2, {b"k": None}),
         wire.Decide(3, True),
         wire.Resolve({4: False, 5: True}),
@@ -92,7 +92,9 @@ def _park(shard: Shard, op: int, *args: bytes) -> bytes:
 def test_a_parked_worker_refuses_another_operations_message_and_keeps_waiting():
     shard = _shard_with((b"a", b"1"))
     _park(shard, 5, b"MSET", b"a", b"2")
-    pipe = Pipe(shard, [wire.encode_control(wire.Decide(4, True)), wire.encode_control(wire.Decide(5, False))])
+    pipe = Pipe(
+        shard, [wire.encode_control(wire.Decide(4, True)), wire.encode_control(wire.Decide(5, False))]
+    )
     shard.park(5)
     assert pipe.sent == [wire.Refused(4, "not parked for this operation"), wire.Finished(5, False)]
     assert shard.execute([b"GET", b"a"]) == b"1"  # aborted: undone
@@ -152,7 +154,7 @@ def test_acceptor_lost_while_parked_with_nothing_prepared_resumes():
 def test_executor_prepares_its_own_changes_and_undoes_them_on_abort():
     shard = _shard_with((b"src", b"v"))
     before = export_key(shard.keyspace, b"src")
-    ran = shard.run_foreign(wire.Run(10, {b"dst": None}, [[b"RENAME", b"src", b"dst"]], 0, False))
+    ran = shard.run_foreign(wire.Run(10, {b"dst": None}, [[b"RENAME", b"src", b"dst"]], 0, False, [b"src"]))
     assert ran.own == wire.PREPARED and ran.after == {b"dst": ("string", b"v", None)}
     assert shard.execute([b"EXISTS", b"src"]) == 0  # applied while parked
     shard.decide(10, False)

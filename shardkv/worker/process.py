@@ -304,9 +304,11 @@ class Shard:
         persistence = self.persistence
         if persistence is not None:
             persistence.suspended = True
+        self.timing = False  # the acceptor counts the whole command
         try:
             value = (self.execute if ks.memory is None else self.execute_limited)(command)
         finally:
+            self.timing = True
             if persistence is not None:
                 persistence.suspended = False
         changed = {}
