@@ -390,7 +390,7 @@ def one_round(
         if victim_pid != held_pid:
             # Let the others see the death before the held process goes on.
             _gone(victim_pid, 5.0)
-            time.sleep(0.2)
+            time.sleep(0.1)
             try:
                 os.kill(held_pid, signal.SIGCONT)
             except OSError:

@@ -2,7 +2,7 @@
 
 The end-to-end part holds one process at each step of each kind of
 cross-shard operation (RENAME, MSET, MULTI/EXEC transfer, SMOVE,
-SUNIONSTORE, DEL) with a fault point, SIGKILLs a worker or the acceptor,
+SUNIONSTORE) with a fault point, SIGKILLs a worker or the acceptor,
 and checks, against the reply the client got, the invariant, that no
 acknowledged write was lost, that nothing was half-applied, and that no
 shard hangs; then it crashes the whole server and checks every round's
@@ -165,10 +165,13 @@ def test_executor_prepares_its_own_changes_and_undoes_them_on_abort():
 
 
 def _cases() -> list[tuple[str, str, str, str]]:
-    """Each step of each kind once, the held process and the victim taking turns."""
+    """Each step of each kind once, the held process and the victim taking
+    turns (DEL, a write fan-out like MSET, only in benchmarks/faults.py: CI's time)."""
     out = []
     n = 0
     for kind in faults.KINDS:
+        if kind == "del":
+            continue
         for point in faults.POINTS[kind]:
             if point == "committed":
                 hold = "acceptor"
