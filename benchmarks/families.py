@@ -98,7 +98,7 @@ def main() -> int:
             port = free_port()
             with tempfile.TemporaryDirectory(prefix="bench-families-") as workdir:
                 spec = redis_spec(port, Path(workdir)) if kind == "redis" else shardkv_spec(port, opts.shards)
-                server = start_server(spec)
+                server = start_server(spec, ready_timeout=120)  # a loaded machine starts slowly
                 try:
                     load(port)
                     for name, args, share in LOADS:

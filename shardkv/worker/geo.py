@@ -262,7 +262,8 @@ def search(ks: Keyspace, args: list[bytes], src_at: int, flags: int) -> object:
     if not found and store is None:
         return []
     if order:
-        if count and count < len(found):
+        if count and count < len(found) and len({p[3] for p in found}) < len(found):
+            # Ties: Redis's partial sort decides their order.
             pqsort(found, _by_distance_desc if order == 2 else _by_distance, 0, count - 1)
         else:
             found.sort(key=lambda p: p[3], reverse=order == 2)  # glibc's qsort: stable

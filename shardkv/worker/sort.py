@@ -42,28 +42,38 @@ def _cstr(value: bytes) -> bytes:
     return value if nul < 0 else value[:nul]
 
 
-def lookup_by_pattern(ks: Keyspace, pattern: bytes, element: bytes) -> bytes | None:
-    """``lookupKeyByPattern``: ``#`` is the element itself; otherwise the
-    first ``*`` is replaced by the element and the string (or, after
-    ``->``, the hash field) at that key is read."""
+def pattern_reader(ks: Keyspace, pattern: bytes):
+    """``lookupKeyByPattern`` for one pattern, parsed once: a function of
+    the element.  ``#`` is the element itself; otherwise the first ``*`` is
+    replaced by the element and the string (or, after ``->``, the hash
+    field) at that key is read; a pattern with no ``*`` reads nothing."""
     if pattern == b"#":
-        return element
+        return lambda element: element
     head = _cstr(pattern)
     star = head.find(b"*")
     if star < 0:
-        return None
+        return lambda element: None
     arrow = head.find(b"->", star + 1)
     field = None
     end = len(pattern)
     if arrow >= 0 and arrow + 2 < len(head):
         field = pattern[arrow + 2 :]
         end = arrow
-    value = ks.lookup(pattern[:star] + element + pattern[star + 1 : end])
-    if value is None:
-        return None
-    if field is not None:
-        return value.get(field) if type(value) is dict else None
-    return value if type(value) is bytes else None
+    prefix, suffix = pattern[:star], pattern[star + 1 : end]
+    lookup = ks.lookup
+    if field is None:
+
+        def read(element: bytes) -> bytes | None:
+            value = lookup(prefix + element + suffix)
+            return value if type(value) is bytes else None
+
+    else:
+
+        def read(element: bytes) -> bytes | None:
+            value = lookup(prefix + element + suffix)
+            return value.get(field) if type(value) is dict else None
+
+    return read
 
 
 def _score(value: bytes) -> float | None:
@@ -185,9 +195,11 @@ def sort_generic(ks: Keyspace, args: list[bytes], readonly: bool) -> object:
     if store is None:
         if not gets:
             return selected
-        return [lookup_by_pattern(ks, g, element) for element in selected for g in gets]
+        readers = [pattern_reader(ks, g) for g in gets]
+        return [read(element) for element in selected for read in readers]
     if gets:
-        out = [lookup_by_pattern(ks, g, element) or b"" for element in selected for g in gets]
+        readers = [pattern_reader(ks, g) for g in gets]
+        out = [read(element) or b"" for element in selected for read in readers]
     else:
         out = selected
     if out:
@@ -216,14 +228,15 @@ def _sorted(
                 keys = [_cstr(e) for e in vector]  # strcoll in the C locale
         else:
             keys = []
+            read = pattern_reader(ks, sortby)
             for e in vector:
-                by = lookup_by_pattern(ks, sortby, e)
+                by = read(e)
                 if by is None:
                     keys.append((0, b""))
                 else:
                     keys.append((1, by if storing else _cstr(by)))
     else:
-        values = vector if sortby is None else [lookup_by_pattern(ks, sortby, e) for e in vector]
+        values = vector if sortby is None else list(map(pattern_reader(ks, sortby), vector))
         joined = b"\n".join(values) if None not in values else b""  # type: ignore[arg-type]
         if joined.count(b"\n") == len(values) - 1 and _INTEGERS.fullmatch(joined):
             keys = list(zip(map(float, values), vector, strict=True))  # all plain integers: at C speed
@@ -241,7 +254,9 @@ def _sorted(
                 keys.append((score, e))
             if bad:
                 raise CommandError(errors.SORT_NOT_DOUBLE)
-    if partial is None:
+    if partial is None or len(set(keys)) == len(keys):
+        # A full sort; or no two keys compare equal, when the partial sort
+        # gives the same ranks (equal numeric keys are equal elements).
         order = sorted(range(len(vector)), key=keys.__getitem__, reverse=desc)
     else:
         sign = -1 if desc else 1
