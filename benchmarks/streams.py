@@ -110,7 +110,7 @@ def main() -> int:
                     if kind == "redis"
                     else shardkv_spec(free_port(), args.shards)
                 )
-                with start_server(spec) as server:
+                with start_server(spec, ready_timeout=120) as server:
                     r = results[kind]
                     r.setdefault("XADD -P 1 (req/s)", []).append(xadd_rate(server.port, 1, args.requests))
                     r.setdefault("XADD -P 16 (req/s)", []).append(
@@ -122,6 +122,7 @@ def main() -> int:
                     if args.entries:
                         growth = memory_growth(server, args.entries)
                         r.setdefault(f"memory of {args.entries:,} entries (MB)", []).append(growth / 1e6)
+                    print(kind, {k: round(v[-1], 1) for k, v in r.items()}, flush=True)
     print(f"| load | redis-server | shardkv {args.shards} shards | ratio |")
     print("|---|---|---|---|")
     for name in results["redis"]:

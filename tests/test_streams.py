@@ -410,3 +410,14 @@ def test_command_info_of_the_stream_commands(compare):
     assert [row[:7] for row in ours] == [row[:7] for row in theirs]
     compare("COMMAND", "GETKEYS", "XREAD", "COUNT", "2", "STREAMS", "a", "b", "0", "0")
     compare("COMMAND", "GETKEYS", "XREADGROUP", "GROUP", "streams", "c", "STREAMS", "k", ">")
+
+
+def test_stream_reads_from_scripts(compare):
+    compare("XADD", "s", "1-0", "f", "v")
+    compare("EVAL", "return redis.call('xread','streams','s','0')", "0")
+    compare("EVAL", "return redis.call('xread','block','0','streams','s','$')", "0")
+    compare("EVAL", "return redis.call('XREAD','COUNT','1','BLOCK','10','streams','s','$')", "0")
+    compare("EVAL", "return redis.call('xreadgroup','group','g','c','streams','s','>')", "0")
+    compare("XGROUP", "CREATE", "s", "g", "0")
+    compare("EVAL", "return redis.call('xreadgroup','group','g','c','streams','s','>')", "0")
+    compare("XPENDING", "s", "g")

@@ -35,7 +35,7 @@ from lupa import lua51
 
 from shardkv import commands, errors, wire
 from shardkv.errors import CommandError
-from shardkv.resp import Error, Pairs, Raw, Verbatim, format_double
+from shardkv.resp import Error, KeyedArrays, Pairs, Raw, Verbatim, format_double
 from shardkv.worker.keyspace import Keyspace, slot_of
 from shardkv.worker.registry import command, find
 from shardkv.worker.transfer import drop_key, export_key, import_key
@@ -117,6 +117,18 @@ class _Rand48:
     def seed(self, value: int) -> None:
         value &= 0xFFFFFFFF
         self.x = (value << 16) | 0x330E
+
+
+# Commands that block only with an option; from a script they run without it.
+_BLOCK_OPTION = frozenset({"xread", "xreadgroup"})
+
+
+def _streams_at(argv: list[bytes]) -> int:
+    """Where XREAD's STREAMS keyword is (the options come before it)."""
+    for i, a in enumerate(argv):
+        if a.lower() == b"streams":
+            return i
+    return len(argv)
 
 
 def _deny_attributes(obj: object, name: object, setting: bool) -> object:
@@ -396,7 +408,12 @@ class Engine:
         if not commands.check_arity(cmd, len(argv)):
             return self._error("Wrong number of args calling Redis command from script"), raise_error
         flags = cmd.flags
-        if "noscript" in flags or "blocking" in flags:
+        if cmd.name in _BLOCK_OPTION:
+            # XREAD/XREADGROUP run in scripts, but not with BLOCK (xreadCommand).
+            if any(a.lower() == b"block" for a in argv[1 : _streams_at(argv)]):
+                message = errors.XREAD_BLOCK_IN_SCRIPT % argv[0].decode("utf-8", "replace")
+                return self._error("-" + message), raise_error
+        elif "noscript" in flags or "blocking" in flags:
             return self._error("This Redis command is not allowed from script"), raise_error
         write = "write" in flags
         if run.read_only and (write or "may_replicate" in flags):
@@ -512,6 +529,12 @@ class Engine:
                     out[self._to_lua(k, resp)] = True
                 return self._table({b"set": out})
             return self._table([self._to_lua(v, resp) for v in value])  # type: ignore[attr-defined]
+        if t is KeyedArrays:  # XREAD: a map in RESP3, else an array of 2-arrays
+            if resp == 3:
+                return self._to_lua(dict(value), resp)  # type: ignore[call-overload]
+            return self._table(
+                [self._table([self._to_lua(k, resp), self._to_lua(v, resp)]) for k, v in value]
+            )  # type: ignore[attr-defined]
         if t is Pairs:
             if resp == 3:
                 return self._table(
