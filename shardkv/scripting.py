@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import time
 from collections import deque
 
 from shardkv import command_docs, errors
@@ -390,7 +391,7 @@ def kill_script(client: Client, eval_mode: bool) -> None:
         client.reply_error(errors.NOTBUSY)
         return
     for link in busy:
-        pid, dirty, script_eval = link.script
+        pid, dirty, script_eval = link.script[:3]
         if dirty:
             client.reply_error(errors.UNKILLABLE)
             return
@@ -506,8 +507,13 @@ def function_command(client: Client, args: list[bytes]) -> None:
             return
         _all_shards(client, [b"__function", b"flush"])
     elif sub == b"restore":
+        if n > 4:
+            client.reply_error(
+                "ERR unknown subcommand or wrong number of arguments for 'restore'. Try FUNCTION HELP."
+            )
+            return
         policy = args[3].upper() if n >= 4 else b"APPEND"
-        if n > 4 or policy not in (b"FLUSH", b"APPEND", b"REPLACE"):
+        if policy not in (b"FLUSH", b"APPEND", b"REPLACE"):
             client.reply_error(
                 "ERR Wrong restore policy given, value should be either FLUSH, APPEND or REPLACE."
             )
@@ -542,10 +548,25 @@ def function_command(client: Client, args: list[bytes]) -> None:
     elif sub == b"dump":
         client.send(0, [b"__function", b"dump"], None)
     elif sub == b"stats":
-        client.send(0, [b"__function", b"stats"], None)
+        busy = [link for link in client.server.links if link.script is not None and not link.script[2]]
+        if busy:
+            client.reply(_running_stats(busy[0].script))
+        else:
+            client.send(0, [b"__function", b"stats"], None)
     elif sub == b"kill":
         kill_script(client, eval_mode=False)
     elif sub == b"help":
         client.reply([line.encode() for line in _FUNCTION_HELP])
     else:
         client.reply_error(errors.SYNTAX)
+
+
+def _running_stats(script: tuple) -> dict:
+    """FUNCTION STATS while a function is busy (its shard cannot answer):
+    from what the worker reported (see wire.SCRIPT)."""
+    _pid, _dirty, _eval, name, command, started, nlibs, nfuncs = script
+    duration = int((time.time() - started) * 1000)
+    return {
+        b"running_script": {b"name": name, b"command": list(command), b"duration_ms": duration},
+        b"engines": {b"LUA": {b"libraries_count": nlibs, b"functions_count": nfuncs}},
+    }

@@ -224,9 +224,9 @@ class ShardLink:
         elif kind == wire.CONTROL:
             self._control(payload)
         elif kind == wire.SCRIPT:
-            busy, pid, dirty, eval_mode = wire.decode_script_state(payload)
+            busy, pid, dirty, eval_mode, *details = wire.decode_script_state(payload)
             if busy:
-                self.script = (pid, dirty, eval_mode)
+                self.script = (pid, dirty, eval_mode, *details)
                 self.busy = encode_error(errors.BUSY if eval_mode else errors.BUSY_FUNCTION)
                 BUSY_LINKS.add(self)
             else:

@@ -38,7 +38,7 @@ Worker -> acceptor
 ``C`` *control*: ``C`` + one control message: a parked worker's answer,
     or ``InDoubt``, the first frame a worker sends on every new pipe.
 
-``S`` *script*: ``S`` + marshal ``(busy, pid, dirty, eval_mode)``: a Lua
+``S`` *script*: ``S`` + marshal ``(busy, pid, dirty, eval_mode, details...)``: a Lua
     script has run longer than ``busy-reply-threshold`` (busy true; sent
     again when it first writes), or the busy script is over (busy false,
     sent before the frame that carries its reply).  While a shard is busy
@@ -336,8 +336,11 @@ def decode_answer(body: bytes) -> Control:
     return _decode_message(body)
 
 
-def encode_script_state(busy: bool, pid: int, dirty: bool, eval_mode: bool) -> bytes:
-    return b"S" + marshal.dumps((busy, pid, dirty, eval_mode))
+def encode_script_state(busy: bool, pid: int, dirty: bool, eval_mode: bool, *details: object) -> bytes:
+    """``details``: the function's name, its command, when it started
+    (time.time()), and the shard's library and function counts (for
+    FUNCTION STATS while it is busy)."""
+    return b"S" + marshal.dumps((busy, pid, dirty, eval_mode, *details))
 
 
 def decode_script_state(payload: bytes) -> tuple:

@@ -74,7 +74,7 @@ class Functions:
         name, body = _metadata(code)
         if not _valid_name(name):
             raise CommandError("ERR " + _NAME_ERROR)
-        old = self.libraries.get(name)
+        old = self.libraries.get(name.lower())
         if old is not None and not replace:
             raise CommandError("ERR Library '%s' already exists" % name.decode("latin-1"))
         library = Library(name, code)
@@ -87,23 +87,25 @@ class Functions:
             raise CommandError(err)
         if not library.functions:
             raise CommandError("ERR No functions registered")
-        for fname in library.functions:
-            owner = self.functions.get(fname)
-            if owner is not None and owner.library != name:
-                raise CommandError("ERR Function %s already exists" % fname.decode("latin-1"))
+        for f in library.functions.values():
+            owner = self.functions.get(f.name.lower())
+            if owner is not None and owner.library.lower() != name.lower():
+                raise CommandError("ERR Function %s already exists" % f.name.decode("latin-1"))
         if old is not None:
             self._unlink(old)
         self._link(library)
         return name
 
+    # Names are case-insensitive, as in Redis's dicts of libraries and functions.
     def _link(self, library: Library) -> None:
-        self.libraries[library.name] = library
-        self.functions.update(library.functions)
+        self.libraries[library.name.lower()] = library
+        for f in library.functions.values():
+            self.functions[f.name.lower()] = f
 
     def _unlink(self, library: Library) -> None:
-        self.libraries.pop(library.name, None)
-        for fname in library.functions:
-            self.functions.pop(fname, None)
+        self.libraries.pop(library.name.lower(), None)
+        for f in library.functions.values():
+            self.functions.pop(f.name.lower(), None)
 
     def _register(self, *args: object) -> None:
         """redis.register_function(name, callback) or redis.register_function{...}"""
@@ -170,14 +172,15 @@ class Functions:
             engine._raise("wrong number of arguments to redis.register_function")
         if not _valid_name(name):  # type: ignore[arg-type]
             engine._raise(_NAME_ERROR)
-        if name in library.functions:  # type: ignore[operator]
+        if name.lower() in library.functions:  # type: ignore[union-attr]
             engine._raise("Function already exists in the library")
-        library.functions[name] = Function(name, callback, flags, description, library.name)  # type: ignore[index,arg-type]
+        function = Function(name, callback, flags, description, library.name)  # type: ignore[arg-type]
+        library.functions[name.lower()] = function  # type: ignore[union-attr]
 
     # -- the other subcommands ------------------------------------------------------
 
     def delete(self, name: bytes) -> object:
-        library = self.libraries.get(name)
+        library = self.libraries.get(name.lower())
         if library is None:
             return Error("ERR Library not found")
         self._unlink(library)
@@ -311,7 +314,7 @@ def function_internal(ks: Keyspace, args: list[bytes]) -> object:
 
 def _fcall(ks: Keyspace, args: list[bytes], ro: bool, everything: bool = False) -> object:
     functions = functions_of(ks)
-    f = functions.functions.get(args[1])
+    f = functions.functions.get(args[1].lower())
     if f is None:
         return Error("ERR Function not found")
     try:

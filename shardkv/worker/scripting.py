@@ -157,6 +157,7 @@ class Run:
         "busy",
         "reported_dirty",
         "eval_mode",
+        "command",
     )
 
     def __init__(self, sha: bytes, flags: int, read_only: bool, imported: frozenset | dict) -> None:
@@ -174,6 +175,7 @@ class Run:
         self.busy = False  # past busy-reply-threshold, and the acceptor told
         self.reported_dirty = False
         self.eval_mode = True  # EVAL (False: FCALL)
+        self.command: list[bytes] = []  # for FUNCTION STATS
 
 
 class Engine:
@@ -320,6 +322,8 @@ class Engine:
         ro = read_only or (not flags & FLAG_COMPAT and bool(flags & FLAG_NO_WRITES))
         run = self.run = Run(sha, flags, ro, self._imported())
         run.eval_mode = eval_mode
+        if not eval_mode:
+            run.command = [b"fcall", sha, b"%d" % len(keys), *keys, *argv]
         persistence = getattr(self.ks, "persistence", None)
         mark = persistence.begin_group() if persistence is not None else -1
         self.kill_requested = False
@@ -670,7 +674,7 @@ class Engine:
         run = self.run
         if run is None:
             return False
-        if run.abort is not None:
+        if run.abort is not None or run.killed:
             return True
         if not run.busy:
             threshold = self.busy_threshold()
@@ -702,7 +706,12 @@ class Engine:
         if send is None:
             return
         run.reported_dirty = run.dirty
-        send(wire.encode_script_state(run.busy, os.getpid(), run.dirty, run.eval_mode))
+        functions = getattr(self, "functions", None)
+        nlibs = len(functions.libraries) if functions is not None else 0
+        nfuncs = len(functions.functions) if functions is not None else 0
+        started = time.time() - (time.monotonic() - run.start)
+        details = (run.sha, run.command, started, nlibs, nfuncs)
+        send(wire.encode_script_state(run.busy, os.getpid(), run.dirty, run.eval_mode, *details))
 
     def request_kill(self) -> None:
         """SIGUSR1: SCRIPT KILL or FUNCTION KILL (checked by the count hook)."""
