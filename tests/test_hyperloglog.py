@@ -242,3 +242,22 @@ def test_murmur_vector_matches_scalar():
     elements = [rng.randbytes(rng.randrange(0, 40)) for _ in range(500)]
     index, counts = hllcore.patterns(elements)
     assert list(zip(index.tolist(), counts.tolist(), strict=True)) == [hllcore.pattern(e) for e in elements]
+
+
+def test_huge_corrupted_sparse(compare):
+    """A sparse HLL with megabytes of opcodes after its registers: the same
+    replies as Redis, at a cost bounded by the HLL's 16384 registers."""
+    compare("PFADD", "h", "a")
+    compare("APPEND", "h", "\x00" * 200_000)
+    compare("PFADD", "h", "b")  # the change would grow it past 3000 bytes: promotion fails
+    compare("PFCOUNT", "h")
+    compare("PFCOUNT", "h", "missing")
+    compare("PFMERGE", "d", "h")
+    compare("PFDEBUG", "ENCODING", "h")
+    compare("PFDEBUG", "TODENSE", "h")
+    compare("CONFIG", "SET", "hll-sparse-max-bytes", 1_000_000)
+    try:
+        compare("PFADD", "h", "c", "d", "e")  # now it fits: changed in place, tail kept
+        compare("GET", "h")
+    finally:
+        compare("CONFIG", "SET", "hll-sparse-max-bytes", 3000)

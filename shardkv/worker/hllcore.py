@@ -246,24 +246,52 @@ def empty() -> bytes:
     return MAGIC + bytes([SPARSE]) + bytes(11) + zero_op(REGISTERS)
 
 
+# Strings up to this size are parsed whole (a valid one is at most 32784 bytes).
+_SMALL = 1 << 16
+
+
 class Sparse:
     """A sparse HLL's opcodes, as a list, for ``hllSparseSet``.
 
     ``starts[i]`` is the first register of ``ops[i]``; ``starts[-1]`` the
     number of registers the opcodes cover.  ``size`` is the string's length.
+
+    A valid HLL has at most 16384 opcodes.  A longer string (a corrupted or
+    crafted one: SET can write any bytes) is read only as far as 16384
+    registers and a few opcodes more, which is all that a change can reach;
+    the rest is kept as ``tail`` bytes, so its cost stays bounded, and it
+    makes the HLL invalid for counting, as its extra registers do in Redis.
     """
 
-    __slots__ = ("header", "ops", "size", "starts")
+    __slots__ = ("header", "ops", "size", "starts", "tail")
 
     def __init__(self, value: bytes) -> None:
         self.header = bytearray(value[:HEADER])
-        ops = _OPCODE.findall(value, HEADER)
-        self.ops = ops
         self.size = len(value)
-        self.starts = list(accumulate(map(SPAN.__getitem__, ops), initial=0))
+        self.tail = b""
+        if len(value) <= _SMALL:
+            ops = _OPCODE.findall(value, HEADER)
+            self.starts = list(accumulate(map(SPAN.__getitem__, ops), initial=0))
+        else:
+            ops = []
+            starts = [0]
+            extra = 0
+            end = HEADER
+            for match in _OPCODE.finditer(value, HEADER):
+                op = match.group()
+                ops.append(op)
+                starts.append(starts[-1] + SPAN[op])
+                end = match.end()
+                if starts[-1] >= REGISTERS:
+                    extra += 1
+                    if extra > 6:
+                        break
+            self.starts = starts
+            self.tail = value[end:]
+        self.ops = ops
 
     def to_bytes(self) -> bytes:
-        return bytes(self.header) + b"".join(self.ops)
+        return bytes(self.header) + b"".join(self.ops) + self.tail
 
     def set(self, index: int, count: int, max_bytes: int) -> int:
         """``hllSparseSet``: 1 if it changed a register, 0 if not; raises
@@ -356,7 +384,7 @@ class Sparse:
                 break
             out[idx : idx + v[1]] = v[0]
             idx += v[1]
-        if idx != REGISTERS:
+        if idx != REGISTERS or self.tail:
             raise Corrupted
         return out
 
@@ -369,7 +397,7 @@ class Sparse:
                 histo[0] += SPAN[op]
             else:
                 histo[v[0]] += v[1]
-        if self.starts[-1] != REGISTERS:
+        if self.starts[-1] != REGISTERS or self.tail:
             raise Corrupted
         return histo
 
