@@ -25,7 +25,7 @@ from shardkv.cmdstats import stat_name
 from shardkv.errors import CommandError
 from shardkv.glob import compile_glob
 from shardkv.info import build_info
-from shardkv.resp import OK, Verbatim, encode_command
+from shardkv.resp import OK, Verbatim, encode, encode_command
 from shardkv.router import SLOTS
 
 
@@ -470,6 +470,7 @@ _GROUP_CATEGORY = {
     "connection": "@connection",
     "hyperloglog": "@hyperloglog",
     "geo": "@geo",
+    "scripting": "@scripting",
     "stream": "@stream",
 }
 
@@ -618,26 +619,28 @@ def _key_specs(cmd: commands.Command) -> list:
     return specs
 
 
+def _subcommand_info(cmd: commands.Command, sub) -> list:
+    """COMMAND INFO's row of one subcommand (``client|list``)."""
+    return [
+        sub.name.encode(),
+        sub.arity,
+        [f for f in sub.flags if f not in _UNLISTED_FLAGS],
+        0,
+        0,
+        0,
+        _acl_categories(cmd, sub.flags),
+        [],
+        [],
+        [],
+    ]
+
+
 def _command_info(cmd: commands.Command) -> list:
     subs = command_docs.SUBCOMMANDS.get(cmd.name)
     if subs:  # a container: its keys belong to its subcommands
         first = last = step = 0
         specs: list = []
-        subinfo = [
-            [
-                sub.name.encode(),
-                sub.arity,
-                list(sub.flags),
-                0,
-                0,
-                0,
-                _acl_categories(cmd, sub.flags),
-                [],
-                [],
-                [],
-            ]
-            for sub in subs.values()
-        ]
+        subinfo = [_subcommand_info(cmd, sub) for sub in subs.values()]
     else:
         first = cmd.first_key
         last = cmd.last_key if not cmd.numkeys_at else cmd.first_key
@@ -658,6 +661,30 @@ def _command_info(cmd: commands.Command) -> list:
     ]
 
 
+def _info_of(name: str) -> list | None:
+    """COMMAND INFO's row for ``name``, a command or ``container|sub``."""
+    table = commands.COMMANDS
+    container, _, subname = name.partition("|")
+    cmd = table.get(container)
+    if cmd is None:
+        return None
+    if not subname:
+        return _command_info(cmd)
+    sub = command_docs.SUBCOMMANDS.get(container, {}).get(subname)
+    return None if sub is None else _subcommand_info(cmd, sub)
+
+
+def _all_names() -> list[tuple[str, commands.Command, tuple | None]]:
+    """Every command and subcommand, as COMMAND LIST names them, with the
+    command and the subcommand's flags."""
+    out: list = []
+    for name, cmd in commands.COMMANDS.items():
+        out.append((name, cmd, None))
+        for sub in command_docs.SUBCOMMANDS.get(name, {}).values():
+            out.append((sub.name, cmd, sub.flags))
+    return out
+
+
 def _command_names(args: list) -> list[str]:
     return [a.decode("latin-1").lower() for a in args]
 
@@ -671,10 +698,14 @@ def _getkeys(args: list) -> list:
         raise CommandError(errors.INVALID_COMMAND_ARGS)
     if cmd.numkeys_at:
         n = strict_int(args[cmd.numkeys_at])
+        if n == 0 and "no_mandatory_keys" in cmd.flags:
+            return []
         if n is None or n <= 0 or n > len(args) - cmd.numkeys_at - 1:
             raise CommandError(errors.INVALID_COMMAND_ARGUMENTS)
     keys = cmd.keys(args)
     if not keys:
+        if "no_mandatory_keys" in cmd.flags:
+            return []
         raise CommandError(errors.NO_KEY_ARGUMENTS)
     return keys
 
@@ -695,24 +726,24 @@ def command(client: Client, args: list) -> None:
         client.reply(len(table))
     elif sub == b"LIST":
         if len(args) == 2:
-            client.reply([name.encode() for name in table])
+            client.reply([name.encode() for name, _, _ in _all_names()])
             return
         if len(args) != 5 or args[2].upper() != b"FILTERBY":
             raise CommandError(errors.SYNTAX)
         kind, value = args[3].upper(), args[4]
         if kind == b"PATTERN":
             match = compile_glob(value, nocase=True)
-            client.reply([n.encode() for n in table if match(n.encode())])
+            client.reply([n.encode() for n, _, _ in _all_names() if match(n.encode())])
         elif kind == b"ACLCAT":
             cat = "@" + value.decode("latin-1").lower()
-            client.reply([n.encode() for n, c in table.items() if cat in _acl_categories(c)])
+            client.reply([n.encode() for n, c, f in _all_names() if cat in _acl_categories(c, f)])
         elif kind == b"MODULE":
             client.reply([])
         else:
             raise CommandError(errors.SYNTAX)
     elif sub == b"INFO":
         names = _command_names(args[2:]) or list(table)
-        client.reply([_command_info(table[n]) if n in table else None for n in names])
+        client.reply([_info_of(n) for n in names])
     elif sub == b"DOCS":
         names = _command_names(args[2:]) or list(table)
         out: dict = {}
@@ -728,6 +759,11 @@ def command(client: Client, args: list) -> None:
         client.reply(out)
     elif sub == b"GETKEYS":
         client.reply(_getkeys(args[2:]))
+    elif sub == b"GETKEYSANDFLAGS":
+        cmd = commands.lookup(args[2])
+        keys = _getkeys(args[2:])
+        access = (["RW", "update"] if cmd.is_write else ["RO", "access"]) if cmd is not None else []
+        client.reply([[key, access] for key in keys])
     elif sub == b"HELP":
         client.reply(
             [
@@ -748,6 +784,8 @@ def command(client: Client, args: list) -> None:
                 b"    commands are returned.",
                 b"GETKEYS <full-command>",
                 b"    Return the keys from a full Redis command.",
+                b"GETKEYSANDFLAGS <full-command>",
+                b"    Return the keys and the access flags from a full Redis command.",
                 b"HELP",
                 b"    Prints this help.",
             ]
@@ -1050,30 +1088,64 @@ _DEBUG_HELP = [
 @local("scan")
 @_guard
 def scan(client: Client, args: list) -> None:
-    """SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]"""
+    """SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]
+
+    The cursor is a slot number.  One call visits whole slots, shard after
+    shard, until it has visited ``count`` keys or the last slot (see
+    :class:`_ScanChain`), so a small keyspace comes back in one call, as
+    from Redis.  Every slot is visited once per full scan, so a key present
+    for the whole scan is returned exactly once.
+    """
     cursor = parse_cursor(args[1])
     count, pattern, kind = parse_scan_options(args, 2, with_type=True)
-    server = client.server
     if cursor >= SLOTS:
         client.reply([b"0", []])
         return
-    shard = server.router.owners[cursor]
+    _ScanChain(client, cursor, count, b"*" if pattern is None else pattern, kind or b"")
 
-    def merge(parts: list) -> object:
-        next_slot, keys = parts[0]
-        if next_slot < 0:
+
+class _ScanChain:
+    """One SCAN call: asks the shard that owns the cursor's slot, then the
+    next shards in turn, until ``count`` keys were visited."""
+
+    def __init__(self, client: Client, cursor: int, count: int, pattern: bytes, kind: bytes) -> None:
+        from shardkv.client import Slot
+
+        self.client = client
+        self.slot = Slot(client)
+        client.pending.append(self.slot)
+        self.left = count
+        self.pattern = pattern
+        self.kind = kind
+        self.keys: list = []
+        self.cursor = cursor
+        self.ask()
+
+    def ask(self) -> None:
+        from shardkv.client import PART_HEADERS
+
+        server = self.client.server
+        shard = server.router.owners[self.cursor]
+        body = encode_command([b"__scan", b"%d" % self.cursor, b"%d" % self.left, self.pattern, self.kind])
+        server.links[shard].send(PART_HEADERS[0], body, self)
+
+    def deliver(self, body: bytes) -> None:
+        from shardkv.wire import decode_part
+
+        client = self.client
+        if body[:1] == b"-":  # the shard is down
+            self.slot.deliver(body)
+            return
+        part = decode_part(body)
+        next_slot, keys, visited = part  # type: ignore[misc]
+        self.keys.extend(keys)
+        self.left -= visited
+        server = client.server
+        if next_slot < 0:  # that shard is done: on to the next one
+            shard = server.router.owners[self.cursor]
             next_slot = (shard + 1) * SLOTS // server.nshards if shard + 1 < server.nshards else 0
-        return [b"%d" % next_slot, keys]
-
-    client.fan_out(
-        {
-            shard: [
-                b"__scan",
-                b"%d" % cursor,
-                b"%d" % count,
-                b"*" if pattern is None else pattern,
-                kind or b"",
-            ]
-        },
-        merge,
-    )
+        self.cursor = next_slot
+        if next_slot and self.left > 0 and not client.closed:
+            self.ask()
+            return
+        self.slot.deliver(encode([b"%d" % next_slot, self.keys], client.resp3))

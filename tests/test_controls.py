@@ -417,3 +417,68 @@ def test_blpop_with_a_tiny_timeout_times_out(compare):
     compare("BLPOP", "nolist", "0.001")
     compare("BLPOP", "nolist", "other{x}", "0.001")
     compare("BRPOP", "nolist", "0.0001")
+
+
+# -- SCAN across shards --------------------------------------------------------------
+
+
+def test_scan_of_a_tiny_keyspace_is_one_call(compare):
+    compare("MSET", "a", "1", "b", "2", "c", "3")
+    for c in (compare.real, compare.ours):
+        cursor, keys = c.scan(0)
+        assert cursor == 0 and sorted(keys) == [b"a", b"b", b"c"]
+        cursor, keys = c.scan(0, match="b*")
+        assert cursor == 0 and keys == [b"b"]
+        cursor, keys = c.scan(0, _type="string")
+        assert cursor == 0 and len(keys) == 3
+
+
+@pytest.mark.parametrize("count", [1, 3, 10, 1000])
+def test_scan_returns_every_key_once_per_full_scan(r, count):
+    keys = [f"key:{i}".encode() for i in range(500)]
+    r.mset({k: b"v" for k in keys})
+    seen: list = []
+    cursor, calls = 0, 0
+    while True:
+        cursor, batch = r.scan(cursor, count=count)
+        seen.extend(batch)
+        calls += 1
+        if cursor == 0:
+            break
+    assert sorted(seen) == sorted(keys)  # each exactly once: nothing changed meanwhile
+    if count == 1000:
+        assert calls == 1
+
+
+# -- COMMAND for subcommands ----------------------------------------------------------
+
+
+def test_command_info_and_getkeys_of_subcommands(compare, ports):
+    import hiredis
+
+    (real, _), (ours, _) = both(
+        ports, b"COMMAND INFO client|list config|get get|key nosuch|x slowlog|get\r\n"
+    )
+    rows = []
+    for data in (real, ours):
+        reader = hiredis.Reader()
+        reader.feed(data)
+        rows.append([row[:6] if row else row for row in reader.gets()])  # name, arity, flags, keys
+    assert rows[1] == rows[0]
+    assert rows[0][0][0] == b"client|list" and rows[0][2] is None
+    data = (
+        b"COMMAND GETKEYS EVAL x 0\r\nCOMMAND GETKEYS EVAL x 1 key\r\nCOMMAND GETKEYS GET\r\n"
+        b"COMMAND GETKEYSANDFLAGS GET\r\nCOMMAND GETKEYSANDFLAGS NOSUCH a\r\n"
+    )
+    (real, _), (ours, _) = both(ports, data)
+    assert ours == real
+    # The keys are Redis's; the flags are the table's (RW or RO, update or access).
+    import hiredis
+
+    (_, _), (ours, _) = both(
+        ports, b"COMMAND GETKEYSANDFLAGS MSET k1 v1 k2 v2\r\nCOMMAND GETKEYSANDFLAGS GET k\r\n"
+    )
+    reader = hiredis.Reader()
+    reader.feed(ours)
+    assert reader.gets() == [[b"k1", [b"RW", b"update"]], [b"k2", [b"RW", b"update"]]]
+    assert reader.gets() == [[b"k", [b"RO", b"access"]]]

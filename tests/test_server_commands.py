@@ -349,7 +349,14 @@ def test_command_count_and_list(r):
     if r.config_get("databases") == {b"databases": b"1"}:  # shardkv
         assert r.execute_command("COMMAND", "COUNT") == len(commands.COMMANDS)
         listed = r.execute_command("COMMAND", "LIST")
-        assert sorted(listed) == sorted(n.encode() for n in commands.COMMANDS)
+        # Every command, and every subcommand as container|sub, as Redis 7.0.
+        subs = [s.name for subs in command_docs.SUBCOMMANDS.values() for s in subs.values()]
+        assert sorted(listed) == sorted(n.encode() for n in [*commands.COMMANDS, *subs])
+    assert b"client|list" in r.execute_command("COMMAND", "LIST")
+    assert sorted(r.execute_command("COMMAND", "LIST", "FILTERBY", "PATTERN", "config|*re*")) == [
+        b"config|resetstat",
+        b"config|rewrite",
+    ]
     matched = r.execute_command("COMMAND", "LIST", "FILTERBY", "PATTERN", "z*ra*")
     assert b"zrange" in matched and b"get" not in matched
     assert b"zadd" in r.execute_command("COMMAND", "LIST", "FILTERBY", "ACLCAT", "sortedset")

@@ -123,6 +123,7 @@ class Shard:
         # commands this shard runs (see shardkv.cmdstats); not for the parts
         # of a command that spans shards, which the acceptor counts.
         self.stats = self.keyspace.stats = Stats()
+        self.stats.skip_local = True
         self.timing = True
         # Cross-shard operations this shard has prepared, outcome unknown.
         self.prepared: dict[int, Prepared] = {}

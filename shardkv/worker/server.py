@@ -90,7 +90,7 @@ def randomkey(ks: Keyspace, args: list[bytes]) -> object:
 
 @command("__scan")
 def scan(ks: Keyspace, args: list[bytes]) -> object:
-    """__scan slot count pattern type -> [next slot or -1, keys]
+    """__scan slot count pattern type -> [next slot or -1, keys, keys visited]
 
     The acceptor has parsed SCAN's options; ``pattern`` is ``*`` (all
     keys, as Redis treats that pattern) and ``type`` empty when not given.
@@ -98,13 +98,14 @@ def scan(ks: Keyspace, args: list[bytes]) -> object:
     slot, count = int(args[1]), int(args[2])
     pattern, kind = args[3], args[4].decode("latin-1").lower()
     next_slot, found = ks.scan(slot, count)
+    visited = len(found)
     if pattern != b"*":
         match = compile_glob(pattern)
         found = [k for k in found if match(k)]
     if kind:
         with ks.reading():  # as Redis, the TYPE filter reads each key
             found = [k for k in found if TYPE_NAMES.get(type(ks.lookup(k))) == kind]
-    return [next_slot, found]
+    return [next_slot, found, visited]
 
 
 @command("__info")
