@@ -254,6 +254,7 @@ def test_huge_corrupted_sparse(compare):
     compare("PFCOUNT", "h", "missing")
     compare("PFMERGE", "d", "h")
     compare("PFDEBUG", "ENCODING", "h")
+    compare("PFDEBUG", "DECODE", "h")  # every opcode, the tail's too
     compare("PFDEBUG", "TODENSE", "h")
     compare("CONFIG", "SET", "hll-sparse-max-bytes", 1_000_000)
     try:

@@ -246,6 +246,11 @@ def empty() -> bytes:
     return MAGIC + bytes([SPARSE]) + bytes(11) + zero_op(REGISTERS)
 
 
+def opcodes(value: bytes):
+    """Every opcode of a sparse HLL string, one by one (PFDEBUG DECODE)."""
+    return (m.group() for m in _OPCODE.finditer(value, HEADER))
+
+
 # Strings up to this size are parsed whole (a valid one is at most 32784 bytes).
 _SMALL = 1 << 16
 

@@ -223,11 +223,7 @@ def pfdebug(ks: Keyspace, args: list[bytes]) -> object:
     if name == b"decode":
         if value[4] != SPARSE:
             raise CommandError("ERR HLL encoding is not sparse")
-        try:
-            ops = Sparse(value).ops
-        except Corrupted:
-            raise CommandError(errors.HLL_CORRUPTED) from None
-        return " ".join(_decode(op) for op in ops).encode()
+        return " ".join(_decode(op) for op in hllcore.opcodes(value)).encode()
     if name == b"encoding":
         return "dense" if value[4] == DENSE else "sparse"
     raise CommandError("ERR Unknown PFDEBUG subcommand '%s'" % sub.decode("latin-1"))
