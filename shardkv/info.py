@@ -173,6 +173,7 @@ def build_info(server: Acceptor, sections: list[str], shards: list, own: list | 
             ("used_memory_acceptor", own_rss),
             ("total_system_memory", _system_memory()),
             ("total_system_memory_human", _human(_system_memory())),
+            *_lua_memory(stats),
             ("maxmemory", cfg["maxmemory"]),
             ("maxmemory_human", _human(cfg["maxmemory"])),
             ("maxmemory_policy", cfg["maxmemory-policy"]),
@@ -305,3 +306,30 @@ def _system_memory() -> int:
         return psutil.virtual_memory().total
     except ImportError:  # pragma: no cover
         return 0
+
+
+def _lua_memory(stats: list[dict]) -> list[tuple[str, object]]:
+    """The Lua fields of INFO memory: the shards' Lua states summed, the
+    script cache (kept by the acceptor), and the libraries (every shard has
+    them all, so shard 0's figures)."""
+    from shardkv.scripting import CACHE
+
+    lua = sum(s.get("used_memory_lua", 0) for s in stats)
+    first = stats[0] if stats else {}
+    scripts_eval = sum(len(body) + 40 for body in CACHE.bodies.values())
+    functions = first.get("used_memory_functions", 0)
+    return [
+        ("used_memory_lua", lua),
+        ("used_memory_vm_eval", lua),
+        ("used_memory_lua_human", _human(lua)),
+        ("used_memory_scripts_eval", scripts_eval),
+        ("number_of_cached_scripts", len(CACHE.bodies)),
+        ("number_of_functions", first.get("number_of_functions", 0)),
+        ("number_of_libraries", first.get("number_of_libraries", 0)),
+        ("used_memory_vm_functions", 0),
+        ("used_memory_vm_total", lua),
+        ("used_memory_vm_total_human", _human(lua)),
+        ("used_memory_functions", functions),
+        ("used_memory_scripts", scripts_eval + functions),
+        ("used_memory_scripts_human", _human(scripts_eval + functions)),
+    ]

@@ -312,12 +312,7 @@ class Engine:
             if not flags & FLAG_NO_WRITES:
                 if read_only:
                     return Error(errors.SCRIPT_RO_WRITE_FLAG)
-                memory = self.ks.memory
-                if (
-                    not flags & FLAG_ALLOW_OOM
-                    and memory is not None
-                    and getattr(memory, "over_limit", lambda: False)()
-                ):
+                if not flags & FLAG_ALLOW_OOM and self._over_limit():
                     return Error(errors.SCRIPT_OOM)
         ro = read_only or (not flags & FLAG_COMPAT and bool(flags & FLAG_NO_WRITES))
         run = self.run = Run(sha, flags, ro, self._imported())
@@ -348,6 +343,14 @@ class Engine:
         if not ok:
             return self._error_reply(value, sha)
         return ScriptReply(self._convert(value, run.resp, 0))
+
+    def _over_limit(self) -> bool:
+        """Is used memory over maxmemory (as eviction counts it)?"""
+        memory = self.ks.memory
+        if memory is None:
+            return False
+        data = memory.data
+        return data + (memory.extra if memory.extra < data else data) > memory.room
 
     def _imported(self) -> frozenset | dict:
         persistence = getattr(self.ks, "persistence", None)
@@ -422,14 +425,9 @@ class Engine:
         write = "write" in flags
         if run.read_only and (write or "may_replicate" in flags):
             return self._error("Write commands are not allowed from read-only scripts."), raise_error
-        if write and not run.dirty:
-            memory = self.ks.memory
-            if (
-                memory is not None
-                and "denyoom" in flags
-                and not run.flags & FLAG_ALLOW_OOM
-                and getattr(memory, "over_limit", lambda: False)()
-            ):
+        if write and not run.dirty and "denyoom" in flags:
+            allow_oom = run.flags & FLAG_ALLOW_OOM and not run.flags & FLAG_COMPAT
+            if not allow_oom and self._over_limit():  # scriptVerifyOOM
                 return self._error("-" + errors.OOM), raise_error
         try:
             value = self._execute(cmd, argv, run, write)

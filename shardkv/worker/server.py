@@ -129,6 +129,15 @@ def info(ks: Keyspace, args: list[bytes]) -> object:
     command_stats = getattr(ks, "stats", None)
     if command_stats is not None:
         stats["cmdstats"] = command_stats.report()
+    scripts = getattr(ks, "scripts", None)
+    if scripts is not None:  # the Lua engine (shardkv.worker.scripting)
+        functions = getattr(scripts, "functions", None)
+        stats["used_memory_lua"] = scripts.memory()
+        stats["number_of_functions"] = len(functions.functions) if functions is not None else 0
+        stats["number_of_libraries"] = len(functions.libraries) if functions is not None else 0
+        stats["used_memory_functions"] = (
+            sum(len(lib.code) for lib in functions.libraries.values()) if functions is not None else 0
+        )
     return [ks.dbsize(), ks.nvolatile, ks.expired_keys, rss, os.getpid(), figures, stats]
 
 
