@@ -270,3 +270,12 @@ XAUTOCLAIM_MIN_IDLE = "ERR Invalid min-idle-time argument for XAUTOCLAIM"
 XAUTOCLAIM_COUNT = "ERR COUNT must be > 0"
 NOGROUP_BLOCKED = "NOGROUP the consumer group this client was blocked on no longer exists"
 UNBLOCKED_STREAM_DELETED = "UNBLOCKED the stream key no longer exists"
+
+# -- disk errors (writeCommandsGetDiskErrorMessage) ----------------------------
+MISCONF_AOF = "MISCONF Errors writing to the AOF file: %s"
+MISCONF_RDB = (
+    "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk. "
+    "Commands that may modify the data set are disabled, because this instance is configured to report "
+    "errors during writes if RDB snapshotting fails (stop-writes-on-bgsave-error option). "
+    "Please check the Redis logs for details about the RDB error."
+)

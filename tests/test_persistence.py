@@ -775,7 +775,7 @@ def test_blocking_commands_are_logged_as_what_they_did(tmp_path):
     clock = FakeClock()
     cfg = make_config(tmp_path)
     shard = open_shard(cfg, clock)
-    shard.send = lambda payload: None  # the late replies (W frames) go nowhere here
+    shard.send = lambda payload, logged=None: None  # the late replies (W frames) go nowhere here
     steps = [
         (0, [b"RPUSH", b"l", b"a", b"b", b"c"]),
         (0, [b"ZADD", b"z", b"1", b"x", b"2", b"y", b"3", b"w"]),

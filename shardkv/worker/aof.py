@@ -320,7 +320,8 @@ class AofWriter:
         self.size = os.fstat(self.fd).st_size
         self.buf: list[bytes] = []
         self.unsynced = False  # written since the last fsync
-        self.write_error: str | None = None
+        self.write_error: str | None = None  # strerror of a failed write or fsync
+        self.fsync_error: str | None = None  # the everysec thread's, likewise
         self.last_fsync = 0.0
         self._lock = threading.Lock()  # held while fsyncing or swapping fd
         self._stop = threading.Event()
@@ -353,13 +354,22 @@ class AofWriter:
                         try:
                             os.fsync(self.fd)
                             self.last_fsync = time.time()
-                        except OSError:
+                            self.fsync_error = None
+                        except OSError as e:
                             self.unsynced = True
+                            self.fsync_error = e.strerror or str(e)
 
     def flush(self) -> None:
-        """Write what is buffered; with ``always``, fsync it too."""
+        """Write what is buffered; with ``always``, fsync it too.
+
+        On an error (a full disk, an I/O error) what was not written stays
+        buffered, ``write_error`` says why, and the next call tries again,
+        as Redis retries ``aof_buf``; with ``always`` an fsync that failed
+        is tried again too."""
         buf = self.buf
         if not buf:
+            if self.write_error is not None and self.policy == "always" and self.unsynced:
+                self._fsync_always()
             return
         data = b"".join(buf) if len(buf) > 1 else buf[0]
         view = memoryview(data)
@@ -371,15 +381,29 @@ class AofWriter:
             # Keep what was not written; the next flush tries again.
             self.buf = [bytes(view[written:])]
             self.size += written
-            self.write_error = str(e)
+            self.write_error = e.strerror or str(e)
             raise
         buf.clear()
         self.size += written
-        self.write_error = None
+        self.unsynced = True
         if self.policy == "always":
-            os.fsync(self.fd)
+            self._fsync_always()
         else:
-            self.unsynced = True
+            self.write_error = None
+
+    def _fsync_always(self) -> None:
+        try:
+            os.fsync(self.fd)
+        except OSError as e:
+            self.write_error = e.strerror or str(e)
+            raise
+        self.unsynced = False
+        self.write_error = None
+
+    @property
+    def failing(self) -> str | None:
+        """Why the AOF cannot be written or synced now, or None."""
+        return self.write_error or self.fsync_error
 
     def switch(self, path: str) -> None:
         """Go on appending to the file at ``path`` (a new incr file).

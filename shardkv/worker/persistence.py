@@ -66,7 +66,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from shardkv import commands
+from shardkv import commands, errors
 from shardkv import config as settings
 from shardkv.errors import CommandError
 from shardkv.resp import OK
@@ -255,6 +255,9 @@ class Persistence:
         self.rewrite_scheduled = False
         self.bgsave_scheduled = False
         self.closed = False  # SHUTDOWN has run
+        # Why writes are refused (-MISCONF), or None: see _update_misconf.
+        self.misconf: str | None = None
+        self._bgsave_ok = True
         # Figures for INFO, as Redis names them.
         self.dirty = 0
         self.lastsave = int(time.time())
@@ -276,6 +279,15 @@ class Persistence:
         self.in_doubt: dict[int, dict[bytes, State]] = {}
         ks.persistence = self  # type: ignore[attr-defined]
         ks.propagate_del = self._deleted
+
+    @property
+    def last_bgsave_ok(self) -> bool:
+        return self._bgsave_ok
+
+    @last_bgsave_ok.setter
+    def last_bgsave_ok(self, ok: bool) -> None:
+        self._bgsave_ok = ok
+        self._update_misconf()
 
     # -- settings ---------------------------------------------------------------
 
@@ -300,6 +312,7 @@ class Persistence:
                 self._start_rewrite()
             elif not parsed:
                 self._stop_aof()
+        self._update_misconf()
 
     # -- start-up ---------------------------------------------------------------
 
@@ -590,27 +603,56 @@ class Persistence:
         if self.aof is not None and not (self.foreign and key in self.foreign):
             self.aof.buf.append(aof.encode([b"DEL", key]))
 
-    def commit(self) -> None:
-        """Write what was logged; with ``always``, fsync it.  Call before replying."""
+    def commit(self) -> bool:
+        """Write what was logged; with ``always``, fsync it.  Call before
+        replying.  False when that failed: the replies of the writes it
+        held must not acknowledge them (see ``process._serve_pipe``).
+
+        As Redis: what was not written stays buffered and is tried again
+        at each commit and each cron tick, and until it goes through
+        :attr:`misconf` refuses writes; reads go on.  Redis exits on such
+        an error with ``appendfsync always``, because its replies are
+        already out; here they are not, so the worker refuses them instead
+        and stays up (no crash loop)."""
         writer = self.aof
-        if writer is None or not writer.buf:
-            return
+        if writer is None or (not writer.buf and writer.write_error is None):
+            return True
+        was = writer.write_error
         try:
             writer.flush()
         except OSError as e:
-            if writer.policy == "always":
-                # As Redis: a write that cannot reach the disk must not be
-                # acknowledged; start again from what is on disk.
-                log.critical(
-                    "shard %d: cannot write the AOF (%s) with appendfsync always; exiting", self.index, e
-                )
-                os._exit(1)
-            log.error("shard %d: cannot write the AOF %s: %s", self.index, writer.path, e)
+            if was is None:
+                log.warning("shard %d: error writing the AOF %s: %s", self.index, writer.path, e)
+            self._update_misconf()
+            return False
+        if was is not None:
+            log.warning("shard %d: AOF write error looks solved, writing again", self.index)
+        self._update_misconf()
+        return True
+
+    def _update_misconf(self) -> None:
+        """Recompute :attr:`misconf`, as Redis's ``writeCommandsDeniedByDiskError``."""
+        writer = self.aof
+        if (
+            not self.last_bgsave_ok
+            and self.rules
+            and self.cfg.get("stop-writes-on-bgsave-error", True) not in (False, "no")
+        ):
+            self.misconf = errors.MISCONF_RDB
+        elif writer is not None and writer.failing is not None:
+            self.misconf = errors.MISCONF_AOF % writer.failing
+        else:
+            self.misconf = None
 
     # -- the periodic task ------------------------------------------------------
 
     def cron(self) -> None:
-        """``hz`` times a second: reap children, start due saves and rewrites."""
+        """``hz`` times a second: retry an AOF that could not be written,
+        reap children, start due saves and rewrites."""
+        writer = self.aof
+        if writer is not None and (writer.failing is not None or self.misconf is not None):
+            self.commit()  # tries the write again, and notes an fsync thread's error
+            self._update_misconf()
         child = self.child
         if child is not None:
             try:

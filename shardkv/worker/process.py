@@ -39,7 +39,7 @@ import time
 from multiprocessing.connection import Connection
 from time import perf_counter_ns
 
-from shardkv import commands, faultpoints, gctuning, wire
+from shardkv import commands, errors, faultpoints, gctuning, wire
 from shardkv.cmdstats import Stats, stat_name
 from shardkv.errors import CommandError
 from shardkv.parentdeath import die_with_parent
@@ -113,6 +113,7 @@ class Shard:
         # Set by serve(): send a frame, and block for the next frame.
         self.send = None
         self.recv = None
+        self.logged: list = []  # the last batch's replies that logged (run_batch)
         self.backlog: list[bytes] = []  # frames that came while parked
         # Lua scripts (EVAL...): the engine and its script cache.
         self.scripts = scripting.Engine(self)
@@ -140,6 +141,12 @@ class Shard:
             handler = find(args[0])
             if handler is None:
                 return Error("ERR unknown command '{}'".format(args[0].decode("latin-1")))
+        persistence = self.persistence
+        if persistence is not None and persistence.misconf is not None and handler.writes:  # type: ignore[attr-defined]
+            # As Redis: the disk cannot take writes (AOF or a failed bgsave).
+            if self.timing:
+                self.stats.rejected(stat_name(args), persistence.misconf)  # type: ignore[attr-defined]
+            return Error(persistence.misconf)
         ks.counting = handler.reads  # type: ignore[attr-defined]
         start = perf_counter_ns()
         try:
@@ -201,9 +208,16 @@ class Shard:
         execute = self.execute if self.keyspace.memory is None else self.execute_limited
         waiters = self.waiters
         blocked = waiters.by_key  # the keys someone waits on
+        # The replies of the commands that logged something to the AOF, as
+        # (index, part): refused if that cannot be written (see commit).
+        writer = self.persistence.aof if self.persistence is not None else None
+        self.logged = logged = []
+        logged_before = 0
         for i in range(0, len(items), 2):
             header = items[i]
             args = items[i + 1]
+            if writer is not None:
+                logged_before = len(writer.buf)
             if header & wire.FLAG_PARK:
                 body, op = self.enter(args)
                 append(body)
@@ -214,6 +228,7 @@ class Shard:
                 faultpoints.hold("parked", self.index)
                 bodies = []
                 append = bodies.append
+                self.logged = logged = []
                 self.park(op)
                 self.keyspace.tick()
                 continue
@@ -230,6 +245,8 @@ class Shard:
                 else:
                     value = execute(args)
                     append(encode(value, header & wire.FLAG_RESP3))
+            if writer is not None and len(writer.buf) != logged_before:
+                logged.append((len(bodies) - 1, header & wire.FLAG_PART))
             if blocked:
                 waiters.mark(args)
         if waiters.ready:
@@ -581,12 +598,26 @@ def _serve_pipe(shard: Shard, conn: Connection) -> None:
     # fsync covers them).  Anything sent (a later reply, a wake, a control
     # frame) sends them first, in order.
     held: list[bytes] = []
+    held_logged: list[list] = []  # for each held frame, its replies that logged
 
-    def send(payload: bytes) -> None:
+    def send(payload: bytes, logged: list | None = None) -> None:
         # What a batch logged reaches the AOF (and with `always` the disk)
-        # before any reply of it leaves.
-        if commit is not None:
-            commit()
+        # before any reply of it leaves; if it cannot, the replies of the
+        # commands that logged are refused with -MISCONF instead.  A
+        # cross-shard operation's control frame cannot be taken back: with
+        # `always` the worker exits rather than send it (as Redis would).
+        if commit is not None and not commit():
+            if payload[0] == wire.CONTROL and persistence.aof.policy == "always":  # type: ignore[union-attr]
+                log.critical("shard %d: cannot write the AOF with appendfsync always; exiting", shard.index)
+                os._exit(1)
+            if logged is None and payload[0] == wire.REPLIES:
+                logged = shard.logged  # the part of a batch sent before it parks
+            if held:
+                held[:] = [
+                    _refuse_logged(f, lg, persistence) for f, lg in zip(held, held_logged, strict=True)
+                ]
+            payload = _refuse_logged(payload, logged, persistence)
+        held_logged.clear()
         if held:
             held.append(payload)
             sendall(b"".join([b for frame in held for b in (FRAME.pack(len(frame)), frame)]))
@@ -629,8 +660,9 @@ def _serve_pipe(shard: Shard, conn: Connection) -> None:
                 more = backlog or reader.has_frame() or (grouping() and poll(0))
                 if more and len(held) < GROUP_COMMIT_MAX:
                     held.append(reply)
+                    held_logged.append(shard.logged)
                 else:
-                    send(reply)
+                    send(reply, shard.logged)
                 shard.send_wakes()
             elif kind == wire.CANCEL:
                 waiters.cancel(int(payload[1:]))
@@ -640,7 +672,7 @@ def _serve_pipe(shard: Shard, conn: Connection) -> None:
                 except wire.BadMessage as e:
                     log.error("shard %d: %s", shard.index, e)
             if held and not backlog and not poll(0):
-                send(held.pop())
+                send(held.pop(), held_logged.pop())
             if waiters.timeouts or time.monotonic() >= next_sweep:
                 next_sweep = _timers(shard, next_sweep)
     except (EOFError, OSError):
@@ -650,6 +682,21 @@ def _serve_pipe(shard: Shard, conn: Connection) -> None:
 
 
 GROUP_COMMIT_MAX = 64  # batches whose replies may share one write and fsync
+
+
+def _refuse_logged(payload: bytes, logged: list | None, persistence: Persistence | None) -> bytes:
+    """An ``R`` payload whose replies in ``logged`` ((index, part) pairs)
+    become the -MISCONF error: their writes did not reach the AOF, so they
+    must not be acknowledged."""
+    if not logged or payload[0] != wire.REPLIES or persistence is None:
+        return payload
+    error = Error(persistence.misconf or errors.MISCONF_AOF % "unknown error")
+    bodies = wire.decode_replies(payload)
+    for index, part in logged:
+        bodies[index] = wire.encode_part(error) if part else encode(error)
+    return wire.encode_replies(bodies)
+
+
 _READ_SIZE = 1 << 18
 
 

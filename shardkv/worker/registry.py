@@ -34,6 +34,9 @@ def command(*names: str) -> Callable[[Handler], Handler]:
         fn.reads = any(  # type: ignore[attr-defined]
             name in COMMANDS and "readonly" in COMMANDS[name].flags for name in names
         )
+        fn.writes = any(  # type: ignore[attr-defined]
+            name in COMMANDS and "write" in COMMANDS[name].flags for name in names
+        )
         return fn
 
     return register
