@@ -84,6 +84,8 @@ class Acceptor:
         self.connections_received = 0
         self.net_input_bytes = 0  # read from clients, as INFO's total_net_input_bytes
         self.net_output_bytes = 0  # written to clients
+        self.reads_processed = 0  # reads from clients, as INFO's total_reads_processed
+        self.writes_processed = 0
         self.rejected_connections = 0
         self.lastsave = int(time.time())
         self.event_loop_name = "asyncio"
@@ -344,8 +346,10 @@ def serve(config: dict[str, Any], pipes: list[Connection], control: Connection |
         blocking,
         crossshard,
         durability,
+        latency,
         limits,
         local,
+        memory,
         pubsub,
         scripting,
         security,

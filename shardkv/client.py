@@ -162,7 +162,9 @@ class Client(asyncio.Protocol):
         self.server.client_disconnected(self)
 
     def data_received(self, data: bytes) -> None:
-        self.server.net_input_bytes += len(data)
+        server = self.server
+        server.net_input_bytes += len(data)
+        server.reads_processed += 1
         if self.closing:
             return
         if not self.authenticated:
@@ -352,7 +354,9 @@ class Client(asyncio.Protocol):
             pending.popleft()
         if out:
             data = out[0] if len(out) == 1 else b"".join(out)
-            self.server.net_output_bytes += len(data)
+            server = self.server
+            server.net_output_bytes += len(data)
+            server.writes_processed += 1
             self.transport.write(data)  # type: ignore[union-attr]
             if self.too_many_in_flight:
                 self._check_in_flight()

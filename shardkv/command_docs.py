@@ -255,6 +255,8 @@ fcall | 7.0.0 | Invoke a function | function numkeys:integer [key:key ...] [arg 
 fcall_ro | 7.0.0 | Invoke a read-only function | function numkeys:integer [key:key ...] [arg ...]
 function | 7.0.0 | A container for function commands |
 slowlog | 2.2.12 | A container for slow log commands |
+latency | 2.8.13 | A container for latency diagnostics commands |
+memory | 4.0.0 | A container for memory diagnostics commands |
 """
 
 # container|sub | since | arity | flags | summary | syntax (after the subcommand)
@@ -324,6 +326,19 @@ slowlog|get | 2.2.12 | -2 | admin,loading,stale | Get the slow log's entries | [
 slowlog|len | 2.2.12 | 2 | admin,loading,stale | Get the slow log's length |
 slowlog|reset | 2.2.12 | 2 | admin,loading,stale | Clear all entries from the slow log |
 slowlog|help | 6.2.0 | 2 | loading,stale | Show helpful text about the different subcommands |
+latency|doctor | 2.8.13 | 2 | admin,noscript,loading,stale | Return a human readable latency analysis report. |
+latency|graph | 2.8.13 | 3 | admin,noscript,loading,stale | Return a latency graph for the event. | event
+latency|help | 2.8.13 | 2 | loading,stale | Show helpful text about the different subcommands. |
+latency|histogram | 7.0.0 | -2 | admin,noscript,loading,stale | Return the cumulative distribution of latencies of a subset of commands or all. | [command ...]
+latency|history | 2.8.13 | 3 | admin,noscript,loading,stale | Return timestamp-latency samples for the event. | event
+latency|latest | 2.8.13 | 2 | admin,noscript,loading,stale | Return the latest latency samples for all events. |
+latency|reset | 2.8.13 | -2 | admin,noscript,loading,stale | Reset latency data for one or more events. | [event ...]
+memory|doctor | 4.0.0 | 2 | - | Outputs memory problems report |
+memory|help | 4.0.0 | 2 | loading,stale | Show helpful text about the different subcommands |
+memory|malloc-stats | 4.0.0 | 2 | - | Show allocator internal stats |
+memory|purge | 4.0.0 | 2 | - | Ask the allocator to release memory |
+memory|stats | 4.0.0 | 2 | - | Show memory usage details |
+memory|usage | 4.0.0 | -3 | readonly | Estimate the memory usage of a key | key [SAMPLES count:integer]
 """
 
 TYPES = frozenset({"key", "integer", "double", "pattern", "unix-time", "string"})

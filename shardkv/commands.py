@@ -73,6 +73,8 @@ flushall           -1    write                             -        all    ok   
 flushdb            -1    write                             -        all    ok     server
 wait               3     noscript                          -        local  -      generic
 slowlog            -2    -                                 -        local  -      server
+latency            -2    -                                 -        local  -      server
+memory             -2    -                                 2,2,1    local  -      server
 # -- keyspace
 keys               2     readonly                          -        all    concat generic
 scan               -2    readonly                          -        local  -      generic

@@ -72,6 +72,7 @@ class _Rate:
 
 _OPS = _Rate()
 _PEAK = [0]
+_STARTUP = [0]
 
 
 def _human(n: float) -> str:
@@ -116,6 +117,9 @@ def build_info(server: Acceptor, sections: list[str], shards: list, own: list | 
     own_rss = _own_rss()
     used = sum(s[3] for s in shards) + own_rss
     _PEAK[0] = peak = max(_PEAK[0], used)
+    if not keys:  # the processes before any data: the smallest such figure
+        _STARTUP[0] = min(_STARTUP[0], used) if _STARTUP[0] else used
+    startup = min(_STARTUP[0] or used, used)
     own_cpu = os.times()
     cpu_sys = own_cpu.system + sum(s.get("used_cpu_sys", 0) for s in stats)
     cpu_user = own_cpu.user + sum(s.get("used_cpu_user", 0) for s in stats)
@@ -170,16 +174,39 @@ def build_info(server: Acceptor, sections: list[str], shards: list, own: list | 
             ("used_memory_peak", peak),
             ("used_memory_peak_human", _human(peak)),
             ("used_memory_peak_perc", f"{100 * used / peak if peak else 100:.2f}%"),
+            ("used_memory_overhead", startup),
+            ("used_memory_startup", startup),
+            ("used_memory_dataset", used - startup),
+            ("used_memory_dataset_perc", f"{100 * (used - startup) / used if used else 0:.2f}%"),
             ("used_memory_acceptor", own_rss),
+            ("allocator_allocated", used),
+            ("allocator_active", used),
+            ("allocator_resident", used),
             ("total_system_memory", _system_memory()),
             ("total_system_memory_human", _human(_system_memory())),
             *_lua_memory(stats),
             ("maxmemory", cfg["maxmemory"]),
             ("maxmemory_human", _human(cfg["maxmemory"])),
             ("maxmemory_policy", cfg["maxmemory-policy"]),
+            ("allocator_frag_ratio", "1.00"),
+            ("allocator_frag_bytes", 0),
+            ("allocator_rss_ratio", "1.00"),
+            ("allocator_rss_bytes", 0),
+            ("rss_overhead_ratio", "1.00"),
+            ("rss_overhead_bytes", 0),
             ("mem_fragmentation_ratio", "1.00"),
+            ("mem_fragmentation_bytes", 0),
+            ("mem_not_counted_for_evict", 0),
+            ("mem_replication_backlog", 0),
+            ("mem_total_replication_buffers", 0),
+            ("mem_clients_slaves", 0),
+            ("mem_clients_normal", sum(c.parser.buffered() for c in clients)),
+            ("mem_cluster_links", 0),
+            ("mem_aof_buffer", 0),
             ("mem_allocator", "pymalloc"),
+            ("active_defrag_running", 0),
             ("lazyfree_pending_objects", 0),
+            ("lazyfreed_objects", 0),
         ],
         "persistence": persistence_section(server, shards),
         "stats": [
@@ -189,14 +216,37 @@ def build_info(server: Acceptor, sections: list[str], shards: list, own: list | 
             ("total_net_input_bytes", server.net_input_bytes),
             ("total_net_output_bytes", server.net_output_bytes),
             ("rejected_connections", server.rejected_connections),
+            ("sync_full", 0),
+            ("sync_partial_ok", 0),
+            ("sync_partial_err", 0),
             ("expired_keys", expired),
+            ("expired_stale_perc", "0.00"),
+            ("expired_time_cap_reached_count", 0),
             ("evicted_keys", sum(s.get("evicted_keys", 0) for s in stats)),
             ("keyspace_hits", sum(s.get("keyspace_hits", 0) for s in stats)),
             ("keyspace_misses", sum(s.get("keyspace_misses", 0) for s in stats)),
             ("pubsub_channels", len(set().union(*(c.channels for c in clients)))),
             ("pubsub_patterns", len(set().union(*(c.patterns for c in clients)))),
             ("latest_fork_usec", latest_fork_usec(shards)),
+            ("total_forks", 0),
+            ("migrate_cached_sockets", 0),
+            ("slave_expires_tracked_keys", 0),
+            ("active_defrag_hits", 0),
+            ("active_defrag_misses", 0),
+            ("active_defrag_key_hits", 0),
+            ("active_defrag_key_misses", 0),
+            ("total_active_defrag_time", 0),
+            ("current_active_defrag_time", 0),
+            ("tracking_total_keys", 0),
+            ("tracking_total_items", 0),
+            ("tracking_total_prefixes", 0),
+            ("unexpected_error_replies", 0),
             ("total_error_replies", command_stats.error_replies),
+            ("dump_payload_sanitizations", 0),
+            ("total_reads_processed", server.reads_processed),
+            ("total_writes_processed", server.writes_processed),
+            ("io_threaded_reads_processed", 0),
+            ("io_threaded_writes_processed", 0),
         ],
         "replication": [
             ("role", "master"),

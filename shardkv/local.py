@@ -954,6 +954,7 @@ def config_cmd(client: Client, args: list) -> None:
         server.connections_received = 0
         server.rejected_connections = 0
         server.net_input_bytes = server.net_output_bytes = 0
+        server.reads_processed = server.writes_processed = 0
         for hook in RESETSTAT_HOOKS:
             hook(server)
         client.query_all([b"__resetstat"], _all_ok)

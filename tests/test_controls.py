@@ -482,3 +482,44 @@ def test_command_info_and_getkeys_of_subcommands(compare, ports):
     reader.feed(ours)
     assert reader.gets() == [[b"k1", [b"RW", b"update"]], [b"k2", [b"RW", b"update"]]]
     assert reader.gets() == [[b"k", [b"RO", b"access"]]]
+
+
+# -- MEMORY, LATENCY -----------------------------------------------------------------
+
+
+def test_memory_usage_and_errors(compare):
+    compare("SET", "k", "v")
+    compare("RPUSH", "l", *range(100))
+    compare("MEMORY", "USAGE", "nokey")
+    compare("MEMORY", "USAGE", "k", "SAMPLES", "-1")
+    compare("MEMORY", "USAGE", "k", "SAMPLES")
+    compare("MEMORY", "USAGE", "k", "SAMPLES", "x")
+    compare("MEMORY", "USAGE", "k", "NOPE", "1")
+    compare("MEMORY", "USAGE")
+    compare("MEMORY", "NOPE")
+    compare("MEMORY", "MALLOC-STATS", "x")
+    compare("MEMORY", "PURGE")
+    for key in ("k", "l"):
+        theirs = compare.real.execute_command("MEMORY", "USAGE", key, "SAMPLES", "0")
+        ours = compare.ours.execute_command("MEMORY", "USAGE", key, "SAMPLES", "0")
+        assert 0.1 < ours / theirs < 20, (key, ours, theirs)  # the same order
+    stats = compare.ours.execute_command("MEMORY", "STATS")
+    if isinstance(stats, list):
+        stats = dict(zip(stats[::2], stats[1::2], strict=True))
+    assert stats[b"keys.count"] == 2 and stats[b"total.allocated"] > 0
+    assert compare.ours.execute_command("MEMORY", "DOCTOR").startswith(b"Hi Sam")
+
+
+def test_latency_commands(compare):
+    compare("LATENCY", "LATEST")
+    compare("LATENCY", "HISTORY", "command")
+    compare("LATENCY", "RESET")
+    compare("LATENCY", "NOPE")
+    compare("LATENCY", "GRAPH")
+    compare("SET", "k", "v")
+    for c in (compare.real, compare.ours):
+        hist = c.execute_command("LATENCY", "HISTOGRAM", "set")
+        if isinstance(hist, list):  # RESP2: flat pairs
+            hist = {hist[0]: dict(zip(hist[1][::2], hist[1][1::2], strict=True))}
+        assert list(hist) == [b"set"] and hist[b"set"][b"calls"] >= 1
+        assert sum(1 for _ in hist[b"set"][b"histogram_usec"]) >= 1

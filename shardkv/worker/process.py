@@ -59,6 +59,7 @@ from shardkv.worker import (  # noqa: F401
     hyperloglog,
     keys,
     lists,
+    memusage,
     scripting,
     server,
     sets,
