@@ -226,3 +226,16 @@ def test_ties_in_partial_sorts(compare):
         compare("GEOSEARCH", "g", "FROMLONLAT", "0", "0", "BYRADIUS", "1", "km", "ASC", "COUNT", count)
         compare("GEOSEARCH", "g", "FROMLONLAT", "0", "0", "BYRADIUS", "1", "km", "DESC", "COUNT", count)
         compare("GEORADIUS", "g", "0", "0", "1", "km", "COUNT", count, "WITHDIST")
+
+
+def test_geo_from_scripts(compare):
+    compare("GEOADD", "g", *SICILY)
+    compare("EVAL", "return redis.call('GEOPOS', KEYS[1], 'Palermo', 'nope')", 1, "g")
+    compare("EVAL", "redis.setresp(3) return redis.call('GEOPOS', KEYS[1], 'Palermo')", 1, "g")
+    compare(
+        "EVAL",
+        "return redis.call('GEOSEARCH', KEYS[1], 'FROMLONLAT', 15, 37, 'BYRADIUS', 200, 'km', 'ASC', 'WITHCOORD', 'WITHDIST')",
+        1,
+        "g",
+    )
+    compare("EVAL", "return redis.call('GEODIST', KEYS[1], 'Palermo', 'Catania', 'km')", 1, "g")

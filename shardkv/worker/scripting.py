@@ -35,7 +35,7 @@ from lupa import lua51
 
 from shardkv import commands, errors, wire
 from shardkv.errors import CommandError
-from shardkv.resp import Error, KeyedArrays, Pairs, Raw, Verbatim, format_double
+from shardkv.resp import Error, HumanDouble, KeyedArrays, Pairs, Raw, Verbatim, format_double
 from shardkv.worker.keyspace import Keyspace, slot_of
 from shardkv.worker.registry import command, find
 from shardkv.worker.transfer import drop_key, export_key, import_key
@@ -546,6 +546,10 @@ class Engine:
             for a, b in value:  # type: ignore[attr-defined]
                 flat += [self._to_lua(a, resp), self._to_lua(b, resp)]
             return self._table(flat)
+        if t is HumanDouble:  # GEOPOS's coordinates: text in RESP2, a double in RESP3
+            if resp == 3:
+                return self._table({b"double": float(value.text)})  # type: ignore[attr-defined]
+            return value.text  # type: ignore[attr-defined]
         if t is Verbatim:
             if resp == 3:
                 inner = self._table({b"string": value.text, b"format": value.format})  # type: ignore[attr-defined]
