@@ -370,8 +370,11 @@ def serve(config: dict[str, Any], pipes: list[Connection], control: Connection |
             pass
     signal.signal(signal.SIGTERM, lambda *_: _stop(acceptor))
     gctuning.settle()
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
-        runner.run(acceptor.serve(pipes, control))
+    try:
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(acceptor.serve(pipes, control))
+    finally:
+        acceptor.coordinator.close()  # type: ignore[attr-defined]
 
 
 def _stop(acceptor: Acceptor) -> None:

@@ -211,6 +211,11 @@ class Coordinator:
                 except OSError as e:
                     log.warning("cannot empty %s: %s", decisions.path, e)
 
+    def close(self) -> None:
+        """The acceptor stops: remove a decisions file with nothing in it."""
+        for decisions in self.logs.values():
+            decisions.close(remove_if_empty=True)
+
 
 def coordinator_of(server: Acceptor) -> Coordinator:
     coordinator = getattr(server, "coordinator", None)

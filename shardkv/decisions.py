@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from typing import Any
 
 
@@ -74,7 +75,33 @@ class DecisionLog:
             os.ftruncate(self.fd, 0)
             self.size = 0
 
-    def close(self) -> None:
+    def close(self, remove_if_empty: bool = False) -> None:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+            if remove_if_empty and not self.size:
+                try:
+                    os.unlink(self.path)
+                except OSError:
+                    pass
+
+
+def remove_stale(alive: Callable[[int], bool]) -> None:
+    """Remove the temporary decisions files of supervisors that are gone."""
+    folder = tempfile.gettempdir()
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        pid = name[len("shardkv-") : -len(".decisions")]
+        if (
+            name.startswith("shardkv-")
+            and name.endswith(".decisions")
+            and pid.isdigit()
+            and not alive(int(pid))
+        ):
+            try:
+                os.unlink(os.path.join(folder, name))
+            except OSError:
+                pass

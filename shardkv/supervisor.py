@@ -221,6 +221,7 @@ class Supervisor:
         signal.signal(signal.SIGINT, self.request_stop)
         signal.signal(signal.SIGTERM, self.request_stop)
         log.info("supervisor pid=%d shardkv %s, %d shards", os.getpid(), __version__, self.cfg["shards"])
+        decisions.remove_stale(_alive)  # left by supervisors that were killed
         try:
             reshard.prepare(self.cfg, self._spawn)
         except (persistence.LoadError, OSError) as e:
@@ -291,6 +292,16 @@ class Supervisor:
         if self.control is not None:
             self.control.close()
             self.control = None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def setup_logging(cfg: dict[str, Any]) -> None:
