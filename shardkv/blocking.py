@@ -125,7 +125,7 @@ class _OneShard:
         self.link = link = client.server.links[shard]
         if link.up:
             link.blocked[token] = self
-        header = wire.entry_header(wire.FLAG_RESP3 if client.resp3 else 0, token)
+        header = wire.entry_header(wire.FLAG_RESP3 if client.resp3 else 0, token, client.db)
         link.send(header, raw if raw is not None else encode_command(args), self)
 
     def deliver(self, body: bytes) -> None:
@@ -307,7 +307,7 @@ class _CrossShard:
                 command = encode_command([b"__bwait", name, self.timeout, elapsed, self.group, *pairs])
             else:
                 command = encode_command([b"__bwait", name, self.timeout, elapsed, *keys])
-            link.send(wire.entry_header(0, notify.token), command, notify)
+            link.send(wire.entry_header(0, notify.token, self.client.db), command, notify)
             if self.done:  # that shard is down
                 return
 

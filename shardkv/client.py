@@ -34,6 +34,23 @@ log = logging.getLogger("shardkv.acceptor")
 
 HEADERS = (wire.entry_header(0), wire.entry_header(wire.FLAG_RESP3))
 PART_HEADERS = (wire.entry_header(wire.FLAG_PART), wire.entry_header(wire.FLAG_PART | wire.FLAG_RESP3))
+# The same for each database (SELECT), by index; database 0's are the above.
+_DB_HEADERS: dict[int, tuple[tuple[bytes, bytes], tuple[bytes, bytes]]] = {0: (HEADERS, PART_HEADERS)}
+
+
+def db_headers(db: int) -> tuple[tuple[bytes, bytes], tuple[bytes, bytes]]:
+    """The entry headers of a client in database ``db``: (plain, part), each
+    indexed by RESP3 (see :mod:`shardkv.wire`)."""
+    found = _DB_HEADERS.get(db)
+    if found is None:
+        plain = (wire.entry_header(0, db=db), wire.entry_header(wire.FLAG_RESP3, db=db))
+        part = (
+            wire.entry_header(wire.FLAG_PART, db=db),
+            wire.entry_header(wire.FLAG_PART | wire.FLAG_RESP3, db=db),
+        )
+        found = _DB_HEADERS[db] = (plain, part)
+    return found
+
 
 _lookup = commands.lookup
 _seen = commands.seen
@@ -112,6 +129,11 @@ class Client(asyncio.Protocol):
         self.write_paused = False  # back-pressure, see pause_writing
         self.too_many_in_flight = False
         self.resp3 = False
+        # The selected database, and the entry headers that carry it to the
+        # shards (database 0's carry nothing: see shardkv.wire).
+        self.db = 0
+        self.headers = HEADERS
+        self.part_headers = PART_HEADERS
         self.name = b""
         self.lib_name = b""
         self.lib_ver = b""
@@ -127,6 +149,7 @@ class Client(asyncio.Protocol):
         self.multi: list | None = None
         self.multi_error = False
         self.watching: dict | None = None
+        self.watch_db = 0  # the database of the watched keys
         self.channels: set = set()
         self.patterns: set = set()
         # Set while a blocking command (BLPOP...) waits; the commands that
@@ -139,6 +162,11 @@ class Client(asyncio.Protocol):
         self.last_args: list[bytes] = [b"NULL"]  # the last command run, for CLIENT LIST's cmd
         self.monitoring = False  # in MONITOR mode (shardkv.monitor)
         self.in_exec = False  # EXEC is running this client's queued commands
+
+    def select(self, db: int) -> None:
+        """Make ``db`` this client's database (SELECT, RESET)."""
+        self.db = db
+        self.headers, self.part_headers = db_headers(db)
 
     # -- connection events ----------------------------------------------------
 
@@ -215,7 +243,7 @@ class Client(asyncio.Protocol):
         shard_of = server.shard_of
         pending = self.pending
         plain = self._plain()
-        header = HEADERS[self.resp3]
+        header = self.headers[self.resp3]
         rest = iter(batch)
         for args, raw in rest:
             if plain and raw is not None:
@@ -235,7 +263,7 @@ class Client(asyncio.Protocol):
                     self.held.extend(rest)
                 break
             plain = self._plain()
-            header = HEADERS[self.resp3]
+            header = self.headers[self.resp3]
 
     def _plain(self) -> bool:
         """Whether :meth:`_run` may send this client's single-key commands
@@ -495,7 +523,7 @@ class Client(asyncio.Protocol):
         slot = Slot(self)
         self.pending.append(slot)
         self.server.links[shard].send(
-            HEADERS[self.resp3], raw if raw is not None else encode_command(args), slot
+            self.headers[self.resp3], raw if raw is not None else encode_command(args), slot
         )
 
     def send_keyed(self, cmd: commands.Command, args: list[bytes], raw: bytes | None) -> None:
@@ -568,7 +596,7 @@ class Client(asyncio.Protocol):
         slot = Slot(self)
         self.pending.append(slot)
         gather = Gather(slot, len(parts), merge, self.resp3)
-        header = PART_HEADERS[self.resp3]
+        header = self.part_headers[self.resp3]
         links = self.server.links
         for i, (shard, part) in enumerate(parts.items()):
             body = part if type(part) is bytes else encode_command(part)

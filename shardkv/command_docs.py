@@ -81,6 +81,7 @@ persist | 2.2.0 | Remove the expiration from a key | key
 rename | 1.0.0 | Rename a key | key newkey:key
 renamenx | 1.0.0 | Rename a key, only if the new key does not exist | key newkey:key
 copy | 6.2.0 | Copy a key | source:key destination:key [DB destination-db:integer] [REPLACE]
+move | 1.0.0 | Move a key to another database | key db:integer
 object | 2.2.3 | A container for object introspection commands |
 dump | 2.6.0 | Return a serialized version of the value stored at the specified key. | key
 restore | 2.6.0 | Create a key using the provided serialized value, previously obtained using DUMP. | key ttl:integer serialized-value [REPLACE] [ABSTTL] [IDLETIME seconds:integer] [FREQ frequency:integer]

@@ -96,6 +96,7 @@ persist            2     write,fast                        1,1,1    shard  -    
 rename             3     write                             1,2,1    shard  -      generic
 renamenx           3     write,fast                        1,2,1    shard  -      generic
 copy               -3    write,denyoom                     1,2,1    shard  -      generic
+move               3     write,fast                        1,1,1    shard  -      generic
 object             -2    readonly                          2,2,1    shard  -      generic
 dump               2     readonly                          1,1,1    shard  -      generic
 restore            -4    write,denyoom                     1,1,1    shard  -      generic

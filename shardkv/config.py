@@ -99,6 +99,7 @@ SETTINGS: dict[str, Setting] = {
         Setting("port", "int", 6379, False, "TCP port to listen on.", minimum=0),
         Setting("bind", "str", "127.0.0.1", False, "Addresses to listen on, separated by spaces."),
         Setting("shards", "int", 4, False, "Number of worker processes, one shard each.", minimum=1),
+        Setting("databases", "int", 16, False, "Number of databases (SELECT 0 to databases-1).", minimum=1),
         Setting("hz", "int", 10, True, "Active expiry cycles per second in each worker.", minimum=1),
         Setting(
             "loglevel",

@@ -107,7 +107,7 @@ from shardkv import errors, faultpoints, wire
 from shardkv.acceptor import ATOMIC_FAN_OUT, CROSS_SHARD
 from shardkv.client import Slot
 from shardkv.decisions import DecisionLog, durable_path, read_committed, volatile_path
-from shardkv.resp import NULL_ARRAY, Error, encode, encode_command, encode_error
+from shardkv.resp import NULL_ARRAY, Error, encode, encode_command, encode_error, strict_int
 
 if TYPE_CHECKING:
     from shardkv.acceptor import Acceptor
@@ -118,6 +118,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("shardkv.acceptor")
 
 PARK_HEADER = wire.entry_header(wire.FLAG_PARK)
+
+
+def park_header(db: int) -> bytes:
+    """The header of a ``__park`` or ``__prepare`` in database ``db``: the
+    shard exports, runs and applies the operation's keys in that database."""
+    return PARK_HEADER if not db else wire.entry_header(wire.FLAG_PARK, db=db)
 
 PARKING, RUNNING, PREPARING, DECIDED = "parking", "running", "preparing", "decided"
 
@@ -341,6 +347,7 @@ class AtomicOp(_Operation):
         finish: Callable[[list[bytes]], bytes],
         watched: dict[bytes, int] | None = None,
         everything: bool = False,
+        key_dbs: dict[bytes, int] | None = None,
     ) -> None:
         super().__init__(client)
         server = client.server
@@ -363,6 +370,11 @@ class AtomicOp(_Operation):
         self.waiting = len(self.shards)
         self.states: dict[bytes, object] = {}
         self.owner: dict[bytes, int] = {}
+        # Keys of another database than the client's (COPY ... DB): their
+        # shard parks in that database, and the executor gets them as
+        # (database, key), so that it installs them there.
+        self.key_dbs = key_dbs or {}
+        shard_dbs = {shard_of(key): db for key, db in self.key_dbs.items()}
         self.error: bytes | None = None
         self.aborted = False  # a watched key changed
         self.bodies: list[bytes] = []
@@ -374,14 +386,18 @@ class AtomicOp(_Operation):
             if everything and shard != self.executor:
                 export = [b"*", *export]  # with the keys that do not exist yet
             args = [b"__park", op, b"%d" % len(export), *export, *watched_by.get(shard, [])]
-            self.links[shard].send(PARK_HEADER, encode_command(args), _Answer(self, shard))
+            header = park_header(shard_dbs.get(shard, client.db))
+            self.links[shard].send(header, encode_command(args), _Answer(self, shard))
 
     def answered(self, shard: int, index: int, body: bytes) -> None:
         message = self._answer(shard, body, wire.Parked)
         if message is None:
             self.error = body if body[:1] == b"-" else encode_error(errors.OP_ABORTED)
         else:
+            key_dbs = self.key_dbs
             for key, state in message.states.items():  # type: ignore[attr-defined]
+                if key in key_dbs:
+                    key = (key_dbs[key], key)
                 self.states[key] = state
                 self.owner[key] = shard
             for key, version in message.versions.items():  # type: ignore[attr-defined]
@@ -420,7 +436,8 @@ class AtomicOp(_Operation):
         self.bodies = message.bodies
         writes: dict[int, dict] = {}
         for key, state in message.after.items():
-            writes.setdefault(self.owner[key], {})[key] = state
+            # The shard of another database's key is parked in that database.
+            writes.setdefault(self.owner[key], {})[key[1] if type(key) is tuple else key] = state
         if not writes:  # only the executor wrote, if anything
             self._commit({self.executor} if message.own == wire.PREPARED else set(), self._reply)
             return
@@ -453,9 +470,10 @@ class FanOutWrite(_Operation):
         self.values: list = [None] * len(parts)
         self.waiting = len(parts)
         op = b"%d" % self.id
+        header = park_header(client.db)
         for i, (shard, part) in enumerate(parts.items()):
             entry = encode_command([b"__prepare", op, *part])
-            self.links[shard].send(PARK_HEADER, entry, _Answer(self, shard, i))
+            self.links[shard].send(header, entry, _Answer(self, shard, i))
 
     def answered(self, shard: int, index: int, body: bytes) -> None:
         message = self._answer(shard, body, wire.PartPrepared)
@@ -496,7 +514,21 @@ def run_cross_shard(
 ) -> None:
     """A single command whose keys live on several shards (or that may read
     any key, with ``everything``)."""
-    AtomicOp(client, [args], keys, _first_body, everything=everything)
+    key_dbs = _other_db_keys(cmd, args, client.db, client.server.config["databases"])
+    AtomicOp(client, [args], keys, _first_body, everything=everything, key_dbs=key_dbs)
+
+
+def _other_db_keys(cmd: Command, args: list[bytes], db: int, databases: int) -> dict[bytes, int] | None:
+    """COPY source destination DB n: the destination is database n's."""
+    if cmd.name != "copy":
+        return None
+    target = None
+    for i in range(3, len(args) - 1):
+        if args[i].upper() == b"DB":
+            target = strict_int(args[i + 1])
+    if target is None or target == db or not 0 <= target < databases:
+        return None  # the executor replies with the error, if any
+    return {args[2]: target}
 
 
 def run_write_fan_out(client: Client, parts: dict[int, list[bytes]], merge: Callable[[list], object]) -> None:

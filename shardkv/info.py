@@ -111,8 +111,6 @@ def build_info(server: Acceptor, sections: list[str], shards: list, own: list | 
     now = time.time()
     uptime = int(now - server.started)
     stats = [s[6] if len(s) > 6 else {} for s in shards]
-    keys = sum(s[0] for s in shards)
-    expires = sum(s[1] for s in shards)
     expired = sum(s[2] for s in shards)
     own_rss = _own_rss()
     used = sum(s[3] for s in shards) + own_rss
@@ -125,8 +123,6 @@ def build_info(server: Acceptor, sections: list[str], shards: list, own: list | 
     cpu_user = own_cpu.user + sum(s.get("used_cpu_user", 0) for s in stats)
     clients = server.clients.values()
     command_stats = _command_stats(server.stats.report() if own is None else own, stats)
-    ttl_sum = sum(s.get("expires_ttl_sum", [0, 0])[0] for s in stats)
-    ttl_n = sum(s.get("expires_ttl_sum", [0, 0])[1] for s in stats)
     body: dict[str, list[tuple[str, object]]] = {
         "server": [
             ("redis_version", REDIS_VERSION),
@@ -279,14 +275,10 @@ def build_info(server: Acceptor, sections: list[str], shards: list, own: list | 
         "keyspace": [],
         "shards": [],
     }
-    if keys:
-        avg_ttl = ttl_sum // ttl_n if ttl_n else 0
-        body["keyspace"].append(("db0", f"keys={keys},expires={expires},avg_ttl={avg_ttl}"))
+    body["keyspace"] = keyspace_lines(stats)
     for i, (s, extra) in enumerate(zip(shards, stats, strict=True)):
         line = f"keys={s[0]},expires={s[1]},pid={s[4]},rss={s[3]},hz={extra.get('hz', 0)}"
         body["shards"].append((f"shard{i}", line))
-        # After db0, how its keys spread over the shards (not in Redis).
-        body["keyspace"].append((f"shard{i}", f"keys={s[0]},expires={s[1]}"))
     out = []
     seen = set()
     for name in wanted:
@@ -337,6 +329,24 @@ def _latencystats(stats: Stats, cfg: dict) -> list:
             continue
         fields = ",".join(f"p{p:g}={percentile(hist, p) / 1000:.3f}" for p in wanted)
         out.append((f"latency_percentiles_usec_{name}", fields))
+    return out
+
+
+def keyspace_lines(stats: list[dict]) -> list[tuple[str, object]]:
+    """INFO keyspace: one ``db<N>`` line per database that has keys, summed
+    over the shards (each shard's ``dbs``: db -> [keys, expires, ttl sum, ttl n])."""
+    totals: dict[int, list[int]] = {}
+    for extra in stats:
+        for db, figures in extra.get("dbs", {}).items():
+            total = totals.setdefault(db, [0, 0, 0, 0])
+            for j, v in enumerate(figures):
+                total[j] += v
+    out: list[tuple[str, object]] = []
+    for db in sorted(totals):
+        keys, expires, ttl_sum, ttl_n = totals[db]
+        if keys:
+            avg_ttl = ttl_sum // ttl_n if ttl_n else 0
+            out.append((f"db{db}", f"keys={keys},expires={expires},avg_ttl={avg_ttl}"))
     return out
 
 

@@ -4,9 +4,10 @@ Connection commands (PING, ECHO, QUIT, HELLO, SELECT, CLIENT), server
 introspection (COMMAND, CONFIG, INFO, TIME) and the commands that only
 need to ask the shards a question (SCAN, INFO's keyspace).
 
-shardkv has one database and says so (CONFIG GET databases is 1), so
-SELECT, SWAPDB and COPY ... DB answer as Redis started with
-``--databases 1`` does: index 0 works, any other is out of range.
+SELECT changes the client's database (``databases`` of them, 16 by
+default): the acceptor keeps it per client and each entry it sends a shard
+carries it in its header (see :mod:`shardkv.wire`).  SWAPDB swaps two
+databases on every shard in one step of the global order.
 Container commands (CLIENT, COMMAND, CONFIG) check their subcommand and
 its arity against :mod:`shardkv.command_docs`, with Redis's errors.
 """
@@ -82,8 +83,10 @@ def quit_(client: Client, args: list) -> None:
 @_guard
 def select(client: Client, args: list) -> None:
     """SELECT index"""
-    if parse_int32(args[1]) != 0:  # there is one database (databases 1)
+    db = parse_int32(args[1])
+    if not 0 <= db < client.server.config["databases"]:
         raise CommandError(errors.DB_INDEX_OUT_OF_RANGE)
+    client.select(db)
     client.reply(OK)
 
 
@@ -174,7 +177,7 @@ def client_info_line(c: Client, now: float, current: list | None = None) -> byte
         ("age", str(int(now - c.created))),
         ("idle", str(int(now - c.last_active))),
         ("flags", flags),
-        ("db", "0"),
+        ("db", str(c.db)),
         ("sub", str(len(c.channels))),
         ("psub", str(len(c.patterns))),
         ("ssub", "0"),
@@ -797,7 +800,7 @@ def command(client: Client, args: list) -> None:
 # -- CONFIG ------------------------------------------------------------------
 
 # Settings Redis users and tools ask for that shardkv has no knob for.
-_FIXED = {"databases": "1", "cluster-enabled": "no", "maxmemory-samples": "5"}
+_FIXED = {"cluster-enabled": "no", "maxmemory-samples": "5"}
 _INT_MAX = 2**31 - 1
 # CONFIG SET's accepted ranges, where they differ from 'minimum .. LLONG_MAX'.
 _RANGES = {
@@ -1009,13 +1012,18 @@ def wait(client: Client, args: list) -> None:
 def swapdb(client: Client, args: list) -> None:
     """SWAPDB index1 index2
 
-    As Redis configured with ``databases 1``: only ``SWAPDB 0 0`` works.
+    Every shard swaps the two databases, all in one step of the global
+    order, so no client sees one shard swapped and another not.
     """
     a = _db_index(args[1], errors.INVALID_FIRST_DB)
     b = _db_index(args[2], errors.INVALID_SECOND_DB)
-    if a != 0 or b != 0:
+    databases = client.server.config["databases"]
+    if not (0 <= a < databases and 0 <= b < databases):
         raise CommandError(errors.DB_INDEX_OUT_OF_RANGE)
-    client.reply(OK)
+    if a == b:
+        client.reply(OK)
+        return
+    client.query_all([b"SWAPDB", b"%d" % a, b"%d" % b], _all_ok)
 
 
 def _db_index(arg: bytes, message: str) -> int:

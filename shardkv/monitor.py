@@ -76,8 +76,9 @@ def line(client: Client, args: list[bytes]) -> bytes:
     micros = time.time_ns() // 1000
     hidden = _redacted(args)
     shown = " ".join(_REDACTED if i in hidden else quote(a) for i, a in enumerate(args))
-    return b"+%d.%06d [0 %s] %s\r\n" % (
+    return b"+%d.%06d [%d %s] %s\r\n" % (
         *divmod(micros, 1_000_000),
+        client.db,
         client.addr.encode(),
         shown.encode("latin-1"),
     )

@@ -374,6 +374,7 @@ def reset(client: Client, args: list[bytes]) -> None:
     unsubscribe_all(client)
     monitor.stop(client)
     client.resp3 = False
+    client.select(0)
     client.name = b""
     client.authenticated = not client.server.config["requirepass"]
     client.parser.authenticated = client.authenticated

@@ -42,7 +42,7 @@ from collections import deque
 
 from shardkv import errors, monitor
 from shardkv.acceptor import DISCONNECT_HOOKS, INTERCEPTORS, local
-from shardkv.client import DISCARD_HOOKS, HEADERS, PART_HEADERS, Client, Slot
+from shardkv.client import DISCARD_HOOKS, Client, Slot, db_headers
 from shardkv.commands import Command
 from shardkv.crossshard import AtomicOp
 from shardkv.resp import encode_command
@@ -143,6 +143,7 @@ def watch(client: Client, args: list[bytes]) -> None:
     watching = client.watching
     if watching is None:
         watching = client.watching = {}
+        client.watch_db = client.db
     server = client.server
     shard_of = server.shard_of
     by_shard: dict[int, list[bytes]] = {}
@@ -152,7 +153,11 @@ def watch(client: Client, args: list[bytes]) -> None:
             by_shard.setdefault(shard_of(key), []).append(key)
     links = server.links
     for shard, keys in by_shard.items():
-        links[shard].send(PART_HEADERS[0], encode_command([b"__watch", *keys]), _WatchPart(watching, keys))
+        links[shard].send(
+            db_headers(client.watch_db)[1][0],
+            encode_command([b"__watch", *keys]),
+            _WatchPart(watching, keys),
+        )
     # The reply is always OK.  Any command that reaches the acceptor after
     # this one is queued on the shard's pipe after the __watch above.
     client.pending.append(_OK)
@@ -179,7 +184,7 @@ def unwatch_all(client: Client) -> None:
         by_shard.setdefault(shard_of(key), []).append(key)
     links = server.links
     for shard, keys in by_shard.items():
-        links[shard].send(HEADERS[0], encode_command([_UNWATCH, *keys]), _IGNORE)
+        links[shard].send(db_headers(client.watch_db)[0][0], encode_command([_UNWATCH, *keys]), _IGNORE)
 
 
 def _disconnected(client: Client) -> None:

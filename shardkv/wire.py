@@ -13,10 +13,14 @@ Acceptor -> worker
     acceptor's event loop.  Entries follow each other, each one a RESP
     integer header ``:<h>\\r\\n`` then the command as a RESP array of bulk
     strings, usually the very bytes the client sent.  ``h & 0xFF`` holds
-    the FLAG_* bits below; ``h >> 8`` is a token that names a blocking
+    the FLAG_* bits below; ``(h >> 8) & 0xFFFF`` is the client's database
+    (SELECT), 0 for most; ``h >> 24`` is a token that names a blocking
     command, 0 otherwise (see :mod:`shardkv.worker.blocking`).  Only an
     entry with a token may block; the same command without one replies
-    as it would inside MULTI.
+    as it would inside MULTI.  So the header of a plain command in
+    database 0 is ``:0`` or ``:1`` (RESP3), and anything above
+    :data:`PLAIN_MAX` needs a closer look (:func:`header_db`,
+    :func:`header_token`).
 ``X`` *cancel*: ``X<token>`` in ASCII.  The client blocked under that
     token went away; forget it (a token the worker no longer knows, one
     already answered, is ignored).
@@ -92,8 +96,23 @@ except ImportError:  # pragma: no cover - hiredis is a dependency
     _HiredisReader = None
 
 
-def entry_header(flags: int, token: int = 0) -> bytes:
-    return b":%d\r\n" % (flags | (token << 8))
+# A header at most this is a plain entry in database 0 (RESP3 or PART at most).
+PLAIN_MAX = FLAG_RESP3 | FLAG_PART
+DB_SHIFT = 8
+DB_MASK = 0xFFFF  # so at most 65536 databases
+TOKEN_SHIFT = 24
+
+
+def entry_header(flags: int, token: int = 0, db: int = 0) -> bytes:
+    return b":%d\r\n" % (flags | (db << DB_SHIFT) | (token << TOKEN_SHIFT))
+
+
+def header_db(header: int) -> int:
+    return (header >> DB_SHIFT) & DB_MASK
+
+
+def header_token(header: int) -> int:
+    return header >> TOKEN_SHIFT
 
 
 def decode_batch(payload: bytes) -> list:

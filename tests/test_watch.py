@@ -67,6 +67,18 @@ CASES = [
     (STR + ";SET d 1", "COPY d k", RUN),
     (STR + ";SET d 1", "COPY d k REPLACE", ABORT),
     ("", "COPY d k", RUN),
+    ("SET d 1", "COPY d k DB 0", ABORT),
+    ("SELECT 1;SET d 1;SELECT 0", "COPY d k DB 0", RUN),  # db 1's d: COPY's source is missing here
+    (STR, "COPY k k DB 1", RUN),  # writes k in db 1, not the watched one
+    (STR, "MOVE k 1", ABORT),
+    ("", "MOVE k 1", RUN),
+    ("SELECT 1;SET k 1;SELECT 0;" + STR, "MOVE k 1", RUN),  # the target has it: nothing moves
+    (STR, "SWAPDB 0 1", ABORT),
+    ("", "SWAPDB 0 1", RUN),
+    ("SELECT 1;SET k 1;SELECT 0", "SWAPDB 0 1", ABORT),  # k comes in from db 1
+    ("SELECT 1;SET k 1;SELECT 0", "SWAPDB 1 2", RUN),
+    ("SELECT 1;SET k 1;SELECT 0", "FLUSHDB", RUN),  # other's db 0: k is db 1's
+    (STR, "FLUSHDB", ABORT),
     (STR, "TOUCH k", RUN),
     (STR, "OBJECT ENCODING k", RUN),
     ("", "FLUSHALL", RUN),
@@ -272,8 +284,7 @@ CASES = [
 ]
 
 # Not in CASES, with the reason: RESTORE needs a payload (its own test below);
-# SWAPDB: shardkv has one database, so SWAPDB 0 0 is its only valid form.
-NOT_IN_CASES = {"restore", "swapdb"}
+NOT_IN_CASES = {"restore"}
 
 
 def _client(port: int) -> redis.Redis:

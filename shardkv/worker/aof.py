@@ -38,6 +38,8 @@ state the log started from, gives the same state:
   commands that re-create it from nothing: ``SET`` (with ``PXAT``) for a
   string; ``DEL`` then ``HSET``/``RPUSH``/``SADD``/``ZADD`` in chunks, then
   ``PEXPIREAT``, for a container.
+* ``SELECT <db>`` precedes the records of a database other than the one
+  the file is in, as in Redis; a file starts in database 0.
 * A key that expires (lazily or by the active cycle) is logged as ``DEL``,
   as Redis propagates expiries, so a later command that re-creates the key
   replays on the same (missing) key.
@@ -92,6 +94,10 @@ EXEC = b"*1\r\n$4\r\nEXEC\r\n"
 
 
 _FORMATS = {n: b"*%d\r\n" % n + b"$%d\r\n%s\r\n" * n for n in range(1, 33)}
+
+
+def select_record(db: int) -> bytes:
+    return b"*2\r\n$6\r\nSELECT\r\n$%d\r\n%d\r\n" % (len(b"%d" % db), db)
 
 
 def encode(args: list[bytes]) -> bytes:
@@ -319,6 +325,9 @@ class AofWriter:
         self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self.size = os.fstat(self.fd).st_size
         self.buf: list[bytes] = []
+        # The database the records now in the file are in: each file starts
+        # in database 0 (replay starts each file there too).
+        self.db = 0
         self.unsynced = False  # written since the last fsync
         self.write_error: str | None = None  # strerror of a failed write or fsync
         self.fsync_error: str | None = None  # the everysec thread's, likewise
@@ -412,6 +421,7 @@ class AofWriter:
         that the worker does not wait for the disk here.
         """
         self.flush()
+        self.db = 0
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         with self._lock:
             old, self.fd = self.fd, fd

@@ -194,9 +194,12 @@ def find_blocking(name: bytes) -> Handler | None:
 class Waiter:
     """One blocked command: who waits, for what, until when."""
 
-    __slots__ = ("token", "args", "wait", "resp3", "deadline")
+    __slots__ = ("token", "args", "wait", "resp3", "deadline", "db")
 
-    def __init__(self, token: int, args: list[bytes], wait: Wait, resp3: int, deadline: float) -> None:
+    def __init__(
+        self, token: int, args: list[bytes], wait: Wait, resp3: int, deadline: float, db: int = 0
+    ) -> None:
+        self.db = db  # the database of its keys
         self.token = token
         self.args = args
         self.wait = wait
@@ -217,11 +220,13 @@ class Waiters:
 
     def __init__(self, ks: Keyspace, record: Callable[[list, object], None] | None = None) -> None:
         self.ks = ks
+        ks.waiters = self  # type: ignore[attr-defined]  # SWAPDB wakes waiters
         self.record = record
-        self.by_key: dict[bytes, list[Waiter]] = {}  # FIFO per key; empty means nobody waits
+        # FIFO per (database, key); empty means nobody waits.
+        self.by_key: dict[tuple[int, bytes], list[Waiter]] = {}
         self.by_token: dict[int, Waiter] = {}
         self.timeouts: list[tuple[float, int]] = []  # heap of (deadline, token)
-        self.ready: dict[bytes, None] = {}  # keys to serve, in the order they became ready
+        self.ready: dict[tuple[int, bytes], None] = {}  # (db, key)s to serve, in the order they became ready
         self.wakes: list[bytes] = []  # W frames to send after the current R frame
 
     # -- blocking -------------------------------------------------------------
@@ -234,11 +239,13 @@ class Waiters:
             return encode(value, resp3)
         wait: Wait = value  # type: ignore[assignment]
         deadline = time.monotonic() + wait.timeout / 1000 if wait.timeout else math.inf
-        waiter = Waiter(token, args, wait, resp3, deadline)
+        db = self.ks.db
+        waiter = Waiter(token, args, wait, resp3, deadline, db)
         self.cancel(token)  # a token is never reused; this is only a safeguard
         self.by_token[token] = waiter
         by_key = self.by_key
         for key in dict.fromkeys(wait.keys):
+            key = (db, key)  # type: ignore[assignment]
             queue = by_key.get(key)
             if queue is None:
                 by_key[key] = [waiter]
@@ -265,7 +272,9 @@ class Waiters:
     def _forget(self, waiter: Waiter) -> None:
         del self.by_token[waiter.token]
         by_key = self.by_key
+        db = waiter.db
         for key in dict.fromkeys(waiter.wait.keys):
+            key = (db, key)  # type: ignore[assignment]
             queue = by_key.get(key)
             if queue is not None:
                 queue.remove(waiter)
@@ -279,38 +288,52 @@ class Waiters:
         cmd = commands.lookup(args[0])
         if cmd is None or not cmd.is_write:
             return
-        by_key = self.by_key
         if cmd.name in FLUSHES:  # every key may be gone (a blocked XREADGROUP fails)
-            self.ready.update(dict.fromkeys(by_key))
+            self.ready.update(dict.fromkeys(self.by_key))
             return
-        for key in cmd.keys(args):
+        self.mark_keys(cmd.keys(args))
+
+    def mark_keys(self, keys) -> None:
+        """Note that these keys of the current database were written."""
+        by_key = self.by_key
+        db = self.ks.db
+        for key in keys:
+            key = (db, key)
             if key in by_key:
                 self.ready[key] = None
 
-    def mark_keys(self, keys) -> None:
-        """Note that these keys were written (a cross-shard operation)."""
-        by_key = self.by_key
-        for key in keys:
-            if key in by_key:
+    def mark_db(self, db: int) -> None:
+        """Every waited-on key of database ``db`` may serve now (SWAPDB)."""
+        for key in self.by_key:
+            if key[0] == db:
                 self.ready[key] = None
 
     def serve_ready(self) -> None:
         """Serve the waiters of each ready key, oldest first, while it can."""
         ready = self.ready
-        lookup = self.ks.lookup
-        while ready:
-            key = next(iter(ready))
-            del ready[key]
-            queue = self.by_key.get(key)
-            if not queue:
-                continue
-            for waiter in list(queue):
-                if lookup(key) is None and not waiter.wait.missing:
-                    if any(w.wait.missing for w in queue):
-                        continue  # a blocked XREADGROUP still gets its error
-                    break
-                if waiter.token in self.by_token:
-                    self._serve(waiter, key)
+        ks = self.ks
+        lookup = ks.lookup
+        here = ks.db
+        try:
+            while ready:
+                dbkey = next(iter(ready))
+                del ready[dbkey]
+                queue = self.by_key.get(dbkey)
+                if not queue:
+                    continue
+                db, key = dbkey
+                if db != ks.db:
+                    ks.select(db)
+                for waiter in list(queue):
+                    if lookup(key) is None and not waiter.wait.missing:
+                        if any(w.wait.missing for w in queue):
+                            continue  # a blocked XREADGROUP still gets its error
+                        break
+                    if waiter.token in self.by_token:
+                        self._serve(waiter, key)
+        finally:
+            if ks.db != here:
+                ks.select(here)
 
     def _serve(self, waiter: Waiter, key: bytes) -> None:
         ks = self.ks

@@ -203,16 +203,25 @@ class Memory:
         self.pool: list[tuple[int, bytes]] = []  # (score, key), best last
         self.evicted = 0
         self.rss = self.peak = process_rss()
-        data = sum(key_cost(k, ks.lookup(k)) for k in ks.iter_keys())
+        data = self._all_costs()
         self.floor = max(min(BASELINE_RSS, self.rss), self.rss - data)
         self.data = data
         self.extra = 0
         self.room = limit - self.floor  # what data may use
-        self.keys = ks.dbsize()  # about: exact after each refresh, not below it between
+        self.keys = ks.total_keys()  # about: exact after each refresh, not below it between
         self.written = 0  # bytes counted since the last RSS reading
         self.in_command = False  # a write command counts its own keys
         self.refresh_bytes = max(limit // 32, 1 << 16)
         self.next_refresh = ks.now + REFRESH_MS
+
+    def _all_costs(self) -> int:
+        """What the keys of every database cost."""
+        ks = self.ks
+        total = 0
+        for db in ks.used_dbs():
+            with ks.selected(db):
+                total += sum(key_cost(k, ks.lookup(k)) for k in ks.iter_keys())
+        return total
 
     @property
     def used(self) -> int:
@@ -279,7 +288,7 @@ class Memory:
         self.extra = min(self.extra, self.data)
         self.rss = rss
         self.written = 0
-        self.keys = self.ks.dbsize()
+        self.keys = self.ks.total_keys()
         self.next_refresh = self.ks.now + REFRESH_MS
         access = self.access
         if len(access) > 2 * self.keys + 1024:
@@ -314,12 +323,34 @@ class Memory:
                 return True
             key = self.pick()
             if key is None:
-                return False
+                if not self._evict_elsewhere():
+                    return False
+                continue
             ks.delete(key)
             if ks.propagate_del is not None:  # the AOF logs the eviction as DEL
                 ks.propagate_del(key)
             self.evicted += 1
         return True  # the next command goes on from here
+
+    def _evict_elsewhere(self) -> bool:
+        """Evict a key of another database than the current one, as Redis
+        picks from every database; False when none has one to give."""
+        ks = self.ks
+        for db in ks.used_dbs():
+            if db == ks.db or not ks.database(db).size():  # type: ignore[union-attr]
+                continue
+            with ks.selected(db):
+                self.pool.clear()  # its keys were the other database's
+                key = self.pick()
+                if key is None:
+                    continue
+                ks.delete(key)
+                if ks.propagate_del is not None:
+                    ks.propagate_del(key)
+                self.evicted += 1
+                self.pool.clear()
+                return True
+        return False
 
     def pick(self) -> bytes | None:
         """The key the policy would evict now, or None."""
@@ -336,7 +367,7 @@ class Memory:
             dicts = self.ks.data
         found = self._sample(dicts, 1 if policy.endswith("random") else SAMPLES)
         if not found:
-            if not self.volatile:
+            if not self.volatile and not self.ks.total_keys():
                 self._emptied()
             return None
         if policy.endswith("random"):
@@ -403,7 +434,13 @@ class Memory:
         def flush(*args: object, **options: object) -> None:
             base_flush(*args, **options)
             access.clear()
-            self._emptied()
+            self.pool.clear()
+            if ks.total_keys():  # FLUSHDB: other databases keep their keys
+                self.data = self._all_costs()
+                self.extra = min(self.extra, self.data)
+                self.keys = ks.total_keys()
+            else:
+                self._emptied()
 
         ks._remove = _remove  # type: ignore[method-assign]
         ks.flush = flush  # type: ignore[method-assign]

@@ -206,37 +206,67 @@ def renamenx(ks: Keyspace, args: list[bytes]) -> object:
     return _rename(ks, args[1], args[2], True)
 
 
+def _db_arg(ks: Keyspace, arg: bytes) -> int:
+    """A database index argument: an int in range, or Redis's errors."""
+    db = parse_int32(arg)
+    if not 0 <= db < len(ks.dbs):
+        raise CommandError(errors.DB_INDEX_OUT_OF_RANGE)
+    return db
+
+
 @command("copy")
 def copy(ks: Keyspace, args: list[bytes]) -> object:
     """COPY source destination [DB destination-db] [REPLACE]"""
     src, dst = args[1], args[2]
     replace = False
+    target = ks.db
     j = 3
     while j < len(args):
         opt = args[j].upper()
         if opt == b"REPLACE":
             replace = True
         elif opt == b"DB" and j + 1 < len(args):
-            if parse_int32(args[j + 1]) != 0:  # there is one database
-                raise CommandError(errors.DB_INDEX_OUT_OF_RANGE)
+            target = _db_arg(ks, args[j + 1])
             j += 1
         else:
             raise CommandError(errors.SYNTAX)
         j += 1
-    if src == dst:
+    if src == dst and target == ks.db:
         raise CommandError(errors.SAME_OBJECT)
     with ks.reading():  # the source is read, the destination written
         value = ks.lookup(src)
     if value is None:
         return 0
-    if ks.lookup(dst) is not None:
-        if not replace:
-            return 0
-        ks.delete(dst)
     when = ks.get_expire(src)
-    ks.store(dst, copy_value(value))
-    if when is not None:
-        ks.set_expire(dst, when)
+    with ks.selected(target):
+        if ks.lookup(dst) is not None:
+            if not replace:
+                return 0
+            ks.delete(dst)
+        ks.store(dst, copy_value(value))
+        if when is not None:
+            ks.set_expire(dst, when)
+    return 1
+
+
+@command("move")
+def move(ks: Keyspace, args: list[bytes]) -> object:
+    """MOVE key db"""
+    key = args[1]
+    target = _db_arg(ks, args[2])
+    if target == ks.db:
+        raise CommandError(errors.SAME_OBJECT)
+    value = ks.lookup(key)
+    if value is None:
+        return 0
+    when = ks.get_expire(key)
+    with ks.selected(target):
+        if ks.lookup(key) is not None:
+            return 0
+        ks.store(key, value)
+        if when is not None:
+            ks.set_expire(key, when)
+    ks.delete(key)
     return 1
 
 

@@ -18,6 +18,14 @@ set        ``set`` of bytes
 zset       :class:`shardkv.worker.zset.ZSet`
 =========  ======================================
 
+Databases (SELECT): each database has its own ``data``, ``expires``,
+``nvolatile`` and WATCH tables (a :class:`Database`).  The keyspace's own
+attributes of those names are the *current* database's, and
+:meth:`Keyspace.select` switches them, so the command modules never
+think about databases: the worker selects the entry's database before it
+runs a command and database 0 again after it.  Databases other than 0
+are created on first use.
+
 Every access goes through :meth:`Keyspace.lookup`, which expires a key
 lazily once its deadline has passed.  SETBIT, SETRANGE, APPEND and
 BITFIELD change a string in place, at the cost of the change rather than
@@ -61,19 +69,38 @@ def slot_of(key: bytes) -> int:
     return crc_hqx(key, 0) & 16383
 
 
-class Keyspace:
-    """The keys of one shard."""
+class Database:
+    """One database's tables (see the module docstring)."""
 
-    def __init__(self, clock: Clock | None = None, slots: range = range(SLOTS)) -> None:
-        self.clock = clock or Clock()
-        self.now = self.clock.now_ms()
-        self.slots = slots
+    __slots__ = ("data", "expires", "nvolatile", "watched", "watch_counts")
+
+    def __init__(self) -> None:
         self.data: list[dict[bytes, object]] = [{} for _ in range(SLOTS)]
         self.expires: list[dict[bytes, int]] = [{} for _ in range(SLOTS)]
         self.nvolatile = 0  # keys with a TTL
         # WATCH support: key -> version, only for keys someone watches.
         self.watched: dict[bytes, int] = {}
         self.watch_counts: dict[bytes, int] = {}  # watchers per watched key
+
+    def size(self) -> int:
+        return sum(map(len, self.data))
+
+
+class Keyspace:
+    """The keys of one shard."""
+
+    def __init__(self, clock: Clock | None = None, slots: range = range(SLOTS), databases: int = 16) -> None:
+        self.clock = clock or Clock()
+        self.now = self.clock.now_ms()
+        self.slots = slots
+        self.db = 0  # the current database
+        self.dbs: list[Database | None] = [None] * databases
+        self.dbs[0] = first = Database()
+        self.data = first.data
+        self.expires = first.expires
+        self.nvolatile = 0
+        self.watched = first.watched
+        self.watch_counts = first.watch_counts
         self.expired_keys = 0  # stats, as INFO reports them
         # Keyspace hits and misses: while ``counting`` is on (a read-only
         # command runs, or see :meth:`reading`), each lookup counts one.
@@ -88,6 +115,76 @@ class Keyspace:
         # While clients are paused (CLIENT PAUSE), an expired key reads as
         # missing but stays, as in Redis: nothing is deleted, nothing logged.
         self.expiry_paused = False
+
+    # -- databases --------------------------------------------------------
+
+    def select(self, db: int) -> None:
+        """Make ``db`` the current database (it must be in range)."""
+        cur = self.dbs[self.db]
+        cur.data = self.data  # type: ignore[union-attr]
+        cur.expires = self.expires  # type: ignore[union-attr]
+        cur.nvolatile = self.nvolatile  # type: ignore[union-attr]
+        new = self.dbs[db]
+        if new is None:
+            new = self.dbs[db] = Database()
+        self.data = new.data
+        self.expires = new.expires
+        self.nvolatile = new.nvolatile
+        self.watched = new.watched
+        self.watch_counts = new.watch_counts
+        self.db = db
+
+    def database(self, db: int) -> Database | None:
+        """Database ``db`` with its current figures, or None if never used."""
+        if db == self.db:
+            self.select(db)  # writes the current figures back
+        return self.dbs[db]
+
+    def used_dbs(self) -> list[int]:
+        """The databases that exist (created), in order."""
+        return [i for i, d in enumerate(self.dbs) if d is not None]
+
+    @contextmanager
+    def selected(self, db: int) -> Iterator[None]:
+        """Run the block in database ``db``, then go back."""
+        before = self.db
+        if db == before:
+            yield
+            return
+        self.select(db)
+        try:
+            yield
+        finally:
+            self.select(before)
+
+    def total_keys(self) -> int:
+        """Keys in every database."""
+        total = 0
+        for db in self.used_dbs():
+            total += self.database(db).size()  # type: ignore[union-attr]
+        return total
+
+    def total_volatile(self) -> int:
+        total = 0
+        for db in self.used_dbs():
+            total += self.database(db).nvolatile  # type: ignore[union-attr]
+        return total
+
+    def swap(self, a: int, b: int) -> None:
+        """SWAPDB: databases ``a`` and ``b`` trade their keys; each keeps
+        its WATCH tables (Redis swaps the dicts, not the watchers)."""
+        self.select(self.db)  # the current figures written back
+        dbs = self.dbs
+        da = dbs[a] or Database()
+        db_ = dbs[b] or Database()
+        dbs[a], dbs[b] = da, db_
+        da.data, db_.data = db_.data, da.data
+        da.expires, db_.expires = db_.expires, da.expires
+        da.nvolatile, db_.nvolatile = db_.nvolatile, da.nvolatile
+        cur = dbs[self.db]
+        self.data = cur.data  # type: ignore[union-attr]
+        self.expires = cur.expires  # type: ignore[union-attr]
+        self.nvolatile = cur.nvolatile  # type: ignore[union-attr]
 
     def tick(self) -> int:
         """Read the clock; call once per batch of commands."""
@@ -219,7 +316,18 @@ class Keyspace:
         if key in w:
             w[key] += 1
 
-    def flush(self) -> None:
+    def flush(self, every: bool = True) -> None:
+        """FLUSHALL (``every``), or FLUSHDB: empty the current database only."""
+        if not every:
+            self._flush_current()
+            return
+        here = self.db
+        for db in self.used_dbs():
+            self.select(db)
+            self._flush_current()
+        self.select(here)
+
+    def _flush_current(self) -> None:
         # As in Redis 7.0, a flush changes only the watched keys it removes.
         removed = [key for key in self.watched if key in self.data[slot_of(key)]]
         self.data = [{} for _ in range(SLOTS)]

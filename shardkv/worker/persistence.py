@@ -69,7 +69,7 @@ from typing import Any
 from shardkv import commands, errors
 from shardkv import config as settings
 from shardkv.errors import CommandError
-from shardkv.resp import OK
+from shardkv.resp import OK, strict_int
 from shardkv.worker import aof, snapshot
 from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.registry import command, find
@@ -352,8 +352,9 @@ class Persistence:
             elif os.path.exists(self.files.snapshot):
                 self._load_snapshot(self.files.snapshot)
         finally:
+            ks.select(0)
             ks.tick()
-        self.loaded_keys = ks.dbsize()
+        self.loaded_keys = ks.total_keys()
         if self.loaded_keys:
             log.info("shard %d: %d keys loaded", self.index, self.loaded_keys)
 
@@ -369,15 +370,25 @@ class Persistence:
             header, items = snapshot.read_snapshot(path)
             self._check_layout(header["shards"], header["index"], path)
             ks = self.ks
-            for key, state in items:
+            for db, key, state in items:
+                if db != ks.db:
+                    if db >= len(ks.dbs):
+                        raise LoadError(
+                            f"{path} holds keys of database {db}; this server has "
+                            f"databases {len(ks.dbs)}: start it with --databases {db + 1} or more"
+                        )
+                    ks.select(db)
                 import_key(ks, key, state)
         except snapshot.SnapshotError as e:
             raise LoadError(str(e)) from None
+        finally:
+            self.ks.select(0)
 
     def _replay(self, path: str, last: bool) -> None:
         """Run the records of one incr file against the keyspace."""
         if not os.path.exists(path):
             raise LoadError(f"the AOF file {path} named in the manifest is missing")
+        self.ks.select(0)  # each file starts in database 0 (and with a SELECT)
         multi: list | None = None
         multi_at = 0  # the record number of the open MULTI
         errors = 0
@@ -394,7 +405,7 @@ class Persistence:
                     multi = None
                 elif multi is not None:
                     multi.append((n, args))
-                elif name != b"SELECT":
+                else:
                     errors += self._apply(path, n, args)
         except aof.TornTail as e:
             offset = aof.record_offset(path, multi_at) if multi is not None else e.offset
@@ -429,6 +440,15 @@ class Persistence:
     def _apply(self, path: str, n: int, args: list[bytes]) -> int:
         """Replay record ``n``; 1 if it replied with an error (as Redis, go on)."""
         handler = find(args[0])
+        if handler is None and args[0].upper() == b"SELECT":
+            db = strict_int(args[1]) if len(args) == 2 else None
+            if db is None or not 0 <= db < len(self.ks.dbs):
+                raise LoadError(
+                    f"{path} at offset {aof.record_offset(path, n)}: SELECT of a database "
+                    f"this server does not have (databases {len(self.ks.dbs)})"
+                )
+            self.ks.select(db)
+            return 0
         if handler is None:
             raise LoadError(
                 f"Unknown command '{args[0].decode('latin-1')}' reading the append only file "
@@ -468,7 +488,7 @@ class Persistence:
             # The first AOF of this shard: a base of what was loaded.
             manifest = Manifest(self.nshards, self.index)
             seq = _max_seq(files) + 1  # never append to a file an earlier run left
-            if self.ks.dbsize():
+            if self.ks.total_keys():
                 target = files.path(files.base(seq))
                 tmp = files.temp(target)
                 snapshot.write_snapshot(tmp, self.ks, self.nshards, self.index)
@@ -527,12 +547,22 @@ class Persistence:
         writer = self.aof
         if writer is None:
             return
+        if writer.db != self.ks.db:
+            self._select()
         if kind is aof.VERBATIM:
             writer.buf.append(aof.encode(args))
         else:
             self._append(kind(self.ks, args, reply))  # type: ignore[operator]
 
+    def _select(self) -> None:
+        """Log a SELECT: what follows is in the current database."""
+        writer = self.aof
+        writer.db = db = self.ks.db  # type: ignore[union-attr]
+        writer.buf.append(aof.select_record(db))  # type: ignore[union-attr]
+
     def _append(self, records: list) -> None:
+        if self.aof.db != self.ks.db:  # type: ignore[union-attr]
+            self._select()
         buf = self.aof.buf  # type: ignore[union-attr]
         if len(records) == 1:
             buf.append(aof.encode(records[0]))
@@ -557,11 +587,15 @@ class Persistence:
         if the operation commits (one record; see shardkv.crossshard)."""
         self.dirty += len(states)
         if self.aof is not None:
+            if self.aof.db != self.ks.db:
+                self._select()
             self.aof.buf.append(aof.encode([aof.XPREPARE, b"%d" % op, marshal.dumps(states)]))
 
     def log_outcome(self, op: int, commit: bool) -> None:
         """Log the outcome of an operation this shard prepared."""
         if self.aof is not None:
+            if self.aof.db != self.ks.db:
+                self._select()
             self.aof.buf.append(aof.encode([aof.XCOMMIT if commit else aof.XABORT, b"%d" % op]))
 
     def begin_group(self) -> int:
@@ -582,6 +616,7 @@ class Persistence:
         the keys of its own that the commands wrote (see Shard.run_foreign)."""
         records: list = []
         touched: dict[bytes, None] = {}
+        elsewhere = {k[1] for k in foreign if type(k) is tuple}  # another database's keys
         for args in commands_:
             cmd = commands.lookup(args[0])
             if cmd is None or not cmd.is_write:
@@ -591,7 +626,7 @@ class Persistence:
             if not keys:
                 records.append(args)  # FLUSHALL and the like: as it was sent
             for key in keys:
-                if key not in foreign:
+                if key not in foreign and key not in elsewhere:
                     touched[key] = None
         if self.aof is not None:
             for key in touched:
@@ -600,7 +635,10 @@ class Persistence:
 
     def _deleted(self, key: bytes) -> None:
         """The server removed a key by itself (expiry, eviction): log DEL, as Redis does."""
-        if self.aof is not None and not (self.foreign and key in self.foreign):
+        foreign = self.foreign
+        if self.aof is not None and not (foreign and (key in foreign or (self.ks.db, key) in foreign)):
+            if self.aof.db != self.ks.db:
+                self._select()
             self.aof.buf.append(aof.encode([b"DEL", key]))
 
     def commit(self) -> bool:

@@ -98,7 +98,8 @@ class Shard:
         self, index: int, nshards: int, clock: Clock | None = None, config: dict | None = None
     ) -> None:
         self.index = index
-        self.keyspace = Keyspace(clock, slot_range(index, nshards))
+        databases = config["databases"] if config is not None else 16
+        self.keyspace = Keyspace(clock, slot_range(index, nshards), databases)
         self.sweeper = Sweeper(self.keyspace)
         # Persistence (with a config): ``record`` logs each write that ran.
         self.persistence: Persistence | None = None
@@ -214,30 +215,14 @@ class Shard:
         writer = self.persistence.aof if self.persistence is not None else None
         self.logged = logged = []
         logged_before = 0
+        plain = wire.PLAIN_MAX
+        ks = self.keyspace
         for i in range(0, len(items), 2):
             header = items[i]
             args = items[i + 1]
             if writer is not None:
                 logged_before = len(writer.buf)
-            if header & wire.FLAG_PARK:
-                body, op = self.enter(args)
-                append(body)
-                if op is None:
-                    continue
-                self.send(wire.encode_replies(bodies))  # type: ignore[misc]
-                self.send_wakes()
-                faultpoints.hold("parked", self.index)
-                bodies = []
-                append = bodies.append
-                self.logged = logged = []
-                self.park(op)
-                self.keyspace.tick()
-                continue
-            if header > 0xFF:  # a blocking command, with its token
-                if waiters.ready:
-                    waiters.serve_ready()  # who blocked before it comes first
-                append(waiters.run(execute, header >> 8, header & wire.FLAG_RESP3, args))
-            else:
+            if header <= plain:  # the usual entry: database 0, no token, no park
                 if header & wire.FLAG_PART:
                     self.timing = False
                     value = execute(args)
@@ -246,10 +231,46 @@ class Shard:
                 else:
                     value = execute(args)
                     append(encode(value, header & wire.FLAG_RESP3))
-            if writer is not None and len(writer.buf) != logged_before:
-                logged.append((len(bodies) - 1, header & wire.FLAG_PART))
-            if blocked:
-                waiters.mark(args)
+                if writer is not None and len(writer.buf) != logged_before:
+                    logged.append((len(bodies) - 1, header & wire.FLAG_PART))
+                if blocked:
+                    waiters.mark(args)
+                continue
+            db = wire.header_db(header)
+            if db:
+                ks.select(db)  # the entry's database, until it is done
+            if header & wire.FLAG_PARK:
+                body, op = self.enter(args)
+                append(body)
+                if op is not None:
+                    self.send(wire.encode_replies(bodies))  # type: ignore[misc]
+                    self.send_wakes()
+                    faultpoints.hold("parked", self.index)
+                    bodies = []
+                    append = bodies.append
+                    self.logged = logged = []
+                    self.park(op)
+                    self.keyspace.tick()
+            else:
+                token = wire.header_token(header)
+                if token:  # a blocking command
+                    if waiters.ready:
+                        waiters.serve_ready()  # who blocked before it comes first
+                    append(waiters.run(execute, token, header & wire.FLAG_RESP3, args))
+                elif header & wire.FLAG_PART:
+                    self.timing = False
+                    value = execute(args)
+                    self.timing = True
+                    append(wire.encode_part(value))
+                else:
+                    value = execute(args)
+                    append(encode(value, header & wire.FLAG_RESP3))
+                if writer is not None and len(writer.buf) != logged_before:
+                    logged.append((len(bodies) - 1, header & wire.FLAG_PART))
+                if blocked:
+                    waiters.mark(args)
+            if db:
+                ks.select(0)
         if waiters.ready:
             # After the batch, not after each command: a transaction's
             # commands come back to back in one batch, and a waiter must not
@@ -483,16 +504,25 @@ class Shard:
             persistence.foreign = states
             persistence.suspended = True
         for key, state in states.items():
+            if type(key) is tuple:  # (database, key): another database's key
+                with ks.selected(key[0]):
+                    drop_key(ks, key[1])
+                    if state is not None:
+                        import_key(ks, key[1], state)
+                continue
             drop_key(ks, key)
             if state is not None:
                 import_key(ks, key, state)
         slots = ks.slots
+        here = ks.db
         ks.slots = range(SLOTS)  # so that KEYS, RANDOMKEY... see the imported keys too
         try:
             execute = self.execute if ks.memory is None else self.execute_limited
             bodies = [encode(execute(args), resp3) for args in commands_]
         finally:
             ks.slots = slots
+            if ks.db != here:
+                ks.select(here)
             if persistence is not None:
                 persistence.suspended = False
         # A script's writes: the keys it declared, or that it named and the
@@ -507,10 +537,12 @@ class Shard:
         # does not count as writing it (WATCH).
         after = {}
         for key, old in states.items():
-            state = export_key(ks, key)
-            if state != old:
-                after[key] = state
-            drop_key(ks, key)
+            with ks.selected(key[0] if type(key) is tuple else here):
+                name = key[1] if type(key) is tuple else key
+                state = export_key(ks, name)
+                if state != old:
+                    after[key] = state
+                drop_key(ks, name)
         if persistence is not None:
             persistence.foreign = ()
         changed = {}
@@ -534,8 +566,10 @@ class Shard:
     def acceptor_lost(self) -> None:
         """The acceptor died, and its clients with it: forget their state."""
         self.backlog.clear()
-        self.keyspace.watched.clear()
-        self.keyspace.watch_counts.clear()
+        ks = self.keyspace
+        for db in ks.used_dbs():
+            ks.dbs[db].watched.clear()  # type: ignore[union-attr]
+            ks.dbs[db].watch_counts.clear()  # type: ignore[union-attr]
         for hook in self.acceptor_lost_hooks:
             hook()
 

@@ -120,13 +120,14 @@ def migrate_shards(cfg: dict[str, Any], indexes: list[int], kind: str, old_shard
 def migrate_shard(cfg: dict[str, Any], index: int, kind: str, old_shards: int) -> None:
     new_shards = cfg["shards"]
     mine = slot_range(index, new_shards)
-    target = Keyspace(slots=mine)
+    databases = cfg["databases"]
+    target = Keyspace(slots=mine, databases=databases)
     for old in range(old_shards):
         theirs = slot_range(old, old_shards)
         overlap = range(max(mine.start, theirs.start), min(mine.stop, theirs.stop))
         if not overlap:
             continue
-        scratch = Keyspace(slots=theirs)
+        scratch = Keyspace(slots=theirs, databases=databases)
         source = Persistence(scratch, old, old_shards, cfg)
         source.load(use_aof=kind == "aof")
         if source.in_doubt:
@@ -137,10 +138,14 @@ def migrate_shard(cfg: dict[str, Any], index: int, kind: str, old_shards: int) -
                 if op in committed:
                     for key, state in states.items():
                         import_key(scratch, key, state)
-        for slot in overlap:
-            target.data[slot] = scratch.data[slot]
-            target.expires[slot] = scratch.expires[slot]
-    target.nvolatile = sum(len(target.expires[s]) for s in mine)
+        for db in scratch.used_dbs():  # each key stays in its database
+            theirs_db = scratch.database(db)
+            target.select(db)
+            for slot in overlap:
+                target.data[slot] = theirs_db.data[slot]  # type: ignore[union-attr]
+                target.expires[slot] = theirs_db.expires[slot]  # type: ignore[union-attr]
+            target.nvolatile = sum(len(target.expires[s]) for s in mine)
+            target.select(0)
     tmp = _reshard_temp(cfg, kind, index)
     snapshot.write_snapshot(tmp + ".part", target, new_shards, index)
     os.replace(tmp + ".part", tmp)

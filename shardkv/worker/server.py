@@ -69,7 +69,38 @@ def flushall(ks: Keyspace, args: list[bytes]) -> object:
     """FLUSHALL [ASYNC | SYNC]"""
     if len(args) > 2 or (len(args) == 2 and args[1].upper() not in (b"ASYNC", b"SYNC")):
         raise CommandError(errors.SYNTAX)
-    ks.flush()
+    ks.flush(every=args[0].lower() == b"flushall")
+    return OK
+
+
+@command("swapdb")
+def swapdb(ks: Keyspace, args: list[bytes]) -> object:
+    """SWAPDB index1 index2
+
+    This shard's part: the acceptor checks the indexes and sends the
+    command to every shard in one step (logged as it is, as Redis logs it).
+
+    As Redis's ``dbSwapDatabases``: the watched keys of both databases that
+    exist in either of them are touched, and the clients blocked on keys of
+    either database may be served now (see ``Shard.run_batch``)."""
+    a, b = parse_int(args[1]), parse_int(args[2])
+    if not (0 <= a < len(ks.dbs) and 0 <= b < len(ks.dbs)):
+        raise CommandError(errors.DB_INDEX_OUT_OF_RANGE)
+    for one, other in ((a, b), (b, a)):
+        watched = ks.database(one)
+        if watched is None or not watched.watched:
+            continue
+        with ks.selected(other):
+            present = [k for k in watched.watched if ks.lookup(k) is not None]
+        with ks.selected(one):
+            present += [k for k in watched.watched if ks.lookup(k) is not None]
+        for key in present:
+            watched.watched[key] += 1
+    ks.swap(a, b)
+    waiters = getattr(ks, "waiters", None)
+    if waiters is not None:
+        waiters.mark_db(a)
+        waiters.mark_db(b)
     return OK
 
 
@@ -124,7 +155,6 @@ def info(ks: Keyspace, args: list[bytes]) -> object:
         "keyspace_hits": ks.hits,
         "keyspace_misses": ks.misses,
         "hz": RUNTIME.hz,
-        "expires_ttl_sum": _ttl_sample(ks),
     }
     command_stats = getattr(ks, "stats", None)
     if command_stats is not None:
@@ -138,12 +168,21 @@ def info(ks: Keyspace, args: list[bytes]) -> object:
         stats["used_memory_functions"] = (
             sum(len(lib.code) for lib in functions.libraries.values()) if functions is not None else 0
         )
-    return [ks.dbsize(), ks.nvolatile, ks.expired_keys, rss, os.getpid(), figures, stats]
+    dbs = {}
+    for db in ks.used_dbs():
+        with ks.selected(db):
+            if ks.dbsize():
+                dbs[db] = [ks.dbsize(), ks.nvolatile, *_ttl_sample(ks)]
+    stats["dbs"] = dbs
+    keys = sum(d[0] for d in dbs.values())
+    volatile = sum(d[1] for d in dbs.values())
+    return [keys, volatile, ks.expired_keys, rss, os.getpid(), figures, stats]
 
 
 def _ttl_sample(ks: Keyspace, limit: int = 1000) -> list:
     """[sum of remaining TTLs in ms, how many] over up to ``limit`` keys
-    with a TTL, for INFO keyspace's avg_ttl (Redis estimates it too)."""
+    with a TTL of the current database, for INFO keyspace's avg_ttl
+    (Redis estimates it too)."""
     total = n = 0
     now = ks.now
     for slot in ks.slots:

@@ -4,17 +4,21 @@ Used for SAVE and BGSAVE (``<dbfilename>.shard-<i>``), as the base of a
 rewritten AOF (``<appendfilename>.shard-<i>.<seq>.base.snap``) and when the
 shard count changes.
 
-Format, version 1 (all integers little-endian)::
+Format, version 2 (all integers little-endian)::
 
     magic       8 bytes   b"SHARDKV\\x00"
-    version     u16       1
+    version     u16       2
     frames, each:
-      kind      1 byte    b"H" header, b"D" data, b"E" end
+      kind      1 byte    b"H" header, b"S" select, b"D" data, b"E" end
       length    u32       of the payload
       crc32     u32       of the payload (zlib.crc32)
       payload   marshal   H: dict {"shards", "index", "created_ms"}
+                          S: int, the database of the D frames that follow
                           D: list of (key, type tag, plain value, deadline ms or None)
                           E: dict {"keys": number of keys in the D frames}
+
+The D frames before any S frame are database 0's.  Version 1 (no S
+frames: one database) is still read.
 
 A file is whole only if it starts with the magic and a known version,
 every frame's checksum matches, and it ends right after the E frame, whose
@@ -36,7 +40,8 @@ from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.transfer import TO_PLAIN, State
 
 MAGIC = b"SHARDKV\x00"
-VERSION = 1
+VERSION = 2
+READABLE = (1, 2)
 _FRAME = struct.Struct("<cII")
 _VERSION = struct.Struct("<H")
 KEYS_PER_FRAME = 1000
@@ -69,28 +74,34 @@ def write_snapshot(
     with open(path, "wb", buffering=1 << 20) as f:
         f.write(MAGIC + _VERSION.pack(VERSION))
         f.write(_frame(b"H", {"shards": shards, "index": index, "created_ms": now}))
-        batch: list = []
-        for slot, keys in enumerate(ks.data):
-            if not keys:
+        for db in ks.used_dbs():
+            database = ks.database(db)
+            if not database.size():  # type: ignore[union-attr]
                 continue
-            exp = ks.expires[slot]
-            for key, value in keys.items():
-                when = exp.get(key) if exp else None
-                if when is not None and when <= now:
+            if db:
+                f.write(_frame(b"S", db))
+            batch: list = []
+            for slot, keys in enumerate(database.data):  # type: ignore[union-attr]
+                if not keys:
                     continue
-                tag, to_plain = TO_PLAIN[type(value)]
-                batch.append((key, tag, to_plain(value), when))
-                if len(batch) >= KEYS_PER_FRAME:
-                    f.write(_frame(b"D", batch))
-                    count += len(batch)
-                    batch = []
-                    if key_delay_us:
-                        time.sleep(key_delay_us * KEYS_PER_FRAME / 1e6)
-        if batch:
-            f.write(_frame(b"D", batch))
-            count += len(batch)
-            if key_delay_us:
-                time.sleep(key_delay_us * len(batch) / 1e6)
+                exp = database.expires[slot]  # type: ignore[union-attr]
+                for key, value in keys.items():
+                    when = exp.get(key) if exp else None
+                    if when is not None and when <= now:
+                        continue
+                    tag, to_plain = TO_PLAIN[type(value)]
+                    batch.append((key, tag, to_plain(value), when))
+                    if len(batch) >= KEYS_PER_FRAME:
+                        f.write(_frame(b"D", batch))
+                        count += len(batch)
+                        batch = []
+                        if key_delay_us:
+                            time.sleep(key_delay_us * KEYS_PER_FRAME / 1e6)
+            if batch:
+                f.write(_frame(b"D", batch))
+                count += len(batch)
+                if key_delay_us:
+                    time.sleep(key_delay_us * len(batch) / 1e6)
         f.write(_frame(b"E", {"keys": count}))
         f.flush()
         os.fsync(f.fileno())
@@ -116,12 +127,12 @@ def _check_start(path: str, head: bytes) -> None:
     if len(head) < len(MAGIC) + _VERSION.size:
         raise SnapshotError(path, len(MAGIC), "truncated")
     (version,) = _VERSION.unpack_from(head, len(MAGIC))
-    if version != VERSION:
-        raise SnapshotError(path, len(MAGIC), f"format version {version}; this shardkv reads {VERSION}")
+    if version not in READABLE:
+        raise SnapshotError(path, len(MAGIC), f"format version {version}; this shardkv reads {READABLE}")
 
 
-def read_snapshot(path: str) -> tuple[dict, Iterator[tuple[bytes, State]]]:
-    """The header and the ``(key, state)`` pairs of a snapshot.
+def read_snapshot(path: str) -> tuple[dict, Iterator[tuple[int, bytes, State]]]:
+    """The header and the ``(database, key, state)`` triples of a snapshot.
 
     Every frame is checked before its keys are given out; a bad frame
     raises :class:`SnapshotError` with its offset.
@@ -143,7 +154,7 @@ def read_snapshot(path: str) -> tuple[dict, Iterator[tuple[bytes, State]]]:
         payload = data[start:end]
         if zlib.crc32(payload) != crc:
             raise SnapshotError(path, pos, "checksum mismatch")
-        if kind not in (b"H", b"D", b"E") or (kind == b"H") != (pos == len(MAGIC) + _VERSION.size):
+        if kind not in (b"H", b"S", b"D", b"E") or (kind == b"H") != (pos == len(MAGIC) + _VERSION.size):
             raise SnapshotError(path, pos, f"unexpected frame {kind!r}")
         frames.append((pos, kind, payload))
         pos = end
@@ -154,16 +165,22 @@ def read_snapshot(path: str) -> tuple[dict, Iterator[tuple[bytes, State]]]:
     header = marshal.loads(frames[0][2])
     total = marshal.loads(frames[-1][2]).get("keys")
 
-    def items() -> Iterator[tuple[bytes, State]]:
+    def items() -> Iterator[tuple[int, bytes, State]]:
         count = 0
-        for offset, _, payload in frames[1:-1]:
+        db = 0
+        for offset, kind, payload in frames[1:-1]:
             try:
                 batch = marshal.loads(payload)
             except (ValueError, EOFError, TypeError) as e:
                 raise SnapshotError(path, offset, f"unreadable frame: {e}") from None
+            if kind == b"S":
+                if type(batch) is not int or batch < 0:
+                    raise SnapshotError(path, offset, f"bad database {batch!r}")
+                db = batch
+                continue
             for key, tag, plain, when in batch:
                 count += 1
-                yield key, (tag, plain, when)
+                yield db, key, (tag, plain, when)
         if count != total:
             raise SnapshotError(path, frames[-1][0], f"{count} keys, the end frame says {total}")
 

@@ -26,17 +26,35 @@ class Sweeper:
     def __init__(self, keyspace: Keyspace, timer=time.perf_counter) -> None:
         self.keyspace = keyspace
         self.cursor = keyspace.slots.start
+        self.cursors: dict[int, int] = {}  # each database's cursor but the current one's
         self.timer = timer  # a monotonic clock in seconds, for the budget
 
     def cycle(self, budget_s: float) -> int:
-        """Run samples until they come back mostly live or time is up.
+        """Run samples until they come back mostly live or time is up, in
+        each database that has keys with a TTL.
 
         Returns how many keys it deleted.
         """
         ks = self.keyspace
-        if not ks.nvolatile or ks.expiry_paused:  # CLIENT PAUSE: no active expiry
+        if ks.expiry_paused:  # CLIENT PAUSE: no active expiry
             return 0
         deadline = self.timer() + budget_s
+        deleted = self._cycle(deadline)
+        here = ks.db
+        for db in ks.used_dbs():
+            if db == here or not ks.dbs[db].nvolatile:  # type: ignore[union-attr]
+                continue
+            with ks.selected(db):
+                self.cursors[here], self.cursor = self.cursor, self.cursors.get(db, ks.slots.start)
+                try:
+                    deleted += self._cycle(deadline)
+                finally:
+                    self.cursors[db], self.cursor = self.cursor, self.cursors[here]
+        return deleted
+
+    def _cycle(self, deadline: float) -> int:
+        """The cycle in the current database."""
+        ks = self.keyspace
         deleted = 0
         while ks.nvolatile:
             sampled, expired = self._sample()
