@@ -169,7 +169,7 @@ def _run_on_shard(
     slot = Slot(client)
     client.pending.append(slot)
     sink = _ShardReply(client, slot, shard, sha, body, ro, keys, rest, fname)
-    client.server.links[shard].send(HEADERS[client.resp3], encode_command(command), sink)
+    client.server.links[shard].send(client.headers[client.resp3], encode_command(command), sink)
 
 
 class _ShardReply:
