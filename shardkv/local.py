@@ -1131,12 +1131,10 @@ class _ScanChain:
         self.ask()
 
     def ask(self) -> None:
-        from shardkv.client import PART_HEADERS
-
         server = self.client.server
         shard = server.router.owners[self.cursor]
         body = encode_command([b"__scan", b"%d" % self.cursor, b"%d" % self.left, self.pattern, self.kind])
-        server.links[shard].send(PART_HEADERS[0], body, self)
+        server.links[shard].send(self.client.part_headers[0], body, self)  # in the client's database
 
     def deliver(self, body: bytes) -> None:
         from shardkv.wire import decode_part
