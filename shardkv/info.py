@@ -115,7 +115,7 @@ def build_info(server: Acceptor, sections: list[str], shards: list, own: list | 
     own_rss = _own_rss()
     used = sum(s[3] for s in shards) + own_rss
     _PEAK[0] = peak = max(_PEAK[0], used)
-    if not keys:  # the processes before any data: the smallest such figure
+    if not sum(s[0] for s in shards):  # the processes before any data: the smallest such figure
         _STARTUP[0] = min(_STARTUP[0], used) if _STARTUP[0] else used
     startup = min(_STARTUP[0] or used, used)
     own_cpu = os.times()
