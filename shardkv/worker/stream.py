@@ -157,13 +157,10 @@ class Node:
         return list(values)
 
     def append(self, id_: int, pairs: list[bytes], master_id: int) -> None:
-        names = tuple(pairs[::2])
-        same = names == self.master
         ms = id_ >> 64
         seq = id_ & MASK64
         self.ms.append(ms)
         self.seq.append(seq)
-        self.flags.append(SAMEFIELDS if same else 0)
         self.offs.append(len(self.data))
         self.live += 1
         dms = ms - (master_id >> 64)
@@ -171,14 +168,30 @@ class Node:
         size = (
             1 + (2 if 0 <= dms <= 127 else _delta_size(dms)) + (2 if 0 <= dseq <= 127 else _delta_size(dseq))
         )
-        nfields = len(names)
-        if same:
-            values = pairs[1::2]
-            self.data += marshal.dumps(tuple(values))
-            size += sum(map(_str_size, values)) + _int_size(nfields + 3)
+        master = self.master
+        if len(pairs) == 2:  # the common entry: one field
+            same = len(master) == 1 and pairs[0] == master[0]
+            value = pairs[1]
+            if same:
+                self.data += marshal.dumps((value,))
+                n = len(value)
+                size += (
+                    n + 2 if n < 64 and (not n or value[0] not in _DIGIT_OR_MINUS) else _str_size(value)
+                ) + 2
+            else:
+                self.data += marshal.dumps(tuple(pairs))
+                size += 2 + _str_size(pairs[0]) + _str_size(value) + 2
         else:
-            self.data += marshal.dumps(tuple(pairs))
-            size += _int_size(nfields) + sum(map(_str_size, pairs)) + _int_size(2 * nfields + 4)
+            nfields = len(pairs) >> 1
+            same = len(master) == nfields and tuple(pairs[::2]) == master
+            if same:
+                values = pairs[1::2]
+                self.data += marshal.dumps(tuple(values))
+                size += sum(map(_str_size, values)) + _int_size(nfields + 3)
+            else:
+                self.data += marshal.dumps(tuple(pairs))
+                size += _int_size(nfields) + sum(map(_str_size, pairs)) + _int_size(2 * nfields + 4)
+        self.flags.append(SAMEFIELDS if same else 0)
         self.lpbytes += size
 
 
@@ -262,7 +275,9 @@ class Stream:
         if node is not None:
             if max_bytes <= 0 or max_bytes > STREAM_LISTPACK_MAX_SIZE:
                 max_bytes = STREAM_LISTPACK_MAX_SIZE
-            if node.lpbytes + sum(map(len, pairs)) >= max_bytes or (max_entries and len(node) >= max_entries):
+            if (max_entries and len(node.flags) >= max_entries) or node.lpbytes + sum(
+                map(len, pairs)
+            ) >= max_bytes:
                 node = None
         if node is None:
             node = Node(tuple(pairs[::2]))
