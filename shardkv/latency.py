@@ -47,7 +47,7 @@ _DOCTOR_OFF = (
 )
 _DOCTOR_DISABLED = (
     "I'm sorry, Dave, I can't do that. Latency monitoring is disabled in this Redis instance. "
-    "You may use \"CONFIG SET latency-monitor-threshold <milliseconds>.\" in order to enable it. "
+    'You may use "CONFIG SET latency-monitor-threshold <milliseconds>." in order to enable it. '
     "If we weren't in a deep space mission I'd suggest to take a look at "
     "https://redis.io/topics/latency-monitor.\n"
 )

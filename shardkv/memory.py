@@ -39,7 +39,9 @@ _EMPTY = (
     "used in these conditions. Please, leave for your mission on Earth and fill it with some data. "
     "The new Sam and I will be back to our programming as soon as I finished rebooting."
 )
-_FINE = "Hi Sam, I can't find any memory issue in your instance. I can only account for what occurs on this base."
+_FINE = (
+    "Hi Sam, I can't find any memory issue in your instance. I can only account for what occurs on this base."
+)
 
 
 @local("memory")

@@ -523,3 +523,29 @@ def test_latency_commands(compare):
             hist = {hist[0]: dict(zip(hist[1][::2], hist[1][1::2], strict=True))}
         assert list(hist) == [b"set"] and hist[b"set"][b"calls"] >= 1
         assert sum(1 for _ in hist[b"set"][b"histogram_usec"]) >= 1
+
+
+def test_setbit_and_bitfield_that_change_nothing_are_not_changes(ports):
+    got = {}
+    for name in ("redis", "shardkv"):
+        c, other = redis.Redis(port=ports[name]), redis.Redis(port=ports[name])
+        c.set("bk", b"\x00")
+        before = c.info("persistence")["rdb_changes_since_last_save"]
+        out = []
+        for cmd in (
+            ("SETBIT", "bk", "0", "0"),
+            ("BITFIELD", "bk", "SET", "u8", "0", "0"),
+            ("SETBIT", "bk", "1", "1"),
+            ("BITFIELD", "bk", "SET", "u8", "0", "0"),
+        ):
+            c.execute_command("WATCH", "bk")
+            out.append(other.execute_command(*cmd))
+            c.execute_command("MULTI")
+            c.execute_command("PING")
+            out.append(c.execute_command("EXEC"))
+            out.append(c.info("persistence")["rdb_changes_since_last_save"] - before)
+        got[name] = out
+        c.delete("bk")
+        c.close()
+        other.close()
+    assert got["shardkv"] == got["redis"]

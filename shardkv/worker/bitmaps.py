@@ -51,6 +51,8 @@ def setbit(ks: Keyspace, args: list[bytes]) -> object:
     if grown or was != on:  # as Redis 7.0: an unchanged string is not written
         buf[index] = buf[index] | mask if on else buf[index] & ~mask
         ks.store(key, buf, keepttl=True)
+    else:
+        ks.unchanged = True  # not a change: not dirty, not logged
     return was
 
 
@@ -326,6 +328,8 @@ def _bitfield(ks: Keyspace, args: list[bytes], read_only: bool) -> list:
         changed = changed or (reply is not None and (field_changed or grown))
     if changed or grown:  # (a string grown for writes that all failed stays grown, quietly)
         ks.store(key, buf, keepttl=True, quiet=not changed)
+    if not changed and not grown:
+        ks.unchanged = True  # not a change: not dirty, not logged
     return replies
 
 

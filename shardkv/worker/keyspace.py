@@ -115,6 +115,10 @@ class Keyspace:
         # While clients are paused (CLIENT PAUSE), an expired key reads as
         # missing but stays, as in Redis: nothing is deleted, nothing logged.
         self.expiry_paused = False
+        # Set by a write command that changed nothing (SETBIT of a bit to
+        # its value): as in Redis, it is not a change (``dirty``) and is not
+        # logged.  Read and cleared by the shard after each command.
+        self.unchanged = False
 
     # -- databases --------------------------------------------------------
 

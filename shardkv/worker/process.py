@@ -164,7 +164,9 @@ class Shard:
             self._count(args, perf_counter_ns() - start, value)
         if type(value) is Error:
             return value
-        if self.record is not None and type(value) is not Error and type(value) is not Wait:
+        if ks.unchanged:
+            ks.unchanged = False
+        elif self.record is not None and type(value) is not Wait:
             self.record(args, value)
         return value
 
