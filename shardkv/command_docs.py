@@ -314,6 +314,7 @@ script|exists | 2.6.0 | -3 | noscript | Check existence of scripts in the script
 script|load | 2.6.0 | 3 | noscript,stale | Load the specified Lua script into the script cache. | script
 script|help | 5.0.0 | 2 | loading,stale | Show helpful text about the different subcommands |
 script|kill | 2.6.0 | 2 | noscript,allow_busy | Kill the script currently in execution. |
+script|debug | 3.2.0 | 3 | noscript | Set the debug mode for executed scripts. | mode=(YES | SYNC | NO)
 function|load | 7.0.0 | -3 | write,denyoom,noscript | Create a function with the given arguments (name, code, description) | [REPLACE] function-code
 function|help | 7.0.0 | 2 | loading,stale | Show helpful text about the different subcommands |
 function|list | 7.0.0 | -2 | noscript | List information about all the functions | [LIBRARYNAME library-name-pattern] [WITHCODE]

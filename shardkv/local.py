@@ -515,6 +515,11 @@ _ACL_ORDER = (
 ).split()
 # Commands whose categories the flags and group do not give.
 _ACL_OVERRIDES = {
+    **dict.fromkeys(
+        ("eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro"), ["@slow", "@scripting"]
+    ),
+    "script": ["@slow"],  # the containers: their subcommands are @scripting
+    "function": ["@slow"],
     "sort": ["@write", "@set", "@sortedset", "@list", "@slow", "@dangerous"],
     "sort_ro": ["@read", "@set", "@sortedset", "@list", "@slow", "@dangerous"],
 }
@@ -558,8 +563,23 @@ _SORT_STORE_NOTE = (
     "For the optional STORE keyword. It is marked 'unknown' because the keyword can appear "
     "anywhere in the argument array"
 )
+_SCRIPT_RW = "We cannot tell how the keys will be used so we assume the worst, RW and UPDATE"
+_SCRIPT_RO = "We cannot tell how the keys will be used so we assume the worst, RO and ACCESS"
+
+
+def _numkeys_spec(flags: str, notes: str = "") -> dict:
+    spec = _spec(flags.split(), 2, b"keynum", {b"keynumidx": 0, b"firstkey": 1, b"keystep": 1})
+    return {b"notes": notes.encode(), **spec} if notes else spec
+
+
 # Redis 7.0's key specs where the table's key columns cannot say them.
 _KEY_SPECS = {
+    "eval": [_numkeys_spec("RW access update", _SCRIPT_RW)],
+    "evalsha": [_numkeys_spec("RW access update")],
+    "eval_ro": [_numkeys_spec("RO access", _SCRIPT_RO)],
+    "evalsha_ro": [_numkeys_spec("RO access")],
+    "fcall": [_numkeys_spec("RW access update", _SCRIPT_RW)],
+    "fcall_ro": [_numkeys_spec("RO access", _SCRIPT_RO)],
     "pfadd": [_range_spec("RW insert", 1)],
     "pfcount": [
         _range_spec(
@@ -632,10 +652,28 @@ def _subcommand_info(cmd: commands.Command, sub) -> list:
         0,
         0,
         _acl_categories(cmd, sub.flags),
-        [],
+        _SUBCOMMAND_TIPS.get(sub.name, []),
         [],
         [],
     ]
+
+
+_ALL_NODES = ["request_policy:all_nodes", "response_policy:all_succeeded"]
+_ALL_SHARDS = ["request_policy:all_shards", "response_policy:all_succeeded"]
+# COMMAND INFO's tips of the subcommands that have some in Redis 7.0.
+_SUBCOMMAND_TIPS = {
+    "script|load": _ALL_NODES,
+    "script|flush": _ALL_NODES,
+    "script|kill": ["request_policy:all_shards", "response_policy:one_succeeded"],
+    "script|exists": ["request_policy:all_shards", "response_policy:agg_logical_and"],
+    "function|load": _ALL_SHARDS,
+    "function|restore": _ALL_SHARDS,
+    "function|delete": _ALL_SHARDS,
+    "function|flush": _ALL_SHARDS,
+    "function|kill": ["request_policy:all_shards", "response_policy:one_succeeded"],
+    "function|stats": ["nondeterministic_output", "request_policy:all_shards", "response_policy:special"],
+    "function|list": ["nondeterministic_output_order"],
+}
 
 
 def _command_info(cmd: commands.Command) -> list:

@@ -339,6 +339,14 @@ def script_command(client: Client, args: list[bytes]) -> None:
         kill_script(client, eval_mode=True)
     elif sub == b"help":
         client.reply([line.encode() for line in _SCRIPT_HELP])
+    elif sub == b"debug":
+        mode = args[2].upper()
+        if mode == b"NO":
+            client.reply("OK")
+        elif mode in (b"YES", b"SYNC"):
+            client.reply_error("ERR SCRIPT DEBUG (the Lua debugger) is not supported by shardkv")
+        else:
+            client.reply_error("ERR Use SCRIPT DEBUG YES/SYNC/NO")
     else:
         client.reply_error(errors.SYNTAX)
 
@@ -503,7 +511,9 @@ def function_command(client: Client, args: list[bytes]) -> None:
             client.reply_error("ERR FUNCTION FLUSH only supports SYNC|ASYNC option")
             return
         if n > 3:
-            client.reply_error(errors.SYNTAX)
+            client.reply_error(
+                "ERR unknown subcommand or wrong number of arguments for 'flush'. Try FUNCTION HELP."
+            )
             return
         _all_shards(client, [b"__function", b"flush"])
     elif sub == b"restore":

@@ -526,3 +526,24 @@ def test_command_info_of_hll_geo_sort_equals_redis(ports):
         )
         real.close()
         ours.close()
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_command_info_of_scripting_equals_redis(ports, protocol):
+    """Every field of COMMAND INFO of the scripting commands (flags, ACL
+    categories, key specs with their notes, subcommands with their tips)
+    is redis-server's; subcommands compared by name."""
+    names = ["eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro", "script", "function"]
+    real = plain(ports["redis"], protocol)
+    ours = plain(ports["shardkv"], protocol)
+    for theirs, mine in zip(
+        real.execute_command("COMMAND", "INFO", *names),
+        ours.execute_command("COMMAND", "INFO", *names),
+        strict=True,
+    ):
+        if protocol == 2:
+            theirs[9] = sorted(theirs[9])
+            mine[9] = sorted(mine[9])
+        assert mine == theirs
+    real.close()
+    ours.close()

@@ -7,13 +7,14 @@
 -- no bytecode loading; every table reachable from the globals read-only
 -- ("Attempt to modify a readonly table"), and reading a global that does
 -- not exist an error, as Redis 7's global protection.
-local pycall, pyraise, pytake, pysha1, pylog, pysetresp, pysetrepl, pyrandom, pyrandomseed, pycheck, libs, pyregister = ...
+local pycall, pyraise, pytake, pysha1, pylog, pysetresp, pysetrepl, pyrandom, pyrandomseed, pycheck, libs, pyregister, pyclock = ...
 
 local rawget, rawset, setmetatable, getmetatable, type, error, tostring, pairs, next =
     rawget, rawset, setmetatable, getmetatable, type, error, tostring, pairs, next
 local select, unpack, loadstring, load, xpcall, pcall, setfenv, tonumber =
     select, unpack, loadstring, load, xpcall, pcall, setfenv, tonumber
 local dbg = debug
+local clock = pyclock  -- monotonic seconds, for FUNCTION LOAD's timeout
 
 local G = _G
 for _, name in ipairs({"os", "io", "package", "require", "module", "loadfile", "dofile", "print", "python", "debug", "newproxy", "getfenv", "setfenv"}) do
@@ -335,7 +336,21 @@ function engine.load_library(code)
     if not f then return false, "ERR Error compiling function: " .. tostring(err) end
     setfenv(f, FG)
     loading = true
+    -- Redis gives a library's code 500 ms to run (LOAD_TIMEOUT_MS).
+    local started = clock()
+    local timeout = {err = "ERR FUNCTION LOAD timeout"}
+    local function in_library()
+        local info = dbg.getinfo(3, "S")
+        return info ~= nil and info.source ~= "=prelude"
+    end
+    dbg.sethook(function()
+        if in_library() and clock() - started > 0.5 then
+            dbg.sethook(function() if in_library() then error(timeout, 0) end end, "l")
+            error(timeout, 0)
+        end
+    end, "", hook_count)
     local ok, e = real_pcall(f)
+    dbg.sethook(hook, "", hook_count)
     loading = false
     if ok then return true, false end
     if type(e) == "userdata" then

@@ -238,6 +238,7 @@ class Engine:
             self._check,
             libs,
             self._register_function,
+            time.monotonic,
         )
         self._compile = self.api[b"compile"]
         self._run = self.api[b"run"]
