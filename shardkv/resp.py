@@ -630,6 +630,39 @@ def encode_command(args: list[bytes]) -> bytes:
 _BULK_HEADS = [b"$%d" % n for n in range(1024)]
 
 
+BIG_ARRAY = 1 << 16  # arrays longer than this are encoded a slice at a time
+
+
+def _encode_big_bulk_array(value: list) -> bytes | None:
+    """A long array of bulk strings (LRANGE 0 -1, KEYS of millions) written
+    into one buffer a slice at a time, so that encoding it holds the reply
+    once, not a list of pieces three times the array's length; None if an
+    element is not a bulk string."""
+    out = bytearray(b"*%d\r\n" % len(value))
+    for start in range(0, len(value), BIG_ARRAY):
+        part = value[start : start + BIG_ARRAY]
+        try:
+            lens = [_BULK_HEADS[n] if n < 1024 else b"$%d" % n for n in map(len, part)]
+            out += b"\r\n".join([*chain.from_iterable(zip(lens, part, strict=True)), b""])
+        except TypeError:
+            return None
+    return bytes(out)
+
+
+def encode_bulk_choices(members: tuple, k: int) -> Raw:
+    """``k`` members drawn at random with replacement (SRANDMEMBER with a
+    negative count...), encoded as an array of bulk strings as they are
+    drawn: each member is encoded once, and the reply is built a slice at
+    a time, never as a list of ``k`` values."""
+    import random
+
+    encoded = [b"$%d\r\n%s\r\n" % (len(m), m) for m in members]
+    out = bytearray(b"*%d\r\n" % k)
+    for start in range(0, k, BIG_ARRAY):
+        out += b"".join(random.choices(encoded, k=min(BIG_ARRAY, k - start)))
+    return Raw(out)  # type: ignore[arg-type]  # a bytearray: joined as it is, never copied here
+
+
 def encode(value: object, resp3: bool = False) -> bytes:
     """Encode one reply value (see the module docstring) as RESP bytes."""
     t = type(value)
@@ -645,12 +678,18 @@ def encode(value: object, resp3: bool = False) -> bytes:
         # The common array, all bulk strings (LRANGE, MGET...), in one join;
         # any other element makes len() or the join raise, and the general
         # path runs instead.
+        if len(value) > BIG_ARRAY:  # type: ignore[arg-type]
+            big = _encode_big_bulk_array(value)  # type: ignore[arg-type]
+            if big is not None:
+                return big
         try:
             heads = [_BULK_HEADS[n] if n < 1024 else b"$%d" % n for n in map(len, value)]  # type: ignore[arg-type]
             lines = [b"*%d" % len(heads), *chain.from_iterable(zip(heads, value, strict=True)), b""]  # type: ignore[call-overload]
             return b"\r\n".join(lines)
         except TypeError:
             pass
+    if t is Raw:
+        return value.data  # type: ignore[attr-defined]
     out: list[bytes] = []
     _encode_into(value, resp3, out)
     return b"".join(out)

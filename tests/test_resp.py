@@ -442,3 +442,20 @@ def test_idle_parsers_do_not_keep_their_largest_read():
     gc.collect()
     grown = psutil.Process().memory_info().rss - before
     assert grown < 20 * 1024 * 1024, f"{grown / 2**20:.1f} MiB held by 300 idle parsers"
+
+
+def test_long_bulk_arrays_are_encoded_a_slice_at_a_time():
+    """An array past BIG_ARRAY bulk strings is encoded slice by slice, to
+    the same bytes; one with another element falls back to the general path."""
+    from shardkv.resp import BIG_ARRAY, Raw, encode, encode_bulk_choices
+
+    values = [b"v%d" % i for i in range(BIG_ARRAY * 2 + 5)]
+    expected = b"*%d\r\n" % len(values) + b"".join(b"$%d\r\n%s\r\n" % (len(v), v) for v in values)
+    assert encode(values) == expected
+    assert (
+        encode([*values, 7]) == expected.replace(b"*%d" % len(values), b"*%d" % (len(values) + 1)) + b":7\r\n"
+    )
+    drawn = encode_bulk_choices((b"a", b"bc"), 5)
+    assert type(drawn) is Raw
+    body = bytes(encode(drawn))
+    assert body.startswith(b"*5\r\n") and body.count(b"\r\n") == 1 + 2 * 5

@@ -633,3 +633,25 @@ def test_cross_shard_reads_keep_watch(server):
     finally:
         c.close()
         other.close()
+
+
+def test_random_members_with_a_huge_negative_count(r):
+    """SRANDMEMBER, HRANDFIELD and ZRANDMEMBER with a count past the size
+    shardkv encodes as it draws (never a list of -count values): the same
+    reply shape as Redis, in a script and a transaction too."""
+    n = 70000  # past resp.BIG_ARRAY
+    r.sadd("s", *range(100))
+    r.hset("h", mapping={f"f{i}": i for i in range(10)})
+    r.zadd("z", {f"m{i}": i for i in range(10)})
+    got = r.srandmember("s", -n)
+    assert len(got) == n and set(got) == {b"%d" % i for i in range(100)}
+    got = r.hrandfield("h", -n)
+    assert len(got) == n and set(got) == {b"f%d" % i for i in range(10)}
+    got = r.zrandmember("z", -n)
+    assert len(got) == n and set(got) == {b"m%d" % i for i in range(10)}
+    assert r.eval("return #redis.call('srandmember', KEYS[1], ARGV[1])", 1, "s", -n) == n
+    pipe = r.pipeline(transaction=True)
+    pipe.srandmember("s", -n)
+    pipe.scard("s")
+    got, card = pipe.execute()
+    assert len(got) == n and card == 100

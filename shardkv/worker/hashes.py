@@ -27,7 +27,7 @@ from shardkv.args import (
 )
 from shardkv.errors import CommandError
 from shardkv.glob import compile_glob
-from shardkv.resp import OK, Pairs, strict_int
+from shardkv.resp import BIG_ARRAY, OK, Pairs, encode_bulk_choices, strict_int
 from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.registry import command
 from shardkv.worker.strings import LLONG_MAX, LLONG_MIN
@@ -290,6 +290,8 @@ def hrandfield(ks: Keyspace, args: list[bytes]) -> object:
     h = get_hash(ks, args[1])
     if h is None or count == 0:
         return []
+    if count < -BIG_ARRAY and not withvalues:  # encoded as drawn, never a list
+        return encode_bulk_choices(tuple(h), -count)
     if count < 0:
         fields = random.choices(tuple(h), k=-count)
     elif count >= len(h):

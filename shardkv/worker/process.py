@@ -659,6 +659,9 @@ def _serve_pipe(shard: Shard, conn: Connection) -> None:
             held.append(payload)
             sendall(b"".join([b for frame in held for b in (FRAME.pack(len(frame)), frame)]))
             held.clear()
+        elif len(payload) > _BIG_FRAME:  # no copy of a big reply just to prefix its length
+            sendall(FRAME.pack(len(payload)))
+            sendall(payload)
         else:
             sendall(FRAME.pack(len(payload)) + payload)
 
@@ -719,6 +722,7 @@ def _serve_pipe(shard: Shard, conn: Connection) -> None:
 
 
 GROUP_COMMIT_MAX = 64  # batches whose replies may share one write and fsync
+_BIG_FRAME = 1 << 20  # frames sent without being copied behind their length
 
 
 def _refuse_logged(payload: bytes, logged: list | None, persistence: Persistence | None) -> bytes:

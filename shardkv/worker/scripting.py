@@ -556,10 +556,12 @@ class Engine:
                 inner = self._table({b"string": value.text, b"format": value.format})  # type: ignore[attr-defined]
                 return self._table({b"verbatim_string": inner})
             return value.text  # type: ignore[attr-defined]
-        if t is Raw:
-            from shardkv.worker.luareply import parse_resp
+        if t is Raw:  # already RESP (SRANDMEMBER with a big negative count...)
+            import hiredis
 
-            return self._to_lua(parse_resp(value.data), resp)  # type: ignore[attr-defined]
+            reader = hiredis.Reader()
+            reader.feed(value.data)  # type: ignore[attr-defined]
+            return self._to_lua(reader.gets(), resp)
         if hasattr(value, "message"):
             return self._to_lua_error(value.message)  # type: ignore[attr-defined]
         # NULL_ARRAY and anything else that is a null

@@ -15,7 +15,7 @@ from shardkv import errors
 from shardkv.args import parse_cursor, parse_scan_options
 from shardkv.errors import CommandError
 from shardkv.glob import compile_glob
-from shardkv.resp import strict_int
+from shardkv.resp import BIG_ARRAY, encode_bulk_choices, strict_int
 from shardkv.worker.hashes import (
     parse_count,
     random_member,
@@ -184,6 +184,8 @@ def srandmember(ks: Keyspace, args: list[bytes]) -> object:
     if s is None or count == 0:
         return []
     if count < 0:
+        if -count > BIG_ARRAY:  # encoded as drawn: never a list of -count values
+            return encode_bulk_choices(tuple(s), -count)
         return random.choices(tuple(s), k=-count)
     if count == 1:
         return [random_member(s)]

@@ -22,7 +22,7 @@ from shardkv import errors
 from shardkv.args import parse_cursor, parse_int, parse_scan_options
 from shardkv.errors import CommandError
 from shardkv.glob import compile_glob
-from shardkv.resp import NULL_ARRAY, Pairs, format_double, strict_int
+from shardkv.resp import BIG_ARRAY, NULL_ARRAY, Pairs, encode_bulk_choices, format_double, strict_int
 from shardkv.worker.blocking import Wait, blocking, parse_timeout
 from shardkv.worker.hashes import (
     LONG_MAX,
@@ -701,6 +701,8 @@ def zrandmember(ks: Keyspace, args: list[bytes]) -> object:
         return []
     size = len(z)
     at = z.at
+    if count < -BIG_ARRAY and not withscores:  # encoded as drawn, never a list
+        return encode_bulk_choices(tuple(m for _, m in z.slice(0, size)), -count)
     if count < 0 or count == 1:
         # Repeats allowed: independent picks.
         picks = [at(random.randrange(size)) for _ in range(abs(count))]
