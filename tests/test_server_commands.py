@@ -541,9 +541,8 @@ def test_command_info_of_scripting_equals_redis(ports, protocol):
         ours.execute_command("COMMAND", "INFO", *names),
         strict=True,
     ):
-        if protocol == 2:
-            theirs[9] = sorted(theirs[9])
-            mine[9] = sorted(mine[9])
+        theirs[9] = sorted(theirs[9], key=repr)
+        mine[9] = sorted(mine[9], key=repr)
         assert mine == theirs
     real.close()
     ours.close()
