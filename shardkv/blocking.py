@@ -263,7 +263,7 @@ class _CrossShard:
             return out if out else NULL_ARRAY
 
         gather = Gather(_Attempt(self), len(bodies), merge, client.resp3)
-        header = wire.entry_header(wire.FLAG_PART | (wire.FLAG_RESP3 if client.resp3 else 0))
+        header = wire.entry_header(wire.FLAG_PART | (wire.FLAG_RESP3 if client.resp3 else 0), 0, client.db)
         for i, ((shard, _), body) in enumerate(zip(shards + shards, bodies, strict=False)):
             links[shard].send(header, body, gather.sink(i))
 

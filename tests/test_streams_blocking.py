@@ -172,3 +172,28 @@ def test_client_unblock_xread(rr, server, pool, keys, how):
     else:
         assert got == "UNBLOCKED client unblocked via CLIENT UNBLOCK"
     wait_blocked(rr, 0)
+
+
+def test_streams_in_another_database(rr, server, pool):
+    """XREAD across shards, blocking or not, reads the client's database."""
+
+    def run():
+        c = Raw(server)
+        try:
+            c.execute_command("SELECT", 3)
+            return c.execute_command("XREAD", "BLOCK", 0, "STREAMS", "a", "b", "$", "$")
+        finally:
+            c.close()
+
+    rr.execute_command("XADD", "a", "1-0", "db", "0")
+    rr.execute_command("SELECT", 3)
+    rr.execute_command("XADD", "b", "1-0", "db", "3")
+    assert rr.execute_command("XREAD", "STREAMS", "a", "b", "0", "0") == {b"b": [[b"1-0", [b"db", b"3"]]]}
+    waiting = pool.submit(run)
+    wait_blocked(rr, 1)
+    rr.execute_command("SELECT", 0)
+    rr.execute_command("XADD", "a", "2-0", "db", "0")
+    rr.execute_command("SELECT", 3)
+    rr.execute_command("XADD", "a", "2-0", "db", "3")
+    assert waiting.result(WAIT) == {b"a": [[b"2-0", [b"db", b"3"]]]}
+    rr.execute_command("FLUSHALL")
