@@ -59,7 +59,7 @@ TAGS = "-needs:debug -needs:repl -needs:save -needs:pfdebug -needs:latency -need
 SHARDS = 4
 # The suite stops a unit in which no test finished for this many seconds (a
 # hang); the runner's own --unit-timeout is the hard limit per unit.
-STALL = int(os.environ.get("REDIS_SUITE_STALL", "60"))
+STALL = int(os.environ.get("REDIS_SUITE_STALL", "120"))
 
 # The 35 units of the suite in which redis-server 7.0.15 passes at least one
 # test in external mode (the others need a server the suite starts itself),
@@ -305,7 +305,11 @@ def run_unit(
                     proc.wait()
                     result.note = f"timeout after {int(timeout)}s"
                 _track(proc, False)
-            parse_log(log.read_text(errors="replace"), unit, result)
+            text = log.read_text(errors="replace")
+            parse_log(text, unit, result)
+            if not (result.passed or result.failed or result.note):
+                last = [line for line in _ANSI.sub("", text).splitlines() if line.strip()]
+                result.note = "no test ran: " + (last[-1][:200] if last else "no output")
             if server.proc.poll() is not None and not result.note:
                 result.note = f"server exited with status {server.proc.returncode}"
         finally:
@@ -329,6 +333,10 @@ def run_units(
     def one(args: tuple[int, str]) -> UnitResult:
         slot, unit = args
         r = run_unit(unit, kind, suite, tmp, timeout, tags, slot)
+        if r.note.startswith("no test ran") and not _STOPPING.is_set():
+            # The suite did not start (a port taken by another program ...):
+            # once more, on other ports.
+            r = run_unit(unit, kind, suite, tmp, timeout, tags, slot + 200)
         if verbose:
             with lock:
                 note = f" [{r.note}]" if r.note else ""
