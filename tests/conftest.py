@@ -9,12 +9,35 @@ on both servers at once and asserts the replies (errors included) match.
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+
 import pytest
 import redis
 
 from tests.servers import start_redis, start_shardkv
 
 SERVERS = ["redis", "shardkv"]
+
+# Every temporary file and folder of a test run goes into one private folder
+# (the servers the tests start inherit TMPDIR).  At the end, anything left
+# in it besides pytest's own tmp_path folders was leaked by a test or a
+# helper: the run reports it and fails.  The folder is removed either way,
+# so a run leaves nothing behind in the temp directory.
+_TMP = tempfile.mkdtemp(prefix="shardkv-tests-")
+os.environ["TMPDIR"] = _TMP
+tempfile.tempdir = _TMP
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session, exitstatus):
+    leaked = sorted(name for name in os.listdir(_TMP) if not name.startswith("pytest-of-"))
+    shutil.rmtree(_TMP, ignore_errors=True)
+    if leaked:
+        shown = ", ".join(leaked[:20]) + (" ..." if len(leaked) > 20 else "")
+        print(f"\nLEAK: the tests left {len(leaked)} file(s) in the temp directory: {shown}")
+        session.exitstatus = 1
 
 
 @pytest.fixture(scope="session")

@@ -57,8 +57,17 @@ def wait_for_ping(port: int, timeout: float = 30.0, proc: subprocess.Popen | Non
 class ServerProcess:
     """A server subprocess on a free port; ``stop()`` ends it by pid."""
 
-    def __init__(self, argv: list[str], port: int, cwd: Path | None = None, env: dict | None = None) -> None:
+    def __init__(
+        self,
+        argv: list[str],
+        port: int,
+        cwd: Path | None = None,
+        env: dict | None = None,
+        workdir: str | None = None,
+    ) -> None:
         self.port = port
+        self.workdir = workdir  # removed by stop(), with the log
+        self.final_output = ""
         self.log = tempfile.NamedTemporaryFile(prefix="server-", suffix=".log", delete=False)
         self.proc = subprocess.Popen(
             argv, cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL
@@ -74,6 +83,8 @@ class ServerProcess:
         return self
 
     def output(self) -> str:
+        if self.log.closed:  # stopped: the log is gone, its text was kept
+            return self.final_output
         self.log.flush()
         return Path(self.log.name).read_text(errors="replace")
 
@@ -81,7 +92,8 @@ class ServerProcess:
         self.proc.send_signal(sig)
 
     def stop(self, timeout: float = 10.0) -> int | None:
-        """SIGTERM, wait, then SIGKILL this process and any children left."""
+        """SIGTERM, wait, then SIGKILL this process and any children left;
+        then remove its log and work folder, leaving nothing in the temp dir."""
         if self.proc.poll() is None:
             children = _children(self.proc.pid)
             self.proc.send_signal(signal.SIGTERM)
@@ -95,7 +107,15 @@ class ServerProcess:
                     child.kill()
                 except Exception:
                     pass
+        if not self.log.closed:
+            self.final_output = self.output()
         self.log.close()
+        try:
+            os.unlink(self.log.name)
+        except OSError:
+            pass
+        if self.workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
         return self.proc.returncode
 
 
@@ -111,10 +131,14 @@ def _children(pid: int) -> list:
 def start_shardkv(
     *flags: str, shards: int = 4, port: int | None = None, cwd: Path | None = None
 ) -> ServerProcess:
+    """shardkv on a free port; without ``cwd`` it runs in a temporary folder
+    of its own (so a SAVE writes nothing into the repository), removed by
+    ``stop()``."""
     port = port or free_port()
     argv = [sys.executable, str(ROOT / "main.py"), "--port", str(port), "--shards", str(shards), *flags]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    return ServerProcess(argv, port, cwd=cwd or ROOT, env=env).wait_ready()
+    workdir = None if cwd else tempfile.mkdtemp(prefix="shardkv-")
+    return ServerProcess(argv, port, cwd=cwd or Path(workdir), env=env, workdir=workdir).wait_ready()
 
 
 def start_redis(*flags: str, port: int | None = None, binary: str | None = None) -> ServerProcess:
@@ -129,4 +153,4 @@ def start_redis(*flags: str, port: int | None = None, binary: str | None = None)
         "--dir", workdir,
         *flags,
     ]  # fmt: skip
-    return ServerProcess(argv, port).wait_ready()
+    return ServerProcess(argv, port, workdir=workdir).wait_ready()
