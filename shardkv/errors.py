@@ -126,6 +126,7 @@ OP_ABORTED = "ERR shard unavailable; the operation was rolled back on every shar
 OP_NOT_RECORDED = "ERR cannot record the commit decision (%s); the operation was rolled back on every shard"
 CONFIG_UNKNOWN = "ERR Unknown option or number of arguments for CONFIG SET - '%s'"
 NO_CONFIG_FILE = "ERR The server is running without a config file"
+CONFIG_REWRITE_FAILED = "ERR Rewriting config file: %s"
 CONFIG_SET_FAILED = "ERR CONFIG SET failed (possibly related to argument '%s') - %s"
 CLIENT_NAME_SPACES = "ERR Client names cannot contain spaces, newlines or special characters."
 NO_SUCH_CLIENT = "ERR No such client"

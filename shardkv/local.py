@@ -837,22 +837,6 @@ def command(client: Client, args: list) -> None:
 
 # -- CONFIG ------------------------------------------------------------------
 
-# Settings Redis users and tools ask for that shardkv has no knob for.
-_FIXED = {"cluster-enabled": "no", "maxmemory-samples": "5"}
-_INT_MAX = 2**31 - 1
-# CONFIG SET's accepted ranges, where they differ from 'minimum .. LLONG_MAX'.
-_RANGES = {
-    "hz": (0, _INT_MAX),
-    "timeout": (0, _INT_MAX),
-    "maxclients": (1, 2**32 - 1),
-}
-# Redis lists an enum's values in this order in its error.
-_ENUM_ORDER = {
-    "maxmemory-policy": (
-        "volatile-lru volatile-lfu volatile-random volatile-ttl "
-        "allkeys-lru allkeys-lfu allkeys-random noeviction"
-    ).split(),
-}
 _CONFIG_HELP = [
     "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
     "GET <pattern>",
@@ -868,39 +852,83 @@ _CONFIG_HELP = [
 ]
 
 
-def _parse_setting(setting: config.Setting, text: str) -> object:
-    """A CONFIG SET value, or CommandError with Redis's reason."""
-    kind = setting.kind
-    try:
-        if kind == "int":
-            value = strict_int(text.encode("latin-1"))
-            if value is None:
-                raise ValueError("argument couldn't be parsed into an integer")
-        elif kind == "memory":
-            try:
-                value = config.parse_memory(text)
-            except ValueError:
-                raise ValueError("argument must be a memory value") from None
-        elif kind == "bool":
-            if text.lower() not in ("yes", "no"):
-                raise ValueError("argument must be 'yes' or 'no'")
-            value = text.lower() == "yes"
-        elif kind == "enum":
-            if text.lower() not in setting.choices:
-                choices = _ENUM_ORDER.get(setting.name, setting.choices)
-                raise ValueError("argument(s) must be one of the following: " + ", ".join(choices))
-            value = text.lower()
-        else:
-            return setting.parse(text)
-        if kind in ("int", "memory"):
-            low, high = _RANGES.get(setting.name, (setting.minimum or 0, 2**63 - 1))
-            if not low <= value <= high:  # type: ignore[operator]
-                raise ValueError(f"argument must be between {low} and {high} inclusive")
-            if setting.name == "hz":
-                value = max(1, min(value, 500))  # type: ignore[type-var]  # as Redis clamps it
-        return value
-    except ValueError as e:
-        raise CommandError(errors.CONFIG_SET_FAILED % (setting.name, e)) from None
+def _config_get(server, patterns: list[bytes]) -> dict:
+    """CONFIG GET: a plain name comes back spelled as asked (aliases too); a
+    pattern matches every name and alias, hidden parameters excepted."""
+    out: dict = {}
+    for pattern in patterns:
+        if not any(c in pattern for c in b"*?["):
+            setting = config.lookup(pattern.decode("latin-1"))
+            if setting is not None and pattern not in out:
+                out[pattern] = setting.show(server.config[setting.name]).encode()
+            continue
+        match = compile_glob(pattern, nocase=True)
+        for setting in config.SETTINGS.values():
+            if "hidden" in setting.flags:
+                continue
+            for name in (setting.name, setting.alias):
+                if name and match(name.encode()) and name.encode() not in out:
+                    out[name.encode()] = setting.show(server.config[setting.name]).encode()
+    return out
+
+
+def config_set_changes(client: Client, args: list[bytes]) -> dict:
+    """CONFIG SET's checks, in Redis's order, before anything changes: the
+    parameters exist, may be set by this client and appear once; then every
+    value parses (each over the values before it).  Returns the new values,
+    or raises CommandError with Redis's text and changes nothing."""
+    server = client.server
+    found: list[tuple[config.Setting, str, str]] = []
+    error = unknown = None
+    for i in range(2, len(args), 2):
+        typed = args[i].decode("latin-1")
+        setting = config.lookup(typed)
+        if setting is None:
+            if error is None and unknown is None:
+                unknown = typed
+            continue
+        if error is not None or unknown is not None:
+            continue
+        registered = typed.lower()  # an alias is a parameter of its own here, as in Redis
+        if "immutable" in setting.flags:
+            error = (typed, "can't set immutable config")
+        elif "protected" in setting.flags and not allow_protected_action(
+            server.config["enable-protected-configs"], client
+        ):
+            error = (typed, "can't set protected config")
+        elif "fixed" in setting.flags:  # Redis can; shardkv cannot change it while running
+            error = (typed, "can't set immutable config")
+        elif any(r == registered for _, r, _ in found):
+            error = (typed, "duplicate parameter")
+        found.append((setting, registered, args[i + 1].decode("latin-1")))
+    if unknown is not None:
+        raise CommandError(errors.CONFIG_UNKNOWN % unknown)
+    if error is not None:
+        raise CommandError(errors.CONFIG_SET_FAILED % error)
+    changes: dict = {}
+    for setting, registered, text in found:
+        old = changes.get(setting.name, server.config[setting.name])
+        try:
+            value = setting.parse_set(text, old)
+        except ValueError as e:
+            raise CommandError(errors.CONFIG_SET_FAILED % (registered, e)) from None
+        if setting.name == "hz":
+            value = max(1, min(value, 500))  # as Redis clamps it (updateHZ)
+        changes[setting.name] = value
+    return changes
+
+
+def allow_protected_action(value: str, client: Client) -> bool:
+    """Redis's ``allowProtectedAction``: ``yes``, or ``local`` for a client on
+    loopback or a Unix socket (``enable-protected-configs``,
+    ``enable-debug-command``)."""
+    if value == "yes":
+        return True
+    if value != "local" or client.transport is None:
+        return False
+    from shardkv.security import is_loopback
+
+    return is_loopback(client.transport.get_extra_info("peername"))
 
 
 def worker_config(server, names) -> list[bytes]:
@@ -953,37 +981,14 @@ def config_cmd(client: Client, args: list) -> None:
     sub = args[1].upper()
     server = client.server
     if sub == b"GET":
-        out: dict = {}
-        values = {name: s.show(server.config[name]) for name, s in config.SETTINGS.items()}
-        values.update(_FIXED)
-        for alias, name in config.ALIASES.items():
-            values[alias] = values[name]
-        for pattern in args[2:]:
-            if not any(c in pattern for c in b"*?["):
-                # A plain name: it comes back spelled as it was asked.
-                value = values.get(pattern.decode("latin-1").lower())
-                if value is not None:
-                    out[pattern] = value.encode()
-                continue
-            match = compile_glob(pattern, nocase=True)
-            for name, value in values.items():
-                if match(name.encode()):
-                    out[name.encode()] = value.encode()
-        client.reply(out)
+        client.reply(_config_get(server, args[2:]))
     elif sub == b"SET":
         if len(args) % 2:
             raise CommandError(errors.SYNTAX)
-        found = {}
-        for i in range(2, len(args), 2):
-            name = args[i].decode("latin-1").lower()
-            name = config.ALIASES.get(name, name)
-            setting = config.SETTINGS.get(name)
-            if setting is None or not setting.runtime:
-                raise CommandError(errors.CONFIG_UNKNOWN % args[i].decode("latin-1"))
-            if name in found:
-                raise CommandError(errors.CONFIG_SET_FAILED % (name, "duplicate parameter"))
-            found[name] = (setting, args[i + 1].decode("latin-1"))
-        changes = {name: _parse_setting(setting, text) for name, (setting, text) in found.items()}
+        changes = config_set_changes(client, args)
+        # Everything checked: apply it in the acceptor, then in every worker.
+        # A worker that is down now gets every setting when it is attached
+        # again (_config_to_worker), so none is left behind.
         server.config.update(changes)
         for hook in CONFIG_HOOKS:
             hook(server, changes)
@@ -1000,7 +1005,14 @@ def config_cmd(client: Client, args: list) -> None:
             hook(server)
         client.query_all([b"__resetstat"], _all_ok)
     elif sub == b"REWRITE":
-        raise CommandError(errors.NO_CONFIG_FILE)
+        path = server.config.get(config.CONFIG_FILE)
+        if not path:
+            raise CommandError(errors.NO_CONFIG_FILE)
+        try:
+            config.rewrite_file(path, server.config)
+        except OSError as e:
+            raise CommandError(errors.CONFIG_REWRITE_FAILED % e.strerror) from None
+        client.reply(OK)
     elif sub == b"HELP":
         client.reply([line.encode() for line in _CONFIG_HELP])
     else:

@@ -159,7 +159,7 @@ def lfu_counter(entry: int | None, minutes: int) -> int:
     last = entry >> 8
     minutes &= 65535  # Redis keeps 16 bits of minutes
     elapsed = minutes - last if minutes >= last else 65535 - last + minutes
-    periods = elapsed // LFU_DECAY_MINUTES
+    periods = elapsed // LFU_DECAY_MINUTES if LFU_DECAY_MINUTES else 0  # 0: never decays
     return 0 if periods > counter else counter - periods
 
 

@@ -305,6 +305,8 @@ class Persistence:
         self.cfg[name] = parsed
         if name == "save":
             self.rules = parse_save_rules(parsed)
+        elif name == "dbfilename":
+            self.files.snapshot = os.path.join(self.files.dir, settings.shard_file(parsed, self.index))
         elif name == "appendfsync" and self.aof is not None:
             self.aof.set_policy(parsed)
         elif name == "appendonly":
@@ -1117,6 +1119,7 @@ def shutdown_command(ks: Keyspace, args: list[bytes]) -> object:
 # -- run-time settings ---------------------------------------------------------
 
 _SETTINGS = (
+    "dbfilename",
     "appendonly",
     "appendfsync",
     "save",

@@ -66,6 +66,7 @@ from shardkv.worker import (  # noqa: F401
     sort,
     streams,
     strings,
+    tunables,
     zsets,
 )
 from shardkv.worker.blocking import Wait, Waiters

@@ -1,0 +1,48 @@
+"""Settings that tune a worker's data structures, applied when they change.
+
+The acceptor sends every setting with ``__config`` when it attaches a worker
+and after each CONFIG SET (:class:`shardkv.worker.server.Runtime`).  These
+set the module-level limits the type modules read on every call:
+
+* the encoding thresholds, which decide OBJECT ENCODING as in Redis
+  (``hash-max-listpack-*``, ``set-max-intset-entries``,
+  ``zset-max-listpack-*``; their ``*-ziplist-*`` aliases are the same
+  settings).  As in Redis, a new threshold applies to values as they are next
+  written: a sorted set converted to a skiplist stays one;
+* the eviction sampler's ``maxmemory-samples``, ``lfu-log-factor`` and
+  ``lfu-decay-time``.
+"""
+
+from __future__ import annotations
+
+from shardkv.worker import eviction, keys, sets, zset
+from shardkv.worker.keyspace import Keyspace
+from shardkv.worker.server import RUNTIME, RUNTIME_HOOKS
+
+# setting -> the (module, attribute) pairs that hold it
+TUNABLES: dict[str, list[tuple[object, str]]] = {
+    "hash-max-listpack-entries": [(keys, "HASH_MAX_LISTPACK_ENTRIES")],
+    "hash-max-listpack-value": [(keys, "HASH_MAX_LISTPACK_VALUE")],
+    "set-max-intset-entries": [(keys, "SET_MAX_INTSET_ENTRIES"), (sets, "INTSET_MAX")],
+    "zset-max-listpack-entries": [(zset, "LISTPACK_MAX_ENTRIES")],
+    "zset-max-listpack-value": [(zset, "LISTPACK_MAX_VALUE")],
+    "maxmemory-samples": [(eviction, "SAMPLES")],
+    "lfu-log-factor": [(eviction, "LFU_LOG_FACTOR")],
+    "lfu-decay-time": [(eviction, "LFU_DECAY_MINUTES")],
+}
+
+
+def _apply(ks: Keyspace) -> None:
+    for name, places in TUNABLES.items():
+        text = RUNTIME.extra.get(name)
+        if text is None:
+            continue
+        try:
+            value = int(text)
+        except ValueError:
+            continue
+        for module, attribute in places:
+            setattr(module, attribute, value)
+
+
+RUNTIME_HOOKS.append(_apply)
