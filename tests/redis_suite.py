@@ -275,7 +275,9 @@ def run_unit(
         try:
             # The suite's own test server listens on a port below --baseport;
             # parallel units each get their own range.
-            baseport = 30000 + 64 * ((slot + os.getpid()) % 400)
+            # (below Linux's ephemeral ports, where the servers' free ports
+            # come from, and above the suite's default range).
+            baseport = 22000 + 64 * ((slot + os.getpid()) % 160)
             argv = [
                 "tclsh", "tests/test_helper.tcl",
                 "--host", "127.0.0.1", "--port", str(server.port),
@@ -308,8 +310,9 @@ def run_unit(
             text = log.read_text(errors="replace")
             parse_log(text, unit, result)
             if not (result.passed or result.failed or result.note):
-                last = [line for line in _ANSI.sub("", text).splitlines() if line.strip()]
-                result.note = "no test ran: " + (last[-1][:200] if last else "no output")
+                lines = [line for line in _ANSI.sub("", text).splitlines() if line.strip()]
+                errors = [line for line in lines if re.search(r"error|couldn't|exception", line, re.I)]
+                result.note = "no test ran: " + ((errors or lines or ["no output"])[0][:200])
             if server.proc.poll() is not None and not result.note:
                 result.note = f"server exited with status {server.proc.returncode}"
         finally:
