@@ -188,8 +188,50 @@ def _zsets(r: random.Random) -> list:
     )
 
 
+def _hlls(r: random.Random) -> list:
+    k, k2 = r.choice(KEYS), r.choice(KEYS)
+    elements = [b"%d" % r.randrange(5000) for _ in range(r.choice([1, 5, 40]))]
+    return r.choice(
+        [
+            [b"PFADD", k, *elements],
+            [b"PFCOUNT", k],  # writes the cached cardinality
+            [b"PFCOUNT", k, k2],
+            [b"PFMERGE", k, k2],
+            [b"PFDEBUG", b"TODENSE", k],
+        ]
+    )
+
+
+def _geos(r: random.Random) -> list:
+    k, k2, m = r.choice(KEYS), r.choice(KEYS), r.choice(MEMBERS)
+    lon, lat = b"%.6f" % r.uniform(10, 11), b"%.6f" % r.uniform(40, 41)
+    return r.choice(
+        [
+            [b"GEOADD", k, lon, lat, m],
+            [b"GEOADD", k, b"XX", b"CH", lon, lat, m],
+            [b"GEOSEARCHSTORE", k2, k, b"FROMLONLAT", lon, lat, b"BYRADIUS", b"50", b"km", b"STOREDIST"],
+            [b"GEORADIUS", k, lon, lat, b"80", b"km", b"COUNT", b"3", b"STORE", k2],
+        ]
+    )
+
+
+def _sorts(r: random.Random) -> list:
+    k, k2, m = r.choice(KEYS), r.choice(KEYS), r.choice(MEMBERS)
+    return r.choice(
+        [
+            [b"RPUSH", k, b"%d" % r.randrange(-9, 9), m],
+            [b"SET", b"w_" + m, b"%d" % r.randrange(9)],
+            [b"SORT", k, b"ALPHA", b"STORE", k2],
+            [b"SORT", k, b"BY", b"w_*", b"ALPHA", b"LIMIT", b"0", b"3", b"GET", b"#", b"STORE", k2],
+        ]
+    )
+
+
 WORKLOADS = {
     "string": (_strings, b"set"),
+    "hyperloglog": (_hlls, b"pfadd"),
+    "geo": (_geos, b"geoadd"),
+    "sort": (_sorts, b"sort"),
     "hash": (_hashes, b"hset"),
     "list": (_lists, b"rpush"),
     "set": (_sets, b"sadd"),
@@ -692,6 +734,8 @@ def _fill(cfg: dict, clock: FakeClock, n: int) -> dict:
         kind = PRESENT[i % len(PRESENT)]
         probe = {"string": ["SET", key, "v", "PX", "900000"], "hash": ["HSET", key, "f", i]}
         probe |= {"list": ["RPUSH", key, "a", i], "set": ["SADD", key, "a", i], "zset": ["ZADD", key, i, "m"]}
+        probe |= {"hyperloglog": ["PFADD", key, "a", i], "geo": ["GEOADD", key, 10, 40, i]}
+        probe |= {"sort": ["RPUSH", key, i, "2"]}
         run(shard, *probe[kind])
     everything = {}
     for shard in shards:

@@ -299,8 +299,8 @@ VERBATIM = 1  # logged as sent
 def classify(name: bytes) -> int | Recorder:
     """READ, VERBATIM, or the recorder of the command called ``name``."""
     cmd = commands.lookup(name)
-    if cmd is None or not cmd.is_write:
-        return READ
+    if cmd is None or (not cmd.is_write and cmd.name not in RECORDERS):
+        return READ  # (a read-only command with a recorder may write: PFCOUNT's cache)
     return RECORDERS.get(cmd.name, VERBATIM)
 
 

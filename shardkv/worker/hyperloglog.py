@@ -13,7 +13,7 @@ import numpy as np
 
 from shardkv import errors
 from shardkv.errors import CommandError
-from shardkv.worker import hllcore
+from shardkv.worker import aof, hllcore
 from shardkv.worker.hllcore import DENSE, HEADER, SPARSE, Corrupted, Promote, Sparse
 from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.registry import command
@@ -138,9 +138,26 @@ def pfcount(ks: Keyspace, args: list[bytes]) -> object:
             card = hllcore.count(value)
         except Corrupted:
             raise CommandError(errors.HLL_CORRUPTED) from None
-        # The cache is part of the value: Redis writes it, as a change.
+        # The cache is part of the value: Redis writes it, as a change, and
+        # propagates the PFCOUNT (see _record_pfcount).
         ks.store(key, hllcore.with_count(value, card), keepttl=True)
+        _CACHE_WRITTEN[0] = True
     return card
+
+
+# Whether a PFCOUNT wrote a cached cardinality since the last AOF record.
+_CACHE_WRITTEN = [False]
+
+
+def _record_pfcount(ks: Keyspace, args: list, reply: object) -> list:
+    """Log a PFCOUNT only when it wrote a cache, as Redis propagates it
+    (replaying one that did not would change nothing anyway)."""
+    written = _CACHE_WRITTEN[0]
+    _CACHE_WRITTEN[0] = False
+    return [args] if written else []
+
+
+aof.RECORDERS["pfcount"] = _record_pfcount
 
 
 @command("pfmerge")
