@@ -278,7 +278,7 @@ local globals = {}
 for k, v in pairs(G) do globals[k] = v end
 for k in pairs(globals) do G[k] = nil end
 globals._G = G
-setmetatable(G, {
+local globals_mt = {
     __index = function(_, k)
         local v = globals[k]
         if v == nil then
@@ -291,8 +291,10 @@ setmetatable(G, {
         return v
     end,
     __newindex = readonly_error,
-    __metatable = false,
-})
+}
+-- getmetatable(_G) shows it, read-only, as Redis's protected metatable.
+globals_mt.__metatable = protect(globals_mt)
+setmetatable(G, globals_mt)
 
 -- Functions' globals: the load-time API while a library loads, the
 -- scripts' globals when its functions run.
