@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from shardkv import errors
 from shardkv.errors import CommandError
-from shardkv.resp import Error
+from shardkv.resp import Error, ProtocolError, split_inline
 from shardkv.worker import dump
 from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.registry import command
@@ -232,6 +232,14 @@ class Functions:
                 codes.append(reader.string())
         except (dump.BadData, IndexError, ValueError):
             return Error("ERR can not read data type")
+        if policy == b"APPEND":
+            for code in codes:  # libraryJoin's check, worded as it is
+                try:
+                    name = _metadata(code)[0]
+                except CommandError as e:
+                    return Error(e.message)
+                if name.lower() in self.libraries:
+                    return Error("ERR Library %s already exists" % name.decode("latin-1"))
         saved_libraries, saved_functions = dict(self.libraries), dict(self.functions)
         if policy == b"FLUSH":
             self.flush()
@@ -259,7 +267,10 @@ def _metadata(code: bytes) -> tuple[bytes, bytes]:
     end = code.find(b"\n")
     if end < 0:
         raise CommandError("ERR Invalid library metadata")
-    parts = code[:end].split()
+    try:
+        parts = split_inline(code[:end])  # sdssplitargs: name="foo" is foo
+    except ProtocolError:
+        parts = []
     if not parts:
         raise CommandError("ERR Invalid library metadata")
     engine = parts[0][2:]

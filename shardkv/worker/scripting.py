@@ -35,7 +35,17 @@ from lupa import lua51
 
 from shardkv import commands, errors, wire
 from shardkv.errors import CommandError
-from shardkv.resp import Error, HumanDouble, KeyedArrays, Pairs, Raw, Verbatim, format_double
+from shardkv.resp import (
+    Error,
+    HumanDouble,
+    KeyedArrays,
+    Pairs,
+    ProtocolError,
+    Raw,
+    Verbatim,
+    format_double,
+    split_inline,
+)
 from shardkv.worker.keyspace import Keyspace, slot_of
 from shardkv.worker.registry import command, find
 from shardkv.worker.transfer import drop_key, export_key, import_key
@@ -86,7 +96,10 @@ def parse_shebang(body: bytes) -> tuple[int, int]:
     end = body.find(b"\n")
     if end < 0:
         raise CommandError("ERR Invalid script shebang")
-    parts = body[:end].split()
+    try:
+        parts = split_inline(body[:end])  # sdssplitargs
+    except ProtocolError:
+        parts = []
     if not parts:
         raise CommandError("ERR Invalid engine in script shebang")
     if parts[0] != b"#!lua":
