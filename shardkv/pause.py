@@ -46,14 +46,22 @@ def _replicates(cmd: Command, args: list[bytes]) -> bool:
         return True
     if "may_replicate" not in cmd.flags:
         return False
-    if cmd.name == "eval" and args[1].startswith(b"#!"):
+    body = args[1] if cmd.name == "eval" else _cached_script(args[1]) if cmd.name == "evalsha" else None
+    if body is not None and body.startswith(b"#!"):
         # A script declares itself read-only in its shebang, as Redis's
         # evalGetCommandFlags reads it: #!lua flags=no-writes
-        shebang = args[1].split(b"\n", 1)[0].split()
+        shebang = body.split(b"\n", 1)[0].split()
         for word in shebang[1:]:
             if word.startswith(b"flags=") and b"no-writes" in word[6:].split(b","):
                 return False
     return True
+
+
+def _cached_script(sha: bytes) -> bytes | None:
+    """The body of a cached script (EVALSHA), if the cache has it."""
+    from shardkv.scripting import CACHE  # (it imports the client module)
+
+    return CACHE.bodies.get(sha.lower())
 
 
 def must_wait(client: Client, cmd: Command, args: list[bytes]) -> bool:

@@ -549,3 +549,20 @@ def test_setbit_and_bitfield_that_change_nothing_are_not_changes(ports):
         c.close()
         other.close()
     assert got["shardkv"] == got["redis"]
+
+
+@pytest.mark.parametrize("server_name", ["redis", "shardkv"])
+def test_client_pause_write_lets_read_only_scripts_run(ports, server_name):
+    c = redis.Redis(port=ports[server_name])
+    body = "#!lua flags=no-writes\nreturn 2"
+    sha = c.script_load(body)
+    c.execute_command("CLIENT", "PAUSE", "100000", "WRITE")
+    try:
+        other = redis.Redis(port=ports[server_name], socket_timeout=5)
+        assert other.execute_command("EVAL", body, 0) == 2
+        assert other.execute_command("EVALSHA", sha, 0) == 2
+        assert _blocked_clients(c) == 0
+        other.close()
+    finally:
+        c.execute_command("CLIENT", "UNPAUSE")
+    c.close()
