@@ -630,3 +630,30 @@ def test_function_dump_restore_both_ways(ports):
         assert target.function_list() == source.function_list()
     real.close()
     ours.close()
+
+
+def test_script_writes_survive_a_restart(tmp_path):
+    """The AOF records a script's writes (not the script): a restart
+    restores the data, single-shard and cross-shard; the script cache does
+    not persist."""
+    flags = ("--appendonly", "yes", "--appendfsync", "always", "--dir", str(tmp_path))
+    proc = start_shardkv(*flags, shards=2)
+    c = redis.Redis(port=proc.port)
+    c.eval("redis.call('set', KEYS[1], 'a'); redis.call('rpush', KEYS[2], 1, 2); return 1", 2, "k{t}", "l{t}")
+    c.eval("redis.call('incrby', 'n1', 5); redis.call('set', 'n2', 'x'); return 1", 0)  # across shards
+    with pytest.raises(redis.ResponseError):  # an error after a write: the write stays
+        c.eval("redis.call('set', 'gone', 1); return redis.call('incr', 'k{t}')", 0)
+    sha = c.script_load("return 1")
+    c.close()
+    proc.stop()
+    proc = start_shardkv(*flags, shards=2)
+    c = redis.Redis(port=proc.port)
+    try:
+        assert c.get("k{t}") == b"a"
+        assert c.lrange("l{t}", 0, -1) == [b"1", b"2"]
+        assert c.get("n1") == b"5" and c.get("n2") == b"x"
+        assert c.get("gone") == b"1"
+        assert c.script_exists(sha) == [False]
+    finally:
+        c.close()
+        proc.stop()
