@@ -45,7 +45,7 @@ from shardkv.acceptor import DISCONNECT_HOOKS, INTERCEPTORS, local
 from shardkv.client import DISCARD_HOOKS, Client, Slot, db_headers
 from shardkv.commands import Command
 from shardkv.crossshard import AtomicOp
-from shardkv.resp import encode_command
+from shardkv.resp import encode_command, strict_int
 from shardkv.wire import decode_part
 
 # Commands that run at once even inside MULTI, as in Redis's processCommand.
@@ -280,8 +280,15 @@ def exec_(client: Client, args: list[bytes]) -> None:
         discard_transaction(client)
         client.reply_error(errors.EXECABORT)
         return
+    selects = _changes_db(client, queued)
+    if selects and (client.watching or any("blocking" in cmd.flags for cmd, _ in queued)):
+        # An atomic EXEC parks its shards in one database: refuse rather
+        # than run the commands after the SELECT in the wrong one.
+        discard_transaction(client)
+        client.reply_error(errors.SELECT_IN_ATOMIC_EXEC)
+        return
     reply = Exec(len(queued))
-    if client.watching or _needs_atomic(client, queued):
+    if client.watching or (not selects and _needs_atomic(client, queued)):
         _run_atomic(client, queued, reply)
     else:
         _run_in_order(client, queued, reply)
@@ -291,10 +298,22 @@ def exec_(client: Client, args: list[bytes]) -> None:
     unwatch_all(client)
 
 
+def _changes_db(client: Client, queued: list) -> bool:
+    """Does a queued SELECT change the client's database?"""
+    databases = client.server.config["databases"]
+    for cmd, args in queued:
+        if cmd.name == "select":
+            db = strict_int(args[1])
+            if db is not None and db != client.db and 0 <= db < databases:
+                return True
+    return False
+
+
 def _needs_atomic(client: Client, queued: list) -> bool:
     """Must the transaction run as one :class:`AtomicOp`?  When it blocks,
     or when its writes span shards: routed one by one, a shard that dies
-    halfway would leave the others' writes applied."""
+    halfway would leave the others' writes applied.  (Not with a SELECT
+    inside: routed one by one, each command goes in its database.)"""
     shard_of = client.server.shard_of
     written: set[int] = set()
     for cmd, args in queued:

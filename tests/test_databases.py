@@ -153,6 +153,35 @@ def test_multi_with_select_inside(compare):
     compare("GET", "k")
 
 
+def test_multi_with_select_inside_across_shards(compare):
+    keys = [f"k{i}" for i in range(8)]  # over every shard
+    compare("MULTI")
+    compare("MSET", *[x for k in keys for x in (k, "db0")])
+    compare("SELECT", "3")
+    for k in keys:
+        compare("SET", k, "db3")
+    compare("EXEC")
+    compare("MGET", *keys)
+    compare("SELECT", "0")
+    compare("MGET", *keys)
+
+
+def test_select_in_a_watched_transaction_is_refused(r):
+    """shardkv runs a WATCHed EXEC in one database: SELECT inside one gets
+    an error (Redis runs it), and nothing of the transaction runs."""
+    if b"shardkv_version" not in r.execute_command("INFO", "server"):
+        return
+    r.execute_command("WATCH", "w")
+    r.execute_command("MULTI")
+    r.execute_command("SET", "a", "1")
+    r.execute_command("SELECT", "1")
+    r.execute_command("SET", "a", "2")
+    with pytest.raises(redis.ResponseError, match="SELECT inside a transaction"):
+        r.execute_command("EXEC")
+    assert r.get("a") is None
+    assert r.execute_command("SET", "a", "ok")  # not in MULTI any more, still db 0
+
+
 def test_watch_is_per_database(r):
     d1 = _db(r, 1)
     try:
