@@ -566,3 +566,27 @@ def test_client_pause_write_lets_read_only_scripts_run(ports, server_name):
     finally:
         c.execute_command("CLIENT", "UNPAUSE")
     c.close()
+
+
+def test_a_blocked_command_is_counted_and_logged_when_served(ports):
+    import socket
+
+    got = {}
+    for name in ("redis", "shardkv"):
+        c = redis.Redis(port=ports[name])
+        c.delete("bl")
+        c.execute_command("CONFIG", "RESETSTAT")
+        c.execute_command("CONFIG", "SET", "slowlog-log-slower-than", "0")
+        c.execute_command("SLOWLOG", "RESET")
+        s = socket.create_connection(("127.0.0.1", ports[name]))
+        s.sendall(b"BLPOP bl 0\r\n")
+        _wait_blocked(c, 1)
+        c.rpush("bl", "x")
+        assert s.recv(100).startswith(b"*2\r\n")
+        s.close()
+        newest = c.execute_command("SLOWLOG", "GET", "1")[0][3]
+        calls = c.info("commandstats")["cmdstat_blpop"]["calls"]
+        c.execute_command("CONFIG", "SET", "slowlog-log-slower-than", "10000")
+        got[name] = (newest, calls)
+        c.close()
+    assert got["shardkv"] == got["redis"] == ([b"BLPOP", b"bl", b"0"], 1)

@@ -88,9 +88,11 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from time import perf_counter_ns
 
 from shardkv import commands, errors, wire
 from shardkv.args import parse_long_double, round_long_double, strict_int
+from shardkv.cmdstats import stat_name
 from shardkv.errors import CommandError
 from shardkv.resp import NULL_ARRAY, Error, encode
 from shardkv.worker.keyspace import Keyspace
@@ -338,6 +340,7 @@ class Waiters:
     def _serve(self, waiter: Waiter, key: bytes) -> None:
         ks = self.ks
         args = waiter.args
+        start = perf_counter_ns()
         try:
             value = waiter.wait.serve(ks, args, key)
         except CommandError as e:
@@ -349,6 +352,11 @@ class Waiters:
             return
         self._forget(waiter)
         self.wakes.append(wire.encode_wake(waiter.token, encode(value, waiter.resp3)))
+        stats = getattr(ks, "stats", None)
+        if stats is not None:  # counted and slow-logged once served, as Redis's updateStatsOnUnblock
+            ns = perf_counter_ns() - start
+            stats.record(stat_name(args), ns, value.message if type(value) is Error else None)  # type: ignore[attr-defined]
+            stats.slow(args, ns // 1000)
         if type(value) is Error:
             return
         if self.record is not None:
