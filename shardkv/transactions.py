@@ -288,7 +288,10 @@ def exec_(client: Client, args: list[bytes]) -> None:
         client.reply_error(errors.SELECT_IN_ATOMIC_EXEC)
         return
     reply = Exec(len(queued))
-    if client.watching or (not selects and _needs_atomic(client, queued)):
+    # FLUSHALL empties every database: the atomic path would reach the
+    # other databases of the executor only.
+    flushes = any(cmd.name == "flushall" for cmd, _ in queued)
+    if client.watching or (not selects and not flushes and _needs_atomic(client, queued)):
         _run_atomic(client, queued, reply)
     else:
         _run_in_order(client, queued, reply)

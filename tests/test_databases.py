@@ -166,6 +166,20 @@ def test_multi_with_select_inside_across_shards(compare):
     compare("MGET", *keys)
 
 
+def test_flushall_in_a_transaction_empties_every_database(r):
+    d1 = _db(r, 1)
+    try:
+        d1.mset({f"x{i}": 1 for i in range(20)})  # on every shard
+        with r.pipeline(transaction=True) as p:
+            p.mset({f"k{i}": 1 for i in range(10)})
+            p.flushall()
+            p.set("after", "1")
+            p.execute()
+        assert (r.dbsize(), d1.dbsize()) == (1, 0)
+    finally:
+        d1.close()
+
+
 def test_select_in_a_watched_transaction_is_refused(r):
     """shardkv runs a WATCHed EXEC in one database: SELECT inside one gets
     an error (Redis runs it), and nothing of the transaction runs."""
