@@ -819,7 +819,9 @@ class Persistence:
             fsync_dir(self.files.dir)
         except OSError as e:
             remove_file(tmp)
-            self.last_bgsave_ok = False
+            # A failed SAVE (or SHUTDOWN's save) leaves rdb_last_bgsave_status
+            # alone, as Redis's rdbSave does: only a background save's failure
+            # stops writes with -MISCONF.
             log.error("shard %d: cannot save %s: %s", self.index, self.files.snapshot, e)
             raise CommandError("ERR") from None
         self.dirty = 0
