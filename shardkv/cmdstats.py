@@ -88,7 +88,8 @@ def error_code(message: str) -> str:
 
 class Stats:
     """One process's counters.  ``commands`` maps a stat name to
-    ``[calls, ns, rejected_calls, failed_calls, histogram]``."""
+    ``[calls, ns, rejected_calls, failed_calls, histogram, pending times]``;
+    calls and ns are complete after :meth:`fold` (``report`` folds)."""
 
     def __init__(self) -> None:
         self.commands: dict[str, list] = {}
@@ -117,8 +118,6 @@ class Stats:
     def record(self, name: str, ns: int, error: str | None) -> None:
         """A command ran for ``ns``; ``error`` is its error reply, if any."""
         row = self._row(name)
-        row[0] += 1
-        row[1] += ns
         self.record_latency(row, ns)
         if error is not None:
             row[3] += 1
@@ -130,8 +129,12 @@ class Stats:
             self.fold(row)
 
     def fold(self, row: list) -> None:
-        """Put a row's pending times into its histogram (if tracking)."""
+        """Count a row's pending times (one per call) into its calls and
+        time, and into its histogram if tracking: per call, the hot path
+        only appends its time."""
         times = row[5]
+        row[0] += len(times)
+        row[1] += sum(times)
         if self.tracking:
             hist = row[4]
             get = hist.get

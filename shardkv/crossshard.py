@@ -125,6 +125,7 @@ def park_header(db: int) -> bytes:
     shard exports, runs and applies the operation's keys in that database."""
     return PARK_HEADER if not db else wire.entry_header(wire.FLAG_PARK, db=db)
 
+
 PARKING, RUNNING, PREPARING, DECIDED = "parking", "running", "preparing", "decided"
 
 

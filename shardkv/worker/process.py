@@ -161,8 +161,23 @@ class Shard:
             value = Error("ERR internal error while running '{}'".format(args[0].decode("latin-1")))
         finally:
             ks.counting = False
-        if self.timing and args[0][:2] != b"__":
-            self._count(args, perf_counter_ns() - start, value)
+        if self.timing and args[0][0] != 95 and type(value) is not Wait:  # not __internal
+            # Count it (see shardkv.cmdstats): one append of its time; calls,
+            # time and the latency histogram are added up from the appended
+            # times in bulk (Stats.fold).  A command that blocked is counted
+            # when it is served, as Redis counts it once it unblocks.
+            ns = perf_counter_ns() - start
+            stats = self.stats
+            row = stats.by_bytes.get(args[0]) or stats.row_of(args)
+            times = row[5]
+            times.append(ns)
+            if len(times) >= 256:
+                stats.fold(row)
+            if type(value) is Error:
+                row[3] += 1
+                stats.error(value.message)  # type: ignore[attr-defined]
+            if ns >= stats.slow_threshold_ns >= 0:
+                stats.slow(args, ns // 1000)
         if type(value) is Error:
             return value
         if ks.unchanged:
@@ -170,26 +185,6 @@ class Shard:
         elif self.record is not None and type(value) is not Wait:
             self.record(args, value)
         return value
-
-    def _count(self, args: list[bytes], ns: int, value: object) -> None:
-        """Count a command that ran (see shardkv.cmdstats): a few additions
-        and one append; the latency histogram is built from the appended
-        times in bulk (``Stats.fold``)."""
-        if type(value) is Wait:
-            return  # counted when it is served (as Redis, once it unblocks)
-        stats = self.stats
-        row = stats.by_bytes.get(args[0]) or stats.row_of(args)
-        row[0] += 1
-        row[1] += ns
-        times = row[5]
-        times.append(ns)
-        if len(times) >= 256:
-            stats.fold(row)
-        if type(value) is Error:
-            row[3] += 1
-            stats.error(value.message)  # type: ignore[attr-defined]
-        if ns >= stats.slow_threshold_ns >= 0:
-            stats.slow(args, ns // 1000)
 
     def execute_limited(self, args: list[bytes], handler=None) -> object:
         """:meth:`execute` while maxmemory is on: evict first, or refuse with
