@@ -12,12 +12,16 @@ rounds).  The unit part drives a worker's side of the protocol directly.
 
 from __future__ import annotations
 
+import marshal
+
 import pytest
 
 from benchmarks import faults
-from shardkv import wire
+from shardkv import config, wire
 from shardkv.resp import Error
-from shardkv.worker.process import Shard
+from shardkv.worker import aof
+from shardkv.worker.persistence import Persistence
+from shardkv.worker.process import Prepared, Shard
 from shardkv.worker.transfer import export_key
 
 # -- the messages ----------------------------------------------------------------------
@@ -159,6 +163,39 @@ def test_executor_prepares_its_own_changes_and_undoes_them_on_abort():
     assert shard.execute([b"EXISTS", b"src"]) == 0  # applied while parked
     shard.decide(10, False)
     assert export_key(shard.keyspace, b"src") == before
+
+
+def test_a_part_left_in_doubt_by_a_restart_commits_in_its_own_database():
+    shard = _shard_with()
+    shard.keyspace.select(1)
+    shard.execute([b"SET", b"a", b"1"])
+    _park(shard, 11, b"MSET", b"a", b"2")
+    part = shard.prepared[11]
+    # After a restart the part is known from the AOF only (not in memory),
+    # and the shard sits in database 0.
+    shard.decide(11, False)
+    shard.prepared[11] = Prepared(part.states, None, part.db)
+    shard.keyspace.select(0)
+    Pipe(shard, [wire.encode_control(wire.Resolve({11: True}))])
+    shard.report_in_doubt()
+    assert shard.execute([b"EXISTS", b"a"]) == 0
+    shard.keyspace.select(1)
+    assert shard.execute([b"GET", b"a"]) == b"2"
+
+
+def test_replayed_prepare_and_commit_records_apply_in_the_database_they_were_logged_in(tmp_path):
+    shard = _shard_with()
+    persistence = Persistence(shard.keyspace, 0, 1, dict(config.defaults(), dir=str(tmp_path)))
+    states = {b"k": ("string", b"v", None)}
+    shard.keyspace.select(3)  # as a SELECT 3 record before them would
+    persistence._outcome(aof.XPREPARE, [aof.XPREPARE, b"12", marshal.dumps(states)])
+    persistence._outcome(aof.XPREPARE, [aof.XPREPARE, b"13", marshal.dumps(states)])
+    assert persistence.in_doubt[13][0] == 3
+    shard.keyspace.select(0)  # the commit record comes after another database's records
+    persistence._outcome(aof.XCOMMIT, [aof.XCOMMIT, b"12"])
+    assert shard.execute([b"EXISTS", b"k"]) == 0
+    shard.keyspace.select(3)
+    assert shard.execute([b"GET", b"k"]) == b"v"
 
 
 # -- processes killed at every step ------------------------------------------------------

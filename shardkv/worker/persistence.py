@@ -275,8 +275,9 @@ class Persistence:
         self.loaded_keys = 0
         self.load_seconds = 0.0
         # Cross-shard operations prepared in the AOF with no outcome after
-        # them (see shardkv.crossshard): op -> the states to apply on commit.
-        self.in_doubt: dict[int, dict[bytes, State]] = {}
+        # them (see shardkv.crossshard): op -> (database, the states to
+        # apply there on commit).
+        self.in_doubt: dict[int, tuple[int, dict[bytes, State]]] = {}
         ks.persistence = self  # type: ignore[attr-defined]
         ks.propagate_del = self._deleted
 
@@ -424,15 +425,17 @@ class Persistence:
     def _outcome(self, name: bytes, args: list[bytes]) -> bool:
         """Replay a record of the cross-shard commit protocol, if it is one:
         a prepare is held aside, and applied where its commit is logged."""
-        if name == aof.XPREPARE:
-            self.in_doubt[int(args[1])] = marshal.loads(args[2])
+        if name == aof.XPREPARE:  # in the database of the SELECT before it
+            self.in_doubt[int(args[1])] = (self.ks.db, marshal.loads(args[2]))
         elif name == aof.XCOMMIT:
-            states = self.in_doubt.pop(int(args[1]), None)
-            if states is None:
+            part = self.in_doubt.pop(int(args[1]), None)
+            if part is None:
                 log.warning("shard %d: the AOF commits operation %s, never prepared", self.index, args[1])
             else:
-                for key, state in states.items():
-                    import_key(self.ks, key, state)
+                db, states = part
+                with self.ks.selected(db):
+                    for key, state in states.items():
+                        import_key(self.ks, key, state)
         elif name == aof.XABORT:
             self.in_doubt.pop(int(args[1]), None)
         else:

@@ -82,14 +82,16 @@ log = logging.getLogger("shardkv.worker")
 
 class Prepared:
     """What a shard prepared for one cross-shard operation: the ``states``
-    its keys take if it commits, and ``undo``, their states before, if the
-    new ones are already in memory (None after a restart: not applied)."""
+    its keys take if it commits, in database ``db``, and ``undo``, their
+    states before, if the new ones are already in memory (None after a
+    restart: not applied)."""
 
-    __slots__ = ("states", "undo")
+    __slots__ = ("states", "undo", "db")
 
-    def __init__(self, states: dict, undo: dict | None) -> None:
+    def __init__(self, states: dict, undo: dict | None, db: int) -> None:
         self.states = states
         self.undo = undo
+        self.db = db
 
 
 class Shard:
@@ -368,7 +370,7 @@ class Shard:
         self._prepared(op, states, undo)
 
     def _prepared(self, op: int, states: dict, undo: dict | None) -> None:
-        self.prepared[op] = Prepared(states, undo)
+        self.prepared[op] = Prepared(states, undo, self.keyspace.db)
         if self.persistence is not None:
             self.persistence.log_prepare(op, states)
 
@@ -424,16 +426,17 @@ class Shard:
         if part is None:
             return
         ks = self.keyspace
-        if commit:
-            if part.undo is None:  # prepared before a restart: not in memory yet
-                for key, state in part.states.items():
+        with ks.selected(part.db):  # after a restart the shard sits in db 0
+            if commit:
+                if part.undo is None:  # prepared before a restart: not in memory yet
+                    for key, state in part.states.items():
+                        import_key(ks, key, state)
+                self.waiters.mark_keys(part.states)
+            elif part.undo is not None:
+                for key, state in part.undo.items():
                     import_key(ks, key, state)
-            self.waiters.mark_keys(part.states)
-        elif part.undo is not None:
-            for key, state in part.undo.items():
-                import_key(ks, key, state)
-        if self.persistence is not None:
-            self.persistence.log_outcome(op, commit)
+            if self.persistence is not None:
+                self.persistence.log_outcome(op, commit)
 
     def refuse(self, message: object) -> None:
         """A control message this shard is not waiting for: say so."""
@@ -596,8 +599,8 @@ def serve(conn: Connection, ctl: Connection, index: int, cfg: dict) -> None:
     except (LoadError, OSError) as e:
         log.error("shard %d: cannot load its data: %s", index, e)
         sys.exit(EXIT_LOAD_FAILED)
-    for op, states in persistence.in_doubt.items():
-        shard.prepared[op] = Prepared(states, None)
+    for op, (db, states) in persistence.in_doubt.items():
+        shard.prepared[op] = Prepared(states, None, db)
     persistence.in_doubt = {}
     gctuning.settle()  # after loading: the loaded keys are never traversed
     ctl.send_bytes(b"loaded")

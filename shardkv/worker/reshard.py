@@ -134,10 +134,11 @@ def migrate_shard(cfg: dict[str, Any], index: int, kind: str, old_shards: int) -
             # Operations prepared with no outcome logged: the decisions file
             # says which committed (nothing else runs yet to write it).
             committed = read_committed(durable_path(cfg))
-            for op, states in source.in_doubt.items():
+            for op, (db, states) in source.in_doubt.items():
                 if op in committed:
-                    for key, state in states.items():
-                        import_key(scratch, key, state)
+                    with scratch.selected(db):
+                        for key, state in states.items():
+                            import_key(scratch, key, state)
         for db in scratch.used_dbs():  # each key stays in its database
             theirs_db = scratch.database(db)
             target.select(db)
