@@ -298,6 +298,10 @@ VERBATIM = 1  # logged as sent
 
 def classify(name: bytes) -> int | Recorder:
     """READ, VERBATIM, or the recorder of the command called ``name``."""
+    if name == b"__function":  # FUNCTION's changes, logged as Redis logs them
+        from shardkv.worker.functions import function_records
+
+        return function_records
     cmd = commands.lookup(name)
     if cmd is None or (not cmd.is_write and cmd.name not in RECORDERS):
         return READ  # (a read-only command with a recorder may write: PFCOUNT's cache)

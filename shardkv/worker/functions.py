@@ -314,6 +314,7 @@ def function_internal(ks: Keyspace, args: list[bytes]) -> object:
         return "OK"
     if sub == b"restore":
         return functions.restore(args[2], args[3])
+    ks.unchanged = True  # the rest only read: nothing for the AOF
     if sub == b"list":
         return functions.listing(args[2] if args[2] != b"" or args[4] == b"1" else None, args[3] == b"1")
     if sub == b"dump":
@@ -357,3 +358,42 @@ def fcall_across(ks: Keyspace, args: list[bytes]) -> object:
     """__fcall everything ro function numkeys key... arg... -> FCALL run by
     the executor of a cross-shard operation."""
     return _fcall(ks, [b"fcall", *args[3:]], args[2] == b"1", args[1] == b"1")
+
+
+def function_records(ks: Keyspace, args: list, reply: object) -> list[list[bytes]]:
+    """The AOF records of a ``__function`` change, as Redis logs them:
+    FUNCTION LOAD [REPLACE] code, DELETE name, FLUSH, RESTORE payload policy."""
+    sub = args[1]
+    if sub == b"load":
+        return [
+            [b"FUNCTION", b"LOAD", b"REPLACE", args[3]]
+            if args[2] == b"1"
+            else [b"FUNCTION", b"LOAD", args[3]]
+        ]
+    if sub == b"delete":
+        return [[b"FUNCTION", b"DELETE", args[2]]]
+    if sub == b"flush":
+        return [[b"FUNCTION", b"FLUSH"]]
+    if sub == b"restore":
+        return [[b"FUNCTION", b"RESTORE", args[2], args[3]]]
+    return []
+
+
+@command("function")
+def function_replay(ks: Keyspace, args: list[bytes]) -> object:
+    """FUNCTION LOAD [REPLACE] code | DELETE name | FLUSH [ASYNC|SYNC] | RESTORE payload [policy]
+    -> the changes an AOF holds, replayed at load (clients' FUNCTION is the acceptor's)."""
+    if len(args) < 2:
+        raise CommandError(errors.SYNTAX)
+    sub = args[1].lower()
+    if sub == b"load" and len(args) in (3, 4):
+        replace = len(args) == 4 and args[2].lower() == b"replace"
+        return function_internal(ks, [b"__function", b"load", b"1" if replace else b"0", args[-1]])
+    if sub == b"delete" and len(args) == 3:
+        return function_internal(ks, [b"__function", b"delete", args[2]])
+    if sub == b"flush" and len(args) <= 3:
+        return function_internal(ks, [b"__function", b"flush"])
+    if sub == b"restore" and len(args) in (3, 4):
+        policy = args[3].upper() if len(args) == 4 else b"APPEND"
+        return function_internal(ks, [b"__function", b"restore", args[2], policy])
+    raise CommandError(errors.SYNTAX)

@@ -373,6 +373,8 @@ class Persistence:
             header, items = snapshot.read_snapshot(path)
             self._check_layout(header["shards"], header["index"], path)
             ks = self.ks
+            if header["libraries"]:
+                load_libraries(ks, header["libraries"], path)
             for db, key, state in items:
                 if db != ks.db:
                     if db >= len(ks.dbs):
@@ -1032,6 +1034,18 @@ class Persistence:
             out["aof_base_size"] = self.aof_base_size
             out["aof_buffer_length"] = sum(map(len, writer.buf))
         return out
+
+
+def load_libraries(ks: Keyspace, codes: list[bytes], path: str) -> None:
+    """Load the FUNCTION libraries a snapshot saved (replacing any of the same name)."""
+    from shardkv.worker.functions import functions_of
+
+    functions = functions_of(ks)
+    for code in codes:
+        try:
+            functions.load(code, replace=True)
+        except CommandError as e:
+            raise LoadError(f"{path}: cannot load a function library: {e.message}") from None
 
 
 def _size(path: str) -> int:

@@ -122,14 +122,18 @@ def migrate_shard(cfg: dict[str, Any], index: int, kind: str, old_shards: int) -
     mine = slot_range(index, new_shards)
     databases = cfg["databases"]
     target = Keyspace(slots=mine, databases=databases)
+    libraries: list[bytes] | None = None
     for old in range(old_shards):
         theirs = slot_range(old, old_shards)
         overlap = range(max(mine.start, theirs.start), min(mine.stop, theirs.stop))
         if not overlap:
             continue
         scratch = Keyspace(slots=theirs, databases=databases)
+        _give_engine(scratch)  # to replay FUNCTION LOAD and load saved libraries
         source = Persistence(scratch, old, old_shards, cfg)
         source.load(use_aof=kind == "aof")
+        if libraries is None:  # every shard holds every library: take the first's
+            libraries = snapshot.library_codes(scratch)
         if source.in_doubt:
             # Operations prepared with no outcome logged: the decisions file
             # says which committed (nothing else runs yet to write it).
@@ -148,8 +152,18 @@ def migrate_shard(cfg: dict[str, Any], index: int, kind: str, old_shards: int) -
             target.nvolatile = sum(len(target.expires[s]) for s in mine)
             target.select(0)
     tmp = _reshard_temp(cfg, kind, index)
-    snapshot.write_snapshot(tmp + ".part", target, new_shards, index)
+    snapshot.write_snapshot(tmp + ".part", target, new_shards, index, libraries=libraries or [])
     os.replace(tmp + ".part", tmp)
+
+
+def _give_engine(ks: Keyspace) -> None:
+    """A Lua engine for a keyspace read outside a worker (as a worker's own)."""
+    from shardkv.worker.scripting import Engine
+
+    class _Owner:
+        keyspace = ks
+
+    ks.scripts = Engine(_Owner())  # type: ignore[attr-defined]
 
 
 def prepare(cfg: dict[str, Any], start_process: Callable[..., Any]) -> None:

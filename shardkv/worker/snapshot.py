@@ -4,21 +4,24 @@ Used for SAVE and BGSAVE (``<dbfilename>.shard-<i>``), as the base of a
 rewritten AOF (``<appendfilename>.shard-<i>.<seq>.base.snap``) and when the
 shard count changes.
 
-Format, version 2 (all integers little-endian)::
+Format, version 3 (all integers little-endian)::
 
     magic       8 bytes   b"SHARDKV\\x00"
-    version     u16       2
+    version     u16       3
     frames, each:
-      kind      1 byte    b"H" header, b"S" select, b"D" data, b"E" end
+      kind      1 byte    b"H" header, b"F" functions, b"S" select, b"D" data, b"E" end
       length    u32       of the payload
       crc32     u32       of the payload (zlib.crc32)
       payload   marshal   H: dict {"shards", "index", "created_ms"}
+                          F: list of the FUNCTION libraries' codes (bytes)
                           S: int, the database of the D frames that follow
                           D: list of (key, type tag, plain value, deadline ms or None)
                           E: dict {"keys": number of keys in the D frames}
 
-The D frames before any S frame are database 0's.  Version 1 (no S
-frames: one database) is still read.
+The D frames before any S frame are database 0's.  The F frame, when
+there are libraries, comes right after the header: every shard holds every
+library (Redis 7 saves functions in its RDB, not the script cache).
+Versions 1 (no S frames: one database) and 2 (no F frame) are still read.
 
 A file is whole only if it starts with the magic and a known version,
 every frame's checksum matches, and it ends right after the E frame, whose
@@ -40,8 +43,8 @@ from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.transfer import TO_PLAIN, State
 
 MAGIC = b"SHARDKV\x00"
-VERSION = 2
-READABLE = (1, 2)
+VERSION = 3
+READABLE = (1, 2, 3)
 _FRAME = struct.Struct("<cII")
 _VERSION = struct.Struct("<H")
 KEYS_PER_FRAME = 1000
@@ -61,10 +64,27 @@ def _frame(kind: bytes, value: object) -> bytes:
     return _FRAME.pack(kind, len(payload), zlib.crc32(payload)) + payload
 
 
+def library_codes(ks: Keyspace) -> list[bytes]:
+    """The codes of the FUNCTION libraries ``ks``'s shard holds, in load order."""
+    functions = getattr(getattr(ks, "scripts", None), "functions", None)
+    if functions is None:
+        return []
+    return [library.code for library in functions.libraries.values()]
+
+
 def write_snapshot(
-    path: str, ks: Keyspace, shards: int, index: int, key_delay_us: int = 0, now_ms: int | None = None
+    path: str,
+    ks: Keyspace,
+    shards: int,
+    index: int,
+    key_delay_us: int = 0,
+    now_ms: int | None = None,
+    libraries: list[bytes] | None = None,
 ) -> int:
     """Write every live key of ``ks`` to ``path`` and fsync it; return the key count.
+
+    ``libraries`` are the FUNCTION libraries' codes to save (by default
+    those of ``ks``'s shard).
 
     ``key_delay_us`` sleeps that long per key (Redis's ``rdb-key-save-delay``,
     for tests that need a save to take a while).
@@ -74,6 +94,9 @@ def write_snapshot(
     with open(path, "wb", buffering=1 << 20) as f:
         f.write(MAGIC + _VERSION.pack(VERSION))
         f.write(_frame(b"H", {"shards": shards, "index": index, "created_ms": now}))
+        codes = library_codes(ks) if libraries is None else libraries
+        if codes:
+            f.write(_frame(b"F", codes))
         for db in ks.used_dbs():
             database = ks.database(db)
             if not database.size():  # type: ignore[union-attr]
@@ -134,6 +157,9 @@ def _check_start(path: str, head: bytes) -> None:
 def read_snapshot(path: str) -> tuple[dict, Iterator[tuple[int, bytes, State]]]:
     """The header and the ``(database, key, state)`` triples of a snapshot.
 
+    The header's ``"libraries"`` holds the FUNCTION libraries' codes (a
+    list, empty when the file has none).
+
     Every frame is checked before its keys are given out; a bad frame
     raises :class:`SnapshotError` with its offset.
     """
@@ -154,7 +180,9 @@ def read_snapshot(path: str) -> tuple[dict, Iterator[tuple[int, bytes, State]]]:
         payload = data[start:end]
         if zlib.crc32(payload) != crc:
             raise SnapshotError(path, pos, "checksum mismatch")
-        if kind not in (b"H", b"S", b"D", b"E") or (kind == b"H") != (pos == len(MAGIC) + _VERSION.size):
+        if kind not in (b"H", b"F", b"S", b"D", b"E") or (kind == b"H") != (
+            pos == len(MAGIC) + _VERSION.size
+        ):
             raise SnapshotError(path, pos, f"unexpected frame {kind!r}")
         frames.append((pos, kind, payload))
         pos = end
@@ -164,6 +192,17 @@ def read_snapshot(path: str) -> tuple[dict, Iterator[tuple[int, bytes, State]]]:
         raise SnapshotError(path, pos, "data after the end frame")
     header = marshal.loads(frames[0][2])
     total = marshal.loads(frames[-1][2]).get("keys")
+    libraries: list[bytes] = []
+    for offset, kind, payload in frames[1:-1]:
+        if kind == b"F":
+            try:
+                codes = marshal.loads(payload)
+            except (ValueError, EOFError, TypeError) as e:
+                raise SnapshotError(path, offset, f"unreadable frame: {e}") from None
+            if type(codes) is not list or not all(type(code) is bytes for code in codes):
+                raise SnapshotError(path, offset, "bad functions frame")
+            libraries += codes
+    header["libraries"] = libraries
 
     def items() -> Iterator[tuple[int, bytes, State]]:
         count = 0
@@ -173,6 +212,8 @@ def read_snapshot(path: str) -> tuple[dict, Iterator[tuple[int, bytes, State]]]:
                 batch = marshal.loads(payload)
             except (ValueError, EOFError, TypeError) as e:
                 raise SnapshotError(path, offset, f"unreadable frame: {e}") from None
+            if kind == b"F":
+                continue
             if kind == b"S":
                 if type(batch) is not int or batch < 0:
                     raise SnapshotError(path, offset, f"bad database {batch!r}")
