@@ -70,6 +70,17 @@ class _Muted:
 
 _MUTED = _Muted()
 
+
+class _Pushed:
+    """A Pub/Sub confirmation: CLIENT REPLY OFF or SKIP keeps it, as Redis
+    sends what it writes with CLIENT_PUSHING set whatever the reply mode."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
 # Called when EXEC is refused, to discard the client's transaction
 # (filled by shardkv.transactions).
 DISCARD_HOOKS: list = []
@@ -360,6 +371,12 @@ class Client(asyncio.Protocol):
         """Queue a reply value that is known now."""
         self.pending.append(encode(value, self.resp3))
 
+    def reply_push(self, value: object) -> None:
+        """Queue a Pub/Sub (un)subscribe confirmation: a reply that CLIENT
+        REPLY OFF and SKIP do not drop."""
+        data = encode(value, self.resp3)
+        self.pending.append(_Pushed(data) if self.reply_mode else data)
+
     def reply_error(self, message: str) -> None:
         self.server.stats.error(message)
         self.pending.append(encode_error(message))
@@ -421,7 +438,8 @@ class Client(asyncio.Protocol):
         self._execute(args, raw)
         if self.reply_mode == mode:
             for i in range(first, len(pending)):
-                pending[i] = _MUTED
+                if type(pending[i]) is not _Pushed:
+                    pending[i] = _MUTED
             if mode == REPLY_SKIP:
                 self.reply_mode = REPLY_ON
 

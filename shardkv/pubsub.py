@@ -80,7 +80,7 @@ def subscribe(client: Client, args: list[bytes]) -> None:
         if channel not in channels and not client.closed:
             channels.add(channel)
             CHANNELS.setdefault(channel, {})[client] = None
-        client.reply(Push([b"subscribe", channel, _count(client)]))
+        client.reply_push(Push([b"subscribe", channel, _count(client)]))
 
 
 @local("unsubscribe")
@@ -88,10 +88,10 @@ def unsubscribe(client: Client, args: list[bytes]) -> None:
     """UNSUBSCRIBE [channel [channel ...]]"""
     names = args[1:] or list(client.channels)
     if not names:
-        client.reply(Push([b"unsubscribe", None, _count(client)]))
+        client.reply_push(Push([b"unsubscribe", None, _count(client)]))
     for channel in names:
         _drop_channel(client, channel)
-        client.reply(Push([b"unsubscribe", channel, _count(client)]))
+        client.reply_push(Push([b"unsubscribe", channel, _count(client)]))
 
 
 @local("psubscribe")
@@ -105,7 +105,7 @@ def psubscribe(client: Client, args: list[bytes]) -> None:
             if entry is None:
                 entry = PATTERNS[pattern] = (compile_glob(pattern), {})
             entry[1][client] = None
-        client.reply(Push([b"psubscribe", pattern, _count(client)]))
+        client.reply_push(Push([b"psubscribe", pattern, _count(client)]))
 
 
 @local("punsubscribe")
@@ -113,10 +113,10 @@ def punsubscribe(client: Client, args: list[bytes]) -> None:
     """PUNSUBSCRIBE [pattern [pattern ...]]"""
     names = args[1:] or list(client.patterns)
     if not names:
-        client.reply(Push([b"punsubscribe", None, _count(client)]))
+        client.reply_push(Push([b"punsubscribe", None, _count(client)]))
     for pattern in names:
         _drop_pattern(client, pattern)
-        client.reply(Push([b"punsubscribe", pattern, _count(client)]))
+        client.reply_push(Push([b"punsubscribe", pattern, _count(client)]))
 
 
 def _drop_channel(client: Client, channel: bytes) -> None:

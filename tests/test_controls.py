@@ -255,6 +255,20 @@ def test_client_reply_off_on_skip(ports):
     )
 
 
+@pytest.mark.parametrize("hello", [b"", b"HELLO 3\r\n"], ids=["resp2", "resp3"])
+def test_client_reply_off_keeps_pubsub_confirmations(ports, hello):
+    """Redis sends (un)subscribe confirmations with CLIENT_PUSHING set, so
+    CLIENT REPLY OFF and SKIP never drop them (unit/pubsub waits for them)."""
+    data = (  # HELLO's own reply (ids differ) is dropped
+        b"CLIENT REPLY OFF\r\n" + hello + b"SUBSCRIBE ch a\r\nPSUBSCRIBE c*\r\n"
+        b"CLIENT REPLY SKIP\r\nUNSUBSCRIBE a\r\nPING x\r\n"
+        b"CLIENT REPLY OFF\r\nUNSUBSCRIBE\r\nPUNSUBSCRIBE\r\nCLIENT REPLY ON\r\nPING y\r\n"
+    )
+    (real, _), (ours, _) = both(ports, data)
+    assert ours == real
+    assert real.count(b"subscribe") == 6
+
+
 def _blocked_clients(c: redis.Redis) -> int:
     return c.info("clients")["blocked_clients"]
 
