@@ -23,6 +23,11 @@ The one difference: where EXEC must first check WATCHed keys or runs a
 blocking command, its commands run on a shard after EXEC was handed out,
 and their lines follow the EXEC line instead of preceding it.
 
+A script's EVAL (EVALSHA, FCALL...) line is followed, as in Redis, by one
+``[<db> lua]`` line per command the script called, which its worker reports
+in an ``M`` frame (see :mod:`shardkv.wire`); not yet for scripts that run
+across shards or inside MULTI.
+
 This module holds the formatting and the fan-out; the MONITOR command
 itself is in :mod:`shardkv.local`.
 """
@@ -73,15 +78,14 @@ def _redacted(args: list[bytes]) -> set[int]:
 
 def line(client: Client, args: list[bytes]) -> bytes:
     """The status line a monitor receives for ``args``, sent by ``client``."""
+    return _line(client.db, client.addr.encode(), args)
+
+
+def _line(db: int, addr: bytes, args: list[bytes]) -> bytes:
     micros = time.time_ns() // 1000
     hidden = _redacted(args)
     shown = " ".join(_REDACTED if i in hidden else quote(a) for i, a in enumerate(args))
-    return b"+%d.%06d [%d %s] %s\r\n" % (
-        *divmod(micros, 1_000_000),
-        client.db,
-        client.addr.encode(),
-        shown.encode("latin-1"),
-    )
+    return b"+%d.%06d [%d %s] %s\r\n" % (*divmod(micros, 1_000_000), db, addr, shown.encode("latin-1"))
 
 
 def shown(cmd: commands.Command, args: list[bytes]) -> bool:
@@ -96,7 +100,10 @@ def shown(cmd: commands.Command, args: list[bytes]) -> bool:
         sub = subs.get(args[1].decode("latin-1").lower())
         if sub is not None:
             flags = sub.flags
-    return "admin" not in flags and "skip_monitor" not in flags
+    # ``skip_monitor`` (EVAL, EVALSHA, FCALL and their _RO forms) is not a
+    # reason to hide: Redis shows those lines itself, ahead of the ``[0 lua]``
+    # lines of the commands the script calls (see feed_script).
+    return "admin" not in flags
 
 
 def touches_keyspace(cmd: commands.Command) -> bool:
@@ -109,8 +116,18 @@ def feed(client: Client, cmd: commands.Command, args: list[bytes]) -> None:
     """Send the line for a command that just ran to every monitor."""
     if not shown(cmd, args):
         return
-    server = client.server
-    data = line(client, args)
+    _send(client.server, line(client, args))
+
+
+def feed_script(server: Acceptor, calls: list[tuple[int, list[bytes]]]) -> None:
+    """Send the ``[<db> lua]`` lines of the commands a script called (a
+    worker's ``M`` frame, before the script's reply: after its EVAL line)."""
+    data = b"".join(_line(db, b"lua", args) for db, args in calls)
+    if data and server.monitors:
+        _send(server, data)
+
+
+def _send(server: Acceptor, data: bytes) -> None:
     dirty = server.dirty_clients
     for monitor in server.monitors:
         if monitor.closing:  # QUIT: Redis writes nothing more to a closing client

@@ -32,7 +32,7 @@ import signal
 import time
 from collections import deque
 
-from shardkv import command_docs, errors
+from shardkv import command_docs, errors, monitor, wire
 from shardkv.acceptor import ATTACH_HOOKS, local
 from shardkv.client import HEADERS, Client, Slot
 from shardkv.crossshard import AtomicOp
@@ -81,6 +81,14 @@ def _forget_shard(server: object, link: object) -> None:
 
 
 ATTACH_HOOKS.append(_forget_shard)
+
+
+def _monitor_scripts(server: object, link: object) -> None:
+    """MONITOR's ``[0 lua]`` lines: the commands a script called on ``link``'s shard."""
+    link.on_script_calls = lambda calls: monitor.feed_script(server, calls)  # type: ignore[attr-defined,arg-type]
+
+
+ATTACH_HOOKS.append(_monitor_scripts)
 
 
 def sha1hex(body: bytes) -> bytes:
@@ -169,7 +177,10 @@ def _run_on_shard(
     slot = Slot(client)
     client.pending.append(slot)
     sink = _ShardReply(client, slot, shard, sha, body, ro, keys, rest, fname)
-    client.server.links[shard].send(client.headers[client.resp3], encode_command(command), sink)
+    header = client.headers[client.resp3]
+    if client.server.monitors:  # the worker reports what the script calls
+        header = wire.entry_header(wire.FLAG_MONITOR | (wire.FLAG_RESP3 if client.resp3 else 0), db=client.db)
+    client.server.links[shard].send(header, encode_command(command), sink)
 
 
 class _ShardReply:

@@ -85,6 +85,8 @@ class ShardLink:
         # (pid, dirty, eval_mode) for SCRIPT KILL (see shardkv.scripting).
         self.busy: bytes | None = None
         self.script: tuple | None = None
+        # Where the commands a script called go, for MONITOR (``M`` frames).
+        self.on_script_calls: Callable[[list], None] | None = None
 
     # -- sending ------------------------------------------------------------
 
@@ -223,6 +225,9 @@ class ShardLink:
                 sink.deliver(body)
         elif kind == wire.CONTROL:
             self._control(payload)
+        elif kind == wire.MONITOR:
+            if self.on_script_calls is not None:
+                self.on_script_calls(wire.decode_monitor(payload))
         elif kind == wire.SCRIPT:
             busy, pid, dirty, eval_mode, *details = wire.decode_script_state(payload)
             if busy:

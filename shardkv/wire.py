@@ -48,6 +48,9 @@ Worker -> acceptor
     sent before the frame that carries its reply).  While a shard is busy
     the acceptor answers ``-BUSY`` for the commands it would send there,
     and SCRIPT KILL / FUNCTION KILL signal ``pid`` (SIGUSR1).
+``M`` *monitor*: ``M`` + marshal list of ``(database, args)``: the commands a
+    script sent with FLAG_MONITOR called, in order, for MONITOR's ``[0 lua]``
+    lines; sent before the frame that carries the script's reply.
 
 Control messages
 ----------------
@@ -76,6 +79,7 @@ from shardkv.resp import Error
 FLAG_RESP3 = 1  # encode the reply in RESP3
 FLAG_PART = 2  # one shard's part of a command that spans shards
 FLAG_PARK = 4  # stop here for a cross-shard operation (see crossshard)
+FLAG_MONITOR = 8  # a script with MONITOR on: report the commands it calls (``M``)
 
 BATCH = 66  # b"B"
 CANCEL = 88  # b"X"
@@ -83,6 +87,7 @@ CONTROL = 67  # b"C"
 REPLIES = 82  # b"R"
 WAKE = 87  # b"W"
 SCRIPT = 83  # b"S"
+MONITOR = 77  # b"M"
 
 # Each frame on a pipe: a length as multiprocessing.Connection writes it
 # (signed 32-bit, big-endian), then the payload.
@@ -363,4 +368,12 @@ def encode_script_state(busy: bool, pid: int, dirty: bool, eval_mode: bool, *det
 
 
 def decode_script_state(payload: bytes) -> tuple:
+    return marshal.loads(payload[1:])
+
+
+def encode_monitor(calls: list[tuple[int, list[bytes]]]) -> bytes:
+    return b"M" + marshal.dumps(calls)
+
+
+def decode_monitor(payload: bytes) -> list[tuple[int, list[bytes]]]:
     return marshal.loads(payload[1:])

@@ -321,3 +321,57 @@ def test_redis_py_monitor(ports, protocol: int) -> None:
     real, ours = on_both(ports, script)
     assert ours == real
     assert ours[0] == (0, "tcp", 'SET key with space va"lue')
+
+
+LUA_SCRIPT = [
+    ("EVAL", "redis.call('SET', KEYS[1], 'x'); return redis.call('GET', KEYS[1])", "1", "k"),
+    ("EVAL", "return redis.pcall('nosuch')", "0"),  # rejected before it runs: no lua line
+    ("EVAL", "return redis.pcall('INCR', KEYS[1])", "1", "k"),  # runs and fails: shown
+    ("EVAL", "return redis.call('PING')", "0"),
+    ("EVAL", "return 1", "0"),  # calls nothing: the EVAL line alone
+    ("EVAL", "return 1", "5"),  # an error, but past the arity check: shown
+    ("EVALSHA", "0000000000000000000000000000000000000000", "0"),  # NOSCRIPT: shown
+    ("FCALL", "nosuch", "0"),
+    ("SCRIPT", "LOAD", "return redis.call('INCRBY', KEYS[1], ARGV[1])"),
+    ("EVALSHA", "8cd00688c05c46bde4a2e60658ef20a2e5c0b248", "1", "{k}n", "5"),
+    ("EVAL_RO", "return redis.call('GET', KEYS[1])", "1", "k"),
+    (
+        "FUNCTION",
+        "LOAD",
+        "#!lua name=monlib\nredis.register_function('f', function(k) return redis.call('INCR', k[1]) end)",
+    ),
+    ("FCALL", "f", "1", "{k}m"),
+    ("FUNCTION", "DELETE", "monlib"),
+    (
+        "EVAL",
+        "redis.call('SET', KEYS[1], 'a'); redis.call('HSET', KEYS[2], 'f', 'v'); return 1",
+        "2",
+        "{t}1",
+        "{t}2",
+    ),
+]
+
+
+def test_script_commands_are_shown_as_lua_lines(ports) -> None:
+    """A script's calls follow its EVAL (or FCALL) line, as ``[0 lua]``."""
+
+    def script(port: int) -> list[str]:
+        m = monitor(port)
+        c = Conn(port)
+        for command in LUA_SCRIPT:
+            c.send(command)
+            c.read(0.05)
+        time.sleep(0.2)
+        data, closed = m.read()
+        m.close()
+        c.close()
+        assert not closed
+        return lines(data, {c.addr: "c", b"lua": "lua"})
+
+    real, ours = on_both(ports, script)
+    assert ours == real
+    at = ours.index(
+        'c: "EVAL" "redis.call(\'SET\', KEYS[1], \'x\'); return redis.call(\'GET\', KEYS[1])" "1" "k"'
+    )
+    assert ours[at + 1 : at + 3] == ['lua: "SET" "k" "x"', 'lua: "GET" "k"']
+    assert 'lua: "INCR" "{k}m"' in ours

@@ -262,6 +262,8 @@ class Shard:
                     value = execute(args)
                     self.timing = True
                     append(wire.encode_part(value))
+                elif header & wire.FLAG_MONITOR:
+                    append(self._monitored(args, header & wire.FLAG_RESP3))
                 else:
                     value = execute(args)
                     append(encode(value, header & wire.FLAG_RESP3))
@@ -277,6 +279,19 @@ class Shard:
             # see half of it (Redis serves them after EXEC).
             waiters.serve_ready()
         return wire.encode_replies(bodies)
+
+    def _monitored(self, args: list[bytes], resp3: int) -> bytes:
+        """Run a script sent with MONITOR on; send the commands it called
+        (``M``) before its reply, which is returned."""
+        engine = self.scripts
+        engine.monitor = calls = []
+        try:
+            value = self.execute(args) if self.keyspace.memory is None else self.execute_limited(args)
+        finally:
+            engine.monitor = None
+        if calls and self.send is not None:
+            self.send(wire.encode_monitor(calls))
+        return encode(value, resp3)
 
     def send_wakes(self) -> None:
         """Send the late replies of the blocked commands served or timed out

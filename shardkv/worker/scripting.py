@@ -206,6 +206,7 @@ class Engine:
         self.own: range = range(0)  # this shard's slots
         self.effects: list[list[bytes]] = []  # write commands run, for run_foreign's log
         self.everything = False  # every key of every shard is here (a cross-shard run)
+        self.monitor: list | None = None  # with MONITOR on: (database, args) of each call
         self._start()
 
     @staticmethod
@@ -450,6 +451,8 @@ class Engine:
             run.abort = e
             self._stop()
             return self._error("cross-shard"), True
+        if self.monitor is not None and "admin" not in flags and "skip_monitor" not in flags:
+            self.monitor.append((self.ks.db, argv))  # after it ran, as Redis's call()
         if type(value) is Error:
             return self._to_lua_error(value.message), raise_error
         return self._to_lua(value, run.resp), False
