@@ -409,8 +409,8 @@ def test_prepared_operation_without_outcome_is_in_doubt_after_restart(tmp_path):
     assert state(r0) == before0 and state(r1) == before1
     # What process.serve does with them: prepared, not applied.
     for shard in (r0, r1):
-        for op, states in shard.persistence.in_doubt.items():  # type: ignore[union-attr]
-            shard.prepared[op] = Prepared(states, None)
+        for op, (db, states) in shard.persistence.in_doubt.items():  # type: ignore[union-attr]
+            shard.prepared[op] = Prepared(states, None, db)
     r0.decide(7, True)
     r1.decide(7, False)  # (mixed only to test each way on its own)
     for shard in (r0, r1):
