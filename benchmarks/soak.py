@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import json
 import random
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -289,6 +290,22 @@ async def _run(
     return stats
 
 
+def _open_long_lived_files(port: int) -> None:
+    """One cross-shard write and its undoing: the acceptor opens its
+    decisions file (shardkv.decisions) at the first commit and keeps it, so
+    the descriptor count is taken after that, not before."""
+    keys = [b"soak:warmup:%d" % i for i in range(16)]  # on more than one shard
+    command = [b"MSET"] + [part for key in keys for part in (key, b"1")]
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        reader = hiredis.Reader()
+        for args in (command, [b"DEL", *keys]):
+            s.sendall(b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args))
+            reply = False
+            while reply is False:
+                reader.feed(s.recv(65536))
+                reply = reader.gets()
+
+
 def soak(
     port: int,
     supervisor_pid: int,
@@ -301,6 +318,7 @@ def soak(
 ) -> dict:
     """Run the soak against a running shardkv; return its figures and verdicts."""
     procs = processes(supervisor_pid)
+    _open_long_lived_files(port)
     fds_before = acceptor(procs).num_fds()
     started = time.monotonic()
     stats = asyncio.run(_run(port, supervisor_pid, duration, clients, churners, garbage, seed))
