@@ -7,9 +7,7 @@ INFO and the like.
 
 from __future__ import annotations
 
-import ctypes
 import os
-from collections.abc import Callable
 
 from shardkv import errors
 from shardkv.args import parse_int
@@ -72,26 +70,7 @@ def flushall(ks: Keyspace, args: list[bytes]) -> object:
     if len(args) > 2 or (len(args) == 2 and args[1].upper() not in (b"ASYNC", b"SYNC")):
         raise CommandError(errors.SYNTAX)
     ks.flush(every=args[0].lower() == b"flushall")
-    _release_memory()
     return OK
-
-
-def _libc_trim() -> Callable[[int], int] | None:
-    try:
-        return ctypes.CDLL(None).malloc_trim  # glibc's
-    except (OSError, AttributeError):
-        return None
-
-
-_MALLOC_TRIM = _libc_trim()
-
-
-def _release_memory() -> None:
-    """Give a flushed dataset's pages back to the system, as Redis's lazy
-    free does: Python frees the objects, but glibc keeps the emptied heap
-    (and RSS, which INFO's used_memory reports) until it is trimmed."""
-    if _MALLOC_TRIM is not None:
-        _MALLOC_TRIM(0)
 
 
 @command("swapdb")
