@@ -304,6 +304,9 @@ def _open_long_lived_files(port: int) -> None:
             while reply is False:
                 reader.feed(s.recv(65536))
                 reply = reader.gets()
+        s.sendall(b"QUIT\r\n")
+        while s.recv(65536):  # until the acceptor has closed its end too
+            pass
 
 
 def soak(
