@@ -27,6 +27,7 @@ SERVERS = ["redis", "shardkv"]
 # so a run leaves nothing behind in the temp directory.
 _TMP = tempfile.mkdtemp(prefix="shardkv-tests-")
 os.environ["TMPDIR"] = _TMP
+os.environ["REDISCLI_HISTFILE"] = "/dev/null"  # redis-cli, which some tests run, keeps no history
 tempfile.tempdir = _TMP
 
 
