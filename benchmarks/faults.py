@@ -3,7 +3,7 @@
 Each round runs one cross-shard operation on keys of two shards (E, the
 executor, and P, the other participant) of a 4-shard server with
 ``appendonly yes`` and ``appendfsync always``.  A fault point (see
-:mod:`shardkv.faultpoints`) holds one process at a chosen step of the
+:mod:`shardkv.runtime.faultpoints`) holds one process at a chosen step of the
 commit protocol with SIGSTOP; then the round SIGKILLs the held process,
 the other shard's worker, or the acceptor, and lets the held process go
 on (SIGCONT).  Once the server has recovered, it checks, against the reply
@@ -46,7 +46,7 @@ from redis.retry import Retry
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from shardkv.router import Router  # noqa: E402
+from shardkv.protocol.router import Router  # noqa: E402
 from tests.servers import ServerProcess, free_port  # noqa: E402
 
 KINDS = ("rename", "mset", "exec", "smove", "sunionstore", "del")

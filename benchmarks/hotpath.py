@@ -19,9 +19,10 @@ import pstats
 import struct
 import time
 
-from shardkv import config, crossshard, local, security, slowlog  # noqa: F401
-from shardkv.acceptor import Acceptor
-from shardkv.client import Client
+from shardkv.acceptor import crossshard, local, security, slowlog  # noqa: F401
+from shardkv.acceptor.client import Client
+from shardkv.acceptor.server import Acceptor
+from shardkv.runtime import config  # noqa: F401
 from shardkv.worker.process import Shard
 
 

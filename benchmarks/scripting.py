@@ -32,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.servers import free_port, redis_spec, shardkv_spec, start_server  # noqa: E402
-from shardkv.router import Router  # noqa: E402
+from shardkv.protocol.router import Router  # noqa: E402
 
 ONE_KEY = "return redis.call('get', KEYS[1])"
 LOCK_CYCLE = (

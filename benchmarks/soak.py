@@ -292,7 +292,7 @@ async def _run(
 
 def _open_long_lived_files(port: int) -> None:
     """One cross-shard write and its undoing: the acceptor opens its
-    decisions file (shardkv.decisions) at the first commit and keeps it, so
+    decisions file (shardkv.protocol.decisions) at the first commit and keeps it, so
     the descriptor count is taken after that, not before."""
     keys = [b"soak:warmup:%d" % i for i in range(16)]  # on more than one shard
     command = [b"MSET"] + [part for key in keys for part in (key, b"1")]

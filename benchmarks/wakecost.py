@@ -29,7 +29,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make `shardkv` importable from a checkout
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from shardkv import config, wire
+from shardkv.protocol import wire
+from shardkv.runtime import config
 from shardkv.worker.process import Shard, _serve_pipe
 
 

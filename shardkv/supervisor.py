@@ -1,7 +1,7 @@
 """The supervisor: reads the config, starts the processes, watches them.
 
 Start-up: if the data files in ``dir`` were written by another number of
-shards, they are re-sharded first (:func:`shardkv.worker.reshard.prepare`).
+shards, they are re-sharded first (:func:`shardkv.worker.persistence.reshard.prepare`).
 Then one worker process per shard starts (``spawn`` context), each with two
 pipes: a *data* pipe whose other end goes to the acceptor, and a *control*
 pipe to the supervisor.  A worker loads its shard from disk and says
@@ -24,7 +24,7 @@ Then it waits on its children:
 * the acceptor reports each CONFIG SET, so that processes started later
   start with the settings in effect;
 * if the supervisor itself dies, even by SIGKILL, the kernel sends the
-  acceptor and every worker SIGTERM (:mod:`shardkv.parentdeath`): none of
+  acceptor and every worker SIGTERM (:mod:`shardkv.runtime.parentdeath`): none of
   them outlives it, and the port is freed;
 * SIGINT, SIGTERM (and SHUTDOWN, which the acceptor turns into SIGTERM)
   stop the acceptor, then the workers, which flush their AOF and save if
@@ -44,10 +44,14 @@ import time
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from shardkv import __version__, acceptor, config, decisions
-from shardkv.proctitle import set_name
-from shardkv.worker import persistence, reshard
+from shardkv import __version__
+from shardkv.acceptor import server as acceptor
+from shardkv.protocol import decisions
+from shardkv.runtime import config
+from shardkv.runtime.proctitle import set_name
 from shardkv.worker import process as worker_process
+from shardkv.worker.persistence import engine as persistence
+from shardkv.worker.persistence import reshard
 
 log = logging.getLogger("shardkv")
 

@@ -1,6 +1,6 @@
 """Key names that land on chosen shards of the 4-shard test server."""
 
-from shardkv.router import Router
+from shardkv.protocol.router import Router
 
 ROUTER = Router(4)
 

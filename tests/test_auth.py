@@ -17,7 +17,8 @@ import psutil
 import pytest
 import redis
 
-from shardkv import errors, security
+from shardkv.acceptor import security
+from shardkv.protocol import errors
 from tests.rawsocket import both, exchange, read_until_quiet
 from tests.servers import start_redis, start_shardkv
 
@@ -294,7 +295,7 @@ def test_protected_mode_refuses_other_interfaces(exposed):
 
 
 def test_default_bind_is_loopback():
-    from shardkv import config
+    from shardkv.runtime import config
 
     assert config.SETTINGS["bind"].default == "127.0.0.1"
     assert config.SETTINGS["protected-mode"].default is True

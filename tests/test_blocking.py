@@ -19,7 +19,7 @@ import psutil
 import pytest
 import redis
 
-from shardkv.router import Router
+from shardkv.protocol.router import Router
 from tests.servers import start_shardkv
 
 WAIT = 10.0  # seconds a test waits for something that must happen

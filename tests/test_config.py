@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from shardkv import config
+from shardkv.runtime import config
 from tests.servers import ROOT
 
 

@@ -14,7 +14,7 @@ import tomllib
 import pytest
 import redis
 
-from shardkv import config
+from shardkv.runtime import config
 from tests.servers import ROOT, start_redis, start_shardkv
 
 # Where shardkv's default differs from Redis's on purpose (see the README):

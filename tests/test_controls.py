@@ -174,7 +174,7 @@ def test_slowlog_cuts_long_commands_as_redis(ports):
         c.execute_command("DEL", "set", *[f"k{i}" for i in range(0, 40, 2)])
         c.close()
     # The client address and name of a command a shard ran are not known
-    # to the shard (see shardkv.cmdstats): compare the arguments.
+    # to the shard (see shardkv.runtime.cmdstats): compare the arguments.
     assert [e[0] for e in got["shardkv"]] == [e[0] for e in got["redis"]]
     assert got["redis"][0][0][-1] == b"... (10 more arguments)"
     assert got["redis"][-1][0] == [b"SLOWLOG", b"RESET"]

@@ -17,10 +17,11 @@ import marshal
 import pytest
 
 from benchmarks import faults
-from shardkv import config, wire
-from shardkv.resp import Error
-from shardkv.worker import aof
-from shardkv.worker.persistence import Persistence
+from shardkv.protocol import wire
+from shardkv.protocol.resp import Error
+from shardkv.runtime import config
+from shardkv.worker.persistence import aof
+from shardkv.worker.persistence.engine import Persistence
 from shardkv.worker.process import Prepared, Shard
 from shardkv.worker.transfer import export_key
 

@@ -16,7 +16,7 @@ import time
 import pytest
 import redis
 
-from shardkv.worker import dump as payloads
+from shardkv.worker.commands import dump as payloads
 from tests.servers import start_redis
 
 FILL = {

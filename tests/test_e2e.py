@@ -114,7 +114,9 @@ def test_pipeline_replies_in_order_across_shards(client):
 
 
 def test_raw_pipelining_and_inline(server):
-    cmds = b"".join(b"*3\r\n$3\r\nSET\r\n$%d\r\nk%d\r\n$1\r\nx\r\n" % (len(b"k%d" % i), i) for i in range(100))
+    cmds = b"".join(
+        b"*3\r\n$3\r\nSET\r\n$%d\r\nk%d\r\n$1\r\nx\r\n" % (len(b"k%d" % i), i) for i in range(100)
+    )
     cmds += b"PING\r\n" + b"*2\r\n$3\r\nGET\r\n$2\r\nk7\r\n" + b'ECHO "a b"\r\n'
     expected = b"+OK\r\n" * 100 + b"+PONG\r\n" + b"$1\r\nx\r\n" + b"$3\r\na b\r\n"
     assert raw(server.port, cmds, len(expected)) == expected
@@ -122,7 +124,10 @@ def test_raw_pipelining_and_inline(server):
 
 def test_exact_errors(server):
     cases = [
-        (b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n*1\r\n$3\r\nGET\r\n", b"-ERR wrong number of arguments for 'get' command\r\n"),
+        (
+            b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n*1\r\n$3\r\nGET\r\n",
+            b"-ERR wrong number of arguments for 'get' command\r\n",
+        ),
         (b"FOO bar baz\r\n", b"-ERR unknown command 'FOO', with args beginning with: 'bar' 'baz' \r\n"),
         (b"SET k v XX NX\r\n", b"-ERR syntax error\r\n"),
         (b"SET k v\r\nINCR k\r\n", b"+OK\r\n-ERR value is not an integer or out of range\r\n"),
@@ -219,7 +224,7 @@ def test_config_file_drives_startup(tmp_path):
 
     port = free_port()
     cfg = tmp_path / "shardkv.toml"
-    cfg.write_text(f'port = {port}\nshards = 3\nhz = 20\nmaxclients = 77\n')
+    cfg.write_text(f"port = {port}\nshards = 3\nhz = 20\nmaxclients = 77\n")
     proc = start_shardkv("--config", str(cfg), shards=3, port=port)
     try:
         c = redis.Redis(port=port)

@@ -26,8 +26,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shardkv import errors
-from shardkv.resp import ProtocolError, RequestParser, encode_command
+from shardkv.protocol import errors
+from shardkv.protocol.resp import ProtocolError, RequestParser, encode_command
 from tests.rawsocket import exchange_many, read_until_quiet
 from tests.servers import start_shardkv
 

@@ -1,4 +1,4 @@
-"""Glob patterns: shardkv.glob alone, then KEYS on both servers."""
+"""Glob patterns: shardkv.protocol.glob alone, then KEYS on both servers."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import redis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shardkv.glob import MAX_NESTING, glob_match
+from shardkv.protocol.glob import MAX_NESTING, glob_match
 
 CASES = [
     # pattern, string, matches

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import redis
 
-from shardkv.router import Router
+from shardkv.protocol.router import Router
 
 ROUTER = Router(4)
 LONG_MAX = 2**63 - 1
@@ -474,7 +474,7 @@ def test_hash_in_multi(r):
 def test_scan_members_with_colliding_positions(monkeypatch):
     """The cursor moves on even when many members share a position (CRC-32
     collisions are easy to make on purpose).  No server: the helper itself."""
-    from shardkv.worker import hashes
+    from shardkv.worker.commands import hashes
 
     monkeypatch.setattr(hashes, "crc32", lambda m: len(m) % 3)
     members = {b"x" * i for i in range(1, 400)}

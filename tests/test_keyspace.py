@@ -6,7 +6,7 @@ import random
 
 import redis
 
-from shardkv.router import Router
+from shardkv.protocol.router import Router
 
 FAR = 4102444800  # 2100-01-01 in seconds
 FAR_MS = FAR * 1000

@@ -19,9 +19,9 @@ import psutil
 import pytest
 import redis
 
-from shardkv import errors
-from shardkv.resp import encode_command
-from shardkv.router import Router
+from shardkv.protocol import errors
+from shardkv.protocol.resp import encode_command
+from shardkv.protocol.router import Router
 from shardkv.worker import eviction
 from shardkv.worker.keyspace import Keyspace
 from tests.rawsocket import both, exchange, read_until_quiet, wait_closed

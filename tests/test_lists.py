@@ -11,7 +11,7 @@ import socket
 
 import pytest
 
-from shardkv.router import Router
+from shardkv.protocol.router import Router
 
 ROUTER = Router(4)
 LONG_MAX = 2**63 - 1

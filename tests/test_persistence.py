@@ -16,9 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from shardkv import config, wire
-from shardkv.worker import aof, persistence, reshard, snapshot
+from shardkv.protocol import wire
+from shardkv.runtime import config
 from shardkv.worker.clock import FakeClock
+from shardkv.worker.persistence import aof, reshard, snapshot
+from shardkv.worker.persistence import engine as persistence
 from shardkv.worker.process import Prepared, Shard
 from shardkv.worker.registry import find
 from shardkv.worker.transfer import export_key
@@ -357,7 +359,7 @@ def _two_shards(tmp_path) -> tuple:
     s1 = Shard(1, 2, clock, config=dict(cfg))
     s0.persistence.start()  # type: ignore[union-attr]
     s1.persistence.start()  # type: ignore[union-attr]
-    router = __import__("shardkv.router", fromlist=["Router"]).Router(2)
+    router = __import__("shardkv.protocol.router", fromlist=["Router"]).Router(2)
     own = next(k for k in (b"a", b"b", b"c", b"d", b"e") if router.shard_of(k) == 0)
     foreign = next(k for k in (b"a", b"b", b"c", b"d", b"e") if router.shard_of(k) == 1)
     run(s0, "SET", own, "v", "PX", "100000")
@@ -700,7 +702,9 @@ def test_shutdown_flushes_and_saves(tmp_path):
         + b":0\r\n"
         + aof.encode([b"__shutdown", b"abort"])
     )
-    replies = __import__("shardkv.wire", fromlist=["decode_replies"]).decode_replies(shard.run_batch(batch))
+    replies = __import__("shardkv.protocol.wire", fromlist=["decode_replies"]).decode_replies(
+        shard.run_batch(batch)
+    )
     assert replies == [b"-ERR shard is shutting down\r\n", b"+OK\r\n"]
     assert run(shard, "SET", "x", "1") == "OK"  # open again after abort
 
@@ -724,7 +728,7 @@ class _Inline:
 
 def _fill(cfg: dict, clock: FakeClock, n: int) -> dict:
     """Write keys of every present type through ``n`` shards; return them all."""
-    from shardkv.router import Router
+    from shardkv.protocol.router import Router
 
     router = Router(n)
     shards = [open_shard(cfg, clock, i) for i in range(n)]
@@ -807,7 +811,7 @@ def test_failed_reshard_leaves_the_old_files(tmp_path):
 
 
 def _batch(*entries: tuple[int, list]) -> bytes:
-    from shardkv import wire
+    from shardkv.protocol import wire
 
     return b"B" + b"".join(wire.entry_header(0, token) + aof.encode(args) for token, args in entries)
 

@@ -23,7 +23,7 @@ import psutil
 import pytest
 import redis
 
-from shardkv.router import Router
+from shardkv.protocol.router import Router
 from tests.servers import ROOT, free_port, start_redis, start_shardkv
 
 TIMEOUT = 10  # socket timeout: a command that hangs fails the test

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import pytest
 
-from shardkv import errors
-from shardkv.resp import (
+from shardkv.protocol import errors
+from shardkv.protocol.resp import (
     PROTO_INLINE_MAX_SIZE,
     ProtocolError,
     QueryBufferExceeded,
@@ -447,7 +447,7 @@ def test_idle_parsers_do_not_keep_their_largest_read():
 def test_long_bulk_arrays_are_encoded_a_slice_at_a_time():
     """An array past BIG_ARRAY bulk strings is encoded slice by slice, to
     the same bytes; one with another element falls back to the general path."""
-    from shardkv.resp import BIG_ARRAY, Raw, encode, encode_bulk_choices
+    from shardkv.protocol.resp import BIG_ARRAY, Raw, encode, encode_bulk_choices
 
     values = [b"v%d" % i for i in range(BIG_ARRAY * 2 + 5)]
     expected = b"*%d\r\n" % len(values) + b"".join(b"$%d\r\n%s\r\n" % (len(v), v) for v in values)

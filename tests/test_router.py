@@ -1,6 +1,6 @@
 """Slots and shards: Redis Cluster's CRC16 and hash tags."""
 
-from shardkv.router import SLOTS, Router, key_slot, slot_owners, slot_range
+from shardkv.protocol.router import SLOTS, Router, key_slot, slot_owners, slot_range
 
 
 def test_known_slots():

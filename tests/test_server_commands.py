@@ -11,7 +11,7 @@ import time
 import pytest
 import redis
 
-from shardkv import command_docs, commands
+from shardkv.protocol import command_docs, commands
 from tests.conftest import Compare
 
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from shardkv import wire
-from shardkv.resp import Error
+from shardkv.protocol import wire
+from shardkv.protocol.resp import Error
 from shardkv.worker.clock import FakeClock
 from shardkv.worker.process import Shard
 from shardkv.worker.sweeper import Sweeper

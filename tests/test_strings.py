@@ -12,8 +12,8 @@ import random
 import pytest
 import redis
 
-from shardkv.args import format_float, incr_by_float, parse_long_double
-from shardkv.errors import CommandError
+from shardkv.protocol.args import format_float, incr_by_float, parse_long_double
+from shardkv.protocol.errors import CommandError
 
 FAR = 4102444800  # 2100-01-01 in seconds: an absolute expiry far from now
 FAR_MS = FAR * 1000

@@ -14,8 +14,8 @@ import time
 import pytest
 import redis
 
-from shardkv.resp import encode_command
-from shardkv.router import Router
+from shardkv.protocol.resp import encode_command
+from shardkv.protocol.router import Router
 
 SHARD_OF = Router(4).shard_of
 

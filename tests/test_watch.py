@@ -22,7 +22,7 @@ import time
 import pytest
 import redis
 
-from shardkv.commands import COMMANDS
+from shardkv.protocol.commands import COMMANDS
 
 STR = "SET k v"
 LIST = "RPUSH k a b c"

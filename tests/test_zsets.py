@@ -17,7 +17,7 @@ import time
 import pytest
 import redis
 
-from shardkv.resp import encode_command
+from shardkv.protocol.resp import encode_command
 from tests.placement import ROUTER, on_shards
 
 A, B, C, D = on_shards(0, 1, 2, 3, prefix="z")

@@ -3,7 +3,7 @@
 BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP (here, with the lists) and
 BZPOPMIN, BZPOPMAX, BZMPOP (with the sorted sets) wait for data without
 holding up their worker or the acceptor.  The acceptor's side is
-:mod:`shardkv.blocking`; the frames are in :mod:`shardkv.wire`.
+:mod:`shardkv.acceptor.blocking`; the frames are in :mod:`shardkv.protocol.wire`.
 
 How one blocking command runs
 -----------------------------
@@ -24,7 +24,7 @@ How one blocking command runs
    served is forgotten, and its own writes (BLMOVE's destination) make
    their keys ready in turn.  Redis serves after each command, or after
    EXEC; here a transaction's commands arrive back to back in one batch
-   (see :mod:`shardkv.transactions`), so serving after the batch keeps a
+   (see :mod:`shardkv.acceptor.transactions`), so serving after the batch keeps a
    waiter from seeing half a transaction.
 3. A served waiter's reply leaves as a ``W`` frame (:func:`wire.encode_wake`),
    after the ``R`` frame of the batch that registered it, in the client's
@@ -54,7 +54,7 @@ each shard ``__bwait <command> <timeout> <elapsed-ms> key...`` with a token.
 That waiter pops nothing: it answers 1 when one of its keys holds a value
 of the type the command pops (a *notification*), or 0 when the timeout
 passes.  On the first 1 the acceptor cancels the others and runs the
-command atomically again; see :mod:`shardkv.blocking`.
+command atomically again; see :mod:`shardkv.acceptor.blocking`.
 
 Writing a blocking command (a sorted-set example)::
 
@@ -77,7 +77,7 @@ Writing a blocking command (a sorted-set example)::
 ``kind`` is the value type the command pops; ``__bwait`` uses it.  The
 acceptor needs to know where the timeout is (the last argument, or the
 first for ``*mpop``) and which keys to wait on (all, or only the source for
-BLMOVE): see ``TIMEOUT_FIRST`` and ``SOURCE_ONLY`` in :mod:`shardkv.blocking`.
+BLMOVE): see ``TIMEOUT_FIRST`` and ``SOURCE_ONLY`` in :mod:`shardkv.acceptor.blocking`.
 """
 
 from __future__ import annotations
@@ -90,11 +90,11 @@ import time
 from collections.abc import Callable
 from time import perf_counter_ns
 
-from shardkv import commands, errors, wire
-from shardkv.args import parse_long_double, round_long_double, strict_int
-from shardkv.cmdstats import stat_name
-from shardkv.errors import CommandError
-from shardkv.resp import NULL_ARRAY, Error, encode
+from shardkv.protocol import commands, errors, wire
+from shardkv.protocol.args import parse_long_double, round_long_double, strict_int
+from shardkv.protocol.errors import CommandError
+from shardkv.protocol.resp import NULL_ARRAY, Error, encode
+from shardkv.runtime.cmdstats import stat_name
 from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.registry import Handler, command
 
@@ -400,7 +400,7 @@ def bwait(ks: Keyspace, args: list[bytes]) -> object:
     kind = KINDS[args[1].lower()]
     timeout = parse_timeout(args[2])
     if kind is None and args[1].lower() in STREAM_READY:
-        # XREAD/XREADGROUP: ``group key id [key id ...]`` (see shardkv.blocking)
+        # XREAD/XREADGROUP: ``group key id [key id ...]`` (see shardkv.acceptor.blocking)
         ready = STREAM_READY[args[1].lower()]
         rest = args[4:]
         if ready(ks, rest):

@@ -58,10 +58,10 @@ import sys
 from collections.abc import Callable
 from itertools import count, islice
 
-from shardkv import commands, errors
-from shardkv.resp import Error
+from shardkv.protocol import commands, errors
+from shardkv.protocol.resp import Error
+from shardkv.worker.commands.server import RUNTIME, RUNTIME_HOOKS
 from shardkv.worker.keyspace import Keyspace, slot_of
-from shardkv.worker.server import RUNTIME, RUNTIME_HOOKS
 
 try:
     import psutil

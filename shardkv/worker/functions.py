@@ -17,10 +17,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from shardkv import errors
-from shardkv.errors import CommandError
-from shardkv.resp import Error, ProtocolError, split_inline
-from shardkv.worker import dump
+from shardkv.protocol import errors
+from shardkv.protocol.errors import CommandError
+from shardkv.protocol.resp import Error, ProtocolError, split_inline
+from shardkv.worker.commands import dump
 from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.registry import command
 from shardkv.worker.scripting import (
@@ -191,7 +191,7 @@ class Functions:
         self.functions.clear()
 
     def listing(self, pattern: bytes | None, with_code: bool) -> ScriptReply:
-        from shardkv.glob import compile_glob
+        from shardkv.protocol.glob import compile_glob
 
         match = compile_glob(pattern) if pattern is not None else None
         out = []

@@ -46,9 +46,9 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from shardkv import errors
-from shardkv.errors import CommandError
-from shardkv.router import LBRACE, SLOTS, key_slot
+from shardkv.protocol import errors
+from shardkv.protocol.errors import CommandError
+from shardkv.protocol.router import LBRACE, SLOTS, key_slot
 from shardkv.worker.clock import Clock
 from shardkv.worker.zset import ZSet
 

@@ -7,18 +7,18 @@ that span shards serializable.  Between batches, and at least ``hz``
 times a second when idle, the loop runs the active expiry cycle.
 
 Parking (for operations that must be atomic across shards, see
-:mod:`shardkv.crossshard` for the protocol and its failure cases): an
+:mod:`shardkv.acceptor.crossshard` for the protocol and its failure cases): an
 entry sent with ``FLAG_PARK`` is ``__park`` (export keys for a parked
 operation) or ``__prepare`` (one part of a write fan-out).  The worker
 answers it, sends the replies of the batch so far, and then *parks*: it
 runs nothing from its queue (frames that arrive are kept, in order) until
-the operation's :class:`~shardkv.wire.Decide`.  Meanwhile it answers
-:class:`~shardkv.wire.Run` (the executor) and :class:`~shardkv.wire.Prepare`
-for that operation, and :class:`~shardkv.wire.Refused` to any other
+the operation's :class:`~shardkv.protocol.wire.Decide`.  Meanwhile it answers
+:class:`~shardkv.protocol.wire.Run` (the executor) and :class:`~shardkv.protocol.wire.Prepare`
+for that operation, and :class:`~shardkv.protocol.wire.Refused` to any other
 control message.  What it prepared stays in ``Shard.prepared`` until the
 outcome is known; on every new pipe it first sends
-:class:`~shardkv.wire.InDoubt` and applies the acceptor's
-:class:`~shardkv.wire.Resolve` before it runs anything.
+:class:`~shardkv.protocol.wire.InDoubt` and applies the acceptor's
+:class:`~shardkv.protocol.wire.Resolve` before it runs anything.
 
 Blocking commands (BLPOP, BZPOPMIN...) arrive with a token in their entry
 header; one that must wait replies with an empty body now and with a ``W``
@@ -39,40 +39,38 @@ import time
 from multiprocessing.connection import Connection
 from time import perf_counter_ns
 
-from shardkv import commands, errors, faultpoints, gctuning, wire
-from shardkv.cmdstats import Stats, stat_name
-from shardkv.errors import CommandError
-from shardkv.parentdeath import die_with_parent
-from shardkv.proctitle import set_name
-from shardkv.resp import Error, encode
-from shardkv.router import SLOTS, slot_range
-from shardkv.wire import FRAME
+from shardkv.protocol import commands, errors, wire
+from shardkv.protocol.errors import CommandError
+from shardkv.protocol.resp import Error, encode
+from shardkv.protocol.router import SLOTS, slot_range
+from shardkv.protocol.wire import FRAME
+from shardkv.runtime import faultpoints, gctuning
+from shardkv.runtime.cmdstats import Stats, stat_name
+from shardkv.runtime.parentdeath import die_with_parent
+from shardkv.runtime.proctitle import set_name
+from shardkv.worker import eviction, functions, scripting, tunables  # noqa: F401
+from shardkv.worker.blocking import Wait, Waiters
+from shardkv.worker.clock import Clock
 
 # Importing the command modules registers their handlers.
-from shardkv.worker import (  # noqa: F401
+from shardkv.worker.commands import (  # noqa: F401
     bitmaps,
     dump,
-    eviction,
-    functions,
     geo,
     hashes,
     hyperloglog,
     keys,
     lists,
     memusage,
-    scripting,
     server,
     sets,
     sort,
     streams,
     strings,
-    tunables,
     zsets,
 )
-from shardkv.worker.blocking import Wait, Waiters
-from shardkv.worker.clock import Clock
 from shardkv.worker.keyspace import Keyspace
-from shardkv.worker.persistence import EXIT_LOAD_FAILED, LoadError, Persistence
+from shardkv.worker.persistence.engine import EXIT_LOAD_FAILED, LoadError, Persistence
 from shardkv.worker.registry import find
 from shardkv.worker.sweeper import Sweeper
 from shardkv.worker.transfer import drop_key, export_key, import_key
@@ -126,7 +124,7 @@ class Shard:
         self.scripts.own = slot_range(index, nshards)
         self.keyspace.scripts = self.scripts  # type: ignore[attr-defined]
         # INFO commandstats/errorstats/latencystats and SLOWLOG for the
-        # commands this shard runs (see shardkv.cmdstats); not for the parts
+        # commands this shard runs (see shardkv.runtime.cmdstats); not for the parts
         # of a command that spans shards, which the acceptor counts.
         self.stats = self.keyspace.stats = Stats()
         self.stats.skip_local = True
@@ -164,7 +162,7 @@ class Shard:
         finally:
             ks.counting = False
         if self.timing and args[0][0] != 95 and type(value) is not Wait:  # not __internal
-            # Count it (see shardkv.cmdstats): one append of its time; calls,
+            # Count it (see shardkv.runtime.cmdstats): one append of its time; calls,
             # time and the latency histogram are added up from the appended
             # times in bulk (Stats.fold).  A command that blocked is counted
             # when it is served, as Redis counts it once it unblocks.
@@ -315,7 +313,7 @@ class Shard:
 
     # -- cross-shard operations -----------------------------------------------
     #
-    # The participant's side of the commit protocol of shardkv.crossshard.
+    # The participant's side of the commit protocol of shardkv.acceptor.crossshard.
     # A shard is *parked* for one operation at a time, from its __park or
     # __prepare entry to the Decide of that operation, and runs nothing else
     # meanwhile.  What it prepared stays in ``self.prepared`` until the

@@ -3,9 +3,9 @@
 Each implementation is registered with :func:`command` under its Redis
 name and called as ``handler(keyspace, args)``, with ``args`` the whole
 command, name first.  Arity and keys were checked by the acceptor against
-:mod:`shardkv.commands`; a handler checks only its own options, and raises
-:class:`~shardkv.errors.CommandError` to reply with an error.  It returns
-a reply value as :mod:`shardkv.resp` describes.
+:mod:`shardkv.protocol.commands`; a handler checks only its own options, and raises
+:class:`~shardkv.protocol.errors.CommandError` to reply with an error.  It returns
+a reply value as :mod:`shardkv.protocol.resp` describes.
 
 A handler's ``reads`` attribute says whether the command is read-only in
 the command table: its lookups then count as keyspace hits and misses, as
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from shardkv.commands import COMMANDS
+from shardkv.protocol.commands import COMMANDS
 from shardkv.worker.keyspace import Keyspace
 
 Handler = Callable[[Keyspace, list], object]

@@ -14,7 +14,7 @@ it is atomic.  ``redis.call`` runs the shard's ordinary command handlers:
 a call that needs another shard's key (or every shard, like KEYS) stops the
 script with :class:`CrossShard`; whatever it wrote is rolled back (the
 keys' states before the first write are kept), and the acceptor runs the
-script again with every key it needs (see :mod:`shardkv.scripting`).
+script again with every key it needs (see :mod:`shardkv.acceptor.scripting`).
 
 The script cache lives in the acceptor, which sends a script's body the
 first time it sends the script to a shard; here it is compiled once and
@@ -33,9 +33,9 @@ from importlib import resources
 
 from lupa import lua51
 
-from shardkv import commands, errors, wire
-from shardkv.errors import CommandError
-from shardkv.resp import (
+from shardkv.protocol import commands, errors, wire
+from shardkv.protocol.errors import CommandError
+from shardkv.protocol.resp import (
     Error,
     HumanDouble,
     KeyedArrays,
@@ -714,7 +714,7 @@ class Engine:
     @staticmethod
     def busy_threshold() -> float:
         """busy-reply-threshold, in seconds."""
-        from shardkv.worker.server import RUNTIME
+        from shardkv.worker.commands.server import RUNTIME
 
         try:
             return int(RUNTIME.extra.get("busy-reply-threshold", "5000")) / 1000.0
@@ -899,7 +899,7 @@ def evalsha(ks: Keyspace, args: list[bytes]) -> object:
 @command("__eval")
 def eval_across(ks: Keyspace, args: list[bytes]) -> object:
     """__eval everything ro body numkeys key... arg... -> a script run by the
-    executor of a cross-shard operation (see shardkv.scripting).
+    executor of a cross-shard operation (see shardkv.acceptor.scripting).
     ``everything``: every shard is parked and all their keys are here."""
     engine = engine_of(ks)
     body = args[3]

@@ -36,7 +36,7 @@ from collections.abc import Iterator
 
 from sortedcontainers import SortedDict
 
-from shardkv.resp import strict_int
+from shardkv.protocol.resp import strict_int
 
 MASK64 = (1 << 64) - 1
 MAX_ID = (1 << 128) - 1

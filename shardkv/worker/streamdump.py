@@ -23,7 +23,7 @@ field... 0`` and then each entry ``flags ms-diff seq-diff [num-fields]
 
 from __future__ import annotations
 
-from shardkv.resp import strict_int
+from shardkv.protocol.resp import strict_int
 from shardkv.worker.stream import DELETED, MASK64, SAMEFIELDS, Consumer, Group, Nack, Node, Stream
 
 STREAM_LISTPACKS = 15

@@ -1,7 +1,7 @@
 """Settings that tune a worker's data structures, applied when they change.
 
 The acceptor sends every setting with ``__config`` when it attaches a worker
-and after each CONFIG SET (:class:`shardkv.worker.server.Runtime`).  These
+and after each CONFIG SET (:class:`shardkv.worker.commands.server.Runtime`).  These
 set the module-level limits the type modules read on every call:
 
 * the encoding thresholds, which decide OBJECT ENCODING as in Redis
@@ -15,9 +15,10 @@ set the module-level limits the type modules read on every call:
 
 from __future__ import annotations
 
-from shardkv.worker import eviction, keys, sets, zset
+from shardkv.worker import eviction, zset
+from shardkv.worker.commands import keys, sets
+from shardkv.worker.commands.server import RUNTIME, RUNTIME_HOOKS
 from shardkv.worker.keyspace import Keyspace
-from shardkv.worker.server import RUNTIME, RUNTIME_HOOKS
 
 # setting -> the (module, attribute) pairs that hold it
 TUNABLES: dict[str, list[tuple[object, str]]] = {

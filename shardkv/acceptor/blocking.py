@@ -1,0 +1,389 @@
+"""Blocking commands, the acceptor's side: BLPOP, BLMOVE, BZPOPMIN...
+
+A blocked client holds up neither the acceptor nor any worker: its reply
+slot just stays pending until the worker that owns its keys answers it
+(see :mod:`shardkv.worker.blocking` for the worker's side and the whole
+design, and :mod:`shardkv.protocol.wire` for the frames).  The client's later
+commands are held until then (:meth:`Client.resume`), as Redis holds a
+blocked client's input.
+
+Keys on one shard (the usual case)
+    The command goes to that shard with a fresh *token* in its entry
+    header.  The worker replies at once (an empty body if it blocked); a
+    blocked command's reply comes later in a ``W`` frame for its token,
+    which :attr:`ShardLink.blocked` hands to the command's
+    :class:`_OneShard`.  If the client disconnects first, ``X<token>``
+    tells the worker to forget it.  If the worker dies, the slot gets
+    ``-ERR shard unavailable`` (:meth:`ShardLink.fail_all`).
+
+Keys on several shards
+    No worker can wait for keys it does not own, and popping must stay
+    atomic (BLPOP pops from the first non-empty key in order), so
+    :class:`_CrossShard` (1) runs the command atomically across its shards
+    with :class:`~shardkv.acceptor.crossshard.AtomicOp`, where it cannot block; (2)
+    if that found nothing, registers a ``__bwait`` on each shard, which
+    pops nothing and answers 1 when a key of its could serve the command,
+    or 0 when the timeout passes; (3) on the first 1, cancels the other
+    ``__bwait``s and starts again at (1); on a 0 replies with a null array.
+    Only step (1) pops, so an element is popped once, for this client.
+    Unlike a single-shard waiter, such a client has no place in a key's
+    queue of waiters: a client blocked on that key alone, on the same shard,
+    may take the element first (then this one waits again).
+
+A client that disconnects while its step (1) runs cannot stop it: what
+that step pops is lost, as in Redis when a client goes away while the
+server serves it.
+
+XREAD and XREADGROUP across shards
+    The same, with three differences: only with BLOCK do they wait (the
+    timeout is BLOCK's milliseconds); the first try also asks
+    ``__xlastids`` for what ``$`` stands for, and the later tries use those
+    IDs, as Redis resolves ``$`` once, when the command blocks; and each
+    ``__bwait`` carries the group and each key's ID, so it answers 1 only
+    when a key has entries for the command (or its group or stream is gone).
+
+For a new blocking command, add its name to ``TIMEOUT_FIRST`` if its
+timeout is its first argument, and to ``SOURCE_ONLY`` if only its first key
+can wake it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import TYPE_CHECKING
+
+import hiredis
+
+from shardkv.acceptor.client import Slot
+from shardkv.acceptor.crossshard import AtomicOp
+from shardkv.acceptor.fanout import Gather
+from shardkv.acceptor.server import BLOCKING, DISCONNECT_HOOKS
+from shardkv.protocol import errors, wire
+from shardkv.protocol.resp import NULL_ARRAY, KeyedArrays, encode, encode_command, encode_error
+
+if TYPE_CHECKING:
+    from shardkv.acceptor.client import Client
+    from shardkv.acceptor.shardlink import ShardLink
+    from shardkv.protocol.commands import Command
+
+# Commands whose timeout is the first argument, not the last.
+TIMEOUT_FIRST = frozenset({"blmpop", "bzmpop"})
+# Commands that wait on their first key only (the others are written).
+SOURCE_ONLY = frozenset({"blmove", "brpoplpush"})
+# Commands whose keys and IDs follow STREAMS, with an optional BLOCK <ms>.
+STREAM_READS = frozenset({"xread", "xreadgroup"})
+
+# The bodies of "nothing to pop now", in RESP2 (null array, null bulk) and RESP3.
+_NULLS = frozenset({b"*-1\r\n", b"$-1\r\n", b"_\r\n"})
+_READY = b":1\r\n"
+_TIMED_OUT = b":0\r\n"
+
+_tokens = itertools.count(1)
+# Every blocked client's wait, by the client's blocked_token.
+WAITING: dict[int, _OneShard | _CrossShard] = {}
+
+
+def block(client: Client, cmd: Command, args: list[bytes], raw: bytes | None, keys: list[bytes]) -> None:
+    """Run a blocking command for ``client`` (``keys`` is never empty)."""
+    shard_of = client.server.shard_of
+    first = shard_of(keys[0])
+    for key in keys:
+        if shard_of(key) != first:
+            _CrossShard(client, cmd, args, keys)
+            return
+    _OneShard(client, first, args, raw)
+
+
+def _blocked(client: Client) -> int:
+    token = next(_tokens)
+    client.blocked_token = token
+    return token
+
+
+def _unblocked(client: Client, token: int) -> None:
+    WAITING.pop(token, None)
+    if client.blocked_token == token:
+        client.blocked_token = 0
+        if client.held and not client.closed:
+            client.server.loop.call_soon(client.resume)  # type: ignore[union-attr]
+
+
+class _OneShard:
+    """A blocking command whose keys all live on one shard: the sink of its
+    reply, in the R frame (empty if it blocked) and then the W frame."""
+
+    __slots__ = ("client", "slot", "link", "token", "done")
+
+    def __init__(self, client: Client, shard: int, args: list[bytes], raw: bytes | None) -> None:
+        self.client = client
+        self.slot = Slot(client)
+        client.pending.append(self.slot)
+        self.token = token = _blocked(client)
+        self.done = False
+        WAITING[token] = self
+        self.link = link = client.server.links[shard]
+        if link.up:
+            link.blocked[token] = self
+        header = wire.entry_header(wire.FLAG_RESP3 if client.resp3 else 0, token, client.db)
+        link.send(header, raw if raw is not None else encode_command(args), self)
+
+    def deliver(self, body: bytes) -> None:
+        if self.done or not body:  # empty: it blocked, the reply comes later
+            return
+        self.done = True
+        self.link.blocked.pop(self.token, None)
+        self.slot.deliver(body)
+        _unblocked(self.client, self.token)
+
+    def cancel(self) -> None:
+        """The client went away."""
+        self.done = True
+        WAITING.pop(self.token, None)
+        if self.link.blocked.pop(self.token, None) is not None:
+            self.link.send_frame(b"X%d" % self.token)
+
+
+class _Notify:
+    """One shard's ``__bwait`` for a :class:`_CrossShard`."""
+
+    __slots__ = ("wait", "link", "token")
+
+    def __init__(self, wait: _CrossShard, link: ShardLink, token: int) -> None:
+        self.wait = wait
+        self.link = link
+        self.token = token
+
+    def deliver(self, body: bytes) -> None:
+        if body:
+            self.link.blocked.pop(self.token, None)
+            self.wait.notified(self, body)
+
+    def cancel(self) -> None:
+        if self.link.blocked.pop(self.token, None) is not None:
+            self.link.send_frame(b"X%d" % self.token)
+
+
+class _Attempt:
+    """The sink of one atomic try of a :class:`_CrossShard`."""
+
+    __slots__ = ("wait",)
+
+    def __init__(self, wait: _CrossShard) -> None:
+        self.wait = wait
+
+    def deliver(self, body: bytes) -> None:
+        self.wait.attempted(body)
+
+
+def _first_body(bodies: list[bytes]) -> bytes:
+    return bodies[0]
+
+
+class _CrossShard:
+    """A blocking command whose keys live on several shards (see the module
+    docstring): try atomically, wait for a notification, try again."""
+
+    def __init__(self, client: Client, cmd: Command, args: list[bytes], keys: list[bytes]) -> None:
+        self.client = client
+        self.args = args
+        self.keys = keys
+        self.slot = Slot(client)
+        client.pending.append(self.slot)
+        self.token = _blocked(client)
+        WAITING[self.token] = self
+        self.done = False
+        self.started = time.monotonic()
+        self.stream = cmd.name in STREAM_READS
+        self.read_only = cmd.name == "xread"
+        self.resolved = False
+        if self.stream:
+            self.timeout, self.group = _stream_options(args)
+        else:
+            self.timeout = args[1] if cmd.name in TIMEOUT_FIRST else args[-1]
+        shard_of = client.server.shard_of
+        self.wait_keys: dict[int, list[bytes]] = {}
+        for key in dict.fromkeys(keys[:1] if cmd.name in SOURCE_ONLY else keys):
+            self.wait_keys.setdefault(shard_of(key), []).append(key)
+        self.notifies: list[_Notify] = []
+        self.attempt()
+
+    def attempt(self) -> None:
+        client = self.client
+        if self.read_only:
+            self._attempt_parts()
+            return
+        if self.stream and not self.resolved:
+            op = AtomicOp(client, [self.args, [b"__xlastids", *self.keys]], self.keys, self._resolve)
+        else:
+            op = AtomicOp(client, [self.args], self.keys, _first_body)
+        # The operation queued a reply slot of its own; the client's place
+        # in the reply order is ours, so take that one out again.
+        if client.pending and client.pending[-1] is op.slot:
+            client.pending.pop()
+        op.slot = _Attempt(self)  # type: ignore[assignment]
+
+    def _attempt_parts(self) -> None:
+        """XREAD: a read-only try needs no parking.  One ``__xread`` part per
+        shard, all queued in this one step (so they see one moment of the
+        global order), merged in the order of the keys; the first try also
+        asks each shard what ``$`` stands for (``__xlastids``)."""
+        client = self.client
+        links = client.server.links
+        shard_of = client.server.shard_of
+        n = len(self.keys)
+        at = len(self.args) - n
+        head = [b"__xread", *self.args[1 : at - n]]
+        groups: dict[int, list[int]] = {}
+        for i, key in enumerate(self.keys):
+            groups.setdefault(shard_of(key), []).append(i)
+        shards = list(groups.items())
+        resolve = not self.resolved
+        bodies = [
+            encode_command([*head, *(self.keys[i] for i in idx), *(self.args[at + i] for i in idx)])
+            for _, idx in shards
+        ]
+        if resolve:
+            bodies += [encode_command([b"__xlastids", *(self.keys[i] for i in idx)]) for _, idx in shards]
+
+        def merge(parts: list) -> object:
+            if resolve:
+                args = list(self.args)
+                for (_, idx), last in zip(shards, parts[len(shards) :], strict=True):
+                    for i, id_ in zip(idx, last, strict=False):
+                        if args[at + i] == b"$":
+                            args[at + i] = id_
+                self.args = args
+                self.resolved = True
+            found: dict[bytes, list] = {}
+            for part in parts[: len(shards)]:
+                for key, entries in part:
+                    found[key] = entries
+            out = KeyedArrays((key, found[key]) for key in dict.fromkeys(self.keys) if key in found)
+            return out if out else NULL_ARRAY
+
+        gather = Gather(_Attempt(self), len(bodies), merge, client.resp3)
+        header = wire.entry_header(wire.FLAG_PART | (wire.FLAG_RESP3 if client.resp3 else 0), 0, client.db)
+        for i, ((shard, _), body) in enumerate(zip(shards + shards, bodies, strict=False)):
+            links[shard].send(header, body, gather.sink(i))
+
+    def _resolve(self, bodies: list[bytes]) -> bytes:
+        """The first try of XREAD/XREADGROUP: put the IDs ``$`` stood for in
+        place of ``$``, for the tries after a wait."""
+        self.resolved = True
+        if len(bodies) > 1 and bodies[1][:1] == b"*":
+            reader = hiredis.Reader()
+            reader.feed(bodies[1])
+            ids = reader.gets()
+            n = len(self.keys)
+            at = len(self.args) - n
+            args = list(self.args)
+            for i in range(n):
+                if args[at + i] == b"$" and isinstance(ids, list) and i < len(ids):
+                    args[at + i] = ids[i]
+            self.args = args
+        return bodies[0]
+
+    def attempted(self, body: bytes) -> None:
+        if self.done:
+            return
+        if body not in _NULLS or (self.stream and self.timeout is None):
+            self.finish(body)
+            return
+        links = self.client.server.links
+        elapsed = b"%d" % int((time.monotonic() - self.started) * 1000)
+        name = self.args[0]
+        if self.stream:
+            n = len(self.keys)
+            ids = dict(zip(self.keys, self.args[len(self.args) - n :], strict=False))
+        for shard, keys in self.wait_keys.items():
+            link = links[shard]
+            notify = _Notify(self, link, next(_tokens))
+            self.notifies.append(notify)
+            if link.up:
+                link.blocked[notify.token] = notify
+            if self.stream:
+                pairs = [x for key in keys for x in (key, ids[key])]
+                command = encode_command([b"__bwait", name, self.timeout, elapsed, self.group, *pairs])
+            else:
+                command = encode_command([b"__bwait", name, self.timeout, elapsed, *keys])
+            link.send(wire.entry_header(0, notify.token, self.client.db), command, notify)
+            if self.done:  # that shard is down
+                return
+
+    def notified(self, notify: _Notify, body: bytes) -> None:
+        if self.done or notify not in self.notifies:
+            return  # a late answer from a round already over
+        self._cancel_notifies()
+        if body == _READY:
+            self.attempt()
+        elif body == _TIMED_OUT:
+            self.finish(encode(NULL_ARRAY, self.client.resp3))
+        else:
+            self.finish(body)  # an error: the shard is gone
+
+    def _cancel_notifies(self) -> None:
+        notifies, self.notifies = self.notifies, []
+        for notify in notifies:
+            notify.cancel()
+
+    def finish(self, body: bytes) -> None:
+        self.done = True
+        self._cancel_notifies()
+        self.slot.deliver(body)
+        _unblocked(self.client, self.token)
+
+    def cancel(self) -> None:
+        """The client went away."""
+        self.done = True
+        WAITING.pop(self.token, None)
+        self._cancel_notifies()
+
+
+def _stream_options(args: list[bytes]) -> tuple[bytes | None, bytes]:
+    """XREAD/XREADGROUP's BLOCK (as seconds for ``__bwait``, None without
+    it) and group name (empty for XREAD), read before STREAMS."""
+    timeout = None
+    group = b""
+    for i in range(1, len(args) - 1):
+        word = args[i].lower()
+        if word == b"streams":
+            break
+        if word == b"block":
+            ms = int(args[i + 1]) if args[i + 1].isdigit() else 0
+            timeout = b"%d.%03d" % divmod(ms, 1000)
+        elif word == b"group" and i + 2 < len(args):
+            group = args[i + 1]
+    return timeout, group
+
+
+def unblock(client: Client, error: bool) -> bool:
+    """CLIENT UNBLOCK: answer a blocked command now, as if it timed out, or
+    with ``-UNBLOCKED``.  False when ``client`` is not blocked on keys.
+
+    The worker is told to forget the wait (``X``); an element it serves in
+    the meantime, before the ``X`` arrives, is not delivered.
+    """
+    token = client.blocked_token
+    wait = WAITING.get(token) if token > 0 else None
+    if wait is None or wait.done:
+        return False
+    wait.cancel()
+    body = encode_error(errors.UNBLOCKED) if error else encode(NULL_ARRAY, client.resp3)
+    wait.done = True
+    wait.slot.deliver(body)
+    _unblocked(client, token)
+    if not client.closed:
+        client.flush()
+    return True
+
+
+def _disconnected(client: Client) -> None:
+    client.held = []
+    wait = WAITING.pop(client.blocked_token, None) if client.blocked_token else None
+    if wait is not None:
+        wait.cancel()
+
+
+BLOCKING.append(block)
+DISCONNECT_HOOKS.append(_disconnected)

@@ -1,0 +1,542 @@
+"""Operations over several shards: all of their writes happen, or none.
+
+Two kinds of operations span shards.  *Parked* operations read keys on
+some shards and write keys on others (RENAME to another shard, SMOVE,
+SUNIONSTORE and the other STORE forms, MSETNX, LMOVE, a MULTI/EXEC whose
+writes span shards, a WATCHed EXEC, a blocking move served at once).
+*Write fan-outs* write on several shards, each shard's part on its own
+data (MSET, DEL and UNLINK across shards).  Both run as one operation of
+the commit protocol below, named by an operation id unique to this
+acceptor (a random epoch and a counter).
+
+Guarantee
+---------
+Isolation: every shard involved sits at the same place in the acceptor's
+global order while the operation runs (it is *parked*: it runs nothing
+else), so no client sees part of it.  Atomicity: the operation's writes are
+applied on every shard involved or on none, also when any worker or the
+acceptor dies at any point, in memory and after a restart from the AOF.
+The client gets the operation's reply if it committed, an error
+(:data:`~shardkv.protocol.errors.OP_ABORTED`) if it did not, and never a reply
+meant for another operation: every message carries the operation's id.
+
+Messages (one definition each, in :mod:`shardkv.protocol.wire`)
+------------------------------------------------------
+Parked operation, with executor E (the shard of the first key):
+
+1. *park*: a ``__park <op> ...`` entry to every shard involved, in one step
+   of the global order.  Each answers :class:`~shardkv.protocol.wire.Parked` (the
+   states of its keys, the versions of the WATCHed ones) and parks.
+2. *run*: :class:`~shardkv.protocol.wire.Run` to E with all the states.  E runs the
+   commands on them and answers :class:`~shardkv.protocol.wire.Ran`: the replies,
+   the other shards' keys that changed, and what it did with its own
+   changes.  When no other shard's key changed, E has logged its changes
+   as one group and the operation is decided (commit) without a log line.
+   Otherwise E has *prepared* its own part (see 3).
+3. *prepare*: :class:`~shardkv.protocol.wire.Prepare` to each shard whose keys
+   changed.  It applies the new states in memory, keeps the old ones to
+   undo them, logs one ``__XPREPARE <op> <states>`` record in its AOF,
+   written (and with ``appendfsync always`` fsynced) before it answers
+   :class:`~shardkv.protocol.wire.Prepared`.
+4. *decide*: once every shard has prepared, the acceptor appends
+   ``C <op>`` to the decisions file (:mod:`shardkv.protocol.decisions`; fsynced with
+   ``always``).  That line is the commit: then the acceptor answers the
+   client and sends :class:`~shardkv.protocol.wire.Decide` to every parked shard,
+   which logs ``__XCOMMIT <op>`` (or, on abort, restores the old states
+   and logs ``__XABORT <op>``), answers :class:`~shardkv.protocol.wire.Finished`
+   and resumes.  Once no committed operation awaits a ``Finished``, the
+   decisions file is emptied.
+
+A write fan-out skips park and run: each shard gets ``__prepare <op>
+<its part>``, runs it, and, if that changed keys, prepares them as in 3 and
+parks, answering :class:`~shardkv.protocol.wire.PartPrepared` with its part's reply;
+a shard whose part changed nothing goes on at once.  Then 4.
+
+States
+------
+Acceptor, per operation: ``parking`` -> ``running`` -> ``preparing`` ->
+``decided`` (commit or abort); a fan-out goes from ``parking`` to
+``decided``.  Worker, per operation: running -> parked -> (executor: ran)
+-> prepared -> resumed; ``self.prepared`` holds what it prepared until the
+outcome is known.
+
+Failures
+--------
+* A shard dies before the decision (while parking, running or
+  preparing): the acceptor decides abort at once (presumed abort: nothing
+  is logged), sends ``Decide(abort)`` to every other parked shard, which
+  undoes what it prepared and resumes, and answers the client with
+  :data:`~shardkv.protocol.errors.OP_ABORTED`.  The restarted worker finds the
+  prepare record without an outcome in its AOF (if it got that far) and
+  reports it in doubt (:class:`~shardkv.protocol.wire.InDoubt`, the first frame on
+  every new pipe); the acceptor answers :class:`~shardkv.protocol.wire.Resolve`
+  abort, as nothing was logged, and the worker runs nothing before that.
+* A shard dies after the decision: the others commit; its restart reports
+  the operation in doubt and gets commit (the acceptor keeps the decision
+  until every prepared shard has finished it).
+* A worker receives a control message for an operation it is not parked
+  for (a restarted worker does): it answers :class:`~shardkv.protocol.wire.Refused`
+  and does nothing; the acceptor treats that shard as lost for the
+  operation.
+* The acceptor dies: a worker parked for an operation it has prepared
+  keeps it prepared (in doubt) and reports it to the next acceptor, which
+  reads the decisions file: commit if the line is there, else abort; a
+  worker parked with nothing prepared simply resumes.  The client of the
+  operation lost its connection: it got no reply, as with Redis when a
+  connection drops.
+* The decisions file cannot be written: the operation aborts, with
+  :data:`~shardkv.protocol.errors.OP_NOT_RECORDED`.
+
+There is no deadlock: parks are queued in global order on every shard, so
+the oldest pending operation always finds all of its shards parked for it.
+Operation ids carry the acceptor's epoch, and each acceptor resolves only
+from its own decisions, so nothing here assumes a single acceptor beyond
+the file's name.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import random
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from shardkv.acceptor.client import Slot
+from shardkv.acceptor.server import ATOMIC_FAN_OUT, CROSS_SHARD
+from shardkv.protocol import errors, wire
+from shardkv.protocol.decisions import DecisionLog, durable_path, read_committed, volatile_path
+from shardkv.protocol.resp import NULL_ARRAY, Error, encode, encode_command, encode_error, strict_int
+from shardkv.runtime import faultpoints
+
+if TYPE_CHECKING:
+    from shardkv.acceptor.client import Client
+    from shardkv.acceptor.server import Acceptor
+    from shardkv.acceptor.shardlink import ShardLink
+    from shardkv.protocol.commands import Command
+
+log = logging.getLogger("shardkv.acceptor")
+
+PARK_HEADER = wire.entry_header(wire.FLAG_PARK)
+
+
+def park_header(db: int) -> bytes:
+    """The header of a ``__park`` or ``__prepare`` in database ``db``: the
+    shard exports, runs and applies the operation's keys in that database."""
+    return PARK_HEADER if not db else wire.entry_header(wire.FLAG_PARK, db=db)
+
+
+PARKING, RUNNING, PREPARING, DECIDED = "parking", "running", "preparing", "decided"
+
+
+class Coordinator:
+    """The acceptor's half of the protocol that outlives one operation:
+    operation ids, the decisions file, the committed operations some shard
+    has not finished yet, and the answers to :class:`~wire.InDoubt`."""
+
+    def __init__(self, server: Acceptor) -> None:
+        self.server = server
+        self.config = server.config
+        self.nshards = len(server.links)
+        self.ids = itertools.count(((random.getrandbits(28) + 1) << 32) + 1)
+        self.logs: dict[str, DecisionLog] = {}
+        # Decisions of an earlier acceptor, until every shard has reported.
+        self.earlier: set[int] = set()
+        for path in (durable_path(self.config), volatile_path(os.getppid())):
+            self.earlier |= read_committed(path)
+        self.unacked: dict[int, set[int]] = {}  # committed op -> shards yet to finish it
+        self.reported: set[int] = set()  # shards that sent InDoubt to this acceptor
+        for link in server.links:
+            link.orphan = self.orphan
+
+    def new_id(self) -> int:
+        return next(self.ids)
+
+    def _log(self) -> tuple[DecisionLog, bool]:
+        cfg = self.config
+        durable = bool(cfg.get("appendonly"))
+        path = durable_path(cfg) if durable else volatile_path(os.getppid())
+        decisions = self.logs.get(path)
+        if decisions is None:
+            decisions = self.logs[path] = DecisionLog(path)
+        return decisions, durable and cfg.get("appendfsync") == "always"
+
+    def commit(self, op: int, shards: set[int]) -> bytes | None:
+        """Record the commit of ``op``, prepared on ``shards``; the error
+        reply if it could not be recorded (then the operation aborts)."""
+        decisions, fsync = self._log()
+        try:
+            decisions.commit(op, fsync)
+        except OSError as e:
+            log.error("cannot record the commit of operation %d in %s: %s", op, decisions.path, e)
+            return encode_error(errors.OP_NOT_RECORDED % (e.strerror or e))
+        self.unacked[op] = set(shards)
+        return None
+
+    def finished(self, op: int, shard: int) -> None:
+        shards = self.unacked.get(op)
+        if shards is not None:
+            shards.discard(shard)
+            if not shards:
+                del self.unacked[op]
+                self._maybe_clear()
+
+    def orphan(self, link: ShardLink, message: object) -> None:
+        """A control message that belongs to no operation in progress."""
+        if type(message) is wire.InDoubt:
+            self.in_doubt(link, message)
+        elif type(message) is wire.Finished:
+            self.finished(message.op, link.index)
+        else:
+            log.warning("shard %d sent %r for no operation in progress", link.index, message)
+
+    def in_doubt(self, link: ShardLink, message: wire.InDoubt) -> None:
+        """A worker's first frame on a new pipe: resolve what it prepared."""
+        shard = link.index
+        reported = set(message.ops)
+        outcomes = {op: op in self.unacked or op in self.earlier for op in message.ops}
+        for op, commit in outcomes.items():
+            if commit:
+                self.unacked.setdefault(op, set()).add(shard)
+        for op, shards in list(self.unacked.items()):
+            if shard in shards and op not in reported:  # it finished it before it died
+                shards.discard(shard)
+                if not shards:
+                    del self.unacked[op]
+        self.reported.add(shard)
+        if outcomes:
+            log.info("shard %d: operations in doubt resolved: %s", shard, outcomes)
+            link.send_frame(wire.encode_control(wire.Resolve(outcomes)))
+        self._maybe_clear()
+
+    def _maybe_clear(self) -> None:
+        if not self.unacked and len(self.reported) == self.nshards:
+            self.earlier.clear()
+            for decisions in self.logs.values():
+                try:
+                    decisions.clear()
+                except OSError as e:
+                    log.warning("cannot empty %s: %s", decisions.path, e)
+
+    def close(self) -> None:
+        """The acceptor stops: remove a decisions file with nothing in it."""
+        for decisions in self.logs.values():
+            decisions.close(remove_if_empty=True)
+
+
+def coordinator_of(server: Acceptor) -> Coordinator:
+    coordinator = getattr(server, "coordinator", None)
+    if coordinator is None:
+        coordinator = server.coordinator = Coordinator(server)  # type: ignore[attr-defined]
+    return coordinator
+
+
+class _Answer:
+    """The sink for one shard's answer to ``__park`` or ``__prepare``."""
+
+    __slots__ = ("op", "shard", "index")
+
+    def __init__(self, op: AtomicOp | FanOutWrite, shard: int, index: int = 0) -> None:
+        self.op = op
+        self.shard = shard
+        self.index = index
+
+    def deliver(self, body: bytes) -> None:
+        self.op.answered(self.shard, self.index, body)
+
+
+class _Operation:
+    """What parked operations and write fan-outs share: the parked shards,
+    the decision, and the failure cases."""
+
+    def __init__(self, client: Client) -> None:
+        server = client.server
+        self.client = client
+        self.links = server.links
+        self.coordinator = coordinator_of(server)
+        self.id = self.coordinator.new_id()
+        self.slot = Slot(client)
+        client.pending.append(self.slot)
+        self.state = PARKING
+        self.parked: list[int] = []  # shards parked for this operation, alive
+        self.failed = False  # a shard was lost before the decision
+        self.decision: bool | None = None
+
+    def _answer(self, shard: int, body: bytes, kind: type) -> object | None:
+        """Decode a shard's answer to its entry; None if it failed."""
+        if body[:1] == b"-":  # the shard was unavailable: it never ran the entry
+            return None
+        try:
+            message = wire.decode_answer(body)
+        except wire.BadMessage:
+            message = None
+        if type(message) is not kind or message.op != self.id:  # type: ignore[union-attr]
+            log.error("shard %d answered operation %d with %r", shard, self.id, message)
+            return None
+        self.parked.append(shard)
+        self.links[shard].ops[self.id] = self  # type: ignore[assignment]
+        return message
+
+    def _send(self, shard: int, message: object) -> None:
+        self.links[shard].send_frame(wire.encode_control(message))  # type: ignore[arg-type]
+
+    def _commit(self, prepared: set[int], reply: Callable[[], bytes]) -> None:
+        """Every shard that changed keys has prepared: decide commit."""
+        if prepared:
+            error = self.coordinator.commit(self.id, prepared)
+            if error is not None:
+                self._decide(False, error)
+                return
+            faultpoints.hold("committed")
+        self._decide(True, reply())
+
+    def _decide(self, commit: bool, reply: bytes) -> None:
+        self.state = DECIDED
+        self.decision = commit
+        for shard in self.parked:
+            self._send(shard, wire.Decide(self.id, commit))
+        self.slot.deliver(reply)
+
+    def control(self, shard: int, message: object) -> None:
+        kind = type(message)
+        if kind is wire.Finished:
+            self.links[shard].ops.pop(self.id, None)
+            if shard in self.parked:
+                self.parked.remove(shard)
+            self.coordinator.finished(self.id, shard)
+        elif kind is wire.Refused:
+            log.error("shard %d refused operation %d: %s", shard, self.id, message.reason)  # type: ignore[attr-defined]
+            self.links[shard].ops.pop(self.id, None)
+            self.shard_lost(shard)
+        elif self.decision is None:
+            self.step(shard, message)
+
+    def step(self, shard: int, message: object) -> None:
+        raise NotImplementedError
+
+    def _lost_error(self) -> str:
+        return errors.OP_ABORTED
+
+    def shard_lost(self, shard: int) -> None:
+        """A shard parked for this operation died (or refused it)."""
+        if shard in self.parked:
+            self.parked.remove(shard)
+        if self.decision is None:
+            self.failed = True
+            if self.state != PARKING:
+                self._decide(False, encode_error(self._lost_error()))
+        # Decided commit: the coordinator keeps the decision until the
+        # restarted shard has reported and finished it.
+
+
+class AtomicOp(_Operation):
+    """One parked operation over several shards (see the module docstring).
+
+    ``commands`` run in order on the executor, the shard of ``keys[0]``;
+    ``finish`` turns the executor's reply bodies into the client's reply
+    bytes, once the operation has committed.  ``watched`` maps each
+    watched key to the version the client saw: if one changed, nothing
+    runs and the reply is a null array.  ``everything`` parks every shard
+    and installs all keys on the executor (FLUSHALL, DBSIZE in EXEC).
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        commands: list[list[bytes]],
+        keys: list[bytes],
+        finish: Callable[[list[bytes]], bytes],
+        watched: dict[bytes, int] | None = None,
+        everything: bool = False,
+        key_dbs: dict[bytes, int] | None = None,
+    ) -> None:
+        super().__init__(client)
+        server = client.server
+        self.commands = commands
+        self.finish = finish
+        self.watched = watched or {}
+        shard_of = server.shard_of
+        self.executor = shard_of(keys[0]) if keys else 0
+        exports: dict[int, list[bytes]] = {}
+        for key in dict.fromkeys(keys):
+            exports.setdefault(shard_of(key), []).append(key)
+        watched_by: dict[int, list[bytes]] = {}
+        for key in self.watched:
+            watched_by.setdefault(shard_of(key), []).append(key)
+        shards = set(exports) | set(watched_by) | {self.executor}
+        if everything:
+            shards = set(range(len(self.links)))
+        self.shards = sorted(shards)
+        self.own = [b"*"] if everything else exports.get(self.executor, [])
+        self.waiting = len(self.shards)
+        self.states: dict[bytes, object] = {}
+        self.owner: dict[bytes, int] = {}
+        # Keys of another database than the client's (COPY ... DB): their
+        # shard parks in that database, and the executor gets them as
+        # (database, key), so that it installs them there.
+        self.key_dbs = key_dbs or {}
+        shard_dbs = {shard_of(key): db for key, db in self.key_dbs.items()}
+        self.error: bytes | None = None
+        self.aborted = False  # a watched key changed
+        self.bodies: list[bytes] = []
+        self.preparing: set[int] = set()
+        self.prepared: set[int] = set()
+        op = b"%d" % self.id
+        for shard in self.shards:
+            export = [] if shard == self.executor else exports.get(shard, [])
+            if everything and shard != self.executor:
+                export = [b"*", *export]  # with the keys that do not exist yet
+            args = [b"__park", op, b"%d" % len(export), *export, *watched_by.get(shard, [])]
+            header = park_header(shard_dbs.get(shard, client.db))
+            self.links[shard].send(header, encode_command(args), _Answer(self, shard))
+
+    def answered(self, shard: int, index: int, body: bytes) -> None:
+        message = self._answer(shard, body, wire.Parked)
+        if message is None:
+            self.error = body if body[:1] == b"-" else encode_error(errors.OP_ABORTED)
+        else:
+            key_dbs = self.key_dbs
+            for key, state in message.states.items():  # type: ignore[attr-defined]
+                if key in key_dbs:
+                    key = (key_dbs[key], key)
+                self.states[key] = state
+                self.owner[key] = shard
+            for key, version in message.versions.items():  # type: ignore[attr-defined]
+                if self.watched.get(key) != version:
+                    self.aborted = True
+        self.waiting -= 1
+        if not self.waiting:
+            self._all_parked()
+
+    def _all_parked(self) -> None:
+        if self.error is not None:
+            self._decide(False, self.error)
+        elif self.failed or self.executor not in self.parked:
+            self._decide(False, encode_error(self._lost_error()))
+        elif self.aborted:
+            self._decide(False, encode(NULL_ARRAY, self.client.resp3))
+        else:
+            self.state = RUNNING
+            alone = self.shards == [self.executor]
+            resp3 = int(self.client.resp3)
+            run = wire.Run(self.id, self.states, self.commands, resp3, alone, self.own)
+            self._send(self.executor, run)
+
+    def step(self, shard: int, message: object) -> None:
+        kind = type(message)
+        if kind is wire.Ran and self.state == RUNNING and shard == self.executor:
+            self._ran(message)  # type: ignore[arg-type]
+        elif kind is wire.Prepared and self.state == PREPARING:
+            self.preparing.discard(shard)
+            if not self.preparing:
+                self._commit(self.prepared, self._reply)
+        else:
+            log.error("shard %d sent %r to operation %d, %s", shard, message, self.id, self.state)
+
+    def _ran(self, message: wire.Ran) -> None:
+        self.bodies = message.bodies
+        writes: dict[int, dict] = {}
+        for key, state in message.after.items():
+            # The shard of another database's key is parked in that database.
+            writes.setdefault(self.owner[key], {})[key[1] if type(key) is tuple else key] = state
+        if not writes:  # only the executor wrote, if anything
+            self._commit({self.executor} if message.own == wire.PREPARED else set(), self._reply)
+            return
+        self.state = PREPARING
+        self.preparing = set(writes)
+        self.prepared = set(writes)
+        if message.own == wire.PREPARED:
+            self.prepared.add(self.executor)
+        for shard, states in writes.items():
+            self._send(shard, wire.Prepare(self.id, states))
+
+    def _reply(self) -> bytes:
+        return self.finish(self.bodies)
+
+    def _lost_error(self) -> str:
+        # Alone, the executor commits by itself, as a single-shard command
+        # does: if it dies, whether it did is unknown, as for any command.
+        return errors.SHARD_UNAVAILABLE if self.shards == [self.executor] else errors.OP_ABORTED
+
+
+class FanOutWrite(_Operation):
+    """A write whose parts run on several shards, each on its own keys
+    (MSET, DEL, UNLINK): one ``__prepare`` per shard, then the decision."""
+
+    def __init__(
+        self, client: Client, parts: dict[int, list[bytes]], merge: Callable[[list], object]
+    ) -> None:
+        super().__init__(client)
+        self.merge = merge
+        self.values: list = [None] * len(parts)
+        self.waiting = len(parts)
+        op = b"%d" % self.id
+        header = park_header(client.db)
+        for i, (shard, part) in enumerate(parts.items()):
+            entry = encode_command([b"__prepare", op, *part])
+            self.links[shard].send(header, entry, _Answer(self, shard, i))
+
+    def answered(self, shard: int, index: int, body: bytes) -> None:
+        message = self._answer(shard, body, wire.PartPrepared)
+        if message is None:
+            self.failed = True
+            if body[:1] == b"-":
+                self.values[index] = Error(body[1:-2].decode("latin-1"))
+        else:
+            self.values[index] = message.value  # type: ignore[attr-defined]
+            if not message.prepared:  # type: ignore[attr-defined]
+                self.parked.remove(shard)  # it changed nothing and went on
+                self.links[shard].ops.pop(self.id, None)
+        self.waiting -= 1
+        if not self.waiting:
+            self._all_in()
+
+    def _all_in(self) -> None:
+        failures = [v for v in self.values if type(v) is Error]
+        if failures or self.failed:
+            error = failures[0] if failures and not self.failed else Error(errors.OP_ABORTED)
+            self._decide(False, encode(error, self.client.resp3))
+        else:
+            self._commit(set(self.parked), self._reply)
+
+    def _reply(self) -> bytes:
+        return encode(self.merge(self.values), self.client.resp3)
+
+    def step(self, shard: int, message: object) -> None:
+        log.error("shard %d sent %r to write fan-out %d", shard, message, self.id)
+
+
+def _first_body(bodies: list[bytes]) -> bytes:
+    return bodies[0]
+
+
+def run_cross_shard(
+    client: Client, cmd: Command, args: list[bytes], keys: list[bytes], everything: bool = False
+) -> None:
+    """A single command whose keys live on several shards (or that may read
+    any key, with ``everything``)."""
+    key_dbs = _other_db_keys(cmd, args, client.db, client.server.config["databases"])
+    AtomicOp(client, [args], keys, _first_body, everything=everything, key_dbs=key_dbs)
+
+
+def _other_db_keys(cmd: Command, args: list[bytes], db: int, databases: int) -> dict[bytes, int] | None:
+    """COPY source destination DB n: the destination is database n's."""
+    if cmd.name != "copy":
+        return None
+    target = None
+    for i in range(3, len(args) - 1):
+        if args[i].upper() == b"DB":
+            target = strict_int(args[i + 1])
+    if target is None or target == db or not 0 <= target < databases:
+        return None  # the executor replies with the error, if any
+    return {args[2]: target}
+
+
+def run_write_fan_out(client: Client, parts: dict[int, list[bytes]], merge: Callable[[list], object]) -> None:
+    """A write command split by shard (MSET, DEL...)."""
+    FanOutWrite(client, parts, merge)
+
+
+CROSS_SHARD.append(run_cross_shard)
+ATOMIC_FAN_OUT.append(run_write_fan_out)

@@ -1,0 +1,189 @@
+"""The acceptor's side of persistence: LASTSAVE, SHUTDOWN, INFO persistence.
+
+Each shard persists itself (see :mod:`shardkv.worker.persistence.engine`); SAVE,
+BGSAVE and BGREWRITEAOF simply run on every shard (route ``all``).  What
+needs the acceptor is what spans the shards:
+
+* LASTSAVE is the oldest of the shards' last saves: the last time *every*
+  shard had saved.
+* SHUTDOWN sends ``__shutdown`` to every shard.  Each flushes its AOF,
+  saves (SAVE, or when ``save`` rules exist, unless NOSAVE), and from then
+  on refuses every command, so nothing can be acknowledged after its last
+  save.  When all shards are done, the client's connection closes (Redis
+  sends no reply) and the supervisor is told to stop.  If a shard cannot
+  save, the others are opened again and the client gets Redis's error.
+* INFO's persistence section merges the shards' figures.
+* A CONFIG SET is reported to the supervisor, so that a worker or an
+  acceptor it restarts starts with the settings in effect.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+from typing import TYPE_CHECKING
+
+from shardkv.acceptor.client import Slot
+from shardkv.acceptor.local import CONFIG_HOOKS
+from shardkv.acceptor.server import local
+from shardkv.protocol import errors, wire
+from shardkv.protocol.resp import encode_command, encode_error
+
+if TYPE_CHECKING:
+    from shardkv.acceptor.client import Client
+    from shardkv.acceptor.server import Acceptor
+
+log = logging.getLogger("shardkv.acceptor")
+
+_HEADER = wire.entry_header(0)
+SHUTDOWN_FAILED = "ERR Errors trying to SHUTDOWN. Check logs."
+
+
+@local("lastsave")
+def lastsave(client: Client, args: list) -> None:
+    """LASTSAVE"""
+    client.query_all([b"__lastsave"], min)
+
+
+class _Shutdown:
+    """Gathers every shard's answer to ``__shutdown``."""
+
+    def __init__(self, client: Client, nshards: int) -> None:
+        self.client = client
+        self.slot = Slot(client)
+        client.pending.append(self.slot)
+        self.left = nshards
+        self.failed = False
+        self.force = False  # SHUTDOWN FORCE: stop even if a shard could not save
+
+    def deliver(self, body: bytes) -> None:
+        if not body.startswith(b"+"):
+            self.failed = True
+        self.left -= 1
+        if self.left:
+            return
+        client = self.client
+        server = client.server
+        if self.failed and not self.force:
+            for link in server.links:
+                link.send(_HEADER, encode_command([b"__shutdown", b"abort"]), _Ignore())
+            self.slot.deliver(encode_error(SHUTDOWN_FAILED))
+            return
+        log.warning("acceptor: SHUTDOWN by client id=%d addr=%s; stopping", client.id, client.addr)
+        self.slot.deliver(b"")  # Redis closes the connection without a reply
+        client.close_after_replies()
+        os.kill(os.getppid(), signal.SIGTERM)
+
+
+class _Ignore:
+    def deliver(self, body: bytes) -> None:
+        pass
+
+
+@local("shutdown")
+def shutdown(client: Client, args: list) -> None:
+    """SHUTDOWN [NOSAVE | SAVE] [NOW] [FORCE] [ABORT]"""
+    options = set()
+    for a in args[1:]:
+        opt = a.upper()
+        if opt not in (b"NOSAVE", b"SAVE", b"NOW", b"FORCE", b"ABORT"):
+            client.reply_error(errors.SYNTAX)
+            return
+        options.add(opt)
+    if (b"NOSAVE" in options and b"SAVE" in options) or (b"ABORT" in options and len(options) > 1):
+        client.reply_error(errors.SYNTAX)
+        return
+    if b"ABORT" in options:
+        client.reply_error("ERR No shutdown in progress.")
+        return
+    mode = b"nosave" if b"NOSAVE" in options else b"save" if b"SAVE" in options else b"default"
+    links = client.server.links
+    gather = _Shutdown(client, len(links))
+    gather.force = b"FORCE" in options
+    for link in links:
+        link.send(_HEADER, encode_command([b"__shutdown", mode]), gather)
+
+
+# -- INFO persistence -----------------------------------------------------------
+
+# How each shard figure merges into one: the server's figure is the sum, the
+# largest, the smallest, or "err" if any shard says so.
+_MERGE = [
+    ("rdb_changes_since_last_save", sum),
+    ("rdb_bgsave_in_progress", max),
+    ("rdb_last_save_time", min),
+    ("rdb_last_bgsave_status", "status"),
+    ("rdb_last_bgsave_time_sec", max),
+    ("rdb_current_bgsave_time_sec", max),
+    ("rdb_saves", max),
+    ("rdb_last_cow_size", 0),
+    ("rdb_last_load_keys_expired", 0),
+    ("rdb_last_load_keys_loaded", sum),
+    ("aof_enabled", max),
+    ("aof_rewrite_in_progress", max),
+    ("aof_rewrite_scheduled", max),
+    ("aof_last_rewrite_time_sec", max),
+    ("aof_current_rewrite_time_sec", max),
+    ("aof_last_bgrewrite_status", "status"),
+    ("aof_rewrites", max),
+    ("aof_rewrites_consecutive_failures", 0),
+    ("aof_last_write_status", "status"),
+    ("aof_last_cow_size", 0),
+    ("module_fork_in_progress", 0),
+    ("module_fork_last_cow_size", 0),
+]
+_MERGE_AOF = [
+    ("aof_current_size", sum),
+    ("aof_base_size", sum),
+    ("aof_pending_rewrite", 0),
+    ("aof_buffer_length", sum),
+    ("aof_pending_bio_fsync", 0),
+    ("aof_delayed_fsync", 0),
+]
+# shardkv's own: the longest stop of any shard to start or finish a child,
+# and the longest time a shard took to load its data at start.
+_MERGE_OWN = [
+    ("rdb_bgsave_max_pause_usec", max),
+    ("aof_rewrite_max_pause_usec", max),
+    ("load_seconds", max),
+]
+
+
+def persistence_section(server: Acceptor, shards: list) -> list[tuple[str, object]]:
+    """INFO's persistence lines, from each shard's ``__info`` figures."""
+    figures = [s[5] for s in shards if len(s) > 5 and s[5]]
+    out: list[tuple[str, object]] = [("loading", 0), ("async_loading", 0)]
+    if not figures:
+        return out + [("rdb_last_save_time", server.lastsave), ("aof_enabled", 0)]
+    merges = _MERGE + (_MERGE_AOF if any(f.get("aof_enabled") for f in figures) else []) + _MERGE_OWN
+    for name, how in merges:
+        values = [f[name] for f in figures if name in f]
+        if how == 0:
+            out.append((name, 0))
+        elif how == "status":
+            out.append((name, "err" if "err" in values else "ok"))
+        elif values:
+            out.append((name, how(values)))  # type: ignore[operator]
+    return out
+
+
+def latest_fork_usec(shards: list) -> int:
+    return max((s[5].get("latest_fork_usec", 0) for s in shards if len(s) > 5 and s[5]), default=0)
+
+
+# -- CONFIG SET reaches the supervisor ---------------------------------------------
+
+
+def _tell_supervisor(server: Acceptor, changes: dict) -> None:
+    sock = getattr(server, "control", None)
+    if sock is None or not changes:
+        return
+    try:
+        sock.send(b"config " + json.dumps(changes).encode() + b"\n")
+    except OSError as e:
+        log.warning("acceptor: could not tell the supervisor about CONFIG SET: %s", e)
+
+
+CONFIG_HOOKS.append(_tell_supervisor)

@@ -1,0 +1,126 @@
+"""Commands that run on several shards: split, send in one step, merge.
+
+A command whose keys live on several shards, or that runs on every shard,
+is split into one part per shard.  All parts are queued in the same turn
+of the acceptor's loop, with no other client's command between them, so
+every shard sees them at the same place in the global order: the command
+is atomic with respect to every other client.  Each shard answers its
+part with a marshal value (``FLAG_PART``), and when the last part is in,
+a *merge* function turns the parts into the reply value.
+
+Merge policies are named in the command table's ``policy`` column.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+from shardkv.protocol import wire
+from shardkv.protocol.resp import Error, encode
+
+Merge = Callable[[list], object]
+
+
+class Gather:
+    """Collects the parts of one fanned-out command."""
+
+    __slots__ = ("slot", "parts", "remaining", "merge", "resp3")
+
+    def __init__(self, slot, nparts: int, merge: Merge, resp3: bool) -> None:
+        self.slot = slot
+        self.parts: list = [None] * nparts
+        self.remaining = nparts
+        self.merge = merge
+        self.resp3 = resp3
+
+    def sink(self, index: int) -> Part:
+        return Part(self, index)
+
+    def done(self) -> None:
+        errors = [p for p in self.parts if type(p) is Error]
+        value = errors[0] if errors else self.merge(self.parts)
+        self.slot.deliver(encode(value, self.resp3))
+
+
+class Part:
+    """The sink for one shard's part of a :class:`Gather`."""
+
+    __slots__ = ("gather", "index")
+
+    def __init__(self, gather: Gather, index: int) -> None:
+        self.gather = gather
+        self.index = index
+
+    def deliver(self, body: bytes) -> None:
+        g = self.gather
+        if body[:1] == b"-":  # the shard failed: an error in RESP
+            g.parts[self.index] = Error(body[1:-2].decode("latin-1"))
+        else:
+            g.parts[self.index] = wire.decode_part(body)
+        g.remaining -= 1
+        if not g.remaining:
+            g.done()
+
+
+def merge_sum(parts: list) -> object:
+    return sum(parts)
+
+
+def merge_ok(parts: list) -> object:
+    return "OK"
+
+
+def merge_concat(parts: list) -> object:
+    out: list = []
+    for p in parts:
+        out.extend(p)
+    return out
+
+
+def merge_random(parts: list) -> object:
+    found = [p for p in parts if p is not None]
+    return random.choice(found) if found else None
+
+
+MERGES: dict[str, Merge] = {
+    "sum": merge_sum,
+    "ok": merge_ok,
+    "mset": merge_ok,
+    "concat": merge_concat,
+    "random": merge_random,
+}
+
+
+def split_by_shard(
+    args: list[bytes], first: int, step: int, shard_of: Callable[[bytes], int]
+) -> tuple[dict[int, list[bytes]], dict[int, list[int]]]:
+    """Group the key arguments (with the ``step - 1`` values after each).
+
+    Returns, per shard, its part's arguments (without the command name)
+    and the positions of its keys among all the keys, in order.
+    """
+    parts: dict[int, list[bytes]] = {}
+    positions: dict[int, list[int]] = {}
+    for n, i in enumerate(range(first, len(args), step)):
+        shard = shard_of(args[i])
+        part = parts.get(shard)
+        if part is None:
+            parts[shard] = part = []
+            positions[shard] = []
+        part.extend(args[i : i + step])
+        positions[shard].append(n)
+    return parts, positions
+
+
+def merge_by_position(positions: list[list[int]], total: int) -> Merge:
+    """Put the parts' items back in the order of the command's keys."""
+
+    def merge(parts: list) -> object:
+        out: list = [None] * total
+        for where, items in zip(positions, parts, strict=False):
+            for i, item in zip(where, items, strict=False):
+                out[i] = item
+        return out
+
+    return merge

@@ -1,0 +1,109 @@
+"""LATENCY: LATEST, HISTORY, RESET, DOCTOR, GRAPH, HISTOGRAM and HELP.
+
+LATENCY HISTOGRAM reports each command's latency distribution from the
+same counters as INFO latencystats (see :mod:`shardkv.runtime.cmdstats`), in
+Redis's format: the calls, and the cumulative count at each power of two
+of microseconds.
+
+The latency monitor's events (``latency-monitor-threshold``) are not
+recorded: shardkv has none of the events Redis samples (fork, AOF fsync
+in the main thread, expire and eviction cycles in the one thread), so
+LATEST and HISTORY are empty and DOCTOR says so, as Redis does with the
+monitor off or nothing recorded.
+"""
+
+from __future__ import annotations
+
+from shardkv.acceptor.client import Client
+from shardkv.acceptor.local import _guard, _subcommand_error
+from shardkv.acceptor.server import local
+from shardkv.protocol import command_docs
+from shardkv.protocol.errors import CommandError
+from shardkv.protocol.resp import Verbatim
+from shardkv.runtime.cmdstats import Stats, bucket_value
+
+_HELP = [
+    "LATENCY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "DOCTOR",
+    "    Return a human readable latency analysis report.",
+    "GRAPH <event>",
+    "    Return an ASCII latency graph for the <event> class.",
+    "HISTORY <event>",
+    "    Return time-latency samples for the <event> class.",
+    "LATEST",
+    "    Return the latest latency samples for all events.",
+    "RESET [<event> ...]",
+    "    Reset latency data of one or more <event> classes.",
+    "    (default: reset all data for all event classes)",
+    "HISTOGRAM [COMMAND ...]",
+    "    Return a cumulative distribution of latencies in the format of a histogram for the specified command names.",
+    "    If no commands are specified then all histograms are replied.",
+    "HELP",
+    "    Prints this help.",
+]
+_DOCTOR_OFF = (
+    "Dave, no latency spike was observed during the lifetime of this Redis instance, not in the "
+    "slightest bit. I honestly think you ought to sleep tonight.\n"
+)
+_DOCTOR_DISABLED = (
+    "I'm sorry, Dave, I can't do that. Latency monitoring is disabled in this Redis instance. "
+    'You may use "CONFIG SET latency-monitor-threshold <milliseconds>." in order to enable it. '
+    "If we weren't in a deep space mission I'd suggest to take a look at "
+    "https://redis.io/topics/latency-monitor.\n"
+)
+
+
+@local("latency")
+@_guard
+def latency(client: Client, args: list) -> None:
+    """LATENCY LATEST | HISTORY event | RESET [event ...] | DOCTOR | GRAPH event | HISTOGRAM [command ...]"""
+    problem = command_docs.check_subcommand(args)
+    if problem:
+        raise CommandError(problem)
+    sub = args[1].upper()
+    server = client.server
+    if sub in (b"LATEST", b"HISTORY"):
+        client.reply([])
+    elif sub == b"RESET":
+        client.reply(0)
+    elif sub == b"DOCTOR":
+        text = _DOCTOR_DISABLED if not server.config["latency-monitor-threshold"] else _DOCTOR_OFF
+        client.reply(Verbatim(text.encode()))
+    elif sub == b"GRAPH":
+        raise CommandError("ERR No samples available for event '%s'" % args[2].decode("latin-1"))
+    elif sub == b"HISTOGRAM":
+        names = {a.decode("latin-1").lower() for a in args[2:]}
+        own = server.stats.report()
+        client.query_all([b"__cmdstats"], lambda parts: _histogram(own, parts, names))
+    elif sub == b"HELP":
+        client.reply([line.encode() for line in _HELP])
+    else:
+        raise _subcommand_error(args)
+
+
+def _histogram(own: list, parts: list, names: set) -> dict:
+    total = Stats()
+    total.merge(own)
+    for part in parts:
+        if isinstance(part, list):
+            total.merge(part)
+    out: dict = {}
+    for name, row in sorted(total.commands.items()):
+        if names and name not in names:
+            continue
+        calls, hist = row[0], row[4]
+        if not hist:
+            continue
+        # Cumulative counts at powers of two of microseconds, as Redis prints
+        # its HdrHistogram (the first bucket at 1 µs).
+        by_power: dict[int, int] = {}
+        for index, n in hist.items():
+            us = max(bucket_value(index) // 1000, 1)
+            power = 1 << (us - 1).bit_length()
+            by_power[power] = by_power.get(power, 0) + n
+        cumulative, running = {}, 0
+        for power in sorted(by_power):
+            running += by_power[power]
+            cumulative[power] = running
+        out[name.encode()] = {b"calls": calls, b"histogram_usec": cumulative}
+    return out

@@ -1,0 +1,129 @@
+"""MEMORY: USAGE, STATS, DOCTOR, MALLOC-STATS, PURGE and HELP.
+
+MEMORY USAGE goes to the shard that owns the key (see
+:mod:`shardkv.worker.commands.memusage`); the others are answered here, from the
+figures INFO reports (every process's resident size, the keys the shards
+hold).  shardkv runs on Python's allocator, not jemalloc, so MALLOC-STATS
+says so as Redis does for libc's, and PURGE runs a garbage collection.
+"""
+
+from __future__ import annotations
+
+import gc
+
+from shardkv.acceptor.client import Client
+from shardkv.acceptor.local import _guard, _subcommand_error
+from shardkv.acceptor.server import local
+from shardkv.protocol import command_docs
+from shardkv.protocol.errors import CommandError
+from shardkv.protocol.resp import OK, Verbatim
+
+_HELP = [
+    "MEMORY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "DOCTOR",
+    "    Return memory problems reports.",
+    "MALLOC-STATS",
+    "    Return internal statistics report from the memory allocator.",
+    "PURGE",
+    "    Attempt to purge dirty pages for reclamation by the allocator.",
+    "STATS",
+    "    Return information about the memory usage of the server.",
+    "USAGE <key> [SAMPLES <count>]",
+    "    Return memory in bytes used by <key> and its value. Nested values are",
+    "    sampled up to <count> times (default: 5, 0 means sample all).",
+    "HELP",
+    "    Prints this help.",
+]
+_EMPTY = (
+    "Hi Sam, this instance is empty or is using very little memory, my issues detector can't be "
+    "used in these conditions. Please, leave for your mission on Earth and fill it with some data. "
+    "The new Sam and I will be back to our programming as soon as I finished rebooting."
+)
+_FINE = (
+    "Hi Sam, I can't find any memory issue in your instance. I can only account for what occurs on this base."
+)
+
+
+@local("memory")
+@_guard
+def memory(client: Client, args: list) -> None:
+    """MEMORY USAGE key [SAMPLES count] | STATS | DOCTOR | MALLOC-STATS | PURGE | HELP"""
+    problem = command_docs.check_subcommand(args)
+    if problem:
+        raise CommandError(problem)
+    sub = args[1].upper()
+    server = client.server
+    if sub == b"USAGE":
+        client.send(server.shard_of(args[2]), args, None)
+    elif sub == b"STATS":
+        client.query_all([b"__info"], lambda parts: _stats(server, parts))
+    elif sub == b"DOCTOR":
+        client.query_all([b"__info"], lambda parts: Verbatim(_doctor(server, parts).encode()))
+    elif sub == b"MALLOC-STATS":
+        client.reply("Stats not supported for the current allocator")
+    elif sub == b"PURGE":
+        gc.collect()
+        client.reply(OK)
+    elif sub == b"HELP":
+        client.reply([line.encode() for line in _HELP])
+    else:
+        raise _subcommand_error(args)
+
+
+def _totals(server, parts: list) -> tuple[int, int, int]:
+    from shardkv.acceptor.info import _STARTUP, _own_rss
+
+    keys = sum(p[0] for p in parts)
+    used = sum(p[3] for p in parts) + _own_rss()
+    # What the processes held before any data: the smallest figure seen
+    # while the keyspace was empty (the interpreters themselves).
+    if not keys:
+        _STARTUP[0] = min(_STARTUP[0], used) if _STARTUP[0] else used
+    return keys, used, _STARTUP[0]
+
+
+def _stats(server, parts: list) -> dict:
+    from shardkv.acceptor.info import _PEAK
+
+    keys, used, startup = _totals(server, parts)
+    peak = max(_PEAK[0], used)
+    clients = server.clients.values()
+    normal = sum(c.parser.buffered() for c in clients)
+    dataset = max(used - startup - normal, 0)
+    overhead = used - dataset
+    return {
+        b"peak.allocated": peak,
+        b"total.allocated": used,
+        b"startup.allocated": startup,
+        b"replication.backlog": 0,
+        b"clients.slaves": 0,
+        b"clients.normal": normal,
+        b"cluster.links": 0,
+        b"aof.buffer": 0,
+        b"lua.caches": 0,
+        b"functions.caches": 0,
+        b"overhead.total": overhead,
+        b"keys.count": keys,
+        b"keys.bytes-per-key": dataset // keys if keys else 0,
+        b"dataset.bytes": dataset,
+        b"dataset.percentage": str(100 * dataset / used if used else 0).encode(),
+        b"peak.percentage": str(100 * used / peak if peak else 100).encode(),
+        b"allocator.allocated": used,
+        b"allocator.active": used,
+        b"allocator.resident": used,
+        b"allocator-fragmentation.ratio": b"1",
+        b"allocator-fragmentation.bytes": 0,
+        b"allocator.rss-ratio": b"1",
+        b"allocator.rss-bytes": 0,
+        b"rss-overhead.ratio": b"1",
+        b"rss-overhead.bytes": 0,
+        b"fragmentation": b"1",
+        b"fragmentation.bytes": 0,
+    }
+
+
+def _doctor(server, parts: list) -> str:
+    keys, used, startup = _totals(server, parts)
+    if used - startup < 5 * 1024 * 1024:  # as Redis: under 5 MB is "empty"
+        return _EMPTY
+    return _FINE

@@ -1,0 +1,162 @@
+"""MONITOR: a stream of every command the server runs, as Redis writes it.
+
+Each command that runs is sent to every monitoring client as one status
+line::
+
+    +1700000000.123456 [0 127.0.0.1:50412] "SET" "key" "value"
+
+the wall-clock time in microseconds, the database and the address of the
+client that sent it, and its arguments quoted as Redis's ``sdscatrepr``
+quotes them.  As in Redis (``call()`` in server.c), a command is shown
+after it has run, so the order of the lines is the server's one global
+order; commands rejected before they run (unknown, wrong arity, NOAUTH,
+queued inside MULTI) are not shown, a transaction's commands are shown
+when EXEC runs them, and commands flagged ``admin`` (CONFIG, CLIENT LIST,
+SAVE, DEBUG, MONITOR itself...) never are.  The passwords of AUTH and
+HELLO ... AUTH are shown as ``(redacted)``.
+
+A monitoring client may still run commands that do not touch the
+keyspace (PING, SUBSCRIBE, QUIT...); the others get Redis's "Replica
+can't interact with the keyspace", and RESET ends monitoring.
+
+The one difference: where EXEC must first check WATCHed keys or runs a
+blocking command, its commands run on a shard after EXEC was handed out,
+and their lines follow the EXEC line instead of preceding it.
+
+A script's EVAL (EVALSHA, FCALL...) line is followed, as in Redis, by one
+``[<db> lua]`` line per command the script called, which its worker reports
+in an ``M`` frame (see :mod:`shardkv.protocol.wire`); not yet for scripts that run
+across shards or inside MULTI.
+
+This module holds the formatting and the fan-out; the MONITOR command
+itself is in :mod:`shardkv.acceptor.local`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection
+from typing import TYPE_CHECKING
+
+from shardkv.protocol import command_docs, commands
+
+if TYPE_CHECKING:
+    from shardkv.acceptor.client import Client
+    from shardkv.acceptor.server import Acceptor
+
+# sdscatrepr: backslash escapes for \\ " \n \r \t \a \b, \xHH for any other
+# byte that is not printable ASCII.
+_ESCAPES = {i: "\\x%02x" % i for i in range(256) if not 0x20 <= i <= 0x7E}
+_ESCAPES.update({ord(c): "\\" + c for c in '\\"'})
+_ESCAPES.update({0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t", 0x07: "\\a", 0x08: "\\b"})
+_REDACTED = '"(redacted)"'
+
+
+def quote(arg: bytes) -> str:
+    """One argument as Redis's sdscatrepr writes it: "a\\x00b"."""
+    return '"' + arg.decode("latin-1").translate(_ESCAPES) + '"'
+
+
+def _redacted(args: list[bytes]) -> set[int]:
+    """The positions Redis redacts: AUTH's arguments, HELLO's AUTH pair."""
+    name = args[0].lower()
+    if name == b"auth":
+        return set(range(1, len(args)))
+    hidden: set[int] = set()
+    if name == b"hello":
+        i = 2
+        while i < len(args):
+            option = args[i].lower()
+            if option == b"auth" and i + 2 < len(args):
+                hidden |= {i + 1, i + 2}
+                i += 2
+            elif option == b"setname" and i + 1 < len(args):
+                i += 1
+            i += 1
+    return hidden
+
+
+def line(client: Client, args: list[bytes]) -> bytes:
+    """The status line a monitor receives for ``args``, sent by ``client``."""
+    return _line(client.db, client.addr.encode(), args)
+
+
+def _line(db: int, addr: bytes, args: list[bytes]) -> bytes:
+    micros = time.time_ns() // 1000
+    hidden = _redacted(args)
+    shown = " ".join(_REDACTED if i in hidden else quote(a) for i, a in enumerate(args))
+    return b"+%d.%06d [%d %s] %s\r\n" % (*divmod(micros, 1_000_000), db, addr, shown.encode("latin-1"))
+
+
+def shown(cmd: commands.Command, args: list[bytes]) -> bool:
+    """Whether monitors see this command: not ``admin`` (for a container,
+    its subcommand's flags decide), and not a bad subcommand, which Redis
+    rejects before running."""
+    subs = command_docs.SUBCOMMANDS.get(cmd.name)
+    flags: Collection[str] = cmd.flags
+    if subs is not None and len(args) > 1:
+        if command_docs.check_subcommand(args) is not None:
+            return False
+        sub = subs.get(args[1].decode("latin-1").lower())
+        if sub is not None:
+            flags = sub.flags
+    # ``skip_monitor`` (EVAL, EVALSHA, FCALL and their _RO forms) is not a
+    # reason to hide: Redis shows those lines itself, ahead of the ``[0 lua]``
+    # lines of the commands the script calls (see feed_script).
+    return "admin" not in flags
+
+
+def touches_keyspace(cmd: commands.Command) -> bool:
+    """Commands a monitoring client may not run (Redis treats it as a replica)."""
+    flags = cmd.flags
+    return "write" in flags or "readonly" in flags or "may_replicate" in flags
+
+
+def feed(client: Client, cmd: commands.Command, args: list[bytes]) -> None:
+    """Send the line for a command that just ran to every monitor."""
+    if not shown(cmd, args):
+        return
+    _send(client.server, line(client, args))
+
+
+def feed_script(server: Acceptor, calls: list[tuple[int, list[bytes]]]) -> None:
+    """Send the ``[<db> lua]`` lines of the commands a script called (a
+    worker's ``M`` frame, before the script's reply: after its EVAL line)."""
+    data = b"".join(_line(db, b"lua", args) for db, args in calls)
+    if data and server.monitors:
+        _send(server, data)
+
+
+def _send(server: Acceptor, data: bytes) -> None:
+    dirty = server.dirty_clients
+    for monitor in server.monitors:
+        if monitor.closing:  # QUIT: Redis writes nothing more to a closing client
+            continue
+        monitor.pending.append(data)
+        if not monitor.dirty:
+            monitor.dirty = True
+            dirty.append(monitor)
+    if not server.monitor_flush_due:
+        server.monitor_flush_due = True
+        server.loop.call_soon(_flush, server)  # type: ignore[union-attr]
+
+
+def _flush(server: Acceptor) -> None:
+    server.monitor_flush_due = False
+    server.flush_dirty_clients()
+
+
+def start(client: Client) -> bool:
+    """Make ``client`` a monitor; False if it already was."""
+    if client.monitoring:
+        return False
+    client.monitoring = True
+    client.server.monitors.append(client)
+    return True
+
+
+def stop(client: Client) -> None:
+    """End monitoring (RESET, or the connection closed)."""
+    if client.monitoring:
+        client.monitoring = False
+        client.server.monitors.remove(client)

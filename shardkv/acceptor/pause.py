@@ -1,0 +1,141 @@
+"""CLIENT PAUSE and CLIENT UNPAUSE, with Redis 7.0's semantics.
+
+``CLIENT PAUSE timeout WRITE`` postpones every command that may change
+data or replicate (the ``write`` and ``may_replicate`` commands, such as
+SET, PUBLISH, PFCOUNT, EVAL, and an EXEC whose queue holds one);
+``CLIENT PAUSE timeout ALL`` (the default) postpones every command.  A
+postponed client is *blocked*, as in Redis (it counts in INFO's
+``blocked_clients``): the command and everything it sends after it wait,
+in order, and run when the pause ends (timeout or CLIENT UNPAUSE), the
+clients in the order they were postponed.  A command that fails its
+checks (unknown, wrong arity, NOAUTH) is answered at once.
+
+A new pause while one is on keeps the stricter mode and the later end.
+While a pause is on, keys are not expired (the workers are told with
+``__pause``): an expired key reads as missing, but is not deleted or
+counted in ``expired_keys`` until the pause ends.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from shardkv.protocol.resp import encode_command
+from shardkv.protocol.wire import entry_header
+
+if TYPE_CHECKING:
+    from shardkv.acceptor.client import Client
+    from shardkv.acceptor.server import Acceptor
+    from shardkv.protocol.commands import Command
+
+NONE, WRITE, ALL = 0, 1, 2
+PAUSED = -1  # a client's blocked_token while it is postponed
+
+
+class _Ignore:
+    def deliver(self, body: bytes) -> None:
+        pass
+
+
+_IGNORE = _Ignore()
+
+
+def _replicates(cmd: Command, args: list[bytes]) -> bool:
+    if "write" in cmd.flags:
+        return True
+    if "may_replicate" not in cmd.flags:
+        return False
+    body = args[1] if cmd.name == "eval" else _cached_script(args[1]) if cmd.name == "evalsha" else None
+    if body is not None and body.startswith(b"#!"):
+        # A script declares itself read-only in its shebang, as Redis's
+        # evalGetCommandFlags reads it: #!lua flags=no-writes
+        shebang = body.split(b"\n", 1)[0].split()
+        for word in shebang[1:]:
+            if word.startswith(b"flags=") and b"no-writes" in word[6:].split(b","):
+                return False
+    return True
+
+
+def _cached_script(sha: bytes) -> bytes | None:
+    """The body of a cached script (EVALSHA), if the cache has it."""
+    from shardkv.acceptor.scripting import CACHE  # (it imports the client module)
+
+    return CACHE.bodies.get(sha.lower())
+
+
+def must_wait(client: Client, cmd: Command, args: list[bytes]) -> bool:
+    """Whether the pause in force postpones ``cmd`` from ``client``."""
+    kind = client.server.pause_type
+    if kind == ALL:
+        return True
+    if _replicates(cmd, args):
+        return True
+    if cmd.name == "exec" and client.multi:
+        return any(_replicates(queued, queued_args) for queued, queued_args in client.multi)
+    return False
+
+
+def postpone(client: Client, args: list[bytes], raw: bytes | None) -> None:
+    """Hold this command, and what follows it, until the pause ends."""
+    server = client.server
+    client.blocked_token = PAUSED
+    client.held.insert(0, (args, raw))
+    server.paused_clients.append(client)
+
+
+def start(server: Acceptor, timeout_ms: int, kind: int) -> None:
+    """CLIENT PAUSE: the stricter mode and the later end win."""
+    end = time.monotonic() + timeout_ms / 1000
+    was = server.pause_type
+    server.pause_type = max(server.pause_type, kind)
+    server.pause_end = max(server.pause_end, end) if was else end
+    if not was:
+        _tell_workers(server, b"1")
+    _arm(server)
+
+
+def stop(server: Acceptor) -> None:
+    """CLIENT UNPAUSE, or the pause timed out: run the postponed clients."""
+    if not server.pause_type:
+        return
+    server.pause_type = NONE
+    server.pause_end = 0.0
+    if server.pause_timer is not None:
+        server.pause_timer.cancel()
+        server.pause_timer = None
+    _tell_workers(server, b"0")
+    waiting, server.paused_clients = server.paused_clients, []
+    for client in waiting:
+        if client.blocked_token == PAUSED:
+            client.blocked_token = 0
+            if not client.closed:
+                server.loop.call_soon(client.resume)  # type: ignore[union-attr]
+
+
+def _arm(server: Acceptor) -> None:
+    if server.pause_timer is not None:
+        server.pause_timer.cancel()
+    delay = max(0.0, server.pause_end - time.monotonic())
+    server.pause_timer = server.loop.call_later(delay, _check, server)  # type: ignore[union-attr]
+
+
+def _check(server: Acceptor) -> None:
+    server.pause_timer = None
+    if server.pause_type and time.monotonic() >= server.pause_end:
+        stop(server)
+    elif server.pause_type:
+        _arm(server)
+
+
+def _tell_workers(server: Acceptor, on: bytes) -> None:
+    body = encode_command([b"__pause", on])
+    for link in server.links:
+        link.send(entry_header(0), body, _IGNORE)
+
+
+def forget(client: Client) -> None:
+    """A postponed client went away."""
+    server = client.server
+    if client in server.paused_clients:
+        server.paused_clients.remove(client)

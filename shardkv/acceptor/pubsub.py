@@ -1,0 +1,383 @@
+"""Pub/Sub: SUBSCRIBE, PSUBSCRIBE, PUBLISH and friends, in the acceptor only.
+
+Channels have nothing to do with keys, so no shard takes part: every client
+is connected to this one process, and a message goes straight from the
+publisher's command to each subscriber's reply queue.  A message is a
+*push* (RESP3 ``>``, a plain array in RESP2) appended to the subscriber's
+:attr:`~shardkv.acceptor.client.Client.pending` queue, so it leaves after every
+reply the subscriber was already waiting for, and messages leave in the
+order they were published.
+
+A subscriber that never reads would make the acceptor buffer its messages
+without end.  As Redis does with ``client-output-buffer-limit pubsub``,
+a subscribed client is disconnected when its output buffer passes the
+hard limit, or stays above the soft limit for the soft number of seconds.
+
+In RESP2 a subscribed connection may only (un)subscribe, PING, QUIT and
+RESET (:func:`subscribed_mode`, an interceptor); in RESP3 pushes are told
+apart from replies, so every command is allowed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from shardkv.acceptor import monitor
+from shardkv.acceptor.client import Client
+from shardkv.acceptor.local import CONFIG_HOOKS
+from shardkv.acceptor.server import CONNECT_HOOKS, DISCONNECT_HOOKS, INTERCEPTORS, local
+from shardkv.protocol import errors
+from shardkv.protocol.commands import Command
+from shardkv.protocol.errors import CommandError
+from shardkv.protocol.glob import compile_glob
+from shardkv.protocol.resp import Push, encode
+from shardkv.runtime import config
+
+log = logging.getLogger("shardkv.acceptor")
+
+# channel -> its subscribers, in the order they subscribed
+CHANNELS: dict[bytes, dict[Client, None]] = {}
+# pattern -> (its matcher, its subscribers)
+PATTERNS: dict[bytes, tuple] = {}
+
+# Commands a RESP2 client may send while subscribed.
+ALLOWED_SUBSCRIBED = frozenset(
+    {"subscribe", "unsubscribe", "psubscribe", "punsubscribe", "ping", "quit", "reset"}
+)
+# Commands with subcommands, whose full name in errors is "name|sub".
+_CONTAINERS = frozenset(
+    {"client", "config", "command", "object", "pubsub", "memory", "slowlog", "latency", "script", "function",
+     "xinfo", "xgroup", "acl", "cluster", "module"}
+)  # fmt: skip
+
+
+def subscribed_mode(client: Client, cmd: Command, args: list[bytes]) -> bool:
+    """The interceptor: refuse most commands of a subscribed RESP2 client."""
+    if client.resp3 or not (client.channels or client.patterns) or cmd.name in ALLOWED_SUBSCRIBED:
+        return False
+    name = cmd.name
+    if name in _CONTAINERS and len(args) > 1:
+        name += "|" + args[1].decode("latin-1").lower()
+    client.reply_error(errors.SUBSCRIBED_CONTEXT % name)
+    return True
+
+
+# Before the MULTI queue: a subscribed RESP2 client cannot even start one.
+INTERCEPTORS.insert(0, subscribed_mode)
+
+
+def _count(client: Client) -> int:
+    return len(client.channels) + len(client.patterns)
+
+
+# -- subscribing -------------------------------------------------------------
+
+
+@local("subscribe")
+def subscribe(client: Client, args: list[bytes]) -> None:
+    """SUBSCRIBE channel [channel ...]"""
+    channels = client.channels
+    for channel in args[1:]:
+        if channel not in channels and not client.closed:
+            channels.add(channel)
+            CHANNELS.setdefault(channel, {})[client] = None
+        client.reply_push(Push([b"subscribe", channel, _count(client)]))
+
+
+@local("unsubscribe")
+def unsubscribe(client: Client, args: list[bytes]) -> None:
+    """UNSUBSCRIBE [channel [channel ...]]"""
+    names = args[1:] or list(client.channels)
+    if not names:
+        client.reply_push(Push([b"unsubscribe", None, _count(client)]))
+    for channel in names:
+        _drop_channel(client, channel)
+        client.reply_push(Push([b"unsubscribe", channel, _count(client)]))
+
+
+@local("psubscribe")
+def psubscribe(client: Client, args: list[bytes]) -> None:
+    """PSUBSCRIBE pattern [pattern ...]"""
+    patterns = client.patterns
+    for pattern in args[1:]:
+        if pattern not in patterns and not client.closed:
+            patterns.add(pattern)
+            entry = PATTERNS.get(pattern)
+            if entry is None:
+                entry = PATTERNS[pattern] = (compile_glob(pattern), {})
+            entry[1][client] = None
+        client.reply_push(Push([b"psubscribe", pattern, _count(client)]))
+
+
+@local("punsubscribe")
+def punsubscribe(client: Client, args: list[bytes]) -> None:
+    """PUNSUBSCRIBE [pattern [pattern ...]]"""
+    names = args[1:] or list(client.patterns)
+    if not names:
+        client.reply_push(Push([b"punsubscribe", None, _count(client)]))
+    for pattern in names:
+        _drop_pattern(client, pattern)
+        client.reply_push(Push([b"punsubscribe", pattern, _count(client)]))
+
+
+def _drop_channel(client: Client, channel: bytes) -> None:
+    if channel in client.channels:
+        client.channels.discard(channel)
+        subscribers = CHANNELS[channel]
+        del subscribers[client]
+        if not subscribers:
+            del CHANNELS[channel]
+
+
+def _drop_pattern(client: Client, pattern: bytes) -> None:
+    if pattern in client.patterns:
+        client.patterns.discard(pattern)
+        subscribers = PATTERNS[pattern][1]
+        del subscribers[client]
+        if not subscribers:
+            del PATTERNS[pattern]
+
+
+def unsubscribe_all(client: Client) -> None:
+    """Drop every subscription of ``client``, without replying."""
+    for channel in list(client.channels):
+        _drop_channel(client, channel)
+    for pattern in list(client.patterns):
+        _drop_pattern(client, pattern)
+
+
+def _disconnected(client: Client) -> None:
+    if client.channels or client.patterns:
+        unsubscribe_all(client)
+    _soft_since.pop(client, None)
+
+
+DISCONNECT_HOOKS.append(_disconnected)
+
+
+# -- publishing --------------------------------------------------------------
+
+
+class _Message:
+    """One published message, encoded at most once per protocol."""
+
+    __slots__ = ("value", "encoded")
+
+    def __init__(self, value: Push) -> None:
+        self.value = value
+        self.encoded: list[bytes | None] = [None, None]
+
+    def body(self, resp3: bool) -> bytes:
+        data = self.encoded[resp3]
+        if data is None:
+            data = self.encoded[resp3] = encode(self.value, resp3)
+        return data
+
+
+@local("publish")
+def publish(client: Client, args: list[bytes]) -> None:
+    """PUBLISH channel message"""
+    client.reply(publish_message(client.server, args[1], args[2]))
+
+
+def publish_message(server, channel: bytes, message: bytes) -> int:
+    """Deliver ``message`` to the subscribers of ``channel``; how many got it."""
+    receivers = 0
+    limits = None
+    subscribers = CHANNELS.get(channel)
+    if subscribers:
+        limits = _limits(server)
+        msg = _Message(Push([b"message", channel, message]))
+        receivers = len(subscribers)
+        for sub in list(subscribers):
+            _deliver(sub, msg, limits)
+    for pattern, (match, subs) in list(PATTERNS.items()):
+        if match(channel):
+            limits = limits or _limits(server)
+            msg = _Message(Push([b"pmessage", pattern, channel, message]))
+            for sub in list(subs):
+                _deliver(sub, msg, limits)
+                receivers += 1
+    return receivers
+
+
+# A subscribed client over its soft limit: since when (time.monotonic()).
+_soft_since: dict[Client, float] = {}
+
+
+def _deliver(client: Client, msg: _Message, limits: tuple[int, int, int]) -> None:
+    if client.closing or client.closed:
+        return
+    client.pending.append(msg.body(client.resp3))
+    client.flush()
+    hard, soft, soft_seconds = limits
+    if not (hard or soft):
+        return
+    used = client.transport.get_write_buffer_size()  # type: ignore[union-attr]
+    if client.pending:
+        # Held behind a reply that has not come yet (a RESP3 subscriber may
+        # run commands); estimated, as summing every item would be O(n).
+        used += len(client.pending) * len(msg.body(client.resp3))
+    if hard and used > hard:
+        _drop(client)
+    elif soft and used > soft:
+        since = _soft_since.setdefault(client, time.monotonic())
+        if time.monotonic() - since > soft_seconds:
+            _drop(client)
+    elif _soft_since:
+        _soft_since.pop(client, None)
+
+
+def _drop(client: Client) -> None:
+    """Disconnect a client over its output buffer limit, dropping what it has not read."""
+    client.closing = True
+    client.pending.clear()
+    client.transport.abort()  # type: ignore[union-attr]
+
+
+# -- client-output-buffer-limit ----------------------------------------------
+
+LIMIT_SETTING = "client-output-buffer-limit"
+_CLASSES = {"normal": "normal", "slave": "slave", "replica": "slave", "pubsub": "pubsub"}
+_parsed: tuple[str, dict] = ("", {})
+
+
+def parse_limits(text: str, base: dict | None = None) -> dict[str, tuple[int, int, int]]:
+    """``class hard soft seconds ...`` -> {class: (hard, soft, seconds)}, over ``base``."""
+    words = text.split()
+    if len(words) % 4:
+        raise ValueError("Wrong number of arguments in buffer limit configuration.")
+    limits = dict(base or {})
+    for i in range(0, len(words), 4):
+        name = _CLASSES.get(words[i].lower())
+        if name is None:
+            raise ValueError("Invalid client class specified in buffer limit configuration.")
+        try:
+            hard, soft = config.parse_memory(words[i + 1]), config.parse_memory(words[i + 2])
+            seconds = int(words[i + 3])
+            if seconds < 0:
+                raise ValueError
+        except ValueError:
+            raise ValueError(
+                "Error in hard, soft or soft_seconds setting in buffer limit configuration."
+            ) from None
+        limits[name] = (hard, soft, seconds)
+    return limits
+
+
+def show_limits(limits: dict[str, tuple[int, int, int]]) -> str:
+    return " ".join("%s %d %d %d" % (name, *limits[name]) for name in ("normal", "slave", "pubsub"))
+
+
+DEFAULT_LIMITS = "normal 0 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60"
+
+
+def _limits(server) -> tuple[int, int, int]:
+    """The pubsub class's (hard, soft, soft seconds), parsed once per value."""
+    global _parsed
+    text = server.config.get(LIMIT_SETTING, DEFAULT_LIMITS)
+    if _parsed[0] != text:
+        defaults = parse_limits(DEFAULT_LIMITS)
+        try:
+            _parsed = (text, parse_limits(text, defaults))
+        except ValueError as e:  # from the config file or a flag
+            log.warning("%s: %s Using the defaults.", LIMIT_SETTING, e)
+            _parsed = (text, defaults)
+    return _parsed[1]["pubsub"]
+
+
+def _config_changed(server, changes: dict) -> None:
+    """CONFIG SET of the limits changes only the classes it names, as in Redis."""
+    global _parsed
+    if LIMIT_SETTING not in changes:
+        return
+    old = _parsed[1]  # the value before this CONFIG SET (see _connected)
+    try:
+        merged = parse_limits(changes[LIMIT_SETTING], old)
+    except ValueError as e:
+        server.config[LIMIT_SETTING] = show_limits(old)
+        raise CommandError(errors.CONFIG_SET_FAILED % (LIMIT_SETTING, e)) from None
+    text = server.config[LIMIT_SETTING] = show_limits(merged)
+    _parsed = (text, merged)
+
+
+def _connected(client: Client) -> None:
+    if not _parsed[0]:  # parse the limits before any CONFIG SET replaces them
+        _limits(client.server)
+
+
+CONFIG_HOOKS.append(_config_changed)
+CONNECT_HOOKS.append(_connected)
+
+
+# -- PUBSUB ------------------------------------------------------------------
+
+
+@local("pubsub")
+def pubsub(client: Client, args: list[bytes]) -> None:
+    """PUBSUB CHANNELS [pattern] | NUMSUB [channel ...] | NUMPAT | SHARDCHANNELS | SHARDNUMSUB"""
+    sub = args[1].lower()
+    n = len(args)
+    if sub == b"channels" and n <= 3:
+        match = compile_glob(args[2]) if n == 3 else None
+        client.reply([c for c in CHANNELS if match is None or match(c)])
+    elif sub == b"numsub":
+        out: list = []
+        for channel in args[2:]:
+            out += [channel, len(CHANNELS.get(channel, ()))]
+        client.reply(out)
+    elif sub == b"numpat" and n == 2:
+        client.reply(len(PATTERNS))
+    elif sub == b"shardchannels" and n <= 3:
+        client.reply([])  # shardkv has no sharded channels (SSUBSCRIBE)
+    elif sub == b"shardnumsub":
+        out = []
+        for channel in args[2:]:
+            out += [channel, 0]
+        client.reply(out)
+    elif sub == b"help" and n == 2:
+        client.reply(_HELP)
+    elif sub in (b"numpat", b"help"):
+        client.reply_error(errors.WRONG_ARITY % ("pubsub|" + sub.decode()))
+    elif sub in (b"channels", b"shardchannels"):
+        client.reply_error(errors.SUBCOMMAND_SYNTAX % (args[1].decode("latin-1"), "PUBSUB"))
+    else:
+        client.reply_error(errors.UNKNOWN_SUBCOMMAND % (args[1].decode("latin-1"), "PUBSUB"))
+
+
+_HELP = [
+    "PUBSUB <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "CHANNELS [<pattern>]",
+    "    Return the currently active channels matching a <pattern> (default: '*').",
+    "NUMPAT",
+    "    Return number of subscriptions to patterns.",
+    "NUMSUB [<channel> ...]",
+    "    Return the number of subscribers for the specified channels, excluding",
+    "    pattern subscriptions(default: no channels).",
+    "SHARDCHANNELS [<pattern>]",
+    "    Return the currently active shard level channels matching a <pattern> (default: '*').",
+    "SHARDNUMSUB [<shardchannel> ...]",
+    "    Return the number of subscribers for the specified shard level channel(s)",
+    "HELP",
+    "    Prints this help.",
+]
+
+
+# -- RESET -------------------------------------------------------------------
+
+
+@local("reset")
+def reset(client: Client, args: list[bytes]) -> None:
+    """RESET"""
+    from shardkv.acceptor.transactions import discard_transaction
+
+    discard_transaction(client)
+    unsubscribe_all(client)
+    monitor.stop(client)
+    client.resp3 = False
+    client.select(0)
+    client.name = b""
+    client.authenticated = not client.server.config["requirepass"]
+    client.parser.authenticated = client.authenticated
+    client.reply("RESET")

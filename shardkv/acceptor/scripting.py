@@ -1,0 +1,594 @@
+"""Lua scripts in the acceptor: the script cache, and where each script runs.
+
+The acceptor keeps the script cache (SHA1 -> body): SCRIPT LOAD, EVAL and
+SCRIPT EXISTS/FLUSH act on it, and EVALSHA of an unknown SHA1 is answered
+``-NOSCRIPT`` here.  Each worker compiles a script the first time it gets
+its body: the acceptor remembers which shards know which scripts, sends
+EVALSHA as it came to a shard that knows the script, and the body (as
+EVAL) to one that does not.  The cache does not persist, as in Redis.
+
+Where a script runs (see the README's architecture notes):
+
+* Every declared key on one shard (one key, or keys with one hash tag), or
+  no keys: the script runs inside that shard's worker (shard 0 for no
+  keys), one command in the shard's FIFO, so it is atomic for free.
+* Declared keys on several shards: the script runs as one
+  :class:`~shardkv.acceptor.crossshard.AtomicOp`, which parks those shards and runs
+  it on one of them with the others' keys imported.
+* A script that calls a command on an undeclared key of another shard (or
+  one that needs every shard: KEYS, SCAN, DBSIZE, FLUSHALL, RANDOMKEY) is
+  stopped by its worker before that call, everything it wrote undone, and
+  its reply is the marker ``-SHARDKV-CROSS``; the acceptor runs it again as
+  an AtomicOp with those keys too (or parking every shard, with all their
+  keys, for the second kind), and remembers that the script escapes, so
+  that its later runs go there at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import time
+from collections import deque
+
+from shardkv.acceptor import monitor
+from shardkv.acceptor.client import HEADERS, Client, Slot
+from shardkv.acceptor.crossshard import AtomicOp
+from shardkv.acceptor.server import ATTACH_HOOKS, local
+from shardkv.protocol import command_docs, errors, wire
+from shardkv.protocol.resp import encode_command, encode_error, strict_int
+
+CROSS_MARKER = b"-SHARDKV-CROSS"
+# The errors of a script that does not load: the shard did not keep it.
+LOAD_ERRORS = (
+    b"-ERR Error compiling script",
+    b"-ERR Invalid script shebang",
+    b"-ERR Invalid engine in script shebang",
+    b"-ERR Unexpected engine in script shebang",
+    b"-ERR Unknown lua shebang option",
+    b"-ERR Unexpected flag in script shebang",
+)
+
+
+class ScriptCache:
+    """The acceptor's script cache and what each shard knows of it."""
+
+    def __init__(self) -> None:
+        self.bodies: dict[bytes, bytes] = {}
+        self.known: dict[int, set[bytes]] = {}
+        # Scripts that once needed other shards: sha -> (every shard?, the
+        # undeclared keys they used).
+        self.escaping: dict[bytes, tuple[bool, list[bytes]]] = {}
+
+    def knows(self, shard: int) -> set[bytes]:
+        known = self.known.get(shard)
+        if known is None:
+            known = self.known[shard] = set()
+        return known
+
+    def flush(self) -> None:
+        self.bodies.clear()
+        self.known.clear()
+        self.escaping.clear()
+
+
+CACHE = ScriptCache()
+
+
+def _forget_shard(server: object, link: object) -> None:
+    """A worker (re)started: it knows no script."""
+    CACHE.known.pop(link.index, None)  # type: ignore[attr-defined]
+
+
+ATTACH_HOOKS.append(_forget_shard)
+
+
+def _monitor_scripts(server: object, link: object) -> None:
+    """MONITOR's ``[0 lua]`` lines: the commands a script called on ``link``'s shard."""
+    link.on_script_calls = lambda calls: monitor.feed_script(server, calls)  # type: ignore[attr-defined,arg-type]
+
+
+ATTACH_HOOKS.append(_monitor_scripts)
+
+
+def sha1hex(body: bytes) -> bytes:
+    return hashlib.sha1(body).hexdigest().encode()
+
+
+# -- EVAL and EVALSHA ------------------------------------------------------------
+
+
+@local("eval", "eval_ro", "evalsha", "evalsha_ro")
+def eval_command(client: Client, args: list[bytes]) -> None:
+    """EVAL script numkeys [key [key ...]] [arg [arg ...]]"""
+    n = strict_int(args[2])
+    if n is None:
+        client.reply_error(errors.NOT_INTEGER)
+        return
+    if n > len(args) - 3:
+        client.reply_error(errors.NUMKEYS_TOO_BIG)
+        return
+    if n < 0:
+        client.reply_error(errors.NUMKEYS_NEGATIVE)
+        return
+    name = args[0].lower()
+    ro = name.endswith(b"_ro")
+    if name.startswith(b"evalsha"):
+        sha = args[1].lower()
+        body = CACHE.bodies.get(sha)
+        if body is None:
+            client.reply_error(errors.NOSCRIPT)
+            return
+    else:
+        body = args[1]
+        sha = sha1hex(body)
+        if sha not in CACHE.bodies:
+            CACHE.bodies[sha] = body
+    keys = args[3 : 3 + n]
+    rest = args[3 + n :]
+    run_script(client, sha, body, ro, keys, rest)
+
+
+def run_script(
+    client: Client,
+    sha: bytes,
+    body: bytes,
+    ro: bool,
+    keys: list[bytes],
+    rest: list[bytes],
+    fname: bytes = b"",
+) -> None:
+    """Run a script (``body``, cached as ``sha``) or, with ``fname``, the
+    function of that name (``sha`` is then ``f:`` + its name)."""
+    server = client.server
+    shard_of = server.shard_of
+    escaping = CACHE.escaping.get(sha)
+    if escaping is None:
+        shard = shard_of(keys[0]) if keys else 0
+        for key in keys:
+            if shard_of(key) != shard:
+                break
+        else:
+            _run_on_shard(client, shard, sha, body, ro, keys, rest, fname)
+            return
+        escaping = (False, [])
+    slot = Slot(client)
+    client.pending.append(slot)
+    _Retry(client, slot, sha, body, ro, keys, rest, fname).start(*escaping)
+
+
+def _run_on_shard(
+    client: Client,
+    shard: int,
+    sha: bytes,
+    body: bytes,
+    ro: bool,
+    keys: list[bytes],
+    rest: list[bytes],
+    fname: bytes = b"",
+) -> None:
+    if fname:
+        command = [b"fcall_ro" if ro else b"fcall", fname]
+    elif sha in CACHE.knows(shard):
+        command = [b"evalsha_ro" if ro else b"evalsha", sha]
+    else:
+        command = [b"eval_ro" if ro else b"eval", body]
+    command += [b"%d" % len(keys), *keys, *rest]
+    slot = Slot(client)
+    client.pending.append(slot)
+    sink = _ShardReply(client, slot, shard, sha, body, ro, keys, rest, fname)
+    header = client.headers[client.resp3]
+    if client.server.monitors:  # the worker reports what the script calls
+        header = wire.entry_header(wire.FLAG_MONITOR | (wire.FLAG_RESP3 if client.resp3 else 0), db=client.db)
+    client.server.links[shard].send(header, encode_command(command), sink)
+
+
+class _ShardReply:
+    """A script's reply from one shard: passed on, unless the script
+    needs other shards (then it runs again, atomically across them)."""
+
+    __slots__ = ("client", "slot", "shard", "sha", "body", "ro", "keys", "rest", "fname")
+
+    def __init__(
+        self,
+        client: Client,
+        slot: Slot,
+        shard: int,
+        sha: bytes,
+        body: bytes,
+        ro: bool,
+        keys: list[bytes],
+        rest: list[bytes],
+        fname: bytes,
+    ) -> None:
+        self.fname = fname
+        self.client = client
+        self.slot = slot
+        self.shard = shard
+        self.sha = sha
+        self.body = body
+        self.ro = ro
+        self.keys = keys
+        self.rest = rest
+
+    def deliver(self, body: bytes) -> None:
+        if body[:1] == b"-":
+            if body.startswith(CROSS_MARKER):
+                everything, extra = _parse_marker(body)
+                CACHE.knows(self.shard).add(self.sha)
+                retry = _Retry(
+                    self.client, self.slot, self.sha, self.body, self.ro, self.keys, self.rest, self.fname
+                )
+                retry.start(everything, extra)
+                return
+            if self.fname:
+                pass
+            elif body.startswith(LOAD_ERRORS):
+                CACHE.bodies.pop(self.sha, None)
+            elif body.startswith(b"-NOSCRIPT"):
+                CACHE.knows(self.shard).discard(self.sha)
+            else:
+                CACHE.knows(self.shard).add(self.sha)
+        else:
+            CACHE.knows(self.shard).add(self.sha)
+        self.slot.deliver(body)
+
+
+def _parse_marker(body: bytes) -> tuple[bool, list[bytes]]:
+    """(every shard?, keys) of a ``-SHARDKV-CROSS [*] hexkey...`` reply."""
+    words = body[len(CROSS_MARKER) :].split()
+    everything = bool(words) and words[0] == b"*"
+    return everything, [bytes.fromhex(w.decode()) for w in words[everything:]]
+
+
+class _Retry:
+    """Runs a script as one atomic operation over the shards it needs,
+    again with more of them each time it finds it needs more."""
+
+    __slots__ = ("client", "slot", "sha", "body", "ro", "keys", "rest", "fname", "everything", "extra")
+
+    def __init__(
+        self,
+        client: Client,
+        slot: Slot,
+        sha: bytes,
+        body: bytes,
+        ro: bool,
+        keys: list[bytes],
+        rest: list[bytes],
+        fname: bytes = b"",
+    ) -> None:
+        self.fname = fname
+        self.client = client
+        self.slot = slot
+        self.sha = sha
+        self.body = body
+        self.ro = ro
+        self.keys = keys
+        self.rest = rest
+        self.everything = False
+        self.extra: list[bytes] = []
+
+    def start(self, everything: bool, extra: list[bytes]) -> None:
+        client = self.client
+        self.everything = self.everything or everything
+        self.extra = list(dict.fromkeys([*self.extra, *extra]))
+        # Its later runs go straight to as many shards.
+        CACHE.escaping[self.sha] = (self.everything, self.extra)
+        if client.closed:
+            return
+        command = [
+            b"__fcall" if self.fname else b"__eval",
+            b"1" if self.everything else b"0",
+            b"1" if self.ro else b"0",
+            self.fname or self.body,
+            b"%d" % len(self.keys),
+            *self.keys,
+            *self.rest,
+        ]
+        saved = client.pending
+        client.pending = deque()
+        try:
+            op = AtomicOp(client, [command], [*self.keys, *self.extra], _first, None, self.everything)
+        finally:
+            client.pending = saved
+        op.slot = self  # type: ignore[assignment]
+
+    def deliver(self, body: bytes) -> None:
+        if body.startswith(CROSS_MARKER):
+            self.start(*_parse_marker(body))
+            return
+        self.slot.deliver(body)
+
+
+def _first(bodies: list[bytes]) -> bytes:
+    return bodies[0]
+
+
+# -- SCRIPT ----------------------------------------------------------------------
+
+_SCRIPT_HELP = [
+    "SCRIPT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "EXISTS <sha1> [<sha1> ...]",
+    "    Return information about the existence of the scripts in the script cache.",
+    "FLUSH [ASYNC|SYNC]",
+    "    Flush the Lua scripts cache. Very dangerous on replicas.",
+    "    When called without the optional mode argument, the behavior is determined by the",
+    "    lazyfree-lazy-user-flush configuration directive. Valid modes are:",
+    "    * ASYNC: Asynchronously flush the scripts cache.",
+    "    * SYNC: Synchronously flush the scripts cache.",
+    "KILL",
+    "    Kill the currently executing Lua script.",
+    "LOAD <script>",
+    "    Load a script into the scripts cache without executing it.",
+    "HELP",
+    "    Prints this help.",
+]
+
+
+@local("script")
+def script_command(client: Client, args: list[bytes]) -> None:
+    """SCRIPT subcommand [argument ...]"""
+    problem = command_docs.check_subcommand(args)
+    if problem:
+        client.reply_error(problem)
+        return
+    sub = args[1].lower()
+    n = len(args)
+    if sub == b"load":
+        _script_load(client, args[2])
+    elif sub == b"exists":
+        client.reply([1 if sha.lower() in CACHE.bodies else 0 for sha in args[2:]])
+    elif sub == b"flush":
+        if n == 3 and args[2].upper() not in (b"ASYNC", b"SYNC"):
+            client.reply_error("ERR SCRIPT FLUSH only support SYNC|ASYNC option")
+            return
+        CACHE.flush()
+        _tell_all(client, [b"__script", b"flush"])
+        client.reply("OK")
+    elif sub == b"kill":
+        kill_script(client, eval_mode=True)
+    elif sub == b"help":
+        client.reply([line.encode() for line in _SCRIPT_HELP])
+    elif sub == b"debug":
+        mode = args[2].upper()
+        if mode == b"NO":
+            client.reply("OK")
+        elif mode in (b"YES", b"SYNC"):
+            client.reply_error("ERR SCRIPT DEBUG (the Lua debugger) is not supported by shardkv")
+        else:
+            client.reply_error("ERR Use SCRIPT DEBUG YES/SYNC/NO")
+    else:
+        client.reply_error(errors.SYNTAX)
+
+
+class _Ignore:
+    __slots__ = ()
+
+    def deliver(self, body: bytes) -> None:
+        pass
+
+
+def _tell_all(client: Client, command: list[bytes]) -> None:
+    encoded = encode_command(command)
+    for link in client.server.links:
+        link.send(HEADERS[0], encoded, _Ignore())
+
+
+class _Loaded:
+    """SCRIPT LOAD's reply from the shard that compiled the script."""
+
+    __slots__ = ("slot", "sha", "body", "shard")
+
+    def __init__(self, slot: Slot, sha: bytes, body: bytes, shard: int) -> None:
+        self.slot = slot
+        self.sha = sha
+        self.body = body
+        self.shard = shard
+
+    def deliver(self, body: bytes) -> None:
+        if body[:1] != b"-":
+            CACHE.bodies[self.sha] = self.body
+            CACHE.knows(self.shard).add(self.sha)
+        self.slot.deliver(body)
+
+
+def _script_load(client: Client, body: bytes) -> None:
+    sha = sha1hex(body)
+    slot = Slot(client)
+    client.pending.append(slot)
+    client.server.links[0].send(
+        HEADERS[client.resp3], encode_command([b"__script", b"load", body]), _Loaded(slot, sha, body, 0)
+    )
+
+
+def kill_script(client: Client, eval_mode: bool) -> None:
+    """SCRIPT KILL / FUNCTION KILL: stop the busy script if it has not
+    written (its worker is signalled; its count hook stops it)."""
+    busy = [link for link in client.server.links if link.script is not None]
+    if not busy:
+        client.reply_error(errors.NOTBUSY)
+        return
+    for link in busy:
+        pid, dirty, script_eval = link.script[:3]
+        if dirty:
+            client.reply_error(errors.UNKILLABLE)
+            return
+        if script_eval != eval_mode:
+            client.reply_error(errors.BUSY_FUNCTION if not script_eval else errors.BUSY)
+            return
+    for link in busy:
+        try:
+            os.kill(link.script[0], signal.SIGUSR1)
+        except OSError:
+            pass
+    client.reply("OK")
+
+
+def script_error(body: bytes) -> bytes:
+    return encode_error(body.decode("latin-1"))
+
+
+# -- FCALL and FUNCTION --------------------------------------------------------------
+
+
+@local("fcall", "fcall_ro")
+def fcall_command(client: Client, args: list[bytes]) -> None:
+    """FCALL function numkeys [key [key ...]] [arg [arg ...]]"""
+    n = strict_int(args[2])
+    if n is None or not 0 <= n <= len(args) - 3:
+        # the shard answers with the right error (the function first, then numkeys)
+        client.send(0, args, None)
+        return
+    ro = args[0].lower() == b"fcall_ro"
+    run_script(client, b"f:" + args[1], b"", ro, args[3 : 3 + n], args[3 + n :], fname=args[1])
+
+
+def _first_part(parts: list) -> object:
+    return parts[0]
+
+
+def _all_shards(client: Client, command: list[bytes]) -> None:
+    """A change to the libraries: every shard in one step; shard 0's reply."""
+    encoded = encode_command(command)
+    client.fan_out({s: encoded for s in range(len(client.server.links))}, _first_part)
+
+
+_FUNCTION_HELP = [
+    "FUNCTION <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "LOAD [REPLACE] <FUNCTION CODE>",
+    "    Create a new library with the given library name and code.",
+    "DELETE <LIBRARY NAME>",
+    "    Delete the given library.",
+    "LIST [LIBRARYNAME PATTERN] [WITHCODE]",
+    "    Return general information on all the libraries:",
+    "    * Library name",
+    "    * The engine used to run the Library",
+    "    * Library description",
+    "    * Functions list",
+    "    * Library code (if WITHCODE is given)",
+    "    It also possible to get only function that matches a pattern using LIBRARYNAME argument.",
+    "FLUSH [ASYNC|SYNC]",
+    "    Delete all the libraries.",
+    "    When called without the optional mode argument, the behavior is determined by the",
+    "    lazyfree-lazy-user-flush configuration directive. Valid modes are:",
+    "    * ASYNC: Asynchronously flush the libraries.",
+    "    * SYNC: Synchronously flush the libraries.",
+    "DUMP",
+    "    Return a serialized payload representing the current libraries, can be restored using FUNCTION RESTORE command",
+    "RESTORE <PAYLOAD> [FLUSH|APPEND|REPLACE]",
+    "    Restore the libraries represented by the given payload, it is possible to give a restore policy to",
+    "    control how to handle existing libraries (default APPEND):",
+    "    * FLUSH: delete all existing libraries.",
+    "    * APPEND: appends the restored libraries to the existing libraries. On collision, abort.",
+    "    * REPLACE: appends the restored libraries to the existing libraries, On collision, replace the old",
+    "      libraries with the new libraries (notice that even on this option there is a chance of failure",
+    "      in case of functions name collision with another library).",
+    "KILL",
+    "    Kill the current running function.",
+    "STATS",
+    "    Return information about the current function running:",
+    "    * Function name",
+    "    * Command used to run the function",
+    "    * Duration in MS that the function is running",
+    "    If no function is running, return nil",
+    "    In addition, returns a list of available engines.",
+    "HELP",
+    "    Prints this help.",
+]
+
+
+@local("function")
+def function_command(client: Client, args: list[bytes]) -> None:
+    """FUNCTION subcommand [argument ...]"""
+    problem = command_docs.check_subcommand(args)
+    if problem:
+        client.reply_error(problem)
+        return
+    sub = args[1].lower()
+    n = len(args)
+    if sub == b"load":
+        replace = False
+        for option in args[2:-1]:
+            if option.lower() != b"replace":
+                client.reply_error("ERR Unknown option given: " + option.decode("latin-1"))
+                return
+            replace = True
+        _all_shards(client, [b"__function", b"load", b"1" if replace else b"0", args[-1]])
+    elif sub == b"delete":
+        _all_shards(client, [b"__function", b"delete", args[2]])
+    elif sub == b"flush":
+        if n == 3 and args[2].upper() not in (b"ASYNC", b"SYNC"):
+            client.reply_error("ERR FUNCTION FLUSH only supports SYNC|ASYNC option")
+            return
+        if n > 3:
+            client.reply_error(
+                "ERR unknown subcommand or wrong number of arguments for 'flush'. Try FUNCTION HELP."
+            )
+            return
+        _all_shards(client, [b"__function", b"flush"])
+    elif sub == b"restore":
+        if n > 4:
+            client.reply_error(
+                "ERR unknown subcommand or wrong number of arguments for 'restore'. Try FUNCTION HELP."
+            )
+            return
+        policy = args[3].upper() if n >= 4 else b"APPEND"
+        if policy not in (b"FLUSH", b"APPEND", b"REPLACE"):
+            client.reply_error(
+                "ERR Wrong restore policy given, value should be either FLUSH, APPEND or REPLACE."
+            )
+            return
+        _all_shards(client, [b"__function", b"restore", args[2], policy])
+    elif sub == b"list":
+        with_code = False
+        pattern = None
+        i = 2
+        while i < n:
+            word = args[i].lower()
+            if not with_code and word == b"withcode":
+                with_code = True
+            elif pattern is None and word == b"libraryname":
+                if i >= n - 1:
+                    client.reply_error("ERR library name argument was not given")
+                    return
+                i += 1
+                pattern = args[i]
+            else:
+                client.reply_error("ERR Unknown argument " + args[i].decode("latin-1"))
+                return
+            i += 1
+        command = [
+            b"__function",
+            b"list",
+            pattern or b"",
+            b"1" if with_code else b"0",
+            b"1" if pattern else b"0",
+        ]
+        client.send(0, command, None)
+    elif sub == b"dump":
+        client.send(0, [b"__function", b"dump"], None)
+    elif sub == b"stats":
+        busy = [link for link in client.server.links if link.script is not None and not link.script[2]]
+        if busy:
+            client.reply(_running_stats(busy[0].script))
+        else:
+            client.send(0, [b"__function", b"stats"], None)
+    elif sub == b"kill":
+        kill_script(client, eval_mode=False)
+    elif sub == b"help":
+        client.reply([line.encode() for line in _FUNCTION_HELP])
+    else:
+        client.reply_error(errors.SYNTAX)
+
+
+def _running_stats(script: tuple) -> dict:
+    """FUNCTION STATS while a function is busy (its shard cannot answer):
+    from what the worker reported (see wire.SCRIPT)."""
+    _pid, _dirty, _eval, name, command, started, nlibs, nfuncs = script
+    duration = int((time.time() - started) * 1000)
+    return {
+        b"running_script": {b"name": name, b"command": list(command), b"duration_ms": duration},
+        b"engines": {b"LUA": {b"libraries_count": nlibs, b"functions_count": nfuncs}},
+    }

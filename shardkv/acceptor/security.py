@@ -1,0 +1,120 @@
+"""Authentication and exposure: ``requirepass``, AUTH and protected mode.
+
+There is one user, ``default``, whose password is ``requirepass``.  ACL
+users (ACL SETUSER, several passwords, per-command permissions) are not
+supported, nor is ``rename-command``.  As in Redis, a password is compared
+by its SHA-256 digest in constant time, so the comparison leaks neither the
+password nor its length.
+
+Before a client authenticates, every command except AUTH, HELLO (with its
+AUTH option) and QUIT gets ``-NOAUTH`` (:meth:`Client.execute` checks the
+table's ``no_auth`` flag), and the parser applies Redis's smaller limits
+for unauthenticated clients (10 arguments, 16 KB per argument).
+
+Protected mode: with no password and ``protected-mode yes`` (the default),
+a client from anywhere but the loopback interface gets Redis's ``-DENIED``
+message and is disconnected at once.  The default ``bind`` is 127.0.0.1,
+so such clients cannot even connect unless ``bind`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+from typing import Any
+
+from shardkv.acceptor.client import Client
+from shardkv.acceptor.local import CONFIG_HOOKS
+from shardkv.acceptor.server import CONNECT_HOOKS, Acceptor, local
+from shardkv.protocol import errors
+from shardkv.protocol.errors import CommandError
+from shardkv.protocol.resp import OK
+
+
+def _digest(secret: bytes) -> bytes:
+    return hashlib.sha256(secret).digest()
+
+
+def password_matches(given: bytes, required: bytes) -> bool:
+    """Whether ``given`` is ``required``, in time that depends on neither."""
+    return hmac.compare_digest(_digest(given), _digest(required))
+
+
+def check_auth(client: Client, user: bytes, password: bytes) -> None:
+    """Authenticate ``client`` as ``user``, or raise WRONGPASS.
+
+    With no password set, the default user takes any password (it is
+    ``nopass`` in Redis terms); other user names never exist.
+    """
+    required = client.server.config["requirepass"].encode()
+    ok_user = hmac.compare_digest(_digest(user), _digest(b"default"))
+    ok_pass = password_matches(password, required) if required else True
+    if not (ok_user and ok_pass):
+        raise CommandError(errors.WRONGPASS)
+    client.authenticated = True
+    client.parser.authenticated = True
+
+
+@local("auth")
+def auth(client: Client, args: list) -> None:
+    """AUTH [username] password"""
+    if len(args) > 3:
+        client.reply_error(errors.SYNTAX)
+        return
+    if len(args) == 2 and not client.server.config["requirepass"]:
+        client.reply_error(errors.AUTH_NOT_CONFIGURED)
+        return
+    user = args[1] if len(args) == 3 else b"default"
+    try:
+        check_auth(client, user, args[-1])
+    except CommandError as e:
+        client.reply_error(e.message)
+        return
+    client.reply(OK)
+
+
+# -- protected mode ------------------------------------------------------------
+
+
+def is_loopback(peer: object) -> bool:
+    """Whether a peer address (``peername``) is on the loopback interface.
+
+    As Redis's ``connIsLocal``: 127.0.0.0/8 and ::1 are local, and so is a
+    Unix socket (whose peer name is not a tuple).
+    """
+    if not isinstance(peer, tuple):
+        return True
+    try:
+        return ipaddress.ip_address(str(peer[0]).split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def protected_mode_refuses(config: dict[str, Any], peer: object) -> bool:
+    """Whether protected mode turns away a client connecting from ``peer``."""
+    return bool(config["protected-mode"]) and not config["requirepass"] and not is_loopback(peer)
+
+
+def _on_connect(client: Client) -> None:
+    server = client.server
+    transport = client.transport
+    if transport is None or not server.config["protected-mode"]:
+        return
+    if protected_mode_refuses(server.config, transport.get_extra_info("peername")):
+        server.rejected_connections += 1
+        client.reply_error(errors.PROTECTED_MODE)
+        client.close_after_replies()
+        client.flush()
+
+
+def _on_config(server: Acceptor, changes: dict[str, Any]) -> None:
+    # With the password removed, nobody needs to authenticate any more.
+    if "requirepass" in changes and not changes["requirepass"]:
+        for client in server.clients.values():
+            client.authenticated = True
+            client.parser.authenticated = True
+
+
+CONNECT_HOOKS.append(_on_connect)
+CONFIG_HOOKS.append(_on_config)

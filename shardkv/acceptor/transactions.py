@@ -1,0 +1,398 @@
+"""Transactions: MULTI, EXEC, DISCARD, WATCH and UNWATCH, across shards.
+
+Inside MULTI the acceptor queues each command (:func:`queue`, one of the
+acceptor's interceptors) and replies ``+QUEUED``; a command rejected while
+queueing (unknown, wrong arity, not authenticated) makes EXEC abort.  EXEC
+then runs the whole queue at one place in the acceptor's global order, in
+one of two ways:
+
+* Nothing watched, and the writes on one shard at most: every command is
+  routed as if it came alone, all in this one turn of the acceptor's loop.  Each shard receives the
+  transaction's commands back to back, with no other client's command
+  between them, and every shard sees them at the same place in the global
+  order; a command that spans shards is atomic by itself.  So the whole
+  transaction is as isolated as one command, at the cost of none.
+* Keys watched, a blocking command queued, or writes on several shards:
+  the check of the watched keys and the commands must happen in one step,
+  and the writes must all happen or none, whatever process dies (the
+  commit protocol of :mod:`shardkv.acceptor.crossshard`), so the commands that need
+  data run as one :class:`shardkv.acceptor.crossshard.AtomicOp`.  It parks every
+  shard they touch (every shard, for an ``all`` command such as FLUSHALL
+  or DBSIZE) and the shards of the watched keys, and runs the commands on
+  one executor shard, unless a watched key changed.  The commands the
+  acceptor answers itself (PING, ECHO, PUBLISH, CONFIG...) take no keys,
+  so they run in the acceptor once the operation has succeeded, and their
+  replies are spliced into the EXEC array at their positions.
+
+WATCH asks each key's shard for the key's *version* (``__watch``); a shard
+bumps the version of a watched key when a command changes it, and on its
+deletion, expiry and flush, where Redis calls ``signalModifiedKey``: a
+write that changes nothing (DEL of a missing key, SADD of a member it
+holds) leaves it alone (see ``Keyspace.touch``).  At EXEC the parked
+shards report the versions again, and the operation is abandoned, EXEC
+replying with a null array, if any differs.
+The acceptor records the version as soon as the shard's reply arrives;
+since a pipe is FIFO, that reply always comes before the same shard's
+answer to a later EXEC's ``__park``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from shardkv.acceptor import monitor
+from shardkv.acceptor.client import DISCARD_HOOKS, Client, Slot, db_headers
+from shardkv.acceptor.crossshard import AtomicOp
+from shardkv.acceptor.server import DISCONNECT_HOOKS, INTERCEPTORS, local
+from shardkv.protocol import errors
+from shardkv.protocol.commands import Command
+from shardkv.protocol.resp import encode_command, strict_int
+from shardkv.protocol.wire import decode_part
+
+# Commands that run at once even inside MULTI, as in Redis's processCommand.
+NOT_QUEUED = frozenset({"exec", "discard", "multi", "watch", "quit", "reset"})
+
+_QUEUED = b"+QUEUED\r\n"
+_OK = b"+OK\r\n"
+_UNWATCH = b"__unwatch"
+
+
+def queue(client: Client, cmd: Command, args: list[bytes]) -> bool:
+    """The interceptor: inside MULTI, queue the command instead of running it."""
+    queued = client.multi
+    if queued is None or cmd.name in NOT_QUEUED:
+        return False
+    queued.append((cmd, args))
+    client.pending.append(_QUEUED)
+    return True
+
+
+INTERCEPTORS.append(queue)
+
+
+# -- MULTI, DISCARD ----------------------------------------------------------
+
+
+@local("multi")
+def multi(client: Client, args: list[bytes]) -> None:
+    """MULTI"""
+    if client.multi is not None:
+        client.reply_error(errors.MULTI_NESTED)
+        return
+    client.multi = []
+    client.multi_error = False
+    client.pending.append(_OK)
+
+
+@local("discard")
+def discard(client: Client, args: list[bytes]) -> None:
+    """DISCARD"""
+    if client.multi is None:
+        client.reply_error(errors.DISCARD_WITHOUT_MULTI)
+        return
+    discard_transaction(client)
+    client.pending.append(_OK)
+
+
+def discard_transaction(client: Client) -> None:
+    """Forget the queued commands and the watched keys (DISCARD, RESET)."""
+    client.multi = None
+    client.multi_error = False
+    unwatch_all(client)
+
+
+DISCARD_HOOKS.append(discard_transaction)
+
+
+# -- WATCH, UNWATCH ----------------------------------------------------------
+
+
+class _WatchPart:
+    """Records the versions one shard reports for a WATCH's keys."""
+
+    __slots__ = ("watching", "keys")
+
+    def __init__(self, watching: dict[bytes, int | None], keys: list[bytes]) -> None:
+        self.watching = watching
+        self.keys = keys
+
+    def deliver(self, body: bytes) -> None:
+        if body[:1] == b"-":
+            return  # the shard is gone: the versions stay unknown, EXEC aborts
+        for key, version in zip(self.keys, decode_part(body), strict=False):  # type: ignore[call-overload]
+            self.watching[key] = version
+
+
+class _Ignore:
+    """A sink for replies nobody waits for (``__unwatch``)."""
+
+    __slots__ = ()
+
+    def deliver(self, body: bytes) -> None:
+        pass
+
+
+_IGNORE = _Ignore()
+
+
+@local("watch")
+def watch(client: Client, args: list[bytes]) -> None:
+    """WATCH key [key ...]"""
+    if client.multi is not None:
+        client.reply_error(errors.WATCH_IN_MULTI)
+        return
+    watching = client.watching
+    if watching is None:
+        watching = client.watching = {}
+        client.watch_db = client.db
+    server = client.server
+    shard_of = server.shard_of
+    by_shard: dict[int, list[bytes]] = {}
+    for key in args[1:]:
+        if key not in watching:  # watching a key twice keeps the first version
+            watching[key] = None
+            by_shard.setdefault(shard_of(key), []).append(key)
+    links = server.links
+    for shard, keys in by_shard.items():
+        links[shard].send(
+            db_headers(client.watch_db)[1][0],
+            encode_command([b"__watch", *keys]),
+            _WatchPart(watching, keys),
+        )
+    # The reply is always OK.  Any command that reaches the acceptor after
+    # this one is queued on the shard's pipe after the __watch above.
+    client.pending.append(_OK)
+
+
+@local("unwatch")
+def unwatch(client: Client, args: list[bytes]) -> None:
+    """UNWATCH"""
+    unwatch_all(client)
+    client.pending.append(_OK)
+
+
+def unwatch_all(client: Client) -> None:
+    """Tell the shards that this client no longer watches its keys."""
+    watching = client.watching
+    if not watching:
+        client.watching = None
+        return
+    client.watching = None  # a new dict next time: a running EXEC holds this one
+    server = client.server
+    shard_of = server.shard_of
+    by_shard: dict[int, list[bytes]] = {}
+    for key in watching:
+        by_shard.setdefault(shard_of(key), []).append(key)
+    links = server.links
+    for shard, keys in by_shard.items():
+        links[shard].send(db_headers(client.watch_db)[0][0], encode_command([_UNWATCH, *keys]), _IGNORE)
+
+
+def _disconnected(client: Client) -> None:
+    client.multi = None
+    unwatch_all(client)
+
+
+DISCONNECT_HOOKS.append(_disconnected)
+
+
+# -- EXEC --------------------------------------------------------------------
+
+
+class _Barrier:
+    """Never ready: at the head of a reply queue, it stops ``flush``."""
+
+    __slots__ = ()
+    data = None
+
+
+_BARRIER = _Barrier()
+
+
+def run_local_captured(client: Client, cmd: Command, args: list[bytes]) -> list:
+    """Run an acceptor command and return its reply items instead of sending them.
+
+    A handler may queue more than one item (SUBSCRIBE a b), or a slot that
+    a shard fills later (INFO); a Pub/Sub message to the client itself
+    lands among them, as it does inside Redis's EXEC.
+    """
+    saved = client.pending
+    captured: deque = deque((_BARRIER,))
+    client.pending = captured
+    client.in_exec = True
+    try:
+        client.server.run_local(client, cmd, args)
+    finally:
+        client.pending = saved
+        client.in_exec = False
+    captured.popleft()
+    return list(captured)
+
+
+class Exec:
+    """EXEC's place in the client's reply order.
+
+    Like a :class:`~shardkv.acceptor.client.Slot`, it has ``data``: None until every
+    part of the reply array is in.  ``parts`` holds, in command order, reply
+    bytes or slots; ``outcome`` is the slot of the atomic operation, if one
+    runs, which holds the whole reply when it failed or aborted.
+    """
+
+    __slots__ = ("count", "parts", "outcome", "_data")
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.parts: list | None = None
+        self.outcome: Slot | None = None
+        self._data: bytes | None = None
+
+    @property
+    def data(self) -> bytes | None:
+        if self._data is None:
+            self._data = self._build()
+        return self._data
+
+    def _build(self) -> bytes | None:
+        if self.outcome is not None:
+            body = self.outcome.data
+            if body is None:
+                return None
+            if self.parts is None:  # a watched key changed, or a shard failed
+                return body
+        out = [b"*%d\r\n" % self.count]
+        for part in self.parts:  # type: ignore[union-attr]
+            if type(part) is not bytes:
+                part = part.data
+                if part is None:
+                    return None
+            out.append(part)
+        return b"".join(out)
+
+
+@local("exec")
+def exec_(client: Client, args: list[bytes]) -> None:
+    """EXEC"""
+    queued = client.multi
+    if queued is None:
+        client.reply_error(errors.EXEC_WITHOUT_MULTI)
+        return
+    client.multi = None
+    if client.multi_error:
+        discard_transaction(client)
+        client.reply_error(errors.EXECABORT)
+        return
+    selects = _changes_db(client, queued)
+    if selects and (client.watching or any("blocking" in cmd.flags for cmd, _ in queued)):
+        # An atomic EXEC parks its shards in one database: refuse rather
+        # than run the commands after the SELECT in the wrong one.
+        discard_transaction(client)
+        client.reply_error(errors.SELECT_IN_ATOMIC_EXEC)
+        return
+    reply = Exec(len(queued))
+    # FLUSHALL empties every database: the atomic path would reach the
+    # other databases of the executor only.
+    flushes = any(cmd.name == "flushall" for cmd, _ in queued)
+    if client.watching or (not selects and not flushes and _needs_atomic(client, queued)):
+        _run_atomic(client, queued, reply)
+    else:
+        _run_in_order(client, queued, reply)
+    client.pending.append(reply)
+    # After the __park entries above: the parked shards must still hold
+    # the versions this client saw.
+    unwatch_all(client)
+
+
+def _changes_db(client: Client, queued: list) -> bool:
+    """Does a queued SELECT change the client's database?"""
+    databases = client.server.config["databases"]
+    for cmd, args in queued:
+        if cmd.name == "select":
+            db = strict_int(args[1])
+            if db is not None and db != client.db and 0 <= db < databases:
+                return True
+    return False
+
+
+def _needs_atomic(client: Client, queued: list) -> bool:
+    """Must the transaction run as one :class:`AtomicOp`?  When it blocks,
+    or when its writes span shards: routed one by one, a shard that dies
+    halfway would leave the others' writes applied.  (Not with a SELECT
+    inside: routed one by one, each command goes in its database.)"""
+    shard_of = client.server.shard_of
+    written: set[int] = set()
+    for cmd, args in queued:
+        if "blocking" in cmd.flags:
+            return True
+        if cmd.is_write and cmd.route == "shard":
+            written.update(shard_of(key) for key in cmd.keys(args))
+    return len(written) > 1
+
+
+def _run_in_order(client: Client, queued: list, reply: Exec) -> None:
+    """Route every command as if it came alone, all in this one turn.
+
+    Nothing can come between them: each shard receives this transaction's
+    commands back to back, at one place in the global order, and a command
+    that spans shards is itself atomic (a fan-out in one turn, or an
+    :class:`AtomicOp`).  So the transaction is as isolated as one command.
+    """
+    parts: list = []
+    saved = client.pending
+    client.in_exec = True
+    try:
+        for cmd, args in queued:
+            client.pending = captured = deque((_BARRIER,))
+            client.route(cmd, args, None)
+            captured.popleft()
+            parts.extend(captured)
+            if client.server.monitors:
+                monitor.feed(client, cmd, args)
+    finally:
+        client.pending = saved
+        client.in_exec = False
+    reply.parts = parts
+
+
+def _run_atomic(client: Client, queued: list, reply: Exec) -> None:
+    """Check the watched keys and run the shard commands as one atomic
+    operation, then the local ones; or nothing, if a watched key changed.
+
+    Blocking commands come this way too: run by the executor, not by the
+    shard's command loop, they do not block.
+    """
+    commands = []
+    keys: list[bytes] = []
+    everything = False
+    for cmd, args in queued:
+        if cmd.route == "shard":
+            commands.append(args)
+            keys.extend(cmd.keys(args))
+            if cmd.pattern_keys is not None and cmd.pattern_keys(args) != []:
+                everything = True  # the keys its patterns name: anywhere
+        elif cmd.route == "all":
+            commands.append(args)
+            everything = True
+    watched = client.watching or {}
+    if not keys and watched:
+        keys = [next(iter(watched))]  # park the shard of a watched key, not shard 0
+
+    def finish(bodies: list[bytes]) -> bytes:
+        parts: list = []
+        replies = iter(bodies)
+        for cmd, args in queued:
+            if cmd.route == "local":
+                parts.extend(run_local_captured(client, cmd, args))
+            else:
+                parts.append(next(replies))
+            if client.server.monitors:  # committed: now they have run
+                monitor.feed(client, cmd, args)
+        reply.parts = parts
+        return b""
+
+    saved = client.pending
+    client.pending = deque()
+    try:
+        op = AtomicOp(client, commands, keys, finish, watched, everything)
+    finally:
+        client.pending = saved
+    reply.outcome = op.slot

@@ -1,0 +1,779 @@
+"""RESP, sans I/O: a request parser and a reply encoder.
+
+Nothing here touches a socket.  :class:`RequestParser` is fed the bytes a
+client sent and hands back complete commands; :func:`encode` turns a reply
+value into the bytes of RESP2 or RESP3.  The acceptor parses with it and
+both the acceptor and the workers encode with it.
+
+Reply values are plain Python objects, so command code never thinks about
+the protocol version:
+
+=================  ======================  ===========================
+Python value       RESP2                   RESP3
+=================  ======================  ===========================
+``bytes``          bulk string             bulk string
+``str``            simple string ``+``     simple string ``+``
+``int``            integer ``:``           integer ``:``
+``bool``           integer ``:1``/``:0``   boolean ``#t``/``#f``
+``None``           null bulk ``$-1``       null ``_``
+``float``          bulk string (%.17g)     double ``,``
+``HumanDouble``    bulk string (its text)  double ``,``
+``list``/``tuple`` array ``*``             array ``*``
+``dict``           flat array              map ``%``
+``set``            array                   set ``~``
+:class:`Error`     error ``-``             error ``-``
+:data:`NULL_ARRAY` ``*-1``                 null ``_``
+:class:`Verbatim`  bulk string             verbatim ``=``
+:class:`Push`      array                   push ``>``
+:class:`Pairs`     flat array              array of 2-arrays
+:class:`KeyedArrays` array of 2-arrays    map ``%``
+:class:`Raw`       the bytes as they are   the bytes as they are
+=================  ======================  ===========================
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from itertools import chain
+
+from shardkv.protocol import errors
+
+try:  # C speed for the common case; see RequestParser._feed_canonical
+    from hiredis import Reader as _HiredisReader
+    from hiredis import pack_command as _pack_command
+except ImportError:  # pragma: no cover - hiredis is a dependency
+    _HiredisReader = None
+
+PROTO_INLINE_MAX_SIZE = 64 * 1024
+PROTO_IOBUF_LEN = 16 * 1024  # what Redis reads from a client at a time
+# Input with an aggregate header of 5 digits or more never goes to hiredis:
+# it allocates an array of the announced size before the elements come, and
+# freeing one of 2**31 takes seconds.  (Not anchored at line starts: hiredis
+# skips the two bytes after a bulk without looking at them.)
+_BIG_ARRAY = re.compile(rb"\*\d{5}")  # a literal first byte: a fast scan
+_BIG_AGGREGATE = re.compile(rb"[*%~>|]\d{5}")  # a class: a slow one
+
+
+_READER_KEEP = 16 * 1024  # a hiredis reader fed more is replaced once done
+
+
+def _may_allocate_big(data: bytes) -> bool:
+    if _BIG_ARRAY.search(data):
+        return True
+    # Maps, sets, pushes, attributes: rare enough to be looked for byte by byte.
+    if 37 in data or 126 in data or 62 in data or 124 in data:  # % ~ > |
+        return _BIG_AGGREGATE.search(data) is not None
+    return False
+
+
+DEFAULT_MAX_BULK_LEN = 512 * 1024 * 1024
+INT_MAX = 2**31 - 1
+# Redis refuses larger multibulk counts and bulk lengths from clients that
+# have not authenticated yet.
+UNAUTH_MAX_MULTIBULK = 10
+UNAUTH_MAX_BULK = 16384
+
+
+DEFAULT_MAX_QUERY_BUFFER = 1024**3  # client-query-buffer-limit
+_LONG_LINE = 1024  # a partial line longer than this is collected, not re-joined
+
+
+class ProtocolError(Exception):
+    """The client broke the protocol; reply with ``message`` and hang up.
+
+    ``commands`` are the complete commands that came before the bad bytes
+    in the same :meth:`RequestParser.feed`: Redis runs those first.
+    """
+
+    def __init__(self, message: str, commands: list | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.commands = commands or []
+
+
+class QueryBufferExceeded(ProtocolError):
+    """Unparsed input passed ``client-query-buffer-limit``: Redis logs it and
+    closes the connection without a reply (``message`` is empty)."""
+
+    def __init__(self, held: int, commands: list | None = None) -> None:
+        super().__init__("", commands)
+        self.held = held
+
+
+class Error:
+    """An error reply.  ``message`` is the full text without the ``-``."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Error) and other.message == self.message
+
+    def __hash__(self) -> int:
+        return hash(self.message)
+
+    def __repr__(self) -> str:
+        return f"Error({self.message!r})"
+
+
+class Verbatim:
+    """A verbatim string (RESP3 ``=``), such as INFO's text."""
+
+    __slots__ = ("text", "format")
+
+    def __init__(self, text: bytes, format: bytes = b"txt") -> None:
+        self.text = text
+        self.format = format
+
+
+class Push(list):
+    """An out-of-band push message (RESP3 ``>``), used by Pub/Sub."""
+
+    __slots__ = ()
+
+
+class Pairs(list):
+    """A list of 2-tuples: RESP3 nests each pair, RESP2 flattens them.
+
+    The shape of HRANDFIELD ... WITHVALUES and ZRANGE ... WITHSCORES.
+    """
+
+    __slots__ = ()
+
+
+class KeyedArrays(list):
+    """A list of ``(key, value)``: an array of 2-arrays in RESP2, a map in
+    RESP3 (XREAD's reply)."""
+
+    __slots__ = ()
+
+
+class Raw:
+    """Bytes already encoded in the connection's protocol."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+class HumanDouble:
+    """A double already written as text: a bulk string in RESP2, a double
+    (``,``) in RESP3, as Redis's ``addReplyHumanLongDouble`` (GEOPOS)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: bytes) -> None:
+        self.text = text
+
+
+class _NullArray:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NULL_ARRAY"
+
+
+NULL_ARRAY = _NullArray()
+
+OK = "OK"
+
+
+# -- parsing -----------------------------------------------------------------
+
+
+def strict_int(s: bytes) -> int | None:
+    """Parse ``s`` the way Redis's ``string2ll`` does, or return None.
+
+    Unlike ``int()`` it rejects spaces, ``+``, ``_`` and leading zeros, and
+    values outside the signed 64-bit range.
+    """
+    if len(s) > 20:  # also keeps int() off huge digit strings
+        return None
+    if s.isdigit():
+        if s[0] == 48 and len(s) > 1:
+            return None
+        v = int(s)
+        return v if v <= 9223372036854775807 else None
+    if len(s) > 1 and s[0] == 45 and s[1] != 48 and s[1:].isdigit():
+        v = -int(s[1:])
+        return v if v >= -9223372036854775808 else None
+    return None
+
+
+_ESCAPES = {ord("n"): 10, ord("r"): 13, ord("t"): 9, ord("b"): 8, ord("a"): 7}
+_HEX = b"0123456789abcdefABCDEF"
+_SPACE = b" \n\r\t\v\f"  # C's isspace(): what separates arguments
+_TOKEN_END = b" \n\r\t"  # what ends an unquoted argument (\v and \f do not)
+
+
+def split_inline(line: bytes) -> list[bytes]:
+    """Split an inline command the way Redis's ``sdssplitargs`` does.
+
+    Double quotes take C escapes (``\\n``, ``\\x41``...), single quotes take
+    only ``\\'``.  A closing quote must be followed by a space or the end.
+    Raises :class:`ProtocolError` on unbalanced quotes.
+    """
+    if b'"' not in line and b"'" not in line and b"\v" not in line and b"\f" not in line:
+        return line.split()
+    args: list[bytes] = []
+    i, n = 0, len(line)
+    while True:
+        while i < n and line[i] in _SPACE:
+            i += 1
+        if i >= n:
+            return args
+        cur = bytearray()
+        inq = insq = False
+        while True:
+            if inq:
+                if i >= n:
+                    raise ProtocolError(errors.PROTO_UNBALANCED)
+                c = line[i]
+                if (
+                    c == 92
+                    and i + 3 < n
+                    and line[i + 1] == 120
+                    and line[i + 2] in _HEX
+                    and line[i + 3] in _HEX
+                ):
+                    cur.append(int(line[i + 2 : i + 4], 16))
+                    i += 3
+                elif c == 92 and i + 1 < n:
+                    i += 1
+                    cur.append(_ESCAPES.get(line[i], line[i]))
+                elif c == 34:
+                    if i + 1 < n and line[i + 1] not in _SPACE:
+                        raise ProtocolError(errors.PROTO_UNBALANCED)
+                    i += 1
+                    break
+                else:
+                    cur.append(c)
+            elif insq:
+                if i >= n:
+                    raise ProtocolError(errors.PROTO_UNBALANCED)
+                c = line[i]
+                if c == 92 and i + 1 < n and line[i + 1] == 39:
+                    i += 1
+                    cur.append(39)
+                elif c == 39:
+                    if i + 1 < n and line[i + 1] not in _SPACE:
+                        raise ProtocolError(errors.PROTO_UNBALANCED)
+                    i += 1
+                    break
+                else:
+                    cur.append(c)
+            else:
+                if i >= n:
+                    break
+                c = line[i]
+                if c in _TOKEN_END:
+                    break
+                if c == 34:
+                    inq = True
+                elif c == 39:
+                    insq = True
+                else:
+                    cur.append(c)
+            i += 1
+        args.append(bytes(cur))
+
+
+class RequestParser:
+    """Turns the bytes a client sends into commands.
+
+    ``feed(data)`` returns the list of commands completed by ``data``.  Each
+    command is a pair ``(args, raw)``: ``args`` is the list of arguments and
+    ``raw`` the exact RESP bytes of the command (``None`` for an inline
+    command), so it can be forwarded without re-encoding.
+
+    It accepts RESP arrays of bulk strings and inline commands, ignores
+    ``*0`` and ``*-1`` as Redis does, and raises :class:`ProtocolError`
+    with Redis's text for anything else.  After an error the parser is
+    spent: the connection must be closed.
+
+    It reads a line as Redis's ``processMultibulkBuffer`` does: a header
+    ends at the first ``\\r`` (the byte after it is skipped unread), and a
+    NUL byte before that ``\\r`` hides the line, because Redis finds it with
+    ``strchr``.  So the same bytes give the same commands, the same error,
+    or the same wait for more data, as on a real Redis.
+
+    While ``authenticated`` is false, ``feed`` returns at most one command
+    and keeps the rest: the caller runs it (it may be AUTH), then calls
+    ``feed(b"")`` for the next, so the next header is checked against the
+    unauthenticated limits only if the client is still unauthenticated.
+
+    Most reads are whole commands in canonical RESP, the only form real
+    clients send.  Those go through hiredis (see :meth:`_feed_canonical`);
+    everything else, and anything in doubt, through the Python code that
+    follows Redis byte by byte.
+    """
+
+    __slots__ = (
+        "_buf",
+        "_args",
+        "_remaining",
+        "_bulklen",
+        "_raw_parts",
+        "_wait",
+        "_chunks",
+        "_have",
+        "_needle",
+        "_hidden",
+        "_too_big",
+        "max_bulk_len",
+        "max_query_buffer",
+        "authenticated",
+        "_reader",
+    )
+
+    def __init__(
+        self,
+        max_bulk_len: int = DEFAULT_MAX_BULK_LEN,
+        authenticated: bool = True,
+        max_query_buffer: int = DEFAULT_MAX_QUERY_BUFFER,
+    ) -> None:
+        self._buf = b""  # unconsumed bytes
+        self._args: list[bytes] = []  # arguments of a multibulk in progress
+        self._remaining = 0  # bulks still expected by that multibulk
+        self._bulklen = -1  # length of the bulk being read, -1 for a header
+        self._raw_parts: list[bytes] = []  # bytes of that command already consumed
+        self._wait = 0  # don't parse until this many bytes are buffered
+        self._chunks: list[bytes] = []
+        self._have = 0
+        # A long line still coming (see _hold): the byte that ends it, whether
+        # a NUL hides it for good, and the error once it passes 64 KB.
+        self._needle = b""
+        self._hidden = False
+        self._too_big = ""
+        self.max_bulk_len = max_bulk_len
+        self.max_query_buffer = max_query_buffer
+        self.authenticated = authenticated
+        self._reader = _HiredisReader() if _HiredisReader is not None else None
+
+    def buffered(self) -> int:
+        """How many bytes are held, waiting for the rest of a command."""
+        return len(self._buf) + self._have + sum(len(p) for p in self._raw_parts if p is not None)
+
+    def feed(self, data: bytes) -> list[tuple[list[bytes], bytes | None]]:
+        if (
+            data[:1] == b"*"
+            and not self._buf
+            and not self._remaining
+            and not self._wait
+            and not self._needle
+            and self.authenticated
+            and self._reader is not None
+            and len(data) <= self.max_bulk_len
+            and len(data) <= self.max_query_buffer
+            and not _may_allocate_big(data)
+        ):
+            out = self._feed_canonical(data)
+            if out is not None:
+                return out
+        if self._wait:
+            # A large bulk is on its way: collect chunks, join them once.
+            self._chunks.append(data)
+            self._have += len(data)
+            if self._have < self._wait:
+                if self._have > self.max_query_buffer:
+                    raise QueryBufferExceeded(self._have)
+                return []
+            buf = b"".join(self._chunks)
+            self._chunks = []
+            self._have = self._wait = 0
+        elif self._needle:
+            # A long line is on its way: look for its end in new data only.
+            self._chunks.append(data)
+            self._have += len(data)
+            if self._hidden or data.find(self._needle) < 0:
+                if self._have > PROTO_INLINE_MAX_SIZE:
+                    raise ProtocolError(self._too_big)
+                return []
+            buf = b"".join(self._chunks)
+            self._chunks = []
+            self._have = 0
+            self._needle = b""
+        elif self._buf:
+            buf = self._buf + data
+        else:
+            buf = data
+        out: list[tuple[list[bytes], bytes | None]] = []
+        pos = 0
+        n = len(buf)
+        find = buf.find
+        one = not self.authenticated
+        while pos < n:
+            start = pos
+            if not self._remaining:
+                if buf[pos] != 42:  # not '*': an inline command
+                    eol = find(b"\n", pos)
+                    if eol < 0 or find(b"\0", pos, eol) >= 0:
+                        # No line yet (for Redis, a NUL ends the buffer).
+                        if n - pos > PROTO_INLINE_MAX_SIZE:
+                            raise ProtocolError(errors.PROTO_BIG_INLINE, out)
+                        break
+                    line = buf[pos:eol]
+                    pos = eol + 1
+                    if len(line) >= PROTO_INLINE_MAX_SIZE + PROTO_IOBUF_LEN:
+                        # Redis reads 16 KB at a time and gives up once more
+                        # than 64 KB have come without a newline: a line sent
+                        # whole is refused when its newline is not within
+                        # the first 80 KB (a 70,000-byte line is a command).
+                        raise ProtocolError(errors.PROTO_BIG_INLINE, out)
+                    if line.endswith(b"\r"):
+                        line = line[:-1]
+                    try:
+                        args = split_inline(line)
+                    except ProtocolError as e:
+                        raise ProtocolError(e.message, out) from None
+                    if args:
+                        out.append((args, None))
+                        if one:
+                            break
+                    continue
+                eol = find(b"\r\n", pos)
+                count = strict_int(buf[pos + 1 : eol]) if eol >= 0 else None
+                if count is None or count > INT_MAX:
+                    # Not a plain header: see where Redis ends this line.
+                    eol = _redis_line(buf, pos, n, errors.PROTO_BIG_MBULK_COUNT, out)
+                    if eol < 0:
+                        break
+                    count = strict_int(buf[pos + 1 : eol])
+                    if count is None or count > INT_MAX:
+                        raise ProtocolError(errors.PROTO_MULTIBULK_LEN, out)
+                    self._raw_parts.append(None)  # odd line ending: not forwardable
+                if count > UNAUTH_MAX_MULTIBULK and not self.authenticated:
+                    raise ProtocolError(errors.PROTO_UNAUTH_MULTIBULK, out)
+                pos = eol + 2
+                if count <= 0:
+                    continue
+                self._remaining = count
+                self._args = []
+            args = self._args
+            remaining = self._remaining
+            bulklen = self._bulklen
+            while remaining:
+                if bulklen < 0:
+                    eol = find(b"\r\n", pos)
+                    digits = buf[pos + 1 : eol]  # strict_int, inlined: this runs per argument
+                    if (
+                        eol > 0
+                        and buf[pos] == 36  # '$'
+                        and digits.isdigit()
+                        and (digits[0] != 48 or len(digits) == 1)
+                        and len(digits) < 20
+                    ):
+                        bulklen = int(digits)
+                    if bulklen < 0 or bulklen > self.max_bulk_len:
+                        # Not a plain header: see where Redis ends this line.
+                        eol = _redis_line(buf, pos, n, errors.PROTO_BIG_BULK_COUNT, out)
+                        if eol < 0:
+                            bulklen = -1
+                            break
+                        if buf[pos] != 36:
+                            raise ProtocolError(errors.PROTO_EXPECTED_DOLLAR % chr(buf[pos]), out)
+                        bulklen = strict_int(buf[pos + 1 : eol])  # type: ignore[assignment]
+                        if bulklen is None or bulklen < 0 or bulklen > self.max_bulk_len:
+                            raise ProtocolError(errors.PROTO_BULK_LEN, out)
+                        self._raw_parts.append(None)  # odd line ending: not forwardable
+                    if bulklen > UNAUTH_MAX_BULK and not self.authenticated:
+                        raise ProtocolError(errors.PROTO_UNAUTH_BULK, out)
+                    pos = eol + 2
+                end = pos + bulklen
+                if end + 2 > n:
+                    break
+                args.append(buf[pos:end])
+                pos = end + 2
+                bulklen = -1
+                remaining -= 1
+            self._remaining = remaining
+            self._bulklen = bulklen
+            if remaining:
+                # The command continues in data not yet received.
+                self._raw_parts.append(buf[start:pos])
+                rest = buf[pos:]
+                if bulklen >= 0 and bulklen + 2 - len(rest) > 65536:
+                    self._chunks = [rest]
+                    self._have = len(rest)
+                    self._wait = bulklen + 2
+                    self._buf = b""
+                    if self._have > self.max_query_buffer:
+                        raise QueryBufferExceeded(self._have, out)
+                    return out
+                if bulklen < 0 and len(rest) > _LONG_LINE:
+                    self._hold(rest, b"\r", errors.PROTO_BIG_BULK_COUNT)
+                else:
+                    self._buf = rest
+                return out
+            if self._raw_parts:
+                parts = self._raw_parts
+                self._raw_parts = []
+                # None marks a header Redis reads but a strict RESP reader
+                # (the worker's) would not: such a command is re-encoded.
+                parts.append(buf[start:pos])
+                out.append((args, None if None in parts else b"".join(parts)))
+            else:
+                out.append((args, buf[start:pos]))
+            if one:
+                break
+        if n - pos > _LONG_LINE:
+            if buf[pos] == 42:
+                self._hold(buf[pos:], b"\r", errors.PROTO_BIG_MBULK_COUNT)
+            else:
+                self._hold(buf[pos:], b"\n", errors.PROTO_BIG_INLINE)
+        else:
+            self._buf = buf[pos:] if pos < n else b""
+        return out
+
+    def _feed_canonical(self, data: bytes) -> list[tuple[list[bytes], bytes]] | None:
+        """The commands in ``data`` if it is exactly whole commands in
+        canonical form (``*<n>`` then ``$<len>`` bulks, no leading zeros),
+        else None, and :meth:`feed` parses it the long way.
+
+        hiredis parses; re-encoding what it found (in C as well) and finding
+        ``data`` again, byte for byte, proves the input was canonical RESP,
+        which every parser, Redis's included, reads the same way.  The
+        encodings are the ``raw`` bytes the worker gets.  Called only while
+        nothing is buffered, so falling back loses nothing.
+        """
+        reader = self._reader
+        reader.feed(data)  # type: ignore[union-attr]
+        gets = reader.gets  # type: ignore[union-attr]
+        out = []
+        raws = []
+        try:
+            while (args := gets()) is not False:
+                if not args:  # *0 and *-1 (ignored), or not a command at all
+                    raise ValueError
+                raw = _pack_command(tuple(args))
+                out.append((args, raw))
+                raws.append(raw)
+        except Exception:  # noqa: BLE001 - not canonical: the long way decides
+            self._reader = _HiredisReader()
+            return None
+        if not raws or b"".join(raws) != data:
+            self._reader = _HiredisReader()  # it may hold part of a command
+            return None
+        if len(data) > _READER_KEEP:
+            # hiredis keeps its buffer's capacity until the next feed; an
+            # idle client must not hold on to its largest read.
+            self._reader = _HiredisReader()
+        return out
+
+    def _hold(self, rest: bytes, needle: bytes, too_big: str) -> None:
+        """Keep ``rest``, which starts with a line.  If the line is not
+        complete, collect what comes until ``needle`` does, rather than join
+        and search the whole of it again at each read: a client that sends
+        a long line a byte at a time costs linear time, not quadratic."""
+        end = rest.find(needle)
+        hidden = rest.find(b"\0", 0, end if end >= 0 else len(rest)) >= 0
+        if end >= 0 and not hidden:  # complete, or all but the byte after '\r'
+            self._buf = rest
+            return
+        self._buf = b""
+        self._chunks = [rest]
+        self._have = len(rest)
+        self._needle = needle
+        self._hidden = hidden  # Redis's strchr stops at the NUL: no line, ever
+        self._too_big = too_big
+
+
+def _redis_line(buf: bytes, pos: int, n: int, too_big: str, out: list) -> int:
+    """Where Redis ends the header line at ``pos``: the index of its first
+    ``\r``, or -1 while Redis would wait for more data.
+
+    Redis finds it with ``strchr``, which also stops at a NUL byte: a NUL
+    before the ``\r`` hides the line.  Raises ``too_big`` where Redis would
+    give up on a line that long.
+    """
+    eol = buf.find(b"\r", pos)
+    if eol < 0 or buf.find(b"\0", pos, eol) >= 0:
+        if n - pos > PROTO_INLINE_MAX_SIZE:
+            raise ProtocolError(too_big, out)
+        return -1
+    if eol + 1 >= n:
+        return -1  # the byte after it (never checked) has not come yet
+    if eol - pos > PROTO_INLINE_MAX_SIZE:
+        raise ProtocolError(too_big, out)
+    return eol
+
+
+# -- encoding ----------------------------------------------------------------
+
+
+def format_double(d: float) -> bytes:
+    """Format a double as Redis 7.0's ``addReplyDouble`` does (``%.17g``)."""
+    if math.isinf(d):
+        return b"inf" if d > 0 else b"-inf"
+    return b"%.17g" % d
+
+
+def encode_error(message: str) -> bytes:
+    # Redis replaces newlines in error text with spaces.
+    if "\r" in message or "\n" in message:
+        message = message.replace("\r", " ").replace("\n", " ")
+    return b"-%s\r\n" % message.encode("latin-1", "replace")
+
+
+def encode_command(args: list[bytes]) -> bytes:
+    """Encode a command as a RESP array of bulk strings."""
+    parts = [b"*%d\r\n" % len(args)]
+    for a in args:
+        parts.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(parts)
+
+
+_BULK_HEADS = [b"$%d" % n for n in range(1024)]
+
+
+BIG_ARRAY = 1 << 16  # arrays longer than this are encoded a slice at a time
+
+
+def _encode_big_bulk_array(value: list) -> bytes | None:
+    """A long array of bulk strings (LRANGE 0 -1, KEYS of millions) written
+    into one buffer a slice at a time, so that encoding it holds the reply
+    once, not a list of pieces three times the array's length; None if an
+    element is not a bulk string."""
+    out = bytearray(b"*%d\r\n" % len(value))
+    for start in range(0, len(value), BIG_ARRAY):
+        part = value[start : start + BIG_ARRAY]
+        try:
+            lens = [_BULK_HEADS[n] if n < 1024 else b"$%d" % n for n in map(len, part)]
+            out += b"\r\n".join([*chain.from_iterable(zip(lens, part, strict=True)), b""])
+        except TypeError:
+            return None
+    return bytes(out)
+
+
+def encode_bulk_choices(members: tuple, k: int) -> Raw:
+    """``k`` members drawn at random with replacement (SRANDMEMBER with a
+    negative count...), encoded as an array of bulk strings as they are
+    drawn: each member is encoded once, and the reply is built a slice at
+    a time, never as a list of ``k`` values."""
+    import random
+
+    encoded = [b"$%d\r\n%s\r\n" % (len(m), m) for m in members]
+    out = bytearray(b"*%d\r\n" % k)
+    for start in range(0, k, BIG_ARRAY):
+        out += b"".join(random.choices(encoded, k=min(BIG_ARRAY, k - start)))
+    return Raw(out)  # type: ignore[arg-type]  # a bytearray: joined as it is, never copied here
+
+
+def encode(value: object, resp3: bool = False) -> bytes:
+    """Encode one reply value (see the module docstring) as RESP bytes."""
+    t = type(value)
+    if t is bytes:
+        return b"$%d\r\n%s\r\n" % (len(value), value)  # type: ignore[arg-type]
+    if t is str:
+        return b"+%s\r\n" % value.encode()  # type: ignore[union-attr]
+    if t is int:
+        return b":%d\r\n" % value  # type: ignore[str-format]
+    if value is None:
+        return b"_\r\n" if resp3 else b"$-1\r\n"
+    if t is list:
+        # The common array, all bulk strings (LRANGE, MGET...), in one join;
+        # any other element makes len() or the join raise, and the general
+        # path runs instead.
+        if len(value) > BIG_ARRAY:  # type: ignore[arg-type]
+            big = _encode_big_bulk_array(value)  # type: ignore[arg-type]
+            if big is not None:
+                return big
+        try:
+            heads = [_BULK_HEADS[n] if n < 1024 else b"$%d" % n for n in map(len, value)]  # type: ignore[arg-type]
+            lines = [b"*%d" % len(heads), *chain.from_iterable(zip(heads, value, strict=True)), b""]  # type: ignore[call-overload]
+            return b"\r\n".join(lines)
+        except TypeError:
+            pass
+    if t is Raw:
+        return value.data  # type: ignore[attr-defined]
+    out: list[bytes] = []
+    _encode_into(value, resp3, out)
+    return b"".join(out)
+
+
+def _encode_into(value: object, resp3: bool, out: list[bytes]) -> None:
+    t = type(value)
+    if t is bytes:
+        out.append(b"$%d\r\n" % len(value))  # type: ignore[arg-type]
+        out.append(value)  # type: ignore[arg-type]
+        out.append(b"\r\n")
+    elif t is str:
+        out.append(b"+%s\r\n" % value.encode())  # type: ignore[union-attr]
+    elif t is int:
+        out.append(b":%d\r\n" % value)  # type: ignore[str-format]
+    elif value is None:
+        out.append(b"_\r\n" if resp3 else b"$-1\r\n")
+    elif t is list or t is tuple or t is Push:
+        if t is Push and resp3:
+            out.append(b">%d\r\n" % len(value))  # type: ignore[arg-type]
+        else:
+            out.append(b"*%d\r\n" % len(value))  # type: ignore[arg-type]
+        for v in value:  # type: ignore[attr-defined]
+            _encode_into(v, resp3, out)
+    elif t is Error:
+        out.append(encode_error(value.message))  # type: ignore[attr-defined]
+    elif t is float:
+        if resp3:
+            if math.isnan(value):  # type: ignore[arg-type]
+                out.append(b",nan\r\n")
+            else:
+                out.append(b",%s\r\n" % format_double(value))  # type: ignore[arg-type]
+        else:
+            s = format_double(value)  # type: ignore[arg-type]
+            out.append(b"$%d\r\n%s\r\n" % (len(s), s))
+    elif t is dict:
+        out.append((b"%%%d\r\n" if resp3 else b"*%d\r\n") % (len(value) * (1 if resp3 else 2)))  # type: ignore[arg-type]
+        for k, v in value.items():  # type: ignore[attr-defined]
+            _encode_into(k, resp3, out)
+            _encode_into(v, resp3, out)
+    elif t is set or t is frozenset:
+        out.append((b"~%d\r\n" if resp3 else b"*%d\r\n") % len(value))  # type: ignore[arg-type]
+        for v in value:  # type: ignore[attr-defined]
+            _encode_into(v, resp3, out)
+    elif t is bool:
+        if resp3:
+            out.append(b"#t\r\n" if value else b"#f\r\n")
+        else:
+            out.append(b":1\r\n" if value else b":0\r\n")
+    elif value is NULL_ARRAY:
+        out.append(b"_\r\n" if resp3 else b"*-1\r\n")
+    elif t is Verbatim:
+        if resp3:
+            body = value.format + b":" + value.text  # type: ignore[attr-defined]
+            out.append(b"=%d\r\n%s\r\n" % (len(body), body))
+        else:
+            out.append(b"$%d\r\n%s\r\n" % (len(value.text), value.text))  # type: ignore[attr-defined]
+    elif t is Raw:
+        out.append(value.data)  # type: ignore[attr-defined]
+    elif t is KeyedArrays:
+        out.append((b"%%%d\r\n" if resp3 else b"*%d\r\n") % len(value))  # type: ignore[arg-type]
+        for a, b in value:  # type: ignore[attr-defined]
+            if not resp3:
+                out.append(b"*2\r\n")
+            _encode_into(a, resp3, out)
+            _encode_into(b, resp3, out)
+    elif t is HumanDouble:
+        text = value.text  # type: ignore[attr-defined]
+        out.append(b",%s\r\n" % text if resp3 else b"$%d\r\n%s\r\n" % (len(text), text))
+    elif t is Pairs:
+        if resp3:
+            out.append(b"*%d\r\n" % len(value))  # type: ignore[arg-type]
+            for a, b in value:  # type: ignore[attr-defined]
+                out.append(b"*2\r\n")
+                _encode_into(a, resp3, out)
+                _encode_into(b, resp3, out)
+        else:
+            out.append(b"*%d\r\n" % (2 * len(value)))  # type: ignore[arg-type]
+            for a, b in value:  # type: ignore[attr-defined]
+                _encode_into(a, resp3, out)
+                _encode_into(b, resp3, out)
+    else:
+        # A value that encodes itself by protocol (a Lua script's reply).
+        to_resp = getattr(value, "to_resp", None)
+        if to_resp is None:
+            raise TypeError(f"cannot encode {t.__name__} as RESP")
+        out.append(to_resp(resp3))

@@ -1,0 +1,379 @@
+"""The message format on the pipes between the acceptor and the workers.
+
+Each pipe is a ``multiprocessing.Pipe()``: a Unix socket pair carrying
+frames of a 4-byte big-endian length and a payload (``Connection``'s own
+framing, so a worker can call ``recv_bytes``/``send_bytes``).  The first
+byte of a payload says what it is.  Nothing on a pipe is pickled; the only
+other codec is :mod:`marshal`, and only for values the sending process built
+itself from plain ``bytes``/``int``/``list``/``tuple``/``dict``.
+
+Acceptor -> worker
+------------------
+``B`` *batch*: every command bound for this shard during one turn of the
+    acceptor's event loop.  Entries follow each other, each one a RESP
+    integer header ``:<h>\\r\\n`` then the command as a RESP array of bulk
+    strings, usually the very bytes the client sent.  ``h & 0xFF`` holds
+    the FLAG_* bits below; ``(h >> 8) & 0xFFFF`` is the client's database
+    (SELECT), 0 for most; ``h >> 24`` is a token that names a blocking
+    command, 0 otherwise (see :mod:`shardkv.worker.blocking`).  Only an
+    entry with a token may block; the same command without one replies
+    as it would inside MULTI.  So the header of a plain command in
+    database 0 is ``:0`` or ``:1`` (RESP3), and anything above
+    :data:`PLAIN_MAX` needs a closer look (:func:`header_db`,
+    :func:`header_token`).
+``X`` *cancel*: ``X<token>`` in ASCII.  The client blocked under that
+    token went away; forget it (a token the worker no longer knows, one
+    already answered, is ignored).
+``C`` *control*: ``C`` + one control message (see below): a step of a
+    cross-shard operation, or the answer to a worker's ``InDoubt``.
+
+Worker -> acceptor
+------------------
+``R`` *replies*: ``R``, a little-endian uint32 count N, N uint32 lengths,
+    then N reply bodies.  They answer the next N entries this worker
+    received, in order: the pipe is FIFO both ways, so no ids are needed.
+    A body is RESP in the client's protocol, except for an entry sent with
+    FLAG_PART (a marshal part value, see :func:`encode_part`) and for a
+    blocking command that blocked (an empty body: its reply comes later in
+    a ``W`` frame).
+``W`` *wake*: ``W`` + uint64 token + RESP body: the late reply to a
+    command that blocked, served or timed out.  It always follows the
+    ``R`` frame that carried the command's empty body.
+``C`` *control*: ``C`` + one control message: a parked worker's answer,
+    or ``InDoubt``, the first frame a worker sends on every new pipe.
+
+``S`` *script*: ``S`` + marshal ``(busy, pid, dirty, eval_mode, details...)``: a Lua
+    script has run longer than ``busy-reply-threshold`` (busy true; sent
+    again when it first writes), or the busy script is over (busy false,
+    sent before the frame that carries its reply).  While a shard is busy
+    the acceptor answers ``-BUSY`` for the commands it would send there,
+    and SCRIPT KILL / FUNCTION KILL signal ``pid`` (SIGUSR1).
+``M`` *monitor*: ``M`` + marshal list of ``(database, args)``: the commands a
+    script sent with FLAG_MONITOR called, in order, for MONITOR's ``[0 lua]``
+    lines; sent before the frame that carries the script's reply.
+
+Control messages
+----------------
+Every message of the cross-shard commit protocol is one frozen dataclass
+below, encoded by :func:`encode_control` and decoded by
+:func:`decode_control` and nowhere else: a tag byte string, then the
+fields in order, as one marshal tuple.  Each names its operation by
+``op``, an integer unique to the acceptor that started it (see
+:mod:`shardkv.acceptor.crossshard` for the protocol and its failure cases), so a
+reply can never be taken for another operation's.
+
+Two kinds of batch entries start an operation, both with ``FLAG_PARK``:
+``__park <op> <nexport> key... watched...`` (answered with a
+:class:`Parked` part) and ``__prepare <op> <command...>``, one shard's
+part of a write fan-out (answered with a :class:`PartPrepared` part).
+"""
+
+from __future__ import annotations
+
+import marshal
+import struct
+from dataclasses import dataclass
+
+from shardkv.protocol.resp import Error
+
+FLAG_RESP3 = 1  # encode the reply in RESP3
+FLAG_PART = 2  # one shard's part of a command that spans shards
+FLAG_PARK = 4  # stop here for a cross-shard operation (see crossshard)
+FLAG_MONITOR = 8  # a script with MONITOR on: report the commands it calls (``M``)
+
+BATCH = 66  # b"B"
+CANCEL = 88  # b"X"
+CONTROL = 67  # b"C"
+REPLIES = 82  # b"R"
+WAKE = 87  # b"W"
+SCRIPT = 83  # b"S"
+MONITOR = 77  # b"M"
+
+# Each frame on a pipe: a length as multiprocessing.Connection writes it
+# (signed 32-bit, big-endian), then the payload.
+FRAME = struct.Struct("!i")
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+
+try:
+    from hiredis import Reader as _HiredisReader
+except ImportError:  # pragma: no cover - hiredis is a dependency
+    _HiredisReader = None
+
+
+# A header at most this is a plain entry in database 0 (RESP3 or PART at most).
+PLAIN_MAX = FLAG_RESP3 | FLAG_PART
+DB_SHIFT = 8
+DB_MASK = 0xFFFF  # so at most 65536 databases
+TOKEN_SHIFT = 24
+
+
+def entry_header(flags: int, token: int = 0, db: int = 0) -> bytes:
+    return b":%d\r\n" % (flags | (db << DB_SHIFT) | (token << TOKEN_SHIFT))
+
+
+def header_db(header: int) -> int:
+    return (header >> DB_SHIFT) & DB_MASK
+
+
+def header_token(header: int) -> int:
+    return header >> TOKEN_SHIFT
+
+
+def decode_batch(payload: bytes) -> list:
+    """The ``[header, args, header, args, ...]`` of a ``B`` payload."""
+    if _HiredisReader is not None:
+        reader = _HiredisReader()
+        reader.feed(payload, 1)
+        out = []
+        append = out.append
+        gets = reader.gets
+        while (item := gets()) is not False:
+            append(item)
+        return out
+    return _decode_batch_py(payload)
+
+
+def _decode_batch_py(payload: bytes) -> list:
+    out: list = []
+    pos = 1
+    find = payload.find
+    n = len(payload)
+    while pos < n:
+        eol = find(b"\r\n", pos)
+        if payload[pos] == 58:  # ':'
+            out.append(int(payload[pos + 1 : eol]))
+            pos = eol + 2
+            continue
+        count = int(payload[pos + 1 : eol])
+        pos = eol + 2
+        args = []
+        for _ in range(count):
+            eol = find(b"\r\n", pos)
+            size = int(payload[pos + 1 : eol])
+            pos = eol + 2
+            args.append(payload[pos : pos + size])
+            pos += size + 2
+        out.append(args)
+    return out
+
+
+def encode_replies(bodies: list[bytes]) -> bytes:
+    n = len(bodies)
+    return b"".join((b"R", _U32.pack(n), struct.pack("<%dI" % n, *map(len, bodies)), *bodies))
+
+
+def decode_replies(payload: bytes) -> list[bytes]:
+    (n,) = _U32.unpack_from(payload, 1)
+    lens = struct.unpack_from("<%dI" % n, payload, 5)
+    pos = 5 + 4 * n
+    out = []
+    for size in lens:
+        out.append(payload[pos : pos + size])
+        pos += size
+    return out
+
+
+def encode_wake(token: int, body: bytes) -> bytes:
+    return b"W" + _U64.pack(token) + body
+
+
+def decode_wake(payload: bytes) -> tuple[int, bytes]:
+    return _U64.unpack_from(payload, 1)[0], payload[9:]
+
+
+def encode_part(value: object) -> bytes:
+    """A part reply: an int, a str, None, a list of RESP bodies, or an error."""
+    if type(value) is Error:
+        return marshal.dumps(("E", value.message))  # type: ignore[attr-defined]
+    return marshal.dumps(value)
+
+
+def decode_part(body: bytes) -> object:
+    value = marshal.loads(body)
+    if type(value) is tuple:
+        return Error(value[1])
+    return value
+
+
+# -- control messages ------------------------------------------------------------
+#
+# acceptor -> worker: Run, Prepare, Decide, Resolve
+# worker -> acceptor: Ran, Prepared, Finished, Refused, InDoubt
+# batch-entry answers (inside an R frame): Parked, PartPrepared
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """To the executor: install ``states`` (other shards' keys), run
+    ``commands``; answer :class:`Ran`.  The executor prepares its own
+    changes, or, when it is ``alone`` in the operation, commits them."""
+
+    op: int
+    states: dict
+    commands: list
+    resp3: int
+    alone: bool
+    own: list  # the executor's own keys the operation names; [b"*"]: every key
+
+
+@dataclass(frozen=True, slots=True)
+class Prepare:
+    """To a participant: make these keys of yours hold these states
+    tentatively, log the prepare record (durably, as ``appendfsync`` asks),
+    answer :class:`Prepared`, and wait for :class:`Decide`."""
+
+    op: int
+    states: dict
+
+
+@dataclass(frozen=True, slots=True)
+class Decide:
+    """The operation's outcome, to every shard parked for it: apply what was
+    prepared (``commit``) or undo it; answer :class:`Finished`; resume."""
+
+    op: int
+    commit: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Resolve:
+    """The answer to :class:`InDoubt`: the outcome of each operation."""
+
+    outcomes: dict  # op -> commit (bool)
+
+
+@dataclass(frozen=True, slots=True)
+class Ran:
+    """The executor's answer to :class:`Run`.  ``after``: the new states of
+    the other shards' keys that changed.  ``own``: what the executor did
+    with its own changes: ``NOTHING``, ``PREPARED`` or (alone) ``COMMITTED``."""
+
+    op: int
+    bodies: list
+    after: dict
+    own: int
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    op: int
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """A shard applied (or undid) its part after :class:`Decide` or
+    :class:`Resolve`, and has logged that."""
+
+    op: int
+    commit: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A worker got a control message for an operation it is not parked
+    for (after a restart, say): it did nothing."""
+
+    op: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class InDoubt:
+    """The first frame a worker sends on each new pipe: the operations it
+    has prepared and whose outcome it does not know.  It runs nothing
+    until the :class:`Resolve` for them has come (when there are any)."""
+
+    ops: list
+
+
+@dataclass(frozen=True, slots=True)
+class Parked:
+    """A shard's answer to ``__park``: the states of the keys it exports,
+    the versions of the watched keys; it is now parked for ``op``."""
+
+    op: int
+    states: dict
+    versions: dict
+
+
+@dataclass(frozen=True, slots=True)
+class PartPrepared:
+    """A shard's answer to ``__prepare``: its part's reply ``value``
+    (:func:`encode_part`'s values); ``prepared``: it changed keys, logged
+    the prepare record and is parked for ``op``; otherwise it went on."""
+
+    op: int
+    prepared: bool
+    value: object
+
+
+# What the executor did with its own changes (Ran.own).
+NOTHING, PREPARED, COMMITTED = 0, 1, 2
+
+_MESSAGES = (Run, Prepare, Decide, Resolve, Ran, Prepared, Finished, Refused, InDoubt, Parked, PartPrepared)
+_BY_TAG = {cls.__name__: cls for cls in _MESSAGES}
+Control = (
+    Run | Prepare | Decide | Resolve | Ran | Prepared | Finished | Refused | InDoubt | Parked | PartPrepared
+)
+
+
+class BadMessage(ValueError):
+    """A control frame that is not one of the messages above."""
+
+
+def _encode_message(message: Control) -> bytes:
+    fields = tuple(getattr(message, name) for name in message.__slots__)  # type: ignore[union-attr]
+    if type(message) is PartPrepared and type(message.value) is Error:
+        fields = (message.op, message.prepared, ("E", message.value.message))  # type: ignore[attr-defined]
+    return marshal.dumps((type(message).__name__, *fields))
+
+
+def _decode_message(data: bytes) -> Control:
+    try:
+        tag, *fields = marshal.loads(data)
+        cls = _BY_TAG[tag]
+        message = cls(*fields)
+    except (ValueError, TypeError, KeyError, EOFError) as e:
+        raise BadMessage(f"bad control message: {e}") from None
+    if cls is PartPrepared and type(message.value) is tuple:  # type: ignore[union-attr]
+        message = PartPrepared(message.op, message.prepared, Error(message.value[1]))  # type: ignore[union-attr]
+    return message
+
+
+def encode_control(message: Control) -> bytes:
+    """A ``C`` frame's payload."""
+    return b"C" + _encode_message(message)
+
+
+def decode_control(payload: bytes) -> Control:
+    """The message of a ``C`` frame; :class:`BadMessage` if it is none."""
+    return _decode_message(payload[1:])
+
+
+def encode_answer(message: Parked | PartPrepared) -> bytes:
+    """The reply body of a ``__park``/``__prepare`` entry (in an ``R`` frame)."""
+    return _encode_message(message)
+
+
+def decode_answer(body: bytes) -> Control:
+    return _decode_message(body)
+
+
+def encode_script_state(busy: bool, pid: int, dirty: bool, eval_mode: bool, *details: object) -> bytes:
+    """``details``: the function's name, its command, when it started
+    (time.time()), and the shard's library and function counts (for
+    FUNCTION STATS while it is busy)."""
+    return b"S" + marshal.dumps((busy, pid, dirty, eval_mode, *details))
+
+
+def decode_script_state(payload: bytes) -> tuple:
+    return marshal.loads(payload[1:])
+
+
+def encode_monitor(calls: list[tuple[int, list[bytes]]]) -> bytes:
+    return b"M" + marshal.dumps(calls)
+
+
+def decode_monitor(payload: bytes) -> list[tuple[int, list[bytes]]]:
+    return marshal.loads(payload[1:])

@@ -1,0 +1,248 @@
+"""Per-command statistics and the slow log, kept where each command runs.
+
+A command that a shard runs is measured by its worker, around the call of
+its handler: that is Redis's ``c->duration``, the time the command itself
+took, without the time it waited in the pipe or behind other clients'
+commands.  A command that the acceptor answers (PING, CONFIG, CLIENT...)
+is measured by the acceptor, and a command the acceptor refuses before
+it runs (wrong arity, NOAUTH, OOM while queueing a transaction...) is
+counted there as a ``rejected_call``.  A command that spans shards (a
+fan-out such as MSET across shards) is counted once, by the acceptor, and
+its time is from dispatch to the merged reply.  ``INFO commandstats``,
+``errorstats`` and ``latencystats``, and ``SLOWLOG``, add up the
+acceptor's :class:`Stats` and every worker's (``__cmdstats``,
+``__slowlog``).  So the acceptor's hot path pays nothing per command; the
+worker pays two clock reads and a few additions.
+
+Latency percentiles come from a log-linear histogram: exact below 128 ns,
+then 64 buckets per power of two (about 1.5% wide), like the HdrHistogram
+Redis keeps per command.
+
+Slow log entries are ``(timestamp_us, seq, duration_us, argv, addr,
+name)``; Redis's entry ``id`` is derived from ``seq`` and the process
+(the acceptor is source 0, shard ``i`` source ``i + 1``), so ids are
+unique, and increase with time within each process.  A worker does not
+know which client sent a command, so its entries have an empty client
+address and name.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+from shardkv.protocol.command_docs import SUBCOMMANDS
+from shardkv.protocol.commands import lookup
+
+MAX_ERROR_CODES = 128  # Redis's ERROR_STATS_NUMBER: distinct codes tracked
+SLOWLOG_ENTRY_MAX_ARGC = 32
+SLOWLOG_ENTRY_MAX_STRING = 128
+_SUB_BUCKETS = 64  # per power of two
+_EXACT_BITS = 7  # values below 2**7 ns are their own bucket
+
+
+def stat_name(args: list[bytes]) -> str:
+    """The command's name as INFO commandstats spells it: ``get``,
+    ``client|list`` for a container's subcommand."""
+    name = args[0].decode("latin-1").lower()
+    if name in SUBCOMMANDS and len(args) > 1:
+        return name + "|" + args[1].decode("latin-1").lower()
+    return name
+
+
+def bucket(ns: int) -> int:
+    bits = ns.bit_length()
+    if bits <= _EXACT_BITS:
+        return ns
+    return (bits << 6) | ((ns >> (bits - _EXACT_BITS)) & (_SUB_BUCKETS - 1))
+
+
+def bucket_value(index: int) -> int:
+    """The highest value a bucket holds, as HdrHistogram reports it."""
+    if index < 1 << _EXACT_BITS:
+        return index
+    bits, sub = index >> 6, index & (_SUB_BUCKETS - 1)
+    shift = bits - _EXACT_BITS
+    return ((_SUB_BUCKETS | sub) << shift) + (1 << shift) - 1
+
+
+def percentile(histogram: dict[int, int], p: float) -> float:
+    """The value at percentile ``p`` (0-100) of a bucket histogram, in ns."""
+    total = sum(histogram.values())
+    if not total:
+        return 0
+    want = max(1, -(-total * p // 100))
+    seen = 0
+    for index in sorted(histogram):
+        seen += histogram[index]
+        if seen >= want:
+            return bucket_value(index)
+    return bucket_value(max(histogram))
+
+
+def error_code(message: str) -> str:
+    """The code errorstats counts an error under: its first word, or ERR."""
+    space = message.find(" ", 0, 32)
+    return message[:space] if space > 0 else "ERR"
+
+
+class Stats:
+    """One process's counters.  ``commands`` maps a stat name to
+    ``[calls, ns, rejected_calls, failed_calls, histogram, pending times]``;
+    calls and ns are complete after :meth:`fold` (``report`` folds)."""
+
+    def __init__(self) -> None:
+        self.commands: dict[str, list] = {}
+        self.errors: dict[str, int] = {}
+        self.error_replies = 0
+        self.error_events = 0  # error_replies, but never reset
+        self.tracking = True  # latency-tracking
+        self.slow_threshold_us = 10000  # slowlog-log-slower-than
+        self.slow_threshold_ns = 10_000_000
+        self.slow_max = 128  # slowlog-max-len
+        self.slowlog: deque = deque()
+        self.slow_seq = 0
+        # Rows by the command name as sent (b"GET", b"get"), for the
+        # commands that are not containers: the worker's hot path.
+        self.by_bytes: dict[bytes, list] = {}
+        # A worker leaves out the commands the acceptor answers and counts
+        # (EVAL's script runs on a shard, but EVAL is counted once).
+        self.skip_local = False
+
+    def _row(self, name: str) -> list:
+        row = self.commands.get(name)
+        if row is None:
+            row = self.commands[name] = [0, 0, 0, 0, {}, []]
+        return row
+
+    def record(self, name: str, ns: int, error: str | None) -> None:
+        """A command ran for ``ns``; ``error`` is its error reply, if any."""
+        row = self._row(name)
+        self.record_latency(row, ns)
+        if error is not None:
+            row[3] += 1
+            self.error(error)
+
+    def record_latency(self, row: list, ns: int) -> None:
+        row[5].append(ns)
+        if len(row[5]) >= 256:
+            self.fold(row)
+
+    def fold(self, row: list) -> None:
+        """Count a row's pending times (one per call) into its calls and
+        time, and into its histogram if tracking: per call, the hot path
+        only appends its time."""
+        times = row[5]
+        row[0] += len(times)
+        row[1] += sum(times)
+        if self.tracking:
+            hist = row[4]
+            get = hist.get
+            for ns in times:
+                bits = ns.bit_length()
+                b = ns if bits <= 7 else (bits << 6) | ((ns >> (bits - 7)) & 63)
+                hist[b] = get(b, 0) + 1
+        times.clear()
+
+    def rejected(self, name: str | None, error: str) -> None:
+        """A command refused before it ran (``name`` None: unknown command)."""
+        if name is not None:
+            self._row(name)[2] += 1
+        self.error(error)
+
+    def error(self, message: str) -> None:
+        self.error_replies += 1
+        self.error_events += 1
+        code = error_code(message)
+        errors = self.errors
+        if code in errors:
+            errors[code] += 1
+        elif len(errors) < MAX_ERROR_CODES:
+            errors[code] = 1
+
+    def slow(self, args: list[bytes], us: int, addr: str = "", name: bytes = b"") -> None:
+        """Log a command that took ``us`` microseconds, if slow enough."""
+        threshold = self.slow_threshold_us
+        if threshold < 0 or us < threshold:
+            return
+        log = self.slowlog
+        log.appendleft((time.time_ns() // 1000, self.slow_seq, us, slowlog_argv(args), addr, name))
+        self.slow_seq += 1
+        while len(log) > self.slow_max:
+            log.pop()
+
+    def row_of(self, args: list[bytes]) -> list:
+        """The counters of the command ``args``."""
+        row = self.by_bytes.get(args[0])
+        if row is None:
+            name = stat_name(args)
+            cmd = lookup(args[0])
+            if self.skip_local and cmd is not None and cmd.route == "local":
+                row = [0, 0, 0, 0, {}, []]  # counted by the acceptor
+                self.by_bytes[args[0]] = row
+                return row
+            row = self._row(name)
+            if "|" not in name and len(self.by_bytes) < 4096:
+                self.by_bytes[args[0]] = row
+        return row
+
+    def reset(self) -> None:
+        """CONFIG RESETSTAT."""
+        self.by_bytes.clear()
+        self.commands.clear()
+        self.errors.clear()
+        self.error_replies = 0
+
+    def report(self) -> list:
+        """What a worker sends the acceptor: plain values, for marshal."""
+        for row in self.commands.values():
+            self.fold(row)
+        return [
+            {k: [v[0], v[1], v[2], v[3], dict(v[4])] for k, v in self.commands.items()},
+            dict(self.errors),
+            self.error_replies,
+        ]
+
+    def merge(self, report: list) -> None:
+        """Add a worker's :meth:`report` to these counters."""
+        commands, errors, replies = report
+        for name, (calls, ns, rejected, failed, hist, *_) in commands.items():
+            row = self._row(name)
+            row[0] += calls
+            row[1] += ns
+            row[2] += rejected
+            row[3] += failed
+            mine = row[4]
+            for b, n in hist.items():
+                mine[b] = mine.get(b, 0) + n
+        for code, n in errors.items():
+            self.errors[code] = self.errors.get(code, 0) + n
+        self.error_replies += replies
+
+
+def slowlog_argv(args: list[bytes]) -> list[bytes]:
+    """The arguments as the slow log keeps them: at most 32, each at most
+    128 bytes, with Redis's notes of what was cut."""
+    argc = len(args)
+    kept = args if argc <= SLOWLOG_ENTRY_MAX_ARGC else args[: SLOWLOG_ENTRY_MAX_ARGC - 1]
+    out = []
+    for a in kept:
+        if len(a) > SLOWLOG_ENTRY_MAX_STRING:
+            a = a[:SLOWLOG_ENTRY_MAX_STRING] + b"... (%d more bytes)" % (len(a) - SLOWLOG_ENTRY_MAX_STRING)
+        out.append(a)
+    if argc > SLOWLOG_ENTRY_MAX_ARGC:
+        out.append(b"... (%d more arguments)" % (argc - SLOWLOG_ENTRY_MAX_ARGC + 1))
+    return out
+
+
+def apply_settings(stats: Stats, settings: dict[str, str]) -> None:
+    """Take the slow log and latency settings from CONFIG values as text."""
+    if "slowlog-log-slower-than" in settings:
+        stats.slow_threshold_us = int(settings["slowlog-log-slower-than"])
+        stats.slow_threshold_ns = stats.slow_threshold_us * 1000
+    if "slowlog-max-len" in settings:
+        stats.slow_max = int(settings["slowlog-max-len"])
+        while len(stats.slowlog) > stats.slow_max:
+            stats.slowlog.pop()
+    if "latency-tracking" in settings:
+        stats.tracking = settings["latency-tracking"] in ("yes", "True", "true", "1")

@@ -1,0 +1,1 @@
+"""The commands a shard runs, one module per Redis type or group."""

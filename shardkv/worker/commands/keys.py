@@ -1,0 +1,376 @@
+"""Keyspace commands that work on keys of any type."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+
+from shardkv.protocol import errors
+from shardkv.protocol.args import parse_int, parse_int32
+from shardkv.protocol.command_docs import check_subcommand
+from shardkv.protocol.errors import CommandError
+from shardkv.protocol.resp import OK, strict_int
+from shardkv.worker.commands.server import RUNTIME
+from shardkv.worker.commands.strings import LLONG_MAX, LLONG_MIN
+from shardkv.worker.keyspace import Keyspace
+from shardkv.worker.registry import command
+from shardkv.worker.zset import ZSet
+
+# How to copy a value of each type for COPY; other type modules add theirs.
+COPIERS: dict[type, object] = {
+    bytes: lambda v: v,
+    bytearray: bytes,
+    dict: dict.copy,
+    deque: deque.copy,
+    set: set.copy,
+    ZSet: ZSet.copy,
+}
+
+
+def copy_value(value: object) -> object:
+    return COPIERS[type(value)](value)  # type: ignore[operator]
+
+
+@command("del", "unlink")
+def delete(ks: Keyspace, args: list[bytes]) -> object:
+    """DEL key [key ...]"""
+    return sum(1 for key in args[1:] if ks.delete(key))
+
+
+@command("exists")
+def exists(ks: Keyspace, args: list[bytes]) -> object:
+    """EXISTS key [key ...]"""
+    return sum(1 for key in args[1:] if ks.lookup(key) is not None)
+
+
+@command("touch")
+def touch(ks: Keyspace, args: list[bytes]) -> object:
+    """TOUCH key [key ...]"""
+    return exists(ks, args)
+
+
+@command("type")
+def type_(ks: Keyspace, args: list[bytes]) -> object:
+    """TYPE key"""
+    value = ks.lookup(args[1])
+    return "none" if value is None else ks.type_name(value)
+
+
+def _expire(ks: Keyspace, args: list[bytes], unit_ms: int, absolute: bool) -> object:
+    key = args[1]
+    nx = xx = gt = lt = False
+    for opt in args[3:]:
+        o = opt.upper()
+        if o == b"NX":
+            nx = True
+        elif o == b"XX":
+            xx = True
+        elif o == b"GT":
+            gt = True
+        elif o == b"LT":
+            lt = True
+        else:
+            raise CommandError("ERR Unsupported option " + opt.decode("latin-1"))
+    if nx and (xx or gt or lt):
+        raise CommandError(errors.NX_XX_GT_LT)
+    if gt and lt:
+        raise CommandError("ERR GT and LT options at the same time are not compatible")
+    when = parse_int(args[2])
+    name = args[0].decode("latin-1").lower()
+    # LLONG_MIN / 1000 as C divides: towards zero.
+    if unit_ms == 1000 and (when > LLONG_MAX // 1000 or when < -(-LLONG_MIN // 1000)):
+        raise CommandError(errors.INVALID_EXPIRE % name)
+    when *= unit_ms
+    if not absolute:
+        when += ks.now
+        if when > LLONG_MAX or when < LLONG_MIN:
+            raise CommandError(errors.INVALID_EXPIRE % name)
+    if ks.lookup(key) is None:
+        return 0
+    current = ks.get_expire(key)
+    if nx and current is not None:
+        return 0
+    if xx and current is None:
+        return 0
+    if gt and (current is None or when <= current):
+        return 0
+    if lt and current is not None and when >= current:
+        return 0
+    if when <= ks.now:
+        ks.delete(key)
+    else:
+        ks.set_expire(key, when)
+    return 1
+
+
+@command("expire")
+def expire(ks: Keyspace, args: list[bytes]) -> object:
+    """EXPIRE key seconds [NX | XX | GT | LT]"""
+    return _expire(ks, args, 1000, False)
+
+
+@command("pexpire")
+def pexpire(ks: Keyspace, args: list[bytes]) -> object:
+    """PEXPIRE key milliseconds [NX | XX | GT | LT]"""
+    return _expire(ks, args, 1, False)
+
+
+@command("expireat")
+def expireat(ks: Keyspace, args: list[bytes]) -> object:
+    """EXPIREAT key unix-time-seconds [NX | XX | GT | LT]"""
+    return _expire(ks, args, 1000, True)
+
+
+@command("pexpireat")
+def pexpireat(ks: Keyspace, args: list[bytes]) -> object:
+    """PEXPIREAT key unix-time-milliseconds [NX | XX | GT | LT]"""
+    return _expire(ks, args, 1, True)
+
+
+def _remaining_ms(ks: Keyspace, key: bytes) -> int | None:
+    """-2 (as None) for a missing key, -1 for no TTL, else ms left."""
+    if ks.lookup(key) is None:
+        return None
+    when = ks.get_expire(key)
+    return -1 if when is None else max(when - ks.now, 0)
+
+
+@command("ttl")
+def ttl(ks: Keyspace, args: list[bytes]) -> object:
+    """TTL key"""
+    ms = _remaining_ms(ks, args[1])
+    if ms is None:
+        return -2
+    return -1 if ms == -1 else (ms + 500) // 1000
+
+
+@command("pttl")
+def pttl(ks: Keyspace, args: list[bytes]) -> object:
+    """PTTL key"""
+    ms = _remaining_ms(ks, args[1])
+    return -2 if ms is None else ms
+
+
+@command("expiretime")
+def expiretime(ks: Keyspace, args: list[bytes]) -> object:
+    """EXPIRETIME key"""
+    if ks.lookup(args[1]) is None:
+        return -2
+    when = ks.get_expire(args[1])
+    return -1 if when is None else (when + 500) // 1000  # rounded, as Redis
+
+
+@command("pexpiretime")
+def pexpiretime(ks: Keyspace, args: list[bytes]) -> object:
+    """PEXPIRETIME key"""
+    if ks.lookup(args[1]) is None:
+        return -2
+    when = ks.get_expire(args[1])
+    return -1 if when is None else when
+
+
+@command("persist")
+def persist(ks: Keyspace, args: list[bytes]) -> object:
+    """PERSIST key"""
+    if ks.lookup(args[1]) is None:
+        return 0
+    return 1 if ks.persist(args[1]) else 0
+
+
+def _rename(ks: Keyspace, src: bytes, dst: bytes, nx: bool) -> object:
+    value = ks.lookup(src)
+    if value is None:
+        raise CommandError(errors.NO_SUCH_KEY)
+    if src == dst:
+        return 0 if nx else OK
+    if nx and ks.lookup(dst) is not None:
+        return 0
+    when = ks.get_expire(src)
+    ks.delete(dst)
+    ks.delete(src)
+    ks.store(dst, value)
+    if when is not None:
+        ks.set_expire(dst, when)
+    return 1 if nx else OK
+
+
+@command("rename")
+def rename(ks: Keyspace, args: list[bytes]) -> object:
+    """RENAME key newkey"""
+    return _rename(ks, args[1], args[2], False)
+
+
+@command("renamenx")
+def renamenx(ks: Keyspace, args: list[bytes]) -> object:
+    """RENAMENX key newkey"""
+    return _rename(ks, args[1], args[2], True)
+
+
+def _db_arg(ks: Keyspace, arg: bytes) -> int:
+    """A database index argument: an int in range, or Redis's errors."""
+    db = parse_int32(arg)
+    if not 0 <= db < len(ks.dbs):
+        raise CommandError(errors.DB_INDEX_OUT_OF_RANGE)
+    return db
+
+
+@command("copy")
+def copy(ks: Keyspace, args: list[bytes]) -> object:
+    """COPY source destination [DB destination-db] [REPLACE]"""
+    src, dst = args[1], args[2]
+    replace = False
+    target = ks.db
+    j = 3
+    while j < len(args):
+        opt = args[j].upper()
+        if opt == b"REPLACE":
+            replace = True
+        elif opt == b"DB" and j + 1 < len(args):
+            target = _db_arg(ks, args[j + 1])
+            j += 1
+        else:
+            raise CommandError(errors.SYNTAX)
+        j += 1
+    if src == dst and target == ks.db:
+        raise CommandError(errors.SAME_OBJECT)
+    with ks.reading():  # the source is read, the destination written
+        value = ks.lookup(src)
+    if value is None:
+        return 0
+    when = ks.get_expire(src)
+    with ks.selected(target):
+        if ks.lookup(dst) is not None:
+            if not replace:
+                return 0
+            ks.delete(dst)
+        ks.store(dst, copy_value(value))
+        if when is not None:
+            ks.set_expire(dst, when)
+    return 1
+
+
+@command("move")
+def move(ks: Keyspace, args: list[bytes]) -> object:
+    """MOVE key db"""
+    key = args[1]
+    target = _db_arg(ks, args[2])
+    if target == ks.db:
+        raise CommandError(errors.SAME_OBJECT)
+    value = ks.lookup(key)
+    if value is None:
+        return 0
+    when = ks.get_expire(key)
+    with ks.selected(target):
+        if ks.lookup(key) is not None:
+            return 0
+        ks.store(key, value)
+        if when is not None:
+            ks.set_expire(key, when)
+    ks.delete(key)
+    return 1
+
+
+# -- OBJECT ---------------------------------------------------------------
+
+HASH_MAX_LISTPACK_ENTRIES = 512  # Redis 7.0's default (zsets keep 128)
+HASH_MAX_LISTPACK_VALUE = 64
+SET_MAX_INTSET_ENTRIES = 512
+OBJ_SHARED_INTEGERS = 10000  # Redis shares the objects of 0..9999
+OBJ_SHARED_REFCOUNT = 2**31 - 1
+
+
+def _string_encoding(value: bytes) -> str:
+    if len(value) <= 20 and strict_int(value) is not None:
+        return "int"
+    return "embstr" if len(value) <= 44 else "raw"
+
+
+def _hash_encoding(value: dict) -> str:
+    if len(value) > HASH_MAX_LISTPACK_ENTRIES:
+        return "hashtable"
+    limit = HASH_MAX_LISTPACK_VALUE
+    for field, v in value.items():
+        if len(field) > limit or len(v) > limit:
+            return "hashtable"
+    return "listpack"
+
+
+def _set_encoding(value: set) -> str:
+    if len(value) > SET_MAX_INTSET_ENTRIES:
+        return "hashtable"
+    return "intset" if all(strict_int(m) is not None for m in value) else "hashtable"
+
+
+# Each type's OBJECT ENCODING, as Redis 7.0 would have chosen it for the
+# value as it is now; a type whose values know it (ZSet.encoding) needs no
+# entry.  Redis never converts back to the compact form when a value
+# shrinks, and these derive it from the contents, so they differ there.
+ENCODINGS: dict[type, Callable[[object], str]] = {
+    bytes: _string_encoding,  # type: ignore[dict-item]
+    bytearray: lambda v: _string_encoding(bytes(v)),  # type: ignore[dict-item]
+    dict: _hash_encoding,  # type: ignore[dict-item]
+    deque: lambda v: "quicklist",  # Redis 7.0 keeps every list in a quicklist
+    set: _set_encoding,  # type: ignore[dict-item]
+}
+
+
+def object_encoding(value: object) -> str:
+    encode = ENCODINGS.get(type(value))
+    return encode(value) if encode is not None else value.encoding  # type: ignore[attr-defined]
+
+
+def _shares_integers() -> bool:
+    """Does Redis use its shared integer objects (not under maxmemory with
+    an LRU or LFU policy, where each value needs its own access clock)?"""
+    policy = RUNTIME.maxmemory_policy
+    return not (RUNTIME.maxmemory and ("lru" in policy or "lfu" in policy))
+
+
+_OBJECT_HELP = [
+    "OBJECT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "ENCODING <key>",
+    "    Return the kind of internal representation used in order to store the value",
+    "    associated with a <key>.",
+    "FREQ <key>",
+    "    Return the access frequency index of the <key>. The returned integer is",
+    "    proportional to the logarithm of the recent access frequency of the key.",
+    "IDLETIME <key>",
+    "    Return the idle time of the <key>, that is the approximated number of",
+    "    seconds elapsed since the last access to the key.",
+    "REFCOUNT <key>",
+    "    Return the number of references of the value associated with the specified",
+    "    <key>.",
+    "HELP",
+    "    Prints this help.",
+]
+
+
+@command("object")
+def object_(ks: Keyspace, args: list[bytes]) -> object:
+    """OBJECT ENCODING|FREQ|IDLETIME|REFCOUNT key | OBJECT HELP"""
+    problem = check_subcommand(args)
+    if problem:
+        raise CommandError(problem)
+    sub = args[1].lower()
+    if sub == b"help":
+        return [line.encode() for line in _OBJECT_HELP]
+    value = ks.lookup(args[2])
+    if value is None:
+        return None
+    if sub == b"encoding":
+        return object_encoding(value).encode()
+    lfu = "lfu" in RUNTIME.maxmemory_policy
+    if sub == b"freq":
+        if not lfu:
+            raise CommandError(errors.LFU_NOT_SELECTED)
+        return 0  # access frequency is not tracked per key
+    if sub == b"idletime":
+        if lfu:
+            raise CommandError(errors.LRU_NOT_SELECTED)
+        return 0  # access time is not tracked per key
+    # refcount
+    if type(value) is bytes and _shares_integers():
+        n = strict_int(value) if len(value) <= 20 else None  # type: ignore[arg-type]
+        if n is not None and 0 <= n < OBJ_SHARED_INTEGERS:
+            return OBJ_SHARED_REFCOUNT
+    return 1

@@ -1,0 +1,302 @@
+"""Commands that act on the whole shard, and the acceptor's internal queries.
+
+Names starting with ``__`` are not in the command table, so no client can
+send them: the acceptor uses them to ask each shard for its part of SCAN,
+INFO and the like.
+"""
+
+from __future__ import annotations
+
+import os
+
+from shardkv.protocol import errors
+from shardkv.protocol.args import parse_int
+from shardkv.protocol.errors import CommandError
+from shardkv.protocol.glob import compile_glob
+from shardkv.protocol.resp import OK
+from shardkv.runtime.cmdstats import apply_settings
+from shardkv.worker.keyspace import TYPE_NAMES, Keyspace
+from shardkv.worker.registry import command
+
+
+class Runtime:
+    """The settings a worker needs, kept current by the acceptor.
+
+    The acceptor sends ``__config name value ...`` with every setting when
+    it attaches a worker, and again after each CONFIG SET, so a worker
+    started with stale values (after a restart) catches up at once.
+    """
+
+    hz = 10
+    proto_max_bulk_len = 512 * 1024 * 1024
+    maxmemory = 0
+    maxmemory_policy = "noeviction"
+    extra: dict[str, str] = {}  # every setting as text, for other modules
+
+    def set(self, name: str, value: str) -> None:
+        if name == "hz":
+            self.hz = max(1, min(int(value), 500))  # Redis clamps hz to 1..500
+        elif name == "proto-max-bulk-len":
+            self.proto_max_bulk_len = int(value)
+        elif name == "maxmemory":
+            self.maxmemory = int(value)
+        elif name == "maxmemory-policy":
+            self.maxmemory_policy = value
+        self.extra[name] = value
+
+
+RUNTIME = Runtime()
+# Called with the keyspace after each __config, for modules that act on a
+# setting when it changes (eviction applies maxmemory).
+RUNTIME_HOOKS: list = []
+
+try:
+    import psutil
+
+    _PROCESS = psutil.Process(os.getpid())
+except ImportError:  # pragma: no cover
+    _PROCESS = None
+
+
+@command("dbsize")
+def dbsize(ks: Keyspace, args: list[bytes]) -> object:
+    """DBSIZE"""
+    return ks.dbsize()
+
+
+@command("flushall", "flushdb")
+def flushall(ks: Keyspace, args: list[bytes]) -> object:
+    """FLUSHALL [ASYNC | SYNC]"""
+    if len(args) > 2 or (len(args) == 2 and args[1].upper() not in (b"ASYNC", b"SYNC")):
+        raise CommandError(errors.SYNTAX)
+    ks.flush(every=args[0].lower() == b"flushall")
+    return OK
+
+
+@command("swapdb")
+def swapdb(ks: Keyspace, args: list[bytes]) -> object:
+    """SWAPDB index1 index2
+
+    This shard's part: the acceptor checks the indexes and sends the
+    command to every shard in one step (logged as it is, as Redis logs it).
+
+    As Redis's ``dbSwapDatabases``: the watched keys of both databases that
+    exist in either of them are touched, and the clients blocked on keys of
+    either database may be served now (see ``Shard.run_batch``)."""
+    a, b = parse_int(args[1]), parse_int(args[2])
+    if not (0 <= a < len(ks.dbs) and 0 <= b < len(ks.dbs)):
+        raise CommandError(errors.DB_INDEX_OUT_OF_RANGE)
+    for one, other in ((a, b), (b, a)):
+        watched = ks.database(one)
+        if watched is None or not watched.watched:
+            continue
+        with ks.selected(other):
+            present = [k for k in watched.watched if ks.lookup(k) is not None]
+        with ks.selected(one):
+            present += [k for k in watched.watched if ks.lookup(k) is not None]
+        for key in present:
+            watched.watched[key] += 1
+    ks.swap(a, b)
+    waiters = getattr(ks, "waiters", None)
+    if waiters is not None:
+        waiters.mark_db(a)
+        waiters.mark_db(b)
+    return OK
+
+
+@command("keys")
+def keys(ks: Keyspace, args: list[bytes]) -> object:
+    """KEYS pattern"""
+    if args[1] == b"*":  # everything, the empty key too (as Redis's allkeys)
+        return list(ks.iter_keys())
+    match = compile_glob(args[1])
+    return [k for k in ks.iter_keys() if match(k)]
+
+
+@command("randomkey")
+def randomkey(ks: Keyspace, args: list[bytes]) -> object:
+    """RANDOMKEY"""
+    return ks.random_key()
+
+
+@command("__scan")
+def scan(ks: Keyspace, args: list[bytes]) -> object:
+    """__scan slot count pattern type -> [next slot or -1, keys, keys visited]
+
+    The acceptor has parsed SCAN's options; ``pattern`` is ``*`` (all
+    keys, as Redis treats that pattern) and ``type`` empty when not given.
+    """
+    slot, count = int(args[1]), int(args[2])
+    pattern, kind = args[3], args[4].decode("latin-1").lower()
+    next_slot, found = ks.scan(slot, count)
+    visited = len(found)
+    if pattern != b"*":
+        match = compile_glob(pattern)
+        found = [k for k in found if match(k)]
+    if kind:
+        with ks.reading():  # as Redis, the TYPE filter reads each key
+            found = [k for k in found if TYPE_NAMES.get(type(ks.lookup(k))) == kind]
+    return [next_slot, found, visited]
+
+
+@command("__info")
+def info(ks: Keyspace, args: list[bytes]) -> object:
+    """__info -> [keys, keys with a TTL, expired keys, rss bytes, pid,
+    persistence figures, other stats]"""
+    rss = _PROCESS.memory_info().rss if _PROCESS is not None else 0
+    persistence = getattr(ks, "persistence", None)
+    figures = persistence.info() if persistence is not None else {}
+    cpu = os.times()
+    memory = getattr(ks, "memory", None)
+    stats = {
+        "used_cpu_sys": cpu.system,
+        "used_cpu_user": cpu.user,
+        "evicted_keys": getattr(memory, "evicted", 0),
+        "keyspace_hits": ks.hits,
+        "keyspace_misses": ks.misses,
+        "hz": RUNTIME.hz,
+    }
+    command_stats = getattr(ks, "stats", None)
+    if command_stats is not None:
+        stats["cmdstats"] = command_stats.report()
+    scripts = getattr(ks, "scripts", None)
+    if scripts is not None:  # the Lua engine (shardkv.worker.scripting)
+        functions = getattr(scripts, "functions", None)
+        stats["used_memory_lua"] = scripts.memory()
+        stats["number_of_functions"] = len(functions.functions) if functions is not None else 0
+        stats["number_of_libraries"] = len(functions.libraries) if functions is not None else 0
+        stats["used_memory_functions"] = (
+            sum(len(lib.code) for lib in functions.libraries.values()) if functions is not None else 0
+        )
+    dbs = {}
+    for db in ks.used_dbs():
+        with ks.selected(db):
+            if ks.dbsize():
+                dbs[db] = [ks.dbsize(), ks.nvolatile, *_ttl_sample(ks)]
+    stats["dbs"] = dbs
+    keys = sum(d[0] for d in dbs.values())
+    volatile = sum(d[1] for d in dbs.values())
+    return [keys, volatile, ks.expired_keys, rss, os.getpid(), figures, stats]
+
+
+def _ttl_sample(ks: Keyspace, limit: int = 1000) -> list:
+    """[sum of remaining TTLs in ms, how many] over up to ``limit`` keys
+    with a TTL of the current database, for INFO keyspace's avg_ttl
+    (Redis estimates it too)."""
+    total = n = 0
+    now = ks.now
+    for slot in ks.slots:
+        exp = ks.expires[slot]
+        if exp:
+            for when in exp.values():
+                if when > now:
+                    total += when - now
+                    n += 1
+            if n >= limit:
+                break
+    return [total, n]
+
+
+@command("__config")
+def config(ks: Keyspace, args: list[bytes]) -> object:
+    """__config name value [name value ...] -> 1 or 0 as ``__oom``: the
+    acceptor's settings."""
+    for i in range(1, len(args) - 1, 2):
+        try:
+            RUNTIME.set(args[i].decode(), args[i + 1].decode())
+        except ValueError:
+            pass  # the acceptor validated it; a bad value keeps the old one
+    for hook in RUNTIME_HOOKS:
+        hook(ks)
+    stats = getattr(ks, "stats", None)
+    if stats is not None:
+        apply_settings(stats, RUNTIME.extra)
+    return oom(ks, args)
+
+
+@command("__oom")
+def oom(ks: Keyspace, args: list[bytes]) -> object:
+    """__oom -> 1 when this shard is over its maxmemory share with nothing
+    left to evict, else 0 (``__config`` answers the same)."""
+    memory = ks.memory
+    return 1 if memory is not None and memory.out_of_memory() else 0
+
+
+@command("__resetstat")
+def resetstat(ks: Keyspace, args: list[bytes]) -> object:
+    """__resetstat -> OK: CONFIG RESETSTAT's part in this shard."""
+    ks.expired_keys = 0
+    ks.hits = ks.misses = 0
+    stats = getattr(ks, "stats", None)
+    if stats is not None:
+        stats.reset()
+    return OK
+
+
+@command("__cmdstats")
+def cmdstats(ks: Keyspace, args: list[bytes]) -> object:
+    """__cmdstats -> [commands, error codes, error replies]: this shard's
+    part of INFO commandstats, errorstats and latencystats."""
+    stats = getattr(ks, "stats", None)
+    return stats.report() if stats is not None else [{}, {}, 0]
+
+
+@command("__slowlog")
+def slowlog(ks: Keyspace, args: list[bytes]) -> object:
+    """__slowlog GET count | RESET -> this shard's slow log entries, newest
+    first (``count`` -1 for all), or OK."""
+    stats = getattr(ks, "stats", None)
+    if stats is None:
+        return [] if args[1] == b"GET" else OK
+    if args[1] == b"RESET":
+        stats.slowlog.clear()
+        return OK
+    count = int(args[2])
+    entries = list(stats.slowlog) if count < 0 else list(stats.slowlog)[:count]
+    return [list(e) for e in entries]
+
+
+@command("__pause")
+def pause(ks: Keyspace, args: list[bytes]) -> object:
+    """__pause 1|0 -> OK: CLIENT PAUSE began or ended; expiry waits meanwhile."""
+    ks.expiry_paused = args[1] == b"1"
+    return OK
+
+
+@command("__ping")
+def ping(ks: Keyspace, args: list[bytes]) -> object:
+    """__ping -> PONG, to check that a shard answers."""
+    return "PONG"
+
+
+def parse_count(arg: bytes) -> int:
+    count = parse_int(arg)
+    if count < 1:
+        raise CommandError(errors.SYNTAX)
+    return count
+
+
+@command("__watch")
+def watch(ks: Keyspace, args: list[bytes]) -> object:
+    """__watch key... -> the keys' current versions; counts the watchers."""
+    counts = ks.watch_counts
+    out = []
+    for key in args[1:]:
+        ks.lookup(key)
+        counts[key] = counts.get(key, 0) + 1
+        out.append(ks.watched.setdefault(key, 0))
+    return out
+
+
+@command("__unwatch")
+def unwatch(ks: Keyspace, args: list[bytes]) -> object:
+    """__unwatch key... -> OK; forgets keys nobody watches any more."""
+    counts = ks.watch_counts
+    for key in args[1:]:
+        n = counts.get(key, 0) - 1
+        if n <= 0:
+            counts.pop(key, None)
+            ks.watched.pop(key, None)
+        else:
+            counts[key] = n
+    return OK

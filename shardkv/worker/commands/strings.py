@@ -1,0 +1,442 @@
+"""String commands."""
+
+from __future__ import annotations
+
+from shardkv.protocol import errors
+from shardkv.protocol.args import incr_by_float, parse_int
+from shardkv.protocol.errors import CommandError
+from shardkv.protocol.resp import OK
+from shardkv.worker.commands.server import RUNTIME
+from shardkv.worker.keyspace import Keyspace, slot_of
+from shardkv.worker.registry import command
+
+LLONG_MAX = 2**63 - 1
+LLONG_MIN = -(2**63)
+
+
+def get_string(ks: Keyspace, key: bytes) -> bytes | None:
+    """The string at ``key``, None if missing, WRONGTYPE for other types."""
+    value = ks.lookup(key)
+    if value is not None and type(value) is not bytes:
+        raise CommandError(errors.WRONGTYPE)
+    return value  # type: ignore[return-value]
+
+
+def read_string(ks: Keyspace, key: bytes) -> bytes | bytearray | None:
+    """Like :func:`get_string`, but a string being changed in place comes
+    back as its ``bytearray``, not frozen: for a command that only reads it
+    at once (GETBIT, BITCOUNT, STRLEN ...), so that reads between writes to
+    a big string cost no copy.  Never keep it, or reply with it whole."""
+    value = ks.lookup_raw(key)
+    if value is not None and type(value) is not bytes and type(value) is not bytearray:
+        raise CommandError(errors.WRONGTYPE)
+    return value  # type: ignore[return-value]
+
+
+def mutable_string(ks: Keyspace, key: bytes) -> bytearray | None:
+    """The string at ``key`` as a ``bytearray`` to change in place (None if
+    missing, WRONGTYPE for other types).  A ``bytes`` value is turned into
+    one, once: later writes cost what they change, not the string's size.
+    The caller stores it back with ``ks.store`` when it changed it."""
+    value = ks.lookup_raw(key)
+    if value is None or type(value) is bytearray:
+        return value
+    if type(value) is not bytes:
+        raise CommandError(errors.WRONGTYPE)
+    buf = ks.data[slot_of(key)][key] = bytearray(value)  # the same string: not a change
+    return buf
+
+
+def check_length(size: int) -> None:
+    """APPEND and SETRANGE may not make a string past proto-max-bulk-len."""
+    if size > RUNTIME.proto_max_bulk_len:
+        raise CommandError(errors.STRING_TOO_LONG)
+
+
+def expire_deadline(ks: Keyspace, arg: bytes, unit_ms: int, absolute: bool, name: str) -> int:
+    """Turn an EX/PX/EXAT/PXAT argument into a deadline in ms, as Redis does."""
+    when = parse_int(arg)
+    if when <= 0 or (unit_ms == 1000 and when > LLONG_MAX // 1000):
+        raise CommandError(errors.INVALID_EXPIRE % name)
+    when *= unit_ms
+    if not absolute:
+        when += ks.now
+        if when > LLONG_MAX:
+            raise CommandError(errors.INVALID_EXPIRE % name)
+    return when
+
+
+_EXPIRE_UNITS = {b"EX": (1000, False), b"PX": (1, False), b"EXAT": (1000, True), b"PXAT": (1, True)}
+
+
+def parse_set_options(args: list[bytes], start: int, for_getex: bool):
+    """SET/GETEX options -> (nx, xx, get, keepttl, persist, expire_opt, expire_arg).
+
+    Follows ``parseExtendedStringArgumentsOrReply``: an option that clashes
+    with one already given is a syntax error.
+    """
+    nx = xx = get = keepttl = persist = False
+    exp_opt = exp_arg = None
+    j = start
+    n = len(args)
+    while j < n:
+        opt = args[j].upper()
+        has_next = j + 1 < n
+        if opt == b"NX" and not xx and not for_getex:
+            nx = True
+        elif opt == b"XX" and not nx and not for_getex:
+            xx = True
+        elif opt == b"GET" and not for_getex:
+            get = True
+        elif opt == b"KEEPTTL" and not persist and exp_opt is None and not for_getex:
+            keepttl = True
+        elif opt == b"PERSIST" and for_getex and exp_opt is None and not keepttl:
+            persist = True
+        elif (
+            opt in _EXPIRE_UNITS
+            and not keepttl
+            and not persist
+            and has_next
+            and (exp_opt is None or exp_opt == opt)
+        ):
+            exp_opt, exp_arg = opt, args[j + 1]
+            j += 1
+        else:
+            raise CommandError(errors.SYNTAX)
+        j += 1
+    return nx, xx, get, keepttl, persist, exp_opt, exp_arg
+
+
+@command("get")
+def get(ks: Keyspace, args: list[bytes]) -> object:
+    """GET key"""
+    return get_string(ks, args[1])
+
+
+@command("set")
+def set_(ks: Keyspace, args: list[bytes]) -> object:
+    """SET key value [NX | XX] [GET] [EX seconds | PX milliseconds |
+    EXAT unix-time-seconds | PXAT unix-time-milliseconds | KEEPTTL]"""
+    key = args[1]
+    if len(args) == 3:
+        ks.store(key, args[2])
+        return OK
+    nx, xx, get, keepttl, _, exp_opt, exp_arg = parse_set_options(args, 3, False)
+    when = None
+    if exp_opt is not None:
+        unit, absolute = _EXPIRE_UNITS[exp_opt]
+        when = expire_deadline(ks, exp_arg, unit, absolute, "set")
+    if get:
+        with ks.reading():  # SET ... GET reads the old value (a keyspace hit or miss)
+            old = get_string(ks, key)
+    else:
+        old = ks.lookup(key)
+    if (nx and old is not None) or (xx and old is None):
+        return old if get else None
+    ks.store(key, args[2], keepttl=keepttl)
+    if when is not None:
+        ks.set_expire(key, when)
+    return old if get else OK
+
+
+@command("setnx")
+def setnx(ks: Keyspace, args: list[bytes]) -> object:
+    """SETNX key value"""
+    if ks.lookup(args[1]) is not None:
+        return 0
+    ks.store(args[1], args[2])
+    return 1
+
+
+def _setex(ks: Keyspace, args: list[bytes], unit: int, name: str) -> object:
+    when = expire_deadline(ks, args[2], unit, False, name)
+    ks.store(args[1], args[3])
+    ks.set_expire(args[1], when)
+    return OK
+
+
+@command("setex")
+def setex(ks: Keyspace, args: list[bytes]) -> object:
+    """SETEX key seconds value"""
+    return _setex(ks, args, 1000, "setex")
+
+
+@command("psetex")
+def psetex(ks: Keyspace, args: list[bytes]) -> object:
+    """PSETEX key milliseconds value"""
+    return _setex(ks, args, 1, "psetex")
+
+
+@command("getset")
+def getset(ks: Keyspace, args: list[bytes]) -> object:
+    """GETSET key value"""
+    with ks.reading():
+        old = get_string(ks, args[1])
+    ks.store(args[1], args[2])
+    return old
+
+
+@command("getdel")
+def getdel(ks: Keyspace, args: list[bytes]) -> object:
+    """GETDEL key"""
+    with ks.reading():
+        old = get_string(ks, args[1])
+    if old is not None:
+        ks.delete(args[1])
+    return old
+
+
+@command("getex")
+def getex(ks: Keyspace, args: list[bytes]) -> object:
+    """GETEX key [EX seconds | PX milliseconds | EXAT unix-time-seconds |
+    PXAT unix-time-milliseconds | PERSIST]"""
+    key = args[1]
+    _, _, _, _, persist, exp_opt, exp_arg = parse_set_options(args, 2, True)
+    # As Redis: the key first (a missing key is nil whatever the time says),
+    # then its type, then the time.
+    with ks.reading():
+        value = get_string(ks, key)
+    if value is None:
+        return None
+    when = None
+    if exp_opt is not None:
+        unit, absolute = _EXPIRE_UNITS[exp_opt]
+        when = expire_deadline(ks, exp_arg, unit, absolute, "getex")
+    if when is not None:
+        if when <= ks.now:
+            ks.delete(key)
+        else:
+            ks.set_expire(key, when)
+    elif persist:
+        ks.persist(key)
+    return value
+
+
+@command("append")
+def append(ks: Keyspace, args: list[bytes]) -> object:
+    """APPEND key value"""
+    key = args[1]
+    buf = mutable_string(ks, key)
+    if buf is None:
+        ks.store(key, args[2])
+        return len(args[2])
+    check_length(len(buf) + len(args[2]))
+    buf += args[2]
+    ks.store(key, buf, keepttl=True)
+    return len(buf)
+
+
+@command("strlen")
+def strlen(ks: Keyspace, args: list[bytes]) -> object:
+    """STRLEN key"""
+    value = read_string(ks, args[1])
+    return 0 if value is None else len(value)
+
+
+def _incr(ks: Keyspace, key: bytes, by: int) -> int:
+    old = get_string(ks, key)
+    if old is None:
+        current = 0
+    else:
+        current = parse_int(old) if len(old) <= 20 else None  # type: ignore[assignment]
+        if current is None:
+            raise CommandError(errors.NOT_INTEGER)
+    new = current + by
+    if new > LLONG_MAX or new < LLONG_MIN:
+        raise CommandError(errors.OVERFLOW)
+    ks.store(key, b"%d" % new, keepttl=True)
+    return new
+
+
+@command("incr")
+def incr(ks: Keyspace, args: list[bytes]) -> object:
+    """INCR key"""
+    return _incr(ks, args[1], 1)
+
+
+@command("decr")
+def decr(ks: Keyspace, args: list[bytes]) -> object:
+    """DECR key"""
+    return _incr(ks, args[1], -1)
+
+
+@command("incrby")
+def incrby(ks: Keyspace, args: list[bytes]) -> object:
+    """INCRBY key increment"""
+    return _incr(ks, args[1], parse_int(args[2]))
+
+
+@command("decrby")
+def decrby(ks: Keyspace, args: list[bytes]) -> object:
+    """DECRBY key decrement"""
+    by = parse_int(args[2])
+    if by == LLONG_MIN:
+        raise CommandError(errors.DECREMENT_OVERFLOW)
+    return _incr(ks, args[1], -by)
+
+
+@command("incrbyfloat")
+def incrbyfloat(ks: Keyspace, args: list[bytes]) -> object:
+    """INCRBYFLOAT key increment"""
+    key = args[1]
+    text = incr_by_float(get_string(ks, key), args[2])
+    ks.store(key, text, keepttl=True)
+    return text
+
+
+def clamp_range(start: int, end: int, length: int) -> tuple[int, int] | None:
+    """Redis's GETRANGE index rules; None for an empty range."""
+    if start < 0 and end < 0 and start > end:
+        return None
+    if start < 0:
+        start = max(start + length, 0)
+    if end < 0:
+        end = max(end + length, 0)
+    if end >= length:
+        end = length - 1
+    if start > end or length == 0:
+        return None
+    return start, end
+
+
+@command("getrange", "substr")
+def getrange(ks: Keyspace, args: list[bytes]) -> object:
+    """GETRANGE key start end"""
+    start, end = parse_int(args[2]), parse_int(args[3])
+    value = read_string(ks, args[1])
+    if value is None:
+        return b""
+    bounds = clamp_range(start, end, len(value))
+    return b"" if bounds is None else bytes(value[bounds[0] : bounds[1] + 1])
+
+
+@command("setrange")
+def setrange(ks: Keyspace, args: list[bytes]) -> object:
+    """SETRANGE key offset value"""
+    key, piece = args[1], args[3]
+    offset = parse_int(args[2])
+    if offset < 0:
+        raise CommandError(errors.OFFSET_OUT_OF_RANGE)
+    if not piece:
+        old = read_string(ks, key)
+        return 0 if old is None else len(old)
+    buf = mutable_string(ks, key)
+    check_length(offset + len(piece))
+    if buf is None:
+        buf = bytearray()
+    end = offset + len(piece)
+    if len(buf) < end:
+        buf.extend(bytes(end - len(buf)))
+    buf[offset:end] = piece
+    ks.store(key, buf, keepttl=True)
+    return len(buf)
+
+
+@command("mget")
+def mget(ks: Keyspace, args: list[bytes]) -> object:
+    """MGET key [key ...]"""
+    out = []
+    for key in args[1:]:
+        value = ks.lookup(key)
+        out.append(value if type(value) is bytes else None)
+    return out
+
+
+@command("mset")
+def mset(ks: Keyspace, args: list[bytes]) -> object:
+    """MSET key value [key value ...]"""
+    if len(args) % 2 == 0:
+        raise CommandError(errors.WRONG_ARITY % "mset")
+    store = ks.store
+    for i in range(1, len(args), 2):
+        store(args[i], args[i + 1])
+    return OK
+
+
+@command("msetnx")
+def msetnx(ks: Keyspace, args: list[bytes]) -> object:
+    """MSETNX key value [key value ...]"""
+    if len(args) % 2 == 0:
+        raise CommandError(errors.WRONG_ARITY % "msetnx")
+    if any(ks.lookup(args[i]) is not None for i in range(1, len(args), 2)):
+        return 0
+    mset(ks, args)
+    return 1
+
+
+@command("lcs")
+def lcs(ks: Keyspace, args: list[bytes]) -> object:
+    """LCS key1 key2 [LEN] [IDX] [MINMATCHLEN min-match-len] [WITHMATCHLEN]"""
+    a, b = ks.lookup(args[1]), ks.lookup(args[2])
+    if (a is not None and type(a) is not bytes) or (b is not None and type(b) is not bytes):
+        raise CommandError(errors.LCS_NOT_STRINGS)
+    a = a or b""
+    b = b or b""
+    want_len = want_idx = with_len = False
+    min_len = 0
+    j, n = 3, len(args)
+    while j < n:
+        opt = args[j].upper()
+        if opt == b"IDX":
+            want_idx = True
+        elif opt == b"LEN":
+            want_len = True
+        elif opt == b"WITHMATCHLEN":
+            with_len = True
+        elif opt == b"MINMATCHLEN" and j + 1 < n:
+            min_len = max(parse_int(args[j + 1]), 0)
+            j += 1
+        else:
+            raise CommandError(errors.SYNTAX)
+        j += 1
+    if want_idx and want_len:
+        raise CommandError(errors.LCS_LEN_AND_IDX)
+    # table[i][j]: the length of the LCS of a[:i] and b[:j].
+    table = [[0] * (len(b) + 1)]
+    for ca in a:
+        above = table[-1]
+        row = [0]
+        left = 0
+        for jj, cb in enumerate(b):
+            left = above[jj] + 1 if ca == cb else max(above[jj + 1], left)
+            row.append(left)
+        table.append(row)
+    total = table[len(a)][len(b)]
+    if want_len:
+        return total
+    # Walk back from the end, as Redis does, collecting the string and the
+    # ranges of contiguous matches (last match first).
+    out = bytearray()
+    matches = []
+    i, jj = len(a), len(b)
+    start = end = bstart = bend = -1
+    while i > 0 and jj > 0:
+        emit = False
+        if a[i - 1] == b[jj - 1]:
+            out.append(a[i - 1])
+            if start < 0:
+                start = end = i - 1
+                bstart = bend = jj - 1
+            else:
+                start, bstart = start - 1, bstart - 1
+            if start == 0 or bstart == 0:
+                emit = True
+            i, jj = i - 1, jj - 1
+        else:
+            if table[i - 1][jj] > table[i][jj - 1]:
+                i -= 1
+            else:
+                jj -= 1
+            emit = start >= 0
+        if emit:
+            size = end - start + 1
+            if size >= min_len:
+                match = [[start, end], [bstart, bend]]
+                if with_len:
+                    match.append(size)
+                matches.append(match)
+            start = -1
+    if want_idx:
+        return {b"matches": matches, b"len": total}
+    out.reverse()
+    return bytes(out)
