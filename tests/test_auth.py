@@ -305,15 +305,15 @@ def test_default_bind_is_loopback():
 
 SHARDKV = Path(__file__).resolve().parent.parent / "shardkv"
 # marshal reads only what a shardkv process wrote itself: pipe frames and
-# files on the server's disk (worker/persistence.py replays the AOF's
+# files on the server's disk (worker/persistence/engine.py replays the AOF's
 # cross-shard prepare records), and a stream's packed entries
 # (worker/stream.py marshals each entry's fields itself and reads back only
 # those bytes).
 MARSHAL_ALLOWED = {
-    "wire.py",
-    "worker/snapshot.py",
-    "worker/aof.py",
-    "worker/persistence.py",
+    "protocol/wire.py",
+    "worker/persistence/snapshot.py",
+    "worker/persistence/aof.py",
+    "worker/persistence/engine.py",
     "worker/stream.py",
 }
 
