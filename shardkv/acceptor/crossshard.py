@@ -275,7 +275,7 @@ class _Operation:
             log.error("shard %d answered operation %d with %r", shard, self.id, message)
             return None
         self.parked.append(shard)
-        self.links[shard].ops[self.id] = self  # type: ignore[assignment]
+        self.links[shard].ops[self.id] = self
         return message
 
     def _send(self, shard: int, message: object) -> None:

@@ -253,7 +253,7 @@ def add_long_double(a: LongDouble, b: LongDouble) -> Fraction | None:
     """``a + b`` in long double arithmetic; None for NaN or infinity."""
     if type(a) is float or type(b) is float:
         return None  # an infinity in, so infinity or NaN out
-    return round_long_double(a + b)  # type: ignore[operator]
+    return round_long_double(a + b)  # type: ignore[arg-type]  # both are Fractions here
 
 
 _E17 = 10**17

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import re
 from functools import cache
+from typing import Any
 
 from shardkv.protocol import errors
 
@@ -348,12 +349,14 @@ _TOKEN_RE = re.compile(r"[A-Z][A-Z0-9_-]*\Z")
 _LEX_RE = re.compile(r"\.\.\.\+?|[a-z][a-z0-9_-]*=|[\[\]()|]|[^\s\[\]()|]+")
 _FLAG_ORDER = ("optional", "multiple", "multiple_token")
 
+Node = dict[str, Any]  # one argument's map, as COMMAND DOCS lists it (str keys)
+
 
 class _Parser:
     """A recursive-descent reader of one syntax line (see the module docstring)."""
 
     def __init__(self, text: str) -> None:
-        self.words = _LEX_RE.findall(text)
+        self.words: list[str] = _LEX_RE.findall(text)
         self.pos = 0
         self.keys = 0  # key arguments seen, for key_spec_index
 
@@ -365,13 +368,13 @@ class _Parser:
         self.pos += 1
         return word
 
-    def sequence(self, stop: tuple) -> list[dict]:
-        items: list[dict] = []
+    def sequence(self, stop: tuple[str | None, ...]) -> list[Node]:
+        items: list[Node] = []
         while self.peek() not in stop:
             items.append(self.item())
         return items
 
-    def alternatives(self, closer: str) -> list[list[dict]]:
+    def alternatives(self, closer: str) -> list[list[Node]]:
         alts = [self.sequence(("|", closer))]
         while self.peek() == "|":
             self.take()
@@ -380,7 +383,7 @@ class _Parser:
             raise ValueError("unbalanced syntax")
         return alts
 
-    def item(self) -> dict:
+    def item(self) -> Node:
         word = self.take()
         name = None
         if word.endswith("=") and len(word) > 1:  # a group's name: condition=[NX | XX]
@@ -425,20 +428,20 @@ class _Parser:
         return node
 
 
-def _node(kind: str, children: list[dict]) -> dict:
+def _node(kind: str, children: list[Node]) -> Node:
     name = "_".join(c["name"] for c in children[:2])
     return {"name": name, "type": kind, "arguments": children}
 
 
-def _single(seq: list[dict]) -> dict:
+def _single(seq: list[Node]) -> Node:
     return seq[0] if len(seq) == 1 else _node("block", seq)
 
 
-def _flag(node: dict, flag: str) -> None:
+def _flag(node: Node, flag: str) -> None:
     node["flags"] = [*node.get("flags", []), flag]
 
 
-def parse_syntax(text: str) -> list[dict]:
+def parse_syntax(text: str) -> list[Node]:
     """The argument maps of a syntax line, as COMMAND DOCS lists them."""
     parser = _Parser(text)
     args = parser.sequence((None,))
@@ -461,12 +464,12 @@ class Doc:
         self.flags = flags  # a subcommand's own flags (Redis gives containers none)
 
     @property
-    def arguments(self) -> list[dict]:
+    def arguments(self) -> list[Node]:
         return _arguments(self.syntax)
 
 
 @cache
-def _arguments(syntax: str) -> list[dict]:
+def _arguments(syntax: str) -> list[Node]:
     return parse_syntax(syntax)
 
 
@@ -488,9 +491,9 @@ def _load() -> tuple[dict[str, Doc], dict[str, dict[str, Doc]]]:
 DOCS, SUBCOMMANDS = _load()
 
 
-def _to_reply(node: dict) -> dict:
+def _to_reply(node: Node) -> dict[bytes, Any]:
     """An argument map with bytes keys and values, children included."""
-    out: dict = {}
+    out: dict[bytes, Any] = {}
     for key in ("name", "type", "key_spec_index", "token", "flags", "arguments"):
         if key not in node:
             continue
@@ -505,10 +508,10 @@ def _to_reply(node: dict) -> dict:
     return out
 
 
-def doc_reply(name: str, group: str) -> dict:
+def doc_reply(name: str, group: str) -> dict[bytes, Any]:
     """The COMMAND DOCS map of command ``name`` (lowercase)."""
     doc = DOCS.get(name)
-    out: dict = {
+    out: dict[bytes, Any] = {
         b"summary": (doc.summary if doc else name.upper()).encode(),
         b"since": (doc.since if doc else "1.0.0").encode(),
         b"group": group.replace("_", "-").encode(),

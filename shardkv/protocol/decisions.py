@@ -25,7 +25,9 @@ from typing import Any
 
 
 def durable_path(cfg: dict[str, Any]) -> str:
-    return os.path.join(os.path.abspath(cfg["dir"]), cfg["appendfilename"] + ".decisions")
+    directory: str = cfg["dir"]
+    name: str = cfg["appendfilename"]
+    return os.path.join(os.path.abspath(directory), name + ".decisions")
 
 
 def volatile_path(supervisor_pid: int) -> str:

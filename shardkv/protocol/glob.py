@@ -127,7 +127,8 @@ def _byte_class(allowed: frozenset[int]) -> bytes:
         return b"(?!)"
     if len(allowed) == 1:
         return b"\\x%02x" % next(iter(allowed))
-    parts, run = [], []
+    parts: list[list[int]] = []
+    run: list[int] = []
     for b in sorted(allowed):
         if run and b == run[-1] + 1:
             run.append(b)

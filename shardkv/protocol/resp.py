@@ -36,6 +36,7 @@ from __future__ import annotations
 import math
 import re
 from itertools import chain
+from typing import Any
 
 from shardkv.protocol import errors
 
@@ -43,7 +44,7 @@ try:  # C speed for the common case; see RequestParser._feed_canonical
     from hiredis import Reader as _HiredisReader
     from hiredis import pack_command as _pack_command
 except ImportError:  # pragma: no cover - hiredis is a dependency
-    _HiredisReader = None
+    _HiredisReader = None  # type: ignore[assignment, misc]
 
 PROTO_INLINE_MAX_SIZE = 64 * 1024
 PROTO_IOBUF_LEN = 16 * 1024  # what Redis reads from a client at a time
@@ -79,6 +80,11 @@ DEFAULT_MAX_QUERY_BUFFER = 1024**3  # client-query-buffer-limit
 _LONG_LINE = 1024  # a partial line longer than this is collected, not re-joined
 
 
+# A parsed command: its arguments, and its exact RESP bytes (None for an
+# inline command, or one that must be re-encoded); see RequestParser.
+Parsed = tuple[list[bytes], bytes | None]
+
+
 class ProtocolError(Exception):
     """The client broke the protocol; reply with ``message`` and hang up.
 
@@ -86,7 +92,7 @@ class ProtocolError(Exception):
     in the same :meth:`RequestParser.feed`: Redis runs those first.
     """
 
-    def __init__(self, message: str, commands: list | None = None) -> None:
+    def __init__(self, message: str, commands: list[Parsed] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.commands = commands or []
@@ -96,7 +102,7 @@ class QueryBufferExceeded(ProtocolError):
     """Unparsed input passed ``client-query-buffer-limit``: Redis logs it and
     closes the connection without a reply (``message`` is empty)."""
 
-    def __init__(self, held: int, commands: list | None = None) -> None:
+    def __init__(self, held: int, commands: list[Parsed] | None = None) -> None:
         super().__init__("", commands)
         self.held = held
 
@@ -129,13 +135,13 @@ class Verbatim:
         self.format = format
 
 
-class Push(list):
+class Push(list[Any]):
     """An out-of-band push message (RESP3 ``>``), used by Pub/Sub."""
 
     __slots__ = ()
 
 
-class Pairs(list):
+class Pairs(list[Any]):
     """A list of 2-tuples: RESP3 nests each pair, RESP2 flattens them.
 
     The shape of HRANDFIELD ... WITHVALUES and ZRANGE ... WITHSCORES.
@@ -144,7 +150,7 @@ class Pairs(list):
     __slots__ = ()
 
 
-class KeyedArrays(list):
+class KeyedArrays(list[Any]):
     """A list of ``(key, value)``: an array of 2-arrays in RESP2, a map in
     RESP3 (XREAD's reply)."""
 
@@ -340,7 +346,7 @@ class RequestParser:
         self._args: list[bytes] = []  # arguments of a multibulk in progress
         self._remaining = 0  # bulks still expected by that multibulk
         self._bulklen = -1  # length of the bulk being read, -1 for a header
-        self._raw_parts: list[bytes] = []  # bytes of that command already consumed
+        self._raw_parts: list[bytes | None] = []  # bytes of that command already consumed
         self._wait = 0  # don't parse until this many bytes are buffered
         self._chunks: list[bytes] = []
         self._have = 0
@@ -358,7 +364,7 @@ class RequestParser:
         """How many bytes are held, waiting for the rest of a command."""
         return len(self._buf) + self._have + sum(len(p) for p in self._raw_parts if p is not None)
 
-    def feed(self, data: bytes) -> list[tuple[list[bytes], bytes | None]]:
+    def feed(self, data: bytes) -> list[Parsed]:
         if (
             data[:1] == b"*"
             and not self._buf
@@ -371,9 +377,9 @@ class RequestParser:
             and len(data) <= self.max_query_buffer
             and not _may_allocate_big(data)
         ):
-            out = self._feed_canonical(data)
-            if out is not None:
-                return out
+            canonical = self._feed_canonical(data)
+            if canonical is not None:
+                return canonical
         if self._wait:
             # A large bulk is on its way: collect chunks, join them once.
             self._chunks.append(data)
@@ -401,7 +407,7 @@ class RequestParser:
             buf = self._buf + data
         else:
             buf = data
-        out: list[tuple[list[bytes], bytes | None]] = []
+        out: list[Parsed] = []
         pos = 0
         n = len(buf)
         find = buf.find
@@ -515,7 +521,7 @@ class RequestParser:
                 # None marks a header Redis reads but a strict RESP reader
                 # (the worker's) would not: such a command is re-encoded.
                 parts.append(buf[start:pos])
-                out.append((args, None if None in parts else b"".join(parts)))
+                out.append((args, None if None in parts else b"".join(parts)))  # type: ignore[arg-type]
             else:
                 out.append((args, buf[start:pos]))
             if one:
@@ -529,7 +535,7 @@ class RequestParser:
             self._buf = buf[pos:] if pos < n else b""
         return out
 
-    def _feed_canonical(self, data: bytes) -> list[tuple[list[bytes], bytes]] | None:
+    def _feed_canonical(self, data: bytes) -> list[Parsed] | None:
         """The commands in ``data`` if it is exactly whole commands in
         canonical form (``*<n>`` then ``$<len>`` bulks, no leading zeros),
         else None, and :meth:`feed` parses it the long way.
@@ -543,8 +549,8 @@ class RequestParser:
         reader = self._reader
         reader.feed(data)  # type: ignore[union-attr]
         gets = reader.gets  # type: ignore[union-attr]
-        out = []
-        raws = []
+        out: list[Parsed] = []
+        raws: list[bytes] = []
         try:
             while (args := gets()) is not False:
                 if not args:  # *0 and *-1 (ignored), or not a command at all
@@ -582,7 +588,7 @@ class RequestParser:
         self._too_big = too_big
 
 
-def _redis_line(buf: bytes, pos: int, n: int, too_big: str, out: list) -> int:
+def _redis_line(buf: bytes, pos: int, n: int, too_big: str, out: list[Parsed]) -> int:
     """Where Redis ends the header line at ``pos``: the index of its first
     ``\r``, or -1 while Redis would wait for more data.
 
@@ -633,7 +639,7 @@ _BULK_HEADS = [b"$%d" % n for n in range(1024)]
 BIG_ARRAY = 1 << 16  # arrays longer than this are encoded a slice at a time
 
 
-def _encode_big_bulk_array(value: list) -> bytes | None:
+def _encode_big_bulk_array(value: list[Any]) -> bytes | None:
     """A long array of bulk strings (LRANGE 0 -1, KEYS of millions) written
     into one buffer a slice at a time, so that encoding it holds the reply
     once, not a list of pieces three times the array's length; None if an
@@ -649,7 +655,7 @@ def _encode_big_bulk_array(value: list) -> bytes | None:
     return bytes(out)
 
 
-def encode_bulk_choices(members: tuple, k: int) -> Raw:
+def encode_bulk_choices(members: tuple[bytes, ...], k: int) -> Raw:
     """``k`` members drawn at random with replacement (SRANDMEMBER with a
     negative count...), encoded as an array of bulk strings as they are
     drawn: each member is encoded once, and the reply is built a slice at
@@ -663,76 +669,79 @@ def encode_bulk_choices(members: tuple, k: int) -> Raw:
     return Raw(out)  # type: ignore[arg-type]  # a bytearray: joined as it is, never copied here
 
 
-def encode(value: object, resp3: bool = False) -> bytes:
-    """Encode one reply value (see the module docstring) as RESP bytes."""
+def encode(value: Any, resp3: bool = False) -> bytes:
+    """Encode one reply value (see the module docstring) as RESP bytes.
+
+    ``value`` is Any: the encoder dispatches on ``type(value)``, once, which
+    the checker cannot follow (``isinstance`` would cost a call per test)."""
     t = type(value)
     if t is bytes:
-        return b"$%d\r\n%s\r\n" % (len(value), value)  # type: ignore[arg-type]
+        return b"$%d\r\n%s\r\n" % (len(value), value)
     if t is str:
-        return b"+%s\r\n" % value.encode()  # type: ignore[union-attr]
+        return b"+%s\r\n" % value.encode()
     if t is int:
-        return b":%d\r\n" % value  # type: ignore[str-format]
+        return b":%d\r\n" % value
     if value is None:
         return b"_\r\n" if resp3 else b"$-1\r\n"
     if t is list:
         # The common array, all bulk strings (LRANGE, MGET...), in one join;
         # any other element makes len() or the join raise, and the general
         # path runs instead.
-        if len(value) > BIG_ARRAY:  # type: ignore[arg-type]
-            big = _encode_big_bulk_array(value)  # type: ignore[arg-type]
+        if len(value) > BIG_ARRAY:
+            big = _encode_big_bulk_array(value)
             if big is not None:
                 return big
         try:
-            heads = [_BULK_HEADS[n] if n < 1024 else b"$%d" % n for n in map(len, value)]  # type: ignore[arg-type]
-            lines = [b"*%d" % len(heads), *chain.from_iterable(zip(heads, value, strict=True)), b""]  # type: ignore[call-overload]
+            heads = [_BULK_HEADS[n] if n < 1024 else b"$%d" % n for n in map(len, value)]
+            lines = [b"*%d" % len(heads), *chain.from_iterable(zip(heads, value, strict=True)), b""]
             return b"\r\n".join(lines)
         except TypeError:
             pass
     if t is Raw:
-        return value.data  # type: ignore[attr-defined]
+        return value.data  # type: ignore[no-any-return]
     out: list[bytes] = []
     _encode_into(value, resp3, out)
     return b"".join(out)
 
 
-def _encode_into(value: object, resp3: bool, out: list[bytes]) -> None:
+def _encode_into(value: Any, resp3: bool, out: list[bytes]) -> None:
     t = type(value)
     if t is bytes:
-        out.append(b"$%d\r\n" % len(value))  # type: ignore[arg-type]
-        out.append(value)  # type: ignore[arg-type]
+        out.append(b"$%d\r\n" % len(value))
+        out.append(value)
         out.append(b"\r\n")
     elif t is str:
-        out.append(b"+%s\r\n" % value.encode())  # type: ignore[union-attr]
+        out.append(b"+%s\r\n" % value.encode())
     elif t is int:
-        out.append(b":%d\r\n" % value)  # type: ignore[str-format]
+        out.append(b":%d\r\n" % value)
     elif value is None:
         out.append(b"_\r\n" if resp3 else b"$-1\r\n")
     elif t is list or t is tuple or t is Push:
         if t is Push and resp3:
-            out.append(b">%d\r\n" % len(value))  # type: ignore[arg-type]
+            out.append(b">%d\r\n" % len(value))
         else:
-            out.append(b"*%d\r\n" % len(value))  # type: ignore[arg-type]
-        for v in value:  # type: ignore[attr-defined]
+            out.append(b"*%d\r\n" % len(value))
+        for v in value:
             _encode_into(v, resp3, out)
     elif t is Error:
-        out.append(encode_error(value.message))  # type: ignore[attr-defined]
+        out.append(encode_error(value.message))
     elif t is float:
         if resp3:
-            if math.isnan(value):  # type: ignore[arg-type]
+            if math.isnan(value):
                 out.append(b",nan\r\n")
             else:
-                out.append(b",%s\r\n" % format_double(value))  # type: ignore[arg-type]
+                out.append(b",%s\r\n" % format_double(value))
         else:
-            s = format_double(value)  # type: ignore[arg-type]
+            s = format_double(value)
             out.append(b"$%d\r\n%s\r\n" % (len(s), s))
     elif t is dict:
-        out.append((b"%%%d\r\n" if resp3 else b"*%d\r\n") % (len(value) * (1 if resp3 else 2)))  # type: ignore[arg-type]
-        for k, v in value.items():  # type: ignore[attr-defined]
+        out.append((b"%%%d\r\n" if resp3 else b"*%d\r\n") % (len(value) * (1 if resp3 else 2)))
+        for k, v in value.items():
             _encode_into(k, resp3, out)
             _encode_into(v, resp3, out)
     elif t is set or t is frozenset:
-        out.append((b"~%d\r\n" if resp3 else b"*%d\r\n") % len(value))  # type: ignore[arg-type]
-        for v in value:  # type: ignore[attr-defined]
+        out.append((b"~%d\r\n" if resp3 else b"*%d\r\n") % len(value))
+        for v in value:
             _encode_into(v, resp3, out)
     elif t is bool:
         if resp3:
@@ -743,32 +752,32 @@ def _encode_into(value: object, resp3: bool, out: list[bytes]) -> None:
         out.append(b"_\r\n" if resp3 else b"*-1\r\n")
     elif t is Verbatim:
         if resp3:
-            body = value.format + b":" + value.text  # type: ignore[attr-defined]
+            body = value.format + b":" + value.text
             out.append(b"=%d\r\n%s\r\n" % (len(body), body))
         else:
-            out.append(b"$%d\r\n%s\r\n" % (len(value.text), value.text))  # type: ignore[attr-defined]
+            out.append(b"$%d\r\n%s\r\n" % (len(value.text), value.text))
     elif t is Raw:
-        out.append(value.data)  # type: ignore[attr-defined]
+        out.append(value.data)
     elif t is KeyedArrays:
-        out.append((b"%%%d\r\n" if resp3 else b"*%d\r\n") % len(value))  # type: ignore[arg-type]
-        for a, b in value:  # type: ignore[attr-defined]
+        out.append((b"%%%d\r\n" if resp3 else b"*%d\r\n") % len(value))
+        for a, b in value:
             if not resp3:
                 out.append(b"*2\r\n")
             _encode_into(a, resp3, out)
             _encode_into(b, resp3, out)
     elif t is HumanDouble:
-        text = value.text  # type: ignore[attr-defined]
+        text = value.text
         out.append(b",%s\r\n" % text if resp3 else b"$%d\r\n%s\r\n" % (len(text), text))
     elif t is Pairs:
         if resp3:
-            out.append(b"*%d\r\n" % len(value))  # type: ignore[arg-type]
-            for a, b in value:  # type: ignore[attr-defined]
+            out.append(b"*%d\r\n" % len(value))
+            for a, b in value:
                 out.append(b"*2\r\n")
                 _encode_into(a, resp3, out)
                 _encode_into(b, resp3, out)
         else:
-            out.append(b"*%d\r\n" % (2 * len(value)))  # type: ignore[arg-type]
-            for a, b in value:  # type: ignore[attr-defined]
+            out.append(b"*%d\r\n" % (2 * len(value)))
+            for a, b in value:
                 _encode_into(a, resp3, out)
                 _encode_into(b, resp3, out)
     else:

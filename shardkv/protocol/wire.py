@@ -73,6 +73,7 @@ from __future__ import annotations
 import marshal
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 from shardkv.protocol.resp import Error
 
@@ -98,7 +99,7 @@ _U64 = struct.Struct("<Q")
 try:
     from hiredis import Reader as _HiredisReader
 except ImportError:  # pragma: no cover - hiredis is a dependency
-    _HiredisReader = None
+    _HiredisReader = None  # type: ignore[assignment, misc]
 
 
 # A header at most this is a plain entry in database 0 (RESP3 or PART at most).
@@ -120,12 +121,12 @@ def header_token(header: int) -> int:
     return header >> TOKEN_SHIFT
 
 
-def decode_batch(payload: bytes) -> list:
+def decode_batch(payload: bytes) -> list[Any]:
     """The ``[header, args, header, args, ...]`` of a ``B`` payload."""
     if _HiredisReader is not None:
         reader = _HiredisReader()
         reader.feed(payload, 1)
-        out = []
+        out: list[Any] = []
         append = out.append
         gets = reader.gets
         while (item := gets()) is not False:
@@ -134,8 +135,8 @@ def decode_batch(payload: bytes) -> list:
     return _decode_batch_py(payload)
 
 
-def _decode_batch_py(payload: bytes) -> list:
-    out: list = []
+def _decode_batch_py(payload: bytes) -> list[Any]:
+    out: list[Any] = []
     pos = 1
     find = payload.find
     n = len(payload)
@@ -182,10 +183,10 @@ def decode_wake(payload: bytes) -> tuple[int, bytes]:
     return _U64.unpack_from(payload, 1)[0], payload[9:]
 
 
-def encode_part(value: object) -> bytes:
+def encode_part(value: Any) -> bytes:
     """A part reply: an int, a str, None, a list of RESP bodies, or an error."""
     if type(value) is Error:
-        return marshal.dumps(("E", value.message))  # type: ignore[attr-defined]
+        return marshal.dumps(("E", value.message))
     return marshal.dumps(value)
 
 
@@ -210,11 +211,11 @@ class Run:
     changes, or, when it is ``alone`` in the operation, commits them."""
 
     op: int
-    states: dict
-    commands: list
+    states: dict[Any, Any]
+    commands: list[Any]
     resp3: int
     alone: bool
-    own: list  # the executor's own keys the operation names; [b"*"]: every key
+    own: list[bytes]  # the executor's own keys the operation names; [b"*"]: every key
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,7 +225,7 @@ class Prepare:
     answer :class:`Prepared`, and wait for :class:`Decide`."""
 
     op: int
-    states: dict
+    states: dict[Any, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,7 +241,7 @@ class Decide:
 class Resolve:
     """The answer to :class:`InDoubt`: the outcome of each operation."""
 
-    outcomes: dict  # op -> commit (bool)
+    outcomes: dict[int, bool]  # op -> commit
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,8 +251,8 @@ class Ran:
     with its own changes: ``NOTHING``, ``PREPARED`` or (alone) ``COMMITTED``."""
 
     op: int
-    bodies: list
-    after: dict
+    bodies: list[Any]
+    after: dict[Any, Any]
     own: int
 
 
@@ -284,7 +285,7 @@ class InDoubt:
     has prepared and whose outcome it does not know.  It runs nothing
     until the :class:`Resolve` for them has come (when there are any)."""
 
-    ops: list
+    ops: list[int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,8 +294,8 @@ class Parked:
     the versions of the watched keys; it is now parked for ``op``."""
 
     op: int
-    states: dict
-    versions: dict
+    states: dict[Any, Any]
+    versions: dict[Any, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,9 +324,9 @@ class BadMessage(ValueError):
 
 
 def _encode_message(message: Control) -> bytes:
-    fields = tuple(getattr(message, name) for name in message.__slots__)  # type: ignore[union-attr]
+    fields = tuple(getattr(message, name) for name in message.__slots__)
     if type(message) is PartPrepared and type(message.value) is Error:
-        fields = (message.op, message.prepared, ("E", message.value.message))  # type: ignore[attr-defined]
+        fields = (message.op, message.prepared, ("E", message.value.message))
     return marshal.dumps((type(message).__name__, *fields))
 
 
@@ -360,15 +361,16 @@ def decode_answer(body: bytes) -> Control:
     return _decode_message(body)
 
 
-def encode_script_state(busy: bool, pid: int, dirty: bool, eval_mode: bool, *details: object) -> bytes:
+def encode_script_state(busy: bool, pid: int, dirty: bool, eval_mode: bool, *details: Any) -> bytes:
     """``details``: the function's name, its command, when it started
     (time.time()), and the shard's library and function counts (for
     FUNCTION STATS while it is busy)."""
     return b"S" + marshal.dumps((busy, pid, dirty, eval_mode, *details))
 
 
-def decode_script_state(payload: bytes) -> tuple:
-    return marshal.loads(payload[1:])
+def decode_script_state(payload: bytes) -> tuple[Any, ...]:
+    state: tuple[Any, ...] = marshal.loads(payload[1:])
+    return state
 
 
 def encode_monitor(calls: list[tuple[int, list[bytes]]]) -> bytes:
@@ -376,4 +378,5 @@ def encode_monitor(calls: list[tuple[int, list[bytes]]]) -> bytes:
 
 
 def decode_monitor(payload: bytes) -> list[tuple[int, list[bytes]]]:
-    return marshal.loads(payload[1:])
+    calls: list[tuple[int, list[bytes]]] = marshal.loads(payload[1:])
+    return calls

@@ -173,7 +173,7 @@ def blocking(*names: str, kind: type | None) -> Callable[[Handler], Handler]:
         @functools.wraps(fn)
         def now_or_never(ks: Keyspace, args: list[bytes]) -> object:
             value = fn(ks, args)
-            return value.deny if type(value) is Wait else value  # type: ignore[union-attr]
+            return value.deny if type(value) is Wait else value
 
         command(*names)(now_or_never)
         fn.reads = now_or_never.reads  # type: ignore[attr-defined]
@@ -239,7 +239,7 @@ class Waiters:
         value = execute(args, handler)
         if type(value) is not Wait:
             return encode(value, resp3)
-        wait: Wait = value  # type: ignore[assignment]
+        wait: Wait = value
         deadline = time.monotonic() + wait.timeout / 1000 if wait.timeout else math.inf
         db = self.ks.db
         waiter = Waiter(token, args, wait, resp3, deadline, db)
@@ -355,7 +355,7 @@ class Waiters:
         stats = getattr(ks, "stats", None)
         if stats is not None:  # counted and slow-logged once served, as Redis's updateStatsOnUnblock
             ns = perf_counter_ns() - start
-            stats.record(stat_name(args), ns, value.message if type(value) is Error else None)  # type: ignore[attr-defined]
+            stats.record(stat_name(args), ns, value.message if type(value) is Error else None)
             stats.slow(args, ns // 1000)
         if type(value) is Error:
             return

@@ -139,7 +139,7 @@ def value_size(value: object) -> int:
 
 
 def _len(item: object) -> int:
-    return len(item) if type(item) is bytes else 16  # type: ignore[arg-type]
+    return len(item) if type(item) is bytes else 16
 
 
 def key_cost(key: bytes, value: object) -> int:

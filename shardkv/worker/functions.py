@@ -132,7 +132,7 @@ class Functions:
                     "Lua table (representing named arguments)."
                 )
             name = callback = None
-            for key, value in table.items():  # type: ignore[union-attr]
+            for key, value in table.items():
                 if type(key) is not bytes:
                     engine._raise("named argument key given to redis.register_function is not a string")
                 k = key.lower()
@@ -157,7 +157,7 @@ class Functions:
                         engine._raise(
                             "flags argument to redis.register_function must be a table representing function flags"
                         )
-                    for flag in value.values():  # type: ignore[union-attr]
+                    for flag in value.values():
                         bit = FLAG_NAMES.get(flag.lower()) if type(flag) is bytes else None
                         if bit is None:
                             engine._raise("unknown flag given")

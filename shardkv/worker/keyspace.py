@@ -45,12 +45,15 @@ from binascii import crc_hqx
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 from shardkv.protocol import errors
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.router import LBRACE, SLOTS, key_slot
 from shardkv.worker.clock import Clock
 from shardkv.worker.zset import ZSet
+
+T = TypeVar("T")
 
 # Redis's TYPE names, by Python type.  Modules of other types add theirs.
 TYPE_NAMES: dict[type, str] = {
@@ -252,8 +255,9 @@ class Keyspace:
         finally:
             self.counting = before
 
-    def lookup_type(self, key: bytes, kind: type) -> object | None:
-        """Like :meth:`lookup`, but a value of another type is WRONGTYPE."""
+    def lookup_type(self, key: bytes, kind: type[T]) -> T | None:
+        """Like :meth:`lookup`, but a value of another type is WRONGTYPE:
+        ``ks.lookup_type(key, deque)`` is a ``deque`` or None, for the checker too."""
         value = self.lookup(key)
         if value is not None and type(value) is not kind:
             raise CommandError(errors.WRONGTYPE)

@@ -28,7 +28,7 @@ class LibError(Exception):
 
 def _num(value: object, name: str, i: int) -> float | int:
     if type(value) is int or type(value) is float:
-        return value  # type: ignore[return-value]
+        return value
     if type(value) is bytes:
         try:
             return float(value)
@@ -89,7 +89,7 @@ class CJson:
     def _encode(self, v: object, out: list[bytes], depth: int) -> None:
         t = type(v)
         if t is bytes:
-            out.append(b'"' + b"".join(_ESCAPE_TABLE[c] for c in v) + b'"')  # type: ignore[union-attr]
+            out.append(b'"' + b"".join(_ESCAPE_TABLE[c] for c in v) + b'"')
         elif t is bool:
             out.append(b"true" if v else b"false")
         elif t is int or t is float:
@@ -161,7 +161,7 @@ class CJson:
             s = _fmt_g(s, 14)  # type: ignore[arg-type]
         if type(s) is not bytes:
             raise LibError("bad argument #1 to 'decode' (string expected, got %s)" % _type_name(s))
-        text = s.decode("utf-8", "surrogateescape")  # type: ignore[union-attr]
+        text = s.decode("utf-8", "surrogateescape")
         try:
             value = json.loads(
                 text,
@@ -186,13 +186,13 @@ class CJson:
             return self.null
         t = type(v)
         if t is str:
-            return v.encode("utf-8", "surrogateescape")  # type: ignore[union-attr]
+            return v.encode("utf-8", "surrogateescape")
         if t is bool or t is int or t is float:
             if t is int and abs(v) >= 2**53:  # type: ignore[arg-type]
                 return float(v)  # type: ignore[arg-type]
             return v
         if t is list:
-            return self.lua.table_from([self._to_lua(x, depth + 1) for x in v])  # type: ignore[attr-defined,union-attr]
+            return self.lua.table_from([self._to_lua(x, depth + 1) for x in v])  # type: ignore[attr-defined]
         if t is tuple:  # an object
             table = self.lua.table()  # type: ignore[attr-defined]
             for k, x in v[1]:  # type: ignore[index]
@@ -269,7 +269,7 @@ def _bit_functions() -> dict[bytes, object]:
     def bnot(*a: object) -> int:
         return _signed(~_tobit(a[0] if a else None, "bnot"))
 
-    def fold(name: str, op):  # type: ignore[no-untyped-def]
+    def fold(name: str, op):
         def f(*a: object) -> int:
             acc = _tobit(a[0] if a else None, name)
             for i, x in enumerate(a[1:], 2):
@@ -278,7 +278,7 @@ def _bit_functions() -> dict[bytes, object]:
 
         return f
 
-    def shift(name: str, op):  # type: ignore[no-untyped-def]
+    def shift(name: str, op):
         def f(*a: object) -> int:
             x = _tobit(a[0] if a else None, name) & 0xFFFFFFFF
             n = _tobit(a[1] if len(a) > 1 else None, name, 2) & 31
@@ -348,7 +348,7 @@ class _Fmt:
         self.little = True
         self.align = 1
 
-    def items(self):  # type: ignore[no-untyped-def]
+    def items(self):
         fmt = self.fmt
         while self.pos < len(fmt):
             c = fmt[self.pos]
@@ -399,7 +399,7 @@ def _struct_pack(*args: object) -> bytes:
     fmt = args[0] if args else None
     if type(fmt) is not bytes:
         raise LibError("bad argument #1 to 'pack' (string expected, got %s)" % _type_name(fmt))
-    f = _Fmt(fmt)  # type: ignore[arg-type]
+    f = _Fmt(fmt)
     out = bytearray()
     i = 1
     for c, size in f.items():
@@ -417,12 +417,12 @@ def _struct_pack(*args: object) -> bytes:
             if type(arg) is not bytes:
                 raise LibError("bad argument #%d to 'pack' (string expected, got %s)" % (i, _type_name(arg)))
             if c == ord("s"):
-                out += arg + b"\0"  # type: ignore[operator]
+                out += arg + b"\0"
             else:
-                n = size if size else len(arg)  # type: ignore[arg-type]
-                if len(arg) < n:  # type: ignore[arg-type]
+                n = size if size else len(arg)
+                if len(arg) < n:
                     raise LibError("bad argument #%d to 'pack' (string too short)" % i)
-                out += arg[:n]  # type: ignore[index]
+                out += arg[:n]
         else:
             v = int(_num(arg, "pack", i))
             out += (v & ((1 << (8 * size)) - 1)).to_bytes(size, "little" if f.little else "big")
@@ -438,19 +438,19 @@ def _struct_unpack(*args: object) -> tuple:
     pos = int(_num(args[2], "unpack", 3)) - 1 if len(args) > 2 and args[2] is not None else 0
     if pos < 0:
         raise LibError("bad argument #3 to 'unpack' (offset must be 1 or greater)")
-    f = _Fmt(fmt)  # type: ignore[arg-type]
+    f = _Fmt(fmt)
     out: list[object] = []
-    n = len(data)  # type: ignore[arg-type]
+    n = len(data)
     for c, size in f.items():
         pos += f.padding(size, pos)
         if c == ord("x"):
             pos += 1
             continue
         if c == ord("s"):
-            end = data.find(b"\0", pos)  # type: ignore[union-attr]
+            end = data.find(b"\0", pos)
             if end < 0:
                 raise LibError("unfinished string in data")
-            out.append(data[pos:end])  # type: ignore[index]
+            out.append(data[pos:end])
             pos = end + 1
             continue
         if c == ord("c"):
@@ -460,12 +460,12 @@ def _struct_unpack(*args: object) -> tuple:
                 size = int(out.pop())  # type: ignore[call-overload]
             if pos + size > n:
                 raise LibError("data string too short")
-            out.append(data[pos : pos + size])  # type: ignore[index]
+            out.append(data[pos : pos + size])
             pos += size
             continue
         if pos + size > n:
             raise LibError("data string too short")
-        chunk = data[pos : pos + size]  # type: ignore[index]
+        chunk = data[pos : pos + size]
         if c in (ord("f"), ord("d")):
             out.append(_struct.unpack(("<" if f.little else ">") + chr(c), chunk)[0])
         else:
@@ -482,7 +482,7 @@ def _struct_size(*args: object) -> int:
     fmt = args[0] if args else None
     if type(fmt) is not bytes:
         raise LibError("bad argument #1 to 'size' (string expected, got %s)" % _type_name(fmt))
-    f = _Fmt(fmt)  # type: ignore[arg-type]
+    f = _Fmt(fmt)
     total = 0
     for c, size in f.items():
         if c == ord("s") or (c == ord("c") and size == 0):
@@ -520,7 +520,7 @@ class MsgPack:
                 out += b"\xda" + n.to_bytes(2, "big")
             else:
                 out += b"\xdb" + n.to_bytes(4, "big")
-            out += v  # type: ignore[operator]
+            out += v
         elif t is bool:
             out.append(0xC3 if v else 0xC2)
         elif t is int or (t is float and v == int(v) and abs(v) < 2**63):  # type: ignore[arg-type]
@@ -613,15 +613,15 @@ class MsgPack:
         if type(data) is not bytes:
             raise LibError("MessagePack decoding needs a string as input.")
         offset = int(_num(args[1], name, 2)) if len(args) > 1 and args[1] is not None else 0
-        if offset < 0 or offset > len(data):  # type: ignore[arg-type]
-            raise LibError("Start offset %d greater than input length %d." % (offset, len(data)))  # type: ignore[arg-type]
+        if offset < 0 or offset > len(data):
+            raise LibError("Start offset %d greater than input length %d." % (offset, len(data)))
         pos = offset
         out: list[object] = []
-        while pos < len(data) and (not limit or len(out) < limit):  # type: ignore[arg-type]
-            value, pos = self._decode(data, pos)  # type: ignore[arg-type]
+        while pos < len(data) and (not limit or len(out) < limit):
+            value, pos = self._decode(data, pos)
             out.append(value)
         if limit:
-            return (pos if pos < len(data) else -1, *out)  # type: ignore[arg-type]
+            return (pos if pos < len(data) else -1, *out)
         return tuple(out)
 
     def _decode(self, d: bytes, p: int) -> tuple[object, int]:

@@ -145,12 +145,12 @@ class Shard:
             if handler is None:
                 return Error("ERR unknown command '{}'".format(args[0].decode("latin-1")))
         persistence = self.persistence
-        if persistence is not None and persistence.misconf is not None and handler.writes:  # type: ignore[attr-defined]
+        if persistence is not None and persistence.misconf is not None and handler.writes:
             # As Redis: the disk cannot take writes (AOF or a failed bgsave).
             if self.timing:
-                self.stats.rejected(stat_name(args), persistence.misconf)  # type: ignore[attr-defined]
+                self.stats.rejected(stat_name(args), persistence.misconf)
             return Error(persistence.misconf)
-        ks.counting = handler.reads  # type: ignore[attr-defined]
+        ks.counting = handler.reads
         start = perf_counter_ns()
         try:
             value = handler(ks, args)
@@ -175,7 +175,7 @@ class Shard:
                 stats.fold(row)
             if type(value) is Error:
                 row[3] += 1
-                stats.error(value.message)  # type: ignore[attr-defined]
+                stats.error(value.message)
             if ns >= stats.slow_threshold_ns >= 0:
                 stats.slow(args, ns // 1000)
         if type(value) is Error:
@@ -194,7 +194,7 @@ class Shard:
             return self.execute(args, handler)
         value = memory.run(self.execute, args, handler)
         if value is eviction.OOM and self.timing:
-            self.stats.rejected(stat_name(args), eviction.OOM.message)  # type: ignore[attr-defined]
+            self.stats.rejected(stat_name(args), eviction.OOM.message)
         return value
 
     def run_batch(self, payload: bytes) -> bytes:
@@ -429,7 +429,7 @@ class Shard:
             else:
                 faultpoints.hold("decided", self.index)
                 self.decide(op, message.commit)  # type: ignore[union-attr]
-                self.send(wire.encode_control(wire.Finished(op, message.commit)))  # type: ignore[misc, union-attr]
+                self.send(wire.encode_control(wire.Finished(op, message.commit)))  # type: ignore[misc]
                 faultpoints.hold("finished", self.index)
                 return  # run_batch serves the ready keys at the end of the batch
 

@@ -530,7 +530,7 @@ class Engine:
                 return self._table({b"double": value})
             return format_double(value)  # type: ignore[arg-type]
         if t is bool:
-            return value if resp == 3 else int(value)  # type: ignore[arg-type]
+            return value if resp == 3 else int(value)
         if t is dict:
             if resp == 3:
                 out = self.lua.table()
@@ -553,12 +553,12 @@ class Engine:
                 return self._to_lua(dict(value), resp)  # type: ignore[call-overload]
             return self._table(
                 [self._table([self._to_lua(k, resp), self._to_lua(v, resp)]) for k, v in value]
-            )  # type: ignore[attr-defined]
+            )
         if t is Pairs:
             if resp == 3:
                 return self._table(
                     [self._table([self._to_lua(a, resp), self._to_lua(b, resp)]) for a, b in value]
-                )  # type: ignore[attr-defined]
+                )
             flat = []
             for a, b in value:  # type: ignore[attr-defined]
                 flat += [self._to_lua(a, resp), self._to_lua(b, resp)]
@@ -579,7 +579,7 @@ class Engine:
             reader.feed(value.data)  # type: ignore[attr-defined]
             return self._to_lua(reader.gets(), resp)
         if hasattr(value, "message"):
-            return self._to_lua_error(value.message)  # type: ignore[attr-defined]
+            return self._to_lua_error(value.message)
         # NULL_ARRAY and anything else that is a null
         return None if resp == 3 else False
 
@@ -641,7 +641,7 @@ class Engine:
         s = args[0]
         if type(s) in (int, float):
             s = _lua_number(s)  # type: ignore[arg-type]
-        return sha1hex(s if type(s) is bytes else b"")  # type: ignore[arg-type]
+        return sha1hex(s if type(s) is bytes else b"")
 
     def _log(self, *args: object) -> None:
         """redis.log(level, message, ...)"""
@@ -658,7 +658,7 @@ class Engine:
         if not 0 <= int(level) <= 3:  # type: ignore[call-overload]
             self._raise("Invalid debug level.")
         parts = [_lua_number(a) if type(a) in (int, float) else a for a in args[1:]]
-        text = b" ".join(p for p in parts if type(p) is bytes)  # type: ignore[misc]
+        text = b" ".join(p for p in parts if type(p) is bytes)
         levels = (logging.DEBUG, logging.INFO, logging.INFO, logging.WARNING)
         log.log(levels[int(level)], "%s", _text(text))  # type: ignore[call-overload]
 
@@ -814,9 +814,9 @@ def _lua_number(value: float) -> bytes:
 
 def _text(value: object) -> str:
     if type(value) is bytes:
-        return value.decode("latin-1")  # type: ignore[union-attr]
-    if type(value) is float and value == int(value) and abs(value) < 1e15:  # type: ignore[arg-type]
-        return str(int(value))  # type: ignore[arg-type]
+        return value.decode("latin-1")
+    if type(value) is float and value == int(value) and abs(value) < 1e15:
+        return str(int(value))
     return str(value)
 
 

@@ -40,7 +40,7 @@ def get_hash(ks: Keyspace, key: bytes) -> dict | None:
     value = ks.lookup(key)
     if value is not None and type(value) is not dict:
         raise CommandError(errors.WRONGTYPE)
-    return value  # type: ignore[return-value]
+    return value
 
 
 def _set_field(ks: Keyspace, key: bytes, h: dict | None, field: bytes, value: bytes) -> None:

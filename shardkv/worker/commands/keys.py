@@ -307,7 +307,7 @@ def _set_encoding(value: set) -> str:
 # shrinks, and these derive it from the contents, so they differ there.
 ENCODINGS: dict[type, Callable[[object], str]] = {
     bytes: _string_encoding,  # type: ignore[dict-item]
-    bytearray: lambda v: _string_encoding(bytes(v)),  # type: ignore[dict-item]
+    bytearray: lambda v: _string_encoding(bytes(v)),
     dict: _hash_encoding,  # type: ignore[dict-item]
     deque: lambda v: "quicklist",  # Redis 7.0 keeps every list in a quicklist
     set: _set_encoding,  # type: ignore[dict-item]
@@ -370,7 +370,7 @@ def object_(ks: Keyspace, args: list[bytes]) -> object:
         return 0  # access time is not tracked per key
     # refcount
     if type(value) is bytes and _shares_integers():
-        n = strict_int(value) if len(value) <= 20 else None  # type: ignore[arg-type]
+        n = strict_int(value) if len(value) <= 20 else None
         if n is not None and 0 <= n < OBJ_SHARED_INTEGERS:
             return OBJ_SHARED_REFCOUNT
     return 1

@@ -121,12 +121,12 @@ def linsert(ks: Keyspace, args: list[bytes]) -> object:
     if value is None:
         return 0
     try:
-        i = value.index(args[3])  # type: ignore[attr-defined]
+        i = value.index(args[3])
     except ValueError:
         return -1
-    value.insert(i + after, args[4])  # type: ignore[attr-defined]
+    value.insert(i + after, args[4])
     ks.touch(args[1])
-    return len(value)  # type: ignore[arg-type]
+    return len(value)
 
 
 # -- popping ---------------------------------------------------------------------
@@ -140,7 +140,7 @@ def _pop(ks: Keyspace, args: list[bytes], left: bool) -> object:
         value = ks.lookup_type(key, deque)
         if value is None:
             return None
-        item = value.popleft() if left else value.pop()  # type: ignore[attr-defined]
+        item = value.popleft() if left else value.pop()
         ks.touch(key)
         if not value:
             ks.delete(key)
@@ -151,7 +151,7 @@ def _pop(ks: Keyspace, args: list[bytes], left: bool) -> object:
         return NULL_ARRAY
     if not count:
         return []
-    return _pop_many(ks, key, value, left, count)  # type: ignore[arg-type]
+    return _pop_many(ks, key, value, left, count)
 
 
 @command("lpop")
@@ -195,7 +195,7 @@ def _mpop_first(ks: Keyspace, keys: list[bytes], left: bool, count: int) -> list
     for key in keys:
         value = ks.lookup_type(key, deque)
         if value:
-            return [key, _pop_many(ks, key, value, left, count)]  # type: ignore[arg-type]
+            return [key, _pop_many(ks, key, value, left, count)]
     return None
 
 
@@ -214,7 +214,7 @@ def lmpop(ks: Keyspace, args: list[bytes]) -> object:
 def llen(ks: Keyspace, args: list[bytes]) -> object:
     """LLEN key"""
     value = ks.lookup_type(args[1], deque)
-    return 0 if value is None else len(value)  # type: ignore[arg-type]
+    return 0 if value is None else len(value)
 
 
 @command("lindex")
@@ -224,11 +224,11 @@ def lindex(ks: Keyspace, args: list[bytes]) -> object:
     if value is None:
         return None
     index = parse_int(args[2])
-    n = len(value)  # type: ignore[arg-type]
+    n = len(value)
     if index < 0:
         index += n
     if 0 <= index < n:
-        return value[index]  # type: ignore[index]
+        return value[index]
     return None
 
 
@@ -240,7 +240,7 @@ def lrange(ks: Keyspace, args: list[bytes]) -> object:
     value = ks.lookup_type(args[1], deque)
     if value is None:
         return []
-    n = len(value)  # type: ignore[arg-type]
+    n = len(value)
     if start < 0:
         start += n
         if start < 0:
@@ -252,8 +252,8 @@ def lrange(ks: Keyspace, args: list[bytes]) -> object:
     if end >= n:
         end = n - 1
     if start == 0 and end == n - 1:
-        return list(value)  # type: ignore[call-overload]
-    return _slice(value, start, end)  # type: ignore[arg-type]
+        return list(value)
+    return _slice(value, start, end)
 
 
 @command("lpos")
@@ -281,14 +281,14 @@ def lpos(ks: Keyspace, args: list[bytes]) -> object:
     if value is None:
         return [] if count != -1 else None
     element = args[2]
-    size = len(value)  # type: ignore[arg-type]
+    size = len(value)
     if rank < 0:
         # Redis negates LONG_MIN into itself, and then every match ranks.
         rank = 1 if rank == LLONG_MIN else -rank
-        items = reversed(value)  # type: ignore[call-overload]
+        items = reversed(value)
         position = lambda i: size - 1 - i  # noqa: E731
     else:
-        items = iter(value)  # type: ignore[call-overload]
+        items = iter(value)
         position = lambda i: i  # noqa: E731
     if maxlen:
         items = islice(items, maxlen)
@@ -337,13 +337,13 @@ def lrem(ks: Keyspace, args: list[bytes]) -> object:
     if value is None:
         return 0
     element = args[3]
-    if element not in value:  # type: ignore[operator]
+    if element not in value:
         return 0
     limit = abs(count)
     removed = 0
     kept: list[bytes] = []
     keep = kept.append
-    items = reversed(value) if count < 0 else value  # type: ignore[call-overload]
+    items = reversed(value) if count < 0 else value
     for item in items:
         if item == element and (not limit or removed < limit):
             removed += 1
@@ -351,8 +351,8 @@ def lrem(ks: Keyspace, args: list[bytes]) -> object:
             keep(item)
     if count < 0:
         kept.reverse()
-    value.clear()  # type: ignore[attr-defined]
-    value.extend(kept)  # type: ignore[attr-defined]
+    value.clear()
+    value.extend(kept)
     ks.touch(key)
     if not kept:
         ks.delete(key)
@@ -368,7 +368,7 @@ def ltrim(ks: Keyspace, args: list[bytes]) -> object:
     value = ks.lookup_type(key, deque)
     if value is None:
         return OK
-    n = len(value)  # type: ignore[arg-type]
+    n = len(value)
     if start < 0:
         start += n
         if start < 0:
@@ -383,14 +383,14 @@ def ltrim(ks: Keyspace, args: list[bytes]) -> object:
         end = n - 1
     keep = end - start + 1
     if keep < n - keep:
-        items = _slice(value, start, end)  # type: ignore[arg-type]
-        value.clear()  # type: ignore[attr-defined]
-        value.extend(items)  # type: ignore[attr-defined]
+        items = _slice(value, start, end)
+        value.clear()
+        value.extend(items)
     else:
         for _ in range(start):
-            value.popleft()  # type: ignore[attr-defined]
+            value.popleft()
         for _ in range(n - 1 - end):
-            value.pop()  # type: ignore[attr-defined]
+            value.pop()
     return OK
 
 
@@ -404,13 +404,13 @@ def _move(ks: Keyspace, source: bytes, destination: bytes, from_left: bool, to_l
     if src is None:
         return None
     dst = ks.lookup_type(destination, deque)
-    item = src.popleft() if from_left else src.pop()  # type: ignore[attr-defined]
+    item = src.popleft() if from_left else src.pop()
     if dst is None:
         ks.store(destination, deque((item,)))
     elif to_left:
-        dst.appendleft(item)  # type: ignore[attr-defined]
+        dst.appendleft(item)
     else:
-        dst.append(item)  # type: ignore[attr-defined]
+        dst.append(item)
     ks.touch(source)
     ks.touch(destination)
     if not src:  # (when source is destination, it holds the item again)
@@ -449,7 +449,7 @@ def blpop(ks: Keyspace, args: list[bytes]) -> object:
     for key in keys:
         value = ks.lookup_type(key, deque)
         if value:
-            return [key, _pop_many(ks, key, value, left, 1)[0]]  # type: ignore[arg-type]
+            return [key, _pop_many(ks, key, value, left, 1)[0]]
     return Wait(keys, timeout, _serve_pop)
 
 

@@ -51,7 +51,7 @@ def get_set(ks: Keyspace, key: bytes) -> set | None:
     value = ks.lookup(key)
     if value is not None and type(value) is not set:
         raise CommandError(errors.WRONGTYPE)
-    return value  # type: ignore[return-value]
+    return value
 
 
 def _get_sets(ks: Keyspace, keys: list[bytes]) -> list[set | None]:

@@ -173,7 +173,7 @@ def sort_generic(ks: Keyspace, args: list[bytes], readonly: bool) -> object:
             items = list(value) if not desc else list(reversed(value))  # type: ignore[call-overload]
             vector = items[start : start + count]
         else:
-            ranked = value.slice(0, size, reverse=desc)  # type: ignore[union-attr]
+            ranked = value.slice(0, size, reverse=desc)
             vector = [m for _, m in ranked[start : start + count]]
         end -= start
         start = 0
@@ -182,7 +182,7 @@ def sort_generic(ks: Keyspace, args: list[bytes], readonly: bool) -> object:
     elif kind is set:
         vector = _set_members(value)  # type: ignore[arg-type]
     else:
-        vector = list(value.scores)  # type: ignore[union-attr]
+        vector = list(value.scores)
 
     if not dontsort:
         partial = (start, end) if sortby is not None and (start != 0 or end != len(vector) - 1) else None
@@ -237,7 +237,7 @@ def _sorted(
                     keys.append((1, by if storing else _cstr(by)))
     else:
         values = vector if sortby is None else list(map(pattern_reader(ks, sortby), vector))
-        joined = b"\n".join(values) if None not in values else b""  # type: ignore[arg-type]
+        joined = b"\n".join(values) if None not in values else b""
         if joined.count(b"\n") == len(values) - 1 and _INTEGERS.fullmatch(joined):
             keys = list(zip(map(float, values), vector, strict=True))  # all plain integers: at C speed
         else:

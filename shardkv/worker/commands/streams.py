@@ -140,7 +140,7 @@ def _range_bounds(start_arg: bytes, end_arg: bytes) -> tuple[int, int]:
 
 
 def _lookup(ks: Keyspace, key: bytes) -> Stream | None:
-    return ks.lookup_type(key, Stream)  # type: ignore[return-value]
+    return ks.lookup_type(key, Stream)
 
 
 def _now(ks: Keyspace) -> int:
@@ -332,7 +332,7 @@ def record_xadd(ks: Keyspace, args: list, reply: object) -> list:
     t, idpos = parse_add_or_trim(args, True)
     s = _lookup(ks, args[1])
     out = list(args)
-    out[idpos] = reply  # type: ignore[assignment]
+    out[idpos] = reply
     if s is not None and t.strategy:
         out = _rewrite_trim(s, out, t)
     return [out]
@@ -538,14 +538,14 @@ def _read_history(
     now = _now(ks)
     consumer = _consumer(group, key, _CURRENT_GROUP[0], consumer_name, now)
     out: list = []
-    for id_ in consumer.pel.irange(minimum=start):  # type: ignore[union-attr]
+    for id_ in consumer.pel.irange(minimum=start):
         if count and len(out) >= count:
             break
         fields = s.get(id_)
         if fields is None:
             out.append([format_id(id_), NULL_ARRAY])
         else:
-            nack = consumer.pel[id_]  # type: ignore[union-attr]
+            nack = consumer.pel[id_]
             nack.time = now
             nack.count += 1
             PROPAGATE.append(_xclaim_record(key, group, id_, nack))
@@ -631,7 +631,7 @@ def _xread(ks: Keyspace, args: list[bytes]) -> object:
             if gt != MAX_ID:
                 out.append(
                     (key, _read_history(ks, key, s, gt + 1 if gt < MAX_ID else gt, r.count, g, r.consumer))
-                )  # type: ignore[arg-type]
+                )
                 continue
             if s.length and s.last_valid_id() > g.last_id:
                 out.append((key, _read_group(ks, key, s, g.last_id + 1, r.count, g, r.consumer, r.noack)))  # type: ignore[arg-type]
@@ -1067,7 +1067,7 @@ def xclaim(ks: Keyspace, args: list[bytes]) -> object:
         elif not justid:
             nack.count += 1
         if nack.consumer is not consumer:
-            consumer.pel[id_] = nack  # type: ignore[union-attr]
+            consumer.pel[id_] = nack
             nack.consumer = consumer
         out.append(format_id(id_) if justid else [format_id(id_), fields])
         PROPAGATE.append(_xclaim_record(key, g, id_, nack))
@@ -1147,7 +1147,7 @@ def xautoclaim(ks: Keyspace, args: list[bytes]) -> object:
         if not justid:
             nack.count += 1
         if nack.consumer is not consumer:
-            consumer.pel[id_] = nack  # type: ignore[union-attr]
+            consumer.pel[id_] = nack
             nack.consumer = consumer
         claimed.append(format_id(id_) if justid else [format_id(id_), fields])
         count -= 1

@@ -19,7 +19,7 @@ def get_string(ks: Keyspace, key: bytes) -> bytes | None:
     value = ks.lookup(key)
     if value is not None and type(value) is not bytes:
         raise CommandError(errors.WRONGTYPE)
-    return value  # type: ignore[return-value]
+    return value
 
 
 def read_string(ks: Keyspace, key: bytes) -> bytes | bytearray | None:
@@ -30,7 +30,7 @@ def read_string(ks: Keyspace, key: bytes) -> bytes | bytearray | None:
     value = ks.lookup_raw(key)
     if value is not None and type(value) is not bytes and type(value) is not bytearray:
         raise CommandError(errors.WRONGTYPE)
-    return value  # type: ignore[return-value]
+    return value
 
 
 def mutable_string(ks: Keyspace, key: bytes) -> bytearray | None:

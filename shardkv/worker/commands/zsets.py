@@ -126,7 +126,7 @@ def get_zset(ks: Keyspace, key: bytes) -> ZSet | None:
     value = ks.lookup(key)
     if value is not None and type(value) is not ZSet:
         raise CommandError(errors.WRONGTYPE)
-    return value  # type: ignore[return-value]
+    return value
 
 
 def _store_or_delete(ks: Keyspace, key: bytes, z: ZSet) -> int:
@@ -735,13 +735,13 @@ def _aggregate(a: float, b: float, how: bytes) -> float:
 def _items(src: object):
     """(member, score) of a sorted set or a set (whose scores are 1)."""
     if type(src) is ZSet:
-        return src.scores.items()  # type: ignore[union-attr]
-    return ((m, 1.0) for m in src)  # type: ignore[union-attr]
+        return src.scores.items()
+    return ((m, 1.0) for m in src)
 
 
 def _find(src: object, member: bytes) -> float | None:
     if type(src) is ZSet:
-        return src.scores.get(member)  # type: ignore[union-attr]
+        return src.scores.get(member)
     return 1.0 if member in src else None  # type: ignore[operator]
 
 
@@ -912,7 +912,7 @@ def zscan(ks: Keyspace, args: list[bytes]) -> object:
     else:
         # Redis returns a listpack whole, in order, and prints the scores
         # as the listpack stores them.
-        cursor, pairs = 0, iter(z)  # type: ignore[assignment]
+        cursor, pairs = 0, iter(z)
         text = _listpack_score
     match = compile_glob(pattern) if pattern is not None else None
     out = []

@@ -543,7 +543,7 @@ def _parse(path: str, data: mmap.mmap, size: int) -> Iterator[tuple[int, list[by
             try:
                 args = reader.gets()
             except _ProtocolError:
-                args = None  # type: ignore[assignment]
+                args = None
             if args is False:
                 break
             if type(args) is not list or not args or not all(type(a) is bytes for a in args):
