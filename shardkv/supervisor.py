@@ -258,10 +258,8 @@ class Supervisor:
                 elif what == "acceptor" and obj is self.acceptor:
                     self._acceptor_died()
         self._stop_children()
-        try:  # the acceptors' commit decisions without appendonly: no acceptor is left to need them
-            os.unlink(decisions.volatile_path(os.getpid()))
-        except OSError:
-            pass
+        # The acceptors' commit decisions without appendonly: no acceptor is left to need them.
+        decisions.remove_volatile(os.getpid())
         log.info("shardkv stopped")
         return self.status
 

@@ -17,7 +17,8 @@ import marshal
 import pytest
 
 from benchmarks import faults
-from shardkv.protocol import wire
+from shardkv.acceptor import crossshard
+from shardkv.protocol import decisions, wire
 from shardkv.protocol.resp import Error
 from shardkv.runtime import config
 from shardkv.worker.persistence import aof
@@ -197,6 +198,69 @@ def test_replayed_prepare_and_commit_records_apply_in_the_database_they_were_log
     assert shard.execute([b"EXISTS", b"k"]) == 0
     shard.keyspace.select(3)
     assert shard.execute([b"GET", b"k"]) == b"v"
+
+
+# -- decisions per coordinator ------------------------------------------------------
+
+
+class _Link:
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.sent: list[bytes] = []
+        self.orphan = None
+
+    def send_frame(self, payload: bytes) -> None:
+        self.sent.append(payload)
+
+
+class _Acceptor:
+    def __init__(self, cfg: dict, nshards: int) -> None:
+        self.config = cfg
+        self.links = [_Link(i) for i in range(nshards)]
+
+
+def test_each_coordinator_has_its_own_decisions_file_and_ids(tmp_path):
+    cfg = {
+        "dir": str(tmp_path),
+        "appendfilename": "appendonly.aof",
+        "appendonly": True,
+        "appendfsync": "always",
+    }
+    first, second = (crossshard.Coordinator(_Acceptor(cfg, 2), index) for index in (0, 1))
+    a, b = first.new_id(), second.new_id()
+    assert (decisions.op_coordinator(a), decisions.op_coordinator(b)) == (0, 1)
+    assert first.commit(a, {0}) is None and second.commit(b, {1}) is None
+    assert decisions.read_committed(decisions.durable_path(cfg, 0)) == {a}
+    assert decisions.read_committed(decisions.durable_path(cfg, 1)) == {b}
+    assert decisions.read_all_committed(cfg) == {a, b}  # re-sharding reads them all
+
+
+def test_a_restarted_coordinator_resolves_from_its_own_file_and_others_from_theirs(tmp_path):
+    cfg = {
+        "dir": str(tmp_path),
+        "appendfilename": "appendonly.aof",
+        "appendonly": True,
+        "appendfsync": "always",
+    }
+    mine, theirs = crossshard.Coordinator(_Acceptor(cfg, 1), 0), crossshard.Coordinator(_Acceptor(cfg, 1), 1)
+    committed, aborted, foreign = mine.new_id(), mine.new_id(), theirs.new_id()
+    mine.commit(committed, {0})
+    theirs.commit(foreign, {0})
+    legacy = tmp_path / "appendonly.aof.decisions"  # the file's name before coordinators had numbers
+    old = mine.new_id()
+    legacy.write_bytes(b"C %d\n" % old)
+    server = _Acceptor(cfg, 1)
+    restarted = crossshard.Coordinator(server, 0)
+    restarted.in_doubt(server.links[0], wire.InDoubt([committed, aborted, foreign, old]))
+    resolve = wire.decode_control(server.links[0].sent[0])
+    assert resolve == wire.Resolve({committed: True, aborted: False, foreign: True, old: True})
+    for op, commit in resolve.outcomes.items():  # type: ignore[union-attr]
+        if commit:
+            restarted.finished(op, 0)
+    # Every shard has finished: this coordinator's files are emptied, the other's kept.
+    assert decisions.read_committed(decisions.durable_path(cfg, 0)) == set()
+    assert not legacy.exists()
+    assert decisions.read_committed(decisions.durable_path(cfg, 1)) == {foreign}
 
 
 # -- processes killed at every step ------------------------------------------------------

@@ -89,24 +89,36 @@ Failures
 
 There is no deadlock: parks are queued in global order on every shard, so
 the oldest pending operation always finds all of its shards parked for it.
-Operation ids carry the acceptor's epoch, and each acceptor resolves only
-from its own decisions, so nothing here assumes a single acceptor beyond
-the file's name.
+Every coordinator (an acceptor; today the one acceptor is coordinator 0)
+has its own decisions file and puts its number in its operation ids
+(:func:`shardkv.decisions.operation_ids`), so an operation in doubt is
+resolved from the file of the coordinator that started it: a restarted
+coordinator finds its predecessor's decisions in its own file.  An
+operation of another coordinator is resolved from that coordinator's
+file, which is right only once that coordinator has stopped (with several
+acceptors running at once, it must answer for its own operations: the
+worker would then wait for that coordinator's ``Resolve``).
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
-import random
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from shardkv.acceptor.client import Slot
 from shardkv.acceptor.server import ATOMIC_FAN_OUT, CROSS_SHARD
 from shardkv.protocol import errors, wire
-from shardkv.protocol.decisions import DecisionLog, durable_path, read_committed, volatile_path
+from shardkv.protocol.decisions import (
+    DecisionLog,
+    coordinator_paths,
+    durable_path,
+    op_coordinator,
+    operation_ids,
+    read_committed,
+    volatile_path,
+)
 from shardkv.protocol.resp import NULL_ARRAY, Error, encode, encode_command, encode_error, strict_int
 from shardkv.runtime import faultpoints
 
@@ -135,15 +147,16 @@ class Coordinator:
     operation ids, the decisions file, the committed operations some shard
     has not finished yet, and the answers to :class:`~wire.InDoubt`."""
 
-    def __init__(self, server: Acceptor) -> None:
+    def __init__(self, server: Acceptor, index: int = 0) -> None:
         self.server = server
         self.config = server.config
+        self.index = index  # this coordinator's number, in its ids and file names
         self.nshards = len(server.links)
-        self.ids = itertools.count(((random.getrandbits(28) + 1) << 32) + 1)
+        self.ids = operation_ids(index)
         self.logs: dict[str, DecisionLog] = {}
-        # Decisions of an earlier acceptor, until every shard has reported.
+        # Decisions of this coordinator's earlier run, until every shard has reported.
         self.earlier: set[int] = set()
-        for path in (durable_path(self.config), volatile_path(os.getppid())):
+        for path in coordinator_paths(self.config, os.getppid(), index):
             self.earlier |= read_committed(path)
         self.unacked: dict[int, set[int]] = {}  # committed op -> shards yet to finish it
         self.reported: set[int] = set()  # shards that sent InDoubt to this acceptor
@@ -156,7 +169,7 @@ class Coordinator:
     def _log(self) -> tuple[DecisionLog, bool]:
         cfg = self.config
         durable = bool(cfg.get("appendonly"))
-        path = durable_path(cfg) if durable else volatile_path(os.getppid())
+        path = durable_path(cfg, self.index) if durable else volatile_path(os.getppid(), self.index)
         decisions = self.logs.get(path)
         if decisions is None:
             decisions = self.logs[path] = DecisionLog(path)
@@ -195,7 +208,7 @@ class Coordinator:
         """A worker's first frame on a new pipe: resolve what it prepared."""
         shard = link.index
         reported = set(message.ops)
-        outcomes = {op: op in self.unacked or op in self.earlier for op in message.ops}
+        outcomes = {op: self._committed(op) for op in message.ops}
         for op, commit in outcomes.items():
             if commit:
                 self.unacked.setdefault(op, set()).add(shard)
@@ -210,9 +223,24 @@ class Coordinator:
             link.send_frame(wire.encode_control(wire.Resolve(outcomes)))
         self._maybe_clear()
 
+    def _committed(self, op: int) -> bool:
+        """Whether ``op``, prepared by some shard, committed."""
+        coordinator = op_coordinator(op)
+        if coordinator == self.index:
+            return op in self.unacked or op in self.earlier
+        # Another coordinator's operation (see the module docstring).
+        paths = coordinator_paths(self.config, os.getppid(), coordinator)
+        return any(op in read_committed(path) for path in paths)
+
     def _maybe_clear(self) -> None:
         if not self.unacked and len(self.reported) == self.nshards:
             self.earlier.clear()
+            for path in coordinator_paths(self.config, os.getppid(), self.index):
+                if path not in self.logs and os.path.exists(path):  # an earlier run's, or the old name
+                    try:
+                        os.unlink(path)
+                    except OSError as e:
+                        log.warning("cannot remove %s: %s", path, e)
             for decisions in self.logs.values():
                 try:
                     decisions.clear()

@@ -8,30 +8,89 @@ outcome asks the next acceptor, which reads this file.  The file is
 emptied whenever no committed operation still awaits a shard's
 acknowledgement.
 
-Where: with ``appendonly yes``, ``<dir>/<appendfilename>.decisions``,
-written with the AOF's ``appendfsync`` (``always``: fsynced before the
-reply); otherwise a file in the temporary directory named after the
-supervisor's pid, which only has to outlive an acceptor.  Both sides of the
-pipes read it (the acceptor at start, re-sharding at start-up), so it
-lives here with the other protocol-level modules.
+Every coordinator (an acceptor; there is one today, coordinator 0) has
+its own file, and puts its number in the top bits of its operation ids
+(:func:`operation_ids`), so that the coordinator of any operation in doubt
+is known (:func:`op_coordinator`).  Where: with ``appendonly yes``,
+``<dir>/<appendfilename>.<coordinator>.decisions``, written with the AOF's
+``appendfsync`` (``always``: fsynced before the reply); otherwise a file in
+the temporary directory named after the supervisor's pid and the
+coordinator, which only has to outlive an acceptor.  Both sides of the
+pipes read them (the acceptor at start, re-sharding at start-up, which
+reads every coordinator's file), so this lives with the other
+protocol-level modules.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
+import random
 import tempfile
 from collections.abc import Callable
 from typing import Any
 
+# An operation id: the coordinator's number, a random epoch drawn when the
+# coordinator starts, and a counter.
+COORDINATOR_SHIFT = 60
+_EPOCH_SHIFT = 32
+_EPOCH_BITS = COORDINATOR_SHIFT - _EPOCH_SHIFT
 
-def durable_path(cfg: dict[str, Any]) -> str:
+
+def operation_ids(coordinator: int) -> itertools.count[int]:
+    """The operation ids of one run of ``coordinator``: unique to it."""
+    epoch = random.getrandbits(_EPOCH_BITS - 1) + 1
+    return itertools.count((coordinator << COORDINATOR_SHIFT) | (epoch << _EPOCH_SHIFT) | 1)
+
+
+def op_coordinator(op: int) -> int:
+    """The coordinator that started operation ``op``."""
+    return op >> COORDINATOR_SHIFT
+
+
+def _aof_path(cfg: dict[str, Any]) -> str:
     directory: str = cfg["dir"]
     name: str = cfg["appendfilename"]
-    return os.path.join(os.path.abspath(directory), name + ".decisions")
+    return os.path.join(os.path.abspath(directory), name)
 
 
-def volatile_path(supervisor_pid: int) -> str:
-    return os.path.join(tempfile.gettempdir(), f"shardkv-{supervisor_pid}.decisions")
+def durable_path(cfg: dict[str, Any], coordinator: int = 0) -> str:
+    return f"{_aof_path(cfg)}.{coordinator}.decisions"
+
+
+def volatile_path(supervisor_pid: int, coordinator: int = 0) -> str:
+    return os.path.join(tempfile.gettempdir(), f"shardkv-{supervisor_pid}.{coordinator}.decisions")
+
+
+def _legacy_path(cfg: dict[str, Any]) -> str:
+    # The one file of the versions before files per coordinator (its
+    # operations are coordinator 0's).
+    return _aof_path(cfg) + ".decisions"
+
+
+def coordinator_paths(cfg: dict[str, Any], supervisor_pid: int, coordinator: int) -> list[str]:
+    """Every file that may hold ``coordinator``'s decisions."""
+    paths = [durable_path(cfg, coordinator), volatile_path(supervisor_pid, coordinator)]
+    if coordinator == 0:
+        paths.append(_legacy_path(cfg))
+    return paths
+
+
+def read_all_committed(cfg: dict[str, Any]) -> set[int]:
+    """The operations committed in the durable files of every coordinator
+    (re-sharding at start-up, when no coordinator runs)."""
+    folder, aof_name = os.path.split(_aof_path(cfg))
+    prefix = aof_name + "."
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return set()
+    out: set[int] = set()
+    for name in names:
+        middle = name[len(prefix) : -len(".decisions")]
+        if name.startswith(prefix) and name.endswith(".decisions") and (middle.isdigit() or not middle):
+            out |= read_committed(os.path.join(folder, name))
+    return out
 
 
 def read_committed(path: str) -> set[int]:
@@ -90,19 +149,23 @@ class DecisionLog:
 
 def remove_stale(alive: Callable[[int], bool]) -> None:
     """Remove the temporary decisions files of supervisors that are gone."""
+    _remove_volatile(lambda pid: not alive(pid))
+
+
+def remove_volatile(supervisor_pid: int) -> None:
+    """Remove every coordinator's temporary decisions file of a supervisor."""
+    _remove_volatile(lambda pid: pid == supervisor_pid)
+
+
+def _remove_volatile(which: Callable[[int], bool]) -> None:
     folder = tempfile.gettempdir()
     try:
         names = os.listdir(folder)
     except OSError:
         return
     for name in names:
-        pid = name[len("shardkv-") : -len(".decisions")]
-        if (
-            name.startswith("shardkv-")
-            and name.endswith(".decisions")
-            and pid.isdigit()
-            and not alive(int(pid))
-        ):
+        pid = name[len("shardkv-") : -len(".decisions")].partition(".")[0]
+        if name.startswith("shardkv-") and name.endswith(".decisions") and pid.isdigit() and which(int(pid)):
             try:
                 os.unlink(os.path.join(folder, name))
             except OSError:

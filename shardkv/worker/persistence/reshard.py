@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from shardkv.protocol.decisions import durable_path, read_committed
+from shardkv.protocol.decisions import read_all_committed
 from shardkv.protocol.router import slot_range
 from shardkv.runtime import config as settings
 from shardkv.worker.keyspace import Keyspace
@@ -136,8 +136,8 @@ def migrate_shard(cfg: dict[str, Any], index: int, kind: str, old_shards: int) -
             libraries = snapshot.library_codes(scratch)
         if source.in_doubt:
             # Operations prepared with no outcome logged: the decisions file
-            # says which committed (nothing else runs yet to write it).
-            committed = read_committed(durable_path(cfg))
+            # of every coordinator says which committed (none runs yet).
+            committed = read_all_committed(cfg)
             for op, (db, states) in source.in_doubt.items():
                 if op in committed:
                     with scratch.selected(db):
