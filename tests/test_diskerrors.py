@@ -154,3 +154,59 @@ def test_failed_bgsave_refuses_writes_until_a_save_works(small_disk, kind):
         assert c.info("persistence")["rdb_last_bgsave_status"] == "ok"
     finally:
         server.stop()
+
+
+def _say(conn: redis.Connection, *args: str) -> object:
+    """One command on a raw connection: its reply, or ("error", text)."""
+    conn.send_command(*args)
+    try:
+        return conn.read_response()
+    except redis.ResponseError as e:
+        return ("error", str(e))
+
+
+@pytest.mark.parametrize("kind", ["redis", "shardkv"])
+def test_ping_and_transactions_are_refused_while_writes_are(small_disk, kind):
+    """As Redis's processCommand: once writes are refused for a disk error,
+    PING is refused too; a write queued in MULTI is refused and EXEC then
+    aborts; an EXEC whose queue holds a write queued earlier aborts with the
+    reason; a transaction of reads still runs."""
+    flags = ("--dir", str(small_disk), "--save", "3600 1")
+    server = start_redis(*flags) if kind == "redis" else start_shardkv(*flags, shards=2)
+    try:
+        c = redis.Redis(port=server.port)
+        early = redis.Connection(port=server.port)
+        assert _say(early, "MULTI") == b"OK"
+        assert _say(early, "SET", "queued", "1") == b"QUEUED"
+        pipe = c.pipeline(transaction=False)
+        for i in range(6000):  # incompressible, more than the disk holds
+            pipe.set(f"k{i}", os.urandom(400))
+        pipe.execute()
+        c.bgsave()
+        deadline = time.monotonic() + 30
+        while (info := c.info("persistence"))["rdb_last_bgsave_status"] != "err" or info[
+            "rdb_bgsave_in_progress"
+        ]:
+            assert time.monotonic() < deadline, "the save did not fail"
+            time.sleep(0.1)
+        conn = redis.Connection(port=server.port)
+        assert _say(conn, "PING") == ("error", RDB_FAILED)
+        assert _say(conn, "PING", "hello") == ("error", RDB_FAILED)
+        assert _say(early, "EXEC") == ("error", "Transaction discarded because of: " + RDB_FAILED)
+        assert _say(early, "GET", "queued") is None  # it never ran
+        assert _say(conn, "MULTI") == b"OK"
+        assert _say(conn, "GET", "k0") == b"QUEUED"
+        assert _say(conn, "SET", "x", "1") == ("error", RDB_FAILED)
+        assert _say(conn, "EXEC") == ("error", "Transaction discarded because of previous errors.")
+        assert _say(conn, "MULTI") == b"OK"
+        assert _say(conn, "STRLEN", "k0") == b"QUEUED"
+        assert _say(conn, "EXEC") == [400]  # reads still run
+        assert _say(conn, "SET", "x", "1") == ("error", RDB_FAILED)
+        grow(small_disk)
+        c.bgsave()
+        until_writable(c)
+        assert _say(conn, "PING") == b"PONG"
+        early.disconnect()
+        conn.disconnect()
+    finally:
+        server.stop()

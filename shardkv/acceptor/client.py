@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from shardkv.acceptor import monitor, pause
 from shardkv.acceptor.fanout import MERGES, Gather, merge_by_position, split_by_shard
-from shardkv.acceptor.shardlink import BUSY_LINKS
+from shardkv.acceptor.shardlink import BUSY_LINKS, MISCONF_LINKS
 from shardkv.protocol import commands, errors, wire
 from shardkv.protocol.resp import Error, ProtocolError, RequestParser, encode, encode_command, encode_error
 from shardkv.runtime.cmdstats import stat_name
@@ -470,6 +470,9 @@ class Client(asyncio.Protocol):
         if self.server.oom and self._refused_at_oom(cmd):
             self.reject(cmd, errors.OOM)
             return
+        if MISCONF_LINKS and self._refused_by_disk_error(cmd):
+            self.reject(cmd, next(iter(MISCONF_LINKS.values())))
+            return
         if self.monitoring and monitor.touches_keyspace(cmd):
             self.reject(cmd, errors.MONITOR_KEYSPACE)
             return
@@ -513,6 +516,20 @@ class Client(asyncio.Protocol):
         if cmd.name == "exec":
             return any("denyoom" in queued.flags for queued, _ in multi)
         return cmd.name not in ("discard", "quit", "reset")
+
+    def _refused_by_disk_error(self, cmd: commands.Command) -> bool:
+        """A shard cannot persist: as Redis's ``processCommand``, refuse
+        PING, and inside MULTI a write (the transaction then aborts) or an
+        EXEC whose queue holds one.  A write outside MULTI goes on to its
+        shard, which refuses it if that shard is the one that cannot write."""
+        if cmd.name == "ping":
+            return True
+        multi = self.multi
+        if multi is None:
+            return False
+        if cmd.name == "exec":
+            return any(queued.is_write for queued, _ in multi)
+        return cmd.is_write
 
     def _protected_allowed(self, cmd: commands.Command) -> bool:
         """``enable-debug-command``: yes, or local and a loopback client."""

@@ -35,6 +35,8 @@ EARLY_BATCH = 32
 
 # The links whose worker runs a script past busy-reply-threshold.
 BUSY_LINKS: set = set()
+# The links whose worker cannot persist (``D`` frames): link -> its -MISCONF text.
+MISCONF_LINKS: dict = {}
 
 
 class Sink(Protocol):
@@ -165,6 +167,7 @@ class ShardLink:
             self.transport = None
             self.busy = self.script = None
             BUSY_LINKS.discard(self)
+            MISCONF_LINKS.pop(self, None)  # a new worker says again if it cannot write
             self.fail_all()
 
     def fail_all(self) -> None:
@@ -237,6 +240,12 @@ class ShardLink:
             else:
                 self.script = self.busy = None
                 BUSY_LINKS.discard(self)
+        elif kind == wire.DISK:
+            misconf = wire.decode_disk(payload)
+            if misconf is None:
+                MISCONF_LINKS.pop(self, None)
+            else:
+                MISCONF_LINKS[self] = misconf
         else:
             log.warning("shard %d sent an unknown frame %r", self.index, payload[:1])
 

@@ -51,6 +51,11 @@ Worker -> acceptor
 ``M`` *monitor*: ``M`` + marshal list of ``(database, args)``: the commands a
     script sent with FLAG_MONITOR called, in order, for MONITOR's ``[0 lua]``
     lines; sent before the frame that carries the script's reply.
+``D`` *disk*: ``D`` + the ``-MISCONF`` error text (UTF-8) this shard
+    refuses writes with, or nothing once it can persist again; sent when
+    that changes (and on a new pipe, if set), before any reply refused
+    with it.  The acceptor then refuses PING, and writes queued in MULTI,
+    as Redis's ``processCommand`` does.
 
 Control messages
 ----------------
@@ -89,6 +94,7 @@ REPLIES = 82  # b"R"
 WAKE = 87  # b"W"
 SCRIPT = 83  # b"S"
 MONITOR = 77  # b"M"
+DISK = 68  # b"D"
 
 # Each frame on a pipe: a length as multiprocessing.Connection writes it
 # (signed 32-bit, big-endian), then the payload.
@@ -181,6 +187,14 @@ def encode_wake(token: int, body: bytes) -> bytes:
 
 def decode_wake(payload: bytes) -> tuple[int, bytes]:
     return _U64.unpack_from(payload, 1)[0], payload[9:]
+
+
+def encode_disk(misconf: str | None) -> bytes:
+    return b"D" + (misconf or "").encode()
+
+
+def decode_disk(payload: bytes) -> str | None:
+    return payload[1:].decode() or None
 
 
 def encode_part(value: Any) -> bytes:

@@ -648,6 +648,16 @@ def _serve_pipe(shard: Shard, conn: Connection) -> None:
     # frame) sends them first, in order.
     held: list[bytes] = []
     held_logged: list[list] = []  # for each held frame, its replies that logged
+    reported: list[str | None] = [None]  # the -MISCONF text the acceptor knows of
+
+    def report_disk() -> None:
+        # The acceptor refuses PING and writes in MULTI while a shard cannot
+        # persist (a ``D`` frame), as Redis does: tell it when that changes,
+        # before any reply refused because of it.
+        if persistence is not None and persistence.misconf != reported[0]:
+            reported[0] = persistence.misconf
+            frame = wire.encode_disk(reported[0])
+            sendall(FRAME.pack(len(frame)) + frame)
 
     def send(payload: bytes, logged: list | None = None) -> None:
         # What a batch logged reaches the AOF (and with `always` the disk)
@@ -666,6 +676,8 @@ def _serve_pipe(shard: Shard, conn: Connection) -> None:
                     _refuse_logged(f, lg, persistence) for f, lg in zip(held, held_logged, strict=True)
                 ]
             payload = _refuse_logged(payload, logged, persistence)
+        if persistence is not None and persistence.misconf != reported[0]:
+            report_disk()
         held_logged.clear()
         if held:
             held.append(payload)
@@ -687,6 +699,7 @@ def _serve_pipe(shard: Shard, conn: Connection) -> None:
     next_sweep = time.monotonic() + 1.0 / runtime.hz
     try:
         shard.report_in_doubt()
+        report_disk()
         while not _Stop.requested:
             if backlog:
                 payload = backlog.pop(0)
@@ -702,6 +715,7 @@ def _serve_pipe(shard: Shard, conn: Connection) -> None:
                     ready = time.monotonic() < next_sweep and reader.wait()
                 if not ready:
                     next_sweep = _timers(shard, next_sweep)
+                    report_disk()
                     continue
                 payload = recv()
             kind = payload[0]
@@ -727,6 +741,7 @@ def _serve_pipe(shard: Shard, conn: Connection) -> None:
                 send(held.pop(), held_logged.pop())
             if waiters.timeouts or time.monotonic() >= next_sweep:
                 next_sweep = _timers(shard, next_sweep)
+                report_disk()
     except (EOFError, OSError):
         return  # the acceptor has gone
     finally:
