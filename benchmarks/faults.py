@@ -49,7 +49,7 @@ sys.path.insert(0, str(ROOT))
 from shardkv.protocol.router import Router  # noqa: E402
 from tests.servers import ServerProcess, free_port  # noqa: E402
 
-KINDS = ("rename", "mset", "exec", "smove", "sunionstore", "del")
+KINDS = ("rename", "mset", "exec", "smove", "sunionstore", "del", "flushall")
 # The protocol steps each kind goes through (fan-outs have no run step).
 POINTS = {
     "rename": ("parked", "ran", "prepared", "committed", "decided", "finished"),
@@ -58,6 +58,7 @@ POINTS = {
     "sunionstore": ("parked", "ran", "committed", "decided", "finished"),
     "mset": ("parked", "committed", "decided", "finished"),
     "del": ("parked", "committed", "decided", "finished"),
+    "flushall": ("parked", "committed", "decided", "finished"),
 }
 VICTIMS = ("held", "executor", "other", "acceptor")
 TIMEOUT = 30.0
@@ -204,7 +205,7 @@ def _applied(outcome: str, new: bool, old: bool) -> tuple[str | None, str | None
     return None, None
 
 
-def kind_rename(c, e, p, tag):
+def kind_rename(c, e, p, tag, **_):
     src, dst = e("rn"), p("rn")
     value = f"v-{tag}"
     c.set(src, value)
@@ -219,7 +220,7 @@ def kind_rename(c, e, p, tag):
     return [src, dst], op, check
 
 
-def kind_mset(c, e, p, tag):
+def kind_mset(c, e, p, tag, **_):
     a, b = e("ms"), p("ms")
     c.mset({a: "old", b: "old"})
     new = f"new-{tag}"
@@ -234,7 +235,7 @@ def kind_mset(c, e, p, tag):
     return [a, b], op, check
 
 
-def kind_exec(c, e, p, tag):
+def kind_exec(c, e, p, tag, **_):
     x, y = e("acct"), p("acct")
     c.mset({x: 100})
     c.set(y, 100)
@@ -254,7 +255,7 @@ def kind_exec(c, e, p, tag):
     return [x, y], op, check
 
 
-def kind_smove(c, e, p, tag):
+def kind_smove(c, e, p, tag, **_):
     s1, s2 = e("set"), p("set")
     member = f"m-{tag}"
     c.sadd(s1, member, "stay")
@@ -270,7 +271,7 @@ def kind_smove(c, e, p, tag):
     return [s1, s2], op, check
 
 
-def kind_sunionstore(c, e, p, tag):
+def kind_sunionstore(c, e, p, tag, **_):
     dst, src = e("dst"), p("src")
     c.sadd(dst, "old")
     c.sadd(src, f"a-{tag}", f"b-{tag}")
@@ -285,7 +286,7 @@ def kind_sunionstore(c, e, p, tag):
     return [dst, src], op, check
 
 
-def kind_del(c, e, p, tag):
+def kind_del(c, e, p, tag, **_):
     a, b = e("del"), p("del")
     c.set(a, "x")
     c.set(b, "x")
@@ -300,6 +301,22 @@ def kind_del(c, e, p, tag):
     return [a, b], op, check
 
 
+def kind_flushall(c, e, p, tag, on_shard, shards):
+    """FLUSHALL: a key on every shard, all gone or all there (the keys of
+    the earlier rounds are read again after it, see one_round)."""
+    keys = [on_shard(s, "fl") for s in range(shards)]
+    c.mset(dict.fromkeys(keys, "x"))
+
+    def op(c):
+        return c.flushall()
+
+    def check(c, outcome):
+        n = c.exists(*keys)
+        return _applied(outcome, n == 0, n == len(keys))
+
+    return keys, op, check
+
+
 SETUPS: dict[str, Callable] = {
     "rename": kind_rename,
     "mset": kind_mset,
@@ -307,6 +324,7 @@ SETUPS: dict[str, Callable] = {
     "smove": kind_smove,
     "sunionstore": kind_sunionstore,
     "del": kind_del,
+    "flushall": kind_flushall,
 }
 
 
@@ -347,6 +365,8 @@ def one_round(
         lambda prefix: server.key_on(e_shard, f"{tag}:{prefix}:e"),
         lambda prefix: server.key_on(p_shard, f"{tag}:{prefix}:p"),
         tag,
+        on_shard=lambda shard, prefix: server.key_on(shard, f"{tag}:{prefix}:{shard}"),
+        shards=server.shards,
     )
     if point == "committed":
         held_pid = server.pid("accept")
@@ -417,6 +437,9 @@ def one_round(
     if lost:
         tally.lost += 1
         tally.problems.append(f"lost: {where}: {lost}")
+    if kind == "flushall":  # the earlier rounds' keys: gone or not, as on every shard
+        for earlier, (earlier_check, _) in list(final.items()):
+            final[earlier] = (earlier_check, _dump(c, list(earlier)))
     final[tuple(keys)] = (check, _dump(c, keys))
     c.close()
 

@@ -116,6 +116,10 @@ class Slot:
             client.server.dirty_clients.append(client)
 
 
+# Writes on every shard that run as one cross-shard operation (see shardkv.crossshard).
+_FLUSHES = frozenset({"flushall", "flushdb"})
+
+
 def unknown_command(args: list[bytes]) -> str:
     # Redis formats these with %.128s, so a NUL byte ends each one.
     shown = ""
@@ -606,6 +610,11 @@ class Client(asyncio.Protocol):
 
     def send_all(self, cmd: commands.Command, args: list[bytes]) -> None:
         """A command that runs on every shard, merged by its policy."""
+        nshards = len(self.server.links)
+        if cmd.name in _FLUSHES and nshards > 1:  # on every shard or none, whatever dies
+            merge = self._counted(args, MERGES[cmd.policy])
+            self.server.atomic_fan_out(self, {s: args for s in range(nshards)}, merge)
+            return
         self.query_all(args, self._counted(args, MERGES[cmd.policy]))
 
     def _counted(self, args: list[bytes], merge):

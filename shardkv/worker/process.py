@@ -41,7 +41,7 @@ from time import perf_counter_ns
 
 from shardkv.protocol import commands, errors, wire
 from shardkv.protocol.errors import CommandError
-from shardkv.protocol.resp import Error, encode
+from shardkv.protocol.resp import OK, Error, encode
 from shardkv.protocol.router import SLOTS, slot_range
 from shardkv.protocol.wire import FRAME
 from shardkv.runtime import faultpoints, gctuning
@@ -73,7 +73,7 @@ from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.persistence.engine import EXIT_LOAD_FAILED, LoadError, Persistence
 from shardkv.worker.registry import find
 from shardkv.worker.sweeper import Sweeper
-from shardkv.worker.transfer import drop_key, export_key, import_key
+from shardkv.worker.transfer import apply_states, drop_key, export_key, flush_part, import_key
 
 log = logging.getLogger("shardkv.worker")
 
@@ -351,6 +351,8 @@ class Shard:
         op = int(args[1])
         command = args[2:]
         cmd = commands.lookup(command[0])
+        if cmd is not None and cmd.name in ("flushall", "flushdb"):
+            return self._prepare_flush(op, command, cmd.name == "flushall")
         ks = self.keyspace
         names = cmd.keys(command) if cmd is not None else []
         before = {key: export_key(ks, key) for key in names}
@@ -373,6 +375,19 @@ class Shard:
             return wire.PartPrepared(op, False, value)
         self._prepared(op, changed, {key: before[key] for key in changed})
         return wire.PartPrepared(op, True, value)
+
+    def _prepare_flush(self, op: int, command: list[bytes], every: bool) -> wire.PartPrepared:
+        """This shard's part of a FLUSHALL or FLUSHDB across shards: check
+        it, log the prepare record of a flush and park; the flush itself
+        happens at the commit (:meth:`decide`), so an abort has nothing to
+        undo.  The shard runs nothing else meanwhile, so no client can tell."""
+        persistence = self.persistence
+        if persistence is not None and persistence.misconf is not None:
+            return wire.PartPrepared(op, False, Error(persistence.misconf))
+        if len(command) > 2 or (len(command) == 2 and command[1].upper() not in (b"ASYNC", b"SYNC")):
+            return wire.PartPrepared(op, False, Error(errors.SYNTAX))
+        self._prepared(op, flush_part(every), None)
+        return wire.PartPrepared(op, True, OK)
 
     def prepare_states(self, op: int, states: dict) -> None:
         """:class:`~wire.Prepare`: make our keys hold ``states``, undoably."""
@@ -441,10 +456,12 @@ class Shard:
         ks = self.keyspace
         with ks.selected(part.db):  # after a restart the shard sits in db 0
             if commit:
-                if part.undo is None:  # prepared before a restart: not in memory yet
-                    for key, state in part.states.items():
-                        import_key(ks, key, state)
-                self.waiters.mark_keys(part.states)
+                if part.undo is None:  # not in memory yet: prepared before a restart, or a flush
+                    apply_states(ks, part.states)
+                if type(part.states) is dict:
+                    self.waiters.mark_keys(part.states)
+                else:  # a flush: every key may be gone (a blocked XREADGROUP fails)
+                    self.waiters.ready.update(dict.fromkeys(self.waiters.by_key))
             elif part.undo is not None:
                 for key, state in part.undo.items():
                     import_key(ks, key, state)

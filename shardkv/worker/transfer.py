@@ -55,6 +55,26 @@ def import_key(ks: Keyspace, key: bytes, state: State) -> None:
         ks.set_expire(key, when)
 
 
+# What a shard prepares for its part of a cross-shard FLUSHALL or FLUSHDB:
+# instead of the states of its keys, ``(FLUSH, every)``, applied at the
+# commit (and when the AOF replays the commit).
+FLUSH = "flush"
+
+
+def flush_part(every: bool) -> tuple:
+    return (FLUSH, int(every))
+
+
+def apply_states(ks: Keyspace, states: dict | tuple) -> None:
+    """Apply what a shard prepared for a cross-shard operation: new states
+    of its keys, or a flush (:func:`flush_part`), in the current database."""
+    if type(states) is tuple:
+        ks.flush(every=bool(states[1]))
+        return
+    for key, state in states.items():  # type: ignore[union-attr]
+        import_key(ks, key, state)
+
+
 def drop_key(ks: Keyspace, key: bytes) -> None:
     """Forget ``key`` without counting it as a change (it lives elsewhere)."""
     slot = slot_of(key)

@@ -74,7 +74,7 @@ from shardkv.worker.commands.server import RUNTIME, RUNTIME_HOOKS
 from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.persistence import aof, snapshot
 from shardkv.worker.registry import command, find
-from shardkv.worker.transfer import State, import_key
+from shardkv.worker.transfer import State, apply_states, import_key
 
 log = logging.getLogger("shardkv.worker")
 
@@ -436,8 +436,7 @@ class Persistence:
             else:
                 db, states = part
                 with self.ks.selected(db):
-                    for key, state in states.items():
-                        import_key(self.ks, key, state)
+                    apply_states(self.ks, states)
         elif name == aof.XABORT:
             self.in_doubt.pop(int(args[1]), None)
         else:

@@ -43,7 +43,7 @@ from shardkv.worker.persistence.engine import (
     remove_file,
     write_file_atomically,
 )
-from shardkv.worker.transfer import import_key
+from shardkv.worker.transfer import apply_states
 
 log = logging.getLogger("shardkv")
 
@@ -141,8 +141,7 @@ def migrate_shard(cfg: dict[str, Any], index: int, kind: str, old_shards: int) -
             for op, (db, states) in source.in_doubt.items():
                 if op in committed:
                     with scratch.selected(db):
-                        for key, state in states.items():
-                            import_key(scratch, key, state)
+                        apply_states(scratch, states)
         for db in scratch.used_dbs():  # each key stays in its database
             theirs_db = scratch.database(db)
             target.select(db)
