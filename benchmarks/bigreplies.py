@@ -26,13 +26,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.servers import ServerProcess, free_port, start_redis  # noqa: E402
-
-
-def start_shardkv_at(root: Path, shards: int) -> ServerProcess:
-    port = free_port()
-    argv = [sys.executable, str(root / "main.py"), "--port", str(port), "--shards", str(shards)]
-    return ServerProcess(argv, port, cwd=root).wait_ready()
+from tests.support.servers import ServerProcess, start_redis, start_shardkv  # noqa: E402
 
 
 def rss(procs: list[psutil.Process]) -> int:
@@ -139,7 +133,7 @@ def main() -> None:
     results = {}
     for name, start in (
         ("redis-server", start_redis),
-        (f"shardkv-{opts.shards}", lambda: start_shardkv_at(opts.root.resolve(), opts.shards)),
+        (f"shardkv-{opts.shards}", lambda: start_shardkv(shards=opts.shards, root=opts.root.resolve())),
     ):
         server = start()
         try:

@@ -29,16 +29,10 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.servers import ServerProcess, free_port, start_redis  # noqa: E402
+from tests.support.servers import start_redis, start_shardkv  # noqa: E402
 
 BITMAP_BITS = 64 * 1024 * 1024 * 8
 CHUNK = b"x" * 10240
-
-
-def start_shardkv_at(root: Path, shards: int) -> ServerProcess:
-    port = free_port()
-    argv = [sys.executable, str(root / "main.py"), "--port", str(port), "--shards", str(shards)]
-    return ServerProcess(argv, port, cwd=root).wait_ready()
 
 
 def setbits(c: redis.Redis, rnd: random.Random) -> float:
@@ -96,7 +90,7 @@ def main() -> None:
     results = {}
     for name, start in (
         ("redis-server", start_redis),
-        (f"shardkv-{opts.shards}", lambda: start_shardkv_at(opts.root.resolve(), opts.shards)),
+        (f"shardkv-{opts.shards}", lambda: start_shardkv(shards=opts.shards, root=opts.root.resolve())),
     ):
         server = start()
         try:

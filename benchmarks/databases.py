@@ -14,13 +14,12 @@ import argparse
 import statistics
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.redis_benchmark import parse_csv, redis_benchmark_path  # noqa: E402
-from benchmarks.servers import free_port, redis_spec, shardkv_spec, start_server  # noqa: E402
+from tests.support.servers import start_redis, start_shardkv  # noqa: E402
 
 
 def rate(port: int, test: str, db: int, pipeline: int, requests: int) -> float:
@@ -42,19 +41,15 @@ def main() -> None:
     args = p.parse_args()
     loads = [(t, db, int(pl)) for pl in args.pipelines.split(",") for t in ("set", "get") for db in (1, 0)]
     results: dict[tuple, dict[str, list[float]]] = {load: {"redis": [], "shardkv": []} for load in loads}
-    with tempfile.TemporaryDirectory() as tmp:
-        servers = {
-            "redis": start_server(redis_spec(free_port(), Path(tmp))),
-            "shardkv": start_server(shardkv_spec(free_port(), args.shards)),
-        }
-        try:
-            for _ in range(args.repeat):
-                for load in loads:
-                    for name, server in servers.items():
-                        results[load][name].append(rate(server.port, *load, args.requests))
-        finally:
-            for server in servers.values():
-                server.stop()
+    servers = {"redis": start_redis(), "shardkv": start_shardkv(shards=args.shards)}
+    try:
+        for _ in range(args.repeat):
+            for load in loads:
+                for name, server in servers.items():
+                    results[load][name].append(rate(server.port, *load, args.requests))
+    finally:
+        for server in servers.values():
+            server.stop()
     print(f"| load | redis-server | shardkv {args.shards} shards | ratio |")
     print("|---|---|---|---|")
     for (test, db, pipeline), by in results.items():

@@ -24,7 +24,6 @@ import random
 import statistics
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -32,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import redis  # noqa: E402
 
 from benchmarks.redis_benchmark import parse_csv, redis_benchmark_path  # noqa: E402
-from benchmarks.servers import HOST, free_port, redis_spec, shardkv_spec, start_server  # noqa: E402
+from tests.support.servers import HOST, free_port, start_redis, start_shardkv  # noqa: E402
 
 # name, command line for redis-benchmark, requests as a fraction of --requests
 LOADS = [
@@ -96,18 +95,20 @@ def main() -> int:
     for round_ in range(opts.repeat):
         for kind in ("redis", "shardkv"):
             port = free_port()
-            with tempfile.TemporaryDirectory(prefix="bench-families-") as workdir:
-                spec = redis_spec(port, Path(workdir)) if kind == "redis" else shardkv_spec(port, opts.shards)
-                server = start_server(spec, ready_timeout=120)  # a loaded machine starts slowly
-                try:
-                    load(port)
-                    for name, args, share in LOADS:
-                        n = max(200, int(opts.requests * share))
-                        rps = measure(port, args, n, opts.clients)
-                        results[name][kind].append(rps)
-                        print(f"round {round_ + 1} {kind:8} {name:16} {rps:10.0f} req/s", file=sys.stderr)
-                finally:
-                    server.stop()
+            # a loaded machine starts slowly
+            if kind == "redis":
+                server = start_redis(port=port, ready_timeout=120)
+            else:
+                server = start_shardkv(shards=opts.shards, port=port, ready_timeout=120)
+            try:
+                load(port)
+                for name, args, share in LOADS:
+                    n = max(200, int(opts.requests * share))
+                    rps = measure(port, args, n, opts.clients)
+                    results[name][kind].append(rps)
+                    print(f"round {round_ + 1} {kind:8} {name:16} {rps:10.0f} req/s", file=sys.stderr)
+            finally:
+                server.stop()
     print(f"| load | redis-server | shardkv ({opts.shards} shards) | ratio |")
     print("|---|---|---|---|")
     for name, _, _ in LOADS:

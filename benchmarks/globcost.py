@@ -31,16 +31,10 @@ from redis.retry import Retry
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.servers import ServerProcess, free_port, start_redis  # noqa: E402
+from tests.support.servers import start_redis, start_shardkv  # noqa: E402
 
 STARS = b"a*" * 20 + b"b"
 CONFIG_PATTERN = "*?" * 13 + "!"
-
-
-def start_shardkv_at(root: Path, shards: int) -> ServerProcess:
-    port = free_port()
-    argv = [sys.executable, str(root / "main.py"), "--port", str(port), "--shards", str(shards)]
-    return ServerProcess(argv, port, cwd=root).wait_ready()
 
 
 def client(port: int, timeout: float) -> redis.Redis:
@@ -97,7 +91,7 @@ def main() -> None:
     results = {}
     for name, start in (
         ("redis-server", start_redis),
-        (f"shardkv-{opts.shards}", lambda: start_shardkv_at(opts.root.resolve(), opts.shards)),
+        (f"shardkv-{opts.shards}", lambda: start_shardkv(shards=opts.shards, root=opts.root.resolve())),
     ):
         results[name] = {}
         for case in CASES:  # a fresh server for each: a stuck one stays stuck

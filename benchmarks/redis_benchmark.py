@@ -13,7 +13,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 
-from benchmarks.servers import HOST, RunningServer
+from tests.support.servers import HOST, ServerProcess
 
 
 @dataclass
@@ -68,7 +68,7 @@ def redis_benchmark_path() -> str:
 
 
 def run_redis_benchmark(
-    server: RunningServer,
+    server: ServerProcess,
     test: str,
     pipeline: int,
     requests: int,

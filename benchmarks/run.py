@@ -44,20 +44,18 @@ from benchmarks.bulk_load import load_keys
 from benchmarks.charts import throughput_chart
 from benchmarks.progress import Progress
 from benchmarks.redis_benchmark import BenchmarkRun, run_redis_benchmark
-from benchmarks.servers import (
+from tests.support.servers import (
     HOST,
-    REPO_ROOT,
-    RunningServer,
-    ServerSpec,
+    ROOT,
+    ServerProcess,
     ServerStartError,
-    baseline_spec,
     free_port,
-    redis_spec,
-    shardkv_spec,
-    start_server,
+    start_command,
+    start_redis,
+    start_shardkv,
 )
 
-RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
+RESULTS_DIR = ROOT / "benchmarks" / "results"
 DEFAULT_TESTS = "set,get,incr,mset"
 # redis-benchmark's own order: list pops run after the pushes that fill the lists.
 CANONICAL_ORDER = (
@@ -162,14 +160,18 @@ def _test_rank(test: str) -> int:
     return CANONICAL_ORDER.index(test) if test in CANONICAL_ORDER else len(CANONICAL_ORDER)
 
 
-def make_spec(kind: str, shards: int | None) -> ServerSpec:
-    """A server spec on a fresh free port."""
+def start_server(kind: str, shards: int | None, progress: Progress) -> ServerProcess:
+    """Start redis-server, shardkv (``shards``) or the baseline on a fresh free port."""
     port = free_port()
     if kind == "redis":
-        return redis_spec(port, Path("/tmp"))
+        progress(f"starting redis on port {port}")
+        return start_redis(port=port)
     if kind == "shardkv":
-        return shardkv_spec(port, shards or 1)
-    return baseline_spec(port)
+        progress(f"starting shardkv-{shards or 1} on port {port}")
+        return start_shardkv(shards=shards or 1, port=port)
+    progress(f"starting baseline on port {port}")
+    argv = [sys.executable, str(ROOT / "benchmarks" / "baseline_server.py"), "--port", str(port)]
+    return start_command(argv, port, "baseline")
 
 
 class Harness:
@@ -183,18 +185,16 @@ class Harness:
 
     # -- servers -----------------------------------------------------------------
 
-    def start(self, kind: str, shards: int | None) -> RunningServer | None:
+    def start(self, kind: str, shards: int | None) -> ServerProcess | None:
         """Start a server, or record why it could not start and return None."""
         try:
-            spec = make_spec(kind, shards)
-            self.progress(f"starting {spec.label} on port {spec.port}")
-            return start_server(spec)
+            return start_server(kind, shards, self.progress)
         except ServerStartError as exc:
             self.errors.append(str(exc))
             self.progress(f"!! failed to start {exc.brief}")
             return None
 
-    def stop(self, server: RunningServer) -> None:
+    def stop(self, server: ServerProcess) -> None:
         """Stop a server and keep any warnings its shutdown produced."""
         server.stop()
         self.warnings += server.warnings
@@ -202,22 +202,22 @@ class Harness:
     # -- redis-benchmark -----------------------------------------------------------
 
     def benchmark(
-        self, server: RunningServer, test: str, pipeline: int, keyspace: int, note: str = ""
+        self, server: ServerProcess, test: str, pipeline: int, keyspace: int, note: str = ""
     ) -> BenchmarkRun:
         """Run one test once, with progress lines; its errors go to the run's error list."""
-        self.progress(f"{server.spec.label}: {test} -P {pipeline} -r {keyspace}{note}")
+        self.progress(f"{server.label}: {test} -P {pipeline} -r {keyspace}{note}")
         run = run_redis_benchmark(server, test, pipeline, self.args.requests, self.args.clients, keyspace)
         rates = ", ".join(f"{row.name} {row.rps:,.0f} rps" for row in run.rows) or "no result"
-        self.progress(f"{server.spec.label}: {test} -P {pipeline}: {rates} ({run.wall_seconds:.1f}s)")
+        self.progress(f"{server.label}: {test} -P {pipeline}: {rates} ({run.wall_seconds:.1f}s)")
         for error in dict.fromkeys(run.errors):
             self.progress(f"!! {error}")
-            message = f"{server.spec.label} {test} -P {pipeline}: {error}"
+            message = f"{server.label} {test} -P {pipeline}: {error}"
             if message not in self.errors:
                 self.errors.append(message)
         return run
 
     def benchmark_repeated(
-        self, server: RunningServer, test: str, pipeline: int, keyspace: int
+        self, server: ServerProcess, test: str, pipeline: int, keyspace: int
     ) -> list[dict[str, Any]]:
         """Run one test --repeat times back to back; one record per CSV row (medians)."""
         runs: list[BenchmarkRun] = []
@@ -226,7 +226,7 @@ class Harness:
             runs.append(self.benchmark(server, test, pipeline, keyspace, note))
             if not runs[-1].rows:
                 break  # a test the server cannot run fails the same way every time
-        return summarize(server.spec, runs)
+        return summarize(server, runs)
 
     # -- modes ------------------------------------------------------------------------
 
@@ -239,15 +239,15 @@ class Harness:
         compares medians measured over the same stretch of time.
         """
         runs: dict[tuple[str, str, int], list[BenchmarkRun]] = {}
-        specs: dict[str, ServerSpec] = {}
+        specs: dict[str, ServerProcess] = {}
         for rnd in range(self.args.repeat):
             note = f" (round {rnd + 1}/{self.args.repeat})" if self.args.repeat > 1 else ""
             for kind, shards in self.targets(self.args.shards):
                 server = self.start(kind, shards)
                 if server is None:
                     continue
-                label = server.spec.label
-                specs.setdefault(label, server.spec)
+                label = server.label
+                specs.setdefault(label, server)
                 try:
                     self.progress(f"{label}: processes {sorted(set(server.roles().values()))}{note}")
                     for pipeline in self.args.pipelines:
@@ -289,24 +289,24 @@ class Harness:
         add_memory_ratios(records)
         return records
 
-    def memory_one(self, server: RunningServer, ttl: int | None) -> dict[str, Any]:
+    def memory_one(self, server: ServerProcess, ttl: int | None) -> dict[str, Any]:
         """Measure one fresh server empty, load the keys, and measure it again."""
         time.sleep(0.5)
         empty = server.memory()
-        self.progress(f"{server.spec.label}: loading {self.args.keys:,} keys (ttl={ttl})")
+        self.progress(f"{server.label}: loading {self.args.keys:,} keys (ttl={ttl})")
         loaded = load_keys(HOST, server.port, 0, self.args.keys, ttl=ttl)
-        self.progress(f"{server.spec.label}: loaded {loaded.ok:,} keys at {loaded.rate:,.0f} keys/s")
+        self.progress(f"{server.label}: loaded {loaded.ok:,} keys at {loaded.rate:,.0f} keys/s")
         if loaded.errors:
             self.errors.append(
-                f"{server.spec.label}: {loaded.errors} SET errors while loading: {loaded.first_error}"
+                f"{server.label}: {loaded.errors} SET errors while loading: {loaded.first_error}"
             )
         time.sleep(1.0)  # let allocators and worker queues settle before reading RSS
         full = server.memory()
-        primary = "used_memory_rss" if server.spec.kind == "redis" else "rss_sum"
+        primary = "used_memory_rss" if server.kind == "redis" else "rss_sum"
         record = {
-            "server": server.spec.label,
-            "kind": server.spec.kind,
-            "shards": server.spec.shards,
+            "server": server.label,
+            "kind": server.kind,
+            "shards": server.shards,
             "ttl": ttl,
             "keys": self.args.keys,
             "keys_ok": loaded.ok,
@@ -319,7 +319,7 @@ class Harness:
         }
         record["bytes_per_key"] = record["rss_net"] / max(1, loaded.ok)
         self.progress(
-            f"{server.spec.label}: RSS {record['rss'] / 2**20:,.1f} MiB "
+            f"{server.label}: RSS {record['rss'] / 2**20:,.1f} MiB "
             f"({record['bytes_per_key']:.0f} bytes/key above empty)"
         )
         return record
@@ -335,11 +335,11 @@ class Harness:
             try:
                 loaded = 0
                 for size in (small, self.args.keys):
-                    self.progress(f"{server.spec.label}: preloading keys {loaded:,}..{size:,}")
+                    self.progress(f"{server.label}: preloading keys {loaded:,}..{size:,}")
                     result = load_keys(HOST, server.port, loaded, size)
                     if result.errors:
                         self.errors.append(
-                            f"{server.spec.label}: {result.errors} SET errors: {result.first_error}"
+                            f"{server.label}: {result.errors} SET errors: {result.first_error}"
                         )
                     loaded = size
                     for pipeline in self.args.pipelines:
@@ -351,7 +351,7 @@ class Harness:
         return keyspace_comparison(records, small, self.args.keys)
 
 
-def summarize(spec: ServerSpec, runs: list[BenchmarkRun]) -> list[dict[str, Any]]:
+def summarize(spec: ServerProcess, runs: list[BenchmarkRun]) -> list[dict[str, Any]]:
     """Merge repeated runs of one test into one record per CSV row, taking medians."""
     first = runs[0]
     names = list(dict.fromkeys(row.name for run in runs for row in run.rows))

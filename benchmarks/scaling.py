@@ -27,20 +27,18 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` and `shardkv
 
 from benchmarks.charts import scaling_chart
 from benchmarks.progress import Progress
-from benchmarks.servers import (
+from shardkv import loadtest
+from tests.support.servers import (
     HOST,
-    REPO_ROOT,
-    RunningServer,
-    ServerSpec,
+    ROOT,
+    ServerProcess,
     ServerStartError,
     free_port,
-    redis_spec,
-    shardkv_spec,
-    start_server,
+    start_redis,
+    start_shardkv,
 )
-from shardkv import loadtest
 
-RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
+RESULTS_DIR = ROOT / "benchmarks" / "results"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -83,25 +81,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def measure(spec: ServerSpec, args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
-    """Start one server, run the loadtest --repeat times against it, stop it."""
-    progress(f"starting {spec.label} on port {spec.port}")
+def measure(shards: int | None, args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
+    """Start one server (shardkv with ``shards``, redis-server with None), run
+    the loadtest --repeat times against it, stop it."""
+    port = free_port()
+    label = f"shardkv-{shards}" if shards else "redis"
+    progress(f"starting {label} on port {port}")
     try:
-        server = start_server(spec)
+        server = start_shardkv(shards=shards, port=port) if shards else start_redis(port=port)
     except ServerStartError as exc:
         progress(f"!! failed to start {exc.brief}")
-        return {"server": spec.label, "shards": spec.shards, "error": f"failed to start: {exc}", "ok": False}
+        return {"server": label, "shards": shards, "error": f"failed to start: {exc}", "ok": False}
     try:
         return _measure_running(server, args, progress)
     finally:
         server.stop()
 
 
-def _measure_running(server: RunningServer, args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
+def _measure_running(server: ServerProcess, args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     results = []
     cpu: dict[str, list[float]] = {}
     for rep in range(args.repeat):
-        progress(f"{server.spec.label}: loadtest run {rep + 1}/{args.repeat}")
+        progress(f"{server.label}: loadtest run {rep + 1}/{args.repeat}")
         roles = server.roles()
         before = server.cpu_times()
         result = loadtest.run(
@@ -119,12 +120,12 @@ def _measure_running(server: RunningServer, args: argparse.Namespace, progress: 
             role = roles.get(pid, f"pid {pid}")
             per_100k = (secs - before.get(pid, 0.0)) * 100_000 / max(1, result.ops)
             cpu.setdefault(role, []).append(per_100k)
-        progress(f"{server.spec.label}: {result.summary()}")
+        progress(f"{server.label}: {result.summary()}")
         results.append(result)
     best = sorted(results, key=lambda r: r.throughput)[len(results) // 2]
     return {
-        "server": server.spec.label,
-        "shards": server.spec.shards,
+        "server": server.label,
+        "shards": server.shards,
         "throughput": statistics.median(r.throughput for r in results),
         "throughput_runs": [r.throughput for r in results],
         "op_p50_ms": best.op_p50_ms,
@@ -174,8 +175,8 @@ def main(argv: list[str] | None = None) -> int:
             f"note: {cores} cores for up to {max(args.shards)} shards plus {args.processes} client processes;"
         )
         progress("      the curve will flatten where the cores run out, not where the design does")
-    reference = measure(redis_spec(free_port(), Path("/tmp")), args, progress) if args.with_redis else None
-    points = [measure(shardkv_spec(free_port(), shards), args, progress) for shards in args.shards]
+    reference = measure(None, args, progress) if args.with_redis else None
+    points = [measure(shards, args, progress) for shards in args.shards]
     if reference and "throughput" in reference:
         for point in points:
             point["redis_throughput"] = reference["throughput"]

@@ -26,13 +26,12 @@ import io
 import statistics
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.servers import free_port, redis_spec, shardkv_spec, start_server  # noqa: E402
 from shardkv.protocol.router import Router  # noqa: E402
+from tests.support.servers import start_redis, start_shardkv  # noqa: E402
 
 ONE_KEY = "return redis.call('get', KEYS[1])"
 LOCK_CYCLE = (
@@ -95,16 +94,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args(argv)
     results: dict[tuple[str, str, int], list[float]] = {}
-    with tempfile.TemporaryDirectory() as workdir:
-        specs = [redis_spec(free_port(), Path(workdir)), shardkv_spec(free_port(), args.shards)]
-        for _ in range(args.repeat):
-            for spec in specs:
-                with start_server(spec) as server:
-                    prepare(server.port)
-                    for name, command in loads(args.shards):
-                        for pipeline in (1, 16):
-                            rps = bench(server.port, command, pipeline, args.requests)
-                            results.setdefault((spec.kind, name, pipeline), []).append(rps)
+    starts = [start_redis, lambda: start_shardkv(shards=args.shards)]
+    for _ in range(args.repeat):
+        for start in starts:
+            with start() as server:
+                prepare(server.port)
+                for name, command in loads(args.shards):
+                    for pipeline in (1, 16):
+                        rps = bench(server.port, command, pipeline, args.requests)
+                        results.setdefault((server.kind, name, pipeline), []).append(rps)
     print(f"| load | -P | redis-server | shardkv {args.shards} shards | ratio | vs shardkv GET |")
     print("|---|---|---|---|---|---|")
     for name, _ in loads(args.shards):

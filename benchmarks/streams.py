@@ -22,7 +22,6 @@ import argparse
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -31,7 +30,7 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.redis_benchmark import redis_benchmark_path  # noqa: E402
-from benchmarks.servers import HOST, free_port, redis_spec, shardkv_spec, start_server  # noqa: E402
+from tests.support.servers import HOST, start_redis, start_shardkv  # noqa: E402
 
 
 def xadd_rate(port: int, pipeline: int, requests: int) -> float:
@@ -102,27 +101,23 @@ def main() -> int:
     p.add_argument("--entries", type=int, default=1_000_000)
     args = p.parse_args()
     results: dict[str, dict[str, list[float]]] = {"redis": {}, "shardkv": {}}
-    with tempfile.TemporaryDirectory() as tmp:
-        for _ in range(args.repeat):
-            for kind in ("redis", "shardkv"):
-                spec = (
-                    redis_spec(free_port(), Path(tmp))
-                    if kind == "redis"
-                    else shardkv_spec(free_port(), args.shards)
+    for _ in range(args.repeat):
+        for kind in ("redis", "shardkv"):
+            if kind == "redis":
+                server = start_redis(ready_timeout=120)
+            else:
+                server = start_shardkv(shards=args.shards, ready_timeout=120)
+            with server:
+                r = results[kind]
+                r.setdefault("XADD -P 1 (req/s)", []).append(xadd_rate(server.port, 1, args.requests))
+                r.setdefault("XADD -P 16 (req/s)", []).append(xadd_rate(server.port, 16, args.requests * 4))
+                r.setdefault("XREADGROUP+XACK loop (entries/s)", []).append(
+                    consume_rate(server.port, args.consume)
                 )
-                with start_server(spec, ready_timeout=120) as server:
-                    r = results[kind]
-                    r.setdefault("XADD -P 1 (req/s)", []).append(xadd_rate(server.port, 1, args.requests))
-                    r.setdefault("XADD -P 16 (req/s)", []).append(
-                        xadd_rate(server.port, 16, args.requests * 4)
-                    )
-                    r.setdefault("XREADGROUP+XACK loop (entries/s)", []).append(
-                        consume_rate(server.port, args.consume)
-                    )
-                    if args.entries:
-                        growth = memory_growth(server, args.entries)
-                        r.setdefault(f"memory of {args.entries:,} entries (MB)", []).append(growth / 1e6)
-                    print(kind, {k: round(v[-1], 1) for k, v in r.items()}, flush=True)
+                if args.entries:
+                    growth = memory_growth(server, args.entries)
+                    r.setdefault(f"memory of {args.entries:,} entries (MB)", []).append(growth / 1e6)
+                print(kind, {k: round(v[-1], 1) for k, v in r.items()}, flush=True)
     print(f"| load | redis-server | shardkv {args.shards} shards | ratio |")
     print("|---|---|---|---|")
     for name in results["redis"]:

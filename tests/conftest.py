@@ -16,7 +16,7 @@ import tempfile
 import pytest
 import redis
 
-from tests.servers import start_redis, start_shardkv
+from tests.support.servers import start_redis, start_shardkv
 
 SERVERS = ["redis", "shardkv"]
 

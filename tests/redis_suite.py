@@ -44,7 +44,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -53,6 +52,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script: make `tests` importable
+
+from tests.support.servers import ServerProcess, start_redis, start_shardkv  # noqa: E402
+
 EXPECTED = ROOT / "tests" / "redis_suite_expected.json"
 DEFAULT_SUITE = ROOT.parent / "shared" / "redis-tests"
 TAGS = "-needs:debug -needs:repl -needs:save -needs:pfdebug -needs:latency -needs:local-process"
@@ -110,81 +113,12 @@ def suite_dir() -> Path:
     return Path(os.environ.get("REDIS_TESTS_DIR") or DEFAULT_SUITE).resolve()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _ping(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(64).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
-class Server:
-    """A fresh shardkv or redis-server on a free port, in its own folder."""
-
-    def __init__(self, kind: str, workdir: Path) -> None:
-        self.port = free_port()
-        self.workdir = workdir
-        workdir.mkdir()
-        self.log = open(workdir / "server.log", "wb")
-        if kind == "redis":
-            binary = shutil.which("redis-server") or "redis-server"
-            argv = [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--dir",
-                str(workdir),
-            ]
-        else:
-            argv = [sys.executable, str(ROOT / "main.py"), "--port", str(self.port), "--shards", str(SHARDS)]
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen(
-            argv, cwd=workdir, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
-        )
-        deadline = time.monotonic() + 60
-        while not _ping(self.port):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"{kind} did not start: {self.output()[-2000:]}")
-            time.sleep(0.05)
-
-    def output(self) -> str:
-        try:
-            return (self.workdir / "server.log").read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                import psutil
-
-                children = psutil.Process(self.proc.pid).children(recursive=True)
-            except Exception:
-                children = []
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-            for child in children:
-                try:
-                    child.kill()
-                except Exception:
-                    pass
-        self.log.close()
+def start_server(kind: str, workdir: Path) -> ServerProcess:
+    """A fresh redis-server, or shardkv (``--shards 4``, working in ``workdir``), on a free port."""
+    if kind == "redis":
+        return start_redis(ready_timeout=60)
+    workdir.mkdir()
+    return start_shardkv(shards=SHARDS, cwd=workdir, ready_timeout=60)
 
 
 class UnitResult:
@@ -243,8 +177,8 @@ def _stop_everything(signum: int, frame: object) -> None:
         live = list(_LIVE)
     for obj in live:
         try:
-            if isinstance(obj, Server):
-                obj.stop()
+            if isinstance(obj, ServerProcess):
+                obj.stop(15)
             else:
                 os.killpg(obj.pid, signal.SIGKILL)
         except Exception:
@@ -270,7 +204,7 @@ def run_unit(
         shutil.copytree(suite, copy)
         for path in copy.rglob("*"):
             path.chmod(path.stat().st_mode | 0o200)
-        server = Server(kind, base / "server")
+        server = start_server(kind, base / "server")
         _track(server, True)
         try:
             # The suite's own test server listens on a port below --baseport;
@@ -316,7 +250,7 @@ def run_unit(
             if server.proc.poll() is not None and not result.note:
                 result.note = f"server exited with status {server.proc.returncode}"
         finally:
-            server.stop()
+            server.stop(15)
             _track(server, False)
     except Exception as e:  # a server that does not start, a missing tclsh
         result.note = f"{type(e).__name__}: {e}"[:300]

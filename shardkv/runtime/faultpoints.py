@@ -3,7 +3,7 @@
 With ``SHARDKV_FAULT_FILE`` set in the environment, a process that reaches
 a fault point reads that file, and stops itself (SIGSTOP) if the file
 names the point, alone or as ``point@shard``.  The fault-injection tests
-(``tests/test_crash_atomic.py``, ``benchmarks/faults.py``) then kill a
+(``tests/system/test_crash_atomic.py``, ``tests/system/faults.py``) then kill a
 process of their choice and let the held one go on, so every failure case
 of :mod:`shardkv.acceptor.crossshard` is reached exactly.  Without the variable
 (always, outside those tests) a fault point is one test of a constant.

@@ -1,0 +1,1 @@
+"""Differential tests: shardkv against a real redis-server (the ``r`` and ``compare`` fixtures)."""

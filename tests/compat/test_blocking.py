@@ -1,0 +1,349 @@
+"""Blocking list commands (BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP) that
+really wait, against both servers.
+
+Each blocked command runs in a thread on a connection of its own; the test
+waits until the server counts it in ``blocked_clients`` before acting, so
+the order of events is the same on both servers.  Timeouts are short.
+With 4 shards "a", "b", "c" and "d" live on four different shards, and
+``{a}x`` on a's.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import psutil
+import pytest
+import redis
+
+from shardkv.protocol.router import Router
+from tests.support.servers import start_shardkv
+
+WAIT = 10.0  # seconds a test waits for something that must happen
+
+
+@pytest.fixture
+def pool():
+    with ThreadPoolExecutor(max_workers=4) as executor:
+        yield executor
+
+
+def connect(port: int, protocol: int = 3) -> redis.Redis:
+    return redis.Redis(port=port, protocol=protocol, socket_timeout=WAIT)
+
+
+def blocked_clients(r: redis.Redis) -> int:
+    return int(r.info("clients")["blocked_clients"])
+
+
+def wait_blocked(r: redis.Redis, n: int) -> None:
+    """Wait until ``n`` clients are blocked."""
+    deadline = time.monotonic() + WAIT
+    while blocked_clients(r) != n:
+        assert time.monotonic() < deadline, f"never {n} blocked clients"
+        time.sleep(0.01)
+
+
+def start(pool, port: int, *args, protocol: int = 3):
+    """Run ``args`` on a new connection in a thread; return its future."""
+
+    def run():
+        c = connect(port, protocol)
+        try:
+            return c.execute_command(*args)
+        finally:
+            c.close()
+
+    return pool.submit(run)
+
+
+# -- one client, one push ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("keys", [["a"], ["b", "a"], ["a", "{a}x"]], ids=["one", "cross-shard", "same-shard"])
+def test_blpop_wakes(r, server, pool, keys):
+    waiting = start(pool, server, "BLPOP", *keys, 0)
+    wait_blocked(r, 1)
+    assert r.rpush("a", "x", "y") == 2
+    assert waiting.result(WAIT) == [b"a", b"x"]
+    assert r.lrange("a", 0, -1) == [b"y"]
+    wait_blocked(r, 0)
+
+
+def test_brpop_wakes(r, server, pool):
+    waiting = start(pool, server, "BRPOP", "c", "d", 5)
+    wait_blocked(r, 1)
+    r.rpush("d", "1", "2", "3")
+    assert waiting.result(WAIT) == [b"d", b"3"]
+    assert r.lrange("d", 0, -1) == [b"1", b"2"]
+
+
+@pytest.mark.parametrize("dst", ["{a}x", "b", "a"], ids=["same-shard", "cross-shard", "same-key"])
+def test_blmove_wakes(r, server, pool, dst):
+    waiting = start(pool, server, "BLMOVE", "a", dst, "RIGHT", "LEFT", 0)
+    wait_blocked(r, 1)
+    r.rpush("a", "1", "2")
+    assert waiting.result(WAIT) == b"2"
+    if dst == "a":
+        assert r.lrange("a", 0, -1) == [b"2", b"1"]
+    else:
+        assert r.lrange("a", 0, -1) == [b"1"]
+        assert r.lrange(dst, 0, -1) == [b"2"]
+
+
+def test_brpoplpush_wakes(r, server, pool):
+    waiting = start(pool, server, "BRPOPLPUSH", "c", "d", 0)
+    wait_blocked(r, 1)
+    r.lpush("c", "x")
+    assert waiting.result(WAIT) == b"x"
+    assert r.exists("c") == 0
+    assert r.lrange("d", 0, -1) == [b"x"]
+
+
+@pytest.mark.parametrize("keys", [["a", "{a}x"], ["a", "b", "c"]], ids=["same-shard", "cross-shard"])
+def test_blmpop_wakes(r, server, pool, keys):
+    waiting = start(pool, server, "BLMPOP", 0, len(keys), *keys, "RIGHT", "COUNT", 2)
+    wait_blocked(r, 1)
+    r.rpush(keys[-1], "1", "2", "3")
+    assert waiting.result(WAIT) == [keys[-1].encode(), [b"3", b"2"]]
+    assert r.lrange(keys[-1], 0, -1) == [b"1"]
+
+
+def test_wake_resp2(r, server, pool):
+    waiting = start(pool, server, "BLPOP", "a", 0, protocol=2)
+    wait_blocked(r, 1)
+    r.rpush("a", "x")
+    assert list(waiting.result(WAIT)) == [b"a", b"x"]  # redis-py makes RESP2's a tuple
+
+
+# -- timeouts ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("BLPOP", "a", 0.1),
+        ("BRPOP", "a", "b", 0.1),
+        ("BLMOVE", "a", "b", "LEFT", "LEFT", 0.1),
+        ("BRPOPLPUSH", "a", "{a}x", 0.1),
+        ("BLMPOP", 0.1, 2, "a", "{a}x", "LEFT"),
+        ("BLMPOP", 0.1, 3, "a", "b", "c", "LEFT"),
+        ("BLPOP", "a", 0.001),
+    ],
+)
+def test_timeout(r, args):
+    assert r.execute_command(*args) is None
+    assert r.exists("a", "b", "c", "{a}x") == 0
+    assert blocked_clients(r) == 0
+
+
+def test_timeout_raw_resp2(server):
+    # The timeout reply is a null array, BLMOVE's too (Redis 7.0).
+    for request in (b"BLPOP a b 0.05\r\n", b"BLMOVE a b LEFT LEFT 0.05\r\n", b"BLMPOP 0.05 1 a LEFT\r\n"):
+        assert raw_reply(server, request, 5) == b"*-1\r\n"
+
+
+def test_push_after_timeout_stays(r, server):
+    assert r.blpop(["a"], 0.05) is None
+    r.rpush("a", "x")
+    assert r.lrange("a", 0, -1) == [b"x"]
+
+
+# -- several clients -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("second", [["a"], ["b", "a"]], ids=["one-shard", "cross-shard"])
+def test_two_clients_one_element_each(r, server, pool, second):
+    first = start(pool, server, "BLPOP", "a", 0)
+    wait_blocked(r, 1)
+    other = start(pool, server, "BLPOP", *second, 0)
+    wait_blocked(r, 2)
+    r.rpush("a", "1")
+    # Exactly one gets the element; the first to block, for keys of one shard.
+    if second == ["a"]:
+        assert first.result(WAIT) == [b"a", b"1"]
+        assert not other.done()
+    else:
+        deadline = time.monotonic() + WAIT
+        while not (first.done() or other.done()):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    wait_blocked(r, 1)
+    r.rpush("a", "2")
+    results = sorted([first.result(WAIT), other.result(WAIT)])
+    assert results == [[b"a", b"1"], [b"a", b"2"]]
+    assert r.exists("a") == 0
+
+
+def test_one_push_serves_waiters_in_order(r, server, pool):
+    futures = []
+    for i in range(3):
+        futures.append(start(pool, server, "BLPOP", "a", 0))
+        wait_blocked(r, i + 1)
+    r.rpush("a", "1", "2")  # two elements for three waiters
+    assert futures[0].result(WAIT) == [b"a", b"1"]
+    assert futures[1].result(WAIT) == [b"a", b"2"]
+    wait_blocked(r, 1)
+    assert not futures[2].done()
+    r.rpush("a", "3")
+    assert futures[2].result(WAIT) == [b"a", b"3"]
+
+
+def test_blmove_feeds_another_waiter(r, server, pool):
+    # A served BLMOVE pushes to its destination, which serves the next.
+    mover = start(pool, server, "BLMOVE", "a", "{a}x", "LEFT", "LEFT", 0)
+    wait_blocked(r, 1)
+    popper = start(pool, server, "BLPOP", "{a}x", 0)
+    wait_blocked(r, 2)
+    r.rpush("a", "v")
+    assert mover.result(WAIT) == b"v"
+    assert popper.result(WAIT) == [b"{a}x", b"v"]
+    assert r.exists("a", "{a}x") == 0
+
+
+def test_lmove_wakes_a_waiter(r, server, pool):
+    waiting = start(pool, server, "BLPOP", "b", 0)
+    wait_blocked(r, 1)
+    r.rpush("a", "x")
+    assert r.lmove("a", "b", "LEFT", "RIGHT") == b"x"  # a cross-shard write to b
+    assert waiting.result(WAIT) == [b"b", b"x"]
+    assert r.exists("a", "b") == 0
+
+
+def test_multi_push_wakes_a_waiter(r, server, pool):
+    waiting = start(pool, server, "BLPOP", "a", 0)
+    wait_blocked(r, 1)
+    pipe = r.pipeline()
+    pipe.rpush("a", "1")
+    pipe.rpush("a", "2")
+    pipe.lpop("a")
+    assert pipe.execute() == [1, 2, b"1"]
+    # The transaction ran whole before the waiter was served.
+    assert waiting.result(WAIT) == [b"a", b"2"]
+    assert r.exists("a") == 0
+
+
+def test_long_multi_on_one_shard_is_whole_before_a_waiter(r, server, pool):
+    """A transaction longer than a pipe batch (EARLY_BATCH) still reaches
+    its shard as one batch: the waiter is served after EXEC, not between
+    the transaction's commands."""
+    waiting = start(pool, server, "BLPOP", "a", 0)
+    wait_blocked(r, 1)
+    pipe = r.pipeline()
+    pipe.rpush("a", "1")
+    pipe.rpush("a", "2")
+    for i in range(80):
+        pipe.set("{a}k%d" % i, "v")  # the same shard as "a"
+    pipe.lpop("a")
+    assert pipe.execute() == [1, 2, *[True] * 80, b"1"]
+    assert waiting.result(WAIT) == [b"a", b"2"]
+    assert r.exists("a") == 0
+
+
+def test_wrong_type_keeps_waiting(r, server, pool):
+    waiting = start(pool, server, "BLPOP", "a", 0)
+    wait_blocked(r, 1)
+    r.set("a", "string")
+    r.delete("a")
+    r.sadd("a", "member")
+    assert not waiting.done()
+    r.delete("a")
+    r.rpush("a", "x")
+    assert waiting.result(WAIT) == [b"a", b"x"]
+
+
+# -- disconnects: nothing is lost --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [b"BLPOP a 0\r\n", b"BLPOP b a 0\r\n", b"BLMOVE a b LEFT LEFT 0\r\n", b"BLMPOP 0 2 a {a}x LEFT\r\n"],
+    ids=["blpop", "blpop-cross-shard", "blmove", "blmpop"],
+)
+def test_disconnect_loses_nothing(r, server, request_):
+    s = socket.create_connection(("127.0.0.1", server))
+    s.sendall(request_)
+    wait_blocked(r, 1)
+    s.close()
+    wait_blocked(r, 0)
+    r.rpush("a", "x")
+    assert r.lrange("a", 0, -1) == [b"x"]
+    assert r.exists("b", "{a}x") == 0
+
+
+# -- a blocked client's next commands wait for it ---------------------------------
+
+
+def test_pipelined_commands_wait(server):
+    # The RPUSH is not run while the BLPOP before it waits: the BLPOP times
+    # out, then the RPUSH runs.
+    expected = b"*-1\r\n:1\r\n$1\r\nx\r\n"
+    assert raw_reply(server, b"BLPOP a 0.1\r\nRPUSH a x\r\nLPOP a\r\n", len(expected)) == expected
+
+
+def test_pipelined_commands_after_wake(r, server):
+    s = socket.create_connection(("127.0.0.1", server), timeout=WAIT)
+    s.sendall(b"BLPOP a 0\r\nRPUSH a y\r\nLRANGE a 0 -1\r\n")
+    wait_blocked(r, 1)
+    r.rpush("a", "x")
+    expected = b"*2\r\n$1\r\na\r\n$1\r\nx\r\n:1\r\n*1\r\n$1\r\ny\r\n"
+    got = b""
+    while len(got) < len(expected):
+        chunk = s.recv(1024)
+        assert chunk
+        got += chunk
+    s.close()
+    assert got == expected
+
+
+# -- shardkv only: a worker that dies ----------------------------------------------
+
+
+@pytest.fixture
+def lonely_shardkv():
+    """A shardkv of its own, since a worker of it gets killed."""
+    proc = start_shardkv(shards=2)
+    yield proc
+    proc.stop()
+
+
+def test_worker_death_answers_blocked_clients(lonely_shardkv, pool):
+    # shardkv only: Redis has no workers.  The blocked client gets an error
+    # instead of waiting for ever; once the shard is back, it works again.
+    port = lonely_shardkv.port
+    r = connect(port)
+    waiting = start(pool, port, "BLPOP", "a", 0)
+    wait_blocked(r, 1)
+    shard = Router(2).shard_of(b"a")
+    children = psutil.Process(lonely_shardkv.proc.pid).children()
+    (worker,) = [p for p in children if p.name() == f"shardkv-shard{shard}"]
+    worker.send_signal(signal.SIGKILL)
+    with pytest.raises(redis.ResponseError, match="shard unavailable"):
+        waiting.result(WAIT)
+    deadline = time.monotonic() + 30
+    while True:  # until the supervisor has restarted it
+        try:
+            if r.rpush("a", "x") == 1:
+                break
+        except redis.ResponseError:
+            pass
+        assert time.monotonic() < deadline, "the workers did not come back"
+        time.sleep(0.1)
+    assert r.execute_command("BLPOP", "a", 1) == [b"a", b"x"]
+    assert blocked_clients(r) == 0
+    r.close()
+
+
+def raw_reply(port: int, data: bytes, size: int) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as s:
+        s.sendall(data)
+        got = b""
+        while len(got) < size:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+        return got

@@ -1,0 +1,622 @@
+"""Limits: protocol errors and sizes, maxclients, the query buffer, timeout,
+slow readers, and maxmemory with every eviction policy.
+
+Each behaviour is checked on redis-server and on shardkv in the same test,
+byte for byte over raw sockets where the bytes matter.  The few checks
+that are shardkv's own (back-pressure, per-shard memory) say why.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import signal
+import socket
+import time
+
+import hiredis
+import psutil
+import pytest
+import redis
+
+from shardkv.protocol import errors
+from shardkv.protocol.resp import encode_command
+from shardkv.protocol.router import Router
+from shardkv.worker import eviction
+from shardkv.worker.keyspace import Keyspace
+from tests.support.rawsocket import both, exchange, read_until_quiet, wait_closed
+from tests.support.servers import start_redis, start_shardkv
+
+# redis-py shows an error without its first word, here "OOM".
+OOM_TEXT = errors.OOM.split(" ", 1)[1]
+
+
+def err(message: str) -> bytes:
+    return b"-" + message.encode("latin-1") + b"\r\n"
+
+
+# -- protocol errors, byte for byte ------------------------------------------------
+
+PROTOCOL_CASES = [
+    (b"*x\r\n", err(errors.PROTO_MULTIBULK_LEN)),
+    (b"*2147483648\r\n", err(errors.PROTO_MULTIBULK_LEN)),
+    (b"*1\r\n$x\r\n", err(errors.PROTO_BULK_LEN)),
+    (b"*1\r\n$-1\r\n", err(errors.PROTO_BULK_LEN)),
+    (b"*1\r\n$536870913\r\n", err(errors.PROTO_BULK_LEN)),  # proto-max-bulk-len 512mb
+    (b"*1\r\nx\r\n", err(errors.PROTO_EXPECTED_DOLLAR % "x")),
+    (b"*1\r\n\xfe\r\n", err(errors.PROTO_EXPECTED_DOLLAR % "\xfe")),
+    (b'ECHO "unbalanced\r\n', err(errors.PROTO_UNBALANCED)),
+    (b"ECHO 'x'y\r\n", err(errors.PROTO_UNBALANCED)),
+    (b"PING " + b"x" * 100_000, err(errors.PROTO_BIG_INLINE)),
+    (b"PING " + b"x" * 100_000 + b"\r\n", err(errors.PROTO_BIG_INLINE)),
+    (b"*" + b"1" * 100_000, err(errors.PROTO_BIG_MBULK_COUNT)),
+    (b"*1\r\n$" + b"1" * 100_000, err(errors.PROTO_BIG_BULK_COUNT)),
+    # The commands before the bad bytes run first.
+    (b"PING\r\n*1\r\n$4\r\nECHO\r\nSET k v\r\n*0\r\n*-1\r\n*x\r\n", None),
+]
+
+
+@pytest.mark.parametrize("data, reply", PROTOCOL_CASES, ids=lambda v: repr(v[:20]) if v else "")
+def test_protocol_error_replies_and_closes(ports, data, reply):
+    (real, real_closed), (ours, our_closed) = both(ports, data)
+    assert (ours, our_closed) == (real, real_closed)
+    assert real_closed
+    if reply is not None:
+        assert real == reply
+    else:
+        assert real.endswith(err(errors.PROTO_MULTIBULK_LEN))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"*0\r\n*-1\r\n*-100\r\nPING\r\n",  # ignored, as Redis ignores them
+        b"*1\rX$4\rXPING\r\n",  # Redis does not check the byte after '\r'
+        b"*2\r\n$4\r\nECHO\r\n$1\rXk\r\n",  # ... even in a command sent to a shard
+        b"*2\r\n$3\r\nGET\r\n$5\rXfuzz:\r\n",
+        b"PING " + b"x" * 65531 + b"\r\n",  # an inline line of exactly 64 KB
+        b"GET a\x00b\r\n",  # a NUL hides the newline from Redis: it waits
+        b"*1\r\n$4\r\nPI",  # incomplete: both wait
+    ],
+    ids=lambda v: repr(v[:24]),
+)
+def test_accepted_or_waiting_input(ports, data):
+    (real, real_closed), (ours, our_closed) = both(ports, data)
+    assert (ours, our_closed) == (real, real_closed)
+    assert not real_closed
+
+
+def test_protocol_error_closes_only_that_connection(ports):
+    for port in (ports["redis"], ports["shardkv"]):
+        with socket.create_connection(("127.0.0.1", port)) as good:
+            good.sendall(b"PING\r\n")
+            assert read_until_quiet(good, 0.2) == (b"+PONG\r\n", False)
+            assert exchange(port, b"*1\r\n$-5\r\n") == (err(errors.PROTO_BULK_LEN), True)
+            good.sendall(b"ECHO still-here\r\n")
+            assert read_until_quiet(good, 0.2) == (b"$10\r\nstill-here\r\n", False)
+
+
+# -- a pair of servers to change settings on ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pair():
+    """A redis-server and a 2-shard shardkv of this module's own."""
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        real = pool.submit(start_redis)
+        ours = pool.submit(start_shardkv, shards=2)
+        servers = {"redis": real.result(), "shardkv": ours.result()}
+    yield servers
+    for proc in servers.values():
+        proc.stop()
+
+
+def config_set(port: int, name: str, value: object) -> None:
+    with redis.Redis(port=port) as c:
+        c.config_set(name, value)
+
+
+def on_both(pair, fn):
+    """Run ``fn(name, port)`` for each server at once; return their results."""
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        futures = {name: pool.submit(fn, name, proc.port) for name, proc in pair.items()}
+        return {name: f.result() for name, f in futures.items()}
+
+
+def test_maxclients(pair):
+    def check(name, port):
+        admin = redis.Redis(port=port, single_connection_client=True)
+        admin.config_set("maxclients", 4)
+        held = []
+        try:
+            for _ in range(3):  # with admin, 4 clients
+                s = socket.create_connection(("127.0.0.1", port))
+                s.sendall(b"PING\r\n")
+                assert read_until_quiet(s, 0.3) == (b"+PONG\r\n", False)
+                held.append(s)
+            # The fifth is turned away at once, before it sends anything.
+            refused = exchange(port, b"", idle=2)
+            held.pop().close()
+            deadline = time.monotonic() + 10
+            while True:  # the server sees the close a moment later
+                again = exchange(port, b"PING\r\n", idle=0.3)
+                if again[0] == b"+PONG\r\n" or time.monotonic() > deadline:
+                    break
+            return refused, again
+        finally:
+            for s in held:
+                s.close()
+            admin.config_set("maxclients", 10000)
+            admin.close()
+
+    results = on_both(pair, check)
+    assert results["shardkv"] == results["redis"]
+    assert results["redis"][0] == (err(errors.MAX_CLIENTS), True)
+    assert results["redis"][1] == (b"+PONG\r\n", False)
+
+
+def test_proto_max_bulk_len(pair):
+    def check(name, port):
+        config_set(port, "proto-max-bulk-len", "1mb")
+        try:
+            big = encode_command([b"SET", b"big", b"x" * 1048576])
+            ok = exchange(port, big + b"STRLEN big\r\n", idle=1)
+            bad = exchange(port, b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1048577\r\n")
+            return ok, bad
+        finally:
+            config_set(port, "proto-max-bulk-len", "512mb")
+
+    results = on_both(pair, check)
+    assert results["shardkv"] == results["redis"]
+    assert results["redis"] == ((b"+OK\r\n:1048576\r\n", False), (err(errors.PROTO_BULK_LEN), True))
+
+
+def test_client_query_buffer_limit(pair):
+    def check(name, port):
+        early = socket.create_connection(("127.0.0.1", port))  # connected before CONFIG SET
+        config_set(port, "client-query-buffer-limit", "1mb")
+        try:
+            under = socket.create_connection(("127.0.0.1", port))
+            under.sendall(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$900000\r\n" + b"x" * 500_000)
+            results = [read_until_quiet(under, 0.5)]  # under the limit: still waiting
+            under.sendall(b"x" * 400_000 + b"\r\n")  # the rest: the command runs
+            results.append(read_until_quiet(under, 1))
+            under.close()
+            head = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$3000000\r\n"
+            for s in (early, socket.create_connection(("127.0.0.1", port))):
+                try:  # over the limit: closed, no reply
+                    s.sendall(head + b"x" * 1_500_000)
+                except OSError:
+                    pass
+                results.append((read_until_quiet(s, 2)[0], wait_closed(s, 5)))
+                s.close()
+            return results
+        finally:
+            config_set(port, "client-query-buffer-limit", "1gb")
+
+    results = on_both(pair, check)
+    assert results["shardkv"] == results["redis"]
+    assert results["redis"] == [(b"", False), (b"+OK\r\n", False), (b"", True), (b"", True)]
+
+
+def test_timeout_closes_idle_clients(pair):
+    def check(name, port):
+        config_set(port, "timeout", 1)
+        try:
+            idle = socket.create_connection(("127.0.0.1", port))
+            busy = socket.create_connection(("127.0.0.1", port))
+            deadline = time.monotonic() + 6
+            closed_at = None
+            while time.monotonic() < deadline and closed_at is None:
+                busy.sendall(b"PING\r\n")
+                assert read_until_quiet(busy, 0.3) == (b"+PONG\r\n", False)
+                if wait_closed(idle, 0.1):
+                    closed_at = time.monotonic()
+            busy.sendall(b"PING\r\n")
+            still = read_until_quiet(busy, 0.3)
+            idle.close()
+            busy.close()
+            return closed_at is not None, still
+        finally:
+            config_set(port, "timeout", 0)
+
+    results = on_both(pair, check)
+    assert results["shardkv"] == results["redis"] == (True, (b"+PONG\r\n", False))
+
+
+# -- slow readers (shardkv only) ---------------------------------------------------------
+
+
+def acceptor_of(proc) -> psutil.Process:
+    tree = psutil.Process(proc.proc.pid).children(recursive=True)
+    return next(p for p in tree if p.name() == "shardkv-accept")
+
+
+def workers_of(proc) -> list[psutil.Process]:
+    tree = psutil.Process(proc.proc.pid).children(recursive=True)
+    return sorted((p for p in tree if p.name().startswith("shardkv-shard")), key=lambda p: p.name())
+
+
+def test_slow_reader_is_paused_not_buffered(pair):
+    """A client that pipelines GETs and never reads must not grow the
+    acceptor without bound.  shardkv applies back-pressure: it stops
+    reading from the client while the client's socket buffer is full.
+    (Redis, whose default ``client-output-buffer-limit normal 0 0 0`` has no
+    limit, would buffer every reply; that is the behaviour we avoid.)"""
+    proc = pair["shardkv"]
+    value = b"v" * 1024
+    with redis.Redis(port=proc.port) as c:
+        c.set("slow", value)
+    acceptor = acceptor_of(proc)
+    before = acceptor.memory_info().rss
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 16)
+    s.connect(("127.0.0.1", proc.port))
+    s.setblocking(False)
+    one = b"*2\r\n$3\r\nGET\r\n$4\r\nslow\r\n"
+    request = one * 2000
+    sent = 0
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        try:
+            sent += s.send(request[sent % len(request) :])
+        except BlockingIOError:
+            time.sleep(0.01)
+    grown = acceptor.memory_info().rss - before
+    commands = sent // len(one)
+    owed = commands * len(value)
+    print(
+        f"\nslow reader: {commands} GETs sent, {owed >> 20} MB of replies owed, acceptor grew {grown >> 20} MB"
+    )
+    # Without back-pressure the acceptor would hold every reply owed.
+    assert owed > 2 * grown and grown < 64 * 1024 * 1024
+    # The replies come, in order, once the client reads.
+    s.setblocking(True)
+    s.settimeout(30)
+    reader = hiredis.Reader()
+    got = 0
+    while got < min(commands, 20_000):
+        reader.feed(s.recv(1 << 20))
+        while (reply := reader.gets()) is not False:
+            assert reply == value
+            got += 1
+    s.close()
+    with redis.Redis(port=proc.port) as c:
+        assert c.get("slow") == value
+
+
+# -- maxmemory ---------------------------------------------------------------------------
+
+
+def test_noeviction_oom_and_config_set_reaches_workers(pair):
+    def check(name, port):
+        c = redis.Redis(port=port)
+        c.flushall()
+        c.set("keep", "1")
+        c.config_set("maxmemory-policy", "noeviction")
+        c.config_set("maxmemory", 1)  # below what any server uses
+        out = []
+        try:
+            for args in [
+                ("SET", "a", "1"),
+                ("GET", "keep"),
+                ("INCR", "keep"),
+                ("APPEND", "keep", "x"),
+                ("MSET", "a", "1", "b", "2", "c", "3"),
+                ("SETNX", "x", "1"),
+                ("EXISTS", "keep"),
+                ("DEL", "keep"),  # DEL has no denyoom flag
+                ("EXPIRE", "nope", "10"),
+            ]:
+                try:
+                    out.append(c.execute_command(*args))
+                except redis.ResponseError as e:
+                    out.append(("error", str(e)))
+        finally:
+            c.config_set("maxmemory", 0)
+        out.append(c.set("a", "1"))
+        c.close()
+        return out
+
+    results = on_both(pair, check)
+    assert results["shardkv"] == results["redis"]
+    oom = ("error", OOM_TEXT)
+    assert results["redis"] == [oom, b"1", oom, oom, oom, oom, 1, 1, 0, True]
+
+
+def test_maxmemory_reaches_a_restarted_worker(pair):
+    """shardkv only: a worker the supervisor restarts gets the setting too."""
+    proc = pair["shardkv"]
+    c = redis.Redis(port=proc.port)
+    key = next(k for k in (f"k{i}" for i in range(100)) if Router(2).shard_of(k.encode()) == 0)
+    c.config_set("maxmemory", 1)
+    replies = []
+    try:
+        worker = workers_of(proc)[0]
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(10)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                replies.append(c.set(key, "v"))
+            except redis.ResponseError as e:
+                replies.append(str(e))
+                if str(e) == OOM_TEXT:
+                    break
+            time.sleep(0.1)
+    finally:
+        while time.monotonic() < deadline:  # CONFIG SET needs every shard up
+            try:
+                c.config_set("maxmemory", 0)
+                break
+            except redis.ResponseError:
+                time.sleep(0.2)
+        c.close()
+    # Only "shard unavailable" while it restarts, then OOM: never a write.
+    assert replies[-1] == OOM_TEXT and set(replies) <= {OOM_TEXT, "shard unavailable"}
+
+
+# Each server gets room for DATA_ROOM bytes of data above what it uses empty.
+DATA_ROOM = 8 * 1024 * 1024
+VALUE = b"x" * 4096
+
+
+def limit_for(name: str, proc, c: redis.Redis) -> int:
+    """A maxmemory that leaves DATA_ROOM for data on this server.
+
+    Redis counts its own allocations; shardkv counts each worker's RSS,
+    which includes the interpreter, so the limit starts from that."""
+    if name == "redis":
+        return c.info("memory")["used_memory"] + DATA_ROOM
+    # Workers differ (one restarted, one that held more data): the limit is
+    # split evenly, so it starts from the largest.
+    workers = workers_of(proc)
+    return len(workers) * max(w.memory_info().rss for w in workers) + DATA_ROOM
+
+
+def write(c: redis.Redis, prefix: str, n: int, ttl: int | None = None) -> list:
+    """SET n keys; the error replies, if any."""
+    failures = []
+    for start in range(0, n, 500):
+        p = c.pipeline(transaction=False)
+        for i in range(start, min(n, start + 500)):
+            p.set(f"{prefix}:{i}", VALUE, ex=ttl)
+        failures += [r for r in p.execute(raise_on_error=False) if isinstance(r, Exception)]
+    return failures
+
+
+def alive(c: redis.Redis, keys: list[str]) -> int:
+    p = c.pipeline(transaction=False)
+    for k in keys:
+        p.exists(k)
+    return sum(p.execute())
+
+
+def eviction_run(pair, policy: str, scenario, warm: bool = False):
+    def run(name, port):
+        c = redis.Redis(port=port)
+        c.flushall()
+        if warm:
+            # Let the heap grow to working size first, as a server that has
+            # run a while has: a worker's memory figure then follows its data
+            # rather than the allocator's first growth (see worker/eviction.py).
+            write(c, "warm", 3 * COLD)
+            c.flushall()
+        c.config_set("maxmemory-policy", policy)
+        c.config_set("maxmemory", limit_for(name, pair[name], c))
+        try:
+            return scenario(c)
+        finally:
+            c.config_set("maxmemory", 0)
+            c.config_set("maxmemory-policy", "noeviction")
+            c.flushall()
+            c.close()
+
+    return on_both(pair, run)
+
+
+COLD = 3 * DATA_ROOM // len(VALUE)  # three times what fits
+
+
+def hot_keys_survive(c: redis.Redis, touch, pause: float) -> dict:
+    """Hot keys, then generations of cold keys, each 40% of what fits, the
+    hot keys touched before each: there is always an older generation to
+    evict.  (Redis's LRU clock ticks once a second: hence ``pause``.)"""
+    hot = [f"hot:{i}" for i in range(100)]
+    for k in hot:
+        c.set(k, VALUE)
+    failures = []
+    for generation in range(5):
+        time.sleep(pause)
+        touch(c, hot)
+        failures += write(c, f"cold{generation}", 2 * COLD // 15)
+    return {"failures": failures, "hot": alive(c, hot), "dbsize": c.dbsize()}
+
+
+def touch_once(c, keys):
+    p = c.pipeline(transaction=False)
+    for k in keys:
+        p.get(k)
+    p.execute()
+
+
+def touch_often(c, keys):
+    for _ in range(30):
+        touch_once(c, keys)
+
+
+@pytest.mark.parametrize(
+    "policy, touch, pause", [("allkeys-lru", touch_once, 1.1), ("allkeys-lfu", touch_often, 0)]
+)
+def test_lru_and_lfu_keep_hot_keys(pair, policy, touch, pause):
+    results = eviction_run(pair, policy, lambda c: hot_keys_survive(c, touch, pause), warm=True)
+    for name, r in results.items():
+        assert r["failures"] == [], name
+        assert r["dbsize"] < 100 + 5 * (2 * COLD // 15), name  # it evicted
+        assert r["hot"] >= 90, (name, r)  # approximately: by sampling
+
+
+def test_allkeys_random_evicts(pair):
+    def scenario(c):
+        return {"failures": write(c, "r", COLD), "dbsize": c.dbsize()}
+
+    for name, r in eviction_run(pair, "allkeys-random", scenario).items():
+        assert r["failures"] == [], name
+        assert 0 < r["dbsize"] < COLD, name
+
+
+@pytest.mark.parametrize("policy", ["volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl"])
+def test_volatile_policies_evict_only_keys_with_a_ttl(pair, policy):
+    def scenario(c):
+        keep = [f"keep:{i}" for i in range(100)]
+        for k in keep:
+            c.set(k, VALUE)
+        failures = write(c, "v", COLD, ttl=3600)
+        survivors = alive(c, keep)
+        # With no volatile key left to evict, writes fail.
+        c.execute_command("PERSIST", "x")
+        oom = write(c, "p", COLD)
+        return {
+            "failures": failures,
+            "keep": survivors,
+            "volatile": c.dbsize() - 100,
+            "oom": {str(e) for e in oom},
+        }
+
+    for name, r in eviction_run(pair, policy, scenario).items():
+        assert r["failures"] == [], name
+        assert r["keep"] == 100, name
+        assert r["oom"] == {OOM_TEXT}, name
+
+
+def test_volatile_ttl_evicts_the_nearest_expiry_first(pair):
+    def scenario(c):
+        late = [f"late:{i}" for i in range(100)]
+        for k in late:
+            c.set(k, VALUE, ex=1_000_000)
+        failures = write(c, "soon", COLD, ttl=3600)
+        return {"failures": failures, "late": alive(c, late)}
+
+    for name, r in eviction_run(pair, "volatile-ttl", scenario).items():
+        assert r["failures"] == [], name
+        assert r["late"] >= 90, (name, r)
+
+
+def test_noeviction_until_deleted(pair):
+    def scenario(c):
+        failures = write(c, "n", COLD)
+        written = c.dbsize()
+        c.delete(*[f"n:{i}" for i in range(COLD) if i % 2 == 0])
+        again = write(c, "after-del", 100)
+        c.flushall()
+        flushed = write(c, "after-flush", 100)
+        return {
+            "oom": {str(e) for e in failures},
+            "some written": 0 < written < COLD,
+            "after del": again,
+            "after flush": flushed,
+        }
+
+    for name, r in eviction_run(pair, "noeviction", scenario).items():
+        assert r == {"oom": {OOM_TEXT}, "some written": True, "after del": [], "after flush": []}, name
+
+
+def test_eviction_keeps_worker_memory_near_its_share(pair):
+    """shardkv only: each worker's RSS stays near its share of maxmemory."""
+    proc = pair["shardkv"]
+    c = redis.Redis(port=proc.port)
+    c.flushall()
+    limit = limit_for("shardkv", proc, c)
+    c.config_set("maxmemory-policy", "allkeys-lru")
+    c.config_set("maxmemory", limit)
+    try:
+        assert write(c, "m", 2 * COLD) == []
+        share = limit // 2
+        for worker in workers_of(proc):
+            rss = worker.memory_info().rss
+            assert rss < share + share // 5, f"{worker.name()} {rss >> 20} MB, share {share >> 20} MB"
+        assert c.dbsize() < 2 * COLD
+        assert c.info("stats")["evicted_keys"] > 0
+    finally:
+        c.config_set("maxmemory", 0)
+        c.flushall()
+        c.close()
+
+
+# -- eviction, unit tests ------------------------------------------------------------------
+
+
+def keyspace_with(n: int, ttl: bool = False) -> Keyspace:
+    ks = Keyspace()
+    for i in range(n):
+        ks.store(b"k%d" % i, b"v" * 100)
+        if ttl:
+            ks.set_expire(b"k%d" % i, ks.now + 1_000_000 + i)
+    return ks
+
+
+def test_maxmemory_off_leaves_the_keyspace_alone():
+    ks = keyspace_with(10)
+    eviction.configure(ks, 0, "allkeys-lru")
+    assert ks.memory is None and not {"lookup", "store", "_remove", "flush"} & set(vars(ks))
+    eviction.configure(ks, 10**12, "allkeys-lru")
+    assert ks.memory is not None and {"lookup", "store", "_remove", "flush"} <= set(vars(ks))
+    eviction.configure(ks, 0, "allkeys-lru")
+    assert ks.memory is None and not {"lookup", "store", "_remove", "flush"} & set(vars(ks))
+
+
+def test_lru_picks_the_least_recently_used():
+    ks = keyspace_with(0)
+    eviction.configure(ks, 10**12, "allkeys-lru")
+    for i in range(1000):
+        ks.store(b"k%d" % i, b"v")
+    for i in range(500, 1000):
+        ks.lookup(b"k%d" % i)
+    ks.memory.refresh()  # counts the keys stored behind its back
+    picked = [ks.memory.pick() for _ in range(50)]
+    assert sum(int(k[1:]) < 500 for k in picked) >= 45  # from the older half (sampling: nearly all)
+
+
+def test_lfu_counter_is_logarithmic_and_decays():
+    entry = None
+    for _ in range(1000):
+        entry = eviction.lfu_touch(entry, 0)
+    counter = eviction.lfu_counter(entry, 0)
+    assert eviction.LFU_INIT_VAL < counter < 40  # 1000 hits: a small number
+    assert eviction.lfu_counter(entry, 10) == counter - 10  # one per minute idle
+    assert eviction.lfu_counter(None, 0) == eviction.LFU_INIT_VAL
+
+
+def test_volatile_ttl_picks_the_nearest_expiry():
+    ks = keyspace_with(200, ttl=True)
+    eviction.configure(ks, 10**12, "volatile-ttl")
+    picked = [ks.memory.pick() for _ in range(20)]
+    assert sum(int(k[1:]) < 100 for k in picked) >= 18
+
+
+def test_volatile_policy_without_volatile_keys_has_nothing_to_evict():
+    ks = keyspace_with(100)
+    for policy in ["volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl", "noeviction"]:
+        eviction.configure(ks, 10**12, policy)
+        assert ks.memory.pick() is None
+
+
+def test_write_costs_match_what_removal_takes_back():
+    ks = Keyspace()
+    eviction.configure(ks, 10**12, "allkeys-random")
+    memory = ks.memory
+
+    def run(args):
+        import shardkv.worker.process  # noqa: F401  (registers the commands)
+        from shardkv.worker.registry import find
+
+        return memory.run(lambda a: find(a[0])(ks, a), args)
+
+    start = memory.data
+    for i in range(100):
+        run([b"SET", b"k%d" % i, b"v" * 100, b"EX", b"100"])
+    assert memory.data > start
+    for i in range(100):
+        run([b"DEL", b"k%d" % i])
+    assert memory.data == start

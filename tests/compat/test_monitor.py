@@ -1,0 +1,377 @@
+"""MONITOR: the same lines as redis-server, for the same commands.
+
+Each test runs a script on redis-server and on shardkv while a raw-socket
+client monitors, and compares what the monitor received, with the
+timestamps and the client ports (which differ between the two runs)
+replaced by placeholders.  Only the lines of the test's own clients are
+compared: the servers are shared by the whole test session.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+
+import pytest
+import redis
+
+from tests.support.rawsocket import read_until_quiet
+
+LINE = re.compile(rb"\+(\d+)\.(\d{6}) \[0 ([^\]]+)\] (.*)")
+
+
+def resp(*args: bytes | str) -> bytes:
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        a = a.encode() if isinstance(a, str) else a
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+
+
+class Conn:
+    """A raw connection: send commands, read what comes back."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        host, cport = self.sock.getsockname()[:2]
+        self.addr = b"%s:%d" % (host.encode(), cport)
+
+    def send(self, *commands: tuple) -> None:
+        self.sock.sendall(b"".join(resp(*c) for c in commands))
+
+    def read(self, idle: float = 0.3) -> tuple[bytes, bool]:
+        return read_until_quiet(self.sock, idle)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def monitor(port: int) -> Conn:
+    m = Conn(port)
+    m.send(("MONITOR",))
+    assert m.read()[0] == b"+OK\r\n"
+    return m
+
+
+def lines(data: bytes, clients: dict[bytes, str]) -> list[str]:
+    """The monitor lines sent by ``clients`` (address -> name), as "name: args"."""
+    out = []
+    for raw in data.split(b"\r\n"):
+        m = LINE.fullmatch(raw)
+        if m is None:
+            assert raw == b"", raw
+            continue
+        secs = int(m.group(1)) + int(m.group(2)) / 1e6
+        assert abs(secs - time.time()) < 60  # wall-clock time, in microseconds
+        name = clients.get(m.group(3))
+        if name is not None:
+            out.append(f"{name}: {m.group(4).decode('latin-1')}")
+    return out
+
+
+def anonymize(data: bytes, clients: dict[bytes, str]) -> bytes:
+    """A byte stream with each monitor line's time and client replaced."""
+
+    def sub(m: re.Match) -> bytes:
+        return b"+T [0 %s] %s" % (clients.get(m.group(3), "other").encode(), m.group(4))
+
+    return b"\r\n".join(LINE.sub(sub, raw) for raw in data.split(b"\r\n"))
+
+
+def on_both(ports, script) -> list:
+    """``script(port)`` on redis-server and on shardkv; both results."""
+    results = []
+    for name in ("redis", "shardkv"):
+        redis.Redis(port=ports[name]).flushall()
+        results.append(script(ports[name]))
+    return results
+
+
+ALL_BYTES = bytes(range(256))
+
+SCRIPT = [
+    ("SET", "k", "v"),
+    ("GET", "k"),
+    ("lpush", "k", "x"),  # runs, and fails: shown, as typed
+    ("nosuch", "a"),  # rejected before it runs: not shown
+    ("GET",),
+    ("MULTI",),
+    ("SET", "a", "1"),  # queued: shown when EXEC runs it
+    ("INCR", "a"),
+    ("EXEC",),
+    ("MULTI",),
+    ("SET", "a"),
+    ("EXEC",),  # EXECABORT: EXEC alone
+    ("EXEC",),  # without MULTI
+    ("CONFIG", "GET", "maxmemory"),  # admin: never shown
+    ("CLIENT", "LIST"),
+    ("CLIENT", "KILL", "ID", "999999"),
+    ("CLIENT", "SETNAME", "foo"),  # CLIENT's other subcommands are shown
+    ("CLIENT", "ID"),
+    ("CLIENT", "GETNAME"),
+    ("CLIENT", "NOSUCH"),  # a bad subcommand is rejected before it runs
+    ("CLIENT", "GETNAME", "x"),
+    ("COMMAND", "COUNT"),
+    ("AUTH", "secret"),
+    ("AUTH", "user", "secret"),
+    ("HELLO", "3", "AUTH", "user", "secret"),
+    ("HELLO", "2", "SETNAME", "AUTH"),
+    ("SET", "bin", ALL_BYTES),
+    ("SET", "q", 'a "quoted"\\ word'),
+    ("PING",),
+    ("ECHO", "hi"),
+    ("MSET", "x", "1", "y", "2", "z", "3", "w", "4"),  # keys on several shards: one line
+    ("DEL", "x", "y", "z", "w"),
+    ("BLPOP", "empty", "0.01"),
+    ("TIME",),
+    ("SUBSCRIBE", "ch"),
+    ("PING",),
+    ("UNSUBSCRIBE",),
+    ("RESET",),
+    ("QUIT",),
+]
+
+
+def test_a_script_is_shown_as_redis_shows_it(ports) -> None:
+    def script(port: int) -> list[str]:
+        m = monitor(port)
+        c = Conn(port)
+        for command in SCRIPT:  # one at a time: SUBSCRIBE changes how replies look
+            c.send(command)
+            c.read(0.05)
+        time.sleep(0.2)
+        data, closed = m.read()
+        m.close()
+        c.close()
+        assert not closed
+        return lines(data, {c.addr: "c"})
+
+    real, ours = on_both(ports, script)
+    assert ours == real
+    assert 'c: "SET" "k" "v"' in ours
+    assert 'c: "AUTH" "(redacted)" "(redacted)"' in ours
+    assert 'c: "HELLO" "3" "AUTH" "(redacted)" "(redacted)"' in ours
+    assert 'c: "HELLO" "2" "SETNAME" "AUTH"' in ours
+    assert ours.index('c: "SET" "a" "1"') < ours.index('c: "INCR" "a"') < ours.index('c: "EXEC"')
+    assert not any("CONFIG" in line or "LIST" in line or "nosuch" in line for line in ours)
+
+
+def test_lines_follow_the_order_commands_ran_in(ports) -> None:
+    def script(port: int) -> list[str]:
+        m = monitor(port)
+        a, b = Conn(port), Conn(port)
+        for i in range(20):
+            who = a if i % 3 else b
+            who.send(("INCR", f"n{i % 5}"))
+            who.read(0.02)
+        data, _ = m.read()
+        for conn in (m, a, b):
+            conn.close()
+        return lines(data, {a.addr: "a", b.addr: "b"})
+
+    real, ours = on_both(ports, script)
+    assert ours == real
+    assert len(ours) == 20
+
+
+def test_every_monitor_gets_every_line(ports) -> None:
+    def script(port: int) -> list[list[str]]:
+        monitors = [monitor(port) for _ in range(3)]
+        c = Conn(port)
+        c.send(("SET", "k", "1"), ("GET", "k"), ("DEL", "k"))
+        c.read()
+        seen = [lines(m.read()[0], {c.addr: "c"}) for m in monitors]
+        for conn in (*monitors, c):
+            conn.close()
+        return seen
+
+    real, ours = on_both(ports, script)
+    assert ours == real
+    assert ours[0] == ['c: "SET" "k" "1"', 'c: "GET" "k"', 'c: "DEL" "k"']
+
+
+def test_the_monitoring_client_itself(ports) -> None:
+    """It may PING and SUBSCRIBE (and sees its own lines), not touch keys;
+    a second MONITOR gets no reply at all; RESET ends monitoring."""
+
+    def script(port: int) -> bytes:
+        m = monitor(port)
+        out = []
+        steps = [
+            [("PING",)],
+            [("GET", "k")],
+            [("PUBLISH", "ch", "x")],
+            [("MONITOR",), ("PING", "after")],
+            [("MULTI",), ("SET", "k", "1"), ("EXEC",)],
+            [("SUBSCRIBE", "ch")],
+            [("RESET",)],
+            [("GET", "k")],
+        ]
+        for step in steps:
+            m.send(*step)
+            out.append(anonymize(m.read()[0], {m.addr: "m"}))
+        m.close()
+        return b"\n".join(out)
+
+    real, ours = on_both(ports, script)
+    assert ours == real
+    assert b"Replica can't interact with the keyspace" in ours
+
+
+def test_monitor_inside_a_transaction_is_refused(ports) -> None:
+    def script(port: int) -> bytes:
+        c = Conn(port)
+        c.send(("MULTI",), ("MONITOR",), ("PING",), ("EXEC",), ("SET", "k", "1"))
+        data = c.read()[0]
+        c.close()
+        return data
+
+    real, ours = on_both(ports, script)
+    assert ours == real
+    assert b"MONITOR isn't allowed for DENY BLOCKING client" in ours
+
+
+def test_quit_ends_the_stream_without_a_line_of_its_own(ports) -> None:
+    def script(port: int) -> tuple[bytes, bool]:
+        m = monitor(port)
+        m.send(("QUIT",))
+        return m.read()
+
+    real, ours = on_both(ports, script)
+    assert ours == real == (b"+OK\r\n", True)
+
+
+def test_a_transaction_aborted_by_watch_shows_only_multi_and_exec(ports) -> None:
+    def script(port: int) -> list[str]:
+        m = monitor(port)
+        a, b = Conn(port), Conn(port)
+        a.send(("WATCH", "w"))
+        a.read(0.05)
+        b.send(("SET", "w", "changed"))
+        b.read(0.05)
+        a.send(("MULTI",), ("SET", "q", "1"), ("INCR", "n"), ("EXEC",))
+        assert a.read()[0].endswith(b"*-1\r\n")
+        data = m.read()[0]
+        for conn in (m, a, b):
+            conn.close()
+        return lines(data, {a.addr: "a", b.addr: "b"})
+
+    real, ours = on_both(ports, script)
+    assert ours == real == ['a: "WATCH" "w"', 'b: "SET" "w" "changed"', 'a: "MULTI"', 'a: "EXEC"']
+
+
+def test_a_committed_watched_transaction_shows_its_commands(ports) -> None:
+    """Where EXEC must check WATCHed keys first, shardkv runs the commands
+    on a shard after EXEC was handed out, and shows them after EXEC;
+    Redis shows them before.  The lines are the same."""
+
+    def script(port: int) -> list[str]:
+        m = monitor(port)
+        a = Conn(port)
+        a.send(("WATCH", "w"), ("MULTI",), ("SET", "q", "1"), ("INCR", "n"), ("EXEC",))
+        assert a.read()[0].endswith(b"*2\r\n+OK\r\n:1\r\n")
+        data = m.read()[0]
+        m.close()
+        a.close()
+        return lines(data, {a.addr: "a"})
+
+    real, ours = on_both(ports, script)
+    assert sorted(ours) == sorted(real)
+    assert real == ['a: "WATCH" "w"', 'a: "MULTI"', 'a: "SET" "q" "1"', 'a: "INCR" "n"', 'a: "EXEC"']
+
+
+def test_client_list_flags_a_monitor(ports) -> None:
+    def script(port: int) -> list[str]:
+        m = monitor(port)
+        c = redis.Redis(port=port, protocol=2)
+        flags = [
+            entry["flags"]
+            for entry in c.client_list()
+            if entry["addr"] == m.addr.decode() or entry["id"] == str(c.client_id())
+        ]
+        m.close()
+        c.close()
+        return sorted(flags)
+
+    real, ours = on_both(ports, script)
+    assert ours == real == ["N", "O"]
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_redis_py_monitor(ports, protocol: int) -> None:
+    """redis-py's Monitor parses the lines into commands and addresses."""
+
+    def script(port: int) -> list[tuple]:
+        r = redis.Redis(port=port, protocol=protocol)
+        other = redis.Redis(port=port, protocol=protocol)
+        other.ping()  # connect first, so the HELLO is not among the lines read below
+        seen = []
+        with r.monitor() as m:
+            other.set("key with space", 'va"lue')
+            other.get("key with space")
+            while len(seen) < 2:
+                info = m.next_command()
+                if info["command"].startswith(("SET", "GET")):
+                    seen.append((info["db"], info["client_type"], info["command"]))
+        r.close()
+        other.close()
+        return seen
+
+    real, ours = on_both(ports, script)
+    assert ours == real
+    assert ours[0] == (0, "tcp", 'SET key with space va"lue')
+
+
+LUA_SCRIPT = [
+    ("EVAL", "redis.call('SET', KEYS[1], 'x'); return redis.call('GET', KEYS[1])", "1", "k"),
+    ("EVAL", "return redis.pcall('nosuch')", "0"),  # rejected before it runs: no lua line
+    ("EVAL", "return redis.pcall('INCR', KEYS[1])", "1", "k"),  # runs and fails: shown
+    ("EVAL", "return redis.call('PING')", "0"),
+    ("EVAL", "return 1", "0"),  # calls nothing: the EVAL line alone
+    ("EVAL", "return 1", "5"),  # an error, but past the arity check: shown
+    ("EVALSHA", "0000000000000000000000000000000000000000", "0"),  # NOSCRIPT: shown
+    ("FCALL", "nosuch", "0"),
+    ("SCRIPT", "LOAD", "return redis.call('INCRBY', KEYS[1], ARGV[1])"),
+    ("EVALSHA", "8cd00688c05c46bde4a2e60658ef20a2e5c0b248", "1", "{k}n", "5"),
+    ("EVAL_RO", "return redis.call('GET', KEYS[1])", "1", "k"),
+    (
+        "FUNCTION",
+        "LOAD",
+        "#!lua name=monlib\nredis.register_function('f', function(k) return redis.call('INCR', k[1]) end)",
+    ),
+    ("FCALL", "f", "1", "{k}m"),
+    ("FUNCTION", "DELETE", "monlib"),
+    (
+        "EVAL",
+        "redis.call('SET', KEYS[1], 'a'); redis.call('HSET', KEYS[2], 'f', 'v'); return 1",
+        "2",
+        "{t}1",
+        "{t}2",
+    ),
+]
+
+
+def test_script_commands_are_shown_as_lua_lines(ports) -> None:
+    """A script's calls follow its EVAL (or FCALL) line, as ``[0 lua]``."""
+
+    def script(port: int) -> list[str]:
+        m = monitor(port)
+        c = Conn(port)
+        for command in LUA_SCRIPT:
+            c.send(command)
+            c.read(0.05)
+        time.sleep(0.2)
+        data, closed = m.read()
+        m.close()
+        c.close()
+        assert not closed
+        return lines(data, {c.addr: "c", b"lua": "lua"})
+
+    real, ours = on_both(ports, script)
+    assert ours == real
+    at = ours.index(
+        'c: "EVAL" "redis.call(\'SET\', KEYS[1], \'x\'); return redis.call(\'GET\', KEYS[1])" "1" "k"'
+    )
+    assert ours[at + 1 : at + 3] == ['lua: "SET" "k" "x"', 'lua: "GET" "k"']
+    assert 'lua: "INCR" "{k}m"' in ours

@@ -1,0 +1,659 @@
+"""Lua scripting: EVAL, EVALSHA, EVAL_RO, EVALSHA_RO and SCRIPT.
+
+Most tests are differential: the same script runs on redis-server and on
+shardkv (4 shards), in RESP3 and RESP2, and the replies, errors included,
+must be equal.  Keys ``h``, ``z``, ``s`` and ``k`` live on different
+shards, so scripts that touch several of them, or touch keys they did not
+declare, exercise the cross-shard path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+import time
+
+import pytest
+import redis
+import redis.asyncio as aredis
+
+from tests.support.placement import on_shards
+from tests.support.servers import start_redis, start_shardkv
+
+
+def _norm(value: object) -> object:
+    """Errors nested in replies compare by their text."""
+    if isinstance(value, Exception):
+        return ("error", str(value))
+    if isinstance(value, list):
+        return [_norm(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _norm(v) for k, v in value.items()}
+    return value
+
+
+class _Same:
+    """Like the ``compare`` fixture, with errors inside arrays compared by text."""
+
+    def __init__(self, compare) -> None:
+        self.real = compare.real
+        self.ours = compare.ours
+
+    def __call__(self, *args: object) -> object:
+        expected = _norm(compare_run(self.real, args))
+        got = _norm(compare_run(self.ours, args))
+        assert got == expected, f"{args!r}: redis replied {expected!r}, shardkv replied {got!r}"
+        return got
+
+
+def compare_run(client: redis.Redis, args: tuple) -> object:
+    try:
+        return client.execute_command(*args)
+    except redis.ResponseError as e:
+        return ("error", str(e))
+
+
+@pytest.fixture
+def same(compare):
+    return _Same(compare)
+
+
+# (script, keys, args): each runs with the data set up by _setup.
+SCRIPTS = [
+    # Lua -> RESP conversions
+    ("return 1", [], []),
+    ("return 3.99", [], []),
+    ("return -3.99", [], []),
+    ("return 2^53", [], []),
+    ("return {1e15, 1e16, -1e17}", [], []),
+    ("return 'x' .. 1", [], []),
+    ("return true", [], []),
+    ("return false", [], []),
+    ("return nil", [], []),
+    ("return {1, 2, {3, 'x', {ok='st'}}, false, true}", [], []),
+    ("return {1, nil, 3}", [], []),
+    ("return {}", [], []),
+    ("return {ok='fine'}", [], []),
+    ("return {ok='a\\r\\nb'}", [], []),
+    ("return {err='ERR custom'}", [], []),
+    ("return {err='MYCODE custom'}", [], []),
+    ("return {1, {err='nested'}}", [], []),
+    ("return {double=3.14}", [], []),
+    ("return {big_number='1234567890123456789012'}", [], []),
+    ("return {map={a=1}}", [], []),
+    ("return {set={a=true}}", [], []),
+    ("return {verbatim_string={format='txt', string='hello'}}", [], []),
+    ("return {0/0, 1/0, -1/0}", [], []),
+    ("return redis.status_reply('FINE')", [], []),
+    ("return redis.error_reply('MY custom')", [], []),
+    ("return redis.error_reply('ERR')", [], []),
+    ("return redis.error_reply('-X y')", [], []),
+    ("return redis.status_reply(1)", [], []),
+    ("return KEYS", ["h", "k"], []),
+    ("return ARGV", ["h"], ["a", "b"]),
+    ("return #KEYS + #ARGV", ["h"], ["a"]),
+    # RESP -> Lua conversions
+    ("return redis.call('get', 'nosuchkey')", [], []),
+    ("return type(redis.call('get', 'nosuchkey'))", [], []),
+    ("return redis.call('hgetall', KEYS[1])", ["h"], []),
+    ("return redis.call('zrange', KEYS[1], 0, -1, 'withscores')", ["z"], []),
+    ("return redis.call('zscore', KEYS[1], 'a')", ["z"], []),
+    ("return redis.call('set', KEYS[1], 'v')", ["k"], []),
+    ("return redis.call('type', KEYS[1])", ["h"], []),
+    ("return redis.call('exists', KEYS[1], KEYS[2])", ["h", "h{h}"], []),
+    ("redis.setresp(3); return redis.call('hgetall', KEYS[1])", ["h"], []),
+    ("redis.setresp(3); return redis.call('smembers', KEYS[1])", ["s"], []),
+    ("redis.setresp(3); return redis.call('zrange', KEYS[1], 0, -1, 'withscores')", ["z"], []),
+    ("redis.setresp(3); return redis.call('get', 'nosuchkey')", [], []),
+    ("redis.setresp(3); return type(redis.call('get', 'nosuchkey'))", [], []),
+    ("redis.setresp(3); return redis.call('hgetall', KEYS[1]).map.f", ["h"], []),
+    ("redis.setresp(3); return redis.call('zscore', KEYS[1], 'a').double", ["z"], []),
+    ("redis.setresp(3); return redis.call('hexists', KEYS[1], 'f')", ["h"], []),
+    ("redis.setresp(3); return {true, false}", [], []),
+    ("redis.setresp(2); return {true, false}", [], []),
+    ("return redis.call('echo', 1e20)", [], []),
+    ("return redis.call('echo', 0.1)", [], []),
+    ("return redis.call('echo', 12)", [], []),
+    ("return redis.call('ping')", [], []),
+    ("return redis.call('ping', 'x')", [], []),
+    ("return redis.call('select', 0)", [], []),
+    # errors of called commands
+    ("return redis.call('incr', KEYS[1])", ["h"], []),
+    ("return redis.pcall('incr', KEYS[1])", ["h"], []),
+    ("return redis.pcall('hget', KEYS[1])", ["h"], []),
+    ("return {pcall(redis.call, 'incr', KEYS[1])}", ["h"], []),
+    ("local ok, e = pcall(redis.call, 'incr', KEYS[1]); return e", ["h"], []),
+    ("return redis.call('lpush', KEYS[1], 1)", ["h"], []),
+    ("return redis.call('nosuch')", [], []),
+    ("return redis.call('set', 'a')", [], []),
+    ("return redis.call()", [], []),
+    ("return redis.pcall()", [], []),
+    ("return redis.call('set', KEYS[1], {})", ["k"], []),
+    ("return redis.call('set', KEYS[1], nil)", ["k"], []),
+    ("return redis.call('blpop', KEYS[1], 0)", ["k"], []),
+    ("return redis.call('eval', 'return 1', 0)", [], []),
+    ("return redis.call('multi')", [], []),
+    ("return redis.call('subscribe', 'x')", [], []),
+    ("return redis.call('hset', KEYS[1], 'f', 'v', 'g')", ["h"], []),
+    ("return redis.call('set', KEYS[1], 'v', 'EX', 0)", ["k"], []),
+    # script errors
+    ("return x", [], []),
+    ("x = 1", [], []),
+    ("error('boom')", [], []),
+    ("error({err='CODE msg'})", [], []),
+    ("error()", [], []),
+    ("error(123)", [], []),
+    ("return 1 +", [], []),
+    ("local t = nil; return t.x", [], []),
+    ("return #nil", [], []),
+    # the environment
+    ("redis.call = 1", [], []),
+    ("string.x = 1", [], []),
+    ("getmetatable('').__index = 1", [], []),
+    ("return getmetatable('').__index == string", [], []),
+    ("return _G.redis ~= nil", [], []),
+    ("return _G.foo", [], []),
+    ("return rawget(_G, 'foo')", [], []),
+    ("return type(_G)", [], []),
+    ("return _VERSION", [], []),
+    ("return redis.REDIS_VERSION", [], []),
+    ("return redis.REDIS_VERSION_NUM", [], []),
+    (
+        "return {redis.LOG_DEBUG, redis.LOG_VERBOSE, redis.LOG_NOTICE, redis.LOG_WARNING, "
+        "redis.REPL_ALL, redis.REPL_AOF, redis.REPL_NONE, redis.REPL_REPLICA, redis.REPL_SLAVE}",
+        [],
+        [],
+    ),
+    ("redis.log(redis.LOG_WARNING, 'from a test') return 1", [], []),
+    ("return redis.log(1)", [], []),
+    ("return redis.log('x', 'y')", [], []),
+    ("return redis.log(9, 'y')", [], []),
+    ("return redis.replicate_commands()", [], []),
+    ("redis.set_repl(redis.REPL_ALL) return 1", [], []),
+    ("return redis.set_repl(8)", [], []),
+    ("return redis.setresp(4)", [], []),
+    ("return redis.setresp()", [], []),
+    ("return redis.sha1hex('abc')", [], []),
+    ("return redis.sha1hex(123)", [], []),
+    ("return redis.sha1hex()", [], []),
+    ("return tostring(select('#', unpack({1,2,3})))", [], []),
+    ("local t = {} ; setmetatable(t, {__index = function() return 5 end}); return t.x", [], []),
+    ("return {string.rep('x', 3), table.concat({1,2,3}, ','), string.byte('A'), string.char(66)}", [], []),
+    ("return string.format('%5.2f', 3.14159)", [], []),
+    ("return coroutine.wrap(function() coroutine.yield(7) end)()", [], []),
+    ("local f = loadstring('return 1+1'); return f()", [], []),
+    ("return type(collectgarbage('count'))", [], []),
+    ("return tostring(0/0)", [], []),
+    ("return tostring(12345678901234567890)", [], []),
+    ("math.randomseed(42); return {math.random(100), math.random(100), math.random(5, 7)}", [], []),
+    ("return tostring(tonumber('0x10'))", [], []),
+    # libraries
+    ("return cjson.encode({1,2,3,'a',{x=1}})", [], []),
+    ("return cjson.encode({a='x/y', b=true, c=cjson.null, d=1.5, e=1e20, f=-0.1})", [], []),
+    ("return cjson.encode({})", [], []),
+    ("return cjson.encode('a\\1b\\127\"\\\\')", [], []),
+    ("return cjson.encode({[1]=1,[5]=2})", [], []),
+    ("return cjson.encode({[1]=1,[50]=2})", [], []),
+    ("return cjson.encode(0/0)", [], []),
+    ("return cjson.encode(function() end)", [], []),
+    (
+        'local t = cjson.decode(\'[1,2,{"a":[null,true,false,1.5,"x\\\\u00e9"]}]\'); '
+        "return {t[1], t[3].a[4], tostring(t[3].a[1] == cjson.null), t[3].a[5], type(t[3].a[2])}",
+        [],
+        [],
+    ),
+    ('return cjson.decode(\'{"a":{"b":[1,2]}}\').a.b[2]', [], []),
+    (
+        "return {bit.band(0xff, 0x0f), bit.bor(1,2,4), bit.bxor(5,3), bit.bnot(0), bit.lshift(1, 31), "
+        "bit.rshift(-1, 28), bit.arshift(-256, 4), bit.tohex(255), bit.tohex(-1, -4), bit.tobit(2^32+5), "
+        "bit.rol(1, 33), bit.bswap(0x12345678)}",
+        [],
+        [],
+    ),
+    ("return struct.pack('>I2HbBi', 513, 65535, -1, 255, -2)", [], []),
+    ("return {struct.unpack('>I2HbBi', struct.pack('>I2HbBi', 513, 65535, -1, 255, -2))}", [], []),
+    ("return {struct.size('>iIhHbBdf'), struct.unpack('<d', struct.pack('<d', 1.5))}", [], []),
+    ("return struct.pack('s', 'abc') .. struct.pack('c3', 'xyz')", [], []),
+    ("return cmsgpack.pack({1,2,3}, 'abc', {a=1}, true, nil, 1.5, -1, -200, 70000, 2^40, 0.1)", [], []),
+    ("return {cmsgpack.unpack(cmsgpack.pack({1,2,3}, 'abc', true, 1.5, -1, -200, 70000))}", [], []),
+    ("local t = cmsgpack.unpack(cmsgpack.pack({a=1})); return t.a", [], []),
+    # shebang flags
+    ("#!lua\nreturn 1", [], []),
+    ("#!lua flags=no-writes\nreturn redis.call('get', KEYS[1])", ["k"], []),
+    ("#!lua flags=no-writes\nreturn redis.call('set', KEYS[1], 'x')", ["k"], []),
+    ("#!lua flags=allow-oom,allow-stale,no-cluster,allow-cross-slot-keys\nreturn 1", [], []),
+    ("#!lua flags=foo\nreturn 1", [], []),
+    ("#!luax\nreturn 1", [], []),
+    ("#!lua name=x\nreturn 1", [], []),
+    ("#!lua", [], []),
+    # the sandbox: every one of these must fail as in Redis
+    ("return os.execute('true')", [], []),
+    ("return io.open('/etc/passwd')", [], []),
+    ("return require('os')", [], []),
+    ("return package.loadlib", [], []),
+    ("return loadfile('/etc/passwd')", [], []),
+    ("return dofile('/etc/passwd')", [], []),
+    ("return print", [], []),
+    ("return debug", [], []),
+    ("return loadstring(string.dump(function() return 1 end))", [], []),
+    ("return getfenv(0).os", [], []),
+    ("return module", [], []),
+    ("return newproxy", [], []),
+]
+
+
+def _setup(c: redis.Redis) -> None:
+    c.hset("h", mapping={"f": "v"})
+    c.zadd("z", {"a": 1.5, "b": 2})
+    c.sadd("s", "m")
+
+
+@pytest.mark.parametrize("script,keys,args", SCRIPTS, ids=[s[0][:60] for s in SCRIPTS])
+def test_script_table(same, script, keys, args):
+    """Each script gives redis-server's reply, in RESP3 and in RESP2."""
+    _setup(same.real)
+    _setup(same.ours)
+    same("EVAL", script, len(keys), *keys, *args)
+    same("GET", "k")
+
+
+def test_eval_argument_errors(same):
+    same("EVAL", "return 1")
+    same("EVAL", "return 1", "x")
+    same("EVAL", "return 1", 2, "a")
+    same("EVAL", "return 1", -1)
+    same("EVALSHA", "ffffffffffffffffffffffffffffffffffffffff", 0)
+    same("EVALSHA", "short", 0)
+    same("EVAL_RO", "return redis.call('set', KEYS[1], 'x')", 1, "k")
+    same("EVAL_RO", "return redis.call('get', KEYS[1])", 1, "k")
+    same("EVAL_RO", "#!lua\nreturn 1", 0)
+    same("EVAL_RO", "#!lua flags=no-writes\nreturn 1", 0)
+
+
+def test_script_cache(same):
+    body = "return redis.call('incrby', KEYS[1], ARGV[1])"
+    sha = hashlib.sha1(body.encode()).hexdigest()
+    same("SCRIPT", "FLUSH")
+    same("SCRIPT", "EXISTS", sha, "abc")
+    same("EVALSHA", sha, 1, "k", 1)
+    same("SCRIPT", "LOAD", body)
+    same("SCRIPT", "EXISTS", sha, "abc", sha.upper())
+    same("EVALSHA", sha, 1, "k", 2)
+    same("EVALSHA", sha.upper(), 1, "h", 3)
+    same("EVALSHA_RO", sha, 1, "k", 2)
+    same("SCRIPT", "LOAD", "return 1 +")
+    same("SCRIPT", "FLUSH", "ASYNC")
+    same("SCRIPT", "FLUSH", "SYNC")
+    same("SCRIPT", "FLUSH", "LATER")
+    same("SCRIPT", "EXISTS", sha)
+    same("EVAL", body, 1, "s{k}", 7)
+    same("SCRIPT", "EXISTS", sha)
+    same("EVALSHA", sha, 1, "z", 1)
+    same("SCRIPT", "KILL")
+    same("SCRIPT", "NOSUCH")
+    same("SCRIPT", "LOAD")
+    same("SCRIPT", "EXISTS")
+
+
+def test_cross_shard_scripts(same):
+    """Declared keys on several shards, undeclared keys, keyless commands."""
+    for c in (same.real, same.ours):
+        _setup(c)
+        c.set("k", "10")
+    same("EVAL", "return {redis.call('hget', KEYS[1], 'f'), redis.call('get', KEYS[2])}", 2, "h", "k")
+    same(
+        "EVAL",
+        "redis.call('set', KEYS[1], 'a'); redis.call('set', KEYS[2], 'b'); return redis.call('mget', KEYS[1], KEYS[2])",
+        2,
+        "x1",
+        "x2",
+    )
+    # undeclared keys of other shards, read and written
+    same("EVAL", "return redis.call('incr', 'k')", 0)
+    same(
+        "EVAL",
+        "redis.call('set', 'u1', 'a'); redis.call('set', 'u2', 'b'); return redis.call('get', 'k')",
+        1,
+        "h",
+    )
+    same("MGET", "u1", "u2", "k")
+    # a write, then a call that needs another shard: the write must not be doubled
+    same("EVAL", "redis.call('incr', KEYS[1]); return redis.call('incr', 'k')", 1, "n")
+    same("MGET", "n", "k")
+    # commands that need every shard
+    same("EVAL", "local t = redis.call('keys', '*'); table.sort(t); return t", 0)
+    same("EVAL", "return redis.call('dbsize')", 0)
+    same("EVAL", "redis.call('set', 'new', 1); return redis.call('dbsize')", 1, "k")
+    same("EVAL", "return redis.call('flushall')", 0)
+    same("DBSIZE")
+    # an error after the cross-shard retry
+    same("EVAL", "redis.call('set', 'a1', 1); return redis.call('incr', 'h')", 0)
+    same("EVAL", "redis.call('hset', 'h', 'f', 'v'); return redis.call('incr', 'h')", 0)
+    same("GET", "a1")
+
+
+def test_scripts_in_multi(same):
+    for c in (same.real, same.ours):
+        c.set("k", "1")
+    real, ours = same.real.pipeline(transaction=True), same.ours.pipeline(transaction=True)
+    for p in (real, ours):
+        p.eval("return redis.call('incr', KEYS[1])", 1, "k")
+        p.get("k")
+        p.eval("return redis.call('incr', 'h')", 0)
+        p.eval("return redis.call('get', 'k')", 0)
+    assert _norm(ours.execute(raise_on_error=False)) == _norm(real.execute(raise_on_error=False))
+
+
+def test_watch_sees_script_writes(r):
+    r.set("k", "1")
+    r.set("other", "1")
+    for script, keys in [
+        ("return redis.call('incr', KEYS[1])", ["k"]),  # declared, on the key's shard
+        ("return redis.call('incr', 'k')", []),  # undeclared, run across shards
+    ]:
+        p = r.pipeline(transaction=True)
+        p.watch("k")
+        r.eval(script, len(keys), *keys)
+        p.multi()
+        p.set("k", "x")
+        with pytest.raises(redis.WatchError):
+            p.execute()
+    assert r.get("k") == b"3"
+    # a script that does not touch the watched key leaves it alone
+    p = r.pipeline(transaction=True)
+    p.watch("k")
+    r.eval("return redis.call('incr', KEYS[1])", 1, "other")
+    p.multi()
+    p.set("k", "x")
+    assert p.execute() == [True]
+
+
+def test_redis_py_lock(r):
+    lock = r.lock("mylock", timeout=5)
+    assert lock.acquire(blocking=False)
+    assert not r.lock("mylock", blocking_timeout=0.2).acquire()
+    assert lock.extend(2)
+    assert 5000 < r.pttl("mylock") <= 7000
+    assert lock.reacquire()
+    assert 4000 < r.pttl("mylock") <= 5000
+    lock.release()
+    assert r.exists("mylock") == 0
+    with pytest.raises(redis.exceptions.LockError):
+        lock.release()  # redis-py knows it holds nothing
+    # a lock taken over by another owner: the release script refuses
+    lost = r.lock("mylock", timeout=0.1)
+    assert lost.acquire()
+    r.delete("mylock")
+    assert r.lock("mylock", timeout=5).acquire()
+    with pytest.raises(redis.exceptions.LockNotOwnedError):
+        lost.release()
+    r.delete("mylock")
+    with r.lock("mylock", timeout=5, blocking_timeout=1):
+        assert r.exists("mylock") == 1
+    assert r.exists("mylock") == 0
+    # blocking acquire: the holder's lock expires, the waiter gets it
+    holder = r.lock("mylock", timeout=0.3)
+    assert holder.acquire()
+    waiter = r.lock("mylock", timeout=5, blocking_timeout=3, sleep=0.05)
+    assert waiter.acquire()
+    waiter.release()
+
+
+def test_redis_py_lock_asyncio(server):
+    async def run() -> None:
+        a = aredis.Redis(port=server)
+        lock = a.lock("alock", timeout=5)
+        assert await lock.acquire()
+        assert not await a.lock("alock", blocking_timeout=0.2).acquire()
+        assert await lock.extend(1)
+        assert await lock.reacquire()
+        await lock.release()
+        assert await a.exists("alock") == 0
+        async with a.lock("alock", timeout=5):
+            assert await a.exists("alock") == 1
+        await a.aclose()
+
+    asyncio.run(run())
+
+
+def test_register_script_noscript_fallback(r):
+    script = r.register_script("return redis.call('incrby', KEYS[1], ARGV[1])")
+    r.script_flush()
+    assert script(keys=["c"], args=[5]) == 5  # NOSCRIPT, then SCRIPT LOAD, then EVALSHA
+    assert script(keys=["c"], args=[5]) == 10
+    p = r.pipeline()
+    script(keys=["c"], args=[1], client=p)
+    script(keys=["c{x}"], args=[1], client=p)
+    assert p.execute() == [11, 1]
+
+
+ESCAPES = [
+    "return python",
+    "return python.eval('1')",
+    "return python.builtins.open('/etc/passwd')",
+    "return python.as_attrgetter(redis.call)",
+    "local f = redis.call; return f.__class__",
+    "return redis.call.__globals__",
+    "return redis.call.__self__.shard",
+    "return cjson.encode.__self__",
+    "return getmetatable(redis.call)",
+    "return tostring(redis.call)",
+    "return type(redis.call)",
+    "return string.dump(redis.call)",
+    "local mt = getmetatable(''); mt.__index = nil",
+    "return setmetatable(_G, nil)",
+    "return rawset(_G, 'x', 1)",
+    "return debug.getregistry()",
+    "return getfenv(0)",
+    "return load(function() return nil end)",
+    "return loadstring(string.dump(function() return 1 end))",
+    "return loadstring('\\27Lua')",
+    "return os.execute('true')",
+    "return io.popen('id')",
+    "return require('io')",
+    "return package.loaded",
+    "return dofile('/etc/passwd')",
+    "return loadfile('/etc/passwd')",
+    "return collectgarbage('count') < 0",
+]
+
+
+@pytest.mark.parametrize("script", ESCAPES)
+def test_sandbox_escapes(server, script):
+    """No script reaches Python, the filesystem or the process; nothing of
+    Python's shows through (no repr, no attributes)."""
+    c = redis.Redis(port=server, protocol=2)
+    try:
+        reply = c.eval(script, 0)
+    except redis.ResponseError as e:
+        reply = str(e)
+        assert "Traceback" not in reply and "<" not in reply, reply
+        return
+    finally:
+        c.close()
+    assert reply in (None, 0, b"function", b"function: builtin") or str(reply).startswith("b'function: 0x"), (
+        reply
+    )
+
+
+@pytest.fixture(params=["redis", "shardkv"])
+def own_server(request):
+    """A server of each kind for this test alone (a script may hold it)."""
+    proc = start_redis() if request.param == "redis" else start_shardkv(shards=4)
+    yield proc.port
+    proc.stop()
+
+
+@pytest.mark.parametrize("writes", [False, True], ids=["read-only", "wrote"])
+def test_busy_script_and_script_kill(own_server, writes):
+    """``while true do end``: other clients get -BUSY for what it blocks,
+    SCRIPT KILL stops it (or answers -UNKILLABLE once it wrote), and
+    nothing hangs."""
+    port = own_server
+    c = redis.Redis(port=port, socket_timeout=30)
+    c.config_set("busy-reply-threshold", 100)
+    key = on_shards(0)[0]  # on the shard of a keyless script
+    with pytest.raises(redis.ResponseError, match="No scripts in execution"):
+        c.execute_command("SCRIPT", "KILL")
+    result: list = []
+
+    def run() -> None:
+        runner = redis.Redis(port=port, socket_timeout=60)
+        try:
+            if writes:
+                result.append(runner.eval("redis.call('set', KEYS[1], 'x') while true do end", 1, key))
+            else:
+                result.append(runner.eval("while true do end", 0))
+        except (redis.ResponseError, redis.ConnectionError) as e:
+            result.append(e)
+        runner.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            c.get(key)
+        except redis.ResponseError as e:
+            assert "Redis is busy running a script. You can only call SCRIPT KILL" in str(e), e
+            break
+        assert time.monotonic() < deadline, "never got -BUSY"
+        time.sleep(0.05)
+    if writes:
+        with pytest.raises(redis.ResponseError, match="already executed write commands"):
+            c.execute_command("SCRIPT", "KILL")
+        c.close()
+        return  # the fixture stops the server
+    assert c.execute_command("SCRIPT", "KILL")
+    thread.join(20)
+    assert not thread.is_alive()
+    assert "killed by user" in str(result[0])
+    assert c.get(key) is None
+    with pytest.raises(redis.ResponseError, match="No scripts in execution"):
+        c.execute_command("SCRIPT", "KILL")
+    c.close()
+
+
+# -- functions -----------------------------------------------------------------------
+
+LIBRARIES = [
+    "#!lua name=lib1\nredis.register_function('f1', function(keys, args) return redis.call('get', keys[1]) end)",
+    "return 1",
+    "#!lua\nx",
+    "#!lua name=lib2\nx = 1",
+    "#!lua name=lib2\nredis.call('ping')",
+    "#!lua name=lib2\nredis.register_function('f1', function() return 1 end)",
+    "#!lua name=lib2\nlocal x = string.len('a')",
+    "#!lua name=lib2\nredis.register_function('f 2', function() return 1 end)",
+    "#!lua name=lib2\nredis.register_function{function_name='f2', callback=function() return 1 end, flags={'no-writes','bad'}}",
+    "#!lua name=lib2\nredis.register_function{function_name='f2', callback=function() return 1 end, bad=1}",
+    "#!lua name=lib2\nredis.register_function{callback=function() return 1 end}",
+    "#!lua name=lib2\nredis.register_function{function_name='f2'}",
+    "#!lua name=lib2\nredis.register_function('f2', 'notafunction')",
+    "#!lua name=lib2\nredis.register_function('f2', function() end, 3)",
+    "#!lua name=lib2\nredis.register_function('f2', function() end) redis.register_function('f2', function() end)",
+    "#!lua name=lib2\nreturn 1 +",
+    "#!lua name=lib2\n",
+    "#!lua name=lib2 foo=bar\n",
+    "#!luax name=lib2\n",
+    "#!lua name=lib-2\nredis.register_function('f2', function() end)",
+    "#!lua name=lib2 name=lib3\n",
+    (
+        "#!lua name=lib3\nredis.register_function{function_name='f3', callback=function(keys, args) "
+        "return x end, description='desc', flags={'no-writes', 'allow-oom'}}"
+    ),
+    "#!lua name=lib4\nredis.register_function('f4', function(keys, args) return redis.call('set', keys[1], args[1]) end)",
+    (
+        "#!lua name=lib5\nlocal function helper(k) return redis.call('incr', k) end\n"
+        "redis.register_function('f5', function(keys, args) return {helper(keys[1]), #args, redis.REDIS_VERSION} end)\n"
+        "redis.register_function('f6', function(keys, args) return redis.call('get', 'k') end)"
+    ),
+]
+
+
+def test_functions(same):
+    same("FUNCTION", "FLUSH")
+    for code in LIBRARIES:
+        same("FUNCTION", "LOAD", code)
+    same("FUNCTION", "LOAD", LIBRARIES[0])
+    same("FUNCTION", "LOAD", "REPLACE", LIBRARIES[0])
+    same("FUNCTION", "LOAD", "BAD", LIBRARIES[0])
+    same("SET", "k", "v")
+    same("FCALL", "f1", 1, "k")
+    same("FCALL", "nosuch", 0)
+    same("FCALL", "f1", "x")
+    same("FCALL", "f1", 5)
+    same("FCALL", "f1", -1)
+    same("FCALL", "f3", 0)
+    same("FCALL_RO", "f3", 0)
+    same("FCALL_RO", "f4", 1, "k", "x")
+    same("FCALL", "f4", 1, "h", "x")
+    same("FCALL", "f5", 1, "n", "a", "b")
+    same("FCALL", "f6", 1, "h")  # an undeclared key of another shard
+    same("GET", "h")
+    same("FUNCTION", "LIST", "LIBRARYNAME", "lib3")
+    same("FUNCTION", "LIST", "LIBRARYNAME", "lib3", "WITHCODE")
+    same("FUNCTION", "LIST", "LIBRARYNAME")
+    same("FUNCTION", "LIST", "BAD")
+    same("FUNCTION", "STATS")
+    same("FUNCTION", "DELETE", "lib3")
+    same("FUNCTION", "DELETE", "lib3")
+    same("FCALL", "f3", 0)
+    same("FUNCTION", "KILL")
+    same("FUNCTION", "FLUSH", "BAD")
+    same("FUNCTION", "RESTORE", "x", "BAD")
+    same("FUNCTION", "RESTORE", "garbage")
+    same("FUNCTION", "NOSUCH")
+    same("FUNCTION", "FLUSH", "SYNC")
+    same("FUNCTION", "LIST")
+    same("FUNCTION", "STATS")
+
+
+def test_function_dump_restore_both_ways(ports):
+    """FUNCTION DUMP's payload restores into the other server, both ways."""
+    real, ours = redis.Redis(port=ports["redis"]), redis.Redis(port=ports["shardkv"])
+    code = (
+        "#!lua name=dumped\nredis.register_function('d1', function(keys, args) return 'from ' .. args[1] end)"
+    )
+    for source, target in [(real, ours), (ours, real)]:
+        source.function_flush()
+        target.function_flush()
+        source.function_load(code)
+        payload = source.function_dump()
+        assert target.function_restore(payload)
+        assert target.fcall("d1", 0, "x") == b"from x"
+        with pytest.raises(redis.ResponseError, match="already exists"):
+            target.function_restore(payload)
+        assert target.function_restore(payload, "REPLACE")
+        assert target.function_restore(payload, "FLUSH")
+        assert target.function_list() == source.function_list()
+    real.close()
+    ours.close()
+
+
+def test_script_writes_survive_a_restart(tmp_path):
+    """The AOF records a script's writes (not the script): a restart
+    restores the data, single-shard and cross-shard; the script cache does
+    not persist."""
+    flags = ("--appendonly", "yes", "--appendfsync", "always", "--dir", str(tmp_path))
+    proc = start_shardkv(*flags, shards=2)
+    c = redis.Redis(port=proc.port)
+    c.eval("redis.call('set', KEYS[1], 'a'); redis.call('rpush', KEYS[2], 1, 2); return 1", 2, "k{t}", "l{t}")
+    c.eval("redis.call('incrby', 'n1', 5); redis.call('set', 'n2', 'x'); return 1", 0)  # across shards
+    with pytest.raises(redis.ResponseError):  # an error after a write: the write stays
+        c.eval("redis.call('set', 'gone', 1); return redis.call('incr', 'k{t}')", 0)
+    sha = c.script_load("return 1")
+    c.close()
+    proc.stop()
+    proc = start_shardkv(*flags, shards=2)
+    c = redis.Redis(port=proc.port)
+    try:
+        assert c.get("k{t}") == b"a"
+        assert c.lrange("l{t}", 0, -1) == [b"1", b"2"]
+        assert c.get("n1") == b"5" and c.get("n2") == b"x"
+        assert c.get("gone") == b"1"
+        assert c.script_exists(sha) == [False]
+    finally:
+        c.close()
+        proc.stop()

@@ -1,0 +1,199 @@
+"""XREAD and XREADGROUP with BLOCK, against both servers.
+
+As in tests/compat/test_blocking.py: each blocked command runs in a thread on a
+connection of its own, and the test waits until the server counts it in
+``blocked_clients`` before acting.  With 4 shards "a", "b", "c" and "d"
+live on four different shards, and ``{a}x`` on a's.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import redis
+
+from tests.compat.test_blocking import WAIT, blocked_clients, wait_blocked
+
+
+@pytest.fixture
+def pool():
+    with ThreadPoolExecutor(max_workers=4) as executor:
+        yield executor
+
+
+class Raw(redis.Redis):
+    """A client that returns replies as sent (no redis-py parsing), except INFO."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(port=port, protocol=3, socket_timeout=WAIT)
+        info = self.response_callbacks.get("INFO")
+        self.response_callbacks.clear()
+        self.response_callbacks["INFO"] = info
+
+
+@pytest.fixture
+def rr(r, server):
+    c = Raw(server)
+    yield c
+    c.close()
+
+
+def _raw(port: int, *args, protocol: int = 3):
+    c = redis.Redis(port=port, protocol=protocol, socket_timeout=WAIT)
+    c.response_callbacks.clear()
+    try:
+        return c.execute_command(*args)
+    finally:
+        c.close()
+
+
+def start_raw(pool, port, *args, protocol=3):
+    return pool.submit(_raw, port, *args, protocol=protocol)
+
+
+@pytest.mark.parametrize("keys", [["a"], ["b", "a"], ["a", "{a}x"]], ids=["one", "cross-shard", "same-shard"])
+def test_xread_block_dollar_wakes(rr, server, pool, keys):
+    rr.execute_command("XADD", "a", "1-0", "old", "1")
+    waiting = start_raw(pool, server, "XREAD", "BLOCK", 0, "STREAMS", *keys, *["$"] * len(keys))
+    wait_blocked(rr, 1)
+    rr.execute_command("XADD", "a", "2-0", "new", "2")
+    assert waiting.result(WAIT) == {b"a": [[b"2-0", [b"new", b"2"]]]}
+    wait_blocked(rr, 0)
+
+
+def test_xread_block_resp2(rr, server, pool):
+    waiting = start_raw(pool, server, "XREAD", "BLOCK", 0, "COUNT", 1, "STREAMS", "c", "0", protocol=2)
+    wait_blocked(rr, 1)
+    rr.execute_command("XADD", "c", "5-0", "f", "v")
+    assert waiting.result(WAIT) == [[b"c", [[b"5-0", [b"f", b"v"]]]]]
+
+
+@pytest.mark.parametrize("keys", [["a"], ["a", "b"]], ids=["one", "cross-shard"])
+def test_xread_block_timeout(rr, keys):
+    args = ["XREAD", "BLOCK", 50, "STREAMS", *keys, *["0"] * len(keys)]
+    assert rr.execute_command(*args) is None
+    assert blocked_clients(rr) == 0
+
+
+def test_xread_block_served_at_once(rr):
+    rr.execute_command("XADD", "a", "1-0", "f", "v")
+    got = rr.execute_command("XREAD", "BLOCK", 0, "STREAMS", "a", "0")
+    assert got == {b"a": [[b"1-0", [b"f", b"v"]]]}
+
+
+def test_xreadgroup_block_fifo(rr, server, pool):
+    """Two consumers blocked on one group: each new entry goes to the one
+    that blocked first, then the next."""
+    rr.execute_command("XGROUP", "CREATE", "a", "g", "$", "MKSTREAM")
+    first = start_raw(pool, server, "XREADGROUP", "GROUP", "g", "c1", "BLOCK", 0, "STREAMS", "a", ">")
+    wait_blocked(rr, 1)
+    second = start_raw(pool, server, "XREADGROUP", "GROUP", "g", "c2", "BLOCK", 0, "STREAMS", "a", ">")
+    wait_blocked(rr, 2)
+    rr.execute_command("XADD", "a", "1-0", "n", "1")
+    assert first.result(WAIT) == {b"a": [[b"1-0", [b"n", b"1"]]]}
+    wait_blocked(rr, 1)
+    rr.execute_command("XADD", "a", "2-0", "n", "2")
+    assert second.result(WAIT) == {b"a": [[b"2-0", [b"n", b"2"]]]}
+    pending = rr.execute_command("XPENDING", "a", "g")
+    assert pending[0] == 2 and pending[3] == [[b"c1", b"1"], [b"c2", b"1"]]
+
+
+def test_xreadgroup_group_destroyed(rr, server, pool):
+    rr.execute_command("XGROUP", "CREATE", "a", "g", "$", "MKSTREAM")
+    waiting = start_raw(pool, server, "XREADGROUP", "GROUP", "g", "c", "BLOCK", 0, "STREAMS", "a", ">")
+    wait_blocked(rr, 1)
+    rr.execute_command("XGROUP", "DESTROY", "a", "g")
+    with pytest.raises(
+        redis.ResponseError, match="NOGROUP the consumer group this client was blocked on no longer exists"
+    ):
+        waiting.result(WAIT)
+
+
+def test_xreadgroup_stream_deleted(rr, server, pool):
+    rr.execute_command("XGROUP", "CREATE", "a", "g", "$", "MKSTREAM")
+    waiting = start_raw(pool, server, "XREADGROUP", "GROUP", "g", "c", "BLOCK", 0, "STREAMS", "a", ">")
+    wait_blocked(rr, 1)
+    rr.delete("a")
+    with pytest.raises(redis.ResponseError, match="UNBLOCKED the stream key no longer exists"):
+        waiting.result(WAIT)
+
+
+def test_xread_multi_exec_wakes_once_whole(rr, server, pool):
+    """The waiter sees the whole transaction: both entries, not one."""
+    waiting = start_raw(pool, server, "XREAD", "BLOCK", 0, "STREAMS", "a", "$")
+    wait_blocked(rr, 1)
+    pipe = rr.pipeline(transaction=True)
+    pipe.execute_command("XADD", "a", "1-0", "f", "1")
+    pipe.execute_command("XADD", "a", "2-0", "f", "2")
+    pipe.execute()
+    assert waiting.result(WAIT) == {b"a": [[b"1-0", [b"f", b"1"]], [b"2-0", [b"f", b"2"]]]}
+
+
+def test_xread_block_in_multi_is_null(rr):
+    pipe = rr.pipeline(transaction=True)
+    pipe.execute_command("XREAD", "BLOCK", 0, "STREAMS", "a", "$")
+    assert pipe.execute() == [None]
+
+
+def test_xreadgroup_cross_shard_block(rr, server, pool):
+    for key in ("a", "b"):
+        rr.execute_command("XGROUP", "CREATE", key, "g", "$", "MKSTREAM")
+    waiting = start_raw(
+        pool, server, "XREADGROUP", "GROUP", "g", "c", "BLOCK", 0, "STREAMS", "a", "b", ">", ">"
+    )
+    wait_blocked(rr, 1)
+    rr.execute_command("XADD", "b", "3-0", "f", "v")
+    assert waiting.result(WAIT) == {b"b": [[b"3-0", [b"f", b"v"]]]}
+    assert rr.execute_command("XPENDING", "b", "g")[0] == 1
+
+
+@pytest.mark.parametrize("keys", [["a"], ["a", "b"]], ids=["one-shard", "cross-shard"])
+@pytest.mark.parametrize("how", ["TIMEOUT", "ERROR"])
+def test_client_unblock_xread(rr, server, pool, keys, how):
+    def run():
+        c = Raw(server)
+        try:
+            me = c.execute_command("CLIENT", "ID")
+            ids.append(me)
+            return c.execute_command("XREAD", "BLOCK", 0, "STREAMS", *keys, *["$"] * len(keys))
+        except redis.ResponseError as e:
+            return str(e)
+        finally:
+            c.close()
+
+    ids: list = []
+    waiting = pool.submit(run)
+    wait_blocked(rr, 1)
+    assert rr.execute_command("CLIENT", "UNBLOCK", ids[0], how) == 1
+    got = waiting.result(WAIT)
+    if how == "TIMEOUT":
+        assert got is None
+    else:
+        assert got == "UNBLOCKED client unblocked via CLIENT UNBLOCK"
+    wait_blocked(rr, 0)
+
+
+def test_streams_in_another_database(rr, server, pool):
+    """XREAD across shards, blocking or not, reads the client's database."""
+
+    def run():
+        c = Raw(server)
+        try:
+            c.execute_command("SELECT", 3)
+            return c.execute_command("XREAD", "BLOCK", 0, "STREAMS", "a", "b", "$", "$")
+        finally:
+            c.close()
+
+    rr.execute_command("XADD", "a", "1-0", "db", "0")
+    rr.execute_command("SELECT", 3)
+    rr.execute_command("XADD", "b", "1-0", "db", "3")
+    assert rr.execute_command("XREAD", "STREAMS", "a", "b", "0", "0") == {b"b": [[b"1-0", [b"db", b"3"]]]}
+    waiting = pool.submit(run)
+    wait_blocked(rr, 1)
+    rr.execute_command("SELECT", 0)
+    rr.execute_command("XADD", "a", "2-0", "db", "0")
+    rr.execute_command("SELECT", 3)
+    rr.execute_command("XADD", "a", "2-0", "db", "3")
+    assert waiting.result(WAIT) == {b"a": [[b"2-0", [b"db", b"3"]]]}
+    rr.execute_command("FLUSHALL")

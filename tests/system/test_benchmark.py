@@ -1,0 +1,96 @@
+"""The benchmark command runs, as the README gives it, and writes what it promises.
+
+A tiny run of every mode (a few thousand requests and keys) against a real
+redis-server, shardkv and the thread-per-client baseline.  It checks the
+shape of the results (every server measured in every round, ratios to
+redis-server, CPU seconds for the acceptor and each worker, the memory and
+keyspace comparisons, the chart), never a speed: timings belong to full
+runs of the benchmark, not to tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.timeout(300)
+def test_benchmark_command_measures_every_server_in_every_round(tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    argv = [sys.executable, "benchmarks/run.py", "--throughput", "--memory", "--keyspace"]
+    argv += ["--shards", "2", "--tests", "set,get", "--pipelines", "1,16", "--requests", "2000"]
+    argv += ["--repeat", "2", "--keys", "12000", "--memory-shards", "2", "--out", str(out)]
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=280)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "Throughput (redis-benchmark)" in done.stdout
+    assert "round 2/2" in done.stderr  # progress lines name the round
+
+    results = json.loads((out / "results.json").read_text())
+    assert results["errors"] == []
+    throughput = results["throughput"]
+    found = {(r["server"], r["name"], r["pipeline"]) for r in throughput}
+    assert found == {
+        (server, name, pipeline)
+        for server in ("redis", "shardkv-2", "baseline")
+        for name in ("SET", "GET")
+        for pipeline in (1, 16)
+    }
+    for record in throughput:
+        assert len(record["rps_runs"]) == 2  # one per round
+        assert all(rps > 0 for rps in record["rps_runs"])
+        assert record["rps"] == pytest.approx(statistics.median(record["rps_runs"]))
+        assert record["vs_redis"] is not None
+        if record["server"] == "redis":
+            assert record["vs_redis"] == 1.0
+        else:
+            redis = next(
+                r
+                for r in throughput
+                if r["server"] == "redis"
+                and r["name"] == record["name"]
+                and r["pipeline"] == record["pipeline"]
+            )
+            assert record["vs_redis"] == pytest.approx(record["rps"] / redis["rps"])
+        if record["server"] == "shardkv-2":
+            assert "acceptor" in record["cpu_seconds_per_100k"]
+        if record["server"] == "baseline":
+            assert record["vs_baseline"] == 1.0
+        # redis-benchmark itself spends CPU on every request it sends.
+        assert record["client_cpu_seconds_per_100k"] > 0
+    shardkv_roles = set().union(
+        *(r["cpu_seconds_per_100k"] for r in throughput if r["server"] == "shardkv-2")
+    )
+    assert {"acceptor", "worker 0", "worker 1"} <= shardkv_roles
+    assert {p["shards"] for p in results["projection"]} == {2}
+    assert "cores busy" in done.stdout
+    for b in results["machine_budget"]:
+        per_100k = b["server_cpu_seconds_per_100k"] + b["client_cpu_seconds_per_100k"]
+        assert b["machine_ceiling_rps"] == pytest.approx(os.cpu_count() * 100_000 / per_100k)
+    assert len(results["machine_budget"]) == len(throughput)
+
+    memory = {(r["server"], r["ttl"]): r for r in results["memory"]}
+    assert set(memory) == {(s, ttl) for s in ("redis", "shardkv-2", "baseline") for ttl in (None, 3600)}
+    for record in memory.values():
+        assert record["keys_ok"] == 12000
+        assert record["rss"] > 0 and record["vs_redis"] > 0
+
+    keyspace = results["keyspace"]
+    assert {(r["server"], r["name"], r["pipeline"]) for r in keyspace} == {
+        (server, name, pipeline)
+        for server in ("redis", "shardkv-2")
+        for name in ("SET", "GET")
+        for pipeline in (1, 16)
+    }
+    for pair in keyspace:
+        assert (pair["small_keyspace"], pair["large_keyspace"]) == (10000, 12000)
+        assert pair["rps_small"] > 0 and pair["rps_large"] > 0
+
+    assert (out / "throughput.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,74 @@
+"""Config file and flags."""
+
+import subprocess
+import sys
+
+import pytest
+
+from shardkv.runtime import config
+from tests.support.servers import ROOT
+
+
+def test_defaults_file_documents_every_setting():
+    """Every setting shardkv acts on is documented in configs/default.toml;
+    every other Redis parameter is listed after them, in a section of its own."""
+    text = (ROOT / "configs" / "default.toml").read_text()
+    used, _, inert = text.partition("# -- accepted for compatibility: no effect in shardkv")
+    values = config.load_file(str(ROOT / "configs" / "default.toml"))
+    for name, setting in config.SETTINGS.items():
+        if setting.used:
+            assert f"\n{name} = " in used, name
+        elif "hidden" not in setting.flags:
+            assert f"\n{name} = " in inert, name
+        if "hidden" not in setting.flags or setting.used:
+            assert values[name] == setting.default, name
+
+
+def test_flags_override_file(tmp_path):
+    f = tmp_path / "c.toml"
+    f.write_text('port = 7000\nshards = 3\nmaxmemory = "1mb"\n')
+    values = config.load(["--config", str(f), "--shards", "8"])
+    assert values["port"] == 7000
+    assert values["shards"] == 8
+    assert values["maxmemory"] == 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        ("nosuch = 1\n", "unknown setting 'nosuch'"),
+        ('port = "x"\n', "bad value for 'port'"),
+        ("appendonly = 3\n", "bad value for 'appendonly'"),
+        ('maxmemory-policy = "lots"\n', "bad value for 'maxmemory-policy'"),
+        ("port = \n", "cannot read config file"),
+    ],
+)
+def test_bad_file_exits_2_with_one_line(tmp_path, content, words):
+    f = tmp_path / "bad.toml"
+    f.write_text(content)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), "--config", str(f)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0], proc.stderr
+
+
+def test_missing_file_and_bad_flag_exit_2():
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), "--config", "/nonexistent/x.toml"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 2 and "/nonexistent/x.toml" in proc.stderr
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), "--shards", "zero"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 2 and "--shards" in proc.stderr

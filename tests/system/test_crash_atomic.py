@@ -1,0 +1,319 @@
+"""Cross-shard operations stay all-or-nothing when any process dies.
+
+The end-to-end part holds one process at each step of each kind of
+cross-shard operation (RENAME, MSET, MULTI/EXEC transfer, SMOVE,
+SUNIONSTORE) with a fault point, SIGKILLs a worker or the acceptor,
+and checks, against the reply the client got, the invariant, that no
+acknowledged write was lost, that nothing was half-applied, and that no
+shard hangs; then it crashes the whole server and checks every round's
+keys after a restart from the AOF (``tests/system/faults.py`` loops the same
+rounds).  The unit part drives a worker's side of the protocol directly.
+"""
+
+from __future__ import annotations
+
+import marshal
+
+import pytest
+
+from shardkv.acceptor import crossshard
+from shardkv.protocol import decisions, wire
+from shardkv.protocol.resp import Error
+from shardkv.runtime import config
+from shardkv.worker.persistence import aof
+from shardkv.worker.persistence.engine import Persistence
+from shardkv.worker.process import Prepared, Shard
+from shardkv.worker.transfer import export_key
+from tests.system import faults
+
+# -- the messages ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        wire.Run(1, {b"k": ("string", b"v", None)}, [[b"RENAME", b"k", b"j"]], 0, False, [b"k"]),
+        wire.Prepare(2, {b"k": None}),
+        wire.Decide(3, True),
+        wire.Resolve({4: False, 5: True}),
+        wire.Ran(6, [b"+OK\r\n"], {b"j": None}, wire.PREPARED),
+        wire.Prepared(7),
+        wire.Finished(8, False),
+        wire.Refused(9, "not parked for this operation"),
+        wire.InDoubt([10, 11]),
+    ],
+)
+def test_every_control_message_round_trips(message):
+    assert wire.decode_control(wire.encode_control(message)) == message
+
+
+def test_answers_round_trip_with_errors():
+    for message in (wire.Parked(1, {b"k": None}, {b"w": 3}), wire.PartPrepared(2, True, 5)):
+        assert wire.decode_answer(wire.encode_answer(message)) == message
+    back = wire.decode_answer(wire.encode_answer(wire.PartPrepared(3, False, Error("OOM x"))))
+    assert type(back.value) is Error and back.value.message == "OOM x"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("payload", [b"C", b"C\x00", b"C" + __import__("marshal").dumps(("Nope", 1))])
+def test_a_malformed_control_frame_is_rejected(payload):
+    with pytest.raises(wire.BadMessage):
+        wire.decode_control(payload)
+
+
+# -- a worker's side, driven directly --------------------------------------------------
+
+
+class Pipe:
+    """What a parked shard reads and sends, without a process."""
+
+    def __init__(self, shard: Shard, frames: list[bytes]) -> None:
+        self.frames = list(frames)
+        self.sent: list = []
+        shard.send = self.send
+        shard.recv = self.recv
+
+    def send(self, payload: bytes) -> None:
+        if payload[:1] == b"C":
+            self.sent.append(wire.decode_control(payload))
+
+    def recv(self) -> bytes:
+        if not self.frames:
+            raise EOFError
+        return self.frames.pop(0)
+
+
+def _shard_with(*pairs: tuple[bytes, bytes]) -> Shard:
+    shard = Shard(0, 1)
+    for key, value in pairs:
+        shard.execute([b"SET", key, value])
+    return shard
+
+
+def _park(shard: Shard, op: int, *args: bytes) -> bytes:
+    body, parked = shard.enter([b"__prepare", b"%d" % op, *args])
+    assert parked == op
+    return body
+
+
+def test_a_parked_worker_refuses_another_operations_message_and_keeps_waiting():
+    shard = _shard_with((b"a", b"1"))
+    _park(shard, 5, b"MSET", b"a", b"2")
+    pipe = Pipe(
+        shard, [wire.encode_control(wire.Decide(4, True)), wire.encode_control(wire.Decide(5, False))]
+    )
+    shard.park(5)
+    assert pipe.sent == [wire.Refused(4, "not parked for this operation"), wire.Finished(5, False)]
+    assert shard.execute([b"GET", b"a"]) == b"1"  # aborted: undone
+
+
+def test_a_worker_not_parked_refuses_a_control_message():
+    shard = _shard_with()
+    pipe = Pipe(shard, [])
+    shard.refuse(wire.Decide(9, True))
+    assert pipe.sent == [wire.Refused(9, "not parked for this operation")]
+
+
+def test_a_write_fan_out_part_is_applied_only_on_commit_of_its_own_operation():
+    shard = _shard_with((b"a", b"1"), (b"b", b"1"))
+    body = _park(shard, 6, b"DEL", b"a", b"b")
+    assert wire.decode_answer(body) == wire.PartPrepared(6, True, 2)
+    Pipe(shard, [wire.encode_control(wire.Decide(6, True))])
+    shard.park(6)
+    assert shard.keyspace.dbsize() == 0 and not shard.prepared
+
+
+def test_a_part_that_changes_nothing_does_not_park():
+    shard = _shard_with()
+    body, parked = shard.enter([b"__prepare", b"7", b"DEL", b"missing"])
+    assert parked is None and wire.decode_answer(body) == wire.PartPrepared(7, False, 0)
+
+
+def test_acceptor_lost_while_parked_keeps_a_prepared_part_in_doubt_until_resolved():
+    shard = _shard_with((b"a", b"1"))
+    _park(shard, 8, b"MSET", b"a", b"2")
+    Pipe(shard, [])  # the acceptor's pipe closes
+    with pytest.raises(EOFError):
+        shard.park(8)
+    assert list(shard.prepared) == [8]
+    # The next acceptor: InDoubt first, then nothing runs before Resolve.
+    batch = b"B" + wire.entry_header(0) + b"*2\r\n$3\r\nGET\r\n$1\r\na\r\n"
+    pipe = Pipe(shard, [batch, wire.encode_control(wire.Resolve({8: True}))])
+    shard.report_in_doubt()
+    assert pipe.sent == [wire.InDoubt([8]), wire.Finished(8, True)]
+    assert shard.backlog == [batch]  # kept, in order, for after
+    assert shard.execute([b"GET", b"a"]) == b"2"
+
+
+def test_acceptor_lost_while_parked_with_nothing_prepared_resumes():
+    shard = _shard_with((b"a", b"1"))
+    parked = shard.park_reply([b"__park", b"9", b"0", b"a"])
+    assert parked.op == 9 and parked.states == {}
+    Pipe(shard, [])
+    with pytest.raises(EOFError):
+        shard.park(9)
+    assert not shard.prepared
+    pipe = Pipe(shard, [])
+    shard.report_in_doubt()
+    assert pipe.sent == [wire.InDoubt([])]
+
+
+def test_executor_prepares_its_own_changes_and_undoes_them_on_abort():
+    shard = _shard_with((b"src", b"v"))
+    before = export_key(shard.keyspace, b"src")
+    ran = shard.run_foreign(wire.Run(10, {b"dst": None}, [[b"RENAME", b"src", b"dst"]], 0, False, [b"src"]))
+    assert ran.own == wire.PREPARED and ran.after == {b"dst": ("string", b"v", None)}
+    assert shard.execute([b"EXISTS", b"src"]) == 0  # applied while parked
+    shard.decide(10, False)
+    assert export_key(shard.keyspace, b"src") == before
+
+
+def test_a_part_left_in_doubt_by_a_restart_commits_in_its_own_database():
+    shard = _shard_with()
+    shard.keyspace.select(1)
+    shard.execute([b"SET", b"a", b"1"])
+    _park(shard, 11, b"MSET", b"a", b"2")
+    part = shard.prepared[11]
+    # After a restart the part is known from the AOF only (not in memory),
+    # and the shard sits in database 0.
+    shard.decide(11, False)
+    shard.prepared[11] = Prepared(part.states, None, part.db)
+    shard.keyspace.select(0)
+    Pipe(shard, [wire.encode_control(wire.Resolve({11: True}))])
+    shard.report_in_doubt()
+    assert shard.execute([b"EXISTS", b"a"]) == 0
+    shard.keyspace.select(1)
+    assert shard.execute([b"GET", b"a"]) == b"2"
+
+
+def test_replayed_prepare_and_commit_records_apply_in_the_database_they_were_logged_in(tmp_path):
+    shard = _shard_with()
+    persistence = Persistence(shard.keyspace, 0, 1, dict(config.defaults(), dir=str(tmp_path)))
+    states = {b"k": ("string", b"v", None)}
+    shard.keyspace.select(3)  # as a SELECT 3 record before them would
+    persistence._outcome(aof.XPREPARE, [aof.XPREPARE, b"12", marshal.dumps(states)])
+    persistence._outcome(aof.XPREPARE, [aof.XPREPARE, b"13", marshal.dumps(states)])
+    assert persistence.in_doubt[13][0] == 3
+    shard.keyspace.select(0)  # the commit record comes after another database's records
+    persistence._outcome(aof.XCOMMIT, [aof.XCOMMIT, b"12"])
+    assert shard.execute([b"EXISTS", b"k"]) == 0
+    shard.keyspace.select(3)
+    assert shard.execute([b"GET", b"k"]) == b"v"
+
+
+# -- decisions per coordinator ------------------------------------------------------
+
+
+class _Link:
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.sent: list[bytes] = []
+        self.orphan = None
+
+    def send_frame(self, payload: bytes) -> None:
+        self.sent.append(payload)
+
+
+class _Acceptor:
+    def __init__(self, cfg: dict, nshards: int) -> None:
+        self.config = cfg
+        self.links = [_Link(i) for i in range(nshards)]
+
+
+def test_each_coordinator_has_its_own_decisions_file_and_ids(tmp_path):
+    cfg = {
+        "dir": str(tmp_path),
+        "appendfilename": "appendonly.aof",
+        "appendonly": True,
+        "appendfsync": "always",
+    }
+    first, second = (crossshard.Coordinator(_Acceptor(cfg, 2), index) for index in (0, 1))
+    a, b = first.new_id(), second.new_id()
+    assert (decisions.op_coordinator(a), decisions.op_coordinator(b)) == (0, 1)
+    assert first.commit(a, {0}) is None and second.commit(b, {1}) is None
+    assert decisions.read_committed(decisions.durable_path(cfg, 0)) == {a}
+    assert decisions.read_committed(decisions.durable_path(cfg, 1)) == {b}
+    assert decisions.read_all_committed(cfg) == {a, b}  # re-sharding reads them all
+
+
+def test_a_restarted_coordinator_resolves_from_its_own_file_and_others_from_theirs(tmp_path):
+    cfg = {
+        "dir": str(tmp_path),
+        "appendfilename": "appendonly.aof",
+        "appendonly": True,
+        "appendfsync": "always",
+    }
+    mine, theirs = crossshard.Coordinator(_Acceptor(cfg, 1), 0), crossshard.Coordinator(_Acceptor(cfg, 1), 1)
+    committed, aborted, foreign = mine.new_id(), mine.new_id(), theirs.new_id()
+    mine.commit(committed, {0})
+    theirs.commit(foreign, {0})
+    legacy = tmp_path / "appendonly.aof.decisions"  # the file's name before coordinators had numbers
+    old = mine.new_id()
+    legacy.write_bytes(b"C %d\n" % old)
+    server = _Acceptor(cfg, 1)
+    restarted = crossshard.Coordinator(server, 0)
+    restarted.in_doubt(server.links[0], wire.InDoubt([committed, aborted, foreign, old]))
+    resolve = wire.decode_control(server.links[0].sent[0])
+    assert resolve == wire.Resolve({committed: True, aborted: False, foreign: True, old: True})
+    for op, commit in resolve.outcomes.items():  # type: ignore[union-attr]
+        if commit:
+            restarted.finished(op, 0)
+    # Every shard has finished: this coordinator's files are emptied, the other's kept.
+    assert decisions.read_committed(decisions.durable_path(cfg, 0)) == set()
+    assert not legacy.exists()
+    assert decisions.read_committed(decisions.durable_path(cfg, 1)) == {foreign}
+
+
+# -- processes killed at every step ------------------------------------------------------
+
+
+def _cases() -> list[tuple[str, str, str, str]]:
+    """Each step of each kind once, the held process and the victim taking
+    turns (DEL, a write fan-out like MSET, only in tests/system/faults.py: CI's time)."""
+    out = []
+    n = 0
+    for kind in faults.KINDS:
+        if kind == "del":
+            continue
+        for point in faults.POINTS[kind]:
+            if point == "committed":
+                hold = "acceptor"
+            elif point == "ran":
+                hold = "executor"
+            elif point == "prepared":
+                hold = "other"
+            else:
+                hold = ("executor", "other")[n % 2]
+            out.append((kind, point, hold, faults.VICTIMS[n % len(faults.VICTIMS)]))
+            n += 1
+    return out
+
+
+CASES = _cases()
+
+
+@pytest.fixture(scope="module")
+def rig():
+    server = faults.Server(4)
+    server.start()
+    final: dict = {}
+    try:
+        yield server, final
+    finally:
+        server.cleanup()
+
+
+@pytest.mark.parametrize(("kind", "point", "hold", "victim"), CASES, ids=["-".join(c) for c in CASES])
+def test_kill_at_a_step_leaves_all_or_nothing(rig, kind, point, hold, victim):
+    server, final = rig
+    tally = faults.Tally()
+    faults.one_round(server, tally, kind, point, hold, victim, f"t{len(final)}-{kind}-{point}", final)
+    assert tally.not_reached == 0, "the fault point was never reached"
+    assert (tally.violations, tally.lost, tally.hangs) == (0, 0, 0), tally.problems
+
+
+def test_after_a_crash_of_the_whole_server_every_round_is_as_it_was(rig):
+    server, final = rig
+    assert len(final) == len(CASES)
+    tally = faults.Tally()
+    faults.after_restart(server, tally, final)
+    assert tally.lost == 0, tally.problems

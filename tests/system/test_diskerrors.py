@@ -1,0 +1,212 @@
+"""A disk that cannot take the writes: Redis's -MISCONF, and nothing lost.
+
+Each test mounts a small tmpfs (the tests run as root in CI; elsewhere
+they are skipped, saying why), fills it, and checks what Redis does:
+writes are refused with -MISCONF in Redis's words, reads go on, INFO
+persistence tells the truth, no acknowledged write is lost, and writing
+resumes by itself once the disk has room again.  With ``appendfsync
+always`` Redis exits on such an error; shardkv refuses the writes instead
+and its worker stays up (no crash loop).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+import redis
+
+from tests.support.servers import start_redis, start_shardkv
+
+AOF_FULL = "MISCONF Errors writing to the AOF file: No space left on device"
+RDB_FAILED = (
+    "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk. "
+    "Commands that may modify the data set are disabled, because this instance is configured to report "
+    "errors during writes if RDB snapshotting fails (stop-writes-on-bgsave-error option). "
+    "Please check the Redis logs for details about the RDB error."
+)
+VALUE = b"v" * 400
+
+
+@pytest.fixture
+def small_disk(tmp_path) -> Iterator[Path]:
+    """A 1 MB tmpfs; ``grow(small_disk)`` gives it room later."""
+    where = tmp_path / "disk"
+    where.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(where)], capture_output=True)
+    if done.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def grow(where: Path) -> None:
+    subprocess.run(["mount", "-o", "remount,size=16m", str(where)], check=True)
+
+
+def fill(c: redis.Redis, prefix: str, limit: int = 20000) -> tuple[list[str], set[str]]:
+    """SET until 20 writes in a row are refused (each shard's file may have
+    room for a few more records once another's is refused): the keys
+    acknowledged, and the errors seen."""
+    acked, errors, refused = [], set(), 0
+    for i in range(limit):
+        key = f"{prefix}{i}"
+        try:
+            c.set(key, VALUE)
+        except redis.ResponseError as e:
+            errors.add(str(e))
+            refused += 1
+            if refused == 20:
+                return acked, errors
+            continue
+        acked.append(key)
+        refused = 0
+    raise AssertionError("the disk never filled")
+
+
+def until_writable(c: redis.Redis, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            c.set("after", "1")
+            return
+        except redis.ResponseError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+@pytest.mark.parametrize("fsync", ["everysec", "always"])
+def test_full_disk_refuses_writes_and_loses_nothing(small_disk, fsync):
+    flags = ("--appendonly", "yes", "--appendfsync", fsync, "--dir", str(small_disk))
+    server = start_shardkv(*flags, shards=2)
+    try:
+        c = redis.Redis(port=server.port)
+        workers = {p.pid for p in psutil.Process(server.proc.pid).children()}
+        acked, errors = fill(c, "k")
+        assert errors == {AOF_FULL}
+        assert len(acked) > 100
+        assert c.get(acked[0]) == VALUE and c.get(acked[-1]) == VALUE  # reads go on
+        assert c.info("persistence")["aof_last_write_status"] == "err"
+        assert {p.pid for p in psutil.Process(server.proc.pid).children()} == workers  # no restarts
+        grow(small_disk)
+        until_writable(c)  # retried by itself
+        assert c.info("persistence")["aof_last_write_status"] == "ok"
+        c.set("last", "1")
+    finally:
+        server.stop()
+    again = start_shardkv(*flags, shards=2)
+    try:
+        c = redis.Redis(port=again.port)
+        values = c.mget(acked)
+        assert [k for k, v in zip(acked, values, strict=True) if v != VALUE] == []  # none lost
+        assert c.get("last") == b"1"
+    finally:
+        again.stop()
+
+
+def test_full_disk_error_as_redis_words_it(small_disk, tmp_path):
+    """redis-server on the same kind of disk refuses with the same text."""
+    real = start_redis("--appendonly", "yes", "--dir", str(small_disk))
+    try:
+        c = redis.Redis(port=real.port)
+        acked, errors = fill(c, "k")
+        assert errors == {AOF_FULL}
+        assert c.get(acked[0]) == VALUE
+        assert c.info("persistence")["aof_last_write_status"] == "err"
+    finally:
+        real.stop()
+
+
+@pytest.mark.parametrize("kind", ["redis", "shardkv"])
+def test_failed_bgsave_refuses_writes_until_a_save_works(small_disk, kind):
+    """With save rules, a background save that failed makes writes -MISCONF
+    (stop-writes-on-bgsave-error), reads go on; a save that works ends it."""
+    flags = ("--dir", str(small_disk), "--save", "3600 1")
+    server = start_redis(*flags) if kind == "redis" else start_shardkv(*flags, shards=2)
+    try:
+        c = redis.Redis(port=server.port)
+        pipe = c.pipeline(transaction=False)
+        for i in range(6000):  # 2.4 MB in memory, incompressible: more than the disk holds
+            pipe.set(f"k{i}", os.urandom(400))
+        pipe.execute()
+        c.bgsave()
+        deadline = time.monotonic() + 30
+        while (info := c.info("persistence"))["rdb_last_bgsave_status"] != "err" or info[
+            "rdb_bgsave_in_progress"
+        ]:
+            assert time.monotonic() < deadline, "the save did not fail"
+            time.sleep(0.1)
+        with pytest.raises(redis.ResponseError) as refused:
+            c.set("x", "1")
+        assert str(refused.value) == RDB_FAILED
+        assert c.strlen("k0") == 400
+        grow(small_disk)
+        c.bgsave()
+        until_writable(c)
+        assert c.info("persistence")["rdb_last_bgsave_status"] == "ok"
+    finally:
+        server.stop()
+
+
+def _say(conn: redis.Connection, *args: str) -> object:
+    """One command on a raw connection: its reply, or ("error", text)."""
+    conn.send_command(*args)
+    try:
+        return conn.read_response()
+    except redis.ResponseError as e:
+        return ("error", str(e))
+
+
+@pytest.mark.parametrize("kind", ["redis", "shardkv"])
+def test_ping_and_transactions_are_refused_while_writes_are(small_disk, kind):
+    """As Redis's processCommand: once writes are refused for a disk error,
+    PING is refused too; a write queued in MULTI is refused and EXEC then
+    aborts; an EXEC whose queue holds a write queued earlier aborts with the
+    reason; a transaction of reads still runs."""
+    flags = ("--dir", str(small_disk), "--save", "3600 1")
+    server = start_redis(*flags) if kind == "redis" else start_shardkv(*flags, shards=2)
+    try:
+        c = redis.Redis(port=server.port)
+        early = redis.Connection(port=server.port)
+        assert _say(early, "MULTI") == b"OK"
+        assert _say(early, "SET", "queued", "1") == b"QUEUED"
+        pipe = c.pipeline(transaction=False)
+        for i in range(6000):  # incompressible, more than the disk holds
+            pipe.set(f"k{i}", os.urandom(400))
+        pipe.execute()
+        c.bgsave()
+        deadline = time.monotonic() + 30
+        while (info := c.info("persistence"))["rdb_last_bgsave_status"] != "err" or info[
+            "rdb_bgsave_in_progress"
+        ]:
+            assert time.monotonic() < deadline, "the save did not fail"
+            time.sleep(0.1)
+        conn = redis.Connection(port=server.port)
+        assert _say(conn, "PING") == ("error", RDB_FAILED)
+        assert _say(conn, "PING", "hello") == ("error", RDB_FAILED)
+        assert _say(early, "EXEC") == ("error", "Transaction discarded because of: " + RDB_FAILED)
+        assert _say(early, "GET", "queued") is None  # it never ran
+        assert _say(conn, "MULTI") == b"OK"
+        assert _say(conn, "GET", "k0") == b"QUEUED"
+        assert _say(conn, "SET", "x", "1") == ("error", RDB_FAILED)
+        assert _say(conn, "EXEC") == ("error", "Transaction discarded because of previous errors.")
+        assert _say(conn, "MULTI") == b"OK"
+        assert _say(conn, "STRLEN", "k0") == b"QUEUED"
+        assert _say(conn, "EXEC") == [400]  # reads still run
+        assert _say(conn, "SET", "x", "1") == ("error", RDB_FAILED)
+        grow(small_disk)
+        c.bgsave()
+        until_writable(c)
+        assert _say(conn, "PING") == b"PONG"
+        early.disconnect()
+        conn.disconnect()
+    finally:
+        server.stop()

@@ -1,0 +1,530 @@
+"""Durability end to end: `python main.py` with persistence on, killed and
+restarted in every way the issue lists.
+
+Each test starts its own servers on free ports with their own ``dir``.
+Where Redis has the same behaviour (a restart keeps the data), the test
+runs the same commands on a real redis-server with the same setting and
+compares the data both hold after the restart.  Crash recovery, shard
+counts and the files are shardkv's own, so those tests are shardkv-only.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import redis
+
+from shardkv.protocol.router import Router
+from tests.support.servers import ROOT, free_port, start_redis, start_shardkv
+
+TIMEOUT = 10  # socket timeout: a command that hangs fails the test
+
+
+def client(proc) -> redis.Redis:
+    return redis.Redis(port=proc.port, socket_timeout=TIMEOUT)
+
+
+def worker_pids(proc) -> dict[int, int]:
+    """Shard index -> pid of its worker, from the process names."""
+    out = {}
+    for child in psutil.Process(proc.proc.pid).children():
+        try:
+            name = child.name()
+        except psutil.NoSuchProcess:
+            continue
+        if name.startswith("shardkv-shard"):
+            out[int(name[len("shardkv-shard") :])] = child.pid
+    return out
+
+
+def acceptor_pid(proc) -> int:
+    for child in psutil.Process(proc.proc.pid).children():
+        if child.name() == "shardkv-accept":
+            return child.pid
+    return 0
+
+
+def keys_of_shard(shard: int, nshards: int, prefix: str, n: int) -> list[str]:
+    router = Router(nshards)
+    out, i = [], 0
+    while len(out) < n:
+        key = f"{prefix}{i}"
+        if router.shard_of(key.encode()) == shard:
+            out.append(key)
+        i += 1
+    return out
+
+
+def wait_until(predicate, what: str, limit: float = 30.0) -> None:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except (redis.RedisError, OSError, psutil.Error):
+            pass
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def raw(port: int, request: bytes) -> bytes:
+    """One request over a plain socket, and its one-line reply as sent."""
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as s:
+        s.sendall(request)
+        reply = b""
+        while not reply.endswith(b"\r\n"):
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            reply += chunk
+        return reply
+
+
+def stop(proc, sig: int = signal.SIGTERM) -> int:
+    """Stop a server with ``sig`` and return its exit status."""
+    proc.signal(sig)
+    rc = proc.proc.wait(60)
+    proc.saved_output = proc.output()  # the log is closed by stop()
+    proc.stop()
+    return rc
+
+
+# -- every type, as Redis would keep it --------------------------------------------------
+
+
+def present_types(c: redis.Redis) -> list[str]:
+    """The data types whose commands this shardkv has (others are being written)."""
+    out = ["string"]
+    for kind, probe in (("hash", ["HSET", "x", "y"]), ("list", ["RPUSH", "x"]), ("set", ["SADD", "x"])):
+        try:
+            c.execute_command(probe[0], "__probe__", *probe[1:])
+            out.append(kind)
+        except redis.ResponseError:
+            pass
+        c.delete("__probe__")
+    try:
+        c.execute_command("ZADD", "__probe__", "1", "x")
+        out.append("zset")
+    except redis.ResponseError:
+        pass
+    c.delete("__probe__")
+    return out
+
+
+def populate(c: redis.Redis, kinds: list[str]) -> None:
+    now_ms = int(time.time() * 1000)
+    p = c.pipeline(transaction=False)
+    for i in range(200):
+        p.set(f"s:{i}", f"value-{i}")
+    p.set("s:ttl", "x", px=3_600_000)
+    p.set("s:abs", "x", pxat=now_ms + 7_200_000)
+    p.incrbyfloat("s:float", "1.25")
+    p.append("s:0", "-more")
+    p.expire("s:1", 1000)
+    p.delete("s:2")
+    if "hash" in kinds:
+        for i in range(50):
+            p.hset(f"h:{i}", mapping={f"f{j}": j for j in range(i % 7 + 1)})
+        p.hincrbyfloat("h:1", "f0", 0.5)
+        p.expire("h:3", 5000)
+    if "list" in kinds:
+        for i in range(50):
+            p.rpush(f"l:{i}", *range(i % 9 + 1))
+        p.lpop("l:1")
+        p.expire("l:4", 5000)
+    if "set" in kinds:
+        for i in range(50):
+            p.sadd(f"set:{i}", *range(i % 11 + 1))
+        p.srem("set:6", 0)  # (SPOP is random: test_persistence.py checks it is logged as SREM)
+        p.expire("set:7", 5000)
+    if "zset" in kinds:
+        for i in range(50):
+            p.zadd(f"z:{i}", {f"m{j}": j * 1.5 for j in range(i % 8 + 1)})
+        p.zincrby("z:1", 2.25, "m0")
+        p.zpopmin("z:2")
+        p.expire("z:9", 5000)
+    p.execute()
+
+
+def snapshot_of(c: redis.Redis) -> dict:
+    """Every key: its type, its value, and whether it has a TTL."""
+    keys = sorted(c.scan_iter(count=1000))
+    p = c.pipeline(transaction=False)
+    for key in keys:
+        p.type(key)
+    kinds = [k.decode() for k in p.execute()]
+    read = {
+        "string": lambda key: p.get(key),
+        "hash": lambda key: p.hgetall(key),
+        "list": lambda key: p.lrange(key, 0, -1),
+        "set": lambda key: p.smembers(key),
+        "zset": lambda key: p.zrange(key, 0, -1, withscores=True),
+    }
+    for key, kind in zip(keys, kinds, strict=True):
+        read[kind](key)
+        p.pttl(key)
+    replies = p.execute()
+    out = {}
+    for i, (key, kind) in enumerate(zip(keys, kinds, strict=True)):
+        value, ttl = replies[2 * i], replies[2 * i + 1]
+        out[key] = (kind, sorted(value) if kind == "set" else value, ttl > 0)
+    return out
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ("--appendonly", "yes", "--appendfsync", "always"),
+        ("--appendonly", "no", "--save", "3600 1"),
+    ],
+    ids=["aof", "snapshot"],
+)
+def test_restart_keeps_every_type_as_redis_does(tmp_path, flags):
+    ours_dir, real_dir = tmp_path / "shardkv", tmp_path / "redis"
+    ours_dir.mkdir()
+    real_dir.mkdir()
+    ours = start_shardkv("--dir", str(ours_dir), *flags)
+    real = start_redis("--dir", str(real_dir), *flags)
+    kinds = present_types(client(ours))
+    for server in (ours, real):
+        populate(client(server), kinds)
+    before = snapshot_of(client(ours))
+    assert before == snapshot_of(client(real))
+    assert stop(ours) == 0
+    assert stop(real) == 0
+    ours = start_shardkv("--dir", str(ours_dir), *flags)
+    real = start_redis("--dir", str(real_dir), *flags)
+    try:
+        after = snapshot_of(client(ours))
+        assert after == before
+        assert after == snapshot_of(client(real))
+    finally:
+        ours.stop()
+        real.stop()
+
+
+def test_aof_files_are_redis_aof_format(tmp_path):
+    # A shard's incr file, fed to a real redis-server as its AOF, loads to
+    # the same keys: the records are Redis's own commands in RESP.
+    ours = start_shardkv("--dir", str(tmp_path), "--appendonly", "yes", shards=1)
+    c = client(ours)
+    populate(c, present_types(c))
+    before = snapshot_of(c)
+    assert stop(ours) == 0
+    incr = sorted(tmp_path.glob("appendonly.aof.shard-0.*.incr.aof"))
+    redis_dir = tmp_path / "as-redis"
+    redis_dir.mkdir()
+    (redis_dir / "appendonly.aof").write_bytes(b"".join(p.read_bytes() for p in incr))
+    real = start_redis("--dir", str(redis_dir), "--appendonly", "yes")
+    try:
+        assert snapshot_of(client(real)) == before
+    finally:
+        real.stop()
+
+
+# -- SIGKILL of a worker under load ------------------------------------------------------
+
+
+def test_sigkill_of_a_worker_under_load_loses_no_acknowledged_write(tmp_path):
+    server = start_shardkv("--dir", str(tmp_path), "--appendonly", "yes", "--appendfsync", "always")
+    acked: dict[str, str] = {}
+    errors: list[str] = []
+    hangs: list[BaseException] = []
+    other_acks_while_down: list[str] = []
+    state = {"down": False, "stop": False}
+    lock = threading.Lock()
+    victim = 1
+
+    def writer(t: int) -> None:
+        c = client(server)
+        n = 0
+        while not state["stop"]:
+            key, value = f"w{t}:{n}", f"value-{t}-{n}"
+            n += 1
+            try:
+                c.set(key, value)
+            except redis.ResponseError as e:
+                with lock:
+                    errors.append(str(e))
+                continue
+            except (redis.TimeoutError, redis.ConnectionError) as e:
+                hangs.append(e)
+                return
+            with lock:
+                acked[key] = value
+                if state["down"] and Router(4).shard_of(key.encode()) != victim:
+                    other_acks_while_down.append(key)
+
+    threads = [threading.Thread(target=writer, args=(t,)) for t in range(6)]
+    for t in threads:
+        t.start()
+    try:
+        wait_until(lambda: len(acked) > 500, "writes before the kill")
+        old = worker_pids(server)[victim]
+        state["down"] = True
+        killed_at = time.monotonic()
+        os.kill(old, signal.SIGKILL)
+        wait_until(lambda: worker_pids(server).get(victim, old) != old, "the new worker")
+        respawned = time.monotonic() - killed_at
+        probe = keys_of_shard(victim, 4, "probe", 1)[0]
+        wait_until(lambda: client(server).set(probe, "1"), "the shard to answer again")
+        back = time.monotonic() - killed_at
+        state["down"] = False
+        count = len(acked)
+        wait_until(lambda: len(acked) > count + 500, "writes after the restart")
+    finally:
+        state["stop"] = True
+        for t in threads:
+            t.join(30)
+    print(
+        f"\nworker respawned {respawned:.3f}s and serving {back:.3f}s after SIGKILL; "
+        f"{len(acked)} writes acknowledged, {len(errors)} refused"
+    )
+    assert not hangs, hangs[:3]
+    assert set(errors) <= {"shard unavailable"}, set(errors)
+    assert other_acks_while_down, "other shards stopped while one restarted"
+    c = client(server)
+    keys = list(acked)
+    for i in range(0, len(keys), 500):
+        chunk = keys[i : i + 500]
+        assert c.mget(chunk) == [acked[k].encode() for k in chunk]
+    assert "worker 1 pid=%d exited with -9; restarting it" % old in server.output()
+    server.stop()
+
+
+# -- damaged files at start-up -------------------------------------------------------------
+
+
+def _stopped_server_with_data(tmp_path, n: int = 100) -> dict:
+    server = start_shardkv("--dir", str(tmp_path), "--appendonly", "yes", shards=2)
+    c = client(server)
+    data = {f"k{i}": f"v{i}" for i in range(n)}
+    p = c.pipeline(transaction=False)
+    for key, value in data.items():
+        p.set(key, value)
+    p.execute()
+    assert stop(server) == 0
+    return data
+
+
+def _incr_of_shard(tmp_path: Path, shard: int) -> Path:
+    return sorted(tmp_path.glob(f"appendonly.aof.shard-{shard}.*.incr.aof"))[-1]
+
+
+def test_torn_last_record_is_cut_off_and_the_server_starts(tmp_path):
+    data = _stopped_server_with_data(tmp_path)
+    incr = _incr_of_shard(tmp_path, 1)
+    good = incr.stat().st_size
+    with open(incr, "ab") as f:
+        f.write(b"*3\r\n$3\r\nSET\r\n$4\r\ntorn\r\n$5\r\nval")  # a crash mid-write
+    server = start_shardkv("--dir", str(tmp_path), "--appendonly", "yes", shards=2)
+    try:
+        c = client(server)
+        assert c.mget(list(data)) == [v.encode() for v in data.values()]
+        assert c.get("torn") is None
+        assert incr.stat().st_size == good
+        assert f"short read while loading the AOF file {incr}" in server.output()
+    finally:
+        server.stop()
+
+
+def test_corrupt_aof_stops_start_up_naming_file_and_offset(tmp_path):
+    _stopped_server_with_data(tmp_path)
+    incr = _incr_of_shard(tmp_path, 1)
+    data = incr.read_bytes()
+    at = data.index(b"*", len(data) // 2)
+    incr.write_bytes(data[:at] + b"?garbage\r\n" + data[at:])
+    argv = [
+        sys.executable,
+        str(ROOT / "main.py"),
+        "--port",
+        str(free_port()),
+        "--dir",
+        str(tmp_path),
+        "--shards",
+        "2",
+    ]
+    proc = subprocess.run(
+        [*argv, "--appendonly", "yes"], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
+    )
+    assert proc.returncode != 0
+    assert f"{incr} at offset {at}" in proc.stderr, proc.stderr
+    assert "restarting it" not in proc.stderr  # it stops, it does not retry forever
+
+
+# -- shard count changes ---------------------------------------------------------------------
+
+
+def test_shard_count_4_then_8_then_2_loses_nothing(tmp_path):
+    # (test_persistence.py re-shards snapshots and AOFs both, in process.)
+    flags = ("--dir", str(tmp_path), "--appendonly", "yes", "--save", "3600 1")
+    server = start_shardkv(*flags, shards=4)
+    c = client(server)
+    kinds = present_types(c)
+    populate(c, kinds)
+    expected = snapshot_of(c)
+    assert stop(server) == 0
+    for n in (8, 2):
+        server = start_shardkv(*flags, shards=n)
+        c = client(server)
+        assert snapshot_of(c) == expected
+        assert c.info("server")["shards"] == n
+        c.set(f"added-with-{n}", "yes")
+        expected = snapshot_of(c)
+        assert stop(server) == 0
+        assert "re-sharding them for %d" % n in server.saved_output
+    names = os.listdir(tmp_path)
+    assert not [x for x in names if ".shard-2" in x or ".shard-7" in x], names
+
+
+# -- a crash during a rewrite -----------------------------------------------------------------
+
+
+def test_crash_of_the_whole_server_during_a_rewrite(tmp_path):
+    flags = ("--dir", str(tmp_path), "--appendonly", "yes", "--appendfsync", "always")
+    server = start_shardkv(*flags, "--rdb-key-save-delay", "20000", shards=2)  # each child takes ~10 s
+    c = client(server)
+    c.mset({f"k{i}": f"v{i}" for i in range(1000)})
+    assert c.bgrewriteaof()
+    assert c.info("persistence")["aof_rewrite_in_progress"] == 1
+    c.mset({f"during{i}": "x" for i in range(100)})  # logged into the new incr files
+    c.set("k0", "changed")
+    expected = snapshot_of(c)
+    everyone = [psutil.Process(server.proc.pid), *psutil.Process(server.proc.pid).children(recursive=True)]
+    for p in everyone:  # the supervisor, acceptor, workers, and the rewriting children
+        p.kill()
+    server.stop()
+    assert [n for n in os.listdir(tmp_path) if ".tmp-" in n]  # it died mid-rewrite
+    server = start_shardkv(*flags, shards=2)
+    try:
+        c = client(server)
+        assert snapshot_of(c) == expected
+        assert not [n for n in os.listdir(tmp_path) if ".tmp-" in n]
+        assert c.bgrewriteaof()  # and the next rewrite completes
+        wait_until(lambda: c.info("persistence")["aof_rewrite_in_progress"] == 0, "the rewrite")
+        assert c.info("persistence")["aof_last_bgrewrite_status"] == "ok"
+        assert snapshot_of(c) == expected
+    finally:
+        server.stop()
+    server = start_shardkv(*flags, shards=2)
+    try:
+        assert snapshot_of(client(server)) == expected
+    finally:
+        server.stop()
+
+
+# -- the acceptor -------------------------------------------------------------------------
+
+
+def test_acceptor_is_restarted_and_workers_keep_their_data(tmp_path):
+    server = start_shardkv("--dir", str(tmp_path), shards=2)  # no persistence: the data lives in the workers
+    c = client(server)
+    c.mset({f"k{i}": str(i) for i in range(100)})
+    c.config_set("appendfsync", "no")
+    workers = worker_pids(server)
+    old = acceptor_pid(server)
+    os.kill(old, signal.SIGKILL)
+    c = client(server)
+    wait_until(lambda: acceptor_pid(server) not in (0, old) and c.ping(), "a new acceptor")
+    wait_until(lambda: c.get("k99") == b"99", "the shards behind it")
+    assert c.mget([f"k{i}" for i in range(100)]) == [str(i).encode() for i in range(100)]
+    assert worker_pids(server) == workers
+    assert c.config_get("appendfsync") == {"appendfsync": "no"}  # CONFIG SET survived
+    assert "acceptor pid=%d exited with -9; restarting it" % old in server.output()
+    assert stop(server) == 0
+
+
+# -- shutting down --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signals_stop_cleanly_and_save(tmp_path, sig):
+    flags = ("--dir", str(tmp_path), "--save", "3600 1000", "--appendonly", "yes", "--appendfsync", "no")
+    server = start_shardkv(*flags, shards=2)
+    client(server).mset({f"k{i}": str(i) for i in range(100)})
+    assert stop(server, sig) == 0
+    assert len(list(tmp_path.glob("dump.rdb.shard-*"))) == 2  # save rules: each shard saved
+    if sig == signal.SIGINT:
+        return  # the same path as SIGTERM from here
+    server = start_shardkv("--dir", str(tmp_path), "--appendonly", "no", shards=2)  # the snapshots alone
+    try:
+        assert client(server).mget([f"k{i}" for i in range(100)]) == [str(i).encode() for i in range(100)]
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    "option, rules, saved",
+    [("", "3600 1", True), ("NOSAVE", "3600 1", False), ("SAVE", "", True)],
+)
+def test_shutdown_command(tmp_path, option, rules, saved):
+    server = start_shardkv("--dir", str(tmp_path), "--save", rules, shards=2)
+    c = client(server)
+    c.mset({f"k{i}": str(i) for i in range(100)})
+    with pytest.raises(redis.ConnectionError):  # Redis closes the connection, no reply
+        c.execute_command("SHUTDOWN", *([option] if option else []))
+    assert server.proc.wait(60) == 0
+    server.stop()
+    assert bool(list(tmp_path.glob("dump.rdb.shard-*"))) == saved
+
+
+def test_shutdown_that_cannot_save_keeps_serving(tmp_path):
+    server = start_shardkv("--dir", str(tmp_path), "--save", "3600 1", shards=2)
+    c = client(server)
+    c.set("k", "v")
+    for i in range(2):  # a directory where each snapshot should go: every save fails
+        (tmp_path / f"dump.rdb.shard-{i}").mkdir()
+    try:
+        with pytest.raises(redis.ResponseError, match="Errors trying to SHUTDOWN"):
+            c.shutdown()
+        assert c.set("k2", "v") and c.get("k") == b"v"  # still serving, every shard open again
+        assert server.proc.poll() is None
+    finally:
+        for i in range(2):
+            (tmp_path / f"dump.rdb.shard-{i}").rmdir()
+        assert stop(server) == 0
+
+
+def test_info_persistence_lastsave_and_background_jobs(tmp_path):
+    server = start_shardkv("--dir", str(tmp_path), "--appendonly", "yes", shards=2)
+    c = client(server)
+    try:
+        c.mset({f"k{i}": str(i) for i in range(100)})
+        info = c.info("persistence")
+        assert info["aof_enabled"] == 1 and info["rdb_changes_since_last_save"] > 0
+        first = c.lastsave()
+        assert raw(server.port, b"BGSAVE\r\n") == b"+Background saving started\r\n"  # Redis's words
+        wait_until(lambda: c.info("persistence")["rdb_bgsave_in_progress"] == 0, "BGSAVE")
+        info = c.info("persistence")
+        assert info["rdb_changes_since_last_save"] == 0 and info["rdb_last_bgsave_status"] == "ok"
+        assert c.lastsave() >= first
+        reply = raw(server.port, b"BGREWRITEAOF\r\n")
+        assert reply == b"+Background append only file rewriting started\r\n"
+        wait_until(lambda: c.info("persistence")["aof_rewrite_in_progress"] == 0, "BGREWRITEAOF")
+        info = c.info("persistence")
+        assert info["aof_rewrites"] >= 1 and info["aof_last_bgrewrite_status"] == "ok"
+        assert "aof_rewrite_max_pause_usec" in info and "latest_fork_usec" in c.info("stats")
+        assert c.save() is True
+        assert len(list(tmp_path.glob("dump.rdb.shard-*"))) == 2
+        c.config_set("appendonly", "no")
+        wait_until(lambda: c.info("persistence")["aof_enabled"] == 0, "appendonly no")
+        assert not list(tmp_path.glob("*.manifest"))
+        c.config_set("appendonly", "yes")
+        wait_until(lambda: len(list(tmp_path.glob("*.manifest"))) == 2, "appendonly yes")
+        c.set("late", "1")
+    finally:
+        assert stop(server) == 0
+    server = start_shardkv("--dir", str(tmp_path), "--appendonly", "yes", shards=2)
+    try:
+        assert client(server).get("late") == b"1" and client(server).get("k5") == b"5"
+    finally:
+        server.stop()
