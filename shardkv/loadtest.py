@@ -1,7 +1,10 @@
 """Multi-core load test with correctness checks for any Redis-compatible server.
 
-Run: python -m shardkv.loadtest --port P [--processes K] [--connections M]
-                                [--requests N | --duration S] [--pipeline D]
+Run: shardkv-loadtest --port P [--processes K] [--connections M]
+                        [--requests N | --duration S] [--pipeline D]
+
+(the console script that ``pip install -e .`` installs; ``python -m
+shardkv.loadtest`` is the same without installing).
 
 K client processes each drive M connections with pipelined raw RESP, D
 commands per round trip. The mix is SET and GET of keys the connection owns
@@ -682,7 +685,7 @@ def _merge(config: LoadConfig, stats: list[ProcessStats], parent_errors: list[st
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     parser = argparse.ArgumentParser(
-        prog="python -m shardkv.loadtest",
+        prog="shardkv-loadtest",
         description="Multi-process pipelined load test with correctness checks for a Redis-compatible server.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="server address (default 127.0.0.1)")
