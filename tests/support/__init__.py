@@ -5,5 +5,6 @@ tests never import ``benchmarks``, and ``shardkv`` imports neither):
 * ``servers``: start and stop shardkv, redis-server or another server on a
   free port, by pid;
 * ``rawsocket``: send exact bytes, read what comes back until the server is quiet;
-* ``placement``: key names that land on chosen shards.
+* ``placement``: key names that land on chosen shards;
+* ``history``: checks of concurrent histories (linearizability, atomic reads, totals).
 """

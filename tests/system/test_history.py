@@ -4,7 +4,7 @@ Several clients, each on its own connection and thread, run a bounded
 random mix: SET/GET on a few registers, INCR/GET on counters, MSET/MGET
 over overlapping groups of keys spread across shards, and transfers between
 accounts on different shards in MULTI/EXEC, read back with MGET.  The
-history is then checked (see :mod:`tests.history`).  The same workload runs
+history is then checked (see :mod:`tests.support.history`).  The same workload runs
 against redis-server, which must pass the same checks.
 """
 
@@ -17,15 +17,15 @@ import time
 import pytest
 import redis
 
-from tests.history import (
+from tests.support.history import (
     NotLinearizable,
     Op,
     check_atomic_reads,
     check_linearizable,
     check_totals,
 )
-from tests.placement import on_shards
-from tests.servers import start_redis, start_shardkv
+from tests.support.placement import on_shards
+from tests.support.servers import start_redis, start_shardkv
 
 CLIENTS = 6
 OPS_PER_CLIENT = 150
