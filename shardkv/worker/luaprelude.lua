@@ -376,9 +376,14 @@ function engine.compile(body, name)
 end
 
 local function split(nkeys, ...)
+    -- Every argument is a string: no holes.
+    local all = {...}
+    local n = #all
+    if nkeys == 0 then return {}, all end
+    if nkeys == n then return all, {} end
     local keys, argv = {}, {}
-    for i = 1, nkeys do keys[i] = (select(i, ...)) end
-    for i = nkeys + 1, select("#", ...) do argv[i - nkeys] = (select(i, ...)) end
+    for i = 1, nkeys do keys[i] = all[i] end
+    for i = nkeys + 1, n do argv[i - nkeys] = all[i] end
     return keys, argv
 end
 

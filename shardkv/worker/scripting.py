@@ -144,12 +144,63 @@ def _streams_at(argv: list[bytes]) -> int:
     return len(argv)
 
 
+def _strings(argv: list) -> bool:
+    """Lua numbers among redis.call's arguments, as strings (in place); False
+    if an argument is neither a string nor a number."""
+    for i, a in enumerate(argv):
+        t = type(a)
+        if t is bytes:
+            continue
+        if t is int:
+            argv[i] = b"%d" % a if -(10**17) < a < 10**17 else b"%.17g" % a
+        elif t is float:
+            argv[i] = b"%.17g" % a
+        else:
+            return False
+    return True
+
+
 def _deny_attributes(obj: object, name: object, setting: bool) -> object:
     raise AttributeError("access to Python attributes is not allowed")
 
 
 class _LuaRaise(Exception):
     """Raised through Lua by redis.call; the error table is Engine.pending."""
+
+
+class _Called:
+    """What ``redis.call`` checks of one command, worked out once per name."""
+
+    __slots__ = (
+        "cmd",
+        "handler",
+        "unknown",
+        "special",
+        "block_option",
+        "refused",
+        "write",
+        "replicates",
+        "denyoom",
+        "monitored",
+        "local",
+        "plain",
+    )
+
+    def __init__(self, cmd: commands.Command, handler: object) -> None:
+        flags = cmd.flags
+        self.cmd = cmd
+        self.handler = handler
+        self.unknown = handler is None and cmd.route != "local"
+        self.block_option = cmd.name in _BLOCK_OPTION
+        self.refused = "noscript" in flags or "blocking" in flags
+        self.special = self.block_option or self.refused
+        self.write = "write" in flags
+        self.replicates = self.write or "may_replicate" in flags
+        self.denyoom = "denyoom" in flags
+        self.monitored = "admin" not in flags and "skip_monitor" not in flags
+        self.local = cmd.route == "local"
+        # Runs here with nothing to check when the worker is the only shard.
+        self.plain = not self.local
 
 
 class Run:
@@ -207,6 +258,7 @@ class Engine:
         self.effects: list[list[bytes]] = []  # write commands run, for run_foreign's log
         self.everything = False  # every key of every shard is here (a cross-shard run)
         self.monitor: list | None = None  # with MONITOR on: (database, args) of each call
+        self._called: dict[bytes, _Called] = {}  # redis.call's commands, by name as called
         self._start()
 
     @staticmethod
@@ -240,7 +292,7 @@ class Engine:
         if self._lua_type_of(chunk) != "function":
             raise RuntimeError(chunk[1] if isinstance(chunk, tuple) else "prelude failed")
         self.api = chunk(
-            self._call,
+            self._pcall,
             self._call_raise,
             self._take,
             self._sha1hex,
@@ -357,7 +409,12 @@ class Engine:
             self.effects += run.effects
         if not ok:
             return self._error_reply(value, sha)
-        return ScriptReply(self._convert(value, run.resp, 0))
+        if type(value) is bytes:  # the common replies need no ScriptReply
+            return value
+        tree = self._convert(value, run.resp, 0)
+        if type(tree) is int:
+            return tree
+        return ScriptReply(tree)
 
     def _over_limit(self) -> bool:
         """Is used memory over maxmemory (as eviction counts it)?"""
@@ -395,77 +452,115 @@ class Engine:
 
     def _call_raise(self, *args: object) -> object:
         """redis.call: the reply, or raise the error (see the prelude)."""
-        value, failed = self._call(True, *args)
+        value, failed = self._call(True, args)
         if failed:
             self.pending = value
             raise _LuaRaise
         return value
 
+    def _pcall(self, raise_error: object, *args: object) -> object:
+        """redis.pcall (``raise_error`` False) and redis.acl_check_cmd (None)."""
+        return self._call(raise_error, args)
+
     def _take(self) -> object:
         value, self.pending = self.pending, None
         return value
 
-    def _call(self, raise_error: object, *args: object) -> object:
+    def _command(self, name: bytes) -> _Called | None:
+        """What redis.call needs to know of the command ``name`` (cached)."""
+        called = self._called.get(name)
+        if called is None:
+            cmd = commands.lookup(name)
+            if cmd is None:
+                return None
+            called = _Called(cmd, find(name))
+            if len(self._called) < 1024:
+                self._called[name] = called
+        return called
+
+    def _call(self, raise_error: object, args: tuple) -> object:
         run = self.run
         if run is None:
             return self._error("redis.call/pcall can only be called inside a script invocation"), True
         if not args:
             return self._error("Please specify at least one argument for this redis lib call"), raise_error
-        argv = []
+        argv = list(args)
         for a in args:
-            t = type(a)
-            if t is bytes:
-                argv.append(a)
-            elif t is int:
-                argv.append(b"%d" % a if -(10**17) < a < 10**17 else b"%.17g" % a)
-            elif t is float:
-                argv.append(b"%.17g" % a)
-            else:
-                return self._error("Lua redis lib command arguments must be strings or integers"), raise_error
-        cmd = commands.lookup(argv[0])
+            if type(a) is not bytes:
+                if not _strings(argv):
+                    return self._error(
+                        "Lua redis lib command arguments must be strings or integers"
+                    ), raise_error
+                break
+        called = self._called.get(argv[0]) or self._command(argv[0])
         if raise_error is None:  # redis.acl_check_cmd: does the command exist?
-            return (True if cmd is not None else None), False
-        if cmd is None or (find(argv[0]) is None and cmd.route != "local"):
+            return (True if called is not None else None), False
+        if called is None or called.unknown:
             return self._error("Unknown Redis command called from script"), raise_error
-        if not commands.check_arity(cmd, len(argv)):
+        cmd = called.cmd
+        arity = cmd.arity
+        if (len(argv) != arity) if arity > 0 else (len(argv) < -arity):
             return self._error("Wrong number of args calling Redis command from script"), raise_error
-        flags = cmd.flags
-        if cmd.name in _BLOCK_OPTION:
-            # XREAD/XREADGROUP run in scripts, but not with BLOCK (xreadCommand).
-            if any(a.lower() == b"block" for a in argv[1 : _streams_at(argv)]):
-                message = errors.XREAD_BLOCK_IN_SCRIPT % argv[0].decode("utf-8", "replace")
-                return self._error("-" + message), raise_error
-        elif "noscript" in flags or "blocking" in flags:
-            return self._error("This Redis command is not allowed from script"), raise_error
-        write = "write" in flags
-        if run.read_only and (write or "may_replicate" in flags):
+        if called.special:
+            if called.block_option:
+                # XREAD/XREADGROUP run in scripts, but not with BLOCK (xreadCommand).
+                if any(a.lower() == b"block" for a in argv[1 : _streams_at(argv)]):
+                    message = errors.XREAD_BLOCK_IN_SCRIPT % argv[0].decode("utf-8", "replace")
+                    return self._error("-" + message), raise_error
+            elif called.refused:
+                return self._error("This Redis command is not allowed from script"), raise_error
+        write = called.write
+        if run.read_only and called.replicates:
             return self._error("Write commands are not allowed from read-only scripts."), raise_error
-        if write and not run.dirty and "denyoom" in flags:
+        if write and not run.dirty and called.denyoom and self.ks.memory is not None:
             allow_oom = run.flags & FLAG_ALLOW_OOM and not run.flags & FLAG_COMPAT
             if not allow_oom and self._over_limit():  # scriptVerifyOOM
                 return self._error("-" + errors.OOM), raise_error
-        try:
-            value = self._execute(cmd, argv, run, write)
-        except CrossShard as e:
-            # Stop the script for good (a pcall in it must not go on).
-            run.abort = e
-            self._stop()
-            return self._error("cross-shard"), True
-        if self.monitor is not None and "admin" not in flags and "skip_monitor" not in flags:
+        if called.plain and self.nshards == 1:
+            # One shard: every key is here, and nothing can make the script
+            # start again elsewhere, so nothing to check or keep for undo.
+            if write:
+                run.dirty = True
+                if run.busy and not run.reported_dirty:
+                    self._report(run)
+            shard = self.shard
+            if self.ks.memory is None:
+                value = shard.execute(argv, called.handler)  # type: ignore[attr-defined]
+            else:
+                value = shard.execute_limited(argv, called.handler)  # type: ignore[attr-defined]
+            if write and type(value) is not Error:
+                run.effects.append(argv)
+        else:
+            try:
+                value = self._execute(called, argv, run, write)
+            except CrossShard as e:
+                # Stop the script for good (a pcall in it must not go on).
+                run.abort = e
+                self._stop()
+                return self._error("cross-shard"), True
+        if self.monitor is not None and called.monitored:
             self.monitor.append((self.ks.db, argv))  # after it ran, as Redis's call()
-        if type(value) is Error:
-            return self._to_lua_error(value.message), raise_error
+        t = type(value)
+        if t is bytes or t is int:
+            return value, False
+        if t is Error:
+            return self._to_lua_error(value.message), raise_error  # type: ignore[attr-defined]
         return self._to_lua(value, run.resp), False
 
-    def _execute(self, cmd: commands.Command, argv: list[bytes], run: Run, write: bool) -> object:
+    def _execute(self, called: _Called, argv: list[bytes], run: Run, write: bool) -> object:
         ks = self.ks
-        if cmd.route == "local":
+        cmd = called.cmd
+        if called.local:
             return _local(cmd.name, argv)
         if cmd.route == "all":
             if self.nshards > 1 and not self.everything:
                 raise CrossShard([], everything=True)
+        elif cmd.single_key and not write:
+            key = argv[1]
+            if self.nshards > 1 and slot_of(key) not in self.own and key not in run.imported:
+                raise CrossShard([key], self.everything)
         else:
-            keys = cmd.keys(argv)
+            keys = [argv[1]] if cmd.single_key else cmd.keys(argv)
             if self.nshards > 1:
                 # A key of another shard must have been imported (even one
                 # that does not exist yet, so that its new state goes home).
@@ -490,8 +585,11 @@ class Engine:
                     if key not in undo:
                         undo[key] = export_key(ks, key)
         shard = self.shard
-        execute = shard.execute if ks.memory is None else shard.execute_limited  # type: ignore[attr-defined]
-        value = execute(argv)
+        handler = called.handler
+        if ks.memory is None:
+            value = shard.execute(argv, handler)  # type: ignore[attr-defined]
+        else:
+            value = shard.execute_limited(argv, handler)  # type: ignore[attr-defined]
         if write and type(value) is not Error:
             run.effects.append(argv)
         return value
