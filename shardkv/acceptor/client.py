@@ -82,6 +82,12 @@ class _Pushed:
         self.data = data
 
 
+# Commands answered here that may take a shortcut in Client._run, for a
+# plain client (see Client._plain) and no busy script: name ->
+# fast(client, args, raw, header), which returns False to take the
+# ordinary path instead (filled by shardkv.scripting: EVALSHA).
+FAST_PATHS: dict = {}
+
 # Called when EXEC is refused, to discard the client's transaction
 # (filled by shardkv.acceptor.transactions).
 DISCARD_HOOKS: list = []
@@ -264,13 +270,18 @@ class Client(asyncio.Protocol):
         for args, raw in rest:
             if plain and raw is not None:
                 cmd = _seen(args[0])
-                if cmd is not None and cmd.single_key:
-                    arity = cmd.arity
-                    if (len(args) == arity) if arity > 0 else (len(args) >= -arity):
-                        slot = Slot(self)
-                        pending.append(slot)
-                        links[shard_of(args[1])].send(header, raw, slot, True)
-                        continue
+                if cmd is not None:
+                    if cmd.single_key:
+                        arity = cmd.arity
+                        if (len(args) == arity) if arity > 0 else (len(args) >= -arity):
+                            slot = Slot(self)
+                            pending.append(slot)
+                            links[shard_of(args[1])].send(header, raw, slot, True)
+                            continue
+                    else:
+                        fast = FAST_PATHS.get(cmd.name)
+                        if fast is not None and not BUSY_LINKS and fast(self, args, raw, header):
+                            continue
             self.execute(args, raw)
             for link in links:  # a whole step (MSET's parts, an EXEC) is queued
                 link.step_done()
