@@ -333,6 +333,34 @@ def test_cross_shard_scripts(same):
     same("GET", "a1")
 
 
+def test_evalsha_shortcut(same):
+    """EVALSHA of a cached script on one shard takes the acceptor's shortcut;
+    a script that turns out to need other shards still runs (again, across
+    them), pipelined or not, and a flushed cache answers NOSCRIPT."""
+    home, other = on_shards(0, 2)
+    body = f"redis.call('incr', KEYS[1]); return redis.call('incr', '{other}')"
+    sha = hashlib.sha1(body.encode()).hexdigest()
+    same("SCRIPT", "LOAD", body)
+    same("SCRIPT", "LOAD", "return redis.call('get', KEYS[1])")
+    same("EVALSHA", sha, 1, home)  # the shard compiles it: the next runs take the shortcut
+    for _ in range(3):
+        same("EVALSHA", sha, 1, home)
+    replies = []
+    for c in (same.real, same.ours):
+        pipe = c.pipeline(transaction=False)
+        for _ in range(5):
+            pipe.evalsha(sha, 1, home)
+            pipe.get(other)
+        replies.append(pipe.execute())
+    assert replies[0] == replies[1]
+    same("MGET", home, other)
+    same("EVALSHA", sha, 1, home, "extra")
+    same("EVALSHA", sha, 2, home)
+    same("EVALSHA", sha, -1, home)
+    same("SCRIPT", "FLUSH")
+    same("EVALSHA", sha, 1, home)
+
+
 def test_scripts_in_multi(same):
     for c in (same.real, same.ours):
         c.set("k", "1")
