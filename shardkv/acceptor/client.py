@@ -121,6 +121,33 @@ class Slot:
             client.dirty = True
             client.server.dirty_clients.append(client)
 
+    def deliver_piece(self, piece: bytes, last: bool) -> None:
+        """A piece of a big reply (see ``P`` in shardkv.wire): written at
+        once if every reply before it is out, else kept until they are."""
+        client = self.client
+        if client.closed:
+            if last:
+                self.deliver(b"")
+            return
+        pieces = client.pieces
+        if client.pending and client.pending[0] is self and self not in pieces:
+            client.write_piece(piece)
+            if last:
+                self.deliver(b"")
+            return
+        pieces.setdefault(self, []).append(piece)
+        if last:
+            self.deliver(b"".join(pieces.pop(self)))
+
+    def torn(self) -> None:
+        """The shard died while this reply came in pieces: if some are out,
+        the connection cannot carry a whole reply any more, so it closes
+        (as when a server dies mid-reply); else the error replaces it."""
+        client = self.client
+        if client.pieces.pop(self, None) is None and client.transport is not None:
+            client.closing = True
+            client.transport.close()
+
 
 # Writes on every shard that run as one cross-shard operation (see shardkv.crossshard).
 _FLUSHES = frozenset({"flushall", "flushdb"})
@@ -147,6 +174,9 @@ class Client(asyncio.Protocol):
             config["proto-max-bulk-len"], max_query_buffer=config["client-query-buffer-limit"]
         )
         self.pending: deque = deque()
+        # The pieces of big replies that came before the replies ahead of
+        # them were out (see Slot.deliver_piece), by slot.
+        self.pieces: dict[Slot, list[bytes]] = {}
         self.dirty = False
         self.write_paused = False  # back-pressure, see pause_writing
         self.too_many_in_flight = False
@@ -405,14 +435,20 @@ class Client(asyncio.Protocol):
             pending.clear()
             return
         out = []
+        kept = None
         while pending:
             item = pending[0]
             if type(item) is not bytes:
-                item = item.data
-                if item is None:
+                data = item.data
+                if data is None:
+                    if self.pieces:  # a big reply that started to come in pieces: they go now
+                        kept = self.pieces.pop(item, None)
                     break
+                item = data
             out.append(item)
             pending.popleft()
+        if kept:
+            out.extend(kept)
         if out:
             data = out[0] if len(out) == 1 else b"".join(out)
             server = self.server
@@ -423,6 +459,11 @@ class Client(asyncio.Protocol):
                 self._check_in_flight()
         if self.closing and not pending:
             self.transport.close()  # type: ignore[union-attr]
+
+    def write_piece(self, piece: bytes) -> None:
+        """Write a piece of a big reply whose turn it is (Slot.deliver_piece)."""
+        self.server.net_output_bytes += len(piece)
+        self.transport.write(piece)  # type: ignore[union-attr]
 
     def close_after_replies(self) -> None:
         self.closing = True

@@ -73,6 +73,8 @@ class ShardLink:
         self._chunks: list[bytes] = []
         self._have = 0
         self._need = 0
+        self._pieces: list[bytes] = []  # a reply in pieces (``P``) for a sink that wants it whole
+        self.streaming: Sink | None = None  # the sink whose reply is coming in pieces
         # Cross-shard operations this shard takes part in, by operation id:
         # control frames go to them by id, and each hears if the shard dies.
         self.ops: dict[int, Participant] = {}
@@ -157,6 +159,7 @@ class ShardLink:
             old.close()
         self._buf = b""
         self._chunks = []
+        self._pieces = []
         self._have = self._need = 0
         self.transport = transport
         self.up = True
@@ -173,6 +176,10 @@ class ShardLink:
     def fail_all(self) -> None:
         """Answer every command in flight: the shard is gone."""
         self.out = []
+        streaming, self.streaming = self.streaming, None
+        self._pieces = []
+        if streaming is not None and hasattr(streaming, "torn"):
+            streaming.torn()  # part of its reply may be out already
         fifo, self.fifo = self.fifo, deque()
         body = encode_error(errors.SHARD_UNAVAILABLE)
         for sink in fifo:
@@ -240,6 +247,21 @@ class ShardLink:
             else:
                 self.script = self.busy = None
                 BUSY_LINKS.discard(self)
+        elif kind == wire.PIECE:
+            piece, last = wire.decode_piece(payload)
+            fifo = self.fifo
+            sink = fifo.popleft() if last else fifo[0]
+            self.streaming = None if last else sink
+            take = getattr(sink, "deliver_piece", None)
+            if take is not None:  # a client's reply slot: written as it comes
+                take(piece, last)
+            elif not last:  # any other sink gets the reply whole
+                self._pieces.append(piece)
+            else:
+                self._pieces.append(piece)
+                body = b"".join(self._pieces)
+                self._pieces = []
+                sink.deliver(body)
         elif kind == wire.DISK:
             misconf = wire.decode_disk(payload)
             if misconf is None:

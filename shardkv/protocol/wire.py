@@ -36,6 +36,15 @@ Worker -> acceptor
     FLAG_PART (a marshal part value, see :func:`encode_part`) and for a
     blocking command that blocked (an empty body: its reply comes later in
     a ``W`` frame).
+``P`` *piece*: ``P``, a byte that is 1 on the last piece and 0 before it,
+    then a piece of one reply body.  A reply bigger than
+    :data:`STREAM_MIN` (LRANGE of millions, SRANDMEMBER with a huge
+    negative count, GET of a big value) leaves in pieces of
+    :data:`STREAM_PIECE` bytes instead of inside an ``R`` frame: the ``R``
+    frame of the replies before it goes first, then the pieces, which
+    answer the next entry, then the rest of the batch's replies.  So no
+    process ever copies the whole reply into a frame, and the acceptor
+    writes each piece to the client as it comes.
 ``W`` *wake*: ``W`` + uint64 token + RESP body: the late reply to a
     command that blocked, served or timed out.  It always follows the
     ``R`` frame that carried the command's empty body.
@@ -95,6 +104,10 @@ WAKE = 87  # b"W"
 SCRIPT = 83  # b"S"
 MONITOR = 77  # b"M"
 DISK = 68  # b"D"
+PIECE = 80  # b"P"
+
+STREAM_MIN = 1 << 22  # replies bigger than this leave in pieces (``P``)
+STREAM_PIECE = 1 << 22
 
 # Each frame on a pipe: a length as multiprocessing.Connection writes it
 # (signed 32-bit, big-endian), then the payload.
@@ -187,6 +200,15 @@ def encode_wake(token: int, body: bytes) -> bytes:
 
 def decode_wake(payload: bytes) -> tuple[int, bytes]:
     return _U64.unpack_from(payload, 1)[0], payload[9:]
+
+
+def encode_piece(piece: bytes | memoryview, last: bool) -> bytes:
+    return b"".join((b"P\x01" if last else b"P\x00", piece))
+
+
+def decode_piece(payload: bytes) -> tuple[bytes, bool]:
+    """The piece of a reply body, and whether it is the last."""
+    return payload[2:], payload[1] == 1
 
 
 def encode_disk(misconf: str | None) -> bytes:

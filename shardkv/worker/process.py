@@ -228,7 +228,15 @@ class Shard:
                     append(wire.encode_part(value))
                 else:
                     value = execute(args)
-                    append(encode(value, header & wire.FLAG_RESP3))
+                    body = encode(value, header & wire.FLAG_RESP3)
+                    if len(body) > wire.STREAM_MIN and self._stream(bodies, body, writer, logged_before):
+                        bodies = []
+                        append = bodies.append
+                        self.logged = logged = []
+                        if blocked:
+                            waiters.mark(args)
+                        continue
+                    append(body)
                 if writer is not None and len(writer.buf) != logged_before:
                     logged.append((len(bodies) - 1, header & wire.FLAG_PART))
                 if blocked:
@@ -264,7 +272,13 @@ class Shard:
                     append(self._monitored(args, header & wire.FLAG_RESP3))
                 else:
                     value = execute(args)
-                    append(encode(value, header & wire.FLAG_RESP3))
+                    body = encode(value, header & wire.FLAG_RESP3)
+                    if len(body) > wire.STREAM_MIN and self._stream(bodies, body, writer, logged_before):
+                        bodies = []
+                        append = bodies.append
+                        self.logged = logged = []
+                    else:
+                        append(body)
                 if writer is not None and len(writer.buf) != logged_before:
                     logged.append((len(bodies) - 1, header & wire.FLAG_PART))
                 if blocked:
@@ -277,6 +291,24 @@ class Shard:
             # see half of it (Redis serves them after EXEC).
             waiters.serve_ready()
         return wire.encode_replies(bodies)
+
+    def _stream(self, bodies: list[bytes], body: bytes, writer: object, logged_before: int) -> bool:
+        """Send ``body``, a big reply, in pieces (``P`` frames, see
+        :mod:`shardkv.wire`) after the replies before it (``bodies``): so
+        neither this process nor the acceptor ever holds a second copy of
+        it.  False (nothing sent) if it cannot: no pipe, or the command
+        logged a write, whose reply must wait for the AOF like any other."""
+        send = self.send
+        if send is None or (writer is not None and len(writer.buf) != logged_before):  # type: ignore[attr-defined]
+            return False
+        if bodies:
+            send(wire.encode_replies(bodies))
+        view = memoryview(body)
+        size = len(body)
+        piece = wire.STREAM_PIECE
+        for start in range(0, size, piece):
+            send(wire.encode_piece(view[start : start + piece], start + piece >= size))
+        return True
 
     def _monitored(self, args: list[bytes], resp3: int) -> bytes:
         """Run a script sent with MONITOR on; send the commands it called

@@ -1,0 +1,152 @@
+"""Big replies leave the worker in pieces and reach the client in order.
+
+A reply bigger than ``wire.STREAM_MIN`` crosses the pipe as ``P`` frames
+(see :mod:`shardkv.protocol.wire`) and the acceptor writes each piece as it
+comes, so no process copies it whole.  The differential tests send
+pipelines that mix big replies with small ones from other shards, a
+cross-shard operation ahead of a big reply, and a big reply inside
+MULTI/EXEC, and compare the bytes with redis-server's; the unit test checks
+the frames a worker sends.  (Peak memory: ``benchmarks/bigreplies.py``.)
+"""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from shardkv.protocol import wire
+from shardkv.protocol.router import Router
+from shardkv.worker.process import Shard
+from tests.support.rawsocket import read_until_quiet
+from tests.support.servers import start_redis, start_shardkv
+
+BIG = b"v" * (wire.STREAM_MIN * 2 + 12345)  # three pieces
+ROUTER = Router(4)
+
+
+def command(*args: bytes) -> bytes:
+    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
+
+
+def key_on(shard: int, prefix: bytes) -> bytes:
+    i = 0
+    while ROUTER.shard_of(b"%s%d" % (prefix, i)) != shard:
+        i += 1
+    return b"%s%d" % (prefix, i)
+
+
+BIGKEY, LIST, SMALL, SRC, DST = (
+    key_on(s, p) for s, p in ((0, b"big"), (1, b"list"), (2, b"s"), (3, b"src"), (2, b"dst"))
+)
+
+
+def setup() -> bytes:
+    elements = [b"%07d" % i for i in range(700_000)]  # LRANGE 0 -1: about 9 MB
+    return b"".join(
+        [
+            command(b"SET", BIGKEY, BIG),
+            command(b"SET", SMALL, b"small"),
+            *(command(b"RPUSH", LIST, *elements[i : i + 10_000]) for i in range(0, len(elements), 10_000)),
+            command(b"SADD", SRC, b"a", b"b"),
+        ]
+    )
+
+
+PIPELINES = {
+    "big among small ones from other shards": [
+        command(b"GET", SMALL),
+        command(b"GET", BIGKEY),
+        command(b"GET", SMALL),
+        command(b"LRANGE", LIST, b"0", b"-1"),
+        command(b"PING"),
+        command(b"GET", BIGKEY),
+        command(b"STRLEN", BIGKEY),
+    ],
+    "a cross-shard operation ahead of a big reply": [
+        command(b"SUNIONSTORE", DST, SRC, SMALL + b"-none"),
+        command(b"GET", BIGKEY),
+        command(b"DBSIZE"),
+        command(b"LRANGE", LIST, b"0", b"-1"),
+    ],
+    "big replies inside MULTI/EXEC": [
+        command(b"MULTI"),
+        command(b"GET", BIGKEY),
+        command(b"LRANGE", LIST, b"0", b"-1"),
+        command(b"GET", SMALL),
+        command(b"EXEC"),
+        command(b"GET", BIGKEY),
+    ],
+}
+
+
+def read_until(s: socket.socket, end: bytes, count: int = 1) -> bytes:
+    """Read until ``end`` has come ``count`` times (replies of one line each)."""
+    out = b""
+    while out.count(end) < count:
+        chunk = s.recv(1 << 20)
+        assert chunk, "the server closed the connection"
+        out += chunk
+    return out
+
+
+def run(port: int, hello3: bool, pipeline: list[bytes], size: int | None = None) -> bytes:
+    """The bytes that answer ``pipeline``: until the server is quiet, or
+    exactly ``size`` bytes and then nothing more."""
+    with socket.create_connection(("127.0.0.1", port), timeout=120) as s:
+        data = setup()
+        s.sendall(data + command(b"PING", b"setup-done"))
+        read_until(s, b"setup-done")
+        if hello3:
+            s.sendall(command(b"HELLO", b"3") + command(b"PING", b"hello-done"))
+            read_until(s, b"hello-done")
+        s.sendall(b"".join(pipeline))
+        if size is None:
+            out, _ = read_until_quiet(s, 3.0)
+        else:
+            out = b""
+            while len(out) < size:
+                chunk = s.recv(1 << 20)
+                assert chunk, "the server closed the connection"
+                out += chunk
+            extra, _ = read_until_quiet(s, 0.5)
+            out += extra
+        s.sendall(command(b"FLUSHALL"))
+        read_until(s, b"\r\n")
+        return out
+
+
+@pytest.fixture(scope="module")
+def servers():
+    real, ours = start_redis(), start_shardkv(shards=4)
+    try:
+        yield real.port, ours.port
+    finally:
+        real.stop()
+        ours.stop()
+
+
+@pytest.mark.parametrize("hello3", [False, True], ids=["resp2", "resp3"])
+@pytest.mark.parametrize("name", list(PIPELINES))
+def test_big_replies_come_whole_and_in_order(servers, name, hello3):
+    real, ours = servers
+    expected = run(real, hello3, PIPELINES[name])
+    got = run(ours, hello3, PIPELINES[name], len(expected))
+    assert len(got) == len(expected) and got == expected
+
+
+def test_a_worker_sends_a_big_reply_in_pieces_between_the_others():
+    shard = Shard(0, 1)
+    shard.execute([b"SET", b"big", BIG])
+    sent: list[bytes] = []
+    shard.send = sent.append
+    entries = [command(b"GET", b"small"), command(b"GET", b"big"), command(b"STRLEN", b"big")]
+    batch = b"B" + b"".join(b":0\r\n" + e for e in entries)
+    last = shard.run_batch(batch)
+    assert [f[:1] for f in sent] == [b"R", b"P", b"P", b"P"]
+    assert wire.decode_replies(sent[0]) == [b"$-1\r\n"]
+    pieces = [wire.decode_piece(f) for f in sent[1:]]
+    assert [is_last for _, is_last in pieces] == [False, False, True]
+    assert all(len(p) <= wire.STREAM_PIECE for p, _ in pieces)
+    assert b"".join(p for p, _ in pieces) == b"$%d\r\n%s\r\n" % (len(BIG), BIG)
+    assert wire.decode_replies(last) == [b":%d\r\n" % len(BIG)]
