@@ -304,9 +304,9 @@ class _CrossShard:
                 link.blocked[notify.token] = notify
             if self.stream:
                 pairs = [x for key in keys for x in (key, ids[key])]
-                command = encode_command([b"__bwait", name, self.timeout, elapsed, self.group, *pairs])
+                command = encode_command([b"__bwait", name, self.timeout, elapsed, self.group, *pairs])  # type: ignore[list-item]  # set: BLOCK was given
             else:
-                command = encode_command([b"__bwait", name, self.timeout, elapsed, *keys])
+                command = encode_command([b"__bwait", name, self.timeout, elapsed, *keys])  # type: ignore[list-item]  # a blocking command's timeout
             link.send(wire.entry_header(0, notify.token, self.client.db), command, notify)
             if self.done:  # that shard is down
                 return

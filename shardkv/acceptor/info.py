@@ -279,7 +279,7 @@ def build_info(server: Acceptor, sections: list[str], shards: list, own: list | 
     for i, (s, extra) in enumerate(zip(shards, stats, strict=True)):
         line = f"keys={s[0]},expires={s[1]},pid={s[4]},rss={s[3]},hz={extra.get('hz', 0)}"
         body["shards"].append((f"shard{i}", line))
-    out = []
+    out: list[str] = []
     seen = set()
     for name in wanted:
         if name in seen or name not in body:

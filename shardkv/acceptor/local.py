@@ -1197,6 +1197,9 @@ class _ScanChain:
             self.slot.deliver(body)
             return
         part = decode_part(body)
+        next_slot: int
+        keys: list[bytes]
+        visited: int
         next_slot, keys, visited = part  # type: ignore[misc]
         self.keys.extend(keys)
         self.left -= visited

@@ -190,7 +190,7 @@ class _ScriptSlot(Slot):
                 if script is not None:
                     n = int(args[2])
                     ro = args[0].lower() == b"evalsha_ro"
-                    retry = _Retry(self.client, _Plain(self), sha, script, ro, args[3 : 3 + n], args[3 + n :])
+                    retry = _Retry(self.client, _Plain(self), sha, script, ro, args[3 : 3 + n], args[3 + n :])  # type: ignore[arg-type]  # a Slot by its deliver()
                     retry.start(*_parse_marker(body))
                     return
                 body = encode_error(errors.NOSCRIPT)
@@ -492,7 +492,7 @@ def kill_script(client: Client, eval_mode: bool) -> None:
         client.reply_error(errors.NOTBUSY)
         return
     for link in busy:
-        pid, dirty, script_eval = link.script[:3]
+        pid, dirty, script_eval = link.script[:3]  # type: ignore[index]  # busy: not None
         if dirty:
             client.reply_error(errors.UNKILLABLE)
             return
@@ -501,7 +501,7 @@ def kill_script(client: Client, eval_mode: bool) -> None:
             return
     for link in busy:
         try:
-            os.kill(link.script[0], signal.SIGUSR1)
+            os.kill(link.script[0], signal.SIGUSR1)  # type: ignore[index]  # busy: not None
         except OSError:
             pass
     client.reply("OK")
@@ -653,7 +653,7 @@ def function_command(client: Client, args: list[bytes]) -> None:
     elif sub == b"stats":
         busy = [link for link in client.server.links if link.script is not None and not link.script[2]]
         if busy:
-            client.reply(_running_stats(busy[0].script))
+            client.reply(_running_stats(busy[0].script))  # type: ignore[arg-type]  # busy: not None
         else:
             client.send(0, [b"__function", b"stats"], None)
     elif sub == b"kill":

@@ -270,8 +270,8 @@ class Acceptor:
             await self.shutdown_requested
         finally:
             timer.cancel()
-            for server in self.servers:
-                server.close()
+            for listener in self.servers:
+                listener.close()
 
     async def _cron(self) -> None:
         """Once a second: close idle clients (``timeout``), and ask the
@@ -380,6 +380,6 @@ def serve(config: dict[str, Any], pipes: list[Connection], control: Connection |
 def _stop(acceptor: Acceptor) -> None:
     fut = acceptor.shutdown_requested
     if acceptor.loop is not None and fut is not None:
-        acceptor.loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(None))
+        acceptor.loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(None))  # type: ignore[func-returns-value]
     else:
         raise SystemExit(0)

@@ -67,11 +67,10 @@ def slowlog(client: Client, args: list) -> None:
     if sub == b"GET":
         count = 10
         if len(args) == 3:
-            count = strict_int(args[2])
-            if count is None or count < -1:
+            given = strict_int(args[2])
+            if given is None or given < -1:
                 raise CommandError(errors.SLOWLOG_COUNT)
-            if count == -1:
-                count = server.config["slowlog-max-len"]
+            count = given if given != -1 else server.config["slowlog-max-len"]
         elif len(args) > 3:
             raise CommandError(errors.SYNTAX)
         if count == 0:

@@ -669,7 +669,7 @@ def encode_bulk_choices(members: tuple[bytes, ...], k: int) -> Raw:
     return Raw(out)  # type: ignore[arg-type]  # a bytearray: joined as it is, never copied here
 
 
-def encode(value: Any, resp3: bool = False) -> bytes:
+def encode(value: Any, resp3: bool | int = False) -> bytes:
     """Encode one reply value (see the module docstring) as RESP bytes.
 
     ``value`` is Any: the encoder dispatches on ``type(value)``, once, which
@@ -704,7 +704,7 @@ def encode(value: Any, resp3: bool = False) -> bytes:
     return b"".join(out)
 
 
-def _encode_into(value: Any, resp3: bool, out: list[bytes]) -> None:
+def _encode_into(value: Any, resp3: bool | int, out: list[bytes]) -> None:
     t = type(value)
     if t is bytes:
         out.append(b"$%d\r\n" % len(value))

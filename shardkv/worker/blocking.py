@@ -122,7 +122,7 @@ def parse_timeout(arg: bytes) -> int:
             raise CommandError(errors.TIMEOUT_NOT_FLOAT)
         if type(value) is float:  # infinity
             raise CommandError(errors.TIMEOUT_NEGATIVE)
-        scaled = round_long_double(value * 1000)
+        scaled = round_long_double(value * 1000)  # type: ignore[arg-type]  # a Fraction here
         if scaled is None:
             raise CommandError(errors.TIMEOUT_NEGATIVE)
         ms = math.ceil(scaled)
@@ -246,8 +246,8 @@ class Waiters:
         self.cancel(token)  # a token is never reused; this is only a safeguard
         self.by_token[token] = waiter
         by_key = self.by_key
-        for key in dict.fromkeys(wait.keys):
-            key = (db, key)  # type: ignore[assignment]
+        for k in dict.fromkeys(wait.keys):
+            key = (db, k)
             queue = by_key.get(key)
             if queue is None:
                 by_key[key] = [waiter]
@@ -275,8 +275,8 @@ class Waiters:
         del self.by_token[waiter.token]
         by_key = self.by_key
         db = waiter.db
-        for key in dict.fromkeys(waiter.wait.keys):
-            key = (db, key)  # type: ignore[assignment]
+        for k in dict.fromkeys(waiter.wait.keys):
+            key = (db, k)
             queue = by_key.get(key)
             if queue is not None:
                 queue.remove(waiter)
@@ -399,6 +399,7 @@ def bwait(ks: Keyspace, args: list[bytes]) -> object:
     """
     kind = KINDS[args[1].lower()]
     timeout = parse_timeout(args[2])
+    serve: Callable[[Keyspace, list[bytes], bytes], object]
     if kind is None and args[1].lower() in STREAM_READY:
         # XREAD/XREADGROUP: ``group key id [key id ...]`` (see shardkv.acceptor.blocking)
         ready = STREAM_READY[args[1].lower()]

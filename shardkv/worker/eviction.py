@@ -57,6 +57,7 @@ import random
 import sys
 from collections.abc import Callable
 from itertools import count, islice
+from typing import Any, Literal
 
 from shardkv.protocol import commands, errors
 from shardkv.protocol.resp import Error
@@ -239,7 +240,7 @@ class Memory:
         """Run a command under the limit, as Redis's ``processCommand`` does:
         evict first if over it, refuse a ``denyoom`` command with OOM when
         nothing can be evicted, and count what a write changed."""
-        kind = _KINDS.get(args[0], False)
+        kind: tuple[commands.Command, bool, bool] | None | Literal[False] = _KINDS.get(args[0], False)
         if kind is False:
             kind = _kind(args[0])
         if kind is None:
@@ -357,6 +358,7 @@ class Memory:
         policy = self.policy
         if policy == "noeviction":
             return None
+        dicts: list[dict[bytes, Any]]
         if self.volatile:
             if not self.ks.nvolatile:
                 return None
@@ -396,7 +398,7 @@ class Memory:
             return 255 - lfu_counter(entry, self.ks.now // 60000)
         return -(entry or 0)
 
-    def _sample(self, dicts: list[dict], n: int) -> list[bytes]:
+    def _sample(self, dicts: list[dict[bytes, Any]], n: int) -> list[bytes]:
         """Up to ``n`` keys: one from each non-empty slot, walking on from a
         random slot of this shard (as Redis's ``dictGetSomeKeys`` walks its
         buckets), so a sparse shard costs a walk, not a miss."""

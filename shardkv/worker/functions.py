@@ -16,6 +16,7 @@ version and a CRC-64, as DUMP's payloads.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from shardkv.protocol import errors
 from shardkv.protocol.errors import CommandError
@@ -31,6 +32,9 @@ from shardkv.worker.scripting import (
     _cross_reply,
     engine_of,
 )
+
+if TYPE_CHECKING:
+    from shardkv.worker.lualibs import LuaValue
 
 RDB_OPCODE_FUNCTION2 = 245
 _NAME_ERROR = "Library names can only contain letters, numbers, or underscores(_) and must be at least one character long"
@@ -107,7 +111,7 @@ class Functions:
         for f in library.functions.values():
             self.functions.pop(f.name.lower(), None)
 
-    def _register(self, *args: object) -> None:
+    def _register(self, *args: LuaValue) -> None:
         """redis.register_function(name, callback) or redis.register_function{...}"""
         engine = self.engine
         library = self._registering
@@ -161,7 +165,7 @@ class Functions:
                         bit = FLAG_NAMES.get(flag.lower()) if type(flag) is bytes else None
                         if bit is None:
                             engine._raise("unknown flag given")
-                        flags |= bit  # type: ignore[operator]
+                        flags |= bit
                 else:
                     engine._raise("unknown argument given to redis.register_function")
             if name is None:
@@ -170,12 +174,12 @@ class Functions:
                 engine._raise("redis.register_function must get a callback argument")
         else:
             engine._raise("wrong number of arguments to redis.register_function")
-        if not _valid_name(name):  # type: ignore[arg-type]
+        if not _valid_name(name):
             engine._raise(_NAME_ERROR)
-        if name.lower() in library.functions:  # type: ignore[union-attr]
+        if name.lower() in library.functions:
             engine._raise("Function already exists in the library")
-        function = Function(name, callback, flags, description, library.name)  # type: ignore[arg-type]
-        library.functions[name.lower()] = function  # type: ignore[union-attr]
+        function = Function(name, callback, flags, description, library.name)
+        library.functions[name.lower()] = function
 
     # -- the other subcommands ------------------------------------------------------
 

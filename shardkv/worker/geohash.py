@@ -247,8 +247,8 @@ class Shape:
     def bounding_box(self) -> tuple[float, float, float, float]:
         """``geohashBoundingBox``: (min lon, min lat, max lon, max lat)."""
         circle = self.radius is not None
-        height = self.conversion * (self.radius if circle else self.height / 2)
-        width = self.conversion * (self.radius if circle else self.width / 2)
+        height = self.conversion * (self.radius if circle else self.height / 2)  # type: ignore[operator]  # circle: set
+        width = self.conversion * (self.radius if circle else self.width / 2)  # type: ignore[operator]  # circle: set
         lat_delta = (height / EARTH_RADIUS_IN_METERS) / D_R
         lon_delta_top = (width / EARTH_RADIUS_IN_METERS / math.cos((self.lat + lat_delta) * D_R)) / D_R
         lon_delta_bottom = (width / EARTH_RADIUS_IN_METERS / math.cos((self.lat - lat_delta) * D_R)) / D_R

@@ -170,7 +170,7 @@ def with_count(value: bytes, card: int) -> bytes:
 # -- dense registers -------------------------------------------------------------
 
 
-def dense_to_array(registers: bytes | bytearray) -> np.ndarray:
+def dense_to_array(registers: bytes | bytearray | memoryview) -> np.ndarray:
     """12288 bytes of 6-bit registers -> 16384 uint8 registers."""
     b = np.frombuffer(registers, dtype=np.uint8, count=DENSE_BYTES).reshape(-1, 3).astype(np.uint16)
     out = np.empty((REGISTERS // 4, 4), dtype=np.uint8)

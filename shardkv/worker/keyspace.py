@@ -45,13 +45,17 @@ from binascii import crc_hqx
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from shardkv.protocol import errors
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.router import LBRACE, SLOTS, key_slot
 from shardkv.worker.clock import Clock
 from shardkv.worker.zset import ZSet
+
+if TYPE_CHECKING:
+    from shardkv.runtime.cmdstats import Stats
+    from shardkv.worker.eviction import Memory
 
 T = TypeVar("T")
 
@@ -92,6 +96,8 @@ class Database:
 class Keyspace:
     """The keys of one shard."""
 
+    stats: Stats  # the shard's command statistics, set by the worker
+
     def __init__(self, clock: Clock | None = None, slots: range = range(SLOTS), databases: int = 16) -> None:
         self.clock = clock or Clock()
         self.now = self.clock.now_ms()
@@ -114,7 +120,7 @@ class Keyspace:
         # Called for a key the server removes by itself (expiry, eviction),
         # as Redis's propagateDeletion: the AOF logs a DEL.
         self.propagate_del: Callable[[bytes], None] | None = None
-        self.memory = None  # an eviction.Memory while maxmemory is on
+        self.memory: Memory | None = None  # while maxmemory is on
         # While clients are paused (CLIENT PAUSE), an expired key reads as
         # missing but stays, as in Redis: nothing is deleted, nothing logged.
         self.expiry_paused = False

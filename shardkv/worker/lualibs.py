@@ -16,17 +16,23 @@ from __future__ import annotations
 import json
 import math
 import struct as _struct
+from typing import Any
 
 from lupa import lua51
 
 _lua_type = lua51.lua_type
+
+# A value from or for Lua (bytes, numbers, bools, None, lupa's tables and
+# functions): lupa gives it no static type, and the code dispatches on
+# type(value).
+LuaValue = Any
 
 
 class LibError(Exception):
     """A Lua error raised by a library function (the message is what the script sees)."""
 
 
-def _num(value: object, name: str, i: int) -> float | int:
+def _num(value: LuaValue, name: str, i: int) -> float | int:
     if type(value) is int or type(value) is float:
         return value
     if type(value) is bytes:
@@ -38,7 +44,7 @@ def _num(value: object, name: str, i: int) -> float | int:
     raise LibError(f"bad argument #{i} to '{name}' (number expected, got {got})")
 
 
-def _type_name(value: object) -> str:
+def _type_name(value: LuaValue) -> str:
     if value is None:
         return "nil"
     if type(value) is bool:
@@ -65,10 +71,10 @@ def _fmt_g(value: float, precision: int) -> bytes:
 
 
 class CJson:
-    def __init__(self, lua: object, null: object) -> None:
+    def __init__(self, lua: LuaValue, null: LuaValue) -> None:
         self.lua = lua
         self.null = null
-        self.is_null = lua.eval("function(null) return function(v) return rawequal(v, null) end end")(null)  # type: ignore[attr-defined]
+        self.is_null = lua.eval("function(null) return function(v) return rawequal(v, null) end end")(null)
         self.max_depth = 1000
         self.decode_max_depth = 1000
         self.precision = 14
@@ -79,21 +85,21 @@ class CJson:
         self.decode_invalid = True
 
     # encode
-    def encode(self, *args: object) -> bytes:
+    def encode(self, *args: LuaValue) -> bytes:
         if len(args) != 1:
             raise LibError("bad argument #1 to 'encode' (expected 1 argument)")
         out: list[bytes] = []
         self._encode(args[0], out, 0)
         return b"".join(out)
 
-    def _encode(self, v: object, out: list[bytes], depth: int) -> None:
+    def _encode(self, v: LuaValue, out: list[bytes], depth: int) -> None:
         t = type(v)
         if t is bytes:
             out.append(b'"' + b"".join(_ESCAPE_TABLE[c] for c in v) + b'"')
         elif t is bool:
             out.append(b"true" if v else b"false")
         elif t is int or t is float:
-            out.append(self._number(v))  # type: ignore[arg-type]
+            out.append(self._number(v))
         elif v is None:
             out.append(b"null")
         elif _lua_type(v) == "table" and self.is_null(v):
@@ -108,12 +114,12 @@ class CJson:
                 for i in range(1, n + 1):
                     if i > 1:
                         out.append(b",")
-                    self._encode(v[i], out, depth)  # type: ignore[index]
+                    self._encode(v[i], out, depth)
                 out.append(b"]")
             else:
                 out.append(b"{")
                 first = True
-                for k, val in v.items():  # type: ignore[attr-defined]
+                for k, val in v.items():
                     if not first:
                         out.append(b",")
                     first = False
@@ -136,11 +142,11 @@ class CJson:
             return b"nan" if math.isnan(v) else (b"inf" if v > 0 else b"-inf")
         return _fmt_g(v, self.precision)
 
-    def _array_length(self, t: object) -> int:
+    def _array_length(self, t: LuaValue) -> int:
         """lua_array_length: n if the table is an array of 1..n, else -1."""
         max_index = 0
         items = 0
-        for k in t.keys():  # type: ignore[attr-defined]
+        for k in t.keys():
             if type(k) in (int, float) and k >= 1 and k == int(k):
                 max_index = max(max_index, int(k))
                 items += 1
@@ -153,12 +159,12 @@ class CJson:
         return max_index
 
     # decode
-    def decode(self, *args: object) -> object:
+    def decode(self, *args: LuaValue) -> LuaValue:
         if len(args) != 1:
             raise LibError("bad argument #1 to 'decode' (expected 1 argument)")
         s = args[0]
         if type(s) in (int, float):
-            s = _fmt_g(s, 14)  # type: ignore[arg-type]
+            s = _fmt_g(s, 14)
         if type(s) is not bytes:
             raise LibError("bad argument #1 to 'decode' (string expected, got %s)" % _type_name(s))
         text = s.decode("utf-8", "surrogateescape")
@@ -179,7 +185,7 @@ class CJson:
             raise json.JSONDecodeError("invalid number", name, 0)
         return float(name.lower().replace("infinity", "inf"))
 
-    def _to_lua(self, v: object, depth: int) -> object:
+    def _to_lua(self, v: LuaValue, depth: int) -> LuaValue:
         if depth > self.decode_max_depth:
             raise LibError("Found too many nested data structures (%d) at character 1" % depth)
         if v is None:
@@ -188,30 +194,30 @@ class CJson:
         if t is str:
             return v.encode("utf-8", "surrogateescape")
         if t is bool or t is int or t is float:
-            if t is int and abs(v) >= 2**53:  # type: ignore[arg-type]
-                return float(v)  # type: ignore[arg-type]
+            if t is int and abs(v) >= 2**53:
+                return float(v)
             return v
         if t is list:
-            return self.lua.table_from([self._to_lua(x, depth + 1) for x in v])  # type: ignore[attr-defined]
+            return self.lua.table_from([self._to_lua(x, depth + 1) for x in v])
         if t is tuple:  # an object
-            table = self.lua.table()  # type: ignore[attr-defined]
-            for k, x in v[1]:  # type: ignore[index]
+            table = self.lua.table()
+            for k, x in v[1]:
                 table[k.encode("utf-8", "surrogateescape")] = self._to_lua(x, depth + 1)
             return table
         return None
 
     # options: each returns the setting now in effect
-    def encode_max_depth(self, *args: object) -> int:
+    def encode_max_depth(self, *args: LuaValue) -> int:
         if args and args[0] is not None:
             self.max_depth = int(_num(args[0], "encode_max_depth", 1))
         return self.max_depth
 
-    def decode_max_depth_(self, *args: object) -> int:
+    def decode_max_depth_(self, *args: LuaValue) -> int:
         if args and args[0] is not None:
             self.decode_max_depth = int(_num(args[0], "decode_max_depth", 1))
         return self.decode_max_depth
 
-    def encode_number_precision(self, *args: object) -> int:
+    def encode_number_precision(self, *args: LuaValue) -> int:
         if args and args[0] is not None:
             n = int(_num(args[0], "encode_number_precision", 1))
             if not 1 <= n <= 14:
@@ -221,10 +227,10 @@ class CJson:
             self.precision = n
         return self.precision
 
-    def encode_keep_buffer(self, *args: object) -> bool:
+    def encode_keep_buffer(self, *args: LuaValue) -> bool:
         return True
 
-    def encode_sparse_array(self, *args: object) -> tuple:
+    def encode_sparse_array(self, *args: LuaValue) -> tuple:
         if len(args) >= 1 and args[0] is not None:
             self.sparse_convert = bool(args[0])
         if len(args) >= 2 and args[1] is not None:
@@ -233,12 +239,12 @@ class CJson:
             self.sparse_safe = int(_num(args[2], "encode_sparse_array", 3))
         return (self.sparse_convert, self.sparse_ratio, self.sparse_safe)
 
-    def encode_invalid_numbers(self, *args: object) -> bool:
+    def encode_invalid_numbers(self, *args: LuaValue) -> bool:
         if args and args[0] is not None:
             self.encode_invalid = bool(args[0])
         return self.encode_invalid
 
-    def decode_invalid_numbers(self, *args: object) -> bool:
+    def decode_invalid_numbers(self, *args: LuaValue) -> bool:
         if args and args[0] is not None:
             self.decode_invalid = bool(args[0])
         return self.decode_invalid
@@ -247,7 +253,7 @@ class CJson:
 # -- bit (LuaBitOp) -----------------------------------------------------------------
 
 
-def _tobit(x: object, name: str = "tobit", i: int = 1) -> int:
+def _tobit(x: LuaValue, name: str = "tobit", i: int = 1) -> int:
     v = _num(x, name, i)
     if type(v) is float:
         if math.isnan(v) or math.isinf(v):
@@ -262,15 +268,15 @@ def _signed(v: int) -> int:
     return v - 0x100000000 if v & 0x80000000 else v
 
 
-def _bit_functions() -> dict[bytes, object]:
-    def tobit(*a: object) -> int:
+def _bit_functions() -> dict[bytes, LuaValue]:
+    def tobit(*a: LuaValue) -> int:
         return _tobit(a[0] if a else None)
 
-    def bnot(*a: object) -> int:
+    def bnot(*a: LuaValue) -> int:
         return _signed(~_tobit(a[0] if a else None, "bnot"))
 
     def fold(name: str, op):
-        def f(*a: object) -> int:
+        def f(*a: LuaValue) -> int:
             acc = _tobit(a[0] if a else None, name)
             for i, x in enumerate(a[1:], 2):
                 acc = op(acc, _tobit(x, name, i))
@@ -279,19 +285,19 @@ def _bit_functions() -> dict[bytes, object]:
         return f
 
     def shift(name: str, op):
-        def f(*a: object) -> int:
+        def f(*a: LuaValue) -> int:
             x = _tobit(a[0] if a else None, name) & 0xFFFFFFFF
             n = _tobit(a[1] if len(a) > 1 else None, name, 2) & 31
             return _signed(op(x, n))
 
         return f
 
-    def arshift(*a: object) -> int:
+    def arshift(*a: LuaValue) -> int:
         x = _tobit(a[0] if a else None, "arshift")
         n = _tobit(a[1] if len(a) > 1 else None, "arshift", 2) & 31
         return _signed(x >> n)
 
-    def tohex(*a: object) -> bytes:
+    def tohex(*a: LuaValue) -> bytes:
         x = _tobit(a[0] if a else None, "tohex") & 0xFFFFFFFF
         n = 8 if len(a) < 2 or a[1] is None else _tobit(a[1], "tohex", 2)
         digits = b"0123456789abcdef"
@@ -306,7 +312,7 @@ def _bit_functions() -> dict[bytes, object]:
             x >>= 4
         return bytes(out)
 
-    def bswap(*a: object) -> int:
+    def bswap(*a: LuaValue) -> int:
         x = _tobit(a[0] if a else None, "bswap") & 0xFFFFFFFF
         return _signed(int.from_bytes(x.to_bytes(4, "little"), "big"))
 
@@ -395,7 +401,7 @@ class _Fmt:
         return (align - (offset & (align - 1))) & (align - 1)
 
 
-def _struct_pack(*args: object) -> bytes:
+def _struct_pack(*args: LuaValue) -> bytes:
     fmt = args[0] if args else None
     if type(fmt) is not bytes:
         raise LibError("bad argument #1 to 'pack' (string expected, got %s)" % _type_name(fmt))
@@ -429,7 +435,7 @@ def _struct_pack(*args: object) -> bytes:
     return bytes(out)
 
 
-def _struct_unpack(*args: object) -> tuple:
+def _struct_unpack(*args: LuaValue) -> tuple:
     fmt, data = (args + (None, None))[:2]
     if type(fmt) is not bytes:
         raise LibError("bad argument #1 to 'unpack' (string expected, got %s)" % _type_name(fmt))
@@ -478,7 +484,7 @@ def _struct_unpack(*args: object) -> tuple:
     return tuple(out)
 
 
-def _struct_size(*args: object) -> int:
+def _struct_size(*args: LuaValue) -> int:
     fmt = args[0] if args else None
     if type(fmt) is not bytes:
         raise LibError("bad argument #1 to 'size' (string expected, got %s)" % _type_name(fmt))
@@ -497,10 +503,10 @@ _MAX_NESTING = 16
 
 
 class MsgPack:
-    def __init__(self, lua: object) -> None:
+    def __init__(self, lua: LuaValue) -> None:
         self.lua = lua
 
-    def pack(self, *args: object) -> bytes:
+    def pack(self, *args: LuaValue) -> bytes:
         if not args:
             raise LibError("MessagePack pack needs input.")
         out = bytearray()
@@ -508,10 +514,10 @@ class MsgPack:
             self._pack(v, out, 0)
         return bytes(out)
 
-    def _pack(self, v: object, out: bytearray, depth: int) -> None:
+    def _pack(self, v: LuaValue, out: bytearray, depth: int) -> None:
         t = type(v)
         if t is bytes:
-            n = len(v)  # type: ignore[arg-type]
+            n = len(v)
             if n < 32:
                 out.append(0xA0 | n)
             elif n <= 0xFF:
@@ -523,11 +529,11 @@ class MsgPack:
             out += v
         elif t is bool:
             out.append(0xC3 if v else 0xC2)
-        elif t is int or (t is float and v == int(v) and abs(v) < 2**63):  # type: ignore[arg-type]
-            self._pack_int(int(v), out)  # type: ignore[call-overload]
+        elif t is int or (t is float and v == int(v) and abs(v) < 2**63):
+            self._pack_int(int(v), out)
         elif t is float:
-            f32 = _struct.unpack(">f", _struct.pack(">f", v))[0] if abs(v) < 3.4e38 or math.isinf(v) else None  # type: ignore[arg-type]
-            if f32 is not None and (f32 == v or (math.isnan(v) and math.isnan(f32))):  # type: ignore[arg-type]
+            f32 = _struct.unpack(">f", _struct.pack(">f", v))[0] if abs(v) < 3.4e38 or math.isinf(v) else None
+            if f32 is not None and (f32 == v or (math.isnan(v) and math.isnan(f32))):
                 out += b"\xca" + _struct.pack(">f", v)
             else:
                 out += b"\xcb" + _struct.pack(">d", v)
@@ -541,9 +547,9 @@ class MsgPack:
             if n >= 0:
                 self._header(n, 0x90, 0xDC, out)
                 for i in range(1, n + 1):
-                    self._pack(v[i], out, depth + 1)  # type: ignore[index]
+                    self._pack(v[i], out, depth + 1)
             else:
-                pairs = list(v.items())  # type: ignore[attr-defined]
+                pairs = list(v.items())
                 self._header(len(pairs), 0x80, 0xDE, out)
                 for k, x in pairs:
                     self._pack(k, out, depth + 1)
@@ -586,11 +592,11 @@ class MsgPack:
                 out += b"\xd3" + (n & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "big")
 
     @staticmethod
-    def _array_length(t: object) -> int:
+    def _array_length(t: LuaValue) -> int:
         """table_is_an_array: keys 1..n, no holes; -1 otherwise."""
         count = 0
         max_index = 0
-        for k in t.keys():  # type: ignore[attr-defined]
+        for k in t.keys():
             if type(k) in (int, float) and k > 0 and k == int(k):
                 count += 1
                 max_index = max(max_index, int(k))
@@ -598,13 +604,13 @@ class MsgPack:
                 return -1
         return max_index if max_index == count else -1
 
-    def unpack(self, *args: object) -> tuple:
+    def unpack(self, *args: LuaValue) -> tuple:
         return self._unpack(args, 0, "unpack")
 
-    def unpack_one(self, *args: object) -> tuple:
+    def unpack_one(self, *args: LuaValue) -> tuple:
         return self._unpack(args, 1, "unpack_one")
 
-    def unpack_limit(self, *args: object) -> tuple:
+    def unpack_limit(self, *args: LuaValue) -> tuple:
         limit = int(_num(args[1], "unpack_limit", 2)) if len(args) > 1 else 0
         return self._unpack(args[:1] + args[2:], max(limit, 0), "unpack_limit")
 
@@ -658,7 +664,7 @@ class MsgPack:
             for _ in range(n):
                 v, p = self._decode(d, p)
                 items.append(v)
-            return self.lua.table_from(items), p  # type: ignore[attr-defined]
+            return self.lua.table_from(items), p
         if 0x80 <= c <= 0x8F or c in (0xDE, 0xDF):
             if c <= 0x8F:
                 n = c & 15
@@ -667,7 +673,7 @@ class MsgPack:
                 need(w)
                 n = int.from_bytes(d[p : p + w], "big")
                 p += w
-            table = self.lua.table()  # type: ignore[attr-defined]
+            table = self.lua.table()
             for _ in range(n):
                 k, p = self._decode(d, p)
                 v, p = self._decode(d, p)
@@ -696,10 +702,10 @@ class MsgPack:
 # -- installing -----------------------------------------------------------------------
 
 
-def install(lua: object) -> object:
+def install(lua: LuaValue) -> LuaValue:
     """A Lua table of library name -> library table, for the prelude."""
-    table = lua.table  # type: ignore[attr-defined]
-    null = lua.eval("setmetatable({}, {__tostring = function() return 'null' end})")  # type: ignore[attr-defined]
+    table = lua.table
+    null = lua.eval("setmetatable({}, {__tostring = function() return 'null' end})")
     cj = CJson(lua, null)
     cjson = table()
     for name, fn in {

@@ -12,8 +12,9 @@ merge sort, which Python's ``sorted`` matches.)
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
-Cmp = Callable[[object, object], int]
+Cmp = Callable[[Any, Any], int]
 
 
 def _med3(v: list, a: int, b: int, c: int, cmp: Cmp) -> int:

@@ -36,6 +36,7 @@ import socket
 import struct
 import sys
 import time
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from time import perf_counter_ns
 
@@ -114,8 +115,8 @@ class Shard:
         self.waiters = Waiters(self.keyspace, self.record)
         self.acceptor_lost_hooks.append(self.waiters.clear)
         # Set by serve(): send a frame, and block for the next frame.
-        self.send = None
-        self.recv = None
+        self.send: Callable[..., None] = None  # type: ignore[assignment]  # set before use
+        self.recv: Callable[[], bytes] = None  # type: ignore[assignment]
         self.logged: list = []  # the last batch's replies that logged (run_batch)
         self.backlog: list[bytes] = []  # frames that came while parked
         # Lua scripts (EVAL...): the engine and its script cache.
@@ -203,7 +204,7 @@ class Shard:
         if self.persistence is not None and self.persistence.closed:
             return self._refuse(items)  # SHUTDOWN has saved: nothing may change now
         self.keyspace.tick()
-        bodies = []
+        bodies: list[bytes] = []
         append = bodies.append
         execute = self.execute if self.keyspace.memory is None else self.execute_limited
         waiters = self.waiters
@@ -249,7 +250,7 @@ class Shard:
                 body, op = self.enter(args)
                 append(body)
                 if op is not None:
-                    self.send(wire.encode_replies(bodies))  # type: ignore[misc]
+                    self.send(wire.encode_replies(bodies))
                     self.send_wakes()
                     faultpoints.hold("parked", self.index)
                     bodies = []
@@ -314,7 +315,8 @@ class Shard:
         """Run a script sent with MONITOR on; send the commands it called
         (``M``) before its reply, which is returned."""
         engine = self.scripts
-        engine.monitor = calls = []
+        calls: list[tuple[int, list[bytes]]] = []  # (database, args) of each call
+        engine.monitor = calls
         try:
             value = self.execute(args) if self.keyspace.memory is None else self.execute_limited(args)
         finally:
@@ -330,7 +332,7 @@ class Shard:
         if waiters.wakes:
             wakes, waiters.wakes = waiters.wakes, []
             for frame in wakes:
-                self.send(frame)  # type: ignore[misc]
+                self.send(frame)
 
     def _refuse(self, items: list) -> bytes:
         """Replies to a batch after SHUTDOWN: errors, but for ``__shutdown`` itself."""
@@ -418,7 +420,7 @@ class Shard:
             return wire.PartPrepared(op, False, Error(persistence.misconf))
         if len(command) > 2 or (len(command) == 2 and command[1].upper() not in (b"ASYNC", b"SYNC")):
             return wire.PartPrepared(op, False, Error(errors.SYNTAX))
-        self._prepared(op, flush_part(every), None)
+        self._prepared(op, flush_part(every), None)  # type: ignore[arg-type]  # a flush marker as the states
         return wire.PartPrepared(op, True, OK)
 
     def prepare_states(self, op: int, states: dict) -> None:
@@ -443,7 +445,7 @@ class Shard:
         acceptor resolves it; a shard that prepared nothing just resumes.
         """
         while True:
-            frame = self.recv()  # type: ignore[misc]  # EOFError/OSError: the acceptor is gone
+            frame = self.recv()  # EOFError/OSError: the acceptor is gone
             if frame[0] != wire.CONTROL:
                 self.backlog.append(frame)
                 continue
@@ -465,18 +467,18 @@ class Shard:
                 if faultpoints.ACTIVE and self.persistence is not None:
                     self.persistence.commit()
                 faultpoints.hold("ran", self.index)
-                self.send(wire.encode_control(ran))  # type: ignore[misc]
+                self.send(wire.encode_control(ran))
             elif type(message) is wire.Prepare:
                 self.prepare_states(op, message.states)
                 if faultpoints.ACTIVE and self.persistence is not None:
                     self.persistence.commit()
                 faultpoints.hold("prepared", self.index)
                 # send() writes (and with `always` fsyncs) the prepare record first.
-                self.send(wire.encode_control(wire.Prepared(op)))  # type: ignore[misc]
+                self.send(wire.encode_control(wire.Prepared(op)))
             else:
                 faultpoints.hold("decided", self.index)
                 self.decide(op, message.commit)  # type: ignore[union-attr]
-                self.send(wire.encode_control(wire.Finished(op, message.commit)))  # type: ignore[misc]
+                self.send(wire.encode_control(wire.Finished(op, message.commit)))  # type: ignore[union-attr]
                 faultpoints.hold("finished", self.index)
                 return  # run_batch serves the ready keys at the end of the batch
 
@@ -505,15 +507,15 @@ class Shard:
         op = getattr(message, "op", -1)
         log.warning("shard %d: refused %s for operation %s", self.index, type(message).__name__, op)
         reason = "not parked for this operation"
-        self.send(wire.encode_control(wire.Refused(op, reason)))  # type: ignore[misc]
+        self.send(wire.encode_control(wire.Refused(op, reason)))
 
     def report_in_doubt(self) -> None:
         """The start of each pipe: tell the acceptor what this shard has
         prepared without knowing the outcome, and apply the outcomes it
         sends back before running anything else."""
-        self.send(wire.encode_control(wire.InDoubt(sorted(self.prepared))))  # type: ignore[misc]
+        self.send(wire.encode_control(wire.InDoubt(sorted(self.prepared))))
         while self.prepared:
-            frame = self.recv()  # type: ignore[misc]
+            frame = self.recv()
             if frame[0] != wire.CONTROL:
                 self.backlog.append(frame)
                 continue
@@ -534,7 +536,7 @@ class Shard:
                         "committed" if commit else "aborted",
                     )
                     self.decide(op, commit)
-                    self.send(wire.encode_control(wire.Finished(op, commit)))  # type: ignore[misc]
+                    self.send(wire.encode_control(wire.Finished(op, commit)))
 
     def run_foreign(self, message: wire.Run) -> wire.Ran:
         """Run an operation's commands with other shards' keys installed here.

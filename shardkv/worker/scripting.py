@@ -30,6 +30,7 @@ import math
 import os
 import time
 from importlib import resources
+from typing import TYPE_CHECKING, NoReturn
 
 from lupa import lua51
 
@@ -48,7 +49,10 @@ from shardkv.protocol.resp import (
 )
 from shardkv.worker.keyspace import Keyspace, slot_of
 from shardkv.worker.registry import command, find
-from shardkv.worker.transfer import drop_key, export_key, import_key
+from shardkv.worker.transfer import State, drop_key, export_key, import_key
+
+if TYPE_CHECKING:
+    from shardkv.worker.lualibs import LuaValue
 
 log = logging.getLogger("shardkv.worker")
 
@@ -160,7 +164,7 @@ def _strings(argv: list) -> bool:
     return True
 
 
-def _deny_attributes(obj: object, name: object, setting: bool) -> object:
+def _deny_attributes(obj: LuaValue, name: LuaValue, setting: bool) -> object:
     raise AttributeError("access to Python attributes is not allowed")
 
 
@@ -230,7 +234,7 @@ class Run:
         self.read_only = read_only
         self.resp = 2
         self.dirty = False
-        self.undo: dict[bytes, object] = {}  # key -> state before the script wrote it
+        self.undo: dict[bytes, State] = {}  # key -> state before the script wrote it
         self.imported = imported
         self.start = time.monotonic()
         self.killed = False
@@ -262,7 +266,7 @@ class Engine:
         self._start()
 
     @staticmethod
-    def _lua_type_of(value: object) -> str | None:
+    def _lua_type_of(value: LuaValue) -> str | None:
         return lua51.lua_type(value)
 
     def _start(self) -> None:
@@ -317,12 +321,12 @@ class Engine:
         self._table = lua.table_from
         self._lua_type = lua51.lua_type
 
-    def _register_function(self, *args: object) -> None:
+    def _register_function(self, *args: LuaValue) -> None:
         """redis.register_function, handled by shardkv.worker.functions."""
         register = getattr(self, "register_function", None)
         if register is None:
             self._raise("redis.register_function can only be called on FUNCTION LOAD command")
-        register(*args)  # type: ignore[misc]
+        register(*args)
 
     def load_library(self, body: bytes) -> tuple[bool, str]:
         ok, err = self._load_library(body)
@@ -438,7 +442,7 @@ class Engine:
         if persistence is not None and mark >= 0 and persistence.aof is not None:  # type: ignore[attr-defined]
             del persistence.aof.buf[mark:]  # type: ignore[attr-defined]
 
-    def _error_reply(self, value: object, sha: bytes) -> Error:
+    def _error_reply(self, value: LuaValue, sha: bytes) -> Error:
         if self._lua_type(value) != "table":
             msg = _text(value) if isinstance(value, bytes | int | float) else "execution failure"
             return Error("ERR Error running script %s, %.100s" % (sha.decode(), msg))
@@ -450,7 +454,7 @@ class Engine:
 
     # -- redis.call -------------------------------------------------------------
 
-    def _call_raise(self, *args: object) -> object:
+    def _call_raise(self, *args: LuaValue) -> object:
         """redis.call: the reply, or raise the error (see the prelude)."""
         value, failed = self._call(True, args)
         if failed:
@@ -478,7 +482,7 @@ class Engine:
                 self._called[name] = called
         return called
 
-    def _call(self, raise_error: object, args: tuple) -> object:
+    def _call(self, raise_error: LuaValue, args: tuple[LuaValue, ...]) -> tuple[LuaValue, LuaValue]:
         run = self.run
         if run is None:
             return self._error("redis.call/pcall can only be called inside a script invocation"), True
@@ -544,7 +548,7 @@ class Engine:
         if t is bytes or t is int:
             return value, False
         if t is Error:
-            return self._to_lua_error(value.message), raise_error  # type: ignore[attr-defined]
+            return self._to_lua_error(value.message), raise_error
         return self._to_lua(value, run.resp), False
 
     def _execute(self, called: _Called, argv: list[bytes], run: Run, write: bool) -> object:
@@ -610,7 +614,7 @@ class Engine:
             message = message.strip("\r\n")
         return self._table({b"err": message.encode("latin-1", "replace")})
 
-    def _to_lua(self, value: object, resp: int) -> object:
+    def _to_lua(self, value: LuaValue, resp: int) -> object:
         """A command's reply as Redis hands it to Lua (redisProtocolToLuaType)."""
         t = type(value)
         if t is bytes or t is int:
@@ -622,33 +626,33 @@ class Engine:
         if t is list or t is tuple:
             return self._table([self._to_lua(v, resp) for v in value])
         if t is Error:
-            return self._to_lua_error(value.message)  # type: ignore[attr-defined]
+            return self._to_lua_error(value.message)
         if t is float:
             if resp == 3:
                 return self._table({b"double": value})
-            return format_double(value)  # type: ignore[arg-type]
+            return format_double(value)
         if t is bool:
             return value if resp == 3 else int(value)
         if t is dict:
             if resp == 3:
                 out = self.lua.table()
-                for k, v in value.items():  # type: ignore[attr-defined]
+                for k, v in value.items():
                     out[self._to_lua(k, resp)] = self._to_lua(v, resp)
                 return self._table({b"map": out})
             flat = []
-            for k, v in value.items():  # type: ignore[attr-defined]
+            for k, v in value.items():
                 flat += [self._to_lua(k, resp), self._to_lua(v, resp)]
             return self._table(flat)
         if t is set or t is frozenset:
             if resp == 3:
                 out = self.lua.table()
-                for k in value:  # type: ignore[attr-defined]
+                for k in value:
                     out[self._to_lua(k, resp)] = True
                 return self._table({b"set": out})
-            return self._table([self._to_lua(v, resp) for v in value])  # type: ignore[attr-defined]
+            return self._table([self._to_lua(v, resp) for v in value])
         if t is KeyedArrays:  # XREAD: a map in RESP3, else an array of 2-arrays
             if resp == 3:
-                return self._to_lua(dict(value), resp)  # type: ignore[call-overload]
+                return self._to_lua(dict(value), resp)
             return self._table(
                 [self._table([self._to_lua(k, resp), self._to_lua(v, resp)]) for k, v in value]
             )
@@ -658,23 +662,23 @@ class Engine:
                     [self._table([self._to_lua(a, resp), self._to_lua(b, resp)]) for a, b in value]
                 )
             flat = []
-            for a, b in value:  # type: ignore[attr-defined]
+            for a, b in value:
                 flat += [self._to_lua(a, resp), self._to_lua(b, resp)]
             return self._table(flat)
         if t is HumanDouble:  # GEOPOS's coordinates: text in RESP2, a double in RESP3
             if resp == 3:
-                return self._table({b"double": float(value.text)})  # type: ignore[attr-defined]
-            return value.text  # type: ignore[attr-defined]
+                return self._table({b"double": float(value.text)})
+            return value.text
         if t is Verbatim:
             if resp == 3:
-                inner = self._table({b"string": value.text, b"format": value.format})  # type: ignore[attr-defined]
+                inner = self._table({b"string": value.text, b"format": value.format})
                 return self._table({b"verbatim_string": inner})
-            return value.text  # type: ignore[attr-defined]
+            return value.text
         if t is Raw:  # already RESP (SRANDMEMBER with a big negative count...)
             import hiredis
 
             reader = hiredis.Reader()
-            reader.feed(value.data)  # type: ignore[attr-defined]
+            reader.feed(value.data)
             return self._to_lua(reader.gets(), resp)
         if hasattr(value, "message"):
             return self._to_lua_error(value.message)
@@ -683,18 +687,18 @@ class Engine:
 
     # -- the script's reply -----------------------------------------------------
 
-    def _convert(self, value: object, resp: int, depth: int) -> object:
+    def _convert(self, value: LuaValue, resp: int, depth: int) -> object:
         """The Lua value a script returned, as a reply (luaReplyToRedisReply);
         ``resp`` is the script's protocol (redis.setresp)."""
         t = type(value)
         if t is bytes:
             return value
         if t is int:
-            return value if LLONG_MIN <= value < 2**63 else LLONG_MIN  # type: ignore[operator]
+            return value if LLONG_MIN <= value < 2**63 else LLONG_MIN
         if t is float:
-            if math.isnan(value) or math.isinf(value) or not (-(2.0**63) <= value < 2.0**63):  # type: ignore[arg-type]
+            if math.isnan(value) or math.isinf(value) or not (-(2.0**63) <= value < 2.0**63):
                 return LLONG_MIN
-            return int(value)  # type: ignore[call-overload]
+            return int(value)
         if t is bool:
             if resp == 2:
                 return 1 if value else None
@@ -727,21 +731,21 @@ class Engine:
 
     # -- redis.* helpers --------------------------------------------------------
 
-    def _raise(self, message: str) -> None:
+    def _raise(self, message: str) -> NoReturn:
         """Raise a Lua error table from a Python callable (see the prelude)."""
         self.pending = self._error(message)
         raise _LuaRaise
 
-    def _sha1hex(self, *args: object) -> bytes:
+    def _sha1hex(self, *args: LuaValue) -> bytes:
         """redis.sha1hex(string)"""
         if len(args) != 1:
             self._raise("wrong number of arguments")
         s = args[0]
         if type(s) in (int, float):
-            s = _lua_number(s)  # type: ignore[arg-type]
+            s = _lua_number(s)
         return sha1hex(s if type(s) is bytes else b"")
 
-    def _log(self, *args: object) -> None:
+    def _log(self, *args: LuaValue) -> None:
         """redis.log(level, message, ...)"""
         if len(args) < 2:
             self._raise("redis.log() requires two arguments or more.")
@@ -753,30 +757,30 @@ class Engine:
                 level = None
         if type(level) not in (int, float):
             self._raise("First argument must be a number (log level).")
-        if not 0 <= int(level) <= 3:  # type: ignore[call-overload]
+        if not 0 <= int(level) <= 3:
             self._raise("Invalid debug level.")
         parts = [_lua_number(a) if type(a) in (int, float) else a for a in args[1:]]
         text = b" ".join(p for p in parts if type(p) is bytes)
         levels = (logging.DEBUG, logging.INFO, logging.INFO, logging.WARNING)
-        log.log(levels[int(level)], "%s", _text(text))  # type: ignore[call-overload]
+        log.log(levels[int(level)], "%s", _text(text))
 
-    def _setresp(self, *args: object) -> None:
+    def _setresp(self, *args: LuaValue) -> None:
         """redis.setresp(2 | 3)"""
         if len(args) != 1:
             self._raise("redis.setresp() requires one argument.")
         v = args[0]
-        resp = int(v) if type(v) in (int, float) else 0  # type: ignore[call-overload]
+        resp = int(v) if type(v) in (int, float) else 0
         if resp not in (2, 3):
             self._raise("RESP version must be 2 or 3.")
         if self.run is not None:
             self.run.resp = resp
 
-    def _setrepl(self, *args: object) -> None:
+    def _setrepl(self, *args: LuaValue) -> None:
         """redis.set_repl(flags): every write is logged (shardkv has no replicas)."""
         if len(args) != 1:
             self._raise("redis.set_repl() requires two arguments.")
         v = args[0]
-        flags = int(v) if type(v) in (int, float) else 0  # type: ignore[call-overload]
+        flags = int(v) if type(v) in (int, float) else 0
         if flags & ~3:
             self._raise("Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE.")
 
@@ -842,7 +846,7 @@ class ScriptReply:
 
     __slots__ = ("tree",)
 
-    def __init__(self, tree: object) -> None:
+    def __init__(self, tree: LuaValue) -> None:
         self.tree = tree
 
     def to_resp(self, resp3: bool) -> bytes:
@@ -851,53 +855,53 @@ class ScriptReply:
         return b"".join(out)
 
 
-def _encode(v: object, resp3: bool, out: list[bytes]) -> None:
+def _encode(v: LuaValue, resp3: bool, out: list[bytes]) -> None:
     t = type(v)
     if t is bytes:
-        out.append(b"$%d\r\n%s\r\n" % (len(v), v))  # type: ignore[arg-type]
+        out.append(b"$%d\r\n%s\r\n" % (len(v), v))
     elif t is int:
-        out.append(b":%d\r\n" % v)  # type: ignore[str-format]
+        out.append(b":%d\r\n" % v)
     elif v is None:
         out.append(b"_\r\n" if resp3 else b"$-1\r\n")
     elif t is list:
-        out.append(b"*%d\r\n" % len(v))  # type: ignore[arg-type]
-        for x in v:  # type: ignore[attr-defined]
+        out.append(b"*%d\r\n" % len(v))
+        for x in v:
             _encode(x, resp3, out)
     elif t is Error:
-        msg = v.message  # type: ignore[attr-defined]
+        msg = v.message
         out.append(b"-%s\r\n" % msg.replace("\r", " ").replace("\n", " ").encode("latin-1", "replace"))
     elif t is float:
         if resp3:
-            out.append(b",%s\r\n" % (b"nan" if math.isnan(v) else format_double(v)))  # type: ignore[arg-type]
+            out.append(b",%s\r\n" % (b"nan" if math.isnan(v) else format_double(v)))
         else:
-            s = format_double(v)  # type: ignore[arg-type]
+            s = format_double(v)
             out.append(b"$%d\r\n%s\r\n" % (len(s), s))
     else:
-        kind = v[0]  # type: ignore[index]
+        kind = v[0]
         if kind == "bool":
             if resp3:
-                out.append(b"#t\r\n" if v[1] else b"#f\r\n")  # type: ignore[index]
+                out.append(b"#t\r\n" if v[1] else b"#f\r\n")
             else:
-                out.append(b":1\r\n" if v[1] else b":0\r\n")  # type: ignore[index]
+                out.append(b":1\r\n" if v[1] else b":0\r\n")
         elif kind == "status":
-            out.append(b"+%s\r\n" % v[1])  # type: ignore[index]
+            out.append(b"+%s\r\n" % v[1])
         elif kind == "big":
-            s = v[1]  # type: ignore[index]
+            s = v[1]
             out.append(b"(%s\r\n" % s if resp3 else b"$%d\r\n%s\r\n" % (len(s), s))
         elif kind == "verbatim":
-            fmt, s = v[1], v[2]  # type: ignore[index]
+            fmt, s = v[1], v[2]
             if resp3:
                 body = fmt[:3].ljust(3, b" ") + b":" + s
                 out.append(b"=%d\r\n%s\r\n" % (len(body), body))
             else:
                 out.append(b"$%d\r\n%s\r\n" % (len(s), s))
         elif kind == "map":
-            items = v[1]  # type: ignore[index]
+            items = v[1]
             out.append((b"%%%d\r\n" % (len(items) // 2)) if resp3 else (b"*%d\r\n" % len(items)))
             for x in items:
                 _encode(x, resp3, out)
         elif kind == "set":
-            items = v[1]  # type: ignore[index]
+            items = v[1]
             out.append((b"~%d\r\n" if resp3 else b"*%d\r\n") % len(items))
             for x in items:
                 _encode(x, resp3, out)
@@ -910,7 +914,7 @@ def _lua_number(value: float) -> bytes:
     return b"%.14g" % value
 
 
-def _text(value: object) -> str:
+def _text(value: LuaValue) -> str:
     if type(value) is bytes:
         return value.decode("latin-1")
     if type(value) is float and value == int(value) and abs(value) < 1e15:

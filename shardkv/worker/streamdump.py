@@ -23,6 +23,8 @@ field... 0`` and then each entry ``flags ms-diff seq-diff [num-fields]
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from shardkv.protocol.resp import strict_int
 from shardkv.worker.stream import DELETED, MASK64, SAMEFIELDS, Consumer, Group, Nack, Node, Stream
 
@@ -117,7 +119,7 @@ def node_listpack(node: Node, master_id: int) -> bytes:
 # -- writing -------------------------------------------------------------------
 
 
-def dump_stream(s: Stream, length: callable, string: callable) -> bytes:  # type: ignore[valid-type]
+def dump_stream(s: Stream, length: Callable[[int], bytes], string: Callable[[bytes], bytes]) -> bytes:
     """The body of a type-19 object (after its type byte)."""
     out = [length(len(s.nodes))]
     for key, node in zip(s.keys, s.nodes, strict=True):
@@ -152,7 +154,7 @@ class StreamBadData(Exception):
     pass
 
 
-def load_stream(reader, kind: int, listpack: callable) -> Stream:  # type: ignore[valid-type]
+def load_stream(reader, kind: int, listpack: Callable[[bytes], list[bytes]]) -> Stream:
     """A stream from ``reader`` (dump._Reader) positioned after the type byte."""
     s = Stream()
     v2 = kind == STREAM_LISTPACKS_2

@@ -86,7 +86,7 @@ def _bit_range(start: int, end: int, size: int, in_bits: bool) -> tuple[int, int
     return (start, end) if in_bits else (start * 8, end * 8 + 7)
 
 
-def _bits(value: bytes, first: int, last: int) -> int:
+def _bits(value: bytes | bytearray, first: int, last: int) -> int:
     """Bits ``first..last`` of ``value`` as one integer (``first`` highest)."""
     lo, hi = first >> 3, last >> 3
     chunk = int.from_bytes(value[lo : hi + 1], "big")
@@ -144,7 +144,7 @@ def bitpos(ks: Keyspace, args: list[bytes]) -> object:
     return last + 1 if bit == 0 and not end_given else -1
 
 
-def _find_bit(value: bytes, bit: int, first: int, last: int) -> int | None:
+def _find_bit(value: bytes | bytearray, bit: int, first: int, last: int) -> int | None:
     """The first position in ``first..last`` whose bit is ``bit``."""
     pos = first
     while pos <= last and pos & 7:  # a partial first byte, bit by bit

@@ -209,7 +209,7 @@ class _Reader:
             return "hash", _pairs([self.string() for _ in range(2 * self.count())])
         if kind in (ZSET, ZSET_2):
             read_score = self.binary_double if kind == ZSET_2 else self.text_double
-            items = []
+            items: list[object] = []
             for _ in range(self.count()):
                 items += (self.string(), read_score())  # the member, then its score
             return "zset", _scores(items)

@@ -271,7 +271,7 @@ def search(ks: Keyspace, args: list[bytes], src_at: int, flags: int) -> object:
         found = found[:count]
     conversion = shape.conversion
     if store is None:
-        reply = []
+        reply: list[object] = []
         options = withdist or withhash or withcoord
         for member, lon, lat, dist, score in found:
             if not options:

@@ -103,7 +103,7 @@ def pfadd(ks: Keyspace, args: list[bytes]) -> object:
     if created:
         value = hllcore.empty()
     try:
-        new, changed = add(value, args[2:])
+        new, changed = add(value, args[2:])  # type: ignore[arg-type]  # created if None
     except Corrupted:
         raise CommandError(errors.HLL_CORRUPTED) from None
     if created or changed:
@@ -175,7 +175,7 @@ def pfmerge(ks: Keyspace, args: list[bytes]) -> object:
                 use_dense = True
             np.maximum(top, _registers(value), out=top)
     dest = args[1]
-    value = ks.lookup(dest)
+    value = ks.lookup(dest)  # type: ignore[assignment]  # an HLL or None: checked above (args[1:])
     if value is None:
         value = hllcore.empty()
     if use_dense and value[4] == SPARSE:

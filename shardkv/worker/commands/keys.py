@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 from shardkv.protocol import errors
 from shardkv.protocol.args import parse_int, parse_int32
@@ -305,12 +306,12 @@ def _set_encoding(value: set) -> str:
 # value as it is now; a type whose values know it (ZSet.encoding) needs no
 # entry.  Redis never converts back to the compact form when a value
 # shrinks, and these derive it from the contents, so they differ there.
-ENCODINGS: dict[type, Callable[[object], str]] = {
-    bytes: _string_encoding,  # type: ignore[dict-item]
+ENCODINGS: dict[type, Callable[[Any], str]] = {
+    bytes: _string_encoding,
     bytearray: lambda v: _string_encoding(bytes(v)),
-    dict: _hash_encoding,  # type: ignore[dict-item]
+    dict: _hash_encoding,
     deque: lambda v: "quicklist",  # Redis 7.0 keeps every list in a quicklist
-    set: _set_encoding,  # type: ignore[dict-item]
+    set: _set_encoding,
 }
 
 

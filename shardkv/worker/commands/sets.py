@@ -10,6 +10,7 @@ the command atomically on one of them with the others' keys brought over
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 
 from shardkv.protocol import errors
 from shardkv.protocol.args import parse_cursor, parse_scan_options
@@ -261,7 +262,9 @@ def sintercard(ks: Keyspace, args: list[bytes]) -> object:
     sets = _get_sets(ks, args[2 : 2 + numkeys])
     if None in sets:
         return 0
-    smallest, *rest = sorted(sets, key=len)  # type: ignore[arg-type]
+    smallest: set[bytes]
+    rest: list[set[bytes]]
+    smallest, *rest = sorted(sets, key=len)  # type: ignore[arg-type, assignment]  # no None in sets
     if not limit:
         return len(smallest.intersection(*rest))
     found = 0
@@ -330,11 +333,11 @@ def sscan(ks: Keyspace, args: list[bytes]) -> object:
     if s is None:
         return scan_reply(0, [])
     count, pattern, _ = parse_scan_options(args, 3)
-    members = _as_intset(s)
+    members: Iterable[bytes] | None = _as_intset(s)
     if members is not None:
         cursor = 0
     else:
-        cursor, members = scan_members(s, cursor, count)  # type: ignore[assignment]
+        cursor, members = scan_members(s, cursor, count)
     if pattern is not None:
         match = compile_glob(pattern)
         members = [m for m in members if match(m)]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
+from typing import Any
 
 from shardkv.protocol import errors
 from shardkv.protocol.errors import CommandError
@@ -149,7 +150,7 @@ def sort_generic(ks: Keyspace, args: list[bytes], readonly: bool) -> object:
         else:
             raise CommandError(errors.SYNTAX)
         j += 1
-    value = ks.lookup(args[1])
+    value: Any = ks.lookup(args[1])  # dispatched on by type, below
     kind = type(value)
     if value is not None and kind is not deque and kind is not set and kind is not ZSet:
         raise CommandError(errors.WRONGTYPE)
@@ -170,7 +171,7 @@ def sort_generic(ks: Keyspace, args: list[bytes], readonly: bool) -> object:
         # Lists and sorted sets keep their own order; only the range is read.
         count = max(end - start + 1, 0)
         if kind is deque:
-            items = list(value) if not desc else list(reversed(value))  # type: ignore[call-overload]
+            items = list(value) if not desc else list(reversed(value))
             vector = items[start : start + count]
         else:
             ranked = value.slice(0, size, reverse=desc)
@@ -178,9 +179,9 @@ def sort_generic(ks: Keyspace, args: list[bytes], readonly: bool) -> object:
         end -= start
         start = 0
     elif kind is deque:
-        vector = list(value)  # type: ignore[call-overload]
+        vector = list(value)
     elif kind is set:
-        vector = _set_members(value)  # type: ignore[arg-type]
+        vector = _set_members(value)
     else:
         vector = list(value.scores)
 
@@ -266,7 +267,7 @@ def _sorted(
             return sign * ((a > b) - (a < b))
 
         order = list(range(len(vector)))
-        pqsort(order, compare, *partial)  # type: ignore[arg-type]
+        pqsort(order, compare, *partial)
     return [vector[i] for i in order]
 
 

@@ -630,7 +630,7 @@ def _xread(ks: Keyspace, args: list[bytes]) -> object:
             _CURRENT_GROUP[0] = r.group  # type: ignore[assignment]
             if gt != MAX_ID:
                 out.append(
-                    (key, _read_history(ks, key, s, gt + 1 if gt < MAX_ID else gt, r.count, g, r.consumer))
+                    (key, _read_history(ks, key, s, gt + 1 if gt < MAX_ID else gt, r.count, g, r.consumer))  # type: ignore[arg-type]  # a group read names its consumer
                 )
                 continue
             if s.length and s.last_valid_id() > g.last_id:
@@ -960,7 +960,7 @@ def xpending(ks: Keyspace, args: list[bytes]) -> object:
     else:
         pel = g.pel
     now = _now(ks)
-    out = []
+    out: list[list[object]] = []
     if not count:
         return out
     for id_ in pel.irange(start, end):
@@ -1254,7 +1254,7 @@ def _xinfo_stream(s: Stream, args: list[bytes]) -> object:
     info[b"entries"] = s.range(0, MAX_ID, count)
     groups = []
     for name, g in sorted(s.groups.items()):
-        pending = []
+        pending: list[list[object]] = []
         for id_, nack in g.pel.items():
             if count and len(pending) >= count:
                 break
@@ -1263,7 +1263,7 @@ def _xinfo_stream(s: Stream, args: list[bytes]) -> object:
             )
         consumers = []
         for cname, c in sorted(g.consumers.items()):
-            cp = []
+            cp: list[list[object]] = []
             for id_, nack in c.pel.items():
                 if count and len(cp) >= count:
                     break

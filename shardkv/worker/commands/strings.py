@@ -126,6 +126,7 @@ def set_(ks: Keyspace, args: list[bytes]) -> object:
     if exp_opt is not None:
         unit, absolute = _EXPIRE_UNITS[exp_opt]
         when = expire_deadline(ks, exp_arg, unit, absolute, "set")
+    old: object
     if get:
         with ks.reading():  # SET ... GET reads the old value (a keyspace hit or miss)
             old = get_string(ks, key)
@@ -431,7 +432,7 @@ def lcs(ks: Keyspace, args: list[bytes]) -> object:
         if emit:
             size = end - start + 1
             if size >= min_len:
-                match = [[start, end], [bstart, bend]]
+                match: list[object] = [[start, end], [bstart, bend]]
                 if with_len:
                     match.append(size)
                 matches.append(match)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import random
 import re
+from collections.abc import Callable, Iterator
 
 from shardkv.protocol import errors
 from shardkv.protocol.args import parse_cursor, parse_int, parse_scan_options
@@ -732,7 +733,7 @@ def _aggregate(a: float, b: float, how: bytes) -> float:
     return b if b > a else a
 
 
-def _items(src: object):
+def _items(src: ZSet | set[bytes]):
     """(member, score) of a sorted set or a set (whose scores are 1)."""
     if type(src) is ZSet:
         return src.scores.items()
@@ -905,6 +906,8 @@ def zscan(ks: Keyspace, args: list[bytes]) -> object:
         return scan_reply(0, [])
     count, pattern, _ = parse_scan_options(args, 3)
     scores = z.scores
+    pairs: Iterator[tuple[float, bytes]]
+    text: Callable[[float], bytes]
     if z.big:
         cursor, members = scan_members(scores, cursor, count)
         pairs = ((scores[m], m) for m in members)

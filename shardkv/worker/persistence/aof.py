@@ -74,8 +74,8 @@ try:
     from hiredis import ProtocolError as _ProtocolError
     from hiredis import Reader as _Reader
 except ImportError:  # pragma: no cover - hiredis is a dependency
-    _Reader = None
-    _ProtocolError = Exception
+    _Reader = None  # type: ignore[assignment, misc]
+    _ProtocolError = Exception  # type: ignore[assignment, misc]
 
 Record = list  # a command's arguments, name first, all bytes
 Recorder = Callable[[Keyspace, list, object], list]
@@ -105,7 +105,7 @@ def encode(args: list[bytes]) -> bytes:
     fmt = _FORMATS.get(len(args))
     if fmt is None:
         return b"*%d\r\n" % len(args) + b"".join([b"$%d\r\n%s\r\n" % (len(a), a) for a in args])
-    parts = []
+    parts: list[int | bytes] = []
     append = parts.append
     for a in args:
         append(len(a))

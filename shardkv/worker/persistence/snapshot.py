@@ -38,6 +38,7 @@ import struct
 import time
 import zlib
 from collections.abc import Iterator
+from typing import Any
 
 from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.transfer import TO_PLAIN, State
@@ -59,7 +60,7 @@ class SnapshotError(Exception):
         self.offset = offset
 
 
-def _frame(kind: bytes, value: object) -> bytes:
+def _frame(kind: bytes, value: Any) -> bytes:  # value: what marshal writes
     payload = marshal.dumps(value)
     return _FRAME.pack(kind, len(payload), zlib.crc32(payload)) + payload
 
