@@ -212,6 +212,7 @@ class Shard:
         # The replies of the commands that logged something to the AOF, as
         # (index, part): refused if that cannot be written (see commit).
         writer = self.persistence.aof if self.persistence is not None else None
+        logged: list[tuple[int, int]]  # (index of the reply, its FLAG_PART)
         self.logged = logged = []
         logged_before = 0
         plain = wire.PLAIN_MAX
