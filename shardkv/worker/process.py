@@ -593,12 +593,15 @@ class Shard:
                 persistence.suspended = False
         # A script's writes: the keys it declared, or that it named and the
         # acceptor found, are in ``own``; one it wrote without naming it, on
-        # this shard, is logged with its new state (its old one is unknown).
-        for args in scripting.take_effects(ks):
+        # this shard, is prepared with its new state and undone (on abort) to
+        # the state the script found it in.
+        effects, found = scripting.take_effects(ks)
+        for args in effects:
             cmd = commands.lookup(args[0])
             for key in cmd.keys(args) if cmd is not None else ():
                 if key not in states and key not in before:
-                    before[key] = ()  # never equal to a state: logged as changed
+                    # () (not known) is never equal to a state: logged as changed
+                    before[key] = found.get(key, ())
         # Send back only what changed, so that reading another shard's key
         # does not count as writing it (WATCH).
         after = {}

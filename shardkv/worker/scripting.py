@@ -260,6 +260,9 @@ class Engine:
         self.nshards = 1
         self.own: range = range(0)  # this shard's slots
         self.effects: list[list[bytes]] = []  # write commands run, for run_foreign's log
+        # The state of each key those commands wrote, before they did: a key
+        # the script did not declare, on this shard, is undone from it.
+        self.effects_undo: dict[bytes, object] = {}
         self.everything = False  # every key of every shard is here (a cross-shard run)
         self.monitor: list | None = None  # with MONITOR on: (database, args) of each call
         self._called: dict[bytes, _Called] = {}  # redis.call's commands, by name as called
@@ -411,6 +414,8 @@ class Engine:
             persistence.end_group(mark)
         if run.effects and persistence is not None and persistence.suspended:
             self.effects += run.effects
+            for key, state in run.undo.items():  # the state before the first write
+                self.effects_undo.setdefault(key, state)
         if not ok:
             return self._error_reply(value, sha)
         if type(value) is bytes:  # the common replies need no ScriptReply
@@ -1016,13 +1021,15 @@ def eval_across(ks: Keyspace, args: list[bytes]) -> object:
         engine.everything = False
 
 
-def take_effects(ks: Keyspace) -> list[list[bytes]]:
-    """The write commands the scripts of a cross-shard run ran (to log them)."""
+def take_effects(ks: Keyspace) -> tuple[list[list[bytes]], dict[bytes, object]]:
+    """The write commands the scripts of a cross-shard run ran (to log them),
+    and the states of the keys they wrote before they did (to undo them)."""
     engine = getattr(ks, "scripts", None)
     if engine is None:
-        return []
+        return [], {}
     effects, engine.effects = engine.effects, []
-    return effects
+    undo, engine.effects_undo = engine.effects_undo, {}
+    return effects, undo
 
 
 @command("__script")

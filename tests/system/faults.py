@@ -49,7 +49,7 @@ sys.path.insert(0, str(ROOT))
 from shardkv.protocol.router import Router  # noqa: E402
 from tests.support.servers import ServerProcess, free_port  # noqa: E402
 
-KINDS = ("rename", "mset", "exec", "smove", "sunionstore", "del", "flushall")
+KINDS = ("rename", "mset", "exec", "smove", "sunionstore", "del", "flushall", "script")
 # The protocol steps each kind goes through (fan-outs have no run step).
 POINTS = {
     "rename": ("parked", "ran", "prepared", "committed", "decided", "finished"),
@@ -59,6 +59,7 @@ POINTS = {
     "mset": ("parked", "committed", "decided", "finished"),
     "del": ("parked", "committed", "decided", "finished"),
     "flushall": ("parked", "committed", "decided", "finished"),
+    "script": ("parked", "ran", "prepared", "committed", "decided", "finished"),
 }
 VICTIMS = ("held", "executor", "other", "acceptor")
 TIMEOUT = 30.0
@@ -317,6 +318,33 @@ def kind_flushall(c, e, p, tag, on_shard, shards):
     return keys, op, check
 
 
+TRANSFER = """
+redis.call('DECRBY', KEYS[1], 30)
+redis.call('INCRBY', KEYS[2], 30)
+redis.call('INCR', ARGV[1])
+return 1
+"""
+
+
+def kind_script(c, e, p, tag, **_):
+    """A Lua transfer between two shards that also writes a key it did not
+    declare, on the executor's shard: all three changes or none."""
+    x, y, undeclared = e("sx"), p("sy"), e("su")
+    c.mset({x: 100})
+    c.set(y, 100)
+
+    def op(c):
+        return c.eval(TRANSFER, 2, x, y, undeclared)
+
+    def check(c, outcome):
+        vx, vy, vu = int(c.get(x) or 0), int(c.get(y) or 0), int(c.get(undeclared) or 0)
+        if vx + vy != 200:
+            return f"bank total {vx + vy} != 200", None
+        return _applied(outcome, (vx, vy, vu) == (70, 130, 1), (vx, vy, vu) == (100, 100, 0))
+
+    return [x, y, undeclared], op, check
+
+
 SETUPS: dict[str, Callable] = {
     "rename": kind_rename,
     "mset": kind_mset,
@@ -325,6 +353,7 @@ SETUPS: dict[str, Callable] = {
     "sunionstore": kind_sunionstore,
     "del": kind_del,
     "flushall": kind_flushall,
+    "script": kind_script,
 }
 
 
