@@ -40,11 +40,11 @@ def _num(value: LuaValue, name: str, i: int) -> float | int:
             return float(value)
         except ValueError:
             pass
-    got = "no value" if value is None else _type_name(value)
+    got = "no value" if value is None else type_name(value)
     raise LibError(f"bad argument #{i} to '{name}' (number expected, got {got})")
 
 
-def _type_name(value: LuaValue) -> str:
+def type_name(value: LuaValue) -> str:
     if value is None:
         return "nil"
     if type(value) is bool:
@@ -133,7 +133,7 @@ class CJson:
                     self._encode(val, out, depth)
                 out.append(b"}")
         else:
-            raise LibError("Cannot serialise %s: type not supported" % _type_name(v))
+            raise LibError("Cannot serialise %s: type not supported" % type_name(v))
 
     def _number(self, v: float) -> bytes:
         if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
@@ -166,7 +166,7 @@ class CJson:
         if type(s) in (int, float):
             s = _fmt_g(s, 14)
         if type(s) is not bytes:
-            raise LibError("bad argument #1 to 'decode' (string expected, got %s)" % _type_name(s))
+            raise LibError("bad argument #1 to 'decode' (string expected, got %s)" % type_name(s))
         text = s.decode("utf-8", "surrogateescape")
         try:
             value = json.loads(
@@ -404,7 +404,7 @@ class _Fmt:
 def _struct_pack(*args: LuaValue) -> bytes:
     fmt = args[0] if args else None
     if type(fmt) is not bytes:
-        raise LibError("bad argument #1 to 'pack' (string expected, got %s)" % _type_name(fmt))
+        raise LibError("bad argument #1 to 'pack' (string expected, got %s)" % type_name(fmt))
     f = _Fmt(fmt)
     out = bytearray()
     i = 1
@@ -421,7 +421,7 @@ def _struct_pack(*args: LuaValue) -> bytes:
             if type(arg) in (int, float):
                 arg = _fmt_g(arg, 14)  # type: ignore[arg-type]
             if type(arg) is not bytes:
-                raise LibError("bad argument #%d to 'pack' (string expected, got %s)" % (i, _type_name(arg)))
+                raise LibError("bad argument #%d to 'pack' (string expected, got %s)" % (i, type_name(arg)))
             if c == ord("s"):
                 out += arg + b"\0"
             else:
@@ -438,9 +438,9 @@ def _struct_pack(*args: LuaValue) -> bytes:
 def _struct_unpack(*args: LuaValue) -> tuple:
     fmt, data = (args + (None, None))[:2]
     if type(fmt) is not bytes:
-        raise LibError("bad argument #1 to 'unpack' (string expected, got %s)" % _type_name(fmt))
+        raise LibError("bad argument #1 to 'unpack' (string expected, got %s)" % type_name(fmt))
     if type(data) is not bytes:
-        raise LibError("bad argument #2 to 'unpack' (string expected, got %s)" % _type_name(data))
+        raise LibError("bad argument #2 to 'unpack' (string expected, got %s)" % type_name(data))
     pos = int(_num(args[2], "unpack", 3)) - 1 if len(args) > 2 and args[2] is not None else 0
     if pos < 0:
         raise LibError("bad argument #3 to 'unpack' (offset must be 1 or greater)")
@@ -487,7 +487,7 @@ def _struct_unpack(*args: LuaValue) -> tuple:
 def _struct_size(*args: LuaValue) -> int:
     fmt = args[0] if args else None
     if type(fmt) is not bytes:
-        raise LibError("bad argument #1 to 'size' (string expected, got %s)" % _type_name(fmt))
+        raise LibError("bad argument #1 to 'size' (string expected, got %s)" % type_name(fmt))
     f = _Fmt(fmt)
     total = 0
     for c, size in f.items():

@@ -143,36 +143,11 @@ local load_redis = {
     REDIS_VERSION_NUM = libs.version_num,
 }
 
--- Redis's math.random, the same sequence on every machine.
-math.random = function(...)
-    local n = select("#", ...)
-    local r = pyrandom()
-    if n == 0 then return r end
-    local args = {...}
-    local function int_arg(i)
-        local v = args[i]
-        local x = tonumber(v)
-        if x == nil then
-            error("bad argument #" .. i .. " to 'random' (number expected, got " .. (v == nil and "no value" or type(v)) .. ")", 2)
-        end
-        return x - x % 1
-    end
-    if n == 1 then
-        local u = int_arg(1)
-        if u < 1 then error("bad argument #1 to 'random' (interval is empty)", 2) end
-        return math.floor(r * u) + 1
-    elseif n == 2 then
-        local l, u = int_arg(1), int_arg(2)
-        if l > u then error("bad argument #2 to 'random' (interval is empty)", 2) end
-        return math.floor(r * (u - l + 1)) + l
-    end
-    error("wrong number of arguments", 2)
-end
-math.randomseed = function(seed)
-    local x = tonumber(seed)
-    if x == nil then error("bad argument #1 to 'randomseed' (number expected, got " .. type(seed) .. ")", 2) end
-    pyrandomseed(x - x % 1)
-end
+-- Redis's math.random and math.randomseed (redisLrand48, the same
+-- sequence on every machine): C-level callables, as Redis's are, so that
+-- their errors name the script's line.
+math.random = pyrandom
+math.randomseed = pyrandomseed
 
 for name, lib in pairs(libs.modules) do G[name] = lib end
 

@@ -47,7 +47,9 @@ from shardkv.protocol.resp import (
     format_double,
     split_inline,
 )
+from shardkv.worker import lualibs
 from shardkv.worker.keyspace import Keyspace, slot_of
+from shardkv.worker.lualibs import LibError
 from shardkv.worker.registry import command, find
 from shardkv.worker.transfer import State, drop_key, export_key, import_key
 
@@ -146,6 +148,29 @@ def _streams_at(argv: list[bytes]) -> int:
         if a.lower() == b"streams":
             return i
     return len(argv)
+
+
+def _check_int(args: tuple, i: int, name: str) -> int:
+    """luaL_checkint: a number, or a string that reads as one, truncated."""
+    value = args[i] if i < len(args) else None
+    t = type(value)
+    if t is int:
+        return value  # type: ignore[return-value]
+    number: float | None = None
+    if t is float:
+        number = value  # type: ignore[assignment]
+    elif t is bytes:
+        try:
+            number = float(value)  # type: ignore[arg-type]
+        except ValueError:
+            number = None
+    if number is None:
+        got = "no value" if i >= len(args) else lualibs.type_name(value)
+        raise LibError(f"bad argument #{i + 1} to '{name}' (number expected, got {got})")
+    # (int)(lua_Integer)number, as on x86-64: NaN and out of range give
+    # INT64_MIN, whose low 32 bits are 0.
+    n = int(number) if -(2.0**63) <= number < 2.0**63 else -(2**63)
+    return ((n + 2**31) % 2**32) - 2**31
 
 
 def _strings(argv: list) -> bool:
@@ -789,11 +814,29 @@ class Engine:
         if flags & ~3:
             self._raise("Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE.")
 
-    def _random(self) -> float:
-        return (self.rand.next() % 0x7FFFFFFF) / 0x7FFFFFFF
+    def _random(self, *args: object) -> float | int:
+        """math.random([m [, n]]): Redis's redis_math_random, drawn from
+        redisLrand48 before the arguments are checked, as Redis does."""
+        r = (self.rand.next() % 0x7FFFFFFF) / 0x7FFFFFFF
+        n = len(args)
+        if n == 0:
+            return r
+        if n == 1:
+            u = _check_int(args, 0, "random")
+            if u < 1:
+                raise LibError("bad argument #1 to 'random' (interval is empty)")
+            return math.floor(r * u) + 1
+        if n == 2:
+            low = _check_int(args, 0, "random")
+            u = _check_int(args, 1, "random")
+            if low > u:
+                raise LibError("bad argument #2 to 'random' (interval is empty)")
+            return math.floor(r * (u - low + 1)) + low
+        raise LibError("wrong number of arguments")
 
-    def _randomseed(self, seed: int) -> None:
-        self.rand.seed(int(seed))
+    def _randomseed(self, *args: object) -> None:
+        """math.randomseed(x): redisSrand48((int) x)."""
+        self.rand.seed(_check_int(args, 0, "randomseed"))
 
     def _check(self) -> bool:
         """The count hook (every 100000 instructions): tell the acceptor

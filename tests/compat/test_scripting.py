@@ -505,6 +505,38 @@ def test_sandbox_escapes(server, script):
     )
 
 
+def test_math_random_sequence():
+    """math.random is Redis's redisLrand48, seeded once at start (not per
+    script): keyless scripts on fresh servers draw the same sequence, and
+    math.randomseed restarts it as on redis-server."""
+    scripts = [
+        ("return {tostring(math.random()), math.random(100), math.random(5, 10)}",),
+        ("return {tostring(math.random()), math.random(100), math.random(-3, 3)}",),
+        ("math.randomseed(42); return {tostring(math.random()), math.random(1000)}",),
+        ("return tostring(math.random())",),
+        ("math.randomseed(ARGV[1]); return tostring(math.random())", "10"),
+        ("return math.random(0)",),
+        ("return math.random(3, 1)",),
+        ("return math.random('x')",),
+        ("return math.random(1, 2, 3)",),
+    ]
+    replies = []
+    for start in (start_redis, start_shardkv):
+        proc = start()
+        try:
+            c = redis.Redis(port=proc.port)
+            got = []
+            for body, *args in scripts:
+                try:
+                    got.append(c.eval(body, 0, *args))
+                except redis.ResponseError as e:
+                    got.append(("error", str(e)))
+            replies.append(got)
+        finally:
+            proc.stop()
+    assert replies[1] == replies[0]
+
+
 @pytest.fixture(params=["redis", "shardkv"])
 def own_server(request):
     """A server of each kind for this test alone (a script may hold it)."""
