@@ -434,12 +434,14 @@ def script_command(client: Client, args: list[bytes]) -> None:
         client.reply([line.encode() for line in _SCRIPT_HELP])
     elif sub == b"debug":
         mode = args[2].upper()
-        if mode == b"NO":
+        if getattr(client, "in_exec", False):
+            client.reply_error(errors.SCRIPT_DEBUG_IN_MULTI)
+        elif mode == b"NO":
             client.reply("OK")
         elif mode in (b"YES", b"SYNC"):
-            client.reply_error("ERR SCRIPT DEBUG (the Lua debugger) is not supported by shardkv")
+            client.reply_error(errors.SCRIPT_DEBUG_UNSUPPORTED)
         else:
-            client.reply_error("ERR Use SCRIPT DEBUG YES/SYNC/NO")
+            client.reply_error(errors.SCRIPT_DEBUG_MODE)
     else:
         client.reply_error(errors.SYNTAX)
 

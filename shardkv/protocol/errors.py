@@ -197,6 +197,10 @@ PROTO_UNAUTH_BULK = "ERR Protocol error: unauthenticated bulk length"
 
 # -- scripting and functions ---------------------------------------------------
 NOSCRIPT = "NOSCRIPT No matching script. Please use EVAL."
+SCRIPT_DEBUG_IN_MULTI = "ERR SCRIPT DEBUG must be called outside a pipeline"
+SCRIPT_DEBUG_MODE = "ERR Use SCRIPT DEBUG YES/SYNC/NO"
+# shardkv's own: it has no Lua debugger (LDB).
+SCRIPT_DEBUG_UNSUPPORTED = "ERR SCRIPT DEBUG (the Lua debugger) is not supported by shardkv"
 NUMKEYS_TOO_BIG = "ERR Number of keys can't be greater than number of args"
 NUMKEYS_NEGATIVE = "ERR Number of keys can't be negative"
 BUSY = "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."

@@ -373,6 +373,21 @@ def test_scripts_in_multi(same):
     assert _norm(ours.execute(raise_on_error=False)) == _norm(real.execute(raise_on_error=False))
 
 
+def test_script_debug(same):
+    """SCRIPT DEBUG NO and its errors; YES/SYNC (the Lua debugger) is not
+    supported by shardkv (see the README)."""
+    same("SCRIPT", "DEBUG", "NO")
+    same("SCRIPT", "DEBUG", "no")
+    same("SCRIPT", "DEBUG", "maybe")
+    same("SCRIPT", "DEBUG")
+    same("SCRIPT", "DEBUG", "NO", "extra")
+    real, ours = same.real.pipeline(transaction=True), same.ours.pipeline(transaction=True)
+    for p in (real, ours):
+        p.execute_command("SCRIPT", "DEBUG", "NO")
+        p.execute_command("SCRIPT", "DEBUG", "YES")
+    assert _norm(ours.execute(raise_on_error=False)) == _norm(real.execute(raise_on_error=False))
+
+
 def test_watch_sees_script_writes(r):
     r.set("k", "1")
     r.set("other", "1")
