@@ -14,6 +14,7 @@ local rawget, rawset, setmetatable, getmetatable, type, error, tostring, pairs, 
 local select, unpack, loadstring, load, xpcall, pcall, setfenv, tonumber =
     select, unpack, loadstring, load, xpcall, pcall, setfenv, tonumber
 local dbg = debug
+local collectgarbage = collectgarbage
 local clock = pyclock  -- monotonic seconds, for FUNCTION LOAD's timeout
 
 local G = _G
@@ -377,6 +378,12 @@ function engine.call(f, nkeys, ...)
     local keys, argv = split(nkeys, ...)
     local ok, r = xpcall(function() return f(keys, argv) end, handler)
     return ok, r
+end
+
+function engine.gc_step()
+    -- Redis's evalGenericCommand: a step of the collector every 50 scripts
+    -- (LUA_GC_CYCLE_PERIOD), rather than a full cycle now and then.
+    collectgarbage("step", 50)
 end
 
 function engine.rearm()

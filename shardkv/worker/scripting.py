@@ -61,6 +61,7 @@ log = logging.getLogger("shardkv.worker")
 REDIS_VERSION = "7.0.15"
 REDIS_VERSION_NUM = 0x07000F
 LUA_MAX_MEMORY = 256 * 1024 * 1024  # one script cannot take the worker's memory
+GC_PERIOD = 50  # scripts between two steps of Lua's collector (LUA_GC_CYCLE_PERIOD)
 
 # Script flags, as Redis 7.0's shebang and register_function name them.
 FLAG_NO_WRITES = 1
@@ -348,6 +349,9 @@ class Engine:
         self._load_library = self.api[b"load_library"]
         self._table = lua.table_from
         self._lua_type = lua51.lua_type
+        self._gc_step = self.api[b"gc_step"]
+        self._runs = 0  # scripts run since the last step of the collector
+        lua.gccollect()  # the prelude's garbage
 
     def _register_function(self, *args: LuaValue) -> None:
         """redis.register_function, handled by shardkv.worker.functions."""
@@ -429,6 +433,10 @@ class Engine:
             if run.busy:
                 run.busy = False
                 self._report(run)  # before the frame that carries the reply
+        self._runs += 1
+        if self._runs >= GC_PERIOD:
+            self._runs = 0
+            self._gc_step()
         if run.abort is not None:
             self._rearm()
             self._rollback(run, persistence, mark)
