@@ -154,15 +154,14 @@ def _streams_at(argv: list[bytes]) -> int:
 def _check_int(args: tuple, i: int, name: str) -> int:
     """luaL_checkint: a number, or a string that reads as one, truncated."""
     value = args[i] if i < len(args) else None
-    t = type(value)
-    if t is int:
-        return value  # type: ignore[return-value]
     number: float | None = None
-    if t is float:
-        number = value  # type: ignore[assignment]
-    elif t is bytes:
+    if isinstance(value, bool):
+        number = None
+    elif isinstance(value, int | float):
+        number = value
+    elif isinstance(value, bytes):
         try:
-            number = float(value)  # type: ignore[arg-type]
+            number = float(value)
         except ValueError:
             number = None
     if number is None:
