@@ -287,7 +287,7 @@ class Engine:
         self.effects: list[list[bytes]] = []  # write commands run, for run_foreign's log
         # The state of each key those commands wrote, before they did: a key
         # the script did not declare, on this shard, is undone from it.
-        self.effects_undo: dict[bytes, object] = {}
+        self.effects_undo: dict[bytes, State] = {}
         self.everything = False  # every key of every shard is here (a cross-shard run)
         self.monitor: list | None = None  # with MONITOR on: (database, args) of each call
         self._called: dict[bytes, _Called] = {}  # redis.call's commands, by name as called
@@ -1071,7 +1071,7 @@ def eval_across(ks: Keyspace, args: list[bytes]) -> object:
         engine.everything = False
 
 
-def take_effects(ks: Keyspace) -> tuple[list[list[bytes]], dict[bytes, object]]:
+def take_effects(ks: Keyspace) -> tuple[list[list[bytes]], dict[bytes, State]]:
     """The write commands the scripts of a cross-shard run ran (to log them),
     and the states of the keys they wrote before they did (to undo them)."""
     engine = getattr(ks, "scripts", None)
