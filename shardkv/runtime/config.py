@@ -32,6 +32,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from shardkv.runtime.config_params import OBUF_DEFAULT, TABLE
+
 
 class ConfigError(Exception):
     """A bad config file or flag; the message names the key or the file."""
@@ -155,7 +157,6 @@ def _save(args: list[str], old: Any) -> str:
 
 _OBUF_CLASSES = {"normal": "normal", "slave": "slave", "replica": "slave", "pubsub": "pubsub"}
 _OBUF_ORDER = ("normal", "slave", "pubsub")
-OBUF_DEFAULT = "normal 0 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60"
 
 
 def _obuf(args: list[str], old: Any) -> str:
@@ -486,10 +487,24 @@ def format_memory(value: int) -> Any:
     return value
 
 
-# The table of every parameter lives in config_params; it builds Settings.
-from shardkv.runtime.config_params import ALIASES, SETTINGS  # noqa: E402
+# The table of every parameter lives in config_params, as the arguments of
+# each Setting (config_params imports nothing from here: no import cycle).
+SETTINGS: dict[str, Setting] = {
+    row.name: Setting(row.name, row.kind, row.default, row.flags, **row.options) for row in TABLE
+}
+ALIASES: dict[str, str] = {s.alias: s.name for s in SETTINGS.values() if s.alias}
 
-__all__ = ["ALIASES", "SETTINGS", "ConfigError", "Setting", "lookup", "load", "load_file", "defaults"]
+__all__ = [
+    "ALIASES",
+    "SETTINGS",
+    "OBUF_DEFAULT",
+    "ConfigError",
+    "Setting",
+    "lookup",
+    "load",
+    "load_file",
+    "defaults",
+]
 
 
 def lookup(name: str) -> Setting | None:

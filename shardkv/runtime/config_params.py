@@ -19,9 +19,21 @@ shardkv's default differs from Redis's, the comment says why.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
-from shardkv.runtime.config import OBUF_DEFAULT, Setting
+
+class Row(NamedTuple):
+    """One parameter: the arguments of its :class:`shardkv.runtime.config.Setting`,
+    which config builds from this table (this module imports nothing of it)."""
+
+    name: str
+    kind: str
+    default: Any
+    flags: frozenset[str]
+    options: dict[str, Any]  # Setting's keyword arguments: low, high, choices, alias, used, help ...
+
+
+OBUF_DEFAULT = "normal 0 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60"
 
 INT_MAX = 2**31 - 1
 INT_MIN = -(2**31)
@@ -57,25 +69,25 @@ def _flags(text: str) -> frozenset[str]:
     return frozenset(text.split())
 
 
-def _bool(name: str, default: bool, flags: str = "", **kw: Any) -> Setting:
-    return Setting(name, "bool", default, _flags(flags), **kw)
+def _bool(name: str, default: bool, flags: str = "", **kw: Any) -> Row:
+    return Row(name, "bool", default, _flags(flags), kw)
 
 
-def _str(name: str, default: str, flags: str = "", **kw: Any) -> Setting:
-    return Setting(name, "str", default, _flags(flags), **kw)
+def _str(name: str, default: str, flags: str = "", **kw: Any) -> Row:
+    return Row(name, "str", default, _flags(flags), kw)
 
 
-def _enum(name: str, default: str, choices: tuple, flags: str = "", **kw: Any) -> Setting:
-    return Setting(name, "enum", default, _flags(flags), choices=choices, **kw)
+def _enum(name: str, default: str, choices: tuple, flags: str = "", **kw: Any) -> Row:
+    return Row(name, "enum", default, _flags(flags), dict(choices=choices, **kw))
 
 
-def _flagset(name: str, default: str, choices: tuple, flags: str = "", **kw: Any) -> Setting:
-    return Setting(name, "flags", default, _flags(flags), choices=choices, **kw)
+def _flagset(name: str, default: str, choices: tuple, flags: str = "", **kw: Any) -> Row:
+    return Row(name, "flags", default, _flags(flags), dict(choices=choices, **kw))
 
 
 def _number(kind: str):
-    def make(name: str, default: int, low: int, high: int, flags: str = "", **kw: Any) -> Setting:
-        return Setting(name, kind, default, _flags(flags), low=low, high=high, **kw)
+    def make(name: str, default: int, low: int, high: int, flags: str = "", **kw: Any) -> Row:
+        return Row(name, kind, default, _flags(flags), dict(low=low, high=high, **kw))
 
     return make
 
@@ -86,8 +98,8 @@ _octal = _number("octal")
 _memory_percent = _number("percent")
 
 
-def _special(name: str, default: str, flags: str = "", **kw: Any) -> Setting:
-    return Setting(name, name, default, _flags(flags), **kw)
+def _special(name: str, default: str, flags: str = "", **kw: Any) -> Row:
+    return Row(name, name, default, _flags(flags), kw)
 
 
 _TABLE = [
@@ -490,5 +502,4 @@ _TABLE += [
     ),
 ]
 
-SETTINGS: dict[str, Setting] = {s.name: s for s in _TABLE}
-ALIASES: dict[str, str] = {s.alias: s.name for s in _TABLE if s.alias}
+TABLE: list[Row] = _TABLE
