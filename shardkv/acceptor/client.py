@@ -19,7 +19,7 @@ import logging
 import time
 from collections import deque
 from time import perf_counter_ns
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from shardkv.acceptor import monitor, pause
 from shardkv.acceptor.fanout import MERGES, Gather, merge_by_position, split_by_shard
@@ -55,6 +55,10 @@ def db_headers(db: int) -> tuple[tuple[bytes, bytes], tuple[bytes, bytes]]:
 
 _lookup = commands.lookup
 _seen = commands.seen
+
+# shardkv.acceptor.tracking's hook, called after each command of a client
+# with tracking on (CLIENT TRACKING).
+TRACKING: list = []
 
 MAX_IN_FLIGHT = 1024  # a client's commands awaiting replies before reading pauses
 
@@ -214,6 +218,7 @@ class Client(asyncio.Protocol):
         self.last_args: list[bytes] = [b"NULL"]  # the last command run, for CLIENT LIST's cmd
         self.monitoring = False  # in MONITOR mode (shardkv.acceptor.monitor)
         self.in_exec = False  # EXEC is running this client's queued commands
+        self.tracking: Any = None  # CLIENT TRACKING's state (a shardkv.acceptor.tracking.Tracking)
 
     def select(self, db: int) -> None:
         """Make ``db`` this client's database (SELECT, RESET)."""
@@ -324,8 +329,8 @@ class Client(asyncio.Protocol):
 
     def _plain(self) -> bool:
         """Whether :meth:`_run` may send this client's single-key commands
-        inline: nothing to intercept (MULTI, SUBSCRIBE, AUTH), and no
-        monitor to show them to."""
+        inline: nothing to intercept (MULTI, SUBSCRIBE, AUTH), no monitor
+        to show them to, and no keys to remember (CLIENT TRACKING)."""
         return (
             self.multi is None
             and not self.channels
@@ -334,6 +339,7 @@ class Client(asyncio.Protocol):
             and not self.server.monitors
             and not self.server.pause_type
             and not self.reply_mode
+            and self.tracking is None
         )
 
     def _data_received_unauthenticated(self, data: bytes) -> None:
@@ -544,6 +550,8 @@ class Client(asyncio.Protocol):
         self.route(cmd, args, raw)
         if server.monitors:  # shown after it ran, as Redis's call() does
             monitor.feed(self, cmd, args)
+        if self.tracking is not None:
+            TRACKING[0](self, cmd, args)
 
     def reject(self, cmd: commands.Command | None, message: str) -> None:
         """Refuse a command before it runs, as Redis's ``rejectCommand``:
@@ -655,10 +663,10 @@ class Client(asyncio.Protocol):
             merge = MERGES[cmd.policy]
         if cmd.is_write:  # all parts or none, whatever dies (see shardkv.acceptor.crossshard)
             server.atomic_fan_out(
-                self, {s: [args[0], *p] for s, p in parts.items()}, self._counted(args, merge)
+                self, {s: [args[0], *p] for s, p in parts.items()}, self._counted(args, merge), keys
             )
             return
-        self.fan_out({s: [args[0], *p] for s, p in parts.items()}, self._counted(args, merge))
+        self.fan_out({s: [args[0], *p] for s, p in parts.items()}, self._counted(args, merge), keys)
 
     def send_all(self, cmd: commands.Command, args: list[bytes]) -> None:
         """A command that runs on every shard, merged by its policy."""
@@ -684,15 +692,15 @@ class Client(asyncio.Protocol):
 
         return counted
 
-    def fan_out(self, parts: dict, merge) -> None:
+    def fan_out(self, parts: dict, merge, keys: list | None = None) -> None:
         """Send one part per shard, in this one step, and merge the replies.
 
         ``parts`` maps shard index to the part's argument list or its
-        encoded bytes.
+        encoded bytes; ``keys``, the command's keys, order its keyspace events.
         """
         slot = Slot(self)
         self.pending.append(slot)
-        gather = Gather(slot, len(parts), merge, self.resp3)
+        gather = Gather(slot, len(parts), merge, self.resp3, keys)
         header = self.part_headers[self.resp3]
         links = self.server.links
         for i, (shard, part) in enumerate(parts.items()):

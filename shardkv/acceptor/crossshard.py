@@ -109,6 +109,7 @@ from typing import TYPE_CHECKING
 
 from shardkv.acceptor.client import Slot
 from shardkv.acceptor.server import ATOMIC_FAN_OUT, CROSS_SHARD
+from shardkv.acceptor.shardlink import release_events
 from shardkv.protocol import errors, wire
 from shardkv.protocol.decisions import (
     DecisionLog,
@@ -270,6 +271,10 @@ class _Answer:
         self.shard = shard
         self.index = index
 
+    @property
+    def event_holder(self) -> _Operation:
+        return self.op
+
     def deliver(self, body: bytes) -> None:
         self.op.answered(self.shard, self.index, body)
 
@@ -290,6 +295,16 @@ class _Operation:
         self.parked: list[int] = []  # shards parked for this operation, alive
         self.failed = False  # a shard was lost before the decision
         self.decision: bool | None = None
+        # The parts' keyspace events, held until the decision (see
+        # shardkv.acceptor.shardlink.release_events), ordered by ``event_keys``.
+        self.held_events: list | None = None
+        self.event_keys: list | None = None
+        self.emit_events: Callable[..., None] | None = None
+        self.flush = False  # a FLUSHALL/FLUSHDB fan-out (FanOutWrite)
+
+    @property
+    def event_holder(self) -> _Operation:
+        return self
 
     def _answer(self, shard: int, body: bytes, kind: type) -> object | None:
         """Decode a shard's answer to its entry; None if it failed."""
@@ -324,6 +339,14 @@ class _Operation:
         self.decision = commit
         for shard in self.parked:
             self._send(shard, wire.Decide(self.id, commit))
+        if commit and self.flush and self.links[0].on_events is not None:
+            self.held_events = [*(self.held_events or ()), (self.client.db, b"", wire.EVENT_FLUSH, b"flush")]
+            self.emit_events = self.emit_events or self.links[0].on_events
+        if self.held_events:
+            if commit:
+                release_events(self)
+            else:
+                self.held_events = None  # undone: nothing happened
         self.slot.deliver(reply)
 
     def control(self, shard: int, message: object) -> None:
@@ -493,9 +516,17 @@ class FanOutWrite(_Operation):
     (MSET, DEL, UNLINK): one ``__prepare`` per shard, then the decision."""
 
     def __init__(
-        self, client: Client, parts: dict[int, list[bytes]], merge: Callable[[list], object]
+        self,
+        client: Client,
+        parts: dict[int, list[bytes]],
+        merge: Callable[[list], object],
+        keys: list | None = None,
     ) -> None:
         super().__init__(client)
+        self.event_keys = keys
+        # A FLUSHALL/FLUSHDB happens at the commit, in every shard: its one
+        # event (for client-side caching) comes from here, then.
+        self.flush = any(p[:1] and p[0].lower() in (b"flushall", b"flushdb") for p in parts.values())
         self.merge = merge
         self.values: list = [None] * len(parts)
         self.waiting = len(parts)
@@ -561,9 +592,11 @@ def _other_db_keys(cmd: Command, args: list[bytes], db: int, databases: int) -> 
     return {args[2]: target}
 
 
-def run_write_fan_out(client: Client, parts: dict[int, list[bytes]], merge: Callable[[list], object]) -> None:
+def run_write_fan_out(
+    client: Client, parts: dict[int, list[bytes]], merge: Callable[[list], object], keys: list | None = None
+) -> None:
     """A write command split by shard (MSET, DEL...)."""
-    FanOutWrite(client, parts, merge)
+    FanOutWrite(client, parts, merge, keys)
 
 
 CROSS_SHARD.append(run_cross_shard)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
+from shardkv.acceptor.shardlink import release_events
 from shardkv.protocol import wire
 from shardkv.protocol.resp import Error, encode
 
@@ -25,14 +26,19 @@ Merge = Callable[[list], object]
 class Gather:
     """Collects the parts of one fanned-out command."""
 
-    __slots__ = ("slot", "parts", "remaining", "merge", "resp3")
+    __slots__ = ("slot", "parts", "remaining", "merge", "resp3", "held_events", "event_keys", "emit_events")
 
-    def __init__(self, slot, nparts: int, merge: Merge, resp3: bool) -> None:
+    def __init__(self, slot, nparts: int, merge: Merge, resp3: bool, keys: list | None = None) -> None:
         self.slot = slot
         self.parts: list = [None] * nparts
         self.remaining = nparts
         self.merge = merge
         self.resp3 = resp3
+        # The parts' keyspace events, held until the last part is in (see
+        # shardkv.acceptor.shardlink.release_events), ordered by ``keys``.
+        self.held_events: list | None = None
+        self.event_keys = keys
+        self.emit_events: Callable[..., None] | None = None
 
     def sink(self, index: int) -> Part:
         return Part(self, index)
@@ -40,6 +46,8 @@ class Gather:
     def done(self) -> None:
         errors = [p for p in self.parts if type(p) is Error]
         value = errors[0] if errors else self.merge(self.parts)
+        if self.held_events:
+            release_events(self)
         self.slot.deliver(encode(value, self.resp3))
 
 
@@ -51,6 +59,10 @@ class Part:
     def __init__(self, gather: Gather, index: int) -> None:
         self.gather = gather
         self.index = index
+
+    @property
+    def event_holder(self) -> Gather:
+        return self.gather
 
     def deliver(self, body: bytes) -> None:
         g = self.gather

@@ -21,6 +21,9 @@ from typing import TYPE_CHECKING
 from shardkv import REDIS_VERSION, __version__
 from shardkv.runtime.cmdstats import Stats, percentile
 
+# shardkv.acceptor.tracking's (keys, items, prefixes), for INFO stats.
+TRACKING_TOTALS: list = []
+
 if TYPE_CHECKING:
     from shardkv.acceptor.server import Acceptor
 
@@ -158,7 +161,7 @@ def build_info(server: Acceptor, sections: list[str], shards: list, own: list | 
             ("client_recent_max_input_buffer", max((c.parser.buffered() for c in clients), default=0)),
             ("client_recent_max_output_buffer", 0),
             ("blocked_clients", sum(1 for c in clients if c.blocked_token)),
-            ("tracking_clients", 0),
+            ("tracking_clients", sum(1 for c in clients if c.tracking is not None)),
             ("clients_in_timeout_table", sum(1 for c in clients if c.blocked_token)),
             ("pubsub_clients", sum(1 for c in clients if c.channels or c.patterns)),
         ],
@@ -233,9 +236,9 @@ def build_info(server: Acceptor, sections: list[str], shards: list, own: list | 
             ("active_defrag_key_misses", 0),
             ("total_active_defrag_time", 0),
             ("current_active_defrag_time", 0),
-            ("tracking_total_keys", 0),
-            ("tracking_total_items", 0),
-            ("tracking_total_prefixes", 0),
+            ("tracking_total_keys", TRACKING_TOTALS[0]()[0] if TRACKING_TOTALS else 0),
+            ("tracking_total_items", TRACKING_TOTALS[0]()[1] if TRACKING_TOTALS else 0),
+            ("tracking_total_prefixes", TRACKING_TOTALS[0]()[2] if TRACKING_TOTALS else 0),
             ("unexpected_error_replies", 0),
             ("total_error_replies", command_stats.error_replies),
             ("dump_payload_sanitizations", 0),

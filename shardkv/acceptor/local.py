@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Collection
 
-from shardkv import REDIS_VERSION
+from shardkv import HELLO_VERSION
 from shardkv.acceptor import monitor, pause
 from shardkv.acceptor.blocking import unblock
 from shardkv.acceptor.client import REPLY_OFF, REPLY_ON, REPLY_SKIP_NEXT, Client
@@ -96,7 +96,7 @@ def select(client: Client, args: list) -> None:
 def _hello_reply(client: Client) -> dict:
     return {
         b"server": b"redis",
-        b"version": REDIS_VERSION.encode(),
+        b"version": HELLO_VERSION.encode(),  # what clients gate client-side caching on
         b"proto": 3 if client.resp3 else 2,
         b"id": client.id,
         b"mode": b"standalone",
@@ -163,6 +163,9 @@ def client_info_line(c: Client, now: float, current: list | None = None) -> byte
         flags += "x"
     if c.blocked_token:
         flags += "b"
+    tracking = c.tracking
+    if tracking is not None:
+        flags += "t" + ("R" if tracking.broken else "") + ("B" if tracking.bcast else "")
     if c.closing:
         flags += "c"
     if c.no_evict:
@@ -198,12 +201,16 @@ def client_info_line(c: Client, now: float, current: list | None = None) -> byte
         ("events", "r"),
         ("cmd", stat_name(last[:2]) if last and last[0] != b"NULL" else "NULL"),
         ("user", "default"),
-        ("redir", "-1"),
+        ("redir", str(tracking.redirect) if tracking is not None else "-1"),
         ("resp", "3" if c.resp3 else "2"),
         ("lib-name", c.lib_name.decode("latin-1")),
         ("lib-ver", c.lib_ver.decode("latin-1")),
     ]
     return " ".join(f"{k}={v}" for k, v in fields).encode()
+
+
+# CLIENT subcommands other modules answer, by upper-case name.
+CLIENT_SUBCOMMANDS: dict = {}
 
 
 @local("client")
@@ -306,10 +313,8 @@ def client_cmd(client: Client, args: list) -> None:
             raise CommandError(errors.SYNTAX)
         target = server.clients.get(parse_int(args[2]))
         client.reply(1 if target is not None and unblock(target, error) else 0)
-    elif sub == b"GETREDIR":
-        client.reply(-1)  # no client-side caching, so no redirection
-    elif sub == b"TRACKINGINFO":
-        client.reply({b"flags": [b"off"], b"redirect": -1, b"prefixes": []})
+    elif sub in CLIENT_SUBCOMMANDS:  # TRACKING, CACHING... (shardkv.acceptor.tracking)
+        CLIENT_SUBCOMMANDS[sub](client, args)
     elif sub == b"HELP":
         client.reply([line.encode() for line in _CLIENT_HELP])
     else:
@@ -318,6 +323,8 @@ def client_cmd(client: Client, args: list) -> None:
 
 _CLIENT_HELP = [
     "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "CACHING (YES|NO)",
+    "    Enable/disable tracking of the keys for next command in OPTIN/OPTOUT modes.",
     "GETREDIR",
     "    Return the client ID we are redirecting to when tracking is enabled.",
     "GETNAME",
@@ -358,6 +365,9 @@ _CLIENT_HELP = [
     "    Stop the current client pause, resuming traffic.",
     "SETINFO <option> <value>",
     "    Set client meta attributes (LIB-NAME or LIB-VER).",
+    "TRACKING (ON|OFF) [REDIRECT <id>] [BCAST] [PREFIX <prefix> [...]]",
+    "         [OPTIN] [OPTOUT] [NOLOOP]",
+    "    Control server assisted client side caching.",
     "TRACKINGINFO",
     "    Report tracking status for the current connection.",
     "NO-EVICT (ON|OFF)",

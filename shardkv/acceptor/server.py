@@ -48,7 +48,7 @@ INTERCEPTORS: list[Callable[[Client, Command, list], bool]] = []
 # The handler for commands whose keys span shards and need atomicity.
 CROSS_SHARD: list[Callable[[Client, Command, list, list, bool], None]] = []
 # The handler of write commands split by shard (MSET, DEL...), made atomic.
-ATOMIC_FAN_OUT: list[Callable[[Client, dict, Callable], None]] = []
+ATOMIC_FAN_OUT: list[Callable[..., None]] = []
 # The handler of blocking commands (BLPOP, BZPOPMIN...): shardkv.acceptor.blocking.
 BLOCKING: list[Callable[[Client, Command, list, bytes | None, list], None]] = []
 
@@ -190,8 +190,8 @@ class Acceptor:
         else:
             CROSS_SHARD[0](client, cmd, args, keys, everything)
 
-    def atomic_fan_out(self, client: Client, parts: dict, merge: Callable) -> None:
-        ATOMIC_FAN_OUT[0](client, parts, merge)
+    def atomic_fan_out(self, client: Client, parts: dict, merge: Callable, keys: list | None = None) -> None:
+        ATOMIC_FAN_OUT[0](client, parts, merge, keys)
 
     def block(self, client: Client, cmd: Command, args: list, raw: bytes | None, keys: list) -> None:
         if not BLOCKING:
@@ -350,10 +350,12 @@ def serve(config: dict[str, Any], pipes: list[Connection], control: Connection |
         limits,
         local,
         memory,
+        notifications,
         pubsub,
         scripting,
         security,
         slowlog,
+        tracking,
         transactions,
     )
 

@@ -51,6 +51,24 @@ class Participant(Protocol):
     def shard_lost(self, shard: int) -> None: ...
 
 
+def release_events(holder: object) -> None:
+    """A command that spans shards is complete: hand out the events its
+    parts held, together, in the order of its keys (``event_keys``), as
+    Redis emits them key by key."""
+    held = holder.held_events  # type: ignore[attr-defined]
+    if not held:
+        return
+    holder.held_events = None  # type: ignore[attr-defined]
+    keys = holder.event_keys  # type: ignore[attr-defined]
+    if keys:
+        rank: dict = {}
+        for i, key in enumerate(keys):
+            rank.setdefault(key, i)
+        last = len(keys)
+        held.sort(key=lambda event: rank.get(event[1], last))
+    holder.emit_events(held, holder)  # type: ignore[attr-defined]
+
+
 class ShardLink:
     """One worker's pipe, seen from the acceptor.
 
@@ -91,6 +109,12 @@ class ShardLink:
         self.script: tuple | None = None
         # Where the commands a script called go, for MONITOR (``M`` frames).
         self.on_script_calls: Callable[[list], None] | None = None
+        # Where the keyspace events this shard noted go (``E`` frames, see
+        # shardkv.notifications), with the sink of the command that caused
+        # them (None when unknown); and the events that wait for the next
+        # ``R`` frame, to go out just before their command's reply.
+        self.on_events: Callable[[list, object], None] | None = None
+        self._events: tuple | None = None
 
     # -- sending ------------------------------------------------------------
 
@@ -225,6 +249,9 @@ class ShardLink:
     def _frame(self, payload: bytes) -> None:
         kind = payload[0]
         if kind == wire.REPLIES:
+            if self._events is not None:
+                self._replies_with_events(payload)
+                return
             popleft = self.fifo.popleft
             for body in wire.decode_replies(payload):
                 popleft().deliver(body)
@@ -235,6 +262,16 @@ class ShardLink:
                 sink.deliver(body)
         elif kind == wire.CONTROL:
             self._control(payload)
+        elif kind == wire.EVENTS:
+            bounds, events = wire.decode_events(payload)
+            if self.on_events is None:
+                return
+            if bounds is None:
+                # The sweeper's, or a cross-shard operation's (its executor
+                # sends them before its Ran: held until the decision).
+                self._emit(events, next(iter(self.ops.values())) if self.ops else None)
+            else:
+                self._events = (bounds, events)
         elif kind == wire.MONITOR:
             if self.on_script_calls is not None:
                 self.on_script_calls(wire.decode_monitor(payload))
@@ -270,6 +307,34 @@ class ShardLink:
                 MISCONF_LINKS[self] = misconf
         else:
             log.warning("shard %d sent an unknown frame %r", self.index, payload[:1])
+
+    def _replies_with_events(self, payload: bytes) -> None:
+        """An ``R`` frame after an ``E`` frame: each command's events go
+        out just before its reply, in the order the shard ran them."""
+        (bounds, events), self._events = self._events, None  # type: ignore[misc]
+        emit = self.on_events
+        fifo = self.fifo
+        done = 0
+        nbounds = len(bounds)
+        for i, body in enumerate(wire.decode_replies(payload)):
+            if i < nbounds and bounds[i] > done and emit is not None:
+                self._emit(events[done : bounds[i]], fifo[0] if fifo else None)
+                done = bounds[i]
+            fifo.popleft().deliver(body)
+        if done < len(events) and emit is not None:
+            emit(events[done:], None)
+
+    def _emit(self, events: list, origin: object) -> None:
+        """Hand out one command's events; a part of a command that spans
+        shards holds them until its last part is in (:func:`release_events`)."""
+        holder = getattr(origin, "event_holder", None)
+        if holder is None:
+            self.on_events(events, origin)  # type: ignore[misc]
+            return
+        if holder.held_events is None:
+            holder.held_events = []
+        holder.held_events.extend(events)
+        holder.emit_events = self.on_events
 
     def _control(self, payload: bytes) -> None:
         try:

@@ -41,7 +41,7 @@ from __future__ import annotations
 from collections import deque
 
 from shardkv.acceptor import monitor
-from shardkv.acceptor.client import DISCARD_HOOKS, Client, Slot, db_headers
+from shardkv.acceptor.client import DISCARD_HOOKS, TRACKING, Client, Slot, db_headers
 from shardkv.acceptor.crossshard import AtomicOp
 from shardkv.acceptor.server import DISCONNECT_HOOKS, INTERCEPTORS, local
 from shardkv.protocol import errors
@@ -297,6 +297,9 @@ def exec_(client: Client, args: list[bytes]) -> None:
     else:
         _run_in_order(client, queued, reply)
     client.pending.append(reply)
+    if client.tracking is not None:  # the keys its reads fetched (CLIENT TRACKING)
+        for cmd, queued_args in queued:
+            TRACKING[0](client, cmd, queued_args, True)
     # After the __park entries above: the parked shards must still hold
     # the versions this client saw.
     unwatch_all(client)

@@ -270,6 +270,8 @@ client|kill | 2.4.0 | -3 | admin,noscript,loading,stale | Kill the connection of
 client|getname | 2.6.9 | 2 | noscript,loading,stale | Get the current connection name |
 client|setname | 2.6.9 | 3 | noscript,loading,stale | Set the current connection name | connection-name
 client|no-evict | 7.0.0 | 3 | admin,noscript,loading,stale | Set client eviction mode for the current connection | enabled=(ON | OFF)
+client|tracking | 6.0.0 | -3 | noscript,loading,stale | Enable or disable server assisted client side caching support | status=(ON | OFF) [REDIRECT client-id:integer] [PREFIX prefix ...+] [BCAST] [OPTIN] [OPTOUT] [NOLOOP]
+client|caching | 6.0.0 | 3 | noscript,loading,stale | Instruct the server about tracking or not keys in the next request | mode=(YES | NO)
 client|getredir | 6.0.0 | 2 | noscript,loading,stale | Get tracking notifications redirection client ID if any |
 client|trackinginfo | 6.2.0 | 2 | noscript,loading,stale | Return information about server assisted client side caching for the current connection |
 client|setinfo | 7.2.0 | 4 | noscript,loading,stale | Set client or connection specific info | attr=(LIB-NAME libname | LIB-VER libver)

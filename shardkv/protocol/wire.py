@@ -65,6 +65,14 @@ Worker -> acceptor
     that changes (and on a new pipe, if set), before any reply refused
     with it.  The acceptor then refuses PING, and writes queued in MULTI,
     as Redis's ``processCommand`` does.
+``E`` *events*: ``E`` + marshal ``(bounds, events)``: keyspace events the
+    shard noted (only while the acceptor wants some, see ``__events`` and
+    :mod:`shardkv.worker.events`), each ``(db, key, class, event)`` in the
+    order they happened.  ``bounds`` None: hand them out now (the sweeper's
+    expirations, a cross-shard operation's before its ``Ran``).  Otherwise
+    the frame comes just before an ``R`` frame, and ``bounds[i]`` is how
+    many of the events come before that frame's reply ``i`` (the rest,
+    after its last reply: blocked commands served after the batch).
 
 Control messages
 ----------------
@@ -108,6 +116,7 @@ PIECE = 80  # b"P"
 
 STREAM_MIN = 1 << 22  # replies bigger than this leave in pieces (``P``)
 STREAM_PIECE = 1 << 22
+EVENTS = 69  # b"E"
 
 # Each frame on a pipe: a length as multiprocessing.Connection writes it
 # (signed 32-bit, big-endian), then the payload.
@@ -416,3 +425,18 @@ def encode_monitor(calls: list[tuple[int, list[bytes]]]) -> bytes:
 def decode_monitor(payload: bytes) -> list[tuple[int, list[bytes]]]:
     calls: list[tuple[int, list[bytes]]] = marshal.loads(payload[1:])
     return calls
+
+
+# Event classes of shardkv's own, beside Redis's NOTIFY_* flags (1 << 0 to
+# 1 << 14), for client-side caching only; never published as notifications.
+EVENT_FLUSH = 1 << 15  # FLUSHDB/FLUSHALL ran: a null invalidation to every tracking client
+EVENT_SCRIPT_READ = 1 << 16  # a script called a read-only command: its declared keys are read
+
+
+def encode_events(bounds: list[int] | None, events: list[tuple[int, bytes, int, bytes]]) -> bytes:
+    return b"E" + marshal.dumps((bounds, events))
+
+
+def decode_events(payload: bytes) -> tuple[list[int] | None, list[tuple[int, bytes, int, bytes]]]:
+    decoded: tuple[list[int] | None, list[tuple[int, bytes, int, bytes]]] = marshal.loads(payload[1:])
+    return decoded

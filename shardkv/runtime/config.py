@@ -189,10 +189,26 @@ def _oom_values(args: list[str], old: Any) -> str:
     return " ".join(values)
 
 
+class NotifyText(str):
+    """``notify-keyspace-events`` as CONFIG GET shows it, with the flags it
+    was set from: "KEAn" shows as "AKE", as in Redis, but keeps n."""
+
+    flags = 0
+
+
+def notify_value(text: str) -> int:
+    """The flags of a ``notify-keyspace-events`` value (shown or set)."""
+    flags = getattr(text, "flags", None)
+    return flags if flags is not None else notify_flags(text)
+
+
 def _notify(args: list[str], old: Any) -> str:
     if len(args) != 1:
         raise ValueError("wrong number of arguments")
-    return notify_text(notify_flags(args[0]))
+    flags = notify_flags(args[0])
+    value = NotifyText(notify_text(flags))
+    value.flags = flags
+    return value
 
 
 def _bind(args: list[str], old: Any) -> str:

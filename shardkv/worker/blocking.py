@@ -95,6 +95,7 @@ from shardkv.protocol.args import parse_long_double, round_long_double, strict_i
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import NULL_ARRAY, Error, encode
 from shardkv.runtime.cmdstats import stat_name
+from shardkv.worker import events
 from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.registry import Handler, command
 
@@ -177,6 +178,7 @@ def blocking(*names: str, kind: type | None) -> Callable[[Handler], Handler]:
 
         command(*names)(now_or_never)
         fn.reads = now_or_never.reads  # type: ignore[attr-defined]
+        fn.writes = now_or_never.writes  # type: ignore[attr-defined]
         for name in names:
             for spelling in (name.encode(), name.upper().encode()):
                 BLOCKING[spelling] = fn
@@ -342,7 +344,13 @@ class Waiters:
         args = waiter.args
         start = perf_counter_ns()
         try:
-            value = waiter.wait.serve(ks, args, key)
+            if ks.events is None:
+                value = waiter.wait.serve(ks, args, key)
+            else:  # someone listens: its events, as the command's own
+                before = events.before(ks, args)
+                value = waiter.wait.serve(ks, args, key)
+                if value is not None:
+                    events.derive(ks, args, value, before)
         except CommandError as e:
             value = Error(e.message)
         except Exception:  # a bug must not take the shard down

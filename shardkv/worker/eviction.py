@@ -62,7 +62,7 @@ from typing import Any, Literal
 from shardkv.protocol import commands, errors
 from shardkv.protocol.resp import Error
 from shardkv.worker.commands.server import RUNTIME, RUNTIME_HOOKS
-from shardkv.worker.keyspace import Keyspace, slot_of
+from shardkv.worker.keyspace import EVICTED, Keyspace, slot_of
 
 try:
     import psutil
@@ -331,6 +331,8 @@ class Memory:
             if ks.propagate_del is not None:  # the AOF logs the eviction as DEL
                 ks.propagate_del(key)
             self.evicted += 1
+            if ks.event_mask & EVICTED:
+                ks.events.append((ks.db, key, EVICTED, b"evicted"))  # type: ignore[union-attr]
         return True  # the next command goes on from here
 
     def _evict_elsewhere(self) -> bool:
@@ -349,6 +351,8 @@ class Memory:
                 if ks.propagate_del is not None:
                     ks.propagate_del(key)
                 self.evicted += 1
+                if ks.event_mask & EVICTED:
+                    ks.events.append((db, key, EVICTED, b"evicted"))  # type: ignore[union-attr]
                 self.pool.clear()
                 return True
         return False

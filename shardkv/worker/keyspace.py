@@ -70,6 +70,14 @@ TYPE_NAMES: dict[type, str] = {
 }
 
 
+# The event classes noted by the keyspace and eviction (Redis's NOTIFY_EXPIRED,
+# NOTIFY_EVICTED, NOTIFY_KEY_MISS;
+# see shardkv.worker.events).
+EXPIRED = 1 << 8
+EVICTED = 1 << 9
+KEYMISS = 1 << 11
+
+
 def slot_of(key: bytes) -> int:
     if LBRACE in key:
         return key_slot(key)
@@ -128,6 +136,12 @@ class Keyspace:
         # its value): as in Redis, it is not a change (``dirty``) and is not
         # logged.  Read and cleared by the shard after each command.
         self.unchanged = False
+        # Keyspace events (see shardkv.worker.events): while the acceptor
+        # wants some (``event_mask``), ``events`` collects them as
+        # (db, key, class, event), and ``touched`` the keys changed in place.
+        self.event_mask = 0
+        self.events: list | None = None
+        self.touched: set[bytes] = set()
 
     # -- databases --------------------------------------------------------
 
@@ -217,11 +231,15 @@ class Keyspace:
                 self._expire(slot, key)
                 if self.counting:
                     self.misses += 1
+                    if self.event_mask & KEYMISS:
+                        self.events.append((self.db, key, KEYMISS, b"keymiss"))  # type: ignore[union-attr]
                 return None
         value = self.data[slot].get(key)
         if self.counting:
             if value is None:
                 self.misses += 1
+                if self.event_mask & KEYMISS:
+                    self.events.append((self.db, key, KEYMISS, b"keymiss"))  # type: ignore[union-attr]
             else:
                 self.hits += 1
         if type(value) is bytearray:
@@ -240,11 +258,15 @@ class Keyspace:
                 self._expire(slot, key)
                 if self.counting:
                     self.misses += 1
+                    if self.event_mask & KEYMISS:
+                        self.events.append((self.db, key, KEYMISS, b"keymiss"))  # type: ignore[union-attr]
                 return None
         value = self.data[slot].get(key)
         if self.counting:
             if value is None:
                 self.misses += 1
+                if self.event_mask & KEYMISS:
+                    self.events.append((self.db, key, KEYMISS, b"keymiss"))  # type: ignore[union-attr]
             else:
                 self.hits += 1
         return value
@@ -365,6 +387,8 @@ class Keyspace:
             return
         self._remove(slot, key)
         self.expired_keys += 1
+        if self.event_mask & EXPIRED:
+            self.events.append((self.db, key, EXPIRED, b"expired"))  # type: ignore[union-attr]
         if self.propagate_del is not None:
             self.propagate_del(key)
 

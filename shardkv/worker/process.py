@@ -49,7 +49,7 @@ from shardkv.runtime import faultpoints, gctuning
 from shardkv.runtime.cmdstats import Stats, stat_name
 from shardkv.runtime.parentdeath import die_with_parent
 from shardkv.runtime.proctitle import set_name
-from shardkv.worker import eviction, functions, scripting, tunables  # noqa: F401
+from shardkv.worker import events, eviction, functions, scripting, tunables  # noqa: F401
 from shardkv.worker.blocking import Wait, Waiters
 from shardkv.worker.clock import Clock
 
@@ -132,6 +132,9 @@ class Shard:
         self.timing = True
         # Cross-shard operations this shard has prepared, outcome unknown.
         self.prepared: dict[int, Prepared] = {}
+        # For each reply of the batch so far, how many events were noted
+        # before it (None while nobody listens; see take_events).
+        self.event_bounds: list[int] | None = None
 
     def execute(self, args: list[bytes], handler=None) -> object:
         """Run one command and return its reply value.
@@ -154,7 +157,13 @@ class Shard:
         ks.counting = handler.reads
         start = perf_counter_ns()
         try:
-            value = handler(ks, args)
+            if ks.events is None or not handler.writes:
+                value = handler(ks, args)
+            else:  # someone listens: note the command's keyspace events
+                before = events.before(ks, args)
+                value = handler(ks, args)
+                if type(value) is not Wait:
+                    events.derive(ks, args, value, before)
         except CommandError as e:
             value = Error(e.message)
         except Exception:  # a bug must not take the shard down
@@ -217,6 +226,8 @@ class Shard:
         logged_before = 0
         plain = wire.PLAIN_MAX
         ks = self.keyspace
+        noted = ks.events  # None unless someone listens (shardkv.worker.events)
+        bounds = self.event_bounds = [] if noted is not None else None
         for i in range(0, len(items), 2):
             header = items[i]
             args = items[i + 1]
@@ -243,6 +254,8 @@ class Shard:
                     logged.append((len(bodies) - 1, header & wire.FLAG_PART))
                 if blocked:
                     waiters.mark(args)
+                if noted is not None:
+                    bounds.append(len(noted))  # type: ignore[union-attr]
                 continue
             db = wire.header_db(header)
             if db:
@@ -250,7 +263,10 @@ class Shard:
             if header & wire.FLAG_PARK:
                 body, op = self.enter(args)
                 append(body)
+                if noted is not None:
+                    bounds.append(len(noted))  # type: ignore[union-attr]
                 if op is not None:
+                    self.send_events(bounded=True)
                     self.send(wire.encode_replies(bodies))
                     self.send_wakes()
                     faultpoints.hold("parked", self.index)
@@ -258,6 +274,8 @@ class Shard:
                     append = bodies.append
                     self.logged = logged = []
                     self.park(op)
+                    noted = ks.events
+                    bounds = self.event_bounds = [] if noted is not None else None
                     self.keyspace.tick()
             else:
                 token = wire.header_token(header)
@@ -285,6 +303,8 @@ class Shard:
                     logged.append((len(bodies) - 1, header & wire.FLAG_PART))
                 if blocked:
                     waiters.mark(args)
+                if noted is not None:
+                    bounds.append(len(noted))  # type: ignore[union-attr]
             if db:
                 ks.select(0)
         if waiters.ready:
@@ -325,6 +345,30 @@ class Shard:
         if calls and self.send is not None:
             self.send(wire.encode_monitor(calls))
         return encode(value, resp3)
+
+    def take_events(self, bounded: bool = False) -> bytes | None:
+        """The ``E`` payload of the events noted since the last one, or None.
+
+        ``event_bounds`` (set by :meth:`run_batch`) says, for each reply of
+        the ``R`` frame that follows, how many events come before it; with
+        no bounds (``bounded`` false: the sweeper's, a cross-shard
+        operation's) the acceptor hands them all out at once."""
+        ks = self.keyspace
+        noted = ks.events
+        bounds = self.event_bounds if bounded else None
+        self.event_bounds = None
+        if not noted:
+            if noted is not None and not ks.event_mask:
+                ks.events = None
+            return None
+        ks.events = [] if ks.event_mask else None
+        return wire.encode_events(bounds, noted)
+
+    def send_events(self, bounded: bool = False) -> None:
+        """Send what has been noted, before the next frame."""
+        frame = self.take_events(bounded)
+        if frame is not None:
+            self.send(frame)
 
     def send_wakes(self) -> None:
         """Send the late replies of the blocked commands served or timed out
@@ -468,6 +512,7 @@ class Shard:
                 if faultpoints.ACTIVE and self.persistence is not None:
                     self.persistence.commit()
                 faultpoints.hold("ran", self.index)
+                self.send_events()  # the operation's events, before its Ran
                 self.send(wire.encode_control(ran))
             elif type(message) is wire.Prepare:
                 self.prepare_states(op, message.states)
@@ -776,13 +821,19 @@ def _serve_pipe(shard: Shard, conn: Connection) -> None:
             kind = payload[0]
             if kind == wire.BATCH:
                 reply = shard.run_batch(payload)
+                noted = shard.take_events(bounded=True) if shard.keyspace.events else None
                 # Another batch already read costs no system call to see;
                 # for a shared fsync it is worth one to look for more.
                 more = backlog or reader.has_frame() or (grouping() and poll(0))
                 if more and len(held) < GROUP_COMMIT_MAX:
+                    if noted is not None:
+                        held.append(noted)
+                        held_logged.append([])
                     held.append(reply)
                     held_logged.append(shard.logged)
                 else:
+                    if noted is not None:
+                        send(noted, [])
                     send(reply, shard.logged)
                 shard.send_wakes()
             elif kind == wire.CANCEL:
@@ -944,6 +995,8 @@ def _tick(shard: Shard) -> float:
     """The periodic work: active expiry, background saves and rewrites."""
     period = 1.0 / server.RUNTIME.hz
     shard.sweeper.cycle(period / 4)
+    if shard.keyspace.events:
+        shard.send_events()  # what the sweeper expired
     if shard.persistence is not None:
         shard.persistence.cron()
     return time.monotonic() + period

@@ -47,7 +47,7 @@ from shardkv.protocol.resp import (
     format_double,
     split_inline,
 )
-from shardkv.worker import lualibs
+from shardkv.worker import events, lualibs
 from shardkv.worker.keyspace import Keyspace, slot_of
 from shardkv.worker.lualibs import LibError
 from shardkv.worker.registry import command, find
@@ -251,6 +251,8 @@ class Run:
         "reported_dirty",
         "eval_mode",
         "command",
+        "keys",
+        "read_noted",
     )
 
     def __init__(self, sha: bytes, flags: int, read_only: bool, imported: frozenset | dict) -> None:
@@ -269,6 +271,8 @@ class Run:
         self.reported_dirty = False
         self.eval_mode = True  # EVAL (False: FCALL)
         self.command: list[bytes] = []  # for FUNCTION STATS
+        self.keys: list[bytes] = []  # the declared keys
+        self.read_noted = False  # a read-only call was noted (client-side caching)
 
 
 class Engine:
@@ -418,11 +422,14 @@ class Engine:
                     return Error(errors.SCRIPT_OOM)
         ro = read_only or (not flags & FLAG_COMPAT and bool(flags & FLAG_NO_WRITES))
         run = self.run = Run(sha, flags, ro, self._imported())
+        run.keys = keys
         run.eval_mode = eval_mode
         if not eval_mode:
             run.command = [b"fcall", sha, b"%d" % len(keys), *keys, *argv]
         persistence = getattr(self.ks, "persistence", None)
         mark = persistence.begin_group() if persistence is not None else -1
+        events = self.ks.events
+        events_mark = len(events) if events is not None else 0
         self.kill_requested = False
         self.pending = None
         try:
@@ -439,6 +446,8 @@ class Engine:
         if run.abort is not None:
             self._rearm()
             self._rollback(run, persistence, mark)
+            if events is not None:  # it runs again elsewhere: its events come from there
+                del events[events_mark:]
             raise run.abort
         if run.killed:
             self._rearm()
@@ -557,6 +566,12 @@ class Engine:
             allow_oom = run.flags & FLAG_ALLOW_OOM and not run.flags & FLAG_COMPAT
             if not allow_oom and self._over_limit():  # scriptVerifyOOM
                 return self._error("-" + errors.OOM), raise_error
+        if not run.read_noted and self.ks.event_mask & events.SCRIPT_READ and "readonly" in called.cmd.flags:
+            # As Redis's call(): a script that reads has its declared keys
+            # tracked for its caller (CLIENT TRACKING).
+            run.read_noted = True
+            for key in run.keys:
+                events.note(self.ks, events.SCRIPT_READ, b"read", key)
         if called.plain and self.nshards == 1:
             # One shard: every key is here, and nothing can make the script
             # start again elsewhere, so nothing to check or keep for undo.

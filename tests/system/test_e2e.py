@@ -72,7 +72,9 @@ def test_redis_py_resp3_and_resp2(server):
         hello = c.execute_command("HELLO", protocol)
         if protocol == 2:  # a flat list of field, value
             hello = dict(zip(hello[::2], hello[1::2], strict=True))
-        assert hello[b"proto"] == protocol and hello[b"version"].startswith(b"7.0")
+        # HELLO's version lets clients turn client-side caching on (see shardkv.HELLO_VERSION).
+        assert hello[b"proto"] == protocol and hello[b"version"] == b"7.4.0"
+        assert c.info("server")["redis_version"].startswith("7.0")
         c.close()
 
 

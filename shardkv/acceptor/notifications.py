@@ -1,0 +1,120 @@
+"""Keyspace notifications (``notify-keyspace-events``), in the acceptor.
+
+The shards note what changes (:mod:`shardkv.worker.events`) and send it
+here as ``E`` frames (:mod:`shardkv.wire`); each command's events arrive
+just before its reply, in the order the shard ran them.  This module
+publishes them as Redis's ``notifyKeyspaceEvent`` does, on
+``__keyspace@<db>__:<key>`` (message: the event) and then
+``__keyevent@<db>__:<event>`` (message: the key), through the acceptor's
+Pub/Sub, so subscribers get them like any other message.
+
+It also keeps the shards' *event mask*, the classes they must note: the
+classes of ``notify-keyspace-events`` when K or E is set, and every class
+while a client tracks keys (:mod:`shardkv.tracking`); 0, nothing noted at
+all, otherwise.  The mask goes to every shard as ``__events <mask>`` in
+the global order, and to a shard again whenever its pipe is attached.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from shardkv.acceptor.local import CONFIG_HOOKS
+from shardkv.acceptor.pubsub import publish_message
+from shardkv.acceptor.server import ATTACH_HOOKS
+from shardkv.protocol.resp import encode_command
+from shardkv.protocol.wire import entry_header
+from shardkv.runtime import config
+
+KEYSPACE = 1 << 0  # K
+KEYEVENT = 1 << 1  # E
+# Every class a shard can note (g $ l s h z x e t m n).
+CLASSES = (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10)
+CLASSES |= (1 << 11) | (1 << 14)
+
+# Called with (server, events, origin) for every batch of events: this
+# module's publisher, and shardkv.tracking's invalidation.
+LISTENERS: list[Callable] = []
+# Each returns the classes its module needs the shards to note now.
+MASKS: list[Callable] = []
+
+
+class _State:
+    flags = 0  # notify-keyspace-events, as Redis's flags
+    mask = 0  # what the shards were last told to note
+
+
+STATE = _State()
+
+
+def _publish(server, events: list, origin: object) -> None:
+    flags = STATE.flags
+    if not flags & (KEYSPACE | KEYEVENT):
+        return
+    for db, key, cls, event in events:
+        if not flags & cls:
+            continue
+        if flags & KEYSPACE:
+            publish_message(server, b"__keyspace@%d__:%s" % (db, key), event)
+        if flags & KEYEVENT:
+            publish_message(server, b"__keyevent@%d__:%s" % (db, event), key)
+
+
+def _own_mask(server) -> int:
+    flags = STATE.flags
+    return flags & CLASSES if flags & (KEYSPACE | KEYEVENT) else 0
+
+
+LISTENERS.append(_publish)
+MASKS.append(_own_mask)
+
+
+def on_events(server, events: list, origin: object) -> None:
+    """A shard's events (see :meth:`shardkv.shardlink.ShardLink._frame`)."""
+    for listener in LISTENERS:
+        listener(server, events, origin)
+
+
+def update_mask(server) -> None:
+    """Tell every shard what to note, if that changed."""
+    mask = 0
+    for fn in MASKS:
+        mask |= fn(server)
+    if mask != STATE.mask:
+        STATE.mask = mask
+        for link in server.links:
+            _send_mask(link, mask)
+
+
+def _send_mask(link, mask: int) -> None:
+    link.send(entry_header(0), encode_command([b"__events", b"%d" % mask]), _IGNORE)
+
+
+class _Ignore:
+    def deliver(self, body: bytes) -> None:
+        pass
+
+
+_IGNORE = _Ignore()
+
+
+def _attached(server, link) -> None:
+    if not STATE.flags and server.config.get("notify-keyspace-events"):
+        STATE.flags = config.notify_value(server.config["notify-keyspace-events"])
+        mask = 0
+        for fn in MASKS:
+            mask |= fn(server)
+        STATE.mask = mask
+    link.on_events = lambda events, origin: on_events(server, events, origin)
+    if STATE.mask:
+        _send_mask(link, STATE.mask)
+
+
+def _config_changed(server, changes: dict) -> None:
+    if "notify-keyspace-events" in changes:
+        STATE.flags = config.notify_value(changes["notify-keyspace-events"])
+        update_mask(server)
+
+
+ATTACH_HOOKS.append(_attached)
+CONFIG_HOOKS.append(_config_changed)

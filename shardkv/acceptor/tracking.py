@@ -1,0 +1,503 @@
+"""Client-side caching: CLIENT TRACKING and its invalidation messages.
+
+As Redis's ``tracking.c``, in the acceptor, which sees every client:
+
+* A client with tracking on (and not BCAST) that runs a read-only command
+  has the command's keys remembered in :data:`TABLE` (key -> client ids),
+  unless OPTIN without ``CLIENT CACHING yes``, or OPTOUT with ``CLIENT
+  CACHING no``, just before, says otherwise.  Keys are remembered when the
+  command is dispatched, which may only add an invalidation, never lose one.
+* Every change of a key, on any shard, reaches the acceptor as a keyspace
+  event (:mod:`shardkv.worker.events`, with every class while a client
+  tracks: see :mod:`shardkv.acceptor.notifications`): writes, expirations,
+  evictions.  Each key that changed is dropped from the table and its
+  clients get an invalidation: a RESP3 ``>invalidate`` push, or, with
+  ``REDIRECT id`` to a RESP2 client subscribed to ``__redis__:invalidate``,
+  a Pub/Sub message there.  NOLOOP skips the client that made the change.
+  The invalidation for the client's own change comes after its reply.
+* BCAST clients get, once per turn of the event loop, the keys changed
+  under each of their prefixes (one message per prefix).
+* FLUSHDB and FLUSHALL (a ``flush`` event from each shard) send every
+  tracking client a null invalidation, once per command, and empty the table.
+* ``tracking-table-max-keys``: past it, random keys are dropped from the
+  table and their clients invalidated, as Redis's ``trackingLimitUsedSlots``.
+
+Tracking tables are about key names, not databases, as in Redis.
+"""
+
+from __future__ import annotations
+
+import random
+
+from shardkv.acceptor import client as client_module
+from shardkv.acceptor import notifications
+from shardkv.acceptor.client import Client
+from shardkv.acceptor.info import TRACKING_TOTALS
+from shardkv.acceptor.local import CLIENT_SUBCOMMANDS, CONFIG_HOOKS
+from shardkv.acceptor.server import DISCONNECT_HOOKS
+from shardkv.protocol import errors, wire
+from shardkv.protocol.args import strict_int
+from shardkv.protocol.commands import Command
+from shardkv.protocol.errors import CommandError
+from shardkv.protocol.resp import OK, Push, Raw, encode
+
+EVICTED = 1 << 9
+KEYMISS = 1 << 11
+FLUSH = wire.EVENT_FLUSH
+SCRIPT_READ = wire.EVENT_SCRIPT_READ
+ALL_CLASSES = notifications.CLASSES | FLUSH | SCRIPT_READ
+CHANNEL = b"__redis__:invalidate"
+
+# key -> ids of the clients that may cache it
+TABLE: dict[bytes, set[int]] = {}
+# prefix -> (its BCAST clients, the keys changed this turn -> the client that changed them)
+PREFIXES: dict[bytes, tuple[dict[Client, None], dict[bytes, Client | None]]] = {}
+
+
+class Tracking:
+    """One client's tracking state (``Client.tracking`` while it is on)."""
+
+    __slots__ = ("redirect", "bcast", "optin", "optout", "noloop", "prefixes", "caching", "broken")
+
+    def __init__(self) -> None:
+        self.redirect = 0
+        self.bcast = False
+        self.optin = False
+        self.optout = False
+        self.noloop = False
+        self.prefixes: list[bytes] = []
+        self.caching = False  # CLIENT CACHING yes/no given for the next command
+        self.broken = False  # the redirect client went away
+
+
+class _State:
+    clients = 0  # clients with tracking on
+    items = 0  # client ids in TABLE, summed over keys
+    flush_due = False  # a BCAST flush is scheduled for the end of this turn
+
+
+STATE = _State()
+
+
+def _mask(server) -> int:
+    return ALL_CLASSES if STATE.clients else 0
+
+
+notifications.MASKS.append(_mask)
+
+
+# -- CLIENT TRACKING / CACHING / GETREDIR / TRACKINGINFO ----------------------------
+
+
+def client_tracking(client: Client, args: list[bytes]) -> None:
+    """CLIENT TRACKING ON|OFF [REDIRECT client-id] [PREFIX prefix [PREFIX prefix ...]] [BCAST] [OPTIN] [OPTOUT] [NOLOOP]"""
+    redirect = 0
+    bcast = optin = optout = noloop = False
+    prefixes: list[bytes] = []
+    n = len(args)
+    j = 3
+    while j < n:
+        opt = args[j].lower()
+        more = j < n - 1
+        if opt == b"redirect" and more:
+            j += 1
+            if redirect:
+                raise CommandError("ERR A client can only redirect to a single other client")
+            value = strict_int(args[j])
+            if value is None:
+                raise CommandError(errors.NOT_INTEGER)
+            redirect = value
+            if redirect not in client.server.clients:
+                raise CommandError("ERR The client ID you want redirect to does not exist")
+        elif opt == b"bcast":
+            bcast = True
+        elif opt == b"optin":
+            optin = True
+        elif opt == b"optout":
+            optout = True
+        elif opt == b"noloop":
+            noloop = True
+        elif opt == b"prefix" and more:
+            j += 1
+            prefixes.append(args[j])
+        else:
+            raise CommandError(errors.SYNTAX)
+        j += 1
+    mode = args[2].lower()
+    state = client.tracking
+    if mode == b"on":
+        if not bcast and prefixes:
+            raise CommandError("ERR PREFIX option requires BCAST mode to be enabled")
+        if state is not None and state.bcast != bcast:
+            raise CommandError(
+                "ERR You can't switch BCAST mode on/off before disabling tracking for this client, "
+                "and then re-enabling it with a different mode."
+            )
+        if bcast and (optin or optout):
+            raise CommandError("ERR OPTIN and OPTOUT are not compatible with BCAST")
+        if optin and optout:
+            raise CommandError("ERR You can't specify both OPTIN mode and OPTOUT mode")
+        if state is not None and ((optin and state.optout) or (optout and state.optin)):
+            raise CommandError(
+                "ERR You can't switch OPTIN/OPTOUT mode before disabling tracking for this client, "
+                "and then re-enabling it with a different mode."
+            )
+        if bcast:
+            _check_prefixes(state.prefixes if state is not None else [], prefixes)
+        enable(client, redirect, bcast, optin, optout, noloop, prefixes)
+    elif mode == b"off":
+        disable(client)
+    else:
+        raise CommandError(errors.SYNTAX)
+    client.reply(OK)
+
+
+def _overlap(a: bytes, b: bytes) -> bool:
+    n = min(len(a), len(b))
+    return a[:n] == b[:n]
+
+
+def _check_prefixes(existing: list[bytes], new: list[bytes]) -> None:
+    """Redis's ``checkPrefixCollisionsOrReply``."""
+    for i, prefix in enumerate(new):
+        for old in sorted(existing):
+            if _overlap(old, prefix):
+                raise CommandError(
+                    "ERR Prefix '%s' overlaps with an existing prefix '%s'. "
+                    "Prefixes for a single client must not overlap." % (_text(prefix), _text(old))
+                )
+        for other in new[i + 1 :]:
+            if _overlap(prefix, other):
+                raise CommandError(
+                    "ERR Prefix '%s' overlaps with another provided prefix '%s'. "
+                    "Prefixes for a single client must not overlap." % (_text(prefix), _text(other))
+                )
+
+
+def _text(b: bytes) -> str:
+    return b.split(b"\0", 1)[0].decode("latin-1")  # as %s of a C string
+
+
+def enable(
+    client: Client,
+    redirect: int,
+    bcast: bool,
+    optin: bool,
+    optout: bool,
+    noloop: bool,
+    prefixes: list[bytes],
+) -> None:
+    state = client.tracking
+    if state is None:
+        state = client.tracking = Tracking()
+        STATE.clients += 1
+        notifications.update_mask(client.server)
+    state.redirect = redirect
+    state.broken = False
+    state.bcast = bcast
+    state.optin = optin
+    state.optout = optout
+    state.noloop = noloop
+    if bcast:
+        for prefix in prefixes or [b""]:
+            entry = PREFIXES.get(prefix)
+            if entry is None:
+                entry = PREFIXES[prefix] = ({}, {})
+            if client not in entry[0]:
+                entry[0][client] = None
+                state.prefixes.append(prefix)
+
+
+def disable(client: Client) -> None:
+    state = client.tracking
+    if state is None:
+        return
+    for prefix in state.prefixes:
+        entry = PREFIXES.get(prefix)
+        if entry is not None:
+            entry[0].pop(client, None)
+            if not entry[0]:
+                del PREFIXES[prefix]
+    client.tracking = None
+    STATE.clients -= 1
+    if not STATE.clients:
+        # Nobody left to invalidate, and the shards stop telling what
+        # changes: forget every key (as a FLUSHALL, which Redis would see,
+        # would; the ids in the table are stale either way).
+        TABLE.clear()
+        STATE.items = 0
+    notifications.update_mask(client.server)
+
+
+def client_caching(client: Client, args: list[bytes]) -> None:
+    """CLIENT CACHING YES|NO"""
+    state = client.tracking
+    if state is None:
+        raise CommandError(
+            "ERR CLIENT CACHING can be called only when the client is in tracking mode "
+            "with OPTIN or OPTOUT mode enabled"
+        )
+    opt = args[2].lower()
+    if opt == b"yes":
+        if not state.optin:
+            raise CommandError("ERR CLIENT CACHING YES is only valid when tracking is enabled in OPTIN mode.")
+    elif opt == b"no":
+        if not state.optout:
+            raise CommandError("ERR CLIENT CACHING NO is only valid when tracking is enabled in OPTOUT mode.")
+    else:
+        raise CommandError(errors.SYNTAX)
+    state.caching = True
+    client.reply(OK)
+
+
+def client_getredir(client: Client, args: list[bytes]) -> None:
+    """CLIENT GETREDIR"""
+    state = client.tracking
+    client.reply(state.redirect if state is not None else -1)
+
+
+def client_trackinginfo(client: Client, args: list[bytes]) -> None:
+    """CLIENT TRACKINGINFO"""
+    state = client.tracking
+    flags = [b"on" if state is not None else b"off"]
+    if state is not None:
+        if state.bcast:
+            flags.append(b"bcast")
+        if state.optin:
+            flags.append(b"optin")
+            if state.caching:
+                flags.append(b"caching-yes")
+        if state.optout:
+            flags.append(b"optout")
+            if state.caching:
+                flags.append(b"caching-no")
+        if state.noloop:
+            flags.append(b"noloop")
+        if state.broken:
+            flags.append(b"broken_redirect")
+    resp3 = client.resp3
+    flag_set = b"".join(
+        [b"~%d\r\n" % len(flags) if resp3 else b"*%d\r\n" % len(flags)] + [_bulk(f) for f in flags]
+    )
+    prefixes: list[bytes] = sorted(state.prefixes) if state is not None else []
+    client.reply(
+        {
+            b"flags": Raw(flag_set),
+            b"redirect": state.redirect if state is not None else -1,
+            b"prefixes": prefixes,
+        }
+    )
+
+
+def _bulk(b: bytes) -> bytes:
+    return b"$%d\r\n%s\r\n" % (len(b), b)
+
+
+def list_flags(client: Client) -> str:
+    """CLIENT LIST's tracking flags: t, R (broken redirect), B (BCAST)."""
+    state = client.tracking
+    if state is None:
+        return ""
+    return "t" + ("R" if state.broken else "") + ("B" if state.bcast else "")
+
+
+# -- remembering what clients read ----------------------------------------------------
+
+
+def after_command(client: Client, cmd: Command, args: list[bytes], in_exec: bool = False) -> None:
+    """Called after each command of a client with tracking on (see
+    ``Client._execute``, and for each command EXEC ran): remember the keys
+    of a read-only command, and forget CLIENT CACHING after the command it
+    was for (after EXEC, for a transaction)."""
+    state = client.tracking
+    if state is None:
+        return
+    if "readonly" in cmd.flags and not state.bcast and cmd.route != "local":
+        if not ((state.optin and not state.caching) or (state.optout and state.caching)):
+            remember(client, cmd.keys(args))
+    if cmd.name != "client" and client.multi is None and not in_exec:
+        state.caching = False
+
+
+client_module.TRACKING.append(after_command)
+
+
+def _script_read(client: Client, key: bytes) -> None:
+    """A script of ``client`` called a read-only command: its declared keys
+    are remembered, as Redis's call() remembers the caller's (EVAL's) keys."""
+    state = client.tracking
+    if state is None or state.bcast:
+        return
+    if (state.optin and not state.caching) or (state.optout and state.caching):
+        return
+    remember(client, [key])
+
+
+def remember(client: Client, keys: list[bytes]) -> None:
+    cid = client.id
+    for key in keys:
+        ids = TABLE.get(key)
+        if ids is None:
+            ids = TABLE[key] = set()
+        if cid not in ids:
+            ids.add(cid)
+            STATE.items += 1
+    limit = _max_keys(client.server)
+    if limit and len(TABLE) > limit:
+        _limit_table(client.server, limit)
+
+
+def _max_keys(server) -> int:
+    try:
+        return int(server.config.get("tracking-table-max-keys", 1000000))
+    except (TypeError, ValueError):
+        return 1000000
+
+
+def _limit_table(server, limit: int) -> None:
+    """Over ``tracking-table-max-keys``: invalidate random keys until under
+    it (Redis spreads this over several commands; here it is one pass)."""
+    for key in random.sample(list(TABLE), len(TABLE) - limit):
+        _invalidate_key(server, key, None, bcast=False)
+
+
+# -- invalidating ------------------------------------------------------------------
+
+
+def _on_events(server, events: list, origin: object) -> None:
+    if not STATE.clients and not TABLE:
+        return
+    changer = getattr(origin, "client", None)
+    flushed = False
+    for _db, key, cls, _name in events:
+        if cls == FLUSH:
+            flushed = True
+        elif cls == SCRIPT_READ:
+            if changer is not None:
+                _script_read(changer, key)
+        elif not cls & KEYMISS:
+            # As Redis: an eviction happens before the command runs, so even
+            # its own client hears of it before the reply; anything else the
+            # command changed, after (``tracking_pending_keys``).
+            early = origin if cls == EVICTED and changer is not None else None
+            _invalidate_key(server, key, changer, bcast=True, early=early)
+    if flushed:
+        invalidate_all(server, changer)
+
+
+notifications.LISTENERS.append(_on_events)
+
+
+def _invalidate_key(server, key: bytes, changer: Client | None, bcast: bool, early: object = None) -> None:
+    if bcast and PREFIXES:
+        for prefix, (_, changed) in PREFIXES.items():
+            if key.startswith(prefix):
+                changed[key] = changer
+                if not STATE.flush_due:
+                    STATE.flush_due = True
+                    server.loop.call_soon(_broadcast, server)
+    ids = TABLE.pop(key, None)
+    if not ids:
+        return
+    STATE.items -= len(ids)
+    clients = server.clients
+    for cid in ids:
+        target = clients.get(cid)
+        if target is None:
+            continue
+        state = target.tracking
+        if state is None or state.bcast:
+            continue
+        if state.noloop and target is changer:
+            continue
+        send(target, [key], early if target is changer else None)
+
+
+def invalidate_all(server, changer: Client | None = None) -> None:
+    """FLUSHDB/FLUSHALL: a null invalidation to every tracking client."""
+    for target in list(server.clients.values()):
+        if target.tracking is not None:
+            send(target, None)
+    TABLE.clear()
+    STATE.items = 0
+
+
+def _broadcast(server) -> None:
+    """End of the turn: each BCAST client gets the keys changed under its prefixes."""
+    STATE.flush_due = False
+    for _prefix, (clients, changed) in list(PREFIXES.items()):
+        if not changed:
+            continue
+        keys = list(changed)
+        for target in list(clients):
+            state = target.tracking
+            if state is None:
+                continue
+            if state.noloop:
+                mine = [k for k in keys if changed[k] is not target]
+                if mine:
+                    send(target, mine)
+            else:
+                send(target, keys)
+        changed.clear()
+
+
+def send(client: Client, keys: list[bytes] | None, before: object = None) -> None:
+    """One invalidation message for ``client`` (Redis's ``sendTrackingMessage``);
+    ``before``: the reply slot it must precede, if still pending."""
+    state = client.tracking
+    target: Client | None = client
+    redirected = False
+    if state is not None and state.redirect:
+        target = client.server.clients.get(state.redirect)
+        if target is None or target.closed:
+            state.broken = True
+            if client.resp3:
+                client.push(Push([b"tracking-redir-broken", state.redirect]))
+            return
+        redirected = True
+    assert target is not None
+    if target.closing or target.closed:
+        return
+    if keys is None:  # as Redis: the null of the tracking client's protocol, whoever gets it
+        keys = Raw(b"_\r\n" if client.resp3 else b"$-1\r\n")  # type: ignore[assignment]
+    if target.resp3:
+        message = Push([b"invalidate", keys])
+    elif redirected and (target.channels or target.patterns):
+        message = Push([b"message", CHANNEL, keys])
+    else:
+        return
+    pending = target.pending
+    if before is not None and target is client and before in pending:
+        pending.insert(pending.index(before), encode(message, target.resp3))
+        target.flush()
+    else:
+        target.push(message)
+
+
+def _disconnected(client: Client) -> None:
+    if client.tracking is not None:
+        disable(client)
+
+
+DISCONNECT_HOOKS.append(_disconnected)
+
+
+def _config_changed(server, changes: dict) -> None:
+    """A lower ``tracking-table-max-keys`` applies at once."""
+    if "tracking-table-max-keys" in changes:
+        limit = _max_keys(server)
+        if limit and len(TABLE) > limit:
+            _limit_table(server, limit)
+
+
+CONFIG_HOOKS.append(_config_changed)
+CLIENT_SUBCOMMANDS.update(
+    {
+        b"TRACKING": client_tracking,
+        b"CACHING": client_caching,
+        b"GETREDIR": client_getredir,
+        b"TRACKINGINFO": client_trackinginfo,
+    }
+)
+TRACKING_TOTALS.append(lambda: (len(TABLE), STATE.items, len(PREFIXES)))

@@ -1,0 +1,330 @@
+"""Keyspace notifications against redis-server: the same commands on both
+servers, every message of ``__key*@*__:*`` compared one by one (channel,
+event names, order).
+
+The servers are the session's shared ones, so each test sets
+``notify-keyspace-events`` and always puts it back to "" (nothing).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+
+END = "zz-end-of-script"
+
+
+def _messages(port: int, script: list[tuple], flags: str = "KEA", db: int = 0) -> list[tuple]:
+    """Run ``script`` on the server at ``port`` and return the keyspace
+    messages it caused, as (pattern-matched channel, message)."""
+    c = redis.Redis(port=port, protocol=2, db=db, socket_timeout=30)
+    sub = redis.Redis(port=port, protocol=2, socket_timeout=30).pubsub()
+    c.flushall()
+    c.config_set("notify-keyspace-events", flags)
+    try:
+        sub.psubscribe("__key*@*__:*")
+        sub.subscribe(END)
+        for _ in range(2):
+            assert sub.get_message(timeout=10)["type"] in ("psubscribe", "subscribe")
+        for command in script:
+            if command[0] == "SLEEP":
+                time.sleep(command[1])
+                continue
+            try:
+                c.execute_command(*command)
+            except redis.ResponseError:
+                pass
+        c.publish(END, "x")
+        out = []
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            m = sub.get_message(timeout=5)
+            if m is None:
+                continue
+            if m["channel"] == END.encode():
+                return out
+            out.append((m["channel"], m["data"]))
+        raise AssertionError(f"no end marker; got {out}")
+    finally:
+        c.config_set("notify-keyspace-events", "")
+        sub.close()
+        c.close()
+
+
+def _same(ports, script, flags="KEA", db=0) -> list[tuple]:
+    expected = _messages(ports["redis"], script, flags, db)
+    got = _messages(ports["shardkv"], script, flags, db)
+    assert got == expected
+    return expected
+
+
+SCRIPTS = {
+    "strings": [
+        ("SET", "a", "1"),
+        ("SET", "a", "2", "EX", "100"),
+        ("SET", "a", "3", "NX"),
+        ("SET", "b", "3", "XX"),
+        ("SET", "a", "4", "XX", "GET"),
+        ("SETNX", "a", "x"),
+        ("SETNX", "c", "x"),
+        ("SETEX", "d", "10", "v"),
+        ("PSETEX", "e", "10000", "v"),
+        ("GETSET", "a", "5"),
+        ("MSET", "a", "1", "f", "2"),
+        ("MSETNX", "g", "1", "h", "2"),
+        ("MSETNX", "g", "1", "i", "2"),
+        ("INCR", "n"),
+        ("DECR", "n"),
+        ("INCRBY", "n", "5"),
+        ("DECRBY", "n", "5"),
+        ("INCRBYFLOAT", "n", "1.5"),
+        ("APPEND", "s", "abc"),
+        ("SETRANGE", "s", "1", "zz"),
+        ("SETRANGE", "s", "1", ""),
+        ("GETDEL", "s"),
+        ("GETDEL", "s"),
+        ("GETEX", "a", "EX", "100"),
+        ("GETEX", "a", "PERSIST"),
+        ("GETEX", "a", "PERSIST"),
+        ("SETBIT", "bits", "3", "1"),
+        ("BITFIELD", "bf", "SET", "u8", "0", "255"),
+        ("BITFIELD", "bf", "GET", "u8", "0"),
+        ("BITOP", "OR", "dest", "bits", "bf"),
+        ("BITOP", "AND", "dest", "nokey"),
+        ("PFADD", "hll", "a", "b"),
+        ("PFADD", "hll", "a"),
+        ("PFMERGE", "hll2", "hll"),
+    ],
+    "generic": [
+        ("SET", "a", "1"),
+        ("SET", "b", "1"),
+        ("DEL", "a", "b", "c"),
+        ("SET", "a", "1"),
+        ("UNLINK", "a"),
+        ("SET", "k", "v"),
+        ("EXPIRE", "k", "100"),
+        ("PEXPIRE", "k", "100000"),
+        ("EXPIREAT", "k", "99999999999"),
+        ("EXPIRE", "k", "100", "NX"),
+        ("PERSIST", "k"),
+        ("PERSIST", "k"),
+        ("EXPIRE", "missing", "10"),
+        ("RENAME", "k", "k2"),
+        ("SET", "x", "1"),
+        ("RENAMENX", "k2", "x"),
+        ("RENAMENX", "k2", "k3"),
+        ("RENAME", "k3", "k3"),
+        ("COPY", "k3", "k4"),
+        ("COPY", "k3", "k4"),
+        ("COPY", "k3", "k4", "REPLACE"),
+        ("COPY", "k3", "k4", "DB", "1"),
+        ("MOVE", "k4", "2"),
+        ("EXPIRE", "k3", "-1"),
+        ("RPUSH", "l", "3", "1", "2"),
+        ("SORT", "l", "STORE", "sorted"),
+        ("SORT", "nokey", "STORE", "sorted"),
+    ],
+    "lists": [
+        ("LPUSH", "l", "a", "b"),
+        ("RPUSH", "l", "c"),
+        ("LPUSHX", "l", "d"),
+        ("RPUSHX", "nol", "d"),
+        ("LINSERT", "l", "BEFORE", "a", "x"),
+        ("LINSERT", "l", "BEFORE", "zz", "x"),
+        ("LSET", "l", "0", "y"),
+        ("LPOP", "l"),
+        ("RPOP", "l", "2"),
+        ("LREM", "l", "0", "nothing"),
+        ("LREM", "l", "0", "x"),
+        ("RPUSH", "l", "1", "2", "3"),
+        ("LTRIM", "l", "0", "1"),
+        ("LTRIM", "l", "5", "6"),
+        ("LTRIM", "nol", "0", "1"),
+        ("RPUSH", "src", "1", "2"),
+        ("RPOPLPUSH", "src", "dst"),
+        ("LMOVE", "src", "dst", "LEFT", "RIGHT"),
+        ("LMOVE", "src", "dst", "LEFT", "RIGHT"),
+        ("LMPOP", "2", "nol", "dst", "RIGHT", "COUNT", "5"),
+        ("RPUSH", "q", "a"),
+        ("BLPOP", "q", "0.1"),
+        ("LPOP", "nol"),
+        ("LPOP", "nol", "2"),
+    ],
+    "sets": [
+        ("SADD", "s", "a", "b", "c"),
+        ("SADD", "s", "a"),
+        ("SREM", "s", "zz"),
+        ("SREM", "s", "a"),
+        ("SMOVE", "s", "t", "b"),
+        ("SMOVE", "s", "t", "zz"),
+        ("SADD", "t", "c"),
+        ("SMOVE", "s", "t", "c"),
+        ("SPOP", "t"),
+        ("SPOP", "t", "5"),
+        ("SPOP", "t"),
+        ("SADD", "a", "1", "2"),
+        ("SADD", "b", "2", "3"),
+        ("SINTERSTORE", "i", "a", "b"),
+        ("SUNIONSTORE", "u", "a", "b"),
+        ("SDIFFSTORE", "d", "a", "b"),
+        ("SINTERSTORE", "u", "a", "nokey"),
+    ],
+    "hashes": [
+        ("HSET", "h", "a", "1", "b", "2"),
+        ("HSET", "h", "a", "1"),
+        ("HMSET", "h", "c", "3"),
+        ("HSETNX", "h", "a", "1"),
+        ("HSETNX", "h", "d", "1"),
+        ("HINCRBY", "h", "n", "1"),
+        ("HINCRBYFLOAT", "h", "f", "1.5"),
+        ("HDEL", "h", "zz"),
+        ("HDEL", "h", "a", "b", "c", "d", "n", "f"),
+    ],
+    "zsets": [
+        ("ZADD", "z", "1", "a", "2", "b"),
+        ("ZADD", "z", "1", "a"),
+        ("ZADD", "z", "5", "a"),
+        ("ZADD", "z", "INCR", "1", "a"),
+        ("ZADD", "z", "NX", "INCR", "1", "a"),
+        ("ZINCRBY", "z", "2", "c"),
+        ("ZREM", "z", "zz"),
+        ("ZREM", "z", "c"),
+        ("ZADD", "z", "3", "c", "4", "d", "5", "e"),
+        ("ZREMRANGEBYSCORE", "z", "3", "3"),
+        ("ZREMRANGEBYRANK", "z", "0", "0"),
+        ("ZREMRANGEBYLEX", "z", "-", "+"),
+        ("ZADD", "z", "1", "a", "2", "b", "3", "c"),
+        ("ZPOPMIN", "z"),
+        ("ZPOPMAX", "z", "5"),
+        ("ZPOPMIN", "z"),
+        ("ZADD", "y", "1", "a", "2", "b"),
+        ("ZADD", "w", "1", "b"),
+        ("ZUNIONSTORE", "out", "2", "y", "w"),
+        ("ZINTERSTORE", "out", "2", "y", "w"),
+        ("ZDIFFSTORE", "out", "2", "y", "w"),
+        ("ZRANGESTORE", "out2", "y", "0", "-1"),
+        ("ZINTERSTORE", "out", "2", "y", "nokey"),
+        ("ZMPOP", "1", "y", "MIN"),
+        ("BZPOPMAX", "y", "0.1"),
+        ("GEOADD", "g", "13.361389", "38.115556", "Palermo"),
+        ("GEOADD", "g", "13.361389", "38.115556", "Palermo"),
+        ("GEOSEARCHSTORE", "gs", "g", "FROMLONLAT", "15", "37", "BYRADIUS", "200", "km"),
+        ("GEORADIUS", "g", "15", "37", "200", "km", "STORE", "gr"),
+    ],
+    "streams": [
+        ("XADD", "x", "1-0", "f", "v"),
+        ("XADD", "x", "2-0", "f", "v"),
+        ("XADD", "x", "MAXLEN", "1", "3-0", "f", "v"),
+        ("XADD", "x", "MAXLEN", "5", "4-0", "f", "v"),
+        ("XDEL", "x", "3-0"),
+        ("XDEL", "x", "9-0"),
+        ("XTRIM", "x", "MAXLEN", "0"),
+        ("XSETID", "x", "10-0"),
+        ("XGROUP", "CREATE", "x", "g", "$"),
+        ("XGROUP", "CREATE", "nx", "g", "$", "MKSTREAM"),
+        ("XGROUP", "SETID", "x", "g", "0"),
+        ("XGROUP", "CREATECONSUMER", "x", "g", "c"),
+        ("XGROUP", "DELCONSUMER", "x", "g", "c"),
+        ("XGROUP", "DESTROY", "x", "g"),
+        ("XGROUP", "DESTROY", "x", "g"),
+        ("XGROUP", "CREATE", "s", "grp", "$", "MKSTREAM"),
+        ("XGROUP", "CREATECONSUMER", "s", "grp", "Bob"),
+        ("XADD", "s", "1-0", "f", "v"),
+        ("XREADGROUP", "GROUP", "grp", "Alice", "STREAMS", "s", ">"),
+        ("XREADGROUP", "GROUP", "grp", "Alice", "STREAMS", "s", ">"),
+        ("XCLAIM", "s", "grp", "Mike", "0", "1-0", "FORCE"),
+        ("XGROUP", "DELCONSUMER", "s", "grp", "Lee"),
+        ("XAUTOCLAIM", "s", "grp", "Bob", "0", "1-0"),
+        ("XAUTOCLAIM", "s", "grp", "Zed", "0", "1-0"),
+        ("XGROUP", "DELCONSUMER", "s", "grp", "Bob"),
+    ],
+    "transaction": [
+        ("MULTI",),
+        ("SET", "a", "1"),
+        ("LPUSH", "b", "1"),
+        ("SADD", "c", "1"),
+        ("DEL", "a", "b", "c"),
+        ("EXEC",),
+    ],
+    "script": [
+        (
+            "EVAL",
+            "redis.call('set', KEYS[1], 'v'); redis.call('incr', KEYS[2]); return 1",
+            "2",
+            "{t}a",
+            "{t}b",
+        ),
+        ("EVAL", "redis.call('del', KEYS[1], KEYS[2]); return 1", "2", "{t}a", "{t}b"),
+    ],
+}
+
+
+@pytest.mark.parametrize("family", sorted(SCRIPTS))
+def test_events_of_commands(ports, family):
+    assert _same(ports, SCRIPTS[family])
+
+
+def test_cross_shard_commands(ports):
+    script = [
+        ("MSET", "a", "1", "b", "2", "c", "3", "d", "4"),
+        ("DEL", "a", "b", "c", "d"),
+        ("SET", "k1", "v"),
+        ("RENAME", "k1", "other-shard-key"),
+        ("SADD", "s1", "m"),
+        ("SMOVE", "s1", "s9", "m"),
+        ("RPUSH", "l1", "x"),
+        ("LMOVE", "l1", "l7", "LEFT", "LEFT"),
+        ("SADD", "x1", "a"),
+        ("SADD", "x2", "a", "b"),
+        ("SUNIONSTORE", "x3", "x1", "x2"),
+    ]
+    assert _same(ports, script)
+
+
+def test_new_key_events(ports):
+    script = [
+        ("SET", "a", "1"),
+        ("SET", "a", "2"),
+        ("LPUSH", "l", "x"),
+        ("RENAME", "a", "b"),
+        ("COPY", "b", "c"),
+    ]
+    assert _same(ports, script, flags="KEAn")
+
+
+def test_keymiss_events(ports):
+    script = [("GET", "nope"), ("SET", "a", "1"), ("GET", "a"), ("HGET", "h", "f"), ("MGET", "x", "a", "y")]
+    assert _same(ports, script, flags="Km")
+
+
+@pytest.mark.parametrize(
+    "flags", ["K$", "Eg", "Kl", "Es", "KEh", "Kz", "Kt", "E$lshzt", "KA", "EA", "A", "Kx"]
+)
+def test_classes_filter_events(ports, flags):
+    script = SCRIPTS["strings"][:6] + SCRIPTS["lists"][:5] + SCRIPTS["sets"][:4] + SCRIPTS["hashes"][:3]
+    script += SCRIPTS["zsets"][:3] + SCRIPTS["streams"][:2] + [("DEL", "a", "l", "s", "h", "z", "x")]
+    _same(ports, script, flags=flags)
+
+
+def test_events_in_other_databases(ports):
+    script = [("SET", "a", "1"), ("LPUSH", "l", "x"), ("DEL", "a"), ("SWAPDB", "3", "0")]
+    assert _same(ports, script, db=3)
+
+
+def test_expired_events_lazy_and_active(ports):
+    # Expired by a read or by the sweeper: the same one event either way.
+    script = [("SET", "lazy", "v", "PX", "50"), ("SLEEP", 0.2), ("GET", "lazy"), ("GET", "lazy")]
+    assert _same(ports, script, flags="Kx") == [(b"__keyspace@0__:lazy", b"expired")]
+    # The sweeper alone: a key nobody touches again still expires, with its event.
+    script = [("SET", "gone", "v", "PX", "30"), ("SLEEP", 1.0)]
+    assert _same(ports, script, flags="Ex") == [(b"__keyevent@0__:expired", b"gone")]
+
+
+def test_config_get_and_set_render_flags(compare):
+    for flags in ["KEA", "AKE", "Kg$", "Elshzxet", "K$lshzxetg", "KEAm", "Kn", "", "KEd", "Em", "gK", "A"]:
+        compare("CONFIG", "SET", "notify-keyspace-events", flags)
+        compare("CONFIG", "GET", "notify-keyspace-events")
+    compare("CONFIG", "SET", "notify-keyspace-events", "KEQ")
+    compare("CONFIG", "SET", "notify-keyspace-events", "")

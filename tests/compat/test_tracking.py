@@ -1,0 +1,362 @@
+"""Client-side caching (CLIENT TRACKING) against redis-server, byte for byte.
+
+Each scenario runs the same steps on both servers over raw sockets.  After
+every step each connection sends PING and everything it received before
+the PONG is its transcript for that step: replies, RESP3 ``>invalidate``
+pushes, RESP2 ``__redis__:invalidate`` messages, in the order they came.
+An invalidation caused by another client's write is always queued before
+that write's reply, so the PING after it is enough to wait for it.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+import redis
+
+from shardkv.protocol.resp import encode_command
+
+PONG = b"+PONG\r\n"
+PONG_SUBSCRIBED = b"*2\r\n$4\r\npong\r\n$0\r\n\r\n"
+
+
+class Conn:
+    def __init__(self, port: int, resp3: bool) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=20)
+        self.subscribed = False
+        self.closed = False
+        self.resp3 = resp3
+        if resp3:
+            self.send(b"HELLO", b"3")
+            self.drain()
+        self.send(b"CLIENT", b"ID")
+        self.id = int(self.drain().split(b"\r\n")[0][1:])
+
+    def send(self, *args: bytes) -> None:
+        self.sock.sendall(encode_command(list(args)))
+
+    def drain(self) -> bytes:
+        """Everything received until the reply to a PING."""
+        if self.closed:
+            return b""
+        self.send(b"PING")
+        end = PONG_SUBSCRIBED if self.subscribed and not self.resp3 else PONG
+        data = b""
+        deadline = time.monotonic() + 20
+        while not data.endswith(end):
+            assert time.monotonic() < deadline, data
+            try:
+                data += self.sock.recv(1 << 16)
+            except TimeoutError:
+                raise AssertionError(f"no PONG; got {data!r}") from None
+        return data[: -len(end)]
+
+    def close(self) -> None:
+        self.closed = True
+        self.sock.close()
+
+
+def _transcript(port: int, conns_resp3: list[bool], steps: list) -> list:
+    """Run ``steps``: (connection index, args...) or ("sleep", seconds).
+    ``$id0``, ``$id1``... in an argument stand for a connection's CLIENT ID."""
+    admin = redis.Redis(port=port)
+    admin.flushall()
+    conns = [Conn(port, r3) for r3 in conns_resp3]
+    out = []
+    try:
+        for step in steps:
+            if step[0] == "sleep":
+                time.sleep(step[1])
+            elif step[0] == "close":  # the step's other connections still drain
+                conns[step[1]].close()
+            else:
+                conn = conns[step[0]]
+                args = []
+                for a in step[1:]:
+                    if a.startswith("$id"):
+                        a = str(conns[int(a[3:])].id)
+                    args.append(a.encode())
+                conn.send(*args)
+                if args[0].upper() == b"SUBSCRIBE":
+                    conn.subscribed = True
+            # The acting connection first: its reply means the step is done.
+            first = step[0] if type(step[0]) is int else 0
+            row = {first: conns[first].drain()}
+            row.update((i, c.drain()) for i, c in enumerate(conns) if i != first)
+            if any(str(a).upper() in ("GETREDIR", "TRACKINGINFO") for a in step):
+                for i, c in enumerate(conns):  # client ids differ between the servers
+                    row = {k: v.replace(b":%d\r\n" % c.id, b":$id%d\r\n" % i) for k, v in row.items()}
+            for i, c in enumerate(conns):
+                broken = b"tracking-redir-broken\r\n:%d\r\n"
+                row = {
+                    k: v.replace(broken % c.id, broken.replace(b"%d", b"$id%d" % i)) for k, v in row.items()
+                }
+            out.append([row[i] for i in range(len(conns))])
+        return out
+    finally:
+        for conn in conns:
+            conn.close()
+        admin.flushall()
+        admin.close()
+
+
+def _same(ports, conns_resp3, steps) -> list:
+    expected = _transcript(ports["redis"], conns_resp3, steps)
+    got = _transcript(ports["shardkv"], conns_resp3, steps)
+    for i, (e, g) in enumerate(zip(expected, got, strict=True)):
+        assert g == e, f"step {i} {steps[i]}: shardkv {g} redis {e}"
+    return expected
+
+
+def test_resp3_invalidation_of_writes_by_any_client(ports):
+    t = _same(
+        ports,
+        [True, True],
+        [
+            (0, "CLIENT", "TRACKING", "on"),
+            (0, "GET", "a"),
+            (0, "MGET", "b", "c", "{a}d"),
+            (1, "SET", "a", "1"),
+            (1, "SET", "a", "2"),  # no longer tracked: nothing
+            (1, "MSET", "b", "1", "c", "2", "x", "3"),
+            (0, "GET", "{a}d"),
+            (1, "DEL", "{a}d"),
+            (0, "HGET", "h", "f"),
+            (1, "HSET", "h", "f", "v"),
+            (0, "SET", "mine", "1"),
+            (0, "GET", "mine"),
+            (0, "SET", "mine", "2"),  # its own write: after the reply
+            (0, "CLIENT", "TRACKING", "off"),
+            (0, "GET", "a"),
+            (1, "SET", "a", "3"),
+        ],
+    )
+    assert b">2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\na\r\n" in t[3][0]
+
+
+def test_resp2_redirect_to_subscribed_client(ports):
+    _same(
+        ports,
+        [False, False, False],
+        [
+            (1, "SUBSCRIBE", "__redis__:invalidate"),
+            (0, "CLIENT", "TRACKING", "on", "REDIRECT", "$id1"),
+            (0, "CLIENT", "GETREDIR"),
+            (0, "GET", "k"),
+            (2, "SET", "k", "v"),
+            (0, "GET", "k"),
+            (0, "SET", "k", "w"),
+            (0, "GET", "k"),
+            (2, "FLUSHALL"),
+            (0, "CLIENT", "TRACKINGINFO"),
+        ],
+    )
+
+
+def test_resp2_without_redirect_gets_nothing(ports):
+    _same(ports, [False, True], [(0, "CLIENT", "TRACKING", "on"), (0, "GET", "k"), (1, "SET", "k", "v")])
+
+
+def test_broken_redirect(ports):
+    _same(
+        ports,
+        [True, True, True],
+        [
+            (0, "CLIENT", "TRACKING", "on", "REDIRECT", "$id1"),
+            (0, "GET", "k"),
+            ("close", 1),
+            ("sleep", 0.3),
+            (2, "SET", "k", "v"),
+            (0, "CLIENT", "TRACKINGINFO"),
+            (0, "CLIENT", "GETREDIR"),
+        ],
+    )
+
+
+def test_flush_sends_null_invalidation(ports):
+    _same(
+        ports,
+        [True, True, False],
+        [
+            (0, "CLIENT", "TRACKING", "on"),
+            (2, "SUBSCRIBE", "__redis__:invalidate"),
+            (1, "CLIENT", "TRACKING", "on", "REDIRECT", "$id2"),
+            (1, "GET", "x"),
+            (0, "GET", "k"),
+            (1, "FLUSHDB"),
+            (1, "SET", "k", "1"),  # the table was emptied: nothing more
+            (0, "GET", "k"),
+            (0, "FLUSHALL"),
+        ],
+    )
+
+
+def test_expiry_invalidates(ports):
+    _same(
+        ports,
+        [True, True],
+        [
+            (1, "SET", "k", "v", "PX", "100"),
+            (0, "CLIENT", "TRACKING", "on"),
+            (0, "GET", "k"),
+            ("sleep", 1.0),
+        ],
+    )
+
+
+def test_bcast_and_prefixes(ports):
+    _same(
+        ports,
+        [True, True, True],
+        [
+            (0, "CLIENT", "TRACKING", "on", "BCAST", "PREFIX", "user:", "PREFIX", "obj:"),
+            (1, "CLIENT", "TRACKING", "on", "BCAST"),
+            (2, "SET", "user:1", "a"),
+            (2, "SET", "other", "a"),
+            (2, "MSET", "obj:1", "a", "obj:2", "b"),
+            (0, "CLIENT", "TRACKINGINFO"),
+            (1, "CLIENT", "TRACKINGINFO"),
+            (0, "CLIENT", "TRACKING", "on", "BCAST", "PREFIX", "user:x"),
+            (0, "CLIENT", "TRACKING", "on", "BCAST", "PREFIX", "new:", "PREFIX", "ne"),
+            (0, "CLIENT", "TRACKING", "on", "PREFIX", "new:"),
+            (0, "CLIENT", "TRACKING", "on", "BCAST", "PREFIX", "new:"),
+            (2, "SET", "new:1", "v"),
+            (0, "CLIENT", "TRACKING", "off"),
+            (2, "SET", "new:1", "v"),
+        ],
+    )
+
+
+def test_optin_optout(ports):
+    _same(
+        ports,
+        [True, True],
+        [
+            (0, "CLIENT", "TRACKING", "on", "OPTIN"),
+            (0, "GET", "a"),
+            (0, "CLIENT", "CACHING", "yes"),
+            (0, "CLIENT", "TRACKINGINFO"),
+            (0, "GET", "b"),
+            (0, "GET", "c"),
+            (1, "MSET", "a", "1", "b", "1", "c", "1"),
+            (0, "CLIENT", "CACHING", "no"),
+            (0, "CLIENT", "TRACKING", "on", "OPTOUT"),
+            (0, "CLIENT", "TRACKING", "off"),
+            (0, "CLIENT", "TRACKING", "on", "OPTOUT"),
+            (0, "CLIENT", "CACHING", "no"),
+            (0, "GET", "a"),
+            (0, "GET", "b"),
+            (1, "MSET", "a", "2", "b", "2"),
+            (0, "CLIENT", "CACHING", "yes"),
+        ],
+    )
+
+
+def test_noloop(ports):
+    _same(
+        ports,
+        [True, True, True],
+        [
+            (0, "CLIENT", "TRACKING", "on", "NOLOOP"),
+            (2, "CLIENT", "TRACKING", "on", "BCAST", "NOLOOP"),
+            (0, "GET", "a"),
+            (0, "GET", "b"),
+            (0, "SET", "a", "1"),
+            (1, "SET", "b", "1"),
+            (2, "SET", "c", "1"),
+            (1, "SET", "d", "1"),
+        ],
+    )
+
+
+def test_errors_and_info(ports):
+    _same(
+        ports,
+        [True, False],
+        [
+            (0, "CLIENT", "TRACKING", "maybe"),
+            (0, "CLIENT", "TRACKING", "on", "REDIRECT"),
+            (0, "CLIENT", "TRACKING", "on", "REDIRECT", "abc"),
+            (0, "CLIENT", "TRACKING", "on", "REDIRECT", "999999"),
+            (0, "CLIENT", "TRACKING", "on", "REDIRECT", "$id1", "REDIRECT", "$id1"),
+            (0, "CLIENT", "TRACKING", "on", "OPTIN", "OPTOUT"),
+            (0, "CLIENT", "TRACKING", "on", "BCAST", "OPTIN"),
+            (0, "CLIENT", "TRACKING", "on", "FOO"),
+            (0, "CLIENT", "TRACKING"),
+            (0, "CLIENT", "CACHING", "yes"),
+            (0, "CLIENT", "CACHING"),
+            (0, "CLIENT", "GETREDIR"),
+            (0, "CLIENT", "TRACKINGINFO"),
+            (1, "CLIENT", "TRACKINGINFO"),
+            (0, "CLIENT", "TRACKING", "on", "OPTIN"),
+            (0, "CLIENT", "CACHING", "no"),
+            (0, "CLIENT", "CACHING", "maybe"),
+            (0, "CLIENT", "TRACKING", "on", "OPTOUT"),
+            (0, "CLIENT", "TRACKING", "on", "BCAST"),
+            (0, "CLIENT", "TRACKINGINFO"),
+            (0, "CLIENT", "GETREDIR"),
+            (1, "CLIENT", "TRACKING", "on", "REDIRECT", "$id0", "NOLOOP", "OPTIN"),
+            (1, "CLIENT", "CACHING", "yes"),
+            (1, "CLIENT", "TRACKINGINFO"),
+            (1, "CLIENT", "GETREDIR"),
+        ],
+    )
+
+
+def test_tracking_in_client_list_and_info(ports):
+    for port in (ports["redis"], ports["shardkv"]):
+        c = Conn(port, True)
+        try:
+            c.send(b"CLIENT", b"TRACKING", b"on", b"BCAST", b"PREFIX", b"p")
+            c.drain()
+            c.send(b"CLIENT", b"INFO")
+            line = c.drain()
+            assert b" flags=tB " in line and b" redir=0 " in line
+            info = redis.Redis(port=port).info()
+            assert info["tracking_clients"] == 1 and info["tracking_total_prefixes"] == 1
+        finally:
+            c.close()
+
+
+def test_tracking_table_max_keys(ports):
+    steps = [(0, "CLIENT", "TRACKING", "on")]
+    steps += [(0, "GET", f"k{i}") for i in range(5)]
+    steps += [(1, "CONFIG", "SET", "tracking-table-max-keys", "2"), (0, "GET", "k9")]
+    try:
+        for port in (ports["redis"], ports["shardkv"]):
+            t = _transcript(port, [True, True], steps)
+            pushes = b"".join(row[0] for row in t[-2:]).count(b"invalidate")
+            assert pushes >= 4  # at least enough keys dropped to get down to 2
+            assert redis.Redis(port=port).info()["tracking_total_keys"] <= 2
+    finally:
+        for port in (ports["redis"], ports["shardkv"]):
+            redis.Redis(port=port).config_set("tracking-table-max-keys", 1000000)
+
+
+@pytest.mark.parametrize("protocol", [3])
+def test_redis_py_client_side_cache_is_never_stale(ports, protocol):
+    """redis-py's own client-side cache (cache_config) over shardkv: a value
+    another client changes is never read stale once its invalidation came."""
+    from redis.cache import CacheConfig
+
+    port = ports["shardkv"]
+    cached = redis.Redis(port=port, protocol=protocol, cache_config=CacheConfig())
+    writer = redis.Redis(port=port)
+    try:
+        writer.flushall()
+        for i in range(20):
+            writer.set(f"k{i}", "0")
+        for round_ in range(1, 30):
+            for i in range(20):
+                assert cached.get(f"k{i}") == str(round_ - 1).encode()
+                assert cached.get(f"k{i}") == str(round_ - 1).encode()  # from the cache
+            for i in range(20):
+                writer.set(f"k{i}", str(round_))
+            writer.ping()
+        assert cached.get_cache().size > 0
+    finally:
+        cached.close()
+        writer.flushall()
+        writer.close()

@@ -1,0 +1,71 @@
+"""The worker's keyspace events (shardkv.worker.events), in-process: the
+events that cannot be compared with redis-server on a shared server."""
+
+from __future__ import annotations
+
+from shardkv.worker import events, eviction
+from shardkv.worker.process import Shard
+
+
+def test_lazy_expiry_event_in_the_shard():
+    """A read that finds its key expired notes ``expired`` (then the read's
+    own ``keymiss``), before the sweeper could."""
+    shard = Shard(0, 1)
+    ks = shard.keyspace
+    events.enable(ks, events.ALL)
+    shard.execute([b"SET", b"k", b"v", b"PX", b"10"])
+    ks.now += 100
+    ks.counting = True
+    assert ks.lookup(b"k") is None
+    assert ks.events == [
+        (0, b"k", events.NEW, b"new"),
+        (0, b"k", events.STRING, b"set"),
+        (0, b"k", events.GENERIC, b"expire"),
+        (0, b"k", events.EXPIRED, b"expired"),
+        (0, b"k", events.KEYMISS, b"keymiss"),
+    ]
+
+
+def test_evicted_events():
+    """Eviction under maxmemory notes ``evicted`` for each key it evicts,
+    in the database it evicts from (in-process: one shard, a tiny limit)."""
+    shard = Shard(0, 1)
+    ks = shard.keyspace
+    events.enable(ks, events.EVICTED)
+    for i in range(50):
+        shard.execute([b"SET", b"k%d" % i, b"v" * 1000])
+    assert ks.events == []
+    eviction.configure(ks, 20000, "allkeys-random")
+    shard.execute_limited([b"SET", b"x", b"y"])
+    evicted = [key for db, key, cls, name in ks.events if (db, cls, name) == (0, events.EVICTED, b"evicted")]
+    assert len(evicted) == len(ks.events) == 50 - ks.dbsize()
+    assert len(set(evicted)) == len(evicted) and all(k.startswith(b"k") for k in evicted)
+
+
+def test_nothing_is_noted_while_nobody_listens():
+    shard = Shard(0, 1)
+    ks = shard.keyspace
+    shard.execute([b"SET", b"k", b"v", b"PX", b"10"])
+    assert ks.events is None and ks.event_mask == 0
+    events.enable(ks, events.ALL)
+    events.enable(ks, 0)
+    assert "touch" not in vars(ks)  # the recording touch is gone
+    shard.execute([b"SET", b"k", b"v"])
+    assert shard.take_events() is None and ks.events is None
+
+
+def test_a_batch_sends_its_events_with_bounds_per_reply():
+    from shardkv.protocol import wire
+    from shardkv.protocol.resp import encode_command
+
+    shard = Shard(0, 1)
+    events.enable(shard.keyspace, events.ALL & ~events.NEW)
+    entries = [[b"SET", b"a", b"1"], [b"GET", b"a"], [b"DEL", b"a", b"b"]]
+    payload = b"B" + b"".join(wire.entry_header(0) + encode_command(e) for e in entries)
+    replies = wire.decode_replies(shard.run_batch(payload))
+    assert len(replies) == 3
+    frame = shard.take_events(bounded=True)
+    assert frame is not None
+    bounds, noted = wire.decode_events(frame)
+    assert bounds == [1, 1, 2]
+    assert noted == [(0, b"a", events.STRING, b"set"), (0, b"a", events.GENERIC, b"del")]
