@@ -57,6 +57,9 @@ class _Shutdown:
         self.left = nshards
         self.failed = False
         self.force = False  # SHUTDOWN FORCE: stop even if a shard could not save
+        # SHUTDOWN NOSAVE while a script is busy: the pids of the workers
+        # that run it, which end at once (nothing of the script is kept).
+        self.busy_pids: list[int] = []
 
     def deliver(self, body: bytes) -> None:
         if not body.startswith(b"+"):
@@ -75,6 +78,11 @@ class _Shutdown:
         self.slot.deliver(b"")  # Redis closes the connection without a reply
         client.close_after_replies()
         os.kill(os.getppid(), signal.SIGTERM)
+        for pid in self.busy_pids:  # after the supervisor's SIGTERM: it must not restart them
+            try:
+                os.kill(pid, signal.SIGUSR2)
+            except OSError:
+                pass
 
 
 class _Ignore:
@@ -100,10 +108,20 @@ def shutdown(client: Client, args: list) -> None:
         return
     mode = b"nosave" if b"NOSAVE" in options else b"save" if b"SAVE" in options else b"default"
     links = client.server.links
-    gather = _Shutdown(client, len(links))
+    busy = [link for link in links if link.busy is not None and link.script is not None]
+    if busy and mode != b"nosave":
+        # As Redis: while a script is busy, only SHUTDOWN NOSAVE stops the server.
+        client.reply_error(busy[0].busy.decode("latin-1")[1:].strip())  # type: ignore[union-attr]
+        return
+    gather = _Shutdown(client, len(links) - len(busy))
     gather.force = b"FORCE" in options
+    gather.busy_pids = [link.script[0] for link in busy]  # type: ignore[index]
     for link in links:
-        link.send(_HEADER, encode_command([b"__shutdown", mode]), gather)
+        if link not in busy:
+            link.send(_HEADER, encode_command([b"__shutdown", mode]), gather)
+    if not gather.left:
+        gather.left = 1
+        gather.deliver(b"+OK\r\n")
 
 
 # -- INFO persistence -----------------------------------------------------------

@@ -117,6 +117,10 @@ class Shard:
         # Set by serve(): send a frame, and block for the next frame.
         self.send: Callable[..., None] = None  # type: ignore[assignment]  # set before use
         self.recv: Callable[[], bytes] = None  # type: ignore[assignment]
+        # A frame that is no reply (a script's busy state): sent as it is,
+        # without committing the AOF, which holds a running script's
+        # effects until the script ends (they are logged as one group).
+        self.send_state: Callable[[bytes], None] | None = None
         self.logged: list = []  # the last batch's replies that logged (run_batch)
         self.backlog: list[bytes] = []  # frames that came while parked
         # Lua scripts (EVAL...): the engine and its script cache.
@@ -704,6 +708,7 @@ def serve(conn: Connection, ctl: Connection, index: int, cfg: dict) -> None:
     logging.basicConfig(level=_LEVELS.get(cfg["loglevel"], logging.INFO), format="%(message)s")
     shard = Shard(index, cfg["shards"], config=cfg)
     signal.signal(signal.SIGUSR1, lambda *_: shard.scripts.request_kill())  # SCRIPT KILL
+    signal.signal(signal.SIGUSR2, lambda *_: shard.scripts.request_exit())  # SHUTDOWN NOSAVE, busy
     server.RUNTIME.hz = cfg["hz"]  # CONFIG SET hz reaches it through __config
     persistence = shard.persistence
     assert persistence is not None
@@ -793,7 +798,10 @@ def _serve_pipe(shard: Shard, conn: Connection) -> None:
         writer = persistence.aof if persistence is not None else None
         return writer is not None and writer.policy == "always"
 
-    shard.send, shard.recv = send, recv
+    def send_state(payload: bytes) -> None:
+        sendall(FRAME.pack(len(payload)) + payload)
+
+    shard.send, shard.recv, shard.send_state = send, recv, send_state
     backlog = shard.backlog
     waiters = shard.waiters
     next_sweep = time.monotonic() + 1.0 / runtime.hz

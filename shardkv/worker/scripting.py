@@ -285,6 +285,7 @@ class Engine:
         self.run: Run | None = None
         self.rand = _Rand48()
         self.kill_requested = False
+        self.exit_requested = False  # SHUTDOWN NOSAVE while busy (see request_exit)
         self.pending: object = None  # the error table redis.call raised
         self.nshards = 1
         self.own: range = range(0)  # this shard's slots
@@ -867,6 +868,10 @@ class Engine:
         run = self.run
         if run is None:
             return False
+        if self.exit_requested:
+            log.warning("SHUTDOWN NOSAVE while a script is busy: exiting now")
+            logging.shutdown()
+            os._exit(0)
         if run.abort is not None or run.killed:
             return True
         if not run.busy:
@@ -895,7 +900,9 @@ class Engine:
 
     def _report(self, run: Run) -> None:
         """Tell the acceptor whether a script is busy (wire.SCRIPT)."""
-        send = getattr(self.shard, "send", None)
+        # Not Shard.send: that commits the AOF first, and the script's
+        # effects so far must not reach it before the script ends.
+        send = getattr(self.shard, "send_state", None) or getattr(self.shard, "send", None)
         if send is None:
             return
         run.reported_dirty = run.dirty
@@ -905,6 +912,13 @@ class Engine:
         started = time.time() - (time.monotonic() - run.start)
         details = (run.sha, run.command, started, nlibs, nfuncs)
         send(wire.encode_script_state(run.busy, os.getpid(), run.dirty, run.eval_mode, *details))
+
+    def request_exit(self) -> None:
+        """SIGUSR2: SHUTDOWN NOSAVE while this worker runs a busy script.
+        The count hook ends the process then and there, as Redis exits:
+        nothing the script wrote is logged or saved.  (If the script has
+        ended meanwhile, the supervisor's SIGTERM stops the worker as usual.)"""
+        self.exit_requested = self.run is not None
 
     def request_kill(self) -> None:
         """SIGUSR1: SCRIPT KILL or FUNCTION KILL (checked by the count hook)."""

@@ -17,6 +17,8 @@ import time
 import pytest
 import redis
 import redis.asyncio as aredis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from tests.support.placement import on_shards
 from tests.support.servers import start_redis, start_shardkv
@@ -721,6 +723,67 @@ def test_function_dump_restore_both_ways(ports):
         assert target.function_list() == source.function_list()
     real.close()
     ours.close()
+
+
+@pytest.mark.parametrize("kind", ["redis", "shardkv"])
+def test_shutdown_nosave_while_a_script_that_wrote_is_busy(kind, tmp_path):
+    """A busy script that has written: SHUTDOWN and SHUTDOWN SAVE answer
+    -BUSY, SHUTDOWN NOSAVE stops the server at once, and after a restart
+    nothing of the script is there (what was acknowledged before is)."""
+    flags = ("--appendonly", "yes", "--appendfsync", "always", "--dir", str(tmp_path))
+
+    def start():
+        return start_redis(*flags) if kind == "redis" else start_shardkv(*flags, shards=2)
+
+    proc = start()
+    # No retry: a retried SHUTDOWN would meet a server on its way out.
+    c = redis.Redis(port=proc.port, socket_timeout=30, retry=Retry(NoBackoff(), 0))
+    try:
+        c.set("before", "1")
+        c.config_set("busy-reply-threshold", 100)
+        failure: list = []
+
+        def busy() -> None:
+            try:
+                redis.Redis(port=proc.port, socket_timeout=30).eval(
+                    "redis.call('set', KEYS[1], '1'); while true do end", 1, 'written'
+                )
+            except (redis.ConnectionError, redis.ResponseError) as e:
+                failure.append(e)
+
+        thread = threading.Thread(target=busy)
+        thread.start()
+        deadline = time.monotonic() + 20
+        while True:  # until the script is past the threshold
+            try:
+                c.ping()
+            except redis.ResponseError as e:
+                if str(e).startswith("BUSY"):
+                    break
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        with pytest.raises(redis.ResponseError) as refused:
+            c.execute_command("SHUTDOWN")
+        assert str(refused.value) == (
+            "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."
+        )
+        with pytest.raises(redis.ResponseError, match="^BUSY Redis is busy running a script"):
+            c.execute_command("SHUTDOWN", "SAVE")
+        with pytest.raises(redis.ConnectionError):
+            c.execute_command("SHUTDOWN", "NOSAVE")  # no reply: the connection closes
+        assert proc.proc.wait(30) == 0
+        thread.join(30)
+        assert failure  # the script's client never gets a reply
+    finally:
+        c.close()
+        proc.stop()
+    proc = start()
+    c = redis.Redis(port=proc.port)
+    try:
+        assert c.mget("before", "written") == [b"1", None]
+    finally:
+        c.close()
+        proc.stop()
 
 
 def test_script_writes_survive_a_restart(tmp_path):
