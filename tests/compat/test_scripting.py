@@ -746,7 +746,7 @@ def test_shutdown_nosave_while_a_script_that_wrote_is_busy(kind, tmp_path):
         def busy() -> None:
             try:
                 redis.Redis(port=proc.port, socket_timeout=30).eval(
-                    "redis.call('set', KEYS[1], '1'); while true do end", 1, 'written'
+                    "redis.call('set', KEYS[1], '1'); while true do end", 1, "written"
                 )
             except (redis.ConnectionError, redis.ResponseError) as e:
                 failure.append(e)
