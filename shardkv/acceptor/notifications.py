@@ -106,8 +106,9 @@ def _attached(server, link) -> None:
             mask |= fn(server)
         STATE.mask = mask
     link.on_events = lambda events, origin: on_events(server, events, origin)
-    if STATE.mask:
-        _send_mask(link, STATE.mask)
+    # Always, 0 too: a worker that outlived the acceptor may still note
+    # what the previous one wanted.
+    _send_mask(link, STATE.mask)
 
 
 def _config_changed(server, changes: dict) -> None:

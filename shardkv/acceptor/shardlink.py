@@ -185,6 +185,7 @@ class ShardLink:
         self._chunks = []
         self._pieces = []
         self._have = self._need = 0
+        self._events = None  # the old pipe's, if any, went with it
         self.transport = transport
         self.up = True
 
