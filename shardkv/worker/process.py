@@ -346,7 +346,8 @@ class Shard:
             value = self.execute(args) if self.keyspace.memory is None else self.execute_limited(args)
         finally:
             engine.monitor = None
-        if calls and self.send is not None:
+        escaped = type(value) is Error and value.message.startswith(scripting.CROSS_MARKER)
+        if calls and self.send is not None and not escaped:  # an escape runs again, shown then
             self.send(wire.encode_monitor(calls))
         return encode(value, resp3)
 
@@ -631,15 +632,25 @@ class Shard:
         slots = ks.slots
         here = ks.db
         ks.slots = range(SLOTS)  # so that KEYS, RANDOMKEY... see the imported keys too
+        # The commands scripts call here, for MONITOR's [<db> lua] lines
+        # (sent before the answer; the acceptor drops them without monitors).
+        engine = self.scripts
+        calls: list[tuple[int, list[bytes]]] = []  # (database, args) of each call
+        engine.monitor = calls
         try:
             execute = self.execute if ks.memory is None else self.execute_limited
-            bodies = [encode(execute(args), resp3) for args in commands_]
+            replies = [execute(args) for args in commands_]
+            bodies = [encode(value, resp3) for value in replies]
         finally:
+            engine.monitor = None
             ks.slots = slots
             if ks.db != here:
                 ks.select(here)
             if persistence is not None:
                 persistence.suspended = False
+        escaped = any(type(v) is Error and v.message.startswith(scripting.CROSS_MARKER) for v in replies)
+        if calls and self.send is not None and not escaped:  # an escape runs again, shown then
+            self.send(wire.encode_monitor(calls))
         # A script's writes: the keys it declared, or that it named and the
         # acceptor found, are in ``own``; one it wrote without naming it, on
         # this shard, is prepared with its new state and undone (on abort) to

@@ -349,6 +349,10 @@ LUA_SCRIPT = [
         "{t}1",
         "{t}2",
     ),
+    # across shards: declared keys of two shards, then an undeclared key of
+    # another shard after a write (the script runs again there: shown once)
+    ("EVAL", "redis.call('INCR', KEYS[1]); return redis.call('INCR', KEYS[2])", "2", "k0", "k2"),
+    ("EVAL", "redis.call('INCR', KEYS[1]); return redis.call('INCR', 'k2')", "1", "k0"),
 ]
 
 
