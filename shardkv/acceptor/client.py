@@ -22,7 +22,7 @@ from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any
 
 from shardkv.acceptor import monitor, pause
-from shardkv.acceptor.fanout import MERGES, Gather, merge_by_position, split_by_shard
+from shardkv.acceptor.fanout import MERGES, Concat, Gather, merge_by_position, split_by_shard
 from shardkv.acceptor.shardlink import BUSY_LINKS, MISCONF_LINKS
 from shardkv.protocol import commands, errors, wire
 from shardkv.protocol.resp import Error, ProtocolError, RequestParser, encode, encode_command, encode_error
@@ -675,7 +675,23 @@ class Client(asyncio.Protocol):
             merge = self._counted(args, MERGES[cmd.policy])
             self.server.atomic_fan_out(self, {s: args for s in range(nshards)}, merge)
             return
+        if cmd.name == "keys":
+            self._keys(args)
+            return
         self.query_all(args, self._counted(args, MERGES[cmd.policy]))
+
+    def _keys(self, args: list[bytes]) -> None:
+        """KEYS: every shard's matches, as RESP arrays it encodes itself
+        (streamed when big), under one array header (see fanout.Concat)."""
+        slot = Slot(self)
+        self.pending.append(slot)
+        counted = self._counted(args, lambda parts: parts[0])
+        links = self.server.links
+        concat = Concat(slot, len(links), lambda error: counted([error]))
+        header = self.headers[self.resp3]
+        encoded = encode_command(args)
+        for shard, link in enumerate(links):
+            link.send(header, encoded, concat.sink(shard))
 
     def _counted(self, args: list[bytes], merge):
         """``merge``, counting the command once in the acceptor's statistics,

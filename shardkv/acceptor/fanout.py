@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from typing import Any
 
 from shardkv.acceptor.shardlink import release_events
 from shardkv.protocol import wire
@@ -49,6 +50,73 @@ class Gather:
         if self.held_events:
             release_events(self)
         self.slot.deliver(encode(value, self.resp3))
+
+
+class Concat:
+    """KEYS over every shard, without decoding a key: each shard answers a
+    RESP array of bulk strings (in pieces when it is big, see ``P`` in
+    :mod:`shardkv.protocol.wire`), and the client's reply is one array
+    header over all of them, handed to its slot piece by piece."""
+
+    __slots__ = ("slot", "pieces", "remaining", "error", "done_hook")
+
+    def __init__(self, slot: Any, nparts: int, done_hook: Callable[[Error | None], None]) -> None:
+        self.slot = slot
+        self.pieces: list[list[bytes]] = [[] for _ in range(nparts)]
+        self.remaining = nparts
+        self.error: bytes | None = None
+        self.done_hook = done_hook
+
+    def sink(self, index: int) -> ConcatPart:
+        return ConcatPart(self, index)
+
+    def part_done(self) -> None:
+        self.remaining -= 1
+        if self.remaining:
+            return
+        if self.error is not None:
+            self.done_hook(Error(self.error[1:-2].decode("latin-1")))
+            self.slot.deliver(self.error)
+            return
+        total = 0
+        for pieces in self.pieces:
+            first = pieces[0]
+            end = first.index(b"\r\n")
+            total += int(first[1:end])
+            pieces[0] = first[end + 2 :]
+        self.done_hook(None)
+        slot = self.slot
+        slot.deliver_piece(b"*%d\r\n" % total, False)
+        for pieces in self.pieces:
+            for piece in pieces:
+                if piece:
+                    slot.deliver_piece(piece, False)
+        self.pieces = []
+        slot.deliver_piece(b"", True)
+
+
+class ConcatPart:
+    """The sink for one shard's array in a :class:`Concat`."""
+
+    __slots__ = ("concat", "index")
+
+    def __init__(self, concat: Concat, index: int) -> None:
+        self.concat = concat
+        self.index = index
+
+    def deliver(self, body: bytes) -> None:
+        c = self.concat
+        if body[:1] == b"*":
+            c.pieces[self.index].append(body)
+        elif c.error is None:  # the shard failed
+            c.error = body
+        c.part_done()
+
+    def deliver_piece(self, piece: bytes, last: bool) -> None:
+        c = self.concat
+        c.pieces[self.index].append(piece)
+        if last:
+            c.part_done()
 
 
 class Part:

@@ -639,6 +639,13 @@ _BULK_HEADS = [b"$%d" % n for n in range(1024)]
 BIG_ARRAY = 1 << 16  # arrays longer than this are encoded a slice at a time
 
 
+def encode_bulk_strings(part: list[Any]) -> bytes:
+    """The elements of an array of bulk strings, without its header (the
+    same in RESP2 and RESP3); TypeError if one is not ``bytes``."""
+    lens = [_BULK_HEADS[n] if n < 1024 else b"$%d" % n for n in map(len, part)]
+    return b"\r\n".join([*chain.from_iterable(zip(lens, part, strict=True)), b""])
+
+
 def _encode_big_bulk_array(value: list[Any]) -> bytes | None:
     """A long array of bulk strings (LRANGE 0 -1, KEYS of millions) written
     into one buffer a slice at a time, so that encoding it holds the reply
@@ -646,10 +653,8 @@ def _encode_big_bulk_array(value: list[Any]) -> bytes | None:
     element is not a bulk string."""
     out = bytearray(b"*%d\r\n" % len(value))
     for start in range(0, len(value), BIG_ARRAY):
-        part = value[start : start + BIG_ARRAY]
         try:
-            lens = [_BULK_HEADS[n] if n < 1024 else b"$%d" % n for n in map(len, part)]
-            out += b"\r\n".join([*chain.from_iterable(zip(lens, part, strict=True)), b""])
+            out += encode_bulk_strings(value[start : start + BIG_ARRAY])
         except TypeError:
             return None
     return bytes(out)

@@ -39,10 +39,11 @@ import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from time import perf_counter_ns
+from typing import Any
 
 from shardkv.protocol import commands, errors, wire
 from shardkv.protocol.errors import CommandError
-from shardkv.protocol.resp import OK, Error, encode
+from shardkv.protocol.resp import BIG_ARRAY, OK, Error, encode, encode_bulk_strings
 from shardkv.protocol.router import SLOTS, slot_range
 from shardkv.protocol.wire import FRAME
 from shardkv.runtime import faultpoints, gctuning
@@ -245,8 +246,15 @@ class Shard:
                     append(wire.encode_part(value))
                 else:
                     value = execute(args)
-                    body = encode(value, header & wire.FLAG_RESP3)
-                    if len(body) > wire.STREAM_MIN and self._stream(bodies, body, writer, logged_before):
+                    if type(value) is list and len(value) > BIG_ARRAY:
+                        body = self._stream_array(
+                            bodies, value, header & wire.FLAG_RESP3, writer, logged_before
+                        )
+                    else:
+                        body = encode(value, header & wire.FLAG_RESP3)
+                        if len(body) > wire.STREAM_MIN and self._stream(bodies, body, writer, logged_before):
+                            body = None
+                    if body is None:  # streamed, after the replies before it
                         bodies = []
                         append = bodies.append
                         self.logged = logged = []
@@ -296,8 +304,15 @@ class Shard:
                     append(self._monitored(args, header & wire.FLAG_RESP3))
                 else:
                     value = execute(args)
-                    body = encode(value, header & wire.FLAG_RESP3)
-                    if len(body) > wire.STREAM_MIN and self._stream(bodies, body, writer, logged_before):
+                    if type(value) is list and len(value) > BIG_ARRAY:
+                        body = self._stream_array(
+                            bodies, value, header & wire.FLAG_RESP3, writer, logged_before
+                        )
+                    else:
+                        body = encode(value, header & wire.FLAG_RESP3)
+                        if len(body) > wire.STREAM_MIN and self._stream(bodies, body, writer, logged_before):
+                            body = None
+                    if body is None:  # streamed, after the replies before it
                         bodies = []
                         append = bodies.append
                         self.logged = logged = []
@@ -335,6 +350,27 @@ class Shard:
         for start in range(0, size, piece):
             send(wire.encode_piece(view[start : start + piece], start + piece >= size))
         return True
+
+    def _stream_array(
+        self, bodies: list[bytes], value: list, resp3: int, writer: Any, logged_before: int
+    ) -> bytes | None:
+        """A long array (LRANGE 0 -1, KEYS of millions): if it holds only
+        bulk strings and can stream (see :meth:`_stream`), send it encoded a
+        slice at a time, one ``P`` frame per slice, never whole, and return
+        None; else its encoded reply."""
+        send = self.send
+        if send is None or (writer is not None and len(writer.buf) != logged_before):
+            return encode(value, resp3)
+        if not set(map(type, value)) <= {bytes}:
+            return encode(value, resp3)
+        if bodies:
+            send(wire.encode_replies(bodies))
+        send(wire.encode_piece(b"*%d\r\n" % len(value), False))
+        n = len(value)
+        for start in range(0, n, BIG_ARRAY):
+            last = start + BIG_ARRAY >= n
+            send(wire.encode_piece(encode_bulk_strings(value[start : start + BIG_ARRAY]), last))
+        return None
 
     def _monitored(self, args: list[bytes], resp3: int) -> bytes:
         """Run a script sent with MONITOR on; send the commands it called

@@ -150,3 +150,40 @@ def test_a_worker_sends_a_big_reply_in_pieces_between_the_others():
     assert all(len(p) <= wire.STREAM_PIECE for p, _ in pieces)
     assert b"".join(p for p, _ in pieces) == b"$%d\r\n%s\r\n" % (len(BIG), BIG)
     assert wire.decode_replies(last) == [b":%d\r\n" % len(BIG)]
+
+
+def test_keys_over_every_shard_streams_and_matches_redis(servers):
+    """KEYS joins the shards' arrays without decoding them: small, empty,
+    and big enough that every shard streams its part (over BIG_ARRAY keys
+    each), alone, pipelined between other replies, and inside MULTI/EXEC."""
+    import redis
+
+    for port in servers:
+        c = redis.Redis(port=port, socket_timeout=120)
+        c.flushall()
+        assert c.keys("*") == []
+        pipe = c.pipeline(transaction=False)
+        for i in range(0, 300_000, 10_000):
+            pipe.mset({b"key:%d" % j: b"1" for j in range(i, i + 10_000)})
+        pipe.set("small", "x")
+        pipe.execute()
+        c.close()
+    got = []
+    for port in servers:
+        c = redis.Redis(port=port, socket_timeout=120)
+        pipe = c.pipeline(transaction=False)
+        pipe.get("small")
+        pipe.keys("*")
+        pipe.get("small")
+        pipe.keys("key:1234*")
+        pipe.keys("nothing*")
+        small, every, small2, some, none = pipe.execute()
+        multi = c.pipeline(transaction=True)
+        multi.keys("key:2999*")
+        multi.get("small")
+        in_exec = multi.execute()
+        got.append((small, sorted(every), small2, sorted(some), none, sorted(in_exec[0]), in_exec[1]))
+        c.flushall()
+        c.close()
+    assert len(got[0][1]) == 300_001
+    assert got[1] == got[0]
