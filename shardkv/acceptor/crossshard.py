@@ -108,7 +108,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from shardkv.acceptor.client import Slot
-from shardkv.acceptor.server import ATOMIC_FAN_OUT, CROSS_SHARD
+from shardkv.acceptor.server import ATOMIC_FAN_OUT, CRON_HOOKS, CROSS_SHARD
 from shardkv.acceptor.shardlink import release_events
 from shardkv.protocol import errors, wire
 from shardkv.protocol.decisions import (
@@ -175,6 +175,20 @@ class Coordinator:
         if decisions is None:
             decisions = self.logs[path] = DecisionLog(path)
         return decisions, durable and cfg.get("appendfsync") == "always"
+
+    def sync(self) -> None:
+        """Once a second: with ``appendfsync everysec``, fsync the decisions
+        written since the last time, as Redis fsyncs its AOF (so a power cut
+        loses at most about a second of them; with ``always`` each is
+        fsynced before the reply, and without AOF none is)."""
+        cfg = self.config
+        if not cfg.get("appendonly") or cfg.get("appendfsync") != "everysec":
+            return
+        for decisions in self.logs.values():
+            try:
+                decisions.sync()
+            except OSError as e:
+                log.warning("cannot fsync %s: %s", decisions.path, e)
 
     def commit(self, op: int, shards: set[int]) -> bytes | None:
         """Record the commit of ``op``, prepared on ``shards``; the error
@@ -599,5 +613,12 @@ def run_write_fan_out(
     FanOutWrite(client, parts, merge, keys)
 
 
+def _sync_decisions(server: Acceptor) -> None:
+    coordinator = getattr(server, "coordinator", None)
+    if coordinator is not None:
+        coordinator.sync()
+
+
 CROSS_SHARD.append(run_cross_shard)
+CRON_HOOKS.append(_sync_decisions)
 ATOMIC_FAN_OUT.append(run_write_fan_out)

@@ -278,6 +278,8 @@ class Acceptor:
         shards whether they are out of memory (while maxmemory is set)."""
         while True:
             await asyncio.sleep(1)
+            for hook in CRON_HOOKS:
+                hook(self)
             if self.config["maxmemory"] or self.oom:
                 self._ask_oom()
             timeout = self.config["timeout"]
@@ -331,6 +333,8 @@ CONNECT_HOOKS: list[Callable[[Client], None]] = []
 DISCONNECT_HOOKS: list[Callable[[Client], None]] = []
 # Called when a worker's pipe is attached (at start and after a restart).
 ATTACH_HOOKS: list[Callable[[Acceptor, ShardLink], None]] = []
+# Called once a second by the acceptor's cron (the decisions file's everysec fsync).
+CRON_HOOKS: list[Callable[[Acceptor], None]] = []
 
 
 def serve(config: dict[str, Any], pipes: list[Connection], control: Connection | None = None) -> None:

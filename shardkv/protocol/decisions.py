@@ -115,6 +115,7 @@ class DecisionLog:
         self.path = path
         self.fd = -1
         self.size = 0
+        self.unsynced = False  # written since the last fsync
 
     def commit(self, op: int, fsync: bool) -> None:
         """Record that ``op`` commits; OSError if it could not be."""
@@ -128,6 +129,15 @@ class DecisionLog:
             raise OSError("short write to %s" % self.path)
         self.size += written
         if fsync:
+            os.fsync(self.fd)
+            self.unsynced = False
+        else:
+            self.unsynced = True
+
+    def sync(self) -> None:
+        """fsync what was written since the last fsync (``everysec``)."""
+        if self.fd >= 0 and self.unsynced:
+            self.unsynced = False
             os.fsync(self.fd)
 
     def clear(self) -> None:

@@ -13,6 +13,7 @@ rounds).  The unit part drives a worker's side of the protocol directly.
 from __future__ import annotations
 
 import marshal
+import os
 
 import pytest
 
@@ -261,6 +262,35 @@ def test_a_restarted_coordinator_resolves_from_its_own_file_and_others_from_thei
     assert decisions.read_committed(decisions.durable_path(cfg, 0)) == set()
     assert not legacy.exists()
     assert decisions.read_committed(decisions.durable_path(cfg, 1)) == {foreign}
+
+
+@pytest.mark.parametrize(
+    ("appendonly", "fsync", "at_commit", "once_a_second"),
+    [(True, "always", 1, 0), (True, "everysec", 0, 1), (True, "no", 0, 0), (False, "always", 0, 0)],
+)
+def test_the_decisions_file_is_fsynced_as_the_aof_is(
+    tmp_path, monkeypatch, appendonly, fsync, at_commit, once_a_second
+):
+    """always: before the reply; everysec: by the cron, once a second for
+    what was written since; appendfsync no or no AOF: never."""
+    cfg = {
+        "dir": str(tmp_path),
+        "appendfilename": "appendonly.aof",
+        "appendonly": appendonly,
+        "appendfsync": fsync,
+    }
+    coordinator = crossshard.Coordinator(_Acceptor(cfg, 2), 0)
+    calls = []
+    real_fsync = decisions.os.fsync
+    monkeypatch.setattr(decisions.os, "fsync", lambda fd: calls.append(fd) or real_fsync(fd))
+    assert coordinator.commit(coordinator.new_id(), {0}) is None
+    assert coordinator.commit(coordinator.new_id(), {1}) is None
+    assert len(calls) == 2 * at_commit
+    coordinator.sync()
+    coordinator.sync()  # nothing new: no second fsync
+    assert len(calls) == 2 * at_commit + once_a_second
+    coordinator.close()
+    decisions.remove_volatile(os.getppid())  # without AOF: the file in the temporary directory
 
 
 # -- processes killed at every step ------------------------------------------------------
