@@ -185,6 +185,7 @@ def test_config_set_requirepass(locked):
     ]
 
 
+@pytest.mark.slow
 def test_auth_without_a_password(ports):
     for data, expected in [
         (
@@ -266,6 +267,7 @@ def exposed():
 DENIED = b"-" + errors.PROTECTED_MODE.encode() + b"\r\n"
 
 
+@pytest.mark.slow
 def test_protected_mode_refuses_other_interfaces(exposed):
     host = external_address()
     assert host is not None, "this test needs an address besides loopback"

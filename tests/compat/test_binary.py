@@ -81,6 +81,7 @@ def test_across_shards(compare):
         compare("RENAME", dest, b"src\x00\xff")
 
 
+@pytest.mark.slow
 def test_32_mb_through_every_process(r):
     """A 32 MB value, twice in one pipeline, through a fan-out and a
     cross-shard RENAME: big pipe frames in both directions."""

@@ -310,6 +310,7 @@ def lonely_shardkv():
     proc.stop()
 
 
+@pytest.mark.slow
 def test_worker_death_answers_blocked_clients(lonely_shardkv, pool):
     # shardkv only: Redis has no workers.  The blocked client gets an error
     # instead of waiting for ever; once the shard is back, it works again.

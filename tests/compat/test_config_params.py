@@ -22,6 +22,7 @@ from tests.support.servers import ROOT, start_redis, start_shardkv
 DIFFERENT_DEFAULTS = {"port", "dir", "bind"}
 
 
+@pytest.mark.slow
 def test_config_get_star_lists_redis_names_and_defaults(ports):
     real = redis.Redis(port=ports["redis"]).config_get("*")
     ours = redis.Redis(port=ports["shardkv"]).config_get("*")
@@ -224,6 +225,7 @@ def test_aliases(compare, alias, name, value):
         compare("CONFIG", "SET", name, value, alias, value)  # not a duplicate in Redis
 
 
+@pytest.mark.slow
 def test_failed_config_set_keeps_the_password(r):
     """Redis rolls a whole CONFIG SET back (issue 15, finding 9)."""
     r.config_set("requirepass", "secret")
@@ -276,6 +278,7 @@ def protected_servers():
     ours.stop()
 
 
+@pytest.mark.slow
 def test_protected_configs_allowed_locally(protected_servers, tmp_path):
     real, ours = (redis.Redis(port=p.port, decode_responses=True) for p in protected_servers)
     for c in (real, ours):
@@ -292,6 +295,7 @@ def test_protected_configs_allowed_locally(protected_servers, tmp_path):
         ours.config_set("dir", str(tmp_path))
 
 
+@pytest.mark.slow
 def test_config_rewrite_writes_the_file(tmp_path):
     path = tmp_path / "shardkv.toml"
     path.write_text('# my settings\nmaxmemory = "2mb"  # limit\nhz = 10\n\nappendonly = "no"\n')
@@ -321,6 +325,7 @@ def test_config_rewrite_without_a_file(compare):
     compare("CONFIG", "REWRITE")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "flags, words",
     [

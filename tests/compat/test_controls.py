@@ -62,6 +62,7 @@ def test_exec_with_arguments_aborts_the_transaction(ports):
     assert b"EXECABORT Transaction discarded because of: wrong number of arguments" in ours
 
 
+@pytest.mark.slow
 def test_exec_before_auth_gets_execabort(auth_ports):
     for data in (b"EXEC\r\n", b"MULTI\r\nEXEC\r\n", b"EXEC\r\nAUTH pw\r\nEXEC\r\n"):
         (real, _), (ours, _) = both(auth_ports, data)
@@ -95,6 +96,7 @@ def test_debug_is_refused_by_default(compare):
     compare("EXEC")
 
 
+@pytest.mark.slow
 def test_debug_when_allowed(debug_ports):
     for _, c in _each(debug_ports):
         assert c.execute_command("DEBUG", "SLEEP", "0") == b"OK"
@@ -105,6 +107,7 @@ def test_debug_when_allowed(debug_ports):
     assert _try(ours, "DEBUG", "SLEEP", "abc") == _try(real, "DEBUG", "SLEEP", "abc")
 
 
+@pytest.mark.slow
 def test_slowlog_times_debug_sleep(debug_ports):
     for _, c in _each(debug_ports):
         c.execute_command("CONFIG", "SET", "slowlog-log-slower-than", "100000")

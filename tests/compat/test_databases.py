@@ -235,6 +235,7 @@ def test_reset_hello_and_auth_keep_or_drop_the_database(r):
     r.flushdb()
 
 
+@pytest.mark.slow
 def test_auth_keeps_the_database():
     server = start_shardkv(shards=2)
     try:
@@ -347,6 +348,7 @@ def test_monitor_shows_the_database(r):
         m.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "flags",
     [("--appendonly", "yes", "--appendfsync", "always"), ("--appendonly", "no", "--save", "3600 1")],
@@ -393,6 +395,7 @@ def test_a_client_of_database_1_keeps_its_data_across_a_restart(tmp_path, flags)
         server.stop()
 
 
+@pytest.mark.slow
 def test_reshard_keeps_each_key_in_its_database(tmp_path):
     flags = ("--dir", str(tmp_path), "--appendonly", "yes", "--save", "3600 1")
     server = start_shardkv(*flags, shards=2)

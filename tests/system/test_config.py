@@ -33,6 +33,7 @@ def test_flags_override_file(tmp_path):
     assert values["maxmemory"] == 1024 * 1024
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "content, words",
     [
@@ -57,6 +58,7 @@ def test_bad_file_exits_2_with_one_line(tmp_path, content, words):
     assert len(lines) == 1 and words in lines[0], proc.stderr
 
 
+@pytest.mark.slow
 def test_missing_file_and_bad_flag_exit_2():
     proc = subprocess.run(
         [sys.executable, str(ROOT / "main.py"), "--config", "/nonexistent/x.toml"],

@@ -332,6 +332,7 @@ def rig():
         server.cleanup()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("kind", "point", "hold", "victim"), CASES, ids=["-".join(c) for c in CASES])
 def test_kill_at_a_step_leaves_all_or_nothing(rig, kind, point, hold, victim):
     server, final = rig
@@ -341,6 +342,7 @@ def test_kill_at_a_step_leaves_all_or_nothing(rig, kind, point, hold, victim):
     assert (tally.violations, tally.lost, tally.hangs) == (0, 0, 0), tally.problems
 
 
+@pytest.mark.slow
 def test_after_a_crash_of_the_whole_server_every_round_is_as_it_was(rig):
     server, final = rig
     assert len(final) == len(CASES)

@@ -23,6 +23,8 @@ import redis
 
 from tests.support.servers import start_redis, start_shardkv
 
+pytestmark = pytest.mark.slow
+
 AOF_FULL = "MISCONF Errors writing to the AOF file: No space left on device"
 RDB_FAILED = (
     "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk. "

@@ -169,6 +169,7 @@ def test_redis_cli(server):
     assert cli("config", "get", "port") == f"port\n{server.port}"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not shutil.which("redis-benchmark"), reason="redis-benchmark is not installed")
 def test_redis_benchmark_runs_clean(server):
     proc = subprocess.run(
@@ -184,6 +185,7 @@ def test_redis_benchmark_runs_clean(server):
         assert test in out
 
 
+@pytest.mark.slow
 def test_worker_restart_keeps_other_shards(server):
     c = redis.Redis(port=server.port)
     c.flushall()
@@ -207,6 +209,7 @@ def test_worker_restart_keeps_other_shards(server):
         assert info[f"shard{shard}"]["keys"] == before[f"shard{shard}"]["keys"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_stops_cleanly(sig):
     proc = start_shardkv(shards=2)
@@ -221,6 +224,7 @@ def test_signal_stops_cleanly(sig):
     proc.stop()
 
 
+@pytest.mark.slow
 def test_config_file_drives_startup(tmp_path):
     from tests.support.servers import free_port
 

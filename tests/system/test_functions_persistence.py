@@ -17,6 +17,8 @@ import redis
 
 from tests.support.servers import start_redis, start_shardkv
 
+pytestmark = pytest.mark.slow
+
 TIMEOUT = 10
 
 LIB_A = "#!lua name=liba\nredis.register_function('seta', function(keys, args) return redis.call('SET', keys[1], args[1]) end)"

@@ -31,6 +31,8 @@ from shardkv.protocol.resp import ProtocolError, RequestParser, encode_command
 from tests.support.rawsocket import exchange_many, read_until_quiet
 from tests.support.servers import start_shardkv
 
+pytestmark = pytest.mark.slow
+
 TRIED = {"hypothesis": 0, "seeded": 0, "differential": 0, "live garbage": 0}
 
 MESSAGES = {

@@ -178,6 +178,7 @@ def check_history(history: list[Op], port: int) -> None:
         final.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("server", ["redis", "shardkv"])
 def test_concurrent_history_is_linearizable_and_atomic(server):
     proc = start_redis() if server == "redis" else start_shardkv(shards=4)

@@ -11,6 +11,8 @@ import redis
 
 from tests.support.servers import start_shardkv
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.parametrize("appendonly", ["no", "yes"])
 def test_children_exit_and_free_the_port_when_the_supervisor_is_killed(tmp_path, appendonly):

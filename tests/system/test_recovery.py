@@ -26,6 +26,8 @@ import redis
 from shardkv.protocol.router import Router
 from tests.support.servers import ROOT, free_port, start_redis, start_shardkv
 
+pytestmark = pytest.mark.slow
+
 TIMEOUT = 10  # socket timeout: a command that hangs fails the test
 
 

@@ -17,6 +17,8 @@ import pytest
 from tests.support.servers import start_shardkv
 from tests.system.soak import soak, stable
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def server():
