@@ -61,6 +61,7 @@ from shardkv.acceptor.fanout import Gather
 from shardkv.acceptor.server import BLOCKING, DISCONNECT_HOOKS
 from shardkv.protocol import errors, wire
 from shardkv.protocol.resp import NULL_ARRAY, KeyedArrays, encode, encode_command, encode_error
+from shardkv.protocol.wire import Verb
 
 if TYPE_CHECKING:
     from shardkv.acceptor.client import Client
@@ -214,7 +215,7 @@ class _CrossShard:
             self._attempt_parts()
             return
         if self.stream and not self.resolved:
-            op = AtomicOp(client, [self.args, [b"__xlastids", *self.keys]], self.keys, self._resolve)
+            op = AtomicOp(client, [self.args, [Verb.XLASTIDS, *self.keys]], self.keys, self._resolve)
         else:
             op = AtomicOp(client, [self.args], self.keys, _first_body)
         # The operation queued a reply slot of its own; the client's place
@@ -233,7 +234,7 @@ class _CrossShard:
         shard_of = client.server.shard_of
         n = len(self.keys)
         at = len(self.args) - n
-        head = [b"__xread", *self.args[1 : at - n]]
+        head = [Verb.XREAD, *self.args[1 : at - n]]
         groups: dict[int, list[int]] = {}
         for i, key in enumerate(self.keys):
             groups.setdefault(shard_of(key), []).append(i)
@@ -244,7 +245,7 @@ class _CrossShard:
             for _, idx in shards
         ]
         if resolve:
-            bodies += [encode_command([b"__xlastids", *(self.keys[i] for i in idx)]) for _, idx in shards]
+            bodies += [encode_command([Verb.XLASTIDS, *(self.keys[i] for i in idx)]) for _, idx in shards]
 
         def merge(parts: list) -> object:
             if resolve:
@@ -304,9 +305,9 @@ class _CrossShard:
                 link.blocked[notify.token] = notify
             if self.stream:
                 pairs = [x for key in keys for x in (key, ids[key])]
-                command = encode_command([b"__bwait", name, self.timeout, elapsed, self.group, *pairs])  # type: ignore[list-item]  # set: BLOCK was given
+                command = encode_command([Verb.BWAIT, name, self.timeout, elapsed, self.group, *pairs])  # type: ignore[list-item]  # set: BLOCK was given
             else:
-                command = encode_command([b"__bwait", name, self.timeout, elapsed, *keys])  # type: ignore[list-item]  # a blocking command's timeout
+                command = encode_command([Verb.BWAIT, name, self.timeout, elapsed, *keys])  # type: ignore[list-item]  # a blocking command's timeout
             link.send(wire.entry_header(0, notify.token, self.client.db), command, notify)
             if self.done:  # that shard is down
                 return

@@ -121,6 +121,7 @@ from shardkv.protocol.decisions import (
     volatile_path,
 )
 from shardkv.protocol.resp import NULL_ARRAY, Error, encode, encode_command, encode_error, strict_int
+from shardkv.protocol.wire import Verb
 from shardkv.runtime import faultpoints
 
 if TYPE_CHECKING:
@@ -452,7 +453,7 @@ class AtomicOp(_Operation):
             export = [] if shard == self.executor else exports.get(shard, [])
             if everything and shard != self.executor:
                 export = [b"*", *export]  # with the keys that do not exist yet
-            args = [b"__park", op, b"%d" % len(export), *export, *watched_by.get(shard, [])]
+            args = [Verb.PARK, op, b"%d" % len(export), *export, *watched_by.get(shard, [])]
             header = park_header(shard_dbs.get(shard, client.db))
             self.links[shard].send(header, encode_command(args), _Answer(self, shard))
 
@@ -547,7 +548,7 @@ class FanOutWrite(_Operation):
         op = b"%d" % self.id
         header = park_header(client.db)
         for i, (shard, part) in enumerate(parts.items()):
-            entry = encode_command([b"__prepare", op, *part])
+            entry = encode_command([Verb.PREPARE, op, *part])
             self.links[shard].send(header, entry, _Answer(self, shard, i))
 
     def answered(self, shard: int, index: int, body: bytes) -> None:

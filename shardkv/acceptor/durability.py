@@ -30,6 +30,7 @@ from shardkv.acceptor.local import CONFIG_HOOKS
 from shardkv.acceptor.server import local
 from shardkv.protocol import errors, wire
 from shardkv.protocol.resp import encode_command, encode_error
+from shardkv.protocol.wire import Verb
 
 if TYPE_CHECKING:
     from shardkv.acceptor.client import Client
@@ -44,7 +45,7 @@ SHUTDOWN_FAILED = "ERR Errors trying to SHUTDOWN. Check logs."
 @local("lastsave")
 def lastsave(client: Client, args: list) -> None:
     """LASTSAVE"""
-    client.query_all([b"__lastsave"], min)
+    client.query_all([Verb.LASTSAVE], min)
 
 
 class _Shutdown:
@@ -71,7 +72,7 @@ class _Shutdown:
         server = client.server
         if self.failed and not self.force:
             for link in server.links:
-                link.send(_HEADER, encode_command([b"__shutdown", b"abort"]), _Ignore())
+                link.send(_HEADER, encode_command([Verb.SHUTDOWN, b"abort"]), _Ignore())
             self.slot.deliver(encode_error(SHUTDOWN_FAILED))
             return
         log.warning("acceptor: SHUTDOWN by client id=%d addr=%s; stopping", client.id, client.addr)
@@ -118,7 +119,7 @@ def shutdown(client: Client, args: list) -> None:
     gather.busy_pids = [link.script[0] for link in busy]  # type: ignore[index]
     for link in links:
         if link not in busy:
-            link.send(_HEADER, encode_command([b"__shutdown", mode]), gather)
+            link.send(_HEADER, encode_command([Verb.SHUTDOWN, mode]), gather)
     if not gather.left:
         gather.left = 1
         gather.deliver(b"+OK\r\n")

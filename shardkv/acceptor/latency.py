@@ -20,6 +20,7 @@ from shardkv.acceptor.server import local
 from shardkv.protocol import command_docs
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import Verbatim
+from shardkv.protocol.wire import Verb
 from shardkv.runtime.cmdstats import Stats, bucket_value
 
 _HELP = [
@@ -74,7 +75,7 @@ def latency(client: Client, args: list) -> None:
     elif sub == b"HISTOGRAM":
         names = {a.decode("latin-1").lower() for a in args[2:]}
         own = server.stats.report()
-        client.query_all([b"__cmdstats"], lambda parts: _histogram(own, parts, names))
+        client.query_all([Verb.CMDSTATS], lambda parts: _histogram(own, parts, names))
     elif sub == b"HELP":
         client.reply([line.encode() for line in _HELP])
     else:

@@ -29,6 +29,7 @@ from shardkv.protocol.errors import CommandError
 from shardkv.protocol.glob import compile_glob
 from shardkv.protocol.resp import OK, Verbatim, encode, encode_command
 from shardkv.protocol.router import SLOTS
+from shardkv.protocol.wire import Verb
 from shardkv.runtime import config
 from shardkv.runtime.cmdstats import stat_name
 
@@ -946,7 +947,7 @@ def allow_protected_action(value: str, client: Client) -> bool:
 
 def worker_config(server, names) -> list[bytes]:
     """``__config`` with the current values of ``names``, for the workers."""
-    out = [b"__config"]
+    out = [Verb.CONFIG]
     for name in names:
         out += [name.encode(), config.SETTINGS[name].show(server.config[name]).encode()]
     return out
@@ -1016,7 +1017,7 @@ def config_cmd(client: Client, args: list) -> None:
         server.reads_processed = server.writes_processed = 0
         for hook in RESETSTAT_HOOKS:
             hook(server)
-        client.query_all([b"__resetstat"], _all_ok)
+        client.query_all([Verb.RESETSTAT], _all_ok)
     elif sub == b"REWRITE":
         path = server.config.get(config.CONFIG_FILE)
         if not path:
@@ -1049,7 +1050,7 @@ def info(client: Client, args: list) -> None:
     def merge(parts: list) -> object:
         return Verbatim(build_info(client.server, sections, parts, own).encode())
 
-    client.query_all([b"__info"], merge)
+    client.query_all([Verb.INFO], merge)
 
 
 @local("time")
@@ -1196,7 +1197,7 @@ class _ScanChain:
     def ask(self) -> None:
         server = self.client.server
         shard = server.router.owners[self.cursor]
-        body = encode_command([b"__scan", b"%d" % self.cursor, b"%d" % self.left, self.pattern, self.kind])
+        body = encode_command([Verb.SCAN, b"%d" % self.cursor, b"%d" % self.left, self.pattern, self.kind])
         server.links[shard].send(self.client.part_headers[0], body, self)  # in the client's database
 
     def deliver(self, body: bytes) -> None:

@@ -17,6 +17,7 @@ from shardkv.acceptor.server import local
 from shardkv.protocol import command_docs
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import OK, Verbatim
+from shardkv.protocol.wire import Verb
 
 _HELP = [
     "MEMORY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
@@ -56,9 +57,9 @@ def memory(client: Client, args: list) -> None:
     if sub == b"USAGE":
         client.send(server.shard_of(args[2]), args, None)
     elif sub == b"STATS":
-        client.query_all([b"__info"], lambda parts: _stats(server, parts))
+        client.query_all([Verb.INFO], lambda parts: _stats(server, parts))
     elif sub == b"DOCTOR":
-        client.query_all([b"__info"], lambda parts: Verbatim(_doctor(server, parts).encode()))
+        client.query_all([Verb.INFO], lambda parts: Verbatim(_doctor(server, parts).encode()))
     elif sub == b"MALLOC-STATS":
         client.reply("Stats not supported for the current allocator")
     elif sub == b"PURGE":

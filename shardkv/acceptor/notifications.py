@@ -23,7 +23,7 @@ from shardkv.acceptor.local import CONFIG_HOOKS
 from shardkv.acceptor.pubsub import publish_message
 from shardkv.acceptor.server import ATTACH_HOOKS
 from shardkv.protocol.resp import encode_command
-from shardkv.protocol.wire import entry_header
+from shardkv.protocol.wire import Verb, entry_header
 from shardkv.runtime import config
 
 KEYSPACE = 1 << 0  # K
@@ -87,7 +87,7 @@ def update_mask(server) -> None:
 
 
 def _send_mask(link, mask: int) -> None:
-    link.send(entry_header(0), encode_command([b"__events", b"%d" % mask]), _IGNORE)
+    link.send(entry_header(0), encode_command([Verb.EVENTS, b"%d" % mask]), _IGNORE)
 
 
 class _Ignore:

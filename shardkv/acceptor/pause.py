@@ -22,7 +22,7 @@ import time
 from typing import TYPE_CHECKING
 
 from shardkv.protocol.resp import encode_command
-from shardkv.protocol.wire import entry_header
+from shardkv.protocol.wire import Verb, entry_header
 
 if TYPE_CHECKING:
     from shardkv.acceptor.client import Client
@@ -129,7 +129,7 @@ def _check(server: Acceptor) -> None:
 
 
 def _tell_workers(server: Acceptor, on: bytes) -> None:
-    body = encode_command([b"__pause", on])
+    body = encode_command([Verb.PAUSE, on])
     for link in server.links:
         link.send(entry_header(0), body, _IGNORE)
 

@@ -39,6 +39,7 @@ from shardkv.acceptor.crossshard import AtomicOp
 from shardkv.acceptor.server import ATTACH_HOOKS, local
 from shardkv.protocol import command_docs, errors, wire
 from shardkv.protocol.resp import encode_command, encode_error, strict_int
+from shardkv.protocol.wire import Verb
 
 CROSS_MARKER = b"-SHARDKV-CROSS"
 # The errors of a script that does not load: the shard did not keep it.
@@ -360,7 +361,7 @@ class _Retry:
         if client.closed:
             return
         command = [
-            b"__fcall" if self.fname else b"__eval",
+            Verb.FCALL if self.fname else Verb.EVAL,
             b"1" if self.everything else b"0",
             b"1" if self.ro else b"0",
             self.fname or self.body,
@@ -426,7 +427,7 @@ def script_command(client: Client, args: list[bytes]) -> None:
             client.reply_error("ERR SCRIPT FLUSH only support SYNC|ASYNC option")
             return
         CACHE.flush()
-        _tell_all(client, [b"__script", b"flush"])
+        _tell_all(client, [Verb.SCRIPT, b"flush"])
         client.reply("OK")
     elif sub == b"kill":
         kill_script(client, eval_mode=True)
@@ -482,7 +483,7 @@ def _script_load(client: Client, body: bytes) -> None:
     slot = Slot(client)
     client.pending.append(slot)
     client.server.links[0].send(
-        HEADERS[client.resp3], encode_command([b"__script", b"load", body]), _Loaded(slot, sha, body, 0)
+        HEADERS[client.resp3], encode_command([Verb.SCRIPT, b"load", body]), _Loaded(slot, sha, body, 0)
     )
 
 
@@ -598,9 +599,9 @@ def function_command(client: Client, args: list[bytes]) -> None:
                 client.reply_error("ERR Unknown option given: " + option.decode("latin-1"))
                 return
             replace = True
-        _all_shards(client, [b"__function", b"load", b"1" if replace else b"0", args[-1]])
+        _all_shards(client, [Verb.FUNCTION, b"load", b"1" if replace else b"0", args[-1]])
     elif sub == b"delete":
-        _all_shards(client, [b"__function", b"delete", args[2]])
+        _all_shards(client, [Verb.FUNCTION, b"delete", args[2]])
     elif sub == b"flush":
         if n == 3 and args[2].upper() not in (b"ASYNC", b"SYNC"):
             client.reply_error("ERR FUNCTION FLUSH only supports SYNC|ASYNC option")
@@ -610,7 +611,7 @@ def function_command(client: Client, args: list[bytes]) -> None:
                 "ERR unknown subcommand or wrong number of arguments for 'flush'. Try FUNCTION HELP."
             )
             return
-        _all_shards(client, [b"__function", b"flush"])
+        _all_shards(client, [Verb.FUNCTION, b"flush"])
     elif sub == b"restore":
         if n > 4:
             client.reply_error(
@@ -623,7 +624,7 @@ def function_command(client: Client, args: list[bytes]) -> None:
                 "ERR Wrong restore policy given, value should be either FLUSH, APPEND or REPLACE."
             )
             return
-        _all_shards(client, [b"__function", b"restore", args[2], policy])
+        _all_shards(client, [Verb.FUNCTION, b"restore", args[2], policy])
     elif sub == b"list":
         with_code = False
         pattern = None
@@ -643,7 +644,7 @@ def function_command(client: Client, args: list[bytes]) -> None:
                 return
             i += 1
         command = [
-            b"__function",
+            Verb.FUNCTION,
             b"list",
             pattern or b"",
             b"1" if with_code else b"0",
@@ -651,13 +652,13 @@ def function_command(client: Client, args: list[bytes]) -> None:
         ]
         client.send(0, command, None)
     elif sub == b"dump":
-        client.send(0, [b"__function", b"dump"], None)
+        client.send(0, [Verb.FUNCTION, b"dump"], None)
     elif sub == b"stats":
         busy = [link for link in client.server.links if link.script is not None and not link.script[2]]
         if busy:
             client.reply(_running_stats(busy[0].script))  # type: ignore[arg-type]  # busy: not None
         else:
-            client.send(0, [b"__function", b"stats"], None)
+            client.send(0, [Verb.FUNCTION, b"stats"], None)
     elif sub == b"kill":
         kill_script(client, eval_mode=False)
     elif sub == b"help":

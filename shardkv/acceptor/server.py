@@ -31,6 +31,7 @@ from shardkv.acceptor.shardlink import ShardLink
 from shardkv.protocol import errors
 from shardkv.protocol.commands import Command
 from shardkv.protocol.router import Router
+from shardkv.protocol.wire import Verb
 from shardkv.runtime import gctuning
 from shardkv.runtime.cmdstats import Stats, apply_settings, stat_name
 from shardkv.runtime.parentdeath import die_with_parent
@@ -136,7 +137,7 @@ class Acceptor:
         from shardkv.protocol.wire import entry_header
 
         sink = _OomSink(self, len(self.links))
-        body = encode_command([b"__oom"])
+        body = encode_command([Verb.OOM])
         for link in self.links:
             link.send(entry_header(0), body, sink)
 
@@ -233,7 +234,7 @@ class Acceptor:
         waiters = []
         for link in self.links:
             fut = self.loop.create_future()  # type: ignore[union-attr]
-            link.send(entry_header(0), encode_command([b"__ping"]), _FutureSink(fut))
+            link.send(entry_header(0), encode_command([Verb.PING]), _FutureSink(fut))
             waiters.append(fut)
         await asyncio.gather(*waiters)
 

@@ -21,6 +21,7 @@ from shardkv.protocol import command_docs, errors
 from shardkv.protocol.args import strict_int
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import OK
+from shardkv.protocol.wire import Verb
 from shardkv.runtime.cmdstats import apply_settings
 
 _HELP = [
@@ -78,14 +79,14 @@ def slowlog(client: Client, args: list) -> None:
             return
         own = list(server.stats.slowlog)  # as of now: this SLOWLOG is logged after it ran
         client.query_all(
-            [b"__slowlog", b"GET", b"%d" % count], lambda parts: _merged(server, own, parts)[:count]
+            [Verb.SLOWLOG, b"GET", b"%d" % count], lambda parts: _merged(server, own, parts)[:count]
         )
     elif sub == b"LEN":
         own = list(server.stats.slowlog)
-        client.query_all([b"__slowlog", b"GET", b"-1"], lambda parts: len(_merged(server, own, parts)))
+        client.query_all([Verb.SLOWLOG, b"GET", b"-1"], lambda parts: len(_merged(server, own, parts)))
     elif sub == b"RESET":
         server.stats.slowlog.clear()
-        client.query_all([b"__slowlog", b"RESET"], lambda parts: OK)
+        client.query_all([Verb.SLOWLOG, b"RESET"], lambda parts: OK)
     elif sub == b"HELP":
         client.reply([line.encode() for line in _HELP])
     else:

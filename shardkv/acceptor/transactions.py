@@ -47,14 +47,13 @@ from shardkv.acceptor.server import DISCONNECT_HOOKS, INTERCEPTORS, local
 from shardkv.protocol import errors
 from shardkv.protocol.commands import Command
 from shardkv.protocol.resp import encode_command, strict_int
-from shardkv.protocol.wire import decode_part
+from shardkv.protocol.wire import Verb, decode_part
 
 # Commands that run at once even inside MULTI, as in Redis's processCommand.
 NOT_QUEUED = frozenset({"exec", "discard", "multi", "watch", "quit", "reset"})
 
 _QUEUED = b"+QUEUED\r\n"
 _OK = b"+OK\r\n"
-_UNWATCH = b"__unwatch"
 
 
 def queue(client: Client, cmd: Command, args: list[bytes]) -> bool:
@@ -156,7 +155,7 @@ def watch(client: Client, args: list[bytes]) -> None:
     for shard, keys in by_shard.items():
         links[shard].send(
             db_headers(client.watch_db)[1][0],
-            encode_command([b"__watch", *keys]),
+            encode_command([Verb.WATCH, *keys]),
             _WatchPart(watching, keys),
         )
     # The reply is always OK.  Any command that reaches the acceptor after
@@ -185,7 +184,7 @@ def unwatch_all(client: Client) -> None:
         by_shard.setdefault(shard_of(key), []).append(key)
     links = server.links
     for shard, keys in by_shard.items():
-        links[shard].send(db_headers(client.watch_db)[0][0], encode_command([_UNWATCH, *keys]), _IGNORE)
+        links[shard].send(db_headers(client.watch_db)[0][0], encode_command([Verb.UNWATCH, *keys]), _IGNORE)
 
 
 def _disconnected(client: Client) -> None:

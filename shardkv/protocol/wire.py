@@ -88,6 +88,14 @@ Two kinds of batch entries start an operation, both with ``FLAG_PARK``:
 ``__park <op> <nexport> key... watched...`` (answered with a
 :class:`Parked` part) and ``__prepare <op> <command...>``, one shard's
 part of a write fan-out (answered with a :class:`PartPrepared` part).
+
+Internal verbs
+--------------
+Besides clients' commands, a batch carries the acceptor's own requests to
+a shard: commands whose name starts with ``__`` (``__info``, ``__watch``,
+``__bwait``...).  Every one is a constant of :class:`Verb`, the only place
+that spells them; the command table does not hold them, so no client can
+send one.
 """
 
 from __future__ import annotations
@@ -440,3 +448,54 @@ def encode_events(bounds: list[int] | None, events: list[tuple[int, bytes, int, 
 def decode_events(payload: bytes) -> tuple[list[int] | None, list[tuple[int, bytes, int, bytes]]]:
     decoded: tuple[list[int] | None, list[tuple[int, bytes, int, bytes]]] = marshal.loads(payload[1:])
     return decoded
+
+
+# -- internal verbs --------------------------------------------------------------
+
+
+class Verb:
+    """Every internal verb: the name of a command the acceptor sends a shard
+    (or a shard writes in its AOF), never a client.  :data:`HANDLED` are run
+    by a worker's command handler; :data:`PARK` and :data:`PREPARE` by the
+    shard itself (``FLAG_PARK`` entries); :data:`XPREPARE`, :data:`XCOMMIT`
+    and :data:`XABORT` are records of a shard's AOF only."""
+
+    # Cross-shard operations (see shardkv.acceptor.crossshard).
+    PARK = b"__park"  # __park op nexport key... watched...: export, park
+    PREPARE = b"__prepare"  # __prepare op command...: a write fan-out's part
+    XPREPARE = b"__XPREPARE"  # AOF: __XPREPARE op states
+    XCOMMIT = b"__XCOMMIT"  # AOF: __XCOMMIT op
+    XABORT = b"__XABORT"  # AOF: __XABORT op
+    STATE = b"__state"  # AOF: __state key payload, a key of a type no command re-creates
+    # Transactions and blocking commands.
+    WATCH = b"__watch"
+    UNWATCH = b"__unwatch"
+    BWAIT = b"__bwait"
+    XREAD = b"__xread"
+    XLASTIDS = b"__xlastids"
+    # Scripts and functions.
+    EVAL = b"__eval"
+    FCALL = b"__fcall"
+    SCRIPT = b"__script"
+    FUNCTION = b"__function"
+    # Server commands' parts in each shard.
+    PING = b"__ping"
+    SCAN = b"__scan"
+    INFO = b"__info"
+    CONFIG = b"__config"
+    OOM = b"__oom"
+    RESETSTAT = b"__resetstat"
+    CMDSTATS = b"__cmdstats"
+    SLOWLOG = b"__slowlog"
+    PAUSE = b"__pause"
+    LASTSAVE = b"__lastsave"
+    PERSISTENCE = b"__persistence"
+    EVENTS = b"__events"  # keyspace notifications: which events the acceptor wants
+    SHUTDOWN = b"__shutdown"
+
+    HANDLED: frozenset[bytes] = frozenset()  # filled in below
+    ALL: frozenset[bytes] = frozenset()
+
+
+Verb.ALL = frozenset(value for name, value in vars(Verb).items() if name.isupper() and type(value) is bytes)
+Verb.HANDLED = Verb.ALL - {Verb.PARK, Verb.PREPARE, Verb.XPREPARE, Verb.XCOMMIT, Verb.XABORT}

@@ -94,6 +94,7 @@ from shardkv.protocol import commands, errors, wire
 from shardkv.protocol.args import parse_long_double, round_long_double, strict_int
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import NULL_ARRAY, Error, encode
+from shardkv.protocol.wire import Verb
 from shardkv.runtime.cmdstats import stat_name
 from shardkv.worker import events
 from shardkv.worker.keyspace import Keyspace
@@ -166,9 +167,10 @@ BLOCKING: dict[bytes, Handler] = {}
 KINDS: dict[bytes, type | None] = {}
 
 
-def blocking(*names: str, kind: type | None) -> Callable[[Handler], Handler]:
+def blocking(*spelled: str | bytes, kind: type | None) -> Callable[[Handler], Handler]:
     """Register the decorated function as the blocking form of ``names``,
     and a non-blocking form (``Wait.deny`` for a Wait) as their handler."""
+    names = [name.decode() if isinstance(name, bytes) else name for name in spelled]
 
     def register(fn: Handler) -> Handler:
         @functools.wraps(fn)
@@ -397,7 +399,7 @@ class Waiters:
 # -- __bwait: notify the acceptor, pop nothing --------------------------------
 
 
-@blocking("__bwait", kind=None)
+@blocking(Verb.BWAIT, kind=None)
 def bwait(ks: Keyspace, args: list[bytes]) -> object:
     """__bwait command timeout elapsed-ms key [key ...]
 

@@ -30,6 +30,7 @@ from collections.abc import Callable
 
 from shardkv.protocol import commands, wire
 from shardkv.protocol.resp import NULL_ARRAY, Error
+from shardkv.protocol.wire import Verb
 from shardkv.worker.keyspace import Keyspace, slot_of
 from shardkv.worker.registry import command
 
@@ -87,7 +88,7 @@ def _recording_touch(ks: Keyspace) -> Callable[[bytes], None]:
     return touch
 
 
-@command("__events")
+@command(Verb.EVENTS)
 def events_command(ks: Keyspace, args: list[bytes]) -> object:
     """__events mask -> OK: the event classes the acceptor wants now."""
     enable(ks, int(args[1]))

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from shardkv.protocol import errors
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import Error, ProtocolError, split_inline
+from shardkv.protocol.wire import Verb
 from shardkv.worker.commands import dump
 from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.registry import command
@@ -303,7 +304,7 @@ def functions_of(ks: Keyspace) -> Functions:
     return functions
 
 
-@command("__function")
+@command(Verb.FUNCTION)
 def function_internal(ks: Keyspace, args: list[bytes]) -> object:
     """__function load replace code | delete name | flush | restore payload policy |
     list pattern withcode | dump | stats -> FUNCTION's work on this shard."""
@@ -357,7 +358,7 @@ def fcall(ks: Keyspace, args: list[bytes]) -> object:
     return _fcall(ks, args, args[0].lower() == b"fcall_ro")
 
 
-@command("__fcall")
+@command(Verb.FCALL)
 def fcall_across(ks: Keyspace, args: list[bytes]) -> object:
     """__fcall everything ro function numkeys key... arg... -> FCALL run by
     the executor of a cross-shard operation."""
@@ -392,12 +393,12 @@ def function_replay(ks: Keyspace, args: list[bytes]) -> object:
     sub = args[1].lower()
     if sub == b"load" and len(args) in (3, 4):
         replace = len(args) == 4 and args[2].lower() == b"replace"
-        return function_internal(ks, [b"__function", b"load", b"1" if replace else b"0", args[-1]])
+        return function_internal(ks, [Verb.FUNCTION, b"load", b"1" if replace else b"0", args[-1]])
     if sub == b"delete" and len(args) == 3:
-        return function_internal(ks, [b"__function", b"delete", args[2]])
+        return function_internal(ks, [Verb.FUNCTION, b"delete", args[2]])
     if sub == b"flush" and len(args) <= 3:
-        return function_internal(ks, [b"__function", b"flush"])
+        return function_internal(ks, [Verb.FUNCTION, b"flush"])
     if sub == b"restore" and len(args) in (3, 4):
         policy = args[3].upper() if len(args) == 4 else b"APPEND"
-        return function_internal(ks, [b"__function", b"restore", args[2], policy])
+        return function_internal(ks, [Verb.FUNCTION, b"restore", args[2], policy])
     raise CommandError(errors.SYNTAX)

@@ -45,7 +45,7 @@ from shardkv.protocol import commands, errors, wire
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import BIG_ARRAY, OK, Error, encode, encode_bulk_strings
 from shardkv.protocol.router import SLOTS, slot_range
-from shardkv.protocol.wire import FRAME
+from shardkv.protocol.wire import FRAME, Verb
 from shardkv.runtime import faultpoints, gctuning
 from shardkv.runtime.cmdstats import Stats, stat_name
 from shardkv.runtime.parentdeath import die_with_parent
@@ -425,7 +425,7 @@ class Shard:
         bodies = []
         for i in range(0, len(items), 2):
             args = items[i + 1]
-            if args[0] == b"__shutdown":
+            if args[0] == Verb.SHUTDOWN:
                 bodies.append(encode(self.execute(args)))
             else:
                 bodies.append(encode(Error("ERR shard is shutting down")))
@@ -443,7 +443,7 @@ class Shard:
     def enter(self, args: list[bytes]) -> tuple[bytes, int | None]:
         """A ``FLAG_PARK`` entry: its reply body, and the operation to stay
         parked for (None: it goes on at once)."""
-        if args[0] == b"__park":
+        if args[0] == Verb.PARK:
             message = self.park_reply(args)
             return wire.encode_answer(message), message.op
         part = self.prepare_part(args)

@@ -24,8 +24,10 @@ Handler = Callable[[Keyspace, list], object]
 HANDLERS: dict[bytes, Handler] = {}
 
 
-def command(*names: str) -> Callable[[Handler], Handler]:
-    """Register the decorated function as the handler of ``names``."""
+def command(*spelled: str | bytes) -> Callable[[Handler], Handler]:
+    """Register the decorated function as the handler of ``names`` (an
+    internal verb is given as its :class:`~shardkv.protocol.wire.Verb`)."""
+    names = [name.decode() if isinstance(name, bytes) else name for name in spelled]
 
     def register(fn: Handler) -> Handler:
         for name in names:

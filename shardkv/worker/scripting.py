@@ -47,6 +47,7 @@ from shardkv.protocol.resp import (
     format_double,
     split_inline,
 )
+from shardkv.protocol.wire import Verb
 from shardkv.worker import events, lualibs
 from shardkv.worker.keyspace import Keyspace, slot_of
 from shardkv.worker.lualibs import LibError
@@ -1082,7 +1083,7 @@ def evalsha(ks: Keyspace, args: list[bytes]) -> object:
         return _cross_reply(e)
 
 
-@command("__eval")
+@command(Verb.EVAL)
 def eval_across(ks: Keyspace, args: list[bytes]) -> object:
     """__eval everything ro body numkeys key... arg... -> a script run by the
     executor of a cross-shard operation (see shardkv.acceptor.scripting).
@@ -1111,7 +1112,7 @@ def take_effects(ks: Keyspace) -> tuple[list[list[bytes]], dict[bytes, State]]:
     return effects, undo
 
 
-@command("__script")
+@command(Verb.SCRIPT)
 def script_internal(ks: Keyspace, args: list[bytes]) -> object:
     """__script load body | flush | exists sha... | memory -> the acceptor's
     script-cache operations on this shard."""

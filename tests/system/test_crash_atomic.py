@@ -21,7 +21,6 @@ from shardkv.acceptor import crossshard
 from shardkv.protocol import decisions, wire
 from shardkv.protocol.resp import Error
 from shardkv.runtime import config
-from shardkv.worker.persistence import aof
 from shardkv.worker.persistence.engine import Persistence
 from shardkv.worker.process import Prepared, Shard
 from shardkv.worker.transfer import export_key
@@ -191,11 +190,11 @@ def test_replayed_prepare_and_commit_records_apply_in_the_database_they_were_log
     persistence = Persistence(shard.keyspace, 0, 1, dict(config.defaults(), dir=str(tmp_path)))
     states = {b"k": ("string", b"v", None)}
     shard.keyspace.select(3)  # as a SELECT 3 record before them would
-    persistence._outcome(aof.XPREPARE, [aof.XPREPARE, b"12", marshal.dumps(states)])
-    persistence._outcome(aof.XPREPARE, [aof.XPREPARE, b"13", marshal.dumps(states)])
+    persistence._outcome(wire.Verb.XPREPARE, [wire.Verb.XPREPARE, b"12", marshal.dumps(states)])
+    persistence._outcome(wire.Verb.XPREPARE, [wire.Verb.XPREPARE, b"13", marshal.dumps(states)])
     assert persistence.in_doubt[13][0] == 3
     shard.keyspace.select(0)  # the commit record comes after another database's records
-    persistence._outcome(aof.XCOMMIT, [aof.XCOMMIT, b"12"])
+    persistence._outcome(wire.Verb.XCOMMIT, [wire.Verb.XCOMMIT, b"12"])
     assert shard.execute([b"EXISTS", b"k"]) == 0
     shard.keyspace.select(3)
     assert shard.execute([b"GET", b"k"]) == b"v"

@@ -391,7 +391,7 @@ def test_cross_shard_results_are_logged_as_states(tmp_path):
     assert expect0 == {} and list(expect1) == [foreign]
     records = [args for _, args in aof.read_records(s0.persistence.aof.path)]  # type: ignore[union-attr]
     assert [b"RENAME", own, foreign] not in records
-    assert [aof.XCOMMIT, b"7"] in records
+    assert [wire.Verb.XCOMMIT, b"7"] in records
     close(s0)
     close(s1)
     assert state(open_shard(cfg, clock, 0)) == expect0

@@ -14,6 +14,7 @@ from shardkv.protocol.args import parse_int
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.glob import compile_glob
 from shardkv.protocol.resp import OK
+from shardkv.protocol.wire import Verb
 from shardkv.runtime.cmdstats import apply_settings
 from shardkv.worker.keyspace import TYPE_NAMES, Keyspace
 from shardkv.worker.registry import command
@@ -119,7 +120,7 @@ def randomkey(ks: Keyspace, args: list[bytes]) -> object:
     return ks.random_key()
 
 
-@command("__scan")
+@command(Verb.SCAN)
 def scan(ks: Keyspace, args: list[bytes]) -> object:
     """__scan slot count pattern type -> [next slot or -1, keys, keys visited]
 
@@ -139,7 +140,7 @@ def scan(ks: Keyspace, args: list[bytes]) -> object:
     return [next_slot, found, visited]
 
 
-@command("__info")
+@command(Verb.INFO)
 def info(ks: Keyspace, args: list[bytes]) -> object:
     """__info -> [keys, keys with a TTL, expired keys, rss bytes, pid,
     persistence figures, other stats]"""
@@ -197,7 +198,7 @@ def _ttl_sample(ks: Keyspace, limit: int = 1000) -> list:
     return [total, n]
 
 
-@command("__config")
+@command(Verb.CONFIG)
 def config(ks: Keyspace, args: list[bytes]) -> object:
     """__config name value [name value ...] -> 1 or 0 as ``__oom``: the
     acceptor's settings."""
@@ -214,7 +215,7 @@ def config(ks: Keyspace, args: list[bytes]) -> object:
     return oom(ks, args)
 
 
-@command("__oom")
+@command(Verb.OOM)
 def oom(ks: Keyspace, args: list[bytes]) -> object:
     """__oom -> 1 when this shard is over its maxmemory share with nothing
     left to evict, else 0 (``__config`` answers the same)."""
@@ -222,7 +223,7 @@ def oom(ks: Keyspace, args: list[bytes]) -> object:
     return 1 if memory is not None and memory.out_of_memory() else 0
 
 
-@command("__resetstat")
+@command(Verb.RESETSTAT)
 def resetstat(ks: Keyspace, args: list[bytes]) -> object:
     """__resetstat -> OK: CONFIG RESETSTAT's part in this shard."""
     ks.expired_keys = 0
@@ -233,7 +234,7 @@ def resetstat(ks: Keyspace, args: list[bytes]) -> object:
     return OK
 
 
-@command("__cmdstats")
+@command(Verb.CMDSTATS)
 def cmdstats(ks: Keyspace, args: list[bytes]) -> object:
     """__cmdstats -> [commands, error codes, error replies]: this shard's
     part of INFO commandstats, errorstats and latencystats."""
@@ -241,7 +242,7 @@ def cmdstats(ks: Keyspace, args: list[bytes]) -> object:
     return stats.report() if stats is not None else [{}, {}, 0]
 
 
-@command("__slowlog")
+@command(Verb.SLOWLOG)
 def slowlog(ks: Keyspace, args: list[bytes]) -> object:
     """__slowlog GET count | RESET -> this shard's slow log entries, newest
     first (``count`` -1 for all), or OK."""
@@ -256,14 +257,14 @@ def slowlog(ks: Keyspace, args: list[bytes]) -> object:
     return [list(e) for e in entries]
 
 
-@command("__pause")
+@command(Verb.PAUSE)
 def pause(ks: Keyspace, args: list[bytes]) -> object:
     """__pause 1|0 -> OK: CLIENT PAUSE began or ended; expiry waits meanwhile."""
     ks.expiry_paused = args[1] == b"1"
     return OK
 
 
-@command("__ping")
+@command(Verb.PING)
 def ping(ks: Keyspace, args: list[bytes]) -> object:
     """__ping -> PONG, to check that a shard answers."""
     return "PONG"
@@ -276,7 +277,7 @@ def parse_count(arg: bytes) -> int:
     return count
 
 
-@command("__watch")
+@command(Verb.WATCH)
 def watch(ks: Keyspace, args: list[bytes]) -> object:
     """__watch key... -> the keys' current versions; counts the watchers."""
     counts = ks.watch_counts
@@ -288,7 +289,7 @@ def watch(ks: Keyspace, args: list[bytes]) -> object:
     return out
 
 
-@command("__unwatch")
+@command(Verb.UNWATCH)
 def unwatch(ks: Keyspace, args: list[bytes]) -> object:
     """__unwatch key... -> OK; forgets keys nobody watches any more."""
     counts = ks.watch_counts

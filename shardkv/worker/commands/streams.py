@@ -24,6 +24,7 @@ from shardkv.protocol.args import parse_int
 from shardkv.protocol.command_docs import check_subcommand
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import NULL_ARRAY, OK, Error, KeyedArrays, strict_int
+from shardkv.protocol.wire import Verb
 from shardkv.worker.blocking import STREAM_READY, Wait, blocking
 from shardkv.worker.commands.keys import COPIERS
 from shardkv.worker.commands.server import RUNTIME
@@ -693,7 +694,7 @@ def xreadgroup(ks: Keyspace, args: list[bytes]) -> object:
     return _xread(ks, args)
 
 
-@command("__xread")
+@command(Verb.XREAD)
 def xread_part(ks: Keyspace, args: list[bytes]) -> object:
     """__xread [COUNT count] [BLOCK ms] STREAMS key [key ...] id [id ...]
 
@@ -704,7 +705,7 @@ def xread_part(ks: Keyspace, args: list[bytes]) -> object:
     return [[key, entries] for key, entries in value] if type(value) is KeyedArrays else []
 
 
-@command("__xlastids")
+@command(Verb.XLASTIDS)
 def xlastids(ks: Keyspace, args: list[bytes]) -> object:
     """__xlastids key [key ...]: each stream's last ID (0-0 for none), what
     ``$`` stands for; the acceptor's cross-shard XREAD resolves ``$`` with it."""

@@ -66,6 +66,7 @@ import threading
 from collections.abc import Callable, Iterator
 
 from shardkv.protocol import commands
+from shardkv.protocol.wire import Verb
 from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.registry import command
 from shardkv.worker.transfer import State, export_key, import_key
@@ -83,13 +84,6 @@ Recorder = Callable[[Keyspace, list, object], list]
 CHUNK = 1024  # items per command when a container is re-created
 READ_SIZE = 1 << 20
 MULTI = b"*1\r\n$5\r\nMULTI\r\n"
-# The records of the cross-shard commit protocol (see shardkv.acceptor.crossshard):
-# ``__XPREPARE <op> <marshal of {key: state}>``, then ``__XCOMMIT <op>`` or
-# ``__XABORT <op>``.  On load a prepare is applied where its commit is; one
-# with no outcome is *in doubt*, resolved with the acceptor.
-XPREPARE = b"__XPREPARE"
-XCOMMIT = b"__XCOMMIT"
-XABORT = b"__XABORT"
 EXEC = b"*1\r\n$4\r\nEXEC\r\n"
 
 
@@ -149,13 +143,13 @@ def state_records(key: bytes, state: State) -> list[Record]:
         items = [x for member, score in _zset_pairs(plain) for x in (_score(score), member)]
         out += [[b"ZADD", key, *items[i : i + 2 * CHUNK]] for i in range(0, len(items), 2 * CHUNK)]
     else:  # a type with no Redis command to re-create it: our own record
-        return [[b"__state", key, marshal.dumps(state)]]
+        return [[Verb.STATE, key, marshal.dumps(state)]]
     if when is not None:
         out.append([b"PEXPIREAT", key, b"%d" % when])
     return out
 
 
-@command("__state")
+@command(Verb.STATE)
 def state_command(ks: Keyspace, args: list[bytes]) -> object:
     """__state key payload: make ``key`` hold a marshalled state (replay only)."""
     import_key(ks, args[1], marshal.loads(args[2]))
@@ -298,7 +292,7 @@ VERBATIM = 1  # logged as sent
 
 def classify(name: bytes) -> int | Recorder:
     """READ, VERBATIM, or the recorder of the command called ``name``."""
-    if name == b"__function":  # FUNCTION's changes, logged as Redis logs them
+    if name == Verb.FUNCTION:  # FUNCTION's changes, logged as Redis logs them
         from shardkv.worker.functions import function_records
 
         return function_records

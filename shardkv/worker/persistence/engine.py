@@ -69,6 +69,7 @@ from typing import Any
 from shardkv.protocol import commands, errors
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import OK, strict_int
+from shardkv.protocol.wire import Verb
 from shardkv.runtime import config as settings
 from shardkv.worker.commands.server import RUNTIME, RUNTIME_HOOKS
 from shardkv.worker.keyspace import Keyspace
@@ -77,6 +78,12 @@ from shardkv.worker.registry import command, find
 from shardkv.worker.transfer import State, apply_states, import_key
 
 log = logging.getLogger("shardkv.worker")
+
+# The records of the cross-shard commit protocol (see shardkv.acceptor.crossshard):
+# ``__XPREPARE <op> <marshal of {key: state}>``, then ``__XCOMMIT <op>`` or
+# ``__XABORT <op>``.  On load a prepare is applied where its commit is; one
+# with no outcome is *in doubt*, resolved with the acceptor.
+_OUTCOMES = frozenset({Verb.XPREPARE, Verb.XCOMMIT, Verb.XABORT})
 
 EXIT_LOAD_FAILED = 3  # a worker that cannot load its data exits with this
 BGSAVE_RETRY_DELAY = 5  # seconds before a failed automatic save is retried
@@ -400,7 +407,7 @@ class Persistence:
         try:
             for n, args in aof.read_records(path):
                 name = args[0].upper()
-                if name[:3] == b"__X" and multi is None and self._outcome(name, args):
+                if name in _OUTCOMES and multi is None and self._outcome(name, args):
                     continue
                 if name == b"MULTI":
                     multi, multi_at = [], n
@@ -427,9 +434,9 @@ class Persistence:
     def _outcome(self, name: bytes, args: list[bytes]) -> bool:
         """Replay a record of the cross-shard commit protocol, if it is one:
         a prepare is held aside, and applied where its commit is logged."""
-        if name == aof.XPREPARE:  # in the database of the SELECT before it
+        if name == Verb.XPREPARE:  # in the database of the SELECT before it
             self.in_doubt[int(args[1])] = (self.ks.db, marshal.loads(args[2]))
-        elif name == aof.XCOMMIT:
+        elif name == Verb.XCOMMIT:
             part = self.in_doubt.pop(int(args[1]), None)
             if part is None:
                 log.warning("shard %d: the AOF commits operation %s, never prepared", self.index, args[1])
@@ -437,7 +444,7 @@ class Persistence:
                 db, states = part
                 with self.ks.selected(db):
                     apply_states(self.ks, states)
-        elif name == aof.XABORT:
+        elif name == Verb.XABORT:
             self.in_doubt.pop(int(args[1]), None)
         else:
             return False
@@ -595,14 +602,14 @@ class Persistence:
         if self.aof is not None:
             if self.aof.db != self.ks.db:
                 self._select()
-            self.aof.buf.append(aof.encode([aof.XPREPARE, b"%d" % op, marshal.dumps(states)]))
+            self.aof.buf.append(aof.encode([Verb.XPREPARE, b"%d" % op, marshal.dumps(states)]))
 
     def log_outcome(self, op: int, commit: bool) -> None:
         """Log the outcome of an operation this shard prepared."""
         if self.aof is not None:
             if self.aof.db != self.ks.db:
                 self._select()
-            self.aof.buf.append(aof.encode([aof.XCOMMIT if commit else aof.XABORT, b"%d" % op]))
+            self.aof.buf.append(aof.encode([Verb.XCOMMIT if commit else Verb.XABORT, b"%d" % op]))
 
     def begin_group(self) -> int:
         """Start a group of records that must replay together."""
@@ -1102,20 +1109,20 @@ def bgrewriteaof_command(ks: Keyspace, args: list[bytes]) -> object:
     return _of(ks).bgrewriteaof()
 
 
-@command("__lastsave")
+@command(Verb.LASTSAVE)
 def lastsave_command(ks: Keyspace, args: list[bytes]) -> object:
     """__lastsave -> this shard's last successful save, in Unix seconds."""
     return _of(ks).lastsave
 
 
-@command("__persistence")
+@command(Verb.PERSISTENCE)
 def persistence_command(ks: Keyspace, args: list[bytes]) -> object:
     """__persistence -> this shard's INFO persistence figures."""
     p = getattr(ks, "persistence", None)
     return {} if p is None else p.info()
 
 
-@command("__shutdown")
+@command(Verb.SHUTDOWN)
 def shutdown_command(ks: Keyspace, args: list[bytes]) -> object:
     """__shutdown save|nosave|default|abort -> OK once the shard's data is safe.
 
