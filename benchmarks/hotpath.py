@@ -2,7 +2,7 @@
 
 A real :class:`~shardkv.acceptor.Acceptor` and real :class:`Client`
 objects run against in-memory transports; each flushed ``B`` frame is run
-by a real in-process :class:`~shardkv.worker.process.Shard`, and its ``R``
+by a real in-process :class:`~shardkv.worker.shard.Shard`, and its ``R``
 frame is fed back.  This measures the Python cost per command, split into
 the acceptor's share and the shard's, which is what decides throughput
 (the acceptor is a single process).
@@ -23,7 +23,7 @@ from shardkv.acceptor import crossshard, local, security, slowlog  # noqa: F401
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.server import Acceptor
 from shardkv.runtime import config  # noqa: F401
-from shardkv.worker.process import Shard
+from shardkv.worker.shard import Shard
 
 
 class MemoryTransport:

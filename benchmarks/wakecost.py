@@ -1,6 +1,6 @@
 """What one pipe round trip costs a worker: CPU per batch, across CPUs or on one.
 
-A real shard's serving loop (``shardkv.worker.process._serve_pipe``) runs in
+A real shard's serving loop (``shardkv.worker.loop._serve_pipe``) runs in
 this process on one end of a pipe; a forked sender plays the acceptor: it
 sends a ``B`` frame of ``--batch`` GETs, waits for the ``R`` frame, waits
 ``--gap-us`` more (the time until the acceptor's next batch for this shard),
@@ -31,7 +31,8 @@ if __package__ in (None, ""):  # run as a script: make `shardkv` importable from
 
 from shardkv.protocol import wire
 from shardkv.runtime import config
-from shardkv.worker.process import Shard, _serve_pipe
+from shardkv.worker.loop import _serve_pipe
+from shardkv.worker.shard import Shard
 
 
 def batch_frame(size: int) -> bytes:

@@ -49,7 +49,7 @@ from shardkv.acceptor import server as acceptor
 from shardkv.protocol import decisions
 from shardkv.runtime import config
 from shardkv.runtime.proctitle import set_name
-from shardkv.worker import process as worker_process
+from shardkv.worker import loop as worker_loop
 from shardkv.worker.persistence import engine as persistence
 from shardkv.worker.persistence import reshard
 
@@ -82,7 +82,7 @@ class Supervisor:
         ours, theirs = self.ctx.Pipe()
         ctl_ours, ctl_theirs = self.ctx.Pipe()
         proc = self.ctx.Process(
-            target=worker_process.serve,
+            target=worker_loop.serve,
             args=(theirs, ctl_theirs, index, self.cfg),
             name=f"shardkv-worker-{index}",
         )

@@ -621,7 +621,7 @@ def test_write_costs_match_what_removal_takes_back():
     memory = ks.memory
 
     def run(args):
-        import shardkv.worker.process  # noqa: F401  (registers the commands)
+        import shardkv.worker.shard  # noqa: F401  (registers the commands)
         from shardkv.worker.registry import find
 
         return memory.run(lambda a: find(a[0])(ks, a), args)

@@ -41,7 +41,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-import shardkv.worker.process  # noqa: F401  (registers every worker command)
+import shardkv.worker.shard  # noqa: F401  (registers every worker command)
 from shardkv.worker.registry import HANDLERS
 
 FAR = 4102444800  # 2100-01-01, for absolute expiry times

@@ -17,7 +17,7 @@ import pytest
 
 from shardkv.protocol import wire
 from shardkv.protocol.router import Router
-from shardkv.worker.process import Shard
+from shardkv.worker.shard import Shard
 from tests.support.rawsocket import read_until_quiet
 from tests.support.servers import start_redis, start_shardkv
 

@@ -22,7 +22,7 @@ from shardkv.protocol import decisions, wire
 from shardkv.protocol.resp import Error
 from shardkv.runtime import config
 from shardkv.worker.persistence.engine import Persistence
-from shardkv.worker.process import Prepared, Shard
+from shardkv.worker.shard import Prepared, Shard
 from shardkv.worker.transfer import export_key
 from tests.system import faults
 

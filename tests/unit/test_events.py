@@ -4,7 +4,7 @@ events that cannot be compared with redis-server on a shared server."""
 from __future__ import annotations
 
 from shardkv.worker import events, eviction
-from shardkv.worker.process import Shard
+from shardkv.worker.shard import Shard
 
 
 def test_lazy_expiry_event_in_the_shard():

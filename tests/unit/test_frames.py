@@ -12,7 +12,7 @@ from multiprocessing import Pipe
 
 import pytest
 
-from shardkv.worker.process import FrameReader
+from shardkv.worker.frames import FrameReader
 
 
 @pytest.fixture

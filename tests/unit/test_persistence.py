@@ -21,8 +21,8 @@ from shardkv.runtime import config
 from shardkv.worker.clock import FakeClock
 from shardkv.worker.persistence import aof, reshard, snapshot
 from shardkv.worker.persistence import engine as persistence
-from shardkv.worker.process import Prepared, Shard
 from shardkv.worker.registry import find
+from shardkv.worker.shard import Prepared, Shard
 from shardkv.worker.transfer import export_key
 
 

@@ -5,7 +5,7 @@ import pytest
 from shardkv.protocol import wire
 from shardkv.protocol.resp import Error
 from shardkv.worker.clock import FakeClock
-from shardkv.worker.process import Shard
+from shardkv.worker.shard import Shard
 from shardkv.worker.sweeper import Sweeper
 
 

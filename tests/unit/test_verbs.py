@@ -8,7 +8,7 @@ import ast
 import pathlib
 
 import shardkv
-import shardkv.worker.process  # noqa: F401  (registers every worker command)
+import shardkv.worker.shard  # noqa: F401  (registers every worker command)
 from shardkv.protocol import commands
 from shardkv.protocol.wire import Verb
 from shardkv.worker.blocking import BLOCKING

@@ -111,7 +111,7 @@ def migrate_shards(cfg: dict[str, Any], indexes: list[int], kind: str, old_shard
     """A process of the re-sharding: gather each new shard's keys (of
     ``indexes``) from the old shards' files into a temp snapshot."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from shardkv.worker import process  # noqa: F401  (registers the command handlers)
+    from shardkv.worker import shard  # noqa: F401  (registers the command handlers)
 
     for index in indexes:
         migrate_shard(cfg, index, kind, old_shards)
