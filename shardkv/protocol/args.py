@@ -38,7 +38,18 @@ __all__ = [
     "parse_cursor",
     "parse_scan_options",
     "parse_either",
+    "strtod",
+    "parse_count",
+    "LLONG_MAX",
+    "LLONG_MIN",
+    "ULLONG_MAX",
 ]
+
+# C's integer limits, which Redis checks arguments and results against (a C
+# long is a long long on the 64-bit systems Redis runs on).
+LLONG_MAX = 2**63 - 1
+LLONG_MIN = -(2**63)
+ULLONG_MAX = 2**64 - 1
 
 
 def parse_cursor(arg: bytes) -> int:
@@ -314,3 +325,53 @@ def format_float(v: float) -> bytes:
     if math.isinf(v):
         return b"inf" if v > 0 else b"-inf"
     return format_long_double(Fraction(v))
+
+
+# What C's strtod accepts: decimal and hexadecimal notation, inf/infinity
+# and nan in any case.
+_NUMBER = re.compile(
+    rb"""[+-]?(?:
+        0[xX](?:[0-9a-fA-F]+\.?[0-9a-fA-F]*|\.[0-9a-fA-F]+)(?:[pP][+-]?[0-9]+)?
+      | (?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?
+      | [iI][nN][fF](?:[iI][nN][iI][tT][yY])?
+      | [nN][aA][nN](?:\([0-9A-Za-z_]*\))?
+    )""",
+    re.X,
+)
+
+
+def strtod(text: bytes) -> tuple[float, bool] | None:
+    """``text`` read whole as ``strtod`` reads it: (value, out of range), or
+    None when it is not one number.  Out of range means the text overflowed
+    to infinity or underflowed to zero (``strtod``'s ERANGE cases that
+    Redis refuses)."""
+    if _NUMBER.fullmatch(text) is None:
+        return None
+    body = text.lstrip(b"+-")
+    first = body[:1]
+    if first in b"nN":
+        return math.nan, False
+    if first in b"iI":
+        value = math.inf
+        erange = False
+    else:
+        hexa = body[1:2] in (b"x", b"X")
+        if hexa:
+            try:
+                value = float.fromhex(body.decode())
+            except OverflowError:
+                value = math.inf
+            mantissa = body[2:].split(b"p")[0].split(b"P")[0]
+        else:
+            value = float(body)
+            mantissa = body.split(b"e")[0].split(b"E")[0]
+        erange = value == math.inf or (value == 0.0 and mantissa.strip(b"0.") != b"")
+    return (-value if text[:1] == b"-" else value), erange
+
+
+def parse_count(arg: bytes) -> int:
+    """A HRANDFIELD/SRANDMEMBER count: a long, but not LONG_MIN."""
+    n = parse_int(arg)
+    if n < -LLONG_MAX:
+        raise CommandError(errors.VALUE_OUT_OF_RANGE_BETWEEN % (-LLONG_MAX, LLONG_MAX))
+    return n

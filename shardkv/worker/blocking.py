@@ -91,7 +91,7 @@ from collections.abc import Callable
 from time import perf_counter_ns
 
 from shardkv.protocol import commands, errors, wire
-from shardkv.protocol.args import parse_long_double, round_long_double, strict_int
+from shardkv.protocol.args import LLONG_MAX, parse_long_double, round_long_double, strict_int
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import NULL_ARRAY, Error, encode
 from shardkv.protocol.wire import Verb
@@ -102,7 +102,6 @@ from shardkv.worker.registry import Handler, command
 
 log = logging.getLogger("shardkv.worker")
 
-LLONG_MAX = 2**63 - 1
 
 # A key served this waiter: (keyspace, the waiter's command, the key) -> reply, or None.
 Serve = Callable[[Keyspace, list, bytes], object]

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, NoReturn
 from lupa import lua51
 
 from shardkv.protocol import commands, errors, wire
+from shardkv.protocol.args import LLONG_MIN
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import (
     Error,
@@ -78,8 +79,6 @@ FLAG_NAMES = {
     b"no-cluster": FLAG_NO_CLUSTER,
     b"allow-cross-slot-keys": FLAG_ALLOW_CROSS_SLOT,
 }
-
-LLONG_MIN = -(2**63)
 
 
 class CrossShard(Exception):

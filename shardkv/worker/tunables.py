@@ -15,8 +15,8 @@ set the module-level limits the type modules read on every call:
 
 from __future__ import annotations
 
-from shardkv.worker import eviction, zset
-from shardkv.worker.commands import keys, sets
+from shardkv.worker import eviction, values, zset
+from shardkv.worker.commands import keys
 from shardkv.worker.commands.server import RUNTIME, RUNTIME_HOOKS
 from shardkv.worker.keyspace import Keyspace
 
@@ -24,7 +24,7 @@ from shardkv.worker.keyspace import Keyspace
 TUNABLES: dict[str, list[tuple[object, str]]] = {
     "hash-max-listpack-entries": [(keys, "HASH_MAX_LISTPACK_ENTRIES")],
     "hash-max-listpack-value": [(keys, "HASH_MAX_LISTPACK_VALUE")],
-    "set-max-intset-entries": [(keys, "SET_MAX_INTSET_ENTRIES"), (sets, "INTSET_MAX")],
+    "set-max-intset-entries": [(keys, "SET_MAX_INTSET_ENTRIES"), (values, "INTSET_MAX")],
     "zset-max-listpack-entries": [(zset, "LISTPACK_MAX_ENTRIES")],
     "zset-max-listpack-value": [(zset, "LISTPACK_MAX_VALUE")],
     "maxmemory-samples": [(eviction, "SAMPLES")],

@@ -474,14 +474,14 @@ def test_hash_in_multi(r):
 def test_scan_members_with_colliding_positions(monkeypatch):
     """The cursor moves on even when many members share a position (CRC-32
     collisions are easy to make on purpose).  No server: the helper itself."""
-    from shardkv.worker.commands import hashes
+    from shardkv.worker import values
 
-    monkeypatch.setattr(hashes, "crc32", lambda m: len(m) % 3)
+    monkeypatch.setattr(values, "crc32", lambda m: len(m) % 3)
     members = {b"x" * i for i in range(1, 400)}
     for count in (1, 10, 1000):
         cursor, seen, calls = 0, [], 0
         while True:
-            cursor, part = hashes.scan_members(members, cursor, count)
+            cursor, part = values.scan_members(members, cursor, count)
             seen += part
             calls += 1
             if cursor == 0:

@@ -18,9 +18,9 @@ from shardkv.protocol.args import parse_either, parse_int
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import strict_int
 from shardkv.worker.commands.server import RUNTIME
-from shardkv.worker.commands.strings import get_string, mutable_string, read_string
 from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.registry import command
+from shardkv.worker.values import get_string, mutable_string, read_string
 
 
 def _offset(arg: bytes) -> int:

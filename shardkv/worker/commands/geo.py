@@ -19,11 +19,11 @@ from shardkv.protocol.args import format_float, parse_float_or_none
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import NULL_ARRAY, HumanDouble, strict_int
 from shardkv.worker import geohash
-from shardkv.worker.commands.zsets import get_zset, zadd_generic
 from shardkv.worker.geohash import Shape
 from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.pqsort import pqsort
-from shardkv.worker.registry import command
+from shardkv.worker.registry import HANDLERS, command
+from shardkv.worker.values import get_zset
 from shardkv.worker.zset import ZSet
 
 _UNITS = {b"m": 1.0, b"km": 1000.0, b"ft": 0.3048, b"mi": 1609.34}
@@ -85,7 +85,7 @@ def geoadd(ks: Keyspace, args: list[bytes]) -> object:
         lon, lat = _lonlat(args[i], args[i + 1])
         bits = geohash.encode(lon, lat)
         zadd_args += [b"%d" % geohash.align52(bits or 0, geohash.STEP_MAX), args[i + 2]]
-    return zadd_generic(ks, zadd_args, False)
+    return HANDLERS[b"zadd"](ks, zadd_args)  # as Redis: GEOADD runs ZADD
 
 
 @command("geodist")

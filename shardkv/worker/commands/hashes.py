@@ -1,4 +1,4 @@
-"""Hash commands, and the cursor scan that HSCAN and SSCAN share.
+"""Hash commands.
 
 A hash is a ``dict`` of field to value, both bytes.  A Python dict keeps
 insertion order, and an update keeps a field's place, which is exactly the
@@ -9,17 +9,16 @@ and its order is then arbitrary; so is ours, as far as clients know.)
 
 from __future__ import annotations
 
-import heapq
 import random
-from collections.abc import Collection, Iterable
 from fractions import Fraction
-from itertools import islice
-from zlib import crc32
 
 from shardkv.protocol import errors
 from shardkv.protocol.args import (
+    LLONG_MAX,
+    LLONG_MIN,
     add_long_double,
     format_long_double,
+    parse_count,
     parse_cursor,
     parse_int,
     parse_long_double,
@@ -28,11 +27,9 @@ from shardkv.protocol.args import (
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.glob import compile_glob
 from shardkv.protocol.resp import BIG_ARRAY, OK, Pairs, encode_bulk_choices, strict_int
-from shardkv.worker.commands.strings import LLONG_MAX, LLONG_MIN
 from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.registry import command
-
-LONG_MAX = LLONG_MAX  # a C long on the 64-bit systems Redis runs on
+from shardkv.worker.values import random_member, scan_members, scan_reply
 
 
 def get_hash(ks: Keyspace, key: bytes) -> dict | None:
@@ -50,71 +47,6 @@ def _set_field(ks: Keyspace, key: bytes, h: dict | None, field: bytes, value: by
     else:
         h[field] = value
         ks.touch(key)
-
-
-# -- random picks (HRANDFIELD, SRANDMEMBER, SPOP) ----------------------------
-
-
-def random_member(c: Collection) -> object:
-    """A uniformly random element of a non-empty set or key of a dict.
-
-    Python's containers have no O(1) random access, so this walks to a
-    random position: O(n), but at C speed and with no copy.
-    """
-    return next(islice(iter(c), random.randrange(len(c)), None))
-
-
-def parse_count(arg: bytes) -> int:
-    """A HRANDFIELD/SRANDMEMBER count: a long, but not LONG_MIN."""
-    n = parse_int(arg)
-    if n < -LONG_MAX:
-        raise CommandError(errors.VALUE_OUT_OF_RANGE_BETWEEN % (-LONG_MAX, LONG_MAX))
-    return n
-
-
-# -- cursors (HSCAN, SSCAN) ---------------------------------------------------
-
-# Redis returns a small hash (a listpack) in one call, whatever COUNT says.
-SCAN_WHOLE_MAX = 128
-
-
-def scan_members(members: Collection, cursor: int, count: int) -> tuple[int, Iterable]:
-    """The members to return for ``cursor``, and the next cursor (0 at the end).
-
-    Small containers come back whole, as Redis returns a listpack or an
-    intset.  Past that, the cursor is a position: a member's position is
-    its CRC-32 plus one, and a call returns the members at or after the
-    cursor, lowest first, with the position of the first member it left out
-    as the next cursor.  A member keeps its position, so one present for a
-    whole scan is returned exactly once, however the container changes, and
-    in any process (a cross-shard transaction may run HSCAN elsewhere).
-
-    Keeping no state means each call looks at every member, so a call
-    returns at least a sixteenth of the container, keeping a full scan
-    linear in its size.
-    """
-    n = len(members)
-    if n <= SCAN_WHOLE_MAX or n <= count:
-        return 0, members
-    batch = max(count, n // 16)
-    ahead = [crc32(m) + 1 for m in members]
-    if cursor > 1:
-        ahead = [p for p in ahead if p >= cursor]
-    stop = 0
-    if len(ahead) > batch:
-        lowest = heapq.nsmallest(batch + 1, ahead)
-        stop = lowest[-1]
-        if stop == lowest[0]:  # one position fills the batch: take all of it
-            stop = min((p for p in ahead if p > stop), default=0)
-    if stop == 0:
-        picked = [m for m in members if crc32(m) + 1 >= cursor]
-    else:
-        picked = [m for m in members if cursor <= crc32(m) + 1 < stop]
-    return stop, picked
-
-
-def scan_reply(cursor: int, items: list) -> list:
-    return [b"%d" % cursor, items]
 
 
 # -- commands -----------------------------------------------------------------
@@ -285,7 +217,7 @@ def hrandfield(ks: Keyspace, args: list[bytes]) -> object:
     if len(args) > 4 or (len(args) == 4 and args[3].upper() != b"WITHVALUES"):
         raise CommandError(errors.SYNTAX)
     withvalues = len(args) == 4
-    if withvalues and not -(LONG_MAX // 2) <= count <= LONG_MAX // 2:
+    if withvalues and not -(LLONG_MAX // 2) <= count <= LLONG_MAX // 2:
         raise CommandError(errors.VALUE_OUT_OF_RANGE)
     h = get_hash(ks, args[1])
     if h is None or count == 0:

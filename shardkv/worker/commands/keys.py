@@ -7,29 +7,14 @@ from collections.abc import Callable
 from typing import Any
 
 from shardkv.protocol import errors
-from shardkv.protocol.args import parse_int, parse_int32
+from shardkv.protocol.args import LLONG_MAX, LLONG_MIN, parse_int, parse_int32
 from shardkv.protocol.command_docs import check_subcommand
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import OK, strict_int
 from shardkv.worker.commands.server import RUNTIME
-from shardkv.worker.commands.strings import LLONG_MAX, LLONG_MIN
 from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.registry import command
-from shardkv.worker.zset import ZSet
-
-# How to copy a value of each type for COPY; other type modules add theirs.
-COPIERS: dict[type, object] = {
-    bytes: lambda v: v,
-    bytearray: bytes,
-    dict: dict.copy,
-    deque: deque.copy,
-    set: set.copy,
-    ZSet: ZSet.copy,
-}
-
-
-def copy_value(value: object) -> object:
-    return COPIERS[type(value)](value)  # type: ignore[operator]
+from shardkv.worker.values import copy_value
 
 
 @command("del", "unlink")

@@ -21,14 +21,12 @@ from collections import deque
 from itertools import islice
 
 from shardkv.protocol import errors
-from shardkv.protocol.args import parse_either, parse_int
+from shardkv.protocol.args import LLONG_MIN, parse_either, parse_int
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import NULL_ARRAY, OK
 from shardkv.worker.blocking import Wait, blocking, parse_timeout
 from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.registry import command
-
-LLONG_MIN = -(2**63)
 
 
 def _where(arg: bytes) -> bool:

@@ -13,23 +13,14 @@ import random
 from collections.abc import Iterable
 
 from shardkv.protocol import errors
-from shardkv.protocol.args import parse_cursor, parse_scan_options
+from shardkv.protocol.args import parse_count, parse_cursor, parse_scan_options
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.glob import compile_glob
 from shardkv.protocol.resp import BIG_ARRAY, encode_bulk_choices, strict_int
-from shardkv.worker.commands.hashes import (
-    parse_count,
-    random_member,
-    scan_members,
-    scan_reply,
-)
+from shardkv.worker import values
 from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.registry import command
-
-# A set of at most this many integers is an intset in Redis: SSCAN returns
-# it whole, in numeric order.
-INTSET_MAX = 512
-
+from shardkv.worker.values import random_member, scan_members, scan_reply
 
 # SPOP picks uniformly from sets up to this size, which costs O(size) in
 # Python.  From bigger ones it takes ``set.pop()``'s member, in O(1): the
@@ -313,7 +304,7 @@ def sdiffstore(ks: Keyspace, args: list[bytes]) -> object:
 
 def _as_intset(s: set) -> list[bytes] | None:
     """The members in numeric order if Redis would hold ``s`` as an intset."""
-    if len(s) > INTSET_MAX:
+    if len(s) > values.INTSET_MAX:
         return None
     numbers = []
     for m in s:

@@ -20,17 +20,15 @@ from collections import deque
 from typing import Any
 
 from shardkv.protocol import errors
+from shardkv.protocol.args import LLONG_MAX, LLONG_MIN, strtod
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import strict_int
-from shardkv.worker.commands.sets import INTSET_MAX
-from shardkv.worker.commands.zsets import _strtod
+from shardkv.worker import values
 from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.pqsort import pqsort
 from shardkv.worker.registry import command
 from shardkv.worker.zset import ZSet
 
-_LONG_MIN = -(2**63)
-_LONG_MAX = 2**63 - 1
 _C_SPACE = b" \t\n\v\f\r"
 # Elements joined by newlines, each a plain integer (which float() and
 # strtod read alike).
@@ -87,7 +85,7 @@ def _score(value: bytes) -> float | None:
     if digits.isdigit() and len(digits) < 300:
         return float(text)  # the common case: an integer
     body = text.lstrip(_C_SPACE)
-    parsed = _strtod(body) if body else None
+    parsed = strtod(body) if body else None
     if parsed is None or parsed[1] or parsed[0] != parsed[0]:
         return None
     return parsed[0]
@@ -95,7 +93,7 @@ def _score(value: bytes) -> float | None:
 
 def _limit(arg: bytes) -> int:
     value = strict_int(arg)
-    if value is None or not _LONG_MIN <= value <= _LONG_MAX:
+    if value is None or not LLONG_MIN <= value <= LLONG_MAX:
         raise CommandError(errors.NOT_INTEGER)
     return value
 
@@ -103,7 +101,7 @@ def _limit(arg: bytes) -> int:
 def _set_members(s: set) -> list[bytes]:
     """A set's members in the order Redis iterates them where shardkv can
     know it (an intset: numeric order), else in Python's order."""
-    if len(s) <= INTSET_MAX:
+    if len(s) <= values.INTSET_MAX:
         numbers = []
         for m in s:
             n = strict_int(m)

@@ -20,13 +20,12 @@ XCLAIM and XAUTOCLAIM likewise; :mod:`shardkv.worker.persistence.aof` logs those
 from __future__ import annotations
 
 from shardkv.protocol import errors
-from shardkv.protocol.args import parse_int
+from shardkv.protocol.args import LLONG_MAX, ULLONG_MAX, parse_int
 from shardkv.protocol.command_docs import check_subcommand
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import NULL_ARRAY, OK, Error, KeyedArrays, strict_int
 from shardkv.protocol.wire import Verb
 from shardkv.worker.blocking import STREAM_READY, Wait, blocking
-from shardkv.worker.commands.keys import COPIERS
 from shardkv.worker.commands.server import RUNTIME
 from shardkv.worker.keyspace import TYPE_NAMES, Keyspace
 from shardkv.worker.persistence import aof
@@ -47,10 +46,7 @@ from shardkv.worker.transfer import FROM_PLAIN, TO_PLAIN
 TYPE_NAMES[Stream] = "stream"
 TO_PLAIN[Stream] = ("stream", Stream.to_plain)
 FROM_PLAIN["stream"] = Stream.from_plain
-COPIERS[Stream] = Stream.copy
 
-ULLONG_MAX = (1 << 64) - 1
-LLONG_MAX = (1 << 63) - 1
 XREAD_BLOCKED_DEFAULT_COUNT = 1000
 
 # Records for the AOF left by the last stream command that changed

@@ -3,48 +3,13 @@
 from __future__ import annotations
 
 from shardkv.protocol import errors
-from shardkv.protocol.args import incr_by_float, parse_int
+from shardkv.protocol.args import LLONG_MAX, LLONG_MIN, incr_by_float, parse_int
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import OK
 from shardkv.worker.commands.server import RUNTIME
-from shardkv.worker.keyspace import Keyspace, slot_of
+from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.registry import command
-
-LLONG_MAX = 2**63 - 1
-LLONG_MIN = -(2**63)
-
-
-def get_string(ks: Keyspace, key: bytes) -> bytes | None:
-    """The string at ``key``, None if missing, WRONGTYPE for other types."""
-    value = ks.lookup(key)
-    if value is not None and type(value) is not bytes:
-        raise CommandError(errors.WRONGTYPE)
-    return value
-
-
-def read_string(ks: Keyspace, key: bytes) -> bytes | bytearray | None:
-    """Like :func:`get_string`, but a string being changed in place comes
-    back as its ``bytearray``, not frozen: for a command that only reads it
-    at once (GETBIT, BITCOUNT, STRLEN ...), so that reads between writes to
-    a big string cost no copy.  Never keep it, or reply with it whole."""
-    value = ks.lookup_raw(key)
-    if value is not None and type(value) is not bytes and type(value) is not bytearray:
-        raise CommandError(errors.WRONGTYPE)
-    return value
-
-
-def mutable_string(ks: Keyspace, key: bytes) -> bytearray | None:
-    """The string at ``key`` as a ``bytearray`` to change in place (None if
-    missing, WRONGTYPE for other types).  A ``bytes`` value is turned into
-    one, once: later writes cost what they change, not the string's size.
-    The caller stores it back with ``ks.store`` when it changed it."""
-    value = ks.lookup_raw(key)
-    if value is None or type(value) is bytearray:
-        return value
-    if type(value) is not bytes:
-        raise CommandError(errors.WRONGTYPE)
-    buf = ks.data[slot_of(key)][key] = bytearray(value)  # the same string: not a change
-    return buf
+from shardkv.worker.values import get_string, mutable_string, read_string
 
 
 def check_length(size: int) -> None:

@@ -16,70 +16,24 @@ from __future__ import annotations
 
 import math
 import random
-import re
 from collections.abc import Callable, Iterator
 
 from shardkv.protocol import errors
-from shardkv.protocol.args import parse_cursor, parse_int, parse_scan_options
+from shardkv.protocol.args import LLONG_MAX, parse_count, parse_cursor, parse_int, parse_scan_options, strtod
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.glob import compile_glob
 from shardkv.protocol.resp import BIG_ARRAY, NULL_ARRAY, Pairs, encode_bulk_choices, format_double, strict_int
 from shardkv.worker.blocking import Wait, blocking, parse_timeout
-from shardkv.worker.commands.hashes import (
-    LONG_MAX,
-    parse_count,
-    scan_members,
-    scan_reply,
-)
 from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.registry import command
+from shardkv.worker.values import get_zset, scan_members, scan_reply
 from shardkv.worker.zset import LexBound, ZSet, zset_of
 
 _INF = math.inf
 
 # -- reading arguments ----------------------------------------------------------
 
-# What C's strtod accepts: decimal and hexadecimal notation, inf/infinity
-# and nan in any case.
-_NUMBER = re.compile(
-    rb"""[+-]?(?:
-        0[xX](?:[0-9a-fA-F]+\.?[0-9a-fA-F]*|\.[0-9a-fA-F]+)(?:[pP][+-]?[0-9]+)?
-      | (?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?
-      | [iI][nN][fF](?:[iI][nN][iI][tT][yY])?
-      | [nN][aA][nN](?:\([0-9A-Za-z_]*\))?
-    )""",
-    re.X,
-)
 _C_SPACE = b" \t\n\v\f\r"
-
-
-def _strtod(text: bytes) -> tuple[float, bool] | None:
-    """``text`` read whole as ``strtod`` reads it: (value, out of range), or
-    None when it is not one number.  Out of range means the text overflowed
-    to infinity or underflowed to zero (``strtod``'s ERANGE cases that
-    Redis refuses)."""
-    if _NUMBER.fullmatch(text) is None:
-        return None
-    body = text.lstrip(b"+-")
-    first = body[:1]
-    if first in b"nN":
-        return math.nan, False
-    if first in b"iI":
-        value = _INF
-        erange = False
-    else:
-        hexa = body[1:2] in (b"x", b"X")
-        if hexa:
-            try:
-                value = float.fromhex(body.decode())
-            except OverflowError:
-                value = _INF
-            mantissa = body[2:].split(b"p")[0].split(b"P")[0]
-        else:
-            value = float(body)
-            mantissa = body.split(b"e")[0].split(b"E")[0]
-        erange = value == _INF or (value == 0.0 and mantissa.strip(b"0.") != b"")
-    return (-value if text[:1] == b"-" else value), erange
 
 
 def parse_score(arg: bytes, message: str = errors.NOT_FLOAT) -> float:
@@ -87,7 +41,7 @@ def parse_score(arg: bytes, message: str = errors.NOT_FLOAT) -> float:
     the whole argument must be a number, not NaN, and in range."""
     if arg.isdigit() and len(arg) < 300:
         return float(arg)  # the common case
-    parsed = _strtod(arg)
+    parsed = strtod(arg)
     if parsed is None or parsed[1] or parsed[0] != parsed[0]:
         raise CommandError(message)
     return parsed[0]
@@ -102,7 +56,7 @@ def parse_score_bound(arg: bytes) -> tuple[float, bool]:
     text = text.split(b"\0", 1)[0]
     if not text:
         return 0.0, exclusive
-    parsed = _strtod(text.lstrip(_C_SPACE))
+    parsed = strtod(text.lstrip(_C_SPACE))
     if parsed is None or parsed[0] != parsed[0]:
         raise CommandError(errors.MIN_MAX_NOT_FLOAT)
     return parsed[0], exclusive
@@ -120,14 +74,6 @@ def parse_lex_bound(arg: bytes) -> LexBound:
     if c == b"(":
         return 0, arg[1:], True
     raise CommandError(errors.MIN_MAX_NOT_STRING)
-
-
-def get_zset(ks: Keyspace, key: bytes) -> ZSet | None:
-    """The sorted set at ``key``, None if missing, WRONGTYPE for other types."""
-    value = ks.lookup(key)
-    if value is not None and type(value) is not ZSet:
-        raise CommandError(errors.WRONGTYPE)
-    return value
 
 
 def _store_or_delete(ks: Keyspace, key: bytes, z: ZSet) -> int:
@@ -695,7 +641,7 @@ def zrandmember(ks: Keyspace, args: list[bytes]) -> object:
     if n > 4 or (n == 4 and args[3].upper() != b"WITHSCORES"):
         raise CommandError(errors.SYNTAX)
     withscores = n == 4
-    if withscores and not -(LONG_MAX // 2) <= count <= LONG_MAX // 2:
+    if withscores and not -(LLONG_MAX // 2) <= count <= LLONG_MAX // 2:
         raise CommandError(errors.VALUE_OUT_OF_RANGE)
     z = get_zset(ks, args[1])
     if z is None or count == 0:
