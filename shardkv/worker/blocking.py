@@ -225,7 +225,7 @@ class Waiters:
 
     def __init__(self, ks: Keyspace, record: Callable[[list, object], None] | None = None) -> None:
         self.ks = ks
-        ks.waiters = self  # type: ignore[attr-defined]  # SWAPDB wakes waiters
+        ks.waiters = self  # SWAPDB wakes waiters
         self.record = record
         # FIFO per (database, key); empty means nobody waits.
         self.by_key: dict[tuple[int, bytes], list[Waiter]] = {}
@@ -361,7 +361,7 @@ class Waiters:
             return
         self._forget(waiter)
         self.wakes.append(wire.encode_wake(waiter.token, encode(value, waiter.resp3)))
-        stats = getattr(ks, "stats", None)
+        stats = ks.stats
         if stats is not None:  # counted and slow-logged once served, as Redis's updateStatsOnUnblock
             ns = perf_counter_ns() - start
             stats.record(stat_name(args), ns, value.message if type(value) is Error else None)

@@ -61,7 +61,6 @@ from typing import Any, Literal
 
 from shardkv.protocol import commands, errors
 from shardkv.protocol.resp import Error
-from shardkv.worker.commands.server import RUNTIME, RUNTIME_HOOKS
 from shardkv.worker.keyspace import EVICTED, Keyspace, slot_of
 
 try:
@@ -513,8 +512,6 @@ def configure(ks: Keyspace, maxmemory: int, policy: str) -> None:
         ks.memory = memory
 
 
-def _on_runtime(ks: Keyspace) -> None:
-    configure(ks, RUNTIME.maxmemory, RUNTIME.maxmemory_policy)
-
-
-RUNTIME_HOOKS.append(_on_runtime)
+def on_settings(ks: Keyspace) -> None:
+    """After each ``__config``: apply maxmemory and its policy."""
+    configure(ks, ks.runtime.maxmemory, ks.runtime.maxmemory_policy)

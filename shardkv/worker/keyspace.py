@@ -26,6 +26,13 @@ think about databases: the worker selects the entry's database before it
 runs a command and database 0 again after it.  Databases other than 0
 are created on first use.
 
+A keyspace is also the *context* each command handler gets (handlers are
+called ``handler(keyspace, args)``): besides the keys, it holds what a
+handler may need of its shard, and no handler reaches for a module global
+instead: ``runtime`` (the settings, :class:`~shardkv.worker.settings.Runtime`),
+``memory`` (eviction), ``persistence``, ``scripts`` (the Lua engine),
+``waiters`` (blocked commands) and ``stats`` (command statistics).
+
 Every access goes through :meth:`Keyspace.lookup`, which expires a key
 lazily once its deadline has passed.  SETBIT, SETRANGE, APPEND and
 BITFIELD change a string in place, at the cost of the change rather than
@@ -51,11 +58,15 @@ from shardkv.protocol import errors
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.router import LBRACE, SLOTS, key_slot
 from shardkv.worker.clock import Clock
+from shardkv.worker.settings import Runtime
 from shardkv.worker.zset import ZSet
 
 if TYPE_CHECKING:
     from shardkv.runtime.cmdstats import Stats
+    from shardkv.worker.blocking import Waiters
     from shardkv.worker.eviction import Memory
+    from shardkv.worker.persistence.engine import Persistence
+    from shardkv.worker.scripting import Engine
 
 T = TypeVar("T")
 
@@ -104,8 +115,6 @@ class Database:
 class Keyspace:
     """The keys of one shard."""
 
-    stats: Stats  # the shard's command statistics, set by the worker
-
     def __init__(self, clock: Clock | None = None, slots: range = range(SLOTS), databases: int = 16) -> None:
         self.clock = clock or Clock()
         self.now = self.clock.now_ms()
@@ -128,7 +137,15 @@ class Keyspace:
         # Called for a key the server removes by itself (expiry, eviction),
         # as Redis's propagateDeletion: the AOF logs a DEL.
         self.propagate_del: Callable[[bytes], None] | None = None
-        self.memory: Memory | None = None  # while maxmemory is on
+        # The shard's context: what a command handler may need besides the
+        # keys (each handler gets the keyspace).  The shard sets them; a
+        # keyspace on its own (tests, re-sharding) has the defaults.
+        self.runtime = Runtime()  # the settings, kept current by __config
+        self.memory: Memory | None = None  # while maxmemory is on (eviction)
+        self.persistence: Persistence | None = None  # AOF and snapshots
+        self.scripts: Engine | None = None  # Lua scripts and functions
+        self.waiters: Waiters | None = None  # blocked commands (SWAPDB wakes them)
+        self.stats: Stats | None = None  # command statistics and the slow log
         # While clients are paused (CLIENT PAUSE), an expired key reads as
         # missing but stays, as in Redis: nothing is deleted, nothing logged.
         self.expiry_paused = False

@@ -28,7 +28,6 @@ from shardkv.protocol.wire import FRAME
 from shardkv.runtime import gctuning
 from shardkv.runtime.parentdeath import die_with_parent
 from shardkv.runtime.proctitle import set_name
-from shardkv.worker.commands import server
 from shardkv.worker.frames import FrameReader
 from shardkv.worker.persistence.engine import EXIT_LOAD_FAILED, LoadError, Persistence
 from shardkv.worker.shard import Prepared, Shard
@@ -53,7 +52,7 @@ def serve(conn: Connection, ctl: Connection, index: int, cfg: dict) -> None:
     shard = Shard(index, cfg["shards"], config=cfg)
     signal.signal(signal.SIGUSR1, lambda *_: shard.scripts.request_kill())  # SCRIPT KILL
     signal.signal(signal.SIGUSR2, lambda *_: shard.scripts.request_exit())  # SHUTDOWN NOSAVE, busy
-    server.RUNTIME.hz = cfg["hz"]  # CONFIG SET hz reaches it through __config
+    shard.keyspace.runtime.hz = cfg["hz"]  # CONFIG SET hz reaches it through __config
     persistence = shard.persistence
     assert persistence is not None
     try:
@@ -85,7 +84,7 @@ def serve(conn: Connection, ctl: Connection, index: int, cfg: dict) -> None:
 
 def _serve_pipe(shard: Shard, conn: Connection) -> None:
     """Run batches from one acceptor pipe until it closes or a stop is requested."""
-    runtime = server.RUNTIME
+    runtime = shard.keyspace.runtime
     persistence = shard.persistence
     commit = persistence.commit if persistence is not None else None
     reader = FrameReader(conn)
@@ -238,7 +237,7 @@ def _timers(shard: Shard, next_sweep: float) -> float:
 
 def _tick(shard: Shard) -> float:
     """The periodic work: active expiry, background saves and rewrites."""
-    period = 1.0 / server.RUNTIME.hz
+    period = 1.0 / shard.keyspace.runtime.hz
     shard.sweeper.cycle(period / 4)
     if shard.keyspace.events:
         shard.send_events()  # what the sweeper expired

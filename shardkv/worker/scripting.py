@@ -427,7 +427,7 @@ class Engine:
         run.eval_mode = eval_mode
         if not eval_mode:
             run.command = [b"fcall", sha, b"%d" % len(keys), *keys, *argv]
-        persistence = getattr(self.ks, "persistence", None)
+        persistence = self.ks.persistence
         mark = persistence.begin_group() if persistence is not None else -1
         events = self.ks.events
         events_mark = len(events) if events is not None else 0
@@ -476,9 +476,9 @@ class Engine:
         return data + (memory.extra if memory.extra < data else data) > memory.room
 
     def _imported(self) -> frozenset | dict:
-        persistence = getattr(self.ks, "persistence", None)
+        persistence = self.ks.persistence
         foreign = persistence.foreign if persistence is not None else ()
-        return foreign or frozenset()
+        return foreign if isinstance(foreign, dict) and foreign else frozenset()
 
     def _rollback(self, run: Run, persistence: object, mark: int) -> None:
         ks = self.ks
@@ -888,13 +888,10 @@ class Engine:
                 return True
         return False
 
-    @staticmethod
-    def busy_threshold() -> float:
+    def busy_threshold(self) -> float:
         """busy-reply-threshold, in seconds."""
-        from shardkv.worker.commands.server import RUNTIME
-
         try:
-            return int(RUNTIME.extra.get("busy-reply-threshold", "5000")) / 1000.0
+            return int(self.ks.runtime.extra.get("busy-reply-threshold", "5000")) / 1000.0
         except ValueError:
             return 5.0
 
@@ -1029,7 +1026,7 @@ def _local(name: str, argv: list[bytes]) -> object:
 
 
 def engine_of(ks: Keyspace) -> Engine:
-    engine = getattr(ks, "scripts", None)
+    engine = ks.scripts
     if engine is None:
         raise CommandError("ERR scripting is not available")
     return engine
@@ -1103,7 +1100,7 @@ def eval_across(ks: Keyspace, args: list[bytes]) -> object:
 def take_effects(ks: Keyspace) -> tuple[list[list[bytes]], dict[bytes, State]]:
     """The write commands the scripts of a cross-shard run ran (to log them),
     and the states of the keys they wrote before they did (to undo them)."""
-    engine = getattr(ks, "scripts", None)
+    engine = ks.scripts
     if engine is None:
         return [], {}
     effects, engine.effects = engine.effects, []

@@ -62,6 +62,7 @@ from shardkv.worker.commands import (  # noqa: F401
 )
 from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.persistence.engine import Persistence
+from shardkv.worker.persistence.engine import on_settings as persistence_settings
 from shardkv.worker.registry import find
 from shardkv.worker.sweeper import Sweeper
 from shardkv.worker.transfer import apply_states, drop_key, export_key, flush_part, import_key
@@ -99,6 +100,8 @@ class Shard:
         if config is not None:
             self.persistence = Persistence(self.keyspace, index, nshards, config)
             self.record = self.persistence.record
+        # What acts on a setting when __config changes it, in this order.
+        self.keyspace.runtime.hooks = [eviction.on_settings, tunables.on_settings, persistence_settings]
         # Called when the acceptor dies and its clients with it.
         self.acceptor_lost_hooks: list = []
         # Blocked commands (BLPOP...) waiting for keys of this shard.
@@ -117,7 +120,7 @@ class Shard:
         self.scripts = scripting.Engine(self)
         self.scripts.nshards = nshards
         self.scripts.own = slot_range(index, nshards)
-        self.keyspace.scripts = self.scripts  # type: ignore[attr-defined]
+        self.keyspace.scripts = self.scripts
         # INFO commandstats/errorstats/latencystats and SLOWLOG for the
         # commands this shard runs (see shardkv.runtime.cmdstats); not for the parts
         # of a command that spans shards, which the acceptor counts.

@@ -1,7 +1,7 @@
 """Settings that tune a worker's data structures, applied when they change.
 
 The acceptor sends every setting with ``__config`` when it attaches a worker
-and after each CONFIG SET (:class:`shardkv.worker.commands.server.Runtime`).  These
+and after each CONFIG SET (:class:`shardkv.worker.settings.Runtime`).  These
 set the module-level limits the type modules read on every call:
 
 * the encoding thresholds, which decide OBJECT ENCODING as in Redis
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from shardkv.worker import eviction, values, zset
 from shardkv.worker.commands import keys
-from shardkv.worker.commands.server import RUNTIME, RUNTIME_HOOKS
 from shardkv.worker.keyspace import Keyspace
 
 # setting -> the (module, attribute) pairs that hold it
@@ -33,9 +32,10 @@ TUNABLES: dict[str, list[tuple[object, str]]] = {
 }
 
 
-def _apply(ks: Keyspace) -> None:
+def on_settings(ks: Keyspace) -> None:
+    """After each ``__config``: set the limits that changed."""
     for name, places in TUNABLES.items():
-        text = RUNTIME.extra.get(name)
+        text = ks.runtime.extra.get(name)
         if text is None:
             continue
         try:
@@ -44,6 +44,3 @@ def _apply(ks: Keyspace) -> None:
             continue
         for module, attribute in places:
             setattr(module, attribute, value)
-
-
-RUNTIME_HOOKS.append(_apply)

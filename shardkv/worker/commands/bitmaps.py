@@ -17,17 +17,16 @@ from shardkv.protocol import errors
 from shardkv.protocol.args import parse_either, parse_int
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import strict_int
-from shardkv.worker.commands.server import RUNTIME
 from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.registry import command
 from shardkv.worker.values import get_string, mutable_string, read_string
 
 
-def _offset(arg: bytes) -> int:
+def _offset(ks: Keyspace, arg: bytes) -> int:
     """A bit offset, as ``getBitOffsetFromArgument``: 0 up to the bits of a
     string of proto-max-bulk-len bytes."""
     offset = strict_int(arg)
-    if offset is None or offset < 0 or (offset >> 3) >= RUNTIME.proto_max_bulk_len:
+    if offset is None or offset < 0 or (offset >> 3) >= ks.runtime.proto_max_bulk_len:
         raise CommandError(errors.BIT_OFFSET)
     return offset
 
@@ -36,7 +35,7 @@ def _offset(arg: bytes) -> int:
 def setbit(ks: Keyspace, args: list[bytes]) -> object:
     """SETBIT key offset value"""
     key = args[1]
-    offset = _offset(args[2])
+    offset = _offset(ks, args[2])
     on = strict_int(args[3])
     if on is None or on not in (0, 1):
         raise CommandError(errors.BIT_VALUE)
@@ -59,7 +58,7 @@ def setbit(ks: Keyspace, args: list[bytes]) -> object:
 @command("getbit")
 def getbit(ks: Keyspace, args: list[bytes]) -> object:
     """GETBIT key offset"""
-    offset = _offset(args[2])
+    offset = _offset(ks, args[2])
     value = read_string(ks, args[1])
     index = offset >> 3
     if value is None or index >= len(value):
@@ -212,14 +211,14 @@ def _field_type(arg: bytes) -> tuple[bool, int]:
     return signed, bits
 
 
-def _field_offset(arg: bytes, bits: int) -> int:
+def _field_offset(ks: Keyspace, arg: bytes, bits: int) -> int:
     """A bit offset, or ``#N``: the N-th field of this width."""
     if arg[:1] == b"#":
         index = strict_int(arg[1:])
         offset = None if index is None else index * bits
     else:
         offset = strict_int(arg)
-    if offset is None or offset < 0 or (offset >> 3) >= RUNTIME.proto_max_bulk_len:
+    if offset is None or offset < 0 or (offset >> 3) >= ks.runtime.proto_max_bulk_len:
         raise CommandError(errors.BIT_OFFSET)
     return offset
 
@@ -275,7 +274,7 @@ class _Field:
         return (new if self.op is _INCRBY else old), new != old
 
 
-def _parse_fields(args: list[bytes]) -> list[_Field]:
+def _parse_fields(ks: Keyspace, args: list[bytes]) -> list[_Field]:
     fields: list[_Field] = []
     overflow = b"WRAP"
     j, n = 2, len(args)
@@ -291,7 +290,7 @@ def _parse_fields(args: list[bytes]) -> list[_Field]:
         if op is None or j + count >= n:
             raise CommandError(errors.SYNTAX)
         signed, bits = _field_type(args[j + 1])
-        offset = _field_offset(args[j + 2], bits)
+        offset = _field_offset(ks, args[j + 2], bits)
         value = parse_int(args[j + 3]) if op is not _GET else 0
         fields.append(_Field(op, signed, bits, offset, value, overflow))
         j += count + 1
@@ -299,7 +298,7 @@ def _parse_fields(args: list[bytes]) -> list[_Field]:
 
 
 def _bitfield(ks: Keyspace, args: list[bytes], read_only: bool) -> list:
-    fields = _parse_fields(args)
+    fields = _parse_fields(ks, args)
     key = args[1]
     writes = [f for f in fields if f.op is not _GET]
     if not writes:

@@ -14,7 +14,6 @@ import numpy as np
 from shardkv.protocol import errors
 from shardkv.protocol.errors import CommandError
 from shardkv.worker import hllcore
-from shardkv.worker.commands.server import RUNTIME
 from shardkv.worker.hllcore import DENSE, HEADER, SPARSE, Corrupted, Promote, Sparse
 from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.persistence import aof
@@ -23,9 +22,9 @@ from shardkv.worker.registry import command
 _HLL_SPARSE_MAX_BYTES = 3000
 
 
-def sparse_max_bytes() -> int:
+def sparse_max_bytes(ks: Keyspace) -> int:
     """The ``hll-sparse-max-bytes`` setting in effect."""
-    value = RUNTIME.extra.get("hll-sparse-max-bytes")
+    value = ks.runtime.extra.get("hll-sparse-max-bytes")
     return int(value) if value is not None else _HLL_SPARSE_MAX_BYTES
 
 
@@ -55,14 +54,13 @@ def _pairs(elements: list[bytes]):
     return map(hllcore.pattern, elements)
 
 
-def add(value: bytes, elements: list[bytes]) -> tuple[bytes, bool]:
+def add(value: bytes, elements: list[bytes], max_bytes: int) -> tuple[bytes, bool]:
     """``hllAdd`` of each element in order: the new string, and whether a
     register changed.  Raises Corrupted as Redis replies INVALIDOBJ."""
     pairs = _pairs(elements)
     if value[4] == SPARSE:
         sparse = Sparse(value)
         changed = 0
-        max_bytes = sparse_max_bytes()
         pairs = iter(pairs)
         for index, count in pairs:
             try:
@@ -103,7 +101,7 @@ def pfadd(ks: Keyspace, args: list[bytes]) -> object:
     if created:
         value = hllcore.empty()
     try:
-        new, changed = add(value, args[2:])  # type: ignore[arg-type]  # created if None
+        new, changed = add(value, args[2:], sparse_max_bytes(ks))  # type: ignore[arg-type]  # created if None
     except Corrupted:
         raise CommandError(errors.HLL_CORRUPTED) from None
     if created or changed:
@@ -188,16 +186,15 @@ def pfmerge(ks: Keyspace, args: list[bytes]) -> object:
         regs = hllcore.dense_to_array(memoryview(value)[HEADER:])
         value = value[:HEADER] + hllcore.array_to_dense(np.maximum(regs, top))
     else:
-        value = _merge_sparse(value, top)
+        value = _merge_sparse(value, top, sparse_max_bytes(ks))
     ks.store(dest, _invalidated(value), keepttl=True)
     return "OK"
 
 
-def _merge_sparse(value: bytes, top: np.ndarray) -> bytes:
+def _merge_sparse(value: bytes, top: np.ndarray, max_bytes: int) -> bytes:
     """Set each non-zero register of ``top`` in turn, as PFMERGE does on a
     sparse destination (which may turn dense on the way)."""
     sparse = Sparse(value)
-    max_bytes = sparse_max_bytes()
     nonzero = np.flatnonzero(top).tolist()
     for n, index in enumerate(nonzero):
         try:
@@ -282,12 +279,12 @@ def pfselftest(ks: Keyspace, args: list[bytes]) -> object:
     sparse = hllcore.empty()
     checkpoint = 1
     done = 0
-    max_bytes = sparse_max_bytes()
+    max_bytes = sparse_max_bytes(ks)
     while checkpoint <= 10_000_000:
         ids = np.arange(done + 1, checkpoint + 1, dtype=np.uint64) ^ np.uint64(seed)
         elements = [bytes(x) for x in ids.astype("<u8").view("S8")] if checkpoint <= 10_000 else None
         if elements is not None and sparse[4] == SPARSE:
-            sparse, _ = add(sparse, elements)
+            sparse, _ = add(sparse, elements, max_bytes)
             if checkpoint < max_bytes / 2 and sparse[4] != SPARSE:
                 raise CommandError("TESTFAILED sparse encoding not used")
         for lo in range(0, len(ids), 1 << 20):

@@ -11,7 +11,6 @@ from shardkv.protocol.args import LLONG_MAX, LLONG_MIN, parse_int, parse_int32
 from shardkv.protocol.command_docs import check_subcommand
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import OK, strict_int
-from shardkv.worker.commands.server import RUNTIME
 from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.registry import command
 from shardkv.worker.values import copy_value
@@ -305,11 +304,12 @@ def object_encoding(value: object) -> str:
     return encode(value) if encode is not None else value.encoding  # type: ignore[attr-defined]
 
 
-def _shares_integers() -> bool:
+def _shares_integers(ks: Keyspace) -> bool:
     """Does Redis use its shared integer objects (not under maxmemory with
     an LRU or LFU policy, where each value needs its own access clock)?"""
-    policy = RUNTIME.maxmemory_policy
-    return not (RUNTIME.maxmemory and ("lru" in policy or "lfu" in policy))
+    runtime = ks.runtime
+    policy = runtime.maxmemory_policy
+    return not (runtime.maxmemory and ("lru" in policy or "lfu" in policy))
 
 
 _OBJECT_HELP = [
@@ -345,7 +345,7 @@ def object_(ks: Keyspace, args: list[bytes]) -> object:
         return None
     if sub == b"encoding":
         return object_encoding(value).encode()
-    lfu = "lfu" in RUNTIME.maxmemory_policy
+    lfu = "lfu" in ks.runtime.maxmemory_policy
     if sub == b"freq":
         if not lfu:
             raise CommandError(errors.LFU_NOT_SELECTED)
@@ -355,7 +355,7 @@ def object_(ks: Keyspace, args: list[bytes]) -> object:
             raise CommandError(errors.LRU_NOT_SELECTED)
         return 0  # access time is not tracked per key
     # refcount
-    if type(value) is bytes and _shares_integers():
+    if type(value) is bytes and _shares_integers(ks):
         n = strict_int(value) if len(value) <= 20 else None
         if n is not None and 0 <= n < OBJ_SHARED_INTEGERS:
             return OBJ_SHARED_REFCOUNT

@@ -19,38 +19,6 @@ from shardkv.runtime.cmdstats import apply_settings
 from shardkv.worker.keyspace import TYPE_NAMES, Keyspace
 from shardkv.worker.registry import command
 
-
-class Runtime:
-    """The settings a worker needs, kept current by the acceptor.
-
-    The acceptor sends ``__config name value ...`` with every setting when
-    it attaches a worker, and again after each CONFIG SET, so a worker
-    started with stale values (after a restart) catches up at once.
-    """
-
-    hz = 10
-    proto_max_bulk_len = 512 * 1024 * 1024
-    maxmemory = 0
-    maxmemory_policy = "noeviction"
-    extra: dict[str, str] = {}  # every setting as text, for other modules
-
-    def set(self, name: str, value: str) -> None:
-        if name == "hz":
-            self.hz = max(1, min(int(value), 500))  # Redis clamps hz to 1..500
-        elif name == "proto-max-bulk-len":
-            self.proto_max_bulk_len = int(value)
-        elif name == "maxmemory":
-            self.maxmemory = int(value)
-        elif name == "maxmemory-policy":
-            self.maxmemory_policy = value
-        self.extra[name] = value
-
-
-RUNTIME = Runtime()
-# Called with the keyspace after each __config, for modules that act on a
-# setting when it changes (eviction applies maxmemory).
-RUNTIME_HOOKS: list = []
-
 try:
     import psutil
 
@@ -98,7 +66,7 @@ def swapdb(ks: Keyspace, args: list[bytes]) -> object:
         for key in present:
             watched.watched[key] += 1
     ks.swap(a, b)
-    waiters = getattr(ks, "waiters", None)
+    waiters = ks.waiters
     if waiters is not None:
         waiters.mark_db(a)
         waiters.mark_db(b)
@@ -145,22 +113,22 @@ def info(ks: Keyspace, args: list[bytes]) -> object:
     """__info -> [keys, keys with a TTL, expired keys, rss bytes, pid,
     persistence figures, other stats]"""
     rss = _PROCESS.memory_info().rss if _PROCESS is not None else 0
-    persistence = getattr(ks, "persistence", None)
+    persistence = ks.persistence
     figures = persistence.info() if persistence is not None else {}
     cpu = os.times()
-    memory = getattr(ks, "memory", None)
+    memory = ks.memory
     stats = {
         "used_cpu_sys": cpu.system,
         "used_cpu_user": cpu.user,
         "evicted_keys": getattr(memory, "evicted", 0),
         "keyspace_hits": ks.hits,
         "keyspace_misses": ks.misses,
-        "hz": RUNTIME.hz,
+        "hz": ks.runtime.hz,
     }
-    command_stats = getattr(ks, "stats", None)
+    command_stats = ks.stats
     if command_stats is not None:
         stats["cmdstats"] = command_stats.report()
-    scripts = getattr(ks, "scripts", None)
+    scripts = ks.scripts
     if scripts is not None:  # the Lua engine (shardkv.worker.scripting)
         functions = getattr(scripts, "functions", None)
         stats["used_memory_lua"] = scripts.memory()
@@ -204,14 +172,14 @@ def config(ks: Keyspace, args: list[bytes]) -> object:
     acceptor's settings."""
     for i in range(1, len(args) - 1, 2):
         try:
-            RUNTIME.set(args[i].decode(), args[i + 1].decode())
+            ks.runtime.set(args[i].decode(), args[i + 1].decode())
         except ValueError:
             pass  # the acceptor validated it; a bad value keeps the old one
-    for hook in RUNTIME_HOOKS:
+    for hook in ks.runtime.hooks:
         hook(ks)
-    stats = getattr(ks, "stats", None)
+    stats = ks.stats
     if stats is not None:
-        apply_settings(stats, RUNTIME.extra)
+        apply_settings(stats, ks.runtime.extra)
     return oom(ks, args)
 
 
@@ -228,7 +196,7 @@ def resetstat(ks: Keyspace, args: list[bytes]) -> object:
     """__resetstat -> OK: CONFIG RESETSTAT's part in this shard."""
     ks.expired_keys = 0
     ks.hits = ks.misses = 0
-    stats = getattr(ks, "stats", None)
+    stats = ks.stats
     if stats is not None:
         stats.reset()
     return OK
@@ -238,7 +206,7 @@ def resetstat(ks: Keyspace, args: list[bytes]) -> object:
 def cmdstats(ks: Keyspace, args: list[bytes]) -> object:
     """__cmdstats -> [commands, error codes, error replies]: this shard's
     part of INFO commandstats, errorstats and latencystats."""
-    stats = getattr(ks, "stats", None)
+    stats = ks.stats
     return stats.report() if stats is not None else [{}, {}, 0]
 
 
@@ -246,7 +214,7 @@ def cmdstats(ks: Keyspace, args: list[bytes]) -> object:
 def slowlog(ks: Keyspace, args: list[bytes]) -> object:
     """__slowlog GET count | RESET -> this shard's slow log entries, newest
     first (``count`` -1 for all), or OK."""
-    stats = getattr(ks, "stats", None)
+    stats = ks.stats
     if stats is None:
         return [] if args[1] == b"GET" else OK
     if args[1] == b"RESET":

@@ -26,7 +26,6 @@ from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import NULL_ARRAY, OK, Error, KeyedArrays, strict_int
 from shardkv.protocol.wire import Verb
 from shardkv.worker.blocking import STREAM_READY, Wait, blocking
-from shardkv.worker.commands.server import RUNTIME
 from shardkv.worker.keyspace import TYPE_NAMES, Keyspace
 from shardkv.worker.persistence import aof
 from shardkv.worker.registry import command
@@ -178,7 +177,7 @@ class TrimArgs:
         return self.maxlen is not None or self.minid is not None
 
 
-def parse_add_or_trim(args: list[bytes], xadd: bool) -> tuple[TrimArgs, int]:
+def parse_add_or_trim(ks: Keyspace, args: list[bytes], xadd: bool) -> tuple[TrimArgs, int]:
     """streamParseAddOrTrimArgsOrReply: the options and the ID's position."""
     t = TrimArgs()
     n = len(args)
@@ -231,7 +230,7 @@ def parse_add_or_trim(args: list[bytes], xadd: bool) -> tuple[TrimArgs, int]:
         if not t.approx:
             raise CommandError(errors.LIMIT_WITHOUT_APPROX)
     elif t.approx:
-        t.limit = 100 * node_limits(RUNTIME.extra)[0]
+        t.limit = 100 * node_limits(ks.runtime.extra)[0]
         if t.limit <= 0:
             t.limit = 10000
         if t.limit > 1000000:
@@ -254,7 +253,7 @@ def xadd(ks: Keyspace, args: list[bytes]) -> object:
     if args[2] == b"*":  # the common case: no options
         t, idpos = _PLAIN_ADD, 2
     else:
-        t, idpos = parse_add_or_trim(args, True)
+        t, idpos = parse_add_or_trim(ks, args, True)
     fields_at = idpos + 1
     nfields = len(args) - fields_at
     if nfields < 2 or nfields % 2:
@@ -288,7 +287,7 @@ def xadd(ks: Keyspace, args: list[bytes]) -> object:
     pairs = args[fields_at:]
     if sum(map(len, pairs)) > 1 << 30:
         raise CommandError(errors.XADD_TOO_LARGE)
-    entries, nbytes = node_limits(RUNTIME.extra)
+    entries, nbytes = node_limits(ks.runtime.extra)
     s.append(new, pairs, entries, nbytes)
     ks.touch(key)
     if t.strategy:
@@ -299,7 +298,7 @@ def xadd(ks: Keyspace, args: list[bytes]) -> object:
 @command("xtrim")
 def xtrim(ks: Keyspace, args: list[bytes]) -> object:
     """XTRIM key MAXLEN | MINID [= | ~] threshold [LIMIT count]"""
-    t, _ = parse_add_or_trim(args, False)
+    t, _ = parse_add_or_trim(ks, args, False)
     s = _lookup(ks, args[1])
     if s is None:
         return 0
@@ -326,7 +325,7 @@ def _rewrite_trim(s: Stream, args: list[bytes], t: TrimArgs) -> list[bytes]:
 def record_xadd(ks: Keyspace, args: list, reply: object) -> list:
     if reply is None:
         return []
-    t, idpos = parse_add_or_trim(args, True)
+    t, idpos = parse_add_or_trim(ks, args, True)
     s = _lookup(ks, args[1])
     out = list(args)
     out[idpos] = reply
@@ -338,7 +337,7 @@ def record_xadd(ks: Keyspace, args: list, reply: object) -> list:
 def record_xtrim(ks: Keyspace, args: list, reply: object) -> list:
     if not reply:
         return []
-    t, _ = parse_add_or_trim(args, False)
+    t, _ = parse_add_or_trim(ks, args, False)
     s = _lookup(ks, args[1])
     if s is None:
         return [[b"DEL", args[1]]]

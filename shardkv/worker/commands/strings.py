@@ -6,15 +6,14 @@ from shardkv.protocol import errors
 from shardkv.protocol.args import LLONG_MAX, LLONG_MIN, incr_by_float, parse_int
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import OK
-from shardkv.worker.commands.server import RUNTIME
 from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.registry import command
 from shardkv.worker.values import get_string, mutable_string, read_string
 
 
-def check_length(size: int) -> None:
+def check_length(ks: Keyspace, size: int) -> None:
     """APPEND and SETRANGE may not make a string past proto-max-bulk-len."""
-    if size > RUNTIME.proto_max_bulk_len:
+    if size > ks.runtime.proto_max_bulk_len:
         raise CommandError(errors.STRING_TOO_LONG)
 
 
@@ -186,7 +185,7 @@ def append(ks: Keyspace, args: list[bytes]) -> object:
     if buf is None:
         ks.store(key, args[2])
         return len(args[2])
-    check_length(len(buf) + len(args[2]))
+    check_length(ks, len(buf) + len(args[2]))
     buf += args[2]
     ks.store(key, buf, keepttl=True)
     return len(buf)
@@ -287,7 +286,7 @@ def setrange(ks: Keyspace, args: list[bytes]) -> object:
         old = read_string(ks, key)
         return 0 if old is None else len(old)
     buf = mutable_string(ks, key)
-    check_length(offset + len(piece))
+    check_length(ks, offset + len(piece))
     if buf is None:
         buf = bytearray()
     end = offset + len(piece)

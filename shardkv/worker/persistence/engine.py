@@ -71,7 +71,6 @@ from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import OK, strict_int
 from shardkv.protocol.wire import Verb
 from shardkv.runtime import config as settings
-from shardkv.worker.commands.server import RUNTIME, RUNTIME_HOOKS
 from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.persistence import aof, snapshot
 from shardkv.worker.registry import command, find
@@ -285,7 +284,7 @@ class Persistence:
         # them (see shardkv.acceptor.crossshard): op -> (database, the states to
         # apply there on commit).
         self.in_doubt: dict[int, tuple[int, dict[bytes, State]]] = {}
-        ks.persistence = self  # type: ignore[attr-defined]
+        ks.persistence = self
         ks.propagate_del = self._deleted
 
     @property
@@ -1079,7 +1078,7 @@ def _max_seq(files: Files) -> int:
 
 
 def _of(ks: Keyspace) -> Persistence:
-    p = getattr(ks, "persistence", None)
+    p = ks.persistence
     if p is None:
         raise CommandError("ERR persistence is not configured in this shard")
     return p
@@ -1118,7 +1117,7 @@ def lastsave_command(ks: Keyspace, args: list[bytes]) -> object:
 @command(Verb.PERSISTENCE)
 def persistence_command(ks: Keyspace, args: list[bytes]) -> object:
     """__persistence -> this shard's INFO persistence figures."""
-    p = getattr(ks, "persistence", None)
+    p = ks.persistence
     return {} if p is None else p.info()
 
 
@@ -1155,15 +1154,12 @@ _SETTINGS = (
 )
 
 
-def _on_runtime(ks: Keyspace) -> None:
+def on_settings(ks: Keyspace) -> None:
     """After each ``__config``: apply the persistence settings that changed."""
-    p = getattr(ks, "persistence", None)
+    p = ks.persistence
     if p is None:
         return
     for name in _SETTINGS:
-        value = RUNTIME.extra.get(name)
+        value = ks.runtime.extra.get(name)
         if value is not None:
             p.set_config(name, value)
-
-
-RUNTIME_HOOKS.append(_on_runtime)

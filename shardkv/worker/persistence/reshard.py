@@ -162,7 +162,7 @@ def _give_engine(ks: Keyspace) -> None:
     class _Owner:
         keyspace = ks
 
-    ks.scripts = Engine(_Owner())  # type: ignore[attr-defined]
+    ks.scripts = Engine(_Owner())
 
 
 def prepare(cfg: dict[str, Any], start_process: Callable[..., Any]) -> None:

@@ -67,7 +67,7 @@ def _frame(kind: bytes, value: Any) -> bytes:  # value: what marshal writes
 
 def library_codes(ks: Keyspace) -> list[bytes]:
     """The codes of the FUNCTION libraries ``ks``'s shard holds, in load order."""
-    functions = getattr(getattr(ks, "scripts", None), "functions", None)
+    functions = getattr(ks.scripts, "functions", None)
     if functions is None:
         return []
     return [library.code for library in functions.libraries.values()]
