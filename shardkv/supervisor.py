@@ -52,6 +52,7 @@ from shardkv.runtime.proctitle import set_name
 from shardkv.worker import loop as worker_loop
 from shardkv.worker.persistence import engine as persistence
 from shardkv.worker.persistence import reshard
+from shardkv.worker.persistence.files import LoadError
 
 log = logging.getLogger("shardkv")
 
@@ -228,7 +229,7 @@ class Supervisor:
         decisions.remove_stale(_alive)  # left by supervisors that were killed
         try:
             reshard.prepare(self.cfg, self._spawn)
-        except (persistence.LoadError, OSError) as e:
+        except (LoadError, OSError) as e:
             log.error("shardkv cannot start: %s", e)
             return 1
         for i in range(self.cfg["shards"]):

@@ -29,7 +29,8 @@ from shardkv.runtime import gctuning
 from shardkv.runtime.parentdeath import die_with_parent
 from shardkv.runtime.proctitle import set_name
 from shardkv.worker.frames import FrameReader
-from shardkv.worker.persistence.engine import EXIT_LOAD_FAILED, LoadError, Persistence
+from shardkv.worker.persistence.engine import EXIT_LOAD_FAILED, Persistence
+from shardkv.worker.persistence.files import LoadError
 from shardkv.worker.shard import Prepared, Shard
 
 log = logging.getLogger("shardkv.worker")

@@ -60,6 +60,7 @@ from shardkv.worker.commands import (  # noqa: F401
     strings,
     zsets,
 )
+from shardkv.worker.commands import persistence as persistence_commands  # noqa: F401
 from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.persistence.engine import Persistence
 from shardkv.worker.persistence.engine import on_settings as persistence_settings

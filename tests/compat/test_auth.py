@@ -307,15 +307,16 @@ def test_default_bind_is_loopback():
 
 SHARDKV = Path(__file__).resolve().parents[2] / "shardkv"
 # marshal reads only what a shardkv process wrote itself: pipe frames and
-# files on the server's disk (worker/persistence/engine.py replays the AOF's
-# cross-shard prepare records), and a stream's packed entries
+# files on the server's disk (worker/persistence/loading.py replays the AOF's
+# cross-shard prepare records, worker/commands/persistence.py its __state
+# records), and a stream's packed entries
 # (worker/stream.py marshals each entry's fields itself and reads back only
 # those bytes).
 MARSHAL_ALLOWED = {
     "protocol/wire.py",
     "worker/persistence/snapshot.py",
-    "worker/persistence/aof.py",
-    "worker/persistence/engine.py",
+    "worker/persistence/loading.py",
+    "worker/commands/persistence.py",
     "worker/stream.py",
 }
 

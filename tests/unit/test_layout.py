@@ -344,7 +344,7 @@ shardkv/protocol/           shared
 shardkv/worker/             one shard
   commands/                 the commands: strings, hashes,
                             lists and the rest
-  persistence/              engine.py (loading, AOF), aof.py
+  persistence/              engine.py (the AOF), aof.py
 tests/                      not shardkv
   resp.py                   not shardkv either
 """.splitlines()

@@ -19,8 +19,7 @@ import pytest
 from shardkv.protocol import wire
 from shardkv.runtime import config
 from shardkv.worker.clock import FakeClock
-from shardkv.worker.persistence import aof, reshard, snapshot
-from shardkv.worker.persistence import engine as persistence
+from shardkv.worker.persistence import aof, aofreader, aofwriter, files, reshard, snapshot
 from shardkv.worker.registry import find
 from shardkv.worker.shard import Prepared, Shard
 from shardkv.worker.transfer import export_key
@@ -287,7 +286,7 @@ def test_rewrite_and_snapshot_give_the_same_data(tmp_path, kind):
     assert run(shard, "SAVE") == "OK"
     expected = state(shard)
     close(shard)
-    manifest = persistence.read_manifest(shard.persistence.files.manifest)  # type: ignore[union-attr]
+    manifest = files.read_manifest(shard.persistence.files.manifest)  # type: ignore[union-attr]
     assert manifest.base is not None and len(manifest.incrs) == 1
     assert state(open_shard(cfg, clock)) == expected  # base + incr
     snap = dict(cfg, appendonly=False)
@@ -308,7 +307,7 @@ def test_log_holds_what_the_shard_did(tmp_path):
     if find(b"sadd") is not None:
         run(shard, "SADD", "s", "m1", "m2", "m3")
         popped = run(shard, "SPOP", "s")
-    records = [args for _, args in aof.read_records(shard.persistence.aof.path)]  # type: ignore[union-attr]
+    records = [args for _, args in aofreader.read_records(shard.persistence.aof.path)]  # type: ignore[union-attr]
     assert records[:5] == [
         [b"SET", b"a", b"1", b"PXAT", b"1700000010000"],
         [b"SET", b"plain", b"x"],
@@ -348,7 +347,7 @@ def test_active_expiry_is_logged_as_del(tmp_path):
         if shard.sweeper.cycle(1.0):
             break
     shard.persistence.cron()  # type: ignore[union-attr]
-    records = [args for _, args in aof.read_records(shard.persistence.aof.path)]  # type: ignore[union-attr]
+    records = [args for _, args in aofreader.read_records(shard.persistence.aof.path)]  # type: ignore[union-attr]
     assert records[-1] == [b"DEL", b"k"]
 
 
@@ -389,7 +388,7 @@ def test_cross_shard_results_are_logged_as_states(tmp_path):
         shard.persistence.commit()  # type: ignore[union-attr]
     expect0, expect1 = state(s0), state(s1)
     assert expect0 == {} and list(expect1) == [foreign]
-    records = [args for _, args in aof.read_records(s0.persistence.aof.path)]  # type: ignore[union-attr]
+    records = [args for _, args in aofreader.read_records(s0.persistence.aof.path)]  # type: ignore[union-attr]
     assert [b"RENAME", own, foreign] not in records
     assert [wire.Verb.XCOMMIT, b"7"] in records
     close(s0)
@@ -484,7 +483,7 @@ def test_torn_tail_refused_without_aof_load_truncated(tmp_path):
     cfg, clock, path, _ = _aof_with_data(tmp_path)
     with open(path, "ab") as f:
         f.write(b"*3\r\n$3\r\nSET")
-    with pytest.raises(persistence.LoadError, match="offset"):
+    with pytest.raises(files.LoadError, match="offset"):
         open_shard(dict(cfg, **{"aof-load-truncated": False}), clock)
 
 
@@ -501,7 +500,7 @@ def test_corrupt_record_in_the_middle_stops_loading(tmp_path, damage):
     data = open(path, "rb").read()
     at = data.index(b"*3\r\n", len(data) // 2)  # a record well inside the file
     open(path, "wb").write(damage(data, at))
-    with pytest.raises(persistence.LoadError) as info:
+    with pytest.raises(files.LoadError) as info:
         open_shard(cfg, clock)
     assert f"{path} at offset {at}" in str(info.value)
 
@@ -518,11 +517,11 @@ def test_corrupt_snapshot_names_file_and_offset(tmp_path):
     data = bytearray(good)
     data[len(data) // 2] ^= 0xFF
     open(path, "wb").write(bytes(data))
-    with pytest.raises(persistence.LoadError, match="checksum mismatch") as info:
+    with pytest.raises(files.LoadError, match="checksum mismatch") as info:
         open_shard(cfg, clock)
     assert path in str(info.value) and "offset" in str(info.value)
     open(path, "wb").write(good[:-3])  # and a truncated one
-    with pytest.raises(persistence.LoadError, match="truncated"):
+    with pytest.raises(files.LoadError, match="truncated"):
         open_shard(cfg, clock)
 
 
@@ -537,7 +536,7 @@ def test_snapshot_format_is_versioned(tmp_path):
     assert data.startswith(snapshot.MAGIC)
     assert snapshot.read_header(path)["shards"] == 1
     open(path, "wb").write(snapshot.MAGIC + b"\x09\x00" + data[10:])
-    with pytest.raises(persistence.LoadError, match="format version 9"):
+    with pytest.raises(files.LoadError, match="format version 9"):
         open_shard(cfg, clock)
 
 
@@ -579,7 +578,7 @@ def test_crash_at_any_moment_of_a_rewrite_leaves_a_loadable_aof(tmp_path, monkey
     shard = open_shard(cfg, clock)
     for i in range(30):
         run(shard, "SET", f"k{i}", f"v{i}")
-    monkeypatch.setattr(aof, "threading", _InlineThreads)
+    monkeypatch.setattr(aofwriter, "threading", _InlineThreads)
     parent = os.getpid()
     moments: list[tuple[Path, dict]] = []
 
@@ -684,7 +683,7 @@ def test_snapshot_refuses_another_layout(tmp_path):
     run(shard, "SAVE")
     other = make_config(tmp_path, appendonly=False, shards=2)
     os.rename(shard.persistence.files.snapshot, tmp_path / "dump.rdb.shard-0")  # type: ignore[union-attr]
-    with pytest.raises(persistence.LoadError, match="shard 1 of 2, not 0 of 2"):
+    with pytest.raises(files.LoadError, match="shard 1 of 2, not 0 of 2"):
         open_shard(other, clock, index=0)
 
 
@@ -800,7 +799,7 @@ def test_failed_reshard_leaves_the_old_files(tmp_path):
     expected = _fill(cfg, clock, 4)
     with open(tmp_path / "appendonly.aof.shard-1.manifest", "a") as f:
         f.write("garbage line\n")
-    with pytest.raises(persistence.LoadError, match="bad line"):
+    with pytest.raises(files.LoadError, match="bad line"):
         reshard.prepare(dict(cfg, shards=8), _Inline)
     text = (tmp_path / "appendonly.aof.shard-1.manifest").read_text()
     (tmp_path / "appendonly.aof.shard-1.manifest").write_text(text.replace("garbage line\n", ""))
@@ -844,14 +843,14 @@ def test_blocking_commands_are_logged_as_what_they_did(tmp_path):
         shard.persistence.commit()  # type: ignore[union-attr]
     expected = state(shard)
     assert expected[b"later"] == ("list", [b"2"], None)
-    names = {args[0].upper() for _, args in aof.read_records(shard.persistence.aof.path)}  # type: ignore[union-attr]
+    names = {args[0].upper() for _, args in aofreader.read_records(shard.persistence.aof.path)}  # type: ignore[union-attr]
     assert not {n for n in names if n.startswith(b"B")}, names
     close(shard)
     assert state(open_shard(cfg, clock)) == expected
 
 
 def test_everysec_fsyncs_in_the_background(tmp_path):
-    writer = aof.AofWriter(str(tmp_path / "f.aof"), "everysec")
+    writer = aofwriter.AofWriter(str(tmp_path / "f.aof"), "everysec")
     try:
         writer.buf.append(aof.encode([b"SET", b"k", b"v"]))
         writer.flush()  # written to the OS now, fsynced by the thread

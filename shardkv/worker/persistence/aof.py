@@ -1,4 +1,7 @@
-"""The append-only file: what a shard logs, how it is written, how it is read.
+"""The append-only file: its format, and what a shard logs for each write.
+
+The file is written by :mod:`~shardkv.worker.persistence.aofwriter` and read
+back by :mod:`~shardkv.worker.persistence.aofreader`.
 
 Format
 ------
@@ -46,43 +49,22 @@ state the log started from, gives the same state:
 * Replay never expires anything (as Redis does not while loading): every
   deadline in the log is absolute, and a key whose deadline has passed is
   removed once loading is done.
-
-Reading
--------
-:func:`read_records` yields ``(n, args)`` for each record, parsed by
-hiredis.  A file that ends inside a record (a torn write, or zero bytes a
-crash left) raises :class:`TornTail` with the offset of the end of the last
-whole record; anything else that is not a RESP array of bulk strings raises
-:class:`AofError` with its offset.  Offsets come from a second, exact scan
-in Python, which only a damaged file pays for.
 """
 
 from __future__ import annotations
 
 import marshal
-import mmap
-import os
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from shardkv.protocol import commands
 from shardkv.protocol.wire import Verb
 from shardkv.worker.keyspace import Keyspace
-from shardkv.worker.registry import command
-from shardkv.worker.transfer import State, export_key, import_key
-
-try:
-    from hiredis import ProtocolError as _ProtocolError
-    from hiredis import Reader as _Reader
-except ImportError:  # pragma: no cover - hiredis is a dependency
-    _Reader = None  # type: ignore[assignment, misc]
-    _ProtocolError = Exception  # type: ignore[assignment, misc]
+from shardkv.worker.transfer import State, export_key
 
 Record = list  # a command's arguments, name first, all bytes
 Recorder = Callable[[Keyspace, list, object], list]
 
 CHUNK = 1024  # items per command when a container is re-created
-READ_SIZE = 1 << 20
 MULTI = b"*1\r\n$5\r\nMULTI\r\n"
 EXEC = b"*1\r\n$4\r\nEXEC\r\n"
 
@@ -147,13 +129,6 @@ def state_records(key: bytes, state: State) -> list[Record]:
     if when is not None:
         out.append([b"PEXPIREAT", key, b"%d" % when])
     return out
-
-
-@command(Verb.STATE)
-def state_command(ks: Keyspace, args: list[bytes]) -> object:
-    """__state key payload: make ``key`` hold a marshalled state (replay only)."""
-    import_key(ks, args[1], marshal.loads(args[2]))
-    return "OK"
 
 
 def key_records(ks: Keyspace, key: bytes) -> list[Record]:
@@ -300,309 +275,3 @@ def classify(name: bytes) -> int | Recorder:
     if cmd is None or (not cmd.is_write and cmd.name not in RECORDERS):
         return READ  # (a read-only command with a recorder may write: PFCOUNT's cache)
     return RECORDERS.get(cmd.name, VERBATIM)
-
-
-# -- writing -------------------------------------------------------------------
-
-
-class AofWriter:
-    """Appends records to one file with Redis's fsync policies.
-
-    ``always``: :meth:`flush` writes and fsyncs, and the worker flushes
-    before any reply leaves, so a reply means the write is on disk (one
-    fsync per batch: group commit).  ``everysec``: :meth:`flush` writes,
-    and a thread fsyncs once a second when there is something to sync.
-    ``no``: :meth:`flush` writes; the OS decides when it reaches the disk.
-    In every mode the data is written (to the OS) before the reply leaves,
-    so a worker that crashes loses nothing it acknowledged.
-    """
-
-    def __init__(self, path: str, policy: str) -> None:
-        self.path = path
-        self.policy = policy
-        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        self.size = os.fstat(self.fd).st_size
-        self.buf: list[bytes] = []
-        # The database the records now in the file are in: each file starts
-        # in database 0 (replay starts each file there too).
-        self.db = 0
-        self.unsynced = False  # written since the last fsync
-        self.write_error: str | None = None  # strerror of a failed write or fsync
-        self.fsync_error: str | None = None  # the everysec thread's, likewise
-        self.last_fsync = 0.0
-        self._lock = threading.Lock()  # held while fsyncing or swapping fd
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._start_thread()
-
-    def _start_thread(self) -> None:
-        if self.policy == "everysec" and self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._sync_every_second, name="aof-fsync", daemon=True)
-            self._thread.start()
-
-    def set_policy(self, policy: str) -> None:
-        self.policy = policy
-        if policy == "everysec":
-            self._start_thread()
-        elif self._thread is not None:
-            self._stop.set()
-            self._thread.join()
-            self._thread = None
-
-    def _sync_every_second(self) -> None:
-        import time
-
-        while not self._stop.wait(1.0):
-            if self.unsynced:
-                self.unsynced = False
-                with self._lock:
-                    if self.fd >= 0:
-                        try:
-                            os.fsync(self.fd)
-                            self.last_fsync = time.time()
-                            self.fsync_error = None
-                        except OSError as e:
-                            self.unsynced = True
-                            self.fsync_error = e.strerror or str(e)
-
-    def flush(self) -> None:
-        """Write what is buffered; with ``always``, fsync it too.
-
-        On an error (a full disk, an I/O error) what was not written stays
-        buffered, ``write_error`` says why, and the next call tries again,
-        as Redis retries ``aof_buf``; with ``always`` an fsync that failed
-        is tried again too."""
-        buf = self.buf
-        if not buf:
-            if self.write_error is not None and self.policy == "always" and self.unsynced:
-                self._fsync_always()
-            return
-        data = b"".join(buf) if len(buf) > 1 else buf[0]
-        view = memoryview(data)
-        written = 0
-        try:
-            while written < len(data):
-                written += os.write(self.fd, view[written:])
-        except OSError as e:
-            # Keep what was not written; the next flush tries again.
-            self.buf = [bytes(view[written:])]
-            self.size += written
-            self.write_error = e.strerror or str(e)
-            raise
-        buf.clear()
-        self.size += written
-        self.unsynced = True
-        if self.policy == "always":
-            self._fsync_always()
-        else:
-            self.write_error = None
-
-    def _fsync_always(self) -> None:
-        try:
-            os.fsync(self.fd)
-        except OSError as e:
-            self.write_error = e.strerror or str(e)
-            raise
-        self.unsynced = False
-        self.write_error = None
-
-    @property
-    def failing(self) -> str | None:
-        """Why the AOF cannot be written or synced now, or None."""
-        return self.write_error or self.fsync_error
-
-    def switch(self, path: str) -> None:
-        """Go on appending to the file at ``path`` (a new incr file).
-
-        The old file is fsynced and closed by a thread, as Redis does, so
-        that the worker does not wait for the disk here.
-        """
-        self.flush()
-        self.db = 0
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        with self._lock:
-            old, self.fd = self.fd, fd
-        unsynced = self.unsynced
-        self.path = path
-        self.size = os.fstat(fd).st_size
-        self.unsynced = False
-        if unsynced:
-            threading.Thread(target=_fsync_and_close, args=(old,), name="aof-close", daemon=True).start()
-        else:
-            os.close(old)
-
-    def sync(self) -> None:
-        """Write and fsync everything now."""
-        self.flush()
-        with self._lock:
-            os.fsync(self.fd)
-        self.unsynced = False
-
-    def close(self) -> None:
-        if self._thread is not None:
-            self._stop.set()
-            self._thread.join()
-            self._thread = None
-        with self._lock:
-            if self.fd >= 0:
-                os.close(self.fd)
-                self.fd = -1
-
-
-def _fsync_and_close(fd: int) -> None:
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def unlink_later(paths: list[str]) -> None:
-    """Remove files from a thread: freeing a big file's blocks takes a while."""
-
-    def run() -> None:
-        for path in paths:
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
-
-    if paths:
-        threading.Thread(target=run, name="aof-unlink", daemon=True).start()
-
-
-# -- reading -------------------------------------------------------------------
-
-
-class AofError(Exception):
-    """A record that cannot be read; ``offset`` is where it starts."""
-
-    def __init__(self, path: str, offset: int, reason: str) -> None:
-        super().__init__(f"Bad file format reading the append only file {path} at offset {offset}: {reason}")
-        self.path = path
-        self.offset = offset
-        self.reason = reason
-
-
-class TornTail(AofError):
-    """The file ends inside a record; ``offset`` is the end of the last whole one."""
-
-
-def read_records(path: str) -> Iterator[tuple[int, list[bytes]]]:
-    """Yield ``(n, args)`` for every record of the file at ``path``, ``n``
-    counting from 0; :func:`record_offset` turns ``n`` into a file offset.
-
-    hiredis parses; if it finds anything wrong, the file is scanned again in
-    Python, which raises :class:`AofError` or :class:`TornTail` with the
-    exact offset (the slow path runs only for damaged files).
-    """
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        if size == 0:
-            return
-        data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    try:
-        if _Reader is None:
-            for n, (_, args) in enumerate(_scan(path, data, size)):
-                yield n, args
-        else:
-            yield from _parse(path, data, size)
-    finally:
-        data.close()
-
-
-def record_offset(path: str, n: int) -> int:
-    """The file offset where record ``n`` of the file at ``path`` starts."""
-    for i, (offset, _) in enumerate(_records_with_offsets(path)):
-        if i == n:
-            return offset
-    return os.path.getsize(path)
-
-
-def _records_with_offsets(path: str) -> Iterator[tuple[int, list[bytes]]]:
-    with open(path, "rb") as f:
-        data = f.read()
-    yield from _scan(path, data, len(data))  # type: ignore[arg-type]
-
-
-def _parse(path: str, data: mmap.mmap, size: int) -> Iterator[tuple[int, list[bytes]]]:
-    reader = _Reader()
-    n = 0
-    last: list = []
-    for pos in range(0, size, READ_SIZE):
-        reader.feed(data[pos : pos + READ_SIZE])
-        while True:
-            try:
-                args = reader.gets()
-            except _ProtocolError:
-                args = None
-            if args is False:
-                break
-            if type(args) is not list or not args or not all(type(a) is bytes for a in args):
-                _check_exactly(path, data, size)
-                raise AofError(path, 0, "unreadable")  # (the scan finds what hiredis did)
-            yield n, args
-            n += 1
-            last = args
-    # hiredis keeps a partial record to itself: the file must end right
-    # after the last record it gave out.
-    tail = encode(last) if n else b""
-    if not n or data[size - len(tail) :] != tail:
-        _check_exactly(path, data, size)
-
-
-def _check_exactly(path: str, data: mmap.mmap, size: int) -> None:
-    """Scan in Python: raises AofError or TornTail with the offset."""
-    for _ in _scan(path, data, size):
-        pass
-
-
-def _scan(path: str, data: mmap.mmap, n: int) -> Iterator[tuple[int, list[bytes]]]:
-    pos = 0
-    find = data.find
-
-    def bad(start: int, at: int, reason: str) -> AofError:
-        # Zero bytes from here to the end are a torn write too: a crash
-        # can leave a file longer than what was written to it.
-        if at >= n or not data[at:].strip(b"\0"):
-            return TornTail(path, start, "the file ends inside a record")
-        return AofError(path, start, reason)
-
-    while pos < n:
-        start = pos
-        if data[pos] != 42:  # '*'
-            raise bad(start, pos, f"expected '*', got {data[pos : pos + 1]!r}")
-        eol = find(b"\r\n", pos)
-        if eol < 0:
-            raise TornTail(path, start, "the file ends inside a record")
-        try:
-            count = int(data[pos + 1 : eol])
-        except ValueError:
-            raise bad(start, pos + 1, "bad array length") from None
-        if count < 1:
-            raise AofError(path, start, "empty or negative array length")
-        pos = eol + 2
-        args = []
-        for _ in range(count):
-            if pos >= n or data[pos] != 36:  # '$'
-                raise bad(start, pos, f"expected '$', got {data[pos : pos + 1]!r}")
-            eol = find(b"\r\n", pos)
-            if eol < 0:
-                raise TornTail(path, start, "the file ends inside a record")
-            try:
-                size = int(data[pos + 1 : eol])
-            except ValueError:
-                raise bad(start, pos + 1, "bad bulk length") from None
-            if size < 0:
-                raise AofError(path, start, "negative bulk length")
-            pos = eol + 2
-            end = pos + size
-            if end + 2 > n:
-                raise TornTail(path, start, "the file ends inside a record")
-            if data[end : end + 2] != b"\r\n":
-                raise bad(start, pos, "a bulk string does not end with CRLF")
-            args.append(data[pos:end])
-            pos = end + 2
-        yield start, args

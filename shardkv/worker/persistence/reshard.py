@@ -32,11 +32,11 @@ from shardkv.protocol.router import slot_range
 from shardkv.runtime import config as settings
 from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.persistence import snapshot
-from shardkv.worker.persistence.engine import (
+from shardkv.worker.persistence.engine import Persistence
+from shardkv.worker.persistence.files import (
     Files,
     LoadError,
     Manifest,
-    Persistence,
     fsync_dir,
     list_dir,
     read_manifest,

@@ -1,0 +1,88 @@
+"""The persistence commands' parts in a shard: SAVE, BGSAVE, BGREWRITEAOF,
+and the acceptor's ``__lastsave``, ``__persistence`` and ``__shutdown``
+(see :mod:`shardkv.acceptor.durability`); and ``__state``, which only an
+AOF holds.  The work is the shard's
+:class:`~shardkv.worker.persistence.engine.Persistence` (``ks.persistence``).
+"""
+
+from __future__ import annotations
+
+import marshal
+
+from shardkv.protocol.errors import CommandError
+from shardkv.protocol.resp import OK
+from shardkv.protocol.wire import Verb
+from shardkv.worker.keyspace import Keyspace
+from shardkv.worker.persistence.engine import Persistence
+from shardkv.worker.registry import command
+from shardkv.worker.transfer import import_key
+
+
+def _of(ks: Keyspace) -> Persistence:
+    p = ks.persistence
+    if p is None:
+        raise CommandError("ERR persistence is not configured in this shard")
+    return p
+
+
+@command("save")
+def save_command(ks: Keyspace, args: list[bytes]) -> object:
+    """SAVE"""
+    _of(ks).save()
+    return OK
+
+
+@command("bgsave")
+def bgsave_command(ks: Keyspace, args: list[bytes]) -> object:
+    """BGSAVE [SCHEDULE]"""
+    schedule = False
+    if len(args) == 2 and args[1].upper() == b"SCHEDULE":
+        schedule = True
+    elif len(args) > 1:
+        raise CommandError("ERR syntax error")
+    return _of(ks).bgsave(schedule)
+
+
+@command("bgrewriteaof")
+def bgrewriteaof_command(ks: Keyspace, args: list[bytes]) -> object:
+    """BGREWRITEAOF"""
+    return _of(ks).bgrewriteaof()
+
+
+@command(Verb.LASTSAVE)
+def lastsave_command(ks: Keyspace, args: list[bytes]) -> object:
+    """__lastsave -> this shard's last successful save, in Unix seconds."""
+    return _of(ks).lastsave
+
+
+@command(Verb.PERSISTENCE)
+def persistence_command(ks: Keyspace, args: list[bytes]) -> object:
+    """__persistence -> this shard's INFO persistence figures."""
+    p = ks.persistence
+    return {} if p is None else p.info()
+
+
+@command(Verb.SHUTDOWN)
+def shutdown_command(ks: Keyspace, args: list[bytes]) -> object:
+    """__shutdown save|nosave|default|abort -> OK once the shard's data is safe.
+
+    After OK the shard runs nothing more (see Shard.run_batch); ``abort``
+    opens it again, when another shard could not save.
+    """
+    p = _of(ks)
+    mode = args[1].decode("latin-1").lower() if len(args) > 1 else "default"
+    if mode == "abort":
+        p.closed = False
+        return OK
+    try:
+        p.shutdown(mode)
+    except CommandError:
+        raise CommandError("ERR Errors trying to SHUTDOWN. Check logs.") from None
+    return OK
+
+
+@command(Verb.STATE)
+def state_command(ks: Keyspace, args: list[bytes]) -> object:
+    """__state key payload: make ``key`` hold a marshalled state (replay only)."""
+    import_key(ks, args[1], marshal.loads(args[2]))
+    return "OK"

@@ -1,0 +1,112 @@
+"""AOF rewrites (BGREWRITEAOF, ``auto-aof-rewrite-percentage``/``-min-size``,
+and turning the AOF on), as Redis 7's multi-part AOF.
+
+The worker opens the next incr file, writes a manifest that lists the old
+files and the new incr, switches its logging to the new incr (a thread
+fsyncs and closes the old one, as Redis's bio thread does), and forks.
+The child writes a base of its copy-on-write memory to a temp file and
+fsyncs it; the worker keeps serving.  When the child is done, the worker
+renames the temp file to the new base, writes a manifest of that base and
+the new incr, and a thread deletes the old files.  The worker itself stops
+only for the fork and the manifest writes; INFO reports the longest such
+pause as ``aof_rewrite_max_pause_usec``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+from shardkv.protocol.errors import CommandError
+from shardkv.worker.persistence import snapshot
+from shardkv.worker.persistence.aoflog import AofLog
+from shardkv.worker.persistence.aofwriter import AofWriter, unlink_later
+from shardkv.worker.persistence.files import Manifest, file_size, max_seq, remove_file, write_file_atomically
+from shardkv.worker.persistence.fork import Child
+
+log = logging.getLogger("shardkv.worker")
+
+
+class Rewrites(AofLog):
+    """AOF rewrites (a part of Persistence)."""
+
+    def bgrewriteaof(self) -> str:
+        child = self.child
+        if child is not None:
+            if child.kind == "rewrite":
+                raise CommandError("ERR Background append only file rewriting already in progress")
+            self.rewrite_scheduled = True
+            return "Background append only file rewriting scheduled"
+        self._start_rewrite()
+        return "Background append only file rewriting started"
+
+    def _start_rewrite(self) -> None:
+        """Fork a child that writes a new base; log into a new incr meanwhile."""
+        enabling = self.aof is None and bool(self.cfg["appendonly"])
+        if self.child is not None:
+            if enabling and self.child.kind == "save":
+                self._kill_child("save")  # as Redis: turning the AOF on wins
+            else:
+                self.rewrite_scheduled = True
+                return
+        t0 = time.perf_counter()
+        files = self.files
+        seq = max(self.manifest.last_seq() if self.manifest else 0, max_seq(files)) + 1
+        incr = files.incr(seq)
+        if self.aof is not None:
+            self.commit()
+            old_size = self.aof.size
+            assert self.manifest is not None
+            open(files.path(incr), "ab").close()
+            self.manifest.incrs.append((incr, seq))
+            write_file_atomically(files.manifest, self.manifest.dumps())
+            self.aof.switch(files.path(incr))
+            self.aof_history_size += old_size
+        elif enabling:
+            # Log from now on; the manifest is written when the base is.
+            self.aof = AofWriter(files.path(incr), self.cfg["appendfsync"])
+            self.aof_history_size = 0
+        tmp = files.temp(files.path(files.base(seq)))
+        delay = self.cfg.get("rdb-key-save-delay", 0)
+        try:
+            pid = self._fork(lambda: snapshot.write_snapshot(tmp, self.ks, self.nshards, self.index, delay))
+        except OSError as e:
+            self.last_rewrite_ok = False
+            raise CommandError(f"ERR Can't execute an AOF background rewriting: {e}") from None
+        self.child = Child(pid, "rewrite", time.time(), tmp, seq=seq, enabling=enabling)
+        self._note_pause(t0, "rewrite")
+        log.info("shard %d: background append only file rewriting started by pid %d", self.index, pid)
+
+    def _rewrite_done(self, child: Child, ok: bool) -> None:
+        t0 = time.perf_counter()
+        files = self.files
+        seq = child.seq
+        if ok:
+            try:
+                base = files.base(seq)
+                os.replace(child.temp, files.path(base))
+                old = self.manifest.files() if self.manifest else []
+                incrs = [(name, s) for name, s in (self.manifest.incrs if self.manifest else []) if s >= seq]
+                if self.aof is not None and not incrs:
+                    incrs = [(files.incr(seq), seq)]
+                manifest = Manifest(self.nshards, self.index, (base, seq), incrs)
+                write_file_atomically(files.manifest, manifest.dumps())
+                self.manifest = manifest
+                unlink_later([files.path(name) for name in old if name not in manifest.files()])
+                self.aof_history_size = file_size(files.path(base))
+                self.aof_base_size = self.aof_history_size + (self.aof.size if self.aof else 0)
+            except OSError as e:
+                log.error("shard %d: cannot finish the AOF rewrite: %s", self.index, e)
+                ok = False
+        self.last_rewrite_ok = ok
+        self.last_rewrite_secs = int(time.time() - child.started)
+        if ok:
+            self.aof_rewrites += 1
+            log.info("shard %d: background AOF rewrite finished successfully", self.index)
+        else:
+            remove_file(child.temp)
+            log.error("shard %d: background AOF rewrite failed", self.index)
+            if child.enabling and self.manifest is None:
+                self.rewrite_scheduled = True  # AOF is logging but has no base yet: try again
+        self._note_pause(t0, "rewrite")

@@ -1,0 +1,92 @@
+"""SAVE, BGSAVE and ``save`` rules: the shard's snapshot,
+``<dbfilename>.shard-<i>``, written to a temp file renamed into place
+(BGSAVE's in a forked child, see :mod:`~shardkv.worker.persistence.fork`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+from shardkv.protocol.errors import CommandError
+from shardkv.worker.persistence import snapshot
+from shardkv.worker.persistence.files import fsync_dir, remove_file
+from shardkv.worker.persistence.fork import Child, Forking
+
+log = logging.getLogger("shardkv.worker")
+
+
+class Saves(Forking):
+    """Snapshots (a part of Persistence)."""
+
+    def save(self) -> None:
+        """SAVE: write the snapshot now, in this process."""
+        if self.child is not None and self.child.kind == "save":
+            raise CommandError("ERR Background save already in progress")
+        tmp = self.files.temp(self.files.snapshot)
+        try:
+            snapshot.write_snapshot(tmp, self.ks, self.nshards, self.index)
+            os.replace(tmp, self.files.snapshot)
+            fsync_dir(self.files.dir)
+        except OSError as e:
+            remove_file(tmp)
+            # A failed SAVE (or SHUTDOWN's save) leaves rdb_last_bgsave_status
+            # alone, as Redis's rdbSave does: only a background save's failure
+            # stops writes with -MISCONF.
+            log.error("shard %d: cannot save %s: %s", self.index, self.files.snapshot, e)
+            raise CommandError("ERR") from None
+        self.dirty = 0
+        self.lastsave = int(time.time())
+        self.last_bgsave_ok = True
+        self.rdb_saves += 1
+
+    def bgsave(self, schedule: bool = False) -> str:
+        child = self.child
+        if child is not None:
+            if child.kind == "save":
+                raise CommandError("ERR Background save already in progress")
+            if schedule:
+                self.bgsave_scheduled = True
+                return "Background saving scheduled"
+            raise CommandError(
+                "ERR Another child process is active (AOF?): can't BGSAVE right now. "
+                "Use BGSAVE SCHEDULE in order to schedule a BGSAVE whenever possible."
+            )
+        self._start_save()
+        return "Background saving started"
+
+    def _start_save(self) -> None:
+        t0 = time.perf_counter()
+        self.last_bgsave_try = time.time()
+        tmp = self.files.temp(self.files.snapshot)
+        delay = self.cfg.get("rdb-key-save-delay", 0)
+        try:
+            pid = self._fork(lambda: snapshot.write_snapshot(tmp, self.ks, self.nshards, self.index, delay))
+        except OSError as e:
+            self.last_bgsave_ok = False
+            raise CommandError(f"ERR Can't BGSAVE: fork failed: {e}") from None
+        self.child = Child(pid, "save", time.time(), tmp, dirty=self.dirty)
+        self._note_pause(t0, "save")
+        log.info("shard %d: background saving started by pid %d", self.index, pid)
+
+    def _save_done(self, child: Child, ok: bool) -> None:
+        t0 = time.perf_counter()
+        if ok:
+            try:
+                os.replace(child.temp, self.files.snapshot)
+                fsync_dir(self.files.dir)
+            except OSError as e:
+                log.error("shard %d: cannot rename the snapshot: %s", self.index, e)
+                ok = False
+        self.last_bgsave_ok = ok
+        self.last_bgsave_secs = int(time.time() - child.started)
+        if ok:
+            self.dirty -= child.dirty
+            self.lastsave = int(time.time())
+            self.rdb_saves += 1
+            log.info("shard %d: background saving terminated with success", self.index)
+        else:
+            remove_file(child.temp)
+            log.error("shard %d: background saving error", self.index)
+        self._note_pause(t0, "save")

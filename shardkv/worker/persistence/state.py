@@ -1,0 +1,102 @@
+"""What one shard's persistence holds, shared by the parts that make it.
+
+:class:`~shardkv.worker.persistence.engine.Persistence` is one object made
+of parts, each a class in its own module that adds methods to
+:class:`State`: :mod:`~shardkv.worker.persistence.fork` (forked children),
+:mod:`~shardkv.worker.persistence.aoflog` (what the shard logs to its AOF,
+and when it reaches the disk), :mod:`~shardkv.worker.persistence.loading`
+(start-up), :mod:`~shardkv.worker.persistence.saves` (SAVE, BGSAVE) and
+:mod:`~shardkv.worker.persistence.rewrite` (AOF rewrites).  State holds the
+attributes they share, and whether writes are refused (-MISCONF), which
+they all change.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from shardkv.protocol import errors
+from shardkv.worker.keyspace import Keyspace
+from shardkv.worker.persistence.aofwriter import AofWriter
+from shardkv.worker.persistence.files import Files, Manifest
+from shardkv.worker.transfer import State as KeyState
+
+if TYPE_CHECKING:
+    from shardkv.worker.persistence.fork import Child
+
+
+def parse_save_rules(text: str) -> list[tuple[int, int]]:
+    """``"3600 1 300 100"`` -> ``[(3600, 1), (300, 100)]``."""
+    words = text.split()
+    if len(words) % 2:
+        raise ValueError("save rules are pairs of <seconds> <changes>")
+    return [(int(words[i]), int(words[i + 1])) for i in range(0, len(words), 2)]
+
+
+class State:
+    """The attributes of one shard's persistence (see the module docstring)."""
+
+    def __init__(self, ks: Keyspace, index: int, nshards: int, cfg: dict[str, Any]) -> None:
+        self.ks = ks
+        self.index = index
+        self.nshards = nshards
+        self.cfg = cfg
+        self.files = Files(cfg, index)
+        self.rules = parse_save_rules(cfg["save"])
+        self.aof: AofWriter | None = None
+        self.manifest: Manifest | None = None
+        self.kinds: dict[bytes, object] = {}  # command name as sent -> READ/VERBATIM/recorder
+        self.suspended = False  # logging stopped (a cross-shard operation logs its states)
+        self.foreign: dict | tuple = ()  # other shards' keys installed here
+        self.inherited_fds: list[int] = []  # closed in forked children
+        self.child: Child | None = None
+        self.rewrite_scheduled = False
+        self.bgsave_scheduled = False
+        self.closed = False  # SHUTDOWN has run
+        # Why writes are refused (-MISCONF), or None: see _update_misconf.
+        self.misconf: str | None = None
+        self._bgsave_ok = True
+        # Figures for INFO, as Redis names them.
+        self.dirty = 0
+        self.lastsave = int(time.time())
+        self.last_bgsave_ok = True
+        self.last_bgsave_try = 0.0
+        self.last_bgsave_secs = -1
+        self.rdb_saves = 0
+        self.last_rewrite_ok = True
+        self.last_rewrite_secs = -1
+        self.aof_rewrites = 0
+        self.aof_history_size = 0  # base and incr files before the current one
+        self.aof_base_size = 0  # AOF size after the last rewrite (for auto rewrite)
+        self.latest_fork_usec = 0
+        self.max_pause_usec = {"save": 0, "rewrite": 0}
+        self.loaded_keys = 0
+        self.load_seconds = 0.0
+        # Cross-shard operations prepared in the AOF with no outcome after
+        # them (see shardkv.acceptor.crossshard): op -> (database, the states to
+        # apply there on commit).
+        self.in_doubt: dict[int, tuple[int, dict[bytes, KeyState]]] = {}
+
+    @property
+    def last_bgsave_ok(self) -> bool:
+        return self._bgsave_ok
+
+    @last_bgsave_ok.setter
+    def last_bgsave_ok(self, ok: bool) -> None:
+        self._bgsave_ok = ok
+        self._update_misconf()
+
+    def _update_misconf(self) -> None:
+        """Recompute :attr:`misconf`, as Redis's ``writeCommandsDeniedByDiskError``."""
+        writer = self.aof
+        if (
+            not self.last_bgsave_ok
+            and self.rules
+            and self.cfg.get("stop-writes-on-bgsave-error", True) not in (False, "no")
+        ):
+            self.misconf = errors.MISCONF_RDB
+        elif writer is not None and writer.failing is not None:
+            self.misconf = errors.MISCONF_AOF % writer.failing
+        else:
+            self.misconf = None
