@@ -1,7 +1,11 @@
 """The shard side: one worker process owns one shard.
 
-Nothing in this package imports the acceptor's modules.  It shares only
-the protocol-level modules every process needs: :mod:`shardkv.protocol.resp`,
-:mod:`shardkv.protocol.errors`, :mod:`shardkv.protocol.args`, :mod:`shardkv.protocol.glob`,
-:mod:`shardkv.protocol.commands`, :mod:`shardkv.protocol.router` and :mod:`shardkv.protocol.wire`.
+Nothing in this package imports the acceptor's modules; it imports
+:mod:`shardkv.protocol` (what both sides share) and :mod:`shardkv.runtime`.
+Read it in the order a command goes: :mod:`~shardkv.worker.loop` (the
+process and its loop), :mod:`~shardkv.worker.frames` (reading the pipe),
+:mod:`~shardkv.worker.shard` (running a batch), :mod:`~shardkv.worker.registry`
+(the handlers), :mod:`~shardkv.worker.commands` (the handlers, one module
+per type), :mod:`~shardkv.worker.keyspace` (the keys, and the context each
+handler gets), :mod:`~shardkv.worker.persistence` (the AOF and snapshots).
 """
