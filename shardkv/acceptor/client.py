@@ -148,9 +148,10 @@ class Slot:
         the connection cannot carry a whole reply any more, so it closes
         (as when a server dies mid-reply); else the error replaces it."""
         client = self.client
-        if client.pieces.pop(self, None) is None and client.transport is not None:
-            client.closing = True
-            client.transport.close()
+        if client.pieces.pop(self, None) is None and client.transport is not None and not client.closed:
+            client.closed = True  # nothing more is written to it (flush drops the rest)
+            client.pending.clear()
+            client.transport.abort()
 
 
 # Writes on every shard that run as one cross-shard operation (see shardkv.crossshard).

@@ -187,3 +187,51 @@ def test_keys_over_every_shard_streams_and_matches_redis(servers):
         c.close()
     assert len(got[0][1]) == 300_001
     assert got[1] == got[0]
+
+
+def test_a_worker_that_dies_mid_reply_closes_the_clients_connection():
+    """Part of a big reply is out: the error cannot follow it, so the
+    connection is dropped (as when a server dies while it writes); a reply
+    whose pieces were all kept back gets the error instead."""
+    from collections import deque
+    from types import SimpleNamespace
+
+    from shardkv.acceptor.client import Slot
+    from shardkv.acceptor.shardlink import ShardLink
+
+    class Transport:
+        def __init__(self) -> None:
+            self.written: list[bytes] = []
+            self.aborted = False
+
+        def write(self, data: bytes) -> None:
+            self.written.append(data)
+
+        def abort(self) -> None:
+            self.aborted = True
+
+    def client() -> SimpleNamespace:
+        server = SimpleNamespace(net_output_bytes=0, dirty_clients=[])
+        c = SimpleNamespace(pieces={}, pending=deque(), closed=False, dirty=False, server=server)
+        c.transport = Transport()
+        c.write_piece = c.transport.write
+        return c
+
+    link = ShardLink(0, lambda link: None, lambda: None)
+    out = client()
+    streaming = Slot(out)  # at the head of its client's replies: its pieces go out
+    out.pending.append(streaming)
+    held = client()
+    kept = Slot(held)  # behind another reply: its pieces are kept
+    held.pending.extend([Slot(held), kept])
+    link.fifo.extend([streaming])
+    link._frame(wire.encode_piece(b"*3\r\n$1\r\na\r\n", False))
+    assert out.transport.written == [b"*3\r\n$1\r\na\r\n"]
+    link.fail_all()
+    assert out.transport.aborted and out.closed and not out.pending
+
+    link.fifo.extend([kept])
+    link._frame(wire.encode_piece(b"*3\r\n", False))
+    link.fail_all()
+    assert not held.transport.aborted and not held.transport.written
+    assert kept.data is not None and kept.data.startswith(b"-ERR") and not held.pieces
