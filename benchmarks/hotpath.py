@@ -1,7 +1,9 @@
 """Profile the acceptor's per-command path in one process, without sockets.
 
-A real :class:`~shardkv.acceptor.Acceptor` and real :class:`Client`
-objects run against in-memory transports; each flushed ``B`` frame is run
+A real :class:`~shardkv.acceptor.server.Acceptor`, built by
+:func:`shardkv.acceptor.wiring.build` as the server builds it, and real
+:class:`Client` objects run against in-memory transports; each flushed
+``B`` frame is run
 by a real in-process :class:`~shardkv.worker.shard.Shard`, and its ``R``
 frame is fed back.  This measures the Python cost per command, split into
 the acceptor's share and the shard's, which is what decides throughput
@@ -19,10 +21,9 @@ import pstats
 import struct
 import time
 
-from shardkv.acceptor import crossshard, local, security, slowlog  # noqa: F401
+from shardkv.acceptor import wiring
 from shardkv.acceptor.client import Client
-from shardkv.acceptor.server import Acceptor
-from shardkv.runtime import config  # noqa: F401
+from shardkv.runtime import config
 from shardkv.worker.shard import Shard
 
 
@@ -55,7 +56,7 @@ class MemoryTransport:
 def build(nshards: int, nclients: int):
     cfg = config.defaults()
     cfg["shards"] = nshards
-    acceptor = Acceptor(cfg)
+    acceptor = wiring.build(cfg)  # wired as the server is
     loop = asyncio.new_event_loop()
     acceptor.loop = loop
     pipes = []

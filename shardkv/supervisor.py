@@ -45,7 +45,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from shardkv import __version__
-from shardkv.acceptor import server as acceptor
+from shardkv.acceptor import main as acceptor
 from shardkv.protocol import decisions
 from shardkv.runtime import config
 from shardkv.runtime.proctitle import set_name

@@ -58,7 +58,6 @@ import hiredis
 from shardkv.acceptor.client import Slot
 from shardkv.acceptor.crossshard import AtomicOp
 from shardkv.acceptor.fanout import Gather
-from shardkv.acceptor.server import BLOCKING, DISCONNECT_HOOKS
 from shardkv.protocol import errors, wire
 from shardkv.protocol.resp import NULL_ARRAY, KeyedArrays, encode, encode_command, encode_error
 from shardkv.protocol.wire import Verb
@@ -379,12 +378,8 @@ def unblock(client: Client, error: bool) -> bool:
     return True
 
 
-def _disconnected(client: Client) -> None:
+def on_disconnect(client: Client) -> None:
     client.held = []
     wait = WAITING.pop(client.blocked_token, None) if client.blocked_token else None
     if wait is not None:
         wait.cancel()
-
-
-BLOCKING.append(block)
-DISCONNECT_HOOKS.append(_disconnected)

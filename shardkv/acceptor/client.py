@@ -56,10 +56,6 @@ def db_headers(db: int) -> tuple[tuple[bytes, bytes], tuple[bytes, bytes]]:
 _lookup = commands.lookup
 _seen = commands.seen
 
-# shardkv.acceptor.tracking's hook, called after each command of a client
-# with tracking on (CLIENT TRACKING).
-TRACKING: list = []
-
 MAX_IN_FLIGHT = 1024  # a client's commands awaiting replies before reading pauses
 
 # CLIENT REPLY's modes
@@ -84,17 +80,6 @@ class _Pushed:
 
     def __init__(self, data: bytes) -> None:
         self.data = data
-
-
-# Commands answered here that may take a shortcut in Client._run, for a
-# plain client (see Client._plain) and no busy script: name ->
-# fast(client, args, raw, header), which returns False to take the
-# ordinary path instead (filled by shardkv.scripting: EVALSHA).
-FAST_PATHS: dict = {}
-
-# Called when EXEC is refused, to discard the client's transaction
-# (filled by shardkv.acceptor.transactions).
-DISCARD_HOOKS: list = []
 
 
 # The commands Redis 7.0 flags allow_busy: they run while a script is busy.
@@ -300,6 +285,7 @@ class Client(asyncio.Protocol):
         links = server.links
         shard_of = server.shard_of
         pending = self.pending
+        fast_paths = server.fast_paths
         plain = self._plain()
         header = self.headers[self.resp3]
         rest = iter(batch)
@@ -315,7 +301,7 @@ class Client(asyncio.Protocol):
                             links[shard_of(args[1])].send(header, raw, slot, True)
                             continue
                     else:
-                        fast = FAST_PATHS.get(cmd.name)
+                        fast = fast_paths.get(cmd.name)
                         if fast is not None and not BUSY_LINKS and fast(self, args, raw, header):
                             continue
             self.execute(args, raw)
@@ -552,7 +538,7 @@ class Client(asyncio.Protocol):
         if server.monitors:  # shown after it ran, as Redis's call() does
             monitor.feed(self, cmd, args)
         if self.tracking is not None:
-            TRACKING[0](self, cmd, args)
+            server.wiring.after_command(self, cmd, args)
 
     def reject(self, cmd: commands.Command | None, message: str) -> None:
         """Refuse a command before it runs, as Redis's ``rejectCommand``:
@@ -560,8 +546,7 @@ class Client(asyncio.Protocol):
         now, with EXECABORT and the reason."""
         self.server.stats.rejected(None if cmd is None else cmd.name, message)
         if cmd is not None and cmd.name == "exec":
-            for hook in DISCARD_HOOKS:  # shardkv.acceptor.transactions
-                hook(self)
+            self.server.wiring.discard_transaction(self)
             if message.startswith("ERR "):
                 message = message[4:]
             self.pending.append(encode_error(errors.EXECABORT_BECAUSE % message))

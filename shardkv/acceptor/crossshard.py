@@ -108,7 +108,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from shardkv.acceptor.client import Slot
-from shardkv.acceptor.server import ATOMIC_FAN_OUT, CRON_HOOKS, CROSS_SHARD
 from shardkv.acceptor.shardlink import release_events
 from shardkv.protocol import errors, wire
 from shardkv.protocol.decisions import (
@@ -614,12 +613,8 @@ def run_write_fan_out(
     FanOutWrite(client, parts, merge, keys)
 
 
-def _sync_decisions(server: Acceptor) -> None:
+def sync_decisions(server: Acceptor) -> None:
+    """Once a second (the acceptor's cron): the decisions file's everysec fsync."""
     coordinator = getattr(server, "coordinator", None)
     if coordinator is not None:
         coordinator.sync()
-
-
-CROSS_SHARD.append(run_cross_shard)
-CRON_HOOKS.append(_sync_decisions)
-ATOMIC_FAN_OUT.append(run_write_fan_out)

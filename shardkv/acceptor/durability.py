@@ -26,8 +26,6 @@ import signal
 from typing import TYPE_CHECKING
 
 from shardkv.acceptor.client import Slot
-from shardkv.acceptor.local import CONFIG_HOOKS
-from shardkv.acceptor.server import local
 from shardkv.protocol import errors, wire
 from shardkv.protocol.resp import encode_command, encode_error
 from shardkv.protocol.wire import Verb
@@ -42,7 +40,6 @@ _HEADER = wire.entry_header(0)
 SHUTDOWN_FAILED = "ERR Errors trying to SHUTDOWN. Check logs."
 
 
-@local("lastsave")
 def lastsave(client: Client, args: list) -> None:
     """LASTSAVE"""
     client.query_all([Verb.LASTSAVE], min)
@@ -91,7 +88,6 @@ class _Ignore:
         pass
 
 
-@local("shutdown")
 def shutdown(client: Client, args: list) -> None:
     """SHUTDOWN [NOSAVE | SAVE] [NOW] [FORCE] [ABORT]"""
     options = set()
@@ -195,7 +191,7 @@ def latest_fork_usec(shards: list) -> int:
 # -- CONFIG SET reaches the supervisor ---------------------------------------------
 
 
-def _tell_supervisor(server: Acceptor, changes: dict) -> None:
+def tell_supervisor(server: Acceptor, changes: dict) -> None:
     sock = getattr(server, "control", None)
     if sock is None or not changes:
         return
@@ -203,6 +199,3 @@ def _tell_supervisor(server: Acceptor, changes: dict) -> None:
         sock.send(b"config " + json.dumps(changes).encode() + b"\n")
     except OSError as e:
         log.warning("acceptor: could not tell the supervisor about CONFIG SET: %s", e)
-
-
-CONFIG_HOOKS.append(_tell_supervisor)

@@ -19,10 +19,11 @@ import time
 from typing import TYPE_CHECKING
 
 from shardkv import REDIS_VERSION, __version__
+from shardkv.acceptor.durability import latest_fork_usec, persistence_section
+from shardkv.acceptor.scriptcache import CACHE
 from shardkv.runtime.cmdstats import Stats, percentile
 
 # shardkv.acceptor.tracking's (keys, items, prefixes), for INFO stats.
-TRACKING_TOTALS: list = []
 
 if TYPE_CHECKING:
     from shardkv.acceptor.server import Acceptor
@@ -104,12 +105,8 @@ def _wanted(sections: list[str]) -> list[str]:
 def build_info(server: Acceptor, sections: list[str], shards: list, own: list | None = None) -> str:
     """INFO's text.  ``shards`` is each shard's ``__info`` reply; ``own`` the
     acceptor's command statistics when INFO came (it is counted after it)."""
-    from shardkv.acceptor.durability import (  # (it imports local, which imports us)
-        latest_fork_usec,
-        persistence_section,
-    )
-
     wanted = _wanted(sections)
+    tracking_totals = server.wiring.tracking_totals()  # CLIENT TRACKING's tables
     cfg = server.config
     now = time.time()
     uptime = int(now - server.started)
@@ -236,9 +233,9 @@ def build_info(server: Acceptor, sections: list[str], shards: list, own: list | 
             ("active_defrag_key_misses", 0),
             ("total_active_defrag_time", 0),
             ("current_active_defrag_time", 0),
-            ("tracking_total_keys", TRACKING_TOTALS[0]()[0] if TRACKING_TOTALS else 0),
-            ("tracking_total_items", TRACKING_TOTALS[0]()[1] if TRACKING_TOTALS else 0),
-            ("tracking_total_prefixes", TRACKING_TOTALS[0]()[2] if TRACKING_TOTALS else 0),
+            ("tracking_total_keys", tracking_totals[0]),
+            ("tracking_total_items", tracking_totals[1]),
+            ("tracking_total_prefixes", tracking_totals[2]),
             ("unexpected_error_replies", 0),
             ("total_error_replies", command_stats.error_replies),
             ("dump_payload_sanitizations", 0),
@@ -375,8 +372,6 @@ def _lua_memory(stats: list[dict]) -> list[tuple[str, object]]:
     """The Lua fields of INFO memory: the shards' Lua states summed, the
     script cache (kept by the acceptor), and the libraries (every shard has
     them all, so shard 0's figures)."""
-    from shardkv.acceptor.scripting import CACHE
-
     lua = sum(s.get("used_memory_lua", 0) for s in stats)
     first = stats[0] if stats else {}
     scripts_eval = sum(len(body) + 40 for body in CACHE.bodies.values())

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.local import _guard, _subcommand_error
-from shardkv.acceptor.server import local
 from shardkv.protocol import command_docs
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import Verbatim
@@ -54,7 +53,6 @@ _DOCTOR_DISABLED = (
 )
 
 
-@local("latency")
 @_guard
 def latency(client: Client, args: list) -> None:
     """LATENCY LATEST | HISTORY event | RESET [event ...] | DOCTOR | GRAPH event | HISTOGRAM [command ...]"""

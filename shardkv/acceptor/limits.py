@@ -33,20 +33,17 @@ limits to the clients already connected.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from shardkv.acceptor.local import CONFIG_HOOKS
-from shardkv.acceptor.server import Acceptor
+if TYPE_CHECKING:
+    from shardkv.acceptor.server import Acceptor
 
 _PARSER_SETTINGS = ("proto-max-bulk-len", "client-query-buffer-limit")
 
 
-def _on_config(server: Acceptor, changes: dict[str, Any]) -> None:
+def on_config(server: Acceptor, changes: dict[str, Any]) -> None:
     if any(name in changes for name in _PARSER_SETTINGS):
         config = server.config
         for client in server.clients.values():
             client.parser.max_bulk_len = config["proto-max-bulk-len"]
             client.parser.max_query_buffer = config["client-query-buffer-limit"]
-
-
-CONFIG_HOOKS.append(_on_config)

@@ -14,24 +14,26 @@ its arity against :mod:`shardkv.protocol.command_docs`, with Redis's errors.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Collection
 
 from shardkv import HELLO_VERSION
 from shardkv.acceptor import monitor, pause
 from shardkv.acceptor.blocking import unblock
-from shardkv.acceptor.client import REPLY_OFF, REPLY_ON, REPLY_SKIP_NEXT, Client
+from shardkv.acceptor.client import REPLY_OFF, REPLY_ON, REPLY_SKIP_NEXT, Client, Slot
 from shardkv.acceptor.info import build_info
-from shardkv.acceptor.server import ATTACH_HOOKS, DISCONNECT_HOOKS, local
+from shardkv.acceptor.security import check_auth, is_loopback
 from shardkv.protocol import command_docs, commands, errors
 from shardkv.protocol.args import parse_cursor, parse_int, parse_int32, parse_scan_options, strict_int
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.glob import compile_glob
 from shardkv.protocol.resp import OK, Verbatim, encode, encode_command
 from shardkv.protocol.router import SLOTS
-from shardkv.protocol.wire import Verb
+from shardkv.protocol.wire import Verb, decode_part, entry_header
 from shardkv.runtime import config
 from shardkv.runtime.cmdstats import stat_name
+from shardkv.runtime.config import parse_memory
 
 
 def _guard(fn):
@@ -57,7 +59,6 @@ def _subcommand_error(args: list) -> CommandError:
 # -- connection --------------------------------------------------------------
 
 
-@local("ping")
 @_guard
 def ping(client: Client, args: list) -> None:
     """PING [message]"""
@@ -70,20 +71,17 @@ def ping(client: Client, args: list) -> None:
     client.reply(args[1] if len(args) == 2 else "PONG")
 
 
-@local("echo")
 def echo(client: Client, args: list) -> None:
     """ECHO message"""
     client.reply(args[1])
 
 
-@local("quit")
 def quit_(client: Client, args: list) -> None:
     """QUIT"""
     client.reply(OK)
     client.close_after_replies()
 
 
-@local("select")
 @_guard
 def select(client: Client, args: list) -> None:
     """SELECT index"""
@@ -106,7 +104,6 @@ def _hello_reply(client: Client) -> dict:
     }
 
 
-@local("hello")
 @_guard
 def hello(client: Client, args: list) -> None:
     """HELLO [protover [AUTH username password] [SETNAME clientname]]"""
@@ -130,8 +127,6 @@ def hello(client: Client, args: list) -> None:
         else:
             raise CommandError("ERR Syntax error in HELLO option '{}'".format(args[j].decode("latin-1")))
     if auth is not None:
-        from shardkv.acceptor.security import check_auth
-
         check_auth(client, auth[0], auth[1])
     if not client.authenticated:
         raise CommandError(errors.NOAUTH_HELLO)
@@ -210,11 +205,6 @@ def client_info_line(c: Client, now: float, current: list | None = None) -> byte
     return " ".join(f"{k}={v}" for k, v in fields).encode()
 
 
-# CLIENT subcommands other modules answer, by upper-case name.
-CLIENT_SUBCOMMANDS: dict = {}
-
-
-@local("client")
 @_guard
 def client_cmd(client: Client, args: list) -> None:
     """CLIENT subcommand [argument ...]"""
@@ -314,8 +304,8 @@ def client_cmd(client: Client, args: list) -> None:
             raise CommandError(errors.SYNTAX)
         target = server.clients.get(parse_int(args[2]))
         client.reply(1 if target is not None and unblock(target, error) else 0)
-    elif sub in CLIENT_SUBCOMMANDS:  # TRACKING, CACHING... (shardkv.acceptor.tracking)
-        CLIENT_SUBCOMMANDS[sub](client, args)
+    elif sub in server.wiring.client_subcommands:  # TRACKING, CACHING... (shardkv.acceptor.tracking)
+        server.wiring.client_subcommands[sub](client, args)
     elif sub == b"HELP":
         client.reply([line.encode() for line in _CLIENT_HELP])
     else:
@@ -449,7 +439,6 @@ def _kill(me: Client, victims: list) -> None:
 # -- MONITOR -----------------------------------------------------------------
 
 
-@local("monitor")
 def monitor_(client: Client, args: list) -> None:
     """MONITOR"""
     if client.in_exec:  # Redis: EXEC wants one reply per command
@@ -457,10 +446,6 @@ def monitor_(client: Client, args: list) -> None:
     elif monitor.start(client):
         client.reply(OK)
     # else: already monitoring; Redis ignores the command without a reply
-
-
-DISCONNECT_HOOKS.append(monitor.stop)
-DISCONNECT_HOOKS.append(pause.forget)
 
 
 # -- COMMAND -----------------------------------------------------------------
@@ -765,7 +750,6 @@ def _getkeys(args: list) -> list:
     return keys
 
 
-@local("command")
 @_guard
 def command(client: Client, args: list) -> None:
     """COMMAND [COUNT | INFO [name ...] | DOCS [name ...] | LIST | GETKEYS command [arg ...]]"""
@@ -940,8 +924,6 @@ def allow_protected_action(value: str, client: Client) -> bool:
         return True
     if value != "local" or client.transport is None:
         return False
-    from shardkv.acceptor.security import is_loopback
-
     return is_loopback(client.transport.get_extra_info("peername"))
 
 
@@ -953,11 +935,8 @@ def worker_config(server, names) -> list[bytes]:
     return out
 
 
-def _config_to_worker(server, link) -> None:
+def config_to_worker(server, link) -> None:
     """A worker's pipe was attached: give it every setting."""
-    from shardkv.protocol.resp import encode_command
-    from shardkv.protocol.wire import entry_header
-
     body = encode_command(worker_config(server, config.SETTINGS))
     link.send(entry_header(0), body, _IGNORE)
 
@@ -970,7 +949,6 @@ class _Ignore:
 
 
 _IGNORE = _Ignore()
-ATTACH_HOOKS.append(_config_to_worker)
 
 
 def _all_ok(parts: list) -> object:
@@ -985,7 +963,6 @@ def _set_oom(server, parts: list) -> object:
     return OK
 
 
-@local("config")
 @_guard
 def config_cmd(client: Client, args: list) -> None:
     """CONFIG GET parameter [parameter ...] | CONFIG SET parameter value [...] | CONFIG RESETSTAT"""
@@ -1002,9 +979,9 @@ def config_cmd(client: Client, args: list) -> None:
         changes = config_set_changes(client, args)
         # Everything checked: apply it in the acceptor, then in every worker.
         # A worker that is down now gets every setting when it is attached
-        # again (_config_to_worker), so none is left behind.
+        # again (config_to_worker), so none is left behind.
         server.config.update(changes)
-        for hook in CONFIG_HOOKS:
+        for hook in server.wiring.on_config:
             hook(server, changes)
         # Reply once every worker has the new values (and has said whether
         # it is now out of memory).
@@ -1015,8 +992,8 @@ def config_cmd(client: Client, args: list) -> None:
         server.rejected_connections = 0
         server.net_input_bytes = server.net_output_bytes = 0
         server.reads_processed = server.writes_processed = 0
-        for hook in RESETSTAT_HOOKS:
-            hook(server)
+        for reset in server.wiring.on_resetstat:
+            reset(server)
         client.query_all([Verb.RESETSTAT], _all_ok)
     elif sub == b"REWRITE":
         path = server.config.get(config.CONFIG_FILE)
@@ -1033,15 +1010,9 @@ def config_cmd(client: Client, args: list) -> None:
         raise _subcommand_error(args)
 
 
-CONFIG_HOOKS: list = []
-# Called on CONFIG RESETSTAT with the acceptor, for modules with counters.
-RESETSTAT_HOOKS: list = []
-
-
 # -- server ------------------------------------------------------------------
 
 
-@local("info")
 def info(client: Client, args: list) -> None:
     """INFO [section [section ...]]"""
     sections = [a.decode("latin-1").lower() for a in args[1:]]
@@ -1053,14 +1024,12 @@ def info(client: Client, args: list) -> None:
     client.query_all([Verb.INFO], merge)
 
 
-@local("time")
 def time_(client: Client, args: list) -> None:
     """TIME"""
     now = time.time()
     client.reply([b"%d" % int(now), b"%d" % int((now % 1) * 1_000_000)])
 
 
-@local("wait")
 @_guard
 def wait(client: Client, args: list) -> None:
     """WAIT numreplicas timeout"""
@@ -1071,7 +1040,6 @@ def wait(client: Client, args: list) -> None:
     client.reply(0)
 
 
-@local("swapdb")
 @_guard
 def swapdb(client: Client, args: list) -> None:
     """SWAPDB index1 index2
@@ -1097,7 +1065,6 @@ def _db_index(arg: bytes, message: str) -> int:
         raise CommandError(message) from None
 
 
-@local("debug")
 @_guard
 def debug(client: Client, args: list) -> None:
     """DEBUG subcommand [argument ...]
@@ -1116,8 +1083,6 @@ def debug(client: Client, args: list) -> None:
     elif sub == b"CHANGE-REPL-ID" and n == 2:
         client.reply(OK)
     elif sub == b"QUICKLIST-PACKED-THRESHOLD" and n == 3:
-        from shardkv.runtime.config import parse_memory
-
         try:
             parse_memory(args[2].decode("latin-1"))
         except ValueError:
@@ -1135,8 +1100,6 @@ def debug(client: Client, args: list) -> None:
 
 def _strtod(arg: bytes) -> float:
     """C's ``strtod`` without an end pointer: the longest number at the start, or 0."""
-    import re
-
     m = re.match(rb"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", arg)
     return float(m.group(0)) if m else 0.0
 
@@ -1158,7 +1121,6 @@ _DEBUG_HELP = [
 # -- SCAN --------------------------------------------------------------------
 
 
-@local("scan")
 @_guard
 def scan(client: Client, args: list) -> None:
     """SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]
@@ -1182,8 +1144,6 @@ class _ScanChain:
     next shards in turn, until ``count`` keys were visited."""
 
     def __init__(self, client: Client, cursor: int, count: int, pattern: bytes, kind: bytes) -> None:
-        from shardkv.acceptor.client import Slot
-
         self.client = client
         self.slot = Slot(client)
         client.pending.append(self.slot)
@@ -1201,8 +1161,6 @@ class _ScanChain:
         server.links[shard].send(self.client.part_headers[0], body, self)  # in the client's database
 
     def deliver(self, body: bytes) -> None:
-        from shardkv.protocol.wire import decode_part
-
         client = self.client
         if body[:1] == b"-":  # the shard is down
             self.slot.deliver(body)

@@ -12,8 +12,8 @@ from __future__ import annotations
 import gc
 
 from shardkv.acceptor.client import Client
+from shardkv.acceptor.info import _PEAK, _STARTUP, _own_rss
 from shardkv.acceptor.local import _guard, _subcommand_error
-from shardkv.acceptor.server import local
 from shardkv.protocol import command_docs
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import OK, Verbatim
@@ -45,7 +45,6 @@ _FINE = (
 )
 
 
-@local("memory")
 @_guard
 def memory(client: Client, args: list) -> None:
     """MEMORY USAGE key [SAMPLES count] | STATS | DOCTOR | MALLOC-STATS | PURGE | HELP"""
@@ -72,8 +71,6 @@ def memory(client: Client, args: list) -> None:
 
 
 def _totals(server, parts: list) -> tuple[int, int, int]:
-    from shardkv.acceptor.info import _STARTUP, _own_rss
-
     keys = sum(p[0] for p in parts)
     used = sum(p[3] for p in parts) + _own_rss()
     # What the processes held before any data: the smallest figure seen
@@ -84,8 +81,6 @@ def _totals(server, parts: list) -> tuple[int, int, int]:
 
 
 def _stats(server, parts: list) -> dict:
-    from shardkv.acceptor.info import _PEAK
-
     keys, used, startup = _totals(server, parts)
     peak = max(_PEAK[0], used)
     clients = server.clients.values()

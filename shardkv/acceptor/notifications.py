@@ -17,11 +17,7 @@ the global order, and to a shard again whenever its pipe is attached.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from shardkv.acceptor.local import CONFIG_HOOKS
 from shardkv.acceptor.pubsub import publish_message
-from shardkv.acceptor.server import ATTACH_HOOKS
 from shardkv.protocol.resp import encode_command
 from shardkv.protocol.wire import Verb, entry_header
 from shardkv.runtime import config
@@ -32,11 +28,9 @@ KEYEVENT = 1 << 1  # E
 CLASSES = (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10)
 CLASSES |= (1 << 11) | (1 << 14)
 
-# Called with (server, events, origin) for every batch of events: this
-# module's publisher, and shardkv.tracking's invalidation.
-LISTENERS: list[Callable] = []
-# Each returns the classes its module needs the shards to note now.
-MASKS: list[Callable] = []
+# Who hears the shards' events, and who says what they must note, is
+# bound by shardkv.acceptor.wiring (Wiring.event_listeners, event_masks):
+# this module's publisher and mask, and client-side caching's.
 
 
 class _State:
@@ -47,7 +41,7 @@ class _State:
 STATE = _State()
 
 
-def _publish(server, events: list, origin: object) -> None:
+def publish(server, events: list, origin: object) -> None:
     flags = STATE.flags
     if not flags & (KEYSPACE | KEYEVENT):
         return
@@ -60,25 +54,21 @@ def _publish(server, events: list, origin: object) -> None:
             publish_message(server, b"__keyevent@%d__:%s" % (db, event), key)
 
 
-def _own_mask(server) -> int:
+def own_mask(server) -> int:
     flags = STATE.flags
     return flags & CLASSES if flags & (KEYSPACE | KEYEVENT) else 0
 
 
-LISTENERS.append(_publish)
-MASKS.append(_own_mask)
-
-
 def on_events(server, events: list, origin: object) -> None:
     """A shard's events (see :meth:`shardkv.shardlink.ShardLink._frame`)."""
-    for listener in LISTENERS:
+    for listener in server.wiring.event_listeners:
         listener(server, events, origin)
 
 
 def update_mask(server) -> None:
     """Tell every shard what to note, if that changed."""
     mask = 0
-    for fn in MASKS:
+    for fn in server.wiring.event_masks:
         mask |= fn(server)
     if mask != STATE.mask:
         STATE.mask = mask
@@ -98,11 +88,11 @@ class _Ignore:
 _IGNORE = _Ignore()
 
 
-def _attached(server, link) -> None:
+def on_attach(server, link) -> None:
     if not STATE.flags and server.config.get("notify-keyspace-events"):
         STATE.flags = config.notify_value(server.config["notify-keyspace-events"])
         mask = 0
-        for fn in MASKS:
+        for fn in server.wiring.event_masks:
             mask |= fn(server)
         STATE.mask = mask
     link.on_events = lambda events, origin: on_events(server, events, origin)
@@ -111,11 +101,7 @@ def _attached(server, link) -> None:
     _send_mask(link, STATE.mask)
 
 
-def _config_changed(server, changes: dict) -> None:
+def on_config(server, changes: dict) -> None:
     if "notify-keyspace-events" in changes:
         STATE.flags = config.notify_value(changes["notify-keyspace-events"])
         update_mask(server)
-
-
-ATTACH_HOOKS.append(_attached)
-CONFIG_HOOKS.append(_config_changed)

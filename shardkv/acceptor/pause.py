@@ -21,6 +21,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from shardkv.acceptor.scriptcache import CACHE
 from shardkv.protocol.resp import encode_command
 from shardkv.protocol.wire import Verb, entry_header
 
@@ -59,8 +60,6 @@ def _replicates(cmd: Command, args: list[bytes]) -> bool:
 
 def _cached_script(sha: bytes) -> bytes | None:
     """The body of a cached script (EVALSHA), if the cache has it."""
-    from shardkv.acceptor.scripting import CACHE  # (it imports the client module)
-
     return CACHE.bodies.get(sha.lower())
 
 

@@ -25,8 +25,7 @@ import time
 
 from shardkv.acceptor import monitor
 from shardkv.acceptor.client import Client
-from shardkv.acceptor.local import CONFIG_HOOKS
-from shardkv.acceptor.server import CONNECT_HOOKS, DISCONNECT_HOOKS, INTERCEPTORS, local
+from shardkv.acceptor.transactions import discard_transaction
 from shardkv.protocol import errors
 from shardkv.protocol.commands import Command
 from shardkv.protocol.errors import CommandError
@@ -63,10 +62,6 @@ def subscribed_mode(client: Client, cmd: Command, args: list[bytes]) -> bool:
     return True
 
 
-# Before the MULTI queue: a subscribed RESP2 client cannot even start one.
-INTERCEPTORS.insert(0, subscribed_mode)
-
-
 def _count(client: Client) -> int:
     return len(client.channels) + len(client.patterns)
 
@@ -74,7 +69,6 @@ def _count(client: Client) -> int:
 # -- subscribing -------------------------------------------------------------
 
 
-@local("subscribe")
 def subscribe(client: Client, args: list[bytes]) -> None:
     """SUBSCRIBE channel [channel ...]"""
     channels = client.channels
@@ -85,7 +79,6 @@ def subscribe(client: Client, args: list[bytes]) -> None:
         client.reply_push(Push([b"subscribe", channel, _count(client)]))
 
 
-@local("unsubscribe")
 def unsubscribe(client: Client, args: list[bytes]) -> None:
     """UNSUBSCRIBE [channel [channel ...]]"""
     names = args[1:] or list(client.channels)
@@ -96,7 +89,6 @@ def unsubscribe(client: Client, args: list[bytes]) -> None:
         client.reply_push(Push([b"unsubscribe", channel, _count(client)]))
 
 
-@local("psubscribe")
 def psubscribe(client: Client, args: list[bytes]) -> None:
     """PSUBSCRIBE pattern [pattern ...]"""
     patterns = client.patterns
@@ -110,7 +102,6 @@ def psubscribe(client: Client, args: list[bytes]) -> None:
         client.reply_push(Push([b"psubscribe", pattern, _count(client)]))
 
 
-@local("punsubscribe")
 def punsubscribe(client: Client, args: list[bytes]) -> None:
     """PUNSUBSCRIBE [pattern [pattern ...]]"""
     names = args[1:] or list(client.patterns)
@@ -147,13 +138,10 @@ def unsubscribe_all(client: Client) -> None:
         _drop_pattern(client, pattern)
 
 
-def _disconnected(client: Client) -> None:
+def on_disconnect(client: Client) -> None:
     if client.channels or client.patterns:
         unsubscribe_all(client)
     _soft_since.pop(client, None)
-
-
-DISCONNECT_HOOKS.append(_disconnected)
 
 
 # -- publishing --------------------------------------------------------------
@@ -175,7 +163,6 @@ class _Message:
         return data
 
 
-@local("publish")
 def publish(client: Client, args: list[bytes]) -> None:
     """PUBLISH channel message"""
     client.reply(publish_message(client.server, args[1], args[2]))
@@ -287,12 +274,12 @@ def _limits(server) -> tuple[int, int, int]:
     return _parsed[1]["pubsub"]
 
 
-def _config_changed(server, changes: dict) -> None:
+def on_config(server, changes: dict) -> None:
     """CONFIG SET of the limits changes only the classes it names, as in Redis."""
     global _parsed
     if LIMIT_SETTING not in changes:
         return
-    old = _parsed[1]  # the value before this CONFIG SET (see _connected)
+    old = _parsed[1]  # the value before this CONFIG SET (see on_connect)
     try:
         merged = parse_limits(changes[LIMIT_SETTING], old)
     except ValueError as e:
@@ -302,19 +289,14 @@ def _config_changed(server, changes: dict) -> None:
     _parsed = (text, merged)
 
 
-def _connected(client: Client) -> None:
+def on_connect(client: Client) -> None:
     if not _parsed[0]:  # parse the limits before any CONFIG SET replaces them
         _limits(client.server)
-
-
-CONFIG_HOOKS.append(_config_changed)
-CONNECT_HOOKS.append(_connected)
 
 
 # -- PUBSUB ------------------------------------------------------------------
 
 
-@local("pubsub")
 def pubsub(client: Client, args: list[bytes]) -> None:
     """PUBSUB CHANNELS [pattern] | NUMSUB [channel ...] | NUMPAT | SHARDCHANNELS | SHARDNUMSUB"""
     sub = args[1].lower()
@@ -367,11 +349,8 @@ _HELP = [
 # -- RESET -------------------------------------------------------------------
 
 
-@local("reset")
 def reset(client: Client, args: list[bytes]) -> None:
     """RESET"""
-    from shardkv.acceptor.transactions import discard_transaction
-
     discard_transaction(client)
     unsubscribe_all(client)
     monitor.stop(client)

@@ -34,9 +34,9 @@ from collections import deque
 from time import perf_counter_ns
 
 from shardkv.acceptor import monitor
-from shardkv.acceptor.client import FAST_PATHS, HEADERS, Client, Slot
+from shardkv.acceptor.client import HEADERS, Client, Slot
 from shardkv.acceptor.crossshard import AtomicOp
-from shardkv.acceptor.server import ATTACH_HOOKS, local
+from shardkv.acceptor.scriptcache import CACHE
 from shardkv.protocol import command_docs, errors, wire
 from shardkv.protocol.resp import encode_command, encode_error, strict_int
 from shardkv.protocol.wire import Verb
@@ -53,45 +53,14 @@ LOAD_ERRORS = (
 )
 
 
-class ScriptCache:
-    """The acceptor's script cache and what each shard knows of it."""
-
-    def __init__(self) -> None:
-        self.bodies: dict[bytes, bytes] = {}
-        self.known: dict[int, set[bytes]] = {}
-        # Scripts that once needed other shards: sha -> (every shard?, the
-        # undeclared keys they used).
-        self.escaping: dict[bytes, tuple[bool, list[bytes]]] = {}
-
-    def knows(self, shard: int) -> set[bytes]:
-        known = self.known.get(shard)
-        if known is None:
-            known = self.known[shard] = set()
-        return known
-
-    def flush(self) -> None:
-        self.bodies.clear()
-        self.known.clear()
-        self.escaping.clear()
-
-
-CACHE = ScriptCache()
-
-
-def _forget_shard(server: object, link: object) -> None:
+def forget_shard(server: object, link: object) -> None:
     """A worker (re)started: it knows no script."""
     CACHE.known.pop(link.index, None)  # type: ignore[attr-defined]
 
 
-ATTACH_HOOKS.append(_forget_shard)
-
-
-def _monitor_scripts(server: object, link: object) -> None:
+def monitor_scripts(server: object, link: object) -> None:
     """MONITOR's ``[0 lua]`` lines: the commands a script called on ``link``'s shard."""
     link.on_script_calls = lambda calls: monitor.feed_script(server, calls)  # type: ignore[attr-defined,arg-type]
-
-
-ATTACH_HOOKS.append(_monitor_scripts)
 
 
 def sha1hex(body: bytes) -> bytes:
@@ -101,7 +70,6 @@ def sha1hex(body: bytes) -> bytes:
 # -- EVAL and EVALSHA ------------------------------------------------------------
 
 
-@local("eval", "eval_ro", "evalsha", "evalsha_ro")
 def eval_command(client: Client, args: list[bytes]) -> None:
     """EVAL script numkeys [key [key ...]] [arg [arg ...]]"""
     n = strict_int(args[2])
@@ -132,7 +100,7 @@ def eval_command(client: Client, args: list[bytes]) -> None:
     run_script(client, sha, body, ro, keys, rest)
 
 
-def _evalsha_fast(client: Client, args: list[bytes], raw: bytes, header: bytes) -> bool:
+def evalsha_fast(client: Client, args: list[bytes], raw: bytes, header: bytes) -> bool:
     """EVALSHA's shortcut from Client._run: a cached script whose declared
     keys are on one shard that already compiled it goes there as it came,
     as a GET goes.  False for anything else (the ordinary path answers)."""
@@ -164,9 +132,6 @@ def _evalsha_fast(client: Client, args: list[bytes], raw: bytes, header: bytes) 
     stats = server.stats
     stats.record_latency(stats.row_of(args), perf_counter_ns() - start)
     return True
-
-
-FAST_PATHS["evalsha"] = FAST_PATHS["evalsha_ro"] = _evalsha_fast
 
 
 class _ScriptSlot(Slot):
@@ -409,7 +374,6 @@ _SCRIPT_HELP = [
 ]
 
 
-@local("script")
 def script_command(client: Client, args: list[bytes]) -> None:
     """SCRIPT subcommand [argument ...]"""
     problem = command_docs.check_subcommand(args)
@@ -517,7 +481,6 @@ def script_error(body: bytes) -> bytes:
 # -- FCALL and FUNCTION --------------------------------------------------------------
 
 
-@local("fcall", "fcall_ro")
 def fcall_command(client: Client, args: list[bytes]) -> None:
     """FCALL function numkeys [key [key ...]] [arg [arg ...]]"""
     n = strict_int(args[2])
@@ -583,7 +546,6 @@ _FUNCTION_HELP = [
 ]
 
 
-@local("function")
 def function_command(client: Client, args: list[bytes]) -> None:
     """FUNCTION subcommand [argument ...]"""
     problem = command_docs.check_subcommand(args)

@@ -22,14 +22,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shardkv.acceptor.client import Client
-from shardkv.acceptor.local import CONFIG_HOOKS
-from shardkv.acceptor.server import CONNECT_HOOKS, Acceptor, local
 from shardkv.protocol import errors
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import OK
+
+if TYPE_CHECKING:
+    from shardkv.acceptor.server import Acceptor
 
 
 def _digest(secret: bytes) -> bytes:
@@ -56,7 +57,6 @@ def check_auth(client: Client, user: bytes, password: bytes) -> None:
     client.parser.authenticated = True
 
 
-@local("auth")
 def auth(client: Client, args: list) -> None:
     """AUTH [username] password"""
     if len(args) > 3:
@@ -96,7 +96,7 @@ def protected_mode_refuses(config: dict[str, Any], peer: object) -> bool:
     return bool(config["protected-mode"]) and not config["requirepass"] and not is_loopback(peer)
 
 
-def _on_connect(client: Client) -> None:
+def on_connect(client: Client) -> None:
     server = client.server
     transport = client.transport
     if transport is None or not server.config["protected-mode"]:
@@ -108,13 +108,9 @@ def _on_connect(client: Client) -> None:
         client.flush()
 
 
-def _on_config(server: Acceptor, changes: dict[str, Any]) -> None:
+def on_config(server: Acceptor, changes: dict[str, Any]) -> None:
     # With the password removed, nobody needs to authenticate any more.
     if "requirepass" in changes and not changes["requirepass"]:
         for client in server.clients.values():
             client.authenticated = True
             client.parser.authenticated = True
-
-
-CONNECT_HOOKS.append(_on_connect)
-CONFIG_HOOKS.append(_on_config)

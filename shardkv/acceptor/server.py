@@ -20,7 +20,8 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from time import perf_counter_ns
 from typing import Any
@@ -30,46 +31,78 @@ from shardkv.acceptor.client import Client
 from shardkv.acceptor.shardlink import ShardLink
 from shardkv.protocol import errors
 from shardkv.protocol.commands import Command
+from shardkv.protocol.resp import encode_command
 from shardkv.protocol.router import Router
-from shardkv.protocol.wire import Verb
-from shardkv.runtime import gctuning
+from shardkv.protocol.wire import Verb, entry_header
 from shardkv.runtime.cmdstats import Stats, apply_settings, stat_name
-from shardkv.runtime.parentdeath import die_with_parent
-from shardkv.runtime.proctitle import set_name
 
 log = logging.getLogger("shardkv.acceptor")
 
 LocalHandler = Callable[[Client, list], None]
-# Commands the acceptor answers itself, by name; filled by shardkv.acceptor.local and
-# the transaction and Pub/Sub modules.
-LOCAL: dict[str, LocalHandler] = {}
-# Hooks that may take a command away from normal routing (MULTI queueing,
-# subscribed mode).  Each returns True when it handled the command.
-INTERCEPTORS: list[Callable[[Client, Command, list], bool]] = []
-# The handler for commands whose keys span shards and need atomicity.
-CROSS_SHARD: list[Callable[[Client, Command, list, list, bool], None]] = []
-# The handler of write commands split by shard (MSET, DEL...), made atomic.
-ATOMIC_FAN_OUT: list[Callable[..., None]] = []
-# The handler of blocking commands (BLPOP, BZPOPMIN...): shardkv.acceptor.blocking.
-BLOCKING: list[Callable[[Client, Command, list, bytes | None, list], None]] = []
+# A local command's shortcut from Client._run, for a plain client: returns
+# False to take the ordinary path instead.
+FastPath = Callable[[Client, list, bytes, bytes], bool]
+# Takes a command away from normal routing (MULTI queueing, subscribed
+# mode) and returns True, or leaves it and returns False.
+Interceptor = Callable[[Client, Command, list], bool]
 
 
-def local(*names: str) -> Callable[[LocalHandler], LocalHandler]:
-    """Register the decorated function as the acceptor's handler of ``names``."""
+@dataclass(frozen=True, slots=True)
+class Wiring:
+    """Everything the acceptor calls that lives in a feature module, bound
+    once by :func:`shardkv.acceptor.wiring.build`, in the order written there.
 
-    def register(fn: LocalHandler) -> LocalHandler:
-        for name in names:
-            LOCAL[name] = fn
-        return fn
+    Nothing here is filled by importing a module: the acceptor holds exactly
+    what it was built with.
+    """
 
-    return register
+    # The commands the acceptor answers itself (route ``local`` in the
+    # command table): name -> handler, one for each such row.
+    local: Mapping[str, LocalHandler]
+    # Shortcuts of some of those, tried first for a plain client and no
+    # busy script (EVALSHA of a cached one-shard script): name -> fast path.
+    fast_paths: Mapping[str, FastPath]
+    # Tried in order on a command of a client in MULTI or subscribed.
+    interceptors: tuple[Interceptor, ...]
+    # A command whose keys span shards and that must run atomically.
+    cross_shard: Callable[[Client, Command, list, list, bool], None]
+    # A write split by shard (MSET, DEL...), made atomic: (client, parts, merge, keys).
+    atomic_fan_out: Callable[..., None]
+    # A blocking command (BLPOP, BZPOPMIN, XREAD BLOCK...).
+    block: Callable[[Client, Command, list, bytes | None, list], None]
+    # Discards a client's transaction, when its EXEC is refused.
+    discard_transaction: Callable[[Client], None]
+    # Called in order: a client connected, a client went away, a worker's
+    # pipe was attached (at start and after a restart), CONFIG SET applied
+    # its changes, CONFIG RESETSTAT.
+    on_connect: tuple[Callable[[Client], None], ...]
+    on_disconnect: tuple[Callable[[Client], None], ...]
+    on_attach: tuple[Callable[[Acceptor, ShardLink], None], ...]
+    on_config: tuple[Callable[[Acceptor, dict[str, Any]], None], ...]
+    on_resetstat: tuple[Callable[[Acceptor], None], ...]
+    # Called once a second by the acceptor's cron.
+    on_cron: tuple[Callable[[Acceptor], None], ...]
+    # Client-side caching (shardkv.acceptor.tracking): called after each
+    # command of a client with tracking on; the CLIENT subcommands it
+    # answers (upper-case name -> handler); INFO's totals of its tables.
+    after_command: Callable[..., None]
+    client_subcommands: Mapping[bytes, LocalHandler]
+    tracking_totals: Callable[[], tuple[int, int, int]]
+    # The shards' keyspace events (shardkv.acceptor.notifications): who hears
+    # them, in order, and what each needs the shards to note (a class mask).
+    event_listeners: tuple[Callable[[Acceptor, list, object], None], ...]
+    event_masks: tuple[Callable[[Acceptor], int], ...]
 
 
 class Acceptor:
     """The acceptor's state: config, pipes, clients and counters."""
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(self, config: dict[str, Any], wiring: Wiring) -> None:
         self.config = config
+        self.wiring = wiring
+        self.local = wiring.local
+        self.fast_paths = wiring.fast_paths
+        self.interceptors = wiring.interceptors
         self.nshards = config["shards"]
         self.router = Router(self.nshards)
         self.shard_of = self.router.shard_of
@@ -133,9 +166,6 @@ class Acceptor:
     # -- clients ------------------------------------------------------------------
 
     def _ask_oom(self) -> None:
-        from shardkv.protocol.resp import encode_command
-        from shardkv.protocol.wire import entry_header
-
         sink = _OomSink(self, len(self.links))
         body = encode_command([Verb.OOM])
         for link in self.links:
@@ -150,25 +180,22 @@ class Acceptor:
             client.flush()
             return
         self.clients[client.id] = client
-        for hook in CONNECT_HOOKS:
+        for hook in self.wiring.on_connect:
             hook(client)
 
     def client_disconnected(self, client: Client) -> None:
         self.clients.pop(client.id, None)
-        for hook in DISCONNECT_HOOKS:
+        for hook in self.wiring.on_disconnect:
             hook(client)
 
     def intercept(self, client: Client, cmd: Command, args: list) -> bool:
-        for hook in INTERCEPTORS:
+        for hook in self.interceptors:
             if hook(client, cmd, args):
                 return True
         return False
 
     def run_local(self, client: Client, cmd: Command, args: list) -> None:
-        handler = LOCAL.get(cmd.name)
-        if handler is None:
-            client.reply_error(f"ERR command '{cmd.name}' is not available yet")
-            return
+        handler = self.local[cmd.name]  # every local row has one (see wiring.build)
         stats = self.stats
         errors_before = stats.error_events
         start = perf_counter_ns()
@@ -186,19 +213,13 @@ class Acceptor:
     ) -> None:
         """Run ``cmd`` atomically over the shards of ``keys``, or over every
         shard with all their keys when ``everything`` (SORT ... BY pattern)."""
-        if not CROSS_SHARD:
-            client.reply_error(f"ERR '{cmd.name}' across shards is not supported")
-        else:
-            CROSS_SHARD[0](client, cmd, args, keys, everything)
+        self.wiring.cross_shard(client, cmd, args, keys, everything)
 
     def atomic_fan_out(self, client: Client, parts: dict, merge: Callable, keys: list | None = None) -> None:
-        ATOMIC_FAN_OUT[0](client, parts, merge, keys)
+        self.wiring.atomic_fan_out(client, parts, merge, keys)
 
     def block(self, client: Client, cmd: Command, args: list, raw: bytes | None, keys: list) -> None:
-        if not BLOCKING:
-            client.reply_error(f"ERR command '{cmd.name}' is not available yet")
-        else:
-            BLOCKING[0](client, cmd, args, raw, keys)
+        self.wiring.block(client, cmd, args, raw, keys)
 
     # -- running ------------------------------------------------------------------
 
@@ -206,7 +227,7 @@ class Acceptor:
         """Start talking to a worker over the pipe end ``fd`` (now ours)."""
         sock = socket.socket(fileno=fd)
         await self.loop.create_unix_connection(link.protocol, sock=sock)  # type: ignore[union-attr]
-        for hook in ATTACH_HOOKS:
+        for hook in self.wiring.on_attach:
             hook(self, link)
 
     def _on_control(self, control: socket.socket) -> None:
@@ -228,9 +249,6 @@ class Acceptor:
 
     async def _shards_ready(self) -> None:
         """Wait until every worker answers, so clients never find one starting."""
-        from shardkv.protocol.resp import encode_command
-        from shardkv.protocol.wire import entry_header
-
         waiters = []
         for link in self.links:
             fut = self.loop.create_future()  # type: ignore[union-attr]
@@ -279,7 +297,7 @@ class Acceptor:
         shards whether they are out of memory (while maxmemory is set)."""
         while True:
             await asyncio.sleep(1)
-            for hook in CRON_HOOKS:
+            for hook in self.wiring.on_cron:
                 hook(self)
             if self.config["maxmemory"] or self.oom:
                 self._ask_oom()
@@ -328,65 +346,3 @@ class _FutureSink:
     def deliver(self, body: bytes) -> None:
         if not self.fut.done():
             self.fut.set_result(body)
-
-
-CONNECT_HOOKS: list[Callable[[Client], None]] = []
-DISCONNECT_HOOKS: list[Callable[[Client], None]] = []
-# Called when a worker's pipe is attached (at start and after a restart).
-ATTACH_HOOKS: list[Callable[[Acceptor, ShardLink], None]] = []
-# Called once a second by the acceptor's cron (the decisions file's everysec fsync).
-CRON_HOOKS: list[Callable[[Acceptor], None]] = []
-
-
-def serve(config: dict[str, Any], pipes: list[Connection], control: Connection | None = None) -> None:
-    """The entry point of the acceptor process."""
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides
-    die_with_parent()  # SIGTERM (close the port and exit) if the supervisor dies
-    set_name("shardkv-accept")
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    # Importing these registers their local commands and hooks.
-    from shardkv.acceptor import (  # noqa: F401
-        blocking,
-        crossshard,
-        durability,
-        latency,
-        limits,
-        local,
-        memory,
-        notifications,
-        pubsub,
-        scripting,
-        security,
-        slowlog,
-        tracking,
-        transactions,
-    )
-
-    acceptor = Acceptor(config)
-    crossshard.coordinator_of(acceptor)  # before any pipe: a worker's first frame is for it
-    loop_factory = None
-    if config.get("uvloop"):
-        try:
-            import uvloop
-
-            loop_factory = uvloop.new_event_loop
-            acceptor.event_loop_name = "uvloop"
-        except ImportError:
-            pass
-    signal.signal(signal.SIGTERM, lambda *_: _stop(acceptor))
-    gctuning.settle()
-    try:
-        with asyncio.Runner(loop_factory=loop_factory) as runner:
-            runner.run(acceptor.serve(pipes, control))
-    finally:
-        acceptor.coordinator.close()  # type: ignore[attr-defined]
-
-
-def _stop(acceptor: Acceptor) -> None:
-    fut = acceptor.shutdown_requested
-    if acceptor.loop is not None and fut is not None:
-        acceptor.loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(None))  # type: ignore[func-returns-value]
-    else:
-        raise SystemExit(0)

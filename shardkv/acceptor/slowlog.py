@@ -12,17 +12,19 @@ address and client name.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shardkv.acceptor.client import Client
-from shardkv.acceptor.local import CONFIG_HOOKS, RESETSTAT_HOOKS, _guard, _subcommand_error, worker_config
-from shardkv.acceptor.server import Acceptor, local
+from shardkv.acceptor.local import _guard, _subcommand_error, worker_config
 from shardkv.protocol import command_docs, errors
 from shardkv.protocol.args import strict_int
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import OK
 from shardkv.protocol.wire import Verb
 from shardkv.runtime.cmdstats import apply_settings
+
+if TYPE_CHECKING:
+    from shardkv.acceptor.server import Acceptor
 
 _HELP = [
     "SLOWLOG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
@@ -56,7 +58,6 @@ def _merged(server: Acceptor, own: list, parts: list) -> list:
     return [e[2] for e in entries[: server.config["slowlog-max-len"]]]
 
 
-@local("slowlog")
 @_guard
 def slowlog(client: Client, args: list) -> None:
     """SLOWLOG GET [count] | SLOWLOG LEN | SLOWLOG RESET | SLOWLOG HELP"""
@@ -93,7 +94,7 @@ def slowlog(client: Client, args: list) -> None:
         raise _subcommand_error(args)
 
 
-def _on_config(server: Acceptor, changes: dict[str, Any]) -> None:
+def on_config(server: Acceptor, changes: dict[str, Any]) -> None:
     apply_settings(server.stats, worker_settings(server, changes))
 
 
@@ -103,9 +104,5 @@ def worker_settings(server: Acceptor, changes: dict[str, Any]) -> dict[str, str]
     return {words[i].decode(): words[i + 1].decode() for i in range(0, len(words), 2)}
 
 
-def _on_resetstat(server: Acceptor) -> None:
+def on_resetstat(server: Acceptor) -> None:
     server.stats.reset()
-
-
-CONFIG_HOOKS.append(_on_config)
-RESETSTAT_HOOKS.append(_on_resetstat)

@@ -29,12 +29,8 @@ from __future__ import annotations
 
 import random
 
-from shardkv.acceptor import client as client_module
 from shardkv.acceptor import notifications
 from shardkv.acceptor.client import Client
-from shardkv.acceptor.info import TRACKING_TOTALS
-from shardkv.acceptor.local import CLIENT_SUBCOMMANDS, CONFIG_HOOKS
-from shardkv.acceptor.server import DISCONNECT_HOOKS
 from shardkv.protocol import errors, wire
 from shardkv.protocol.args import strict_int
 from shardkv.protocol.commands import Command
@@ -79,11 +75,8 @@ class _State:
 STATE = _State()
 
 
-def _mask(server) -> int:
+def events_mask(server) -> int:
     return ALL_CLASSES if STATE.clients else 0
-
-
-notifications.MASKS.append(_mask)
 
 
 # -- CLIENT TRACKING / CACHING / GETREDIR / TRACKINGINFO ----------------------------
@@ -319,9 +312,6 @@ def after_command(client: Client, cmd: Command, args: list[bytes], in_exec: bool
         state.caching = False
 
 
-client_module.TRACKING.append(after_command)
-
-
 def _script_read(client: Client, key: bytes) -> None:
     """A script of ``client`` called a read-only command: its declared keys
     are remembered, as Redis's call() remembers the caller's (EVAL's) keys."""
@@ -364,7 +354,7 @@ def _limit_table(server, limit: int) -> None:
 # -- invalidating ------------------------------------------------------------------
 
 
-def _on_events(server, events: list, origin: object) -> None:
+def on_events(server, events: list, origin: object) -> None:
     if not STATE.clients and not TABLE:
         return
     changer = getattr(origin, "client", None)
@@ -383,9 +373,6 @@ def _on_events(server, events: list, origin: object) -> None:
             _invalidate_key(server, key, changer, bcast=True, early=early)
     if flushed:
         invalidate_all(server, changer)
-
-
-notifications.LISTENERS.append(_on_events)
 
 
 def _invalidate_key(server, key: bytes, changer: Client | None, bcast: bool, early: object = None) -> None:
@@ -475,15 +462,12 @@ def send(client: Client, keys: list[bytes] | None, before: object = None) -> Non
         target.push(message)
 
 
-def _disconnected(client: Client) -> None:
+def on_disconnect(client: Client) -> None:
     if client.tracking is not None:
         disable(client)
 
 
-DISCONNECT_HOOKS.append(_disconnected)
-
-
-def _config_changed(server, changes: dict) -> None:
+def on_config(server, changes: dict) -> None:
     """A lower ``tracking-table-max-keys`` applies at once."""
     if "tracking-table-max-keys" in changes:
         limit = _max_keys(server)
@@ -491,13 +475,6 @@ def _config_changed(server, changes: dict) -> None:
             _limit_table(server, limit)
 
 
-CONFIG_HOOKS.append(_config_changed)
-CLIENT_SUBCOMMANDS.update(
-    {
-        b"TRACKING": client_tracking,
-        b"CACHING": client_caching,
-        b"GETREDIR": client_getredir,
-        b"TRACKINGINFO": client_trackinginfo,
-    }
-)
-TRACKING_TOTALS.append(lambda: (len(TABLE), STATE.items, len(PREFIXES)))
+def totals() -> tuple[int, int, int]:
+    """INFO's tracking_total_keys, tracking_total_items, tracking_total_prefixes."""
+    return len(TABLE), STATE.items, len(PREFIXES)

@@ -41,9 +41,8 @@ from __future__ import annotations
 from collections import deque
 
 from shardkv.acceptor import monitor
-from shardkv.acceptor.client import DISCARD_HOOKS, TRACKING, Client, Slot, db_headers
+from shardkv.acceptor.client import Client, Slot, db_headers
 from shardkv.acceptor.crossshard import AtomicOp
-from shardkv.acceptor.server import DISCONNECT_HOOKS, INTERCEPTORS, local
 from shardkv.protocol import errors
 from shardkv.protocol.commands import Command
 from shardkv.protocol.resp import encode_command, strict_int
@@ -66,13 +65,9 @@ def queue(client: Client, cmd: Command, args: list[bytes]) -> bool:
     return True
 
 
-INTERCEPTORS.append(queue)
-
-
 # -- MULTI, DISCARD ----------------------------------------------------------
 
 
-@local("multi")
 def multi(client: Client, args: list[bytes]) -> None:
     """MULTI"""
     if client.multi is not None:
@@ -83,7 +78,6 @@ def multi(client: Client, args: list[bytes]) -> None:
     client.pending.append(_OK)
 
 
-@local("discard")
 def discard(client: Client, args: list[bytes]) -> None:
     """DISCARD"""
     if client.multi is None:
@@ -98,9 +92,6 @@ def discard_transaction(client: Client) -> None:
     client.multi = None
     client.multi_error = False
     unwatch_all(client)
-
-
-DISCARD_HOOKS.append(discard_transaction)
 
 
 # -- WATCH, UNWATCH ----------------------------------------------------------
@@ -134,7 +125,6 @@ class _Ignore:
 _IGNORE = _Ignore()
 
 
-@local("watch")
 def watch(client: Client, args: list[bytes]) -> None:
     """WATCH key [key ...]"""
     if client.multi is not None:
@@ -163,7 +153,6 @@ def watch(client: Client, args: list[bytes]) -> None:
     client.pending.append(_OK)
 
 
-@local("unwatch")
 def unwatch(client: Client, args: list[bytes]) -> None:
     """UNWATCH"""
     unwatch_all(client)
@@ -187,12 +176,9 @@ def unwatch_all(client: Client) -> None:
         links[shard].send(db_headers(client.watch_db)[0][0], encode_command([Verb.UNWATCH, *keys]), _IGNORE)
 
 
-def _disconnected(client: Client) -> None:
+def on_disconnect(client: Client) -> None:
     client.multi = None
     unwatch_all(client)
-
-
-DISCONNECT_HOOKS.append(_disconnected)
 
 
 # -- EXEC --------------------------------------------------------------------
@@ -268,7 +254,6 @@ class Exec:
         return b"".join(out)
 
 
-@local("exec")
 def exec_(client: Client, args: list[bytes]) -> None:
     """EXEC"""
     queued = client.multi
@@ -298,7 +283,7 @@ def exec_(client: Client, args: list[bytes]) -> None:
     client.pending.append(reply)
     if client.tracking is not None:  # the keys its reads fetched (CLIENT TRACKING)
         for cmd, queued_args in queued:
-            TRACKING[0](client, cmd, queued_args, True)
+            client.server.wiring.after_command(client, cmd, queued_args, True)
     # After the __park entries above: the parked shards must still hold
     # the versions this client saw.
     unwatch_all(client)

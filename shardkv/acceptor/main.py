@@ -1,0 +1,54 @@
+"""The acceptor process's entry point: build the acceptor, run its loop.
+
+The supervisor starts :func:`serve` in a child process with the pipes to
+the workers.  :func:`shardkv.acceptor.wiring.build` puts the acceptor
+together; :meth:`shardkv.acceptor.server.Acceptor.serve` listens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from multiprocessing.connection import Connection
+from typing import Any
+
+from shardkv.acceptor import crossshard, wiring
+from shardkv.acceptor.server import Acceptor
+from shardkv.runtime import gctuning
+from shardkv.runtime.parentdeath import die_with_parent
+from shardkv.runtime.proctitle import set_name
+
+
+def serve(config: dict[str, Any], pipes: list[Connection], control: Connection | None = None) -> None:
+    """The entry point of the acceptor process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides
+    die_with_parent()  # SIGTERM (close the port and exit) if the supervisor dies
+    set_name("shardkv-accept")
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    acceptor = wiring.build(config)
+    crossshard.coordinator_of(acceptor)  # before any pipe: a worker's first frame is for it
+    loop_factory = None
+    if config.get("uvloop"):
+        try:
+            import uvloop  # optional: plain asyncio without it
+
+            loop_factory = uvloop.new_event_loop
+            acceptor.event_loop_name = "uvloop"
+        except ImportError:
+            pass
+    signal.signal(signal.SIGTERM, lambda *_: _stop(acceptor))
+    gctuning.settle()
+    try:
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(acceptor.serve(pipes, control))
+    finally:
+        acceptor.coordinator.close()  # type: ignore[attr-defined]
+
+
+def _stop(acceptor: Acceptor) -> None:
+    fut = acceptor.shutdown_requested
+    if acceptor.loop is not None and fut is not None:
+        acceptor.loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(None))  # type: ignore[func-returns-value]
+    else:
+        raise SystemExit(0)

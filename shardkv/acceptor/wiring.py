@@ -1,0 +1,177 @@
+"""How the acceptor is put together: every handler and hook, bound in one place.
+
+:func:`build` makes the :class:`~shardkv.acceptor.server.Acceptor` that the
+process runs (:mod:`shardkv.acceptor.main`) and that the benchmarks and unit
+tests drive.  It binds each row of the command table whose route is
+``local`` to exactly one handler, and lists the interceptors and hooks in
+the order they run.  Nothing is registered by importing a module: what is
+not written here is not called.  :func:`check` refuses, at start-up, a
+``local`` row with no handler and a handler with no ``local`` row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from shardkv.acceptor import (
+    blocking,
+    crossshard,
+    durability,
+    latency,
+    limits,
+    local,
+    memory,
+    monitor,
+    notifications,
+    pause,
+    pubsub,
+    scripting,
+    security,
+    slowlog,
+    tracking,
+    transactions,
+)
+from shardkv.acceptor.server import Acceptor, LocalHandler, Wiring
+from shardkv.protocol.commands import COMMANDS, Command
+
+
+class WiringError(RuntimeError):
+    """The handlers do not match the command table's ``local`` rows."""
+
+
+def local_handlers() -> dict[str, LocalHandler]:
+    """The commands the acceptor answers itself, grouped as Redis groups them."""
+    return {
+        # connection
+        "ping": local.ping,
+        "echo": local.echo,
+        "quit": local.quit_,
+        "hello": local.hello,
+        "auth": security.auth,
+        "select": local.select,
+        "client": local.client_cmd,
+        "reset": pubsub.reset,
+        # server
+        "command": local.command,
+        "config": local.config_cmd,
+        "info": local.info,
+        "time": local.time_,
+        "lastsave": durability.lastsave,
+        "debug": local.debug,
+        "swapdb": local.swapdb,
+        "shutdown": durability.shutdown,
+        "monitor": local.monitor_,
+        "slowlog": slowlog.slowlog,
+        "latency": latency.latency,
+        "memory": memory.memory,
+        # generic
+        "wait": local.wait,
+        "scan": local.scan,
+        # transactions
+        "multi": transactions.multi,
+        "exec": transactions.exec_,
+        "discard": transactions.discard,
+        "watch": transactions.watch,
+        "unwatch": transactions.unwatch,
+        # scripting
+        "eval": scripting.eval_command,
+        "evalsha": scripting.eval_command,
+        "eval_ro": scripting.eval_command,
+        "evalsha_ro": scripting.eval_command,
+        "script": scripting.script_command,
+        "fcall": scripting.fcall_command,
+        "fcall_ro": scripting.fcall_command,
+        "function": scripting.function_command,
+        # pubsub
+        "subscribe": pubsub.subscribe,
+        "unsubscribe": pubsub.unsubscribe,
+        "psubscribe": pubsub.psubscribe,
+        "punsubscribe": pubsub.punsubscribe,
+        "publish": pubsub.publish,
+        "pubsub": pubsub.pubsub,
+    }
+
+
+def wiring() -> Wiring:
+    """Everything the acceptor calls outside its own modules, in order."""
+    return Wiring(
+        local=local_handlers(),
+        fast_paths={"evalsha": scripting.evalsha_fast, "evalsha_ro": scripting.evalsha_fast},
+        interceptors=(
+            # First: a subscribed RESP2 client cannot even start a MULTI.
+            pubsub.subscribed_mode,
+            transactions.queue,
+        ),
+        cross_shard=crossshard.run_cross_shard,
+        atomic_fan_out=crossshard.run_write_fan_out,
+        block=blocking.block,
+        discard_transaction=transactions.discard_transaction,
+        on_connect=(pubsub.on_connect, security.on_connect),
+        on_disconnect=(
+            blocking.on_disconnect,
+            monitor.stop,
+            pause.forget,
+            pubsub.on_disconnect,
+            tracking.on_disconnect,
+            transactions.on_disconnect,
+        ),
+        on_attach=(
+            local.config_to_worker,
+            notifications.on_attach,
+            scripting.forget_shard,
+            scripting.monitor_scripts,
+        ),
+        on_config=(
+            durability.tell_supervisor,
+            limits.on_config,
+            pubsub.on_config,
+            notifications.on_config,
+            security.on_config,
+            slowlog.on_config,
+            tracking.on_config,
+        ),
+        on_resetstat=(slowlog.on_resetstat,),
+        on_cron=(crossshard.sync_decisions,),  # the decisions file's everysec fsync
+        after_command=tracking.after_command,
+        client_subcommands={
+            b"TRACKING": tracking.client_tracking,
+            b"CACHING": tracking.client_caching,
+            b"GETREDIR": tracking.client_getredir,
+            b"TRACKINGINFO": tracking.client_trackinginfo,
+        },
+        tracking_totals=tracking.totals,
+        # Keyspace notifications publish before client-side caching invalidates.
+        event_listeners=(notifications.publish, tracking.on_events),
+        event_masks=(notifications.own_mask, tracking.events_mask),
+    )
+
+
+def check(
+    handlers: Mapping[str, LocalHandler],
+    table: Mapping[str, Command] = COMMANDS,
+    fast_paths: Mapping[str, object] | None = None,
+) -> None:
+    """Raise :class:`WiringError` unless ``handlers`` has exactly one entry
+    for each ``local`` row of ``table``, and none for any other name; a fast
+    path is a shortcut of one of those handlers."""
+    rows = {name for name, cmd in table.items() if cmd.route == "local"}
+    missing = sorted(rows - handlers.keys())
+    extra = sorted(handlers.keys() - rows)
+    problems = []
+    stray = sorted((fast_paths or {}).keys() - handlers.keys())
+    if stray:
+        problems.append("fast paths of no local handler: " + ", ".join(stray))
+    if missing:
+        problems.append("local commands with no handler: " + ", ".join(missing))
+    if extra:
+        problems.append("handlers with no local row in the command table: " + ", ".join(extra))
+    if problems:
+        raise WiringError("; ".join(problems))
+
+
+def build(config: dict[str, Any]) -> Acceptor:
+    """The acceptor for ``config``, wired; fails loudly on a wiring mistake."""
+    bound = wiring()
+    check(bound.local, fast_paths=bound.fast_paths)
+    return Acceptor(config, bound)

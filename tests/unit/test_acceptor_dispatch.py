@@ -1,0 +1,246 @@
+"""The acceptor's dispatch, in one process, with fake shard links.
+
+An acceptor built by :func:`shardkv.acceptor.wiring.build`, as the server
+builds it, whose links to the workers are :class:`FakeLink`: they record
+what the acceptor sends each shard, and the test answers in the shard's
+place.  No worker process, no socket, no event loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import marshal
+
+import pytest
+
+from shardkv.acceptor import wiring
+from shardkv.acceptor.client import Client
+from shardkv.acceptor.server import Acceptor
+from shardkv.protocol import errors, wire
+from shardkv.protocol.resp import encode_command
+from shardkv.runtime import config
+
+
+class FakeLink:
+    """A shard link that keeps each sent entry until the test answers it."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.sent: list[tuple[bytes, bytes, object]] = []  # (header, body, sink), oldest first
+        self.steps = 0
+        self.busy = None
+
+    def send(self, header: bytes, command: bytes, sink: object, whole_step: bool = False) -> None:
+        self.sent.append((header, command, sink))
+
+    def step_done(self) -> None:
+        self.steps += 1
+
+    def bodies(self) -> list[bytes]:
+        return [body for _, body, _ in self.sent]
+
+    def answer(self, body: bytes) -> None:
+        """The shard's reply to the oldest entry still unanswered."""
+        _, _, sink = self.sent.pop(0)
+        sink.deliver(body)  # type: ignore[attr-defined]
+
+
+class MemoryTransport:
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return {"peername": ("127.0.0.1", 40000), "sockname": ("127.0.0.1", 6379)}.get(name, default)
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def build(nshards: int = 2, **settings: object) -> tuple[Acceptor, list[FakeLink]]:
+    cfg = config.defaults()
+    cfg["shards"] = nshards
+    cfg.update(settings)
+    acceptor = wiring.build(cfg)
+    links = [FakeLink(i) for i in range(nshards)]
+    acceptor.links = links  # type: ignore[assignment]
+    return acceptor, links
+
+
+def connect(acceptor: Acceptor) -> tuple[Client, MemoryTransport]:
+    client = Client(acceptor)
+    transport = MemoryTransport()
+    client.connection_made(transport)  # type: ignore[arg-type]
+    return client, transport
+
+
+def send(client: Client, *commands: list[bytes]) -> None:
+    client.data_received(b"".join(encode_command(c) for c in commands))
+
+
+def replies(acceptor: Acceptor, transport: MemoryTransport) -> bytes:
+    acceptor.flush_dirty_clients()  # what a link does after each reply frame
+    out = b"".join(transport.written)
+    transport.written.clear()
+    return out
+
+
+def keys_on_two_shards(acceptor: Acceptor) -> tuple[bytes, bytes]:
+    a = b"a"
+    b = next(k for k in (b"k%d" % i for i in range(100)) if acceptor.shard_of(k) != acceptor.shard_of(a))
+    return a, b
+
+
+def test_a_single_key_command_goes_to_its_shard_as_it_came() -> None:
+    acceptor, links = build()
+    client, transport = connect(acceptor)
+    raw = encode_command([b"GET", b"k"])
+    client.data_received(raw)
+    shard = acceptor.shard_of(b"k")
+    assert links[shard].sent[0][:2] == (wire.entry_header(0), raw)
+    assert not links[1 - shard].sent
+    assert replies(acceptor, transport) == b""  # nothing until the shard answers
+    links[shard].answer(b"$1\r\nv\r\n")
+    assert replies(acceptor, transport) == b"$1\r\nv\r\n"
+
+
+def test_replies_leave_in_command_order_whatever_shard_answers_first() -> None:
+    acceptor, links = build()
+    a, b = keys_on_two_shards(acceptor)
+    client, transport = connect(acceptor)
+    send(client, [b"GET", a], [b"PING"], [b"GET", b])
+    links[acceptor.shard_of(b)].answer(b"$1\r\nB\r\n")
+    assert replies(acceptor, transport) == b""  # GET a still owes its reply
+    links[acceptor.shard_of(a)].answer(b"$1\r\nA\r\n")
+    assert replies(acceptor, transport) == b"$1\r\nA\r\n+PONG\r\n$1\r\nB\r\n"
+
+
+def test_checks_come_before_routing() -> None:
+    acceptor, links = build()
+    client, transport = connect(acceptor)
+    send(client, [b"NOSUCH", b"x"], [b"GET"], [b"GET", b"k", b"extra"])
+    assert replies(acceptor, transport) == (
+        b"-ERR unknown command 'NOSUCH', with args beginning with: 'x' \r\n"
+        b"-ERR wrong number of arguments for 'get' command\r\n"
+        b"-ERR wrong number of arguments for 'get' command\r\n"
+    )
+    assert not any(link.sent for link in links)
+
+
+def test_local_commands_are_answered_in_the_acceptor() -> None:
+    acceptor, links = build()
+    client, transport = connect(acceptor)
+    send(client, [b"PING"], [b"ECHO", b"hi"], [b"CLIENT", b"ID"])
+    assert replies(acceptor, transport) == b"+PONG\r\n$2\r\nhi\r\n:%d\r\n" % client.id
+    assert not any(link.sent for link in links)
+
+
+def test_a_read_across_shards_fans_out_in_one_step_and_merges_in_key_order() -> None:
+    acceptor, links = build()
+    a, b = keys_on_two_shards(acceptor)
+    client, transport = connect(acceptor)
+    send(client, [b"MGET", b, a])
+    for key, value in ((a, b"A"), (b, b"B")):
+        link = links[acceptor.shard_of(key)]
+        header, body, _ = link.sent[0]
+        assert header == wire.entry_header(wire.FLAG_PART)
+        assert body == encode_command([b"MGET", key])
+        link.answer(marshal.dumps([value]))
+    assert replies(acceptor, transport) == b"*2\r\n$1\r\nB\r\n$1\r\nA\r\n"
+
+
+def test_a_write_across_shards_goes_to_the_atomic_fan_out() -> None:
+    acceptor, links = build()
+    calls = []
+    acceptor.wiring = dataclasses.replace(
+        acceptor.wiring, atomic_fan_out=lambda client, parts, merge, keys: calls.append(parts)
+    )
+    a, b = keys_on_two_shards(acceptor)
+    client, _ = connect(acceptor)
+    send(client, [b"DEL", a, b])
+    assert calls == [{acceptor.shard_of(a): [b"DEL", a], acceptor.shard_of(b): [b"DEL", b]}]
+    assert not any(link.sent for link in links)
+
+
+def test_blocking_and_atomic_commands_go_to_their_handlers() -> None:
+    acceptor, _ = build()
+    seen = []
+    acceptor.wiring = dataclasses.replace(
+        acceptor.wiring,
+        block=lambda client, cmd, args, raw, keys: seen.append(("block", cmd.name, keys)),
+        cross_shard=lambda client, cmd, args, keys, everything: seen.append(("cross", cmd.name, keys)),
+    )
+    a, b = keys_on_two_shards(acceptor)
+    client, _ = connect(acceptor)
+    send(client, [b"BLPOP", a, b"0"], [b"SMOVE", a, b, b"m"])
+    assert seen == [("block", "blpop", [a]), ("cross", "smove", [a, b])]
+
+
+def test_multi_queues_and_exec_routes_the_queue_in_one_step() -> None:
+    acceptor, links = build()
+    client, transport = connect(acceptor)
+    send(client, [b"MULTI"], [b"SET", b"k", b"v"], [b"GET", b"k"])
+    assert replies(acceptor, transport) == b"+OK\r\n+QUEUED\r\n+QUEUED\r\n"
+    assert not any(link.sent for link in links)
+    send(client, [b"EXEC"])
+    link = links[acceptor.shard_of(b"k")]
+    assert link.bodies() == [encode_command([b"SET", b"k", b"v"]), encode_command([b"GET", b"k"])]
+    link.answer(b"+OK\r\n")
+    link.answer(b"$1\r\nv\r\n")
+    assert replies(acceptor, transport) == b"*2\r\n+OK\r\n$1\r\nv\r\n"
+
+
+def test_a_refused_command_in_multi_makes_exec_abort() -> None:
+    acceptor, links = build()
+    client, transport = connect(acceptor)
+    send(client, [b"MULTI"], [b"GET"], [b"EXEC"])
+    assert replies(acceptor, transport) == (
+        b"+OK\r\n-ERR wrong number of arguments for 'get' command\r\n"
+        b"-EXECABORT Transaction discarded because of previous errors.\r\n"
+    )
+    assert client.multi is None
+    assert not any(link.sent for link in links)
+
+
+def test_a_subscribed_resp2_client_may_not_run_other_commands() -> None:
+    acceptor, links = build()
+    client, transport = connect(acceptor)
+    send(client, [b"SUBSCRIBE", b"ch"], [b"GET", b"k"], [b"MULTI"])
+    refused = [(errors.SUBSCRIBED_CONTEXT % name).encode() for name in ("get", "multi")]
+    assert replies(acceptor, transport) == (
+        b"*3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n" + b"".join(b"-%s\r\n" % e for e in refused)
+    )
+    assert not any(link.sent for link in links)
+    client.connection_lost(None)  # on_disconnect: the subscription goes
+
+
+def test_requirepass_refuses_commands_before_auth() -> None:
+    acceptor, links = build(requirepass="secret")
+    client, transport = connect(acceptor)
+    send(client, [b"GET", b"k"])
+    assert replies(acceptor, transport) == b"-" + errors.NOAUTH.encode() + b"\r\n"
+    send(client, [b"AUTH", b"secret"], [b"GET", b"k"])
+    assert replies(acceptor, transport) == b"+OK\r\n"
+    assert links[acceptor.shard_of(b"k")].bodies() == [encode_command([b"GET", b"k"])]
+
+
+@pytest.mark.parametrize("nshards", [1, 3])
+def test_every_key_goes_to_the_shard_the_router_names(nshards: int) -> None:
+    acceptor, links = build(nshards)
+    client, _ = connect(acceptor)
+    keys = [b"key:%d" % i for i in range(50)]
+    send(client, *([b"INCR", k] for k in keys))
+    for link in links:
+        for body in link.bodies():
+            key = body.split(b"\r\n")[-2]
+            assert acceptor.shard_of(key) == link.index
+    assert sum(len(link.sent) for link in links) == len(keys)
