@@ -15,7 +15,7 @@ monitor off or nothing recorded.
 from __future__ import annotations
 
 from shardkv.acceptor.client import Client
-from shardkv.acceptor.local import _guard, _subcommand_error
+from shardkv.acceptor.commands.common import guard, subcommand_error
 from shardkv.protocol import command_docs
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import Verbatim
@@ -53,7 +53,7 @@ _DOCTOR_DISABLED = (
 )
 
 
-@_guard
+@guard
 def latency(client: Client, args: list) -> None:
     """LATENCY LATEST | HISTORY event | RESET [event ...] | DOCTOR | GRAPH event | HISTOGRAM [command ...]"""
     problem = command_docs.check_subcommand(args)
@@ -77,7 +77,7 @@ def latency(client: Client, args: list) -> None:
     elif sub == b"HELP":
         client.reply([line.encode() for line in _HELP])
     else:
-        raise _subcommand_error(args)
+        raise subcommand_error(args)
 
 
 def _histogram(own: list, parts: list, names: set) -> dict:

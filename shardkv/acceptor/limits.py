@@ -26,7 +26,7 @@ slow readers               back-pressure, not ``client-output-buffer-limit
 =========================  ==================================================
 
 The workers learn ``maxmemory`` and ``maxmemory-policy`` with the other
-settings (``__config``, sent by :mod:`shardkv.acceptor.local` when a worker's pipe is
+settings (``__config``, sent by :mod:`shardkv.acceptor.commands.config` when a worker's pipe is
 attached and after CONFIG SET).  This module gives CONFIG SET's new parser
 limits to the clients already connected.
 """

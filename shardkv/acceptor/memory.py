@@ -12,8 +12,8 @@ from __future__ import annotations
 import gc
 
 from shardkv.acceptor.client import Client
+from shardkv.acceptor.commands.common import guard, subcommand_error
 from shardkv.acceptor.info import _PEAK, _STARTUP, _own_rss
-from shardkv.acceptor.local import _guard, _subcommand_error
 from shardkv.protocol import command_docs
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import OK, Verbatim
@@ -45,7 +45,7 @@ _FINE = (
 )
 
 
-@_guard
+@guard
 def memory(client: Client, args: list) -> None:
     """MEMORY USAGE key [SAMPLES count] | STATS | DOCTOR | MALLOC-STATS | PURGE | HELP"""
     problem = command_docs.check_subcommand(args)
@@ -67,7 +67,7 @@ def memory(client: Client, args: list) -> None:
     elif sub == b"HELP":
         client.reply([line.encode() for line in _HELP])
     else:
-        raise _subcommand_error(args)
+        raise subcommand_error(args)
 
 
 def _totals(server, parts: list) -> tuple[int, int, int]:

@@ -29,7 +29,7 @@ in an ``M`` frame (see :mod:`shardkv.protocol.wire`); not yet for scripts that r
 across shards or inside MULTI.
 
 This module holds the formatting and the fan-out; the MONITOR command
-itself is in :mod:`shardkv.acceptor.local`.
+itself is in :mod:`shardkv.acceptor.commands.server`.
 """
 
 from __future__ import annotations

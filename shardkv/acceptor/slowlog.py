@@ -15,7 +15,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from shardkv.acceptor.client import Client
-from shardkv.acceptor.local import _guard, _subcommand_error, worker_config
+from shardkv.acceptor.commands.common import guard, subcommand_error
+from shardkv.acceptor.commands.config import worker_config
 from shardkv.protocol import command_docs, errors
 from shardkv.protocol.args import strict_int
 from shardkv.protocol.errors import CommandError
@@ -58,7 +59,7 @@ def _merged(server: Acceptor, own: list, parts: list) -> list:
     return [e[2] for e in entries[: server.config["slowlog-max-len"]]]
 
 
-@_guard
+@guard
 def slowlog(client: Client, args: list) -> None:
     """SLOWLOG GET [count] | SLOWLOG LEN | SLOWLOG RESET | SLOWLOG HELP"""
     problem = command_docs.check_subcommand(args)
@@ -91,7 +92,7 @@ def slowlog(client: Client, args: list) -> None:
     elif sub == b"HELP":
         client.reply([line.encode() for line in _HELP])
     else:
-        raise _subcommand_error(args)
+        raise subcommand_error(args)
 
 
 def on_config(server: Acceptor, changes: dict[str, Any]) -> None:

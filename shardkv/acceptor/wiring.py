@@ -20,7 +20,6 @@ from shardkv.acceptor import (
     durability,
     latency,
     limits,
-    local,
     memory,
     monitor,
     notifications,
@@ -32,6 +31,7 @@ from shardkv.acceptor import (
     tracking,
     transactions,
 )
+from shardkv.acceptor.commands import command, config, connection, generic, server
 from shardkv.acceptor.server import Acceptor, LocalHandler, Wiring
 from shardkv.protocol.commands import COMMANDS, Command
 
@@ -44,30 +44,30 @@ def local_handlers() -> dict[str, LocalHandler]:
     """The commands the acceptor answers itself, grouped as Redis groups them."""
     return {
         # connection
-        "ping": local.ping,
-        "echo": local.echo,
-        "quit": local.quit_,
-        "hello": local.hello,
+        "ping": connection.ping,
+        "echo": connection.echo,
+        "quit": connection.quit_,
+        "hello": connection.hello,
         "auth": security.auth,
-        "select": local.select,
-        "client": local.client_cmd,
+        "select": connection.select,
+        "client": connection.client_cmd,
         "reset": pubsub.reset,
         # server
-        "command": local.command,
-        "config": local.config_cmd,
-        "info": local.info,
-        "time": local.time_,
+        "command": command.command,
+        "config": config.config_cmd,
+        "info": server.info,
+        "time": server.time_,
         "lastsave": durability.lastsave,
-        "debug": local.debug,
-        "swapdb": local.swapdb,
+        "debug": server.debug,
+        "swapdb": server.swapdb,
         "shutdown": durability.shutdown,
-        "monitor": local.monitor_,
+        "monitor": server.monitor_,
         "slowlog": slowlog.slowlog,
         "latency": latency.latency,
         "memory": memory.memory,
         # generic
-        "wait": local.wait,
-        "scan": local.scan,
+        "wait": generic.wait,
+        "scan": generic.scan,
         # transactions
         "multi": transactions.multi,
         "exec": transactions.exec_,
@@ -117,7 +117,7 @@ def wiring() -> Wiring:
             transactions.on_disconnect,
         ),
         on_attach=(
-            local.config_to_worker,
+            config.config_to_worker,
             notifications.on_attach,
             scripting.forget_shard,
             scripting.monitor_scripts,

@@ -12,7 +12,7 @@ command-line flags (``--port 7000``), which win; both are checked as CONFIG
 SET checks them.  An unknown key, a bad value or a missing file is a
 :class:`ConfigError` with a one-line message; ``main.py`` prints it and exits
 with status 2.  CONFIG GET reports the values in effect and CONFIG SET changes
-the ones that are not immutable (:mod:`shardkv.acceptor.local`); CONFIG REWRITE writes
+the ones that are not immutable (:mod:`shardkv.acceptor.commands.config`); CONFIG REWRITE writes
 them back to the file (:func:`rewrite_file`).
 
 Values are held as Python values: ``bool`` for yes/no parameters, ``int``

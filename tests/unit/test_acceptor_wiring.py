@@ -63,9 +63,15 @@ def test_a_new_local_row_needs_a_handler() -> None:
         wiring.check(wiring.local_handlers(), table)
 
 
-def _top_level_and_function_imports(path: pathlib.Path) -> tuple[set[str], list[str]]:
-    """The acceptor modules ``path`` imports at run time (outside ``if
-    TYPE_CHECKING``), and the imports of shardkv modules inside functions."""
+def _module_name(path: pathlib.Path) -> str:
+    parts = path.relative_to(ACCEPTOR.parent.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: pathlib.Path, modules: set[str]) -> tuple[set[str], list[str]]:
+    """The modules of ``modules`` that ``path`` imports at run time (outside
+    ``if TYPE_CHECKING``), and its imports of shardkv modules inside
+    functions or classes."""
     tree = ast.parse(path.read_text())
     runtime: set[str] = set()
     hidden: list[str] = []
@@ -84,21 +90,20 @@ def _top_level_and_function_imports(path: pathlib.Path) -> tuple[set[str], list[
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             for inner in ast.walk(node):
                 hidden += [n for n in names(inner) if n.startswith("shardkv")]
-    prefix = "shardkv.acceptor."
-    mods = {p.stem for p in ACCEPTOR.rglob("*.py")}
-    return {n[len(prefix) :].split(".")[0] for n in runtime if n.startswith(prefix)} & mods, hidden
+    return runtime & modules, hidden
 
 
 def test_acceptor_modules_import_without_cycles_or_hidden_imports() -> None:
+    paths = {_module_name(p): p for p in ACCEPTOR.rglob("*.py")}
     graph = {}
-    for path in ACCEPTOR.glob("*.py"):
-        graph[path.stem], hidden = _top_level_and_function_imports(path)
-        assert not hidden, f"{path.name} imports inside a function: {hidden}"
+    for name, path in paths.items():
+        graph[name], hidden = _imports(path, set(paths))
+        assert not hidden, f"{name} imports inside a function: {hidden}"
     done: set[str] = set()
 
     def visit(module: str, stack: list[str]) -> None:
         assert module not in stack, "import cycle: " + " -> ".join([*stack, module])
-        if module in done or module not in graph:
+        if module in done:
             return
         for imported in sorted(graph[module]):
             visit(imported, [*stack, module])
@@ -106,6 +111,7 @@ def test_acceptor_modules_import_without_cycles_or_hidden_imports() -> None:
 
     for module in sorted(graph):
         visit(module, [])
+    assert "shardkv.acceptor.wiring" in graph and "shardkv.acceptor.commands.connection" in graph
 
 
 def test_no_module_fills_a_registry_when_imported() -> None:
@@ -139,3 +145,12 @@ def test_a_fast_path_needs_a_local_handler() -> None:
     wiring.check(handlers, fast_paths=bound.fast_paths)
     with pytest.raises(wiring.WiringError, match="fast paths of no local handler: get"):
         wiring.check(handlers, fast_paths={**bound.fast_paths, "get": bound.fast_paths["evalsha"]})
+
+
+def test_each_handler_says_its_redis_syntax_first() -> None:
+    by_handler: dict[object, set[str]] = {}
+    for name, handler in wiring.local_handlers().items():
+        by_handler.setdefault(handler, set()).add(name.upper())
+    for handler, names in by_handler.items():
+        first = (handler.__doc__ or "").split(" ", 1)[0].split("\n", 1)[0]
+        assert first in names, f"{handler.__module__}.{handler.__name__}: {handler.__doc__!r}"

@@ -1,0 +1,398 @@
+"""COMMAND: the command table as Redis 7.0 reports it (INFO, DOCS, LIST,
+COUNT, GETKEYS), from :mod:`shardkv.protocol.commands` and
+:mod:`shardkv.protocol.command_docs`."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from shardkv.acceptor.client import Client
+from shardkv.acceptor.commands.common import guard, subcommand_error
+from shardkv.protocol import command_docs, commands, errors
+from shardkv.protocol.args import strict_int
+from shardkv.protocol.errors import CommandError
+from shardkv.protocol.glob import compile_glob
+
+# -- COMMAND -----------------------------------------------------------------
+
+# The order in which Redis lists command flags.  Redis 7.0 keeps
+# may_replicate (PUBLISH's) and protected (DEBUG's) to itself: COMMAND INFO does not
+# list them.
+_FLAG_ORDER = (
+    "write readonly denyoom module admin pubsub noscript blocking loading stale skip_monitor "
+    "skip_slowlog asking fast no_auth no_mandatory_keys protected no_async_loading "
+    "no_multi movablekeys allow_busy"
+).split()
+_UNLISTED_FLAGS = {"may_replicate", "protected"}
+_GROUP_CATEGORY = {
+    "string": "@string",
+    "bitmap": "@bitmap",
+    "hash": "@hash",
+    "list": "@list",
+    "set": "@set",
+    "sorted_set": "@sortedset",
+    "generic": "@keyspace",
+    "pubsub": "@pubsub",
+    "transactions": "@transaction",
+    "connection": "@connection",
+    "hyperloglog": "@hyperloglog",
+    "geo": "@geo",
+    "scripting": "@scripting",
+    "stream": "@stream",
+}
+
+
+def _flags(cmd: commands.Command) -> list[str]:
+    flags = set(cmd.flags)
+    if cmd.numkeys_at or cmd.finder is not None or cmd.keyword:
+        flags.add("movablekeys")
+    ordered = [f for f in _FLAG_ORDER if f in flags and f not in _UNLISTED_FLAGS]
+    ordered += sorted(flags - set(_FLAG_ORDER) - _UNLISTED_FLAGS)
+    return ordered  # simple strings, as Redis sends them
+
+
+def _acl_categories(cmd: commands.Command, flags: Collection[str] | None = None) -> list[str]:
+    """An approximation of Redis's ACL categories, from the flags (the
+    command's, or one subcommand's) and the group."""
+    if flags is None:
+        flags = cmd.flags
+    cats = []
+    if "write" in flags:
+        cats.append("@write")
+    elif "readonly" in flags:
+        cats.append("@read")
+    if cmd.group in _GROUP_CATEGORY:
+        cats.append(_GROUP_CATEGORY[cmd.group])
+    cats.append("@fast" if "fast" in flags else "@slow")
+    if "blocking" in flags:
+        cats.append("@blocking")
+    if "admin" in flags:
+        cats += ["@admin", "@dangerous"]
+    cats = _ACL_OVERRIDES.get(cmd.name, cats) if flags is cmd.flags else cats
+    return sorted(cats, key=_ACL_ORDER.index)
+
+
+# Redis's ACL category bits, in the order COMMAND INFO lists them.
+_ACL_ORDER = (
+    "@keyspace @read @write @set @sortedset @list @hash @string @bitmap @hyperloglog @geo @stream "
+    "@pubsub @admin @fast @slow @blocking @dangerous @connection @transaction @scripting"
+).split()
+# Commands whose categories the flags and group do not give.
+_ACL_OVERRIDES = {
+    **dict.fromkeys(
+        ("eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro"), ["@slow", "@scripting"]
+    ),
+    "script": ["@slow"],  # the containers: their subcommands are @scripting
+    "function": ["@slow"],
+    "sort": ["@write", "@set", "@sortedset", "@list", "@slow", "@dangerous"],
+    "sort_ro": ["@read", "@set", "@sortedset", "@list", "@slow", "@dangerous"],
+}
+
+
+def _spec(access: list, index: int, kind: bytes, find: dict) -> dict:
+    return {
+        b"flags": access,
+        b"begin_search": {b"type": b"index", b"spec": {b"index": index}},
+        b"find_keys": {b"type": kind, b"spec": find},
+    }
+
+
+def _range_spec(flags: str, index: int, lastkey: int = 0, notes: str = "") -> dict:
+    spec = _spec(flags.split(), index, b"range", {b"lastkey": lastkey, b"keystep": 1, b"limit": 0})
+    return {b"notes": notes.encode(), **spec} if notes else spec
+
+
+def _keyword_spec(flags: str, word: bytes, startfrom: int) -> dict:
+    return {
+        b"flags": flags.split(),
+        b"begin_search": {b"type": b"keyword", b"spec": {b"keyword": word, b"startfrom": startfrom}},
+        b"find_keys": {b"type": b"range", b"spec": {b"lastkey": 0, b"keystep": 1, b"limit": 0}},
+    }
+
+
+def _unknown_spec(flags: str, notes: str) -> dict:
+    return {
+        b"notes": notes.encode(),
+        b"flags": flags.split(),
+        b"begin_search": {b"type": b"unknown", b"spec": {}},
+        b"find_keys": {b"type": b"unknown", b"spec": {}},
+    }
+
+
+_SORT_BY_NOTE = (
+    "For the optional BY/GET keyword. It is marked 'unknown' because the key names derive "
+    "from the content of the key we sort"
+)
+_SORT_STORE_NOTE = (
+    "For the optional STORE keyword. It is marked 'unknown' because the keyword can appear "
+    "anywhere in the argument array"
+)
+_SCRIPT_RW = "We cannot tell how the keys will be used so we assume the worst, RW and UPDATE"
+_SCRIPT_RO = "We cannot tell how the keys will be used so we assume the worst, RO and ACCESS"
+
+
+def _numkeys_spec(flags: str, notes: str = "") -> dict:
+    spec = _spec(flags.split(), 2, b"keynum", {b"keynumidx": 0, b"firstkey": 1, b"keystep": 1})
+    return {b"notes": notes.encode(), **spec} if notes else spec
+
+
+# Redis 7.0's key specs where the table's key columns cannot say them.
+_KEY_SPECS = {
+    "eval": [_numkeys_spec("RW access update", _SCRIPT_RW)],
+    "evalsha": [_numkeys_spec("RW access update")],
+    "eval_ro": [_numkeys_spec("RO access", _SCRIPT_RO)],
+    "evalsha_ro": [_numkeys_spec("RO access")],
+    "fcall": [_numkeys_spec("RW access update", _SCRIPT_RW)],
+    "fcall_ro": [_numkeys_spec("RO access", _SCRIPT_RO)],
+    "pfadd": [_range_spec("RW insert", 1)],
+    "pfcount": [
+        _range_spec(
+            "RW access",
+            1,
+            -1,
+            "RW because it may change the internal representation of the key, and propagate to replicas",
+        )
+    ],
+    "pfmerge": [_range_spec("RW access insert", 1), _range_spec("RO access", 2, -1)],
+    "pfdebug": [_range_spec("RW access", 2)],
+    "sort": [
+        _range_spec("RO access", 1),
+        _unknown_spec("RO access", _SORT_BY_NOTE),
+        _unknown_spec("OW update", _SORT_STORE_NOTE),
+    ],
+    "sort_ro": [_range_spec("RO access", 1), _unknown_spec("RO access", _SORT_BY_NOTE)],
+    "geosearchstore": [_range_spec("OW update", 1), _range_spec("RO access", 2)],
+    "georadius": [
+        _range_spec("RO access", 1),
+        _keyword_spec("OW update", b"STORE", 6),
+        _keyword_spec("OW update", b"STOREDIST", 6),
+    ],
+    "georadiusbymember": [
+        _range_spec("RO access", 1),
+        _keyword_spec("OW update", b"STORE", 5),
+        _keyword_spec("OW update", b"STOREDIST", 5),
+    ],
+}
+
+
+def _key_specs(cmd: commands.Command) -> list:
+    """Key specs derived from the table's key columns (RO/RW flags only),
+    or Redis's own where they say more (:data:`_KEY_SPECS`)."""
+    if cmd.name in _KEY_SPECS:
+        return _KEY_SPECS[cmd.name]
+    access = ["RW", "update"] if cmd.is_write else ["RO", "access"]
+    specs = []
+    if cmd.numkeys_at:
+        if cmd.first_key:
+            specs.append(_spec(access, cmd.first_key, b"range", {b"lastkey": 0, b"keystep": 1, b"limit": 0}))
+        keynum = {b"keynumidx": 0, b"firstkey": 1, b"keystep": 1}
+        specs.append(_spec(access, cmd.numkeys_at, b"keynum", keynum))
+    elif cmd.keyword:  # XREAD's STREAMS key... id...: half of what follows the keyword
+        specs.append(
+            {
+                b"flags": ["RO", "access"],  # XREADGROUP's too, as Redis 7.0 says
+                b"begin_search": {
+                    b"type": b"keyword",
+                    b"spec": {b"keyword": cmd.keyword.upper(), b"startfrom": cmd.keyword_from},
+                },
+                b"find_keys": {b"type": b"range", b"spec": {b"lastkey": -1, b"keystep": 1, b"limit": 2}},
+            }
+        )
+    elif cmd.first_key:
+        last = cmd.last_key if cmd.last_key < 0 else cmd.last_key - cmd.first_key
+        specs.append(
+            _spec(access, cmd.first_key, b"range", {b"lastkey": last, b"keystep": cmd.step, b"limit": 0})
+        )
+    return specs
+
+
+def _subcommand_info(cmd: commands.Command, sub) -> list:
+    """COMMAND INFO's row of one subcommand (``client|list``)."""
+    return [
+        sub.name.encode(),
+        sub.arity,
+        [f for f in sub.flags if f not in _UNLISTED_FLAGS],
+        0,
+        0,
+        0,
+        _acl_categories(cmd, sub.flags),
+        _SUBCOMMAND_TIPS.get(sub.name, []),
+        [],
+        [],
+    ]
+
+
+_ALL_NODES = ["request_policy:all_nodes", "response_policy:all_succeeded"]
+_ALL_SHARDS = ["request_policy:all_shards", "response_policy:all_succeeded"]
+# COMMAND INFO's tips of the subcommands that have some in Redis 7.0.
+_SUBCOMMAND_TIPS = {
+    "script|load": _ALL_NODES,
+    "script|flush": _ALL_NODES,
+    "script|kill": ["request_policy:all_shards", "response_policy:one_succeeded"],
+    "script|exists": ["request_policy:all_shards", "response_policy:agg_logical_and"],
+    "function|load": _ALL_SHARDS,
+    "function|restore": _ALL_SHARDS,
+    "function|delete": _ALL_SHARDS,
+    "function|flush": _ALL_SHARDS,
+    "function|kill": ["request_policy:all_shards", "response_policy:one_succeeded"],
+    "function|stats": ["nondeterministic_output", "request_policy:all_shards", "response_policy:special"],
+    "function|list": ["nondeterministic_output_order"],
+}
+
+
+def _command_info(cmd: commands.Command) -> list:
+    subs = command_docs.SUBCOMMANDS.get(cmd.name)
+    if subs:  # a container: its keys belong to its subcommands
+        first = last = step = 0
+        specs: list = []
+        subinfo = [_subcommand_info(cmd, sub) for sub in subs.values()]
+    else:
+        first = cmd.first_key
+        last = cmd.last_key if not cmd.numkeys_at else cmd.first_key
+        step = cmd.step if not cmd.numkeys_at else (1 if cmd.first_key else 0)
+        specs = _key_specs(cmd)
+        subinfo = []
+    return [
+        cmd.name.encode(),
+        cmd.arity,
+        _flags(cmd),
+        first,
+        last,
+        step,
+        _acl_categories(cmd),
+        [],
+        specs,
+        subinfo,
+    ]
+
+
+def _info_of(name: str) -> list | None:
+    """COMMAND INFO's row for ``name``, a command or ``container|sub``."""
+    table = commands.COMMANDS
+    container, _, subname = name.partition("|")
+    cmd = table.get(container)
+    if cmd is None:
+        return None
+    if not subname:
+        return _command_info(cmd)
+    sub = command_docs.SUBCOMMANDS.get(container, {}).get(subname)
+    return None if sub is None else _subcommand_info(cmd, sub)
+
+
+def _all_names() -> list[tuple[str, commands.Command, tuple | None]]:
+    """Every command and subcommand, as COMMAND LIST names them, with the
+    command and the subcommand's flags."""
+    out: list = []
+    for name, cmd in commands.COMMANDS.items():
+        out.append((name, cmd, None))
+        for sub in command_docs.SUBCOMMANDS.get(name, {}).values():
+            out.append((sub.name, cmd, sub.flags))
+    return out
+
+
+def _command_names(args: list) -> list[str]:
+    return [a.decode("latin-1").lower() for a in args]
+
+
+def _getkeys(args: list) -> list:
+    """COMMAND GETKEYS's reply for the command ``args``."""
+    cmd = commands.lookup(args[0])
+    if cmd is None:
+        raise CommandError(errors.INVALID_COMMAND)
+    if not commands.check_arity(cmd, len(args)):
+        raise CommandError(errors.INVALID_COMMAND_ARGS)
+    if cmd.numkeys_at:
+        n = strict_int(args[cmd.numkeys_at])
+        if n == 0 and "no_mandatory_keys" in cmd.flags:
+            return []
+        if n is None or n <= 0 or n > len(args) - cmd.numkeys_at - 1:
+            raise CommandError(errors.INVALID_COMMAND_ARGUMENTS)
+    keys = cmd.keys(args)
+    if not keys:
+        if "no_mandatory_keys" in cmd.flags:
+            return []
+        raise CommandError(errors.NO_KEY_ARGUMENTS)
+    return keys
+
+
+@guard
+def command(client: Client, args: list) -> None:
+    """COMMAND [COUNT | INFO [name ...] | DOCS [name ...] | LIST | GETKEYS command [arg ...]]"""
+    table = commands.COMMANDS
+    if len(args) == 1:
+        client.reply([_command_info(c) for c in table.values()])
+        return
+    problem = command_docs.check_subcommand(args)
+    if problem:
+        raise CommandError(problem)
+    sub = args[1].upper()
+    if sub == b"COUNT":
+        client.reply(len(table))
+    elif sub == b"LIST":
+        if len(args) == 2:
+            client.reply([name.encode() for name, _, _ in _all_names()])
+            return
+        if len(args) != 5 or args[2].upper() != b"FILTERBY":
+            raise CommandError(errors.SYNTAX)
+        kind, value = args[3].upper(), args[4]
+        if kind == b"PATTERN":
+            match = compile_glob(value, nocase=True)
+            client.reply([n.encode() for n, _, _ in _all_names() if match(n.encode())])
+        elif kind == b"ACLCAT":
+            cat = "@" + value.decode("latin-1").lower()
+            client.reply([n.encode() for n, c, f in _all_names() if cat in _acl_categories(c, f)])
+        elif kind == b"MODULE":
+            client.reply([])
+        else:
+            raise CommandError(errors.SYNTAX)
+    elif sub == b"INFO":
+        names = _command_names(args[2:]) or list(table)
+        client.reply([_info_of(n) for n in names])
+    elif sub == b"DOCS":
+        names = _command_names(args[2:]) or list(table)
+        out: dict = {}
+        for name in names:
+            container, _, subname = name.partition("|")
+            if subname:
+                subdoc = command_docs.SUBCOMMANDS.get(container, {}).get(subname)
+                if subdoc is not None:
+                    full = command_docs.doc_reply(container, table[container].group)
+                    out[name.encode()] = full[b"subcommands"][name.encode()]
+            elif name in table:
+                out[name.encode()] = command_docs.doc_reply(name, table[name].group)
+        client.reply(out)
+    elif sub == b"GETKEYS":
+        client.reply(_getkeys(args[2:]))
+    elif sub == b"GETKEYSANDFLAGS":
+        cmd = commands.lookup(args[2])
+        keys = _getkeys(args[2:])
+        access = (["RW", "update"] if cmd.is_write else ["RO", "access"]) if cmd is not None else []
+        client.reply([[key, access] for key in keys])
+    elif sub == b"HELP":
+        client.reply(
+            [
+                b"COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                b"(no subcommand)",
+                b"    Return details about all Redis commands.",
+                b"COUNT",
+                b"    Return the total number of commands in this Redis server.",
+                b"LIST",
+                b"    Return a list of all commands in this Redis server.",
+                b"INFO [<command-name> ...]",
+                b"    Return details about multiple Redis commands.",
+                b"    If no command names are given, documentation details for all",
+                b"    commands are returned.",
+                b"DOCS [<command-name> ...]",
+                b"    Return documentation details about multiple Redis commands.",
+                b"    If no command names are given, documentation details for all",
+                b"    commands are returned.",
+                b"GETKEYS <full-command>",
+                b"    Return the keys from a full Redis command.",
+                b"GETKEYSANDFLAGS <full-command>",
+                b"    Return the keys and the access flags from a full Redis command.",
+                b"HELP",
+                b"    Prints this help.",
+            ]
+        )
+    else:
+        raise subcommand_error(args)

@@ -1,0 +1,191 @@
+"""CONFIG GET, SET, RESETSTAT and REWRITE, and the settings each worker gets.
+
+CONFIG SET checks everything first, applies the changes in the acceptor
+(with the ``on_config`` hooks of :mod:`shardkv.acceptor.wiring`), then in
+every worker; a worker whose pipe is attached gets every setting
+(:func:`config_to_worker`).
+"""
+
+from __future__ import annotations
+
+from shardkv.acceptor.client import Client
+from shardkv.acceptor.commands.common import all_ok, guard, subcommand_error
+from shardkv.acceptor.security import is_loopback
+from shardkv.protocol import command_docs, errors
+from shardkv.protocol.errors import CommandError
+from shardkv.protocol.glob import compile_glob
+from shardkv.protocol.resp import OK, encode_command
+from shardkv.protocol.wire import Verb, entry_header
+from shardkv.runtime import config
+
+# -- CONFIG ------------------------------------------------------------------
+
+_CONFIG_HELP = [
+    "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "GET <pattern>",
+    "    Return parameters matching the glob-like <pattern> and their values.",
+    "SET <directive> <value>",
+    "    Set the configuration <directive> to <value>.",
+    "RESETSTAT",
+    "    Reset statistics reported by the INFO command.",
+    "REWRITE",
+    "    Rewrite the configuration file.",
+    "HELP",
+    "    Prints this help.",
+]
+
+
+def _config_get(server, patterns: list[bytes]) -> dict:
+    """CONFIG GET: a plain name comes back spelled as asked (aliases too); a
+    pattern matches every name and alias, hidden parameters excepted."""
+    out: dict = {}
+    for pattern in patterns:
+        if not any(c in pattern for c in b"*?["):
+            setting = config.lookup(pattern.decode("latin-1"))
+            if setting is not None and pattern not in out:
+                out[pattern] = setting.show(server.config[setting.name]).encode()
+            continue
+        match = compile_glob(pattern, nocase=True)
+        for setting in config.SETTINGS.values():
+            if "hidden" in setting.flags:
+                continue
+            for name in (setting.name, setting.alias):
+                if name and match(name.encode()) and name.encode() not in out:
+                    out[name.encode()] = setting.show(server.config[setting.name]).encode()
+    return out
+
+
+def config_set_changes(client: Client, args: list[bytes]) -> dict:
+    """CONFIG SET's checks, in Redis's order, before anything changes: the
+    parameters exist, may be set by this client and appear once; then every
+    value parses (each over the values before it).  Returns the new values,
+    or raises CommandError with Redis's text and changes nothing."""
+    server = client.server
+    found: list[tuple[config.Setting, str, str]] = []
+    error = unknown = None
+    for i in range(2, len(args), 2):
+        typed = args[i].decode("latin-1")
+        setting = config.lookup(typed)
+        if setting is None:
+            if error is None and unknown is None:
+                unknown = typed
+            continue
+        if error is not None or unknown is not None:
+            continue
+        registered = typed.lower()  # an alias is a parameter of its own here, as in Redis
+        if "immutable" in setting.flags:
+            error = (typed, "can't set immutable config")
+        elif "protected" in setting.flags and not allow_protected_action(
+            server.config["enable-protected-configs"], client
+        ):
+            error = (typed, "can't set protected config")
+        elif "fixed" in setting.flags:  # Redis can; shardkv cannot change it while running
+            error = (typed, "can't set immutable config")
+        elif any(r == registered for _, r, _ in found):
+            error = (typed, "duplicate parameter")
+        found.append((setting, registered, args[i + 1].decode("latin-1")))
+    if unknown is not None:
+        raise CommandError(errors.CONFIG_UNKNOWN % unknown)
+    if error is not None:
+        raise CommandError(errors.CONFIG_SET_FAILED % error)
+    changes: dict = {}
+    for setting, registered, text in found:
+        old = changes.get(setting.name, server.config[setting.name])
+        try:
+            value = setting.parse_set(text, old)
+        except ValueError as e:
+            raise CommandError(errors.CONFIG_SET_FAILED % (registered, e)) from None
+        if setting.name == "hz":
+            value = max(1, min(value, 500))  # as Redis clamps it (updateHZ)
+        changes[setting.name] = value
+    return changes
+
+
+def allow_protected_action(value: str, client: Client) -> bool:
+    """Redis's ``allowProtectedAction``: ``yes``, or ``local`` for a client on
+    loopback or a Unix socket (``enable-protected-configs``,
+    ``enable-debug-command``)."""
+    if value == "yes":
+        return True
+    if value != "local" or client.transport is None:
+        return False
+    return is_loopback(client.transport.get_extra_info("peername"))
+
+
+def worker_config(server, names) -> list[bytes]:
+    """``__config`` with the current values of ``names``, for the workers."""
+    out = [Verb.CONFIG]
+    for name in names:
+        out += [name.encode(), config.SETTINGS[name].show(server.config[name]).encode()]
+    return out
+
+
+def config_to_worker(server, link) -> None:
+    """A worker's pipe was attached: give it every setting."""
+    body = encode_command(worker_config(server, config.SETTINGS))
+    link.send(entry_header(0), body, _IGNORE)
+
+
+class _Ignore:
+    """A sink for a reply nobody waits for."""
+
+    def deliver(self, body: bytes) -> None:
+        pass
+
+
+_IGNORE = _Ignore()
+
+
+def _set_oom(server, parts: list) -> object:
+    """The shards' answers to ``__config`` or ``__oom``: is any of them out
+    of memory?  The acceptor then refuses commands as Redis does at OOM
+    while a transaction is queued (see Client._execute)."""
+    server.oom = any(p == 1 for p in parts)
+    return OK
+
+
+@guard
+def config_cmd(client: Client, args: list) -> None:
+    """CONFIG GET parameter [parameter ...] | CONFIG SET parameter value [...] | CONFIG RESETSTAT"""
+    problem = command_docs.check_subcommand(args)
+    if problem:
+        raise CommandError(problem)
+    sub = args[1].upper()
+    server = client.server
+    if sub == b"GET":
+        client.reply(_config_get(server, args[2:]))
+    elif sub == b"SET":
+        if len(args) % 2:
+            raise CommandError(errors.SYNTAX)
+        changes = config_set_changes(client, args)
+        # Everything checked: apply it in the acceptor, then in every worker.
+        # A worker that is down now gets every setting when it is attached
+        # again (config_to_worker), so none is left behind.
+        server.config.update(changes)
+        for hook in server.wiring.on_config:
+            hook(server, changes)
+        # Reply once every worker has the new values (and has said whether
+        # it is now out of memory).
+        client.query_all(worker_config(server, changes), lambda parts: _set_oom(server, parts))
+    elif sub == b"RESETSTAT":
+        server.commands_processed = 0
+        server.connections_received = 0
+        server.rejected_connections = 0
+        server.net_input_bytes = server.net_output_bytes = 0
+        server.reads_processed = server.writes_processed = 0
+        for reset in server.wiring.on_resetstat:
+            reset(server)
+        client.query_all([Verb.RESETSTAT], all_ok)
+    elif sub == b"REWRITE":
+        path = server.config.get(config.CONFIG_FILE)
+        if not path:
+            raise CommandError(errors.NO_CONFIG_FILE)
+        try:
+            config.rewrite_file(path, server.config)
+        except OSError as e:
+            raise CommandError(errors.CONFIG_REWRITE_FAILED % e.strerror) from None
+        client.reply(OK)
+    elif sub == b"HELP":
+        client.reply([line.encode() for line in _CONFIG_HELP])
+    else:
+        raise subcommand_error(args)

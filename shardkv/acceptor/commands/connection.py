@@ -1,0 +1,400 @@
+"""The connection commands the acceptor answers: PING, ECHO, QUIT, SELECT,
+HELLO and CLIENT (AUTH is in :mod:`shardkv.acceptor.security`, RESET in
+:mod:`shardkv.acceptor.pubsub`).
+
+SELECT changes the client's database (``databases`` of them, 16 by
+default): the acceptor keeps it per client and each entry it sends a shard
+carries it in its header (see :mod:`shardkv.protocol.wire`).  CLIENT checks
+its subcommand and its arity against :mod:`shardkv.protocol.command_docs`,
+with Redis's errors.
+"""
+
+from __future__ import annotations
+
+import time
+
+from shardkv import HELLO_VERSION
+from shardkv.acceptor import pause
+from shardkv.acceptor.blocking import unblock
+from shardkv.acceptor.client import REPLY_OFF, REPLY_ON, REPLY_SKIP_NEXT, Client
+from shardkv.acceptor.commands.common import guard, subcommand_error
+from shardkv.acceptor.security import check_auth
+from shardkv.protocol import command_docs, errors
+from shardkv.protocol.args import parse_int, parse_int32, strict_int
+from shardkv.protocol.errors import CommandError
+from shardkv.protocol.resp import OK, Verbatim, encode_command
+from shardkv.runtime.cmdstats import stat_name
+
+
+@guard
+def ping(client: Client, args: list) -> None:
+    """PING [message]"""
+    if len(args) > 2:
+        raise CommandError(errors.WRONG_ARITY % "ping")
+    if client.channels or client.patterns:
+        if not client.resp3:
+            client.reply([b"pong", args[1] if len(args) == 2 else b""])
+            return
+    client.reply(args[1] if len(args) == 2 else "PONG")
+
+
+def echo(client: Client, args: list) -> None:
+    """ECHO message"""
+    client.reply(args[1])
+
+
+def quit_(client: Client, args: list) -> None:
+    """QUIT"""
+    client.reply(OK)
+    client.close_after_replies()
+
+
+@guard
+def select(client: Client, args: list) -> None:
+    """SELECT index"""
+    db = parse_int32(args[1])
+    if not 0 <= db < client.server.config["databases"]:
+        raise CommandError(errors.DB_INDEX_OUT_OF_RANGE)
+    client.select(db)
+    client.reply(OK)
+
+
+def _hello_reply(client: Client) -> dict:
+    return {
+        b"server": b"redis",
+        b"version": HELLO_VERSION.encode(),  # what clients gate client-side caching on
+        b"proto": 3 if client.resp3 else 2,
+        b"id": client.id,
+        b"mode": b"standalone",
+        b"role": b"master",
+        b"modules": [],
+    }
+
+
+@guard
+def hello(client: Client, args: list) -> None:
+    """HELLO [protover [AUTH username password] [SETNAME clientname]]"""
+    version = None
+    if len(args) >= 2:
+        version = parse_int(args[1], "ERR Protocol version is not an integer or out of range")
+        if version < 2 or version > 3:
+            raise CommandError(errors.NOPROTO)
+    name = None
+    auth = None
+    j = 2
+    while j < len(args):
+        opt = args[j].upper()
+        more = len(args) - j - 1
+        if opt == b"AUTH" and more >= 2:
+            auth = (args[j + 1], args[j + 2])
+            j += 3
+        elif opt == b"SETNAME" and more >= 1:
+            name = args[j + 1]
+            j += 2
+        else:
+            raise CommandError("ERR Syntax error in HELLO option '{}'".format(args[j].decode("latin-1")))
+    if auth is not None:
+        check_auth(client, auth[0], auth[1])
+    if not client.authenticated:
+        raise CommandError(errors.NOAUTH_HELLO)
+    if name is not None:
+        _check_name(name)
+        client.name = name
+    if version is not None:
+        client.resp3 = version == 3
+    client.reply(_hello_reply(client))
+
+
+def _check_name(name: bytes) -> None:
+    if any(c < 33 or c > 126 for c in name):
+        raise CommandError(errors.CLIENT_NAME_SPACES)
+
+
+def client_info_line(c: Client, now: float, current: list | None = None) -> bytes:
+    """One line of CLIENT LIST, with Redis 7.0's fields.  ``current`` is the
+    command being run when ``c`` asks about itself: Redis shows it in
+    ``cmd``, and its bytes are still in the query buffer (``qbuf``)."""
+    flags = ""
+    if c.monitoring:
+        flags += "O"
+    if c.channels or c.patterns:
+        flags += "P"
+    if c.multi is not None:
+        flags += "x"
+    if c.blocked_token:
+        flags += "b"
+    tracking = c.tracking
+    if tracking is not None:
+        flags += "t" + ("R" if tracking.broken else "") + ("B" if tracking.bcast else "")
+    if c.closing:
+        flags += "c"
+    if c.no_evict:
+        flags += "e"
+    flags = flags or "N"
+    last = current if current is not None else c.last_args
+    qbuf = c.parser.buffered() + (len(encode_command(current)) if current is not None else 0)
+    multi_mem = sum(len(a) + 16 for _, args in c.multi for a in args) if c.multi else 0
+    fields = [
+        ("id", str(c.id)),
+        ("addr", c.addr),
+        ("laddr", c.laddr),
+        ("fd", str(c.fd)),
+        ("name", c.name.decode("latin-1")),
+        ("age", str(int(now - c.created))),
+        ("idle", str(int(now - c.last_active))),
+        ("flags", flags),
+        ("db", str(c.db)),
+        ("sub", str(len(c.channels))),
+        ("psub", str(len(c.patterns))),
+        ("ssub", "0"),
+        ("multi", str(len(c.multi)) if c.multi is not None else "-1"),
+        ("qbuf", str(qbuf)),
+        ("qbuf-free", "0"),
+        ("argv-mem", str(sum(len(a) for a in current) if current is not None else 0)),
+        ("multi-mem", str(multi_mem)),
+        ("rbs", "0"),
+        ("rbp", "0"),
+        ("obl", "0"),
+        ("oll", str(len(c.pending))),
+        ("omem", "0"),
+        ("tot-mem", str(qbuf + multi_mem)),
+        ("events", "r"),
+        ("cmd", stat_name(last[:2]) if last and last[0] != b"NULL" else "NULL"),
+        ("user", "default"),
+        ("redir", str(tracking.redirect) if tracking is not None else "-1"),
+        ("resp", "3" if c.resp3 else "2"),
+        ("lib-name", c.lib_name.decode("latin-1")),
+        ("lib-ver", c.lib_ver.decode("latin-1")),
+    ]
+    return " ".join(f"{k}={v}" for k, v in fields).encode()
+
+
+@guard
+def client_cmd(client: Client, args: list) -> None:
+    """CLIENT subcommand [argument ...]"""
+    problem = command_docs.check_subcommand(args)
+    if problem:
+        raise CommandError(problem)
+    sub = args[1].upper()
+    server = client.server
+    n = len(args)
+    if sub == b"SETNAME":
+        _check_name(args[2])
+        client.name = args[2]
+        client.reply(OK)
+    elif sub == b"GETNAME":
+        client.reply(client.name or None)
+    elif sub == b"ID":
+        client.reply(client.id)
+    elif sub == b"SETINFO":
+        attr = args[2].upper()
+        if attr == b"LIB-NAME":
+            _check_name(args[3])
+            client.lib_name = args[3]
+        elif attr == b"LIB-VER":
+            client.lib_ver = args[3]
+        else:
+            raise CommandError("ERR Unrecognized option '{}'".format(args[2].decode("latin-1")))
+        client.reply(OK)
+    elif sub == b"INFO":
+        client.reply(Verbatim(client_info_line(client, time.monotonic(), args) + b"\n"))
+    elif sub == b"LIST":
+        now = time.monotonic()
+        chosen = list(server.clients.values())
+        if n >= 4 and args[2].upper() == b"ID":
+            ids = set()
+            for a in args[3:]:
+                cid = strict_int(a)
+                if cid is None:
+                    raise CommandError(errors.INVALID_CLIENT_ID)
+                ids.add(cid)
+            chosen = [c for c in chosen if c.id in ids]
+        elif n == 4 and args[2].upper() == b"TYPE":
+            chosen = _of_type(chosen, args[3])
+        elif n != 2:
+            raise CommandError(errors.SYNTAX)
+        client.reply(
+            Verbatim(
+                b"".join(client_info_line(c, now, args if c is client else None) + b"\n" for c in chosen)
+            )
+        )
+    elif sub == b"KILL":
+        _client_kill(client, args)
+    elif sub in (b"NO-EVICT", b"NO-TOUCH"):
+        if args[2].upper() not in (b"ON", b"OFF"):
+            raise CommandError(errors.SYNTAX)
+        if sub == b"NO-EVICT":  # shown in CLIENT LIST's flags; shardkv never evicts clients
+            client.no_evict = args[2].upper() == b"ON"
+        client.reply(OK)
+    elif sub == b"REPLY":
+        mode = args[2].upper()
+        if mode == b"ON":
+            client.reply_mode = REPLY_ON
+            client.reply(OK)
+        elif mode == b"OFF":
+            client.reply_mode = REPLY_OFF
+        elif mode == b"SKIP":
+            if client.reply_mode != REPLY_OFF:
+                client.reply_mode = REPLY_SKIP_NEXT
+        else:
+            raise CommandError(errors.SYNTAX)
+    elif sub == b"PAUSE":
+        kind = pause.ALL
+        if n == 4:
+            mode = args[3].upper()
+            if mode == b"WRITE":
+                kind = pause.WRITE
+            elif mode != b"ALL":
+                raise CommandError(errors.CLIENT_PAUSE_MODE)
+        elif n > 4:
+            raise CommandError(errors.SYNTAX)
+        timeout = parse_int(args[2], errors.TIMEOUT_NOT_INTEGER)
+        if timeout < 0:
+            raise CommandError(errors.TIMEOUT_NEGATIVE)
+        pause.start(server, timeout, kind)
+        client.reply(OK)
+    elif sub == b"UNPAUSE":
+        pause.stop(server)
+        client.reply(OK)
+    elif sub == b"UNBLOCK":
+        error = False
+        if n == 4:
+            reason = args[3].upper()
+            if reason == b"ERROR":
+                error = True
+            elif reason != b"TIMEOUT":
+                raise CommandError(errors.CLIENT_UNBLOCK_REASON)
+        elif n > 4:
+            raise CommandError(errors.SYNTAX)
+        target = server.clients.get(parse_int(args[2]))
+        client.reply(1 if target is not None and unblock(target, error) else 0)
+    elif sub in server.wiring.client_subcommands:  # TRACKING, CACHING... (shardkv.acceptor.tracking)
+        server.wiring.client_subcommands[sub](client, args)
+    elif sub == b"HELP":
+        client.reply([line.encode() for line in _CLIENT_HELP])
+    else:
+        raise subcommand_error(args)
+
+
+_CLIENT_HELP = [
+    "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "CACHING (YES|NO)",
+    "    Enable/disable tracking of the keys for next command in OPTIN/OPTOUT modes.",
+    "GETREDIR",
+    "    Return the client ID we are redirecting to when tracking is enabled.",
+    "GETNAME",
+    "    Return the name of the current connection.",
+    "ID",
+    "    Return the ID of the current connection.",
+    "INFO",
+    "    Return information about the current client connection.",
+    "KILL <ip:port>",
+    "    Kill connection made from <ip:port>.",
+    "KILL <option> <value> [<option> <value> [...]]",
+    "    Kill connections. Options are:",
+    "    * ADDR (<ip:port>|<unixsocket>:0)",
+    "      Kill connections made from the specified address",
+    "    * LADDR (<ip:port>|<unixsocket>:0)",
+    "      Kill connections made to specified local address",
+    "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
+    "      Kill connections by type.",
+    "    * USER <username>",
+    "      Kill connections authenticated by <username>.",
+    "    * SKIPME (YES|NO)",
+    "      Skip killing current connection (default: yes).",
+    "    * MAXAGE <maxage>",
+    "      Kill connections older than the specified age.",
+    "LIST [options ...]",
+    "    Return information about client connections. Options:",
+    "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
+    "      Return clients of specified type.",
+    "PAUSE <timeout> [WRITE|ALL]",
+    "    Suspend all, or just write, clients for <timeout> milliseconds.",
+    "REPLY (ON|OFF|SKIP)",
+    "    Control the replies sent to the current connection.",
+    "SETNAME <name>",
+    "    Assign the name <name> to the current connection.",
+    "UNBLOCK <clientid> [TIMEOUT|ERROR]",
+    "    Unblock the specified blocked client.",
+    "UNPAUSE",
+    "    Stop the current client pause, resuming traffic.",
+    "SETINFO <option> <value>",
+    "    Set client meta attributes (LIB-NAME or LIB-VER).",
+    "TRACKING (ON|OFF) [REDIRECT <id>] [BCAST] [PREFIX <prefix> [...]]",
+    "         [OPTIN] [OPTOUT] [NOLOOP]",
+    "    Control server assisted client side caching.",
+    "TRACKINGINFO",
+    "    Report tracking status for the current connection.",
+    "NO-EVICT (ON|OFF)",
+    "    Protect current client connection from eviction.",
+    "HELP",
+    "    Prints this help.",
+]
+
+
+def _of_type(clients: list, kind_arg: bytes) -> list:
+    """The clients of a CLIENT LIST/KILL ``TYPE``; there are no replicas."""
+    kind = kind_arg.lower()
+    if kind == b"pubsub":
+        return [c for c in clients if c.channels or c.patterns]
+    if kind == b"normal":
+        return [c for c in clients if not (c.channels or c.patterns)]
+    if kind in (b"master", b"replica", b"slave"):
+        return []
+    raise CommandError(errors.UNKNOWN_CLIENT_TYPE % kind_arg.decode("latin-1"))
+
+
+def _client_kill(client: Client, args: list) -> None:
+    server = client.server
+    if len(args) == 3:  # the old form: CLIENT KILL addr:port
+        victims = [c for c in server.clients.values() if c.addr == args[2].decode("latin-1")]
+        if not victims:
+            raise CommandError(errors.NO_SUCH_CLIENT)
+        _kill(client, victims)
+        client.reply(OK)
+        return
+    if len(args) % 2 == 1:
+        raise CommandError(errors.SYNTAX)
+    victims = list(server.clients.values())
+    skipme = True
+    for i in range(2, len(args), 2):
+        opt, val = args[i].upper(), args[i + 1]
+        text = val.decode("latin-1")
+        if opt == b"ID":
+            cid = strict_int(val)
+            if cid is None or cid <= 0:
+                raise CommandError(errors.CLIENT_ID_NOT_POSITIVE)
+            victims = [c for c in victims if c.id == cid]
+        elif opt == b"ADDR":
+            victims = [c for c in victims if c.addr == text]
+        elif opt == b"LADDR":
+            victims = [c for c in victims if c.laddr == text]
+        elif opt == b"USER":
+            if text != "default":  # the only user there is
+                raise CommandError(errors.NO_SUCH_USER % text)
+        elif opt == b"MAXAGE":  # Redis 7.4's: connected longer than this many seconds
+            age = strict_int(val)
+            if age is None:
+                raise CommandError(errors.NOT_INTEGER)
+            now = time.monotonic()
+            victims = [c for c in victims if now - c.created >= age]
+        elif opt == b"SKIPME":
+            if val.lower() not in (b"yes", b"no"):
+                raise CommandError(errors.SYNTAX)
+            skipme = val.lower() == b"yes"
+        elif opt == b"TYPE":
+            victims = _of_type(victims, val)
+        else:
+            raise CommandError(errors.SYNTAX)
+    if skipme:
+        victims = [c for c in victims if c is not client]
+    _kill(client, victims)
+    client.reply(len(victims))
+
+
+def _kill(me: Client, victims: list) -> None:
+    for c in victims:
+        if c is me:
+            c.close_after_replies()
+        elif c.transport is not None:
+            c.transport.close()

@@ -1,0 +1,85 @@
+"""The generic commands the acceptor answers: SCAN (which asks the shards
+in turn, slot by slot) and WAIT (there are no replicas)."""
+
+from __future__ import annotations
+
+from shardkv.acceptor.client import Client, Slot
+from shardkv.acceptor.commands.common import guard
+from shardkv.protocol import errors
+from shardkv.protocol.args import parse_cursor, parse_int, parse_scan_options
+from shardkv.protocol.errors import CommandError
+from shardkv.protocol.resp import encode, encode_command
+from shardkv.protocol.router import SLOTS
+from shardkv.protocol.wire import Verb, decode_part
+
+
+@guard
+def wait(client: Client, args: list) -> None:
+    """WAIT numreplicas timeout"""
+    parse_int(args[1])
+    timeout = parse_int(args[2], "ERR timeout is not an integer or out of range")
+    if timeout < 0:
+        raise CommandError(errors.TIMEOUT_NEGATIVE)
+    client.reply(0)
+
+
+@guard
+def scan(client: Client, args: list) -> None:
+    """SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]
+
+    The cursor is a slot number.  One call visits whole slots, shard after
+    shard, until it has visited ``count`` keys or the last slot (see
+    :class:`_ScanChain`), so a small keyspace comes back in one call, as
+    from Redis.  Every slot is visited once per full scan, so a key present
+    for the whole scan is returned exactly once.
+    """
+    cursor = parse_cursor(args[1])
+    count, pattern, kind = parse_scan_options(args, 2, with_type=True)
+    if cursor >= SLOTS:
+        client.reply([b"0", []])
+        return
+    _ScanChain(client, cursor, count, b"*" if pattern is None else pattern, kind or b"")
+
+
+class _ScanChain:
+    """One SCAN call: asks the shard that owns the cursor's slot, then the
+    next shards in turn, until ``count`` keys were visited."""
+
+    def __init__(self, client: Client, cursor: int, count: int, pattern: bytes, kind: bytes) -> None:
+        self.client = client
+        self.slot = Slot(client)
+        client.pending.append(self.slot)
+        self.left = count
+        self.pattern = pattern
+        self.kind = kind
+        self.keys: list = []
+        self.cursor = cursor
+        self.ask()
+
+    def ask(self) -> None:
+        server = self.client.server
+        shard = server.router.owners[self.cursor]
+        body = encode_command([Verb.SCAN, b"%d" % self.cursor, b"%d" % self.left, self.pattern, self.kind])
+        server.links[shard].send(self.client.part_headers[0], body, self)  # in the client's database
+
+    def deliver(self, body: bytes) -> None:
+        client = self.client
+        if body[:1] == b"-":  # the shard is down
+            self.slot.deliver(body)
+            return
+        part = decode_part(body)
+        next_slot: int
+        keys: list[bytes]
+        visited: int
+        next_slot, keys, visited = part  # type: ignore[misc]
+        self.keys.extend(keys)
+        self.left -= visited
+        server = client.server
+        if next_slot < 0:  # that shard is done: on to the next one
+            shard = server.router.owners[self.cursor]
+            next_slot = (shard + 1) * SLOTS // server.nshards if shard + 1 < server.nshards else 0
+        self.cursor = next_slot
+        if next_slot and self.left > 0 and not client.closed:
+            self.ask()
+            return
+        self.slot.deliver(encode([b"%d" % next_slot, self.keys], client.resp3))

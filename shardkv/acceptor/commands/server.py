@@ -1,0 +1,127 @@
+"""The server commands the acceptor answers: INFO, TIME, SWAPDB, DEBUG and
+MONITOR (COMMAND and CONFIG have modules of their own; LASTSAVE and
+SHUTDOWN are in :mod:`shardkv.acceptor.durability`, SLOWLOG, LATENCY and
+MEMORY in modules of those names).
+
+SWAPDB swaps two databases on every shard in one step of the global order.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+from shardkv.acceptor import monitor
+from shardkv.acceptor.client import Client
+from shardkv.acceptor.commands.common import all_ok, guard
+from shardkv.acceptor.info import build_info
+from shardkv.protocol import errors
+from shardkv.protocol.args import parse_int32
+from shardkv.protocol.errors import CommandError
+from shardkv.protocol.resp import OK, Verbatim
+from shardkv.protocol.wire import Verb
+from shardkv.runtime.config import parse_memory
+
+
+def monitor_(client: Client, args: list) -> None:
+    """MONITOR"""
+    if client.in_exec:  # Redis: EXEC wants one reply per command
+        client.reply_error(errors.MONITOR_DENY_BLOCKING)
+    elif monitor.start(client):
+        client.reply(OK)
+    # else: already monitoring; Redis ignores the command without a reply
+
+
+def info(client: Client, args: list) -> None:
+    """INFO [section [section ...]]"""
+    sections = [a.decode("latin-1").lower() for a in args[1:]]
+    own = client.server.stats.report()  # as of now: this INFO is counted after it ran
+
+    def merge(parts: list) -> object:
+        return Verbatim(build_info(client.server, sections, parts, own).encode())
+
+    client.query_all([Verb.INFO], merge)
+
+
+def time_(client: Client, args: list) -> None:
+    """TIME"""
+    now = time.time()
+    client.reply([b"%d" % int(now), b"%d" % int((now % 1) * 1_000_000)])
+
+
+@guard
+def swapdb(client: Client, args: list) -> None:
+    """SWAPDB index1 index2
+
+    Every shard swaps the two databases, all in one step of the global
+    order, so no client sees one shard swapped and another not.
+    """
+    a = _db_index(args[1], errors.INVALID_FIRST_DB)
+    b = _db_index(args[2], errors.INVALID_SECOND_DB)
+    databases = client.server.config["databases"]
+    if not (0 <= a < databases and 0 <= b < databases):
+        raise CommandError(errors.DB_INDEX_OUT_OF_RANGE)
+    if a == b:
+        client.reply(OK)
+        return
+    client.query_all([b"SWAPDB", b"%d" % a, b"%d" % b], all_ok)
+
+
+def _db_index(arg: bytes, message: str) -> int:
+    try:
+        return parse_int32(arg)
+    except CommandError:
+        raise CommandError(message) from None
+
+
+@guard
+def debug(client: Client, args: list) -> None:
+    """DEBUG subcommand [argument ...]
+
+    Only where ``enable-debug-command`` allows it (checked before this runs,
+    see :meth:`Client.execute`).  ``DEBUG SLEEP`` stops the whole acceptor,
+    so every client waits, as Redis stops its one thread.
+    """
+    sub = args[1].upper()
+    n = len(args)
+    if sub == b"SLEEP" and n == 3:
+        seconds = _strtod(args[2])  # as Redis reads it: "abc" is 0
+        if seconds > 0:
+            time.sleep(seconds)
+        client.reply(OK)
+    elif sub == b"CHANGE-REPL-ID" and n == 2:
+        client.reply(OK)
+    elif sub == b"QUICKLIST-PACKED-THRESHOLD" and n == 3:
+        try:
+            parse_memory(args[2].decode("latin-1"))
+        except ValueError:
+            raise CommandError(
+                "ERR argument must be a memory value bigger than 1 and smaller than 4gb"
+            ) from None
+        client.reply(OK)
+    elif sub == b"HELP":
+        client.reply([line.encode() for line in _DEBUG_HELP])
+    else:
+        raise CommandError(
+            "ERR DEBUG subcommand not supported by shardkv: {}".format(args[1].decode("latin-1"))
+        )
+
+
+def _strtod(arg: bytes) -> float:
+    """C's ``strtod`` without an end pointer: the longest number at the start, or 0."""
+    m = re.match(rb"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", arg)
+    return float(m.group(0)) if m else 0.0
+
+
+_DEBUG_HELP = [
+    "DEBUG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "CHANGE-REPL-ID",
+    "    Change the replication IDs of the instance.",
+    "    Dangerous: should be used only for testing the replication subsystem.",
+    "QUICKLIST-PACKED-THRESHOLD <size>",
+    "    Sets the threshold for elements to be inserted as plain vs packed nodes",
+    "SLEEP <seconds>",
+    "    Stop the server for <seconds>. Decimals allowed.",
+    "HELP",
+    "    Prints this help.",
+]
