@@ -97,15 +97,14 @@ def block(client: Client, cmd: Command, args: list[bytes], raw: bytes | None, ke
 
 def _blocked(client: Client) -> int:
     token = next(_tokens)
-    client.blocked_token = token
+    client.state.block(token)
     return token
 
 
 def _unblocked(client: Client, token: int) -> None:
     WAITING.pop(token, None)
-    if client.blocked_token == token:
-        client.blocked_token = 0
-        if client.held and not client.closed:
+    if client.state.unblock(token):
+        if client.state.held and not client.closed:
             client.server.loop.call_soon(client.resume)  # type: ignore[union-attr]
 
 
@@ -364,7 +363,7 @@ def unblock(client: Client, error: bool) -> bool:
     The worker is told to forget the wait (``X``); an element it serves in
     the meantime, before the ``X`` arrives, is not delivered.
     """
-    token = client.blocked_token
+    token = client.state.blocked_token
     wait = WAITING.get(token) if token > 0 else None
     if wait is None or wait.done:
         return False
@@ -379,7 +378,7 @@ def unblock(client: Client, error: bool) -> bool:
 
 
 def on_disconnect(client: Client) -> None:
-    client.held = []
-    wait = WAITING.pop(client.blocked_token, None) if client.blocked_token else None
+    client.state.take_held()  # they will never run
+    wait = WAITING.pop(client.state.blocked_token, None) if client.state.blocked_token else None
     if wait is not None:
         wait.cancel()

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from shardkv.acceptor import monitor, pause
 from shardkv.acceptor.fanout import MERGES, Concat, Gather, merge_by_position, split_by_shard
 from shardkv.acceptor.shardlink import BUSY_LINKS, MISCONF_LINKS
+from shardkv.acceptor.state import REPLY_ON, REPLY_SKIP, REPLY_SKIP_NEXT, ClientState
 from shardkv.protocol import commands, errors, wire
 from shardkv.protocol.resp import Error, ProtocolError, RequestParser, encode, encode_command, encode_error
 from shardkv.runtime.cmdstats import stat_name
@@ -57,9 +58,6 @@ _lookup = commands.lookup
 _seen = commands.seen
 
 MAX_IN_FLIGHT = 1024  # a client's commands awaiting replies before reading pauses
-
-# CLIENT REPLY's modes
-REPLY_ON, REPLY_OFF, REPLY_SKIP_NEXT, REPLY_SKIP = 0, 1, 2, 3
 
 
 class _Muted:
@@ -179,7 +177,8 @@ class Client(asyncio.Protocol):
         self.name = b""
         self.lib_name = b""
         self.lib_ver = b""
-        self.authenticated = not server.config["requirepass"]
+        # The client's mode: MULTI, subscribed, blocked... (see shardkv.acceptor.state)
+        self.state = ClientState(self.parser, authenticated=not config["requirepass"])
         self.transport: asyncio.Transport | None = None
         self.closing = False  # close once pending replies are written
         self.closed = False
@@ -187,23 +186,9 @@ class Client(asyncio.Protocol):
         self.laddr = "?:0"
         self.created = time.monotonic()
         self.last_active = self.created
-        # Set by the transactions and Pub/Sub modules.
-        self.multi: list | None = None
-        self.multi_error = False
-        self.watching: dict | None = None
-        self.watch_db = 0  # the database of the watched keys
-        self.channels: set = set()
-        self.patterns: set = set()
-        # Set while a blocking command (BLPOP...) waits; the commands that
-        # come meanwhile are held, and run when it is answered (resume).
-        self.blocked_token = 0
-        self.held: list = []
-        self.reply_mode = REPLY_ON  # CLIENT REPLY
         self.no_evict = False  # CLIENT NO-EVICT
         self.fd = -1
         self.last_args: list[bytes] = [b"NULL"]  # the last command run, for CLIENT LIST's cmd
-        self.monitoring = False  # in MONITOR mode (shardkv.acceptor.monitor)
-        self.in_exec = False  # EXEC is running this client's queued commands
         self.tracking: Any = None  # CLIENT TRACKING's state (a shardkv.acceptor.tracking.Tracking)
 
     def select(self, db: int) -> None:
@@ -224,7 +209,6 @@ class Client(asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         if sock is not None:
             self.fd = sock.fileno()
-        self.parser.authenticated = self.authenticated
         self.server.client_connected(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -238,7 +222,8 @@ class Client(asyncio.Protocol):
         server.reads_processed += 1
         if self.closing:
             return
-        if not self.authenticated:
+        state = self.state
+        if not state.authenticated:
             self._data_received_unauthenticated(data)
             return
         try:
@@ -246,9 +231,9 @@ class Client(asyncio.Protocol):
         except ProtocolError as e:
             self.protocol_error(e)
             return
-        if self.blocked_token or self.held:
+        if state.blocked_token or state.held:
             # A blocking command waits: what follows waits for it, as in Redis.
-            self.held.extend(batch)
+            state.hold(batch)
         else:
             self._run(batch)
         if batch:
@@ -267,9 +252,9 @@ class Client(asyncio.Protocol):
 
     def resume(self) -> None:
         """Run the commands held while a blocking command waited."""
-        if self.blocked_token or self.closing or self.closed:
+        if self.state.blocked_token or self.closing or self.closed:
             return
-        held, self.held = self.held, []
+        held = self.state.take_held()
         self._run(held)
         if self.pending:
             self.flush()
@@ -307,9 +292,9 @@ class Client(asyncio.Protocol):
             self.execute(args, raw)
             for link in links:  # a whole step (MSET's parts, an EXEC) is queued
                 link.step_done()
-            if self.closing or self.blocked_token:
+            if self.closing or self.state.blocked_token:
                 if not self.closing:
-                    self.held.extend(rest)
+                    self.state.hold(rest)
                 break
             plain = self._plain()
             header = self.headers[self.resp3]
@@ -318,14 +303,15 @@ class Client(asyncio.Protocol):
         """Whether :meth:`_run` may send this client's single-key commands
         inline: nothing to intercept (MULTI, SUBSCRIBE, AUTH), no monitor
         to show them to, and no keys to remember (CLIENT TRACKING)."""
+        state = self.state
         return (
-            self.multi is None
-            and not self.channels
-            and not self.patterns
-            and self.authenticated
+            state.multi is None
+            and not state.channels
+            and not state.patterns
+            and state.authenticated
             and not self.server.monitors
             and not self.server.pause_type
-            and not self.reply_mode
+            and not state.reply_mode
             and self.tracking is None
         )
 
@@ -414,7 +400,7 @@ class Client(asyncio.Protocol):
         """Queue a Pub/Sub (un)subscribe confirmation: a reply that CLIENT
         REPLY OFF and SKIP do not drop."""
         data = encode(value, self.resp3)
-        self.pending.append(_Pushed(data) if self.reply_mode else data)
+        self.pending.append(_Pushed(data) if self.state.reply_mode else data)
 
     def reply_error(self, message: str) -> None:
         self.server.stats.error(message)
@@ -472,7 +458,7 @@ class Client(asyncio.Protocol):
 
     def execute(self, args: list[bytes], raw: bytes | None) -> None:
         """Check a command in the order of Redis's ``processCommand``, then run it."""
-        if self.reply_mode:
+        if self.state.reply_mode:
             self._execute_quietly(args, raw)
         else:
             self._execute(args, raw)
@@ -480,20 +466,22 @@ class Client(asyncio.Protocol):
     def _execute_quietly(self, args: list[bytes], raw: bytes | None) -> None:
         """CLIENT REPLY OFF or SKIP: run the command, drop its replies
         (unless it was CLIENT REPLY ON)."""
-        mode = self.reply_mode
+        mode = self.state.reply_mode
         if mode == REPLY_SKIP_NEXT:
-            self.reply_mode = mode = REPLY_SKIP
+            mode = REPLY_SKIP
+            self.state.set_reply_mode(mode)
         pending = self.pending
         first = len(pending)
         self._execute(args, raw)
-        if self.reply_mode == mode:
+        if self.state.reply_mode == mode:
             for i in range(first, len(pending)):
                 if type(pending[i]) is not _Pushed:
                     pending[i] = _MUTED
             if mode == REPLY_SKIP:
-                self.reply_mode = REPLY_ON
+                self.state.set_reply_mode(REPLY_ON)
 
     def _execute(self, args: list[bytes], raw: bytes | None) -> None:
+        state = self.state
         cmd = _lookup(args[0])
         if cmd is None:
             self.reject(None, unknown_command(args))
@@ -506,14 +494,14 @@ class Client(asyncio.Protocol):
         if "protected" in flags and not self._protected_allowed(cmd):
             self.reject(cmd, errors.PROTECTED_COMMAND % ("DEBUG", "enable-debug-command"))
             return
-        if not self.authenticated:
+        if not state.authenticated:
             if "no_auth" not in flags:
                 self.reject(cmd, errors.NOAUTH)
                 return
         elif self.server.pause_type and pause.must_wait(self, cmd, args):
             pause.postpone(self, args, raw)  # CLIENT PAUSE: it runs when the pause ends
             return
-        if self.multi is not None and "no_multi" in flags:
+        if state.multi is not None and "no_multi" in flags:
             self.reject(cmd, errors.NOT_IN_MULTI)
             return
         if self.server.oom and self._refused_at_oom(cmd):
@@ -522,7 +510,7 @@ class Client(asyncio.Protocol):
         if MISCONF_LINKS and self._refused_by_disk_error(cmd):
             self.reject(cmd, next(iter(MISCONF_LINKS.values())))
             return
-        if self.monitoring and monitor.touches_keyspace(cmd):
+        if state.monitoring and monitor.touches_keyspace(cmd):
             self.reject(cmd, errors.MONITOR_KEYSPACE)
             return
         server = self.server
@@ -531,7 +519,7 @@ class Client(asyncio.Protocol):
             # answered here get -BUSY too (those for other shards still run).
             self.reject(cmd, next(iter(BUSY_LINKS)).busy.decode("latin-1")[1:].strip())
             return
-        if self.multi is not None or self.channels or self.patterns:
+        if state.multi is not None or state.channels or state.patterns:
             if server.intercept(self, cmd, args):
                 return
         self.route(cmd, args, raw)
@@ -551,8 +539,7 @@ class Client(asyncio.Protocol):
                 message = message[4:]
             self.pending.append(encode_error(errors.EXECABORT_BECAUSE % message))
             return
-        if self.multi is not None:
-            self.multi_error = True
+        self.state.reject_in_multi()
         self.pending.append(encode_error(message))
 
     def _refused_at_oom(self, cmd: commands.Command) -> bool:
@@ -560,7 +547,7 @@ class Client(asyncio.Protocol):
         queue holds one, and while MULTI queues, any command but EXEC,
         DISCARD, QUIT and RESET (queueing could use memory without end).
         Commands outside MULTI reach their shards, which refuse them there."""
-        multi = self.multi
+        multi = self.state.multi
         if multi is None:
             return False
         if cmd.name == "exec":
@@ -574,7 +561,7 @@ class Client(asyncio.Protocol):
         shard, which refuses it if that shard is the one that cannot write."""
         if cmd.name == "ping":
             return True
-        multi = self.multi
+        multi = self.state.multi
         if multi is None:
             return False
         if cmd.name == "exec":

@@ -148,15 +148,13 @@ def _flush(server: Acceptor) -> None:
 
 def start(client: Client) -> bool:
     """Make ``client`` a monitor; False if it already was."""
-    if client.monitoring:
+    if not client.state.start_monitoring():
         return False
-    client.monitoring = True
     client.server.monitors.append(client)
     return True
 
 
 def stop(client: Client) -> None:
     """End monitoring (RESET, or the connection closed)."""
-    if client.monitoring:
-        client.monitoring = False
+    if client.state.stop_monitoring():
         client.server.monitors.remove(client)

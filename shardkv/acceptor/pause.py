@@ -70,16 +70,16 @@ def must_wait(client: Client, cmd: Command, args: list[bytes]) -> bool:
         return True
     if _replicates(cmd, args):
         return True
-    if cmd.name == "exec" and client.multi:
-        return any(_replicates(queued, queued_args) for queued, queued_args in client.multi)
+    if cmd.name == "exec" and client.state.multi:
+        return any(_replicates(queued, queued_args) for queued, queued_args in client.state.multi)
     return False
 
 
 def postpone(client: Client, args: list[bytes], raw: bytes | None) -> None:
     """Hold this command, and what follows it, until the pause ends."""
     server = client.server
-    client.blocked_token = PAUSED
-    client.held.insert(0, (args, raw))
+    client.state.block(PAUSED)
+    client.state.hold_first((args, raw))
     server.paused_clients.append(client)
 
 
@@ -106,8 +106,7 @@ def stop(server: Acceptor) -> None:
     _tell_workers(server, b"0")
     waiting, server.paused_clients = server.paused_clients, []
     for client in waiting:
-        if client.blocked_token == PAUSED:
-            client.blocked_token = 0
+        if client.state.unblock(PAUSED):
             if not client.closed:
                 server.loop.call_soon(client.resume)  # type: ignore[union-attr]
 

@@ -53,7 +53,7 @@ _CONTAINERS = frozenset(
 
 def subscribed_mode(client: Client, cmd: Command, args: list[bytes]) -> bool:
     """The interceptor: refuse most commands of a subscribed RESP2 client."""
-    if client.resp3 or not (client.channels or client.patterns) or cmd.name in ALLOWED_SUBSCRIBED:
+    if client.resp3 or not (client.state.channels or client.state.patterns) or cmd.name in ALLOWED_SUBSCRIBED:
         return False
     name = cmd.name
     if name in _CONTAINERS and len(args) > 1:
@@ -63,7 +63,7 @@ def subscribed_mode(client: Client, cmd: Command, args: list[bytes]) -> bool:
 
 
 def _count(client: Client) -> int:
-    return len(client.channels) + len(client.patterns)
+    return len(client.state.channels) + len(client.state.patterns)
 
 
 # -- subscribing -------------------------------------------------------------
@@ -71,17 +71,15 @@ def _count(client: Client) -> int:
 
 def subscribe(client: Client, args: list[bytes]) -> None:
     """SUBSCRIBE channel [channel ...]"""
-    channels = client.channels
     for channel in args[1:]:
-        if channel not in channels and not client.closed:
-            channels.add(channel)
+        if not client.closed and client.state.add_channel(channel):
             CHANNELS.setdefault(channel, {})[client] = None
         client.reply_push(Push([b"subscribe", channel, _count(client)]))
 
 
 def unsubscribe(client: Client, args: list[bytes]) -> None:
     """UNSUBSCRIBE [channel [channel ...]]"""
-    names = args[1:] or list(client.channels)
+    names = args[1:] or list(client.state.channels)
     if not names:
         client.reply_push(Push([b"unsubscribe", None, _count(client)]))
     for channel in names:
@@ -91,10 +89,8 @@ def unsubscribe(client: Client, args: list[bytes]) -> None:
 
 def psubscribe(client: Client, args: list[bytes]) -> None:
     """PSUBSCRIBE pattern [pattern ...]"""
-    patterns = client.patterns
     for pattern in args[1:]:
-        if pattern not in patterns and not client.closed:
-            patterns.add(pattern)
+        if not client.closed and client.state.add_pattern(pattern):
             entry = PATTERNS.get(pattern)
             if entry is None:
                 entry = PATTERNS[pattern] = (compile_glob(pattern), {})
@@ -104,7 +100,7 @@ def psubscribe(client: Client, args: list[bytes]) -> None:
 
 def punsubscribe(client: Client, args: list[bytes]) -> None:
     """PUNSUBSCRIBE [pattern [pattern ...]]"""
-    names = args[1:] or list(client.patterns)
+    names = args[1:] or list(client.state.patterns)
     if not names:
         client.reply_push(Push([b"punsubscribe", None, _count(client)]))
     for pattern in names:
@@ -113,8 +109,7 @@ def punsubscribe(client: Client, args: list[bytes]) -> None:
 
 
 def _drop_channel(client: Client, channel: bytes) -> None:
-    if channel in client.channels:
-        client.channels.discard(channel)
+    if client.state.remove_channel(channel):
         subscribers = CHANNELS[channel]
         del subscribers[client]
         if not subscribers:
@@ -122,8 +117,7 @@ def _drop_channel(client: Client, channel: bytes) -> None:
 
 
 def _drop_pattern(client: Client, pattern: bytes) -> None:
-    if pattern in client.patterns:
-        client.patterns.discard(pattern)
+    if client.state.remove_pattern(pattern):
         subscribers = PATTERNS[pattern][1]
         del subscribers[client]
         if not subscribers:
@@ -132,14 +126,14 @@ def _drop_pattern(client: Client, pattern: bytes) -> None:
 
 def unsubscribe_all(client: Client) -> None:
     """Drop every subscription of ``client``, without replying."""
-    for channel in list(client.channels):
+    for channel in list(client.state.channels):
         _drop_channel(client, channel)
-    for pattern in list(client.patterns):
+    for pattern in list(client.state.patterns):
         _drop_pattern(client, pattern)
 
 
 def on_disconnect(client: Client) -> None:
-    if client.channels or client.patterns:
+    if client.state.channels or client.state.patterns:
         unsubscribe_all(client)
     _soft_since.pop(client, None)
 
@@ -357,6 +351,5 @@ def reset(client: Client, args: list[bytes]) -> None:
     client.resp3 = False
     client.select(0)
     client.name = b""
-    client.authenticated = not client.server.config["requirepass"]
-    client.parser.authenticated = client.authenticated
+    client.state.reset_authentication(bool(client.server.config["requirepass"]))
     client.reply("RESET")

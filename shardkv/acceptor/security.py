@@ -53,8 +53,7 @@ def check_auth(client: Client, user: bytes, password: bytes) -> None:
     ok_pass = password_matches(password, required) if required else True
     if not (ok_user and ok_pass):
         raise CommandError(errors.WRONGPASS)
-    client.authenticated = True
-    client.parser.authenticated = True
+    client.state.authenticate()
 
 
 def auth(client: Client, args: list) -> None:
@@ -112,5 +111,4 @@ def on_config(server: Acceptor, changes: dict[str, Any]) -> None:
     # With the password removed, nobody needs to authenticate any more.
     if "requirepass" in changes and not changes["requirepass"]:
         for client in server.clients.values():
-            client.authenticated = True
-            client.parser.authenticated = True
+            client.state.authenticate()

@@ -307,9 +307,9 @@ class Acceptor:
                 for client in list(self.clients.values()):
                     if (
                         client.last_active < limit
-                        and not client.channels
-                        and not client.patterns
-                        and not client.blocked_token
+                        and not client.state.channels
+                        and not client.state.patterns
+                        and not client.state.blocked_token
                     ):
                         client.transport.close()  # type: ignore[union-attr]
 

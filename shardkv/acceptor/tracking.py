@@ -308,7 +308,7 @@ def after_command(client: Client, cmd: Command, args: list[bytes], in_exec: bool
     if "readonly" in cmd.flags and not state.bcast and cmd.route != "local":
         if not ((state.optin and not state.caching) or (state.optout and state.caching)):
             remember(client, cmd.keys(args))
-    if cmd.name != "client" and client.multi is None and not in_exec:
+    if cmd.name != "client" and client.state.multi is None and not in_exec:
         state.caching = False
 
 
@@ -450,7 +450,7 @@ def send(client: Client, keys: list[bytes] | None, before: object = None) -> Non
         keys = Raw(b"_\r\n" if client.resp3 else b"$-1\r\n")  # type: ignore[assignment]
     if target.resp3:
         message = Push([b"invalidate", keys])
-    elif redirected and (target.channels or target.patterns):
+    elif redirected and (target.state.channels or target.state.patterns):
         message = Push([b"message", CHANNEL, keys])
     else:
         return

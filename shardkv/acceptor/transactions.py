@@ -57,10 +57,9 @@ _OK = b"+OK\r\n"
 
 def queue(client: Client, cmd: Command, args: list[bytes]) -> bool:
     """The interceptor: inside MULTI, queue the command instead of running it."""
-    queued = client.multi
-    if queued is None or cmd.name in NOT_QUEUED:
+    if client.state.multi is None or cmd.name in NOT_QUEUED:
         return False
-    queued.append((cmd, args))
+    client.state.queue(cmd, args)
     client.pending.append(_QUEUED)
     return True
 
@@ -70,17 +69,16 @@ def queue(client: Client, cmd: Command, args: list[bytes]) -> bool:
 
 def multi(client: Client, args: list[bytes]) -> None:
     """MULTI"""
-    if client.multi is not None:
+    if client.state.multi is not None:
         client.reply_error(errors.MULTI_NESTED)
         return
-    client.multi = []
-    client.multi_error = False
+    client.state.begin_multi()
     client.pending.append(_OK)
 
 
 def discard(client: Client, args: list[bytes]) -> None:
     """DISCARD"""
-    if client.multi is None:
+    if client.state.multi is None:
         client.reply_error(errors.DISCARD_WITHOUT_MULTI)
         return
     discard_transaction(client)
@@ -89,8 +87,7 @@ def discard(client: Client, args: list[bytes]) -> None:
 
 def discard_transaction(client: Client) -> None:
     """Forget the queued commands and the watched keys (DISCARD, RESET)."""
-    client.multi = None
-    client.multi_error = False
+    client.state.discard_multi()
     unwatch_all(client)
 
 
@@ -127,13 +124,10 @@ _IGNORE = _Ignore()
 
 def watch(client: Client, args: list[bytes]) -> None:
     """WATCH key [key ...]"""
-    if client.multi is not None:
+    if client.state.multi is not None:
         client.reply_error(errors.WATCH_IN_MULTI)
         return
-    watching = client.watching
-    if watching is None:
-        watching = client.watching = {}
-        client.watch_db = client.db
+    watching = client.state.watch_in(client.db)
     server = client.server
     shard_of = server.shard_of
     by_shard: dict[int, list[bytes]] = {}
@@ -144,7 +138,7 @@ def watch(client: Client, args: list[bytes]) -> None:
     links = server.links
     for shard, keys in by_shard.items():
         links[shard].send(
-            db_headers(client.watch_db)[1][0],
+            db_headers(client.state.watch_db)[1][0],
             encode_command([Verb.WATCH, *keys]),
             _WatchPart(watching, keys),
         )
@@ -161,11 +155,9 @@ def unwatch(client: Client, args: list[bytes]) -> None:
 
 def unwatch_all(client: Client) -> None:
     """Tell the shards that this client no longer watches its keys."""
-    watching = client.watching
+    watching = client.state.drop_watches()  # a new table next time: a running EXEC holds this one
     if not watching:
-        client.watching = None
         return
-    client.watching = None  # a new dict next time: a running EXEC holds this one
     server = client.server
     shard_of = server.shard_of
     by_shard: dict[int, list[bytes]] = {}
@@ -173,11 +165,13 @@ def unwatch_all(client: Client) -> None:
         by_shard.setdefault(shard_of(key), []).append(key)
     links = server.links
     for shard, keys in by_shard.items():
-        links[shard].send(db_headers(client.watch_db)[0][0], encode_command([Verb.UNWATCH, *keys]), _IGNORE)
+        links[shard].send(
+            db_headers(client.state.watch_db)[0][0], encode_command([Verb.UNWATCH, *keys]), _IGNORE
+        )
 
 
 def on_disconnect(client: Client) -> None:
-    client.multi = None
+    client.state.take_multi()
     unwatch_all(client)
 
 
@@ -204,12 +198,12 @@ def run_local_captured(client: Client, cmd: Command, args: list[bytes]) -> list:
     saved = client.pending
     captured: deque = deque((_BARRIER,))
     client.pending = captured
-    client.in_exec = True
+    client.state.enter_exec()
     try:
         client.server.run_local(client, cmd, args)
     finally:
         client.pending = saved
-        client.in_exec = False
+        client.state.leave_exec()
     captured.popleft()
     return list(captured)
 
@@ -256,17 +250,16 @@ class Exec:
 
 def exec_(client: Client, args: list[bytes]) -> None:
     """EXEC"""
-    queued = client.multi
+    queued = client.state.take_multi()
     if queued is None:
         client.reply_error(errors.EXEC_WITHOUT_MULTI)
         return
-    client.multi = None
-    if client.multi_error:
+    if client.state.multi_error:
         discard_transaction(client)
         client.reply_error(errors.EXECABORT)
         return
     selects = _changes_db(client, queued)
-    if selects and (client.watching or any("blocking" in cmd.flags for cmd, _ in queued)):
+    if selects and (client.state.watching or any("blocking" in cmd.flags for cmd, _ in queued)):
         # An atomic EXEC parks its shards in one database: refuse rather
         # than run the commands after the SELECT in the wrong one.
         discard_transaction(client)
@@ -276,7 +269,7 @@ def exec_(client: Client, args: list[bytes]) -> None:
     # FLUSHALL empties every database: the atomic path would reach the
     # other databases of the executor only.
     flushes = any(cmd.name == "flushall" for cmd, _ in queued)
-    if client.watching or (not selects and not flushes and _needs_atomic(client, queued)):
+    if client.state.watching or (not selects and not flushes and _needs_atomic(client, queued)):
         _run_atomic(client, queued, reply)
     else:
         _run_in_order(client, queued, reply)
@@ -325,7 +318,7 @@ def _run_in_order(client: Client, queued: list, reply: Exec) -> None:
     """
     parts: list = []
     saved = client.pending
-    client.in_exec = True
+    client.state.enter_exec()
     try:
         for cmd, args in queued:
             client.pending = captured = deque((_BARRIER,))
@@ -336,7 +329,7 @@ def _run_in_order(client: Client, queued: list, reply: Exec) -> None:
                 monitor.feed(client, cmd, args)
     finally:
         client.pending = saved
-        client.in_exec = False
+        client.state.leave_exec()
     reply.parts = parts
 
 
@@ -359,7 +352,7 @@ def _run_atomic(client: Client, queued: list, reply: Exec) -> None:
         elif cmd.route == "all":
             commands.append(args)
             everything = True
-    watched = client.watching or {}
+    watched = client.state.watching or {}
     if not keys and watched:
         keys = [next(iter(watched))]  # park the shard of a watched key, not shard 0
 

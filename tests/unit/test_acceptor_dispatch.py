@@ -207,7 +207,7 @@ def test_a_refused_command_in_multi_makes_exec_abort() -> None:
         b"+OK\r\n-ERR wrong number of arguments for 'get' command\r\n"
         b"-EXECABORT Transaction discarded because of previous errors.\r\n"
     )
-    assert client.multi is None
+    assert client.state.multi is None
     assert not any(link.sent for link in links)
 
 

@@ -16,9 +16,10 @@ import time
 from shardkv import HELLO_VERSION
 from shardkv.acceptor import pause
 from shardkv.acceptor.blocking import unblock
-from shardkv.acceptor.client import REPLY_OFF, REPLY_ON, REPLY_SKIP_NEXT, Client
+from shardkv.acceptor.client import Client
 from shardkv.acceptor.commands.common import guard, subcommand_error
 from shardkv.acceptor.security import check_auth
+from shardkv.acceptor.state import REPLY_OFF, REPLY_ON, REPLY_SKIP_NEXT
 from shardkv.protocol import command_docs, errors
 from shardkv.protocol.args import parse_int, parse_int32, strict_int
 from shardkv.protocol.errors import CommandError
@@ -31,7 +32,7 @@ def ping(client: Client, args: list) -> None:
     """PING [message]"""
     if len(args) > 2:
         raise CommandError(errors.WRONG_ARITY % "ping")
-    if client.channels or client.patterns:
+    if client.state.channels or client.state.patterns:
         if not client.resp3:
             client.reply([b"pong", args[1] if len(args) == 2 else b""])
             return
@@ -95,7 +96,7 @@ def hello(client: Client, args: list) -> None:
             raise CommandError("ERR Syntax error in HELLO option '{}'".format(args[j].decode("latin-1")))
     if auth is not None:
         check_auth(client, auth[0], auth[1])
-    if not client.authenticated:
+    if not client.state.authenticated:
         raise CommandError(errors.NOAUTH_HELLO)
     if name is not None:
         _check_name(name)
@@ -115,13 +116,13 @@ def client_info_line(c: Client, now: float, current: list | None = None) -> byte
     command being run when ``c`` asks about itself: Redis shows it in
     ``cmd``, and its bytes are still in the query buffer (``qbuf``)."""
     flags = ""
-    if c.monitoring:
+    if c.state.monitoring:
         flags += "O"
-    if c.channels or c.patterns:
+    if c.state.channels or c.state.patterns:
         flags += "P"
-    if c.multi is not None:
+    if c.state.multi is not None:
         flags += "x"
-    if c.blocked_token:
+    if c.state.blocked_token:
         flags += "b"
     tracking = c.tracking
     if tracking is not None:
@@ -133,7 +134,7 @@ def client_info_line(c: Client, now: float, current: list | None = None) -> byte
     flags = flags or "N"
     last = current if current is not None else c.last_args
     qbuf = c.parser.buffered() + (len(encode_command(current)) if current is not None else 0)
-    multi_mem = sum(len(a) + 16 for _, args in c.multi for a in args) if c.multi else 0
+    multi_mem = sum(len(a) + 16 for _, args in c.state.multi for a in args) if c.state.multi else 0
     fields = [
         ("id", str(c.id)),
         ("addr", c.addr),
@@ -144,10 +145,10 @@ def client_info_line(c: Client, now: float, current: list | None = None) -> byte
         ("idle", str(int(now - c.last_active))),
         ("flags", flags),
         ("db", str(c.db)),
-        ("sub", str(len(c.channels))),
-        ("psub", str(len(c.patterns))),
+        ("sub", str(len(c.state.channels))),
+        ("psub", str(len(c.state.patterns))),
         ("ssub", "0"),
-        ("multi", str(len(c.multi)) if c.multi is not None else "-1"),
+        ("multi", str(len(c.state.multi)) if c.state.multi is not None else "-1"),
         ("qbuf", str(qbuf)),
         ("qbuf-free", "0"),
         ("argv-mem", str(sum(len(a) for a in current) if current is not None else 0)),
@@ -229,13 +230,13 @@ def client_cmd(client: Client, args: list) -> None:
     elif sub == b"REPLY":
         mode = args[2].upper()
         if mode == b"ON":
-            client.reply_mode = REPLY_ON
+            client.state.set_reply_mode(REPLY_ON)
             client.reply(OK)
         elif mode == b"OFF":
-            client.reply_mode = REPLY_OFF
+            client.state.set_reply_mode(REPLY_OFF)
         elif mode == b"SKIP":
-            if client.reply_mode != REPLY_OFF:
-                client.reply_mode = REPLY_SKIP_NEXT
+            if client.state.reply_mode != REPLY_OFF:
+                client.state.set_reply_mode(REPLY_SKIP_NEXT)
         else:
             raise CommandError(errors.SYNTAX)
     elif sub == b"PAUSE":
@@ -336,9 +337,9 @@ def _of_type(clients: list, kind_arg: bytes) -> list:
     """The clients of a CLIENT LIST/KILL ``TYPE``; there are no replicas."""
     kind = kind_arg.lower()
     if kind == b"pubsub":
-        return [c for c in clients if c.channels or c.patterns]
+        return [c for c in clients if c.state.channels or c.state.patterns]
     if kind == b"normal":
-        return [c for c in clients if not (c.channels or c.patterns)]
+        return [c for c in clients if not (c.state.channels or c.state.patterns)]
     if kind in (b"master", b"replica", b"slave"):
         return []
     raise CommandError(errors.UNKNOWN_CLIENT_TYPE % kind_arg.decode("latin-1"))

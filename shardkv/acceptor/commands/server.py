@@ -25,7 +25,7 @@ from shardkv.runtime.config import parse_memory
 
 def monitor_(client: Client, args: list) -> None:
     """MONITOR"""
-    if client.in_exec:  # Redis: EXEC wants one reply per command
+    if client.state.in_exec:  # Redis: EXEC wants one reply per command
         client.reply_error(errors.MONITOR_DENY_BLOCKING)
     elif monitor.start(client):
         client.reply(OK)

@@ -1,0 +1,212 @@
+"""A client's mode: what decides how the acceptor treats its next command.
+
+One :class:`ClientState` per connection (``Client.state``).  Every change
+of it is one of the methods below, and nothing else assigns its
+attributes (h11's rule: everything that affects the state lives in one
+module; a unit test checks it).  The feature modules read the attributes
+and call the transitions:
+
+=================  ==========================================  =========================
+mode               attributes                                  changed by
+=================  ==========================================  =========================
+authenticated      ``authenticated``                           AUTH, HELLO AUTH, RESET,
+                                                               CONFIG SET requirepass
+in MULTI           ``multi`` (the queue), ``multi_error``      MULTI, a rejected command,
+                                                               EXEC, DISCARD, RESET
+watching keys      ``watching`` (key -> version), ``watch_db`` WATCH, UNWATCH, EXEC
+subscribed         ``channels``, ``patterns``                  (P)(UN)SUBSCRIBE, RESET
+blocked            ``blocked_token``, ``held`` (the commands   BLPOP..., CLIENT PAUSE,
+                   that came meanwhile)                        their end
+reply mode         ``reply_mode``                              CLIENT REPLY
+monitoring         ``monitoring``                              MONITOR, RESET
+in EXEC            ``in_exec``                                 EXEC running its queue
+=================  ==========================================  =========================
+
+The connection's own attributes (its protocol, database, name, whether it
+is closing) stay on :class:`shardkv.acceptor.client.Client`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from shardkv.protocol.resp import RequestParser
+
+# CLIENT REPLY's modes
+REPLY_ON, REPLY_OFF, REPLY_SKIP_NEXT, REPLY_SKIP = 0, 1, 2, 3
+
+
+class ClientState:
+    """One client's mode (see the module's table)."""
+
+    __slots__ = (
+        "_parser",
+        "authenticated",
+        "multi",
+        "multi_error",
+        "watching",
+        "watch_db",
+        "channels",
+        "patterns",
+        "blocked_token",
+        "held",
+        "reply_mode",
+        "monitoring",
+        "in_exec",
+    )
+
+    def __init__(self, parser: RequestParser, authenticated: bool) -> None:
+        self._parser = parser  # its limits for unauthenticated clients follow ours
+        self.authenticated = authenticated
+        parser.authenticated = authenticated
+        # MULTI: the queued (command, args), None outside MULTI; a command
+        # rejected while queueing makes EXEC abort.
+        self.multi: list | None = None
+        self.multi_error = False
+        # WATCH: key -> the version its shard reported (None until then),
+        # and the database of those keys.
+        self.watching: dict[bytes, Any] | None = None
+        self.watch_db = 0
+        self.channels: set[bytes] = set()
+        self.patterns: set[bytes] = set()
+        # Nonzero while a blocking command (BLPOP...) waits, or CLIENT PAUSE
+        # postponed a command; the commands that come meanwhile are held,
+        # and run when it ends (Client.resume).
+        self.blocked_token = 0
+        self.held: list = []
+        self.reply_mode = REPLY_ON
+        self.monitoring = False
+        self.in_exec = False  # EXEC is running this client's queued commands
+
+    @property
+    def subscribed(self) -> bool:
+        return bool(self.channels or self.patterns)
+
+    # -- authentication -----------------------------------------------------------
+
+    def authenticate(self) -> None:
+        self.authenticated = True
+        self._parser.authenticated = True
+
+    def reset_authentication(self, password_required: bool) -> None:
+        """RESET: authenticated only when no password is required."""
+        self.authenticated = not password_required
+        self._parser.authenticated = self.authenticated
+
+    # -- MULTI --------------------------------------------------------------------
+
+    def begin_multi(self) -> None:
+        self.multi = []
+        self.multi_error = False
+
+    def queue(self, cmd: object, args: list[bytes]) -> None:
+        self.multi.append((cmd, args))  # type: ignore[union-attr]
+
+    def reject_in_multi(self) -> None:
+        """A command was rejected: the transaction being queued will abort."""
+        if self.multi is not None:
+            self.multi_error = True
+
+    def take_multi(self) -> list | None:
+        """EXEC: the queue, and out of MULTI (``multi_error`` stays to read)."""
+        queued = self.multi
+        self.multi = None
+        return queued
+
+    def discard_multi(self) -> None:
+        self.multi = None
+        self.multi_error = False
+
+    # -- WATCH --------------------------------------------------------------------
+
+    def watch_in(self, db: int) -> dict[bytes, Any]:
+        """The watched keys, a new table (in database ``db``) if none."""
+        watching = self.watching
+        if watching is None:
+            watching = self.watching = {}
+            self.watch_db = db
+        return watching
+
+    def drop_watches(self) -> dict[bytes, Any] | None:
+        """Watch nothing; returns what was watched (a running EXEC may hold
+        that table: the next WATCH makes a new one)."""
+        watching = self.watching
+        self.watching = None
+        return watching
+
+    # -- Pub/Sub ------------------------------------------------------------------
+
+    def add_channel(self, channel: bytes) -> bool:
+        if channel in self.channels:
+            return False
+        self.channels.add(channel)
+        return True
+
+    def remove_channel(self, channel: bytes) -> bool:
+        if channel not in self.channels:
+            return False
+        self.channels.discard(channel)
+        return True
+
+    def add_pattern(self, pattern: bytes) -> bool:
+        if pattern in self.patterns:
+            return False
+        self.patterns.add(pattern)
+        return True
+
+    def remove_pattern(self, pattern: bytes) -> bool:
+        if pattern not in self.patterns:
+            return False
+        self.patterns.discard(pattern)
+        return True
+
+    # -- blocked: a blocking command, or CLIENT PAUSE -------------------------------
+
+    def block(self, token: int) -> None:
+        self.blocked_token = token
+
+    def unblock(self, token: int) -> bool:
+        """End the wait ``token``; False if the client waits for another."""
+        if self.blocked_token != token:
+            return False
+        self.blocked_token = 0
+        return True
+
+    def hold(self, commands: Iterable) -> None:
+        """Keep ``commands`` (args, raw) to run after the wait, in order."""
+        self.held.extend(commands)
+
+    def hold_first(self, command: tuple) -> None:
+        """Keep ``command`` to run first after the wait (CLIENT PAUSE)."""
+        self.held.insert(0, command)
+
+    def take_held(self) -> list:
+        held, self.held = self.held, []
+        return held
+
+    # -- CLIENT REPLY, MONITOR, EXEC ------------------------------------------------
+
+    def set_reply_mode(self, mode: int) -> None:
+        self.reply_mode = mode
+
+    def start_monitoring(self) -> bool:
+        """False if already monitoring."""
+        if self.monitoring:
+            return False
+        self.monitoring = True
+        return True
+
+    def stop_monitoring(self) -> bool:
+        """False if not monitoring."""
+        if not self.monitoring:
+            return False
+        self.monitoring = False
+        return True
+
+    def enter_exec(self) -> None:
+        self.in_exec = True
+
+    def leave_exec(self) -> None:
+        self.in_exec = False

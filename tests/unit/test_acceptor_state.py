@@ -1,0 +1,100 @@
+"""A client's mode lives in one place: :class:`shardkv.acceptor.state.ClientState`,
+changed only by its own methods."""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+
+import shardkv.acceptor
+from shardkv.acceptor.state import REPLY_OFF, REPLY_ON, ClientState
+from shardkv.protocol.resp import RequestParser
+
+ACCEPTOR = pathlib.Path(shardkv.acceptor.__file__).parent
+FIELDS = set(ClientState.__slots__)
+_MUTATORS = {"add", "discard", "clear", "append", "extend", "insert", "pop", "remove", "update", "setdefault"}
+
+
+def _state_attribute(node: ast.AST) -> str | None:
+    """``x.state.FIELD`` -> FIELD."""
+    if (
+        isinstance(node, ast.Attribute)
+        and node.attr in FIELDS
+        and isinstance(node.value, ast.Attribute)
+        and node.value.attr == "state"
+    ):
+        return node.attr
+    return None
+
+
+def test_only_the_state_module_changes_a_clients_mode() -> None:
+    offences = []
+    for path in ACCEPTOR.rglob("*.py"):
+        if path.name == "state.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets: list[ast.AST] = []
+            if isinstance(node, ast.Assign):
+                targets = node.targets
+            elif isinstance(node, ast.AugAssign | ast.AnnAssign):
+                targets = [node.target]
+            for target in targets:
+                for part in ast.walk(target):
+                    if _state_attribute(part):
+                        offences.append(f"{path.name}:{node.lineno}: {ast.unparse(node)}")
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in _MUTATORS
+                and _state_attribute(node.func.value)
+            ):
+                offences.append(f"{path.name}:{node.lineno}: {ast.unparse(node)}")
+    assert not offences
+
+
+def test_transitions() -> None:
+    parser = RequestParser(512 * 1024 * 1024)
+    state = ClientState(parser, authenticated=False)
+    assert not parser.authenticated
+    state.authenticate()
+    assert state.authenticated and parser.authenticated
+    state.reset_authentication(password_required=True)
+    assert not state.authenticated and not parser.authenticated
+
+    state.begin_multi()
+    state.queue("get", [b"GET", b"k"])
+    state.reject_in_multi()
+    assert state.multi == [("get", [b"GET", b"k"])] and state.multi_error
+    assert state.take_multi() == [("get", [b"GET", b"k"])]
+    assert state.multi is None and state.multi_error  # EXEC reads it, then discards
+    state.discard_multi()
+    assert not state.multi_error
+    state.reject_in_multi()  # outside MULTI: nothing to abort
+    assert not state.multi_error
+
+    table = state.watch_in(3)
+    table[b"k"] = 1
+    assert state.watch_in(5) is table and state.watch_db == 3
+    assert state.drop_watches() is table and state.watching is None
+
+    assert state.add_channel(b"c") and not state.add_channel(b"c") and state.subscribed
+    assert state.remove_channel(b"c") and not state.remove_channel(b"c") and not state.subscribed
+    assert state.add_pattern(b"p*") and state.subscribed and state.remove_pattern(b"p*")
+
+    state.block(7)
+    state.hold([([b"GET", b"a"], None)])
+    state.hold_first(([b"SET", b"a", b"1"], None))
+    assert not state.unblock(8) and state.blocked_token == 7
+    assert state.unblock(7) and not state.blocked_token
+    assert state.take_held() == [([b"SET", b"a", b"1"], None), ([b"GET", b"a"], None)]
+    assert state.held == []
+
+    state.set_reply_mode(REPLY_OFF)
+    assert state.reply_mode == REPLY_OFF
+    state.set_reply_mode(REPLY_ON)
+    assert state.start_monitoring() and not state.start_monitoring()
+    assert state.stop_monitoring() and not state.stop_monitoring()
+    state.enter_exec()
+    assert state.in_exec
+    state.leave_exec()
+    assert not state.in_exec
