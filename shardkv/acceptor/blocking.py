@@ -55,9 +55,9 @@ from typing import TYPE_CHECKING
 
 import hiredis
 
-from shardkv.acceptor.client import Slot
 from shardkv.acceptor.crossshard import AtomicOp
 from shardkv.acceptor.fanout import Gather
+from shardkv.acceptor.replies import Slot
 from shardkv.protocol import errors, wire
 from shardkv.protocol.resp import NULL_ARRAY, KeyedArrays, encode, encode_command, encode_error
 from shardkv.protocol.wire import Verb

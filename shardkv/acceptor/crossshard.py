@@ -107,7 +107,7 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from shardkv.acceptor.client import Slot
+from shardkv.acceptor.replies import Slot
 from shardkv.acceptor.shardlink import release_events
 from shardkv.protocol import errors, wire
 from shardkv.protocol.decisions import (

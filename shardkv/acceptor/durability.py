@@ -25,7 +25,7 @@ import os
 import signal
 from typing import TYPE_CHECKING
 
-from shardkv.acceptor.client import Slot
+from shardkv.acceptor.replies import Slot
 from shardkv.protocol import errors, wire
 from shardkv.protocol.resp import encode_command, encode_error
 from shardkv.protocol.wire import Verb

@@ -34,8 +34,10 @@ from collections import deque
 from time import perf_counter_ns
 
 from shardkv.acceptor import monitor
-from shardkv.acceptor.client import HEADERS, Client, Slot
+from shardkv.acceptor.client import Client
 from shardkv.acceptor.crossshard import AtomicOp
+from shardkv.acceptor.dispatch import HEADERS
+from shardkv.acceptor.replies import Slot
 from shardkv.acceptor.scriptcache import CACHE
 from shardkv.protocol import command_docs, errors, wire
 from shardkv.protocol.resp import encode_command, encode_error, strict_int

@@ -41,8 +41,10 @@ from __future__ import annotations
 from collections import deque
 
 from shardkv.acceptor import monitor
-from shardkv.acceptor.client import Client, Slot, db_headers
+from shardkv.acceptor.client import Client
 from shardkv.acceptor.crossshard import AtomicOp
+from shardkv.acceptor.dispatch import db_headers
+from shardkv.acceptor.replies import Slot
 from shardkv.protocol import errors
 from shardkv.protocol.commands import Command
 from shardkv.protocol.resp import encode_command, strict_int

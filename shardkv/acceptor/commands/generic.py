@@ -3,8 +3,9 @@ in turn, slot by slot) and WAIT (there are no replicas)."""
 
 from __future__ import annotations
 
-from shardkv.acceptor.client import Client, Slot
+from shardkv.acceptor.client import Client
 from shardkv.acceptor.commands.common import guard
+from shardkv.acceptor.replies import Slot
 from shardkv.protocol import errors
 from shardkv.protocol.args import parse_cursor, parse_int, parse_scan_options
 from shardkv.protocol.errors import CommandError

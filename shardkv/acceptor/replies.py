@@ -1,0 +1,80 @@
+"""A client's replies, in the order its commands came.
+
+:attr:`shardkv.acceptor.client.Client.pending` holds, in command order,
+either the reply bytes (when the reply was known at once) or one of these:
+a :class:`Slot` that a shard's reply fills, a reply CLIENT REPLY dropped
+(:data:`MUTED`), or a Pub/Sub confirmation it keeps (:class:`Pushed`).
+:meth:`Client.flush` writes the longest ready prefix.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from shardkv.acceptor.client import Client
+
+
+class Slot:
+    """A place in one client's reply order, filled when a reply comes."""
+
+    __slots__ = ("client", "data")
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.data: bytes | None = None
+
+    def deliver(self, body: bytes) -> None:
+        self.data = body
+        client = self.client
+        if not client.dirty:
+            client.dirty = True
+            client.server.dirty_clients.append(client)
+
+    def deliver_piece(self, piece: bytes, last: bool) -> None:
+        """A piece of a big reply (see ``P`` in shardkv.wire): written at
+        once if every reply before it is out, else kept until they are."""
+        client = self.client
+        if client.closed:
+            if last:
+                self.deliver(b"")
+            return
+        pieces = client.pieces
+        if client.pending and client.pending[0] is self and self not in pieces:
+            client.write_piece(piece)
+            if last:
+                self.deliver(b"")
+            return
+        pieces.setdefault(self, []).append(piece)
+        if last:
+            self.deliver(b"".join(pieces.pop(self)))
+
+    def torn(self) -> None:
+        """The shard died while this reply came in pieces: if some are out,
+        the connection cannot carry a whole reply any more, so it closes
+        (as when a server dies mid-reply); else the error replaces it."""
+        client = self.client
+        if client.pieces.pop(self, None) is None and client.transport is not None and not client.closed:
+            client.closed = True  # nothing more is written to it (flush drops the rest)
+            client.pending.clear()
+            client.transport.abort()
+
+
+class Muted:
+    """A reply CLIENT REPLY OFF or SKIP dropped: ready, and empty."""
+
+    __slots__ = ()
+    data = b""
+
+
+MUTED = Muted()
+
+
+class Pushed:
+    """A Pub/Sub confirmation: CLIENT REPLY OFF or SKIP keeps it, as Redis
+    sends what it writes with CLIENT_PUSHING set whatever the reply mode."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
