@@ -7,7 +7,7 @@ by its SHA-256 digest in constant time, so the comparison leaks neither the
 password nor its length.
 
 Before a client authenticates, every command except AUTH, HELLO (with its
-AUTH option) and QUIT gets ``-NOAUTH`` (:meth:`Client.execute` checks the
+AUTH option) and QUIT gets ``-NOAUTH`` (:meth:`Dispatch.execute` checks the
 table's ``no_auth`` flag), and the parser applies Redis's smaller limits
 for unauthenticated clients (10 arguments, 16 KB per argument).
 

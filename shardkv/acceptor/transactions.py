@@ -213,7 +213,7 @@ def run_local_captured(client: Client, cmd: Command, args: list[bytes]) -> list:
 class Exec:
     """EXEC's place in the client's reply order.
 
-    Like a :class:`~shardkv.acceptor.client.Slot`, it has ``data``: None until every
+    Like a :class:`~shardkv.acceptor.replies.Slot`, it has ``data``: None until every
     part of the reply array is in.  ``parts`` holds, in command order, reply
     bytes or slots; ``outcome`` is the slot of the atomic operation, if one
     runs, which holds the whole reply when it failed or aborted.

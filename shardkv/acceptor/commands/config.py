@@ -139,7 +139,7 @@ _IGNORE = _Ignore()
 def _set_oom(server, parts: list) -> object:
     """The shards' answers to ``__config`` or ``__oom``: is any of them out
     of memory?  The acceptor then refuses commands as Redis does at OOM
-    while a transaction is queued (see Client._execute)."""
+    while a transaction is queued (see Dispatch._execute)."""
     server.oom = any(p == 1 for p in parts)
     return OK
 

@@ -79,7 +79,7 @@ def debug(client: Client, args: list) -> None:
     """DEBUG subcommand [argument ...]
 
     Only where ``enable-debug-command`` allows it (checked before this runs,
-    see :meth:`Client.execute`).  ``DEBUG SLEEP`` stops the whole acceptor,
+    see :meth:`Dispatch.execute`).  ``DEBUG SLEEP`` stops the whole acceptor,
     so every client waits, as Redis stops its one thread.
     """
     sub = args[1].upper()
