@@ -126,6 +126,7 @@ def servers():
         ours.stop()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("hello3", [False, True], ids=["resp2", "resp3"])
 @pytest.mark.parametrize("name", list(PIPELINES))
 def test_big_replies_come_whole_and_in_order(servers, name, hello3):
@@ -152,6 +153,7 @@ def test_a_worker_sends_a_big_reply_in_pieces_between_the_others():
     assert wire.decode_replies(last) == [b":%d\r\n" % len(BIG)]
 
 
+@pytest.mark.slow
 def test_keys_over_every_shard_streams_and_matches_redis(servers):
     """KEYS joins the shards' arrays without decoding them: small, empty,
     and big enough that every shard streams its part (over BIG_ARRAY keys
