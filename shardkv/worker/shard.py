@@ -678,8 +678,12 @@ class Shard:
             if persistence is not None:
                 persistence.suspended = False
         escaped = any(type(v) is Error and v.message.startswith(scripting.CROSS_MARKER) for v in replies)
-        if calls and self.send is not None and not escaped:  # an escape runs again, shown then
-            self.send(wire.encode_monitor(calls))
+        # The script's MONITOR lines (an escape runs again, shown then) leave
+        # once its changes are prepared or logged, just before the caller
+        # sends Ran: if the acceptor is gone, that send fails with nothing
+        # half-applied here (it would have left the changes neither
+        # prepared nor undone).
+        monitor = wire.encode_monitor(calls) if calls and self.send is not None and not escaped else None
         # A script's writes: the keys it declared, or that it named and the
         # acceptor found, are in ``own``; one it wrote without naming it, on
         # this shard, is prepared with its new state and undone (on abort) to
@@ -709,17 +713,21 @@ class Shard:
             if state != old:
                 changed[key] = state
         if not changed:
-            return wire.Ran(op, bodies, after, wire.NOTHING)
-        if not message.alone:
+            outcome = wire.NOTHING
+        elif not message.alone:
             undo = {key: before[key] for key in changed if before[key] != ()}
             self._prepared(op, changed, undo)
-            return wire.Ran(op, bodies, after, wire.PREPARED)
-        if persistence is not None:
-            mark = persistence.begin_group()
-            persistence.log_states(changed)
-            persistence.end_group(mark)
-        self.waiters.mark_keys(changed)
-        return wire.Ran(op, bodies, after, wire.COMMITTED)
+            outcome = wire.PREPARED
+        else:
+            if persistence is not None:
+                mark = persistence.begin_group()
+                persistence.log_states(changed)
+                persistence.end_group(mark)
+            self.waiters.mark_keys(changed)
+            outcome = wire.COMMITTED
+        if monitor is not None:
+            self.send(monitor)
+        return wire.Ran(op, bodies, after, outcome)
 
     def acceptor_lost(self) -> None:
         """The acceptor died, and its clients with it: forget their state."""

@@ -339,7 +339,7 @@ def kind_script(c, e, p, tag, **_):
     def check(c, outcome):
         vx, vy, vu = int(c.get(x) or 0), int(c.get(y) or 0), int(c.get(undeclared) or 0)
         if vx + vy != 200:
-            return f"bank total {vx + vy} != 200", None
+            return f"bank total {vx + vy} != 200 ({vx}, {vy}, {vu})", None
         return _applied(outcome, (vx, vy, vu) == (70, 130, 1), (vx, vy, vu) == (100, 100, 0))
 
     return [x, y, undeclared], op, check
