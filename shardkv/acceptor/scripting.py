@@ -401,7 +401,7 @@ def script_command(client: Client, args: list[bytes]) -> None:
         client.reply([line.encode() for line in _SCRIPT_HELP])
     elif sub == b"debug":
         mode = args[2].upper()
-        if getattr(client, "in_exec", False):
+        if client.state.in_exec:
             client.reply_error(errors.SCRIPT_DEBUG_IN_MULTI)
         elif mode == b"NO":
             client.reply("OK")
