@@ -18,6 +18,7 @@ Usage::
     python tests/redis_suite.py --compare        # per-unit table: redis-server vs shardkv
     python tests/redis_suite.py unit/type/hash   # some units only
     python tests/redis_suite.py --server redis   # the suite against redis-server
+    python tests/redis_suite.py --compare --multidb   # without --singledb: tests in db 9
 
 Flaky tests: ``--update`` runs every unit twice and records only the tests
 that passed both times.  The gate runs each unit once; a unit that seems to
@@ -63,6 +64,10 @@ SHARDS = 4
 # The suite stops a unit in which no test finished for this many seconds (a
 # hang); the runner's own --unit-timeout is the hard limit per unit.
 STALL = int(os.environ.get("REDIS_SUITE_STALL", "120"))
+# --singledb (the gate's mode: every test in database 0, no SELECT); the
+# suite's default, with the tests in database 9 and SELECT allowed, with
+# --multidb (a report, not the gate).
+SINGLEDB = ["--singledb"]
 
 # The 35 units of the suite in which redis-server 7.0.15 passes at least one
 # test in external mode (the others need a server the suite starts itself),
@@ -216,12 +221,12 @@ def run_unit(
                 "tclsh", "tests/test_helper.tcl",
                 "--host", "127.0.0.1", "--port", str(server.port),
                 "--timeout", str(int(STALL)),
-                "--singledb", "--ignore-encoding", "--ignore-digest", "--durable",
+                *SINGLEDB, "--ignore-encoding", "--ignore-digest", "--durable",
                 "--baseport", str(baseport),
                 "--single", unit,
             ]  # fmt: skip
             if tags:
-                argv[10:10] = ["--tags", tags]
+                argv[9 + len(SINGLEDB) : 9 + len(SINGLEDB)] = ["--tags", tags]
             log = base / "unit.log"
             with open(log, "wb") as out:
                 proc = subprocess.Popen(
@@ -321,7 +326,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=int(os.environ.get("REDIS_SUITE_JOBS", "2")))
     p.add_argument("--unit-timeout", type=float, default=float(os.environ.get("UNIT_TIMEOUT", "300")))
     p.add_argument("--tags", default=os.environ.get("REDIS_SUITE_TAGS", TAGS))
+    p.add_argument(
+        "--multidb",
+        action="store_true",
+        help="run without --singledb (tests in database 9, SELECT allowed): a report; "
+        "with neither --compare nor --server redis it still checks the expectation file",
+    )
     args = p.parse_args(argv)
+    if args.multidb:
+        if args.update:
+            p.error("--update records the gate, which runs with --singledb: not with --multidb")
+        SINGLEDB.clear()
 
     suite = suite_dir()
     if not (suite / "tests" / "test_helper.tcl").is_file():
