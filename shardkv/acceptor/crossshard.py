@@ -110,6 +110,7 @@ from typing import TYPE_CHECKING
 from shardkv.acceptor.replies import Slot
 from shardkv.acceptor.shardlink import release_events
 from shardkv.protocol import errors, wire
+from shardkv.protocol.commands import other_db_keys
 from shardkv.protocol.decisions import (
     DecisionLog,
     coordinator_paths,
@@ -119,7 +120,7 @@ from shardkv.protocol.decisions import (
     read_committed,
     volatile_path,
 )
-from shardkv.protocol.resp import NULL_ARRAY, Error, encode, encode_command, encode_error, strict_int
+from shardkv.protocol.resp import NULL_ARRAY, Error, encode, encode_command, encode_error
 from shardkv.protocol.wire import Verb
 from shardkv.runtime import faultpoints
 
@@ -297,13 +298,13 @@ class _Operation:
     """What parked operations and write fan-outs share: the parked shards,
     the decision, and the failure cases."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, slot: Slot | None = None) -> None:
         server = client.server
         self.client = client
         self.links = server.links
         self.coordinator = coordinator_of(server)
         self.id = self.coordinator.new_id()
-        self.slot = Slot(client)
+        self.slot = Slot(client) if slot is None else slot
         client.pending.append(self.slot)
         self.state = PARKING
         self.parked: list[int] = []  # shards parked for this operation, alive
@@ -401,7 +402,7 @@ class AtomicOp(_Operation):
     ``commands`` run in order on the executor, the shard of ``keys[0]``;
     ``finish`` turns the executor's reply bodies into the client's reply
     bytes, once the operation has committed.  ``watched`` maps each
-    watched key to the version the client saw: if one changed, nothing
+    watched ``(database, key)`` to the version the client saw: if one changed, nothing
     runs and the reply is a null array.  ``everything`` parks every shard
     and installs all keys on the executor (FLUSHALL, DBSIZE in EXEC).
     """
@@ -410,50 +411,73 @@ class AtomicOp(_Operation):
         self,
         client: Client,
         commands: list[list[bytes]],
-        keys: list[bytes],
+        keys: list,
         finish: Callable[[list[bytes]], bytes],
-        watched: dict[bytes, int] | None = None,
+        watched: dict | None = None,
         everything: bool = False,
-        key_dbs: dict[bytes, int] | None = None,
+        db: int | None = None,
+        slot: Slot | None = None,
     ) -> None:
-        super().__init__(client)
+        super().__init__(client, slot)
         server = client.server
         self.commands = commands
         self.finish = finish
+        # The operation runs in database ``db`` (the client's): a key of
+        # another one (COPY ... DB, MOVE, a SELECT inside MULTI) is named
+        # ``(database, key)`` in ``keys``, and so in the states that go back
+        # and forth.  ``watched`` names every key ``(database, key)``.
+        self.db = op_db = client.db if db is None else db
+        keys = [_plain(key, op_db) for key in keys]
+        # WATCH's versions, by (database, key): the shards' answers to
+        # __watch may still be on their way, and fill it in before their
+        # answers to the __park below (a pipe is FIFO).
         self.watched = watched or {}
         shard_of = server.shard_of
-        self.executor = shard_of(keys[0]) if keys else 0
-        exports: dict[int, list[bytes]] = {}
+
+        def shard_of_any(key: bytes | tuple) -> int:
+            return shard_of(key[1] if type(key) is tuple else key)  # type: ignore[index, arg-type]
+
+        self.executor = shard_of_any(keys[0]) if keys else 0
+        exports: dict[int, list] = {}
         for key in dict.fromkeys(keys):
-            exports.setdefault(shard_of(key), []).append(key)
-        watched_by: dict[int, list[bytes]] = {}
+            exports.setdefault(shard_of_any(key), []).append(key)
+        watched_by: dict[int, list] = {}
         for key in self.watched:
-            watched_by.setdefault(shard_of(key), []).append(key)
+            watched_by.setdefault(shard_of_any(key), []).append(_plain(key, op_db))
         shards = set(exports) | set(watched_by) | {self.executor}
         if everything:
             shards = set(range(len(self.links)))
         self.shards = sorted(shards)
-        self.own = [b"*"] if everything else exports.get(self.executor, [])
+        # ``everything`` is every key of the operation's database (``*``),
+        # or of every database (``**``: FLUSHALL, a SELECT inside).
+        marker = everything if type(everything) is bytes else b"*"
+        self.own = [marker] if everything else exports.get(self.executor, [])
         self.waiting = len(self.shards)
-        self.states: dict[bytes, object] = {}
-        self.owner: dict[bytes, int] = {}
-        # Keys of another database than the client's (COPY ... DB): their
-        # shard parks in that database, and the executor gets them as
-        # (database, key), so that it installs them there.
-        self.key_dbs = key_dbs or {}
-        shard_dbs = {shard_of(key): db for key, db in self.key_dbs.items()}
+        self.states: dict = {}
+        self.owner: dict = {}
         self.error: bytes | None = None
         self.aborted = False  # a watched key changed
         self.bodies: list[bytes] = []
         self.preparing: set[int] = set()
         self.prepared: set[int] = set()
         op = b"%d" % self.id
+        header = park_header(op_db)
         for shard in self.shards:
             export = [] if shard == self.executor else exports.get(shard, [])
             if everything and shard != self.executor:
-                export = [b"*", *export]  # with the keys that do not exist yet
-            args = [Verb.PARK, op, b"%d" % len(export), *export, *watched_by.get(shard, [])]
-            header = park_header(shard_dbs.get(shard, client.db))
+                export = [marker, *export]  # with the keys that do not exist yet
+            watching = watched_by.get(shard, [])
+            if marker == b"**" or any(type(k) is tuple for k in (*export, *watching)):
+                args = [Verb.PARKDB, op, b"%d" % len(export)]
+                for i, key in enumerate((*export, *watching)):
+                    if type(key) is tuple:
+                        args += (b"%d" % key[0], key[1])
+                    elif i == 0 and everything and shard != self.executor:
+                        args += (b"*", key)  # the marker
+                    else:
+                        args += (b"%d" % op_db, key)
+            else:
+                args = [Verb.PARK, op, b"%d" % len(export), *export, *watching]
             self.links[shard].send(header, encode_command(args), _Answer(self, shard))
 
     def answered(self, shard: int, index: int, body: bytes) -> None:
@@ -461,14 +485,11 @@ class AtomicOp(_Operation):
         if message is None:
             self.error = body if body[:1] == b"-" else encode_error(errors.OP_ABORTED)
         else:
-            key_dbs = self.key_dbs
             for key, state in message.states.items():  # type: ignore[attr-defined]
-                if key in key_dbs:
-                    key = (key_dbs[key], key)
                 self.states[key] = state
                 self.owner[key] = shard
             for key, version in message.versions.items():  # type: ignore[attr-defined]
-                if self.watched.get(key) != version:
+                if self.watched.get(key if type(key) is tuple else (self.db, key)) != version:
                     self.aborted = True
         self.waiting -= 1
         if not self.waiting:
@@ -503,8 +524,7 @@ class AtomicOp(_Operation):
         self.bodies = message.bodies
         writes: dict[int, dict] = {}
         for key, state in message.after.items():
-            # The shard of another database's key is parked in that database.
-            writes.setdefault(self.owner[key], {})[key[1] if type(key) is tuple else key] = state
+            writes.setdefault(self.owner[key], {})[key] = state
         if not writes:  # only the executor wrote, if anything
             self._commit({self.executor} if message.own == wire.PREPARED else set(), self._reply)
             return
@@ -589,21 +609,16 @@ def run_cross_shard(
 ) -> None:
     """A single command whose keys live on several shards (or that may read
     any key, with ``everything``)."""
-    key_dbs = _other_db_keys(cmd, args, client.db, client.server.config["databases"])
-    AtomicOp(client, [args], keys, _first_body, everything=everything, key_dbs=key_dbs)
+    # COPY source destination DB n: the destination is database n's.
+    others = other_db_keys(cmd.name, args, client.server.config["databases"])
+    if others:
+        keys = [args[1], *others]  # type: ignore[list-item]
+    AtomicOp(client, [args], keys, _first_body, everything=everything)
 
 
-def _other_db_keys(cmd: Command, args: list[bytes], db: int, databases: int) -> dict[bytes, int] | None:
-    """COPY source destination DB n: the destination is database n's."""
-    if cmd.name != "copy":
-        return None
-    target = None
-    for i in range(3, len(args) - 1):
-        if args[i].upper() == b"DB":
-            target = strict_int(args[i + 1])
-    if target is None or target == db or not 0 <= target < databases:
-        return None  # the executor replies with the error, if any
-    return {args[2]: target}
+def _plain(key: bytes | tuple, db: int) -> bytes | tuple:
+    """A key of database ``db`` is named alone, another database's as ``(db, key)``."""
+    return key[1] if type(key) is tuple and key[0] == db else key
 
 
 def run_write_fan_out(

@@ -112,11 +112,15 @@ def touches_keyspace(cmd: commands.Command) -> bool:
     return "write" in flags or "readonly" in flags or "may_replicate" in flags
 
 
-def feed(client: Client, cmd: commands.Command, args: list[bytes]) -> None:
-    """Send the line for a command that just ran to every monitor."""
+def feed(client: Client, cmd: commands.Command, args: list[bytes], db: int | None = None) -> None:
+    """Send the line for a command that just ran to every monitor (in
+    database ``db``, if not the client's: a transaction with SELECT inside)."""
     if not shown(cmd, args):
         return
-    _send(client.server, line(client, args))
+    if db is None or db == client.db:
+        _send(client.server, line(client, args))
+    else:
+        _send(client.server, _line(db, client.addr.encode(), args))
 
 
 def feed_script(server: Acceptor, calls: list[tuple[int, list[bytes]]]) -> None:

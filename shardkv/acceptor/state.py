@@ -13,7 +13,7 @@ authenticated      ``authenticated``                           AUTH, HELLO AUTH,
                                                                CONFIG SET requirepass
 in MULTI           ``multi`` (the queue), ``multi_error``      MULTI, a rejected command,
                                                                EXEC, DISCARD, RESET
-watching keys      ``watching`` (key -> version), ``watch_db`` WATCH, UNWATCH, EXEC
+watching keys      ``watching`` ((db, key) -> version)          WATCH, UNWATCH, EXEC
 subscribed         ``channels``, ``patterns``                  (P)(UN)SUBSCRIBE, RESET
 blocked            ``blocked_token``, ``held`` (the commands   BLPOP..., CLIENT PAUSE,
                    that came meanwhile)                        their end
@@ -47,7 +47,6 @@ class ClientState:
         "multi",
         "multi_error",
         "watching",
-        "watch_db",
         "channels",
         "patterns",
         "blocked_token",
@@ -67,8 +66,7 @@ class ClientState:
         self.multi_error = False
         # WATCH: key -> the version its shard reported (None until then),
         # and the database of those keys.
-        self.watching: dict[bytes, Any] | None = None
-        self.watch_db = 0
+        self.watching: dict[tuple[int, bytes], Any] | None = None
         self.channels: set[bytes] = set()
         self.patterns: set[bytes] = set()
         # Nonzero while a blocking command (BLPOP...) waits, or CLIENT PAUSE
@@ -121,15 +119,14 @@ class ClientState:
 
     # -- WATCH --------------------------------------------------------------------
 
-    def watch_in(self, db: int) -> dict[bytes, Any]:
-        """The watched keys, a new table (in database ``db``) if none."""
+    def watch_in(self, db: int) -> dict[tuple[int, bytes], Any]:
+        """The watched (database, key)s, a new table if none."""
         watching = self.watching
         if watching is None:
             watching = self.watching = {}
-            self.watch_db = db
         return watching
 
-    def drop_watches(self) -> dict[bytes, Any] | None:
+    def drop_watches(self) -> dict[tuple[int, bytes], Any] | None:
         """Watch nothing; returns what was watched (a running EXEC may hold
         that table: the next WATCH makes a new one)."""
         watching = self.watching

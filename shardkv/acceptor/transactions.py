@@ -46,8 +46,8 @@ from shardkv.acceptor.crossshard import AtomicOp
 from shardkv.acceptor.dispatch import db_headers
 from shardkv.acceptor.replies import Slot
 from shardkv.protocol import errors
-from shardkv.protocol.commands import Command
-from shardkv.protocol.resp import encode_command, strict_int
+from shardkv.protocol.commands import Command, other_db_keys
+from shardkv.protocol.resp import encode_command
 from shardkv.protocol.wire import Verb, decode_part
 
 # Commands that run at once even inside MULTI, as in Redis's processCommand.
@@ -97,19 +97,22 @@ def discard_transaction(client: Client) -> None:
 
 
 class _WatchPart:
-    """Records the versions one shard reports for a WATCH's keys."""
+    """Records the versions one shard reports for a WATCH's keys, which
+    ``watching`` names ``(database, key)``."""
 
-    __slots__ = ("watching", "keys")
+    __slots__ = ("watching", "keys", "db")
 
-    def __init__(self, watching: dict[bytes, int | None], keys: list[bytes]) -> None:
+    def __init__(self, watching: dict[tuple[int, bytes], int | None], keys: list[bytes], db: int) -> None:
         self.watching = watching
         self.keys = keys
+        self.db = db
 
     def deliver(self, body: bytes) -> None:
         if body[:1] == b"-":
             return  # the shard is gone: the versions stay unknown, EXEC aborts
+        db = self.db
         for key, version in zip(self.keys, decode_part(body), strict=False):  # type: ignore[call-overload]
-            self.watching[key] = version
+            self.watching[db, key] = version
 
 
 class _Ignore:
@@ -132,17 +135,18 @@ def watch(client: Client, args: list[bytes]) -> None:
     watching = client.state.watch_in(client.db)
     server = client.server
     shard_of = server.shard_of
+    db = client.db
     by_shard: dict[int, list[bytes]] = {}
     for key in args[1:]:
-        if key not in watching:  # watching a key twice keeps the first version
-            watching[key] = None
+        if (db, key) not in watching:  # watching a key twice keeps the first version
+            watching[db, key] = None
             by_shard.setdefault(shard_of(key), []).append(key)
     links = server.links
     for shard, keys in by_shard.items():
         links[shard].send(
-            db_headers(client.state.watch_db)[1][0],
+            db_headers(db)[1][0],
             encode_command([Verb.WATCH, *keys]),
-            _WatchPart(watching, keys),
+            _WatchPart(watching, keys, db),
         )
     # The reply is always OK.  Any command that reaches the acceptor after
     # this one is queued on the shard's pipe after the __watch above.
@@ -162,14 +166,12 @@ def unwatch_all(client: Client) -> None:
         return
     server = client.server
     shard_of = server.shard_of
-    by_shard: dict[int, list[bytes]] = {}
-    for key in watching:
-        by_shard.setdefault(shard_of(key), []).append(key)
+    by_shard: dict[tuple[int, int], list[bytes]] = {}
+    for db, key in watching:
+        by_shard.setdefault((shard_of(key), db), []).append(key)
     links = server.links
-    for shard, keys in by_shard.items():
-        links[shard].send(
-            db_headers(client.state.watch_db)[0][0], encode_command([Verb.UNWATCH, *keys]), _IGNORE
-        )
+    for (shard, db), keys in by_shard.items():
+        links[shard].send(db_headers(db)[0][0], encode_command([Verb.UNWATCH, *keys]), _IGNORE)
 
 
 def on_disconnect(client: Client) -> None:
@@ -260,18 +262,12 @@ def exec_(client: Client, args: list[bytes]) -> None:
         discard_transaction(client)
         client.reply_error(errors.EXECABORT)
         return
-    selects = _changes_db(client, queued)
-    if selects and (client.state.watching or any("blocking" in cmd.flags for cmd, _ in queued)):
-        # An atomic EXEC parks its shards in one database: refuse rather
-        # than run the commands after the SELECT in the wrong one.
-        discard_transaction(client)
-        client.reply_error(errors.SELECT_IN_ATOMIC_EXEC)
-        return
     reply = Exec(len(queued))
-    # FLUSHALL empties every database: the atomic path would reach the
-    # other databases of the executor only.
+    # Without WATCH, a FLUSHALL runs command by command: it empties every
+    # database of every shard in one step, which parking would cost a
+    # transfer of every key.
     flushes = any(cmd.name == "flushall" for cmd, _ in queued)
-    if client.state.watching or (not selects and not flushes and _needs_atomic(client, queued)):
+    if client.state.watching or (not flushes and _needs_atomic(client, queued)):
         _run_atomic(client, queued, reply)
     else:
         _run_in_order(client, queued, reply)
@@ -284,22 +280,10 @@ def exec_(client: Client, args: list[bytes]) -> None:
     unwatch_all(client)
 
 
-def _changes_db(client: Client, queued: list) -> bool:
-    """Does a queued SELECT change the client's database?"""
-    databases = client.server.config["databases"]
-    for cmd, args in queued:
-        if cmd.name == "select":
-            db = strict_int(args[1])
-            if db is not None and db != client.db and 0 <= db < databases:
-                return True
-    return False
-
-
 def _needs_atomic(client: Client, queued: list) -> bool:
     """Must the transaction run as one :class:`AtomicOp`?  When it blocks,
     or when its writes span shards: routed one by one, a shard that dies
-    halfway would leave the others' writes applied.  (Not with a SELECT
-    inside: routed one by one, each command goes in its database.)"""
+    halfway would leave the others' writes applied."""
     shard_of = client.server.shard_of
     written: set[int] = set()
     for cmd, args in queued:
@@ -341,19 +325,44 @@ def _run_atomic(client: Client, queued: list, reply: Exec) -> None:
 
     Blocking commands come this way too: run by the executor, not by the
     shard's command loop, they do not block.
+
+    The operation runs in the client's database; a SELECT inside switches
+    the executor's database for the commands after it (``__select``), and
+    their keys are named ``(database, key)``.  The SELECTs' replies are
+    known now, but the client takes the new database only if the
+    transaction runs: until it is decided, its next commands wait.
     """
+    op_db = db = client.db
+    databases = client.server.config["databases"]
     commands = []
-    keys: list[bytes] = []
-    everything = False
-    for cmd, args in queued:
+    keys: list = []
+    everything: bool | bytes = False
+    dbs: list[int] = []  # the database each queued command runs in
+    selects: dict[int, list] = {}  # a SELECT's position -> its reply
+    for i, (cmd, args) in enumerate(queued):
+        if cmd.name == "select":
+            selects[i] = run_local_captured(client, cmd, args)  # sets client.db, if valid
+            if client.db != db:
+                db = client.db
+                commands.append([Verb.SELECT, b"%d" % db])
+            dbs.append(db)
+            continue
+        dbs.append(db)
         if cmd.route == "shard":
             commands.append(args)
-            keys.extend(cmd.keys(args))
+            names = cmd.keys(args)
+            keys.extend(names if db == op_db else [(db, key) for key in names])
+            keys.extend(other_db_keys(cmd.name, args, databases))
             if cmd.pattern_keys is not None and cmd.pattern_keys(args) != []:
-                everything = True  # the keys its patterns name: anywhere
+                everything = everything or True  # the keys its patterns name: anywhere
         elif cmd.route == "all":
             commands.append(args)
-            everything = True
+            everything = b"**" if cmd.name == "flushall" else (everything or True)
+    final_db = client.db
+    if final_db != op_db:
+        client.select(op_db)
+        if everything:
+            everything = b"**"  # keys of several databases: every key of every one
     watched = client.state.watching or {}
     if not keys and watched:
         keys = [next(iter(watched))]  # park the shard of a watched key, not shard 0
@@ -361,20 +370,52 @@ def _run_atomic(client: Client, queued: list, reply: Exec) -> None:
     def finish(bodies: list[bytes]) -> bytes:
         parts: list = []
         replies = iter(bodies)
-        for cmd, args in queued:
-            if cmd.route == "local":
+        monitors = client.server.monitors
+        for i, (cmd, args) in enumerate(queued):
+            if i in selects:
+                parts.extend(selects[i])
+            elif cmd.route == "local":
                 parts.extend(run_local_captured(client, cmd, args))
             else:
                 parts.append(next(replies))
-            if client.server.monitors:  # committed: now they have run
-                monitor.feed(client, cmd, args)
+            if monitors:  # committed: now they have run
+                monitor.feed(client, cmd, args, dbs[i])
         reply.parts = parts
         return b""
 
+    slot = None
+    if final_db != op_db:
+        slot = _Settle(client, reply, final_db)
+        client.state.block(HELD)
     saved = client.pending
     client.pending = deque()
     try:
-        op = AtomicOp(client, commands, keys, finish, watched, everything)
+        op = AtomicOp(client, commands, keys, finish, watched, everything, op_db, slot)
     finally:
         client.pending = saved
     reply.outcome = op.slot
+
+
+HELD = -2  # a client's blocked_token while its EXEC decides its database
+
+
+class _Settle(Slot):
+    """The outcome of an atomic EXEC with a SELECT inside: once it is
+    decided, the client takes the database its SELECTs chose (if the
+    transaction ran), and the commands it sent meanwhile run."""
+
+    __slots__ = ("reply", "db")
+
+    def __init__(self, client: Client, reply: Exec, db: int) -> None:
+        super().__init__(client)
+        self.reply = reply
+        self.db = db
+
+    def deliver(self, body: bytes) -> None:
+        super().deliver(body)
+        client = self.client
+        if self.reply.parts is not None:  # it ran
+            client.select(self.db)
+        if client.state.unblock(HELD):
+            if client.state.held and not client.closed:
+                client.server.loop.call_soon(client.resume)  # type: ignore[union-attr]

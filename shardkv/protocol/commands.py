@@ -502,3 +502,21 @@ def lookup(name: bytes) -> Command | None:
 def check_arity(cmd: Command, nargs: int) -> bool:
     a = cmd.arity
     return nargs == a if a > 0 else nargs >= -a
+
+
+def other_db_keys(name: str, args: list[bytes], databases: int) -> list[tuple[int, bytes]]:
+    """The keys of another database a command writes, as ``(database, key)``:
+    MOVE's key in its target database, COPY ... DB's destination.  (An
+    index out of range or not a number: none; the command answers the error.)"""
+    target: bytes | None = None
+    if name == "move":
+        target, key = args[2], args[1]
+    elif name == "copy":
+        key = args[2]
+        for i in range(3, len(args) - 1):
+            if args[i].upper() == b"DB":
+                target = args[i + 1]
+    if target is None or not target.isdigit() or len(target) > 6:
+        return []
+    db = int(target)
+    return [(db, key)] if db < databases else []

@@ -43,7 +43,6 @@ TIMEOUT_NEGATIVE = "ERR timeout is negative"
 INVALID_CURSOR = "ERR invalid cursor"
 DB_INDEX_OUT_OF_RANGE = "ERR DB index is out of range"
 # shardkv's own: a WATCHed or blocking EXEC runs on one shard in one database.
-SELECT_IN_ATOMIC_EXEC = "ERR SELECT inside a transaction that WATCHes keys or blocks is not supported"
 INVALID_FIRST_DB = "ERR invalid first DB index"
 INVALID_SECOND_DB = "ERR invalid second DB index"
 SELECT_NOT_ALLOWED = "ERR SELECT is not allowed in cluster mode"

@@ -456,12 +456,15 @@ def decode_events(payload: bytes) -> tuple[list[int] | None, list[tuple[int, byt
 class Verb:
     """Every internal verb: the name of a command the acceptor sends a shard
     (or a shard writes in its AOF), never a client.  :data:`HANDLED` are run
-    by a worker's command handler; :data:`PARK` and :data:`PREPARE` by the
-    shard itself (``FLAG_PARK`` entries); :data:`XPREPARE`, :data:`XCOMMIT`
+    by a worker's command handler; :data:`PARK`, :data:`PARKDB` and
+    :data:`PREPARE` by the shard itself (``FLAG_PARK`` entries), and
+    :data:`SELECT` by the executor of a cross-shard operation; :data:`XPREPARE`, :data:`XCOMMIT`
     and :data:`XABORT` are records of a shard's AOF only."""
 
     # Cross-shard operations (see shardkv.acceptor.crossshard).
     PARK = b"__park"  # __park op nexport key... watched...: export, park
+    PARKDB = b"__parkdb"  # __parkdb op nexport (db key)... (db key)...: the same, keys of any database
+    SELECT = b"__select"  # in a Run's commands: __select db, the database of the commands after it
     PREPARE = b"__prepare"  # __prepare op command...: a write fan-out's part
     XPREPARE = b"__XPREPARE"  # AOF: __XPREPARE op states
     XCOMMIT = b"__XCOMMIT"  # AOF: __XCOMMIT op
@@ -498,4 +501,12 @@ class Verb:
 
 
 Verb.ALL = frozenset(value for name, value in vars(Verb).items() if name.isupper() and type(value) is bytes)
-Verb.HANDLED = Verb.ALL - {Verb.PARK, Verb.PREPARE, Verb.XPREPARE, Verb.XCOMMIT, Verb.XABORT}
+Verb.HANDLED = Verb.ALL - {
+    Verb.PARK,
+    Verb.PARKDB,
+    Verb.SELECT,
+    Verb.PREPARE,
+    Verb.XPREPARE,
+    Verb.XCOMMIT,
+    Verb.XABORT,
+}

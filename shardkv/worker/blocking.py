@@ -299,11 +299,13 @@ class Waiters:
         self.mark_keys(cmd.keys(args))
 
     def mark_keys(self, keys) -> None:
-        """Note that these keys of the current database were written."""
+        """Note that these keys of the current database were written (a key
+        of another database named ``(database, key)``)."""
         by_key = self.by_key
         db = self.ks.db
         for key in keys:
-            key = (db, key)
+            if type(key) is not tuple:
+                key = (db, key)
             if key in by_key:
                 self.ready[key] = None
 

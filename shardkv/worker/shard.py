@@ -66,7 +66,15 @@ from shardkv.worker.persistence.engine import Persistence
 from shardkv.worker.persistence.engine import on_settings as persistence_settings
 from shardkv.worker.registry import find
 from shardkv.worker.sweeper import Sweeper
-from shardkv.worker.transfer import apply_states, drop_key, export_key, flush_part, import_key
+from shardkv.worker.transfer import (
+    apply_states,
+    drop_qualified,
+    export_key,
+    export_qualified,
+    flush_part,
+    import_qualified,
+    qualified_keys,
+)
 
 log = logging.getLogger("shardkv.worker")
 
@@ -436,7 +444,7 @@ class Shard:
     def enter(self, args: list[bytes]) -> tuple[bytes, int | None]:
         """A ``FLAG_PARK`` entry: its reply body, and the operation to stay
         parked for (None: it goes on at once)."""
-        if args[0] == Verb.PARK:
+        if args[0] == Verb.PARK or args[0] == Verb.PARKDB:
             message = self.park_reply(args)
             return wire.encode_answer(message), message.op
         part = self.prepare_part(args)
@@ -444,18 +452,43 @@ class Shard:
 
     def park_reply(self, args: list[bytes]) -> wire.Parked:
         """``__park op nexport key... watched...``: states of the keys to
-        export, and the versions of the watched keys, for the acceptor."""
+        export, and the versions of the watched keys, for the acceptor.
+
+        ``__parkdb op nexport db key ... db key ...``: the same with each
+        key's database; a key of another database than the entry's is
+        named ``(database, key)`` in the answer.  An exported ``* *`` is
+        every key of the entry's database, ``* **`` every key of every one.
+        """
         ks = self.keyspace
         n = int(args[2])
-        exported = args[3 : 3 + n]
-        if exported[:1] == [b"*"]:  # every key, and the operation's keys that do not exist yet
-            exported = list(dict.fromkeys([*ks.iter_keys(), *exported[1:]]))
-        states = {key: export_key(ks, key) for key in exported}
-        versions = {}
-        for key in args[3 + n :]:
-            ks.lookup(key)  # a watched key that has expired counts as changed
-            versions[key] = ks.watched.get(key, -1)
+        if args[0] == Verb.PARKDB:
+            here = ks.db
+            pairs = args[3:]
+            names: list = []
+            for i in range(0, len(pairs) - 1, 2):
+                db, key = pairs[i], pairs[i + 1]
+                if db == b"*":
+                    names.append(key)
+                else:
+                    names.append(key if int(db) == here else (int(db), key))
+            exported, watched = names[:n], names[n:]
+        else:
+            exported, watched = args[3 : 3 + n], args[3 + n :]
+        if exported[:1] in ([b"*"], [b"**"]):  # every key, and the operation's keys that do not exist yet
+            everywhere = qualified_keys(ks, exported[0] == b"**")
+            exported = list(dict.fromkeys([*everywhere, *exported[1:]]))
+        states = {key: export_qualified(ks, key) for key in exported}
+        versions = {key: self._version(key) for key in watched}
         return wire.Parked(int(args[1]), states, versions)
+
+    def _version(self, key: bytes | tuple) -> int:
+        """A watched key's version (a key of another database: ``(db, key)``)."""
+        ks = self.keyspace
+        if type(key) is tuple:
+            with ks.selected(key[0]):
+                return self._version(key[1])
+        ks.lookup(key)  # a watched key that has expired counts as changed
+        return ks.watched.get(key, -1)
 
     def prepare_part(self, args: list[bytes]) -> wire.PartPrepared:
         """``__prepare op command...``: this shard's part of a write fan-out
@@ -505,9 +538,9 @@ class Shard:
     def prepare_states(self, op: int, states: dict) -> None:
         """:class:`~wire.Prepare`: make our keys hold ``states``, undoably."""
         ks = self.keyspace
-        undo = {key: export_key(ks, key) for key in states}
+        undo = {key: export_qualified(ks, key) for key in states}
         for key, state in states.items():
-            import_key(ks, key, state)
+            import_qualified(ks, key, state)
         self._prepared(op, states, undo)
 
     def _prepared(self, op: int, states: dict, undo: dict | None) -> None:
@@ -578,7 +611,7 @@ class Shard:
                     self.waiters.ready.update(dict.fromkeys(self.waiters.by_key))
             elif part.undo is not None:
                 for key, state in part.undo.items():
-                    import_key(ks, key, state)
+                    import_qualified(ks, key, state)
             if self.persistence is not None:
                 self.persistence.log_outcome(op, commit)
 
@@ -631,35 +664,45 @@ class Shard:
         op, states, commands_, resp3 = message.op, message.states, message.commands, message.resp3
         ks = self.keyspace
         persistence = self.persistence
-        own: dict[bytes, None] = dict.fromkeys(message.own)
-        if b"*" in own:  # every key of ours
+        here = ks.db
+        databases = len(ks.dbs)
+        own: dict = dict.fromkeys(message.own)
+        if b"**" in own:  # every key of ours, in every database
+            own = dict.fromkeys(k for k in qualified_keys(ks, True) if k not in states)
+        elif b"*" in own:  # every key of ours
             own = dict.fromkeys(k for k in ks.iter_keys() if k not in states)
+        db = here  # ``__select db`` switches the database of the commands after it
         for args in commands_:
+            if args[0] == Verb.SELECT:
+                db = int(args[1])
+                continue
             cmd = commands.lookup(args[0])
             if cmd is None:
                 continue
-            names = cmd.keys(args)
+            names: list = list(cmd.keys(args))
+            if db != here:
+                names = [(db, key) for key in names]
             if cmd.is_write and not names:  # FLUSHALL and the like: every key of ours
-                own.update(dict.fromkeys(k for k in ks.iter_keys() if k not in states))
+                with ks.selected(db):
+                    everything = qualified_keys(ks, cmd.name == "flushall")
+                if db != here:
+                    everything = [k if type(k) is tuple else (db, k) for k in everything]
+                names += everything
+            names += commands.other_db_keys(cmd.name, args, databases)
             for key in names:
+                if type(key) is tuple and key[0] == here:
+                    key = key[1]  # a key of the operation's database is named alone
                 if key not in states:
                     own[key] = None
-        before = {key: export_key(ks, key) for key in own}
+        before = {key: export_qualified(ks, key) for key in own}
         if persistence is not None:
             persistence.foreign = states
             persistence.suspended = True
         for key, state in states.items():
-            if type(key) is tuple:  # (database, key): another database's key
-                with ks.selected(key[0]):
-                    drop_key(ks, key[1])
-                    if state is not None:
-                        import_key(ks, key[1], state)
-                continue
-            drop_key(ks, key)
+            drop_qualified(ks, key)
             if state is not None:
-                import_key(ks, key, state)
+                import_qualified(ks, key, state)
         slots = ks.slots
-        here = ks.db
         ks.slots = range(SLOTS)  # so that KEYS, RANDOMKEY... see the imported keys too
         # The commands scripts call here, for MONITOR's [<db> lua] lines
         # (sent before the answer; the acceptor drops them without monitors).
@@ -668,7 +711,12 @@ class Shard:
         engine.monitor = calls
         try:
             execute = self.execute if ks.memory is None else self.execute_limited
-            replies = [execute(args) for args in commands_]
+            replies: list[object] = []
+            for args in commands_:
+                if args[0] == Verb.SELECT:  # SELECT inside MULTI: no reply of its own here
+                    ks.select(int(args[1]))
+                    continue
+                replies.append(execute(args))
             bodies = [encode(value, resp3) for value in replies]
         finally:
             engine.monitor = None
@@ -699,17 +747,15 @@ class Shard:
         # does not count as writing it (WATCH).
         after = {}
         for key, old in states.items():
-            with ks.selected(key[0] if type(key) is tuple else here):
-                name = key[1] if type(key) is tuple else key
-                state = export_key(ks, name)
-                if state != old:
-                    after[key] = state
-                drop_key(ks, name)
+            state = export_qualified(ks, key)
+            if state != old:
+                after[key] = state
+            drop_qualified(ks, key)
         if persistence is not None:
             persistence.foreign = ()
         changed = {}
         for key, old in before.items():
-            state = export_key(ks, key)
+            state = export_qualified(ks, key)
             if state != old:
                 changed[key] = state
         if not changed:

@@ -67,12 +67,13 @@ def flush_part(every: bool) -> tuple:
 
 def apply_states(ks: Keyspace, states: dict | tuple) -> None:
     """Apply what a shard prepared for a cross-shard operation: new states
-    of its keys, or a flush (:func:`flush_part`), in the current database."""
+    of its keys, or a flush (:func:`flush_part`), in the current database
+    (a key of another one named ``(database, key)``)."""
     if type(states) is tuple:
         ks.flush(every=bool(states[1]))
         return
     for key, state in states.items():  # type: ignore[union-attr]
-        import_key(ks, key, state)
+        import_qualified(ks, key, state)
 
 
 def drop_key(ks: Keyspace, key: bytes) -> None:
@@ -81,3 +82,47 @@ def drop_key(ks: Keyspace, key: bytes) -> None:
     if ks.data[slot].pop(key, None) is not None:
         if ks.expires[slot].pop(key, None) is not None:
             ks.nvolatile -= 1
+
+
+# -- keys of other databases --------------------------------------------------
+#
+# A cross-shard operation runs in one database, the client's when it began;
+# a key of another database that it reads or writes (a transaction with
+# SELECT inside, WATCH in two databases, COPY ... DB, FLUSHALL) is named
+# ``(database, key)``.  These run the functions above in the key's database.
+
+
+def export_qualified(ks: Keyspace, key: bytes | tuple) -> State:
+    if type(key) is tuple:
+        with ks.selected(key[0]):
+            return export_key(ks, key[1])
+    return export_key(ks, key)  # type: ignore[arg-type]
+
+
+def import_qualified(ks: Keyspace, key: bytes | tuple, state: State) -> None:
+    if type(key) is tuple:
+        with ks.selected(key[0]):
+            import_key(ks, key[1], state)
+    else:
+        import_key(ks, key, state)  # type: ignore[arg-type]
+
+
+def drop_qualified(ks: Keyspace, key: bytes | tuple) -> None:
+    if type(key) is tuple:
+        with ks.selected(key[0]):
+            drop_key(ks, key[1])
+    else:
+        drop_key(ks, key)  # type: ignore[arg-type]
+
+
+def qualified_keys(ks: Keyspace, dbs: bool = False) -> list:
+    """Every key of the current database; with ``dbs``, also those of every
+    other database, as ``(database, key)``."""
+    keys: list = list(ks.iter_keys())
+    if dbs:
+        here = ks.db
+        for db in ks.used_dbs():
+            if db != here:
+                with ks.selected(db):
+                    keys += [(db, key) for key in ks.iter_keys()]
+    return keys

@@ -16,7 +16,7 @@ import time
 import pytest
 import redis
 
-from tests.support.rawsocket import read_until_quiet
+from tests.support.rawsocket import exchange, read_until_quiet
 from tests.support.servers import start_shardkv
 
 
@@ -180,20 +180,179 @@ def test_flushall_in_a_transaction_empties_every_database(r):
         d1.close()
 
 
-def test_select_in_a_watched_transaction_is_refused(r):
-    """shardkv runs a WATCHed EXEC in one database: SELECT inside one gets
-    an error (Redis runs it), and nothing of the transaction runs."""
-    if b"shardkv_version" not in r.execute_command("INFO", "server"):
-        return
-    r.execute_command("WATCH", "w")
-    r.execute_command("MULTI")
-    r.execute_command("SET", "a", "1")
-    r.execute_command("SELECT", "1")
-    r.execute_command("SET", "a", "2")
-    with pytest.raises(redis.ResponseError, match="SELECT inside a transaction"):
-        r.execute_command("EXEC")
-    assert r.get("a") is None
-    assert r.execute_command("SET", "a", "ok")  # not in MULTI any more, still db 0
+KEYS = [f"k{i}" for i in range(8)]  # over every shard
+
+
+def _exec(compare) -> None:
+    """EXEC on both servers: the same replies (errors compared by text)."""
+    real, ours = (compare._run(c, ("EXEC",)) for c in (compare.real, compare.ours))
+    assert [str(x) for x in ours] == [str(x) for x in real]
+
+
+def test_select_in_a_watched_transaction(compare):
+    """Redis runs a SELECT inside a WATCHed EXEC like any other: the
+    commands after it run in the new database, which the client keeps."""
+    compare("SET", "w", "0")
+    compare("WATCH", "w", "k0")
+    compare("MULTI")
+    compare("MSET", *[x for k in KEYS for x in (k, "db0")])
+    compare("SELECT", "3")
+    for k in KEYS:
+        compare("SET", k, "db3")
+    compare("APPEND", "k1", "+")
+    compare("SELECT", "99")  # an error, and the database stays 3
+    compare("RENAME", "k2", "renamed")
+    compare("GET", "w")  # database 3's: none
+    _exec(compare)
+    compare("MGET", "renamed", *KEYS)  # the client is in database 3 now
+    compare("DBSIZE")
+    compare("SELECT", "0")
+    compare("MGET", "renamed", *KEYS)
+    compare("WATCH", "w")
+    compare("MULTI")
+    compare("SELECT", "5")
+    compare("SELECT", "0")  # and back: nothing changes
+    compare("GET", "k3")
+    compare("EXEC")
+    compare("GET", "k3")
+
+
+def test_select_in_a_transaction_with_a_blocking_command(compare):
+    compare("MULTI")
+    compare("SELECT", "4")
+    compare("RPUSH", "q", "a", "b")
+    compare("BLPOP", "q", "0")  # in EXEC: never blocks
+    compare("LPUSH", "q2", "c")
+    compare("BLMOVE", "q2", "q3", "LEFT", "RIGHT", "0")
+    compare("BLPOP", "empty", "0")
+    compare("EXEC")
+    compare("LRANGE", "q", "0", "-1")
+    compare("LRANGE", "q3", "0", "-1")
+    compare("SELECT", "0")
+    compare("DBSIZE")
+
+
+def _resp(*args: str) -> bytes:
+    out = b"*%d\r\n" % len(args)
+    for a in args:
+        out += b"$%d\r\n%s\r\n" % (len(a.encode()), a.encode())
+    return out
+
+
+def test_commands_pipelined_after_such_an_exec_run_in_its_database(ports):
+    """The commands a client sent right behind the EXEC run in the database
+    the transaction selected: shardkv holds them until it has run."""
+    script = [
+        ("FLUSHALL",),
+        ("SET", "w", "0"),
+        ("WATCH", "w"),
+        ("MULTI",),
+        *[("SET", k, "0") for k in KEYS],
+        ("SELECT", "2"),
+        *[("SET", k, "2") for k in KEYS],
+        ("EXEC",),
+        *[("GET", k) for k in KEYS],
+        ("SELECT", "0"),
+        ("MGET", *KEYS),
+        ("DBSIZE",),
+    ]
+    data = b"".join(_resp(*c) for c in script)
+    real = exchange(ports["redis"], data, idle=1.0)
+    ours = exchange(ports["shardkv"], data, idle=1.0)
+    assert ours == real
+    assert real[0].count(b"$1\r\n2\r\n") == len(KEYS)
+
+
+def _other(c: redis.Redis) -> redis.Redis:
+    return redis.Redis(port=c.connection_pool.connection_kwargs["port"], socket_timeout=30)
+
+
+def test_an_aborted_transaction_keeps_the_database(compare):
+    others = [_other(compare.real), _other(compare.ours)]
+    try:
+        compare("SET", "w", "0")
+        compare("WATCH", "w")
+        for o in others:
+            o.set("w", "changed")
+        compare("MULTI")
+        compare("SELECT", "1")
+        compare("SET", "a", "x")
+        compare("EXEC")  # null: nothing ran, the SELECT neither
+        compare("SET", "b", "here")
+        compare("SELECT", "1")
+        compare("EXISTS", "a", "b")
+        compare("SELECT", "0")
+        compare("EXISTS", "a", "b")
+    finally:
+        for o in others:
+            o.close()
+
+
+def test_watch_in_several_databases(compare):
+    """WATCH remembers each key's database: a change to the key in either
+    database aborts the EXEC, a change to the same name in a third does not."""
+    others = [_other(compare.real), _other(compare.ours)]
+    try:
+        for touched, db in (("a", 2), ("b", 1), ("a", 0)):
+            compare("SELECT", "0")
+            compare("WATCH", "a")
+            compare("SELECT", "1")
+            compare("WATCH", "b")
+            for o in others:
+                o.execute_command("SELECT", str(db))
+                o.set(touched, "x")
+            compare("MULTI")
+            compare("SET", "c", "1")
+            compare("EXEC")  # a in 0 or b in 1: null; a in 2: runs
+            compare("GET", "c")
+            compare("DEL", "c")
+    finally:
+        for o in others:
+            o.close()
+
+
+def test_flushall_in_a_watched_transaction_empties_every_database(r):
+    dbs = [_db(r, 1), _db(r, 7)]
+    try:
+        for d in dbs:
+            d.mset({f"x{i}": 1 for i in range(20)})  # on every shard
+        r.set("w", "0")
+        with r.pipeline(transaction=True) as p:
+            p.watch("w")
+            p.multi()
+            p.mset({k: 1 for k in KEYS})
+            p.flushall()
+            p.set("after", "1")
+            p.execute_command("SELECT", "7")
+            p.set("in7", "1")
+            assert p.execute() == [True, True, True, True, True]
+        assert [r.dbsize()] + [d.dbsize() for d in dbs] == [1, 0, 1]
+        assert dbs[1].get("in7") == b"1"
+    finally:
+        for d in dbs:
+            d.close()
+
+
+def test_move_and_copy_in_a_watched_transaction(compare):
+    compare("SET", "w", "0")
+    compare("MSET", *[x for k in KEYS for x in (k, k)])
+    compare("SELECT", "1")
+    compare("SET", "k3", "already in 1")
+    compare("SELECT", "0")
+    compare("WATCH", "w")
+    compare("MULTI")
+    for k in KEYS[:4]:
+        compare("MOVE", k, "1")
+    compare("COPY", "k5", "copied", "DB", "2")
+    compare("COPY", "k6", "k7", "DB", "2")
+    compare("SELECT", "2")
+    compare("MOVE", "copied", "0")
+    compare("EXEC")
+    compare("KEYS", "*", unordered=True)
+    for db in ("0", "1"):
+        compare("SELECT", db)
+        compare("KEYS", "*", unordered=True)
+        compare("MGET", "copied", *KEYS)
 
 
 def test_watch_is_per_database(r):
@@ -411,5 +570,50 @@ def test_reshard_keeps_each_key_in_its_database(tmp_path):
             assert c.dbsize() == 40
             assert set(c.mget([f"k{i}" for i in range(40)])) == {f"{db}".encode()}
             c.close()
+    finally:
+        server.stop()
+
+
+def _contents(port: int) -> dict:
+    out = {}
+    for db in range(16):
+        c = redis.Redis(port=port, db=db)
+        keys = sorted(c.keys("*"))
+        if keys:
+            out[db] = dict(zip(keys, c.mget(keys), strict=True))
+        c.close()
+    return out
+
+
+@pytest.mark.parametrize("shards", [1, 3])
+def test_a_watched_transaction_across_databases_survives_a_restart(tmp_path, shards):
+    """What the executor of such a transaction changes in other databases,
+    and what it prepares on other shards there, is logged in its database."""
+    flags = ("--dir", str(tmp_path), "--appendonly", "yes", "--appendfsync", "always")
+    server = start_shardkv(*flags, shards=shards)
+    try:
+        c = redis.Redis(port=server.port)
+        c.mset({k: f"{k}@0" for k in KEYS})
+        c.set("w", "0")
+        for tx in range(2):
+            with c.pipeline(transaction=True) as p:
+                p.watch("w")
+                p.multi()
+                p.move(KEYS[tx], 1)
+                p.execute_command("COPY", KEYS[4 + tx], "copy", "DB", "2", "REPLACE")
+                p.execute_command("SELECT", "5")
+                for k in KEYS:
+                    p.set(k, f"{k}@5.{tx}")
+                p.execute_command("SELECT", "0")
+                p.execute()
+        before = _contents(server.port)
+        assert sorted(before) == [0, 1, 2, 5]
+        c.close()
+        server.stop()
+        server = start_shardkv(*flags, shards=shards)
+        assert _contents(server.port) == before
+        server.stop()
+        server = start_shardkv(*flags, shards=2)  # re-sharded
+        assert _contents(server.port) == before
     finally:
         server.stop()

@@ -127,15 +127,22 @@ class AofLog(Forking):
             buf.extend(aof.encode(r) for r in records)
             buf.append(aof.EXEC)
 
-    def log_states(self, states: dict[bytes, State]) -> None:
-        """Log that these keys now hold these states (cross-shard operations)."""
+    def log_states(self, states: dict) -> None:
+        """Log that these keys now hold these states (cross-shard operations;
+        a key of another database named ``(database, key)``)."""
         if not states:
             return
         self.dirty += len(states)
         if self.aof is not None:
             records: list = []
+            here = self.ks.db
             for key, state in states.items():
-                records += aof.state_records(key, state)
+                if type(key) is tuple:  # another database's key: SELECT it and back
+                    records.append([b"SELECT", b"%d" % key[0]])
+                    records += aof.state_records(key[1], state)
+                    records.append([b"SELECT", b"%d" % here])
+                else:
+                    records += aof.state_records(key, state)
             self._append(records)
 
     def log_prepare(self, op: int, states: dict[bytes, State]) -> None:
