@@ -15,7 +15,7 @@ class ScriptCache:
         self.known: dict[int, set[bytes]] = {}
         # Scripts that once needed other shards: sha -> (every shard?, the
         # undeclared keys they used).
-        self.escaping: dict[bytes, tuple[bool, list[bytes]]] = {}
+        self.escaping: dict[bytes, tuple[int, list]] = {}
 
     def knows(self, shard: int) -> set[bytes]:
         known = self.known.get(shard)

@@ -201,10 +201,10 @@ def run_script(
         else:
             _run_on_shard(client, shard, sha, body, ro, keys, rest, fname)
             return
-        escaping = (False, [])
+        escaping = (0, [])
     slot = Slot(client)
     client.pending.append(slot)
-    _Retry(client, slot, sha, body, ro, keys, rest, fname).start(*escaping)
+    _Retry(client, slot, sha, body, ro, keys, rest, fname, client.db).start(*escaping)
 
 
 def _run_on_shard(
@@ -226,7 +226,7 @@ def _run_on_shard(
     command += [b"%d" % len(keys), *keys, *rest]
     slot = Slot(client)
     client.pending.append(slot)
-    sink = _ShardReply(client, slot, shard, sha, body, ro, keys, rest, fname)
+    sink = _ShardReply(client, slot, shard, sha, body, ro, keys, rest, fname, client.db)
     header = client.headers[client.resp3]
     if client.server.monitors:  # the worker reports what the script calls
         header = wire.entry_header(wire.FLAG_MONITOR | (wire.FLAG_RESP3 if client.resp3 else 0), db=client.db)
@@ -237,7 +237,7 @@ class _ShardReply:
     """A script's reply from one shard: passed on, unless the script
     needs other shards (then it runs again, atomically across them)."""
 
-    __slots__ = ("client", "slot", "shard", "sha", "body", "ro", "keys", "rest", "fname")
+    __slots__ = ("client", "slot", "shard", "sha", "body", "ro", "keys", "rest", "fname", "db")
 
     def __init__(
         self,
@@ -250,8 +250,10 @@ class _ShardReply:
         keys: list[bytes],
         rest: list[bytes],
         fname: bytes,
+        db: int,
     ) -> None:
         self.fname = fname
+        self.db = db  # the client's when it called the script
         self.client = client
         self.slot = slot
         self.shard = shard
@@ -267,7 +269,15 @@ class _ShardReply:
                 everything, extra = _parse_marker(body)
                 CACHE.knows(self.shard).add(self.sha)
                 retry = _Retry(
-                    self.client, self.slot, self.sha, self.body, self.ro, self.keys, self.rest, self.fname
+                    self.client,
+                    self.slot,
+                    self.sha,
+                    self.body,
+                    self.ro,
+                    self.keys,
+                    self.rest,
+                    self.fname,
+                    self.db,
                 )
                 retry.start(everything, extra)
                 return
@@ -284,18 +294,24 @@ class _ShardReply:
         self.slot.deliver(body)
 
 
-def _parse_marker(body: bytes) -> tuple[bool, list[bytes]]:
-    """(every shard?, keys) of a ``-SHARDKV-CROSS [*] hexkey...`` reply."""
+def _parse_marker(body: bytes) -> tuple[int, list]:
+    """(every shard? 1: of the script's database, 2: of every one; keys) of a
+    ``-SHARDKV-CROSS [*|**] key...`` reply, where a key is in hex, and
+    ``db:hex`` for a key of another database (a SELECT in the script)."""
     words = body[len(CROSS_MARKER) :].split()
-    everything = bool(words) and words[0] == b"*"
-    return everything, [bytes.fromhex(w.decode()) for w in words[everything:]]
+    everything = len(words[0]) if words and words[0] in (b"*", b"**") else 0
+    keys: list = []
+    for w in words[1 if everything else 0 :]:
+        db, colon, key = w.partition(b":")
+        keys.append((int(db), bytes.fromhex(key.decode())) if colon else bytes.fromhex(w.decode()))
+    return everything, keys
 
 
 class _Retry:
     """Runs a script as one atomic operation over the shards it needs,
     again with more of them each time it finds it needs more."""
 
-    __slots__ = ("client", "slot", "sha", "body", "ro", "keys", "rest", "fname", "everything", "extra")
+    __slots__ = ("client", "slot", "sha", "body", "ro", "keys", "rest", "fname", "db", "everything", "extra")
 
     def __init__(
         self,
@@ -307,6 +323,7 @@ class _Retry:
         keys: list[bytes],
         rest: list[bytes],
         fname: bytes = b"",
+        db: int = 0,
     ) -> None:
         self.fname = fname
         self.client = client
@@ -316,12 +333,13 @@ class _Retry:
         self.ro = ro
         self.keys = keys
         self.rest = rest
-        self.everything = False
-        self.extra: list[bytes] = []
+        self.db = db  # the client's when it called the script
+        self.everything = 0
+        self.extra: list = []
 
-    def start(self, everything: bool, extra: list[bytes]) -> None:
+    def start(self, everything: int, extra: list) -> None:
         client = self.client
-        self.everything = self.everything or everything
+        self.everything = max(self.everything, everything)
         self.extra = list(dict.fromkeys([*self.extra, *extra]))
         # Its later runs go straight to as many shards.
         CACHE.escaping[self.sha] = (self.everything, self.extra)
@@ -329,7 +347,7 @@ class _Retry:
             return
         command = [
             Verb.FCALL if self.fname else Verb.EVAL,
-            b"1" if self.everything else b"0",
+            b"%d" % self.everything,
             b"1" if self.ro else b"0",
             self.fname or self.body,
             b"%d" % len(self.keys),
@@ -339,7 +357,9 @@ class _Retry:
         saved = client.pending
         client.pending = deque()
         try:
-            op = AtomicOp(client, [command], [*self.keys, *self.extra], _first, None, self.everything)
+            everything = (False, True, b"**")[self.everything]
+            keys = [*self.keys, *self.extra]
+            op = AtomicOp(client, [command], keys, _first, None, everything, self.db)
         finally:
             client.pending = saved
         op.slot = self  # type: ignore[assignment]

@@ -329,7 +329,7 @@ def function_internal(ks: Keyspace, args: list[bytes]) -> object:
     raise CommandError(errors.SYNTAX)
 
 
-def _fcall(ks: Keyspace, args: list[bytes], ro: bool, everything: bool = False) -> object:
+def _fcall(ks: Keyspace, args: list[bytes], ro: bool, everything: int = 0) -> object:
     functions = functions_of(ks)
     f = functions.functions.get(args[1].lower())
     if f is None:
@@ -349,7 +349,7 @@ def _fcall(ks: Keyspace, args: list[bytes], ro: bool, everything: bool = False) 
     except CrossShard as e:
         return _cross_reply(e)
     finally:
-        engine.everything = False
+        engine.everything = 0
 
 
 @command("fcall", "fcall_ro")
@@ -362,7 +362,7 @@ def fcall(ks: Keyspace, args: list[bytes]) -> object:
 def fcall_across(ks: Keyspace, args: list[bytes]) -> object:
     """__fcall everything ro function numkeys key... arg... -> FCALL run by
     the executor of a cross-shard operation."""
-    return _fcall(ks, [b"fcall", *args[3:]], args[2] == b"1", args[1] == b"1")
+    return _fcall(ks, [b"fcall", *args[3:]], args[2] == b"1", int(args[1]))
 
 
 def function_records(ks: Keyspace, args: list, reply: object) -> list[list[bytes]]:

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, NoReturn
 from lupa import lua51
 
 from shardkv.protocol import commands, errors, wire
-from shardkv.protocol.args import LLONG_MIN
+from shardkv.protocol.args import LLONG_MIN, parse_int32
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import (
     Error,
@@ -82,10 +82,12 @@ FLAG_NAMES = {
 
 
 class CrossShard(Exception):
-    """A script needs keys this shard does not hold (``keys``), or every
-    shard (``everything``)."""
+    """A script needs keys this shard does not hold (``keys``; a key of
+    another database than the script's is ``(database, key)``), or every
+    shard (``everything``: 1, every key of the script's database; 2, every
+    key of every database)."""
 
-    def __init__(self, keys: list[bytes], everything: bool = False) -> None:
+    def __init__(self, keys: list, everything: int = 0) -> None:
         super().__init__("cross-shard")
         self.keys = keys
         self.everything = everything
@@ -246,6 +248,7 @@ class Run:
         "start",
         "killed",
         "effects",
+        "db",
         "abort",
         "busy",
         "reported_dirty",
@@ -261,11 +264,13 @@ class Run:
         self.read_only = read_only
         self.resp = 2
         self.dirty = False
-        self.undo: dict[bytes, State] = {}  # key -> state before the script wrote it
+        # (database, key) -> its state before the script wrote it
+        self.undo: dict[tuple[int, bytes], State] = {}
         self.imported = imported
         self.start = time.monotonic()
         self.killed = False
-        self.effects: list[list[bytes]] = []
+        self.effects: list[tuple[int, list[bytes]]] = []  # (database, write command)
+        self.db = 0  # the caller's database: SELECT in the script changes the script's only
         self.abort: CrossShard | None = None  # set: stop the script, undo it
         self.busy = False  # past busy-reply-threshold, and the acceptor told
         self.reported_dirty = False
@@ -289,11 +294,13 @@ class Engine:
         self.pending: object = None  # the error table redis.call raised
         self.nshards = 1
         self.own: range = range(0)  # this shard's slots
-        self.effects: list[list[bytes]] = []  # write commands run, for run_foreign's log
-        # The state of each key those commands wrote, before they did: a key
-        # the script did not declare, on this shard, is undone from it.
-        self.effects_undo: dict[bytes, State] = {}
-        self.everything = False  # every key of every shard is here (a cross-shard run)
+        self.effects: list[tuple[int, list[bytes]]] = []  # writes run, for run_foreign's log
+        # The state of each (database, key) those commands wrote, before they
+        # did: a key the script did not declare, on this shard, is undone from it.
+        self.effects_undo: dict[tuple[int, bytes], State] = {}
+        # A cross-shard run: every key of every shard is here, of the
+        # script's database (1) or of every database (2).
+        self.everything = 0
         self.monitor: list | None = None  # with MONITOR on: (database, args) of each call
         self._called: dict[bytes, _Called] = {}  # redis.call's commands, by name as called
         self._start()
@@ -425,6 +432,8 @@ class Engine:
         run = self.run = Run(sha, flags, ro, self._imported())
         run.keys = keys
         run.eval_mode = eval_mode
+        ks = self.ks
+        run.db = ks.db
         if not eval_mode:
             run.command = [b"fcall", sha, b"%d" % len(keys), *keys, *argv]
         persistence = self.ks.persistence
@@ -433,10 +442,14 @@ class Engine:
         events_mark = len(events) if events is not None else 0
         self.kill_requested = False
         self.pending = None
+        aof = persistence.aof if persistence is not None else None
+        aof_db = aof.db if aof is not None else 0
         try:
             ok, value = (self._run if eval_mode else self._call_fn)(f, len(keys), *keys, *argv)
         finally:
             self.run = None
+            if ks.db != run.db:  # the script SELECTed: its caller stays where it was
+                ks.select(run.db)
             if run.busy:
                 run.busy = False
                 self._report(run)  # before the frame that carries the reply
@@ -449,6 +462,8 @@ class Engine:
             self._rollback(run, persistence, mark)
             if events is not None:  # it runs again elsewhere: its events come from there
                 del events[events_mark:]
+            if aof is not None:
+                aof.db = aof_db  # its SELECT records are gone too
             raise run.abort
         if run.killed:
             self._rearm()
@@ -483,9 +498,10 @@ class Engine:
     def _rollback(self, run: Run, persistence: object, mark: int) -> None:
         ks = self.ks
         for key, state in run.undo.items():
-            drop_key(ks, key)
-            if state is not None:
-                import_key(ks, key, state)
+            with ks.selected(key[0]):
+                drop_key(ks, key[1])
+                if state is not None:
+                    import_key(ks, key[1], state)
         if persistence is not None and mark >= 0 and persistence.aof is not None:  # type: ignore[attr-defined]
             del persistence.aof.buf[mark:]  # type: ignore[attr-defined]
 
@@ -586,7 +602,7 @@ class Engine:
             else:
                 value = shard.execute_limited(argv, called.handler)  # type: ignore[attr-defined]
             if write and type(value) is not Error:
-                run.effects.append(argv)
+                run.effects.append((self.ks.db, argv))
         else:
             try:
                 value = self._execute(called, argv, run, write)
@@ -607,15 +623,23 @@ class Engine:
     def _execute(self, called: _Called, argv: list[bytes], run: Run, write: bool) -> object:
         ks = self.ks
         cmd = called.cmd
+        db = ks.db
         if called.local:
+            if cmd.name == "select":
+                return self._select(argv[1])
             return _local(cmd.name, argv)
         if cmd.route == "all":
-            if self.nshards > 1 and not self.everything:
-                raise CrossShard([], everything=True)
+            # FLUSHALL, or anything in another database than the script's,
+            # needs every key of every database.
+            needed = 2 if cmd.name == "flushall" or db != run.db else 1
+            if self.nshards > 1 and self.everything < needed:
+                raise CrossShard([], everything=needed)
         elif cmd.single_key and not write:
             key = argv[1]
-            if self.nshards > 1 and slot_of(key) not in self.own and key not in run.imported:
-                raise CrossShard([key], self.everything)
+            if self.nshards > 1 and slot_of(key) not in self.own:
+                name = key if db == run.db else (db, key)
+                if name not in run.imported:
+                    raise CrossShard([name], self.everything)
         else:
             keys = [argv[1]] if cmd.single_key else cmd.keys(argv)
             if self.nshards > 1:
@@ -623,14 +647,17 @@ class Engine:
                 # that does not exist yet, so that its new state goes home).
                 slots = self.own
                 imported = run.imported
-                foreign = [k for k in keys if slot_of(k) not in slots and k not in imported]
+                if db == run.db:
+                    foreign = [k for k in keys if slot_of(k) not in slots and k not in imported]
+                else:
+                    foreign = [(db, k) for k in keys if slot_of(k) not in slots and (db, k) not in imported]
                 if foreign:
                     raise CrossShard(foreign, self.everything)
             if write:
                 undo = run.undo
                 for key in keys:
-                    if key not in undo:
-                        undo[key] = export_key(ks, key)
+                    if (db, key) not in undo:
+                        undo[db, key] = export_key(ks, key)
         if write:
             run.dirty = True
             if run.busy and not run.reported_dirty:
@@ -638,9 +665,11 @@ class Engine:
             if cmd.route == "all":
                 # FLUSHALL and the like: keep every key's state, to undo it.
                 undo = run.undo
-                for key in list(ks.iter_keys()):
-                    if key not in undo:
-                        undo[key] = export_key(ks, key)
+                for other in ks.used_dbs() if cmd.name == "flushall" else (db,):
+                    with ks.selected(other):
+                        for key in list(ks.iter_keys()):
+                            if (other, key) not in undo:
+                                undo[other, key] = export_key(ks, key)
         shard = self.shard
         handler = called.handler
         if ks.memory is None:
@@ -648,8 +677,19 @@ class Engine:
         else:
             value = shard.execute_limited(argv, handler)  # type: ignore[attr-defined]
         if write and type(value) is not Error:
-            run.effects.append(argv)
+            run.effects.append((db, argv))
         return value
+
+    def _select(self, index: bytes) -> object:
+        """SELECT in a script: the script's database, not its caller's (Redis 7)."""
+        try:
+            db = parse_int32(index)
+        except CommandError as e:
+            return Error(e.message)
+        if not 0 <= db < len(self.ks.dbs):
+            return Error(errors.DB_INDEX_OUT_OF_RANGE)
+        self.ks.select(db)
+        return "OK"
 
     def _error(self, message: str) -> object:
         return self._to_lua_error(message, raw=True)
@@ -1011,10 +1051,6 @@ def _local(name: str, argv: list[bytes]) -> object:
         return argv[1] if len(argv) == 2 else "PONG"
     if name == "echo":
         return argv[1]
-    if name == "select":
-        if argv[1] == b"0":
-            return "OK"
-        return Error("ERR DB index is out of range")
     if name == "time":
         now = time.time()
         sec = int(now)
@@ -1048,8 +1084,12 @@ CROSS_MARKER = "SHARDKV-CROSS"  # the acceptor's cue to run the script across sh
 
 
 def _cross_reply(e: CrossShard) -> Error:
-    """``SHARDKV-CROSS [*] hexkey...``: ``*`` when every shard is needed."""
-    words = [CROSS_MARKER, *(["*"] if e.everything else []), *(k.hex() for k in e.keys)]
+    """``SHARDKV-CROSS [*|**] key...``: ``*`` when every shard is needed,
+    ``**`` with every database; each key in hex, ``db:hex`` for a key of
+    another database than the script's."""
+    words = [CROSS_MARKER, *(["*" * e.everything] if e.everything else [])]
+    for k in e.keys:
+        words.append(k.hex() if type(k) is bytes else "%d:%s" % (k[0], k[1].hex()))
     return Error(" ".join(words))
 
 
@@ -1088,18 +1128,19 @@ def eval_across(ks: Keyspace, args: list[bytes]) -> object:
     body = args[3]
     n = int(args[4])
     sha = engine.load(body)
-    engine.everything = args[1] == b"1"
+    engine.everything = int(args[1])
     try:
         return engine.eval(sha, args[5 : 5 + n], args[5 + n :], args[2] == b"1")
     except CrossShard as e:
         return _cross_reply(e)
     finally:
-        engine.everything = False
+        engine.everything = 0
 
 
-def take_effects(ks: Keyspace) -> tuple[list[list[bytes]], dict[bytes, State]]:
-    """The write commands the scripts of a cross-shard run ran (to log them),
-    and the states of the keys they wrote before they did (to undo them)."""
+def take_effects(ks: Keyspace) -> tuple[list[tuple[int, list[bytes]]], dict[tuple[int, bytes], State]]:
+    """The write commands the scripts of a cross-shard run ran, with their
+    databases (to log them), and the states of the (database, key)s they
+    wrote before they did (to undo them)."""
     engine = ks.scripts
     if engine is None:
         return [], {}

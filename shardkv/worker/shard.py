@@ -737,12 +737,15 @@ class Shard:
         # this shard, is prepared with its new state and undone (on abort) to
         # the state the script found it in.
         effects, found = scripting.take_effects(ks)
-        for args in effects:
+        for db, args in effects:
             cmd = commands.lookup(args[0])
             for key in cmd.keys(args) if cmd is not None else ():
+                old = found.get((db, key), ())
+                if db != here:
+                    key = (db, key)  # after a SELECT in the script
                 if key not in states and key not in before:
                     # () (not known) is never equal to a state: logged as changed
-                    before[key] = found.get(key, ())
+                    before[key] = old
         # Send back only what changed, so that reading another shard's key
         # does not count as writing it (WATCH).
         after = {}

@@ -617,3 +617,55 @@ def test_a_watched_transaction_across_databases_survives_a_restart(tmp_path, sha
         assert _contents(server.port) == before
     finally:
         server.stop()
+
+
+_SELECT_AND_SET = """
+redis.call('SET', KEYS[1], 'caller')
+redis.call('SELECT', ARGV[1])
+for i, k in ipairs(KEYS) do redis.call('SET', k, 'db' .. ARGV[1]) end
+return {redis.call('GET', KEYS[1]), redis.call('DBSIZE')}
+"""
+
+
+def test_select_inside_a_script(compare):
+    """Redis 7: SELECT in a script changes the script's database only."""
+    for keys in (["k"], ["{t}a", "{t}b"], KEYS):  # one shard, then several
+        compare("EVAL", _SELECT_AND_SET, str(len(keys)), *keys, "5")
+        compare("MGET", *keys)  # the caller is still in database 0
+        compare("DBSIZE")
+        compare("SELECT", "5")
+        compare("MGET", *keys)
+        compare("EVAL", _SELECT_AND_SET, str(len(keys)), *keys, "0")  # from database 5
+        compare("MGET", *keys)
+        compare("SELECT", "0")
+        compare("MGET", *keys)
+        compare("FLUSHALL")
+    for bad in ("16", "-1", "x", "99999999999"):
+        compare("EVAL", "return redis.pcall('SELECT', ARGV[1])", "0", bad)
+        compare("EVAL", "redis.call('SELECT', ARGV[1])", "0", bad)
+    # An undeclared key of another database, on another shard than the
+    # declared one, and a command on every shard there.
+    script = "redis.call('SELECT', 2); redis.call('SET', ARGV[1], 'x'); return redis.call('DBSIZE')"
+    for k in KEYS:
+        compare("EVAL", script, "1", "k0", k)
+    compare("SELECT", "2")
+    compare("KEYS", "*", unordered=True)
+    compare("EVAL", "redis.call('SELECT', 0); return redis.call('MGET', unpack(ARGV))", "0", *KEYS)
+
+
+def test_a_script_that_selects_survives_a_restart(tmp_path):
+    flags = ("--dir", str(tmp_path), "--appendonly", "yes", "--appendfsync", "always")
+    server = start_shardkv(*flags, shards=3)
+    try:
+        c = redis.Redis(port=server.port)
+        c.execute_command("EVAL", _SELECT_AND_SET, "1", "one", "4")
+        c.execute_command("EVAL", _SELECT_AND_SET, str(len(KEYS)), *KEYS, "6")
+        c.set("after", "0")  # the AOF goes back to database 0
+        before = _contents(server.port)
+        assert sorted(before) == [0, 4, 6]
+        c.close()
+        server.stop()
+        server = start_shardkv(*flags, shards=3)
+        assert _contents(server.port) == before
+    finally:
+        server.stop()
