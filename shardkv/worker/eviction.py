@@ -30,8 +30,10 @@ in each shard; a limit below that refuses every ``denyoom`` command.
 Eviction
 --------
 As Redis does, approximately, by sampling: each round samples
-``SAMPLES`` keys (``maxmemory-samples``) from random slots of the shard
-into a pool of the ``POOL_SIZE`` best candidates, and evicts the best:
+``SAMPLES`` keys (``maxmemory-samples``) from random slots of the shard,
+in each database that has keys (as Redis's ``evictionPoolPopulate`` walks
+every database), into one pool of the ``POOL_SIZE`` best candidates, and
+evicts the best, whatever its database:
 
 =================  =====================================================
 allkeys-lru        least recently used key, of all keys
@@ -43,8 +45,9 @@ allkeys-random     a random key
 volatile-random    a random key with a TTL
 =================  =====================================================
 
-Recency and frequency are kept in a dict beside the keyspace, and only
-while an LRU or LFU policy is on: the keyspace's ``lookup``, ``store``,
+The random policies take their key from the next database that has one,
+in turn.  Recency and frequency are kept in a dict beside the keyspace,
+by (database, key), and only while an LRU or LFU policy is on: the keyspace's ``lookup``, ``store``,
 ``_remove`` and ``flush`` are wrapped on the instance, so with
 ``maxmemory 0`` the keyspace runs its plain methods and pays nothing.
 """
@@ -197,10 +200,11 @@ class Memory:
         self.volatile = policy.startswith("volatile")
         self.tracks = policy.endswith(("lru", "lfu"))
         self.lfu = policy.endswith("lfu")
-        # key -> last access stamp (LRU) or minutes << 8 | counter (LFU)
-        self.access: dict[bytes, int] = {}
+        # (db, key) -> last access stamp (LRU) or minutes << 8 | counter (LFU)
+        self.access: dict[tuple[int, bytes], int] = {}
         self.stamps = count(1)
-        self.pool: list[tuple[int, bytes]] = []  # (score, key), best last
+        self.pool: list[tuple[int, int, bytes]] = []  # (score, db, key), best last
+        self.next_db = 0  # where the random policies look first
         self.evicted = 0
         self.rss = self.peak = process_rss()
         data = self._all_costs()
@@ -293,9 +297,9 @@ class Memory:
         access = self.access
         if len(access) > 2 * self.keys + 1024:
             # Keys that left without _remove (moved to another shard).
-            data = self.ks.data
-            for key in [k for k in access if k not in data[slot_of(k)]]:
-                del access[key]
+            dbs = self.ks.dbs
+            for db, key in [k for k in access if k[1] not in dbs[k[0]].data[slot_of(k[1])]]:  # type: ignore[union-attr]
+                del access[db, key]
 
     def _emptied(self) -> None:
         """No keys left: no data, and nothing extra to make up for."""
@@ -321,82 +325,82 @@ class Memory:
             data = self.data
             if data + (self.extra if self.extra < data else data) <= self.room:
                 return True
-            key = self.pick()
-            if key is None:
-                if not self._evict_elsewhere():
-                    return False
-                continue
-            ks.delete(key)
-            if ks.propagate_del is not None:  # the AOF logs the eviction as DEL
-                ks.propagate_del(key)
+            found = self.pick()
+            if found is None:
+                return False
+            db, key = found
+            with ks.selected(db):
+                ks.delete(key)
+                if ks.propagate_del is not None:  # the AOF logs the eviction as DEL
+                    ks.propagate_del(key)
             self.evicted += 1
             if ks.event_mask & EVICTED:
-                ks.events.append((ks.db, key, EVICTED, b"evicted"))  # type: ignore[union-attr]
+                ks.events.append((db, key, EVICTED, b"evicted"))  # type: ignore[union-attr]
         return True  # the next command goes on from here
 
-    def _evict_elsewhere(self) -> bool:
-        """Evict a key of another database than the current one, as Redis
-        picks from every database; False when none has one to give."""
+    def _candidates(self) -> list[tuple[int, list[dict]]]:
+        """(database, its dicts to sample: keys, or keys with a TTL) of each
+        database that has some."""
         ks = self.ks
+        out = []
         for db in ks.used_dbs():
-            if db == ks.db or not ks.database(db).size():  # type: ignore[union-attr]
-                continue
-            with ks.selected(db):
-                self.pool.clear()  # its keys were the other database's
-                key = self.pick()
-                if key is None:
-                    continue
-                ks.delete(key)
-                if ks.propagate_del is not None:
-                    ks.propagate_del(key)
-                self.evicted += 1
-                if ks.event_mask & EVICTED:
-                    ks.events.append((db, key, EVICTED, b"evicted"))  # type: ignore[union-attr]
-                self.pool.clear()
-                return True
-        return False
+            database = ks.database(db)
+            if self.volatile:
+                if database.nvolatile:  # type: ignore[union-attr]
+                    out.append((db, database.expires))  # type: ignore[union-attr]
+            elif database.size():  # type: ignore[union-attr]
+                out.append((db, database.data))  # type: ignore[union-attr]
+        return out
 
-    def pick(self) -> bytes | None:
-        """The key the policy would evict now, or None."""
+    def pick(self) -> tuple[int, bytes] | None:
+        """The key the policy would evict now, as (database, key), or None."""
         policy = self.policy
         if policy == "noeviction":
             return None
-        dicts: list[dict[bytes, Any]]
-        if self.volatile:
-            if not self.ks.nvolatile:
-                return None
-            dicts = self.ks.expires
-        else:
-            if self.keys <= 0:
-                return None
-            dicts = self.ks.data
-        found = self._sample(dicts, 1 if policy.endswith("random") else SAMPLES)
-        if not found:
-            if not self.volatile and not self.ks.total_keys():
+        if not self.volatile and self.keys <= 0:
+            return None
+        candidates = self._candidates()
+        if not candidates:
+            if not self.volatile:
                 self._emptied()
             return None
         if policy.endswith("random"):
-            return found[0]
+            # As Redis: the next database with keys, in turn.
+            candidates.sort(key=lambda c: (c[0] < self.next_db, c[0]))
+            for db, dicts in candidates:
+                found = self._sample(dicts, 1)
+                if found:
+                    self.next_db = db + 1
+                    return db, found[0]
+            return None
         pool = self.pool
-        for key in found:
-            bisect.insort(pool, (self._score(key), key))
+        sampled = None
+        for db, dicts in candidates:
+            for key in self._sample(dicts, SAMPLES):
+                sampled = (db, key)
+                bisect.insort(pool, (self._score(db, key), db, key))
         del pool[:-POOL_SIZE]
+        dbs = self.ks.dbs
         while pool:
-            score, key = pool.pop()
+            score, db, key = pool.pop()
+            database = dbs[db]
+            if database is None:
+                continue
+            dicts = database.expires if self.volatile else database.data
             if key not in dicts[slot_of(key)]:
                 continue  # gone since it was sampled
-            now = self._score(key)
+            now = self._score(db, key)
             if now < score:  # used since it was sampled: back in line
-                bisect.insort(pool, (now, key))
+                bisect.insort(pool, (now, db, key))
                 continue
-            return key
-        return found[0]
+            return db, key
+        return sampled
 
-    def _score(self, key: bytes) -> int:
+    def _score(self, db: int, key: bytes) -> int:
         """Higher is a better candidate: idler, rarer, or sooner to expire."""
         if self.policy == "volatile-ttl":
-            return -self.ks.expires[slot_of(key)].get(key, 0)
-        entry = self.access.get(key)
+            return -self.ks.dbs[db].expires[slot_of(key)].get(key, 0)  # type: ignore[union-attr]
+        entry = self.access.get((db, key))
         if self.lfu:
             return 255 - lfu_counter(entry, self.ks.now // 60000)
         return -(entry or 0)
@@ -433,18 +437,21 @@ class Memory:
             if not self.in_command:  # a command counts its keys itself
                 self.data = max(self.data - key_cost(key, ks.data[slot].get(key)), 0)
             self.keys -= 1
-            access.pop(key, None)
+            access.pop((ks.db, key), None)
             base_remove(slot, key)
 
         def flush(*args: object, **options: object) -> None:
             base_flush(*args, **options)
-            access.clear()
             self.pool.clear()
             if ks.total_keys():  # FLUSHDB: other databases keep their keys
+                emptied = {db for db in ks.used_dbs() if not ks.database(db).size()}  # type: ignore[union-attr]
+                for k in [k for k in access if k[0] in emptied]:
+                    del access[k]
                 self.data = self._all_costs()
                 self.extra = min(self.extra, self.data)
                 self.keys = ks.total_keys()
             else:
+                access.clear()
                 self._emptied()
 
         ks._remove = _remove  # type: ignore[method-assign]
@@ -457,13 +464,14 @@ class Memory:
         if self.lfu:
 
             def touch(key: bytes) -> None:
-                access[key] = lfu_touch(access.get(key), ks.now // 60000)
+                name = (ks.db, key)
+                access[name] = lfu_touch(access.get(name), ks.now // 60000)
 
         else:
             stamps = self.stamps
 
             def touch(key: bytes) -> None:
-                access[key] = next(stamps)
+                access[ks.db, key] = next(stamps)
 
         def lookup(key: bytes) -> object | None:
             value = base_lookup(key)

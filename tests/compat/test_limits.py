@@ -466,6 +466,30 @@ def test_lru_and_lfu_keep_hot_keys(pair, policy, touch, pause):
 
 
 @pytest.mark.slow
+def test_lru_evicts_the_idle_keys_of_another_database(pair):
+    """Redis samples every database: idle keys of database 1 go before the
+    hot keys of database 0, where the writes happen."""
+
+    def scenario(c):
+        idle = [f"idle:{i}" for i in range(2 * COLD // 15)]
+        other = redis.Redis(port=c.connection_pool.connection_kwargs["port"], db=1)
+        try:
+            failures = write(other, "idle", len(idle))
+            result = hot_keys_survive(c, touch_once, 1.1)
+            result["idle"] = alive(other, idle)
+        finally:
+            other.close()
+        result["failures"] += failures
+        return result
+
+    results = eviction_run(pair, "allkeys-lru", scenario, warm=True)
+    for name, r in results.items():
+        assert r["failures"] == [], name
+        assert r["hot"] >= 90, (name, r)
+        assert r["idle"] < (2 * COLD // 15) // 4, (name, r)  # most of them are gone
+
+
+@pytest.mark.slow
 def test_allkeys_random_evicts(pair):
     def scenario(c):
         return {"failures": write(c, "r", COLD), "dbsize": c.dbsize()}
@@ -587,8 +611,8 @@ def test_lru_picks_the_least_recently_used():
     for i in range(500, 1000):
         ks.lookup(b"k%d" % i)
     ks.memory.refresh()  # counts the keys stored behind its back
-    picked = [ks.memory.pick() for _ in range(50)]
-    assert sum(int(k[1:]) < 500 for k in picked) >= 45  # from the older half (sampling: nearly all)
+    picked = [ks.memory.pick() for _ in range(50)]  # (database, key)
+    assert sum(int(k[1:]) < 500 for _, k in picked) >= 45  # from the older half (sampling: nearly all)
 
 
 def test_lfu_counter_is_logarithmic_and_decays():
@@ -605,7 +629,7 @@ def test_volatile_ttl_picks_the_nearest_expiry():
     ks = keyspace_with(200, ttl=True)
     eviction.configure(ks, 10**12, "volatile-ttl")
     picked = [ks.memory.pick() for _ in range(20)]
-    assert sum(int(k[1:]) < 100 for k in picked) >= 18
+    assert sum(int(k[1:]) < 100 for _, k in picked) >= 18
 
 
 def test_volatile_policy_without_volatile_keys_has_nothing_to_evict():
@@ -633,3 +657,21 @@ def test_write_costs_match_what_removal_takes_back():
     for i in range(100):
         run([b"DEL", b"k%d" % i])
     assert memory.data == start
+
+
+def test_lru_picks_from_every_database():
+    ks = Keyspace(databases=4)
+    eviction.configure(ks, 10**12, "allkeys-lru")
+    for db in (2, 0):  # database 2's keys first: the least recently used
+        with ks.selected(db):
+            for i in range(300):
+                ks.store(b"k%d" % i, b"v")
+    ks.memory.refresh()
+    picked = [ks.memory.pick() for _ in range(30)]
+    assert sum(db == 2 for db, _ in picked) >= 27
+    for policy in ("allkeys-random", "volatile-random"):
+        with ks.selected(2):
+            ks.set_expire(b"k1", ks.now + 10_000)
+        eviction.configure(ks, 10**12, policy)
+        dbs = {ks.memory.pick()[0] for _ in range(10)}
+        assert dbs == ({0, 2} if policy == "allkeys-random" else {2})
