@@ -141,13 +141,14 @@ class _ScriptSlot(Slot):
     client's, unless the script needs other shards (it runs again across
     them) or the shard no longer knows it."""
 
-    __slots__ = ("shard", "args")
+    __slots__ = ("shard", "args", "db")
 
     def __init__(self, client: Client, shard: int, args: list[bytes]) -> None:
         self.client = client
         self.data = None
         self.shard = shard
         self.args = args
+        self.db = client.db  # a retry runs in the database of the call
 
     def deliver(self, body: bytes) -> None:
         if body[:1] == b"-":
@@ -158,7 +159,9 @@ class _ScriptSlot(Slot):
                 if script is not None:
                     n = int(args[2])
                     ro = args[0].lower() == b"evalsha_ro"
-                    retry = _Retry(self.client, _Plain(self), sha, script, ro, args[3 : 3 + n], args[3 + n :])  # type: ignore[arg-type]  # a Slot by its deliver()
+                    keys, rest = args[3 : 3 + n], args[3 + n :]
+                    plain = _Plain(self)  # a Slot by its deliver()
+                    retry = _Retry(self.client, plain, sha, script, ro, keys, rest, b"", self.db)  # type: ignore[arg-type]
                     retry.start(*_parse_marker(body))
                     return
                 body = encode_error(errors.NOSCRIPT)

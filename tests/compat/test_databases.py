@@ -653,6 +653,18 @@ def test_select_inside_a_script(compare):
     compare("EVAL", "redis.call('SELECT', 0); return redis.call('MGET', unpack(ARGV))", "0", *KEYS)
 
 
+def test_a_script_that_escapes_to_other_shards_runs_in_the_callers_database(compare):
+    body = "return redis.call('INCR', ARGV[1]) -- %s" % time.monotonic()  # not cached yet
+    sha = compare("SCRIPT", "LOAD", body)
+    compare("SELECT", "3")
+    for k in KEYS:  # undeclared keys, most of them on another shard than k0
+        compare("EVALSHA", sha, "1", "k0", k)
+        compare("EVALSHA", sha, "1", "k0", k)
+    compare("MGET", *KEYS)
+    compare("SELECT", "0")
+    compare("MGET", *KEYS)
+
+
 def test_a_script_that_selects_survives_a_restart(tmp_path):
     flags = ("--dir", str(tmp_path), "--appendonly", "yes", "--appendfsync", "always")
     server = start_shardkv(*flags, shards=3)
