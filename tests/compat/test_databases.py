@@ -555,16 +555,17 @@ def test_a_client_of_database_1_keeps_its_data_across_a_restart(tmp_path, flags)
 
 
 @pytest.mark.slow
-def test_reshard_keeps_each_key_in_its_database(tmp_path):
+@pytest.mark.parametrize("before, after", [(2, 3), (4, 2)])
+def test_reshard_keeps_each_key_in_its_database(tmp_path, before, after):
     flags = ("--dir", str(tmp_path), "--appendonly", "yes", "--save", "3600 1")
-    server = start_shardkv(*flags, shards=2)
+    server = start_shardkv(*flags, shards=before)
     try:
         for db in (0, 1, 15):
             c = redis.Redis(port=server.port, db=db)
             c.mset({f"k{i}": f"{db}" for i in range(40)})
             c.close()
         server.stop()
-        server = start_shardkv(*flags, shards=3)
+        server = start_shardkv(*flags, shards=after)
         for db in (0, 1, 15):
             c = redis.Redis(port=server.port, db=db)
             assert c.dbsize() == 40
@@ -585,6 +586,7 @@ def _contents(port: int) -> dict:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shards", [1, 3])
 def test_a_watched_transaction_across_databases_survives_a_restart(tmp_path, shards):
     """What the executor of such a transaction changes in other databases,
@@ -665,6 +667,7 @@ def test_a_script_that_escapes_to_other_shards_runs_in_the_callers_database(comp
     compare("MGET", *KEYS)
 
 
+@pytest.mark.slow
 def test_a_script_that_selects_survives_a_restart(tmp_path):
     flags = ("--dir", str(tmp_path), "--appendonly", "yes", "--appendfsync", "always")
     server = start_shardkv(*flags, shards=3)
@@ -681,3 +684,83 @@ def test_a_script_that_selects_survives_a_restart(tmp_path):
         assert _contents(server.port) == before
     finally:
         server.stop()
+
+
+def test_watch_sees_move_copy_and_swapdb_of_other_clients(compare):
+    """A watched key of database 1 changed by another client's MOVE, COPY
+    ... DB or SWAPDB aborts the EXEC; the same commands elsewhere do not."""
+    others = [_other(compare.real), _other(compare.ours)]
+
+    def attempt(*change: str) -> None:
+        compare("SELECT", "1")
+        compare("WATCH", "k")
+        for o in others:
+            o.execute_command(*change)
+        compare("MULTI")
+        compare("INCR", "runs")
+        compare("EXEC")
+
+    try:
+        for o in others:
+            o.mset({"k": "0", "src": "s", "other": "o"})
+        attempt("MOVE", "k", "1")  # arrives in database 1: aborts
+        attempt("MOVE", "other", "2")  # elsewhere: runs
+        attempt("COPY", "src", "k", "DB", "1", "REPLACE")  # aborts
+        attempt("COPY", "src", "k", "DB", "3")  # runs
+        attempt("SWAPDB", "1", "5")  # k leaves database 1: aborts
+        attempt("SWAPDB", "0", "2")  # runs
+        attempt("SWAPDB", "5", "1")  # k comes back: aborts
+        for k in ("src", "k"):  # keys on other shards than "runs"
+            attempt("MOVE", k, "1")
+        compare("GET", "runs")
+        for db in ("0", "1", "2", "3", "5"):
+            compare("SELECT", db)
+            compare("KEYS", "*", unordered=True)
+    finally:
+        for o in others:
+            o.close()
+
+
+def test_blocked_clients_of_another_database_are_woken_by_atomic_writes(r):
+    """BLPOP and BZPOPMIN in database 3, served by writes that reach their
+    keys through a cross-shard LMOVE, a WATCHed EXEC, and a SELECT inside
+    a transaction sent from database 0."""
+    waiter, d3 = _db(r, 3), _db(r, 3)
+    try:
+        d3.rpush("src", "moved")
+        out: list = []
+        t = _blpop_in_thread(waiter, "q", out)
+        d3.lmove("src", "q")  # src and q: different shards
+        t.join(10)
+        assert [list(x) for x in out] == [[b"q", b"moved"]]
+
+        out.clear()
+        t = _blpop_in_thread(waiter, "q", out)
+        with d3.pipeline(transaction=True) as p:
+            p.watch("w")
+            p.multi()
+            p.mset({k: 1 for k in KEYS})
+            p.rpush("q", "from a watched exec")
+            p.execute()
+        t.join(10)
+        assert [list(x) for x in out] == [[b"q", b"from a watched exec"]]
+
+        out.clear()
+        t = threading.Thread(target=lambda: out.append(waiter.bzpopmin(["z"], timeout=10)))
+        t.start()
+        time.sleep(0.3)
+        with r.pipeline(transaction=True) as p:
+            p.watch("w")
+            p.multi()
+            p.zadd("z", {"in db 0": 1})
+            p.execute_command("SELECT", "3")
+            p.zadd("z", {"in db 3": 2})
+            p.execute()
+        t.join(10)
+        assert [list(x) for x in out] == [[b"z", b"in db 3", 2.0]]
+        d0 = _db(r, 0)  # the pipeline's connection went back to the pool in database 3
+        assert d0.zrange("z", 0, -1) == [b"in db 0"]
+        d0.close()
+    finally:
+        waiter.close()
+        d3.close()
