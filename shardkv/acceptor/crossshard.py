@@ -414,7 +414,7 @@ class AtomicOp(_Operation):
         keys: list,
         finish: Callable[[list[bytes]], bytes],
         watched: dict | None = None,
-        everything: bool = False,
+        everything: bool | bytes = False,
         db: int | None = None,
         slot: Slot | None = None,
     ) -> None:
@@ -435,7 +435,7 @@ class AtomicOp(_Operation):
         shard_of = server.shard_of
 
         def shard_of_any(key: bytes | tuple) -> int:
-            return shard_of(key[1] if type(key) is tuple else key)  # type: ignore[index, arg-type]
+            return shard_of(key[1] if type(key) is tuple else key)  # type: ignore[arg-type]
 
         self.executor = shard_of_any(keys[0]) if keys else 0
         exports: dict[int, list] = {}

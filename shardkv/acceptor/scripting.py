@@ -360,9 +360,9 @@ class _Retry:
         saved = client.pending
         client.pending = deque()
         try:
-            everything = (False, True, b"**")[self.everything]
+            marker: bool | bytes = (False, True, b"**")[self.everything]
             keys = [*self.keys, *self.extra]
-            op = AtomicOp(client, [command], keys, _first, None, everything, self.db)
+            op = AtomicOp(client, [command], keys, _first, None, marker, self.db)
         finally:
             client.pending = saved
         op.slot = self  # type: ignore[assignment]

@@ -647,6 +647,7 @@ class Engine:
                 # that does not exist yet, so that its new state goes home).
                 slots = self.own
                 imported = run.imported
+                foreign: list[bytes | tuple[int, bytes]]
                 if db == run.db:
                     foreign = [k for k in keys if slot_of(k) not in slots and k not in imported]
                 else:

@@ -481,10 +481,10 @@ class Shard:
         versions = {key: self._version(key) for key in watched}
         return wire.Parked(int(args[1]), states, versions)
 
-    def _version(self, key: bytes | tuple) -> int:
+    def _version(self, key: bytes | tuple[int, bytes]) -> int:
         """A watched key's version (a key of another database: ``(db, key)``)."""
         ks = self.keyspace
-        if type(key) is tuple:
+        if isinstance(key, tuple):
             with ks.selected(key[0]):
                 return self._version(key[1])
         ks.lookup(key)  # a watched key that has expired counts as changed
