@@ -88,6 +88,11 @@ Two kinds of batch entries start an operation, both with ``FLAG_PARK``:
 ``__park <op> <nexport> key... watched...`` (answered with a
 :class:`Parked` part) and ``__prepare <op> <command...>``, one shard's
 part of a write fan-out (answered with a :class:`PartPrepared` part).
+``__parkdb <op> <nexport> (db key)... (db key)...`` is ``__park`` with
+each key's database: a key of another database than the entry's is named
+``(db, key)`` in the states and versions that answer it, and in those a
+:class:`Run` or :class:`Prepare` carries (``* *``: every key of the
+entry's database; ``* **``: of every database).
 
 Internal verbs
 --------------
