@@ -119,7 +119,7 @@ class ClientState:
 
     # -- WATCH --------------------------------------------------------------------
 
-    def watch_in(self, db: int) -> dict[tuple[int, bytes], Any]:
+    def watch_in(self) -> dict[tuple[int, bytes], Any]:
         """The watched (database, key)s, a new table if none."""
         watching = self.watching
         if watching is None:

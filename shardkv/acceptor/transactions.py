@@ -132,7 +132,7 @@ def watch(client: Client, args: list[bytes]) -> None:
     if client.state.multi is not None:
         client.reply_error(errors.WATCH_IN_MULTI)
         return
-    watching = client.state.watch_in(client.db)
+    watching = client.state.watch_in()
     server = client.server
     shard_of = server.shard_of
     db = client.db

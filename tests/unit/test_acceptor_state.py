@@ -72,9 +72,9 @@ def test_transitions() -> None:
     state.reject_in_multi()  # outside MULTI: nothing to abort
     assert not state.multi_error
 
-    table = state.watch_in(3)
+    table = state.watch_in()
     table[b"k"] = 1
-    assert state.watch_in(5) is table and state.watch_db == 3
+    assert state.watch_in() is table
     assert state.drop_watches() is table and state.watching is None
 
     assert state.add_channel(b"c") and not state.add_channel(b"c") and state.subscribed
