@@ -19,6 +19,10 @@ As Redis's ``tracking.c``, in the acceptor, which sees every client:
   under each of their prefixes (one message per prefix).
 * FLUSHDB and FLUSHALL (a ``flush`` event from each shard) send every
   tracking client a null invalidation, once per command, and empty the table.
+* The table outlives tracking, as in Redis: a client that turns tracking
+  off leaves its keys there until they change, so the shards keep telling
+  what changes while the table holds keys, and a client that turns
+  tracking on again hears of the keys it read before.
 * ``tracking-table-max-keys``: past it, random keys are dropped from the
   table and their clients invalidated, as Redis's ``trackingLimitUsedSlots``.
 
@@ -76,7 +80,10 @@ STATE = _State()
 
 
 def events_mask(server) -> int:
-    return ALL_CLASSES if STATE.clients else 0
+    """Every class while a client tracks keys, or while the table still
+    holds keys (Redis keeps it after the last client turns tracking off,
+    and drops each key when it changes)."""
+    return ALL_CLASSES if STATE.clients or TABLE else 0
 
 
 # -- CLIENT TRACKING / CACHING / GETREDIR / TRACKINGINFO ----------------------------
@@ -213,12 +220,9 @@ def disable(client: Client) -> None:
                 del PREFIXES[prefix]
     client.tracking = None
     STATE.clients -= 1
-    if not STATE.clients:
-        # Nobody left to invalidate, and the shards stop telling what
-        # changes: forget every key (as a FLUSHALL, which Redis would see,
-        # would; the ids in the table are stale either way).
-        TABLE.clear()
-        STATE.items = 0
+    # As Redis's disableTracking, the table keeps the keys the client read:
+    # a key leaves it when it changes (or on a flush), and a client that
+    # turns tracking on again still hears of the keys it read before.
     notifications.update_mask(client.server)
 
 
@@ -373,6 +377,8 @@ def on_events(server, events: list, origin: object) -> None:
             _invalidate_key(server, key, changer, bcast=True, early=early)
     if flushed:
         invalidate_all(server, changer)
+    if not STATE.clients and not TABLE:
+        notifications.update_mask(server)  # nothing left to hear of
 
 
 def _invalidate_key(server, key: bytes, changer: Client | None, bcast: bool, early: object = None) -> None:

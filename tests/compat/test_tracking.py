@@ -360,3 +360,53 @@ def test_redis_py_client_side_cache_is_never_stale(ports, protocol):
         cached.close()
         writer.flushall()
         writer.close()
+
+
+def test_table_outlives_tracking(ports):
+    """As Redis's disableTracking: the keys a client read stay in the table
+    after it (the last tracking client) turns tracking off; each leaves it
+    when it changes, and turning tracking on again brings their invalidations."""
+    t = _same(
+        ports,
+        [True, True],
+        [
+            (0, "CLIENT", "TRACKING", "on"),
+            (0, "GET", "a"),
+            (0, "GET", "b"),
+            (0, "GET", "c"),
+            (0, "CLIENT", "TRACKING", "off"),
+            (1, "SET", "b", "1"),  # nobody tracks: b just leaves the table
+            (0, "CLIENT", "TRACKING", "on"),
+            (1, "SET", "a", "1"),  # read before tracking went off: invalidated
+            (1, "SET", "b", "2"),  # gone from the table: nothing
+            (0, "CLIENT", "TRACKING", "off"),
+            (1, "FLUSHALL"),  # empties the table
+            (0, "CLIENT", "TRACKING", "on"),
+            (1, "SET", "c", "1"),
+        ],
+    )
+    assert b"invalidate\r\n*1\r\n$1\r\na\r\n" in t[7][0]
+
+
+def test_table_size_after_tracking_off(ports):
+    counts = {}
+    for name in ("redis", "shardkv"):
+        port = ports[name]
+        admin = redis.Redis(port=port)
+        admin.flushall()
+        c = Conn(port, True)
+        try:
+            c.send(b"CLIENT", b"TRACKING", b"on")
+            c.send(b"MGET", b"x", b"y", b"{x}z")
+            c.send(b"CLIENT", b"TRACKING", b"off")
+            c.drain()
+            seen = [admin.info()["tracking_total_keys"]]
+            admin.set("y", "1")
+            seen.append(admin.info()["tracking_total_keys"])
+            admin.flushall()
+            seen.append(admin.info()["tracking_total_keys"])
+            counts[name] = seen
+        finally:
+            c.close()
+            admin.close()
+    assert counts["shardkv"] == counts["redis"] == [3, 2, 0]
