@@ -132,15 +132,21 @@ def derive(ks: Keyspace, args: list[bytes], value: object, before: dict) -> None
     events = ks.events
     mark = len(events)  # type: ignore[arg-type]
     rule(ks, args, value, before)
-    if ks.event_mask & NEW:
-        # dbAdd's "new" comes before the command's own events.
-        new = [
-            (ks.db, key, NEW, b"new")
-            for key, was in before.items()
-            if not was and key is not None and key in ks.data[slot_of(key)] and name not in _NO_NEW
-        ]
-        if new:
-            events[mark:mark] = new  # type: ignore[index]
+    if ks.event_mask & NEW and name not in _NO_NEW:
+        # dbAdd's "new" comes just before the command's first event on the
+        # key it added (SMOVE: srem, del of the source, then new, sadd of
+        # the destination; MSETNX: new, set of each key in turn).
+        db = ks.db
+        for key, was in before.items():
+            if was or key is None or key not in ks.data[slot_of(key)]:
+                continue
+            at = mark
+            for i in range(mark, len(events)):  # type: ignore[arg-type]
+                event = events[i]  # type: ignore[index]
+                if event[1] == key and event[0] == db:
+                    at = i
+                    break
+            events.insert(at, (db, key, NEW, b"new"))  # type: ignore[union-attr]
 
 
 def _alive(ks: Keyspace, key: bytes) -> bool:
@@ -286,6 +292,7 @@ def _copy(ks: Keyspace, args: list[bytes], value: object, before: dict) -> None:
 def _restore(ks: Keyspace, args: list[bytes], value: object, before: dict) -> None:
     key = args[1]
     if _alive(ks, key):
+        note(ks, NEW, b"new", key)  # REPLACE deletes the old key first: always a dbAdd
         note(ks, GENERIC, b"restore", key)
     elif before.get(key):
         note(ks, GENERIC, b"del", key)
@@ -503,7 +510,7 @@ def _pfadd(ks: Keyspace, args: list[bytes], value: object, before: dict) -> None
 
 
 # Commands whose "new" Redis does not emit through the generic rule.
-_NO_NEW = frozenset({b"rename", b"renamenx", b"move", b"copy"})
+_NO_NEW = frozenset({b"rename", b"renamenx", b"move", b"copy", b"restore"})
 
 
 def _flush(ks: Keyspace, args: list[bytes], value: object, before: dict) -> None:

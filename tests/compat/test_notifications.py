@@ -294,6 +294,58 @@ def test_new_key_events(ports):
     assert _same(ports, script, flags="KEAn")
 
 
+@pytest.mark.parametrize("family", sorted(SCRIPTS))
+def test_new_key_events_of_commands(ports, family):
+    """``new`` (dbAdd) comes just before the command's first event on the
+    key it added: SMOVE's srem and del of the source come first, MSETNX's
+    new and set alternate key by key."""
+    _same(ports, SCRIPTS[family], flags="KEAn")
+
+
+def test_new_key_events_across_shards(ports):
+    script = [
+        ("MSETNX", "q1", "1", "q2", "2", "q3", "3", "{q1}4", "4"),
+        ("SADD", "s1", "m"),
+        ("SMOVE", "s1", "s9", "m"),
+        ("RPUSH", "l1", "x"),
+        ("LMOVE", "l1", "l7", "LEFT", "LEFT"),
+        ("SET", "k1", "v"),
+        ("RENAME", "k1", "other-shard-key"),
+        ("SADD", "x1", "a"),
+        ("SUNIONSTORE", "x3", "x1", "s9"),
+        ("COPY", "x1", "y9", "REPLACE"),
+    ]
+    _same(ports, script, flags="KEAn")
+
+
+def test_restore_events(ports):
+    """RESTORE ... REPLACE deletes the old key and adds the new one: ``new``
+    then ``restore``; a TTL already past deletes it (``del``) and adds nothing."""
+    source = redis.Redis(port=ports["redis"])
+    try:
+        source.set("src", "v")
+        payload = source.dump("src")
+    finally:
+        source.close()
+    script = [
+        ("SET", "k", "old"),
+        ("RESTORE", "k", "0", payload, "REPLACE"),
+        ("RESTORE", "k", "0", payload),  # BUSYKEY: nothing
+        ("RESTORE", "n", "0", payload),
+        ("RESTORE", "t", "100000", payload),
+        ("RESTORE", "t", "5000", payload, "REPLACE"),
+        ("RESTORE", "k", "1", payload, "REPLACE", "ABSTTL"),
+        ("RESTORE", "gone", "1", payload, "ABSTTL"),
+    ]
+    events = _same(ports, script, flags="KEAn")
+    assert events[4:8] == [
+        (b"__keyspace@0__:k", b"new"),
+        (b"__keyevent@0__:new", b"k"),
+        (b"__keyspace@0__:k", b"restore"),
+        (b"__keyevent@0__:restore", b"k"),
+    ]
+
+
 def test_keymiss_events(ports):
     script = [("GET", "nope"), ("SET", "a", "1"), ("GET", "a"), ("HGET", "h", "f"), ("MGET", "x", "a", "y")]
     assert _same(ports, script, flags="Km")
