@@ -57,7 +57,7 @@ PREFIXES: dict[bytes, tuple[dict[Client, None], dict[bytes, Client | None]]] = {
 class Tracking:
     """One client's tracking state (``Client.tracking`` while it is on)."""
 
-    __slots__ = ("redirect", "bcast", "optin", "optout", "noloop", "prefixes", "caching", "broken")
+    __slots__ = ("redirect", "bcast", "optin", "optout", "noloop", "prefixes", "caching", "broken", "scripts")
 
     def __init__(self) -> None:
         self.redirect = 0
@@ -68,6 +68,9 @@ class Tracking:
         self.prefixes: list[bytes] = []
         self.caching = False  # CLIENT CACHING yes/no given for the next command
         self.broken = False  # the redirect client went away
+        # OPTIN/OPTOUT: whether each script in flight (by its reply slot)
+        # was sent with its reads to be tracked (see after_command).
+        self.scripts: dict[object, bool] = {}
 
 
 class _State:
@@ -312,18 +315,39 @@ def after_command(client: Client, cmd: Command, args: list[bytes], in_exec: bool
     if "readonly" in cmd.flags and not state.bcast and cmd.route != "local":
         if not ((state.optin and not state.caching) or (state.optout and state.caching)):
             remember(client, cmd.keys(args))
+    elif cmd.name in _SCRIPTS and (state.optin or state.optout) and not in_exec and client.pending:
+        # Redis remembers a script's keys when it reads, while CLIENT
+        # CACHING still holds (until the script's end); the shard says so
+        # later, so the decision is kept by the script's reply slot.
+        place = client.pending[-1]
+        if type(place) is not bytes:
+            scripts = state.scripts
+            if len(scripts) >= 64:  # those answered long ago, read or not
+                alive = {id(p) for p in client.pending}
+                for done in [p for p in scripts if id(p) not in alive]:
+                    del scripts[done]
+            scripts[place] = not ((state.optin and not state.caching) or (state.optout and state.caching))
     if cmd.name != "client" and client.state.multi is None and not in_exec:
         state.caching = False
 
 
-def _script_read(client: Client, key: bytes) -> None:
+_SCRIPTS = frozenset({"eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro"})
+
+
+def _script_read(client: Client, key: bytes, place: object) -> None:
     """A script of ``client`` called a read-only command: its declared keys
-    are remembered, as Redis's call() remembers the caller's (EVAL's) keys."""
+    are remembered, as Redis's call() remembers the caller's (EVAL's) keys,
+    if CLIENT CACHING allowed it when the script was sent (``place``: its
+    reply slot)."""
     state = client.tracking
     if state is None or state.bcast:
         return
-    if (state.optin and not state.caching) or (state.optout and state.caching):
-        return
+    if state.optin or state.optout:
+        tracked = state.scripts.get(place)
+        if tracked is None:  # not known when sent (a script in MULTI/EXEC)
+            tracked = not ((state.optin and not state.caching) or (state.optout and state.caching))
+        if not tracked:
+            return
     remember(client, [key])
 
 
@@ -358,22 +382,39 @@ def _limit_table(server, limit: int) -> None:
 # -- invalidating ------------------------------------------------------------------
 
 
+def _place(origin: object) -> tuple[Client | None, object]:
+    """The client whose command caused events (None: the sweeper's, or a
+    cross-shard operation's part with no client) and the command's reply
+    slot.  ``origin`` is the reply's sink: the client's slot, or an object
+    that holds it (a read fan-out's Gather, a script's retry)."""
+    place = origin
+    for _ in range(3):
+        inner = getattr(place, "slot", None)
+        if inner is None:
+            break
+        place = inner
+    changer = getattr(origin, "client", None)
+    if changer is None:
+        changer = getattr(place, "client", None)
+    return changer, place
+
+
 def on_events(server, events: list, origin: object) -> None:
     if not STATE.clients and not TABLE:
         return
-    changer = getattr(origin, "client", None)
+    changer, place = _place(origin)
     flushed = False
     for _db, key, cls, _name in events:
         if cls == FLUSH:
             flushed = True
         elif cls == SCRIPT_READ:
             if changer is not None:
-                _script_read(changer, key)
+                _script_read(changer, key, place)
         elif not cls & KEYMISS:
             # As Redis: an eviction happens before the command runs, so even
             # its own client hears of it before the reply; anything else the
             # command changed, after (``tracking_pending_keys``).
-            early = origin if cls == EVICTED and changer is not None else None
+            early = place if cls == EVICTED and changer is not None else None
             _invalidate_key(server, key, changer, bcast=True, early=early)
     if flushed:
         invalidate_all(server, changer)
