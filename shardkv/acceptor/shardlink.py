@@ -109,6 +109,9 @@ class ShardLink:
         self.script: tuple | None = None
         # Where the commands a script called go, for MONITOR (``M`` frames).
         self.on_script_calls: Callable[[list], None] | None = None
+        # What answers a running script's call of an acceptor command (``Q``
+        # frames, see shardkv.acceptor.scriptcalls), on this pipe.
+        self.on_script_query: Callable[[bytes], None] | None = None
         # Where the keyspace events this shard noted go (``E`` frames, see
         # shardkv.notifications), with the sink of the command that caused
         # them (None when unknown); and the events that wait for the next
@@ -276,6 +279,9 @@ class ShardLink:
         elif kind == wire.MONITOR:
             if self.on_script_calls is not None:
                 self.on_script_calls(wire.decode_monitor(payload))
+        elif kind == wire.SCRIPT_QUERY:
+            if self.on_script_query is not None:
+                self.on_script_query(payload)
         elif kind == wire.SCRIPT:
             busy, pid, dirty, eval_mode, *details = wire.decode_script_state(payload)
             if busy:

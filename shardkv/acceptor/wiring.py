@@ -25,6 +25,7 @@ from shardkv.acceptor import (
     notifications,
     pause,
     pubsub,
+    scriptcalls,
     scripting,
     security,
     slowlog,
@@ -121,6 +122,7 @@ def wiring() -> Wiring:
             notifications.on_attach,
             scripting.forget_shard,
             scripting.monitor_scripts,
+            scriptcalls.on_attach,
         ),
         on_config=(
             durability.tell_supervisor,

@@ -608,6 +608,68 @@ def _redis_line(buf: bytes, pos: int, n: int, too_big: str, out: list[Parsed]) -
     return eol
 
 
+# -- decoding a reply ----------------------------------------------------------
+
+
+def decode_reply(data: bytes) -> Any:
+    """The value of one whole RESP2 or RESP3 reply, as the table above
+    names it (a simple string is a ``str``, a null ``None``, a verbatim
+    string a :class:`Verbatim`): the inverse of :func:`encode`, for a
+    reply the acceptor encoded for a script's call (see
+    :mod:`shardkv.worker.scripting`).  :class:`ProtocolError` if ``data``
+    is not exactly one reply."""
+    try:
+        value, pos = _decode_at(data, 0)
+    except (ValueError, IndexError, TypeError) as e:
+        raise ProtocolError(f"Protocol error: bad reply ({e})") from None
+    if pos != len(data):
+        raise ProtocolError("Protocol error: trailing bytes after a reply")
+    return value
+
+
+def _decode_at(data: bytes, pos: int) -> tuple[Any, int]:
+    eol = data.index(b"\r\n", pos)
+    kind = data[pos : pos + 1]
+    line = data[pos + 1 : eol]
+    pos = eol + 2
+    if kind == b"+":
+        return line.decode("latin-1"), pos
+    if kind == b"-":
+        return Error(line.decode("latin-1")), pos
+    if kind == b":":
+        return int(line), pos
+    if kind == b"$" or kind == b"=":
+        n = int(line)
+        if n < 0:
+            return None, pos
+        body = data[pos : pos + n]
+        if len(body) != n or data[pos + n : pos + n + 2] != b"\r\n":
+            raise ValueError("short bulk string")
+        if kind == b"=":
+            return Verbatim(body[4:], body[:3]), pos + n + 2
+        return body, pos + n + 2
+    if kind == b"_":
+        return None, pos
+    if kind == b",":
+        return float(line), pos
+    if kind == b"#":
+        return line == b"t", pos
+    if kind in (b"*", b"~", b"%", b">"):
+        n = int(line)
+        if n < 0:
+            return None, pos
+        items = []
+        for _ in range(2 * n if kind == b"%" else n):
+            item, pos = _decode_at(data, pos)
+            items.append(item)
+        if kind == b"%":
+            return dict(zip(items[::2], items[1::2], strict=True)), pos
+        if kind == b"~":
+            return set(items), pos
+        return items, pos
+    raise ValueError(f"unknown reply type {kind!r}")
+
+
 # -- encoding ----------------------------------------------------------------
 
 

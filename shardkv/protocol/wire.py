@@ -26,6 +26,9 @@ Acceptor -> worker
     already answered, is ignored).
 ``C`` *control*: ``C`` + one control message (see below): a step of a
     cross-shard operation, or the answer to a worker's ``InDoubt``.
+``A`` *answer*: ``A`` + a RESP reply body: the answer to the worker's
+    ``Q`` frame (see below), written on the pipe the ``Q`` came on as soon
+    as the acceptor reads it, outside any batch.
 
 Worker -> acceptor
 ------------------
@@ -60,6 +63,14 @@ Worker -> acceptor
 ``M`` *monitor*: ``M`` + marshal list of ``(database, args)``: the commands a
     script sent with FLAG_MONITOR called, in order, for MONITOR's ``[0 lua]``
     lines; sent before the frame that carries the script's reply.
+``Q`` *query*: ``Q`` + marshal ``(database, resp, args)``: a running script
+    called a command the acceptor answers (PUBLISH, PUBSUB, COMMAND,
+    INFO...).  The worker then reads its pipe until the ``A`` frame comes,
+    keeping every other frame for later, as it does while parked: nothing
+    else runs on the shard meanwhile, so the script stays atomic.  The
+    acceptor answers from its event loop at once, without running any
+    client's command, in the protocol ``resp`` (2 or 3, the script's
+    ``redis.setresp``); ``database`` is the script's (SELECT).
 ``D`` *disk*: ``D`` + the ``-MISCONF`` error text (UTF-8) this shard
     refuses writes with, or nothing once it can persist again; sent when
     that changes (and on a new pipe, if set), before any reply refused
@@ -130,6 +141,8 @@ PIECE = 80  # b"P"
 STREAM_MIN = 1 << 22  # replies bigger than this leave in pieces (``P``)
 STREAM_PIECE = 1 << 22
 EVENTS = 69  # b"E"
+SCRIPT_QUERY = 81  # b"Q"
+SCRIPT_ANSWER = 65  # b"A"
 
 # Each frame on a pipe: a length as multiprocessing.Connection writes it
 # (signed 32-bit, big-endian), then the payload.
@@ -438,6 +451,23 @@ def encode_monitor(calls: list[tuple[int, list[bytes]]]) -> bytes:
 def decode_monitor(payload: bytes) -> list[tuple[int, list[bytes]]]:
     calls: list[tuple[int, list[bytes]]] = marshal.loads(payload[1:])
     return calls
+
+
+def encode_script_query(db: int, resp: int, args: list[bytes]) -> bytes:
+    return b"Q" + marshal.dumps((db, resp, args))
+
+
+def decode_script_query(payload: bytes) -> tuple[int, int, list[bytes]]:
+    db, resp, args = marshal.loads(payload[1:])
+    return db, resp, args
+
+
+def encode_script_answer(body: bytes) -> bytes:
+    return b"A" + body
+
+
+def decode_script_answer(payload: bytes) -> bytes:
+    return payload[1:]
 
 
 # Event classes of shardkv's own, beside Redis's NOTIFY_* flags (1 << 0 to

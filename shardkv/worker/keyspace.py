@@ -430,16 +430,19 @@ class Keyspace:
             else:
                 yield from list(d)
 
-    def scan(self, cursor: int, count: int) -> tuple[int, list[bytes]]:
+    def scan(self, cursor: int, count: int, every_slot: bool = False) -> tuple[int, list[bytes]]:
         """Keys of whole slots from slot ``cursor`` on, at least ``count``.
 
         Returns the next slot to scan, or -1 when this shard's slots are
         done.  A key that exists for the whole scan lives in one slot and
         every slot is visited exactly once, so it is returned exactly once.
+        ``every_slot``: every slot, not only this shard's (a script that
+        runs with every shard's keys imported).
         """
         out: list[bytes] = []
-        end = self.slots.stop
-        slot = max(cursor, self.slots.start)
+        slots = range(SLOTS) if every_slot else self.slots
+        end = slots.stop
+        slot = max(cursor, slots.start)
         now = self.now
         while slot < end and len(out) < count:
             d = self.data[slot]

@@ -34,9 +34,10 @@ from typing import TYPE_CHECKING, NoReturn
 
 from lupa import lua51
 
-from shardkv.protocol import commands, errors, wire
-from shardkv.protocol.args import LLONG_MIN, parse_int32
+from shardkv.protocol import command_docs, commands, errors, wire
+from shardkv.protocol.args import LLONG_MIN, parse_cursor, parse_int32, parse_scan_options
 from shardkv.protocol.errors import CommandError
+from shardkv.protocol.glob import compile_glob
 from shardkv.protocol.resp import (
     Error,
     HumanDouble,
@@ -45,12 +46,14 @@ from shardkv.protocol.resp import (
     ProtocolError,
     Raw,
     Verbatim,
+    decode_reply,
     format_double,
     split_inline,
 )
+from shardkv.protocol.router import SLOTS
 from shardkv.protocol.wire import Verb
 from shardkv.worker import events, lualibs
-from shardkv.worker.keyspace import Keyspace, slot_of
+from shardkv.worker.keyspace import TYPE_NAMES, Keyspace, slot_of
 from shardkv.worker.lualibs import LibError
 from shardkv.worker.registry import command, find
 from shardkv.worker.transfer import State, drop_key, export_key, import_key
@@ -215,6 +218,7 @@ class _Called:
         "monitored",
         "local",
         "plain",
+        "container",
     )
 
     def __init__(self, cmd: commands.Command, handler: object) -> None:
@@ -232,6 +236,10 @@ class _Called:
         self.local = cmd.route == "local"
         # Runs here with nothing to check when the worker is the only shard.
         self.plain = not self.local
+        # A command with subcommands: Redis looks the subcommand up, and
+        # checks its arity, before it runs a script's call.
+        self.container = cmd.name in command_docs.SUBCOMMANDS
+        self.special = self.special or self.container
 
 
 class Run:
@@ -569,6 +577,12 @@ class Engine:
         if (len(argv) != arity) if arity > 0 else (len(argv) < -arity):
             return self._error("Wrong number of args calling Redis command from script"), raise_error
         if called.special:
+            if called.container:
+                problem = command_docs.check_subcommand(argv)
+                if problem is not None:
+                    if problem.startswith("ERR unknown subcommand"):
+                        return self._error("Unknown Redis command called from script"), raise_error
+                    return self._error("Wrong number of args calling Redis command from script"), raise_error
             if called.block_option:
                 # XREAD/XREADGROUP run in scripts, but not with BLOCK (xreadCommand).
                 if any(a.lower() == b"block" for a in argv[1 : _streams_at(argv)]):
@@ -625,9 +639,17 @@ class Engine:
         cmd = called.cmd
         db = ks.db
         if called.local:
-            if cmd.name == "select":
+            name = cmd.name
+            if name == "select":
                 return self._select(argv[1])
-            return _local(cmd.name, argv)
+            if name == "scan":
+                return self._scan(argv, run)
+            if name == "memory" and len(argv) > 2 and argv[1].lower() == b"usage":
+                self._need_key(argv[2], run)  # MEMORY USAGE: a read of one key
+                return self.shard.execute(argv, called.handler)  # type: ignore[attr-defined]
+            if name in ACCEPTOR_ANSWERS:
+                return self._ask_acceptor(argv, run)
+            return _local(name, argv)
         if cmd.route == "all":
             # FLUSHALL, or anything in another database than the script's,
             # needs every key of every database.
@@ -635,11 +657,7 @@ class Engine:
             if self.nshards > 1 and self.everything < needed:
                 raise CrossShard([], everything=needed)
         elif cmd.single_key and not write:
-            key = argv[1]
-            if self.nshards > 1 and slot_of(key) not in self.own:
-                name = key if db == run.db else (db, key)
-                if name not in run.imported:
-                    raise CrossShard([name], self.everything)
+            self._need_key(argv[1], run)
         else:
             keys = [argv[1]] if cmd.single_key else cmd.keys(argv)
             if self.nshards > 1:
@@ -680,6 +698,64 @@ class Engine:
         if write and type(value) is not Error:
             run.effects.append((db, argv))
         return value
+
+    def _need_key(self, key: bytes, run: Run) -> None:
+        """Raise CrossShard unless ``key`` (of the current database) is here."""
+        if self.nshards > 1 and slot_of(key) not in self.own:
+            db = self.ks.db
+            name = key if db == run.db else (db, key)
+            if name not in run.imported:
+                raise CrossShard([name], self.everything)
+
+    def _scan(self, argv: list[bytes], run: Run) -> object:
+        """SCAN in a script: it needs every shard's keys, so the script runs
+        where they all are (``everything``), and walks their slots as the
+        acceptor's SCAN walks the shards' (the cursor is a slot number)."""
+        try:
+            cursor = parse_cursor(argv[1])
+            count, pattern, kind = parse_scan_options(argv, 2, with_type=True)
+        except CommandError as e:
+            return Error(e.message)
+        ks = self.ks
+        needed = 1 if ks.db == run.db else 2
+        if self.nshards > 1 and self.everything < needed:
+            raise CrossShard([], everything=needed)
+        if cursor >= SLOTS:
+            return [b"0", []]
+        next_slot, found = ks.scan(cursor, count, every_slot=True)
+        if pattern is not None:
+            match = compile_glob(pattern)
+            found = [k for k in found if match(k)]
+        if kind:
+            name = kind.decode("latin-1").lower()
+            with ks.reading():  # as Redis, the TYPE filter reads each key
+                found = [k for k in found if TYPE_NAMES.get(type(ks.lookup(k))) == name]
+        return [b"%d" % max(next_slot, 0), found]
+
+    def _ask_acceptor(self, argv: list[bytes], run: Run) -> object:
+        """A command the acceptor answers (PUBLISH, INFO...): ask it on the
+        pipe this script's batch came on (a ``Q`` frame) and wait for its
+        ``A`` frame; any other frame that comes meanwhile waits in the
+        backlog, so nothing else runs here before the script ends."""
+        shard = self.shard
+        send = getattr(shard, "send_state", None)
+        recv = getattr(shard, "recv", None)
+        if send is None or recv is None:  # a shard with no acceptor (unit tests)
+            return Error(errors.SCRIPT_CALL_UNSUPPORTED % argv[0].decode("latin-1").lower())
+        backlog = shard.backlog  # type: ignore[attr-defined]
+        try:
+            send(wire.encode_script_query(self.ks.db, run.resp, argv))
+            while True:
+                frame = recv()
+                if frame[0] == wire.SCRIPT_ANSWER:
+                    break
+                backlog.append(frame)
+        except (EOFError, OSError):  # the acceptor is gone: so is the script's caller
+            return Error(errors.SHARD_UNAVAILABLE)
+        try:
+            return decode_reply(wire.decode_script_answer(frame))
+        except ProtocolError as e:
+            return Error("ERR " + str(e))
 
     def _select(self, index: bytes) -> object:
         """SELECT in a script: the script's database, not its caller's (Redis 7)."""
@@ -1042,6 +1118,14 @@ def _text(value: LuaValue) -> str:
     if type(value) is float and value == int(value) and abs(value) < 1e15:
         return str(int(value))
     return str(value)
+
+
+# The acceptor's commands a script may call that the acceptor answers
+# mid-script (see Engine._ask_acceptor); it refuses those it cannot
+# answer without the shards (see shardkv.acceptor.scriptcalls).
+ACCEPTOR_ANSWERS = frozenset(
+    {"publish", "pubsub", "command", "info", "lastsave", "memory", "slowlog", "swapdb"}
+)
 
 
 def _local(name: str, argv: list[bytes]) -> object:

@@ -375,6 +375,144 @@ def test_scripts_in_multi(same):
     assert _norm(ours.execute(raise_on_error=False)) == _norm(real.execute(raise_on_error=False))
 
 
+def test_acceptor_commands_from_scripts(same):
+    """PUBLISH, PUBSUB, COMMAND, INFO, MEMORY and SLOWLOG, which shardkv's
+    acceptor answers, called from scripts on any shard, from the executor of
+    a cross-shard script, and in RESP3 (see shardkv.acceptor.scriptcalls)."""
+    a, b, c = on_shards(0, 1, 3)
+    for client in (same.real, same.ours):
+        client.mset({a: "1", b: "2", c: "3"})
+    same("EVAL", "return redis.call('publish', 'nobody', 'm')", 0)
+    same("EVAL", "return redis.call('publish', 'nobody', 'm')", 1, b)
+    same(
+        "EVAL",
+        "redis.call('set', KEYS[1], 'x'); redis.call('set', KEYS[2], 'y');"
+        " return {redis.call('publish', 'nobody', 'm'), redis.call('mget', KEYS[1], KEYS[2])}",
+        2,
+        a,
+        c,
+    )
+    same("EVAL", "return redis.call('pubsub', 'numsub', 'x', 'y')", 1, c)
+    same("EVAL", "redis.setresp(3); return redis.call('pubsub', 'numsub', 'x', 'y')", 1, c)
+    same("EVAL", "return redis.call('pubsub', 'numpat')", 0)
+    same("EVAL", "return redis.call('command', 'getkeys', 'mset', 'a', '1', 'b', '2')", 1, b)
+    same("EVAL", "return redis.call('command', 'info', 'get')", 0)
+    same("EVAL", "return type(redis.call('command', 'count'))", 0)
+    same("EVAL", "return string.match(redis.call('info', 'replication'), 'role:%a+')", 1, c)
+    same("EVAL", "return string.sub(redis.call('info', 'server', 'clients'), 1, 8)", 0)
+    same(
+        "EVAL",
+        "redis.setresp(3); local v = redis.call('info', 'server').verbatim_string;"
+        " return {v.format, string.sub(v.string, 1, 8)}",
+        0,
+    )
+    same("EVAL", "return redis.call('memory', 'help')", 0)
+    same("EVAL", "return redis.call('slowlog', 'help')", 1, a)
+    same("EVAL", "return type(redis.call('memory', 'usage', KEYS[1]))", 1, b)
+    same("EVAL", "return type(redis.call('memory', 'usage', ARGV[1]))", 1, a, b)  # another shard's key
+    same("EVAL", "return redis.call('memory', 'usage', 'missing')", 0)
+    # Refused as Redis refuses them, or with Redis's errors for a script's call.
+    for call in [
+        "'pubsub', 'nope'",
+        "'pubsub'",
+        "'command', 'getkeys', 'get'",
+        "'memory', 'nope'",
+        "'memory', 'usage'",
+        "'object', 'nope'",
+        "'publish', 'ch'",
+        "'client', 'list'",
+        "'config', 'get', 'maxmemory'",
+        "'latency', 'latest'",
+        "'script', 'exists', 'x'",
+        "'function', 'list'",
+        "'hello'",
+        "'auth', 'x'",
+        "'quit'",
+        "'reset'",
+    ]:
+        same("EVAL", f"return redis.pcall({call})", 0)
+
+
+def test_scan_from_scripts(same):
+    """SCAN in a script sees every shard's keys: the script runs where they
+    all are, and walks them with the same cursors as a client's SCAN."""
+    for client in (same.real, same.ours):
+        client.mset({f"key:{i}": i for i in range(40)})
+        client.hset("hash:1", "f", "v")
+    walk = (
+        "local out = {} local cursor = '0' repeat"
+        " local r = redis.call('scan', cursor, unpack(ARGV)) cursor = r[1]"
+        " for _, k in ipairs(r[2]) do table.insert(out, k) end"
+        " until cursor == '0' table.sort(out) return out"
+    )
+    same("EVAL", walk, 0)
+    same("EVAL", walk, 0, "COUNT", "3")
+    same("EVAL", walk, 0, "MATCH", "key:1*", "COUNT", "7")
+    same("EVAL", walk, 0, "TYPE", "hash")
+    same("EVAL", walk, 1, "key:3")  # a declared key: it starts on that key's shard
+    same("EVAL", "redis.call('set', KEYS[1], 'new'); " + walk, 1, "key:new")  # wrote, then escapes
+    same("GET", "key:new")
+    same("EVAL", "redis.call('select', 1); redis.call('set', 'one', 1); return redis.call('scan', '0')", 0)
+    same("EVAL", "return redis.call('scan', '0', 'match', 'nothing*', 'count', 100)", 0)
+    same("EVAL", "return redis.pcall('scan', 'x')", 0)
+    same("EVAL", "return redis.pcall('scan', '0', 'count', 0)", 0)
+    same("EVAL", "return redis.pcall('scan', '0', 'bogus', 1)", 0)
+
+
+def test_publish_from_a_script_reaches_subscribers(r, server):
+    """A script's PUBLISH delivers at once, from any shard, across shards,
+    inside MULTI and through EVALSHA's shortcut; it returns the receivers."""
+    listener = redis.Redis(port=server, protocol=3)
+    sub = listener.pubsub()
+    sub.subscribe("jobs")
+    sub.psubscribe("jo*")
+    for _ in range(2):
+        assert sub.get_message(timeout=5)["type"] in ("subscribe", "psubscribe")
+    a, b = on_shards(0, 2)
+    publish = "return redis.call('publish', 'jobs', ARGV[1])"
+    assert r.eval(publish, 1, a, "one") == 2
+    assert r.eval(publish, 0, "two") == 2
+    both = "redis.call('set', KEYS[1], 1); redis.call('set', KEYS[2], 2); " + publish
+    assert r.eval(both, 2, a, b, "three") == 2
+    p = r.pipeline(transaction=True)
+    p.eval(publish, 1, b, "four")
+    p.incr(a)
+    assert p.execute() == [2, 2]
+    script = r.register_script(publish)
+    for word in ("five", "six"):
+        assert script(keys=[b], args=[word]) == 2
+    got = []
+    while len(got) < 12:
+        message = sub.get_message(timeout=5)
+        assert message is not None, got
+        got.append((message["type"], message["data"]))
+    words = [b"one", b"two", b"three", b"four", b"five", b"six"]
+    assert got == [(kind, w) for w in words for kind in ("message", "pmessage")]
+    sub.close()
+    listener.close()
+
+
+def test_acceptor_commands_that_need_every_shard_are_refused_in_scripts(ports):
+    """What needs every shard's figures or keys at once cannot be answered
+    while a shard waits inside a script: shardkv says so (see the README)."""
+    c = redis.Redis(port=ports["shardkv"])
+    for call, name in [
+        ("'info'", "info"),
+        ("'info', 'memory'", "info memory"),
+        ("'info', 'server', 'keyspace'", "info server"),
+        ("'lastsave'", "lastsave"),
+        ("'swapdb', '0', '1'", "swapdb 0"),
+        ("'slowlog', 'get'", "slowlog get"),
+        ("'slowlog', 'reset'", "slowlog reset"),
+        ("'memory', 'stats'", "memory stats"),
+    ]:
+        message = f"'{name}' needs every shard and cannot be called from a script in shardkv"
+        assert c.eval(f"return redis.pcall({call})['err']", 0) == ("ERR " + message).encode()
+        with pytest.raises(redis.ResponseError, match=message):
+            c.eval(f"return redis.call({call})", 0)
+    c.close()
+
+
 def test_script_debug(same):
     """SCRIPT DEBUG NO and its errors; YES/SYNC (the Lua debugger) is not
     supported by shardkv (see the README)."""

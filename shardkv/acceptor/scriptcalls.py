@@ -1,0 +1,114 @@
+"""The acceptor's commands that a running Lua script calls.
+
+Redis lets a script call PUBLISH, PUBSUB, COMMAND, INFO, MEMORY, SLOWLOG,
+LASTSAVE and SWAPDB, which shardkv's acceptor answers, not a worker.  The
+worker that runs the script asks with a ``Q`` frame on the pipe its batch
+came on (:mod:`shardkv.protocol.wire`) and reads that pipe until the
+answer, so nothing else runs on that shard meanwhile.  The acceptor answers
+here, from its event loop, at once: it runs the command's ordinary handler
+for a stand-in of the script's caller (Redis's fake Lua client), with the
+script's protocol, and writes the ``A`` frame.  No client's command runs in
+between, and no shard is asked: PUBLISH delivers to the subscribers and
+counts them, PUBSUB and COMMAND read the acceptor's tables, INFO builds its
+sections that need no shard's figures.
+
+What needs every shard's figures or keys (INFO's other sections, MEMORY
+STATS and DOCTOR, SLOWLOG GET/LEN/RESET, LASTSAVE, SWAPDB) is refused with
+:data:`~shardkv.protocol.errors.SCRIPT_CALL_UNSUPPORTED`: the shard that
+waits could be the one whose answer the acceptor would need, and a shard
+parked for an operation queued behind the script cannot answer at all.
+"""
+
+from __future__ import annotations
+
+from time import perf_counter_ns
+from typing import TYPE_CHECKING
+
+from shardkv.acceptor.info import _wanted, build_info
+from shardkv.protocol import errors, wire
+from shardkv.protocol.resp import Verbatim, encode, encode_error
+from shardkv.protocol.wire import FRAME
+from shardkv.runtime.cmdstats import stat_name
+
+if TYPE_CHECKING:
+    from shardkv.acceptor.server import Acceptor
+    from shardkv.acceptor.shardlink import ShardLink
+
+# INFO's sections built from the acceptor's own figures only.
+_SHARDLESS_SECTIONS = frozenset({"server", "clients", "replication", "cluster", "modules"})
+# The subcommands that need the shards, by command.
+_NEEDS_SHARDS = {
+    b"memory": frozenset({b"stats", b"doctor"}),
+    b"slowlog": frozenset({b"get", b"len", b"reset"}),
+}
+
+
+def on_attach(server: Acceptor, link: ShardLink) -> None:
+    """Answer the ``Q`` frames of the scripts that run on ``link``'s shard."""
+    link.on_script_query = lambda payload: answer(server, link, payload)
+
+
+def answer(server: Acceptor, link: ShardLink, payload: bytes) -> None:
+    db, resp, args = wire.decode_script_query(payload)
+    body = call(server, db, resp == 3, args)
+    frame = wire.encode_script_answer(body)
+    if link.transport is not None:
+        link.transport.write(FRAME.pack(len(frame)) + frame)
+
+
+class _Caller:
+    """The script's stand-in client: it keeps the reply, encoded in the
+    script's protocol (``redis.setresp``)."""
+
+    __slots__ = ("server", "resp3", "db", "body")
+
+    def __init__(self, server: Acceptor, db: int, resp3: bool) -> None:
+        self.server = server
+        self.resp3 = resp3
+        self.db = db
+        self.body = b""
+
+    def reply(self, value: object) -> None:
+        self.body = encode(value, self.resp3)
+
+    def reply_error(self, message: str) -> None:
+        self.server.stats.error(message)
+        self.body = encode_error(message)
+
+
+def call(server: Acceptor, db: int, resp3: bool, args: list[bytes]) -> bytes:
+    """The reply body of ``args`` called from a script, counted in the
+    command statistics as Redis counts a script's calls."""
+    name = args[0].lower()
+    caller = _Caller(server, db, resp3)
+    stats = server.stats
+    errors_before = stats.error_events
+    start = perf_counter_ns()
+    if _needs_shards(name, args):
+        caller.reply_error(
+            errors.SCRIPT_CALL_UNSUPPORTED % " ".join(a.decode("latin-1").lower() for a in args[:2])
+        )
+    elif name == b"info":
+        sections = [a.decode("latin-1").lower() for a in args[1:]]
+        text = build_info(server, sections, [], stats.report())
+        caller.reply(Verbatim(text.encode()))
+    else:
+        handler = server.local.get(name.decode("latin-1"))
+        if handler is None:  # the worker asks only for the commands above
+            caller.reply_error(errors.SCRIPT_CALL_UNSUPPORTED % name.decode("latin-1"))
+        else:
+            handler(caller, args)  # type: ignore[arg-type]
+    row = stats._row(stat_name(args))
+    if stats.error_events != errors_before:
+        row[3] += 1
+    stats.record_latency(row, perf_counter_ns() - start)
+    return caller.body
+
+
+def _needs_shards(name: bytes, args: list[bytes]) -> bool:
+    if name in (b"lastsave", b"swapdb"):
+        return True
+    if name == b"info":
+        return not set(_wanted([a.decode("latin-1").lower() for a in args[1:]])) <= _SHARDLESS_SECTIONS
+    subs = _NEEDS_SHARDS.get(name)
+    return subs is not None and len(args) > 1 and args[1].lower() in subs
