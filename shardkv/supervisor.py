@@ -2,32 +2,38 @@
 
 Start-up: if the data files in ``dir`` were written by another number of
 shards, they are re-sharded first (:func:`shardkv.worker.persistence.reshard.prepare`).
-Then one worker process per shard starts (``spawn`` context), each with two
-pipes: a *data* pipe whose other end goes to the acceptor, and a *control*
-pipe to the supervisor.  A worker loads its shard from disk and says
-``loaded`` on its control pipe; once every worker has, the acceptor starts
-with the data pipes' ends and begins to listen, so a client never sees a
-server that is still loading.  A line per process logs its pid and role.
+Then one worker process per shard starts (``spawn`` context), each with
+one *data* pipe per acceptor (``acceptors``, K: the worker gets the list,
+pipe i for acceptor i) and a *control* pipe to the supervisor.  A worker
+loads its shard from disk and says ``loaded`` on its control pipe; once
+every worker has, the K acceptors start, acceptor i with its end of every
+worker's pipe i and its index i (its coordinator number), and begin to
+listen (with ``SO_REUSEPORT`` when K > 1, so the kernel spreads the
+connections over them), so a client never sees a server that is still
+loading.  A line per process logs its pid and role.
 
 Then it waits on its children:
 
-* a worker that dies is restarted at once, and its new data pipe is handed
-  to the running acceptor over the acceptor's control socket
-  (``send_fds``).  Commands that were in flight to the dead worker got
-  ``-ERR shard unavailable`` from the acceptor; new ones wait in the pipe
-  while the new worker loads the shard, and other shards carry on;
+* a worker that dies is restarted at once, and its new data pipes are
+  handed to the running acceptors, each its own, over each acceptor's
+  control socket (``send_fds``, a ``pipe <shard>`` line).  Commands that
+  were in flight to the dead worker got ``-ERR shard unavailable`` from
+  the acceptor; new ones wait in the pipe while the new worker loads the
+  shard, and other shards carry on;
 * a worker that cannot load its data (it exits with
   ``EXIT_LOAD_FAILED``), or that dies again and again before it has
   loaded, stops shardkv with status 1: restarting cannot help;
-* if the acceptor dies, a new one is started; the workers keep running,
-  and each gets a new data pipe over its control pipe;
-* the acceptor reports each CONFIG SET, so that processes started later
-  start with the settings in effect;
+* if acceptor i dies, it alone is started again; the workers keep
+  running, and each gets a new data pipe for i over its control pipe
+  (the message is ``i``); the other acceptors keep serving;
+* an acceptor reports each CONFIG SET (a ``config`` line), so that
+  processes started later start with the settings in effect; the
+  supervisor passes it on to the other acceptors, which apply it too;
 * if the supervisor itself dies, even by SIGKILL, the kernel sends the
-  acceptor and every worker SIGTERM (:mod:`shardkv.runtime.parentdeath`): none of
-  them outlives it, and the port is freed;
-* SIGINT, SIGTERM (and SHUTDOWN, which the acceptor turns into SIGTERM)
-  stop the acceptor, then the workers, which flush their AOF and save if
+  acceptors and every worker SIGTERM (:mod:`shardkv.runtime.parentdeath`):
+  none of them outlives it, and the port is freed;
+* SIGINT, SIGTERM (and SHUTDOWN, which an acceptor turns into SIGTERM)
+  stop the acceptors, then the workers, which flush their AOF and save if
   they should.  The exit status is 0, or 1 if a worker could not save.
 """
 
@@ -66,33 +72,38 @@ class Supervisor:
         self.cfg = cfg
         self.ctx = mp.get_context("spawn")
         n = cfg["shards"]
+        k = self.nacceptors = cfg.get("acceptors", 1)
         self.workers: list[Any] = [None] * n
         self.ctls: list[Connection | None] = [None] * n  # our end of each control pipe
-        self.ends: list[Connection | None] = [None] * n  # acceptor ends not handed over yet
+        # ends[w][a]: acceptor a's end of worker w's data pipe, not handed over yet.
+        self.ends: list[list[Connection | None]] = [[None] * k for _ in range(n)]
         self.loaded = [False] * n
         self.early_deaths = [0] * n
-        self.acceptor: Any = None
-        self.control: socket.socket | None = None  # to the acceptor
-        self.control_buf = b""
+        self.acceptors: list[Any] = [None] * k
+        self.controls: list[socket.socket | None] = [None] * k  # to each acceptor
+        self.control_bufs = [b""] * k
         self.stopping = False
         self.status = 0
 
     # -- workers ----------------------------------------------------------------
 
     def _start_worker(self, index: int) -> None:
-        ours, theirs = self.ctx.Pipe()
+        # One data pipe per acceptor (its index is the pipe's place in the list).
+        pipes = [self.ctx.Pipe() for _ in range(self.nacceptors)]
         ctl_ours, ctl_theirs = self.ctx.Pipe()
+        theirs = [pipe[1] for pipe in pipes]
         proc = self.ctx.Process(
             target=worker_loop.serve,
             args=(theirs, ctl_theirs, index, self.cfg),
             name=f"shardkv-worker-{index}",
         )
         proc.start()
-        theirs.close()
+        for conn in theirs:
+            conn.close()
         ctl_theirs.close()
         self.workers[index] = proc
         self.ctls[index] = ctl_ours
-        self.ends[index] = ours
+        self.ends[index] = [pipe[0] for pipe in pipes]
         self.loaded[index] = False
         log.info("worker %d pid=%d", index, proc.pid)
 
@@ -105,29 +116,33 @@ class Supervisor:
             return
         self.loaded[index] = True
         self.early_deaths[index] = 0
-        if self.acceptor is None and all(self.loaded):
-            self._start_acceptor()
+        if all(self.loaded):
+            for a, proc in enumerate(self.acceptors):
+                if proc is None:
+                    self._start_acceptor(a)
 
     def _hand_over(self, index: int) -> None:
-        """Give the running acceptor the data pipe of worker ``index``."""
-        end = self.ends[index]
-        self.ends[index] = None
-        if end is None:
-            return
-        try:
-            socket.send_fds(self.control, [b"%d" % index], [end.fileno()])  # type: ignore[arg-type]
-        except (OSError, TypeError) as e:
-            log.warning("could not hand shard %d to the acceptor: %s", index, e)
-        end.close()
+        """Give each running acceptor its data pipe to worker ``index``."""
+        for a, control in enumerate(self.controls):
+            end = self.ends[index][a]
+            if end is None or control is None:
+                continue
+            self.ends[index][a] = None
+            try:
+                socket.send_fds(control, [b"pipe %d\n" % index], [end.fileno()])
+            except OSError as e:
+                log.warning("could not hand shard %d to acceptor %d: %s", index, a, e)
+            end.close()
 
     def _worker_died(self, index: int) -> None:
         proc = self.workers[index]
         proc.join(1)  # reap it, so that its exit code is known
         code = proc.exitcode
-        for conn in (self.ctls[index], self.ends[index]):
+        for conn in (self.ctls[index], *self.ends[index]):
             if conn is not None:
                 conn.close()
-        self.ctls[index] = self.ends[index] = None
+        self.ctls[index] = None
+        self.ends[index] = [None] * self.nacceptors
         if code == persistence.EXIT_LOAD_FAILED:
             log.error("worker %d could not load its data (see above); stopping shardkv", index)
             self._fail()
@@ -140,8 +155,7 @@ class Supervisor:
                 return
         log.warning("worker %d pid=%d exited with %s; restarting it", index, proc.pid, code)
         self._start_worker(index)
-        if self.acceptor is not None:
-            self._hand_over(index)
+        self._hand_over(index)
 
     def _fail(self) -> None:
         self.status = 1
@@ -149,67 +163,84 @@ class Supervisor:
 
     # -- the acceptor -------------------------------------------------------------
 
-    def _start_acceptor(self) -> None:
-        ends = list(self.ends)
+    def _start_acceptor(self, a: int) -> None:
+        """Start acceptor ``a`` with its ends of every worker's pipe."""
+        ends = [self.ends[w][a] for w in range(len(self.workers))]
         ctrl_ours, ctrl_theirs = self.ctx.Pipe()
-        self.acceptor = self.ctx.Process(
-            target=acceptor.serve, args=(self.cfg, ends, ctrl_theirs), name="shardkv-acceptor"
+        name = "shardkv-acceptor" if self.nacceptors == 1 else f"shardkv-acceptor-{a}"
+        proc = self.acceptors[a] = self.ctx.Process(
+            target=acceptor.serve, args=(self.cfg, ends, ctrl_theirs, a), name=name
         )
-        self.acceptor.start()
+        proc.start()
         ctrl_theirs.close()
-        for i, end in enumerate(ends):
+        for w, end in enumerate(ends):
             if end is not None:
                 end.close()
-                self.ends[i] = None
-        self.control = socket.socket(fileno=os.dup(ctrl_ours.fileno()))
+                self.ends[w][a] = None
+        self.controls[a] = socket.socket(fileno=os.dup(ctrl_ours.fileno()))
         ctrl_ours.close()
-        self.control_buf = b""
-        log.info("acceptor pid=%d port=%d", self.acceptor.pid, self.cfg["port"])
+        self.control_bufs[a] = b""
+        if self.nacceptors == 1:
+            log.info("acceptor pid=%d port=%d", proc.pid, self.cfg["port"])
+        else:
+            log.info("acceptor pid=%d port=%d index=%d", proc.pid, self.cfg["port"], a)
 
-    def _acceptor_died(self) -> None:
-        self.acceptor.join(1)
-        log.warning(
-            "acceptor pid=%d exited with %s; restarting it", self.acceptor.pid, self.acceptor.exitcode
-        )
-        if self.control is not None:
-            self.control.close()
-            self.control = None
-        # The workers keep their data: each gets a pipe to the new acceptor.
-        for i, proc in enumerate(self.workers):
-            if proc is None or self.ends[i] is not None or not proc.is_alive():
+    def _acceptor_died(self, a: int) -> None:
+        """Acceptor ``a`` died: start it again; the others keep serving."""
+        proc = self.acceptors[a]
+        proc.join(1)
+        log.warning("acceptor pid=%d exited with %s; restarting it", proc.pid, proc.exitcode)
+        control = self.controls[a]
+        if control is not None:
+            control.close()
+            self.controls[a] = None
+        # The workers keep their data: each gets a new pipe for acceptor a
+        # (the message is the acceptor's index).
+        for w, worker in enumerate(self.workers):
+            if worker is None or self.ends[w][a] is not None or not worker.is_alive():
                 continue
             ours, theirs = self.ctx.Pipe()
             try:
-                with socket.socket(fileno=os.dup(self.ctls[i].fileno())) as sock:  # type: ignore[union-attr]
-                    socket.send_fds(sock, [b"%d" % i], [theirs.fileno()])
-                self.ends[i] = ours
+                with socket.socket(fileno=os.dup(self.ctls[w].fileno())) as sock:  # type: ignore[union-attr]
+                    socket.send_fds(sock, [b"%d" % a], [theirs.fileno()])
+                self.ends[w][a] = ours
             except OSError as e:
-                log.warning("could not give worker %d a new pipe: %s", i, e)
+                log.warning("could not give worker %d a new pipe: %s", w, e)
                 ours.close()
             theirs.close()
-        self._start_acceptor()
+        self._start_acceptor(a)
 
-    def _from_acceptor(self) -> None:
-        """Messages from the acceptor: ``config {json}`` lines (CONFIG SET)."""
+    def _from_acceptor(self, a: int) -> None:
+        """Messages from acceptor ``a``: ``config {json}`` lines (CONFIG SET),
+        kept for the processes started later and passed on to the other
+        acceptors, which apply them to themselves."""
+        control = self.controls[a]
         try:
-            data = self.control.recv(65536, socket.MSG_DONTWAIT)  # type: ignore[union-attr]
+            data = control.recv(65536, socket.MSG_DONTWAIT)  # type: ignore[union-attr]
         except BlockingIOError:
             return
         except OSError:
             data = b""
         if not data:
-            self.control.close()  # type: ignore[union-attr]
-            self.control = None
+            control.close()  # type: ignore[union-attr]
+            self.controls[a] = None
             return
-        self.control_buf += data
-        *lines, self.control_buf = self.control_buf.split(b"\n")
+        self.control_bufs[a] += data
+        *lines, self.control_bufs[a] = self.control_bufs[a].split(b"\n")
         for line in lines:
             kind, _, payload = line.partition(b" ")
             if kind == b"config":
                 try:
                     self.cfg.update(json.loads(payload))
                 except ValueError:
-                    log.warning("bad message from the acceptor: %r", line[:100])
+                    log.warning("bad message from acceptor %d: %r", a, line[:100])
+                    continue
+                for other, sock in enumerate(self.controls):
+                    if other != a and sock is not None:
+                        try:
+                            sock.sendall(line + b"\n")
+                        except OSError as e:
+                            log.warning("could not pass CONFIG SET on to acceptor %d: %s", other, e)
 
     # -- running ------------------------------------------------------------------
 
@@ -225,7 +256,13 @@ class Supervisor:
         set_name("shardkv-super")
         signal.signal(signal.SIGINT, self.request_stop)
         signal.signal(signal.SIGTERM, self.request_stop)
-        log.info("supervisor pid=%d shardkv %s, %d shards", os.getpid(), __version__, self.cfg["shards"])
+        log.info(
+            "supervisor pid=%d shardkv %s, %d shards%s",
+            os.getpid(),
+            __version__,
+            self.cfg["shards"],
+            f", {self.nacceptors} acceptors" if self.nacceptors > 1 else "",
+        )
         decisions.remove_stale(_alive)  # left by supervisors that were killed
         try:
             reshard.prepare(self.cfg, self._spawn)
@@ -236,10 +273,12 @@ class Supervisor:
             self._start_worker(i)
         while not self.stopping:
             events: dict[Any, tuple[str, int, Any]] = {}
-            if self.acceptor is not None:
-                events[self.acceptor.sentinel] = ("acceptor", -1, self.acceptor)
-            if self.control is not None:
-                events[self.control] = ("control", -1, self.control)
+            for a, proc in enumerate(self.acceptors):
+                if proc is not None:
+                    events[proc.sentinel] = ("acceptor", a, proc)
+            for a, control in enumerate(self.controls):
+                if control is not None:
+                    events[control] = ("control", a, control)
             for i, proc in enumerate(self.workers):
                 events[proc.sentinel] = ("worker", i, proc)
                 if not self.loaded[i] and self.ctls[i] is not None:
@@ -254,10 +293,10 @@ class Supervisor:
                     self._worker_loaded(i)
                 elif what == "worker" and obj is self.workers[i]:
                     self._worker_died(i)
-                elif what == "control" and obj is self.control:
-                    self._from_acceptor()
-                elif what == "acceptor" and obj is self.acceptor:
-                    self._acceptor_died()
+                elif what == "control" and obj is self.controls[i]:
+                    self._from_acceptor(i)
+                elif what == "acceptor" and obj is self.acceptors[i]:
+                    self._acceptor_died(i)
         self._stop_children()
         # The acceptors' commit decisions without appendonly: no acceptor is left to need them.
         decisions.remove_volatile(os.getpid())
@@ -265,13 +304,16 @@ class Supervisor:
         return self.status
 
     def _stop_children(self) -> None:
-        if self.acceptor is not None and self.acceptor.is_alive():
-            self.acceptor.terminate()
-            self.acceptor.join(STOP_GRACE)
-            if self.acceptor.is_alive():
-                log.warning("acceptor pid=%d did not stop; killing it", self.acceptor.pid)
-                self.acceptor.kill()
-                self.acceptor.join(1)
+        running = [proc for proc in self.acceptors if proc is not None and proc.is_alive()]
+        for proc in running:
+            proc.terminate()
+        deadline = time.monotonic() + STOP_GRACE
+        for proc in running:
+            proc.join(max(0.0, deadline - time.monotonic()))
+            if proc.is_alive():
+                log.warning("acceptor pid=%d did not stop; killing it", proc.pid)
+                proc.kill()
+                proc.join(1)
         # Now no command can reach a worker: each finishes, flushes and saves.
         for w in self.workers:
             if w is not None and w.is_alive():
@@ -289,12 +331,13 @@ class Supervisor:
             elif w.exitcode not in (0, -signal.SIGTERM, persistence.EXIT_LOAD_FAILED):
                 log.error("worker %d exited with %s while stopping", i, w.exitcode)
                 self.status = 1
-        for conn in [*self.ctls, *self.ends]:
+        for conn in [*self.ctls, *(end for ends in self.ends for end in ends)]:
             if conn is not None:
                 conn.close()
-        if self.control is not None:
-            self.control.close()
-            self.control = None
+        for a, control in enumerate(self.controls):
+            if control is not None:
+                control.close()
+                self.controls[a] = None
 
 
 def _alive(pid: int) -> bool:

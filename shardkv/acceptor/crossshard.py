@@ -272,7 +272,7 @@ class Coordinator:
 def coordinator_of(server: Acceptor) -> Coordinator:
     coordinator = getattr(server, "coordinator", None)
     if coordinator is None:
-        coordinator = server.coordinator = Coordinator(server)  # type: ignore[attr-defined]
+        coordinator = server.coordinator = Coordinator(server, server.index)  # type: ignore[attr-defined]
     return coordinator
 
 

@@ -20,13 +20,17 @@ from shardkv.runtime.parentdeath import die_with_parent
 from shardkv.runtime.proctitle import set_name
 
 
-def serve(config: dict[str, Any], pipes: list[Connection], control: Connection | None = None) -> None:
-    """The entry point of the acceptor process."""
+def serve(
+    config: dict[str, Any], pipes: list[Connection], control: Connection | None = None, index: int = 0
+) -> None:
+    """The entry point of acceptor process ``index`` (its coordinator number)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides
     die_with_parent()  # SIGTERM (close the port and exit) if the supervisor dies
-    set_name("shardkv-accept")
+    nacceptors = config.get("acceptors", 1)
+    set_name("shardkv-accept" if nacceptors == 1 else f"shardkv-accept{index}")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     acceptor = wiring.build(config)
+    acceptor.set_index(index, nacceptors)
     crossshard.coordinator_of(acceptor)  # before any pipe: a worker's first frame is for it
     loop_factory = None
     if config.get("uvloop"):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import logging
 import os
 import socket
@@ -112,7 +113,15 @@ class Acceptor:
         self.monitors: list[Client] = []  # clients in MONITOR mode, see shardkv.acceptor.monitor
         self.monitor_flush_due = False
         self._links_to_flush: list[ShardLink] = []
+        # Acceptor ``index`` of ``nacceptors`` (its coordinator number): it
+        # hands out the client ids index+1, index+1+K, ..., unique across
+        # the acceptors, and admits its share of ``maxclients``.
+        self.index = 0
+        self.nacceptors = 1
         self._ids = itertools.count(1)
+        self._control_buf = b""
+        self._control_fds: list[int] = []
+        self.client_class: type[Client] = Client
         self.loop: asyncio.AbstractEventLoop | None = None
         self.servers: list[asyncio.AbstractServer] = []
         self.started = time.time()
@@ -139,6 +148,17 @@ class Acceptor:
         # The commands the acceptor answers or refuses (see shardkv.runtime.cmdstats).
         self.stats = Stats()
         apply_settings(self.stats, {k: _show(v) for k, v in config.items()})
+
+    def set_index(self, index: int, nacceptors: int) -> None:
+        """Make this acceptor number ``index`` of ``nacceptors``."""
+        self.index = index
+        self.nacceptors = nacceptors
+        self._ids = itertools.count(index + 1, nacceptors)
+
+    def max_clients(self) -> int:
+        """This acceptor's share of ``maxclients`` (all of it when alone)."""
+        total, k = self.config["maxclients"], self.nacceptors
+        return total // k + (self.index < total % k)
 
     def next_client_id(self) -> int:
         return next(self._ids)
@@ -173,7 +193,7 @@ class Acceptor:
 
     def client_connected(self, client: Client) -> None:
         self.connections_received += 1
-        if len(self.clients) >= self.config["maxclients"]:
+        if len(self.clients) >= (self.config["maxclients"] if self.nacceptors == 1 else self.max_clients()):
             self.rejected_connections += 1
             client.reply_error(errors.MAX_CLIENTS)
             client.close_after_replies()
@@ -231,21 +251,37 @@ class Acceptor:
             hook(self, link)
 
     def _on_control(self, control: socket.socket) -> None:
-        """The supervisor restarted a worker and sends us its pipe.
-
-        One message carries the shard index as text and the pipe's fd as
-        ancillary data, so the two cannot arrive apart.
-        """
+        """Messages from the supervisor, one line each: ``pipe <shard>``, with
+        the fd of the data pipe to a restarted worker as ancillary data
+        (fds and their lines arrive in order), or ``config <json>``, a
+        CONFIG SET that another acceptor applied."""
         try:
-            message, fds, _, _ = socket.recv_fds(control, 64, 1)
+            message, fds, _, _ = socket.recv_fds(control, 65536, 16)
         except BlockingIOError:
             return
         if not message:
             self.loop.remove_reader(control.fileno())  # type: ignore[union-attr]
             return
-        index = int(message)
-        log.info("acceptor: shard %d is back", index)
-        self.loop.create_task(self._attach(self.links[index], fds[0]))  # type: ignore[union-attr]
+        self._control_fds.extend(fds)
+        self._control_buf += message
+        *lines, self._control_buf = self._control_buf.split(b"\n")
+        for line in lines:
+            kind, _, payload = line.partition(b" ")
+            if kind == b"pipe" and self._control_fds:
+                index = int(payload)
+                log.info("acceptor: shard %d is back", index)
+                fd = self._control_fds.pop(0)
+                self.loop.create_task(self._attach(self.links[index], fd))  # type: ignore[union-attr]
+            elif kind == b"config":
+                self._config_from_elsewhere(json.loads(payload))
+
+    def _config_from_elsewhere(self, changes: dict[str, Any]) -> None:
+        """Another acceptor's CONFIG SET: apply it here too (the workers
+        already have it)."""
+        self.config.update(changes)
+        for hook in self.wiring.on_config:
+            if getattr(hook, "__name__", "") != "tell_supervisor":
+                hook(self, changes)
 
     async def _shards_ready(self) -> None:
         """Wait until every worker answers, so clients never find one starting."""
@@ -273,16 +309,22 @@ class Acceptor:
             self.control = sock  # CONFIG SET tells the supervisor through it
         for host in self.config["bind"].split():
             server = await loop.create_server(
-                lambda: Client(self), host, self.config["port"], reuse_address=True, backlog=511
+                lambda: self.client_class(self),
+                host,
+                self.config["port"],
+                reuse_address=True,
+                reuse_port=self.nacceptors > 1 or None,
+                backlog=511,
             )
             self.servers.append(server)
         log.info(
-            "acceptor pid=%d listening on %s port %d (%s, shardkv %s)",
+            "acceptor pid=%d listening on %s port %d (%s, shardkv %s)%s",
             os.getpid(),
             self.config["bind"],
             self.config["port"],
             self.event_loop_name,
             __version__,
+            f", acceptor {self.index} of {self.nacceptors}" if self.nacceptors > 1 else "",
         )
         timer = loop.create_task(self._cron())
         try:

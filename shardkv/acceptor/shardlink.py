@@ -85,6 +85,7 @@ class ShardLink:
         self.queued = False  # is this link in the acceptor's flush list?
         self.transport: asyncio.Transport | None = None
         self.up = False
+        self.generation = 0  # pipes attached so far: a hold lives as long as its pipe
         self._on_turn_end = on_turn_end
         self._after_frame = after_frame
         self._buf = b""
@@ -191,6 +192,7 @@ class ShardLink:
         self._events = None  # the old pipe's, if any, went with it
         self.transport = transport
         self.up = True
+        self.generation += 1
 
     def detached(self, transport: asyncio.Transport) -> None:
         if transport is self.transport:

@@ -493,6 +493,15 @@ _TABLE += [
         used=True,
         help="Number of worker processes, one shard each.",
     ),
+    _int(
+        "acceptors",
+        1,
+        1,
+        256,
+        flags="immutable hidden",
+        used=True,
+        help="Number of acceptor processes sharing the port (SO_REUSEPORT above 1).",
+    ),
     _bool(
         "uvloop",
         True,

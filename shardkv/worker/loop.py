@@ -36,7 +36,7 @@ from shardkv.worker.shard import Prepared, Shard
 log = logging.getLogger("shardkv.worker")
 
 
-def serve(conn: Connection, ctl: Connection, index: int, cfg: dict) -> None:
+def serve(conn: Connection | list[Connection], ctl: Connection, index: int, cfg: dict) -> None:
     """The entry point of a worker process.
 
     ``conn`` is the pipe to the acceptor; ``ctl`` the pipe to the
@@ -45,6 +45,11 @@ def serve(conn: Connection, ctl: Connection, index: int, cfg: dict) -> None:
     SIGTERM stops the worker between batches: it flushes its AOF, saves
     when ``save`` rules exist, and exits 0.
     """
+    if isinstance(conn, list):  # one pipe per acceptor (issue 22); this worker serves one
+        if len(conn) != 1:
+            print(f"shard {index}: this worker serves one acceptor only", file=sys.stderr)
+            sys.exit(EXIT_LOAD_FAILED)
+        conn = conn[0]
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides
     signal.signal(signal.SIGTERM, _request_stop)
     set_name(f"shardkv-shard{index}")

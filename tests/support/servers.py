@@ -274,6 +274,7 @@ def start_shardkv(
     port: int | None = None,
     cwd: Path | None = None,
     root: Path = ROOT,
+    acceptors: int = 1,
     env: dict | None = None,
     ready_timeout: float = READY_TIMEOUT,
 ) -> ServerProcess:
@@ -282,6 +283,8 @@ def start_shardkv(
     writes nothing into the repository), removed by ``stop()``."""
     port = port or free_port()
     argv = [sys.executable, str(root / "main.py"), "--port", str(port), "--shards", str(shards), *flags]
+    if acceptors != 1:  # several acceptor processes share the port (issue 22)
+        argv[4:4] = ["--acceptors", str(acceptors)]
     env = dict(env or os.environ, PYTHONUNBUFFERED="1")
     workdir = None if cwd else tempfile.mkdtemp(prefix="shardkv-")
     proc = ServerProcess(
