@@ -21,13 +21,14 @@ parked for an operation queued behind the script cannot answer at all.
 
 from __future__ import annotations
 
+from collections import deque
 from time import perf_counter_ns
 from typing import TYPE_CHECKING
 
 from shardkv.acceptor.info import _wanted, build_info
 from shardkv.protocol import errors, wire
 from shardkv.protocol.resp import Verbatim, encode, encode_error
-from shardkv.protocol.wire import FRAME
+from shardkv.protocol.wire import FRAME, Verb
 from shardkv.runtime.cmdstats import stat_name
 
 if TYPE_CHECKING:
@@ -44,16 +45,72 @@ _NEEDS_SHARDS = {
 
 
 def on_attach(server: Acceptor, link: ShardLink) -> None:
-    """Answer the ``Q`` frames of the scripts that run on ``link``'s shard."""
+    """Answer the ``Q`` frames of the scripts that run on ``link``'s shard.
+    (A new pipe: the worker before it, if any, is gone, and a generator it
+    had borrowed comes back as it was lent.)"""
     link.on_script_query = lambda payload: answer(server, link, payload)
+    GENERATOR.forget(link)
 
 
 def answer(server: Acceptor, link: ShardLink, payload: bytes) -> None:
     db, resp, args = wire.decode_script_query(payload)
-    body = call(server, db, resp == 3, args)
+    verb = args[0] if args else b""
+    if verb == Verb.RANDOM:
+        GENERATOR.lend(link)
+    elif verb == Verb.RANDOM_BACK:
+        GENERATOR.give_back(link, int(args[1]))
+    else:
+        _send(link, call(server, db, resp == 3, args))
+
+
+def _send(link: ShardLink, body: bytes) -> None:
     frame = wire.encode_script_answer(body)
     if link.transport is not None:
         link.transport.write(FRAME.pack(len(frame)) + frame)
+
+
+class _Generator:
+    """math.random's state: Redis has one redisLrand48 for the whole server,
+    seeded once at start, so every script draws from one sequence.  Each
+    shard has a Lua state of its own, so the acceptor keeps the state and
+    lends it to the first script that draws, which gives it back when it
+    ends (before its reply); a script on another shard that draws
+    meanwhile waits for it.  Scripts therefore draw in the order in which
+    they first draw: the order they were sent in, unless they run at once on
+    different shards (pipelined, or from several clients)."""
+
+    def __init__(self) -> None:
+        self.state = wire.RANDOM_SEED
+        self.lent_to: ShardLink | None = None
+        self.lent_state = self.state
+        self.waiting: deque[ShardLink] = deque()
+
+    def lend(self, link: ShardLink) -> None:
+        if self.lent_to is None:
+            self.lent_to = link
+            self.lent_state = self.state
+            _send(link, b":%d\r\n" % self.state)
+        else:
+            self.waiting.append(link)
+
+    def give_back(self, link: ShardLink, state: int) -> None:
+        if link is not self.lent_to:
+            return  # from a worker whose loan was already taken back
+        self.state = state
+        self.lent_to = None
+        while self.waiting and self.lent_to is None:
+            waiter = self.waiting.popleft()
+            if waiter.up:
+                self.lend(waiter)
+
+    def forget(self, link: ShardLink) -> None:
+        if link in self.waiting:
+            self.waiting = deque(w for w in self.waiting if w is not link)
+        if link is self.lent_to:
+            self.give_back(link, self.lent_state)
+
+
+GENERATOR = _Generator()
 
 
 class _Caller:

@@ -70,7 +70,9 @@ Worker -> acceptor
     else runs on the shard meanwhile, so the script stays atomic.  The
     acceptor answers from its event loop at once, without running any
     client's command, in the protocol ``resp`` (2 or 3, the script's
-    ``redis.setresp``); ``database`` is the script's (SELECT).
+    ``redis.setresp``); ``database`` is the script's (SELECT).  Two verbs
+    lend math.random's generator instead (:attr:`Verb.RANDOM`): its
+    answer may wait until the script that holds the generator gives it back.
 ``D`` *disk*: ``D`` + the ``-MISCONF`` error text (UTF-8) this shard
     refuses writes with, or nothing once it can persist again; sent when
     that changes (and on a new pipe, if set), before any reply refused
@@ -453,6 +455,10 @@ def decode_monitor(payload: bytes) -> list[tuple[int, list[bytes]]]:
     return calls
 
 
+# The state of Redis's redisLrand48 (math.random) when the server starts.
+RANDOM_SEED = 0x1234ABCD330E
+
+
 def encode_script_query(db: int, resp: int, args: list[bytes]) -> bytes:
     return b"Q" + marshal.dumps((db, resp, args))
 
@@ -493,7 +499,8 @@ class Verb:
     (or a shard writes in its AOF), never a client.  :data:`HANDLED` are run
     by a worker's command handler; :data:`PARK`, :data:`PARKDB` and
     :data:`PREPARE` by the shard itself (``FLAG_PARK`` entries), and
-    :data:`SELECT` by the executor of a cross-shard operation; :data:`XPREPARE`, :data:`XCOMMIT`
+    :data:`SELECT` by the executor of a cross-shard operation; :data:`RANDOM`
+    and :data:`RANDOM_BACK` travel in ``Q`` frames, to the acceptor; :data:`XPREPARE`, :data:`XCOMMIT`
     and :data:`XABORT` are records of a shard's AOF only."""
 
     # Cross-shard operations (see shardkv.acceptor.crossshard).
@@ -516,6 +523,11 @@ class Verb:
     FCALL = b"__fcall"
     SCRIPT = b"__script"
     FUNCTION = b"__function"
+    # In a ``Q`` frame: a script's first math.random or math.randomseed
+    # borrows the server's one generator state (the answer, an integer);
+    # the script's end gives it back (``__randomback state``, no answer).
+    RANDOM = b"__random"
+    RANDOM_BACK = b"__randomback"
     # Server commands' parts in each shard.
     PING = b"__ping"
     SCAN = b"__scan"
@@ -544,4 +556,6 @@ Verb.HANDLED = Verb.ALL - {
     Verb.XPREPARE,
     Verb.XCOMMIT,
     Verb.XABORT,
+    Verb.RANDOM,
+    Verb.RANDOM_BACK,
 }

@@ -133,7 +133,7 @@ class _Rand48:
     """Redis's redisLrand48: the 48-bit LCG of drand48, seeded as Redis seeds it."""
 
     def __init__(self) -> None:
-        self.x = 0x1234ABCD330E
+        self.x = wire.RANDOM_SEED
 
     def next(self) -> int:
         self.x = (0x5DEECE66D * self.x + 0xB) & 0xFFFFFFFFFFFF
@@ -264,6 +264,7 @@ class Run:
         "command",
         "keys",
         "read_noted",
+        "rand_lent",
     )
 
     def __init__(self, sha: bytes, flags: int, read_only: bool, imported: frozenset | dict) -> None:
@@ -286,6 +287,9 @@ class Run:
         self.command: list[bytes] = []  # for FUNCTION STATS
         self.keys: list[bytes] = []  # the declared keys
         self.read_noted = False  # a read-only call was noted (client-side caching)
+        # The server's math.random state when this script borrowed it from
+        # the acceptor (None: not borrowed; -1: none to borrow, this shard's own).
+        self.rand_lent: int | None = None
 
 
 class Engine:
@@ -456,6 +460,9 @@ class Engine:
             ok, value = (self._run if eval_mode else self._call_fn)(f, len(keys), *keys, *argv)
         finally:
             self.run = None
+            if run.rand_lent is not None and run.rand_lent >= 0:
+                # A script that runs again elsewhere has drawn nothing.
+                self._give_back_rand(run.rand_lent if run.abort is not None else self.rand.x)
             if ks.db != run.db:  # the script SELECTed: its caller stays where it was
                 ks.select(run.db)
             if run.busy:
@@ -954,10 +961,33 @@ class Engine:
         if flags & ~3:
             self._raise("Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE.")
 
+    def _generator(self) -> _Rand48:
+        """The generator a script draws from.  Redis has one for the whole
+        server; with several shards, the acceptor keeps its state and lends
+        it to one script at a time (``__random``), which gives it back when
+        it ends, so scripts draw one sequence in the order they first draw."""
+        run = self.run
+        if run is None or run.rand_lent is not None or self.nshards == 1:
+            return self.rand
+        state = self._ask_acceptor([Verb.RANDOM], run)
+        if type(state) is int:
+            run.rand_lent = self.rand.x = state
+        else:
+            run.rand_lent = -1  # no acceptor to lend it: this shard's own
+        return self.rand
+
+    def _give_back_rand(self, state: int) -> None:
+        send = getattr(self.shard, "send_state", None)
+        if send is not None:
+            try:
+                send(wire.encode_script_query(0, 2, [Verb.RANDOM_BACK, b"%d" % state]))
+            except OSError:
+                pass  # the acceptor is gone, and its generator with it
+
     def _random(self, *args: object) -> float | int:
         """math.random([m [, n]]): Redis's redis_math_random, drawn from
         redisLrand48 before the arguments are checked, as Redis does."""
-        r = (self.rand.next() % 0x7FFFFFFF) / 0x7FFFFFFF
+        r = (self._generator().next() % 0x7FFFFFFF) / 0x7FFFFFFF
         n = len(args)
         if n == 0:
             return r
@@ -976,7 +1006,8 @@ class Engine:
 
     def _randomseed(self, *args: object) -> None:
         """math.randomseed(x): redisSrand48((int) x)."""
-        self.rand.seed(_check_int(args, 0, "randomseed"))
+        seed = _check_int(args, 0, "randomseed")
+        self._generator().seed(seed)
 
     def _check(self) -> bool:
         """The count hook (every 100000 instructions): tell the acceptor

@@ -678,30 +678,56 @@ def test_sandbox_escapes(server, script):
 
 def test_math_random_sequence():
     """math.random is Redis's redisLrand48, seeded once at start (not per
-    script): keyless scripts on fresh servers draw the same sequence, and
-    math.randomseed restarts it as on redis-server."""
+    script), one generator for the whole server: scripts on fresh servers
+    draw the same sequence whichever shards they run on (declared keys on
+    each shard, across shards, a script that escapes to other shards,
+    EVALSHA's shortcut, MULTI, functions), and math.randomseed restarts it
+    for every later script, as on redis-server."""
+    a, b, c, d = on_shards(0, 1, 2, 3)
+    draw = "return {tostring(math.random()), math.random(100), math.random(5, 10)}"
     scripts = [
-        ("return {tostring(math.random()), math.random(100), math.random(5, 10)}",),
-        ("return {tostring(math.random()), math.random(100), math.random(-3, 3)}",),
-        ("math.randomseed(42); return {tostring(math.random()), math.random(1000)}",),
-        ("return tostring(math.random())",),
-        ("math.randomseed(ARGV[1]); return tostring(math.random())", "10"),
-        ("return math.random(0)",),
-        ("return math.random(3, 1)",),
-        ("return math.random('x')",),
-        ("return math.random(1, 2, 3)",),
+        (draw, [], []),
+        ("return {tostring(math.random()), math.random(100), math.random(-3, 3)}", [], []),
+        (draw, [b], []),
+        (draw, [c], []),
+        (draw, [d, c], []),  # across shards
+        (
+            "redis.call('incr', KEYS[1]); local r = math.random(1000); redis.call('incr', ARGV[1]); return r",
+            [b],
+            [d],
+        ),
+        ("math.randomseed(42); return {tostring(math.random()), math.random(1000)}", [c], []),
+        (draw, [a], []),
+        ("return tostring(math.random())", [d], []),
+        ("math.randomseed(ARGV[1]); return tostring(math.random())", [], ["10"]),
+        ("return math.random(0)", [], []),
+        ("return math.random(3, 1)", [b], []),
+        ("return math.random('x')", [], []),
+        ("return math.random(1, 2, 3)", [], []),
+        (draw, [c], []),
     ]
+    library = "#!lua name=rnd\nredis.register_function('rnd', function(keys) return math.random(1000) end)"
     replies = []
     for start in (start_redis, start_shardkv):
         proc = start()
         try:
-            c = redis.Redis(port=proc.port)
+            r = redis.Redis(port=proc.port)
             got = []
-            for body, *args in scripts:
+            for body, keys, args in scripts:
                 try:
-                    got.append(c.eval(body, 0, *args))
+                    got.append(r.eval(body, len(keys), *keys, *args))
                 except redis.ResponseError as e:
                     got.append(("error", str(e)))
+            sha = r.script_load(draw)
+            for key in (a, b, a, c):  # the second run of each takes EVALSHA's shortcut
+                got.append(r.evalsha(sha, 1, key))
+            p = r.pipeline(transaction=True)
+            for key in (d, "{%s}x" % d, d):  # one shard: see the README for several
+                p.eval(draw, 1, key)
+            got.append(p.execute())
+            r.function_load(library)
+            got.append([r.fcall("rnd", 1, key) for key in (b, c, a)])
+            got.append(r.eval(draw, 1, d))
             replies.append(got)
         finally:
             proc.stop()
