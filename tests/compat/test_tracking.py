@@ -492,3 +492,23 @@ def test_noloop_filters_lazy_expiry_of_a_read_across_shards(ports):
         for admin in admins:
             admin.config_set("hz", 10)
             admin.close()
+
+
+def test_swapdb_sends_no_invalidation(ports):
+    """Redis's SWAPDB (dbSwapDatabases) touches watched keys but leaves the
+    tracking table alone: no invalidation, for either database's keys."""
+    _same(
+        ports,
+        [True, True],
+        [
+            (1, "SET", "k", "0"),
+            (0, "CLIENT", "TRACKING", "on"),
+            (0, "GET", "k"),
+            (1, "SELECT", "1"),
+            (1, "SET", "k", "1"),
+            (1, "SWAPDB", "0", "1"),
+            (0, "GET", "k"),
+            (0, "SWAPDB", "0", "1"),
+            (1, "SET", "k", "2"),  # db 1: k is still in the table
+        ],
+    )
