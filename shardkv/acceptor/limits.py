@@ -19,10 +19,12 @@ slow readers               back-pressure, not ``client-output-buffer-limit
                            reading from it (:meth:`Client.pause_writing`),
                            so its replies are bounded by the replies to one
                            read of commands.
-``maxmemory``              each worker, for its share (see
+``maxmemory``              each worker, for its part (see
                            :mod:`shardkv.worker.eviction`); the acceptor
-                           only passes the setting on, and pays nothing per
-                           command.
+                           shares maxmemory out and moves room to a shard
+                           that has nothing left to evict
+                           (:mod:`shardkv.acceptor.memorybudget`), and pays
+                           nothing per command.
 =========================  ==================================================
 
 The workers learn ``maxmemory`` and ``maxmemory-policy`` with the other

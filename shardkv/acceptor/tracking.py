@@ -410,7 +410,7 @@ def on_events(server, events: list, origin: object) -> None:
         elif cls == SCRIPT_READ:
             if changer is not None:
                 _script_read(changer, key, place)
-        elif not cls & KEYMISS:
+        elif cls & notifications.CLASSES and not cls & KEYMISS:
             # As Redis: an eviction happens before the command runs, so even
             # its own client hears of it before the reply; anything else the
             # command changed, after (``tracking_pending_keys``).

@@ -21,6 +21,7 @@ from shardkv.acceptor import (
     latency,
     limits,
     memory,
+    memorybudget,
     monitor,
     notifications,
     pause,
@@ -120,6 +121,7 @@ def wiring() -> Wiring:
         on_attach=(
             config.config_to_worker,
             notifications.on_attach,
+            memorybudget.on_attach,
             scripting.forget_shard,
             scripting.monitor_scripts,
             scriptcalls.on_attach,
@@ -127,6 +129,7 @@ def wiring() -> Wiring:
         on_config=(
             durability.tell_supervisor,
             limits.on_config,
+            memorybudget.on_config,
             pubsub.on_config,
             notifications.on_config,
             security.on_config,
@@ -144,8 +147,8 @@ def wiring() -> Wiring:
         },
         tracking_totals=tracking.totals,
         # Keyspace notifications publish before client-side caching invalidates.
-        event_listeners=(notifications.publish, tracking.on_events),
-        event_masks=(notifications.own_mask, tracking.events_mask),
+        event_listeners=(notifications.publish, tracking.on_events, memorybudget.on_events),
+        event_masks=(notifications.own_mask, tracking.events_mask, memorybudget.events_mask),
     )
 
 

@@ -480,6 +480,9 @@ def decode_script_answer(payload: bytes) -> bytes:
 # 1 << 14), for client-side caching only; never published as notifications.
 EVENT_FLUSH = 1 << 15  # FLUSHDB/FLUSHALL ran: a null invalidation to every tracking client
 EVENT_SCRIPT_READ = 1 << 16  # a script called a read-only command: its declared keys are read
+# For maxmemory (see shardkv.acceptor.memorybudget): a command found its
+# shard over its part of maxmemory with nothing to evict; key: b"<shard> <bytes over>".
+EVENT_STARVED = 1 << 17
 
 
 def encode_events(bounds: list[int] | None, events: list[tuple[int, bytes, int, bytes]]) -> bytes:
@@ -541,6 +544,7 @@ class Verb:
     LASTSAVE = b"__lastsave"
     PERSISTENCE = b"__persistence"
     EVENTS = b"__events"  # keyspace notifications: which events the acceptor wants
+    MEMORY = b"__memory"  # maxmemory's parts: __memory figure | limit n | give n evict | take n
     SHUTDOWN = b"__shutdown"
 
     HANDLED: frozenset[bytes] = frozenset()  # filled in below

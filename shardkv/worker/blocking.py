@@ -347,7 +347,7 @@ class Waiters:
         args = waiter.args
         start = perf_counter_ns()
         try:
-            if ks.events is None:
+            if not ks.noting:
                 value = waiter.wait.serve(ks, args, key)
             else:  # someone listens: its events, as the command's own
                 before = events.before(ks, args)

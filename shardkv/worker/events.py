@@ -66,11 +66,15 @@ ALL = (
 
 
 def enable(ks: Keyspace, mask: int) -> None:
-    """Note the classes in ``mask`` from now on (0: nothing at all)."""
+    """Note the classes in ``mask`` from now on (0: nothing at all).  With
+    STARVED alone (maxmemory's, see :mod:`shardkv.worker.eviction`), write
+    commands are not looked at."""
     ks.event_mask = mask
+    ks.noting = bool(mask & ~wire.EVENT_STARVED)
     if mask:
         if ks.events is None:
             ks.events = []
+    if ks.noting:
         ks.__dict__["touch"] = _recording_touch(ks)
     else:  # what was noted still leaves (Shard.take_events drops the list then)
         ks.__dict__.pop("touch", None)

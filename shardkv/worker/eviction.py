@@ -1,11 +1,16 @@
 """``maxmemory`` in a worker: the shard's memory figure, and eviction.
 
-Each shard gets a share of ``maxmemory`` in proportion to its slots, so
-``maxmemory / nshards`` with the usual even split.  Before each command,
-as Redis's ``processCommand`` does, a shard over its share evicts keys by
+Each shard has a *limit*, its part of ``maxmemory``: first its slots'
+share (``maxmemory / nshards`` with the usual even split), then what the
+acceptor gives it from what every process uses (``__memory limit``, see
+:mod:`shardkv.acceptor.memorybudget`).  Before each command, as Redis's
+``processCommand`` does, a shard over its limit evicts keys by
 ``maxmemory-policy``; if it cannot (``noeviction``, or a ``volatile-*``
-policy and no key with a TTL), a command with the ``denyoom`` flag gets
-``-OOM command not allowed when used memory > 'maxmemory'.``
+policy and no key with a TTL here), a command with the ``denyoom`` flag
+gets ``-OOM command not allowed when used memory > 'maxmemory'.``, and the
+shard notes a ``STARVED`` event: the acceptor then moves room to it from
+the other shards, which evict for it if they must (``__memory give``),
+as Redis evicts from the whole keyspace.
 
 The memory figure
 -----------------
@@ -62,9 +67,11 @@ from collections.abc import Callable
 from itertools import count, islice
 from typing import Any, Literal
 
-from shardkv.protocol import commands, errors
+from shardkv.protocol import commands, errors, wire
 from shardkv.protocol.resp import Error
+from shardkv.protocol.wire import Verb
 from shardkv.worker.keyspace import EVICTED, Keyspace, slot_of
+from shardkv.worker.registry import command
 
 try:
     import psutil
@@ -102,6 +109,7 @@ POLICIES = (
 )
 
 OOM = Error(errors.OOM)
+STARVED = wire.EVENT_STARVED
 BASELINE_RSS = process_rss()  # the worker before it holds any data
 
 # name as sent -> (command, may grow memory, writes), or None for the
@@ -193,9 +201,11 @@ class Memory:
                guessed low), counted at each new RSS high; up to ``data``.
     """
 
-    def __init__(self, ks: Keyspace, limit: int, policy: str) -> None:
+    def __init__(self, ks: Keyspace, limit: int, policy: str, maxmemory: int = 0) -> None:
         self.ks = ks
         self.limit = limit
+        self.maxmemory = maxmemory  # the whole server's, that this limit is part of
+        self.pinned = False  # the limit was set by the acceptor (``__memory limit``)
         self.policy = policy
         self.volatile = policy.startswith("volatile")
         self.tracks = policy.endswith(("lru", "lfu"))
@@ -253,8 +263,11 @@ class Memory:
             self.refresh()
         data = self.data
         if data + (self.extra if self.extra < data else data) > self.room:
-            if not self.evict() and denyoom:
-                return OOM
+            if not self.evict():
+                if self.ks.event_mask & STARVED:
+                    self.starved()
+                if denyoom:
+                    return OOM
         if not write:
             return execute(args, *rest)
         keys = cmd.keys(args)
@@ -272,6 +285,28 @@ class Memory:
         elif grown:
             self.data = max(self.data + grown, 0)
         return value
+
+    def starved(self) -> None:
+        """Over the limit with nothing to evict here: tell the acceptor, which
+        moves room from the other shards, evicting there if it must (Redis
+        evicts from the whole keyspace; see shardkv.acceptor.memorybudget)."""
+        over = self.used - self.limit
+        if over > 0:
+            note = b"%d %d" % (self.ks.slots.start, over)
+            self.ks.events.append((self.ks.db, note, STARVED, b"starved"))  # type: ignore[union-attr]
+
+    def give(self, wanted: int, evict: bool) -> int:
+        """Give up to ``wanted`` bytes of this shard's limit to another shard:
+        its room first, then (``evict``) what evicting frees; never more."""
+        used = self.used
+        limit = self.limit
+        given = min(max(limit - used, 0), wanted)
+        if evict and given < wanted:
+            self.set_limit(used - (wanted - given))
+            self.evict()
+            given += min(max(used - self.used, 0), wanted - given)
+        self.set_limit(limit - given)
+        return given
 
     def _cost(self, keys: list[bytes]) -> int:
         data = self.ks.data
@@ -501,23 +536,57 @@ def _member(d: dict) -> bytes:
 
 
 def configure(ks: Keyspace, maxmemory: int, policy: str) -> None:
-    """Apply ``maxmemory`` (the whole server's, in bytes) and the policy."""
+    """Apply ``maxmemory`` (the whole server's, in bytes) and the policy.
+
+    The shard's limit starts as its slots' share of maxmemory; the acceptor
+    then sets it from what every process uses (``__memory limit``), and it
+    stays so while maxmemory does (other settings change nothing)."""
     share = maxmemory * len(ks.slots) // 16384 if maxmemory else 0
     if maxmemory and not share:
         share = 1
     old: Memory | None = ks.memory
+    pinned = old is not None and old.pinned and old.maxmemory == maxmemory
     if old is not None and share and old.policy == policy:
-        old.set_limit(share)
+        if not pinned:
+            old.set_limit(share)
+            old.maxmemory = maxmemory
+            old.pinned = False
         return
     if old is not None:
         old.uninstall()
         ks.memory = None
     if share:
-        memory = Memory(ks, share, policy if policy in POLICIES else "noeviction")
+        limit = old.limit if old is not None and pinned else share
+        memory = Memory(ks, limit, policy if policy in POLICIES else "noeviction", maxmemory)
+        memory.pinned = pinned
         if old is not None:
             memory.evicted = old.evicted
         memory.install()
         ks.memory = memory
+
+
+@command(Verb.MEMORY)
+def memory_command(ks: Keyspace, args: list[bytes]) -> object:
+    """__memory figure | limit bytes | give bytes 0|1 | take bytes: this
+    shard's part of maxmemory, as the acceptor shares it out (see
+    shardkv.acceptor.memorybudget).  ``figure`` -> the memory figure;
+    ``limit`` -> OK, the limit is set; ``give`` -> how much of its limit
+    it gave (1: evicting if it must); ``take`` -> OK, the limit is raised."""
+    memory: Memory | None = ks.memory
+    sub = args[1]
+    if memory is None:
+        return 0 if sub in (b"figure", b"give") else b"OK"
+    if sub == b"figure":
+        return memory.used
+    amount = int(args[2])
+    if sub == b"limit":
+        memory.set_limit(amount)
+        memory.pinned = True
+        return b"OK"
+    if sub == b"give":
+        return memory.give(amount, args[3] == b"1")
+    memory.set_limit(memory.limit + amount)  # take
+    return b"OK"
 
 
 def on_settings(ks: Keyspace) -> None:

@@ -158,6 +158,7 @@ class Keyspace:
         # (db, key, class, event), and ``touched`` the keys changed in place.
         self.event_mask = 0
         self.events: list | None = None
+        self.noting = False  # a write command's events are wanted (not only STARVED)
         self.touched: set[bytes] = set()
 
     # -- databases --------------------------------------------------------

@@ -163,7 +163,7 @@ class Shard:
         ks.counting = handler.reads
         start = perf_counter_ns()
         try:
-            if ks.events is None or not handler.writes:
+            if not ks.noting or not handler.writes:
                 value = handler(ks, args)
             else:  # someone listens: note the command's keyspace events
                 before = events.before(ks, args)

@@ -370,16 +370,14 @@ VALUE = b"x" * 4096
 
 
 def limit_for(name: str, proc, c: redis.Redis) -> int:
-    """A maxmemory that leaves DATA_ROOM for data on this server.
+    """A maxmemory that leaves DATA_ROOM for data on this server: what INFO
+    says it uses now, and DATA_ROOM more.
 
-    Redis counts its own allocations; shardkv counts each worker's RSS,
-    which includes the interpreter, so the limit starts from that."""
-    if name == "redis":
-        return c.info("memory")["used_memory"] + DATA_ROOM
-    # Workers differ (one restarted, one that held more data): the limit is
-    # split evenly, so it starts from the largest.
-    workers = workers_of(proc)
-    return len(workers) * max(w.memory_info().rss for w in workers) + DATA_ROOM
+    Redis counts its own allocations; shardkv counts every process's
+    resident size (the acceptor's and each worker's), and shares the room
+    out among the workers when maxmemory is set (see
+    shardkv.acceptor.memorybudget)."""
+    return c.info("memory")["used_memory"] + DATA_ROOM
 
 
 def write(c: redis.Redis, prefix: str, n: int, ttl: int | None = None) -> list:

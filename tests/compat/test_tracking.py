@@ -512,3 +512,66 @@ def test_swapdb_sends_no_invalidation(ports):
             (1, "SET", "k", "2"),  # db 1: k is still in the table
         ],
     )
+
+
+def _keys_on_two_shards(nshards: int) -> tuple[str, str]:
+    """volatile-key, and a key on another shard (with more than one)."""
+    from shardkv.protocol.router import Router
+
+    router = Router(nshards)
+    home = router.shard_of(b"volatile-key")
+    big = next(
+        f"big-key{i}" for i in range(1000) if nshards == 1 or router.shard_of(b"big-key%d" % i) != home
+    )
+    return "volatile-key", big
+
+
+def test_eviction_elsewhere_invalidates_before_the_reply(ports):
+    """Redis evicts from the whole keyspace before a command: a command on
+    one shard over maxmemory evicts the only key with a TTL, on another
+    shard (volatile-random), and its client hears of it before the reply;
+    subscribers get ``evicted``.  (Redis's unit/tracking "Tracking
+    invalidation message of eviction keys should be before response".)"""
+    out = {}
+    for name in ("redis", "shardkv"):
+        port = ports[name]
+        admin = redis.Redis(port=port)
+        nshards = admin.info("server").get("shards", 1)
+        volatile, big = _keys_on_two_shards(nshards)
+        admin.flushall()
+        sub = redis.Redis(port=port).pubsub()
+        conn = Conn(port, True)
+        try:
+            admin.config_set("notify-keyspace-events", "Ee")
+            sub.subscribe("__keyevent@0__:evicted")
+            assert sub.get_message(timeout=10)["type"] == "subscribe"
+            conn.send(b"CLIENT", b"TRACKING", b"on")
+            conn.drain()
+            admin.config_set("maxmemory-policy", "volatile-random")
+            admin.config_set("maxmemory", admin.info("memory")["used_memory"] + 100 * 1024)
+            steps = [
+                [[b"SETEX", volatile.encode(), b"10000", b"x"]],
+                [[b"GET", volatile.encode()]],
+                # Some 200 kB, then the next command (no PING between them,
+                # which would evict first) evicts before it runs.
+                [[b"SETBIT", big.encode(), b"1600000", b"0"], [b"GETBIT", big.encode(), b"0"]],
+            ]
+            transcript = []
+            for step in steps:
+                for command in step:
+                    conn.send(*command)
+                transcript.append(conn.drain())
+            message = sub.get_message(timeout=10)
+            out[name] = (transcript, message and (message["channel"], message["data"]))
+        finally:
+            admin.config_set("maxmemory", 0)
+            admin.config_set("maxmemory-policy", "noeviction")
+            admin.config_set("notify-keyspace-events", "")
+            conn.close()
+            sub.close()
+            admin.flushall()
+            admin.close()
+    invalidate = b">2\r\n$10\r\ninvalidate\r\n*1\r\n$12\r\nvolatile-key\r\n"
+    for name, (transcript, message) in out.items():
+        assert transcript == [b"+OK\r\n", b"$1\r\nx\r\n", b":0\r\n" + invalidate + b":0\r\n"], name
+        assert message == (b"__keyevent@0__:evicted", b"volatile-key"), name

@@ -69,3 +69,57 @@ def test_a_batch_sends_its_events_with_bounds_per_reply():
     bounds, noted = wire.decode_events(frame)
     assert bounds == [1, 1, 2]
     assert noted == [(0, b"a", events.STRING, b"set"), (0, b"a", events.GENERIC, b"del")]
+
+
+def test_a_starved_shard_says_so_and_notes_nothing_else():
+    """With only STARVED wanted (maxmemory on, nobody listening), write
+    commands are not looked at; a command over the limit with nothing to
+    evict (volatile-random, no key with a TTL) notes one STARVED event:
+    the shard's first slot and how far over it is."""
+    from shardkv.protocol import wire
+
+    shard = Shard(0, 1)
+    ks = shard.keyspace
+    events.enable(ks, wire.EVENT_STARVED)
+    assert not ks.noting and "touch" not in vars(ks)
+    for i in range(50):
+        shard.execute([b"SET", b"k%d" % i, b"v" * 1000])
+    assert ks.events == []
+    eviction.configure(ks, 20000, "volatile-random")
+    assert shard.execute_limited([b"GET", b"k1"]) == b"v" * 1000
+    assert shard.execute_limited([b"SET", b"x", b"y"]) is eviction.OOM
+    assert [(cls, name) for _, _, cls, name in ks.events] == [(wire.EVENT_STARVED, b"starved")] * 2
+    first, over = ks.events[0][1].split()
+    assert int(first) == 0 and int(over) == ks.memory.used - ks.memory.limit > 0
+    assert ks.dbsize() == 50
+
+
+def test_memory_give_and_take():
+    """``__memory``: a shard gives its free room first, then, when told to
+    evict, what evicting frees (never more than asked); ``limit`` pins the
+    limit across other settings; ``take`` raises it."""
+    from shardkv.protocol.wire import Verb
+
+    shard = Shard(0, 1)
+    ks = shard.keyspace
+    events.enable(ks, events.EVICTED)
+    for i in range(20):
+        shard.execute([b"SET", b"v%d" % i, b"x" * 1000, b"EX", b"1000"])
+    eviction.configure(ks, 10**9, "volatile-random")
+    memory = ks.memory
+    used = shard.execute([Verb.MEMORY, b"figure"])
+    assert used == memory.used
+    assert shard.execute([Verb.MEMORY, b"limit", b"%d" % (used + 500)]) == b"OK"
+    eviction.configure(ks, 10**9, "volatile-lru")  # another setting: the limit stays
+    memory = ks.memory
+    assert memory.limit == used + 500 and memory.pinned
+    assert shard.execute([Verb.MEMORY, b"give", b"300", b"0"]) == 300
+    assert shard.execute([Verb.MEMORY, b"give", b"5000", b"0"]) == 200  # only its room
+    assert ks.events == [] and memory.limit == used
+    given = shard.execute([Verb.MEMORY, b"give", b"5000", b"1"])
+    evicted = [key for _, key, cls, _ in ks.events if cls == events.EVICTED]
+    assert 0 < given <= 5000 and 3 <= len(evicted) == 20 - ks.dbsize()
+    assert memory.limit == used - given
+    assert shard.execute([Verb.MEMORY, b"take", b"%d" % given]) == b"OK" and memory.limit == used
+    eviction.configure(ks, 10**10, "volatile-lru")  # a new maxmemory: its share again
+    assert ks.memory.limit == 10**10 and not ks.memory.pinned

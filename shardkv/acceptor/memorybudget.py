@@ -1,0 +1,275 @@
+"""maxmemory over the whole server: each shard's part, and moving it.
+
+Redis compares ``used_memory`` with ``maxmemory`` and, over it, evicts from
+the whole keyspace before the next command.  In shardkv every worker holds
+a part of the keyspace and evicts by itself (:mod:`shardkv.worker.eviction`)
+against its own *limit*; this module keeps the limits adding up to
+maxmemory as INFO counts it (every process, the acceptor too):
+
+* **Sharing out.**  When maxmemory or its policy is set (and when a worker's
+  pipe is attached), the acceptor asks every shard for its memory figure
+  (``__memory figure``) and gives each ``figure + room * its slots / 16384``
+  (``__memory limit``), where ``room`` is maxmemory less the figures and the
+  acceptor's own resident size: each shard may grow by its part of what is
+  left.  Until then a shard's limit is its slots' part of maxmemory.
+* **Moving room.**  A command that finds its shard over its limit with
+  nothing it may evict there (a ``volatile-*`` policy and no key with a TTL
+  on that shard, say) makes the shard note a ``STARVED`` event (``key``:
+  ``b"<first slot> <bytes over>"``).  The acceptor then takes the room the
+  other shards have (``__memory give n 0``, all at once), and if that is
+  not enough, asks them one by one to evict for the rest (``__memory give
+  n 1``: an eviction there has its ``evicted`` event and invalidations),
+  and hands what it got to the starved shard (``__memory take n``).  The
+  reply of the command waits for that, behind a placeholder in its client's
+  replies, so the client hears of the keys evicted for it first, as Redis
+  evicts before a command runs.  One move at a time per shard; after a move
+  that found nothing, a starved shard is left alone for a second.
+
+Differences from Redis: the eviction happens after the command ran on its
+shard (a ``denyoom`` command has been refused with OOM by then; the next one
+finds the room), and the acceptor's own memory is counted when the limits
+are shared out, not as it changes later.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from shardkv.acceptor import notifications
+from shardkv.acceptor.replies import Slot
+from shardkv.acceptor.shardlink import Sink
+from shardkv.protocol import wire
+from shardkv.protocol.resp import encode_command
+from shardkv.protocol.router import slot_range
+from shardkv.protocol.wire import Verb, entry_header
+
+if TYPE_CHECKING:
+    from shardkv.acceptor.server import Acceptor
+
+STARVED = wire.EVENT_STARVED
+QUIET_S = 1.0  # after a move that found nothing, how long a starved shard is left alone
+
+
+class _State:
+    moving: set[int] = set()  # shards a move is under way for
+    quiet: dict[int, float] = {}  # shard -> until when its starvation is left alone
+
+
+STATE = _State()
+
+
+def _maxmemory(server: Acceptor) -> int:
+    try:
+        return int(server.config.get("maxmemory", 0) or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def events_mask(server: Acceptor) -> int:
+    """STARVED while maxmemory is set (see :mod:`shardkv.acceptor.notifications`)."""
+    return STARVED if _maxmemory(server) else 0
+
+
+def _own_rss() -> int:
+    try:
+        import psutil
+
+        return int(psutil.Process().memory_info().rss)
+    except ImportError:  # pragma: no cover - psutil is a dependency
+        return 0
+
+
+def _send(server: Acceptor, shard: int, args: list[bytes], sink: Sink) -> None:
+    server.links[shard].send(entry_header(0), encode_command(args), sink)
+
+
+def _number(body: bytes) -> int:
+    """A shard's integer reply (0 for anything else: an error, a shard gone)."""
+    if body[:1] == b":":
+        try:
+            return int(body[1:-2])
+        except ValueError:
+            return 0
+    return 0
+
+
+# -- sharing out ------------------------------------------------------------------
+
+
+def on_config(server: Acceptor, changes: dict) -> None:
+    if "maxmemory" in changes or "maxmemory-policy" in changes:
+        notifications.update_mask(server)
+        STATE.quiet.clear()
+        # After the __config that CONFIG SET sends next, on every pipe.
+        server.loop.call_soon(share_out, server)  # type: ignore[union-attr]
+
+
+def on_attach(server: Acceptor, link: object) -> None:
+    if _maxmemory(server):
+        server.loop.call_soon(share_out, server)  # type: ignore[union-attr]
+
+
+def share_out(server: Acceptor) -> None:
+    """Ask every shard for its figure, then give each its limit."""
+    if not _maxmemory(server) or not server.links:
+        return
+    figures = _Figures(server, len(server.links))
+    for shard in range(len(server.links)):
+        _send(server, shard, [Verb.MEMORY, b"figure"], figures.sink(shard))
+
+
+class _Figures:
+    def __init__(self, server: Acceptor, n: int) -> None:
+        self.server = server
+        self.figures: list[int] = [0] * n
+        self.left = n
+
+    def sink(self, shard: int) -> _Figure:
+        return _Figure(self, shard)
+
+    def done(self) -> None:
+        server = self.server
+        maxmemory = _maxmemory(server)
+        n = len(self.figures)
+        if not maxmemory or n != len(server.links):
+            return
+        room = maxmemory - _own_rss() - sum(self.figures)
+        for shard, figure in enumerate(self.figures):
+            limit = max(figure + room * len(slot_range(shard, n)) // 16384, 1)
+            _send(server, shard, [Verb.MEMORY, b"limit", b"%d" % limit], _IGNORE)
+
+
+class _Figure:
+    __slots__ = ("figures", "shard")
+
+    def __init__(self, figures: _Figures, shard: int) -> None:
+        self.figures = figures
+        self.shard = shard
+
+    def deliver(self, body: bytes) -> None:
+        f = self.figures
+        f.figures[self.shard] = _number(body)
+        f.left -= 1
+        if not f.left:
+            f.done()
+
+
+class _Ignore:
+    def deliver(self, body: bytes) -> None:
+        pass
+
+
+_IGNORE = _Ignore()
+
+
+# -- moving room ------------------------------------------------------------------
+
+
+def on_events(server: Acceptor, events: list, origin: object) -> None:
+    """A shard's events: act on its STARVED ones (see the module docstring)."""
+    for _db, note, cls, _name in events:
+        if cls != STARVED:
+            continue
+        first, over = (int(word) for word in note.split())
+        shard = _shard_of_slot(len(server.links), first)
+        if shard is None or shard in STATE.moving or STATE.quiet.get(shard, 0) > time.monotonic():
+            continue
+        _Move(server, shard, over, origin).start()
+
+
+def _shard_of_slot(n: int, slot: int) -> int | None:
+    for shard in range(n):
+        if slot_range(shard, n).start == slot:
+            return shard
+    return None
+
+
+def _client_and_slot(origin: object) -> tuple[object, object]:
+    """The client whose command starved, and its reply slot (None, None
+    for no client's: the sweeper's, a part of an operation without one)."""
+    place = origin
+    for _ in range(3):
+        inner = getattr(place, "slot", None)
+        if inner is None:
+            break
+        place = inner
+    client = getattr(origin, "client", None) or getattr(place, "client", None)
+    return client, place
+
+
+class _Move:
+    """Room moved from the other shards to one starved shard."""
+
+    def __init__(self, server: Acceptor, shard: int, wanted: int, origin: object) -> None:
+        self.server = server
+        self.shard = shard
+        self.wanted = wanted
+        self.got = 0
+        self.left = 0
+        self.donors = [s for s in range(len(server.links)) if s != shard]
+        # Its client's reply waits behind a placeholder until the move is
+        # done; the evictions' invalidations go before the reply (see
+        # shardkv.acceptor.tracking: ``client`` and ``slot`` say whose).
+        self.client, self.slot = _client_and_slot(origin)
+        self.barrier: Slot | None = None
+        pending = getattr(self.client, "pending", None)
+        if pending is not None and self.slot in pending:
+            self.barrier = Slot(self.client)  # type: ignore[arg-type]
+            pending.insert(pending.index(self.slot), self.barrier)
+
+    def start(self) -> None:
+        STATE.moving.add(self.shard)
+        if not self.donors:
+            self.finish()
+            return
+        # First the room the others have, all at once.
+        self.left = len(self.donors)
+        for donor in self.donors:
+            _send(self.server, donor, [Verb.MEMORY, b"give", b"%d" % self.wanted, b"0"], _Given(self, True))
+
+    def given(self, amount: int, first_round: bool) -> None:
+        self.got += amount
+        if first_round:
+            self.left -= 1
+            if self.left:
+                return
+            self.donors.reverse()  # popped from the end: in shard order
+        if self.got >= self.wanted or not self.donors:
+            self.finish()
+            return
+        # Then evictions, one shard at a time, until enough is freed.
+        donor = self.donors.pop()
+        wanted = self.wanted - self.got
+        _send(self.server, donor, [Verb.MEMORY, b"give", b"%d" % wanted, b"1"], _Given(self, False))
+
+    def finish(self) -> None:
+        STATE.moving.discard(self.shard)
+        if self.got:
+            _send(self.server, self.shard, [Verb.MEMORY, b"take", b"%d" % self.got], _IGNORE)
+        else:
+            STATE.quiet[self.shard] = time.monotonic() + QUIET_S
+        if self.barrier is not None:
+            self.barrier.deliver(b"")
+
+
+class _Given:
+    """The sink of one ``__memory give``; its evictions' events are the
+    starved command's client's (``client``, ``slot``)."""
+
+    __slots__ = ("move", "first_round")
+
+    def __init__(self, move: _Move, first_round: bool) -> None:
+        self.move = move
+        self.first_round = first_round
+
+    @property
+    def client(self) -> object:
+        return self.move.client
+
+    @property
+    def slot(self) -> object:
+        return self.move.slot
+
+    def deliver(self, body: bytes) -> None:
+        self.move.given(_number(body), self.first_round)
