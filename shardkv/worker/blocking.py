@@ -9,7 +9,8 @@ How one blocking command runs
 -----------------------------
 1. The acceptor sends it with a *token* in its entry header
    (``wire.entry_header(flags, token)``).  :meth:`Waiters.run` calls the
-   command's *blocking form*, registered with :func:`blocking`.  It either
+   command's *blocking form* (its module's ``BLOCKING`` entry, see
+   :class:`~shardkv.worker.handlers.Blocking`).  It either
    returns a reply, at once, like its non-blocking cousin, or a
    :class:`Wait`.  Then nothing has changed yet: the entry's reply body is
    empty and a :class:`Waiter` is remembered under the token.
@@ -38,8 +39,9 @@ waits on one worker only: a popped element is delivered once or stays.
 
 When a command must not block
 -----------------------------
-:func:`blocking` also registers the command as an ordinary handler that
-replies ``Wait.deny`` instead of waiting (null, as Redis replies to a
+The command's ordinary handler is its blocking form made to reply
+``Wait.deny`` instead of waiting (:func:`now_or_never`, bound by
+:mod:`shardkv.worker.wiring`) (null, as Redis replies to a
 blocking command in MULTI or a script).  That is what runs a blocking
 command without a token: inside MULTI/EXEC, in a cross-shard operation
 (:meth:`Shard.run_foreign`), or the acceptor's retries of a command whose
@@ -58,7 +60,6 @@ command atomically again; see :mod:`shardkv.acceptor.blocking`.
 
 Writing a blocking command (a sorted-set example)::
 
-    @blocking("bzpopmin", "bzpopmax", kind=ZSet)
     def bzpopmin(ks: Keyspace, args: list[bytes]) -> object:
         \"\"\"BZPOPMIN key [key ...] timeout\"\"\"
         timeout = parse_timeout(args[-1])  # its errors come first, as in Redis
@@ -73,6 +74,11 @@ Writing a blocking command (a sorted-set example)::
         if type(zset) is not ZSet:
             return None  # not for us (yet): keep waiting
         return pop_one(ks, key, zset, args[0])
+
+    BLOCKING: BlockingForms = {
+        "bzpopmin": Blocking(bzpopmin, ZSet),
+        "bzpopmax": Blocking(bzpopmin, ZSet),
+    }
 
 ``kind`` is the value type the command pops; ``__bwait`` uses it.  The
 acceptor needs to know where the timeout is (the last argument, or the
@@ -97,8 +103,8 @@ from shardkv.protocol.resp import NULL_ARRAY, Error, encode
 from shardkv.protocol.wire import Verb
 from shardkv.runtime.cmdstats import stat_name
 from shardkv.worker import events
+from shardkv.worker.handlers import KINDS, READY, Blocking, BlockingForms, Handler, find_blocking
 from shardkv.worker.keyspace import Keyspace
-from shardkv.worker.registry import Handler, command
 
 log = logging.getLogger("shardkv.worker")
 
@@ -159,41 +165,6 @@ class Wait:
         self.deny = deny
         self.expired = expired
         self.missing = missing
-
-
-# Blocking forms, and the value type each pops, by command name as sent.
-BLOCKING: dict[bytes, Handler] = {}
-KINDS: dict[bytes, type | None] = {}
-
-
-def blocking(*spelled: str | bytes, kind: type | None) -> Callable[[Handler], Handler]:
-    """Register the decorated function as the blocking form of ``names``,
-    and a non-blocking form (``Wait.deny`` for a Wait) as their handler."""
-    names = [name.decode() if isinstance(name, bytes) else name for name in spelled]
-
-    def register(fn: Handler) -> Handler:
-        @functools.wraps(fn)
-        def now_or_never(ks: Keyspace, args: list[bytes]) -> object:
-            value = fn(ks, args)
-            return value.deny if type(value) is Wait else value
-
-        command(*names)(now_or_never)
-        fn.reads = now_or_never.reads  # type: ignore[attr-defined]
-        fn.writes = now_or_never.writes  # type: ignore[attr-defined]
-        for name in names:
-            for spelling in (name.encode(), name.upper().encode()):
-                BLOCKING[spelling] = fn
-                KINDS[spelling] = kind
-        return fn
-
-    return register
-
-
-def find_blocking(name: bytes) -> Handler | None:
-    fn = BLOCKING.get(name)
-    if fn is None:
-        fn = BLOCKING.get(name.lower())
-    return fn
 
 
 class Waiter:
@@ -397,10 +368,22 @@ class Waiters:
             self.wakes.append(wire.encode_wake(token, encode(waiter.wait.expired, waiter.resp3)))
 
 
+def now_or_never(form: Handler) -> Handler:
+    """A blocking command's handler when it may not wait (in MULTI, in a
+    script, or sent without a token): its blocking ``form``, with
+    ``Wait.deny`` for a Wait."""
+
+    @functools.wraps(form)
+    def now_or_never(ks: Keyspace, args: list[bytes]) -> object:
+        value = form(ks, args)
+        return value.deny if type(value) is Wait else value
+
+    return now_or_never
+
+
 # -- __bwait: notify the acceptor, pop nothing --------------------------------
 
 
-@blocking(Verb.BWAIT, kind=None)
 def bwait(ks: Keyspace, args: list[bytes]) -> object:
     """__bwait command timeout elapsed-ms key [key ...]
 
@@ -411,9 +394,9 @@ def bwait(ks: Keyspace, args: list[bytes]) -> object:
     kind = KINDS[args[1].lower()]
     timeout = parse_timeout(args[2])
     serve: Callable[[Keyspace, list[bytes], bytes], object]
-    if kind is None and args[1].lower() in STREAM_READY:
+    if kind is None and args[1].lower() in READY:
         # XREAD/XREADGROUP: ``group key id [key id ...]`` (see shardkv.acceptor.blocking)
-        ready = STREAM_READY[args[1].lower()]
+        ready = READY[args[1].lower()]
         rest = args[4:]
         if ready(ks, rest):
             return 1
@@ -433,14 +416,15 @@ def bwait(ks: Keyspace, args: list[bytes]) -> object:
     return Wait(keys, timeout, serve, deny=0, expired=0, missing=kind is None and serve is not _notify)
 
 
-# Readiness tests of commands whose waits depend on more than a key's type
-# (XREAD, XREADGROUP), by command name: (keyspace, their __bwait arguments).
-STREAM_READY: dict[bytes, Callable[[Keyspace, list], bool]] = {}
-
-
 def _notify_stream(ready: Callable, rest: list, ks: Keyspace, args: list[bytes], key: bytes) -> object:
     return 1 if ready(ks, rest) else None
 
 
 def _notify(ks: Keyspace, args: list[bytes], key: bytes) -> object:
     return 1 if type(ks.lookup(key)) is KINDS[args[1].lower()] else None
+
+
+# The blocking commands, by name: the form that may wait, and the type it pops.
+BLOCKING: BlockingForms = {
+    Verb.BWAIT: Blocking(bwait, None),
+}

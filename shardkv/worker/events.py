@@ -31,8 +31,8 @@ from collections.abc import Callable
 from shardkv.protocol import commands, wire
 from shardkv.protocol.resp import NULL_ARRAY, Error
 from shardkv.protocol.wire import Verb
+from shardkv.worker.handlers import Handlers
 from shardkv.worker.keyspace import Keyspace, slot_of
-from shardkv.worker.registry import command
 
 # The classes, as Redis's NOTIFY_* flags (and notify-keyspace-events' letters).
 GENERIC = 1 << 2  # g
@@ -92,7 +92,6 @@ def _recording_touch(ks: Keyspace) -> Callable[[bytes], None]:
     return touch
 
 
-@command(Verb.EVENTS)
 def events_command(ks: Keyspace, args: list[bytes]) -> object:
     """__events mask -> OK: the event classes the acceptor wants now."""
     enable(ks, int(args[1]))
@@ -633,4 +632,10 @@ _PRE: dict[bytes, Callable] = {
     b"xreadgroup": _consumers_before,
     b"xclaim": _consumers_before,
     b"xautoclaim": _consumers_before,
+}
+
+
+# The commands this module runs, by name (see shardkv.worker.wiring).
+HANDLERS: Handlers = {
+    Verb.EVENTS: events_command,
 }

@@ -23,8 +23,8 @@ from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import Error, ProtocolError, split_inline
 from shardkv.protocol.wire import Verb
 from shardkv.worker.commands import dump
+from shardkv.worker.handlers import Handlers
 from shardkv.worker.keyspace import Keyspace
-from shardkv.worker.registry import command
 from shardkv.worker.scripting import (
     FLAG_NAMES,
     CrossShard,
@@ -304,7 +304,6 @@ def functions_of(ks: Keyspace) -> Functions:
     return functions
 
 
-@command(Verb.FUNCTION)
 def function_internal(ks: Keyspace, args: list[bytes]) -> object:
     """__function load replace code | delete name | flush | restore payload policy |
     list pattern withcode | dump | stats -> FUNCTION's work on this shard."""
@@ -352,13 +351,11 @@ def _fcall(ks: Keyspace, args: list[bytes], ro: bool, everything: int = 0) -> ob
         engine.everything = 0
 
 
-@command("fcall", "fcall_ro")
 def fcall(ks: Keyspace, args: list[bytes]) -> object:
     """FCALL function numkeys [key [key ...]] [arg [arg ...]]"""
     return _fcall(ks, args, args[0].lower() == b"fcall_ro")
 
 
-@command(Verb.FCALL)
 def fcall_across(ks: Keyspace, args: list[bytes]) -> object:
     """__fcall everything ro function numkeys key... arg... -> FCALL run by
     the executor of a cross-shard operation."""
@@ -384,7 +381,6 @@ def function_records(ks: Keyspace, args: list, reply: object) -> list[list[bytes
     return []
 
 
-@command("function")
 def function_replay(ks: Keyspace, args: list[bytes]) -> object:
     """FUNCTION LOAD [REPLACE] code | DELETE name | FLUSH [ASYNC|SYNC] | RESTORE payload [policy]
     -> the changes an AOF holds, replayed at load (clients' FUNCTION is the acceptor's)."""
@@ -402,3 +398,13 @@ def function_replay(ks: Keyspace, args: list[bytes]) -> object:
         policy = args[3].upper() if len(args) == 4 else b"APPEND"
         return function_internal(ks, [Verb.FUNCTION, b"restore", args[2], policy])
     raise CommandError(errors.SYNTAX)
+
+
+# The commands this module runs, by name (see shardkv.worker.wiring).
+HANDLERS: Handlers = {
+    Verb.FUNCTION: function_internal,
+    "fcall": fcall,
+    "fcall_ro": fcall,
+    Verb.FCALL: fcall_across,
+    "function": function_replay,
+}

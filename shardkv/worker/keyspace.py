@@ -59,6 +59,7 @@ from shardkv.protocol.errors import CommandError
 from shardkv.protocol.router import LBRACE, SLOTS, key_slot
 from shardkv.worker.clock import Clock
 from shardkv.worker.settings import Runtime
+from shardkv.worker.stream import Stream
 from shardkv.worker.zset import ZSet
 
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-# Redis's TYPE names, by Python type.  Modules of other types add theirs.
+# Redis's TYPE names, by Python type.
 TYPE_NAMES: dict[type, str] = {
     bytes: "string",
     bytearray: "string",
@@ -78,6 +79,7 @@ TYPE_NAMES: dict[type, str] = {
     deque: "list",
     set: "set",
     ZSet: "zset",
+    Stream: "stream",
 }
 
 

@@ -53,9 +53,9 @@ from shardkv.protocol.resp import (
 from shardkv.protocol.router import SLOTS
 from shardkv.protocol.wire import Verb
 from shardkv.worker import events, lualibs
+from shardkv.worker.handlers import Handlers, find
 from shardkv.worker.keyspace import TYPE_NAMES, Keyspace, slot_of
 from shardkv.worker.lualibs import LibError
-from shardkv.worker.registry import command, find
 from shardkv.worker.transfer import State, drop_key, export_key, import_key
 
 if TYPE_CHECKING:
@@ -1209,7 +1209,6 @@ def _cross_reply(e: CrossShard) -> Error:
     return Error(" ".join(words))
 
 
-@command("eval", "eval_ro")
 def eval_(ks: Keyspace, args: list[bytes]) -> object:
     """EVAL script numkeys [key [key ...]] [arg [arg ...]]"""
     engine = engine_of(ks)
@@ -1221,7 +1220,6 @@ def eval_(ks: Keyspace, args: list[bytes]) -> object:
         return _cross_reply(e)
 
 
-@command("evalsha", "evalsha_ro")
 def evalsha(ks: Keyspace, args: list[bytes]) -> object:
     """EVALSHA sha1 numkeys [key [key ...]] [arg [arg ...]]"""
     engine = engine_of(ks)
@@ -1235,7 +1233,6 @@ def evalsha(ks: Keyspace, args: list[bytes]) -> object:
         return _cross_reply(e)
 
 
-@command(Verb.EVAL)
 def eval_across(ks: Keyspace, args: list[bytes]) -> object:
     """__eval everything ro body numkeys key... arg... -> a script run by the
     executor of a cross-shard operation (see shardkv.acceptor.scripting).
@@ -1265,7 +1262,6 @@ def take_effects(ks: Keyspace) -> tuple[list[tuple[int, list[bytes]]], dict[tupl
     return effects, undo
 
 
-@command(Verb.SCRIPT)
 def script_internal(ks: Keyspace, args: list[bytes]) -> object:
     """__script load body | flush | exists sha... | memory -> the acceptor's
     script-cache operations on this shard."""
@@ -1282,3 +1278,14 @@ def script_internal(ks: Keyspace, args: list[bytes]) -> object:
         engine.kill_requested = True
         return "OK"
     raise CommandError(errors.SYNTAX)
+
+
+# The commands this module runs, by name (see shardkv.worker.wiring).
+HANDLERS: Handlers = {
+    "eval": eval_,
+    "eval_ro": eval_,
+    "evalsha": evalsha,
+    "evalsha_ro": evalsha,
+    Verb.EVAL: eval_across,
+    Verb.SCRIPT: script_internal,
+}

@@ -4,8 +4,8 @@ A key's *state* is ``None`` (no such key) or ``(type tag, plain value,
 deadline in ms or None)``, where the plain value is built from ``bytes``,
 ``int``, ``float``, ``list``, ``dict`` and ``set`` only, so it can cross a
 pipe with :mod:`marshal`.  Cross-shard operations, snapshots and
-re-sharding all move keys this way.  Each type module registers how to
-turn its values into plain ones and back.
+re-sharding all move keys this way.  :data:`TO_PLAIN` and :data:`FROM_PLAIN`
+say how each type's values turn into plain ones and back.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Callable
 
 from shardkv.worker.keyspace import Keyspace, slot_of
+from shardkv.worker.stream import Stream
 from shardkv.worker.zset import ZSet
 
 State = tuple | None
@@ -26,6 +27,7 @@ TO_PLAIN: dict[type, tuple[str, Callable]] = {
     deque: ("list", list),
     set: ("set", set),
     ZSet: ("zset", ZSet.to_plain),
+    Stream: ("stream", Stream.to_plain),
 }
 FROM_PLAIN: dict[str, Callable] = {
     "string": lambda v: v,
@@ -33,6 +35,7 @@ FROM_PLAIN: dict[str, Callable] = {
     "list": deque,
     "set": set,
     "zset": ZSet.from_plain,
+    "stream": Stream.from_plain,
 }
 
 

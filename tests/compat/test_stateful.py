@@ -9,7 +9,7 @@ empty strings and binary bytes.  Every reply, errors included, must be
 identical.
 
 Only commands the shard workers implement are drawn (checked against the
-worker registry at import), so the table can list commands before they
+worker's wiring at import), so the table can list commands before they
 land.  To extend it, add a row: ``name: (argument strategies...)``.
 
 Left out on purpose:
@@ -41,8 +41,9 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-import shardkv.worker.shard  # noqa: F401  (registers every worker command)
-from shardkv.worker.registry import HANDLERS
+from shardkv.worker import wiring
+
+HANDLERS = wiring.build().handlers
 
 FAR = 4102444800  # 2100-01-01, for absolute expiry times
 

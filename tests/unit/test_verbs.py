@@ -8,11 +8,13 @@ import ast
 import pathlib
 
 import shardkv
-import shardkv.worker.shard  # noqa: F401  (registers every worker command)
 from shardkv.protocol import commands
 from shardkv.protocol.wire import Verb
-from shardkv.worker.blocking import BLOCKING
-from shardkv.worker.registry import HANDLERS
+from shardkv.worker import wiring
+
+WIRED = wiring.build()
+HANDLERS = WIRED.handlers
+BLOCKING = WIRED.blocking
 
 ROOT = pathlib.Path(shardkv.__file__).parent
 

@@ -17,8 +17,8 @@ from shardkv.protocol import errors
 from shardkv.protocol.args import parse_either, parse_int
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import strict_int
+from shardkv.worker.handlers import Handlers
 from shardkv.worker.keyspace import Keyspace
-from shardkv.worker.registry import command
 from shardkv.worker.values import get_string, mutable_string, read_string
 
 
@@ -31,7 +31,6 @@ def _offset(ks: Keyspace, arg: bytes) -> int:
     return offset
 
 
-@command("setbit")
 def setbit(ks: Keyspace, args: list[bytes]) -> object:
     """SETBIT key offset value"""
     key = args[1]
@@ -55,7 +54,6 @@ def setbit(ks: Keyspace, args: list[bytes]) -> object:
     return was
 
 
-@command("getbit")
 def getbit(ks: Keyspace, args: list[bytes]) -> object:
     """GETBIT key offset"""
     offset = _offset(ks, args[2])
@@ -92,7 +90,6 @@ def _bits(value: bytes | bytearray, first: int, last: int) -> int:
     return (chunk >> (7 - (last & 7))) & ((1 << (last - first + 1)) - 1)
 
 
-@command("bitcount")
 def bitcount(ks: Keyspace, args: list[bytes]) -> object:
     """BITCOUNT key [start end [BYTE | BIT]]"""
     value = read_string(ks, args[1])
@@ -111,7 +108,6 @@ def bitcount(ks: Keyspace, args: list[bytes]) -> object:
     return 0 if span is None else _bits(value, *span).bit_count()
 
 
-@command("bitpos")
 def bitpos(ks: Keyspace, args: list[bytes]) -> object:
     """BITPOS key bit [start [end [BYTE | BIT]]]"""
     bit = parse_int(args[2])
@@ -168,7 +164,6 @@ def _find_bit(value: bytes | bytearray, bit: int, first: int, last: int) -> int 
 _BITOPS = {b"AND": int.__and__, b"OR": int.__or__, b"XOR": int.__xor__, b"NOT": None}
 
 
-@command("bitop")
 def bitop(ks: Keyspace, args: list[bytes]) -> object:
     """BITOP AND | OR | XOR | NOT destkey key [key ...]"""
     name = args[1].upper()
@@ -332,14 +327,24 @@ def _bitfield(ks: Keyspace, args: list[bytes], read_only: bool) -> list:
     return replies
 
 
-@command("bitfield")
 def bitfield(ks: Keyspace, args: list[bytes]) -> object:
     """BITFIELD key [GET encoding offset | [OVERFLOW WRAP | SAT | FAIL]
     SET encoding offset value | INCRBY encoding offset increment [...]]"""
     return _bitfield(ks, args, False)
 
 
-@command("bitfield_ro")
 def bitfield_ro(ks: Keyspace, args: list[bytes]) -> object:
     """BITFIELD_RO key [GET encoding offset [GET encoding offset ...]]"""
     return _bitfield(ks, args, True)
+
+
+# The commands this module runs, by name (see shardkv.worker.wiring).
+HANDLERS: Handlers = {
+    "setbit": setbit,
+    "getbit": getbit,
+    "bitcount": bitcount,
+    "bitpos": bitpos,
+    "bitop": bitop,
+    "bitfield": bitfield,
+    "bitfield_ro": bitfield_ro,
+}

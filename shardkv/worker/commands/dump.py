@@ -28,8 +28,8 @@ from shardkv.protocol import errors
 from shardkv.protocol.args import parse_int
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import OK
+from shardkv.worker.handlers import Handlers
 from shardkv.worker.keyspace import Keyspace
-from shardkv.worker.registry import command
 from shardkv.worker.stream import Stream
 from shardkv.worker.streamdump import (
     STREAM_LISTPACKS,
@@ -452,7 +452,6 @@ _COMPACT = {
 # -- the commands ---------------------------------------------------------------------
 
 
-@command("dump")
 def dump_command(ks: Keyspace, args: list[bytes]) -> object:
     """DUMP key"""
     value = ks.lookup(args[1])
@@ -462,7 +461,6 @@ def dump_command(ks: Keyspace, args: list[bytes]) -> object:
     return dump(tag, to_plain(value))
 
 
-@command("restore")
 def restore(ks: Keyspace, args: list[bytes]) -> object:
     """RESTORE key ttl serialized-value [REPLACE] [ABSTTL] [IDLETIME seconds]
     [FREQ frequency]"""
@@ -507,3 +505,10 @@ def restore(ks: Keyspace, args: list[bytes]) -> object:
     if ttl:
         ks.set_expire(key, ttl)
     return OK
+
+
+# The commands this module runs, by name (see shardkv.worker.wiring).
+HANDLERS: Handlers = {
+    "dump": dump_command,
+    "restore": restore,
+}

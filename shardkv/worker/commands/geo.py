@@ -18,11 +18,11 @@ from shardkv.protocol import errors
 from shardkv.protocol.args import format_float, parse_float_or_none
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import NULL_ARRAY, HumanDouble, strict_int
-from shardkv.worker import geohash
+from shardkv.worker import geohash, handlers
 from shardkv.worker.geohash import Shape
+from shardkv.worker.handlers import Handlers
 from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.pqsort import pqsort
-from shardkv.worker.registry import HANDLERS, command
 from shardkv.worker.values import get_zset
 from shardkv.worker.zset import ZSet
 
@@ -64,7 +64,6 @@ def _human(value: float) -> HumanDouble:
     return HumanDouble(format_float(value))
 
 
-@command("geoadd")
 def geoadd(ks: Keyspace, args: list[bytes]) -> object:
     """GEOADD key [NX | XX] [CH] longitude latitude member [longitude latitude member ...]"""
     at = 2
@@ -85,10 +84,9 @@ def geoadd(ks: Keyspace, args: list[bytes]) -> object:
         lon, lat = _lonlat(args[i], args[i + 1])
         bits = geohash.encode(lon, lat)
         zadd_args += [b"%d" % geohash.align52(bits or 0, geohash.STEP_MAX), args[i + 2]]
-    return HANDLERS[b"zadd"](ks, zadd_args)  # as Redis: GEOADD runs ZADD
+    return handlers.HANDLERS[b"zadd"](ks, zadd_args)  # as Redis: GEOADD runs ZADD
 
 
-@command("geodist")
 def geodist(ks: Keyspace, args: list[bytes]) -> object:
     """GEODIST key member1 member2 [M | KM | FT | MI]"""
     to_meter = 1.0
@@ -108,7 +106,6 @@ def geodist(ks: Keyspace, args: list[bytes]) -> object:
     return geohash.fixed4(geohash.distance(lon1, lat1, lon2, lat2) / to_meter)
 
 
-@command("geohash")
 def geohash_(ks: Keyspace, args: list[bytes]) -> object:
     """GEOHASH key [member [member ...]]"""
     z = get_zset(ks, args[1])
@@ -127,7 +124,6 @@ def geohash_(ks: Keyspace, args: list[bytes]) -> object:
     return out
 
 
-@command("geopos")
 def geopos(ks: Keyspace, args: list[bytes]) -> object:
     """GEOPOS key [member [member ...]]"""
     z = get_zset(ks, args[1])
@@ -351,37 +347,46 @@ def _points(z: ZSet, shape: Shape, limit: int) -> list[tuple[bytes, float, float
     return found
 
 
-@command("georadius")
 def georadius(ks: Keyspace, args: list[bytes]) -> object:
     """GEORADIUS key longitude latitude radius M | KM | FT | MI [WITHCOORD] [WITHDIST] [WITHHASH] [COUNT count [ANY]] [ASC | DESC] [STORE key] [STOREDIST key]"""
     return search(ks, args, 1, COORDS)
 
 
-@command("georadius_ro")
 def georadius_ro(ks: Keyspace, args: list[bytes]) -> object:
     """GEORADIUS_RO key longitude latitude radius M | KM | FT | MI [WITHCOORD] [WITHDIST] [WITHHASH] [COUNT count [ANY]] [ASC | DESC]"""
     return search(ks, args, 1, COORDS | NOSTORE)
 
 
-@command("georadiusbymember")
 def georadiusbymember(ks: Keyspace, args: list[bytes]) -> object:
     """GEORADIUSBYMEMBER key member radius M | KM | FT | MI [WITHCOORD] [WITHDIST] [WITHHASH] [COUNT count [ANY]] [ASC | DESC] [STORE key] [STOREDIST key]"""
     return search(ks, args, 1, MEMBER)
 
 
-@command("georadiusbymember_ro")
 def georadiusbymember_ro(ks: Keyspace, args: list[bytes]) -> object:
     """GEORADIUSBYMEMBER_RO key member radius M | KM | FT | MI [WITHCOORD] [WITHDIST] [WITHHASH] [COUNT count [ANY]] [ASC | DESC]"""
     return search(ks, args, 1, MEMBER | NOSTORE)
 
 
-@command("geosearch")
 def geosearch(ks: Keyspace, args: list[bytes]) -> object:
     """GEOSEARCH key FROMMEMBER member | FROMLONLAT longitude latitude BYRADIUS radius M | KM | FT | MI | BYBOX width height M | KM | FT | MI [ASC | DESC] [COUNT count [ANY]] [WITHCOORD] [WITHDIST] [WITHHASH]"""
     return search(ks, args, 1, SEARCH)
 
 
-@command("geosearchstore")
 def geosearchstore(ks: Keyspace, args: list[bytes]) -> object:
     """GEOSEARCHSTORE destination source FROMMEMBER member | FROMLONLAT longitude latitude BYRADIUS radius M | KM | FT | MI | BYBOX width height M | KM | FT | MI [ASC | DESC] [COUNT count [ANY]] [STOREDIST]"""
     return search(ks, args, 2, SEARCH | SEARCHSTORE)
+
+
+# The commands this module runs, by name (see shardkv.worker.wiring).
+HANDLERS: Handlers = {
+    "geoadd": geoadd,
+    "geodist": geodist,
+    "geohash": geohash_,
+    "geopos": geopos,
+    "georadius": georadius,
+    "georadius_ro": georadius_ro,
+    "georadiusbymember": georadiusbymember,
+    "georadiusbymember_ro": georadiusbymember_ro,
+    "geosearch": geosearch,
+    "geosearchstore": geosearchstore,
+}

@@ -27,8 +27,8 @@ from shardkv.protocol.args import (
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.glob import compile_glob
 from shardkv.protocol.resp import BIG_ARRAY, OK, Pairs, encode_bulk_choices, strict_int
+from shardkv.worker.handlers import Handlers
 from shardkv.worker.keyspace import Keyspace
-from shardkv.worker.registry import command
 from shardkv.worker.values import random_member, scan_members, scan_reply
 
 
@@ -52,7 +52,6 @@ def _set_field(ks: Keyspace, key: bytes, h: dict | None, field: bytes, value: by
 # -- commands -----------------------------------------------------------------
 
 
-@command("hset", "hmset")
 def hset(ks: Keyspace, args: list[bytes]) -> object:
     """HSET key field value [field value ...]"""
     if len(args) % 2:
@@ -71,7 +70,6 @@ def hset(ks: Keyspace, args: list[bytes]) -> object:
     return len(h) - before
 
 
-@command("hsetnx")
 def hsetnx(ks: Keyspace, args: list[bytes]) -> object:
     """HSETNX key field value"""
     key, field = args[1], args[2]
@@ -86,14 +84,12 @@ def hsetnx(ks: Keyspace, args: list[bytes]) -> object:
     return 1
 
 
-@command("hget")
 def hget(ks: Keyspace, args: list[bytes]) -> object:
     """HGET key field"""
     h = get_hash(ks, args[1])
     return None if h is None else h.get(args[2])
 
 
-@command("hmget")
 def hmget(ks: Keyspace, args: list[bytes]) -> object:
     """HMGET key field [field ...]"""
     h = get_hash(ks, args[1])
@@ -103,7 +99,6 @@ def hmget(ks: Keyspace, args: list[bytes]) -> object:
     return [get(f) for f in args[2:]]
 
 
-@command("hdel")
 def hdel(ks: Keyspace, args: list[bytes]) -> object:
     """HDEL key field [field ...]"""
     key = args[1]
@@ -122,14 +117,12 @@ def hdel(ks: Keyspace, args: list[bytes]) -> object:
     return deleted
 
 
-@command("hlen")
 def hlen(ks: Keyspace, args: list[bytes]) -> object:
     """HLEN key"""
     h = get_hash(ks, args[1])
     return 0 if h is None else len(h)
 
 
-@command("hstrlen")
 def hstrlen(ks: Keyspace, args: list[bytes]) -> object:
     """HSTRLEN key field"""
     h = get_hash(ks, args[1])
@@ -137,28 +130,24 @@ def hstrlen(ks: Keyspace, args: list[bytes]) -> object:
     return 0 if value is None else len(value)
 
 
-@command("hexists")
 def hexists(ks: Keyspace, args: list[bytes]) -> object:
     """HEXISTS key field"""
     h = get_hash(ks, args[1])
     return 1 if h is not None and args[2] in h else 0
 
 
-@command("hkeys")
 def hkeys(ks: Keyspace, args: list[bytes]) -> object:
     """HKEYS key"""
     h = get_hash(ks, args[1])
     return [] if h is None else list(h)
 
 
-@command("hvals")
 def hvals(ks: Keyspace, args: list[bytes]) -> object:
     """HVALS key"""
     h = get_hash(ks, args[1])
     return [] if h is None else list(h.values())
 
 
-@command("hgetall")
 def hgetall(ks: Keyspace, args: list[bytes]) -> object:
     """HGETALL key"""
     h = get_hash(ks, args[1])
@@ -166,7 +155,6 @@ def hgetall(ks: Keyspace, args: list[bytes]) -> object:
     return {} if h is None else h
 
 
-@command("hincrby")
 def hincrby(ks: Keyspace, args: list[bytes]) -> object:
     """HINCRBY key field increment"""
     key, field = args[1], args[2]
@@ -185,7 +173,6 @@ def hincrby(ks: Keyspace, args: list[bytes]) -> object:
     return new
 
 
-@command("hincrbyfloat")
 def hincrbyfloat(ks: Keyspace, args: list[bytes]) -> object:
     """HINCRBYFLOAT key field increment"""
     key, field = args[1], args[2]
@@ -207,7 +194,6 @@ def hincrbyfloat(ks: Keyspace, args: list[bytes]) -> object:
     return text
 
 
-@command("hrandfield")
 def hrandfield(ks: Keyspace, args: list[bytes]) -> object:
     """HRANDFIELD key [count [WITHVALUES]]"""
     if len(args) == 2:
@@ -236,7 +222,6 @@ def hrandfield(ks: Keyspace, args: list[bytes]) -> object:
     return fields
 
 
-@command("hscan")
 def hscan(ks: Keyspace, args: list[bytes]) -> object:
     """HSCAN key cursor [MATCH pattern] [COUNT count]"""
     cursor = parse_cursor(args[2])
@@ -252,3 +237,24 @@ def hscan(ks: Keyspace, args: list[bytes]) -> object:
             out.append(f)
             out.append(h[f])
     return scan_reply(cursor, out)
+
+
+# The commands this module runs, by name (see shardkv.worker.wiring).
+HANDLERS: Handlers = {
+    "hset": hset,
+    "hmset": hset,
+    "hsetnx": hsetnx,
+    "hget": hget,
+    "hmget": hmget,
+    "hdel": hdel,
+    "hlen": hlen,
+    "hstrlen": hstrlen,
+    "hexists": hexists,
+    "hkeys": hkeys,
+    "hvals": hvals,
+    "hgetall": hgetall,
+    "hincrby": hincrby,
+    "hincrbyfloat": hincrbyfloat,
+    "hrandfield": hrandfield,
+    "hscan": hscan,
+}

@@ -14,10 +14,9 @@ import numpy as np
 from shardkv.protocol import errors
 from shardkv.protocol.errors import CommandError
 from shardkv.worker import hllcore
+from shardkv.worker.handlers import Handlers
 from shardkv.worker.hllcore import DENSE, HEADER, SPARSE, Corrupted, Promote, Sparse
 from shardkv.worker.keyspace import Keyspace
-from shardkv.worker.persistence import aof
-from shardkv.worker.registry import command
 
 _HLL_SPARSE_MAX_BYTES = 3000
 
@@ -92,7 +91,6 @@ def add(value: bytes, elements: list[bytes], max_bytes: int) -> tuple[bytes, boo
     return (value[:HEADER] + bytes(registers), True) if changed else (value, False)
 
 
-@command("pfadd")
 def pfadd(ks: Keyspace, args: list[bytes]) -> object:
     """PFADD key [element [element ...]]"""
     key = args[1]
@@ -117,7 +115,6 @@ def _registers(value: bytes) -> np.ndarray:
         raise CommandError(errors.HLL_CORRUPTED) from None
 
 
-@command("pfcount")
 def pfcount(ks: Keyspace, args: list[bytes]) -> object:
     """PFCOUNT key [key ...]"""
     if len(args) > 2:
@@ -138,7 +135,7 @@ def pfcount(ks: Keyspace, args: list[bytes]) -> object:
         except Corrupted:
             raise CommandError(errors.HLL_CORRUPTED) from None
         # The cache is part of the value: Redis writes it, as a change, and
-        # propagates the PFCOUNT (see _record_pfcount).
+        # propagates the PFCOUNT (see record_pfcount).
         ks.store(key, hllcore.with_count(value, card), keepttl=True)
         _CACHE_WRITTEN[0] = True
     return card
@@ -148,7 +145,7 @@ def pfcount(ks: Keyspace, args: list[bytes]) -> object:
 _CACHE_WRITTEN = [False]
 
 
-def _record_pfcount(ks: Keyspace, args: list, reply: object) -> list:
+def record_pfcount(ks: Keyspace, args: list, reply: object) -> list:
     """Log a PFCOUNT only when it wrote a cache, as Redis propagates it
     (replaying one that did not would change nothing anyway)."""
     written = _CACHE_WRITTEN[0]
@@ -156,10 +153,6 @@ def _record_pfcount(ks: Keyspace, args: list, reply: object) -> list:
     return [args] if written else []
 
 
-aof.RECORDERS["pfcount"] = _record_pfcount
-
-
-@command("pfmerge")
 def pfmerge(ks: Keyspace, args: list[bytes]) -> object:
     """PFMERGE destkey [sourcekey [sourcekey ...]]"""
     top = np.zeros(hllcore.REGISTERS, dtype=np.uint8)
@@ -209,7 +202,6 @@ def _merge_sparse(value: bytes, top: np.ndarray, max_bytes: int) -> bytes:
     return sparse.to_bytes()
 
 
-@command("pfdebug")
 def pfdebug(ks: Keyspace, args: list[bytes]) -> object:
     """PFDEBUG subcommand key"""
     sub = args[1]
@@ -254,7 +246,6 @@ def _decode(op: bytes) -> str:
     return "z:%d" % hllcore.SPAN[op]
 
 
-@command("pfselftest")
 def pfselftest(ks: Keyspace, args: list[bytes]) -> object:
     """PFSELFTEST"""
     rng = random.Random()
@@ -311,3 +302,16 @@ def _patterns_u64(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             ids.reshape(-1, 1), lengths >> np.uint64(3), np.zeros(len(ids), np.uint64), lengths
         )
     return hllcore.hash_patterns(h)
+
+
+# The commands this module runs, by name (see shardkv.worker.wiring).
+HANDLERS: Handlers = {
+    "pfadd": pfadd,
+    "pfcount": pfcount,
+    "pfmerge": pfmerge,
+    "pfdebug": pfdebug,
+    "pfselftest": pfselftest,
+}
+
+# How the AOF logs PFCOUNT (see shardkv.worker.persistence.aof).
+RECORDERS = {"pfcount": record_pfcount}

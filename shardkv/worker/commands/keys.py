@@ -11,30 +11,26 @@ from shardkv.protocol.args import LLONG_MAX, LLONG_MIN, parse_int, parse_int32
 from shardkv.protocol.command_docs import check_subcommand
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import OK, strict_int
+from shardkv.worker.handlers import Handlers
 from shardkv.worker.keyspace import Keyspace
-from shardkv.worker.registry import command
 from shardkv.worker.values import copy_value
 
 
-@command("del", "unlink")
 def delete(ks: Keyspace, args: list[bytes]) -> object:
     """DEL key [key ...]"""
     return sum(1 for key in args[1:] if ks.delete(key))
 
 
-@command("exists")
 def exists(ks: Keyspace, args: list[bytes]) -> object:
     """EXISTS key [key ...]"""
     return sum(1 for key in args[1:] if ks.lookup(key) is not None)
 
 
-@command("touch")
 def touch(ks: Keyspace, args: list[bytes]) -> object:
     """TOUCH key [key ...]"""
     return exists(ks, args)
 
 
-@command("type")
 def type_(ks: Keyspace, args: list[bytes]) -> object:
     """TYPE key"""
     value = ks.lookup(args[1])
@@ -88,25 +84,21 @@ def _expire(ks: Keyspace, args: list[bytes], unit_ms: int, absolute: bool) -> ob
     return 1
 
 
-@command("expire")
 def expire(ks: Keyspace, args: list[bytes]) -> object:
     """EXPIRE key seconds [NX | XX | GT | LT]"""
     return _expire(ks, args, 1000, False)
 
 
-@command("pexpire")
 def pexpire(ks: Keyspace, args: list[bytes]) -> object:
     """PEXPIRE key milliseconds [NX | XX | GT | LT]"""
     return _expire(ks, args, 1, False)
 
 
-@command("expireat")
 def expireat(ks: Keyspace, args: list[bytes]) -> object:
     """EXPIREAT key unix-time-seconds [NX | XX | GT | LT]"""
     return _expire(ks, args, 1000, True)
 
 
-@command("pexpireat")
 def pexpireat(ks: Keyspace, args: list[bytes]) -> object:
     """PEXPIREAT key unix-time-milliseconds [NX | XX | GT | LT]"""
     return _expire(ks, args, 1, True)
@@ -120,7 +112,6 @@ def _remaining_ms(ks: Keyspace, key: bytes) -> int | None:
     return -1 if when is None else max(when - ks.now, 0)
 
 
-@command("ttl")
 def ttl(ks: Keyspace, args: list[bytes]) -> object:
     """TTL key"""
     ms = _remaining_ms(ks, args[1])
@@ -129,14 +120,12 @@ def ttl(ks: Keyspace, args: list[bytes]) -> object:
     return -1 if ms == -1 else (ms + 500) // 1000
 
 
-@command("pttl")
 def pttl(ks: Keyspace, args: list[bytes]) -> object:
     """PTTL key"""
     ms = _remaining_ms(ks, args[1])
     return -2 if ms is None else ms
 
 
-@command("expiretime")
 def expiretime(ks: Keyspace, args: list[bytes]) -> object:
     """EXPIRETIME key"""
     if ks.lookup(args[1]) is None:
@@ -145,7 +134,6 @@ def expiretime(ks: Keyspace, args: list[bytes]) -> object:
     return -1 if when is None else (when + 500) // 1000  # rounded, as Redis
 
 
-@command("pexpiretime")
 def pexpiretime(ks: Keyspace, args: list[bytes]) -> object:
     """PEXPIRETIME key"""
     if ks.lookup(args[1]) is None:
@@ -154,7 +142,6 @@ def pexpiretime(ks: Keyspace, args: list[bytes]) -> object:
     return -1 if when is None else when
 
 
-@command("persist")
 def persist(ks: Keyspace, args: list[bytes]) -> object:
     """PERSIST key"""
     if ks.lookup(args[1]) is None:
@@ -179,13 +166,11 @@ def _rename(ks: Keyspace, src: bytes, dst: bytes, nx: bool) -> object:
     return 1 if nx else OK
 
 
-@command("rename")
 def rename(ks: Keyspace, args: list[bytes]) -> object:
     """RENAME key newkey"""
     return _rename(ks, args[1], args[2], False)
 
 
-@command("renamenx")
 def renamenx(ks: Keyspace, args: list[bytes]) -> object:
     """RENAMENX key newkey"""
     return _rename(ks, args[1], args[2], True)
@@ -199,7 +184,6 @@ def _db_arg(ks: Keyspace, arg: bytes) -> int:
     return db
 
 
-@command("copy")
 def copy(ks: Keyspace, args: list[bytes]) -> object:
     """COPY source destination [DB destination-db] [REPLACE]"""
     src, dst = args[1], args[2]
@@ -234,7 +218,6 @@ def copy(ks: Keyspace, args: list[bytes]) -> object:
     return 1
 
 
-@command("move")
 def move(ks: Keyspace, args: list[bytes]) -> object:
     """MOVE key db"""
     key = args[1]
@@ -331,7 +314,6 @@ _OBJECT_HELP = [
 ]
 
 
-@command("object")
 def object_(ks: Keyspace, args: list[bytes]) -> object:
     """OBJECT ENCODING|FREQ|IDLETIME|REFCOUNT key | OBJECT HELP"""
     problem = check_subcommand(args)
@@ -360,3 +342,27 @@ def object_(ks: Keyspace, args: list[bytes]) -> object:
         if n is not None and 0 <= n < OBJ_SHARED_INTEGERS:
             return OBJ_SHARED_REFCOUNT
     return 1
+
+
+# The commands this module runs, by name (see shardkv.worker.wiring).
+HANDLERS: Handlers = {
+    "del": delete,
+    "unlink": delete,
+    "exists": exists,
+    "touch": touch,
+    "type": type_,
+    "expire": expire,
+    "pexpire": pexpire,
+    "expireat": expireat,
+    "pexpireat": pexpireat,
+    "ttl": ttl,
+    "pttl": pttl,
+    "expiretime": expiretime,
+    "pexpiretime": pexpiretime,
+    "persist": persist,
+    "rename": rename,
+    "renamenx": renamenx,
+    "copy": copy,
+    "move": move,
+    "object": object_,
+}

@@ -24,9 +24,9 @@ from shardkv.protocol import errors
 from shardkv.protocol.args import LLONG_MIN, parse_either, parse_int
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import NULL_ARRAY, OK
-from shardkv.worker.blocking import Wait, blocking, parse_timeout
+from shardkv.worker.blocking import Wait, parse_timeout
+from shardkv.worker.handlers import Blocking, BlockingForms, Handlers
 from shardkv.worker.keyspace import Keyspace
-from shardkv.worker.registry import command
 
 
 def _where(arg: bytes) -> bool:
@@ -87,31 +87,26 @@ def _push(ks: Keyspace, args: list[bytes], left: bool, only_existing: bool) -> i
     return len(value)
 
 
-@command("lpush")
 def lpush(ks: Keyspace, args: list[bytes]) -> object:
     """LPUSH key element [element ...]"""
     return _push(ks, args, True, False)
 
 
-@command("rpush")
 def rpush(ks: Keyspace, args: list[bytes]) -> object:
     """RPUSH key element [element ...]"""
     return _push(ks, args, False, False)
 
 
-@command("lpushx")
 def lpushx(ks: Keyspace, args: list[bytes]) -> object:
     """LPUSHX key element [element ...]"""
     return _push(ks, args, True, True)
 
 
-@command("rpushx")
 def rpushx(ks: Keyspace, args: list[bytes]) -> object:
     """RPUSHX key element [element ...]"""
     return _push(ks, args, False, True)
 
 
-@command("linsert")
 def linsert(ks: Keyspace, args: list[bytes]) -> object:
     """LINSERT key BEFORE | AFTER pivot element"""
     after = int(parse_either(args[2], b"AFTER", b"BEFORE"))
@@ -152,13 +147,11 @@ def _pop(ks: Keyspace, args: list[bytes], left: bool) -> object:
     return _pop_many(ks, key, value, left, count)
 
 
-@command("lpop")
 def lpop(ks: Keyspace, args: list[bytes]) -> object:
     """LPOP key [count]"""
     return _pop(ks, args, True)
 
 
-@command("rpop")
 def rpop(ks: Keyspace, args: list[bytes]) -> object:
     """RPOP key [count]"""
     return _pop(ks, args, False)
@@ -197,7 +190,6 @@ def _mpop_first(ks: Keyspace, keys: list[bytes], left: bool, count: int) -> list
     return None
 
 
-@command("lmpop")
 def lmpop(ks: Keyspace, args: list[bytes]) -> object:
     """LMPOP numkeys key [key ...] LEFT | RIGHT [COUNT count]"""
     keys, left, count = _parse_mpop(args, 1)
@@ -208,14 +200,12 @@ def lmpop(ks: Keyspace, args: list[bytes]) -> object:
 # -- reading ---------------------------------------------------------------------
 
 
-@command("llen")
 def llen(ks: Keyspace, args: list[bytes]) -> object:
     """LLEN key"""
     value = ks.lookup_type(args[1], deque)
     return 0 if value is None else len(value)
 
 
-@command("lindex")
 def lindex(ks: Keyspace, args: list[bytes]) -> object:
     """LINDEX key index"""
     value = ks.lookup_type(args[1], deque)
@@ -230,7 +220,6 @@ def lindex(ks: Keyspace, args: list[bytes]) -> object:
     return None
 
 
-@command("lrange")
 def lrange(ks: Keyspace, args: list[bytes]) -> object:
     """LRANGE key start stop"""
     start = parse_int(args[2])
@@ -254,7 +243,6 @@ def lrange(ks: Keyspace, args: list[bytes]) -> object:
     return _slice(value, start, end)
 
 
-@command("lpos")
 def lpos(ks: Keyspace, args: list[bytes]) -> object:
     """LPOS key element [RANK rank] [COUNT num-matches] [MAXLEN len]"""
     rank, count, maxlen = 1, -1, 0  # count -1: no COUNT option
@@ -307,7 +295,6 @@ def lpos(ks: Keyspace, args: list[bytes]) -> object:
 # -- changing in place -------------------------------------------------------------
 
 
-@command("lset")
 def lset(ks: Keyspace, args: list[bytes]) -> object:
     """LSET key index element"""
     value = ks.lookup(args[1])
@@ -326,7 +313,6 @@ def lset(ks: Keyspace, args: list[bytes]) -> object:
     return OK
 
 
-@command("lrem")
 def lrem(ks: Keyspace, args: list[bytes]) -> object:
     """LREM key count element"""
     count = parse_int(args[2])
@@ -357,7 +343,6 @@ def lrem(ks: Keyspace, args: list[bytes]) -> object:
     return removed
 
 
-@command("ltrim")
 def ltrim(ks: Keyspace, args: list[bytes]) -> object:
     """LTRIM key start stop"""
     start = parse_int(args[2])
@@ -416,7 +401,6 @@ def _move(ks: Keyspace, source: bytes, destination: bytes, from_left: bool, to_l
     return item
 
 
-@command("lmove")
 def lmove(ks: Keyspace, args: list[bytes]) -> object:
     """LMOVE source destination LEFT | RIGHT LEFT | RIGHT"""
     from_left = _where(args[3])
@@ -424,7 +408,6 @@ def lmove(ks: Keyspace, args: list[bytes]) -> object:
     return _move(ks, args[1], args[2], from_left, to_left)
 
 
-@command("rpoplpush")
 def rpoplpush(ks: Keyspace, args: list[bytes]) -> object:
     """RPOPLPUSH source destination"""
     return _move(ks, args[1], args[2], False, True)
@@ -438,7 +421,6 @@ def _left(name: bytes) -> bool:
     return name[1] in b"lL"
 
 
-@blocking("blpop", "brpop", kind=deque)
 def blpop(ks: Keyspace, args: list[bytes]) -> object:
     """BLPOP key [key ...] timeout"""
     timeout = parse_timeout(args[-1])
@@ -458,7 +440,6 @@ def _serve_pop(ks: Keyspace, args: list[bytes], key: bytes) -> object:
     return [key, _pop_many(ks, key, value, _left(args[0]), 1)[0]]
 
 
-@blocking("blmove", "brpoplpush", kind=deque)
 def blmove(ks: Keyspace, args: list[bytes]) -> object:
     """BLMOVE source destination LEFT | RIGHT LEFT | RIGHT timeout"""
     if len(args) == 4:  # BRPOPLPUSH source destination timeout
@@ -481,7 +462,6 @@ def _serve_move(ks: Keyspace, args: list[bytes], key: bytes) -> object:
     return _move(ks, args[1], args[2], _where(args[3]), _where(args[4]))
 
 
-@blocking("blmpop", kind=deque)
 def blmpop(ks: Keyspace, args: list[bytes]) -> object:
     """BLMPOP timeout numkeys key [key ...] LEFT | RIGHT [COUNT count]"""
     keys, left, count = _parse_mpop(args, 2)
@@ -498,3 +478,34 @@ def _serve_mpop(ks: Keyspace, args: list[bytes], key: bytes) -> object:
         return None
     _, left, count = _parse_mpop(args, 2)
     return [key, _pop_many(ks, key, value, left, count)]
+
+
+# The commands this module runs, by name (see shardkv.worker.wiring).
+HANDLERS: Handlers = {
+    "lpush": lpush,
+    "rpush": rpush,
+    "lpushx": lpushx,
+    "rpushx": rpushx,
+    "linsert": linsert,
+    "lpop": lpop,
+    "rpop": rpop,
+    "lmpop": lmpop,
+    "llen": llen,
+    "lindex": lindex,
+    "lrange": lrange,
+    "lpos": lpos,
+    "lset": lset,
+    "lrem": lrem,
+    "ltrim": ltrim,
+    "lmove": lmove,
+    "rpoplpush": rpoplpush,
+}
+
+# The blocking commands, by name: the form that may wait, and the type it pops.
+BLOCKING: BlockingForms = {
+    "blpop": Blocking(blpop, deque),
+    "brpop": Blocking(blpop, deque),
+    "blmove": Blocking(blmove, deque),
+    "brpoplpush": Blocking(blmove, deque),
+    "blmpop": Blocking(blmpop, deque),
+}

@@ -17,8 +17,8 @@ from shardkv.protocol import errors
 from shardkv.protocol.args import parse_int
 from shardkv.protocol.command_docs import check_subcommand
 from shardkv.protocol.errors import CommandError
+from shardkv.worker.handlers import Handlers
 from shardkv.worker.keyspace import Keyspace
-from shardkv.worker.registry import command
 
 DICT_ENTRY = 24  # a key's entry in the keyspace's hash table, as Redis's dictEntry
 DEFAULT_SAMPLES = 5  # Redis's OBJ_COMPUTE_SIZE_DEF_SAMPLES
@@ -52,7 +52,6 @@ def usage(key: bytes, value: object, samples: int) -> int:
     return size + int(per * n)
 
 
-@command("memory")
 def memory(ks: Keyspace, args: list[bytes]) -> object:
     """MEMORY USAGE key [SAMPLES count]"""
     problem = check_subcommand(args)
@@ -74,3 +73,9 @@ def memory(ks: Keyspace, args: list[bytes]) -> object:
     if value is None:
         return None
     return usage(args[2], value, samples)
+
+
+# The commands this module runs, by name (see shardkv.worker.wiring).
+HANDLERS: Handlers = {
+    "memory": memory,
+}

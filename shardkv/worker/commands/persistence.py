@@ -12,9 +12,9 @@ import marshal
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import OK
 from shardkv.protocol.wire import Verb
+from shardkv.worker.handlers import Handlers
 from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.persistence.engine import Persistence
-from shardkv.worker.registry import command
 from shardkv.worker.transfer import import_key
 
 
@@ -25,14 +25,12 @@ def _of(ks: Keyspace) -> Persistence:
     return p
 
 
-@command("save")
 def save_command(ks: Keyspace, args: list[bytes]) -> object:
     """SAVE"""
     _of(ks).save()
     return OK
 
 
-@command("bgsave")
 def bgsave_command(ks: Keyspace, args: list[bytes]) -> object:
     """BGSAVE [SCHEDULE]"""
     schedule = False
@@ -43,26 +41,22 @@ def bgsave_command(ks: Keyspace, args: list[bytes]) -> object:
     return _of(ks).bgsave(schedule)
 
 
-@command("bgrewriteaof")
 def bgrewriteaof_command(ks: Keyspace, args: list[bytes]) -> object:
     """BGREWRITEAOF"""
     return _of(ks).bgrewriteaof()
 
 
-@command(Verb.LASTSAVE)
 def lastsave_command(ks: Keyspace, args: list[bytes]) -> object:
     """__lastsave -> this shard's last successful save, in Unix seconds."""
     return _of(ks).lastsave
 
 
-@command(Verb.PERSISTENCE)
 def persistence_command(ks: Keyspace, args: list[bytes]) -> object:
     """__persistence -> this shard's INFO persistence figures."""
     p = ks.persistence
     return {} if p is None else p.info()
 
 
-@command(Verb.SHUTDOWN)
 def shutdown_command(ks: Keyspace, args: list[bytes]) -> object:
     """__shutdown save|nosave|default|abort -> OK once the shard's data is safe.
 
@@ -81,8 +75,19 @@ def shutdown_command(ks: Keyspace, args: list[bytes]) -> object:
     return OK
 
 
-@command(Verb.STATE)
 def state_command(ks: Keyspace, args: list[bytes]) -> object:
     """__state key payload: make ``key`` hold a marshalled state (replay only)."""
     import_key(ks, args[1], marshal.loads(args[2]))
     return "OK"
+
+
+# The commands this module runs, by name (see shardkv.worker.wiring).
+HANDLERS: Handlers = {
+    "save": save_command,
+    "bgsave": bgsave_command,
+    "bgrewriteaof": bgrewriteaof_command,
+    Verb.LASTSAVE: lastsave_command,
+    Verb.PERSISTENCE: persistence_command,
+    Verb.SHUTDOWN: shutdown_command,
+    Verb.STATE: state_command,
+}

@@ -16,8 +16,8 @@ from shardkv.protocol.glob import compile_glob
 from shardkv.protocol.resp import OK
 from shardkv.protocol.wire import Verb
 from shardkv.runtime.cmdstats import apply_settings
+from shardkv.worker.handlers import Handlers
 from shardkv.worker.keyspace import TYPE_NAMES, Keyspace
-from shardkv.worker.registry import command
 
 try:
     import psutil
@@ -27,13 +27,11 @@ except ImportError:  # pragma: no cover
     _PROCESS = None
 
 
-@command("dbsize")
 def dbsize(ks: Keyspace, args: list[bytes]) -> object:
     """DBSIZE"""
     return ks.dbsize()
 
 
-@command("flushall", "flushdb")
 def flushall(ks: Keyspace, args: list[bytes]) -> object:
     """FLUSHALL [ASYNC | SYNC]"""
     if len(args) > 2 or (len(args) == 2 and args[1].upper() not in (b"ASYNC", b"SYNC")):
@@ -42,7 +40,6 @@ def flushall(ks: Keyspace, args: list[bytes]) -> object:
     return OK
 
 
-@command("swapdb")
 def swapdb(ks: Keyspace, args: list[bytes]) -> object:
     """SWAPDB index1 index2
 
@@ -73,7 +70,6 @@ def swapdb(ks: Keyspace, args: list[bytes]) -> object:
     return OK
 
 
-@command("keys")
 def keys(ks: Keyspace, args: list[bytes]) -> object:
     """KEYS pattern"""
     if args[1] == b"*":  # everything, the empty key too (as Redis's allkeys)
@@ -82,13 +78,11 @@ def keys(ks: Keyspace, args: list[bytes]) -> object:
     return [k for k in ks.iter_keys() if match(k)]
 
 
-@command("randomkey")
 def randomkey(ks: Keyspace, args: list[bytes]) -> object:
     """RANDOMKEY"""
     return ks.random_key()
 
 
-@command(Verb.SCAN)
 def scan(ks: Keyspace, args: list[bytes]) -> object:
     """__scan slot count pattern type -> [next slot or -1, keys, keys visited]
 
@@ -108,7 +102,6 @@ def scan(ks: Keyspace, args: list[bytes]) -> object:
     return [next_slot, found, visited]
 
 
-@command(Verb.INFO)
 def info(ks: Keyspace, args: list[bytes]) -> object:
     """__info -> [keys, keys with a TTL, expired keys, rss bytes, pid,
     persistence figures, other stats]"""
@@ -166,7 +159,6 @@ def _ttl_sample(ks: Keyspace, limit: int = 1000) -> list:
     return [total, n]
 
 
-@command(Verb.CONFIG)
 def config(ks: Keyspace, args: list[bytes]) -> object:
     """__config name value [name value ...] -> 1 or 0 as ``__oom``: the
     acceptor's settings."""
@@ -183,7 +175,6 @@ def config(ks: Keyspace, args: list[bytes]) -> object:
     return oom(ks, args)
 
 
-@command(Verb.OOM)
 def oom(ks: Keyspace, args: list[bytes]) -> object:
     """__oom -> 1 when this shard is over its maxmemory share with nothing
     left to evict, else 0 (``__config`` answers the same)."""
@@ -191,7 +182,6 @@ def oom(ks: Keyspace, args: list[bytes]) -> object:
     return 1 if memory is not None and memory.out_of_memory() else 0
 
 
-@command(Verb.RESETSTAT)
 def resetstat(ks: Keyspace, args: list[bytes]) -> object:
     """__resetstat -> OK: CONFIG RESETSTAT's part in this shard."""
     ks.expired_keys = 0
@@ -202,7 +192,6 @@ def resetstat(ks: Keyspace, args: list[bytes]) -> object:
     return OK
 
 
-@command(Verb.CMDSTATS)
 def cmdstats(ks: Keyspace, args: list[bytes]) -> object:
     """__cmdstats -> [commands, error codes, error replies]: this shard's
     part of INFO commandstats, errorstats and latencystats."""
@@ -210,7 +199,6 @@ def cmdstats(ks: Keyspace, args: list[bytes]) -> object:
     return stats.report() if stats is not None else [{}, {}, 0]
 
 
-@command(Verb.SLOWLOG)
 def slowlog(ks: Keyspace, args: list[bytes]) -> object:
     """__slowlog GET count | RESET -> this shard's slow log entries, newest
     first (``count`` -1 for all), or OK."""
@@ -225,14 +213,12 @@ def slowlog(ks: Keyspace, args: list[bytes]) -> object:
     return [list(e) for e in entries]
 
 
-@command(Verb.PAUSE)
 def pause(ks: Keyspace, args: list[bytes]) -> object:
     """__pause 1|0 -> OK: CLIENT PAUSE began or ended; expiry waits meanwhile."""
     ks.expiry_paused = args[1] == b"1"
     return OK
 
 
-@command(Verb.PING)
 def ping(ks: Keyspace, args: list[bytes]) -> object:
     """__ping -> PONG, to check that a shard answers."""
     return "PONG"
@@ -245,7 +231,6 @@ def parse_count(arg: bytes) -> int:
     return count
 
 
-@command(Verb.WATCH)
 def watch(ks: Keyspace, args: list[bytes]) -> object:
     """__watch key... -> the keys' current versions; counts the watchers."""
     counts = ks.watch_counts
@@ -257,7 +242,6 @@ def watch(ks: Keyspace, args: list[bytes]) -> object:
     return out
 
 
-@command(Verb.UNWATCH)
 def unwatch(ks: Keyspace, args: list[bytes]) -> object:
     """__unwatch key... -> OK; forgets keys nobody watches any more."""
     counts = ks.watch_counts
@@ -269,3 +253,25 @@ def unwatch(ks: Keyspace, args: list[bytes]) -> object:
         else:
             counts[key] = n
     return OK
+
+
+# The commands this module runs, by name (see shardkv.worker.wiring).
+HANDLERS: Handlers = {
+    "dbsize": dbsize,
+    "flushall": flushall,
+    "flushdb": flushall,
+    "swapdb": swapdb,
+    "keys": keys,
+    "randomkey": randomkey,
+    Verb.SCAN: scan,
+    Verb.INFO: info,
+    Verb.CONFIG: config,
+    Verb.OOM: oom,
+    Verb.RESETSTAT: resetstat,
+    Verb.CMDSTATS: cmdstats,
+    Verb.SLOWLOG: slowlog,
+    Verb.PAUSE: pause,
+    Verb.PING: ping,
+    Verb.WATCH: watch,
+    Verb.UNWATCH: unwatch,
+}

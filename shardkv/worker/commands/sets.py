@@ -18,8 +18,8 @@ from shardkv.protocol.errors import CommandError
 from shardkv.protocol.glob import compile_glob
 from shardkv.protocol.resp import BIG_ARRAY, encode_bulk_choices, strict_int
 from shardkv.worker import values
+from shardkv.worker.handlers import Handlers
 from shardkv.worker.keyspace import Keyspace
-from shardkv.worker.registry import command
 from shardkv.worker.values import random_member, scan_members, scan_reply
 
 # SPOP picks uniformly from sets up to this size, which costs O(size) in
@@ -69,7 +69,6 @@ def _parse_positive(arg: bytes, message: str) -> int:
     return n
 
 
-@command("sadd")
 def sadd(ks: Keyspace, args: list[bytes]) -> object:
     """SADD key member [member ...]"""
     key = args[1]
@@ -86,7 +85,6 @@ def sadd(ks: Keyspace, args: list[bytes]) -> object:
     return len(s) - before
 
 
-@command("srem")
 def srem(ks: Keyspace, args: list[bytes]) -> object:
     """SREM key member [member ...]"""
     key = args[1]
@@ -103,21 +101,18 @@ def srem(ks: Keyspace, args: list[bytes]) -> object:
     return before - len(s)
 
 
-@command("smembers")
 def smembers(ks: Keyspace, args: list[bytes]) -> object:
     """SMEMBERS key"""
     s = get_set(ks, args[1])
     return set() if s is None else s
 
 
-@command("sismember")
 def sismember(ks: Keyspace, args: list[bytes]) -> object:
     """SISMEMBER key member"""
     s = get_set(ks, args[1])
     return 1 if s is not None and args[2] in s else 0
 
 
-@command("smismember")
 def smismember(ks: Keyspace, args: list[bytes]) -> object:
     """SMISMEMBER key member [member ...]"""
     s = get_set(ks, args[1])
@@ -126,14 +121,12 @@ def smismember(ks: Keyspace, args: list[bytes]) -> object:
     return [1 if m in s else 0 for m in args[2:]]
 
 
-@command("scard")
 def scard(ks: Keyspace, args: list[bytes]) -> object:
     """SCARD key"""
     s = get_set(ks, args[1])
     return 0 if s is None else len(s)
 
 
-@command("spop")
 def spop(ks: Keyspace, args: list[bytes]) -> object:
     """SPOP key [count]"""
     key = args[1]
@@ -163,7 +156,6 @@ def spop(ks: Keyspace, args: list[bytes]) -> object:
     return popped
 
 
-@command("srandmember")
 def srandmember(ks: Keyspace, args: list[bytes]) -> object:
     """SRANDMEMBER key [count]"""
     if len(args) > 3:
@@ -186,7 +178,6 @@ def srandmember(ks: Keyspace, args: list[bytes]) -> object:
     return random.sample(tuple(s), count)
 
 
-@command("smove")
 def smove(ks: Keyspace, args: list[bytes]) -> object:
     """SMOVE source destination member"""
     src_key, dst_key, member = args[1], args[2], args[3]
@@ -215,7 +206,6 @@ def _intersection(sets: list[set]) -> set:
     return smallest.intersection(*rest)
 
 
-@command("sinter")
 def sinter(ks: Keyspace, args: list[bytes]) -> object:
     """SINTER key [key ...]"""
     sets = _get_sets(ks, args[1:])
@@ -226,7 +216,6 @@ def sinter(ks: Keyspace, args: list[bytes]) -> object:
     return _intersection(sets)  # type: ignore[arg-type]
 
 
-@command("sinterstore")
 def sinterstore(ks: Keyspace, args: list[bytes]) -> object:
     """SINTERSTORE destination key [key ...]"""
     sets = _get_sets(ks, args[2:])
@@ -234,7 +223,6 @@ def sinterstore(ks: Keyspace, args: list[bytes]) -> object:
     return _store_result(ks, args[1], result)
 
 
-@command("sintercard")
 def sintercard(ks: Keyspace, args: list[bytes]) -> object:
     """SINTERCARD numkeys key [key ...] [LIMIT limit]"""
     numkeys = strict_int(args[1])
@@ -278,25 +266,21 @@ def _difference(sets: list[set | None]) -> set:
     return first.difference(*(s for s in sets[1:] if s is not None))
 
 
-@command("sunion")
 def sunion(ks: Keyspace, args: list[bytes]) -> object:
     """SUNION key [key ...]"""
     return _union(_get_sets(ks, args[1:]))
 
 
-@command("sunionstore")
 def sunionstore(ks: Keyspace, args: list[bytes]) -> object:
     """SUNIONSTORE destination key [key ...]"""
     return _store_result(ks, args[1], _union(_get_sets(ks, args[2:])))
 
 
-@command("sdiff")
 def sdiff(ks: Keyspace, args: list[bytes]) -> object:
     """SDIFF key [key ...]"""
     return _difference(_get_sets(ks, args[1:]))
 
 
-@command("sdiffstore")
 def sdiffstore(ks: Keyspace, args: list[bytes]) -> object:
     """SDIFFSTORE destination key [key ...]"""
     return _store_result(ks, args[1], _difference(_get_sets(ks, args[2:])))
@@ -316,7 +300,6 @@ def _as_intset(s: set) -> list[bytes] | None:
     return [m for _, m in numbers]
 
 
-@command("sscan")
 def sscan(ks: Keyspace, args: list[bytes]) -> object:
     """SSCAN key cursor [MATCH pattern] [COUNT count]"""
     cursor = parse_cursor(args[2])
@@ -335,3 +318,25 @@ def sscan(ks: Keyspace, args: list[bytes]) -> object:
     elif type(members) is not list:
         members = list(members)
     return scan_reply(cursor, members)
+
+
+# The commands this module runs, by name (see shardkv.worker.wiring).
+HANDLERS: Handlers = {
+    "sadd": sadd,
+    "srem": srem,
+    "smembers": smembers,
+    "sismember": sismember,
+    "smismember": smismember,
+    "scard": scard,
+    "spop": spop,
+    "srandmember": srandmember,
+    "smove": smove,
+    "sinter": sinter,
+    "sinterstore": sinterstore,
+    "sintercard": sintercard,
+    "sunion": sunion,
+    "sunionstore": sunionstore,
+    "sdiff": sdiff,
+    "sdiffstore": sdiffstore,
+    "sscan": sscan,
+}

@@ -24,9 +24,9 @@ from shardkv.protocol.args import LLONG_MAX, LLONG_MIN, strtod
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import strict_int
 from shardkv.worker import values
+from shardkv.worker.handlers import Handlers
 from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.pqsort import pqsort
-from shardkv.worker.registry import command
 from shardkv.worker.zset import ZSet
 
 _C_SPACE = b" \t\n\v\f\r"
@@ -269,14 +269,19 @@ def _sorted(
     return [vector[i] for i in order]
 
 
-@command("sort")
 def sort(ks: Keyspace, args: list[bytes]) -> object:
     """SORT key [BY pattern] [LIMIT offset count] [GET pattern [GET pattern ...]] [ASC | DESC] [ALPHA] [STORE destination]"""
     with ks.reading():
         return sort_generic(ks, args, False)
 
 
-@command("sort_ro")
 def sort_ro(ks: Keyspace, args: list[bytes]) -> object:
     """SORT_RO key [BY pattern] [LIMIT offset count] [GET pattern [GET pattern ...]] [ASC | DESC] [ALPHA]"""
     return sort_generic(ks, args, True)
+
+
+# The commands this module runs, by name (see shardkv.worker.wiring).
+HANDLERS: Handlers = {
+    "sort": sort,
+    "sort_ro": sort_ro,
+}

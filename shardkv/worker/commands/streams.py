@@ -25,10 +25,9 @@ from shardkv.protocol.command_docs import check_subcommand
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import NULL_ARRAY, OK, Error, KeyedArrays, strict_int
 from shardkv.protocol.wire import Verb
-from shardkv.worker.blocking import STREAM_READY, Wait, blocking
-from shardkv.worker.keyspace import TYPE_NAMES, Keyspace
-from shardkv.worker.persistence import aof
-from shardkv.worker.registry import command
+from shardkv.worker.blocking import Wait
+from shardkv.worker.handlers import Blocking, BlockingForms, Handlers
+from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.stream import (
     INVALID_ENTRIES_READ,
     MASK64,
@@ -40,11 +39,6 @@ from shardkv.worker.stream import (
     format_id,
     node_limits,
 )
-from shardkv.worker.transfer import FROM_PLAIN, TO_PLAIN
-
-TYPE_NAMES[Stream] = "stream"
-TO_PLAIN[Stream] = ("stream", Stream.to_plain)
-FROM_PLAIN["stream"] = Stream.from_plain
 
 XREAD_BLOCKED_DEFAULT_COUNT = 1000
 
@@ -247,7 +241,6 @@ def _trim(s: Stream, t: TrimArgs) -> int:
     return s.trim(t.maxlen, t.minid, t.approx, t.limit)
 
 
-@command("xadd")
 def xadd(ks: Keyspace, args: list[bytes]) -> object:
     """XADD key [NOMKSTREAM] [MAXLEN | MINID [= | ~] threshold [LIMIT count]] * | id field value [field value ...]"""
     if args[2] == b"*":  # the common case: no options
@@ -295,7 +288,6 @@ def xadd(ks: Keyspace, args: list[bytes]) -> object:
     return format_id(new)
 
 
-@command("xtrim")
 def xtrim(ks: Keyspace, args: list[bytes]) -> object:
     """XTRIM key MAXLEN | MINID [= | ~] threshold [LIMIT count]"""
     t, _ = parse_add_or_trim(ks, args, False)
@@ -347,7 +339,6 @@ def record_xtrim(ks: Keyspace, args: list, reply: object) -> list:
 # -- reading ---------------------------------------------------------------------
 
 
-@command("xlen")
 def xlen(ks: Keyspace, args: list[bytes]) -> object:
     """XLEN key"""
     s = _lookup(ks, args[1])
@@ -376,19 +367,16 @@ def _xrange(ks: Keyspace, args: list[bytes], rev: bool) -> object:
     return s.range(start, end, max(count, 0), rev)
 
 
-@command("xrange")
 def xrange(ks: Keyspace, args: list[bytes]) -> object:
     """XRANGE key start end [COUNT count]"""
     return _xrange(ks, args, False)
 
 
-@command("xrevrange")
 def xrevrange(ks: Keyspace, args: list[bytes]) -> object:
     """XREVRANGE key end start [COUNT count]"""
     return _xrange(ks, args, True)
 
 
-@command("xdel")
 def xdel(ks: Keyspace, args: list[bytes]) -> object:
     """XDEL key id [id ...]"""
     s = _lookup(ks, args[1])
@@ -677,19 +665,16 @@ def _make_serve(r: ReadArgs, gts: list[int]):
     return serve
 
 
-@blocking("xread", kind=None)
 def xread(ks: Keyspace, args: list[bytes]) -> object:
     """XREAD [COUNT count] [BLOCK milliseconds] STREAMS key [key ...] id [id ...]"""
     return _xread(ks, args)
 
 
-@blocking("xreadgroup", kind=None)
 def xreadgroup(ks: Keyspace, args: list[bytes]) -> object:
     """XREADGROUP GROUP group consumer [COUNT count] [BLOCK milliseconds] [NOACK] STREAMS key [key ...] id [id ...]"""
     return _xread(ks, args)
 
 
-@command(Verb.XREAD)
 def xread_part(ks: Keyspace, args: list[bytes]) -> object:
     """__xread [COUNT count] [BLOCK ms] STREAMS key [key ...] id [id ...]
 
@@ -700,7 +685,6 @@ def xread_part(ks: Keyspace, args: list[bytes]) -> object:
     return [[key, entries] for key, entries in value] if type(value) is KeyedArrays else []
 
 
-@command(Verb.XLASTIDS)
 def xlastids(ks: Keyspace, args: list[bytes]) -> object:
     """__xlastids key [key ...]: each stream's last ID (0-0 for none), what
     ``$`` stands for; the acceptor's cross-shard XREAD resolves ``$`` with it."""
@@ -774,7 +758,6 @@ def _text(b: bytes) -> str:
     return b.decode("utf-8", "replace")
 
 
-@command("xgroup")
 def xgroup(ks: Keyspace, args: list[bytes]) -> object:
     """XGROUP CREATE | CREATECONSUMER | DELCONSUMER | DESTROY | SETID | HELP ..."""
     problem = check_subcommand(args)
@@ -864,7 +847,6 @@ def record_xgroup(ks: Keyspace, args: list, reply: object) -> list:
     return [args]
 
 
-@command("xsetid")
 def xsetid(ks: Keyspace, args: list[bytes]) -> object:
     """XSETID key last-id [ENTRIESADDED entries-added] [MAXDELETEDID max-deleted-id]"""
     id_ = parse_strict_id(args[2])
@@ -905,7 +887,6 @@ def xsetid(ks: Keyspace, args: list[bytes]) -> object:
     return OK
 
 
-@command("xack")
 def xack(ks: Keyspace, args: list[bytes]) -> object:
     """XACK key group id [id ...]"""
     s = _lookup(ks, args[1])
@@ -916,7 +897,6 @@ def xack(ks: Keyspace, args: list[bytes]) -> object:
     return sum(1 for id_ in ids if g.ack(id_))
 
 
-@command("xpending")
 def xpending(ks: Keyspace, args: list[bytes]) -> object:
     """XPENDING key group [[IDLE min-idle-time] start end count [consumer]]"""
     n = len(args)
@@ -973,7 +953,6 @@ def _parse_long(arg: bytes, message: str) -> int:
     return parse_int(arg, "ERR " + message if not message.startswith("ERR ") else message)
 
 
-@command("xclaim")
 def xclaim(ks: Keyspace, args: list[bytes]) -> object:
     """XCLAIM key group consumer min-idle-time id [id ...] [IDLE ms] [TIME unix-time-milliseconds] [RETRYCOUNT count] [FORCE] [JUSTID] [LASTID lastid]"""
     PROPAGATE.clear()
@@ -1075,7 +1054,6 @@ def xclaim(ks: Keyspace, args: list[bytes]) -> object:
     return out
 
 
-@command("xautoclaim")
 def xautoclaim(ks: Keyspace, args: list[bytes]) -> object:
     """XAUTOCLAIM key group consumer min-idle-time start [COUNT count] [JUSTID]"""
     PROPAGATE.clear()
@@ -1173,7 +1151,6 @@ def _edge_entry(s: Stream, rev: bool) -> object:
     return entries[0] if entries else None
 
 
-@command("xinfo")
 def xinfo(ks: Keyspace, args: list[bytes]) -> object:
     """XINFO CONSUMERS key group | GROUPS key | STREAM key [FULL [COUNT count]] | HELP"""
     problem = check_subcommand(args)
@@ -1306,15 +1283,38 @@ def _rax_count(keys: list[bytes], depth: int) -> int:
     return total
 
 
-STREAM_READY[b"xread"] = STREAM_READY[b"xreadgroup"] = stream_ready
+# The commands this module runs, by name (see shardkv.worker.wiring).
+HANDLERS: Handlers = {
+    "xadd": xadd,
+    "xtrim": xtrim,
+    "xlen": xlen,
+    "xrange": xrange,
+    "xrevrange": xrevrange,
+    "xdel": xdel,
+    Verb.XREAD: xread_part,
+    Verb.XLASTIDS: xlastids,
+    "xgroup": xgroup,
+    "xsetid": xsetid,
+    "xack": xack,
+    "xpending": xpending,
+    "xclaim": xclaim,
+    "xautoclaim": xautoclaim,
+    "xinfo": xinfo,
+}
 
-aof.RECORDERS.update(
-    {
-        "xadd": record_xadd,
-        "xtrim": record_xtrim,
-        "xreadgroup": record_propagated,
-        "xclaim": record_propagated,
-        "xautoclaim": record_propagated,
-        "xgroup": record_xgroup,
-    }
-)
+# The blocking commands, by name: the form that may wait, and the type it pops.
+BLOCKING: BlockingForms = {
+    "xread": Blocking(xread, None, stream_ready),
+    "xreadgroup": Blocking(xreadgroup, None, stream_ready),
+}
+
+# How the AOF logs the commands whose effect it cannot log as sent (see
+# shardkv.worker.persistence.aof).
+RECORDERS = {
+    "xadd": record_xadd,
+    "xtrim": record_xtrim,
+    "xreadgroup": record_propagated,
+    "xclaim": record_propagated,
+    "xautoclaim": record_propagated,
+    "xgroup": record_xgroup,
+}

@@ -6,8 +6,8 @@ from shardkv.protocol import errors
 from shardkv.protocol.args import LLONG_MAX, LLONG_MIN, incr_by_float, parse_int
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import OK
+from shardkv.worker.handlers import Handlers
 from shardkv.worker.keyspace import Keyspace
-from shardkv.worker.registry import command
 from shardkv.worker.values import get_string, mutable_string, read_string
 
 
@@ -71,13 +71,11 @@ def parse_set_options(args: list[bytes], start: int, for_getex: bool):
     return nx, xx, get, keepttl, persist, exp_opt, exp_arg
 
 
-@command("get")
 def get(ks: Keyspace, args: list[bytes]) -> object:
     """GET key"""
     return get_string(ks, args[1])
 
 
-@command("set")
 def set_(ks: Keyspace, args: list[bytes]) -> object:
     """SET key value [NX | XX] [GET] [EX seconds | PX milliseconds |
     EXAT unix-time-seconds | PXAT unix-time-milliseconds | KEEPTTL]"""
@@ -104,7 +102,6 @@ def set_(ks: Keyspace, args: list[bytes]) -> object:
     return old if get else OK
 
 
-@command("setnx")
 def setnx(ks: Keyspace, args: list[bytes]) -> object:
     """SETNX key value"""
     if ks.lookup(args[1]) is not None:
@@ -120,19 +117,16 @@ def _setex(ks: Keyspace, args: list[bytes], unit: int, name: str) -> object:
     return OK
 
 
-@command("setex")
 def setex(ks: Keyspace, args: list[bytes]) -> object:
     """SETEX key seconds value"""
     return _setex(ks, args, 1000, "setex")
 
 
-@command("psetex")
 def psetex(ks: Keyspace, args: list[bytes]) -> object:
     """PSETEX key milliseconds value"""
     return _setex(ks, args, 1, "psetex")
 
 
-@command("getset")
 def getset(ks: Keyspace, args: list[bytes]) -> object:
     """GETSET key value"""
     with ks.reading():
@@ -141,7 +135,6 @@ def getset(ks: Keyspace, args: list[bytes]) -> object:
     return old
 
 
-@command("getdel")
 def getdel(ks: Keyspace, args: list[bytes]) -> object:
     """GETDEL key"""
     with ks.reading():
@@ -151,7 +144,6 @@ def getdel(ks: Keyspace, args: list[bytes]) -> object:
     return old
 
 
-@command("getex")
 def getex(ks: Keyspace, args: list[bytes]) -> object:
     """GETEX key [EX seconds | PX milliseconds | EXAT unix-time-seconds |
     PXAT unix-time-milliseconds | PERSIST]"""
@@ -177,7 +169,6 @@ def getex(ks: Keyspace, args: list[bytes]) -> object:
     return value
 
 
-@command("append")
 def append(ks: Keyspace, args: list[bytes]) -> object:
     """APPEND key value"""
     key = args[1]
@@ -191,7 +182,6 @@ def append(ks: Keyspace, args: list[bytes]) -> object:
     return len(buf)
 
 
-@command("strlen")
 def strlen(ks: Keyspace, args: list[bytes]) -> object:
     """STRLEN key"""
     value = read_string(ks, args[1])
@@ -213,25 +203,21 @@ def _incr(ks: Keyspace, key: bytes, by: int) -> int:
     return new
 
 
-@command("incr")
 def incr(ks: Keyspace, args: list[bytes]) -> object:
     """INCR key"""
     return _incr(ks, args[1], 1)
 
 
-@command("decr")
 def decr(ks: Keyspace, args: list[bytes]) -> object:
     """DECR key"""
     return _incr(ks, args[1], -1)
 
 
-@command("incrby")
 def incrby(ks: Keyspace, args: list[bytes]) -> object:
     """INCRBY key increment"""
     return _incr(ks, args[1], parse_int(args[2]))
 
 
-@command("decrby")
 def decrby(ks: Keyspace, args: list[bytes]) -> object:
     """DECRBY key decrement"""
     by = parse_int(args[2])
@@ -240,7 +226,6 @@ def decrby(ks: Keyspace, args: list[bytes]) -> object:
     return _incr(ks, args[1], -by)
 
 
-@command("incrbyfloat")
 def incrbyfloat(ks: Keyspace, args: list[bytes]) -> object:
     """INCRBYFLOAT key increment"""
     key = args[1]
@@ -264,7 +249,6 @@ def clamp_range(start: int, end: int, length: int) -> tuple[int, int] | None:
     return start, end
 
 
-@command("getrange", "substr")
 def getrange(ks: Keyspace, args: list[bytes]) -> object:
     """GETRANGE key start end"""
     start, end = parse_int(args[2]), parse_int(args[3])
@@ -275,7 +259,6 @@ def getrange(ks: Keyspace, args: list[bytes]) -> object:
     return b"" if bounds is None else bytes(value[bounds[0] : bounds[1] + 1])
 
 
-@command("setrange")
 def setrange(ks: Keyspace, args: list[bytes]) -> object:
     """SETRANGE key offset value"""
     key, piece = args[1], args[3]
@@ -297,7 +280,6 @@ def setrange(ks: Keyspace, args: list[bytes]) -> object:
     return len(buf)
 
 
-@command("mget")
 def mget(ks: Keyspace, args: list[bytes]) -> object:
     """MGET key [key ...]"""
     out = []
@@ -307,7 +289,6 @@ def mget(ks: Keyspace, args: list[bytes]) -> object:
     return out
 
 
-@command("mset")
 def mset(ks: Keyspace, args: list[bytes]) -> object:
     """MSET key value [key value ...]"""
     if len(args) % 2 == 0:
@@ -318,7 +299,6 @@ def mset(ks: Keyspace, args: list[bytes]) -> object:
     return OK
 
 
-@command("msetnx")
 def msetnx(ks: Keyspace, args: list[bytes]) -> object:
     """MSETNX key value [key value ...]"""
     if len(args) % 2 == 0:
@@ -329,7 +309,6 @@ def msetnx(ks: Keyspace, args: list[bytes]) -> object:
     return 1
 
 
-@command("lcs")
 def lcs(ks: Keyspace, args: list[bytes]) -> object:
     """LCS key1 key2 [LEN] [IDX] [MINMATCHLEN min-match-len] [WITHMATCHLEN]"""
     a, b = ks.lookup(args[1]), ks.lookup(args[2])
@@ -405,3 +384,30 @@ def lcs(ks: Keyspace, args: list[bytes]) -> object:
         return {b"matches": matches, b"len": total}
     out.reverse()
     return bytes(out)
+
+
+# The commands this module runs, by name (see shardkv.worker.wiring).
+HANDLERS: Handlers = {
+    "get": get,
+    "set": set_,
+    "setnx": setnx,
+    "setex": setex,
+    "psetex": psetex,
+    "getset": getset,
+    "getdel": getdel,
+    "getex": getex,
+    "append": append,
+    "strlen": strlen,
+    "incr": incr,
+    "decr": decr,
+    "incrby": incrby,
+    "decrby": decrby,
+    "incrbyfloat": incrbyfloat,
+    "getrange": getrange,
+    "substr": getrange,
+    "setrange": setrange,
+    "mget": mget,
+    "mset": mset,
+    "msetnx": msetnx,
+    "lcs": lcs,
+}

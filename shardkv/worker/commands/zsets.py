@@ -23,9 +23,9 @@ from shardkv.protocol.args import LLONG_MAX, parse_count, parse_cursor, parse_in
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.glob import compile_glob
 from shardkv.protocol.resp import BIG_ARRAY, NULL_ARRAY, Pairs, encode_bulk_choices, format_double, strict_int
-from shardkv.worker.blocking import Wait, blocking, parse_timeout
+from shardkv.worker.blocking import Wait, parse_timeout
+from shardkv.worker.handlers import Blocking, BlockingForms, Handlers
 from shardkv.worker.keyspace import Keyspace
-from shardkv.worker.registry import command
 from shardkv.worker.values import get_zset, scan_members, scan_reply
 from shardkv.worker.zset import LexBound, ZSet, zset_of
 
@@ -172,7 +172,6 @@ def zadd_generic(ks: Keyspace, args: list[bytes], incr: bool) -> object:
 _NUMBER_START = frozenset(b"0123456789+-.")  # no option starts so
 
 
-@command("zadd")
 def zadd(ks: Keyspace, args: list[bytes]) -> object:
     """ZADD key [NX | XX] [GT | LT] [CH] [INCR] score member [score member ...]"""
     if len(args) == 4 and args[2] and args[2][0] in _NUMBER_START:
@@ -194,13 +193,11 @@ def zadd(ks: Keyspace, args: list[bytes]) -> object:
     return zadd_generic(ks, args, False)
 
 
-@command("zincrby")
 def zincrby(ks: Keyspace, args: list[bytes]) -> object:
     """ZINCRBY key increment member"""
     return zadd_generic(ks, args, True)
 
 
-@command("zrem")
 def zrem(ks: Keyspace, args: list[bytes]) -> object:
     """ZREM key member [member ...]"""
     z = get_zset(ks, args[1])
@@ -221,21 +218,18 @@ def zrem(ks: Keyspace, args: list[bytes]) -> object:
 # -- single elements --------------------------------------------------------------
 
 
-@command("zcard")
 def zcard(ks: Keyspace, args: list[bytes]) -> object:
     """ZCARD key"""
     z = get_zset(ks, args[1])
     return 0 if z is None else len(z)
 
 
-@command("zscore")
 def zscore(ks: Keyspace, args: list[bytes]) -> object:
     """ZSCORE key member"""
     z = get_zset(ks, args[1])
     return None if z is None else z.scores.get(args[2])
 
 
-@command("zmscore")
 def zmscore(ks: Keyspace, args: list[bytes]) -> object:
     """ZMSCORE key member [member ...]"""
     z = get_zset(ks, args[1])
@@ -266,13 +260,11 @@ def _zrank(ks: Keyspace, args: list[bytes], reverse: bool) -> object:
     return [rank, z.scores[args[2]]] if withscore else rank
 
 
-@command("zrank")
 def zrank(ks: Keyspace, args: list[bytes]) -> object:
     """ZRANK key member [WITHSCORE]"""
     return _zrank(ks, args, False)
 
 
-@command("zrevrank")
 def zrevrank(ks: Keyspace, args: list[bytes]) -> object:
     """ZREVRANK key member [WITHSCORE]"""
     return _zrank(ks, args, True)
@@ -365,49 +357,41 @@ def zrange_generic(
     return [m for _, m in items]
 
 
-@command("zrange")
 def zrange(ks: Keyspace, args: list[bytes]) -> object:
     """ZRANGE key start stop [BYSCORE | BYLEX] [REV] [LIMIT offset count] [WITHSCORES]"""
     return zrange_generic(ks, args, 1, False, None, None)
 
 
-@command("zrangestore")
 def zrangestore(ks: Keyspace, args: list[bytes]) -> object:
     """ZRANGESTORE dst src min max [BYSCORE | BYLEX] [REV] [LIMIT offset count]"""
     return zrange_generic(ks, args, 2, True, None, None)
 
 
-@command("zrevrange")
 def zrevrange(ks: Keyspace, args: list[bytes]) -> object:
     """ZREVRANGE key start stop [WITHSCORES]"""
     return zrange_generic(ks, args, 1, False, BY_RANK, True)
 
 
-@command("zrangebyscore")
 def zrangebyscore(ks: Keyspace, args: list[bytes]) -> object:
     """ZRANGEBYSCORE key min max [WITHSCORES] [LIMIT offset count]"""
     return zrange_generic(ks, args, 1, False, BY_SCORE, False)
 
 
-@command("zrevrangebyscore")
 def zrevrangebyscore(ks: Keyspace, args: list[bytes]) -> object:
     """ZREVRANGEBYSCORE key max min [WITHSCORES] [LIMIT offset count]"""
     return zrange_generic(ks, args, 1, False, BY_SCORE, True)
 
 
-@command("zrangebylex")
 def zrangebylex(ks: Keyspace, args: list[bytes]) -> object:
     """ZRANGEBYLEX key min max [LIMIT offset count]"""
     return zrange_generic(ks, args, 1, False, BY_LEX, False)
 
 
-@command("zrevrangebylex")
 def zrevrangebylex(ks: Keyspace, args: list[bytes]) -> object:
     """ZREVRANGEBYLEX key max min [LIMIT offset count]"""
     return zrange_generic(ks, args, 1, False, BY_LEX, True)
 
 
-@command("zcount")
 def zcount(ks: Keyspace, args: list[bytes]) -> object:
     """ZCOUNT key min max"""
     lo, hi = parse_score_bound(args[2]), parse_score_bound(args[3])
@@ -418,7 +402,6 @@ def zcount(ks: Keyspace, args: list[bytes]) -> object:
     return b - a
 
 
-@command("zlexcount")
 def zlexcount(ks: Keyspace, args: list[bytes]) -> object:
     """ZLEXCOUNT key min max"""
     lo, hi = parse_lex_bound(args[2]), parse_lex_bound(args[3])
@@ -455,19 +438,16 @@ def _zremrange(ks: Keyspace, args: list[bytes], by: str) -> object:
     return removed
 
 
-@command("zremrangebyrank")
 def zremrangebyrank(ks: Keyspace, args: list[bytes]) -> object:
     """ZREMRANGEBYRANK key start stop"""
     return _zremrange(ks, args, BY_RANK)
 
 
-@command("zremrangebyscore")
 def zremrangebyscore(ks: Keyspace, args: list[bytes]) -> object:
     """ZREMRANGEBYSCORE key min max"""
     return _zremrange(ks, args, BY_SCORE)
 
 
-@command("zremrangebylex")
 def zremrangebylex(ks: Keyspace, args: list[bytes]) -> object:
     """ZREMRANGEBYLEX key min max"""
     return _zremrange(ks, args, BY_LEX)
@@ -525,13 +505,11 @@ def _zpop(ks: Keyspace, args: list[bytes], highest: bool) -> object:
     return Pairs((m, s) for s, m in items)
 
 
-@command("zpopmin")
 def zpopmin(ks: Keyspace, args: list[bytes]) -> object:
     """ZPOPMIN key [count]"""
     return _zpop(ks, args, False)
 
 
-@command("zpopmax")
 def zpopmax(ks: Keyspace, args: list[bytes]) -> object:
     """ZPOPMAX key [count]"""
     return _zpop(ks, args, True)
@@ -570,7 +548,6 @@ def mpop_reply(popped: tuple[bytes, list]) -> list:
     return [key, [[m, s] for s, m in items]]
 
 
-@command("zmpop")
 def zmpop(ks: Keyspace, args: list[bytes]) -> object:
     """ZMPOP numkeys key [key ...] MIN | MAX [COUNT count]"""
     keys, highest, count = parse_mpop(args, 1)
@@ -588,7 +565,6 @@ def _highest(name: bytes) -> bool:
     return name[-1] in b"xX"
 
 
-@blocking("bzpopmin", "bzpopmax", kind=ZSet)
 def bzpopmin(ks: Keyspace, args: list[bytes]) -> object:
     """BZPOPMIN key [key ...] timeout"""
     timeout = parse_timeout(args[-1])
@@ -608,7 +584,6 @@ def _serve_bzpop(ks: Keyspace, args: list[bytes], key: bytes) -> object:
     return [key, member, score]
 
 
-@blocking("bzmpop", kind=ZSet)
 def bzmpop(ks: Keyspace, args: list[bytes]) -> object:
     """BZMPOP timeout numkeys key [key ...] MIN | MAX [COUNT count]"""
     keys, highest, count = parse_mpop(args, 2)
@@ -630,7 +605,6 @@ def _serve_bzmpop(ks: Keyspace, args: list[bytes], key: bytes) -> object:
 # -- random members ---------------------------------------------------------------------
 
 
-@command("zrandmember")
 def zrandmember(ks: Keyspace, args: list[bytes]) -> object:
     """ZRANDMEMBER key [count [WITHSCORES]]"""
     n = len(args)
@@ -794,47 +768,40 @@ def zsetop(ks: Keyspace, args: list[bytes], dst: bytes | None, at: int, op: str,
     return [m for m, _ in ordered]
 
 
-@command("zunionstore")
 def zunionstore(ks: Keyspace, args: list[bytes]) -> object:
     """ZUNIONSTORE destination numkeys key [key ...] [WEIGHTS weight [weight ...]]
     [AGGREGATE SUM | MIN | MAX]"""
     return zsetop(ks, args, args[1], 2, UNION)
 
 
-@command("zinterstore")
 def zinterstore(ks: Keyspace, args: list[bytes]) -> object:
     """ZINTERSTORE destination numkeys key [key ...] [WEIGHTS weight [weight ...]]
     [AGGREGATE SUM | MIN | MAX]"""
     return zsetop(ks, args, args[1], 2, INTER)
 
 
-@command("zdiffstore")
 def zdiffstore(ks: Keyspace, args: list[bytes]) -> object:
     """ZDIFFSTORE destination numkeys key [key ...]"""
     return zsetop(ks, args, args[1], 2, DIFF)
 
 
-@command("zunion")
 def zunion(ks: Keyspace, args: list[bytes]) -> object:
     """ZUNION numkeys key [key ...] [WEIGHTS weight [weight ...]]
     [AGGREGATE SUM | MIN | MAX] [WITHSCORES]"""
     return zsetop(ks, args, None, 1, UNION)
 
 
-@command("zinter")
 def zinter(ks: Keyspace, args: list[bytes]) -> object:
     """ZINTER numkeys key [key ...] [WEIGHTS weight [weight ...]]
     [AGGREGATE SUM | MIN | MAX] [WITHSCORES]"""
     return zsetop(ks, args, None, 1, INTER)
 
 
-@command("zdiff")
 def zdiff(ks: Keyspace, args: list[bytes]) -> object:
     """ZDIFF numkeys key [key ...] [WITHSCORES]"""
     return zsetop(ks, args, None, 1, DIFF)
 
 
-@command("zintercard")
 def zintercard(ks: Keyspace, args: list[bytes]) -> object:
     """ZINTERCARD numkeys key [key ...] [LIMIT limit]"""
     return zsetop(ks, args, None, 1, INTER, card=True)
@@ -843,7 +810,6 @@ def zintercard(ks: Keyspace, args: list[bytes]) -> object:
 # -- scanning -----------------------------------------------------------------------------
 
 
-@command("zscan")
 def zscan(ks: Keyspace, args: list[bytes]) -> object:
     """ZSCAN key cursor [MATCH pattern] [COUNT count]"""
     cursor = parse_cursor(args[2])
@@ -881,3 +847,47 @@ def _listpack_score(score: float) -> bytes:
     if -_LISTPACK_INT_MAX <= score <= _LISTPACK_INT_MAX and score == int(score):
         return b"%d" % int(score)
     return format_double(score)
+
+
+# The commands this module runs, by name (see shardkv.worker.wiring).
+HANDLERS: Handlers = {
+    "zadd": zadd,
+    "zincrby": zincrby,
+    "zrem": zrem,
+    "zcard": zcard,
+    "zscore": zscore,
+    "zmscore": zmscore,
+    "zrank": zrank,
+    "zrevrank": zrevrank,
+    "zrange": zrange,
+    "zrangestore": zrangestore,
+    "zrevrange": zrevrange,
+    "zrangebyscore": zrangebyscore,
+    "zrevrangebyscore": zrevrangebyscore,
+    "zrangebylex": zrangebylex,
+    "zrevrangebylex": zrevrangebylex,
+    "zcount": zcount,
+    "zlexcount": zlexcount,
+    "zremrangebyrank": zremrangebyrank,
+    "zremrangebyscore": zremrangebyscore,
+    "zremrangebylex": zremrangebylex,
+    "zpopmin": zpopmin,
+    "zpopmax": zpopmax,
+    "zmpop": zmpop,
+    "zrandmember": zrandmember,
+    "zunionstore": zunionstore,
+    "zinterstore": zinterstore,
+    "zdiffstore": zdiffstore,
+    "zunion": zunion,
+    "zinter": zinter,
+    "zdiff": zdiff,
+    "zintercard": zintercard,
+    "zscan": zscan,
+}
+
+# The blocking commands, by name: the form that may wait, and the type it pops.
+BLOCKING: BlockingForms = {
+    "bzpopmin": Blocking(bzpopmin, ZSet),
+    "bzpopmax": Blocking(bzpopmin, ZSet),
+    "bzmpop": Blocking(bzmpop, ZSet),
+}

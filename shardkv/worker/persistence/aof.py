@@ -21,7 +21,7 @@ state the log started from, gives the same state:
   SADD, ZADD, RENAME, COPY, FLUSHALL...  Replay runs it through the same
   handler, on the same state, with the same result.
 * A command whose effect depends on the clock or on chance is logged as
-  its effect, by the recorder registered in :data:`RECORDERS`:
+  its effect, by its recorder in :data:`RECORDERS`:
 
   ==================================  ========================================
   command                             logged as
@@ -58,6 +58,8 @@ from collections.abc import Callable
 
 from shardkv.protocol import commands
 from shardkv.protocol.wire import Verb
+from shardkv.worker.commands import hyperloglog, streams
+from shardkv.worker.functions import function_records
 from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.transfer import State, export_key
 
@@ -259,6 +261,9 @@ RECORDERS: dict[str, Recorder] = {
     "bzpopmin": _record_zpop_blocking,
     "bzpopmax": _record_zpop_blocking,
     "bzmpop": _record_zpop_blocking,
+    # The commands' own, where their type keeps what to log.
+    **hyperloglog.RECORDERS,
+    **streams.RECORDERS,
 }
 
 READ = 0  # not a write: nothing to log
@@ -268,8 +273,6 @@ VERBATIM = 1  # logged as sent
 def classify(name: bytes) -> int | Recorder:
     """READ, VERBATIM, or the recorder of the command called ``name``."""
     if name == Verb.FUNCTION:  # FUNCTION's changes, logged as Redis logs them
-        from shardkv.worker.functions import function_records
-
         return function_records
     cmd = commands.lookup(name)
     if cmd is None or (not cmd.is_write and cmd.name not in RECORDERS):

@@ -19,11 +19,11 @@ import os
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import strict_int
 from shardkv.protocol.wire import Verb
+from shardkv.worker.handlers import find
 from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.persistence import aofreader, snapshot
 from shardkv.worker.persistence.files import LoadError, read_manifest
 from shardkv.worker.persistence.state import State
-from shardkv.worker.registry import find
 from shardkv.worker.transfer import apply_states, import_key
 
 log = logging.getLogger("shardkv.worker")

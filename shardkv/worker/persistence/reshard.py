@@ -30,6 +30,7 @@ from typing import Any
 from shardkv.protocol.decisions import read_all_committed
 from shardkv.protocol.router import slot_range
 from shardkv.runtime import config as settings
+from shardkv.worker import wiring
 from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.persistence import snapshot
 from shardkv.worker.persistence.engine import Persistence
@@ -111,8 +112,7 @@ def migrate_shards(cfg: dict[str, Any], indexes: list[int], kind: str, old_shard
     """A process of the re-sharding: gather each new shard's keys (of
     ``indexes``) from the old shards' files into a temp snapshot."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from shardkv.worker import shard  # noqa: F401  (registers the command handlers)
-
+    wiring.install()  # this process replays the old shards' AOFs with the handlers
     for index in indexes:
         migrate_shard(cfg, index, kind, old_shards)
 
