@@ -70,8 +70,8 @@ from typing import Any, Literal
 from shardkv.protocol import commands, errors, wire
 from shardkv.protocol.resp import Error
 from shardkv.protocol.wire import Verb
+from shardkv.worker.handlers import Handlers
 from shardkv.worker.keyspace import EVICTED, Keyspace, slot_of
-from shardkv.worker.registry import command
 
 try:
     import psutil
@@ -565,7 +565,6 @@ def configure(ks: Keyspace, maxmemory: int, policy: str) -> None:
         ks.memory = memory
 
 
-@command(Verb.MEMORY)
 def memory_command(ks: Keyspace, args: list[bytes]) -> object:
     """__memory figure | limit bytes | give bytes 0|1 | take bytes: this
     shard's part of maxmemory, as the acceptor shares it out (see
@@ -592,3 +591,9 @@ def memory_command(ks: Keyspace, args: list[bytes]) -> object:
 def on_settings(ks: Keyspace) -> None:
     """After each ``__config``: apply maxmemory and its policy."""
     configure(ks, ks.runtime.maxmemory, ks.runtime.maxmemory_policy)
+
+
+# The commands this module runs, by name (see shardkv.worker.wiring).
+HANDLERS: Handlers = {
+    Verb.MEMORY: memory_command,
+}

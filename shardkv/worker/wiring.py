@@ -27,7 +27,7 @@ from types import ModuleType
 
 from shardkv.protocol.commands import COMMANDS, Command
 from shardkv.protocol.wire import Verb
-from shardkv.worker import blocking, events, functions, handlers, scripting
+from shardkv.worker import blocking, events, eviction, functions, handlers, scripting
 from shardkv.worker.commands import (
     bitmaps,
     dump,
@@ -69,6 +69,7 @@ MODULES: tuple[ModuleType, ...] = (
     functions,
     blocking,
     events,
+    eviction,
 )
 
 
