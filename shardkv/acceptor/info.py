@@ -369,10 +369,12 @@ def _system_memory() -> int:
 
 
 def _lua_memory(stats: list[dict]) -> list[tuple[str, object]]:
-    """The Lua fields of INFO memory: the shards' Lua states summed, the
-    script cache (kept by the acceptor), and the libraries (every shard has
-    them all, so shard 0's figures)."""
+    """The Lua fields of INFO memory: the shards' Lua states summed (EVAL's
+    and the functions', each made when a shard first needs it), the script
+    cache (kept by the acceptor), and the libraries (every shard has them
+    all, so shard 0's figures)."""
     lua = sum(s.get("used_memory_lua", 0) for s in stats)
+    vm_functions = sum(s.get("used_memory_vm_functions", 0) for s in stats)
     first = stats[0] if stats else {}
     scripts_eval = sum(len(body) + 40 for body in CACHE.bodies.values())
     functions = first.get("used_memory_functions", 0)
@@ -384,9 +386,9 @@ def _lua_memory(stats: list[dict]) -> list[tuple[str, object]]:
         ("number_of_cached_scripts", len(CACHE.bodies)),
         ("number_of_functions", first.get("number_of_functions", 0)),
         ("number_of_libraries", first.get("number_of_libraries", 0)),
-        ("used_memory_vm_functions", 0),
-        ("used_memory_vm_total", lua),
-        ("used_memory_vm_total_human", _human(lua)),
+        ("used_memory_vm_functions", vm_functions),
+        ("used_memory_vm_total", lua + vm_functions),
+        ("used_memory_vm_total_human", _human(lua + vm_functions)),
         ("used_memory_functions", functions),
         ("used_memory_scripts", scripts_eval + functions),
         ("used_memory_scripts_human", _human(scripts_eval + functions)),

@@ -292,8 +292,41 @@ class Run:
         self.rand_lent: int | None = None
 
 
+class _VM:
+    """One Lua state set up by ``luaprelude.lua``, and the prelude's API."""
+
+    __slots__ = (
+        "lua",
+        "compile",
+        "run",
+        "classify",
+        "error_info",
+        "stop",
+        "rearm",
+        "call_fn",
+        "load_library",
+        "table",
+        "gc_step",
+        "runs",
+    )
+
+    def __init__(self, lua: lua51.LuaRuntime, api: LuaValue) -> None:
+        self.lua = lua
+        self.compile = api[b"compile"]
+        self.run = api[b"run"]
+        self.classify = api[b"classify"]
+        self.error_info = api[b"error_info"]
+        self.stop = api[b"stop"]
+        self.rearm = api[b"rearm"]
+        self.call_fn = api[b"call"]
+        self.load_library = api[b"load_library"]
+        self.table = lua.table_from
+        self.gc_step = api[b"gc_step"]
+        self.runs = 0  # scripts run since the last step of the collector
+
+
 class Engine:
-    """One shard's Lua state and script cache."""
+    """One shard's Lua states (EVAL's and the functions') and script cache."""
 
     def __init__(self, shard: object) -> None:
         self.shard = shard
@@ -315,15 +348,19 @@ class Engine:
         self.everything = 0
         self.monitor: list | None = None  # with MONITOR on: (database, args) of each call
         self._called: dict[bytes, _Called] = {}  # redis.call's commands, by name as called
-        self._start()
+        # Two Lua states, as Redis 7 has: EVAL's and the functions', each
+        # made when first needed; the attributes below are the one in use.
+        self._eval_vm: _VM | None = None
+        self._func_vm: _VM | None = None
+        self._vm: _VM | None = None
+        self._lua_type = lua51.lua_type
 
     @staticmethod
     def _lua_type_of(value: LuaValue) -> str | None:
         return lua51.lua_type(value)
 
-    def _start(self) -> None:
-        from shardkv.worker import lualibs
-
+    def _new_vm(self) -> _VM:
+        """A fresh Lua state set up by the prelude."""
         lua = lua51.LuaRuntime(
             register_eval=False,
             register_builtins=False,
@@ -332,7 +369,6 @@ class Engine:
             attribute_filter=_deny_attributes,
             max_memory=LUA_MAX_MEMORY,
         )
-        self.lua = lua
         g = lua.globals()
         g[b"python"] = None
         libs = lua.table_from(
@@ -347,7 +383,7 @@ class Engine:
         chunk = loader(prelude, b"=prelude")
         if self._lua_type_of(chunk) != "function":
             raise RuntimeError(chunk[1] if isinstance(chunk, tuple) else "prelude failed")
-        self.api = chunk(
+        api = chunk(
             self._pcall,
             self._call_raise,
             self._take,
@@ -362,19 +398,40 @@ class Engine:
             self._register_function,
             time.monotonic,
         )
-        self._compile = self.api[b"compile"]
-        self._run = self.api[b"run"]
-        self._classify = self.api[b"classify"]
-        self._error_info = self.api[b"error_info"]
-        self._stop = self.api[b"stop"]
-        self._rearm = self.api[b"rearm"]
-        self._call_fn = self.api[b"call"]
-        self._load_library = self.api[b"load_library"]
-        self._table = lua.table_from
-        self._lua_type = lua51.lua_type
-        self._gc_step = self.api[b"gc_step"]
-        self._runs = 0  # scripts run since the last step of the collector
         lua.gccollect()  # the prelude's garbage
+        return _VM(lua, api)
+
+    def _use(self, vm: _VM) -> None:
+        """Make ``vm`` the state that scripts run in and values go to."""
+        self._vm = vm
+        self.lua = vm.lua
+        self._compile = vm.compile
+        self._run = vm.run
+        self._classify = vm.classify
+        self._error_info = vm.error_info
+        self._stop = vm.stop
+        self._rearm = vm.rearm
+        self._call_fn = vm.call_fn
+        self._load_library = vm.load_library
+        self._table = vm.table
+        self._gc_step = vm.gc_step
+
+    def _eval_state(self) -> None:
+        """EVAL's Lua state, made the first time a script needs it (again
+        after SCRIPT FLUSH, which drops it, as Redis resets its Lua VM)."""
+        vm = self._eval_vm
+        if vm is None:
+            vm = self._eval_vm = self._new_vm()
+        if vm is not self._vm:
+            self._use(vm)
+
+    def _functions_state(self) -> None:
+        """The functions' Lua state (Redis 7 runs them in a VM of their own)."""
+        vm = self._func_vm
+        if vm is None:
+            vm = self._func_vm = self._new_vm()
+        if vm is not self._vm:
+            self._use(vm)
 
     def _register_function(self, *args: LuaValue) -> None:
         """redis.register_function, handled by shardkv.worker.functions."""
@@ -384,6 +441,7 @@ class Engine:
         register(*args)
 
     def load_library(self, body: bytes) -> tuple[bool, str]:
+        self._functions_state()
         ok, err = self._load_library(body)
         self.pending = None
         return bool(ok), (_text(err) if err else "")
@@ -397,6 +455,7 @@ class Engine:
         if sha in self.scripts:
             return sha
         flags, skip = parse_shebang(body)
+        self._eval_state()
         # Keep the shebang's line feed so that line numbers stay right.
         f, err = self._compile(body[skip:], b"@user_script")
         if not f:
@@ -405,23 +464,37 @@ class Engine:
         return sha
 
     def flush(self) -> None:
+        """SCRIPT FLUSH: the cache, and EVAL's Lua state with it."""
         self.scripts.clear()
-        self.lua.gccollect()
+        if self._vm is self._eval_vm:
+            self._vm = None
+        self._eval_vm = None
 
     def memory(self) -> int:
-        return self.lua.get_memory_used() or 0
+        """EVAL's Lua state's bytes (used_memory_lua)."""
+        vm = self._eval_vm
+        return (vm.lua.get_memory_used() or 0) if vm is not None else 0
+
+    def functions_memory(self) -> int:
+        """The functions' Lua state's bytes (used_memory_vm_functions)."""
+        vm = self._func_vm
+        return (vm.lua.get_memory_used() or 0) if vm is not None else 0
 
     # -- running ----------------------------------------------------------------
 
     def eval(self, sha: bytes, keys: list[bytes], argv: list[bytes], read_only: bool) -> object:
         """Run a cached script; returns its reply value."""
         f, flags = self.scripts[sha]
+        if self._vm is not self._eval_vm:
+            self._eval_state()
         return self._invoke(sha, f, flags, keys, argv, read_only, True)
 
     def call_function(
         self, name: bytes, f: object, flags: int, keys: list[bytes], argv: list[bytes], read_only: bool
     ) -> object:
         """FCALL: run a library's function."""
+        if self._vm is not self._func_vm:
+            self._functions_state()
         return self._invoke(name, f, flags, keys, argv, read_only, False)
 
     def _invoke(
@@ -468,9 +541,10 @@ class Engine:
             if run.busy:
                 run.busy = False
                 self._report(run)  # before the frame that carries the reply
-        self._runs += 1
-        if self._runs >= GC_PERIOD:
-            self._runs = 0
+        vm = self._vm
+        vm.runs += 1  # type: ignore[union-attr]  # a script ran in it
+        if vm.runs >= GC_PERIOD:  # type: ignore[union-attr]
+            vm.runs = 0  # type: ignore[union-attr]
             self._gc_step()
         if run.abort is not None:
             self._rearm()

@@ -125,6 +125,7 @@ def info(ks: Keyspace, args: list[bytes]) -> object:
     if scripts is not None:  # the Lua engine (shardkv.worker.scripting)
         functions = getattr(scripts, "functions", None)
         stats["used_memory_lua"] = scripts.memory()
+        stats["used_memory_vm_functions"] = scripts.functions_memory()
         stats["number_of_functions"] = len(functions.functions) if functions is not None else 0
         stats["number_of_libraries"] = len(functions.libraries) if functions is not None else 0
         stats["used_memory_functions"] = (
