@@ -351,6 +351,40 @@ def test_keymiss_events(ports):
     assert _same(ports, script, flags="Km")
 
 
+def test_keymiss_events_of_read_commands(ports):
+    """Which reads of a missing key are a ``keymiss`` (Redis's
+    lookupKeyRead), and which are not: OBJECT looks up without notifying
+    (LOOKUP_NONOTIFY), write commands' lookups never notify."""
+    script = [
+        ("EXISTS", "m1", "m2"),
+        ("TYPE", "m1"),
+        ("TTL", "m1"),
+        ("STRLEN", "m1"),
+        ("GETRANGE", "m1", "0", "1"),
+        ("GETBIT", "m1", "0"),
+        ("LRANGE", "m1", "0", "1"),
+        ("SISMEMBER", "m1", "x"),
+        ("SUNION", "m1", "m2"),
+        ("HGETALL", "m1"),
+        ("ZSCORE", "m1", "x"),
+        ("XRANGE", "m1", "-", "+"),
+        ("PFCOUNT", "m1"),
+        ("SORT_RO", "m1"),
+        ("DUMP", "m1"),
+        ("OBJECT", "ENCODING", "m1"),
+        ("OBJECT", "REFCOUNT", "m1"),
+        ("TOUCH", "m1", "m2"),
+        ("LCS", "m1", "m2"),
+        ("MEMORY", "USAGE", "m1"),
+        ("EVAL", "return redis.call('get', KEYS[1])", "1", "m1"),
+        ("GETDEL", "m1"),
+        ("SUNIONSTORE", "d", "m1"),
+        ("RPOPLPUSH", "m3", "m4"),
+        ("INCR", "m5"),
+    ]
+    _same(ports, script, flags="KEm")
+
+
 @pytest.mark.parametrize(
     "flags", ["K$", "Eg", "Kl", "Es", "KEh", "Kz", "Kt", "E$lshzt", "KA", "EA", "A", "Kx"]
 )

@@ -12,7 +12,7 @@ from shardkv.protocol.command_docs import check_subcommand
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import OK, strict_int
 from shardkv.worker.handlers import Handlers
-from shardkv.worker.keyspace import Keyspace
+from shardkv.worker.keyspace import KEYMISS, Keyspace
 from shardkv.worker.values import copy_value
 
 
@@ -322,7 +322,12 @@ def object_(ks: Keyspace, args: list[bytes]) -> object:
     sub = args[1].lower()
     if sub == b"help":
         return [line.encode() for line in _OBJECT_HELP]
-    value = ks.lookup(args[2])
+    mask = ks.event_mask
+    ks.event_mask = mask & ~KEYMISS  # a miss is no keymiss event (Redis's LOOKUP_NONOTIFY)
+    try:
+        value = ks.lookup(args[2])
+    finally:
+        ks.event_mask = mask
     if value is None:
         return None
     if sub == b"encoding":
