@@ -1,5 +1,5 @@
-"""What the command modules share: typed lookups, random picks, cursor
-scans, copies.
+"""What the command modules share: typed lookups, index ranges, random
+picks, cursor scans, copies.
 
 The modules of :mod:`shardkv.worker.commands` never import each other; a
 helper that more than one of them needs lives here (or, when it only reads
@@ -25,6 +25,25 @@ from shardkv.worker.zset import ZSet
 # it whole, in numeric order, and SORT sees it in that order
 # (``set-max-intset-entries``, see :mod:`shardkv.worker.tunables`).
 INTSET_MAX = 512
+
+
+# -- index ranges ---------------------------------------------------------------
+
+
+def index_range(start: int, end: int, size: int) -> tuple[int, int]:
+    """Redis's rules for an inclusive ``start``..``end`` of indexes into
+    ``size`` items (LRANGE, LTRIM, ZRANGE, ZREMRANGEBYRANK): negative ones
+    count from the end, and what is left is clamped.  The items as a
+    half-open range ``[a, b)``, empty when ``a == b``."""
+    if start < 0:
+        start += size
+        if start < 0:
+            start = 0
+    if end < 0:
+        end += size
+    if start > end or start >= size:
+        return 0, 0
+    return start, min(end, size - 1) + 1
 
 
 # -- typed lookups --------------------------------------------------------------

@@ -106,36 +106,35 @@ def geodist(ks: Keyspace, args: list[bytes]) -> object:
     return geohash.fixed4(geohash.distance(lon1, lat1, lon2, lat2) / to_meter)
 
 
-def geohash_(ks: Keyspace, args: list[bytes]) -> object:
-    """GEOHASH key [member [member ...]]"""
+def _positions(ks: Keyspace, args: list[bytes]) -> list[tuple[float, float] | None]:
+    """The longitude and latitude of each member ``args[2:]`` of the key
+    ``args[1]``; None for a member (or key) that is not there."""
     z = get_zset(ks, args[1])
-    out: list = []
+    out: list[tuple[float, float] | None] = []
     for member in args[2:]:
         score = z.score(member) if z is not None else None
-        if score is None:
-            out.append(None)
-            continue
-        lon, lat = geohash.decode_score(score)
-        bits = geohash.encode(lon, lat, geohash.STEP_MAX, geohash.STANDARD) or 0
-        chars = bytearray()
-        for i in range(11):
-            chars.append(_ALPHABET[0 if i == 10 else (bits >> (52 - (i + 1) * 5)) & 0x1F])
-        out.append(bytes(chars))
+        out.append(None if score is None else geohash.decode_score(score))
     return out
+
+
+def _standard_hash(lon: float, lat: float) -> bytes:
+    """GEOHASH's 11 characters: the position re-encoded on the standard
+    latitude range, the last character always '0' (as Redis)."""
+    bits = geohash.encode(lon, lat, geohash.STEP_MAX, geohash.STANDARD) or 0
+    chars = bytearray()
+    for i in range(11):
+        chars.append(_ALPHABET[0 if i == 10 else (bits >> (52 - (i + 1) * 5)) & 0x1F])
+    return bytes(chars)
+
+
+def geohash_(ks: Keyspace, args: list[bytes]) -> object:
+    """GEOHASH key [member [member ...]]"""
+    return [None if p is None else _standard_hash(*p) for p in _positions(ks, args)]
 
 
 def geopos(ks: Keyspace, args: list[bytes]) -> object:
     """GEOPOS key [member [member ...]]"""
-    z = get_zset(ks, args[1])
-    out: list = []
-    for member in args[2:]:
-        score = z.score(member) if z is not None else None
-        if score is None:
-            out.append(NULL_ARRAY)
-            continue
-        lon, lat = geohash.decode_score(score)
-        out.append([_human(lon), _human(lat)])
-    return out
+    return [NULL_ARRAY if p is None else [_human(p[0]), _human(p[1])] for p in _positions(ks, args)]
 
 
 def _distance_arg(shape: Shape, value: bytes, unit: bytes) -> None:

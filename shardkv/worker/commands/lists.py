@@ -27,6 +27,7 @@ from shardkv.protocol.resp import NULL_ARRAY, OK
 from shardkv.worker.blocking import Wait, parse_timeout
 from shardkv.worker.handlers import Blocking, BlockingForms, Handlers
 from shardkv.worker.keyspace import Keyspace
+from shardkv.worker.values import index_range
 
 
 def _where(arg: bytes) -> bool:
@@ -228,19 +229,12 @@ def lrange(ks: Keyspace, args: list[bytes]) -> object:
     if value is None:
         return []
     n = len(value)
-    if start < 0:
-        start += n
-        if start < 0:
-            start = 0
-    if end < 0:
-        end += n
-    if start > end or start >= n:
+    a, b = index_range(start, end, n)
+    if a == b:
         return []
-    if end >= n:
-        end = n - 1
-    if start == 0 and end == n - 1:
+    if a == 0 and b == n:
         return list(value)
-    return _slice(value, start, end)
+    return _slice(value, a, b - 1)
 
 
 def lpos(ks: Keyspace, args: list[bytes]) -> object:
@@ -352,27 +346,20 @@ def ltrim(ks: Keyspace, args: list[bytes]) -> object:
     if value is None:
         return OK
     n = len(value)
-    if start < 0:
-        start += n
-        if start < 0:
-            start = 0
-    if end < 0:
-        end += n
+    a, b = index_range(start, end, n)
     ks.touch(key)  # as Redis: LTRIM of an existing list is a change, even when it keeps all
-    if start > end or start >= n:
+    if a == b:
         ks.delete(key)
         return OK
-    if end >= n:
-        end = n - 1
-    keep = end - start + 1
+    keep = b - a
     if keep < n - keep:
-        items = _slice(value, start, end)
+        items = _slice(value, a, b - 1)
         value.clear()
         value.extend(items)
     else:
-        for _ in range(start):
+        for _ in range(a):
             value.popleft()
-        for _ in range(n - 1 - end):
+        for _ in range(n - b):
             value.pop()
     return OK
 

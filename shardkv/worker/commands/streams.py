@@ -953,6 +953,22 @@ def _parse_long(arg: bytes, message: str) -> int:
     return parse_int(arg, "ERR " + message if not message.startswith("ERR ") else message)
 
 
+def _claim(id_: int, nack: Nack, consumer: Consumer, time: int, retrycount: int, justid: bool) -> None:
+    """Give the pending entry ``id_`` (``nack``) to ``consumer``, as XCLAIM
+    and XAUTOCLAIM do: delivered at ``time``, its delivery count set to
+    ``retrycount`` when that is not negative, else one more unless JUSTID."""
+    if nack.consumer is not consumer and nack.consumer is not None:
+        nack.consumer.pel.pop(id_, None)
+    nack.time = time
+    if retrycount >= 0:
+        nack.count = retrycount
+    elif not justid:
+        nack.count += 1
+    if nack.consumer is not consumer:
+        consumer.pel[id_] = nack
+        nack.consumer = consumer
+
+
 def xclaim(ks: Keyspace, args: list[bytes]) -> object:
     """XCLAIM key group consumer min-idle-time id [id ...] [IDLE ms] [TIME unix-time-milliseconds] [RETRYCOUNT count] [FORCE] [JUSTID] [LASTID lastid]"""
     PROPAGATE.clear()
@@ -1034,16 +1050,7 @@ def xclaim(ks: Keyspace, args: list[bytes]) -> object:
             continue
         if consumer is None:
             consumer = _consumer(g, key, args[2], args[3], now)
-        if nack.consumer is not consumer and nack.consumer is not None:
-            nack.consumer.pel.pop(id_, None)
-        nack.time = deliverytime
-        if retrycount >= 0:
-            nack.count = retrycount
-        elif not justid:
-            nack.count += 1
-        if nack.consumer is not consumer:
-            consumer.pel[id_] = nack
-            nack.consumer = consumer
+        _claim(id_, nack, consumer, deliverytime, retrycount, justid)
         out.append(format_id(id_) if justid else [format_id(id_), fields])
         PROPAGATE.append(_xclaim_record(key, g, id_, nack))
         propagate_last = False
@@ -1115,14 +1122,7 @@ def xautoclaim(ks: Keyspace, args: list[bytes]) -> object:
             continue
         if consumer is None:
             consumer = _consumer(g, key, args[2], args[3], now)
-        if nack.consumer is not consumer and nack.consumer is not None:
-            nack.consumer.pel.pop(id_, None)
-        nack.time = now
-        if not justid:
-            nack.count += 1
-        if nack.consumer is not consumer:
-            consumer.pel[id_] = nack
-            nack.consumer = consumer
+        _claim(id_, nack, consumer, now, -1, justid)
         claimed.append(format_id(id_) if justid else [format_id(id_), fields])
         count -= 1
         PROPAGATE.append(_xclaim_record(key, g, id_, nack))

@@ -26,7 +26,7 @@ from shardkv.protocol.resp import BIG_ARRAY, NULL_ARRAY, Pairs, encode_bulk_choi
 from shardkv.worker.blocking import Wait, parse_timeout
 from shardkv.worker.handlers import Blocking, BlockingForms, Handlers
 from shardkv.worker.keyspace import Keyspace
-from shardkv.worker.values import get_zset, scan_members, scan_reply
+from shardkv.worker.values import get_zset, index_range, scan_members, scan_reply
 from shardkv.worker.zset import LexBound, ZSet, zset_of
 
 _INF = math.inf
@@ -84,19 +84,6 @@ def _store_or_delete(ks: Keyspace, key: bytes, z: ZSet) -> int:
     else:
         ks.delete(key)
     return len(z)
-
-
-def _sanitize_ranks(start: int, end: int, size: int) -> tuple[int, int]:
-    """Redis's index rules for ranks: [start, stop), empty when start >= stop."""
-    if start < 0:
-        start += size
-    if end < 0:
-        end += size
-    if start < 0:
-        start = 0
-    if start > end or start >= size:
-        return 0, 0
-    return start, min(end, size - 1) + 1
 
 
 # -- adding and removing ----------------------------------------------------------
@@ -333,7 +320,7 @@ def zrange_generic(
         return _store_or_delete(ks, args[1], ZSet()) if store else []
     size = len(z)
     if by is BY_RANK:
-        a, b = _sanitize_ranks(start, end, size)
+        a, b = index_range(start, end, size)
         if reverse:
             a, b = size - b, size - a
         items = z.slice(a, b, reverse)
@@ -424,7 +411,7 @@ def _zremrange(ks: Keyspace, args: list[bytes], by: str) -> object:
     if z is None:
         return 0
     if by is BY_RANK:
-        a, b = _sanitize_ranks(start, end, len(z))
+        a, b = index_range(start, end, len(z))
     elif by is BY_SCORE:
         a, b = z.score_span(smin[0], smin[1], smax[0], smax[1])
     else:
