@@ -284,6 +284,8 @@ UNBLOCKED_STREAM_DELETED = "UNBLOCKED the stream key no longer exists"
 
 # -- disk errors (writeCommandsGetDiskErrorMessage) ----------------------------
 MISCONF_AOF = "MISCONF Errors writing to the AOF file: %s"
+# A coordinator's ``__hold`` of a shard it already holds (a bug in the acceptor).
+ALREADY_HELD = "ERR shard already held by this acceptor"
 MISCONF_RDB = (
     "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk. "
     "Commands that may modify the data set are disabled, because this instance is configured to report "

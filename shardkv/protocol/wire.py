@@ -7,6 +7,10 @@ byte of a payload says what it is.  Nothing on a pipe is pickled; the only
 other codec is :mod:`marshal`, and only for values the sending process built
 itself from plain ``bytes``/``int``/``list``/``tuple``/``dict``.
 
+With several acceptors (``--acceptors K``) each worker has one pipe to
+each, all carrying the frames below; what goes on which pipe is said
+where it matters (``W``, ``E``, ``D``, ``S``, ``InDoubt``, ``__hold``).
+
 Acceptor -> worker
 ------------------
 ``B`` *batch*: every command bound for this shard during one turn of the
@@ -23,7 +27,8 @@ Acceptor -> worker
     :func:`header_token`).
 ``X`` *cancel*: ``X<token>`` in ASCII.  The client blocked under that
     token went away; forget it (a token the worker no longer knows, one
-    already answered, is ignored).
+    already answered, is ignored).  Tokens are each acceptor's own: this
+    cancels the token of the pipe it came on.
 ``C`` *control*: ``C`` + one control message (see below): a step of a
     cross-shard operation, or the answer to a worker's ``InDoubt``.
 ``A`` *answer*: ``A`` + a RESP reply body: the answer to the worker's
@@ -49,17 +54,21 @@ Worker -> acceptor
     process ever copies the whole reply into a frame, and the acceptor
     writes each piece to the client as it comes.
 ``W`` *wake*: ``W`` + uint64 token + RESP body: the late reply to a
-    command that blocked, served or timed out.  It always follows the
-    ``R`` frame that carried the command's empty body.
+    command that blocked, served or timed out, on the pipe that command
+    came on (whichever pipe brought the write that served it).  It always
+    follows the ``R`` frame that carried the command's empty body.
 ``C`` *control*: ``C`` + one control message: a parked worker's answer,
-    or ``InDoubt``, the first frame a worker sends on every new pipe.
+    or ``InDoubt``, the first frame a worker sends on every new pipe: on
+    acceptor ``i``'s pipe it lists the operations in doubt whose
+    coordinator is ``i`` (those of a coordinator ``>= K``: on pipe 0).
 
 ``S`` *script*: ``S`` + marshal ``(busy, pid, dirty, eval_mode, details...)``: a Lua
     script has run longer than ``busy-reply-threshold`` (busy true; sent
     again when it first writes), or the busy script is over (busy false,
     sent before the frame that carries its reply).  While a shard is busy
     the acceptor answers ``-BUSY`` for the commands it would send there,
-    and SCRIPT KILL / FUNCTION KILL signal ``pid`` (SIGUSR1).
+    and SCRIPT KILL / FUNCTION KILL signal ``pid`` (SIGUSR1).  Sent on
+    every pipe.
 ``M`` *monitor*: ``M`` + marshal list of ``(database, args)``: the commands a
     script sent with FLAG_MONITOR called, in order, for MONITOR's ``[0 lua]``
     lines; sent before the frame that carries the script's reply.
@@ -76,7 +85,7 @@ Worker -> acceptor
 ``D`` *disk*: ``D`` + the ``-MISCONF`` error text (UTF-8) this shard
     refuses writes with, or nothing once it can persist again; sent when
     that changes (and on a new pipe, if set), before any reply refused
-    with it.  The acceptor then refuses PING, and writes queued in MULTI,
+    with it; on every pipe.  The acceptor then refuses PING, and writes queued in MULTI,
     as Redis's ``processCommand`` does.
 ``E`` *events*: ``E`` + marshal ``(bounds, events)``: keyspace events the
     shard noted (only while the acceptor wants some, see ``__events`` and
@@ -86,6 +95,10 @@ Worker -> acceptor
     the frame comes just before an ``R`` frame, and ``bounds[i]`` is how
     many of the events come before that frame's reply ``i`` (the rest,
     after its last reply: blocked commands served after the batch).
+    Each pipe gets the events its own ``__events`` mask selects: the pipe
+    whose batch noted them as above, every other one in a frame with
+    ``bounds`` None, sent when the batch ends (the events of a cross-shard
+    operation: when it commits; never if it aborts).
 
 Control messages
 ----------------
@@ -114,6 +127,18 @@ a shard: commands whose name starts with ``__`` (``__info``, ``__watch``,
 ``__bwait``...).  Every one is a constant of :class:`Verb`, the only place
 that spells them; the command table does not hold them, so no client can
 send one.
+
+``__hold`` and ``__release`` (several acceptors only) make a shard
+exclusive to one acceptor: after ``__hold`` (reply ``+OK``; an error if
+that pipe already holds it) the worker reads only the pipe it came on,
+whose later batches run as usual, until ``__release`` (``+OK``) or until
+that pipe closes; the other pipes' frames wait unread, in order.  A shard
+is exclusive in the same way to the coordinator it is parked, preparing
+or prepared for, and stays so while that operation is in doubt after its
+acceptor died, until the acceptor's new pipe resolves it.  A coordinator
+holds every shard of a multi-shard command in ascending shard order, each
+``+OK`` received before it sends the next ``__hold``, so that no two
+coordinators deadlock; single-shard commands never hold.
 """
 
 from __future__ import annotations
@@ -545,6 +570,9 @@ class Verb:
     PERSISTENCE = b"__persistence"
     EVENTS = b"__events"  # keyspace notifications: which events the acceptor wants
     MEMORY = b"__memory"  # maxmemory's parts: __memory figure | limit n | give n evict | take n
+    # Several acceptors: a coordinator's exclusive use of a shard.
+    HOLD = b"__hold"  # __hold: read only this pipe until __release
+    RELEASE = b"__release"  # __release: read every pipe again
     SHUTDOWN = b"__shutdown"
 
     HANDLED: frozenset[bytes] = frozenset()  # filled in below

@@ -34,6 +34,13 @@ How one blocking command runs
    ``W`` frame; the serve loop wakes up for the earliest deadline.
 5. ``X<token>`` forgets a waiter: its client went away.
 
+With several acceptors (``--acceptors``), each pipe is one acceptor's and
+tokens are that acceptor's own: a waiter is known by (pipe, token), an
+``X`` frame cancels the token of the pipe it came on, and a wake goes to
+the pipe its command came from.  The queue of each key is still one FIFO
+across pipes: a client blocked through acceptor A is served by a push
+that came through B, in the order the clients blocked.
+
 So an element is popped only to be sent to a waiting client, and a client
 waits on one worker only: a popped element is delivered once or stays.
 
@@ -170,12 +177,20 @@ class Wait:
 class Waiter:
     """One blocked command: who waits, for what, until when."""
 
-    __slots__ = ("token", "args", "wait", "resp3", "deadline", "db")
+    __slots__ = ("token", "args", "wait", "resp3", "deadline", "db", "pipe")
 
     def __init__(
-        self, token: int, args: list[bytes], wait: Wait, resp3: int, deadline: float, db: int = 0
+        self,
+        token: int,
+        args: list[bytes],
+        wait: Wait,
+        resp3: int,
+        deadline: float,
+        db: int = 0,
+        pipe: int = 0,
     ) -> None:
         self.db = db  # the database of its keys
+        self.pipe = pipe  # the acceptor pipe it came on, where its reply goes
         self.token = token
         self.args = args
         self.wait = wait
@@ -200,10 +215,11 @@ class Waiters:
         self.record = record
         # FIFO per (database, key); empty means nobody waits.
         self.by_key: dict[tuple[int, bytes], list[Waiter]] = {}
-        self.by_token: dict[int, Waiter] = {}
-        self.timeouts: list[tuple[float, int]] = []  # heap of (deadline, token)
+        self.by_token: dict[tuple[int, int], Waiter] = {}  # by (pipe, token)
+        self.timeouts: list[tuple[float, int, int]] = []  # heap of (deadline, pipe, token)
         self.ready: dict[tuple[int, bytes], None] = {}  # (db, key)s to serve, in the order they became ready
-        self.wakes: list[bytes] = []  # W frames to send after the current R frame
+        # (pipe, W frame) to send after the current R frame
+        self.wakes: list[tuple[int, bytes]] = []
 
     # -- blocking -------------------------------------------------------------
 
@@ -216,9 +232,10 @@ class Waiters:
         wait: Wait = value
         deadline = time.monotonic() + wait.timeout / 1000 if wait.timeout else math.inf
         db = self.ks.db
-        waiter = Waiter(token, args, wait, resp3, deadline, db)
-        self.cancel(token)  # a token is never reused; this is only a safeguard
-        self.by_token[token] = waiter
+        pipe = self.ks.pipe
+        waiter = Waiter(token, args, wait, resp3, deadline, db, pipe)
+        self.cancel(token, pipe)  # a token is never reused; this is only a safeguard
+        self.by_token[pipe, token] = waiter
         by_key = self.by_key
         for k in dict.fromkeys(wait.keys):
             key = (db, k)
@@ -228,25 +245,31 @@ class Waiters:
             else:
                 queue.append(waiter)
         if wait.timeout:
-            heapq.heappush(self.timeouts, (deadline, token))
+            heapq.heappush(self.timeouts, (deadline, pipe, token))
         return b""
 
-    def cancel(self, token: int) -> None:
-        """Forget the waiter of ``token``, if it still waits."""
-        waiter = self.by_token.get(token)
+    def cancel(self, token: int, pipe: int = 0) -> None:
+        """Forget the waiter of ``token`` from ``pipe``, if it still waits."""
+        waiter = self.by_token.get((pipe, token))
         if waiter is not None:
             self._forget(waiter)
 
-    def clear(self) -> None:
-        """Forget every waiter (the acceptor that sent them is gone)."""
-        self.by_key.clear()
-        self.by_token.clear()
-        self.timeouts.clear()
-        self.ready.clear()
-        self.wakes.clear()
+    def clear(self, pipe: int | None = None) -> None:
+        """Forget every waiter of ``pipe`` (None: of every pipe): the
+        acceptor that sent them is gone, and its clients with it."""
+        if pipe is None or all(p == pipe for p, _ in self.by_token):
+            self.by_key.clear()
+            self.by_token.clear()
+            self.timeouts.clear()
+            self.ready.clear()
+            self.wakes.clear()
+            return
+        for waiter in [w for (p, _), w in self.by_token.items() if p == pipe]:
+            self._forget(waiter)
+        self.wakes = [(p, frame) for p, frame in self.wakes if p != pipe]
 
     def _forget(self, waiter: Waiter) -> None:
-        del self.by_token[waiter.token]
+        del self.by_token[waiter.pipe, waiter.token]
         by_key = self.by_key
         db = waiter.db
         for k in dict.fromkeys(waiter.wait.keys):
@@ -307,7 +330,7 @@ class Waiters:
                         if any(w.wait.missing for w in queue):
                             continue  # a blocked XREADGROUP still gets its error
                         break
-                    if waiter.token in self.by_token:
+                    if (waiter.pipe, waiter.token) in self.by_token:
                         self._serve(waiter, key)
         finally:
             if ks.db != here:
@@ -333,7 +356,7 @@ class Waiters:
         if value is None:
             return
         self._forget(waiter)
-        self.wakes.append(wire.encode_wake(waiter.token, encode(value, waiter.resp3)))
+        self.wakes.append((waiter.pipe, wire.encode_wake(waiter.token, encode(value, waiter.resp3))))
         stats = ks.stats
         if stats is not None:  # counted and slow-logged once served, as Redis's updateStatsOnUnblock
             ns = perf_counter_ns() - start
@@ -351,7 +374,7 @@ class Waiters:
         """When the next waiter times out (time.monotonic()), inf if never."""
         heap = self.timeouts
         by_token = self.by_token
-        while heap and heap[0][1] not in by_token:
+        while heap and heap[0][1:] not in by_token:
             heapq.heappop(heap)
         return heap[0][0] if heap else math.inf
 
@@ -360,12 +383,12 @@ class Waiters:
         heap = self.timeouts
         by_token = self.by_token
         while heap and heap[0][0] <= now:
-            deadline, token = heapq.heappop(heap)
-            waiter = by_token.get(token)
+            deadline, pipe, token = heapq.heappop(heap)
+            waiter = by_token.get((pipe, token))
             if waiter is None or waiter.deadline != deadline:
                 continue
             self._forget(waiter)
-            self.wakes.append(wire.encode_wake(token, encode(waiter.wait.expired, waiter.resp3)))
+            self.wakes.append((pipe, wire.encode_wake(token, encode(waiter.wait.expired, waiter.resp3))))
 
 
 def now_or_never(form: Handler) -> Handler:

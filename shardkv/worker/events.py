@@ -93,9 +93,28 @@ def _recording_touch(ks: Keyspace) -> Callable[[bytes], None]:
 
 
 def events_command(ks: Keyspace, args: list[bytes]) -> object:
-    """__events mask -> OK: the event classes the acceptor wants now."""
-    enable(ks, int(args[1]))
+    """__events mask -> OK: the event classes the acceptor of this pipe
+    wants now (the shard notes those that any acceptor wants)."""
+    mask = int(args[1])
+    if mask:
+        ks.event_masks[ks.pipe] = mask
+    else:
+        ks.event_masks.pop(ks.pipe, None)
+    enable(ks, _union(ks))
     return b"OK"
+
+
+def forget(ks: Keyspace, pipe: int) -> None:
+    """The acceptor of ``pipe`` has gone: note only what the others want."""
+    ks.event_masks.pop(pipe, None)
+    enable(ks, _union(ks))
+
+
+def _union(ks: Keyspace) -> int:
+    union = 0
+    for mask in ks.event_masks.values():
+        union |= mask
+    return union
 
 
 def note(ks: Keyspace, cls: int, event: bytes, key: bytes, db: int | None = None) -> None:

@@ -162,6 +162,16 @@ class Keyspace:
         self.events: list | None = None
         self.noting = False  # a write command's events are wanted (not only STARVED)
         self.touched: set[bytes] = set()
+        # With several acceptors (``--acceptors``), what is kept per acceptor
+        # pipe: ``pipe`` is the one whose frame runs now (set by the loop),
+        # ``event_masks`` each pipe's nonzero ``__events`` mask
+        # (``event_mask`` is their union), ``watchers`` each pipe's WATCH
+        # counts by (db, key), ``held_by`` the pipe holding the shard
+        # (``__hold``), if any.
+        self.pipe = 0
+        self.event_masks: dict[int, int] = {}
+        self.watchers: dict[int, dict[tuple[int, bytes], int]] = {}
+        self.held_by: int | None = None
 
     # -- databases --------------------------------------------------------
 
@@ -186,6 +196,25 @@ class Keyspace:
         if db == self.db:
             self.select(db)  # writes the current figures back
         return self.dbs[db]
+
+    def forget_watches(self, pipe: int) -> None:
+        """Acceptor ``pipe`` has gone, and its clients' WATCHes with it."""
+        mine = self.watchers.pop(pipe, None)
+        if not self.watchers:  # nobody else watches anything
+            for db in self.used_dbs():
+                self.dbs[db].watched.clear()  # type: ignore[union-attr]
+                self.dbs[db].watch_counts.clear()  # type: ignore[union-attr]
+            return
+        for (db, key), n in (mine or {}).items():
+            database = self.dbs[db]
+            if database is None:
+                continue
+            left = database.watch_counts.get(key, 0) - n
+            if left <= 0:
+                database.watch_counts.pop(key, None)
+                database.watched.pop(key, None)
+            else:
+                database.watch_counts[key] = left
 
     def used_dbs(self) -> list[int]:
         """The databases that exist (created), in order."""

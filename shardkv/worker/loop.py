@@ -1,11 +1,15 @@
 """A worker process: its entry point, and the loop that reads frames from
-the acceptor's pipe, has the :class:`~shardkv.worker.shard.Shard` run them,
-and sends the replies.
+the acceptors' pipes (one per acceptor), has the
+:class:`~shardkv.worker.shard.Shard` run them, and sends the replies.
 
-The loop is single-threaded and FIFO: batches run in the order they
-arrive, and each batch runs start to finish before the next is read.
-That, with the acceptor's single global order, is what makes commands
-that span shards serializable.  Between batches, and at least ``hz``
+The loop is single-threaded and FIFO per pipe: each pipe's batches run in
+the order they arrive, each batch start to finish before the next is
+read, and the batches of different pipes interleave, batch by batch.
+With one acceptor, that and the acceptor's single global order is what
+makes commands that span shards serializable; with several, a shard is
+also *exclusive* to one acceptor while that acceptor holds it
+(``__hold``) or while it is in one of its cross-shard operations: then
+only that acceptor's pipe is read (see :class:`Pipes`).  Between batches, and at least ``hz``
 times a second when idle, the loop runs the active expiry cycle and the
 persistence cron; it also wakes up for the earliest blocked command's
 timeout.  The replies of batches already queued behind each other leave
@@ -16,11 +20,13 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import signal
 import socket
 import sys
 import time
 from multiprocessing.connection import Connection
+from typing import Any
 
 from shardkv.protocol import errors, wire
 from shardkv.protocol.resp import Error, encode
@@ -36,20 +42,16 @@ from shardkv.worker.shard import Prepared, Shard
 log = logging.getLogger("shardkv.worker")
 
 
-def serve(conn: Connection | list[Connection], ctl: Connection, index: int, cfg: dict) -> None:
+def serve(conns: list[Connection], ctl: Connection, index: int, cfg: dict) -> None:
     """The entry point of a worker process.
 
-    ``conn`` is the pipe to the acceptor; ``ctl`` the pipe to the
-    supervisor, which hears ``loaded`` once the shard's data is in memory,
-    and sends a new acceptor pipe when the acceptor was restarted.
-    SIGTERM stops the worker between batches: it flushes its AOF, saves
-    when ``save`` rules exist, and exits 0.
+    ``conns[i]`` is the pipe to acceptor ``i`` (coordinator ``i`` of the
+    cross-shard protocol); ``ctl`` the pipe to the supervisor, which hears
+    ``loaded`` once the shard's data is in memory, and sends a new pipe for
+    acceptor ``i`` (the message ``b"%d" % i`` with its fd) when that
+    acceptor was restarted.  SIGTERM stops the worker between batches: it
+    flushes its AOF, saves when ``save`` rules exist, and exits 0.
     """
-    if isinstance(conn, list):  # one pipe per acceptor (issue 22); this worker serves one
-        if len(conn) != 1:
-            print(f"shard {index}: this worker serves one acceptor only", file=sys.stderr)
-            sys.exit(EXIT_LOAD_FAILED)
-        conn = conn[0]
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides
     signal.signal(signal.SIGTERM, _request_stop)
     set_name(f"shardkv-shard{index}")
@@ -71,16 +73,7 @@ def serve(conn: Connection | list[Connection], ctl: Connection, index: int, cfg:
     persistence.in_doubt = {}
     gctuning.settle()  # after loading: the loaded keys are never traversed
     ctl.send_bytes(b"loaded")
-    while not _Stop.requested:
-        persistence.inherited_fds = [conn.fileno(), ctl.fileno()]
-        _serve_pipe(shard, conn)
-        conn.close()
-        if _Stop.requested:
-            break
-        shard.acceptor_lost()
-        conn = _next_pipe(ctl)  # type: ignore[assignment]
-        if conn is None:
-            break
+    Pipes(shard, ctl, conns).run()
     try:
         persistence.close()
     except Exception as e:
@@ -88,127 +81,424 @@ def serve(conn: Connection | list[Connection], ctl: Connection, index: int, cfg:
         sys.exit(1)
 
 
-def _serve_pipe(shard: Shard, conn: Connection) -> None:
-    """Run batches from one acceptor pipe until it closes or a stop is requested."""
-    runtime = shard.keyspace.runtime
-    persistence = shard.persistence
-    commit = persistence.commit if persistence is not None else None
-    reader = FrameReader(conn)
-    recv, poll = reader.recv, reader.poll
-    sendall = reader.sock.sendall  # the pipe's socket; Connection's framing
-    # The replies of a batch wait while more batches are already queued, so
-    # that one write carries them all (and, with appendfsync always, one
-    # fsync covers them).  Anything sent (a later reply, a wake, a control
-    # frame) sends them first, in order.
-    held: list[bytes] = []
-    held_logged: list[list] = []  # for each held frame, its replies that logged
-    reported: list[str | None] = [None]  # the -MISCONF text the acceptor knows of
+class Pipe:
+    """One acceptor's pipe, as the worker sees it: a :class:`FrameReader`,
+    the frames read while the shard could not run them (``backlog``), and
+    ``send``, which holds the replies of a batch back while more batches of
+    this pipe are queued, so that one write carries them all (and, with
+    appendfsync always, one fsync covers them).  Anything sent (a later
+    reply, a wake, a control frame) sends what is held first, in order."""
 
-    def report_disk() -> None:
-        # The acceptor refuses PING and writes in MULTI while a shard cannot
-        # persist (a ``D`` frame), as Redis does: tell it when that changes,
-        # before any reply refused because of it.
-        if persistence is not None and persistence.misconf != reported[0]:
-            reported[0] = persistence.misconf
-            frame = wire.encode_disk(reported[0])
-            sendall(FRAME.pack(len(frame)) + frame)
+    def __init__(self, shard: Shard, index: int, conn: Connection) -> None:
+        self.index = index
+        self.conn = conn
+        self.reader = reader = FrameReader(conn)
+        self.backlog: list[bytes] = []
+        self.broken = False  # a send to it failed: lost once the current frame is done
+        persistence = shard.persistence
+        commit = persistence.commit if persistence is not None else None
+        sendall = reader.sock.sendall  # the pipe's socket; Connection's framing
+        self.held = held = []  # type: list[bytes]
+        self.held_logged = held_logged = []  # type: list[list]  # for each held frame, its replies that logged
+        reported: list[str | None] = [None]  # the -MISCONF text the acceptor knows of
 
-    def send(payload: bytes, logged: list | None = None) -> None:
-        # What a batch logged reaches the AOF (and with `always` the disk)
-        # before any reply of it leaves; if it cannot, the replies of the
-        # commands that logged are refused with -MISCONF instead.  A
-        # cross-shard operation's control frame cannot be taken back: with
-        # `always` the worker exits rather than send it (as Redis would).
-        if commit is not None and not commit():
-            if payload[0] == wire.CONTROL and persistence.aof.policy == "always":  # type: ignore[union-attr]
-                log.critical("shard %d: cannot write the AOF with appendfsync always; exiting", shard.index)
-                os._exit(1)
-            if logged is None and payload[0] == wire.REPLIES:
-                logged = shard.logged  # the part of a batch sent before it parks
+        def report_disk() -> None:
+            # The acceptor refuses PING and writes in MULTI while a shard cannot
+            # persist (a ``D`` frame), as Redis does: tell it when that changes,
+            # before any reply refused because of it.
+            if persistence is not None and persistence.misconf != reported[0]:
+                reported[0] = persistence.misconf
+                frame = wire.encode_disk(reported[0])
+                sendall(FRAME.pack(len(frame)) + frame)
+
+        def send(payload: bytes, logged: list | None = None) -> None:
+            # What a batch logged reaches the AOF (and with `always` the disk)
+            # before any reply of it leaves; if it cannot, the replies of the
+            # commands that logged are refused with -MISCONF instead.  A
+            # cross-shard operation's control frame cannot be taken back: with
+            # `always` the worker exits rather than send it (as Redis would).
+            if commit is not None and not commit():
+                if payload[0] == wire.CONTROL and persistence.aof.policy == "always":  # type: ignore[union-attr]
+                    log.critical(
+                        "shard %d: cannot write the AOF with appendfsync always; exiting", shard.index
+                    )
+                    os._exit(1)
+                if logged is None and payload[0] == wire.REPLIES:
+                    logged = shard.logged  # the part of a batch sent before it parks
+                if held:
+                    held[:] = [
+                        _refuse_logged(f, lg, persistence) for f, lg in zip(held, held_logged, strict=True)
+                    ]
+                payload = _refuse_logged(payload, logged, persistence)
+            if persistence is not None and persistence.misconf != reported[0]:
+                report_disk()
+            held_logged.clear()
             if held:
-                held[:] = [
-                    _refuse_logged(f, lg, persistence) for f, lg in zip(held, held_logged, strict=True)
-                ]
-            payload = _refuse_logged(payload, logged, persistence)
-        if persistence is not None and persistence.misconf != reported[0]:
-            report_disk()
-        held_logged.clear()
-        if held:
-            held.append(payload)
-            sendall(b"".join([b for frame in held for b in (FRAME.pack(len(frame)), frame)]))
-            held.clear()
-        elif len(payload) > _BIG_FRAME:  # no copy of a big reply just to prefix its length
-            sendall(FRAME.pack(len(payload)))
-            sendall(payload)
-        else:
+                held.append(payload)
+                sendall(b"".join([b for frame in held for b in (FRAME.pack(len(frame)), frame)]))
+                held.clear()
+            elif len(payload) > _BIG_FRAME:  # no copy of a big reply just to prefix its length
+                sendall(FRAME.pack(len(payload)))
+                sendall(payload)
+            else:
+                sendall(FRAME.pack(len(payload)) + payload)
+
+        def send_state(payload: bytes) -> None:
             sendall(FRAME.pack(len(payload)) + payload)
 
-    def grouping() -> bool:
-        writer = persistence.aof if persistence is not None else None
-        return writer is not None and writer.policy == "always"
+        self.send = send
+        self.send_state = send_state
+        self.report_disk = report_disk
 
-    def send_state(payload: bytes) -> None:
-        sendall(FRAME.pack(len(payload)) + payload)
+    def flush(self) -> None:
+        """Send the replies held back, if any."""
+        if self.held:
+            self.send(self.held.pop(), self.held_logged.pop())
 
-    shard.send, shard.recv, shard.send_state = send, recv, send_state
-    backlog = shard.backlog
-    waiters = shard.waiters
-    next_sweep = time.monotonic() + 1.0 / runtime.hz
-    try:
-        shard.report_in_doubt()
-        report_disk()
+    def fds(self) -> list[int]:
+        return [self.conn.fileno(), self.reader.sock.fileno()]
+
+    def close(self) -> None:
+        self.reader.close()
+        self.conn.close()
+
+
+class Pipes:
+    """The loop over a worker's acceptor pipes (one per acceptor).
+
+    With one pipe (``--acceptors 1``) it is today's loop: it reads the pipe
+    with a blocking ``recv`` bounded by the periodic work's period, and
+    reads the control pipe only once the acceptor has gone.  With several,
+    it waits on every pipe and on the control pipe (a restarted acceptor's
+    new pipe comes there while the others are served) and takes batches
+    pipe by pipe in turn, each pipe in its own order.  While the shard is
+    held (``__hold``), parked, preparing or prepared for an operation of
+    coordinator ``i``, it reads pipe ``i`` only: the other pipes' frames
+    stay unread, in order, until it is free (see :mod:`shardkv.worker.shard`).
+    """
+
+    def __init__(self, shard: Shard, ctl: Connection, conns: list[Connection]) -> None:
+        self.shard = shard
+        self.ctl = ctl
+        self.pipes: list[Pipe | None] = [None] * len(conns)
+        self.current: Pipe | None = None
+        self.turn = 0  # the pipe to look at first, in turn
+        self.next_sweep = time.monotonic() + 1.0 / shard.keyspace.runtime.hz
+        shard.send_to = self.send_to
+        shard.npipes = len(conns)
+        shard.send_state = self.send_state
+        self.conns = conns
+
+    # -- pipes ------------------------------------------------------------------
+
+    def select(self, pipe: Pipe) -> None:
+        """Make ``pipe`` the one whose frames the shard runs now."""
+        shard = self.shard
+        self.current = pipe
+        shard.keyspace.pipe = pipe.index
+        shard.send, shard.recv, shard.backlog = pipe.send, pipe.reader.recv, pipe.backlog
+
+    def attach(self, index: int, conn: Connection) -> None:
+        """Start serving ``conn`` as acceptor ``index``'s pipe: first tell it
+        what this shard holds in doubt for it, and apply the outcomes."""
+        old = self.pipes[index]
+        if old is not None:
+            self.lose(old)
+        pipe = self.pipes[index] = Pipe(self.shard, index, conn)
+        self._inherited()
+        self.select(pipe)
+        try:
+            self.shard.report_in_doubt()
+            pipe.report_disk()
+        except (EOFError, OSError):
+            self.lose(pipe)
+
+    def lose(self, pipe: Pipe) -> None:
+        """Acceptor ``pipe.index`` has gone, and its clients with it."""
+        if self.pipes[pipe.index] is not pipe:
+            return
+        self.pipes[pipe.index] = None
+        pipe.close()
+        self._inherited()
+        self.shard.acceptor_lost(pipe.index)
+        if self.current is pipe:
+            alive = [p for p in self.pipes if p is not None]
+            if alive:
+                self.select(alive[0])
+            else:
+                self.current = None
+                self.shard.send = _nowhere
+                self.shard.recv = _gone
+
+    def _inherited(self) -> None:
+        persistence = self.shard.persistence
+        if persistence is not None:
+            fds = [self.ctl.fileno()]
+            for p in self.pipes:
+                if p is not None:
+                    fds += p.fds()
+            persistence.inherited_fds = fds
+
+    def send_to(self, index: int, payload: bytes) -> None:
+        """Send a frame on pipe ``index`` (not the current one): a wake, a
+        share of events.  A pipe that fails is lost after the current frame."""
+        pipe = self.pipes[index] if index < len(self.pipes) else None
+        if pipe is None or pipe.broken:
+            return
+        try:
+            pipe.send(payload)
+        except OSError:
+            pipe.broken = True
+
+    def send_state(self, payload: bytes) -> None:
+        """A frame about the whole shard (a script's busy state): to every pipe."""
+        for pipe in self.pipes:
+            if pipe is None or pipe.broken:
+                continue
+            try:
+                pipe.send_state(payload)
+            except OSError:
+                if pipe is self.current:
+                    raise
+                pipe.broken = True
+
+    def exclusive(self) -> int | None:
+        """The coordinator the shard reads only, if any: the one that holds
+        it, or the one with an operation it prepared and has not resolved."""
+        shard = self.shard
+        holder = shard.keyspace.held_by
+        if holder is not None:
+            return holder
+        if shard.prepared:
+            return shard.coordinator_pipe(min(shard.prepared))
+        return None
+
+    # -- running ----------------------------------------------------------------
+
+    def run(self) -> None:
+        for i, conn in enumerate(self.conns):
+            self.attach(i, conn)
+        self.conns = []
+        if len(self.pipes) == 1:
+            self._run_one()
+        else:
+            self._run_many()
+        for pipe in self.pipes:
+            if pipe is not None:
+                pipe.close()
+
+    def _run_one(self) -> None:
+        """One acceptor: serve its pipe; when it goes, wait for the next."""
+        while not _Stop.requested:
+            pipe = self.pipes[0]
+            if pipe is not None:
+                try:
+                    self._serve_one(pipe)
+                except (EOFError, OSError):
+                    pass  # the acceptor has gone
+                if _Stop.requested:
+                    break
+                self.lose(pipe)
+            conn = _next_pipe(self.ctl)
+            if conn is None:
+                break
+            self.attach(*conn)
+
+    def _serve_one(self, pipe: Pipe) -> None:
+        """Run batches from the only pipe until it closes or a stop is requested."""
+        shard = self.shard
+        reader = pipe.reader
+        poll = reader.poll
+        backlog = pipe.backlog
+        waiters = shard.waiters
+        runtime = shard.keyspace.runtime
+        handle = self._handle
         while not _Stop.requested:
             if backlog:
                 payload = backlog.pop(0)
             else:
                 if waiters.timeouts:
                     # A blocked command's timeout is due on time: wait exactly.
-                    wait = min(next_sweep, waiters.next_deadline()) - time.monotonic()
+                    wait = min(self.next_sweep, waiters.next_deadline()) - time.monotonic()
                     ready = wait > 0 and poll(wait)
                 else:
                     # The periodic work may be up to a period late when idle:
                     # one system call per batch instead of three.
                     reader.set_period(1.0 / runtime.hz)
-                    ready = time.monotonic() < next_sweep and reader.wait()
+                    ready = time.monotonic() < self.next_sweep and reader.wait()
                 if not ready:
-                    next_sweep = _timers(shard, next_sweep)
-                    report_disk()
+                    self._timers()
                     continue
-                payload = recv()
-            kind = payload[0]
-            if kind == wire.BATCH:
-                reply = shard.run_batch(payload)
-                noted = shard.take_events(bounded=True) if shard.keyspace.events else None
-                # Another batch already read costs no system call to see;
-                # for a shared fsync it is worth one to look for more.
-                more = backlog or reader.has_frame() or (grouping() and poll(0))
-                if more and len(held) < GROUP_COMMIT_MAX:
-                    if noted is not None:
-                        held.append(noted)
-                        held_logged.append([])
-                    held.append(reply)
-                    held_logged.append(shard.logged)
-                else:
-                    if noted is not None:
-                        send(noted, [])
-                    send(reply, shard.logged)
-                shard.send_wakes()
-            elif kind == wire.CANCEL:
-                waiters.cancel(int(payload[1:]))
-            elif kind == wire.CONTROL:  # not parked: nothing is waiting for it
+                payload = reader.recv()
+            handle(pipe, payload)
+            if waiters.timeouts or time.monotonic() >= self.next_sweep:
+                self._timers()
+
+    def _handle(self, pipe: Pipe, payload: bytes) -> None:
+        """Run one frame of ``pipe`` (the current pipe)."""
+        shard = self.shard
+        kind = payload[0]
+        held = pipe.held
+        if kind == wire.BATCH:
+            reply = shard.run_batch(payload)
+            noted = shard.take_events(bounded=True) if shard.keyspace.events else None
+            # Another batch already read costs no system call to see;
+            # for a shared fsync it is worth one to look for more.
+            more = pipe.backlog or pipe.reader.has_frame() or (_grouping(shard) and pipe.reader.poll(0))
+            if more and len(held) < GROUP_COMMIT_MAX:
+                if noted is not None:
+                    held.append(noted)
+                    pipe.held_logged.append([])
+                held.append(reply)
+                pipe.held_logged.append(shard.logged)
+            else:
+                if noted is not None:
+                    pipe.send(noted, [])
+                pipe.send(reply, shard.logged)
+            shard.send_wakes()
+        elif kind == wire.CANCEL:
+            shard.waiters.cancel(int(payload[1:]), pipe.index)
+        elif kind == wire.CONTROL:  # not parked: nothing is waiting for it
+            try:
+                shard.refuse(wire.decode_control(payload))
+            except wire.BadMessage as e:
+                log.error("shard %d: %s", shard.index, e)
+        if held and not pipe.backlog and not pipe.reader.poll(0):
+            pipe.flush()
+
+    def _run_many(self) -> None:
+        """Several acceptors: take a frame from each pipe in turn (only from
+        the exclusive one's while there is one), and meanwhile watch the
+        control pipe for restarted acceptors' new pipes."""
+        pipes = self.pipes
+        waiters = self.shard.waiters
+        while not _Stop.requested:
+            try:
+                found = self._next_frame()
+                if found is not None:
+                    pipe, payload = found
+                    if pipe is not self.current:
+                        if self.current is not None:
+                            self._flush(self.current)
+                        self.select(pipe)
+                    self._handle(pipe, payload)
+                    if waiters.timeouts or time.monotonic() >= self.next_sweep:
+                        self._timers()
+                elif not self._wait():
+                    break  # the supervisor has gone
+            except (EOFError, OSError):  # the current pipe's acceptor has gone
+                if self.current is not None:
+                    self.current.broken = True
+            for p in pipes:
+                if p is not None and p.broken:
+                    self.lose(p)
+
+    def _next_frame(self) -> tuple[Pipe, bytes] | None:
+        """A frame that is already read, from the pipe whose turn it is."""
+        pipes = self.pipes
+        only = self.exclusive()
+        order = [only] if only is not None else [(self.turn + i) % len(pipes) for i in range(len(pipes))]
+        for i in order:
+            pipe = pipes[i]
+            if pipe is None:
+                continue
+            if pipe.backlog:
+                payload = pipe.backlog.pop(0)
+            elif pipe.reader.has_frame():
+                payload = pipe.reader.recv()
+            else:
+                continue
+            self.turn = (i + 1) % len(pipes)
+            return pipe, payload
+        return None
+
+    def _wait(self) -> bool:
+        """Nothing is read: send what is held, wait for a pipe (those the
+        shard may read) or the control pipe, or for the timers, and read
+        what came.  False if the supervisor has gone."""
+        waiters = self.shard.waiters
+        for pipe in self.pipes:
+            if pipe is not None:
+                self._flush(pipe)
+        for pipe in self.pipes:
+            if pipe is not None and pipe.broken:
+                self.lose(pipe)
+        only = self.exclusive()
+        socks: dict[Any, Pipe] = {}
+        for pipe in self.pipes:
+            if pipe is not None and (only is None or pipe.index == only):
+                socks[pipe.reader.sock] = pipe
+        deadline = min(self.next_sweep, waiters.next_deadline()) if waiters.timeouts else self.next_sweep
+        wait = max(0.0, deadline - time.monotonic())
+        try:
+            ready, _, _ = select.select([*socks, self.ctl], [], [], wait)
+        except InterruptedError:
+            return True
+        if not ready:
+            self._timers()
+            return True
+        for sock in ready:
+            if sock is self.ctl:
+                if not self._from_ctl():
+                    return False
+                continue
+            pipe = socks[sock]
+            if self.pipes[pipe.index] is not pipe:
+                continue
+            try:
+                pipe.reader.poll(0)
+            except (EOFError, OSError):
+                self.lose(pipe)
+        return True
+
+    def _flush(self, pipe: Pipe) -> None:
+        try:
+            pipe.flush()
+        except OSError:
+            pipe.broken = True
+
+    def _from_ctl(self) -> bool:
+        """A message on the control pipe: a new pipe for an acceptor.
+        False if the supervisor has gone."""
+        got = _recv_pipe(self.ctl, 0)
+        if got is None:
+            return False
+        if got is not _NOTHING:
+            self.attach(*got)  # type: ignore[misc]
+        return True
+
+    def _timers(self) -> None:
+        """Time out the blocked commands due, and do the periodic work if due."""
+        shard = self.shard
+        now = time.monotonic()
+        waiters = shard.waiters
+        if waiters.timeouts and waiters.next_deadline() <= now:
+            waiters.expire(now)
+            shard.send_wakes()
+        if now >= self.next_sweep:
+            self.next_sweep = _tick(shard)
+        for pipe in self.pipes:
+            if pipe is not None:
                 try:
-                    shard.refuse(wire.decode_control(payload))
-                except wire.BadMessage as e:
-                    log.error("shard %d: %s", shard.index, e)
-            if held and not backlog and not poll(0):
-                send(held.pop(), held_logged.pop())
-            if waiters.timeouts or time.monotonic() >= next_sweep:
-                next_sweep = _timers(shard, next_sweep)
-                report_disk()
-    except (EOFError, OSError):
-        return  # the acceptor has gone
-    finally:
-        reader.close()
+                    pipe.report_disk()
+                except OSError:
+                    if pipe is self.current and len(self.pipes) == 1:
+                        raise
+                    pipe.broken = True
+
+
+def _grouping(shard: Shard) -> bool:
+    persistence = shard.persistence
+    writer = persistence.aof if persistence is not None else None
+    return writer is not None and writer.policy == "always"
+
+
+def _nowhere(payload: bytes, logged: list | None = None) -> None:
+    """Where the shard's frames go while no acceptor is attached."""
+
+
+def _gone() -> bytes:
+    raise EOFError
 
 
 GROUP_COMMIT_MAX = 64  # batches whose replies may share one write and fsync
@@ -228,19 +518,6 @@ def _refuse_logged(payload: bytes, logged: list | None, persistence: Persistence
     return wire.encode_replies(bodies)
 
 
-def _timers(shard: Shard, next_sweep: float) -> float:
-    """Time out the blocked commands due, and do the periodic work if due;
-    returns when the periodic work is due next."""
-    now = time.monotonic()
-    waiters = shard.waiters
-    if waiters.timeouts and waiters.next_deadline() <= now:
-        waiters.expire(now)
-        shard.send_wakes()
-    if now >= next_sweep:
-        return _tick(shard)
-    return next_sweep
-
-
 def _tick(shard: Shard) -> float:
     """The periodic work: active expiry, background saves and rewrites."""
     period = 1.0 / shard.keyspace.runtime.hz
@@ -252,24 +529,47 @@ def _tick(shard: Shard) -> float:
     return time.monotonic() + period
 
 
-def _next_pipe(ctl: Connection) -> Connection | None:
-    """Wait for the supervisor to send the pipe to a new acceptor."""
+_NOTHING = object()  # a control message that was not a pipe
+
+
+def _recv_pipe(ctl: Connection, timeout: float | None) -> tuple[int, Connection] | object | None:
+    """Read one message of the supervisor's: ``(acceptor index, pipe)``,
+    ``_NOTHING`` if none came within ``timeout`` (or it carried no fd), or
+    None if the supervisor has gone."""
     sock = socket.socket(fileno=os.dup(ctl.fileno()))
-    sock.settimeout(0.2)
+    sock.settimeout(timeout)
     try:
-        while not _Stop.requested:
-            try:
-                message, fds, _, _ = socket.recv_fds(sock, 64, 1)
-            except TimeoutError:
-                continue
-            if not message:
-                return None  # the supervisor has gone
-            if fds:
-                log.info("shard %s: attached to a new acceptor", message.decode())
-                return Connection(fds[0])
-        return None
+        try:
+            message, fds, _, _ = socket.recv_fds(sock, 64, 1)
+        except (TimeoutError, BlockingIOError):
+            return _NOTHING
+        except OSError:
+            return None
+        if not message:
+            return None  # the supervisor has gone
+        if not fds:
+            return _NOTHING
+        try:
+            index = int(message)
+        except ValueError:
+            log.error("shard: bad message from the supervisor: %r", message[:64])
+            os.close(fds[0])
+            return _NOTHING
+        log.info("shard: attached to a new pipe of acceptor %d", index)
+        return index, Connection(fds[0])
     finally:
         sock.close()
+
+
+def _next_pipe(ctl: Connection) -> tuple[int, Connection] | None:
+    """Wait for the supervisor to send the pipe to a new acceptor."""
+    while not _Stop.requested:
+        got = _recv_pipe(ctl, 0.2)
+        if got is None:
+            return None
+        if got is not _NOTHING:
+            return got  # type: ignore[return-value]
+    return None
 
 
 class _Stop:

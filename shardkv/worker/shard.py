@@ -20,6 +20,14 @@ outcome is known; on every new pipe it first sends
 :class:`~shardkv.protocol.wire.InDoubt` and applies the acceptor's
 :class:`~shardkv.protocol.wire.Resolve` before it runs anything.
 
+With several acceptors, the shard runs the frames of one pipe at a time
+(``keyspace.pipe``, set by the loop): ``send`` and ``recv`` are that
+pipe's, so a parked shard reads only the pipe of the operation's
+coordinator, and ``InDoubt`` on a pipe names only the operations that
+pipe's acceptor resolves.  ``__hold`` and ``__release``
+(:mod:`shardkv.worker.commands.server`) make the shard exclusive to one
+pipe between batches.
+
 Blocking commands (BLPOP, BZPOPMIN...) arrive with a token in their entry
 header; one that must wait replies with an empty body now and with a ``W``
 frame later, and ``X`` frames cancel it: see :mod:`shardkv.worker.blocking`.
@@ -33,6 +41,7 @@ from time import perf_counter_ns
 from typing import Any
 
 from shardkv.protocol import commands, errors, wire
+from shardkv.protocol.decisions import op_coordinator
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import BIG_ARRAY, OK, Error, encode, encode_bulk_strings
 from shardkv.protocol.router import SLOTS, slot_range
@@ -111,14 +120,18 @@ class Shard:
             self.record = self.persistence.record
         # What acts on a setting when __config changes it, in this order.
         self.keyspace.runtime.hooks = [eviction.on_settings, tunables.on_settings, persistence_settings]
-        # Called when the acceptor dies and its clients with it.
-        self.acceptor_lost_hooks: list = []
+        # Called with its pipe's index when an acceptor dies, and its clients with it.
+        self.acceptor_lost_hooks: list[Callable[[int], None]] = []
         # Blocked commands (BLPOP...) waiting for keys of this shard.
         self.waiters = Waiters(self.keyspace, self.record)
         self.acceptor_lost_hooks.append(self.waiters.clear)
-        # Set by serve(): send a frame, and block for the next frame.
+        # Set by the loop (shardkv.worker.loop): send a frame, and block for
+        # the next frame, on the current pipe (``keyspace.pipe``), and send
+        # a frame on another acceptor's pipe (a wake, a share of events).
         self.send: Callable[..., None] = None  # type: ignore[assignment]  # set before use
         self.recv: Callable[[], bytes] = None  # type: ignore[assignment]
+        self.send_to: Callable[[int, bytes], None] = _nowhere
+        self.npipes = 1  # how many acceptors (pipes) there are
         # A frame that is no reply (a script's busy state): sent as it is,
         # without committing the AOF, which holds a running script's
         # effects until the script ends (they are logged as one group).
@@ -141,6 +154,10 @@ class Shard:
         # For each reply of the batch so far, how many events were noted
         # before it (None while nobody listens; see take_events).
         self.event_bounds: list[int] | None = None
+        # Other acceptors' share of the events of the cross-shard operation
+        # this shard is in (see _share_events): sent if it commits.
+        self.op_events_from: int | None = None  # where its events begin in keyspace.events
+        self.op_events: list[tuple[int, list]] = []  # (pipe, events) held back
 
     def execute(self, args: list[bytes], handler=None) -> object:
         """Run one command and return its reply value.
@@ -274,11 +291,13 @@ class Shard:
             if db:
                 ks.select(db)  # the entry's database, until it is done
             if header & wire.FLAG_PARK:
+                mark = len(noted) if noted is not None else 0
                 body, op = self.enter(args)
                 append(body)
                 if noted is not None:
                     bounds.append(len(noted))  # type: ignore[union-attr]
                 if op is not None:
+                    self.op_events_from = mark  # the operation's events: other pipes get them at its commit
                     self.send_events(bounded=True)
                     self.send(wire.encode_replies(bodies))
                     self.send_wakes()
@@ -286,7 +305,13 @@ class Shard:
                     bodies = []
                     append = bodies.append
                     self.logged = logged = []
-                    self.park(op)
+                    try:
+                        self.park(op)
+                    except BaseException:
+                        self.op_events = []  # its acceptor is gone: the outcome is not known here
+                        raise
+                    finally:
+                        self.op_events_from = None
                     noted = ks.events
                     bounds = self.event_bounds = [] if noted is not None else None
                     self.keyspace.tick()
@@ -404,7 +429,44 @@ class Shard:
                 ks.events = None
             return None
         ks.events = [] if ks.event_mask else None
+        masks = ks.event_masks
+        if len(masks) > 1 or (masks and ks.pipe not in masks):
+            return self._share_events(noted, bounds)  # other acceptors listen too
         return wire.encode_events(bounds, noted)
+
+    def _share_events(self, noted: list, bounds: list[int] | None) -> bytes | None:
+        """Several acceptors listen: each other pipe gets the events its
+        ``__events`` mask selects at once, unbounded (or, for the events of
+        a cross-shard operation, once it commits); the current pipe's share
+        (its ``E`` payload, bounds recounted) is returned."""
+        ks = self.keyspace
+        here = ks.pipe
+        start = self.op_events_from
+        for pipe, mask in ks.event_masks.items():
+            if pipe == here:
+                continue
+            mask &= ~wire.EVENT_SCRIPT_READ  # a read of the current pipe's client
+            if start is None or start > 0:
+                now = [e for e in (noted if start is None else noted[:start]) if e[2] & mask]
+                if now:
+                    self.send_to(pipe, wire.encode_events(None, now))
+            if start is not None:
+                later = [e for e in noted[start:] if e[2] & mask]
+                if later:
+                    self.op_events.append((pipe, later))
+        if start is not None:
+            self.op_events_from = 0  # all that is noted from now on is the operation's
+        mine = ks.event_masks.get(here, 0)
+        kept = [bool(e[2] & mine) for e in noted]
+        if all(kept):
+            return wire.encode_events(bounds, noted)
+        if not any(kept):
+            return None
+        before = [0]  # how many kept events come before each position
+        for k in kept:
+            before.append(before[-1] + k)
+        events = [e for e, k in zip(noted, kept, strict=True) if k]
+        return wire.encode_events(None if bounds is None else [before[b] for b in bounds], events)
 
     def send_events(self, bounded: bool = False) -> None:
         """Send what has been noted, before the next frame."""
@@ -414,12 +476,16 @@ class Shard:
 
     def send_wakes(self) -> None:
         """Send the late replies of the blocked commands served or timed out
-        (after the replies that said they blocked)."""
+        (after the replies that said they blocked), each on its command's pipe."""
         waiters = self.waiters
         if waiters.wakes:
             wakes, waiters.wakes = waiters.wakes, []
-            for frame in wakes:
-                self.send(frame)
+            here = self.keyspace.pipe
+            for pipe, frame in wakes:
+                if pipe == here:
+                    self.send(frame)
+                else:
+                    self.send_to(pipe, frame)
 
     def _refuse(self, items: list) -> bytes:
         """Replies to a batch after SHUTDOWN: errors, but for ``__shutdown`` itself."""
@@ -597,6 +663,10 @@ class Shard:
 
     def decide(self, op: int, commit: bool) -> None:
         """Apply or undo what this shard prepared for ``op`` (if anything)."""
+        shared, self.op_events = self.op_events, []
+        if commit:
+            for pipe, noted in shared:
+                self.send_to(pipe, wire.encode_events(None, noted))
         part = self.prepared.pop(op, None)
         if part is None:
             return
@@ -622,12 +692,24 @@ class Shard:
         reason = "not parked for this operation"
         self.send(wire.encode_control(wire.Refused(op, reason)))
 
+    def coordinator_pipe(self, op: int) -> int:
+        """The pipe of the acceptor that resolves ``op``: its coordinator's,
+        or the first acceptor's for a coordinator beyond the acceptors there
+        are now (it reads that coordinator's decisions)."""
+        coordinator = op_coordinator(op)
+        return coordinator if coordinator < self.npipes else 0
+
+    def in_doubt(self, pipe: int) -> list[int]:
+        """The prepared operations, outcome unknown, that ``pipe`` resolves."""
+        return sorted(op for op in self.prepared if self.coordinator_pipe(op) == pipe)
+
     def report_in_doubt(self) -> None:
         """The start of each pipe: tell the acceptor what this shard has
-        prepared without knowing the outcome, and apply the outcomes it
-        sends back before running anything else."""
-        self.send(wire.encode_control(wire.InDoubt(sorted(self.prepared))))
-        while self.prepared:
+        prepared for it without knowing the outcome, and apply the outcomes
+        it sends back before running anything else."""
+        here = self.keyspace.pipe
+        self.send(wire.encode_control(wire.InDoubt(self.in_doubt(here))))
+        while self.in_doubt(here):
             frame = self.recv()
             if frame[0] != wire.CONTROL:
                 self.backlog.append(frame)
@@ -778,12 +860,21 @@ class Shard:
             self.send(monitor)
         return wire.Ran(op, bodies, after, outcome)
 
-    def acceptor_lost(self) -> None:
-        """The acceptor died, and its clients with it: forget their state."""
-        self.backlog.clear()
+    def acceptor_lost(self, pipe: int = 0) -> None:
+        """The acceptor of ``pipe`` died, and its clients with it: forget
+        their state (blocked commands, WATCHes, the events it wanted, its
+        hold).  What the shard prepared for it stays prepared (in doubt)."""
         ks = self.keyspace
-        for db in ks.used_dbs():
-            ks.dbs[db].watched.clear()  # type: ignore[union-attr]
-            ks.dbs[db].watch_counts.clear()  # type: ignore[union-attr]
+        if ks.pipe == pipe:
+            self.backlog.clear()
+        ks.forget_watches(pipe)
+        if ks.held_by == pipe:
+            ks.held_by = None
+        if pipe in ks.event_masks:
+            events.forget(ks, pipe)
         for hook in self.acceptor_lost_hooks:
-            hook()
+            hook(pipe)
+
+
+def _nowhere(pipe: int, payload: bytes) -> None:
+    """``Shard.send_to`` with one acceptor: there is no other pipe."""

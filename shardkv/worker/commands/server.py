@@ -13,7 +13,7 @@ from shardkv.protocol import errors
 from shardkv.protocol.args import parse_int
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.glob import compile_glob
-from shardkv.protocol.resp import OK
+from shardkv.protocol.resp import OK, Error
 from shardkv.protocol.wire import Verb
 from shardkv.runtime.cmdstats import apply_settings
 from shardkv.worker.handlers import Handlers
@@ -220,6 +220,24 @@ def pause(ks: Keyspace, args: list[bytes]) -> object:
     return OK
 
 
+def hold(ks: Keyspace, args: list[bytes]) -> object:
+    """__hold -> OK: from now on the shard reads only the pipe this came on,
+    until that pipe's ``__release`` (or until it closes).  A coordinator
+    holds every shard of a multi-shard command, in ascending shard order,
+    for as long as the command runs (see :mod:`shardkv.worker.loop`)."""
+    if ks.held_by == ks.pipe:
+        return Error(errors.ALREADY_HELD)
+    ks.held_by = ks.pipe
+    return OK
+
+
+def release(ks: Keyspace, args: list[bytes]) -> object:
+    """__release -> OK: the shard reads every pipe again (OK if not held)."""
+    if ks.held_by == ks.pipe:
+        ks.held_by = None
+    return OK
+
+
 def ping(ks: Keyspace, args: list[bytes]) -> object:
     """__ping -> PONG, to check that a shard answers."""
     return "PONG"
@@ -235,10 +253,13 @@ def parse_count(arg: bytes) -> int:
 def watch(ks: Keyspace, args: list[bytes]) -> object:
     """__watch key... -> the keys' current versions; counts the watchers."""
     counts = ks.watch_counts
+    mine = ks.watchers.setdefault(ks.pipe, {})  # this acceptor's, forgotten with it
+    db = ks.db
     out = []
     for key in args[1:]:
         ks.lookup(key)
         counts[key] = counts.get(key, 0) + 1
+        mine[db, key] = mine.get((db, key), 0) + 1
         out.append(ks.watched.setdefault(key, 0))
     return out
 
@@ -246,7 +267,14 @@ def watch(ks: Keyspace, args: list[bytes]) -> object:
 def unwatch(ks: Keyspace, args: list[bytes]) -> object:
     """__unwatch key... -> OK; forgets keys nobody watches any more."""
     counts = ks.watch_counts
+    mine = ks.watchers.get(ks.pipe, {})
+    db = ks.db
     for key in args[1:]:
+        m = mine.get((db, key), 0) - 1
+        if m <= 0:
+            mine.pop((db, key), None)
+        else:
+            mine[db, key] = m
         n = counts.get(key, 0) - 1
         if n <= 0:
             counts.pop(key, None)
@@ -272,6 +300,8 @@ HANDLERS: Handlers = {
     Verb.CMDSTATS: cmdstats,
     Verb.SLOWLOG: slowlog,
     Verb.PAUSE: pause,
+    Verb.HOLD: hold,
+    Verb.RELEASE: release,
     Verb.PING: ping,
     Verb.WATCH: watch,
     Verb.UNWATCH: unwatch,

@@ -207,7 +207,7 @@ class AofLog(Forking):
     def commit(self) -> bool:
         """Write what was logged; with ``always``, fsync it.  Call before
         replying.  False when that failed: the replies of the writes it
-        held must not acknowledge them (see ``process._serve_pipe``).
+        held must not acknowledge them (see ``loop.Pipe``'s ``send``).
 
         As Redis: what was not written stays buffered and is tried again
         at each commit and each cron tick, and until it goes through
