@@ -1,0 +1,241 @@
+"""The worker loop with several acceptor pipes (``--acceptors K``).
+
+A real :class:`~shardkv.worker.shard.Shard` is served by the real loop
+(:class:`shardkv.worker.loop.Pipes`) in a thread, over real socket pairs:
+the test plays two acceptors and the supervisor, frame by frame, as
+``shardkv/protocol/wire.py`` describes them.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from multiprocessing import Pipe
+from multiprocessing.connection import Connection
+
+import pytest
+
+from shardkv.protocol import wire
+from shardkv.protocol.decisions import COORDINATOR_SHIFT
+from shardkv.protocol.resp import encode_command
+from shardkv.protocol.wire import Verb
+from shardkv.worker import events
+from shardkv.worker.loop import Pipes
+from shardkv.worker.shard import Prepared, Shard
+
+WAIT = 10.0  # seconds to wait for a frame that must come (a generous bound, not a timing check)
+QUIET = 0.3  # how long a frame that must not come is looked for
+
+
+def entry(*args: bytes | str | int, flags: int = 0, token: int = 0) -> bytes:
+    parts = [a if isinstance(a, bytes) else str(a).encode() for a in args]
+    return wire.entry_header(flags, token) + encode_command(parts)
+
+
+def batch(*entries: bytes) -> bytes:
+    return b"B" + b"".join(entries)
+
+
+class Worker:
+    """A shard served by the loop over ``npipes`` pipes, in a thread."""
+
+    def __init__(self, npipes: int, shard: Shard | None = None) -> None:
+        self.shard = shard or Shard(0, 1)
+        self.acceptors: list[Connection] = []
+        ends = []
+        for _ in range(npipes):
+            ours, theirs = Pipe()
+            self.acceptors.append(ours)
+            ends.append(theirs)
+        self.supervisor, ctl = Pipe()
+        self.thread = threading.Thread(target=Pipes(self.shard, ctl, ends).run, daemon=True)
+        self.thread.start()
+        self.ctl = ctl
+
+    def send(self, pipe: int, payload: bytes) -> None:
+        self.acceptors[pipe].send_bytes(payload)
+
+    def recv(self, pipe: int) -> bytes:
+        conn = self.acceptors[pipe]
+        assert conn.poll(WAIT), f"no frame on pipe {pipe}"
+        return conn.recv_bytes()
+
+    def quiet(self, pipe: int) -> bool:
+        """Nothing comes on ``pipe`` for a while."""
+        return not self.acceptors[pipe].poll(QUIET)
+
+    def replies(self, pipe: int) -> list[bytes]:
+        frame = self.recv(pipe)
+        assert frame[0] == wire.REPLIES, frame
+        return wire.decode_replies(frame)
+
+    def control(self, pipe: int) -> object:
+        frame = self.recv(pipe)
+        assert frame[0] == wire.CONTROL, frame
+        return wire.decode_control(frame)
+
+    def run(self, pipe: int, *entries: bytes) -> list[bytes]:
+        self.send(pipe, batch(*entries))
+        return self.replies(pipe)
+
+    def new_pipe(self, index: int) -> None:
+        """The supervisor hands the worker a new pipe for acceptor ``index``."""
+        ours, theirs = Pipe()
+        with socket.socket(fileno=self.supervisor.fileno()) as sock:
+            socket.send_fds(sock, [b"%d" % index], [theirs.fileno()])
+            sock.detach()
+        theirs.close()
+        self.acceptors[index].close()
+        self.acceptors[index] = ours
+
+    def stop(self) -> None:
+        self.supervisor.close()  # the loop ends when the supervisor has gone
+        for conn in self.acceptors:
+            conn.close()
+        self.thread.join(WAIT)
+        assert not self.thread.is_alive()
+        self.ctl.close()
+
+
+@pytest.fixture
+def worker():
+    w = Worker(2)
+    yield w
+    w.stop()
+
+
+def started(w: Worker) -> None:
+    for pipe in range(len(w.acceptors)):
+        assert w.control(pipe) == wire.InDoubt([])
+
+
+def test_replies_go_back_on_the_pipe_of_their_batch(worker):
+    started(worker)
+    worker.send(0, batch(entry("SET", "a", "0")))
+    worker.send(1, batch(entry("SET", "b", "1"), entry("GET", "b")))
+    assert worker.replies(1) == [b"+OK\r\n", b"$1\r\n1\r\n"]
+    assert worker.replies(0) == [b"+OK\r\n"]
+    assert worker.run(0, entry("GET", "b"), entry("GET", "a")) == [b"$1\r\n1\r\n", b"$1\r\n0\r\n"]
+
+
+def test_a_push_through_one_pipe_wakes_the_waiters_of_both_in_fifo_order(worker):
+    started(worker)
+    # Tokens are each acceptor's own: both use token 5.
+    assert worker.run(0, entry("BLPOP", "q", 0, token=5)) == [b""]
+    assert worker.run(1, entry("BLPOP", "q", 0, token=5)) == [b""]
+    assert worker.run(0, entry("BLPOP", "q", 0, token=6)) == [b""]
+    assert worker.run(1, entry("BLPOP", "q", 0, token=7)) == [b""]
+    worker.send(1, b"X7")  # pipe 1's token 7 goes away; pipe 0 has no token 7
+    assert worker.run(1, entry("RPUSH", "q", "a", "b", "c", "d")) == [b":4\r\n"]
+    assert wire.decode_wake(worker.recv(0)) == (5, b"*2\r\n$1\r\nq\r\n$1\r\na\r\n")
+    assert wire.decode_wake(worker.recv(1)) == (5, b"*2\r\n$1\r\nq\r\n$1\r\nb\r\n")
+    assert wire.decode_wake(worker.recv(0)) == (6, b"*2\r\n$1\r\nq\r\n$1\r\nc\r\n")
+    assert worker.quiet(1)
+    assert worker.run(1, entry("LRANGE", "q", 0, -1)) == [b"*1\r\n$1\r\nd\r\n"]
+
+
+def test_a_cancel_only_forgets_its_own_pipes_token(worker):
+    started(worker)
+    assert worker.run(0, entry("BLPOP", "q", 0, token=9)) == [b""]
+    worker.send(1, b"X9")
+    assert worker.run(1, entry("RPUSH", "q", "x")) == [b":1\r\n"]
+    assert wire.decode_wake(worker.recv(0)) == (9, b"*2\r\n$1\r\nq\r\n$1\r\nx\r\n")
+
+
+def test_a_held_shard_runs_no_other_pipes_batch_until_released(worker):
+    started(worker)
+    assert worker.run(0, entry(Verb.HOLD)) == [b"+OK\r\n"]
+    worker.send(1, batch(entry("SET", "k", "from-1")))
+    assert worker.quiet(1)
+    # Later batches of the holder run as usual; pipe 1's SET has not run.
+    assert worker.run(0, entry("GET", "k")) == [b"$-1\r\n"]
+    assert worker.run(0, entry(Verb.HOLD))[0].startswith(b"-ERR shard already held")
+    assert worker.quiet(1)
+    assert worker.run(0, entry("SET", "k", "from-0"), entry(Verb.RELEASE)) == [b"+OK\r\n", b"+OK\r\n"]
+    assert worker.replies(1) == [b"+OK\r\n"]
+    assert worker.run(0, entry("GET", "k")) == [b"$6\r\nfrom-1\r\n"]
+
+
+def test_a_hold_ends_when_its_pipe_closes(worker):
+    started(worker)
+    assert worker.run(1, entry(Verb.HOLD)) == [b"+OK\r\n"]
+    worker.send(0, batch(entry("SET", "k", "v")))
+    assert worker.quiet(0)
+    worker.acceptors[1].close()
+    assert worker.replies(0) == [b"+OK\r\n"]
+    worker.new_pipe(1)
+    assert worker.control(1) == wire.InDoubt([])
+    assert worker.run(1, entry("GET", "k")) == [b"$1\r\nv\r\n"]
+
+
+def test_a_prepared_operation_whose_pipe_closed_keeps_the_shard_until_resolved(worker):
+    started(worker)
+    op = (1 << 32) | 7  # coordinator 0's
+    assert worker.run(0, entry("SET", "k", "old")) == [b"+OK\r\n"]
+    park = entry(Verb.PREPARE, op, "SET", "k", "new", flags=wire.FLAG_PARK)
+    (body,) = worker.run(0, park)
+    assert wire.decode_answer(body) == wire.PartPrepared(op, True, "OK")
+    worker.acceptors[0].close()  # coordinator 0 dies before deciding
+    worker.send(1, batch(entry("GET", "k")))
+    assert worker.quiet(1)  # the shard is still coordinator 0's
+    worker.new_pipe(0)
+    assert worker.control(0) == wire.InDoubt([op])
+    assert worker.quiet(1)
+    worker.send(0, wire.encode_control(wire.Resolve({op: True})))
+    assert worker.control(0) == wire.Finished(op, True)
+    assert worker.replies(1) == [b"$3\r\nnew\r\n"]
+
+
+def test_an_operation_that_prepared_nothing_is_dropped_with_its_pipe(worker):
+    started(worker)
+    op = (1 << 32) | 8
+    park = entry(Verb.PREPARE, op, "DEL", "missing", flags=wire.FLAG_PARK)
+    (body,) = worker.run(0, park)
+    assert wire.decode_answer(body) == wire.PartPrepared(op, False, 0)
+    assert worker.run(1, entry("SET", "k", "v")) == [b"+OK\r\n"]
+    park = entry(Verb.PARK, op + 1, 1, "k", flags=wire.FLAG_PARK)
+    (body,) = worker.run(0, park)
+    assert type(wire.decode_answer(body)) is wire.Parked
+    worker.send(1, batch(entry("GET", "k")))
+    assert worker.quiet(1)  # parked for coordinator 0
+    worker.acceptors[0].close()
+    assert worker.replies(1) == [b"$1\r\nv\r\n"]
+
+
+def test_in_doubt_operations_go_to_their_coordinators_pipe_only():
+    shard = Shard(0, 1)
+    op = (1 << COORDINATOR_SHIFT) | (3 << 32) | 1  # coordinator 1's
+    shard.prepared[op] = Prepared({b"k": None}, None, 0)
+    w = Worker(2, shard)
+    try:
+        assert w.control(0) == wire.InDoubt([])
+        assert w.control(1) == wire.InDoubt([op])
+        w.send(0, batch(entry("SET", "other", "x")))
+        assert w.quiet(0)  # nothing runs before coordinator 1 resolves it
+        w.send(1, wire.encode_control(wire.Resolve({op: False})))
+        assert w.control(1) == wire.Finished(op, False)
+        assert w.replies(0) == [b"+OK\r\n"]
+    finally:
+        w.stop()
+
+
+def test_events_go_to_every_pipe_whose_mask_selects_them(worker):
+    started(worker)
+    mask = events.GENERIC | events.STRING
+    ok = [b"$2\r\nOK\r\n"]  # __events' reply, which the acceptor drops
+    assert worker.run(0, entry(Verb.EVENTS, mask)) == ok
+    assert worker.run(1, entry(Verb.EVENTS, events.GENERIC)) == ok
+    worker.send(1, batch(entry("SET", "k", "v"), entry("DEL", "k")))
+    # Pipe 1 asked for generic events only: DEL's, before its reply (index 1).
+    frame = worker.recv(1)
+    assert wire.decode_events(frame) == ([0, 1], [(0, b"k", events.GENERIC, b"del")])
+    assert worker.replies(1) == [b"+OK\r\n", b":1\r\n"]
+    # Pipe 0 gets both, to hand out at once.
+    frame = worker.recv(0)
+    assert wire.decode_events(frame) == (
+        None,
+        [(0, b"k", events.STRING, b"set"), (0, b"k", events.GENERIC, b"del")],
+    )
+    assert worker.run(0, entry(Verb.EVENTS, 0)) == ok
+    assert worker.run(1, entry("SET", "k", "v")) == [b"+OK\r\n"]
+    assert worker.quiet(0)
