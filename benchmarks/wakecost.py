@@ -1,6 +1,6 @@
 """What one pipe round trip costs a worker: CPU per batch, across CPUs or on one.
 
-A real shard's serving loop (``shardkv.worker.loop._serve_pipe``) runs in
+A real shard's serving loop (``shardkv.worker.loop.Pipes``) runs in
 this process on one end of a pipe; a forked sender plays the acceptor: it
 sends a ``B`` frame of ``--batch`` GETs, waits for the ``R`` frame, waits
 ``--gap-us`` more (the time until the acceptor's next batch for this shard),
@@ -31,7 +31,7 @@ if __package__ in (None, ""):  # run as a script: make `shardkv` importable from
 
 from shardkv.protocol import wire
 from shardkv.runtime import config
-from shardkv.worker.loop import _serve_pipe
+from shardkv.worker.loop import Pipes
 from shardkv.worker.shard import Shard
 
 
@@ -72,9 +72,12 @@ def measure(batch: int, batches: int, gap: float, cpu: int | None) -> tuple[floa
     cfg = config.defaults()
     cfg["shards"] = 2
     shard = Shard(0, 2, config=cfg)
+    ctl, supervisor = multiprocessing.Pipe()
+    supervisor.close()  # so that the loop ends when the sender has gone
     before = resource.getrusage(resource.RUSAGE_SELF)
-    _serve_pipe(shard, mine)  # returns when the sender has gone
+    Pipes(shard, ctl, [mine]).run()  # returns when the sender has gone
     after = resource.getrusage(resource.RUSAGE_SELF)
+    ctl.close()
     os.waitpid(pid, 0)
     if cpu is not None:
         os.sched_setaffinity(0, range(os.cpu_count() or 1))
