@@ -167,11 +167,13 @@ class Keyspace:
         # ``event_masks`` each pipe's nonzero ``__events`` mask
         # (``event_mask`` is their union), ``watchers`` each pipe's WATCH
         # counts by (db, key), ``held_by`` the pipe holding the shard
-        # (``__hold``), if any.
+        # (``__hold``), if any, ``paused_by`` the pipes whose acceptor
+        # pauses clients (``__pause``; ``expiry_paused`` while any does).
         self.pipe = 0
         self.event_masks: dict[int, int] = {}
         self.watchers: dict[int, dict[tuple[int, bytes], int]] = {}
         self.held_by: int | None = None
+        self.paused_by: set[int] = set()
 
     # -- databases --------------------------------------------------------
 

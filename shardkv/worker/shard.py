@@ -870,6 +870,9 @@ class Shard:
         ks.forget_watches(pipe)
         if ks.held_by == pipe:
             ks.held_by = None
+        if pipe in ks.paused_by:
+            ks.paused_by.discard(pipe)
+            ks.expiry_paused = bool(ks.paused_by)
         if pipe in ks.event_masks:
             events.forget(ks, pipe)
         for hook in self.acceptor_lost_hooks:

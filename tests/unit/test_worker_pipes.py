@@ -239,3 +239,15 @@ def test_events_go_to_every_pipe_whose_mask_selects_them(worker):
     assert worker.run(0, entry(Verb.EVENTS, 0)) == ok
     assert worker.run(1, entry("SET", "k", "v")) == [b"+OK\r\n"]
     assert worker.quiet(0)
+
+
+def test_expiry_waits_while_any_acceptor_pauses_clients(worker):
+    started(worker)
+    ks = worker.shard.keyspace
+    assert worker.run(0, entry(Verb.PAUSE, 1)) == [b"+OK\r\n"]
+    assert worker.run(1, entry(Verb.PAUSE, 1)) == [b"+OK\r\n"]
+    assert worker.run(0, entry(Verb.PAUSE, 0)) == [b"+OK\r\n"]
+    assert ks.expiry_paused  # acceptor 1 still pauses
+    worker.new_pipe(1)  # acceptor 1 was restarted: its pause ended with it
+    assert worker.control(1) == wire.InDoubt([])
+    assert not ks.expiry_paused

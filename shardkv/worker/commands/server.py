@@ -215,8 +215,13 @@ def slowlog(ks: Keyspace, args: list[bytes]) -> object:
 
 
 def pause(ks: Keyspace, args: list[bytes]) -> object:
-    """__pause 1|0 -> OK: CLIENT PAUSE began or ended; expiry waits meanwhile."""
-    ks.expiry_paused = args[1] == b"1"
+    """__pause 1|0 -> OK: CLIENT PAUSE began or ended on this pipe's
+    acceptor; expiry waits while any acceptor pauses."""
+    if args[1] == b"1":
+        ks.paused_by.add(ks.pipe)
+    else:
+        ks.paused_by.discard(ks.pipe)
+    ks.expiry_paused = bool(ks.paused_by)
     return OK
 
 
