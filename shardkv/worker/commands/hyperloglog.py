@@ -170,11 +170,7 @@ def pfmerge(ks: Keyspace, args: list[bytes]) -> object:
     if value is None:
         value = hllcore.empty()
     if use_dense and value[4] == SPARSE:
-        try:
-            header, regs = hllcore.to_dense(Sparse(value))
-        except Corrupted:
-            raise CommandError(errors.HLL_CORRUPTED) from None
-        value = bytes(header) + hllcore.array_to_dense(regs)
+        value = _dense(value)
     if value[4] == DENSE:
         regs = hllcore.dense_to_array(memoryview(value)[HEADER:])
         value = value[:HEADER] + hllcore.array_to_dense(np.maximum(regs, top))
@@ -182,6 +178,16 @@ def pfmerge(ks: Keyspace, args: list[bytes]) -> object:
         value = _merge_sparse(value, top, sparse_max_bytes(ks))
     ks.store(dest, _invalidated(value), keepttl=True)
     return "OK"
+
+
+def _dense(value: bytes) -> bytes:
+    """A sparse HLL's value encoded dense (HLL_CORRUPTED when its opcodes
+    cannot be read)."""
+    try:
+        header, regs = hllcore.to_dense(Sparse(value))
+    except Corrupted:
+        raise CommandError(errors.HLL_CORRUPTED) from None
+    return bytes(header) + hllcore.array_to_dense(regs)
 
 
 def _merge_sparse(value: bytes, top: np.ndarray, max_bytes: int) -> bytes:
@@ -217,11 +223,7 @@ def pfdebug(ks: Keyspace, args: list[bytes]) -> object:
     if name in (b"getreg", b"todense"):
         converted = False
         if value[4] == SPARSE:
-            try:
-                header, regs = hllcore.to_dense(Sparse(value))
-            except Corrupted:
-                raise CommandError(errors.HLL_CORRUPTED) from None
-            value = bytes(header) + hllcore.array_to_dense(regs)
+            value = _dense(value)
             ks.store(key, value, keepttl=True, quiet=True)  # Redis signals no change here
             converted = True
         if name == b"todense":
