@@ -217,7 +217,6 @@ UNKILLABLE = (
 SCRIPT_CALL_UNSUPPORTED = "ERR '%s' needs every shard and cannot be called from a script in shardkv"
 SCRIPT_KILLED = "ERR Script killed by user with SCRIPT KILL..."
 SCRIPT_RO_WRITE_FLAG = "ERR Can not execute a script with write flag using *_ro command."
-SCRIPT_OOM = "OOM allow-oom flag is not set on the script, can not run it when used memory > 'maxmemory'"
 
 
 class CommandError(Exception):

@@ -270,6 +270,24 @@ class Memory:
                     return OOM
         if not write:
             return execute(args, *rest)
+        return self._counted(execute, cmd, args, rest)
+
+    def run_in_script(self, execute: Callable[..., object], args: list[bytes], *rest: object) -> object:
+        """Run a command a script called: counted as :meth:`run` counts it,
+        but neither evicting nor refused.  As in Redis, eviction ran before
+        the script, and the script checked memory before its first write
+        (``scriptVerifyOOM``; skipped with ``allow-oom``)."""
+        kind: tuple[commands.Command, bool, bool] | None | Literal[False] = _KINDS.get(args[0], False)
+        if kind is False:
+            kind = _kind(args[0])
+        if kind is None or not kind[2]:
+            return execute(args, *rest)
+        return self._counted(execute, kind[0], args, rest)
+
+    def _counted(
+        self, execute: Callable[..., object], cmd: commands.Command, args: list[bytes], rest: tuple
+    ) -> object:
+        """Run a write, and count what it changed."""
         keys = cmd.keys(args)
         before = self._cost(keys)
         self.in_command = True

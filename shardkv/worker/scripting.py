@@ -512,7 +512,9 @@ class Engine:
                 if read_only:
                     return Error(errors.SCRIPT_RO_WRITE_FLAG)
                 if not flags & FLAG_ALLOW_OOM and self._over_limit():
-                    return Error(errors.SCRIPT_OOM)
+                    # Redis's processCommand refuses it first: such a script
+                    # makes EVAL/FCALL a denyoom command (evalGetCommandFlags).
+                    return Error(errors.OOM)
         ro = read_only or (not flags & FLAG_COMPAT and bool(flags & FLAG_NO_WRITES))
         run = self.run = Run(sha, flags, ro, self._imported())
         run.keys = keys
@@ -692,10 +694,11 @@ class Engine:
                 if run.busy and not run.reported_dirty:
                     self._report(run)
             shard = self.shard
-            if self.ks.memory is None:
+            memory = self.ks.memory
+            if memory is None:
                 value = shard.execute(argv, called.handler)  # type: ignore[attr-defined]
             else:
-                value = shard.execute_limited(argv, called.handler)  # type: ignore[attr-defined]
+                value = memory.run_in_script(shard.execute, argv, called.handler)  # type: ignore[attr-defined]
             if write and type(value) is not Error:
                 run.effects.append((self.ks.db, argv))
         else:
@@ -775,7 +778,7 @@ class Engine:
         if ks.memory is None:
             value = shard.execute(argv, handler)  # type: ignore[attr-defined]
         else:
-            value = shard.execute_limited(argv, handler)  # type: ignore[attr-defined]
+            value = ks.memory.run_in_script(shard.execute, argv, handler)  # type: ignore[attr-defined]
         if write and type(value) is not Error:
             run.effects.append((db, argv))
         return value

@@ -513,6 +513,40 @@ def test_acceptor_commands_that_need_every_shard_are_refused_in_scripts(ports):
     c.close()
 
 
+def test_scripts_and_functions_out_of_memory(same):
+    """Under maxmemory: a script with a shebang but no allow-oom or no-writes
+    is refused as a denyoom command; a script without one is refused at its
+    first write; allow-oom scripts and functions write; FUNCTION LOAD and
+    RESTORE are refused."""
+    library = (
+        "#!lua name=oomlib\nredis.register_function{function_name='oomf', "
+        "callback=function(keys) return redis.call('set', keys[1], '1') end, flags={'allow-oom'}}"
+    )
+    for c in (same.real, same.ours):
+        c.set("x", "123")
+        c.function_load(library, replace=True)
+    payload = same.real.function_dump()
+    try:
+        for c in (same.real, same.ours):
+            c.config_set("maxmemory", "1")
+        same("EVAL", "redis.call('set', 'x', 1) return 1", 1, "x")
+        same("EVAL", "return redis.call('get', 'x')", 1, "x")
+        same("EVAL", "redis.call('get', KEYS[1]) return redis.call('set', KEYS[1], 2)", 1, "x")
+        same("EVAL", "#!lua flags=\nreturn 1", 0)
+        same("EVAL", "#!lua flags=allow-oom\nreturn redis.call('set', 'x', 2)", 1, "x")
+        same("EVAL", "#!lua flags=no-writes\nreturn redis.call('get', 'x')", 1, "x")
+        same("EVAL_RO", "#!lua flags=no-writes\nreturn redis.call('get', 'x')", 1, "x")
+        same("FCALL", "oomf", 1, "x")
+        same("GET", "x")
+        same("FUNCTION", "LOAD", "REPLACE", library.replace("oomlib", "oomlib2").replace("oomf", "oomf2"))
+        same("FUNCTION", "RESTORE", payload, "REPLACE")
+        same("FUNCTION", "LIST", "LIBRARYNAME", "oomlib2")
+    finally:
+        for c in (same.real, same.ours):
+            c.config_set("maxmemory", "0")
+            c.function_delete("oomlib")
+
+
 def test_script_debug(same):
     """SCRIPT DEBUG NO and its errors; YES/SYNC (the Lua debugger) is not
     supported by shardkv (see the README)."""
