@@ -25,6 +25,10 @@ maxmemory as INFO counts it (every process, the acceptor too):
   evicts before a command runs.  One move at a time per shard; after a move
   that found nothing, a starved shard is left alone for a second.
 
+With several acceptors, acceptor 0 shares out (counting each acceptor as
+using what it uses), and a starved shard's room is moved by the acceptor
+whose command found it starved.
+
 Differences from Redis: the eviction happens after the command ran on its
 shard (a ``denyoom`` command has been refused with OOM by then; the next one
 finds the room), and the acceptor's own memory is counted when the limits
@@ -111,8 +115,9 @@ def on_attach(server: Acceptor, link: object) -> None:
 
 
 def share_out(server: Acceptor) -> None:
-    """Ask every shard for its figure, then give each its limit."""
-    if not _maxmemory(server) or not server.links:
+    """Ask every shard for its figure, then give each its limit (acceptor
+    0 alone, when there are several: see the module docstring)."""
+    if not _maxmemory(server) or not server.links or server.index:
         return
     figures = _Figures(server, len(server.links))
     for shard in range(len(server.links)):
@@ -134,7 +139,7 @@ class _Figures:
         n = len(self.figures)
         if not maxmemory or n != len(server.links):
             return
-        room = maxmemory - _own_rss() - sum(self.figures)
+        room = maxmemory - _own_rss() * server.nacceptors - sum(self.figures)
         for shard, figure in enumerate(self.figures):
             limit = max(figure + room * len(slot_range(shard, n)) // 16384, 1)
             _send(server, shard, [Verb.MEMORY, b"limit", b"%d" % limit], _IGNORE)
@@ -175,6 +180,8 @@ def on_events(server: Acceptor, events: list, origin: object) -> None:
         shard = _shard_of_slot(len(server.links), first)
         if shard is None or shard in STATE.moving or STATE.quiet.get(shard, 0) > time.monotonic():
             continue
+        if server.nacceptors > 1 and _client_and_slot(origin)[0] is None:
+            continue  # another acceptor's command: that acceptor moves the room
         _Move(server, shard, over, origin).start()
 
 
