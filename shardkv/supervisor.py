@@ -52,7 +52,7 @@ from typing import Any
 
 from shardkv import __version__
 from shardkv.acceptor import main as acceptor
-from shardkv.protocol import decisions
+from shardkv.protocol import bus, decisions
 from shardkv.runtime import config
 from shardkv.runtime.proctitle import set_name
 from shardkv.worker import loop as worker_loop
@@ -81,7 +81,10 @@ class Supervisor:
         self.early_deaths = [0] * n
         self.acceptors: list[Any] = [None] * k
         self.controls: list[socket.socket | None] = [None] * k  # to each acceptor
-        self.control_bufs = [b""] * k
+        self.readers = [bus.ControlReader() for _ in range(k)]
+        # The bus (K > 1): questions of one acceptor to the others, waiting
+        # for answers: (asker, its id) -> [acceptors still to answer, answers, deadline].
+        self.questions: dict[tuple[int, int], list] = {}
         self.stopping = False
         self.status = 0
 
@@ -179,7 +182,7 @@ class Supervisor:
                 self.ends[w][a] = None
         self.controls[a] = socket.socket(fileno=os.dup(ctrl_ours.fileno()))
         ctrl_ours.close()
-        self.control_bufs[a] = b""
+        self.readers[a] = bus.ControlReader()
         if self.nacceptors == 1:
             log.info("acceptor pid=%d port=%d", proc.pid, self.cfg["port"])
         else:
@@ -194,6 +197,7 @@ class Supervisor:
         if control is not None:
             control.close()
             self.controls[a] = None
+        self._forget_acceptor(a)
         # The workers keep their data: each gets a new pipe for acceptor a
         # (the message is the acceptor's index).
         for w, worker in enumerate(self.workers):
@@ -213,10 +217,11 @@ class Supervisor:
     def _from_acceptor(self, a: int) -> None:
         """Messages from acceptor ``a``: ``config {json}`` lines (CONFIG SET),
         kept for the processes started later and passed on to the other
-        acceptors, which apply them to themselves."""
+        acceptors, which apply them to themselves; and bus frames
+        (:mod:`shardkv.protocol.bus`), relayed."""
         control = self.controls[a]
         try:
-            data = control.recv(65536, socket.MSG_DONTWAIT)  # type: ignore[union-attr]
+            data = control.recv(1 << 20, socket.MSG_DONTWAIT)  # type: ignore[union-attr]
         except BlockingIOError:
             return
         except OSError:
@@ -224,23 +229,91 @@ class Supervisor:
         if not data:
             control.close()  # type: ignore[union-attr]
             self.controls[a] = None
+            self._forget_acceptor(a)
             return
-        self.control_bufs[a] += data
-        *lines, self.control_bufs[a] = self.control_bufs[a].split(b"\n")
-        for line in lines:
-            kind, _, payload = line.partition(b" ")
-            if kind == b"config":
+        try:
+            messages = self.readers[a].feed(data)
+        except (ValueError, IndexError) as e:
+            log.warning("bad message from acceptor %d: %s", a, e)
+            self.readers[a] = bus.ControlReader()
+            return
+        for kind, payload in messages:
+            if kind == b"bus":
+                self._relay(a, payload)
+            elif kind == b"config":
                 try:
                     self.cfg.update(json.loads(payload))
                 except ValueError:
-                    log.warning("bad message from acceptor %d: %r", a, line[:100])
+                    log.warning("bad message from acceptor %d: %r", a, payload[:100])
                     continue
+                line = b"config " + payload + b"\n"
                 for other, sock in enumerate(self.controls):
                     if other != a and sock is not None:
                         try:
-                            sock.sendall(line + b"\n")
+                            sock.sendall(line)
                         except OSError as e:
                             log.warning("could not pass CONFIG SET on to acceptor %d: %s", other, e)
+
+    # -- the bus between acceptors ------------------------------------------------
+
+    def _send_bus(self, a: int, message: list) -> bool:
+        sock = self.controls[a]
+        if sock is None:
+            return False
+        try:
+            sock.sendall(bus.frame(message))
+        except OSError as e:
+            log.warning("bus: could not reach acceptor %d: %s", a, e)
+            return False
+        return True
+
+    def _relay(self, a: int, message: list) -> None:
+        """A bus frame from acceptor ``a``: pass a question or a message on,
+        collect answers (see :mod:`shardkv.protocol.bus`)."""
+        verb = message[0]
+        if verb == bus.ASK:
+            qid, everyone, rest = message[1], message[2], message[3:]
+            waiting = set()
+            for other in range(self.nacceptors):
+                if (other != a or everyone) and self._send_bus(other, [bus.ASK, a, qid, *rest]):
+                    waiting.add(other)
+            question = [waiting, [], time.monotonic() + bus.ANSWER_WITHIN]
+            self.questions[(a, qid)] = question
+            if not waiting:
+                self._answer(a, qid)
+        elif verb == bus.ANSWER:
+            origin, qid, value = message[1], message[2], message[3]
+            question = self.questions.get((origin, qid))
+            if question is not None and a in question[0]:
+                question[0].discard(a)
+                question[1].append(value)
+                if not question[0]:
+                    self._answer(origin, qid)
+        elif verb == bus.TELL:
+            for other in range(self.nacceptors):
+                if other != a:
+                    self._send_bus(other, [bus.TELL, a, *message[1:]])
+
+    def _answer(self, origin: int, qid: int) -> None:
+        question = self.questions.pop((origin, qid))
+        self._send_bus(origin, [bus.ANSWERS, qid, question[1]])
+
+    def _forget_acceptor(self, a: int) -> None:
+        """Acceptor ``a`` is gone: its questions go unanswered, and the
+        others' questions stop waiting for it."""
+        for (origin, qid), question in list(self.questions.items()):
+            if origin == a:
+                del self.questions[(origin, qid)]
+            elif a in question[0]:
+                question[0].discard(a)
+                if not question[0]:
+                    self._answer(origin, qid)
+
+    def _overdue(self) -> None:
+        now = time.monotonic()
+        for key, question in list(self.questions.items()):
+            if question[2] <= now:
+                self._answer(*key)
 
     # -- running ------------------------------------------------------------------
 
@@ -283,7 +356,11 @@ class Supervisor:
                 events[proc.sentinel] = ("worker", i, proc)
                 if not self.loaded[i] and self.ctls[i] is not None:
                     events[self.ctls[i]] = ("loaded", i, self.ctls[i])
-            ready = wait(list(events), timeout=0.5)
+            timeout = 0.5
+            if self.questions:
+                first = min(question[2] for question in self.questions.values())
+                timeout = max(0.0, min(timeout, first - time.monotonic()))
+            ready = wait(list(events), timeout=timeout)
             # Loads first, deaths after: a worker may say "loaded" and die.
             for what, i, obj in sorted((events[r] for r in ready), key=lambda e: e[0] != "loaded"):
                 if self.stopping:
@@ -297,6 +374,8 @@ class Supervisor:
                     self._from_acceptor(i)
                 elif what == "acceptor" and obj is self.acceptors[i]:
                     self._acceptor_died(i)
+            if self.questions:
+                self._overdue()
         self._stop_children()
         # The acceptors' commit decisions without appendonly: no acceptor is left to need them.
         decisions.remove_volatile(os.getpid())

@@ -25,8 +25,10 @@ import time
 
 from shardkv.acceptor import monitor
 from shardkv.acceptor.client import Client
+from shardkv.acceptor.replies import Slot
 from shardkv.acceptor.transactions import discard_transaction
 from shardkv.protocol import errors
+from shardkv.protocol.bus import PUBLISH, PUBSUB
 from shardkv.protocol.commands import Command
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.glob import compile_glob
@@ -159,7 +161,29 @@ class _Message:
 
 def publish(client: Client, args: list[bytes]) -> None:
     """PUBLISH channel message"""
-    client.reply(publish_message(client.server, args[1], args[2]))
+    server = client.server
+    bus = server.bus
+    if bus is None:
+        client.reply(publish_message(server, args[1], args[2]))
+        return
+    pending = getattr(client, "pending", None)
+    if pending is None:
+        # A script's call (shardkv.acceptor.scriptcalls), answered at once:
+        # the other acceptors deliver too, but only this one's count is known.
+        client.reply(publish_message(server, args[1], args[2]))
+        bus.tell(PUBLISH, [args[1], args[2]])
+        return
+    # Every acceptor, this one included, delivers when the supervisor passes
+    # the message on, so all deliver in the supervisor's one order; the
+    # reply is the sum of their counts.
+    slot = Slot(client)
+    pending.append(slot)
+    bus.ask(PUBLISH, [args[1], args[2]], lambda counts: slot.deliver(b":%d\r\n" % sum(counts)), everyone=True)
+
+
+def bus_publish(server, origin: int, args: list[bytes]) -> int:
+    """Another acceptor's PUBLISH (or this one's, passed back): deliver here."""
+    return publish_message(server, args[0], args[1])
 
 
 def publish_message(server, channel: bytes, message: bytes) -> int:
@@ -295,7 +319,14 @@ def pubsub(client: Client, args: list[bytes]) -> None:
     """PUBSUB CHANNELS [pattern] | NUMSUB [channel ...] | NUMPAT | SHARDCHANNELS | SHARDNUMSUB"""
     sub = args[1].lower()
     n = len(args)
-    if sub == b"channels" and n <= 3:
+    bus = client.server.bus
+    if (
+        bus is not None
+        and (sub == b"numsub" or (sub == b"channels" and n <= 3) or (sub == b"numpat" and n == 2))
+        and getattr(client, "pending", None) is not None  # not a script's call: that counts here only
+    ):
+        _pubsub_everywhere(client, bus, sub, args[2:])
+    elif sub == b"channels" and n <= 3:
         match = compile_glob(args[2]) if n == 3 else None
         client.reply([c for c in CHANNELS if match is None or match(c)])
     elif sub == b"numsub":
@@ -320,6 +351,42 @@ def pubsub(client: Client, args: list[bytes]) -> None:
         client.reply_error(errors.SUBCOMMAND_SYNTAX % (args[1].decode("latin-1"), "PUBSUB"))
     else:
         client.reply_error(errors.UNKNOWN_SUBCOMMAND % (args[1].decode("latin-1"), "PUBSUB"))
+
+
+def _pubsub_here(sub: bytes, rest: list[bytes]) -> list:
+    """This acceptor's part of PUBSUB NUMSUB (counts), CHANNELS (names) or NUMPAT (patterns)."""
+    if sub == b"numsub":
+        return [len(CHANNELS.get(channel, ())) for channel in rest]
+    if sub == b"channels":
+        match = compile_glob(rest[0]) if rest else None
+        return [c for c in CHANNELS if match is None or match(c)]
+    return list(PATTERNS)
+
+
+def bus_pubsub(server, origin: int, args: list[bytes]) -> list:
+    return _pubsub_here(args[0], args[1:])
+
+
+def _pubsub_everywhere(client: Client, bus, sub: bytes, rest: list[bytes]) -> None:
+    """PUBSUB NUMSUB, CHANNELS or NUMPAT over every acceptor's subscribers."""
+    here = _pubsub_here(sub, rest)
+    slot = Slot(client)
+    client.pending.append(slot)
+
+    def done(answers: list) -> None:
+        if sub == b"numsub":
+            counts = here
+            for other in answers:
+                counts = [a + b for a, b in zip(counts, other, strict=True)]
+            value: object = [x for pair in zip(rest, counts, strict=True) for x in pair]
+        else:
+            names = dict.fromkeys(here)
+            for other in answers:
+                names.update(dict.fromkeys(other))
+            value = list(names) if sub == b"channels" else len(names)
+        slot.deliver(encode(value, client.resp3))
+
+    bus.ask(PUBSUB, [sub, *rest], done)
 
 
 _HELP = [

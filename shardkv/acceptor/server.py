@@ -15,6 +15,7 @@ the frame that carries them has been read.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import json
 import logging
@@ -28,9 +29,10 @@ from time import perf_counter_ns
 from typing import Any
 
 from shardkv import __version__
+from shardkv.acceptor.bus import Bus, BusHandler
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.shardlink import ShardLink
-from shardkv.protocol import errors
+from shardkv.protocol import bus, errors
 from shardkv.protocol.commands import Command
 from shardkv.protocol.resp import encode_command
 from shardkv.protocol.router import Router
@@ -93,6 +95,11 @@ class Wiring:
     # them, in order, and what each needs the shards to note (a class mask).
     event_listeners: tuple[Callable[[Acceptor, list, object], None], ...]
     event_masks: tuple[Callable[[Acceptor], int], ...]
+    # The bus between acceptors (K > 1, shardkv.acceptor.bus): the handler
+    # of each kind of question or message (shardkv.protocol.bus.KINDS), and
+    # what a (re)started acceptor does once it listens.
+    bus_handlers: Mapping[bytes, BusHandler] = dataclasses.field(default_factory=dict)
+    on_bus_start: tuple[Callable[[Acceptor], None], ...] = ()
 
 
 class Acceptor:
@@ -119,8 +126,10 @@ class Acceptor:
         self.index = 0
         self.nacceptors = 1
         self._ids = itertools.count(1)
-        self._control_buf = b""
+        self._control = bus.ControlReader()
         self._control_fds: list[int] = []
+        # The other acceptors, through the supervisor (None when alone).
+        self.bus: Bus | None = None
         self.client_class: type[Client] = Client
         self.loop: asyncio.AbstractEventLoop | None = None
         self.servers: list[asyncio.AbstractServer] = []
@@ -263,11 +272,11 @@ class Acceptor:
             self.loop.remove_reader(control.fileno())  # type: ignore[union-attr]
             return
         self._control_fds.extend(fds)
-        self._control_buf += message
-        *lines, self._control_buf = self._control_buf.split(b"\n")
-        for line in lines:
-            kind, _, payload = line.partition(b" ")
-            if kind == b"pipe" and self._control_fds:
+        for kind, payload in self._control.feed(message):
+            if kind == b"bus":
+                if self.bus is not None:
+                    self.bus.received(payload)
+            elif kind == b"pipe" and self._control_fds:
                 index = int(payload)
                 log.info("acceptor: shard %d is back", index)
                 fd = self._control_fds.pop(0)
@@ -307,6 +316,8 @@ class Acceptor:
             sock.setblocking(False)
             loop.add_reader(sock.fileno(), self._on_control, sock)
             self.control = sock  # CONFIG SET tells the supervisor through it
+            if self.nacceptors > 1:
+                self.bus = Bus(self, self.wiring.bus_handlers)
         for host in self.config["bind"].split():
             server = await loop.create_server(
                 lambda: self.client_class(self),
@@ -326,6 +337,9 @@ class Acceptor:
             __version__,
             f", acceptor {self.index} of {self.nacceptors}" if self.nacceptors > 1 else "",
         )
+        if self.bus is not None:
+            for hook in self.wiring.on_bus_start:
+                hook(self)
         timer = loop.create_task(self._cron())
         try:
             await self.shutdown_requested

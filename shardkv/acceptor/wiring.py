@@ -35,6 +35,7 @@ from shardkv.acceptor import (
 )
 from shardkv.acceptor.commands import command, config, connection, generic, server
 from shardkv.acceptor.server import Acceptor, LocalHandler, Wiring
+from shardkv.protocol import bus
 from shardkv.protocol.commands import COMMANDS, Command
 
 
@@ -149,6 +150,11 @@ def wiring() -> Wiring:
         # Keyspace notifications publish before client-side caching invalidates.
         event_listeners=(notifications.publish, tracking.on_events, memorybudget.on_events),
         event_masks=(notifications.own_mask, tracking.events_mask, memorybudget.events_mask),
+        # The bus between acceptors (K > 1 only): one handler per kind.
+        bus_handlers={
+            bus.PUBLISH: pubsub.bus_publish,
+            bus.PUBSUB: pubsub.bus_pubsub,
+        },
     )
 
 

@@ -1,0 +1,101 @@
+"""The bus between acceptors (``--acceptors K`` > 1): its messages, defined once.
+
+With several acceptors, some commands need what the others know: PUBLISH
+counts every subscriber, CLIENT LIST shows every connection, MONITOR sees
+every command.  The acceptors talk through the supervisor, over the control
+socket each acceptor already has (``socket.socketpair``, the one that
+carries ``pipe <shard>`` and ``config <json>`` lines).  With one acceptor
+there is no bus: nothing here is used.
+
+On that socket, both ways, a message is either a line (``<kind> <payload>\\n``,
+A's ``pipe`` and ``config``), or a bus frame: the line ``bus <n>\\n`` then
+``n`` bytes, one RESP2 array (bulk strings, integers, nested arrays).
+:class:`ControlReader` splits the stream into both.
+
+Bus frames (the first element says what it is):
+
+acceptor -> supervisor
+    ``[ask, id, everyone, kind, *args]``: a question to the other acceptors
+    (and to the asker too when ``everyone`` is 1: PUBLISH, so that every
+    acceptor, the publisher's included, delivers in the supervisor's one
+    order).  ``id`` is the asker's own number for it.
+    ``[answer, origin, id, value]``: this acceptor's answer to question
+    ``id`` of acceptor ``origin``.
+    ``[tell, kind, *args]``: a message for every other acceptor, no answer.
+
+supervisor -> acceptor
+    ``[ask, origin, id, kind, *args]``: answer with ``[answer, origin, id, value]``.
+    ``[answers, id, [value, ...]]``: the answers to this acceptor's
+    question ``id``, from those that answered within :data:`ANSWER_WITHIN`
+    seconds; an acceptor that is dead, restarting or stuck counts as
+    nothing (it is simply not in the list).
+    ``[tell, origin, kind, *args]``: another acceptor's message.
+
+The kinds (what ``args`` and the answer ``value`` are) are listed in
+:data:`KINDS`; the acceptor binds a handler to each in
+:mod:`shardkv.acceptor.wiring`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shardkv.protocol.resp import decode_reply, encode
+
+# How long the supervisor waits for the acceptors' answers to a question.
+ANSWER_WITHIN = 2.0
+
+ASK = b"ask"
+ANSWER = b"answer"
+ANSWERS = b"answers"
+TELL = b"tell"
+
+# Questions (answered) and messages (told), by kind:
+PUBLISH = b"publish"  # ask everyone [channel, message] -> receivers here
+PUBSUB = b"pubsub"  # ask [sub, *args] -> NUMSUB: counts; CHANNELS: names; NUMPAT: patterns
+CLIENTS = b"clients"  # ask [type or b"", *ids] -> [CLIENT LIST line, ...] with ids
+KILL = b"kill"  # ask [*CLIENT KILL filters] -> how many it closed
+INFO = b"info"  # ask [] -> [name, value, ...] of INFO clients/stats figures
+MONITORING = b"monitoring"  # ask [] -> 1 if it has a MONITOR client
+MONITORS = b"monitors"  # tell [0 or 1]: it has (no longer has) MONITOR clients
+MONITOR = b"monitor"  # tell [lines]: MONITOR lines of its commands
+HELLO = b"hello"  # tell []: a (re)started acceptor, which has no clients yet
+
+KINDS = (PUBLISH, PUBSUB, CLIENTS, KILL, INFO, MONITORING, MONITORS, MONITOR, HELLO)
+
+
+def frame(message: list) -> bytes:
+    """A bus message as it goes on the control socket."""
+    body = encode(message)
+    return b"bus %d\n%s" % (len(body), body)
+
+
+class ControlReader:
+    """Splits a control socket's stream into lines and bus messages (sans-IO)."""
+
+    def __init__(self) -> None:
+        self.buf = b""
+
+    def feed(self, data: bytes) -> list[tuple[bytes, Any]]:
+        """``(kind, payload)`` of each whole message: a line's kind and the
+        rest of it, or ``(b"bus", the decoded array)``."""
+        buf = self.buf + data
+        out: list[tuple[bytes, Any]] = []
+        pos = 0
+        while True:
+            eol = buf.find(b"\n", pos)
+            if eol < 0:
+                break
+            kind, _, payload = buf[pos:eol].partition(b" ")
+            if kind == b"bus":
+                n = int(payload)
+                end = eol + 1 + n
+                if len(buf) < end:
+                    break
+                out.append((kind, decode_reply(buf[eol + 1 : end])))
+                pos = end
+            else:
+                out.append((kind, payload))
+                pos = eol + 1
+        self.buf = buf[pos:]
+        return out
