@@ -102,9 +102,80 @@ def _wanted(sections: list[str]) -> list[str]:
     return wanted
 
 
-def build_info(server: Acceptor, sections: list[str], shards: list, own: list | None = None) -> str:
+# INFO's figures that each acceptor has of its own clients (K > 1): summed
+# over the acceptors; the Pub/Sub channels and patterns are a union.
+SUMMED = (
+    "connected_clients",
+    "blocked_clients",
+    "tracking_clients",
+    "clients_in_timeout_table",
+    "pubsub_clients",
+    "total_connections_received",
+    "total_commands_processed",
+    "instantaneous_ops_per_sec",
+    "total_net_input_bytes",
+    "total_net_output_bytes",
+    "rejected_connections",
+    "total_reads_processed",
+    "total_writes_processed",
+)
+
+
+def own_figures(server: Acceptor) -> list:
+    """This acceptor's part of INFO for another acceptor's INFO (the bus's
+    ``info`` answer): ``[name, value, ...]``, the :data:`SUMMED` figures then
+    ``channels`` and ``patterns``, the names its clients subscribe to."""
+    clients = server.clients.values()
+    blocked = sum(1 for c in clients if c.state.blocked_token)
+    values = {
+        "connected_clients": len(server.clients),
+        "blocked_clients": blocked,
+        "tracking_clients": sum(1 for c in clients if c.tracking is not None),
+        "clients_in_timeout_table": blocked,
+        "pubsub_clients": sum(1 for c in clients if c.state.channels or c.state.patterns),
+        "total_connections_received": server.connections_received,
+        "total_commands_processed": server.commands_processed,
+        "instantaneous_ops_per_sec": _OPS.sample(server.commands_processed),
+        "total_net_input_bytes": server.net_input_bytes,
+        "total_net_output_bytes": server.net_output_bytes,
+        "rejected_connections": server.rejected_connections,
+        "total_reads_processed": server.reads_processed,
+        "total_writes_processed": server.writes_processed,
+    }
+    out: list = []
+    for name in SUMMED:
+        out += [name.encode(), values[name]]
+    out += [b"channels", list(set().union(*(c.state.channels for c in clients)))]
+    out += [b"patterns", list(set().union(*(c.state.patterns for c in clients)))]
+    return out
+
+
+def _with_others(body: dict[str, list[tuple[str, object]]], server: Acceptor, others: list) -> None:
+    """Add the other acceptors' figures (their :func:`own_figures`) to ``body``."""
+    totals: dict[str, int] = {}
+    channels = set().union(*(c.state.channels for c in server.clients.values()))
+    patterns = set().union(*(c.state.patterns for c in server.clients.values()))
+    for flat in others:
+        figures = dict(zip(flat[::2], flat[1::2], strict=True))
+        for name in SUMMED:
+            totals[name] = totals.get(name, 0) + figures.get(name.encode(), 0)
+        channels.update(figures.get(b"channels", ()))
+        patterns.update(figures.get(b"patterns", ()))
+    totals_union = {"pubsub_channels": len(channels), "pubsub_patterns": len(patterns)}
+    for entries in body.values():
+        for i, (name, value) in enumerate(entries):
+            if name in totals:
+                entries[i] = (name, value + totals[name])  # type: ignore[operator]
+            elif name in totals_union:
+                entries[i] = (name, totals_union[name])
+
+
+def build_info(
+    server: Acceptor, sections: list[str], shards: list, own: list | None = None, others: list | None = None
+) -> str:
     """INFO's text.  ``shards`` is each shard's ``__info`` reply; ``own`` the
-    acceptor's command statistics when INFO came (it is counted after it)."""
+    acceptor's command statistics when INFO came (it is counted after it);
+    ``others`` the other acceptors' :func:`own_figures` (K > 1)."""
     wanted = _wanted(sections)
     tracking_totals = server.wiring.tracking_totals()  # CLIENT TRACKING's tables
     cfg = server.config
@@ -279,6 +350,8 @@ def build_info(server: Acceptor, sections: list[str], shards: list, own: list | 
     for i, (s, extra) in enumerate(zip(shards, stats, strict=True)):
         line = f"keys={s[0]},expires={s[1]},pid={s[4]},rss={s[3]},hz={extra.get('hz', 0)}"
         body["shards"].append((f"shard{i}", line))
+    if others:
+        _with_others(body, server, others)
     out: list[str] = []
     seen = set()
     for name in wanted:

@@ -38,7 +38,7 @@ import time
 from collections.abc import Collection
 from typing import TYPE_CHECKING
 
-from shardkv.protocol import command_docs, commands
+from shardkv.protocol import bus, command_docs, commands
 
 if TYPE_CHECKING:
     from shardkv.acceptor.client import Client
@@ -131,10 +131,10 @@ def feed_script(server: Acceptor, calls: list[tuple[int, list[bytes]]]) -> None:
         _send(server, data)
 
 
-def _send(server: Acceptor, data: bytes) -> None:
+def _send(server: Acceptor, data: bytes, skip: object = None) -> None:
     dirty = server.dirty_clients
     for monitor in server.monitors:
-        if monitor.closing:  # QUIT: Redis writes nothing more to a closing client
+        if monitor.closing or monitor is skip:  # QUIT: Redis writes nothing more to a closing client
             continue
         monitor.pending.append(data)
         if not monitor.dirty:
@@ -154,11 +154,100 @@ def start(client: Client) -> bool:
     """Make ``client`` a monitor; False if it already was."""
     if not client.state.start_monitoring():
         return False
-    client.server.monitors.append(client)
+    server = client.server
+    server.monitors.append(client)
+    if server.bus is not None and _own(server) == 1:
+        server.bus.tell(bus.MONITORS, [1])
     return True
 
 
 def stop(client: Client) -> None:
     """End monitoring (RESET, or the connection closed)."""
     if client.state.stop_monitoring():
-        client.server.monitors.remove(client)
+        server = client.server
+        server.monitors.remove(client)
+        if server.bus is not None and not _own(server):
+            server.bus.tell(bus.MONITORS, [0])
+
+
+# -- several acceptors ---------------------------------------------------------
+#
+# While another acceptor has a monitor, ``server.monitors`` holds one
+# :class:`RemoteMonitors` besides this acceptor's own monitors: so every
+# ``if server.monitors`` of the hot paths sees someone to feed, and the lines
+# it gets leave on the bus once per turn of the event loop, as one message.
+
+
+class RemoteMonitors:
+    """The other acceptors' monitors, as one more monitor of this acceptor."""
+
+    closing = False
+
+    def __init__(self, server: Acceptor) -> None:
+        self.server = server
+        self.pending: list[bytes] = []
+        self.dirty = False
+        self.acceptors: set[int] = set()  # those that have monitors
+
+    def flush(self) -> None:
+        self.dirty = False
+        if self.pending:
+            data = b"".join(self.pending)
+            self.pending.clear()
+            self.server.bus.tell(bus.MONITOR, [data])  # type: ignore[union-attr]
+
+
+def _own(server: Acceptor) -> int:
+    """How many of ``server.monitors`` are this acceptor's clients."""
+    remote = server.remote_monitors
+    return len(server.monitors) - (remote is not None and remote in server.monitors)
+
+
+def _remote(server: Acceptor, origin: int, on: bool) -> None:
+    remote = server.remote_monitors
+    if remote is None:
+        remote = server.remote_monitors = RemoteMonitors(server)
+    if on:
+        remote.acceptors.add(origin)
+    else:
+        remote.acceptors.discard(origin)
+    listed = remote in server.monitors
+    if remote.acceptors and not listed:
+        server.monitors.append(remote)
+    elif listed and not remote.acceptors:
+        server.monitors.remove(remote)
+        remote.pending.clear()
+
+
+def bus_monitors(server: Acceptor, origin: int, args: list) -> None:
+    """Acceptor ``origin`` has (1) or no longer has (0) monitors."""
+    _remote(server, origin, bool(args[0]))
+
+
+def bus_monitor(server: Acceptor, origin: int, args: list) -> None:
+    """Another acceptor's MONITOR lines: to this one's own monitors."""
+    if _own(server):
+        _send(server, args[0], skip=server.remote_monitors)
+
+
+def bus_monitoring(server: Acceptor, origin: int, args: list) -> int:
+    """Whether this acceptor has monitors: its index, or -1."""
+    return server.index if _own(server) else -1
+
+
+def bus_hello(server: Acceptor, origin: int, args: list) -> None:
+    """Acceptor ``origin`` (re)started: it has no monitors yet."""
+    _remote(server, origin, False)
+
+
+def on_bus_start(server: Acceptor) -> None:
+    """A (re)started acceptor: say so, and learn which others have monitors."""
+    bus_ = server.bus
+    bus_.tell(bus.HELLO, [])  # type: ignore[union-attr]
+
+    def learned(indexes: list) -> None:
+        for index in indexes:
+            if index >= 0:
+                _remote(server, index, True)
+
+    bus_.ask(bus.MONITORING, [], learned)  # type: ignore[union-attr]

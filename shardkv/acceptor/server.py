@@ -118,6 +118,7 @@ class Acceptor:
         self.clients: dict[int, Client] = {}
         self.dirty_clients: list[Client] = []
         self.monitors: list[Client] = []  # clients in MONITOR mode, see shardkv.acceptor.monitor
+        self.remote_monitors: Any = None  # other acceptors' monitors (K > 1), ditto
         self.monitor_flush_due = False
         self._links_to_flush: list[ShardLink] = []
         # Acceptor ``index`` of ``nacceptors`` (its coordinator number): it

@@ -154,7 +154,16 @@ def wiring() -> Wiring:
         bus_handlers={
             bus.PUBLISH: pubsub.bus_publish,
             bus.PUBSUB: pubsub.bus_pubsub,
+            bus.CLIENTS: connection.bus_clients,
+            bus.KILL: connection.bus_kill,
+            bus.UNBLOCK: connection.bus_unblock,
+            bus.INFO: server.bus_info,
+            bus.MONITORING: monitor.bus_monitoring,
+            bus.MONITORS: monitor.bus_monitors,
+            bus.MONITOR: monitor.bus_monitor,
+            bus.HELLO: monitor.bus_hello,
         },
+        on_bus_start=(monitor.on_bus_start,),
     )
 
 

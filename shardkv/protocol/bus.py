@@ -55,16 +55,17 @@ PUBLISH = b"publish"  # ask everyone [channel, message] -> receivers here
 PUBSUB = b"pubsub"  # ask [sub, *args] -> NUMSUB: counts; CHANNELS: names; NUMPAT: patterns
 CLIENTS = b"clients"  # ask [type or b"", *ids] -> [CLIENT LIST line, ...] with ids
 KILL = b"kill"  # ask [*CLIENT KILL filters] -> how many it closed
+UNBLOCK = b"unblock"  # ask [id, 1 for ERROR] -> 1 if it unblocked that client
 INFO = b"info"  # ask [] -> [name, value, ...] of INFO clients/stats figures
 MONITORING = b"monitoring"  # ask [] -> 1 if it has a MONITOR client
 MONITORS = b"monitors"  # tell [0 or 1]: it has (no longer has) MONITOR clients
 MONITOR = b"monitor"  # tell [lines]: MONITOR lines of its commands
 HELLO = b"hello"  # tell []: a (re)started acceptor, which has no clients yet
 
-KINDS = (PUBLISH, PUBSUB, CLIENTS, KILL, INFO, MONITORING, MONITORS, MONITOR, HELLO)
+KINDS = (PUBLISH, PUBSUB, CLIENTS, KILL, UNBLOCK, INFO, MONITORING, MONITORS, MONITOR, HELLO)
 
 
-def frame(message: list) -> bytes:
+def frame(message: list[Any]) -> bytes:
     """A bus message as it goes on the control socket."""
     body = encode(message)
     return b"bus %d\n%s" % (len(body), body)

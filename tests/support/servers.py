@@ -274,13 +274,18 @@ def start_shardkv(
     port: int | None = None,
     cwd: Path | None = None,
     root: Path = ROOT,
-    acceptors: int = 1,
+    acceptors: int | None = None,
     env: dict | None = None,
     ready_timeout: float = READY_TIMEOUT,
 ) -> ServerProcess:
     """shardkv (``root/main.py``: this checkout's unless told) on a free port;
     without ``cwd`` it runs in a temporary folder of its own (so a SAVE
-    writes nothing into the repository), removed by ``stop()``."""
+    writes nothing into the repository), removed by ``stop()``.  Unless
+    told, ``acceptors`` is ``$SHARDKV_TEST_ACCEPTORS`` (1 when unset: run
+    the suite with several acceptors by setting it); with several, it
+    returns once every acceptor listens."""
+    if acceptors is None:
+        acceptors = int(os.environ.get("SHARDKV_TEST_ACCEPTORS", "1"))
     port = port or free_port()
     argv = [sys.executable, str(root / "main.py"), "--port", str(port), "--shards", str(shards), *flags]
     if acceptors != 1:  # several acceptor processes share the port (issue 22)
@@ -290,7 +295,12 @@ def start_shardkv(
     proc = ServerProcess(
         argv, port, cwd=cwd or Path(workdir), env=env, workdir=workdir, kind="shardkv", shards=shards
     )
-    return proc.wait_ready(ready_timeout)
+    proc.wait_ready(ready_timeout)
+    if acceptors > 1:  # each acceptor logs that it listens (not with --logfile or loglevel warning)
+        deadline = time.monotonic() + 10
+        while proc.output().count(" listening on ") < acceptors and time.monotonic() < deadline:
+            time.sleep(0.05)
+    return proc
 
 
 def start_redis(

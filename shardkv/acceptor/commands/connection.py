@@ -18,12 +18,13 @@ from shardkv.acceptor import pause
 from shardkv.acceptor.blocking import unblock
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.commands.common import guard, subcommand_error
+from shardkv.acceptor.replies import Slot
 from shardkv.acceptor.security import check_auth
 from shardkv.acceptor.state import REPLY_OFF, REPLY_ON, REPLY_SKIP_NEXT
-from shardkv.protocol import command_docs, errors
+from shardkv.protocol import bus, command_docs, errors
 from shardkv.protocol.args import parse_int, parse_int32, strict_int
 from shardkv.protocol.errors import CommandError
-from shardkv.protocol.resp import OK, Verbatim, encode_command
+from shardkv.protocol.resp import OK, Verbatim, encode, encode_command, encode_error
 from shardkv.runtime.cmdstats import stat_name
 
 
@@ -200,25 +201,11 @@ def client_cmd(client: Client, args: list) -> None:
     elif sub == b"INFO":
         client.reply(Verbatim(client_info_line(client, time.monotonic(), args) + b"\n"))
     elif sub == b"LIST":
-        now = time.monotonic()
-        chosen = list(server.clients.values())
-        if n >= 4 and args[2].upper() == b"ID":
-            ids = set()
-            for a in args[3:]:
-                cid = strict_int(a)
-                if cid is None:
-                    raise CommandError(errors.INVALID_CLIENT_ID)
-                ids.add(cid)
-            chosen = [c for c in chosen if c.id in ids]
-        elif n == 4 and args[2].upper() == b"TYPE":
-            chosen = _of_type(chosen, args[3])
-        elif n != 2:
-            raise CommandError(errors.SYNTAX)
-        client.reply(
-            Verbatim(
-                b"".join(client_info_line(c, now, args if c is client else None) + b"\n" for c in chosen)
-            )
-        )
+        lines = _list_lines(server, args, client)
+        if server.bus is None:
+            client.reply(Verbatim(b"".join(line for _, line in lines)))
+        else:
+            _list_everywhere(client, args, lines)
     elif sub == b"KILL":
         _client_kill(client, args)
     elif sub in (b"NO-EVICT", b"NO-TOUCH"):
@@ -267,8 +254,16 @@ def client_cmd(client: Client, args: list) -> None:
                 raise CommandError(errors.CLIENT_UNBLOCK_REASON)
         elif n > 4:
             raise CommandError(errors.SYNTAX)
-        target = server.clients.get(parse_int(args[2]))
-        client.reply(1 if target is not None and unblock(target, error) else 0)
+        cid = parse_int(args[2])
+        target = server.clients.get(cid)
+        if target is not None or server.bus is None or cid <= 0:
+            client.reply(1 if target is not None and unblock(target, error) else 0)
+        else:  # perhaps another acceptor's client
+            slot = Slot(client)
+            client.pending.append(slot)
+            server.bus.ask(
+                bus.UNBLOCK, [cid, int(error)], lambda found: slot.deliver(b":%d\r\n" % max(found, default=0))
+            )
     elif sub in server.wiring.client_subcommands:  # TRACKING, CACHING... (shardkv.acceptor.tracking)
         server.wiring.client_subcommands[sub](client, args)
     elif sub == b"HELP":
@@ -345,15 +340,54 @@ def _of_type(clients: list, kind_arg: bytes) -> list:
     raise CommandError(errors.UNKNOWN_CLIENT_TYPE % kind_arg.decode("latin-1"))
 
 
-def _client_kill(client: Client, args: list) -> None:
-    server = client.server
+def _list_lines(server, args: list, me: Client | None) -> list[tuple[int, bytes]]:
+    """CLIENT LIST's ``(id, line)`` of this acceptor's clients that ``args`` chose."""
+    now = time.monotonic()
+    n = len(args)
+    chosen = list(server.clients.values())
+    if n >= 4 and args[2].upper() == b"ID":
+        ids = set()
+        for a in args[3:]:
+            cid = strict_int(a)
+            if cid is None:
+                raise CommandError(errors.INVALID_CLIENT_ID)
+            ids.add(cid)
+        chosen = [c for c in chosen if c.id in ids]
+    elif n == 4 and args[2].upper() == b"TYPE":
+        chosen = _of_type(chosen, args[3])
+    elif n != 2:
+        raise CommandError(errors.SYNTAX)
+    return [(c.id, client_info_line(c, now, args if c is me else None) + b"\n") for c in chosen]
+
+
+def _list_everywhere(client: Client, args: list, lines: list[tuple[int, bytes]]) -> None:
+    """CLIENT LIST with several acceptors: theirs too, in the order of the ids."""
+    slot = Slot(client)
+    client.pending.append(slot)
+
+    def done(answers: list) -> None:
+        everyone = list(lines)
+        for flat in answers:
+            everyone += zip(flat[::2], flat[1::2], strict=True)
+        everyone.sort(key=lambda pair: pair[0])
+        slot.deliver(encode(Verbatim(b"".join(line for _, line in everyone)), client.resp3))
+
+    client.server.bus.ask(bus.CLIENTS, args[2:], done)  # type: ignore[union-attr]
+
+
+def bus_clients(server, origin: int, args: list) -> list:
+    """Another acceptor's CLIENT LIST: this one's lines, as [id, line, ...]."""
+    try:
+        lines = _list_lines(server, [b"client", b"list", *args], None)
+    except CommandError:
+        return []
+    return [x for pair in lines for x in pair]
+
+
+def _victims(server, args: list, me: Client | None) -> list:
+    """The clients of this acceptor that CLIENT KILL ``args`` chose."""
     if len(args) == 3:  # the old form: CLIENT KILL addr:port
-        victims = [c for c in server.clients.values() if c.addr == args[2].decode("latin-1")]
-        if not victims:
-            raise CommandError(errors.NO_SUCH_CLIENT)
-        _kill(client, victims)
-        client.reply(OK)
-        return
+        return [c for c in server.clients.values() if c.addr == args[2].decode("latin-1")]
     if len(args) % 2 == 1:
         raise CommandError(errors.SYNTAX)
     victims = list(server.clients.values())
@@ -388,14 +422,59 @@ def _client_kill(client: Client, args: list) -> None:
         else:
             raise CommandError(errors.SYNTAX)
     if skipme:
-        victims = [c for c in victims if c is not client]
+        victims = [c for c in victims if c is not me]
+    return victims
+
+
+def _client_kill(client: Client, args: list) -> None:
+    server = client.server
+    victims = _victims(server, args, client)  # bad filters fail here, before any acceptor kills
     _kill(client, victims)
-    client.reply(len(victims))
+    if server.bus is None:
+        _killed(client, args, len(victims))
+        return
+    slot = Slot(client)
+    client.pending.append(slot)
+
+    def done(counts: list) -> None:
+        killed = len(victims) + sum(counts)
+        if len(args) == 3 and not killed:
+            server.stats.error(errors.NO_SUCH_CLIENT)
+            slot.deliver(encode_error(errors.NO_SUCH_CLIENT))
+        else:
+            slot.deliver(encode(OK if len(args) == 3 else killed, client.resp3))
+
+    server.bus.ask(bus.KILL, args[2:], done)
 
 
-def _kill(me: Client, victims: list) -> None:
+def _killed(client: Client, args: list, killed: int) -> None:
+    if len(args) != 3:
+        client.reply(killed)
+    elif killed:
+        client.reply(OK)
+    else:
+        raise CommandError(errors.NO_SUCH_CLIENT)
+
+
+def bus_kill(server, origin: int, args: list) -> int:
+    """Another acceptor's CLIENT KILL: close this one's clients it chose."""
+    try:
+        victims = _victims(server, [b"client", b"kill", *args], None)
+    except CommandError:
+        return 0
+    _kill(None, victims)
+    return len(victims)
+
+
+def bus_unblock(server, origin: int, args: list) -> int:
+    """Another acceptor's CLIENT UNBLOCK of an id it does not have."""
+    target = server.clients.get(args[0])
+    return 1 if target is not None and unblock(target, bool(args[1])) else 0
+
+
+def _kill(me: Client | None, victims: list) -> None:
     for c in victims:
-        if c is me:
-            c.close_after_replies()
+        if c is me and me is not None:
+            me.close_after_replies()
         elif c.transport is not None:
             c.transport.close()

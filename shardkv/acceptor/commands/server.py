@@ -14,11 +14,13 @@ import time
 from shardkv.acceptor import monitor
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.commands.common import all_ok, guard
-from shardkv.acceptor.info import build_info
-from shardkv.protocol import errors
+from shardkv.acceptor.fanout import Gather
+from shardkv.acceptor.info import build_info, own_figures
+from shardkv.acceptor.replies import Slot
+from shardkv.protocol import bus, errors
 from shardkv.protocol.args import parse_int32
 from shardkv.protocol.errors import CommandError
-from shardkv.protocol.resp import OK, Verbatim
+from shardkv.protocol.resp import OK, Verbatim, encode_command
 from shardkv.protocol.wire import Verb
 from shardkv.runtime.config import parse_memory
 
@@ -37,10 +39,33 @@ def info(client: Client, args: list) -> None:
     sections = [a.decode("latin-1").lower() for a in args[1:]]
     own = client.server.stats.report()  # as of now: this INFO is counted after it ran
 
-    def merge(parts: list) -> object:
-        return Verbatim(build_info(client.server, sections, parts, own).encode())
+    server = client.server
+    if server.bus is None:
 
-    client.query_all([Verb.INFO], merge)
+        def merge(parts: list) -> object:
+            return Verbatim(build_info(server, sections, parts, own).encode())
+
+        client.query_all([Verb.INFO], merge)
+        return
+    # Several acceptors: their figures first, then the shards'.
+    slot = Slot(client)
+    client.pending.append(slot)
+
+    def with_shards(others: list) -> None:
+        def merge(parts: list) -> object:
+            return Verbatim(build_info(server, sections, parts, own, others).encode())
+
+        gather = Gather(slot, len(server.links), merge, client.resp3, None)
+        header, body = client.part_headers[client.resp3], encode_command([Verb.INFO])
+        for i, link in enumerate(server.links):
+            link.send(header, body, gather.sink(i))
+
+    server.bus.ask(bus.INFO, [], with_shards)
+
+
+def bus_info(server, origin: int, args: list) -> list:
+    """Another acceptor's INFO: this one's own figures."""
+    return own_figures(server)
 
 
 def time_(client: Client, args: list) -> None:

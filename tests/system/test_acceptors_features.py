@@ -1,0 +1,238 @@
+"""Every feature across several acceptors (issue 22): Pub/Sub, CLIENT,
+INFO, MONITOR, CONFIG SET, keyspace notifications, SHUTDOWN.
+
+The server runs with ``--acceptors 2``; acceptor ``i`` hands out the client
+ids ``i+1, i+1+K, ...``, so a connection's CLIENT ID says which acceptor
+the kernel gave it to.  :func:`on_both` opens connections until it has two
+on each acceptor.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+import redis
+
+from tests.support.servers import start_shardkv
+
+K = 2
+
+
+@pytest.fixture(scope="module")
+def server():
+    proc = start_shardkv(shards=2, acceptors=K)
+    yield proc
+    proc.stop()
+
+
+def acceptor_of(client_id: int) -> int:
+    return (client_id - 1) % K
+
+
+def on_both(port: int, each: int = 2, **kwargs) -> list[list[redis.Redis]]:
+    """``each`` connections on each acceptor: ``[[on 0...], [on 1...]]``."""
+    found: list[list[redis.Redis]] = [[] for _ in range(K)]
+    spare = []
+    for _ in range(200):
+        if all(len(group) >= each for group in found):
+            break
+        c = redis.Redis(port=port, **kwargs)
+        group = found[acceptor_of(c.client_id())]
+        (group if len(group) < each else spare).append(c)
+    else:
+        pytest.fail("the connections all landed on one acceptor")
+    for c in spare:
+        c.close()
+    return found
+
+
+@pytest.fixture
+def groups(server):
+    found = on_both(server.port)
+    yield found
+    for group in found:
+        for c in group:
+            c.close()
+
+
+def raw_on(port: int, index: int) -> tuple[socket.socket, int]:
+    """A raw connection on acceptor ``index``, and its client id."""
+    for _ in range(200):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        sock.sendall(b"CLIENT ID\r\n")
+        reply = b""
+        while not reply.endswith(b"\r\n"):
+            reply += sock.recv(100)
+        cid = int(reply[1:-2])
+        if acceptor_of(cid) == index:
+            return sock, cid
+        sock.close()
+    pytest.fail("no connection landed on that acceptor")
+
+
+def messages(ps, n: int, timeout: float = 5.0) -> list:
+    got = []
+    deadline = time.monotonic() + timeout
+    while len(got) < n and time.monotonic() < deadline:
+        m = ps.get_message(timeout=0.2)
+        if m is not None and m["type"] in ("message", "pmessage"):
+            got.append((m["channel"], m["data"]))
+    return got
+
+
+def test_publish_reaches_subscribers_on_every_acceptor_and_counts_them(groups) -> None:
+    (a, a2), (b, b2) = groups
+    sub_a, sub_b = a.pubsub(), b.pubsub()
+    sub_a.subscribe("news")
+    sub_b.subscribe("news")
+    sub_b.psubscribe("ne*")
+    for ps in (sub_a, sub_b):
+        assert ps.get_message(timeout=5)["type"] in ("subscribe", "psubscribe")
+    sub_b.get_message(timeout=5)
+    assert a2.publish("news", "1") == 3
+    assert b2.publish("news", "2") == 3
+    assert a2.publish("nothing", "x") == 0
+    assert messages(sub_a, 2) == [(b"news", b"1"), (b"news", b"2")]
+    assert messages(sub_b, 4) == [(b"news", b"1"), (b"news", b"1"), (b"news", b"2"), (b"news", b"2")]
+    assert a2.pubsub_numsub("news", "other") == [(b"news", 2), (b"other", 0)]
+    assert b2.pubsub_numsub("news") == [(b"news", 2)]
+    assert a2.pubsub_numpat() == 1
+    assert a2.pubsub_channels() == [b"news"]
+    info = a2.info("stats")
+    assert info["pubsub_channels"] == 1 and info["pubsub_patterns"] == 1
+    sub_a.close()
+    sub_b.close()
+
+
+def test_one_order_of_messages_per_channel_for_every_subscriber(groups) -> None:
+    (a, a2), (b, b2) = groups
+    sub_a, sub_b = a.pubsub(), b.pubsub()
+    for ps in (sub_a, sub_b):
+        ps.subscribe("order")
+        ps.get_message(timeout=5)
+    pipe_a, pipe_b = a2.pipeline(transaction=False), b2.pipeline(transaction=False)
+    for i in range(50):
+        pipe_a.publish("order", b"a%d" % i)
+        pipe_b.publish("order", b"b%d" % i)
+    pipe_a.execute()
+    pipe_b.execute()
+    got_a, got_b = messages(sub_a, 100), messages(sub_b, 100)
+    assert len(got_a) == 100 and got_a == got_b
+    sub_a.close()
+    sub_b.close()
+
+
+def test_client_list_kill_and_info_span_the_acceptors(server, groups) -> None:
+    (a, a2), (b, b2) = groups
+    ids = {c.client_id() for group in groups for c in group}
+    listed = {entry["id"] for entry in a.client_list()}
+    assert ids <= {int(i) for i in listed}
+    assert [int(e["id"]) for e in b.client_list(_type="normal")] == sorted(int(i) for i in listed)
+    assert b.client_list(client_id=[a2.client_id()])[0]["id"] == str(a2.client_id())
+    assert int(a.info("clients")["connected_clients"]) == len(listed)
+    stats = b.info("stats")
+    assert stats["total_connections_received"] >= len(listed)
+    # KILL reaches the other acceptor: a raw connection there sees its end.
+    victim_sock, victim = raw_on(server.port, 1)
+    killer = groups[0][0]
+    assert killer.client_kill_filter(_id=victim) == 1
+    victim_sock.settimeout(10)
+    assert victim_sock.recv(100) == b""
+    victim_sock.close()
+    assert victim not in {int(e["id"]) for e in a.client_list()}
+    assert a.client_kill_filter(_id=victim) == 0
+    # The old form, by address, also across.
+    addr = next(e["addr"] for e in b.client_list() if int(e["id"]) == a2.client_id())
+    assert b.client_kill(addr) is True
+    with pytest.raises(redis.ResponseError, match="No such client"):
+        b.client_kill(addr)
+
+
+def test_client_unblock_reaches_the_other_acceptor(server, groups) -> None:
+    (a, _), (b, _) = groups
+    blocked = redis.Redis(port=server.port, socket_timeout=10)
+    try:
+        me = blocked.client_id()
+        other = groups[1 - acceptor_of(me)][0]
+        result: list = []
+        t = threading.Thread(target=lambda: result.append(blocked.blpop("nokey-unblock", 0)))
+        t.start()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if any(int(e["id"]) == me and "b" in e["flags"] for e in other.client_list()):
+                break
+            time.sleep(0.05)
+        assert other.client_unblock(me) == 1
+        t.join(5)
+        assert result == [None]
+    finally:
+        blocked.close()
+
+
+def test_monitor_sees_every_acceptors_commands(server, groups) -> None:
+    (a, a2), (b, b2) = groups
+    with a.monitor() as m:
+        b2.set("seen-from-b", "1")
+        a2.set("seen-from-a", "1")
+        seen = set()
+        deadline = time.monotonic() + 10
+        while len(seen) < 2 and time.monotonic() < deadline:
+            command = m.next_command()["command"]
+            if command.startswith("SET seen-from"):
+                seen.add(command)
+    assert seen == {"SET seen-from-b 1", "SET seen-from-a 1"}
+
+
+def test_config_set_reaches_the_other_acceptor(groups) -> None:
+    (a, _), (b, _) = groups
+    before = a.config_get("slowlog-max-len")["slowlog-max-len"]
+    try:
+        assert a.config_set("slowlog-max-len", "77")
+        deadline = time.monotonic() + 5
+        while b.config_get("slowlog-max-len")["slowlog-max-len"] != "77" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert b.config_get("slowlog-max-len")["slowlog-max-len"] == "77"
+    finally:
+        a.config_set("slowlog-max-len", before)
+
+
+def test_keyspace_notification_of_a_write_through_the_other_acceptor(groups) -> None:
+    (a, _), (b, b2) = groups
+    a.config_set("notify-keyspace-events", "KEA")
+    try:
+        deadline = time.monotonic() + 5
+        while (
+            b.config_get("notify-keyspace-events")["notify-keyspace-events"] == ""
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.05)
+        ps = a.pubsub()
+        ps.psubscribe("__keyspace@0__:notified*")
+        ps.get_message(timeout=5)
+        b2.set("notified-key", "v")
+        b2.lpush("notified-list", "x")
+        assert messages(ps, 2) == [
+            (b"__keyspace@0__:notified-key", b"set"),
+            (b"__keyspace@0__:notified-list", b"lpush"),
+        ]
+        ps.close()
+    finally:
+        a.config_set("notify-keyspace-events", "")
+
+
+def test_shutdown_through_either_acceptor_stops_the_server() -> None:
+    for index in range(K):
+        proc = start_shardkv(shards=2, acceptors=K)
+        try:
+            found = on_both(proc.port, each=1)
+            try:
+                found[index][0].shutdown(nosave=True)  # redis-py takes the closed connection as success
+            except redis.ConnectionError:
+                pass
+            proc.proc.wait(30)
+            assert proc.proc.returncode == 0
+        finally:
+            proc.stop()
