@@ -29,6 +29,10 @@ Then it waits on its children:
 * an acceptor reports each CONFIG SET (a ``config`` line), so that
   processes started later start with the settings in effect; the
   supervisor passes it on to the other acceptors, which apply it too;
+* with K > 1 it relays the bus between acceptors (:mod:`shardkv.protocol.bus`):
+  a question of one acceptor goes to the others, and their answers come
+  back to it once all have answered, or one died, or after
+  ``bus.ANSWER_WITHIN`` seconds; a message goes to the others;
 * if the supervisor itself dies, even by SIGKILL, the kernel sends the
   acceptors and every worker SIGTERM (:mod:`shardkv.runtime.parentdeath`):
   none of them outlives it, and the port is freed;
@@ -277,14 +281,15 @@ class Supervisor:
             for other in range(self.nacceptors):
                 if (other != a or everyone) and self._send_bus(other, [bus.ASK, a, qid, *rest]):
                     waiting.add(other)
-            question = [waiting, [], time.monotonic() + bus.ANSWER_WITHIN]
+            question: list[Any] = [waiting, [], time.monotonic() + bus.ANSWER_WITHIN]
             self.questions[(a, qid)] = question
             if not waiting:
                 self._answer(a, qid)
         elif verb == bus.ANSWER:
             origin, qid, value = message[1], message[2], message[3]
-            question = self.questions.get((origin, qid))
-            if question is not None and a in question[0]:
+            asked = self.questions.get((origin, qid))
+            if asked is not None and a in asked[0]:
+                question = asked
                 question[0].discard(a)
                 question[1].append(value)
                 if not question[0]:
