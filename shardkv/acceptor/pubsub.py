@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 
 from shardkv.acceptor import monitor
 from shardkv.acceptor.client import Client
@@ -138,6 +139,8 @@ def on_disconnect(client: Client) -> None:
     if client.state.channels or client.state.patterns:
         unsubscribe_all(client)
     _soft_since.pop(client, None)
+    if _PUBLISHING:
+        _PUBLISHING.pop(client.id, None)
 
 
 # -- publishing --------------------------------------------------------------
@@ -178,16 +181,37 @@ def publish(client: Client, args: list[bytes]) -> None:
     # reply is the sum of their counts.
     slot = Slot(client)
     pending.append(slot)
-    bus.ask(PUBLISH, [args[1], args[2]], lambda counts: slot.deliver(b":%d\r\n" % sum(counts)), everyone=True)
+    _PUBLISHING.setdefault(client.id, deque()).append(slot)
+    bus.ask(
+        PUBLISH,
+        [args[1], args[2], client.id],
+        lambda counts: slot.deliver(b":%d\r\n" % sum(counts)),
+        everyone=True,
+    )
 
 
-def bus_publish(server, origin: int, args: list[bytes]) -> int:
-    """Another acceptor's PUBLISH (or this one's, passed back): deliver here."""
-    return publish_message(server, args[0], args[1])
+# K > 1: the reply slots of this acceptor's PUBLISH commands on their way
+# round the bus, by client id: a publisher that is subscribed itself gets
+# the message before the reply, as in Redis.
+_PUBLISHING: dict[int, deque[Slot]] = {}
 
 
-def publish_message(server, channel: bytes, message: bytes) -> int:
-    """Deliver ``message`` to the subscribers of ``channel``; how many got it."""
+def bus_publish(server, origin: int, args: list) -> int:
+    """A PUBLISH passed on by the supervisor (another acceptor's, or this
+    one's own, then with its reply slot waiting): deliver here."""
+    before = None
+    if origin == server.index and len(args) > 2:
+        slots = _PUBLISHING.get(args[2])
+        if slots:
+            before = slots.popleft()
+            if not slots:
+                del _PUBLISHING[args[2]]
+    return publish_message(server, args[0], args[1], before)
+
+
+def publish_message(server, channel: bytes, message: bytes, before: Slot | None = None) -> int:
+    """Deliver ``message`` to the subscribers of ``channel``; how many got it.
+    ``before``: the publisher's reply slot (K > 1), which its own copy precedes."""
     receivers = 0
     limits = None
     subscribers = CHANNELS.get(channel)
@@ -196,13 +220,13 @@ def publish_message(server, channel: bytes, message: bytes) -> int:
         msg = _Message(Push([b"message", channel, message]))
         receivers = len(subscribers)
         for sub in list(subscribers):
-            _deliver(sub, msg, limits)
+            _deliver(sub, msg, limits, before)
     for pattern, (match, subs) in list(PATTERNS.items()):
         if match(channel):
             limits = limits or _limits(server)
             msg = _Message(Push([b"pmessage", pattern, channel, message]))
             for sub in list(subs):
-                _deliver(sub, msg, limits)
+                _deliver(sub, msg, limits, before)
                 receivers += 1
     return receivers
 
@@ -211,10 +235,16 @@ def publish_message(server, channel: bytes, message: bytes) -> int:
 _soft_since: dict[Client, float] = {}
 
 
-def _deliver(client: Client, msg: _Message, limits: tuple[int, int, int]) -> None:
+def _deliver(client: Client, msg: _Message, limits: tuple[int, int, int], before: Slot | None = None) -> None:
     if client.closing or client.closed:
         return
-    client.pending.append(msg.body(client.resp3))
+    if before is not None and before.client is client and before.data is None:
+        try:
+            client.pending.insert(client.pending.index(before), msg.body(client.resp3))
+        except ValueError:
+            client.pending.append(msg.body(client.resp3))
+    else:
+        client.pending.append(msg.body(client.resp3))
     client.flush()
     hard, soft, soft_seconds = limits
     if not (hard or soft):

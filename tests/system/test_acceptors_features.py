@@ -236,3 +236,21 @@ def test_shutdown_through_either_acceptor_stops_the_server() -> None:
             assert proc.proc.returncode == 0
         finally:
             proc.stop()
+
+
+def test_a_subscribed_publisher_gets_its_message_before_the_reply(server) -> None:
+    for index in range(K):
+        sock, _ = raw_on(server.port, index)
+        try:
+            sock.sendall(b"HELLO 3\r\n")
+            data = b""
+            while b"modules" not in data or not data.endswith(b"\r\n"):
+                data += sock.recv(4096)
+            sock.sendall(b"SUBSCRIBE self\r\nPUBLISH self hi\r\n")
+            expected = b">3\r\n$9\r\nsubscribe\r\n$4\r\nself\r\n:1\r\n>3\r\n$7\r\nmessage\r\n$4\r\nself\r\n$2\r\nhi\r\n:1\r\n"
+            data = b""
+            while len(data) < len(expected):
+                data += sock.recv(4096)
+            assert data == expected
+        finally:
+            sock.close()
