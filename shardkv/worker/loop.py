@@ -394,20 +394,27 @@ class Pipes:
                     self.lose(p)
 
     def _next_frame(self) -> tuple[Pipe, bytes] | None:
-        """A frame that is already read, from the pipe whose turn it is."""
+        """A frame that is there, from the pipe whose turn it is.  Each pipe
+        is looked at in the kernel too (a ``recv`` that does not wait), so
+        a busy pipe whose frames are always read ahead cannot starve the
+        others."""
         pipes = self.pipes
         only = self.exclusive()
         order = [only] if only is not None else [(self.turn + i) % len(pipes) for i in range(len(pipes))]
         for i in order:
             pipe = pipes[i]
-            if pipe is None:
+            if pipe is None or pipe.broken:
                 continue
             if pipe.backlog:
                 payload = pipe.backlog.pop(0)
-            elif pipe.reader.has_frame():
-                payload = pipe.reader.recv()
             else:
-                continue
+                try:
+                    if not pipe.reader.poll(0):
+                        continue
+                except (EOFError, OSError):
+                    pipe.broken = True
+                    continue
+                payload = pipe.reader.recv()
             self.turn = (i + 1) % len(pipes)
             return pipe, payload
         return None

@@ -8,6 +8,7 @@ the test plays two acceptors and the supervisor, frame by frame, as
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 from multiprocessing import Pipe
@@ -251,3 +252,50 @@ def test_expiry_waits_while_any_acceptor_pauses_clients(worker):
     worker.new_pipe(1)  # acceptor 1 was restarted: its pause ended with it
     assert worker.control(1) == wire.InDoubt([])
     assert not ks.expiry_paused
+
+
+def test_a_release_behind_a_park_runs_after_the_decision(worker):
+    started(worker)
+    op = (1 << 32) | 11
+    park = entry(Verb.PARK, op, 1, "k", flags=wire.FLAG_PARK)
+    worker.send(0, batch(entry(Verb.HOLD), park, entry(Verb.RELEASE)))
+    ok, parked = worker.replies(0)  # the replies up to the park
+    assert ok == b"+OK\r\n"
+    assert type(wire.decode_answer(parked)) is wire.Parked
+    worker.send(1, batch(entry("SET", "k", "v")))
+    assert worker.quiet(1)
+    worker.send(0, wire.encode_control(wire.Decide(op, False)))
+    assert worker.control(0) == wire.Finished(op, False)
+    assert worker.replies(0) == [b"+OK\r\n"]  # the __release, after the decision
+    assert worker.replies(1) == [b"+OK\r\n"]
+
+
+@pytest.mark.parametrize("commit", [True, False])
+def test_other_pipes_get_an_operations_events_only_if_it_commits(worker, commit):
+    started(worker)
+    assert worker.run(1, entry(Verb.EVENTS, events.STRING)) == [b"$2\r\nOK\r\n"]
+    op = (1 << 32) | 12
+    park = entry(Verb.PREPARE, op, "SET", "k", "v", flags=wire.FLAG_PARK)
+    (body,) = worker.run(0, park)
+    assert wire.decode_answer(body) == wire.PartPrepared(op, True, "OK")
+    assert worker.quiet(1)
+    worker.send(0, wire.encode_control(wire.Decide(op, commit)))
+    assert worker.control(0) == wire.Finished(op, commit)
+    if commit:
+        assert wire.decode_events(worker.recv(1)) == (None, [(0, b"k", events.STRING, b"set")])
+    assert worker.run(1, entry("GET", "k")) == ([b"$1\r\nv\r\n"] if commit else [b"$-1\r\n"])
+
+
+def test_pipes_take_turns_even_when_one_has_frames_read_ahead(worker):
+    started(worker)
+    assert worker.run(0, entry(Verb.HOLD)) == [b"+OK\r\n"]
+    worker.send(1, batch(entry("SET", "k", "v")))  # waits, unread, while pipe 0 holds
+    # The release and the GETs after it arrive together: pipe 1's SET has
+    # its turn right after the release, before any of them.
+    frames = [batch(entry(Verb.RELEASE))] + [batch(entry("GET", "k"))] * 50
+    with socket.socket(fileno=os.dup(worker.acceptors[0].fileno())) as sock:
+        sock.sendall(b"".join(wire.FRAME.pack(len(f)) + f for f in frames))  # one write: read as one
+    assert worker.replies(0) == [b"+OK\r\n"]
+    assert worker.replies(1) == [b"+OK\r\n"]
+    for _ in range(50):
+        assert worker.replies(0) == [b"$1\r\nv\r\n"]
