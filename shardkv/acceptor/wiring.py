@@ -157,6 +157,8 @@ def wiring() -> Wiring:
             bus.CLIENTS: connection.bus_clients,
             bus.KILL: connection.bus_kill,
             bus.UNBLOCK: connection.bus_unblock,
+            bus.PAUSE: connection.bus_pause,
+            bus.UNPAUSE: connection.bus_unpause,
             bus.INFO: server.bus_info,
             bus.MONITORING: monitor.bus_monitoring,
             bus.MONITORS: monitor.bus_monitors,

@@ -56,13 +56,15 @@ PUBSUB = b"pubsub"  # ask [sub, *args] -> NUMSUB: counts; CHANNELS: names; NUMPA
 CLIENTS = b"clients"  # ask [type or b"", *ids] -> [CLIENT LIST line, ...] with ids
 KILL = b"kill"  # ask [*CLIENT KILL filters] -> how many it closed
 UNBLOCK = b"unblock"  # ask [id, 1 for ERROR] -> 1 if it unblocked that client
+PAUSE = b"pause"  # ask [timeout ms, mode] -> 1 once it paused its clients too
+UNPAUSE = b"unpause"  # ask [] -> 1 once it ended its pause
 INFO = b"info"  # ask [] -> [name, value, ...] of INFO clients/stats figures
 MONITORING = b"monitoring"  # ask [] -> 1 if it has a MONITOR client
 MONITORS = b"monitors"  # tell [0 or 1]: it has (no longer has) MONITOR clients
 MONITOR = b"monitor"  # tell [lines]: MONITOR lines of its commands
 HELLO = b"hello"  # tell []: a (re)started acceptor, which has no clients yet
 
-KINDS = (PUBLISH, PUBSUB, CLIENTS, KILL, UNBLOCK, INFO, MONITORING, MONITORS, MONITOR, HELLO)
+KINDS = (PUBLISH, PUBSUB, CLIENTS, KILL, UNBLOCK, PAUSE, UNPAUSE, INFO, MONITORING, MONITORS, MONITOR, HELLO)
 
 
 def frame(message: list[Any]) -> bytes:

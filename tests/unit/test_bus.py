@@ -34,3 +34,10 @@ def test_a_partial_message_waits_for_the_rest() -> None:
     reader = bus.ControlReader()
     assert reader.feed(data + b"bus 12\n*1") == expected
     assert reader.feed(b"\r\n:12345\r\n") == [(b"bus", [12345])]
+
+
+def test_the_acceptor_binds_one_handler_to_every_kind() -> None:
+    from shardkv.acceptor.wiring import wiring
+
+    bound = wiring()
+    assert set(bound.bus_handlers) == set(bus.KINDS) and len(bus.KINDS) == len(set(bus.KINDS))

@@ -240,10 +240,10 @@ def client_cmd(client: Client, args: list) -> None:
         if timeout < 0:
             raise CommandError(errors.TIMEOUT_NEGATIVE)
         pause.start(server, timeout, kind)
-        client.reply(OK)
+        _reply_when_all_did(client, bus.PAUSE, [timeout, kind])
     elif sub == b"UNPAUSE":
         pause.stop(server)
-        client.reply(OK)
+        _reply_when_all_did(client, bus.UNPAUSE, [])
     elif sub == b"UNBLOCK":
         error = False
         if n == 4:
@@ -338,6 +338,28 @@ def _of_type(clients: list, kind_arg: bytes) -> list:
     if kind in (b"master", b"replica", b"slave"):
         return []
     raise CommandError(errors.UNKNOWN_CLIENT_TYPE % kind_arg.decode("latin-1"))
+
+
+def _reply_when_all_did(client: Client, kind: bytes, args: list) -> None:
+    """OK, once every other acceptor did the same (K > 1): CLIENT PAUSE
+    holds every acceptor's clients before it replies."""
+    if client.server.bus is None:
+        client.reply(OK)
+        return
+    slot = Slot(client)
+    client.pending.append(slot)
+    client.server.bus.ask(kind, args, lambda _: slot.deliver(b"+OK\r\n"))
+
+
+def bus_pause(server, origin: int, args: list) -> int:
+    """Another acceptor's CLIENT PAUSE: pause this one's clients too."""
+    pause.start(server, args[0], args[1])
+    return 1
+
+
+def bus_unpause(server, origin: int, args: list) -> int:
+    pause.stop(server)
+    return 1
 
 
 def _list_lines(server, args: list, me: Client | None) -> list[tuple[int, bytes]]:
