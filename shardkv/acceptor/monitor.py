@@ -38,6 +38,7 @@ import time
 from collections.abc import Collection
 from typing import TYPE_CHECKING
 
+from shardkv.acceptor.replies import Slot
 from shardkv.protocol import bus, command_docs, commands
 
 if TYPE_CHECKING:
@@ -154,11 +155,20 @@ def start(client: Client) -> bool:
     """Make ``client`` a monitor; False if it already was."""
     if not client.state.start_monitoring():
         return False
-    server = client.server
-    server.monitors.append(client)
-    if server.bus is not None and _own(server) == 1:
-        server.bus.tell(bus.MONITORS, [1])
+    client.server.monitors.append(client)
     return True
+
+
+def announce(client: Client, reply: bytes) -> None:
+    """Reply to MONITOR; with several acceptors, once the others know that
+    this one has a monitor (from then on they send it their lines)."""
+    server = client.server
+    if server.bus is None or _own(server) != 1:
+        client.pending.append(reply)
+        return
+    slot = Slot(client)
+    client.pending.append(slot)
+    server.bus.ask(bus.MONITORS, [1], lambda _: slot.deliver(reply))
 
 
 def stop(client: Client) -> None:
@@ -219,9 +229,10 @@ def _remote(server: Acceptor, origin: int, on: bool) -> None:
         remote.pending.clear()
 
 
-def bus_monitors(server: Acceptor, origin: int, args: list) -> None:
+def bus_monitors(server: Acceptor, origin: int, args: list) -> int:
     """Acceptor ``origin`` has (1) or no longer has (0) monitors."""
     _remote(server, origin, bool(args[0]))
+    return 1
 
 
 def bus_monitor(server: Acceptor, origin: int, args: list) -> None:

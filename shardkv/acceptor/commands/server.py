@@ -20,7 +20,7 @@ from shardkv.acceptor.replies import Slot
 from shardkv.protocol import bus, errors
 from shardkv.protocol.args import parse_int32
 from shardkv.protocol.errors import CommandError
-from shardkv.protocol.resp import OK, Verbatim, encode_command
+from shardkv.protocol.resp import OK, Verbatim, encode, encode_command
 from shardkv.protocol.wire import Verb
 from shardkv.runtime.config import parse_memory
 
@@ -30,7 +30,7 @@ def monitor_(client: Client, args: list) -> None:
     if client.state.in_exec:  # Redis: EXEC wants one reply per command
         client.reply_error(errors.MONITOR_DENY_BLOCKING)
     elif monitor.start(client):
-        client.reply(OK)
+        monitor.announce(client, encode(OK, client.resp3))
     # else: already monitoring; Redis ignores the command without a reply
 
 
