@@ -5,12 +5,15 @@ Run from anywhere: python benchmarks/run.py [--quick] [options]
 Modes (a plain run does all three; naming some runs only those):
 
   throughput  redis-benchmark -c 50 -r 100000 -n REQUESTS -t TEST -P {1,16}
-              against redis-server, shardkv --shards 1, 2, 4 and the baseline,
-              one test per invocation so the CPU seconds each server process
-              spends (psutil, user+sys) can be charged to that test. Prints
-              requests/s with the ratio to redis-server from the same run, CPU
-              seconds per 100k requests per process, and a projection of where
-              the design saturates.
+              against redis-server, shardkv --shards 1, 2, 4 (each at every
+              --acceptors count) and the baseline, one test per invocation so
+              the CPU seconds each server process spends (psutil, user+sys)
+              can be charged to that test. Prints requests/s with the ratio to
+              redis-server from the same run, CPU seconds per 100k requests
+              per process and per process class (acceptors, workers,
+              supervisor, redis-server, the redis-benchmark client), and a
+              projection of what the design serves on 2-32 cores
+              (benchmarks/projection.py) with its arithmetic.
   memory      loads --keys keys (16-byte keys, 32-byte values) with pipelined
               raw RESP, once without and once with a TTL (SET ... EX 3600), and
               compares the summed RSS of all shardkv processes with
@@ -43,6 +46,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 from benchmarks.bulk_load import load_keys
 from benchmarks.charts import throughput_chart
 from benchmarks.progress import Progress
+from benchmarks.projection import CORES, cpu_classes, project, redis_one_core
 from benchmarks.redis_benchmark import BenchmarkRun, run_redis_benchmark
 from tests.support.servers import (
     HOST,
@@ -96,6 +100,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--shards", default=None, help="shardkv shard counts for throughput (default 1,2,4)")
     parser.add_argument(
+        "--acceptors",
+        default="1",
+        help="shardkv acceptor counts, each tried with every shard count (default 1), e.g. 1,2",
+    )
+    parser.add_argument(
         "--tests", default=DEFAULT_TESTS, help=f"redis-benchmark -t tests (default {DEFAULT_TESTS})"
     )
     parser.add_argument("--pipelines", default="1,16", help="redis-benchmark -P depths (default 1,16)")
@@ -134,6 +143,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     }
     args.servers = _names(args.servers, {"redis", "shardkv", "baseline"})
     args.shards = _ints(args.shards or ("2" if args.quick else "1,2,4"))
+    args.acceptors = _ints(args.acceptors) or [1]
     args.memory_shards = _ints(args.memory_shards)
     args.pipelines = _ints(args.pipelines)
     args.tests = sorted(_names(args.tests, None), key=_test_rank)
@@ -160,15 +170,19 @@ def _test_rank(test: str) -> int:
     return CANONICAL_ORDER.index(test) if test in CANONICAL_ORDER else len(CANONICAL_ORDER)
 
 
-def start_server(kind: str, shards: int | None, progress: Progress) -> ServerProcess:
-    """Start redis-server, shardkv (``shards``) or the baseline on a fresh free port."""
+Target = tuple[str, int | None, int]  # kind, shards, acceptors
+
+
+def start_server(target: Target, progress: Progress) -> ServerProcess:
+    """Start redis-server, shardkv (``shards``, ``acceptors``) or the baseline on a fresh free port."""
+    kind, shards, acceptors = target
     port = free_port()
     if kind == "redis":
         progress(f"starting redis on port {port}")
         return start_redis(port=port)
     if kind == "shardkv":
-        progress(f"starting shardkv-{shards or 1} on port {port}")
-        return start_shardkv(shards=shards or 1, port=port)
+        progress(f"starting shardkv with {shards or 1} shards, {acceptors} acceptor(s) on port {port}")
+        return start_shardkv(shards=shards or 1, port=port, acceptors=acceptors)
     progress(f"starting baseline on port {port}")
     argv = [sys.executable, str(ROOT / "benchmarks" / "baseline_server.py"), "--port", str(port)]
     return start_command(argv, port, "baseline")
@@ -185,10 +199,10 @@ class Harness:
 
     # -- servers -----------------------------------------------------------------
 
-    def start(self, kind: str, shards: int | None) -> ServerProcess | None:
+    def start(self, target: Target) -> ServerProcess | None:
         """Start a server, or record why it could not start and return None."""
         try:
-            return start_server(kind, shards, self.progress)
+            return start_server(target, self.progress)
         except ServerStartError as exc:
             self.errors.append(str(exc))
             self.progress(f"!! failed to start {exc.brief}")
@@ -242,8 +256,8 @@ class Harness:
         specs: dict[str, ServerProcess] = {}
         for rnd in range(self.args.repeat):
             note = f" (round {rnd + 1}/{self.args.repeat})" if self.args.repeat > 1 else ""
-            for kind, shards in self.targets(self.args.shards):
-                server = self.start(kind, shards)
+            for target in self.targets(self.args.shards):
+                server = self.start(target)
                 if server is None:
                     continue
                 label = server.label
@@ -264,22 +278,23 @@ class Harness:
         add_ratios(records)
         return records
 
-    def targets(self, shard_counts: list[int], baseline: bool = True) -> list[tuple[str, int | None]]:
-        """(kind, shards) of the chosen --servers in run order: redis, shardkv per count, baseline."""
+    def targets(self, shard_counts: list[int], baseline: bool = True) -> list[Target]:
+        """(kind, shards, acceptors) of the chosen --servers in run order: redis,
+        shardkv per shard count and acceptor count, baseline."""
         chosen = self.args.servers
-        found: list[tuple[str, int | None]] = [("redis", None)] if "redis" in chosen else []
+        found: list[Target] = [("redis", None, 1)] if "redis" in chosen else []
         if "shardkv" in chosen:
-            found += [("shardkv", n) for n in shard_counts]
+            found += [("shardkv", n, k) for n in shard_counts for k in self.args.acceptors]
         if baseline and "baseline" in chosen:
-            found.append(("baseline", None))
+            found.append(("baseline", None, 1))
         return found
 
     def memory(self) -> list[dict[str, Any]]:
         """Load --keys keys without and with a TTL; compare resident memory."""
         records = []
         for ttl in (None, MEMORY_TTL):
-            for kind, shards in self.targets(self.args.memory_shards):
-                server = self.start(kind, shards)
+            for target in self.targets(self.args.memory_shards):
+                server = self.start(target)
                 if server is None:
                     continue
                 try:
@@ -307,6 +322,7 @@ class Harness:
             "server": server.label,
             "kind": server.kind,
             "shards": server.shards,
+            "acceptors": server.acceptors,
             "ttl": ttl,
             "keys": self.args.keys,
             "keys_ok": loaded.ok,
@@ -328,8 +344,8 @@ class Harness:
         """GET/SET throughput with a small and then a large preloaded keyspace."""
         small = min(KEYSPACE_SMALL, self.args.keys)
         records = []
-        for kind, shards in self.targets([self.args.keyspace_shards], baseline=False):
-            server = self.start(kind, shards)
+        for target in self.targets([self.args.keyspace_shards], baseline=False):
+            server = self.start(target)
             if server is None:
                 continue
             try:
@@ -367,6 +383,7 @@ def summarize(spec: ServerProcess, runs: list[BenchmarkRun]) -> list[dict[str, A
                 "server": spec.label,
                 "kind": spec.kind,
                 "shards": spec.shards,
+                "acceptors": spec.acceptors,
                 "test": first.test,
                 "name": name,
                 "pipeline": first.pipeline,
@@ -379,6 +396,7 @@ def summarize(spec: ServerProcess, runs: list[BenchmarkRun]) -> list[dict[str, A
                 "p99_ms": statistics.median(row.p99_ms for row in rows) if rows else 0.0,
                 "cpu_seconds_per_100k": cpu,
                 "client_cpu_seconds_per_100k": statistics.median(client_cpu) if client_cpu else 0.0,
+                "cpu_classes": cpu_classes(cpu, statistics.median(client_cpu) if client_cpu else 0.0),
                 "errors": sorted({e for run in runs for e in run.errors}),
                 "warnings": sorted({w for run in runs for w in run.warnings}),
             }
@@ -388,12 +406,23 @@ def summarize(spec: ServerProcess, runs: list[BenchmarkRun]) -> list[dict[str, A
 
 def add_ratios(records: list[dict[str, Any]]) -> None:
     """Set `vs_redis` and `vs_baseline`: requests/s over redis-server's and over the
-    threaded baseline's, for the same test and pipeline depth."""
+    threaded baseline's, for the same test and pipeline depth; and `vs_one_acceptor`:
+    shardkv's over shardkv's at the same shard count with one acceptor."""
     for kind in ("redis", "baseline"):
         base_rps = {(r["name"], r["pipeline"]): r["rps"] for r in records if r["kind"] == kind}
         for record in records:
             base = base_rps.get((record["name"], record["pipeline"]))
             record[f"vs_{kind}"] = record["rps"] / base if base and record["rps"] else None
+    # shardkv at K acceptors over shardkv with the same shard count at one acceptor.
+    one = {
+        (r["shards"], r["name"], r["pipeline"]): r["rps"]
+        for r in records
+        if r["kind"] == "shardkv" and r["acceptors"] == 1
+    }
+    for record in records:
+        base = one.get((record["shards"], record["name"], record["pipeline"]))
+        shardkv = record["kind"] == "shardkv"
+        record["vs_one_acceptor"] = record["rps"] / base if shardkv and base and record["rps"] else None
 
 
 def add_memory_ratios(records: list[dict[str, Any]]) -> None:
@@ -431,42 +460,54 @@ def keyspace_comparison(records: list[dict[str, Any]], small: int, large: int) -
 
 
 def projection(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """From CPU seconds per 100k requests, project which shardkv process saturates first.
+    """From CPU seconds per 100k requests, project which shardkv process saturates first,
+    and what the design serves on 2-32 cores (:mod:`benchmarks.projection`).
 
     A process that spends c CPU seconds per 100k requests runs out of one core
-    at 100000 / c requests/s. The single acceptor sees every request, so once
-    the workers are spread over enough cores it is the ceiling; the design can
-    use (total CPU per request) / (acceptor CPU per request) cores before then.
+    at 100000 / c requests/s. With one acceptor, it sees every request, so
+    once the workers are spread over enough cores it is the ceiling; with K
+    acceptors each sees 1/K of the connections. The N-core projection puts
+    the acceptors' and the workers' measured CPU per request against
+    redis-server's one-core rate, measured in the same run.
     """
+    redis = {
+        (r["name"], r["pipeline"]): redis_one_core(r["cpu_classes"]["redis"], r["rps"])
+        for r in records
+        if r["kind"] == "redis" and r["rps"]
+    }
     projections = []
     for record in records:
         if record["kind"] != "shardkv":
             continue
         cpu = {role: c for role, c in record["cpu_seconds_per_100k"].items() if c > 0}
-        if not cpu or not record["rps"]:
+        classes = record["cpu_classes"]
+        if not cpu or not record["rps"] or classes["acceptors"] <= 0 or classes["workers"] <= 0:
             continue
         per_process = {
             role: {"cpu_seconds_per_100k": c, "max_rps_one_core": 100_000 / c} for role, c in cpu.items()
         }
         first = max(cpu, key=cpu.__getitem__)
-        acceptor = next((role for role in cpu if "acceptor" in role), None)
+        acceptor = classes["acceptors"]
+        busiest_acceptor = max(classes["per_acceptor"].values())
         total = sum(cpu.values())
-        workers = sum(c for role, c in cpu.items() if "worker" in role or "shard" in role)
         projections.append(
             {
                 "server": record["server"],
                 "shards": record["shards"],
+                "acceptors": record["acceptors"],
                 "name": record["name"],
                 "pipeline": record["pipeline"],
                 "measured_rps": record["rps"],
                 "processes": per_process,
+                "classes": classes,
                 "total_cpu_seconds_per_100k": total,
-                "acceptor_cpu_seconds_per_100k": cpu.get(acceptor) if acceptor else None,
-                "workers_cpu_seconds_per_100k": workers,
+                "acceptor_cpu_seconds_per_100k": acceptor,
+                "workers_cpu_seconds_per_100k": classes["workers"],
                 "saturates_first": first,
                 "saturates_at_rps": 100_000 / cpu[first],
-                "acceptor_ceiling_rps": 100_000 / cpu[acceptor] if acceptor else None,
-                "cores_before_acceptor_saturates": total / cpu[acceptor] if acceptor else None,
+                "acceptor_ceiling_rps": 100_000 / busiest_acceptor,
+                "cores_before_acceptor_saturates": total / busiest_acceptor,
+                "cores": project(classes, redis.get((record["name"], record["pipeline"]))),
             }
         )
     return projections
@@ -534,18 +575,32 @@ def print_throughput(records: list[dict[str, Any]]) -> None:
         [
             r["kind"],
             str(r["shards"] or "-"),
+            str(r["acceptors"]) if r["kind"] == "shardkv" else "-",
             r["name"],
             str(r["pipeline"]),
             f"{r['rps']:,.0f}",
             _ratio(r["vs_redis"]),
             _ratio(r.get("vs_baseline")),
+            _ratio(r.get("vs_one_acceptor")),
             f"{r['p50_ms']:.2f}",
             str(len(r["errors"])),
         ]
         for r in records
     ]
     print_table(
-        ["server", "shards", "test", "P", "requests/s", "vs redis", "vs baseline", "p50 ms", "errors"],
+        [
+            "server",
+            "shards",
+            "acceptors",
+            "test",
+            "P",
+            "requests/s",
+            "vs redis",
+            "vs baseline",
+            "vs K=1",
+            "p50 ms",
+            "errors",
+        ],
         rows,
         "Throughput (redis-benchmark)",
     )
@@ -562,6 +617,46 @@ def print_throughput(records: list[dict[str, Any]]) -> None:
         cpu_rows,
         "CPU seconds (user+sys) per 100k requests, per server process (idle processes left out)",
     )
+    print_classes(records)
+
+
+def print_classes(records: list[dict[str, Any]]) -> None:
+    """CPU seconds per 100k requests per process class: sums and each process."""
+    rows = []
+    for r in records:
+        c = r["cpu_classes"]
+        rows.append(
+            [
+                r["server"],
+                r["name"],
+                str(r["pipeline"]),
+                f"{c['acceptors']:.3f}" if c["per_acceptor"] else "-",
+                " + ".join(f"{v:.3f}" for v in c["per_acceptor"].values()) or "-",
+                f"{c['workers']:.3f}" if c["per_worker"] else "-",
+                " + ".join(f"{v:.3f}" for v in c["per_worker"].values()) or "-",
+                f"{c['supervisor']:.3f}" if r["kind"] == "shardkv" else "-",
+                f"{c['redis']:.3f}" if r["kind"] == "redis" else "-",
+                f"{sum(r['cpu_seconds_per_100k'].values()):.3f}",
+                f"{c['client']:.3f}",
+            ]
+        )
+    print_table(
+        [
+            "server",
+            "test",
+            "P",
+            "acceptors",
+            "each acceptor",
+            "workers",
+            "each worker",
+            "supervisor",
+            "redis-server",
+            "server total",
+            "client",
+        ],
+        rows,
+        "CPU seconds per 100k requests per process class (client: redis-benchmark)",
+    )
 
 
 def print_projection(projections: list[dict[str, Any]]) -> None:
@@ -569,6 +664,7 @@ def print_projection(projections: list[dict[str, Any]]) -> None:
     rows = [
         [
             str(p["shards"]),
+            str(p["acceptors"]),
             p["name"],
             str(p["pipeline"]),
             f"{p['measured_rps']:,.0f}",
@@ -585,10 +681,11 @@ def print_projection(projections: list[dict[str, Any]]) -> None:
     print_table(
         [
             "shards",
+            "acceptors",
             "test",
             "P",
             "measured rps",
-            "acceptor s/100k",
+            "acceptors s/100k",
             "workers s/100k",
             "total s/100k",
             "saturates first",
@@ -599,6 +696,40 @@ def print_projection(projections: list[dict[str, Any]]) -> None:
         rows,
         "Projection: max requests/s per process at 100% of one core (100000 / cpu-s per 100k)",
     )
+    print_cores(projections)
+
+
+def print_cores(projections: list[dict[str, Any]]) -> None:
+    """What the design serves on 2-32 cores, from the CPU measured here, and the arithmetic."""
+    headers = ["server", "test", "P", "redis 1 core"]
+    headers += [f"N={n}: K+S, req/s, x redis" for n in CORES]
+    headers += ["saturates at N=16", ">=2x @16"]
+    rows = []
+    for p in projections:
+        cores = p["cores"]
+        by_n = {row["cores"]: row for row in cores["cores"]}
+        redis = cores["redis_one_core_rps"]
+        cells = [p["server"], p["name"], str(p["pipeline"]), f"{redis:,.0f}" if redis else "-"]
+        for n in CORES:
+            row = by_n[n]
+            ratio = f" {row['vs_redis']:.2f}x" if row["vs_redis"] is not None else ""
+            cells.append(f"{row['acceptors']}+{row['shards']} {row['rps'] / 1000:,.0f}k{ratio}")
+        cells.append(by_n[16]["saturates"] if 16 in by_n else "-")
+        cells.append("yes" if cores["target_met"] else "NO")
+        rows.append(cells)
+    print_table(
+        headers,
+        rows,
+        "Projection on N cores (K acceptors + S shards = N, one process per core, K balancing the"
+        " acceptors' and the workers' CPU per request; the benchmark client's cores are not counted)",
+    )
+    for p in projections:
+        print(
+            f"\n{p['server']} {p['name']} -P {p['pipeline']} (measured at {p['acceptors']} acceptor(s),"
+            f" {p['shards']} shards):"
+        )
+        for line in p["cores"]["arithmetic"]:
+            print(f"  {line}")
 
 
 def print_budget(budget: list[dict[str, Any]], cores: int) -> None:

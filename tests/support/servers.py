@@ -36,6 +36,8 @@ STOP_TIMEOUT = 10.0
 ROLE_LOG_LINE = re.compile(
     r"\b(acceptor|worker\s*\d*|shard\s*\d*)\b\D{0,20}?pid\s*[=:]?\s*(\d+)", re.IGNORECASE
 )
+# With several acceptors: "acceptor pid=1234 port=7000 index=1" names "acceptor 1".
+ACCEPTOR_INDEX_LINE = re.compile(r"\bacceptor pid=(\d+) port=\d+ index=(\d+)")
 
 
 def free_port() -> int:
@@ -93,8 +95,8 @@ class ServerStartError(RuntimeError):
 class ServerProcess:
     """A server subprocess on a free port; ``stop()`` ends it by pid.
 
-    ``kind`` ("shardkv", "redis", ...) and ``shards`` name it in reports
-    (``label``, e.g. ``shardkv-4``).
+    ``kind`` ("shardkv", "redis", ...), ``shards`` and ``acceptors`` name it
+    in reports (``label``, e.g. ``shardkv-4`` or ``shardkv-4-a2``).
     """
 
     def __init__(
@@ -106,12 +108,14 @@ class ServerProcess:
         workdir: str | None = None,
         kind: str = "server",
         shards: int | None = None,
+        acceptors: int = 1,
     ) -> None:
         self.argv = argv
         self.port = port
         self.workdir = workdir  # removed by stop(), with the log
         self.kind = kind
         self.shards = shards
+        self.acceptors = acceptors
         self.warnings: list[str] = []
         self.final_output = ""
         self.log = tempfile.NamedTemporaryFile(prefix="server-", suffix=".log", delete=False)
@@ -125,8 +129,10 @@ class ServerProcess:
 
     @property
     def label(self) -> str:
-        """Short name for tables and charts, e.g. ``shardkv-4`` or ``redis``."""
-        return f"{self.kind}-{self.shards}" if self.shards else self.kind
+        """Short name for tables and charts, e.g. ``shardkv-4``, ``shardkv-4-a2``
+        (4 shards, 2 acceptors) or ``redis``."""
+        label = f"{self.kind}-{self.shards}" if self.shards else self.kind
+        return f"{label}-a{self.acceptors}" if self.acceptors != 1 else label
 
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> ServerProcess:
         """Wait for +PONG; otherwise stop the server and raise ServerStartError."""
@@ -171,6 +177,8 @@ class ServerProcess:
         logged = {}
         for match in ROLE_LOG_LINE.finditer(self.output()):
             logged[int(match.group(2))] = " ".join(match.group(1).lower().split())
+        for match in ACCEPTOR_INDEX_LINE.finditer(self.output()):
+            logged[int(match.group(1))] = f"acceptor {match.group(2)}"
         roles = {procs[0].pid: "supervisor" if self.kind == "shardkv" else self.kind}
         unnamed = 0
         for proc in procs[1:]:
@@ -293,7 +301,14 @@ def start_shardkv(
     env = dict(env or os.environ, PYTHONUNBUFFERED="1")
     workdir = None if cwd else tempfile.mkdtemp(prefix="shardkv-")
     proc = ServerProcess(
-        argv, port, cwd=cwd or Path(workdir), env=env, workdir=workdir, kind="shardkv", shards=shards
+        argv,
+        port,
+        cwd=cwd or Path(workdir),
+        env=env,
+        workdir=workdir,
+        kind="shardkv",
+        shards=shards,
+        acceptors=acceptors,
     )
     proc.wait_ready(ready_timeout)
     if acceptors > 1:  # each acceptor logs that it listens (not with --logfile or loglevel warning)

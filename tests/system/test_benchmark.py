@@ -96,3 +96,62 @@ def test_benchmark_command_measures_every_server_in_every_round(tmp_path: Path) 
         assert pair["rps_small"] > 0 and pair["rps_large"] > 0
 
     assert (out / "throughput.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.timeout(200)
+def test_benchmark_command_runs_every_acceptor_count_and_projects(tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    argv = [sys.executable, "benchmarks/run.py", "--throughput", "--servers", "redis,shardkv"]
+    argv += ["--shards", "2", "--acceptors", "1,2", "--tests", "set", "--pipelines", "1"]
+    argv += ["--requests", "3000", "--out", str(out)]
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "Projection on N cores" in done.stdout
+    assert "N=16: K=" in done.stdout  # the arithmetic is printed
+
+    results = json.loads((out / "results.json").read_text())
+    throughput = {r["server"]: r for r in results["throughput"]}
+    assert set(throughput) == {"redis", "shardkv-2", "shardkv-2-a2"}
+    two = throughput["shardkv-2-a2"]
+    assert two["acceptors"] == 2 and throughput["shardkv-2"]["acceptors"] == 1
+    assert {"acceptor 0", "acceptor 1", "worker 0", "worker 1"} <= set(two["cpu_seconds_per_100k"])
+    classes = two["cpu_classes"]
+    assert set(classes["per_acceptor"]) == {"acceptor 0", "acceptor 1"}
+    assert classes["acceptors"] == pytest.approx(sum(classes["per_acceptor"].values()))
+    assert classes["workers"] == pytest.approx(sum(classes["per_worker"].values()))
+    assert classes["client"] == pytest.approx(two["client_cpu_seconds_per_100k"])
+    assert throughput["redis"]["cpu_classes"]["redis"] > 0
+    assert two["vs_one_acceptor"] == pytest.approx(two["rps"] / throughput["shardkv-2"]["rps"])
+    assert throughput["shardkv-2"]["vs_one_acceptor"] == 1.0
+    for p in results["projection"]:
+        cores = p["cores"]
+        assert [row["cores"] for row in cores["cores"]] == [2, 4, 8, 16, 32]
+        for row in cores["cores"]:
+            assert row["acceptors"] + row["shards"] == row["cores"]
+            assert row["rps"] == pytest.approx(min(row["caps"].values()))
+
+
+def test_projection_balances_acceptors_and_workers() -> None:
+    from benchmarks.projection import cpu_classes, project
+
+    classes = cpu_classes(
+        {"supervisor": 0.0, "acceptor 0": 0.5, "acceptor 1": 0.5, "worker 0": 0.25, "worker 1": 0.25},
+        client=1.5,
+    )
+    assert (classes["acceptors"], classes["workers"], classes["client"]) == (1.0, 0.5, 1.5)
+    result = project(classes, redis_rate=150_000)
+    by_n = {row["cores"]: row for row in result["cores"]}
+    # a : w = 2 : 1, so 16 cores split 10 + 6 (11 + 5 would starve the workers):
+    # min(10 x 100000, 6 x 200000) = 1,000,000 req/s, the acceptors saturate first.
+    assert (by_n[16]["acceptors"], by_n[16]["shards"]) == (10, 6)
+    assert by_n[16]["rps"] == pytest.approx(1_000_000)
+    assert by_n[16]["saturates"] == "acceptors"
+    assert by_n[16]["ideal_rps"] == pytest.approx(16 * 100_000 / 1.5)
+    assert result["vs_redis_at_target_cores"] == pytest.approx(1_000_000 / 150_000)
+    assert result["target_met"]
+    assert by_n[2]["rps"] == pytest.approx(100_000)  # 1 + 1: one acceptor's core
+    # A busy supervisor is a serial ceiling whatever the core count.
+    busy = project(cpu_classes({"supervisor": 0.4, "acceptor": 1.0, "worker 0": 0.5}), redis_rate=None)
+    assert max(row["rps"] for row in busy["cores"]) == pytest.approx(250_000)
+    assert busy["cores"][-1]["saturates"] == "serial"
+    assert not busy["target_met"]
