@@ -565,12 +565,15 @@ class Engine:
             for key, state in run.undo.items():  # the state before the first write
                 self.effects_undo.setdefault(key, state)
         if not ok:
-            return self._error_reply(value, sha)
+            error = self._error_reply(value, sha)
+            return ScriptReply(error) if _counted(value) else error
         if type(value) is bytes:  # the common replies need no ScriptReply
             return value
         tree = self._convert(value, run.resp, 0)
         if type(tree) is int:
             return tree
+        if type(tree) is Error and not _counted(value):
+            return tree  # an error reply (redis.error_reply...) counts in errorstats, as in Redis
         return ScriptReply(tree)
 
     def _over_limit(self) -> bool:
@@ -725,15 +728,15 @@ class Engine:
         if called.local:
             name = cmd.name
             if name == "select":
-                return self._select(argv[1])
+                return self._counted_error(self._select(argv[1]))
             if name == "scan":
-                return self._scan(argv, run)
+                return self._counted_error(self._scan(argv, run))
             if name == "memory" and len(argv) > 2 and argv[1].lower() == b"usage":
                 self._need_key(argv[2], run)  # MEMORY USAGE: a read of one key
                 return self.shard.execute(argv, called.handler)  # type: ignore[attr-defined]
             if name in ACCEPTOR_ANSWERS:
-                return self._ask_acceptor(argv, run)
-            return _local(name, argv)
+                return self._ask_acceptor(argv, run)  # the acceptor counts its errors
+            return self._counted_error(_local(name, argv))
         if cmd.route == "all":
             # FLUSHALL, or anything in another database than the script's,
             # needs every key of every database.
@@ -781,6 +784,13 @@ class Engine:
             value = ks.memory.run_in_script(shard.execute, argv, handler)  # type: ignore[attr-defined]
         if write and type(value) is not Error:
             run.effects.append((db, argv))
+        return value
+
+    def _counted_error(self, value: object) -> object:
+        """A call answered here without a command handler: count its error
+        in errorstats, as a handler's is counted (see Shard.execute)."""
+        if type(value) is Error and self.ks.stats is not None:
+            self.ks.stats.error(value.message)
         return value
 
     def _need_key(self, key: bytes, run: Run) -> None:
@@ -864,9 +874,11 @@ class Engine:
             else:
                 code, msg = "ERR", message
             message = code + " " + msg.strip("\r\n")
-        else:
-            message = message.strip("\r\n")
-        return self._table({b"err": message.encode("latin-1", "replace")})
+            return self._table({b"err": message.encode("latin-1", "replace")})
+        # A command's error, already counted in errorstats: not again when
+        # the script passes it on (Redis's ignore_error_stats_update).
+        message = message.strip("\r\n")
+        return self._table({b"err": message.encode("latin-1", "replace"), _COUNTED: True})
 
     def _to_lua(self, value: LuaValue, resp: int) -> object:
         """A command's reply as Redis hands it to Lua (redisProtocolToLuaType)."""
@@ -966,8 +978,8 @@ class Engine:
         kind, payload, n = self._classify(value)
         if kind == b"array":
             return [self._convert(payload[i], resp, depth + 1) for i in range(1, n + 1)]
-        if kind == b"err":
-            return Error(_text(payload))
+        if kind == b"err":  # its line breaks become spaces before it is counted, as Redis's
+            return Error(_text(payload).replace("\r", " ").replace("\n", " "))
         if kind == b"ok":
             return ("status", payload.replace(b"\r", b" ").replace(b"\n", b" "))
         if kind == b"double":
@@ -1211,6 +1223,19 @@ def _encode(v: LuaValue, resp3: bool, out: list[bytes]) -> None:
             out.append((b"~%d\r\n" if resp3 else b"*%d\r\n") % len(items))
             for x in items:
                 _encode(x, resp3, out)
+
+
+_COUNTED = b"ignore_error_stats_update"
+
+
+def _counted(value: LuaValue) -> bool:
+    """Is ``value`` an error table of a command's error, counted already?"""
+    if lua51.lua_type(value) != "table":
+        return False
+    try:
+        return value[_COUNTED] is True
+    except Exception:  # a table whose metatable raises
+        return False
 
 
 def _lua_number(value: float) -> bytes:

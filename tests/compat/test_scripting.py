@@ -547,6 +547,35 @@ def test_scripts_and_functions_out_of_memory(same):
             c.function_delete("oomlib")
 
 
+def test_script_error_replies_count_in_errorstats(same):
+    """A script that returns an error (redis.error_reply, {err=...}, a
+    runtime error) counts it in INFO errorstats under its code, line breaks
+    made spaces first, from any shard and through EVALSHA's shortcut."""
+    sha = hashlib.sha1(b"return redis.error_reply('SHA x')").hexdigest()
+    for c in (same.real, same.ours):
+        c.config_resetstat()
+        c.script_load("return redis.error_reply('SHA x')")
+    same("EVAL", "return redis.error_reply('MY_ERR_CODE custom msg')", 0)
+    same("EVAL", "return redis.error_reply('')", 0)
+    same("EVAL", "return {err='x\\ny'}", 1, "k")
+    same("EVAL", "return nosuch()", 0)
+    for _ in range(2):
+        same("EVALSHA", sha, 1, "h")
+    # A command's error counts once, whether the script raises it, returns
+    # it or drops it; so does a call the script machinery refuses.
+    for c in (same.real, same.ours):
+        c.hset("hh", "f", "v")
+    same("EVAL", "return redis.call('incr', KEYS[1])", 1, "hh")
+    same("EVAL", "return redis.pcall('incr', KEYS[1])", 1, "hh")
+    same("EVAL", "return redis.call('select', 99)", 0)
+    same("EVAL", "return redis.pcall('select', 99)", 0)
+    same("EVAL", "local t = redis.pcall('select', 99); return 1", 0)
+    same("EVAL_RO", "return redis.call('set', KEYS[1], 1)", 1, "hh")
+    same("EVAL", "return redis.call('nosuch')", 0)
+    same("EVAL", "return redis.pcall('publish', 'a')", 0)
+    assert same.ours.info("errorstats") == same.real.info("errorstats")
+
+
 def test_script_debug(same):
     """SCRIPT DEBUG NO and its errors; YES/SYNC (the Lua debugger) is not
     supported by shardkv (see the README)."""
