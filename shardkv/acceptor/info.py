@@ -118,6 +118,11 @@ SUMMED = (
     "rejected_connections",
     "total_reads_processed",
     "total_writes_processed",
+    # Each acceptor's tracking table is its clients': a key tracked on two
+    # acceptors counts twice.
+    "tracking_total_keys",
+    "tracking_total_items",
+    "tracking_total_prefixes",
 )
 
 
@@ -142,6 +147,8 @@ def own_figures(server: Acceptor) -> list:
         "total_reads_processed": server.reads_processed,
         "total_writes_processed": server.writes_processed,
     }
+    tracked = server.wiring.tracking_totals()
+    values["tracking_total_keys"], values["tracking_total_items"], values["tracking_total_prefixes"] = tracked
     out: list = []
     for name in SUMMED:
         out += [name.encode(), values[name]]

@@ -35,11 +35,12 @@ import random
 
 from shardkv.acceptor import notifications
 from shardkv.acceptor.client import Client
-from shardkv.protocol import errors, wire
+from shardkv.acceptor.replies import Slot
+from shardkv.protocol import bus, errors, wire
 from shardkv.protocol.args import strict_int
 from shardkv.protocol.commands import Command
 from shardkv.protocol.errors import CommandError
-from shardkv.protocol.resp import OK, Push, Raw, encode
+from shardkv.protocol.resp import OK, Push, Raw, encode, encode_error
 
 EVICTED = 1 << 9
 KEYMISS = 1 << 11
@@ -110,7 +111,7 @@ def client_tracking(client: Client, args: list[bytes]) -> None:
             if value is None:
                 raise CommandError(errors.NOT_INTEGER)
             redirect = value
-            if redirect not in client.server.clients:
+            if redirect not in client.server.clients and not _elsewhere(client.server, redirect):
                 raise CommandError("ERR The client ID you want redirect to does not exist")
         elif opt == b"bcast":
             bcast = True
@@ -147,12 +148,79 @@ def client_tracking(client: Client, args: list[bytes]) -> None:
             )
         if bcast:
             _check_prefixes(state.prefixes if state is not None else [], prefixes)
+        before = state.redirect if state is not None else None
         enable(client, redirect, bcast, optin, optout, noloop, prefixes)
+        if redirect and redirect not in client.server.clients:
+            _check_elsewhere(client, redirect, before)
+            return
     elif mode == b"off":
         disable(client)
     else:
         raise CommandError(errors.SYNTAX)
     client.reply(OK)
+
+
+# -- REDIRECT to another acceptor's client (K > 1) ---------------------------------
+
+
+def _elsewhere(server, cid: int) -> bool:
+    """Whether ``cid`` is an id another acceptor hands out (K > 1)."""
+    return server.bus is not None and cid > 0 and (cid - 1) % server.nacceptors != server.index
+
+
+def _check_elsewhere(client: Client, redirect: int, before: int | None) -> None:
+    """Reply once the acceptor of ``redirect`` says whether it has that
+    client; if not, tracking goes back to what it was, and the reply is
+    Redis's error."""
+    slot = Slot(client)
+    client.pending.append(slot)
+
+    def done(found: list) -> None:
+        if any(found):
+            slot.deliver(b"+OK\r\n")
+            return
+        state = client.tracking
+        if before is None:
+            disable(client)
+        elif state is not None:
+            state.redirect = before
+        message = "ERR The client ID you want redirect to does not exist"
+        client.server.stats.error(message)
+        slot.deliver(encode_error(message))
+
+    client.server.bus.ask(bus.HAS_CLIENT, [redirect], done)  # type: ignore[union-attr]
+
+
+def bus_has_client(server, origin: int, args: list) -> int:
+    return 1 if args[0] in server.clients else 0
+
+
+def bus_invalidate(server, origin: int, args: list) -> None:
+    """Another acceptor's invalidation for a client here that its tracking
+    client redirects to: ``[target id, tracking client id, its RESP3, keys, 1 for null]``."""
+    target_id, tracker_id, resp3, keys, null = args
+    target = server.clients.get(target_id)
+    if target is None or target.closed:
+        server.bus.tell(bus.BROKEN, [tracker_id, target_id])
+        return
+    if target.closing:
+        return
+    if null:
+        keys = Raw(b"_\r\n" if resp3 else b"$-1\r\n")
+    if target.resp3:
+        target.push(Push([b"invalidate", keys]))
+    elif target.state.channels or target.state.patterns:
+        target.push(Push([b"message", CHANNEL, keys]))
+
+
+def bus_broken(server, origin: int, args: list) -> None:
+    """The client a tracking client here redirects to is gone."""
+    client = server.clients.get(args[0])
+    state = client.tracking if client is not None else None
+    if state is not None and state.redirect == args[1]:
+        state.broken = True
+        if client.resp3:
+            client.push(Push([b"tracking-redir-broken", args[1]]))
 
 
 def _overlap(a: bytes, b: bytes) -> bool:
@@ -483,7 +551,14 @@ def send(client: Client, keys: list[bytes] | None, before: object = None) -> Non
     target: Client | None = client
     redirected = False
     if state is not None and state.redirect:
-        target = client.server.clients.get(state.redirect)
+        server = client.server
+        target = server.clients.get(state.redirect)
+        if target is None and _elsewhere(server, state.redirect):
+            null = keys is None
+            server.bus.tell(  # type: ignore[union-attr]
+                bus.INVALIDATE, [state.redirect, client.id, int(client.resp3), keys or [], int(null)]
+            )
+            return
         if target is None or target.closed:
             state.broken = True
             if client.resp3:

@@ -58,13 +58,32 @@ KILL = b"kill"  # ask [*CLIENT KILL filters] -> how many it closed
 UNBLOCK = b"unblock"  # ask [id, 1 for ERROR] -> 1 if it unblocked that client
 PAUSE = b"pause"  # ask [timeout ms, mode] -> 1 once it paused its clients too
 UNPAUSE = b"unpause"  # ask [] -> 1 once it ended its pause
+HAS_CLIENT = b"has_client"  # ask [id] -> 1 if that client is its
+INVALIDATE = b"invalidate"  # tell [target id, tracking id, its RESP3, keys, null]: CLIENT TRACKING REDIRECT
+BROKEN = b"broken"  # tell [tracking id, target id]: the client it redirects to is gone
 INFO = b"info"  # ask [] -> [name, value, ...] of INFO clients/stats figures
 MONITORING = b"monitoring"  # ask [] -> 1 if it has a MONITOR client
 MONITORS = b"monitors"  # tell [0 or 1]: it has (no longer has) MONITOR clients
 MONITOR = b"monitor"  # tell [lines]: MONITOR lines of its commands
 HELLO = b"hello"  # tell []: a (re)started acceptor, which has no clients yet
 
-KINDS = (PUBLISH, PUBSUB, CLIENTS, KILL, UNBLOCK, PAUSE, UNPAUSE, INFO, MONITORING, MONITORS, MONITOR, HELLO)
+KINDS = (
+    PUBLISH,
+    PUBSUB,
+    CLIENTS,
+    KILL,
+    UNBLOCK,
+    PAUSE,
+    UNPAUSE,
+    HAS_CLIENT,
+    INVALIDATE,
+    BROKEN,
+    INFO,
+    MONITORING,
+    MONITORS,
+    MONITOR,
+    HELLO,
+)
 
 
 def frame(message: list[Any]) -> bytes:

@@ -295,3 +295,27 @@ def test_client_pause_holds_the_other_acceptors_clients(server, groups) -> None:
     finally:
         a.client_unpause()
         writer.close()
+
+
+def test_client_tracking_redirects_to_a_client_on_the_other_acceptor(server, groups) -> None:
+    (tracker, _), (writer, _) = groups
+    listener, listener_id = raw_on(server.port, 1)
+    try:
+        listener.sendall(b"SUBSCRIBE __redis__:invalidate\r\n")
+        data = b""
+        while not data.endswith(b":1\r\n"):
+            data += listener.recv(4096)
+        with pytest.raises(redis.ResponseError, match="does not exist"):
+            tracker.execute_command("CLIENT", "TRACKING", "on", "REDIRECT", listener_id + 2 * 1000)
+        assert tracker.execute_command("CLIENT", "TRACKING", "on", "REDIRECT", listener_id) == b"OK"
+        assert tracker.execute_command("CLIENT", "GETREDIR") == listener_id
+        tracker.get("redirected-key")
+        writer.set("redirected-key", "v")
+        expected = b"*3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n*1\r\n$14\r\nredirected-key\r\n"
+        data = b""
+        while len(data) < len(expected):
+            data += listener.recv(4096)
+        assert data == expected
+    finally:
+        tracker.execute_command("CLIENT", "TRACKING", "off")
+        listener.close()
