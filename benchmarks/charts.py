@@ -42,31 +42,40 @@ def throughput_chart(records: list[dict[str, Any]], path: Path) -> None:
 
 
 def scaling_chart(points: list[dict[str, Any]], path: Path) -> None:
-    """Throughput against shard count, with ideal linear scaling from the first point."""
-    if not points:
+    """Throughput against shard count, one line per acceptor count and pipeline
+    depth, redis-server as a dotted line per pipeline depth."""
+    shardkv = [p for p in points if p.get("shards")]
+    if not shardkv:
         return
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    shards = [p["shards"] for p in points]
-    rps = [p["throughput"] / 1000 for p in points]
-    ax.plot(shards, rps, marker="o", label="shardkv")
-    ax.plot(
-        shards,
-        [rps[0] * s / shards[0] for s in shards],
-        linestyle="--",
-        color="grey",
-        label="linear from first point",
-    )
+    fig, ax = plt.subplots(figsize=(8, 5))
+    lines: dict[tuple[int, int], list[dict[str, Any]]] = {}
+    for point in shardkv:
+        lines.setdefault((point.get("pipeline", 16), point.get("acceptors") or 1), []).append(point)
+    for (pipeline, acceptors), line in sorted(lines.items()):
+        line.sort(key=lambda p: p["shards"])
+        ax.plot(
+            [p["shards"] for p in line],
+            [p["throughput"] / 1000 for p in line],
+            marker="o",
+            linestyle="-" if pipeline > 1 else "--",
+            label=f"shardkv, {acceptors} acceptor(s), -P {pipeline}",
+        )
     for point in points:
-        if point.get("redis_throughput"):
-            ax.axhline(point["redis_throughput"] / 1000, color="red", linestyle=":", label="redis-server")
-            break
+        if not point.get("shards"):
+            ax.axhline(
+                point["throughput"] / 1000,
+                color="red",
+                linestyle=":" if point.get("pipeline", 16) > 1 else "-.",
+                label=f"redis-server, -P {point.get('pipeline', 16)}",
+            )
+    shards = sorted({p["shards"] for p in shardkv})
     ax.set_xscale("log", base=2)
     ax.set_xticks(shards, [str(s) for s in shards])
     ax.set_xlabel("shards (worker processes)")
     ax.set_ylabel("thousand ops/s (loadtest)")
     ax.set_title("shardkv scaling")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

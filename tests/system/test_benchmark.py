@@ -155,3 +155,42 @@ def test_projection_balances_acceptors_and_workers() -> None:
     assert max(row["rps"] for row in busy["cores"]) == pytest.approx(250_000)
     assert busy["cores"][-1]["saturates"] == "serial"
     assert not busy["target_met"]
+
+
+@pytest.mark.timeout(200)
+def test_scaling_script_runs_the_acceptor_by_shard_grid_beside_redis(tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    argv = [sys.executable, "benchmarks/scaling.py", "--acceptors", "1,2", "--shards", "1,2"]
+    argv += ["--pipelines", "1,8", "--with-redis", "--requests", "1500", "--processes", "1"]
+    argv += ["--connections", "2", "--keys", "50", "--budget", "150", "--out", str(out)]
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "N=16: K=" in done.stdout  # the projection's arithmetic
+
+    report = json.loads((out / "scaling.json").read_text())
+    points = {(p["server"], p["pipeline"]): p for p in report["points"]}
+    servers = ("redis", "shardkv-1", "shardkv-2", "shardkv-1-a2", "shardkv-2-a2")
+    assert set(points) == {(s, p) for s in servers for p in (1, 8)}
+    for (server, pipeline), point in points.items():
+        assert point["ok"] and point["throughput"] > 0
+        assert (point["errors"], point["lost"], point["wrong"]) == (0, 0, 0)
+        redis = points[("redis", pipeline)]
+        assert point["vs_redis"] == pytest.approx(point["throughput"] / redis["throughput"])
+        if server == "redis":
+            continue
+        one = points[(f"shardkv-{point['shards']}", pipeline)]
+        assert point["vs_one_acceptor"] == pytest.approx(point["throughput"] / one["throughput"])
+        classes = point["cpu_classes"]
+        assert len(classes["per_acceptor"]) == point["acceptors"]
+        assert len(classes["per_worker"]) == point["shards"]
+        assert classes["client"] > 0
+    assert (out / "scaling.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_scaling_script_skips_what_the_time_budget_leaves_no_room_for(tmp_path: Path) -> None:
+    argv = [sys.executable, "benchmarks/scaling.py", "--acceptors", "1,2", "--shards", "2"]
+    argv += ["--with-redis", "--budget", "2", "--out", str(tmp_path)]
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1  # points were left out
+    report = json.loads((tmp_path / "scaling.json").read_text())
+    assert [p["error"] for p in report["points"]] == ["skipped: time budget"] * 3
