@@ -25,8 +25,12 @@ and their lines follow the EXEC line instead of preceding it.
 
 A script's EVAL (EVALSHA, FCALL...) line is followed, as in Redis, by one
 ``[<db> lua]`` line per command the script called, which its worker reports
-in an ``M`` frame (see :mod:`shardkv.protocol.wire`); not yet for scripts that run
-across shards or inside MULTI.
+in an ``M`` frame (see :mod:`shardkv.protocol.wire`).  The script runs after
+its line is out, so right after that line every monitor gets a :class:`Hold`,
+a place in its stream that the ``M`` frame fills (or the script's reply
+empties): the lines of the commands that come after the script, inside
+MULTI or from other clients, wait behind it.  (Not for a script that runs
+across shards: its lines go out when its executor sends them.)
 
 This module holds the formatting and the fan-out; the MONITOR command
 itself is in :mod:`shardkv.acceptor.commands.server`.
@@ -116,12 +120,44 @@ def touches_keyspace(cmd: commands.Command) -> bool:
 def feed(client: Client, cmd: commands.Command, args: list[bytes], db: int | None = None) -> None:
     """Send the line for a command that just ran to every monitor (in
     database ``db``, if not the client's: a transaction with SELECT inside)."""
+    due = _DUE.pop() if _DUE else None
     if not shown(cmd, args):
         return
     if db is None or db == client.db:
         _send(client.server, line(client, args))
     else:
         _send(client.server, _line(db, client.addr.encode(), args))
+    if due is not None and due[0] is client and cmd.name in SCRIPT_COMMANDS:
+        due[1].hold = Hold(client.server)
+
+
+# The script routed last, whose EVAL line comes next: (client, its holder).
+_DUE: list = []
+SCRIPT_COMMANDS = frozenset({"eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro"})
+
+
+def expect_lines(client: Client, holder: object) -> None:
+    """A script was just sent with FLAG_MONITOR: when its command's line is
+    fed, ``holder.hold`` gets the :class:`Hold` for its ``[lua]`` lines."""
+    _DUE[:] = [(client, holder)]
+
+
+class Hold:
+    """A place in every monitor's stream for a script's ``[<db> lua]`` lines."""
+
+    __slots__ = ("slots",)
+
+    def __init__(self, server: Acceptor) -> None:
+        self.slots = [Slot(m) for m in server.monitors if not m.closing]
+        for slot in self.slots:
+            slot.client.pending.append(slot)
+
+    def fill(self, calls: list[tuple[int, list[bytes]]]) -> None:
+        data = b"".join(_line(db, b"lua", args) for db, args in calls)
+        for slot in self.slots:
+            if slot.data is None:
+                slot.deliver(data)
+        self.slots = []
 
 
 def feed_script(server: Acceptor, calls: list[tuple[int, list[bytes]]]) -> None:

@@ -60,9 +60,30 @@ def forget_shard(server: object, link: object) -> None:
     CACHE.known.pop(link.index, None)  # type: ignore[attr-defined]
 
 
+# For each shard, the replies of the scripts sent there with FLAG_MONITOR,
+# in order, whose ``[lua]`` lines have not come yet (see monitor.Hold).
+_MONITORED: dict[int, deque] = {}
+
+
 def monitor_scripts(server: object, link: object) -> None:
-    """MONITOR's ``[0 lua]`` lines: the commands a script called on ``link``'s shard."""
-    link.on_script_calls = lambda calls: monitor.feed_script(server, calls)  # type: ignore[attr-defined,arg-type]
+    """MONITOR's ``[0 lua]`` lines: the commands a script called on ``link``'s
+    shard, into the place its EVAL line left for them (a new pipe: the
+    scripts sent to the old one are answered with errors, places emptied)."""
+    waiting = _MONITORED[link.index] = deque()  # type: ignore[attr-defined]
+
+    def on_calls(calls: list) -> None:
+        # One M frame per script sent with FLAG_MONITOR, in order.  While the
+        # shard takes part in a cross-shard operation, it may be its
+        # executor's (for the scripts it ran): those go out now.
+        if waiting and not link.ops:  # type: ignore[attr-defined]
+            sink = waiting.popleft()
+            if sink.hold is not None:
+                sink.hold.fill(calls)
+                sink.hold = None
+                return
+        monitor.feed_script(server, calls)  # type: ignore[arg-type]
+
+    link.on_script_calls = on_calls  # type: ignore[attr-defined]
 
 
 def sha1hex(body: bytes) -> bytes:
@@ -233,6 +254,8 @@ def _run_on_shard(
     header = client.headers[client.resp3]
     if client.server.monitors:  # the worker reports what the script calls
         header = wire.entry_header(wire.FLAG_MONITOR | (wire.FLAG_RESP3 if client.resp3 else 0), db=client.db)
+        _MONITORED.setdefault(shard, deque()).append(sink)
+        monitor.expect_lines(client, sink)
     client.server.links[shard].send(header, encode_command(command), sink)
 
 
@@ -240,7 +263,7 @@ class _ShardReply:
     """A script's reply from one shard: passed on, unless the script
     needs other shards (then it runs again, atomically across them)."""
 
-    __slots__ = ("client", "slot", "shard", "sha", "body", "ro", "keys", "rest", "fname", "db")
+    __slots__ = ("client", "slot", "shard", "sha", "body", "ro", "keys", "rest", "fname", "db", "hold")
 
     def __init__(
         self,
@@ -265,8 +288,15 @@ class _ShardReply:
         self.ro = ro
         self.keys = keys
         self.rest = rest
+        self.hold: monitor.Hold | None = None  # MONITOR's place for its [lua] lines
 
     def deliver(self, body: bytes) -> None:
+        if self.hold is not None:  # no lines came (none called, or it runs again elsewhere)
+            self.hold.fill([])
+            self.hold = None
+            waiting = _MONITORED.get(self.shard)
+            if waiting and waiting[0] is self:
+                waiting.popleft()
         if body[:1] == b"-":
             if body.startswith(CROSS_MARKER):
                 everything, extra = _parse_marker(body)

@@ -71,7 +71,10 @@ Worker -> acceptor
     every pipe.
 ``M`` *monitor*: ``M`` + marshal list of ``(database, args)``: the commands a
     script sent with FLAG_MONITOR called, in order, for MONITOR's ``[0 lua]``
-    lines; sent before the frame that carries the script's reply.
+    lines; sent before the frame that carries the script's reply, one for
+    each such script (empty when it called nothing, or runs again across
+    shards), so the acceptor matches them to its scripts in order.  The
+    executor of a cross-shard operation sends one for the scripts it ran.
 ``Q`` *query*: ``Q`` + marshal ``(database, resp, args)``: a running script
     called a command the acceptor answers (PUBLISH, PUBSUB, COMMAND,
     INFO...).  The worker then reads its pipe until the ``A`` frame comes,

@@ -409,8 +409,8 @@ class Shard:
         finally:
             engine.monitor = None
         escaped = type(value) is Error and value.message.startswith(scripting.CROSS_MARKER)
-        if calls and self.send is not None and not escaped:  # an escape runs again, shown then
-            self.send(wire.encode_monitor(calls))
+        if self.send is not None:  # one M frame per such script; an escape's lines come from its rerun
+            self.send(wire.encode_monitor([] if escaped else calls))
         return encode(value, resp3)
 
     def take_events(self, bounded: bool = False) -> bytes | None:

@@ -384,3 +384,38 @@ def test_script_commands_are_shown_as_lua_lines(ports) -> None:
     )
     assert ours[at + 1 : at + 3] == ['lua: "SET" "k" "x"', 'lua: "GET" "k"']
     assert 'lua: "INCR" "{k}m"' in ours
+
+
+@pytest.mark.slow
+def test_lua_lines_of_scripts_in_multi_and_pipelines_come_in_place(ports) -> None:
+    """Inside MULTI, and pipelined with other commands, a script's ``[0 lua]``
+    lines follow its own EVAL line, before the lines of what ran after it
+    (the EXEC line included)."""
+
+    def script(port: int) -> list[str]:
+        m = monitor(port)
+        c = Conn(port)
+        c.send(
+            ("MULTI",),
+            ("SET", "a", "1"),
+            ("EVAL", "redis.call('SET', 'b', 1); return redis.call('GET', 'b')", "0"),
+            ("EVAL", "return 1", "0"),
+            ("EVAL", "return redis.call('GET', KEYS[1])", "1", "k2"),
+            ("GET", "a"),
+            ("EXEC",),
+            ("EVAL", "return redis.call('INCR', KEYS[1])", "1", "k0"),
+            ("GET", "k2"),
+            ("EVAL", "return redis.call('INCR', KEYS[1])", "1", "k2"),
+            ("SET", "a", "2"),
+        )
+        c.read(0.3)
+        time.sleep(0.2)
+        data, closed = m.read()
+        m.close()
+        c.close()
+        assert not closed
+        return lines(data, {c.addr: "c", b"lua": "lua"})
+
+    real, ours = on_both(ports, script)
+    assert ours == real
+    assert ours.index('lua: "GET" "b"') < ours.index('c: "EXEC"')
