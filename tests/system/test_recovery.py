@@ -50,8 +50,10 @@ def worker_pids(proc) -> dict[int, int]:
 
 
 def acceptor_pid(proc) -> int:
+    """The first acceptor's pid (``shardkv-accept``, or ``shardkv-accept0``
+    with several), 0 if there is none now."""
     for child in psutil.Process(proc.proc.pid).children():
-        if child.name() == "shardkv-accept":
+        if child.name() in ("shardkv-accept", "shardkv-accept0"):
             return child.pid
     return 0
 
@@ -437,6 +439,7 @@ def test_acceptor_is_restarted_and_workers_keep_their_data(tmp_path):
     c.config_set("appendfsync", "no")
     workers = worker_pids(server)
     old = acceptor_pid(server)
+    assert old, "no acceptor process found"  # never os.kill(0): that is the whole process group
     os.kill(old, signal.SIGKILL)
     c = client(server)
     wait_until(lambda: acceptor_pid(server) not in (0, old) and c.ping(), "a new acceptor")
