@@ -55,10 +55,14 @@ class Bus:
         self._send([bus.TELL, kind, *args])
 
     def _send(self, message: list) -> bool:
+        return self.send_raw(bus.frame(message))
+
+    def send_raw(self, data: bytes) -> bool:
+        """Write ``data`` to the supervisor after what is queued (a ``config``
+        line goes this way too, so it never lands inside a bus frame)."""
         sock = self.server.control
         if sock is None:
             return False
-        data = bus.frame(message)
         if self._out:
             self._out += data
             return True

@@ -195,7 +195,11 @@ def tell_supervisor(server: Acceptor, changes: dict) -> None:
     sock = getattr(server, "control", None)
     if sock is None or not changes:
         return
+    line = b"config " + json.dumps(changes).encode() + b"\n"
+    if server.bus is not None:  # in order with the bus's frames (see shardkv.acceptor.bus)
+        server.bus.send_raw(line)
+        return
     try:
-        sock.send(b"config " + json.dumps(changes).encode() + b"\n")
+        sock.send(line)
     except OSError as e:
         log.warning("acceptor: could not tell the supervisor about CONFIG SET: %s", e)

@@ -163,6 +163,8 @@ def wiring() -> Wiring:
             bus.BROKEN: tracking.bus_broken,
             bus.UNPAUSE: connection.bus_unpause,
             bus.INFO: server.bus_info,
+            bus.SYNC: config.bus_sync,
+            bus.RESETSTAT: config.bus_resetstat,
             bus.MONITORING: monitor.bus_monitoring,
             bus.MONITORS: monitor.bus_monitors,
             bus.MONITOR: monitor.bus_monitor,

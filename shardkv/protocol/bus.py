@@ -61,6 +61,8 @@ UNPAUSE = b"unpause"  # ask [] -> 1 once it ended its pause
 HAS_CLIENT = b"has_client"  # ask [id] -> 1 if that client is its
 INVALIDATE = b"invalidate"  # tell [target id, tracking id, its RESP3, keys, null]: CLIENT TRACKING REDIRECT
 BROKEN = b"broken"  # tell [tracking id, target id]: the client it redirects to is gone
+SYNC = b"sync"  # ask [] -> 1: what the asker sent before (CONFIG SET's config line) has arrived
+RESETSTAT = b"resetstat"  # ask [] -> 1 once it reset its counters (CONFIG RESETSTAT)
 INFO = b"info"  # ask [] -> [name, value, ...] of INFO clients/stats figures
 MONITORING = b"monitoring"  # ask [] -> 1 if it has a MONITOR client
 MONITORS = b"monitors"  # tell [0 or 1]: it has (no longer has) MONITOR clients
@@ -78,6 +80,8 @@ KINDS = (
     HAS_CLIENT,
     INVALIDATE,
     BROKEN,
+    SYNC,
+    RESETSTAT,
     INFO,
     MONITORING,
     MONITORS,

@@ -319,3 +319,22 @@ def test_client_tracking_redirects_to_a_client_on_the_other_acceptor(server, gro
     finally:
         tracker.execute_command("CLIENT", "TRACKING", "off")
         listener.close()
+
+
+def test_config_set_replies_once_every_acceptor_applied_it(groups) -> None:
+    (a, _), (b, _) = groups
+    try:
+        for value in ("101", "102", "103"):
+            assert a.config_set("slowlog-max-len", value)
+            assert b.config_get("slowlog-max-len")["slowlog-max-len"] == value  # no wait needed
+    finally:
+        a.config_set("slowlog-max-len", "128")
+
+
+def test_config_resetstat_resets_every_acceptors_counters(groups) -> None:
+    (a, _), (b, _) = groups
+    b.ping()
+    assert a.info("stats")["total_commands_processed"] > 1
+    a.config_resetstat()
+    # Only the INFO itself since the reset, over both acceptors.
+    assert b.info("stats")["total_commands_processed"] <= 2

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.commands.common import all_ok, guard, subcommand_error
+from shardkv.acceptor.fanout import Gather
+from shardkv.acceptor.replies import Slot
 from shardkv.acceptor.security import is_loopback
-from shardkv.protocol import command_docs, errors
+from shardkv.protocol import bus, command_docs, errors
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.glob import compile_glob
 from shardkv.protocol.resp import OK, encode_command
@@ -144,6 +146,63 @@ def _set_oom(server, parts: list) -> object:
     return OK
 
 
+def _reset_stats(server) -> None:
+    server.commands_processed = 0
+    server.connections_received = 0
+    server.rejected_connections = 0
+    server.net_input_bytes = server.net_output_bytes = 0
+    server.reads_processed = server.writes_processed = 0
+    for reset in server.wiring.on_resetstat:
+        reset(server)
+
+
+def bus_resetstat(server, origin: int, args: list) -> int:
+    """Another acceptor's CONFIG RESETSTAT: this one's counters too."""
+    _reset_stats(server)
+    return 1
+
+
+def bus_sync(server, origin: int, args: list) -> int:
+    """Answered once everything the asker sent before reached this acceptor."""
+    return 1
+
+
+class _Both:
+    """A reply slot's stand-in for the shards' merged reply, handed on once
+    the other acceptors have answered too."""
+
+    __slots__ = ("slot", "body", "acceptors_done")
+
+    def __init__(self, slot: Slot) -> None:
+        self.slot = slot
+        self.body: bytes | None = None
+        self.acceptors_done = False
+
+    def deliver(self, body: bytes) -> None:
+        self.body = body
+        if self.acceptors_done:
+            self.slot.deliver(body)
+
+    def acceptors_answered(self, _: list) -> None:
+        self.acceptors_done = True
+        if self.body is not None:
+            self.slot.deliver(self.body)
+
+
+def _with_acceptors(client: Client, args: list, merge, kind: bytes) -> None:
+    """Ask every shard ``args`` now (in the client's order) and the other
+    acceptors ``kind``; reply with ``merge`` of the shards' answers once both are in."""
+    server = client.server
+    slot = Slot(client)
+    client.pending.append(slot)
+    both = _Both(slot)
+    gather = Gather(both, len(server.links), merge, client.resp3, None)
+    header, body = client.part_headers[client.resp3], encode_command(args)
+    for i, link in enumerate(server.links):
+        link.send(header, body, gather.sink(i))
+    server.bus.ask(kind, [], both.acceptors_answered)  # type: ignore[union-attr]
+
+
 @guard
 def config_cmd(client: Client, args: list) -> None:
     """CONFIG GET parameter [parameter ...] | CONFIG SET parameter value [...] | CONFIG RESETSTAT"""
@@ -165,17 +224,20 @@ def config_cmd(client: Client, args: list) -> None:
         for hook in server.wiring.on_config:
             hook(server, changes)
         # Reply once every worker has the new values (and has said whether
-        # it is now out of memory).
-        client.query_all(worker_config(server, changes), lambda parts: _set_oom(server, parts))
+        # it is now out of memory), and, with several acceptors, once the
+        # others have applied them too (the supervisor passed them the
+        # ``config`` line before this question: see tell_supervisor).
+        merge = lambda parts: _set_oom(server, parts)  # noqa: E731
+        if server.bus is None:
+            client.query_all(worker_config(server, changes), merge)
+        else:
+            _with_acceptors(client, worker_config(server, changes), merge, bus.SYNC)
     elif sub == b"RESETSTAT":
-        server.commands_processed = 0
-        server.connections_received = 0
-        server.rejected_connections = 0
-        server.net_input_bytes = server.net_output_bytes = 0
-        server.reads_processed = server.writes_processed = 0
-        for reset in server.wiring.on_resetstat:
-            reset(server)
-        client.query_all([Verb.RESETSTAT], all_ok)
+        _reset_stats(server)
+        if server.bus is None:
+            client.query_all([Verb.RESETSTAT], all_ok)
+        else:
+            _with_acceptors(client, [Verb.RESETSTAT], all_ok, bus.RESETSTAT)
     elif sub == b"REWRITE":
         path = server.config.get(config.CONFIG_FILE)
         if not path:
