@@ -163,7 +163,10 @@ def bus_resetstat(server, origin: int, args: list) -> int:
 
 
 def bus_sync(server, origin: int, args: list) -> int:
-    """Answered once everything the asker sent before reached this acceptor."""
+    """Answered once everything the asker sent before reached this acceptor,
+    and what that made it queue for the workers (``__events`` of a new
+    notify-keyspace-events) is on its pipes."""
+    server._flush_links()
     return 1
 
 
