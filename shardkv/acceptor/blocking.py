@@ -263,8 +263,15 @@ class _CrossShard:
 
         gather = Gather(_Attempt(self), len(bodies), merge, client.resp3)
         header = wire.entry_header(wire.FLAG_PART | (wire.FLAG_RESP3 if client.resp3 else 0), 0, client.db)
-        for i, ((shard, _), body) in enumerate(zip(shards + shards, bodies, strict=False)):
-            links[shard].send(header, body, gather.sink(i))
+        holds = client.server.holds  # several acceptors: the parts go under holds
+        if holds is not None:
+            holds.begin()
+        try:
+            for i, ((shard, _), body) in enumerate(zip(shards + shards, bodies, strict=False)):
+                links[shard].send(header, body, gather.sink(i))
+        finally:
+            if holds is not None:
+                holds.end()
 
     def _resolve(self, bodies: list[bytes]) -> bytes:
         """The first try of XREAD/XREADGROUP: put the IDs ``$`` stood for in

@@ -316,6 +316,9 @@ class _Operation:
         self.event_keys: list | None = None
         self.emit_events: Callable[..., None] | None = None
         self.flush = False  # a FLUSHALL/FLUSHDB fan-out (FanOutWrite)
+        # Several acceptors: its first entries are sent under holds (see
+        # shardkv.acceptor.holds); once parked, a shard is this acceptor's alone.
+        self.holds = server.holds
 
     @property
     def event_holder(self) -> _Operation:
@@ -462,6 +465,26 @@ class AtomicOp(_Operation):
         self.prepared: set[int] = set()
         op = b"%d" % self.id
         header = park_header(op_db)
+        if self.holds is not None:
+            self.holds.begin()
+            try:
+                self._park(exports, watched_by, everything, marker, op, header)
+            finally:
+                self.holds.end()
+        else:
+            self._park(exports, watched_by, everything, marker, op, header)
+
+    def _park(
+        self,
+        exports: dict,
+        watched_by: dict,
+        everything: bool | bytes,
+        marker: bytes,
+        op: bytes,
+        header: bytes,
+    ) -> None:
+        """Send ``__park`` (or ``__parkdb``) to every shard involved."""
+        op_db = self.db
         for shard in self.shards:
             export = [] if shard == self.executor else exports.get(shard, [])
             if everything and shard != self.executor:
@@ -566,9 +589,15 @@ class FanOutWrite(_Operation):
         self.waiting = len(parts)
         op = b"%d" % self.id
         header = park_header(client.db)
-        for i, (shard, part) in enumerate(parts.items()):
-            entry = encode_command([Verb.PREPARE, op, *part])
-            self.links[shard].send(header, entry, _Answer(self, shard, i))
+        if self.holds is not None:
+            self.holds.begin()
+        try:
+            for i, (shard, part) in enumerate(parts.items()):
+                entry = encode_command([Verb.PREPARE, op, *part])
+                self.links[shard].send(header, entry, _Answer(self, shard, i))
+        finally:
+            if self.holds is not None:
+                self.holds.end()
 
     def answered(self, shard: int, index: int, body: bytes) -> None:
         message = self._answer(shard, body, wire.PartPrepared)

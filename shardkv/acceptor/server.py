@@ -31,6 +31,7 @@ from typing import Any
 from shardkv import __version__
 from shardkv.acceptor.bus import Bus, BusHandler
 from shardkv.acceptor.client import Client
+from shardkv.acceptor.holds import HoldingClient, Holds
 from shardkv.acceptor.shardlink import ShardLink
 from shardkv.protocol import bus, errors
 from shardkv.protocol.commands import Command
@@ -131,6 +132,7 @@ class Acceptor:
         self._control_fds: list[int] = []
         # The other acceptors, through the supervisor (None when alone).
         self.bus: Bus | None = None
+        self.holds: Holds | None = None  # None with one acceptor
         self.client_class: type[Client] = Client
         self.loop: asyncio.AbstractEventLoop | None = None
         self.servers: list[asyncio.AbstractServer] = []
@@ -160,10 +162,15 @@ class Acceptor:
         apply_settings(self.stats, {k: _show(v) for k, v in config.items()})
 
     def set_index(self, index: int, nacceptors: int) -> None:
-        """Make this acceptor number ``index`` of ``nacceptors``."""
+        """Make this acceptor number ``index`` of ``nacceptors``; with more
+        than one, commands over several shards take holds first
+        (:mod:`shardkv.acceptor.holds`)."""
         self.index = index
         self.nacceptors = nacceptors
         self._ids = itertools.count(index + 1, nacceptors)
+        if nacceptors > 1:
+            self.holds = Holds(self)
+            self.client_class = HoldingClient
 
     def max_clients(self) -> int:
         """This acceptor's share of ``maxclients`` (all of it when alone)."""

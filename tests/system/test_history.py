@@ -88,9 +88,23 @@ def test_a_partial_mset_is_caught():
 # -- the workload ---------------------------------------------------------------------------
 
 
-def _client(port: int, index: int, seed: int, out: list[Op], errors: list[BaseException]) -> None:
+def _connect(port: int, index: int, acceptors: int) -> redis.Redis:
+    """A connection; with several acceptors, one that reached acceptor
+    ``index % acceptors`` (acceptor i of K hands out CLIENT IDs i+1, i+1+K...),
+    so that the clients are spread over all of them."""
+    for _ in range(200):
+        conn = redis.Redis(port=port, decode_responses=True, socket_timeout=30)
+        if acceptors == 1 or (int(conn.client_id()) - 1) % acceptors == index % acceptors:
+            return conn
+        conn.close()
+    raise AssertionError(f"no connection reached acceptor {index % acceptors}")
+
+
+def _client(
+    port: int, index: int, seed: int, out: list[Op], errors: list[BaseException], acceptors: int = 1
+) -> None:
     rng = random.Random(seed)
-    conn = redis.Redis(port=port, decode_responses=True, socket_timeout=30)
+    conn = _connect(port, index, acceptors)
     clock = time.monotonic_ns
     try:
         for seq in range(OPS_PER_CLIENT):
@@ -138,14 +152,14 @@ def _client(port: int, index: int, seed: int, out: list[Op], errors: list[BaseEx
         conn.close()
 
 
-def run_workload(port: int, seed: int) -> list[Op]:
+def run_workload(port: int, seed: int, acceptors: int = 1) -> list[Op]:
     setup = redis.Redis(port=port, decode_responses=True)
     setup.mset(dict.fromkeys(ACCOUNTS, START_BALANCE))
     setup.close()
     ops: list[list[Op]] = [[] for _ in range(CLIENTS)]
     errors: list[BaseException] = []
     threads = [
-        threading.Thread(target=_client, args=(port, i, seed * 100 + i, ops[i], errors))
+        threading.Thread(target=_client, args=(port, i, seed * 100 + i, ops[i], errors, acceptors))
         for i in range(CLIENTS)
     ]
     for t in threads:
@@ -179,11 +193,13 @@ def check_history(history: list[Op], port: int) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("server", ["redis", "shardkv"])
+@pytest.mark.parametrize("server", ["redis", "shardkv", "shardkv-2-acceptors"])
 def test_concurrent_history_is_linearizable_and_atomic(server):
-    proc = start_redis() if server == "redis" else start_shardkv(shards=4)
+    """With two acceptors, half of the clients are on each (CLIENT ID's parity)."""
+    acceptors = 2 if server == "shardkv-2-acceptors" else 1
+    proc = start_redis() if server == "redis" else start_shardkv(shards=4, acceptors=acceptors)
     try:
-        history = run_workload(proc.port, seed=1)
+        history = run_workload(proc.port, seed=1, acceptors=acceptors)
         check_history(history, proc.port)
     finally:
         proc.stop()

@@ -1,0 +1,231 @@
+"""Holds: commands over several shards stay strictly serializable when
+several acceptors serve at once (``acceptors`` above 1).
+
+With one acceptor, its single thread puts every command into one global
+order and every worker runs its pipe in that order: a command's parts on
+several shards sit at the same place of every shard's order for free.
+With K acceptors, each worker reads K pipes, and two acceptors' parts
+could interleave differently on two shards.  So, at K > 1, a *step* of an
+acceptor that queues entries for two shards or more (MGET, MSET, DEL,
+EXISTS, KEYS, DBSIZE, WATCH, an EXEC, a parked cross-shard operation, a
+script's cross-shard retry, a blocking command's cross-shard try...) is
+not sent at once:
+
+1. its entries are *captured* (``ShardLink.send`` is shadowed for the
+   step's duration) and the client's later commands wait
+   (:data:`HOLDING`, as a blocked client's do);
+2. the acceptor sends ``__hold`` to each of those shards in ascending
+   shard order, each acknowledged before the next: a held shard reads
+   only this acceptor's pipe (the worker's side, contract rule 5-6);
+3. then the captured entries go out, exactly as they would have, and
+   ``__release`` follows them right behind, on each held shard.  For a
+   parked operation or an atomic write fan-out
+   (:class:`shardkv.acceptor.crossshard.AtomicOp`, ``FanOutWrite``) that is
+   enough: a shard parked (or prepared) for this acceptor's operation
+   reads only this acceptor's pipe until the decision, hold or not; a
+   fan-out's part that changed nothing does not park, and is then a read
+   that is over.
+
+That is strict two-phase locking on whole shards, and it cannot deadlock:
+every acceptor takes its holds in ascending shard order and waits only
+for a shard above every one it holds, so no cycle of waits can form.  One
+acceptor runs one such request at a time (the others queue, in order),
+so it never sends ``__hold`` to a shard it holds already.
+
+A shard that cannot be held (its worker is down or busy with a script)
+gets no entries: their sinks get the error the link gives today
+(``-ERR shard unavailable``, ``-BUSY``), and the command fails as it
+fails today when a shard is down; the holds taken are released.  A worker
+that is restarted while held has lost the hold, and gets neither the
+entries (they fail the same way) nor the release.  If this acceptor dies,
+each worker sees its pipe close and ends the hold (the worker's side).
+
+A step that touches one shard (the common case: single-key commands,
+hash tags) is sent at once, as with one acceptor; with one acceptor none
+of this runs at all (``Acceptor.holds`` is None).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from shardkv.acceptor.client import Client
+from shardkv.acceptor.shardlink import ShardLink
+from shardkv.protocol import errors, wire
+from shardkv.protocol.resp import encode_command, encode_error
+from shardkv.protocol.wire import Verb
+
+if TYPE_CHECKING:
+    from shardkv.acceptor.server import Acceptor
+
+HOLDING = -3  # a client's blocked_token while its command waits for its holds
+
+_HEADER = wire.entry_header(0)
+_HOLD = encode_command([Verb.HOLD])
+_RELEASE = encode_command([Verb.RELEASE])
+_OK = b"+OK\r\n"
+
+
+def _send(link: ShardLink, header: bytes, command: bytes, sink: Any) -> None:
+    """The link's own ``send``, past the capture that may shadow it."""
+    type(link).send(link, header, command, sink)
+
+
+class _Ignore:
+    __slots__ = ()
+
+    def deliver(self, body: bytes) -> None:
+        pass
+
+
+_IGNORE = _Ignore()
+
+
+class Request:
+    """One captured step that spans shards: its entries, the shards it
+    needs (ascending), what it holds, and what it waits for."""
+
+    __slots__ = ("shards", "entries", "client", "held", "failed", "next")
+
+    def __init__(self, shards: list[int], entries: list, client: Client | None) -> None:
+        self.shards = shards
+        self.entries = entries
+        self.client = client
+        self.held: dict[int, int] = {}  # shard -> the link's generation when it was held
+        self.failed: dict[int, bytes] = {}  # shard -> the error its hold got
+        self.next = 0  # the index in ``shards`` of the hold to take next
+
+
+class _HoldAck:
+    __slots__ = ("holds", "request", "shard")
+
+    def __init__(self, holds: Holds, request: Request, shard: int) -> None:
+        self.holds = holds
+        self.request = request
+        self.shard = shard
+
+    def deliver(self, body: bytes) -> None:
+        self.holds.acknowledged(self.request, self.shard, body)
+
+
+class Holds:
+    """The acceptor's holds (one per acceptor, at K > 1): captures steps,
+    takes holds in ascending order, sends, releases."""
+
+    def __init__(self, server: Acceptor) -> None:
+        self.server = server
+        self.links = server.links
+        self.depth = 0  # nested begin() calls
+        self.captured: list | None = None  # (link, header, command, sink) while capturing
+        self.queue: deque[Request] = deque()
+        self.current: Request | None = None
+        self._capture = [self._capturer(link) for link in self.links]
+
+    def _capturer(self, link: ShardLink) -> Callable[..., None]:
+        def send(header: bytes, command: bytes, sink: Any, whole_step: bool = False) -> None:
+            self.captured.append((link, header, command, sink))  # type: ignore[union-attr]
+
+        return send
+
+    # -- capturing a step -------------------------------------------------------
+
+    def begin(self) -> None:
+        """A step starts (nested steps join the outermost one)."""
+        self.depth += 1
+        if self.depth == 1:
+            self.captured = []
+            for link, capture in zip(self.links, self._capture, strict=True):
+                link.send = capture  # type: ignore[method-assign]
+
+    def end(self, client: Client | None = None) -> None:
+        """The step ends: send it now if it touches one shard at most, else
+        queue it for its holds (``client``'s later commands wait for it)."""
+        self.depth -= 1
+        if self.depth:
+            return
+        for link in self.links:
+            del link.send
+        captured, self.captured = self.captured, None
+        shards = sorted({entry[0].index for entry in captured})  # type: ignore[union-attr]
+        if len(shards) <= 1:
+            for link, header, command, sink in captured:  # type: ignore[union-attr]
+                _send(link, header, command, sink)
+            return
+        request = Request(shards, captured, client)  # type: ignore[arg-type]
+        if client is not None and not client.state.blocked_token:
+            client.state.block(HOLDING)
+        else:
+            request.client = None
+        self.queue.append(request)
+        if self.current is None:
+            self._start_next()
+
+    # -- holding --------------------------------------------------------------
+
+    def _start_next(self) -> None:
+        while self.current is None and self.queue:
+            self.current = self.queue.popleft()
+            self._acquire(self.current)
+
+    def _acquire(self, request: Request) -> None:
+        """Take the next hold, or, with all of them, send the step."""
+        if request.next == len(request.shards):
+            self._send(request)
+            return
+        shard = request.shards[request.next]
+        request.next += 1
+        _send(self.links[shard], _HEADER, _HOLD, _HoldAck(self, request, shard))
+
+    def acknowledged(self, request: Request, shard: int, body: bytes) -> None:
+        if body == _OK:
+            request.held[shard] = self.links[shard].generation
+        else:  # the worker is down or busy: its entries get this error
+            request.failed[shard] = body
+        self._acquire(request)
+
+    def _send(self, request: Request) -> None:
+        links = self.links
+        unavailable = encode_error(errors.SHARD_UNAVAILABLE)
+        for link, header, command, sink in request.entries:
+            shard = link.index
+            generation = request.held.get(shard)
+            if generation is not None and generation == link.generation:
+                _send(link, header, command, sink)
+            else:
+                sink.deliver(request.failed.get(shard, unavailable))
+        request.entries = []
+        self._release(request)
+        for shard in request.shards:
+            links[shard].step_done()
+        client = request.client
+        if client is not None and client.state.unblock(HOLDING):
+            if client.state.held and not client.closed:
+                self.server.loop.call_soon(client.resume)  # type: ignore[union-attr]
+            elif client.pending and not client.closed:
+                client.flush()
+
+    def _release(self, request: Request) -> None:
+        links = self.links
+        for shard, generation in request.held.items():
+            link = links[shard]
+            if link.generation == generation:
+                _send(link, _HEADER, _RELEASE, _IGNORE)
+        request.held = {}
+        if self.current is request:
+            self.current = None
+            self._start_next()
+
+
+class HoldingClient(Client):
+    """A client of an acceptor that is one of several: each of its commands
+    that goes through dispatch is a step (see the module docstring)."""
+
+    def execute(self, args: list[bytes], raw: bytes | None) -> None:
+        holds = self.server.holds
+        holds.begin()  # type: ignore[union-attr]
+        try:
+            Client.execute(self, args, raw)
+        finally:
+            holds.end(self)  # type: ignore[union-attr]

@@ -1,0 +1,161 @@
+"""Several acceptors (``--acceptors 2``): both serve, one killed is
+restarted alone while the other keeps serving, and no shard stays held.
+
+Which acceptor a connection reached shows in its CLIENT ID: acceptor i of
+K hands out i+1, i+1+K, ...
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+
+import psutil
+import pytest
+import redis
+
+from tests.support.placement import on_shards
+from tests.support.servers import ServerProcess, start_shardkv
+
+K = 2
+KEYS = on_shards(0, 1, 2, 3, prefix="acc")
+
+
+def acceptor_of(conn: redis.Redis) -> int:
+    return (int(conn.client_id()) - 1) % K
+
+
+def connect_to(port: int, index: int, tries: int = 200) -> redis.Redis:
+    """A connection that the kernel gave to acceptor ``index``."""
+    for _ in range(tries):
+        conn = redis.Redis(port=port, decode_responses=True, socket_timeout=20)
+        if acceptor_of(conn) == index:
+            return conn
+        conn.close()
+    raise AssertionError(f"no connection reached acceptor {index} in {tries} tries")
+
+
+def acceptor_pids(server: ServerProcess) -> dict[int, int]:
+    """index -> pid, from the supervisor's log, of the acceptors alive now."""
+    found: dict[int, int] = {}
+    for pid, index in re.findall(r"acceptor pid=(\d+) port=\d+ index=(\d+)", server.output()):
+        found[int(index)] = int(pid)
+    return {i: pid for i, pid in found.items() if psutil.pid_exists(pid)}
+
+
+@pytest.fixture
+def server():
+    proc = start_shardkv(shards=4, acceptors=K)
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.mark.slow
+def test_both_acceptors_serve_and_see_each_others_writes(server):
+    a, b = connect_to(server.port, 0), connect_to(server.port, 1)
+    try:
+        a.mset(dict.fromkeys(KEYS, "from-a"))
+        assert b.mget(KEYS) == ["from-a"] * 4
+        b.set(KEYS[0], "from-b")
+        assert a.get(KEYS[0]) == "from-b"
+        assert a.exists(*KEYS) == 4
+        b.rename(KEYS[1], "acc-moved")  # a parked cross-shard operation
+        assert a.get("acc-moved") == "from-a"
+        with a.pipeline(transaction=True) as p:
+            p.incr(KEYS[2] + ":n").incr(KEYS[3] + ":n")
+            assert p.execute() == [1, 1]
+        assert b.mget([KEYS[2] + ":n", KEYS[3] + ":n"]) == ["1", "1"]
+        assert b.delete(*KEYS) == 3
+        # CONFIG SET through one acceptor reaches the other.
+        a.config_set("maxmemory-samples", "7")
+        deadline = time.monotonic() + 10
+        while b.config_get("maxmemory-samples")["maxmemory-samples"] != "7":
+            assert time.monotonic() < deadline, "CONFIG SET did not reach the other acceptor"
+            time.sleep(0.05)
+        ids = {int(a.client_id()), int(b.client_id())}
+        assert len(ids) == 2
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.slow
+def test_a_killed_acceptor_is_restarted_alone_and_leaves_no_shard_held(server):
+    pids = acceptor_pids(server)
+    assert sorted(pids) == [0, 1]
+    survivor = connect_to(server.port, 0)
+    victim = connect_to(server.port, 1)
+    try:
+        victim.mset(dict.fromkeys(KEYS, "before"))
+        os.kill(pids[1], signal.SIGKILL)
+        # The other acceptor keeps serving, multi-shard commands included.
+        for i in range(20):
+            survivor.mset(dict.fromkeys(KEYS, f"during{i}"))
+            assert survivor.mget(KEYS) == [f"during{i}"] * 4
+        deadline = time.monotonic() + 30
+        while not (1 in acceptor_pids(server) and acceptor_pids(server)[1] != pids[1]):
+            assert time.monotonic() < deadline, "acceptor 1 was not restarted"
+            time.sleep(0.05)
+        assert acceptor_pids(server)[0] == pids[0]  # the survivor was left alone
+        assert f"acceptor pid={pids[1]} exited with -9; restarting it" in server.output()
+        fresh = connect_to(server.port, 1)
+        try:
+            fresh.mset(dict.fromkeys(KEYS, "after"))
+            assert survivor.mget(KEYS) == ["after"] * 4
+            assert fresh.mget(KEYS) == ["after"] * 4
+            with survivor.pipeline(transaction=True) as p:
+                p.set(KEYS[0], "x").set(KEYS[3], "y")
+                assert p.execute() == [True, True]
+            assert fresh.mget([KEYS[0], KEYS[3]]) == ["x", "y"]
+        finally:
+            fresh.close()
+    finally:
+        survivor.close()
+        victim.close()
+
+
+@pytest.mark.slow
+def test_an_acceptor_killed_during_multi_shard_traffic_leaves_no_shard_held(server):
+    """Kill acceptor 1 while its clients run MSET/MGET over every shard: the
+    workers end its holds and parks, and the other acceptor goes on."""
+    import threading
+
+    pids = acceptor_pids(server)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def hammer() -> None:
+        conn = connect_to(server.port, 1)
+        try:
+            n = 0
+            while not stop.is_set():
+                conn.mset(dict.fromkeys(KEYS, f"h{n}"))
+                conn.mget(KEYS)
+                n += 1
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            pass  # its acceptor died
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=hammer) for _ in range(3)]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)
+    os.kill(pids[1], signal.SIGKILL)
+    stop.set()
+    for t in threads:
+        t.join(30)
+    assert not errors, errors
+    survivor = connect_to(server.port, 0)
+    try:
+        survivor.mset(dict.fromkeys(KEYS, "clean"))
+        values = survivor.mget(KEYS)
+        assert values == ["clean"] * 4
+    finally:
+        survivor.close()
