@@ -87,8 +87,9 @@ class Tally:
 class Server:
     """A shardkv server whose processes a round can hold and kill."""
 
-    def __init__(self, shards: int = 4) -> None:
+    def __init__(self, shards: int = 4, acceptors: int = 1) -> None:
         self.shards = shards
+        self.acceptors = acceptors
         self.router = Router(shards)
         self.dir = tempfile.mkdtemp(prefix="shardkv-faults-")
         self.fault_file = os.path.join(self.dir, "faultpoints")
@@ -100,6 +101,7 @@ class Server:
         argv = [
             sys.executable, str(ROOT / "main.py"), "--port", str(self.port), "--shards", str(self.shards),
             "--appendonly", "yes", "--appendfsync", "always", "--dir", self.dir,
+            "--acceptors", str(self.acceptors),
         ]  # fmt: skip
         env = dict(os.environ, PYTHONUNBUFFERED="1", SHARDKV_FAULT_FILE=self.fault_file)
         self.proc = ServerProcess(argv, self.port, cwd=ROOT, env=env).wait_ready(60)
@@ -142,8 +144,17 @@ class Server:
         except psutil.Error:
             return []
 
+    def acceptor_pid(self, index: int) -> int:
+        """The pid of acceptor ``index`` (the only one when there is one)."""
+        return self.pid("accept" if self.acceptors == 1 else f"accept{index}")
+
+    def acceptor_of(self, client: redis.Redis) -> int:
+        """The acceptor a client's connection reached: acceptor i of K hands
+        out the CLIENT IDs i+1, i+1+K, ..."""
+        return 0 if self.acceptors == 1 else (int(client.client_id()) - 1) % self.acceptors
+
     def pid(self, role: str) -> int:
-        """The pid of ``shard<i>`` or ``accept``."""
+        """The pid of ``shard<i>``, ``accept`` or ``accept<i>``."""
         for child in self._children():
             try:
                 if child.name() == f"shardkv-{role}":
@@ -397,8 +408,12 @@ def one_round(
         on_shard=lambda shard, prefix: server.key_on(shard, f"{tag}:{prefix}:{shard}"),
         shards=server.shards,
     )
+    # The operation's connection, made now: with several acceptors, the one
+    # it reached is the operation's coordinator (held or killed below).
+    client = server.client()
+    coordinator = server.acceptor_of(client)
     if point == "committed":
-        held_pid = server.pid("accept")
+        held_pid = server.acceptor_pid(coordinator)
         server.hold("committed")
     else:
         held_shard = e_shard if hold_role == "executor" else p_shard
@@ -407,7 +422,6 @@ def one_round(
     result: dict = {}
 
     def run() -> None:
-        client = server.client()
         try:
             op(client)
             result["outcome"] = "ok"
@@ -429,7 +443,7 @@ def one_round(
             "held": held_pid,
             "executor": server.pid(f"shard{e_shard}"),
             "other": server.pid(f"shard{p_shard}"),
-            "acceptor": server.pid("accept"),
+            "acceptor": server.acceptor_pid(coordinator),
         }[victim]
         try:
             os.kill(victim_pid, signal.SIGKILL)
@@ -526,9 +540,9 @@ def plan(rounds: int | None, seed: int) -> list[tuple[str, str, str, str]]:
     return out[:rounds]
 
 
-def run_rounds(cases: list, shards: int = 4, restart: bool = True, log=None) -> Tally:
+def run_rounds(cases: list, shards: int = 4, restart: bool = True, log=None, acceptors: int = 1) -> Tally:
     tally = Tally()
-    server = Server(shards)
+    server = Server(shards, acceptors)
     final: dict = {}
     try:
         server.start()
@@ -550,6 +564,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=None, help="default: every case once")
     parser.add_argument("--shards", type=int, default=4)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--acceptors", type=int, default=1)
     args = parser.parse_args()
     cases = plan(args.rounds, args.seed)
     t0 = time.monotonic()
@@ -558,7 +573,7 @@ def main() -> None:
         if (n + 1) % 20 == 0:
             print(f"  {n + 1}/{len(cases)}: {tally.line()}", flush=True)
 
-    tally = run_rounds(cases, args.shards, log=progress)
+    tally = run_rounds(cases, args.shards, log=progress, acceptors=args.acceptors)
     print(tally.line())
     print(
         f"({len(cases)} rounds in {time.monotonic() - t0:.0f} s, then a crash and restart of the whole server)"

@@ -325,9 +325,11 @@ if ("script", "parked", "executor", "acceptor") not in CASES:
     CASES.append(("script", "parked", "executor", "acceptor"))
 
 
-@pytest.fixture(scope="module")
-def rig():
-    server = faults.Server(4)
+@pytest.fixture(scope="module", params=[1, 2], ids=["1-acceptor", "2-acceptors"])
+def rig(request):
+    """The server of the rounds: one acceptor, then two (each round's
+    operation is coordinated by the acceptor its connection reached)."""
+    server = faults.Server(4, request.param)
     server.start()
     final: dict = {}
     try:
