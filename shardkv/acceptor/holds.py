@@ -73,21 +73,11 @@ def _send(link: ShardLink, header: bytes, command: bytes, sink: Any) -> None:
     type(link).send(link, header, command, sink)
 
 
-class _Ignore:
-    __slots__ = ()
-
-    def deliver(self, body: bytes) -> None:
-        pass
-
-
-_IGNORE = _Ignore()
-
-
 class Request:
     """One captured step that spans shards: its entries, the shards it
     needs (ascending), what it holds, and what it waits for."""
 
-    __slots__ = ("shards", "entries", "client", "held", "failed", "next")
+    __slots__ = ("shards", "entries", "client", "held", "failed", "next", "gate", "releasing")
 
     def __init__(self, shards: list[int], entries: list, client: Client | None) -> None:
         self.shards = shards
@@ -96,6 +86,46 @@ class Request:
         self.held: dict[int, int] = {}  # shard -> the link's generation when it was held
         self.failed: dict[int, bytes] = {}  # shard -> the error its hold got
         self.next = 0  # the index in ``shards`` of the hold to take next
+        # The client's replies known at once (WATCH's OK...) wait behind this
+        # until the step has run on every shard (its releases are answered).
+        self.gate: _Gate | None = None
+        self.releasing = 0
+
+
+class _Gate:
+    """In a client's reply list: holds back the replies after it (known at
+    once, like WATCH's OK) until its step ran on every shard it held, so no
+    reply announces what has not happened yet."""
+
+    __slots__ = ("data",)
+
+    def __init__(self) -> None:
+        self.data: bytes | None = None
+
+
+class _ReleaseAck:
+    """The answer to ``__release``: every entry before it on that pipe has
+    been answered."""
+
+    __slots__ = ("request",)
+
+    def __init__(self, request: Request) -> None:
+        self.request = request
+
+    def deliver(self, body: bytes) -> None:
+        request = self.request
+        request.releasing -= 1
+        if not request.releasing:
+            _open(request)
+
+
+def _open(request: Request) -> None:
+    gate, request.gate = request.gate, None
+    if gate is not None:
+        gate.data = b""
+        client = request.client
+        if client is not None and not client.closed and client.pending:
+            client.flush()
 
 
 class _HoldAck:
@@ -139,9 +169,11 @@ class Holds:
             for link, capture in zip(self.links, self._capture, strict=True):
                 link.send = capture  # type: ignore[method-assign]
 
-    def end(self, client: Client | None = None) -> None:
+    def end(self, client: Client | None = None, replies_from: int = 0) -> None:
         """The step ends: send it now if it touches one shard at most, else
-        queue it for its holds (``client``'s later commands wait for it)."""
+        queue it for its holds (``client``'s later commands wait for it, and
+        the replies it queued from ``replies_from`` on wait for the step to
+        have run)."""
         self.depth -= 1
         if self.depth:
             return
@@ -154,10 +186,11 @@ class Holds:
                 _send(link, header, command, sink)
             return
         request = Request(shards, captured, client)  # type: ignore[arg-type]
-        if client is not None and not client.state.blocked_token:
-            client.state.block(HOLDING)
-        else:
-            request.client = None
+        if client is not None:
+            request.gate = _Gate()
+            client.pending.insert(replies_from, request.gate)
+            if not client.state.blocked_token:
+                client.state.block(HOLDING)
         self.queue.append(request)
         if self.current is None:
             self._start_next()
@@ -200,7 +233,7 @@ class Holds:
         for shard in request.shards:
             links[shard].step_done()
         client = request.client
-        if client is not None and client.state.unblock(HOLDING):
+        if client is not None and client.state.blocked_token == HOLDING and client.state.unblock(HOLDING):
             if client.state.held and not client.closed:
                 self.server.loop.call_soon(client.resume)  # type: ignore[union-attr]
             elif client.pending and not client.closed:
@@ -208,11 +241,14 @@ class Holds:
 
     def _release(self, request: Request) -> None:
         links = self.links
-        for shard, generation in request.held.items():
-            link = links[shard]
-            if link.generation == generation:
-                _send(link, _HEADER, _RELEASE, _IGNORE)
+        releasing = [links[s] for s, g in request.held.items() if links[s].generation == g]
         request.held = {}
+        request.releasing = len(releasing)
+        ack = _ReleaseAck(request)
+        for link in releasing:
+            _send(link, _HEADER, _RELEASE, ack)
+        if not releasing:
+            _open(request)
         if self.current is request:
             self.current = None
             self._start_next()
@@ -224,8 +260,9 @@ class HoldingClient(Client):
 
     def execute(self, args: list[bytes], raw: bytes | None) -> None:
         holds = self.server.holds
+        before = len(self.pending)
         holds.begin()  # type: ignore[union-attr]
         try:
             Client.execute(self, args, raw)
         finally:
-            holds.end(self)  # type: ignore[union-attr]
+            holds.end(self, min(before, len(self.pending)))  # type: ignore[union-attr]

@@ -159,3 +159,29 @@ def test_an_acceptor_killed_during_multi_shard_traffic_leaves_no_shard_held(serv
         assert values == ["clean"] * 4
     finally:
         survivor.close()
+
+
+@pytest.mark.slow
+def test_a_restarted_worker_gets_a_pipe_to_each_acceptor(server):
+    a, b = connect_to(server.port, 0), connect_to(server.port, 1)
+    try:
+        a.mset(dict.fromkeys(KEYS, "v"))
+        worker = next(pid for pid, role in server.roles().items() if role == "worker 0")
+        os.kill(worker, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                a.set(KEYS[0], "again")
+                b.set(KEYS[0], "again")
+                break
+            except redis.ResponseError as e:  # in flight while it died, or it is loading
+                assert "shard unavailable" in str(e)
+                assert time.monotonic() < deadline, "shard 0 did not come back"
+                time.sleep(0.1)
+        for conn in (a, b):
+            assert conn.mget(KEYS)[1:] == ["v"] * 3
+            conn.mset(dict.fromkeys(KEYS, "after"))
+            assert conn.mget(KEYS) == ["after"] * 4
+    finally:
+        a.close()
+        b.close()

@@ -113,6 +113,8 @@ def test_a_shard_that_cannot_be_held_fails_its_part_as_today_and_the_others_are_
     assert links[0].bodies()[-1] == RELEASE and len(links[0].bodies()) == 2
     assert not links[1].sent
     links[0].answer(marshal.dumps([b"v"]))
+    assert replies(acceptor, transport) == b""  # until the step has run on shard 0
+    links[0].answer(b"+OK\r\n")
     assert replies(acceptor, transport) == b"-" + errors.SHARD_UNAVAILABLE.encode() + b"\r\n"
 
 
@@ -143,3 +145,23 @@ def test_requests_of_one_acceptor_run_one_at_a_time_in_order() -> None:
     # a's parts and releases are out; b's first hold follows them on shard 0.
     assert links[0].bodies()[-2:] == [RELEASE, HOLD]
     assert links[1].bodies()[-1] == RELEASE
+
+
+def test_watchs_ok_waits_until_every_shard_has_recorded_the_versions() -> None:
+    """Another acceptor's write right after the OK must count as a change."""
+    acceptor, links = build_k(2)
+    k0, k1 = keys_per_shard(acceptor, 2)
+    client, transport = connect(acceptor)
+    acceptor.loop = _Loop()
+    send(client, [b"WATCH", k0, k1])
+    assert replies(acceptor, transport) == b""
+    links[0].answer(b"+OK\r\n")
+    links[1].answer(b"+OK\r\n")
+    assert [b[:9] for b in links[0].bodies()] == [encode_command([Verb.WATCH, k0])[:9], RELEASE[:9]]
+    links[0].answer(marshal.dumps([3]))
+    links[0].answer(b"+OK\r\n")
+    links[1].answer(marshal.dumps([4]))
+    assert replies(acceptor, transport) == b""  # shard 1's release is not answered yet
+    links[1].answer(b"+OK\r\n")
+    assert replies(acceptor, transport) == b"+OK\r\n"
+    assert client.state.watching == {(0, k0): 3, (0, k1): 4}
