@@ -98,21 +98,49 @@ def discard_transaction(client: Client) -> None:
 
 class _WatchPart:
     """Records the versions one shard reports for a WATCH's keys, which
-    ``watching`` names ``(database, key)``."""
+    ``watching`` names ``(database, key)``; with several acceptors, fills
+    WATCH's reply once the last part is in (``done``)."""
 
-    __slots__ = ("watching", "keys", "db")
+    __slots__ = ("watching", "keys", "db", "done")
 
-    def __init__(self, watching: dict[tuple[int, bytes], int | None], keys: list[bytes], db: int) -> None:
+    def __init__(
+        self,
+        watching: dict[tuple[int, bytes], int | None],
+        keys: list[bytes],
+        db: int,
+        done: _WatchDone | None = None,
+    ) -> None:
         self.watching = watching
         self.keys = keys
         self.db = db
+        self.done = done
 
     def deliver(self, body: bytes) -> None:
+        if self.done is not None:
+            self.done.part_in()
         if body[:1] == b"-":
             return  # the shard is gone: the versions stay unknown, EXEC aborts
         db = self.db
         for key, version in zip(self.keys, decode_part(body), strict=False):  # type: ignore[call-overload]
             self.watching[db, key] = version
+
+
+class _WatchDone:
+    """With several acceptors, WATCH answers OK only once every shard has
+    recorded its keys' versions: a write that another acceptor sends a
+    shard after the OK must count as a change, and without one global
+    order it could otherwise reach the shard before the ``__watch``."""
+
+    __slots__ = ("slot", "left")
+
+    def __init__(self, slot: Slot, parts: int) -> None:
+        self.slot = slot
+        self.left = parts
+
+    def part_in(self) -> None:
+        self.left -= 1
+        if not self.left:
+            self.slot.deliver(_OK)
 
 
 class _Ignore:
@@ -142,15 +170,19 @@ def watch(client: Client, args: list[bytes]) -> None:
             watching[db, key] = None
             by_shard.setdefault(shard_of(key), []).append(key)
     links = server.links
+    done = None
+    if server.holds is not None and by_shard:  # several acceptors
+        slot = Slot(client)
+        done = _WatchDone(slot, len(by_shard))
     for shard, keys in by_shard.items():
         links[shard].send(
             db_headers(db)[1][0],
             encode_command([Verb.WATCH, *keys]),
-            _WatchPart(watching, keys, db),
+            _WatchPart(watching, keys, db, done),
         )
     # The reply is always OK.  Any command that reaches the acceptor after
     # this one is queued on the shard's pipe after the __watch above.
-    client.pending.append(_OK)
+    client.pending.append(_OK if done is None else done.slot)
 
 
 def unwatch(client: Client, args: list[bytes]) -> None:

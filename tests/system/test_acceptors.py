@@ -27,13 +27,15 @@ def acceptor_of(conn: redis.Redis) -> int:
     return (int(conn.client_id()) - 1) % K
 
 
-def connect_to(port: int, index: int, tries: int = 200) -> redis.Redis:
-    """A connection that the kernel gave to acceptor ``index``."""
+def connect_to(port: int, index: int, tries: int = 400) -> redis.Redis:
+    """A connection that the kernel gave to acceptor ``index`` (which may
+    not listen yet just after start-up, or after its restart)."""
     for _ in range(tries):
         conn = redis.Redis(port=port, decode_responses=True, socket_timeout=20)
         if acceptor_of(conn) == index:
             return conn
         conn.close()
+        time.sleep(0.02)
     raise AssertionError(f"no connection reached acceptor {index} in {tries} tries")
 
 
@@ -180,8 +182,9 @@ def test_a_restarted_worker_gets_a_pipe_to_each_acceptor(server):
                 time.sleep(0.1)
         for conn in (a, b):
             assert conn.mget(KEYS)[1:] == ["v"] * 3
-            conn.mset(dict.fromkeys(KEYS, "after"))
-            assert conn.mget(KEYS) == ["after"] * 4
+        for n, conn in enumerate((a, b)):
+            conn.mset(dict.fromkeys(KEYS, f"after{n}"))
+            assert a.mget(KEYS) == b.mget(KEYS) == [f"after{n}"] * 4
     finally:
         a.close()
         b.close()

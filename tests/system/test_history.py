@@ -97,6 +97,7 @@ def _connect(port: int, index: int, acceptors: int) -> redis.Redis:
         if acceptors == 1 or (int(conn.client_id()) - 1) % acceptors == index % acceptors:
             return conn
         conn.close()
+        time.sleep(0.02)  # that acceptor may not listen yet, just after start-up
     raise AssertionError(f"no connection reached acceptor {index % acceptors}")
 
 
