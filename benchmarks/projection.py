@@ -28,12 +28,22 @@ The model (:func:`project`), for a single-key mix such as SET or GET:
   classes that can saturate here are the acceptors, the workers, and the
   supervisor as a serial process.
 
+Batching: a worker pays a fixed cost per batch it reads from a pipe (the
+wake-up; ``benchmarks/wakecost.py``), so its CPU per request holds only while
+each acceptor-to-worker pipe has as many requests in flight as when it was
+measured. There are K x S such pipes, so with ``inflight`` requests in flight
+(clients x pipeline depth) a pipe gets inflight / (K x S). Each row says how
+many clients, at the measured pipeline depth, keep the measured in-flight per
+pipe at its K and S (``clients_needed``); with fewer, batches shrink and the
+CPU per request grows.
+
 redis-server's one-core rate is ``100000 / r`` for its measured r, at least
 its measured requests/s; the target is ``throughput(16) >= 2 x`` that.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 CORES = (2, 4, 8, 16, 32)
@@ -94,16 +104,29 @@ def best_split(cores: int, a: float, w: float, serial: float) -> dict[str, Any]:
 
 
 def project(
-    classes: dict[str, Any], redis_rate: float | None, cores: tuple[int, ...] = CORES
+    classes: dict[str, Any],
+    redis_rate: float | None,
+    cores: tuple[int, ...] = CORES,
+    load: tuple[int, int, int, int] | None = None,
 ) -> dict[str, Any]:
-    """Throughput on each core count, what saturates first, and the arithmetic as text."""
+    """Throughput on each core count, what saturates first, and the arithmetic as text.
+
+    ``load`` is (clients, pipeline depth, acceptors, shards) of the measurement,
+    for the in-flight requests per pipe it had and the clients each row needs
+    to keep it.
+    """
     a, w = classes["acceptors"], classes["workers"]
     serial = classes["supervisor"] + classes["other"]
+    per_pipe = load[0] * load[1] / (load[2] * load[3]) if load else None
     rows = []
     for n in cores:
         split = best_split(n, a, w, serial)
         split["ideal_rps"] = n * PER / (a + w + serial)
         split["vs_redis"] = split["rps"] / redis_rate if redis_rate else None
+        if load and per_pipe:
+            pipes = split["acceptors"] * split["shards"]
+            split["inflight_per_pipe_measured"] = per_pipe
+            split["clients_needed"] = math.ceil(pipes * per_pipe / load[1])
         rows.append(split)
     target = next((r for r in rows if r["cores"] == TARGET_CORES), None)
     ratio = target["vs_redis"] if target else None
@@ -115,6 +138,12 @@ def project(
     ]
     if redis_rate:
         lines.append(f"redis-server on one core: {redis_rate:,.0f} req/s")
+    if load and per_pipe:
+        lines.append(
+            f"measured with {load[0]} clients x -P {load[1]} over {load[2]} x {load[3]} pipes ="
+            f" {per_pipe:g} requests in flight per pipe; each N needs K x S x {per_pipe:g} / {load[1]}"
+            " clients to keep that (fewer: smaller batches, more CPU per request)"
+        )
     for r in rows:
         caps = r["caps"]
         lines.append(
@@ -122,6 +151,7 @@ def project(
             f" {r['shards']} x {PER / w:,.0f}) = min({caps['acceptors']:,.0f}, {caps['workers']:,.0f})"
             f" = {r['rps']:,.0f} req/s, {r['saturates']} saturate first"
             + (f"; {r['vs_redis']:.2f}x redis" if r["vs_redis"] is not None else "")
+            + (f"; needs >= {r['clients_needed']} clients" if "clients_needed" in r else "")
         )
     return {
         "a_acceptors": a,

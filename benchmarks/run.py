@@ -507,7 +507,11 @@ def projection(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "saturates_at_rps": 100_000 / cpu[first],
                 "acceptor_ceiling_rps": 100_000 / busiest_acceptor,
                 "cores_before_acceptor_saturates": total / busiest_acceptor,
-                "cores": project(classes, redis.get((record["name"], record["pipeline"]))),
+                "cores": project(
+                    classes,
+                    redis.get((record["name"], record["pipeline"])),
+                    load=(record["clients"], record["pipeline"], record["acceptors"], record["shards"]),
+                ),
             }
         )
     return projections

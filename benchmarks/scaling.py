@@ -235,7 +235,7 @@ def _measure_running(
     }
 
 
-def add_comparisons(points: list[dict[str, Any]]) -> None:
+def add_comparisons(points: list[dict[str, Any]], args: argparse.Namespace) -> None:
     """Ratios to redis-server and to one acceptor at the same shard count, and
     each shardkv point's projection on 2-32 cores."""
     measured = [p for p in points if "throughput" in p]
@@ -252,7 +252,9 @@ def add_comparisons(points: list[dict[str, Any]]) -> None:
         classes = point["cpu_classes"]
         if classes["acceptors"] > 0 and classes["workers"] > 0:
             rate = redis_one_core(ref["cpu_classes"]["redis"], ref["throughput"]) if ref else None
-            point["projection"] = project(classes, rate)
+            clients = args.processes * args.connections
+            load = (clients, point["pipeline"], point["acceptors"], point["shards"])
+            point["projection"] = project(classes, rate, load=load)
 
 
 def _ratio(value: float | None) -> str:
@@ -324,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     points: list[dict[str, Any]] = []
     for shards, acceptors in args.servers:
         points += measure(shards, acceptors, args, clock, progress)
-    add_comparisons(points)
+    add_comparisons(points, args)
     print_grid(points)
     print_projection(points)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -150,6 +150,10 @@ def test_projection_balances_acceptors_and_workers() -> None:
     assert result["vs_redis_at_target_cores"] == pytest.approx(1_000_000 / 150_000)
     assert result["target_met"]
     assert by_n[2]["rps"] == pytest.approx(100_000)  # 1 + 1: one acceptor's core
+    # Measured with 50 clients x -P 1 over 2 x 2 pipes: 12.5 requests in flight per pipe;
+    # 10 x 6 pipes need 60 x 12.5 = 750 clients at -P 1 to keep that.
+    loaded = project(classes, redis_rate=150_000, load=(50, 1, 2, 2))
+    assert {row["cores"]: row["clients_needed"] for row in loaded["cores"]}[16] == 750
     # A busy supervisor is a serial ceiling whatever the core count.
     busy = project(cpu_classes({"supervisor": 0.4, "acceptor": 1.0, "worker 0": 0.5}), redis_rate=None)
     assert max(row["rps"] for row in busy["cores"]) == pytest.approx(250_000)
