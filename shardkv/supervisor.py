@@ -246,7 +246,7 @@ class Supervisor:
                 self._relay(a, payload)
             elif kind == b"config":
                 try:
-                    self.cfg.update(json.loads(payload))
+                    self.cfg.update(config.from_wire(json.loads(payload)))
                 except ValueError:
                     log.warning("bad message from acceptor %d: %r", a, payload[:100])
                     continue

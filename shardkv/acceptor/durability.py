@@ -29,6 +29,7 @@ from shardkv.acceptor.replies import Slot
 from shardkv.protocol import errors, wire
 from shardkv.protocol.resp import encode_command, encode_error
 from shardkv.protocol.wire import Verb
+from shardkv.runtime import config
 
 if TYPE_CHECKING:
     from shardkv.acceptor.client import Client
@@ -195,7 +196,7 @@ def tell_supervisor(server: Acceptor, changes: dict) -> None:
     sock = getattr(server, "control", None)
     if sock is None or not changes:
         return
-    line = b"config " + json.dumps(changes).encode() + b"\n"
+    line = b"config " + json.dumps(config.to_wire(changes)).encode() + b"\n"
     if server.bus is not None:  # in order with the bus's frames (see shardkv.acceptor.bus)
         server.bus.send_raw(line)
         return

@@ -39,6 +39,7 @@ from shardkv.protocol.resp import encode_command
 from shardkv.protocol.router import Router
 from shardkv.protocol.wire import Verb, entry_header
 from shardkv.runtime.cmdstats import Stats, apply_settings, stat_name
+from shardkv.runtime.config import from_wire
 
 log = logging.getLogger("shardkv.acceptor")
 
@@ -290,7 +291,7 @@ class Acceptor:
                 fd = self._control_fds.pop(0)
                 self.loop.create_task(self._attach(self.links[index], fd))  # type: ignore[union-attr]
             elif kind == b"config":
-                self._config_from_elsewhere(json.loads(payload))
+                self._config_from_elsewhere(from_wire(json.loads(payload)))
 
     def _config_from_elsewhere(self, changes: dict[str, Any]) -> None:
         """Another acceptor's CONFIG SET: apply it here too (the workers

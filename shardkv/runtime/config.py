@@ -202,6 +202,32 @@ def notify_value(text: str) -> int:
     return flags if flags is not None else notify_flags(text)
 
 
+def notify_letters(flags: int) -> str:
+    """Flags -> a class string that parses back to exactly them (the shown
+    one loses ``n`` next to ``A``, as Redis's does)."""
+    return "".join(ch for ch in _NOTIFY if flags & _NOTIFY[ch])
+
+
+def to_wire(changes: dict[str, Any]) -> dict[str, Any]:
+    """CONFIG SET's changes as JSON carries them to the other processes:
+    a :class:`NotifyText` as the letters of its flags (JSON keeps no flags)."""
+    value = changes.get("notify-keyspace-events")
+    if not isinstance(value, NotifyText):
+        return changes
+    return {**changes, "notify-keyspace-events": notify_letters(value.flags)}
+
+
+def from_wire(changes: dict[str, Any]) -> dict[str, Any]:
+    """The inverse of :func:`to_wire`: the shown text, with its flags."""
+    value = changes.get("notify-keyspace-events")
+    if not isinstance(value, str) or isinstance(value, NotifyText):
+        return changes
+    try:
+        return {**changes, "notify-keyspace-events": _notify([value], None)}
+    except ValueError:
+        return changes
+
+
 def _notify(args: list[str], old: Any) -> str:
     if len(args) != 1:
         raise ValueError("wrong number of arguments")

@@ -338,3 +338,31 @@ def test_config_resetstat_resets_every_acceptors_counters(groups) -> None:
     a.config_resetstat()
     # Only the INFO itself since the reset, over both acceptors.
     assert b.info("stats")["total_commands_processed"] <= 2
+
+
+def test_new_event_reaches_a_subscriber_on_the_other_acceptor(groups) -> None:
+    """``n`` after a mask switch: a key created through acceptor 0 is
+    ``new`` (then ``set``) for a subscriber on acceptor 1, as in Redis."""
+    (a, a2), (b, _) = groups
+    try:
+        for flags in ("KEA", "KEAn"):
+            a.config_set("notify-keyspace-events", flags)
+            deadline = time.monotonic() + 5
+            while (
+                b.config_get("notify-keyspace-events")["notify-keyspace-events"]
+                != a.config_get("notify-keyspace-events")["notify-keyspace-events"]
+                and time.monotonic() < deadline
+            ):
+                time.sleep(0.05)
+        ps = b.pubsub()
+        ps.psubscribe("__keyspace@0__:fresh*")
+        ps.get_message(timeout=5)
+        a2.delete("fresh-key")
+        a2.set("fresh-key", "v")
+        assert messages(ps, 2) == [
+            (b"__keyspace@0__:fresh-key", b"new"),
+            (b"__keyspace@0__:fresh-key", b"set"),
+        ]
+        ps.close()
+    finally:
+        a.config_set("notify-keyspace-events", "")
