@@ -39,7 +39,7 @@ from shardkv.acceptor.crossshard import AtomicOp
 from shardkv.acceptor.dispatch import HEADERS
 from shardkv.acceptor.replies import Slot
 from shardkv.acceptor.scriptcache import CACHE
-from shardkv.protocol import command_docs, errors, wire
+from shardkv.protocol import bus, command_docs, errors, wire
 from shardkv.protocol.resp import encode_command, encode_error, strict_int
 from shardkv.protocol.wire import Verb
 
@@ -118,6 +118,8 @@ def eval_command(client: Client, args: list[bytes]) -> None:
         sha = sha1hex(body)
         if sha not in CACHE.bodies:
             CACHE.bodies[sha] = body
+            if client.server.bus is not None:  # EVALSHA through another acceptor finds it
+                client.server.bus.tell(bus.SCRIPT, [b"load", sha, body])
     keys = args[3 : 3 + n]
     rest = args[3 + n :]
     run_script(client, sha, body, ro, keys, rest)
@@ -447,7 +449,13 @@ def script_command(client: Client, args: list[bytes]) -> None:
             return
         CACHE.flush()
         _tell_all(client, [Verb.SCRIPT, b"flush"])
-        client.reply("OK")
+        server_bus = client.server.bus
+        if server_bus is None:
+            client.reply("OK")
+        else:  # every acceptor's cache, before the reply
+            slot = Slot(client)
+            client.pending.append(slot)
+            server_bus.ask(bus.SCRIPT, [b"flush"], lambda _: slot.deliver(b"+OK\r\n"))
     elif sub == b"kill":
         kill_script(client, eval_mode=True)
     elif sub == b"help":
@@ -494,7 +502,22 @@ class _Loaded:
         if body[:1] != b"-":
             CACHE.bodies[self.sha] = self.body
             CACHE.knows(self.shard).add(self.sha)
+            server_bus = self.slot.client.server.bus
+            if server_bus is not None:  # every acceptor's cache has it before the reply
+                slot = self.slot
+                server_bus.ask(bus.SCRIPT, [b"load", self.sha, self.body], lambda _: slot.deliver(body))
+                return
         self.slot.deliver(body)
+
+
+def bus_script(server, origin: int, args: list) -> int:
+    """Another acceptor's SCRIPT LOAD or EVAL (``load sha body``), or its
+    SCRIPT FLUSH (``flush``): the script cache is the same in every acceptor."""
+    if len(args) == 3 and args[0] == b"load":
+        CACHE.bodies.setdefault(args[1], args[2])
+    elif args and args[0] == b"flush":
+        CACHE.flush()
+    return 1
 
 
 def _script_load(client: Client, body: bytes) -> None:

@@ -7,6 +7,7 @@ K hands out i+1, i+1+K, ...
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import signal
@@ -185,6 +186,30 @@ def test_a_restarted_worker_gets_a_pipe_to_each_acceptor(server):
         for n, conn in enumerate((a, b)):
             conn.mset(dict.fromkeys(KEYS, f"after{n}"))
             assert a.mget(KEYS) == b.mget(KEYS) == [f"after{n}"] * 4
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.slow
+def test_the_script_cache_is_the_same_through_every_acceptor(server):
+    a, b = connect_to(server.port, 0), connect_to(server.port, 1)
+    try:
+        sha = a.script_load("return 42")
+        assert b.evalsha(sha, 0) == 42  # SCRIPT LOAD replies once every acceptor has it
+        assert b.script_exists(sha) == [True]
+        assert a.eval("return 7", 0) == 7
+        other = "f3d2d8c4bc7b4abe6ee0ba3bf34cb73f4b0f0ee2"  # not loaded anywhere
+        assert b.script_exists(other) == [False]
+        deadline = time.monotonic() + 10
+        seven = hashlib.sha1(b"return 7").hexdigest()  # EVAL's script reaches the others too
+        while not b.script_exists(seven)[0]:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert b.script_flush() is True
+        assert a.script_exists(sha, seven) == [False, False]
+        with pytest.raises(redis.exceptions.NoScriptError):
+            a.evalsha(sha, 0)
     finally:
         a.close()
         b.close()
