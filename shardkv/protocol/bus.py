@@ -88,6 +88,7 @@ KINDS = (
     MONITORS,
     MONITOR,
     HELLO,
+    SCRIPT,
 )
 
 
