@@ -2,7 +2,7 @@
 
 :class:`Shard` runs each entry of a ``B`` frame (see
 :mod:`shardkv.protocol.wire`) with the handler the worker registered for it
-(:mod:`shardkv.worker.registry`), counts it, logs it for persistence, and
+(:mod:`shardkv.worker.wiring`, installed when a shard is made), counts it, logs it for persistence, and
 encodes its reply in the client's protocol.  The loop that feeds it frames
 is :mod:`shardkv.worker.loop`.
 
@@ -48,32 +48,13 @@ from shardkv.protocol.router import SLOTS, slot_range
 from shardkv.protocol.wire import Verb
 from shardkv.runtime import faultpoints
 from shardkv.runtime.cmdstats import Stats, stat_name
-from shardkv.worker import events, eviction, functions, scripting, tunables  # noqa: F401
+from shardkv.worker import events, eviction, functions, scripting, tunables, wiring  # noqa: F401
 from shardkv.worker.blocking import Wait, Waiters
 from shardkv.worker.clock import Clock
-
-# Importing the command modules registers their handlers.
-from shardkv.worker.commands import (  # noqa: F401
-    bitmaps,
-    dump,
-    geo,
-    hashes,
-    hyperloglog,
-    keys,
-    lists,
-    memusage,
-    server,
-    sets,
-    sort,
-    streams,
-    strings,
-    zsets,
-)
-from shardkv.worker.commands import persistence as persistence_commands  # noqa: F401
+from shardkv.worker.handlers import find
 from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.persistence.engine import Persistence
 from shardkv.worker.persistence.engine import on_settings as persistence_settings
-from shardkv.worker.registry import find
 from shardkv.worker.sweeper import Sweeper
 from shardkv.worker.transfer import (
     apply_states,
@@ -108,6 +89,9 @@ class Shard:
     def __init__(
         self, index: int, nshards: int, clock: Clock | None = None, config: dict | None = None
     ) -> None:
+        # The worker's start-up: every handler, checked against the command
+        # table, into the lookup tables (a mismatch stops the worker here).
+        wiring.install()
         self.index = index
         databases = config["databases"] if config is not None else 16
         self.keyspace = Keyspace(clock, slot_range(index, nshards), databases)

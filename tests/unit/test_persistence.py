@@ -18,9 +18,10 @@ import pytest
 
 from shardkv.protocol import wire
 from shardkv.runtime import config
+from shardkv.worker import wiring
 from shardkv.worker.clock import FakeClock
+from shardkv.worker.handlers import find
 from shardkv.worker.persistence import aof, aofreader, aofwriter, files, reshard, snapshot
-from shardkv.worker.registry import find
 from shardkv.worker.shard import Prepared, Shard
 from shardkv.worker.transfer import export_key
 
@@ -239,6 +240,7 @@ WORKLOADS = {
     "zset": (_zsets, b"zadd"),
 }
 # The types whose commands exist in this tree (others are still being written).
+wiring.install()  # as a shard does when it starts: the handlers, for find()
 PRESENT = [name for name, (_, probe) in WORKLOADS.items() if find(probe) is not None]
 
 

@@ -137,7 +137,7 @@ def test_every_module_with_handlers_is_wired() -> None:
             for t in ([node.target] if isinstance(node, ast.AnnAssign) else node.targets)
             if isinstance(t, ast.Name)
         }
-        if path.name not in ("handlers.py", "wiring.py", "registry.py") and tables & {"HANDLERS", "BLOCKING"}:
+        if path.name not in ("handlers.py", "wiring.py") and tables & {"HANDLERS", "BLOCKING"}:
             assert path.resolve() in wired, f"{path.relative_to(ROOT)} is not in wiring.MODULES"
 
 
@@ -199,11 +199,10 @@ def _filled_at_import(source: str, where: str) -> list[str]:
 def test_no_module_fills_a_table_when_imported() -> None:
     """Registration by import (a ``@command`` decorator, ``aof.RECORDERS[...] =``
     or ``STREAM_READY.update(...)`` at module level) is what wiring replaced.
-    Only registry.py runs wiring.install, as the worker's start-up."""
+    Only a shard's start-up runs wiring.install (Shard.__init__)."""
     found = []
     for path in sorted(WORKER.rglob("*.py")):
-        if path.name != "registry.py":
-            found += _filled_at_import(path.read_text(), str(path.relative_to(ROOT)))
+        found += _filled_at_import(path.read_text(), str(path.relative_to(ROOT)))
     assert not found, "filled at import:\n" + "\n".join(found)
 
 
@@ -213,7 +212,7 @@ def test_the_check_finds_registration_by_import() -> None:
         "from dataclasses import dataclass\n"
         "from shardkv.worker import blocking\n"
         "from shardkv.worker.persistence import aof\n"
-        "from shardkv.worker.registry import command\n"
+        "from shardkv.worker.handlers import command\n"
         "aof.RECORDERS['pfcount'] = None\n"
         "blocking.STREAM_READY.update({})\n"
         "@command('get')\n"
