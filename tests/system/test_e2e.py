@@ -4,6 +4,7 @@ redis-cli, redis-benchmark and raw sockets."""
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import signal
 import socket
@@ -47,10 +48,13 @@ def raw(port: int, data: bytes, expect: int, timeout: float = 10.0) -> bytes:
 
 
 def test_processes(server):
-    # `ps` shows one acceptor and four workers, named by role.
+    # `ps` shows the acceptor (acceptors 0..K-1 with several) and four
+    # workers, named by role.
+    k = int(os.environ.get("SHARDKV_TEST_ACCEPTORS", "1"))
+    acceptors = ["shardkv-accept"] if k == 1 else [f"shardkv-accept{i}" for i in range(k)]
     names = sorted(c.name() for c in psutil.Process(server.proc.pid).children())
     assert [n for n in names if n.startswith("shardkv")] == [
-        "shardkv-accept",
+        *acceptors,
         "shardkv-shard0",
         "shardkv-shard1",
         "shardkv-shard2",
