@@ -359,7 +359,7 @@ class _Operation:
             self._send(shard, wire.Decide(self.id, commit))
         if commit and self.flush and self.links[0].on_events is not None:
             self.held_events = [*(self.held_events or ()), (self.client.db, b"", wire.EVENT_FLUSH, b"flush")]
-            self.emit_events = self.emit_events or self.links[0].on_events
+            self.emit_events = self.emit_events or self.links[0].emit_held
         if self.held_events:
             if commit:
                 release_events(self)

@@ -18,10 +18,12 @@ the global order, and to a shard again whenever its pipe is attached.
 from __future__ import annotations
 
 from shardkv.acceptor.pubsub import publish_message
+from shardkv.protocol import bus, wire
 from shardkv.protocol.resp import encode_command
 from shardkv.protocol.wire import Verb, entry_header
 from shardkv.runtime import config
 
+SCRIPT_READ = wire.EVENT_SCRIPT_READ
 KEYSPACE = 1 << 0  # K
 KEYEVENT = 1 << 1  # E
 # Every class a shard can note (g $ l s h z x e t m n).
@@ -65,6 +67,19 @@ def on_events(server, events: list, origin: object) -> None:
         listener(server, events, origin)
 
 
+def relay(server, events: list) -> None:
+    """A multi-shard command of this acceptor's ran: its events, in its
+    order, to the other acceptors (a read of a script is this client's)."""
+    shared = [list(e) for e in events if e[2] != SCRIPT_READ]
+    if shared and server.bus is not None:
+        server.bus.tell(bus.EVENTS, shared)
+
+
+def bus_events(server, origin: int, args: list) -> None:
+    """Another acceptor's multi-shard command's events (see :func:`relay`)."""
+    on_events(server, [tuple(e) for e in args], None)
+
+
 def update_mask(server) -> None:
     """Tell every shard what to note, if that changed."""
     mask = 0
@@ -96,6 +111,8 @@ def on_attach(server, link) -> None:
             mask |= fn(server)
         STATE.mask = mask
     link.on_events = lambda events, origin: on_events(server, events, origin)
+    if server.nacceptors > 1:
+        link.relay_events = lambda events: relay(server, events)
     # Always, 0 too: a worker that outlived the acceptor may still note
     # what the previous one wanted.
     _send_mask(link, STATE.mask)

@@ -118,6 +118,9 @@ class ShardLink:
         # them (None when unknown); and the events that wait for the next
         # ``R`` frame, to go out just before their command's reply.
         self.on_events: Callable[[list, object], None] | None = None
+        # Several acceptors: hands a multi-shard command's events, once
+        # ordered, to the other acceptors (see :meth:`emit_held`).
+        self.relay_events: Callable[[list], None] | None = None
         self._events: tuple | None = None
 
     # -- sending ------------------------------------------------------------
@@ -343,7 +346,15 @@ class ShardLink:
         if holder.held_events is None:
             holder.held_events = []
         holder.held_events.extend(events)
-        holder.emit_events = self.on_events
+        holder.emit_events = self.emit_held
+
+    def emit_held(self, events: list, origin: object) -> None:
+        """Hand out a multi-shard command's events (:func:`release_events`):
+        here, and with several acceptors to the others too (the shards give
+        such events to this acceptor alone, see Shard._share_events)."""
+        self.on_events(events, origin)  # type: ignore[misc]
+        if self.relay_events is not None:
+            self.relay_events(events)
 
     def _control(self, payload: bytes) -> None:
         try:

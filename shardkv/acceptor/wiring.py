@@ -169,6 +169,7 @@ def wiring() -> Wiring:
             bus.MONITORS: monitor.bus_monitors,
             bus.MONITOR: monitor.bus_monitor,
             bus.HELLO: monitor.bus_hello,
+            bus.EVENTS: notifications.bus_events,
             bus.SCRIPT: scripting.bus_script,
         },
         on_bus_start=(monitor.on_bus_start,),

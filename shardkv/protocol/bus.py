@@ -68,6 +68,7 @@ MONITORING = b"monitoring"  # ask [] -> 1 if it has a MONITOR client
 MONITORS = b"monitors"  # tell [0 or 1]: it has (no longer has) MONITOR clients
 MONITOR = b"monitor"  # tell [lines]: MONITOR lines of its commands
 HELLO = b"hello"  # tell []: a (re)started acceptor, which has no clients yet
+EVENTS = b"events"  # tell [[db, key, class, event], ...]: a multi-shard command's keyspace events, in order
 SCRIPT = b"script"  # ask/tell [b"load", sha, body] or [b"flush"] -> 1: the script cache
 
 KINDS = (
@@ -88,6 +89,7 @@ KINDS = (
     MONITORS,
     MONITOR,
     HELLO,
+    EVENTS,
     SCRIPT,
 )
 

@@ -141,7 +141,10 @@ class Shard:
         # Other acceptors' share of the events of the cross-shard operation
         # this shard is in (see _share_events): sent if it commits.
         self.op_events_from: int | None = None  # where its events begin in keyspace.events
-        self.op_events: list[tuple[int, list]] = []  # (pipe, events) held back
+        # Where the events of FLAG_PART entries lie in keyspace.events, as
+        # (start, end): the acceptor of the command relays them (see
+        # :meth:`_share_events`).
+        self.part_spans: list[tuple[int, int]] = []
 
     def execute(self, args: list[bytes], handler=None) -> object:
         """Run one command and return its reply value.
@@ -242,10 +245,13 @@ class Shard:
                 logged_before = len(writer.buf)
             if header <= plain:  # the usual entry: database 0, no token, no park
                 if header & wire.FLAG_PART:
+                    start = len(noted) if noted is not None else 0
                     self.timing = False
                     value = execute(args)
                     self.timing = True
                     append(wire.encode_part(value))
+                    if noted is not None and len(noted) > start:
+                        self.part_spans.append((start, len(noted)))
                 else:
                     value = execute(args)
                     if type(value) is list and len(value) > BIG_ARRAY:
@@ -291,9 +297,6 @@ class Shard:
                     self.logged = logged = []
                     try:
                         self.park(op)
-                    except BaseException:
-                        self.op_events = []  # its acceptor is gone: the outcome is not known here
-                        raise
                     finally:
                         self.op_events_from = None
                     noted = ks.events
@@ -306,10 +309,13 @@ class Shard:
                         waiters.serve_ready()  # who blocked before it comes first
                     append(waiters.run(execute, token, header & wire.FLAG_RESP3, args))
                 elif header & wire.FLAG_PART:
+                    start = len(noted) if noted is not None else 0
                     self.timing = False
                     value = execute(args)
                     self.timing = True
                     append(wire.encode_part(value))
+                    if noted is not None and len(noted) > start:
+                        self.part_spans.append((start, len(noted)))
                 elif header & wire.FLAG_MONITOR:
                     append(self._monitored(args, header & wire.FLAG_RESP3))
                 else:
@@ -408,6 +414,7 @@ class Shard:
         noted = ks.events
         bounds = self.event_bounds if bounded else None
         self.event_bounds = None
+        spans, self.part_spans = self.part_spans, []
         if not noted:
             if noted is not None and not ks.event_mask:
                 ks.events = None
@@ -415,33 +422,42 @@ class Shard:
         ks.events = [] if ks.event_mask else None
         masks = ks.event_masks
         if len(masks) > 1 or (masks and ks.pipe not in masks):
-            return self._share_events(noted, bounds)  # other acceptors listen too
+            return self._share_events(noted, bounds, spans)  # other acceptors listen too
         return wire.encode_events(bounds, noted)
 
-    def _share_events(self, noted: list, bounds: list[int] | None) -> bytes | None:
+    def _share_events(
+        self, noted: list, bounds: list[int] | None, spans: list[tuple[int, int]]
+    ) -> bytes | None:
         """Several acceptors listen: each other pipe gets the events its
-        ``__events`` mask selects at once, unbounded (or, for the events of
-        a cross-shard operation, once it commits); the current pipe's share
-        (its ``E`` payload, bounds recounted) is returned."""
+        ``__events`` mask selects at once, unbounded; the current pipe's
+        share (its ``E`` payload, bounds recounted) is returned.
+
+        The events of a command that spans shards (a FLAG_PART entry's, in
+        ``spans``, or a cross-shard operation's, from ``op_events_from``)
+        go to the current pipe alone, whichever acceptor wants them: its
+        acceptor orders them across the shards and relays them to the
+        others (``events`` on the bus, see shardkv.acceptor.shardlink)."""
         ks = self.keyspace
         here = ks.pipe
         start = self.op_events_from
+        relayed = [False] * len(noted)
+        for first, end in spans:
+            end = min(end, len(noted))
+            relayed[first:end] = [True] * max(0, end - first)
+        if start is not None:
+            relayed[start:] = [True] * (len(noted) - start)
+            self.op_events_from = 0  # all that is noted from now on is the operation's
+        others = 0
         for pipe, mask in ks.event_masks.items():
             if pipe == here:
                 continue
             mask &= ~wire.EVENT_SCRIPT_READ  # a read of the current pipe's client
-            if start is None or start > 0:
-                now = [e for e in (noted if start is None else noted[:start]) if e[2] & mask]
-                if now:
-                    self.send_to(pipe, wire.encode_events(None, now))
-            if start is not None:
-                later = [e for e in noted[start:] if e[2] & mask]
-                if later:
-                    self.op_events.append((pipe, later))
-        if start is not None:
-            self.op_events_from = 0  # all that is noted from now on is the operation's
+            others |= mask
+            now = [e for e, r in zip(noted, relayed, strict=True) if not r and e[2] & mask]
+            if now:
+                self.send_to(pipe, wire.encode_events(None, now))
         mine = ks.event_masks.get(here, 0)
-        kept = [bool(e[2] & mine) for e in noted]
+        kept = [bool(e[2] & (mine | others if r else mine)) for e, r in zip(noted, relayed, strict=True)]
         if all(kept):
             return wire.encode_events(bounds, noted)
         if not any(kept):
@@ -647,10 +663,6 @@ class Shard:
 
     def decide(self, op: int, commit: bool) -> None:
         """Apply or undo what this shard prepared for ``op`` (if anything)."""
-        shared, self.op_events = self.op_events, []
-        if commit:
-            for pipe, noted in shared:
-                self.send_to(pipe, wire.encode_events(None, noted))
         part = self.prepared.pop(op, None)
         if part is None:
             return

@@ -366,3 +366,31 @@ def test_new_event_reaches_a_subscriber_on_the_other_acceptor(groups) -> None:
         ps.close()
     finally:
         a.config_set("notify-keyspace-events", "")
+
+
+def test_events_of_a_multi_shard_command_keep_its_order_on_the_other_acceptor(groups) -> None:
+    """MSET and DEL over keys of both shards, through acceptor 0: a
+    subscriber on acceptor 1 gets their events in the command's key order,
+    as Redis emits them (the acceptor of the command relays them)."""
+    (a, a2), (b, _) = groups
+    keys = [f"order-{i}" for i in range(12)]
+    a.config_set("notify-keyspace-events", "K$g")
+    try:
+        deadline = time.monotonic() + 5
+        while (
+            not b.config_get("notify-keyspace-events")["notify-keyspace-events"]
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.05)
+        ps = b.pubsub()
+        ps.psubscribe("__keyspace@0__:order-*")
+        ps.get_message(timeout=5)
+        a2.mset({k: "v" for k in keys})
+        a2.delete(*reversed(keys))
+        got = messages(ps, 2 * len(keys))
+        assert got == [(b"__keyspace@0__:" + k.encode(), b"set") for k in keys] + [
+            (b"__keyspace@0__:" + k.encode(), b"del") for k in reversed(keys)
+        ]
+        ps.close()
+    finally:
+        a.config_set("notify-keyspace-events", "")

@@ -271,19 +271,37 @@ def test_a_release_behind_a_park_runs_after_the_decision(worker):
 
 
 @pytest.mark.parametrize("commit", [True, False])
-def test_other_pipes_get_an_operations_events_only_if_it_commits(worker, commit):
+def test_an_operations_events_go_to_its_pipe_alone(worker, commit):
+    """Pipe 1 wants them, pipe 0 (the operation's) does not: pipe 0 still
+    gets them, to order with the operation's other shards and relay to the
+    other acceptors once it commits (see shardkv.acceptor.shardlink); pipe 1
+    never gets them from the shard, committed or not."""
     started(worker)
     assert worker.run(1, entry(Verb.EVENTS, events.STRING)) == [b"$2\r\nOK\r\n"]
     op = (1 << 32) | 12
-    park = entry(Verb.PREPARE, op, "SET", "k", "v", flags=wire.FLAG_PARK)
-    (body,) = worker.run(0, park)
+    worker.send(0, batch(entry(Verb.PREPARE, op, "SET", "k", "v", flags=wire.FLAG_PARK)))
+    assert wire.decode_events(worker.recv(0))[1] == [(0, b"k", events.STRING, b"set")]
+    (body,) = worker.replies(0)
     assert wire.decode_answer(body) == wire.PartPrepared(op, True, "OK")
-    assert worker.quiet(1)
     worker.send(0, wire.encode_control(wire.Decide(op, commit)))
     assert worker.control(0) == wire.Finished(op, commit)
-    if commit:
-        assert wire.decode_events(worker.recv(1)) == (None, [(0, b"k", events.STRING, b"set")])
+    assert worker.quiet(1)
     assert worker.run(1, entry("GET", "k")) == ([b"$1\r\nv\r\n"] if commit else [b"$-1\r\n"])
+
+
+def test_a_parts_events_go_to_its_pipe_alone(worker):
+    """A FLAG_PART entry's events (one shard's part of MSET, DEL...) go
+    to the pipe it came on, whose acceptor relays them in the command's
+    order; an ordinary command's go to every pipe that wants them."""
+    started(worker)
+    assert worker.run(1, entry(Verb.EVENTS, events.STRING)) == [b"$2\r\nOK\r\n"]
+    worker.send(0, batch(entry("SET", "p", "v", flags=wire.FLAG_PART), entry("SET", "q", "v")))
+    assert wire.decode_events(worker.recv(0))[1] == [
+        (0, b"p", events.STRING, b"set"),
+    ]
+    assert len(worker.replies(0)) == 2
+    assert wire.decode_events(worker.recv(1)) == (None, [(0, b"q", events.STRING, b"set")])
+    assert worker.quiet(1)
 
 
 def test_pipes_take_turns_even_when_one_has_frames_read_ahead(worker):
