@@ -68,7 +68,11 @@ class _Shutdown:
             return
         client = self.client
         server = client.server
-        if self.failed and not self.force:
+        stopping = server.shutdown_requested is not None and server.shutdown_requested.done()
+        if self.failed and not self.force and not stopping:
+            # (A shard lost while this acceptor is being stopped is the server
+            # stopping, not a failed SHUTDOWN: with several acceptors another
+            # one's SHUTDOWN, or redis-py's retry of it, got there first.)
             for link in server.links:
                 link.send(_HEADER, encode_command([Verb.SHUTDOWN, b"abort"]), _Ignore())
             self.slot.deliver(encode_error(SHUTDOWN_FAILED))

@@ -68,6 +68,9 @@ from shardkv.worker.transfer import (
 
 log = logging.getLogger("shardkv.worker")
 
+# What a shard that SHUTDOWN closed still runs (see Shard._refuse).
+_AFTER_SHUTDOWN = (Verb.SHUTDOWN, Verb.HOLD, Verb.RELEASE)
+
 
 class Prepared:
     """What a shard prepared for one cross-shard operation: the ``states``
@@ -488,11 +491,15 @@ class Shard:
                     self.send_to(pipe, frame)
 
     def _refuse(self, items: list) -> bytes:
-        """Replies to a batch after SHUTDOWN: errors, but for ``__shutdown`` itself."""
+        """Replies to a batch after SHUTDOWN: errors, but for ``__shutdown``
+        itself and the holds around it, which change nothing.  (With several
+        acceptors another one may still take a SHUTDOWN, redis-py's retry of
+        the first, while the supervisor stops them all: it holds the shards
+        and finds them shut down already, which is no error.)"""
         bodies = []
         for i in range(0, len(items), 2):
             args = items[i + 1]
-            if args[0] == Verb.SHUTDOWN:
+            if args[0] in _AFTER_SHUTDOWN:
                 bodies.append(encode(self.execute(args)))
             else:
                 bodies.append(encode(Error("ERR shard is shutting down")))
