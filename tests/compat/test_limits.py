@@ -643,9 +643,10 @@ def test_write_costs_match_what_removal_takes_back():
     memory = ks.memory
 
     def run(args):
-        import shardkv.worker.shard  # noqa: F401  (registers the commands)
-        from shardkv.worker.registry import find
+        from shardkv.worker import wiring
+        from shardkv.worker.handlers import find
 
+        wiring.install()  # as a Shard does when it starts
         return memory.run(lambda a: find(a[0])(ks, a), args)
 
     start = memory.data
