@@ -56,6 +56,7 @@ from typing import Any
 
 from shardkv import __version__
 from shardkv.acceptor import main as acceptor
+from shardkv.acceptor.server import EXIT_CANNOT_LISTEN
 from shardkv.protocol import bus, decisions
 from shardkv.runtime import config
 from shardkv.runtime.proctitle import set_name
@@ -196,6 +197,12 @@ class Supervisor:
         """Acceptor ``a`` died: start it again; the others keep serving."""
         proc = self.acceptors[a]
         proc.join(1)
+        if proc.exitcode == EXIT_CANNOT_LISTEN:
+            log.error(
+                "acceptor %d cannot listen on port %d (see above); stopping shardkv", a, self.cfg["port"]
+            )
+            self._fail()
+            return
         log.warning("acceptor pid=%d exited with %s; restarting it", proc.pid, proc.exitcode)
         control = self.controls[a]
         if control is not None:

@@ -21,12 +21,15 @@ import json
 import logging
 import os
 import socket
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from time import perf_counter_ns
-from typing import Any
+from typing import Any, NoReturn
+
+import psutil
 
 from shardkv import __version__
 from shardkv.acceptor.bus import Bus, BusHandler
@@ -328,15 +331,20 @@ class Acceptor:
             if self.nacceptors > 1:
                 self.bus = Bus(self, self.wiring.bus_handlers)
         for host in self.config["bind"].split():
-            server = await loop.create_server(
-                lambda: self.client_class(self),
-                host,
-                self.config["port"],
-                reuse_address=True,
-                reuse_port=self.nacceptors > 1 or None,
-                backlog=511,
-            )
+            try:
+                server = await loop.create_server(
+                    lambda: self.client_class(self),
+                    host,
+                    self.config["port"],
+                    reuse_address=True,
+                    reuse_port=self.nacceptors > 1 or None,
+                    backlog=511,
+                )
+            except OSError as e:
+                _cannot_listen(host, self.config["port"], os.strerror(e.errno) if e.errno else str(e))
             self.servers.append(server)
+            if self.nacceptors > 1:
+                _alone_on_port(host, self.config["port"])
         log.info(
             "acceptor pid=%d listening on %s port %d (%s, shardkv %s)%s",
             os.getpid(),
@@ -377,6 +385,35 @@ class Acceptor:
                         and not client.state.blocked_token
                     ):
                         client.transport.close()  # type: ignore[union-attr]
+
+
+EXIT_CANNOT_LISTEN = 3  # the supervisor stops shardkv: restarting cannot help
+
+
+def _cannot_listen(host: str, port: int, why: str) -> NoReturn:
+    """Stop this acceptor, and with it shardkv, as Redis stops when its
+    port is taken."""
+    log.warning("Warning: Could not create server TCP listening socket %s:%d: bind: %s", host, port, why)
+    sys.exit(EXIT_CANNOT_LISTEN)
+
+
+def _alone_on_port(host: str, port: int) -> None:
+    """With several acceptors each binds with ``SO_REUSEPORT``, which would
+    also let a second shardkv with several acceptors bind the same port and
+    share its connections.  So an acceptor checks that every socket
+    listening there is one of its own supervisor's acceptors."""
+    ours = os.getppid()
+    for conn in psutil.net_connections(kind="tcp"):
+        if conn.status != psutil.CONN_LISTEN or not conn.laddr or conn.laddr.port != port:
+            continue
+        if conn.laddr.ip not in (host, "0.0.0.0", "::") and host not in ("0.0.0.0", "::"):
+            continue
+        try:
+            parent = psutil.Process(conn.pid).ppid() if conn.pid else None
+        except psutil.Error:
+            continue  # gone meanwhile
+        if parent != ours:
+            _cannot_listen(host, port, "Address already in use")
 
 
 def _show(value: Any) -> str:

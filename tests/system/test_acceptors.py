@@ -11,6 +11,8 @@ import hashlib
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
 
 import psutil
@@ -18,7 +20,7 @@ import pytest
 import redis
 
 from tests.support.placement import on_shards
-from tests.support.servers import ServerProcess, start_shardkv
+from tests.support.servers import ROOT, ServerProcess, start_redis, start_shardkv
 
 K = 2
 KEYS = on_shards(0, 1, 2, 3, prefix="acc")
@@ -213,3 +215,31 @@ def test_the_script_cache_is_the_same_through_every_acceptor(server):
     finally:
         a.close()
         b.close()
+
+
+def _second_server_on(port: int, *flags: str, tmp_path) -> tuple[int, str]:
+    """Start ``main.py`` on a port that is taken; its exit status and log."""
+    argv = [sys.executable, str(ROOT / "main.py"), "--port", str(port), "--shards", "1", *flags]
+    done = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    return done.returncode, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("acceptors", [1, K])
+def test_a_taken_port_stops_shardkv_as_redis_stops(tmp_path, acceptors) -> None:
+    """Redis exits when it cannot listen: so does shardkv, at once, with
+    Redis's warning, rather than restart an acceptor that cannot bind.
+    With several acceptors the port is taken by another shardkv with
+    several acceptors, which SO_REUSEPORT alone would let it share."""
+    first = start_redis() if acceptors == 1 else start_shardkv(shards=1, acceptors=K)
+    try:
+        code, log = _second_server_on(first.port, "--acceptors", str(acceptors), tmp_path=tmp_path)
+        assert code == 1
+        assert (
+            f"Could not create server TCP listening socket 127.0.0.1:{first.port}: bind: Address already in use"
+            in log
+        )
+        assert "restarting it" not in log
+        for _ in range(20):  # the first server still has every connection
+            assert redis.Redis(port=first.port).ping()
+    finally:
+        first.stop()
