@@ -104,7 +104,7 @@ def _blocked(client: Client) -> int:
 def _unblocked(client: Client, token: int) -> None:
     WAITING.pop(token, None)
     if client.state.unblock(token):
-        if client.state.held and not client.closed:
+        if client.waiting() and not client.closed:
             client.server.loop.call_soon(client.resume)  # type: ignore[union-attr]
 
 

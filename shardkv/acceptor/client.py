@@ -72,6 +72,7 @@ class Client(Dispatch, asyncio.Protocol):
         self.state = ClientState(self.parser, authenticated=not config["requirepass"])
         self.transport: asyncio.Transport | None = None
         self.closing = False  # close once pending replies are written
+        self.deferred_error: ProtocolError | None = None  # after the commands that wait
         self.closed = False
         self.addr = "?:0"
         self.laddr = "?:0"
@@ -111,7 +112,7 @@ class Client(Dispatch, asyncio.Protocol):
         server = self.server
         server.net_input_bytes += len(data)
         server.reads_processed += 1
-        if self.closing:
+        if self.closing or self.deferred_error is not None:
             return
         state = self.state
         if not state.authenticated:
@@ -141,12 +142,22 @@ class Client(Dispatch, asyncio.Protocol):
             if len(pending) > MAX_IN_FLIGHT:
                 self._check_in_flight()
 
+    def waiting(self) -> bool:
+        """Whether commands (or a protocol error) wait for the end of a
+        blocking command or of a hold: :meth:`resume` then runs them."""
+        return bool(self.state.held) or self.deferred_error is not None
+
     def resume(self) -> None:
         """Run the commands held while a blocking command waited."""
         if self.state.blocked_token or self.closing or self.closed:
             return
         held = self.state.take_held()
         self._run(held)
+        error = self.deferred_error
+        if error is not None and not self.state.blocked_token and not self.state.held:
+            self.deferred_error = None
+            self._hang_up(error)
+            return
         if self.pending:
             self.flush()
 
@@ -232,11 +243,28 @@ class Client(Dispatch, asyncio.Protocol):
 
     def protocol_error(self, e: ProtocolError) -> None:
         """Run the commands that came before the bad bytes, then reply with
-        the error and hang up, as Redis does."""
-        for args, raw in e.commands:
-            self.execute(args, raw)
-            if self.closing:
-                break
+        the error and hang up, as Redis does.
+
+        If a command waits (a blocking command, or with several acceptors a
+        step holding its shards), the commands behind it wait too, and the
+        error comes after them: Redis reads no further while a client is
+        blocked, and meets the bad bytes only once the wait is over.
+        """
+        state = self.state
+        if state.blocked_token or state.held:
+            state.hold(e.commands)
+        else:
+            self._run(e.commands)
+        if state.blocked_token or state.held:
+            self.deferred_error = e
+            e.commands = []
+            if self.transport is not None:
+                self.transport.pause_reading()
+            return
+        self._hang_up(e)
+
+    def _hang_up(self, e: ProtocolError) -> None:
+        """Reply with a protocol error (its commands have run) and close."""
         if not self.closing:
             if e.message:
                 self.pending.append(encode_error(e.message))

@@ -234,7 +234,7 @@ class Holds:
             links[shard].step_done()
         client = request.client
         if client is not None and client.state.blocked_token == HOLDING and client.state.unblock(HOLDING):
-            if client.state.held and not client.closed:
+            if client.waiting() and not client.closed:
                 self.server.loop.call_soon(client.resume)  # type: ignore[union-attr]
             elif client.pending and not client.closed:
                 client.flush()

@@ -449,5 +449,5 @@ class _Settle(Slot):
         if self.reply.parts is not None:  # it ran
             client.select(self.db)
         if client.state.unblock(HELD):
-            if client.state.held and not client.closed:
+            if client.waiting() and not client.closed:
                 client.server.loop.call_soon(client.resume)  # type: ignore[union-attr]

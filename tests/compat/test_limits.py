@@ -674,3 +674,27 @@ def test_lru_picks_from_every_database():
         eviction.configure(ks, 10**12, policy)
         dbs = {ks.memory.pick()[0] for _ in range(10)}
         assert dbs == ({0, 2} if policy == "allkeys-random" else {2})
+
+
+def test_protocol_error_behind_a_blocked_command_waits_for_it(ports):
+    """Redis reads no further while a client is blocked: the commands
+    pipelined behind BLPOP, and the protocol error after them, come only
+    once it is served.  (With several acceptors a command over several
+    shards waits for its holds in the same way.)"""
+    results = []
+    for name in ("redis", "shardkv"):
+        port = ports[name]
+        tag = b"{pe}"
+        other = redis.Redis(port=port)
+        other.delete(tag + b"l", tag + b"a")
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(b"BLPOP %sl 0\r\nSET %sa 1\r\n*1\r\n$x\r\n" % (tag, tag))
+            time.sleep(0.3)
+            before = other.get(tag + b"a")  # SET waits behind the BLPOP
+            other.rpush(tag + b"l", b"x")
+            replies, closed = read_until_quiet(s, 1.0)
+        after = other.get(tag + b"a")
+        other.close()
+        results.append((before, replies, closed, after))
+    assert results[1] == results[0]
+    assert results[0][0] is None and results[0][3] == b"1" and results[0][2]
