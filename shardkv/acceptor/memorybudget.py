@@ -41,7 +41,7 @@ import time
 from typing import TYPE_CHECKING
 
 from shardkv.acceptor import notifications
-from shardkv.acceptor.replies import Slot
+from shardkv.acceptor.replies import Slot, origin_of
 from shardkv.acceptor.shardlink import Sink
 from shardkv.protocol import wire
 from shardkv.protocol.resp import encode_command
@@ -180,7 +180,7 @@ def on_events(server: Acceptor, events: list, origin: object) -> None:
         shard = _shard_of_slot(len(server.links), first)
         if shard is None or shard in STATE.moving or STATE.quiet.get(shard, 0) > time.monotonic():
             continue
-        if server.nacceptors > 1 and _client_and_slot(origin)[0] is None:
+        if server.nacceptors > 1 and origin_of(origin)[0] is None:
             continue  # another acceptor's command: that acceptor moves the room
         _Move(server, shard, over, origin).start()
 
@@ -190,19 +190,6 @@ def _shard_of_slot(n: int, slot: int) -> int | None:
         if slot_range(shard, n).start == slot:
             return shard
     return None
-
-
-def _client_and_slot(origin: object) -> tuple[object, object]:
-    """The client whose command starved, and its reply slot (None, None
-    for no client's: the sweeper's, a part of an operation without one)."""
-    place = origin
-    for _ in range(3):
-        inner = getattr(place, "slot", None)
-        if inner is None:
-            break
-        place = inner
-    client = getattr(origin, "client", None) or getattr(place, "client", None)
-    return client, place
 
 
 class _Move:
@@ -218,7 +205,7 @@ class _Move:
         # Its client's reply waits behind a placeholder until the move is
         # done; the evictions' invalidations go before the reply (see
         # shardkv.acceptor.tracking: ``client`` and ``slot`` say whose).
-        self.client, self.slot = _client_and_slot(origin)
+        self.client, self.slot = origin_of(origin)
         self.barrier: Slot | None = None
         pending = getattr(self.client, "pending", None)
         if pending is not None and self.slot in pending:

@@ -78,3 +78,20 @@ class Pushed:
 
     def __init__(self, data: bytes) -> None:
         self.data = data
+
+
+def origin_of(sink: object) -> tuple[Client | None, object]:
+    """The client whose command a reply's sink answers (None: the
+    sweeper's, or a cross-shard operation's part with no client), and
+    that command's reply slot.  ``sink`` is the client's slot, or an
+    object that holds it (a read fan-out's Gather, a script's retry)."""
+    place = sink
+    for _ in range(3):
+        inner = getattr(place, "slot", None)
+        if inner is None:
+            break
+        place = inner
+    client = getattr(sink, "client", None)
+    if client is None:
+        client = getattr(place, "client", None)
+    return client, place

@@ -35,7 +35,7 @@ import random
 
 from shardkv.acceptor import notifications
 from shardkv.acceptor.client import Client
-from shardkv.acceptor.replies import Slot
+from shardkv.acceptor.replies import Slot, origin_of
 from shardkv.protocol import bus, errors, wire
 from shardkv.protocol.args import strict_int
 from shardkv.protocol.commands import Command
@@ -450,27 +450,10 @@ def _limit_table(server, limit: int) -> None:
 # -- invalidating ------------------------------------------------------------------
 
 
-def _place(origin: object) -> tuple[Client | None, object]:
-    """The client whose command caused events (None: the sweeper's, or a
-    cross-shard operation's part with no client) and the command's reply
-    slot.  ``origin`` is the reply's sink: the client's slot, or an object
-    that holds it (a read fan-out's Gather, a script's retry)."""
-    place = origin
-    for _ in range(3):
-        inner = getattr(place, "slot", None)
-        if inner is None:
-            break
-        place = inner
-    changer = getattr(origin, "client", None)
-    if changer is None:
-        changer = getattr(place, "client", None)
-    return changer, place
-
-
 def on_events(server, events: list, origin: object) -> None:
     if not STATE.clients and not TABLE:
         return
-    changer, place = _place(origin)
+    changer, place = origin_of(origin)
     flushed = False
     for _db, key, cls, _name in events:
         if cls == FLUSH:
