@@ -440,6 +440,7 @@ class AtomicOp(_Operation):
         def shard_of_any(key: bytes | tuple) -> int:
             return shard_of(key[1] if type(key) is tuple else key)  # type: ignore[arg-type]
 
+        self.shard_of_any = shard_of_any
         self.executor = shard_of_any(keys[0]) if keys else 0
         exports: dict[int, list] = {}
         for key in dict.fromkeys(keys):
@@ -547,7 +548,13 @@ class AtomicOp(_Operation):
         self.bodies = message.bodies
         writes: dict[int, dict] = {}
         for key, state in message.after.items():
-            writes.setdefault(self.owner[key], {})[key] = state
+            owner = self.owner.get(key)
+            if owner is None:
+                # A key no shard exported, that came to be in a run of every
+                # key of every database (SWAPDB in a script): its own shard's,
+                # parked with the others.
+                owner = self.shard_of_any(key)
+            writes.setdefault(owner, {})[key] = state
         if not writes:  # only the executor wrote, if anything
             self._commit({self.executor} if message.own == wire.PREPARED else set(), self._reply)
             return

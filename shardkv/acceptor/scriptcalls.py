@@ -12,22 +12,31 @@ between, and no shard is asked: PUBLISH delivers to the subscribers and
 counts them, PUBSUB and COMMAND read the acceptor's tables, INFO builds its
 sections that need no shard's figures.
 
-What needs every shard's figures or keys (INFO's other sections, MEMORY
-STATS and DOCTOR, SLOWLOG GET/LEN/RESET, LASTSAVE, SWAPDB) is refused with
-:data:`~shardkv.protocol.errors.SCRIPT_CALL_UNSUPPORTED`: the shard that
-waits could be the one whose answer the acceptor would need, and a shard
-parked for an operation queued behind the script cannot answer at all.
+What needs every shard's figures (INFO's sections of the shards, MEMORY
+STATS and DOCTOR, SLOWLOG GET/LEN/RESET, LASTSAVE) runs its ordinary handler
+too, whose question to every shard goes in ``I`` frames (inquiries) rather
+than in batches: each worker answers one as soon as it reads it, wherever
+it is (between batches, parked for an operation, or inside a script
+waiting for an ``A`` frame, the asking shard included), so no shard can
+wait past it; the ``A`` frame goes once every shard has answered.  With
+several acceptors a shard held by another acceptor reads only that one's
+pipe, so there these are refused with
+:data:`~shardkv.protocol.errors.SCRIPT_CALL_UNSUPPORTED` (INFO's sections
+that need no shard excepted).  SWAPDB is the workers' (a script's write of
+every database, see :mod:`shardkv.worker.scripting`).
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
+from functools import partial
 from time import perf_counter_ns
 from typing import TYPE_CHECKING
 
 from shardkv.acceptor.info import _wanted, build_info
 from shardkv.protocol import errors, wire
-from shardkv.protocol.resp import Verbatim, encode, encode_error
+from shardkv.protocol.resp import Error, Verbatim, encode, encode_error
 from shardkv.protocol.wire import FRAME, Verb
 from shardkv.runtime.cmdstats import stat_name
 
@@ -60,7 +69,7 @@ def answer(server: Acceptor, link: ShardLink, payload: bytes) -> None:
     elif verb == Verb.RANDOM_BACK:
         GENERATOR.give_back(link, int(args[1]))
     else:
-        _send(link, call(server, db, resp == 3, args))
+        call(server, db, resp == 3, args, lambda body: _send(link, body))
 
 
 def _send(link: ShardLink, body: bytes) -> None:
@@ -115,37 +124,68 @@ GENERATOR = _Generator()
 
 class _Caller:
     """The script's stand-in client: it keeps the reply, encoded in the
-    script's protocol (``redis.setresp``)."""
+    script's protocol (``redis.setresp``), and hands it to ``done``; a
+    handler's question to every shard goes in ``I`` frames."""
 
-    __slots__ = ("server", "resp3", "db", "body")
+    __slots__ = ("server", "resp3", "db", "done")
 
-    def __init__(self, server: Acceptor, db: int, resp3: bool) -> None:
+    def __init__(self, server: Acceptor, db: int, resp3: bool, done: Callable[[bytes], None]) -> None:
         self.server = server
         self.resp3 = resp3
         self.db = db
-        self.body = b""
+        self.done = done
 
     def reply(self, value: object) -> None:
-        self.body = encode(value, self.resp3)
+        self.done(encode(value, self.resp3))
 
     def reply_error(self, message: str) -> None:
         self.server.stats.error(message)
-        self.body = encode_error(message)
+        self.done(encode_error(message))
+
+    def query_all(self, args: list[bytes], merge: Callable[[list], object]) -> None:
+        """Ask every shard ``args`` (see :meth:`ShardLink.inquire`); reply
+        with ``merge`` of their values, or the first error among them."""
+        links = self.server.links
+        parts: list = [None] * len(links)
+        left = [len(links)]
+
+        def answered(i: int, value: object) -> None:
+            parts[i] = value
+            left[0] -= 1
+            if left[0]:
+                return
+            failed = [p for p in parts if type(p) is Error]
+            if failed:
+                self.reply_error(failed[0].message)
+            else:
+                self.reply(merge(parts))
+
+        for i, link in enumerate(links):
+            link.inquire(args, partial(answered, i))
 
 
-def call(server: Acceptor, db: int, resp3: bool, args: list[bytes]) -> bytes:
-    """The reply body of ``args`` called from a script, counted in the
+def call(server: Acceptor, db: int, resp3: bool, args: list[bytes], done: Callable[[bytes], None]) -> None:
+    """Answer ``args`` called from a script: ``done`` gets the reply body
+    (at once, or once every shard asked has answered), counted in the
     command statistics as Redis counts a script's calls."""
     name = args[0].lower()
-    caller = _Caller(server, db, resp3)
     stats = server.stats
     errors_before = stats.error_events
     start = perf_counter_ns()
-    if _needs_shards(name, args):
+
+    def finished(body: bytes) -> None:
+        row = stats._row(stat_name(args))
+        if stats.error_events != errors_before:
+            row[3] += 1
+        stats.record_latency(row, perf_counter_ns() - start)
+        done(body)
+
+    caller = _Caller(server, db, resp3, finished)
+    if server.bus is not None and _needs_shards(name, args):
         caller.reply_error(
             errors.SCRIPT_CALL_UNSUPPORTED % " ".join(a.decode("latin-1").lower() for a in args[:2])
         )
-    elif name == b"info":
+    elif name == b"info" and server.bus is not None:
         sections = [a.decode("latin-1").lower() for a in args[1:]]
         text = build_info(server, sections, [], stats.report())
         caller.reply(Verbatim(text.encode()))
@@ -155,15 +195,10 @@ def call(server: Acceptor, db: int, resp3: bool, args: list[bytes]) -> bytes:
             caller.reply_error(errors.SCRIPT_CALL_UNSUPPORTED % name.decode("latin-1"))
         else:
             handler(caller, args)  # type: ignore[arg-type]
-    row = stats._row(stat_name(args))
-    if stats.error_events != errors_before:
-        row[3] += 1
-    stats.record_latency(row, perf_counter_ns() - start)
-    return caller.body
 
 
 def _needs_shards(name: bytes, args: list[bytes]) -> bool:
-    if name in (b"lastsave", b"swapdb"):
+    if name == b"lastsave":
         return True
     if name == b"info":
         return not set(_wanted([a.decode("latin-1").lower() for a in args[1:]])) <= _SHARDLESS_SECTIONS

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from shardkv.protocol import errors, wire
-from shardkv.protocol.resp import encode_error
+from shardkv.protocol.resp import Error, encode_error
 from shardkv.protocol.wire import FRAME
 
 log = logging.getLogger("shardkv.acceptor")
@@ -113,6 +113,8 @@ class ShardLink:
         # What answers a running script's call of an acceptor command (``Q``
         # frames, see shardkv.acceptor.scriptcalls), on this pipe.
         self.on_script_query: Callable[[bytes], None] | None = None
+        # What waits for the answers to this pipe's ``I`` frames, in order.
+        self.inquiries: deque[Callable[[object], None]] = deque()
         # Where the keyspace events this shard noted go (``E`` frames, see
         # shardkv.notifications), with the sink of the command that caused
         # them (None when unknown); and the events that wait for the next
@@ -174,6 +176,16 @@ class ShardLink:
             self.flush()
             self.transport.write(FRAME.pack(len(payload)) + payload)
 
+    def inquire(self, args: list[bytes], answer: Callable[[object], None]) -> None:
+        """Ask the worker ``args`` (a verb of its figures) in an ``I`` frame,
+        outside any batch: ``answer`` gets its value (a part, or an Error)."""
+        if self.transport is None or not self.up:
+            answer(Error(errors.SHARD_UNAVAILABLE))
+            return
+        self.inquiries.append(answer)
+        payload = wire.encode_inquiry(args)
+        self.transport.write(FRAME.pack(len(payload)) + payload)
+
     # -- receiving ----------------------------------------------------------
 
     def protocol(self) -> _Pipe:
@@ -223,6 +235,9 @@ class ShardLink:
         blocked, self.blocked = self.blocked, {}
         for sink in blocked.values():
             sink.deliver(body)
+        inquiries, self.inquiries = self.inquiries, deque()
+        for answer in inquiries:
+            answer(Error(errors.SHARD_UNAVAILABLE))
         self._after_frame()
 
     def data_received(self, data: bytes) -> None:
@@ -287,6 +302,9 @@ class ShardLink:
         elif kind == wire.SCRIPT_QUERY:
             if self.on_script_query is not None:
                 self.on_script_query(payload)
+        elif kind == wire.INQUIRY:
+            if self.inquiries:
+                self.inquiries.popleft()(wire.decode_inquiry_answer(payload))
         elif kind == wire.SCRIPT:
             busy, pid, dirty, eval_mode, *details = wire.decode_script_state(payload)
             if busy:

@@ -34,6 +34,16 @@ Acceptor -> worker
 ``A`` *answer*: ``A`` + a RESP reply body: the answer to the worker's
     ``Q`` frame (see below), written on the pipe the ``Q`` came on as soon
     as the acceptor reads it, outside any batch.
+``I`` *inquiry*: ``I`` + marshal list of the args of an internal verb that
+    only reads or resets the shard's figures (``__info``, ``__lastsave``,
+    ``__slowlog``), outside any batch: the worker answers it with an ``I``
+    frame as soon as it reads it, wherever it is (between batches, parked,
+    waiting for an ``A``), before the frames it read earlier and has not
+    run.  The acceptor asks so while a script waits for its answer to a
+    ``Q`` frame that needs every shard's figures (INFO, SLOWLOG, LASTSAVE,
+    MEMORY STATS): no shard can be parked or waiting past it.  One
+    acceptor only (with several, a shard held by another reads only that
+    one's pipe).
 
 Worker -> acceptor
 ------------------
@@ -85,6 +95,9 @@ Worker -> acceptor
     ``redis.setresp``); ``database`` is the script's (SELECT).  Two verbs
     lend math.random's generator instead (:attr:`Verb.RANDOM`): its
     answer may wait until the script that holds the generator gives it back.
+``I`` *inquiry answer*: ``I`` + the verb's value as a part
+    (:func:`encode_part`): the answer to the oldest ``I`` frame not yet
+    answered on that pipe.
 ``D`` *disk*: ``D`` + the ``-MISCONF`` error text (UTF-8) this shard
     refuses writes with, or nothing once it can persist again; sent when
     that changes (and on a new pipe, if set), before any reply refused
@@ -173,6 +186,7 @@ STREAM_PIECE = 1 << 22
 EVENTS = 69  # b"E"
 SCRIPT_QUERY = 81  # b"Q"
 SCRIPT_ANSWER = 65  # b"A"
+INQUIRY = 73  # b"I", both ways
 
 # Each frame on a pipe: a length as multiprocessing.Connection writes it
 # (signed 32-bit, big-endian), then the payload.
@@ -502,6 +516,25 @@ def encode_script_answer(body: bytes) -> bytes:
 
 def decode_script_answer(payload: bytes) -> bytes:
     return payload[1:]
+
+
+def encode_inquiry(args: list[bytes]) -> bytes:
+    return b"I" + marshal.dumps(args)
+
+
+def decode_inquiry(payload: bytes) -> list[bytes]:
+    args = marshal.loads(payload[1:])
+    if type(args) is not list or not all(type(a) is bytes for a in args):
+        raise BadMessage("bad inquiry")
+    return args
+
+
+def encode_inquiry_answer(value: Any) -> bytes:
+    return b"I" + encode_part(value)
+
+
+def decode_inquiry_answer(payload: bytes) -> object:
+    return decode_part(payload[1:])
 
 
 # Event classes of shardkv's own, beside Redis's NOTIFY_* flags (1 << 0 to

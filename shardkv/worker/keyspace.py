@@ -174,6 +174,9 @@ class Keyspace:
         self.watchers: dict[int, dict[tuple[int, bytes], int]] = {}
         self.held_by: int | None = None
         self.paused_by: set[int] = set()
+        # While this shard executes a cross-shard operation: (its database,
+        # the states of the other shards' keys imported here), for INFO.
+        self.imported: tuple[int, dict] | None = None
 
     # -- databases --------------------------------------------------------
 

@@ -149,6 +149,18 @@ class Pipe:
         self.send = send
         self.send_state = send_state
         self.report_disk = report_disk
+        self.inquiry_answer = shard.inquiry_answer
+
+    def recv_waiting(self) -> bytes:
+        """The next frame, for a shard that waits where it is (parked, in
+        doubt, or a script waiting for an ``A`` frame): an ``I`` frame is
+        answered at once, never kept for later (see :mod:`shardkv.protocol.wire`)."""
+        recv = self.reader.recv
+        while True:
+            payload = recv()
+            if payload[0] != wire.INQUIRY:
+                return payload
+            self.send(self.inquiry_answer(payload))
 
     def flush(self) -> None:
         """Send the replies held back, if any."""
@@ -196,7 +208,7 @@ class Pipes:
         shard = self.shard
         self.current = pipe
         shard.keyspace.pipe = pipe.index
-        shard.send, shard.recv, shard.backlog = pipe.send, pipe.reader.recv, pipe.backlog
+        shard.send, shard.recv, shard.backlog = pipe.send, pipe.recv_waiting, pipe.backlog
 
     def attach(self, index: int, conn: Connection) -> None:
         """Start serving ``conn`` as acceptor ``index``'s pipe: first tell it
@@ -358,6 +370,8 @@ class Pipes:
             shard.send_wakes()
         elif kind == wire.CANCEL:
             shard.waiters.cancel(int(payload[1:]), pipe.index)
+        elif kind == wire.INQUIRY:
+            pipe.send(shard.inquiry_answer(payload))
         elif kind == wire.CONTROL:  # not parked: nothing is waiting for it
             try:
                 shard.refuse(wire.decode_control(payload))

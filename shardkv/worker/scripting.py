@@ -734,6 +734,8 @@ class Engine:
             if name == "memory" and len(argv) > 2 and argv[1].lower() == b"usage":
                 self._need_key(argv[2], run)  # MEMORY USAGE: a read of one key
                 return self.shard.execute(argv, called.handler)  # type: ignore[attr-defined]
+            if name == "swapdb":
+                return self._swapdb(called, argv, run)
             if name in ACCEPTOR_ANSWERS:
                 return self._ask_acceptor(argv, run)  # the acceptor counts its errors
             return self._counted_error(_local(name, argv))
@@ -825,6 +827,35 @@ class Engine:
             with ks.reading():  # as Redis, the TYPE filter reads each key
                 found = [k for k in found if TYPE_NAMES.get(type(ks.lookup(k))) == name]
         return [b"%d" % max(next_slot, 0), found]
+
+    def _swapdb(self, called: _Called, argv: list[bytes], run: Run) -> object:
+        """SWAPDB in a script: a write of two whole databases of every shard,
+        so the script runs where every key of every database is
+        (``everything`` 2, as for FLUSHALL), and swaps them there; the
+        cross-shard run writes every key's new state back to its shard."""
+        ks = self.ks
+        try:
+            a = _db_index(argv[1], errors.INVALID_FIRST_DB)
+            b = _db_index(argv[2], errors.INVALID_SECOND_DB)
+        except CommandError as e:
+            return self._counted_error(Error(e.message))
+        if not (0 <= a < len(ks.dbs) and 0 <= b < len(ks.dbs)):
+            return self._counted_error(Error(errors.DB_INDEX_OUT_OF_RANGE))
+        if self.nshards > 1 and self.everything < 2:
+            raise CrossShard([], everything=2)
+        undo = run.undo
+        for db in {a, b}:
+            with ks.selected(db):
+                for key in list(ks.iter_keys()):
+                    if (db, key) not in undo:
+                        undo[db, key] = export_key(ks, key)
+        run.dirty = True
+        if run.busy and not run.reported_dirty:
+            self._report(run)
+        value = self.shard.execute(argv, called.handler)  # type: ignore[attr-defined]
+        if type(value) is not Error:
+            run.effects.append((ks.db, argv))
+        return value
 
     def _ask_acceptor(self, argv: list[bytes], run: Run) -> object:
         """A command the acceptor answers (PUBLISH, INFO...): ask it on the
@@ -1254,11 +1285,15 @@ def _text(value: LuaValue) -> str:
 
 
 # The acceptor's commands a script may call that the acceptor answers
-# mid-script (see Engine._ask_acceptor); it refuses those it cannot
-# answer without the shards (see shardkv.acceptor.scriptcalls).
-ACCEPTOR_ANSWERS = frozenset(
-    {"publish", "pubsub", "command", "info", "lastsave", "memory", "slowlog", "swapdb"}
-)
+# mid-script (see Engine._ask_acceptor and shardkv.acceptor.scriptcalls).
+ACCEPTOR_ANSWERS = frozenset({"publish", "pubsub", "command", "info", "lastsave", "memory", "slowlog"})
+
+
+def _db_index(arg: bytes, message: str) -> int:
+    try:
+        return parse_int32(arg)
+    except CommandError:
+        raise CommandError(message) from None
 
 
 def _local(name: str, argv: list[bytes]) -> object:

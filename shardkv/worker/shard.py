@@ -52,7 +52,7 @@ from shardkv.worker import events, eviction, functions, scripting, tunables, wir
 from shardkv.worker.blocking import Wait, Waiters
 from shardkv.worker.clock import Clock
 from shardkv.worker.handlers import find
-from shardkv.worker.keyspace import Keyspace
+from shardkv.worker.keyspace import Keyspace, slot_of
 from shardkv.worker.persistence.engine import Persistence
 from shardkv.worker.persistence.engine import on_settings as persistence_settings
 from shardkv.worker.sweeper import Sweeper
@@ -70,6 +70,9 @@ log = logging.getLogger("shardkv.worker")
 
 # What a shard that SHUTDOWN closed still runs (see Shard._refuse).
 _AFTER_SHUTDOWN = (Verb.SHUTDOWN, Verb.HOLD, Verb.RELEASE)
+# The verbs an ``I`` frame may ask: they read (or reset) the shard's
+# figures, so they may run even while the shard waits in a script or parked.
+INQUIRIES = frozenset({Verb.INFO, Verb.LASTSAVE, Verb.SLOWLOG})
 
 
 class Prepared:
@@ -208,6 +211,24 @@ class Shard:
         elif self.record is not None and type(value) is not Wait:
             self.record(args, value)
         return value
+
+    def inquiry_answer(self, payload: bytes) -> bytes:
+        """The ``I`` frame that answers the inquiry ``payload``: one of the
+        verbs that read (or reset) this shard's figures, run now, wherever
+        the shard is (see :data:`INQUIRIES`)."""
+        try:
+            args = wire.decode_inquiry(payload)
+        except (wire.BadMessage, ValueError, EOFError, TypeError):
+            args = []
+        handler = find(args[0]) if args and args[0] in INQUIRIES else None
+        if handler is None:
+            value: object = Error("ERR bad inquiry")
+        else:
+            try:
+                value = handler(self.keyspace, args)
+            except CommandError as e:
+                value = Error(e.message)
+        return wire.encode_inquiry_answer(value)
 
     def execute_limited(self, args: list[bytes], handler=None) -> object:
         """:meth:`execute` while maxmemory is on: evict first, or refuse with
@@ -794,6 +815,7 @@ class Shard:
         engine = self.scripts
         calls: list[tuple[int, list[bytes]]] = []  # (database, args) of each call
         engine.monitor = calls
+        ks.imported = (here, states)
         try:
             execute = self.execute if ks.memory is None else self.execute_limited
             replies: list[object] = []
@@ -805,12 +827,31 @@ class Shard:
             bodies = [encode(value, resp3) for value in replies]
         finally:
             engine.monitor = None
+            ks.imported = None
             ks.slots = slots
             if ks.db != here:
                 ks.select(here)
             if persistence is not None:
                 persistence.suspended = False
         escaped = any(type(v) is Error and v.message.startswith(scripting.CROSS_MARKER) for v in replies)
+        if b"**" in message.own and not escaped:
+            # Every key of every database is here: a write of whole databases
+            # (SWAPDB in a script) gives keys to names no command named.  Each
+            # such key of another shard goes home as an imported one would,
+            # each of ours counts as changed.
+            ks.slots = range(SLOTS)
+            try:
+                present = qualified_keys(ks, True)
+            finally:
+                ks.slots = slots
+            states = dict(states)
+            for key in present:
+                if key in states or key in before:
+                    continue
+                if slot_of(key[1] if type(key) is tuple else key) in slots:
+                    before[key] = None
+                else:
+                    states[key] = None
         # The script's MONITOR lines (an escape runs again, shown then) leave
         # once its changes are prepared or logged, just before the caller
         # sends Ran: if the acceptor is gone, that send fails with nothing

@@ -492,25 +492,78 @@ def test_publish_from_a_script_reaches_subscribers(r, server):
     listener.close()
 
 
-def test_acceptor_commands_that_need_every_shard_are_refused_in_scripts(ports):
-    """What needs every shard's figures or keys at once cannot be answered
-    while a shard waits inside a script: shardkv says so (see the README)."""
-    c = redis.Redis(port=ports["shardkv"])
-    for call, name in [
-        ("'info'", "info"),
-        ("'info', 'memory'", "info memory"),
-        ("'info', 'server', 'keyspace'", "info server"),
-        ("'lastsave'", "lastsave"),
-        ("'swapdb', '0', '1'", "swapdb 0"),
-        ("'slowlog', 'get'", "slowlog get"),
-        ("'slowlog', 'reset'", "slowlog reset"),
-        ("'memory', 'stats'", "memory stats"),
-    ]:
-        message = f"'{name}' needs every shard and cannot be called from a script in shardkv"
-        assert c.eval(f"return redis.pcall({call})['err']", 0) == ("ERR " + message).encode()
-        with pytest.raises(redis.ResponseError, match=message):
-            c.eval(f"return redis.call({call})", 0)
-    c.close()
+def test_commands_of_every_shard_from_scripts(same):
+    """INFO (its sections summed from the shards), LASTSAVE, SLOWLOG and
+    MEMORY STATS/DOCTOR from scripts on any shard, from the executor of a
+    cross-shard script and after an escape (the shards answer ``I`` frames
+    wherever they wait, see shardkv.acceptor.scriptcalls)."""
+    a, b, c, d = on_shards(0, 1, 2, 3)
+    for client in (same.real, same.ours):
+        client.mset({a: "1", b: "2", c: "3"})
+        client.expire(c, 100)
+        client.execute_command("SELECT", 0)
+    keyspace = "return string.gsub(redis.call('info', 'keyspace'), 'avg_ttl=%d+', '')"
+    same("EVAL", keyspace, 0)
+    same("EVAL", keyspace, 1, b)
+    same("EVAL", "redis.call('set', KEYS[1], 'x'); redis.call('set', KEYS[2], 'y'); " + keyspace, 2, a, d)
+    same("EVAL", "redis.call('set', KEYS[1], 'x'); " + keyspace, 2, b, c)  # keys imported, not new
+    same("EVAL", "redis.call('set', 'k-new', 'x'); redis.call('persist', KEYS[1]); " + keyspace, 1, c)
+    same("EVAL", "redis.call('del', KEYS[1], KEYS[2], 'k-new'); " + keyspace, 2, a, c)  # escapes
+    same("EVAL", "redis.call('select', 1); redis.call('set', 'one', 1); " + keyspace, 0)
+    same("EVAL", "return string.match(redis.call('info'), '# Keyspace')", 0)
+    same("EVAL", "return string.match(redis.call('info', 'everything'), 'db1:keys=1')", 1, d)
+    same("EVAL", "return string.match(redis.call('info', 'memory'), 'used_memory_lua:')", 0)
+    same("EVAL", "return string.match(redis.call('info', 'stats'), 'keyspace_hits:')", 2, a, d)
+    same("EVAL", "return type(redis.call('lastsave'))", 1, a)
+    same("EVAL", "return redis.call('lastsave') > 0", 2, b, d)
+    same("CONFIG", "SET", "slowlog-log-slower-than", "-1")
+    try:
+        same("EVAL", "return redis.call('slowlog', 'reset')", 0)
+        same("EVAL", "return {redis.call('slowlog', 'len'), redis.call('slowlog', 'get')}", 1, c)
+        same("EVAL", "return redis.call('slowlog', 'get', 5)", 2, a, c)
+        same("EVAL", "return redis.pcall('slowlog', 'get', -2)", 0)
+    finally:
+        same("CONFIG", "SET", "slowlog-log-slower-than", "10000")
+    stats = (
+        "local t = redis.call('memory', 'stats') local got = {}"
+        " for i = 1, #t, 2 do if t[i] == 'keys.count' then got[1] = t[i + 1] end end"
+        " return got"
+    )
+    same("EVAL", stats, 0)
+    same("EVAL", stats, 2, a, b)
+    same("EVAL", "return string.sub(redis.call('memory', 'doctor'), 1, 7)", 1, d)
+    same("EVAL", "redis.setresp(3); return redis.call('info', 'keyspace').verbatim_string.format", 0)
+    same("EVAL", "return redis.call('info', 'nosuchsection')", 0)
+
+
+def test_swapdb_from_scripts(same):
+    """SWAPDB in a script swaps every shard's databases (the script runs
+    where every key of every database is); what it reads next, and what
+    clients read after it, are the swapped databases."""
+    a, b, c = on_shards(0, 1, 3)
+    for client in (same.real, same.ours):
+        client.mset({a: "1", b: "2"})
+        client.execute_command("SELECT", 1)
+        client.mset({c: "3", "other": "4"})
+        client.execute_command("SELECT", 0)
+    keys = "local k = redis.call('keys', '*') table.sort(k) return k"
+    same("EVAL", "return redis.call('swapdb', 0, 1)", 0)
+    same("EVAL", keys, 0)
+    same("EVAL", "redis.call('select', 1) " + keys, 0)
+    same("EVAL", "redis.call('set', KEYS[1], 'new'); redis.call('swapdb', 1, 0); " + keys, 1, a)
+    same("EVAL", "redis.call('select', 1) " + keys, 0)
+    same("GET", a)
+    same("EVAL", "redis.call('swapdb', '1', '1') " + keys, 2, a, c)
+    same("EVAL", "redis.call('swapdb', 0, 2) return redis.call('dbsize')", 1, b)
+    same("DBSIZE")
+    same("SELECT", "2")
+    same("DBSIZE")
+    same("SWAPDB", "0", "2")
+    same("SELECT", "0")
+    for call in ["0, 99", "'x', 1", "0, 'y'", "-1, 0", "0"]:
+        same("EVAL", f"return redis.pcall('swapdb', {call})", 0)
+    same("EVAL_RO", "return redis.pcall('swapdb', 0, 1)", 0)
+    same("EVAL", "#!lua flags=no-writes\nreturn redis.pcall('swapdb', 0, 1)", 0)
 
 
 def test_scripts_and_functions_out_of_memory(same):

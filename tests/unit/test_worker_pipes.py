@@ -18,7 +18,7 @@ import pytest
 
 from shardkv.protocol import wire
 from shardkv.protocol.decisions import COORDINATOR_SHIFT
-from shardkv.protocol.resp import encode_command
+from shardkv.protocol.resp import Error, encode_command
 from shardkv.protocol.wire import Verb
 from shardkv.worker import events
 from shardkv.worker.loop import Pipes
@@ -317,3 +317,35 @@ def test_pipes_take_turns_even_when_one_has_frames_read_ahead(worker):
     assert worker.replies(1) == [b"+OK\r\n"]
     for _ in range(50):
         assert worker.replies(0) == [b"$1\r\nv\r\n"]
+
+
+def test_an_inquiry_is_answered_between_batches_and_while_parked():
+    """An ``I`` frame gets its ``I`` answer at once, even from a parked shard,
+    before the batches that wait behind the park (a script's INFO)."""
+    w = Worker(1)
+    try:
+        started_one(w)
+        assert w.run(0, entry("SET", "k", "v")) == [b"+OK\r\n"]
+        w.send(0, wire.encode_inquiry([Verb.INFO]))
+        frame = w.recv(0)
+        assert frame[0] == wire.INQUIRY
+        assert wire.decode_inquiry_answer(frame)[0] == 1  # one key
+        op = (1 << 32) | 12
+        w.send(0, batch(entry(Verb.PARK, op, 1, "k", flags=wire.FLAG_PARK)))
+        (parked,) = w.replies(0)
+        assert type(wire.decode_answer(parked)) is wire.Parked
+        w.send(0, batch(entry("GET", "k")))  # waits behind the park
+        w.send(0, wire.encode_inquiry([Verb.SLOWLOG, b"RESET"]))
+        assert wire.decode_inquiry_answer(w.recv(0)) == "OK"
+        w.send(0, wire.encode_inquiry([b"SET", b"k", b"x"]))  # only the verbs of figures
+        assert wire.decode_inquiry_answer(w.recv(0)) == Error("ERR bad inquiry")
+        w.send(0, wire.encode_control(wire.Decide(op, False)))
+        assert w.control(0) == wire.Finished(op, False)
+        assert w.replies(0) == []  # the rest of the park's batch
+        assert w.replies(0) == [b"$1\r\nv\r\n"]
+    finally:
+        w.stop()
+
+
+def started_one(w: Worker) -> None:
+    assert w.control(0) == wire.InDoubt([])

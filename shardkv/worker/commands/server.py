@@ -136,10 +136,25 @@ def info(ks: Keyspace, args: list[bytes]) -> object:
         with ks.selected(db):
             if ks.dbsize():
                 dbs[db] = [ks.dbsize(), ks.nvolatile, *_ttl_sample(ks)]
+    if ks.imported is not None:
+        _without_imported(ks, dbs, *ks.imported)
     stats["dbs"] = dbs
     keys = sum(d[0] for d in dbs.values())
     volatile = sum(d[1] for d in dbs.values())
     return [keys, volatile, ks.expired_keys, rss, os.getpid(), figures, stats]
+
+
+def _without_imported(ks: Keyspace, dbs: dict, here: int, states: dict) -> None:
+    """INFO while this shard executes a cross-shard operation (a script's
+    INFO, asked in an ``I`` frame): the other shards' keys imported here
+    are counted here as they are now, and still by their own shards as
+    they were, so take the latter out (a database's figures here may then
+    be below zero)."""
+    for key, state in states.items():
+        if state is not None:
+            figures = dbs.setdefault(key[0] if type(key) is tuple else here, [0, 0, 0, 0])
+            figures[0] -= 1
+            figures[1] -= state[2] is not None
 
 
 def _ttl_sample(ks: Keyspace, limit: int = 1000) -> list:
