@@ -36,6 +36,8 @@ class Bus:
         self._ids = itertools.count(1)
         self.waiting: dict[int, Callable[[list], None]] = {}
         self._out = bytearray()  # what the socket did not take yet
+        self._asking: tuple[int, int] | None = None  # the question being answered
+        self._later = False
 
     # -- sending ------------------------------------------------------------------
 
@@ -53,6 +55,19 @@ class Bus:
     def tell(self, kind: bytes, args: list) -> None:
         """Send a message to every other acceptor."""
         self._send([bus.TELL, kind, *args])
+
+    def later(self) -> Callable[[Any], None]:
+        """Called by a question's handler: answer it later, with what the
+        returned function is given (not with the handler's value)."""
+        asking = self._asking
+        assert asking is not None, "later() outside a question's handler"
+        self._later = True
+        origin, qid = asking
+
+        def answer(value: Any) -> None:
+            self._send([bus.ANSWER, origin, qid, value])
+
+        return answer
 
     def _send(self, message: list) -> bool:
         return self.send_raw(bus.frame(message))
@@ -98,8 +113,15 @@ class Bus:
         server = self.server
         if verb == bus.ASK:
             origin, qid, kind, args = message[1], message[2], message[3], message[4:]
-            value = self.handlers[kind](server, origin, args)
-            self._send([bus.ANSWER, origin, qid, value])
+            self._asking = (origin, qid)
+            try:
+                value = self.handlers[kind](server, origin, args)
+            finally:
+                self._asking = None
+            if self._later:
+                self._later = False
+            else:
+                self._send([bus.ANSWER, origin, qid, value])
         elif verb == bus.ANSWERS:
             done = self.waiting.pop(message[1], None)
             if done is not None:

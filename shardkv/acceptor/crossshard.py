@@ -105,7 +105,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from shardkv.acceptor.replies import Slot
 from shardkv.acceptor.shardlink import release_events
@@ -314,7 +314,7 @@ class _Operation:
         # shardkv.acceptor.shardlink.release_events), ordered by ``event_keys``.
         self.held_events: list | None = None
         self.event_keys: list | None = None
-        self.emit_events: Callable[..., None] | None = None
+        self.emit_events: Callable[..., Any] | None = None
         self.flush = False  # a FLUSHALL/FLUSHDB fan-out (FanOutWrite)
         # Several acceptors: its first entries are sent under holds (see
         # shardkv.acceptor.holds); once parked, a shard is this acceptor's alone.
@@ -360,12 +360,16 @@ class _Operation:
         if commit and self.flush and self.links[0].on_events is not None:
             self.held_events = [*(self.held_events or ()), (self.client.db, b"", wire.EVENT_FLUSH, b"flush")]
             self.emit_events = self.emit_events or self.links[0].emit_held
+        gate = None
         if self.held_events:
             if commit:
-                release_events(self)
+                gate = release_events(self)
             else:
                 self.held_events = None  # undone: nothing happened
-        self.slot.deliver(reply)
+        if gate is None:
+            self.slot.deliver(reply)
+        else:  # several acceptors: after the events are out on the others too
+            gate.hold(self.slot, reply)
 
     def control(self, shard: int, message: object) -> None:
         kind = type(message)

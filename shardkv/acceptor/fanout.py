@@ -39,7 +39,7 @@ class Gather:
         # shardkv.acceptor.shardlink.release_events), ordered by ``keys``.
         self.held_events: list | None = None
         self.event_keys = keys
-        self.emit_events: Callable[..., None] | None = None
+        self.emit_events: Callable[..., Any] | None = None
 
     def sink(self, index: int) -> Part:
         return Part(self, index)
@@ -47,9 +47,11 @@ class Gather:
     def done(self) -> None:
         errors = [p for p in self.parts if type(p) is Error]
         value = errors[0] if errors else self.merge(self.parts)
-        if self.held_events:
-            release_events(self)
-        self.slot.deliver(encode(value, self.resp3))
+        gate = release_events(self) if self.held_events else None
+        if gate is None:
+            self.slot.deliver(encode(value, self.resp3))
+        else:  # several acceptors: after the events are out on the others too
+            gate.hold(self.slot, encode(value, self.resp3))
 
 
 class Concat:

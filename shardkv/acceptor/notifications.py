@@ -17,6 +17,7 @@ the global order, and to a shard again whenever its pipe is attached.
 
 from __future__ import annotations
 
+from shardkv.acceptor import causal
 from shardkv.acceptor.pubsub import publish_message
 from shardkv.protocol import bus, wire
 from shardkv.protocol.resp import encode_command
@@ -72,7 +73,7 @@ def relay(server, events: list) -> None:
     order, to the other acceptors (a read of a script is this client's)."""
     shared = [list(e) for e in events if e[2] != SCRIPT_READ]
     if shared and server.bus is not None:
-        server.bus.tell(bus.EVENTS, shared)
+        causal.remote(server, bus.EVENTS, shared)  # the command's reply waits for them
 
 
 def bus_events(server, origin: int, args: list) -> None:

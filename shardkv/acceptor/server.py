@@ -32,6 +32,7 @@ from typing import Any, NoReturn
 import psutil
 
 from shardkv import __version__
+from shardkv.acceptor import causal
 from shardkv.acceptor.bus import Bus, BusHandler
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.holds import HoldingClient, Holds
@@ -175,6 +176,9 @@ class Acceptor:
         if nacceptors > 1:
             self.holds = Holds(self)
             self.client_class = HoldingClient
+            for link in self.links:  # replies wait for their events elsewhere (causal)
+                link.remote = True
+                link.ask_seen = lambda shard, waits, gate: causal.ask_seen(self, shard, waits, gate)
 
     def max_clients(self) -> int:
         """This acceptor's share of ``maxclients`` (all of it when alone)."""

@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
+from shardkv.acceptor import causal
 from shardkv.protocol import errors, wire
 from shardkv.protocol.resp import Error, encode_error
 from shardkv.protocol.wire import FRAME
@@ -51,13 +52,14 @@ class Participant(Protocol):
     def shard_lost(self, shard: int) -> None: ...
 
 
-def release_events(holder: object) -> None:
+def release_events(holder: object) -> causal.Gate | None:
     """A command that spans shards is complete: hand out the events its
     parts held, together, in the order of its keys (``event_keys``), as
-    Redis emits them key by key."""
+    Redis emits them key by key.  With several acceptors, the gate its
+    reply must wait in (see :mod:`shardkv.acceptor.causal`), if any."""
     held = holder.held_events  # type: ignore[attr-defined]
     if not held:
-        return
+        return None
     holder.held_events = None  # type: ignore[attr-defined]
     keys = holder.event_keys  # type: ignore[attr-defined]
     if keys:
@@ -66,7 +68,7 @@ def release_events(holder: object) -> None:
             rank.setdefault(key, i)
         last = len(keys)
         held.sort(key=lambda event: rank.get(event[1], last))
-    holder.emit_events(held, holder)  # type: ignore[attr-defined]
+    return holder.emit_events(held, holder)  # type: ignore[attr-defined]
 
 
 class ShardLink:
@@ -124,6 +126,15 @@ class ShardLink:
         # ordered, to the other acceptors (see :meth:`emit_held`).
         self.relay_events: Callable[[list], None] | None = None
         self._events: tuple | None = None
+        # Several acceptors (see shardkv.acceptor.causal): ``remote`` is
+        # set; the replies of the next ``R`` frame that wait for other
+        # acceptors (a ``G`` frame's), and how to ask them; the last ``O``
+        # frame handed out and the ``seen`` questions waiting for later ones.
+        self.remote = False
+        self._gate: tuple[list[int], causal.Gate] | None = None
+        self.ask_seen: Callable[[int, list, causal.Gate], None] | None = None
+        self.others_seen = 0
+        self.others_waiting: list = []
 
     # -- sending ------------------------------------------------------------
 
@@ -205,6 +216,10 @@ class ShardLink:
         self._pieces = []
         self._have = self._need = 0
         self._events = None  # the old pipe's, if any, went with it
+        self._gate = None
+        self.others_seen = 0
+        if self.others_waiting:
+            causal.answer_all(self)
         self.transport = transport
         self.up = True
         self.generation += 1
@@ -335,13 +350,45 @@ class ShardLink:
                 MISCONF_LINKS.pop(self, None)
             else:
                 MISCONF_LINKS[self] = misconf
+        elif kind == wire.GATED_EVENTS:
+            bounds, events, gated, waits = wire.decode_gated_events(payload)
+            gate = causal.Gate()
+            if self.ask_seen is not None:
+                self.ask_seen(self.index, waits, gate)
+            self._events = (bounds, events)
+            self._gate = (gated, gate)
+        elif kind == wire.OTHERS_EVENTS:
+            self._others_events(payload)
         else:
             log.warning("shard %d sent an unknown frame %r", self.index, payload[:1])
+
+    def _others_events(self, payload: bytes) -> None:
+        """Events of another acceptor's command (or of the sweeper): hand
+        them out, write them, then answer the ``seen`` questions for them
+        (see :mod:`shardkv.acceptor.causal`), once what handing them out
+        asked of the other acceptors is answered."""
+        seq, events = wire.decode_others_events(payload)
+        gate = None
+        if self.on_events is not None:
+            causal.gather()
+            try:
+                self.on_events(events, None)
+            finally:
+                gate = causal.gathered()
+        self._after_frame()  # written to the clients' sockets before the answer
+        seen = causal.Seen(self, seq)
+        if gate is None:
+            seen.deliver(b"")
+        else:
+            gate.hold(seen, b"")
 
     def _replies_with_events(self, payload: bytes) -> None:
         """An ``R`` frame after an ``E`` frame: each command's events go
         out just before its reply, in the order the shard ran them."""
         (bounds, events), self._events = self._events, None  # type: ignore[misc]
+        if self.remote:
+            self._replies_waiting(payload, bounds, events)
+            return
         emit = self.on_events
         fifo = self.fifo
         done = 0
@@ -351,6 +398,42 @@ class ShardLink:
                 self._emit(events[done : bounds[i]], fifo[0] if fifo else None)
                 done = bounds[i]
             fifo.popleft().deliver(body)
+        if done < len(events) and emit is not None:
+            emit(events[done:], None)
+
+    def _replies_waiting(self, payload: bytes, bounds: list[int], events: list) -> None:
+        """:meth:`_replies_with_events` with several acceptors: a reply
+        waits for what its command's events became on the other acceptors
+        (the ``G`` frame's gate, and what handing the events out here asked
+        of them; see :mod:`shardkv.acceptor.causal`)."""
+        emit = self.on_events
+        fifo = self.fifo
+        gated: set[int] | tuple = ()
+        gate = None
+        if self._gate is not None:
+            (waiting, gate), self._gate = self._gate, None
+            gated = set(waiting)
+        done = 0
+        nbounds = len(bounds)
+        for i, body in enumerate(wire.decode_replies(payload)):
+            mine = None
+            if i < nbounds and bounds[i] > done and emit is not None:
+                causal.gather()
+                try:
+                    self._emit(events[done : bounds[i]], fifo[0] if fifo else None)
+                finally:
+                    mine = causal.gathered()
+                done = bounds[i]
+            sink = fifo.popleft()
+            if gate is not None and i in gated:
+                if mine is not None:
+                    mine.hold(causal.Later(gate, sink), body)
+                else:
+                    gate.hold(sink, body)
+            elif mine is not None:
+                mine.hold(sink, body)
+            else:
+                sink.deliver(body)
         if done < len(events) and emit is not None:
             emit(events[done:], None)
 
@@ -366,13 +449,21 @@ class ShardLink:
         holder.held_events.extend(events)
         holder.emit_events = self.emit_held
 
-    def emit_held(self, events: list, origin: object) -> None:
+    def emit_held(self, events: list, origin: object) -> causal.Gate | None:
         """Hand out a multi-shard command's events (:func:`release_events`):
         here, and with several acceptors to the others too (the shards give
-        such events to this acceptor alone, see Shard._share_events)."""
-        self.on_events(events, origin)  # type: ignore[misc]
-        if self.relay_events is not None:
+        such events to this acceptor alone, see Shard._share_events); then
+        the gate its reply waits in until they have (None: no need)."""
+        if self.relay_events is None:
+            self.on_events(events, origin)  # type: ignore[misc]
+            return None
+        causal.gather()
+        try:
+            self.on_events(events, origin)  # type: ignore[misc]
             self.relay_events(events)
+        finally:
+            gate = causal.gathered()
+        return gate
 
     def _control(self, payload: bytes) -> None:
         try:

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import random
 
-from shardkv.acceptor import notifications
+from shardkv.acceptor import causal, notifications
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.replies import Slot, origin_of
 from shardkv.protocol import bus, errors, wire
@@ -538,8 +538,8 @@ def send(client: Client, keys: list[bytes] | None, before: object = None) -> Non
         target = server.clients.get(state.redirect)
         if target is None and _elsewhere(server, state.redirect):
             null = keys is None
-            server.bus.tell(  # type: ignore[union-attr]
-                bus.INVALIDATE, [state.redirect, client.id, int(client.resp3), keys or [], int(null)]
+            causal.remote(  # the reply of the command that caused it waits for it
+                server, bus.INVALIDATE, [state.redirect, client.id, int(client.resp3), keys or [], int(null)]
             )
             return
         if target is None or target.closed:

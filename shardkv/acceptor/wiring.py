@@ -16,6 +16,7 @@ from typing import Any
 
 from shardkv.acceptor import (
     blocking,
+    causal,
     crossshard,
     durability,
     latency,
@@ -170,6 +171,7 @@ def wiring() -> Wiring:
             bus.MONITOR: monitor.bus_monitor,
             bus.HELLO: monitor.bus_hello,
             bus.EVENTS: notifications.bus_events,
+            bus.SEEN: causal.bus_seen,
             bus.SCRIPT: scripting.bus_script,
         },
         on_bus_start=(monitor.on_bus_start,),

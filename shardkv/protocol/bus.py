@@ -59,6 +59,8 @@ UNBLOCK = b"unblock"  # ask [id, 1 for ERROR] -> 1 if it unblocked that client
 PAUSE = b"pause"  # ask [timeout ms, mode] -> 1 once it paused its clients too
 UNPAUSE = b"unpause"  # ask [] -> 1 once it ended its pause
 HAS_CLIENT = b"has_client"  # ask [id] -> 1 if that client is its
+# INVALIDATE and EVENTS are asked (answer: None) instead of told while a
+# reply waits for them (see shardkv.acceptor.causal).
 INVALIDATE = b"invalidate"  # tell [target id, tracking id, its RESP3, keys, null]: CLIENT TRACKING REDIRECT
 BROKEN = b"broken"  # tell [tracking id, target id]: the client it redirects to is gone
 SYNC = b"sync"  # ask [] -> 1: what the asker sent before (CONFIG SET's config line) has arrived
@@ -69,6 +71,7 @@ MONITORS = b"monitors"  # tell [0 or 1]: it has (no longer has) MONITOR clients
 MONITOR = b"monitor"  # tell [lines]: MONITOR lines of its commands
 HELLO = b"hello"  # tell []: a (re)started acceptor, which has no clients yet
 EVENTS = b"events"  # tell [[db, key, class, event], ...]: a multi-shard command's keyspace events, in order
+SEEN = b"seen"  # ask [shard, seq for acceptor 0, 1, ...] -> 1 once it handed out that shard's O frame seq
 SCRIPT = b"script"  # ask/tell [b"load", sha, body] or [b"flush"] -> 1: the script cache
 
 KINDS = (
@@ -90,6 +93,7 @@ KINDS = (
     MONITOR,
     HELLO,
     EVENTS,
+    SEEN,
     SCRIPT,
 )
 

@@ -112,9 +112,21 @@ Worker -> acceptor
     many of the events come before that frame's reply ``i`` (the rest,
     after its last reply: blocked commands served after the batch).
     Each pipe gets the events its own ``__events`` mask selects: the pipe
-    whose batch noted them as above, every other one in a frame with
-    ``bounds`` None, sent when the batch ends (the events of a cross-shard
-    operation: when it commits; never if it aborts).
+    whose batch noted them as above (or as ``G``), every other one as an
+    ``O`` frame, sent when the batch ends.  A command that spans shards
+    gives its events to its own pipe only (see ``__events``).
+``G`` *gated events* (several acceptors only): ``G`` + marshal ``(bounds,
+    events, gated, waits)``: an ``E`` frame (``bounds``, ``events``) of a
+    batch some of whose commands' events also went to other pipes (``O``):
+    the replies whose indexes are in ``gated`` must not reach their clients
+    before each acceptor ``pipe`` of ``waits``, a list of ``(pipe, seq)``,
+    has handed out this shard's ``O`` frame number ``seq`` (see
+    :mod:`shardkv.acceptor.causal`).  Sent instead of the ``E`` frame.
+``O`` *other acceptors' events* (several acceptors only): ``O`` + marshal
+    ``(seq, events)``: events of a command that came on another pipe (or
+    of the sweeper) that this pipe's ``__events`` mask selects, to hand
+    out at once; ``seq`` counts the ``O`` frames this worker sent on this
+    pipe (1, 2, ...).
 
 Control messages
 ----------------
@@ -184,6 +196,8 @@ PIECE = 80  # b"P"
 STREAM_MIN = 1 << 22  # replies bigger than this leave in pieces (``P``)
 STREAM_PIECE = 1 << 22
 EVENTS = 69  # b"E"
+GATED_EVENTS = 71  # b"G"
+OTHERS_EVENTS = 79  # b"O"
 SCRIPT_QUERY = 81  # b"Q"
 SCRIPT_ANSWER = 65  # b"A"
 INQUIRY = 73  # b"I", both ways
@@ -552,6 +566,33 @@ def encode_events(bounds: list[int] | None, events: list[tuple[int, bytes, int, 
 
 def decode_events(payload: bytes) -> tuple[list[int] | None, list[tuple[int, bytes, int, bytes]]]:
     decoded: tuple[list[int] | None, list[tuple[int, bytes, int, bytes]]] = marshal.loads(payload[1:])
+    return decoded
+
+
+Event = tuple[int, bytes, int, bytes]  # (db, key, class, event)
+
+
+def encode_gated_events(
+    bounds: list[int] | None, events: list[Event], gated: list[int], waits: list[tuple[int, int]]
+) -> bytes:
+    return b"G" + marshal.dumps((bounds, events, gated, waits))
+
+
+def decode_gated_events(
+    payload: bytes,
+) -> tuple[list[int] | None, list[Event], list[int], list[tuple[int, int]]]:
+    decoded: tuple[list[int] | None, list[Event], list[int], list[tuple[int, int]]] = marshal.loads(
+        payload[1:]
+    )
+    return decoded
+
+
+def encode_others_events(seq: int, events: list[tuple[int, bytes, int, bytes]]) -> bytes:
+    return b"O" + marshal.dumps((seq, events))
+
+
+def decode_others_events(payload: bytes) -> tuple[int, list[tuple[int, bytes, int, bytes]]]:
+    decoded: tuple[int, list[tuple[int, bytes, int, bytes]]] = marshal.loads(payload[1:])
     return decoded
 
 

@@ -151,6 +151,9 @@ class Shard:
         # (start, end): the acceptor of the command relays them (see
         # :meth:`_share_events`).
         self.part_spans: list[tuple[int, int]] = []
+        # Several acceptors: how many ``O`` frames (other pipes' events)
+        # went on each pipe, to number them (see wire's ``G``).
+        self.others_sent: dict[int, int] = {}
 
     def execute(self, args: list[bytes], handler=None) -> object:
         """Run one command and return its reply value.
@@ -472,25 +475,48 @@ class Shard:
             relayed[start:] = [True] * (len(noted) - start)
             self.op_events_from = 0  # all that is noted from now on is the operation's
         others = 0
+        shared = 0  # the events that went to other pipes, as bits by position
+        waits: list[tuple[int, int]] = []  # (pipe, seq) of the O frames sent
         for pipe, mask in ks.event_masks.items():
             if pipe == here:
                 continue
             mask &= ~wire.EVENT_SCRIPT_READ  # a read of the current pipe's client
             others |= mask
-            now = [e for e, r in zip(noted, relayed, strict=True) if not r and e[2] & mask]
+            now = []
+            for i, (e, r) in enumerate(zip(noted, relayed, strict=True)):
+                if not r and e[2] & mask:
+                    now.append(e)
+                    shared |= 1 << i
             if now:
-                self.send_to(pipe, wire.encode_events(None, now))
+                seq = self.others_sent[pipe] = self.others_sent.get(pipe, 0) + 1
+                self.send_to(pipe, wire.encode_others_events(seq, now))
+                waits.append((pipe, seq))
         mine = ks.event_masks.get(here, 0)
         kept = [bool(e[2] & (mine | others if r else mine)) for e, r in zip(noted, relayed, strict=True)]
+        gated: list[int] = []
+        if waits and bounds:
+            # The replies whose commands' events went elsewhere wait (on the
+            # current pipe's acceptor) until those acceptors handed them out.
+            done = 0
+            for i, bound in enumerate(bounds):
+                if bound > done and shared >> done & ((1 << (bound - done)) - 1):
+                    gated.append(i)
+                done = bound
         if all(kept):
-            return wire.encode_events(bounds, noted)
-        if not any(kept):
-            return None
-        before = [0]  # how many kept events come before each position
-        for k in kept:
-            before.append(before[-1] + k)
-        events = [e for e, k in zip(noted, kept, strict=True) if k]
-        return wire.encode_events(None if bounds is None else [before[b] for b in bounds], events)
+            events, counted = noted, bounds
+        elif not any(kept):
+            if not gated:
+                return None
+            events, counted = [], [0] * len(bounds)  # type: ignore[arg-type]
+        else:
+            before = [0]  # how many kept events come before each position
+            for k in kept:
+                before.append(before[-1] + k)
+            events = [e for e, k in zip(noted, kept, strict=True) if k]
+            counted = None if bounds is None else [before[b] for b in bounds]
+        if gated:
+            return wire.encode_gated_events(counted, events, gated, waits)
+        return wire.encode_events(counted, events)
 
     def send_events(self, bounded: bool = False) -> None:
         """Send what has been noted, before the next frame."""

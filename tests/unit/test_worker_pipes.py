@@ -227,16 +227,32 @@ def test_events_go_to_every_pipe_whose_mask_selects_them(worker):
     assert worker.run(0, entry(Verb.EVENTS, mask)) == ok
     assert worker.run(1, entry(Verb.EVENTS, events.GENERIC)) == ok
     worker.send(1, batch(entry("SET", "k", "v"), entry("DEL", "k")))
-    # Pipe 1 asked for generic events only: DEL's, before its reply (index 1).
+    # Pipe 1 asked for generic events only: DEL's, before its reply (index 1);
+    # both replies wait until acceptor 0 handed out its O frame number 1.
     frame = worker.recv(1)
-    assert wire.decode_events(frame) == ([0, 1], [(0, b"k", events.GENERIC, b"del")])
+    assert frame[0] == wire.GATED_EVENTS
+    assert wire.decode_gated_events(frame) == ([0, 1], [(0, b"k", events.GENERIC, b"del")], [0, 1], [(0, 1)])
     assert worker.replies(1) == [b"+OK\r\n", b":1\r\n"]
     # Pipe 0 gets both, to hand out at once.
     frame = worker.recv(0)
-    assert wire.decode_events(frame) == (
-        None,
+    assert wire.decode_others_events(frame) == (
+        1,
         [(0, b"k", events.STRING, b"set"), (0, b"k", events.GENERIC, b"del")],
     )
+    # Every O frame numbered in turn on its pipe.
+    worker.send(1, batch(entry("SET", "k", "v"), entry("DEL", "k"), entry("SET", "k", "v")))
+    frame = worker.recv(1)
+    assert frame[0] == wire.GATED_EVENTS
+    assert wire.decode_gated_events(frame)[2:] == ([0, 1, 2], [(0, 2)])
+    assert len(worker.replies(1)) == 3
+    assert wire.decode_others_events(worker.recv(0))[0] == 2
+    # Only the replies whose commands' events went to pipe 0 wait (SET's go nowhere now).
+    assert worker.run(0, entry(Verb.EVENTS, events.GENERIC)) == ok
+    worker.send(1, batch(entry("SET", "k", "v"), entry("DEL", "k")))
+    frame = worker.recv(1)
+    assert wire.decode_gated_events(frame) == ([0, 1], [(0, b"k", events.GENERIC, b"del")], [1], [(0, 3)])
+    assert len(worker.replies(1)) == 2
+    assert wire.decode_others_events(worker.recv(0)) == (3, [(0, b"k", events.GENERIC, b"del")])
     assert worker.run(0, entry(Verb.EVENTS, 0)) == ok
     assert worker.run(1, entry("SET", "k", "v")) == [b"+OK\r\n"]
     assert worker.quiet(0)
@@ -296,11 +312,15 @@ def test_a_parts_events_go_to_its_pipe_alone(worker):
     started(worker)
     assert worker.run(1, entry(Verb.EVENTS, events.STRING)) == [b"$2\r\nOK\r\n"]
     worker.send(0, batch(entry("SET", "p", "v", flags=wire.FLAG_PART), entry("SET", "q", "v")))
-    assert wire.decode_events(worker.recv(0))[1] == [
-        (0, b"p", events.STRING, b"set"),
-    ]
+    # The part's event for pipe 0 to relay; SET q's reply waits for pipe 1's O frame.
+    assert wire.decode_gated_events(worker.recv(0)) == (
+        [1, 1],
+        [(0, b"p", events.STRING, b"set")],
+        [1],
+        [(1, 1)],
+    )
     assert len(worker.replies(0)) == 2
-    assert wire.decode_events(worker.recv(1)) == (None, [(0, b"q", events.STRING, b"set")])
+    assert wire.decode_others_events(worker.recv(1)) == (1, [(0, b"q", events.STRING, b"set")])
     assert worker.quiet(1)
 
 

@@ -1,0 +1,183 @@
+"""Several acceptors keep Redis's causal order of events and replies (issue 22).
+
+Redis writes a command's keyspace notifications and tracking invalidations
+to their clients before it sends the command's reply, so a client that has
+the reply and then reads a subscriber's (or REDIRECT target's) connection
+finds them there, without waiting.  With ``--acceptors 2`` the subscriber
+may sit on the other acceptor than the writer (acceptor ``i`` hands out
+the client ids ``i+1, i+1+K, ...``): each test below reads the other
+connection without blocking right after each reply, many times over, for
+keys of both shards, both ways round.  (Without shardkv.acceptor.causal
+the events came by another path and were often not there yet.)
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.support.resp import RespClient, parse_reply
+from tests.support.servers import start_shardkv
+
+K = 2
+ROUNDS = 150
+
+
+@pytest.fixture(scope="module")
+def server():
+    proc = start_shardkv(shards=2, acceptors=K)
+    yield proc
+    proc.stop()
+
+
+def client_on(port: int, index: int, protocol: int = 2) -> RespClient:
+    """A connection that the kernel gave to acceptor ``index``."""
+    for _ in range(200):
+        c = RespClient(port, protocol=protocol)
+        if (int(c.command("CLIENT", "ID")) - 1) % K == index:  # type: ignore[arg-type]
+            return c
+        c.close()
+    pytest.fail("no connection landed on that acceptor")
+
+
+def available(c: RespClient) -> list:
+    """Every whole message already in ``c``'s socket, read without waiting."""
+    timeout = c.sock.gettimeout()
+    c.sock.setblocking(False)
+    try:
+        while True:
+            try:
+                chunk = c.sock.recv(65536)
+            except BlockingIOError:
+                break
+            if not chunk:
+                break
+            c.buf += chunk
+    finally:
+        c.sock.settimeout(timeout)
+    out = []
+    while (parsed := parse_reply(c.buf)) is not None:
+        value, end = parsed
+        out.append(value)
+        c.buf = c.buf[end:]
+    return out
+
+
+def settle(writer: RespClient, listener: RespClient, key: str) -> None:
+    """Write ``key`` until ``listener`` hears of it: each acceptor's
+    ``__events`` mask has reached the shards; then drain ``listener``."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        writer.command("SET", key, "v")
+        time.sleep(0.05)
+        if available(listener):
+            time.sleep(0.1)
+            available(listener)
+            return
+    pytest.fail("the listener never heard of the write")
+
+
+@pytest.fixture
+def notifications(server):
+    admin = RespClient(server.port)
+    admin.command("CONFIG", "SET", "notify-keyspace-events", "K$g")
+    yield
+    admin.command("CONFIG", "SET", "notify-keyspace-events", "")
+    admin.close()
+
+
+@pytest.mark.parametrize("writer_on", [0, 1])
+def test_a_notification_is_out_before_the_writers_reply(server, notifications, writer_on) -> None:
+    writer = client_on(server.port, writer_on)
+    sub = client_on(server.port, 1 - writer_on)
+    try:
+        sub.command("PSUBSCRIBE", "__keyspace@0__:causal*")
+        settle(writer, sub, "causal-warm")
+        late = 0
+        for i in range(ROUNDS):
+            key = f"causal-{writer_on}-{i}"  # the keys fall on both shards
+            assert writer.command("SET", key, "v") == b"OK"
+            got = available(sub)
+            if [b"pmessage", b"__keyspace@0__:causal*", b"__keyspace@0__:" + key.encode(), b"set"] not in got:
+                late += 1
+                time.sleep(0.2)
+                available(sub)
+        assert late == 0, f"{late} of {ROUNDS} notifications came after the writer's reply"
+    finally:
+        writer.close()
+        sub.close()
+
+
+@pytest.mark.parametrize("writer_on", [0, 1])
+def test_a_multi_shard_commands_notifications_are_out_before_its_reply(
+    server, notifications, writer_on
+) -> None:
+    writer = client_on(server.port, writer_on)
+    sub = client_on(server.port, 1 - writer_on)
+    try:
+        sub.command("PSUBSCRIBE", "__keyspace@0__:multi*")
+        settle(writer, sub, "multi-warm")
+        late = 0
+        for i in range(ROUNDS // 3):
+            keys = [f"multi-{writer_on}-{i}-{j}" for j in range(4)]  # on both shards
+            assert writer.command("MSET", *[x for k in keys for x in (k, "v")]) == b"OK"
+            got = [m[2] for m in available(sub)]
+            if got != [b"__keyspace@0__:" + k.encode() for k in keys]:
+                late += 1
+                time.sleep(0.2)
+                available(sub)
+        assert late == 0, f"{late} of {ROUNDS // 3} MSETs' notifications came after the reply"
+    finally:
+        writer.close()
+        sub.close()
+
+
+@pytest.mark.parametrize("writer_on", [0, 1])
+def test_an_invalidation_is_out_before_the_writers_reply(server, writer_on) -> None:
+    """A RESP3 tracking client on the other acceptor than the writer."""
+    writer = client_on(server.port, writer_on)
+    tracker = client_on(server.port, 1 - writer_on, protocol=3)
+    try:
+        tracker.command("CLIENT", "TRACKING", "on")
+        late = 0
+        for i in range(ROUNDS):
+            key = f"tracked-{writer_on}-{i}"
+            tracker.command("GET", key)
+            assert writer.command("SET", key, "v") == b"OK"
+            if [b"invalidate", [key.encode()]] not in available(tracker):
+                late += 1
+                time.sleep(0.2)
+                available(tracker)
+        assert late == 0, f"{late} of {ROUNDS} invalidations came after the writer's reply"
+    finally:
+        writer.close()
+        tracker.close()
+
+
+@pytest.mark.parametrize(("tracker_on", "writer_on"), [(0, 0), (0, 1), (1, 0), (1, 1)])
+def test_a_redirected_invalidation_is_out_before_the_writers_reply(server, tracker_on, writer_on) -> None:
+    """CLIENT TRACKING REDIRECT to a RESP2 subscriber of
+    ``__redis__:invalidate`` on acceptor 1, the tracking client and the
+    writer on either acceptor."""
+    listener = client_on(server.port, 1)
+    tracker = client_on(server.port, tracker_on)
+    writer = client_on(server.port, writer_on)
+    try:
+        listener_id = int(listener.command("CLIENT", "ID"))  # type: ignore[arg-type]
+        listener.command("SUBSCRIBE", "__redis__:invalidate")
+        assert tracker.command("CLIENT", "TRACKING", "on", "REDIRECT", listener_id) == b"OK"
+        late = 0
+        for i in range(ROUNDS // 2):
+            key = f"redirected-{tracker_on}{writer_on}-{i}"
+            tracker.command("GET", key)
+            assert writer.command("SET", key, "v") == b"OK"
+            if [b"message", b"__redis__:invalidate", [key.encode()]] not in available(listener):
+                late += 1
+                time.sleep(0.2)
+                available(listener)
+        assert late == 0, f"{late} of {ROUNDS // 2} invalidations came after the writer's reply"
+    finally:
+        writer.close()
+        tracker.close()
+        listener.close()
