@@ -190,8 +190,9 @@ def build_info(
     uptime = int(now - server.started)
     stats = [s[6] if len(s) > 6 else {} for s in shards]
     expired = sum(s[2] for s in shards)
-    own_rss = _own_rss()
-    used = sum(s[3] for s in shards) + own_rss
+    used = used_memory(server, stats)
+    acceptors = acceptors_memory(server)
+    rss = sum(s[3] for s in shards) + _own_rss() * server.nacceptors
     _PEAK[0] = peak = max(_PEAK[0], used)
     if not sum(s[0] for s in shards):  # the processes before any data: the smallest such figure
         _STARTUP[0] = min(_STARTUP[0], used) if _STARTUP[0] else used
@@ -243,8 +244,8 @@ def build_info(
         "memory": [
             ("used_memory", used),
             ("used_memory_human", _human(used)),
-            ("used_memory_rss", used),
-            ("used_memory_rss_human", _human(used)),
+            ("used_memory_rss", rss),
+            ("used_memory_rss_human", _human(rss)),
             ("used_memory_peak", peak),
             ("used_memory_peak_human", _human(peak)),
             ("used_memory_peak_perc", f"{100 * used / peak if peak else 100:.2f}%"),
@@ -252,7 +253,7 @@ def build_info(
             ("used_memory_startup", startup),
             ("used_memory_dataset", used - startup),
             ("used_memory_dataset_perc", f"{100 * (used - startup) / used if used else 0:.2f}%"),
-            ("used_memory_acceptor", own_rss),
+            ("used_memory_acceptor", acceptors),
             ("allocator_allocated", used),
             ("allocator_active", used),
             ("allocator_resident", used),
@@ -437,6 +438,24 @@ def _own_rss() -> int:
         return psutil.Process().memory_info().rss
     except ImportError:  # pragma: no cover
         return 0
+
+
+# The acceptor before it serves anyone (read when it starts: a constant).
+ACCEPTOR_BASE = _own_rss()
+
+
+def acceptors_memory(server: Acceptor) -> int:
+    """The acceptors' part of ``used_memory``: each counts as this one's
+    size when it started (a constant, as a worker's ``BASE``, see
+    shardkv.worker.eviction), so the figure moves only with the data."""
+    return ACCEPTOR_BASE * server.nacceptors
+
+
+def used_memory(server: Acceptor, stats: list[dict]) -> int:
+    """INFO's ``used_memory``, what ``maxmemory`` is compared with: the
+    shards' memory figures (each ``__info``'s ``used_memory``: a constant
+    and the estimated size of its data) and the acceptors'."""
+    return sum(s.get("used_memory", 0) for s in stats) + acceptors_memory(server)
 
 
 def _system_memory() -> int:

@@ -2,8 +2,9 @@
 
 MEMORY USAGE goes to the shard that owns the key (see
 :mod:`shardkv.worker.commands.memusage`); the others are answered here, from the
-figures INFO reports (every process's resident size, the keys the shards
-hold).  shardkv runs on Python's allocator, not jemalloc, so MALLOC-STATS
+figures INFO reports (``used_memory``: every process's size when it
+started and the estimated size of the data, see shardkv.worker.eviction;
+the keys the shards hold).  shardkv runs on Python's allocator, not jemalloc, so MALLOC-STATS
 says so as Redis does for libc's, and PURGE runs a garbage collection.
 """
 
@@ -13,7 +14,7 @@ import gc
 
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.commands.common import guard, subcommand_error
-from shardkv.acceptor.info import _PEAK, _STARTUP, _own_rss
+from shardkv.acceptor.info import _PEAK, _STARTUP, used_memory
 from shardkv.protocol import command_docs
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import OK, Verbatim
@@ -72,7 +73,7 @@ def memory(client: Client, args: list) -> None:
 
 def _totals(server, parts: list) -> tuple[int, int, int]:
     keys = sum(p[0] for p in parts)
-    used = sum(p[3] for p in parts) + _own_rss()
+    used = used_memory(server, [p[6] if len(p) > 6 else {} for p in parts])
     # What the processes held before any data: the smallest figure seen
     # while the keyspace was empty (the interpreters themselves).
     if not keys:

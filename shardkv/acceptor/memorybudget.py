@@ -4,14 +4,17 @@ Redis compares ``used_memory`` with ``maxmemory`` and, over it, evicts from
 the whole keyspace before the next command.  In shardkv every worker holds
 a part of the keyspace and evicts by itself (:mod:`shardkv.worker.eviction`)
 against its own *limit*; this module keeps the limits adding up to
-maxmemory as INFO counts it (every process, the acceptor too):
+maxmemory as INFO counts it (:func:`shardkv.acceptor.info.used_memory`:
+each shard's figure, a constant and the estimated size of its data, and
+each acceptor's constant; no resident size, so the same commands give the
+same figures):
 
 * **Sharing out.**  When maxmemory or its policy is set (and when a worker's
   pipe is attached), the acceptor asks every shard for its memory figure
   (``__memory figure``) and gives each ``figure + room * its slots / 16384``
   (``__memory limit``), where ``room`` is maxmemory less the figures and the
-  acceptor's own resident size: each shard may grow by its part of what is
-  left.  Until then a shard's limit is its slots' part of maxmemory.
+  acceptors' part: each shard may grow by its part of what is left.  Until
+  then a shard's limit is its slots' part of maxmemory.
 * **Moving room.**  A command that finds its shard over its limit with
   nothing it may evict there (a ``volatile-*`` policy and no key with a TTL
   on that shard, say) makes the shard note a ``STARVED`` event (``key``:
@@ -25,14 +28,17 @@ maxmemory as INFO counts it (every process, the acceptor too):
   evicts before a command runs.  One move at a time per shard; after a move
   that found nothing, a starved shard is left alone for a second.
 
-With several acceptors, acceptor 0 shares out (counting each acceptor as
-using what it uses), and a starved shard's room is moved by the acceptor
-whose command found it starved.
+With several acceptors, the acceptor whose client ran CONFIG SET shares
+out, on its own pipes, behind the ``__config`` it sent them (so every
+shard has the new maxmemory when it is asked for its figure, and the
+figures are those that acceptor's INFO adds up); a worker attached again
+is shared out by acceptor 0.  A starved shard's room is moved by the
+acceptor whose command found it starved.
 
 Differences from Redis: the eviction happens after the command ran on its
 shard (a ``denyoom`` command has been refused with OOM by then; the next one
-finds the room), and the acceptor's own memory is counted when the limits
-are shared out, not as it changes later.
+finds the room), and an acceptor's own memory (client buffers, say) is
+not counted.
 """
 
 from __future__ import annotations
@@ -41,9 +47,10 @@ import time
 from typing import TYPE_CHECKING
 
 from shardkv.acceptor import notifications
+from shardkv.acceptor.info import acceptors_memory
 from shardkv.acceptor.replies import Slot, origin_of
 from shardkv.acceptor.shardlink import Sink
-from shardkv.protocol import wire
+from shardkv.protocol import bus, wire
 from shardkv.protocol.resp import encode_command
 from shardkv.protocol.router import slot_range
 from shardkv.protocol.wire import Verb, entry_header
@@ -75,17 +82,24 @@ def events_mask(server: Acceptor) -> int:
     return STARVED if _maxmemory(server) else 0
 
 
-def _own_rss() -> int:
-    try:
-        import psutil
-
-        return int(psutil.Process().memory_info().rss)
-    except ImportError:  # pragma: no cover - psutil is a dependency
-        return 0
-
-
 def _send(server: Acceptor, shard: int, args: list[bytes], sink: Sink) -> None:
     server.links[shard].send(entry_header(0), encode_command(args), sink)
+
+
+def _to_every_shard(server: Acceptor, args: list[list[bytes]], sinks: list[Sink]) -> None:
+    """``args[i]`` to shard ``i``, as one step: with several acceptors it
+    goes under holds (shardkv.acceptor.holds), in this acceptor's order of
+    steps, so it comes after the ``__config`` of the CONFIG SET before it
+    (itself a step over every shard) and the figures are of one moment."""
+    holds = server.holds
+    if holds is not None:
+        holds.begin()
+    try:
+        for shard, (command, sink) in enumerate(zip(args, sinks, strict=True)):
+            _send(server, shard, command, sink)
+    finally:
+        if holds is not None:
+            holds.end()
 
 
 def _number(body: bytes) -> int:
@@ -105,30 +119,42 @@ def on_config(server: Acceptor, changes: dict) -> None:
     if "maxmemory" in changes or "maxmemory-policy" in changes:
         notifications.update_mask(server)
         STATE.quiet.clear()
+        client = server.config_client
+        if client is None:
+            return  # another acceptor's CONFIG SET: that acceptor shares out
+        # CONFIG SET replies once every shard has its limit (a placeholder
+        # before its reply, outside EXEC, whose replies are one array).
+        barrier = None
+        if not client.state.in_exec:
+            barrier = Slot(client)
+            client.pending.append(barrier)
         # After the __config that CONFIG SET sends next, on every pipe.
-        server.loop.call_soon(share_out, server)  # type: ignore[union-attr]
+        server.loop.call_soon(share_out, server, barrier)  # type: ignore[union-attr]
 
 
 def on_attach(server: Acceptor, link: object) -> None:
-    if _maxmemory(server):
+    if _maxmemory(server) and not server.index:  # acceptor 0 (see the module docstring)
         server.loop.call_soon(share_out, server)  # type: ignore[union-attr]
 
 
-def share_out(server: Acceptor) -> None:
-    """Ask every shard for its figure, then give each its limit (acceptor
-    0 alone, when there are several: see the module docstring)."""
-    if not _maxmemory(server) or not server.links or server.index:
+def share_out(server: Acceptor, barrier: Slot | None = None) -> None:
+    """Ask every shard for its figure, then give each its limit; then
+    deliver ``barrier``, if any."""
+    if not _maxmemory(server) or not server.links:
+        if barrier is not None:
+            barrier.deliver(b"")
         return
-    figures = _Figures(server, len(server.links))
-    for shard in range(len(server.links)):
-        _send(server, shard, [Verb.MEMORY, b"figure"], figures.sink(shard))
+    n = len(server.links)
+    figures = _Figures(server, n, barrier)
+    _to_every_shard(server, [[Verb.MEMORY, b"figure"]] * n, [figures.sink(shard) for shard in range(n)])
 
 
 class _Figures:
-    def __init__(self, server: Acceptor, n: int) -> None:
+    def __init__(self, server: Acceptor, n: int, barrier: Slot | None) -> None:
         self.server = server
         self.figures: list[int] = [0] * n
         self.left = n
+        self.barrier = barrier
 
     def sink(self, shard: int) -> _Figure:
         return _Figure(self, shard)
@@ -138,11 +164,56 @@ class _Figures:
         maxmemory = _maxmemory(server)
         n = len(self.figures)
         if not maxmemory or n != len(server.links):
+            if self.barrier is not None:
+                self.barrier.deliver(b"")
             return
-        room = maxmemory - _own_rss() * server.nacceptors - sum(self.figures)
-        for shard, figure in enumerate(self.figures):
-            limit = max(figure + room * len(slot_range(shard, n)) // 16384, 1)
-            _send(server, shard, [Verb.MEMORY, b"limit", b"%d" % limit], _IGNORE)
+        room = maxmemory - acceptors_memory(server) - sum(self.figures)
+        limits = [
+            max(figure + room * len(slot_range(shard, n)) // 16384, 1)
+            for shard, figure in enumerate(self.figures)
+        ]
+        _to_every_shard(
+            server,
+            [[Verb.MEMORY, b"limit", b"%d" % limit] for limit in limits],
+            [_Limits(server, n, self.barrier)] * n,
+        )
+
+
+class _Limits:
+    """The shards' answers to ``__memory limit`` (1: out of memory, as
+    ``__oom``): the acceptors' OOM state (see Dispatch._execute) is set
+    from them, this one's and, through the bus, the others', before the
+    CONFIG SET that shared out replies (``barrier``)."""
+
+    __slots__ = ("server", "left", "oom", "barrier")
+
+    def __init__(self, server: Acceptor, n: int, barrier: Slot | None) -> None:
+        self.server = server
+        self.left = n
+        self.oom = False
+        self.barrier = barrier
+
+    def deliver(self, body: bytes) -> None:
+        self.oom = self.oom or body == b":1\r\n"
+        self.left -= 1
+        if self.left:
+            return
+        server = self.server
+        server.oom = self.oom
+        if server.bus is not None:
+            server.bus.ask(bus.OOM, [int(self.oom)], self._told)
+        else:
+            self._told([])
+
+    def _told(self, answers: list) -> None:
+        if self.barrier is not None:
+            self.barrier.deliver(b"")
+
+
+def bus_oom(server: Acceptor, origin: int, args: list) -> int:
+    """Another acceptor shared maxmemory out anew: its shards' OOM state."""
+    server.oom = bool(args[0])
+    return 1
 
 
 class _Figure:

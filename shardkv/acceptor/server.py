@@ -132,6 +132,9 @@ class Acceptor:
         # the acceptors, and admits its share of ``maxclients``.
         self.index = 0
         self.nacceptors = 1
+        # The client whose CONFIG SET the on_config hooks apply now (None:
+        # another acceptor's, passed on by the supervisor).
+        self.config_client: Client | None = None
         self._ids = itertools.count(1)
         self._control = bus.ControlReader()
         self._control_fds: list[int] = []

@@ -173,6 +173,7 @@ def wiring() -> Wiring:
             bus.EVENTS: notifications.bus_events,
             bus.SEEN: causal.bus_seen,
             bus.SCRIPT: scripting.bus_script,
+            bus.OOM: memorybudget.bus_oom,
         },
         on_bus_start=(monitor.on_bus_start,),
     )

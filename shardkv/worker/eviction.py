@@ -14,23 +14,25 @@ as Redis evicts from the whole keyspace.
 
 The memory figure
 -----------------
-The real figure is the process's RSS, read with psutil.  But reading it
-costs a system call, and the RSS does not fall when Python frees a value
-(the allocator keeps the pages for reuse), so a shard that compared its RSS
-with the limit would evict until it was empty.  The figure is therefore
-built on the RSS and kept by estimate in between (see :class:`Memory`):
+Redis compares what its allocator has handed out (``used_memory``) with
+``maxmemory``: a figure that follows the data exactly and does not depend
+on what the kernel keeps resident.  A shard's figure is built the same way,
+with no RSS in it, so that the same commands give the same figure:
 
-* ``floor``: the RSS when maxmemory was turned on, less the data then held;
-* ``data``: the estimated size of the data (:func:`key_cost` summed over
-  the keys), kept current by each write command, expiry and eviction;
-* ``extra``: RSS growth the estimates do not explain, counted each time the
-  RSS reaches a new high (read every ``REFRESH_MS``, or after 1/32 of the
-  share was written): fragmentation, sizes guessed low.
+* ``BASE``: the worker before it holds any data (its RSS when it started,
+  read once: a constant for the process's life);
+* ``data``: the estimated size of the data, :func:`key_cost` summed over the
+  keys.  While maxmemory is on (:class:`Memory`) it is kept exactly, by each
+  write command, expiry and eviction; while it is off nothing is counted
+  (the hot path pays nothing) and INFO estimates it when asked
+  (:func:`estimate_data`: exact up to ``EXACT_UP_TO`` keys, from a sample
+  beyond).
 
-``used = floor + data + min(extra, data)``.  So it follows real growth,
-and falls as keys go even while the RSS stays put.  The RSS includes the
-interpreter (some 30 MB a worker), so ``maxmemory`` must leave room for it
-in each shard; a limit below that refuses every ``denyoom`` command.
+``figure = BASE + data``: it falls as keys go, even though the RSS stays
+put after a flush (the allocator keeps the pages), and it does not move
+with the RSS's noise under load.  The estimate can be wrong about what a
+value really costs (sizes are sampled, not walked): maxmemory then bounds
+the estimate, not the resident size.
 
 Eviction
 --------
@@ -87,7 +89,9 @@ except ImportError:  # pragma: no cover - psutil is a dependency
         return 0
 
 
-REFRESH_MS = 100  # read the RSS at least this often while maxmemory is on
+REFRESH_MS = 100  # recount the keys at least this often while maxmemory is on
+EXACT_UP_TO = 1000  # INFO walks a dataset this small; it samples a bigger one
+ESTIMATE_SAMPLES = 64  # keys sampled per database beyond that
 SAMPLES = 5  # maxmemory-samples
 POOL_SIZE = 16  # Redis's EVPOOL_SIZE
 MAX_EVICTIONS = 1000  # per command at most, as Redis bounds one eviction cycle
@@ -110,7 +114,7 @@ POLICIES = (
 
 OOM = Error(errors.OOM)
 STARVED = wire.EVENT_STARVED
-BASELINE_RSS = process_rss()  # the worker before it holds any data
+BASE = process_rss()  # the worker before it holds any data: a constant
 
 # name as sent -> (command, may grow memory, writes), or None for the
 # acceptor's internal commands.
@@ -159,6 +163,64 @@ def key_cost(key: bytes, value: object) -> int:
     return 0 if value is None else len(key) + OBJECT_OVERHEAD + value_size(value)
 
 
+def all_costs(ks: Keyspace) -> int:
+    """What the keys of every database cost (a walk over every key)."""
+    total = 0
+    for db in ks.used_dbs():
+        for d in ks.database(db).data:  # type: ignore[union-attr]
+            if d:
+                total += sum(key_cost(k, v) for k, v in d.items())
+    return total
+
+
+def estimate_data(ks: Keyspace) -> int:
+    """What the keys cost, without counting them as they change (maxmemory
+    off): every key's cost while there are at most ``EXACT_UP_TO`` keys in
+    a database, else its number of keys times the mean cost of
+    ``ESTIMATE_SAMPLES`` of them."""
+    total = 0
+    slots = ks.slots
+    for db in ks.used_dbs():
+        database = ks.database(db)
+        n = database.size()  # type: ignore[union-attr]
+        if not n:
+            continue
+        dicts = database.data  # type: ignore[union-attr]
+        if n <= EXACT_UP_TO:
+            total += sum(sum(key_cost(k, v) for k, v in d.items()) for d in dicts if d)
+            continue
+        sample = sample_keys(dicts, slots, ESTIMATE_SAMPLES)
+        costs = [key_cost(k, dicts[slot_of(k)][k]) for k in sample]
+        total += n * sum(costs) // len(costs)
+    return total
+
+
+def figure(ks: Keyspace) -> int:
+    """The shard's memory figure, ``BASE + data`` (the module docstring):
+    INFO's part of ``used_memory``, and what maxmemory is shared out on."""
+    memory: Memory | None = ks.memory
+    return BASE + (memory.data if memory is not None else estimate_data(ks))
+
+
+def sample_keys(dicts: list[dict[bytes, Any]], slots: range, n: int) -> list[bytes]:
+    """Up to ``n`` keys: one from each non-empty slot, walking on from a
+    random slot of ``slots`` (as Redis's ``dictGetSomeKeys`` walks its
+    buckets), so a sparse shard costs a walk, not a miss."""
+    start, size = slots.start, len(slots)
+    i = random.randrange(size)
+    out: list[bytes] = []
+    for _ in range(size):
+        d = dicts[start + i]
+        if d:
+            out.append(_member(d))
+            if len(out) == n:
+                break
+        i += 1
+        if i == size:
+            i = 0
+    return out
+
+
 # -- LFU counters (Redis's evict.c) ------------------------------------------
 
 
@@ -190,15 +252,11 @@ def lfu_touch(entry: int | None, minutes: int) -> int:
 class Memory:
     """One shard's memory figure and eviction state, while maxmemory is on.
 
-    The figure is ``floor + data + min(extra, data)``:
-
-    ``floor``  the worker's RSS with no data (read when maxmemory is turned on);
-    ``data``   the estimated size of the data, the sum of :func:`key_cost`
-               over the keys: each write command adds the change in the cost
-               of its keys, and a key that goes (expiry, eviction) takes its
-               cost away;
-    ``extra``  RSS growth the estimates do not explain (fragmentation, sizes
-               guessed low), counted at each new RSS high; up to ``data``.
+    The figure is ``BASE + data`` (see the module docstring): ``data`` is
+    the sum of :func:`key_cost` over the keys, counted when maxmemory is
+    turned on; then each write command adds the change in the cost of its
+    keys, and a key that goes (expiry, eviction) takes its cost away.  The
+    shard compares ``data`` with ``room``, its limit less ``BASE``.
     """
 
     def __init__(self, ks: Keyspace, limit: int, policy: str, maxmemory: int = 0) -> None:
@@ -216,36 +274,20 @@ class Memory:
         self.pool: list[tuple[int, int, bytes]] = []  # (score, db, key), best last
         self.next_db = 0  # where the random policies look first
         self.evicted = 0
-        self.rss = self.peak = process_rss()
-        data = self._all_costs()
-        self.floor = max(min(BASELINE_RSS, self.rss), self.rss - data)
-        self.data = data
-        self.extra = 0
-        self.room = limit - self.floor  # what data may use
+        self.data = all_costs(ks)
+        self.room = limit - BASE  # what data may use
         self.keys = ks.total_keys()  # about: exact after each refresh, not below it between
-        self.written = 0  # bytes counted since the last RSS reading
         self.in_command = False  # a write command counts its own keys
-        self.refresh_bytes = max(limit // 32, 1 << 16)
         self.next_refresh = ks.now + REFRESH_MS
-
-    def _all_costs(self) -> int:
-        """What the keys of every database cost."""
-        ks = self.ks
-        total = 0
-        for db in ks.used_dbs():
-            with ks.selected(db):
-                total += sum(key_cost(k, ks.lookup(k)) for k in ks.iter_keys())
-        return total
 
     @property
     def used(self) -> int:
         """The shard's memory figure, as maxmemory compares it."""
-        return self.floor + self.data + min(self.extra, self.data)
+        return BASE + self.data
 
     def set_limit(self, limit: int) -> None:
         self.limit = limit
-        self.room = limit - self.floor
-        self.refresh_bytes = max(limit // 32, 1 << 16)
+        self.room = limit - BASE
 
     # -- before each command ---------------------------------------------------
 
@@ -259,10 +301,9 @@ class Memory:
         if kind is None:
             return execute(args, *rest)  # the acceptor's internal commands always run
         cmd, denyoom, write = kind
-        if self.ks.now >= self.next_refresh or self.written > self.refresh_bytes:
+        if self.ks.now >= self.next_refresh:
             self.refresh()
-        data = self.data
-        if data + (self.extra if self.extra < data else data) > self.room:
+        if self.data > self.room:
             if not self.evict():
                 if self.ks.event_mask & STARVED:
                     self.starved()
@@ -298,7 +339,6 @@ class Memory:
         grown = self._cost(keys) - before
         if grown > 0:
             self.data += grown
-            self.written += grown
             self.keys += 1  # it may have added a key
         elif grown:
             self.data = max(self.data + grown, 0)
@@ -331,20 +371,7 @@ class Memory:
         return sum(key_cost(key, data[slot_of(key)].get(key)) for key in keys)
 
     def refresh(self) -> None:
-        """Read the RSS; count growth the estimates did not."""
-        rss = process_rss()
-        grown = rss - self.peak  # only new highs: the RSS also dips and regrows
-        if grown > 0:
-            self.peak = rss
-            if rss > self.limit:
-                # Over the limit any growth is real (fragmentation, sizes
-                # guessed low): count it, and eviction makes up for it.
-                self.extra += grown
-            elif grown > self.written:  # it grew by more than was counted
-                self.extra += grown - self.written
-        self.extra = min(self.extra, self.data)
-        self.rss = rss
-        self.written = 0
+        """Recount the keys; forget the access entries of keys gone."""
         self.keys = self.ks.total_keys()
         self.next_refresh = self.ks.now + REFRESH_MS
         access = self.access
@@ -355,8 +382,8 @@ class Memory:
                 del access[db, key]
 
     def _emptied(self) -> None:
-        """No keys left: no data, and nothing extra to make up for."""
-        self.keys = self.data = self.extra = 0
+        """No keys left: no data."""
+        self.keys = self.data = 0
         self.pool.clear()
 
     # -- eviction ------------------------------------------------------------------
@@ -366,8 +393,7 @@ class Memory:
         to know to refuse commands while a transaction is queued (Redis's
         ``performEvictions() == EVICT_FAIL`` in ``processCommand``)."""
         self.refresh()
-        data = self.data
-        if data + (self.extra if self.extra < data else data) <= self.room:
+        if self.data <= self.room:
             return False
         return not self.evict()
 
@@ -375,8 +401,7 @@ class Memory:
         """Evict until under the limit; False when there is nothing to evict."""
         ks = self.ks
         for _ in range(MAX_EVICTIONS):
-            data = self.data
-            if data + (self.extra if self.extra < data else data) <= self.room:
+            if self.data <= self.room:
                 return True
             found = self.pick()
             if found is None:
@@ -459,23 +484,8 @@ class Memory:
         return -(entry or 0)
 
     def _sample(self, dicts: list[dict[bytes, Any]], n: int) -> list[bytes]:
-        """Up to ``n`` keys: one from each non-empty slot, walking on from a
-        random slot of this shard (as Redis's ``dictGetSomeKeys`` walks its
-        buckets), so a sparse shard costs a walk, not a miss."""
-        slots = self.ks.slots
-        start, size = slots.start, len(slots)
-        i = random.randrange(size)
-        out: list[bytes] = []
-        for _ in range(size):
-            d = dicts[start + i]
-            if d:
-                out.append(_member(d))
-                if len(out) == n:
-                    break
-            i += 1
-            if i == size:
-                i = 0
-        return out
+        """Up to ``n`` keys of this shard (see :func:`sample_keys`)."""
+        return sample_keys(dicts, self.ks.slots, n)
 
     # -- keyspace wrappers -----------------------------------------------------------
 
@@ -500,8 +510,7 @@ class Memory:
                 emptied = {db for db in ks.used_dbs() if not ks.database(db).size()}  # type: ignore[union-attr]
                 for k in [k for k in access if k[0] in emptied]:
                     del access[k]
-                self.data = self._all_costs()
-                self.extra = min(self.extra, self.data)
+                self.data = all_costs(ks)
                 self.keys = ks.total_keys()
             else:
                 access.clear()
@@ -586,20 +595,22 @@ def configure(ks: Keyspace, maxmemory: int, policy: str) -> None:
 def memory_command(ks: Keyspace, args: list[bytes]) -> object:
     """__memory figure | limit bytes | give bytes 0|1 | take bytes: this
     shard's part of maxmemory, as the acceptor shares it out (see
-    shardkv.acceptor.memorybudget).  ``figure`` -> the memory figure;
-    ``limit`` -> OK, the limit is set; ``give`` -> how much of its limit
+    shardkv.acceptor.memorybudget).  ``figure`` -> the memory figure
+    (:func:`figure`);
+    ``limit`` -> 1 or 0 as ``__oom``, once the limit is set (evicting
+    down to it, as Redis's CONFIG SET maxmemory does); ``give`` -> how much of its limit
     it gave (1: evicting if it must); ``take`` -> OK, the limit is raised."""
     memory: Memory | None = ks.memory
     sub = args[1]
-    if memory is None:
-        return 0 if sub in (b"figure", b"give") else b"OK"
     if sub == b"figure":
-        return memory.used
+        return figure(ks)
+    if memory is None:
+        return 0 if sub == b"give" else b"OK"
     amount = int(args[2])
     if sub == b"limit":
         memory.set_limit(amount)
         memory.pinned = True
-        return b"OK"
+        return 1 if memory.out_of_memory() else 0
     if sub == b"give":
         return memory.give(amount, args[3] == b"1")
     memory.set_limit(memory.limit + amount)  # take

@@ -581,8 +581,7 @@ class Engine:
         memory = self.ks.memory
         if memory is None:
             return False
-        data = memory.data
-        return data + (memory.extra if memory.extra < data else data) > memory.room
+        return memory.data > memory.room
 
     def _imported(self) -> frozenset | dict:
         persistence = self.ks.persistence

@@ -224,8 +224,12 @@ def config_cmd(client: Client, args: list) -> None:
         # A worker that is down now gets every setting when it is attached
         # again (config_to_worker), so none is left behind.
         server.config.update(changes)
-        for hook in server.wiring.on_config:
-            hook(server, changes)
+        server.config_client = client
+        try:
+            for hook in server.wiring.on_config:
+                hook(server, changes)
+        finally:
+            server.config_client = None
         # Reply once every worker has the new values (and has said whether
         # it is now out of memory), and, with several acceptors, once the
         # others have applied them too (the supervisor passed them the

@@ -16,6 +16,7 @@ from shardkv.protocol.glob import compile_glob
 from shardkv.protocol.resp import OK, Error
 from shardkv.protocol.wire import Verb
 from shardkv.runtime.cmdstats import apply_settings
+from shardkv.worker import eviction
 from shardkv.worker.handlers import Handlers
 from shardkv.worker.keyspace import TYPE_NAMES, Keyspace
 
@@ -104,7 +105,8 @@ def scan(ks: Keyspace, args: list[bytes]) -> object:
 
 def info(ks: Keyspace, args: list[bytes]) -> object:
     """__info -> [keys, keys with a TTL, expired keys, rss bytes, pid,
-    persistence figures, other stats]"""
+    persistence figures, other stats (``used_memory``: the shard's memory
+    figure, see shardkv.worker.eviction)]"""
     rss = _PROCESS.memory_info().rss if _PROCESS is not None else 0
     persistence = ks.persistence
     figures = persistence.info() if persistence is not None else {}
@@ -114,6 +116,7 @@ def info(ks: Keyspace, args: list[bytes]) -> object:
         "used_cpu_sys": cpu.system,
         "used_cpu_user": cpu.user,
         "evicted_keys": getattr(memory, "evicted", 0),
+        "used_memory": eviction.figure(ks),  # what maxmemory counts (not the RSS)
         "keyspace_hits": ks.hits,
         "keyspace_misses": ks.misses,
         "hz": ks.runtime.hz,
