@@ -738,6 +738,14 @@ class Engine:
             if name in ACCEPTOR_ANSWERS:
                 return self._ask_acceptor(argv, run)  # the acceptor counts its errors
             return self._counted_error(_local(name, argv))
+        if cmd.pattern_keys is not None and self.nshards > 1:
+            # SORT's BY and GET patterns: keys it reads without naming them,
+            # here only if each pattern's hash tag is.
+            tagged = cmd.pattern_keys(argv)
+            if tagged is None or any(slot_of(k) not in self.own for k in tagged):
+                needed = 1 if db == run.db else 2
+                if self.everything < needed:
+                    raise CrossShard([], everything=needed)
         if cmd.route == "all":
             # FLUSHALL, or anything in another database than the script's,
             # needs every key of every database.

@@ -1094,3 +1094,37 @@ def test_script_writes_survive_a_restart(tmp_path):
     finally:
         c.close()
         proc.stop()
+
+
+def test_sort_by_constant_in_scripts_sorts_a_set(same):
+    """SORT of a set BY a constant (no sorting asked) from a script or a
+    function: Redis sorts its output (ALPHA), so that the reply is the same
+    on every replica; a list keeps its order."""
+    members = ["m", "i", "a", "r", "u", "azz", "p", "10", "2", "aa", "z", "b"]
+    for client in (same.real, same.ours):
+        client.sadd("myset", *members)
+        client.rpush("mylist", *members)
+        client.mset({f"w_{m}": f"{len(members) - i:03}" for i, m in enumerate(members)})
+    for call in [
+        "'sort', KEYS[1], 'by', '_'",
+        "'sort', KEYS[1], 'by', 'nosort', 'desc'",
+        "'sort', KEYS[1], 'by', '_', 'get', '#', 'get', 'w_*'",
+        "'sort', KEYS[1], 'by', '_', 'limit', 2, 3",
+        "'sort', KEYS[1], 'by', 'w_*', 'alpha', 'get', '#', 'get', 'w_*'",  # keys on other shards
+        "'sort_ro', KEYS[1], 'by', '_'",
+        "'sort', KEYS[1], 'by', '_', 'store', KEYS[1] .. ':out'",
+    ]:
+        same("EVAL", f"return redis.call({call})", 1, "myset")
+        same("EVAL", f"return redis.call({call})", 1, "mylist")
+    same("LRANGE", "myset:out", 0, -1)
+    library = (
+        "#!lua name=sortlib\n"
+        "redis.register_function('s', function(keys) return redis.call('sort', keys[1], 'by', '_') end)"
+    )
+    for client in (same.real, same.ours):
+        client.execute_command("FUNCTION", "LOAD", "REPLACE", library)
+    try:
+        same("FCALL", "s", 1, "myset")
+    finally:
+        for client in (same.real, same.ours):
+            client.execute_command("FUNCTION", "DELETE", "sortlib")

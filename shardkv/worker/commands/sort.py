@@ -113,6 +113,12 @@ def _set_members(s: set) -> list[bytes]:
     return list(s)
 
 
+def _in_script(ks: Keyspace) -> bool:
+    """Called from a Lua script or function (Redis's CLIENT_SCRIPT)?"""
+    engine = ks.scripts
+    return engine is not None and engine.run is not None
+
+
 def sort_generic(ks: Keyspace, args: list[bytes], readonly: bool) -> object:
     desc = alpha = dontsort = False
     limit_start, limit_count = 0, -1
@@ -152,8 +158,10 @@ def sort_generic(ks: Keyspace, args: list[bytes], readonly: bool) -> object:
     kind = type(value)
     if value is not None and kind is not deque and kind is not set and kind is not ZSet:
         raise CommandError(errors.WRONGTYPE)
-    if dontsort and kind is set and store is not None:
-        dontsort, alpha, sortby = False, True, None  # a set's order would be arbitrary
+    if dontsort and kind is set and (store is not None or _in_script(ks)):
+        # A set's order would be arbitrary: sorted, so that a script's
+        # reply and what STORE writes are the same everywhere (Redis).
+        dontsort, alpha, sortby = False, True, None
     size = len(value) if value is not None else 0
     start = min(max(limit_start, 0), size)
     limit_count = min(max(limit_count, -1), size)
