@@ -467,6 +467,12 @@ def _system_memory() -> int:
         return 0
 
 
+def scripts_eval_memory() -> int:
+    """used_memory_scripts_eval (MEMORY STATS' lua.caches): the script
+    cache's bodies and their entries."""
+    return sum(len(body) + 40 for body in CACHE.bodies.values())
+
+
 def _lua_memory(stats: list[dict]) -> list[tuple[str, object]]:
     """The Lua fields of INFO memory: the shards' Lua states summed (EVAL's
     and the functions', each made when a shard first needs it), the script
@@ -475,7 +481,7 @@ def _lua_memory(stats: list[dict]) -> list[tuple[str, object]]:
     lua = sum(s.get("used_memory_lua", 0) for s in stats)
     vm_functions = sum(s.get("used_memory_vm_functions", 0) for s in stats)
     first = stats[0] if stats else {}
-    scripts_eval = sum(len(body) + 40 for body in CACHE.bodies.values())
+    scripts_eval = scripts_eval_memory()
     functions = first.get("used_memory_functions", 0)
     return [
         ("used_memory_lua", lua),

@@ -14,7 +14,7 @@ import gc
 
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.commands.common import guard, subcommand_error
-from shardkv.acceptor.info import _PEAK, _STARTUP, used_memory
+from shardkv.acceptor.info import _PEAK, _STARTUP, scripts_eval_memory, used_memory
 from shardkv.protocol import command_docs
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import OK, Verbatim
@@ -97,8 +97,11 @@ def _stats(server, parts: list) -> dict:
         b"clients.normal": normal,
         b"cluster.links": 0,
         b"aof.buffer": 0,
-        b"lua.caches": 0,
-        b"functions.caches": 0,
+        b"lua.caches": scripts_eval_memory(),
+        # Every shard holds every library: shard 0's, as INFO's used_memory_functions.
+        b"functions.caches": parts[0][6].get("used_memory_functions", 0)
+        if parts and len(parts[0]) > 6
+        else 0,
         b"overhead.total": overhead,
         b"keys.count": keys,
         b"keys.bytes-per-key": dataset // keys if keys else 0,

@@ -348,12 +348,13 @@ class Engine:
         self.everything = 0
         self.monitor: list | None = None  # with MONITOR on: (database, args) of each call
         self._called: dict[bytes, _Called] = {}  # redis.call's commands, by name as called
-        # Two Lua states, as Redis 7 has: EVAL's and the functions', each
-        # made when first needed; the attributes below are the one in use.
-        self._eval_vm: _VM | None = None
-        self._func_vm: _VM | None = None
-        self._vm: _VM | None = None
+        # Two Lua states, as Redis 7 has: EVAL's and the functions', made
+        # at start as Redis makes its VMs (INFO reports their memory); the
+        # attributes below are the one in use.
         self._lua_type = lua51.lua_type
+        self._vm: _VM | None = None
+        self._eval_vm: _VM | None = self._new_vm()
+        self._func_vm: _VM | None = self._new_vm()
 
     @staticmethod
     def _lua_type_of(value: LuaValue) -> str | None:
@@ -464,21 +465,20 @@ class Engine:
         return sha
 
     def flush(self) -> None:
-        """SCRIPT FLUSH: the cache, and EVAL's Lua state with it."""
+        """SCRIPT FLUSH: the cache, and EVAL's Lua state with it (a fresh
+        one, as Redis resets its Lua VM)."""
         self.scripts.clear()
         if self._vm is self._eval_vm:
             self._vm = None
-        self._eval_vm = None
+        self._eval_vm = self._new_vm()
 
     def memory(self) -> int:
         """EVAL's Lua state's bytes (used_memory_lua)."""
-        vm = self._eval_vm
-        return (vm.lua.get_memory_used() or 0) if vm is not None else 0
+        return _lua_bytes(self._eval_vm)
 
     def functions_memory(self) -> int:
         """The functions' Lua state's bytes (used_memory_vm_functions)."""
-        vm = self._func_vm
-        return (vm.lua.get_memory_used() or 0) if vm is not None else 0
+        return _lua_bytes(self._func_vm)
 
     # -- running ----------------------------------------------------------------
 
@@ -1294,6 +1294,14 @@ def _text(value: LuaValue) -> str:
 # The acceptor's commands a script may call that the acceptor answers
 # mid-script (see Engine._ask_acceptor and shardkv.acceptor.scriptcalls).
 ACCEPTOR_ANSWERS = frozenset({"publish", "pubsub", "command", "info", "lastsave", "memory", "slowlog"})
+
+
+def _lua_bytes(vm: _VM | None) -> int:
+    """A Lua state's memory as Redis reports it: ``lua_gc(LUA_GCCOUNT)``
+    KB, whole, times 1024."""
+    if vm is None:
+        return 0
+    return ((vm.lua.get_memory_used() or 0) >> 10) << 10
 
 
 def _db_index(arg: bytes, message: str) -> int:

@@ -1128,3 +1128,41 @@ def test_sort_by_constant_in_scripts_sorts_a_set(same):
     finally:
         for client in (same.real, same.ours):
             client.execute_command("FUNCTION", "DELETE", "sortlib")
+
+
+_LUA_FIELDS = ("lua", "_vm_", "scripts", "functions", "libraries")
+
+
+def _lua_fields(client: redis.Redis) -> dict:
+    info = client.info("memory")
+    return {k: v for k, v in info.items() if any(word in k for word in _LUA_FIELDS)}
+
+
+def test_lua_memory_fields_match_redis(compare):
+    """INFO memory's Lua fields: the same names, in the same order, as
+    redis-server's; the Lua states exist from the start (as Redis's VMs),
+    so their memory is never 0, and SCRIPT FLUSH makes a fresh one; each
+    figure is whole KB as Redis's LUA_GCCOUNT; MEMORY STATS' lua.caches and
+    functions.caches are INFO's used_memory_scripts_eval and
+    used_memory_functions."""
+    for client in (compare.real, compare.ours):
+        client.script_flush()
+    real, ours = _lua_fields(compare.real), _lua_fields(compare.ours)
+    assert list(ours) == list(real)
+    for fields in (real, ours):
+        assert fields["number_of_cached_scripts"] == 0
+        assert fields["used_memory_lua"] > 0 and fields["used_memory_lua"] % 1024 == 0
+        assert fields["used_memory_vm_eval"] == fields["used_memory_lua"]
+        assert fields["used_memory_vm_functions"] > 0 and fields["used_memory_vm_functions"] % 1024 == 0
+        assert (
+            fields["used_memory_vm_total"] == fields["used_memory_lua"] + fields["used_memory_vm_functions"]
+        )
+    for client in (compare.real, compare.ours):
+        client.eval("return 1", 0)
+        fields = _lua_fields(client)
+        assert fields["number_of_cached_scripts"] == 1
+        assert fields["used_memory_scripts_eval"] > 0
+        stats = client.memory_stats()
+        assert stats["lua.caches"] == fields["used_memory_scripts_eval"]
+        assert stats["functions.caches"] == fields["used_memory_functions"]
+        client.script_flush()
