@@ -656,7 +656,7 @@ class Engine:
         if raise_error is None:  # redis.acl_check_cmd: does the command exist?
             return (True if called is not None else None), False
         if called is None or called.unknown:
-            return self._error("Unknown Redis command called from script"), raise_error
+            return self._error(_not_here(argv)), raise_error
         cmd = called.cmd
         arity = cmd.arity
         if (len(argv) != arity) if arity > 0 else (len(argv) < -arity):
@@ -1289,6 +1289,60 @@ def _text(value: LuaValue) -> str:
     if type(value) is float and value == int(value) and abs(value) < 1e15:
         return str(int(value))
     return str(value)
+
+
+# Redis commands shardkv does not have that Redis refuses from a script
+# (flag NOSCRIPT), with their arity, and containers' such subcommands: a
+# script gets Redis's error for them (see _not_here).
+_REDIS_NOSCRIPT = {
+    b"failover": -1,
+    b"psync": -3,
+    b"replconf": -1,
+    b"replicaof": 3,
+    b"role": 1,
+    b"slaveof": 3,
+    b"sync": 1,
+    b"ssubscribe": -2,
+    b"sunsubscribe": -1,
+}
+_REDIS_NOSCRIPT_SUBCOMMANDS = {
+    b"acl": {
+        b"cat": -2,
+        b"deluser": -3,
+        b"dryrun": -4,
+        b"genpass": -2,
+        b"getuser": 3,
+        b"list": 2,
+        b"load": 2,
+        b"log": -2,
+        b"save": 2,
+        b"setuser": -3,
+        b"users": 2,
+        b"whoami": 2,
+    },
+    b"cluster": {b"reset": -2},
+    b"module": {b"list": 2, b"load": -3, b"loadex": -3, b"unload": 3},
+}
+
+
+def _not_here(argv: list[bytes]) -> str:
+    """The error of a script's call of a command shardkv does not have:
+    Redis's for a command it refuses from scripts (its arity checked
+    first, as Redis does; a container alone has arity -2), else unknown."""
+    name = argv[0].lower()
+    arity = _REDIS_NOSCRIPT.get(name)
+    if arity is None:
+        subs = _REDIS_NOSCRIPT_SUBCOMMANDS.get(name)
+        if subs is None:
+            return "Unknown Redis command called from script"
+        if len(argv) < 2:
+            return "Wrong number of args calling Redis command from script"
+        arity = subs.get(argv[1].lower())
+        if arity is None:  # not one Redis refuses: shardkv cannot run it
+            return "Unknown Redis command called from script"
+    if (len(argv) != arity) if arity > 0 else (len(argv) < -arity):
+        return "Wrong number of args calling Redis command from script"
+    return "This Redis command is not allowed from script"
 
 
 # The acceptor's commands a script may call that the acceptor answers

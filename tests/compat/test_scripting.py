@@ -378,7 +378,9 @@ def test_scripts_in_multi(same):
 def test_acceptor_commands_from_scripts(same):
     """PUBLISH, PUBSUB, COMMAND, INFO, MEMORY and SLOWLOG, which shardkv's
     acceptor answers, called from scripts on any shard, from the executor of
-    a cross-shard script, and in RESP3 (see shardkv.acceptor.scriptcalls)."""
+    a cross-shard script, and in RESP3 (see shardkv.acceptor.scriptcalls);
+    and the errors of the commands Redis refuses in scripts, shardkv's or
+    not."""
     a, b, c = on_shards(0, 1, 3)
     for client in (same.real, same.ours):
         client.mset({a: "1", b: "2", c: "3"})
@@ -429,6 +431,27 @@ def test_acceptor_commands_from_scripts(same):
         "'auth', 'x'",
         "'quit'",
         "'reset'",
+        # Redis's commands that shardkv lacks and Redis refuses in scripts
+        "'cluster', 'reset', 'hard'",
+        "'cluster', 'reset'",
+        "'cluster'",
+        "'acl', 'whoami'",
+        "'acl', 'whoami', 'x'",
+        "'acl', 'setuser', 'bob'",
+        "'acl'",
+        "'module', 'list'",
+        "'module', 'unload'",
+        "'role'",
+        "'role', 'x'",
+        "'replicaof', 'no', 'one'",
+        "'slaveof', 'no'",
+        "'failover'",
+        "'sync'",
+        "'psync', '?', '-1'",
+        "'replconf', 'x'",
+        "'ssubscribe', 'ch'",
+        "'sunsubscribe'",
+        "'nosuchcommand'",
     ]:
         same("EVAL", f"return redis.pcall({call})", 0)
 
