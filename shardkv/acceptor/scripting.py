@@ -42,6 +42,7 @@ from shardkv.acceptor.scriptcache import CACHE
 from shardkv.protocol import bus, command_docs, errors, wire
 from shardkv.protocol.resp import encode_command, encode_error, strict_int
 from shardkv.protocol.wire import Verb
+from shardkv.runtime.cmdstats import stat_name
 
 CROSS_MARKER = b"-SHARDKV-CROSS"
 # The errors of a script that does not load: the shard did not keep it.
@@ -122,7 +123,7 @@ def eval_command(client: Client, args: list[bytes]) -> None:
                 client.server.bus.tell(bus.SCRIPT, [b"load", sha, body])
     keys = args[3 : 3 + n]
     rest = args[3 + n :]
-    run_script(client, sha, body, ro, keys, rest)
+    run_script(client, sha, body, ro, keys, rest, name=name.decode("latin-1"))
 
 
 def evalsha_fast(client: Client, args: list[bytes], raw: bytes, header: bytes) -> bool:
@@ -159,6 +160,23 @@ def evalsha_fast(client: Client, args: list[bytes], raw: bytes, header: bytes) -
     return True
 
 
+class _ScriptResult(Slot):
+    """The reply slot of EVAL, EVALSHA or FCALL: an error reply counts in
+    that command's failed_calls, as Redis counts a script that fails (the
+    error itself counted in errorstats where it arose)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, client: Client, name: str) -> None:
+        Slot.__init__(self, client)
+        self.name = name
+
+    def deliver(self, body: bytes) -> None:
+        if body[:1] == b"-":
+            self.client.server.stats._row(self.name)[3] += 1
+        Slot.deliver(self, body)
+
+
 class _ScriptSlot(Slot):
     """The reply slot of an EVALSHA that took the shortcut: the reply is the
     client's, unless the script needs other shards (it runs again across
@@ -190,6 +208,7 @@ class _ScriptSlot(Slot):
                 body = encode_error(errors.NOSCRIPT)
             elif body.startswith(b"-NOSCRIPT"):
                 CACHE.knows(self.shard).discard(sha)
+            self.client.server.stats._row(stat_name(args))[3] += 1
         Slot.deliver(self, body)
 
 
@@ -198,11 +217,14 @@ class _Plain:
 
     __slots__ = ("slot",)
 
-    def __init__(self, slot: Slot) -> None:
+    def __init__(self, slot: _ScriptSlot) -> None:
         self.slot = slot
 
     def deliver(self, body: bytes) -> None:
-        Slot.deliver(self.slot, body)
+        slot = self.slot
+        if body[:1] == b"-":
+            slot.client.server.stats._row(stat_name(slot.args))[3] += 1
+        Slot.deliver(slot, body)
 
 
 def run_script(
@@ -213,9 +235,11 @@ def run_script(
     keys: list[bytes],
     rest: list[bytes],
     fname: bytes = b"",
+    name: str = "eval",
 ) -> None:
     """Run a script (``body``, cached as ``sha``) or, with ``fname``, the
-    function of that name (``sha`` is then ``f:`` + its name)."""
+    function of that name (``sha`` is then ``f:`` + its name); ``name`` is
+    the client's command, whose failed_calls count a failure."""
     server = client.server
     shard_of = server.shard_of
     escaping = CACHE.escaping.get(sha)
@@ -225,10 +249,10 @@ def run_script(
             if shard_of(key) != shard:
                 break
         else:
-            _run_on_shard(client, shard, sha, body, ro, keys, rest, fname)
+            _run_on_shard(client, shard, sha, body, ro, keys, rest, fname, name)
             return
         escaping = (0, [])
-    slot = Slot(client)
+    slot = _ScriptResult(client, name)
     client.pending.append(slot)
     _Retry(client, slot, sha, body, ro, keys, rest, fname, client.db).start(*escaping)
 
@@ -242,6 +266,7 @@ def _run_on_shard(
     keys: list[bytes],
     rest: list[bytes],
     fname: bytes = b"",
+    name: str = "eval",
 ) -> None:
     if fname:
         command = [b"fcall_ro" if ro else b"fcall", fname]
@@ -250,7 +275,7 @@ def _run_on_shard(
     else:
         command = [b"eval_ro" if ro else b"eval", body]
     command += [b"%d" % len(keys), *keys, *rest]
-    slot = Slot(client)
+    slot = _ScriptResult(client, name)
     client.pending.append(slot)
     sink = _ShardReply(client, slot, shard, sha, body, ro, keys, rest, fname, client.db)
     header = client.headers[client.resp3]
@@ -567,7 +592,8 @@ def fcall_command(client: Client, args: list[bytes]) -> None:
         client.send(0, args, None)
         return
     ro = args[0].lower() == b"fcall_ro"
-    run_script(client, b"f:" + args[1], b"", ro, args[3 : 3 + n], args[3 + n :], fname=args[1])
+    name = "fcall_ro" if ro else "fcall"
+    run_script(client, b"f:" + args[1], b"", ro, args[3 : 3 + n], args[3 + n :], fname=args[1], name=name)
 
 
 def _first_part(parts: list) -> object:

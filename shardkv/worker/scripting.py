@@ -52,6 +52,7 @@ from shardkv.protocol.resp import (
 )
 from shardkv.protocol.router import SLOTS
 from shardkv.protocol.wire import Verb
+from shardkv.runtime.cmdstats import stat_name
 from shardkv.worker import events, lualibs
 from shardkv.worker.handlers import Handlers, find
 from shardkv.worker.keyspace import TYPE_NAMES, Keyspace, slot_of
@@ -656,32 +657,40 @@ class Engine:
         if raise_error is None:  # redis.acl_check_cmd: does the command exist?
             return (True if called is not None else None), False
         if called is None or called.unknown:
-            return self._error(_not_here(argv)), raise_error
+            return self._rejected(None, argv, _not_here(argv)), raise_error
         cmd = called.cmd
         arity = cmd.arity
         if (len(argv) != arity) if arity > 0 else (len(argv) < -arity):
-            return self._error("Wrong number of args calling Redis command from script"), raise_error
+            return self._rejected(
+                called, argv, "Wrong number of args calling Redis command from script"
+            ), raise_error
         if called.special:
             if called.container:
                 problem = command_docs.check_subcommand(argv)
                 if problem is not None:
                     if problem.startswith("ERR unknown subcommand"):
-                        return self._error("Unknown Redis command called from script"), raise_error
-                    return self._error("Wrong number of args calling Redis command from script"), raise_error
+                        return self._rejected(
+                            None, argv, "Unknown Redis command called from script"
+                        ), raise_error
+                    message = "Wrong number of args calling Redis command from script"
+                    return self._rejected(called, argv, message), raise_error
             if called.block_option:
                 # XREAD/XREADGROUP run in scripts, but not with BLOCK (xreadCommand).
                 if any(a.lower() == b"block" for a in argv[1 : _streams_at(argv)]):
                     message = errors.XREAD_BLOCK_IN_SCRIPT % argv[0].decode("utf-8", "replace")
                     return self._error("-" + message), raise_error
             elif called.refused:
-                return self._error("This Redis command is not allowed from script"), raise_error
+                return self._rejected(
+                    called, argv, "This Redis command is not allowed from script"
+                ), raise_error
         write = called.write
         if run.read_only and called.replicates:
-            return self._error("Write commands are not allowed from read-only scripts."), raise_error
+            message = "Write commands are not allowed from read-only scripts."
+            return self._rejected(called, argv, message), raise_error
         if write and not run.dirty and called.denyoom and self.ks.memory is not None:
             allow_oom = run.flags & FLAG_ALLOW_OOM and not run.flags & FLAG_COMPAT
             if not allow_oom and self._over_limit():  # scriptVerifyOOM
-                return self._error("-" + errors.OOM), raise_error
+                return self._rejected(called, argv, "-" + errors.OOM), raise_error
         if not run.read_noted and self.ks.event_mask & events.SCRIPT_READ and "readonly" in called.cmd.flags:
             # As Redis's call(): a script that reads has its declared keys
             # tracked for its caller (CLIENT TRACKING).
@@ -727,9 +736,9 @@ class Engine:
         if called.local:
             name = cmd.name
             if name == "select":
-                return self._counted_error(self._select(argv[1]))
+                return self._counted_call(argv, self._select(argv[1]))
             if name == "scan":
-                return self._counted_error(self._scan(argv, run))
+                return self._counted_call(argv, self._scan(argv, run))
             if name == "memory" and len(argv) > 2 and argv[1].lower() == b"usage":
                 self._need_key(argv[2], run)  # MEMORY USAGE: a read of one key
                 return self.shard.execute(argv, called.handler)  # type: ignore[attr-defined]
@@ -737,7 +746,7 @@ class Engine:
                 return self._swapdb(called, argv, run)
             if name in ACCEPTOR_ANSWERS:
                 return self._ask_acceptor(argv, run)  # the acceptor counts its errors
-            return self._counted_error(_local(name, argv))
+            return self._counted_call(argv, _local(name, argv))
         if cmd.pattern_keys is not None and self.nshards > 1:
             # SORT's BY and GET patterns: keys it reads without naming them,
             # here only if each pattern's hash tag is.
@@ -795,12 +804,26 @@ class Engine:
             run.effects.append((db, argv))
         return value
 
-    def _counted_error(self, value: object) -> object:
-        """A call answered here without a command handler: count its error
-        in errorstats, as a handler's is counted (see Shard.execute)."""
-        if type(value) is Error and self.ks.stats is not None:
-            self.ks.stats.error(value.message)
+    def _counted_call(self, argv: list[bytes], value: object) -> object:
+        """A call answered here without a command handler: count it in
+        commandstats (and its error in errorstats), as a handler's call is
+        counted (see Shard.execute)."""
+        stats = self.ks.stats
+        if stats is not None:
+            stats.record(stat_name(argv), 0, value.message if type(value) is Error else None)
         return value
+
+    def _rejected(self, called: _Called | None, argv: list[bytes], message: str) -> object:
+        """A call refused before it ran (Redis's scriptCall error path):
+        counted at once, in errorstats and in the command's rejected_calls
+        (none for an unknown command), even if a pcall catches it; the
+        script passes the error on without counting it again."""
+        table = self._to_lua_error(message, raw=True)
+        stats = self.ks.stats
+        if stats is not None:
+            stats.rejected(stat_name(argv) if called is not None else None, _text(table[b"err"]))  # type: ignore[index]
+        table[_COUNTED] = True  # type: ignore[index]
+        return table
 
     def _need_key(self, key: bytes, run: Run) -> None:
         """Raise CrossShard unless ``key`` (of the current database) is here."""
@@ -845,9 +868,9 @@ class Engine:
             a = _db_index(argv[1], errors.INVALID_FIRST_DB)
             b = _db_index(argv[2], errors.INVALID_SECOND_DB)
         except CommandError as e:
-            return self._counted_error(Error(e.message))
+            return self._counted_call(argv, Error(e.message))
         if not (0 <= a < len(ks.dbs) and 0 <= b < len(ks.dbs)):
-            return self._counted_error(Error(errors.DB_INDEX_OUT_OF_RANGE))
+            return self._counted_call(argv, Error(errors.DB_INDEX_OUT_OF_RANGE))
         if self.nshards > 1 and self.everything < 2:
             raise CrossShard([], everything=2)
         undo = run.undo

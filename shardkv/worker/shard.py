@@ -55,6 +55,7 @@ from shardkv.worker.handlers import find
 from shardkv.worker.keyspace import Keyspace, slot_of
 from shardkv.worker.persistence.engine import Persistence
 from shardkv.worker.persistence.engine import on_settings as persistence_settings
+from shardkv.worker.scripting import ScriptReply
 from shardkv.worker.sweeper import Sweeper
 from shardkv.worker.transfer import (
     apply_states,
@@ -70,6 +71,7 @@ log = logging.getLogger("shardkv.worker")
 
 # What a shard that SHUTDOWN closed still runs (see Shard._refuse).
 _AFTER_SHUTDOWN = (Verb.SHUTDOWN, Verb.HOLD, Verb.RELEASE)
+_SCRIPT_RUNS = frozenset({Verb.EVAL, Verb.FCALL})  # a script's run across shards
 # The verbs an ``I`` frame may ask: they read (or reset) the shard's
 # figures, so they may run even while the shard waits in a script or parked.
 INQUIRIES = frozenset({Verb.INFO, Verb.LASTSAVE, Verb.SLOWLOG})
@@ -203,10 +205,21 @@ class Shard:
             if len(times) >= 256:
                 stats.fold(row)
             if type(value) is Error:
-                row[3] += 1
-                stats.error(value.message)
+                if value.message.startswith(scripting.CROSS_MARKER):
+                    # A script that runs again across shards: that run counts.
+                    times.pop()
+                else:
+                    row[3] += 1
+                    stats.error(value.message)
+            elif type(value) is ScriptReply and type(value.tree) is Error:
+                row[3] += 1  # an error the script passed on, counted already
             if ns >= stats.slow_threshold_ns >= 0:
                 stats.slow(args, ns // 1000)
+        elif type(value) is Error and args[0] in _SCRIPT_RUNS and self.stats is not None:
+            # A script's run across shards (internal) failed: its error is the
+            # script's reply, counted as a script's (see shardkv.worker.scripting).
+            if not value.message.startswith(scripting.CROSS_MARKER):
+                self.stats.error(value.message)
         if type(value) is Error:
             return value
         if ks.unchanged:

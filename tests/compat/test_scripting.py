@@ -1189,3 +1189,61 @@ def test_lua_memory_fields_match_redis(compare):
         assert stats["lua.caches"] == fields["used_memory_scripts_eval"]
         assert stats["functions.caches"] == fields["used_memory_functions"]
         client.script_flush()
+
+
+def _error_figures(client: redis.Redis) -> tuple:
+    """The commandstats rows of the commands below, errorstats, and
+    total_error_replies, as the TCL suite's "Consistent eval error
+    reporting" reads them."""
+    names = ("set", "eval", "eval_ro", "evalsha", "select", "geoadd", "fcall")
+    rows = {
+        k: (v["calls"], v["rejected_calls"], v["failed_calls"])
+        for k, v in client.info("commandstats").items()
+        if k.split("_", 1)[1] in names
+    }
+    return rows, client.info("errorstats"), client.info("stats")["total_error_replies"]
+
+
+def test_script_errors_count_as_redis_counts_them(same):
+    """A script's call refused before it ran (OOM, a write in a read-only
+    script, an unknown command) counts in errorstats and the command's
+    rejected_calls at once, even under pcall; a command's error in its
+    failed_calls (SELECT included); EVAL's failed_calls counts each error
+    reply, passed on or its own, once, including a script's that ran again
+    across shards."""
+    a, b = on_shards(0, 2)
+    cases = [
+        ("EVAL", "return redis.call('set','x','y')", 1, "x"),
+        ("EVAL", "local t = redis.pcall('set','x','y') if t['err'] then return 1 end return 0", 1, "x"),
+        ("EVAL", "return redis.pcall('set','x','y')", 1, "x"),
+    ]
+    others = [
+        ("EVAL", "return redis.call('select',99)", 0),
+        ("EVAL", "local t = redis.pcall('select',99) if t['err'] then return 1 end return 0", 0),
+        ("EVAL_RO", "return redis.call('set','x','y')", 1, "x"),
+        ("EVAL_RO", "local t = redis.pcall('set','x','y') if t['err'] then return 1 end return 0", 1, "x"),
+        ("EVAL", f"return redis.call('geoadd', '{a}', '13.361389', '38.115556', 'Palermo')", 1, b),
+        ("EVAL", "return redis.pcall('nosuchcommand')", 0),
+        ("EVAL", "return redis.pcall('get')", 0),
+        ("EVAL", "redis.call('set', KEYS[1], 1) redis.call('set', KEYS[2], 1) error('boom')", 2, a, b),
+        ("EVAL", f"return redis.pcall('set', '{b}', 1, 'nx', 'xx')", 1, a),  # runs again across shards
+        ("EVALSHA", "0" * 40, 0),
+    ]
+    for client in (same.real, same.ours):
+        client.set(a, "1")
+    try:
+        for client in (same.real, same.ours):
+            client.config_set("maxmemory", 1)
+        for case in cases:
+            for client in (same.real, same.ours):
+                client.config_resetstat()
+            same(*case)
+            assert _error_figures(same.ours) == _error_figures(same.real), case
+    finally:
+        for client in (same.real, same.ours):
+            client.config_set("maxmemory", 0)
+    for case in others:
+        for client in (same.real, same.ours):
+            client.config_resetstat()
+        same(*case)
+        assert _error_figures(same.ours) == _error_figures(same.real), case
