@@ -474,12 +474,13 @@ def scripts_eval_memory() -> int:
 
 
 def _lua_memory(stats: list[dict]) -> list[tuple[str, object]]:
-    """The Lua fields of INFO memory: the shards' Lua states summed (EVAL's
-    and the functions', each made when a shard first needs it), the script
-    cache (kept by the acceptor), and the libraries (every shard has them
-    all, so shard 0's figures)."""
-    lua = sum(s.get("used_memory_lua", 0) for s in stats)
-    vm_functions = sum(s.get("used_memory_vm_functions", 0) for s in stats)
+    """The Lua fields of INFO memory: the largest shard's Lua states (EVAL's
+    and the functions'), the script cache (kept by the acceptor), and the
+    libraries (every shard has them all, so shard 0's figures)."""
+    # Redis reports its one VM of each kind; each shard has its own copy,
+    # which sees every script that runs there: the largest shard's.
+    lua = max((s.get("used_memory_lua", 0) for s in stats), default=0)
+    vm_functions = max((s.get("used_memory_vm_functions", 0) for s in stats), default=0)
     first = stats[0] if stats else {}
     scripts_eval = scripts_eval_memory()
     functions = first.get("used_memory_functions", 0)
