@@ -394,3 +394,27 @@ def test_events_of_a_multi_shard_command_keep_its_order_on_the_other_acceptor(gr
         ps.close()
     finally:
         a.config_set("notify-keyspace-events", "")
+
+
+def test_scripts_calls_of_every_shards_figures_with_several_acceptors(server) -> None:
+    """With several acceptors a shard held by another acceptor reads only
+    that one's pipe, so a script's INFO of the shards, LASTSAVE, SLOWLOG
+    GET/LEN/RESET and MEMORY STATS are refused; INFO's sections that need
+    no shard answer, and SWAPDB (the workers') swaps."""
+    c = redis.Redis(port=server.port)
+    for call, name in [
+        ("'info'", "info"),
+        ("'info', 'keyspace'", "info keyspace"),
+        ("'lastsave'", "lastsave"),
+        ("'slowlog', 'get'", "slowlog get"),
+        ("'memory', 'stats'", "memory stats"),
+    ]:
+        message = f"'{name}' needs every shard and cannot be called from a script in shardkv"
+        assert c.eval(f"return redis.pcall({call})['err']", 0) == ("ERR " + message).encode()
+    assert c.eval("return string.sub(redis.call('info', 'server'), 1, 8)", 0) == b"# Server"
+    c.set("swapped", "1")
+    assert c.eval("return redis.call('swapdb', 0, 1)", 0) == b"OK"
+    assert c.get("swapped") is None
+    assert c.eval("redis.call('swapdb', 0, 1) return redis.call('get', 'swapped')", 0) == b"1"
+    c.delete("swapped")
+    c.close()
