@@ -141,8 +141,8 @@ def share_out(server: Acceptor, barrier: Slot | None = None) -> None:
     """Ask every shard for its figure, then give each its limit; then
     deliver ``barrier``, if any."""
     if not _maxmemory(server) or not server.links:
-        if barrier is not None:
-            barrier.deliver(b"")
+        if barrier is not None:  # maxmemory 0: nobody is out of memory now
+            _settle_oom(server, False, barrier)
         return
     n = len(server.links)
     figures = _Figures(server, n, barrier)
@@ -198,16 +198,23 @@ class _Limits:
         self.left -= 1
         if self.left:
             return
-        server = self.server
-        server.oom = self.oom
-        if server.bus is not None:
-            server.bus.ask(bus.OOM, [int(self.oom)], self._told)
-        else:
-            self._told([])
+        _settle_oom(self.server, self.oom, self.barrier)
 
-    def _told(self, answers: list) -> None:
-        if self.barrier is not None:
-            self.barrier.deliver(b"")
+
+def _settle_oom(server: Acceptor, oom: bool, barrier: Slot | None) -> None:
+    """Set the OOM state of this acceptor and, through the bus, of the
+    others (so that a client on any of them finds it as CONFIG SET left
+    it); then deliver ``barrier``, if any."""
+    server.oom = oom
+
+    def told(answers: list) -> None:
+        if barrier is not None:
+            barrier.deliver(b"")
+
+    if server.bus is not None:
+        server.bus.ask(bus.OOM, [int(oom)], told)
+    else:
+        told([])
 
 
 def bus_oom(server: Acceptor, origin: int, args: list) -> int:
