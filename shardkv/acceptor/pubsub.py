@@ -169,16 +169,15 @@ def publish(client: Client, args: list[bytes]) -> None:
     if bus is None:
         client.reply(publish_message(server, args[1], args[2]))
         return
-    pending = getattr(client, "pending", None)
-    if pending is None:
-        # A script's call (shardkv.acceptor.scriptcalls), answered at once:
-        # the other acceptors deliver too, but only this one's count is known.
-        client.reply(publish_message(server, args[1], args[2]))
-        bus.tell(PUBLISH, [args[1], args[2]])
-        return
     # Every acceptor, this one included, delivers when the supervisor passes
     # the message on, so all deliver in the supervisor's one order; the
     # reply is the sum of their counts.
+    pending = getattr(client, "pending", None)
+    if pending is None:
+        # A script's call (shardkv.acceptor.scriptcalls): the script waits.
+        answer = client.reply_later()  # type: ignore[attr-defined]
+        bus.ask(PUBLISH, [args[1], args[2]], lambda counts: answer(sum(counts)), everyone=True)
+        return
     slot = Slot(client)
     pending.append(slot)
     _PUBLISHING.setdefault(client.id, deque()).append(slot)
@@ -350,10 +349,8 @@ def pubsub(client: Client, args: list[bytes]) -> None:
     sub = args[1].lower()
     n = len(args)
     bus = client.server.bus
-    if (
-        bus is not None
-        and (sub == b"numsub" or (sub == b"channels" and n <= 3) or (sub == b"numpat" and n == 2))
-        and getattr(client, "pending", None) is not None  # not a script's call: that counts here only
+    if bus is not None and (
+        sub == b"numsub" or (sub == b"channels" and n <= 3) or (sub == b"numpat" and n == 2)
     ):
         _pubsub_everywhere(client, bus, sub, args[2:])
     elif sub == b"channels" and n <= 3:
@@ -400,8 +397,16 @@ def bus_pubsub(server, origin: int, args: list[bytes]) -> list:
 def _pubsub_everywhere(client: Client, bus, sub: bytes, rest: list[bytes]) -> None:
     """PUBSUB NUMSUB, CHANNELS or NUMPAT over every acceptor's subscribers."""
     here = _pubsub_here(sub, rest)
-    slot = Slot(client)
-    client.pending.append(slot)
+    pending = getattr(client, "pending", None)
+    if pending is None:  # a script's call (shardkv.acceptor.scriptcalls): the script waits
+        answer = client.reply_later()  # type: ignore[attr-defined]
+    else:
+        slot = Slot(client)
+        pending.append(slot)
+        resp3 = client.resp3
+
+        def answer(value: object) -> None:
+            slot.deliver(encode(value, resp3))
 
     def done(answers: list) -> None:
         if sub == b"numsub":
@@ -414,7 +419,7 @@ def _pubsub_everywhere(client: Client, bus, sub: bytes, rest: list[bytes]) -> No
             for other in answers:
                 names.update(dict.fromkeys(other))
             value = list(names) if sub == b"channels" else len(names)
-        slot.deliver(encode(value, client.resp3))
+        answer(value)
 
     bus.ask(PUBSUB, [sub, *rest], done)
 

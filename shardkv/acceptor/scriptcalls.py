@@ -10,7 +10,11 @@ for a stand-in of the script's caller (Redis's fake Lua client), with the
 script's protocol, and writes the ``A`` frame.  No client's command runs in
 between, and no shard is asked: PUBLISH delivers to the subscribers and
 counts them, PUBSUB and COMMAND read the acceptor's tables, INFO builds its
-sections that need no shard's figures.
+sections that need no shard's figures.  With several acceptors, PUBLISH
+and PUBSUB NUMSUB/CHANNELS/NUMPAT go round the bus as a client's do
+(:mod:`shardkv.acceptor.pubsub`), and the ``A`` frame leaves once the
+other acceptors answered (:meth:`_Caller.reply_later`): the script waits
+that long, but no shard's answer is needed, so nothing can wait on it.
 
 What needs every shard's figures (INFO's sections of the shards, MEMORY
 STATS and DOCTOR, SLOWLOG GET/LEN/RESET, LASTSAVE) runs its ordinary handler
@@ -69,7 +73,13 @@ def answer(server: Acceptor, link: ShardLink, payload: bytes) -> None:
     elif verb == Verb.RANDOM_BACK:
         GENERATOR.give_back(link, int(args[1]))
     else:
-        call(server, db, resp == 3, args, lambda body: _send(link, body))
+        generation = link.generation
+
+        def send(body: bytes) -> None:
+            if link.generation == generation:  # not to a worker started since
+                _send(link, body)
+
+        call(server, db, resp == 3, args, send)
 
 
 def _send(link: ShardLink, body: bytes) -> None:
@@ -137,6 +147,12 @@ class _Caller:
 
     def reply(self, value: object) -> None:
         self.done(encode(value, self.resp3))
+
+    def reply_later(self) -> Callable[[object], None]:
+        """For a reply the other acceptors add to (K > 1: PUBLISH's count,
+        PUBSUB's): the script waits until the returned function is called
+        with the value."""
+        return self.reply
 
     def reply_error(self, message: str) -> None:
         self.server.stats.error(message)

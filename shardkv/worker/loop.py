@@ -209,6 +209,7 @@ class Pipes:
         self.current = pipe
         shard.keyspace.pipe = pipe.index
         shard.send, shard.recv, shard.backlog = pipe.send, pipe.recv_waiting, pipe.backlog
+        shard.send_query = pipe.send_state
 
     def attach(self, index: int, conn: Connection) -> None:
         """Start serving ``conn`` as acceptor ``index``'s pipe: first tell it
@@ -241,6 +242,7 @@ class Pipes:
                 self.current = None
                 self.shard.send = _nowhere
                 self.shard.recv = _gone
+                self.shard.send_query = None
 
     def _inherited(self) -> None:
         persistence = self.shard.persistence

@@ -893,7 +893,7 @@ class Engine:
         ``A`` frame; any other frame that comes meanwhile waits in the
         backlog, so nothing else runs here before the script ends."""
         shard = self.shard
-        send = getattr(shard, "send_state", None)
+        send = getattr(shard, "send_query", None)
         recv = getattr(shard, "recv", None)
         if send is None or recv is None:  # a shard with no acceptor (unit tests)
             return Error(errors.SCRIPT_CALL_UNSUPPORTED % argv[0].decode("latin-1").lower())
@@ -1127,7 +1127,7 @@ class Engine:
         return self.rand
 
     def _give_back_rand(self, state: int) -> None:
-        send = getattr(self.shard, "send_state", None)
+        send = getattr(self.shard, "send_query", None)
         if send is not None:
             try:
                 send(wire.encode_script_query(0, 2, [Verb.RANDOM_BACK, b"%d" % state]))

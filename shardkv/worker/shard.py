@@ -128,6 +128,10 @@ class Shard:
         # without committing the AOF, which holds a running script's
         # effects until the script ends (they are logged as one group).
         self.send_state: Callable[[bytes], None] | None = None
+        # A running script's question to the acceptor (a ``Q`` frame), sent
+        # as it is on the current pipe only: the one its batch came on and
+        # whose ``A`` frame it waits for.
+        self.send_query: Callable[[bytes], None] | None = None
         self.logged: list = []  # the last batch's replies that logged (run_batch)
         self.backlog: list[bytes] = []  # frames that came while parked
         # Lua scripts (EVAL...): the engine and its script cache.
