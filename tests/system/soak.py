@@ -13,10 +13,10 @@ For ``--duration`` seconds:
 * ``--garbage`` connections send random bytes and mutated RESP, and hang up.
 
 Every second it samples the RSS of every shardkv process and the
-acceptor's open file descriptors.  It reports whether every process is
-still the one it started with, whether RSS was stable after the warm-up
+acceptors' open file descriptors (summed, with several acceptors).  It
+reports whether every process is still the one it started with, whether RSS was stable after the warm-up
 (the first ``--warmup`` of the run: connection state must not leak), whether
-the acceptor's file descriptors came back to their count before the run,
+the acceptors' file descriptors came back to their count before the run,
 and every error a well-behaved client saw (there must be none).
 
 Without ``--port`` it starts its own shardkv and stops it afterwards.
@@ -247,21 +247,31 @@ def role(p: psutil.Process) -> str:
     return name if name.startswith("shardkv") else "helper"
 
 
+def is_acceptor(p: psutil.Process) -> bool:
+    """``shardkv-accept``, or ``shardkv-accept<i>`` with several acceptors."""
+    return role(p).startswith("shardkv-accept")
+
+
 def sample(procs: dict[int, psutil.Process]) -> dict:
     rss = {}
     fds = None
     for pid, p in procs.items():
         try:
             rss[f"{role(p)}:{pid}"] = p.memory_info().rss
-            if role(p) == "shardkv-accept":
-                fds = p.num_fds()
+            if is_acceptor(p):
+                fds = (fds or 0) + p.num_fds()
         except psutil.Error:
             rss[f"gone:{pid}"] = 0
     return {"t": time.monotonic(), "rss": rss, "acceptor_fds": fds}
 
 
-def acceptor(procs: dict[int, psutil.Process]) -> psutil.Process:
-    return next(p for p in procs.values() if role(p) == "shardkv-accept")
+def acceptors(procs: dict[int, psutil.Process]) -> list[psutil.Process]:
+    return [p for p in procs.values() if is_acceptor(p)]
+
+
+def acceptor_fds(procs: dict[int, psutil.Process]) -> int:
+    """The open file descriptors of every acceptor, together."""
+    return sum(p.num_fds() for p in acceptors(procs))
 
 
 # -- the run --------------------------------------------------------------------------
@@ -285,23 +295,39 @@ async def _run(
     return stats
 
 
-def _open_long_lived_files(port: int) -> None:
-    """One cross-shard write and its undoing: the acceptor opens its
-    decisions file (shardkv.protocol.decisions) at the first commit and keeps it, so
-    the descriptor count is taken after that, not before."""
+def _call(s: socket.socket, reader: hiredis.Reader, args: list[bytes]) -> object:
+    s.sendall(b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args))
+    reply = False
+    while reply is False:
+        reader.feed(s.recv(65536))
+        reply = reader.gets()
+    return reply
+
+
+def _open_long_lived_files(port: int, nacceptors: int) -> None:
+    """One cross-shard write and its undoing on each acceptor: an acceptor
+    opens its decisions file (shardkv.protocol.decisions) at its first
+    commit and keeps it, so the descriptor count is taken after that, not
+    before.  With several acceptors the kernel picks one per connection:
+    connect until each has had its turn (acceptor i of K hands out the
+    client ids i+1, i+1+K, ...)."""
     keys = [b"soak:warmup:%d" % i for i in range(16)]  # on more than one shard
     command = [b"MSET"] + [part for key in keys for part in (key, b"1")]
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
-        reader = hiredis.Reader()
-        for args in (command, [b"DEL", *keys]):
-            s.sendall(b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args))
-            reply = False
-            while reply is False:
-                reader.feed(s.recv(65536))
-                reply = reader.gets()
-        s.sendall(b"QUIT\r\n")
-        while s.recv(65536):  # until the acceptor has closed its end too
-            pass
+    done: set[int] = set()
+    for _ in range(100 * nacceptors):
+        if len(done) == nacceptors:
+            return
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+            reader = hiredis.Reader()
+            index = (int(_call(s, reader, [b"CLIENT", b"ID"])) - 1) % nacceptors  # type: ignore[call-overload]
+            if index not in done:
+                _call(s, reader, command)
+                _call(s, reader, [b"DEL", *keys])
+                done.add(index)
+            s.sendall(b"QUIT\r\n")
+            while s.recv(65536):  # until the acceptor has closed its end too
+                pass
+    raise RuntimeError(f"could not reach every one of the {nacceptors} acceptors")
 
 
 def soak(
@@ -316,17 +342,17 @@ def soak(
 ) -> dict:
     """Run the soak against a running shardkv; return its figures and verdicts."""
     procs = processes(supervisor_pid)
-    _open_long_lived_files(port)
-    fds_before = acceptor(procs).num_fds()
+    _open_long_lived_files(port, len(acceptors(procs)))
+    fds_before = acceptor_fds(procs)
     started = time.monotonic()
     stats = asyncio.run(_run(port, supervisor_pid, duration, clients, churners, garbage, seed))
     elapsed = time.monotonic() - started
     # The clients have closed: the acceptor's descriptors come back.
     deadline = time.monotonic() + 10
-    fds_after = acceptor(procs).num_fds()
+    fds_after = acceptor_fds(procs)
     while fds_after != fds_before and time.monotonic() < deadline:
         time.sleep(0.2)
-        fds_after = acceptor(procs).num_fds()
+        fds_after = acceptor_fds(procs)
     after = processes(supervisor_pid)
     samples = stats.samples
     split = max(1, int(len(samples) * warmup))
