@@ -10,8 +10,9 @@ for a stand-in of the script's caller (Redis's fake Lua client), with the
 script's protocol, and writes the ``A`` frame.  No client's command runs in
 between, and no shard is asked: PUBLISH delivers to the subscribers and
 counts them, PUBSUB and COMMAND read the acceptor's tables, INFO builds its
-sections that need no shard's figures.  With several acceptors, PUBLISH
-and PUBSUB NUMSUB/CHANNELS/NUMPAT go round the bus as a client's do
+sections that need no shard's figures.  With several acceptors, PUBLISH,
+PUBSUB NUMSUB/CHANNELS/NUMPAT and INFO (its sections that need no
+shard) go round the bus as a client's do
 (:mod:`shardkv.acceptor.pubsub`), and the ``A`` frame leaves once the
 other acceptors answered (:meth:`_Caller.reply_later`): the script waits
 that long, but no shard's answer is needed, so nothing can wait on it.
@@ -39,7 +40,7 @@ from time import perf_counter_ns
 from typing import TYPE_CHECKING
 
 from shardkv.acceptor.info import _wanted, build_info
-from shardkv.protocol import errors, wire
+from shardkv.protocol import bus, errors, wire
 from shardkv.protocol.resp import Error, Verbatim, encode, encode_error
 from shardkv.protocol.wire import FRAME, Verb
 from shardkv.runtime.cmdstats import stat_name
@@ -202,9 +203,16 @@ def call(server: Acceptor, db: int, resp3: bool, args: list[bytes], done: Callab
             errors.SCRIPT_CALL_UNSUPPORTED % " ".join(a.decode("latin-1").lower() for a in args[:2])
         )
     elif name == b"info" and server.bus is not None:
+        # The sections that need no shard, with every acceptor's clients
+        # counted, as a client's INFO counts them.
         sections = [a.decode("latin-1").lower() for a in args[1:]]
-        text = build_info(server, sections, [], stats.report())
-        caller.reply(Verbatim(text.encode()))
+        own = stats.report()
+        answer = caller.reply_later()
+        server.bus.ask(
+            bus.INFO,
+            [],
+            lambda others: answer(Verbatim(build_info(server, sections, [], own, others).encode())),
+        )
     else:
         handler = server.local.get(name.decode("latin-1"))
         if handler is None:  # the worker asks only for the commands above

@@ -107,6 +107,35 @@ def test_publish_reaches_subscribers_on_every_acceptor_and_counts_them(groups) -
     sub_b.close()
 
 
+def test_a_scripts_publish_and_pubsub_count_every_acceptors_subscribers(groups) -> None:
+    """redis.call('publish') reaches and counts the subscribers of every
+    acceptor, once each, in the one order of every PUBLISH; PUBSUB and
+    INFO called from a script count every acceptor's too."""
+    (a, a2), (b, b2) = groups
+    sub_a, sub_b = a.pubsub(), b.pubsub()
+    sub_a.subscribe("jobs")
+    sub_b.subscribe("jobs")
+    sub_b.psubscribe("jo*")
+    for ps in (sub_a, sub_b):
+        assert ps.get_message(timeout=5)["type"] in ("subscribe", "psubscribe")
+    sub_b.get_message(timeout=5)
+    publish = "return redis.call('publish', 'jobs', ARGV[1])"
+    assert a2.eval(publish, 0, "s1") == 3
+    assert b2.publish("jobs", "p2") == 3
+    assert b2.eval(publish, 1, "any-key", "s3") == 3
+    assert a2.publish("jobs", "p4") == 3
+    words = [b"s1", b"p2", b"s3", b"p4"]
+    assert messages(sub_a, 5) == [(b"jobs", w) for w in words]
+    assert messages(sub_b, 9) == [(b"jobs", w) for w in words for _ in range(2)]
+    assert a2.eval("return redis.call('pubsub', 'numsub', 'jobs', 'none')", 0) == [b"jobs", 2, b"none", 0]
+    assert b2.eval("return redis.call('pubsub', 'numpat')", 0) == 1
+    assert a2.eval("return redis.call('pubsub', 'channels')", 0) == [b"jobs"]
+    clients = a2.eval("return string.match(redis.call('info', 'clients'), 'connected_clients:(%d+)')", 0)
+    assert int(clients) == int(b2.info("clients")["connected_clients"]) >= 4
+    sub_a.close()
+    sub_b.close()
+
+
 def test_one_order_of_messages_per_channel_for_every_subscriber(groups) -> None:
     (a, a2), (b, b2) = groups
     sub_a, sub_b = a.pubsub(), b.pubsub()
