@@ -26,6 +26,9 @@ Then it waits on its children:
 * if acceptor i dies, it alone is started again; the workers keep
   running, and each gets a new data pipe for i over its control pipe
   (the message is ``i``); the other acceptors keep serving;
+* with K > 1 it makes the shared count of each acceptor's clients
+  (:mod:`shardkv.runtime.clientcount`: ``maxclients`` is their total)
+  and zeroes a dead acceptor's count;
 * an acceptor reports each CONFIG SET (a ``config`` line), so that
   processes started later start with the settings in effect; the
   supervisor passes it on to the other acceptors, which apply it too;
@@ -59,6 +62,7 @@ from shardkv.acceptor import main as acceptor
 from shardkv.acceptor.server import EXIT_CANNOT_LISTEN
 from shardkv.protocol import bus, decisions
 from shardkv.runtime import config
+from shardkv.runtime.clientcount import ClientCounts
 from shardkv.runtime.proctitle import set_name
 from shardkv.worker import loop as worker_loop
 from shardkv.worker.persistence import engine as persistence
@@ -90,6 +94,8 @@ class Supervisor:
         # The bus (K > 1): questions of one acceptor to the others, waiting
         # for answers: (asker, its id) -> [acceptors still to answer, answers, deadline].
         self.questions: dict[tuple[int, int], list] = {}
+        # maxclients across the acceptors (K > 1): each one's clients, shared.
+        self.client_counts = ClientCounts(k) if k > 1 else None
         self.stopping = False
         self.status = 0
 
@@ -177,7 +183,7 @@ class Supervisor:
         ctrl_ours, ctrl_theirs = self.ctx.Pipe()
         name = "shardkv-acceptor" if self.nacceptors == 1 else f"shardkv-acceptor-{a}"
         proc = self.acceptors[a] = self.ctx.Process(
-            target=acceptor.serve, args=(self.cfg, ends, ctrl_theirs, a), name=name
+            target=acceptor.serve, args=(self.cfg, ends, ctrl_theirs, a, self.client_counts), name=name
         )
         proc.start()
         ctrl_theirs.close()
@@ -204,6 +210,8 @@ class Supervisor:
             self._fail()
             return
         log.warning("acceptor pid=%d exited with %s; restarting it", proc.pid, proc.exitcode)
+        if self.client_counts is not None:
+            self.client_counts.set(a, 0)  # its clients went with it: the others may take their places
         control = self.controls[a]
         if control is not None:
             control.close()

@@ -16,14 +16,20 @@ from typing import Any
 from shardkv.acceptor import crossshard, wiring
 from shardkv.acceptor.server import Acceptor
 from shardkv.runtime import gctuning
+from shardkv.runtime.clientcount import ClientCounts
 from shardkv.runtime.parentdeath import die_with_parent
 from shardkv.runtime.proctitle import set_name
 
 
 def serve(
-    config: dict[str, Any], pipes: list[Connection], control: Connection | None = None, index: int = 0
+    config: dict[str, Any],
+    pipes: list[Connection],
+    control: Connection | None = None,
+    index: int = 0,
+    client_counts: ClientCounts | None = None,
 ) -> None:
-    """The entry point of acceptor process ``index`` (its coordinator number)."""
+    """The entry point of acceptor process ``index`` (its coordinator number);
+    ``client_counts``: every acceptor's clients, for ``maxclients`` (K > 1)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides
     die_with_parent()  # SIGTERM (close the port and exit) if the supervisor dies
     nacceptors = config.get("acceptors", 1)
@@ -31,6 +37,9 @@ def serve(
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     acceptor = wiring.build(config)
     acceptor.set_index(index, nacceptors)
+    if client_counts is not None:
+        client_counts.set(index, 0)  # a restarted acceptor's clients are gone
+        acceptor.client_counts = client_counts
     crossshard.coordinator_of(acceptor)  # before any pipe: a worker's first frame is for it
     loop_factory = None
     if config.get("uvloop"):

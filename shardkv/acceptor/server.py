@@ -42,6 +42,7 @@ from shardkv.protocol.commands import Command
 from shardkv.protocol.resp import encode_command
 from shardkv.protocol.router import Router
 from shardkv.protocol.wire import Verb, entry_header
+from shardkv.runtime.clientcount import ClientCounts
 from shardkv.runtime.cmdstats import Stats, apply_settings, stat_name
 from shardkv.runtime.config import from_wire
 
@@ -129,9 +130,12 @@ class Acceptor:
         self._links_to_flush: list[ShardLink] = []
         # Acceptor ``index`` of ``nacceptors`` (its coordinator number): it
         # hands out the client ids index+1, index+1+K, ..., unique across
-        # the acceptors, and admits its share of ``maxclients``.
+        # the acceptors; with several, ``maxclients`` is their total, counted
+        # in ``client_counts`` (shared with the others, see
+        # shardkv.runtime.clientcount; None when alone).
         self.index = 0
         self.nacceptors = 1
+        self.client_counts: ClientCounts | None = None
         # The client whose CONFIG SET the on_config hooks apply now (None:
         # another acceptor's, passed on by the supervisor).
         self.config_client: Client | None = None
@@ -183,11 +187,6 @@ class Acceptor:
                 link.remote = True
                 link.ask_seen = lambda shard, waits, gate: causal.ask_seen(self, shard, waits, gate)
 
-    def max_clients(self) -> int:
-        """This acceptor's share of ``maxclients`` (all of it when alone)."""
-        total, k = self.config["maxclients"], self.nacceptors
-        return total // k + (self.index < total % k)
-
     def next_client_id(self) -> int:
         return next(self._ids)
 
@@ -221,7 +220,12 @@ class Acceptor:
 
     def client_connected(self, client: Client) -> None:
         self.connections_received += 1
-        if len(self.clients) >= (self.config["maxclients"] if self.nacceptors == 1 else self.max_clients()):
+        counts = self.client_counts
+        if (
+            len(self.clients) >= self.config["maxclients"]
+            if counts is None
+            else not counts.admit(self.index, len(self.clients), self.config["maxclients"])
+        ):
             self.rejected_connections += 1
             client.reply_error(errors.MAX_CLIENTS)
             client.close_after_replies()
@@ -232,7 +236,8 @@ class Acceptor:
             hook(client)
 
     def client_disconnected(self, client: Client) -> None:
-        self.clients.pop(client.id, None)
+        if self.clients.pop(client.id, None) is not None and self.client_counts is not None:
+            self.client_counts.set(self.index, len(self.clients))
         for hook in self.wiring.on_disconnect:
             hook(client)
 

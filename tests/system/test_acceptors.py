@@ -11,6 +11,7 @@ import hashlib
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -215,6 +216,77 @@ def test_the_script_cache_is_the_same_through_every_acceptor(server):
     finally:
         a.close()
         b.close()
+
+
+def _raw_client(port: int) -> tuple[socket.socket, int | None, bytes]:
+    """A raw connection: ``(socket, its acceptor, b"")`` if admitted, or
+    ``(socket, None, what the server said)`` if it was turned away (Redis
+    says so at once, before the client sends anything)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.settimeout(1.0)
+    try:
+        said = sock.recv(200)
+    except TimeoutError:
+        said = b""
+    if said:
+        while not said.endswith(b"\r\n") and (more := sock.recv(200)):
+            said += more
+        return sock, None, said
+    sock.settimeout(10)
+    sock.sendall(b"CLIENT ID\r\n")
+    reply = b""
+    while not reply.endswith(b"\r\n"):
+        reply += sock.recv(100)
+    return sock, (int(reply[1:-2]) - 1) % K, b""
+
+
+def _connected(conn: redis.Redis, n: int) -> None:
+    """Wait until INFO (summed over the acceptors) counts ``n`` clients."""
+    deadline = time.monotonic() + 10
+    while conn.info("clients")["connected_clients"] != n:
+        assert time.monotonic() < deadline, conn.info("clients")
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_maxclients_is_the_total_of_every_acceptors_clients(server):
+    """maxclients counts the clients of every acceptor, whichever holds them
+    (not a share each), and a killed acceptor's clients stop counting."""
+    admin = connect_to(server.port, 0)
+    held = [connect_to(server.port, 1) for _ in range(4)]
+    sockets: list[socket.socket] = []
+    try:
+        _connected(admin, 5)  # 1 on acceptor 0, 4 on acceptor 1
+        admin.config_set("maxclients", "6")  # applied by both before the reply
+        sock, where, said = _raw_client(server.port)  # the sixth, wherever it lands
+        sockets.append(sock)
+        assert said == b"" and where is not None
+        for _ in range(12):  # the kernel spreads them over both acceptors
+            sock, _where, said = _raw_client(server.port)
+            sock.close()
+            assert said == b"-ERR max number of clients reached\r\n"
+        pids = acceptor_pids(server)
+        os.kill(pids[1], signal.SIGKILL)  # with 4 or 5 of the 6 clients
+        deadline = time.monotonic() + 30
+        while acceptor_pids(server).get(1, pids[1]) == pids[1]:
+            assert time.monotonic() < deadline, "acceptor 1 was not restarted"
+            time.sleep(0.05)
+        survivors = 2 if where == 0 else 1
+        _connected(admin, survivors)
+        admitted = []
+        for _ in range(20):
+            sock, index, said = _raw_client(server.port)
+            sockets.append(sock)
+            if index is None:
+                assert said == b"-ERR max number of clients reached\r\n"
+                break
+            admitted.append(index)
+        assert len(admitted) == 6 - survivors, admitted
+    finally:
+        for sock in sockets:
+            sock.close()
+        for conn in (admin, *held):
+            conn.close()
 
 
 def _second_server_on(port: int, *flags: str, tmp_path) -> tuple[int, str]:
