@@ -314,9 +314,10 @@ def _open_long_lived_files(port: int, nacceptors: int) -> None:
     keys = [b"soak:warmup:%d" % i for i in range(16)]  # on more than one shard
     command = [b"MSET"] + [part for key in keys for part in (key, b"1")]
     done: set[int] = set()
-    for _ in range(100 * nacceptors):
-        if len(done) == nacceptors:
-            return
+    deadline = time.monotonic() + 60  # one may not listen yet on a loaded machine
+    while len(done) < nacceptors:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"could not reach every one of the {nacceptors} acceptors")
         with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
             reader = hiredis.Reader()
             index = (int(_call(s, reader, [b"CLIENT", b"ID"])) - 1) % nacceptors  # type: ignore[call-overload]
@@ -327,7 +328,7 @@ def _open_long_lived_files(port: int, nacceptors: int) -> None:
             s.sendall(b"QUIT\r\n")
             while s.recv(65536):  # until the acceptor has closed its end too
                 pass
-    raise RuntimeError(f"could not reach every one of the {nacceptors} acceptors")
+        time.sleep(0.01)
 
 
 def soak(
