@@ -418,6 +418,11 @@ class Keyspace:
         self.select(here)
 
     def _flush_current(self) -> None:
+        if not any(self.data) and not any(self.expires):
+            # Already empty: nothing to remove, and no 2 x SLOTS tables to
+            # build again (a FLUSHALL visits every database ever selected).
+            self.nvolatile = 0
+            return
         # As in Redis 7.0, a flush changes only the watched keys it removes.
         removed = [key for key in self.watched if key in self.data[slot_of(key)]]
         self.data = [{} for _ in range(SLOTS)]
