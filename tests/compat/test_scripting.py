@@ -815,6 +815,7 @@ def test_sandbox_escapes(server, script):
     )
 
 
+@pytest.mark.slow  # fresh servers of its own
 def test_math_random_sequence():
     """math.random is Redis's redisLrand48, seeded once at start (not per
     script), one generator for the whole server: scripts on fresh servers

@@ -296,7 +296,8 @@ def _second_server_on(port: int, *flags: str, tmp_path) -> tuple[int, str]:
     return done.returncode, done.stdout + done.stderr
 
 
-@pytest.mark.parametrize("acceptors", [1, K])
+# With K acceptors it starts two shardkv servers (seconds): that case is slow.
+@pytest.mark.parametrize("acceptors", [1, pytest.param(K, marks=pytest.mark.slow)])
 def test_a_taken_port_stops_shardkv_as_redis_stops(tmp_path, acceptors) -> None:
     """Redis exits when it cannot listen: so does shardkv, at once, with
     Redis's warning, rather than restart an acceptor that cannot bind.

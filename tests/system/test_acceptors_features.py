@@ -254,6 +254,7 @@ def test_keyspace_notification_of_a_write_through_the_other_acceptor(groups) -> 
         a.config_set("notify-keyspace-events", "")
 
 
+@pytest.mark.slow  # starts and shuts down a server of its own per acceptor
 def test_shutdown_through_either_acceptor_stops_the_server() -> None:
     for index in range(K):
         proc = start_shardkv(shards=2, acceptors=K)
