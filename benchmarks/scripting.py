@@ -1,6 +1,7 @@
 """Lua scripting throughput against redis-server, in the same run.
 
     python benchmarks/scripting.py [--shards 2] [--requests 100000] [--repeat 3]
+    python benchmarks/scripting.py --cpu [--shards 2] [--requests 40000] [--repeat 2]
 
 Each load runs with ``redis-benchmark -c 50 -r 100000`` at ``-P 1`` and
 ``-P 16`` against redis-server and shardkv in turn, ``--repeat`` rounds in
@@ -8,9 +9,17 @@ which each server takes its turn; the table gives medians and the ratio of
 shardkv to redis-server, and for shardkv the ratio of EVALSHA to its own
 GET (the target: EVALSHA of a one-key script within 2x of GET).
 
+``--cpu`` measures what throughput on a loaded machine cannot: the CPU
+time (user + system, from ``/proc``) that shardkv's acceptor and workers
+spend per request of each load at ``-P 16`` (all but cross-shard),
+``--repeat`` rounds on one server, and each load's total as a ratio of
+GET's in the same round (medians over the rounds).
+
 Loads:
   GET               the baseline: GET key:__rand_int__
   EVALSHA 1 key     a one-key script: return redis.call('get', KEYS[1])
+  lock release      redis-py's Lock.release script (GET, compare, DEL) on
+                    key:__rand_int__ (mostly no lock there: one GET)
   lock cycle        one script that acquires (SET NX PX) and releases (GET,
                     compare, DEL) a lock, as redis-py's Lock does in two
   cross-shard       a script whose two keys live on different shards:
@@ -39,6 +48,15 @@ LOCK_CYCLE = (
     "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end end return 0"
 )
 CROSS = "return {redis.call('incr', KEYS[1]), redis.call('incr', KEYS[2])}"
+# redis-py's Lock.LUA_RELEASE_SCRIPT, as it sends it
+LOCK_RELEASE = """
+        local token = redis.call('get', KEYS[1])
+        if not token or token ~= ARGV[1] then
+            return 0
+        end
+        redis.call('del', KEYS[1])
+        return 1
+    """
 
 
 def _sha(body: str) -> str:
@@ -60,6 +78,7 @@ def loads(shards: int) -> list[tuple[str, list[str]]]:
     return [
         ("GET", ["GET", "key:__rand_int__"]),
         ("EVALSHA 1 key", ["EVALSHA", _sha(ONE_KEY), "1", "key:__rand_int__"]),
+        ("lock release", ["EVALSHA", _sha(LOCK_RELEASE), "1", "key:__rand_int__", "token"]),
         ("lock cycle", ["EVALSHA", _sha(LOCK_CYCLE), "1", "lock:__rand_int__", "token"]),
         ("cross-shard", ["EVALSHA", _sha(CROSS), "2", a, b]),
     ]
@@ -78,11 +97,40 @@ def bench(port: int, command: list[str], pipeline: int, requests: int) -> float:
 
 
 def prepare(port: int) -> None:
-    for body in (ONE_KEY, LOCK_CYCLE, CROSS):
+    for body in (ONE_KEY, LOCK_RELEASE, LOCK_CYCLE, CROSS):
         subprocess.run(
             ["redis-cli", "-p", str(port), "SCRIPT", "LOAD", body], capture_output=True, check=True
         )
     subprocess.run(["redis-cli", "-p", str(port), "SET", "key:1", "v"], capture_output=True, check=True)
+
+
+def cpu_per_request(shards: int, requests: int, repeat: int) -> None:
+    """The ``--cpu`` table: shardkv's CPU microseconds per request at -P 16."""
+    rows: dict[str, list[tuple[float, float, float]]] = {}
+    with start_shardkv(shards=shards) as server:
+        prepare(server.port)
+        for _ in range(repeat):
+            for name, command in loads(shards):
+                if name == "cross-shard":  # parks shards: another cost (benchmarks/crossshard_cost.py)
+                    continue
+                roles = server.roles()
+                before = server.cpu_times()
+                bench(server.port, command, 16, requests)
+                after = server.cpu_times()
+                spent = {pid: secs - before.get(pid, 0.0) for pid, secs in after.items()}
+                acceptor = sum(c for pid, c in spent.items() if roles.get(pid, "").startswith("acceptor"))
+                workers = sum(
+                    c for pid, c in spent.items() if roles.get(pid, "").startswith(("worker", "shard"))
+                )
+                per = 1e6 / requests
+                rows.setdefault(name, []).append((acceptor * per, workers * per, (acceptor + workers) * per))
+    print(f"| load | acceptor µs | workers µs | total µs | vs GET ({shards} shards, -P 16) |")
+    print("|---|---|---|---|---|")
+    gets = rows["GET"]
+    for name, figures in rows.items():
+        ratios = [f[2] / g[2] for f, g in zip(figures, gets, strict=True)]
+        acceptor, workers, total = (statistics.median(f[i] for f in figures) for i in range(3))
+        print(f"| {name} | {acceptor:.1f} | {workers:.1f} | {total:.1f} | {statistics.median(ratios):.2f}x |")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -90,9 +138,15 @@ def main(argv: list[str] | None = None) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--shards", type=int, default=2)
-    parser.add_argument("--requests", type=int, default=100_000)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--requests", type=int, default=None)
+    parser.add_argument("--repeat", type=int, default=None)
+    parser.add_argument("--cpu", action="store_true", help="CPU per request instead of throughput")
     args = parser.parse_args(argv)
+    if args.cpu:
+        cpu_per_request(args.shards, args.requests or 40_000, args.repeat or 2)
+        return
+    args.requests = args.requests or 100_000
+    args.repeat = args.repeat or 3
     results: dict[tuple[str, str, int], list[float]] = {}
     starts = [start_redis, lambda: start_shardkv(shards=args.shards)]
     for _ in range(args.repeat):

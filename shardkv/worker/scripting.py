@@ -220,6 +220,7 @@ class _Called:
         "local",
         "plain",
         "container",
+        "single_read",
     )
 
     def __init__(self, cmd: commands.Command, handler: object) -> None:
@@ -241,6 +242,15 @@ class _Called:
         # checks its arity, before it runs a script's call.
         self.container = cmd.name in command_docs.SUBCOMMANDS
         self.special = self.special or self.container
+        # A read of one key (GET, HGET...): what redis.call checks of it
+        # comes down to that key being here (see Engine._call).
+        self.single_read = (
+            not self.unknown
+            and not self.special
+            and not self.replicates
+            and cmd.route == "shard"
+            and cmd.single_key
+        )
 
 
 class Run:
@@ -268,7 +278,16 @@ class Run:
         "rand_lent",
     )
 
-    def __init__(self, sha: bytes, flags: int, read_only: bool, imported: frozenset | dict) -> None:
+    def __init__(
+        self,
+        sha: bytes,
+        flags: int,
+        read_only: bool,
+        imported: frozenset | dict,
+        keys: list[bytes],
+        db: int,
+        eval_mode: bool,
+    ) -> None:
         self.sha = sha
         self.flags = flags
         self.read_only = read_only
@@ -280,17 +299,21 @@ class Run:
         self.start = time.monotonic()
         self.killed = False
         self.effects: list[tuple[int, list[bytes]]] = []  # (database, write command)
-        self.db = 0  # the caller's database: SELECT in the script changes the script's only
+        self.db = db  # the caller's database: SELECT in the script changes the script's only
         self.abort: CrossShard | None = None  # set: stop the script, undo it
         self.busy = False  # past busy-reply-threshold, and the acceptor told
         self.reported_dirty = False
-        self.eval_mode = True  # EVAL (False: FCALL)
-        self.command: list[bytes] = []  # for FUNCTION STATS
-        self.keys: list[bytes] = []  # the declared keys
+        self.eval_mode = eval_mode  # EVAL (False: FCALL)
+        self.command: list[bytes] = _NO_ARGS  # for FUNCTION STATS
+        self.keys = keys  # the declared keys
         self.read_noted = False  # a read-only call was noted (client-side caching)
         # The server's math.random state when this script borrowed it from
         # the acceptor (None: not borrowed; -1: none to borrow, this shard's own).
         self.rand_lent: int | None = None
+
+
+_NO_ARGS: list[bytes] = []  # never changed: FUNCTION STATS reads it
+_NO_KEYS: frozenset = frozenset()
 
 
 class _VM:
@@ -508,7 +531,9 @@ class Engine:
         read_only: bool,
         eval_mode: bool,
     ) -> object:
-        if not flags & FLAG_COMPAT:
+        if flags & FLAG_COMPAT:
+            ro = read_only
+        else:
             if not flags & FLAG_NO_WRITES:
                 if read_only:
                     return Error(errors.SCRIPT_RO_WRITE_FLAG)
@@ -516,39 +541,39 @@ class Engine:
                     # Redis's processCommand refuses it first: such a script
                     # makes EVAL/FCALL a denyoom command (evalGetCommandFlags).
                     return Error(errors.OOM)
-        ro = read_only or (not flags & FLAG_COMPAT and bool(flags & FLAG_NO_WRITES))
-        run = self.run = Run(sha, flags, ro, self._imported())
-        run.keys = keys
-        run.eval_mode = eval_mode
+            ro = read_only or bool(flags & FLAG_NO_WRITES)
         ks = self.ks
-        run.db = ks.db
+        persistence = ks.persistence
+        aof = None
+        mark = -1  # where the script's AOF records begin (persistence.begin_group)
+        imported: frozenset | dict = _NO_KEYS
+        if persistence is not None:
+            foreign = persistence.foreign
+            if foreign and isinstance(foreign, dict):
+                imported = foreign
+            aof = persistence.aof
+            if aof is not None:
+                mark = persistence.begin_group()
+        run = self.run = Run(sha, flags, ro, imported, keys, ks.db, eval_mode)
         if not eval_mode:
             run.command = [b"fcall", sha, b"%d" % len(keys), *keys, *argv]
-        persistence = self.ks.persistence
-        mark = persistence.begin_group() if persistence is not None else -1
-        events = self.ks.events
+        events = ks.events
         events_mark = len(events) if events is not None else 0
+        aof_db = aof.db if aof is not None else 0
         self.kill_requested = False
         self.pending = None
-        aof = persistence.aof if persistence is not None else None
-        aof_db = aof.db if aof is not None else 0
         try:
             ok, value = (self._run if eval_mode else self._call_fn)(f, len(keys), *keys, *argv)
         finally:
             self.run = None
-            if run.rand_lent is not None and run.rand_lent >= 0:
-                # A script that runs again elsewhere has drawn nothing.
-                self._give_back_rand(run.rand_lent if run.abort is not None else self.rand.x)
-            if ks.db != run.db:  # the script SELECTed: its caller stays where it was
-                ks.select(run.db)
-            if run.busy:
-                run.busy = False
-                self._report(run)  # before the frame that carries the reply
-        vm = self._vm
-        vm.runs += 1  # type: ignore[union-attr]  # a script ran in it
-        if vm.runs >= GC_PERIOD:  # type: ignore[union-attr]
-            vm.runs = 0  # type: ignore[union-attr]
+            if run.rand_lent is not None or ks.db != run.db or run.busy:
+                self._settle(run)
+        vm: _VM = self._vm  # type: ignore[assignment]  # the state the script ran in
+        runs = vm.runs + 1
+        if runs >= GC_PERIOD:
+            runs = 0
             self._gc_step()
+        vm.runs = runs
         if run.abort is not None:
             self._rearm()
             self._rollback(run, persistence, mark)
@@ -559,8 +584,8 @@ class Engine:
             raise run.abort
         if run.killed:
             self._rearm()
-        if persistence is not None:
-            persistence.end_group(mark)
+        if mark >= 0:
+            persistence.end_group(mark)  # type: ignore[union-attr]
         if run.effects and persistence is not None and persistence.suspended:
             self.effects += run.effects
             for key, state in run.undo.items():  # the state before the first write
@@ -568,8 +593,15 @@ class Engine:
         if not ok:
             error = self._error_reply(value, sha)
             return ScriptReply(error) if _counted(value) else error
-        if type(value) is bytes:  # the common replies need no ScriptReply
+        # The common replies need no ScriptReply: a string, an integer in
+        # range, and false in RESP2 (a null in the caller's protocol).
+        t = type(value)
+        if t is bytes:
             return value
+        if t is int and LLONG_MIN <= value < 2**63:
+            return value
+        if value is False and run.resp == 2:
+            return None
         tree = self._convert(value, run.resp, 0)
         if type(tree) is int:
             return tree
@@ -577,17 +609,25 @@ class Engine:
             return tree  # an error reply (redis.error_reply...) counts in errorstats, as in Redis
         return ScriptReply(tree)
 
+    def _settle(self, run: Run) -> None:
+        """What a script leaves to undo when it ends: math.random's state
+        back to the acceptor, the caller's database, the busy state."""
+        if run.rand_lent is not None and run.rand_lent >= 0:
+            # A script that runs again elsewhere has drawn nothing.
+            self._give_back_rand(run.rand_lent if run.abort is not None else self.rand.x)
+        ks = self.ks
+        if ks.db != run.db:  # the script SELECTed: its caller stays where it was
+            ks.select(run.db)
+        if run.busy:
+            run.busy = False
+            self._report(run)  # before the frame that carries the reply
+
     def _over_limit(self) -> bool:
         """Is used memory over maxmemory (as eviction counts it)?"""
         memory = self.ks.memory
         if memory is None:
             return False
         return memory.data > memory.room
-
-    def _imported(self) -> frozenset | dict:
-        persistence = self.ks.persistence
-        foreign = persistence.foreign if persistence is not None else ()
-        return foreign if isinstance(foreign, dict) and foreign else frozenset()
 
     def _rollback(self, run: Run, persistence: object, mark: int) -> None:
         ks = self.ks
@@ -656,6 +696,8 @@ class Engine:
         called = self._called.get(argv[0]) or self._command(argv[0])
         if raise_error is None:  # redis.acl_check_cmd: does the command exist?
             return (True if called is not None else None), False
+        if called is not None and called.single_read:
+            return self._read(called, argv, run, raise_error)
         if called is None or called.unknown:
             return self._rejected(None, argv, _not_here(argv)), raise_error
         cmd = called.cmd
@@ -725,6 +767,43 @@ class Engine:
         t = type(value)
         if t is bytes or t is int:
             return value, False
+        if t is Error:
+            return self._to_lua_error(value.message), raise_error
+        return self._to_lua(value, run.resp), False
+
+    def _read(
+        self, called: _Called, argv: list[bytes], run: Run, raise_error: LuaValue
+    ) -> tuple[LuaValue, LuaValue]:
+        """redis.call of a single-key read: :meth:`_call`'s checks and
+        :meth:`_execute`'s, as they come out for such a command."""
+        arity = called.cmd.arity
+        if (len(argv) != arity) if arity > 0 else (len(argv) < -arity):
+            message = "Wrong number of args calling Redis command from script"
+            return self._rejected(called, argv, message), raise_error
+        ks = self.ks
+        if not run.read_noted and ks.event_mask & events.SCRIPT_READ and "readonly" in called.cmd.flags:
+            run.read_noted = True  # see _call
+            for key in run.keys:
+                events.note(ks, events.SCRIPT_READ, b"read", key)
+        if self.nshards > 1 and slot_of(argv[1]) not in self.own:
+            try:
+                self._need_key(argv[1], run)
+            except CrossShard as e:
+                run.abort = e  # as _call
+                self._stop()
+                return self._error("cross-shard"), True
+        memory = ks.memory
+        if memory is None:
+            value = self.shard.execute(argv, called.handler)  # type: ignore[attr-defined]
+        else:
+            value = memory.run_in_script(self.shard.execute, argv, called.handler)  # type: ignore[attr-defined]
+        if self.monitor is not None and called.monitored:
+            self.monitor.append((ks.db, argv))  # after it ran, as Redis's call()
+        t = type(value)
+        if t is bytes or t is int:
+            return value, False
+        if value is None:
+            return (None if run.resp == 3 else False), False
         if t is Error:
             return self._to_lua_error(value.message), raise_error
         return self._to_lua(value, run.resp), False
@@ -1414,6 +1493,8 @@ def engine_of(ks: Keyspace) -> Engine:
 
 
 def _numkeys(args: list[bytes]) -> int:
+    if args[2] == b"1" and len(args) > 3:
+        return 1
     try:
         n = int(args[2])
     except ValueError:
@@ -1451,13 +1532,22 @@ def eval_(ks: Keyspace, args: list[bytes]) -> object:
 
 def evalsha(ks: Keyspace, args: list[bytes]) -> object:
     """EVALSHA sha1 numkeys [key [key ...]] [arg [arg ...]]"""
-    engine = engine_of(ks)
+    engine = ks.scripts
+    if engine is None:
+        raise CommandError("ERR scripting is not available")
     n = _numkeys(args)
-    sha = args[1].lower()
-    if sha not in engine.scripts:
-        return Error(errors.NOSCRIPT)
+    sha = args[1]
+    script = engine.scripts.get(sha)
+    if script is None:
+        sha = sha.lower()
+        script = engine.scripts.get(sha)
+        if script is None:
+            return Error(errors.NOSCRIPT)
+    if engine._vm is not engine._eval_vm:
+        engine._eval_state()
+    ro = len(args[0]) == 10 and args[0].lower() == b"evalsha_ro"
     try:
-        return engine.eval(sha, args[3 : 3 + n], args[3 + n :], args[0].lower() == b"evalsha_ro")
+        return engine._invoke(sha, script[0], script[1], args[3 : 3 + n], args[3 + n :], ro, True)
     except CrossShard as e:
         return _cross_reply(e)
 
