@@ -492,7 +492,7 @@ class Shard:
             relayed[start:] = [True] * (len(noted) - start)
             self.op_events_from = 0  # all that is noted from now on is the operation's
         others = 0
-        shared = 0  # the events that went to other pipes, as bits by position
+        shared = bytearray(len(noted))  # 1 where an event went to another pipe
         waits: list[tuple[int, int]] = []  # (pipe, seq) of the O frames sent
         for pipe, mask in ks.event_masks.items():
             if pipe == here:
@@ -503,7 +503,7 @@ class Shard:
             for i, (e, r) in enumerate(zip(noted, relayed, strict=True)):
                 if not r and e[2] & mask:
                     now.append(e)
-                    shared |= 1 << i
+                    shared[i] = 1
             if now:
                 seq = self.others_sent[pipe] = self.others_sent.get(pipe, 0) + 1
                 self.send_to(pipe, wire.encode_others_events(seq, now))
@@ -516,7 +516,7 @@ class Shard:
             # current pipe's acceptor) until those acceptors handed them out.
             done = 0
             for i, bound in enumerate(bounds):
-                if bound > done and shared >> done & ((1 << (bound - done)) - 1):
+                if bound > done and any(shared[done:bound]):
                     gated.append(i)
                 done = bound
         if all(kept):
