@@ -554,7 +554,13 @@ def test_commands_of_every_shard_from_scripts(same):
     )
     same("EVAL", stats, 0)
     same("EVAL", stats, 2, a, b)
-    same("EVAL", "return string.sub(redis.call('memory', 'doctor'), 1, 7)", 1, d)
+    # MEMORY DOCTOR's words depend on the server's memory history (a
+    # long-running redis-server finds "issues"), so each server's script
+    # reply is checked against its own direct reply.
+    same("EVAL", "return type(redis.call('memory', 'doctor'))", 1, d)
+    for client in (same.real, same.ours):
+        direct = client.execute_command("MEMORY", "DOCTOR")
+        assert client.eval("return redis.call('memory', 'doctor')", 1, d) == direct
     same("EVAL", "redis.setresp(3); return redis.call('info', 'keyspace').verbatim_string.format", 0)
     same("EVAL", "return redis.call('info', 'nosuchsection')", 0)
 
