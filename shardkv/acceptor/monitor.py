@@ -231,16 +231,28 @@ class RemoteMonitors:
 
     def __init__(self, server: Acceptor) -> None:
         self.server = server
-        self.pending: list[bytes] = []
+        # Lines, and a Slot where a script's ``[lua]`` lines go (see Hold).
+        self.pending: list[bytes | Slot] = []
         self.dirty = False
         self.acceptors: set[int] = set()  # those that have monitors
 
     def flush(self) -> None:
+        """Send the lines that are ready, in order: up to the first script
+        whose ``[lua]`` lines have not come yet (its Slot's ``deliver``
+        makes this monitor dirty again)."""
         self.dirty = False
-        if self.pending:
-            data = b"".join(self.pending)
-            self.pending.clear()
-            self.server.bus.tell(bus.MONITOR, [data])  # type: ignore[union-attr]
+        pending = self.pending
+        out: list[bytes] = []
+        for item in pending:
+            if isinstance(item, Slot):
+                if item.data is None:
+                    break
+                out.append(item.data)
+            else:
+                out.append(item)
+        if out:
+            del pending[: len(out)]
+            self.server.bus.tell(bus.MONITOR, [b"".join(out)])  # type: ignore[union-attr]
 
 
 def _own(server: Acceptor) -> int:

@@ -215,6 +215,26 @@ def test_monitor_sees_every_acceptors_commands(server, groups) -> None:
     assert seen == {"SET seen-from-b 1", "SET seen-from-a 1"}
 
 
+def test_monitor_sees_a_scripts_lua_lines_from_the_other_acceptor(server, groups) -> None:
+    """A script's ``[0 lua]`` lines hold a place in the stream that goes to
+    the other acceptor's monitors; that place once broke the acceptor (and
+    with it every client) instead of waiting for the lines."""
+    (a, _), (b, b2) = groups
+    with a.monitor() as m:
+        assert (
+            b2.eval("redis.call('SET', KEYS[1], 'x'); return redis.call('GET', KEYS[1])", 1, "lua-k") == b"x"
+        )
+        got = []
+        deadline = time.monotonic() + 10
+        while len(got) < 3 and time.monotonic() < deadline:
+            command = m.next_command()["command"]
+            if "lua-k" in command:
+                got.append(command)
+    assert got[0].startswith("EVAL ")
+    assert got[1:] == ["SET lua-k x", "GET lua-k"]
+    assert b.ping() and a.ping()
+
+
 def test_config_set_reaches_the_other_acceptor(groups) -> None:
     (a, _), (b, _) = groups
     before = a.config_get("slowlog-max-len")["slowlog-max-len"]
