@@ -36,6 +36,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from shardkv.acceptor.replies import delivery_failed
 from shardkv.protocol import bus
 
 
@@ -66,7 +67,10 @@ class Gate:
         if not self.waiting:
             held, self.held = self.held, []
             for sink, body in held:
-                sink.deliver(body)
+                try:
+                    sink.deliver(body)
+                except Exception:  # costs that reply's client alone
+                    delivery_failed(sink, "delivering a reply")
 
 
 class Later:

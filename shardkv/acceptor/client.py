@@ -109,38 +109,41 @@ class Client(Dispatch, asyncio.Protocol):
         self.server.client_disconnected(self)
 
     def data_received(self, data: bytes) -> None:
-        server = self.server
-        server.net_input_bytes += len(data)
-        server.reads_processed += 1
-        if self.closing or self.deferred_error is not None:
-            return
-        state = self.state
-        if not state.authenticated:
-            self._data_received_unauthenticated(data)
-            return
         try:
-            batch = self.parser.feed(data)
-        except ProtocolError as e:
-            self.protocol_error(e)
-            return
-        if state.blocked_token or state.held:
-            # A blocking command waits: what follows waits for it, as in Redis.
-            state.hold(batch)
-        else:
-            self._run(batch)
-        if batch:
-            self.server.commands_processed += len(batch)
-            self.last_active = time.monotonic()
-            self.last_args = batch[-1][0]
-        else:  # part of a command: still activity, for ``timeout``
-            self.last_active = time.monotonic()
-        pending = self.pending
-        if pending:
-            head = pending[0]
-            if type(head) is bytes or head.data is not None:  # else nothing to write yet
-                self.flush()
-            if len(pending) > MAX_IN_FLIGHT:
-                self._check_in_flight()
+            server = self.server
+            server.net_input_bytes += len(data)
+            server.reads_processed += 1
+            if self.closing or self.deferred_error is not None:
+                return
+            state = self.state
+            if not state.authenticated:
+                self._data_received_unauthenticated(data)
+                return
+            try:
+                batch = self.parser.feed(data)
+            except ProtocolError as e:
+                self.protocol_error(e)
+                return
+            if state.blocked_token or state.held:
+                # A blocking command waits: what follows waits for it, as in Redis.
+                state.hold(batch)
+            else:
+                self._run(batch)
+            if batch:
+                self.server.commands_processed += len(batch)
+                self.last_active = time.monotonic()
+                self.last_args = batch[-1][0]
+            else:  # part of a command: still activity, for ``timeout``
+                self.last_active = time.monotonic()
+            pending = self.pending
+            if pending:
+                head = pending[0]
+                if type(head) is bytes or head.data is not None:  # else nothing to write yet
+                    self.flush()
+                if len(pending) > MAX_IN_FLIGHT:
+                    self._check_in_flight()
+        except Exception:  # a bug costs this client alone (the loop would close it too)
+            self.failed("running its commands")
 
     def waiting(self) -> bool:
         """Whether commands (or a protocol error) wait for the end of a
@@ -370,5 +373,29 @@ class Client(Dispatch, asyncio.Protocol):
 
     def push(self, value: object) -> None:
         """Send an out-of-band message (Pub/Sub) after the replies before it."""
-        self.pending.append(encode(value, self.resp3))
-        self.flush()
+        try:
+            self.pending.append(encode(value, self.resp3))
+            self.flush()
+        except Exception:
+            self.failed("pushing a message to it")
+
+    def failed(self, doing: str) -> None:
+        """An unexpected exception (a bug) while ``doing`` something for
+        this client, being handled now: log it and close this client alone,
+        at once, as Redis frees a client it cannot serve.  Whatever it was
+        owed is dropped: its reply order can no longer be trusted.  The
+        pipes to the shards, and every other client, go on."""
+        log.exception(
+            "Closing client id=%d addr=%s name=%s after an internal error while %s",
+            self.id,
+            self.addr,
+            self.name.decode("latin-1"),
+            doing,
+        )
+        if self.closed:
+            return
+        self.closed = True  # nothing more is written to it (flush drops the rest)
+        self.pending.clear()
+        self.pieces.clear()
+        if self.transport is not None:
+            self.transport.abort()  # connection_lost follows, and with it the usual clean-up

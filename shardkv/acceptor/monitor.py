@@ -38,6 +38,7 @@ itself is in :mod:`shardkv.acceptor.commands.server`.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Collection
 from typing import TYPE_CHECKING
@@ -48,6 +49,8 @@ from shardkv.protocol import bus, command_docs, commands
 if TYPE_CHECKING:
     from shardkv.acceptor.client import Client
     from shardkv.acceptor.server import Acceptor
+
+log = logging.getLogger("shardkv.acceptor")
 
 # sdscatrepr: backslash escapes for \\ " \n \r \t \a \b, \xHH for any other
 # byte that is not printable ASCII.
@@ -253,6 +256,14 @@ class RemoteMonitors:
         if out:
             del pending[: len(out)]
             self.server.bus.tell(bus.MONITOR, [b"".join(out)])  # type: ignore[union-attr]
+
+    def failed(self, doing: str) -> None:
+        """An unexpected exception (a bug) while ``doing``, being handled
+        now (see Client.failed): the lines waiting here are dropped."""
+        log.exception(
+            "Dropping the lines for other acceptors' monitors after an internal error while %s", doing
+        )
+        self.pending.clear()
 
 
 def _own(server: Acceptor) -> int:

@@ -219,19 +219,27 @@ def publish_message(server, channel: bytes, message: bytes, before: Slot | None 
         msg = _Message(Push([b"message", channel, message]))
         receivers = len(subscribers)
         for sub in list(subscribers):
-            _deliver(sub, msg, limits, before)
+            _deliver_safely(sub, msg, limits, before)
     for pattern, (match, subs) in list(PATTERNS.items()):
         if match(channel):
             limits = limits or _limits(server)
             msg = _Message(Push([b"pmessage", pattern, channel, message]))
             for sub in list(subs):
-                _deliver(sub, msg, limits, before)
+                _deliver_safely(sub, msg, limits, before)
                 receivers += 1
     return receivers
 
 
 # A subscribed client over its soft limit: since when (time.monotonic()).
 _soft_since: dict[Client, float] = {}
+
+
+def _deliver_safely(client: Client, msg: _Message, limits: tuple[int, int, int], before: Slot | None) -> None:
+    """:func:`_deliver`, where a bug costs this subscriber alone."""
+    try:
+        _deliver(client, msg, limits, before)
+    except Exception:
+        client.failed("delivering a Pub/Sub message to it")
 
 
 def _deliver(client: Client, msg: _Message, limits: tuple[int, int, int], before: Slot | None = None) -> None:

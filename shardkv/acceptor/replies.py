@@ -9,10 +9,13 @@ a :class:`Slot` that a shard's reply fills, a reply CLIENT REPLY dropped
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from shardkv.acceptor.client import Client
+
+log = logging.getLogger("shardkv.acceptor")
 
 
 class Slot:
@@ -95,3 +98,22 @@ def origin_of(sink: object) -> tuple[Client | None, object]:
     if client is None:
         client = getattr(place, "client", None)
     return client, place
+
+
+def delivery_failed(sink: object, doing: str) -> None:
+    """An unexpected exception (a bug) while ``sink`` took its reply, being
+    handled now: close the client it answers, alone (see
+    :meth:`~shardkv.acceptor.client.Client.failed`); the pipe the reply
+    came on, and every other client, go on."""
+    client_failed(origin_of(sink)[0], doing)
+
+
+def client_failed(client: object, doing: str) -> None:
+    """:meth:`Client.failed <shardkv.acceptor.client.Client.failed>` for
+    anything that stands for a client (another acceptor's monitors, a
+    script's calls), or None: then the exception is only logged."""
+    failed = getattr(client, "failed", None)
+    if failed is not None:
+        failed(doing)
+    else:
+        log.exception("Internal error while %s (no client to close)", doing)

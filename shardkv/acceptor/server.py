@@ -36,6 +36,7 @@ from shardkv.acceptor import causal
 from shardkv.acceptor.bus import Bus, BusHandler
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.holds import HoldingClient, Holds
+from shardkv.acceptor.replies import client_failed
 from shardkv.acceptor.shardlink import ShardLink
 from shardkv.protocol import bus, errors
 from shardkv.protocol.commands import Command
@@ -208,7 +209,10 @@ class Acceptor:
         if dirty:
             self.dirty_clients = []
             for client in dirty:
-                client.flush()
+                try:
+                    client.flush()
+                except Exception:  # a bug costs this client alone, never the pipe
+                    client_failed(client, "writing its replies")
 
     # -- clients ------------------------------------------------------------------
 

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections import deque
 from collections.abc import Callable
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 from shardkv.acceptor import causal
+from shardkv.acceptor.replies import delivery_failed
 from shardkv.protocol import errors, wire
 from shardkv.protocol.resp import Error, encode_error
 from shardkv.protocol.wire import FRAME
@@ -243,13 +245,19 @@ class ShardLink:
         fifo, self.fifo = self.fifo, deque()
         body = encode_error(errors.SHARD_UNAVAILABLE)
         for sink in fifo:
-            sink.deliver(body)
+            try:
+                sink.deliver(body)
+            except Exception:
+                delivery_failed(sink, "answering that its shard is gone")
         ops, self.ops = self.ops, {}
         for op in ops.values():
             op.shard_lost(self.index)
         blocked, self.blocked = self.blocked, {}
         for sink in blocked.values():
-            sink.deliver(body)
+            try:
+                sink.deliver(body)
+            except Exception:
+                delivery_failed(sink, "answering that its shard is gone")
         inquiries, self.inquiries = self.inquiries, deque()
         for answer in inquiries:
             answer(Error(errors.SHARD_UNAVAILABLE))
@@ -291,14 +299,23 @@ class ShardLink:
             if self._events is not None:
                 self._replies_with_events(payload)
                 return
+            # A sink that raises costs its client alone (see delivery_failed):
+            # the other replies go on, each to its own sink.
             popleft = self.fifo.popleft
             for body in wire.decode_replies(payload):
-                popleft().deliver(body)
+                sink = popleft()
+                try:
+                    sink.deliver(body)
+                except Exception:
+                    delivery_failed(sink, "delivering a reply")
         elif kind == wire.WAKE:
             token, body = wire.decode_wake(payload)
             sink = self.blocked.pop(token, None)
             if sink is not None:  # None: its client went away
-                sink.deliver(body)
+                try:
+                    sink.deliver(body)
+                except Exception:
+                    delivery_failed(sink, "delivering a blocking command's reply")
         elif kind == wire.CONTROL:
             self._control(payload)
         elif kind == wire.EVENTS:
@@ -336,14 +353,20 @@ class ShardLink:
             self.streaming = None if last else sink
             take = getattr(sink, "deliver_piece", None)
             if take is not None:  # a client's reply slot: written as it comes
-                take(piece, last)
+                try:
+                    take(piece, last)
+                except Exception:
+                    delivery_failed(sink, "delivering a piece of a reply")
             elif not last:  # any other sink gets the reply whole
                 self._pieces.append(piece)
             else:
                 self._pieces.append(piece)
                 body = b"".join(self._pieces)
                 self._pieces = []
-                sink.deliver(body)
+                try:
+                    sink.deliver(body)
+                except Exception:
+                    delivery_failed(sink, "delivering a reply")
         elif kind == wire.DISK:
             misconf = wire.decode_disk(payload)
             if misconf is None:
@@ -397,7 +420,11 @@ class ShardLink:
             if i < nbounds and bounds[i] > done and emit is not None:
                 self._emit(events[done : bounds[i]], fifo[0] if fifo else None)
                 done = bounds[i]
-            fifo.popleft().deliver(body)
+            sink = fifo.popleft()
+            try:
+                sink.deliver(body)
+            except Exception:
+                delivery_failed(sink, "delivering a reply")
         if done < len(events) and emit is not None:
             emit(events[done:], None)
 
@@ -433,7 +460,10 @@ class ShardLink:
             elif mine is not None:
                 mine.hold(sink, body)
             else:
-                sink.deliver(body)
+                try:
+                    sink.deliver(body)
+                except Exception:
+                    delivery_failed(sink, "delivering a reply")
         if done < len(events) and emit is not None:
             emit(events[done:], None)
 
@@ -480,6 +510,23 @@ class ShardLink:
             log.warning("shard %d sent %r for no operation in progress", self.index, message)
 
 
+# The exit status of an acceptor whose pipe reader failed (see _out_of_order).
+EXIT_PIPE_FAILED = 70
+
+
+def _out_of_order(index: int) -> NoReturn:
+    """An exception escaped the code that reads a worker's pipe, outside
+    any one client's reply (those cost their client alone, see
+    :func:`~shardkv.acceptor.replies.delivery_failed`): a bad frame, or a
+    bug in what a frame is for.  What this acceptor has in flight can no
+    longer be trusted to match the worker's order, so it exits, as if
+    killed, and the supervisor starts it again: the workers resolve what
+    it left in doubt, as for any acceptor crash.  (Closing the pipe alone
+    would leave the shard unreachable through this acceptor for good.)"""
+    log.critical("acceptor: reading shard %d's pipe failed; exiting, to be restarted", index, exc_info=True)
+    os._exit(EXIT_PIPE_FAILED)  # the log's handler has flushed the line
+
+
 class _Pipe(asyncio.Protocol):
     """The protocol of one pipe connection; forwards to its link."""
 
@@ -493,7 +540,10 @@ class _Pipe(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.transport is self.link.transport:
-            self.link.data_received(data)
+            try:
+                self.link.data_received(data)
+            except Exception:
+                _out_of_order(self.link.index)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.link.detached(self.transport)  # type: ignore[arg-type]

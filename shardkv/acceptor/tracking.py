@@ -561,8 +561,11 @@ def send(client: Client, keys: list[bytes] | None, before: object = None) -> Non
         return
     pending = target.pending
     if before is not None and target is client and before in pending:
-        pending.insert(pending.index(before), encode(message, target.resp3))
-        target.flush()
+        try:
+            pending.insert(pending.index(before), encode(message, target.resp3))
+            target.flush()
+        except Exception:  # a bug costs this client alone
+            target.failed("pushing an invalidation to it")
     else:
         target.push(message)
 
