@@ -15,7 +15,7 @@ from typing import Any
 
 from shardkv.acceptor import crossshard, wiring
 from shardkv.acceptor.server import Acceptor
-from shardkv.runtime import gctuning
+from shardkv.runtime import faultpoints, gctuning
 from shardkv.runtime.clientcount import ClientCounts
 from shardkv.runtime.parentdeath import die_with_parent
 from shardkv.runtime.proctitle import set_name
@@ -37,6 +37,8 @@ def serve(
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     acceptor = wiring.build(config)
     acceptor.set_index(index, nacceptors)
+    if faultpoints.ACTIVE:  # the fault-injection tests only
+        acceptor.client_class = faultpoints.faulty_client(acceptor.client_class)
     if client_counts is not None:
         client_counts.set(index, 0)  # a restarted acceptor's clients are gone
         acceptor.client_counts = client_counts

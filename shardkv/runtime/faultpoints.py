@@ -8,6 +8,12 @@ process of their choice and let the held one go on, so every failure case
 of :mod:`shardkv.acceptor.crossshard` is reached exactly.  Without the variable
 (always, outside those tests) a fault point is one test of a constant.
 
+Besides, with the variable set, a bug is simulated wherever the bytes
+:data:`MARKER` pass (:func:`faulty_client`, :func:`faulty_handlers`):
+the acceptor raises while writing a reply or message that holds them to
+a client, and a worker raises in APPEND of them, before changing anything
+(``tests/system/test_faults_isolated.py``).
+
 Points: ``parked`` (a shard has answered ``__park``/``__prepare`` and
 parked), ``ran`` (the executor has run the commands and logged its prepare
 record, and not answered yet), ``prepared`` (a shard has logged its prepare
@@ -18,8 +24,11 @@ and applied nothing yet), ``finished`` (it has answered ``Finished``),
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
+from collections.abc import Callable, MutableMapping
+from typing import Any
 
 _FILE = os.environ.get("SHARDKV_FAULT_FILE") or None
 ACTIVE = _FILE is not None
@@ -36,3 +45,47 @@ def hold(point: str, shard: int = -1) -> None:
         return
     if point in named or f"{point}@{shard}" in named:
         os.kill(os.getpid(), signal.SIGSTOP)
+
+
+# The bytes that make the acceptor or a worker raise (with the variable set).
+MARKER = b"fault:raise"
+
+
+class InjectedFault(RuntimeError):
+    """The simulated bug."""
+
+
+def faulty_client(cls: type) -> type:
+    """The acceptor's client class, made to raise in ``flush`` when a
+    reply or message it is about to write holds :data:`MARKER`: a bug in
+    the path that writes to one client."""
+
+    class FaultyClient(cls):
+        def flush(self) -> None:
+            for item in self.pending:
+                data = item if type(item) is bytes else item.data
+                if data is None:
+                    break
+                if MARKER in data:
+                    raise InjectedFault("writing a reply that holds the fault marker")
+            super().flush()
+
+    FaultyClient.__name__ = FaultyClient.__qualname__ = "Faulty" + cls.__name__
+    return FaultyClient
+
+
+def faulty_handlers(handlers: MutableMapping[bytes, Callable[..., Any]]) -> None:
+    """Make the worker's APPEND raise when its value is :data:`MARKER`:
+    a bug in a command handler."""
+    for name in (b"append", b"APPEND"):
+        handler = handlers.get(name)
+        if handler is None:
+            continue
+
+        @functools.wraps(handler)  # keeps its ``reads`` and ``writes``
+        def append(keyspace: Any, args: list, _handler: Callable[..., Any] = handler) -> Any:
+            if args[-1] == MARKER:
+                raise InjectedFault("APPEND of the fault marker")
+            return _handler(keyspace, args)
+
+        handlers[name] = append

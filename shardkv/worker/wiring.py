@@ -27,6 +27,7 @@ from types import ModuleType
 
 from shardkv.protocol.commands import COMMANDS, Command
 from shardkv.protocol.wire import Verb
+from shardkv.runtime import faultpoints
 from shardkv.worker import blocking, events, eviction, functions, handlers, scripting
 from shardkv.worker.commands import (
     bitmaps,
@@ -181,4 +182,6 @@ def install(modules: tuple[ModuleType, ...] = MODULES) -> Wired:
     ):
         theirs.clear()
         theirs.update(mine)  # type: ignore[arg-type]
+    if faultpoints.ACTIVE:  # the fault-injection tests only
+        faultpoints.faulty_handlers(handlers.HANDLERS)
     return wired

@@ -1,0 +1,239 @@
+"""A bug while serving one client costs that client alone.
+
+With ``SHARDKV_FAULT_FILE`` set, shardkv simulates a bug wherever the
+bytes :data:`shardkv.runtime.faultpoints.MARKER` pass (see
+:mod:`shardkv.runtime.faultpoints`): the acceptor raises while writing a
+reply or message that holds them to a client, and a worker raises in
+APPEND of them.  Each way such a bug is met (a shard's reply, a blocking
+command's wake, a reply known at once, a MONITOR line, a Pub/Sub message,
+a command handler) must close the one client involved, or for a handler
+answer its command with an error, and nothing else: meanwhile other
+clients, on the same acceptor and on the others, run pipelines of writes
+and reads whose replies are checked one by one; at the end no process was
+restarted and every acknowledged write is there.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+
+import pytest
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from shardkv.runtime.faultpoints import MARKER
+from tests.support.servers import ServerProcess, start_shardkv
+
+M = MARKER.decode()
+WAIT = 20.0  # seconds for what must happen (a generous bound, not a timing check)
+
+
+def connect(port: int, acceptors: int, index: int, tries: int = 400) -> redis.Redis:
+    """A connection that acceptor ``index`` took (its CLIENT ID says so)."""
+    for _ in range(tries):
+        conn = redis.Redis(port=port, decode_responses=True, socket_timeout=WAIT, retry=Retry(NoBackoff(), 0))
+        if (int(conn.client_id()) - 1) % acceptors == index:
+            return conn
+        conn.close()
+        time.sleep(0.02)
+    raise AssertionError(f"no connection reached acceptor {index}")
+
+
+def raw(port: int, acceptors: int, index: int) -> socket.socket:
+    """A plain socket on acceptor ``index``."""
+    for _ in range(400):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+        sock.sendall(b"CLIENT ID\r\n")
+        reply = read_some(sock)
+        if (int(reply[1:].split(b"\r\n")[0]) - 1) % acceptors == index:
+            return sock
+        sock.close()
+    raise AssertionError(f"no connection reached acceptor {index}")
+
+
+def read_some(sock: socket.socket) -> bytes:
+    data = sock.recv(65536)
+    assert data, "the connection closed"
+    return data
+
+
+def read_until(sock: socket.socket, wanted: bytes) -> bytes:
+    data = b""
+    deadline = time.monotonic() + WAIT
+    while wanted not in data:
+        assert time.monotonic() < deadline, f"{wanted!r} never came, got {data!r}"
+        data += read_some(sock)
+    return data
+
+
+def assert_closed(sock: socket.socket) -> None:
+    """The server closes the connection, without writing the marker."""
+    got = b""
+    deadline = time.monotonic() + WAIT
+    while True:
+        assert time.monotonic() < deadline, f"still open, got {got!r}"
+        try:
+            data = sock.recv(65536)
+        except ConnectionResetError:
+            break
+        if not data:
+            break
+        got += data
+    assert MARKER not in got
+    sock.close()
+
+
+def assert_dropped(conn: redis.Redis, *command: str) -> None:
+    with pytest.raises(redis.ConnectionError):
+        conn.execute_command(*command)
+    conn.close()
+
+
+def pids(server: ServerProcess) -> set[int]:
+    return {p.pid for p in server.processes()}
+
+
+class Bystanders:
+    """Clients on every acceptor that pipeline writes and reads and check
+    each reply, until stopped; their acknowledged INCRs are counted."""
+
+    def __init__(self, port: int, acceptors: int, per_acceptor: int = 2) -> None:
+        self.stop = threading.Event()
+        self.problems: list[str] = []
+        self.acked: dict[str, int] = {}
+        self.threads = [
+            threading.Thread(target=self._run, args=(port, acceptors, a, f"by{a}-{i}"), daemon=True)
+            for a in range(acceptors)
+            for i in range(per_acceptor)
+        ]
+        for t in self.threads:
+            t.start()
+
+    def _run(self, port: int, acceptors: int, index: int, name: str) -> None:
+        conn = connect(port, acceptors, index)
+        counter, n = f"{{{name}}}:n", 0
+        try:
+            while not self.stop.is_set():
+                with conn.pipeline(transaction=False) as p:
+                    for j in range(8):
+                        p.set(f"{name}:{j}", f"{n}-{j}").get(f"{name}:{j}").incr(counter)
+                    replies = p.execute()
+                for j in range(8):
+                    if replies[3 * j : 3 * j + 3] != [True, f"{n}-{j}", n * 8 + j + 1]:
+                        self.problems.append(f"{name}: {replies[3 * j : 3 * j + 3]} at {n}/{j}")
+                        return
+                n += 1
+                self.acked[counter] = n * 8
+        except Exception as e:  # noqa: BLE001 - reported by the test
+            self.problems.append(f"{name}: {e!r}")
+        finally:
+            conn.close()
+
+    def finish(self) -> dict[str, int]:
+        self.stop.set()
+        for t in self.threads:
+            t.join(WAIT)
+        return self.acked
+
+
+@pytest.fixture(params=[1, 2], ids=["K1", "K2"])
+def server(request):
+    proc = start_shardkv(
+        shards=2, acceptors=request.param, env=dict(os.environ, SHARDKV_FAULT_FILE=os.devnull)
+    )
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.mark.slow
+def test_a_bug_in_one_clients_reply_path_costs_that_client_alone(server):
+    port, k = server.port, server.acceptors
+    before = pids(server)
+    bystanders = Bystanders(port, k)
+    there = k - 1  # the acceptor the victims' partners use (the other one at K=2)
+    admin = connect(port, k, there)
+    try:
+        # A shard's reply holds the marker: GET of a key that does.
+        admin.set("fault:key", M)
+        assert_dropped(connect(port, k, 0), "GET", "fault:key")
+        # In the middle of a pipeline: the replies before it are written or
+        # not, the client is closed either way, and its commands were run.
+        sock = raw(port, k, 0)
+        sock.sendall(b"SET fault:a 1\r\nGET fault:key\r\nSET fault:b 2\r\n")
+        assert_closed(sock)
+        # A reply known at once (the client's own read path).
+        assert_dropped(connect(port, k, 0), "ECHO", M)
+        # A blocking command's wake, pushed through the other acceptor.
+        sock = raw(port, k, 0)
+        sock.sendall(b"BLPOP fault:list 0\r\n")
+        deadline = time.monotonic() + WAIT
+        while not any("cmd=blpop" in line for line in admin.execute_command("CLIENT", "LIST").splitlines()):
+            assert time.monotonic() < deadline, "BLPOP never blocked"
+            time.sleep(0.02)
+        assert admin.rpush("fault:list", M) == 1
+        assert_closed(sock)
+        # A MONITOR line.
+        monitor = raw(port, k, 0)
+        monitor.sendall(b"MONITOR\r\n")
+        read_until(monitor, b"+OK\r\n")
+        admin.set("fault:seen", M)
+        assert_closed(monitor)
+        # A Pub/Sub message: its subscriber goes, the others stay.
+        victim, other = raw(port, k, 0), raw(port, k, 0)
+        victim.sendall(b"SUBSCRIBE fault:ch\r\n")
+        other.sendall(b"SUBSCRIBE fault:ok\r\n")
+        read_until(victim, b"fault:ch\r\n:1\r\n")
+        read_until(other, b"fault:ok\r\n:1\r\n")
+        assert admin.publish("fault:ch", M) == 1
+        assert_closed(victim)
+        assert admin.publish("fault:ok", "hello") == 1
+        read_until(other, b"hello\r\n")
+        other.close()
+        # The same acceptor serves new clients, and the writes of the
+        # closed ones were run.
+        fresh = connect(port, k, 0)
+        assert fresh.mget("fault:a", "fault:b") == ["1", "2"]
+        assert fresh.strlen("fault:seen") == len(M)  # (its value would close this client too)
+        assert fresh.llen("fault:list") == 0
+        fresh.close()
+        acked = bystanders.finish()
+        assert not bystanders.problems
+        assert len(acked) == 2 * k and all(acked.values())
+        for counter, n in acked.items():
+            assert int(admin.get(counter)) == n
+    finally:
+        bystanders.finish()
+        admin.close()
+    assert pids(server) == before  # no process was restarted
+    log = server.output()
+    assert "restarting it" not in log
+    assert log.count("after an internal error while") >= 6
+    assert "InjectedFault" in log  # with the traceback
+
+
+@pytest.mark.slow
+def test_a_bug_in_a_command_handler_answers_an_error_and_the_worker_goes_on(server):
+    port, k = server.port, server.acceptors
+    before = pids(server)
+    conn = connect(port, k, 0)
+    try:
+        conn.set("fault:append", "kept")
+        with pytest.raises(redis.ResponseError, match="^internal error while running 'APPEND'$"):
+            conn.append("fault:append", M)
+        assert conn.get("fault:append") == "kept"  # nothing was changed
+        assert conn.append("fault:append", "!") == 5
+        with conn.pipeline(transaction=True) as p:
+            p.set("fault:tx", "1").append("fault:tx", M).incr("fault:tx")
+            replies = p.execute(raise_on_error=False)
+        assert replies[0] is True and isinstance(replies[1], redis.ResponseError) and replies[2] == 2
+        assert conn.ping()
+    finally:
+        conn.close()
+    assert pids(server) == before
+    assert "command b'APPEND' failed" in server.output()
