@@ -39,6 +39,8 @@ def serve(
     acceptor.set_index(index, nacceptors)
     if faultpoints.ACTIVE:  # the fault-injection tests only
         acceptor.client_class = faultpoints.faulty_client(acceptor.client_class)
+        acceptor.local = local = dict(acceptor.local)
+        faultpoints.faulty_handlers(local, ("echo",))
     if client_counts is not None:
         client_counts.set(index, 0)  # a restarted acceptor's clients are gone
         acceptor.client_counts = client_counts

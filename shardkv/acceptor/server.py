@@ -255,8 +255,17 @@ class Acceptor:
         handler = self.local[cmd.name]  # every local row has one (see wiring.build)
         stats = self.stats
         errors_before = stats.error_events
+        owed = len(client.pending)
         start = perf_counter_ns()
-        handler(client, args)
+        try:
+            handler(client, args)
+        except Exception:
+            if len(client.pending) != owed:
+                raise  # it replied in part: the client is closed (Client.failed)
+            # A bug met before any reply: this command's error, as a
+            # worker answers for its handlers; the client goes on.
+            log.exception("acceptor: command %r failed", args[0])
+            client.reply_error(errors.INTERNAL % args[0].decode("latin-1"))
         ns = perf_counter_ns() - start
         row = stats._row(stat_name(args))
         if stats.error_events != errors_before:
@@ -303,7 +312,10 @@ class Acceptor:
         for kind, payload in self._control.feed(message):
             if kind == b"bus":
                 if self.bus is not None:
-                    self.bus.received(payload)
+                    try:
+                        self.bus.received(payload)
+                    except Exception:  # the messages after it still count
+                        log.exception("acceptor: handling a message from another acceptor failed")
             elif kind == b"pipe" and self._control_fds:
                 index = int(payload)
                 log.info("acceptor: shard %d is back", index)

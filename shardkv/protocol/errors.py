@@ -120,6 +120,9 @@ PROTECTED_MODE = (
 )
 OOM = "OOM command not allowed when used memory > 'maxmemory'."
 SHARD_UNAVAILABLE = "ERR shard unavailable"
+# shardkv's own: a bug met while running a command (logged with its
+# traceback); the process and the other clients go on.
+INTERNAL = "ERR internal error while running '%s'"
 # A cross-shard operation abandoned because a shard died or refused it
 # before the commit decision: nothing of it was applied, on any shard.
 OP_ABORTED = "ERR shard unavailable; the operation was rolled back on every shard"

@@ -11,8 +11,8 @@ of :mod:`shardkv.acceptor.crossshard` is reached exactly.  Without the variable
 Besides, with the variable set, a bug is simulated wherever the bytes
 :data:`MARKER` pass (:func:`faulty_client`, :func:`faulty_handlers`):
 the acceptor raises while writing a reply or message that holds them to
-a client, and a worker raises in APPEND of them, before changing anything
-(``tests/system/test_faults_isolated.py``).
+a client, and in ECHO of them; a worker raises in APPEND of them, before
+changing anything (``tests/system/test_faults_isolated.py``).
 
 Points: ``parked`` (a shard has answered ``__park``/``__prepare`` and
 parked), ``ran`` (the executor has run the commands and logged its prepare
@@ -74,18 +74,19 @@ def faulty_client(cls: type) -> type:
     return FaultyClient
 
 
-def faulty_handlers(handlers: MutableMapping[bytes, Callable[..., Any]]) -> None:
-    """Make the worker's APPEND raise when its value is :data:`MARKER`:
-    a bug in a command handler."""
-    for name in (b"append", b"APPEND"):
+def faulty_handlers(handlers: MutableMapping[Any, Callable[..., Any]], names: tuple) -> None:
+    """Make the handlers of ``names`` raise, before doing anything, when
+    their last argument is :data:`MARKER`: a bug in a command's handler
+    (a worker's APPEND, the acceptor's ECHO)."""
+    for name in names:
         handler = handlers.get(name)
         if handler is None:
             continue
 
-        @functools.wraps(handler)  # keeps its ``reads`` and ``writes``
-        def append(keyspace: Any, args: list, _handler: Callable[..., Any] = handler) -> Any:
+        @functools.wraps(handler)  # keeps a worker handler's ``reads`` and ``writes``
+        def raising(target: Any, args: list, _handler: Callable[..., Any] = handler) -> Any:
             if args[-1] == MARKER:
-                raise InjectedFault("APPEND of the fault marker")
-            return _handler(keyspace, args)
+                raise InjectedFault("a command whose last argument is the fault marker")
+            return _handler(target, args)
 
-        handlers[name] = append
+        handlers[name] = raising

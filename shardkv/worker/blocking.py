@@ -352,7 +352,7 @@ class Waiters:
             value = Error(e.message)
         except Exception:  # a bug must not take the shard down
             log.exception("serving a blocked %r failed", args[0])
-            value = Error("ERR internal error while running '{}'".format(args[0].decode("latin-1")))
+            value = Error(errors.INTERNAL % args[0].decode("latin-1"))
         if value is None:
             return
         self._forget(waiter)

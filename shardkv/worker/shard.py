@@ -193,7 +193,7 @@ class Shard:
             value = Error(e.message)
         except Exception:  # a bug must not take the shard down
             log.exception("shard %d: command %r failed", self.index, args[0])
-            value = Error("ERR internal error while running '{}'".format(args[0].decode("latin-1")))
+            value = Error(errors.INTERNAL % args[0].decode("latin-1"))
         finally:
             ks.counting = False
         if self.timing and args[0][0] != 95 and type(value) is not Wait:  # not __internal

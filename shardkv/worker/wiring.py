@@ -183,5 +183,5 @@ def install(modules: tuple[ModuleType, ...] = MODULES) -> Wired:
         theirs.clear()
         theirs.update(mine)  # type: ignore[arg-type]
     if faultpoints.ACTIVE:  # the fault-injection tests only
-        faultpoints.faulty_handlers(handlers.HANDLERS)
+        faultpoints.faulty_handlers(handlers.HANDLERS, (b"append", b"APPEND"))
     return wired

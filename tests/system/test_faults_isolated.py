@@ -3,8 +3,8 @@
 With ``SHARDKV_FAULT_FILE`` set, shardkv simulates a bug wherever the
 bytes :data:`shardkv.runtime.faultpoints.MARKER` pass (see
 :mod:`shardkv.runtime.faultpoints`): the acceptor raises while writing a
-reply or message that holds them to a client, and a worker raises in
-APPEND of them.  Each way such a bug is met (a shard's reply, a blocking
+reply or message that holds them to a client, and in ECHO of them, and
+a worker raises in APPEND of them.  Each way such a bug is met (a shard's reply, a blocking
 command's wake, a reply known at once, a MONITOR line, a Pub/Sub message,
 a command handler) must close the one client involved, or for a handler
 answer its command with an error, and nothing else: meanwhile other
@@ -168,7 +168,7 @@ def test_a_bug_in_one_clients_reply_path_costs_that_client_alone(server):
         sock.sendall(b"SET fault:a 1\r\nGET fault:key\r\nSET fault:b 2\r\n")
         assert_closed(sock)
         # A reply known at once (the client's own read path).
-        assert_dropped(connect(port, k, 0), "ECHO", M)
+        assert_dropped(connect(port, k, 0), "PING", M)
         # A blocking command's wake, pushed through the other acceptor.
         sock = raw(port, k, 0)
         sock.sendall(b"BLPOP fault:list 0\r\n")
@@ -218,7 +218,7 @@ def test_a_bug_in_one_clients_reply_path_costs_that_client_alone(server):
 
 
 @pytest.mark.slow
-def test_a_bug_in_a_command_handler_answers_an_error_and_the_worker_goes_on(server):
+def test_a_bug_in_a_command_handler_answers_an_error_and_the_process_goes_on(server):
     port, k = server.port, server.acceptors
     before = pids(server)
     conn = connect(port, k, 0)
@@ -232,8 +232,14 @@ def test_a_bug_in_a_command_handler_answers_an_error_and_the_worker_goes_on(serv
             p.set("fault:tx", "1").append("fault:tx", M).incr("fault:tx")
             replies = p.execute(raise_on_error=False)
         assert replies[0] is True and isinstance(replies[1], redis.ResponseError) and replies[2] == 2
+        # The same in the acceptor's own handlers.
+        with pytest.raises(redis.ResponseError, match="^internal error while running 'ECHO'$"):
+            conn.echo(M)
+        assert conn.echo("still here") == "still here"
         assert conn.ping()
     finally:
         conn.close()
     assert pids(server) == before
-    assert "command b'APPEND' failed" in server.output()
+    log = server.output()
+    assert "command b'APPEND' failed" in log
+    assert "command b'ECHO' failed" in log
