@@ -4,12 +4,13 @@ With ``SHARDKV_FAULT_FILE`` set, shardkv simulates a bug wherever the
 bytes :data:`shardkv.runtime.faultpoints.MARKER` pass (see
 :mod:`shardkv.runtime.faultpoints`): the acceptor raises while writing a
 reply or message that holds them to a client, and in ECHO of them, and
-a worker raises in APPEND of them.  Each way such a bug is met (a shard's reply, a blocking
-command's wake, a reply known at once, a MONITOR line, a Pub/Sub message,
-a command handler) must close the one client involved, or for a handler
-answer its command with an error, and nothing else: meanwhile other
-clients, on the same acceptor and on the others, run pipelines of writes
-and reads whose replies are checked one by one; at the end no process was
+a worker raises in APPEND of them.  Each way such a bug is met (a
+shard's reply, a blocking command's wake, a reply known at once, a
+MONITOR line, a Pub/Sub message, a tracking invalidation, a command
+handler) must close the one client involved, or for a handler answer
+its command with an error, and nothing else: meanwhile other clients,
+on the same acceptor and on the others, run pipelines of writes and
+reads whose replies are checked one by one; at the end no process was
 restarted and every acknowledged write is there.
 """
 
@@ -195,6 +196,14 @@ def test_a_bug_in_one_clients_reply_path_costs_that_client_alone(server):
         assert admin.publish("fault:ok", "hello") == 1
         read_until(other, b"hello\r\n")
         other.close()
+        # An invalidation of client-side caching (RESP3 push): its key holds the marker.
+        tracker = raw(port, k, 0)
+        tracker.sendall(b"HELLO 3\r\n")
+        read_until(tracker, b"modules")
+        tracker.sendall(b"CLIENT TRACKING on\r\nGET %s:cached\r\n" % MARKER)
+        read_until(tracker, b"+OK\r\n_\r\n")
+        admin.set(f"{M}:cached", "1")
+        assert_closed(tracker)
         # The same acceptor serves new clients, and the writes of the
         # closed ones were run.
         fresh = connect(port, k, 0)
@@ -213,7 +222,7 @@ def test_a_bug_in_one_clients_reply_path_costs_that_client_alone(server):
     assert pids(server) == before  # no process was restarted
     log = server.output()
     assert "restarting it" not in log
-    assert log.count("after an internal error while") >= 6
+    assert log.count("after an internal error while") >= 7
     assert "InjectedFault" in log  # with the traceback
 
 
