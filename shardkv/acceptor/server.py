@@ -46,6 +46,7 @@ from shardkv.protocol.wire import Verb, entry_header
 from shardkv.runtime.clientcount import ClientCounts
 from shardkv.runtime.cmdstats import Stats, apply_settings, stat_name
 from shardkv.runtime.config import from_wire
+from shardkv.runtime.exitcodes import EXIT_CANNOT_LISTEN
 
 log = logging.getLogger("shardkv.acceptor")
 
@@ -413,9 +414,6 @@ class Acceptor:
                         and not client.state.blocked_token
                     ):
                         client.transport.close()  # type: ignore[union-attr]
-
-
-EXIT_CANNOT_LISTEN = 3  # the supervisor stops shardkv: restarting cannot help
 
 
 def _cannot_listen(host: str, port: int, why: str) -> NoReturn:

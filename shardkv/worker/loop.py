@@ -32,10 +32,11 @@ from shardkv.protocol import errors, wire
 from shardkv.protocol.resp import Error, encode
 from shardkv.protocol.wire import FRAME
 from shardkv.runtime import gctuning
+from shardkv.runtime.exitcodes import EXIT_LOAD_FAILED
 from shardkv.runtime.parentdeath import die_with_parent
 from shardkv.runtime.proctitle import set_name
 from shardkv.worker.frames import FrameReader
-from shardkv.worker.persistence.engine import EXIT_LOAD_FAILED, Persistence
+from shardkv.worker.persistence.engine import Persistence
 from shardkv.worker.persistence.files import LoadError
 from shardkv.worker.shard import Prepared, Shard
 

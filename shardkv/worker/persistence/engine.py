@@ -23,8 +23,9 @@ Start-up
     With ``appendonly yes`` and a manifest, the shard loads the base and
     replays the incr files.  Otherwise it loads its snapshot, if there is
     one.  A damaged file stops start-up, and the worker exits with
-    :data:`EXIT_LOAD_FAILED`.  With ``appendonly yes`` and no manifest,
-    the shard then writes a base of what it loaded and starts a manifest.
+    :data:`shardkv.runtime.exitcodes.EXIT_LOAD_FAILED`.  With ``appendonly
+    yes`` and no manifest, the shard then writes a base of what it loaded
+    and starts a manifest.
 
 Shutdown
     SHUTDOWN, SIGTERM and SIGINT flush and fsync the AOF and save when
@@ -53,7 +54,6 @@ from shardkv.worker.persistence.state import parse_save_rules
 
 log = logging.getLogger("shardkv.worker")
 
-EXIT_LOAD_FAILED = 3  # a worker that cannot load its data exits with this
 BGSAVE_RETRY_DELAY = 5  # seconds before a failed automatic save is retried
 
 
