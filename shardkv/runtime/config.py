@@ -387,6 +387,7 @@ class Setting:
     alias: str | None = None
     used: bool = False  # does shardkv act on it?
     help: str = ""
+    auto: Callable[[], int] | None = None  # an int setting that also takes "auto": its value then
     extra: dict = field(default_factory=dict, compare=False)
 
     @property
@@ -453,6 +454,8 @@ class Setting:
                 value = n
         if kind == "int":
             value = string2ll(text)
+            if value is None and self.auto is not None and text.lower() == "auto":
+                value = self.auto()
         if value is None:
             raise ValueError(
                 {

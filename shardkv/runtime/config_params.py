@@ -19,6 +19,7 @@ shardkv's default differs from Redis's, the comment says why.
 
 from __future__ import annotations
 
+import os
 from typing import Any, NamedTuple
 
 
@@ -63,6 +64,23 @@ ENDPOINT_TYPE = (("ip", 0), ("hostname", 1), ("unknown-endpoint", 2))
 PROPAGATION_ERROR = (("ignore", 0), ("panic", 1), ("panic-on-replicas", 2))
 SHUTDOWN_ON_SIGNAL = (("default", 0), ("save", 1), ("nosave", 2), ("now", 4), ("force", 8))
 TLS_AUTH_CLIENTS = (("no", 0), ("yes", 1), ("optional", 2))
+
+
+def machine_acceptors(cores: int | None = None) -> int:
+    """``acceptors auto``, the default: half the cores this process may run
+    on (``cores``, when given), at least 1 and at most 256.
+
+    The projection in README ("Projection on N cores") splits N cores
+    between K acceptors and S workers in proportion to their CPU per
+    request, which comes out at K about S about N / 2; so 1 on a 2-core
+    machine (the shape shardkv always had), 8 on 16 cores.
+    """
+    if cores is None:
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):  # not Linux
+            cores = os.cpu_count() or 1
+    return max(1, min(256, cores // 2))
 
 
 def _flags(text: str) -> frozenset[str]:
@@ -495,12 +513,14 @@ _TABLE += [
     ),
     _int(
         "acceptors",
-        1,
+        machine_acceptors(),
         1,
         256,
         flags="immutable hidden",
         used=True,
-        help="Number of acceptor processes sharing the port (SO_REUSEPORT above 1).",
+        auto=machine_acceptors,
+        help="Number of acceptor processes sharing the port (SO_REUSEPORT above 1); "
+        "auto (the default): half the cores, at least 1.",
     ),
     _bool(
         "uvloop",

@@ -289,15 +289,15 @@ def start_shardkv(
     """shardkv (``root/main.py``: this checkout's unless told) on a free port;
     without ``cwd`` it runs in a temporary folder of its own (so a SAVE
     writes nothing into the repository), removed by ``stop()``.  Unless
-    told, ``acceptors`` is ``$SHARDKV_TEST_ACCEPTORS`` (1 when unset: run
-    the suite with several acceptors by setting it); with several, it
+    told, ``acceptors`` is ``$SHARDKV_TEST_ACCEPTORS`` (1 when unset, whatever
+    the machine: run the suite with several acceptors by setting it); with several, it
     returns once every acceptor listens."""
     if acceptors is None:
         acceptors = int(os.environ.get("SHARDKV_TEST_ACCEPTORS", "1"))
     port = port or free_port()
-    argv = [sys.executable, str(root / "main.py"), "--port", str(port), "--shards", str(shards), *flags]
-    if acceptors != 1:  # several acceptor processes share the port (issue 22)
-        argv[4:4] = ["--acceptors", str(acceptors)]
+    # Always named: the default (acceptors auto) depends on the machine's cores.
+    argv = [sys.executable, str(root / "main.py"), "--port", str(port), "--shards", str(shards)]
+    argv += ["--acceptors", str(acceptors), *flags]
     env = dict(env or os.environ, PYTHONUNBUFFERED="1")
     workdir = None if cwd else tempfile.mkdtemp(prefix="shardkv-")
     proc = ServerProcess(

@@ -20,6 +20,7 @@ import psutil
 import pytest
 import redis
 
+from shardkv.runtime.config_params import machine_acceptors
 from tests.support.placement import on_shards
 from tests.support.servers import ROOT, ServerProcess, start_redis, start_shardkv
 
@@ -316,3 +317,15 @@ def test_a_taken_port_stops_shardkv_as_redis_stops(tmp_path, acceptors) -> None:
             assert redis.Redis(port=first.port).ping()
     finally:
         first.stop()
+
+
+@pytest.mark.slow  # starts a server of its own
+def test_config_get_acceptors_reports_the_number_auto_chose() -> None:
+    machine = machine_acceptors()
+    proc = start_shardkv("--acceptors", "auto", shards=1, acceptors=machine)  # the last flag wins
+    try:
+        conn = redis.Redis(port=proc.port, decode_responses=True)
+        assert conn.config_get("acceptors") == {"acceptors": str(machine)}
+        conn.close()
+    finally:
+        proc.stop()

@@ -6,6 +6,7 @@ import sys
 import pytest
 
 from shardkv.runtime import config
+from shardkv.runtime.config_params import machine_acceptors
 from tests.support.servers import ROOT
 
 
@@ -31,6 +32,27 @@ def test_flags_override_file(tmp_path):
     assert values["port"] == 7000
     assert values["shards"] == 8
     assert values["maxmemory"] == 1024 * 1024
+
+
+@pytest.mark.parametrize("cores, acceptors", [(1, 1), (2, 1), (3, 1), (4, 2), (16, 8), (32, 16), (1024, 256)])
+def test_acceptors_auto_is_half_the_cores(cores, acceptors):
+    assert machine_acceptors(cores) == acceptors
+
+
+def test_acceptors_auto_in_file_and_flag(tmp_path):
+    f = tmp_path / "c.toml"
+    f.write_text('acceptors = "auto"\n')
+    machine = machine_acceptors()
+    assert config.load_file(str(f))["acceptors"] == machine
+    assert config.load(["--acceptors", "AUTO"])["acceptors"] == machine
+    assert config.load([])["acceptors"] == machine  # the default
+    assert config.load(["--config", str(f), "--acceptors", "3"])["acceptors"] == 3  # a number wins
+    f.write_text("acceptors = 2\n")
+    assert config.load_file(str(f))["acceptors"] == 2
+    with pytest.raises(config.ConfigError, match="bad value for --acceptors"):
+        config.load(["--acceptors", "0"])
+    with pytest.raises(config.ConfigError, match="bad value for --acceptors"):
+        config.load(["--acceptors", "half"])
 
 
 @pytest.mark.slow
