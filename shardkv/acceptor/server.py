@@ -428,18 +428,43 @@ def _alone_on_port(host: str, port: int) -> None:
     also let a second shardkv with several acceptors bind the same port and
     share its connections.  So an acceptor checks that every socket
     listening there is one of its own supervisor's acceptors."""
-    ours = os.getppid()
-    for conn in psutil.net_connections(kind="tcp"):
-        if conn.status != psutil.CONN_LISTEN or not conn.laddr or conn.laddr.port != port:
-            continue
-        if conn.laddr.ip not in (host, "0.0.0.0", "::") and host not in ("0.0.0.0", "::"):
-            continue
-        try:
-            parent = psutil.Process(conn.pid).ppid() if conn.pid else None
-        except psutil.Error:
-            continue  # gone meanwhile
-        if parent != ours:
-            _cannot_listen(host, port, "Address already in use")
+    if _strangers_on_port(host, port, os.getppid()):
+        _cannot_listen(host, port, "Address already in use")
+
+
+UNKNOWN_OWNER_TRIES = 40  # looks at the sockets whose owner psutil did not see
+UNKNOWN_OWNER_WAIT = 0.05  # seconds between two looks
+
+
+def _strangers_on_port(host: str, port: int, ours: int) -> bool:
+    """Does a process that is not a child of ``ours`` listen on ``port``?
+
+    psutil maps sockets to processes by their file descriptors, read before
+    the socket table: a socket that appeared in between (the other
+    acceptors bind at the same time as this one) has no pid in that look.
+    Such a socket is looked at again, a little later, until its owner shows
+    (an owner that never shows counts as a stranger)."""
+    for attempt in range(UNKNOWN_OWNER_TRIES):
+        unknown = False
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.status != psutil.CONN_LISTEN or not conn.laddr or conn.laddr.port != port:
+                continue
+            if conn.laddr.ip not in (host, "0.0.0.0", "::") and host not in ("0.0.0.0", "::"):
+                continue
+            if not conn.pid:
+                unknown = True
+                continue
+            try:
+                parent = psutil.Process(conn.pid).ppid()
+            except psutil.Error:
+                continue  # gone meanwhile
+            if parent != ours:
+                return True
+        if not unknown:
+            return False
+        if attempt + 1 < UNKNOWN_OWNER_TRIES:
+            time.sleep(UNKNOWN_OWNER_WAIT)
+    return True
 
 
 def _show(value: Any) -> str:

@@ -3,6 +3,12 @@ total of every acceptor's clients (shardkv.runtime.clientcount)."""
 
 from __future__ import annotations
 
+import os
+from types import SimpleNamespace
+
+import psutil
+
+from shardkv.acceptor import server
 from shardkv.protocol import errors
 from shardkv.runtime.clientcount import ClientCounts
 from tests.unit.test_acceptor_dispatch import build, connect, replies
@@ -52,3 +58,32 @@ def test_maxclients_is_the_total_of_every_acceptors_clients() -> None:
         assert len(acceptor.clients) == 2
     finally:
         counts.close()
+
+
+def _listener(port: int, pid: int | None) -> SimpleNamespace:
+    """A listening socket as psutil.net_connections describes it."""
+    return SimpleNamespace(
+        status=psutil.CONN_LISTEN, laddr=SimpleNamespace(ip="127.0.0.1", port=port), pid=pid
+    )
+
+
+def test_a_sibling_whose_socket_psutil_sees_before_its_owner_is_no_stranger(monkeypatch) -> None:
+    """psutil reads the processes' descriptors before the socket table, so
+    the socket of an acceptor that binds meanwhile shows with no pid: it is
+    looked at again until its owner shows, not taken for another server's."""
+    sibling = psutil.Process()  # a child of our parent, as a sibling acceptor is
+    looks = iter([[_listener(7000, None)], [_listener(7000, None)], [_listener(7000, sibling.pid)]])
+    monkeypatch.setattr(server.psutil, "net_connections", lambda kind: next(looks))
+    monkeypatch.setattr(server, "UNKNOWN_OWNER_WAIT", 0)
+    assert not server._strangers_on_port("127.0.0.1", 7000, sibling.ppid())
+
+
+def test_another_servers_listener_or_one_whose_owner_never_shows_is_a_stranger(monkeypatch) -> None:
+    monkeypatch.setattr(server, "UNKNOWN_OWNER_WAIT", 0)
+    ours = psutil.Process().ppid()
+    monkeypatch.setattr(server.psutil, "net_connections", lambda kind: [_listener(7000, os.getppid())])
+    assert server._strangers_on_port("127.0.0.1", 7000, ours)  # our parent is not a child of itself
+    monkeypatch.setattr(server.psutil, "net_connections", lambda kind: [_listener(7000, None)])
+    assert server._strangers_on_port("127.0.0.1", 7000, ours)
+    monkeypatch.setattr(server.psutil, "net_connections", lambda kind: [_listener(7001, None)])
+    assert not server._strangers_on_port("127.0.0.1", 7000, ours)  # another port
