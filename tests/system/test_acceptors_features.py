@@ -12,6 +12,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import redis
@@ -272,6 +273,28 @@ def test_keyspace_notification_of_a_write_through_the_other_acceptor(groups) -> 
         ps.close()
     finally:
         a.config_set("notify-keyspace-events", "")
+
+
+def test_a_shutdown_that_cannot_save_answers_its_error_through_either_acceptor(server, groups) -> None:
+    """As in Redis, SHUTDOWN whose save fails answers the error and the
+    server keeps serving: through either acceptor, and on both."""
+    dumps = [Path(server.workdir) / f"dump.rdb.shard-{i}" for i in range(2)]
+    groups[0][0].config_set("save", "3600 1")
+    for dump in dumps:
+        dump.mkdir()  # a directory where each snapshot should go: every save fails
+    try:
+        for index in range(K):
+            c = groups[index][0]
+            c.set(f"unsaved-{index}", "v")  # a change: its shard must save
+            with pytest.raises(redis.ResponseError, match="Errors trying to SHUTDOWN"):
+                c.shutdown()
+            for group in groups:
+                assert group[1].set(f"after-{index}", "v") and group[1].get(f"unsaved-{index}") == b"v"
+        assert server.proc.poll() is None
+    finally:
+        for dump in dumps:
+            dump.rmdir()
+        groups[0][0].config_set("save", "")
 
 
 @pytest.mark.slow  # starts and shuts down a server of its own per acceptor
