@@ -8,18 +8,41 @@ publishes them as Redis's ``notifyKeyspaceEvent`` does, on
 ``__keyevent@<db>__:<event>`` (message: the key), through the acceptor's
 Pub/Sub, so subscribers get them like any other message.
 
-It also keeps the shards' *event mask*, the classes they must note: the
-classes of ``notify-keyspace-events`` when K or E is set, and every class
-while a client tracks keys (:mod:`shardkv.tracking`); 0, nothing noted at
-all, otherwise.  The mask goes to every shard as ``__events <mask>`` in
-the global order, and to a shard again whenever its pipe is attached.
+It also keeps the shards' *event mask*, this acceptor's interest: the
+classes of ``notify-keyspace-events`` while K (E) is set *and* a client of
+this acceptor is subscribed to a channel or pattern that may hear a
+``__keyspace@`` (``__keyevent@``) channel, and every class while a client
+tracks keys (:mod:`shardkv.tracking`); 0, nothing noted at all, otherwise.
+So a write costs nothing for notifications nobody hears: with several
+acceptors, no ``O`` frame and no ``seen`` round trip for an acceptor with
+no such subscriber (see :mod:`shardkv.acceptor.causal`).  The mask goes to
+every shard as ``__events <mask>`` whenever it changes, and to a shard
+again whenever its pipe is attached.
+
+The mask is coarse on purpose: a subscriber of ``__keyspace@0__:foo``
+makes every class of notify-keyspace-events wanted, for every key and
+database; the shards compare a class, never a channel.
+
+**Causal rule.**  When the mask grows for a client's command (SUBSCRIBE,
+PSUBSCRIBE, CLIENT TRACKING on), that command's reply waits until every
+shard has answered the ``__events`` (:func:`hold_replies`): a write that
+any client sends after the reply, through any acceptor, or an expiry or
+eviction that comes after it, is noted and reaches the new subscriber, as
+in Redis.  A write sent before the reply is concurrent with the command,
+and may or may not be heard.  Shrinking waits for nothing: the events
+still on their way are published to whoever still listens.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from shardkv.acceptor import causal
+from shardkv.acceptor.client import Client
 from shardkv.acceptor.pubsub import publish_message
+from shardkv.acceptor.replies import Slot
 from shardkv.protocol import bus, wire
+from shardkv.protocol.glob import may_start_with
 from shardkv.protocol.resp import encode_command
 from shardkv.protocol.wire import Verb, entry_header
 from shardkv.runtime import config
@@ -36,9 +59,38 @@ CLASSES |= (1 << 11) | (1 << 14)
 # this module's publisher and mask, and client-side caching's.
 
 
+# The channels keyspace notifications go to: K's and E's.
+CHANNEL_PREFIXES = (b"__keyspace@", b"__keyevent@")
+
+
+class _Applied:
+    """The shards' answers to one ``__events``, and what waits for them all."""
+
+    __slots__ = ("left", "waiters")
+
+    def __init__(self, left: int) -> None:
+        self.left = left
+        self.waiters: list[Callable[[], None]] = []
+
+    def deliver(self, body: bytes) -> None:  # an answer (an error too: the pipe is gone)
+        self.left -= 1
+        if not self.left:
+            if STATE.applying is self:
+                STATE.applying = None
+            for waiter in self.waiters:
+                waiter()
+
+
 class _State:
-    flags = 0  # notify-keyspace-events, as Redis's flags
-    mask = 0  # what the shards were last told to note
+    def __init__(self) -> None:
+        self.flags = 0  # notify-keyspace-events, as Redis's flags
+        self.mask = 0  # what the shards were last told to note
+        # How many of this acceptor's subscribed channels and patterns (each
+        # name once, whoever subscribed) may hear a __keyspace@ channel, and
+        # a __keyevent@ channel (see on_subscriptions).
+        self.hearing = [0, 0]
+        # The last __events sent, until every shard has answered it.
+        self.applying: _Applied | None = None
 
 
 STATE = _State()
@@ -58,8 +110,50 @@ def publish(server, events: list, origin: object) -> None:
 
 
 def own_mask(server) -> int:
+    """The classes of notify-keyspace-events while someone here may hear them."""
     flags = STATE.flags
-    return flags & CLASSES if flags & (KEYSPACE | KEYEVENT) else 0
+    hearing = STATE.hearing
+    if (flags & KEYSPACE and hearing[0]) or (flags & KEYEVENT and hearing[1]):
+        return flags & CLASSES
+    return 0
+
+
+def on_subscriptions(client: Client, new: list, gone: list) -> None:
+    """The channels and patterns, ``(name, is_pattern)``, that this
+    acceptor's subscribers started (``new``) and stopped (``gone``)
+    covering, on ``client``'s command or departure (see
+    :mod:`shardkv.acceptor.pubsub`), before its replies are queued."""
+    hearing = STATE.hearing
+    changed = False
+    for names, step in ((new, 1), (gone, -1)):
+        for name, is_pattern in names:
+            for i, prefix in enumerate(CHANNEL_PREFIXES):
+                if may_start_with(name, prefix) if is_pattern else name.startswith(prefix):
+                    hearing[i] += step
+                    changed = True
+    if changed and update_mask(client.server):
+        hold_replies(client)
+
+
+def hold_replies(client: Client) -> None:
+    """``client``'s replies from now on wait until every shard has answered
+    the ``__events`` just sent (see the causal rule above)."""
+    applied = STATE.applying
+    if applied is None or client.closed:
+        return
+    slot = Slot(client)
+    client.pending.append(slot)
+    applied.waiters.append(lambda: slot.deliver(b""))
+
+
+def when_applied(then: Callable[[], None]) -> None:
+    """Call ``then`` once every shard has answered the last ``__events``
+    (at once if they all have)."""
+    applied = STATE.applying
+    if applied is None:
+        then()
+    else:
+        applied.waiters.append(then)
 
 
 def on_events(server, events: list, origin: object) -> None:
@@ -81,19 +175,25 @@ def bus_events(server, origin: int, args: list) -> None:
     on_events(server, [tuple(e) for e in args], None)
 
 
-def update_mask(server) -> None:
-    """Tell every shard what to note, if that changed."""
+def update_mask(server) -> bool:
+    """Tell every shard what to note, if that changed; whether the mask
+    grew (then :func:`hold_replies` can make a reply wait for it)."""
     mask = 0
     for fn in server.wiring.event_masks:
         mask |= fn(server)
-    if mask != STATE.mask:
-        STATE.mask = mask
-        for link in server.links:
-            _send_mask(link, mask)
+    old = STATE.mask
+    if mask == old:
+        return False
+    STATE.mask = mask
+    links = server.links
+    applied = STATE.applying = _Applied(len(links)) if links else None
+    for link in links:
+        _send_mask(link, mask, applied)
+    return bool(mask & ~old)
 
 
-def _send_mask(link, mask: int) -> None:
-    link.send(entry_header(0), encode_command([Verb.EVENTS, b"%d" % mask]), _IGNORE)
+def _send_mask(link, mask: int, sink: object = None) -> None:
+    link.send(entry_header(0), encode_command([Verb.EVENTS, b"%d" % mask]), sink or _IGNORE)
 
 
 class _Ignore:

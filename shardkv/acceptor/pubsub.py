@@ -74,65 +74,97 @@ def _count(client: Client) -> int:
 
 def subscribe(client: Client, args: list[bytes]) -> None:
     """SUBSCRIBE channel [channel ...]"""
+    new = []
+    replies = []
     for channel in args[1:]:
         if not client.closed and client.state.add_channel(channel):
-            CHANNELS.setdefault(channel, {})[client] = None
-        client.reply_push(Push([b"subscribe", channel, _count(client)]))
+            subscribers = CHANNELS.get(channel)
+            if subscribers is None:
+                subscribers = CHANNELS[channel] = {}
+                new.append((channel, False))
+            subscribers[client] = None
+        replies.append(Push([b"subscribe", channel, _count(client)]))
+    _reply(client, replies, new, [])
 
 
 def unsubscribe(client: Client, args: list[bytes]) -> None:
     """UNSUBSCRIBE [channel [channel ...]]"""
     names = args[1:] or list(client.state.channels)
+    gone: list[tuple[bytes, bool]] = []
+    replies = []
     if not names:
-        client.reply_push(Push([b"unsubscribe", None, _count(client)]))
+        replies.append(Push([b"unsubscribe", None, _count(client)]))
     for channel in names:
-        _drop_channel(client, channel)
-        client.reply_push(Push([b"unsubscribe", channel, _count(client)]))
+        _drop_channel(client, channel, gone)
+        replies.append(Push([b"unsubscribe", channel, _count(client)]))
+    _reply(client, replies, [], gone)
 
 
 def psubscribe(client: Client, args: list[bytes]) -> None:
     """PSUBSCRIBE pattern [pattern ...]"""
+    new = []
+    replies = []
     for pattern in args[1:]:
         if not client.closed and client.state.add_pattern(pattern):
             entry = PATTERNS.get(pattern)
             if entry is None:
                 entry = PATTERNS[pattern] = (compile_glob(pattern), {})
+                new.append((pattern, True))
             entry[1][client] = None
-        client.reply_push(Push([b"psubscribe", pattern, _count(client)]))
+        replies.append(Push([b"psubscribe", pattern, _count(client)]))
+    _reply(client, replies, new, [])
 
 
 def punsubscribe(client: Client, args: list[bytes]) -> None:
     """PUNSUBSCRIBE [pattern [pattern ...]]"""
     names = args[1:] or list(client.state.patterns)
+    gone: list[tuple[bytes, bool]] = []
+    replies = []
     if not names:
-        client.reply_push(Push([b"punsubscribe", None, _count(client)]))
+        replies.append(Push([b"punsubscribe", None, _count(client)]))
     for pattern in names:
-        _drop_pattern(client, pattern)
-        client.reply_push(Push([b"punsubscribe", pattern, _count(client)]))
+        _drop_pattern(client, pattern, gone)
+        replies.append(Push([b"punsubscribe", pattern, _count(client)]))
+    _reply(client, replies, [], gone)
 
 
-def _drop_channel(client: Client, channel: bytes) -> None:
+def _reply(client: Client, replies: list[Push], new: list, gone: list) -> None:
+    """Queue a (un)subscribe's confirmations, once the ``on_subscriptions``
+    hooks heard of the names this acceptor started or stopped covering (a
+    hook may make the confirmations wait: see shardkv.acceptor.notifications)."""
+    if new or gone:
+        for hook in client.server.wiring.on_subscriptions:
+            hook(client, new, gone)
+    for reply in replies:
+        client.reply_push(reply)
+
+
+def _drop_channel(client: Client, channel: bytes, gone: list) -> None:
     if client.state.remove_channel(channel):
         subscribers = CHANNELS[channel]
         del subscribers[client]
         if not subscribers:
             del CHANNELS[channel]
+            gone.append((channel, False))
 
 
-def _drop_pattern(client: Client, pattern: bytes) -> None:
+def _drop_pattern(client: Client, pattern: bytes, gone: list) -> None:
     if client.state.remove_pattern(pattern):
         subscribers = PATTERNS[pattern][1]
         del subscribers[client]
         if not subscribers:
             del PATTERNS[pattern]
+            gone.append((pattern, True))
 
 
 def unsubscribe_all(client: Client) -> None:
     """Drop every subscription of ``client``, without replying."""
+    gone: list[tuple[bytes, bool]] = []
     for channel in list(client.state.channels):
-        _drop_channel(client, channel)
+        _drop_channel(client, channel, gone)
     for pattern in list(client.state.patterns):
-        _drop_pattern(client, pattern)
+        _drop_pattern(client, pattern, gone)
+    _reply(client, [], [], gone)
 
 
 def on_disconnect(client: Client) -> None:

@@ -104,6 +104,11 @@ class Wiring:
     # them, in order, and what each needs the shards to note (a class mask).
     event_listeners: tuple[Callable[[Acceptor, list, object], None], ...]
     event_masks: tuple[Callable[[Acceptor], int], ...]
+    # Pub/Sub (shardkv.acceptor.pubsub): called with (client, new, gone),
+    # the channels and patterns, (name, is_pattern), that this acceptor's
+    # subscribers started and stopped covering on the client's (un)subscribe
+    # or departure, before its confirmations are queued.
+    on_subscriptions: tuple[Callable[[Client, list, list], None], ...]
     # The bus between acceptors (K > 1, shardkv.acceptor.bus): the handler
     # of each kind of question or message (shardkv.protocol.bus.KINDS), and
     # what a (re)started acceptor does once it listens.

@@ -262,7 +262,11 @@ def enable(
     if state is None:
         state = client.tracking = Tracking()
         STATE.clients += 1
-        notifications.update_mask(client.server)
+        if notifications.update_mask(client.server):
+            # BCAST hears of keys it never read: the reply waits until every
+            # shard notes what changes (a non-BCAST client's reads come after
+            # the mask on each pipe anyway).
+            notifications.hold_replies(client)
     state.redirect = redirect
     state.broken = False
     state.bcast = bcast

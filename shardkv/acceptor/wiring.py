@@ -151,6 +151,7 @@ def wiring() -> Wiring:
         # Keyspace notifications publish before client-side caching invalidates.
         event_listeners=(notifications.publish, tracking.on_events, memorybudget.on_events),
         event_masks=(notifications.own_mask, tracking.events_mask, memorybudget.events_mask),
+        on_subscriptions=(notifications.on_subscriptions,),
         # The bus between acceptors (K > 1 only): one handler per kind.
         bus_handlers={
             bus.PUBLISH: pubsub.bus_publish,

@@ -183,3 +183,19 @@ def compile_glob(pattern: bytes, nocase: bool = False) -> Callable[[bytes], bool
 
 def glob_match(pattern: bytes, s: bytes, nocase: bool = False) -> bool:
     return compile_glob(pattern, nocase)(s)
+
+
+def may_start_with(pattern: bytes, prefix: bytes) -> bool:
+    """Whether ``pattern`` may match some string that starts with
+    ``prefix`` (the channels of keyspace notifications, for one): an
+    over-estimate, True as soon as a star is reached within ``prefix``."""
+    toks = tokens(pattern)
+    for i, c in enumerate(prefix):
+        if i >= len(toks):
+            return False  # the pattern ends within the prefix
+        allowed = toks[i]
+        if allowed is _STAR:
+            return True
+        if c not in allowed:
+            return False
+    return True

@@ -645,7 +645,12 @@ class Verb:
     PAUSE = b"__pause"
     LASTSAVE = b"__lastsave"
     PERSISTENCE = b"__persistence"
-    EVENTS = b"__events"  # keyspace notifications: which events the acceptor wants
+    # __events <mask> -> OK: the event classes this pipe's acceptor wants now,
+    # its interest: the notify-keyspace-events classes only while one of its
+    # clients may hear them, every class while one tracks keys (see
+    # shardkv.acceptor.notifications); in effect for whatever the worker
+    # runs after it answered.
+    EVENTS = b"__events"
     MEMORY = b"__memory"  # maxmemory's parts: __memory figure | limit n | give n evict | take n
     # Several acceptors: a coordinator's exclusive use of a shard.
     HOLD = b"__hold"  # __hold: read only this pipe until __release

@@ -7,11 +7,12 @@ This module makes that stream, in one place, with Redis's event names and
 in Redis's order within a command (``notifyKeyspaceEvent`` in Redis's
 ``t_*.c``, ``db.c``, ``expire.c``, ``evict.c``).
 
-It costs nothing while nobody listens: the acceptor sends ``__events
-<mask>`` (the classes it wants, :data:`ALL` while a client tracks keys)
-to every shard, in the global order, and only while the mask is not 0
-does a shard keep :attr:`Keyspace.events`, a list of ``(db, key, class,
-event)``.  Then for each write command :func:`before` notes which of
+It costs nothing while nobody listens: each acceptor sends ``__events
+<mask>`` on its pipe (the classes it wants: those of notify-keyspace-events
+only while one of its clients is subscribed to a channel or pattern that
+may hear them, :data:`ALL` while a client tracks keys), and only while
+some pipe's mask is not 0 does a shard keep :attr:`Keyspace.events`, a
+list of ``(db, key, class, event)``.  Then for each write command :func:`before` notes which of
 the command's keys exist before, and after the command derives the events
 from the command's name, arguments, reply and the keys' states (the rules
 below), as Redis's commands emit them.  Lazy and active expiry

@@ -8,6 +8,7 @@ every worker; a worker whose pipe is attached gets every setting
 
 from __future__ import annotations
 
+from shardkv.acceptor import notifications
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.commands.common import all_ok, guard, subcommand_error
 from shardkv.acceptor.fanout import Gather
@@ -162,12 +163,16 @@ def bus_resetstat(server, origin: int, args: list) -> int:
     return 1
 
 
-def bus_sync(server, origin: int, args: list) -> int:
+def bus_sync(server, origin: int, args: list) -> int | None:
     """Answered once everything the asker sent before reached this acceptor,
-    and what that made it queue for the workers (``__events`` of a new
-    notify-keyspace-events) is on its pipes."""
+    and what that made it send the workers (``__events`` of a new
+    notify-keyspace-events) is in effect there: every worker answered it."""
     server._flush_links()
-    return 1
+    if notifications.STATE.applying is None:
+        return 1
+    answer = server.bus.later()
+    notifications.when_applied(lambda: answer(1))
+    return None
 
 
 class _Both:
