@@ -10,7 +10,7 @@ import redis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shardkv.protocol.glob import MAX_NESTING, glob_match
+from shardkv.protocol.glob import MAX_NESTING, glob_match, may_start_with
 
 CASES = [
     # pattern, string, matches
@@ -175,6 +175,41 @@ STRING_BYTES = st.sampled_from(b"aAbBzZ-]^[\\*?\x80\xff\x00")
 def test_matcher_equals_reference(pattern, strings, nocase):
     for s in strings:
         assert glob_match(pattern, s, nocase) is reference(pattern, s, nocase), (pattern, s, nocase)
+
+
+@pytest.mark.parametrize(
+    "pattern,expected",
+    [
+        (b"__keyspace@0__:*", True),
+        (b"__key*", True),
+        (b"*", True),
+        (b"__keyspace@*", True),
+        (b"__keys[ap]ace@", True),
+        (b"__key?pace@1__:k", True),
+        (b"__keyevent@*", False),
+        (b"__keyspace", False),  # ends within the prefix
+        (b"news", False),
+        (b"[^_]*", False),
+        (b"__keyspace\\@*", True),  # an escaped "@"
+        (b"__keyspace\\\\@*", False),  # an escaped backslash, then "@"
+    ],
+)
+def test_may_start_with(pattern, expected):
+    """Which patterns may hear keyspace notifications' channels."""
+    assert may_start_with(pattern, b"__keyspace@") is expected
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    st.lists(GLOB_BYTES, max_size=8).map(bytes),
+    st.lists(STRING_BYTES, max_size=3).map(bytes),
+    st.lists(STRING_BYTES, max_size=4).map(bytes),
+)
+def test_may_start_with_never_misses_a_match(pattern, prefix, rest):
+    """An over-estimate: a pattern that matches a string starting with
+    ``prefix`` is always said to be able to."""
+    if glob_match(pattern, prefix + rest):
+        assert may_start_with(pattern, prefix), (pattern, prefix, rest)
 
 
 def test_nesting_limit():

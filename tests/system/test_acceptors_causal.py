@@ -14,31 +14,16 @@ the events came by another path and were often not there yet.)
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import pytest
 
+from tests.support.acceptors import client_on, serve
 from tests.support.resp import RespClient, parse_reply
-from tests.support.servers import start_shardkv
 
-K = 2
 ROUNDS = 150
 
-
-@pytest.fixture(scope="module")
-def server():
-    proc = start_shardkv(shards=2, acceptors=K)
-    yield proc
-    proc.stop()
-
-
-def client_on(port: int, index: int, protocol: int = 2) -> RespClient:
-    """A connection that the kernel gave to acceptor ``index``."""
-    for _ in range(200):
-        c = RespClient(port, protocol=protocol)
-        if (int(c.command("CLIENT", "ID")) - 1) % K == index:  # type: ignore[arg-type]
-            return c
-        c.close()
-    pytest.fail("no connection landed on that acceptor")
+server = pytest.fixture(scope="module", name="server")(serve)
 
 
 def available(c: RespClient) -> list:
@@ -62,6 +47,19 @@ def available(c: RespClient) -> list:
         out.append(value)
         c.buf = c.buf[end:]
     return out
+
+
+def count_late(rounds: int, on_time: Callable[[int], bool], listener: RespClient) -> int:
+    """How many of ``rounds`` rounds found what they looked for not there
+    yet (``on_time(i)`` says whether round ``i`` did); after a late one,
+    wait for it and drain ``listener``."""
+    late = 0
+    for i in range(rounds):
+        if not on_time(i):
+            late += 1
+            time.sleep(0.2)
+            available(listener)
+    return late
 
 
 def settle(writer: RespClient, listener: RespClient, key: str) -> None:
@@ -94,15 +92,14 @@ def test_a_notification_is_out_before_the_writers_reply(server, notifications, w
     try:
         sub.command("PSUBSCRIBE", "__keyspace@0__:causal*")
         settle(writer, sub, "causal-warm")
-        late = 0
-        for i in range(ROUNDS):
+
+        def on_time(i: int) -> bool:
             key = f"causal-{writer_on}-{i}"  # the keys fall on both shards
             assert writer.command("SET", key, "v") == b"OK"
             got = available(sub)
-            if [b"pmessage", b"__keyspace@0__:causal*", b"__keyspace@0__:" + key.encode(), b"set"] not in got:
-                late += 1
-                time.sleep(0.2)
-                available(sub)
+            return [b"pmessage", b"__keyspace@0__:causal*", b"__keyspace@0__:" + key.encode(), b"set"] in got
+
+        late = count_late(ROUNDS, on_time, sub)
         assert late == 0, f"{late} of {ROUNDS} notifications came after the writer's reply"
     finally:
         writer.close()
@@ -118,15 +115,14 @@ def test_a_multi_shard_commands_notifications_are_out_before_its_reply(
     try:
         sub.command("PSUBSCRIBE", "__keyspace@0__:multi*")
         settle(writer, sub, "multi-warm")
-        late = 0
-        for i in range(ROUNDS // 3):
+
+        def on_time(i: int) -> bool:
             keys = [f"multi-{writer_on}-{i}-{j}" for j in range(4)]  # on both shards
             assert writer.command("MSET", *[x for k in keys for x in (k, "v")]) == b"OK"
             got = [m[2] for m in available(sub)]
-            if got != [b"__keyspace@0__:" + k.encode() for k in keys]:
-                late += 1
-                time.sleep(0.2)
-                available(sub)
+            return got == [b"__keyspace@0__:" + k.encode() for k in keys]
+
+        late = count_late(ROUNDS // 3, on_time, sub)
         assert late == 0, f"{late} of {ROUNDS // 3} MSETs' notifications came after the reply"
     finally:
         writer.close()
@@ -140,15 +136,14 @@ def test_an_invalidation_is_out_before_the_writers_reply(server, writer_on) -> N
     tracker = client_on(server.port, 1 - writer_on, protocol=3)
     try:
         tracker.command("CLIENT", "TRACKING", "on")
-        late = 0
-        for i in range(ROUNDS):
+
+        def on_time(i: int) -> bool:
             key = f"tracked-{writer_on}-{i}"
             tracker.command("GET", key)
             assert writer.command("SET", key, "v") == b"OK"
-            if [b"invalidate", [key.encode()]] not in available(tracker):
-                late += 1
-                time.sleep(0.2)
-                available(tracker)
+            return [b"invalidate", [key.encode()]] in available(tracker)
+
+        late = count_late(ROUNDS, on_time, tracker)
         assert late == 0, f"{late} of {ROUNDS} invalidations came after the writer's reply"
     finally:
         writer.close()
@@ -167,17 +162,78 @@ def test_a_redirected_invalidation_is_out_before_the_writers_reply(server, track
         listener_id = int(listener.command("CLIENT", "ID"))  # type: ignore[arg-type]
         listener.command("SUBSCRIBE", "__redis__:invalidate")
         assert tracker.command("CLIENT", "TRACKING", "on", "REDIRECT", listener_id) == b"OK"
-        late = 0
-        for i in range(ROUNDS // 2):
+
+        def on_time(i: int) -> bool:
             key = f"redirected-{tracker_on}{writer_on}-{i}"
             tracker.command("GET", key)
             assert writer.command("SET", key, "v") == b"OK"
-            if [b"message", b"__redis__:invalidate", [key.encode()]] not in available(listener):
-                late += 1
-                time.sleep(0.2)
-                available(listener)
+            return [b"message", b"__redis__:invalidate", [key.encode()]] in available(listener)
+
+        late = count_late(ROUNDS // 2, on_time, listener)
         assert late == 0, f"{late} of {ROUNDS // 2} invalidations came after the writer's reply"
     finally:
         writer.close()
         tracker.close()
         listener.close()
+
+
+def confirm(c: RespClient, *args: str) -> None:
+    """Send a (un)subscribe or CLIENT TRACKING and read up to its reply
+    (dropping the messages before it)."""
+    c.send(*args)
+    name = args[0].lower().encode()
+    while True:
+        reply = c.read_reply()
+        if reply == b"OK" or (isinstance(reply, list) and reply[0] == name):
+            return
+
+
+@pytest.mark.parametrize(("sub_on", "writer_on"), [(0, 1), (1, 0), (0, 0)])
+def test_a_write_right_after_the_first_subscribe_is_heard(server, notifications, sub_on, writer_on) -> None:
+    """An acceptor asks the shards for events only while a client of its
+    own may hear them: its first such PSUBSCRIBE replies once every shard
+    has the new interest, so a write through either acceptor right after
+    the reply is heard, before the writer's reply.  Each round starts with
+    no subscriber at all."""
+    writer = client_on(server.port, writer_on)
+    sub = client_on(server.port, sub_on)
+    try:
+
+        def on_time(i: int) -> bool:
+            confirm(sub, "PSUBSCRIBE", "__keyspace@0__:first*")
+            key = f"first-{sub_on}{writer_on}-{i}"  # the keys fall on both shards
+            assert writer.command("SET", key, "v") == b"OK"
+            heard = [b"pmessage", b"__keyspace@0__:first*", b"__keyspace@0__:" + key.encode(), b"set"]
+            got = available(sub)
+            confirm(sub, "PUNSUBSCRIBE", "__keyspace@0__:first*")  # nobody listens: the shards stop noting
+            return heard in got
+
+        late = count_late(ROUNDS, on_time, sub)
+        assert late == 0, f"{late} of {ROUNDS} writes right after the subscribe were not heard in time"
+    finally:
+        writer.close()
+        sub.close()
+
+
+@pytest.mark.parametrize("writer_on", [0, 1])
+def test_a_write_right_after_tracking_on_bcast_is_invalidated(server, writer_on) -> None:
+    """The same for CLIENT TRACKING on BCAST, which hears of keys it never
+    read: a write right after its reply is invalidated before the writer's
+    reply."""
+    writer = client_on(server.port, writer_on)
+    tracker = client_on(server.port, 1 - writer_on, protocol=3)
+    try:
+
+        def on_time(i: int) -> bool:
+            confirm(tracker, "CLIENT", "TRACKING", "on", "BCAST", "PREFIX", "bcast-")
+            key = f"bcast-{writer_on}-{i}"
+            assert writer.command("SET", key, "v") == b"OK"
+            got = available(tracker)
+            confirm(tracker, "CLIENT", "TRACKING", "off")
+            return [b"invalidate", [key.encode()]] in got
+
+        late = count_late(ROUNDS // 2, on_time, tracker)
+        assert late == 0, f"{late} of {ROUNDS // 2} invalidations came after the writer's reply"
+    finally:
+        writer.close()
+        tracker.close()

@@ -9,7 +9,6 @@ on each acceptor.
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from pathlib import Path
@@ -17,20 +16,10 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.support.acceptors import K, acceptor_of, raw_on, serve
 from tests.support.servers import start_shardkv
 
-K = 2
-
-
-@pytest.fixture(scope="module")
-def server():
-    proc = start_shardkv(shards=2, acceptors=K)
-    yield proc
-    proc.stop()
-
-
-def acceptor_of(client_id: int) -> int:
-    return (client_id - 1) % K
+server = pytest.fixture(scope="module", name="server")(serve)
 
 
 def on_both(port: int, each: int = 2, **kwargs) -> list[list[redis.Redis]]:
@@ -57,21 +46,6 @@ def groups(server):
     for group in found:
         for c in group:
             c.close()
-
-
-def raw_on(port: int, index: int) -> tuple[socket.socket, int]:
-    """A raw connection on acceptor ``index``, and its client id."""
-    for _ in range(200):
-        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        sock.sendall(b"CLIENT ID\r\n")
-        reply = b""
-        while not reply.endswith(b"\r\n"):
-            reply += sock.recv(100)
-        cid = int(reply[1:-2])
-        if acceptor_of(cid) == index:
-            return sock, cid
-        sock.close()
-    pytest.fail("no connection landed on that acceptor")
 
 
 def messages(ps, n: int, timeout: float = 5.0) -> list:
