@@ -121,7 +121,9 @@ Worker -> acceptor
     the replies whose indexes are in ``gated`` must not reach their clients
     before each acceptor ``pipe`` of ``waits``, a list of ``(pipe, seq)``,
     has handed out this shard's ``O`` frame number ``seq`` (see
-    :mod:`shardkv.acceptor.causal`).  Sent instead of the ``E`` frame.
+    :mod:`shardkv.acceptor.causal`); a reply from the one whose write made
+    a blocked command ready on is gated too when the events of serving it,
+    after the batch, went to another pipe.  Sent instead of the ``E`` frame.
 ``O`` *other acceptors' events* (several acceptors only): ``O`` + marshal
     ``(seq, events)``: events of a command that came on another pipe (or
     of the sweeper) that this pipe's ``__events`` mask selects, to hand

@@ -160,6 +160,10 @@ class Shard:
         # Several acceptors: how many ``O`` frames (other pipes' events)
         # went on each pipe, to number them (see wire's ``G``).
         self.others_sent: dict[int, int] = {}
+        # Which reply of the batch made a key someone waits on ready first
+        # (None: none), while someone listens: the events of serving it come
+        # after the batch's replies (see _share_events).
+        self.ready_at: int | None = None
 
     def execute(self, args: list[bytes], handler=None) -> object:
         """Run one command and return its reply value.
@@ -318,6 +322,8 @@ class Shard:
                     logged.append((len(bodies) - 1, header & wire.FLAG_PART))
                 if blocked:
                     waiters.mark(args)
+                    if waiters.ready and self.ready_at is None and bounds is not None:
+                        self.ready_at = len(bounds)  # this reply's index (see _share_events)
                 if noted is not None:
                     bounds.append(len(noted))  # type: ignore[union-attr]
                 continue
@@ -382,6 +388,8 @@ class Shard:
                     logged.append((len(bodies) - 1, header & wire.FLAG_PART))
                 if blocked:
                     waiters.mark(args)
+                    if waiters.ready and self.ready_at is None and bounds is not None:
+                        self.ready_at = len(bounds)  # this reply's index (see _share_events)
                 if noted is not None:
                     bounds.append(len(noted))  # type: ignore[union-attr]
             if db:
@@ -459,6 +467,7 @@ class Shard:
         bounds = self.event_bounds if bounded else None
         self.event_bounds = None
         spans, self.part_spans = self.part_spans, []
+        ready_at, self.ready_at = self.ready_at, None
         if not noted:
             if noted is not None and not ks.event_mask:
                 ks.events = None
@@ -466,11 +475,11 @@ class Shard:
         ks.events = [] if ks.event_mask else None
         masks = ks.event_masks
         if len(masks) > 1 or (masks and ks.pipe not in masks):
-            return self._share_events(noted, bounds, spans)  # other acceptors listen too
+            return self._share_events(noted, bounds, spans, ready_at)  # other acceptors listen too
         return wire.encode_events(bounds, noted)
 
     def _share_events(
-        self, noted: list, bounds: list[int] | None, spans: list[tuple[int, int]]
+        self, noted: list, bounds: list[int] | None, spans: list[tuple[int, int]], ready_at: int | None = None
     ) -> bytes | None:
         """Several acceptors listen: each other pipe gets the events its
         ``__events`` mask selects at once, unbounded; the current pipe's
@@ -480,7 +489,13 @@ class Shard:
         ``spans``, or a cross-shard operation's, from ``op_events_from``)
         go to the current pipe alone, whichever acceptor wants them: its
         acceptor orders them across the shards and relays them to the
-        others (``events`` on the bus, see shardkv.acceptor.shardlink)."""
+        others (``events`` on the bus, see shardkv.acceptor.shardlink).
+
+        Blocked commands that a write of the batch made ready are served
+        after the batch (their events after its last bound), as Redis serves
+        them right after that write and before its reply: so when their
+        events went to another pipe, the replies from ``ready_at`` (the
+        first such write's) on wait too."""
         ks = self.keyspace
         here = ks.pipe
         start = self.op_events_from
@@ -519,6 +534,8 @@ class Shard:
                 if bound > done and any(shared[done:bound]):
                     gated.append(i)
                 done = bound
+            if ready_at is not None and ready_at < len(bounds) and any(shared[bounds[ready_at] :]):
+                gated = sorted(set(gated).union(range(ready_at, len(bounds))))
         if all(kept):
             events, counted = noted, bounds
         elif not any(kept):

@@ -237,3 +237,44 @@ def test_a_write_right_after_tracking_on_bcast_is_invalidated(server, writer_on)
     finally:
         writer.close()
         tracker.close()
+
+
+def blocked_clients(c: RespClient) -> int:
+    info = c.command("INFO", "clients")
+    assert isinstance(info, bytes)
+    return int(info.split(b"blocked_clients:")[1].split(b"\r\n")[0])
+
+
+@pytest.mark.parametrize("writer_on", [0, 1])
+def test_a_served_blocked_commands_events_are_out_before_the_pushs_reply(
+    server, notifications, writer_on
+) -> None:
+    """A BLPOP served by an LPUSH empties the list: Redis notes the ``del``
+    right after the LPUSH, before its reply.  Here the blocked command is
+    served after the writer's batch; with notify-keyspace-events K$g only
+    that ``del`` (not the ``lpush``) goes to the subscriber on the other
+    acceptor, and the LPUSH's reply waits for it all the same."""
+    writer = client_on(server.port, writer_on)
+    blocker = client_on(server.port, writer_on)  # one pipe: the BLPOP reaches the shard first
+    sub = client_on(server.port, 1 - writer_on)
+    try:
+        sub.command("PSUBSCRIBE", "__keyspace@0__:served*")
+        settle(writer, sub, "served-warm")
+
+        def on_time(i: int) -> bool:
+            key = f"served-{writer_on}-{i}"  # the keys fall on both shards
+            blocker.send("BLPOP", key, 0)
+            deadline = time.monotonic() + 10
+            while blocked_clients(writer) < 1 and time.monotonic() < deadline:
+                time.sleep(0.005)
+            assert writer.command("LPUSH", key, "x") == 1
+            got = available(sub)
+            assert blocker.read_reply() == [key.encode(), b"x"]
+            return [b"pmessage", b"__keyspace@0__:served*", b"__keyspace@0__:" + key.encode(), b"del"] in got
+
+        late = count_late(ROUNDS // 3, on_time, sub)
+        assert late == 0, f"{late} of {ROUNDS // 3} served BLPOPs' events came after the LPUSH's reply"
+    finally:
+        writer.close()
+        blocker.close()
+        sub.close()
