@@ -26,7 +26,9 @@ acceptor's answer comes after what it sent while it handed the events out
 the writer's acceptor).  An acceptor that does not answer within the bus's
 ``ANSWER_WITHIN`` counts as nothing: the replies go then.
 
-Cost: only where an event goes to another acceptor; with one acceptor
+Cost: only where an event goes to another acceptor, which wants events
+only while one of its clients may hear them (the ``__events`` interest of
+:mod:`shardkv.acceptor.notifications`); with one acceptor
 nothing here runs (no ``G`` or ``O`` frame is ever sent, ``server.bus`` is
 None).
 """
