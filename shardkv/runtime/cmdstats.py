@@ -203,6 +203,59 @@ class Stats:
             self.error_replies,
         ]
 
+    def align(self, other: Stats) -> None:
+        """Count as ``other`` counts (its settings): these are counters kept
+        apart for what may have to be undone, the calls of a script that
+        may yet run again on other shards (see :meth:`drain`)."""
+        self.tracking = other.tracking
+        self.slow_threshold_us = other.slow_threshold_us
+        self.slow_threshold_ns = other.slow_threshold_ns
+        self.slow_max = other.slow_max
+        self.slow_seq = other.slow_seq
+        self.skip_local = other.skip_local
+
+    def drain(self, into: Stats | None) -> None:
+        """Move every count (slow log included) into ``into`` (None: drop
+        them), leaving these at zero; the rows stay, for the next use."""
+        for name, row in self.commands.items():
+            times = row[5]
+            if not (times or row[0] or row[2] or row[3]):
+                continue
+            if into is not None:
+                mine = into._row(name)
+                if times:  # the usual case: only times not folded yet
+                    mine[5] += times
+                    if len(mine[5]) >= 256:
+                        into.fold(mine)
+                if row[0]:
+                    mine[0] += row[0]
+                    mine[1] += row[1]
+                    hist = mine[4]
+                    for b, n in row[4].items():
+                        hist[b] = hist.get(b, 0) + n
+                mine[2] += row[2]
+                mine[3] += row[3]
+            row[0] = row[1] = row[2] = row[3] = 0
+            row[4].clear()
+            times.clear()
+        if self.error_events:
+            if into is not None:
+                for code, n in self.errors.items():
+                    if code in into.errors or len(into.errors) < MAX_ERROR_CODES:
+                        into.errors[code] = into.errors.get(code, 0) + n
+                into.error_replies += self.error_replies
+                into.error_events += self.error_events
+            self.errors.clear()
+            self.error_replies = self.error_events = 0
+        if self.slowlog:
+            if into is not None:
+                for entry in reversed(self.slowlog):
+                    into.slowlog.appendleft(entry)
+                while len(into.slowlog) > into.slow_max:
+                    into.slowlog.pop()
+                into.slow_seq = self.slow_seq
+            self.slowlog.clear()
+
     def merge(self, report: list) -> None:
         """Add a worker's :meth:`report` to these counters."""
         commands, errors, replies = report

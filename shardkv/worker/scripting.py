@@ -52,7 +52,7 @@ from shardkv.protocol.resp import (
 )
 from shardkv.protocol.router import SLOTS
 from shardkv.protocol.wire import Verb
-from shardkv.runtime.cmdstats import stat_name
+from shardkv.runtime.cmdstats import Stats, stat_name
 from shardkv.worker import events, lualibs
 from shardkv.worker.handlers import Handlers, find
 from shardkv.worker.keyspace import TYPE_NAMES, Keyspace, slot_of
@@ -372,6 +372,7 @@ class Engine:
         self.everything = 0
         self.monitor: list | None = None  # with MONITOR on: (database, args) of each call
         self._called: dict[bytes, _Called] = {}  # redis.call's commands, by name as called
+        self._stats_apart = Stats()  # a script's counts until it ends (see _invoke)
         # Two Lua states, as Redis 7 has: EVAL's and the functions', made
         # at start as Redis makes its VMs (INFO reports their memory); the
         # attributes below are the one in use.
@@ -562,12 +563,24 @@ class Engine:
         aof_db = aof.db if aof is not None else 0
         self.kill_requested = False
         self.pending = None
+        stats = ks.stats
+        scratch = None
+        if self.nshards > 1 and stats is not None:
+            # The script may yet stop and run again across shards: what its
+            # calls count goes apart until it ends, and is kept only if it
+            # ran to the end here (else the run across shards counts them).
+            scratch = self._stats_apart
+            scratch.align(stats)
+            ks.stats = self.shard.stats = scratch  # type: ignore[attr-defined]
         try:
             ok, value = (self._run if eval_mode else self._call_fn)(f, len(keys), *keys, *argv)
         finally:
             self.run = None
             if run.rand_lent is not None or ks.db != run.db or run.busy:
                 self._settle(run)
+            if scratch is not None:
+                ks.stats = self.shard.stats = stats  # type: ignore[attr-defined]
+                scratch.drain(stats if run.abort is None else None)
         vm: _VM = self._vm  # type: ignore[assignment]  # the state the script ran in
         runs = vm.runs + 1
         if runs >= GC_PERIOD:

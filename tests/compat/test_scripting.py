@@ -1254,3 +1254,37 @@ def test_script_errors_count_as_redis_counts_them(same):
             client.config_resetstat()
         same(*case)
         assert _error_figures(same.ours) == _error_figures(same.real), case
+
+
+def _call_figures(client: redis.Redis) -> tuple:
+    """Every commandstats row's calls, rejected and failed calls, and errorstats."""
+    rows = {
+        k: (v["calls"], v["rejected_calls"], v["failed_calls"])
+        for k, v in client.info("commandstats").items()
+    }
+    return rows, client.info("errorstats"), client.info("stats")["total_error_replies"]
+
+
+def test_calls_before_a_script_runs_again_across_shards_count_once(same):
+    """A script first tries the shard of its first key; when it reaches a
+    key of another shard it stops and runs again across shards.  Its calls
+    before that (successful, failed under pcall, or refused) count once in
+    commandstats and errorstats, as in Redis, where it runs once."""
+    a, b = on_shards(0, 2)
+    script = """
+        redis.call('SET', KEYS[1], 'a')
+        redis.call('GET', KEYS[1])
+        redis.pcall('INCR', KEYS[1])
+        redis.pcall('GET')
+        redis.call('SET', KEYS[2], 'b')
+        return redis.call('GET', KEYS[2])
+    """
+    for keys in ((a, b), (a, a), (b, a)):
+        for client in (same.real, same.ours):
+            client.config_resetstat()
+        same("EVAL", script, 2, *keys)
+        assert _call_figures(same.ours) == _call_figures(same.real), keys
+    for client in (same.real, same.ours):
+        client.config_resetstat()
+    same("EVAL", "redis.call('INCR', KEYS[1]) return #redis.call('KEYS', '*')", 1, "counter")
+    assert _call_figures(same.ours) == _call_figures(same.real)
