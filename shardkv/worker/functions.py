@@ -15,6 +15,7 @@ version and a CRC-64, as DUMP's payloads.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -58,6 +59,90 @@ class Library:
     functions: dict[bytes, Function] = field(default_factory=dict)
 
 
+# What Redis 7.0's functionsMemoryOverhead adds up (64-bit, jemalloc): its
+# dict of engines (one entry, four slots), its dict of functions, the
+# library context, and each library's and function's allocations.
+DICT = 56  # sizeof(dict)
+DICT_ENTRY = 24  # sizeof(dictEntry)
+ENGINES = DICT + DICT_ENTRY + 4 * 8
+LIBRARY_CTX = 32  # sizeof(functionsLibCtx)
+LIBRARY_INFO = 32  # functionLibInfo
+FUNCTION_INFO = 48  # functionInfo (40 bytes)
+LUA_FUNCTION_CTX = 8  # luaFunctionCtx (an int)
+EMPTY_FUNCTIONS_MEMORY = ENGINES + DICT + LIBRARY_CTX  # no library loaded
+
+
+def _jemalloc(size: int) -> int:
+    """The size jemalloc gives a request of ``size`` bytes (its size classes:
+    8, 16, then four classes per doubling from 32 up)."""
+    if size <= 8:
+        return 8
+    if size <= 128:
+        return (size + 15) & ~15
+    step = 1 << (size - 1).bit_length() - 3
+    return (size + step - 1) // step * step
+
+
+def _sds(s: bytes) -> int:
+    """sdsZmallocSize of a new sds holding ``s``: header, bytes, NUL."""
+    n = len(s)
+    header = 1 if 0 < n < 32 else 3 if n < 256 else 5 if n < 65536 else 9
+    return _jemalloc(header + n + 1)
+
+
+class FunctionTable:
+    """The size of Redis's dict of functions (by name, of every library),
+    which used_memory_functions counts: entries, and slots, that grow as
+    Redis's dict grows and never shrink on delete.  While Redis rehashes it
+    into a larger table both tables count; Redis moves one bucket at each
+    later operation on it, so when it is done depends on where its random
+    hash seed put the names: here it is done at the next operation (exact
+    for a library loaded at once, and whenever the count of functions has
+    not just passed a power of two)."""
+
+    def __init__(self) -> None:
+        self.used = 0
+        self.size = 0
+        self.old = 0  # the old table's slots while rehashing
+        # The libraries' and functions' allocations: Redis's cache_memory, a
+        # running sum (added at link, taken off at unlink; see restore).
+        self.cache = 0
+
+    def add(self, n: int) -> None:
+        for _ in range(n):
+            self.old = 0  # a step of the rehash (see above)
+            if self.size == 0:
+                self.size = 4
+            elif self.used >= self.size:
+                self.old = self.size
+                self.size = 1 << self.used.bit_length()  # the power of two above used
+            self.used += 1
+
+    def find(self) -> None:
+        if self.used:
+            self.old = 0
+
+    def delete(self, n: int) -> None:
+        for _ in range(n):
+            self.find()
+            self.used -= 1
+
+    def overhead(self) -> int:
+        table = self.used * DICT_ENTRY + (self.size + self.old) * 8 + DICT
+        return ENGINES + table + LIBRARY_CTX + self.cache
+
+
+def _malloc_size(library: Library) -> int:
+    """What linking ``library`` adds to Redis's cache_memory (libraryMallocSize,
+    and functionMallocSize of each function)."""
+    size = LIBRARY_INFO + _sds(library.name) + _sds(library.code)
+    for f in library.functions.values():
+        size += FUNCTION_INFO + _sds(f.name) + LUA_FUNCTION_CTX
+        if f.description is not None:
+            size += _sds(f.description)
+    return size
+
+
 def _valid_name(name: bytes) -> bool:
     return bool(name) and all(c == 95 or 48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122 for c in name)
 
@@ -70,6 +155,7 @@ class Functions:
         self.libraries: dict[bytes, Library] = {}
         self.functions: dict[bytes, Function] = {}
         self._registering: Library | None = None
+        self.table = FunctionTable()
         engine.register_function = self._register  # type: ignore[attr-defined]
 
     # -- loading ------------------------------------------------------------------
@@ -83,22 +169,34 @@ class Functions:
         if old is not None and not replace:
             raise CommandError("ERR Library '%s' already exists" % name.decode("latin-1"))
         library = Library(name, code)
+        table = self.table
+        if old is not None:  # Redis unlinks it first, and links it back on error
+            table.delete(len(old.functions))
         self._registering = library
         try:
-            ok, err = self.engine.load_library(body)
-        finally:
-            self._registering = None
-        if not ok:
-            raise CommandError(err)
-        if not library.functions:
-            raise CommandError("ERR No functions registered")
-        for f in library.functions.values():
-            owner = self.functions.get(f.name.lower())
-            if owner is not None and owner.library.lower() != name.lower():
-                raise CommandError("ERR Function %s already exists" % f.name.decode("latin-1"))
+            try:
+                ok, err = self.engine.load_library(body)
+            finally:
+                self._registering = None
+            if not ok:
+                raise CommandError(err)
+            if not library.functions:
+                raise CommandError("ERR No functions registered")
+            for f in library.functions.values():
+                table.find()
+                owner = self.functions.get(f.name.lower())
+                if owner is not None and owner.library.lower() != name.lower():
+                    raise CommandError("ERR Function %s already exists" % f.name.decode("latin-1"))
+        except CommandError:
+            if old is not None:
+                table.add(len(old.functions))
+            raise
         if old is not None:
             self._unlink(old)
+            table.cache -= _malloc_size(old)
         self._link(library)
+        table.add(len(library.functions))
+        table.cache += _malloc_size(library)
         return name
 
     # Names are case-insensitive, as in Redis's dicts of libraries and functions.
@@ -189,11 +287,18 @@ class Functions:
         if library is None:
             return Error("ERR Library not found")
         self._unlink(library)
+        self.table.delete(len(library.functions))
+        self.table.cache -= _malloc_size(library)
         return "OK"
 
     def flush(self) -> None:
         self.libraries.clear()
         self.functions.clear()
+        self.table = FunctionTable()  # Redis makes a new context
+
+    def memory_overhead(self) -> int:
+        """INFO's used_memory_functions (functionsMemoryOverhead)."""
+        return self.table.overhead()
 
     def listing(self, pattern: bytes | None, with_code: bool) -> ScriptReply:
         from shardkv.protocol.glob import compile_glob
@@ -228,6 +333,17 @@ class Functions:
         version = int.from_bytes(payload[-10:-8], "little")
         if version > dump.RDB_VERSION or dump.crc64(payload[:-8]) != int.from_bytes(payload[-8:], "little"):
             return Error(errors.DUMP_PAYLOAD)
+        reply = self._restore(payload, policy)
+        if reply != "OK" or policy != b"FLUSH":
+            # Redis 7.0 loads the payload into a library context of its own,
+            # and freeing it (functionsLibCtxClear) zeroes the cache_memory
+            # of the current one: used_memory_functions leaves out what the
+            # libraries then loaded take, and a later FUNCTION DELETE takes
+            # theirs off.  A RESTORE ... FLUSH that works swaps the contexts.
+            self.table.cache = 0
+        return reply
+
+    def _restore(self, payload: bytes, policy: bytes) -> object:
         reader = dump._Reader(payload[:-10])
         codes = []
         try:
@@ -246,13 +362,14 @@ class Functions:
                 if name.lower() in self.libraries:
                     return Error("ERR Library %s already exists" % name.decode("latin-1"))
         saved_libraries, saved_functions = dict(self.libraries), dict(self.functions)
+        saved_table = copy.copy(self.table)
         if policy == b"FLUSH":
             self.flush()
         try:
             for code in codes:
                 self.load(code, replace=policy == b"REPLACE")
         except CommandError as e:
-            self.libraries, self.functions = saved_libraries, saved_functions
+            self.libraries, self.functions, self.table = saved_libraries, saved_functions, saved_table
             return Error(e.message)
         return "OK"
 

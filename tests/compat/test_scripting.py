@@ -1288,3 +1288,70 @@ def test_calls_before_a_script_runs_again_across_shards_count_once(same):
         client.config_resetstat()
     same("EVAL", "redis.call('INCR', KEYS[1]) return #redis.call('KEYS', '*')", 1, "counter")
     assert _call_figures(same.ours) == _call_figures(same.real)
+
+
+def _library(name: str, functions: int, pad: int = 0, prefix: str = "f", description: bool = False) -> str:
+    """A library of ``functions`` functions, its code padded by a comment."""
+    code = f"#!lua name={name}\n"
+    for i in range(functions):
+        if description:
+            code += (
+                f"redis.register_function{{function_name='{prefix}{i}', callback=function() return 1 end, "
+            )
+            code += "description='adds up to nothing'}\n"
+        else:
+            code += f"redis.register_function('{prefix}{i}', function() return 1 end)\n"
+    return code + "-- " + "x" * pad + "\n"
+
+
+def test_used_memory_functions_matches_redis(same):
+    """INFO's used_memory_functions is Redis's functionsMemoryOverhead: its
+    dicts (the dict of functions grows and never shrinks on delete), and
+    each library's and function's allocations, as jemalloc sizes them (code
+    and names of each sds header type), kept as Redis 7.0 keeps their sum
+    (which FUNCTION RESTORE zeroes)."""
+
+    def figures() -> None:
+        real = same.real.info("memory")["used_memory_functions"]
+        ours = same.ours.info("memory")["used_memory_functions"]
+        assert ours == real
+        assert same.ours.memory_stats()["functions.caches"] == real
+
+    steps = [
+        [],
+        ["FUNCTION", "LOAD", _library("a", 1)],
+        ["FUNCTION", "LOAD", "REPLACE", _library("a", 1, pad=100)],
+        ["FUNCTION", "LOAD", "REPLACE", _library("a", 1, pad=1000)],
+        ["FUNCTION", "LOAD", "REPLACE", _library("a", 2, pad=70000)],
+        ["FUNCTION", "LOAD", _library("b" * 40, 1, prefix="long_function_name_of_forty_bytes_")],
+        ["FUNCTION", "LOAD", _library("c", 1, prefix="g", description=True)],
+        ["FUNCTION", "LOAD", "REPLACE", "#!lua name=c\n error('no')"],  # unlinked, then linked back
+        ["FUNCTION", "DELETE", "a"],  # its slots stay
+        ["FUNCTION", "FLUSH"],
+        ["FUNCTION", "LOAD", _library("d", 5)],  # a rehash begun by its fifth function
+        ["FUNCTION", "FLUSH"],
+        ["FUNCTION", "LOAD", _library("e", 3)],
+        ["FUNCTION", "LOAD", _library("f", 1, prefix="h")],  # the fourth function fills four slots
+    ]
+    for step in steps:
+        if step:
+            same(*step)
+        figures()
+    payload = same.real.function_dump()
+    # Redis 7.0 leaves out of the figure what the libraries take after a
+    # RESTORE that does not swap in a whole new context (all but a FLUSH
+    # that works), and takes a library's size off when it is deleted later.
+    same("FUNCTION", "RESTORE", payload, "FLUSH")
+    figures()
+    same("FUNCTION", "LOAD", _library("g", 1, prefix="k"))
+    figures()
+    same("FUNCTION", "RESTORE", payload, "REPLACE")
+    figures()
+    same("FUNCTION", "DELETE", "g")
+    figures()
+    same("FUNCTION", "FLUSH")
+    same("FUNCTION", "RESTORE", payload, "APPEND")
+    figures()
+    same("FUNCTION", "LOAD", _library("g", 1, prefix="k"))
+    figures()
+    same("FUNCTION", "FLUSH")

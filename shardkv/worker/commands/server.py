@@ -17,6 +17,7 @@ from shardkv.protocol.resp import OK, Error
 from shardkv.protocol.wire import Verb
 from shardkv.runtime.cmdstats import apply_settings
 from shardkv.worker import eviction
+from shardkv.worker.functions import EMPTY_FUNCTIONS_MEMORY
 from shardkv.worker.handlers import Handlers
 from shardkv.worker.keyspace import TYPE_NAMES, Keyspace
 
@@ -132,7 +133,7 @@ def info(ks: Keyspace, args: list[bytes]) -> object:
         stats["number_of_functions"] = len(functions.functions) if functions is not None else 0
         stats["number_of_libraries"] = len(functions.libraries) if functions is not None else 0
         stats["used_memory_functions"] = (
-            sum(len(lib.code) for lib in functions.libraries.values()) if functions is not None else 0
+            functions.memory_overhead() if functions is not None else EMPTY_FUNCTIONS_MEMORY
         )
     dbs = {}
     for db in ks.used_dbs():
