@@ -569,9 +569,11 @@ class Engine:
             # The script may yet stop and run again across shards: what its
             # calls count goes apart until it ends, and is kept only if it
             # ran to the end here (else the run across shards counts them).
+            # The shard's own figures (ks.stats) stay for what reads or
+            # resets them meanwhile (the script's INFO, SLOWLOG RESET...).
             scratch = self._stats_apart
             scratch.align(stats)
-            ks.stats = self.shard.stats = scratch  # type: ignore[attr-defined]
+            self.shard.stats = scratch  # type: ignore[attr-defined]
         try:
             ok, value = (self._run if eval_mode else self._call_fn)(f, len(keys), *keys, *argv)
         finally:
@@ -579,7 +581,7 @@ class Engine:
             if run.rand_lent is not None or ks.db != run.db or run.busy:
                 self._settle(run)
             if scratch is not None:
-                ks.stats = self.shard.stats = stats  # type: ignore[attr-defined]
+                self.shard.stats = stats  # type: ignore[attr-defined]
                 scratch.drain(stats if run.abort is None else None)
         vm: _VM = self._vm  # type: ignore[assignment]  # the state the script ran in
         runs = vm.runs + 1
@@ -900,7 +902,7 @@ class Engine:
         """A call answered here without a command handler: count it in
         commandstats (and its error in errorstats), as a handler's call is
         counted (see Shard.execute)."""
-        stats = self.ks.stats
+        stats = getattr(self.shard, "stats", None)  # (see _invoke)
         if stats is not None:
             stats.record(stat_name(argv), 0, value.message if type(value) is Error else None)
         return value
@@ -911,7 +913,7 @@ class Engine:
         (none for an unknown command), even if a pcall catches it; the
         script passes the error on without counting it again."""
         table = self._to_lua_error(message, raw=True)
-        stats = self.ks.stats
+        stats = getattr(self.shard, "stats", None)  # (see _invoke)
         if stats is not None:
             stats.rejected(stat_name(argv) if called is not None else None, _text(table[b"err"]))  # type: ignore[index]
         table[_COUNTED] = True  # type: ignore[index]
