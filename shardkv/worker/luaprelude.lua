@@ -353,6 +353,7 @@ end
 
 local function split(nkeys, ...)
     -- Every argument is a string: no holes.
+    if nkeys == 1 then return {(...)}, {select(2, ...)} end  -- the usual case
     local all = {...}
     local n = #all
     if nkeys == 0 then return {}, all end

@@ -221,6 +221,7 @@ class _Called:
         "plain",
         "container",
         "single_read",
+        "fast_arity",
     )
 
     def __init__(self, cmd: commands.Command, handler: object) -> None:
@@ -251,6 +252,9 @@ class _Called:
             and cmd.route == "shard"
             and cmd.single_key
         )
+        # The arity :meth:`Engine._call_raise` runs such a read with in one
+        # step (2 or 3 arguments, as GET and HGET); 0: never.
+        self.fast_arity = cmd.arity if self.single_read and cmd.arity in (2, 3) else 0
 
 
 class Run:
@@ -667,7 +671,40 @@ class Engine:
     # -- redis.call -------------------------------------------------------------
 
     def _call_raise(self, *args: LuaValue) -> object:
-        """redis.call: the reply, or raise the error (see the prelude)."""
+        """redis.call: the reply, or raise the error (see the prelude).
+
+        The usual call, a single-key read (GET, HGET...) of this shard's key
+        with string arguments, runs here in one step: what :meth:`_call` and
+        :meth:`_read` check and do, as it comes out for such a call (nothing
+        to note for client tracking, no maxmemory, no MONITOR)."""
+        n = len(args)
+        if 1 < n < 4 and type(args[0]) is bytes:
+            called = self._called.get(args[0])
+            if (
+                called is not None
+                and called.fast_arity == n
+                and type(args[1]) is bytes
+                and (n == 2 or type(args[2]) is bytes)
+                and self.monitor is None
+            ):
+                run = self.run
+                ks = self.ks
+                if (
+                    run is not None
+                    and ks.memory is None
+                    and (run.read_noted or not ks.event_mask & events.SCRIPT_READ)
+                    and (self.nshards == 1 or slot_of(args[1]) in self.own)
+                ):
+                    value = self.shard.execute(list(args), called.handler)  # type: ignore[attr-defined]
+                    t = type(value)
+                    if t is bytes or t is int:
+                        return value
+                    if value is None:
+                        return None if run.resp == 3 else False
+                    if t is Error:
+                        self.pending = self._to_lua_error(value.message)
+                        raise _LuaRaise
+                    return self._to_lua(value, run.resp)
         value, failed = self._call(True, args)
         if failed:
             self.pending = value
@@ -1550,7 +1587,7 @@ def evalsha(ks: Keyspace, args: list[bytes]) -> object:
     engine = ks.scripts
     if engine is None:
         raise CommandError("ERR scripting is not available")
-    n = _numkeys(args)
+    n = 1 if args[2] == b"1" and len(args) > 3 else _numkeys(args)
     sha = args[1]
     script = engine.scripts.get(sha)
     if script is None:
