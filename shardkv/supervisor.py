@@ -46,7 +46,6 @@ Then it waits on its children:
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import multiprocessing as mp
@@ -67,10 +66,11 @@ from shardkv.runtime.exitcodes import EXIT_CANNOT_LISTEN, EXIT_LOAD_FAILED
 from shardkv.runtime.proctitle import set_name
 from shardkv.worker.persistence.files import LoadError
 
-# The acceptor's and the worker's code is imported where it is needed, not
-# here: each spawned child runs main.py again, which imports this module,
-# and a worker need not import the acceptor's code, nor the acceptor the
-# worker's (about 0.4 s of CPU less per acceptor started).
+# The acceptor's and the worker's code is imported in the child that runs
+# it (_serve_acceptor, _serve_worker), not here: each spawned child runs
+# main.py again, which imports this module, and a worker need not import
+# the acceptor's code, nor the acceptor the worker's, nor the supervisor
+# either.
 
 log = logging.getLogger("shardkv")
 
@@ -110,10 +110,8 @@ class Supervisor:
         pipes = [self.ctx.Pipe() for _ in range(self.nacceptors)]
         ctl_ours, ctl_theirs = self.ctx.Pipe()
         theirs = [pipe[1] for pipe in pipes]
-        from shardkv.worker import loop as worker_loop
-
         proc = self.ctx.Process(
-            target=worker_loop.serve,
+            target=_serve_worker,
             args=(theirs, ctl_theirs, index, self.cfg),
             name=f"shardkv-worker-{index}",
         )
@@ -185,13 +183,11 @@ class Supervisor:
 
     def _start_acceptor(self, a: int) -> None:
         """Start acceptor ``a`` with its ends of every worker's pipe."""
-        from shardkv.acceptor import main as acceptor
-
         ends = [self.ends[w][a] for w in range(len(self.workers))]
         ctrl_ours, ctrl_theirs = self.ctx.Pipe()
         name = "shardkv-acceptor" if self.nacceptors == 1 else f"shardkv-acceptor-{a}"
         proc = self.acceptors[a] = self.ctx.Process(
-            target=acceptor.serve, args=(self.cfg, ends, ctrl_theirs, a, self.client_counts), name=name
+            target=_serve_acceptor, args=(self.cfg, ends, ctrl_theirs, a, self.client_counts), name=name
         )
         proc.start()
         ctrl_theirs.close()
@@ -389,7 +385,6 @@ class Supervisor:
             return 1
         for i in range(self.cfg["shards"]):
             self._start_worker(i)
-        importlib.import_module("shardkv.acceptor.main")  # now, while the workers load
         while not self.stopping:
             events: dict[Any, tuple[str, int, Any]] = {self.wakeup: ("signal", 0, self.wakeup)}
             for a, proc in enumerate(self.acceptors):
@@ -489,6 +484,20 @@ def _stop_resource_tracker() -> None:
             stop()
         except (OSError, ChildProcessError):
             pass
+
+
+def _serve_acceptor(*args: Any) -> None:
+    """An acceptor process's entry point (see :func:`shardkv.acceptor.main.serve`)."""
+    from shardkv.acceptor import main as acceptor
+
+    acceptor.serve(*args)
+
+
+def _serve_worker(*args: Any) -> None:
+    """A worker process's entry point (see :func:`shardkv.worker.loop.serve`)."""
+    from shardkv.worker import loop as worker_loop
+
+    worker_loop.serve(*args)
 
 
 def _drain(sock: socket.socket) -> None:

@@ -25,15 +25,11 @@ import os
 import re
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shardkv.protocol.decisions import read_all_committed
 from shardkv.protocol.router import slot_range
 from shardkv.runtime import config as settings
-from shardkv.worker import wiring
-from shardkv.worker.keyspace import Keyspace
-from shardkv.worker.persistence import snapshot
-from shardkv.worker.persistence.engine import Persistence
 from shardkv.worker.persistence.files import (
     Files,
     LoadError,
@@ -44,7 +40,13 @@ from shardkv.worker.persistence.files import (
     remove_file,
     write_file_atomically,
 )
-from shardkv.worker.transfer import apply_states
+
+if TYPE_CHECKING:
+    from shardkv.worker.keyspace import Keyspace
+
+# The supervisor runs prepare() on every start: the worker's code (the
+# keyspace, the snapshot format, the engine) is imported where files are
+# read, so that a start with nothing to re-shard does not import it.
 
 log = logging.getLogger("shardkv")
 
@@ -74,6 +76,8 @@ def _file_shards(kind: str, path: str) -> tuple[int, int]:
     if kind == "aof":
         m = read_manifest(path)
         return m.shards, m.index
+    from shardkv.worker.persistence import snapshot
+
     try:
         header = snapshot.read_header(path)
     except (snapshot.SnapshotError, OSError, ValueError, EOFError) as e:
@@ -111,6 +115,8 @@ def _reshard_temp(cfg: dict[str, Any], kind: str, index: int) -> str:
 def migrate_shards(cfg: dict[str, Any], indexes: list[int], kind: str, old_shards: int) -> None:
     """A process of the re-sharding: gather each new shard's keys (of
     ``indexes``) from the old shards' files into a temp snapshot."""
+    from shardkv.worker import wiring
+
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     wiring.install()  # this process replays the old shards' AOFs with the handlers
     for index in indexes:
@@ -118,6 +124,11 @@ def migrate_shards(cfg: dict[str, Any], indexes: list[int], kind: str, old_shard
 
 
 def migrate_shard(cfg: dict[str, Any], index: int, kind: str, old_shards: int) -> None:
+    from shardkv.worker.keyspace import Keyspace
+    from shardkv.worker.persistence import snapshot
+    from shardkv.worker.persistence.engine import Persistence
+    from shardkv.worker.transfer import apply_states
+
     new_shards = cfg["shards"]
     mine = slot_range(index, new_shards)
     databases = cfg["databases"]
@@ -224,6 +235,8 @@ def _commit_reshard(cfg: dict[str, Any], plan: dict) -> None:
 
     Safe to run again after a crash: every step checks what is already done.
     """
+    from shardkv.worker.persistence import snapshot
+
     directory = os.path.abspath(cfg["dir"])
     new, kind, seq = plan["to"], plan["kind"], plan["seq"]
     for i in range(new):
