@@ -217,27 +217,28 @@ class Stats:
     def drain(self, into: Stats | None) -> None:
         """Move every count (slow log included) into ``into`` (None: drop
         them), leaving these at zero; the rows stay, for the next use."""
+        erred = self.error_events  # no error: no rejected or failed call either
         for name, row in self.commands.items():
             times = row[5]
-            if not (times or row[0] or row[2] or row[3]):
-                continue
-            if into is not None:
-                mine = into._row(name)
-                if times:  # the usual case: only times not folded yet
+            if times:  # the usual case: calls whose times are not folded yet
+                if into is not None:
+                    mine = into.commands.get(name) or into._row(name)
                     mine[5] += times
                     if len(mine[5]) >= 256:
                         into.fold(mine)
-                if row[0]:
+                times.clear()
+            if row[0] or (erred and (row[2] or row[3])):
+                if into is not None:
+                    mine = into._row(name)
                     mine[0] += row[0]
                     mine[1] += row[1]
+                    mine[2] += row[2]
+                    mine[3] += row[3]
                     hist = mine[4]
                     for b, n in row[4].items():
                         hist[b] = hist.get(b, 0) + n
-                mine[2] += row[2]
-                mine[3] += row[3]
-            row[0] = row[1] = row[2] = row[3] = 0
-            row[4].clear()
-            times.clear()
+                row[0] = row[1] = row[2] = row[3] = 0
+                row[4].clear()
         if self.error_events:
             if into is not None:
                 for code, n in self.errors.items():

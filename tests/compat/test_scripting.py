@@ -1318,7 +1318,7 @@ def test_used_memory_functions_matches_redis(same):
         assert same.ours.memory_stats()["functions.caches"] == real
 
     steps = [
-        [],
+        ["FUNCTION", "FLUSH"],  # a new context: none of the other tests' history
         ["FUNCTION", "LOAD", _library("a", 1)],
         ["FUNCTION", "LOAD", "REPLACE", _library("a", 1, pad=100)],
         ["FUNCTION", "LOAD", "REPLACE", _library("a", 1, pad=1000)],
