@@ -95,32 +95,43 @@ class FunctionTable:
     which used_memory_functions counts: entries, and slots, that grow as
     Redis's dict grows and never shrink on delete.  While Redis rehashes it
     into a larger table both tables count; Redis moves one bucket at each
-    later operation on it, so when it is done depends on where its random
-    hash seed put the names: here it is done at the next operation (exact
-    for a library loaded at once, and whenever the count of functions has
-    not just passed a power of two)."""
+    later operation on it (FUNCTION LOAD's and DELETE's, and FCALL's
+    lookups), so when it is done depends on how many buckets its random
+    hash seed filled: here it takes the expected count of such operations
+    of FUNCTION LOAD and DELETE (FCALL's, on one shard, are not counted).
+    Exact for a library loaded at once, and whenever the count of functions
+    has not just passed a power of two."""
 
     def __init__(self) -> None:
         self.used = 0
         self.size = 0
         self.old = 0  # the old table's slots while rehashing
+        self.steps = 0  # the rehash's steps still to come
         # The libraries' and functions' allocations: Redis's cache_memory, a
         # running sum (added at link, taken off at unlink; see restore).
         self.cache = 0
 
+    def _step(self) -> None:
+        if self.old:
+            self.steps -= 1
+            if self.steps <= 0:
+                self.old = 0
+
     def add(self, n: int) -> None:
         for _ in range(n):
-            self.old = 0  # a step of the rehash (see above)
+            self._step()
             if self.size == 0:
                 self.size = 4
-            elif self.used >= self.size:
-                self.old = self.size
+            elif not self.old and self.used >= self.size:
+                old = self.old = self.size
+                # One step a bucket: the buckets that hold some of its names.
+                self.steps = round(old * (1 - (1 - 1 / old) ** self.used))
                 self.size = 1 << self.used.bit_length()  # the power of two above used
             self.used += 1
 
     def find(self) -> None:
         if self.used:
-            self.old = 0
+            self._step()
 
     def delete(self, n: int) -> None:
         for _ in range(n):
