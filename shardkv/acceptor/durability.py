@@ -30,6 +30,7 @@ from shardkv.protocol import errors, wire
 from shardkv.protocol.resp import encode_command, encode_error
 from shardkv.protocol.wire import Verb
 from shardkv.runtime import config
+from shardkv.runtime.parentdeath import living_parent
 
 if TYPE_CHECKING:
     from shardkv.acceptor.client import Client
@@ -80,7 +81,9 @@ class _Shutdown:
         log.warning("acceptor: SHUTDOWN by client id=%d addr=%s; stopping", client.id, client.addr)
         self.slot.deliver(b"")  # Redis closes the connection without a reply
         client.close_after_replies()
-        os.kill(os.getppid(), signal.SIGTERM)
+        supervisor = living_parent()
+        if supervisor is not None:  # else it has died, and this acceptor stops with it
+            os.kill(supervisor, signal.SIGTERM)
         for pid in self.busy_pids:  # after the supervisor's SIGTERM: it must not restart them
             try:
                 os.kill(pid, signal.SIGUSR2)

@@ -32,3 +32,14 @@ def die_with_parent(sig: int = signal.SIGTERM) -> bool:
     if parent is not None and parent.pid is not None and os.getppid() != parent.pid:
         os.kill(os.getpid(), sig)  # it died before we asked
     return True
+
+
+def living_parent() -> int | None:
+    """The pid of the process that started this one (the supervisor), while
+    it is still this process's parent; None once it has died (this process
+    then belongs to init, or to a subreaper, which no signal of ours must
+    reach), or when multiprocessing did not start this process."""
+    parent = mp.parent_process()
+    if parent is None or parent.pid is None or os.getppid() != parent.pid:
+        return None
+    return parent.pid

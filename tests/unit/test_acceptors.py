@@ -3,6 +3,7 @@ total of every acceptor's clients (shardkv.runtime.clientcount)."""
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
 from types import SimpleNamespace
 
@@ -11,6 +12,7 @@ import psutil
 from shardkv.acceptor import server
 from shardkv.protocol import errors
 from shardkv.runtime.clientcount import ClientCounts
+from shardkv.runtime.parentdeath import living_parent
 from tests.unit.test_acceptor_dispatch import build, connect, replies
 
 
@@ -87,3 +89,22 @@ def test_another_servers_listener_or_one_whose_owner_never_shows_is_a_stranger(m
     assert server._strangers_on_port("127.0.0.1", 7000, ours)
     monkeypatch.setattr(server.psutil, "net_connections", lambda kind: [_listener(7001, None)])
     assert not server._strangers_on_port("127.0.0.1", 7000, ours)  # another port
+
+
+def _report_parent(conn) -> None:
+    conn.send(living_parent())
+
+
+def test_shutdown_signals_only_a_living_supervisor() -> None:
+    """SHUTDOWN's SIGTERM goes to living_parent(): the supervisor while it
+    is this process's parent, never whoever adopted an orphan (nor, here,
+    pytest, which multiprocessing did not start)."""
+    assert living_parent() is None
+    ctx = mp.get_context("spawn")
+    ours, theirs = ctx.Pipe()
+    child = ctx.Process(target=_report_parent, args=(theirs,))
+    child.start()
+    try:
+        assert ours.poll(60) and ours.recv() == os.getpid()
+    finally:
+        child.join(30)
