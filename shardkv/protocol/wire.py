@@ -41,9 +41,11 @@ Acceptor -> worker
     waiting for an ``A``), before the frames it read earlier and has not
     run.  The acceptor asks so while a script waits for its answer to a
     ``Q`` frame that needs every shard's figures (INFO, SLOWLOG, LASTSAVE,
-    MEMORY STATS): no shard can be parked or waiting past it.  One
-    acceptor only (with several, a shard held by another reads only that
-    one's pipe).
+    MEMORY STATS): no shard can be parked or waiting past it.  With
+    several acceptors, on every pipe: a shard held, parked or in a script
+    for one acceptor still reads the others' pipes for their ``I`` frames,
+    and answers each on the pipe it came on (their other frames wait, in
+    order).
 
 Worker -> acceptor
 ------------------
@@ -160,9 +162,10 @@ send one.
 
 ``__hold`` and ``__release`` (several acceptors only) make a shard
 exclusive to one acceptor: after ``__hold`` (reply ``+OK``; an error if
-that pipe already holds it) the worker reads only the pipe it came on,
-whose later batches run as usual, until ``__release`` (``+OK``) or until
-that pipe closes; the other pipes' frames wait unread, in order.  A shard
+that pipe already holds it) the worker runs only the frames of the pipe
+it came on, whose later batches run as usual, until ``__release``
+(``+OK``) or until that pipe closes; the other pipes' frames wait, in
+order, but for their ``I`` frames, answered at once.  A shard
 is exclusive in the same way to the coordinator it is parked, preparing
 or prepared for, and stays so while that operation is in doubt after its
 acceptor died, until the acceptor's new pipe resolves it.  A coordinator

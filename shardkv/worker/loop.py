@@ -9,7 +9,9 @@ With one acceptor, that and the acceptor's single global order is what
 makes commands that span shards serializable; with several, a shard is
 also *exclusive* to one acceptor while that acceptor holds it
 (``__hold``) or while it is in one of its cross-shard operations: then
-only that acceptor's pipe is read (see :class:`Pipes`).  Between batches, and at least ``hz``
+only that acceptor's frames run, and the other pipes are read only to
+answer their ``I`` frames (inquiries), wherever the shard waits (see
+:class:`Pipes`).  Between batches, and at least ``hz``
 times a second when idle, the loop runs the active expiry cycle and the
 persistence cron; it also wakes up for the earliest blocked command's
 timeout.  The replies of batches already queued behind each other leave
@@ -152,16 +154,43 @@ class Pipe:
         self.report_disk = report_disk
         self.inquiry_answer = shard.inquiry_answer
 
+    def answer(self, inquiry: bytes) -> None:
+        """Answer an ``I`` frame of this pipe, now.  The answer leaves as
+        it is, like a script's ``Q`` frame: it acknowledges no write, so it
+        neither waits for the AOF nor writes it, which in a script that
+        wrote would log half of the script's effects, outside its
+        MULTI/EXEC, and of an attempt that may still be rolled back."""
+        self.send_state(self.inquiry_answer(inquiry))
+
     def recv_waiting(self) -> bytes:
         """The next frame, for a shard that waits where it is (parked, in
         doubt, or a script waiting for an ``A`` frame): an ``I`` frame is
-        answered at once, never kept for later (see :mod:`shardkv.protocol.wire`)."""
+        answered at once, never kept for later (see :mod:`shardkv.protocol.wire`).
+        With several pipes, :meth:`Pipes.recv_waiting` stands for it."""
         recv = self.reader.recv
         while True:
             payload = recv()
             if payload[0] != wire.INQUIRY:
                 return payload
-            self.send(self.inquiry_answer(payload))
+            self.answer(payload)
+
+    def take_others(self) -> None:
+        """This pipe is not the one the shard waits on (another acceptor
+        holds the shard, or the shard waits for another one's frame): read
+        what it has sent, answer its ``I`` frames, and keep its other frames
+        in :attr:`backlog`, in order, for when the shard is free.  EOF or
+        an error marks it broken (lost once the current frame is done)."""
+        reader = self.reader
+        backlog = self.backlog
+        try:
+            while reader.poll(0):
+                payload = reader.recv()
+                if payload[0] == wire.INQUIRY:
+                    self.answer(payload)
+                else:
+                    backlog.append(payload)
+        except (EOFError, OSError):
+            self.broken = True
 
     def flush(self) -> None:
         """Send the replies held back, if any."""
@@ -186,8 +215,11 @@ class Pipes:
     new pipe comes there while the others are served) and takes batches
     pipe by pipe in turn, each pipe in its own order.  While the shard is
     held (``__hold``), parked, preparing or prepared for an operation of
-    coordinator ``i``, it reads pipe ``i`` only: the other pipes' frames
-    stay unread, in order, until it is free (see :mod:`shardkv.worker.shard`).
+    coordinator ``i``, it runs pipe ``i``'s frames only: the other pipes'
+    frames wait, in order, until it is free (see :mod:`shardkv.worker.shard`),
+    except their ``I`` frames, answered at once, whatever the shard waits
+    for (between frames, parked, in doubt, or in a script waiting for its
+    ``A`` frame): see :meth:`recv_waiting`.
     """
 
     def __init__(self, shard: Shard, ctl: Connection, conns: list[Connection]) -> None:
@@ -209,7 +241,8 @@ class Pipes:
         shard = self.shard
         self.current = pipe
         shard.keyspace.pipe = pipe.index
-        shard.send, shard.recv, shard.backlog = pipe.send, pipe.recv_waiting, pipe.backlog
+        shard.send, shard.backlog = pipe.send, pipe.backlog
+        shard.recv = pipe.recv_waiting if len(self.pipes) == 1 else self.recv_waiting
         shard.send_query = pipe.send_state
 
     def attach(self, index: int, conn: Connection) -> None:
@@ -276,6 +309,37 @@ class Pipes:
                 if pipe is self.current:
                     raise
                 pipe.broken = True
+
+    def recv_waiting(self) -> bytes:
+        """``shard.recv`` with several pipes: the current pipe's next frame,
+        for a shard that waits where it is (parked, in doubt, or a script
+        waiting for its ``A`` frame), its ``I`` frames answered at once as
+        :meth:`Pipe.recv_waiting` does.  Meanwhile the other pipes are read
+        too (:meth:`Pipe.take_others`): their ``I`` frames are answered on
+        their own pipe, their other frames wait in their backlogs.  An
+        inquiry needs no hold, so answering it wherever the shard waits
+        breaks the cycles several coordinators could close otherwise: a
+        script of acceptor A on shard 0 whose INFO asks shard 1, which
+        acceptor B holds for an operation that waits for shard 0."""
+        current = self.current
+        assert current is not None
+        reader = current.reader
+        while True:
+            if reader.poll(0):  # EOFError/OSError: the acceptor is gone
+                payload = reader.recv()
+                if payload[0] != wire.INQUIRY:
+                    return payload
+                current.answer(payload)
+                continue
+            self._take_others(current.index)
+            socks = [p.reader.sock for p in self.pipes if p is not None and (p is current or not p.broken)]
+            select.select(socks, [], [])
+
+    def _take_others(self, busy: int) -> None:
+        """Every pipe but pipe ``busy``: answer its ``I`` frames, keep the rest."""
+        for pipe in self.pipes:
+            if pipe is not None and pipe.index != busy and not pipe.broken:
+                pipe.take_others()
 
     def exclusive(self) -> int | None:
         """The coordinator the shard reads only, if any: the one that holds
@@ -417,7 +481,14 @@ class Pipes:
         others."""
         pipes = self.pipes
         only = self.exclusive()
-        order = [only] if only is not None else [(self.turn + i) % len(pipes) for i in range(len(pipes))]
+        if only is not None:
+            # The others' batches wait, but not their inquiries: the
+            # holder may keep the shard for as long as another shard's
+            # script waits for one (see recv_waiting).
+            self._take_others(only)
+            order = [only]
+        else:
+            order = [(self.turn + i) % len(pipes) for i in range(len(pipes))]
         for i in order:
             pipe = pipes[i]
             if pipe is None or pipe.broken:
@@ -437,9 +508,10 @@ class Pipes:
         return None
 
     def _wait(self) -> bool:
-        """Nothing is read: send what is held, wait for a pipe (those the
-        shard may read) or the control pipe, or for the timers, and read
-        what came.  False if the supervisor has gone."""
+        """Nothing is read: send what is held, wait for a pipe or the
+        control pipe, or for the timers, and read what came (a pipe the
+        shard may not read now is read for its ``I`` frames, by
+        :meth:`_next_frame`).  False if the supervisor has gone."""
         waiters = self.shard.waiters
         for pipe in self.pipes:
             if pipe is not None:
@@ -447,10 +519,9 @@ class Pipes:
         for pipe in self.pipes:
             if pipe is not None and pipe.broken:
                 self.lose(pipe)
-        only = self.exclusive()
         socks: dict[Any, Pipe] = {}
         for pipe in self.pipes:
-            if pipe is not None and (only is None or pipe.index == only):
+            if pipe is not None:
                 socks[pipe.reader.sock] = pipe
         deadline = min(self.next_sweep, waiters.next_deadline()) if waiters.timeouts else self.next_sweep
         wait = max(0.0, deadline - time.monotonic())

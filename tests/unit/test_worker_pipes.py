@@ -369,3 +369,96 @@ def test_an_inquiry_is_answered_between_batches_and_while_parked():
 
 def started_one(w: Worker) -> None:
     assert w.control(0) == wire.InDoubt([])
+
+
+# -- inquiries from every pipe, wherever the shard waits ------------------------------
+
+
+def inquiry_answer(w: Worker, pipe: int) -> object:
+    frame = w.recv(pipe)
+    assert frame[0] == wire.INQUIRY, frame
+    return wire.decode_inquiry_answer(frame)
+
+
+def test_a_held_shard_answers_the_other_pipes_inquiries_and_keeps_their_batches_in_order(worker):
+    """While pipe 0 holds the shard, pipe 1's ``I`` frames are answered on
+    pipe 1 at once, also one sent behind a batch of pipe 1 that must wait;
+    pipe 1's batches run after the release, in the order they came."""
+    started(worker)
+    assert worker.run(0, entry(Verb.HOLD)) == [b"+OK\r\n"]
+    worker.send(1, batch(entry("SET", "k", "1")))
+    worker.send(1, wire.encode_inquiry([Verb.INFO]))
+    worker.send(1, batch(entry("APPEND", "k", "2")))
+    worker.send(1, wire.encode_inquiry([Verb.INFO]))
+    assert inquiry_answer(worker, 1)[0] == 0  # no key yet: SET has not run
+    assert inquiry_answer(worker, 1)[0] == 0
+    assert worker.quiet(1)
+    assert worker.quiet(0)  # nothing of pipe 1's reaches pipe 0
+    # The holder's own frames still run, and its own inquiries are answered.
+    assert worker.run(0, entry("SET", "h", "x")) == [b"+OK\r\n"]
+    worker.send(0, wire.encode_inquiry([Verb.INFO]))
+    assert inquiry_answer(worker, 0)[0] == 1
+    assert worker.run(0, entry(Verb.RELEASE)) == [b"+OK\r\n"]
+    assert worker.replies(1) == [b"+OK\r\n"]
+    assert worker.replies(1) == [b":2\r\n"]
+    assert worker.run(1, entry("GET", "k")) == [b"$2\r\n12\r\n"]
+
+
+def test_a_shard_parked_for_one_pipe_answers_the_others_inquiries(worker):
+    started(worker)
+    assert worker.run(0, entry("SET", "k", "v")) == [b"+OK\r\n"]
+    op = (1 << 32) | 21
+    (parked,) = worker.run(0, entry(Verb.PARK, op, 1, "k", flags=wire.FLAG_PARK))
+    assert type(wire.decode_answer(parked)) is wire.Parked
+    worker.send(1, batch(entry("GET", "k")))
+    worker.send(1, wire.encode_inquiry([Verb.SLOWLOG, b"GET", b"-1"]))
+    assert inquiry_answer(worker, 1) == []
+    worker.send(0, wire.encode_inquiry([Verb.INFO]))
+    assert inquiry_answer(worker, 0)[0] == 1
+    assert worker.quiet(1)  # the GET waits behind the park
+    worker.send(0, wire.encode_control(wire.Decide(op, False)))
+    assert worker.control(0) == wire.Finished(op, False)
+    assert worker.replies(0) == []  # the rest of the park's batch
+    assert worker.replies(1) == [b"$1\r\nv\r\n"]
+
+
+def test_a_script_waiting_for_its_acceptor_answers_the_other_pipes_inquiries(worker):
+    """A script of pipe 0 calls INFO: it waits for pipe 0's ``A`` frame.
+    Meanwhile pipe 1's inquiry is answered on pipe 1 (its acceptor may need
+    it to answer a script of its own elsewhere), and pipe 1's batch waits
+    until the script has ended."""
+    started(worker)
+    assert worker.run(1, entry("SET", "k", "v")) == [b"+OK\r\n"]
+    script = "redis.call('set', KEYS[1], 'w'); return redis.call('info', 'keyspace')"
+    worker.send(0, batch(entry("EVAL", script, 1, "k")))
+    frame = worker.recv(0)
+    assert frame[0] == wire.SCRIPT_QUERY
+    assert wire.decode_script_query(frame) == (0, 2, [b"info", b"keyspace"])
+    worker.send(1, batch(entry("GET", "k")))
+    worker.send(1, wire.encode_inquiry([Verb.INFO]))
+    assert inquiry_answer(worker, 1)[0] == 1
+    worker.send(0, wire.encode_inquiry([Verb.SLOWLOG, b"RESET"]))  # the script's own acceptor asks too
+    assert inquiry_answer(worker, 0) == "OK"
+    assert worker.quiet(1)  # the script is atomic: the GET waits
+    worker.send(0, wire.encode_script_answer(b"$5\r\nfound\r\n"))
+    assert worker.replies(0) == [b"$5\r\nfound\r\n"]
+    assert worker.replies(1) == [b"$1\r\nw\r\n"]
+
+
+def test_a_shard_in_doubt_answers_the_inquiries_of_the_pipes_that_wait():
+    shard = Shard(0, 1)
+    op = (1 << COORDINATOR_SHIFT) | (3 << 32) | 2  # coordinator 1's
+    shard.prepared[op] = Prepared({b"k": None}, None, 0)
+    w = Worker(2, shard)
+    try:
+        assert w.control(0) == wire.InDoubt([])
+        assert w.control(1) == wire.InDoubt([op])
+        w.send(0, batch(entry("SET", "other", "x")))
+        w.send(0, wire.encode_inquiry([Verb.INFO]))
+        assert inquiry_answer(w, 0)[0] == 0
+        assert w.quiet(0)
+        w.send(1, wire.encode_control(wire.Resolve({op: False})))
+        assert w.control(1) == wire.Finished(op, False)
+        assert w.replies(0) == [b"+OK\r\n"]
+    finally:
+        w.stop()
