@@ -8,27 +8,28 @@ answer, so nothing else runs on that shard meanwhile.  The acceptor answers
 here, from its event loop, at once: it runs the command's ordinary handler
 for a stand-in of the script's caller (Redis's fake Lua client), with the
 script's protocol, and writes the ``A`` frame.  No client's command runs in
-between, and no shard is asked: PUBLISH delivers to the subscribers and
-counts them, PUBSUB and COMMAND read the acceptor's tables, INFO builds its
-sections that need no shard's figures.  With several acceptors, PUBLISH,
-PUBSUB NUMSUB/CHANNELS/NUMPAT and INFO (its sections that need no
-shard) go round the bus as a client's do
+between, and no shard is asked a batch: PUBLISH delivers to the
+subscribers and counts them, PUBSUB and COMMAND read the acceptor's
+tables.  With several acceptors, PUBLISH, PUBSUB NUMSUB/CHANNELS/NUMPAT
+and INFO (the acceptors' own figures) go round the bus as a client's do
 (:mod:`shardkv.acceptor.pubsub`), and the ``A`` frame leaves once the
 other acceptors answered (:meth:`_Caller.reply_later`): the script waits
-that long, but no shard's answer is needed, so nothing can wait on it.
+that long, but no acceptor needs a shard to answer, so nothing can wait
+on it.
 
-What needs every shard's figures (INFO's sections of the shards, MEMORY
-STATS and DOCTOR, SLOWLOG GET/LEN/RESET, LASTSAVE) runs its ordinary handler
-too, whose question to every shard goes in ``I`` frames (inquiries) rather
-than in batches: each worker answers one as soon as it reads it, wherever
-it is (between batches, parked for an operation, or inside a script
-waiting for an ``A`` frame, the asking shard included), so no shard can
-wait past it; the ``A`` frame goes once every shard has answered.  With
-several acceptors a shard held by another acceptor reads only that one's
-pipe, so there these are refused with
-:data:`~shardkv.protocol.errors.SCRIPT_CALL_UNSUPPORTED` (INFO's sections
-that need no shard excepted).  SWAPDB is the workers' (a script's write of
-every database, see :mod:`shardkv.worker.scripting`).
+What needs every shard's figures (INFO, MEMORY STATS and DOCTOR, SLOWLOG
+GET/LEN/RESET, LASTSAVE) runs its ordinary handler too, whose question to
+every shard goes in ``I`` frames (inquiries) rather than in batches: each
+worker answers one as soon as it reads it, wherever it is (between
+batches, parked for an operation, or inside a script waiting for an
+``A`` frame, the asking shard included), so no shard can wait past it;
+the ``A`` frame goes once every shard has answered.  With several
+acceptors that holds for every pipe: a shard held, parked or running a
+script for one acceptor still answers the other acceptors' ``I`` frames
+(:meth:`shardkv.worker.loop.Pipes.recv_waiting`), so a script waiting for
+its INFO never waits for a hold, and no cycle of waits can close through
+it.  SWAPDB is the workers' (a script's write of every database, see
+:mod:`shardkv.worker.scripting`).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from functools import partial
 from time import perf_counter_ns
 from typing import TYPE_CHECKING
 
-from shardkv.acceptor.info import _wanted, build_info
+from shardkv.acceptor.info import build_info
 from shardkv.protocol import bus, errors, wire
 from shardkv.protocol.resp import Error, Verbatim, encode, encode_error
 from shardkv.protocol.wire import FRAME, Verb
@@ -48,14 +49,6 @@ from shardkv.runtime.cmdstats import stat_name
 if TYPE_CHECKING:
     from shardkv.acceptor.server import Acceptor
     from shardkv.acceptor.shardlink import ShardLink
-
-# INFO's sections built from the acceptor's own figures only.
-_SHARDLESS_SECTIONS = frozenset({"server", "clients", "replication", "cluster", "modules"})
-# The subcommands that need the shards, by command.
-_NEEDS_SHARDS = {
-    b"memory": frozenset({b"stats", b"doctor"}),
-    b"slowlog": frozenset({b"get", b"len", b"reset"}),
-}
 
 
 def on_attach(server: Acceptor, link: ShardLink) -> None:
@@ -198,33 +191,21 @@ def call(server: Acceptor, db: int, resp3: bool, args: list[bytes], done: Callab
         done(body)
 
     caller = _Caller(server, db, resp3, finished)
-    if server.bus is not None and _needs_shards(name, args):
-        caller.reply_error(
-            errors.SCRIPT_CALL_UNSUPPORTED % " ".join(a.decode("latin-1").lower() for a in args[:2])
-        )
-    elif name == b"info" and server.bus is not None:
-        # The sections that need no shard, with every acceptor's clients
-        # counted, as a client's INFO counts them.
+    if name == b"info" and server.bus is not None:
+        # Every acceptor's clients counted, as a client's INFO counts
+        # them, then the shards' figures, in ``I`` frames.
         sections = [a.decode("latin-1").lower() for a in args[1:]]
         own = stats.report()
-        answer = caller.reply_later()
-        server.bus.ask(
-            bus.INFO,
-            [],
-            lambda others: answer(Verbatim(build_info(server, sections, [], own, others).encode())),
-        )
+
+        def with_shards(others: list) -> None:
+            caller.query_all(
+                [Verb.INFO], lambda parts: Verbatim(build_info(server, sections, parts, own, others).encode())
+            )
+
+        server.bus.ask(bus.INFO, [], with_shards)
     else:
         handler = server.local.get(name.decode("latin-1"))
         if handler is None:  # the worker asks only for the commands above
             caller.reply_error(errors.SCRIPT_CALL_UNSUPPORTED % name.decode("latin-1"))
         else:
             handler(caller, args)  # type: ignore[arg-type]
-
-
-def _needs_shards(name: bytes, args: list[bytes]) -> bool:
-    if name == b"lastsave":
-        return True
-    if name == b"info":
-        return not set(_wanted([a.decode("latin-1").lower() for a in args[1:]])) <= _SHARDLESS_SECTIONS
-    subs = _NEEDS_SHARDS.get(name)
-    return subs is not None and len(args) > 1 and args[1].lower() in subs

@@ -213,10 +213,9 @@ UNKILLABLE = (
     "either wait the script termination or kill the server in a hard way using the SHUTDOWN "
     "NOSAVE command."
 )
-# shardkv's own: a command Redis lets scripts call that needs every
-# shard's figures or every shard's keys at once (INFO memory, SLOWLOG GET,
-# LASTSAVE, SWAPDB...), which the acceptor cannot gather while a shard waits
-# inside a script.
+# shardkv's own: a command Redis lets scripts call that the acceptor
+# answers (INFO, SLOWLOG GET, LASTSAVE...), called where no acceptor can
+# answer it (a shard driven without one, as the unit tests do).
 SCRIPT_CALL_UNSUPPORTED = "ERR '%s' needs every shard and cannot be called from a script in shardkv"
 SCRIPT_KILLED = "ERR Script killed by user with SCRIPT KILL..."
 SCRIPT_RO_WRITE_FLAG = "ERR Can not execute a script with write flag using *_ro command."
