@@ -203,14 +203,26 @@ def test_an_operation_that_prepared_nothing_is_dropped_with_its_pipe(worker):
     assert worker.replies(1) == [b"$1\r\nv\r\n"]
 
 
-def test_in_doubt_operations_go_to_their_coordinators_pipe_only():
+def in_doubt_of_coordinator_1(seq: int) -> tuple[Worker, int]:
+    """A worker of two pipes whose shard holds coordinator 1's operation
+    ``seq`` prepared on ``k``, as after a restart: each pipe's control
+    answer lists only its own operations in doubt."""
     shard = Shard(0, 1)
-    op = (1 << COORDINATOR_SHIFT) | (3 << 32) | 1  # coordinator 1's
+    op = (1 << COORDINATOR_SHIFT) | (3 << 32) | seq  # coordinator 1's
     shard.prepared[op] = Prepared({b"k": None}, None, 0)
     w = Worker(2, shard)
     try:
         assert w.control(0) == wire.InDoubt([])
         assert w.control(1) == wire.InDoubt([op])
+    except BaseException:
+        w.stop()
+        raise
+    return w, op
+
+
+def test_in_doubt_operations_go_to_their_coordinators_pipe_only():
+    w, op = in_doubt_of_coordinator_1(1)
+    try:
         w.send(0, batch(entry("SET", "other", "x")))
         assert w.quiet(0)  # nothing runs before coordinator 1 resolves it
         w.send(1, wire.encode_control(wire.Resolve({op: False})))
@@ -446,13 +458,8 @@ def test_a_script_waiting_for_its_acceptor_answers_the_other_pipes_inquiries(wor
 
 
 def test_a_shard_in_doubt_answers_the_inquiries_of_the_pipes_that_wait():
-    shard = Shard(0, 1)
-    op = (1 << COORDINATOR_SHIFT) | (3 << 32) | 2  # coordinator 1's
-    shard.prepared[op] = Prepared({b"k": None}, None, 0)
-    w = Worker(2, shard)
+    w, op = in_doubt_of_coordinator_1(2)
     try:
-        assert w.control(0) == wire.InDoubt([])
-        assert w.control(1) == wire.InDoubt([op])
         w.send(0, batch(entry("SET", "other", "x")))
         w.send(0, wire.encode_inquiry([Verb.INFO]))
         assert inquiry_answer(w, 0)[0] == 0
