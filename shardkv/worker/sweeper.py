@@ -7,6 +7,18 @@ probably full of them, so take another sample at once.  Stop at the time
 budget, and pick up from the cursor on the next cycle.  The worker calls
 :meth:`Sweeper.cycle` ``hz`` times a second with a budget of a quarter of
 the interval, as Redis's slow cycle does (25% of CPU time at most).
+
+A sample visits only the slots that may have keys with a TTL (the
+keyspace's ``expiring`` marks, found with ``bytearray.find``), until it has
+its keys or has gone once round the shard's slots.  Redis walks its
+``expires`` table, which holds only the keys with a TTL and is sized to
+them, so a few such keys are all seen in one cycle, and an expired one is
+gone (its ``expired`` event out, for keyspace notifications and client-side
+caching) within about one ``1/hz`` interval; so here.  A walk of every
+slot, thousands however few keys have a TTL, with a sample stopped after a
+fixed number of empty slots (it was 400), took up to ``slots / 400``
+cycles, over a second at ``hz`` 10, to come back to a lone key that had
+just expired behind the cursor.
 """
 
 from __future__ import annotations
@@ -17,7 +29,6 @@ from shardkv.worker.keyspace import Keyspace
 
 SAMPLE = 20  # keys per sample, ACTIVE_EXPIRE_CYCLE_KEYS_PER_LOOP
 STALE_PERCENT = 25  # sample again while more than this had expired
-MAX_EMPTY_SLOTS = 400  # slots with no TTL key visited per sample, at most
 
 
 class Sweeper:
@@ -66,25 +77,34 @@ class Sweeper:
         return deleted
 
     def _sample(self) -> tuple[int, int]:
+        """Keys with a TTL from the cursor on, until ``SAMPLE`` of them or
+        once round the slots: how many were seen, and how many had expired
+        (and were deleted)."""
         ks = self.keyspace
         now = ks.now = ks.clock.now_ms()
+        expires = ks.expires
+        expiring = ks.expiring  # the slots that may have keys with a TTL
         slots = ks.slots
-        slot = self.cursor
-        sampled = expired = empty = 0
-        while sampled < SAMPLE and empty < MAX_EMPTY_SLOTS:
-            exp = ks.expires[slot]
-            if exp:
-                for key, when in list(exp.items()):
-                    sampled += 1
-                    if when <= now:
-                        ks._expire(slot, key)
-                        expired += 1
-            else:
-                empty += 1
-            slot += 1
-            if slot >= slots.stop:
-                slot = slots.start
-                if sampled == 0:
+        start, stop = slots.start, slots.stop
+        slot = first = self.cursor if start <= self.cursor < stop else start
+        end = stop  # then from the start of the slots up to the first one
+        sampled = expired = 0
+        while sampled < SAMPLE:
+            slot = expiring.find(1, slot, end)
+            if slot < 0:
+                if end == first:  # once round
+                    slot = first
                     break
-        self.cursor = slot
+                slot, end = start, first
+                continue
+            exp = expires[slot]
+            for key, when in list(exp.items()):
+                sampled += 1
+                if when <= now:
+                    ks._expire(slot, key)
+                    expired += 1
+            if not exp:
+                expiring[slot] = 0
+            slot += 1
+        self.cursor = slot if slot < stop else start
         return sampled, expired

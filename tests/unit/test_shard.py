@@ -4,6 +4,7 @@ import pytest
 
 from shardkv.protocol import wire
 from shardkv.protocol.resp import Error
+from shardkv.protocol.router import key_slot
 from shardkv.worker.clock import FakeClock
 from shardkv.worker.shard import Shard
 from shardkv.worker.sweeper import Sweeper
@@ -139,3 +140,37 @@ def test_sweeper_stops_when_few_keys_have_expired(shard):
     # cycle stopped there instead of walking the whole keyspace.
     assert deleted <= 20
     assert ks.nvolatile >= 980
+
+
+def test_sweeper_finds_a_lone_expired_key_in_one_cycle(shard):
+    # Redis's active expiry walks a table of the keys with a TTL alone, so a
+    # few such keys are all seen in each cycle: a lone key that expired goes
+    # (with its "expired" event, for client-side caching) in the next cycle.
+    # The sweeper walks slots, thousands of them empty: a sample goes once
+    # round them if need be, wherever its cursor stands.
+    ks = shard.keyspace
+    slot = key_slot(b"k")
+    sweeper = Sweeper(ks)
+    for cursor in (ks.slots.start, slot, slot + 1, ks.slots.stop - 1):
+        run(shard, "SET", "k", "v", "PX", 100)
+        sweeper.cursor = cursor
+        assert sweeper.cycle(budget_s=1.0) == 0  # not due yet
+        ks.clock.advance(100)
+        assert sweeper.cycle(budget_s=1.0) == 1
+        assert ks.nvolatile == 0
+        assert ks.dbsize() == 0
+
+
+def test_sweeper_finds_keys_of_swapped_databases(shard):
+    # The slots that may hold keys with a TTL are marked per database: the
+    # marks go with the keys when SWAPDB swaps them.
+    ks = shard.keyspace
+    ks.select(3)
+    run(shard, "SET", "k", "v", "PX", 100)
+    ks.select(0)
+    run(shard, "SET", "other", "v", "PX", 100)
+    assert run(shard, "SWAPDB", 0, 3) == "OK"
+    ks.clock.advance(100)
+    assert Sweeper(ks).cycle(budget_s=1.0) == 2
+    assert ks.total_volatile() == 0
+    assert ks.total_keys() == 0

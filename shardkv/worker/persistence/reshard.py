@@ -159,6 +159,7 @@ def migrate_shard(cfg: dict[str, Any], index: int, kind: str, old_shards: int) -
             for slot in overlap:
                 target.data[slot] = theirs_db.data[slot]  # type: ignore[union-attr]
                 target.expires[slot] = theirs_db.expires[slot]  # type: ignore[union-attr]
+                target.expiring[slot] = 1
             target.nvolatile = sum(len(target.expires[s]) for s in mine)
             target.select(0)
     tmp = _reshard_temp(cfg, kind, index)
