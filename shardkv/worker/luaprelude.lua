@@ -7,7 +7,7 @@
 -- no bytecode loading; every table reachable from the globals read-only
 -- ("Attempt to modify a readonly table"), and reading a global that does
 -- not exist an error, as Redis 7's global protection.
-local pycall, pyraise, pytake, pysha1, pylog, pysetresp, pysetrepl, pyrandom, pyrandomseed, pycheck, libs, pyregister, pyclock = ...
+local pycall, pyraise, pytake, pysha1, pylog, pysetresp, pysetrepl, pyrandom, pyrandomseed, pycheck, libs, pyregister, pyclock, pypacked, pywiden = ...
 
 local rawget, rawset, setmetatable, getmetatable, type, error, tostring, pairs, next =
     rawget, rawset, setmetatable, getmetatable, type, error, tostring, pairs, next
@@ -59,8 +59,39 @@ end
 -- an error names the script's line.  It raises a Python exception; the
 -- error table it stands for is taken back with pytake().
 redis.call = pyraise
-redis.pcall = function(...)
+local function narrow_pcall(...)
     return (pycall(false, ...))
+end
+redis.pcall = narrow_pcall
+
+-- lupa checks its Lua stack before it calls Python, and Lua 5.1 caps a C
+-- function's stack at 8000 slots (LUAI_MAXCSTACK): a call of more than
+-- 7997 arguments never reaches Python.  Redis's redis.call takes any
+-- number.  A script whose call is refused so (see the handler) runs again
+-- from the start with these wide forms, which hand a long call to Python
+-- as one table; every other script keeps the C-level callables, at no
+-- cost per call.  (A wide redis.call is a Lua function: ``return
+-- redis.call(...)`` is then a tail call, and its error names no line.)
+local WIDE = 7900
+local wide = false
+local function wide_call(...)
+    local n = select("#", ...)
+    if n < WIDE then return pyraise(...) end
+    return pypacked(true, {...}, n)
+end
+local function wide_pcall(...)
+    local n = select("#", ...)
+    if n < WIDE then return (pycall(false, ...)) end
+    return (pypacked(false, {...}, n))
+end
+-- lupa's C function that calls a Python object (its metatable's __call).
+local pyobject_call = getmetatable(pyraise).__call
+local function refused_wide(i)
+    -- Did lupa refuse redis.call or redis.pcall (the C function at this
+    -- level of the handler's caller) for the number of its arguments?
+    if wide or not i or i.func ~= pyobject_call then return false end
+    local _, callee = dbg.getlocal(3, 1)
+    return (rawequal(callee, pyraise) or rawequal(callee, pycall)) and dbg.getlocal(3, WIDE) ~= nil
 end
 
 local function unwrap(e)
@@ -160,7 +191,10 @@ local function handler(err)
         if t ~= nil then err = t else err, from_library = tostring(err), true end
     end
     local level = 2
-    local i = dbg.getinfo(level, "nSl")
+    local i = dbg.getinfo(level, "nSlf")
+    if type(err) == "string" and refused_wide(i) then
+        pywiden()  -- the script runs again with the wide forms
+    end
     while i and (i.what == "C" or i.source == "=prelude") do
         level = level + 1
         i = dbg.getinfo(level, "nSl")
@@ -172,7 +206,7 @@ local function handler(err)
         end
         err = {err = "ERR " .. tostring(err)}
     end
-    if i then
+    if i and i.what ~= "tail" then  -- a lost tail call has no line to name
         err.source = i.source
         err.line = i.currentline
     end
@@ -379,6 +413,16 @@ function engine.call(f, nkeys, ...)
     local keys, argv = split(nkeys, ...)
     local ok, r = xpcall(function() return f(keys, argv) end, handler)
     return ok, r
+end
+
+function engine.widen(on)
+    -- The wide forms of redis.call and redis.pcall (true), or the usual ones.
+    wide = on
+    if on then
+        redis.call, redis.pcall = wide_call, wide_pcall
+    else
+        redis.call, redis.pcall = pyraise, narrow_pcall
+    end
 end
 
 function engine.gc_step()

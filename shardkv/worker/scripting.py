@@ -76,6 +76,7 @@ FLAG_ALLOW_STALE = 4
 FLAG_NO_CLUSTER = 8
 FLAG_COMPAT = 16  # no shebang: EVAL's compatibility mode
 FLAG_ALLOW_CROSS_SLOT = 32
+FLAG_WIDE = 1 << 16  # not Redis's: the script runs with the wide redis.call (Engine._widen)
 FLAG_NAMES = {
     b"no-writes": FLAG_NO_WRITES,
     b"allow-oom": FLAG_ALLOW_OOM,
@@ -199,6 +200,12 @@ def _deny_attributes(obj: LuaValue, name: LuaValue, setting: bool) -> object:
     raise AttributeError("access to Python attributes is not allowed")
 
 
+class _Widen(Exception):
+    """A script's redis.call (or pcall) had more arguments than lupa can
+    pass to Python: undo the script, and run it again with the wide forms
+    (see the prelude's ``engine.widen``)."""
+
+
 class _LuaRaise(Exception):
     """Raised through Lua by redis.call; the error table is Engine.pending."""
 
@@ -304,7 +311,7 @@ class Run:
         self.killed = False
         self.effects: list[tuple[int, list[bytes]]] = []  # (database, write command)
         self.db = db  # the caller's database: SELECT in the script changes the script's only
-        self.abort: CrossShard | None = None  # set: stop the script, undo it
+        self.abort: CrossShard | _Widen | None = None  # set: stop the script, undo it
         self.busy = False  # past busy-reply-threshold, and the acceptor told
         self.reported_dirty = False
         self.eval_mode = eval_mode  # EVAL (False: FCALL)
@@ -335,6 +342,7 @@ class _VM:
         "load_library",
         "table",
         "gc_step",
+        "widen",
         "runs",
     )
 
@@ -350,6 +358,7 @@ class _VM:
         self.load_library = api[b"load_library"]
         self.table = lua.table_from
         self.gc_step = api[b"gc_step"]
+        self.widen = api[b"widen"]
         self.runs = 0  # scripts run since the last step of the collector
 
 
@@ -427,6 +436,8 @@ class Engine:
             libs,
             self._register_function,
             time.monotonic,
+            self._call_packed,
+            self._widen,
         )
         lua.gccollect()  # the prelude's garbage
         return _VM(lua, api)
@@ -516,6 +527,8 @@ class Engine:
         f, flags = self.scripts[sha]
         if self._vm is not self._eval_vm:
             self._eval_state()
+        if flags & FLAG_WIDE:
+            return self._invoke_wide(sha, f, flags, keys, argv, read_only, True)
         return self._invoke(sha, f, flags, keys, argv, read_only, True)
 
     def call_function(
@@ -600,6 +613,8 @@ class Engine:
                 del events[events_mark:]
             if aof is not None:
                 aof.db = aof_db  # its SELECT records are gone too
+            if type(run.abort) is _Widen:
+                return self._invoke_wide(sha, f, flags, keys, argv, read_only, eval_mode)
             raise run.abort
         if run.killed:
             self._rearm()
@@ -627,6 +642,34 @@ class Engine:
         if type(tree) is Error and not _counted(value):
             return tree  # an error reply (redis.error_reply...) counts in errorstats, as in Redis
         return ScriptReply(tree)
+
+    def _invoke_wide(
+        self,
+        sha: bytes,
+        f: object,
+        flags: int,
+        keys: list[bytes],
+        argv: list[bytes],
+        read_only: bool,
+        eval_mode: bool,
+    ) -> object:
+        """Run a script with the wide redis.call and redis.pcall, which take
+        any number of arguments; an EVAL script keeps them from then on."""
+        if eval_mode and sha in self.scripts:
+            self.scripts[sha] = (f, flags | FLAG_WIDE)
+        widen = self._vm.widen  # type: ignore[union-attr]
+        widen(True)
+        try:
+            return self._invoke(sha, f, flags | FLAG_WIDE, keys, argv, read_only, eval_mode)
+        finally:
+            widen(False)
+
+    def _widen(self) -> None:
+        """The prelude's error handler: lupa refused a redis.call or
+        redis.pcall of too many arguments; the script runs again, wide."""
+        run = self.run
+        if run is not None and run.abort is None:
+            run.abort = _Widen()
 
     def _settle(self, run: Run) -> None:
         """What a script leaves to undo when it ends: math.random's state
@@ -710,6 +753,14 @@ class Engine:
             self.pending = value
             raise _LuaRaise
         return value
+
+    def _call_packed(self, raise_error: bool, table: LuaValue, n: int) -> object:
+        """The wide redis.call (``raise_error``) and redis.pcall of ``n``
+        arguments, handed over as one table (see the prelude)."""
+        args = tuple(table[i] for i in range(1, n + 1))
+        if raise_error:
+            return self._call_raise(*args)
+        return self._call(False, args)
 
     def _pcall(self, raise_error: object, *args: object) -> object:
         """redis.pcall (``raise_error`` False) and redis.acl_check_cmd (None)."""

@@ -273,6 +273,41 @@ def test_eval_argument_errors(same):
     same("EVAL_RO", "#!lua flags=no-writes\nreturn 1", 0)
 
 
+_SEVEN_THOUSAND = "local t = {} for i = 1, 7999 do t[i] = i end\n"
+
+
+def test_calls_of_many_arguments(same):
+    """redis.call and redis.pcall of more than 7997 arguments (more than
+    lupa passes to Python at once) work as in Redis, the first time a
+    script makes one and after, errors and what the script wrote before
+    the call included."""
+    lpush = "return redis.call('lpush', KEYS[1], 'x', unpack(t))"
+    for _ in range(2):
+        same("EVAL", _SEVEN_THOUSAND + lpush, 1, "l")
+    same("EVAL", _SEVEN_THOUSAND + "return redis.pcall('rpush', KEYS[1], unpack(t))", 1, "l")
+    same("LLEN", "l")
+    same("LRANGE", "l", 0, 2)
+    # more than unpack gives: a vararg function adds arguments
+    varargs = "local function push(...) return redis.call('rpush', KEYS[1], 'a', 'b', ...) end\n"
+    same("EVAL", _SEVEN_THOUSAND + varargs + "return push(unpack(t))", 1, "v")
+    same("LLEN", "v")
+    # the script writes before the long call: once, not twice
+    first = "redis.call('incr', KEYS[2])\n"
+    same(
+        "EVAL",
+        first + _SEVEN_THOUSAND + "redis.call('sadd', KEYS[1], unpack(t))\nreturn redis.call('get', KEYS[2])",
+        2,
+        "s{n}",
+        "n",
+    )
+    same("SCARD", "s{n}")
+    # errors of long calls name the script's line
+    same("EVAL", _SEVEN_THOUSAND + "local r = redis.call('set', KEYS[1], unpack(t))\nreturn r", 1, "k")
+    same("EVAL", _SEVEN_THOUSAND + "local r = redis.call('nosuch', unpack(t))\nreturn r", 0)
+    same("EVAL", _SEVEN_THOUSAND + "return redis.pcall('set', KEYS[1], unpack(t))", 1, "k")
+    same("EVAL", _SEVEN_THOUSAND + "return redis.pcall('incr', KEYS[1], unpack(t))", 1, "l")
+
+
 def test_script_cache(same):
     body = "return redis.call('incrby', KEYS[1], ARGV[1])"
     sha = hashlib.sha1(body.encode()).hexdigest()
