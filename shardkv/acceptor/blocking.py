@@ -30,6 +30,15 @@ Keys on several shards
     queue of waiters: a client blocked on that key alone, on the same shard,
     may take the element first (then this one waits again).
 
+Either way the client's later commands are held from the start, but it
+counts as blocked (INFO's ``blocked_clients``, CLIENT LIST's ``b``) only
+once its shards found nothing: the empty reply of its shard, or the null
+of step (1).  Redis blocks a client and resolves XREAD's ``$`` in one step,
+so a write that follows the sight of a blocked client must wake it; with
+several acceptors such a write can otherwise reach a shard before the
+command (behind a busy worker, or while a cross-shard try waits for its
+holds), and ``$`` would stand for the written entry.
+
 A client that disconnects while its step (1) runs cannot stop it: what
 that step pops is lost, as in Redis when a client goes away while the
 server serves it.
@@ -96,8 +105,10 @@ def block(client: Client, cmd: Command, args: list[bytes], raw: bytes | None, ke
 
 
 def _blocked(client: Client) -> int:
+    """Hold ``client``'s later commands under a fresh token; it counts as
+    blocked only once its shards found nothing (``state.show_blocked``)."""
     token = next(_tokens)
-    client.state.block(token)
+    client.state.block(token, shown=False)
     return token
 
 
@@ -128,7 +139,10 @@ class _OneShard:
         link.send(header, raw if raw is not None else encode_command(args), self)
 
     def deliver(self, body: bytes) -> None:
-        if self.done or not body:  # empty: it blocked, the reply comes later
+        if self.done:
+            return
+        if not body:  # empty: it blocked, the reply comes later
+            self.client.state.show_blocked(self.token)
             return
         self.done = True
         self.link.blocked.pop(self.token, None)
@@ -296,6 +310,9 @@ class _CrossShard:
         if body not in _NULLS or (self.stream and self.timeout is None):
             self.finish(body)
             return
+        # Every shard ran the try (and resolved $): from now on a write wakes
+        # the __bwait below, wherever it comes from.
+        self.client.state.show_blocked(self.token)
         links = self.client.server.links
         elapsed = b"%d" % int((time.monotonic() - self.started) * 1000)
         name = self.args[0]

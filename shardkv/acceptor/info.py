@@ -131,7 +131,7 @@ def own_figures(server: Acceptor) -> list:
     ``info`` answer): ``[name, value, ...]``, the :data:`SUMMED` figures then
     ``channels`` and ``patterns``, the names its clients subscribe to."""
     clients = server.clients.values()
-    blocked = sum(1 for c in clients if c.state.blocked_token)
+    blocked = sum(1 for c in clients if c.state.blocked)
     values = {
         "connected_clients": len(server.clients),
         "blocked_clients": blocked,
@@ -236,9 +236,9 @@ def build_info(
             ("maxclients", cfg["maxclients"]),
             ("client_recent_max_input_buffer", max((c.parser.buffered() for c in clients), default=0)),
             ("client_recent_max_output_buffer", 0),
-            ("blocked_clients", sum(1 for c in clients if c.state.blocked_token)),
+            ("blocked_clients", sum(1 for c in clients if c.state.blocked)),
             ("tracking_clients", sum(1 for c in clients if c.tracking is not None)),
-            ("clients_in_timeout_table", sum(1 for c in clients if c.state.blocked_token)),
+            ("clients_in_timeout_table", sum(1 for c in clients if c.state.blocked)),
             ("pubsub_clients", sum(1 for c in clients if c.state.channels or c.state.patterns)),
         ],
         "memory": [

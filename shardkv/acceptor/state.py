@@ -16,7 +16,8 @@ in MULTI           ``multi`` (the queue), ``multi_error``      MULTI, a rejected
 watching keys      ``watching`` ((db, key) -> version)          WATCH, UNWATCH, EXEC
 subscribed         ``channels``, ``patterns``                  (P)(UN)SUBSCRIBE, RESET
 blocked            ``blocked_token``, ``held`` (the commands   BLPOP..., CLIENT PAUSE,
-                   that came meanwhile)                        their end
+                   that came meanwhile), ``blocked_shown``     their end; shown once
+                   (counted as blocked)                        its shards say it waits
 reply mode         ``reply_mode``                              CLIENT REPLY
 monitoring         ``monitoring``                              MONITOR, RESET
 in EXEC            ``in_exec``                                 EXEC running its queue
@@ -50,6 +51,7 @@ class ClientState:
         "channels",
         "patterns",
         "blocked_token",
+        "blocked_shown",
         "held",
         "reply_mode",
         "monitoring",
@@ -73,6 +75,9 @@ class ClientState:
         # postponed a command; the commands that come meanwhile are held,
         # and run when it ends (Client.resume).
         self.blocked_token = 0
+        # Whether the wait counts as blocked where Redis shows it (INFO's
+        # blocked_clients, CLIENT LIST's "b"): see ``blocked``.
+        self.blocked_shown = False
         self.held: list = []
         self.reply_mode = REPLY_ON
         self.monitoring = False
@@ -81,6 +86,17 @@ class ClientState:
     @property
     def subscribed(self) -> bool:
         return bool(self.channels or self.patterns)
+
+    @property
+    def blocked(self) -> bool:
+        """Blocked as Redis shows it (INFO's ``blocked_clients``, CLIENT
+        LIST's ``b``).  A blocking command counts only once its shards have
+        run it and found nothing (:meth:`show_blocked`), not while it is on
+        its way to them: Redis blocks a client and resolves XREAD's ``$`` in
+        one step, so a client seen blocked must be woken by any write that
+        follows, and with several acceptors that write can reach a shard
+        before the command does."""
+        return self.blocked_shown and self.blocked_token != 0
 
     # -- authentication -----------------------------------------------------------
 
@@ -161,14 +177,24 @@ class ClientState:
 
     # -- blocked: a blocking command, or CLIENT PAUSE -------------------------------
 
-    def block(self, token: int) -> None:
+    def block(self, token: int, shown: bool = True) -> None:
+        """Hold the client's commands until ``unblock(token)``; ``shown``:
+        counted as blocked at once (CLIENT PAUSE...), else only after
+        :meth:`show_blocked` (a blocking command)."""
         self.blocked_token = token
+        self.blocked_shown = shown
+
+    def show_blocked(self, token: int) -> None:
+        """The blocking command ``token`` waits now (its shards found nothing)."""
+        if self.blocked_token == token:
+            self.blocked_shown = True
 
     def unblock(self, token: int) -> bool:
         """End the wait ``token``; False if the client waits for another."""
         if self.blocked_token != token:
             return False
         self.blocked_token = 0
+        self.blocked_shown = False
         return True
 
     def hold(self, commands: Iterable) -> None:

@@ -82,12 +82,23 @@ def test_transitions() -> None:
     assert state.add_pattern(b"p*") and state.subscribed and state.remove_pattern(b"p*")
 
     state.block(7)
+    assert state.blocked
     state.hold([([b"GET", b"a"], None)])
     state.hold_first(([b"SET", b"a", b"1"], None))
     assert not state.unblock(8) and state.blocked_token == 7
-    assert state.unblock(7) and not state.blocked_token
+    assert state.unblock(7) and not state.blocked_token and not state.blocked
     assert state.take_held() == [([b"SET", b"a", b"1"], None), ([b"GET", b"a"], None)]
     assert state.held == []
+
+    # A blocking command holds the client's commands at once, and counts as
+    # blocked only once its shards found nothing.
+    state.block(9, shown=False)
+    assert state.blocked_token == 9 and not state.blocked
+    state.show_blocked(10)
+    assert not state.blocked
+    state.show_blocked(9)
+    assert state.blocked
+    assert state.unblock(9) and not state.blocked
 
     state.set_reply_mode(REPLY_OFF)
     assert state.reply_mode == REPLY_OFF

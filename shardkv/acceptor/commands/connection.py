@@ -123,7 +123,7 @@ def client_info_line(c: Client, now: float, current: list | None = None) -> byte
         flags += "P"
     if c.state.multi is not None:
         flags += "x"
-    if c.state.blocked_token:
+    if c.state.blocked:
         flags += "b"
     tracking = c.tracking
     if tracking is not None:
