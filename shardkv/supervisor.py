@@ -25,7 +25,8 @@ Then it waits on its children:
   loaded, stops shardkv with status 1: restarting cannot help;
 * if acceptor i dies, it alone is started again; the workers keep
   running, and each gets a new data pipe for i over its control pipe
-  (the message is ``i``); the other acceptors keep serving;
+  (the message is ``i``); the other acceptors keep serving, and it is
+  told it restarted (it learns the script cache from them before it listens);
 * with K > 1 it makes the shared count of each acceptor's clients
   (:mod:`shardkv.runtime.clientcount`: ``maxclients`` is their total)
   and zeroes a dead acceptor's count;
@@ -181,13 +182,16 @@ class Supervisor:
 
     # -- the acceptor -------------------------------------------------------------
 
-    def _start_acceptor(self, a: int) -> None:
-        """Start acceptor ``a`` with its ends of every worker's pipe."""
+    def _start_acceptor(self, a: int, restarted: bool = False) -> None:
+        """Start acceptor ``a`` with its ends of every worker's pipe
+        (``restarted``: it died, and the others have served meanwhile)."""
         ends = [self.ends[w][a] for w in range(len(self.workers))]
         ctrl_ours, ctrl_theirs = self.ctx.Pipe()
         name = "shardkv-acceptor" if self.nacceptors == 1 else f"shardkv-acceptor-{a}"
         proc = self.acceptors[a] = self.ctx.Process(
-            target=_serve_acceptor, args=(self.cfg, ends, ctrl_theirs, a, self.client_counts), name=name
+            target=_serve_acceptor,
+            args=(self.cfg, ends, ctrl_theirs, a, self.client_counts, restarted),
+            name=name,
         )
         proc.start()
         ctrl_theirs.close()
@@ -235,7 +239,7 @@ class Supervisor:
                 log.warning("could not give worker %d a new pipe: %s", w, e)
                 ours.close()
             theirs.close()
-        self._start_acceptor(a)
+        self._start_acceptor(a, restarted=True)
 
     def _from_acceptor(self, a: int) -> None:
         """Messages from acceptor ``a``: ``config {json}`` lines (CONFIG SET),

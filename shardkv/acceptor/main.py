@@ -27,9 +27,11 @@ def serve(
     control: Connection | None = None,
     index: int = 0,
     client_counts: ClientCounts | None = None,
+    restarted: bool = False,
 ) -> None:
     """The entry point of acceptor process ``index`` (its coordinator number);
-    ``client_counts``: every acceptor's clients, for ``maxclients`` (K > 1)."""
+    ``client_counts``: every acceptor's clients, for ``maxclients`` (K > 1);
+    ``restarted``: the supervisor started it again after it died."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides
     die_with_parent()  # SIGTERM (close the port and exit) if the supervisor dies
     nacceptors = config.get("acceptors", 1)
@@ -37,6 +39,7 @@ def serve(
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     acceptor = wiring.build(config)
     acceptor.set_index(index, nacceptors)
+    acceptor.restarted = restarted
     if faultpoints.ACTIVE:  # the fault-injection tests only
         acceptor.client_class = faultpoints.faulty_client(acceptor.client_class)
         acceptor.local = local = dict(acceptor.local)

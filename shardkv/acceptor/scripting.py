@@ -551,14 +551,30 @@ class _Loaded:
         self.slot.deliver(body)
 
 
-def bus_script(server, origin: int, args: list) -> int:
+def bus_script(server, origin: int, args: list) -> int | list[bytes]:
     """Another acceptor's SCRIPT LOAD or EVAL (``load sha body``), or its
-    SCRIPT FLUSH (``flush``): the script cache is the same in every acceptor."""
+    SCRIPT FLUSH (``flush``): the script cache is the same in every
+    acceptor; ``dump``: every script here, for a restarted acceptor."""
     if len(args) == 3 and args[0] == b"load":
         CACHE.bodies.setdefault(args[1], args[2])
     elif args and args[0] == b"flush":
         CACHE.flush()
+    elif args and args[0] == b"dump":
+        return [part for item in CACHE.bodies.items() for part in item]
     return 1
+
+
+async def learn_scripts(server) -> None:
+    """A restarted acceptor, before it listens: the scripts the others have
+    (Redis forgets a script only on SCRIPT FLUSH or a restart of the whole
+    server, so an EVALSHA through it must not answer NOSCRIPT for a script
+    loaded before)."""
+    done = server.loop.create_future()
+    server.bus.ask(bus.SCRIPT, [b"dump"], done.set_result)
+    for answer in await done:
+        if isinstance(answer, list):
+            for i in range(0, len(answer) - 1, 2):
+                CACHE.bodies.setdefault(answer[i], answer[i + 1])
 
 
 def _script_load(client: Client, body: bytes) -> None:

@@ -23,7 +23,7 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from time import perf_counter_ns
@@ -111,9 +111,11 @@ class Wiring:
     on_subscriptions: tuple[Callable[[Client, list, list], None], ...]
     # The bus between acceptors (K > 1, shardkv.acceptor.bus): the handler
     # of each kind of question or message (shardkv.protocol.bus.KINDS), and
-    # what a (re)started acceptor does once it listens.
+    # what a (re)started acceptor does once it listens; what a restarted
+    # one learns from the others before it listens (awaited).
     bus_handlers: Mapping[bytes, BusHandler] = dataclasses.field(default_factory=dict)
     on_bus_start: tuple[Callable[[Acceptor], None], ...] = ()
+    on_restart: tuple[Callable[[Acceptor], Awaitable[None]], ...] = ()
 
 
 class Acceptor:
@@ -143,6 +145,7 @@ class Acceptor:
         self.index = 0
         self.nacceptors = 1
         self.client_counts: ClientCounts | None = None
+        self.restarted = False  # the supervisor started it again after it died
         # The client whose CONFIG SET the on_config hooks apply now (None:
         # another acceptor's, passed on by the supervisor).
         self.config_client: Client | None = None
@@ -364,6 +367,9 @@ class Acceptor:
             self.control = sock  # CONFIG SET tells the supervisor through it
             if self.nacceptors > 1:
                 self.bus = Bus(self, self.wiring.bus_handlers)
+                if self.restarted:
+                    for learn in self.wiring.on_restart:
+                        await learn(self)
         for host in self.config["bind"].split():
             try:
                 server = await loop.create_server(

@@ -177,6 +177,7 @@ def wiring() -> Wiring:
             bus.OOM: memorybudget.bus_oom,
         },
         on_bus_start=(monitor.on_bus_start,),
+        on_restart=(scripting.learn_scripts,),
     )
 
 

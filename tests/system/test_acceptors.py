@@ -126,6 +126,41 @@ def test_a_killed_acceptor_is_restarted_alone_and_leaves_no_shard_held(server):
 
 
 @pytest.mark.slow
+def test_a_restarted_acceptor_knows_the_scripts_loaded_before(server):
+    """Redis forgets a script only on SCRIPT FLUSH (or its own restart): an
+    acceptor that died and was restarted learns the others' scripts before
+    it listens, so EVALSHA through it runs scripts loaded (SCRIPT LOAD) or
+    run (EVAL) before, with no NOSCRIPT."""
+    pids = acceptor_pids(server)
+    victim = connect_to(server.port, 1)
+    survivor = connect_to(server.port, 0)
+    try:
+        loaded = victim.script_load("return 'loaded ' .. ARGV[1]")
+        body = "return redis.call('incr', KEYS[1])"
+        assert survivor.eval(body, 1, KEYS[0]) == 1
+        evalled = hashlib.sha1(body.encode()).hexdigest()
+        os.kill(pids[1], signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while acceptor_pids(server).get(1, pids[1]) == pids[1]:
+            assert time.monotonic() < deadline, "acceptor 1 was not restarted"
+            time.sleep(0.05)
+        fresh = connect_to(server.port, 1)
+        try:
+            assert fresh.evalsha(loaded, 0, "x") == "loaded x"
+            assert fresh.evalsha(evalled, 1, KEYS[0]) == 2
+            assert fresh.script_exists(loaded, evalled) == [True, True]
+            # SCRIPT FLUSH through it still forgets them in every acceptor.
+            assert fresh.script_flush()
+            with pytest.raises(redis.exceptions.NoScriptError):
+                survivor.evalsha(loaded, 0, "x")
+        finally:
+            fresh.close()
+    finally:
+        survivor.close()
+        victim.close()
+
+
+@pytest.mark.slow
 def test_an_acceptor_killed_during_multi_shard_traffic_leaves_no_shard_held(server):
     """Kill acceptor 1 while its clients run MSET/MGET over every shard: the
     workers end its holds and parks, and the other acceptor goes on."""
