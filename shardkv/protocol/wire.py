@@ -45,7 +45,10 @@ Acceptor -> worker
     several acceptors, on every pipe: a shard held, parked or in a script
     for one acceptor still reads the others' pipes for their ``I`` frames,
     and answers each on the pipe it came on (their other frames wait, in
-    order).
+    order).  The answer acknowledges no write: it neither writes the AOF
+    nor waits for it (a script's effects reach the AOF whole, after it
+    ends, and an attempt rolled back never does), and it may pass replies
+    the worker holds back until their writes are on disk.
 
 Worker -> acceptor
 ------------------

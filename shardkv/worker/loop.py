@@ -155,8 +155,12 @@ class Pipe:
         self.inquiry_answer = shard.inquiry_answer
 
     def answer(self, inquiry: bytes) -> None:
-        """Answer an ``I`` frame of this pipe, now."""
-        self.send(self.inquiry_answer(inquiry))
+        """Answer an ``I`` frame of this pipe, now.  The answer leaves as
+        it is, like a script's ``Q`` frame: it acknowledges no write, so it
+        neither waits for the AOF nor writes it, which in a script that
+        wrote would log half of the script's effects, outside its
+        MULTI/EXEC, and of an attempt that may still be rolled back."""
+        self.send_state(self.inquiry_answer(inquiry))
 
     def recv_waiting(self) -> bytes:
         """The next frame, for a shard that waits where it is (parked, in

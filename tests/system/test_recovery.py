@@ -25,6 +25,7 @@ import pytest
 import redis
 
 from shardkv.protocol.router import Router
+from tests.support.resp import parse_reply
 from tests.support.servers import ROOT, free_port, start_redis, start_shardkv
 
 pytestmark = pytest.mark.slow
@@ -536,3 +537,63 @@ def test_info_persistence_lastsave_and_background_jobs(tmp_path):
         assert client(server).get("late") == b"1" and client(server).get("k5") == b"5"
     finally:
         server.stop()
+
+
+def _aof_records(files: list) -> list[list[bytes]]:
+    """The commands of AOF files (RESP arrays), SELECT left out."""
+    records = []
+    for path in files:
+        data, pos = path.read_bytes(), 0
+        while (parsed := parse_reply(data, pos)) is not None:
+            record, pos = parsed
+            if record[0].upper() != b"SELECT":  # type: ignore[index]
+                records.append(record)
+    return records
+
+
+@pytest.mark.parametrize("acceptors", [1, 2])
+def test_a_scripts_call_of_every_shards_figures_leaves_its_effects_whole_in_the_aof(tmp_path, acceptors):
+    """A script that asks every shard for figures (INFO: an ``I`` frame to
+    its own shard too, answered while the script waits) between its writes:
+    the AOF holds its effects in one MULTI/EXEC, as Redis's does, and a
+    script that runs again across shards leaves nothing of its first
+    attempt (its writes were rolled back).  A restart from the AOF gives
+    the data back."""
+    flags = ("--appendonly", "yes", "--appendfsync", "always")
+    script = (
+        "redis.call('set', KEYS[1], 'x'); redis.call('info', 'keyspace'); redis.call('set', KEYS[1], 'y')"
+    )
+    escape = "redis.call('incr', KEYS[1]); redis.call('info', 'keyspace'); redis.call('incr', ARGV[1])"
+    router = Router(2)
+    a, b = (next(f"e{i}" for i in range(100) if router.shard_of(f"e{i}".encode()) == s) for s in (0, 1))
+    (ours_dir := tmp_path / "ours").mkdir()
+    (real_dir := tmp_path / "real").mkdir()
+    ours = start_shardkv(*flags, "--dir", str(ours_dir), shards=2, acceptors=acceptors)
+    real = start_redis(*flags, "--dir", str(real_dir))
+    try:
+        for proc in (ours, real):
+            c = client(proc)
+            c.eval(script, 1, "k{t}")
+            c.close()
+        c = client(ours)
+        c.eval(escape, 1, a, b)
+        assert c.mget(a, b) == [b"1", b"1"]
+        c.close()
+    finally:
+        ours.stop()
+        real.stop()
+    expected = _aof_records(sorted(real_dir.glob("appendonlydir/*.incr.aof")))
+    assert expected == [[b"MULTI"], [b"set", b"k{t}", b"x"], [b"set", b"k{t}", b"y"], [b"EXEC"]]
+    shard = router.shard_of(b"k{t}")
+    got = _aof_records(sorted(ours_dir.glob(f"appendonly.aof.shard-{shard}.*.incr.aof")))
+    assert got[:4] == expected
+    for index in (0, 1):
+        records = _aof_records(sorted(ours_dir.glob(f"appendonly.aof.shard-{index}.*.incr.aof")))
+        assert not [r for r in records if r[0].lower() == b"incr"]  # only the cross-shard run's states
+    ours = start_shardkv(*flags, "--dir", str(ours_dir), shards=2, acceptors=acceptors)
+    try:
+        c = client(ours)
+        assert c.mget("k{t}", a, b) == [b"y", b"1", b"1"]
+        c.close()
+    finally:
+        ours.stop()

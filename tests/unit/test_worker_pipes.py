@@ -20,6 +20,7 @@ from shardkv.protocol import wire
 from shardkv.protocol.decisions import COORDINATOR_SHIFT
 from shardkv.protocol.resp import Error, encode_command
 from shardkv.protocol.wire import Verb
+from shardkv.runtime import config
 from shardkv.worker import events
 from shardkv.worker.loop import Pipes
 from shardkv.worker.shard import Prepared, Shard
@@ -467,5 +468,50 @@ def test_a_shard_in_doubt_answers_the_inquiries_of_the_pipes_that_wait():
         w.send(1, wire.encode_control(wire.Resolve({op: False})))
         assert w.control(1) == wire.Finished(op, False)
         assert w.replies(0) == [b"+OK\r\n"]
+    finally:
+        w.stop()
+
+
+# -- an inquiry answered mid-script writes nothing of the script to the AOF ----------
+
+
+def aof_text(directory) -> bytes:
+    return b"".join(path.read_bytes() for path in sorted(directory.glob("*.incr.aof")))
+
+
+@pytest.mark.parametrize("npipes", [1, 2])
+def test_an_inquiry_answered_while_a_script_waits_leaves_the_aof_alone(tmp_path, npipes):
+    """A script wrote, then asked for every shard's figures (its ``Q``
+    frame): the ``I`` frames answered meanwhile, its own acceptor's and
+    another's, acknowledge no write, so nothing of the script reaches the
+    AOF before it ends; then its effects go in as one MULTI/EXEC (as Redis
+    writes a script's), and only then does its reply leave."""
+    cfg = config.defaults()
+    cfg.update({"dir": str(tmp_path), "shards": 1, "appendonly": True, "appendfsync": "always"})
+    shard = Shard(0, 1, config=cfg)
+    shard.persistence.start()  # type: ignore[union-attr]
+    w = Worker(npipes, shard)
+    try:
+        started(w)
+        before = aof_text(tmp_path)
+        script = (
+            "redis.call('set', KEYS[1], 'x'); redis.call('info', 'keyspace'); redis.call('set', KEYS[1], 'y')"
+        )
+        w.send(0, batch(entry("EVAL", script, 1, "k")))
+        frame = w.recv(0)
+        assert frame[0] == wire.SCRIPT_QUERY
+        for pipe in reversed(range(npipes)):  # another acceptor's inquiry, then the script's own
+            w.send(pipe, wire.encode_inquiry([Verb.INFO]))
+            assert inquiry_answer(w, pipe)[0] == 1
+            assert aof_text(tmp_path) == before
+        w.send(0, wire.encode_script_answer(b"$0\r\n\r\n"))
+        assert w.replies(0) == [b"$-1\r\n"]
+        logged = aof_text(tmp_path)[len(before) :]
+        assert logged.startswith(b"*1\r\n$5\r\nMULTI\r\n")  # after a SELECT, if any
+        assert logged.endswith(
+            encode_command([b"set", b"k", b"x"])
+            + encode_command([b"set", b"k", b"y"])
+            + b"*1\r\n$4\r\nEXEC\r\n"
+        )
     finally:
         w.stop()
