@@ -38,7 +38,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from shardkv.acceptor.replies import delivery_failed
+from shardkv.acceptor.replies import deliver
 from shardkv.protocol import bus
 
 
@@ -69,10 +69,7 @@ class Gate:
         if not self.waiting:
             held, self.held = self.held, []
             for sink, body in held:
-                try:
-                    sink.deliver(body)
-                except Exception:  # costs that reply's client alone
-                    delivery_failed(sink, "delivering a reply")
+                deliver(sink, body, "delivering a reply")  # a failure costs its client alone
 
 
 class Later:

@@ -10,7 +10,7 @@ a :class:`Slot` that a shard's reply fills, a reply CLIENT REPLY dropped
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from shardkv.acceptor.client import Client
@@ -106,6 +106,16 @@ def delivery_failed(sink: object, doing: str) -> None:
     :meth:`~shardkv.acceptor.client.Client.failed`); the pipe the reply
     came on, and every other client, go on."""
     client_failed(origin_of(sink)[0], doing)
+
+
+def deliver(sink: Any, body: bytes, doing: str) -> None:
+    """``sink.deliver(body)``; an exception there costs the client it
+    answers alone (:func:`delivery_failed`, ``doing`` saying what failed).
+    (The pipe's per-reply loop, ShardLink._frame's, has this inline.)"""
+    try:
+        sink.deliver(body)
+    except Exception:
+        delivery_failed(sink, doing)
 
 
 def client_failed(client: object, doing: str) -> None:

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import NoReturn, Protocol
 
 from shardkv.acceptor import causal
-from shardkv.acceptor.replies import delivery_failed
+from shardkv.acceptor.replies import deliver, delivery_failed
 from shardkv.protocol import errors, wire
 from shardkv.protocol.resp import Error, encode_error
 from shardkv.protocol.wire import FRAME
@@ -245,19 +245,13 @@ class ShardLink:
         fifo, self.fifo = self.fifo, deque()
         body = encode_error(errors.SHARD_UNAVAILABLE)
         for sink in fifo:
-            try:
-                sink.deliver(body)
-            except Exception:
-                delivery_failed(sink, "answering that its shard is gone")
+            deliver(sink, body, "answering that its shard is gone")
         ops, self.ops = self.ops, {}
         for op in ops.values():
             op.shard_lost(self.index)
         blocked, self.blocked = self.blocked, {}
         for sink in blocked.values():
-            try:
-                sink.deliver(body)
-            except Exception:
-                delivery_failed(sink, "answering that its shard is gone")
+            deliver(sink, body, "answering that its shard is gone")
         inquiries, self.inquiries = self.inquiries, deque()
         for answer in inquiries:
             answer(Error(errors.SHARD_UNAVAILABLE))
@@ -300,7 +294,8 @@ class ShardLink:
                 self._replies_with_events(payload)
                 return
             # A sink that raises costs its client alone (see delivery_failed):
-            # the other replies go on, each to its own sink.
+            # the other replies go on, each to its own sink.  (replies.deliver
+            # inline: this loop runs once per reply.)
             popleft = self.fifo.popleft
             for body in wire.decode_replies(payload):
                 sink = popleft()
@@ -312,10 +307,7 @@ class ShardLink:
             token, body = wire.decode_wake(payload)
             sink = self.blocked.pop(token, None)
             if sink is not None:  # None: its client went away
-                try:
-                    sink.deliver(body)
-                except Exception:
-                    delivery_failed(sink, "delivering a blocking command's reply")
+                deliver(sink, body, "delivering a blocking command's reply")
         elif kind == wire.CONTROL:
             self._control(payload)
         elif kind == wire.EVENTS:
@@ -363,10 +355,7 @@ class ShardLink:
                 self._pieces.append(piece)
                 body = b"".join(self._pieces)
                 self._pieces = []
-                try:
-                    sink.deliver(body)
-                except Exception:
-                    delivery_failed(sink, "delivering a reply")
+                deliver(sink, body, "delivering a reply")
         elif kind == wire.DISK:
             misconf = wire.decode_disk(payload)
             if misconf is None:
@@ -420,11 +409,7 @@ class ShardLink:
             if i < nbounds and bounds[i] > done and emit is not None:
                 self._emit(events[done : bounds[i]], fifo[0] if fifo else None)
                 done = bounds[i]
-            sink = fifo.popleft()
-            try:
-                sink.deliver(body)
-            except Exception:
-                delivery_failed(sink, "delivering a reply")
+            deliver(fifo.popleft(), body, "delivering a reply")
         if done < len(events) and emit is not None:
             emit(events[done:], None)
 
@@ -460,10 +445,7 @@ class ShardLink:
             elif mine is not None:
                 mine.hold(sink, body)
             else:
-                try:
-                    sink.deliver(body)
-                except Exception:
-                    delivery_failed(sink, "delivering a reply")
+                deliver(sink, body, "delivering a reply")
         if done < len(events) and emit is not None:
             emit(events[done:], None)
 
