@@ -16,6 +16,7 @@ import tempfile
 import pytest
 import redis
 
+from tests.support.resp import RespClient
 from tests.support.servers import start_redis, start_shardkv
 
 SERVERS = ["redis", "shardkv"]
@@ -70,13 +71,19 @@ def _client(port: int, protocol: int = 3) -> redis.Redis:
     return redis.Redis(port=port, protocol=protocol, socket_timeout=30)
 
 
+def _flushall(port: int) -> None:
+    """FLUSHALL on a connection of its own, closed before the test starts:
+    RESP2 with no client library's handshake (redis-py's HELLO and CLIENT
+    SETINFO would add three round trips to every test)."""
+    with RespClient(port, timeout=30) as c:
+        c.command("FLUSHALL")  # raises on an error reply, as redis-py did
+
+
 @pytest.fixture(params=SERVERS)
 def server(request, ports) -> int:
     """The port of each server in turn, with its database flushed."""
     port = ports[request.param]
-    c = _client(port)
-    c.flushall()
-    c.close()
+    _flushall(port)
     return port
 
 

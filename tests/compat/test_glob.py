@@ -199,6 +199,7 @@ def test_may_start_with(pattern, expected):
     assert may_start_with(pattern, b"__keyspace@") is expected
 
 
+@pytest.mark.slow  # a long Hypothesis run: 2000 examples
 @settings(max_examples=2000, deadline=None)
 @given(
     st.lists(GLOB_BYTES, max_size=8).map(bytes),

@@ -133,6 +133,7 @@ SCRIPT = [
 ]
 
 
+@pytest.mark.slow  # waits 50 ms after each of 39 commands, on both servers
 def test_a_script_is_shown_as_redis_shows_it(ports) -> None:
     def script(port: int) -> list[str]:
         m = monitor(port)

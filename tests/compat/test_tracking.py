@@ -532,6 +532,7 @@ def _keys_on_two_shards(nshards: int) -> tuple[str, str]:
     return "volatile-key", big
 
 
+@pytest.mark.slow  # fills maxmemory, evicts, on both servers
 def test_eviction_elsewhere_invalidates_before_the_reply(ports):
     """Redis evicts from the whole keyspace before a command: a command on
     one shard over maxmemory evicts the only key with a TTL, on another

@@ -423,6 +423,7 @@ def test_huge_counts_never_reach_hiredis(header):
     assert parser._reader is reader and not reader.has_data()  # hiredis never saw it
 
 
+@pytest.mark.slow  # parses 540,000 commands
 def test_idle_parsers_do_not_keep_their_largest_read():
     """hiredis keeps its buffer's capacity until its next feed: after a big
     pipelined read, an idle connection must not hold on to it (300 clients
