@@ -40,6 +40,11 @@ that is restarted while held has lost the hold, and gets neither the
 entries (they fail the same way) nor the release.  If this acceptor dies,
 each worker sees its pipe close and ends the hold (the worker's side).
 
+The acceptor's own messages to the workers (``__events``, ``__pause``:
+:meth:`ShardLink.send_control`) are never captured: they go at once, on
+each pipe in this acceptor's order, and never wait for a hold, which a
+shard busy with a script would refuse (they are queued for it instead).
+
 A step that touches one shard (the common case: single-key commands,
 hash tags) is sent at once, as with one acceptor; with one acceptor none
 of this runs at all (``Acceptor.holds`` is None).
@@ -154,7 +159,12 @@ class Holds:
         self._capture = [self._capturer(link) for link in self.links]
 
     def _capturer(self, link: ShardLink) -> Callable[..., None]:
-        def send(header: bytes, command: bytes, sink: Any, whole_step: bool = False) -> None:
+        def send(
+            header: bytes, command: bytes, sink: Any, whole_step: bool = False, control: bool = False
+        ) -> None:
+            if control:  # the acceptor's own message (ShardLink.send_control): not part of the step
+                type(link).send(link, header, command, sink, control=True)
+                return
             self.captured.append((link, header, command, sink))  # type: ignore[union-attr]
 
         return send

@@ -44,7 +44,7 @@ from shardkv.acceptor.replies import Slot
 from shardkv.protocol import bus, wire
 from shardkv.protocol.glob import may_start_with
 from shardkv.protocol.resp import encode_command
-from shardkv.protocol.wire import Verb, entry_header
+from shardkv.protocol.wire import Verb
 from shardkv.runtime import config
 
 SCRIPT_READ = wire.EVENT_SCRIPT_READ
@@ -193,7 +193,10 @@ def update_mask(server) -> bool:
 
 
 def _send_mask(link, mask: int, sink: object = None) -> None:
-    link.send(entry_header(0), encode_command([Verb.EVENTS, b"%d" % mask]), sink or _IGNORE)
+    # Never refused while a script is busy there: the shard notes the new
+    # mask's classes from the script's end on (a -BUSY would leave it noting
+    # the old ones until the mask next changes).
+    link.send_control(encode_command([Verb.EVENTS, b"%d" % mask]), sink or _IGNORE)
 
 
 class _Ignore:

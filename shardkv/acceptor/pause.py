@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from shardkv.acceptor.scriptcache import CACHE
 from shardkv.protocol.resp import encode_command
-from shardkv.protocol.wire import Verb, entry_header
+from shardkv.protocol.wire import Verb
 
 if TYPE_CHECKING:
     from shardkv.acceptor.client import Client
@@ -129,7 +129,9 @@ def _check(server: Acceptor) -> None:
 def _tell_workers(server: Acceptor, on: bytes) -> None:
     body = encode_command([Verb.PAUSE, on])
     for link in server.links:
-        link.send(entry_header(0), body, _IGNORE)
+        # Even to a shard that runs a busy script (a pause that times out
+        # meanwhile): a -BUSY would leave its active expiry off for good.
+        link.send_control(body, _IGNORE)
 
 
 def forget(client: Client) -> None:

@@ -36,6 +36,9 @@ _BIG_FRAME = 1 << 16
 EARLY_BATCH = 32
 
 
+# The entry header of the acceptor's own messages (ShardLink.send_control).
+_CONTROL_HEADER = wire.entry_header(0)
+
 # The links whose worker runs a script past busy-reply-threshold.
 BUSY_LINKS: set = set()
 # The links whose worker cannot persist (``D`` frames): link -> its -MISCONF text.
@@ -140,7 +143,9 @@ class ShardLink:
 
     # -- sending ------------------------------------------------------------
 
-    def send(self, header: bytes, command: bytes, sink: Sink, whole_step: bool = False) -> None:
+    def send(
+        self, header: bytes, command: bytes, sink: Sink, whole_step: bool = False, control: bool = False
+    ) -> None:
         """Queue one command; it leaves at the end of this loop turn.
 
         ``whole_step`` says this command is a whole step of the global order
@@ -150,8 +155,15 @@ class ShardLink:
         cross-shard operation's parks): those must reach the worker in one
         batch, since it reads the clock and serves blocked clients only
         between batches.
+
+        ``control`` says this is the acceptor's own message to the worker
+        (``__events``, ``__pause``), never a client's command: it is queued
+        even while the worker runs a script past busy-reply-threshold, and
+        the worker runs it, in order, once the script ends.  A ``-BUSY``
+        would lose it, and the worker would go on with what it was told
+        before (see :meth:`send_control`).
         """
-        if not self.up or self.busy:
+        if not self.up or (self.busy and not control):
             sink.deliver(self.busy or encode_error(errors.SHARD_UNAVAILABLE))
             return
         out = self.out
@@ -163,6 +175,13 @@ class ShardLink:
             self._on_turn_end(self)
         if whole_step and len(out) >= 2 * EARLY_BATCH:  # a header and a command each
             self._write()
+
+    def send_control(self, command: bytes, sink: Sink) -> None:
+        """Queue one of the acceptor's own messages to the worker (an
+        internal verb about the whole pipe, in database 0): it is never
+        refused with ``-BUSY``.  Only a pipe that is down refuses it; the
+        acceptor says it again when the pipe is attached."""
+        self.send(_CONTROL_HEADER, command, sink, control=True)
 
     def step_done(self) -> None:
         """A step of the global order has been queued whole: send the

@@ -30,8 +30,13 @@ class FakeLink:
         self.steps = 0
         self.busy = None
 
-    def send(self, header: bytes, command: bytes, sink: object, whole_step: bool = False) -> None:
+    def send(
+        self, header: bytes, command: bytes, sink: object, whole_step: bool = False, control: bool = False
+    ) -> None:
         self.sent.append((header, command, sink))
+
+    def send_control(self, command: bytes, sink: object) -> None:
+        self.send(wire.entry_header(0), command, sink, control=True)
 
     def step_done(self) -> None:
         self.steps += 1

@@ -1,0 +1,147 @@
+"""What the acceptor tells a worker while it runs a busy script is not lost.
+
+A script past busy-reply-threshold makes the acceptor answer ``-BUSY`` for
+the clients' commands bound for its shard, as Redis does; the acceptor's
+own messages to the worker (``__events``, ``__pause``) are queued instead
+and run when the script ends (:meth:`shardkv.acceptor.shardlink.ShardLink.send_control`).
+Here, a CLIENT PAUSE WRITE that ends while the script is busy: once the
+script is killed, the shard's active expiry is on again and removes the
+expired keys, as on redis-server (before, the ``__pause 0`` got ``-BUSY``
+and that shard never expired a key actively again).  And a subscriber of
+keyspace events that leaves while the script is busy, then a new one after
+SCRIPT KILL: the new one hears the writes, at one acceptor and at two.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import redis
+
+from tests.support.servers import start_redis, start_shardkv
+
+pytestmark = pytest.mark.slow
+
+WAIT = 20.0  # seconds for what must happen (a generous bound, not a timing check)
+LOOP = "#!lua flags=no-writes\nwhile true do end"
+
+
+def run_busy_script(port: int) -> threading.Thread:
+    """A script that loops until SCRIPT KILL, on the shard of ``{b}``; returns
+    once the server answers -BUSY."""
+
+    def run() -> None:
+        conn = redis.Redis(port=port, socket_timeout=60)
+        with pytest.raises(redis.ResponseError, match="Script killed"):
+            conn.eval(LOOP, 1, "{b}s")
+        conn.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    probe = redis.Redis(port=port, socket_timeout=WAIT)
+    deadline = time.monotonic() + WAIT
+    while True:
+        assert time.monotonic() < deadline, "the script never became busy"
+        try:
+            probe.ping()
+        except redis.exceptions.BusyLoadingError:
+            break
+        except redis.ResponseError as e:
+            if "BUSY" in str(e):
+                break
+            raise
+        time.sleep(0.02)
+    probe.close()
+    return thread
+
+
+def kill_script(port: int, thread: threading.Thread) -> None:
+    conn = redis.Redis(port=port, socket_timeout=WAIT)
+    assert conn.script_kill()
+    conn.close()
+    thread.join(WAIT)
+    assert not thread.is_alive()
+
+
+def expire_after_pause_ends_while_busy(port: int) -> int:
+    """Keys on the script's shard, a CLIENT PAUSE WRITE that ends while the
+    script is busy; the keys left once active expiry has had its chance."""
+    conn = redis.Redis(port=port, socket_timeout=WAIT)
+    for i in range(20):
+        conn.set(f"{{b}}k{i}", "v", px=200)
+    conn.execute_command("CLIENT", "PAUSE", "500", "WRITE")
+    paused = time.monotonic()
+    thread = run_busy_script(port)
+    time.sleep(max(0.0, 1.0 - (time.monotonic() - paused)))  # the pause ends meanwhile
+    kill_script(port, thread)
+    deadline = time.monotonic() + WAIT
+    while conn.dbsize() and time.monotonic() < deadline:  # DBSIZE counts expired keys not yet removed
+        time.sleep(0.1)
+    left = conn.dbsize()
+    conn.close()
+    return left
+
+
+@pytest.mark.parametrize("acceptors", [1, 2])
+def test_active_expiry_resumes_when_a_pause_ends_while_a_script_is_busy(acceptors: int) -> None:
+    redis_server = start_redis("--busy-reply-threshold", "100")
+    try:
+        assert expire_after_pause_ends_while_busy(redis_server.port) == 0
+    finally:
+        redis_server.stop()
+    server = start_shardkv("--busy-reply-threshold", "100", shards=2, acceptors=acceptors)
+    try:
+        assert expire_after_pause_ends_while_busy(server.port) == 0
+        assert server.proc.poll() is None
+    finally:
+        server.stop()
+
+
+def events_after_a_subscriber_left_while_busy(port: int) -> list:
+    """A subscriber of keyspace events leaves while a script is busy; one
+    that tries then gets -BUSY; after SCRIPT KILL a new one hears two SETs."""
+    first = redis.Redis(port=port, socket_timeout=WAIT)
+    listener = first.pubsub()
+    listener.psubscribe("__keyevent@0__:*")
+    assert listener.get_message(timeout=WAIT)["type"] == "psubscribe"
+    thread = run_busy_script(port)
+    listener.close()  # the interest shrinks while the shard is busy
+    first.close()
+    refused = redis.Redis(port=port, socket_timeout=WAIT)
+    with pytest.raises(redis.ResponseError, match="BUSY"):
+        refused.execute_command("PSUBSCRIBE", "__keyevent@0__:*")
+    refused.close()
+    kill_script(port, thread)
+    conn = redis.Redis(port=port, socket_timeout=WAIT)
+    second = redis.Redis(port=port, socket_timeout=WAIT).pubsub()
+    second.psubscribe("__keyevent@0__:*")
+    assert second.get_message(timeout=WAIT)["type"] == "psubscribe"
+    conn.set("{b}x", "1")
+    conn.set("other", "2")
+    got = []
+    deadline = time.monotonic() + WAIT
+    while len(got) < 2 and time.monotonic() < deadline:
+        message = second.get_message(timeout=1.0)
+        if message is not None:
+            got.append((message["channel"], message["data"]))
+    second.close()
+    conn.close()
+    return got
+
+
+@pytest.mark.parametrize("acceptors", [1, 2])
+def test_events_after_a_subscriber_left_while_a_script_was_busy(acceptors: int) -> None:
+    flags = ("--busy-reply-threshold", "100", "--notify-keyspace-events", "KEA")
+    redis_server = start_redis(*flags)
+    try:
+        expected = events_after_a_subscriber_left_while_busy(redis_server.port)
+    finally:
+        redis_server.stop()
+    assert expected == [(b"__keyevent@0__:set", b"{b}x"), (b"__keyevent@0__:set", b"other")]
+    server = start_shardkv(*flags, shards=2, acceptors=acceptors)
+    try:
+        assert events_after_a_subscriber_left_while_busy(server.port) == expected
+    finally:
+        server.stop()

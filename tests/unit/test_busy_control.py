@@ -1,0 +1,130 @@
+"""The acceptor's own messages to a worker (``__events``, ``__pause``) are
+never refused with ``-BUSY``.
+
+While a worker runs a script past busy-reply-threshold, the acceptor
+answers ``-BUSY`` for the clients' commands it would send there (as Redis
+does); but a message of its own, such as the keyspace-event mask
+(:func:`shardkv.acceptor.notifications.update_mask`) or the end of a
+CLIENT PAUSE, must reach the worker all the same, or the worker goes on
+with what it was told before.  It is queued, and the worker runs it, in
+order, once the script ends.  In one process, with a real
+:class:`~shardkv.acceptor.shardlink.ShardLink` and a fake pipe.
+"""
+
+from __future__ import annotations
+
+from shardkv.acceptor import notifications, shardlink
+from shardkv.acceptor.shardlink import ShardLink
+from shardkv.protocol import errors, wire
+from shardkv.protocol.resp import encode_command, encode_error
+from shardkv.protocol.wire import FRAME, Verb
+from tests.unit.test_acceptor_dispatch import MemoryTransport, build
+from tests.unit.test_holds import build_k, connect
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+
+    def deliver(self, body: bytes) -> None:
+        self.bodies.append(body)
+
+
+def frame(payload: bytes) -> bytes:
+    return FRAME.pack(len(payload)) + payload
+
+
+def busy_link(index: int = 0) -> tuple[ShardLink, MemoryTransport]:
+    """A link whose worker has said a script is past busy-reply-threshold."""
+    link = ShardLink(index, lambda link: None, lambda: None)
+    transport = MemoryTransport()
+    link.attached(transport)  # type: ignore[arg-type]
+    link.data_received(frame(wire.encode_script_state(True, 1234, False, True, b"sha", b"eval", 0.0, 0, 0)))
+    assert link.busy is not None and link in shardlink.BUSY_LINKS
+    return link, transport
+
+
+def sent_commands(transport: MemoryTransport) -> list[bytes]:
+    return [data for data in transport.written if data[4:5] == b"B"]
+
+
+def test_a_clients_command_gets_busy_but_a_control_message_is_queued_and_answered_in_order() -> None:
+    link, transport = busy_link()
+    try:
+        client, control = Sink(), Sink()
+        link.send(wire.entry_header(0), encode_command([b"GET", b"k"]), client)
+        assert client.bodies == [encode_error(errors.BUSY)]
+        mask = encode_command([Verb.EVENTS, b"4"])
+        link.send_control(mask, control)
+        assert control.bodies == []  # not refused: it waits for the worker
+        link.flush()
+        (batch,) = sent_commands(transport)
+        assert batch.endswith(mask)
+        # The script ends, then the worker answers what it read meanwhile.
+        link.data_received(
+            frame(wire.encode_script_state(False, 1234, False, True))
+            + frame(wire.encode_replies([b"+OK\r\n"]))
+        )
+        assert control.bodies == [b"+OK\r\n"] and link.busy is None and not link.fifo
+    finally:
+        shardlink.BUSY_LINKS.clear()
+
+
+def test_a_pipe_that_is_down_still_refuses_a_control_message() -> None:
+    link = ShardLink(0, lambda link: None, lambda: None)
+    sink = Sink()
+    link.send_control(encode_command([Verb.EVENTS, b"4"]), sink)
+    assert sink.bodies == [encode_error(errors.SHARD_UNAVAILABLE)]  # on_attach says it again
+
+
+def test_the_event_mask_reaches_a_busy_shard_and_its_change_waits_for_the_answer() -> None:
+    acceptor, _ = build(2)
+    busy, _ = busy_link(0)
+    free = ShardLink(1, lambda link: None, lambda: None)
+    free.attached(MemoryTransport())  # type: ignore[arg-type]
+    links = [busy, free]
+    acceptor.links = links  # type: ignore[assignment]
+    state = notifications.STATE
+    saved = (state.flags, state.mask, list(state.hearing), state.applying)
+    try:
+        state.flags = notifications.KEYEVENT | notifications.CLASSES
+        state.mask = 0
+        state.hearing = [0, 1]
+        waited = []
+        assert notifications.update_mask(acceptor)  # the mask grew
+        notifications.when_applied(lambda: waited.append(True))
+        body = encode_command([Verb.EVENTS, b"%d" % state.mask])
+        for link in links:
+            link.flush()
+            assert link.fifo, "every shard, the busy one too, was sent the mask"
+            assert link.transport.written[-1].endswith(body)  # type: ignore[union-attr]
+        links[1].data_received(frame(wire.encode_replies([b"+OK\r\n"])))
+        assert not waited  # the busy shard has not run it yet
+        links[0].data_received(
+            frame(wire.encode_script_state(False, 1234, False, True))
+            + frame(wire.encode_replies([b"+OK\r\n"]))
+        )
+        assert waited == [True]
+    finally:
+        state.flags, state.mask, state.hearing, state.applying = saved
+        shardlink.BUSY_LINKS.clear()
+
+
+def test_with_several_acceptors_a_control_message_is_not_held_back_by_a_step() -> None:
+    """At K > 1 a client's command is a step whose entries are captured
+    for holds; a ``__hold`` to a busy shard is refused, so a control
+    message sent during a step goes at once instead of with the step."""
+    acceptor, links = build_k(2)
+    client, _ = connect(acceptor)
+    holds = acceptor.holds
+    holds.begin()
+    try:
+        for link in links:
+            link.send_control(encode_command([Verb.PAUSE, b"0"]), Sink())
+            link.send(wire.entry_header(0), encode_command([b"GET", b"k"]), Sink())
+    finally:
+        holds.end(client)
+    # The control messages went out; the step's two parts wait for holds.
+    for link in links:
+        assert link.bodies()[0] == encode_command([Verb.PAUSE, b"0"])
+    assert links[0].bodies()[1:] == [encode_command([Verb.HOLD])] and len(links[1].bodies()) == 1
