@@ -8,6 +8,7 @@ together; :meth:`shardkv.acceptor.server.Acceptor.serve` listens.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import signal
 from multiprocessing.connection import Connection
@@ -15,6 +16,7 @@ from typing import Any
 
 from shardkv.acceptor import crossshard, wiring
 from shardkv.acceptor.server import Acceptor
+from shardkv.protocol import bus
 from shardkv.runtime import faultpoints, gctuning
 from shardkv.runtime.clientcount import ClientCounts
 from shardkv.runtime.parentdeath import die_with_parent
@@ -44,6 +46,9 @@ def serve(
         acceptor.client_class = faultpoints.faulty_client(acceptor.client_class)
         acceptor.local = local = dict(acceptor.local)
         faultpoints.faulty_handlers(local, ("echo",))
+        handlers = dict(acceptor.wiring.bus_handlers)
+        faultpoints.faulty_bus_handlers(handlers, (bus.PUBSUB, bus.KILL))
+        acceptor.wiring = dataclasses.replace(acceptor.wiring, bus_handlers=handlers)
     if client_counts is not None:
         client_counts.set(index, 0)  # a restarted acceptor's clients are gone
         acceptor.client_counts = client_counts

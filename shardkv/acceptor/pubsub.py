@@ -25,6 +25,7 @@ import time
 from collections import deque
 
 from shardkv.acceptor import monitor
+from shardkv.acceptor.bus import Failed, fail_slot
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.replies import Slot
 from shardkv.acceptor.transactions import discard_transaction
@@ -208,7 +209,13 @@ def publish(client: Client, args: list[bytes]) -> None:
     if pending is None:
         # A script's call (shardkv.acceptor.scriptcalls): the script waits.
         answer = client.reply_later()  # type: ignore[attr-defined]
-        bus.ask(PUBLISH, [args[1], args[2]], lambda counts: answer(sum(counts)), everyone=True)
+        bus.ask(
+            PUBLISH,
+            [args[1], args[2]],
+            lambda counts: answer(sum(counts)),
+            everyone=True,
+            failed=client.reply_error,
+        )
         return
     slot = Slot(client)
     pending.append(slot)
@@ -218,6 +225,7 @@ def publish(client: Client, args: list[bytes]) -> None:
         [args[1], args[2], client.id],
         lambda counts: slot.deliver(b":%d\r\n" % sum(counts)),
         everyone=True,
+        failed=fail_slot(slot),
     )
 
 
@@ -440,6 +448,7 @@ def _pubsub_everywhere(client: Client, bus, sub: bytes, rest: list[bytes]) -> No
     pending = getattr(client, "pending", None)
     if pending is None:  # a script's call (shardkv.acceptor.scriptcalls): the script waits
         answer = client.reply_later()  # type: ignore[attr-defined]
+        failed: Failed = client.reply_error
     else:
         slot = Slot(client)
         pending.append(slot)
@@ -447,6 +456,8 @@ def _pubsub_everywhere(client: Client, bus, sub: bytes, rest: list[bytes]) -> No
 
         def answer(value: object) -> None:
             slot.deliver(encode(value, resp3))
+
+        failed = fail_slot(slot)
 
     def done(answers: list) -> None:
         if sub == b"numsub":
@@ -461,7 +472,7 @@ def _pubsub_everywhere(client: Client, bus, sub: bytes, rest: list[bytes]) -> No
             value = list(names) if sub == b"channels" else len(names)
         answer(value)
 
-    bus.ask(PUBSUB, [sub, *rest], done)
+    bus.ask(PUBSUB, [sub, *rest], done, failed=failed)
 
 
 _HELP = [

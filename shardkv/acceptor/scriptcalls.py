@@ -202,7 +202,7 @@ def call(server: Acceptor, db: int, resp3: bool, args: list[bytes], done: Callab
                 [Verb.INFO], lambda parts: Verbatim(build_info(server, sections, parts, own, others).encode())
             )
 
-        server.bus.ask(bus.INFO, [], with_shards)
+        server.bus.ask(bus.INFO, [], with_shards, failed=caller.reply_error)
     else:
         handler = server.local.get(name.decode("latin-1"))
         if handler is None:  # the worker asks only for the commands above

@@ -34,6 +34,7 @@ from collections import deque
 from time import perf_counter_ns
 
 from shardkv.acceptor import monitor
+from shardkv.acceptor.bus import fail_slot
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.crossshard import AtomicOp
 from shardkv.acceptor.dispatch import HEADERS
@@ -496,7 +497,7 @@ def script_command(client: Client, args: list[bytes]) -> None:
         else:  # every acceptor's cache, before the reply
             slot = Slot(client)
             client.pending.append(slot)
-            server_bus.ask(bus.SCRIPT, [b"flush"], lambda _: slot.deliver(b"+OK\r\n"))
+            server_bus.ask(bus.SCRIPT, [b"flush"], lambda _: slot.deliver(b"+OK\r\n"), failed=fail_slot(slot))
     elif sub == b"kill":
         kill_script(client, eval_mode=True)
     elif sub == b"help":
@@ -546,7 +547,12 @@ class _Loaded:
             server_bus = self.slot.client.server.bus
             if server_bus is not None:  # every acceptor's cache has it before the reply
                 slot = self.slot
-                server_bus.ask(bus.SCRIPT, [b"load", self.sha, self.body], lambda _: slot.deliver(body))
+                server_bus.ask(
+                    bus.SCRIPT,
+                    [b"load", self.sha, self.body],
+                    lambda _: slot.deliver(body),
+                    failed=fail_slot(slot),
+                )
                 return
         self.slot.deliver(body)
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 import random
 
 from shardkv.acceptor import causal, notifications
+from shardkv.acceptor.bus import fail_slot
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.replies import Slot, origin_of
 from shardkv.protocol import bus, errors, wire
@@ -188,7 +189,7 @@ def _check_elsewhere(client: Client, redirect: int, before: int | None) -> None:
         client.server.stats.error(message)
         slot.deliver(encode_error(message))
 
-    client.server.bus.ask(bus.HAS_CLIENT, [redirect], done)  # type: ignore[union-attr]
+    client.server.bus.ask(bus.HAS_CLIENT, [redirect], done, failed=fail_slot(slot))  # type: ignore[union-attr]
 
 
 def bus_has_client(server, origin: int, args: list) -> int:

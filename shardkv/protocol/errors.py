@@ -123,6 +123,9 @@ SHARD_UNAVAILABLE = "ERR shard unavailable"
 # shardkv's own: a bug met while running a command (logged with its
 # traceback); the process and the other clients go on.
 INTERNAL = "ERR internal error while running '%s'"
+# shardkv's own, K > 1: another acceptor met a bug answering this one's
+# question (logged there); the command that asked gets this.
+BUS_ANSWER_FAILED = "ERR acceptor %d could not answer the '%s' question of another acceptor"
 # A cross-shard operation abandoned because a shard died or refused it
 # before the commit decision: nothing of it was applied, on any shard.
 OP_ABORTED = "ERR shard unavailable; the operation was rolled back on every shard"

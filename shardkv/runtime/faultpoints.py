@@ -12,7 +12,10 @@ Besides, with the variable set, a bug is simulated wherever the bytes
 :data:`MARKER` pass (:func:`faulty_client`, :func:`faulty_handlers`):
 the acceptor raises while writing a reply or message that holds them to
 a client, and in ECHO of them; a worker raises in APPEND of them, before
-changing anything (``tests/system/test_faults_isolated.py``).
+changing anything (``tests/system/test_faults_isolated.py``); with several
+acceptors, an acceptor raises in answering another's PUBSUB or CLIENT
+KILL question whose arguments hold them (:func:`faulty_bus_handlers`,
+``tests/system/test_bus_faults.py``).
 
 Points: ``parked`` (a shard has answered ``__park``/``__prepare`` and
 parked), ``ran`` (the executor has run the commands and logged its prepare
@@ -90,3 +93,21 @@ def faulty_handlers(handlers: MutableMapping[Any, Callable[..., Any]], names: tu
             return _handler(target, args)
 
         handlers[name] = raising
+
+
+def faulty_bus_handlers(handlers: MutableMapping[Any, Callable[..., Any]], kinds: tuple) -> None:
+    """Make the acceptor's bus handlers of ``kinds`` (questions from the
+    other acceptors) raise, before doing anything, when one of their
+    arguments is :data:`MARKER`: a bug on the answering side."""
+    for kind in kinds:
+        handler = handlers.get(kind)
+        if handler is None:
+            continue
+
+        @functools.wraps(handler)
+        def raising(server: Any, origin: int, args: list, _handler: Callable[..., Any] = handler) -> Any:
+            if MARKER in args:
+                raise InjectedFault("a question whose argument is the fault marker")
+            return _handler(server, origin, args)
+
+        handlers[kind] = raising

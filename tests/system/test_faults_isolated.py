@@ -17,6 +17,7 @@ restarted and every acknowledged write is there.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import threading
 import time
@@ -26,6 +27,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from shardkv.protocol import errors
 from shardkv.runtime.faultpoints import MARKER
 from tests.support.servers import ServerProcess, start_shardkv
 
@@ -252,3 +254,57 @@ def test_a_bug_in_a_command_handler_answers_an_error_and_the_process_goes_on(ser
     log = server.output()
     assert "command b'APPEND' failed" in log
     assert "command b'ECHO' failed" in log
+
+
+@pytest.mark.slow
+def test_a_bug_answering_another_acceptors_question_answers_the_asker_with_an_error():
+    """K=2: an acceptor whose handler of a bus question raises (PUBSUB,
+    CLIENT KILL with the marker among their arguments) answers the asker
+    at once with an error, which the asker's client gets as its reply;
+    the same questions without the marker are answered whole, the
+    bystanders on both acceptors notice nothing, and no process restarts."""
+    server = start_shardkv(shards=2, acceptors=2, env=dict(os.environ, SHARDKV_FAULT_FILE=os.devnull))
+    port = server.port
+    try:
+        before = pids(server)
+        bystanders = Bystanders(port, 2)
+        subscribers = [raw(port, 2, a) for a in (0, 1)]
+        for sock in subscribers:
+            sock.sendall(b"SUBSCRIBE fault:news\r\n")
+            read_until(sock, b"fault:news\r\n:1\r\n")
+        try:
+            for asker in (0, 1):
+                other = 1 - asker
+                conn = connect(port, 2, asker)
+                for command, kind in (
+                    (("PUBSUB", "NUMSUB", M, "fault:news"), "pubsub"),
+                    (("PUBSUB", "CHANNELS", M), "pubsub"),
+                    (("CLIENT", "KILL", "ADDR", M), "kill"),
+                    (("CLIENT", "KILL", M), "kill"),
+                ):
+                    expected = errors.BUS_ANSWER_FAILED.removeprefix("ERR ") % (other, kind)
+                    with pytest.raises(redis.ResponseError, match=f"^{re.escape(expected)}$"):
+                        conn.execute_command(*command)
+                # Both acceptors' subscribers are counted again, on the same connection.
+                assert conn.execute_command("PUBSUB", "NUMSUB", "fault:news") == ["fault:news", 2]
+                assert conn.execute_command("CLIENT", "KILL", "ADDR", "1.2.3.4:5") == 0
+                assert conn.publish("fault:news", "hello") == 2
+                for sock in subscribers:
+                    read_until(sock, b"hello\r\n")
+                conn.close()
+            deadline = time.monotonic() + WAIT  # every bystander has had a round, at least
+            while len(bystanders.acked) < 4 and not bystanders.problems and time.monotonic() < deadline:
+                time.sleep(0.05)
+            acked = bystanders.finish()
+            assert not bystanders.problems
+            assert len(acked) == 4 and all(acked.values())
+        finally:
+            bystanders.finish()
+            for sock in subscribers:
+                sock.close()
+        assert pids(server) == before
+        log = server.output()
+        assert "restarting it" not in log
+        assert log.count("InjectedFault: a question whose argument is the fault marker") == 8  # tracebacks
+    finally:
+        server.stop()

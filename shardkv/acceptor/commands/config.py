@@ -9,6 +9,7 @@ every worker; a worker whose pipe is attached gets every setting
 from __future__ import annotations
 
 from shardkv.acceptor import notifications
+from shardkv.acceptor.bus import fail_slot
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.commands.common import all_ok, guard, subcommand_error
 from shardkv.acceptor.fanout import Gather
@@ -177,24 +178,36 @@ def bus_sync(server, origin: int, args: list) -> int | None:
 
 class _Both:
     """A reply slot's stand-in for the shards' merged reply, handed on once
-    the other acceptors have answered too."""
+    the other acceptors have answered too (or the error of one that failed
+    to, instead)."""
 
-    __slots__ = ("slot", "body", "acceptors_done")
+    __slots__ = ("slot", "body", "acceptors_done", "failure")
 
     def __init__(self, slot: Slot) -> None:
         self.slot = slot
         self.body: bytes | None = None
         self.acceptors_done = False
+        self.failure: str | None = None
 
     def deliver(self, body: bytes) -> None:
         self.body = body
         if self.acceptors_done:
-            self.slot.deliver(body)
+            self._hand_on()
 
     def acceptors_answered(self, _: list) -> None:
         self.acceptors_done = True
         if self.body is not None:
-            self.slot.deliver(self.body)
+            self._hand_on()
+
+    def acceptors_failed(self, message: str) -> None:
+        self.failure = message
+        self.acceptors_answered([])
+
+    def _hand_on(self) -> None:
+        if self.failure is None:
+            self.slot.deliver(self.body)  # type: ignore[arg-type]
+        else:
+            fail_slot(self.slot)(self.failure)
 
 
 def _with_acceptors(client: Client, args: list, merge, kind: bytes) -> None:
@@ -208,7 +221,7 @@ def _with_acceptors(client: Client, args: list, merge, kind: bytes) -> None:
     header, body = client.part_headers[client.resp3], encode_command(args)
     for i, link in enumerate(server.links):
         link.send(header, body, gather.sink(i))
-    server.bus.ask(kind, [], both.acceptors_answered)  # type: ignore[union-attr]
+    server.bus.ask(kind, [], both.acceptors_answered, failed=both.acceptors_failed)  # type: ignore[union-attr]
 
 
 @guard

@@ -16,6 +16,7 @@ import time
 from shardkv import HELLO_VERSION
 from shardkv.acceptor import pause
 from shardkv.acceptor.blocking import unblock
+from shardkv.acceptor.bus import fail_slot
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.commands.common import guard, subcommand_error
 from shardkv.acceptor.replies import Slot
@@ -262,7 +263,10 @@ def client_cmd(client: Client, args: list) -> None:
             slot = Slot(client)
             client.pending.append(slot)
             server.bus.ask(
-                bus.UNBLOCK, [cid, int(error)], lambda found: slot.deliver(b":%d\r\n" % max(found, default=0))
+                bus.UNBLOCK,
+                [cid, int(error)],
+                lambda found: slot.deliver(b":%d\r\n" % max(found, default=0)),
+                failed=fail_slot(slot),
             )
     elif sub in server.wiring.client_subcommands:  # TRACKING, CACHING... (shardkv.acceptor.tracking)
         server.wiring.client_subcommands[sub](client, args)
@@ -348,7 +352,7 @@ def _reply_when_all_did(client: Client, kind: bytes, args: list) -> None:
         return
     slot = Slot(client)
     client.pending.append(slot)
-    client.server.bus.ask(kind, args, lambda _: slot.deliver(b"+OK\r\n"))
+    client.server.bus.ask(kind, args, lambda _: slot.deliver(b"+OK\r\n"), failed=fail_slot(slot))
 
 
 def bus_pause(server, origin: int, args: list) -> int:
@@ -394,7 +398,7 @@ def _list_everywhere(client: Client, args: list, lines: list[tuple[int, bytes]])
         everyone.sort(key=lambda pair: pair[0])
         slot.deliver(encode(Verbatim(b"".join(line for _, line in everyone)), client.resp3))
 
-    client.server.bus.ask(bus.CLIENTS, args[2:], done)  # type: ignore[union-attr]
+    client.server.bus.ask(bus.CLIENTS, args[2:], done, failed=fail_slot(slot))  # type: ignore[union-attr]
 
 
 def bus_clients(server, origin: int, args: list) -> list:
@@ -466,7 +470,7 @@ def _client_kill(client: Client, args: list) -> None:
         else:
             slot.deliver(encode(OK if len(args) == 3 else killed, client.resp3))
 
-    server.bus.ask(bus.KILL, args[2:], done)
+    server.bus.ask(bus.KILL, args[2:], done, failed=fail_slot(slot))
 
 
 def _killed(client: Client, args: list, killed: int) -> None:

@@ -12,6 +12,7 @@ import re
 import time
 
 from shardkv.acceptor import monitor
+from shardkv.acceptor.bus import fail_slot
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.commands.common import all_ok, guard
 from shardkv.acceptor.fanout import Gather
@@ -60,7 +61,7 @@ def info(client: Client, args: list) -> None:
         for i, link in enumerate(server.links):
             link.send(header, body, gather.sink(i))
 
-    server.bus.ask(bus.INFO, [], with_shards)
+    server.bus.ask(bus.INFO, [], with_shards, failed=fail_slot(slot))
 
 
 def bus_info(server, origin: int, args: list) -> list:
