@@ -382,13 +382,16 @@ def _stream_options(args: list[bytes]) -> tuple[bytes | None, bytes]:
 
 def unblock(client: Client, error: bool) -> bool:
     """CLIENT UNBLOCK: answer a blocked command now, as if it timed out, or
-    with ``-UNBLOCKED``.  False when ``client`` is not blocked on keys.
+    with ``-UNBLOCKED``.  False when ``client`` is not blocked on keys, or
+    not yet (its shards have not run the command): in Redis's order the
+    command comes after the CLIENT UNBLOCK, so it runs, and may block, as
+    if nothing happened.
 
     The worker is told to forget the wait (``X``); an element it serves in
     the meantime, before the ``X`` arrives, is not delivered.
     """
     token = client.state.blocked_token
-    wait = WAITING.get(token) if token > 0 else None
+    wait = WAITING.get(token) if token > 0 and client.state.blocked else None
     if wait is None or wait.done:
         return False
     wait.cancel()

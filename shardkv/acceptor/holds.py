@@ -200,7 +200,8 @@ class Holds:
             request.gate = _Gate()
             client.pending.insert(replies_from, request.gate)
             if not client.state.blocked_token:
-                client.state.block(HOLDING)
+                # Not blocked as Redis shows it: no Redis client waits so.
+                client.state.block(HOLDING, shown=False)
         self.queue.append(request)
         if self.current is None:
             self._start_next()

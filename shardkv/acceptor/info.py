@@ -20,12 +20,14 @@ from typing import TYPE_CHECKING
 
 from shardkv import REDIS_VERSION, __version__
 from shardkv.acceptor.durability import latest_fork_usec, persistence_section
+from shardkv.acceptor.pause import PAUSED
 from shardkv.acceptor.scriptcache import CACHE
 from shardkv.runtime.cmdstats import Stats, percentile
 
 # shardkv.acceptor.tracking's (keys, items, prefixes), for INFO stats.
 
 if TYPE_CHECKING:
+    from shardkv.acceptor.client import Client
     from shardkv.acceptor.server import Acceptor
 
 DEFAULT_SECTIONS = [
@@ -126,6 +128,14 @@ SUMMED = (
 )
 
 
+def _in_timeout_table(c: Client) -> bool:
+    """Whether Redis would have ``c`` in its timeout table: a client blocked
+    by a command, not one postponed by CLIENT PAUSE (Redis 7.0 blocks it
+    with no timeout).  (A blocking command with timeout 0 counts here,
+    which Redis leaves out.)"""
+    return c.state.blocked and c.state.blocked_token != PAUSED
+
+
 def own_figures(server: Acceptor) -> list:
     """This acceptor's part of INFO for another acceptor's INFO (the bus's
     ``info`` answer): ``[name, value, ...]``, the :data:`SUMMED` figures then
@@ -136,7 +146,7 @@ def own_figures(server: Acceptor) -> list:
         "connected_clients": len(server.clients),
         "blocked_clients": blocked,
         "tracking_clients": sum(1 for c in clients if c.tracking is not None),
-        "clients_in_timeout_table": blocked,
+        "clients_in_timeout_table": sum(1 for c in clients if _in_timeout_table(c)),
         "pubsub_clients": sum(1 for c in clients if c.state.channels or c.state.patterns),
         "total_connections_received": server.connections_received,
         "total_commands_processed": server.commands_processed,
@@ -238,7 +248,7 @@ def build_info(
             ("client_recent_max_output_buffer", 0),
             ("blocked_clients", sum(1 for c in clients if c.state.blocked)),
             ("tracking_clients", sum(1 for c in clients if c.tracking is not None)),
-            ("clients_in_timeout_table", sum(1 for c in clients if c.state.blocked)),
+            ("clients_in_timeout_table", sum(1 for c in clients if _in_timeout_table(c))),
             ("pubsub_clients", sum(1 for c in clients if c.state.channels or c.state.patterns)),
         ],
         "memory": [

@@ -179,8 +179,10 @@ class ClientState:
 
     def block(self, token: int, shown: bool = True) -> None:
         """Hold the client's commands until ``unblock(token)``; ``shown``:
-        counted as blocked at once (CLIENT PAUSE...), else only after
-        :meth:`show_blocked` (a blocking command)."""
+        counted as blocked at once (CLIENT PAUSE: Redis 7.0 blocks a
+        postponed client), else only after :meth:`show_blocked` (a blocking
+        command), or never (a client waiting for its holds or for its EXEC's
+        database: Redis has no such wait to show)."""
         self.blocked_token = token
         self.blocked_shown = shown
 

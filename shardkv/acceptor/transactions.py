@@ -418,7 +418,7 @@ def _run_atomic(client: Client, queued: list, reply: Exec) -> None:
     slot = None
     if final_db != op_db:
         slot = _Settle(client, reply, final_db)
-        client.state.block(HELD)
+        client.state.block(HELD, shown=False)  # not blocked as Redis shows it
     saved = client.pending
     client.pending = deque()
     try:

@@ -316,6 +316,40 @@ def test_client_pause_write_postpones_writes_in_order(ports, server_name):
     admin.delete("pk")
 
 
+def test_client_pause_postponed_client_counts_as_blocked(ports):
+    """Redis 7.0 blocks a postponed client (BLOCKED_POSTPONE): it counts in
+    blocked_clients and has the b flag, but has no timeout, so it is not in
+    the timeout table.  (CLIENT UNBLOCK of it is not compared: Redis 7.0.15
+    panics on it.)"""
+    import socket
+
+    got = {}
+    for name in ("redis", "shardkv"):
+        admin = redis.Redis(port=ports[name], protocol=2)
+        admin.delete("ppk")
+        writer = socket.create_connection(("127.0.0.1", ports[name]))
+        writer.sendall(b"CLIENT ID\r\n")
+        cid = int(writer.recv(100)[1:-2])
+        admin.execute_command("CLIENT", "PAUSE", "100000", "WRITE")
+        try:
+            writer.sendall(b"SET ppk v\r\n")
+            _wait_blocked(admin, 1)
+            info = admin.info("clients")
+            line = next(
+                x
+                for x in admin.execute_command("CLIENT", "LIST").split(b"\n")
+                if x.startswith(b"id=%d " % cid)
+            )
+            flags = line.split(b" flags=")[1].split(b" ")[0]
+            got[name] = (info["blocked_clients"], info["clients_in_timeout_table"], flags)
+        finally:
+            admin.execute_command("CLIENT", "UNPAUSE")
+        assert writer.recv(100) == b"+OK\r\n"
+        writer.close()
+        admin.delete("ppk")
+    assert got["shardkv"] == got["redis"] == (1, 0, b"b")
+
+
 @pytest.mark.parametrize("server_name", ["redis", "shardkv"])
 def test_client_pause_times_out_and_expiry_waits(ports, server_name):
     import time

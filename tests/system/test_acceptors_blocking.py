@@ -13,6 +13,10 @@ test_xread_block_dollar_wakes[shardkv-cross-shard]`` failed so in a
 whole-suite run at ``SHARDKV_TEST_ACCEPTORS=2``).  Here a script keeps
 shard 0 busy meanwhile, which makes that order certain; with one acceptor
 (one global order) the same steps must give the same reply.
+
+The same busy shard shows that a client is not blocked before its command
+ran (CLIENT UNBLOCK answers 0, and the command then blocks as usual), nor
+while a cross-shard MSET or an EXEC waits for its holds or its database.
 """
 
 from __future__ import annotations
@@ -97,4 +101,92 @@ def test_xread_dollar_seen_blocked_is_woken_by_an_xadd_through_the_other_accepto
         assert busy.read_reply() == 1
     finally:
         for c in (reader, observer, busy):
+            c.close()
+
+
+# Keeps shard 0 busy for 1.5 s (by the clock: the checks made meanwhile
+# take milliseconds; Lua's busy limit, 5 s, is far).
+BUSY_LONG = (
+    "local t = redis.call('TIME') local s = t[1] * 1000000 + t[2] "
+    "repeat local n = redis.call('TIME') until n[1] * 1000000 + n[2] - s > 1500000 return 1"
+)
+
+
+def flags_of(observer: RespClient, client_id: int) -> bytes:
+    for line in observer.command("CLIENT", "LIST").splitlines():  # type: ignore[union-attr]
+        if line.startswith(b"id=%d " % client_id):
+            return line.split(b" flags=")[1].split(b" ")[0]
+    pytest.fail("no such client")
+
+
+def blocked_clients(observer: RespClient) -> int:
+    info = observer.command("INFO", "clients")
+    return int(info.split(b"blocked_clients:")[1].split(b"\r\n")[0])  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("cross_shard", [False, True], ids=["one-shard", "cross-shard"])
+def test_blocking_command_not_yet_run_is_not_unblocked(server, cross_shard) -> None:
+    """CLIENT UNBLOCK of a client whose BLPOP waits behind a busy shard
+    answers 0 (in Redis's order the BLPOP has not run, so the client is not
+    blocked); the BLPOP then runs, blocks, and is served as usual."""
+    k0, k1 = key_on(0, "u"), key_on(1, "u")
+    reader = client_on(server, 0)
+    busy = client_on(server, 0)
+    observer = client_on(server, 1)
+    try:
+        observer.command("DEL", k0, k1)
+        busy.send("EVAL", BUSY_LONG, 1, k0)
+        time.sleep(0.05)  # the acceptor has read the EVAL before the BLPOP
+        reader_id = int(reader.command("CLIENT", "ID"))  # type: ignore[arg-type]
+        reader.send("BLPOP", *((k0, k1) if cross_shard else (k0,)), 0)
+        time.sleep(0.05)
+        assert flags_of(observer, reader_id) == b"N"
+        assert observer.command("CLIENT", "UNBLOCK", reader_id) == 0
+        assert busy.read_reply() == 1
+        wait_shown_blocked(observer, reader_id)
+        observer.command("RPUSH", k0, "v")
+        assert reader.read_reply() == [k0.encode(), b"v"]
+        assert observer.command("CLIENT", "UNBLOCK", reader_id) == 0
+    finally:
+        for c in (reader, observer, busy):
+            c.close()
+
+
+@pytest.mark.parametrize("kind", ["mset", "exec-select"])
+def test_a_command_waiting_for_shards_is_not_blocked(server, kind) -> None:
+    """A cross-shard MSET, or an EXEC with a SELECT inside, that waits for a
+    busy shard (for its holds, with several acceptors, or for its database)
+    is not a blocked client in INFO or CLIENT LIST, and CLIENT UNBLOCK does
+    not touch it: Redis has no such wait to show."""
+    k0, k1 = key_on(0, "h"), key_on(1, "h")
+    writer = client_on(server, 0)
+    busy = client_on(server, 1)
+    observer = client_on(server, 1)
+    try:
+        observer.command("DEL", k0, k1)
+        writer_id = int(writer.command("CLIENT", "ID"))  # type: ignore[arg-type]
+        if kind == "exec-select":
+            writer.command("MULTI")
+            writer.command("SELECT", 1)
+            writer.command("SET", k0, "x")
+            writer.command("SET", k1, "y")  # across shards: the EXEC is atomic
+        busy.send("EVAL", BUSY_LONG, 1, k0)
+        time.sleep(0.05)  # the script runs
+        if kind == "mset":
+            writer.send("MSET", k0, "1", k1, "2")
+        else:
+            writer.send("EXEC")
+        writer.send("PING")  # held behind the waiting command
+        time.sleep(0.05)
+        assert flags_of(observer, writer_id) == b"N"
+        assert observer.command("CLIENT", "UNBLOCK", writer_id) == 0
+        assert blocked_clients(observer) == 0
+        assert busy.read_reply() == 1
+        assert writer.read_reply() == ([b"OK", b"OK", b"OK"] if kind == "exec-select" else b"OK")
+        assert writer.read_reply() == b"PONG"
+        if kind == "exec-select":
+            assert writer.command("GET", k0) == b"x"  # in database 1 now
+            writer.command("DEL", k0, k1)
+    finally:
+        for c in (writer, observer, busy):
             c.close()

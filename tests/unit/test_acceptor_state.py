@@ -100,6 +100,12 @@ def test_transitions() -> None:
     assert state.blocked
     assert state.unblock(9) and not state.blocked
 
+    # A wait of internal coordination (holds, an EXEC's database) holds the
+    # client's commands but never counts as blocked.
+    state.block(-2, shown=False)
+    assert state.blocked_token == -2 and not state.blocked
+    assert state.unblock(-2) and not state.blocked
+
     state.set_reply_mode(REPLY_OFF)
     assert state.reply_mode == REPLY_OFF
     state.set_reply_mode(REPLY_ON)
