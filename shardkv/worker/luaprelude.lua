@@ -33,7 +33,10 @@ end
 G.loadstring = function(s, name)
     local ok, msg = check_chunk(s)
     if not ok then return nil, msg end
-    return loadstring(s, name)
+    local f, err = loadstring(s, name)
+    -- (a chunk's globals would be the thread's: see the end of this file)
+    if f then setfenv(f, G) end
+    return f, err
 end
 G.load = function(f, name)
     local parts = {}
@@ -288,12 +291,23 @@ local globals = {}
 for k, v in pairs(G) do globals[k] = v end
 for k in pairs(globals) do G[k] = nil end
 globals._G = G
-local globals_mt = {
+-- A script's read of a global is a table's: G's __index is the hidden
+-- table itself, whose own __index (a miss) raises.
+setmetatable(globals, {
     __index = function(_, k)
-        local v = globals[k]
+        -- A read from C (lupa's) finds nothing rather than raising: an
+        -- error there would abort the process.
+        local caller = dbg.getinfo(2, "S")
+        if caller == nil or caller.what == "C" then return nil end
+        error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
+    end,
+})
+-- getmetatable(_G) shows, read-only, a metatable as Redis's protected one
+-- (its __index a function), never the hidden table.
+local shown_mt = {
+    __index = function(_, k)
+        local v = rawget(globals, k)
         if v == nil then
-            -- lupa's own error handler looks up ``debug`` (from C, inside
-            -- any call): an error there would abort the process.
             local caller = dbg.getinfo(2, "S")
             if caller == nil or caller.what == "C" then return nil end
             error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
@@ -302,9 +316,8 @@ local globals_mt = {
     end,
     __newindex = readonly_error,
 }
--- getmetatable(_G) shows it, read-only, as Redis's protected metatable.
-globals_mt.__metatable = protect(globals_mt)
-setmetatable(G, globals_mt)
+shown_mt.__metatable = protect(shown_mt)
+setmetatable(G, {__index = globals, __newindex = readonly_error, __metatable = shown_mt.__metatable})
 
 -- Functions' globals: the load-time API while a library loads, the
 -- scripts' globals when its functions run.
@@ -327,7 +340,7 @@ local FG = {}
 setmetatable(FG, {
     __index = function(_, k)
         local v
-        if loading then v = load_api[k] else v = globals[k] end
+        if loading then v = load_api[k] else v = rawget(globals, k) end
         if v == nil then
             local caller = dbg.getinfo(2, "S")
             if caller == nil or caller.what == "C" then return nil end
@@ -514,7 +527,16 @@ function engine.set_global(k, v)
 end
 
 function engine.get_global(k)
-    return globals[k]
+    return rawget(globals, k)
 end
+
+-- lupa looks the global ``debug`` up (for a traceback handler) on every
+-- call from Python, in the thread's globals table, which is G: a call of
+-- the protected globals' __index each time.  The thread gets an empty
+-- table of its own instead, where that is a plain miss (no handler, as
+-- before).  Scripts, libraries and the prelude keep G (FG) as their
+-- globals (setfenv, and loadstring above); nothing a script can reach
+-- leads to this table (getfenv and debug are gone).
+setfenv(0, setmetatable({}, {__newindex = readonly_error, __metatable = false}))
 
 return engine
