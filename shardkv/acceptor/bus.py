@@ -158,6 +158,7 @@ class Bus:
                 finally:
                     self._asking = None
                 if not later:
+                    server.flush_dirty_clients()  # what the question caused goes out before the answer
                     self.send_raw(self._answer_frame(kind, origin, qid, value))
             elif verb == bus.ANSWERS:
                 waiting = self.waiting.pop(message[1], None)

@@ -15,8 +15,9 @@ As Redis's ``tracking.c``, in the acceptor, which sees every client:
   ``REDIRECT id`` to a RESP2 client subscribed to ``__redis__:invalidate``,
   a Pub/Sub message there.  NOLOOP skips the client that made the change.
   The invalidation for the client's own change comes after its reply.
-* BCAST clients get, once per turn of the event loop, the keys changed
-  under each of their prefixes (one message per prefix).
+* BCAST clients get the keys changed under each of their prefixes (one
+  message per prefix) once per flush of the acceptor's clients, before the
+  replies of that flush, as Redis broadcasts in beforeSleep.
 * FLUSHDB and FLUSHALL (a ``flush`` event from each shard) send every
   tracking client a null invalidation, once per command, and empty the table.
 * The table outlives tracking, as in Redis: a client that turns tracking
@@ -485,7 +486,7 @@ def _invalidate_key(server, key: bytes, changer: Client | None, bcast: bool, ear
                 changed[key] = changer
                 if not STATE.flush_due:
                     STATE.flush_due = True
-                    server.loop.call_soon(_broadcast, server)
+                    _BROADCAST.due(server)
     ids = TABLE.pop(key, None)
     if not ids:
         return
@@ -512,8 +513,38 @@ def invalidate_all(server, changer: Client | None = None) -> None:
     STATE.items = 0
 
 
+class _Broadcast:
+    """The BCAST invalidations due, as one more dirty client of the acceptor
+    and the first one flushed: as Redis's beforeSleep broadcasts them before
+    it writes the replies, the acceptor writes them before the replies (and
+    before a ``seen`` answer: :mod:`shardkv.acceptor.causal`) of the frames
+    whose events they come from, once per flush; a flush at the end of the
+    turn catches any that nothing flushed."""
+
+    __slots__ = ("server", "dirty")
+
+    def __init__(self) -> None:
+        self.server = None
+        self.dirty = False
+
+    def due(self, server) -> None:
+        self.server = server
+        if not self.dirty:
+            self.dirty = True
+            server.dirty_clients.insert(0, self)
+        server.loop.call_soon(server.flush_dirty_clients)
+
+    def flush(self) -> None:
+        self.dirty = False
+        if STATE.flush_due:
+            _broadcast(self.server)
+
+
+_BROADCAST = _Broadcast()
+
+
 def _broadcast(server) -> None:
-    """End of the turn: each BCAST client gets the keys changed under its prefixes."""
+    """Each BCAST client gets the keys changed under its prefixes since the last time."""
     STATE.flush_due = False
     for _prefix, (clients, changed) in list(PREFIXES.items()):
         if not changed:
