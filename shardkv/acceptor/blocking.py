@@ -43,6 +43,22 @@ A client that disconnects while its step (1) runs cannot stop it: what
 that step pops is lost, as in Redis when a client goes away while the
 server serves it.
 
+CLIENT UNBLOCK (:func:`unblock`)
+    The shards decide, in their order, so an element popped for a client
+    is always delivered, and a write sent before the CLIENT UNBLOCK serves
+    the client first, as in Redis (``LPUSH k x`` + ``CLIENT UNBLOCK``
+    pipelined: ``1, 0``, and the BLPOP gets ``x``).  A one-shard wait sends
+    ``__unblock <token>`` to its shard, after whatever came before it there;
+    the worker serves the keys made ready first, then answers 1 (it still
+    waited, now forgotten: the client gets the null or ``-UNBLOCKED``) or 0
+    (served or timed out: its ``W`` frame brings that reply).  A
+    cross-shard wait is answered by a step (1): the one on its way, or a new
+    one after its ``__bwait``s are cancelled; if it pops, the client gets
+    that and CLIENT UNBLOCK replies 0, else 1.  CLIENT UNBLOCK replies in
+    its own client's order either way, once decided, and that client's
+    later commands wait for it (:class:`UnblockReply`); a blocked client
+    that goes away meanwhile loses what was served to it, as in Redis.
+
 XREAD and XREADGROUP across shards
     The same, with three differences: only with BLOCK do they wait (the
     timeout is BLOCK's milliseconds); the first try also asks
@@ -60,6 +76,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import hiredis
@@ -87,6 +104,9 @@ STREAM_READS = frozenset({"xread", "xreadgroup"})
 _NULLS = frozenset({b"*-1\r\n", b"$-1\r\n", b"_\r\n"})
 _READY = b":1\r\n"
 _TIMED_OUT = b":0\r\n"
+
+# CLIENT UNBLOCK's reply, once the shards decided: 1 (unblocked) or 0.
+Answer = Callable[[int], None]
 
 _tokens = itertools.count(1)
 # Every blocked client's wait, by the client's blocked_token.
@@ -156,6 +176,43 @@ class _OneShard:
         if self.link.blocked.pop(self.token, None) is not None:
             self.link.send_frame(b"X%d" % self.token)
 
+    def unblock(self, error: bool, answer: Answer) -> None:
+        """CLIENT UNBLOCK: the shard decides (``__unblock``, after what came
+        before it on the pipe): see :class:`_Unblocking`."""
+        command = encode_command([Verb.UNBLOCK, b"%d" % self.token])
+        self.link.send_control(command, _Unblocking(self, error, answer))
+
+    def unblocked(self, error: bool) -> None:
+        """The shard forgot the waiter: answer the command as if it timed
+        out, or with ``-UNBLOCKED``."""
+        if self.done:
+            return  # the client went away meanwhile
+        self.done = True
+        self.link.blocked.pop(self.token, None)
+        self.slot.deliver(_unblocked_body(self.client, error))
+        _unblocked(self.client, self.token)
+
+
+class _Unblocking:
+    """The sink of ``__unblock`` for a :class:`_OneShard`: 1, the waiter
+    still waited and is forgotten (CLIENT UNBLOCK replies 1); anything else
+    (0: served or timed out, its ``W`` frame delivers that reply; an error:
+    the shard is gone, and the wait gets its error) replies 0."""
+
+    __slots__ = ("wait", "error", "answer")
+
+    def __init__(self, wait: _OneShard, error: bool, answer: Answer) -> None:
+        self.wait = wait
+        self.error = error
+        self.answer = answer
+
+    def deliver(self, body: bytes) -> None:
+        if body == _READY:
+            self.wait.unblocked(self.error)
+            self.answer(1)
+        else:
+            self.answer(0)
+
 
 class _Notify:
     """One shard's ``__bwait`` for a :class:`_CrossShard`."""
@@ -219,10 +276,14 @@ class _CrossShard:
         for key in dict.fromkeys(keys[:1] if cmd.name in SOURCE_ONLY else keys):
             self.wait_keys.setdefault(shard_of(key), []).append(key)
         self.notifies: list[_Notify] = []
+        self.trying = False  # an atomic try is on its way
+        # CLIENT UNBLOCKs waiting for the try's outcome: (error, answer).
+        self.unblocking: list[tuple[bool, Answer]] = []
         self.attempt()
 
     def attempt(self) -> None:
         client = self.client
+        self.trying = True
         if self.read_only:
             self._attempt_parts()
             return
@@ -305,10 +366,17 @@ class _CrossShard:
         return bodies[0]
 
     def attempted(self, body: bytes) -> None:
+        self.trying = False
         if self.done:
+            self._answer_unblocks(body in _NULLS)
             return
         if body not in _NULLS or (self.stream and self.timeout is None):
             self.finish(body)
+            return
+        if self.unblocking:  # nothing to pop: now the CLIENT UNBLOCK answers it
+            error, answer = self.unblocking.pop(0)
+            self.finish(_unblocked_body(self.client, error))
+            answer(1)
             return
         # Every shard ran the try (and resolved $): from now on a write wakes
         # the __bwait below, wherever it comes from.
@@ -355,12 +423,33 @@ class _CrossShard:
         self._cancel_notifies()
         self.slot.deliver(body)
         _unblocked(self.client, self.token)
+        self._answer_unblocks(False)
 
     def cancel(self) -> None:
-        """The client went away."""
+        """The client went away (a try on its way still pops: see the
+        module docstring)."""
         self.done = True
         WAITING.pop(self.token, None)
         self._cancel_notifies()
+
+    def unblock(self, error: bool, answer: Answer) -> None:
+        """CLIENT UNBLOCK: only a try pops, so the command is answered by
+        one: the one on its way, or a new one, queued after what came before
+        the CLIENT UNBLOCK.  If it pops, the client gets that (as Redis
+        serves it before the CLIENT UNBLOCK runs), and CLIENT UNBLOCK
+        replies 0; if it finds nothing, the client gets the null or
+        ``-UNBLOCKED``, and CLIENT UNBLOCK replies 1."""
+        self.unblocking.append((error, answer))
+        if not self.trying:
+            self._cancel_notifies()
+            self.attempt()
+
+    def _answer_unblocks(self, first: bool) -> None:
+        """Answer the CLIENT UNBLOCKs still waiting: 1 for the first when
+        ``first`` (it unblocked a client that went away meanwhile), else 0."""
+        unblocking, self.unblocking = self.unblocking, []
+        for i, (_, answer) in enumerate(unblocking):
+            answer(1 if first and i == 0 else 0)
 
 
 def _stream_options(args: list[bytes]) -> tuple[bytes | None, bytes]:
@@ -380,28 +469,61 @@ def _stream_options(args: list[bytes]) -> tuple[bytes | None, bytes]:
     return timeout, group
 
 
-def unblock(client: Client, error: bool) -> bool:
-    """CLIENT UNBLOCK: answer a blocked command now, as if it timed out, or
-    with ``-UNBLOCKED``.  False when ``client`` is not blocked on keys, or
-    not yet (its shards have not run the command): in Redis's order the
-    command comes after the CLIENT UNBLOCK, so it runs, and may block, as
-    if nothing happened.
+def unblock(client: Client, error: bool, answer: Answer) -> None:
+    """CLIENT UNBLOCK: ``answer(1)`` once the blocked command of ``client``
+    is answered as if it timed out, or with ``-UNBLOCKED``; ``answer(0)``
+    when ``client`` is not blocked on keys, or not yet (its shards have not
+    run the command: in Redis's order the command comes after the CLIENT
+    UNBLOCK, so it runs, and may block, as if nothing happened), or when a
+    write that came before the CLIENT UNBLOCK served it (Redis serves a
+    blocked client right after the command that wrote its key).
 
-    The worker is told to forget the wait (``X``); an element it serves in
-    the meantime, before the ``X`` arrives, is not delivered.
+    The shards decide, in their order, so an element popped for the client
+    is always delivered: a one-shard wait asks its shard (``__unblock``),
+    a cross-shard one tries once more (:meth:`_CrossShard.unblock`).
+    ``answer`` may be called before this returns.
     """
     token = client.state.blocked_token
     wait = WAITING.get(token) if token > 0 and client.state.blocked else None
     if wait is None or wait.done:
-        return False
-    wait.cancel()
-    body = encode_error(errors.UNBLOCKED) if error else encode(NULL_ARRAY, client.resp3)
-    wait.done = True
-    wait.slot.deliver(body)
-    _unblocked(client, token)
-    if not client.closed:
-        client.flush()
-    return True
+        answer(0)
+        return
+    wait.unblock(error, answer)
+
+
+UNBLOCKING = -4  # a client's blocked_token while its CLIENT UNBLOCK waits for the decision
+
+
+class UnblockReply(Slot):
+    """CLIENT UNBLOCK's place in its client's reply order, filled once the
+    shards decided (:meth:`answer`).  Meanwhile the client's later commands
+    wait (:data:`UNBLOCKING`, never shown as blocked), as Redis runs them
+    after the CLIENT UNBLOCK: a write of theirs cannot reach the blocked
+    client's shard before the CLIENT UNBLOCK does (with several acceptors,
+    the question goes through the bus and the blocked client's acceptor)."""
+
+    __slots__ = ("holding",)
+
+    def __init__(self, client: Client) -> None:
+        super().__init__(client)
+        client.pending.append(self)
+        self.holding = not client.state.blocked_token  # not inside an EXEC that waits
+        if self.holding:
+            client.state.block(UNBLOCKING, shown=False)
+
+    def answer(self, unblocked: int) -> None:
+        self.deliver(b":%d\r\n" % unblocked)
+
+    def deliver(self, body: bytes) -> None:
+        super().deliver(body)
+        if self.holding:
+            self.holding = False
+            _unblocked(self.client, UNBLOCKING)
+
+
+def _unblocked_body(client: Client, error: bool) -> bytes:
+    """The reply of a command CLIENT UNBLOCK unblocked."""
+    return encode_error(errors.UNBLOCKED) if error else encode(NULL_ARRAY, client.resp3)
 
 
 def on_disconnect(client: Client) -> None:

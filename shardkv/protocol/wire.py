@@ -28,7 +28,8 @@ Acceptor -> worker
 ``X`` *cancel*: ``X<token>`` in ASCII.  The client blocked under that
     token went away; forget it (a token the worker no longer knows, one
     already answered, is ignored).  Tokens are each acceptor's own: this
-    cancels the token of the pipe it came on.
+    cancels the token of the pipe it came on.  (CLIENT UNBLOCK, which needs
+    an answer, is an entry of a batch instead: :attr:`Verb.UNBLOCK`.)
 ``C`` *control*: ``C`` + one control message (see below): a step of a
     cross-shard operation, or the answer to a worker's ``InDoubt``.
 ``A`` *answer*: ``A`` + a RESP reply body: the answer to the worker's
@@ -629,6 +630,9 @@ class Verb:
     WATCH = b"__watch"
     UNWATCH = b"__unwatch"
     BWAIT = b"__bwait"
+    # __unblock token -> 1 (it still waited: forgotten) or 0 (served or timed
+    # out): CLIENT UNBLOCK of a command blocked on this shard (shardkv.worker.blocking)
+    UNBLOCK = b"__unblock"
     XREAD = b"__xread"
     XLASTIDS = b"__xlastids"
     # Scripts and functions.

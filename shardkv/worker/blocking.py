@@ -33,6 +33,13 @@ How one blocking command runs
 4. A waiter whose deadline passes gets ``Wait.expired`` (a null array) in a
    ``W`` frame; the serve loop wakes up for the earliest deadline.
 5. ``X<token>`` forgets a waiter: its client went away.
+6. ``__unblock <token>`` (CLIENT UNBLOCK, an entry of a batch) first serves
+   the keys the commands before it made ready, as Redis serves a blocked
+   client right after the command that wrote its key, then forgets the
+   waiter and answers 1 if it still waits, or answers 0: it was served or
+   timed out, and its ``W`` frame carries that reply.  So an element popped
+   for a waiter is always delivered, and the acceptor answers CLIENT
+   UNBLOCK in the shard's order (see :func:`unblock`).
 
 With several acceptors (``--acceptors``), each pipe is one acceptor's and
 tokens are that acceptor's own: a waiter is known by (pipe, token), an
@@ -110,7 +117,7 @@ from shardkv.protocol.resp import NULL_ARRAY, Error, encode
 from shardkv.protocol.wire import Verb
 from shardkv.runtime.cmdstats import stat_name
 from shardkv.worker import events
-from shardkv.worker.handlers import KINDS, READY, Blocking, BlockingForms, Handler, find_blocking
+from shardkv.worker.handlers import KINDS, READY, Blocking, BlockingForms, Handler, Handlers, find_blocking
 from shardkv.worker.keyspace import Keyspace
 
 log = logging.getLogger("shardkv.worker")
@@ -253,6 +260,17 @@ class Waiters:
         waiter = self.by_token.get((pipe, token))
         if waiter is not None:
             self._forget(waiter)
+
+    def unblock(self, token: int, pipe: int = 0) -> int:
+        """``__unblock``: 1 if the waiter of ``token`` from ``pipe`` still
+        waited after the ready keys served (now forgotten), else 0."""
+        if self.ready:
+            self.serve_ready()  # a write before the CLIENT UNBLOCK serves first
+        waiter = self.by_token.get((pipe, token))
+        if waiter is None:
+            return 0
+        self._forget(waiter)
+        return 1
 
     def clear(self, pipe: int | None = None) -> None:
         """Forget every waiter of ``pipe`` (None: of every pipe): the
@@ -446,6 +464,21 @@ def _notify_stream(ready: Callable, rest: list, ks: Keyspace, args: list[bytes],
 def _notify(ks: Keyspace, args: list[bytes], key: bytes) -> object:
     return 1 if type(ks.lookup(key)) is KINDS[args[1].lower()] else None
 
+
+def unblock(ks: Keyspace, args: list[bytes]) -> object:
+    """__unblock token
+
+    CLIENT UNBLOCK of the command blocked under ``token`` on this pipe: 1
+    if it still waited (forgotten now: the acceptor answers it), 0 if it was
+    served or timed out (its ``W`` frame follows this batch's replies).
+    """
+    return ks.waiters.unblock(int(args[1]), ks.pipe)  # type: ignore[union-attr]  # set by Waiters
+
+
+# The internal verbs this module runs.
+HANDLERS: Handlers = {
+    Verb.UNBLOCK: unblock,
+}
 
 # The blocking commands, by name: the form that may wait, and the type it pops.
 BLOCKING: BlockingForms = {

@@ -20,6 +20,7 @@ import pytest
 import redis
 
 from shardkv.protocol.router import Router
+from tests.support.resp import ErrorReply, RespClient, encode_command
 from tests.support.servers import start_shardkv
 
 WAIT = 10.0  # seconds a test waits for something that must happen
@@ -272,6 +273,88 @@ def test_disconnect_loses_nothing(r, server, request_):
     r.rpush("a", "x")
     assert r.lrange("a", 0, -1) == [b"x"]
     assert r.exists("b", "{a}x") == 0
+
+
+# -- CLIENT UNBLOCK right after a write: Redis's order, nothing lost --------------
+
+# (blocking command, the write that serves it, what the blocked client gets,
+# and what that write left behind: key -> its TYPE after); the write replies 1
+# (XADD: its ID).  "b" and "a" live
+# on two shards; "{a}x" on a's.
+_SERVED_THEN_UNBLOCKED = {
+    "blpop": (["BLPOP", "a", 0], ["LPUSH", "a", "x"], [b"a", b"x"], {"a": b"none"}),
+    "brpop": (["BRPOP", "a", 0], ["LPUSH", "a", "x"], [b"a", b"x"], {"a": b"none"}),
+    "blmove": (
+        ["BLMOVE", "a", "{a}x", "LEFT", "RIGHT", 0],
+        ["LPUSH", "a", "x"],
+        b"x",
+        {"a": b"none", "{a}x": b"list"},
+    ),
+    "bzpopmin": (["BZPOPMIN", "a", 0], ["ZADD", "a", 1, "m"], [b"a", b"m", b"1"], {"a": b"none"}),
+    "xread": (
+        ["XREAD", "BLOCK", 0, "STREAMS", "a", "$"],
+        ["XADD", "a", "1-0", "f", "v"],
+        [[b"a", [[b"1-0", [b"f", b"v"]]]]],
+        {"a": b"stream"},
+    ),
+    "blpop-cross-shard": (["BLPOP", "b", "a", 0], ["LPUSH", "a", "x"], [b"a", b"x"], {"a": b"none"}),
+    "xread-cross-shard": (
+        ["XREAD", "BLOCK", 0, "STREAMS", "b", "a", "$", "$"],
+        ["XADD", "a", "1-0", "f", "v"],
+        [[b"a", [[b"1-0", [b"f", b"v"]]]]],
+        {"a": b"stream"},
+    ),
+}
+
+
+@pytest.mark.parametrize("how", ["TIMEOUT", "ERROR"])
+@pytest.mark.parametrize("case", list(_SERVED_THEN_UNBLOCKED))
+def test_write_then_client_unblock_pipelined_serves_first(r, server, case, how):
+    """A client is blocked; another sends, pipelined, a write that serves it
+    and CLIENT UNBLOCK: Redis serves the blocked client right after the
+    write, so CLIENT UNBLOCK finds it unblocked and replies 0, after the
+    write's reply.  (shardkv used to answer 1, give the client a null, and
+    lose the element its shard had popped for it.)"""
+    command, write, served, left = _SERVED_THEN_UNBLOCKED[case]
+    with RespClient(server, timeout=WAIT) as blocked, RespClient(server, timeout=WAIT) as other:
+        blocked_id = int(blocked.command("CLIENT", "ID"))  # type: ignore[arg-type]
+        blocked.send(*command)
+        wait_blocked(r, 1)
+        other.sock.sendall(encode_command(*write) + encode_command("CLIENT", "UNBLOCK", blocked_id, how))
+        assert other.read_reply() == (b"1-0" if write[0] == "XADD" else 1)
+        assert other.read_reply() == 0
+        assert blocked.read_reply() == served
+        assert blocked.command("PING") == b"PONG"  # nothing else came
+    wait_blocked(r, 0)
+    for key, kind in left.items():
+        assert r.type(key) == kind
+
+
+@pytest.mark.parametrize("how", ["TIMEOUT", "ERROR"])
+@pytest.mark.parametrize("cross_shard", [False, True], ids=["one-shard", "cross-shard"])
+def test_other_write_then_client_unblock_pipelined_unblocks(r, server, cross_shard, how):
+    """The same with a write to another key: CLIENT UNBLOCK replies 1, the
+    blocked client gets a null (TIMEOUT) or -UNBLOCKED (ERROR), and the
+    element pushed after the unblock stays."""
+    keys = ["b", "a"] if cross_shard else ["a"]
+    with RespClient(server, timeout=WAIT) as blocked, RespClient(server, timeout=WAIT) as other:
+        blocked_id = int(blocked.command("CLIENT", "ID"))  # type: ignore[arg-type]
+        blocked.send("BLPOP", *keys, 0)
+        wait_blocked(r, 1)
+        other.sock.sendall(
+            encode_command("LPUSH", "{a}x", "y")
+            + encode_command("CLIENT", "UNBLOCK", blocked_id, how)
+            + encode_command("LPUSH", "a", "x")
+        )
+        assert [other.read_reply() for _ in range(3)] == [1, 1, 1]
+        got = blocked.read_reply()
+        if how == "TIMEOUT":
+            assert got is None
+        else:
+            assert isinstance(got, ErrorReply)
+            assert str(got) == "UNBLOCKED client unblocked via CLIENT UNBLOCK"
+    wait_blocked(r, 0)
+    assert r.lrange("a", 0, -1) == [b"x"]
 
 
 # -- a blocked client's next commands wait for it ---------------------------------

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 import pytest
 
 from shardkv.protocol.router import Router
-from tests.support.resp import RespClient
+from tests.support.resp import RespClient, encode_command
 from tests.support.servers import ServerProcess, start_shardkv
 
 WAIT = 10.0  # seconds a test waits for something that must happen
@@ -189,4 +189,110 @@ def test_a_command_waiting_for_shards_is_not_blocked(server, kind) -> None:
             writer.command("DEL", k0, k1)
     finally:
         for c in (writer, observer, busy):
+            c.close()
+
+
+@pytest.mark.parametrize("cross_shard", [False, True], ids=["one-shard", "cross-shard"])
+def test_push_then_unblock_pipelined_loses_nothing(server, cross_shard) -> None:
+    """A client blocked through acceptor 0; another, through acceptor 1,
+    sends LPUSH and CLIENT UNBLOCK pipelined.  With one acceptor this is
+    Redis's order: the push serves the blocked client, CLIENT UNBLOCK then
+    replies 0.  With two, the LPUSH reaches the shard through the writer's
+    pipe and the unblock through the blocked client's: the shard's order
+    decides, and either way the element is delivered or stays in the list
+    (shardkv used to pop it for the blocked client and drop it)."""
+    k0, k1 = key_on(0, "p"), key_on(1, "p")
+    reader = client_on(server, 0)
+    writer = client_on(server, 1)
+    try:
+        writer.command("DEL", k0, k1)
+        reader_id = int(reader.command("CLIENT", "ID"))  # type: ignore[arg-type]
+        for _ in range(10):
+            reader.send("BLPOP", *((k1, k0) if cross_shard else (k0,)), 0)
+            wait_shown_blocked(writer, reader_id)
+            writer.sock.sendall(
+                encode_command("LPUSH", k0, "x") + encode_command("CLIENT", "UNBLOCK", reader_id)
+            )
+            replies = [writer.read_reply(), writer.read_reply()]
+            got = reader.read_reply()
+            left = writer.command("LLEN", k0)
+            if replies == [1, 0]:
+                assert (got, left) == ([k0.encode(), b"x"], 0)
+            else:
+                assert server.acceptors > 1, "one acceptor: Redis's order"
+                assert (replies, got, left) == ([1, 1], None, 1)
+                writer.command("DEL", k0)
+    finally:
+        for c in (reader, writer):
+            c.close()
+
+
+def test_push_replied_then_unblock_through_the_other_acceptor(server) -> None:
+    """The LPUSH's reply came before the CLIENT UNBLOCK was sent: the
+    blocked client was served, whichever acceptor each is on."""
+    k0 = key_on(0, "q")
+    reader = client_on(server, 0)
+    writer = client_on(server, 1)
+    try:
+        writer.command("DEL", k0)
+        reader_id = int(reader.command("CLIENT", "ID"))  # type: ignore[arg-type]
+        reader.send("BLPOP", k0, 0)
+        wait_shown_blocked(writer, reader_id)
+        assert writer.command("LPUSH", k0, "x") == 1
+        assert writer.command("CLIENT", "UNBLOCK", reader_id, "ERROR") == 0
+        assert reader.read_reply() == [k0.encode(), b"x"]
+        assert writer.command("LLEN", k0) == 0
+    finally:
+        for c in (reader, writer):
+            c.close()
+
+
+def test_unblock_waits_for_a_cross_shard_try_on_its_way(server) -> None:
+    """A cross-shard BLPOP is woken by a push to shard 1, and its atomic try
+    then waits for shard 0, kept busy: a CLIENT UNBLOCK meanwhile waits for
+    the try, which pops the element for the client, so it replies 0 (it
+    used to reply 1, give the client a null, and lose what the try popped)."""
+    k0, k1 = key_on(0, "t"), key_on(1, "t")
+    reader = client_on(server, 0)
+    writer = client_on(server, 1)
+    busy = client_on(server, 0)
+    try:
+        writer.command("DEL", k0, k1)
+        reader_id = int(reader.command("CLIENT", "ID"))  # type: ignore[arg-type]
+        reader.send("BLPOP", k0, k1, 0)
+        wait_shown_blocked(writer, reader_id)
+        busy.send("EVAL", BUSY_LONG, 1, k0)
+        time.sleep(0.05)  # the script runs (if not yet, the test only proves less)
+        assert writer.command("LPUSH", k1, "x") == 1
+        assert writer.command("CLIENT", "UNBLOCK", reader_id) == 0
+        assert reader.read_reply() == [k1.encode(), b"x"]
+        assert busy.read_reply() == 1
+        assert writer.command("LLEN", k1) == 0
+    finally:
+        for c in (reader, writer, busy):
+            c.close()
+
+
+def test_unblock_then_push_pipelined_unblocks_first(server) -> None:
+    """CLIENT UNBLOCK then LPUSH, pipelined, through the other acceptor: the
+    LPUSH waits for the CLIENT UNBLOCK's answer (which goes through the
+    blocked client's acceptor), so it cannot serve the blocked client
+    first: 1, 1, the client gets a null, and the element stays."""
+    k0 = key_on(0, "r")
+    reader = client_on(server, 0)
+    writer = client_on(server, 1)
+    try:
+        writer.command("DEL", k0)
+        reader_id = int(reader.command("CLIENT", "ID"))  # type: ignore[arg-type]
+        for _ in range(5):
+            reader.send("BLPOP", k0, 0)
+            wait_shown_blocked(writer, reader_id)
+            writer.sock.sendall(
+                encode_command("CLIENT", "UNBLOCK", reader_id) + encode_command("LPUSH", k0, "x")
+            )
+            assert [writer.read_reply(), writer.read_reply()] == [1, 1]
+            assert reader.read_reply() is None
+            assert writer.command("LPOP", k0) == b"x"
+    finally:
+        for c in (reader, writer):
             c.close()

@@ -15,7 +15,7 @@ import time
 
 from shardkv import HELLO_VERSION
 from shardkv.acceptor import pause
-from shardkv.acceptor.blocking import unblock
+from shardkv.acceptor.blocking import UnblockReply, unblock
 from shardkv.acceptor.bus import fail_slot
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.commands.common import guard, subcommand_error
@@ -257,16 +257,22 @@ def client_cmd(client: Client, args: list) -> None:
             raise CommandError(errors.SYNTAX)
         cid = parse_int(args[2])
         target = server.clients.get(cid)
-        if target is not None or server.bus is None or cid <= 0:
-            client.reply(1 if target is not None and unblock(target, error) else 0)
+        bus_ = server.bus
+        if target is not None:  # once its shards decided
+            unblock(target, error, UnblockReply(client).answer)
+        elif bus_ is None or cid <= 0:
+            client.reply(0)
         else:  # perhaps another acceptor's client
-            slot = Slot(client)
-            client.pending.append(slot)
-            server.bus.ask(
+            reply = UnblockReply(client)
+            # This client's commands before it leave for their shards first
+            # (a write that serves the target comes first on that shard, as a
+            # rule: the worker reads its pipes in turn).
+            server._flush_links()
+            bus_.ask(
                 bus.UNBLOCK,
                 [cid, int(error)],
-                lambda found: slot.deliver(b":%d\r\n" % max(found, default=0)),
-                failed=fail_slot(slot),
+                lambda found: reply.answer(max(found, default=0)),
+                failed=fail_slot(reply),
             )
     elif sub in server.wiring.client_subcommands:  # TRACKING, CACHING... (shardkv.acceptor.tracking)
         server.wiring.client_subcommands[sub](client, args)
@@ -492,10 +498,14 @@ def bus_kill(server, origin: int, args: list) -> int:
     return len(victims)
 
 
-def bus_unblock(server, origin: int, args: list) -> int:
-    """Another acceptor's CLIENT UNBLOCK of an id it does not have."""
+def bus_unblock(server, origin: int, args: list) -> int | None:
+    """Another acceptor's CLIENT UNBLOCK of an id it does not have: answered
+    once the shards decided (see :func:`shardkv.acceptor.blocking.unblock`)."""
     target = server.clients.get(args[0])
-    return 1 if target is not None and unblock(target, bool(args[1])) else 0
+    if target is None:
+        return 0
+    unblock(target, bool(args[1]), server.bus.later())
+    return None
 
 
 def _kill(me: Client | None, victims: list) -> None:
