@@ -83,7 +83,7 @@ import hiredis
 
 from shardkv.acceptor.crossshard import AtomicOp
 from shardkv.acceptor.fanout import Gather
-from shardkv.acceptor.replies import Slot
+from shardkv.acceptor.replies import Slot, origin_of
 from shardkv.protocol import errors, wire
 from shardkv.protocol.resp import NULL_ARRAY, KeyedArrays, encode, encode_command, encode_error
 from shardkv.protocol.wire import Verb
@@ -519,6 +519,44 @@ class UnblockReply(Slot):
         if self.holding:
             self.holding = False
             _unblocked(self.client, UNBLOCKING)
+
+
+class _Ran:
+    """The sink of the ``__ping`` of :func:`after_earlier_commands`."""
+
+    __slots__ = ("left", "then")
+
+    def __init__(self, left: int, then: Callable[[], None]) -> None:
+        self.left = left
+        self.then = then
+
+    def deliver(self, body: bytes) -> None:
+        self.left -= 1
+        if self.left == 0:
+            self.then()
+
+
+def after_earlier_commands(client: Client, then: Callable[[], None]) -> None:
+    """Call ``then`` once the shards ran ``client``'s commands still on
+    their way (a ``__ping`` behind them on each pipe that has one; at once
+    when none).  With several acceptors, the CLIENT UNBLOCK of another
+    acceptor's client goes through the bus and that acceptor's pipes, and
+    could reach a shard before the write its client sent just before it
+    (``LPUSH k x`` + ``CLIENT UNBLOCK``).  Only those pipes: a shard busy
+    with something else must not delay the UNBLOCK past its target's
+    command (which then would run first)."""
+    links = [
+        link
+        for link in client.server.links
+        if link.up and any(origin_of(sink)[0] is client for sink in link.fifo)
+    ]
+    if not links:
+        then()
+        return
+    ran = _Ran(len(links), then)
+    command = encode_command([Verb.PING])
+    for link in links:
+        link.send_control(command, ran)
 
 
 def _unblocked_body(client: Client, error: bool) -> bytes:

@@ -15,7 +15,7 @@ import time
 
 from shardkv import HELLO_VERSION
 from shardkv.acceptor import pause
-from shardkv.acceptor.blocking import UnblockReply, unblock
+from shardkv.acceptor.blocking import UnblockReply, after_earlier_commands, unblock
 from shardkv.acceptor.bus import fail_slot
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.commands.common import guard, subcommand_error
@@ -264,15 +264,14 @@ def client_cmd(client: Client, args: list) -> None:
             client.reply(0)
         else:  # perhaps another acceptor's client
             reply = UnblockReply(client)
-            # This client's commands before it leave for their shards first
-            # (a write that serves the target comes first on that shard, as a
-            # rule: the worker reads its pipes in turn).
-            server._flush_links()
-            bus_.ask(
-                bus.UNBLOCK,
-                [cid, int(error)],
-                lambda found: reply.answer(max(found, default=0)),
-                failed=fail_slot(reply),
+            after_earlier_commands(
+                client,
+                lambda: bus_.ask(
+                    bus.UNBLOCK,
+                    [cid, int(error)],
+                    lambda found: reply.answer(max(found, default=0)),
+                    failed=fail_slot(reply),
+                ),
             )
     elif sub in server.wiring.client_subcommands:  # TRACKING, CACHING... (shardkv.acceptor.tracking)
         server.wiring.client_subcommands[sub](client, args)
