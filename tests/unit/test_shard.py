@@ -174,3 +174,33 @@ def test_sweeper_finds_keys_of_swapped_databases(shard):
     assert Sweeper(ks).cycle(budget_s=1.0) == 2
     assert ks.total_volatile() == 0
     assert ks.total_keys() == 0
+
+
+def _batch(*entries: tuple[int, list[bytes]]) -> bytes:
+    parts = [b"B"]
+    for token, args in entries:
+        parts.append(wire.entry_header(0, token))
+        parts.append(b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args))
+    return b"".join(parts)
+
+
+def test_unblock_after_a_push_in_its_batch_finds_the_waiter_served(shard):
+    """__unblock serves what the commands before it made ready first, as
+    Redis serves a blocked client right after the write: 0, and the waiter's
+    reply is in its W frame (the element is delivered, not dropped)."""
+    assert wire.decode_replies(shard.run_batch(_batch((7, [b"BLPOP", b"k", b"0"])))) == [b""]
+    replies = wire.decode_replies(
+        shard.run_batch(_batch((0, [b"LPUSH", b"k", b"x"]), (0, [wire.Verb.UNBLOCK, b"7"])))
+    )
+    assert replies == [b":1\r\n", b":0\r\n"]
+    assert shard.waiters.wakes == [(0, wire.encode_wake(7, b"*2\r\n$1\r\nk\r\n$1\r\nx\r\n"))]
+    assert run(shard, "EXISTS", "k") == 0
+
+
+def test_unblock_forgets_a_waiter_that_still_waits(shard):
+    assert wire.decode_replies(shard.run_batch(_batch((8, [b"BLPOP", b"k", b"0"])))) == [b""]
+    assert wire.decode_replies(shard.run_batch(_batch((0, [wire.Verb.UNBLOCK, b"8"])))) == [b":1\r\n"]
+    assert wire.decode_replies(shard.run_batch(_batch((0, [wire.Verb.UNBLOCK, b"8"])))) == [b":0\r\n"]
+    assert wire.decode_replies(shard.run_batch(_batch((0, [b"LPUSH", b"k", b"x"])))) == [b":1\r\n"]
+    assert shard.waiters.wakes == []
+    assert run(shard, "LLEN", "k") == 1
