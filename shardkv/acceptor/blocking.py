@@ -85,6 +85,7 @@ from shardkv.acceptor.crossshard import AtomicOp
 from shardkv.acceptor.fanout import Gather
 from shardkv.acceptor.replies import Slot, origin_of
 from shardkv.protocol import errors, wire
+from shardkv.protocol.args import parse_long_double
 from shardkv.protocol.resp import NULL_ARRAY, KeyedArrays, encode, encode_command, encode_error
 from shardkv.protocol.wire import Verb
 
@@ -103,6 +104,7 @@ STREAM_READS = frozenset({"xread", "xreadgroup"})
 # The bodies of "nothing to pop now", in RESP2 (null array, null bulk) and RESP3.
 _NULLS = frozenset({b"*-1\r\n", b"$-1\r\n", b"_\r\n"})
 _READY = b":1\r\n"
+_NO_TIMEOUT = b"0.000"  # BLOCK 0, as _stream_options gives it
 _TIMED_OUT = b":0\r\n"
 
 # CLIENT UNBLOCK's reply, once the shards decided: 1 (unblocked) or 0.
@@ -115,13 +117,33 @@ WAITING: dict[int, _OneShard | _CrossShard] = {}
 
 def block(client: Client, cmd: Command, args: list[bytes], raw: bytes | None, keys: list[bytes]) -> None:
     """Run a blocking command for ``client`` (``keys`` is never empty)."""
+    timed = _has_timeout(cmd, args)
     shard_of = client.server.shard_of
     first = shard_of(keys[0])
     for key in keys:
         if shard_of(key) != first:
-            _CrossShard(client, cmd, args, keys)
+            _CrossShard(client, cmd, args, keys, timed)
             return
-    _OneShard(client, first, args, raw)
+    _OneShard(client, first, args, raw, timed)
+
+
+def _has_timeout(cmd: Command, args: list[bytes]) -> bool:
+    """Whether the command, once blocked, waits with a timeout: Redis 7.0
+    puts a blocked client in its timeout table (INFO's
+    ``clients_in_timeout_table``) only then, not for a timeout of 0 (for
+    ever).  A timeout the shard refuses never blocks, so any answer does."""
+    if cmd.name in STREAM_READS:
+        timeout, _ = _stream_options(args)
+        return timeout is not None and timeout != _NO_TIMEOUT
+    value = parse_long_double(args[1] if cmd.name in TIMEOUT_FIRST else args[-1])
+    return value is None or value != 0
+
+
+def in_timeout_table(token: int) -> bool:
+    """Whether the blocked command ``token`` (a client's ``blocked_token``)
+    is one Redis would have in its timeout table (see :func:`_has_timeout`)."""
+    wait = WAITING.get(token)
+    return wait is not None and wait.timed
 
 
 def _blocked(client: Client) -> int:
@@ -143,10 +165,11 @@ class _OneShard:
     """A blocking command whose keys all live on one shard: the sink of its
     reply, in the R frame (empty if it blocked) and then the W frame."""
 
-    __slots__ = ("client", "slot", "link", "token", "done")
+    __slots__ = ("client", "slot", "link", "token", "done", "timed")
 
-    def __init__(self, client: Client, shard: int, args: list[bytes], raw: bytes | None) -> None:
+    def __init__(self, client: Client, shard: int, args: list[bytes], raw: bytes | None, timed: bool) -> None:
         self.client = client
+        self.timed = timed
         self.slot = Slot(client)
         client.pending.append(self.slot)
         self.token = token = _blocked(client)
@@ -254,8 +277,11 @@ class _CrossShard:
     """A blocking command whose keys live on several shards (see the module
     docstring): try atomically, wait for a notification, try again."""
 
-    def __init__(self, client: Client, cmd: Command, args: list[bytes], keys: list[bytes]) -> None:
+    def __init__(
+        self, client: Client, cmd: Command, args: list[bytes], keys: list[bytes], timed: bool
+    ) -> None:
         self.client = client
+        self.timed = timed
         self.args = args
         self.keys = keys
         self.slot = Slot(client)

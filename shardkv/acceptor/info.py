@@ -19,8 +19,8 @@ import time
 from typing import TYPE_CHECKING
 
 from shardkv import REDIS_VERSION, __version__
+from shardkv.acceptor.blocking import in_timeout_table
 from shardkv.acceptor.durability import latest_fork_usec, persistence_section
-from shardkv.acceptor.pause import PAUSED
 from shardkv.acceptor.scriptcache import CACHE
 from shardkv.runtime.cmdstats import Stats, percentile
 
@@ -130,10 +130,10 @@ SUMMED = (
 
 def _in_timeout_table(c: Client) -> bool:
     """Whether Redis would have ``c`` in its timeout table: a client blocked
-    by a command, not one postponed by CLIENT PAUSE (Redis 7.0 blocks it
-    with no timeout).  (A blocking command with timeout 0 counts here,
-    which Redis leaves out.)"""
-    return c.state.blocked and c.state.blocked_token != PAUSED
+    by a command with a timeout that is not 0; not one postponed by CLIENT
+    PAUSE (Redis 7.0 blocks it with no timeout), nor one blocked for ever
+    (``BLPOP k 0``, ``XREAD BLOCK 0``)."""
+    return c.state.blocked and in_timeout_table(c.state.blocked_token)
 
 
 def own_figures(server: Acceptor) -> list:

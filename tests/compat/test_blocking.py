@@ -275,6 +275,37 @@ def test_disconnect_loses_nothing(r, server, request_):
     assert r.exists("b", "{a}x") == 0
 
 
+# -- the timeout table -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args, in_table",
+    [
+        (("BLPOP", "a", 0), 0),
+        (("BLPOP", "a", "0.0"), 0),
+        (("BLPOP", "a", 5), 1),
+        (("BLPOP", "b", "a", 0), 0),
+        (("BLPOP", "b", "a", 5), 1),
+        (("BLMPOP", 0, 2, "a", "{a}x", "LEFT"), 0),
+        (("BLMOVE", "a", "b", "LEFT", "LEFT", 0), 0),
+        (("BZPOPMIN", "a", 0), 0),
+        (("BZPOPMIN", "a", 5), 1),
+        (("XREAD", "BLOCK", 0, "STREAMS", "a", "$"), 0),
+        (("XREAD", "BLOCK", 5000, "STREAMS", "a", "$"), 1),
+        (("XREAD", "BLOCK", 0, "STREAMS", "b", "a", "$", "$"), 0),
+    ],
+)
+def test_clients_in_timeout_table(r, server, args, in_table):
+    """Redis 7.0 puts a blocked client in its timeout table only when its
+    timeout is not 0 (``addClientToTimeoutTable``): ``BLPOP a 0`` is blocked
+    but not in ``clients_in_timeout_table``.  (shardkv counted it.)"""
+    with RespClient(server, timeout=WAIT) as blocked:
+        blocked.send(*args)
+        wait_blocked(r, 1)
+        assert r.info("clients")["clients_in_timeout_table"] == in_table
+    wait_blocked(r, 0)
+
+
 # -- CLIENT UNBLOCK right after a write: Redis's order, nothing lost --------------
 
 # (blocking command, the write that serves it, what the blocked client gets,
