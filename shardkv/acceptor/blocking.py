@@ -528,7 +528,7 @@ class UnblockReply(Slot):
     client's shard before the CLIENT UNBLOCK does (with several acceptors,
     the question goes through the bus and the blocked client's acceptor)."""
 
-    __slots__ = ("holding",)
+    __slots__ = ("holding", "then")
 
     def __init__(self, client: Client) -> None:
         super().__init__(client)
@@ -536,6 +536,8 @@ class UnblockReply(Slot):
         self.holding = not client.state.blocked_token  # not inside an EXEC that waits
         if self.holding:
             client.state.block(UNBLOCKING, shown=False)
+        # Called once decided (an EXEC whose other commands wait for it).
+        self.then: Callable[[], None] | None = None
 
     def answer(self, unblocked: int) -> None:
         self.deliver(b":%d\r\n" % unblocked)
@@ -545,6 +547,9 @@ class UnblockReply(Slot):
         if self.holding:
             self.holding = False
             _unblocked(self.client, UNBLOCKING)
+        then, self.then = self.then, None
+        if then is not None:
+            then()
 
 
 class _Ran:

@@ -39,8 +39,10 @@ answer to a later EXEC's ``__park``.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 
 from shardkv.acceptor import monitor
+from shardkv.acceptor.blocking import UnblockReply
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.crossshard import AtomicOp
 from shardkv.acceptor.dispatch import db_headers
@@ -274,8 +276,10 @@ class Exec:
                 return None
             if self.parts is None:  # a watched key changed, or a shard failed
                 return body
+        elif self.parts is None:  # not run yet (see _after_decided)
+            return None
         out = [b"*%d\r\n" % self.count]
-        for part in self.parts:  # type: ignore[union-attr]
+        for part in self.parts:
             if type(part) is not bytes:
                 part = part.data
                 if part is None:
@@ -295,21 +299,99 @@ def exec_(client: Client, args: list[bytes]) -> None:
         client.reply_error(errors.EXECABORT)
         return
     reply = Exec(len(queued))
+    early, asked = _unblocks_first(client, queued)
+    if asked:
+        _after_decided(client, asked, lambda: _run(client, queued, reply, early))
+    else:
+        _run(client, queued, reply, early)
+    client.pending.append(reply)
+
+
+def _run(client: Client, queued: list, reply: Exec, early: dict[int, list]) -> None:
+    """Run the transaction's commands (``early``: those already run, by
+    position, with their reply items)."""
     # Without WATCH, a FLUSHALL runs command by command: it empties every
     # database of every shard in one step, which parking would cost a
     # transfer of every key.
     flushes = any(cmd.name == "flushall" for cmd, _ in queued)
     if client.state.watching or (not flushes and _needs_atomic(client, queued)):
-        _run_atomic(client, queued, reply)
+        _run_atomic(client, queued, reply, early)
     else:
-        _run_in_order(client, queued, reply)
-    client.pending.append(reply)
+        _run_in_order(client, queued, reply, early)
     if client.tracking is not None:  # the keys its reads fetched (CLIENT TRACKING)
         for cmd, queued_args in queued:
             client.server.wiring.after_command(client, cmd, queued_args, True)
     # After the __park entries above: the parked shards must still hold
     # the versions this client saw.
     unwatch_all(client)
+
+
+def _is_unblock(cmd: Command, args: list[bytes]) -> bool:
+    return cmd.name == "client" and len(args) > 1 and args[1].upper() == b"UNBLOCK"
+
+
+def _unblocks_first(client: Client, queued: list) -> tuple[dict[int, list], list[UnblockReply]]:
+    """Run the transaction's CLIENT UNBLOCKs before its other commands.
+
+    Redis serves the clients that a transaction's writes woke only after
+    EXEC, so a CLIENT UNBLOCK inside it finds its client still blocked
+    (``LPUSH l x`` + ``CLIENT UNBLOCK <id>``: ``1, 1``, the blocked client
+    gets its null and ``x`` stays); nothing else in the transaction changes
+    that, but a CLIENT KILL before it (so the UNBLOCKs after one run in
+    place).  The shards decide CLIENT UNBLOCK in their order, and would
+    serve the client with the transaction's write first: so its
+    ``__unblock`` (or its cross-shard try) is queued ahead of the
+    transaction's commands.  Not with WATCH: they must not run if a watched
+    key changed.
+
+    Returns the reply items of each CLIENT UNBLOCK run, by position, and
+    those still undecided that went to another acceptor (K > 1): those
+    the transaction's commands wait for (see :func:`_after_decided`).
+    """
+    early: dict[int, list] = {}
+    asked: list[UnblockReply] = []
+    if client.state.watching:
+        return early, asked
+    server = client.server
+    for i, (cmd, args) in enumerate(queued):
+        if cmd.name == "client" and len(args) > 1 and args[1].upper() == b"KILL":
+            break
+        if not _is_unblock(cmd, args):
+            continue
+        early[i] = items = run_local_captured(client, cmd, args)
+        target = args[2] if len(args) > 2 else b""
+        elsewhere = server.bus is not None and not (target.isdigit() and int(target) in server.clients)
+        asked.extend(
+            item for item in items if isinstance(item, UnblockReply) and item.data is None and elsewhere
+        )
+    return early, asked
+
+
+UNBLOCKS_FIRST = -5  # a client's blocked_token while its EXEC waits for its CLIENT UNBLOCKs
+
+
+def _after_decided(client: Client, asked: list[UnblockReply], run: Callable[[], None]) -> None:
+    """Several acceptors: call ``run`` once the CLIENT UNBLOCKs of other
+    acceptors' clients in ``asked`` are decided.  Those go through the bus
+    and the blocked client's acceptor and pipe: the transaction's write,
+    sent now on this acceptor's pipe, could reach the shard first and serve
+    the client.  Meanwhile the client's later commands wait."""
+    client.state.block(UNBLOCKS_FIRST, shown=False)
+    left = [len(asked)]
+
+    def decided() -> None:
+        left[0] -= 1
+        if left[0]:
+            return
+        run()
+        if not client.dirty:  # the EXEC's reply may be whole now
+            client.dirty = True
+            client.server.dirty_clients.append(client)
+        if client.state.unblock(UNBLOCKS_FIRST) and client.waiting() and not client.closed:
+            client.server.loop.call_soon(client.resume)  # type: ignore[union-attr]
+
+    for slot in asked:
+        slot.then = decided
 
 
 def _needs_atomic(client: Client, queued: list) -> bool:
@@ -326,7 +408,7 @@ def _needs_atomic(client: Client, queued: list) -> bool:
     return len(written) > 1
 
 
-def _run_in_order(client: Client, queued: list, reply: Exec) -> None:
+def _run_in_order(client: Client, queued: list, reply: Exec, early: dict[int, list]) -> None:
     """Route every command as if it came alone, all in this one turn.
 
     Nothing can come between them: each shard receives this transaction's
@@ -338,11 +420,14 @@ def _run_in_order(client: Client, queued: list, reply: Exec) -> None:
     saved = client.pending
     client.state.enter_exec()
     try:
-        for cmd, args in queued:
-            client.pending = captured = deque((_BARRIER,))
-            client.route(cmd, args, None)
-            captured.popleft()
-            parts.extend(captured)
+        for i, (cmd, args) in enumerate(queued):
+            if i in early:
+                parts.extend(early[i])
+            else:
+                client.pending = captured = deque((_BARRIER,))
+                client.route(cmd, args, None)
+                captured.popleft()
+                parts.extend(captured)
             if client.server.monitors:
                 monitor.feed(client, cmd, args)
     finally:
@@ -351,7 +436,7 @@ def _run_in_order(client: Client, queued: list, reply: Exec) -> None:
     reply.parts = parts
 
 
-def _run_atomic(client: Client, queued: list, reply: Exec) -> None:
+def _run_atomic(client: Client, queued: list, reply: Exec, early: dict[int, list]) -> None:
     """Check the watched keys and run the shard commands as one atomic
     operation, then the local ones; or nothing, if a watched key changed.
 
@@ -406,6 +491,8 @@ def _run_atomic(client: Client, queued: list, reply: Exec) -> None:
         for i, (cmd, args) in enumerate(queued):
             if i in selects:
                 parts.extend(selects[i])
+            elif i in early:
+                parts.extend(early[i])
             elif cmd.route == "local":
                 parts.extend(run_local_captured(client, cmd, args))
             else:

@@ -388,6 +388,54 @@ def test_other_write_then_client_unblock_pipelined_unblocks(r, server, cross_sha
     assert r.lrange("a", 0, -1) == [b"x"]
 
 
+# -- CLIENT UNBLOCK inside MULTI/EXEC ----------------------------------------------
+
+# The transaction's commands; "write" is LPUSH a x, which would serve the
+# blocked client, "unblock" the CLIENT UNBLOCK.  "b" and "a" live on two shards.
+_EXEC_ORDERS = {
+    "write-first": (["write", "unblock"], [1, 1]),
+    "unblock-first": (["unblock", "write"], [1, 1]),
+    "twice": (["write", "unblock", "unblock"], [1, 1, 0]),
+    "read-after": (["write", "unblock", ("LRANGE", "a", 0, -1)], [1, 1, [b"x"]]),
+    # Writes on two shards: the transaction runs as one atomic operation.
+    "atomic": (["write", ("SET", "c", "v"), "unblock"], [1, b"OK", 1]),
+}
+
+
+@pytest.mark.parametrize("how", ["TIMEOUT", "ERROR"])
+@pytest.mark.parametrize("keys", [["a"], ["b", "a"]], ids=["one-shard", "cross-shard"])
+@pytest.mark.parametrize("order", list(_EXEC_ORDERS))
+def test_client_unblock_in_exec_with_a_write_that_serves(r, server, order, keys, how):
+    """Redis serves the clients a transaction's writes woke only after
+    EXEC, so a CLIENT UNBLOCK inside the transaction finds its client still
+    blocked, whether it comes before or after the write: it replies 1, the
+    client gets its null (TIMEOUT) or -UNBLOCKED (ERROR), and the pushed
+    element stays.  (shardkv replied 0 to an UNBLOCK after the write, and
+    the blocked client got the element.)"""
+    commands, expected = _EXEC_ORDERS[order]
+    with RespClient(server, timeout=WAIT) as blocked, RespClient(server, timeout=WAIT) as other:
+        blocked_id = int(blocked.command("CLIENT", "ID"))  # type: ignore[arg-type]
+        blocked.send("BLPOP", *keys, 0)
+        wait_blocked(r, 1)
+        assert other.command("MULTI") == b"OK"
+        for command in commands:
+            if command == "write":
+                command = ("LPUSH", "a", "x")
+            elif command == "unblock":
+                command = ("CLIENT", "UNBLOCK", blocked_id, how)
+            assert other.command(*command) == b"QUEUED"
+        assert other.command("EXEC") == expected
+        got = blocked.read_reply()
+        if how == "TIMEOUT":
+            assert got is None
+        else:
+            assert isinstance(got, ErrorReply)
+            assert str(got) == "UNBLOCKED client unblocked via CLIENT UNBLOCK"
+        assert blocked.command("PING") == b"PONG"  # nothing else came
+    wait_blocked(r, 0)
+    assert r.lrange("a", 0, -1) == [b"x"]
+
+
 # -- a blocked client's next commands wait for it ---------------------------------
 
 

@@ -289,3 +289,40 @@ def test_unblock_then_push_pipelined_unblocks_first(server) -> None:
     finally:
         for c in (reader, writer):
             c.close()
+
+
+@pytest.mark.parametrize("unblock_first", [False, True], ids=["push-first", "unblock-first"])
+@pytest.mark.parametrize("cross_shard", [False, True], ids=["one-shard", "cross-shard"])
+@pytest.mark.parametrize("same_acceptor", [False, True], ids=["other-acceptor", "same-acceptor"])
+def test_unblock_in_exec_with_a_push_that_serves(server, same_acceptor, cross_shard, unblock_first) -> None:
+    """MULTI, LPUSH, CLIENT UNBLOCK (or the other way round), EXEC: Redis
+    serves the clients a transaction woke only after EXEC, so the UNBLOCK
+    finds its client still blocked: ``[1, 1]``, the client gets a null and
+    the element stays (``tests/compat/test_blocking.py::
+    test_client_unblock_in_exec_with_a_write_that_serves`` compares with
+    Redis).  With two acceptors, through the bus too: the transaction's
+    push waits until the blocked client's acceptor had its shard decide
+    (shardkv replied ``[1, 0]`` and served the client)."""
+    k0, k1 = key_on(0, "m"), key_on(1, "m")
+    reader = client_on(server, 0)
+    writer = client_on(server, 0 if same_acceptor else 1)
+    try:
+        writer.command("DEL", k0, k1)
+        reader_id = int(reader.command("CLIENT", "ID"))  # type: ignore[arg-type]
+        commands = [("LPUSH", k0, "x"), ("CLIENT", "UNBLOCK", reader_id)]
+        if unblock_first:
+            commands.reverse()
+        for _ in range(3):
+            reader.send("BLPOP", *((k1, k0) if cross_shard else (k0,)), 0)
+            wait_shown_blocked(writer, reader_id)
+            writer.sock.sendall(
+                encode_command("MULTI")
+                + b"".join(encode_command(*c) for c in commands)
+                + encode_command("EXEC")
+            )
+            assert [writer.read_reply() for _ in range(4)] == [b"OK", b"QUEUED", b"QUEUED", [1, 1]]
+            assert reader.read_reply() is None
+            assert writer.command("LPOP", k0) == b"x"
+    finally:
+        for c in (reader, writer):
+            c.close()
