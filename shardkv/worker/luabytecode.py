@@ -1,0 +1,94 @@
+"""Lua 5.1 bytecode (``string.dump``'s format): tail calls made plain calls.
+
+A script whose ``redis.call`` is a Lua function (the wide form, see
+``luaprelude.lua``) loses its own frame in ``return redis.call(...)``, a
+tail call, so an error there could not name the script's line as Redis's
+does.  Lua 5.1 always follows ``OP_TAILCALL`` with ``OP_RETURN A 0`` (see
+lparser.c's ``retstat``), and ``OP_CALL`` with C = 0 (all results) before
+that same return gives the same results with the caller's frame kept; the
+loader's verifier (``luaG_checkcode``) accepts it.  The one difference
+left: tail recursion now uses a frame per level (Lua's limit is 20000).
+
+The format (ldump.c): a 12-byte header, then each function prototype:
+source, line numbers, 4 bytes of counts, its code, its constants, its
+nested prototypes, and its debug information.
+"""
+
+from __future__ import annotations
+
+import struct
+
+OP_CALL = 28
+OP_TAILCALL = 29
+OP_SETLIST = 34
+_OPCODE = 0x3F  # an instruction's low 6 bits
+_C_SHIFT, _C_MASK = 14, 0x1FF
+_HEADER = b"\x1bLuaQ\x00\x01\x04\x08\x04\x08\x00"  # 5.1, little-endian, int 4, size_t 8, number 8
+
+_NIL, _BOOLEAN, _NUMBER, _STRING = 0, 1, 3, 4
+
+
+class BytecodeError(ValueError):
+    """Not a dump this module reads (another Lua build's format)."""
+
+
+def without_tail_calls(dump: bytes) -> bytes:
+    """``dump`` with every function's tail calls turned into plain calls."""
+    if not dump.startswith(_HEADER):
+        raise BytecodeError("not a Lua 5.1 dump of this build's format")
+    out = bytearray(dump)
+    end = _function(out, len(_HEADER))
+    if end != len(out):
+        raise BytecodeError("trailing bytes after the main function")
+    return bytes(out)
+
+
+def _int(b: bytearray, at: int) -> tuple[int, int]:
+    return struct.unpack_from("<i", b, at)[0], at + 4
+
+
+def _string(b: bytearray, at: int) -> int:
+    (size,) = struct.unpack_from("<Q", b, at)
+    return at + 8 + size
+
+
+def _function(b: bytearray, at: int) -> int:
+    """Patch the prototype at ``at`` (and those nested in it); where it ends."""
+    at = _string(b, at)  # source
+    at += 4 + 4 + 4  # linedefined, lastlinedefined; nups, numparams, is_vararg, maxstacksize
+    n, at = _int(b, at)
+    pc = 0
+    while pc < n:
+        where = at + 4 * pc
+        (i,) = struct.unpack_from("<I", b, where)
+        op = i & _OPCODE
+        if op == OP_TAILCALL:
+            struct.pack_into("<I", b, where, (i & ~_OPCODE) | OP_CALL)
+        elif op == OP_SETLIST and (i >> _C_SHIFT) & _C_MASK == 0:
+            pc += 1  # the next word is SETLIST's block number, not an instruction
+        pc += 1
+    at += 4 * n
+    n, at = _int(b, at)  # constants
+    for _ in range(n):
+        kind = b[at]
+        at += 1
+        if kind == _BOOLEAN:
+            at += 1
+        elif kind == _NUMBER:
+            at += 8
+        elif kind == _STRING:
+            at = _string(b, at)
+        elif kind != _NIL:
+            raise BytecodeError("unknown constant type %d" % kind)
+    n, at = _int(b, at)  # nested prototypes
+    for _ in range(n):
+        at = _function(b, at)
+    n, at = _int(b, at)  # line numbers
+    at += 4 * n
+    n, at = _int(b, at)  # local variables
+    for _ in range(n):
+        at = _string(b, at) + 8
+    n, at = _int(b, at)  # upvalue names
+    for _ in range(n):
+        at = _string(b, at)
+    return at
