@@ -28,11 +28,13 @@ from shardkv.worker.handlers import Handlers
 from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.scripting import (
     FLAG_NAMES,
+    FLAG_WIDE,
     CrossShard,
     Engine,
     ScriptReply,
     _cross_reply,
     engine_of,
+    may_call_wide,
 )
 
 if TYPE_CHECKING:
@@ -288,6 +290,8 @@ class Functions:
             engine._raise(_NAME_ERROR)
         if name.lower() in library.functions:
             engine._raise("Function already exists in the library")
+        if may_call_wide(library.code):  # its redis.call takes any number of arguments
+            flags |= FLAG_WIDE
         function = Function(name, callback, flags, description, library.name)
         library.functions[name.lower()] = function
 

@@ -14,6 +14,7 @@ local rawget, rawset, setmetatable, getmetatable, type, error, tostring, pairs, 
 local select, unpack, loadstring, load, xpcall, pcall, setfenv, tonumber =
     select, unpack, loadstring, load, xpcall, pcall, setfenv, tonumber
 local dbg = debug
+local string_dump = string.dump
 local collectgarbage = collectgarbage
 local clock = pyclock  -- monotonic seconds, for FUNCTION LOAD's timeout
 
@@ -70,11 +71,15 @@ redis.pcall = narrow_pcall
 -- lupa checks its Lua stack before it calls Python, and Lua 5.1 caps a C
 -- function's stack at 8000 slots (LUAI_MAXCSTACK): a call of more than
 -- 7997 arguments never reaches Python.  Redis's redis.call takes any
--- number.  A script whose call is refused so (see the handler) runs again
--- from the start with these wide forms, which hand a long call to Python
--- as one table; every other script keeps the C-level callables, at no
--- cost per call.  (A wide redis.call is a Lua function: ``return
--- redis.call(...)`` is then a tail call, and its error names no line.)
+-- number.  A script that can make such a call (its text names unpack,
+-- byte or ``...``: see scripting.py's ``may_call_wide``) runs from the start
+-- with these wide forms, which hand a long call to Python as one table;
+-- every other script keeps the C-level callables, at no cost per call.  A
+-- wide redis.call is a Lua function, so ``return redis.call(...)`` would be
+-- a tail call that drops the script's frame (its error would name no line):
+-- such a script is compiled with its tail calls made plain calls
+-- (luabytecode.py).  A script that reaches unpack under another name and
+-- is refused (see the handler) is undone and runs again, wide.
 local WIDE = 7900
 local wide = false
 local function wide_call(...)
@@ -355,10 +360,12 @@ setmetatable(FG, {
 -- The engine's entry points ----------------------------------------------------
 local engine = {}
 
-function engine.load_library(code)
+function engine.load_library(code, patch)
     -- FUNCTION LOAD: compile and run a library's code; false and Redis's message on error.
+    -- (``patch``: as engine.compile's, for a library whose functions run wide.)
     local f, err = loadstring(code, "@user_function")
     if not f then return false, "ERR Error compiling function: " .. tostring(err) end
+    if patch then f = assert(loadstring(patch(string_dump(f)), "@user_function")) end
     setfenv(f, FG)
     loading = true
     -- Redis gives a library's code 500 ms to run (LOAD_TIMEOUT_MS).
@@ -391,9 +398,12 @@ function engine.load_library(code)
     return false, "ERR Error registering functions: " .. msg
 end
 
-function engine.compile(body, name)
+function engine.compile(body, name, patch)
+    -- With ``patch`` (a script that runs wide: see WIDE above), its
+    -- bytecode goes through patch(), which keeps frames in tail calls.
     local f, err = loadstring(body, name)
     if not f then return nil, err end
+    if patch then f = assert(loadstring(patch(string_dump(f)), name)) end
     setfenv(f, G)
     return f, false
 end

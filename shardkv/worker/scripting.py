@@ -28,6 +28,7 @@ import hashlib
 import logging
 import math
 import os
+import re
 import time
 from importlib import resources
 from typing import TYPE_CHECKING, NoReturn
@@ -56,6 +57,7 @@ from shardkv.runtime.cmdstats import Stats, stat_name
 from shardkv.worker import events, lualibs
 from shardkv.worker.handlers import Handlers, find
 from shardkv.worker.keyspace import TYPE_NAMES, Keyspace, slot_of
+from shardkv.worker.luabytecode import without_tail_calls
 from shardkv.worker.lualibs import LibError
 from shardkv.worker.transfer import State, drop_key, export_key, import_key
 
@@ -194,6 +196,20 @@ def _strings(argv: list) -> bool:
         else:
             return False
     return True
+
+
+_MANY_VALUES = re.compile(rb"unpack|byte|\.\.\.")
+
+
+def may_call_wide(body: bytes) -> bool:
+    """Can the script pass redis.call more arguments than lupa passes to
+    Python (more than 7997)?  Only a function or ``...`` gives that many
+    values to one call, and of the functions a script has only unpack
+    (Lua's, cmsgpack's, struct's) and string.byte can give that many; such
+    a script runs wide from the start (see the prelude), so no rerun
+    undoes what it did.  Another name for them (``_G['unp'..'ack']``) is
+    caught when lupa refuses the call (Engine._widen)."""
+    return _MANY_VALUES.search(body) is not None
 
 
 def _deny_attributes(obj: LuaValue, name: LuaValue, setting: bool) -> object:
@@ -483,7 +499,7 @@ class Engine:
 
     def load_library(self, body: bytes) -> tuple[bool, str]:
         self._functions_state()
-        ok, err = self._load_library(body)
+        ok, err = self._load_library(body, without_tail_calls if may_call_wide(body) else None)
         self.pending = None
         return bool(ok), (_text(err) if err else "")
 
@@ -498,7 +514,11 @@ class Engine:
         flags, skip = parse_shebang(body)
         self._eval_state()
         # Keep the shebang's line feed so that line numbers stay right.
-        f, err = self._compile(body[skip:], b"@user_script")
+        patch = None
+        if may_call_wide(body):
+            flags |= FLAG_WIDE
+            patch = without_tail_calls
+        f, err = self._compile(body[skip:], b"@user_script", patch)
         if not f:
             raise CommandError("ERR Error compiling script (new function): " + _text(err))
         self.scripts[sha] = (f, flags)
@@ -537,6 +557,8 @@ class Engine:
         """FCALL: run a library's function."""
         if self._vm is not self._func_vm:
             self._functions_state()
+        if flags & FLAG_WIDE:
+            return self._invoke_wide(name, f, flags, keys, argv, read_only, False)
         return self._invoke(name, f, flags, keys, argv, read_only, False)
 
     def _invoke(

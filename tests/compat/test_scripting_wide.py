@@ -1,0 +1,142 @@
+"""Scripts whose redis.call passes more than 7997 arguments (more than lupa
+passes to Python at once), seen from outside the script, as in Redis.
+
+Each script runs once on redis-server and on shardkv with one and with two
+shards, while a client is subscribed to the channel it publishes on and
+another MONITORs; what they received, the data, INFO commandstats and the
+reply must be equal.  (Such a script once ran twice, the first run undone:
+what it had published and what MONITOR showed of it came twice, and with
+one shard its writes and counts did too.)
+"""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from tests.support.servers import start_redis, start_shardkv
+
+COUNTED = {"cmdstat_" + name for name in ("eval", "fcall", "incr", "rpush", "set")}
+LONG = "local t = {} for i = 1, 7999 do t[i] = i end\n"
+
+
+@pytest.fixture(scope="module", params=[1, 2], ids=["1-shard", "2-shards"])
+def servers(request):
+    real = start_redis()
+    ours = start_shardkv(shards=request.param)
+    yield real.port, ours.port
+    real.stop()
+    ours.stop()
+
+
+def observe(port: int, script: str, *keys: str, command: str = "EVAL") -> dict:
+    """Run ``script`` (a function's name with FCALL) with a subscriber on ``ch`` and a MONITOR watching:
+    everything each saw, the reply, the counts, and the keys' values."""
+    c = redis.Redis(port=port, protocol=2)
+    c.flushall()
+    c.script_flush()  # (functions stay)
+    c.config_resetstat()
+    sub = redis.Redis(port=port).pubsub()
+    sub.subscribe("ch")
+    assert sub.get_message(timeout=5)["type"] == "subscribe"
+    watcher = redis.Redis(port=port).monitor()
+    mon = watcher.__enter__()
+    try:
+        reply: object = c.execute_command(command, script, len(keys), *keys)
+    except redis.ResponseError as e:
+        reply = ("error", str(e))
+    c.publish("ch", "end")  # the subscriber's last message
+    messages = []
+    while (m := sub.get_message(timeout=10)) is not None and m["data"] != b"end":
+        messages.append(m["data"])
+    shown = []
+    while (line := mon.next_command()["command"]) != "PUBLISH ch end":
+        shown.append(line)
+    watcher.__exit__(None, None, None)
+    sub.close()
+    # (not PUBLISH: the test's own counts too; nor the clients' handshakes)
+    stats = {k: (v["calls"], v["failed_calls"]) for k, v in c.info("commandstats").items() if k in COUNTED}
+    data = {k: c.dump(k) is not None and c.type(k) for k in keys}
+    values = [
+        c.get(k) if c.type(k) == b"string" else c.llen(k) if c.type(k) == b"list" else None for k in keys
+    ]
+    c.close()
+    return {
+        "reply": reply,
+        "messages": messages,
+        "monitor": shown,
+        "stats": stats,
+        "data": data,
+        "values": values,
+    }
+
+
+def same(servers, script: str, *keys: str, command: str = "EVAL") -> dict:
+    real, ours = servers
+    expected = observe(real, script, *keys, command=command)
+    got = observe(ours, script, *keys, command=command)
+    assert got == expected
+    return got
+
+
+def test_publish_and_writes_before_a_long_call(servers):
+    """What the script did before its long call happens once."""
+    script = (
+        "redis.call('publish', 'ch', 'm'); redis.call('incr', KEYS[1])\n"
+        + LONG
+        + "return redis.call('rpush', KEYS[2], unpack(t))"
+    )
+    got = same(servers, script, "n{t}", "l{t}")
+    assert got["messages"] == [b"m"] and got["values"] == [b"1", 7999]
+
+
+def test_long_call_under_the_scripts_pcall(servers):
+    """pcall(redis.call, ...) and a long call in a function under pcall."""
+    same(
+        servers,
+        LONG + "local ok, r = pcall(redis.call, 'rpush', KEYS[1], unpack(t))\nreturn {tostring(ok), r}",
+        "l",
+    )
+    same(
+        servers,
+        LONG
+        + "redis.call('publish', 'ch', 'a')\n"
+        + "local ok, r = pcall(function() return redis.call('rpush', KEYS[1], unpack(t)) end)\n"
+        + "redis.call('publish', 'ch', 'b')\nreturn {tostring(ok), r}",
+        "l",
+    )
+    same(
+        servers,
+        LONG + "local ok, r = pcall(redis.call, 'set', KEYS[1], unpack(t))\nreturn {tostring(ok), r}",
+        "k",
+    )
+
+
+def test_errors_of_a_script_that_can_call_wide_name_its_line(servers):
+    """``return redis.call(...)`` in a script that may make long calls."""
+    same(servers, "local a = {unpack({1})}\nreturn redis.call('incr', KEYS[1])", "l{x}")
+    same(
+        servers,
+        "redis.call('rpush', KEYS[1], 'a')\nlocal a = {unpack({1})}\nreturn redis.call('incr', KEYS[1])",
+        "l",
+    )
+    same(servers, LONG + "return redis.call('set', KEYS[1], unpack(t))", "k")
+    same(servers, "local function f(...) return redis.call('nosuch', ...) end\nreturn f(1)")
+
+
+def test_functions_with_long_calls(servers):
+    library = (
+        "#!lua name=wide\n"
+        "redis.register_function('push', function(keys)\n" + LONG + "  redis.call('publish', 'ch', 'm')\n"
+        "  return redis.call('rpush', keys[1], unpack(t))\n"
+        "end)\n"
+        "redis.register_function('bad', function(keys)\n"
+        "  redis.call('set', keys[1], 'x')\n"
+        "  return redis.call('rpush', keys[1], unpack({1}))\n"
+        "end)\n"
+    )
+    for port in servers:
+        redis.Redis(port=port).function_load(library, replace=True)
+    got = same(servers, "push", "l", command="FCALL")
+    assert got["messages"] == [b"m"] and got["values"] == [7999]
+    same(servers, "bad", "k", command="FCALL")
