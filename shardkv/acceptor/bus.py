@@ -92,6 +92,10 @@ class Bus:
         """Send a message to every other acceptor."""
         self._send([bus.TELL, kind, *args])
 
+    def answering(self) -> bool:
+        """Whether a question's handler runs now (so :meth:`later` may be called)."""
+        return self._asking is not None
+
     def later(self) -> Callable[[Any], None]:
         """Called by a question's handler: answer it later, with what the
         returned function is given (not with the handler's value)."""

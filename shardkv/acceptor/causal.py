@@ -18,7 +18,14 @@ gets them through another path, and this module keeps that order:
   out a command's events (an invalidation for a REDIRECT target there, a
   multi-shard command's events) is asked, not told, when a reply is
   gathering (:func:`gather`, :func:`remote`), and the reply waits for the
-  answers.
+  answers.  An acceptor that hands out another's events (an ``O`` frame,
+  a multi-shard command's relayed ``events``) gathers too, and answers
+  ``seen`` or ``events`` only once what it asked in turn is answered
+  (:func:`answer_after`).  So is what an acceptor hands out for those
+  events later in the turn, the BCAST invalidations of its flush for a
+  REDIRECT target elsewhere: the gathering reply (or answer) is promised
+  an answer (:func:`gathering`), given once the flush's questions are
+  answered (:func:`settle`).
 
 The bus passes an acceptor's messages on in the order it sent them, so an
 acceptor's answer comes after what it sent while it handed the events out
@@ -101,6 +108,57 @@ def gathered() -> Gate | None:
     """The gate of what was asked since :func:`gather`, or None if nothing."""
     gate = _gathering.pop()
     return gate if gate.waiting else None
+
+
+def gathering() -> Gate | None:
+    """The gate of the reply whose command's events are being handed out
+    now, if any: what hands out the rest of what they caused later (the
+    BCAST flush) promises it an answer (:meth:`Gate.expect`) and gives it
+    with :func:`settle`."""
+    return _gathering[-1] if _gathering else None
+
+
+class _Settle:
+    """The sink that gives the promised answers once what was asked is answered."""
+
+    __slots__ = ("answers",)
+
+    def __init__(self, answers: list[Callable[[list], None]]) -> None:
+        self.answers = answers
+
+    def deliver(self, body: bytes) -> None:
+        for answer in self.answers:
+            answer([])
+
+
+def settle(server: Any, answers: list[Callable[[list], None]], asked: Gate | None) -> None:
+    """Give the ``answers`` promised to gathering replies (see
+    :func:`gathering`) once ``asked`` (what was asked since :func:`gather`)
+    is answered, or now if nothing was."""
+    if asked is not None:
+        asked.hold(_Settle(answers), b"")
+        return
+    _Settle(answers).deliver(b"")
+    # replies released here, maybe during a flush of the dirty clients: flush them too
+    server.loop.call_soon(server.flush_dirty_clients)
+
+
+class _Answer:
+    """The sink that answers a question of the bus (with nothing)."""
+
+    __slots__ = ("answer",)
+
+    def __init__(self, answer: Callable[[Any], None]) -> None:
+        self.answer = answer
+
+    def deliver(self, body: bytes) -> None:
+        self.answer(None)
+
+
+def answer_after(server: Any, gate: Gate) -> None:
+    """In a question's handler (``events``): answer it once ``gate`` (what
+    handing out the question's events asked in turn) is answered."""
+    gate.hold(_Answer(server.bus.later()), b"")
 
 
 def remote(server: Any, kind: bytes, args: list) -> None:

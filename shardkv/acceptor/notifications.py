@@ -171,8 +171,17 @@ def relay(server, events: list) -> None:
 
 
 def bus_events(server, origin: int, args: list) -> None:
-    """Another acceptor's multi-shard command's events (see :func:`relay`)."""
-    on_events(server, [tuple(e) for e in args], None)
+    """Another acceptor's multi-shard command's events (see :func:`relay`):
+    answered once what handing them out asked of the other acceptors in
+    turn is answered (an invalidation for a REDIRECT target there, see
+    :mod:`shardkv.acceptor.causal`)."""
+    causal.gather()
+    try:
+        on_events(server, [tuple(e) for e in args], None)
+    finally:
+        gate = causal.gathered()
+    if gate is not None and server.bus.answering():
+        causal.answer_after(server, gate)
 
 
 def update_mask(server) -> bool:

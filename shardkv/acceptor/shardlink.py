@@ -19,7 +19,7 @@ import logging
 import os
 from collections import deque
 from collections.abc import Callable
-from typing import NoReturn, Protocol
+from typing import Any, NoReturn, Protocol
 
 from shardkv.acceptor import causal
 from shardkv.acceptor.replies import deliver, delivery_failed
@@ -446,6 +446,12 @@ class ShardLink:
             gated = set(waiting)
         done = 0
         nbounds = len(bounds)
+        # Events after the last reply's (a blocked command the batch served):
+        # the replies wait until what handing them out asks of the other
+        # acceptors is answered too (an invalidation for a REDIRECT target
+        # there), as Redis serves it before it writes the batch's replies.
+        tail = emit is not None and len(events) > (bounds[-1] if bounds else 0)
+        later: list[tuple[causal.Gate | None, Any, bytes]] = []
         for i, body in enumerate(wire.decode_replies(payload)):
             mine = None
             if i < nbounds and bounds[i] > done and emit is not None:
@@ -458,15 +464,28 @@ class ShardLink:
             sink = fifo.popleft()
             if gate is not None and i in gated:
                 if mine is not None:
-                    mine.hold(causal.Later(gate, sink), body)
+                    sink = causal.Later(gate, sink)
                 else:
-                    gate.hold(sink, body)
+                    mine = gate
+            if tail:
+                later.append((mine, sink, body))
             elif mine is not None:
                 mine.hold(sink, body)
             else:
                 deliver(sink, body, "delivering a reply")
         if done < len(events) and emit is not None:
-            emit(events[done:], None)
+            causal.gather()
+            try:
+                emit(events[done:], None)
+            finally:
+                last = causal.gathered()
+                for mine, sink, body in later:
+                    if last is not None:
+                        last.hold(sink if mine is None else causal.Later(mine, sink), body)
+                    elif mine is not None:
+                        mine.hold(sink, body)
+                    else:
+                        deliver(sink, body, "delivering a reply")
 
     def _emit(self, events: list, origin: object) -> None:
         """Hand out one command's events; a part of a command that spans

@@ -33,6 +33,7 @@ Tracking tables are about key names, not databases, as in Redis.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 from shardkv.acceptor import causal, notifications
 from shardkv.acceptor.bus import fail_slot
@@ -80,6 +81,7 @@ class _State:
     clients = 0  # clients with tracking on
     items = 0  # client ids in TABLE, summed over keys
     flush_due = False  # a BCAST flush is scheduled for the end of this turn
+    remote_bcast = 0  # BCAST clients that redirect to another acceptor's client (K > 1)
 
 
 STATE = _State()
@@ -185,7 +187,7 @@ def _check_elsewhere(client: Client, redirect: int, before: int | None) -> None:
         if before is None:
             disable(client)
         elif state is not None:
-            state.redirect = before
+            _redirect(client, state, before)
         message = "ERR The client ID you want redirect to does not exist"
         client.server.stats.error(message)
         slot.deliver(encode_error(message))
@@ -269,9 +271,9 @@ def enable(
             # shard notes what changes (a non-BCAST client's reads come after
             # the mask on each pipe anyway).
             notifications.hold_replies(client)
-    state.redirect = redirect
+    state.bcast = bcast  # as before if tracking was on: BCAST cannot switch
+    _redirect(client, state, redirect)
     state.broken = False
-    state.bcast = bcast
     state.optin = optin
     state.optout = optout
     state.noloop = noloop
@@ -285,10 +287,22 @@ def enable(
                 state.prefixes.append(prefix)
 
 
+def _redirect(client: Client, state: Tracking, redirect: int) -> None:
+    """Set ``state.redirect``, counting the BCAST clients that redirect to
+    another acceptor (whose flush the replies wait for, see _broadcast)."""
+    server = client.server
+    if state.bcast and _elsewhere(server, state.redirect):
+        STATE.remote_bcast -= 1
+    state.redirect = redirect
+    if state.bcast and _elsewhere(server, redirect):
+        STATE.remote_bcast += 1
+
+
 def disable(client: Client) -> None:
     state = client.tracking
     if state is None:
         return
+    _redirect(client, state, 0)
     for prefix in state.prefixes:
         entry = PREFIXES.get(prefix)
         if entry is not None:
@@ -487,6 +501,8 @@ def _invalidate_key(server, key: bytes, changer: Client | None, bcast: bool, ear
                 if not STATE.flush_due:
                     STATE.flush_due = True
                     _BROADCAST.due(server)
+                if STATE.remote_bcast:
+                    _promise()
     ids = TABLE.pop(key, None)
     if not ids:
         return
@@ -543,24 +559,48 @@ class _Broadcast:
 _BROADCAST = _Broadcast()
 
 
+# The replies (or ``seen`` answers) waiting for the next BCAST flush: their
+# gate -> the answer promised it (see _promise).
+_OWED: dict[causal.Gate, Callable[[list], None]] = {}
+
+
+def _promise() -> None:
+    """A key changed under a prefix while its command's events are handed
+    out (K > 1), and some BCAST client redirects to another acceptor's
+    client: the gathering reply waits until the flush's invalidations for
+    such targets are written there (asked in _broadcast, as Redis writes
+    them before the reply)."""
+    gate = causal.gathering()
+    if gate is not None and gate not in _OWED:
+        _OWED[gate] = gate.expect()
+
+
 def _broadcast(server) -> None:
     """Each BCAST client gets the keys changed under its prefixes since the last time."""
     STATE.flush_due = False
-    for _prefix, (clients, changed) in list(PREFIXES.items()):
-        if not changed:
-            continue
-        keys = list(changed)
-        for target in list(clients):
-            state = target.tracking
-            if state is None:
+    owed = list(_OWED.values())
+    if owed:
+        _OWED.clear()
+        causal.gather()  # what goes to another acceptor is asked, not told
+    try:
+        for _prefix, (clients, changed) in list(PREFIXES.items()):
+            if not changed:
                 continue
-            if state.noloop:
-                mine = [k for k in keys if changed[k] is not target]
-                if mine:
-                    send(target, mine)
-            else:
-                send(target, keys)
-        changed.clear()
+            keys = list(changed)
+            for target in list(clients):
+                state = target.tracking
+                if state is None:
+                    continue
+                if state.noloop:
+                    mine = [k for k in keys if changed[k] is not target]
+                    if mine:
+                        send(target, mine)
+                else:
+                    send(target, keys)
+            changed.clear()
+    finally:
+        if owed:
+            causal.settle(server, owed, causal.gathered())
 
 
 def send(client: Client, keys: list[bytes] | None, before: object = None) -> None:

@@ -20,23 +20,23 @@ from tests.support.servers import ServerProcess, start_shardkv
 K = 2
 
 
-def serve() -> Iterator[ServerProcess]:
+def serve(acceptors: int = K) -> Iterator[ServerProcess]:
     """The body of a module's ``server`` fixture: shardkv with two shards
-    and K acceptors, stopped at the end."""
-    proc = start_shardkv(shards=2, acceptors=K)
+    and ``acceptors`` (K unless told) acceptors, stopped at the end."""
+    proc = start_shardkv(shards=2, acceptors=acceptors)
     yield proc
     proc.stop()
 
 
-def acceptor_of(client_id: int) -> int:
-    return (client_id - 1) % K
+def acceptor_of(client_id: int, k: int = K) -> int:
+    return (client_id - 1) % k
 
 
-def client_on(port: int, index: int, protocol: int = 2) -> RespClient:
-    """A connection that the kernel gave to acceptor ``index``."""
-    for _ in range(200):
+def client_on(port: int, index: int, protocol: int = 2, k: int = K) -> RespClient:
+    """A connection that the kernel gave to acceptor ``index`` (of ``k``)."""
+    for _ in range(300):
         c = RespClient(port, protocol=protocol)
-        if acceptor_of(int(c.command("CLIENT", "ID"))) == index:  # type: ignore[arg-type]
+        if acceptor_of(int(c.command("CLIENT", "ID")), k) == index:  # type: ignore[arg-type]
             return c
         c.close()
     pytest.fail("no connection landed on that acceptor")

@@ -14,16 +14,25 @@ the events came by another path and were often not there yet.)
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from tests.support.acceptors import client_on, serve
 from tests.support.resp import RespClient, parse_reply
+from tests.support.servers import ServerProcess
 
 ROUNDS = 150
+INVALIDATE = b"__redis__:invalidate"
 
 server = pytest.fixture(scope="module", name="server")(serve)
+
+
+@pytest.fixture(scope="module")
+def server3() -> Iterator[ServerProcess]:
+    """Three acceptors: a REDIRECT target on another acceptor than both
+    the tracking client and the writer."""
+    yield from serve(3)
 
 
 def available(c: RespClient) -> list:
@@ -279,3 +288,162 @@ def test_a_served_blocked_commands_events_are_out_before_the_pushs_reply(
         writer.close()
         blocker.close()
         sub.close()
+
+
+def redirected(listener: RespClient, key: str) -> bool:
+    """Whether ``listener``'s socket already holds an invalidation of ``key``
+    (alone or among others: BCAST sends one message per prefix per flush)."""
+    return any(
+        m[:2] == [b"message", INVALIDATE] and isinstance(m[2], list) and key.encode() in m[2]
+        for m in available(listener)
+    )
+
+
+# (target, tracking client, writer): each elsewhere; the writer with the
+# target; the writer with the tracking client; all on one acceptor.
+PLACES = [(0, 1, 2), (0, 1, 0), (0, 1, 1), (0, 0, 1), (0, 0, 0)]
+
+
+@pytest.mark.parametrize("prefix", [None, "bcr-"])
+@pytest.mark.parametrize(("target_on", "tracker_on", "writer_on"), PLACES)
+def test_a_bcast_redirected_invalidation_is_out_before_the_writers_reply(
+    server3, prefix, target_on, tracker_on, writer_on
+) -> None:
+    """CLIENT TRACKING on BCAST (with or without PREFIX) REDIRECT to a RESP2
+    subscriber of ``__redis__:invalidate``, with three acceptors: Redis
+    writes the invalidation to the target's socket before the writer's
+    reply, wherever the three clients sit."""
+    listener = client_on(server3.port, target_on, k=3)
+    tracker = client_on(server3.port, tracker_on, k=3)
+    writer = client_on(server3.port, writer_on, k=3)
+    try:
+        listener_id = int(listener.command("CLIENT", "ID"))  # type: ignore[arg-type]
+        listener.command("SUBSCRIBE", "__redis__:invalidate")
+        options = ["PREFIX", prefix] if prefix else []
+        assert (
+            tracker.command("CLIENT", "TRACKING", "on", "BCAST", *options, "REDIRECT", listener_id) == b"OK"
+        )
+        rounds = ROUNDS // 2
+
+        def on_time(i: int) -> bool:
+            key = f"bcr-{target_on}{tracker_on}{writer_on}-{i}"  # the keys fall on both shards
+            assert writer.command("SET", key, "v") == b"OK"
+            return redirected(listener, key)
+
+        late = count_late(rounds, on_time, listener)
+        assert late == 0, f"{late} of {rounds} invalidations came after the writer's reply"
+    finally:
+        writer.close()
+        tracker.close()
+        listener.close()
+
+
+@pytest.mark.parametrize("bcast", [False, True])
+@pytest.mark.parametrize(("target_on", "tracker_on", "writer_on"), PLACES[:3])
+def test_a_multi_shard_commands_redirected_invalidations_are_out_before_its_reply(
+    server3, bcast, target_on, tracker_on, writer_on
+) -> None:
+    """The same for an MSET of keys on both shards (its events are handed
+    out by the writer's acceptor, and relayed to the others, which may
+    hand them on to the target's), with BCAST or keys read first."""
+    listener = client_on(server3.port, target_on, k=3)
+    tracker = client_on(server3.port, tracker_on, k=3)
+    writer = client_on(server3.port, writer_on, k=3)
+    try:
+        listener_id = int(listener.command("CLIENT", "ID"))  # type: ignore[arg-type]
+        listener.command("SUBSCRIBE", "__redis__:invalidate")
+        options = ["BCAST", "PREFIX", "bcm-"] if bcast else []
+        assert tracker.command("CLIENT", "TRACKING", "on", *options, "REDIRECT", listener_id) == b"OK"
+        rounds = ROUNDS // 3
+
+        def on_time(i: int) -> bool:
+            keys = [
+                f"bcm-{target_on}{tracker_on}{writer_on}{int(bcast)}-{i}-{j}" for j in range(4)
+            ]  # both shards
+            if not bcast:
+                for key in keys:
+                    tracker.command("GET", key)
+            assert writer.command("MSET", *[x for k in keys for x in (k, "v")]) == b"OK"
+            got = [k for m in available(listener) if m[:2] == [b"message", INVALIDATE] for k in m[2]]
+            return sorted(got) == sorted(k.encode() for k in keys)
+
+        late = count_late(rounds, on_time, listener)
+        assert late == 0, f"{late} of {rounds} MSETs' invalidations came after the reply"
+    finally:
+        writer.close()
+        tracker.close()
+        listener.close()
+
+
+@pytest.mark.parametrize(("target_on", "tracker_on", "writer_on"), PLACES[:3])
+def test_a_redirected_invalidation_is_out_before_the_reply_with_three_acceptors(
+    server3, target_on, tracker_on, writer_on
+) -> None:
+    """The same without BCAST: the tracking client read the key first."""
+    listener = client_on(server3.port, target_on, k=3)
+    tracker = client_on(server3.port, tracker_on, k=3)
+    writer = client_on(server3.port, writer_on, k=3)
+    try:
+        listener_id = int(listener.command("CLIENT", "ID"))  # type: ignore[arg-type]
+        listener.command("SUBSCRIBE", "__redis__:invalidate")
+        assert tracker.command("CLIENT", "TRACKING", "on", "REDIRECT", listener_id) == b"OK"
+        rounds = ROUNDS // 2
+
+        def on_time(i: int) -> bool:
+            key = f"r3-{target_on}{tracker_on}{writer_on}-{i}"
+            tracker.command("GET", key)
+            assert writer.command("SET", key, "v") == b"OK"
+            return redirected(listener, key)
+
+        late = count_late(rounds, on_time, listener)
+        assert late == 0, f"{late} of {rounds} invalidations came after the writer's reply"
+    finally:
+        writer.close()
+        tracker.close()
+        listener.close()
+
+
+@pytest.mark.parametrize("bcast", [False, True])
+@pytest.mark.parametrize("writer_on", [0, 1])
+def test_a_served_blocked_commands_invalidation_is_out_before_the_pushs_reply(
+    server, writer_on, bcast
+) -> None:
+    """BLMOVE src dst served by an LPUSH of src writes dst: Redis serves it
+    (and invalidates dst) before it writes the LPUSH's reply.  Here the
+    served command runs after the writer's batch, and its events are
+    handed out on the writer's acceptor after the batch's replies; the
+    tracking client there redirects to a subscriber on the other acceptor,
+    and the LPUSH's reply waits for that acceptor all the same."""
+    writer = client_on(server.port, writer_on)
+    blocker = client_on(server.port, writer_on)  # one pipe: the BLMOVE reaches the shard first
+    tracker = client_on(server.port, writer_on)
+    listener = client_on(server.port, 1 - writer_on)
+    try:
+        listener_id = int(listener.command("CLIENT", "ID"))  # type: ignore[arg-type]
+        listener.command("SUBSCRIBE", "__redis__:invalidate")
+        options = ["BCAST", "PREFIX", "{moved"] if bcast else []
+        assert tracker.command("CLIENT", "TRACKING", "on", *options, "REDIRECT", listener_id) == b"OK"
+        rounds = ROUNDS // 3
+
+        def on_time(i: int) -> bool:
+            src, dst = (
+                f"{{moved-{writer_on}{int(bcast)}-{i}}}{name}" for name in ("src", "dst")
+            )  # one shard
+            if not bcast:
+                tracker.command("GET", dst)
+            blocker.send("BLMOVE", src, dst, "LEFT", "LEFT", 0)
+            deadline = time.monotonic() + 10
+            while blocked_clients(writer) < 1 and time.monotonic() < deadline:
+                time.sleep(0.005)
+            assert writer.command("LPUSH", src, "x") == 1
+            on_time = redirected(listener, dst)
+            assert blocker.read_reply() == b"x"
+            return on_time
+
+        late = count_late(rounds, on_time, listener)
+        assert late == 0, f"{late} of {rounds} served BLMOVEs' invalidations came after the LPUSH's reply"
+    finally:
+        writer.close()
+        blocker.close()
+        tracker.close()
+        listener.close()
