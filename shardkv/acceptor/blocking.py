@@ -84,6 +84,7 @@ import hiredis
 from shardkv.acceptor.crossshard import AtomicOp
 from shardkv.acceptor.fanout import Gather
 from shardkv.acceptor.replies import Slot, origin_of
+from shardkv.acceptor.shardlink import BUSY_LINKS
 from shardkv.protocol import errors, wire
 from shardkv.protocol.args import parse_long_double
 from shardkv.protocol.resp import NULL_ARRAY, KeyedArrays, encode, encode_command, encode_error
@@ -107,8 +108,9 @@ _READY = b":1\r\n"
 _NO_TIMEOUT = b"0.000"  # BLOCK 0, as _stream_options gives it
 _TIMED_OUT = b":0\r\n"
 
-# CLIENT UNBLOCK's reply, once the shards decided: 1 (unblocked) or 0.
-Answer = Callable[[int], None]
+# CLIENT UNBLOCK's reply, once the shards decided: 1 (unblocked) or 0, or
+# the -BUSY error (encoded) while a script is busy.
+Answer = Callable[[int | bytes], None]
 
 _tokens = itertools.count(1)
 # Every blocked client's wait, by the client's blocked_token.
@@ -202,8 +204,11 @@ class _OneShard:
     def unblock(self, error: bool, answer: Answer) -> None:
         """CLIENT UNBLOCK: the shard decides (``__unblock``, after what came
         before it on the pipe): see :class:`_Unblocking`."""
-        command = encode_command([Verb.UNBLOCK, b"%d" % self.token])
-        self.link.send_control(command, _Unblocking(self, error, answer))
+        link = self.link
+        link.unblocks_sent += 1
+        seq = link.unblocks_sent
+        command = encode_command([Verb.UNBLOCK, b"%d" % self.token, b"%d" % link.busy_scripts, b"%d" % seq])
+        link.send_control(command, _Unblocking(self, error, answer, seq))
 
     def unblocked(self, error: bool) -> None:
         """The shard forgot the waiter: answer the command as if it timed
@@ -222,14 +227,27 @@ class _Unblocking:
     (0: served or timed out, its ``W`` frame delivers that reply; an error:
     the shard is gone, and the wait gets its error) replies 0."""
 
-    __slots__ = ("wait", "error", "answer")
+    __slots__ = ("wait", "error", "answer", "seq", "refused")
 
-    def __init__(self, wait: _OneShard, error: bool, answer: Answer) -> None:
+    def __init__(self, wait: _OneShard, error: bool, answer: Answer, seq: int) -> None:
         self.wait = wait
         self.error = error
         self.answer = answer
+        self.seq = seq  # its number among the __unblocks on its pipe
+        self.refused = False
+
+    def refuse_when_busy(self, ran: int, busy: bytes) -> None:
+        """A script went busy on the shard, which had run the ``__unblock``s
+        up to ``ran``: if this one was not, CLIENT UNBLOCK gets ``-BUSY``
+        now, as in Redis, and the shard will refuse it (the client stays
+        blocked)."""
+        if self.seq > ran and not self.refused:
+            self.refused = True
+            self.answer(busy)
 
     def deliver(self, body: bytes) -> None:
+        if self.refused:
+            return  # answered -BUSY; the shard did nothing (it replies -1)
         if body == _READY:
             self.wait.unblocked(self.error)
             self.answer(1)
@@ -514,6 +532,9 @@ def unblock(client: Client, error: bool, answer: Answer) -> None:
     if wait is None or wait.done:
         answer(0)
         return
+    if BUSY_LINKS:  # a script is busy: Redis refuses CLIENT UNBLOCK (no allow-busy flag)
+        answer(next(iter(BUSY_LINKS)).busy)
+        return
     wait.unblock(error, answer)
 
 
@@ -539,8 +560,8 @@ class UnblockReply(Slot):
         # Called once decided (an EXEC whose other commands wait for it).
         self.then: Callable[[], None] | None = None
 
-    def answer(self, unblocked: int) -> None:
-        self.deliver(b":%d\r\n" % unblocked)
+    def answer(self, unblocked: int | bytes) -> None:
+        self.deliver(unblocked if isinstance(unblocked, bytes) else b":%d\r\n" % unblocked)
 
     def deliver(self, body: bytes) -> None:
         super().deliver(body)

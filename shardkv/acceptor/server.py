@@ -188,6 +188,8 @@ class Acceptor:
         than one, commands over several shards take holds first
         (:mod:`shardkv.acceptor.holds`)."""
         self.index = index
+        for link in self.links:
+            link.pipe_index = index  # its pipe at each worker
         self.nacceptors = nacceptors
         self._ids = itertools.count(index + 1, nacceptors)
         if nacceptors > 1:

@@ -115,6 +115,12 @@ class ShardLink:
         # (pid, dirty, eval_mode) for SCRIPT KILL (see shardkv.acceptor.scripting).
         self.busy: bytes | None = None
         self.script: tuple | None = None
+        # CLIENT UNBLOCK (``__unblock``): the scripts that went busy on the
+        # worker as its last report said, this acceptor's pipe at the
+        # worker, and the ``__unblock``s sent (see _refuse_unblocks).
+        self.busy_scripts = 0
+        self.pipe_index = 0
+        self.unblocks_sent = 0
         # Where the commands a script called go, for MONITOR (``M`` frames).
         self.on_script_calls: Callable[[list], None] | None = None
         # What answers a running script's call of an acceptor command (``Q``
@@ -176,6 +182,21 @@ class ShardLink:
         if whole_step and len(out) >= 2 * EARLY_BATCH:  # a header and a command each
             self._write()
 
+    def _refuse_unblocks(self, unblocks: tuple) -> None:
+        """A script went busy: as Redis, the CLIENT UNBLOCKs waiting behind
+        it get ``-BUSY`` now, and do nothing: the worker refuses each
+        ``__unblock`` it had not run when the script went busy (it was
+        sent before this acceptor knew of that script; see
+        ``Waiters.unblock``).  ``unblocks``: the busy scripts so far, and
+        the ``seq`` of the last ``__unblock`` run from each pipe."""
+        busy_scripts, base, runs = unblocks
+        self.busy_scripts = busy_scripts - base.get(self.pipe_index, 0)
+        ran = runs.get(self.pipe_index, 0)
+        for sink in self.fifo:
+            refuse = getattr(sink, "refuse_when_busy", None)
+            if refuse is not None:
+                refuse(ran, self.busy)
+
     def send_control(self, command: bytes, sink: Sink) -> None:
         """Queue one of the acceptor's own messages to the worker (an
         internal verb about the whole pipe, in database 0): it is never
@@ -233,6 +254,7 @@ class ShardLink:
             self.fail_all()
             old.close()
         self._buf = b""
+        self.busy_scripts = self.unblocks_sent = 0  # a new worker, or a new pipe: both count from 0
         self._chunks = []
         self._pieces = []
         self._have = self._need = 0
@@ -349,11 +371,12 @@ class ShardLink:
             if self.inquiries:
                 self.inquiries.popleft()(wire.decode_inquiry_answer(payload))
         elif kind == wire.SCRIPT:
-            busy, pid, dirty, eval_mode, *details = wire.decode_script_state(payload)
+            busy, pid, dirty, eval_mode, unblocks, *details = wire.decode_script_state(payload)
             if busy:
                 self.script = (pid, dirty, eval_mode, *details)
                 self.busy = encode_error(errors.BUSY if eval_mode else errors.BUSY_FUNCTION)
                 BUSY_LINKS.add(self)
+                self._refuse_unblocks(unblocks)
             else:
                 self.script = self.busy = None
                 BUSY_LINKS.discard(self)

@@ -499,11 +499,16 @@ def decode_answer(body: bytes) -> Control:
     return _decode_message(body)
 
 
-def encode_script_state(busy: bool, pid: int, dirty: bool, eval_mode: bool, *details: Any) -> bytes:
-    """``details``: the function's name, its command, when it started
-    (time.time()), and the shard's library and function counts (for
-    FUNCTION STATS while it is busy)."""
-    return b"S" + marshal.dumps((busy, pid, dirty, eval_mode, *details))
+def encode_script_state(
+    busy: bool, pid: int, dirty: bool, eval_mode: bool, unblocks: tuple[Any, ...] = (0, {}, {}), *details: Any
+) -> bytes:
+    """``unblocks``: the scripts that went busy on this shard so far, the
+    count when each pipe's acceptor was lost (it counts from there), and
+    the ``seq`` of the last ``__unblock`` it ran from each pipe (see
+    :attr:`Verb.UNBLOCK`); ``details``: the function's name, its command,
+    when it started (time.time()), and the shard's library and function
+    counts (for FUNCTION STATS while it is busy)."""
+    return b"S" + marshal.dumps((busy, pid, dirty, eval_mode, unblocks, *details))
 
 
 def decode_script_state(payload: bytes) -> tuple[Any, ...]:
@@ -630,8 +635,12 @@ class Verb:
     WATCH = b"__watch"
     UNWATCH = b"__unwatch"
     BWAIT = b"__bwait"
-    # __unblock token -> 1 (it still waited: forgotten) or 0 (served or timed
-    # out): CLIENT UNBLOCK of a command blocked on this shard (shardkv.worker.blocking)
+    # __unblock token seen seq -> 1 (it still waited: forgotten) or 0 (served
+    # or timed out): CLIENT UNBLOCK of a command blocked on this shard
+    # (shardkv.worker.blocking); -1, nothing done, when a script went busy
+    # after the acceptor sent it (``seen``: the busy scripts the acceptor
+    # knew of; ``seq``: its count of __unblocks on this pipe): the acceptor
+    # answered -BUSY when the script's busy report came.
     UNBLOCK = b"__unblock"
     XREAD = b"__xread"
     XLASTIDS = b"__xlastids"

@@ -227,6 +227,24 @@ class Waiters:
         self.ready: dict[tuple[int, bytes], None] = {}  # (db, key)s to serve, in the order they became ready
         # (pipe, W frame) to send after the current R frame
         self.wakes: list[tuple[int, bytes]] = []
+        # CLIENT UNBLOCK while a script is busy: Redis answers -BUSY (the
+        # command has no allow-busy flag), at busy-reply-threshold, to one
+        # that waited behind the script.  The scripts that went busy so far,
+        # and the number (``seq``) of the last ``__unblock`` run from each
+        # pipe: the busy report (wire.encode_script_state) carries both, so
+        # the acceptor answers -BUSY to those sent but not run yet, and
+        # this shard refuses them when it gets to them (their ``seen`` is
+        # behind).
+        # An acceptor that comes back counts from 0: ``busy_base`` holds
+        # the count when its pipe was lost.
+        self.busy_scripts = 0
+        self.busy_base: dict[int, int] = {}
+        self.unblocks_run: dict[int, int] = {}
+
+    def unblock_counts(self) -> tuple[int, dict[int, int], dict[int, int]]:
+        """For the busy report: the busy scripts, each pipe's base, and the
+        last ``__unblock`` run from each pipe (see :meth:`unblock`)."""
+        return self.busy_scripts, dict(self.busy_base), dict(self.unblocks_run)
 
     # -- blocking -------------------------------------------------------------
 
@@ -261,9 +279,16 @@ class Waiters:
         if waiter is not None:
             self._forget(waiter)
 
-    def unblock(self, token: int, pipe: int = 0) -> int:
+    def unblock(self, token: int, pipe: int = 0, seen: int = 0, seq: int = 0) -> int:
         """``__unblock``: 1 if the waiter of ``token`` from ``pipe`` still
-        waited after the ready keys served (now forgotten), else 0."""
+        waited after the ready keys served (now forgotten), else 0; -1
+        (nothing done) when a script went busy after the acceptor sent it
+        (``seen``, the busy scripts it knew of, is behind): the acceptor has
+        answered that CLIENT UNBLOCK ``-BUSY`` already (see
+        :attr:`unblocks_run`)."""
+        self.unblocks_run[pipe] = seq
+        if seen < self.busy_scripts - self.busy_base.get(pipe, 0):
+            return -1
         if self.ready:
             self.serve_ready()  # a write before the CLIENT UNBLOCK serves first
         waiter = self.by_token.get((pipe, token))
@@ -275,6 +300,13 @@ class Waiters:
     def clear(self, pipe: int | None = None) -> None:
         """Forget every waiter of ``pipe`` (None: of every pipe): the
         acceptor that sent them is gone, and its clients with it."""
+        if pipe is None:
+            self.busy_scripts = 0
+            self.busy_base.clear()
+            self.unblocks_run.clear()
+        else:
+            self.busy_base[pipe] = self.busy_scripts
+            self.unblocks_run.pop(pipe, None)
         if pipe is None or all(p == pipe for p, _ in self.by_token):
             self.by_key.clear()
             self.by_token.clear()
@@ -466,13 +498,15 @@ def _notify(ks: Keyspace, args: list[bytes], key: bytes) -> object:
 
 
 def unblock(ks: Keyspace, args: list[bytes]) -> object:
-    """__unblock token
+    """__unblock token seen seq
 
     CLIENT UNBLOCK of the command blocked under ``token`` on this pipe: 1
     if it still waited (forgotten now: the acceptor answers it), 0 if it was
-    served or timed out (its ``W`` frame follows this batch's replies).
+    served or timed out (its ``W`` frame follows this batch's replies), -1
+    if a script went busy since the acceptor sent it (see
+    :meth:`Waiters.unblock`).
     """
-    return ks.waiters.unblock(int(args[1]), ks.pipe)  # type: ignore[union-attr]  # set by Waiters
+    return ks.waiters.unblock(int(args[1]), ks.pipe, int(args[2]), int(args[3]))  # type: ignore[union-attr]  # set by Waiters
 
 
 # The internal verbs this module runs.

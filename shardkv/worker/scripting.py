@@ -1380,6 +1380,9 @@ class Engine:
             threshold = self.busy_threshold()
             if threshold > 0 and time.monotonic() - run.start >= threshold:
                 run.busy = True
+                waiters = self.ks.waiters
+                if waiters is not None:
+                    waiters.busy_scripts += 1
                 self._report(run)
         elif run.dirty and not run.reported_dirty:
             self._report(run)
@@ -1410,7 +1413,9 @@ class Engine:
         nfuncs = len(functions.functions) if functions is not None else 0
         started = time.time() - (time.monotonic() - run.start)
         details = (run.sha, run.command, started, nlibs, nfuncs)
-        send(wire.encode_script_state(run.busy, os.getpid(), run.dirty, run.eval_mode, *details))
+        waiters = self.ks.waiters
+        unblocks = waiters.unblock_counts() if waiters is not None else (0, {}, {})
+        send(wire.encode_script_state(run.busy, os.getpid(), run.dirty, run.eval_mode, unblocks, *details))
 
     def request_exit(self) -> None:
         """SIGUSR2: SHUTDOWN NOSAVE while this worker runs a busy script.

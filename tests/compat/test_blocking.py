@@ -436,6 +436,46 @@ def test_client_unblock_in_exec_with_a_write_that_serves(r, server, order, keys,
     assert r.lrange("a", 0, -1) == [b"x"]
 
 
+# -- CLIENT UNBLOCK while a script is busy -----------------------------------------
+
+# Busy for about 2.5 s (past a busy-reply-threshold of 1000 ms).
+_BUSY_SCRIPT = (
+    "local function now() local t = redis.call('TIME') return t[1] * 1000000 + t[2] end "
+    "local e = now() + 2500000 while now() < e do end return 1"
+)
+
+
+@pytest.mark.parametrize("how", ["TIMEOUT", "ERROR"])
+def test_client_unblock_behind_a_busy_script_gets_busy(r, server, how):
+    """CLIENT UNBLOCK sent while a script runs, before busy-reply-threshold:
+    Redis answers it -BUSY once the script passes the threshold (CLIENT
+    UNBLOCK has no allow-busy flag), and the client stays blocked: a push
+    after the script serves it.  The script runs on the blocked client's
+    shard in shardkv ("{a}s"), where the ``__unblock`` waits behind it.
+    (shardkv answered 1 when the script ended, and the client got a null.)"""
+    r.config_set("busy-reply-threshold", 1000)
+    try:
+        with (
+            RespClient(server, timeout=WAIT) as blocked,
+            RespClient(server, timeout=WAIT) as scripter,
+            RespClient(server, timeout=WAIT) as other,
+        ):
+            blocked_id = int(blocked.command("CLIENT", "ID"))  # type: ignore[arg-type]
+            blocked.send("BLPOP", "a", 0)
+            wait_blocked(r, 1)
+            scripter.send("EVAL", _BUSY_SCRIPT, 1, "{a}s")
+            time.sleep(0.3)  # the script runs, not yet past the threshold
+            other.send("CLIENT", "UNBLOCK", blocked_id, how)
+            got = other.read_reply()
+            assert isinstance(got, ErrorReply)
+            assert str(got).startswith("BUSY ")
+            assert scripter.read_reply() == 1
+            assert other.command("LPUSH", "a", "x") == 1
+            assert blocked.read_reply() == [b"a", b"x"]
+    finally:
+        r.config_set("busy-reply-threshold", 5000)
+
+
 # -- a blocked client's next commands wait for it ---------------------------------
 
 

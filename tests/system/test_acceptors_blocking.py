@@ -326,3 +326,42 @@ def test_unblock_in_exec_with_a_push_that_serves(server, same_acceptor, cross_sh
     finally:
         for c in (reader, writer):
             c.close()
+
+
+# Busy for about 2.5 s: past a busy-reply-threshold of 1000 ms.
+BUSY_SCRIPT = (
+    "local function now() local t = redis.call('TIME') return t[1] * 1000000 + t[2] end "
+    "local e = now() + 2500000 while now() < e do end return 1"
+)
+
+
+@pytest.mark.parametrize("same_acceptor", [False, True], ids=["other-acceptor", "same-acceptor"])
+def test_unblock_behind_a_busy_script_gets_busy(server, same_acceptor) -> None:
+    """A script on the blocked client's shard, sent through its acceptor,
+    runs; a CLIENT UNBLOCK sent before busy-reply-threshold waits behind it
+    on that shard.  As Redis (``tests/compat/test_blocking.py::
+    test_client_unblock_behind_a_busy_script_gets_busy``), it gets -BUSY
+    once the script is past the threshold, and the client stays blocked,
+    with two acceptors too (the UNBLOCK through the bus)."""
+    k0 = key_on(0, "s")
+    reader = client_on(server, 0)
+    scripter = client_on(server, 0)
+    writer = client_on(server, 0 if same_acceptor else 1)
+    try:
+        writer.command("DEL", k0)
+        writer.command("CONFIG", "SET", "busy-reply-threshold", "1000")
+        reader_id = int(reader.command("CLIENT", "ID"))  # type: ignore[arg-type]
+        reader.send("BLPOP", k0, 0)
+        wait_shown_blocked(writer, reader_id)
+        scripter.send("EVAL", BUSY_SCRIPT, 1, k0)
+        time.sleep(0.3)  # the script runs, not yet past the threshold
+        writer.send("CLIENT", "UNBLOCK", reader_id)
+        got = writer.read_reply()
+        assert str(got).startswith("BUSY ")
+        assert scripter.read_reply() == 1
+        assert writer.command("LPUSH", k0, "x") == 1
+        assert reader.read_reply() == [k0.encode(), b"x"]
+    finally:
+        writer.command("CONFIG", "SET", "busy-reply-threshold", "5000")
+        for c in (reader, scripter, writer):
+            c.close()

@@ -39,7 +39,9 @@ def busy_link(index: int = 0) -> tuple[ShardLink, MemoryTransport]:
     link = ShardLink(index, lambda link: None, lambda: None)
     transport = MemoryTransport()
     link.attached(transport)  # type: ignore[arg-type]
-    link.data_received(frame(wire.encode_script_state(True, 1234, False, True, b"sha", b"eval", 0.0, 0, 0)))
+    link.data_received(
+        frame(wire.encode_script_state(True, 1234, False, True, (0, {}, {}), b"sha", b"eval", 0.0, 0, 0))
+    )
     assert link.busy is not None and link in shardlink.BUSY_LINKS
     return link, transport
 

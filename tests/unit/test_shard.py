@@ -190,7 +190,7 @@ def test_unblock_after_a_push_in_its_batch_finds_the_waiter_served(shard):
     reply is in its W frame (the element is delivered, not dropped)."""
     assert wire.decode_replies(shard.run_batch(_batch((7, [b"BLPOP", b"k", b"0"])))) == [b""]
     replies = wire.decode_replies(
-        shard.run_batch(_batch((0, [b"LPUSH", b"k", b"x"]), (0, [wire.Verb.UNBLOCK, b"7"])))
+        shard.run_batch(_batch((0, [b"LPUSH", b"k", b"x"]), (0, [wire.Verb.UNBLOCK, b"7", b"0", b"1"])))
     )
     assert replies == [b":1\r\n", b":0\r\n"]
     assert shard.waiters.wakes == [(0, wire.encode_wake(7, b"*2\r\n$1\r\nk\r\n$1\r\nx\r\n"))]
@@ -199,8 +199,28 @@ def test_unblock_after_a_push_in_its_batch_finds_the_waiter_served(shard):
 
 def test_unblock_forgets_a_waiter_that_still_waits(shard):
     assert wire.decode_replies(shard.run_batch(_batch((8, [b"BLPOP", b"k", b"0"])))) == [b""]
-    assert wire.decode_replies(shard.run_batch(_batch((0, [wire.Verb.UNBLOCK, b"8"])))) == [b":1\r\n"]
-    assert wire.decode_replies(shard.run_batch(_batch((0, [wire.Verb.UNBLOCK, b"8"])))) == [b":0\r\n"]
+    assert wire.decode_replies(shard.run_batch(_batch((0, [wire.Verb.UNBLOCK, b"8", b"0", b"1"])))) == [
+        b":1\r\n"
+    ]
+    assert wire.decode_replies(shard.run_batch(_batch((0, [wire.Verb.UNBLOCK, b"8", b"0", b"2"])))) == [
+        b":0\r\n"
+    ]
     assert wire.decode_replies(shard.run_batch(_batch((0, [b"LPUSH", b"k", b"x"])))) == [b":1\r\n"]
     assert shard.waiters.wakes == []
     assert run(shard, "LLEN", "k") == 1
+
+
+def test_unblock_sent_before_a_script_went_busy_is_refused(shard):
+    """An ``__unblock`` whose acceptor knew of fewer busy scripts than the
+    shard had when it runs was answered -BUSY by the acceptor already
+    (Redis refuses CLIENT UNBLOCK during a busy script): -1, the waiter
+    still waits."""
+    assert wire.decode_replies(shard.run_batch(_batch((9, [b"BLPOP", b"k", b"0"])))) == [b""]
+    shard.waiters.busy_scripts = 1  # a script went busy meanwhile
+    assert wire.decode_replies(shard.run_batch(_batch((0, [wire.Verb.UNBLOCK, b"9", b"0", b"1"])))) == [
+        b":-1\r\n"
+    ]
+    assert shard.waiters.unblocks_run == {0: 1}
+    assert wire.decode_replies(shard.run_batch(_batch((0, [wire.Verb.UNBLOCK, b"9", b"1", b"2"])))) == [
+        b":1\r\n"
+    ]

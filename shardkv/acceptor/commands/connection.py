@@ -269,7 +269,7 @@ def client_cmd(client: Client, args: list) -> None:
                 lambda: bus_.ask(
                     bus.UNBLOCK,
                     [cid, int(error)],
-                    lambda found: reply.answer(max(found, default=0)),
+                    lambda found: reply.answer(_unblocked_anywhere(found)),
                     failed=fail_slot(reply),
                 ),
             )
@@ -495,6 +495,15 @@ def bus_kill(server, origin: int, args: list) -> int:
         return 0
     _kill(None, victims)
     return len(victims)
+
+
+def _unblocked_anywhere(found: list) -> int | bytes:
+    """The acceptors' answers to ``unblock``: 1 from the blocked client's
+    acceptor if it unblocked it, or its -BUSY (a script is busy there)."""
+    for answer in found:
+        if type(answer) is bytes:
+            return answer
+    return max(found, default=0)
 
 
 def bus_unblock(server, origin: int, args: list) -> int | None:
