@@ -14,10 +14,18 @@ not sent at once:
 1. its entries are *captured* (``ShardLink.send`` is shadowed for the
    step's duration) and the client's later commands wait
    (:data:`HOLDING`, as a blocked client's do);
-2. the acceptor sends ``__hold`` to each of those shards in ascending
-   shard order, each acknowledged before the next: a held shard reads
-   only this acceptor's pipe (the worker's side, contract rule 5-6);
-3. then the captured entries go out, exactly as they would have, and
+2. it *tries* every one of those shards at once: a ``T`` frame
+   (:data:`shardkv.protocol.wire.TRY_FRAME`), a hold that never waits,
+   which the worker grants only if the shard is free (held by nobody, and
+   no other acceptor's frames wait for it) and refuses at once otherwise.
+   A held shard reads only this acceptor's pipe (the worker's side, see
+   :mod:`shardkv.worker.loop`).  If every shard granted it, which is the
+   uncontended case, the step has its holds after one round trip;
+3. otherwise it keeps the holds below the lowest shard that refused,
+   releases those above it, and takes the rest as before tries existed:
+   ``__hold`` to each shard from that one on, in ascending shard order,
+   each acknowledged before the next (a ``__hold`` waits its turn);
+4. then the captured entries go out, exactly as they would have, and
    ``__release`` follows them right behind, on each held shard.  For a
    parked operation or an atomic write fan-out
    (:class:`shardkv.acceptor.crossshard.AtomicOp`, ``FanOutWrite``) that is
@@ -27,10 +35,21 @@ not sent at once:
    that is over.
 
 That is strict two-phase locking on whole shards, and it cannot deadlock:
-every acceptor takes its holds in ascending shard order and waits only
-for a shard above every one it holds, so no cycle of waits can form.  One
-acceptor runs one such request at a time (the others queue, in order),
-so it never sends ``__hold`` to a shard it holds already.
+a try never waits, and a ``__hold`` is sent only for a shard above every
+one the acceptor holds (the holds above the refused shard were released
+first, on the same pipes), so every wait is for a shard above all those
+the waiter holds, and no cycle of waits can form.  Nor can tries starve
+an acceptor that waits in order: a shard refuses a try while another
+acceptor's frames wait for it.  One acceptor runs one such request at a
+time (the others queue, in order), so it never tries or holds a shard it
+holds already.
+
+If this acceptor dies between its tries and its releases, each worker
+sees its pipe close and ends the hold, as for ``__hold``; a worker
+restarted meanwhile has lost the hold with its pipe (the link refuses the
+tries it had not answered, and the fallback's ``__hold`` then fails as
+below).  Fault point ``tried`` (:mod:`shardkv.runtime.faultpoints`) stops
+this acceptor once every try was granted, before the step leaves.
 
 A shard that cannot be held (its worker is down or busy with a script)
 gets no entries: their sinks get the error the link gives today
@@ -61,6 +80,7 @@ from shardkv.acceptor.shardlink import ShardLink
 from shardkv.protocol import errors, wire
 from shardkv.protocol.resp import encode_command, encode_error
 from shardkv.protocol.wire import Verb
+from shardkv.runtime import faultpoints
 
 if TYPE_CHECKING:
     from shardkv.acceptor.server import Acceptor
@@ -82,7 +102,7 @@ class Request:
     """One captured step that spans shards: its entries, the shards it
     needs (ascending), what it holds, and what it waits for."""
 
-    __slots__ = ("shards", "entries", "client", "held", "failed", "next", "gate", "releasing")
+    __slots__ = ("shards", "entries", "client", "held", "failed", "next", "trying", "gate", "releasing")
 
     def __init__(self, shards: list[int], entries: list, client: Client | None) -> None:
         self.shards = shards
@@ -91,6 +111,7 @@ class Request:
         self.held: dict[int, int] = {}  # shard -> the link's generation when it was held
         self.failed: dict[int, bytes] = {}  # shard -> the error its hold got
         self.next = 0  # the index in ``shards`` of the hold to take next
+        self.trying = 0  # tries not answered yet
         # The client's replies known at once (WATCH's OK...) wait behind this
         # until the step has run on every shard (its releases are answered).
         self.gate: _Gate | None = None
@@ -131,6 +152,32 @@ def _open(request: Request) -> None:
         client = request.client
         if client is not None and not client.closed and client.pending:
             client.flush()
+
+
+class _Ignored:
+    """The sink of a ``__release`` whose answer nothing waits for."""
+
+    __slots__ = ()
+
+    def deliver(self, body: bytes) -> None:
+        pass
+
+
+_IGNORED = _Ignored()
+
+
+class _TryAnswer:
+    """Waits for one shard's answer to a try (``ShardLink.try_hold``)."""
+
+    __slots__ = ("holds", "request", "shard")
+
+    def __init__(self, holds: Holds, request: Request, shard: int) -> None:
+        self.holds = holds
+        self.request = request
+        self.shard = shard
+
+    def __call__(self, granted: bool) -> None:
+        self.holds.tried(self.request, self.shard, granted)
 
 
 class _HoldAck:
@@ -210,8 +257,40 @@ class Holds:
 
     def _start_next(self) -> None:
         while self.current is None and self.queue:
-            self.current = self.queue.popleft()
-            self._acquire(self.current)
+            self.current = request = self.queue.popleft()
+            self._try(request)
+
+    def _try(self, request: Request) -> None:
+        """Try every shard of the step at once (a ``T`` frame each)."""
+        links = self.links
+        request.trying = len(request.shards)
+        for shard in request.shards:
+            links[shard].try_hold(_TryAnswer(self, request, shard))  # may answer at once
+
+    def tried(self, request: Request, shard: int, granted: bool) -> None:
+        """One shard answered its try.  Once all have: with every hold, send
+        the step; else keep the holds below the lowest refusal, release the
+        others, and take the rest in ascending order, waiting for each."""
+        links = self.links
+        if granted:
+            request.held[shard] = links[shard].generation
+        request.trying -= 1
+        if request.trying:
+            return
+        shards = request.shards
+        held = request.held
+        first = 0
+        while first < len(shards) and shards[first] in held:
+            first += 1
+        if first == len(shards) and faultpoints.ACTIVE:
+            faultpoints.hold("tried")  # the fault-injection tests only
+        for above in shards[first + 1 :]:
+            generation = held.pop(above, None)
+            link = links[above]
+            if generation is not None and generation == link.generation:
+                _send(link, _HEADER, _RELEASE, _IGNORED)
+        request.next = first
+        self._acquire(request)
 
     def _acquire(self, request: Request) -> None:
         """Take the next hold, or, with all of them, send the step."""

@@ -128,6 +128,8 @@ class ShardLink:
         self.on_script_query: Callable[[bytes], None] | None = None
         # What waits for the answers to this pipe's ``I`` frames, in order.
         self.inquiries: deque[Callable[[object], None]] = deque()
+        # What waits for the answers to this pipe's ``T`` frames, in order.
+        self.tries: deque[Callable[[bool], None]] = deque()
         # Where the keyspace events this shard noted go (``E`` frames, see
         # shardkv.notifications), with the sink of the command that caused
         # them (None when unknown); and the events that wait for the next
@@ -239,6 +241,20 @@ class ShardLink:
         payload = wire.encode_inquiry(args)
         self.transport.write(FRAME.pack(len(payload)) + payload)
 
+    def try_hold(self, answer: Callable[[bool], None]) -> None:
+        """Ask the worker to hold the shard for this acceptor if it is free
+        now (a ``T`` frame, the ``__hold`` that never waits, see
+        :mod:`shardkv.acceptor.holds`): ``answer`` gets True if it did.  A
+        shard that is down or busy with a script is not asked (False).  The
+        entries queued before it leave first, so the worker has run this
+        acceptor's ``__release`` of an earlier step when it reads the try."""
+        if self.transport is None or not self.up or self.busy:
+            answer(False)
+            return
+        self.flush()
+        self.tries.append(answer)
+        self.transport.write(FRAME.pack(1) + wire.TRY_FRAME)
+
     # -- receiving ----------------------------------------------------------
 
     def protocol(self) -> _Pipe:
@@ -296,6 +312,9 @@ class ShardLink:
         inquiries, self.inquiries = self.inquiries, deque()
         for answer in inquiries:
             answer(Error(errors.SHARD_UNAVAILABLE))
+        tries, self.tries = self.tries, deque()
+        for tried in tries:
+            tried(False)
         self._after_frame()
 
     def data_received(self, data: bytes) -> None:
@@ -370,6 +389,9 @@ class ShardLink:
         elif kind == wire.INQUIRY:
             if self.inquiries:
                 self.inquiries.popleft()(wire.decode_inquiry_answer(payload))
+        elif kind == wire.TRY_HOLD:
+            if self.tries:
+                self.tries.popleft()(payload == wire.TRY_GRANTED)
         elif kind == wire.SCRIPT:
             busy, pid, dirty, eval_mode, unblocks, *details = wire.decode_script_state(payload)
             if busy:

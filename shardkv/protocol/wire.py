@@ -50,6 +50,20 @@ Acceptor -> worker
     nor waits for it (a script's effects reach the AOF whole, after it
     ends, and an attempt rolled back never does), and it may pass replies
     the worker holds back until their writes are on disk.
+``T`` *try hold* (several acceptors only): ``T`` alone.  ``__hold`` that
+    never waits: the worker answers it with a ``T`` frame, ``T1`` if it
+    made the shard exclusive to this pipe (as ``__hold`` does, until
+    ``__release`` or until the pipe closes), ``T0`` if it did not.  It
+    grants it only between batches, where it reads this pipe's frames
+    anyway, and if the shard is free: held by nobody, and no other pipe
+    has frames that wait for the shard (a ``__hold`` among them, maybe: a
+    try never overtakes a waiting hold).  Wherever else it reads the
+    ``T`` frame (the shard exclusive to another acceptor, or waiting
+    parked, in doubt or in a script for its ``A`` frame, whichever
+    acceptor it waits for) it answers ``T0`` at once, as it answers an
+    ``I`` frame; so a try never waits for a hold.  The answers come in
+    the order of the ``T`` frames on that pipe.  See
+    :mod:`shardkv.acceptor.holds` for how a coordinator uses it.
 
 Worker -> acceptor
 ------------------
@@ -104,6 +118,8 @@ Worker -> acceptor
 ``I`` *inquiry answer*: ``I`` + the verb's value as a part
     (:func:`encode_part`): the answer to the oldest ``I`` frame not yet
     answered on that pipe.
+``T`` *try hold answer*: :data:`TRY_GRANTED` or :data:`TRY_REFUSED`, the
+    answer to the oldest ``T`` frame not yet answered on that pipe.
 ``D`` *disk*: ``D`` + the ``-MISCONF`` error text (UTF-8) this shard
     refuses writes with, or nothing once it can persist again; sent when
     that changes (and on a new pipe, if set), before any reply refused
@@ -165,7 +181,8 @@ that spells them; the command table does not hold them, so no client can
 send one.
 
 ``__hold`` and ``__release`` (several acceptors only) make a shard
-exclusive to one acceptor: after ``__hold`` (reply ``+OK``; an error if
+exclusive to one acceptor (so does a granted ``T`` frame, the ``__hold``
+that never waits): after ``__hold`` (reply ``+OK``; an error if
 that pipe already holds it) the worker runs only the frames of the pipe
 it came on, whose later batches run as usual, until ``__release``
 (``+OK``) or until that pipe closes; the other pipes' frames wait, in
@@ -175,7 +192,8 @@ or prepared for, and stays so while that operation is in doubt after its
 acceptor died, until the acceptor's new pipe resolves it.  A coordinator
 holds every shard of a multi-shard command in ascending shard order, each
 ``+OK`` received before it sends the next ``__hold``, so that no two
-coordinators deadlock; single-shard commands never hold.
+coordinators deadlock (a ``T`` frame never waits, so tries may go to
+every shard at once); single-shard commands never hold.
 """
 
 from __future__ import annotations
@@ -210,6 +228,10 @@ OTHERS_EVENTS = 79  # b"O"
 SCRIPT_QUERY = 81  # b"Q"
 SCRIPT_ANSWER = 65  # b"A"
 INQUIRY = 73  # b"I", both ways
+TRY_HOLD = 84  # b"T", both ways
+TRY_FRAME = b"T"  # acceptor -> worker: hold the shard for me if it is free now
+TRY_GRANTED = b"T1"  # worker -> acceptor: held for you until __release
+TRY_REFUSED = b"T0"  # worker -> acceptor: not held (the shard was not free)
 
 # Each frame on a pipe: a length as multiprocessing.Connection writes it
 # (signed 32-bit, big-endian), then the payload.

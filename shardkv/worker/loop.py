@@ -8,9 +8,10 @@ read, and the batches of different pipes interleave, batch by batch.
 With one acceptor, that and the acceptor's single global order is what
 makes commands that span shards serializable; with several, a shard is
 also *exclusive* to one acceptor while that acceptor holds it
-(``__hold``) or while it is in one of its cross-shard operations: then
-only that acceptor's frames run, and the other pipes are read only to
-answer their ``I`` frames (inquiries), wherever the shard waits (see
+(``__hold``, or a ``T`` frame it granted) or while it is in one of its
+cross-shard operations: then only that acceptor's frames run, and the
+other pipes are read only to answer their ``I`` frames (inquiries) and
+refuse their ``T`` frames (tries to hold), wherever the shard waits (see
 :class:`Pipes`).  Between batches, and at least ``hz``
 times a second when idle, the loop runs the active expiry cycle and the
 persistence cron; it also wakes up for the earliest blocked command's
@@ -177,16 +178,20 @@ class Pipe:
     def take_others(self) -> None:
         """This pipe is not the one the shard waits on (another acceptor
         holds the shard, or the shard waits for another one's frame): read
-        what it has sent, answer its ``I`` frames, and keep its other frames
-        in :attr:`backlog`, in order, for when the shard is free.  EOF or
+        what it has sent, answer its ``I`` frames, refuse its ``T`` frames
+        (tries to hold the shard, which is not free), and keep its other
+        frames in :attr:`backlog`, in order, for when the shard is free.  EOF or
         an error marks it broken (lost once the current frame is done)."""
         reader = self.reader
         backlog = self.backlog
         try:
             while reader.poll(0):
                 payload = reader.recv()
-                if payload[0] == wire.INQUIRY:
+                kind = payload[0]
+                if kind == wire.INQUIRY:
                     self.answer(payload)
+                elif kind == wire.TRY_HOLD:  # the shard is not free: never wait
+                    self.send_state(wire.TRY_REFUSED)
                 else:
                     backlog.append(payload)
         except (EOFError, OSError):
@@ -314,7 +319,9 @@ class Pipes:
         """``shard.recv`` with several pipes: the current pipe's next frame,
         for a shard that waits where it is (parked, in doubt, or a script
         waiting for its ``A`` frame), its ``I`` frames answered at once as
-        :meth:`Pipe.recv_waiting` does.  Meanwhile the other pipes are read
+        :meth:`Pipe.recv_waiting` does, and its ``T`` frames refused at once:
+        never kept in the backlog, where the try could wait for another
+        acceptor's hold while its own acceptor holds what that one waits for.  Meanwhile the other pipes are read
         too (:meth:`Pipe.take_others`): their ``I`` frames are answered on
         their own pipe, their other frames wait in their backlogs.  An
         inquiry needs no hold, so answering it wherever the shard waits
@@ -327,9 +334,15 @@ class Pipes:
         while True:
             if reader.poll(0):  # EOFError/OSError: the acceptor is gone
                 payload = reader.recv()
-                if payload[0] != wire.INQUIRY:
+                kind = payload[0]
+                if kind == wire.INQUIRY:
+                    current.answer(payload)
+                elif kind == wire.TRY_HOLD:
+                    # Not free, even for its own acceptor: a try kept for later
+                    # would wait, maybe behind another acceptor's hold.
+                    current.send_state(wire.TRY_REFUSED)
+                else:
                     return payload
-                current.answer(payload)
                 continue
             self._take_others(current.index)
             socks = [p.reader.sock for p in self.pipes if p is not None and (p is current or not p.broken)]
@@ -351,6 +364,23 @@ class Pipes:
         if shard.prepared:
             return shard.coordinator_pipe(min(shard.prepared))
         return None
+
+    def _try_hold(self, pipe: Pipe) -> bool:
+        """A ``T`` frame of ``pipe``, read where the shard runs that pipe's
+        frames: hold the shard for it if the shard is free, that is held by
+        nobody and no other pipe has frames waiting for it (frames that
+        came while the shard was exclusive, a ``__hold`` among them maybe:
+        a try that overtook them could keep an acceptor that waits in
+        ascending order from its shard for ever).  Refused, the acceptor
+        falls back on ``__hold``, which waits its turn."""
+        keyspace = self.shard.keyspace
+        if keyspace.held_by is not None:
+            return False
+        for other in self.pipes:
+            if other is not None and other is not pipe and other.backlog:
+                return False
+        keyspace.held_by = pipe.index
+        return True
 
     # -- running ----------------------------------------------------------------
 
@@ -439,6 +469,8 @@ class Pipes:
             shard.waiters.cancel(int(payload[1:]), pipe.index)
         elif kind == wire.INQUIRY:
             pipe.send(shard.inquiry_answer(payload))
+        elif kind == wire.TRY_HOLD:
+            pipe.send_state(wire.TRY_GRANTED if self._try_hold(pipe) else wire.TRY_REFUSED)
         elif kind == wire.CONTROL:  # not parked: nothing is waiting for it
             try:
                 shard.refuse(wire.decode_control(payload))

@@ -1,6 +1,8 @@
-"""Several acceptors: a command over several shards takes holds first, in
-ascending shard order, each acknowledged before the next (see
-shardkv.acceptor.holds).  In one process, with fake shard links."""
+"""Several acceptors: a command over several shards takes holds first: it
+tries every shard at once (a hold that never waits), and where a shard
+refuses, takes the rest in ascending shard order, each acknowledged before
+the next (see shardkv.acceptor.holds).  In one process, with fake shard
+links."""
 
 from __future__ import annotations
 
@@ -20,6 +22,16 @@ class Link(FakeLink):
     def __init__(self, index: int) -> None:
         super().__init__(index)
         self.generation = 1
+        self.tries: list = []  # the answers waited for, oldest first
+        self.tried = 0  # T frames sent
+
+    def try_hold(self, answer) -> None:
+        self.tried += 1
+        self.tries.append(answer)
+
+    def grant(self, granted: bool = True) -> None:
+        """The worker's answer to the oldest try not answered yet."""
+        self.tries.pop(0)(granted)
 
 
 def build_k(nshards: int = 3, index: int = 1, k: int = 2):
@@ -52,33 +64,73 @@ def test_client_ids_interleave() -> None:
     assert alone.holds is None and [alone.next_client_id() for _ in range(2)] == [1, 2]
 
 
-def test_mget_over_shards_holds_them_in_ascending_order_then_runs_and_releases() -> None:
+def test_mget_over_shards_tries_every_shard_at_once_then_runs_and_releases() -> None:
     acceptor, links = build_k(3)
     k0, k1, k2 = keys_per_shard(acceptor, 3)
     client, transport = connect(acceptor)
     acceptor.loop = _Loop()
     assert type(client) is HoldingClient
     send(client, [b"MGET", k2, k0, k1], [b"GET", k2])
-    # Only the hold of the lowest shard is out; nothing else, and the GET waits.
-    assert links[0].bodies() == [HOLD] and not links[1].sent and not links[2].sent
+    # One try on every shard at once, nothing else; the GET waits.
+    assert [link.tried for link in links] == [1, 1, 1] and not any(link.sent for link in links)
     assert client.state.blocked_token == HOLDING
-    links[0].answer(b"+OK\r\n")
-    assert links[1].bodies() == [HOLD] and not links[2].sent
-    links[1].answer(b"+OK\r\n")
-    assert links[2].bodies() == [HOLD]
-    links[2].answer(b"+OK\r\n")
-    # Now the parts, each followed by the release, on every shard; then
-    # the GET that waited.
+    links[2].grant()
+    links[0].grant()
+    assert not any(link.sent for link in links)
+    links[1].grant()
+    # Every shard granted: one round trip, no __hold.  Now the parts, each
+    # followed by the release, on every shard; then the GET that waited.
     for s, link in enumerate(links):
-        assert link.bodies()[1] == RELEASE
-        assert link.bodies()[0] == encode_command([b"MGET", [k0, k1, k2][s]])
+        assert link.bodies()[:2] == [encode_command([b"MGET", [k0, k1, k2][s]]), RELEASE]
     assert links[2].bodies()[2:] == [encode_command([b"GET", k2])]
+    assert HOLD not in [b for link in links for b in link.bodies()]
+    assert [link.tried for link in links] == [1, 1, 1]
     assert client.state.blocked_token == 0
     links[2].sent.pop()
     for s, link in enumerate(links):
         link.answer(marshal.dumps([b"v%d" % s]))
         link.answer(b"+OK\r\n")
     assert replies(acceptor, transport) == b"*3\r\n$2\r\nv2\r\n$2\r\nv0\r\n$2\r\nv1\r\n"
+
+
+def test_a_refused_try_keeps_the_holds_below_it_releases_those_above_and_holds_in_order() -> None:
+    acceptor, links = build_k(4)
+    keys = keys_per_shard(acceptor, 4)
+    client, transport = connect(acceptor)
+    acceptor.loop = _Loop()
+    send(client, [b"MSET", *(x for k in keys for x in (k, b"v"))])
+    links[0].grant()
+    links[1].grant(False)
+    links[2].grant(False)
+    links[3].grant()
+    # Shard 0 stays held; shard 3's hold is released (it is above the
+    # refusal), and shard 1 is held in order, waiting its turn.
+    assert not links[0].sent and not links[2].sent
+    assert links[3].bodies() == [RELEASE]
+    assert links[1].bodies() == [HOLD]
+    links[1].answer(b"+OK\r\n")
+    assert links[2].bodies() == [HOLD]
+    links[2].answer(b"+OK\r\n")
+    assert links[3].bodies() == [RELEASE, HOLD]
+    links[3].answer(b"+OK\r\n")  # the release
+    links[3].answer(b"+OK\r\n")  # the hold
+    # Every shard held: the step leaves, each part followed by its release.
+    for link in links:
+        assert link.bodies()[-1] == RELEASE and link.bodies()[-2] not in (HOLD, RELEASE)
+    assert [link.tried for link in links] == [1, 1, 1, 1]
+
+
+def test_every_try_refused_falls_back_to_holds_in_ascending_order() -> None:
+    acceptor, links = build_k(2)
+    k0, k1 = keys_per_shard(acceptor, 2)
+    client, transport = connect(acceptor)
+    acceptor.loop = _Loop()
+    send(client, [b"MGET", k0, k1])
+    links[1].grant()
+    links[0].grant(False)
+    assert links[1].bodies() == [RELEASE] and links[0].bodies() == [HOLD]
+    links[0].answer(b"+OK\r\n")
+    assert links[1].bodies() == [RELEASE, HOLD]
 
 
 class _Loop:
@@ -101,8 +153,9 @@ def test_a_shard_that_cannot_be_held_fails_its_part_as_today_and_the_others_are_
     client, transport = connect(acceptor)
     acceptor.loop = _Loop()
     send(client, [b"MGET", k0, k1])
-    links[0].answer(b"+OK\r\n")
-    links[1].answer(encode_error(errors.SHARD_UNAVAILABLE))
+    links[0].grant()
+    links[1].grant(False)  # a link refuses the try of a shard that is down
+    links[1].answer(encode_error(errors.SHARD_UNAVAILABLE))  # so does its __hold
     # Shard 0 gets its part and the release; shard 1 nothing more.
     assert links[0].bodies()[-1] == RELEASE and len(links[0].bodies()) == 2
     assert not links[1].sent
@@ -118,9 +171,9 @@ def test_a_shard_restarted_while_held_gets_neither_the_part_nor_the_release() ->
     client, transport = connect(acceptor)
     acceptor.loop = _Loop()
     send(client, [b"MGET", k0, k1])
-    links[0].answer(b"+OK\r\n")
+    links[0].grant()
     links[0].generation += 1  # its worker died and came back: the hold is gone
-    links[1].answer(b"+OK\r\n")
+    links[1].grant()
     assert not links[0].sent
     assert len(links[1].bodies()) == 2 and links[1].bodies()[-1] == RELEASE
 
@@ -133,12 +186,13 @@ def test_requests_of_one_acceptor_run_one_at_a_time_in_order() -> None:
     acceptor.loop = _Loop()
     send(a, [b"MSET", k0, b"1", k1, b"1"])
     send(b, [b"DEL", k0, k1])
-    assert links[0].bodies() == [HOLD]  # b's request waits behind a's
-    links[0].answer(b"+OK\r\n")
-    links[1].answer(b"+OK\r\n")
-    # a's parts and releases are out; b's first hold follows them on shard 0.
-    assert links[0].bodies()[-2:] == [RELEASE, HOLD]
-    assert links[1].bodies()[-1] == RELEASE
+    assert [link.tried for link in links] == [1, 1]  # b's request waits behind a's
+    links[0].grant()
+    links[1].grant()
+    # a's parts and releases are out; then b's tries (the link sends what
+    # it queued before a try first).
+    assert links[0].bodies()[-1] == RELEASE and links[1].bodies()[-1] == RELEASE
+    assert [link.tried for link in links] == [2, 2]
 
 
 def test_watchs_ok_waits_until_every_shard_has_recorded_the_versions() -> None:
@@ -149,8 +203,8 @@ def test_watchs_ok_waits_until_every_shard_has_recorded_the_versions() -> None:
     acceptor.loop = _Loop()
     send(client, [b"WATCH", k0, k1])
     assert replies(acceptor, transport) == b""
-    links[0].answer(b"+OK\r\n")
-    links[1].answer(b"+OK\r\n")
+    links[0].grant()
+    links[1].grant()
     assert [b[:9] for b in links[0].bodies()] == [encode_command([Verb.WATCH, k0])[:9], RELEASE[:9]]
     links[0].answer(marshal.dumps([3]))
     links[0].answer(b"+OK\r\n")
@@ -159,3 +213,51 @@ def test_watchs_ok_waits_until_every_shard_has_recorded_the_versions() -> None:
     links[1].answer(b"+OK\r\n")
     assert replies(acceptor, transport) == b"+OK\r\n"
     assert client.state.watching == {(0, k0): 3, (0, k1): 4}
+
+
+# -- the link's side of a try ------------------------------------------------------
+
+
+def _link():
+    from shardkv.acceptor.shardlink import ShardLink
+
+    link = ShardLink(0, lambda link: None, lambda: None)
+    transport = MemoryTransport()
+    link.attached(transport)  # type: ignore[arg-type]
+    return link, transport
+
+
+def test_a_link_sends_a_try_behind_what_it_queued_and_answers_tries_in_order() -> None:
+    from shardkv.protocol import wire
+
+    link, transport = _link()
+    answers: list[bool] = []
+    link.send(wire.entry_header(0), RELEASE, Sink())
+    link.try_hold(answers.append)
+    link.try_hold(answers.append)
+    # The queued release leaves first, then the T frames.
+    assert transport.written[0].endswith(RELEASE)
+    assert transport.written[1:] == [wire.FRAME.pack(1) + wire.TRY_FRAME] * 2
+    for payload in (wire.TRY_REFUSED, wire.TRY_GRANTED):
+        link.data_received(wire.FRAME.pack(len(payload)) + payload)
+    assert answers == [False, True]
+
+
+def test_a_link_refuses_tries_when_its_worker_is_down_busy_or_restarted() -> None:
+    link, transport = _link()
+    answers: list[bool] = []
+    link.try_hold(answers.append)
+    link.detached(transport)  # type: ignore[arg-type]  # the worker died before answering
+    assert answers == [False]
+    link.try_hold(answers.append)  # down: not asked
+    assert answers == [False, False]
+    link.attached(MemoryTransport())  # type: ignore[arg-type]
+    link.busy = b"-BUSY\r\n"
+    link.try_hold(answers.append)
+    assert answers == [False, False, False]
+    assert len(link.tries) == 0
+
+
+class Sink:
+    def deliver(self, body: bytes) -> None:
+        pass

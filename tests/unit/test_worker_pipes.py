@@ -515,3 +515,106 @@ def test_an_inquiry_answered_while_a_script_waits_leaves_the_aof_alone(tmp_path,
         )
     finally:
         w.stop()
+
+
+# -- tries: the hold that never waits (``T`` frames) ----------------------------------
+
+
+def try_hold(w: Worker, pipe: int) -> bytes:
+    """Send a ``T`` frame on ``pipe``; its answer (``T1`` granted, ``T0`` refused)."""
+    w.send(pipe, wire.TRY_FRAME)
+    frame = w.recv(pipe)
+    assert frame[0] == wire.TRY_HOLD, frame
+    return frame
+
+
+def test_a_try_on_a_free_shard_holds_it_until_release(worker):
+    started(worker)
+    assert try_hold(worker, 0) == wire.TRY_GRANTED
+    worker.send(1, batch(entry("SET", "k", "from-1")))
+    assert worker.quiet(1)  # held: pipe 1's batch waits
+    assert worker.run(0, entry("SET", "k", "from-0")) == [b"+OK\r\n"]
+    assert worker.run(0, entry(Verb.RELEASE)) == [b"+OK\r\n"]
+    assert worker.replies(1) == [b"+OK\r\n"]
+    assert worker.run(0, entry("GET", "k")) == [b"$6\r\nfrom-1\r\n"]
+
+
+def test_a_try_is_refused_at_once_while_another_pipe_holds_the_shard(worker):
+    """A try never waits: pipe 1's is answered while pipe 0 holds the shard
+    (behind a batch of pipe 1 that waits), and takes nothing."""
+    started(worker)
+    assert worker.run(0, entry(Verb.HOLD)) == [b"+OK\r\n"]
+    worker.send(1, batch(entry("SET", "k", "1")))
+    assert try_hold(worker, 1) == wire.TRY_REFUSED
+    assert worker.quiet(1)
+    assert worker.run(0, entry(Verb.RELEASE)) == [b"+OK\r\n"]
+    assert worker.replies(1) == [b"+OK\r\n"]
+    # Not held by pipe 1: pipe 0 runs, and may take it again.
+    assert worker.run(0, entry("GET", "k")) == [b"$1\r\n1\r\n"]
+    assert try_hold(worker, 0) == wire.TRY_GRANTED
+
+
+def test_a_try_is_refused_at_once_while_the_shard_is_parked_for_another_pipe(worker):
+    started(worker)
+    op = (1 << 32) | 21  # coordinator 0's
+    (body,) = worker.run(0, entry(Verb.PARK, op, 1, "k", flags=wire.FLAG_PARK))
+    assert type(wire.decode_answer(body)) is wire.Parked
+    assert try_hold(worker, 1) == wire.TRY_REFUSED
+    worker.send(0, wire.encode_control(wire.Decide(op, False)))
+    assert worker.control(0) == wire.Finished(op, False)
+    assert worker.replies(0) == []  # the rest of the park's batch
+    assert try_hold(worker, 1) == wire.TRY_GRANTED
+
+
+def test_a_try_does_not_overtake_another_pipes_hold_that_waits(worker):
+    """Pipe 1's ``__hold`` waited while pipe 0 held the shard; pipe 0's
+    release and its next try arrive together.  The try is refused (pipe 1
+    waits in ascending order and must not starve), and pipe 1 holds next."""
+    started(worker)
+    assert worker.run(0, entry(Verb.HOLD)) == [b"+OK\r\n"]
+    worker.send(1, batch(entry("SET", "k", "1")))
+    worker.send(1, batch(entry(Verb.HOLD)))
+    assert worker.quiet(1)
+    frames = [batch(entry(Verb.RELEASE)), wire.TRY_FRAME]
+    with socket.socket(fileno=os.dup(worker.acceptors[0].fileno())) as sock:
+        sock.sendall(b"".join(wire.FRAME.pack(len(f)) + f for f in frames))  # one write: read as one
+    assert worker.replies(0) == [b"+OK\r\n"]
+    assert worker.recv(0) == wire.TRY_REFUSED
+    assert worker.replies(1) == [b"+OK\r\n"]
+    assert worker.replies(1) == [b"+OK\r\n"]  # pipe 1's hold
+    worker.send(0, batch(entry("GET", "k")))
+    assert worker.quiet(0)  # held by pipe 1
+    assert worker.run(1, entry(Verb.RELEASE)) == [b"+OK\r\n"]
+    assert worker.replies(0) == [b"$1\r\n1\r\n"]
+
+
+def test_a_granted_try_ends_when_its_pipe_closes(worker):
+    """An acceptor that dies between its tries and its releases leaves the
+    shard free."""
+    started(worker)
+    assert try_hold(worker, 1) == wire.TRY_GRANTED
+    worker.send(0, batch(entry("SET", "k", "v")))
+    assert worker.quiet(0)
+    worker.acceptors[1].close()
+    assert worker.replies(0) == [b"+OK\r\n"]
+    assert try_hold(worker, 0) == wire.TRY_GRANTED
+    worker.new_pipe(1)
+    assert worker.control(1) == wire.InDoubt([])
+    assert worker.run(0, entry(Verb.RELEASE)) == [b"+OK\r\n"]
+    assert worker.run(1, entry("GET", "k")) == [b"$1\r\nv\r\n"]
+
+
+def test_a_try_of_the_pipe_the_shard_is_parked_for_is_refused_at_once_not_kept(worker):
+    """A try kept in the backlog would wait: if another acceptor took the
+    shard first, its acceptor could hold a shard that one waits for."""
+    started(worker)
+    op = (1 << 32) | 22  # coordinator 0's
+    (body,) = worker.run(0, entry(Verb.PARK, op, 1, "k", flags=wire.FLAG_PARK))
+    assert type(wire.decode_answer(body)) is wire.Parked
+    worker.send(1, batch(entry(Verb.HOLD)))  # waits for the park
+    assert try_hold(worker, 0) == wire.TRY_REFUSED
+    worker.send(0, wire.encode_control(wire.Decide(op, False)))
+    assert worker.control(0) == wire.Finished(op, False)
+    assert worker.replies(0) == []  # the rest of the park's batch
+    assert worker.replies(1) == [b"+OK\r\n"]  # pipe 1 holds it now
+    assert worker.quiet(0)  # and no try of pipe 0's was left to answer
