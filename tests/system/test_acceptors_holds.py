@@ -1,0 +1,131 @@
+"""Holds with several acceptors (``shardkv/acceptor/holds.py``): a command
+over several shards tries every shard at once and falls back on holds in
+ascending order when a shard is not free.  Two acceptors racing over the
+same shards stay atomic, and an acceptor that dies holding every shard
+after its tries leaves none held.  (That an uncontended command takes one
+round of tries and no ``__hold`` is counted in ``tests/unit/test_holds.py``.)
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import psutil
+import pytest
+
+from tests.support.acceptors import raw_on
+from tests.support.placement import on_shards
+from tests.support.servers import start_shardkv
+from tests.system.test_acceptors import K, acceptor_pids, connect_to
+
+KEYS = on_shards(0, 1, 2, 3, prefix="hold")
+ROUNDS = 300
+
+
+@pytest.mark.slow
+def test_acceptors_racing_msets_over_the_same_shards_never_show_a_mix():
+    """Each acceptor has a writer and a reader: a writer's MSET sets every
+    key to one value, so an MGET that sees two values saw half of one."""
+    server = start_shardkv(shards=4, acceptors=K)
+    try:
+        conns = {(role, i): connect_to(server.port, i) for role in ("w", "r") for i in range(K)}
+        conns["w", 0].mset(dict.fromkeys(KEYS, "start"))
+        problems: list[str] = []
+        writing = threading.Event()
+        writing.set()
+
+        def writer(i: int) -> None:
+            conn = conns["w", i]
+            for n in range(ROUNDS):
+                conn.mset(dict.fromkeys(KEYS, f"{i}:{n}"))
+
+        def reader(i: int) -> None:
+            conn = conns["r", i]
+            while writing.is_set() and not problems:
+                seen = conn.mget(KEYS)
+                if len(set(seen)) != 1:
+                    problems.append(f"MGET through acceptor {i} saw {seen}")
+
+        writers = [threading.Thread(target=writer, args=(i,)) for i in range(K)]
+        readers = [threading.Thread(target=reader, args=(i,)) for i in range(K)]
+        for t in readers + writers:
+            t.start()
+        for t in writers:
+            t.join(120)
+        writing.clear()
+        for t in readers:
+            t.join(30)
+        assert not problems, problems[:3]
+        assert not any(t.is_alive() for t in writers + readers), "a command never completed"
+        final = conns["r", 1].mget(KEYS)
+        assert len(set(final)) == 1 and final[0].endswith(f":{ROUNDS - 1}")
+        for conn in conns.values():
+            conn.close()
+    finally:
+        server.stop()
+
+
+def _stopped(pid: int, limit: float) -> bool:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if psutil.Process(pid).status() == psutil.STATUS_STOPPED:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+@pytest.mark.slow
+def test_an_acceptor_killed_between_its_tries_and_its_releases_leaves_no_shard_held(tmp_path):
+    fault_file = tmp_path / "faultpoints"
+    fault_file.write_text("")
+    env = dict(os.environ, SHARDKV_FAULT_FILE=str(fault_file))
+    server = start_shardkv(shards=4, acceptors=K, env=env)
+    try:
+        pids = acceptor_pids(server)
+        survivor = connect_to(server.port, 0)
+        survivor.mset(dict.fromkeys(KEYS, "before"))
+        sock, _ = raw_on(server.port, 0)  # made now: a new one may reach the stopped acceptor
+        fault_file.write_text("tried")
+        # The victim's MSET (on a raw connection: a client library would send
+        # it again): its acceptor stops once every shard granted its try,
+        # before the MSET leaves.
+        victim_sock, _ = raw_on(server.port, 1)
+        victim_sock.sendall(b"MSET " + b" ".join(k.encode() + b" doomed" for k in KEYS) + b"\r\n")
+        assert _stopped(pids[1], 20), "acceptor 1 did not reach the fault point"
+        fault_file.write_text("")
+        # Every shard is held by the stopped acceptor: the survivor's MGET waits.
+        command = b"MGET " + b" ".join(k.encode() for k in KEYS) + b"\r\n"
+        sock.sendall(command)
+        sock.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            sock.recv(100)
+        os.kill(pids[1], signal.SIGKILL)
+        # Its pipes closed: the holds ended, and its MSET never ran.
+        sock.settimeout(20)
+        reply = b""
+        while reply.count(b"\r\n") < 1 + 2 * len(KEYS):
+            reply += sock.recv(1000)
+        assert reply == b"*4\r\n" + b"$6\r\nbefore\r\n" * 4
+        sock.close()
+        victim_sock.settimeout(20)
+        try:
+            assert victim_sock.recv(100) == b""  # closed with its acceptor, unanswered
+        except ConnectionResetError:
+            pass
+        victim_sock.close()
+        survivor.mset(dict.fromkeys(KEYS, "after"))
+        assert survivor.mget(KEYS) == ["after"] * 4
+        deadline = time.monotonic() + 30
+        while acceptor_pids(server).get(1, pids[1]) == pids[1]:
+            assert time.monotonic() < deadline, "acceptor 1 was not restarted"
+            time.sleep(0.05)
+        fresh = connect_to(server.port, 1)
+        fresh.mset(dict.fromkeys(KEYS, "fresh"))
+        assert survivor.mget(KEYS) == ["fresh"] * 4
+        for conn in (survivor, fresh):
+            conn.close()
+    finally:
+        server.stop()
