@@ -1,4 +1,4 @@
-"""Named steps of the cross-shard commit protocol where a test can hold a process.
+"""Named steps of the cross-shard commit protocol (and of holds) where a test can hold a process.
 
 With ``SHARDKV_FAULT_FILE`` set in the environment, a process that reaches
 a fault point reads that file, and stops itself (SIGSTOP) if the file
@@ -22,7 +22,10 @@ parked), ``ran`` (the executor has run the commands and logged its prepare
 record, and not answered yet), ``prepared`` (a shard has logged its prepare
 record and not answered ``Prepare`` yet), ``decided`` (a shard has received ``Decide``
 and applied nothing yet), ``finished`` (it has answered ``Finished``),
-``committed`` (the acceptor has recorded a commit and told no shard).
+``committed`` (the acceptor has recorded a commit and told no shard),
+``tried`` (with several acceptors: every shard of an acceptor's step has
+granted its try, see :mod:`shardkv.acceptor.holds`, and nothing of the
+step has left).
 """
 
 from __future__ import annotations
