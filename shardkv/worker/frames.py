@@ -66,8 +66,10 @@ class FrameReader:
             return False
         return len(buf) - pos - 4 >= FRAME.unpack_from(buf, pos)[0]
 
-    def _fill(self) -> bool:
-        """Read what is there without waiting; False if nothing was."""
+    def fill(self) -> bool:
+        """Read what is there without waiting (one ``recv``); False if
+        nothing was, EOFError if the other end has closed.  For a loop that
+        was told by ``poll``/``epoll`` that the pipe is readable."""
         try:
             n = self.sock.recv_into(self._chunk, _READ_SIZE, socket.MSG_DONTWAIT)
         except BlockingIOError:
@@ -89,7 +91,7 @@ class FrameReader:
             return True
         deadline = time.monotonic() + timeout
         while True:
-            if self._fill():
+            if self.fill():
                 if self.has_frame():
                     return True
                 continue
@@ -103,7 +105,7 @@ class FrameReader:
     def recv(self) -> bytes:
         """The next frame's payload, waiting for it."""
         while not self.has_frame():
-            if not self._fill():
+            if not self.fill():
                 select.select([self.sock], [], [])
         pos = self.pos
         (size,) = FRAME.unpack_from(self.buf, pos)

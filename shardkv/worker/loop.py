@@ -29,7 +29,6 @@ import socket
 import sys
 import time
 from multiprocessing.connection import Connection
-from typing import Any
 
 from shardkv.protocol import errors, wire
 from shardkv.protocol.resp import Error, encode
@@ -238,6 +237,11 @@ class Pipes:
         shard.npipes = len(conns)
         shard.send_state = self.send_state
         self.conns = conns
+        # With several pipes, one poll() per wake-up says which are readable
+        # (registered once, as pipes come and go); with one, it is unused.
+        self.poller = select.poll()
+        self.poller.register(ctl.fileno(), select.POLLIN)
+        self.by_fd: dict[int, Pipe] = {}
 
     # -- pipes ------------------------------------------------------------------
 
@@ -257,6 +261,9 @@ class Pipes:
         if old is not None:
             self.lose(old)
         pipe = self.pipes[index] = Pipe(self.shard, index, conn)
+        fd = pipe.reader.sock.fileno()
+        self.by_fd[fd] = pipe
+        self.poller.register(fd, select.POLLIN)
         self._inherited()
         self.select(pipe)
         try:
@@ -270,6 +277,9 @@ class Pipes:
         if self.pipes[pipe.index] is not pipe:
             return
         self.pipes[pipe.index] = None
+        fd = pipe.reader.sock.fileno()
+        if self.by_fd.pop(fd, None) is not None:
+            self.poller.unregister(fd)
         pipe.close()
         self._inherited()
         self.shard.acceptor_lost(pipe.index)
@@ -507,11 +517,15 @@ class Pipes:
                     self.lose(p)
 
     def _next_frame(self) -> tuple[Pipe, bytes] | None:
-        """A frame that is there, from the pipe whose turn it is.  Each pipe
-        is looked at in the kernel too (a ``recv`` that does not wait), so
-        a busy pipe whose frames are always read ahead cannot starve the
-        others."""
+        """A frame already read, from the pipe whose turn it is, with no
+        system call: the pipes' read-ahead (what :meth:`_wait` read when
+        they were ready) and backlogs take turns, frame by frame.  So that
+        a pipe whose frames are read ahead cannot starve the others, the
+        kernel is asked (one ``poll`` that does not wait) before a pipe has
+        a second turn in a row, and another pipe's frame found there goes
+        first."""
         pipes = self.pipes
+        n = len(pipes)
         only = self.exclusive()
         if only is not None:
             # The others' batches wait, but not their inquiries: the
@@ -520,62 +534,66 @@ class Pipes:
             self._take_others(only)
             order = [only]
         else:
-            order = [(self.turn + i) % len(pipes) for i in range(len(pipes))]
-        for i in order:
+            order = [(self.turn + k) % n for k in range(n)]
+        looked = only is not None
+        k = 0
+        while k < len(order):
+            i = order[k]
+            k += 1
             pipe = pipes[i]
-            if pipe is None or pipe.broken:
+            if pipe is None or pipe.broken or not (pipe.backlog or pipe.reader.has_frame()):
                 continue
-            if pipe.backlog:
-                payload = pipe.backlog.pop(0)
-            else:
-                try:
-                    if not pipe.reader.poll(0):
-                        continue
-                except (EOFError, OSError):
-                    pipe.broken = True
+            if k == n and not looked:
+                looked = True
+                if self._look(pipe):
+                    k = 0  # another pipe's frame came: its turn first
                     continue
-                payload = pipe.reader.recv()
-            self.turn = (i + 1) % len(pipes)
-            return pipe, payload
+            self.turn = (i + 1) % n
+            return pipe, (pipe.backlog.pop(0) if pipe.backlog else pipe.reader.recv())
         return None
 
+    def _look(self, busy: Pipe) -> bool:
+        """Read what the pipes but ``busy`` have in the kernel, without
+        waiting; True if a frame of one of them came."""
+        came = False
+        for fd, _ in self.poller.poll(0):
+            pipe = self.by_fd.get(fd)
+            if pipe is None or pipe is busy or pipe.broken:
+                continue  # the control pipe waits for the next _wait
+            try:
+                pipe.reader.fill()
+            except (EOFError, OSError):
+                pipe.broken = True
+                continue
+            came = came or pipe.reader.has_frame()
+        return came
+
     def _wait(self) -> bool:
-        """Nothing is read: send what is held, wait for a pipe or the
-        control pipe, or for the timers, and read what came (a pipe the
-        shard may not read now is read for its ``I`` frames, by
-        :meth:`_next_frame`).  False if the supervisor has gone."""
+        """No frame is read: send what is held, wait (one ``poll``) for a
+        pipe or the control pipe, or for the timers, and read what the
+        ready pipes have (a pipe the shard may not read now is read for its
+        ``I`` frames, by :meth:`_next_frame`).  False if the supervisor has
+        gone."""
         waiters = self.shard.waiters
         for pipe in self.pipes:
-            if pipe is not None:
+            if pipe is not None and pipe.held:
                 self._flush(pipe)
-        for pipe in self.pipes:
-            if pipe is not None and pipe.broken:
-                self.lose(pipe)
-        socks: dict[Any, Pipe] = {}
-        for pipe in self.pipes:
-            if pipe is not None:
-                socks[pipe.reader.sock] = pipe
         deadline = min(self.next_sweep, waiters.next_deadline()) if waiters.timeouts else self.next_sweep
         wait = max(0.0, deadline - time.monotonic())
-        try:
-            ready, _, _ = select.select([*socks, self.ctl], [], [], wait)
-        except InterruptedError:
-            return True
+        ready = self.poller.poll(wait * 1000)
         if not ready:
             self._timers()
             return True
-        for sock in ready:
-            if sock is self.ctl:
-                if not self._from_ctl():
+        for fd, _ in ready:
+            pipe = self.by_fd.get(fd)
+            if pipe is None:
+                if fd == self.ctl.fileno() and not self._from_ctl():
                     return False
                 continue
-            pipe = socks[sock]
-            if self.pipes[pipe.index] is not pipe:
-                continue
             try:
-                pipe.reader.poll(0)
+                pipe.reader.fill()
             except (EOFError, OSError):
-                self.lose(pipe)
+                pipe.broken = True
         return True
 
     def _flush(self, pipe: Pipe) -> None:
