@@ -7,9 +7,11 @@ A real :class:`~shardkv.acceptor.server.Acceptor`, built by
 by a real in-process :class:`~shardkv.worker.shard.Shard`, and its ``R``
 frame is fed back.  This measures the Python cost per command, split into
 the acceptor's share and the shard's, which is what decides throughput
-(the acceptor is a single process).
+(the acceptor is a single process).  With ``--acceptors K`` the acceptor
+is built as acceptor 0 of K (``set_index``), as the server builds it, so
+its share includes what K > 1 adds to a command (its steps and holds).
 
-    python benchmarks/hotpath.py [--pipeline 16] [--clients 50] [--profile]
+    python benchmarks/hotpath.py [--pipeline 16] [--clients 50] [--acceptors 1] [--profile]
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ import struct
 import time
 
 from shardkv.acceptor import wiring
-from shardkv.acceptor.client import Client
 from shardkv.runtime import config
 from shardkv.worker.shard import Shard
 
@@ -53,10 +54,12 @@ class MemoryTransport:
         return False
 
 
-def build(nshards: int, nclients: int):
+def build(nshards: int, nclients: int, nacceptors: int = 1):
     cfg = config.defaults()
     cfg["shards"] = nshards
     acceptor = wiring.build(cfg)  # wired as the server is
+    if nacceptors > 1:
+        acceptor.set_index(0, nacceptors)
     loop = asyncio.new_event_loop()
     acceptor.loop = loop
     pipes = []
@@ -68,7 +71,7 @@ def build(nshards: int, nclients: int):
         shards.append(Shard(link.index, nshards))
     clients = []
     for _ in range(nclients):
-        c = Client(acceptor)
+        c = acceptor.client_class(acceptor)
         c.connection_made(MemoryTransport())  # type: ignore[arg-type]
         clients.append(c)
     return acceptor, loop, pipes, shards, clients
@@ -85,8 +88,8 @@ def workload(kind: str, pipeline: int, nkeys: int, turn: int) -> bytes:
     return b"".join(out)
 
 
-def run(kind: str, pipeline: int, nclients: int, nshards: int, turns: int) -> dict:
-    acceptor, loop, pipes, shards, clients = build(nshards, nclients)
+def run(kind: str, pipeline: int, nclients: int, nshards: int, turns: int, nacceptors: int = 1) -> dict:
+    acceptor, loop, pipes, shards, clients = build(nshards, nclients, nacceptors)
     chunks = [workload(kind, pipeline, 100_000, t) for t in range(64)]
     acceptor_s = shard_s = 0.0
     commands = 0
@@ -125,13 +128,14 @@ def main() -> None:
     p.add_argument("--clients", type=int, default=50)
     p.add_argument("--shards", type=int, default=2)
     p.add_argument("--turns", type=int, default=300)
+    p.add_argument("--acceptors", type=int, default=1, help="build acceptor 0 of this many")
     p.add_argument("--profile", action="store_true")
     args = p.parse_args()
     for kind in ("set", "get"):
         if args.profile:
             prof = cProfile.Profile()
             prof.enable()
-        result = run(kind, args.pipeline, args.clients, args.shards, args.turns)
+        result = run(kind, args.pipeline, args.clients, args.shards, args.turns, args.acceptors)
         if args.profile:
             prof.disable()
             pstats.Stats(prof).sort_stats("tottime").print_stats(18)
