@@ -352,6 +352,36 @@ def test_pipes_take_turns_even_when_one_has_frames_read_ahead(worker):
         assert worker.replies(0) == [b"$1\r\nv\r\n"]
 
 
+def test_a_frame_that_comes_while_a_pipe_runs_its_read_ahead_goes_before_the_rest():
+    """Two frames of pipe 0 are read in one go; while the first runs, pipe
+    1's frame reaches the kernel.  Before pipe 0's second turn in a row the
+    loop looks there, so pipe 1's SET runs between them, as if each pipe
+    had been read frame by frame."""
+    shard = Shard(0, 1)
+    run_batch = shard.run_batch
+    during_first: list = []
+
+    def run_batch_and_send(payload: bytes) -> bytes:
+        reply = run_batch(payload)
+        while during_first:
+            during_first.pop()()  # from the worker's thread, before its next turn
+        return reply
+
+    shard.run_batch = run_batch_and_send  # type: ignore[method-assign]
+    w = Worker(2, shard)
+    try:
+        started(w)
+        during_first.append(lambda: w.send(1, batch(entry("SET", "k", "2"))))
+        frames = [batch(entry("SET", "k", "1")), batch(entry("GET", "k"))]
+        with socket.socket(fileno=os.dup(w.acceptors[0].fileno())) as sock:
+            sock.sendall(b"".join(wire.FRAME.pack(len(f)) + f for f in frames))  # one write: read as one
+        assert w.replies(0) == [b"+OK\r\n"]
+        assert w.replies(1) == [b"+OK\r\n"]
+        assert w.replies(0) == [b"$1\r\n2\r\n"]
+    finally:
+        w.stop()
+
+
 def test_an_inquiry_is_answered_between_batches_and_while_parked():
     """An ``I`` frame gets its ``I`` answer at once, even from a parked shard,
     before the batches that wait behind the park (a script's INFO)."""
