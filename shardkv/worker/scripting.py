@@ -760,7 +760,7 @@ class Engine:
                     and (run.read_noted or not ks.event_mask & events.SCRIPT_READ)
                     and (self.nshards == 1 or slot_of(args[1]) in self.own)
                 ):
-                    value = self.shard.execute(list(args), called.handler)  # type: ignore[attr-defined]
+                    value = self.shard.execute_read(list(args), called.handler)  # type: ignore[attr-defined]
                     t = type(value)
                     if t is bytes or t is int:
                         return value
@@ -919,9 +919,9 @@ class Engine:
                 return self._error("cross-shard"), True
         memory = ks.memory
         if memory is None:
-            value = self.shard.execute(argv, called.handler)  # type: ignore[attr-defined]
+            value = self.shard.execute_read(argv, called.handler)  # type: ignore[attr-defined]
         else:
-            value = memory.run_in_script(self.shard.execute, argv, called.handler)  # type: ignore[attr-defined]
+            value = memory.run_in_script(self.shard.execute_read, argv, called.handler)  # type: ignore[attr-defined]
         if self.monitor is not None and called.monitored:
             self.monitor.append((ks.db, argv))  # after it ran, as Redis's call()
         t = type(value)

@@ -236,6 +236,46 @@ class Shard:
             self.record(args, value)
         return value
 
+    def execute_read(self, args: list[bytes], handler) -> object:
+        """:meth:`execute` of a read-only command whose handler is known (a
+        script's ``redis.call`` of a single-key read, see
+        shardkv.worker.scripting): the same run and the same counts, less
+        what such a command never needs (the handler's lookup, the disk
+        check and keyspace events of writes, a blocking wait, a script's
+        reply)."""
+        ks = self.keyspace
+        ks.counting = handler.reads
+        start = perf_counter_ns()
+        try:
+            value = handler(ks, args)
+        except CommandError as e:
+            value = Error(e.message)
+        except Exception:  # a bug must not take the shard down
+            log.exception("shard %d: command %r failed", self.index, args[0])
+            value = Error(errors.INTERNAL % args[0].decode("latin-1"))
+        finally:
+            ks.counting = False
+        if self.timing and args[0][0] != 95:  # counted as execute counts it
+            ns = perf_counter_ns() - start
+            stats = self.stats
+            row = stats.by_bytes.get(args[0]) or stats.row_of(args)
+            times = row[5]
+            times.append(ns)
+            if len(times) >= 256:
+                stats.fold(row)
+            if type(value) is Error:
+                row[3] += 1
+                stats.error(value.message)
+            if ns >= stats.slow_threshold_ns >= 0:
+                stats.slow(args, ns // 1000)
+        if type(value) is Error:
+            return value
+        if ks.unchanged:
+            ks.unchanged = False
+        elif self.record is not None:
+            self.record(args, value)
+        return value
+
     def inquiry_answer(self, payload: bytes) -> bytes:
         """The ``I`` frame that answers the inquiry ``payload``: one of the
         verbs that read (or reset) this shard's figures, run now, wherever

@@ -224,3 +224,31 @@ def test_unblock_sent_before_a_script_went_busy_is_refused(shard):
     assert wire.decode_replies(shard.run_batch(_batch((0, [wire.Verb.UNBLOCK, b"9", b"1", b"2"])))) == [
         b":1\r\n"
     ]
+
+
+def test_script_read_counts_as_a_client_read():
+    """A script's redis.call (and redis.pcall) of a single-key read runs
+    through Shard.execute_read, and counts (calls, failed calls,
+    errorstats, keyspace hits and misses) as the same command sent by a
+    client counts."""
+    reads = [["GET", "s"], ["GET", "nokey"], ["GET", "h"], ["HGET", "h", "f"], ["HGET", "s", "f"]]
+
+    def figures(in_script: bool) -> tuple:
+        shard = Shard(0, 1, FakeClock())
+        ks = shard.keyspace
+        run(shard, "SET", "s", "v")
+        run(shard, "HSET", "h", "f", "v")
+        call = ks.scripts.load(b"return redis.call(ARGV[1], KEYS[1], unpack(ARGV, 2))")
+        pcall = ks.scripts.load(b"return redis.pcall(ARGV[1], KEYS[1], unpack(ARGV, 2))")
+        for args in reads:
+            if in_script:
+                for sha in (call, pcall):
+                    run(shard, "EVALSHA", sha, 1, args[1], args[0], *args[2:])
+            else:
+                run(shard, *args)
+                run(shard, *args)
+        commands, errorstats, _ = shard.stats.report()
+        counts = {name: (commands[name][0], commands[name][3]) for name in ("get", "hget")}
+        return counts, errorstats, ks.hits, ks.misses
+
+    assert figures(True) == figures(False)
