@@ -1,0 +1,98 @@
+"""Instructions per command of GET and of one-key scripts, in one process.
+
+The set-up of :mod:`hotpath` (a real acceptor and real shards, 2 shards,
+50 clients sending 16 commands each per turn, in-memory pipes), driven
+with one kind of command: GET of 200 existing keys, EVALSHA of
+``return redis.call('get', KEYS[1])`` on them, or of redis-py's
+``Lock.release`` script on keys that hold no lock (one GET, then
+``return 0``).  Run it under callgrind twice, with two counts, and divide
+the difference of the totals by the difference of the counts: start-up
+and warm-up cancel out, and the figure does not move with the machine's
+load (it still moves by 1-2k from one pair of runs to the next: Lua's and
+Python's collectors, the commandstats folds)::
+
+    for n in 1600 6400; do
+        PYTHONHASHSEED=0 valgrind --tool=callgrind --callgrind-out-file=/dev/null \\
+            python benchmarks/scriptcost.py evalsha $n 2>&1 | grep Collected
+    done
+    # (second - first) / 4800 = instructions per EVALSHA, acceptor and worker
+
+``python benchmarks/scriptcost.py check`` prints one reply of each kind.
+"""
+
+from __future__ import annotations
+
+import struct
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's shardkv
+
+import hotpath  # noqa: E402
+
+RELEASE = b"""local token = redis.call('get', KEYS[1])
+if not token or token ~= ARGV[1] then
+    return 0
+end
+redis.call('del', KEYS[1])
+return 1"""
+CLIENTS = 50
+PIPELINE = 16
+
+
+def command(*args: bytes | str | int) -> bytes:
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        b = a if isinstance(a, bytes) else str(a).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(b), b))
+    return b"".join(out)
+
+
+def main() -> None:
+    kind = sys.argv[1]
+    n = int(sys.argv[2]) if len(sys.argv) > 2 else 1600
+    acceptor, loop, pipes, shards, clients = hotpath.build(2, CLIENTS)
+
+    def turn(chunks: list[bytes]) -> list[bytes]:
+        for client, data in zip(clients, chunks, strict=False):
+            client.data_received(data)
+        acceptor._flush_links()
+        frames = []
+        for pipe, shard, link in zip(pipes, shards, acceptor.links, strict=True):
+            for data in pipe.written:
+                frames.append((link, shard.run_batch(data[4:])))
+            pipe.written.clear()
+        for link, reply in frames:
+            link.data_received(struct.pack("!i", len(reply)) + reply)
+        replies = []
+        for client in clients:
+            replies.append(b"".join(client.transport.written))  # type: ignore[union-attr]
+            client.transport.written.clear()  # type: ignore[union-attr]
+        return replies
+
+    sha_get = turn([command("SCRIPT", "LOAD", "return redis.call('get', KEYS[1])")])[0].split(b"\r\n")[1]
+    sha_release = turn([command("SCRIPT", "LOAD", RELEASE)])[0].split(b"\r\n")[1]
+    keys = [b"key:%06d" % i for i in range(200)]
+    for key in keys:
+        turn([command("SET", key, "tok")])
+    kinds = {
+        "get": lambda k: command("GET", k),
+        "evalsha": lambda k: command("EVALSHA", sha_get, 1, k),
+        "release": lambda k: command("EVALSHA", sha_release, 1, b"no" + k, "tok"),
+    }
+    if kind == "check":
+        for make in kinds.values():
+            print(turn([make(keys[1])])[0])
+        return
+    make = kinds[kind]
+    cmds = [make(k) for k in keys]
+    per = CLIENTS * PIPELINE
+    cmds = cmds * ((n + per) // len(cmds) + 1)
+    for t in range(0, n + per, per):  # the first turn warms up
+        chunk = cmds[t : t + per]
+        turn([b"".join(chunk[i * PIPELINE : (i + 1) * PIPELINE]) for i in range(CLIENTS)])
+    loop.close()
+
+
+if __name__ == "__main__":
+    main()
