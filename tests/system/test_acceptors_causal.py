@@ -13,6 +13,7 @@ the events came by another path and were often not there yet.)
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 
@@ -304,6 +305,27 @@ def redirected(listener: RespClient, key: str) -> bool:
 PLACES = [(0, 1, 2), (0, 1, 0), (0, 1, 1), (0, 0, 1), (0, 0, 0)]
 
 
+@contextlib.contextmanager
+def redirect_trio(port: int, places: tuple[int, int, int], *tracking: object) -> Iterator[tuple]:
+    """A RESP2 subscriber of ``__redis__:invalidate`` (the target), a client
+    with ``CLIENT TRACKING on <tracking...> REDIRECT <target>`` and a
+    writer, on the given acceptors of three: (target, tracker, writer)."""
+    target_on, tracker_on, writer_on = places
+    listener = client_on(port, target_on, k=3)
+    tracker = client_on(port, tracker_on, k=3)
+    writer = client_on(port, writer_on, k=3)
+    try:
+        listener_id = int(listener.command("CLIENT", "ID"))  # type: ignore[arg-type]
+        listener.command("SUBSCRIBE", "__redis__:invalidate")
+        reply = tracker.command("CLIENT", "TRACKING", "on", *tracking, "REDIRECT", listener_id)
+        assert reply == b"OK"
+        yield listener, tracker, writer
+    finally:
+        writer.close()
+        tracker.close()
+        listener.close()
+
+
 @pytest.mark.parametrize("prefix", [None, "bcr-"])
 @pytest.mark.parametrize(("target_on", "tracker_on", "writer_on"), PLACES)
 def test_a_bcast_redirected_invalidation_is_out_before_the_writers_reply(
@@ -313,16 +335,12 @@ def test_a_bcast_redirected_invalidation_is_out_before_the_writers_reply(
     subscriber of ``__redis__:invalidate``, with three acceptors: Redis
     writes the invalidation to the target's socket before the writer's
     reply, wherever the three clients sit."""
-    listener = client_on(server3.port, target_on, k=3)
-    tracker = client_on(server3.port, tracker_on, k=3)
-    writer = client_on(server3.port, writer_on, k=3)
-    try:
-        listener_id = int(listener.command("CLIENT", "ID"))  # type: ignore[arg-type]
-        listener.command("SUBSCRIBE", "__redis__:invalidate")
-        options = ["PREFIX", prefix] if prefix else []
-        assert (
-            tracker.command("CLIENT", "TRACKING", "on", "BCAST", *options, "REDIRECT", listener_id) == b"OK"
-        )
+    options = ["BCAST", "PREFIX", prefix] if prefix else ["BCAST"]
+    with redirect_trio(server3.port, (target_on, tracker_on, writer_on), *options) as (
+        listener,
+        tracker,
+        writer,
+    ):
         rounds = ROUNDS // 2
 
         def on_time(i: int) -> bool:
@@ -332,10 +350,6 @@ def test_a_bcast_redirected_invalidation_is_out_before_the_writers_reply(
 
         late = count_late(rounds, on_time, listener)
         assert late == 0, f"{late} of {rounds} invalidations came after the writer's reply"
-    finally:
-        writer.close()
-        tracker.close()
-        listener.close()
 
 
 @pytest.mark.parametrize("bcast", [False, True])
@@ -346,14 +360,12 @@ def test_a_multi_shard_commands_redirected_invalidations_are_out_before_its_repl
     """The same for an MSET of keys on both shards (its events are handed
     out by the writer's acceptor, and relayed to the others, which may
     hand them on to the target's), with BCAST or keys read first."""
-    listener = client_on(server3.port, target_on, k=3)
-    tracker = client_on(server3.port, tracker_on, k=3)
-    writer = client_on(server3.port, writer_on, k=3)
-    try:
-        listener_id = int(listener.command("CLIENT", "ID"))  # type: ignore[arg-type]
-        listener.command("SUBSCRIBE", "__redis__:invalidate")
-        options = ["BCAST", "PREFIX", "bcm-"] if bcast else []
-        assert tracker.command("CLIENT", "TRACKING", "on", *options, "REDIRECT", listener_id) == b"OK"
+    options = ["BCAST", "PREFIX", "bcm-"] if bcast else []
+    with redirect_trio(server3.port, (target_on, tracker_on, writer_on), *options) as (
+        listener,
+        tracker,
+        writer,
+    ):
         rounds = ROUNDS // 3
 
         def on_time(i: int) -> bool:
@@ -369,10 +381,6 @@ def test_a_multi_shard_commands_redirected_invalidations_are_out_before_its_repl
 
         late = count_late(rounds, on_time, listener)
         assert late == 0, f"{late} of {rounds} MSETs' invalidations came after the reply"
-    finally:
-        writer.close()
-        tracker.close()
-        listener.close()
 
 
 @pytest.mark.parametrize(("target_on", "tracker_on", "writer_on"), PLACES[:3])
@@ -380,13 +388,7 @@ def test_a_redirected_invalidation_is_out_before_the_reply_with_three_acceptors(
     server3, target_on, tracker_on, writer_on
 ) -> None:
     """The same without BCAST: the tracking client read the key first."""
-    listener = client_on(server3.port, target_on, k=3)
-    tracker = client_on(server3.port, tracker_on, k=3)
-    writer = client_on(server3.port, writer_on, k=3)
-    try:
-        listener_id = int(listener.command("CLIENT", "ID"))  # type: ignore[arg-type]
-        listener.command("SUBSCRIBE", "__redis__:invalidate")
-        assert tracker.command("CLIENT", "TRACKING", "on", "REDIRECT", listener_id) == b"OK"
+    with redirect_trio(server3.port, (target_on, tracker_on, writer_on)) as (listener, tracker, writer):
         rounds = ROUNDS // 2
 
         def on_time(i: int) -> bool:
@@ -397,10 +399,6 @@ def test_a_redirected_invalidation_is_out_before_the_reply_with_three_acceptors(
 
         late = count_late(rounds, on_time, listener)
         assert late == 0, f"{late} of {rounds} invalidations came after the writer's reply"
-    finally:
-        writer.close()
-        tracker.close()
-        listener.close()
 
 
 @pytest.mark.parametrize("bcast", [False, True])
