@@ -109,7 +109,9 @@ class Bystanders:
         self.problems: list[str] = []
         self.acked: dict[str, int] = {}
         self.threads = [
-            threading.Thread(target=self._run, args=(port, acceptors, a, f"by{a}-{i}"), daemon=True)
+            threading.Thread(
+                target=self._run, args=(port, acceptors, a, f"by{a}-{i}"), name=f"by{a}-{i}", daemon=True
+            )
             for a in range(acceptors)
             for i in range(per_acceptor)
         ]
@@ -135,6 +137,16 @@ class Bystanders:
             self.problems.append(f"{name}: {e!r}")
         finally:
             conn.close()
+
+    def wait_for_a_round(self) -> None:
+        """Wait until every bystander has run a whole round begun after this
+        call (two more acknowledged rounds), or one of them has a problem."""
+        counters = [f"{{{t.name}}}:n" for t in self.threads]
+        floor = {c: self.acked.get(c, 0) + 8 for c in counters}
+        deadline = time.monotonic() + WAIT
+        while not self.problems and any(self.acked.get(c, 0) <= floor[c] for c in counters):
+            assert time.monotonic() < deadline, f"the bystanders stalled: {self.acked}"
+            time.sleep(0.01)
 
     def finish(self) -> dict[str, int]:
         self.stop.set()
@@ -162,6 +174,7 @@ def test_a_bug_in_one_clients_reply_path_costs_that_client_alone(server):
     there = k - 1  # the acceptor the victims' partners use (the other one at K=2)
     admin = connect(port, k, there)
     try:
+        bystanders.wait_for_a_round()  # they are all running before the first fault
         # A shard's reply holds the marker: GET of a key that does.
         admin.set("fault:key", M)
         assert_dropped(connect(port, k, 0), "GET", "fault:key")
@@ -213,6 +226,7 @@ def test_a_bug_in_one_clients_reply_path_costs_that_client_alone(server):
         assert fresh.strlen("fault:seen") == len(M)  # (its value would close this client too)
         assert fresh.llen("fault:list") == 0
         fresh.close()
+        bystanders.wait_for_a_round()  # and all still running after the last
         acked = bystanders.finish()
         assert not bystanders.problems
         assert len(acked) == 2 * k and all(acked.values())
@@ -268,6 +282,7 @@ def test_a_bug_answering_another_acceptors_question_answers_the_asker_with_an_er
     try:
         before = pids(server)
         bystanders = Bystanders(port, 2)
+        bystanders.wait_for_a_round()
         subscribers = [raw(port, 2, a) for a in (0, 1)]
         for sock in subscribers:
             sock.sendall(b"SUBSCRIBE fault:news\r\n")
@@ -292,9 +307,7 @@ def test_a_bug_answering_another_acceptors_question_answers_the_asker_with_an_er
                 for sock in subscribers:
                     read_until(sock, b"hello\r\n")
                 conn.close()
-            deadline = time.monotonic() + WAIT  # every bystander has had a round, at least
-            while len(bystanders.acked) < 4 and not bystanders.problems and time.monotonic() < deadline:
-                time.sleep(0.05)
+            bystanders.wait_for_a_round()
             acked = bystanders.finish()
             assert not bystanders.problems
             assert len(acked) == 4 and all(acked.values())
