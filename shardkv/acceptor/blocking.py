@@ -67,6 +67,12 @@ XREAD and XREADGROUP across shards
     ``__bwait`` carries the group and each key's ID, so it answers 1 only
     when a key has entries for the command (or its group or stream is gone).
 
+WAIT (:func:`wait_for_replicas`)
+    shardkv has no replicas, so a WAIT for one or more waits in the
+    acceptor alone, no shard involved, until its timeout (for ever with 0),
+    CLIENT UNBLOCK or the client's end, and answers 0, as Redis does with no
+    replica (:class:`_NoReplicas`).  It counts as blocked at once.
+
 For a new blocking command, add its name to ``TIMEOUT_FIRST`` if its
 timeout is its first argument, and to ``SOURCE_ONLY`` if only its first key
 can wake it.
@@ -114,7 +120,7 @@ Answer = Callable[[int | bytes], None]
 
 _tokens = itertools.count(1)
 # Every blocked client's wait, by the client's blocked_token.
-WAITING: dict[int, _OneShard | _CrossShard] = {}
+WAITING: dict[int, _OneShard | _CrossShard | _NoReplicas] = {}
 
 
 def block(client: Client, cmd: Command, args: list[bytes], raw: bytes | None, keys: list[bytes]) -> None:
@@ -494,6 +500,67 @@ class _CrossShard:
         unblocking, self.unblocking = self.unblocking, []
         for i, (_, answer) in enumerate(unblocking):
             answer(1 if first and i == 0 else 0)
+
+
+# Longer WAIT timeouts never end in practice (Redis's own overflows, and
+# its timeout table then never fires): such a WAIT gets no timer.
+_LONGEST_TIMER_MS = 10**12
+
+
+class _NoReplicas:
+    """A WAIT for replicas that never come: the acceptor answers it with 0
+    when its timeout passes, or when CLIENT UNBLOCK asks (0 as if it timed
+    out, or ``-UNBLOCKED``), as Redis's ``replyToBlockedClientTimedOut``
+    does for WAIT.  Meanwhile the client's later commands are held."""
+
+    __slots__ = ("client", "slot", "token", "done", "timed", "timer")
+
+    def __init__(self, client: Client, timeout_ms: int) -> None:
+        self.client = client
+        self.timed = timeout_ms > 0
+        self.slot = Slot(client)
+        client.pending.append(self.slot)
+        self.token = token = next(_tokens)
+        client.state.block(token)  # no shard to ask: blocked as Redis shows it at once
+        self.done = False
+        WAITING[token] = self
+        self.timer = None
+        if 0 < timeout_ms <= _LONGEST_TIMER_MS:
+            self.timer = client.server.loop.call_later(timeout_ms / 1000, self.finish, False)  # type: ignore[union-attr]
+
+    def finish(self, error: bool) -> None:
+        """Answer 0 (its timeout passed, or CLIENT UNBLOCK ... TIMEOUT) or
+        ``-UNBLOCKED`` (CLIENT UNBLOCK ... ERROR)."""
+        if self.done:
+            return
+        self.done = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        client = self.client
+        self.slot.deliver(encode_error(errors.UNBLOCKED) if error else encode(0, client.resp3))
+        _unblocked(client, self.token)
+        server = client.server
+        server.loop.call_soon(server.flush_dirty_clients)  # type: ignore[union-attr]
+
+    def cancel(self) -> None:
+        """The client went away."""
+        self.done = True
+        WAITING.pop(self.token, None)
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def unblock(self, error: bool, answer: Answer) -> None:
+        """CLIENT UNBLOCK: nothing can serve a WAIT meanwhile, so it is unblocked."""
+        self.finish(error)
+        answer(1)
+
+
+def wait_for_replicas(client: Client, timeout_ms: int) -> None:
+    """WAIT for one or more replicas (there are none), outside MULTI: the
+    client blocks for ``timeout_ms`` (0: for ever) and gets 0."""
+    _NoReplicas(client, timeout_ms)
 
 
 def _stream_options(args: list[bytes]) -> tuple[bytes | None, bytes]:

@@ -1,8 +1,10 @@
 """The generic commands the acceptor answers: SCAN (which asks the shards
-in turn, slot by slot) and WAIT (there are no replicas)."""
+in turn, slot by slot) and WAIT (there are no replicas: it waits for its
+timeout, see :func:`shardkv.acceptor.blocking.wait_for_replicas`)."""
 
 from __future__ import annotations
 
+from shardkv.acceptor.blocking import wait_for_replicas
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.commands.common import guard
 from shardkv.acceptor.replies import Slot
@@ -16,12 +18,21 @@ from shardkv.protocol.wire import Verb, decode_part
 
 @guard
 def wait(client: Client, args: list) -> None:
-    """WAIT numreplicas timeout"""
-    parse_int(args[1])
-    timeout = parse_int(args[2], "ERR timeout is not an integer or out of range")
+    """WAIT numreplicas timeout
+
+    There are no replicas: 0 at once when asked for none, or inside
+    MULTI/EXEC (Redis never blocks there); else the client blocks until the
+    timeout (in milliseconds; 0 is for ever) or CLIENT UNBLOCK, and gets 0,
+    as from a Redis with no replica.  Scripts may not call it (``noscript``).
+    """
+    numreplicas = parse_int(args[1])
+    timeout = parse_int(args[2], errors.TIMEOUT_NOT_INTEGER)
     if timeout < 0:
         raise CommandError(errors.TIMEOUT_NEGATIVE)
-    client.reply(0)
+    if numreplicas <= 0 or client.state.in_exec:
+        client.reply(0)
+        return
+    wait_for_replicas(client, timeout)
 
 
 @guard
