@@ -57,6 +57,29 @@ def keys_per_shard(acceptor, n: int) -> list[bytes]:
     return [found[s] for s in range(n)]
 
 
+class _Loop:
+    def call_soon(self, fn, *args):
+        fn(*args)
+
+
+def one_client(nshards: int):
+    """An acceptor of two with ``nshards`` fake links, a key on each shard
+    (in shard order), one client, and a loop that runs ``call_soon`` at once."""
+    acceptor, links = build_k(nshards)
+    keys = keys_per_shard(acceptor, nshards)
+    client, transport = connect(acceptor)
+    acceptor.loop = _Loop()
+    return acceptor, links, keys, client, transport
+
+
+def mget_on_two_shards():
+    """:func:`one_client` on two shards, its ``MGET k0 k1`` sent (it tries
+    both shards)."""
+    acceptor, links, keys, client, transport = one_client(2)
+    send(client, [b"MGET", *keys])
+    return acceptor, links, transport
+
+
 def test_client_ids_interleave() -> None:
     acceptor, _ = build_k(index=1, k=3)
     assert [acceptor.next_client_id() for _ in range(3)] == [2, 5, 8]
@@ -65,10 +88,7 @@ def test_client_ids_interleave() -> None:
 
 
 def test_mget_over_shards_tries_every_shard_at_once_then_runs_and_releases() -> None:
-    acceptor, links = build_k(3)
-    k0, k1, k2 = keys_per_shard(acceptor, 3)
-    client, transport = connect(acceptor)
-    acceptor.loop = _Loop()
+    acceptor, links, (k0, k1, k2), client, transport = one_client(3)
     assert type(client) is HoldingClient
     send(client, [b"MGET", k2, k0, k1], [b"GET", k2])
     # One try on every shard at once, nothing else; the GET waits.
@@ -94,10 +114,7 @@ def test_mget_over_shards_tries_every_shard_at_once_then_runs_and_releases() -> 
 
 
 def test_a_refused_try_keeps_the_holds_below_it_releases_those_above_and_holds_in_order() -> None:
-    acceptor, links = build_k(4)
-    keys = keys_per_shard(acceptor, 4)
-    client, transport = connect(acceptor)
-    acceptor.loop = _Loop()
+    _, links, keys, client, _ = one_client(4)
     send(client, [b"MSET", *(x for k in keys for x in (k, b"v"))])
     links[0].grant()
     links[1].grant(False)
@@ -121,21 +138,12 @@ def test_a_refused_try_keeps_the_holds_below_it_releases_those_above_and_holds_i
 
 
 def test_every_try_refused_falls_back_to_holds_in_ascending_order() -> None:
-    acceptor, links = build_k(2)
-    k0, k1 = keys_per_shard(acceptor, 2)
-    client, transport = connect(acceptor)
-    acceptor.loop = _Loop()
-    send(client, [b"MGET", k0, k1])
+    _, links, _ = mget_on_two_shards()
     links[1].grant()
     links[0].grant(False)
     assert links[1].bodies() == [RELEASE] and links[0].bodies() == [HOLD]
     links[0].answer(b"+OK\r\n")
     assert links[1].bodies() == [RELEASE, HOLD]
-
-
-class _Loop:
-    def call_soon(self, fn, *args):
-        fn(*args)
 
 
 def test_a_single_shard_command_takes_no_hold() -> None:
@@ -148,11 +156,7 @@ def test_a_single_shard_command_takes_no_hold() -> None:
 
 
 def test_a_shard_that_cannot_be_held_fails_its_part_as_today_and_the_others_are_released() -> None:
-    acceptor, links = build_k(2)
-    k0, k1 = keys_per_shard(acceptor, 2)
-    client, transport = connect(acceptor)
-    acceptor.loop = _Loop()
-    send(client, [b"MGET", k0, k1])
+    acceptor, links, transport = mget_on_two_shards()
     links[0].grant()
     links[1].grant(False)  # a link refuses the try of a shard that is down
     links[1].answer(encode_error(errors.SHARD_UNAVAILABLE))  # so does its __hold
@@ -166,11 +170,7 @@ def test_a_shard_that_cannot_be_held_fails_its_part_as_today_and_the_others_are_
 
 
 def test_a_shard_restarted_while_held_gets_neither_the_part_nor_the_release() -> None:
-    acceptor, links = build_k(2)
-    k0, k1 = keys_per_shard(acceptor, 2)
-    client, transport = connect(acceptor)
-    acceptor.loop = _Loop()
-    send(client, [b"MGET", k0, k1])
+    _, links, _ = mget_on_two_shards()
     links[0].grant()
     links[0].generation += 1  # its worker died and came back: the hold is gone
     links[1].grant()
@@ -197,10 +197,7 @@ def test_requests_of_one_acceptor_run_one_at_a_time_in_order() -> None:
 
 def test_watchs_ok_waits_until_every_shard_has_recorded_the_versions() -> None:
     """Another acceptor's write right after the OK must count as a change."""
-    acceptor, links = build_k(2)
-    k0, k1 = keys_per_shard(acceptor, 2)
-    client, transport = connect(acceptor)
-    acceptor.loop = _Loop()
+    acceptor, links, (k0, k1), client, transport = one_client(2)
     send(client, [b"WATCH", k0, k1])
     assert replies(acceptor, transport) == b""
     links[0].grant()
