@@ -103,6 +103,31 @@ def test_in_multi_never_blocks(r):
     assert isinstance(got[1], redis.ResponseError) and str(got[1]) == "timeout is negative"
 
 
+@pytest.mark.parametrize(
+    "watch, commands, exec_reply",
+    [
+        # Writes on several shards: shardkv runs the EXEC as one atomic operation.
+        (
+            False,
+            [("SET", "a", 1), ("SET", "b", 1), ("SET", "c", 1), ("WAIT", 1, 0)],
+            b"*4\r\n+OK\r\n+OK\r\n+OK\r\n:0\r\n",
+        ),
+        (False, [("BLPOP", "x", 0), ("WAIT", 2, 0)], b"*2\r\n*-1\r\n:0\r\n"),
+        (True, [("WAIT", 1, 0), ("GET", "a")], b"*2\r\n:0\r\n$1\r\n1\r\n"),
+    ],
+    ids=["atomic", "with-blpop", "watched"],
+)
+def test_in_every_kind_of_exec_never_blocks(server, watch, commands, exec_reply):
+    with RespClient(server, timeout=WAIT) as c:
+        c.command("SET", "a", 1)
+        if watch:
+            c.command("WATCH", "a")
+        c.command("MULTI")
+        for command in commands:
+            assert c.call(*command) == b"+QUEUED\r\n"
+        assert c.call("EXEC") == exec_reply
+
+
 @pytest.mark.parametrize("call", ["call", "pcall"])
 def test_not_from_scripts(compare, call):
     compare("EVAL", f"return redis.{call}('wait', 1, 0)", 0)
