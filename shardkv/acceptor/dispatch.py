@@ -142,9 +142,8 @@ class Dispatch:
             if "no_auth" not in flags:
                 self.reject(cmd, errors.NOAUTH)
                 return
-        elif self.server.pause_type and pause.must_wait(cast("Client", self), cmd, args):
-            pause.postpone(cast("Client", self), args, raw)  # CLIENT PAUSE: it runs when the pause ends
-            return
+        elif self.server.pause_type and pause.holds(cast("Client", self), cmd, args, raw):
+            return  # CLIENT PAUSE: it runs when the pause ends
         if state.multi is not None and "no_multi" in flags:
             self.reject(cmd, errors.NOT_IN_MULTI)
             return

@@ -75,6 +75,28 @@ def must_wait(client: Client, cmd: Command, args: list[bytes]) -> bool:
     return False
 
 
+def holds(client: Client, cmd: Command, args: list[bytes], raw: bytes | None) -> bool:
+    """Postpone ``cmd`` if the pause in force makes it wait (True).
+
+    A pause whose time is up ends here, as Redis ends it when a key's
+    expiry or a cron finds its time up: the timer that ends it runs only
+    after the commands its event loop has already read, which a stalled
+    acceptor (a loaded machine, DEBUG SLEEP) reads first.  A command that
+    does not wait runs after the workers were told (it may expire a key);
+    one that waits still goes behind the clients postponed before it, and
+    the pause ends once this command's turn is over."""
+    server = client.server
+    over = time.monotonic() >= server.pause_end
+    if must_wait(client, cmd, args):
+        postpone(client, args, raw)
+        if over:
+            server.loop.call_soon(_check, server)  # type: ignore[union-attr]
+        return True
+    if over:
+        stop(server)
+    return False
+
+
 def postpone(client: Client, args: list[bytes], raw: bytes | None) -> None:
     """Hold this command, and what follows it, until the pause ends."""
     server = client.server

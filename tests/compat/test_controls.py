@@ -368,6 +368,31 @@ def test_client_pause_times_out_and_expiry_waits(ports, server_name):
     c.delete("after")
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("server_name", ["redis", "shardkv"])
+def test_the_first_command_after_a_pause_timed_out_finds_it_over(debug_ports, server_name):
+    """A pause that times out while the server is stalled (DEBUG SLEEP here,
+    a loaded machine in CI) is over for the next command: Redis checks the
+    pause's end before it expires a key, so the GET deletes the expired key
+    and INFO counts it.  shardkv's acceptor ended a pause only by a timer,
+    which a stalled event loop runs after the commands it has already read:
+    the GET found the pause on and its shard kept the key (as
+    test_client_pause_times_out_and_expiry_waits could, on a loaded
+    machine, when its GET after the pause's end came first)."""
+    c = redis.Redis(port=debug_ports[server_name], socket_timeout=30)
+    before = c.info("stats")["expired_keys"]
+    c.set("pe", "v", px=100)
+    c.execute_command("CLIENT", "PAUSE", "300", "WRITE")
+    # One write, so that the GET is read with the DEBUG SLEEP, in one turn.
+    stalled = c.pipeline(transaction=False)
+    stalled.execute_command("DEBUG", "SLEEP", "0.6")  # past the pause's end and the key's
+    stalled.get("pe")
+    stalled.info("stats")
+    sleep, got, info = stalled.execute()
+    assert (sleep, got, info["expired_keys"]) == (b"OK", None, before + 1)
+    c.close()
+
+
 def test_client_pause_errors(compare):
     compare("CLIENT", "PAUSE", "abc")
     compare("CLIENT", "PAUSE", "-1")
