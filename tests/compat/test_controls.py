@@ -356,12 +356,18 @@ def test_client_pause_times_out_and_expiry_waits(ports, server_name):
 
     c = redis.Redis(port=ports[server_name])
     before = c.info("stats")["expired_keys"]
-    c.set("pe", "v", px=10)
-    c.execute_command("CLIENT", "PAUSE", "300", "WRITE")
+    # In one write: no expiry cycle runs between the SET and the pause (one
+    # could delete the key first, on a loaded machine).  The pause is long
+    # enough for the two checks made in it, however slow the machine.
+    setup = c.pipeline(transaction=False)
+    setup.set("pe", "v", px=10)
+    setup.execute_command("CLIENT", "PAUSE", "1000", "WRITE")
+    setup.execute()
+    paused = time.monotonic()  # after the server's start of the pause
     time.sleep(0.05)
     assert c.get("pe") is None  # logically expired
     assert c.info("stats")["expired_keys"] == before  # but not deleted
-    time.sleep(0.4)  # the pause is over
+    time.sleep(max(0.0, 1.1 - (time.monotonic() - paused)))  # the pause is over
     c.get("pe")
     assert c.info("stats")["expired_keys"] == before + 1
     assert c.set("after", "1")
