@@ -58,6 +58,10 @@ CLIENT UNBLOCK (:func:`unblock`)
     its own client's order either way, once decided, and that client's
     later commands wait for it (:class:`UnblockReply`); a blocked client
     that goes away meanwhile loses what was served to it, as in Redis.
+    Inside EXEC, a one-shard wait's ``__unblock`` (on this acceptor's
+    pipe, also for another acceptor's client: :func:`unblock_located`)
+    serves nothing first, as Redis serves after the whole EXEC (see
+    :mod:`shardkv.acceptor.transactions`).
 
 XREAD and XREADGROUP across shards
     The same, with three differences: only with BLOCK do they wait (the
@@ -207,14 +211,19 @@ class _OneShard:
         if self.link.blocked.pop(self.token, None) is not None:
             self.link.send_frame(b"X%d" % self.token)
 
-    def unblock(self, error: bool, answer: Answer) -> None:
+    def unblock(self, error: bool, answer: Answer, after: int = -1) -> None:
         """CLIENT UNBLOCK: the shard decides (``__unblock``, after what came
-        before it on the pipe): see :class:`_Unblocking`."""
+        before it on the pipe; inside EXEC, ``after`` is what it waits for
+        there, see :meth:`shardkv.worker.blocking.Waiters.unblock`): see
+        :class:`_Unblocking`."""
         link = self.link
         link.unblocks_sent += 1
         seq = link.unblocks_sent
-        command = encode_command([Verb.UNBLOCK, b"%d" % self.token, b"%d" % link.busy_scripts, b"%d" % seq])
-        link.send_control(command, _Unblocking(self, error, answer, seq))
+        args = [Verb.UNBLOCK, b"%d" % self.token, b"%d" % link.busy_scripts, b"%d" % seq]
+        if after >= 0:
+            args.append(b"%d" % after)
+        command = encode_command(args)
+        link.send_control(command, _Unblocking(self, error, answer, seq), in_step=after >= 0)
 
     def unblocked(self, error: bool) -> None:
         """The shard forgot the waiter: answer the command as if it timed
@@ -228,14 +237,15 @@ class _OneShard:
 
 
 class _Unblocking:
-    """The sink of ``__unblock`` for a :class:`_OneShard`: 1, the waiter
-    still waited and is forgotten (CLIENT UNBLOCK replies 1); anything else
-    (0: served or timed out, its ``W`` frame delivers that reply; an error:
-    the shard is gone, and the wait gets its error) replies 0."""
+    """The sink of ``__unblock`` for a :class:`_OneShard` (None: another
+    acceptor's, see :func:`unblock_located`): 1, the waiter still waited
+    and is forgotten (CLIENT UNBLOCK replies 1); anything else (0: served
+    or timed out, its ``W`` frame delivers that reply; an error: the shard
+    is gone, and the wait gets its error) replies 0."""
 
     __slots__ = ("wait", "error", "answer", "seq", "refused")
 
-    def __init__(self, wait: _OneShard, error: bool, answer: Answer, seq: int) -> None:
+    def __init__(self, wait: _OneShard | None, error: bool, answer: Answer, seq: int) -> None:
         self.wait = wait
         self.error = error
         self.answer = answer
@@ -255,7 +265,8 @@ class _Unblocking:
         if self.refused:
             return  # answered -BUSY; the shard did nothing (it replies -1)
         if body == _READY:
-            self.wait.unblocked(self.error)
+            if self.wait is not None:
+                self.wait.unblocked(self.error)
             self.answer(1)
         else:
             self.answer(0)
@@ -482,7 +493,7 @@ class _CrossShard:
         WAITING.pop(self.token, None)
         self._cancel_notifies()
 
-    def unblock(self, error: bool, answer: Answer) -> None:
+    def unblock(self, error: bool, answer: Answer, after: int = -1) -> None:
         """CLIENT UNBLOCK: only a try pops, so the command is answered by
         one: the one on its way, or a new one, queued after what came before
         the CLIENT UNBLOCK.  If it pops, the client gets that (as Redis
@@ -580,7 +591,7 @@ def _stream_options(args: list[bytes]) -> tuple[bytes | None, bytes]:
     return timeout, group
 
 
-def unblock(client: Client, error: bool, answer: Answer) -> None:
+def unblock(client: Client, error: bool, answer: Answer, after: int = -1) -> None:
     """CLIENT UNBLOCK: ``answer(1)`` once the blocked command of ``client``
     is answered as if it timed out, or with ``-UNBLOCKED``; ``answer(0)``
     when ``client`` is not blocked on keys, or not yet (its shards have not
@@ -592,7 +603,9 @@ def unblock(client: Client, error: bool, answer: Answer) -> None:
     The shards decide, in their order, so an element popped for the client
     is always delivered: a one-shard wait asks its shard (``__unblock``),
     a cross-shard one tries once more (:meth:`_CrossShard.unblock`).
-    ``answer`` may be called before this returns.
+    ``answer`` may be called before this returns.  ``after``: -1 outside
+    EXEC; inside, what a one-shard wait's ``__unblock`` waits for on its
+    shard (see :attr:`shardkv.acceptor.state.ClientState.unblock_after`).
     """
     token = client.state.blocked_token
     wait = WAITING.get(token) if token > 0 and client.state.blocked else None
@@ -602,7 +615,44 @@ def unblock(client: Client, error: bool, answer: Answer) -> None:
     if BUSY_LINKS:  # a script is busy: Redis refuses CLIENT UNBLOCK (no allow-busy flag)
         answer(next(iter(BUSY_LINKS)).busy)
         return
-    wait.unblock(error, answer)
+    wait.unblock(error, answer, after)
+
+
+def waiting_shard(client: Client) -> int | None:
+    """The shard of ``client``'s wait, if it waits on one shard (None: not
+    blocked, or across shards)."""
+    token = client.state.blocked_token
+    wait = WAITING.get(token) if token > 0 else None
+    return wait.link.index if type(wait) is _OneShard and not wait.done else None
+
+
+def located(client: Client) -> list[int] | None:
+    """``[pipe, shard, token]``: where ``client`` waits, if blocked (as
+    Redis shows it) on one shard; ``pipe`` is this acceptor's there."""
+    shard = waiting_shard(client) if client.state.blocked else None
+    if shard is None:
+        return None
+    return [client.server.links[shard].pipe_index, shard, client.state.blocked_token]
+
+
+def unblock_located(client: Client, where: list[int], error: bool, answer: Answer) -> None:
+    """CLIENT UNBLOCK, inside ``client``'s EXEC, of another acceptor's
+    client that waits on one shard (``where``, see :func:`located`): its
+    ``__unblock`` goes on this acceptor's pipe, in the transaction's place
+    (``after``, see :attr:`ClientState.unblock_after`); if it still waited,
+    the worker sends its null or ``-UNBLOCKED`` to that acceptor's pipe
+    itself, as a timeout's."""
+    if BUSY_LINKS:  # a script is busy: Redis refuses CLIENT UNBLOCK (no allow-busy flag)
+        answer(next(iter(BUSY_LINKS)).busy)
+        return
+    pipe, shard, token = where
+    link = client.server.links[shard]
+    link.unblocks_sent += 1
+    seq = link.unblocks_sent
+    after = max(client.state.unblock_after, 0)
+    numbers = (token, link.busy_scripts, seq, after, pipe, int(error))
+    command = encode_command([Verb.UNBLOCK, *(b"%d" % n for n in numbers)])
+    link.send_control(command, _Unblocking(None, error, answer, seq), in_step=True)
 
 
 UNBLOCKING = -4  # a client's blocked_token while its CLIENT UNBLOCK waits for the decision

@@ -412,6 +412,7 @@ class AtomicOp(_Operation):
     watched ``(database, key)`` to the version the client saw: if one changed, nothing
     runs and the reply is a null array.  ``everything`` parks every shard
     and installs all keys on the executor (FLUSHALL, DBSIZE in EXEC).
+    ``also``: more shards to park (those of an EXEC's CLIENT UNBLOCKs).
     """
 
     def __init__(
@@ -424,6 +425,7 @@ class AtomicOp(_Operation):
         everything: bool | bytes = False,
         db: int | None = None,
         slot: Slot | None = None,
+        also: set[int] | None = None,
     ) -> None:
         super().__init__(client, slot)
         server = client.server
@@ -452,7 +454,7 @@ class AtomicOp(_Operation):
         watched_by: dict[int, list] = {}
         for key in self.watched:
             watched_by.setdefault(shard_of_any(key), []).append(_plain(key, op_db))
-        shards = set(exports) | set(watched_by) | {self.executor}
+        shards = set(exports) | set(watched_by) | {self.executor} | (also or set())
         if everything:
             shards = set(range(len(self.links)))
         self.shards = sorted(shards)

@@ -199,12 +199,16 @@ class ShardLink:
             if refuse is not None:
                 refuse(ran, self.busy)
 
-    def send_control(self, command: bytes, sink: Sink) -> None:
+    def send_control(self, command: bytes, sink: Sink, in_step: bool = False) -> None:
         """Queue one of the acceptor's own messages to the worker (an
         internal verb about the whole pipe, in database 0): it is never
         refused with ``-BUSY``.  Only a pipe that is down refuses it; the
-        acceptor says it again when the pipe is attached."""
-        self.send(_CONTROL_HEADER, command, sink, control=True)
+        acceptor says it again when the pipe is attached.  ``in_step``: it
+        belongs to the client's step (an EXEC's ``__serve`` and
+        ``__unblock``), so with several acceptors it leaves with the step,
+        in its place (see :mod:`shardkv.acceptor.holds`), and a busy script
+        refuses it like the step's other commands."""
+        self.send(_CONTROL_HEADER, command, sink, control=not in_step)
 
     def step_done(self) -> None:
         """A step of the global order has been queued whole: send the

@@ -56,6 +56,8 @@ class ClientState:
         "reply_mode",
         "monitoring",
         "in_exec",
+        "unblock_after",
+        "located",
     )
 
     def __init__(self, parser: RequestParser, authenticated: bool) -> None:
@@ -82,6 +84,13 @@ class ClientState:
         self.reply_mode = REPLY_ON
         self.monitoring = False
         self.in_exec = False  # EXEC is running this client's queued commands
+        # What a CLIENT UNBLOCK of this client's waits for before it runs on
+        # its shard (``__unblock``'s ``after``): -1 outside EXEC; inside, 0
+        # (its batch) or the id of the EXEC's atomic operation.
+        self.unblock_after = -1
+        # Inside EXEC, with several acceptors: where the other acceptors'
+        # clients its CLIENT UNBLOCKs name wait (id -> [pipe, shard, token]).
+        self.located: dict[int, list[int]] | None = None
 
     @property
     def subscribed(self) -> bool:
@@ -235,3 +244,13 @@ class ClientState:
 
     def leave_exec(self) -> None:
         self.in_exec = False
+
+    def unblock_in_place(self, after: int) -> None:
+        """The CLIENT UNBLOCKs this client runs now are an EXEC's, in its
+        place: their ``__unblock`` waits for ``after`` (-1: outside EXEC)."""
+        self.unblock_after = after
+
+    def locate(self, located: dict[int, list[int]] | None) -> None:
+        """Where the other acceptors' clients this EXEC's UNBLOCKs name wait
+        (None once it ran)."""
+        self.located = located

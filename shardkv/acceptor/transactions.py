@@ -42,12 +42,12 @@ from collections import deque
 from collections.abc import Callable
 
 from shardkv.acceptor import monitor
-from shardkv.acceptor.blocking import UnblockReply
+from shardkv.acceptor.blocking import UnblockReply, waiting_shard
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.crossshard import AtomicOp
 from shardkv.acceptor.dispatch import db_headers
 from shardkv.acceptor.replies import Slot
-from shardkv.protocol import errors
+from shardkv.protocol import bus, errors
 from shardkv.protocol.commands import Command, other_db_keys
 from shardkv.protocol.resp import encode_command
 from shardkv.protocol.wire import Verb, decode_part
@@ -299,12 +299,83 @@ def exec_(client: Client, args: list[bytes]) -> None:
         client.reply_error(errors.EXECABORT)
         return
     reply = Exec(len(queued))
+    elsewhere = _elsewhere(client, queued)
+    if elsewhere:
+        _locate(client, elsewhere, lambda: _start(client, queued, reply))
+    else:
+        _start(client, queued, reply)
+    client.pending.append(reply)
+
+
+def _start(client: Client, queued: list, reply: Exec) -> None:
     early, asked = _unblocks_first(client, queued)
     if asked:
         _after_decided(client, asked, lambda: _run(client, queued, reply, early))
     else:
         _run(client, queued, reply, early)
-    client.pending.append(reply)
+
+
+def _elsewhere(client: Client, queued: list) -> list[int]:
+    """With several acceptors: the ids the transaction's CLIENT UNBLOCKs
+    name (before a CLIENT KILL) that are not this acceptor's clients."""
+    server = client.server
+    if server.bus is None:
+        return []
+    ids = []
+    for cmd, args in queued:
+        if cmd.name == "client" and len(args) > 1 and args[1].upper() == b"KILL":
+            break
+        if (
+            _is_unblock(cmd, args)
+            and args[2].isdigit()
+            and int(args[2]) > 0
+            and int(args[2]) not in server.clients
+        ):
+            ids.append(int(args[2]))
+    return ids
+
+
+LOCATING = -6  # a client's blocked_token while its EXEC asks where other acceptors' clients wait
+
+
+def _locate(client: Client, ids: list[int], then: Callable[[], None]) -> None:
+    """Ask the other acceptors where the clients ``ids`` wait (``bus
+    locate``), then call ``then`` in a step of its own: a CLIENT UNBLOCK of
+    one that waits on one shard is asked of that shard on this acceptor's
+    pipe, in the transaction's place (see :func:`unblock_located`); the
+    others go through the bus as outside EXEC.  Meanwhile the client's
+    later commands wait."""
+    client.state.block(LOCATING, shown=False)
+    server = client.server
+
+    def found(answers: list) -> None:
+        located = {}
+        for answer in answers:
+            for where in answer or ():
+                if type(where) is list and len(where) == 4:
+                    located[where[0]] = where[1:]
+        go(located)
+
+    def go(located: dict) -> None:
+        client.state.unblock(LOCATING)
+        if client.closed:
+            return
+        client.state.locate(located or None)
+        holds = server.holds
+        if holds is not None:
+            holds.begin()
+        try:
+            then()
+        finally:
+            if holds is not None:
+                holds.end(client, len(client.pending))
+        if not client.dirty:  # the EXEC's reply may be whole now
+            client.dirty = True
+            server.dirty_clients.append(client)
+        if client.waiting() and not client.state.blocked_token:
+            server.loop.call_soon(client.resume)  # type: ignore[union-attr]
+
+    server.bus.ask(bus.LOCATE, ids, found, failed=lambda message: go({}))  # type: ignore[union-attr]
 
 
 def _run(client: Client, queued: list, reply: Exec, early: dict[int, list]) -> None:
@@ -324,23 +395,64 @@ def _run(client: Client, queued: list, reply: Exec, early: dict[int, list]) -> N
     # After the __park entries above: the parked shards must still hold
     # the versions this client saw.
     unwatch_all(client)
+    client.state.locate(None)
 
 
 def _is_unblock(cmd: Command, args: list[bytes]) -> bool:
     return cmd.name == "client" and len(args) > 1 and args[1].upper() == b"UNBLOCK"
 
 
+def _one_shard_wait(client: Client, args: list[bytes]) -> int | None:
+    """The shard a CLIENT UNBLOCK (``args``) would ask on this acceptor's
+    pipe: that of a one-shard wait of a client of this acceptor, or of
+    another's located for this EXEC (see :func:`_locate`)."""
+    target = args[2] if len(args) > 2 else b""
+    if not target.isdigit():
+        return None
+    other = client.server.clients.get(int(target))
+    if other is not None:
+        return waiting_shard(other)
+    where = client.state.located.get(int(target)) if client.state.located else None
+    return None if where is None else where[1]
+
+
+def _unblock_shards(client: Client, queued: list, skip: dict[int, list]) -> dict[int, int]:
+    """The CLIENT UNBLOCKs of the transaction that its shards run in place,
+    by position (those not in ``skip``), with the shard each asks."""
+    return {
+        i: shard
+        for i, (cmd, args) in enumerate(queued)
+        if i not in skip and _is_unblock(cmd, args) and (shard := _one_shard_wait(client, args)) is not None
+    }
+
+
+def _serve_first(client: Client, shards) -> None:
+    """Before a transaction whose CLIENT UNBLOCKs serve nothing first on
+    their shards (``__unblock``'s ``after``): ``__serve`` there, as Redis
+    serves a blocked client after each command that came before EXEC."""
+    links = client.server.links
+    for shard in sorted(set(shards)):
+        links[shard].send_control(_SERVE, _IGNORE, in_step=True)
+
+
+_SERVE = encode_command([Verb.SERVE])
+
+
 def _unblocks_first(client: Client, queued: list) -> tuple[dict[int, list], list[UnblockReply]]:
-    """Run the transaction's CLIENT UNBLOCKs before its other commands.
+    """Run the transaction's CLIENT UNBLOCKs of cross-shard waits and of
+    other acceptors' clients before its other commands.
 
     Redis serves the clients that a transaction's writes woke only after
     EXEC, so a CLIENT UNBLOCK inside it finds its client still blocked
     (``LPUSH l x`` + ``CLIENT UNBLOCK <id>``: ``1, 1``, the blocked client
     gets its null and ``x`` stays); nothing else in the transaction changes
     that, but a CLIENT KILL before it (so the UNBLOCKs after one run in
-    place).  The shards decide CLIENT UNBLOCK in their order, and would
-    serve the client with the transaction's write first: so its
-    ``__unblock`` (or its cross-shard try) is queued ahead of the
+    place).  A one-shard wait of this acceptor's client is asked in place:
+    its shard serves nothing between the transaction's commands (see
+    ``__unblock``'s ``after``).  The others cannot be: a cross-shard wait's
+    try would pop what the transaction's write pushed, and another
+    acceptor's client is asked through the bus and its acceptor's pipe.
+    So their ``__unblock`` (or cross-shard try) is queued ahead of the
     transaction's commands.  Not with WATCH: they must not run if a watched
     key changed.
 
@@ -356,7 +468,7 @@ def _unblocks_first(client: Client, queued: list) -> tuple[dict[int, list], list
     for i, (cmd, args) in enumerate(queued):
         if cmd.name == "client" and len(args) > 1 and args[1].upper() == b"KILL":
             break
-        if not _is_unblock(cmd, args):
+        if not _is_unblock(cmd, args) or _one_shard_wait(client, args) is not None:
             continue
         early[i] = items = run_local_captured(client, cmd, args)
         target = args[2] if len(args) > 2 else b""
@@ -417,8 +529,12 @@ def _run_in_order(client: Client, queued: list, reply: Exec, early: dict[int, li
     :class:`AtomicOp`).  So the transaction is as isolated as one command.
     """
     parts: list = []
+    in_place = _unblock_shards(client, queued, early)
+    if in_place:
+        _serve_first(client, in_place.values())
     saved = client.pending
     client.state.enter_exec()
+    client.state.unblock_in_place(0)  # its shard serves after the whole batch
     try:
         for i, (cmd, args) in enumerate(queued):
             if i in early:
@@ -433,6 +549,7 @@ def _run_in_order(client: Client, queued: list, reply: Exec, early: dict[int, li
     finally:
         client.pending = saved
         client.state.leave_exec()
+        client.state.unblock_in_place(-1)
     reply.parts = parts
 
 
@@ -506,12 +623,33 @@ def _run_atomic(client: Client, queued: list, reply: Exec, early: dict[int, list
     if final_db != op_db:
         slot = _Settle(client, reply, final_db)
         client.state.block(HELD, shown=False)  # not blocked as Redis shows it
-    saved = client.pending
-    client.pending = deque()
+    # The CLIENT UNBLOCKs of one-shard waits: their shards are parked too,
+    # and their __unblock follows the __park there, runs only if the
+    # operation committed, and serves nothing first (Redis serves after EXEC).
+    in_place = _unblock_shards(client, queued, early)
+    holds = client.server.holds
+    if holds is not None:
+        holds.begin()  # the __unblocks in the same step as the parks
     try:
-        op = AtomicOp(client, commands, keys, finish, watched, everything, op_db, slot)
+        if in_place:
+            _serve_first(client, in_place.values())
+        saved = client.pending
+        client.pending = deque()
+        try:
+            op = AtomicOp(
+                client, commands, keys, finish, watched, everything, op_db, slot, set(in_place.values())
+            )
+        finally:
+            client.pending = saved
+        client.state.unblock_in_place(op.id)
+        try:
+            for i in in_place:
+                early[i] = run_local_captured(client, *queued[i])
+        finally:
+            client.state.unblock_in_place(-1)
     finally:
-        client.pending = saved
+        if holds is not None:
+            holds.end()
     reply.outcome = op.slot
 
 

@@ -159,6 +159,7 @@ def wiring() -> Wiring:
             bus.CLIENTS: connection.bus_clients,
             bus.KILL: connection.bus_kill,
             bus.UNBLOCK: connection.bus_unblock,
+            bus.LOCATE: connection.bus_locate,
             bus.PAUSE: connection.bus_pause,
             bus.HAS_CLIENT: tracking.bus_has_client,
             bus.INVALIDATE: tracking.bus_invalidate,

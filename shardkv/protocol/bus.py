@@ -56,6 +56,9 @@ PUBSUB = b"pubsub"  # ask [sub, *args] -> NUMSUB: counts; CHANNELS: names; NUMPA
 CLIENTS = b"clients"  # ask [type or b"", *ids] -> [CLIENT LIST line, ...] with ids
 KILL = b"kill"  # ask [*CLIENT KILL filters] -> how many it closed
 UNBLOCK = b"unblock"  # ask [id, 1 for ERROR] -> 1 if it unblocked that client (once decided)
+LOCATE = (
+    b"locate"  # ask [id, ...] -> [[id, pipe, shard, token], ...]: those of its clients blocked on one shard
+)
 PAUSE = b"pause"  # ask [timeout ms, mode] -> 1 once it paused its clients too
 UNPAUSE = b"unpause"  # ask [] -> 1 once it ended its pause
 HAS_CLIENT = b"has_client"  # ask [id] -> 1 if that client is its
@@ -83,6 +86,7 @@ KINDS = (
     CLIENTS,
     KILL,
     UNBLOCK,
+    LOCATE,
     PAUSE,
     UNPAUSE,
     HAS_CLIENT,

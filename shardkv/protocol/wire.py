@@ -663,7 +663,12 @@ class Verb:
     # after the acceptor sent it (``seen``: the busy scripts the acceptor
     # knew of; ``seq``: its count of __unblocks on this pipe): the acceptor
     # answered -BUSY when the script's busy report came.
+    # A fifth argument, inside EXEC: nothing is served first (0), or it
+    # runs only if the operation it names committed (else -2, nothing done).
     UNBLOCK = b"__unblock"
+    # __serve -> OK: serve the waiters of the keys made ready so far (before
+    # an EXEC whose __unblock serves nothing first).
+    SERVE = b"__serve"
     XREAD = b"__xread"
     XLASTIDS = b"__xlastids"
     # Scripts and functions.

@@ -40,6 +40,12 @@ How one blocking command runs
    timed out, and its ``W`` frame carries that reply.  So an element popped
    for a waiter is always delivered, and the acceptor answers CLIENT
    UNBLOCK in the shard's order (see :func:`unblock`).
+   Inside EXEC it serves nothing first, as Redis serves only after the
+   whole EXEC: the transaction's commands come in the same batch, and a
+   ``__serve`` before them serves what came before the EXEC; behind an
+   atomic EXEC's ``__park`` it runs only if that operation committed.  An
+   EXEC on another acceptor may unblock this pipe's waiter so: the null or
+   ``-UNBLOCKED`` then goes to the waiter's pipe as a ``W`` frame.
 
 With several acceptors (``--acceptors``), each pipe is one acceptor's and
 tokens are that acceptor's own: a waiter is known by (pipe, token), an
@@ -113,7 +119,7 @@ from time import perf_counter_ns
 from shardkv.protocol import commands, errors, wire
 from shardkv.protocol.args import LLONG_MAX, parse_long_double, round_long_double, strict_int
 from shardkv.protocol.errors import CommandError
-from shardkv.protocol.resp import NULL_ARRAY, Error, encode
+from shardkv.protocol.resp import NULL_ARRAY, OK, Error, encode
 from shardkv.protocol.wire import Verb
 from shardkv.runtime.cmdstats import stat_name
 from shardkv.worker import events
@@ -240,6 +246,9 @@ class Waiters:
         self.busy_scripts = 0
         self.busy_base: dict[int, int] = {}
         self.unblocks_run: dict[int, int] = {}
+        # The last operation this shard was parked for, if it committed
+        # (else 0): an EXEC's ``__unblock`` after its ``__park`` runs only then.
+        self.committed = 0
 
     def unblock_counts(self) -> tuple[int, dict[int, int], dict[int, int]]:
         """For the busy report: the busy scripts, each pipe's base, and the
@@ -279,22 +288,53 @@ class Waiters:
         if waiter is not None:
             self._forget(waiter)
 
-    def unblock(self, token: int, pipe: int = 0, seen: int = 0, seq: int = 0) -> int:
+    def unblock(
+        self,
+        token: int,
+        pipe: int = 0,
+        seen: int = 0,
+        seq: int = 0,
+        after: int = -1,
+        waits: tuple | None = None,
+    ) -> int:
         """``__unblock``: 1 if the waiter of ``token`` from ``pipe`` still
-        waited after the ready keys served (now forgotten), else 0; -1
-        (nothing done) when a script went busy after the acceptor sent it
-        (``seen``, the busy scripts it knew of, is behind): the acceptor has
-        answered that CLIENT UNBLOCK ``-BUSY`` already (see
-        :attr:`unblocks_run`)."""
+        waited (now forgotten), else 0; -1 (nothing done) when a script went
+        busy after the acceptor sent it (``seen``, the busy scripts it knew
+        of, is behind): the acceptor has answered that CLIENT UNBLOCK
+        ``-BUSY`` already (see :attr:`unblocks_run`).
+
+        ``after`` -1 (outside EXEC): the ready keys serve first, as Redis
+        serves a blocked client right after the write before the CLIENT
+        UNBLOCK.  Inside EXEC, Redis serves only after the whole
+        transaction, so nothing is served first: 0, the transaction's
+        commands around it came in this batch (served at its end); an
+        operation's id, it came right behind that operation's ``__park``
+        and runs only if the operation committed (else -2, nothing done: a
+        WATCHed key changed).
+
+        ``waits``, inside EXEC: ``(pipe, error)``, the waiter is another
+        acceptor's (its pipe): the wake (null, or ``-UNBLOCKED`` when
+        ``error``) goes to it from here, as a timeout's would."""
         self.unblocks_run[pipe] = seq
         if seen < self.busy_scripts - self.busy_base.get(pipe, 0):
             return -1
-        if self.ready:
+        if after > 0 and self.committed != after:
+            return -2
+        if after < 0 and self.ready:
             self.serve_ready()  # a write before the CLIENT UNBLOCK serves first
-        waiter = self.by_token.get((pipe, token))
+        if waits is None:
+            waiter = self.by_token.get((pipe, token))
+            if waiter is None:
+                return 0
+            self._forget(waiter)
+            return 1
+        there, error = waits
+        waiter = self.by_token.get((there, token))
         if waiter is None:
             return 0
         self._forget(waiter)
+        value = Error(errors.UNBLOCKED) if error else NULL_ARRAY  # as the acceptor answers its own
+        self.wakes.append((there, wire.encode_wake(token, encode(value, waiter.resp3))))
         return 1
 
     def clear(self, pipe: int | None = None) -> None:
@@ -498,20 +538,36 @@ def _notify(ks: Keyspace, args: list[bytes], key: bytes) -> object:
 
 
 def unblock(ks: Keyspace, args: list[bytes]) -> object:
-    """__unblock token seen seq
+    """__unblock token seen seq [after [pipe error]]
 
     CLIENT UNBLOCK of the command blocked under ``token`` on this pipe: 1
     if it still waited (forgotten now: the acceptor answers it), 0 if it was
     served or timed out (its ``W`` frame follows this batch's replies), -1
-    if a script went busy since the acceptor sent it (see
-    :meth:`Waiters.unblock`).
+    if a script went busy since the acceptor sent it, -2 if it came inside
+    an EXEC that did not run (see :meth:`Waiters.unblock`).
     """
-    return ks.waiters.unblock(int(args[1]), ks.pipe, int(args[2]), int(args[3]))  # type: ignore[union-attr]  # set by Waiters
+    after = int(args[4]) if len(args) > 4 else -1
+    waits = (int(args[5]), args[6] == b"1") if len(args) > 6 else None
+    return ks.waiters.unblock(int(args[1]), ks.pipe, int(args[2]), int(args[3]), after, waits)  # type: ignore[union-attr]  # set by Waiters
+
+
+def serve(ks: Keyspace, args: list[bytes]) -> object:
+    """__serve
+
+    Serve the waiters of the keys made ready so far: sent before an EXEC
+    with a CLIENT UNBLOCK inside, whose ``__unblock`` serves nothing first,
+    as Redis serves a blocked client after each command before the EXEC.
+    """
+    waiters = ks.waiters
+    if waiters.ready:  # type: ignore[union-attr]  # set by Waiters
+        waiters.serve_ready()  # type: ignore[union-attr]
+    return OK
 
 
 # The internal verbs this module runs.
 HANDLERS: Handlers = {
     Verb.UNBLOCK: unblock,
+    Verb.SERVE: serve,
 }
 
 # The blocking commands, by name: the form that may wait, and the type it pops.

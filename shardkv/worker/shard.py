@@ -785,6 +785,7 @@ class Shard:
             else:
                 faultpoints.hold("decided", self.index)
                 self.decide(op, message.commit)  # type: ignore[union-attr]
+                self.waiters.committed = op if message.commit else 0  # type: ignore[union-attr]
                 self.send(wire.encode_control(wire.Finished(op, message.commit)))  # type: ignore[union-attr]
                 faultpoints.hold("finished", self.index)
                 return  # run_batch serves the ready keys at the end of the batch

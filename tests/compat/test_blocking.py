@@ -436,6 +436,86 @@ def test_client_unblock_in_exec_with_a_write_that_serves(r, server, order, keys,
     assert r.lrange("a", 0, -1) == [b"x"]
 
 
+def _unblocked_reply(got: object, how: str) -> None:
+    """``got`` is what CLIENT UNBLOCK ``how`` gives the blocked command."""
+    if how == "TIMEOUT":
+        assert got is None
+    else:
+        assert isinstance(got, ErrorReply)
+        assert str(got) == "UNBLOCKED client unblocked via CLIENT UNBLOCK"
+
+
+@pytest.mark.parametrize("how", ["TIMEOUT", "ERROR"])
+@pytest.mark.parametrize("order", ["write-first", "unblock-first", "twice", "atomic"])
+def test_client_unblock_in_watched_exec_with_a_write_that_serves(r, server, order, how):
+    """The same under WATCH (the transaction runs as one atomic operation):
+    Redis still serves only after EXEC, so CLIENT UNBLOCK replies 1 and the
+    pushed element stays.  (shardkv replied 0 to an UNBLOCK after the
+    write, and the blocked client got the element.)"""
+    commands, expected = _EXEC_ORDERS[order]
+    r.set("c", "w")
+    with RespClient(server, timeout=WAIT) as blocked, RespClient(server, timeout=WAIT) as other:
+        blocked_id = int(blocked.command("CLIENT", "ID"))  # type: ignore[arg-type]
+        blocked.send("BLPOP", "a", 0)
+        wait_blocked(r, 1)
+        assert other.command("WATCH", "c", "{a}w") == b"OK"
+        assert other.command("MULTI") == b"OK"
+        for command in commands:
+            if command == "write":
+                command = ("LPUSH", "a", "x")
+            elif command == "unblock":
+                command = ("CLIENT", "UNBLOCK", blocked_id, how)
+            assert other.command(*command) == b"QUEUED"
+        assert other.command("EXEC") == expected
+        _unblocked_reply(blocked.read_reply(), how)
+        assert blocked.command("PING") == b"PONG"  # nothing else came
+    wait_blocked(r, 0)
+    assert r.lrange("a", 0, -1) == [b"x"]
+
+
+def test_client_unblock_in_exec_whose_watched_key_changed(r, server):
+    """A transaction that does not run (a watched key changed) unblocks
+    nobody: the client stays blocked, and a later push serves it."""
+    with RespClient(server, timeout=WAIT) as blocked, RespClient(server, timeout=WAIT) as other:
+        blocked_id = int(blocked.command("CLIENT", "ID"))  # type: ignore[arg-type]
+        blocked.send("BLPOP", "a", 0)
+        wait_blocked(r, 1)
+        assert other.command("WATCH", "c") == b"OK"
+        r.set("c", "changed")
+        assert other.command("MULTI") == b"OK"
+        assert other.command("CLIENT", "UNBLOCK", blocked_id) == b"QUEUED"
+        assert other.command("LPUSH", "a", "x") == b"QUEUED"
+        assert other.command("EXEC") is None
+        assert blocked_clients(r) == 1
+        assert r.lpush("a", "y") == 1
+        assert blocked.read_reply() == [b"a", b"y"]
+    wait_blocked(r, 0)
+
+
+@pytest.mark.parametrize("watch", [False, True], ids=["plain", "watched"])
+def test_write_then_exec_with_client_unblock_pipelined_serves_first(r, server, watch):
+    """A write pipelined before the transaction serves the blocked client
+    first, as Redis serves after each command: CLIENT UNBLOCK inside the
+    EXEC then replies 0, and the client got the element."""
+    with RespClient(server, timeout=WAIT) as blocked, RespClient(server, timeout=WAIT) as other:
+        blocked_id = int(blocked.command("CLIENT", "ID"))  # type: ignore[arg-type]
+        blocked.send("BLPOP", "a", 0)
+        wait_blocked(r, 1)
+        if watch:
+            assert other.command("WATCH", "c") == b"OK"
+        other.sock.sendall(
+            encode_command("LPUSH", "a", "x")
+            + encode_command("MULTI")
+            + encode_command("LPUSH", "a", "y")
+            + encode_command("CLIENT", "UNBLOCK", blocked_id)
+            + encode_command("EXEC")
+        )
+        assert [other.read_reply() for _ in range(5)] == [1, b"OK", b"QUEUED", b"QUEUED", [1, 0]]
+        assert blocked.read_reply() == [b"a", b"x"]
+    wait_blocked(r, 0)
+    assert r.lrange("a", 0, -1) == [b"y"]
+
+
 # -- CLIENT UNBLOCK while a script is busy -----------------------------------------
 
 # Busy for about 2.5 s (past a busy-reply-threshold of 1000 ms).

@@ -328,6 +328,71 @@ def test_unblock_in_exec_with_a_push_that_serves(server, same_acceptor, cross_sh
             c.close()
 
 
+@pytest.mark.parametrize("unblock_first", [False, True], ids=["push-first", "unblock-first"])
+@pytest.mark.parametrize("same_acceptor", [False, True], ids=["other-acceptor", "same-acceptor"])
+def test_unblock_in_watched_exec_with_a_push_that_serves(server, same_acceptor, unblock_first) -> None:
+    """The same under WATCH, where the transaction runs as one atomic
+    operation: ``[1, 1]``, a null, the element stays
+    (``tests/compat/test_blocking.py::
+    test_client_unblock_in_watched_exec_with_a_write_that_serves`` compares
+    with Redis).  (shardkv replied ``[1, 0]`` and served the client: the
+    UNBLOCK ran after the operation, which had served it.)"""
+    k0, k1 = key_on(0, "w"), key_on(1, "w")
+    reader = client_on(server, 0)
+    writer = client_on(server, 0 if same_acceptor else 1)
+    try:
+        writer.command("DEL", k0, k1)
+        reader_id = int(reader.command("CLIENT", "ID"))  # type: ignore[arg-type]
+        commands = [("LPUSH", k0, "x"), ("CLIENT", "UNBLOCK", reader_id)]
+        if unblock_first:
+            commands.reverse()
+        for _ in range(3):
+            reader.send("BLPOP", k0, 0)
+            wait_shown_blocked(writer, reader_id)
+            writer.sock.sendall(
+                encode_command("WATCH", k1)
+                + encode_command("MULTI")
+                + b"".join(encode_command(*c) for c in commands)
+                + encode_command("EXEC")
+            )
+            assert [writer.read_reply() for _ in range(5)] == [b"OK", b"OK", b"QUEUED", b"QUEUED", [1, 1]]
+            assert reader.read_reply() is None
+            assert writer.command("LPOP", k0) == b"x"
+    finally:
+        for c in (reader, writer):
+            c.close()
+
+
+@pytest.mark.parametrize("same_acceptor", [False, True], ids=["other-acceptor", "same-acceptor"])
+def test_client_unblocked_in_exec_then_sees_its_writes(server, same_acceptor) -> None:
+    """MULTI, SET on another shard, CLIENT UNBLOCK, EXEC: the client gets its
+    null after the whole transaction, as in Redis (the EXEC is one step), so
+    its next command, pipelined behind the BLPOP, reads the SET.  (With two
+    acceptors the UNBLOCK went through the bus first and the null could
+    come, and the GET run, before the SET.)"""
+    k0, k1 = key_on(0, "u"), key_on(1, "u")
+    reader = client_on(server, 0)
+    writer = client_on(server, 0 if same_acceptor else 1)
+    try:
+        writer.command("DEL", k0, k1)
+        reader_id = int(reader.command("CLIENT", "ID"))  # type: ignore[arg-type]
+        for i in range(10):
+            reader.sock.sendall(encode_command("BLPOP", k0, 0) + encode_command("GET", k1))
+            wait_shown_blocked(writer, reader_id)
+            writer.sock.sendall(
+                encode_command("MULTI")
+                + encode_command("SET", k1, f"v{i}")
+                + encode_command("CLIENT", "UNBLOCK", reader_id)
+                + encode_command("EXEC")
+            )
+            assert [writer.read_reply() for _ in range(4)] == [b"OK", b"QUEUED", b"QUEUED", [b"OK", 1]]
+            assert reader.read_reply() is None
+            assert reader.read_reply() == f"v{i}".encode()
+    finally:
+        for c in (reader, writer):
+            c.close()
+
+
 # Busy for about 2.5 s: past a busy-reply-threshold of 1000 ms.
 BUSY_SCRIPT = (
     "local function now() local t = redis.call('TIME') return t[1] * 1000000 + t[2] end "

@@ -210,6 +210,66 @@ def test_unblock_forgets_a_waiter_that_still_waits(shard):
     assert run(shard, "LLEN", "k") == 1
 
 
+def test_unblock_inside_exec_serves_nothing_first(shard):
+    """Inside EXEC (``after`` 0) the push before the ``__unblock`` in the
+    batch serves nobody first, as Redis serves only after the whole EXEC:
+    1, and the element stays.  A ``__serve`` before the transaction serves
+    what came before it."""
+    assert wire.decode_replies(shard.run_batch(_batch((7, [b"BLPOP", b"k", b"0"])))) == [b""]
+    replies = wire.decode_replies(
+        shard.run_batch(_batch((0, [b"LPUSH", b"k", b"x"]), (0, [wire.Verb.UNBLOCK, b"7", b"0", b"1", b"0"])))
+    )
+    assert replies == [b":1\r\n", b":1\r\n"]
+    assert shard.waiters.wakes == []
+    assert run(shard, "LLEN", "k") == 1
+    assert wire.decode_replies(shard.run_batch(_batch((8, [b"BLPOP", b"j", b"0"])))) == [b""]
+    replies = wire.decode_replies(
+        shard.run_batch(
+            _batch(
+                (0, [b"LPUSH", b"j", b"y"]),
+                (0, [wire.Verb.SERVE]),
+                (0, [b"LPUSH", b"j", b"z"]),
+                (0, [wire.Verb.UNBLOCK, b"8", b"0", b"2", b"0"]),
+            )
+        )
+    )
+    assert replies == [b":1\r\n", b"+OK\r\n", b":1\r\n", b":0\r\n"]
+    assert shard.waiters.wakes == [(0, wire.encode_wake(8, b"*2\r\n$1\r\nj\r\n$1\r\ny\r\n"))]
+
+
+def test_unblock_after_an_operation_runs_only_if_it_committed(shard):
+    """An EXEC's ``__unblock`` behind its ``__park`` (``after``, the
+    operation's id): -2 and nothing done unless that operation committed."""
+    assert wire.decode_replies(shard.run_batch(_batch((7, [b"BLPOP", b"k", b"0"])))) == [b""]
+    shard.waiters.committed = 41  # another operation
+    assert wire.decode_replies(
+        shard.run_batch(_batch((0, [wire.Verb.UNBLOCK, b"7", b"0", b"1", b"42"])))
+    ) == [b":-2\r\n"]
+    shard.waiters.committed = 42
+    assert wire.decode_replies(
+        shard.run_batch(_batch((0, [wire.Verb.UNBLOCK, b"7", b"0", b"2", b"42"])))
+    ) == [b":1\r\n"]
+
+
+@pytest.mark.parametrize("error", [False, True])
+def test_unblock_of_another_pipes_waiter_wakes_it_there(error):
+    """Inside EXEC, with several acceptors, the ``__unblock`` of another
+    acceptor's waiter comes on the EXEC's pipe: the null (or -UNBLOCKED)
+    goes to the waiter's pipe as a wake."""
+    shard = Shard(0, 2, FakeClock())
+    shard.keyspace.pipe = 1
+    assert wire.decode_replies(shard.run_batch(_batch((7, [b"BLPOP", b"k", b"0"])))) == [b""]
+    shard.keyspace.pipe = 0
+    unblock = [wire.Verb.UNBLOCK, b"7", b"0", b"1", b"0", b"1", b"1" if error else b"0"]
+    assert wire.decode_replies(shard.run_batch(_batch((0, [b"LPUSH", b"k", b"x"]), (0, unblock)))) == [
+        b":1\r\n",
+        b":1\r\n",
+    ]
+    body = b"-UNBLOCKED client unblocked via CLIENT UNBLOCK\r\n" if error else b"*-1\r\n"
+    assert shard.waiters.wakes == [(1, wire.encode_wake(7, body))]
+    assert run(shard, "LLEN", "k") == 1
+
+
 def test_unblock_sent_before_a_script_went_busy_is_refused(shard):
     """An ``__unblock`` whose acceptor knew of fewer busy scripts than the
     shard had when it runs was answered -BUSY by the acceptor already

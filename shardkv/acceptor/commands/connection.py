@@ -15,7 +15,7 @@ import time
 
 from shardkv import HELLO_VERSION
 from shardkv.acceptor import pause
-from shardkv.acceptor.blocking import UnblockReply, after_earlier_commands, unblock
+from shardkv.acceptor.blocking import UnblockReply, after_earlier_commands, located, unblock, unblock_located
 from shardkv.acceptor.bus import fail_slot
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.commands.common import guard, subcommand_error
@@ -258,8 +258,11 @@ def client_cmd(client: Client, args: list) -> None:
         cid = parse_int(args[2])
         target = server.clients.get(cid)
         bus_ = server.bus
+        where = client.state.located.get(cid) if client.state.located else None
         if target is not None:  # once its shards decided
-            unblock(target, error, UnblockReply(client).answer)
+            unblock(target, error, UnblockReply(client).answer, client.state.unblock_after)
+        elif where is not None:  # another acceptor's client, located for this EXEC
+            unblock_located(client, where, error, UnblockReply(client).answer)
         elif bus_ is None or cid <= 0:
             client.reply(0)
         else:  # perhaps another acceptor's client
@@ -514,6 +517,18 @@ def bus_unblock(server, origin: int, args: list) -> int | None:
         return 0
     unblock(target, bool(args[1]), server.bus.later())
     return None
+
+
+def bus_locate(server, origin: int, args: list) -> list:
+    """Where the clients of these ids that are this acceptor's wait, if
+    on one shard: an EXEC's CLIENT UNBLOCKs (see :func:`unblock_located`)."""
+    found = []
+    for cid in args:
+        target = server.clients.get(cid)
+        where = located(target) if target is not None else None
+        if where is not None:
+            found.append([cid, *where])
+    return found
 
 
 def _kill(me: Client | None, victims: list) -> None:
