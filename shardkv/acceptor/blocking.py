@@ -562,7 +562,7 @@ class _NoReplicas:
             self.timer.cancel()
             self.timer = None
 
-    def unblock(self, error: bool, answer: Answer) -> None:
+    def unblock(self, error: bool, answer: Answer, after: int = -1) -> None:
         """CLIENT UNBLOCK: nothing can serve a WAIT meanwhile, so it is unblocked."""
         self.finish(error)
         answer(1)
