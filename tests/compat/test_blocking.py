@@ -361,6 +361,15 @@ def test_write_then_client_unblock_pipelined_serves_first(r, server, case, how):
         assert r.type(key) == kind
 
 
+def _unblocked_reply(got: object, how: str) -> None:
+    """``got`` is what CLIENT UNBLOCK ``how`` gives the blocked command."""
+    if how == "TIMEOUT":
+        assert got is None
+    else:
+        assert isinstance(got, ErrorReply)
+        assert str(got) == "UNBLOCKED client unblocked via CLIENT UNBLOCK"
+
+
 @pytest.mark.parametrize("how", ["TIMEOUT", "ERROR"])
 @pytest.mark.parametrize("cross_shard", [False, True], ids=["one-shard", "cross-shard"])
 def test_other_write_then_client_unblock_pipelined_unblocks(r, server, cross_shard, how):
@@ -378,12 +387,7 @@ def test_other_write_then_client_unblock_pipelined_unblocks(r, server, cross_sha
             + encode_command("LPUSH", "a", "x")
         )
         assert [other.read_reply() for _ in range(3)] == [1, 1, 1]
-        got = blocked.read_reply()
-        if how == "TIMEOUT":
-            assert got is None
-        else:
-            assert isinstance(got, ErrorReply)
-            assert str(got) == "UNBLOCKED client unblocked via CLIENT UNBLOCK"
+        _unblocked_reply(blocked.read_reply(), how)
     wait_blocked(r, 0)
     assert r.lrange("a", 0, -1) == [b"x"]
 
@@ -412,53 +416,21 @@ def test_client_unblock_in_exec_with_a_write_that_serves(r, server, order, keys,
     client gets its null (TIMEOUT) or -UNBLOCKED (ERROR), and the pushed
     element stays.  (shardkv replied 0 to an UNBLOCK after the write, and
     the blocked client got the element.)"""
+    _unblock_in_exec(r, server, order, keys, how)
+
+
+def _unblock_in_exec(r, server, order: str, keys: list[str], how: str, watch: tuple[str, ...] = ()) -> None:
+    """A client blocks in BLPOP on ``keys``; another runs the transaction
+    ``order`` of :data:`_EXEC_ORDERS` (after WATCH ``watch``, if any): its
+    EXEC replies as told there, the blocked client is unblocked as ``how``
+    says, and the pushed element stays."""
     commands, expected = _EXEC_ORDERS[order]
     with RespClient(server, timeout=WAIT) as blocked, RespClient(server, timeout=WAIT) as other:
         blocked_id = int(blocked.command("CLIENT", "ID"))  # type: ignore[arg-type]
         blocked.send("BLPOP", *keys, 0)
         wait_blocked(r, 1)
-        assert other.command("MULTI") == b"OK"
-        for command in commands:
-            if command == "write":
-                command = ("LPUSH", "a", "x")
-            elif command == "unblock":
-                command = ("CLIENT", "UNBLOCK", blocked_id, how)
-            assert other.command(*command) == b"QUEUED"
-        assert other.command("EXEC") == expected
-        got = blocked.read_reply()
-        if how == "TIMEOUT":
-            assert got is None
-        else:
-            assert isinstance(got, ErrorReply)
-            assert str(got) == "UNBLOCKED client unblocked via CLIENT UNBLOCK"
-        assert blocked.command("PING") == b"PONG"  # nothing else came
-    wait_blocked(r, 0)
-    assert r.lrange("a", 0, -1) == [b"x"]
-
-
-def _unblocked_reply(got: object, how: str) -> None:
-    """``got`` is what CLIENT UNBLOCK ``how`` gives the blocked command."""
-    if how == "TIMEOUT":
-        assert got is None
-    else:
-        assert isinstance(got, ErrorReply)
-        assert str(got) == "UNBLOCKED client unblocked via CLIENT UNBLOCK"
-
-
-@pytest.mark.parametrize("how", ["TIMEOUT", "ERROR"])
-@pytest.mark.parametrize("order", ["write-first", "unblock-first", "twice", "atomic"])
-def test_client_unblock_in_watched_exec_with_a_write_that_serves(r, server, order, how):
-    """The same under WATCH (the transaction runs as one atomic operation):
-    Redis still serves only after EXEC, so CLIENT UNBLOCK replies 1 and the
-    pushed element stays.  (shardkv replied 0 to an UNBLOCK after the
-    write, and the blocked client got the element.)"""
-    commands, expected = _EXEC_ORDERS[order]
-    r.set("c", "w")
-    with RespClient(server, timeout=WAIT) as blocked, RespClient(server, timeout=WAIT) as other:
-        blocked_id = int(blocked.command("CLIENT", "ID"))  # type: ignore[arg-type]
-        blocked.send("BLPOP", "a", 0)
-        wait_blocked(r, 1)
-        assert other.command("WATCH", "c", "{a}w") == b"OK"
+        if watch:
+            assert other.command("WATCH", *watch) == b"OK"
         assert other.command("MULTI") == b"OK"
         for command in commands:
             if command == "write":
@@ -471,6 +443,17 @@ def test_client_unblock_in_watched_exec_with_a_write_that_serves(r, server, orde
         assert blocked.command("PING") == b"PONG"  # nothing else came
     wait_blocked(r, 0)
     assert r.lrange("a", 0, -1) == [b"x"]
+
+
+@pytest.mark.parametrize("how", ["TIMEOUT", "ERROR"])
+@pytest.mark.parametrize("order", ["write-first", "unblock-first", "twice", "atomic"])
+def test_client_unblock_in_watched_exec_with_a_write_that_serves(r, server, order, how):
+    """The same under WATCH (the transaction runs as one atomic operation):
+    Redis still serves only after EXEC, so CLIENT UNBLOCK replies 1 and the
+    pushed element stays.  (shardkv replied 0 to an UNBLOCK after the
+    write, and the blocked client got the element.)"""
+    r.set("c", "w")
+    _unblock_in_exec(r, server, order, ["a"], how, watch=("c", "{a}w"))
 
 
 def test_client_unblock_in_exec_whose_watched_key_changed(r, server):
