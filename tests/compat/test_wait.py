@@ -223,3 +223,23 @@ def test_pause_write_does_not_postpone(server):
             assert c.read() == b":0\r\n"
         finally:
             c.command("CLIENT", "UNPAUSE")
+
+
+@pytest.mark.parametrize("watch", [False, True], ids=["plain", "watched"])
+def test_client_unblock_inside_exec(server, watch):
+    """CLIENT UNBLOCK inside a transaction unblocks the WAIT (1), and a
+    second one there finds nothing blocked (0)."""
+    with RespClient(server, timeout=WAIT) as c:
+        blocked_id = int(c.command("CLIENT", "ID"))  # type: ignore[arg-type]
+        c.send("WAIT", 1, 0)
+        wait_blocked(server, 1)
+        with other_client(server, blocked_id) as other:
+            if watch:
+                assert other.command("WATCH", "a") == b"OK"
+            assert other.command("MULTI") == b"OK"
+            assert other.command("CLIENT", "UNBLOCK", blocked_id, "ERROR") == b"QUEUED"
+            assert other.command("CLIENT", "UNBLOCK", blocked_id) == b"QUEUED"
+            assert other.command("EXEC") == [1, 0]
+        got = c.read_reply()
+        assert isinstance(got, ErrorReply) and str(got) == "UNBLOCKED client unblocked via CLIENT UNBLOCK"
+    wait_blocked(server, 0)
