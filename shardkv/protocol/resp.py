@@ -42,7 +42,6 @@ from shardkv.protocol import errors
 
 try:  # C speed for the common case; see RequestParser._feed_canonical
     from hiredis import Reader as _HiredisReader
-    from hiredis import pack_command as _pack_command
 except ImportError:  # pragma: no cover - hiredis is a dependency
     _HiredisReader = None  # type: ignore[assignment, misc]
 
@@ -57,6 +56,11 @@ _BIG_AGGREGATE = re.compile(rb"[*%~>|]\d{5}")  # a class: a slow one
 
 
 _READER_KEEP = 16 * 1024  # a hiredis reader fed more is replaced once done
+
+# The canonical headers of the usual sizes, ``$<len>`` (its ``\r\n`` comes
+# from the join) and ``*<n>\r\n``: see RequestParser._feed_canonical.
+_BULK_HEADS = [b"$%d" % i for i in range(1024)]
+_ARRAY_HEADS = [b"*%d\r\n" % i for i in range(64)]
 
 
 def _may_allocate_big(data: bytes) -> bool:
@@ -540,22 +544,37 @@ class RequestParser:
         canonical form (``*<n>`` then ``$<len>`` bulks, no leading zeros),
         else None, and :meth:`feed` parses it the long way.
 
-        hiredis parses; re-encoding what it found (in C as well) and finding
-        ``data`` again, byte for byte, proves the input was canonical RESP,
-        which every parser, Redis's included, reads the same way.  The
-        encodings are the ``raw`` bytes the worker gets.  Called only while
-        nothing is buffered, so falling back loses nothing.
+        hiredis parses; re-encoding what it found and finding ``data``
+        again, byte for byte, proves the input was canonical RESP, which
+        every parser, Redis's included, reads the same way.  The encodings
+        are the ``raw`` bytes the worker gets.  Called only while nothing is
+        buffered, so falling back loses nothing.
+
+        The encoding is one ``b"\\r\\n".join`` of the headers (from tables
+        for the usual sizes) and the arguments: what hiredis's
+        ``pack_command`` gives, without its ``sprintf`` per argument (about
+        1k instructions each).  Anything but a list of bytes raises (``len`` of an
+        integer, a join of a list) or encodes as something ``data`` is not:
+        the long way decides.
         """
         reader = self._reader
         reader.feed(data)  # type: ignore[union-attr]
         gets = reader.gets  # type: ignore[union-attr]
         out: list[Parsed] = []
         raws: list[bytes] = []
+        heads = _BULK_HEADS
         try:
             while (args := gets()) is not False:
                 if not args:  # *0 and *-1 (ignored), or not a command at all
                     raise ValueError
-                raw = _pack_command(tuple(args))
+                parts = []
+                for a in args:
+                    n = len(a)
+                    parts.append(heads[n] if n < 1024 else b"$%d" % n)
+                    parts.append(a)
+                parts.append(b"")
+                n = len(args)
+                raw = (_ARRAY_HEADS[n] if n < 64 else b"*%d\r\n" % n) + b"\r\n".join(parts)
                 out.append((args, raw))
                 raws.append(raw)
         except Exception:  # noqa: BLE001 - not canonical: the long way decides

@@ -402,6 +402,19 @@ def test_fast_path_keeps_the_raw_bytes_and_reads_them_once():
     ]
 
 
+@pytest.mark.parametrize("size", [0, 1, 9, 10, 1023, 1024, 1025, 70000])
+@pytest.mark.parametrize("count", [1, 2, 63, 64, 65, 300])
+def test_fast_path_raw_bytes_past_its_header_tables(size, count):
+    """The fast path's encoding has header tables for bulks under 1024
+    bytes and commands under 64 arguments, and formats the others: every
+    size gives the canonical bytes, on the fast path as on the long way."""
+    args = [b"x" * size] * count
+    data = encode_command(args) + encode_command([b"GET", b"k"])
+    out, _ = feed_whole(data)
+    assert out == [(args, encode_command(args)), ([b"GET", b"k"], encode_command([b"GET", b"k"]))]
+    assert _outcome(RequestParser(), [data]) == _outcome(_python_only(), [data])
+
+
 @pytest.mark.parametrize(
     "header",
     [
