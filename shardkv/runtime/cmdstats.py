@@ -108,6 +108,11 @@ class Stats:
         # A worker leaves out the commands the acceptor answers and counts
         # (EVAL's script runs on a shard, but EVAL is counted once).
         self.skip_local = False
+        # Counters kept apart from these (a running script's, see drain)
+        # and the counters they are kept apart from: both count alike
+        # (align), as the settings change (apply_settings).
+        self.apart: Stats | None = None
+        self.leader: Stats | None = None
 
     def _row(self, name: str) -> list:
         row = self.commands.get(name)
@@ -166,6 +171,10 @@ class Stats:
         if threshold < 0 or us < threshold:
             return
         log = self.slowlog
+        if not log and self.leader is not None:
+            # Counters kept apart, drained (emptied) after each use: the
+            # first entry of a use goes on from the leader's numbering.
+            self.slow_seq = self.leader.slow_seq
         log.appendleft((time.time_ns() // 1000, self.slow_seq, us, slowlog_argv(args), addr, name))
         self.slow_seq += 1
         while len(log) > self.slow_max:
@@ -204,9 +213,13 @@ class Stats:
         ]
 
     def align(self, other: Stats) -> None:
-        """Count as ``other`` counts (its settings): these are counters kept
-        apart for what may have to be undone, the calls of a script that
-        may yet run again on other shards (see :meth:`drain`)."""
+        """Count as ``other`` counts (its settings), from now on: these are
+        counters kept apart from ``other`` for what may have to be undone,
+        the calls of a script that may yet run again on other shards (see
+        :meth:`drain`).  :func:`apply_settings` keeps them aligned, and
+        :meth:`slow` numbers their slow log entries on from ``other``'s."""
+        other.apart = self
+        self.leader = other
         self.tracking = other.tracking
         self.slow_threshold_us = other.slow_threshold_us
         self.slow_threshold_ns = other.slow_threshold_ns
@@ -300,3 +313,5 @@ def apply_settings(stats: Stats, settings: dict[str, str]) -> None:
             stats.slowlog.pop()
     if "latency-tracking" in settings:
         stats.tracking = settings["latency-tracking"] in ("yes", "True", "true", "1")
+    if stats.apart is not None:
+        stats.apart.align(stats)

@@ -611,7 +611,8 @@ class Engine:
             # The shard's own figures (ks.stats) stay for what reads or
             # resets them meanwhile (the script's INFO, SLOWLOG RESET...).
             scratch = self._stats_apart
-            scratch.align(stats)
+            if stats.apart is not scratch:  # once: then apply_settings aligns it
+                scratch.align(stats)
             self.shard.stats = scratch  # type: ignore[attr-defined]
         try:
             ok, value = (self._run if eval_mode else self._call_fn)(f, len(keys), *keys, *argv)
