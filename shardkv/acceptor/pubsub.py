@@ -270,6 +270,30 @@ def publish_message(server, channel: bytes, message: bytes, before: Slot | None 
     return receivers
 
 
+def receivers(channel: bytes, message: bytes) -> list[tuple[Client, _Message]]:
+    """Who PUBLISH ``channel`` ``message`` would deliver to here now, and
+    what: for a script's PUBLISH held back until the script ends (see
+    :mod:`shardkv.acceptor.scriptcalls`), delivered by :func:`deliver`."""
+    out: list[tuple[Client, _Message]] = []
+    subscribers = CHANNELS.get(channel)
+    if subscribers:
+        msg = _Message(Push([b"message", channel, message]))
+        out += [(sub, msg) for sub in subscribers]
+    for pattern, (match, subs) in PATTERNS.items():
+        if match(channel):
+            msg = _Message(Push([b"pmessage", pattern, channel, message]))
+            out += [(sub, msg) for sub in subs]
+    return out
+
+
+def deliver(server, held: list[tuple[Client, _Message]]) -> None:
+    """Deliver what :func:`receivers` found (to those still connected)."""
+    if held:
+        limits = _limits(server)
+        for sub, msg in held:
+            _deliver_safely(sub, msg, limits, None)
+
+
 # A subscribed client over its soft limit: since when (time.monotonic()).
 _soft_since: dict[Client, float] = {}
 
@@ -429,7 +453,11 @@ def pubsub(client: Client, args: list[bytes]) -> None:
 
 
 def _pubsub_here(sub: bytes, rest: list[bytes]) -> list:
-    """This acceptor's part of PUBSUB NUMSUB (counts), CHANNELS (names) or NUMPAT (patterns)."""
+    """This acceptor's part of PUBSUB NUMSUB (counts), CHANNELS (names) or
+    NUMPAT (patterns); ``receivers``, not a client's: how many a PUBLISH on
+    ``rest[0]`` would reach (a script's PUBLISH held back, K > 1)."""
+    if sub == b"receivers":
+        return [len(receivers(rest[0], b""))]
     if sub == b"numsub":
         return [len(CHANNELS.get(channel, ())) for channel in rest]
     if sub == b"channels":

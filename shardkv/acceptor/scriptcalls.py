@@ -40,11 +40,12 @@ from functools import partial
 from time import perf_counter_ns
 from typing import TYPE_CHECKING
 
+from shardkv.acceptor import pubsub
 from shardkv.acceptor.info import build_info
 from shardkv.protocol import bus, errors, wire
 from shardkv.protocol.resp import Error, Verbatim, encode, encode_error
 from shardkv.protocol.wire import FRAME, Verb
-from shardkv.runtime.cmdstats import stat_name
+from shardkv.runtime.cmdstats import Stats, stat_name
 
 if TYPE_CHECKING:
     from shardkv.acceptor.server import Acceptor
@@ -57,6 +58,7 @@ def on_attach(server: Acceptor, link: ShardLink) -> None:
     had borrowed comes back as it was lent.)"""
     link.on_script_query = lambda payload: answer(server, link, payload)
     GENERATOR.forget(link)
+    _HELD.pop(link, None)  # a script's, whose worker is gone
 
 
 def answer(server: Acceptor, link: ShardLink, payload: bytes) -> None:
@@ -66,6 +68,8 @@ def answer(server: Acceptor, link: ShardLink, payload: bytes) -> None:
         GENERATOR.lend(link)
     elif verb == Verb.RANDOM_BACK:
         GENERATOR.give_back(link, int(args[1]))
+    elif verb == Verb.HELD_DROP:
+        _HELD.pop(link, None)
     else:
         generation = link.generation
 
@@ -73,7 +77,86 @@ def answer(server: Acceptor, link: ShardLink, payload: bytes) -> None:
             if link.generation == generation:  # not to a worker started since
                 _send(link, body)
 
-        call(server, db, resp == 3, args, send)
+        if verb == Verb.HELD_COMMIT:
+            _commit(server, _HELD.pop(link, None), send)
+            return
+        held = None
+        if verb == Verb.HELD:
+            args = args[1:]
+            held = _HELD.get(link)
+            if held is None:
+                held = _HELD[link] = _Held(server)
+        call(server, db, resp == 3, args, send, held)
+
+
+class _Held:
+    """What the calls of a script that may yet run again across shards left
+    behind, held back until it ends (``Q`` frames of :attr:`Verb.HELD`):
+    their counts (commandstats, errorstats) and PUBLISH's deliveries.  Redis
+    runs a script once; shardkv's first run, on one shard of several, may
+    stop where a call needs another shard and run again across shards
+    (:mod:`shardkv.acceptor.scripting`), whose calls ask again: only the
+    run that ends counts and publishes (:attr:`Verb.HELD_COMMIT`; the one
+    that stops sends :attr:`Verb.HELD_DROP`)."""
+
+    __slots__ = ("stats", "publishes")
+
+    def __init__(self, server: Acceptor) -> None:
+        self.stats = Stats()
+        self.stats.align(server.stats)
+        # Each delivers its PUBLISH, then calls the function it is given.
+        self.publishes: list[Callable[[Callable[[], None]], None]] = []
+
+    def publish(self, server: Acceptor, caller: _Caller, channel: bytes, message: bytes) -> None:
+        """A held PUBLISH: answer how many it reaches; deliver at the commit.
+        With one acceptor it goes to exactly those it counted (still
+        connected); with several, to every acceptor's subscribers then."""
+        here = pubsub.receivers(channel, message)
+        bus_ = server.bus
+        if bus_ is None:
+
+            def now(done: Callable[[], None]) -> None:
+                pubsub.deliver(server, here)
+                done()
+
+            self.publishes.append(now)
+            caller.reply(len(here))
+            return
+
+        def later(done: Callable[[], None]) -> None:
+            bus_.ask(
+                bus.PUBLISH, [channel, message], lambda counts: done(), everyone=True, failed=lambda e: done()
+            )
+
+        self.publishes.append(later)
+        bus_.ask(
+            bus.PUBSUB,
+            [b"receivers", channel],
+            lambda answers: caller.reply(len(here) + sum(a[0] for a in answers)),
+            failed=caller.reply_error,
+        )
+
+
+_HELD: dict[ShardLink, _Held] = {}
+
+
+def _commit(server: Acceptor, held: _Held | None, send: Callable[[bytes], None]) -> None:
+    """The script ended: count its held calls and deliver its PUBLISHes, in
+    order; answer once every message is out (before the script's reply)."""
+    if held is None:
+        send(b"+OK\r\n")
+        return
+    held.stats.drain(server.stats)
+    left = [len(held.publishes) + 1]
+
+    def one_done() -> None:
+        left[0] -= 1
+        if not left[0]:
+            send(b"+OK\r\n")
+
+    for deliver in held.publishes:
+        deliver(one_done)
+    one_done()
 
 
 def _send(link: ShardLink, body: bytes) -> None:
@@ -131,13 +214,16 @@ class _Caller:
     script's protocol (``redis.setresp``), and hands it to ``done``; a
     handler's question to every shard goes in ``I`` frames."""
 
-    __slots__ = ("server", "resp3", "db", "done")
+    __slots__ = ("server", "resp3", "db", "done", "stats")
 
-    def __init__(self, server: Acceptor, db: int, resp3: bool, done: Callable[[bytes], None]) -> None:
+    def __init__(
+        self, server: Acceptor, db: int, resp3: bool, done: Callable[[bytes], None], stats: Stats
+    ) -> None:
         self.server = server
         self.resp3 = resp3
         self.db = db
         self.done = done
+        self.stats = stats  # where its error counts (see _Held)
 
     def reply(self, value: object) -> None:
         self.done(encode(value, self.resp3))
@@ -149,7 +235,7 @@ class _Caller:
         return self.reply
 
     def reply_error(self, message: str) -> None:
-        self.server.stats.error(message)
+        self.stats.error(message)
         self.done(encode_error(message))
 
     def query_all(self, args: list[bytes], merge: Callable[[list], object]) -> None:
@@ -174,12 +260,20 @@ class _Caller:
             link.inquire(args, partial(answered, i))
 
 
-def call(server: Acceptor, db: int, resp3: bool, args: list[bytes], done: Callable[[bytes], None]) -> None:
+def call(
+    server: Acceptor,
+    db: int,
+    resp3: bool,
+    args: list[bytes],
+    done: Callable[[bytes], None],
+    held: _Held | None = None,
+) -> None:
     """Answer ``args`` called from a script: ``done`` gets the reply body
     (at once, or once every shard asked has answered), counted in the
-    command statistics as Redis counts a script's calls."""
+    command statistics as Redis counts a script's calls (in ``held``'s
+    until the script ends, if given)."""
     name = args[0].lower()
-    stats = server.stats
+    stats = server.stats if held is None else held.stats
     errors_before = stats.error_events
     start = perf_counter_ns()
 
@@ -190,12 +284,14 @@ def call(server: Acceptor, db: int, resp3: bool, args: list[bytes], done: Callab
         stats.record_latency(row, perf_counter_ns() - start)
         done(body)
 
-    caller = _Caller(server, db, resp3, finished)
-    if name == b"info" and server.bus is not None:
+    caller = _Caller(server, db, resp3, finished, stats)
+    if held is not None and name == b"publish" and len(args) == 3:
+        held.publish(server, caller, args[1], args[2])
+    elif name == b"info" and server.bus is not None:
         # Every acceptor's clients counted, as a client's INFO counts
         # them, then the shards' figures, in ``I`` frames.
         sections = [a.decode("latin-1").lower() for a in args[1:]]
-        own = stats.report()
+        own = server.stats.report()
 
         def with_shards(others: list) -> None:
             caller.query_all(

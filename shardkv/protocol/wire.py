@@ -114,7 +114,9 @@ Worker -> acceptor
     client's command, in the protocol ``resp`` (2 or 3, the script's
     ``redis.setresp``); ``database`` is the script's (SELECT).  Two verbs
     lend math.random's generator instead (:attr:`Verb.RANDOM`): its
-    answer may wait until the script that holds the generator gives it back.
+    answer may wait until the script that holds the generator gives it back;
+    three hold back what the calls of a script that may yet run again
+    across shards leave behind (:attr:`Verb.HELD`).
 ``I`` *inquiry answer*: ``I`` + the verb's value as a part
     (:func:`encode_part`): the answer to the oldest ``I`` frame not yet
     answered on that pipe.
@@ -681,6 +683,17 @@ class Verb:
     # the script's end gives it back (``__randomback state``, no answer).
     RANDOM = b"__random"
     RANDOM_BACK = b"__randomback"
+    # In ``Q`` frames of a script that may yet run again across shards (a
+    # shard of several): ``__held command...`` asks as a plain ``Q`` frame
+    # does, but the acceptor holds back what the call leaves behind (its
+    # counts in INFO commandstats and errorstats, PUBLISH's deliveries:
+    # PUBLISH answers how many would receive it) until the script ends:
+    # ``__heldcommit`` (answered with ``+OK`` once delivered, before the
+    # script's reply) keeps it, ``__helddrop`` (no answer) drops it, as the
+    # script's run across shards asks again.
+    HELD = b"__held"
+    HELD_COMMIT = b"__heldcommit"
+    HELD_DROP = b"__helddrop"
     # Server commands' parts in each shard.
     PING = b"__ping"
     SCAN = b"__scan"
@@ -720,4 +733,7 @@ Verb.HANDLED = Verb.ALL - {
     Verb.XABORT,
     Verb.RANDOM,
     Verb.RANDOM_BACK,
+    Verb.HELD,
+    Verb.HELD_COMMIT,
+    Verb.HELD_DROP,
 }

@@ -303,6 +303,7 @@ class Run:
         "keys",
         "read_noted",
         "rand_lent",
+        "held",
     )
 
     def __init__(
@@ -337,6 +338,10 @@ class Run:
         # The server's math.random state when this script borrowed it from
         # the acceptor (None: not borrowed; -1: none to borrow, this shard's own).
         self.rand_lent: int | None = None
+        # It asked the acceptor with what the call leaves behind held back
+        # until it ends (Verb.HELD): a shard of several, where it may yet
+        # stop and run again across shards.
+        self.held = False
 
 
 _NO_ARGS: list[bytes] = []  # never changed: FUNCTION STATS reads it
@@ -623,6 +628,8 @@ class Engine:
             if scratch is not None:
                 self.shard.stats = stats  # type: ignore[attr-defined]
                 scratch.drain(stats if run.abort is None else None)
+            if run.held:
+                self._end_held(run)
         vm: _VM = self._vm  # type: ignore[assignment]  # the state the script ran in
         runs = vm.runs + 1
         if runs >= GC_PERIOD:
@@ -693,6 +700,21 @@ class Engine:
         run = self.run
         if run is not None and run.abort is None:
             run.abort = _Widen()
+
+    def _end_held(self, run: Run) -> None:
+        """What the script's calls of the acceptor's commands left behind
+        (counts, PUBLISH's messages) the acceptor delivers now, before the
+        reply, if the script ran to its end here; drops it if it stops to
+        run again across shards, where it asks again (see Verb.HELD)."""
+        if run.abort is None:
+            self._ask_acceptor([Verb.HELD_COMMIT], run)
+            return
+        send = getattr(self.shard, "send_query", None)
+        if send is not None:
+            try:
+                send(wire.encode_script_query(self.ks.db, run.resp, [Verb.HELD_DROP]))
+            except (EOFError, OSError):
+                pass  # the acceptor is gone: so is what it held
 
     def _settle(self, run: Run) -> None:
         """What a script leaves to undo when it ends: math.random's state
@@ -950,7 +972,12 @@ class Engine:
             if name == "swapdb":
                 return self._swapdb(called, argv, run)
             if name in ACCEPTOR_ANSWERS:
-                return self._ask_acceptor(argv, run)  # the acceptor counts its errors
+                # The acceptor counts it (and its errors); on a shard of
+                # several, only once the script has ended here (see _end_held).
+                if self.nshards == 1:
+                    return self._ask_acceptor(argv, run)
+                run.held = True
+                return self._ask_acceptor([Verb.HELD, *argv], run)
             return self._counted_call(argv, _local(name, argv))
         if cmd.pattern_keys is not None and self.nshards > 1:
             # SORT's BY and GET patterns: keys it reads without naming them,
@@ -1090,6 +1117,8 @@ class Engine:
         value = self.shard.execute(argv, called.handler)  # type: ignore[attr-defined]
         if type(value) is not Error:
             run.effects.append((ks.db, argv))
+            # (Shard.execute leaves SWAPDB, the acceptor's command, uncounted)
+            return self._counted_call(argv, value)
         return value
 
     def _ask_acceptor(self, argv: list[bytes], run: Run) -> object:

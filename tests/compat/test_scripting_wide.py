@@ -29,7 +29,7 @@ def servers(request):
     ours.stop()
 
 
-def observe(port: int, script: str, *keys: str, command: str = "EVAL") -> dict:
+def observe(port: int, script: str, *keys: str, command: str = "EVAL", counted: set = COUNTED) -> dict:
     """Run ``script`` (a function's name with FCALL) with a subscriber on ``ch`` and a MONITOR watching:
     everything each saw, the reply, the counts, and the keys' values."""
     c = redis.Redis(port=port, protocol=2)
@@ -55,7 +55,7 @@ def observe(port: int, script: str, *keys: str, command: str = "EVAL") -> dict:
     watcher.__exit__(None, None, None)
     sub.close()
     # (not PUBLISH: the test's own counts too; nor the clients' handshakes)
-    stats = {k: (v["calls"], v["failed_calls"]) for k, v in c.info("commandstats").items() if k in COUNTED}
+    stats = {k: (v["calls"], v["failed_calls"]) for k, v in c.info("commandstats").items() if k in counted}
     data = {k: c.dump(k) is not None and c.type(k) for k in keys}
     values = [
         c.get(k) if c.type(k) == b"string" else c.llen(k) if c.type(k) == b"list" else None for k in keys
@@ -71,10 +71,10 @@ def observe(port: int, script: str, *keys: str, command: str = "EVAL") -> dict:
     }
 
 
-def same(servers, script: str, *keys: str, command: str = "EVAL") -> dict:
+def same(servers, script: str, *keys: str, command: str = "EVAL", counted: set = COUNTED) -> dict:
     real, ours = servers
-    expected = observe(real, script, *keys, command=command)
-    got = observe(ours, script, *keys, command=command)
+    expected = observe(real, script, *keys, command=command, counted=counted)
+    got = observe(ours, script, *keys, command=command, counted=counted)
     assert got == expected
     return got
 
@@ -140,3 +140,4 @@ def test_functions_with_long_calls(servers):
     got = same(servers, "push", "l", command="FCALL")
     assert got["messages"] == [b"m"] and got["values"] == [7999]
     same(servers, "bad", "k", command="FCALL")
+
