@@ -92,6 +92,85 @@ local function wide_pcall(...)
     if n < WIDE then return (pycall(false, ...)) end
     return (pypacked(false, {...}, n))
 end
+-- A script that reaches unpack or string.byte only under another name
+-- (``_G['unp'..'ack']``) runs narrow.  Those two are wrapped: when one
+-- gives WIDE or more values, the call they are for is still to come (a
+-- call's function is evaluated before its arguments), so the narrow
+-- redis.call or redis.pcall waiting for them in the calling script's frame
+-- (a register, or a local) is swapped for its wide form there and then,
+-- and the long call goes through: nothing is run twice.
+local function widen_pending(level)
+    local i = dbg.getinfo(level, "S")
+    while i and (i.what ~= "Lua" and i.what ~= "main" or i.source == "=prelude") do
+        level = level + 1  -- (C functions, the prelude's, lost tail calls)
+        i = dbg.getinfo(level, "S")
+    end
+    if not i then return end
+    local n = 1
+    while true do
+        local name, value = dbg.getlocal(level, n)
+        if name == nil then return end
+        if rawequal(value, pyraise) then
+            dbg.setlocal(level, n, wide_call)
+        elseif rawequal(value, narrow_pcall) then
+            dbg.setlocal(level, n, wide_pcall)
+        end
+        n = n + 1
+    end
+end
+local function long_results(...)
+    -- (called in tail position: level 3 is the wrapper's caller)
+    if not wide and select("#", ...) >= WIDE then widen_pending(3) end
+    return ...
+end
+-- A script that names them runs wide, with the real functions (see
+-- engine.widen), so only those that reach them otherwise see the wrappers.
+local wrappers = {}  -- wrapper -> the position its callee's errors name ("prelude:N: ")
+local string_lib, real_unpack, real_byte = string, unpack, string.byte
+local wrapped_unpack, wrapped_byte
+do
+    local unpack, byte = unpack, string.byte  -- (the names their errors give)
+    wrapped_unpack = function(...) return long_results(unpack(...)) end
+    wrapped_byte = function(...) return long_results(byte(...)) end
+    for _, f in ipairs({wrapped_unpack, wrapped_byte}) do
+        wrappers[f] = "prelude:" .. dbg.getinfo(f, "S").linedefined .. ": "
+    end
+end
+G.unpack, string.byte = wrapped_unpack, wrapped_byte
+local function unwrapped(err, level)
+    -- A wrapped function's error (luaL_error) names the wrapper's line;
+    -- without the wrapper it names its caller's: that of the script, or
+    -- none if a C function (pcall) called it.  ``level``: the wrapper's
+    -- as unwrapped sees it (nil: unknown, the error already caught).
+    if type(err) ~= "string" or err:sub(1, 8) ~= "prelude:" then return err end
+    for f, where in pairs(wrappers) do
+        if err:sub(1, #where) == where then
+            if level then
+                local w = dbg.getinfo(level, "fn")
+                if not (w and rawequal(w.func, f)) then return err end
+                -- the name the script called it by, as luaL_argerror gives it
+                local msg = err:sub(#where + 1)
+                local n, rest = msg:match("^bad argument #(%d+) to '[%w_]+' (.*)$")
+                if n then
+                    n = tonumber(n)
+                    if w.namewhat == "method" then n = n - 1 end
+                    if n == 0 then
+                        msg = "calling '" .. (w.name or "?") .. "' on bad self " .. rest
+                    else
+                        msg = "bad argument #" .. n .. " to '" .. (w.name or "?") .. "' " .. rest
+                    end
+                end
+                local c = dbg.getinfo(level + 1, "Sl")
+                if c and c.what ~= "C" and c.source ~= "=prelude" and c.currentline > 0 then
+                    return c.short_src .. ":" .. c.currentline .. ": " .. msg
+                end
+                return msg
+            end
+            return err:sub(#where + 1)
+        end
+    end
+    return err
+end
 -- lupa's C function that calls a Python object (its metatable's __call).
 local pyobject_call = getmetatable(pyraise).__call
 local function refused_wide(i)
@@ -117,7 +196,7 @@ end
 local real_pcall = pcall
 local function pcall_result(ok, ...)
     if ok then return ok, ... end
-    local e = unwrap((...))
+    local e = unwrapped(unwrap((...)))
     if type(e) == "table" then
         local m = rawget(e, "err")
         if type(m) == "string" then e = m end
@@ -203,6 +282,7 @@ local function handler(err)
     if type(err) == "string" and refused_wide(i) then
         pywiden()  -- the script runs again with the wide forms
     end
+    if i and i.what == "C" then err = unwrapped(err, 4) end  -- (the wrapper: 2 above this)
     while i and (i.what == "C" or i.source == "=prelude") do
         level = level + 1
         i = dbg.getinfo(level, "nSl")
@@ -443,8 +523,12 @@ function engine.widen(on)
     wide = on
     if on then
         redis.call, redis.pcall = wide_call, wide_pcall
+        rawset(globals, "unpack", real_unpack)
+        string_lib.byte = real_byte
     else
         redis.call, redis.pcall = pyraise, narrow_pcall
+        rawset(globals, "unpack", wrapped_unpack)
+        string_lib.byte = wrapped_byte
     end
 end
 

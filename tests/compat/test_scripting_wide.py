@@ -141,3 +141,61 @@ def test_functions_with_long_calls(servers):
     assert got["messages"] == [b"m"] and got["values"] == [7999]
     same(servers, "bad", "k", command="FCALL")
 
+
+# A script that reaches unpack or string.byte only under another name runs
+# narrow; its long call is caught as it is made, not by running it again.
+ALIAS = "local u = _G['unp'..'ack']\n"
+
+
+def test_long_call_through_another_name_runs_once(servers):
+    got = same(
+        servers,
+        ALIAS
+        + "redis.call('publish', 'ch', 'm'); redis.call('incr', KEYS[1])\n"
+        + LONG
+        + "local r = redis.call('rpush', KEYS[2], u(t))\nreturn r",
+        "n{t}",
+        "l{t}",
+    )
+    assert got["messages"] == [b"m"] and got["values"] == [b"1", 7999]
+    same(
+        servers,
+        ALIAS
+        + LONG
+        + "local c = redis.call\nredis.call('publish', 'ch', 'a')\nreturn c('rpush', KEYS[1], u(t))",
+        "l",
+    )
+    same(
+        servers,
+        ALIAS
+        + LONG
+        + "redis.call('publish', 'ch', 'a')\nlocal r = redis.pcall('set', KEYS[1], u(t))\nreturn r",
+        "k",
+    )
+    same(servers, ALIAS + LONG + "local r = redis.call('set', KEYS[1], u(t))\nreturn r", "k")
+    got = same(
+        servers,
+        "local b = string['by'..'te']\nredis.call('publish', 'ch', 'm')\n"
+        "return redis.call('rpush', KEYS[1], b(string.rep('x', 7997), 1, -1))",
+        "l",
+    )
+    assert got["messages"] == [b"m"] and got["values"] == [7997]
+
+
+def test_long_call_through_another_name_under_the_scripts_pcall(servers):
+    same(
+        servers,
+        ALIAS + LONG + "local ok, r = pcall(redis.call, 'rpush', KEYS[1], u(t))\nreturn {tostring(ok), r}",
+        "l",
+    )
+    same(
+        servers,
+        ALIAS + LONG + "local ok, r = pcall(redis.call, 'set', KEYS[1], u(t))\nreturn {tostring(ok), r}",
+        "k",
+    )
+
+
+def test_unpack_and_byte_errors_through_another_name(servers):
+    same(servers, "local u = _G['unp'..'ack']\nlocal r = u(nil)\nreturn r")
+    same(servers, "local b = string['by'..'te']\nlocal r = ('abc'):byte('x')\nreturn r")
+    same(servers, "local b = string['by'..'te']\nreturn {b('abc', 1, -1)}")
