@@ -41,7 +41,7 @@ from shardkv.acceptor.dispatch import HEADERS
 from shardkv.acceptor.replies import Slot
 from shardkv.acceptor.scriptcache import CACHE
 from shardkv.protocol import bus, command_docs, errors, wire
-from shardkv.protocol.resp import encode_command, encode_error, strict_int
+from shardkv.protocol.resp import Error, ProtocolError, decode_reply, encode_command, encode_error, strict_int
 from shardkv.protocol.wire import Verb
 from shardkv.runtime.cmdstats import stat_name
 
@@ -167,6 +167,32 @@ def evalsha_fast(client: Client, args: list[bytes], raw: bytes, header: bytes) -
     return True
 
 
+def _failed(body: bytes) -> bool:
+    """Does a script's reply make its call a failed one: an error, or an
+    array (map, set) holding one, as Redis counts any error reply it
+    writes during the call?"""
+    first = body[:1]
+    if first == b"-":
+        return True
+    if first not in (b"*", b"%", b"~") or b"\r\n-" not in body:
+        return False
+    try:
+        return _holds_error(decode_reply(body))
+    except ProtocolError:
+        return False
+
+
+def _holds_error(value: object) -> bool:
+    t = type(value)
+    if t is Error:
+        return True
+    if t is list or t is tuple or t is set:
+        return any(_holds_error(v) for v in value)  # type: ignore[attr-defined]
+    if t is dict:
+        return any(_holds_error(k) or _holds_error(v) for k, v in value.items())  # type: ignore[attr-defined]
+    return False
+
+
 class _ScriptResult(Slot):
     """The reply slot of EVAL, EVALSHA or FCALL: an error reply counts in
     that command's failed_calls, as Redis counts a script that fails (the
@@ -179,7 +205,7 @@ class _ScriptResult(Slot):
         self.name = name
 
     def deliver(self, body: bytes) -> None:
-        if body[:1] == b"-":
+        if _failed(body):
             self.client.server.stats._row(self.name)[3] += 1
         Slot.deliver(self, body)
 
@@ -198,9 +224,12 @@ class _ScriptSlot(Slot):
         self.db = client.db  # a retry runs in the database of the call
 
     def deliver(self, body: bytes) -> None:
-        if body[:1] == b"-":
+        first = body[:1]
+        if first == b"-":
             self._error(body)
             return
+        if first in (b"*", b"%", b"~") and _failed(body):  # an error in its array
+            self.client.server.stats._row(stat_name(self.args))[3] += 1
         # Slot.deliver, inline: the usual reply
         self.data = body
         client = self.client
@@ -239,7 +268,7 @@ class _Plain:
 
     def deliver(self, body: bytes) -> None:
         slot = self.slot
-        if body[:1] == b"-":
+        if _failed(body):
             slot.client.server.stats._row(stat_name(slot.args))[3] += 1
         Slot.deliver(slot, body)
 

@@ -407,6 +407,7 @@ class Engine:
         self.monitor: list | None = None  # with MONITOR on: (database, args) of each call
         self._called: dict[bytes, _Called] = {}  # redis.call's commands, by name as called
         self._stats_apart = Stats()  # a script's counts until it ends (see _invoke)
+        self._nested_errors: list[str | None] | None = None  # errors in the reply's arrays
         # Two Lua states, as Redis 7 has: EVAL's and the functions', made
         # at start as Redis makes its VMs (INFO reports their memory); the
         # attributes below are the one in use.
@@ -666,11 +667,23 @@ class Engine:
             return value
         if value is False and run.resp == 2:
             return None
+        self._nested_errors = None
         tree = self._convert(value, run.resp, 0)
         if type(tree) is int:
             return tree
         if type(tree) is Error and not _counted(value):
             return tree  # an error reply (redis.error_reply...) counts in errorstats, as in Redis
+        nested = self._nested_errors
+        if nested is not None:
+            # Errors in the reply's arrays count too, as Redis counts every
+            # error reply it writes (those of commands once, already); the
+            # acceptor counts the call failed (acceptor/scripting.py).
+            self._nested_errors = None
+            stats = getattr(self.shard, "stats", None)
+            if stats is not None:
+                for message in nested:
+                    if message is not None:
+                        stats.error(message)
         return ScriptReply(tree)
 
     def _invoke_wide(
@@ -1274,7 +1287,12 @@ class Engine:
         if kind == b"array":
             return [self._convert(payload[i], resp, depth + 1) for i in range(1, n + 1)]
         if kind == b"err":  # its line breaks become spaces before it is counted, as Redis's
-            return Error(_text(payload).replace("\r", " ").replace("\n", " "))
+            error = Error(_text(payload).replace("\r", " ").replace("\n", " "))
+            if depth:  # in an array: counted with the reply (see _invoke)
+                if self._nested_errors is None:
+                    self._nested_errors = []
+                self._nested_errors.append(None if _counted(value) else error.message)
+            return error
         if kind == b"ok":
             return ("status", payload.replace(b"\r", b" ").replace(b"\n", b" "))
         if kind == b"double":

@@ -1291,6 +1291,32 @@ def test_script_errors_count_as_redis_counts_them(same):
         assert _error_figures(same.ours) == _error_figures(same.real), case
 
 
+def test_errors_in_a_script_reply_count_as_redis_counts_them(same):
+    """An error in a script's reply array counts in errorstats (once: a
+    command's error a pcall gave is counted already) and makes the call a
+    failed one, on one shard, by EVALSHA's shortcut, and across shards."""
+    a, b = on_shards(0, 2)
+    made = "return {1, redis.error_reply('MYERR boom'), {err='OTHER x'}}"
+    passed_on = "return {1, {redis.pcall('incr', KEYS[1])}}"
+    for client in (same.real, same.ours):
+        client.hset(a, "f", "v")
+        client.script_load(made)
+    cases = [
+        ("EVAL", made, 1, a),
+        ("EVALSHA", same.real.script_load(made), 1, a),
+        ("EVAL", passed_on, 1, a),
+        ("EVAL", "return {redis.status_reply('OK'), {err='X'}, 'a\\r\\n-b'}", 0),
+        ("EVAL", "return {'a\\r\\n-b'}", 0),
+        ("EVAL", made.replace("{1,", "{redis.call('get', KEYS[2]),"), 2, a, b),
+        ("EVAL", passed_on.replace("{1,", "{redis.call('get', KEYS[2]),"), 2, a, b),
+    ]
+    for case in cases:
+        for client in (same.real, same.ours):
+            client.config_resetstat()
+        same(*case)
+        assert _error_figures(same.ours) == _error_figures(same.real), case
+
+
 def _call_figures(client: redis.Redis) -> tuple:
     """Every commandstats row's calls, rejected and failed calls, and errorstats."""
     rows = {
