@@ -69,7 +69,7 @@ def answer(server: Acceptor, link: ShardLink, payload: bytes) -> None:
     elif verb == Verb.RANDOM_BACK:
         GENERATOR.give_back(link, int(args[1]))
     elif verb == Verb.HELD_DROP:
-        _HELD.pop(link, None)
+        _forget(server, _HELD.pop(link, None))
     else:
         generation = link.generation
 
@@ -140,6 +140,13 @@ class _Held:
 _HELD: dict[ShardLink, _Held] = {}
 
 
+def _forget(server: Acceptor, held: _Held | None) -> None:
+    """``held`` is done with: its counters no longer follow the server's
+    settings (Stats.align made them)."""
+    if held is not None and server.stats.apart is held.stats:
+        server.stats.apart = None
+
+
 def _commit(server: Acceptor, held: _Held | None, send: Callable[[bytes], None]) -> None:
     """The script ended: count its held calls and deliver its PUBLISHes, in
     order; answer once every message is out (before the script's reply)."""
@@ -147,6 +154,7 @@ def _commit(server: Acceptor, held: _Held | None, send: Callable[[bytes], None])
         send(b"+OK\r\n")
         return
     held.stats.drain(server.stats)
+    _forget(server, held)
     left = [len(held.publishes) + 1]
 
     def one_done() -> None:
