@@ -215,7 +215,22 @@ class _OneShard:
         """CLIENT UNBLOCK: the shard decides (``__unblock``, after what came
         before it on the pipe; inside EXEC, ``after`` is what it waits for
         there, see :meth:`shardkv.worker.blocking.Waiters.unblock`): see
-        :class:`_Unblocking`."""
+        :class:`_Unblocking`.  Outside EXEC, once every other shard has
+        run what it had (:class:`_AfterOthers`)."""
+        if after < 0:
+            others = [link for link in self.client.server.links if link is not self.link and link.up]
+            if others:
+                _AfterOthers(others, answer, lambda: self._ask(error, answer, after))
+                return
+        self._ask(error, answer, after)
+
+    def _ask(self, error: bool, answer: Answer, after: int) -> None:
+        if self.done:
+            answer(0)  # served meanwhile, or its client went away
+            return
+        if after < 0 and BUSY_LINKS:  # a script went busy meanwhile
+            answer(next(iter(BUSY_LINKS)).busy)
+            return
         link = self.link
         link.unblocks_sent += 1
         seq = link.unblocks_sent
@@ -234,6 +249,40 @@ class _OneShard:
         self.link.blocked.pop(self.token, None)
         self.slot.deliver(_unblocked_body(self.client, error))
         _unblocked(self.client, self.token)
+
+
+class _AfterOthers:
+    """CLIENT UNBLOCK of a one-shard wait, outside EXEC: Redis runs nothing
+    while a script runs, and once the script is past busy-reply-threshold
+    it answers CLIENT UNBLOCK ``-BUSY`` (no allow-busy flag), wherever the
+    blocked client waits.  A script on another shard than the wait's would
+    not delay the ``__unblock``, so a ``__ping`` goes to every other shard
+    first, and ``then`` (the ``__unblock``) only once all answered; if one
+    of them reports a busy script meanwhile, ``-BUSY`` now, and nothing is
+    unblocked (the client stays blocked)."""
+
+    __slots__ = ("left", "answer", "then", "refused")
+
+    def __init__(self, links: list[ShardLink], answer: Answer, then: Callable[[], None]) -> None:
+        self.left = len(links)
+        self.answer = answer
+        self.then = then
+        self.refused = False
+        for link in links:
+            link.send_control(_PING, self)
+
+    def refuse_when_busy(self, ran: int, busy: bytes) -> None:
+        if not self.refused:
+            self.refused = True
+            self.answer(busy)
+
+    def deliver(self, body: bytes) -> None:
+        self.left -= 1
+        if not self.left and not self.refused:
+            self.then()
+
+
+_PING = encode_command([Verb.PING])
 
 
 class _Unblocking:

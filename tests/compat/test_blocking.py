@@ -508,14 +508,16 @@ _BUSY_SCRIPT = (
 )
 
 
+@pytest.mark.parametrize("script_key", ["{a}s", "b"], ids=["same-shard", "other-shard"])
 @pytest.mark.parametrize("how", ["TIMEOUT", "ERROR"])
-def test_client_unblock_behind_a_busy_script_gets_busy(r, server, how):
+def test_client_unblock_behind_a_busy_script_gets_busy(r, server, how, script_key):
     """CLIENT UNBLOCK sent while a script runs, before busy-reply-threshold:
     Redis answers it -BUSY once the script passes the threshold (CLIENT
     UNBLOCK has no allow-busy flag), and the client stays blocked: a push
-    after the script serves it.  The script runs on the blocked client's
-    shard in shardkv ("{a}s"), where the ``__unblock`` waits behind it.
-    (shardkv answered 1 when the script ended, and the client got a null.)"""
+    after the script serves it.  In shardkv the script runs on the blocked
+    client's shard ("{a}s"), where the ``__unblock`` waits behind it, or on
+    another ("b").  (shardkv answered 1 when the script ended, and the
+    client got a null; on another shard, 1 at once.)"""
     r.config_set("busy-reply-threshold", 1000)
     try:
         with (
@@ -526,7 +528,7 @@ def test_client_unblock_behind_a_busy_script_gets_busy(r, server, how):
             blocked_id = int(blocked.command("CLIENT", "ID"))  # type: ignore[arg-type]
             blocked.send("BLPOP", "a", 0)
             wait_blocked(r, 1)
-            scripter.send("EVAL", _BUSY_SCRIPT, 1, "{a}s")
+            scripter.send("EVAL", _BUSY_SCRIPT, 1, script_key)
             time.sleep(0.3)  # the script runs, not yet past the threshold
             other.send("CLIENT", "UNBLOCK", blocked_id, how)
             got = other.read_reply()

@@ -400,15 +400,18 @@ BUSY_SCRIPT = (
 )
 
 
+@pytest.mark.parametrize("script_shard", [0, 1], ids=["same-shard", "other-shard"])
 @pytest.mark.parametrize("same_acceptor", [False, True], ids=["other-acceptor", "same-acceptor"])
-def test_unblock_behind_a_busy_script_gets_busy(server, same_acceptor) -> None:
+def test_unblock_behind_a_busy_script_gets_busy(server, same_acceptor, script_shard) -> None:
     """A script on the blocked client's shard, sent through its acceptor,
     runs; a CLIENT UNBLOCK sent before busy-reply-threshold waits behind it
     on that shard.  As Redis (``tests/compat/test_blocking.py::
     test_client_unblock_behind_a_busy_script_gets_busy``), it gets -BUSY
     once the script is past the threshold, and the client stays blocked,
-    with two acceptors too (the UNBLOCK through the bus)."""
+    with two acceptors too (the UNBLOCK through the bus), and with the
+    script on the other shard (the UNBLOCK was answered 1 at once)."""
     k0 = key_on(0, "s")
+    script_key = key_on(script_shard, "t")
     reader = client_on(server, 0)
     scripter = client_on(server, 0)
     writer = client_on(server, 0 if same_acceptor else 1)
@@ -418,7 +421,7 @@ def test_unblock_behind_a_busy_script_gets_busy(server, same_acceptor) -> None:
         reader_id = int(reader.command("CLIENT", "ID"))  # type: ignore[arg-type]
         reader.send("BLPOP", k0, 0)
         wait_shown_blocked(writer, reader_id)
-        scripter.send("EVAL", BUSY_SCRIPT, 1, k0)
+        scripter.send("EVAL", BUSY_SCRIPT, 1, script_key)
         time.sleep(0.3)  # the script runs, not yet past the threshold
         writer.send("CLIENT", "UNBLOCK", reader_id)
         got = writer.read_reply()
