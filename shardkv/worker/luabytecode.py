@@ -34,13 +34,50 @@ class BytecodeError(ValueError):
 
 def without_tail_calls(dump: bytes) -> bytes:
     """``dump`` with every function's tail calls turned into plain calls."""
+    return _patched(dump, None)
+
+
+def without_call_tail_calls(dump: bytes) -> bytes:
+    """``dump`` with only the tail calls of a ``call`` or ``pcall`` field
+    (``return redis.call(...)``: the function register last written by a
+    GETTABLE of that constant key) turned into plain calls; every other tail
+    call (``return f(n - 1)``) stays one, so tail recursion stays as deep
+    as Lua's own."""
+    return _patched(dump, _CALL_KEYS)
+
+
+_CALL_KEYS = frozenset({b"call", b"pcall"})
+OP_GETTABLE = 6
+_BITRK = 256
+# Opcodes whose A operand is a register they write (lopcodes.h).
+_WRITES_A = frozenset({0, 1, 2, 3, 4, 5, 6, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 27, 28, 36, 37})
+
+
+def _patched(dump: bytes, keys: frozenset | None) -> bytes:
     if not dump.startswith(_HEADER):
         raise BytecodeError("not a Lua 5.1 dump of this build's format")
     out = bytearray(dump)
-    end = _function(out, len(_HEADER))
+    end = _function(out, len(_HEADER), keys)
     if end != len(out):
         raise BytecodeError("trailing bytes after the main function")
     return bytes(out)
+
+
+def _calls_field(words: list[int], pc: int, strings: dict[int, bytes], keys: frozenset) -> bool:
+    """Is the function of the call at ``pc`` a field named in ``keys``: is
+    the last instruction before it that writes its register a GETTABLE of
+    such a constant key?  (The arguments are evaluated in the registers
+    above it, so none of their instructions writes it.)"""
+    func = (words[pc] >> 6) & 0xFF
+    for prev in range(pc - 1, -1, -1):
+        i = words[prev]
+        op = i & _OPCODE
+        if op in _WRITES_A and (i >> 6) & 0xFF == func:
+            if op != OP_GETTABLE:
+                return False
+            c = (i >> _C_SHIFT) & _C_MASK
+            return c >= _BITRK and strings.get(c - _BITRK) in keys
+    return False
 
 
 def _int(b: bytearray, at: int) -> tuple[int, int]:
@@ -52,24 +89,30 @@ def _string(b: bytearray, at: int) -> int:
     return at + 8 + size
 
 
-def _function(b: bytearray, at: int) -> int:
-    """Patch the prototype at ``at`` (and those nested in it); where it ends."""
+def _function(b: bytearray, at: int, keys: frozenset | None = None) -> int:
+    """Patch the prototype at ``at`` (and those nested in it); where it ends.
+    ``keys``: only the tail calls of a field of those names (None: all)."""
     at = _string(b, at)  # source
     at += 4 + 4 + 4  # linedefined, lastlinedefined; nups, numparams, is_vararg, maxstacksize
     n, at = _int(b, at)
+    code = at
+    tails: list[int] = []  # the pcs of the tail calls
+    words: list[int] = []  # each pc's word
     pc = 0
     while pc < n:
-        where = at + 4 * pc
-        (i,) = struct.unpack_from("<I", b, where)
+        (i,) = struct.unpack_from("<I", b, at + 4 * pc)
+        words.append(i)
         op = i & _OPCODE
         if op == OP_TAILCALL:
-            struct.pack_into("<I", b, where, (i & ~_OPCODE) | OP_CALL)
+            tails.append(pc)
         elif op == OP_SETLIST and (i >> _C_SHIFT) & _C_MASK == 0:
+            words.append(_OPCODE)  # (an opcode that writes no register)
             pc += 1  # the next word is SETLIST's block number, not an instruction
         pc += 1
     at += 4 * n
     n, at = _int(b, at)  # constants
-    for _ in range(n):
+    strings: dict[int, bytes] = {}
+    for k in range(n):
         kind = b[at]
         at += 1
         if kind == _BOOLEAN:
@@ -77,12 +120,18 @@ def _function(b: bytearray, at: int) -> int:
         elif kind == _NUMBER:
             at += 8
         elif kind == _STRING:
-            at = _string(b, at)
+            end = _string(b, at)
+            strings[k] = bytes(b[at + 8 : end - 1])  # (a dumped string ends with its NUL)
+            at = end
         elif kind != _NIL:
             raise BytecodeError("unknown constant type %d" % kind)
+    for pc in tails:
+        if keys is None or _calls_field(words, pc, strings, keys):
+            where = code + 4 * pc
+            struct.pack_into("<I", b, where, (words[pc] & ~_OPCODE) | OP_CALL)
     n, at = _int(b, at)  # nested prototypes
     for _ in range(n):
-        at = _function(b, at)
+        at = _function(b, at, keys)
     n, at = _int(b, at)  # line numbers
     at += 4 * n
     n, at = _int(b, at)  # local variables

@@ -57,7 +57,7 @@ from shardkv.runtime.cmdstats import Stats, stat_name
 from shardkv.worker import events, lualibs
 from shardkv.worker.handlers import Handlers, find
 from shardkv.worker.keyspace import TYPE_NAMES, Keyspace, slot_of
-from shardkv.worker.luabytecode import without_tail_calls
+from shardkv.worker.luabytecode import without_call_tail_calls
 from shardkv.worker.lualibs import LibError
 from shardkv.worker.transfer import State, drop_key, export_key, import_key
 
@@ -505,7 +505,7 @@ class Engine:
 
     def load_library(self, body: bytes) -> tuple[bool, str]:
         self._functions_state()
-        ok, err = self._load_library(body, without_tail_calls if may_call_wide(body) else None)
+        ok, err = self._load_library(body, without_call_tail_calls if may_call_wide(body) else None)
         self.pending = None
         return bool(ok), (_text(err) if err else "")
 
@@ -523,7 +523,7 @@ class Engine:
         patch = None
         if may_call_wide(body):
             flags |= FLAG_WIDE
-            patch = without_tail_calls
+            patch = without_call_tail_calls
         f, err = self._compile(body[skip:], b"@user_script", patch)
         if not f:
             raise CommandError("ERR Error compiling script (new function): " + _text(err))

@@ -199,3 +199,15 @@ def test_unpack_and_byte_errors_through_another_name(servers):
     same(servers, "local u = _G['unp'..'ack']\nlocal r = u(nil)\nreturn r")
     same(servers, "local b = string['by'..'te']\nlocal r = ('abc'):byte('x')\nreturn r")
     same(servers, "local b = string['by'..'te']\nreturn {b('abc', 1, -1)}")
+
+
+def test_deep_tail_recursion_in_a_script_that_may_make_long_calls(servers):
+    """Only ``return x.call(...)``/``x.pcall(...)`` lose their tail call in
+    such a script: tail recursion goes as deep as Redis's."""
+    same(
+        servers,
+        "local function d(n) if n == 0 then return 0 end return d(n - 1) end\n"
+        "local a = {unpack({1})}\nreturn d(30000)",
+    )
+    same(servers, "local a = {unpack({1})}\nlocal r = redis\nreturn r.call('nosuch')")
+    same(servers, "local a = {unpack({1})}\nreturn redis.pcall('incr', KEYS[1])", "n")

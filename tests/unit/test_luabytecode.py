@@ -64,3 +64,23 @@ def test_only_tail_calls_change(lua):
 def test_refuses_another_format():
     with pytest.raises(BytecodeError):
         without_tail_calls(b"\x1bLuaR\x00" + bytes(20))
+
+
+def test_only_the_tail_calls_of_call_fields(lua):
+    """without_call_tail_calls: ``return redis.call(...)`` keeps its frame,
+    ``return f(...)`` stays a tail call."""
+    from shardkv.worker.luabytecode import without_call_tail_calls
+
+    source = (
+        b"local redis = {call = function() error('x') end}\n"
+        b"local function f() error('x') end\n"
+        b"local function viacall() return redis.call() end\n"
+        b"local function viaf() return f() end\n"
+        b"return viacall, viaf"
+    )
+    traceback = lua.eval("function(f) return select(2, xpcall(f, debug.traceback)) end")
+    viacall, viaf = load(lua, without_call_tail_calls(dump(lua, source)))()
+    assert b"chunk:3:" in traceback(viacall)  # its frame, named by its line
+    assert b"chunk:4:" not in traceback(viaf)
+    before = dump(lua, SOURCE)
+    assert load(lua, without_call_tail_calls(before))() == load(lua, before)()
