@@ -132,7 +132,6 @@ class Client(Dispatch, asyncio.Protocol):
             if batch:
                 self.server.commands_processed += len(batch)
                 self.last_active = time.monotonic()
-                self.last_args = batch[-1][0]
             else:  # part of a command: still activity, for ``timeout``
                 self.last_active = time.monotonic()
             pending = self.pending
@@ -179,6 +178,7 @@ class Client(Dispatch, asyncio.Protocol):
         plain = self._plain()
         header = self.headers[self.resp3]
         rest = iter(batch)
+        args = None
         for args, raw in rest:
             if plain and raw is not None:
                 cmd = _seen(args[0])
@@ -203,6 +203,10 @@ class Client(Dispatch, asyncio.Protocol):
                 break
             plain = self._plain()
             header = self.headers[self.resp3]
+        if args is not None:
+            # CLIENT LIST's cmd: the last command that started, as Redis sets
+            # c->lastcmd; those held behind a blocking one have not started.
+            self.last_args = args
 
     def _plain(self) -> bool:
         """Whether :meth:`_run` may send this client's single-key commands

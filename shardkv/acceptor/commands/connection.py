@@ -116,7 +116,8 @@ def _check_name(name: bytes) -> None:
 def client_info_line(c: Client, now: float, current: list | None = None) -> bytes:
     """One line of CLIENT LIST, with Redis 7.0's fields.  ``current`` is the
     command being run when ``c`` asks about itself: Redis shows it in
-    ``cmd``, and its bytes are still in the query buffer (``qbuf``)."""
+    ``cmd`` (unless it runs inside EXEC: then ``cmd`` is exec, Redis's
+    ``c->lastcmd``), and its bytes are still in the query buffer (``qbuf``)."""
     flags = ""
     if c.state.monitoring:
         flags += "O"
@@ -134,7 +135,10 @@ def client_info_line(c: Client, now: float, current: list | None = None) -> byte
     if c.no_evict:
         flags += "e"
     flags = flags or "N"
-    last = current if current is not None else c.last_args
+    if c.state.in_exec:
+        last = [b"exec"]
+    else:
+        last = current if current is not None else c.last_args
     qbuf = c.parser.buffered() + (len(encode_command(current)) if current is not None else 0)
     multi_mem = sum(len(a) + 16 for _, args in c.state.multi for a in args) if c.state.multi else 0
     fields = [

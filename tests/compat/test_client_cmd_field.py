@@ -1,0 +1,75 @@
+"""CLIENT LIST's ``cmd=`` field, against both servers.
+
+Redis sets ``c->lastcmd`` when it starts to process a command, so ``cmd=``
+names the last command that started: a blocking command while it waits,
+even with commands pipelined behind it (Redis processes those only once it
+unblocks), and EXEC after a transaction.  The client is watched from a
+second connection (on another acceptor when shardkv has several:
+``SHARDKV_TEST_ACCEPTORS``).
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.compat.test_wait import WAIT, other_client, wait_blocked
+from tests.support.resp import RespClient
+
+
+def fields(port: int, client_id: int) -> dict[str, str]:
+    """Client ``client_id``'s CLIENT LIST line, seen from another connection."""
+    with other_client(port, client_id) as other:
+        line = other.command("CLIENT", "LIST", "ID", client_id)
+    assert isinstance(line, bytes)
+    return dict(kv.split("=", 1) for kv in line.decode().split())
+
+
+@pytest.mark.parametrize(
+    "blocking, reply",
+    [(b"WAIT 1 0", b":0\r\n"), (b"BLPOP k 0", b"*-1\r\n")],
+    ids=["wait", "blpop"],
+)
+def test_blocked_with_commands_behind(server, blocking, reply):
+    """A blocking command and PING in one read: ``cmd`` names the blocking
+    command while it waits, and PING once it is unblocked and PING ran."""
+    with RespClient(server, timeout=WAIT) as c:
+        client_id = int(c.command("CLIENT", "ID"))  # type: ignore[arg-type]
+        c.sock.sendall(blocking + b"\r\nPING\r\n")
+        wait_blocked(server, 1)
+        seen = fields(server, client_id)
+        assert (seen["flags"], seen["cmd"]) == ("b", blocking.split()[0].decode().lower())
+        with other_client(server, client_id) as other:
+            assert other.command("CLIENT", "UNBLOCK", client_id) == 1
+        assert c.read() == reply
+        assert c.read() == b"+PONG\r\n"
+        seen = fields(server, client_id)
+        assert (seen["flags"], seen["cmd"]) == ("N", "ping")
+    wait_blocked(server, 0)
+
+
+def test_multi_queued_then_exec(server):
+    """Each queued command starts (to be queued), so ``cmd`` names the last
+    one queued; after EXEC it is ``exec``, also seen from inside the EXEC."""
+    with RespClient(server, timeout=WAIT) as c:
+        client_id = int(c.command("CLIENT", "ID"))  # type: ignore[arg-type]
+        c.sock.sendall(b"MULTI\r\nSET a 1\r\nGET a\r\n")
+        assert [c.read() for _ in range(3)] == [b"+OK\r\n", b"+QUEUED\r\n", b"+QUEUED\r\n"]
+        assert fields(server, client_id)["cmd"] == "get"
+        c.send("CLIENT", "INFO")
+        assert c.read() == b"+QUEUED\r\n"
+        replies = c.command("EXEC")
+        assert isinstance(replies, list)
+        assert replies[:2] == [b"OK", b"1"]
+        assert re.search(rb" cmd=(\S+)", replies[2]).group(1) == b"exec"  # type: ignore[arg-type, union-attr]
+        assert fields(server, client_id)["cmd"] == "exec"
+
+
+def test_subcommand(server):
+    """A container's subcommand shows as ``container|sub``, in lower case."""
+    with RespClient(server, timeout=WAIT) as c:
+        client_id = int(c.command("client", "ID"))  # type: ignore[arg-type]
+        assert fields(server, client_id)["cmd"] == "client|id"
+        c.command("CONFIG", "GET", "maxmemory")
+        assert fields(server, client_id)["cmd"] == "config|get"
