@@ -3,7 +3,8 @@
 Redis sets ``c->lastcmd`` when it starts to process a command, so ``cmd=``
 names the last command that started: a blocking command while it waits,
 even with commands pipelined behind it (Redis processes those only once it
-unblocks), and EXEC after a transaction.  The client is watched from a
+unblocks), EXEC after a transaction, and NULL after a command Redis does
+not know (``c->lastcmd`` is then NULL).  The client is watched from a
 second connection (on another acceptor when shardkv has several:
 ``SHARDKV_TEST_ACCEPTORS``).
 """
@@ -73,3 +74,37 @@ def test_subcommand(server):
         assert fields(server, client_id)["cmd"] == "client|id"
         c.command("CONFIG", "GET", "maxmemory")
         assert fields(server, client_id)["cmd"] == "config|get"
+
+
+@pytest.mark.parametrize(
+    "command, cmd",
+    [
+        (b"FOOBAR x", "NULL"),
+        (b"CLIENT FOOBAR", "NULL"),
+        (b"CONFIG NOPE", "NULL"),
+        (b"GET", "get"),
+        (b"CLIENT", "client"),
+    ],
+    ids=["unknown", "unknown-subcommand", "unknown-config-subcommand", "wrong-arity", "container-alone"],
+)
+def test_rejected(server, command, cmd):
+    """A command Redis does not know leaves ``cmd=NULL`` (not the command
+    before it); one it knows but rejects (wrong arity) shows."""
+    with RespClient(server, timeout=WAIT) as c:
+        client_id = int(c.command("CLIENT", "ID"))  # type: ignore[arg-type]
+        c.sock.sendall(b"PING\r\n" + command + b"\r\n")
+        assert c.read() == b"+PONG\r\n"
+        assert c.read().startswith(b"-ERR ")
+        assert fields(server, client_id)["cmd"] == cmd
+
+
+def test_unknown_in_multi(server):
+    """An unknown command refused while MULTI queues leaves ``cmd=NULL`` too."""
+    with RespClient(server, timeout=WAIT) as c:
+        client_id = int(c.command("CLIENT", "ID"))  # type: ignore[arg-type]
+        c.sock.sendall(b"MULTI\r\nPING\r\nFOOBAR x\r\n")
+        assert [c.read() for _ in range(2)] == [b"+OK\r\n", b"+QUEUED\r\n"]
+        assert c.read().startswith(b"-ERR unknown command")
+        assert fields(server, client_id)["cmd"] == "NULL"
+        assert c.command("DISCARD") == b"OK"
+        assert fields(server, client_id)["cmd"] == "discard"

@@ -22,7 +22,7 @@ from shardkv.acceptor.commands.common import guard, subcommand_error
 from shardkv.acceptor.replies import Slot
 from shardkv.acceptor.security import check_auth
 from shardkv.acceptor.state import REPLY_OFF, REPLY_ON, REPLY_SKIP_NEXT
-from shardkv.protocol import bus, command_docs, errors
+from shardkv.protocol import bus, command_docs, commands, errors
 from shardkv.protocol.args import parse_int, parse_int32, strict_int
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import OK, Verbatim, encode, encode_command, encode_error
@@ -166,7 +166,7 @@ def client_info_line(c: Client, now: float, current: list | None = None) -> byte
         ("omem", "0"),
         ("tot-mem", str(qbuf + multi_mem)),
         ("events", "r"),
-        ("cmd", stat_name(last[:2]) if last and last[0] != b"NULL" else "NULL"),
+        ("cmd", _cmd_field(last)),
         ("user", "default"),
         ("redir", str(tracking.redirect) if tracking is not None else "-1"),
         ("resp", "3" if c.resp3 else "2"),
@@ -174,6 +174,20 @@ def client_info_line(c: Client, now: float, current: list | None = None) -> byte
         ("lib-ver", c.lib_ver.decode("latin-1")),
     ]
     return " ".join(f"{k}={v}" for k, v in fields).encode()
+
+
+def _cmd_field(last: list[bytes]) -> str:
+    """CLIENT LIST's ``cmd``: the name of ``last`` (``client|list`` for a
+    container's subcommand), or NULL when no command ran yet or Redis does
+    not know it (its ``c->lastcmd`` is then NULL): an unknown command, or
+    an unknown subcommand of a container."""
+    if not last or commands.lookup(last[0]) is None:
+        return "NULL"
+    if len(last) > 1:
+        subs = command_docs.SUBCOMMANDS.get(last[0].decode("latin-1").lower())
+        if subs is not None and last[1].decode("latin-1").lower() not in subs:
+            return "NULL"
+    return stat_name(last[:2])
 
 
 @guard
