@@ -73,6 +73,19 @@ def wait_shown_blocked(observer: RespClient, client_id: int) -> None:
     pytest.fail("the XREAD was never shown blocked")
 
 
+def wait_sent(observer: RespClient, client_id: int, name: bytes) -> None:
+    """Wait until the acceptor has run (sent on to its shard) the command
+    ``name`` that the client sent last: CLIENT LIST shows it as its cmd.
+    A command the same acceptor reads after it reaches that shard after it."""
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        for line in observer.command("CLIENT", "LIST").splitlines():  # type: ignore[union-attr]
+            if line.startswith(b"id=%d " % client_id) and b" cmd=%s " % name in line:
+                return
+        time.sleep(0.002)
+    pytest.fail(f"the acceptor never ran the {name.decode()}")
+
+
 @pytest.mark.parametrize("cross_shard", [False, True], ids=["one-shard", "cross-shard"])
 def test_xread_dollar_seen_blocked_is_woken_by_an_xadd_through_the_other_acceptor(
     server, cross_shard
@@ -135,8 +148,9 @@ def test_blocking_command_not_yet_run_is_not_unblocked(server, cross_shard) -> N
     observer = client_on(server, 1)
     try:
         observer.command("DEL", k0, k1)
+        busy_id = int(busy.command("CLIENT", "ID"))  # type: ignore[arg-type]
         busy.send("EVAL", BUSY_LONG, 1, k0)
-        time.sleep(0.05)  # the acceptor has read the EVAL before the BLPOP
+        wait_sent(observer, busy_id, b"eval")  # the EVAL reaches shard 0 before the BLPOP
         reader_id = int(reader.command("CLIENT", "ID"))  # type: ignore[arg-type]
         reader.send("BLPOP", *((k0, k1) if cross_shard else (k0,)), 0)
         time.sleep(0.05)
@@ -419,10 +433,11 @@ def test_unblock_behind_a_busy_script_gets_busy(server, same_acceptor, script_sh
         writer.command("DEL", k0)
         writer.command("CONFIG", "SET", "busy-reply-threshold", "1000")
         reader_id = int(reader.command("CLIENT", "ID"))  # type: ignore[arg-type]
+        scripter_id = int(scripter.command("CLIENT", "ID"))  # type: ignore[arg-type]
         reader.send("BLPOP", k0, 0)
         wait_shown_blocked(writer, reader_id)
         scripter.send("EVAL", BUSY_SCRIPT, 1, script_key)
-        time.sleep(0.3)  # the script runs, not yet past the threshold
+        wait_sent(writer, scripter_id, b"eval")  # the UNBLOCK reaches the script's shard after it
         writer.send("CLIENT", "UNBLOCK", reader_id)
         got = writer.read_reply()
         assert str(got).startswith("BUSY ")
