@@ -48,9 +48,16 @@ class Conn:
 
 
 def monitor(port: int) -> Conn:
+    """A client that has been answered MONITOR's +OK (however long that
+    takes: waiting 0.3 s for quiet got nothing at all on a loaded machine),
+    so that it sees every command sent after this returns."""
     m = Conn(port)
     m.send(("MONITOR",))
-    assert m.read()[0] == b"+OK\r\n"
+    m.sock.settimeout(20)
+    got = b""
+    while len(got) < 5 and (chunk := m.sock.recv(5 - len(got))):
+        got += chunk
+    assert got == b"+OK\r\n"
     return m
 
 
