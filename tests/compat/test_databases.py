@@ -490,13 +490,13 @@ def test_monitor_shows_the_database(r):
     m = socket.create_connection(("127.0.0.1", port), timeout=10)
     try:
         m.sendall(b"*1\r\n$7\r\nMONITOR\r\n")
-        assert read_until_quiet(m, 0.3)[0] == b"+OK\r\n"
+        assert read_until_quiet(m, 0.3, first=20)[0] == b"+OK\r\n"
         c = redis.Redis(port=port)
         c.execute_command("SELECT", "9")
         c.set("k", "v")
         c.execute_command("SELECT", "0")
         c.close()
-        data = read_until_quiet(m, 0.5)[0].decode()
+        data = read_until_quiet(m, 0.5, first=20)[0].decode()
         shown = re.findall(r"\[(\d+) [^\]]+\] ([^\r]*)", data)
         assert [s for s in shown if "SELECT" in s[1] or '"set"' in s[1].lower()] == [
             ("9", '"SELECT" "9"'),

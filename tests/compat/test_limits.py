@@ -90,10 +90,10 @@ def test_protocol_error_closes_only_that_connection(ports):
     for port in (ports["redis"], ports["shardkv"]):
         with socket.create_connection(("127.0.0.1", port)) as good:
             good.sendall(b"PING\r\n")
-            assert read_until_quiet(good, 0.2) == (b"+PONG\r\n", False)
+            assert read_until_quiet(good, 0.2, first=20) == (b"+PONG\r\n", False)
             assert exchange(port, b"*1\r\n$-5\r\n") == (err(errors.PROTO_BULK_LEN), True)
             good.sendall(b"ECHO still-here\r\n")
-            assert read_until_quiet(good, 0.2) == (b"$10\r\nstill-here\r\n", False)
+            assert read_until_quiet(good, 0.2, first=20) == (b"$10\r\nstill-here\r\n", False)
 
 
 # -- a pair of servers to change settings on ------------------------------------------
@@ -133,7 +133,7 @@ def test_maxclients(pair):
             for _ in range(3):  # with admin, 4 clients
                 s = socket.create_connection(("127.0.0.1", port))
                 s.sendall(b"PING\r\n")
-                assert read_until_quiet(s, 0.3) == (b"+PONG\r\n", False)
+                assert read_until_quiet(s, 0.3, first=20) == (b"+PONG\r\n", False)
                 held.append(s)
             # The fifth is turned away at once, before it sends anything.
             refused = exchange(port, b"", idle=2)
@@ -213,7 +213,7 @@ def test_timeout_closes_idle_clients(pair):
             closed_at = None
             while time.monotonic() < deadline and closed_at is None:
                 busy.sendall(b"PING\r\n")
-                assert read_until_quiet(busy, 0.3) == (b"+PONG\r\n", False)
+                assert read_until_quiet(busy, 0.3, first=20) == (b"+PONG\r\n", False)
                 if wait_closed(idle, 0.1):
                     closed_at = time.monotonic()
             busy.sendall(b"PING\r\n")
@@ -726,7 +726,7 @@ def test_protocol_error_behind_a_blocked_command_waits_for_it(ports):
             time.sleep(0.3)
             before = other.get(tag + b"a")  # SET waits behind the BLPOP
             other.rpush(tag + b"l", b"x")
-            replies, closed = read_until_quiet(s, 1.0)
+            replies, closed = read_until_quiet(s, 1.0, first=20)
         after = other.get(tag + b"a")
         other.close()
         results.append((before, replies, closed, after))

@@ -150,11 +150,11 @@ def _net_bytes_after(port: int, payload: bytes) -> tuple[dict[str, int], bytes]:
     the counters' values and every reply, from one raw connection."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         s.sendall(b"*2\r\n$6\r\nCONFIG\r\n$9\r\nRESETSTAT\r\n")
-        assert read_until_quiet(s, 0.3)[0] == b"+OK\r\n"
+        assert read_until_quiet(s, 0.3, first=20)[0] == b"+OK\r\n"
         s.sendall(payload)
-        replies = read_until_quiet(s, 0.3)[0]
+        replies = read_until_quiet(s, 0.3, first=20)[0]
         s.sendall(b"*2\r\n$4\r\nINFO\r\n$5\r\nstats\r\n")
-        info = read_until_quiet(s, 0.3)[0].decode()
+        info = read_until_quiet(s, 0.3, first=20)[0].decode()
     fields = dict(line.split(":", 1) for line in info.split("\r\n") if ":" in line)
     counters = {name: int(fields[name]) for name in ("total_net_input_bytes", "total_net_output_bytes")}
     return counters, replies

@@ -23,15 +23,20 @@ def exchange(port: int, data: bytes, idle: float = 0.5, host: str = "127.0.0.1")
         return read_until_quiet(s, idle)
 
 
-def read_until_quiet(s: socket.socket, idle: float = 0.5) -> tuple[bytes, bool]:
+def read_until_quiet(s: socket.socket, idle: float = 0.5, first: float | None = None) -> tuple[bytes, bool]:
+    """What comes until the peer closes or stays quiet for ``idle`` seconds,
+    and whether it closed.  With ``first``, wait up to that long for the
+    first bytes: for a reply that must come, which a loaded machine can
+    delay past ``idle``."""
     out = b""
-    s.settimeout(idle)
+    s.settimeout(idle if first is None else first)
     try:
         while True:
             chunk = s.recv(1 << 16)
             if not chunk:
                 return out, True
             out += chunk
+            s.settimeout(idle)
     except TimeoutError:
         return out, False
     except ConnectionResetError:
