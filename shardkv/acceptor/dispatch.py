@@ -29,8 +29,9 @@ from shardkv.acceptor.replies import MUTED, Pushed, Slot
 from shardkv.acceptor.shardlink import BUSY_LINKS, MISCONF_LINKS
 from shardkv.acceptor.state import REPLY_ON, REPLY_SKIP, REPLY_SKIP_NEXT, ClientState
 from shardkv.protocol import commands, errors, wire
+from shardkv.protocol.command_docs import check_subcommand
 from shardkv.protocol.resp import Error, encode_command, encode_error
-from shardkv.runtime.cmdstats import stat_name
+from shardkv.runtime.cmdstats import known_name, stat_name
 
 if TYPE_CHECKING:
     from shardkv.acceptor.client import Client
@@ -128,39 +129,46 @@ class Dispatch:
         state = self.state
         cmd = _lookup(args[0])
         if cmd is None:
-            self.reject(None, unknown_command(args))
+            self.reject(None, args, unknown_command(args))
             return
         arity = cmd.arity
         if (len(args) != arity) if arity > 0 else (len(args) < -arity):
-            self.reject(cmd, errors.WRONG_ARITY % cmd.name)
+            self.reject(cmd, args, errors.WRONG_ARITY % cmd.name)
             return
+        if cmd.container and len(args) > 1:
+            # Redis looks a container's subcommand up with the command: an
+            # unknown one or a wrong arity is refused here, MULTI or not.
+            problem = check_subcommand(args)
+            if problem is not None:
+                self.reject(cmd, args, problem)
+                return
         flags = cmd.flags
         if "protected" in flags and not self._protected_allowed(cmd):
-            self.reject(cmd, errors.PROTECTED_COMMAND % ("DEBUG", "enable-debug-command"))
+            self.reject(cmd, args, errors.PROTECTED_COMMAND % ("DEBUG", "enable-debug-command"))
             return
         if not state.authenticated:
             if "no_auth" not in flags:
-                self.reject(cmd, errors.NOAUTH)
+                self.reject(cmd, args, errors.NOAUTH)
                 return
         elif self.server.pause_type and pause.holds(cast("Client", self), cmd, args, raw):
             return  # CLIENT PAUSE: it runs when the pause ends
         if state.multi is not None and "no_multi" in flags:
-            self.reject(cmd, errors.NOT_IN_MULTI)
+            self.reject(cmd, args, errors.NOT_IN_MULTI)
             return
         if self.server.oom and self._refused_at_oom(cmd):
-            self.reject(cmd, errors.OOM)
+            self.reject(cmd, args, errors.OOM)
             return
         if MISCONF_LINKS and self._refused_by_disk_error(cmd):
-            self.reject(cmd, next(iter(MISCONF_LINKS.values())))
+            self.reject(cmd, args, next(iter(MISCONF_LINKS.values())))
             return
         if state.monitoring and monitor.touches_keyspace(cmd):
-            self.reject(cmd, errors.MONITOR_KEYSPACE)
+            self.reject(cmd, args, errors.MONITOR_KEYSPACE)
             return
         server = self.server
         if BUSY_LINKS and cmd.route == "local" and not _allowed_while_busy(cmd, args):
             # A script is past busy-reply-threshold: as Redis, the commands
             # answered here get -BUSY too (those for other shards still run).
-            self.reject(cmd, next(iter(BUSY_LINKS)).busy.decode("latin-1")[1:].strip())
+            self.reject(cmd, args, next(iter(BUSY_LINKS)).busy.decode("latin-1")[1:].strip())
             return
         if state.multi is not None or state.channels or state.patterns:
             if server.intercept(cast("Client", self), cmd, args):
@@ -171,11 +179,12 @@ class Dispatch:
         if self.tracking is not None:
             server.wiring.after_command(self, cmd, args)
 
-    def reject(self, cmd: commands.Command | None, message: str) -> None:
+    def reject(self, cmd: commands.Command | None, args: list[bytes], message: str) -> None:
         """Refuse a command before it runs, as Redis's ``rejectCommand``:
         a transaction being queued will abort, and a refused EXEC aborts it
-        now, with EXECABORT and the reason."""
-        self.server.stats.rejected(None if cmd is None else cmd.name, message)
+        now, with EXECABORT and the reason.  ``rejected_calls`` counts it
+        under the (sub)command Redis found, if any (``config|get``)."""
+        self.server.stats.rejected(None if cmd is None else known_name(args), message)
         if cmd is not None and cmd.name == "exec":
             self.server.wiring.discard_transaction(cast("Client", self))
             if message.startswith("ERR "):

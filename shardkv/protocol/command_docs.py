@@ -20,9 +20,12 @@ appeared in, a one-line summary, and its syntax in a compact notation that
 ``...+``             the same, with the token repeated too (``multiple_token``)
 
 Container commands (CLIENT, CONFIG, COMMAND, OBJECT, PUBSUB) have their
-subcommands as rows named ``container|sub``, with their own arity, which
-the code that runs them checks with :func:`check_subcommand`, and their
-own flags (COMMAND INFO reports them; MONITOR leaves ``admin`` ones out).
+subcommands as rows named ``container|sub``, with their own arity, and
+their own flags (COMMAND INFO reports them; MONITOR leaves ``admin`` ones
+out).  :func:`check_subcommand` checks a subcommand and its arity: the
+acceptor's dispatch before a client's command runs or is queued (Redis's
+``processCommand`` looks the subcommand up), the code that runs a
+container for the callers that skip dispatch (scripts).
 
 This module is shared by the acceptor and the workers and imports nothing
 from either side.
@@ -301,6 +304,8 @@ object|help | 6.2.0 | 2 | loading,stale | Show helpful text about the different 
 pubsub|channels | 2.8.0 | -2 | pubsub,loading,stale | List active channels | [pattern:pattern]
 pubsub|numpat | 2.8.0 | 2 | pubsub,loading,stale | Get the count of unique patterns pattern subscriptions |
 pubsub|numsub | 2.8.0 | -2 | pubsub,loading,stale | Get the count of subscribers for channels | [channel ...]
+pubsub|shardchannels | 7.0.0 | -2 | pubsub,loading,stale | List active shard channels | [pattern:pattern]
+pubsub|shardnumsub | 7.0.0 | -2 | pubsub,loading,stale | Get the count of subscribers for shard channels | [shardchannel ...]
 pubsub|help | 6.2.0 | 2 | loading,stale | Show helpful text about the different subcommands |
 xgroup|create | 5.0.0 | -5 | write,denyoom | Creates a consumer group. | key groupname id_or_last_id=(id | $) [MKSTREAM] [ENTRIESREAD entries_read:integer]
 xgroup|createconsumer | 6.2.0 | 5 | write,denyoom | Creates a consumer in a consumer group. | key groupname consumername

@@ -44,6 +44,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from shardkv.protocol.command_docs import SUBCOMMANDS
+
 _TABLE = """
 # name             arity flags                             keys     route  policy group
 # -- connection
@@ -311,6 +313,9 @@ class Command:
     # see sort_pattern_keys.  When they may be anywhere, or on another shard
     # than the first key's, the command runs with every shard parked.
     pattern_keys: Callable[[list[bytes]], list[bytes] | None] | None = None
+    # A container (CLIENT, CONFIG, OBJECT...): its subcommands, each with its
+    # own arity, are rows of shardkv.protocol.command_docs.SUBCOMMANDS.
+    container: bool = False
 
     @property
     def is_write(self) -> bool:
@@ -470,6 +475,7 @@ def _load(text: str) -> dict[str, Command]:
             ),
             finder=FINDERS[finder] if finder else None,
             pattern_keys=PATTERN_KEYS.get(finder),
+            container=name in SUBCOMMANDS,
         )
     return table
 

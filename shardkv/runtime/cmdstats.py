@@ -50,6 +50,20 @@ def stat_name(args: list[bytes]) -> str:
     return name
 
 
+def known_name(args: list[bytes]) -> str | None:
+    """The name of the command Redis finds for ``args`` (its ``c->cmd``,
+    which CLIENT LIST's ``cmd`` and ``rejected_calls`` use): as
+    :func:`stat_name`, or None when Redis finds none, for an unknown
+    command or an unknown subcommand of a container."""
+    if not args or lookup(args[0]) is None:
+        return None
+    if len(args) > 1:
+        subs = SUBCOMMANDS.get(args[0].decode("latin-1").lower())
+        if subs is not None and args[1].decode("latin-1").lower() not in subs:
+            return None
+    return stat_name(args)
+
+
 def bucket(ns: int) -> int:
     bits = ns.bit_length()
     if bits <= _EXACT_BITS:

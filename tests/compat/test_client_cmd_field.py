@@ -17,6 +17,7 @@ import pytest
 
 from tests.compat.test_wait import WAIT, other_client, wait_blocked
 from tests.support.resp import RespClient
+from tests.support.servers import start_redis, start_shardkv
 
 
 def fields(port: int, client_id: int) -> dict[str, str]:
@@ -98,13 +99,75 @@ def test_rejected(server, command, cmd):
         assert fields(server, client_id)["cmd"] == cmd
 
 
-def test_unknown_in_multi(server):
-    """An unknown command refused while MULTI queues leaves ``cmd=NULL`` too."""
+@pytest.mark.parametrize(
+    "command, error, cmd",
+    [
+        (b"FOOBAR x", b"-ERR unknown command 'FOOBAR'", "NULL"),
+        (b"CLIENT FOOBAR", b"-ERR unknown subcommand 'FOOBAR'", "NULL"),
+        (b"CONFIG GET", b"-ERR wrong number of arguments for 'config|get'", "config|get"),
+    ],
+    ids=["unknown", "unknown-subcommand", "subcommand-arity"],
+)
+def test_rejected_in_multi(server, command, error, cmd):
+    """A command refused while MULTI queues: ``cmd`` as outside MULTI (NULL
+    for a command or subcommand Redis does not know), then ``exec`` once
+    EXEC answered EXECABORT."""
     with RespClient(server, timeout=WAIT) as c:
         client_id = int(c.command("CLIENT", "ID"))  # type: ignore[arg-type]
-        c.sock.sendall(b"MULTI\r\nPING\r\nFOOBAR x\r\n")
+        c.sock.sendall(b"MULTI\r\nPING\r\n" + command + b"\r\n")
         assert [c.read() for _ in range(2)] == [b"+OK\r\n", b"+QUEUED\r\n"]
-        assert c.read().startswith(b"-ERR unknown command")
-        assert fields(server, client_id)["cmd"] == "NULL"
-        assert c.command("DISCARD") == b"OK"
-        assert fields(server, client_id)["cmd"] == "discard"
+        assert c.read().startswith(error)
+        assert fields(server, client_id)["cmd"] == cmd
+        c.send("EXEC")
+        assert c.read() == b"-EXECABORT Transaction discarded because of previous errors.\r\n"
+        assert fields(server, client_id)["cmd"] == "exec"
+
+
+# -- before AUTH (requirepass) ----------------------------------------------------
+
+
+@pytest.fixture(scope="module", params=["redis", "shardkv"])
+def auth_server(request):
+    """Each server in turn, with requirepass ``pw``."""
+    proc = start_redis() if request.param == "redis" else start_shardkv(shards=2)
+    with RespClient(proc.port, timeout=WAIT) as c:
+        c.command("CONFIG", "SET", "requirepass", "pw")
+    yield proc.port
+    proc.stop()
+
+
+def fields_by_addr(port: int, c: RespClient) -> dict[str, str]:
+    """The CLIENT LIST line of connection ``c`` (which may not be able to
+    ask: it has not authenticated), seen from an authenticated one."""
+    addr = "%s:%d" % c.sock.getsockname()[:2]
+    with RespClient(port, timeout=WAIT) as other:
+        other.command("AUTH", "pw")
+        listing = other.command("CLIENT", "LIST")
+    assert isinstance(listing, bytes)
+    for line in listing.decode().splitlines():
+        seen = dict(kv.split("=", 1) for kv in line.split())
+        if seen["addr"] == addr:
+            return seen
+    raise AssertionError(f"no client {addr}")
+
+
+@pytest.mark.slow  # a server of its own
+@pytest.mark.parametrize(
+    "command, reply, cmd",
+    [
+        (b"GET a", b"-NOAUTH Authentication required.\r\n", "get"),
+        (b"FOOBAR x", b"-ERR unknown command 'FOOBAR', with args beginning with: 'x' \r\n", "NULL"),
+        (b"CLIENT FOOBAR", b"-ERR unknown subcommand 'FOOBAR'. Try CLIENT HELP.\r\n", "NULL"),
+        (b"CONFIG GET", b"-ERR wrong number of arguments for 'config|get' command\r\n", "config|get"),
+    ],
+    ids=["noauth", "unknown", "unknown-subcommand", "subcommand-arity"],
+)
+def test_refused_before_auth(auth_server, command, reply, cmd):
+    """Before AUTH, a command Redis knows is refused with NOAUTH and shows in
+    ``cmd``; a bad subcommand is refused first for what it is (Redis looks
+    it up before it checks authentication)."""
+    with RespClient(auth_server, timeout=WAIT) as c:
+        c.sock.sendall(b"PING\r\n" + command + b"\r\n")
+        assert c.read() == b"-NOAUTH Authentication required.\r\n"
+        assert c.read() == reply
+        assert fields_by_addr(auth_server, c)["cmd"] == cmd

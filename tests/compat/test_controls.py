@@ -56,6 +56,49 @@ def test_no_multi_commands_are_refused_inside_multi(ports, command):
     assert b"EXECABORT" in ours
 
 
+# Redis's processCommand looks a container's subcommand up with the command
+# (lookupCommand): an unknown one, or the wrong number of arguments for it,
+# is refused as the command is queued, and EXEC then aborts.
+BAD_SUBCOMMANDS = [
+    "CLIENT FOOBAR",
+    "CONFIG NOPE",
+    "OBJECT NOPE",
+    "SCRIPT NOPE",
+    "FUNCTION NOPE",
+    "XINFO NOPE",
+    "XGROUP NOPE",
+    "MEMORY NOPE",
+    "COMMAND NOPE",
+    "PUBSUB NOPE",
+    "SLOWLOG NOPE",
+    "LATENCY NOPE",
+    "CONFIG GET",
+    "CONFIG HELP x",
+    "OBJECT ENCODING",
+    "XINFO STREAM",
+    "MEMORY USAGE",
+    "CLIENT KILL",
+    "SCRIPT EXISTS",
+]
+
+
+def test_bad_subcommands_are_refused_inside_multi(ports):
+    """Each refused at once with Redis's error; EXEC answers EXECABORT and
+    the SET queued before it never runs.  PUBSUB SHARDCHANNELS and
+    SHARDNUMSUB (Redis 7.0 subcommands) are queued and run."""
+    data = b"DEL multirej\r\n"
+    for command in BAD_SUBCOMMANDS:
+        data += b"MULTI\r\nSET multirej 1\r\n" + command.encode() + b"\r\nEXEC\r\nGET multirej\r\n"
+    data += b"MULTI\r\nPUBSUB SHARDCHANNELS\r\nPUBSUB SHARDNUMSUB a\r\nEXEC\r\n"
+    (real, _), (ours, _) = both(ports, data)
+    assert ours == real
+    aborted = b"-EXECABORT Transaction discarded because of previous errors.\r\n$-1\r\n"
+    assert ours.count(aborted) == len(BAD_SUBCOMMANDS)
+    assert b"-ERR unknown subcommand 'FOOBAR'. Try CLIENT HELP.\r\n" in ours
+    assert b"-ERR wrong number of arguments for 'config|get' command\r\n" in ours
+    assert ours.endswith(b"*2\r\n*0\r\n*2\r\n$1\r\na\r\n:0\r\n")
+
+
 def test_exec_with_arguments_aborts_the_transaction(ports):
     (real, _), (ours, _) = both(ports, b"MULTI\r\nSET k v\r\nEXEC x\r\nEXEC\r\n")
     assert ours == real
@@ -219,6 +262,26 @@ def test_commandstats_and_errorstats(ports):
         got[name] = (stats, errors, total)
         c.close()
     assert got["shardkv"] == got["redis"]
+
+
+def test_refused_subcommands_in_commandstats_and_errorstats(ports):
+    """An unknown subcommand counts as an error of no command (Redis finds
+    none); a wrong arity counts in the subcommand's rejected_calls; inside
+    MULTI the same, and the aborted EXEC is a failed call."""
+    got = {}
+    for name, c in _each(ports):
+        c.execute_command("CONFIG", "RESETSTAT")
+        replies = [_try(c, "CLIENT", "FOOBAR"), _try(c, "CONFIG", "GET")]
+        c.execute_command("MULTI")
+        replies += [_try(c, "OBJECT", "NOPE"), _try(c, "XINFO", "STREAM"), _try(c, "EXEC")]
+        stats = {k: _counts(v) for k, v in _section(c, "commandstats").items()}
+        errors = {k: _counts(v) for k, v in _section(c, "errorstats").items()}
+        total = _section(c, "stats")["total_error_replies"]
+        got[name] = (replies, stats, errors, total)
+        c.close()
+    assert got["shardkv"] == got["redis"]
+    assert got["redis"][1]["cmdstat_config|get"] == {"calls": 0, "rejected_calls": 1, "failed_calls": 0}
+    assert "cmdstat_client|foobar" not in got["redis"][1]
 
 
 def test_latencystats(ports):

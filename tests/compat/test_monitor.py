@@ -273,6 +273,24 @@ def test_a_transaction_aborted_by_watch_shows_only_multi_and_exec(ports) -> None
     assert ours == real == ['a: "WATCH" "w"', 'b: "SET" "w" "changed"', 'a: "MULTI"', 'a: "EXEC"']
 
 
+def test_a_transaction_with_a_bad_subcommand_shows_only_multi_and_exec(ports) -> None:
+    """A bad subcommand (unknown, or its wrong arity) is refused as it is
+    queued, never shown; the aborted EXEC shows, alone."""
+
+    def script(port: int) -> list[str]:
+        m = monitor(port)
+        a = Conn(port)
+        a.send(("MULTI",), ("SET", "q", "1"), ("CLIENT", "FOOBAR"), ("OBJECT", "ENCODING"), ("EXEC",))
+        assert a.read()[0].endswith(b"-EXECABORT Transaction discarded because of previous errors.\r\n")
+        data = m.read()[0]
+        m.close()
+        a.close()
+        return lines(data, {a.addr: "a"})
+
+    real, ours = on_both(ports, script)
+    assert ours == real == ['a: "MULTI"', 'a: "EXEC"']
+
+
 def test_a_committed_watched_transaction_shows_its_commands(ports) -> None:
     """Where EXEC must check WATCHed keys first, shardkv runs the commands
     on a shard after EXEC was handed out, and shows them after EXEC;

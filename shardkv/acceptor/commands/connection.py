@@ -22,11 +22,11 @@ from shardkv.acceptor.commands.common import guard, subcommand_error
 from shardkv.acceptor.replies import Slot
 from shardkv.acceptor.security import check_auth
 from shardkv.acceptor.state import REPLY_OFF, REPLY_ON, REPLY_SKIP_NEXT
-from shardkv.protocol import bus, command_docs, commands, errors
+from shardkv.protocol import bus, command_docs, errors
 from shardkv.protocol.args import parse_int, parse_int32, strict_int
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import OK, Verbatim, encode, encode_command, encode_error
-from shardkv.runtime.cmdstats import stat_name
+from shardkv.runtime.cmdstats import known_name
 
 
 @guard
@@ -181,13 +181,7 @@ def _cmd_field(last: list[bytes]) -> str:
     container's subcommand), or NULL when no command ran yet or Redis does
     not know it (its ``c->lastcmd`` is then NULL): an unknown command, or
     an unknown subcommand of a container."""
-    if not last or commands.lookup(last[0]) is None:
-        return "NULL"
-    if len(last) > 1:
-        subs = command_docs.SUBCOMMANDS.get(last[0].decode("latin-1").lower())
-        if subs is not None and last[1].decode("latin-1").lower() not in subs:
-            return "NULL"
-    return stat_name(last[:2])
+    return known_name(last) or "NULL"
 
 
 @guard
