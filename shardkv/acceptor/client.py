@@ -117,8 +117,9 @@ class Client(Dispatch, asyncio.Protocol):
                 return
             state = self.state
             if not state.authenticated:
-                self._data_received_unauthenticated(data)
-                return
+                if not self._data_received_unauthenticated(data):
+                    return
+                data = b""  # AUTH ran: the rest of this read, parsed below
             try:
                 batch = self.parser.feed(data)
             except ProtocolError as e:
@@ -224,29 +225,38 @@ class Client(Dispatch, asyncio.Protocol):
             and self.tracking is None
         )
 
-    def _data_received_unauthenticated(self, data: bytes) -> None:
+    def _data_received_unauthenticated(self, data: bytes) -> bool:
         """Before AUTH the parser hands over one command at a time, so AUTH
         runs before the next command's header meets the smaller limits for
-        unauthenticated clients (as in Redis, which parses and runs in turn)."""
+        unauthenticated clients (as in Redis, which parses and runs in turn).
+
+        True when a command authenticated the client with more of this read
+        to parse: that rest is an authenticated client's, for
+        :meth:`_run` (a blocking command then holds the commands behind it,
+        and CLIENT LIST's ``cmd`` names the last command that started)."""
         parser = self.parser
+        state = self.state
         while not self.closing:
             try:
                 batch = parser.feed(data)
             except ProtocolError as e:
                 self.protocol_error(e)
-                return
+                return False
             if not batch:
                 break
             data = b""
             for args, raw in batch:
                 self.execute(args, raw)
+                self.last_args = args
                 if self.closing:
                     break
             self.server.commands_processed += len(batch)
-            self.last_args = batch[-1][0]
+            if state.authenticated and not self.closing:
+                return True
         self.last_active = time.monotonic()
         if self.pending:
             self.flush()
+        return False
 
     def protocol_error(self, e: ProtocolError) -> None:
         """Run the commands that came before the bad bytes, then reply with

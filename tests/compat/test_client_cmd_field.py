@@ -12,6 +12,7 @@ second connection (on another acceptor when shardkv has several:
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
@@ -171,3 +172,25 @@ def test_refused_before_auth(auth_server, command, reply, cmd):
         assert c.read() == b"-NOAUTH Authentication required.\r\n"
         assert c.read() == reply
         assert fields_by_addr(auth_server, c)["cmd"] == cmd
+
+
+@pytest.mark.slow  # a server of its own
+def test_blocked_right_after_auth(auth_server):
+    """AUTH, BLPOP and PING in one read: once AUTH ran, BLPOP blocks and
+    holds the PING behind it, so ``cmd`` names BLPOP while it waits, and
+    PING once it is unblocked."""
+    with RespClient(auth_server, timeout=WAIT) as c:
+        c.sock.sendall(b"AUTH pw\r\nBLPOP multirej 0\r\nPING\r\n")
+        assert c.read() == b"+OK\r\n"
+        deadline = time.monotonic() + WAIT
+        while (seen := fields_by_addr(auth_server, c))["flags"] != "b":
+            assert time.monotonic() < deadline, "never blocked"
+            time.sleep(0.01)
+        assert seen["cmd"] == "blpop"
+        with RespClient(auth_server, timeout=WAIT) as other:
+            other.command("AUTH", "pw")
+            assert other.command("CLIENT", "UNBLOCK", seen["id"]) == 1
+        assert c.read() == b"*-1\r\n"
+        assert c.read() == b"+PONG\r\n"
+        seen = fields_by_addr(auth_server, c)
+        assert (seen["flags"], seen["cmd"]) == ("N", "ping")
