@@ -225,6 +225,45 @@ def test_pause_write_does_not_postpone(server):
             c.command("CLIENT", "UNPAUSE")
 
 
+def test_pause_all_postpones_the_unblock_of_a_wait(server):
+    """CLIENT PAUSE ALL while a client waits in WAIT: a CLIENT UNBLOCK sent
+    during the pause is postponed, as every command is; once the pause ends
+    it unblocks the WAIT (1), which answers 0, then the PING behind it."""
+    with RespClient(server, timeout=WAIT) as c:
+        blocked_id = int(c.command("CLIENT", "ID"))  # type: ignore[arg-type]
+        c.sock.sendall(b"WAIT 1 0\r\nPING\r\n")
+        wait_blocked(server, 1)
+        with other_client(server, blocked_id) as other, other_client(server, blocked_id) as pauser:
+            assert pauser.command("CLIENT", "PAUSE", 500, "ALL") == b"OK"
+            other.send("CLIENT", "UNBLOCK", blocked_id)
+            assert nothing_to_read(other) and nothing_to_read(c)
+            assert other.read() == b":1\r\n"
+            assert c.read() == b":0\r\n"
+            assert c.read() == b"+PONG\r\n"
+    wait_blocked(server, 0)
+
+
+def test_pause_all_lets_a_wait_time_out(server):
+    """A WAIT whose timeout passes during CLIENT PAUSE ALL answers 0 then,
+    and the PING behind it waits for the pause to end.  (Where the pause
+    began only after the timeout, as a slow run may make it, or ended
+    before the check, the PING has run: only the replies are checked.)"""
+    timeout, pause = 0.3, 2.0
+    with RespClient(server, timeout=WAIT) as c:
+        blocked_id = int(c.command("CLIENT", "ID"))  # type: ignore[arg-type]
+        sent = time.monotonic()
+        c.sock.sendall(b"WAIT 1 %d\r\nPING\r\n" % (timeout * 1000))
+        wait_blocked(server, 1)
+        with other_client(server, blocked_id) as pauser:
+            assert pauser.command("CLIENT", "PAUSE", int(pause * 1000), "ALL") == b"OK"
+            paused = time.monotonic()
+            assert c.read() == b":0\r\n"
+            if paused - sent < timeout and time.monotonic() - paused < pause - 0.5:
+                assert nothing_to_read(c)  # the PING is postponed
+            assert c.read() == b"+PONG\r\n"
+    wait_blocked(server, 0)
+
+
 @pytest.mark.parametrize("watch", [False, True], ids=["plain", "watched"])
 def test_client_unblock_inside_exec(server, watch):
     """CLIENT UNBLOCK inside a transaction unblocks the WAIT (1), and a
