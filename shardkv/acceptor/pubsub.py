@@ -529,6 +529,8 @@ def reset(client: Client, args: list[bytes]) -> None:
     discard_transaction(client)
     unsubscribe_all(client)
     monitor.stop(client)
+    for clear in client.server.wiring.on_reset:  # client tracking off
+        clear(client)
     client.resp3 = False
     client.select(0)
     client.name = b""

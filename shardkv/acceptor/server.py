@@ -89,6 +89,9 @@ class Wiring:
     # its changes, CONFIG RESETSTAT.
     on_connect: tuple[Callable[[Client], None], ...]
     on_disconnect: tuple[Callable[[Client], None], ...]
+    # RESET: what a feature module clears of a client's state, beyond what
+    # RESET itself does (Redis's clearClientConnectionState).
+    on_reset: tuple[Callable[[Client], None], ...]
     on_attach: tuple[Callable[[Acceptor, ShardLink], None], ...]
     on_config: tuple[Callable[[Acceptor, dict[str, Any]], None], ...]
     on_resetstat: tuple[Callable[[Acceptor], None], ...]

@@ -120,6 +120,7 @@ def wiring() -> Wiring:
             tracking.on_disconnect,
             transactions.on_disconnect,
         ),
+        on_reset=(tracking.disable,),
         on_attach=(
             config.config_to_worker,
             notifications.on_attach,

@@ -330,6 +330,29 @@ def test_tracking_in_client_list_and_info(ports):
             c.close()
 
 
+def test_reset_turns_tracking_off(ports):
+    """RESET leaves a client as a new connection: tracking off, so it hears
+    of no more invalidations, and may turn tracking on in another mode."""
+    _same(
+        ports,
+        [True, True],
+        [
+            (0, "CLIENT", "TRACKING", "on", "BCAST", "PREFIX", "a"),
+            (0, "RESET"),
+            (0, "CLIENT", "TRACKINGINFO"),
+            (0, "CLIENT", "GETREDIR"),
+            (1, "SET", "a1", "1"),
+            (0, "CLIENT", "TRACKING", "on"),
+            (0, "GET", "b"),
+            (0, "RESET"),
+            (1, "SET", "b", "1"),
+            (0, "CLIENT", "TRACKINGINFO"),
+        ],
+    )
+    info = redis.Redis(port=ports["shardkv"]).info()
+    assert info["tracking_clients"] == 0 and info["tracking_total_prefixes"] == 0
+
+
 def test_tracking_table_max_keys(ports):
     steps = [(0, "CLIENT", "TRACKING", "on")]
     steps += [(0, "GET", f"k{i}") for i in range(5)]
