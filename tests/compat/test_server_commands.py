@@ -327,6 +327,68 @@ def test_command_subcommands(compare_plain):
         compare("COMMAND", "GETKEYS", *args)
 
 
+def test_command_info_key_specs_match_redis(ports):
+    """The key specs (flags, begin_search, find_keys, notes) of every
+    command shardkv has are redis-server's, in RESP2 and RESP3."""
+    names = [n for n in commands.COMMANDS if n not in TABLE_EXCEPTIONS]
+    for protocol in (2, 3):
+        real = plain(ports["redis"], protocol)
+        ours = plain(ports["shardkv"], protocol)
+        theirs = real.execute_command("COMMAND", "INFO", *names)
+        mine = ours.execute_command("COMMAND", "INFO", *names)
+        for name, t, m in zip(names, theirs, mine, strict=True):
+            if t is not None:  # a Redis 7.0 command
+                assert m[8] == t[8], name
+        real.close()
+        ours.close()
+
+
+def test_command_getkeysandflags(compare_plain):
+    """Each key with the flags of its key spec, or, where those vary with
+    the arguments (SET's GET, BITFIELD's writes, SORT's STORE), with the
+    flags the command's own key finder gives."""
+    for args in (
+        ["set", "k1", "v1"],
+        ["set", "k", "v", "EX", "10", "GET"],
+        ["mset", "k1", "v1", "k2", "v2"],
+        ["LMOVE", "k1", "k2", "left", "right"],
+        ["blmove", "a", "b", "left", "left", "0"],
+        ["sort", "k1", "store", "k2"],
+        ["sort", "k1", "by", "w*", "get", "#", "store", "d"],
+        ["sort_ro", "k1", "by", "x"],
+        ["bitfield", "k", "get", "u8", "0"],
+        ["bitfield", "k", "overflow", "wrap", "get", "u8", "0"],
+        ["bitfield", "k", "set", "u8", "0", "1"],
+        ["bitfield_ro", "k", "get", "u8", "0"],
+        ["xread", "count", "2", "streams", "a", "b", "0", "0"],
+        ["xreadgroup", "group", "g", "c", "streams", "a", "0"],
+        ["zunionstore", "d", "2", "a", "b"],
+        ["eval", "return 1", "2", "a", "b"],
+        ["fcall", "f", "1", "a"],
+        ["georadius", "g", "1", "2", "3", "km", "store", "s", "storedist", "t"],
+        ["georadiusbymember", "g", "m", "3", "km", "storedist", "t"],
+        ["geosearchstore", "d", "s", "frommember", "m", "byradius", "1", "km"],
+        ["del", "a", "b"],
+        ["rename", "a", "b"],
+        ["renamenx", "a", "b"],
+        ["copy", "a", "b"],
+        ["smove", "a", "b", "m"],
+        ["bitop", "and", "d", "a", "b"],
+        ["lmpop", "2", "a", "b", "left"],
+        ["bzmpop", "0", "1", "a", "min"],
+        ["pfcount", "a", "b"],
+        ["pfmerge", "d", "a", "b"],
+        ["getex", "a"],
+        ["xadd", "s", "*", "f", "v"],
+        ["exists", "a", "b"],
+        ["msetnx", "a", "1"],
+        ["get"],
+        ["nosuch", "a"],
+        ["zunionstore", "d", "x", "a"],
+    ):
+        compare_plain("COMMAND", "GETKEYSANDFLAGS", *args)
+
+
 def test_command_count_and_list(r):
     r = plain(r.connection_pool.connection_kwargs["port"])
     if b"shardkv_version" in r.execute_command("INFO", "server"):

@@ -1,6 +1,6 @@
 """COMMAND: the command table as Redis 7.0 reports it (INFO, DOCS, LIST,
-COUNT, GETKEYS), from :mod:`shardkv.protocol.commands` and
-:mod:`shardkv.protocol.command_docs`."""
+COUNT, GETKEYS, GETKEYSANDFLAGS), from :mod:`shardkv.protocol.commands`,
+:mod:`shardkv.protocol.command_docs` and :mod:`shardkv.protocol.key_specs`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Collection
 
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.commands.common import guard, subcommand_error
-from shardkv.protocol import command_docs, commands, errors
+from shardkv.protocol import command_docs, commands, errors, key_specs
 from shardkv.protocol.args import strict_int
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.glob import compile_glob
@@ -89,121 +89,9 @@ _ACL_OVERRIDES = {
 }
 
 
-def _spec(access: list, index: int, kind: bytes, find: dict) -> dict:
-    return {
-        b"flags": access,
-        b"begin_search": {b"type": b"index", b"spec": {b"index": index}},
-        b"find_keys": {b"type": kind, b"spec": find},
-    }
-
-
-def _range_spec(flags: str, index: int, lastkey: int = 0, notes: str = "") -> dict:
-    spec = _spec(flags.split(), index, b"range", {b"lastkey": lastkey, b"keystep": 1, b"limit": 0})
-    return {b"notes": notes.encode(), **spec} if notes else spec
-
-
-def _keyword_spec(flags: str, word: bytes, startfrom: int) -> dict:
-    return {
-        b"flags": flags.split(),
-        b"begin_search": {b"type": b"keyword", b"spec": {b"keyword": word, b"startfrom": startfrom}},
-        b"find_keys": {b"type": b"range", b"spec": {b"lastkey": 0, b"keystep": 1, b"limit": 0}},
-    }
-
-
-def _unknown_spec(flags: str, notes: str) -> dict:
-    return {
-        b"notes": notes.encode(),
-        b"flags": flags.split(),
-        b"begin_search": {b"type": b"unknown", b"spec": {}},
-        b"find_keys": {b"type": b"unknown", b"spec": {}},
-    }
-
-
-_SORT_BY_NOTE = (
-    "For the optional BY/GET keyword. It is marked 'unknown' because the key names derive "
-    "from the content of the key we sort"
-)
-_SORT_STORE_NOTE = (
-    "For the optional STORE keyword. It is marked 'unknown' because the keyword can appear "
-    "anywhere in the argument array"
-)
-_SCRIPT_RW = "We cannot tell how the keys will be used so we assume the worst, RW and UPDATE"
-_SCRIPT_RO = "We cannot tell how the keys will be used so we assume the worst, RO and ACCESS"
-
-
-def _numkeys_spec(flags: str, notes: str = "") -> dict:
-    spec = _spec(flags.split(), 2, b"keynum", {b"keynumidx": 0, b"firstkey": 1, b"keystep": 1})
-    return {b"notes": notes.encode(), **spec} if notes else spec
-
-
-# Redis 7.0's key specs where the table's key columns cannot say them.
-_KEY_SPECS = {
-    "eval": [_numkeys_spec("RW access update", _SCRIPT_RW)],
-    "evalsha": [_numkeys_spec("RW access update")],
-    "eval_ro": [_numkeys_spec("RO access", _SCRIPT_RO)],
-    "evalsha_ro": [_numkeys_spec("RO access")],
-    "fcall": [_numkeys_spec("RW access update", _SCRIPT_RW)],
-    "fcall_ro": [_numkeys_spec("RO access", _SCRIPT_RO)],
-    "pfadd": [_range_spec("RW insert", 1)],
-    "pfcount": [
-        _range_spec(
-            "RW access",
-            1,
-            -1,
-            "RW because it may change the internal representation of the key, and propagate to replicas",
-        )
-    ],
-    "pfmerge": [_range_spec("RW access insert", 1), _range_spec("RO access", 2, -1)],
-    "pfdebug": [_range_spec("RW access", 2)],
-    "sort": [
-        _range_spec("RO access", 1),
-        _unknown_spec("RO access", _SORT_BY_NOTE),
-        _unknown_spec("OW update", _SORT_STORE_NOTE),
-    ],
-    "sort_ro": [_range_spec("RO access", 1), _unknown_spec("RO access", _SORT_BY_NOTE)],
-    "geosearchstore": [_range_spec("OW update", 1), _range_spec("RO access", 2)],
-    "georadius": [
-        _range_spec("RO access", 1),
-        _keyword_spec("OW update", b"STORE", 6),
-        _keyword_spec("OW update", b"STOREDIST", 6),
-    ],
-    "georadiusbymember": [
-        _range_spec("RO access", 1),
-        _keyword_spec("OW update", b"STORE", 5),
-        _keyword_spec("OW update", b"STOREDIST", 5),
-    ],
-}
-
-
 def _key_specs(cmd: commands.Command) -> list:
-    """Key specs derived from the table's key columns (RO/RW flags only),
-    or Redis's own where they say more (:data:`_KEY_SPECS`)."""
-    if cmd.name in _KEY_SPECS:
-        return _KEY_SPECS[cmd.name]
-    access = ["RW", "update"] if cmd.is_write else ["RO", "access"]
-    specs = []
-    if cmd.numkeys_at:
-        if cmd.first_key:
-            specs.append(_spec(access, cmd.first_key, b"range", {b"lastkey": 0, b"keystep": 1, b"limit": 0}))
-        keynum = {b"keynumidx": 0, b"firstkey": 1, b"keystep": 1}
-        specs.append(_spec(access, cmd.numkeys_at, b"keynum", keynum))
-    elif cmd.keyword:  # XREAD's STREAMS key... id...: half of what follows the keyword
-        specs.append(
-            {
-                b"flags": ["RO", "access"],  # XREADGROUP's too, as Redis 7.0 says
-                b"begin_search": {
-                    b"type": b"keyword",
-                    b"spec": {b"keyword": cmd.keyword.upper(), b"startfrom": cmd.keyword_from},
-                },
-                b"find_keys": {b"type": b"range", b"spec": {b"lastkey": -1, b"keystep": 1, b"limit": 2}},
-            }
-        )
-    elif cmd.first_key:
-        last = cmd.last_key if cmd.last_key < 0 else cmd.last_key - cmd.first_key
-        specs.append(
-            _spec(access, cmd.first_key, b"range", {b"lastkey": last, b"keystep": cmd.step, b"limit": 0})
-        )
-    return specs
+    """Redis 7.0's key specs of ``cmd`` (:mod:`shardkv.protocol.key_specs`)."""
+    return [key_specs.reply(spec) for spec in key_specs.KEY_SPECS.get(cmd.name, ())]
 
 
 def _subcommand_info(cmd: commands.Command, sub) -> list:
@@ -315,6 +203,44 @@ def _getkeys(args: list) -> list:
     return keys
 
 
+def _getkeys_and_flags(args: list) -> list[tuple[bytes, str]]:
+    """COMMAND GETKEYSANDFLAGS's keys and flags for the command ``args``,
+    as Redis's ``getKeysFromCommandWithSpecs``: from the key specs, unless
+    their flags vary with the arguments or a spec cannot say where its keys
+    are; then from what the command's own key finder says."""
+    keys = _getkeys(args)  # GETKEYS's errors first
+    name = args[0].decode("latin-1").lower()
+    specs = key_specs.KEY_SPECS.get(name, ())
+    if specs and not any("variable_flags" in spec[0] for spec in specs):
+        found = key_specs.keys_with_flags(specs, args)
+        if found is not None:
+            return [(args[i], flags) for i, flags in found]
+    default = specs[0][0] if specs else "RW access update"
+    return [(key, _finder_flags(name, args, j, default)) for j, key in enumerate(keys)]
+
+
+def _finder_flags(name: str, args: list, j: int, default: str) -> str:
+    """The flags Redis's key finder (``setGetKeys``, ``bitfieldGetKeys``,
+    ``sortGetKeys``...) gives the ``j``-th key of the command ``args``."""
+    if name == "set":
+        get = any(a.lower() == b"get" for a in args[3:])
+        return "RW access update" if get else "OW update"
+    if name == "bitfield":
+        i = 2
+        while i < len(args):  # read-only while only GETs and OVERFLOWs
+            op, left = args[i].lower(), len(args) - i - 1
+            if op == b"get" and left >= 2:
+                i += 3
+            elif op == b"overflow" and left >= 1:
+                i += 2
+            else:
+                return "RW access update"
+        return "RO access"
+    if name == "sort":
+        return "RO access" if j == 0 else "OW update"  # the sorted key, then STORE's
+    return default  # SORT_RO's one key: its first spec's
+
+
 @guard
 def command(client: Client, args: list) -> None:
     """COMMAND [COUNT | INFO [name ...] | DOCS [name ...] | LIST | GETKEYS command [arg ...]]"""
@@ -364,10 +290,7 @@ def command(client: Client, args: list) -> None:
     elif sub == b"GETKEYS":
         client.reply(_getkeys(args[2:]))
     elif sub == b"GETKEYSANDFLAGS":
-        cmd = commands.lookup(args[2])
-        keys = _getkeys(args[2:])
-        access = (["RW", "update"] if cmd.is_write else ["RO", "access"]) if cmd is not None else []
-        client.reply([[key, access] for key in keys])
+        client.reply([[key, flags.split()] for key, flags in _getkeys_and_flags(args[2:])])
     elif sub == b"HELP":
         client.reply(
             [

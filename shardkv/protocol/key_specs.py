@@ -1,0 +1,359 @@
+"""Redis 7.0's key specs: where each command's keys are and what it does
+with them (COMMAND INFO's ``key_specifications``, COMMAND GETKEYSANDFLAGS).
+
+The table is data, copied from redis-server 7.0.15's COMMAND INFO of every
+command shardkv has (commands without keys have none).  Each spec is
+``(flags, begin_search, find_keys[, notes])``:
+
+* ``begin_search``: ``("index", pos)``, ``("keyword", word, startfrom)``
+  (searched forward from ``startfrom``, or backward from the end when it is
+  negative) or ``("unknown",)``;
+* ``find_keys``: ``("range", lastkey, keystep, limit)``,
+  ``("keynum", keynumidx, firstkey, keystep)`` or ``("unknown",)``.
+
+Routing does not read it: the command table's key columns say where a
+command's keys are (see :mod:`shardkv.protocol.commands`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shardkv.protocol.args import strict_int
+
+# (flags, begin_search, find_keys) or (flags, begin_search, find_keys, notes)
+KeySpec = tuple[Any, ...]
+
+_SORT_BY = "For the optional BY/GET keyword. It is marked 'unknown' because the key names derive from the content of the key we sort"
+_SORT_STORE = "For the optional STORE keyword. It is marked 'unknown' because the keyword can appear anywhere in the argument array"
+_SET_GET = "RW and ACCESS due to the optional `GET` argument"
+_GETEX_TTL = "RW and UPDATE because it changes the TTL"
+_BITFIELD = "This command allows both access and modification of the key"
+_PFCOUNT = "RW because it may change the internal representation of the key, and propagate to replicas"
+_TRIMMING = "UPDATE instead of INSERT because of the optional trimming feature"
+_SCRIPT_RW = "We cannot tell how the keys will be used so we assume the worst, RW and UPDATE"
+_SCRIPT_RO = "We cannot tell how the keys will be used so we assume the worst, RO and ACCESS"
+
+KEY_SPECS: dict[str, tuple[KeySpec, ...]] = {
+    "del": (("RM delete", ("index", 1), ("range", -1, 1, 0)),),
+    "unlink": (("RM delete", ("index", 1), ("range", -1, 1, 0)),),
+    "exists": (("RO", ("index", 1), ("range", -1, 1, 0)),),
+    "touch": (("RO", ("index", 1), ("range", -1, 1, 0)),),
+    "type": (("RO", ("index", 1), ("range", 0, 1, 0)),),
+    "expire": (("RW update", ("index", 1), ("range", 0, 1, 0)),),
+    "pexpire": (("RW update", ("index", 1), ("range", 0, 1, 0)),),
+    "expireat": (("RW update", ("index", 1), ("range", 0, 1, 0)),),
+    "pexpireat": (("RW update", ("index", 1), ("range", 0, 1, 0)),),
+    "ttl": (("RO access", ("index", 1), ("range", 0, 1, 0)),),
+    "pttl": (("RO access", ("index", 1), ("range", 0, 1, 0)),),
+    "expiretime": (("RO access", ("index", 1), ("range", 0, 1, 0)),),
+    "pexpiretime": (("RO access", ("index", 1), ("range", 0, 1, 0)),),
+    "persist": (("RW update", ("index", 1), ("range", 0, 1, 0)),),
+    "rename": (
+        ("RW access delete", ("index", 1), ("range", 0, 1, 0)),
+        ("OW update", ("index", 2), ("range", 0, 1, 0)),
+    ),
+    "renamenx": (
+        ("RW access delete", ("index", 1), ("range", 0, 1, 0)),
+        ("OW insert", ("index", 2), ("range", 0, 1, 0)),
+    ),
+    "copy": (
+        ("RO access", ("index", 1), ("range", 0, 1, 0)),
+        ("OW update", ("index", 2), ("range", 0, 1, 0)),
+    ),
+    "move": (("RW access update", ("index", 1), ("range", 0, 1, 0)),),
+    "dump": (("RO access", ("index", 1), ("range", 0, 1, 0)),),
+    "restore": (("OW update", ("index", 1), ("range", 0, 1, 0)),),
+    "sort": (
+        ("RO access", ("index", 1), ("range", 0, 1, 0)),
+        ("RO access", ("unknown",), ("unknown",), _SORT_BY),
+        ("OW update", ("unknown",), ("unknown",), _SORT_STORE),
+    ),
+    "sort_ro": (
+        ("RO access", ("index", 1), ("range", 0, 1, 0)),
+        ("RO access", ("unknown",), ("unknown",), _SORT_BY),
+    ),
+    "get": (("RO access", ("index", 1), ("range", 0, 1, 0)),),
+    "set": (("RW access update variable_flags", ("index", 1), ("range", 0, 1, 0), _SET_GET),),
+    "setnx": (("OW insert", ("index", 1), ("range", 0, 1, 0)),),
+    "setex": (("OW update", ("index", 1), ("range", 0, 1, 0)),),
+    "psetex": (("OW update", ("index", 1), ("range", 0, 1, 0)),),
+    "getset": (("RW access update", ("index", 1), ("range", 0, 1, 0)),),
+    "getdel": (("RW access delete", ("index", 1), ("range", 0, 1, 0)),),
+    "getex": (("RW access update", ("index", 1), ("range", 0, 1, 0), _GETEX_TTL),),
+    "append": (("RW insert", ("index", 1), ("range", 0, 1, 0)),),
+    "strlen": (("RO", ("index", 1), ("range", 0, 1, 0)),),
+    "incr": (("RW access update", ("index", 1), ("range", 0, 1, 0)),),
+    "decr": (("RW access update", ("index", 1), ("range", 0, 1, 0)),),
+    "incrby": (("RW access update", ("index", 1), ("range", 0, 1, 0)),),
+    "decrby": (("RW access update", ("index", 1), ("range", 0, 1, 0)),),
+    "incrbyfloat": (("RW access update", ("index", 1), ("range", 0, 1, 0)),),
+    "getrange": (("RO access", ("index", 1), ("range", 0, 1, 0)),),
+    "substr": (("RO access", ("index", 1), ("range", 0, 1, 0)),),
+    "setrange": (("RW update", ("index", 1), ("range", 0, 1, 0)),),
+    "mget": (("RO access", ("index", 1), ("range", -1, 1, 0)),),
+    "mset": (("OW update", ("index", 1), ("range", -1, 2, 0)),),
+    "msetnx": (("OW insert", ("index", 1), ("range", -1, 2, 0)),),
+    "lcs": (("RO access", ("index", 1), ("range", 1, 1, 0)),),
+    "setbit": (("RW access update", ("index", 1), ("range", 0, 1, 0)),),
+    "getbit": (("RO access", ("index", 1), ("range", 0, 1, 0)),),
+    "bitcount": (("RO access", ("index", 1), ("range", 0, 1, 0)),),
+    "bitpos": (("RO access", ("index", 1), ("range", 0, 1, 0)),),
+    "bitop": (
+        ("OW update", ("index", 2), ("range", 0, 1, 0)),
+        ("RO access", ("index", 3), ("range", -1, 1, 0)),
+    ),
+    "bitfield": (("RW access update variable_flags", ("index", 1), ("range", 0, 1, 0), _BITFIELD),),
+    "bitfield_ro": (("RO access", ("index", 1), ("range", 0, 1, 0)),),
+    "hset": (("RW update", ("index", 1), ("range", 0, 1, 0)),),
+    "hsetnx": (("RW insert", ("index", 1), ("range", 0, 1, 0)),),
+    "hget": (("RO access", ("index", 1), ("range", 0, 1, 0)),),
+    "hmget": (("RO access", ("index", 1), ("range", 0, 1, 0)),),
+    "hmset": (("RW update", ("index", 1), ("range", 0, 1, 0)),),
+    "hdel": (("RW delete", ("index", 1), ("range", 0, 1, 0)),),
+    "hlen": (("RO", ("index", 1), ("range", 0, 1, 0)),),
+    "hstrlen": (("RO", ("index", 1), ("range", 0, 1, 0)),),
+    "hexists": (("RO", ("index", 1), ("range", 0, 1, 0)),),
+    "hkeys": (("RO access", ("index", 1), ("range", 0, 1, 0)),),
+    "hvals": (("RO access", ("index", 1), ("range", 0, 1, 0)),),
+    "hgetall": (("RO access", ("index", 1), ("range", 0, 1, 0)),),
+    "hincrby": (("RW access update", ("index", 1), ("range", 0, 1, 0)),),
+    "hincrbyfloat": (("RW access update", ("index", 1), ("range", 0, 1, 0)),),
+    "hrandfield": (("RO access", ("index", 1), ("range", 0, 1, 0)),),
+    "hscan": (("RO access", ("index", 1), ("range", 0, 1, 0)),),
+    "lpush": (("RW insert", ("index", 1), ("range", 0, 1, 0)),),
+    "rpush": (("RW insert", ("index", 1), ("range", 0, 1, 0)),),
+    "lpushx": (("RW insert", ("index", 1), ("range", 0, 1, 0)),),
+    "rpushx": (("RW insert", ("index", 1), ("range", 0, 1, 0)),),
+    "lpop": (("RW access delete", ("index", 1), ("range", 0, 1, 0)),),
+    "rpop": (("RW access delete", ("index", 1), ("range", 0, 1, 0)),),
+    "llen": (("RO", ("index", 1), ("range", 0, 1, 0)),),
+    "lrange": (("RO access", ("index", 1), ("range", 0, 1, 0)),),
+    "lindex": (("RO access", ("index", 1), ("range", 0, 1, 0)),),
+    "lset": (("RW update", ("index", 1), ("range", 0, 1, 0)),),
+    "linsert": (("RW insert", ("index", 1), ("range", 0, 1, 0)),),
+    "lrem": (("RW delete", ("index", 1), ("range", 0, 1, 0)),),
+    "ltrim": (("RW delete", ("index", 1), ("range", 0, 1, 0)),),
+    "lpos": (("RO access", ("index", 1), ("range", 0, 1, 0)),),
+    "lmove": (
+        ("RW access delete", ("index", 1), ("range", 0, 1, 0)),
+        ("RW insert", ("index", 2), ("range", 0, 1, 0)),
+    ),
+    "rpoplpush": (
+        ("RW access delete", ("index", 1), ("range", 0, 1, 0)),
+        ("RW insert", ("index", 2), ("range", 0, 1, 0)),
+    ),
+    "lmpop": (("RW access delete", ("index", 1), ("keynum", 0, 1, 1)),),
+    "blpop": (("RW access delete", ("index", 1), ("range", -2, 1, 0)),),
+    "brpop": (("RW access delete", ("index", 1), ("range", -2, 1, 0)),),
+    "blmove": (
+        ("RW access delete", ("index", 1), ("range", 0, 1, 0)),
+        ("RW insert", ("index", 2), ("range", 0, 1, 0)),
+    ),
+    "brpoplpush": (
+        ("RW access delete", ("index", 1), ("range", 0, 1, 0)),
+        ("RW insert", ("index", 2), ("range", 0, 1, 0)),
+    ),
+    "blmpop": (("RW access delete", ("index", 2), ("keynum", 0, 1, 1)),),
+    "sadd": (("RW insert", ("index", 1), ("range", 0, 1, 0)),),
+    "srem": (("RW delete", ("index", 1), ("range", 0, 1, 0)),),
+    "smembers": (("RO access", ("index", 1), ("range", 0, 1, 0)),),
+    "sismember": (("RO", ("index", 1), ("range", 0, 1, 0)),),
+    "smismember": (("RO access", ("index", 1), ("range", 0, 1, 0)),),
+    "scard": (("RO", ("index", 1), ("range", 0, 1, 0)),),
+    "spop": (("RW access delete", ("index", 1), ("range", 0, 1, 0)),),
+    "srandmember": (("RO access", ("index", 1), ("range", 0, 1, 0)),),
+    "smove": (
+        ("RW access delete", ("index", 1), ("range", 0, 1, 0)),
+        ("RW insert", ("index", 2), ("range", 0, 1, 0)),
+    ),
+    "sinter": (("RO access", ("index", 1), ("range", -1, 1, 0)),),
+    "sinterstore": (
+        ("RW update", ("index", 1), ("range", 0, 1, 0)),
+        ("RO access", ("index", 2), ("range", -1, 1, 0)),
+    ),
+    "sunion": (("RO access", ("index", 1), ("range", -1, 1, 0)),),
+    "sunionstore": (
+        ("OW update", ("index", 1), ("range", 0, 1, 0)),
+        ("RO access", ("index", 2), ("range", -1, 1, 0)),
+    ),
+    "sdiff": (("RO access", ("index", 1), ("range", -1, 1, 0)),),
+    "sdiffstore": (
+        ("OW update", ("index", 1), ("range", 0, 1, 0)),
+        ("RO access", ("index", 2), ("range", -1, 1, 0)),
+    ),
+    "sintercard": (("RO access", ("index", 1), ("keynum", 0, 1, 1)),),
+    "sscan": (("RO access", ("index", 1), ("range", 0, 1, 0)),),
+    "zadd": (("RW update", ("index", 1), ("range", 0, 1, 0)),),
+    "zincrby": (("RW access update", ("index", 1), ("range", 0, 1, 0)),),
+    "zrem": (("RW delete", ("index", 1), ("range", 0, 1, 0)),),
+    "zcard": (("RO", ("index", 1), ("range", 0, 1, 0)),),
+    "zscore": (("RO access", ("index", 1), ("range", 0, 1, 0)),),
+    "zmscore": (("RO access", ("index", 1), ("range", 0, 1, 0)),),
+    "zrank": (("RO access", ("index", 1), ("range", 0, 1, 0)),),
+    "zrevrank": (("RO access", ("index", 1), ("range", 0, 1, 0)),),
+    "zcount": (("RO access", ("index", 1), ("range", 0, 1, 0)),),
+    "zlexcount": (("RO access", ("index", 1), ("range", 0, 1, 0)),),
+    "zrange": (("RO access", ("index", 1), ("range", 0, 1, 0)),),
+    "zrangebyscore": (("RO access", ("index", 1), ("range", 0, 1, 0)),),
+    "zrevrangebyscore": (("RO access", ("index", 1), ("range", 0, 1, 0)),),
+    "zrangebylex": (("RO access", ("index", 1), ("range", 0, 1, 0)),),
+    "zrevrangebylex": (("RO access", ("index", 1), ("range", 0, 1, 0)),),
+    "zrevrange": (("RO access", ("index", 1), ("range", 0, 1, 0)),),
+    "zremrangebyrank": (("RW delete", ("index", 1), ("range", 0, 1, 0)),),
+    "zremrangebyscore": (("RW delete", ("index", 1), ("range", 0, 1, 0)),),
+    "zremrangebylex": (("RW delete", ("index", 1), ("range", 0, 1, 0)),),
+    "zpopmin": (("RW access delete", ("index", 1), ("range", 0, 1, 0)),),
+    "zpopmax": (("RW access delete", ("index", 1), ("range", 0, 1, 0)),),
+    "bzpopmin": (("RW access delete", ("index", 1), ("range", -2, 1, 0)),),
+    "bzpopmax": (("RW access delete", ("index", 1), ("range", -2, 1, 0)),),
+    "zmpop": (("RW access delete", ("index", 1), ("keynum", 0, 1, 1)),),
+    "bzmpop": (("RW access delete", ("index", 2), ("keynum", 0, 1, 1)),),
+    "zrandmember": (("RO access", ("index", 1), ("range", 0, 1, 0)),),
+    "zunionstore": (
+        ("OW update", ("index", 1), ("range", 0, 1, 0)),
+        ("RO access", ("index", 2), ("keynum", 0, 1, 1)),
+    ),
+    "zinterstore": (
+        ("OW update", ("index", 1), ("range", 0, 1, 0)),
+        ("RO access", ("index", 2), ("keynum", 0, 1, 1)),
+    ),
+    "zdiffstore": (
+        ("OW update", ("index", 1), ("range", 0, 1, 0)),
+        ("RO access", ("index", 2), ("keynum", 0, 1, 1)),
+    ),
+    "zunion": (("RO access", ("index", 1), ("keynum", 0, 1, 1)),),
+    "zinter": (("RO access", ("index", 1), ("keynum", 0, 1, 1)),),
+    "zdiff": (("RO access", ("index", 1), ("keynum", 0, 1, 1)),),
+    "zintercard": (("RO access", ("index", 1), ("keynum", 0, 1, 1)),),
+    "zrangestore": (
+        ("OW update", ("index", 1), ("range", 0, 1, 0)),
+        ("RO access", ("index", 2), ("range", 0, 1, 0)),
+    ),
+    "zscan": (("RO access", ("index", 1), ("range", 0, 1, 0)),),
+    "pfadd": (("RW insert", ("index", 1), ("range", 0, 1, 0)),),
+    "pfcount": (("RW access", ("index", 1), ("range", -1, 1, 0), _PFCOUNT),),
+    "pfmerge": (
+        ("RW access insert", ("index", 1), ("range", 0, 1, 0)),
+        ("RO access", ("index", 2), ("range", -1, 1, 0)),
+    ),
+    "pfdebug": (("RW access", ("index", 2), ("range", 0, 1, 0)),),
+    "xadd": (("RW update", ("index", 1), ("range", 0, 1, 0), _TRIMMING),),
+    "xlen": (("RO", ("index", 1), ("range", 0, 1, 0)),),
+    "xrange": (("RO access", ("index", 1), ("range", 0, 1, 0)),),
+    "xrevrange": (("RO access", ("index", 1), ("range", 0, 1, 0)),),
+    "xdel": (("RW delete", ("index", 1), ("range", 0, 1, 0)),),
+    "xtrim": (("RW delete", ("index", 1), ("range", 0, 1, 0)),),
+    "xread": (("RO access", ("keyword", "STREAMS", 1), ("range", -1, 1, 2)),),
+    "xreadgroup": (("RO access", ("keyword", "STREAMS", 4), ("range", -1, 1, 2)),),
+    "xsetid": (("RW update", ("index", 1), ("range", 0, 1, 0)),),
+    "xack": (("RW update", ("index", 1), ("range", 0, 1, 0)),),
+    "xpending": (("RO access", ("index", 1), ("range", 0, 1, 0)),),
+    "xclaim": (("RW update", ("index", 1), ("range", 0, 1, 0)),),
+    "xautoclaim": (("RW delete", ("index", 1), ("range", 0, 1, 0)),),
+    "geoadd": (("RW update", ("index", 1), ("range", 0, 1, 0)),),
+    "geodist": (("RO access", ("index", 1), ("range", 0, 1, 0)),),
+    "geohash": (("RO access", ("index", 1), ("range", 0, 1, 0)),),
+    "geopos": (("RO access", ("index", 1), ("range", 0, 1, 0)),),
+    "geosearch": (("RO access", ("index", 1), ("range", 0, 1, 0)),),
+    "geosearchstore": (
+        ("OW update", ("index", 1), ("range", 0, 1, 0)),
+        ("RO access", ("index", 2), ("range", 0, 1, 0)),
+    ),
+    "georadius": (
+        ("RO access", ("index", 1), ("range", 0, 1, 0)),
+        ("OW update", ("keyword", "STORE", 6), ("range", 0, 1, 0)),
+        ("OW update", ("keyword", "STOREDIST", 6), ("range", 0, 1, 0)),
+    ),
+    "georadius_ro": (("RO access", ("index", 1), ("range", 0, 1, 0)),),
+    "georadiusbymember": (
+        ("RO access", ("index", 1), ("range", 0, 1, 0)),
+        ("OW update", ("keyword", "STORE", 5), ("range", 0, 1, 0)),
+        ("OW update", ("keyword", "STOREDIST", 5), ("range", 0, 1, 0)),
+    ),
+    "georadiusbymember_ro": (("RO access", ("index", 1), ("range", 0, 1, 0)),),
+    "watch": (("RO", ("index", 1), ("range", -1, 1, 0)),),
+    "eval": (("RW access update", ("index", 2), ("keynum", 0, 1, 1), _SCRIPT_RW),),
+    "evalsha": (("RW access update", ("index", 2), ("keynum", 0, 1, 1)),),
+    "eval_ro": (("RO access", ("index", 2), ("keynum", 0, 1, 1), _SCRIPT_RO),),
+    "evalsha_ro": (("RO access", ("index", 2), ("keynum", 0, 1, 1)),),
+    "fcall": (("RW access update", ("index", 2), ("keynum", 0, 1, 1), _SCRIPT_RW),),
+    "fcall_ro": (("RO access", ("index", 2), ("keynum", 0, 1, 1), _SCRIPT_RO),),
+}
+
+
+def reply(spec: KeySpec) -> dict[bytes, Any]:
+    """One spec as COMMAND INFO sends it (a map, in Redis's order)."""
+    flags, begin, find = spec[:3]
+    out: dict[bytes, Any] = {b"notes": spec[3].encode()} if len(spec) > 3 else {}
+    out[b"flags"] = flags.split()
+    if begin[0] == "index":
+        out[b"begin_search"] = {b"type": b"index", b"spec": {b"index": begin[1]}}
+    elif begin[0] == "keyword":
+        word = begin[1].encode()
+        out[b"begin_search"] = {b"type": b"keyword", b"spec": {b"keyword": word, b"startfrom": begin[2]}}
+    else:
+        out[b"begin_search"] = {b"type": b"unknown", b"spec": {}}
+    if find[0] == "range":
+        out[b"find_keys"] = {
+            b"type": b"range",
+            b"spec": {b"lastkey": find[1], b"keystep": find[2], b"limit": find[3]},
+        }
+    elif find[0] == "keynum":
+        out[b"find_keys"] = {
+            b"type": b"keynum",
+            b"spec": {b"keynumidx": find[1], b"firstkey": find[2], b"keystep": find[3]},
+        }
+    else:
+        out[b"find_keys"] = {b"type": b"unknown", b"spec": {}}
+    return out
+
+
+def keys_with_flags(specs: tuple[KeySpec, ...], args: list[bytes]) -> list[tuple[int, str]] | None:
+    """The keys of the command ``args`` as its specs find them: (position,
+    flags) in spec order, as Redis's ``getKeysUsingKeySpecs``; None when a
+    spec cannot say (an unknown or incomplete one, or one out of range),
+    where Redis asks the command's own key finder."""
+    found: list[tuple[int, str]] = []
+    argc = len(args)
+    for flags, begin, find, *_ in specs:
+        if "not_key" in flags.split():
+            continue
+        if begin[0] == "index":
+            first = begin[1]
+        elif begin[0] == "keyword":
+            word, start = begin[1].encode().lower(), begin[2]
+            if start > 0:
+                positions = range(start, argc)
+            else:
+                positions = range(argc + start, 0, -1)
+            first = next((i + 1 for i in positions if 1 <= i < argc and args[i].lower() == word), 0)
+            if not first:
+                continue  # the keyword is not there: no keys from this spec
+        else:
+            return None
+        if find[0] == "range":
+            lastkey, step, limit = find[1:]
+            if lastkey >= 0:
+                last = first + lastkey
+            elif not limit:
+                last = argc + lastkey
+            else:
+                last = first + ((argc - first) // limit + lastkey)
+        elif find[0] == "keynum":
+            index, firstkey, step = find[1:]
+            if first + index >= argc:
+                return None
+            numkeys = strict_int(args[first + index])
+            if numkeys is None or numkeys < 0:
+                return None
+            first += firstkey
+            last = first + numkeys - 1
+        else:
+            return None
+        if last >= argc or last < first or first >= argc:
+            return None
+        found += [(i, flags) for i in range(first, last + 1, step)]
+        if "incomplete" in flags.split():
+            return None
+    return found
