@@ -9,8 +9,8 @@ parameter's name, alias, type, default, bounds and flags.  Flags:
 * ``sensitive``: its value is redacted from MONITOR;
 * ``multi-arg``: CONFIG SET splits the value on spaces;
 * ``fixed``: shardkv's own: Redis can change it at run time, shardkv cannot
-  (yet), so CONFIG SET answers "can't set immutable config" once the other
-  checks pass.
+  (yet), so CONFIG SET to another value answers "can't set immutable config"
+  once the other checks pass (to the value it has, it changes nothing).
 
 ``used=True`` marks the parameters shardkv acts on; the others are accepted,
 checked and reported as Redis does, and change nothing in shardkv.  Where

@@ -62,7 +62,8 @@ def _config_get(server, patterns: list[bytes]) -> dict:
 def config_set_changes(client: Client, args: list[bytes]) -> dict:
     """CONFIG SET's checks, in Redis's order, before anything changes: the
     parameters exist, may be set by this client and appear once; then every
-    value parses (each over the values before it).  Returns the new values,
+    value parses (each over the values before it), and those shardkv cannot
+    change while running (``fixed``) keep the value they have.  Returns the new values,
     or raises CommandError with Redis's text and changes nothing."""
     server = client.server
     found: list[tuple[config.Setting, str, str]] = []
@@ -83,8 +84,6 @@ def config_set_changes(client: Client, args: list[bytes]) -> dict:
             server.config["enable-protected-configs"], client
         ):
             error = (typed, "can't set protected config")
-        elif "fixed" in setting.flags:  # Redis can; shardkv cannot change it while running
-            error = (typed, "can't set immutable config")
         elif any(r == registered for _, r, _ in found):
             error = (typed, "duplicate parameter")
         found.append((setting, registered, args[i + 1].decode("latin-1")))
@@ -101,6 +100,11 @@ def config_set_changes(client: Client, args: list[bytes]) -> dict:
             raise CommandError(errors.CONFIG_SET_FAILED % (registered, e)) from None
         if setting.name == "hz":
             value = max(1, min(value, 500))  # as Redis clamps it (updateHZ)
+        if "fixed" in setting.flags and value != server.config[setting.name]:
+            # Redis can change it at run time; shardkv cannot.  Set to the
+            # value it has, it changes nothing, as in Redis (CONFIG SET of
+            # everything CONFIG GET * lists, as tools do, works).
+            raise CommandError(errors.CONFIG_SET_FAILED % (registered, "can't set immutable config"))
         changes[setting.name] = value
     return changes
 
