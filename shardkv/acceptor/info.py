@@ -291,7 +291,7 @@ def build_info(
             ("mem_allocator", "pymalloc"),
             ("active_defrag_running", 0),
             ("lazyfree_pending_objects", 0),
-            ("lazyfreed_objects", 0),
+            ("lazyfreed_objects", sum(s.get("lazyfreed_objects", 0) for s in stats)),
         ],
         "persistence": persistence_section(server, shards),
         "stats": [

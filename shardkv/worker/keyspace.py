@@ -136,6 +136,7 @@ class Keyspace:
         self.watched = first.watched
         self.watch_counts = first.watch_counts
         self.expired_keys = 0  # stats, as INFO reports them
+        self.lazyfreed_objects = 0  # values UNLINK freed as Redis would in the background
         # Keyspace hits and misses: while ``counting`` is on (a read-only
         # command runs, or see :meth:`reading`), each lookup counts one.
         self.counting = False

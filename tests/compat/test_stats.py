@@ -178,3 +178,68 @@ def test_net_input_and_output_bytes(ports):
         "total_net_output_bytes": len(b"+OK\r\n") + len(expected_replies),
     }
     assert got == expected
+
+
+def _lazyfreed(c: redis.Redis) -> int:
+    """INFO's lazyfreed_objects once Redis's background thread is done."""
+    deadline = time.monotonic() + 10
+    while c.info("memory")["lazyfree_pending_objects"] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return c.info("memory")["lazyfreed_objects"]
+
+
+def test_lazyfreed_objects_counts_what_unlink_frees_in_the_background(both):
+    """UNLINK (and DEL under lazyfree-lazy-user-del) frees a value in the
+    background when freeing it takes over 64 allocations: a set, hash or
+    sorted set in a hash table or skip list with more elements, a stream of
+    many nodes or with a consumer group's many pending entries; never a
+    listpack, an intset or a string.  INFO counts them; RESETSTAT zeroes it."""
+    many = [str(i) for i in range(200)]
+    setup = [
+        ["SADD", "big-set", *[f"m{i}" for i in many]],
+        ["SADD", "int-set", *many],  # an intset: one allocation
+        ["SADD", "small-set", "a", "b"],
+        ["HSET", "big-hash", *[x for i in range(600) for x in (f"f{i}", "v")]],  # a hash table
+        ["HSET", "small-hash", *[x for i in many for x in (f"f{i}", "v")]],  # a listpack
+        ["ZADD", "big-zset", *[x for i in many for x in (i, f"m{i}")]],
+        ["RPUSH", "list", *many],  # one quicklist node
+        ["SET", "string", "x" * 100000],
+    ]
+    steps = [
+        ["DEL", "big-set"],  # freed at once: not counted
+        ["UNLINK", "int-set", "small-set", "small-hash", "list", "string"],
+        ["UNLINK", "big-hash", "big-zset"],
+        ["CONFIG", "SET", "lazyfree-lazy-user-del", "yes"],
+        ["DEL", "big-set2"],
+        ["CONFIG", "SET", "lazyfree-lazy-user-del", "no"],
+        ["UNLINK", "stream"],
+        ["UNLINK", "stream-with-group"],
+    ]
+    seen = []
+    for c in both:
+        c.flushall()
+        c.config_set("stream-node-max-entries", 5)
+        try:
+            for command in setup:
+                c.execute_command(*command)
+            c.execute_command("SADD", "big-set2", *[f"m{i}" for i in many])
+            for i in range(400):
+                c.xadd("stream", {"f": i})
+            c.xadd("stream-with-group", {"f": 0})
+            c.xgroup_create("stream-with-group", "g", "0")
+            for i in range(100):
+                c.xadd("stream-with-group", {"f": i})
+            c.xreadgroup("g", "alice", {"stream-with-group": ">"})
+            c.config_resetstat()
+            counts = []
+            for command in steps:
+                c.execute_command(*command)
+                counts.append(_lazyfreed(c))
+            c.config_resetstat()
+            counts.append(_lazyfreed(c))
+            seen.append(counts)
+        finally:
+            c.config_set("stream-node-max-entries", 100)
+            c.config_set("lazyfree-lazy-user-del", "no")
+    assert seen[1] == seen[0], seen
+    assert seen[0] == [0, 0, 2, 2, 3, 3, 4, 5, 0]

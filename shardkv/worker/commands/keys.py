@@ -13,12 +13,57 @@ from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import OK, strict_int
 from shardkv.worker.handlers import Handlers
 from shardkv.worker.keyspace import KEYMISS, Keyspace
+from shardkv.worker.stream import Stream
 from shardkv.worker.values import copy_value
 
 
 def delete(ks: Keyspace, args: list[bytes]) -> object:
-    """DEL key [key ...]"""
+    """DEL key [key ...]
+
+    UNLINK key [key ...]: the same here, where freeing a value costs the
+    shard the same either way; INFO's ``lazyfreed_objects`` counts the
+    values Redis would have freed in the background (UNLINK, or DEL with
+    ``lazyfree-lazy-user-del``): those whose free effort is over
+    :data:`LAZYFREE_THRESHOLD`."""
+    if args[0].lower() == b"unlink" or ks.runtime.extra.get("lazyfree-lazy-user-del") == "yes":
+        deleted = 0
+        for key in args[1:]:
+            value = ks.lookup(key)
+            if value is not None and ks.delete(key):
+                deleted += 1
+                if free_effort(value) > LAZYFREE_THRESHOLD:
+                    ks.lazyfreed_objects += 1
+        return deleted
     return sum(1 for key in args[1:] if ks.delete(key))
+
+
+# Redis frees a value in the background (lazyfree.c) when freeing it would
+# take more than this many allocations.
+LAZYFREE_THRESHOLD = 64
+# Redis's default list-max-listpack-size (-2): quicklist nodes of 8 kB.
+_QUICKLIST_NODE_BYTES = 8192
+
+
+def free_effort(value: object) -> int:
+    """Redis 7.0's ``lazyfreeGetFreeEffort``: about how many allocations
+    freeing ``value`` takes.  A list counts its quicklist nodes (estimated
+    from its size), a stream its nodes (Redis counts its radix tree's, a
+    few more) and, for each consumer group, the first group's pending
+    entries plus one; a set, hash or sorted set in a hash table or skip list
+    its elements; anything else (a listpack, a string) one."""
+    if type(value) is deque:
+        size = sum(len(e) + 2 for e in value)
+        return max(1, -(-size // _QUICKLIST_NODE_BYTES))
+    if type(value) is Stream:
+        effort = len(value.nodes)
+        if value.groups:
+            first = next(iter(value.groups.values()))
+            effort += len(value.groups) * (1 + len(first.pel))
+        return effort
+    if type(value) in (set, dict) or hasattr(value, "encoding"):
+        if object_encoding(value) in ("hashtable", "skiplist"):
+            return len(value)  # type: ignore[arg-type]
+    return 1
 
 
 def exists(ks: Keyspace, args: list[bytes]) -> object:

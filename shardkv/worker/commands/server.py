@@ -117,6 +117,7 @@ def info(ks: Keyspace, args: list[bytes]) -> object:
         "used_cpu_sys": cpu.system,
         "used_cpu_user": cpu.user,
         "evicted_keys": getattr(memory, "evicted", 0),
+        "lazyfreed_objects": ks.lazyfreed_objects,
         "used_memory": eviction.figure(ks),  # what maxmemory counts (not the RSS)
         "keyspace_hits": ks.hits,
         "keyspace_misses": ks.misses,
@@ -204,7 +205,7 @@ def oom(ks: Keyspace, args: list[bytes]) -> object:
 
 def resetstat(ks: Keyspace, args: list[bytes]) -> object:
     """__resetstat -> OK: CONFIG RESETSTAT's part in this shard."""
-    ks.expired_keys = 0
+    ks.expired_keys = ks.lazyfreed_objects = 0
     ks.hits = ks.misses = 0
     stats = ks.stats
     if stats is not None:
