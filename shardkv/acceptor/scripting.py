@@ -247,7 +247,7 @@ class _ScriptSlot(Slot):
                 ro = args[0].lower() == b"evalsha_ro"
                 keys, rest = args[3 : 3 + n], args[3 + n :]
                 plain = _Plain(self)  # a Slot by its deliver()
-                retry = _Retry(self.client, plain, sha, script, ro, keys, rest, b"", self.db)  # type: ignore[arg-type]
+                retry = _Retry(self.client, plain, sha, script, ro, keys, rest, b"", self.db, stat_name(args))  # type: ignore[arg-type]
                 retry.start(*_parse_marker(body))
                 return
             body = encode_error(errors.NOSCRIPT)
@@ -300,7 +300,7 @@ def run_script(
         escaping = (0, [])
     slot = _ScriptResult(client, name)
     client.pending.append(slot)
-    _Retry(client, slot, sha, body, ro, keys, rest, fname, client.db).start(*escaping)
+    _Retry(client, slot, sha, body, ro, keys, rest, fname, client.db, name).start(*escaping)
 
 
 def _run_on_shard(
@@ -314,19 +314,24 @@ def _run_on_shard(
     fname: bytes = b"",
     name: str = "eval",
 ) -> None:
+    flags = 0
     if fname:
         command = [b"fcall_ro" if ro else b"fcall", fname]
     elif sha in CACHE.knows(shard):
         command = [b"evalsha_ro" if ro else b"evalsha", sha]
+        if not name.startswith("evalsha"):
+            flags = wire.FLAG_AS_EVAL  # (the shard counts what it counts as EVAL's)
     else:
         command = [b"eval_ro" if ro else b"eval", body]
     command += [b"%d" % len(keys), *keys, *rest]
     slot = _ScriptResult(client, name)
     client.pending.append(slot)
-    sink = _ShardReply(client, slot, shard, sha, body, ro, keys, rest, fname, client.db)
+    sink = _ShardReply(client, slot, shard, sha, body, ro, keys, rest, fname, client.db, name)
     header = client.headers[client.resp3]
     if client.server.monitors:  # the worker reports what the script calls
-        header = wire.entry_header(wire.FLAG_MONITOR | (wire.FLAG_RESP3 if client.resp3 else 0), db=client.db)
+        flags |= wire.FLAG_MONITOR
+    if flags:
+        header = wire.entry_header(flags | (wire.FLAG_RESP3 if client.resp3 else 0), db=client.db)
         _MONITORED.setdefault(shard, deque()).append(sink)
         monitor.expect_lines(client, sink)
     client.server.links[shard].send(header, encode_command(command), sink)
@@ -336,7 +341,20 @@ class _ShardReply:
     """A script's reply from one shard: passed on, unless the script
     needs other shards (then it runs again, atomically across them)."""
 
-    __slots__ = ("client", "slot", "shard", "sha", "body", "ro", "keys", "rest", "fname", "db", "hold")
+    __slots__ = (
+        "client",
+        "slot",
+        "shard",
+        "sha",
+        "body",
+        "ro",
+        "keys",
+        "rest",
+        "fname",
+        "db",
+        "hold",
+        "name",
+    )
 
     def __init__(
         self,
@@ -350,9 +368,11 @@ class _ShardReply:
         rest: list[bytes],
         fname: bytes,
         db: int,
+        name: str,
     ) -> None:
         self.fname = fname
         self.db = db  # the client's when it called the script
+        self.name = name  # the client's command
         self.client = client
         self.slot = slot
         self.shard = shard
@@ -384,6 +404,7 @@ class _ShardReply:
                     self.rest,
                     self.fname,
                     self.db,
+                    self.name,
                 )
                 retry.start(everything, extra)
                 return
@@ -417,7 +438,20 @@ class _Retry:
     """Runs a script as one atomic operation over the shards it needs,
     again with more of them each time it finds it needs more."""
 
-    __slots__ = ("client", "slot", "sha", "body", "ro", "keys", "rest", "fname", "db", "everything", "extra")
+    __slots__ = (
+        "client",
+        "slot",
+        "sha",
+        "body",
+        "ro",
+        "keys",
+        "rest",
+        "fname",
+        "db",
+        "name",
+        "everything",
+        "extra",
+    )
 
     def __init__(
         self,
@@ -430,8 +464,10 @@ class _Retry:
         rest: list[bytes],
         fname: bytes = b"",
         db: int = 0,
+        name: str = "eval",
     ) -> None:
         self.fname = fname
+        self.name = name  # the client's command (its failed_calls, read-only if _ro)
         self.client = client
         self.slot = slot
         self.sha = sha
@@ -454,7 +490,7 @@ class _Retry:
         command = [
             Verb.FCALL if self.fname else Verb.EVAL,
             b"%d" % self.everything,
-            b"1" if self.ro else b"0",
+            self.name.encode(),
             self.fname or self.body,
             b"%d" % len(self.keys),
             *self.keys,

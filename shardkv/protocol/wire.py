@@ -211,6 +211,7 @@ FLAG_RESP3 = 1  # encode the reply in RESP3
 FLAG_PART = 2  # one shard's part of a command that spans shards
 FLAG_PARK = 4  # stop here for a cross-shard operation (see crossshard)
 FLAG_MONITOR = 8  # a script with MONITOR on: report the commands it calls (``M``)
+FLAG_AS_EVAL = 16  # an EVAL[_RO] sent as EVALSHA[_RO] (the shard has its body): EVAL's counts
 
 BATCH = 66  # b"B"
 CANCEL = 88  # b"X"

@@ -489,9 +489,10 @@ def fcall(ks: Keyspace, args: list[bytes]) -> object:
 
 
 def fcall_across(ks: Keyspace, args: list[bytes]) -> object:
-    """__fcall everything ro function numkeys key... arg... -> FCALL run by
-    the executor of a cross-shard operation."""
-    return _fcall(ks, [b"fcall", *args[3:]], args[2] == b"1", int(args[1]))
+    """__fcall everything command function numkeys key... arg... -> FCALL run
+    by the executor of a cross-shard operation (``command``: the client's,
+    ``fcall`` or ``fcall_ro``)."""
+    return _fcall(ks, [b"fcall", *args[3:]], args[2].endswith(b"_ro"), int(args[1]))
 
 
 def function_records(ks: Keyspace, args: list, reply: object) -> list[list[bytes]]:

@@ -680,10 +680,18 @@ class Engine:
             # acceptor counts the call failed (acceptor/scripting.py).
             self._nested_errors = None
             stats = getattr(self.shard, "stats", None)
-            if stats is not None:
-                for message in nested:
-                    if message is not None:
+            made = 0
+            for message in nested:
+                if message is not None:
+                    made = 1
+                    if stats is not None:
                         stats.error(message)
+            # Redis's failed_calls: one for each command's error passed on
+            # (afterErrorReply's ERR_REPLY_FLAG_NO_STATS_UPDATE), and one more
+            # if the script made any (call() sees new error replies); the
+            # acceptor counts one, the shard the rest (Shard.execute).
+            failures = sum(1 for m in nested if m is None) + made
+            return ScriptReply(tree, failures - 1)
         return ScriptReply(tree)
 
     def _invoke_wide(
@@ -1480,10 +1488,13 @@ class Engine:
 class ScriptReply:
     """A script's reply, encoded in the client's protocol only when sent."""
 
-    __slots__ = ("tree",)
+    __slots__ = ("tree", "failures")
 
-    def __init__(self, tree: LuaValue) -> None:
+    def __init__(self, tree: LuaValue, failures: int = 0) -> None:
         self.tree = tree
+        # The failed_calls the reply makes beyond the one the acceptor
+        # counts (errors in its arrays, see Engine._invoke).
+        self.failures = failures
 
     def to_resp(self, resp3: bool) -> bytes:
         out: list[bytes] = []
@@ -1731,16 +1742,17 @@ def evalsha(ks: Keyspace, args: list[bytes]) -> object:
 
 
 def eval_across(ks: Keyspace, args: list[bytes]) -> object:
-    """__eval everything ro body numkeys key... arg... -> a script run by the
-    executor of a cross-shard operation (see shardkv.acceptor.scripting).
-    ``everything``: every shard is parked and all their keys are here."""
+    """__eval everything command body numkeys key... arg... -> a script run
+    by the executor of a cross-shard operation (see shardkv.acceptor.scripting).
+    ``everything``: every shard is parked and all their keys are here;
+    ``command``: the client's (``evalsha_ro``...), read-only if ``_ro``."""
     engine = engine_of(ks)
     body = args[3]
     n = int(args[4])
     sha = engine.load(body)
     engine.everything = int(args[1])
     try:
-        return engine.eval(sha, args[5 : 5 + n], args[5 + n :], args[2] == b"1")
+        return engine.eval(sha, args[5 : 5 + n], args[5 + n :], args[2].endswith(b"_ro"))
     except CrossShard as e:
         return _cross_reply(e)
     finally:

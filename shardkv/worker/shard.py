@@ -145,6 +145,8 @@ class Shard:
         self.stats = self.keyspace.stats = Stats()
         self.stats.skip_local = True
         self.timing = True
+        # The entry run now is an EVAL sent as EVALSHA (wire.FLAG_AS_EVAL).
+        self.as_eval = 0
         # Cross-shard operations this shard has prepared, outcome unknown.
         self.prepared: dict[int, Prepared] = {}
         # For each reply of the batch so far, how many events were noted
@@ -219,15 +221,25 @@ class Shard:
                 else:
                     row[3] += 1
                     stats.error(value.message)
-            elif type(value) is ScriptReply and type(value.tree) is Error:
-                row[3] += 1  # an error the script passed on, counted already
+            elif type(value) is ScriptReply:
+                if type(value.tree) is Error:
+                    row[3] += 1  # an error the script passed on, counted already
+                elif value.failures:  # errors in its arrays: the acceptor counts one
+                    name = stat_name(args)
+                    if self.as_eval:  # the client's command
+                        name = "eval_ro" if name.endswith("_ro") else "eval"
+                    stats._row(name)[3] += value.failures
             if ns >= stats.slow_threshold_ns >= 0:
                 stats.slow(args, ns // 1000)
-        elif type(value) is Error and args[0] in _SCRIPT_RUNS and self.stats is not None:
-            # A script's run across shards (internal) failed: its error is the
-            # script's reply, counted as a script's (see shardkv.worker.scripting).
-            if not value.message.startswith(scripting.CROSS_MARKER):
-                self.stats.error(value.message)
+        elif args[0] in _SCRIPT_RUNS and self.stats is not None:
+            if type(value) is Error:
+                # A script's run across shards (internal) failed: its error is the
+                # script's reply, counted as a script's (see shardkv.worker.scripting).
+                if not value.message.startswith(scripting.CROSS_MARKER):
+                    self.stats.error(value.message)
+            elif type(value) is ScriptReply and value.failures:
+                # (args[2]: the client's command, see acceptor.scripting._Retry)
+                self.stats._row(args[2].decode("latin-1"))[3] += value.failures
         if type(value) is Error:
             return value
         if ks.unchanged:
@@ -406,8 +418,15 @@ class Shard:
                     append(wire.encode_part(value))
                     if noted is not None and len(noted) > start:
                         self.part_spans.append((start, len(noted)))
-                elif header & wire.FLAG_MONITOR:
-                    append(self._monitored(args, header & wire.FLAG_RESP3))
+                elif header & (wire.FLAG_MONITOR | wire.FLAG_AS_EVAL):
+                    self.as_eval = header & wire.FLAG_AS_EVAL
+                    try:
+                        if header & wire.FLAG_MONITOR:
+                            append(self._monitored(args, header & wire.FLAG_RESP3))
+                        else:
+                            append(encode(execute(args), header & wire.FLAG_RESP3))
+                    finally:
+                        self.as_eval = 0
                 else:
                     value = execute(args)
                     if type(value) is list and len(value) > BIG_ARRAY:

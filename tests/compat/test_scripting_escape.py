@@ -67,3 +67,83 @@ def test_an_error_of_the_acceptors_command_before_an_escape_counts_once(servers)
     )
     real, ours = servers
     assert _errors_of(ours, script) == _errors_of(real, script)
+
+
+def _failures_of(port: int, script: str, how: str) -> tuple:
+    """Run ``script`` (one key, ``k``) as ``how`` says: the reply, errorstats
+    and the script command's and INCR's counts."""
+    c = redis.Redis(port=port, protocol=2)
+    c.flushall()
+    c.script_flush()
+    sha = c.script_load(script)
+    if how == "EVAL again":  # the shard has the script: shardkv sends it as EVALSHA
+        c.eval(script, 1, "k")
+    c.config_resetstat()
+    reply: object
+    if how == "EVALSHA":
+        reply = c.evalsha(sha, 1, "k")
+    elif how == "MULTI":
+        p = c.pipeline(transaction=True)
+        p.eval(script, 1, "k")
+        reply = p.execute(raise_on_error=False)[0]
+    else:
+        reply = c.eval(script, 1, "k")
+    rows = c.info("commandstats")
+    figures = (
+        str(reply),
+        c.info("errorstats"),
+        {
+            name: {
+                k: rows.get("cmdstat_" + name, {}).get(k, 0)
+                for k in ("calls", "rejected_calls", "failed_calls")
+            }
+            for name in ("eval", "evalsha", "incr")
+        },
+    )
+    c.close()
+    return figures
+
+
+def test_each_commands_error_in_a_reply_fails_the_call_once_more(servers):  # noqa: F811
+    """Redis counts a script's call failed once for each command's error its
+    reply passes on (afterErrorReply's NO_STATS_UPDATE), and once more if
+    the script made one of them, on one shard, across shards, after an
+    escape, by EVALSHA, and in MULTI."""
+    scripts = [
+        "redis.call('set', KEYS[1], 'x')\nreturn {redis.pcall('incr', KEYS[1]), redis.pcall('incr', KEYS[1])}",
+        "redis.call('set', KEYS[1], 'x')\n"
+        "return {redis.pcall('incr', KEYS[1]), {redis.pcall('nosuch')}, redis.error_reply('E x'), {err='F y'}}",
+        "redis.call('set', KEYS[1], 'x')\nlocal n = #redis.call('keys', '*')\n"
+        "return {redis.pcall('incr', KEYS[1]), redis.pcall('incr', KEYS[1]), {err='F y'}}",
+        "redis.call('set', 'other{q}', 'x')\nreturn {redis.pcall('incr', 'other{q}'), redis.pcall('incr', 'other{q}')}",
+    ]
+    real, ours = servers
+    for script in scripts:
+        for how in ("EVAL", "EVAL again", "EVALSHA", "MULTI"):
+            assert _failures_of(ours, script, how) == _failures_of(real, script, how), (script, how)
+
+
+def test_each_commands_error_in_a_functions_reply_fails_fcall_once_more(servers):  # noqa: F811
+    library = (
+        "#!lua name=errs\n"
+        "redis.register_function('errs', function(keys)\n"
+        "  redis.call('set', keys[1], 'x')\n"
+        "  if #keys > 1 then redis.call('keys', '*') end\n"
+        "  return {redis.pcall('incr', keys[1]), redis.pcall('incr', keys[1]), {err='F y'}}\n"
+        "end)\n"
+    )
+
+    def figures(port: int, *keys: str) -> tuple:
+        c = redis.Redis(port=port, protocol=2)
+        c.flushall()
+        c.function_load(library, replace=True)
+        c.config_resetstat()
+        reply = c.fcall("errs", len(keys), *keys)
+        row = c.info("commandstats")["cmdstat_fcall"]
+        got = (str(reply), c.info("errorstats"), row["calls"], row["failed_calls"])
+        c.close()
+        return got
+
+    real, ours = servers
+    for keys in (("k",), ("k", "other{q}")):
+        assert figures(ours, *keys) == figures(real, *keys), keys
