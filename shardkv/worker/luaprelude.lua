@@ -125,52 +125,42 @@ local function long_results(...)
 end
 -- A script that names them runs wide, with the real functions (see
 -- engine.widen), so only those that reach them otherwise see the wrappers.
-local wrappers = {}  -- wrapper -> the position its callee's errors name ("prelude:N: ")
+-- A wrapper calls the real function under pcall, where its error names no
+-- position and '?' for the function; it raises it again as the script's
+-- own call would have given it: at its caller's line, with the name that
+-- called the wrapper (luaL_argerror's), '?' when that is no name (pcall
+-- called it, or a tail call).
 local string_lib, real_unpack, real_byte = string, unpack, string.byte
 local wrapped_unpack, wrapped_byte
 do
-    local unpack, byte = unpack, string.byte  -- (the names their errors give)
-    wrapped_unpack = function(...) return long_results(unpack(...)) end
-    wrapped_byte = function(...) return long_results(byte(...)) end
-    for _, f in ipairs({wrapped_unpack, wrapped_byte}) do
-        wrappers[f] = "prelude:" .. dbg.getinfo(f, "S").linedefined .. ": "
+    local unpack, byte, real_pcall, match, error = unpack, string.byte, pcall, string.match, error
+    local function rethrow(ok, ...)
+        if ok then return ... end
+        -- level 2: the wrapper; 3: what called it
+        local msg = ...
+        if type(msg) ~= "string" then error(msg, 0) end
+        local n, rest = match(msg, "^bad argument #(%d+) to '%?' (.*)$")
+        if n then
+            local w = dbg.getinfo(2, "n")
+            local name = w and w.name or "?"
+            n = tonumber(n)
+            if w and w.namewhat == "method" then n = n - 1 end
+            if n == 0 then
+                msg = "calling '" .. name .. "' on bad self " .. rest
+            else
+                msg = "bad argument #" .. n .. " to '" .. name .. "' " .. rest
+            end
+        end
+        local c = dbg.getinfo(3, "Sl")
+        if c and c.what ~= "C" and c.what ~= "tail" and c.currentline > 0 then
+            msg = c.short_src .. ":" .. c.currentline .. ": " .. msg
+        end
+        error(msg, 0)
     end
+    wrapped_unpack = function(...) return long_results(rethrow(real_pcall(unpack, ...))) end
+    wrapped_byte = function(...) return long_results(rethrow(real_pcall(byte, ...))) end
 end
 G.unpack, string.byte = wrapped_unpack, wrapped_byte
-local function unwrapped(err, level)
-    -- A wrapped function's error (luaL_error) names the wrapper's line;
-    -- without the wrapper it names its caller's: that of the script, or
-    -- none if a C function (pcall) called it.  ``level``: the wrapper's
-    -- as unwrapped sees it (nil: unknown, the error already caught).
-    if type(err) ~= "string" or err:sub(1, 8) ~= "prelude:" then return err end
-    for f, where in pairs(wrappers) do
-        if err:sub(1, #where) == where then
-            if level then
-                local w = dbg.getinfo(level, "fn")
-                if not (w and rawequal(w.func, f)) then return err end
-                -- the name the script called it by, as luaL_argerror gives it
-                local msg = err:sub(#where + 1)
-                local n, rest = msg:match("^bad argument #(%d+) to '[%w_]+' (.*)$")
-                if n then
-                    n = tonumber(n)
-                    if w.namewhat == "method" then n = n - 1 end
-                    if n == 0 then
-                        msg = "calling '" .. (w.name or "?") .. "' on bad self " .. rest
-                    else
-                        msg = "bad argument #" .. n .. " to '" .. (w.name or "?") .. "' " .. rest
-                    end
-                end
-                local c = dbg.getinfo(level + 1, "Sl")
-                if c and c.what ~= "C" and c.source ~= "=prelude" and c.currentline > 0 then
-                    return c.short_src .. ":" .. c.currentline .. ": " .. msg
-                end
-                return msg
-            end
-            return err:sub(#where + 1)
-        end
-    end
-    return err
-end
 -- lupa's C function that calls a Python object (its metatable's __call).
 local pyobject_call = getmetatable(pyraise).__call
 local function refused_wide(i)
@@ -196,7 +186,7 @@ end
 local real_pcall = pcall
 local function pcall_result(ok, ...)
     if ok then return ok, ... end
-    local e = unwrapped(unwrap((...)))
+    local e = unwrap((...))
     if type(e) == "table" then
         local m = rawget(e, "err")
         if type(m) == "string" then e = m end
@@ -282,7 +272,6 @@ local function handler(err)
     if type(err) == "string" and refused_wide(i) then
         pywiden()  -- the script runs again with the wide forms
     end
-    if i and i.what == "C" then err = unwrapped(err, 4) end  -- (the wrapper: 2 above this)
     while i and (i.what == "C" or i.source == "=prelude") do
         level = level + 1
         i = dbg.getinfo(level, "nSl")

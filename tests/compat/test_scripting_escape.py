@@ -147,3 +147,23 @@ def test_each_commands_error_in_a_functions_reply_fails_fcall_once_more(servers)
     real, ours = servers
     for keys in (("k",), ("k", "other{q}")):
         assert figures(ours, *keys) == figures(real, *keys), keys
+
+
+def test_errors_of_unpack_and_byte_under_another_name_under_pcall(servers):  # noqa: F811
+    """A script that reaches unpack or string.byte under another name calls
+    wrappers (see luaprelude.lua); under pcall their errors read as the real
+    functions' would: '?' when pcall calls one, else the name and the line
+    of the call."""
+    alias = "local u, b = _G['unp'..'ack'], string['by'..'te']\n"
+    for body in (
+        "return {pcall(u, nil)}",
+        "return {pcall(b, 'abc', 'x')}",
+        "local ok, e = pcall(function() local r = u(nil) return r end)\nreturn e",
+        "local ok, e = pcall(function() local r = b('abc', 'x') return r end)\nreturn e",
+        "local ok, e = pcall(function() local r = ('abc'):byte('x') return r end)\nreturn e",
+        "local t = {f = b}\nlocal ok, e = pcall(function() local r = t.f({}) return r end)\nreturn e",
+        "local t = {} for i = 1, 9000 do t[i] = i end\n"
+        "local ok, e = pcall(function() local r = u(t) return r end)\nreturn e",
+        "return {u({1, 2, 3}), b('abc', 1, -1)}",
+    ):
+        same(servers, alias + body)
