@@ -123,17 +123,20 @@ local function long_results(...)
     if not wide and select("#", ...) >= WIDE then widen_pending(3) end
     return ...
 end
--- A script that names them runs wide, with the real functions (see
--- engine.widen), so only those that reach them otherwise see the wrappers.
--- A wrapper calls the real function under pcall, where its error names no
--- position and '?' for the function; it raises it again as the script's
--- own call would have given it: at its caller's line, with the name that
--- called the wrapper (luaL_argerror's), '?' when that is no name (pcall
--- called it, or a tail call).
-local string_lib, real_unpack, real_byte = string, unpack, string.byte
-local wrapped_unpack, wrapped_byte
+-- The functions that give that many values are wrapped so: unpack,
+-- string.byte, the libraries' unpack (cmsgpack's, struct's: Python
+-- callables), and what passes between coroutines (coroutine.resume, the
+-- function coroutine.wrap makes, and coroutine.yield).  A script that names unpack or byte runs
+-- wide, with the real functions (see engine.widen), so only those that
+-- reach them otherwise see the wrappers.  A wrapper calls the real
+-- function under pcall, where its error names no position and '?' for
+-- the function; it raises it again as the script's own call would have
+-- given it: at its caller's line, with the name that called the wrapper
+-- (luaL_argerror's), '?' when that is no name (pcall called it, or a tail
+-- call, which also loses the line).
+local wrapped = {}  -- {table, key, real function, wrapper}: what engine.widen swaps
 do
-    local unpack, byte, real_pcall, match, error = unpack, string.byte, pcall, string.match, error
+    local real_pcall, match, error = pcall, string.match, error
     local function rethrow(ok, ...)
         if ok then return ... end
         -- level 2: the wrapper; 3: what called it
@@ -157,10 +160,37 @@ do
         end
         error(msg, 0)
     end
-    wrapped_unpack = function(...) return long_results(rethrow(real_pcall(unpack, ...))) end
-    wrapped_byte = function(...) return long_results(rethrow(real_pcall(byte, ...))) end
+    local function wrap(f)
+        return function(...) return long_results(rethrow(real_pcall(f, ...))) end
+    end
+    local function library_error(ok, ...)
+        if ok or type((...)) ~= "userdata" then return ok, ... end
+        return false, tostring((...))  -- (a Python exception: its text)
+    end
+    local function wrap_library(f)
+        return function(...) return long_results(rethrow(library_error(real_pcall(f, ...)))) end
+    end
+    local cowrap = coroutine.wrap
+    local function wrapped_cowrap(...)
+        local ok, f = real_pcall(cowrap, ...)
+        if not ok then rethrow(ok, f) end
+        return wrap(f)
+    end
+    local function add(t, k, w)
+        local f = rawget(t, k)
+        wrapped[#wrapped + 1] = {t, k, f, w(f)}
+    end
+    add(G, "unpack", wrap)
+    add(string, "byte", wrap)
+    add(libs.modules.cmsgpack, "unpack", wrap_library)
+    add(libs.modules.struct, "unpack", wrap_library)
+    add(coroutine, "resume", wrap)
+    add(coroutine, "yield", function(yield)  -- (no pcall: a yield cannot cross one)
+        return function(...) return long_results(yield(...)) end
+    end)
+    add(coroutine, "wrap", function() return wrapped_cowrap end)
+    for _, w in ipairs(wrapped) do rawset(w[1], w[2], w[4]) end
 end
-G.unpack, string.byte = wrapped_unpack, wrapped_byte
 -- lupa's C function that calls a Python object (its metatable's __call).
 local pyobject_call = getmetatable(pyraise).__call
 local function refused_wide(i)
@@ -365,6 +395,9 @@ local globals = {}
 for k, v in pairs(G) do globals[k] = v end
 for k in pairs(globals) do G[k] = nil end
 globals._G = G
+for i = 1, #wrapped do
+    if wrapped[i][1] == G then wrapped[i][1] = globals end  -- (unpack: engine.widen swaps it there)
+end
 -- A script's read of a global is a table's: G's __index is the hidden
 -- table itself, whose own __index (a miss) raises.
 setmetatable(globals, {
@@ -512,12 +545,12 @@ function engine.widen(on)
     wide = on
     if on then
         redis.call, redis.pcall = wide_call, wide_pcall
-        rawset(globals, "unpack", real_unpack)
-        string_lib.byte = real_byte
     else
         redis.call, redis.pcall = pyraise, narrow_pcall
-        rawset(globals, "unpack", wrapped_unpack)
-        string_lib.byte = wrapped_byte
+    end
+    for i = 1, #wrapped do
+        local w = wrapped[i]
+        rawset(w[1], w[2], on and w[3] or w[4])
     end
 end
 
