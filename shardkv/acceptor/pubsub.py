@@ -286,6 +286,28 @@ def receivers(channel: bytes, message: bytes) -> list[tuple[Client, _Message]]:
     return out
 
 
+# K > 1: whom a script's held PUBLISH reaches here, by (asking acceptor,
+# token), kept from its count to the script's end (bus.HELD_COUNT), then
+# delivered or dropped (bus.HELD_PUBLISH): the very subscribers it counted.
+_HELD: dict[tuple[int, int], list[tuple[Client, _Message]]] = {}
+_HELD_MAX = 65536  # (a script's end never told, its acceptor gone: bounded)
+
+
+def bus_held_count(server, origin: int, args: list) -> int:
+    token, channel, message = args
+    found = receivers(channel, message)
+    if len(_HELD) < _HELD_MAX:
+        _HELD[(origin, int(token))] = found
+    return len(found)
+
+
+def bus_held_publish(server, origin: int, args: list) -> int:
+    found = _HELD.pop((origin, int(args[0])), None)
+    if found and int(args[1]):
+        deliver(server, found)
+    return 1
+
+
 def deliver(server, held: list[tuple[Client, _Message]]) -> None:
     """Deliver what :func:`receivers` found (to those still connected)."""
     if held:
@@ -454,10 +476,7 @@ def pubsub(client: Client, args: list[bytes]) -> None:
 
 def _pubsub_here(sub: bytes, rest: list[bytes]) -> list:
     """This acceptor's part of PUBSUB NUMSUB (counts), CHANNELS (names) or
-    NUMPAT (patterns); ``receivers``, not a client's: how many a PUBLISH on
-    ``rest[0]`` would reach (a script's PUBLISH held back, K > 1)."""
-    if sub == b"receivers":
-        return [len(receivers(rest[0], b""))]
+    NUMPAT (patterns)."""
     if sub == b"numsub":
         return [len(CHANNELS.get(channel, ())) for channel in rest]
     if sub == b"channels":

@@ -34,6 +34,7 @@ it.  SWAPDB is the workers' (a script's write of every database, see
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from collections.abc import Callable
 from functools import partial
@@ -58,7 +59,9 @@ def on_attach(server: Acceptor, link: ShardLink) -> None:
     had borrowed comes back as it was lent.)"""
     link.on_script_query = lambda payload: answer(server, link, payload)
     GENERATOR.forget(link)
-    _HELD.pop(link, None)  # a script's, whose worker is gone
+    held = _HELD.pop(link, None)  # a script's, whose worker is gone
+    if held is not None:
+        held.drop(server)
 
 
 def answer(server: Acceptor, link: ShardLink, payload: bytes) -> None:
@@ -69,7 +72,9 @@ def answer(server: Acceptor, link: ShardLink, payload: bytes) -> None:
     elif verb == Verb.RANDOM_BACK:
         GENERATOR.give_back(link, int(args[1]))
     elif verb == Verb.HELD_DROP:
-        _forget(server, _HELD.pop(link, None))
+        held = _HELD.pop(link, None)
+        if held is not None:
+            held.drop(server)
     else:
         generation = link.generation
 
@@ -99,18 +104,20 @@ class _Held:
     run that ends counts and publishes (:attr:`Verb.HELD_COMMIT`; the one
     that stops sends :attr:`Verb.HELD_DROP`)."""
 
-    __slots__ = ("stats", "publishes")
+    __slots__ = ("stats", "publishes", "tokens")
 
     def __init__(self, server: Acceptor) -> None:
         self.stats = Stats()
         self.stats.align(server.stats)
         # Each delivers its PUBLISH, then calls the function it is given.
         self.publishes: list[Callable[[Callable[[], None]], None]] = []
+        self.tokens: list[int] = []  # K > 1: the other acceptors keep whom each PUBLISH reaches
 
     def publish(self, server: Acceptor, caller: _Caller, channel: bytes, message: bytes) -> None:
-        """A held PUBLISH: answer how many it reaches; deliver at the commit.
-        With one acceptor it goes to exactly those it counted (still
-        connected); with several, to every acceptor's subscribers then."""
+        """A held PUBLISH: answer how many it reaches; deliver at the commit
+        to exactly those it counted (still connected), as Redis, where no
+        one (un)subscribes while a script runs: with several acceptors,
+        each keeps its own (bus.HELD_COUNT) until told (bus.HELD_PUBLISH)."""
         here = pubsub.receivers(channel, message)
         bus_ = server.bus
         if bus_ is None:
@@ -122,19 +129,31 @@ class _Held:
             self.publishes.append(now)
             caller.reply(len(here))
             return
+        token = next(_TOKENS)
+        self.tokens.append(token)
 
         def later(done: Callable[[], None]) -> None:
-            bus_.ask(
-                bus.PUBLISH, [channel, message], lambda counts: done(), everyone=True, failed=lambda e: done()
-            )
+            pubsub.deliver(server, here)
+            bus_.ask(bus.HELD_PUBLISH, [token, 1], lambda answers: done(), failed=lambda e: done())
 
         self.publishes.append(later)
         bus_.ask(
-            bus.PUBSUB,
-            [b"receivers", channel],
-            lambda answers: caller.reply(len(here) + sum(a[0] for a in answers)),
+            bus.HELD_COUNT,
+            [token, channel, message],
+            lambda answers: caller.reply(len(here) + sum(answers)),
             failed=caller.reply_error,
         )
+
+    def drop(self, server: Acceptor) -> None:
+        """The script stopped to run again across shards: the other acceptors
+        forget whom its PUBLISHes reached (the run across shards asks again)."""
+        if self.tokens and server.bus is not None:
+            for token in self.tokens:
+                server.bus.tell(bus.HELD_PUBLISH, [token, 0])
+        _forget(server, self)
+
+
+_TOKENS = itertools.count(1)
 
 
 _HELD: dict[ShardLink, _Held] = {}

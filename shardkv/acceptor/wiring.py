@@ -156,6 +156,8 @@ def wiring() -> Wiring:
         # The bus between acceptors (K > 1 only): one handler per kind.
         bus_handlers={
             bus.PUBLISH: pubsub.bus_publish,
+            bus.HELD_COUNT: pubsub.bus_held_count,
+            bus.HELD_PUBLISH: pubsub.bus_held_publish,
             bus.PUBSUB: pubsub.bus_pubsub,
             bus.CLIENTS: connection.bus_clients,
             bus.KILL: connection.bus_kill,

@@ -79,9 +79,14 @@ SEEN = b"seen"  # ask [shard, seq for acceptor 0, 1, ...] -> 1 once it handed ou
 # [sha, body, ...], every script it has (a restarted acceptor's, before it listens).
 SCRIPT = b"script"
 OOM = b"oom"  # ask [0 or 1] -> 1 once it took that as its OOM state (maxmemory shared out anew)
+# A script's PUBLISH held back until the script ends (see shardkv.acceptor.scriptcalls):
+HELD_COUNT = b"heldcount"  # ask [token, channel, message] -> receivers here, kept for the token
+HELD_PUBLISH = b"heldpublish"  # ask [token, 1] -> 1 once delivered to those kept; tell [token, 0]: dropped
 
 KINDS = (
     PUBLISH,
+    HELD_COUNT,
+    HELD_PUBLISH,
     PUBSUB,
     CLIENTS,
     KILL,

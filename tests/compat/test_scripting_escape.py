@@ -7,9 +7,15 @@ INFO commandstats counts each call once (the acceptor's commands too).
 
 from __future__ import annotations
 
+import time
+
+import pytest
 import redis
 
 from tests.compat.test_scripting_wide import COUNTED, same, servers  # noqa: F401  (the fixture)
+from tests.support.acceptors import client_on
+from tests.support.resp import RespClient
+from tests.support.servers import start_redis, start_shardkv
 
 ACCEPTORS = COUNTED | {"cmdstat_" + name for name in ("publish", "info", "pubsub|numsub", "keys", "swapdb")}
 
@@ -225,3 +231,51 @@ def test_errors_of_wrapped_libraries_and_coroutines(servers):  # noqa: F811
         "return {cmsgpack.unpack(cmsgpack.pack(1, 2, 'x')), struct.unpack('bb', 'ab')}",
     ):
         same(servers, script)
+
+
+# A script on a shard of several publishes, then waits (a few thousand
+# calls at most) until someone subscribes: another client, on another
+# acceptor, subscribes meanwhile where it can (shardkv: SUBSCRIBE is the
+# acceptor's), after the script as in Redis.  The count PUBLISH answered
+# and the subscribers the message reached must agree.
+WAITS = (
+    "local n = redis.call('publish', 'ch', 'm')\n"
+    "local i = 0\n"
+    "while i < 3000 and redis.call('pubsub', 'numsub', 'ch')[2] == 0 do i = i + 1 end\n"
+)
+
+
+@pytest.fixture(scope="module")
+def two_acceptors():
+    real = start_redis()
+    ours = start_shardkv(shards=2, acceptors=2)
+    yield real.port, ours.port
+    real.stop()
+    ours.stop()
+
+
+def _count_and_delivery(port: int, script: str, acceptors: int) -> tuple:
+    pick = (lambda i: client_on(port, i)) if acceptors > 1 else (lambda i: RespClient(port))
+    runner, subscriber = pick(0), pick(1)
+    runner.command("FLUSHALL")
+    runner.send("EVAL", script, "0")
+    time.sleep(0.2)  # (so the script has published: Redis runs SUBSCRIBE after it anyway)
+    subscriber.send("SUBSCRIBE", "ch")
+    counted = runner.read_reply()
+    runner.command("PUBLISH", "ch", "end")
+    got = []
+    while (reply := subscriber.read_reply())[0] != b"message" or reply[2] != b"end":  # type: ignore[index]
+        if reply[0] == b"message":  # type: ignore[index]
+            got.append(reply[2])  # type: ignore[index]
+    runner.close()
+    subscriber.close()
+    return counted, got
+
+
+def test_a_held_publish_reaches_whom_it_counted_with_several_acceptors(two_acceptors):
+    real, ours = two_acceptors
+    for script in (WAITS + "return n", WAITS + "local k = #redis.call('keys', '*')\nreturn n"):
+        expected = _count_and_delivery(real, script, 1)
+        counted, got = _count_and_delivery(ours, script, 2)
+        assert counted == len(got), script
+        assert expected == (0, [])
