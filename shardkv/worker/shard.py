@@ -418,17 +418,19 @@ class Shard:
                     append(wire.encode_part(value))
                     if noted is not None and len(noted) > start:
                         self.part_spans.append((start, len(noted)))
-                elif header & (wire.FLAG_MONITOR | wire.FLAG_AS_EVAL):
+                elif header & wire.FLAG_MONITOR:
                     self.as_eval = header & wire.FLAG_AS_EVAL
                     try:
-                        if header & wire.FLAG_MONITOR:
-                            append(self._monitored(args, header & wire.FLAG_RESP3))
-                        else:
-                            append(encode(execute(args), header & wire.FLAG_RESP3))
+                        append(self._monitored(args, header & wire.FLAG_RESP3))
                     finally:
                         self.as_eval = 0
                 else:
-                    value = execute(args)
+                    if header & wire.FLAG_AS_EVAL:
+                        self.as_eval = 1
+                        value = execute(args)
+                        self.as_eval = 0
+                    else:
+                        value = execute(args)
                     if type(value) is list and len(value) > BIG_ARRAY:
                         body = self._stream_array(
                             bodies, value, header & wire.FLAG_RESP3, writer, logged_before
