@@ -95,13 +95,14 @@ from shardkv.acceptor.crossshard import AtomicOp
 from shardkv.acceptor.fanout import Gather
 from shardkv.acceptor.replies import Slot, origin_of
 from shardkv.acceptor.shardlink import BUSY_LINKS
-from shardkv.protocol import errors, wire
+from shardkv.protocol import bus, errors, wire
 from shardkv.protocol.args import parse_long_double
 from shardkv.protocol.resp import NULL_ARRAY, KeyedArrays, encode, encode_command, encode_error
 from shardkv.protocol.wire import Verb
 
 if TYPE_CHECKING:
     from shardkv.acceptor.client import Client
+    from shardkv.acceptor.server import Acceptor
     from shardkv.acceptor.shardlink import ShardLink
     from shardkv.protocol.commands import Command
 
@@ -211,7 +212,7 @@ class _OneShard:
         if self.link.blocked.pop(self.token, None) is not None:
             self.link.send_frame(b"X%d" % self.token)
 
-    def unblock(self, error: bool, answer: Answer, after: int = -1) -> None:
+    def unblock(self, error: bool, answer: Answer, after: int = -1, pin: Pin | None = None) -> None:
         """CLIENT UNBLOCK: the shard decides (``__unblock``, after what came
         before it on the pipe; inside EXEC, ``after`` is what it waits for
         there, see :meth:`shardkv.worker.blocking.Waiters.unblock`): see
@@ -387,8 +388,12 @@ class _CrossShard:
             self.wait_keys.setdefault(shard_of(key), []).append(key)
         self.notifies: list[_Notify] = []
         self.trying = False  # an atomic try is on its way
-        # CLIENT UNBLOCKs waiting for the try's outcome: (error, answer).
-        self.unblocking: list[tuple[bool, Answer]] = []
+        # CLIENT UNBLOCKs waiting for the try's outcome: (error, answer, the
+        # pin of their EXEC or None).
+        self.unblocking: list[tuple[bool, Answer, Pin | None]] = []
+        # An EXEC's CLIENT UNBLOCK unblocked it: (error, that EXEC's pin),
+        # until the EXEC is decided (see :class:`Pin`).
+        self.pinned: tuple[bool, Pin] | None = None
         self.attempt()
 
     def attempt(self) -> None:
@@ -483,11 +488,17 @@ class _CrossShard:
         if body not in _NULLS or (self.stream and self.timeout is None):
             self.finish(body)
             return
-        if self.unblocking:  # nothing to pop: now the CLIENT UNBLOCK answers it
-            error, answer = self.unblocking.pop(0)
-            self.finish(_unblocked_body(self.client, error))
-            answer(1)
-            return
+        while self.unblocking:  # nothing to pop: now the CLIENT UNBLOCK answers it
+            error, answer, pin = self.unblocking.pop(0)
+            if pin is not None and pin.ran is None:  # an EXEC's: its client waits for the EXEC
+                self._pin(error, pin)
+                answer(1)
+                return
+            if pin is None or pin.ran:  # (an EXEC already decided: no need to wait)
+                self.finish(_unblocked_body(self.client, error))
+                answer(1)
+                return
+            answer(0)  # an EXEC that did not run: as if it never was
         # Every shard ran the try (and resolved $): from now on a write wakes
         # the __bwait below, wherever it comes from.
         self.client.state.show_blocked(self.token)
@@ -542,23 +553,62 @@ class _CrossShard:
         WAITING.pop(self.token, None)
         self._cancel_notifies()
 
-    def unblock(self, error: bool, answer: Answer, after: int = -1) -> None:
+    def unblock(self, error: bool, answer: Answer, after: int = -1, pin: Pin | None = None) -> None:
         """CLIENT UNBLOCK: only a try pops, so the command is answered by
         one: the one on its way, or a new one, queued after what came before
         the CLIENT UNBLOCK.  If it pops, the client gets that (as Redis
         serves it before the CLIENT UNBLOCK runs), and CLIENT UNBLOCK
         replies 0; if it finds nothing, the client gets the null or
-        ``-UNBLOCKED``, and CLIENT UNBLOCK replies 1."""
-        self.unblocking.append((error, answer))
+        ``-UNBLOCKED``, and CLIENT UNBLOCK replies 1.  An EXEC's (``pin``)
+        pins the wait instead, until the EXEC is decided (see :class:`Pin`).
+        Pinned, the wait tries nothing: another CLIENT UNBLOCK of that EXEC
+        replies 0, anyone else's waits for the EXEC's outcome."""
+        if self.pinned is not None:
+            if pin is self.pinned[1]:
+                answer(0)
+            else:
+                self.unblocking.append((error, answer, pin))
+            return
+        self.unblocking.append((error, answer, pin))
         if not self.trying:
             self._cancel_notifies()
+            self.attempt()
+
+    def _pin(self, error: bool, pin: Pin) -> None:
+        """An EXEC's CLIENT UNBLOCK found nothing to pop: wait for nothing,
+        try nothing, until the EXEC is decided.  Its other CLIENT UNBLOCKs
+        of this client reply 0 (it is unblocked)."""
+        self.pinned = (error, pin)
+        pin.waits.append(self)
+        unblocking, self.unblocking = self.unblocking, []
+        for entry in unblocking:
+            if entry[2] is pin:
+                entry[1](0)
+            else:
+                self.unblocking.append(entry)
+
+    def unpinned(self, pin: Pin, ran: bool) -> None:
+        """The EXEC that pinned the wait is decided: if it ran, the client
+        gets its null or ``-UNBLOCKED`` (and the CLIENT UNBLOCKs that came
+        meanwhile reply 0); if not, it waits again, as if that EXEC's
+        UNBLOCKs never were (a try first, which also answers the other
+        CLIENT UNBLOCKs that came meanwhile)."""
+        if self.pinned is None or self.pinned[1] is not pin:
+            return
+        error = self.pinned[0]
+        self.pinned = None
+        if self.done:  # its client went away
+            self._answer_unblocks(False)
+        elif ran:
+            self.finish(_unblocked_body(self.client, error))
+        else:
             self.attempt()
 
     def _answer_unblocks(self, first: bool) -> None:
         """Answer the CLIENT UNBLOCKs still waiting: 1 for the first when
         ``first`` (it unblocked a client that went away meanwhile), else 0."""
         unblocking, self.unblocking = self.unblocking, []
-        for i, (_, answer) in enumerate(unblocking):
+        for i, (_, answer, _pin) in enumerate(unblocking):
             answer(1 if first and i == 0 else 0)
 
 
@@ -611,7 +661,7 @@ class _NoReplicas:
             self.timer.cancel()
             self.timer = None
 
-    def unblock(self, error: bool, answer: Answer, after: int = -1) -> None:
+    def unblock(self, error: bool, answer: Answer, after: int = -1, pin: Pin | None = None) -> None:
         """CLIENT UNBLOCK: nothing can serve a WAIT meanwhile, so it is unblocked."""
         self.finish(error)
         answer(1)
@@ -640,7 +690,7 @@ def _stream_options(args: list[bytes]) -> tuple[bytes | None, bytes]:
     return timeout, group
 
 
-def unblock(client: Client, error: bool, answer: Answer, after: int = -1) -> None:
+def unblock(client: Client, error: bool, answer: Answer, after: int = -1, pin: Pin | None = None) -> None:
     """CLIENT UNBLOCK: ``answer(1)`` once the blocked command of ``client``
     is answered as if it timed out, or with ``-UNBLOCKED``; ``answer(0)``
     when ``client`` is not blocked on keys, or not yet (its shards have not
@@ -655,6 +705,9 @@ def unblock(client: Client, error: bool, answer: Answer, after: int = -1) -> Non
     ``answer`` may be called before this returns.  ``after``: -1 outside
     EXEC; inside, what a one-shard wait's ``__unblock`` waits for on its
     shard (see :attr:`shardkv.acceptor.state.ClientState.unblock_after`).
+    ``pin``: an EXEC's CLIENT UNBLOCK run ahead of its commands, which
+    holds a cross-shard wait it unblocks until the EXEC is decided (see
+    :class:`Pin`).
     """
     token = client.state.blocked_token
     wait = WAITING.get(token) if token > 0 and client.state.blocked else None
@@ -664,7 +717,7 @@ def unblock(client: Client, error: bool, answer: Answer, after: int = -1) -> Non
     if BUSY_LINKS:  # a script is busy: Redis refuses CLIENT UNBLOCK (no allow-busy flag)
         answer(next(iter(BUSY_LINKS)).busy)
         return
-    wait.unblock(error, answer, after)
+    wait.unblock(error, answer, after, pin)
 
 
 def waiting_shard(client: Client) -> int | None:
@@ -702,6 +755,78 @@ def unblock_located(client: Client, where: list[int], error: bool, answer: Answe
     numbers = (token, link.busy_scripts, seq, after, pipe, int(error))
     command = encode_command([Verb.UNBLOCK, *(b"%d" % n for n in numbers)])
     link.send_control(command, _Unblocking(None, error, answer, seq), in_step=True)
+
+
+_pin_ids = itertools.count(1)
+
+
+class Pin:
+    """An EXEC's hold on the cross-shard waits its CLIENT UNBLOCKs unblock.
+
+    Redis serves the clients a transaction's writes woke only after EXEC,
+    so a CLIENT UNBLOCK inside it finds its client still blocked, and that
+    client gets its null (or ``-UNBLOCKED``) after the EXEC, and only if
+    the EXEC ran (a watched key may have changed).  A cross-shard wait is
+    decided by a try, the only thing that pops, which must come before the
+    transaction's writes (or it would pop them): the EXEC runs those
+    UNBLOCKs ahead of its commands, under WATCH too, each with the EXEC's
+    pin.  A try that finds nothing then answers the UNBLOCK 1 and *pins*
+    the wait instead of answering its client: it waits for no key and
+    tries nothing until the EXEC is decided (:meth:`release`).  If the EXEC
+    ran, the client gets its null or ``-UNBLOCKED`` once the transaction's
+    writes are applied, so what it (or anyone it tells) reads next sees
+    them, with several acceptors too; if it did not, the wait goes on as
+    if those UNBLOCKs never were.  Another acceptor's client is pinned by
+    that acceptor, under the EXEC's acceptor and pin id
+    (:data:`REMOTE_PINS`, from the bus's ``unblock``), and released by the
+    EXEC's acceptor's ``unpin``; if that acceptor restarted first (its
+    ``hello``), the wait goes on."""
+
+    __slots__ = ("id", "waits", "remote", "ran")
+
+    def __init__(self, id_: int = 0) -> None:
+        self.id = id_ or next(_pin_ids)
+        self.waits: list[_CrossShard] = []
+        self.remote = False  # it was sent to other acceptors: unpin tells them
+        # Once released: whether the EXEC ran.  A try still on its way then
+        # answers its client at once (see :meth:`_CrossShard.attempted`).
+        self.ran: bool | None = None
+
+    def release(self, server: Acceptor, ran: bool) -> None:
+        """The EXEC is decided (``ran``: it ran) and its writes applied."""
+        self.ran = ran
+        waits, self.waits = self.waits, []
+        for wait in waits:
+            wait.unpinned(self, ran)
+        if self.remote and server.bus is not None:
+            self.remote = False
+            server.bus.tell(bus.UNPIN, [self.id, int(ran)])
+
+
+# The pins of other acceptors' EXECs, by (acceptor, pin id).
+REMOTE_PINS: dict[tuple[int, int], Pin] = {}
+
+
+def remote_pin(origin: int, pin_id: int) -> Pin:
+    """The pin of acceptor ``origin``'s EXEC ``pin_id`` (bus ``unblock``)."""
+    pin = REMOTE_PINS.get((origin, pin_id))
+    if pin is None:
+        pin = REMOTE_PINS[origin, pin_id] = Pin(pin_id)
+    return pin
+
+
+def unpin(server: Acceptor, origin: int, pin_id: int, ran: bool) -> None:
+    """Acceptor ``origin``'s EXEC ``pin_id`` is decided (bus ``unpin``)."""
+    pin = REMOTE_PINS.pop((origin, pin_id), None)
+    if pin is not None:
+        pin.release(server, ran)
+
+
+def unpin_all(server: Acceptor, origin: int) -> None:
+    """Acceptor ``origin`` (re)started: its EXECs will never say how they
+    ended, so the waits they pinned go on."""
+    for key in [key for key in REMOTE_PINS if key[0] == origin]:
+        REMOTE_PINS.pop(key).release(server, False)
 
 
 UNBLOCKING = -4  # a client's blocked_token while its CLIENT UNBLOCK waits for the decision
@@ -775,6 +900,20 @@ def after_earlier_commands(client: Client, then: Callable[[], None]) -> None:
     command = encode_command([Verb.PING])
     for link in links:
         link.send_control(command, ran)
+
+
+def after_this_step(server: Acceptor, then: Callable[[], None]) -> None:
+    """Call ``then`` once every shard has run what this step of the
+    acceptor's order sent it (a ``__ping`` that leaves with the step, in
+    its place, on every pipe that is up; with several acceptors a step may
+    wait for its holds, so the pipes' queues say nothing yet)."""
+    links = [link for link in server.links if link.up]
+    if not links:
+        then()
+        return
+    ran = _Ran(len(links), then)
+    for link in links:
+        link.send_control(_PING, ran, in_step=True)
 
 
 def _unblocked_body(client: Client, error: bool) -> bytes:

@@ -33,6 +33,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from shardkv.acceptor.blocking import Pin
     from shardkv.protocol.resp import RequestParser
 
 # CLIENT REPLY's modes
@@ -58,6 +59,7 @@ class ClientState:
         "in_exec",
         "unblock_after",
         "located",
+        "unblock_pin",
     )
 
     def __init__(self, parser: RequestParser, authenticated: bool) -> None:
@@ -91,6 +93,10 @@ class ClientState:
         # Inside EXEC, with several acceptors: where the other acceptors'
         # clients its CLIENT UNBLOCKs name wait (id -> [pipe, shard, token]).
         self.located: dict[int, list[int]] | None = None
+        # Inside EXEC, while its CLIENT UNBLOCKs of cross-shard waits run
+        # ahead of its commands: the EXEC's ``blocking.Pin``, which holds
+        # the clients they unblock until the transaction is decided.
+        self.unblock_pin: Pin | None = None
 
     @property
     def subscribed(self) -> bool:
@@ -249,6 +255,11 @@ class ClientState:
         """The CLIENT UNBLOCKs this client runs now are an EXEC's, in its
         place: their ``__unblock`` waits for ``after`` (-1: outside EXEC)."""
         self.unblock_after = after
+
+    def pin_unblocks(self, pin: Pin | None) -> None:
+        """The CLIENT UNBLOCKs this client runs now hold the clients they
+        unblock with ``pin`` (an EXEC's, see ``blocking.Pin``; None: not)."""
+        self.unblock_pin = pin
 
     def locate(self, located: dict[int, list[int]] | None) -> None:
         """Where the other acceptors' clients this EXEC's UNBLOCKs name wait

@@ -42,7 +42,7 @@ from collections import deque
 from collections.abc import Callable
 
 from shardkv.acceptor import monitor
-from shardkv.acceptor.blocking import UnblockReply, waiting_shard
+from shardkv.acceptor.blocking import Pin, UnblockReply, after_this_step, waiting_shard
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.crossshard import AtomicOp
 from shardkv.acceptor.dispatch import db_headers
@@ -308,11 +308,11 @@ def exec_(client: Client, args: list[bytes]) -> None:
 
 
 def _start(client: Client, queued: list, reply: Exec) -> None:
-    early, asked = _unblocks_first(client, queued)
+    early, asked, pin = _unblocks_first(client, queued)
     if asked:
-        _after_decided(client, asked, lambda: _run(client, queued, reply, early))
+        _after_decided(client, asked, lambda: _run(client, queued, reply, early, pin))
     else:
-        _run(client, queued, reply, early)
+        _run(client, queued, reply, early, pin)
 
 
 def _elsewhere(client: Client, queued: list) -> list[int]:
@@ -378,17 +378,21 @@ def _locate(client: Client, ids: list[int], then: Callable[[], None]) -> None:
     server.bus.ask(bus.LOCATE, ids, found, failed=lambda message: go({}))  # type: ignore[union-attr]
 
 
-def _run(client: Client, queued: list, reply: Exec, early: dict[int, list]) -> None:
+def _run(client: Client, queued: list, reply: Exec, early: dict[int, list], pin: Pin | None) -> None:
     """Run the transaction's commands (``early``: those already run, by
-    position, with their reply items)."""
+    position, with their reply items; ``pin``: theirs, released once the
+    transaction is decided and its writes applied)."""
     # Without WATCH, a FLUSHALL runs command by command: it empties every
     # database of every shard in one step, which parking would cost a
     # transfer of every key.
     flushes = any(cmd.name == "flushall" for cmd, _ in queued)
     if client.state.watching or (not flushes and _needs_atomic(client, queued)):
-        _run_atomic(client, queued, reply, early)
+        _run_atomic(client, queued, reply, early, pin)
     else:
         _run_in_order(client, queued, reply, early)
+        if pin is not None:  # it ran: once the shards ran its commands
+            server = client.server
+            after_this_step(server, lambda: pin.release(server, True))
     if client.tracking is not None:  # the keys its reads fetched (CLIENT TRACKING)
         for cmd, queued_args in queued:
             client.server.wiring.after_command(client, cmd, queued_args, True)
@@ -438,7 +442,7 @@ def _serve_first(client: Client, shards) -> None:
 _SERVE = encode_command([Verb.SERVE])
 
 
-def _unblocks_first(client: Client, queued: list) -> tuple[dict[int, list], list[UnblockReply]]:
+def _unblocks_first(client: Client, queued: list) -> tuple[dict[int, list], list[UnblockReply], Pin | None]:
     """Run the transaction's CLIENT UNBLOCKs of cross-shard waits and of
     other acceptors' clients before its other commands.
 
@@ -453,30 +457,37 @@ def _unblocks_first(client: Client, queued: list) -> tuple[dict[int, list], list
     try would pop what the transaction's write pushed, and another
     acceptor's client is asked through the bus and its acceptor's pipe.
     So their ``__unblock`` (or cross-shard try) is queued ahead of the
-    transaction's commands.  Not with WATCH: they must not run if a watched
-    key changed.
+    transaction's commands, under WATCH too, with the EXEC's pin: a client
+    they unblock gets its null only once the transaction is decided and its
+    writes applied, and only if it ran (see :class:`Pin`).
 
-    Returns the reply items of each CLIENT UNBLOCK run, by position, and
-    those still undecided that went to another acceptor (K > 1): those
-    the transaction's commands wait for (see :func:`_after_decided`).
+    Returns the reply items of each CLIENT UNBLOCK run, by position, those
+    still undecided that went to another acceptor (K > 1): those the
+    transaction's commands wait for (see :func:`_after_decided`), and the
+    pin (None if no UNBLOCK ran).
     """
     early: dict[int, list] = {}
     asked: list[UnblockReply] = []
-    if client.state.watching:
-        return early, asked
     server = client.server
+    pin = None
     for i, (cmd, args) in enumerate(queued):
         if cmd.name == "client" and len(args) > 1 and args[1].upper() == b"KILL":
             break
         if not _is_unblock(cmd, args) or _one_shard_wait(client, args) is not None:
             continue
-        early[i] = items = run_local_captured(client, cmd, args)
+        if pin is None:
+            pin = Pin()
+        client.state.pin_unblocks(pin)
+        try:
+            early[i] = items = run_local_captured(client, cmd, args)
+        finally:
+            client.state.pin_unblocks(None)
         target = args[2] if len(args) > 2 else b""
         elsewhere = server.bus is not None and not (target.isdigit() and int(target) in server.clients)
         asked.extend(
             item for item in items if isinstance(item, UnblockReply) and item.data is None and elsewhere
         )
-    return early, asked
+    return early, asked, pin
 
 
 UNBLOCKS_FIRST = -5  # a client's blocked_token while its EXEC waits for its CLIENT UNBLOCKs
@@ -495,11 +506,21 @@ def _after_decided(client: Client, asked: list[UnblockReply], run: Callable[[], 
         left[0] -= 1
         if left[0]:
             return
-        run()
+        client.state.unblock(UNBLOCKS_FIRST)
+        # One step, as :func:`_locate`'s: an atomic EXEC's ``__park``s wait
+        # for their holds, and its ``__unwatch``s must not pass them.
+        holds = client.server.holds
+        if holds is not None:
+            holds.begin()
+        try:
+            run()
+        finally:
+            if holds is not None:
+                holds.end(client, len(client.pending))
         if not client.dirty:  # the EXEC's reply may be whole now
             client.dirty = True
             client.server.dirty_clients.append(client)
-        if client.state.unblock(UNBLOCKS_FIRST) and client.waiting() and not client.closed:
+        if client.waiting() and not client.state.blocked_token and not client.closed:
             client.server.loop.call_soon(client.resume)  # type: ignore[union-attr]
 
     for slot in asked:
@@ -553,7 +574,7 @@ def _run_in_order(client: Client, queued: list, reply: Exec, early: dict[int, li
     reply.parts = parts
 
 
-def _run_atomic(client: Client, queued: list, reply: Exec, early: dict[int, list]) -> None:
+def _run_atomic(client: Client, queued: list, reply: Exec, early: dict[int, list], pin: Pin | None) -> None:
     """Check the watched keys and run the shard commands as one atomic
     operation, then the local ones; or nothing, if a watched key changed.
 
@@ -620,8 +641,9 @@ def _run_atomic(client: Client, queued: list, reply: Exec, early: dict[int, list
         return b""
 
     slot = None
+    if final_db != op_db or pin is not None:
+        slot = _Settle(client, reply, final_db if final_db != op_db else None, pin)
     if final_db != op_db:
-        slot = _Settle(client, reply, final_db)
         client.state.block(HELD, shown=False)  # not blocked as Redis shows it
     # The CLIENT UNBLOCKs of one-shard waits: their shards are parked too,
     # and their __unblock follows the __park there, runs only if the
@@ -657,21 +679,29 @@ HELD = -2  # a client's blocked_token while its EXEC decides its database
 
 
 class _Settle(Slot):
-    """The outcome of an atomic EXEC with a SELECT inside: once it is
-    decided, the client takes the database its SELECTs chose (if the
-    transaction ran), and the commands it sent meanwhile run."""
+    """The outcome of an atomic EXEC with a SELECT inside (``db``), or
+    whose CLIENT UNBLOCKs pinned clients (``pin``): once it is decided, the
+    pinned clients get their null or wait again (see :class:`Pin`), and the
+    client takes the database its SELECTs chose (if the transaction ran),
+    and the commands it sent meanwhile run."""
 
-    __slots__ = ("reply", "db")
+    __slots__ = ("reply", "db", "pin")
 
-    def __init__(self, client: Client, reply: Exec, db: int) -> None:
+    def __init__(self, client: Client, reply: Exec, db: int | None, pin: Pin | None) -> None:
         super().__init__(client)
         self.reply = reply
         self.db = db
+        self.pin = pin
 
     def deliver(self, body: bytes) -> None:
         super().deliver(body)
         client = self.client
-        if self.reply.parts is not None:  # it ran
+        ran = self.reply.parts is not None
+        if self.pin is not None:
+            self.pin.release(client.server, ran)
+        if self.db is None:
+            return
+        if ran:
             client.select(self.db)
         if client.state.unblock(HELD):
             if client.waiting() and not client.closed:

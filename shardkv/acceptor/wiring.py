@@ -97,6 +97,13 @@ def local_handlers() -> dict[str, LocalHandler]:
     }
 
 
+def _bus_hello(server: Acceptor, origin: int, args: list) -> None:
+    """Acceptor ``origin`` (re)started: it has no monitors yet, and its
+    EXECs that pinned clients here will never say how they ended."""
+    monitor.bus_hello(server, origin, args)
+    blocking.unpin_all(server, origin)
+
+
 def wiring() -> Wiring:
     """Everything the acceptor calls outside its own modules, in order."""
     return Wiring(
@@ -162,6 +169,7 @@ def wiring() -> Wiring:
             bus.CLIENTS: connection.bus_clients,
             bus.KILL: connection.bus_kill,
             bus.UNBLOCK: connection.bus_unblock,
+            bus.UNPIN: connection.bus_unpin,
             bus.LOCATE: connection.bus_locate,
             bus.PAUSE: connection.bus_pause,
             bus.HAS_CLIENT: tracking.bus_has_client,
@@ -174,7 +182,7 @@ def wiring() -> Wiring:
             bus.MONITORING: monitor.bus_monitoring,
             bus.MONITORS: monitor.bus_monitors,
             bus.MONITOR: monitor.bus_monitor,
-            bus.HELLO: monitor.bus_hello,
+            bus.HELLO: _bus_hello,
             bus.EVENTS: notifications.bus_events,
             bus.SEEN: causal.bus_seen,
             bus.SCRIPT: scripting.bus_script,

@@ -55,7 +55,8 @@ PUBLISH = b"publish"  # ask everyone [channel, message] -> receivers here
 PUBSUB = b"pubsub"  # ask [sub, *args] -> NUMSUB: counts; CHANNELS: names; NUMPAT: patterns
 CLIENTS = b"clients"  # ask [type or b"", *ids] -> [CLIENT LIST line, ...] with ids
 KILL = b"kill"  # ask [*CLIENT KILL filters] -> how many it closed
-UNBLOCK = b"unblock"  # ask [id, 1 for ERROR] -> 1 if it unblocked that client (once decided)
+UNBLOCK = b"unblock"  # ask [id, 1 for ERROR, EXEC's pin id or absent] -> 1 if it unblocked that client (once decided)
+UNPIN = b"unpin"  # tell [pin id, 1 if the EXEC ran]: the clients its UNBLOCKs pinned get their null, or wait again
 LOCATE = (
     b"locate"  # ask [id, ...] -> [[id, pipe, shard, token], ...]: those of its clients blocked on one shard
 )
@@ -91,6 +92,7 @@ KINDS = (
     CLIENTS,
     KILL,
     UNBLOCK,
+    UNPIN,
     LOCATE,
     PAUSE,
     UNPAUSE,

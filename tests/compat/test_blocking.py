@@ -446,22 +446,26 @@ def _unblock_in_exec(r, server, order: str, keys: list[str], how: str, watch: tu
 
 
 @pytest.mark.parametrize("how", ["TIMEOUT", "ERROR"])
+@pytest.mark.parametrize("keys", [["a"], ["b", "a"]], ids=["one-shard", "cross-shard"])
 @pytest.mark.parametrize("order", ["write-first", "unblock-first", "twice", "atomic"])
-def test_client_unblock_in_watched_exec_with_a_write_that_serves(r, server, order, how):
+def test_client_unblock_in_watched_exec_with_a_write_that_serves(r, server, order, keys, how):
     """The same under WATCH (the transaction runs as one atomic operation):
     Redis still serves only after EXEC, so CLIENT UNBLOCK replies 1 and the
     pushed element stays.  (shardkv replied 0 to an UNBLOCK after the
-    write, and the blocked client got the element.)"""
+    write, and the blocked client got the element; for a client blocked
+    across shards, still until its UNBLOCK ran ahead of the transaction
+    under WATCH too.)"""
     r.set("c", "w")
-    _unblock_in_exec(r, server, order, ["a"], how, watch=("c", "{a}w"))
+    _unblock_in_exec(r, server, order, keys, how, watch=("c", "{a}w"))
 
 
-def test_client_unblock_in_exec_whose_watched_key_changed(r, server):
+@pytest.mark.parametrize("keys", [["a"], ["b", "a"]], ids=["one-shard", "cross-shard"])
+def test_client_unblock_in_exec_whose_watched_key_changed(r, server, keys):
     """A transaction that does not run (a watched key changed) unblocks
     nobody: the client stays blocked, and a later push serves it."""
     with RespClient(server, timeout=WAIT) as blocked, RespClient(server, timeout=WAIT) as other:
         blocked_id = int(blocked.command("CLIENT", "ID"))  # type: ignore[arg-type]
-        blocked.send("BLPOP", "a", 0)
+        blocked.send("BLPOP", *keys, 0)
         wait_blocked(r, 1)
         assert other.command("WATCH", "c") == b"OK"
         r.set("c", "changed")
@@ -475,14 +479,15 @@ def test_client_unblock_in_exec_whose_watched_key_changed(r, server):
     wait_blocked(r, 0)
 
 
+@pytest.mark.parametrize("keys", [["a"], ["b", "a"]], ids=["one-shard", "cross-shard"])
 @pytest.mark.parametrize("watch", [False, True], ids=["plain", "watched"])
-def test_write_then_exec_with_client_unblock_pipelined_serves_first(r, server, watch):
+def test_write_then_exec_with_client_unblock_pipelined_serves_first(r, server, watch, keys):
     """A write pipelined before the transaction serves the blocked client
     first, as Redis serves after each command: CLIENT UNBLOCK inside the
     EXEC then replies 0, and the client got the element."""
     with RespClient(server, timeout=WAIT) as blocked, RespClient(server, timeout=WAIT) as other:
         blocked_id = int(blocked.command("CLIENT", "ID"))  # type: ignore[arg-type]
-        blocked.send("BLPOP", "a", 0)
+        blocked.send("BLPOP", *keys, 0)
         wait_blocked(r, 1)
         if watch:
             assert other.command("WATCH", "c") == b"OK"

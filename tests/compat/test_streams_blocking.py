@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from tests.compat.test_blocking import WAIT, blocked_clients, wait_blocked
+from tests.support.resp import RespClient
 
 
 @pytest.fixture
@@ -172,6 +173,31 @@ def test_client_unblock_xread(rr, server, pool, keys, how):
     else:
         assert got == "UNBLOCKED client unblocked via CLIENT UNBLOCK"
     wait_blocked(rr, 0)
+
+
+@pytest.mark.parametrize("watch", [False, True], ids=["plain", "watched"])
+@pytest.mark.parametrize("keys", [["a"], ["b", "a"]], ids=["one-shard", "cross-shard"])
+def test_client_unblock_xread_in_exec_with_an_xadd_that_serves(rr, server, keys, watch):
+    """MULTI, XADD to a stream a blocked XREAD waits on, CLIENT UNBLOCK,
+    EXEC (after WATCH of an untouched key, or not): Redis serves the
+    clients a transaction woke only after EXEC, so CLIENT UNBLOCK replies
+    1, the XREAD gets a null, and the entry is in the stream.  (shardkv,
+    for an XREAD across shards under WATCH, replied 0 and gave the XREAD
+    the entry.)"""
+    with RespClient(server, timeout=WAIT) as blocked, RespClient(server, timeout=WAIT) as other:
+        blocked_id = int(blocked.command("CLIENT", "ID"))  # type: ignore[arg-type]
+        blocked.send("XREAD", "BLOCK", 0, "STREAMS", *keys, *["$"] * len(keys))
+        wait_blocked(rr, 1)
+        if watch:
+            assert other.command("WATCH", "c") == b"OK"
+        assert other.command("MULTI") == b"OK"
+        assert other.command("XADD", "a", "1-0", "f", "v") == b"QUEUED"
+        assert other.command("CLIENT", "UNBLOCK", blocked_id) == b"QUEUED"
+        assert other.command("EXEC") == [b"1-0", 1]
+        assert blocked.read_reply() is None
+        assert blocked.command("PING") == b"PONG"  # nothing else came
+    wait_blocked(rr, 0)
+    assert rr.execute_command("XLEN", "a") == 1
 
 
 def test_streams_in_another_database(rr, server, pool):

@@ -43,8 +43,8 @@ def server(request) -> Iterator[ServerProcess]:
     proc.stop()
 
 
-def key_on(shard: int, prefix: str) -> str:
-    router = Router(2)
+def key_on(shard: int, prefix: str, shards: int = 2) -> str:
+    router = Router(shards)
     i = 0
     while router.shard_of(f"{prefix}{i}".encode()) != shard:
         i += 1
@@ -404,6 +404,50 @@ def test_client_unblocked_in_exec_then_sees_its_writes(server, same_acceptor) ->
             assert reader.read_reply() == f"v{i}".encode()
     finally:
         for c in (reader, writer):
+            c.close()
+
+
+@pytest.fixture(scope="module", params=[1, 2], ids=["K=1", "K=2"])
+def server3(request) -> Iterator[ServerProcess]:
+    """Three shards: a client blocked across two, a write on the third."""
+    proc = start_shardkv(shards=3, acceptors=request.param)
+    yield proc
+    proc.stop()
+
+
+@pytest.mark.parametrize("watch", [False, True], ids=["plain", "watched"])
+def test_client_unblocked_across_shards_in_exec_then_sees_its_writes(server3, watch) -> None:
+    """A client blocked across shards 0 and 1 (BLPOP, with a GET of a key on
+    shard 2 pipelined behind it); through the other acceptor, MULTI, SET of
+    that key, CLIENT UNBLOCK, EXEC (after WATCH of an untouched key, or
+    not), while a script sent through the blocked client's acceptor keeps
+    shard 2 busy.  As in Redis the client gets its null after the whole
+    transaction, so its GET reads the SET.  (With two acceptors the
+    UNBLOCK's try answered the client at once, while the SET still waited
+    behind the script, and the GET, first on the script's pipe, read
+    nothing.)"""
+    k0, k1, k2 = (key_on(i, "c", shards=3) for i in range(3))
+    reader = client_on(server3, 0)
+    scripter = client_on(server3, 1)
+    writer = client_on(server3, 1)
+    try:
+        writer.command("DEL", k0, k1, k2)
+        reader_id = int(reader.command("CLIENT", "ID"))  # type: ignore[arg-type]
+        scripter_id = int(scripter.command("CLIENT", "ID"))  # type: ignore[arg-type]
+        reader.sock.sendall(encode_command("BLPOP", k0, k1, 0) + encode_command("GET", k2))
+        wait_shown_blocked(writer, reader_id)
+        scripter.send("EVAL", BUSY_LONG, 1, k2)
+        wait_sent(writer, scripter_id, b"eval")
+        commands = [("MULTI",), ("SET", k2, "v"), ("CLIENT", "UNBLOCK", reader_id), ("EXEC",)]
+        if watch:
+            commands.insert(0, ("WATCH", key_on(0, "untouched", shards=3)))
+        writer.sock.sendall(b"".join(encode_command(*c) for c in commands))
+        assert reader.read_reply() is None
+        assert reader.read_reply() == b"v"
+        assert [writer.read_reply() for _ in commands][-1] == [b"OK", 1]
+        assert scripter.read_reply() == 1
+    finally:
+        for c in (reader, scripter, writer):
             c.close()
 
 

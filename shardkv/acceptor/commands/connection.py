@@ -15,7 +15,15 @@ import time
 
 from shardkv import HELLO_VERSION
 from shardkv.acceptor import pause
-from shardkv.acceptor.blocking import UnblockReply, after_earlier_commands, located, unblock, unblock_located
+from shardkv.acceptor.blocking import (
+    UnblockReply,
+    after_earlier_commands,
+    located,
+    remote_pin,
+    unblock,
+    unblock_located,
+    unpin,
+)
 from shardkv.acceptor.bus import fail_slot
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.commands.common import guard, subcommand_error
@@ -271,19 +279,24 @@ def client_cmd(client: Client, args: list) -> None:
         target = server.clients.get(cid)
         bus_ = server.bus
         where = client.state.located.get(cid) if client.state.located else None
+        pin = client.state.unblock_pin  # an EXEC's, run ahead of its commands
         if target is not None:  # once its shards decided
-            unblock(target, error, UnblockReply(client).answer, client.state.unblock_after)
+            unblock(target, error, UnblockReply(client).answer, client.state.unblock_after, pin)
         elif where is not None:  # another acceptor's client, located for this EXEC
             unblock_located(client, where, error, UnblockReply(client).answer)
         elif bus_ is None or cid <= 0:
             client.reply(0)
         else:  # perhaps another acceptor's client
             reply = UnblockReply(client)
+            question = [cid, int(error)]
+            if pin is not None:
+                pin.remote = True
+                question.append(pin.id)
             after_earlier_commands(
                 client,
                 lambda: bus_.ask(
                     bus.UNBLOCK,
-                    [cid, int(error)],
+                    question,
                     lambda found: reply.answer(_unblocked_anywhere(found)),
                     failed=fail_slot(reply),
                 ),
@@ -527,8 +540,15 @@ def bus_unblock(server, origin: int, args: list) -> int | None:
     target = server.clients.get(args[0])
     if target is None:
         return 0
-    unblock(target, bool(args[1]), server.bus.later())
+    pin = remote_pin(origin, args[2]) if len(args) > 2 else None  # an EXEC's (see Pin)
+    unblock(target, bool(args[1]), server.bus.later(), pin=pin)
     return None
+
+
+def bus_unpin(server, origin: int, args: list) -> None:
+    """Another acceptor's EXEC, whose CLIENT UNBLOCKs pinned clients here,
+    is decided (``args``: its pin id, 1 if it ran)."""
+    unpin(server, origin, args[0], bool(args[1]))
 
 
 def bus_locate(server, origin: int, args: list) -> list:
