@@ -260,7 +260,8 @@ class _AfterOthers:
     not delay the ``__unblock``, so a ``__ping`` goes to every other shard
     first, and ``then`` (the ``__unblock``) only once all answered; if one
     of them reports a busy script meanwhile, ``-BUSY`` now, and nothing is
-    unblocked (the client stays blocked)."""
+    unblocked (the client stays blocked).  An EXEC with CLIENT UNBLOCK
+    does the same, on every shard (:func:`after_scripts`)."""
 
     __slots__ = ("left", "answer", "then", "refused")
 
@@ -284,6 +285,18 @@ class _AfterOthers:
 
 
 _PING = encode_command([Verb.PING])
+
+
+def after_scripts(server: Acceptor, refused: Answer, then: Callable[[], None]) -> None:
+    """Call ``then`` once every shard has answered a ``__ping`` (it ran the
+    scripts it had), or ``refused`` with the ``-BUSY`` error if one of them
+    reports a script past busy-reply-threshold meanwhile (see
+    :class:`_AfterOthers`): an EXEC with CLIENT UNBLOCK."""
+    links = [link for link in server.links if link.up]
+    if links:
+        _AfterOthers(links, refused, then)
+    else:
+        then()
 
 
 class _Unblocking:

@@ -42,14 +42,14 @@ from collections import deque
 from collections.abc import Callable
 
 from shardkv.acceptor import monitor
-from shardkv.acceptor.blocking import Pin, UnblockReply, after_this_step, waiting_shard
+from shardkv.acceptor.blocking import Pin, UnblockReply, after_scripts, after_this_step, waiting_shard
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.crossshard import AtomicOp
 from shardkv.acceptor.dispatch import db_headers
 from shardkv.acceptor.replies import Slot
 from shardkv.protocol import bus, errors
 from shardkv.protocol.commands import Command, other_db_keys
-from shardkv.protocol.resp import encode_command
+from shardkv.protocol.resp import encode_command, encode_error
 from shardkv.protocol.wire import Verb, decode_part
 
 # Commands that run at once even inside MULTI, as in Redis's processCommand.
@@ -299,12 +299,76 @@ def exec_(client: Client, args: list[bytes]) -> None:
         client.reply_error(errors.EXECABORT)
         return
     reply = Exec(len(queued))
+    if any(_is_unblock(cmd, args) for cmd, args in queued):
+        _after_scripts(client, queued, reply)
+    else:
+        _begin(client, queued, reply)
+    client.pending.append(reply)
+
+
+def _begin(client: Client, queued: list, reply: Exec) -> None:
     elsewhere = _elsewhere(client, queued)
     if elsewhere:
         _locate(client, elsewhere, lambda: _start(client, queued, reply))
     else:
         _start(client, queued, reply)
-    client.pending.append(reply)
+
+
+SCRIPTS_FIRST = -7  # a client's blocked_token while its EXEC waits for the shards' scripts
+
+
+def _after_scripts(client: Client, queued: list, reply: Exec) -> None:
+    """Run an EXEC with CLIENT UNBLOCK once no shard runs a busy script.
+
+    CLIENT UNBLOCK has no allow-busy flag, and neither has EXEC: Redis runs
+    nothing while a script runs, and answers an EXEC sent meanwhile, once
+    the script is past busy-reply-threshold, ``EXECABORT`` with the
+    ``-BUSY`` error; the transaction is discarded and the client it would
+    unblock stays blocked.  A script on a shard the transaction does not
+    touch would not hold it back here, so first every shard answers a
+    ``__ping`` (one more round trip), as for a CLIENT UNBLOCK outside EXEC;
+    if one reports a busy script meanwhile, EXECABORT now.  Meanwhile the
+    client's later commands wait."""
+    client.state.block(SCRIPTS_FIRST, shown=False)
+    server = client.server
+
+    def refused(busy: int | bytes) -> None:
+        client.state.unblock(SCRIPTS_FIRST)
+        unwatch_all(client)
+        reply.outcome = outcome = Slot(client)
+        message = busy.decode("latin-1")[1:].strip() if isinstance(busy, bytes) else str(busy)
+        outcome.deliver(encode_error(errors.EXECABORT_BECAUSE % message))
+        if client.waiting() and not client.state.blocked_token and not client.closed:
+            server.loop.call_soon(client.resume)  # type: ignore[union-attr]
+
+    def ran() -> None:
+        client.state.unblock(SCRIPTS_FIRST)
+        if not client.closed:
+            _step(client, lambda: _begin(client, queued, reply))
+
+    after_scripts(server, refused, ran)
+
+
+def _step(client: Client, run: Callable[[], None]) -> None:
+    """Call ``run``, a part of the client's EXEC that waited for an answer,
+    as one step of the acceptor's order of its own (with several
+    acceptors an atomic EXEC's ``__park``s wait for their holds, and what
+    follows them, its ``__unwatch``s, must not pass them), then let the
+    client's later commands go on unless something else holds them."""
+    server = client.server
+    holds = server.holds
+    if holds is not None:
+        holds.begin()
+    try:
+        run()
+    finally:
+        if holds is not None:
+            holds.end(client, len(client.pending))
+    if not client.dirty:  # the EXEC's reply may be whole now
+        client.dirty = True
+        server.dirty_clients.append(client)
+    if client.waiting() and not client.state.blocked_token and not client.closed:
+        server.loop.call_soon(client.resume)  # type: ignore[union-attr]
 
 
 def _start(client: Client, queued: list, reply: Exec) -> None:
@@ -361,19 +425,7 @@ def _locate(client: Client, ids: list[int], then: Callable[[], None]) -> None:
         if client.closed:
             return
         client.state.locate(located or None)
-        holds = server.holds
-        if holds is not None:
-            holds.begin()
-        try:
-            then()
-        finally:
-            if holds is not None:
-                holds.end(client, len(client.pending))
-        if not client.dirty:  # the EXEC's reply may be whole now
-            client.dirty = True
-            server.dirty_clients.append(client)
-        if client.waiting() and not client.state.blocked_token:
-            server.loop.call_soon(client.resume)  # type: ignore[union-attr]
+        _step(client, then)
 
     server.bus.ask(bus.LOCATE, ids, found, failed=lambda message: go({}))  # type: ignore[union-attr]
 
@@ -507,21 +559,7 @@ def _after_decided(client: Client, asked: list[UnblockReply], run: Callable[[], 
         if left[0]:
             return
         client.state.unblock(UNBLOCKS_FIRST)
-        # One step, as :func:`_locate`'s: an atomic EXEC's ``__park``s wait
-        # for their holds, and its ``__unwatch``s must not pass them.
-        holds = client.server.holds
-        if holds is not None:
-            holds.begin()
-        try:
-            run()
-        finally:
-            if holds is not None:
-                holds.end(client, len(client.pending))
-        if not client.dirty:  # the EXEC's reply may be whole now
-            client.dirty = True
-            client.server.dirty_clients.append(client)
-        if client.waiting() and not client.state.blocked_token and not client.closed:
-            client.server.loop.call_soon(client.resume)  # type: ignore[union-attr]
+        _step(client, run)  # even if the client went away: it releases the pin
 
     for slot in asked:
         slot.then = decided

@@ -546,6 +546,41 @@ def test_client_unblock_behind_a_busy_script_gets_busy(r, server, how, script_ke
         r.config_set("busy-reply-threshold", 5000)
 
 
+@pytest.mark.parametrize("keys", [["a"], ["c", "a"]], ids=["one-shard", "cross-shard"])
+@pytest.mark.parametrize("script_key", ["{a}s", "b"], ids=["same-shard", "other-shard"])
+def test_exec_with_client_unblock_behind_a_busy_script_aborts(r, server, script_key, keys):
+    """MULTI, LPUSH, CLIENT UNBLOCK queued; a script runs; EXEC sent before
+    busy-reply-threshold: Redis answers EXEC (no allow-busy flag) with
+    EXECABORT and the -BUSY error once the script passes the threshold, so
+    nothing is pushed and the client stays blocked: a push after the script
+    serves it.  (shardkv ran the transaction, ``[1, 1]``, when the script
+    ran on another shard than the blocked client's and the push's.)"""
+    r.config_set("busy-reply-threshold", 1000)
+    try:
+        with (
+            RespClient(server, timeout=WAIT) as blocked,
+            RespClient(server, timeout=WAIT) as scripter,
+            RespClient(server, timeout=WAIT) as other,
+        ):
+            blocked_id = int(blocked.command("CLIENT", "ID"))  # type: ignore[arg-type]
+            blocked.send("BLPOP", *keys, 0)
+            wait_blocked(r, 1)
+            assert other.command("MULTI") == b"OK"
+            assert other.command("LPUSH", "a", "x") == b"QUEUED"
+            assert other.command("CLIENT", "UNBLOCK", blocked_id) == b"QUEUED"
+            scripter.send("EVAL", _BUSY_SCRIPT, 1, script_key)
+            time.sleep(0.3)  # the script runs, not yet past the threshold
+            other.send("EXEC")
+            got = other.read_reply()
+            assert isinstance(got, ErrorReply)
+            assert str(got).startswith("EXECABORT Transaction discarded because of: BUSY ")
+            assert scripter.read_reply() == 1
+            assert other.command("LPUSH", "a", "y") == 1
+            assert blocked.read_reply() == [b"a", b"y"]
+    finally:
+        r.config_set("busy-reply-threshold", 5000)
+
+
 # -- a blocked client's next commands wait for it ---------------------------------
 
 
