@@ -28,6 +28,11 @@ _lua_type = lua51.lua_type
 LuaValue = Any
 
 
+# Lua 5.1's LUAI_MAXCSTACK: the most values a C function's stack holds (its
+# arguments and results), which Redis's struct and cmsgpack check.
+LUA_STACK = 8000
+
+
 class LibError(Exception):
     """A Lua error raised by a library function (the message is what the script sees)."""
 
@@ -447,7 +452,10 @@ def _struct_unpack(*args: LuaValue) -> tuple:
     f = _Fmt(fmt)
     out: list[object] = []
     n = len(data)
+    room = LUA_STACK - len(args) - 2  # Redis's luaL_checkstack(L, 2) per item
     for c, size in f.items():
+        if len(out) > room:
+            raise LibError("stack overflow (too many results)")
         pos += f.padding(size, pos)
         if c == ord("x"):
             pos += 1
@@ -605,16 +613,16 @@ class MsgPack:
         return max_index if max_index == count else -1
 
     def unpack(self, *args: LuaValue) -> tuple:
-        return self._unpack(args, 0, "unpack")
+        return self._unpack(args, 0, "unpack", len(args))
 
     def unpack_one(self, *args: LuaValue) -> tuple:
-        return self._unpack(args, 1, "unpack_one")
+        return self._unpack(args, 1, "unpack_one", len(args))
 
     def unpack_limit(self, *args: LuaValue) -> tuple:
         limit = int(_num(args[1], "unpack_limit", 2)) if len(args) > 1 else 0
-        return self._unpack(args[:1] + args[2:], max(limit, 0), "unpack_limit")
+        return self._unpack(args[:1] + args[2:], max(limit, 0), "unpack_limit", len(args))
 
-    def _unpack(self, args: tuple, limit: int, name: str) -> tuple:
+    def _unpack(self, args: tuple, limit: int, name: str, nargs: int) -> tuple:
         data = args[0] if args else None
         if type(data) is not bytes:
             raise LibError("MessagePack decoding needs a string as input.")
@@ -623,7 +631,12 @@ class MsgPack:
             raise LibError("Start offset %d greater than input length %d." % (offset, len(data)))
         pos = offset
         out: list[object] = []
+        room = LUA_STACK - nargs - 1  # Redis's luaL_checkstack(L, 1) per value
         while pos < len(data) and (not limit or len(out) < limit):
+            if len(out) > room:
+                raise LibError(
+                    "stack overflow (too many return values at once; use unpack_one or unpack_limit instead.)"
+                )
             value, pos = self._decode(data, pos)
             out.append(value)
         if limit:

@@ -279,3 +279,16 @@ def test_a_held_publish_reaches_whom_it_counted_with_several_acceptors(two_accep
         counted, got = _count_and_delivery(ours, script, 2)
         assert counted == len(got), script
         assert expected == (0, [])
+
+
+def test_struct_and_cmsgpack_unpack_give_as_many_values_as_redis(servers):  # noqa: F811
+    """Redis's struct.unpack and cmsgpack.unpack check their C stack (8000
+    values, their arguments included) as they go: one value more fails."""
+    for n, pos in ((7997, ""), (7998, ""), (7996, ", 1"), (7997, ", 1")):
+        same(servers, f"return select('#', struct.unpack(string.rep('b', {n}), string.rep('\\1', {n}){pos}))")
+    same(servers, "return select('#', struct.unpack('bx' .. string.rep('b', 7997), string.rep('\\1', 7999)))")
+    for n in (7999, 8000):
+        same(servers, f"return select('#', cmsgpack.unpack(string.rep('\\1', {n})))")
+    same(servers, "local ok, e = pcall(cmsgpack.unpack, string.rep('\\1', 8000))\nreturn e")
+    for limit in ("7997", "7998", "7996, 1", "7997, 1"):
+        same(servers, f"return select('#', cmsgpack.unpack_limit(string.rep('\\1', 9000), {limit}))")
