@@ -297,8 +297,14 @@ def test_a_subscribed_publisher_gets_its_message_before_the_reply(server) -> Non
             data = b""
             while b"modules" not in data or not data.endswith(b"\r\n"):
                 data += sock.recv(4096)
-            sock.sendall(b"SUBSCRIBE self\r\nPUBLISH self hi\r\n")
-            expected = b">3\r\n$9\r\nsubscribe\r\n$4\r\nself\r\n:1\r\n>3\r\n$7\r\nmessage\r\n$4\r\nself\r\n$2\r\nhi\r\n:1\r\n"
+            # A channel of its own per round: the previous round's closed
+            # subscriber may not be gone yet when this round publishes.
+            channel = b"self%d" % index
+            sock.sendall(b"SUBSCRIBE %s\r\nPUBLISH %s hi\r\n" % (channel, channel))
+            expected = (
+                b">3\r\n$9\r\nsubscribe\r\n$5\r\n%s\r\n:1\r\n>3\r\n$7\r\nmessage\r\n$5\r\n%s\r\n$2\r\nhi\r\n:1\r\n"
+                % (channel, channel)
+            )
             data = b""
             while len(data) < len(expected):
                 data += sock.recv(4096)
