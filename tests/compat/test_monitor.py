@@ -16,7 +16,7 @@ import time
 import pytest
 import redis
 
-from tests.support.rawsocket import read_until_quiet
+from tests.support.rawsocket import REPLY_WAIT, read_until_quiet
 
 LINE = re.compile(rb"\+(\d+)\.(\d{6}) \[0 ([^\]]+)\] (.*)")
 
@@ -40,8 +40,29 @@ class Conn:
     def send(self, *commands: tuple) -> None:
         self.sock.sendall(b"".join(resp(*c) for c in commands))
 
-    def read(self, idle: float = 0.3) -> tuple[bytes, bool]:
-        return read_until_quiet(self.sock, idle)
+    def read(self, idle: float = 0.3, want: int = 0, until: bytes = b"") -> tuple[bytes, bool]:
+        return read_until_quiet(self.sock, idle, want=want, until=until)
+
+    def reply(self) -> bytes:
+        """What comes back once a reply has (one at a time: the next command
+        must not run before this one has)."""
+        return self.read(0.05, want=1)[0]
+
+    def lines_of(self, clients: dict[bytes, str], n: int, idle: float = 0.3) -> bytes:
+        """What this monitor gets until ``n`` lines of ``clients`` came
+        (however long that takes: a fixed 0.3 s of quiet missed the last
+        lines on a loaded machine) and then ``idle`` seconds of quiet."""
+        data = b""
+        self.sock.settimeout(REPLY_WAIT)
+        while len(lines(data[: data.rfind(b"\r\n") + 2], clients)) < n:
+            chunk = self.sock.recv(1 << 16)
+            assert chunk, "the monitor was closed"
+            data += chunk
+        return data + self.read(idle)[0]
+
+    def shown(self, line: str) -> bytes:
+        """How a monitor shows ``line`` (``"SET" "k" "v"``) from this client."""
+        return b"%s] %s\r\n" % (self.addr, line.encode())
 
     def close(self) -> None:
         self.sock.close()
@@ -147,9 +168,8 @@ def test_a_script_is_shown_as_redis_shows_it(ports) -> None:
         c = Conn(port)
         for command in SCRIPT:  # one at a time: SUBSCRIBE changes how replies look
             c.send(command)
-            c.read(0.05)
-        time.sleep(0.2)
-        data, closed = m.read()
+            c.reply()
+        data, closed = m.read(until=c.shown('"QUIT"'))  # c's last line: the others came before it
         m.close()
         c.close()
         assert not closed
@@ -173,8 +193,8 @@ def test_lines_follow_the_order_commands_ran_in(ports) -> None:
         for i in range(20):
             who = a if i % 3 else b
             who.send(("INCR", f"n{i % 5}"))
-            who.read(0.02)
-        data, _ = m.read()
+            who.reply()
+        data = m.lines_of({a.addr: "a", b.addr: "b"}, 20)
         for conn in (m, a, b):
             conn.close()
         return lines(data, {a.addr: "a", b.addr: "b"})
@@ -191,7 +211,7 @@ def test_every_monitor_gets_every_line(ports) -> None:
         c = Conn(port)
         c.send(("SET", "k", "1"), ("GET", "k"), ("DEL", "k"))
         c.read()
-        seen = [lines(m.read()[0], {c.addr: "c"}) for m in monitors]
+        seen = [lines(m.lines_of({c.addr: "c"}, 3), {c.addr: "c"}) for m in monitors]
         for conn in (*monitors, c):
             conn.close()
         return seen
@@ -221,7 +241,7 @@ def test_the_monitoring_client_itself(ports) -> None:
         ]
         for step in steps:
             m.send(*step)
-            out.append(anonymize(m.read()[0], {m.addr: "m"}))
+            out.append(anonymize(m.read(want=1)[0], {m.addr: "m"}))  # each step gets a reply or a line
         m.close()
         return b"\n".join(out)
 
@@ -233,8 +253,8 @@ def test_the_monitoring_client_itself(ports) -> None:
 def test_monitor_inside_a_transaction_is_refused(ports) -> None:
     def script(port: int) -> bytes:
         c = Conn(port)
-        c.send(("MULTI",), ("MONITOR",), ("PING",), ("EXEC",), ("SET", "k", "1"))
-        data = c.read()[0]
+        c.send(("MULTI",), ("MONITOR",), ("PING",), ("EXEC",), ("SET", "k", "1"), ("ECHO", "done"))
+        data = c.read(until=b"$4\r\ndone\r\n")[0]  # the replies before ECHO's came before it
         c.close()
         return data
 
@@ -247,7 +267,7 @@ def test_quit_ends_the_stream_without_a_line_of_its_own(ports) -> None:
     def script(port: int) -> tuple[bytes, bool]:
         m = monitor(port)
         m.send(("QUIT",))
-        return m.read()
+        return m.read(2, want=1)  # the close ends the read: it needs no more quiet than that
 
     real, ours = on_both(ports, script)
     assert ours == real == (b"+OK\r\n", True)
@@ -259,12 +279,12 @@ def test_a_transaction_aborted_by_watch_shows_only_multi_and_exec(ports) -> None
         m = monitor(port)
         a, b = Conn(port), Conn(port)
         a.send(("WATCH", "w"))
-        a.read(0.05)
+        a.reply()
         b.send(("SET", "w", "changed"))
-        b.read(0.05)
+        b.reply()
         a.send(("MULTI",), ("SET", "q", "1"), ("INCR", "n"), ("EXEC",))
-        assert a.read()[0].endswith(b"*-1\r\n")
-        data = m.read()[0]
+        assert a.read(until=b"*-1\r\n")[0].endswith(b"*-1\r\n")
+        data = m.lines_of({a.addr: "a", b.addr: "b"}, 4)
         for conn in (m, a, b):
             conn.close()
         return lines(data, {a.addr: "a", b.addr: "b"})
@@ -300,8 +320,8 @@ def test_a_committed_watched_transaction_shows_its_commands(ports) -> None:
         m = monitor(port)
         a = Conn(port)
         a.send(("WATCH", "w"), ("MULTI",), ("SET", "q", "1"), ("INCR", "n"), ("EXEC",))
-        assert a.read()[0].endswith(b"*2\r\n+OK\r\n:1\r\n")
-        data = m.read()[0]
+        assert a.read(until=b"*2\r\n+OK\r\n:1\r\n")[0].endswith(b"*2\r\n+OK\r\n:1\r\n")
+        data = m.lines_of({a.addr: "a"}, 5)
         m.close()
         a.close()
         return lines(data, {a.addr: "a"})
@@ -395,9 +415,10 @@ def test_script_commands_are_shown_as_lua_lines(ports) -> None:
         c = Conn(port)
         for command in LUA_SCRIPT:
             c.send(command)
-            c.read(0.05)
-        time.sleep(0.2)
-        data, closed = m.read()
+            c.reply()
+        c.send(("ECHO", "last"))  # its line comes after every line of the scripts before it
+        c.reply()
+        data, closed = m.read(until=c.shown('"ECHO" "last"'))
         m.close()
         c.close()
         assert not closed
@@ -434,9 +455,7 @@ def test_lua_lines_of_scripts_in_multi_and_pipelines_come_in_place(ports) -> Non
             ("EVAL", "return redis.call('INCR', KEYS[1])", "1", "k2"),
             ("SET", "a", "2"),
         )
-        c.read(0.3)
-        time.sleep(0.2)
-        data, closed = m.read()
+        data, closed = m.read(until=c.shown('"SET" "a" "2"'))  # c's last line: the others came before it
         m.close()
         c.close()
         assert not closed
