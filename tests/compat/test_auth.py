@@ -41,14 +41,15 @@ def locked():
         proc.stop()
 
 
-def on_both(ports: dict, data: bytes, idle: float = 0.25) -> dict:
+def on_both(ports: dict, data: bytes, idle: float = 0.25, want: int = 1) -> dict:
+    """:func:`exchange` with each server at once (``want`` bytes must come)."""
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        futures = {name: pool.submit(exchange, port, data, idle) for name, port in ports.items()}
+        futures = {name: pool.submit(exchange, port, data, idle, want=want) for name, port in ports.items()}
         return {name: f.result() for name, f in futures.items()}
 
 
-def same(ports: dict, data: bytes, idle: float = 0.25) -> tuple[bytes, bool]:
-    results = on_both(ports, data, idle)
+def same(ports: dict, data: bytes, idle: float = 0.25, want: int = 1) -> tuple[bytes, bool]:
+    results = on_both(ports, data, idle, want)
     assert results["shardkv"] == results["redis"], data
     return results["redis"]
 
@@ -97,7 +98,7 @@ WRONGPASS = b"-WRONGPASS invalid username-password pair or user is disabled.\r\n
     ids=lambda v: repr(v[:30]),
 )
 def test_requirepass_replies(locked, data, expected):
-    assert same(locked, data) == (expected, False)
+    assert same(locked, data, want=len(expected)) == (expected, False)
 
 
 def test_quit_is_allowed_before_auth(locked):
@@ -141,39 +142,14 @@ def test_hello_auth_authenticates(locked):
     ids=lambda v: repr(v[:30]) if isinstance(v, bytes) else "",
 )
 def test_unauthenticated_limits(locked, data, expected):
-    assert same(locked, data) == expected
+    assert same(locked, data, want=len(expected[0])) == expected
 
 
 # -- changing the password at run time --------------------------------------------------
 
 
 def test_config_set_requirepass(locked):
-    def run(port):
-        admin = socket.create_connection(("127.0.0.1", port))
-        admin.sendall(cmd("AUTH", PASSWORD) + cmd("CONFIG", "SET", "requirepass", "newpass"))
-        out = [read_until_quiet(admin, 0.3)]
-        out.append(exchange(port, cmd("AUTH", PASSWORD) + b"GET a\r\n", 0.3))  # the old one is gone
-        out.append(exchange(port, cmd("AUTH", "newpass") + b"GET a\r\n", 0.3))
-        waiting = socket.create_connection(("127.0.0.1", port))
-        waiting.sendall(b"GET a\r\n")
-        out.append(read_until_quiet(waiting, 0.3))
-        # An empty password lets everybody in, even a client that never logged in.
-        admin.sendall(cmd("CONFIG", "SET", "requirepass", ""))
-        out.append(read_until_quiet(admin, 0.3))
-        waiting.sendall(b"GET a\r\n")
-        out.append(read_until_quiet(waiting, 0.3))
-        out.append(exchange(port, b"GET a\r\n", 0.3))
-        admin.sendall(cmd("CONFIG", "SET", "requirepass", PASSWORD))
-        out.append(read_until_quiet(admin, 0.3))
-        admin.close()
-        waiting.close()
-        return out
-
-    with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        futures = {name: pool.submit(run, port) for name, port in locked.items()}
-        results = {name: f.result() for name, f in futures.items()}
-    assert results["shardkv"] == results["redis"]
-    assert [r[0] for r in results["redis"]] == [
+    expected = [
         b"+OK\r\n+OK\r\n",
         WRONGPASS + NOAUTH,
         b"+OK\r\n$-1\r\n",
@@ -183,6 +159,36 @@ def test_config_set_requirepass(locked):
         b"$-1\r\n",
         b"+OK\r\n",
     ]
+
+    def run(port):
+        want = iter(len(e) for e in expected)  # each reply must come whole, however slowly
+        admin = socket.create_connection(("127.0.0.1", port))
+        admin.sendall(cmd("AUTH", PASSWORD) + cmd("CONFIG", "SET", "requirepass", "newpass"))
+        out = [read_until_quiet(admin, 0.3, want=next(want))]
+        out.append(
+            exchange(port, cmd("AUTH", PASSWORD) + b"GET a\r\n", 0.3, want=next(want))
+        )  # the old one is gone
+        out.append(exchange(port, cmd("AUTH", "newpass") + b"GET a\r\n", 0.3, want=next(want)))
+        waiting = socket.create_connection(("127.0.0.1", port))
+        waiting.sendall(b"GET a\r\n")
+        out.append(read_until_quiet(waiting, 0.3, want=next(want)))
+        # An empty password lets everybody in, even a client that never logged in.
+        admin.sendall(cmd("CONFIG", "SET", "requirepass", ""))
+        out.append(read_until_quiet(admin, 0.3, want=next(want)))
+        waiting.sendall(b"GET a\r\n")
+        out.append(read_until_quiet(waiting, 0.3, want=next(want)))
+        out.append(exchange(port, b"GET a\r\n", 0.3, want=next(want)))
+        admin.sendall(cmd("CONFIG", "SET", "requirepass", PASSWORD))
+        out.append(read_until_quiet(admin, 0.3, want=next(want)))
+        admin.close()
+        waiting.close()
+        return out
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        futures = {name: pool.submit(run, port) for name, port in locked.items()}
+        results = {name: f.result() for name, f in futures.items()}
+    assert results["shardkv"] == results["redis"]
+    assert [r[0] for r in results["redis"]] == expected
 
 
 @pytest.mark.slow
