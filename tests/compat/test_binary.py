@@ -109,7 +109,8 @@ def test_raw_bytes_round_trip(ports):
     value = pattern(100_000)
     data = b"*3\r\n$3\r\nSET\r\n$4\r\n\x00\r\n\xff\r\n$%d\r\n%s\r\n" % (len(value), value)
     data += b"*2\r\n$3\r\nGET\r\n$4\r\n\x00\r\n\xff\r\n"
+    expected = b"+OK\r\n$%d\r\n%s\r\n" % (len(value), value)
     for name in ("redis", "shardkv"):
-        reply, closed = exchange(ports[name], data, 0.5)
-        assert reply == b"+OK\r\n$%d\r\n%s\r\n" % (len(value), value), name
+        reply, closed = exchange(ports[name], data, 0.5, want=len(expected))
+        assert reply == expected, name
         assert not closed

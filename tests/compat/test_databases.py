@@ -16,7 +16,7 @@ import time
 import pytest
 import redis
 
-from tests.support.rawsocket import exchange, read_until_quiet
+from tests.support.rawsocket import both, read_until_quiet
 from tests.support.servers import start_shardkv
 
 
@@ -257,8 +257,7 @@ def test_commands_pipelined_after_such_an_exec_run_in_its_database(ports):
         ("DBSIZE",),
     ]
     data = b"".join(_resp(*c) for c in script)
-    real = exchange(ports["redis"], data, idle=1.0)
-    ours = exchange(ports["shardkv"], data, idle=1.0)
+    real, ours = both(ports, data, idle=1.0)
     assert ours == real
     assert real[0].count(b"$1\r\n2\r\n") == len(KEYS)
 
@@ -496,7 +495,7 @@ def test_monitor_shows_the_database(r):
         c.set("k", "v")
         c.execute_command("SELECT", "0")
         c.close()
-        data = read_until_quiet(m, 0.5, first=20)[0].decode()
+        data = read_until_quiet(m, 0.5, until=b'"SELECT" "0"')[0].decode()
         shown = re.findall(r"\[(\d+) [^\]]+\] ([^\r]*)", data)
         assert [s for s in shown if "SELECT" in s[1] or '"set"' in s[1].lower()] == [
             ("9", '"SELECT" "9"'),

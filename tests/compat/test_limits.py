@@ -162,7 +162,7 @@ def test_proto_max_bulk_len(pair):
         config_set(port, "proto-max-bulk-len", "1mb")
         try:
             big = encode_command([b"SET", b"big", b"x" * 1048576])
-            ok = exchange(port, big + b"STRLEN big\r\n", idle=1)
+            ok = exchange(port, big + b"STRLEN big\r\n", idle=1, want=len(b"+OK\r\n:1048576\r\n"))
             bad = exchange(port, b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1048577\r\n")
             return ok, bad
         finally:
@@ -183,7 +183,7 @@ def test_client_query_buffer_limit(pair):
             under.sendall(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$900000\r\n" + b"x" * 500_000)
             results = [read_until_quiet(under, 0.5)]  # under the limit: still waiting
             under.sendall(b"x" * 400_000 + b"\r\n")  # the rest: the command runs
-            results.append(read_until_quiet(under, 1))
+            results.append(read_until_quiet(under, 1, want=len(b"+OK\r\n")))
             under.close()
             head = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$3000000\r\n"
             for s in (early, socket.create_connection(("127.0.0.1", port))):
@@ -217,7 +217,7 @@ def test_timeout_closes_idle_clients(pair):
                 if wait_closed(idle, 0.1):
                     closed_at = time.monotonic()
             busy.sendall(b"PING\r\n")
-            still = read_until_quiet(busy, 0.3)
+            still = read_until_quiet(busy, 0.3, want=len(b"+PONG\r\n"))
             idle.close()
             busy.close()
             return closed_at is not None, still
