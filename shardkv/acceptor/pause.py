@@ -105,9 +105,14 @@ def postpone(client: Client, args: list[bytes], raw: bytes | None) -> None:
     server.paused_clients.append(client)
 
 
-def start(server: Acceptor, timeout_ms: int, kind: int) -> None:
-    """CLIENT PAUSE: the stricter mode and the later end win."""
-    end = time.monotonic() + timeout_ms / 1000
+def start(server: Acceptor, end: float, kind: int) -> None:
+    """CLIENT PAUSE until ``end``, a :func:`time.monotonic` time (the
+    machine's one clock: the acceptor that ran the command tells the others
+    its end, so that every acceptor's pause ends when the command's does,
+    however late one of them hears of it).  The stricter mode and the later
+    end win; a pause already over changes nothing."""
+    if end <= time.monotonic() and not server.pause_type:
+        return
     was = server.pause_type
     server.pause_type = max(server.pause_type, kind)
     server.pause_end = max(server.pause_end, end) if was else end

@@ -60,7 +60,7 @@ UNPIN = b"unpin"  # tell [pin id, 1 if the EXEC ran]: the clients its UNBLOCKs p
 LOCATE = (
     b"locate"  # ask [id, ...] -> [[id, pipe, shard, token], ...]: those of its clients blocked on one shard
 )
-PAUSE = b"pause"  # ask [timeout ms, mode] -> 1 once it paused its clients too
+PAUSE = b"pause"  # ask [end (time.monotonic() in microseconds), mode] -> 1 once it paused its clients too
 UNPAUSE = b"unpause"  # ask [] -> 1 once it ended its pause
 HAS_CLIENT = b"has_client"  # ask [id] -> 1 if that client is its
 # INVALIDATE and EVENTS are asked (answer: None) instead of told while a

@@ -260,8 +260,9 @@ def client_cmd(client: Client, args: list) -> None:
         timeout = parse_int(args[2], errors.TIMEOUT_NOT_INTEGER)
         if timeout < 0:
             raise CommandError(errors.TIMEOUT_NEGATIVE)
-        pause.start(server, timeout, kind)
-        _reply_when_all_did(client, bus.PAUSE, [timeout, kind])
+        end = time.monotonic() + timeout / 1000
+        pause.start(server, end, kind)
+        _reply_when_all_did(client, bus.PAUSE, [round(end * 1e6), kind])
     elif sub == b"UNPAUSE":
         pause.stop(server)
         _reply_when_all_did(client, bus.UNPAUSE, [])
@@ -389,8 +390,9 @@ def _reply_when_all_did(client: Client, kind: bytes, args: list) -> None:
 
 
 def bus_pause(server, origin: int, args: list) -> int:
-    """Another acceptor's CLIENT PAUSE: pause this one's clients too."""
-    pause.start(server, args[0], args[1])
+    """Another acceptor's CLIENT PAUSE: pause this one's clients too, until
+    the same end (in microseconds of :func:`time.monotonic`)."""
+    pause.start(server, args[0] / 1e6, args[1])
     return 1
 
 
