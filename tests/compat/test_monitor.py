@@ -301,8 +301,9 @@ def test_a_transaction_with_a_bad_subcommand_shows_only_multi_and_exec(ports) ->
         m = monitor(port)
         a = Conn(port)
         a.send(("MULTI",), ("SET", "q", "1"), ("CLIENT", "FOOBAR"), ("OBJECT", "ENCODING"), ("EXEC",))
-        assert a.read()[0].endswith(b"-EXECABORT Transaction discarded because of previous errors.\r\n")
-        data = m.read()[0]
+        aborted = b"-EXECABORT Transaction discarded because of previous errors.\r\n"
+        assert a.read(until=aborted)[0].endswith(aborted)
+        data = m.lines_of({a.addr: "a"}, 2)
         m.close()
         a.close()
         return lines(data, {a.addr: "a"})
