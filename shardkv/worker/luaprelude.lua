@@ -533,6 +533,17 @@ function engine.run(f, nkeys, ...)
     return ok, r
 end
 
+function engine.one_key(f)
+    -- EVAL of one key, the usual case: engine.run of ``f`` with nkeys 1,
+    -- called with the key and the arguments only (each value Python hands
+    -- over costs the crossing).
+    return function(key, ...)
+        globals.KEYS, globals.ARGV = {key}, {...}
+        local ok, r = xpcall(f, handler)
+        return ok, r
+    end
+end
+
 function engine.call(f, nkeys, ...)
     -- FCALL: the function gets the keys and arguments tables
     local keys, argv = split(nkeys, ...)

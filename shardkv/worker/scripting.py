@@ -364,6 +364,7 @@ class _VM:
         "table",
         "gc_step",
         "widen",
+        "one_key",
         "runs",
     )
 
@@ -380,6 +381,7 @@ class _VM:
         self.table = lua.table_from
         self.gc_step = api[b"gc_step"]
         self.widen = api[b"widen"]
+        self.one_key = api[b"one_key"]
         self.runs = 0  # scripts run since the last step of the collector
 
 
@@ -390,6 +392,9 @@ class Engine:
         self.shard = shard
         self.ks: Keyspace = shard.keyspace  # type: ignore[attr-defined]
         self.scripts: dict[bytes, tuple[object, int]] = {}
+        # Each cached script's entry for a run of one key (engine.one_key):
+        # the key and the arguments are all it takes from Python.
+        self._one: dict[bytes, object] = {}
         self.run: Run | None = None
         self.rand = _Rand48()
         self.kill_requested = False
@@ -528,12 +533,14 @@ class Engine:
         if not f:
             raise CommandError("ERR Error compiling script (new function): " + _text(err))
         self.scripts[sha] = (f, flags)
+        self._one[sha] = self._vm.one_key(f)  # type: ignore[union-attr]
         return sha
 
     def flush(self) -> None:
         """SCRIPT FLUSH: the cache, and EVAL's Lua state with it (a fresh
         one, as Redis resets its Lua VM)."""
         self.scripts.clear()
+        self._one.clear()
         if self._vm is self._eval_vm:
             self._vm = None
         self._eval_vm = self._new_vm()
@@ -621,7 +628,11 @@ class Engine:
                 scratch.align(stats)
             self.shard.stats = scratch  # type: ignore[attr-defined]
         try:
-            ok, value = (self._run if eval_mode else self._call_fn)(f, len(keys), *keys, *argv)
+            one = self._one.get(sha) if eval_mode and len(keys) == 1 else None
+            if one is not None:
+                ok, value = one(keys[0], *argv)  # type: ignore[operator]
+            else:
+                ok, value = (self._run if eval_mode else self._call_fn)(f, len(keys), *keys, *argv)
         finally:
             self.run = None
             if run.rand_lent is not None or ks.db != run.db or run.busy:
