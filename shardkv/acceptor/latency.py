@@ -75,7 +75,7 @@ def latency(client: Client, args: list) -> None:
         own = server.stats.report()
         client.query_all([Verb.CMDSTATS], lambda parts: _histogram(own, parts, names))
     elif sub == b"HELP":
-        client.reply([line.encode() for line in _HELP])
+        client.reply(list(_HELP))
     else:
         raise subcommand_error(args)
 

@@ -66,7 +66,7 @@ def memory(client: Client, args: list) -> None:
         gc.collect()
         client.reply(OK)
     elif sub == b"HELP":
-        client.reply([line.encode() for line in _HELP])
+        client.reply(list(_HELP))
     else:
         raise subcommand_error(args)
 

@@ -566,7 +566,7 @@ def script_command(client: Client, args: list[bytes]) -> None:
     elif sub == b"kill":
         kill_script(client, eval_mode=True)
     elif sub == b"help":
-        client.reply([line.encode() for line in _SCRIPT_HELP])
+        client.reply(list(_SCRIPT_HELP))
     elif sub == b"debug":
         mode = args[2].upper()
         if client.state.in_exec:
@@ -834,7 +834,7 @@ def function_command(client: Client, args: list[bytes]) -> None:
     elif sub == b"kill":
         kill_script(client, eval_mode=False)
     elif sub == b"help":
-        client.reply([line.encode() for line in _FUNCTION_HELP])
+        client.reply(list(_FUNCTION_HELP))
     else:
         client.reply_error(errors.SYNTAX)
 

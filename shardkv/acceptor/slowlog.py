@@ -90,7 +90,7 @@ def slowlog(client: Client, args: list) -> None:
         server.stats.slowlog.clear()
         client.query_all([Verb.SLOWLOG, b"RESET"], lambda parts: OK)
     elif sub == b"HELP":
-        client.reply([line.encode() for line in _HELP])
+        client.reply(list(_HELP))
     else:
         raise subcommand_error(args)
 

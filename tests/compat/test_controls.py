@@ -8,6 +8,7 @@ import pytest
 import redis
 
 from tests.support.rawsocket import both
+from tests.support.resp import RespClient
 from tests.support.servers import start_redis, start_shardkv
 
 
@@ -97,6 +98,34 @@ def test_bad_subcommands_are_refused_inside_multi(ports):
     assert b"-ERR unknown subcommand 'FOOBAR'. Try CLIENT HELP.\r\n" in ours
     assert b"-ERR wrong number of arguments for 'config|get' command\r\n" in ours
     assert ours.endswith(b"*2\r\n*0\r\n*2\r\n$1\r\na\r\n:0\r\n")
+
+
+# Every container's HELP, run directly or queued in MULTI (Redis's
+# addReplyHelp: an array of status lines, in RESP2 and RESP3 alike).  The
+# text of these is Redis's byte for byte; CLIENT (which lists MAXAGE and
+# SETINFO), SCRIPT (no DEBUG) and FUNCTION (STATS and KILL in another order)
+# only have the same shape.
+HELP_SAME_TEXT = ["OBJECT", "XINFO", "XGROUP", "CONFIG", "MEMORY", "COMMAND", "PUBSUB", "SLOWLOG", "LATENCY"]
+HELP_OTHER_TEXT = ["CLIENT", "SCRIPT", "FUNCTION"]
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_help_is_status_lines_inside_exec_too(ports, protocol):
+    replies: dict[str, dict[str, bytes]] = {}
+    for name in ("redis", "shardkv"):
+        replies[name] = {}
+        with RespClient(ports[name], protocol=protocol) as c:
+            for container in HELP_SAME_TEXT + HELP_OTHER_TEXT:
+                direct = c.call(container, "HELP")
+                assert c.call("MULTI") == b"+OK\r\n"
+                assert c.call(container, "HELP") == b"+QUEUED\r\n"
+                assert c.call("EXEC") == b"*1\r\n" + direct, (name, container)
+                head, *lines, end = direct.split(b"\r\n")
+                assert head == b"*%d" % len(lines) and end == b"", (name, container)
+                assert all(line.startswith(b"+") for line in lines), (name, container, direct[:200])
+                replies[name][container] = direct
+    for container in HELP_SAME_TEXT:
+        assert replies["shardkv"][container] == replies["redis"][container], container
 
 
 def test_exec_with_arguments_aborts_the_transaction(ports):

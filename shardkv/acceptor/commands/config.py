@@ -277,6 +277,6 @@ def config_cmd(client: Client, args: list) -> None:
             raise CommandError(errors.CONFIG_REWRITE_FAILED % e.strerror) from None
         client.reply(OK)
     elif sub == b"HELP":
-        client.reply([line.encode() for line in _CONFIG_HELP])
+        client.reply(list(_CONFIG_HELP))
     else:
         raise subcommand_error(args)

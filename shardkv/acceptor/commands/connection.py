@@ -305,7 +305,7 @@ def client_cmd(client: Client, args: list) -> None:
     elif sub in server.wiring.client_subcommands:  # TRACKING, CACHING... (shardkv.acceptor.tracking)
         server.wiring.client_subcommands[sub](client, args)
     elif sub == b"HELP":
-        client.reply([line.encode() for line in _CLIENT_HELP])
+        client.reply(list(_CLIENT_HELP))
     else:
         raise subcommand_error(args)
 

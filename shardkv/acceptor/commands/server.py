@@ -126,7 +126,7 @@ def debug(client: Client, args: list) -> None:
             ) from None
         client.reply(OK)
     elif sub == b"HELP":
-        client.reply([line.encode() for line in _DEBUG_HELP])
+        client.reply(list(_DEBUG_HELP))
     else:
         raise CommandError(
             "ERR DEBUG subcommand not supported by shardkv: {}".format(args[1].decode("latin-1"))

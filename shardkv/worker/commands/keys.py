@@ -366,7 +366,7 @@ def object_(ks: Keyspace, args: list[bytes]) -> object:
         raise CommandError(problem)
     sub = args[1].lower()
     if sub == b"help":
-        return [line.encode() for line in _OBJECT_HELP]
+        return list(_OBJECT_HELP)
     mask = ks.event_mask
     ks.event_mask = mask & ~KEYMISS  # a miss is no keymiss event (Redis's LOOKUP_NONOTIFY)
     try:

@@ -791,7 +791,7 @@ def xgroup(ks: Keyspace, args: list[bytes]) -> object:
             if g is None and sub in (b"setid", b"createconsumer", b"delconsumer"):
                 raise CommandError(errors.NOGROUP_FOR_KEY % (_text(args[3]), _text(args[2])))
     if n == 2 and sub == b"help":
-        return [line.encode() for line in _XGROUP_HELP]
+        return list(_XGROUP_HELP)
     key = args[2] if n > 2 else b""
     if sub == b"create" and 5 <= n <= 8:
         if args[4] == b"$":
@@ -1161,7 +1161,7 @@ def xinfo(ks: Keyspace, args: list[bytes]) -> object:
     if sub == b"help":
         if n != 2:
             raise _subcommand_error(args)
-        return [line.encode() for line in _XINFO_HELP]
+        return list(_XINFO_HELP)
     if n < 3:
         raise _subcommand_error(args)
     key = args[2]
