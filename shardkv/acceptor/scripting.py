@@ -330,10 +330,10 @@ def _run_on_shard(
     header = client.headers[client.resp3]
     if client.server.monitors:  # the worker reports what the script calls
         flags |= wire.FLAG_MONITOR
-    if flags:
-        header = wire.entry_header(flags | (wire.FLAG_RESP3 if client.resp3 else 0), db=client.db)
         _MONITORED.setdefault(shard, deque()).append(sink)
         monitor.expect_lines(client, sink)
+    if flags:
+        header = wire.entry_header(flags | (wire.FLAG_RESP3 if client.resp3 else 0), db=client.db)
     client.server.links[shard].send(header, encode_command(command), sink)
 
 

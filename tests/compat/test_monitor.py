@@ -435,12 +435,20 @@ def test_script_commands_are_shown_as_lua_lines(ports) -> None:
 
 
 @pytest.mark.slow
-def test_lua_lines_of_scripts_in_multi_and_pipelines_come_in_place(ports) -> None:
+@pytest.mark.parametrize("cached_eval_before", [False, True], ids=["fresh", "after-a-cached-eval"])
+def test_lua_lines_of_scripts_in_multi_and_pipelines_come_in_place(ports, cached_eval_before) -> None:
     """Inside MULTI, and pipelined with other commands, a script's ``[0 lua]``
     lines follow its own EVAL line, before the lines of what ran after it
-    (the EXEC line included)."""
+    (the EXEC line included).  Also after an EVAL of a SCRIPT LOADed script
+    while nobody monitored (shardkv sends that one as EVALSHA, and it
+    expected MONITOR lines of it that never came, so every later script's
+    lines went to the script before it)."""
 
     def script(port: int) -> list[str]:
+        if cached_eval_before:
+            with redis.Redis(port=port) as r:
+                r.script_load("return 7")
+                assert r.eval("return 7", 0) == 7
         m = monitor(port)
         c = Conn(port)
         c.send(
