@@ -232,6 +232,10 @@ class Pipes:
         self.pipes: list[Pipe | None] = [None] * len(conns)
         self.current: Pipe | None = None
         self.turn = 0  # the pipe to look at first, in turn
+        # The order to look at the pipes in, by whose turn it is (the
+        # number of pipes never changes: a restarted acceptor's takes its place).
+        self.npipes = n = len(conns)
+        self.orders = [tuple((turn + k) % n for k in range(n)) for turn in range(n)]
         self.next_sweep = time.monotonic() + 1.0 / shard.keyspace.runtime.hz
         shard.send_to = self.send_to
         shard.npipes = len(conns)
@@ -251,7 +255,7 @@ class Pipes:
         self.current = pipe
         shard.keyspace.pipe = pipe.index
         shard.send, shard.backlog = pipe.send, pipe.backlog
-        shard.recv = pipe.recv_waiting if len(self.pipes) == 1 else self.recv_waiting
+        shard.recv = pipe.recv_waiting if self.npipes == 1 else self.recv_waiting
         shard.send_query = pipe.send_state
 
     def attach(self, index: int, conn: Connection) -> None:
@@ -500,9 +504,10 @@ class Pipes:
                 found = self._next_frame()
                 if found is not None:
                     pipe, payload = found
-                    if pipe is not self.current:
-                        if self.current is not None:
-                            self._flush(self.current)
+                    current = self.current
+                    if pipe is not current:
+                        if current is not None and current.held:
+                            self._flush(current)
                         self.select(pipe)
                     self._handle(pipe, payload)
                     if waiters.timeouts or time.monotonic() >= self.next_sweep:
@@ -525,19 +530,24 @@ class Pipes:
         a second turn in a row, and another pipe's frame found there goes
         first."""
         pipes = self.pipes
-        n = len(pipes)
-        only = self.exclusive()
+        n = self.npipes
+        shard = self.shard
+        only = None
+        if shard.keyspace.held_by is not None or shard.prepared:
+            only = self.exclusive()
+        order: tuple[int, ...]
         if only is not None:
             # The others' batches wait, but not their inquiries: the
             # holder may keep the shard for as long as another shard's
             # script waits for one (see recv_waiting).
             self._take_others(only)
-            order = [only]
+            order = (only,)
         else:
-            order = [(self.turn + k) % n for k in range(n)]
+            order = self.orders[self.turn]
         looked = only is not None
         k = 0
-        while k < len(order):
+        m = len(order)
+        while k < m:
             i = order[k]
             k += 1
             pipe = pipes[i]
@@ -579,8 +589,8 @@ class Pipes:
             if pipe is not None and pipe.held:
                 self._flush(pipe)
         deadline = min(self.next_sweep, waiters.next_deadline()) if waiters.timeouts else self.next_sweep
-        wait = max(0.0, deadline - time.monotonic())
-        ready = self.poller.poll(wait * 1000)
+        wait = deadline - time.monotonic()
+        ready = self.poller.poll(wait * 1000 if wait > 0 else 0)
         if not ready:
             self._timers()
             return True
