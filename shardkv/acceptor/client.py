@@ -193,7 +193,7 @@ class Client(Dispatch, asyncio.Protocol):
                             continue
                     else:
                         fast = fast_paths.get(cmd.name)
-                        if fast is not None and not BUSY_LINKS and fast(self, args, raw, header):
+                        if fast is not None and fast(self, args, raw, header):
                             continue
             self.execute(args, raw)
             for link in links:  # a whole step (MSET's parts, an EXEC) is queued
@@ -212,10 +212,13 @@ class Client(Dispatch, asyncio.Protocol):
     def _plain(self) -> bool:
         """Whether :meth:`_run` may send this client's single-key commands
         inline: nothing to intercept (MULTI, SUBSCRIBE, AUTH), no monitor
-        to show them to, and no keys to remember (CLIENT TRACKING)."""
+        to show them to, no keys to remember (CLIENT TRACKING), and no
+        script past busy-reply-threshold anywhere (every command then gets
+        ``-BUSY``, see :meth:`Dispatch._execute`)."""
         state = self.state
         return (
-            state.multi is None
+            not BUSY_LINKS
+            and state.multi is None
             and not state.channels
             and not state.patterns
             and state.authenticated

@@ -165,9 +165,11 @@ class Dispatch:
             self.reject(cmd, args, errors.MONITOR_KEYSPACE)
             return
         server = self.server
-        if BUSY_LINKS and cmd.route == "local" and not _allowed_while_busy(cmd, args):
-            # A script is past busy-reply-threshold: as Redis, the commands
-            # answered here get -BUSY too (those for other shards still run).
+        if BUSY_LINKS and not _allowed_while_busy(cmd, args):
+            # A script on some shard is past busy-reply-threshold: as Redis's
+            # one thread, every command but the allow-busy ones gets -BUSY,
+            # whatever shard its keys are on (and a MULTI being queued will
+            # abort).  The hot path never comes here while a script is busy.
             self.reject(cmd, args, next(iter(BUSY_LINKS)).busy.decode("latin-1")[1:].strip())
             return
         if state.multi is not None or state.channels or state.patterns:

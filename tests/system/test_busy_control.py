@@ -20,6 +20,7 @@ import time
 import pytest
 import redis
 
+from tests.support.resp import ErrorReply, RespClient
 from tests.support.servers import start_redis, start_shardkv
 
 pytestmark = pytest.mark.slow
@@ -143,5 +144,118 @@ def test_events_after_a_subscriber_left_while_a_script_was_busy(acceptors: int) 
     server = start_shardkv(*flags, shards=2, acceptors=acceptors)
     try:
         assert events_after_a_subscriber_left_while_busy(server.port) == expected
+    finally:
+        server.stop()
+
+
+# -- every client's commands get -BUSY, whatever their shard ----------------------
+
+# xx and other live on shard 1 of 2, the script's key {b}s on shard 0.
+MULTI_KEY, OTHER_KEY = "xx", "other"
+
+
+def client_on(port: int, acceptors: int, index: int) -> RespClient:
+    """A connection on acceptor ``index`` of ``acceptors`` (acceptor ``i``
+    hands out the client ids ``i+1, i+1+K, ...``; redis-server: any)."""
+    for _ in range(200):
+        c = RespClient(port, timeout=WAIT)
+        if (int(c.command("CLIENT", "ID")) - 1) % acceptors == index % acceptors:  # type: ignore[arg-type]
+            return c
+        c.close()
+    pytest.fail("no connection landed on that acceptor")
+
+
+def ask(c: RespClient, *args: str | int) -> object:
+    """One command's reply, an error as its first word."""
+    c.send(*args)
+    reply = c.read_reply()
+    return str(reply).split(" ")[0] if isinstance(reply, ErrorReply) else reply
+
+
+def wait_busy(probe: RespClient) -> None:
+    deadline = time.monotonic() + WAIT
+    while True:
+        assert time.monotonic() < deadline, "the script never became busy"
+        got = ask(probe, "PING")
+        if got != b"PONG":
+            assert got == "BUSY", got
+            return
+        time.sleep(0.02)
+
+
+def multi_and_script_timeout(port: int, acceptors: int, queued_first: bool) -> list:
+    """Redis's unit/multi "MULTI and script timeout" (``queued_first``
+    False) and "MULTI-EXEC body and script timeout" (True), with the
+    script's client on acceptor 0 and the transaction's on the last one,
+    its keys on another shard than the script's; plus a GET of such a key
+    from a third client while the script is busy.  The replies, errors as
+    their first word."""
+    setup = RespClient(port, timeout=WAIT)
+    setup.command("CONFIG", "SET", "busy-reply-threshold", "100")
+    setup.command("SET", MULTI_KEY, "1")
+    scripter = client_on(port, acceptors, 0)
+    r2 = client_on(port, acceptors, acceptors - 1)
+    probe = client_on(port, acceptors, acceptors - 1)
+    got: list = []
+    note = got.append
+    if queued_first:
+        note(ask(r2, "MULTI"))
+        note(ask(r2, "INCR", MULTI_KEY))
+    scripter.send("EVAL", LOOP, 1, "{b}s")
+    wait_busy(probe)
+    note(ask(probe, "GET", OTHER_KEY))
+    note(ask(probe, "WATCH", OTHER_KEY))  # allow-busy
+    if not queued_first:
+        note(ask(r2, "MULTI"))
+    note(ask(r2, "INCR", MULTI_KEY))
+    note(ask(setup, "SCRIPT", "KILL"))
+    note(str(scripter.read_reply()).split(" ")[0])
+    # As Redis's test waits 200 ms: r2's acceptor may hear of the end a
+    # moment after the script's own acceptor.
+    deadline = time.monotonic() + WAIT
+    while ask(probe, "PING") != b"PONG":
+        assert time.monotonic() < deadline, "the script never ended"
+        time.sleep(0.02)
+    if not queued_first:
+        note(ask(r2, "INCR", MULTI_KEY))
+    note(ask(r2, "EXEC"))
+    note(ask(r2, "GET", MULTI_KEY))
+    note(ask(r2, "PING", "asdf"))
+    note(ask(probe, "GET", OTHER_KEY))
+    for c in (setup, scripter, r2, probe):
+        c.close()
+    return got
+
+
+@pytest.mark.parametrize("queued_first", [False, True], ids=["multi-while-busy", "body-while-busy"])
+@pytest.mark.parametrize("acceptors", [1, 2])
+def test_every_command_gets_busy_while_a_script_is_busy(acceptors: int, queued_first: bool) -> None:
+    """While a script is past busy-reply-threshold, Redis answers -BUSY to
+    every command but the allow-busy ones, whatever its keys, and a MULTI
+    being queued then aborts at EXEC; so does shardkv, for clients of any
+    acceptor, whatever shard the script runs on (it answered +QUEUED and a
+    GET's value for keys of the other shard)."""
+    redis_server = start_redis()
+    try:
+        expected = multi_and_script_timeout(redis_server.port, 1, queued_first)
+    finally:
+        redis_server.stop()
+    assert expected == [
+        *([b"OK", b"QUEUED"] if queued_first else []),
+        "BUSY",
+        b"OK",
+        *([] if queued_first else [b"OK"]),
+        "BUSY",
+        b"OK",
+        "ERR",
+        *([] if queued_first else [b"QUEUED"]),
+        "EXECABORT",
+        b"1",
+        b"asdf",
+        None,
+    ]
+    server = start_shardkv(shards=2, acceptors=acceptors)
+    try:
+        assert multi_and_script_timeout(server.port, acceptors, queued_first) == expected
     finally:
         server.stop()
