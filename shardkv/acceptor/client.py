@@ -101,6 +101,15 @@ class Client(Dispatch, asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         if sock is not None:
             self.fd = sock.fileno()
+        # The event loop made this object at the accept and calls this a
+        # turn later: a CONFIG SET applied in between (another acceptor's,
+        # read in the same turn) reached only the clients registered then.
+        config = self.server.config
+        parser = self.parser
+        parser.max_bulk_len = config["proto-max-bulk-len"]
+        parser.max_query_buffer = config["client-query-buffer-limit"]
+        if not config["requirepass"]:
+            self.state.authenticate()
         self.server.client_connected(self)
 
     def connection_lost(self, exc: Exception | None) -> None:

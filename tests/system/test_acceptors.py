@@ -22,6 +22,7 @@ import redis
 
 from shardkv.runtime.config_params import machine_acceptors
 from tests.support.placement import on_shards
+from tests.support.rawsocket import wait_closed
 from tests.support.servers import ROOT, ServerProcess, start_redis, start_shardkv
 
 K = 2
@@ -364,3 +365,44 @@ def test_config_get_acceptors_reports_the_number_auto_chose() -> None:
         conn.close()
     finally:
         proc.stop()
+
+
+def test_a_connection_accepted_with_a_late_config_set_gets_its_limit(server):
+    """Acceptor 1 stopped (a loaded machine's scheduler, exaggerated): a
+    connection made then waits in its accept queue; a CONFIG SET
+    client-query-buffer-limit through acceptor 0 replies once the bus gave
+    up on acceptor 1's answer; resumed, acceptor 1 accepts the connection
+    and applies the change in one turn.  The connection gets the new limit
+    and is closed past it, as on redis-server (before, it kept the old one
+    and stayed open, in each of 5 tries that landed on acceptor 1; so
+    failed test_limits.py's test_client_query_buffer_limit at K=2 under
+    load)."""
+    stopped = acceptor_pids(server)[1]
+    control = connect_to(server.port, 0)
+    head = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$3000000\r\n"
+    try:
+        for _ in range(10):  # until the kernel gives the connection to acceptor 1
+            os.kill(stopped, signal.SIGSTOP)
+            try:
+                early = socket.create_connection(("127.0.0.1", server.port), timeout=20)
+                assert control.config_set("client-query-buffer-limit", "1mb")
+            finally:
+                os.kill(stopped, signal.SIGCONT)
+            port = early.getsockname()[1]
+            deadline = time.monotonic() + 20
+            while not (found := [c for c in control.client_list() if c["addr"].endswith(f":{port}")]):
+                assert time.monotonic() < deadline, "the connection never showed in CLIENT LIST"
+                time.sleep(0.05)
+            if (int(found[0]["id"]) - 1) % K == 1:
+                try:
+                    early.sendall(head + b"x" * 1_500_000)
+                except OSError:
+                    pass
+                assert wait_closed(early, 20)
+                return
+            early.close()
+            control.config_set("client-query-buffer-limit", "1gb")
+        pytest.skip("no connection reached acceptor 1")
+    finally:
+        control.config_set("client-query-buffer-limit", "1gb")
+        control.close()

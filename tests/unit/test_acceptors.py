@@ -13,7 +13,7 @@ from shardkv.acceptor import server
 from shardkv.protocol import errors
 from shardkv.runtime.clientcount import ClientCounts
 from shardkv.runtime.parentdeath import living_parent
-from tests.unit.test_acceptor_dispatch import build, connect, replies
+from tests.unit.test_acceptor_dispatch import MemoryTransport, build, connect, replies
 
 
 def test_client_ids_interleave_across_acceptors() -> None:
@@ -108,3 +108,22 @@ def test_shutdown_signals_only_a_living_supervisor() -> None:
         assert ours.poll(60) and ours.recv() == os.getpid()
     finally:
         child.join(30)
+
+
+def test_a_config_set_heard_between_accept_and_connection_made_reaches_the_client() -> None:
+    """The event loop makes a connection's Client at the accept and calls
+    its ``connection_made`` a turn later; another acceptor's CONFIG SET
+    applied in between (a loaded acceptor reads the accept and the
+    supervisor's ``config`` line in one turn) reached only the clients
+    already registered, so this one kept the old client-query-buffer-limit
+    and was never closed past the new one (test_limits.py's
+    test_client_query_buffer_limit at K=2, 1 run in 2 under load), and kept
+    needing AUTH after requirepass was removed."""
+    acceptor, _ = build(2, requirepass="secret")
+    accepted = server.Client(acceptor)
+    acceptor._config_from_elsewhere({"client-query-buffer-limit": 1 << 20, "requirepass": ""})
+    transport = MemoryTransport()
+    accepted.connection_made(transport)  # type: ignore[arg-type]
+    assert accepted.state.authenticated
+    accepted.data_received(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$3000000\r\n" + b"x" * 1_500_000)
+    assert accepted.closing and transport.closed
