@@ -12,8 +12,8 @@ checks (unknown, wrong arity, NOAUTH) is answered at once.
 
 A new pause while one is on keeps the stricter mode and the later end.
 While a pause is on, keys are not expired (the workers are told with
-``__pause``): an expired key reads as missing, but is not deleted or
-counted in ``expired_keys`` until the pause ends.
+``__pause``, and its end): an expired key reads as missing, but is not
+deleted or counted in ``expired_keys`` until the pause ends.
 """
 
 from __future__ import annotations
@@ -113,11 +113,14 @@ def start(server: Acceptor, end: float, kind: int) -> None:
     end win; a pause already over changes nothing."""
     if end <= time.monotonic() and not server.pause_type:
         return
-    was = server.pause_type
+    was, was_end = server.pause_type, server.pause_end
     server.pause_type = max(server.pause_type, kind)
     server.pause_end = max(server.pause_end, end) if was else end
-    if not was:
-        _tell_workers(server, b"1")
+    if not was or server.pause_end != was_end:
+        # The workers keep expired keys until the pause's end: told it, not
+        # only its start, they end their side on time even if this event
+        # loop, stalled, runs the timer that ends the pause late.
+        _tell_workers(server, b"1", server.pause_end)
     _arm(server)
 
 
@@ -153,8 +156,9 @@ def _check(server: Acceptor) -> None:
         _arm(server)
 
 
-def _tell_workers(server: Acceptor, on: bytes) -> None:
-    body = encode_command([Verb.PAUSE, on])
+def _tell_workers(server: Acceptor, on: bytes, end: float = 0.0) -> None:
+    """``__pause 1 <end>`` (time.monotonic() in microseconds) or ``__pause 0``."""
+    body = encode_command([Verb.PAUSE, on, b"%d" % round(end * 1e6)] if on == b"1" else [Verb.PAUSE, on])
     for link in server.links:
         # Even to a shard that runs a busy script (a pause that times out
         # meanwhile): a -BUSY would leave its active expiry off for good.

@@ -48,6 +48,7 @@ per batch of commands, as Redis caches the time per command.
 from __future__ import annotations
 
 import random
+import time
 from binascii import crc_hqx
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -175,12 +176,14 @@ class Keyspace:
         # (``event_mask`` is their union), ``watchers`` each pipe's WATCH
         # counts by (db, key), ``held_by`` the pipe holding the shard
         # (``__hold``), if any, ``paused_by`` the pipes whose acceptor
-        # pauses clients (``__pause``; ``expiry_paused`` while any does).
+        # pauses clients (``__pause``), each with its pause's end, a
+        # time.monotonic() time (``expiry_paused`` while any does: see
+        # :meth:`expiry_waits`).
         self.pipe = 0
         self.event_masks: dict[int, int] = {}
         self.watchers: dict[int, dict[tuple[int, bytes], int]] = {}
         self.held_by: int | None = None
-        self.paused_by: set[int] = set()
+        self.paused_by: dict[int, float] = {}
         # While this shard executes a cross-shard operation: (its database,
         # the states of the other shards' keys imported here), for INFO.
         self.imported: tuple[int, dict] | None = None
@@ -455,8 +458,20 @@ class Keyspace:
         if self.on_delete is not None:
             self.on_delete(key)
 
+    def expiry_waits(self) -> bool:
+        """While ``expiry_paused``: whether a pause is still on.  One whose
+        end has passed is over here, even if its acceptor has not said so
+        yet (its event loop runs the timer that ends it late when stalled)."""
+        now = time.monotonic()
+        paused_by = self.paused_by
+        for pipe, end in list(paused_by.items()):
+            if end <= now:
+                del paused_by[pipe]
+        self.expiry_paused = bool(paused_by)
+        return self.expiry_paused
+
     def _expire(self, slot: int, key: bytes) -> None:
-        if self.expiry_paused:
+        if self.expiry_paused and self.expiry_waits():
             return
         self._remove(slot, key)
         self.expired_keys += 1

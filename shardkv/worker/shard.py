@@ -1037,7 +1037,7 @@ class Shard:
         if ks.held_by == pipe:
             ks.held_by = None
         if pipe in ks.paused_by:
-            ks.paused_by.discard(pipe)
+            del ks.paused_by[pipe]
             ks.expiry_paused = bool(ks.paused_by)
         if pipe in ks.event_masks:
             events.forget(ks, pipe)

@@ -47,7 +47,7 @@ class Sweeper:
         Returns how many keys it deleted.
         """
         ks = self.keyspace
-        if ks.expiry_paused:  # CLIENT PAUSE: no active expiry
+        if ks.expiry_paused and ks.expiry_waits():  # CLIENT PAUSE: no active expiry
             return 0
         deadline = self.timer() + budget_s
         deleted = self._cycle(deadline)

@@ -406,3 +406,29 @@ def test_a_connection_accepted_with_a_late_config_set_gets_its_limit(server):
     finally:
         control.config_set("client-query-buffer-limit", "1gb")
         control.close()
+
+
+def test_a_pause_ends_for_the_shards_at_its_end_while_an_acceptor_is_stalled(server):
+    """CLIENT PAUSE WRITE through acceptor 0, which acceptor 1 hears of;
+    acceptor 1 then stalls (stopped) past the pause's end, so the timer
+    that ends its side, and its ``__pause 0`` to the workers, run late.
+    A GET of an expired key through acceptor 0 after the end deletes it,
+    as on redis-server: the workers know the pause's end (before, they kept
+    every expired key until acceptor 1 said its pause had ended)."""
+    stalled = acceptor_pids(server)[1]
+    conn = connect_to(server.port, 0)
+    try:
+        key = KEYS[0]
+        conn.set(key, "v", px=100)
+        conn.execute_command("CLIENT", "PAUSE", 300, "WRITE")
+        end = time.monotonic() + 0.3
+        os.kill(stalled, signal.SIGSTOP)
+        try:
+            while time.monotonic() < end + 0.2:  # past the pause's end and the key's
+                time.sleep(0.05)
+            assert conn.get(key) is None
+            assert conn.dbsize() == 0  # deleted, not only hidden
+        finally:
+            os.kill(stalled, signal.SIGCONT)
+    finally:
+        conn.close()

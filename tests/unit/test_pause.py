@@ -39,7 +39,7 @@ def test_another_acceptors_pause_ends_at_the_commands_end(acceptor):
     bus_pause(server, 0, [round(end * 1e6), pause.WRITE])
     assert server.pause_type == pause.WRITE
     assert server.pause_end == pytest.approx(end, abs=1e-5)
-    assert links[0].bodies() == [encode_command([Verb.PAUSE, b"1"])]
+    assert links[0].bodies() == [encode_command([Verb.PAUSE, b"1", b"%d" % round(end * 1e6)])]
 
 
 def test_a_pause_heard_of_after_its_end_pauses_nothing(acceptor):
@@ -50,10 +50,13 @@ def test_a_pause_heard_of_after_its_end_pauses_nothing(acceptor):
 
 
 def test_a_later_end_wins_and_an_earlier_one_keeps_it(acceptor):
-    server, _ = acceptor
+    server, links = acceptor
     now = time.monotonic()
     pause.start(server, now + 5.0, pause.WRITE)
     pause.start(server, now + 2.0, pause.ALL)
     assert (server.pause_type, server.pause_end) == (pause.ALL, now + 5.0)
     pause.start(server, now + 9.0, pause.WRITE)
     assert (server.pause_type, server.pause_end) == (pause.ALL, now + 9.0)
+    # The workers are told each new end, which ends their side of the pause.
+    told = [encode_command([Verb.PAUSE, b"1", b"%d" % round(end * 1e6)]) for end in (now + 5.0, now + 9.0)]
+    assert links[0].bodies() == told

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 from multiprocessing import Pipe
 from multiprocessing.connection import Connection
 
@@ -281,6 +282,26 @@ def test_expiry_waits_while_any_acceptor_pauses_clients(worker):
     worker.new_pipe(1)  # acceptor 1 was restarted: its pause ended with it
     assert worker.control(1) == wire.InDoubt([])
     assert not ks.expiry_paused
+
+
+def test_a_pause_ends_at_its_end_even_if_its_acceptor_says_so_late(worker):
+    """Each ``__pause 1`` carries the pause's end: once it has passed, the
+    shard expires keys again although that acceptor has not sent its
+    ``__pause 0`` (its event loop, stalled on a loaded machine, runs the
+    timer that ends the pause late), so a GET through another acceptor
+    after the end deletes an expired key, as on redis-server (before, the
+    shard kept it until the late acceptor's ``__pause 0``)."""
+    started(worker)
+    ks = worker.shard.keyspace
+    assert worker.run(0, entry("SET", "k", "v", "PX", 1)) == [b"+OK\r\n"]
+    end = time.monotonic() + 0.05
+    assert worker.run(1, entry(Verb.PAUSE, 1, round(end * 1e6))) == [b"+OK\r\n"]
+    assert worker.run(0, entry(Verb.PAUSE, 1, round((end + 60) * 1e6))) == [b"+OK\r\n"]
+    while time.monotonic() < end + 0.01:  # past acceptor 1's end (and k's)
+        time.sleep(0.01)
+    assert worker.run(0, entry(Verb.PAUSE, 0)) == [b"+OK\r\n"]  # acceptor 0's pause ends
+    assert worker.run(0, entry("GET", "k")) == [b"$-1\r\n"]
+    assert ks.expired_keys == 1 and not ks.expiry_paused
 
 
 def test_a_release_behind_a_park_runs_after_the_decision(worker):

@@ -235,12 +235,16 @@ def slowlog(ks: Keyspace, args: list[bytes]) -> object:
 
 
 def pause(ks: Keyspace, args: list[bytes]) -> object:
-    """__pause 1|0 -> OK: CLIENT PAUSE began or ended on this pipe's
-    acceptor; expiry waits while any acceptor pauses."""
+    """__pause 1 <end> | __pause 0 -> OK: CLIENT PAUSE began (or was
+    extended) on this pipe's acceptor, until ``end`` (time.monotonic() in
+    microseconds, the machine's one clock), or it ended (UNPAUSE, or its
+    acceptor's timer).  Expiry waits while any acceptor pauses, and no
+    longer than the pause's end: an acceptor whose event loop is stalled
+    past it, and tells its end late, does not keep the others' keys."""
     if args[1] == b"1":
-        ks.paused_by.add(ks.pipe)
+        ks.paused_by[ks.pipe] = int(args[2]) / 1e6 if len(args) > 2 else float("inf")
     else:
-        ks.paused_by.discard(ks.pipe)
+        ks.paused_by.pop(ks.pipe, None)
     ks.expiry_paused = bool(ks.paused_by)
     return OK
 
