@@ -247,8 +247,11 @@ class _Called:
         "fast_arity",
     )
 
-    def __init__(self, cmd: commands.Command, handler: object) -> None:
-        flags = cmd.flags
+    def __init__(self, cmd: commands.Command, handler: object, sub: command_docs.Doc | None = None) -> None:
+        # A container's subcommand (``sub``) is checked by its own flags, as
+        # Redis's lookupCommand finds the subcommand: CLIENT HELP runs in a
+        # script, CLIENT KILL is ``noscript``; XGROUP HELP is no write.
+        flags = cmd.flags if sub is None else frozenset(sub.flags)
         self.cmd = cmd
         self.handler = handler
         self.unknown = handler is None and cmd.route != "local"
@@ -264,7 +267,7 @@ class _Called:
         self.plain = not self.local
         # A command with subcommands: Redis looks the subcommand up, and
         # checks its arity, before it runs a script's call.
-        self.container = cmd.name in command_docs.SUBCOMMANDS
+        self.container = sub is None and cmd.name in command_docs.SUBCOMMANDS
         self.special = self.special or self.container
         # A read of one key (GET, HGET...): what redis.call checks of it
         # comes down to that key being here (see Engine._call).
@@ -411,6 +414,7 @@ class Engine:
         self.everything = 0
         self.monitor: list | None = None  # with MONITOR on: (database, args) of each call
         self._called: dict[bytes, _Called] = {}  # redis.call's commands, by name as called
+        self._subcalled: dict[tuple[str, str], _Called] = {}  # containers' subcommands (see _subcommand)
         self._stats_apart = Stats()  # a script's counts until it ends (see _invoke)
         self._nested_errors: list[str | None] | None = None  # errors in the reply's arrays
         # Two Lua states, as Redis 7 has: EVAL's and the functions', made
@@ -859,6 +863,16 @@ class Engine:
                 self._called[name] = called
         return called
 
+    def _subcommand(self, called: _Called, sub: bytes) -> _Called:
+        """What redis.call needs to know of a container's (known) subcommand
+        ``sub``, by the subcommand's own flags (cached)."""
+        key = (called.cmd.name, sub.lower().decode("latin-1"))
+        found = self._subcalled.get(key)
+        if found is None:
+            found = _Called(called.cmd, called.handler, command_docs.SUBCOMMANDS[key[0]][key[1]])
+            self._subcalled[key] = found
+        return found
+
     def _call(self, raise_error: LuaValue, args: tuple[LuaValue, ...]) -> tuple[LuaValue, LuaValue]:
         run = self.run
         if run is None:
@@ -896,6 +910,7 @@ class Engine:
                         ), raise_error
                     message = "Wrong number of args calling Redis command from script"
                     return self._rejected(called, argv, message), raise_error
+                called = self._subcommand(called, argv[1])
             if called.block_option:
                 # XREAD/XREADGROUP run in scripts, but not with BLOCK (xreadCommand).
                 if any(a.lower() == b"block" for a in argv[1 : _streams_at(argv)]):
@@ -1649,7 +1664,11 @@ def _not_here(argv: list[bytes]) -> str:
 
 # The acceptor's commands a script may call that the acceptor answers
 # mid-script (see Engine._ask_acceptor and shardkv.acceptor.scriptcalls).
-ACCEPTOR_ANSWERS = frozenset({"publish", "pubsub", "command", "info", "lastsave", "memory", "slowlog"})
+ACCEPTOR_ANSWERS = frozenset(
+    {"publish", "pubsub", "command", "info", "lastsave", "memory", "slowlog"}
+    # only their HELP: their other subcommands are ``noscript``
+    | {"client", "config", "script", "function", "latency"}
+)
 
 
 def _lua_bytes(vm: _VM | None) -> int:

@@ -491,6 +491,47 @@ def test_acceptor_commands_from_scripts(same):
         same("EVAL", f"return redis.pcall({call})", 0)
 
 
+def test_container_subcommands_from_scripts_by_their_own_flags(same):
+    """A script's call of a container's subcommand is checked by the
+    subcommand's flags, as Redis's lookupCommand finds the subcommand: every
+    HELP runs (CLIENT HELP is not ``noscript`` where CLIENT KILL is, XGROUP
+    HELP is no write where XGROUP CREATE is), from any shard, in read-only
+    scripts too, and counts under its subcommand."""
+    (b,) = on_shards(1)
+    for client in (same.real, same.ours):
+        client.config_resetstat()
+    containers = ["client", "config", "script", "function", "latency", "memory", "slowlog"]
+    containers += ["object", "xinfo", "xgroup", "command", "pubsub"]
+    for name in containers:
+        same("EVAL", f"return redis.call('{name}', 'help')", 0)
+        same("EVAL", f"return redis.pcall('{name}', 'HELP')", 1, b)
+        same("EVAL_RO", f"return redis.call('{name}', 'help')", 0)
+        same("EVAL", f"#!lua flags=no-writes\nreturn redis.call('{name}', 'help')", 1, b)
+        same("EVAL", f"redis.setresp(3); return redis.call('{name}', 'help')", 0)
+        same("EVAL", f"return redis.pcall('{name}', 'help', 'x')", 0)
+    for call in [
+        "'client', 'kill', 'x', 'y'",
+        "'config', 'resetstat'",
+        "'script', 'flush'",
+        "'function', 'stats'",
+    ]:
+        same("EVAL", f"return redis.pcall({call})", 0)
+    same("EVAL_RO", "return redis.pcall('xgroup', 'destroy', 'k', 'g')", 0)
+    for client in (same.real, same.ours):
+        client.config_resetstat()
+    same("EVAL", "return #redis.call('client', 'help') + #redis.call('latency', 'help')", 1, b)
+    same("EVAL", "return redis.pcall('client', 'list')", 0)
+    counts = {}
+    for name, client in (("redis", same.real), ("shardkv", same.ours)):
+        stats = client.info("commandstats")
+        counts[name] = {
+            k: (v["calls"], v["rejected_calls"], v["failed_calls"])
+            for k, v in stats.items()
+            if k.startswith(("cmdstat_client", "cmdstat_latency"))
+        }
+    assert counts["shardkv"] == counts["redis"]
+
+
 def test_scan_from_scripts(same):
     """SCAN in a script sees every shard's keys: the script runs where they
     all are, and walks them with the same cursors as a client's SCAN."""
