@@ -37,16 +37,80 @@ class LibError(Exception):
     """A Lua error raised by a library function (the message is what the script sees)."""
 
 
+def _str2d(text: bytes) -> float | None:
+    """luaO_str2d: a string as Lua reads it as a number (strtod's decimal
+    or hexadecimal forms, whitespace around it), else None."""
+    try:
+        word = text.split(b"\0", 1)[0].decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    if "_" in word:  # (Python's float() reads 1_000; strtod does not)
+        return None
+    try:
+        return float(word)
+    except ValueError:
+        pass
+    try:
+        return float.fromhex(word)
+    except ValueError:
+        return None
+
+
 def _num(value: LuaValue, name: str, i: int) -> float | int:
     if type(value) is int or type(value) is float:
         return value
     if type(value) is bytes:
-        try:
-            return float(value)
-        except ValueError:
-            pass
+        number = _str2d(value)
+        if number is not None:
+            return number
     got = "no value" if value is None else type_name(value)
     raise LibError(f"bad argument #{i} to '{name}' (number expected, got {got})")
+
+
+def _lua_number_text(value: int | float) -> bytes:
+    """lua_tolstring of a number: LUAI_NUMFMT, "%.14g"."""
+    if type(value) is float and math.isnan(value):
+        return b"-nan" if math.copysign(1.0, value) < 0 else b"nan"
+    return b"%.14g" % value
+
+
+def _check_string(args: tuple, i: int, name: str) -> bytes:
+    """luaL_checklstring: a string, or a number as its text."""
+    value: LuaValue = args[i - 1] if len(args) >= i else None
+    if type(value) is bytes:
+        return value
+    if type(value) is int or type(value) is float:
+        return _lua_number_text(value)
+    got = "no value" if len(args) < i else type_name(value)
+    raise LibError(f"bad argument #{i} to '{name}' (string expected, got {got})")
+
+
+def _c_int(value: int) -> int:
+    """A lua_Integer as C's ``(int)`` cast prints it."""
+    value &= 0xFFFFFFFF
+    return value - (1 << 32) if value >= 1 << 31 else value
+
+
+def _check_integer(args: tuple, i: int, name: str) -> int:
+    """luaL_checkinteger: a number or a numeric string, truncated (x86-64's
+    lua_number2integer; what no int64 holds becomes its minimum)."""
+    value = args[i - 1] if len(args) >= i else None
+    if value is None or type(value) is bool:
+        got = "no value" if len(args) < i else type_name(value)
+        raise LibError(f"bad argument #{i} to '{name}' (number expected, got {got})")
+    number = _num(value, name, i)
+    if type(number) is int:
+        return number
+    if math.isnan(number) or not -(2.0**63) <= number < 2.0**63:
+        return -(1 << 63)
+    return int(number)
+
+
+def _opt_integer(args: tuple, i: int, name: str) -> int:
+    """luaL_optinteger with 0 for none or nil."""
+    if len(args) < i or args[i - 1] is None:
+        return 0
+    return _check_integer(args, i, name)
 
 
 def type_name(value: LuaValue) -> str:
@@ -612,36 +676,48 @@ class MsgPack:
                 return -1
         return max_index if max_index == count else -1
 
+    # mp_unpack, mp_unpack_one, mp_unpack_limit and mp_unpack_full, as
+    # lua_cmsgpack.c: unpack takes only its string (any further argument
+    # stays on its stack), unpack_one and unpack_limit read their offset and
+    # limit first, then keep only the string.
     def unpack(self, *args: LuaValue) -> tuple:
-        return self._unpack(args, 0, "unpack", len(args))
+        return self._unpack(args, 0, 0, "unpack", len(args))
 
     def unpack_one(self, *args: LuaValue) -> tuple:
-        return self._unpack(args, 1, "unpack_one", len(args))
+        offset = _opt_integer(args, 2, "unpack_one")
+        return self._unpack(args[:1], 1, offset, "unpack_one", 1)
 
     def unpack_limit(self, *args: LuaValue) -> tuple:
-        limit = int(_num(args[1], "unpack_limit", 2)) if len(args) > 1 else 0
-        return self._unpack(args[:1] + args[2:], max(limit, 0), "unpack_limit", len(args))
+        limit = _check_integer(args, 2, "unpack_limit")
+        offset = _opt_integer(args, 3, "unpack_limit")
+        return self._unpack(args[:1], limit, offset, "unpack_limit", 1)
 
-    def _unpack(self, args: tuple, limit: int, name: str, nargs: int) -> tuple:
-        data = args[0] if args else None
-        if type(data) is not bytes:
-            raise LibError("MessagePack decoding needs a string as input.")
-        offset = int(_num(args[1], name, 2)) if len(args) > 1 and args[1] is not None else 0
-        if offset < 0 or offset > len(data):
-            raise LibError("Start offset %d greater than input length %d." % (offset, len(data)))
+    def _unpack(self, args: tuple, limit: int, offset: int, name: str, on_stack: int) -> tuple:
+        """mp_unpack_full: ``on_stack`` values are on the C function's stack
+        besides those it pushes (luaL_checkstack counts them)."""
+        data = _check_string(args, 1, name)
+        if offset < 0 or limit < 0:
+            # (Redis prints the input's length as the limit.)
+            message = "Invalid request to unpack with offset of %d and limit of %d."
+            raise LibError(message % (_c_int(offset), _c_int(len(data))))
+        if offset > len(data):
+            raise LibError("Start offset %d greater than input length %d." % (_c_int(offset), len(data)))
+        decode_all = not limit and not offset
         pos = offset
         out: list[object] = []
-        room = LUA_STACK - nargs - 1  # Redis's luaL_checkstack(L, 1) per value
-        while pos < len(data) and (not limit or len(out) < limit):
-            if len(out) > room:
+        room = LUA_STACK - on_stack  # luaL_checkstack(L, 1) before each value
+        while pos < len(data) and (decode_all or len(out) < limit):
+            if len(out) >= room:
                 raise LibError(
                     "stack overflow (too many return values at once; use unpack_one or unpack_limit instead.)"
                 )
             value, pos = self._decode(data, pos)
             out.append(value)
-        if limit:
-            return (pos if pos < len(data) else -1, *out)
-        return tuple(out)
+        if decode_all:
+            return tuple(out)
+        if len(out) + on_stack >= LUA_STACK:
+            raise LibError("stack overflow (in function mp_unpack_full)")
+        return (pos if pos < len(data) else -1, *out)
 
     def _decode(self, d: bytes, p: int) -> tuple[object, int]:
         def need(n: int) -> None:

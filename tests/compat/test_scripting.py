@@ -532,6 +532,64 @@ def test_container_subcommands_from_scripts_by_their_own_flags(same):
     assert counts["shardkv"] == counts["redis"]
 
 
+# cmsgpack.unpack, unpack_one and unpack_limit read their arguments as
+# lua_cmsgpack.c's mp_unpack_full and its callers do.
+CMSGPACK_UNPACK_CALLS = [
+    "cmsgpack.unpack, 1",  # a number is unpacked as its text
+    "cmsgpack.unpack, 12",
+    "cmsgpack.unpack, 1.5",
+    "cmsgpack.unpack, 2^53",
+    "cmsgpack.unpack",
+    "cmsgpack.unpack, nil",
+    "cmsgpack.unpack, {}",
+    "cmsgpack.unpack, true",
+    "cmsgpack.unpack, '\\1\\2', 'junk'",  # unpack has no offset
+    "cmsgpack.unpack, '\\1\\2', 1, 3",
+    "cmsgpack.unpack_one, 1",
+    "cmsgpack.unpack_one",
+    "cmsgpack.unpack_one, '\\1\\2', -1",
+    "cmsgpack.unpack_one, '\\1\\2', -1.5",
+    "cmsgpack.unpack_one, '\\1\\2', 1.5",
+    "cmsgpack.unpack_one, '\\1\\2', ' 0x1 '",
+    "cmsgpack.unpack_one, '\\1\\2', '1_0'",
+    "cmsgpack.unpack_one, '\\1\\2', 1e30",
+    "cmsgpack.unpack_one, '\\1\\2', nil",
+    "cmsgpack.unpack_one, nil, 'x'",
+    "cmsgpack.unpack_limit, 1, 1",
+    "cmsgpack.unpack_limit, '\\1\\2'",
+    "cmsgpack.unpack_limit, '\\1\\2', nil",
+    "cmsgpack.unpack_limit, '\\1\\2', true",
+    "cmsgpack.unpack_limit, '\\1\\2', -1",
+    "cmsgpack.unpack_limit, '\\1\\2', 1, -3",
+    "cmsgpack.unpack_limit, '\\1\\2', -1, 3",
+    "cmsgpack.unpack_limit, '\\1\\2', 0",
+    "cmsgpack.unpack_limit, '\\1\\2', 0, 1",  # no value, the offset
+    "cmsgpack.unpack_limit, '', 1, 0",
+    "cmsgpack.unpack_limit, nil, 1",
+    "cmsgpack.unpack_limit, nil, 'x'",
+    # Lua's C stack: 8000 values, the string included; the offset is one.
+    "cmsgpack.unpack_limit, string.rep('\\1', 8100), 7998",
+    "cmsgpack.unpack_limit, string.rep('\\1', 8100), 7999",
+    "cmsgpack.unpack_limit, string.rep('\\1', 8100), 8000",
+    "cmsgpack.unpack_limit, string.rep('\\1', 8100), 7998, 1",
+    "cmsgpack.unpack_limit, string.rep('\\1', 8100), 7999, 1",
+    "cmsgpack.unpack_limit, string.rep('\\1', 8000), 0, 0",
+    "cmsgpack.unpack, string.rep('\\1', 7997), 1, 2",
+    "cmsgpack.unpack, string.rep('\\1', 7998), 1, 2",
+]
+
+
+def test_cmsgpack_unpack_arguments(same):
+    """(Their errors uncaught: under the script's pcall, shardkv's library
+    functions' errors name no line.)"""
+    for call in CMSGPACK_UNPACK_CALLS:
+        f, _, args = call.partition(", ")
+        script = f"local t = {{{f}({args})}}\nreturn {{#t, t[1], t[#t]}}"
+        same("EVAL", script, 0)
+    same("EVAL", "return cmsgpack.unpack(1)", 0)
+    same("EVAL", "return cmsgpack.unpack_limit(string.rep('\\1', 8100), 7999)", 0)
+
+
 def test_scan_from_scripts(same):
     """SCAN in a script sees every shard's keys: the script runs where they
     all are, and walks them with the same cursors as a client's SCAN."""
