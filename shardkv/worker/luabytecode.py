@@ -46,7 +46,20 @@ def without_call_tail_calls(dump: bytes) -> bytes:
     return _patched(dump, _CALL_KEYS)
 
 
+def without_wrapped_tail_calls(dump: bytes) -> bytes:
+    """``dump`` with the tail calls that may reach one of the prelude's
+    wrappers of a narrow script turned into plain calls, so that the
+    wrapper's error names the script's line and the name it was called by:
+    a function found under a computed key (``_G['unp'..'ack']``,
+    ``string['by'..'te']``), coroutine.resume, and a function a call
+    returned (``coroutine.wrap(f)()``), directly or through locals (see
+    :func:`_callee`)."""
+    return _patched(dump, _WRAPPED)
+
+
 _CALL_KEYS = frozenset({b"call", b"pcall"})
+_WRAPPED = frozenset({b"resume", None})  # None: a computed key, or a call's result
+OP_MOVE = 0
 OP_GETTABLE = 6
 _BITRK = 256
 # Opcodes whose A operand is a register they write (lopcodes.h).
@@ -63,21 +76,49 @@ def _patched(dump: bytes, keys: frozenset | None) -> bytes:
     return bytes(out)
 
 
-def _calls_field(words: list[int], pc: int, strings: dict[int, bytes], keys: frozenset) -> bool:
-    """Is the function of the call at ``pc`` a field named in ``keys``: is
-    the last instruction before it that writes its register a GETTABLE of
-    such a constant key?  (The arguments are evaluated in the registers
-    above it, so none of their instructions writes it.)"""
-    func = (words[pc] >> 6) & 0xFF
+def _last_write(words: list[int], pc: int, register: int) -> int:
+    """The pc of the last instruction before ``pc`` that writes
+    ``register`` (in the code's order), or -1."""
     for prev in range(pc - 1, -1, -1):
         i = words[prev]
-        op = i & _OPCODE
-        if op in _WRITES_A and (i >> 6) & 0xFF == func:
-            if op != OP_GETTABLE:
-                return False
-            c = (i >> _C_SHIFT) & _C_MASK
-            return c >= _BITRK and strings.get(c - _BITRK) in keys
-    return False
+        if i & _OPCODE in _WRITES_A and (i >> 6) & 0xFF == register:
+            return prev
+    return -1
+
+
+def _callee(words: list[int], pc: int) -> int | None:
+    """The instruction that put the function of the call at ``pc`` in its
+    register, through MOVEs of locals (``local f = redis.call ... return
+    f(...)``), or None (a parameter, or more than 8 moves).  (The arguments
+    are evaluated in the registers above it, so none of their instructions
+    writes it.)"""
+    at = _last_write(words, pc, (words[pc] >> 6) & 0xFF)
+    for _ in range(8):
+        if at < 0:
+            return None
+        i = words[at]
+        if i & _OPCODE != OP_MOVE:
+            return i
+        at = _last_write(words, at, (i >> 23) & 0x1FF)
+    return None
+
+
+def _calls_field(words: list[int], pc: int, strings: dict[int, bytes], keys: frozenset) -> bool:
+    """Is the function of the call at ``pc`` a field named in ``keys``: a
+    GETTABLE of such a constant key (None in ``keys``: or of a computed key,
+    or a call's result)?"""
+    i = _callee(words, pc)
+    if i is None:
+        return False
+    op = i & _OPCODE
+    if op == OP_CALL:
+        return None in keys
+    if op != OP_GETTABLE:
+        return False
+    c = (i >> _C_SHIFT) & _C_MASK
+    if c < _BITRK:
+        return None in keys
+    return strings.get(c - _BITRK) in keys
 
 
 def _int(b: bytearray, at: int) -> tuple[int, int]:

@@ -467,7 +467,10 @@ function engine.load_library(code, patch)
     -- (``patch``: as engine.compile's, for a library whose functions run wide.)
     local f, err = loadstring(code, "@user_function")
     if not f then return false, "ERR Error compiling function: " .. tostring(err) end
-    if patch then f = assert(loadstring(patch(string_dump(f)), "@user_function")) end
+    if patch then
+        local patched = patch(string_dump(f))
+        if patched then f = assert(loadstring(patched, "@user_function")) end
+    end
     setfenv(f, FG)
     loading = true
     -- Redis gives a library's code 500 ms to run (LOAD_TIMEOUT_MS).
@@ -501,11 +504,16 @@ function engine.load_library(code, patch)
 end
 
 function engine.compile(body, name, patch)
-    -- With ``patch`` (a script that runs wide: see WIDE above), its
-    -- bytecode goes through patch(), which keeps frames in tail calls.
+    -- Its bytecode goes through patch(), which keeps frames in some tail
+    -- calls (those of redis.call in a script that runs wide: see WIDE
+    -- above; those that may reach a wrapper in one that does not), or
+    -- answers nil when it changed nothing.
     local f, err = loadstring(body, name)
     if not f then return nil, err end
-    if patch then f = assert(loadstring(patch(string_dump(f)), name)) end
+    if patch then
+        local patched = patch(string_dump(f))
+        if patched then f = assert(loadstring(patched, name)) end
+    end
     setfenv(f, G)
     return f, false
 end

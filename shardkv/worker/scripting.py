@@ -57,7 +57,7 @@ from shardkv.runtime.cmdstats import Stats, stat_name
 from shardkv.worker import events, lualibs
 from shardkv.worker.handlers import Handlers, find
 from shardkv.worker.keyspace import TYPE_NAMES, Keyspace, slot_of
-from shardkv.worker.luabytecode import without_call_tail_calls
+from shardkv.worker.luabytecode import without_call_tail_calls, without_wrapped_tail_calls
 from shardkv.worker.lualibs import LibError
 from shardkv.worker.transfer import State, drop_key, export_key, import_key
 
@@ -210,6 +210,15 @@ def may_call_wide(body: bytes) -> bool:
     undoes what it did.  Another name for them (``_G['unp'..'ack']``) is
     caught when lupa refuses the call (Engine._widen)."""
     return _MANY_VALUES.search(body) is not None
+
+
+def _narrow_patch(dump: bytes) -> bytes | None:
+    """The bytecode patch of a script that runs narrow: its tail calls that
+    may reach the prelude's wrappers made plain calls, so that their
+    errors name the script's line (see without_wrapped_tail_calls); None
+    when it has none (the compiled function stays as it is)."""
+    patched = without_wrapped_tail_calls(dump)
+    return None if patched == dump else patched
 
 
 def _deny_attributes(obj: LuaValue, name: LuaValue, setting: bool) -> object:
@@ -514,7 +523,7 @@ class Engine:
 
     def load_library(self, body: bytes) -> tuple[bool, str]:
         self._functions_state()
-        ok, err = self._load_library(body, without_call_tail_calls if may_call_wide(body) else None)
+        ok, err = self._load_library(body, without_call_tail_calls if may_call_wide(body) else _narrow_patch)
         self.pending = None
         return bool(ok), (_text(err) if err else "")
 
@@ -529,7 +538,7 @@ class Engine:
         flags, skip = parse_shebang(body)
         self._eval_state()
         # Keep the shebang's line feed so that line numbers stay right.
-        patch = None
+        patch = _narrow_patch
         if may_call_wide(body):
             flags |= FLAG_WIDE
             patch = without_call_tail_calls

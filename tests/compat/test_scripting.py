@@ -590,6 +590,35 @@ def test_cmsgpack_unpack_arguments(same):
     same("EVAL", "return cmsgpack.unpack_limit(string.rep('\\1', 8100), 7999)", 0)
 
 
+# Errors raised in a tail call (``return f(...)``) of a function that is not
+# Redis's C function in shardkv: redis.call in a script that runs wide (it
+# names unpack, byte or ``...``) and the prelude's wrappers in one that does
+# not (unpack or string.byte under a computed name, coroutine.wrap's
+# function, coroutine.resume).  Redis names the script's line and the name
+# the function was called by.
+TAIL_CALL_ERRORS = [
+    "local f = redis.call; local a = {...}; return f('nosuchcmd')",
+    "local f = redis.call; local u = unpack; return f('nosuchcmd')",
+    "local f = redis.call; local u = unpack; return f('incr', 'x', 'y')",
+    "local f = redis.pcall; local u = unpack; return f('nosuchcmd')",
+    "local f = redis.call; local s = string.byte; local g = f; return g('nosuchcmd')",
+    "local u = _G['unp'..'ack']; return u(nil)",
+    "return _G['unp'..'ack'](nil)",
+    "local s = string['by'..'te']; return s(nil)",
+    "return coroutine.wrap(function() error('x') end)()",
+    "local w = coroutine.wrap(function() local x = nil; return x.y end)\nreturn w()",
+    "return coroutine.resume(nil)",
+    # tail recursion stays as deep as Redis's
+    "local function loop(n) if n == 0 then return 'done' end return loop(n - 1) end return loop(100000)",
+    "local t = {} t.f = function(n) if n == 0 then return 'done' end return t['f'](n - 1) end return t.f(100000)",
+]
+
+
+def test_errors_of_tail_calls_name_the_line(same):
+    for script in TAIL_CALL_ERRORS:
+        same("EVAL", script, 0)
+
+
 def test_scan_from_scripts(same):
     """SCAN in a script sees every shard's keys: the script runs where they
     all are, and walks them with the same cursors as a client's SCAN."""
