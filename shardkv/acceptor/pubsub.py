@@ -39,9 +39,10 @@ from shardkv.runtime import config
 
 log = logging.getLogger("shardkv.acceptor")
 
-# channel -> its subscribers, in the order they subscribed
-CHANNELS: dict[bytes, dict[Client, None]] = {}
-# pattern -> (its matcher, its subscribers)
+# channel -> its subscribers, in the order they subscribed, each with when
+# (time.monotonic_ns(): see :func:`publish_message`'s ``since``)
+CHANNELS: dict[bytes, dict[Client, int]] = {}
+# pattern -> (its matcher, its subscribers as in CHANNELS)
 PATTERNS: dict[bytes, tuple] = {}
 
 # Commands a RESP2 client may send while subscribed.
@@ -83,7 +84,7 @@ def subscribe(client: Client, args: list[bytes]) -> None:
             if subscribers is None:
                 subscribers = CHANNELS[channel] = {}
                 new.append((channel, False))
-            subscribers[client] = None
+            subscribers[client] = time.monotonic_ns()
         replies.append(Push([b"subscribe", channel, _count(client)]))
     _reply(client, replies, new, [])
 
@@ -111,7 +112,7 @@ def psubscribe(client: Client, args: list[bytes]) -> None:
             if entry is None:
                 entry = PATTERNS[pattern] = (compile_glob(pattern), {})
                 new.append((pattern, True))
-            entry[1][client] = None
+            entry[1][client] = time.monotonic_ns()
         replies.append(Push([b"psubscribe", pattern, _count(client)]))
     _reply(client, replies, new, [])
 
@@ -237,7 +238,8 @@ _PUBLISHING: dict[int, deque[Slot]] = {}
 
 def bus_publish(server, origin: int, args: list) -> int:
     """A PUBLISH passed on by the supervisor (another acceptor's, or this
-    one's own, then with its reply slot waiting): deliver here."""
+    one's own, then with its reply slot waiting): deliver here.  A
+    script's has a fourth argument: its ``since`` (see publish_message)."""
     before = None
     if origin == server.index and len(args) > 2:
         slots = _PUBLISHING.get(args[2])
@@ -245,19 +247,29 @@ def bus_publish(server, origin: int, args: list) -> int:
             before = slots.popleft()
             if not slots:
                 del _PUBLISHING[args[2]]
-    return publish_message(server, args[0], args[1], before)
+    return publish_message(server, args[0], args[1], before, int(args[3]) if len(args) > 3 else 0)
 
 
-def publish_message(server, channel: bytes, message: bytes, before: Slot | None = None) -> int:
+def publish_message(
+    server, channel: bytes, message: bytes, before: Slot | None = None, since: int = 0
+) -> int:
     """Deliver ``message`` to the subscribers of ``channel``; how many got it.
-    ``before``: the publisher's reply slot (K > 1), which its own copy precedes."""
-    receivers = 0
+    ``before``: the publisher's reply slot (K > 1), which its own copy precedes.
+    ``since``: a script's PUBLISH, the time.monotonic_ns() its run started:
+    a client that subscribed after that did so while the script ran, and
+    Redis, where a script is atomic, would have served its SUBSCRIBE after
+    the script, so the message does not reach it."""
+    if since:
+        found = receivers(channel, message, since)
+        deliver(server, found, before)
+        return len(found)
+    receivers_ = 0
     limits = None
     subscribers = CHANNELS.get(channel)
     if subscribers:
         limits = _limits(server)
         msg = _Message(Push([b"message", channel, message]))
-        receivers = len(subscribers)
+        receivers_ = len(subscribers)
         for sub in list(subscribers):
             _deliver_safely(sub, msg, limits, before)
     for pattern, (match, subs) in list(PATTERNS.items()):
@@ -266,23 +278,24 @@ def publish_message(server, channel: bytes, message: bytes, before: Slot | None 
             msg = _Message(Push([b"pmessage", pattern, channel, message]))
             for sub in list(subs):
                 _deliver_safely(sub, msg, limits, before)
-                receivers += 1
-    return receivers
+                receivers_ += 1
+    return receivers_
 
 
-def receivers(channel: bytes, message: bytes) -> list[tuple[Client, _Message]]:
+def receivers(channel: bytes, message: bytes, since: int = 0) -> list[tuple[Client, _Message]]:
     """Who PUBLISH ``channel`` ``message`` would deliver to here now, and
     what: for a script's PUBLISH held back until the script ends (see
-    :mod:`shardkv.acceptor.scriptcalls`), delivered by :func:`deliver`."""
+    :mod:`shardkv.acceptor.scriptcalls`), delivered by :func:`deliver`.
+    ``since``: only those that subscribed before then (see publish_message)."""
     out: list[tuple[Client, _Message]] = []
     subscribers = CHANNELS.get(channel)
     if subscribers:
         msg = _Message(Push([b"message", channel, message]))
-        out += [(sub, msg) for sub in subscribers]
+        out += [(sub, msg) for sub, at in subscribers.items() if not since or at <= since]
     for pattern, (match, subs) in PATTERNS.items():
         if match(channel):
             msg = _Message(Push([b"pmessage", pattern, channel, message]))
-            out += [(sub, msg) for sub in subs]
+            out += [(sub, msg) for sub, at in subs.items() if not since or at <= since]
     return out
 
 
@@ -294,8 +307,8 @@ _HELD_MAX = 65536  # (a script's end never told, its acceptor gone: bounded)
 
 
 def bus_held_count(server, origin: int, args: list) -> int:
-    token, channel, message = args
-    found = receivers(channel, message)
+    token, channel, message, since = args
+    found = receivers(channel, message, int(since))
     if len(_HELD) < _HELD_MAX:
         _HELD[(origin, int(token))] = found
     return len(found)
@@ -308,12 +321,12 @@ def bus_held_publish(server, origin: int, args: list) -> int:
     return 1
 
 
-def deliver(server, held: list[tuple[Client, _Message]]) -> None:
+def deliver(server, held: list[tuple[Client, _Message]], before: Slot | None = None) -> None:
     """Deliver what :func:`receivers` found (to those still connected)."""
     if held:
         limits = _limits(server)
         for sub, msg in held:
-            _deliver_safely(sub, msg, limits, None)
+            _deliver_safely(sub, msg, limits, before)
 
 
 # A subscribed client over its soft limit: since when (time.monotonic()).

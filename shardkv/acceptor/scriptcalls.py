@@ -65,7 +65,7 @@ def on_attach(server: Acceptor, link: ShardLink) -> None:
 
 
 def answer(server: Acceptor, link: ShardLink, payload: bytes) -> None:
-    db, resp, args = wire.decode_script_query(payload)
+    db, resp, args, since = wire.decode_script_query(payload)
     verb = args[0] if args else b""
     if verb == Verb.RANDOM:
         GENERATOR.lend(link)
@@ -91,7 +91,7 @@ def answer(server: Acceptor, link: ShardLink, payload: bytes) -> None:
             held = _HELD.get(link)
             if held is None:
                 held = _HELD[link] = _Held(server)
-        call(server, db, resp == 3, args, send, held)
+        call(server, db, resp == 3, args, send, held, since)
 
 
 class _Held:
@@ -113,12 +113,14 @@ class _Held:
         self.publishes: list[Callable[[Callable[[], None]], None]] = []
         self.tokens: list[int] = []  # K > 1: the other acceptors keep whom each PUBLISH reaches
 
-    def publish(self, server: Acceptor, caller: _Caller, channel: bytes, message: bytes) -> None:
+    def publish(self, server: Acceptor, caller: _Caller, channel: bytes, message: bytes, since: int) -> None:
         """A held PUBLISH: answer how many it reaches; deliver at the commit
         to exactly those it counted (still connected), as Redis, where no
         one (un)subscribes while a script runs: with several acceptors,
-        each keeps its own (bus.HELD_COUNT) until told (bus.HELD_PUBLISH)."""
-        here = pubsub.receivers(channel, message)
+        each keeps its own (bus.HELD_COUNT) until told (bus.HELD_PUBLISH).
+        Nor does it reach those that subscribed after the script started
+        (``since``: see pubsub.publish_message)."""
+        here = pubsub.receivers(channel, message, since)
         bus_ = server.bus
         if bus_ is None:
 
@@ -139,7 +141,7 @@ class _Held:
         self.publishes.append(later)
         bus_.ask(
             bus.HELD_COUNT,
-            [token, channel, message],
+            [token, channel, message, since],
             lambda answers: caller.reply(len(here) + sum(answers)),
             failed=caller.reply_error,
         )
@@ -294,11 +296,14 @@ def call(
     args: list[bytes],
     done: Callable[[bytes], None],
     held: _Held | None = None,
+    since: int = 0,
 ) -> None:
     """Answer ``args`` called from a script: ``done`` gets the reply body
     (at once, or once every shard asked has answered), counted in the
     command statistics as Redis counts a script's calls (in ``held``'s
-    until the script ends, if given)."""
+    until the script ends, if given).  ``since``: when the script's run
+    started (time.monotonic_ns()), for its PUBLISH (see
+    pubsub.publish_message)."""
     name = args[0].lower()
     stats = server.stats if held is None else held.stats
     errors_before = stats.error_events
@@ -312,8 +317,19 @@ def call(
         done(body)
 
     caller = _Caller(server, db, resp3, finished, stats)
-    if held is not None and name == b"publish" and len(args) == 3:
-        held.publish(server, caller, args[1], args[2])
+    if name == b"publish" and len(args) == 3 and (held is not None or since):
+        if held is not None:
+            held.publish(server, caller, args[1], args[2], since)
+        elif server.bus is None:
+            caller.reply(pubsub.publish_message(server, args[1], args[2], since=since))
+        else:
+            server.bus.ask(
+                bus.PUBLISH,
+                [args[1], args[2], 0, since],
+                lambda counts: caller.reply(sum(counts)),
+                everyone=True,
+                failed=caller.reply_error,
+            )
     elif name == b"info" and server.bus is not None:
         # Every acceptor's clients counted, as a client's INFO counts
         # them, then the shards' figures, in ``I`` frames.

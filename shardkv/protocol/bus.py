@@ -51,7 +51,7 @@ ANSWERS = b"answers"
 TELL = b"tell"
 
 # Questions (answered) and messages (told), by kind:
-PUBLISH = b"publish"  # ask everyone [channel, message] -> receivers here
+PUBLISH = b"publish"  # ask everyone [channel, message, (client id, script's since)] -> receivers here
 PUBSUB = b"pubsub"  # ask [sub, *args] -> NUMSUB: counts; CHANNELS: names; NUMPAT: patterns
 CLIENTS = b"clients"  # ask [type or b"", *ids] -> [CLIENT LIST line, ...] with ids
 KILL = b"kill"  # ask [*CLIENT KILL filters] -> how many it closed
@@ -81,7 +81,7 @@ SEEN = b"seen"  # ask [shard, seq for acceptor 0, 1, ...] -> 1 once it handed ou
 SCRIPT = b"script"
 OOM = b"oom"  # ask [0 or 1] -> 1 once it took that as its OOM state (maxmemory shared out anew)
 # A script's PUBLISH held back until the script ends (see shardkv.acceptor.scriptcalls):
-HELD_COUNT = b"heldcount"  # ask [token, channel, message] -> receivers here, kept for the token
+HELD_COUNT = b"heldcount"  # ask [token, channel, message, since] -> receivers here, kept for the token
 HELD_PUBLISH = b"heldpublish"  # ask [token, 1] -> 1 once delivered to those kept; tell [token, 0]: dropped
 
 KINDS = (

@@ -554,13 +554,15 @@ def decode_monitor(payload: bytes) -> list[tuple[int, list[bytes]]]:
 RANDOM_SEED = 0x1234ABCD330E
 
 
-def encode_script_query(db: int, resp: int, args: list[bytes]) -> bytes:
-    return b"Q" + marshal.dumps((db, resp, args))
+def encode_script_query(db: int, resp: int, args: list[bytes], since: int = 0) -> bytes:
+    """``since``: the time.monotonic_ns() the script's run started (a
+    PUBLISH of it does not reach those that subscribed later)."""
+    return b"Q" + marshal.dumps((db, resp, args, since))
 
 
-def decode_script_query(payload: bytes) -> tuple[int, int, list[bytes]]:
-    db, resp, args = marshal.loads(payload[1:])
-    return db, resp, args
+def decode_script_query(payload: bytes) -> tuple[int, int, list[bytes], int]:
+    db, resp, args, since = marshal.loads(payload[1:])
+    return db, resp, args, since
 
 
 def encode_script_answer(body: bytes) -> bytes:

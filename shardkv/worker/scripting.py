@@ -1189,7 +1189,7 @@ class Engine:
             return Error(errors.SCRIPT_CALL_UNSUPPORTED % argv[0].decode("latin-1").lower())
         backlog = shard.backlog  # type: ignore[attr-defined]
         try:
-            send(wire.encode_script_query(self.ks.db, run.resp, argv))
+            send(wire.encode_script_query(self.ks.db, run.resp, argv, int(run.start * 1e9)))
             while True:
                 frame = recv()
                 if frame[0] == wire.SCRIPT_ANSWER:

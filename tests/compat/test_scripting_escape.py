@@ -12,6 +12,7 @@ import time
 import pytest
 import redis
 
+from shardkv.protocol.router import Router
 from tests.compat.test_scripting_wide import COUNTED, same, servers  # noqa: F401  (the fixture)
 from tests.support.acceptors import client_on
 from tests.support.resp import RespClient
@@ -292,3 +293,61 @@ def test_struct_and_cmsgpack_unpack_give_as_many_values_as_redis(servers):  # no
     same(servers, "local ok, e = pcall(cmsgpack.unpack, string.rep('\\1', 8000))\nreturn e")
     for limit in ("7997", "7998", "7996, 1", "7997, 1"):
         same(servers, f"return select('#', cmsgpack.unpack_limit(string.rep('\\1', 9000), {limit}))")
+
+
+# A script publishes, runs on for a second, and publishes again; another
+# client subscribes meanwhile.  In Redis a script is atomic: the SUBSCRIBE
+# is served after it, so neither message reaches that client, and the
+# second PUBLISH counts nobody.  In shardkv the acceptor serves the
+# SUBSCRIBE at once, so a script's PUBLISH leaves out those that subscribed
+# after the script started.
+PUBLISHES_TWICE = (
+    "redis.call('publish', 'ch', 'a')\n"
+    "local t = redis.call('time')\n"
+    "local start = t[1] * 1000000 + t[2]\n"
+    "while true do\n"
+    "  local now = redis.call('time')\n"
+    "  if now[1] * 1000000 + now[2] - start > 1000000 then break end\n"
+    "end\n"
+    "return redis.call('publish', 'ch', 'b')\n"
+)
+
+
+def _subscribed_meanwhile(port: int, acceptors: int, *keys: str) -> tuple:
+    pick = (lambda i: client_on(port, i)) if acceptors > 1 else (lambda i: RespClient(port))
+    runner, subscriber = pick(0), pick(1)
+    runner.command("FLUSHALL")
+    writes = "".join(f"redis.call('set', KEYS[{i + 1}], 1)\n" for i in range(len(keys)))
+    runner.send("EVAL", writes + PUBLISHES_TWICE, str(len(keys)), *keys)
+    time.sleep(0.3)  # the script runs
+    subscriber.send("SUBSCRIBE", "ch")
+    counted = runner.read_reply()
+    got = []
+    while (reply := subscriber.read_reply())[0] != b"subscribe":  # type: ignore[index]
+        got.append(reply[2])  # type: ignore[index]
+    runner.command("PUBLISH", "ch", "end")
+    while (reply := subscriber.read_reply())[0] != b"message" or reply[2] != b"end":  # type: ignore[index]
+        if reply[0] == b"message":  # type: ignore[index]
+            got.append(reply[2])  # type: ignore[index]
+    runner.close()
+    subscriber.close()
+    return counted, got
+
+
+@pytest.mark.parametrize("shards,acceptors", [(1, 1), (2, 1), (2, 2)])
+def test_a_script_does_not_publish_to_who_subscribed_while_it_ran(shards, acceptors):
+    real = start_redis()
+    ours = start_shardkv(shards=shards, acceptors=acceptors)
+    try:
+        expected = _subscribed_meanwhile(real.port, 1)
+        assert expected == (0, [])
+        assert _subscribed_meanwhile(ours.port, acceptors) == expected
+        if shards > 1:  # a script across shards
+            keys = [f"k{i}" for i in range(8)]
+            a = keys[0]
+            b = next(k for k in keys if Router(2).shard_of(k.encode()) != Router(2).shard_of(a.encode()))
+            assert _subscribed_meanwhile(real.port, 1, a, b) == expected
+            assert _subscribed_meanwhile(ours.port, acceptors, a, b) == expected
+    finally:
+        real.stop()
+        ours.stop()
