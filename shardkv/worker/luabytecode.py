@@ -60,6 +60,7 @@ def without_wrapped_tail_calls(dump: bytes) -> bytes:
 _CALL_KEYS = frozenset({b"call", b"pcall"})
 _WRAPPED = frozenset({b"resume", None})  # None: a computed key, or a call's result
 OP_MOVE = 0
+OP_GETUPVAL = 4
 OP_GETTABLE = 6
 _BITRK = 256
 # Opcodes whose A operand is a register they write (lopcodes.h).
@@ -70,9 +71,20 @@ def _patched(dump: bytes, keys: frozenset | None) -> bytes:
     if not dump.startswith(_HEADER):
         raise BytecodeError("not a Lua 5.1 dump of this build's format")
     out = bytearray(dump)
-    end = _function(out, len(_HEADER), keys)
+    protos: list[_Proto] = []
+    end = _function(out, len(_HEADER), protos)
     if end != len(out):
         raise BytecodeError("trailing bytes after the main function")
+    # The names of the locals that hold such a field (``local f =
+    # redis.call``): a nested function's tail call of an upvalue of that
+    # name is one of it.  (By name: a rare other local of the same name is
+    # only made a plain call too.)
+    held = set()
+    if keys is not None:
+        for proto in protos:
+            held.update(proto.holders(keys))
+    for proto in protos:
+        proto.patch(out, keys, held)
     return bytes(out)
 
 
@@ -86,13 +98,15 @@ def _last_write(words: list[int], pc: int, register: int) -> int:
     return -1
 
 
-def _callee(words: list[int], pc: int) -> int | None:
+def _callee(words: list[int], pc: int, register: int | None = None) -> int | None:
     """The instruction that put the function of the call at ``pc`` in its
-    register, through MOVEs of locals (``local f = redis.call ... return
-    f(...)``), or None (a parameter, or more than 8 moves).  (The arguments
-    are evaluated in the registers above it, so none of their instructions
-    writes it.)"""
-    at = _last_write(words, pc, (words[pc] >> 6) & 0xFF)
+    register (or, given, what ``register`` last held before ``pc``),
+    through MOVEs of locals (``local f = redis.call ... return f(...)``), or
+    None (a parameter, or more than 8 moves).  (The arguments are evaluated
+    in the registers above it, so none of their instructions writes it.)"""
+    if register is None:
+        register = (words[pc] >> 6) & 0xFF
+    at = _last_write(words, pc, register)
     for _ in range(8):
         if at < 0:
             return None
@@ -103,11 +117,9 @@ def _callee(words: list[int], pc: int) -> int | None:
     return None
 
 
-def _calls_field(words: list[int], pc: int, strings: dict[int, bytes], keys: frozenset) -> bool:
-    """Is the function of the call at ``pc`` a field named in ``keys``: a
-    GETTABLE of such a constant key (None in ``keys``: or of a computed key,
-    or a call's result)?"""
-    i = _callee(words, pc)
+def _is_field(i: int | None, strings: dict[int, bytes], keys: frozenset) -> bool:
+    """Is instruction ``i`` a GETTABLE of a constant key named in ``keys``
+    (None in ``keys``: or of a computed key, or a call's result)?"""
     if i is None:
         return False
     op = i & _OPCODE
@@ -121,6 +133,11 @@ def _calls_field(words: list[int], pc: int, strings: dict[int, bytes], keys: fro
     return strings.get(c - _BITRK) in keys
 
 
+def _calls_field(words: list[int], pc: int, strings: dict[int, bytes], keys: frozenset) -> bool:
+    """Is the function of the call at ``pc`` such a field (see _is_field)?"""
+    return _is_field(_callee(words, pc), strings, keys)
+
+
 def _int(b: bytearray, at: int) -> tuple[int, int]:
     return struct.unpack_from("<i", b, at)[0], at + 4
 
@@ -130,15 +147,50 @@ def _string(b: bytearray, at: int) -> int:
     return at + 8 + size
 
 
-def _function(b: bytearray, at: int, keys: frozenset | None = None) -> int:
-    """Patch the prototype at ``at`` (and those nested in it); where it ends.
-    ``keys``: only the tail calls of a field of those names (None: all)."""
+class _Proto:
+    """One function prototype of a dump, as :func:`_function` read it."""
+
+    def __init__(self, code: int, words: list[int], tails: list[int]) -> None:
+        self.code = code  # where its code starts in the dump
+        self.words = words  # each pc's word
+        self.tails = tails  # the pcs of the tail calls
+        self.strings: dict[int, bytes] = {}  # its string constants by index
+        self.locals: list[tuple[bytes, int, int]] = []  # (name, startpc, endpc)
+        self.upvalues: list[bytes] = []  # its upvalues' names
+
+    def holders(self, keys: frozenset) -> set[bytes]:
+        """The names of its locals whose first value is such a field: the
+        last write of the local's register before it starts (a local's
+        register: how many locals declared before it are live then)."""
+        out = set()
+        for n, (name, start, _) in enumerate(self.locals):
+            register = sum(1 for _, s, e in self.locals[:n] if s <= start < e)
+            if _is_field(_callee(self.words, start, register), self.strings, keys):
+                out.add(name)
+        return out
+
+    def patch(self, b: bytearray, keys: frozenset | None, held: set[bytes]) -> None:
+        words = self.words
+        for pc in self.tails:
+            if keys is not None and not _calls_field(words, pc, self.strings, keys):
+                i = _callee(words, pc)
+                if i is None or i & _OPCODE != OP_GETUPVAL:
+                    continue
+                up = (i >> 23) & 0x1FF
+                if up >= len(self.upvalues) or self.upvalues[up] not in held:
+                    continue
+            struct.pack_into("<I", b, self.code + 4 * pc, (words[pc] & ~_OPCODE) | OP_CALL)
+
+
+def _function(b: bytearray, at: int, protos: list[_Proto]) -> int:
+    """Read the prototype at ``at`` (and those nested in it) into ``protos``;
+    where it ends."""
     at = _string(b, at)  # source
     at += 4 + 4 + 4  # linedefined, lastlinedefined; nups, numparams, is_vararg, maxstacksize
     n, at = _int(b, at)
     code = at
-    tails: list[int] = []  # the pcs of the tail calls
-    words: list[int] = []  # each pc's word
+    tails: list[int] = []
+    words: list[int] = []
     pc = 0
     while pc < n:
         (i,) = struct.unpack_from("<I", b, at + 4 * pc)
@@ -151,8 +203,9 @@ def _function(b: bytearray, at: int, keys: frozenset | None = None) -> int:
             pc += 1  # the next word is SETLIST's block number, not an instruction
         pc += 1
     at += 4 * n
+    proto = _Proto(code, words, tails)
+    protos.append(proto)
     n, at = _int(b, at)  # constants
-    strings: dict[int, bytes] = {}
     for k in range(n):
         kind = b[at]
         at += 1
@@ -162,23 +215,25 @@ def _function(b: bytearray, at: int, keys: frozenset | None = None) -> int:
             at += 8
         elif kind == _STRING:
             end = _string(b, at)
-            strings[k] = bytes(b[at + 8 : end - 1])  # (a dumped string ends with its NUL)
+            proto.strings[k] = bytes(b[at + 8 : end - 1])  # (a dumped string ends with its NUL)
             at = end
         elif kind != _NIL:
             raise BytecodeError("unknown constant type %d" % kind)
-    for pc in tails:
-        if keys is None or _calls_field(words, pc, strings, keys):
-            where = code + 4 * pc
-            struct.pack_into("<I", b, where, (words[pc] & ~_OPCODE) | OP_CALL)
     n, at = _int(b, at)  # nested prototypes
     for _ in range(n):
-        at = _function(b, at, keys)
+        at = _function(b, at, protos)
     n, at = _int(b, at)  # line numbers
     at += 4 * n
     n, at = _int(b, at)  # local variables
     for _ in range(n):
-        at = _string(b, at) + 8
+        end = _string(b, at)
+        name = bytes(b[at + 8 : end - 1])
+        start, stop = struct.unpack_from("<ii", b, end)
+        proto.locals.append((name, start, stop))
+        at = end + 8
     n, at = _int(b, at)  # upvalue names
     for _ in range(n):
-        at = _string(b, at)
+        end = _string(b, at)
+        proto.upvalues.append(bytes(b[at + 8 : end - 1]))
+        at = end
     return at

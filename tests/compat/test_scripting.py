@@ -608,6 +608,11 @@ TAIL_CALL_ERRORS = [
     "return coroutine.wrap(function() error('x') end)()",
     "local w = coroutine.wrap(function() local x = nil; return x.y end)\nreturn w()",
     "return coroutine.resume(nil)",
+    # through an upvalue
+    "local f = redis.call\nlocal function g() return f('nosuchcmd') end\nlocal x = unpack\nreturn g()",
+    "local t = {...}\nfor i = 1, 3 do local z = i end\nlocal a, b, f = 1, 2, redis.call\n"
+    "local function g() return f('incr', 'x', 'y') end\nreturn g()",
+    "local u = _G['unp'..'ack']\nlocal function g() return u(nil) end\nreturn g()",
     # tail recursion stays as deep as Redis's
     "local function loop(n) if n == 0 then return 'done' end return loop(n - 1) end return loop(100000)",
     "local t = {} t.f = function(n) if n == 0 then return 'done' end return t['f'](n - 1) end return t.f(100000)",

@@ -127,3 +127,25 @@ def test_wrapped_tail_calls(lua):
     assert b"chunk:5:" not in traceback(field)
     assert depth(100000) == 0
     assert load(lua, without_wrapped_tail_calls(dump(lua, SOURCE)))() == load(lua, dump(lua, SOURCE))()
+
+
+def test_call_fields_held_by_upvalues(lua):
+    """A nested function's tail call of an upvalue that holds a ``call``
+    field (``local f = redis.call; local function g() return f() end``)
+    keeps its frame; a tail-recursive local function stays a tail call."""
+    from shardkv.worker.luabytecode import without_call_tail_calls
+
+    source = (
+        b"local redis = {call = function() error('x') end}\n"
+        b"local a, f = 1, redis.call\n"
+        b"local function g()\n"
+        b" return f() end\n"
+        b"local function depth(n) if n == 0 then return 0 end return depth(n - 1) end\n"
+        b"return g, depth"
+    )
+    traceback = lua.eval("function(f) return select(2, xpcall(f, debug.traceback)) end")
+    g, _ = load(lua, dump(lua, source))()
+    assert b"chunk:4:" not in traceback(g)
+    g, depth = load(lua, without_call_tail_calls(dump(lua, source)))()
+    assert b"chunk:4:" in traceback(g)
+    assert depth(100000) == 0
