@@ -51,7 +51,7 @@ from shardkv.runtime.cmdstats import Stats, stat_name
 from shardkv.worker import events, eviction, functions, scripting, tunables, wiring  # noqa: F401
 from shardkv.worker.blocking import Wait, Waiters
 from shardkv.worker.clock import Clock
-from shardkv.worker.handlers import find
+from shardkv.worker.handlers import HANDLERS, find
 from shardkv.worker.keyspace import Keyspace, slot_of
 from shardkv.worker.persistence.engine import Persistence
 from shardkv.worker.persistence.engine import on_settings as persistence_settings
@@ -71,6 +71,7 @@ log = logging.getLogger("shardkv.worker")
 
 # What a shard that SHUTDOWN closed still runs (see Shard._refuse).
 _AFTER_SHUTDOWN = (Verb.SHUTDOWN, Verb.HOLD, Verb.RELEASE)
+OK_REPLY = encode(OK)  # (run_batch's plain replies)
 _SCRIPT_RUNS = frozenset({Verb.EVAL, Verb.FCALL})  # a script's run across shards
 # The verbs an ``I`` frame may ask: they read (or reset) the shard's
 # figures, so they may run even while the shard waits in a script or parked.
@@ -176,7 +177,7 @@ class Shard:
         """
         ks = self.keyspace
         if handler is None:
-            handler = find(args[0])
+            handler = HANDLERS.get(args[0]) or find(args[0])  # (find: the other case)
             if handler is None:
                 return Error("ERR unknown command '{}'".format(args[0].decode("latin-1")))
         persistence = self.persistence
@@ -202,7 +203,8 @@ class Shard:
             value = Error(errors.INTERNAL % args[0].decode("latin-1"))
         finally:
             ks.counting = False
-        if self.timing and args[0][0] != 95 and type(value) is not Wait:  # not __internal
+        kind = type(value)
+        if self.timing and args[0][0] != 95 and kind is not Wait:  # not __internal
             # Count it (see shardkv.runtime.cmdstats): one append of its time; calls,
             # time and the latency histogram are added up from the appended
             # times in bulk (Stats.fold).  A command that blocked is counted
@@ -214,14 +216,14 @@ class Shard:
             times.append(ns)
             if len(times) >= 256:
                 stats.fold(row)
-            if type(value) is Error:
+            if kind is Error:
                 if value.message.startswith(scripting.CROSS_MARKER):
                     # A script that runs again across shards: that run counts.
                     times.pop()
                 else:
                     row[3] += 1
                     stats.error(value.message)
-            elif type(value) is ScriptReply:
+            elif kind is ScriptReply:
                 if type(value.tree) is Error:
                     row[3] += 1  # an error the script passed on, counted already
                 elif value.failures:  # errors in its arrays: the acceptor counts one
@@ -232,19 +234,19 @@ class Shard:
             if ns >= stats.slow_threshold_ns >= 0:
                 stats.slow(args, ns // 1000)
         elif args[0] in _SCRIPT_RUNS and self.stats is not None:
-            if type(value) is Error:
+            if kind is Error:
                 # A script's run across shards (internal) failed: its error is the
                 # script's reply, counted as a script's (see shardkv.worker.scripting).
                 if not value.message.startswith(scripting.CROSS_MARKER):
                     self.stats.error(value.message)
-            elif type(value) is ScriptReply and value.failures:
+            elif kind is ScriptReply and value.failures:
                 # (args[2]: the client's command, see acceptor.scripting._Retry)
                 self.stats._row(args[2].decode("latin-1"))[3] += value.failures
-        if type(value) is Error:
+        if kind is Error:
             return value
         if ks.unchanged:
             ks.unchanged = False
-        elif self.record is not None and type(value) is not Wait:
+        elif self.record is not None and kind is not Wait:
             self.record(args, value)
         return value
 
@@ -359,7 +361,13 @@ class Shard:
                             bodies, value, header & wire.FLAG_RESP3, writer, logged_before
                         )
                     else:
-                        body = encode(value, header & wire.FLAG_RESP3)
+                        # GET's and SET's replies as encode makes them, inline.
+                        if type(value) is bytes:
+                            body = b"$%d\r\n%s\r\n" % (len(value), value)
+                        elif value is OK:
+                            body = OK_REPLY
+                        else:
+                            body = encode(value, header & wire.FLAG_RESP3)
                         if len(body) > wire.STREAM_MIN and self._stream(bodies, body, writer, logged_before):
                             body = None
                     if body is None:  # streamed, after the replies before it

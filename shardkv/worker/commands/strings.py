@@ -73,7 +73,10 @@ def parse_set_options(args: list[bytes], start: int, for_getex: bool):
 
 def get(ks: Keyspace, args: list[bytes]) -> object:
     """GET key"""
-    return get_string(ks, args[1])
+    value = ks.lookup(args[1])  # get_string, inline: the hottest read
+    if value is not None and type(value) is not bytes:
+        raise CommandError(errors.WRONGTYPE)
+    return value
 
 
 def set_(ks: Keyspace, args: list[bytes]) -> object:
