@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from binascii import crc_hqx
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,7 @@ from shardkv.acceptor.shardlink import BUSY_LINKS
 from shardkv.acceptor.state import ClientState
 from shardkv.protocol import commands
 from shardkv.protocol.resp import ProtocolError, RequestParser, encode, encode_error
+from shardkv.protocol.router import LBRACE, key_slot
 
 if TYPE_CHECKING:
     from shardkv.acceptor.server import Acceptor
@@ -182,7 +184,7 @@ class Client(Dispatch, asyncio.Protocol):
         """
         server = self.server
         links = server.links
-        shard_of = server.shard_of
+        owners = server.router.owners  # shard by slot
         pending = self.pending
         fast_paths = server.fast_paths
         plain = self._plain()
@@ -198,7 +200,9 @@ class Client(Dispatch, asyncio.Protocol):
                         if (len(args) == arity) if arity > 0 else (len(args) >= -arity):
                             slot = Slot(self)
                             pending.append(slot)
-                            links[shard_of(args[1])].send(header, raw, slot, True)
+                            key = args[1]  # Router.shard_of, inline
+                            shard = owners[key_slot(key) if LBRACE in key else crc_hqx(key, 0) & 16383]
+                            links[shard].send(header, raw, slot, True)
                             continue
                     else:
                         fast = fast_paths.get(cmd.name)

@@ -28,6 +28,7 @@ class Slot:
         self.data: bytes | None = None
 
     def deliver(self, body: bytes) -> None:
+        # (ShardLink._frame has this inline, for the replies of an R frame.)
         self.data = body
         client = self.client
         if not client.dirty:

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any, NoReturn, Protocol
 
 from shardkv.acceptor import causal
-from shardkv.acceptor.replies import deliver, delivery_failed
+from shardkv.acceptor.replies import Slot, deliver, delivery_failed
 from shardkv.protocol import errors, wire
 from shardkv.protocol.resp import Error, encode_error
 from shardkv.protocol.wire import FRAME
@@ -359,10 +359,17 @@ class ShardLink:
                 return
             # A sink that raises costs its client alone (see delivery_failed):
             # the other replies go on, each to its own sink.  (replies.deliver
-            # inline: this loop runs once per reply.)
+            # inline, and a client's Slot.deliver: this loop runs once per reply.)
             popleft = self.fifo.popleft
             for body in wire.decode_replies(payload):
                 sink = popleft()
+                if type(sink) is Slot:
+                    sink.data = body
+                    client = sink.client
+                    if not client.dirty:
+                        client.dirty = True
+                        client.server.dirty_clients.append(client)
+                    continue
                 try:
                     sink.deliver(body)
                 except Exception:
