@@ -374,7 +374,7 @@ class Keyspace:
     def store(self, key: bytes, value: object, keepttl: bool = False, quiet: bool = False) -> None:
         """Set ``key`` to ``value``, dropping any TTL unless ``keepttl``.
         ``quiet``: not a change for WATCH (BITFIELD's room for a write that failed)."""
-        slot = slot_of(key)
+        slot = key_slot(key) if LBRACE in key else crc_hqx(key, 0) & 16383  # slot_of, inline
         self.data[slot][key] = value
         if not keepttl:
             exp = self.expires[slot]
