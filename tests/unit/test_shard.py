@@ -312,3 +312,27 @@ def test_script_read_counts_as_a_client_read():
         return counts, errorstats, ks.hits, ks.misses
 
     assert figures(True) == figures(False)
+
+
+def test_lua_collector_steps_once_scripts_left_enough_garbage(shard):
+    """Every 50 scripts, as Redis, Lua's collector is due a step; it takes
+    it only once Lua's memory has grown by GC_GROWTH since the last, so
+    short scripts (a few hundred bytes each) step rarely and a script that
+    leaves more than GC_GROWTH / 50 steps every time, as in Redis."""
+    from shardkv.worker import scripting
+
+    engine = shard.keyspace.scripts
+    small = engine.load(b"return 1")
+    large = engine.load(b"local t = {} for i = 1, 400 do t[i] = {} end return 1")
+    run(shard, "EVALSHA", small, 0)
+    steps = []
+    engine._gc_step = lambda: steps.append(engine._vm.gc_step())
+    vm = engine._eval_vm
+    for _ in range(1000):
+        run(shard, "EVALSHA", small, 0)
+        assert vm.lua.get_memory_used() - vm.gc_floor < scripting.GC_GROWTH + 50 * 1024
+    assert 0 < len(steps) < 1000 // scripting.GC_PERIOD // 2
+    steps.clear()
+    for _ in range(500):
+        run(shard, "EVALSHA", large, 0)
+    assert len(steps) == 500 // scripting.GC_PERIOD
