@@ -241,6 +241,28 @@ class Stats:
         self.slow_seq = other.slow_seq
         self.skip_local = other.skip_local
 
+    def forget(self, journal: list[tuple[list, int]]) -> None:
+        """Take back the calls ``journal`` noted, ``(row, time)`` each in the
+        order they were counted (:meth:`record_latency` of a script's read
+        that runs again elsewhere, see Shard.execute_read).  Nothing else
+        was counted in those rows meanwhile, so each is the row's latest
+        pending time, or was folded since."""
+        for row, ns in reversed(journal):
+            times = row[5]
+            if times:
+                times.pop()
+                continue
+            row[0] -= 1
+            row[1] -= ns
+            if self.tracking:
+                hist = row[4]
+                b = bucket(ns)
+                n = hist.get(b, 0)
+                if n > 1:
+                    hist[b] = n - 1
+                elif n == 1:
+                    del hist[b]
+
     def drain(self, into: Stats | None) -> None:
         """Move every count (slow log included) into ``into`` (None: drop
         them), leaving these at zero; the rows stay, for the next use."""

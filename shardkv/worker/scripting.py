@@ -319,6 +319,8 @@ class Run:
         "read_noted",
         "rand_lent",
         "held",
+        "journal",
+        "apart",
     )
 
     def __init__(
@@ -357,6 +359,12 @@ class Run:
         # until it ends (Verb.HELD): a shard of several, where it may yet
         # stop and run again across shards.
         self.held = False
+        # On a shard of several, where its counts go apart (see
+        # Engine._invoke): its single-key reads counted in the shard's own
+        # rows, to take back if it runs again elsewhere (Stats.forget)...
+        self.journal: list[tuple[list, int]] | None = None
+        # ...and whether anything else was counted apart (Engine._call).
+        self.apart = False
 
 
 _NO_ARGS: list[bytes] = []  # never changed: FUNCTION STATS reads it
@@ -636,15 +644,21 @@ class Engine:
         stats = ks.stats
         scratch = None
         if self.nshards > 1 and stats is not None:
-            # The script may yet stop and run again across shards: what its
-            # calls count goes apart until it ends, and is kept only if it
-            # ran to the end here (else the run across shards counts them).
-            # The shard's own figures (ks.stats) stay for what reads or
-            # resets them meanwhile (the script's INFO, SLOWLOG RESET...).
+            # The script may yet stop and run again across shards, where
+            # its calls are counted again: what they count here is kept
+            # only if it runs to the end here.  Its usual calls, single-key
+            # reads run in one step (_call_raise), count their times in the
+            # shard's own rows (ks.stats), noted in run.journal to be taken
+            # back (Stats.forget); everything else its calls count (other
+            # commands, errors, slow log entries) goes apart, into the
+            # scratch counters, drained into the shard's own at the end
+            # (or dropped), only if a call used them (run.apart, or an
+            # error or slow log entry of a read).
             scratch = self._stats_apart
             if stats.apart is not scratch:  # once: then apply_settings aligns it
                 scratch.align(stats)
             self.shard.stats = scratch  # type: ignore[attr-defined]
+            run.journal = []
         try:
             one = self._one.get(sha) if eval_mode and len(keys) == 1 else None
             if one is not None:
@@ -657,7 +671,11 @@ class Engine:
                 self._settle(run)
             if scratch is not None:
                 self.shard.stats = stats  # type: ignore[attr-defined]
-                scratch.drain(stats if run.abort is None else None)
+                if run.abort is not None:
+                    scratch.drain(None)
+                    stats.forget(run.journal)  # type: ignore[union-attr, arg-type]
+                elif run.apart or scratch.error_events or scratch.slowlog:
+                    scratch.drain(stats)
             if run.held:
                 self._end_held(run)
         vm: _VM = self._vm  # type: ignore[assignment]  # the state the script ran in
@@ -844,7 +862,7 @@ class Engine:
                     and (run.read_noted or not ks.event_mask & events.SCRIPT_READ)
                     and (self.nshards == 1 or slot_of(args[1]) in self.own)
                 ):
-                    value = self.shard.execute_read(list(args), called.handler)  # type: ignore[attr-defined]
+                    value = self.shard.execute_read(list(args), called.handler, run.journal)  # type: ignore[attr-defined]
                     t = type(value)
                     if t is bytes or t is int:
                         return value
@@ -902,6 +920,7 @@ class Engine:
         run = self.run
         if run is None:
             return self._error("redis.call/pcall can only be called inside a script invocation"), True
+        run.apart = True  # what it counts goes apart (see _invoke)
         if not args:
             return self._error("Please specify at least one argument for this redis lib call"), raise_error
         argv = list(args)

@@ -1483,6 +1483,23 @@ def test_calls_before_a_script_runs_again_across_shards_count_once(same):
         client.config_resetstat()
     same("EVAL", "redis.call('INCR', KEYS[1]) return #redis.call('KEYS', '*')", 1, "counter")
     assert _call_figures(same.ours) == _call_figures(same.real)
+    # Only reads before it reaches a key it did not declare (counted in
+    # the shard's own rows, then taken back), 300 of them (folded
+    # meanwhile), and one that fails.
+    reads = [
+        "redis.call('GET', KEYS[1]) redis.call('GET', KEYS[1])",
+        "for i = 1, 300 do redis.call('GET', KEYS[1]) end",
+        "redis.call('GET', KEYS[1]) pcall(redis.call, 'HGET', KEYS[1], 'f')",
+    ]
+    for client in (same.real, same.ours):
+        client.delete(a, b)
+        client.set(a, "a")
+        client.hset(b, "f", "v")
+    for body in reads:
+        for client in (same.real, same.ours):
+            client.config_resetstat()
+        same("EVAL", body + " return redis.call('HGET', ARGV[1], 'f')", 1, a, b)
+        assert _call_figures(same.ours) == _call_figures(same.real), body
 
 
 def _library(name: str, functions: int, pad: int = 0, prefix: str = "f", description: bool = False) -> str:

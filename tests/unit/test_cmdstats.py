@@ -39,3 +39,18 @@ def test_slow_log_ids_go_on_from_the_leader():
     assert _ids(apart) == [5]
     apart.drain(leader)
     assert _ids(leader) == [5, 4, 3, 2, 1, 0] and leader.slow_seq == 6
+
+
+def test_forget_takes_back_pending_and_folded_times():
+    """Stats.forget takes back a script's journaled reads, whether their
+    times are still pending or were folded into calls, time and histogram."""
+    stats = Stats()
+    row = stats.row_of([b"get", b"k"])
+    stats.record_latency(row, 5)  # before the script
+    journal = []
+    for ns in range(1000, 1300):  # folded at 256 pending times
+        stats.record_latency(row, ns)
+        journal.append((row, ns))
+    stats.forget(journal)
+    stats.fold(row)
+    assert row[:4] == [1, 5, 0, 0] and row[4] == {5: 1}
