@@ -46,6 +46,9 @@ from shardkv.protocol.wire import Verb
 from shardkv.runtime.cmdstats import stat_name
 
 CROSS_MARKER = b"-SHARDKV-CROSS"
+# The first bytes of a script's reply that _ScriptSlot looks into: an error,
+# or an aggregate that may hold one.
+_NOT_PLAIN = frozenset((b"-", b"*", b"%", b"~"))
 # The errors of a script that does not load: the shard did not keep it.
 LOAD_ERRORS = (
     b"-ERR Error compiling script",
@@ -130,30 +133,33 @@ def eval_command(client: Client, args: list[bytes]) -> None:
 def evalsha_fast(client: Client, args: list[bytes], raw: bytes, header: bytes) -> bool:
     """EVALSHA's shortcut from Client._run: a cached script whose declared
     keys are on one shard that already compiled it goes there as it came,
-    as a GET goes.  False for anything else (the ordinary path answers)."""
-    if len(args) < 3:
+    as a GET goes.  False for anything else (the ordinary path answers).
+
+    Written for one key, the usual case (locks, rate limiters): no loop
+    over the keys, and the reply slot is filled in without a call of its
+    ``__init__``, which costs more than the rest of the slot."""
+    nargs = len(args)
+    if nargs < 3:
         return False
     sha = args[1]
     if sha not in CACHE.bodies or sha in CACHE.escaping:
         return False
-    numkeys = args[2]
-    n = 1 if numkeys == b"1" else strict_int(numkeys)  # one key: the usual case
-    if n is None or not 0 <= n <= len(args) - 3:
-        return False
     server = client.server
     start = perf_counter_ns()
-    if n:
-        shard_of = server.shard_of
-        shard = shard_of(args[3])
-        for i in range(4, 3 + n):
-            if shard_of(args[i]) != shard:
-                return False
+    if args[2] == b"1" and nargs > 3:  # one key
+        shard = server.shard_of(args[3])
     else:
-        shard = 0
+        shard = _keys_shard(server, args)
+        if shard < 0:
+            return False
     known = CACHE.known.get(shard)
     if known is None or sha not in known:
         return False
-    slot = _ScriptSlot(client, args)
+    slot = _new_slot(_ScriptSlot)  # _ScriptSlot(client, args), without the call
+    slot.client = client
+    slot.data = None
+    slot.args = args
+    slot.db = client.db  # a retry runs in the database of the call
     client.pending.append(slot)
     server.links[shard].send(header, raw, slot, True)
     # Counted here, as the ordinary path (Acceptor.run_local) counts it
@@ -165,6 +171,25 @@ def evalsha_fast(client: Client, args: list[bytes], raw: bytes, header: bytes) -
     if len(times) >= 256:
         stats.fold(row)
     return True
+
+
+_new_slot = object.__new__
+
+
+def _keys_shard(server: object, args: list[bytes]) -> int:
+    """The shard of an EVALSHA's declared keys (0 for none), or -1 if they
+    are on several shards or ``numkeys`` is not a count of them."""
+    n = strict_int(args[2])
+    if n is None or not 0 <= n <= len(args) - 3:
+        return -1
+    if not n:
+        return 0
+    shard_of = server.shard_of  # type: ignore[attr-defined]
+    shard = shard_of(args[3])
+    for i in range(4, 3 + n):
+        if shard_of(args[i]) != shard:
+            return -1
+    return shard
 
 
 def _failed(body: bytes) -> bool:
@@ -213,23 +238,25 @@ class _ScriptResult(Slot):
 class _ScriptSlot(Slot):
     """The reply slot of an EVALSHA that took the shortcut: the reply is the
     client's, unless the script needs other shards (it runs again across
-    them) or the shard no longer knows it."""
+    them) or the shard no longer knows it.
+
+    :func:`evalsha_fast` fills in its fields (``client``, ``data`` None,
+    the call's ``args`` and ``db``, the database a retry runs in): it has no
+    ``__init__``, whose call would cost more than the rest of the slot."""
 
     __slots__ = ("args", "db")
 
-    def __init__(self, client: Client, args: list[bytes]) -> None:
-        self.client = client
-        self.data = None
-        self.args = args
-        self.db = client.db  # a retry runs in the database of the call
+    args: list[bytes]
+    db: int
 
     def deliver(self, body: bytes) -> None:
         first = body[:1]
-        if first == b"-":
-            self._error(body)
-            return
-        if first in (b"*", b"%", b"~") and _failed(body):  # an error in its array
-            self.client.server.stats._row(stat_name(self.args))[3] += 1
+        if first in _NOT_PLAIN:  # one set lookup: a plain reply needs no more
+            if first == b"-":
+                self._error(body)
+                return
+            if _failed(body):  # an error in its array
+                self.client.server.stats._row(stat_name(self.args))[3] += 1
         # Slot.deliver, inline: the usual reply
         self.data = body
         client = self.client
