@@ -41,7 +41,15 @@ from shardkv.acceptor.dispatch import HEADERS
 from shardkv.acceptor.replies import Slot
 from shardkv.acceptor.scriptcache import CACHE
 from shardkv.protocol import bus, command_docs, errors, wire
-from shardkv.protocol.resp import Error, ProtocolError, decode_reply, encode_command, encode_error, strict_int
+from shardkv.protocol.resp import (
+    Error,
+    ProtocolError,
+    RequestParser,
+    decode_reply,
+    encode_command,
+    encode_error,
+    strict_int,
+)
 from shardkv.protocol.wire import Verb
 from shardkv.runtime.cmdstats import stat_name
 
@@ -158,7 +166,7 @@ def evalsha_fast(client: Client, args: list[bytes], raw: bytes, header: bytes) -
     slot = _new_slot(_ScriptSlot)  # _ScriptSlot(client, args), without the call
     slot.client = client
     slot.data = None
-    slot.args = args
+    slot.raw = raw  # not args: bytes are no work for the cyclic collector
     slot.db = client.db  # a retry runs in the database of the call
     client.pending.append(slot)
     server.links[shard].send(header, raw, slot, True)
@@ -241,13 +249,21 @@ class _ScriptSlot(Slot):
     them) or the shard no longer knows it.
 
     :func:`evalsha_fast` fills in its fields (``client``, ``data`` None,
-    the call's ``args`` and ``db``, the database a retry runs in): it has no
-    ``__init__``, whose call would cost more than the rest of the slot."""
+    the call's ``raw`` bytes and ``db``, the database a retry runs in): it
+    has no ``__init__``, whose call would cost more than the rest of the
+    slot.  It keeps the call's bytes, not its arguments: a list kept until
+    the reply comes is one more object for each young collection of
+    CPython's cyclic collector to visit, and only the rare replies (an
+    error, an array holding one) need the arguments, parsed again."""
 
-    __slots__ = ("args", "db")
+    __slots__ = ("raw", "db")
 
-    args: list[bytes]
+    raw: bytes
     db: int
+
+    def args(self) -> list[bytes]:
+        """The call's arguments (its bytes are canonical RESP, whole)."""
+        return RequestParser().feed(self.raw)[0][0]
 
     def deliver(self, body: bytes) -> None:
         first = body[:1]
@@ -256,7 +272,7 @@ class _ScriptSlot(Slot):
                 self._error(body)
                 return
             if _failed(body):  # an error in its array
-                self.client.server.stats._row(stat_name(self.args))[3] += 1
+                self.client.server.stats._row(stat_name(self.args()))[3] += 1
         # Slot.deliver, inline: the usual reply
         self.data = body
         client = self.client
@@ -265,7 +281,7 @@ class _ScriptSlot(Slot):
             client.server.dirty_clients.append(client)
 
     def _error(self, body: bytes) -> None:
-        args = self.args
+        args = self.args()
         sha = args[1]
         if body.startswith(CROSS_MARKER):
             script = CACHE.bodies.get(sha)
@@ -296,7 +312,7 @@ class _Plain:
     def deliver(self, body: bytes) -> None:
         slot = self.slot
         if _failed(body):
-            slot.client.server.stats._row(stat_name(slot.args))[3] += 1
+            slot.client.server.stats._row(stat_name(slot.args()))[3] += 1
         Slot.deliver(slot, body)
 
 
