@@ -7,7 +7,10 @@
 -- no bytecode loading; every table reachable from the globals read-only
 -- ("Attempt to modify a readonly table"), and reading a global that does
 -- not exist an error, as Redis 7's global protection.
-local pycall, pyraise, pytake, pysha1, pylog, pysetresp, pysetrepl, pyrandom, pyrandomseed, pycheck, libs, pyregister, pyclock, pypacked, pywiden = ...
+local pycall, pyraise, pytake, pysha1, pylog, pysetresp, pysetrepl, pyrandom, pyrandomseed, pycheck, libs, pyregister, pyclock, pypacked, pywiden, pynarrowpatch, pywidepatch = ...
+-- The bytecode patches a compile may ask for, by number (engine.compile):
+-- given once, as every Python function here, never passed per script.
+local PATCHES = {pynarrowpatch, pywidepatch}
 
 local rawget, rawset, setmetatable, getmetatable, type, error, tostring, pairs, next =
     rawget, rawset, setmetatable, getmetatable, type, error, tostring, pairs, next
@@ -462,11 +465,12 @@ setmetatable(FG, {
 -- The engine's entry points ----------------------------------------------------
 local engine = {}
 
-function engine.load_library(code, patch)
+function engine.load_library(code, which)
     -- FUNCTION LOAD: compile and run a library's code; false and Redis's message on error.
-    -- (``patch``: as engine.compile's, for a library whose functions run wide.)
+    -- (``which``: as engine.compile's, 2 for a library whose functions run wide.)
     local f, err = loadstring(code, "@user_function")
     if not f then return false, "ERR Error compiling function: " .. tostring(err) end
+    local patch = PATCHES[which]
     if patch then
         local patched = patch(string_dump(f))
         if patched then f = assert(loadstring(patched, "@user_function")) end
@@ -503,13 +507,16 @@ function engine.load_library(code, patch)
     return false, "ERR Error registering functions: " .. msg
 end
 
-function engine.compile(body, name, patch)
-    -- Its bytecode goes through patch(), which keeps frames in some tail
-    -- calls (those of redis.call in a script that runs wide: see WIDE
-    -- above; those that may reach a wrapper in one that does not), or
-    -- answers nil when it changed nothing.
+function engine.compile(body, name, which)
+    -- Its bytecode goes through PATCHES[which] (1 narrow, 2 wide), which
+    -- keeps frames in some tail calls (those of redis.call in a script that
+    -- runs wide: see WIDE above; those that may reach a wrapper in one that
+    -- does not), or answers nil when it changed nothing.  The patch is named
+    -- by number: a Python object passed into Lua with every script could
+    -- come back as another one (lupa 2.8's reference table).
     local f, err = loadstring(body, name)
     if not f then return nil, err end
+    local patch = PATCHES[which]
     if patch then
         local patched = patch(string_dump(f))
         if patched then f = assert(loadstring(patched, name)) end

@@ -73,6 +73,11 @@ GC_PERIOD = 50  # scripts between two steps of Lua's collector (LUA_GC_CYCLE_PER
 # A step is skipped while Lua's memory has grown by less than this since
 # the last one (see Engine._invoke).
 GC_GROWTH = 16 * 1024
+# The bytecode patches a compile names (the prelude's PATCHES, given to each
+# Lua state once: a Python function passed with every compile came back, at
+# times, as another Python object, lupa 2.8's scoder/lupa#293 and #294).
+NARROW = 1  # _narrow_patch
+WIDE = 2  # without_call_tail_calls
 
 # Script flags, as Redis 7.0's shebang and register_function name them.
 FLAG_NO_WRITES = 1
@@ -491,6 +496,8 @@ class Engine:
             time.monotonic,
             self._call_packed,
             self._widen,
+            _narrow_patch,  # PATCHES[NARROW]
+            without_call_tail_calls,  # PATCHES[WIDE]
         )
         lua.gccollect()  # the prelude's garbage
         return _VM(lua, api)
@@ -536,7 +543,7 @@ class Engine:
 
     def load_library(self, body: bytes) -> tuple[bool, str]:
         self._functions_state()
-        ok, err = self._load_library(body, without_call_tail_calls if may_call_wide(body) else _narrow_patch)
+        ok, err = self._load_library(body, WIDE if may_call_wide(body) else NARROW)
         self.pending = None
         return bool(ok), (_text(err) if err else "")
 
@@ -551,10 +558,10 @@ class Engine:
         flags, skip = parse_shebang(body)
         self._eval_state()
         # Keep the shebang's line feed so that line numbers stay right.
-        patch = _narrow_patch
+        patch = NARROW
         if may_call_wide(body):
             flags |= FLAG_WIDE
-            patch = without_call_tail_calls
+            patch = WIDE
         f, err = self._compile(body[skip:], b"@user_script", patch)
         if not f:
             raise CommandError("ERR Error compiling script (new function): " + _text(err))

@@ -336,3 +336,26 @@ def test_lua_collector_steps_once_scripts_left_enough_garbage(shard):
     for _ in range(500):
         run(shard, "EVALSHA", large, 0)
     assert len(steps) == 500 // scripting.GC_PERIOD
+
+
+def test_new_scripts_compile_while_calls_raise_through_lua(shard):
+    """Each compile used to pass a Python function (the bytecode patch) into
+    Lua; with lupa 2.8 such an object, pushed again and again while
+    redis.call raised through Lua in between, came back once as another
+    Python object (an exception instance), and from then on every new
+    script on the shard failed with an internal error.  The patches are now
+    given to each Lua state once and named by number."""
+
+    def resp(reply) -> bytes:
+        if isinstance(reply, int):
+            return b":%d\r\n" % reply
+        if isinstance(reply, Error):
+            return b"-%s\r\n" % reply.message.encode()
+        return reply.to_resp(False)
+
+    run(shard, "SET", "n", "0")
+    for i in range(20000):
+        reply = run(shard, "EVAL", f"return redis.call('incr', KEYS[1]) -- {i}", 1, "n")
+        assert resp(reply) == b":%d\r\n" % (i + 1), (i, reply)
+        failed = run(shard, "EVAL", f"return redis.call('nosuch') -- {i}", 0)
+        assert b"Unknown Redis command" in resp(failed), (i, resp(failed))
