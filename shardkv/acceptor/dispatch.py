@@ -2,8 +2,8 @@
 ``processCommand``, and its routing.
 
 For each command: look it up in the command table, check its arity,
-whether it is allowed (protected, authentication, CLIENT PAUSE, MULTI,
-out of memory, MONITOR, a busy script), then let an interceptor take it
+whether it is allowed (protected, authentication, MULTI, out of memory,
+a disk error, a busy script, MONITOR, and last CLIENT PAUSE), then let an interceptor take it
 (MULTI queueing, subscribed mode), answer it here (``local`` commands,
 bound by :mod:`shardkv.acceptor.wiring`), or send it to the shards its
 keys name: one shard, a fan-out merged by the command's policy, or an
@@ -146,12 +146,9 @@ class Dispatch:
         if "protected" in flags and not self._protected_allowed(cmd):
             self.reject(cmd, args, errors.PROTECTED_COMMAND % ("DEBUG", "enable-debug-command"))
             return
-        if not state.authenticated:
-            if "no_auth" not in flags:
-                self.reject(cmd, args, errors.NOAUTH)
-                return
-        elif self.server.pause_type and pause.holds(cast("Client", self), cmd, args, raw):
-            return  # CLIENT PAUSE: it runs when the pause ends
+        if not state.authenticated and "no_auth" not in flags:
+            self.reject(cmd, args, errors.NOAUTH)
+            return
         if state.multi is not None and "no_multi" in flags:
             self.reject(cmd, args, errors.NOT_IN_MULTI)
             return
@@ -161,9 +158,6 @@ class Dispatch:
         if MISCONF_LINKS and self._refused_by_disk_error(cmd):
             self.reject(cmd, args, next(iter(MISCONF_LINKS.values())))
             return
-        if state.monitoring and monitor.touches_keyspace(cmd):
-            self.reject(cmd, args, errors.MONITOR_KEYSPACE)
-            return
         server = self.server
         if BUSY_LINKS and not _allowed_while_busy(cmd, args):
             # A script on some shard is past busy-reply-threshold: as Redis's
@@ -171,6 +165,13 @@ class Dispatch:
             # whatever shard its keys are on (and a MULTI being queued will
             # abort).  The hot path never comes here while a script is busy.
             self.reject(cmd, args, next(iter(BUSY_LINKS)).busy.decode("latin-1")[1:].strip())
+            return
+        if state.monitoring and monitor.touches_keyspace(cmd):
+            self.reject(cmd, args, errors.MONITOR_KEYSPACE)
+            return
+        if server.pause_type and state.authenticated and pause.holds(cast("Client", self), cmd, args, raw):
+            # CLIENT PAUSE: it runs when the pause ends.  After the busy
+            # check, as in Redis: a paused write gets -BUSY while a script is busy.
             return
         if state.multi is not None or state.channels or state.patterns:
             if server.intercept(cast("Client", self), cmd, args):

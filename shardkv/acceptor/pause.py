@@ -8,7 +8,9 @@ postponed client is *blocked*, as in Redis (it counts in INFO's
 ``blocked_clients``): the command and everything it sends after it wait,
 in order, and run when the pause ends (timeout or CLIENT UNPAUSE), the
 clients in the order they were postponed.  A command that fails its
-checks (unknown, wrong arity, NOAUTH) is answered at once.
+checks (unknown, wrong arity, NOAUTH, no_multi in MULTI, out of memory, a
+disk error, -BUSY while a script is busy, MONITOR) is answered at once:
+the pause is the last check, as in Redis's ``processCommand``.
 
 A new pause while one is on keeps the stricter mode and the later end.
 While a pause is on, keys are not expired (the workers are told with

@@ -259,3 +259,44 @@ def test_every_command_gets_busy_while_a_script_is_busy(acceptors: int, queued_f
         assert multi_and_script_timeout(server.port, acceptors, queued_first) == expected
     finally:
         server.stop()
+
+
+# -- a write sent during CLIENT PAUSE while a script is busy -------------------------
+
+
+def paused_write_while_busy(port: int, acceptors: int) -> list:
+    """A write sent during CLIENT PAUSE WRITE while a script is busy: Redis
+    checks for the busy script before the pause (processCommand), so it is
+    answered -BUSY at once, not postponed.  The replies."""
+    setup = RespClient(port, timeout=WAIT)
+    setup.command("CONFIG", "SET", "busy-reply-threshold", "100")
+    got: list = [ask(setup, "CLIENT", "PAUSE", 100000, "WRITE")]
+    scripter = client_on(port, acceptors, 0)
+    writer = client_on(port, acceptors, acceptors - 1)
+    scripter.send("EVAL", LOOP, 1, "{b}s")
+    wait_busy(writer)
+    got.append(ask(writer, "SET", OTHER_KEY, "1"))  # a postponed one never answers: the read times out
+    got.append(ask(writer, "SET", "{b}k", "1"))
+    got.append(ask(setup, "SCRIPT", "KILL"))
+    got.append(str(scripter.read_reply()).split(" ")[0])
+    got.append(ask(setup, "CLIENT", "UNPAUSE"))
+    got.append(ask(writer, "SET", OTHER_KEY, "2"))
+    for c in (setup, scripter, writer):
+        c.close()
+    return got
+
+
+@pytest.mark.parametrize("acceptors", [1, 2])
+def test_a_paused_write_gets_busy_while_a_script_is_busy(acceptors: int) -> None:
+    """shardkv postponed the write until the pause ended."""
+    redis_server = start_redis()
+    try:
+        expected = paused_write_while_busy(redis_server.port, 1)
+    finally:
+        redis_server.stop()
+    assert expected == [b"OK", "BUSY", "BUSY", b"OK", "ERR", b"OK", b"OK"]
+    server = start_shardkv(shards=2, acceptors=acceptors)
+    try:
+        assert paused_write_while_busy(server.port, acceptors) == expected
+    finally:
+        server.stop()
