@@ -19,13 +19,16 @@ import logging
 import os
 from collections import deque
 from collections.abc import Callable
-from typing import Any, NoReturn, Protocol
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
-from shardkv.acceptor import causal
+from shardkv.acceptor import causal, scriptcaller
 from shardkv.acceptor.replies import Slot, deliver, delivery_failed
 from shardkv.protocol import errors, wire
 from shardkv.protocol.resp import Error, encode_error
 from shardkv.protocol.wire import FRAME
+
+if TYPE_CHECKING:
+    from shardkv.acceptor.client import Client
 
 log = logging.getLogger("shardkv.acceptor")
 
@@ -115,6 +118,9 @@ class ShardLink:
         # (pid, dirty, eval_mode) for SCRIPT KILL (see shardkv.acceptor.scripting).
         self.busy: bytes | None = None
         self.script: tuple | None = None
+        # The client that runs that script, if this acceptor's: it waits
+        # for the script (see shardkv.acceptor.scriptcaller).
+        self.caller: Client | None = None
         # CLIENT UNBLOCK (``__unblock``): the scripts that went busy on the
         # worker as its last report said, this acceptor's pipe at the
         # worker, and the ``__unblock``s sent (see _refuse_unblocks).
@@ -198,6 +204,11 @@ class ShardLink:
             refuse = getattr(sink, "refuse_when_busy", None)
             if refuse is not None:
                 refuse(ran, self.busy)
+
+    def _release_caller(self) -> None:
+        caller, self.caller = self.caller, None
+        if caller is not None:
+            scriptcaller.release(caller)
 
     def send_control(self, command: bytes, sink: Sink, in_step: bool = False) -> None:
         """Queue one of the acceptor's own messages to the worker (an
@@ -293,6 +304,7 @@ class ShardLink:
             self.transport = None
             self.busy = self.script = None
             BUSY_LINKS.discard(self)
+            self._release_caller()
             MISCONF_LINKS.pop(self, None)  # a new worker says again if it cannot write
             self.fail_all()
 
@@ -404,15 +416,18 @@ class ShardLink:
             if self.tries:
                 self.tries.popleft()(payload == wire.TRY_GRANTED)
         elif kind == wire.SCRIPT:
-            busy, pid, dirty, eval_mode, unblocks, *details = wire.decode_script_state(payload)
+            busy, pid, dirty, eval_mode, unblocks, caller, *details = wire.decode_script_state(payload)
             if busy:
                 self.script = (pid, dirty, eval_mode, *details)
                 self.busy = encode_error(errors.BUSY if eval_mode else errors.BUSY_FUNCTION)
                 BUSY_LINKS.add(self)
+                if self.caller is None:  # (a later report says it has written)
+                    self.caller = scriptcaller.hold(self.fifo, self.pipe_index, caller)
                 self._refuse_unblocks(unblocks)
             else:
                 self.script = self.busy = None
                 BUSY_LINKS.discard(self)
+                self._release_caller()
         elif kind == wire.PIECE:
             piece, last = wire.decode_piece(payload)
             fifo = self.fifo

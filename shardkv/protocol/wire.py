@@ -310,6 +310,12 @@ def encode_replies(bodies: list[bytes]) -> bytes:
     return b"".join((b"R", _U32.pack(n), struct.pack("<%dI" % n, *map(len, bodies)), *bodies))
 
 
+def count_replies(payload: bytes) -> int:
+    """How many replies an ``R`` payload holds."""
+    (n,) = _U32.unpack_from(payload, 1)
+    return int(n)
+
+
 def decode_replies(payload: bytes) -> list[bytes]:
     (n,) = _U32.unpack_from(payload, 1)
     lens = struct.unpack_from("<%dI" % n, payload, 5)
@@ -525,15 +531,25 @@ def decode_answer(body: bytes) -> Control:
 
 
 def encode_script_state(
-    busy: bool, pid: int, dirty: bool, eval_mode: bool, unblocks: tuple[Any, ...] = (0, {}, {}), *details: Any
+    busy: bool,
+    pid: int,
+    dirty: bool,
+    eval_mode: bool,
+    unblocks: tuple[Any, ...] = (0, {}, {}),
+    *details: Any,
+    caller: tuple[int, int] = (-1, -1),
 ) -> bytes:
     """``unblocks``: the scripts that went busy on this shard so far, the
     count when each pipe's acceptor was lost (it counts from there), and
     the ``seq`` of the last ``__unblock`` it ran from each pipe (see
     :attr:`Verb.UNBLOCK`); ``details``: the function's name, its command,
     when it started (time.time()), and the shard's library and function
-    counts (for FUNCTION STATS while it is busy)."""
-    return b"S" + marshal.dumps((busy, pid, dirty, eval_mode, unblocks, *details))
+    counts (for FUNCTION STATS while it is busy); ``caller``: the pipe the
+    script's command came on and how many replies that pipe's acceptor
+    awaits before the script's ((-1, -1) when unknown: see
+    ``Shard.replies_ahead``).  Decoded: (busy, pid, dirty, eval_mode,
+    unblocks, caller, *details)."""
+    return b"S" + marshal.dumps((busy, pid, dirty, eval_mode, unblocks, caller, *details))
 
 
 def decode_script_state(payload: bytes) -> tuple[Any, ...]:

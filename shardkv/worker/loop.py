@@ -254,7 +254,7 @@ class Pipes:
         shard = self.shard
         self.current = pipe
         shard.keyspace.pipe = pipe.index
-        shard.send, shard.backlog = pipe.send, pipe.backlog
+        shard.send, shard.backlog, shard.held = pipe.send, pipe.backlog, pipe.held
         shard.recv = pipe.recv_waiting if self.npipes == 1 else self.recv_waiting
         shard.send_query = pipe.send_state
 

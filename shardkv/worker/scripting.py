@@ -1548,7 +1548,15 @@ class Engine:
         details = (run.sha, run.command, started, nlibs, nfuncs)
         waiters = self.ks.waiters
         unblocks = waiters.unblock_counts() if waiters is not None else (0, {}, {})
-        send(wire.encode_script_state(run.busy, os.getpid(), run.dirty, run.eval_mode, unblocks, *details))
+        # Where the script's reply waits in its acceptor's queue, so that
+        # the acceptor can tell which client runs it (see shardkv.acceptor.scriptcaller).
+        ahead = getattr(self.shard, "replies_ahead", None)
+        caller = (self.ks.pipe, ahead()) if ahead is not None else (-1, -1)
+        send(
+            wire.encode_script_state(
+                run.busy, os.getpid(), run.dirty, run.eval_mode, unblocks, *details, caller=caller
+            )
+        )
 
     def request_exit(self) -> None:
         """SIGUSR2: SHUTDOWN NOSAVE while this worker runs a busy script.

@@ -134,6 +134,13 @@ class Shard:
         # whose ``A`` frame it waits for.
         self.send_query: Callable[[bytes], None] | None = None
         self.logged: list = []  # the last batch's replies that logged (run_batch)
+        # While a batch's entry runs: the replies of the batch not yet sent
+        # (run_batch's list, None between entries and while parked); and
+        # the current pipe's frames held back (Pipe.held, set by the loop).
+        # Together they say where a busy script's reply waits in its
+        # acceptor's queue (see replies_ahead).
+        self.bodies: list[bytes] | None = None
+        self.held: list[bytes] = []
         self.backlog: list[bytes] = []  # frames that came while parked
         # Lua scripts (EVAL...): the engine and its script cache.
         self.scripts = scripting.Engine(self)
@@ -338,6 +345,7 @@ class Shard:
             return self._refuse(items)  # SHUTDOWN has saved: nothing may change now
         self.keyspace.tick()
         bodies: list[bytes] = []
+        self.bodies = bodies
         append = bodies.append
         execute = self.execute if self.keyspace.memory is None else self.execute_limited
         waiters = self.waiters
@@ -383,7 +391,7 @@ class Shard:
                         if len(body) > wire.STREAM_MIN and self._stream(bodies, body, writer, logged_before):
                             body = None
                     if body is None:  # streamed, after the replies before it
-                        bodies = []
+                        self.bodies = bodies = []
                         append = bodies.append
                         self.logged = logged = []
                         if blocked:
@@ -417,10 +425,12 @@ class Shard:
                     bodies = []
                     append = bodies.append
                     self.logged = logged = []
+                    self.bodies = None  # what runs while parked is no entry of this batch
                     try:
                         self.park(op)
                     finally:
                         self.op_events_from = None
+                        self.bodies = bodies
                     noted = ks.events
                     bounds = self.event_bounds = [] if noted is not None else None
                     self.keyspace.tick()
@@ -460,7 +470,7 @@ class Shard:
                         if len(body) > wire.STREAM_MIN and self._stream(bodies, body, writer, logged_before):
                             body = None
                     if body is None:  # streamed, after the replies before it
-                        bodies = []
+                        self.bodies = bodies = []
                         append = bodies.append
                         self.logged = logged = []
                     else:
@@ -480,7 +490,19 @@ class Shard:
             # commands come back to back in one batch, and a waiter must not
             # see half of it (Redis serves them after EXEC).
             waiters.serve_ready()
+        self.bodies = None
         return wire.encode_replies(bodies)
+
+    def replies_ahead(self) -> int:
+        """While a batch's entry runs (a script going busy): how many
+        replies its acceptor awaits from this pipe before this entry's, the
+        batch's not yet sent and those of earlier batches held back (see
+        loop.Pipe.send); the acceptor finds the entry's client there.  -1
+        when no batch's entry runs (a cross-shard operation's script)."""
+        bodies = self.bodies
+        if bodies is None:
+            return -1
+        return len(bodies) + sum(wire.count_replies(f) for f in self.held if f[:1] == b"R")
 
     def _stream(self, bodies: list[bytes], body: bytes, writer: object, logged_before: int) -> bool:
         """Send ``body``, a big reply, in pieces (``P`` frames, see

@@ -261,6 +261,96 @@ def test_every_command_gets_busy_while_a_script_is_busy(acceptors: int, queued_f
         server.stop()
 
 
+# -- the script's own client waits for it ------------------------------------------
+
+
+LOOP_LIBRARY = (
+    "#!lua name=busylib\n"
+    "redis.register_function{function_name='loop', callback=function() while true do end end,"
+    " flags={'no-writes'}}"
+)
+
+
+def callers_commands_while_busy(port: int, acceptors: int, how: str = "eval") -> list:
+    """The client running a busy script (``how``: EVAL, EVALSHA, FCALL, or
+    EVAL in MULTI/EXEC) sends more commands after the threshold, keys on
+    both shards and a SCRIPT KILL of its own; another client kills the
+    script.  Redis reads nothing from the script's client while the script
+    runs (it is protected), so those commands run after the script, with
+    their usual replies: its own SCRIPT KILL finds nothing to kill.  The
+    replies, errors as their first word."""
+    setup = RespClient(port, timeout=WAIT)
+    setup.command("CONFIG", "SET", "busy-reply-threshold", "100")
+    # The script's client on the first acceptor, the other on the last, or
+    # (EVALSHA, EXEC) the other way round.
+    last = acceptors - 1
+    first, other = (last, 0) if how in ("evalsha", "exec") else (0, last)
+    scripter = client_on(port, acceptors, first)
+    probe = client_on(port, acceptors, other)
+    kill = ("FUNCTION", "KILL") if how == "fcall" else ("SCRIPT", "KILL")
+    got: list = []
+    if how == "evalsha":
+        sha = setup.command("SCRIPT", "LOAD", LOOP)
+        scripter.send("EVALSHA", sha, 1, "{b}s")  # type: ignore[arg-type]
+    elif how == "fcall":
+        setup.command("FUNCTION", "LOAD", "REPLACE", LOOP_LIBRARY)
+        scripter.send("FCALL", "loop", 1, "{b}s")
+    elif how == "exec":
+        got.append(ask(scripter, "MULTI"))
+        got.append(ask(scripter, "EVAL", LOOP, 1, "{b}s"))
+        scripter.send("EXEC")
+    else:
+        scripter.send("EVAL", LOOP, 1, "{b}s")
+    wait_busy(probe)
+    scripter.send("SET", "{b}k", "1")
+    scripter.send("SET", OTHER_KEY, "2")
+    scripter.send(*kill)
+    scripter.send("MGET", "{b}k", OTHER_KEY)
+    time.sleep(0.3)  # they reach the server while the script is busy (not a timing check)
+    got.append(ask(probe, "GET", OTHER_KEY))
+    got.append(ask(probe, *kill))
+    for i in range(5):
+        reply = scripter.read_reply()
+        if how == "exec" and i == 0 and isinstance(reply, list):  # the killed script's error, in EXEC's array
+            reply = [r.split(b" ")[0] if isinstance(r, bytes) else r for r in reply]
+        got.append(str(reply).split(" ")[0] if isinstance(reply, ErrorReply) else reply)
+    got.append(ask(probe, "MGET", "{b}k", OTHER_KEY))
+    if how == "fcall":
+        setup.command("FUNCTION", "FLUSH")
+    for c in (setup, scripter, probe):
+        c.close()
+    return got
+
+
+@pytest.mark.parametrize("how", ["eval", "evalsha", "fcall", "exec"])
+@pytest.mark.parametrize("acceptors", [1, 2])
+def test_the_scripts_own_client_waits_for_it(acceptors: int, how: str) -> None:
+    """shardkv answered -BUSY to the script's own client (and ran its SCRIPT
+    KILL, which killed its own script)."""
+    redis_server = start_redis()
+    try:
+        expected = callers_commands_while_busy(redis_server.port, 1, how)
+    finally:
+        redis_server.stop()
+    script_reply = [b"ERR"] if how == "exec" else "ERR"
+    assert expected == [
+        *([b"OK", b"QUEUED"] if how == "exec" else []),
+        "BUSY",
+        b"OK",
+        script_reply,
+        b"OK",
+        b"OK",
+        "NOTBUSY",
+        [b"1", b"2"],
+        [b"1", b"2"],
+    ]
+    server = start_shardkv(shards=2, acceptors=acceptors)
+    try:
+        assert callers_commands_while_busy(server.port, acceptors, how) == expected
+    finally:
+        server.stop()
+
+
 # -- a write sent during CLIENT PAUSE while a script is busy -------------------------
 
 

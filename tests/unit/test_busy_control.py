@@ -131,3 +131,27 @@ def test_with_several_acceptors_a_control_message_is_not_held_back_by_a_step() -
     for link in links:
         assert link.bodies() == [encode_command([Verb.PAUSE, b"0"])]
         assert link.tried == 1
+
+
+def test_a_busy_report_says_where_the_scripts_reply_waits_in_its_acceptors_queue() -> None:
+    """The acceptor tells the script's own client by its place: the
+    replies its pipe still awaits before the script's, those held back from
+    an earlier batch and the batch's own before it (shardkv.acceptor.scriptcaller)."""
+    from shardkv.worker.clock import FakeClock
+    from shardkv.worker.shard import Shard
+
+    shard = Shard(0, 1, FakeClock())
+    shard.keyspace.runtime.extra["busy-reply-threshold"] = "1"
+    reports: list[bytes] = []
+    shard.send_state = reports.append
+    shard.held = [wire.encode_replies([b"+OK\r\n", b"+OK\r\n"]), b"E(events: no replies)"]
+    script = b"local i = 0 while i < 3000000 do i = i + 1 end return i"
+    entries = [[b"SET", b"a", b"1"], [b"GET", b"a"], [b"EVAL", script, b"0"], [b"GET", b"a"]]
+    payload = b"B" + b"".join(wire.entry_header(0) + encode_command(args) for args in entries)
+    replies = wire.decode_replies(shard.run_batch(payload))
+    assert replies == [b"+OK\r\n", b"$1\r\n1\r\n", b":3000000\r\n", b"$1\r\n1\r\n"]
+    states = [wire.decode_script_state(r) for r in reports if r[:1] == b"S"]
+    assert states[0][0] is True  # busy
+    assert states[0][5] == (0, 4)  # pipe 0; 2 held + the SET's and the GET's
+    assert states[-1][0] is False
+    assert shard.replies_ahead() == -1  # between batches
