@@ -403,7 +403,7 @@ class Waiters:
         """Serve the waiters of each ready key, oldest first, while it can."""
         ready = self.ready
         ks = self.ks
-        lookup = ks.lookup
+        lookup = ks.peek  # a probe, not an access
         here = ks.db
         try:
             while ready:
@@ -517,7 +517,7 @@ def bwait(ks: Keyspace, args: list[bytes]) -> object:
         serve = functools.partial(_notify_stream, ready, rest)
     else:
         keys = args[4:]
-        lookup = ks.lookup
+        lookup = ks.peek  # a probe, not an access
         for key in keys:
             if type(lookup(key)) is kind:
                 return 1
@@ -534,7 +534,7 @@ def _notify_stream(ready: Callable, rest: list, ks: Keyspace, args: list[bytes],
 
 
 def _notify(ks: Keyspace, args: list[bytes], key: bytes) -> object:
-    return 1 if type(ks.lookup(key)) is KINDS[args[1].lower()] else None
+    return 1 if type(ks.peek(key)) is KINDS[args[1].lower()] else None
 
 
 def unblock(ks: Keyspace, args: list[bytes]) -> object:

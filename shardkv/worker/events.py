@@ -135,7 +135,7 @@ def before(ks: Keyspace, args: list[bytes]) -> dict:
     before: dict = {}
     for key in keys:
         if key not in before:
-            value = ks.lookup(key)  # a lazy expiry comes first, as in Redis
+            value = ks.peek(key)  # a lazy expiry comes first, as in Redis (not an access)
             before[key] = 0 if value is None else (2 if key in ks.expires[slot_of(key)] else 1)
     pre = _PRE.get(args[0].lower())
     if pre is not None:

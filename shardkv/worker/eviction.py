@@ -53,10 +53,11 @@ volatile-random    a random key with a TTL
 =================  =====================================================
 
 The random policies take their key from the next database that has one,
-in turn.  Recency and frequency are kept in a dict beside the keyspace,
-by (database, key), and only while an LRU or LFU policy is on: the keyspace's ``lookup``, ``store``,
-``_remove`` and ``flush`` are wrapped on the instance, so with
-``maxmemory 0`` the keyspace runs its plain methods and pays nothing.
+in turn.  Recency and frequency are each key's access clock, which the
+keyspace keeps whatever maxmemory is (:mod:`shardkv.worker.access`).
+While maxmemory is on, the keyspace's ``_remove`` and ``flush`` are
+wrapped on the instance to count what goes, so with ``maxmemory 0`` the
+keyspace runs its plain methods and pays nothing.
 """
 
 from __future__ import annotations
@@ -66,12 +67,13 @@ import os
 import random
 import sys
 from collections.abc import Callable
-from itertools import count, islice
+from itertools import islice
 from typing import Any, Literal
 
 from shardkv.protocol import commands, errors, wire
 from shardkv.protocol.resp import Error
 from shardkv.protocol.wire import Verb
+from shardkv.worker import access
 from shardkv.worker.handlers import Handlers
 from shardkv.worker.keyspace import EVICTED, Keyspace, slot_of
 
@@ -97,9 +99,6 @@ POOL_SIZE = 16  # Redis's EVPOOL_SIZE
 MAX_EVICTIONS = 1000  # per command at most, as Redis bounds one eviction cycle
 OBJECT_OVERHEAD = 64  # bytes a Python object and its dict entry cost beyond the payload
 MAX_SCAN = 256  # how far into one slot's dict a sample may reach
-LFU_INIT_VAL = 5  # Redis's counter for a new key
-LFU_LOG_FACTOR = 10  # lfu-log-factor
-LFU_DECAY_MINUTES = 1  # lfu-decay-time
 
 POLICIES = (
     "noeviction",
@@ -221,31 +220,6 @@ def sample_keys(dicts: list[dict[bytes, Any]], slots: range, n: int) -> list[byt
     return out
 
 
-# -- LFU counters (Redis's evict.c) ------------------------------------------
-
-
-def lfu_counter(entry: int | None, minutes: int) -> int:
-    """The counter of an access entry ``minutes << 8 | counter``, decayed."""
-    if entry is None:
-        return LFU_INIT_VAL
-    counter = entry & 255
-    last = entry >> 8
-    minutes &= 65535  # Redis keeps 16 bits of minutes
-    elapsed = minutes - last if minutes >= last else 65535 - last + minutes
-    periods = elapsed // LFU_DECAY_MINUTES if LFU_DECAY_MINUTES else 0  # 0: never decays
-    return 0 if periods > counter else counter - periods
-
-
-def lfu_touch(entry: int | None, minutes: int) -> int:
-    """A new access entry after one more access: decay, then a logarithmic increment."""
-    counter = lfu_counter(entry, minutes)
-    if entry is not None and counter < 255:
-        base = max(counter - LFU_INIT_VAL, 0)
-        if random.random() < 1.0 / (base * LFU_LOG_FACTOR + 1):
-            counter += 1
-    return (minutes & 65535) << 8 | counter
-
-
 # -- the guard -----------------------------------------------------------------
 
 
@@ -266,11 +240,7 @@ class Memory:
         self.pinned = False  # the limit was set by the acceptor (``__memory limit``)
         self.policy = policy
         self.volatile = policy.startswith("volatile")
-        self.tracks = policy.endswith(("lru", "lfu"))
         self.lfu = policy.endswith("lfu")
-        # (db, key) -> last access stamp (LRU) or minutes << 8 | counter (LFU)
-        self.access: dict[tuple[int, bytes], int] = {}
-        self.stamps = count(1)
         self.pool: list[tuple[int, int, bytes]] = []  # (score, db, key), best last
         self.next_db = 0  # where the random policies look first
         self.evicted = 0
@@ -371,15 +341,9 @@ class Memory:
         return sum(key_cost(key, data[slot_of(key)].get(key)) for key in keys)
 
     def refresh(self) -> None:
-        """Recount the keys; forget the access entries of keys gone."""
+        """Recount the keys."""
         self.keys = self.ks.total_keys()
         self.next_refresh = self.ks.now + REFRESH_MS
-        access = self.access
-        if len(access) > 2 * self.keys + 1024:
-            # Keys that left without _remove (moved to another shard).
-            dbs = self.ks.dbs
-            for db, key in [k for k in access if k[1] not in dbs[k[0]].data[slot_of(k[1])]]:  # type: ignore[union-attr]
-                del access[db, key]
 
     def _emptied(self) -> None:
         """No keys left: no data."""
@@ -478,10 +442,11 @@ class Memory:
         """Higher is a better candidate: idler, rarer, or sooner to expire."""
         if self.policy == "volatile-ttl":
             return -self.ks.dbs[db].expires[slot_of(key)].get(key, 0)  # type: ignore[union-attr]
-        entry = self.access.get((db, key))
+        ks = self.ks
+        clocks = ks.dbs[db].clocks  # type: ignore[union-attr]
         if self.lfu:
-            return 255 - lfu_counter(entry, self.ks.now // 60000)
-        return -(entry or 0)
+            return 255 - access.lfu_counter(clocks.get(key), ks.now // 60000)
+        return -clocks.get(key, ks.clock_base)
 
     def _sample(self, dicts: list[dict[bytes, Any]], n: int) -> list[bytes]:
         """Up to ``n`` keys of this shard (see :func:`sample_keys`)."""
@@ -494,62 +459,27 @@ class Memory:
         ks = self.ks
         base_remove = Keyspace._remove.__get__(ks)
         base_flush = Keyspace.flush.__get__(ks)
-        access = self.access
 
         def _remove(slot: int, key: bytes) -> None:
             if not self.in_command:  # a command counts its keys itself
                 self.data = max(self.data - key_cost(key, ks.data[slot].get(key)), 0)
             self.keys -= 1
-            access.pop((ks.db, key), None)
             base_remove(slot, key)
 
         def flush(*args: object, **options: object) -> None:
             base_flush(*args, **options)
             self.pool.clear()
             if ks.total_keys():  # FLUSHDB: other databases keep their keys
-                emptied = {db for db in ks.used_dbs() if not ks.database(db).size()}  # type: ignore[union-attr]
-                for k in [k for k in access if k[0] in emptied]:
-                    del access[k]
                 self.data = all_costs(ks)
                 self.keys = ks.total_keys()
             else:
-                access.clear()
                 self._emptied()
 
         ks._remove = _remove  # type: ignore[method-assign]
         ks.flush = flush  # type: ignore[method-assign]
-        if not self.tracks:
-            return
-        base_lookup = Keyspace.lookup.__get__(ks)
-        base_store = Keyspace.store.__get__(ks)
-        touch: Callable[[bytes], None]
-        if self.lfu:
-
-            def touch(key: bytes) -> None:
-                name = (ks.db, key)
-                access[name] = lfu_touch(access.get(name), ks.now // 60000)
-
-        else:
-            stamps = self.stamps
-
-            def touch(key: bytes) -> None:
-                access[ks.db, key] = next(stamps)
-
-        def lookup(key: bytes) -> object | None:
-            value = base_lookup(key)
-            if value is not None:
-                touch(key)
-            return value
-
-        def store(key: bytes, *rest: object, **options: object) -> None:
-            base_store(key, *rest, **options)
-            touch(key)
-
-        ks.lookup = lookup  # type: ignore[method-assign]
-        ks.store = store  # type: ignore[method-assign]
 
     def uninstall(self) -> None:
-        for name in ("_remove", "flush", "lookup", "store"):
+        for name in ("_remove", "flush"):
             self.ks.__dict__.pop(name, None)
 
 

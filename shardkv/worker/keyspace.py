@@ -34,7 +34,9 @@ instead: ``runtime`` (the settings, :class:`~shardkv.worker.settings.Runtime`),
 ``waiters`` (blocked commands) and ``stats`` (command statistics).
 
 Every access goes through :meth:`Keyspace.lookup`, which expires a key
-lazily once its deadline has passed.  SETBIT, SETRANGE, APPEND and
+lazily once its deadline has passed and stamps the key's access clock
+(``clocks``, see :mod:`shardkv.worker.access`); :meth:`Keyspace.peek` is
+the same lookup without the stamp.  SETBIT, SETRANGE, APPEND and
 BITFIELD change a string in place, at the cost of the change rather than
 of the string: :meth:`Keyspace.lookup_raw` hands them (and the bitmap
 readers) the value as it is, and the first writer turns a ``bytes`` into
@@ -101,7 +103,7 @@ def slot_of(key: bytes) -> int:
 class Database:
     """One database's tables (see the module docstring)."""
 
-    __slots__ = ("data", "expires", "expiring", "nvolatile", "watched", "watch_counts")
+    __slots__ = ("data", "expires", "expiring", "nvolatile", "watched", "watch_counts", "clocks")
 
     def __init__(self) -> None:
         self.data: list[dict[bytes, object]] = [{} for _ in range(SLOTS)]
@@ -115,6 +117,9 @@ class Database:
         # WATCH support: key -> version, only for keys someone watches.
         self.watched: dict[bytes, int] = {}
         self.watch_counts: dict[bytes, int] = {}  # watchers per watched key
+        # key -> its access clock (see shardkv.worker.access); always the
+        # same dict object, emptied in place by a flush.
+        self.clocks: dict[bytes, int] = {}
 
     def size(self) -> int:
         return sum(map(len, self.data))
@@ -136,6 +141,11 @@ class Keyspace:
         self.nvolatile = 0
         self.watched = first.watched
         self.watch_counts = first.watch_counts
+        self.clocks = first.clocks
+        # Access clocks (see shardkv.worker.access): a key without one counts
+        # from ``clock_base``; ``lfu`` while an LFU policy is in force.
+        self.clock_base = self.now
+        self.lfu = False
         self.expired_keys = 0  # stats, as INFO reports them
         self.lazyfreed_objects = 0  # values UNLINK freed as Redis would in the background
         # Keyspace hits and misses: while ``counting`` is on (a read-only
@@ -206,6 +216,7 @@ class Keyspace:
         self.nvolatile = new.nvolatile
         self.watched = new.watched
         self.watch_counts = new.watch_counts
+        self.clocks = new.clocks
         self.db = db
 
     def database(self, db: int) -> Database | None:
@@ -275,11 +286,13 @@ class Keyspace:
         da.expires, db_.expires = db_.expires, da.expires
         da.expiring, db_.expiring = db_.expiring, da.expiring
         da.nvolatile, db_.nvolatile = db_.nvolatile, da.nvolatile
+        da.clocks, db_.clocks = db_.clocks, da.clocks
         cur = dbs[self.db]
         self.data = cur.data  # type: ignore[union-attr]
         self.expires = cur.expires  # type: ignore[union-attr]
         self.expiring = cur.expiring  # type: ignore[union-attr]
         self.nvolatile = cur.nvolatile  # type: ignore[union-attr]
+        self.clocks = cur.clocks  # type: ignore[union-attr]
 
     def tick(self) -> int:
         """Read the clock; call once per batch of commands."""
@@ -290,7 +303,8 @@ class Keyspace:
 
     def lookup(self, key: bytes) -> object | None:
         """The value of ``key``, or None if it is missing or has expired.
-        A string is ``bytes`` (one being changed in place is frozen here)."""
+        A string is ``bytes`` (one being changed in place is frozen here).
+        An access: the key's clock is stamped (see shardkv.worker.access)."""
         slot = key_slot(key) if LBRACE in key else crc_hqx(key, 0) & 16383
         exp = self.expires[slot]
         if exp:
@@ -303,21 +317,38 @@ class Keyspace:
                         self.events.append((self.db, key, KEYMISS, b"keymiss"))  # type: ignore[union-attr]
                 return None
         value = self.data[slot].get(key)
-        if self.counting:
-            if value is None:
+        if value is None:
+            if self.counting:
                 self.misses += 1
                 if self.event_mask & KEYMISS:
                     self.events.append((self.db, key, KEYMISS, b"keymiss"))  # type: ignore[union-attr]
-            else:
-                self.hits += 1
+            return None
+        self.clocks[key] = self.now
+        if self.counting:
+            self.hits += 1
         if type(value) is bytearray:
             value = self.data[slot][key] = bytes(value)
+        return value
+
+    def peek(self, key: bytes) -> object | None:
+        """Like :meth:`lookup`, but not an access: the key's clock stays
+        (Redis's ``LOOKUP_NOTOUCH``: TYPE, EXISTS, TTL, OBJECT...)."""
+        value = self.peek_raw(key)
+        if type(value) is bytearray:
+            value = self.data[slot_of(key)][key] = bytes(value)
         return value
 
     def lookup_raw(self, key: bytes) -> object | None:
         """Like :meth:`lookup`, but a string may come back as the
         ``bytearray`` it is being changed in place as: only for code that
         reads it at once, or changes it (see :func:`strings.mutable_string`)."""
+        value = self.peek_raw(key)
+        if value is not None:
+            self.clocks[key] = self.now
+        return value
+
+    def peek_raw(self, key: bytes) -> object | None:
+        """:meth:`lookup_raw` without the access (see :meth:`peek`)."""
         slot = key_slot(key) if LBRACE in key else crc_hqx(key, 0) & 16383
         exp = self.expires[slot]
         if exp:
@@ -360,7 +391,7 @@ class Keyspace:
         return value
 
     def exists(self, key: bytes) -> bool:
-        return self.lookup(key) is not None
+        return self.peek(key) is not None
 
     def get_expire(self, key: bytes) -> int | None:
         """The deadline of ``key`` in ms, or None.  Call after lookup()."""
@@ -376,6 +407,7 @@ class Keyspace:
         ``quiet``: not a change for WATCH (BITFIELD's room for a write that failed)."""
         slot = key_slot(key) if LBRACE in key else crc_hqx(key, 0) & 16383  # slot_of, inline
         self.data[slot][key] = value
+        self.clocks[key] = self.now  # an access (see shardkv.worker.access)
         if not keepttl:
             exp = self.expires[slot]
             if exp and exp.pop(key, None) is not None:
@@ -385,7 +417,7 @@ class Keyspace:
 
     def delete(self, key: bytes) -> bool:
         """Remove ``key``; True if it existed (and had not expired)."""
-        if self.lookup(key) is None:
+        if self.peek(key) is None:
             return False
         self._remove(slot_of(key), key)
         return True
@@ -438,6 +470,7 @@ class Keyspace:
             # Already empty: nothing to remove, and no 2 x SLOTS tables to
             # build again (a FLUSHALL visits every database ever selected).
             self.nvolatile = 0
+            self.clocks.clear()
             return
         # As in Redis 7.0, a flush changes only the watched keys it removes.
         removed = [key for key in self.watched if key in self.data[slot_of(key)]]
@@ -445,11 +478,13 @@ class Keyspace:
         self.expires = [{} for _ in range(SLOTS)]
         self.expiring = bytearray(SLOTS)
         self.nvolatile = 0
+        self.clocks.clear()
         for key in removed:
             self.watched[key] += 1
 
     def _remove(self, slot: int, key: bytes) -> None:
         del self.data[slot][key]
+        self.clocks.pop(key, None)
         exp = self.expires[slot]
         if exp and exp.pop(key, None) is not None:
             self.nvolatile -= 1
@@ -538,7 +573,7 @@ class Keyspace:
                     return None
                 slot = random.choice(nonempty)
                 key = random.choice(list(self.data[slot]))
-                if self.lookup(key) is not None:
+                if self.peek(key) is not None:  # not an access, as in Redis
                     return key
                 if not self.data[slot]:
                     nonempty.remove(slot)

@@ -1185,7 +1185,7 @@ class Engine:
         if kind:
             name = kind.decode("latin-1").lower()
             with ks.reading():  # as Redis, the TYPE filter reads each key
-                found = [k for k in found if TYPE_NAMES.get(type(ks.lookup(k))) == name]
+                found = [k for k in found if TYPE_NAMES.get(type(ks.peek(k))) == name]  # not an access
         return [b"%d" % max(next_slot, 0), found]
 
     def _swapdb(self, called: _Called, argv: list[bytes], run: Run) -> object:

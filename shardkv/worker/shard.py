@@ -48,7 +48,7 @@ from shardkv.protocol.router import SLOTS, slot_range
 from shardkv.protocol.wire import Verb
 from shardkv.runtime import faultpoints
 from shardkv.runtime.cmdstats import Stats, stat_name
-from shardkv.worker import events, eviction, functions, scripting, tunables, wiring  # noqa: F401
+from shardkv.worker import access, events, eviction, functions, scripting, tunables, wiring  # noqa: F401
 from shardkv.worker.blocking import Wait, Waiters
 from shardkv.worker.clock import Clock
 from shardkv.worker.handlers import HANDLERS, find
@@ -112,7 +112,12 @@ class Shard:
             self.persistence = Persistence(self.keyspace, index, nshards, config)
             self.record = self.persistence.record
         # What acts on a setting when __config changes it, in this order.
-        self.keyspace.runtime.hooks = [eviction.on_settings, tunables.on_settings, persistence_settings]
+        self.keyspace.runtime.hooks = [
+            eviction.on_settings,
+            access.on_settings,
+            tunables.on_settings,
+            persistence_settings,
+        ]
         # Called with its pipe's index when an acceptor dies, and its clients with it.
         self.acceptor_lost_hooks: list[Callable[[int], None]] = []
         # Blocked commands (BLPOP...) waiting for keys of this shard.
@@ -744,7 +749,7 @@ class Shard:
         if isinstance(key, tuple):
             with ks.selected(key[0]):
                 return self._version(key[1])
-        ks.lookup(key)  # a watched key that has expired counts as changed
+        ks.peek(key)  # a watched key that has expired counts as changed
         return ks.watched.get(key, -1)
 
     def prepare_part(self, args: list[bytes]) -> wire.PartPrepared:

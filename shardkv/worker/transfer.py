@@ -40,7 +40,7 @@ FROM_PLAIN: dict[str, Callable] = {
 
 
 def export_key(ks: Keyspace, key: bytes) -> State:
-    value = ks.lookup(key)
+    value = ks.peek(key)  # bookkeeping, not an access
     if value is None:
         return None
     tag, to_plain = TO_PLAIN[type(value)]
@@ -83,6 +83,7 @@ def drop_key(ks: Keyspace, key: bytes) -> None:
     """Forget ``key`` without counting it as a change (it lives elsewhere)."""
     slot = slot_of(key)
     if ks.data[slot].pop(key, None) is not None:
+        ks.clocks.pop(key, None)
         if ks.expires[slot].pop(key, None) is not None:
             ks.nvolatile -= 1
 

@@ -9,13 +9,13 @@ set the module-level limits the type modules read on every call:
   ``zset-max-listpack-*``; their ``*-ziplist-*`` aliases are the same
   settings).  As in Redis, a new threshold applies to values as they are next
   written: a sorted set converted to a skiplist stays one;
-* the eviction sampler's ``maxmemory-samples``, ``lfu-log-factor`` and
-  ``lfu-decay-time``.
+* the eviction sampler's ``maxmemory-samples``, and the LFU counter's
+  ``lfu-log-factor`` and ``lfu-decay-time`` (see shardkv.worker.access).
 """
 
 from __future__ import annotations
 
-from shardkv.worker import eviction, values, zset
+from shardkv.worker import access, eviction, values, zset
 from shardkv.worker.commands import keys
 from shardkv.worker.keyspace import Keyspace
 
@@ -27,8 +27,8 @@ TUNABLES: dict[str, list[tuple[object, str]]] = {
     "zset-max-listpack-entries": [(zset, "LISTPACK_MAX_ENTRIES")],
     "zset-max-listpack-value": [(zset, "LISTPACK_MAX_VALUE")],
     "maxmemory-samples": [(eviction, "SAMPLES")],
-    "lfu-log-factor": [(eviction, "LFU_LOG_FACTOR")],
-    "lfu-decay-time": [(eviction, "LFU_DECAY_MINUTES")],
+    "lfu-log-factor": [(access, "LFU_LOG_FACTOR")],
+    "lfu-decay-time": [(access, "LFU_DECAY_MINUTES")],
 }
 
 

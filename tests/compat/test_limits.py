@@ -22,7 +22,8 @@ import redis
 from shardkv.protocol import errors
 from shardkv.protocol.resp import encode_command
 from shardkv.protocol.router import Router
-from shardkv.worker import eviction
+from shardkv.worker import access, eviction
+from shardkv.worker.clock import FakeClock
 from shardkv.worker.keyspace import Keyspace
 from tests.support.rawsocket import both, exchange, read_until_quiet, wait_closed
 from tests.support.servers import start_redis, start_shardkv
@@ -604,20 +605,26 @@ def keyspace_with(n: int, ttl: bool = False) -> Keyspace:
 
 
 def test_maxmemory_off_leaves_the_keyspace_alone():
+    """The access clocks are the keyspace's own (shardkv.worker.access): an
+    LRU policy wraps nothing; maxmemory wraps what counts the memory."""
     ks = keyspace_with(10)
+    wrapped = {"lookup", "lookup_raw", "store", "_remove", "flush"}
     eviction.configure(ks, 0, "allkeys-lru")
-    assert ks.memory is None and not {"lookup", "store", "_remove", "flush"} & set(vars(ks))
+    assert ks.memory is None and not wrapped & set(vars(ks))
     eviction.configure(ks, 10**12, "allkeys-lru")
-    assert ks.memory is not None and {"lookup", "store", "_remove", "flush"} <= set(vars(ks))
+    assert ks.memory is not None and wrapped & set(vars(ks)) == {"_remove", "flush"}
     eviction.configure(ks, 0, "allkeys-lru")
-    assert ks.memory is None and not {"lookup", "store", "_remove", "flush"} & set(vars(ks))
+    assert ks.memory is None and not wrapped & set(vars(ks))
 
 
 def test_lru_picks_the_least_recently_used():
-    ks = keyspace_with(0)
+    clock = FakeClock()
+    ks = Keyspace(clock)
     eviction.configure(ks, 10**12, "allkeys-lru")
     for i in range(1000):
         ks.store(b"k%d" % i, b"v")
+    clock.advance(1000)  # the clock's resolution (Redis's: a second)
+    ks.tick()
     for i in range(500, 1000):
         ks.lookup(b"k%d" % i)
     ks.memory.refresh()  # counts the keys stored behind its back
@@ -628,11 +635,11 @@ def test_lru_picks_the_least_recently_used():
 def test_lfu_counter_is_logarithmic_and_decays():
     entry = None
     for _ in range(1000):
-        entry = eviction.lfu_touch(entry, 0)
-    counter = eviction.lfu_counter(entry, 0)
-    assert eviction.LFU_INIT_VAL < counter < 40  # 1000 hits: a small number
-    assert eviction.lfu_counter(entry, 10) == counter - 10  # one per minute idle
-    assert eviction.lfu_counter(None, 0) == eviction.LFU_INIT_VAL
+        entry = access.lfu_touch(entry, 0)
+    counter = access.lfu_counter(entry, 0)
+    assert access.LFU_INIT_VAL < counter < 40  # 1000 hits: a small number
+    assert access.lfu_counter(entry, 10) == counter - 10  # one per minute idle
+    assert access.lfu_counter(None, 0) == access.LFU_INIT_VAL
 
 
 def test_volatile_ttl_picks_the_nearest_expiry():
@@ -693,12 +700,15 @@ def test_memory_figure_is_the_data_not_the_rss():
 
 
 def test_lru_picks_from_every_database():
-    ks = Keyspace(databases=4)
+    clock = FakeClock()
+    ks = Keyspace(clock, databases=4)
     eviction.configure(ks, 10**12, "allkeys-lru")
     for db in (2, 0):  # database 2's keys first: the least recently used
         with ks.selected(db):
             for i in range(300):
                 ks.store(b"k%d" % i, b"v")
+        clock.advance(1000)
+        ks.tick()
     ks.memory.refresh()
     picked = [ks.memory.pick() for _ in range(30)]
     assert sum(db == 2 for db, _ in picked) >= 27

@@ -28,6 +28,7 @@ from shardkv.protocol import errors
 from shardkv.protocol.args import parse_int
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import OK
+from shardkv.worker import access
 from shardkv.worker.handlers import Handlers
 from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.stream import Stream
@@ -504,6 +505,7 @@ def restore(ks: Keyspace, args: list[bytes]) -> object:
     ks.store(key, FROM_PLAIN[tag](plain))
     if ttl:
         ks.set_expire(key, ttl)
+    access.set_clock(ks, key, idle, freq)
     return OK
 
 

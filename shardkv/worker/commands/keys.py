@@ -11,6 +11,7 @@ from shardkv.protocol.args import LLONG_MAX, LLONG_MIN, parse_int, parse_int32
 from shardkv.protocol.command_docs import check_subcommand
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import OK, strict_int
+from shardkv.worker import access
 from shardkv.worker.handlers import Handlers
 from shardkv.worker.keyspace import KEYMISS, Keyspace
 from shardkv.worker.stream import Stream
@@ -28,7 +29,7 @@ def delete(ks: Keyspace, args: list[bytes]) -> object:
     if args[0].lower() == b"unlink" or ks.runtime.extra.get("lazyfree-lazy-user-del") == "yes":
         deleted = 0
         for key in args[1:]:
-            value = ks.lookup(key)
+            value = ks.peek(key)
             if value is not None and ks.delete(key):
                 deleted += 1
                 if free_effort(value) > LAZYFREE_THRESHOLD:
@@ -68,17 +69,17 @@ def free_effort(value: object) -> int:
 
 def exists(ks: Keyspace, args: list[bytes]) -> object:
     """EXISTS key [key ...]"""
-    return sum(1 for key in args[1:] if ks.lookup(key) is not None)
+    return sum(1 for key in args[1:] if ks.peek(key) is not None)  # not an access
 
 
 def touch(ks: Keyspace, args: list[bytes]) -> object:
     """TOUCH key [key ...]"""
-    return exists(ks, args)
+    return sum(1 for key in args[1:] if ks.lookup(key) is not None)  # an access
 
 
 def type_(ks: Keyspace, args: list[bytes]) -> object:
     """TYPE key"""
-    value = ks.lookup(args[1])
+    value = ks.peek(args[1])  # not an access
     return "none" if value is None else ks.type_name(value)
 
 
@@ -151,7 +152,7 @@ def pexpireat(ks: Keyspace, args: list[bytes]) -> object:
 
 def _remaining_ms(ks: Keyspace, key: bytes) -> int | None:
     """-2 (as None) for a missing key, -1 for no TTL, else ms left."""
-    if ks.lookup(key) is None:
+    if ks.peek(key) is None:  # not an access
         return None
     when = ks.get_expire(key)
     return -1 if when is None else max(when - ks.now, 0)
@@ -173,7 +174,7 @@ def pttl(ks: Keyspace, args: list[bytes]) -> object:
 
 def expiretime(ks: Keyspace, args: list[bytes]) -> object:
     """EXPIRETIME key"""
-    if ks.lookup(args[1]) is None:
+    if ks.peek(args[1]) is None:  # not an access
         return -2
     when = ks.get_expire(args[1])
     return -1 if when is None else (when + 500) // 1000  # rounded, as Redis
@@ -181,7 +182,7 @@ def expiretime(ks: Keyspace, args: list[bytes]) -> object:
 
 def pexpiretime(ks: Keyspace, args: list[bytes]) -> object:
     """PEXPIRETIME key"""
-    if ks.lookup(args[1]) is None:
+    if ks.peek(args[1]) is None:  # not an access
         return -2
     when = ks.get_expire(args[1])
     return -1 if when is None else when
@@ -203,9 +204,11 @@ def _rename(ks: Keyspace, src: bytes, dst: bytes, nx: bool) -> object:
     if nx and ks.lookup(dst) is not None:
         return 0
     when = ks.get_expire(src)
+    clock = ks.clocks.get(src)
     ks.delete(dst)
     ks.delete(src)
     ks.store(dst, value)
+    access.move_clock(ks, dst, clock)  # the object moves, its clock with it
     if when is not None:
         ks.set_expire(dst, when)
     return 1 if nx else OK
@@ -273,10 +276,12 @@ def move(ks: Keyspace, args: list[bytes]) -> object:
     if value is None:
         return 0
     when = ks.get_expire(key)
+    clock = ks.clocks.get(key)
     with ks.selected(target):
         if ks.lookup(key) is not None:
             return 0
         ks.store(key, value)
+        access.move_clock(ks, key, clock)  # the object moves, its clock with it
         if when is not None:
             ks.set_expire(key, when)
     ks.delete(key)
@@ -370,22 +375,22 @@ def object_(ks: Keyspace, args: list[bytes]) -> object:
     mask = ks.event_mask
     ks.event_mask = mask & ~KEYMISS  # a miss is no keymiss event (Redis's LOOKUP_NONOTIFY)
     try:
-        value = ks.lookup(args[2])
+        value = ks.peek(args[2])  # not an access (Redis's LOOKUP_NOTOUCH)
     finally:
         ks.event_mask = mask
     if value is None:
         return None
     if sub == b"encoding":
         return object_encoding(value).encode()
-    lfu = "lfu" in ks.runtime.maxmemory_policy
+    lfu = access.lfu_policy(ks)
     if sub == b"freq":
         if not lfu:
             raise CommandError(errors.LFU_NOT_SELECTED)
-        return 0  # access frequency is not tracked per key
+        return access.frequency(ks, args[2])
     if sub == b"idletime":
         if lfu:
             raise CommandError(errors.LRU_NOT_SELECTED)
-        return 0  # access time is not tracked per key
+        return access.idle_seconds(ks, args[2])
     # refcount
     if type(value) is bytes and _shares_integers(ks):
         n = strict_int(value) if len(value) <= 20 else None

@@ -69,7 +69,7 @@ def memory(ks: Keyspace, args: list[bytes]) -> object:
             rest = rest[2:]
         else:
             raise CommandError(errors.SYNTAX)
-    value = ks.lookup(args[2])  # not a keyspace hit or miss, as in Redis
+    value = ks.peek(args[2])  # not a keyspace hit or miss, nor an access, as in Redis
     if value is None:
         return None
     return usage(args[2], value, samples)

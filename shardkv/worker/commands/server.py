@@ -59,9 +59,9 @@ def swapdb(ks: Keyspace, args: list[bytes]) -> object:
         if watched is None or not watched.watched:
             continue
         with ks.selected(other):
-            present = [k for k in watched.watched if ks.lookup(k) is not None]
+            present = [k for k in watched.watched if ks.peek(k) is not None]
         with ks.selected(one):
-            present += [k for k in watched.watched if ks.lookup(k) is not None]
+            present += [k for k in watched.watched if ks.peek(k) is not None]
         for key in present:
             watched.watched[key] += 1
     ks.swap(a, b)
@@ -100,7 +100,7 @@ def scan(ks: Keyspace, args: list[bytes]) -> object:
         found = [k for k in found if match(k)]
     if kind:
         with ks.reading():  # as Redis, the TYPE filter reads each key
-            found = [k for k in found if TYPE_NAMES.get(type(ks.lookup(k))) == kind]
+            found = [k for k in found if TYPE_NAMES.get(type(ks.peek(k))) == kind]  # not an access
     return [next_slot, found, visited]
 
 
@@ -286,7 +286,7 @@ def watch(ks: Keyspace, args: list[bytes]) -> object:
     db = ks.db
     out = []
     for key in args[1:]:
-        ks.lookup(key)
+        ks.peek(key)
         counts[key] = counts.get(key, 0) + 1
         mine[db, key] = mine.get((db, key), 0) + 1
         out.append(ks.watched.setdefault(key, 0))

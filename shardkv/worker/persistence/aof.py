@@ -150,7 +150,7 @@ def _keys_state(ks: Keyspace, args: list, reply: object) -> list[Record]:
 
 
 def _key_ttl(ks: Keyspace, key: bytes) -> list[Record]:
-    if ks.lookup(key) is None:
+    if ks.peek(key) is None:
         return [[b"DEL", key]]
     when = ks.get_expire(key)
     if when is None:

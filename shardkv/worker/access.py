@@ -1,0 +1,177 @@
+"""Per-key access clocks: what Redis keeps in each object's ``lru`` field.
+
+OBJECT IDLETIME, OBJECT FREQ, RESTORE's IDLETIME and FREQ options and the
+LRU and LFU eviction policies read them.  Each database has one dict,
+``clocks`` (the keyspace's attribute is the current database's), from key
+to its clock, whatever ``maxmemory`` is, as Redis keeps its clock in
+every object:
+
+* under an LRU policy, or no eviction policy at all, the time in ms of the
+  key's last access (``ks.now``: the batch's time, one int object shared by
+  every key touched in the batch, so a stamp costs one dict store);
+* under an LFU policy, ``minutes << 8 | counter``: Redis's logarithmic
+  access counter (``LFULogIncr``, ``lfu-log-factor``), which decays by one
+  per ``lfu-decay-time`` minutes idle (``LFUDecrAndReturn``), and the
+  minute (16 bits) it was last decayed at; a new key starts at
+  ``LFU_INIT_VAL``.
+
+An *access* is any lookup of the key (:meth:`Keyspace.lookup`,
+:meth:`~Keyspace.lookup_raw`: Redis's ``lookupKey``), or a write of its
+value (:meth:`~Keyspace.store`).  The lookups Redis makes with
+``LOOKUP_NOTOUCH`` (TYPE, EXISTS, TTL and its kin, OBJECT, SCAN's TYPE
+filter) use :meth:`Keyspace.peek`, as does the shard's own bookkeeping
+(WATCH, the AOF's records, a key's export to another shard, the
+blocking-command checks, MEMORY USAGE, RANDOMKEY).
+
+The LRU stamp is written inline by the keyspace's methods (the hot path:
+one dict store per GET or SET).  Under an LFU policy :func:`on_settings`
+wraps ``lookup``, ``lookup_raw`` and ``store`` on the keyspace instance with
+the counter's update, and unwraps them when the policy leaves LFU; switching
+between LRU and LFU forgets every clock (the two do not mean the same
+thing; Redis reads the old bits the other way "and will take some time to
+adjust").  A key with no clock (loaded from disk, moved from another shard,
+or whose clock was forgotten) counts from ``ks.clock_base``, when the
+clocks were last forgotten, under LRU, and as ``LFU_INIT_VAL`` under LFU.
+
+Deleted, expired, evicted and flushed keys drop their clocks with them
+(:meth:`Keyspace._remove`, :meth:`~Keyspace.flush`, and
+:func:`shardkv.worker.transfer.drop_key` for a key that moves to another
+shard).  Clocks are not persisted: after a restart every key counts from
+when it was loaded, as after Redis loads an AOF (Redis's RDB keeps them
+only under an LRU or LFU policy).
+"""
+
+from __future__ import annotations
+
+import random
+
+from shardkv.worker.keyspace import Keyspace
+
+LFU_INIT_VAL = 5  # Redis's counter for a new key
+LFU_LOG_FACTOR = 10  # lfu-log-factor (set by shardkv.worker.tunables)
+LFU_DECAY_MINUTES = 1  # lfu-decay-time (set by shardkv.worker.tunables)
+
+_WRAPPED = ("lookup", "lookup_raw", "store")
+
+
+def lfu_policy(ks: Keyspace) -> bool:
+    """Is the policy in force an LFU one (Redis's ``MAXMEMORY_FLAG_LFU``)?"""
+    return "lfu" in ks.runtime.maxmemory_policy
+
+
+# -- LFU counters (Redis's evict.c) ------------------------------------------
+
+
+def lfu_counter(entry: int | None, minutes: int) -> int:
+    """The counter of an LFU entry ``minutes << 8 | counter``, decayed."""
+    if entry is None:
+        return LFU_INIT_VAL
+    counter = entry & 255
+    last = entry >> 8
+    minutes &= 65535  # Redis keeps 16 bits of minutes
+    elapsed = minutes - last if minutes >= last else 65535 - last + minutes
+    periods = elapsed // LFU_DECAY_MINUTES if LFU_DECAY_MINUTES else 0  # 0: never decays
+    return 0 if periods > counter else counter - periods
+
+
+def lfu_touch(entry: int | None, minutes: int) -> int:
+    """A new LFU entry after one more access: decay, then a logarithmic
+    increment (none for a new key: it starts at ``LFU_INIT_VAL``)."""
+    counter = lfu_counter(entry, minutes)
+    if entry is not None and counter < 255:
+        base = max(counter - LFU_INIT_VAL, 0)
+        if random.random() < 1.0 / (base * LFU_LOG_FACTOR + 1):
+            counter += 1
+    return (minutes & 65535) << 8 | counter
+
+
+# -- what OBJECT and RESTORE read and set --------------------------------------
+
+
+def idle_seconds(ks: Keyspace, key: bytes) -> int:
+    """OBJECT IDLETIME of an existing key: whole seconds of Redis's
+    LRU clock since its last access."""
+    stamp = ks.clocks.get(key, ks.clock_base)
+    return max(ks.now // 1000 - stamp // 1000, 0)
+
+
+def frequency(ks: Keyspace, key: bytes) -> int:
+    """OBJECT FREQ of an existing key: its LFU counter, decayed."""
+    return lfu_counter(ks.clocks.get(key), ks.now // 60000)
+
+
+def set_clock(ks: Keyspace, key: bytes, idle: int, freq: int) -> None:
+    """RESTORE's IDLETIME (seconds) or FREQ, when >= 0, as Redis's
+    ``objectSetLRUOrLFU``: FREQ counts under an LFU policy, IDLETIME
+    under any other; the other is ignored."""
+    if lfu_policy(ks):
+        if freq >= 0:
+            ks.clocks[key] = (ks.now // 60000 & 65535) << 8 | freq
+    elif idle >= 0:
+        ks.clocks[key] = ks.now - idle * 1000
+
+
+def move_clock(ks: Keyspace, key: bytes, clock: int | None) -> None:
+    """Give ``key`` (just stored, in the current database) the clock another
+    key had: RENAME and MOVE move the object, and its clock with it."""
+    if clock is not None:
+        ks.clocks[key] = clock
+
+
+# -- the policy ----------------------------------------------------------------------
+
+
+def forget(ks: Keyspace) -> None:
+    """Forget every clock: keys count from now (see the module docstring)."""
+    for db in ks.used_dbs():
+        ks.dbs[db].clocks.clear()  # type: ignore[union-attr]
+    ks.clock_base = ks.now
+
+
+def install_lfu(ks: Keyspace) -> None:
+    """Wrap the keyspace's accesses with the LFU counter's update."""
+    peek = ks.peek
+    peek_raw = ks.peek_raw
+    base_store = Keyspace.store.__get__(ks)
+
+    def lookup(key: bytes) -> object | None:
+        value = peek(key)
+        if value is not None:
+            clocks = ks.clocks
+            clocks[key] = lfu_touch(clocks.get(key), ks.now // 60000)
+        return value
+
+    def lookup_raw(key: bytes) -> object | None:
+        value = peek_raw(key)
+        if value is not None:
+            clocks = ks.clocks
+            clocks[key] = lfu_touch(clocks.get(key), ks.now // 60000)
+        return value
+
+    def store(key: bytes, value: object, keepttl: bool = False, quiet: bool = False) -> None:
+        clocks = ks.clocks
+        entry = clocks.get(key)
+        base_store(key, value, keepttl, quiet)
+        clocks[key] = lfu_touch(entry, ks.now // 60000)
+
+    ks.lookup = lookup  # type: ignore[method-assign]
+    ks.lookup_raw = lookup_raw  # type: ignore[method-assign]
+    ks.store = store  # type: ignore[method-assign]
+
+
+def uninstall_lfu(ks: Keyspace) -> None:
+    for name in _WRAPPED:
+        ks.__dict__.pop(name, None)
+
+
+def on_settings(ks: Keyspace) -> None:
+    """After each ``__config``: follow the policy between LRU and LFU."""
+    lfu = lfu_policy(ks)
+    if lfu == ks.lfu:
+        return
+    ks.lfu = lfu
+    forget(ks)
+    if lfu:
+        install_lfu(ks)
+    else:
+        uninstall_lfu(ks)
