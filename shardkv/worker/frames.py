@@ -107,6 +107,10 @@ class FrameReader:
         while not self.has_frame():
             if not self.fill():
                 select.select([self.sock], [], [])
+        return self.pop()
+
+    def pop(self) -> bytes:
+        """The next frame's payload, once :meth:`has_frame` said it is read."""
         pos = self.pos
         (size,) = FRAME.unpack_from(self.buf, pos)
         payload = bytes(self.buf[pos + 4 : pos + 4 + size])

@@ -185,7 +185,7 @@ class Pipe:
         backlog = self.backlog
         try:
             while reader.poll(0):
-                payload = reader.recv()
+                payload = reader.pop()
                 kind = payload[0]
                 if kind == wire.INQUIRY:
                     self.answer(payload)
@@ -232,6 +232,10 @@ class Pipes:
         self.pipes: list[Pipe | None] = [None] * len(conns)
         self.current: Pipe | None = None
         self.turn = 0  # the pipe to look at first, in turn
+        # The kernel was asked about every pipe (the poll of _wait or _look)
+        # since the last frame was taken: a pipe's second turn in a row
+        # then needs no other look (see _next_frame).
+        self.asked = False
         # The order to look at the pipes in, by whose turn it is (the
         # number of pipes never changes: a restarted acceptor's takes its place).
         self.npipes = n = len(conns)
@@ -347,7 +351,7 @@ class Pipes:
         reader = current.reader
         while True:
             if reader.poll(0):  # EOFError/OSError: the acceptor is gone
-                payload = reader.recv()
+                payload = reader.pop()
                 kind = payload[0]
                 if kind == wire.INQUIRY:
                     current.answer(payload)
@@ -452,7 +456,7 @@ class Pipes:
                 if not ready:
                     self._timers()
                     continue
-                payload = reader.recv()
+                payload = reader.pop()  # wait() or poll() said a frame is read
             handle(pipe, payload)
             if waiters.timeouts or time.monotonic() >= self.next_sweep:
                 self._timers()
@@ -527,8 +531,9 @@ class Pipes:
         they were ready) and backlogs take turns, frame by frame.  So that
         a pipe whose frames are read ahead cannot starve the others, the
         kernel is asked (one ``poll`` that does not wait) before a pipe has
-        a second turn in a row, and another pipe's frame found there goes
-        first."""
+        a second turn in a row, unless it was asked since the first (by
+        :meth:`_wait`, whose poll found that pipe ready after its frame ran),
+        and another pipe's frame found there goes first."""
         pipes = self.pipes
         n = self.npipes
         shard = self.shard
@@ -544,7 +549,7 @@ class Pipes:
             order = (only,)
         else:
             order = self.orders[self.turn]
-        looked = only is not None
+        looked = only is not None or self.asked
         k = 0
         m = len(order)
         while k < m:
@@ -559,7 +564,8 @@ class Pipes:
                     k = 0  # another pipe's frame came: its turn first
                     continue
             self.turn = (i + 1) % n
-            return pipe, (pipe.backlog.pop(0) if pipe.backlog else pipe.reader.recv())
+            self.asked = False
+            return pipe, (pipe.backlog.pop(0) if pipe.backlog else pipe.reader.pop())
         return None
 
     def _look(self, busy: Pipe) -> bool:
@@ -591,6 +597,7 @@ class Pipes:
         deadline = min(self.next_sweep, waiters.next_deadline()) if waiters.timeouts else self.next_sweep
         wait = deadline - time.monotonic()
         ready = self.poller.poll(wait * 1000 if wait > 0 else 0)
+        self.asked = True
         if not ready:
             self._timers()
             return True
