@@ -422,7 +422,7 @@ class ShardLink:
                 self.busy = encode_error(errors.BUSY if eval_mode else errors.BUSY_FUNCTION)
                 BUSY_LINKS.add(self)
                 if self.caller is None:  # (a later report says it has written)
-                    self.caller = scriptcaller.hold(self.fifo, self.pipe_index, caller)
+                    self.caller = scriptcaller.hold(self.fifo, self.ops, self.pipe_index, caller)
                 self._refuse_unblocks(unblocks)
             else:
                 self.script = self.busy = None

@@ -530,6 +530,11 @@ def decode_answer(body: bytes) -> Control:
     return _decode_message(body)
 
 
+# A busy report's place for a script that a cross-shard operation runs on
+# its parked shards (see Shard.replies_ahead).
+SCRIPT_PARKED = -2
+
+
 def encode_script_state(
     busy: bool,
     pid: int,
@@ -546,7 +551,8 @@ def encode_script_state(
     when it started (time.time()), and the shard's library and function
     counts (for FUNCTION STATS while it is busy); ``caller``: the pipe the
     script's command came on and how many replies that pipe's acceptor
-    awaits before the script's ((-1, -1) when unknown: see
+    awaits before the script's ((-1, -1) when unknown, and
+    :data:`SCRIPT_PARKED` for an operation's script: see
     ``Shard.replies_ahead``).  Decoded: (busy, pid, dirty, eval_mode,
     unblocks, caller, *details)."""
     return b"S" + marshal.dumps((busy, pid, dirty, eval_mode, unblocks, caller, *details))

@@ -92,6 +92,10 @@ class Prepared:
         self.db = db
 
 
+# Shard.bodies while the shard is parked by a cross-shard operation.
+PARKED: list[bytes] = []
+
+
 class Shard:
     """One shard's keyspace and the code that runs commands against it."""
 
@@ -430,7 +434,7 @@ class Shard:
                     bodies = []
                     append = bodies.append
                     self.logged = logged = []
-                    self.bodies = None  # what runs while parked is no entry of this batch
+                    self.bodies = PARKED  # what runs while parked is no entry of this batch
                     try:
                         self.park(op)
                     finally:
@@ -502,11 +506,15 @@ class Shard:
         """While a batch's entry runs (a script going busy): how many
         replies its acceptor awaits from this pipe before this entry's, the
         batch's not yet sent and those of earlier batches held back (see
-        loop.Pipe.send); the acceptor finds the entry's client there.  -1
-        when no batch's entry runs (a cross-shard operation's script)."""
+        loop.Pipe.send); the acceptor finds the entry's client there.
+        :data:`wire.SCRIPT_PARKED` while parked (a cross-shard operation's
+        script, run by the operation that parked the shard); -1 when no
+        batch's entry runs."""
         bodies = self.bodies
         if bodies is None:
             return -1
+        if bodies is PARKED:
+            return wire.SCRIPT_PARKED
         return len(bodies) + sum(wire.count_replies(f) for f in self.held if f[:1] == b"R")
 
     def _stream(self, bodies: list[bytes], body: bytes, writer: object, logged_before: int) -> bool:

@@ -272,8 +272,9 @@ LOOP_LIBRARY = (
 
 
 def callers_commands_while_busy(port: int, acceptors: int, how: str = "eval") -> list:
-    """The client running a busy script (``how``: EVAL, EVALSHA, FCALL, or
-    EVAL in MULTI/EXEC) sends more commands after the threshold, keys on
+    """The client running a busy script (``how``: EVAL, EVALSHA, FCALL,
+    EVAL in MULTI/EXEC, or EVAL across both shards, of declared keys or of
+    an undeclared one) sends more commands after the threshold, keys on
     both shards and a SCRIPT KILL of its own; another client kills the
     script.  Redis reads nothing from the script's client while the script
     runs (it is protected), so those commands run after the script, with
@@ -282,9 +283,9 @@ def callers_commands_while_busy(port: int, acceptors: int, how: str = "eval") ->
     setup = RespClient(port, timeout=WAIT)
     setup.command("CONFIG", "SET", "busy-reply-threshold", "100")
     # The script's client on the first acceptor, the other on the last, or
-    # (EVALSHA, EXEC) the other way round.
+    # (EVALSHA, EXEC, cross) the other way round.
     last = acceptors - 1
-    first, other = (last, 0) if how in ("evalsha", "exec") else (0, last)
+    first, other = (last, 0) if how in ("evalsha", "exec", "cross") else (0, last)
     scripter = client_on(port, acceptors, first)
     probe = client_on(port, acceptors, other)
     kill = ("FUNCTION", "KILL") if how == "fcall" else ("SCRIPT", "KILL")
@@ -295,6 +296,12 @@ def callers_commands_while_busy(port: int, acceptors: int, how: str = "eval") ->
     elif how == "fcall":
         setup.command("FUNCTION", "LOAD", "REPLACE", LOOP_LIBRARY)
         scripter.send("FCALL", "loop", 1, "{b}s")
+    elif how == "cross":  # declared keys on both shards: parks them, runs on one
+        scripter.send("EVAL", LOOP, 2, "{b}s", MULTI_KEY)
+    elif how == "escape":  # an undeclared key of the other shard: runs again, parking both
+        scripter.send(
+            "EVAL", f"#!lua flags=no-writes\nredis.call('get', '{MULTI_KEY}')\nwhile true do end", 1, "{b}s"
+        )
     elif how == "exec":
         got.append(ask(scripter, "MULTI"))
         got.append(ask(scripter, "EVAL", LOOP, 1, "{b}s"))
@@ -322,7 +329,7 @@ def callers_commands_while_busy(port: int, acceptors: int, how: str = "eval") ->
     return got
 
 
-@pytest.mark.parametrize("how", ["eval", "evalsha", "fcall", "exec"])
+@pytest.mark.parametrize("how", ["eval", "evalsha", "fcall", "exec", "cross", "escape"])
 @pytest.mark.parametrize("acceptors", [1, 2])
 def test_the_scripts_own_client_waits_for_it(acceptors: int, how: str) -> None:
     """shardkv answered -BUSY to the script's own client (and ran its SCRIPT
