@@ -16,6 +16,12 @@ hard limit, or stays above the soft limit for the soft number of seconds.
 In RESP2 a subscribed connection may only (un)subscribe, PING, QUIT and
 RESET (:func:`subscribed_mode`, an interceptor); in RESP3 pushes are told
 apart from replies, so every command is allowed.
+
+A script is atomic in Redis: a (un)subscribe sent while one runs is served
+after it.  Scripts run in the workers, so a (un)subscribe first waits until
+every shard has answered a ``__ping`` (:func:`_after_scripts`): the
+scripts each shard was running, or parked for, have ended, their held
+PUBLISHes are out, and no PUBSUB NUMSUB of theirs counts it.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import time
 from collections import deque
 
 from shardkv.acceptor import monitor
+from shardkv.acceptor.blocking import after_scripts
 from shardkv.acceptor.bus import Failed, fail_slot
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.replies import Slot
@@ -73,9 +80,62 @@ def _count(client: Client) -> int:
 
 # -- subscribing -------------------------------------------------------------
 
+AFTER_SCRIPTS = -8  # a client's blocked_token while its (un)subscribe waits for the shards' scripts
+
+
+def _after_scripts(client: Client, run, args: list[bytes]) -> None:
+    """Run ``run(client, args)`` once no shard runs a script that started
+    before it: every shard has answered a ``__ping`` sent now (a shard
+    running a script, parked or held for one, answers after it).
+    Meanwhile the client's later commands wait, as a blocked client's do,
+    and messages of its earlier subscriptions still reach it, before the
+    confirmations (Redis publishes them before it serves the command).  A
+    shard that reports a script past busy-reply-threshold meanwhile makes
+    it ``-BUSY``, as Redis answers a command read while a script is busy.
+    Inside EXEC (its step is the transaction's) it runs at once."""
+    if client.state.in_exec:
+        run(client, args)
+        return
+    client.state.block(AFTER_SCRIPTS, shown=False)
+    server = client.server
+
+    def finish(refused: int | bytes | None) -> None:
+        if not client.state.unblock(AFTER_SCRIPTS) or client.closed:
+            return
+        if refused is None:
+            run(client, args)
+        else:
+            message = refused.decode("latin-1")[1:].strip() if isinstance(refused, bytes) else str(refused)
+            client.reply_error(message)
+        if client.waiting():
+            server.loop.call_soon(client.resume)  # type: ignore[union-attr]
+        elif client.pending:
+            client.flush()
+
+    after_scripts(server, finish, lambda: finish(None))
+
 
 def subscribe(client: Client, args: list[bytes]) -> None:
     """SUBSCRIBE channel [channel ...]"""
+    _after_scripts(client, _subscribe, args)
+
+
+def unsubscribe(client: Client, args: list[bytes]) -> None:
+    """UNSUBSCRIBE [channel [channel ...]]"""
+    _after_scripts(client, _unsubscribe, args)
+
+
+def psubscribe(client: Client, args: list[bytes]) -> None:
+    """PSUBSCRIBE pattern [pattern ...]"""
+    _after_scripts(client, _psubscribe, args)
+
+
+def punsubscribe(client: Client, args: list[bytes]) -> None:
+    """PUNSUBSCRIBE [pattern [pattern ...]]"""
+    _after_scripts(client, _punsubscribe, args)
+
+
+def _subscribe(client: Client, args: list[bytes]) -> None:
     new = []
     replies = []
     for channel in args[1:]:
@@ -89,8 +149,7 @@ def subscribe(client: Client, args: list[bytes]) -> None:
     _reply(client, replies, new, [])
 
 
-def unsubscribe(client: Client, args: list[bytes]) -> None:
-    """UNSUBSCRIBE [channel [channel ...]]"""
+def _unsubscribe(client: Client, args: list[bytes]) -> None:
     names = args[1:] or list(client.state.channels)
     gone: list[tuple[bytes, bool]] = []
     replies = []
@@ -102,8 +161,7 @@ def unsubscribe(client: Client, args: list[bytes]) -> None:
     _reply(client, replies, [], gone)
 
 
-def psubscribe(client: Client, args: list[bytes]) -> None:
-    """PSUBSCRIBE pattern [pattern ...]"""
+def _psubscribe(client: Client, args: list[bytes]) -> None:
     new = []
     replies = []
     for pattern in args[1:]:
@@ -117,8 +175,7 @@ def psubscribe(client: Client, args: list[bytes]) -> None:
     _reply(client, replies, new, [])
 
 
-def punsubscribe(client: Client, args: list[bytes]) -> None:
-    """PUNSUBSCRIBE [pattern [pattern ...]]"""
+def _punsubscribe(client: Client, args: list[bytes]) -> None:
     names = args[1:] or list(client.state.patterns)
     gone: list[tuple[bytes, bool]] = []
     replies = []

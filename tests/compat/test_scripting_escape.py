@@ -7,6 +7,7 @@ INFO commandstats counts each call once (the acceptor's commands too).
 
 from __future__ import annotations
 
+import socket
 import time
 
 import pytest
@@ -298,9 +299,9 @@ def test_struct_and_cmsgpack_unpack_give_as_many_values_as_redis(servers):  # no
 # A script publishes, runs on for a second, and publishes again; another
 # client subscribes meanwhile.  In Redis a script is atomic: the SUBSCRIBE
 # is served after it, so neither message reaches that client, and the
-# second PUBLISH counts nobody.  In shardkv the acceptor serves the
-# SUBSCRIBE at once, so a script's PUBLISH leaves out those that subscribed
-# after the script started.
+# second PUBLISH counts nobody.  In shardkv the SUBSCRIBE waits until every
+# shard has run the scripts it had (see shardkv.acceptor.pubsub), and a
+# script's PUBLISH leaves out those that subscribed after it started.
 PUBLISHES_TWICE = (
     "redis.call('publish', 'ch', 'a')\n"
     "local t = redis.call('time')\n"
@@ -348,6 +349,113 @@ def test_a_script_does_not_publish_to_who_subscribed_while_it_ran(shards, accept
             b = next(k for k in keys if Router(2).shard_of(k.encode()) != Router(2).shard_of(a.encode()))
             assert _subscribed_meanwhile(real.port, 1, a, b) == expected
             assert _subscribed_meanwhile(ours.port, acceptors, a, b) == expected
+    finally:
+        real.stop()
+        ours.stop()
+
+
+# A script runs for a second, then counts subscribers; meanwhile one client
+# subscribes to ``a`` and ``a*`` and another, subscribed to ``b`` and
+# ``b*``, unsubscribes.  In Redis both are served after the script: it
+# counts the old subscriptions, and neither client has a reply before the
+# script's.  (Across shards: the same script reads KEYS first.)
+COUNTS_LATE = (
+    "local t = redis.call('time')\n"
+    "local start = t[1] * 1000000 + t[2]\n"
+    "while true do\n"
+    "  local now = redis.call('time')\n"
+    "  if now[1] * 1000000 + now[2] - start > 1000000 then break end\n"
+    "end\n"
+    "return {redis.call('pubsub', 'numsub', 'a', 'b'), redis.call('pubsub', 'numpat'),\n"
+    "        redis.call('pubsub', 'channels', '*')}\n"
+)
+
+
+def _changed_meanwhile(port: int, acceptors: int, script: str) -> tuple:
+    pick = (lambda i: client_on(port, i)) if acceptors > 1 else (lambda i: RespClient(port))
+    runner, joining, leaving = pick(0), pick(1), pick(0)
+    runner.command("FLUSHALL")
+    leaving.send("SUBSCRIBE", "b")
+    leaving.send("PSUBSCRIBE", "b*")
+    assert [leaving.read_reply()[0] for _ in range(2)] == [b"subscribe", b"psubscribe"]  # type: ignore[index]
+    runner.send("EVAL", script, "0")
+    time.sleep(0.3)  # the script runs
+    joining.send("SUBSCRIBE", "a")
+    joining.send("PSUBSCRIBE", "a*")
+    leaving.send("UNSUBSCRIBE", "b")
+    leaving.send("PUNSUBSCRIBE", "b*")
+    time.sleep(0.3)  # the script still runs: nothing has answered them yet
+    early = (_has_reply(joining), _has_reply(leaving))
+    counted = runner.read_reply()
+    replies = [c.read_reply() for c in (joining, joining, leaving, leaving)]
+    for c in (runner, joining, leaving):
+        c.close()
+    return counted, early, replies
+
+
+def _has_reply(c: RespClient) -> bool:
+    c.sock.setblocking(False)
+    try:
+        return bool(c.sock.recv(1, socket.MSG_PEEK))
+    except BlockingIOError:
+        return False
+    finally:
+        c.sock.setblocking(True)
+        c.sock.settimeout(10)
+
+
+@pytest.mark.parametrize("shards,acceptors", [(1, 1), (2, 1), (2, 2)])
+def test_subscribes_wait_for_the_script_that_runs(shards, acceptors):
+    real = start_redis()
+    ours = start_shardkv(shards=shards, acceptors=acceptors)
+    try:
+        scripts = [COUNTS_LATE] + (["redis.call('keys', '*')\n" + COUNTS_LATE] if shards > 1 else [])
+        for script in scripts:
+            expected = _changed_meanwhile(real.port, 1, script)
+            assert expected[:2] == ([[b"a", 0, b"b", 1], 1, [b"b"]], (False, False))
+            assert _changed_meanwhile(ours.port, acceptors, script) == expected
+    finally:
+        real.stop()
+        ours.stop()
+
+
+# A SUBSCRIBE sent while a script runs, which then passes
+# busy-reply-threshold: Redis reads it then and answers -BUSY, as it
+# answers every command but the allow-busy ones.
+BUSY_SECONDS = (
+    "local t = redis.call('time')\n"
+    "local start = t[1] * 1000000 + t[2]\n"
+    "while true do\n"
+    "  local now = redis.call('time')\n"
+    "  if now[1] * 1000000 + now[2] - start > 1500000 then break end\n"
+    "end\n"
+    "return 1\n"
+)
+
+
+def _subscribe_behind_a_busy_script(port: int, acceptors: int) -> tuple:
+    pick = (lambda i: client_on(port, i)) if acceptors > 1 else (lambda i: RespClient(port))
+    runner, subscriber = pick(0), pick(1)
+    runner.command("CONFIG", "SET", "busy-reply-threshold", "500")
+    runner.send("EVAL", BUSY_SECONDS, "0")
+    time.sleep(0.1)  # the script runs, not busy yet
+    subscriber.send("SUBSCRIBE", "ch")
+    subscriber.send("PING")
+    got = tuple(str(c.read_reply()) for c in (runner, subscriber, subscriber))
+    runner.command("CONFIG", "SET", "busy-reply-threshold", "5000")
+    runner.close()
+    subscriber.close()
+    return got
+
+
+@pytest.mark.parametrize("acceptors", [1, 2])
+def test_a_subscribe_behind_a_script_that_goes_busy_gets_busy(acceptors):
+    real = start_redis()
+    ours = start_shardkv(shards=2, acceptors=acceptors)
+    try:
+        expected = _subscribe_behind_a_busy_script(real.port, 1)
+        assert expected[1].startswith("BUSY ") and expected[2].startswith("BUSY ")
+        assert _subscribe_behind_a_busy_script(ours.port, acceptors) == expected
     finally:
         real.stop()
         ours.stop()
