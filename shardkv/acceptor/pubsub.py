@@ -92,12 +92,18 @@ def _after_scripts(client: Client, run, args: list[bytes]) -> None:
     confirmations (Redis publishes them before it serves the command).  A
     shard that reports a script past busy-reply-threshold meanwhile makes
     it ``-BUSY``, as Redis answers a command read while a script is busy.
-    Inside EXEC (its step is the transaction's) it runs at once."""
-    if client.state.in_exec:
+    Inside EXEC (its step is the transaction's) it runs at once, and so it
+    does with one acceptor when no shard has a command of its to answer
+    or takes part in a cross-shard operation: none runs a script then, and
+    an (un)subscribe takes effect before what other clients send after it,
+    as in Redis."""
+    server = client.server
+    if client.state.in_exec or (
+        server.holds is None and not any(link.fifo or link.ops for link in server.links)
+    ):
         run(client, args)
         return
     client.state.block(AFTER_SCRIPTS, shown=False)
-    server = client.server
 
     def finish(refused: int | bytes | None) -> None:
         if not client.state.unblock(AFTER_SCRIPTS) or client.closed:
