@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import struct
 
+from shardkv.worker.lualibs import FUNCTION_NAMES
+
 OP_CALL = 28
 OP_TAILCALL = 29
 OP_SETLIST = 34
@@ -38,30 +40,39 @@ def without_tail_calls(dump: bytes) -> bytes:
 
 
 def without_call_tail_calls(dump: bytes) -> bytes:
-    """``dump`` with only the tail calls of a ``call`` or ``pcall`` field
-    (``return redis.call(...)``: the function register last written by a
-    GETTABLE of that constant key) turned into plain calls; every other tail
-    call (``return f(n - 1)``) stays one, so tail recursion stays as deep
-    as Lua's own."""
-    return _patched(dump, _CALL_KEYS)
+    """``dump`` of a script that runs wide (its ``redis.call`` a Lua
+    function) with the tail calls that may reach one of the prelude's Lua
+    functions made plain calls: those :func:`without_wrapped_tail_calls`
+    makes plain calls, and those of a ``call`` or ``pcall`` field."""
+    return _patched(dump, _WIDE)
 
 
 def without_wrapped_tail_calls(dump: bytes) -> bytes:
     """``dump`` with the tail calls that may reach one of the prelude's
-    wrappers of a narrow script turned into plain calls, so that the
-    wrapper's error names the script's line and the name it was called by:
-    a function found under a computed key (``_G['unp'..'ack']``,
-    ``string['by'..'te']``), coroutine.resume, and a function a call
-    returned (``coroutine.wrap(f)()``), directly or through locals (see
-    :func:`_callee`)."""
-    return _patched(dump, _WRAPPED)
+    Lua functions (the libraries' functions, the wrappers of a narrow
+    script, a wide ``redis.call``) turned into plain calls, so that their
+    errors name the script's line and the name it was called by, as a C
+    function's (no tail call) do in Redis: the function of a field of such
+    a name (``return cjson.encode(x)``, ``coroutine.resume``), under a computed key (``_G['unp'..'ack']``), a
+    call's result (``coroutine.wrap(f)()``) or a parameter (``local
+    function g(f) return f() end``), directly or through locals, or an
+    upvalue of such a local's name (see :func:`_callee`).  Every other
+    tail call (of a local function, another field) stays one, so tail
+    recursion through them stays as deep as Lua's own."""
+    return _patched(dump, _NARROW)
 
 
-_CALL_KEYS = frozenset({b"call", b"pcall"})
-_WRAPPED = frozenset({b"resume", None})  # None: a computed key, or a call's result
+# What the function of a tail call made a plain call may come from (see
+# _is_field): a field of one of these names; None: a computed key or a
+# call's result; a parameter (no instruction before the call wrote its
+# register).
+_PARAMETER = b"\0parameter"
+_NARROW = frozenset({b"resume", None, _PARAMETER}) | FUNCTION_NAMES
+_WIDE = _NARROW | {b"call", b"pcall"}
 OP_MOVE = 0
 OP_GETUPVAL = 4
 OP_GETTABLE = 6
+OP_SELF = 11
 _BITRK = 256
 # Opcodes whose A operand is a register they write (lopcodes.h).
 _WRITES_A = frozenset({0, 1, 2, 3, 4, 5, 6, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 27, 28, 36, 37})
@@ -118,14 +129,15 @@ def _callee(words: list[int], pc: int, register: int | None = None) -> int | Non
 
 
 def _is_field(i: int | None, strings: dict[int, bytes], keys: frozenset) -> bool:
-    """Is instruction ``i`` a GETTABLE of a constant key named in ``keys``
-    (None in ``keys``: or of a computed key, or a call's result)?"""
+    """Is instruction ``i`` a GETTABLE (or SELF) of a constant key named in
+    ``keys`` (None in ``keys``: or of a computed key, or a call's result;
+    _PARAMETER: or ``i`` is None, a parameter)?"""
     if i is None:
-        return False
+        return _PARAMETER in keys
     op = i & _OPCODE
     if op == OP_CALL:
         return None in keys
-    if op != OP_GETTABLE:
+    if op != OP_GETTABLE and op != OP_SELF:
         return False
     c = (i >> _C_SHIFT) & _C_MASK
     if c < _BITRK:

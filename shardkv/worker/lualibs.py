@@ -37,6 +37,20 @@ class LibError(Exception):
     """A Lua error raised by a library function (the message is what the script sees)."""
 
 
+class _NoValue:
+    """An argument that was not given (Lua's LUA_TNONE: "no value"), unlike nil (None)."""
+
+    __slots__ = ()
+
+
+NO_VALUE = _NoValue()
+
+
+def _arg(args: tuple, i: int) -> LuaValue:
+    """Argument ``i`` (from 1), or NO_VALUE past the last one."""
+    return args[i - 1] if len(args) >= i else NO_VALUE
+
+
 def _str2d(text: bytes) -> float | None:
     """luaO_str2d: a string as Lua reads it as a number (strtod's decimal
     or hexadecimal forms, whitespace around it), else None."""
@@ -63,8 +77,7 @@ def _num(value: LuaValue, name: str, i: int) -> float | int:
         number = _str2d(value)
         if number is not None:
             return number
-    got = "no value" if value is None else type_name(value)
-    raise LibError(f"bad argument #{i} to '{name}' (number expected, got {got})")
+    raise LibError(f"bad argument #{i} to '{name}' (number expected, got {type_name(value)})")
 
 
 def _lua_number_text(value: int | float) -> bytes:
@@ -116,6 +129,8 @@ def _opt_integer(args: tuple, i: int, name: str) -> int:
 def type_name(value: LuaValue) -> str:
     if value is None:
         return "nil"
+    if value is NO_VALUE:
+        return "no value"
     if type(value) is bool:
         return "boolean"
     if type(value) in (int, float):
@@ -339,14 +354,14 @@ def _signed(v: int) -> int:
 
 def _bit_functions() -> dict[bytes, LuaValue]:
     def tobit(*a: LuaValue) -> int:
-        return _tobit(a[0] if a else None)
+        return _tobit(_arg(a, 1))
 
     def bnot(*a: LuaValue) -> int:
-        return _signed(~_tobit(a[0] if a else None, "bnot"))
+        return _signed(~_tobit(_arg(a, 1), "bnot"))
 
     def fold(name: str, op):
         def f(*a: LuaValue) -> int:
-            acc = _tobit(a[0] if a else None, name)
+            acc = _tobit(_arg(a, 1), name)
             for i, x in enumerate(a[1:], 2):
                 acc = op(acc, _tobit(x, name, i))
             return _signed(acc)
@@ -355,19 +370,19 @@ def _bit_functions() -> dict[bytes, LuaValue]:
 
     def shift(name: str, op):
         def f(*a: LuaValue) -> int:
-            x = _tobit(a[0] if a else None, name) & 0xFFFFFFFF
-            n = _tobit(a[1] if len(a) > 1 else None, name, 2) & 31
+            x = _tobit(_arg(a, 1), name) & 0xFFFFFFFF
+            n = _tobit(_arg(a, 2), name, 2) & 31
             return _signed(op(x, n))
 
         return f
 
     def arshift(*a: LuaValue) -> int:
-        x = _tobit(a[0] if a else None, "arshift")
-        n = _tobit(a[1] if len(a) > 1 else None, "arshift", 2) & 31
+        x = _tobit(_arg(a, 1), "arshift")
+        n = _tobit(_arg(a, 2), "arshift", 2) & 31
         return _signed(x >> n)
 
     def tohex(*a: LuaValue) -> bytes:
-        x = _tobit(a[0] if a else None, "tohex") & 0xFFFFFFFF
+        x = _tobit(_arg(a, 1), "tohex") & 0xFFFFFFFF
         n = 8 if len(a) < 2 or a[1] is None else _tobit(a[1], "tohex", 2)
         digits = b"0123456789abcdef"
         if n < 0:
@@ -382,7 +397,7 @@ def _bit_functions() -> dict[bytes, LuaValue]:
         return bytes(out)
 
     def bswap(*a: LuaValue) -> int:
-        x = _tobit(a[0] if a else None, "bswap") & 0xFFFFFFFF
+        x = _tobit(_arg(a, 1), "bswap") & 0xFFFFFFFF
         return _signed(int.from_bytes(x.to_bytes(4, "little"), "big"))
 
     return {
@@ -471,7 +486,7 @@ class _Fmt:
 
 
 def _struct_pack(*args: LuaValue) -> bytes:
-    fmt = args[0] if args else None
+    fmt = _arg(args, 1)
     if type(fmt) is not bytes:
         raise LibError("bad argument #1 to 'pack' (string expected, got %s)" % type_name(fmt))
     f = _Fmt(fmt)
@@ -482,7 +497,8 @@ def _struct_pack(*args: LuaValue) -> bytes:
         if c == ord("x"):
             out += b"\0"
             continue
-        arg = args[i] if i < len(args) else None
+        # (past the arguments, Redis's pack reads the nil it pushed after them)
+        arg = args[i] if i < len(args) else (None if i == len(args) else NO_VALUE)
         i += 1
         if c in (ord("f"), ord("d")):
             out += _struct.pack(("<" if f.little else ">") + chr(c), float(_num(arg, "pack", i)))
@@ -505,7 +521,7 @@ def _struct_pack(*args: LuaValue) -> bytes:
 
 
 def _struct_unpack(*args: LuaValue) -> tuple:
-    fmt, data = (args + (None, None))[:2]
+    fmt, data = _arg(args, 1), _arg(args, 2)
     if type(fmt) is not bytes:
         raise LibError("bad argument #1 to 'unpack' (string expected, got %s)" % type_name(fmt))
     if type(data) is not bytes:
@@ -557,7 +573,7 @@ def _struct_unpack(*args: LuaValue) -> tuple:
 
 
 def _struct_size(*args: LuaValue) -> int:
-    fmt = args[0] if args else None
+    fmt = _arg(args, 1)
     if type(fmt) is not bytes:
         raise LibError("bad argument #1 to 'size' (string expected, got %s)" % type_name(fmt))
     f = _Fmt(fmt)
@@ -580,7 +596,7 @@ class MsgPack:
 
     def pack(self, *args: LuaValue) -> bytes:
         if not args:
-            raise LibError("MessagePack pack needs input.")
+            raise LibError("bad argument #0 to 'pack' (MessagePack pack needs input.)")
         out = bytearray()
         for v in args:
             self._pack(v, out, 0)
@@ -790,6 +806,16 @@ class MsgPack:
 
 # -- installing -----------------------------------------------------------------------
 
+# The names of the libraries' functions, which the prelude calls through
+# Lua functions (see luaprelude.lua): scripts are compiled with their tail
+# calls made plain calls (see luabytecode.py).
+FUNCTION_NAMES = frozenset(
+    b"encode decode encode_max_depth decode_max_depth encode_number_precision encode_keep_buffer "
+    b"encode_sparse_array encode_invalid_numbers decode_invalid_numbers "
+    b"tobit tohex bnot band bor bxor lshift rshift arshift rol ror bswap "
+    b"pack unpack size unpack_one unpack_limit".split()
+)
+
 
 def install(lua: LuaValue) -> LuaValue:
     """A Lua table of library name -> library table, for the prelude."""
@@ -827,6 +853,9 @@ def install(lua: LuaValue) -> LuaValue:
     cmsgpack[b"unpack_limit"] = mp.unpack_limit
     cmsgpack[b"_NAME"] = b"cmsgpack"
     cmsgpack[b"_VERSION"] = b"lua-cmsgpack 0.4.0"
+    for lib in (cjson, bit, struct_, cmsgpack):
+        for k, v in lib.items():
+            assert k in FUNCTION_NAMES or type(v) is bytes or _lua_type(v) is not None, k
     modules = table()
     modules[b"cjson"] = cjson
     modules[b"bit"] = bit

@@ -150,8 +150,9 @@ do
             local w = dbg.getinfo(2, "n")
             local name = w and w.name or "?"
             n = tonumber(n)
-            if w and w.namewhat == "method" then n = n - 1 end
-            if n == 0 then
+            local method = w and w.namewhat == "method"
+            if method then n = n - 1 end
+            if n == 0 and method then
                 msg = "calling '" .. name .. "' on bad self " .. rest
             else
                 msg = "bad argument #" .. n .. " to '" .. name .. "' " .. rest
@@ -166,12 +167,21 @@ do
     local function wrap(f)
         return function(...) return long_results(rethrow(real_pcall(f, ...))) end
     end
+    local gsub = string.gsub
     local function library_error(ok, ...)
         if ok or type((...)) ~= "userdata" then return ok, ... end
-        return false, tostring((...))  -- (a Python exception: its text)
+        -- A Python exception: its text, where a Python library function
+        -- names itself, as luaL_argerror does for a function pcall called
+        -- ('?'): rethrow names it as its caller did.
+        return false, (gsub(tostring((...)), "^(bad argument #%d+ to )'[^']*'", "%1'?'", 1))
     end
     local function wrap_library(f)
         return function(...) return long_results(rethrow(library_error(real_pcall(f, ...)))) end
+    end
+    local function keep(...) return ... end
+    local function wrap_named(f)
+        -- (keep: rethrow's call is no tail call, so its level 2 is this function)
+        return function(...) return keep(rethrow(library_error(real_pcall(f, ...)))) end
     end
     local cowrap = coroutine.wrap
     local function wrapped_cowrap(...)
@@ -183,10 +193,26 @@ do
         local f = rawget(t, k)
         wrapped[#wrapped + 1] = {t, k, f, w(f)}
     end
+    -- Redis's libraries are C functions: their errors are at their
+    -- caller's line (luaL_error's luaL_where), and an argument error names
+    -- the function as its caller called it (luaL_argerror).  shardkv's are
+    -- Python callables, each called through a Lua function that gives
+    -- their errors so (rethrow); so that a tail call of one keeps the
+    -- caller's frame, scripts are compiled with such tail calls made plain
+    -- calls (luabytecode.py).
+    -- (The two unpacks: engine.widen swaps in the named one, or this
+    -- narrow wrapper, which also widens.)
+    for _, lib in ipairs({libs.modules.cmsgpack, libs.modules.struct}) do
+        local f = rawget(lib, "unpack")
+        wrapped[#wrapped + 1] = {lib, "unpack", wrap_named(f), wrap_library(f)}
+    end
+    for _, lib in pairs(libs.modules) do
+        for k, f in pairs(lib) do
+            if type(f) == "userdata" then rawset(lib, k, wrap_named(f)) end
+        end
+    end
     add(G, "unpack", wrap)
     add(string, "byte", wrap)
-    add(libs.modules.cmsgpack, "unpack", wrap_library)
-    add(libs.modules.struct, "unpack", wrap_library)
     add(coroutine, "resume", wrap)
     add(coroutine, "yield", function(yield)  -- (no pcall: a yield cannot cross one)
         return function(...) return long_results(yield(...)) end

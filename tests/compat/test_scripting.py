@@ -624,6 +624,47 @@ def test_errors_of_tail_calls_name_the_line(same):
         same("EVAL", script, 0)
 
 
+# Redis's libraries are C functions: an argument error names the function
+# as its caller called it ('?' when pcall called it), and every error is at
+# the caller's line, under the script's pcall too.
+LIBRARY_ERRORS = [
+    "return struct.pack()",
+    "return struct.pack('b')",
+    "return struct.pack('b', nil)",
+    "return struct.pack('bb', 1)",
+    "return struct.unpack()",
+    "return struct.unpack('b', nil)",
+    "return struct.size()",
+    "return cmsgpack.pack()",
+    "return bit.band(nil)",
+    "return bit.tohex(nil)",
+    "return bit.lshift(1)",
+    "local ok, e = pcall(struct.pack) return e",
+    "local ok, e = pcall(cjson.encode) return e",
+    "local ok, e = pcall(bit.band, 'x') return e",
+    "local ok, e = pcall(cmsgpack.unpack) return e",
+    "local ok, e = pcall(cmsgpack.pack) return e",
+    "local ok, e = pcall(function() return struct.pack() end) return e",
+    "local ok, e = pcall(function() return cjson.encode() end) return e",
+    "local ok, e = pcall(function() local x = bit.band('x') return x end) return e",
+    "local ok, e = pcall(function() local x = cjson.decode({}) return x end) return e",
+    "local ok, e = pcall(function() return cmsgpack.unpack() end) return e",
+    "local u = cmsgpack.unpack; return u(nil)",
+    "local u = cmsgpack.unpack; local ok, e = pcall(u, nil) return e",
+    "local t = {f = struct.pack}; local x = t.f() return x",
+    "local function g(f) return f() end; return g(struct.pack)",
+    "local function g(f) return f('x') end; local ok, e = pcall(function() return g(bit.band) end) return e",
+    "return {struct.unpack('bb', struct.pack('bb', 1, 2))}",
+    "return {bit.band(7, 3), bit.tohex(255), cjson.encode({1}), cmsgpack.pack(1)}",
+    "return type(cjson.encode)",
+]
+
+
+def test_library_errors_name_the_caller_and_its_line(same):
+    for script in LIBRARY_ERRORS:
+        same("EVAL", script, 0)
+
+
 def test_scan_from_scripts(same):
     """SCAN in a script sees every shard's keys: the script runs where they
     all are, and walks them with the same cursors as a client's SCAN."""

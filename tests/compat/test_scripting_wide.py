@@ -201,9 +201,25 @@ def test_unpack_and_byte_errors_through_another_name(servers):
     same(servers, "local b = string['by'..'te']\nreturn {b('abc', 1, -1)}")
 
 
+def test_errors_of_a_tail_call_through_a_parameter_name_its_line(servers):
+    """``return f()`` where the parameter f is redis.call: Redis's
+    redis.call is a C function, no tail call, so its error names the
+    script's line; the wide one is a Lua function."""
+    wide = "local a = {unpack({1})}\n"
+    same(servers, wide + "local function g(f) return f('nosuch') end\nreturn g(redis.call)")
+    same(servers, wide + "local function g(f) return f('incr', KEYS[1]) end\nreturn g(redis.call)", "l")
+    same(servers, wide + "local function g(f) return f('incr', KEYS[1]) end\nreturn g(redis.pcall)", "l")
+    same(
+        servers,
+        wide
+        + "local function g(f) return f('nosuch') end\nlocal ok, e = pcall(function() return g(redis.call) end)\nreturn e",
+    )
+
+
 def test_deep_tail_recursion_in_a_script_that_may_make_long_calls(servers):
-    """Only ``return x.call(...)``/``x.pcall(...)`` lose their tail call in
-    such a script: tail recursion goes as deep as Redis's."""
+    """Only tail calls that may reach a Lua function of the prelude (of a
+    ``call`` field, a parameter...) lose their tail call in such a script:
+    tail recursion through a local function goes as deep as Redis's."""
     same(
         servers,
         "local function d(n) if n == 0 then return 0 end return d(n - 1) end\n"

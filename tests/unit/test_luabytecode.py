@@ -104,9 +104,9 @@ def test_call_fields_through_locals(lua):
 
 def test_wrapped_tail_calls(lua):
     """without_wrapped_tail_calls: the tail calls of a function under a
-    computed key, of a call's result or of a ``resume`` field keep their
-    frame; those of a local function or a constant field (tail recursion)
-    stay tail calls."""
+    computed key, of a call's result, of a ``resume`` field (or another
+    name of a wrapped function) or of a parameter keep their frame; those
+    of a local function or another field (tail recursion) stay tail calls."""
     from shardkv.worker.luabytecode import without_wrapped_tail_calls
 
     source = (
@@ -116,15 +116,23 @@ def test_wrapped_tail_calls(lua):
         b"local function resume() return t.resume() end\n"
         b"local function field() return t.f() end\n"
         b"local function depth(n) if n == 0 then return 0 end return depth(n - 1) end\n"
-        b"return computed, result, resume, field, depth"
+        b"local function param(f) return f() end\n"
+        b"local function method() return t:resume() end\n"
+        b"return computed, result, resume, field, depth, param, method"
     )
     traceback = lua.eval("function(f) return select(2, xpcall(f, debug.traceback)) end")
+    bind = lua.eval("function(g, f) return function() local r = g(f); return r end end")
     before = dump(lua, source)
-    computed, result, resume, field, depth = load(lua, without_wrapped_tail_calls(before))()
+    unpatched = load(lua, before)()
+    assert b"chunk:5:" not in traceback(unpatched[3])
+    assert b"chunk:7:" not in traceback(bind(unpatched[5], unpatched[3]))
+    computed, result, resume, field, depth, param, method = load(lua, without_wrapped_tail_calls(before))()
     assert b"chunk:2:" in traceback(computed)
     assert b"chunk:3:" in traceback(result)
     assert b"chunk:4:" in traceback(resume)
     assert b"chunk:5:" not in traceback(field)
+    assert b"chunk:7:" in traceback(bind(param, field))
+    assert b"chunk:8:" in traceback(method)
     assert depth(100000) == 0
     assert load(lua, without_wrapped_tail_calls(dump(lua, SOURCE)))() == load(lua, dump(lua, SOURCE))()
 
