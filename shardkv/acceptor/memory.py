@@ -39,11 +39,9 @@ _HELP = [
 _EMPTY = (
     "Hi Sam, this instance is empty or is using very little memory, my issues detector can't be "
     "used in these conditions. Please, leave for your mission on Earth and fill it with some data. "
-    "The new Sam and I will be back to our programming as soon as I finished rebooting."
+    "The new Sam and I will be back to our programming as soon as I finished rebooting.\n"
 )
-_FINE = (
-    "Hi Sam, I can't find any memory issue in your instance. I can only account for what occurs on this base."
-)
+_FINE = "Hi Sam, I can't find any memory issue in your instance. I can only account for what occurs on this base.\n"
 
 
 @guard

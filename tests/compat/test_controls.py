@@ -679,6 +679,9 @@ def test_memory_usage_and_errors(compare):
         stats = dict(zip(stats[::2], stats[1::2], strict=True))
     assert stats[b"keys.count"] == 2 and stats[b"total.allocated"] > 0
     assert compare.ours.execute_command("MEMORY", "DOCTOR").startswith(b"Hi Sam")
+    compare("FLUSHALL")
+    compare("MEMORY", "DOCTOR")  # empty: the same text, its line feed too
+    compare("EVAL", "return redis.call('memory', 'doctor')", 0)
 
 
 def test_latency_commands(compare):
