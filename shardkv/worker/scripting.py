@@ -944,6 +944,13 @@ class Engine:
         if called is not None and called.single_read:
             return self._read(called, argv, run, raise_error)
         if called is None or called.unknown:
+            help_ = (
+                _REDIS_HELP.get(argv[0].lower()) if len(argv) == 2 and argv[1].lower() == b"help" else None
+            )
+            if help_ is not None:  # (not counted in commandstats)
+                if self.monitor is not None:
+                    self.monitor.append((self.ks.db, argv))
+                return self._to_lua(list(help_), run.resp), False
             return self._rejected(None, argv, _not_here(argv)), raise_error
         cmd = called.cmd
         arity = cmd.arity
@@ -1688,6 +1695,7 @@ _REDIS_NOSCRIPT_SUBCOMMANDS = {
         b"dryrun": -4,
         b"genpass": -2,
         b"getuser": 3,
+        b"help": 2,  # (run: see _REDIS_HELP)
         b"list": 2,
         b"load": 2,
         b"log": -2,
@@ -1697,7 +1705,57 @@ _REDIS_NOSCRIPT_SUBCOMMANDS = {
         b"whoami": 2,
     },
     b"cluster": {b"reset": -2},
-    b"module": {b"list": 2, b"load": -3, b"loadex": -3, b"unload": 3},
+    b"module": {b"help": 2, b"list": 2, b"load": -3, b"loadex": -3, b"unload": 3},
+}
+
+
+# The HELP of containers shardkv does not have whose HELP Redis runs from a
+# script (no NOSCRIPT flag): ACL's and MODULE's, as Redis 7.0.15 answers.
+_REDIS_HELP = {
+    b"acl": (
+        b"ACL <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+        b"CAT [<category>]",
+        b"    List all commands that belong to <category>, or all command categories",
+        b"    when no category is specified.",
+        b"DELUSER <username> [<username> ...]",
+        b"    Delete a list of users.",
+        b"DRYRUN <username> <command> [<arg> ...]",
+        b"    Returns whether the user can execute the given command without executing the command.",
+        b"GETUSER <username>",
+        b"    Get the user's details.",
+        b"GENPASS [<bits>]",
+        b"    Generate a secure 256-bit user password. The optional `bits` argument can",
+        b"    be used to specify a different size.",
+        b"LIST",
+        b"    Show users details in config file format.",
+        b"LOAD",
+        b"    Reload users from the ACL file.",
+        b"LOG [<count> | RESET]",
+        b"    Show the ACL log entries.",
+        b"SAVE",
+        b"    Save the current config to the ACL file.",
+        b"SETUSER <username> <attribute> [<attribute> ...]",
+        b"    Create or modify a user with the specified attributes.",
+        b"USERS",
+        b"    List all the registered usernames.",
+        b"WHOAMI",
+        b"    Return the current connection username.",
+        b"HELP",
+        b"    Prints this help.",
+    ),
+    b"module": (
+        b"MODULE <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+        b"LIST",
+        b"    Return a list of loaded modules.",
+        b"LOAD <path> [<arg> ...]",
+        b"    Load a module library from <path>, passing to it any optional arguments.",
+        b"LOADEX <path> [[CONFIG NAME VALUE] [CONFIG NAME VALUE]] [ARGS ...]",
+        b"    Load a module library from <path>, while passing it module configurations and optional arguments.",
+        b"UNLOAD <name>",
+        b"    Unload a module.",
+        b"HELP",
+        b"    Prints this help.",
+    ),
 }
 
 

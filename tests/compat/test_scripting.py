@@ -665,6 +665,18 @@ def test_library_errors_name_the_caller_and_its_line(same):
         same("EVAL", script, 0)
 
 
+def test_help_of_containers_shardkv_does_not_have_from_scripts(same):
+    """ACL HELP and MODULE HELP have no noscript flag: Redis runs them."""
+    for script in (
+        "return redis.call('acl', 'help')",
+        "return redis.call('module', 'help')",
+        "return redis.pcall('ACL', 'HELP')",
+        "return redis.pcall('acl', 'help', 'x')",
+        "return redis.pcall('module', 'list')",
+    ):
+        same("EVAL", script, 0)
+
+
 def test_scan_from_scripts(same):
     """SCAN in a script sees every shard's keys: the script runs where they
     all are, and walks them with the same cursors as a client's SCAN."""
