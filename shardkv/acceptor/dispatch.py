@@ -3,9 +3,10 @@
 
 For each command: look it up in the command table, check its arity,
 whether it is allowed (protected, authentication, MULTI, out of memory,
-a disk error, a busy script, MONITOR, and last CLIENT PAUSE), then let an interceptor take it
-(MULTI queueing, subscribed mode), answer it here (``local`` commands,
-bound by :mod:`shardkv.acceptor.wiring`), or send it to the shards its
+a disk error, a subscribed RESP2 client, a busy script, MONITOR, and last
+CLIENT PAUSE), then let an interceptor take it (MULTI queueing), answer
+it here (``local`` commands, bound by :mod:`shardkv.acceptor.wiring`), or
+send it to the shards its
 keys name: one shard, a fan-out merged by the command's policy, or an
 atomic operation (:mod:`shardkv.acceptor.crossshard`).
 
@@ -71,6 +72,13 @@ def _allowed_while_busy(cmd: commands.Command, args: list[bytes]) -> bool:
         return True
     return cmd.name in ("script", "function") and len(args) > 1 and args[1].lower() in (b"kill", b"stats")
 
+
+# The commands a RESP2 client may send while subscribed (Redis 7.0's
+# processCommand; SSUBSCRIBE and SUNSUBSCRIBE are Redis 7.0's too, and
+# unknown here, so refused as unknown first).
+_ALLOWED_SUBSCRIBED = frozenset(
+    {"subscribe", "unsubscribe", "psubscribe", "punsubscribe", "ping", "quit", "reset"}
+)
 
 # Writes on every shard that run as one cross-shard operation (see shardkv.crossshard).
 _FLUSHES = frozenset({"flushall", "flushdb"})
@@ -157,6 +165,11 @@ class Dispatch:
             return
         if MISCONF_LINKS and self._refused_by_disk_error(cmd):
             self.reject(cmd, args, next(iter(MISCONF_LINKS.values())))
+            return
+        if (state.channels or state.patterns) and not self.resp3 and cmd.name not in _ALLOWED_SUBSCRIBED:
+            # A subscribed RESP2 client (it cannot even start a MULTI), before
+            # the busy and pause checks, as in Redis.
+            self.reject(cmd, args, errors.SUBSCRIBED_CONTEXT % stat_name(args))
             return
         server = self.server
         if BUSY_LINKS and not _allowed_while_busy(cmd, args):

@@ -14,8 +14,9 @@ a subscribed client is disconnected when its output buffer passes the
 hard limit, or stays above the soft limit for the soft number of seconds.
 
 In RESP2 a subscribed connection may only (un)subscribe, PING, QUIT and
-RESET (:func:`subscribed_mode`, an interceptor); in RESP3 pushes are told
-apart from replies, so every command is allowed.
+RESET (a check of :mod:`shardkv.acceptor.dispatch`, where Redis's
+``processCommand`` has it); in RESP3 pushes are told apart from replies,
+so every command is allowed.
 
 A script is atomic in Redis: a (un)subscribe sent while one runs is served
 after it.  Scripts run in the workers, so a (un)subscribe first waits until
@@ -38,7 +39,6 @@ from shardkv.acceptor.replies import Slot
 from shardkv.acceptor.transactions import discard_transaction
 from shardkv.protocol import errors
 from shardkv.protocol.bus import PUBLISH, PUBSUB
-from shardkv.protocol.commands import Command
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.glob import compile_glob
 from shardkv.protocol.resp import Push, encode
@@ -51,27 +51,6 @@ log = logging.getLogger("shardkv.acceptor")
 CHANNELS: dict[bytes, dict[Client, int]] = {}
 # pattern -> (its matcher, its subscribers as in CHANNELS)
 PATTERNS: dict[bytes, tuple] = {}
-
-# Commands a RESP2 client may send while subscribed.
-ALLOWED_SUBSCRIBED = frozenset(
-    {"subscribe", "unsubscribe", "psubscribe", "punsubscribe", "ping", "quit", "reset"}
-)
-# Commands with subcommands, whose full name in errors is "name|sub".
-_CONTAINERS = frozenset(
-    {"client", "config", "command", "object", "pubsub", "memory", "slowlog", "latency", "script", "function",
-     "xinfo", "xgroup", "acl", "cluster", "module"}
-)  # fmt: skip
-
-
-def subscribed_mode(client: Client, cmd: Command, args: list[bytes]) -> bool:
-    """The interceptor: refuse most commands of a subscribed RESP2 client."""
-    if client.resp3 or not (client.state.channels or client.state.patterns) or cmd.name in ALLOWED_SUBSCRIBED:
-        return False
-    name = cmd.name
-    if name in _CONTAINERS and len(args) > 1:
-        name += "|" + args[1].decode("latin-1").lower()
-    client.reply_error(errors.SUBSCRIBED_CONTEXT % name)
-    return True
 
 
 def _count(client: Client) -> int:

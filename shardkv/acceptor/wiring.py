@@ -109,11 +109,7 @@ def wiring() -> Wiring:
     return Wiring(
         local=local_handlers(),
         fast_paths={"evalsha": scripting.evalsha_fast, "evalsha_ro": scripting.evalsha_fast},
-        interceptors=(
-            # First: a subscribed RESP2 client cannot even start a MULTI.
-            pubsub.subscribed_mode,
-            transactions.queue,
-        ),
+        interceptors=(transactions.queue,),
         cross_shard=crossshard.run_cross_shard,
         atomic_fan_out=crossshard.run_write_fan_out,
         block=blocking.block,

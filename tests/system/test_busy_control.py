@@ -397,3 +397,53 @@ def test_a_paused_write_gets_busy_while_a_script_is_busy(acceptors: int) -> None
         assert paused_write_while_busy(server.port, acceptors) == expected
     finally:
         server.stop()
+
+
+# -- a subscribed RESP2 client is refused before the busy and pause checks --------
+
+
+def subscribed_client_while_busy_or_paused(port: int, acceptors: int) -> list:
+    """A subscribed RESP2 client sends a write during CLIENT PAUSE WRITE,
+    then a GET while a script is busy: Redis refuses both at once for the
+    subscribed context (its check comes before the busy and pause ones),
+    and counts them as rejected calls.  The replies, then those counts."""
+    setup = RespClient(port, timeout=WAIT)
+    setup.command("CONFIG", "SET", "busy-reply-threshold", "100")
+    setup.command("CONFIG", "RESETSTAT")
+    subscriber = client_on(port, acceptors, acceptors - 1)
+    got: list = [ask(subscriber, "SUBSCRIBE", "ch")]
+    got.append(ask(setup, "CLIENT", "PAUSE", 100000, "WRITE"))
+    got.append(ask(subscriber, "SET", OTHER_KEY, "1"))  # a postponed one never answers: the read times out
+    got.append(ask(setup, "CLIENT", "UNPAUSE"))
+    scripter = client_on(port, acceptors, 0)
+    scripter.send("EVAL", LOOP, 1, "{b}s")
+    wait_busy(setup)
+    got.append(ask(subscriber, "GET", OTHER_KEY))
+    got.append(ask(setup, "SCRIPT", "KILL"))
+    got.append(str(scripter.read_reply()).split(" ")[0])
+    asker = client_on(port, acceptors, acceptors - 1)  # the subscriber's acceptor counts them
+    stats = asker.command("INFO", "commandstats")
+    asker.close()
+    assert isinstance(stats, bytes)
+    for name in (b"cmdstat_set:", b"cmdstat_get:"):
+        line = next(x for x in stats.split(b"\r\n") if x.startswith(name))
+        got.append(line.split(b"rejected_calls=")[1].split(b",")[0])
+    for c in (setup, subscriber, scripter):
+        c.close()
+    return got
+
+
+@pytest.mark.parametrize("acceptors", [1, 2])
+def test_a_subscribed_client_is_refused_before_the_busy_and_pause_checks(acceptors: int) -> None:
+    """shardkv postponed the write and answered the GET -BUSY."""
+    redis_server = start_redis()
+    try:
+        expected = subscribed_client_while_busy_or_paused(redis_server.port, 1)
+    finally:
+        redis_server.stop()
+    assert expected == [[b"subscribe", b"ch", 1], b"OK", "ERR", b"OK", "ERR", b"OK", "ERR", b"1", b"1"]
+    server = start_shardkv(shards=2, acceptors=acceptors)
+    try:
+        assert subscribed_client_while_busy_or_paused(server.port, acceptors) == expected
+    finally:
+        server.stop()

@@ -29,8 +29,7 @@ def test_build_binds_the_handlers_and_hooks() -> None:
     acceptor = wiring.build(config.defaults())
     assert dict(acceptor.local) == wiring.local_handlers()
     bound = acceptor.wiring
-    # A subscribed RESP2 client cannot even start a MULTI: its check comes first.
-    assert [h.__name__ for h in bound.interceptors] == ["subscribed_mode", "queue"]
+    assert [h.__name__ for h in bound.interceptors] == ["queue"]
     for hooks in (
         bound.on_connect,
         bound.on_disconnect,
