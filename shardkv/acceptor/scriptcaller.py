@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
     from shardkv.acceptor.client import Client
 
-RUNNING_SCRIPT = -8  # a client's blocked_token while its script is busy
+RUNNING_SCRIPT = -9  # a client's blocked_token while its script is busy
 
 
 def hold(fifo: deque, ops: dict, pipe_index: int, caller: tuple[int, int]) -> Client | None:
