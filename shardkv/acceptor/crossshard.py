@@ -143,6 +143,10 @@ def park_header(db: int) -> bytes:
 
 PARKING, RUNNING, PREPARING, DECIDED = "parking", "running", "preparing", "decided"
 
+# A decisions file is emptied once it holds this many bytes and no shard
+# needs any of its decisions (about 3,000 lines).
+CLEAR_AT = 1 << 16
+
 
 class Coordinator:
     """The acceptor's half of the protocol that outlives one operation:
@@ -162,6 +166,7 @@ class Coordinator:
             self.earlier |= read_committed(path)
         self.unacked: dict[int, set[int]] = {}  # committed op -> shards yet to finish it
         self.reported: set[int] = set()  # shards that sent InDoubt to this acceptor
+        self.settled = False  # every shard has reported and the earlier run's files are gone
         for link in server.links:
             link.orphan = self.orphan
 
@@ -249,19 +254,37 @@ class Coordinator:
         return any(op in read_committed(path) for path in paths)
 
     def _maybe_clear(self) -> None:
-        if not self.unacked and len(self.reported) == self.nshards:
-            self.earlier.clear()
-            for path in coordinator_paths(self.config, os.getppid(), self.index):
-                if path not in self.logs and os.path.exists(path):  # an earlier run's, or the old name
-                    try:
-                        os.unlink(path)
-                    except OSError as e:
-                        log.warning("cannot remove %s: %s", path, e)
+        """No shard needs a decision any more: forget them.  The first time
+        (every shard has reported), the earlier run's decisions and files
+        go, and the files are emptied; after that a file is emptied only
+        once it has grown past :data:`CLEAR_AT`, not after every operation
+        (a truncation and the look-ups of the earlier files cost syscalls).
+        A line kept in the file is harmless: operation ids are never reused,
+        and a line says only that its operation committed."""
+        if self.unacked or len(self.reported) < self.nshards:
+            return
+        if self.settled:
             for decisions in self.logs.values():
+                if decisions.size >= CLEAR_AT:
+                    self._clear(decisions)
+            return
+        self.settled = True
+        self.earlier.clear()
+        for path in coordinator_paths(self.config, os.getppid(), self.index):
+            if path not in self.logs and os.path.exists(path):  # an earlier run's, or the old name
                 try:
-                    decisions.clear()
+                    os.unlink(path)
                 except OSError as e:
-                    log.warning("cannot empty %s: %s", decisions.path, e)
+                    log.warning("cannot remove %s: %s", path, e)
+        for decisions in self.logs.values():
+            self._clear(decisions)
+
+    @staticmethod
+    def _clear(decisions: DecisionLog) -> None:
+        try:
+            decisions.clear()
+        except OSError as e:
+            log.warning("cannot empty %s: %s", decisions.path, e)
 
     def close(self) -> None:
         """The acceptor stops: remove a decisions file with nothing in it."""

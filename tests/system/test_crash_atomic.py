@@ -263,6 +263,38 @@ def test_a_restarted_coordinator_resolves_from_its_own_file_and_others_from_thei
     assert decisions.read_committed(decisions.durable_path(cfg, 1)) == {foreign}
 
 
+def test_a_settled_coordinator_empties_its_file_only_once_it_has_grown(tmp_path, monkeypatch):
+    """After the first time every shard has reported, an operation that
+    every shard has finished costs no truncation (a syscall per operation):
+    its line stays until the file holds CLEAR_AT bytes, and it still says
+    that operation committed."""
+    cfg = {
+        "dir": str(tmp_path),
+        "appendfilename": "appendonly.aof",
+        "appendonly": True,
+        "appendfsync": "no",
+    }
+    server = _Acceptor(cfg, 1)
+    coordinator = crossshard.Coordinator(server, 0)
+    coordinator.in_doubt(server.links[0], wire.InDoubt([]))
+    truncations = []
+    real_ftruncate = decisions.os.ftruncate
+    monkeypatch.setattr(
+        decisions.os, "ftruncate", lambda fd, n: truncations.append(fd) or real_ftruncate(fd, n)
+    )
+    path = decisions.durable_path(cfg, 0)
+    first = coordinator.new_id()
+    assert coordinator.commit(first, {0}) is None
+    coordinator.finished(first, 0)
+    assert truncations == [] and decisions.read_committed(path) == {first}
+    monkeypatch.setattr(crossshard, "CLEAR_AT", 2 * os.path.getsize(path))
+    second = coordinator.new_id()
+    assert coordinator.commit(second, {0}) is None
+    coordinator.finished(second, 0)
+    assert len(truncations) == 1 and decisions.read_committed(path) == set()
+    coordinator.close()
+
+
 @pytest.mark.parametrize(
     ("appendonly", "fsync", "at_commit", "once_a_second"),
     [(True, "always", 1, 0), (True, "everysec", 0, 1), (True, "no", 0, 0), (False, "always", 0, 0)],
