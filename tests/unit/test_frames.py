@@ -76,3 +76,35 @@ def test_wait_raises_eof_when_the_acceptor_has_gone(pipe):
     acceptor.close()
     with pytest.raises(EOFError):
         reader.wait()
+
+
+def test_recv_waits_past_its_period_for_a_frame_in_pieces(pipe):
+    """recv is one blocking read bounded by SO_RCVTIMEO: it reads again
+    each time that runs out, until the frame is whole, and counts no
+    ran-out read as the end of the pipe."""
+    reader, acceptor = pipe
+    reader.set_period(0.02)
+    payload = b"C" + b"y" * 1000
+    frame = len(payload).to_bytes(4, "big") + payload
+    sock = acceptor
+
+    def later() -> None:
+        time.sleep(0.1)
+        sock._send(frame[:3])  # type: ignore[attr-defined]  # half of the length, then a pause
+        time.sleep(0.1)
+        sock._send(frame[3:])  # type: ignore[attr-defined]
+
+    writer = threading.Thread(target=later)
+    writer.start()
+    try:
+        assert reader.recv() == payload
+    finally:
+        writer.join()
+
+
+def test_recv_sees_the_end_of_the_pipe(pipe):
+    reader, acceptor = pipe
+    reader.set_period(0.02)
+    acceptor.close()
+    with pytest.raises(EOFError):
+        reader.recv()
