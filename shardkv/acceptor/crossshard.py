@@ -159,10 +159,13 @@ class Coordinator:
         self.index = index  # this coordinator's number, in its ids and file names
         self.nshards = len(server.links)
         self.ids = operation_ids(index)
+        # The supervisor's pid names the file without AOF: asked once, not
+        # per operation (a system call each time).
+        self.supervisor = os.getppid()
         self.logs: dict[str, DecisionLog] = {}
         # Decisions of this coordinator's earlier run, until every shard has reported.
         self.earlier: set[int] = set()
-        for path in coordinator_paths(self.config, os.getppid(), index):
+        for path in coordinator_paths(self.config, self.supervisor, index):
             self.earlier |= read_committed(path)
         self.unacked: dict[int, set[int]] = {}  # committed op -> shards yet to finish it
         self.reported: set[int] = set()  # shards that sent InDoubt to this acceptor
@@ -176,7 +179,7 @@ class Coordinator:
     def _log(self) -> tuple[DecisionLog, bool]:
         cfg = self.config
         durable = bool(cfg.get("appendonly"))
-        path = durable_path(cfg, self.index) if durable else volatile_path(os.getppid(), self.index)
+        path = durable_path(cfg, self.index) if durable else volatile_path(self.supervisor, self.index)
         decisions = self.logs.get(path)
         if decisions is None:
             decisions = self.logs[path] = DecisionLog(path)
@@ -250,7 +253,7 @@ class Coordinator:
         if coordinator == self.index:
             return op in self.unacked or op in self.earlier
         # Another coordinator's operation (see the module docstring).
-        paths = coordinator_paths(self.config, os.getppid(), coordinator)
+        paths = coordinator_paths(self.config, self.supervisor, coordinator)
         return any(op in read_committed(path) for path in paths)
 
     def _maybe_clear(self) -> None:
@@ -270,7 +273,7 @@ class Coordinator:
             return
         self.settled = True
         self.earlier.clear()
-        for path in coordinator_paths(self.config, os.getppid(), self.index):
+        for path in coordinator_paths(self.config, self.supervisor, self.index):
             if path not in self.logs and os.path.exists(path):  # an earlier run's, or the old name
                 try:
                     os.unlink(path)
