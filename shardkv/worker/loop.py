@@ -196,6 +196,13 @@ class Pipe:
         except (EOFError, OSError):
             self.broken = True
 
+    def hold_frame(self, payload: bytes) -> None:
+        """Hold ``payload`` (a frame that acknowledges no write) back, to
+        leave with the next frame sent or when the pipe goes idle, as held
+        replies do."""
+        self.held.append(payload)
+        self.held_logged.append([])
+
     def flush(self) -> None:
         """Send the replies held back, if any."""
         if self.held:
@@ -259,6 +266,7 @@ class Pipes:
         self.current = pipe
         shard.keyspace.pipe = pipe.index
         shard.send, shard.backlog, shard.held = pipe.send, pipe.backlog, pipe.held
+        shard.hold_frame = pipe.hold_frame
         shard.recv = pipe.recv_waiting if self.npipes == 1 else self.recv_waiting
         shard.send_query = pipe.send_state
 

@@ -142,6 +142,9 @@ class Shard:
         # as it is on the current pipe only: the one its batch came on and
         # whose ``A`` frame it waits for.
         self.send_query: Callable[[bytes], None] | None = None
+        # Send a frame with the next one, or when the pipe goes idle
+        # (Pipe.hold_frame, set by the loop; None: send it now).
+        self.hold_frame: Callable[[bytes], None] | None = None
         self.logged: list = []  # the last batch's replies that logged (run_batch)
         # While a batch's entry runs: the replies of the batch not yet sent
         # (run_batch's list, None between entries and while parked); and
@@ -862,7 +865,17 @@ class Shard:
                 faultpoints.hold("decided", self.index)
                 self.decide(op, message.commit)  # type: ignore[union-attr]
                 self.waiters.committed = op if message.commit else 0  # type: ignore[union-attr]
-                self.send(wire.encode_control(wire.Finished(op, message.commit)))  # type: ignore[union-attr]
+                finished = wire.encode_control(wire.Finished(op, message.commit))  # type: ignore[union-attr]
+                persistence = self.persistence
+                if self.hold_frame is not None and (persistence is None or persistence.aof is None):
+                    # Nothing to persist: Finished only lets the acceptor
+                    # forget the decision, so it leaves with the next frame
+                    # (the next operation's answer, the batch's replies) or
+                    # once the pipe is idle, not in a system call of its own.
+                    # With AOF it leaves now, after the outcome's record.
+                    self.hold_frame(finished)
+                else:
+                    self.send(finished)
                 faultpoints.hold("finished", self.index)
                 return  # run_batch serves the ready keys at the end of the batch
 

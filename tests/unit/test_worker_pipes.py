@@ -708,3 +708,44 @@ def test_a_try_of_the_pipe_the_shard_is_parked_for_is_refused_at_once_not_kept(w
     assert worker.replies(0) == []  # the rest of the park's batch
     assert worker.replies(1) == [b"+OK\r\n"]  # pipe 1 holds it now
     assert worker.quiet(0)  # and no try of pipe 0's was left to answer
+
+
+@pytest.mark.parametrize("npipes", [1, 2])
+def test_without_aof_a_finished_leaves_with_the_next_frame(monkeypatch, npipes):
+    """With nothing to persist, a shard's Finished (which only lets the
+    acceptor forget its decision) costs no system call of its own: it
+    leaves in the same send as the next operation's answer, in order."""
+    sent: list[bytes] = []
+    real_sendall = socket.socket.sendall
+
+    def sendall(sock: socket.socket, data: bytes, *args: int) -> None:
+        sent.append(bytes(data))
+        real_sendall(sock, data, *args)
+
+    monkeypatch.setattr(socket.socket, "sendall", sendall)
+    w = Worker(npipes)
+    try:
+        started(w)
+        first, second = (1 << 32) | 21, (1 << 32) | 22
+        w.send(
+            0,
+            batch(
+                entry(Verb.PREPARE, first, "SET", "a", "1", flags=wire.FLAG_PARK),
+                entry(Verb.PREPARE, second, "SET", "b", "2", flags=wire.FLAG_PARK),
+            ),
+        )
+        (body,) = w.replies(0)
+        assert wire.decode_answer(body) == wire.PartPrepared(first, True, "OK")
+        w.send(0, wire.encode_control(wire.Decide(first, True)))
+        assert w.control(0) == wire.Finished(first, True)
+        (body,) = w.replies(0)
+        assert wire.decode_answer(body) == wire.PartPrepared(second, True, "OK")
+        finished = wire.encode_control(wire.Finished(first, True))
+        (together,) = [data for data in sent if finished in data]
+        assert len(together) > len(finished) + 4  # not alone
+        w.send(0, wire.encode_control(wire.Decide(second, True)))
+        assert w.control(0) == wire.Finished(second, True)  # the batch is done: it goes
+        assert w.replies(0) == []  # with the rest of the batch's replies: none
+        assert w.run(0, entry("MGET", "a", "b")) == [b"*2\r\n$1\r\n1\r\n$1\r\n2\r\n"]
+    finally:
+        w.stop()
