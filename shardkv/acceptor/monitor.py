@@ -166,8 +166,10 @@ class Hold:
 def feed_script(server: Acceptor, calls: list[tuple[int, list[bytes]]]) -> None:
     """Send the ``[<db> lua]`` lines of the commands a script called (a
     worker's ``M`` frame, before the script's reply: after its EVAL line)."""
+    if not server.monitors:  # no one to format them for
+        return
     data = b"".join(_line(db, b"lua", args) for db, args in calls)
-    if data and server.monitors:
+    if data:
         _send(server, data)
 
 

@@ -1091,7 +1091,9 @@ class Shard:
             self.waiters.mark_keys(changed)
             outcome = wire.COMMITTED
         if monitor is not None:
-            self.send(monitor)
+            # In the same send as the Ran (and the events before it), not
+            # in one of its own: it leaves as the Ran does, or not at all.
+            (self.send if self.hold_frame is None else self.hold_frame)(monitor)
         return wire.Ran(op, bodies, after, outcome)
 
     def acceptor_lost(self, pipe: int = 0) -> None:

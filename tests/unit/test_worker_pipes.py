@@ -749,3 +749,38 @@ def test_without_aof_a_finished_leaves_with_the_next_frame(monkeypatch, npipes):
         assert w.run(0, entry("MGET", "a", "b")) == [b"*2\r\n$1\r\n1\r\n$1\r\n2\r\n"]
     finally:
         w.stop()
+
+
+def test_a_cross_shard_scripts_monitor_lines_leave_with_its_ran(monkeypatch):
+    """The executor of a cross-shard script sends the commands it called
+    (an ``M`` frame, for MONITOR) in the same send as its Ran, after its
+    changes are prepared, not in a system call of its own."""
+    sent: list[bytes] = []
+    real_sendall = socket.socket.sendall
+
+    def sendall(sock: socket.socket, data: bytes, *args: int) -> None:
+        sent.append(bytes(data))
+        real_sendall(sock, data, *args)
+
+    monkeypatch.setattr(socket.socket, "sendall", sendall)
+    w = Worker(1)
+    try:
+        started(w)
+        op = (1 << 32) | 31
+        (body,) = w.run(0, entry(Verb.PARK, op, 0, flags=wire.FLAG_PARK))
+        assert type(wire.decode_answer(body)) is wire.Parked
+        script = "redis.call('set', KEYS[1], ARGV[1]) return redis.call('get', KEYS[1])"
+        run = wire.Run(op, {}, [[b"EVAL", script.encode(), b"1", b"k", b"v"]], 0, False, [b"k"])
+        w.send(0, wire.encode_control(run))
+        calls = w.recv(0)
+        assert wire.decode_monitor(calls) == [(0, [b"set", b"k", b"v"]), (0, [b"get", b"k"])]
+        ran = w.control(0)
+        assert type(ran) is wire.Ran and ran.bodies == [b"$1\r\nv\r\n"] and ran.own == wire.PREPARED
+        (together,) = [data for data in sent if calls in data]
+        assert wire.encode_control(ran) in together
+        w.send(0, wire.encode_control(wire.Decide(op, True)))
+        assert w.control(0) == wire.Finished(op, True)
+        assert w.replies(0) == []
+        assert w.run(0, entry("GET", "k")) == [b"$1\r\nv\r\n"]
+    finally:
+        w.stop()
