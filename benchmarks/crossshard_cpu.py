@@ -15,7 +15,7 @@ Starts shardkv (``appendonly no``) and sends, from one client, batches of
 
 It reads the user + system CPU of the acceptor and of the workers from
 ``/proc`` before and after, and prints microseconds per operation (the
-median of the rounds).  CPU time moves less with the machine's load than
+median of the rounds), and how much of the total is system time.  CPU time moves less with the machine's load than
 throughput does, but it still moves (caches, frequency): compare builds
 run in turn.
 """
@@ -101,10 +101,12 @@ def main() -> None:
         for _ in range(args.repeat):
             for kind in kinds:
                 cmds = commands(kind, keys, args.ops)
-                before = server.cpu_times()
+                before, before_sys = server.cpu_times(), system_times(server)
                 run(client, cmds)
-                after = server.cpu_times()
-                per: dict[str, float] = {"acceptor": 0.0, "workers": 0.0}
+                after, after_sys = server.cpu_times(), system_times(server)
+                per: dict[str, float] = {"acceptor": 0.0, "workers": 0.0, "system": 0.0}
+                for pid, t in after_sys.items():
+                    per["system"] += t - before_sys.get(pid, 0.0)
                 for pid, t in after.items():
                     role = roles.get(pid, "")
                     group = (
@@ -120,11 +122,23 @@ def main() -> None:
                     results[kind].setdefault(group, []).append(t / args.ops * 1e6)
     finally:
         server.stop()
-    print(f"{'load':8} {'acceptor us':>12} {'workers us':>12} {'total us':>10}")
+    print(f"{'load':8} {'acceptor us':>12} {'workers us':>12} {'total us':>10} {'of it system':>13}")
     for kind in kinds:
         acc = statistics.median(results[kind]["acceptor"])
         wrk = statistics.median(results[kind]["workers"])
-        print(f"{kind:8} {acc:12.1f} {wrk:12.1f} {acc + wrk:10.1f}")
+        sys_ = statistics.median(results[kind]["system"])
+        print(f"{kind:8} {acc:12.1f} {wrk:12.1f} {acc + wrk:10.1f} {sys_:13.1f}")
+
+
+def system_times(server) -> dict[int, float]:  # type: ignore[no-untyped-def]
+    """System CPU seconds so far, per pid of the server's processes but the supervisor."""
+    times = {}
+    for proc in server.processes()[1:]:
+        try:
+            times[proc.pid] = proc.cpu_times().system
+        except Exception:  # gone
+            pass
+    return times
 
 
 if __name__ == "__main__":
