@@ -238,7 +238,10 @@ class Shard:
             if kind is Error:
                 if value.message.startswith(scripting.CROSS_MARKER):
                     # A script that runs again across shards: that run counts.
-                    times.pop()
+                    # (A script's row here is the acceptor's, see
+                    # Stats.row_of: it keeps no times to take back.)
+                    if times:
+                        times.pop()
                 else:
                     row[3] += 1
                     stats.error(value.message)

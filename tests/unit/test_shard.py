@@ -359,3 +359,23 @@ def test_new_scripts_compile_while_calls_raise_through_lua(shard):
         assert resp(reply) == b":%d\r\n" % (i + 1), (i, reply)
         failed = run(shard, "EVAL", f"return redis.call('nosuch') -- {i}", 0)
         assert b"Unknown Redis command" in resp(failed), (i, resp(failed))
+
+
+def test_script_that_must_run_across_shards_on_any_call():
+    """A worker leaves a script's own call (EVALSHA) for the acceptor to
+    count: its row there keeps nothing.  So an EVALSHA whose script needs
+    another shard's key (the shard answers SHARDKV-CROSS, and the acceptor
+    runs it again across shards) takes nothing back, whichever call it is:
+    the 256th used to find its time just folded away and fail."""
+    shard = Shard(0, 2, FakeClock())
+    engine = shard.keyspace.scripts
+    here = next(k for k in (b"k%d" % i for i in range(100)) if key_slot(k) in engine.own)
+    away = next(k for k in (b"k%d" % i for i in range(100)) if key_slot(k) not in engine.own)
+    sha = engine.load(b"return redis.call('get', ARGV[1])")
+    for i in range(300):
+        reply = run(shard, "EVALSHA", sha, 1, here, away if i == 255 else here)
+        if i == 255:
+            assert type(reply) is Error and reply.message.startswith("SHARDKV-CROSS")
+        else:
+            assert reply is None
+    assert "evalsha" not in shard.stats.report()[0]
