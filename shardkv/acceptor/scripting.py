@@ -30,6 +30,7 @@ import hashlib
 import os
 import signal
 import time
+from binascii import crc_hqx
 from collections import deque
 from time import perf_counter_ns
 
@@ -50,6 +51,7 @@ from shardkv.protocol.resp import (
     encode_error,
     strict_int,
 )
+from shardkv.protocol.router import LBRACE, key_slot
 from shardkv.protocol.wire import Verb
 from shardkv.runtime.cmdstats import stat_name
 
@@ -154,8 +156,9 @@ def evalsha_fast(client: Client, args: list[bytes], raw: bytes, header: bytes) -
         return False
     server = client.server
     start = perf_counter_ns()
-    if args[2] == b"1" and nargs > 3:  # one key
-        shard = server.shard_of(args[3])
+    if args[2] == b"1" and nargs > 3:  # one key: Router.shard_of, inline
+        key = args[3]
+        shard = server.router.owners[key_slot(key) if LBRACE in key else crc_hqx(key, 0) & 16383]
     else:
         shard = _keys_shard(server, args)
         if shard < 0:
