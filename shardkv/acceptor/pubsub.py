@@ -61,8 +61,24 @@ def _count(client: Client) -> int:
 
 AFTER_SCRIPTS = -8  # a client's blocked_token while its (un)subscribe waits for the shards' scripts
 
+# The clients whose UNSUBSCRIBE or PUNSUBSCRIBE waits for the shards'
+# scripts (:func:`_after_scripts`), and what they leave: (patterns?, the
+# names, or None for all).  In Redis the command is served before any
+# PUBLISH read after it (after the script, if one runs), so a client's
+# PUBLISH that arrives meanwhile neither reaches nor counts them; a
+# script's PUBLISH still does (the script came first).
+_LEAVING: dict[Client, tuple[bool, frozenset[bytes] | None]] = {}
 
-def _after_scripts(client: Client, run, args: list[bytes]) -> None:
+
+def _leaves(client: Client, name: bytes, pattern: bool) -> bool:
+    """Whether ``client`` is leaving channel (or pattern) ``name``."""
+    mark = _LEAVING.get(client)
+    return mark is not None and mark[0] is pattern and (mark[1] is None or name in mark[1])
+
+
+def _after_scripts(
+    client: Client, run, args: list[bytes], leaving: tuple[bool, frozenset[bytes] | None] | None = None
+) -> None:
     """Run ``run(client, args)`` once no shard runs a script that started
     before it: every shard has answered a ``__ping`` sent now (a shard
     running a script, parked or held for one, answers after it).
@@ -75,7 +91,8 @@ def _after_scripts(client: Client, run, args: list[bytes]) -> None:
     does with one acceptor when no shard has a command of its to answer
     or takes part in a cross-shard operation: none runs a script then, and
     an (un)subscribe takes effect before what other clients send after it,
-    as in Redis."""
+    as in Redis.  ``leaving``: an (un)subscribe's mark in :data:`_LEAVING`
+    while it waits."""
     server = client.server
     if client.state.in_exec or (
         server.holds is None and not any(link.fifo or link.ops for link in server.links)
@@ -83,8 +100,12 @@ def _after_scripts(client: Client, run, args: list[bytes]) -> None:
         run(client, args)
         return
     client.state.block(AFTER_SCRIPTS, shown=False)
+    if leaving is not None:
+        _LEAVING[client] = leaving
 
     def finish(refused: int | bytes | None) -> None:
+        if _LEAVING:
+            _LEAVING.pop(client, None)
         if not client.state.unblock(AFTER_SCRIPTS) or client.closed:
             return
         if refused is None:
@@ -107,7 +128,7 @@ def subscribe(client: Client, args: list[bytes]) -> None:
 
 def unsubscribe(client: Client, args: list[bytes]) -> None:
     """UNSUBSCRIBE [channel [channel ...]]"""
-    _after_scripts(client, _unsubscribe, args)
+    _after_scripts(client, _unsubscribe, args, (False, frozenset(args[1:]) or None))
 
 
 def psubscribe(client: Client, args: list[bytes]) -> None:
@@ -117,7 +138,7 @@ def psubscribe(client: Client, args: list[bytes]) -> None:
 
 def punsubscribe(client: Client, args: list[bytes]) -> None:
     """PUNSUBSCRIBE [pattern [pattern ...]]"""
-    _after_scripts(client, _punsubscribe, args)
+    _after_scripts(client, _punsubscribe, args, (True, frozenset(args[1:]) or None))
 
 
 def _subscribe(client: Client, args: list[bytes]) -> None:
@@ -215,6 +236,8 @@ def on_disconnect(client: Client) -> None:
     if client.state.channels or client.state.patterns:
         unsubscribe_all(client)
     _soft_since.pop(client, None)
+    if _LEAVING:
+        _LEAVING.pop(client, None)
     if _PUBLISHING:
         _PUBLISHING.pop(client.id, None)
 
@@ -313,12 +336,17 @@ def publish_message(
         msg = _Message(Push([b"message", channel, message]))
         receivers_ = len(subscribers)
         for sub in list(subscribers):
+            if _LEAVING and _leaves(sub, channel, False):
+                receivers_ -= 1
+                continue
             _deliver_safely(sub, msg, limits, before)
     for pattern, (match, subs) in list(PATTERNS.items()):
         if match(channel):
             limits = limits or _limits(server)
             msg = _Message(Push([b"pmessage", pattern, channel, message]))
             for sub in list(subs):
+                if _LEAVING and _leaves(sub, pattern, True):
+                    continue
                 _deliver_safely(sub, msg, limits, before)
                 receivers_ += 1
     return receivers_
