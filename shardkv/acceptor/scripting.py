@@ -369,6 +369,8 @@ def _run_on_shard(
             flags = wire.FLAG_AS_EVAL  # (the shard counts what it counts as EVAL's)
     else:
         command = [b"eval_ro" if ro else b"eval", body]
+        if name.startswith("evalsha"):
+            flags = wire.FLAG_AS_EVALSHA  # (the shard counts what it counts as EVALSHA's)
     command += [b"%d" % len(keys), *keys, *rest]
     slot = _ScriptResult(client, name)
     client.pending.append(slot)

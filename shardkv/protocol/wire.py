@@ -212,6 +212,8 @@ FLAG_PART = 2  # one shard's part of a command that spans shards
 FLAG_PARK = 4  # stop here for a cross-shard operation (see crossshard)
 FLAG_MONITOR = 8  # a script with MONITOR on: report the commands it calls (``M``)
 FLAG_AS_EVAL = 16  # an EVAL[_RO] sent as EVALSHA[_RO] (the shard has its body): EVAL's counts
+FLAG_AS_EVALSHA = 32  # an EVALSHA[_RO] sent as EVAL[_RO] (the shard lacks the body): EVALSHA's counts
+FLAG_AS_CALLED = FLAG_AS_EVAL | FLAG_AS_EVALSHA  # a script's call counted as the client's command
 
 BATCH = 66  # b"B"
 CANCEL = 88  # b"X"

@@ -100,6 +100,65 @@ def error_code(message: str) -> str:
     return message[:space] if space > 0 else "ERR"
 
 
+def called_name(name: str, as_called: int) -> str:
+    """The stat name of the client's command for a script's call ``name``
+    that a worker got as another (``as_called``: wire.FLAG_AS_EVAL, an
+    EVAL sent as EVALSHA, or wire.FLAG_AS_EVALSHA, the other way)."""
+    ro = name.endswith("_ro")
+    if as_called & 16:  # wire.FLAG_AS_EVAL
+        return "eval_ro" if ro else "eval"
+    return "evalsha_ro" if ro else "evalsha"
+
+
+_SCRIPT_COMMANDS = frozenset(("eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro"))
+
+
+class ScriptTimes(list):
+    """The times of a worker's row for a script's own call (EVAL, EVALSHA,
+    FCALL), which the acceptor counts (its calls, errors, histogram): each
+    run's time goes straight into the time (``usec``) of the command's row
+    here, reported with no calls, so that INFO commandstats' ``usec``
+    holds the script's run, as Redis's does (its ``call()`` times the
+    command's whole ``proc``).  It stays empty (nothing to fold); a run
+    that goes again across shards (``SHARDKV-CROSS``) takes its time back
+    with :meth:`pop`, and ``as_eval`` (an EVALSHA the client sent as EVAL)
+    puts the time in EVAL's row."""
+
+    __slots__ = ("stats", "name", "row", "last", "last_ns")
+
+    def __init__(self, stats: Stats, name: str) -> None:
+        list.__init__(self)
+        self.stats = stats
+        self.name = name
+        self.row: list | None = None  # the row, once a run counts (Stats.reset drops this too)
+        self.last: list | None = None
+        self.last_ns = 0
+
+    def __bool__(self) -> bool:
+        return self.last is not None  # a time pop() can take back
+
+    def append(self, ns: int) -> None:
+        stats = self.stats
+        row: list | None
+        if stats.as_eval:
+            row = stats._row(called_name(self.name, stats.as_eval))
+        else:
+            row = self.row
+            if row is None:
+                row = self.row = stats._row(self.name)
+        row[1] += ns
+        self.last = row
+        self.last_ns = ns
+
+    def pop(self, index: int = -1) -> int:  # type: ignore[override]
+        row = self.last
+        self.last = None
+        if row is None:
+            return 0
+        row[1] -= self.last_ns
+        return self.last_ns
+
+
 class Stats:
     """One process's counters.  ``commands`` maps a stat name to
     ``[calls, ns, rejected_calls, failed_calls, histogram, pending times]``;
@@ -122,6 +181,10 @@ class Stats:
         # A worker leaves out the commands the acceptor answers and counts
         # (EVAL's script runs on a shard, but EVAL is counted once).
         self.skip_local = False
+        # A worker's script call that the client sent as another (EVAL as
+        # EVALSHA or the other way, wire.FLAG_AS_CALLED; see ScriptTimes):
+        # its run's time is the client's command's.
+        self.as_eval = 0
         # Counters kept apart from these (a running script's, see drain)
         # and the counters they are kept apart from: both count alike
         # (align), as the settings change (apply_settings).
@@ -202,8 +265,10 @@ class Stats:
             cmd = lookup(args[0])
             if self.skip_local and cmd is not None and cmd.route == "local":
                 # Counted by the acceptor: a row that keeps nothing, whose
-                # times (a deque of no room) are never folded.
-                row = [0, 0, 0, 0, {}, deque(maxlen=0)]
+                # times (a deque of no room) are never folded; a script's
+                # (EVAL, EVALSHA, FCALL) keeps only the time of its run.
+                times = ScriptTimes(self, name) if name in _SCRIPT_COMMANDS else deque(maxlen=0)
+                row = [0, 0, 0, 0, {}, times]
                 self.by_bytes[args[0]] = row
                 return row
             row = self._row(name)

@@ -47,7 +47,7 @@ from shardkv.protocol.resp import BIG_ARRAY, OK, Error, encode, encode_bulk_stri
 from shardkv.protocol.router import SLOTS, slot_range
 from shardkv.protocol.wire import Verb
 from shardkv.runtime import faultpoints
-from shardkv.runtime.cmdstats import Stats, stat_name
+from shardkv.runtime.cmdstats import Stats, called_name, stat_name
 from shardkv.worker import access, events, eviction, functions, scripting, tunables, wiring  # noqa: F401
 from shardkv.worker.blocking import Wait, Waiters
 from shardkv.worker.clock import Clock
@@ -165,7 +165,8 @@ class Shard:
         self.stats = self.keyspace.stats = Stats()
         self.stats.skip_local = True
         self.timing = True
-        # The entry run now is an EVAL sent as EVALSHA (wire.FLAG_AS_EVAL).
+        # The entry run now is a script call the client sent as another (an
+        # EVAL as EVALSHA or the other way: its wire.FLAG_AS_CALLED bit).
         self.as_eval = 0
         # Cross-shard operations this shard has prepared, outcome unknown.
         self.prepared: dict[int, Prepared] = {}
@@ -238,8 +239,8 @@ class Shard:
             if kind is Error:
                 if value.message.startswith(scripting.CROSS_MARKER):
                     # A script that runs again across shards: that run counts.
-                    # (A script's row here is the acceptor's, see
-                    # Stats.row_of: it keeps no times to take back.)
+                    # (A script's row here keeps only the time of its run,
+                    # see cmdstats.ScriptTimes: pop takes it back.)
                     if times:
                         times.pop()
                 else:
@@ -251,19 +252,27 @@ class Shard:
                 elif value.failures:  # errors in its arrays: the acceptor counts one
                     name = stat_name(args)
                     if self.as_eval:  # the client's command
-                        name = "eval_ro" if name.endswith("_ro") else "eval"
+                        name = called_name(name, self.as_eval)
                     stats._row(name)[3] += value.failures
             if ns >= stats.slow_threshold_ns >= 0:
                 stats.slow(args, ns // 1000)
         elif args[0] in _SCRIPT_RUNS and self.stats is not None:
+            # A script's run across shards (internal; args[2]: the client's
+            # command, see acceptor.scripting._Retry), which the acceptor
+            # counts: its time here, as a script's (see cmdstats.ScriptTimes).
+            ns = perf_counter_ns() - start
             if kind is Error:
-                # A script's run across shards (internal) failed: its error is the
-                # script's reply, counted as a script's (see shardkv.worker.scripting).
+                # Its error is the script's reply, counted as a script's (see
+                # shardkv.worker.scripting); one that must run again wider
+                # counts nothing.
                 if not value.message.startswith(scripting.CROSS_MARKER):
+                    self.stats._row(args[2].decode("latin-1"))[1] += ns
                     self.stats.error(value.message)
-            elif kind is ScriptReply and value.failures:
-                # (args[2]: the client's command, see acceptor.scripting._Retry)
-                self.stats._row(args[2].decode("latin-1"))[3] += value.failures
+            else:
+                row = self.stats._row(args[2].decode("latin-1"))
+                row[1] += ns
+                if kind is ScriptReply and value.failures:
+                    row[3] += value.failures
         if kind is Error:
             return value
         if ks.unchanged:
@@ -464,16 +473,16 @@ class Shard:
                     if noted is not None and len(noted) > start:
                         self.part_spans.append((start, len(noted)))
                 elif header & wire.FLAG_MONITOR:
-                    self.as_eval = header & wire.FLAG_AS_EVAL
+                    self.as_eval = self.stats.as_eval = header & wire.FLAG_AS_CALLED
                     try:
                         append(self._monitored(args, header & wire.FLAG_RESP3))
                     finally:
-                        self.as_eval = 0
+                        self.as_eval = self.stats.as_eval = 0
                 else:
-                    if header & wire.FLAG_AS_EVAL:
-                        self.as_eval = 1
+                    if header & wire.FLAG_AS_CALLED:
+                        self.as_eval = self.stats.as_eval = header & wire.FLAG_AS_CALLED
                         value = execute(args)
-                        self.as_eval = 0
+                        self.as_eval = self.stats.as_eval = 0
                     else:
                         value = execute(args)
                     if type(value) is list and len(value) > BIG_ARRAY:

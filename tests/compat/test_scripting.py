@@ -1555,6 +1555,45 @@ def test_calls_before_a_script_runs_again_across_shards_count_once(same):
         assert _call_figures(same.ours) == _call_figures(same.real), body
 
 
+_BUSY = "for i = 1, 15000000 do end "  # some 50 ms of Lua or more
+
+
+def test_a_script_calls_usec_holds_its_run(ports):
+    """INFO commandstats' usec of EVAL, EVALSHA and FCALL holds the
+    script's run, as in Redis, whose call() times the command's whole proc:
+    a ~50 ms busy loop gives at least 30 ms, whether the script's shard had
+    its body (EVALSHA as sent, EVAL sent as EVALSHA) or not (EVALSHA sent
+    as EVAL), and when its keys are on several shards (run across them).
+    A lower bound on the measured run, not on speed."""
+    a, b = on_shards(0, 2, prefix="usec")
+    body = _BUSY + "return redis.call('GET', KEYS[1])"
+    library = "#!lua name=busy\nredis.register_function('busy', function(keys) " + _BUSY + " return 1 end)"
+    calls = [
+        ("evalsha", lambda c, sha: c.evalsha(sha, 1, a)),  # the shard lacks the body
+        ("evalsha", lambda c, sha: c.evalsha(sha, 1, a)),  # it has it now
+        ("eval", lambda c, sha: c.eval(body, 1, a)),  # sent as EVALSHA
+        ("eval", lambda c, sha: c.eval(body, 2, a, b)),  # across shards
+        ("evalsha", lambda c, sha: c.evalsha(sha, 2, b, a)),
+        ("fcall", lambda c, sha: c.fcall("busy", 1, b)),
+    ]
+    for port in (ports["redis"], ports["shardkv"]):
+        client = redis.Redis(port=port)
+        client.script_flush()
+        client.function_load(library, replace=True)
+        client.delete(a, b)
+        try:
+            sha = client.script_load(body)
+            for name, call in calls:
+                client.config_resetstat()
+                call(client, sha)
+                row = client.info("commandstats")[f"cmdstat_{name}"]
+                assert row["calls"] == 1, (port, name, row)
+                assert row["usec"] >= 30000, (port, name, row)
+        finally:
+            client.function_delete("busy")
+            client.close()
+
+
 def _library(name: str, functions: int, pad: int = 0, prefix: str = "f", description: bool = False) -> str:
     """A library of ``functions`` functions, its code padded by a comment."""
     code = f"#!lua name={name}\n"
