@@ -29,6 +29,12 @@ class FakeLink:
         self.sent: list[tuple[bytes, bytes, object]] = []  # (header, body, sink), oldest first
         self.steps = 0
         self.busy = None
+        self.ops: dict = {}  # cross-shard operations this link takes part in (none here)
+
+    @property
+    def fifo(self) -> list:
+        """The sinks waiting for replies, as ShardLink.fifo: the unanswered entries'."""
+        return [sink for _, _, sink in self.sent]
 
     def send(
         self, header: bytes, command: bytes, sink: object, whole_step: bool = False, control: bool = False
