@@ -28,7 +28,7 @@ from shardkv.acceptor import monitor, pause
 from shardkv.acceptor.fanout import MERGES, Concat, Gather, merge_by_position, split_by_shard
 from shardkv.acceptor.replies import MUTED, Pushed, Slot
 from shardkv.acceptor.shardlink import BUSY_LINKS, MISCONF_LINKS
-from shardkv.acceptor.state import REPLY_ON, REPLY_SKIP, REPLY_SKIP_NEXT, ClientState
+from shardkv.acceptor.state import AFTER_SCRIPTS, REPLY_ON, REPLY_SKIP, REPLY_SKIP_NEXT, ClientState
 from shardkv.protocol import commands, errors, wire
 from shardkv.protocol.command_docs import check_subcommand
 from shardkv.protocol.resp import Error, encode_command, encode_error
@@ -190,7 +190,9 @@ class Dispatch:
             if server.intercept(cast("Client", self), cmd, args):
                 return
         self.route(cmd, args, raw)
-        if server.monitors:  # shown after it ran, as Redis's call() does
+        # Shown after it ran, as Redis's call() does (an (un)subscribe that
+        # waits for the shards' scripts: by pubsub, once it has run).
+        if server.monitors and state.blocked_token != AFTER_SCRIPTS:
             monitor.feed(cast("Client", self), cmd, args)
         if self.tracking is not None:
             server.wiring.after_command(self, cmd, args)

@@ -36,8 +36,9 @@ from shardkv.acceptor.blocking import after_scripts
 from shardkv.acceptor.bus import Failed, fail_slot
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.replies import Slot
+from shardkv.acceptor.state import AFTER_SCRIPTS
 from shardkv.acceptor.transactions import discard_transaction
-from shardkv.protocol import errors
+from shardkv.protocol import commands, errors
 from shardkv.protocol.bus import PUBLISH, PUBSUB
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.glob import compile_glob
@@ -59,7 +60,6 @@ def _count(client: Client) -> int:
 
 # -- subscribing -------------------------------------------------------------
 
-AFTER_SCRIPTS = -8  # a client's blocked_token while its (un)subscribe waits for the shards' scripts
 
 # The clients whose UNSUBSCRIBE or PUNSUBSCRIBE waits for the shards'
 # scripts (:func:`_after_scripts`), and what they leave: (patterns?, the
@@ -110,6 +110,8 @@ def _after_scripts(
             return
         if refused is None:
             run(client, args)
+            if server.monitors:  # shown once it ran, after its replies, as Redis's call() does
+                monitor.feed(client, commands.lookup(args[0]), args)  # type: ignore[arg-type]
         else:
             message = refused.decode("latin-1")[1:].strip() if isinstance(refused, bytes) else str(refused)
             client.reply_error(message)
