@@ -130,23 +130,17 @@ def forget(ks: Keyspace) -> None:
 
 def install_lfu(ks: Keyspace) -> None:
     """Wrap the keyspace's accesses with the LFU counter's update."""
-    peek = ks.peek
-    peek_raw = ks.peek_raw
     base_store = Keyspace.store.__get__(ks)
 
-    def lookup(key: bytes) -> object | None:
-        value = peek(key)
-        if value is not None:
-            clocks = ks.clocks
-            clocks[key] = lfu_touch(clocks.get(key), ks.now // 60000)
-        return value
+    def counting(look):
+        def lookup(key: bytes) -> object | None:
+            value = look(key)
+            if value is not None:
+                clocks = ks.clocks
+                clocks[key] = lfu_touch(clocks.get(key), ks.now // 60000)
+            return value
 
-    def lookup_raw(key: bytes) -> object | None:
-        value = peek_raw(key)
-        if value is not None:
-            clocks = ks.clocks
-            clocks[key] = lfu_touch(clocks.get(key), ks.now // 60000)
-        return value
+        return lookup
 
     def store(key: bytes, value: object, keepttl: bool = False, quiet: bool = False) -> None:
         clocks = ks.clocks
@@ -154,8 +148,8 @@ def install_lfu(ks: Keyspace) -> None:
         base_store(key, value, keepttl, quiet)
         clocks[key] = lfu_touch(entry, ks.now // 60000)
 
-    ks.lookup = lookup  # type: ignore[method-assign]
-    ks.lookup_raw = lookup_raw  # type: ignore[method-assign]
+    ks.lookup = counting(ks.peek)  # type: ignore[method-assign]
+    ks.lookup_raw = counting(ks.peek_raw)  # type: ignore[method-assign]
     ks.store = store  # type: ignore[method-assign]
 
 

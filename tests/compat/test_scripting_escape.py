@@ -296,6 +296,18 @@ def test_struct_and_cmsgpack_unpack_give_as_many_values_as_redis(servers):  # no
         same(servers, f"return select('#', cmsgpack.unpack_limit(string.rep('\\1', 9000), {limit}))")
 
 
+def _runs_for(microseconds: int) -> str:
+    """Lua that spins, reading TIME, for ``microseconds``."""
+    return (
+        "local t = redis.call('time')\n"
+        "local start = t[1] * 1000000 + t[2]\n"
+        "while true do\n"
+        "  local now = redis.call('time')\n"
+        f"  if now[1] * 1000000 + now[2] - start > {microseconds} then break end\n"
+        "end\n"
+    )
+
+
 # A script publishes, runs on for a second, and publishes again; another
 # client subscribes meanwhile.  In Redis a script is atomic: the SUBSCRIBE
 # is served after it, so neither message reaches that client, and the
@@ -303,14 +315,7 @@ def test_struct_and_cmsgpack_unpack_give_as_many_values_as_redis(servers):  # no
 # shard has run the scripts it had (see shardkv.acceptor.pubsub), and a
 # script's PUBLISH leaves out those that subscribed after it started.
 PUBLISHES_TWICE = (
-    "redis.call('publish', 'ch', 'a')\n"
-    "local t = redis.call('time')\n"
-    "local start = t[1] * 1000000 + t[2]\n"
-    "while true do\n"
-    "  local now = redis.call('time')\n"
-    "  if now[1] * 1000000 + now[2] - start > 1000000 then break end\n"
-    "end\n"
-    "return redis.call('publish', 'ch', 'b')\n"
+    "redis.call('publish', 'ch', 'a')\n" + _runs_for(1000000) + "return redis.call('publish', 'ch', 'b')\n"
 )
 
 
@@ -359,13 +364,7 @@ def test_a_script_does_not_publish_to_who_subscribed_while_it_ran(shards, accept
 # ``b*``, unsubscribes.  In Redis both are served after the script: it
 # counts the old subscriptions, and neither client has a reply before the
 # script's.  (Across shards: the same script reads KEYS first.)
-COUNTS_LATE = (
-    "local t = redis.call('time')\n"
-    "local start = t[1] * 1000000 + t[2]\n"
-    "while true do\n"
-    "  local now = redis.call('time')\n"
-    "  if now[1] * 1000000 + now[2] - start > 1000000 then break end\n"
-    "end\n"
+COUNTS_LATE = _runs_for(1000000) + (
     "return {redis.call('pubsub', 'numsub', 'a', 'b'), redis.call('pubsub', 'numpat'),\n"
     "        redis.call('pubsub', 'channels', '*')}\n"
 )
@@ -422,15 +421,7 @@ def test_subscribes_wait_for_the_script_that_runs(shards, acceptors):
 # A SUBSCRIBE sent while a script runs, which then passes
 # busy-reply-threshold: Redis reads it then and answers -BUSY, as it
 # answers every command but the allow-busy ones.
-BUSY_SECONDS = (
-    "local t = redis.call('time')\n"
-    "local start = t[1] * 1000000 + t[2]\n"
-    "while true do\n"
-    "  local now = redis.call('time')\n"
-    "  if now[1] * 1000000 + now[2] - start > 1500000 then break end\n"
-    "end\n"
-    "return 1\n"
-)
+BUSY_SECONDS = _runs_for(1500000) + "return 1\n"
 
 
 def _subscribe_behind_a_busy_script(port: int, acceptors: int) -> tuple:
@@ -468,7 +459,7 @@ def test_a_subscribe_behind_a_script_that_goes_busy_gets_busy(acceptors):
 # not; the PUBLISH must still see the leaver gone (unit/pubsub's
 # "PUBLISH/SUBSCRIBE after UNSUBSCRIBE without arguments" at K=2 is the
 # same race without a script: the UNSUBSCRIBE's round trip to the shards).
-HALF_SECOND = BUSY_SECONDS.replace("1500000", "600000")
+HALF_SECOND = _runs_for(600000) + "return 1\n"
 
 
 def _published_while_leaving(port: int, acceptors: int, publisher_on: int, how: tuple) -> tuple:

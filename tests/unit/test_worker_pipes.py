@@ -710,11 +710,8 @@ def test_a_try_of_the_pipe_the_shard_is_parked_for_is_refused_at_once_not_kept(w
     assert worker.quiet(0)  # and no try of pipe 0's was left to answer
 
 
-@pytest.mark.parametrize("npipes", [1, 2])
-def test_without_aof_a_finished_leaves_with_the_next_frame(monkeypatch, npipes):
-    """With nothing to persist, a shard's Finished (which only lets the
-    acceptor forget its decision) costs no system call of its own: it
-    leaves in the same send as the next operation's answer, in order."""
+def _record_sends(monkeypatch) -> list[bytes]:
+    """What every socket.sendall sends from now on, in order (still sent)."""
     sent: list[bytes] = []
     real_sendall = socket.socket.sendall
 
@@ -723,6 +720,15 @@ def test_without_aof_a_finished_leaves_with_the_next_frame(monkeypatch, npipes):
         real_sendall(sock, data, *args)
 
     monkeypatch.setattr(socket.socket, "sendall", sendall)
+    return sent
+
+
+@pytest.mark.parametrize("npipes", [1, 2])
+def test_without_aof_a_finished_leaves_with_the_next_frame(monkeypatch, npipes):
+    """With nothing to persist, a shard's Finished (which only lets the
+    acceptor forget its decision) costs no system call of its own: it
+    leaves in the same send as the next operation's answer, in order."""
+    sent = _record_sends(monkeypatch)
     w = Worker(npipes)
     try:
         started(w)
@@ -755,14 +761,7 @@ def test_a_cross_shard_scripts_monitor_lines_leave_with_its_ran(monkeypatch):
     """The executor of a cross-shard script sends the commands it called
     (an ``M`` frame, for MONITOR) in the same send as its Ran, after its
     changes are prepared, not in a system call of its own."""
-    sent: list[bytes] = []
-    real_sendall = socket.socket.sendall
-
-    def sendall(sock: socket.socket, data: bytes, *args: int) -> None:
-        sent.append(bytes(data))
-        real_sendall(sock, data, *args)
-
-    monkeypatch.setattr(socket.socket, "sendall", sendall)
+    sent = _record_sends(monkeypatch)
     w = Worker(1)
     try:
         started(w)
