@@ -13,8 +13,8 @@ text is the exception's message.
 
 from __future__ import annotations
 
-import json
 import math
+import re
 import struct as _struct
 from typing import Any
 
@@ -51,6 +51,9 @@ def _arg(args: tuple, i: int) -> LuaValue:
     return args[i - 1] if len(args) >= i else NO_VALUE
 
 
+_HEX_WORD = re.compile(r"\s*[+-]?0[xX]")
+
+
 def _str2d(text: bytes) -> float | None:
     """luaO_str2d: a string as Lua reads it as a number (strtod's decimal
     or hexadecimal forms, whitespace around it), else None."""
@@ -64,9 +67,11 @@ def _str2d(text: bytes) -> float | None:
         return float(word)
     except ValueError:
         pass
+    if not _HEX_WORD.match(word):  # (float.fromhex reads "abc"; strtod wants 0x)
+        return None
     try:
         return float.fromhex(word)
-    except ValueError:
+    except (ValueError, OverflowError):
         return None
 
 
@@ -141,32 +146,207 @@ def type_name(value: LuaValue) -> str:
 
 
 # -- cjson ---------------------------------------------------------------------
+# lua_cjson.c 2.1.0 as Redis 7.0 bundles it: the same output, tokens, error
+# texts and option functions.  Each cjson table (the library's, and each
+# that cjson.new makes) has a configuration of its own, which its option
+# functions change for the later scripts too, as Redis's one Lua state
+# keeps it.
 
 _ESCAPES = {i: b"\\u%04x" % i for i in range(32)}
 _ESCAPES.update({8: b"\\b", 9: b"\\t", 10: b"\\n", 12: b"\\f", 13: b"\\r"})
 _ESCAPES.update({ord('"'): b'\\"', ord("\\"): b"\\\\", ord("/"): b"\\/", 127: b"\\u007f"})
 _ESCAPE_TABLE = [_ESCAPES.get(i, bytes([i])) for i in range(256)]
 
+# The decoder's tokens, by the names its errors show.
+_OBJ_BEGIN, _OBJ_END, _ARR_BEGIN, _ARR_END = "T_OBJ_BEGIN", "T_OBJ_END", "T_ARR_BEGIN", "T_ARR_END"
+_STRING, _NUMBER, _BOOLEAN, _NULL = "T_STRING", "T_NUMBER", "T_BOOLEAN", "T_NULL"
+_COLON, _COMMA, _END, _ERROR = "T_COLON", "T_COMMA", "T_END", "T_ERROR"
+# json_create_config's ch2token: what a byte starts ("" needs a closer look).
+_CH2TOKEN = [_ERROR] * 256
+for _ch, _kind in zip(
+    b"{}[],:\0", (_OBJ_BEGIN, _OBJ_END, _ARR_BEGIN, _ARR_END, _COMMA, _COLON, _END), strict=True
+):
+    _CH2TOKEN[_ch] = _kind
+for _ch in b'fiInNt"+-0123456789':
+    _CH2TOKEN[_ch] = ""
+_WHITESPACE = frozenset(b" \t\n\r")
+_ESCAPE2CHAR = {
+    ord('"'): 34,
+    ord("\\"): 92,
+    ord("/"): 47,
+    ord("b"): 8,
+    ord("t"): 9,
+    ord("n"): 10,
+    ord("f"): 12,
+    ord("r"): 13,
+}
+# What strtod reads of a number: decimal, hexadecimal, inf[inity], nan[(...)].
+_STRTOD = re.compile(
+    rb"[+-]?(?:(0[xX](?:[0-9a-fA-F]+(?:\.[0-9a-fA-F]*)?|\.[0-9a-fA-F]+)(?:[pP][+-]?[0-9]+)?)"
+    rb"|(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+    rb"|([iI][nN][fF](?:[iI][nN][iI][tT][yY])?)|([nN][aA][nN](?:\([0-9A-Za-z_]*\))?))"
+)
+# A token: (kind, value, index of its start or of the error, index past it).
+_Token = tuple
+
+
+def _strtod(d: bytes, p: int) -> tuple[float, int] | None:
+    """strtod at ``d[p:]``: the number and the index past it, or None."""
+    m = _STRTOD.match(d, p)
+    if m is None:
+        return None
+    text = m.group()
+    negative = text[:1] == b"-"
+    if m.group(1):
+        try:
+            return float.fromhex(text.decode()), m.end()
+        except OverflowError:
+            return (-math.inf if negative else math.inf), m.end()
+    if m.group(2):
+        return (-math.inf if negative else math.inf), m.end()
+    if m.group(3):
+        return (-math.nan if negative else math.nan), m.end()
+    return float(text), m.end()
+
+
+def _is_invalid_number(d: bytes, p: int) -> bool:
+    """json_is_invalid_number: a number strict JSON does not allow."""
+    if d[p] == ord("+"):
+        return True
+    if d[p] == ord("-"):
+        p += 1
+    c = d[p]
+    if c == ord("0"):
+        c2 = d[p + 1] if p + 1 < len(d) else 0
+        return (c2 | 0x20) == ord("x") or ord("0") <= c2 <= ord("9")
+    if c <= ord("9") or c >= 0x80:  # (C's signed char: bytes over 127 are below '9')
+        return False
+    return d[p : p + 3].lower() in (b"inf", b"nan")
+
+
+def _hex4(d: bytes, p: int) -> int:
+    """decode_hex4: four hexadecimal digits at ``d[p:]``, or -1."""
+    value = 0
+    for c in d[p : p + 4]:
+        if ord("0") <= c <= ord("9"):
+            digit = c - ord("0")
+        elif ord("a") <= (c | 0x20) <= ord("f"):
+            digit = 10 + (c | 0x20) - ord("a")
+        else:
+            return -1
+        value = value << 4 | digit
+    return value if p + 4 <= len(d) else -1
+
+
+def _string_token(d: bytes, p: int) -> _Token:
+    """json_next_string_token, from the opening quote at ``d[p]``."""
+    start = p
+    p += 1
+    out = bytearray()
+    while (ch := d[p]) != ord('"'):
+        if ch == 0:
+            return (_ERROR, "unexpected end of string", p, p)
+        if ch == ord("\\"):
+            esc = d[p + 1]
+            if esc == ord("u"):
+                code = _hex4(d, p + 2)
+                size = 6
+                if code >= 0 and (code & 0xF800) == 0xD800:
+                    # a surrogate pair: a high one, then a low one
+                    low = -1
+                    if not code & 0x400 and d[p + 6] == ord("\\") and d[p + 7] == ord("u"):
+                        low = _hex4(d, p + 8)
+                    if low < 0 or (low & 0xFC00) != 0xDC00:
+                        code = -1
+                    else:
+                        code = (((code & 0x3FF) << 10) | (low & 0x3FF)) + 0x10000
+                        size = 12
+                if code < 0:
+                    return (_ERROR, "invalid unicode escape code", p, p)
+                out += chr(code).encode("utf-8")
+                p += size
+                continue
+            if esc not in _ESCAPE2CHAR:
+                return (_ERROR, "invalid escape code", p, p)
+            out.append(_ESCAPE2CHAR[esc])
+            p += 2
+            continue
+        out.append(ch)
+        p += 1
+    return (_STRING, bytes(out), start, p + 1)
+
 
 def _fmt_g(value: float, precision: int) -> bytes:
-    if value == int(value) and abs(value) < 1e15:
-        return b"%d" % int(value)
+    """fpconv_g_fmt: printf's %.<precision>g."""
     return b"%.*g" % (precision, value)
 
 
+def _enum_option(args: tuple, i: int, setting: int, name: str, options: tuple = (b"off", b"on")) -> int:
+    """json_enum_option's new setting: a boolean, or one of ``options``
+    (luaL_checkoption), or the old one for nil."""
+    value = args[i - 1]
+    if value is None:
+        return setting
+    if type(value) is bool:
+        return int(value)
+    word = _check_string(args, i, name).split(b"\0", 1)[0]
+    if word not in options:
+        text = word.decode("utf-8", "replace")
+        raise LibError(f"bad argument #{i} to '{name}' (invalid option '{text}')")
+    return options.index(word)
+
+
+def _integer_option(args: tuple, i: int, setting: int, name: str, least: int, most: int) -> int:
+    """json_integer_option's new setting (the old one for nil)."""
+    if args[i - 1] is None:
+        return setting
+    value = _c_int(_check_integer(args, i, name))
+    if not least <= value <= most:
+        # (lua_cjson names argument 1 whichever is out of range)
+        raise LibError(f"bad argument #1 to '{name}' (expected integer between {least} and {most})")
+    return value
+
+
+def _option_args(args: tuple, n: int, name: str) -> tuple:
+    """json_arg_init: at most ``n`` arguments, padded with nils."""
+    if len(args) > n:
+        raise LibError(f"bad argument #{n + 1} to '{name}' (found too many arguments)")
+    return args + (None,) * (n - len(args))
+
+
+_INT_MAX = 2**31 - 1
+_ENCODE_INVALID = (b"off", b"on", b"null")
+
+
 class CJson:
-    def __init__(self, lua: LuaValue, null: LuaValue) -> None:
+    """One cjson table's functions and its configuration (json_config_t)."""
+
+    def __init__(self, lua: LuaValue, null: LuaValue, is_null: LuaValue) -> None:
         self.lua = lua
         self.null = null
-        self.is_null = lua.eval("function(null) return function(v) return rawequal(v, null) end end")(null)
+        self.is_null = is_null
         self.max_depth = 1000
         self.decode_max_depth = 1000
         self.precision = 14
-        self.sparse_convert = False
+        self.sparse_convert = 0
         self.sparse_ratio = 2
         self.sparse_safe = 10
-        self.encode_invalid = False
-        self.decode_invalid = True
+        self.encode_invalid = 0  # 1: inf, -inf and nan; 2: null
+        self.decode_invalid = 1
+        self.keep_buffer = 1
+
+    def functions(self) -> dict[bytes, LuaValue]:
+        return {
+            b"encode": self.encode,
+            b"decode": self.decode,
+            b"encode_sparse_array": self.encode_sparse_array,
+            b"encode_max_depth": self.encode_max_depth,
+            b"decode_max_depth": self.decode_max_depth_,
+            b"encode_number_precision": self.encode_number_precision,
+            b"encode_keep_buffer": self.encode_keep_buffer,
+            b"encode_invalid_numbers": self.encode_invalid_numbers,
+            b"decode_invalid_numbers": self.decode_invalid_numbers,
+        }
 
     # encode
     def encode(self, *args: LuaValue) -> bytes:
@@ -186,7 +366,7 @@ class CJson:
             out.append(self._number(v))
         elif v is None:
             out.append(b"null")
-        elif _lua_type(v) == "table" and self.is_null(v):
+        elif _lua_type(v) == "userdata" and self.is_null(v):
             out.append(b"null")
         elif _lua_type(v) == "table":
             depth += 1
@@ -212,7 +392,9 @@ class CJson:
                     elif type(k) in (int, float):
                         out.append(b'"' + self._number(k) + b'"')
                     else:
-                        raise LibError("Cannot serialise table: table key must be a number or string")
+                        raise LibError(
+                            "Cannot serialise %s: table key must be a number or string" % type_name(k)
+                        )
                     out.append(b":")
                     self._encode(val, out, depth)
                 out.append(b"}")
@@ -220,19 +402,26 @@ class CJson:
             raise LibError("Cannot serialise %s: type not supported" % type_name(v))
 
     def _number(self, v: float) -> bytes:
-        if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
-            if not self.encode_invalid:
+        """json_append_number."""
+        if type(v) is float and (math.isnan(v) or math.isinf(v)):
+            if self.encode_invalid == 0:
                 raise LibError("Cannot serialise number: must not be NaN or Inf")
-            return b"nan" if math.isnan(v) else (b"inf" if v > 0 else b"-inf")
+            if self.encode_invalid == 2:
+                return b"null"
+            if math.isnan(v):
+                return b"nan"
         return _fmt_g(v, self.precision)
 
     def _array_length(self, t: LuaValue) -> int:
-        """lua_array_length: n if the table is an array of 1..n, else -1."""
+        """lua_array_length: n if the table is an array of 1..n, else -1
+        (or an n < 1, an object too)."""
         max_index = 0
         items = 0
         for k in t.keys():
-            if type(k) in (int, float) and k >= 1 and k == int(k):
-                max_index = max(max_index, int(k))
+            if type(k) in (int, float) and k >= 1 and (k == math.inf or k == int(k)):
+                if k > max_index:
+                    # (C's int of a double past INT_MAX is INT_MIN on x86-64)
+                    max_index = int(k) if k <= _INT_MAX else -_INT_MAX - 1
                 items += 1
             else:
                 return -1
@@ -244,146 +433,252 @@ class CJson:
 
     # decode
     def decode(self, *args: LuaValue) -> LuaValue:
+        """json_decode: the text is read up to its first NUL, as C reads it."""
         if len(args) != 1:
             raise LibError("bad argument #1 to 'decode' (expected 1 argument)")
-        s = args[0]
-        if type(s) in (int, float):
-            s = _fmt_g(s, 14)
-        if type(s) is not bytes:
-            raise LibError("bad argument #1 to 'decode' (string expected, got %s)" % type_name(s))
-        text = s.decode("utf-8", "surrogateescape")
-        try:
-            value = json.loads(
-                text,
-                parse_constant=self._constant,
-                object_pairs_hook=lambda pairs: ("obj", pairs),
-            )
-        except RecursionError:
-            raise LibError("Found too many nested data structures (1001) at character 1") from None
-        except json.JSONDecodeError as e:
-            raise LibError("Expected value but found invalid token at character %d" % (e.pos + 1)) from None
-        return self._to_lua(value, 0)
+        text = _check_string(args, 1, "decode")
+        if len(text) >= 2 and (text[0] == 0 or text[1] == 0):
+            raise LibError("JSON parser does not support UTF-16 or UTF-32")
+        d = text + b"\0"
+        value, end = self._parse(d)
+        token = self._token(d, end)
+        if token[0] != _END:
+            self._unexpected("the end", token)
+        return value
 
-    def _constant(self, name: str) -> float:
-        if not self.decode_invalid:
-            raise json.JSONDecodeError("invalid number", name, 0)
-        return float(name.lower().replace("infinity", "inf"))
+    def _token(self, d: bytes, p: int) -> _Token:
+        """json_next_token at ``d[p:]``."""
+        while d[p] in _WHITESPACE:
+            p += 1
+        ch = d[p]
+        kind = _CH2TOKEN[ch]
+        if kind == _END:
+            return (_END, None, p, p)
+        if kind == _ERROR:
+            return (_ERROR, "invalid token", p, p)
+        if kind:
+            return (kind, None, p, p + 1)
+        if ch == ord('"'):
+            return _string_token(d, p)
+        if ch == ord("-") or ord("0") <= ch <= ord("9"):
+            if not self.decode_invalid and _is_invalid_number(d, p):
+                return (_ERROR, "invalid number", p, p)
+            return self._number_token(d, p)
+        if d.startswith(b"true", p):
+            return (_BOOLEAN, True, p, p + 4)
+        if d.startswith(b"false", p):
+            return (_BOOLEAN, False, p, p + 5)
+        if d.startswith(b"null", p):
+            return (_NULL, self.null, p, p + 4)
+        if self.decode_invalid and _is_invalid_number(d, p):
+            return self._number_token(d, p)
+        return (_ERROR, "invalid token", p, p)
 
-    def _to_lua(self, v: LuaValue, depth: int) -> LuaValue:
-        if depth > self.decode_max_depth:
-            raise LibError("Found too many nested data structures (%d) at character 1" % depth)
-        if v is None:
-            return self.null
-        t = type(v)
-        if t is str:
-            return v.encode("utf-8", "surrogateescape")
-        if t is bool or t is int or t is float:
-            if t is int and abs(v) >= 2**53:
-                return float(v)
-            return v
-        if t is list:
-            return self.lua.table_from([self._to_lua(x, depth + 1) for x in v])
-        if t is tuple:  # an object
-            table = self.lua.table()
-            for k, x in v[1]:
-                table[k.encode("utf-8", "surrogateescape")] = self._to_lua(x, depth + 1)
-            return table
-        return None
+    @staticmethod
+    def _number_token(d: bytes, p: int) -> _Token:
+        number = _strtod(d, p)
+        if number is None:
+            return (_ERROR, "invalid number", p, p)
+        return (_NUMBER, number[0], p, number[1])
 
-    # options: each returns the setting now in effect
+    @staticmethod
+    def _unexpected(expected: str, token: _Token) -> None:
+        """json_throw_parse_error."""
+        found = token[1] if token[0] == _ERROR else token[0]
+        raise LibError("Expected %s but found %s at character %d" % (expected, found, token[2] + 1))
+
+    def _parse(self, d: bytes) -> tuple[LuaValue, int]:
+        """json_process_value and its contexts, with a stack of the open
+        arrays ([items]) and objects ([table, key]) instead of recursion."""
+        stack: list[list] = []
+        # lua_checkstack's count: json_decode's argument, each open array's
+        # table, each open object's table and key.
+        slots = 1
+        token = self._token(d, 0)
+        while True:
+            kind = token[0]
+            if kind == _ARR_BEGIN or kind == _OBJ_BEGIN:
+                # json_decode_descend
+                need = 2 if kind == _ARR_BEGIN else 3
+                if len(stack) + 1 > self.decode_max_depth or slots + need > LUA_STACK:
+                    raise LibError(
+                        "Found too many nested data structures (%d) at character %d"
+                        % (len(stack) + 1, token[3])
+                    )
+                token = self._token(d, token[3])
+                if kind == _ARR_BEGIN:
+                    if token[0] == _ARR_END:
+                        value = self.lua.table()
+                    else:
+                        stack.append([[]])
+                        slots += 1
+                        continue
+                else:
+                    table = self.lua.table()
+                    if token[0] == _OBJ_END:
+                        value = table
+                    else:
+                        token = self._object_key(d, token)
+                        stack.append([table, token[1]])
+                        slots += 2
+                        token = self._token(d, token[3])
+                        continue
+            elif kind == _STRING or kind == _NUMBER or kind == _BOOLEAN or kind == _NULL:
+                value = token[1]
+            else:
+                self._unexpected("value", token)
+            end = token[3]
+            # the value ends what it is in, or comes before the next one
+            while stack:
+                frame = stack[-1]
+                token = self._token(d, end)
+                if len(frame) == 1:
+                    frame[0].append(value)
+                    if token[0] == _ARR_END:
+                        stack.pop()
+                        slots -= 1
+                        value, end = self.lua.table_from(frame[0]), token[3]
+                        continue
+                    if token[0] != _COMMA:
+                        self._unexpected("comma or array end", token)
+                    token = self._token(d, token[3])
+                else:
+                    frame[0][frame[1]] = value
+                    if token[0] == _OBJ_END:
+                        stack.pop()
+                        slots -= 2
+                        value, end = frame[0], token[3]
+                        continue
+                    if token[0] != _COMMA:
+                        self._unexpected("comma or object end", token)
+                    token = self._object_key(d, self._token(d, token[3]))
+                    frame[1] = token[1]
+                    token = self._token(d, token[3])
+                break
+            else:
+                return value, end
+
+    def _object_key(self, d: bytes, token: _Token) -> _Token:
+        """An object's key and its colon: the key's token, ending past the colon."""
+        if token[0] != _STRING:
+            self._unexpected("object key string", token)
+        colon = self._token(d, token[3])
+        if colon[0] != _COLON:
+            self._unexpected("colon", colon)
+        return (_STRING, token[1], token[2], colon[3])
+
+    # options: each returns the setting now in effect (json_cfg_*)
+    def encode_sparse_array(self, *args: LuaValue) -> tuple:
+        args = _option_args(args, 3, "encode_sparse_array")
+        self.sparse_convert = _enum_option(args, 1, self.sparse_convert, "encode_sparse_array")
+        self.sparse_ratio = _integer_option(args, 2, self.sparse_ratio, "encode_sparse_array", 0, _INT_MAX)
+        self.sparse_safe = _integer_option(args, 3, self.sparse_safe, "encode_sparse_array", 0, _INT_MAX)
+        return (bool(self.sparse_convert), self.sparse_ratio, self.sparse_safe)
+
     def encode_max_depth(self, *args: LuaValue) -> int:
-        if args and args[0] is not None:
-            self.max_depth = int(_num(args[0], "encode_max_depth", 1))
+        args = _option_args(args, 1, "encode_max_depth")
+        self.max_depth = _integer_option(args, 1, self.max_depth, "encode_max_depth", 1, _INT_MAX)
         return self.max_depth
 
     def decode_max_depth_(self, *args: LuaValue) -> int:
-        if args and args[0] is not None:
-            self.decode_max_depth = int(_num(args[0], "decode_max_depth", 1))
+        args = _option_args(args, 1, "decode_max_depth")
+        self.decode_max_depth = _integer_option(
+            args, 1, self.decode_max_depth, "decode_max_depth", 1, _INT_MAX
+        )
         return self.decode_max_depth
 
     def encode_number_precision(self, *args: LuaValue) -> int:
-        if args and args[0] is not None:
-            n = int(_num(args[0], "encode_number_precision", 1))
-            if not 1 <= n <= 14:
-                raise LibError(
-                    "bad argument #1 to 'encode_number_precision' (expected integer between 1 and 14)"
-                )
-            self.precision = n
+        args = _option_args(args, 1, "encode_number_precision")
+        self.precision = _integer_option(args, 1, self.precision, "encode_number_precision", 1, 14)
         return self.precision
 
     def encode_keep_buffer(self, *args: LuaValue) -> bool:
-        return True
+        # (the setting changes nothing a script can see)
+        args = _option_args(args, 1, "encode_keep_buffer")
+        self.keep_buffer = _enum_option(args, 1, self.keep_buffer, "encode_keep_buffer")
+        return bool(self.keep_buffer)
 
-    def encode_sparse_array(self, *args: LuaValue) -> tuple:
-        if len(args) >= 1 and args[0] is not None:
-            self.sparse_convert = bool(args[0])
-        if len(args) >= 2 and args[1] is not None:
-            self.sparse_ratio = int(_num(args[1], "encode_sparse_array", 2))
-        if len(args) >= 3 and args[2] is not None:
-            self.sparse_safe = int(_num(args[2], "encode_sparse_array", 3))
-        return (self.sparse_convert, self.sparse_ratio, self.sparse_safe)
-
-    def encode_invalid_numbers(self, *args: LuaValue) -> bool:
-        if args and args[0] is not None:
-            self.encode_invalid = bool(args[0])
-        return self.encode_invalid
+    def encode_invalid_numbers(self, *args: LuaValue) -> bool | bytes:
+        args = _option_args(args, 1, "encode_invalid_numbers")
+        self.encode_invalid = _enum_option(
+            args, 1, self.encode_invalid, "encode_invalid_numbers", _ENCODE_INVALID
+        )
+        return _ENCODE_INVALID[2] if self.encode_invalid == 2 else bool(self.encode_invalid)
 
     def decode_invalid_numbers(self, *args: LuaValue) -> bool:
-        if args and args[0] is not None:
-            self.decode_invalid = bool(args[0])
-        return self.decode_invalid
+        args = _option_args(args, 1, "decode_invalid_numbers")
+        self.decode_invalid = _enum_option(args, 1, self.decode_invalid, "decode_invalid_numbers")
+        return bool(self.decode_invalid)
+
+
+def cjson_table(lua: LuaValue, null: LuaValue, is_null: LuaValue) -> LuaValue:
+    """lua_cjson_new's table but its ``new`` (the prelude's): the functions,
+    with a configuration of their own, ``null``, ``_NAME`` and ``_VERSION``."""
+    table = lua.table()
+    for name, fn in CJson(lua, null, is_null).functions().items():
+        table[name] = fn
+    table[b"null"] = null
+    table[b"_NAME"] = b"cjson"
+    table[b"_VERSION"] = b"2.1.0"
+    return table
 
 
 # -- bit (LuaBitOp) -----------------------------------------------------------------
 
 
-def _tobit(x: LuaValue, name: str = "tobit", i: int = 1) -> int:
-    v = _num(x, name, i)
-    if type(v) is float:
-        if math.isnan(v) or math.isinf(v):
-            return 0 if math.isnan(v) else 0
-        v = round(v)  # the 2^52+2^51 trick rounds to nearest, ties to even
-    v = int(v) & 0xFFFFFFFF
-    return v - 0x100000000 if v & 0x80000000 else v
+_TOBIT_MAGIC = 6755399441055744.0  # 2^52+2^51
+_DOUBLE = _struct.Struct("<d")
+_LOW_WORD = _struct.Struct("<I")
+
+
+def _barg(args: tuple, i: int, name: str) -> int:
+    """LuaBitOp's barg: argument ``i`` as 32 bits, unsigned: the low word
+    of the double that adding 2^52+2^51 makes of it (lua_tonumber's 0 for
+    what is no number, which then raises)."""
+    value = _arg(args, i)
+    t = type(value)
+    if t is int or t is float:
+        number = value
+    elif t is bytes and (number := _str2d(value)) is not None:
+        pass
+    else:
+        raise LibError(f"bad argument #{i} to '{name}' (number expected, got {type_name(value)})")
+    return _LOW_WORD.unpack_from(_DOUBLE.pack(float(number) + _TOBIT_MAGIC))[0]
 
 
 def _signed(v: int) -> int:
+    """BRET: the 32 bits as a signed number."""
     v &= 0xFFFFFFFF
     return v - 0x100000000 if v & 0x80000000 else v
 
 
 def _bit_functions() -> dict[bytes, LuaValue]:
     def tobit(*a: LuaValue) -> int:
-        return _tobit(_arg(a, 1))
+        return _signed(_barg(a, 1, "tobit"))
 
     def bnot(*a: LuaValue) -> int:
-        return _signed(~_tobit(_arg(a, 1), "bnot"))
+        return _signed(~_barg(a, 1, "bnot"))
 
     def fold(name: str, op):
         def f(*a: LuaValue) -> int:
-            acc = _tobit(_arg(a, 1), name)
-            for i, x in enumerate(a[1:], 2):
-                acc = op(acc, _tobit(x, name, i))
+            acc = _barg(a, 1, name)
+            for i in range(len(a), 1, -1):  # (BIT_OP reads the last argument first)
+                acc = op(acc, _barg(a, i, name))
             return _signed(acc)
 
         return f
 
     def shift(name: str, op):
         def f(*a: LuaValue) -> int:
-            x = _tobit(_arg(a, 1), name) & 0xFFFFFFFF
-            n = _tobit(_arg(a, 2), name, 2) & 31
+            x = _barg(a, 1, name)
+            n = _barg(a, 2, name) & 31
             return _signed(op(x, n))
 
         return f
 
-    def arshift(*a: LuaValue) -> int:
-        x = _tobit(_arg(a, 1), "arshift")
-        n = _tobit(_arg(a, 2), "arshift", 2) & 31
-        return _signed(x >> n)
-
     def tohex(*a: LuaValue) -> bytes:
-        x = _tobit(_arg(a, 1), "tohex") & 0xFFFFFFFF
-        n = 8 if len(a) < 2 or a[1] is None else _tobit(a[1], "tohex", 2)
+        x = _barg(a, 1, "tohex")
+        n = 8 if len(a) < 2 else _signed(_barg(a, 2, "tohex"))
         digits = b"0123456789abcdef"
         if n < 0:
             n = -n
@@ -397,7 +692,7 @@ def _bit_functions() -> dict[bytes, LuaValue]:
         return bytes(out)
 
     def bswap(*a: LuaValue) -> int:
-        x = _tobit(_arg(a, 1), "bswap") & 0xFFFFFFFF
+        x = _barg(a, 1, "bswap")
         return _signed(int.from_bytes(x.to_bytes(4, "little"), "big"))
 
     return {
@@ -408,9 +703,9 @@ def _bit_functions() -> dict[bytes, LuaValue]:
         b"bxor": fold("bxor", lambda a, b: a ^ b),
         b"lshift": shift("lshift", lambda x, n: x << n),
         b"rshift": shift("rshift", lambda x, n: x >> n),
-        b"arshift": arshift,
-        b"rol": shift("rol", lambda x, n: (x << n) | (x >> (32 - n)) if n else x),
-        b"ror": shift("ror", lambda x, n: (x >> n) | (x << (32 - n)) if n else x),
+        b"arshift": shift("arshift", lambda x, n: _signed(x) >> n),
+        b"rol": shift("rol", lambda x, n: (x << n) | (x >> (32 - n))),
+        b"ror": shift("ror", lambda x, n: (x >> n) | (x << (32 - n))),
         b"bswap": bswap,
         b"tohex": tohex,
     }
@@ -504,7 +799,7 @@ def _struct_pack(*args: LuaValue) -> bytes:
             out += _struct.pack(("<" if f.little else ">") + chr(c), float(_num(arg, "pack", i)))
         elif c == ord("s") or c == ord("c"):
             if type(arg) in (int, float):
-                arg = _fmt_g(arg, 14)  # type: ignore[arg-type]
+                arg = _lua_number_text(arg)  # type: ignore[arg-type]
             if type(arg) is not bytes:
                 raise LibError("bad argument #%d to 'pack' (string expected, got %s)" % (i, type_name(arg)))
             if c == ord("s"):
@@ -820,24 +1115,16 @@ FUNCTION_NAMES = frozenset(
 def install(lua: LuaValue) -> LuaValue:
     """A Lua table of library name -> library table, for the prelude."""
     table = lua.table
-    null = lua.eval("setmetatable({}, {__tostring = function() return 'null' end})")
-    cj = CJson(lua, null)
-    cjson = table()
-    for name, fn in {
-        b"encode": cj.encode,
-        b"decode": cj.decode,
-        b"encode_max_depth": cj.encode_max_depth,
-        b"decode_max_depth": cj.decode_max_depth_,
-        b"encode_number_precision": cj.encode_number_precision,
-        b"encode_keep_buffer": cj.encode_keep_buffer,
-        b"encode_sparse_array": cj.encode_sparse_array,
-        b"encode_invalid_numbers": cj.encode_invalid_numbers,
-        b"decode_invalid_numbers": cj.decode_invalid_numbers,
-    }.items():
-        cjson[name] = fn
-    cjson[b"null"] = null
-    cjson[b"_NAME"] = b"cjson"
-    cjson[b"_VERSION"] = b"2.1.0"
+    # Redis's cjson.null is a NULL light userdata; Lua code can make no
+    # light userdata, and newproxy's userdata is the nearest (the prelude
+    # shows it as the light one: its type and tostring).
+    null = lua.eval("newproxy(false)")
+    # (made now: once the prelude has run, Lua code that lupa compiles sees no globals)
+    is_null = lua.eval("function(null) return function(v) return rawequal(v, null) end end")(null)
+    cjson = cjson_table(lua, null, is_null)
+    # (the prelude makes cjson.new of this: a Lua function that wraps the
+    # functions of the table it makes as it wraps the libraries')
+    cjson[b"new"] = lambda *_: cjson_table(lua, null, is_null)
     bit = table()
     for name, fn in _bit_functions().items():
         bit[name] = fn
@@ -855,7 +1142,7 @@ def install(lua: LuaValue) -> LuaValue:
     cmsgpack[b"_VERSION"] = b"lua-cmsgpack 0.4.0"
     for lib in (cjson, bit, struct_, cmsgpack):
         for k, v in lib.items():
-            assert k in FUNCTION_NAMES or type(v) is bytes or _lua_type(v) is not None, k
+            assert k in FUNCTION_NAMES or k == b"new" or type(v) is bytes or _lua_type(v) is not None, k
     modules = table()
     modules[b"cjson"] = cjson
     modules[b"bit"] = bit

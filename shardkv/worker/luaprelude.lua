@@ -206,9 +206,22 @@ do
         local f = rawget(lib, "unpack")
         wrapped[#wrapped + 1] = {lib, "unpack", wrap_named(f), wrap_library(f)}
     end
+    -- cjson.new: a fresh cjson table, its functions wrapped likewise (and
+    -- writable, as lua_cjson_new's own table is).
+    -- (cjson.null is the one userdata no Python callable)
+    local make_cjson, json_null = rawget(libs.modules.cjson, "new"), rawget(libs.modules.cjson, "null")
+    local function cjson_new()
+        local lib = make_cjson()
+        for k, f in pairs(lib) do
+            if type(f) == "userdata" and f ~= json_null then rawset(lib, k, wrap_named(f)) end
+        end
+        rawset(lib, "new", cjson_new)
+        return lib
+    end
+    rawset(libs.modules.cjson, "new", cjson_new)
     for _, lib in pairs(libs.modules) do
         for k, f in pairs(lib) do
-            if type(f) == "userdata" then rawset(lib, k, wrap_named(f)) end
+            if type(f) == "userdata" and f ~= json_null then rawset(lib, k, wrap_named(f)) end
         end
     end
     add(G, "unpack", wrap)
@@ -392,14 +405,19 @@ string_mt.__metatable = protect({__index = rawget(G, "string")})
 
 -- The Python callables are userdata; to scripts they are functions, as
 -- Redis's C functions are, and never show lupa's metatable or Python's repr.
+-- cjson.null is the one other userdata: Redis's NULL light userdata.
 local real_type, real_tostring = type, tostring
+local json_null = rawget(libs.modules.cjson, "null")
 G.type = function(x)
     local t = real_type(x)
-    if t == "userdata" then return "function" end
+    if t == "userdata" and not rawequal(x, json_null) then return "function" end
     return t
 end
 G.tostring = function(x)
-    if real_type(x) == "userdata" then return "function: builtin" end
+    if real_type(x) == "userdata" then
+        if rawequal(x, json_null) then return "userdata: (nil)" end
+        return "function: builtin"
+    end
     return real_tostring(x)
 end
 local real_getmetatable = getmetatable
