@@ -69,8 +69,12 @@ def without_wrapped_tail_calls(dump: bytes) -> bytes:
 _PARAMETER = b"\0parameter"
 _NARROW = frozenset({b"resume", None, _PARAMETER}) | FUNCTION_NAMES
 _WIDE = _NARROW | {b"call", b"pcall"}
+# The globals that the prelude makes Lua functions (Redis's are C
+# functions): a tail call of one of these names is made a plain call too.
+LUA_GLOBALS = frozenset({b"type", b"tostring", b"getmetatable", b"rawset", b"setmetatable"})
 OP_MOVE = 0
 OP_GETUPVAL = 4
+OP_GETGLOBAL = 5
 OP_GETTABLE = 6
 OP_SELF = 11
 _BITRK = 256
@@ -131,12 +135,15 @@ def _callee(words: list[int], pc: int, register: int | None = None) -> int | Non
 def _is_field(i: int | None, strings: dict[int, bytes], keys: frozenset) -> bool:
     """Is instruction ``i`` a GETTABLE (or SELF) of a constant key named in
     ``keys`` (None in ``keys``: or of a computed key, or a call's result;
-    _PARAMETER: or ``i`` is None, a parameter)?"""
+    _PARAMETER: or ``i`` is None, a parameter), or a GETGLOBAL of one of
+    LUA_GLOBALS?"""
     if i is None:
         return _PARAMETER in keys
     op = i & _OPCODE
     if op == OP_CALL:
         return None in keys
+    if op == OP_GETGLOBAL:
+        return strings.get(i >> 14) in LUA_GLOBALS
     if op != OP_GETTABLE and op != OP_SELF:
         return False
     c = (i >> _C_SHIFT) & _C_MASK

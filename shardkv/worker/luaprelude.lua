@@ -138,6 +138,7 @@ end
 -- (luaL_argerror's), '?' when that is no name (pcall called it, or a tail
 -- call, which also loses the line).
 local wrapped = {}  -- {table, key, real function, wrapper}: what engine.widen swaps
+local as_c_function  -- (below) a Lua function whose errors are a C function's
 do
     local real_pcall, match, error = pcall, string.match, error
     local function rethrow(ok, ...)
@@ -232,6 +233,14 @@ do
     end)
     add(coroutine, "wrap", function() return wrapped_cowrap end)
     for _, w in ipairs(wrapped) do rawset(w[1], w[2], w[4]) end
+    as_c_function = function(f, check)
+        -- f after check(...) (which raises as it likes), its errors as f's
+        -- own in the script would be (the prelude's rawset, setmetatable)
+        return function(...)
+            check(...)
+            return keep(rethrow(real_pcall(f, ...)))
+        end
+    end
 end
 -- lupa's C function that calls a Python object (its metatable's __call).
 local pyobject_call = getmetatable(pyraise).__call
@@ -408,33 +417,48 @@ string_mt.__metatable = protect({__index = rawget(G, "string")})
 -- cjson.null is the one other userdata: Redis's NULL light userdata.
 local real_type, real_tostring = type, tostring
 local json_null = rawget(libs.modules.cjson, "null")
-G.type = function(x)
+-- Their errors are the C functions' (luaL_checkany's, at the caller's
+-- line: a tail call of one is a plain call, see luabytecode.py).
+local function value_expected(n)
+    local i = dbg.getinfo(2, "n")
+    error("bad argument #1 to '" .. (i and i.name or "?") .. "' (value expected)", 3)
+end
+G.type = function(...)
+    local x = ...
     local t = real_type(x)
     if t == "userdata" and not rawequal(x, json_null) then return "function" end
+    if x == nil and select("#", ...) == 0 then value_expected() end
     return t
 end
-G.tostring = function(x)
+G.tostring = function(...)
+    local x = ...
     if real_type(x) == "userdata" then
         if rawequal(x, json_null) then return "userdata: (nil)" end
         return "function: builtin"
     end
+    if x == nil and select("#", ...) == 0 then value_expected() end
     return real_tostring(x)
 end
 local real_getmetatable = getmetatable
-G.getmetatable = function(x)
+G.getmetatable = function(...)
+    local x = ...
     if type(x) == "userdata" then return nil end
+    if x == nil and select("#", ...) == 0 then value_expected() end
     return real_getmetatable(x)
 end
 
-G.rawset = function(t, k, v)
+local function writable(t)
     if readonly[t] ~= nil or t == G then error("Attempt to modify a readonly table", 0) end
-    return rawset(t, k, v)
 end
-local real_setmetatable = setmetatable
-G.setmetatable = function(t, mt)
-    if readonly[t] ~= nil or t == G then error("Attempt to modify a readonly table", 0) end
-    return real_setmetatable(t, mt)
-end
+G.rawset = as_c_function(rawset, function(t, k, ...)
+    writable(t)
+    -- (lua_rawset's own errors name no line)
+    if type(t) == "table" and select("#", ...) > 0 then
+        if k == nil then error("table index is nil", 0) end
+        if k ~= k then error("table index is NaN", 0) end
+    end
+end)
+G.setmetatable = as_c_function(setmetatable, writable)
 
 -- Move every global into a hidden table, so that the globals table itself
 -- (what _G, getfenv(0) and every script see) holds nothing and raises.

@@ -1,7 +1,7 @@
 """The libraries Redis loads into scripts, against redis-server: cjson
 (lua_cjson 2.1.0's tokens, errors, option functions, ``cjson.new`` and
 ``cjson.null``) and bit (LuaBitOp's conversion of numbers and its
-argument checks).
+argument checks), and the base functions the sandbox replaces.
 
 Each script runs on redis-server and on shardkv, in RESP3 and RESP2, and
 the replies, errors included, must be equal.  A cjson table keeps its
@@ -271,6 +271,34 @@ BIT = [
 ]
 
 
+# The base functions the prelude replaces with Lua functions (type,
+# tostring, getmetatable, rawset, setmetatable): their errors are the C
+# functions', at the caller's line, a tail call of one included.
+BASE_FUNCTIONS = [
+    "return tostring()",
+    "return type()",
+    "return getmetatable()",
+    "local x = type() return x",
+    "local ty = type return ty()",
+    "return rawset({}, nil, 1)",
+    "return rawset({}, 0/0, 1)",
+    "return rawset({}, 1)",
+    "return rawset(1, 1, 1)",
+    "return rawset()",
+    "return setmetatable(1, {})",
+    "local x = setmetatable({}, 1) return x",
+    "return setmetatable({}, {__metatable = 1}) and setmetatable(setmetatable({}, {__metatable = 1}), {})",
+    "return type(rawset({}, 'a', 1))",
+    "return tostring(setmetatable({}, {__tostring = function() return 'X' end}))",
+    "return rawset(redis, 'x', 1)",
+    "return setmetatable(_G, {})",
+    "return {type(nil), tostring(nil), type(cjson.null), type(redis.call)}",
+    "local t = {} return rawset(t, 'a', 2).a",
+    "return getmetatable('x').__index == string",
+    "local function f() return tostring() end return f()",
+]
+
+
 def test_cjson_decode_tokens_and_errors(same):
     for script in CJSON_DECODE:
         same("EVAL", script, 0)
@@ -293,4 +321,9 @@ def test_cjson_null_is_a_userdata(same):
 
 def test_bit_arguments_and_conversions(same):
     for script in BIT:
+        same("EVAL", script, 0)
+
+
+def test_base_functions_the_prelude_replaces(same):
+    for script in BASE_FUNCTIONS:
         same("EVAL", script, 0)

@@ -137,6 +137,28 @@ def test_wrapped_tail_calls(lua):
     assert load(lua, without_wrapped_tail_calls(dump(lua, SOURCE)))() == load(lua, dump(lua, SOURCE))()
 
 
+def test_tail_calls_of_the_prelude_s_globals(lua):
+    """A tail call of a global the prelude makes a Lua function (type,
+    tostring, rawset...), directly or through a local, keeps its frame; one
+    of another global stays a tail call."""
+    from shardkv.worker.luabytecode import without_wrapped_tail_calls
+
+    source = (
+        b"tostring = function() error('x') end; other = tostring\n"
+        b"local function direct() return tostring() end\n"
+        b"local function held() local f = tostring; return f() end\n"
+        b"local function another() return other() end\n"
+        b"return direct, held, another"
+    )
+    traceback = lua.eval("function(f) return select(2, xpcall(f, debug.traceback)) end")
+    before = dump(lua, source)
+    assert all(b"chunk:2:" not in traceback(f) for f in load(lua, before)()[:1])
+    direct, held, another = load(lua, without_wrapped_tail_calls(before))()
+    assert b"chunk:2:" in traceback(direct)
+    assert b"chunk:3:" in traceback(held)
+    assert b"chunk:4:" not in traceback(another)
+
+
 def test_call_fields_held_by_upvalues(lua):
     """A nested function's tail call of an upvalue that holds a ``call``
     field (``local f = redis.call; local function g() return f() end``)
