@@ -69,6 +69,7 @@ def local_handlers() -> dict[str, LocalHandler]:
         "slowlog": slowlog.slowlog,
         "latency": latency.latency,
         "memory": memory.memory,
+        "cluster": server.cluster,
         # generic
         "wait": generic.wait,
         "scan": generic.scan,

@@ -262,6 +262,7 @@ function | 7.0.0 | A container for function commands |
 slowlog | 2.2.12 | A container for slow log commands |
 latency | 2.8.13 | A container for latency diagnostics commands |
 memory | 4.0.0 | A container for memory diagnostics commands |
+cluster | 3.0.0 | A container for cluster commands |
 """
 
 # container|sub | since | arity | flags | summary | syntax (after the subcommand)
@@ -336,6 +337,33 @@ slowlog|get | 2.2.12 | -2 | admin,loading,stale | Get the slow log's entries | [
 slowlog|len | 2.2.12 | 2 | admin,loading,stale | Get the slow log's length |
 slowlog|reset | 2.2.12 | 2 | admin,loading,stale | Clear all entries from the slow log |
 slowlog|help | 6.2.0 | 2 | loading,stale | Show helpful text about the different subcommands |
+cluster|addslots | 3.0.0 | -3 | admin,stale,no_async_loading | Assign new hash slots to receiving node | slot:integer ...
+cluster|addslotsrange | 7.0.0 | -4 | admin,stale,no_async_loading | Assign new hash slots to receiving node | start-slot_end-slot=(start-slot:integer end-slot:integer) ...
+cluster|bumpepoch | 3.0.0 | 2 | admin,stale,no_async_loading | Advance the cluster config epoch |
+cluster|count-failure-reports | 3.0.0 | 3 | admin,stale | Return the number of failure reports active for a given node | node-id
+cluster|countkeysinslot | 3.0.0 | 3 | stale | Return the number of local keys in the specified hash slot | slot:integer
+cluster|delslots | 3.0.0 | -3 | admin,stale,no_async_loading | Set hash slots as unbound in receiving node | slot:integer ...
+cluster|delslotsrange | 7.0.0 | -4 | admin,stale,no_async_loading | Set hash slots as unbound in receiving node | start-slot_end-slot=(start-slot:integer end-slot:integer) ...
+cluster|failover | 3.0.0 | -2 | admin,stale,no_async_loading | Forces a replica to perform a manual failover of its master. | options=[FORCE | TAKEOVER]
+cluster|flushslots | 3.0.0 | 2 | admin,stale,no_async_loading | Delete a node's own slots information |
+cluster|forget | 3.0.0 | 3 | admin,stale,no_async_loading | Remove a node from the nodes table | node-id
+cluster|getkeysinslot | 3.0.0 | 4 | stale | Return local key names in the specified hash slot | slot:integer count:integer
+cluster|help | 5.0.0 | 2 | loading,stale | Show helpful text about the different subcommands |
+cluster|info | 3.0.0 | 2 | stale | Provides info about Redis Cluster node state |
+cluster|keyslot | 3.0.0 | 3 | stale | Returns the hash slot of the specified key | key:string
+cluster|links | 7.0.0 | 2 | stale | Returns a list of all TCP links to and from peer nodes in cluster |
+cluster|meet | 3.0.0 | -4 | admin,stale,no_async_loading | Force a node cluster to handshake with another node | ip port:integer [cluster_bus_port:integer]
+cluster|myid | 3.0.0 | 2 | stale | Return the node id |
+cluster|nodes | 3.0.0 | 2 | stale | Get Cluster config for the node |
+cluster|replicas | 5.0.0 | 3 | admin,stale | List replica nodes of the specified master node | node-id
+cluster|replicate | 3.0.0 | 3 | admin,stale,no_async_loading | Reconfigure a node as a replica of the specified master node | node-id
+cluster|reset | 3.0.0 | -2 | admin,noscript,stale | Reset a Redis Cluster node | hard_soft=[HARD | SOFT]
+cluster|saveconfig | 3.0.0 | 2 | admin,stale,no_async_loading | Forces the node to save cluster state on disk |
+cluster|set-config-epoch | 3.0.0 | 3 | admin,stale,no_async_loading | Set the configuration epoch in a new node | config-epoch:integer
+cluster|setslot | 3.0.0 | -4 | admin,stale,no_async_loading | Bind a hash slot to a specific node | slot:integer subcommand=(IMPORTING node-id | MIGRATING node-id | NODE node-id | STABLE)
+cluster|shards | 7.0.0 | 2 | stale | Get array of cluster slots to node mappings |
+cluster|slaves | 3.0.0 | 3 | admin,stale | List replica nodes of the specified master node | node-id
+cluster|slots | 3.0.0 | 2 | stale | Get array of Cluster slot to node mappings |
 latency|doctor | 2.8.13 | 2 | admin,noscript,loading,stale | Return a human readable latency analysis report. |
 latency|graph | 2.8.13 | 3 | admin,noscript,loading,stale | Return a latency graph for the event. | event
 latency|help | 2.8.13 | 2 | loading,stale | Show helpful text about the different subcommands. |

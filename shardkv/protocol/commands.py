@@ -77,6 +77,7 @@ wait               3     noscript                          -        local  -    
 slowlog            -2    -                                 -        local  -      server
 latency            -2    -                                 -        local  -      server
 memory             -2    -                                 2,2,1    local  -      server
+cluster            -2    -                                 -        local  -      cluster
 # -- keyspace
 keys               2     readonly                          -        all    concat generic
 scan               -2    readonly                          -        local  -      generic

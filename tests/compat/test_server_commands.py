@@ -273,7 +273,7 @@ def test_command_info_matches_redis(ports):
 KNOWN_EXTRA_FLAGS = {b"stale", b"admin", b"readonly", b"pubsub", b"loading"}
 
 
-@pytest.mark.parametrize("container", ["client", "config", "command", "object", "pubsub"])
+@pytest.mark.parametrize("container", ["client", "config", "command", "object", "pubsub", "cluster"])
 def test_subcommand_flags_match_redis(ports, container):
     """Each subcommand's own flags (MONITOR hides the admin ones), as
     COMMAND INFO reports them in its subcommands element."""
@@ -341,6 +341,44 @@ def test_command_info_key_specs_match_redis(ports):
                 assert m[8] == t[8], name
         real.close()
         ours.close()
+
+
+def test_cluster_is_disabled(compare_plain):
+    """CLUSTER exists, as in a redis-server with cluster support disabled:
+    each subcommand answers that, after the checks of the subcommand and
+    its arity, in a transaction and in a script too; and COMMAND LIST
+    FILTERBY PATTERN finds its subcommands."""
+    compare = compare_plain
+    for args in (
+        ["HELP"],
+        ["INFO"],
+        ["KEYSLOT", "foo"],
+        ["COUNTKEYSINSLOT", "1"],
+        ["SLOTS"],
+        ["RESET", "HARD"],
+        ["nosuch"],
+        ["INFO", "x"],
+        ["KEYSLOT"],
+    ):
+        compare("CLUSTER", *args)
+    compare("CLUSTER")
+    compare("EVAL", "return redis.pcall('cluster', 'info')", "0")
+    compare("EVAL", "return redis.pcall('cluster', 'reset')", "0")
+    compare("EVAL", "return redis.pcall('cluster', 'nosuch')", "0")
+    assert compare("COMMAND", "LIST", "FILTERBY", "PATTERN", "cl*help", unordered=True) == [
+        b"client|help",
+        b"cluster|help",
+    ]
+
+
+def test_cluster_in_a_transaction(ports):
+    for port in (ports["redis"], ports["shardkv"]):
+        c = plain(port, 2)
+        p = c.pipeline(transaction=True)
+        p.execute_command("CLUSTER", "INFO")
+        (result,) = p.execute(raise_on_error=False)
+        assert str(result) == "This instance has cluster support disabled"
+        c.close()
 
 
 def test_command_getkeysandflags(compare_plain):

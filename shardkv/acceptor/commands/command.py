@@ -125,6 +125,21 @@ _SUBCOMMAND_TIPS = {
     "function|kill": ["request_policy:all_shards", "response_policy:one_succeeded"],
     "function|stats": ["nondeterministic_output", "request_policy:all_shards", "response_policy:special"],
     "function|list": ["nondeterministic_output_order"],
+    **dict.fromkeys(
+        (
+            "cluster|bumpepoch",
+            "cluster|count-failure-reports",
+            "cluster|getkeysinslot",
+            "cluster|info",
+            "cluster|links",
+            "cluster|nodes",
+            "cluster|replicas",
+            "cluster|shards",
+            "cluster|slaves",
+            "cluster|slots",
+        ),
+        ["nondeterministic_output"],
+    ),
 }
 
 

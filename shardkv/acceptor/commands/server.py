@@ -1,5 +1,5 @@
-"""The server commands the acceptor answers: INFO, TIME, SWAPDB, DEBUG and
-MONITOR (COMMAND and CONFIG have modules of their own; LASTSAVE and
+"""The server commands the acceptor answers: INFO, TIME, SWAPDB, DEBUG,
+MONITOR and CLUSTER (COMMAND and CONFIG have modules of their own; LASTSAVE and
 SHUTDOWN are in :mod:`shardkv.acceptor.durability`, SLOWLOG, LATENCY and
 MEMORY in modules of those names).
 
@@ -131,6 +131,17 @@ def debug(client: Client, args: list) -> None:
         raise CommandError(
             "ERR DEBUG subcommand not supported by shardkv: {}".format(args[1].decode("latin-1"))
         )
+
+
+def cluster(client: Client, args: list) -> None:
+    """CLUSTER subcommand [argument ...]
+
+    shardkv is one server, not a node of a Redis Cluster: every subcommand
+    gets the answer of a redis-server whose ``cluster-enabled`` is ``no``
+    (HELP included).  The dispatch has checked the subcommand and its
+    arity, as Redis does before this error.
+    """
+    client.reply_error(errors.CLUSTER_DISABLED)
 
 
 def _strtod(arg: bytes) -> float:
