@@ -16,17 +16,40 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import pytest
 import redis
 
 from tests.support.resp import ErrorReply, RespClient
-from tests.support.servers import start_redis, start_shardkv
+from tests.support.servers import ServerProcess, start_redis, start_shardkv
 
 pytestmark = pytest.mark.slow
 
+T = TypeVar("T")
+
 WAIT = 20.0  # seconds for what must happen (a generous bound, not a timing check)
 LOOP = "#!lua flags=no-writes\nwhile true do end"
+
+
+def on_redis(scenario: Callable[[int], T], *flags: str) -> T:
+    """What ``scenario`` (given the port) gives on a fresh redis-server."""
+    server = start_redis(*flags)
+    try:
+        return scenario(server.port)
+    finally:
+        server.stop()
+
+
+def on_shardkv(scenario: Callable[[ServerProcess], T], *flags: str, acceptors: int) -> T:
+    """What ``scenario`` (given the server) gives on a fresh shardkv of 2
+    shards and ``acceptors`` acceptors."""
+    server = start_shardkv(*flags, shards=2, acceptors=acceptors)
+    try:
+        return scenario(server)
+    finally:
+        server.stop()
 
 
 def run_busy_script(port: int) -> threading.Thread:
@@ -87,17 +110,15 @@ def expire_after_pause_ends_while_busy(port: int) -> int:
 
 @pytest.mark.parametrize("acceptors", [1, 2])
 def test_active_expiry_resumes_when_a_pause_ends_while_a_script_is_busy(acceptors: int) -> None:
-    redis_server = start_redis("--busy-reply-threshold", "100")
-    try:
-        assert expire_after_pause_ends_while_busy(redis_server.port) == 0
-    finally:
-        redis_server.stop()
-    server = start_shardkv("--busy-reply-threshold", "100", shards=2, acceptors=acceptors)
-    try:
-        assert expire_after_pause_ends_while_busy(server.port) == 0
+    flags = ("--busy-reply-threshold", "100")
+    assert on_redis(expire_after_pause_ends_while_busy, *flags) == 0
+
+    def expire(server: ServerProcess) -> int:
+        left = expire_after_pause_ends_while_busy(server.port)
         assert server.proc.poll() is None
-    finally:
-        server.stop()
+        return left
+
+    assert on_shardkv(expire, *flags, acceptors=acceptors) == 0
 
 
 def events_after_a_subscriber_left_while_busy(port: int) -> list:
@@ -135,17 +156,10 @@ def events_after_a_subscriber_left_while_busy(port: int) -> list:
 @pytest.mark.parametrize("acceptors", [1, 2])
 def test_events_after_a_subscriber_left_while_a_script_was_busy(acceptors: int) -> None:
     flags = ("--busy-reply-threshold", "100", "--notify-keyspace-events", "KEA")
-    redis_server = start_redis(*flags)
-    try:
-        expected = events_after_a_subscriber_left_while_busy(redis_server.port)
-    finally:
-        redis_server.stop()
+    expected = on_redis(events_after_a_subscriber_left_while_busy, *flags)
     assert expected == [(b"__keyevent@0__:set", b"{b}x"), (b"__keyevent@0__:set", b"other")]
-    server = start_shardkv(*flags, shards=2, acceptors=acceptors)
-    try:
-        assert events_after_a_subscriber_left_while_busy(server.port) == expected
-    finally:
-        server.stop()
+    got = on_shardkv(lambda s: events_after_a_subscriber_left_while_busy(s.port), *flags, acceptors=acceptors)
+    assert got == expected
 
 
 # -- every client's commands get -BUSY, whatever their shard ----------------------
@@ -235,11 +249,7 @@ def test_every_command_gets_busy_while_a_script_is_busy(acceptors: int, queued_f
     being queued then aborts at EXEC; so does shardkv, for clients of any
     acceptor, whatever shard the script runs on (it answered +QUEUED and a
     GET's value for keys of the other shard)."""
-    redis_server = start_redis()
-    try:
-        expected = multi_and_script_timeout(redis_server.port, 1, queued_first)
-    finally:
-        redis_server.stop()
+    expected = on_redis(lambda port: multi_and_script_timeout(port, 1, queued_first))
     assert expected == [
         *([b"OK", b"QUEUED"] if queued_first else []),
         "BUSY",
@@ -254,11 +264,8 @@ def test_every_command_gets_busy_while_a_script_is_busy(acceptors: int, queued_f
         b"asdf",
         None,
     ]
-    server = start_shardkv(shards=2, acceptors=acceptors)
-    try:
-        assert multi_and_script_timeout(server.port, acceptors, queued_first) == expected
-    finally:
-        server.stop()
+    got = on_shardkv(lambda s: multi_and_script_timeout(s.port, acceptors, queued_first), acceptors=acceptors)
+    assert got == expected
 
 
 # -- the script's own client waits for it ------------------------------------------
@@ -334,11 +341,7 @@ def callers_commands_while_busy(port: int, acceptors: int, how: str = "eval") ->
 def test_the_scripts_own_client_waits_for_it(acceptors: int, how: str) -> None:
     """shardkv answered -BUSY to the script's own client (and ran its SCRIPT
     KILL, which killed its own script)."""
-    redis_server = start_redis()
-    try:
-        expected = callers_commands_while_busy(redis_server.port, 1, how)
-    finally:
-        redis_server.stop()
+    expected = on_redis(lambda port: callers_commands_while_busy(port, 1, how))
     script_reply = [b"ERR"] if how == "exec" else "ERR"
     assert expected == [
         *([b"OK", b"QUEUED"] if how == "exec" else []),
@@ -351,11 +354,8 @@ def test_the_scripts_own_client_waits_for_it(acceptors: int, how: str) -> None:
         [b"1", b"2"],
         [b"1", b"2"],
     ]
-    server = start_shardkv(shards=2, acceptors=acceptors)
-    try:
-        assert callers_commands_while_busy(server.port, acceptors, how) == expected
-    finally:
-        server.stop()
+    got = on_shardkv(lambda s: callers_commands_while_busy(s.port, acceptors, how), acceptors=acceptors)
+    assert got == expected
 
 
 # -- a write sent during CLIENT PAUSE while a script is busy -------------------------
@@ -386,17 +386,9 @@ def paused_write_while_busy(port: int, acceptors: int) -> list:
 @pytest.mark.parametrize("acceptors", [1, 2])
 def test_a_paused_write_gets_busy_while_a_script_is_busy(acceptors: int) -> None:
     """shardkv postponed the write until the pause ended."""
-    redis_server = start_redis()
-    try:
-        expected = paused_write_while_busy(redis_server.port, 1)
-    finally:
-        redis_server.stop()
+    expected = on_redis(lambda port: paused_write_while_busy(port, 1))
     assert expected == [b"OK", "BUSY", "BUSY", b"OK", "ERR", b"OK", b"OK"]
-    server = start_shardkv(shards=2, acceptors=acceptors)
-    try:
-        assert paused_write_while_busy(server.port, acceptors) == expected
-    finally:
-        server.stop()
+    assert on_shardkv(lambda s: paused_write_while_busy(s.port, acceptors), acceptors=acceptors) == expected
 
 
 # -- a subscribed RESP2 client is refused before the busy and pause checks --------
@@ -436,14 +428,7 @@ def subscribed_client_while_busy_or_paused(port: int, acceptors: int) -> list:
 @pytest.mark.parametrize("acceptors", [1, 2])
 def test_a_subscribed_client_is_refused_before_the_busy_and_pause_checks(acceptors: int) -> None:
     """shardkv postponed the write and answered the GET -BUSY."""
-    redis_server = start_redis()
-    try:
-        expected = subscribed_client_while_busy_or_paused(redis_server.port, 1)
-    finally:
-        redis_server.stop()
+    expected = on_redis(lambda port: subscribed_client_while_busy_or_paused(port, 1))
     assert expected == [[b"subscribe", b"ch", 1], b"OK", "ERR", b"OK", "ERR", b"OK", "ERR", b"1", b"1"]
-    server = start_shardkv(shards=2, acceptors=acceptors)
-    try:
-        assert subscribed_client_while_busy_or_paused(server.port, acceptors) == expected
-    finally:
-        server.stop()
+    got = on_shardkv(lambda s: subscribed_client_while_busy_or_paused(s.port, acceptors), acceptors=acceptors)
+    assert got == expected

@@ -70,12 +70,13 @@ def test_a_large_frame_in_pieces(pipe):
     sender.join(10)
 
 
-def test_wait_raises_eof_when_the_acceptor_has_gone(pipe):
+@pytest.mark.parametrize(("read", "period"), [("wait", 5.0), ("recv", 0.02)])
+def test_wait_and_recv_raise_eof_when_the_acceptor_has_gone(pipe, read, period):
     reader, acceptor = pipe
-    reader.set_period(5.0)
+    reader.set_period(period)
     acceptor.close()
     with pytest.raises(EOFError):
-        reader.wait()
+        getattr(reader, read)()
 
 
 def test_recv_waits_past_its_period_for_a_frame_in_pieces(pipe):
@@ -100,11 +101,3 @@ def test_recv_waits_past_its_period_for_a_frame_in_pieces(pipe):
         assert reader.recv() == payload
     finally:
         writer.join()
-
-
-def test_recv_sees_the_end_of_the_pipe(pipe):
-    reader, acceptor = pipe
-    reader.set_period(0.02)
-    acceptor.close()
-    with pytest.raises(EOFError):
-        reader.recv()
