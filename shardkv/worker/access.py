@@ -17,7 +17,11 @@ every object:
 
 An *access* is any lookup of the key (:meth:`Keyspace.lookup`,
 :meth:`~Keyspace.lookup_raw`: Redis's ``lookupKey``), or a write of its
-value (:meth:`~Keyspace.store`).  The lookups Redis makes with
+value (:meth:`~Keyspace.store`: Redis's ``setKey`` looks the key up), but
+for a command that looked the key up first and then replaces it (INCR,
+APPEND, SETRANGE, SETBIT, PFADD..., ``store(counted=True)``): as Redis
+keeps the object's counter when it changes it in place or overwrites it
+(``dbOverwrite``), that is one access, not two.  The lookups Redis makes with
 ``LOOKUP_NOTOUCH`` (TYPE, EXISTS, TTL and its kin, OBJECT, SCAN's TYPE
 filter) use :meth:`Keyspace.peek`, as does the shard's own bookkeeping
 (WATCH, the AOF's records, a key's export to another shard, the
@@ -142,11 +146,16 @@ def install_lfu(ks: Keyspace) -> None:
 
         return lookup
 
-    def store(key: bytes, value: object, keepttl: bool = False, quiet: bool = False) -> None:
+    def store(
+        key: bytes, value: object, keepttl: bool = False, quiet: bool = False, counted: bool = False
+    ) -> None:
         clocks = ks.clocks
         entry = clocks.get(key)
         base_store(key, value, keepttl, quiet)
-        clocks[key] = lfu_touch(entry, ks.now // 60000)
+        if counted and entry is not None:
+            clocks[key] = entry  # (the lookup counted it: dbOverwrite keeps the counter)
+        else:
+            clocks[key] = lfu_touch(entry, ks.now // 60000)
 
     ks.lookup = counting(ks.peek)  # type: ignore[method-assign]
     ks.lookup_raw = counting(ks.peek_raw)  # type: ignore[method-assign]

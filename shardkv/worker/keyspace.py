@@ -402,9 +402,15 @@ class Keyspace:
 
     # -- writing ----------------------------------------------------------
 
-    def store(self, key: bytes, value: object, keepttl: bool = False, quiet: bool = False) -> None:
+    def store(
+        self, key: bytes, value: object, keepttl: bool = False, quiet: bool = False, counted: bool = False
+    ) -> None:
         """Set ``key`` to ``value``, dropping any TTL unless ``keepttl``.
-        ``quiet``: not a change for WATCH (BITFIELD's room for a write that failed)."""
+        ``quiet``: not a change for WATCH (BITFIELD's room for a write that failed).
+        ``counted``: the command's lookup of the key was its access (INCR,
+        APPEND...: Redis's lookupKeyWrite, then the object changed in place
+        or dbOverwrite, which keeps the old object's LFU counter); otherwise
+        the store is the access (Redis's setKey looks the key up)."""
         slot = key_slot(key) if LBRACE in key else crc_hqx(key, 0) & 16383  # slot_of, inline
         self.data[slot][key] = value
         self.clocks[key] = self.now  # an access (see shardkv.worker.access)

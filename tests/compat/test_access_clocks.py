@@ -124,6 +124,46 @@ def test_freq_counts_accesses(lfu):
         compare("OBJECT", "FREQ", key)
 
 
+# Commands that look their key up and then write it: Redis counts the lookup
+# and keeps the counter when it changes the value in place or overwrites it
+# (dbOverwrite), one access; SET looks the key up once more with GET, and
+# GETSET reads it and then sets it (setKey's lookup), two.
+READ_THEN_WRITE = [
+    ("SET", "k", "another value", "XX"),
+    ("SET", "k", "another value", "NX"),
+    ("SET", "k", "some value", "EX", "1000"),
+    ("SET", "k", "some value", "GET"),
+    ("SETNX", "k", "x"),
+    ("SET", "k", "12345678901"),  # (no small integer: Redis shares those)
+    ("INCR", "k"),
+    ("DECRBY", "k", "3"),
+    ("INCRBYFLOAT", "k", "1.5"),
+    ("APPEND", "k", "xyz"),
+    ("SETRANGE", "k", "1", "ab"),
+    ("SETRANGE", "k", "1", ""),
+    ("GETSET", "k", "some value"),
+    ("SETEX", "k", "1000", "some value"),
+    ("SETBIT", "b", "1", "1"),
+    ("SETBIT", "b", "9", "1"),
+    ("BITFIELD", "b", "SET", "u8", "0", "5"),
+    ("BITFIELD", "b", "INCRBY", "u8", "0", "1"),
+    ("PFADD", "p", "a"),
+    ("PFADD", "p", "b"),
+    ("PFCOUNT", "p"),
+    ("PFMERGE", "p", "p"),
+    ("INCRBY", "n", "100000"),  # (a new key)
+    ("APPEND", "m", "xyz"),  # (a new key)
+]
+
+
+def test_read_then_write_commands_count_their_accesses(lfu):
+    compare = lfu
+    compare("SET", "k", "some value")
+    for command in READ_THEN_WRITE:
+        compare(*command)
+        compare("OBJECT", "FREQ", command[1])
+
+
 def test_restore_freq_and_the_clock_rename_and_move_carry(lfu):
     compare = lfu
     compare("SET", "src", "some value")

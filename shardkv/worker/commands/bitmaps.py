@@ -48,7 +48,7 @@ def setbit(ks: Keyspace, args: list[bytes]) -> object:
     was = 1 if buf[index] & mask else 0
     if grown or was != on:  # as Redis 7.0: an unchanged string is not written
         buf[index] = buf[index] | mask if on else buf[index] & ~mask
-        ks.store(key, buf, keepttl=True)
+        ks.store(key, buf, keepttl=True, counted=True)
     else:
         ks.unchanged = True  # not a change: not dirty, not logged
     return was
@@ -321,7 +321,7 @@ def _bitfield(ks: Keyspace, args: list[bytes], read_only: bool) -> list:
         # changed its field or the string grew; one that failed does not.
         changed = changed or (reply is not None and (field_changed or grown))
     if changed or grown:  # (a string grown for writes that all failed stays grown, quietly)
-        ks.store(key, buf, keepttl=True, quiet=not changed)
+        ks.store(key, buf, keepttl=True, quiet=not changed, counted=True)
     if not changed and not grown:
         ks.unchanged = True  # not a change: not dirty, not logged
     return replies

@@ -103,7 +103,7 @@ def pfadd(ks: Keyspace, args: list[bytes]) -> object:
     except Corrupted:
         raise CommandError(errors.HLL_CORRUPTED) from None
     if created or changed:
-        ks.store(key, _invalidated(new), keepttl=True)
+        ks.store(key, _invalidated(new), keepttl=True, counted=True)
         return 1
     return 0
 
@@ -136,7 +136,7 @@ def pfcount(ks: Keyspace, args: list[bytes]) -> object:
             raise CommandError(errors.HLL_CORRUPTED) from None
         # The cache is part of the value: Redis writes it, as a change, and
         # propagates the PFCOUNT (see record_pfcount).
-        ks.store(key, hllcore.with_count(value, card), keepttl=True)
+        ks.store(key, hllcore.with_count(value, card), keepttl=True, counted=True)
         _CACHE_WRITTEN[0] = True
     return card
 
@@ -176,7 +176,7 @@ def pfmerge(ks: Keyspace, args: list[bytes]) -> object:
         value = value[:HEADER] + hllcore.array_to_dense(np.maximum(regs, top))
     else:
         value = _merge_sparse(value, top, sparse_max_bytes(ks))
-    ks.store(dest, _invalidated(value), keepttl=True)
+    ks.store(dest, _invalidated(value), keepttl=True, counted=True)
     return "OK"
 
 
@@ -224,7 +224,7 @@ def pfdebug(ks: Keyspace, args: list[bytes]) -> object:
         converted = False
         if value[4] == SPARSE:
             value = _dense(value)
-            ks.store(key, value, keepttl=True, quiet=True)  # Redis signals no change here
+            ks.store(key, value, keepttl=True, quiet=True, counted=True)  # Redis signals no change here
             converted = True
         if name == b"todense":
             return 1 if converted else 0

@@ -99,7 +99,8 @@ def set_(ks: Keyspace, args: list[bytes]) -> object:
         old = ks.lookup(key)
     if (nx and old is not None) or (xx and old is None):
         return old if get else None
-    ks.store(key, args[2], keepttl=keepttl)
+    # (with GET, Redis looks the key up twice: to read it, and to write it)
+    ks.store(key, args[2], keepttl=keepttl, counted=not get)
     if when is not None:
         ks.set_expire(key, when)
     return old if get else OK
@@ -109,7 +110,7 @@ def setnx(ks: Keyspace, args: list[bytes]) -> object:
     """SETNX key value"""
     if ks.lookup(args[1]) is not None:
         return 0
-    ks.store(args[1], args[2])
+    ks.store(args[1], args[2], counted=True)
     return 1
 
 
@@ -181,7 +182,7 @@ def append(ks: Keyspace, args: list[bytes]) -> object:
         return len(args[2])
     check_length(ks, len(buf) + len(args[2]))
     buf += args[2]
-    ks.store(key, buf, keepttl=True)
+    ks.store(key, buf, keepttl=True, counted=True)
     return len(buf)
 
 
@@ -202,7 +203,7 @@ def _incr(ks: Keyspace, key: bytes, by: int) -> int:
     new = current + by
     if new > LLONG_MAX or new < LLONG_MIN:
         raise CommandError(errors.OVERFLOW)
-    ks.store(key, b"%d" % new, keepttl=True)
+    ks.store(key, b"%d" % new, keepttl=True, counted=True)
     return new
 
 
@@ -233,7 +234,7 @@ def incrbyfloat(ks: Keyspace, args: list[bytes]) -> object:
     """INCRBYFLOAT key increment"""
     key = args[1]
     text = incr_by_float(get_string(ks, key), args[2])
-    ks.store(key, text, keepttl=True)
+    ks.store(key, text, keepttl=True, counted=True)
     return text
 
 
@@ -279,7 +280,7 @@ def setrange(ks: Keyspace, args: list[bytes]) -> object:
     if len(buf) < end:
         buf.extend(bytes(end - len(buf)))
     buf[offset:end] = piece
-    ks.store(key, buf, keepttl=True)
+    ks.store(key, buf, keepttl=True, counted=True)
     return len(buf)
 
 
