@@ -9,7 +9,11 @@ blocked client's input.
 
 Keys on one shard (the usual case)
     The command goes to that shard with a fresh *token* in its entry
-    header.  The worker replies at once (an empty body if it blocked); a
+    header, and its *stamp* (``time.monotonic_ns()`` now, when the
+    acceptor runs it) after its arguments: the worker keeps each key's
+    waiters in the order of the stamps, so clients blocked through
+    different acceptors are served in the order they blocked
+    (``wire.FLAG_STAMP``).  The worker replies at once (an empty body if it blocked); a
     blocked command's reply comes later in a ``W`` frame for its token,
     which :attr:`ShardLink.blocked` hands to the command's
     :class:`_OneShard`.  If the client disconnects first, ``X<token>``
@@ -28,7 +32,9 @@ Keys on several shards
     Only step (1) pops, so an element is popped once, for this client.
     Unlike a single-shard waiter, such a client has no place in a key's
     queue of waiters: a client blocked on that key alone, on the same shard,
-    may take the element first (then this one waits again).
+    may take the element first (then this one waits again).  Its
+    ``__bwait`` entries carry the stamp of its first run, so they are notified
+    in the order the clients blocked.
 
 Either way the client's later commands are held from the start, but it
 counts as blocked (INFO's ``blocked_clients``, CLIENT LIST's ``b``) only
@@ -128,7 +134,7 @@ _tokens = itertools.count(1)
 WAITING: dict[int, _OneShard | _CrossShard | _NoReplicas] = {}
 
 
-def block(client: Client, cmd: Command, args: list[bytes], raw: bytes | None, keys: list[bytes]) -> None:
+def block(client: Client, cmd: Command, args: list[bytes], keys: list[bytes]) -> None:
     """Run a blocking command for ``client`` (``keys`` is never empty)."""
     timed = _has_timeout(cmd, args)
     shard_of = client.server.shard_of
@@ -137,7 +143,7 @@ def block(client: Client, cmd: Command, args: list[bytes], raw: bytes | None, ke
         if shard_of(key) != first:
             _CrossShard(client, cmd, args, keys, timed)
             return
-    _OneShard(client, first, args, raw, timed)
+    _OneShard(client, first, args, timed)
 
 
 def _has_timeout(cmd: Command, args: list[bytes]) -> bool:
@@ -180,7 +186,7 @@ class _OneShard:
 
     __slots__ = ("client", "slot", "link", "token", "done", "timed")
 
-    def __init__(self, client: Client, shard: int, args: list[bytes], raw: bytes | None, timed: bool) -> None:
+    def __init__(self, client: Client, shard: int, args: list[bytes], timed: bool) -> None:
         self.client = client
         self.timed = timed
         self.slot = Slot(client)
@@ -191,8 +197,10 @@ class _OneShard:
         self.link = link = client.server.links[shard]
         if link.up:
             link.blocked[token] = self
-        header = wire.entry_header(wire.FLAG_RESP3 if client.resp3 else 0, token, client.db)
-        link.send(header, raw if raw is not None else encode_command(args), self)
+        flags = wire.FLAG_STAMP | (wire.FLAG_RESP3 if client.resp3 else 0)
+        link.send(
+            wire.entry_header(flags, token, client.db), wire.stamped_command(args, time.monotonic_ns()), self
+        )
 
     def deliver(self, body: bytes) -> None:
         if self.done:
@@ -388,6 +396,7 @@ class _CrossShard:
         WAITING[self.token] = self
         self.done = False
         self.started = time.monotonic()
+        self.stamp = time.monotonic_ns()  # its place among each key's waiters (wire.FLAG_STAMP)
         self.stream = cmd.name in STREAM_READS
         self.read_only = cmd.name == "xread"
         self.resolved = False
@@ -529,10 +538,11 @@ class _CrossShard:
                 link.blocked[notify.token] = notify
             if self.stream:
                 pairs = [x for key in keys for x in (key, ids[key])]
-                command = encode_command([Verb.BWAIT, name, self.timeout, elapsed, self.group, *pairs])  # type: ignore[list-item]  # set: BLOCK was given
+                bwait = [Verb.BWAIT, name, self.timeout, elapsed, self.group, *pairs]
             else:
-                command = encode_command([Verb.BWAIT, name, self.timeout, elapsed, *keys])  # type: ignore[list-item]  # a blocking command's timeout
-            link.send(wire.entry_header(0, notify.token, self.client.db), command, notify)
+                bwait = [Verb.BWAIT, name, self.timeout, elapsed, *keys]
+            command = wire.stamped_command(bwait, self.stamp)  # type: ignore[arg-type]  # timeout and group are set
+            link.send(wire.entry_header(wire.FLAG_STAMP, notify.token, self.client.db), command, notify)
             if self.done:  # that shard is down
                 return
 

@@ -282,7 +282,7 @@ class Dispatch:
             self.send(0, args, raw)
             return
         if "blocking" in cmd.flags:
-            server.block(cast("Client", self), cmd, args, raw, keys)
+            server.block(cast("Client", self), cmd, args, keys)
             return
         if cmd.pattern_keys is not None and len(server.links) > 1:
             described = cmd.pattern_keys(args)

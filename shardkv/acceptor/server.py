@@ -81,7 +81,7 @@ class Wiring:
     # A write split by shard (MSET, DEL...), made atomic: (client, parts, merge, keys).
     atomic_fan_out: Callable[..., None]
     # A blocking command (BLPOP, BZPOPMIN, XREAD BLOCK...).
-    block: Callable[[Client, Command, list, bytes | None, list], None]
+    block: Callable[[Client, Command, list, list], None]
     # Discards a client's transaction, when its EXEC is refused.
     discard_transaction: Callable[[Client], None]
     # Called in order: a client connected, a client went away, a worker's
@@ -298,8 +298,8 @@ class Acceptor:
     def atomic_fan_out(self, client: Client, parts: dict, merge: Callable, keys: list | None = None) -> None:
         self.wiring.atomic_fan_out(client, parts, merge, keys)
 
-    def block(self, client: Client, cmd: Command, args: list, raw: bytes | None, keys: list) -> None:
-        self.wiring.block(client, cmd, args, raw, keys)
+    def block(self, client: Client, cmd: Command, args: list, keys: list) -> None:
+        self.wiring.block(client, cmd, args, keys)
 
     # -- running ------------------------------------------------------------------
 

@@ -21,7 +21,15 @@ Acceptor -> worker
     (SELECT), 0 for most; ``h >> 24`` is a token that names a blocking
     command, 0 otherwise (see :mod:`shardkv.worker.blocking`).  Only an
     entry with a token may block; the same command without one replies
-    as it would inside MULTI.  So the header of a plain command in
+    as it would inside MULTI.  An entry with a token and
+    :data:`FLAG_STAMP` carries one more argument after the command's own,
+    its *stamp*: the ``time.monotonic_ns()`` (CLOCK_MONOTONIC, one clock
+    for every process of the machine) at which its acceptor ran the
+    command, in decimal (:func:`stamped_command`); the worker takes it off
+    (:func:`take_stamp`) and orders each key's waiters by it, so that
+    clients blocked through different acceptors are served in the order
+    they blocked, whichever pipe brought its frame first (see
+    :mod:`shardkv.worker.blocking`).  So the header of a plain command in
     database 0 is ``:0`` or ``:1`` (RESP3), and anything above
     :data:`PLAIN_MAX` needs a closer look (:func:`header_db`,
     :func:`header_token`).
@@ -205,7 +213,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-from shardkv.protocol.resp import Error
+from shardkv.protocol.resp import Error, encode_command
 
 FLAG_RESP3 = 1  # encode the reply in RESP3
 FLAG_PART = 2  # one shard's part of a command that spans shards
@@ -214,6 +222,7 @@ FLAG_MONITOR = 8  # a script with MONITOR on: report the commands it calls (``M`
 FLAG_AS_EVAL = 16  # an EVAL[_RO] sent as EVALSHA[_RO] (the shard has its body): EVAL's counts
 FLAG_AS_EVALSHA = 32  # an EVALSHA[_RO] sent as EVAL[_RO] (the shard lacks the body): EVALSHA's counts
 FLAG_AS_CALLED = FLAG_AS_EVAL | FLAG_AS_EVALSHA  # a script's call counted as the client's command
+FLAG_STAMP = 64  # a blocking entry's last argument is its stamp (see ``B`` above)
 
 BATCH = 66  # b"B"
 CANCEL = 88  # b"X"
@@ -267,6 +276,17 @@ def header_db(header: int) -> int:
 
 def header_token(header: int) -> int:
     return header >> TOKEN_SHIFT
+
+
+def stamped_command(args: list[bytes], stamp: int) -> bytes:
+    """A blocking entry's command with its stamp after it (send it with
+    :data:`FLAG_STAMP` in the header)."""
+    return encode_command([*args, b"%d" % stamp])
+
+
+def take_stamp(header: int, args: list[bytes]) -> int:
+    """The stamp of a blocking entry, taken off ``args``; 0 if it has none."""
+    return int(args.pop()) if header & FLAG_STAMP else 0
 
 
 def decode_batch(payload: bytes) -> list[Any]:

@@ -52,7 +52,13 @@ tokens are that acceptor's own: a waiter is known by (pipe, token), an
 ``X`` frame cancels the token of the pipe it came on, and a wake goes to
 the pipe its command came from.  The queue of each key is still one FIFO
 across pipes: a client blocked through acceptor A is served by a push
-that came through B, in the order the clients blocked.
+that came through B, in the order the clients blocked.  That order is the
+entries' *stamps* (``wire.FLAG_STAMP``: when each acceptor ran the
+command, on the machine's one monotonic clock), not the order their frames
+reached this worker: two clients that send a blocking command one after
+the other through two acceptors may have their frames read the other way
+round, and the first still comes first (Redis's test "BRPOPLPUSH with
+multiple blocked clients" sends two so, then a push).
 
 So an element is popped only to be sent to a waiting client, and a client
 waits on one worker only: a popped element is delivered once or stays.
@@ -108,12 +114,14 @@ BLMOVE): see ``TIMEOUT_FIRST`` and ``SOURCE_ONLY`` in :mod:`shardkv.acceptor.blo
 
 from __future__ import annotations
 
+import bisect
 import functools
 import heapq
 import logging
 import math
 import time
 from collections.abc import Callable
+from operator import attrgetter
 from time import perf_counter_ns
 
 from shardkv.protocol import commands, errors, wire
@@ -190,7 +198,7 @@ class Wait:
 class Waiter:
     """One blocked command: who waits, for what, until when."""
 
-    __slots__ = ("token", "args", "wait", "resp3", "deadline", "db", "pipe")
+    __slots__ = ("token", "args", "wait", "resp3", "deadline", "db", "pipe", "stamp")
 
     def __init__(
         self,
@@ -201,15 +209,21 @@ class Waiter:
         deadline: float,
         db: int = 0,
         pipe: int = 0,
+        stamp: int = 0,
     ) -> None:
         self.db = db  # the database of its keys
         self.pipe = pipe  # the acceptor pipe it came on, where its reply goes
+        # When its acceptor ran the command (time.monotonic_ns()): its place
+        # in each key's queue (see Waiters.run).
+        self.stamp = stamp
         self.token = token
         self.args = args
         self.wait = wait
         self.resp3 = resp3
         self.deadline = deadline  # time.monotonic() seconds; inf for ever
 
+
+_STAMP = attrgetter("stamp")
 
 # Writes that remove keys without naming them.
 FLUSHES = frozenset({"flushall", "flushdb", "swapdb"})
@@ -257,8 +271,18 @@ class Waiters:
 
     # -- blocking -------------------------------------------------------------
 
-    def run(self, execute: Callable, token: int, resp3: int, args: list[bytes]) -> bytes:
-        """A command sent with ``token``: its reply body, or b"" when it waits."""
+    def run(self, execute: Callable, token: int, resp3: int, args: list[bytes], stamp: int = 0) -> bytes:
+        """A command sent with ``token``: its reply body, or b"" when it waits.
+
+        ``stamp``: when its acceptor ran it (``time.monotonic_ns()``, see
+        ``wire.FLAG_STAMP``; 0: now).  Each key's queue is kept in the
+        order of the stamps, which is the order the clients blocked in,
+        as Redis's queue of a key is (``blockForKeys`` appends, the
+        serving takes from the head): with several acceptors, a command
+        that blocked through acceptor A before another through B may reach
+        this shard after it, and still comes first.  One acceptor's stamps
+        grow in its pipe's order, so with one acceptor, or when the frames
+        come in the order their commands ran, a waiter is appended."""
         handler = find_blocking(args[0])
         value = execute(args, handler)
         if type(value) is not Wait:
@@ -267,7 +291,7 @@ class Waiters:
         deadline = time.monotonic() + wait.timeout / 1000 if wait.timeout else math.inf
         db = self.ks.db
         pipe = self.ks.pipe
-        waiter = Waiter(token, args, wait, resp3, deadline, db, pipe)
+        waiter = Waiter(token, args, wait, resp3, deadline, db, pipe, stamp or time.monotonic_ns())
         self.cancel(token, pipe)  # a token is never reused; this is only a safeguard
         self.by_token[pipe, token] = waiter
         by_key = self.by_key
@@ -276,8 +300,10 @@ class Waiters:
             queue = by_key.get(key)
             if queue is None:
                 by_key[key] = [waiter]
-            else:
+            elif queue[-1].stamp <= waiter.stamp:
                 queue.append(waiter)
+            else:  # it blocked before some that reached the shard first
+                bisect.insort_right(queue, waiter, key=_STAMP)
         if wait.timeout:
             heapq.heappush(self.timeouts, (deadline, pipe, token))
         return b""

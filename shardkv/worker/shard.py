@@ -463,7 +463,8 @@ class Shard:
                 if token:  # a blocking command
                     if waiters.ready:
                         waiters.serve_ready()  # who blocked before it comes first
-                    append(waiters.run(execute, token, header & wire.FLAG_RESP3, args))
+                    stamp = wire.take_stamp(header, args)
+                    append(waiters.run(execute, token, header & wire.FLAG_RESP3, args, stamp))
                 elif header & wire.FLAG_PART:
                     start = len(noted) if noted is not None else 0
                     self.timing = False

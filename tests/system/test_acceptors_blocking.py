@@ -492,3 +492,59 @@ def test_unblock_behind_a_busy_script_gets_busy(server, same_acceptor, script_sh
         writer.command("CONFIG", "SET", "busy-reply-threshold", "5000")
         for c in (reader, scripter, writer):
             c.close()
+
+
+def test_clients_blocked_through_two_acceptors_are_served_in_the_order_they_blocked(server) -> None:
+    """Redis's ``unit/type/list`` test "BRPOPLPUSH with multiple blocked
+    clients": rd1 then rd2 send ``BRPOPLPUSH blist target<i> 0`` (target1
+    holds a string), then LPUSH; Redis serves rd1 first (WRONGTYPE, the
+    element stays), then rd2, which gets it.  Here rd1 is on acceptor 0 and
+    rd2 on acceptor 1, and shard 0 is kept busy by a script sent through
+    acceptor 0 while both acceptors run their command: when it ends, the
+    worker takes the next frame from pipe 1 (the pipes take turns), so
+    rd2's reaches the shard first.  Each waiter's place is when its
+    acceptor ran it (``wire.FLAG_STAMP``), so rd1 still comes first; the
+    shard used to queue them in the order their frames came, gave rd2 the
+    element and left rd1 blocked (the suite stalled there at K=2).  A third
+    client, on acceptor 0 again, checks the order of plain BLPOPs too."""
+    tag = key_on(0, "fifo")
+    blist, target1, target2, queue = (f"{{{tag}}}{name}" for name in ("blist", "target1", "target2", "q"))
+    busy = client_on(server, 0)
+    rd1 = client_on(server, 0)
+    rd2 = client_on(server, 1)
+    rd3 = client_on(server, 0)
+    observer = client_on(server, 1)
+    clients = (rd1, rd2, rd3)
+    try:
+        observer.command("DEL", blist, target1, target2, queue)
+        observer.command("SET", target1, "nolist")
+        ids = [int(c.command("CLIENT", "ID")) for c in (busy, *clients)]  # type: ignore[arg-type]
+        for c in clients:
+            c.sock.settimeout(WAIT)  # a client left blocked fails the test, not hangs it
+        busy.send("EVAL", BUSY_LONG, 1, tag)
+        wait_sent(observer, ids[0], b"eval")
+        rd1.send("BRPOPLPUSH", blist, target1, 0)
+        wait_sent(observer, ids[1], b"brpoplpush")
+        rd2.send("BRPOPLPUSH", blist, target2, 0)
+        wait_sent(observer, ids[2], b"brpoplpush")
+        assert busy.read_reply() == 1
+        for client_id in ids[1:3]:
+            wait_shown_blocked(observer, client_id)
+        observer.command("LPUSH", blist, "foo")
+        assert str(rd1.read_reply()).startswith("WRONGTYPE ")
+        assert rd2.read_reply() == b"foo"
+        assert observer.command("LRANGE", target2, 0, -1) == [b"foo"]
+        assert observer.command("LLEN", blist) == 0
+        busy.send("EVAL", BUSY_LONG, 1, tag)
+        wait_sent(observer, ids[0], b"eval")
+        for client_id, c in zip(ids[1:], clients, strict=True):
+            c.send("BLPOP", queue, 0)
+            wait_sent(observer, client_id, b"blpop")
+        assert busy.read_reply() == 1
+        for client_id in ids[1:]:
+            wait_shown_blocked(observer, client_id)
+        observer.command("RPUSH", queue, "a", "b", "c")
+        assert [c.read_reply() for c in clients] == [[queue.encode(), v] for v in (b"a", b"b", b"c")]
+    finally:
+        for c in (busy, *clients, observer):
+            c.close()

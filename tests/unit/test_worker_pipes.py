@@ -139,6 +139,23 @@ def test_a_push_through_one_pipe_wakes_the_waiters_of_both_in_fifo_order(worker)
     assert worker.run(1, entry("LRANGE", "q", 0, -1)) == [b"*1\r\n$1\r\nd\r\n"]
 
 
+def test_waiters_are_served_in_the_order_of_their_stamps_whatever_pipe_came_first(worker):
+    """Each blocking entry carries when its acceptor ran it (``wire.FLAG_STAMP``):
+    a waiter whose frame came later but whose command ran earlier, through
+    another acceptor, goes ahead of it in the key's queue (it was appended)."""
+    started(worker)
+    stamped = wire.FLAG_STAMP
+    assert worker.run(1, entry("BLPOP", "q", 0, 2000, flags=stamped, token=5)) == [b""]
+    assert worker.run(0, entry("BLPOP", "q", 0, 1000, flags=stamped, token=5)) == [b""]
+    assert worker.run(0, entry("BLPOP", "q", 0, 3000, flags=stamped, token=6)) == [b""]
+    assert worker.run(1, entry("BLPOP", "q", 0, 2500, flags=stamped, token=7)) == [b""]
+    assert worker.run(1, entry("RPUSH", "q", "a", "b", "c", "d")) == [b":4\r\n"]
+    assert wire.decode_wake(worker.recv(1)) == (5, b"*2\r\n$1\r\nq\r\n$1\r\nb\r\n")
+    assert wire.decode_wake(worker.recv(1)) == (7, b"*2\r\n$1\r\nq\r\n$1\r\nc\r\n")
+    assert wire.decode_wake(worker.recv(0)) == (5, b"*2\r\n$1\r\nq\r\n$1\r\na\r\n")
+    assert wire.decode_wake(worker.recv(0)) == (6, b"*2\r\n$1\r\nq\r\n$1\r\nd\r\n")
+
+
 def test_a_cancel_only_forgets_its_own_pipes_token(worker):
     started(worker)
     assert worker.run(0, entry("BLPOP", "q", 0, token=9)) == [b""]
