@@ -67,11 +67,13 @@ def without_wrapped_tail_calls(dump: bytes) -> bytes:
 # call's result; a parameter (no instruction before the call wrote its
 # register).
 _PARAMETER = b"\0parameter"
-_NARROW = frozenset({b"resume", None, _PARAMETER}) | FUNCTION_NAMES
+_NARROW = frozenset({b"resume", b"wrap", b"yield", b"acl_check_cmd", None, _PARAMETER}) | FUNCTION_NAMES
 _WIDE = _NARROW | {b"call", b"pcall"}
 # The globals that the prelude makes Lua functions (Redis's are C
 # functions): a tail call of one of these names is made a plain call too.
-LUA_GLOBALS = frozenset({b"type", b"tostring", b"getmetatable", b"rawset", b"setmetatable"})
+LUA_GLOBALS = frozenset(
+    {b"type", b"tostring", b"getmetatable", b"rawset", b"setmetatable", b"loadstring", b"load"}
+)
 OP_MOVE = 0
 OP_GETUPVAL = 4
 OP_GETGLOBAL = 5

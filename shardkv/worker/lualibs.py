@@ -727,8 +727,9 @@ _STRUCT_SIZES = {
 
 
 class _Fmt:
-    def __init__(self, fmt: bytes) -> None:
+    def __init__(self, fmt: bytes, name: str) -> None:
         self.fmt = fmt
+        self.name = name  # the function's, for its argument errors
         self.pos = 0
         self.little = True
         self.align = 1
@@ -764,7 +765,10 @@ class _Fmt:
             if c in (ord("x"), ord("s")):
                 yield c, 1 if c == ord("x") else 0
                 continue
-            raise LibError("invalid format option '%s'" % chr(c))
+            if self.name == "size" and bytes([c]).isalnum():
+                yield c, 0  # (b_size reads an unknown letter as no item: optsize's 0)
+                continue
+            raise LibError("bad argument #1 to '%s' (invalid format option '%s')" % (self.name, chr(c)))
 
     def _number(self, default: int) -> int:
         fmt = self.fmt
@@ -784,7 +788,7 @@ def _struct_pack(*args: LuaValue) -> bytes:
     fmt = _arg(args, 1)
     if type(fmt) is not bytes:
         raise LibError("bad argument #1 to 'pack' (string expected, got %s)" % type_name(fmt))
-    f = _Fmt(fmt)
+    f = _Fmt(fmt, "pack")
     out = bytearray()
     i = 1
     for c, size in f.items():
@@ -824,7 +828,7 @@ def _struct_unpack(*args: LuaValue) -> tuple:
     pos = int(_num(args[2], "unpack", 3)) - 1 if len(args) > 2 and args[2] is not None else 0
     if pos < 0:
         raise LibError("bad argument #3 to 'unpack' (offset must be 1 or greater)")
-    f = _Fmt(fmt)
+    f = _Fmt(fmt, "unpack")
     out: list[object] = []
     n = len(data)
     room = LUA_STACK - len(args) - 2  # Redis's luaL_checkstack(L, 2) per item
@@ -848,12 +852,12 @@ def _struct_unpack(*args: LuaValue) -> tuple:
                     raise LibError("format 'c0' needs a previous size")
                 size = int(out.pop())  # type: ignore[call-overload]
             if pos + size > n:
-                raise LibError("data string too short")
+                raise LibError("bad argument #2 to 'unpack' (data string too short)")
             out.append(data[pos : pos + size])
             pos += size
             continue
         if pos + size > n:
-            raise LibError("data string too short")
+            raise LibError("bad argument #2 to 'unpack' (data string too short)")
         chunk = data[pos : pos + size]
         if c in (ord("f"), ord("d")):
             out.append(_struct.unpack(("<" if f.little else ">") + chr(c), chunk)[0])
@@ -871,11 +875,13 @@ def _struct_size(*args: LuaValue) -> int:
     fmt = _arg(args, 1)
     if type(fmt) is not bytes:
         raise LibError("bad argument #1 to 'size' (string expected, got %s)" % type_name(fmt))
-    f = _Fmt(fmt)
+    f = _Fmt(fmt, "size")
     total = 0
     for c, size in f.items():
-        if c == ord("s") or (c == ord("c") and size == 0):
-            raise LibError("options 'c0' - 's' have undefined sizes")
+        if c == ord("s"):
+            raise LibError("bad argument #1 to 'size' (option 's' has no fixed size)")
+        if c == ord("c") and size == 0:
+            raise LibError("bad argument #1 to 'size' (option 'c0' has no fixed size)")
         total += f.padding(size, total) + size
     return total
 

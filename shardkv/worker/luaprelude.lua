@@ -34,7 +34,14 @@ local function check_chunk(s)
     end
     return s
 end
-G.loadstring = function(s, name)
+G.loadstring = function(...)
+    local s, name = ...
+    local t = type(s)
+    if t ~= "string" and t ~= "number" then  -- (luaL_checklstring's error)
+        local i = dbg.getinfo(1, "n")
+        local got = select("#", ...) == 0 and "no value" or t
+        error("bad argument #1 to '" .. (i and i.name or "?") .. "' (string expected, got " .. got .. ")", 2)
+    end
     local ok, msg = check_chunk(s)
     if not ok then return nil, msg end
     local f, err = loadstring(s, name)

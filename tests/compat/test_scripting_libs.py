@@ -1,7 +1,8 @@
 """The libraries Redis loads into scripts, against redis-server: cjson
 (lua_cjson 2.1.0's tokens, errors, option functions, ``cjson.new`` and
 ``cjson.null``) and bit (LuaBitOp's conversion of numbers and its
-argument checks), and the base functions the sandbox replaces.
+argument checks), struct's argument errors, and the base functions
+the sandbox replaces.
 
 Each script runs on redis-server and on shardkv, in RESP3 and RESP2, and
 the replies, errors included, must be equal.  A cjson table keeps its
@@ -272,8 +273,9 @@ BIT = [
 
 
 # The base functions the prelude replaces with Lua functions (type,
-# tostring, getmetatable, rawset, setmetatable): their errors are the C
-# functions', at the caller's line, a tail call of one included.
+# tostring, getmetatable, rawset, setmetatable, loadstring, coroutine.wrap
+# and yield, redis.acl_check_cmd): their errors are the C functions', at
+# the caller's line, a tail call of one included.
 BASE_FUNCTIONS = [
     "return tostring()",
     "return type()",
@@ -296,6 +298,34 @@ BASE_FUNCTIONS = [
     "local t = {} return rawset(t, 'a', 2).a",
     "return getmetatable('x').__index == string",
     "local function f() return tostring() end return f()",
+    "return loadstring()",
+    "return loadstring({})",
+    "local ls = loadstring return ls(nil)",
+    "return loadstring('return 7')()",
+    "return load(function() return nil end)",
+    "return coroutine.wrap(1)",
+    "return coroutine.wrap(function() return 3 end)()",
+    "return coroutine.yield()",
+    "return redis.acl_check_cmd()",
+    "return redis.acl_check_cmd('get', 'x')",
+]
+
+
+# struct's argument errors (lua_struct.c's luaL_argerror and luaL_argcheck).
+STRUCT = [
+    "return struct.unpack('i', '')",
+    "return struct.unpack('c0', '')",
+    "return struct.unpack('bc0', '\\3ab')",
+    "return struct.pack('z', 1)",
+    "return struct.unpack('z', '')",
+    "return struct.size('z')",
+    "return struct.size('s')",
+    "return struct.size('c0')",
+    "return struct.size('bc')",
+    "return struct.size('z')",
+    "return struct.size('bzi')",
+    "return struct.size('b?')",
+    "return struct.size('!4bzi')",
 ]
 
 
@@ -326,4 +356,9 @@ def test_bit_arguments_and_conversions(same):
 
 def test_base_functions_the_prelude_replaces(same):
     for script in BASE_FUNCTIONS:
+        same("EVAL", script, 0)
+
+
+def test_struct_argument_errors(same):
+    for script in STRUCT:
         same("EVAL", script, 0)
