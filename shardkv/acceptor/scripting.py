@@ -32,7 +32,6 @@ import signal
 import time
 from binascii import crc_hqx
 from collections import deque
-from time import perf_counter_ns
 
 from shardkv.acceptor import monitor
 from shardkv.acceptor.bus import fail_slot
@@ -155,7 +154,6 @@ def evalsha_fast(client: Client, args: list[bytes], raw: bytes, header: bytes) -
     if sha not in CACHE.bodies or sha in CACHE.escaping:
         return False
     server = client.server
-    start = perf_counter_ns()
     if args[2] == b"1" and nargs > 3:  # one key: Router.shard_of, inline
         key = args[3]
         shard = server.router.owners[key_slot(key) if LBRACE in key else crc_hqx(key, 0) & 16383]
@@ -173,14 +171,11 @@ def evalsha_fast(client: Client, args: list[bytes], raw: bytes, header: bytes) -
     slot.db = client.db  # a retry runs in the database of the call
     client.pending.append(slot)
     server.links[shard].send(header, raw, slot, True)
-    # Counted here, as the ordinary path (Acceptor.run_local) counts it
-    # (Stats.record_latency, inline).
+    # The call counted here, as the ordinary path (Acceptor.run_local)
+    # counts a script it sends: its time and latency are the run's, which
+    # the shard counts (cmdstats.ScriptTimes).
     stats = server.stats
-    row = stats.by_bytes.get(args[0]) or stats.row_of(args)
-    times = row[5]
-    times.append(perf_counter_ns() - start)
-    if len(times) >= 256:
-        stats.fold(row)
+    (stats.by_bytes.get(args[0]) or stats.row_of(args))[0] += 1
     return True
 
 
@@ -346,6 +341,7 @@ def run_script(
         escaping = (0, [])
     slot = _ScriptResult(client, name)
     client.pending.append(slot)
+    server.scripts_sent += 1  # its executor times the run (see Acceptor.run_local)
     _Retry(client, slot, sha, body, ro, keys, rest, fname, client.db, name).start(*escaping)
 
 
@@ -382,6 +378,7 @@ def _run_on_shard(
         monitor.expect_lines(client, sink)
     if flags:
         header = wire.entry_header(flags | (wire.FLAG_RESP3 if client.resp3 else 0), db=client.db)
+    client.server.scripts_sent += 1  # the shard times the run (see Acceptor.run_local)
     client.server.links[shard].send(header, encode_command(command), sink)
 
 

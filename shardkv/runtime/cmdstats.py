@@ -115,14 +115,15 @@ _SCRIPT_COMMANDS = frozenset(("eval", "evalsha", "eval_ro", "evalsha_ro", "fcall
 
 class ScriptTimes(list):
     """The times of a worker's row for a script's own call (EVAL, EVALSHA,
-    FCALL), which the acceptor counts (its calls, errors, histogram): each
-    run's time goes straight into the time (``usec``) of the command's row
-    here, reported with no calls, so that INFO commandstats' ``usec``
-    holds the script's run, as Redis's does (its ``call()`` times the
-    command's whole ``proc``).  It stays empty (nothing to fold); a run
-    that goes again across shards (``SHARDKV-CROSS``) takes its time back
-    with :meth:`pop`, and ``as_eval`` (an EVALSHA the client sent as EVAL)
-    puts the time in EVAL's row."""
+    FCALL), which the acceptor counts (its calls and errors): each run's
+    time goes straight into the time (``usec``) and the latency histogram
+    of the command's row here, reported with no calls, so that INFO
+    commandstats' ``usec`` and latencystats hold the script's run, as
+    Redis's do (its ``call()`` times the command's whole ``proc``).  It
+    stays empty (nothing to fold); a run that goes again across shards
+    (``SHARDKV-CROSS``) takes its time back with :meth:`pop`, and
+    ``as_eval`` (an EVALSHA the client sent as EVAL) puts the time in
+    EVAL's row."""
 
     __slots__ = ("stats", "name", "row", "last", "last_ns")
 
@@ -146,7 +147,7 @@ class ScriptTimes(list):
             row = self.row
             if row is None:
                 row = self.row = stats._row(self.name)
-        row[1] += ns
+        stats.add_run(row, ns)
         self.last = row
         self.last_ns = ns
 
@@ -156,7 +157,18 @@ class ScriptTimes(list):
         if row is None:
             return 0
         row[1] -= self.last_ns
+        if self.stats.tracking:
+            _unbucket(row[4], bucket(self.last_ns))
         return self.last_ns
+
+
+def _unbucket(hist: dict[int, int], b: int) -> None:
+    """Take one count out of a histogram's bucket ``b``."""
+    n = hist.get(b, 0)
+    if n > 1:
+        hist[b] = n - 1
+    elif n == 1:
+        del hist[b]
 
 
 class Stats:
@@ -209,6 +221,16 @@ class Stats:
         row[5].append(ns)
         if len(row[5]) >= 256:
             self.fold(row)
+
+    def add_run(self, row: list, ns: int) -> None:
+        """A script's run took ``ns``: its time and latency, not a call (the
+        acceptor counts the call; see ScriptTimes)."""
+        row[1] += ns
+        if self.tracking:
+            bits = ns.bit_length()
+            b = ns if bits <= 7 else (bits << 6) | ((ns >> (bits - 7)) & 63)
+            hist = row[4]
+            hist[b] = hist.get(b, 0) + 1
 
     def fold(self, row: list) -> None:
         """Count a row's pending times (one per call) into its calls and
@@ -322,13 +344,7 @@ class Stats:
             row[0] -= 1
             row[1] -= ns
             if self.tracking:
-                hist = row[4]
-                b = bucket(ns)
-                n = hist.get(b, 0)
-                if n > 1:
-                    hist[b] = n - 1
-                elif n == 1:
-                    del hist[b]
+                _unbucket(row[4], bucket(ns))
 
     def drain(self, into: Stats | None) -> None:
         """Move every count (slow log included) into ``into`` (None: drop

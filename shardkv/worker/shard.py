@@ -266,11 +266,11 @@ class Shard:
                 # shardkv.worker.scripting); one that must run again wider
                 # counts nothing.
                 if not value.message.startswith(scripting.CROSS_MARKER):
-                    self.stats._row(args[2].decode("latin-1"))[1] += ns
+                    self.stats.add_run(self.stats._row(args[2].decode("latin-1")), ns)
                     self.stats.error(value.message)
             else:
                 row = self.stats._row(args[2].decode("latin-1"))
-                row[1] += ns
+                self.stats.add_run(row, ns)
                 if kind is ScriptReply and value.failures:
                     row[3] += value.failures
         if kind is Error:

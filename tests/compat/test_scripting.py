@@ -1559,12 +1559,13 @@ _BUSY = "for i = 1, 15000000 do end "  # some 50 ms of Lua or more
 
 
 def test_a_script_calls_usec_holds_its_run(ports):
-    """INFO commandstats' usec of EVAL, EVALSHA and FCALL holds the
-    script's run, as in Redis, whose call() times the command's whole proc:
-    a ~50 ms busy loop gives at least 30 ms, whether the script's shard had
-    its body (EVALSHA as sent, EVAL sent as EVALSHA) or not (EVALSHA sent
-    as EVAL), and when its keys are on several shards (run across them).
-    A lower bound on the measured run, not on speed."""
+    """INFO commandstats' usec of EVAL, EVALSHA and FCALL, and their
+    latencystats percentiles, hold the script's run, as in Redis, whose
+    call() times the command's whole proc: a ~50 ms busy loop gives at
+    least 30 ms, whether the script's shard had its body (EVALSHA as sent,
+    EVAL sent as EVALSHA) or not (EVALSHA sent as EVAL), and when its keys
+    are on several shards (run across them).  A lower bound on the
+    measured run, not on speed."""
     a, b = on_shards(0, 2, prefix="usec")
     body = _BUSY + "return redis.call('GET', KEYS[1])"
     library = "#!lua name=busy\nredis.register_function('busy', function(keys) " + _BUSY + " return 1 end)"
@@ -1589,6 +1590,8 @@ def test_a_script_calls_usec_holds_its_run(ports):
                 row = client.info("commandstats")[f"cmdstat_{name}"]
                 assert row["calls"] == 1, (port, name, row)
                 assert row["usec"] >= 30000, (port, name, row)
+                latency = client.info("latencystats")[f"latency_percentiles_usec_{name}"]
+                assert latency["p50"] >= 30000, (port, name, latency)
         finally:
             client.function_delete("busy")
             client.close()
