@@ -142,7 +142,10 @@ def type_name(value: LuaValue) -> str:
         return "number"
     if type(value) is bytes:
         return "string"
-    return _lua_type(value) or "userdata"
+    if type(value).__name__ == "_LuaCoroutineFunction":  # (how lupa hands Python a coroutine)
+        return "thread"
+    # (a Python object: one of the API's callables, which Redis's are C functions)
+    return _lua_type(value) or ("function" if callable(value) else "userdata")
 
 
 # -- cjson ---------------------------------------------------------------------

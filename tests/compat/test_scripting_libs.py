@@ -329,6 +329,26 @@ STRUCT = [
 ]
 
 
+# What the libraries call a value they refuse: a coroutine is a thread,
+# the API's functions (C functions in Redis) are functions.
+TYPE_NAMES = [
+    "return cjson.encode(coroutine.create(function() end))",
+    "return cjson.encode({coroutine.create(function() end)})",
+    "return struct.pack('i', coroutine.create(function() end))",
+    "return bit.tobit(coroutine.create(function() end))",
+    "return cmsgpack.pack(coroutine.create(function() end))",
+    "return cjson.encode({[coroutine.create(function() end)]=1})",
+    "return cjson.encode(function() end)",
+    "return bit.tobit(function() end)",
+    "return bit.tobit(redis.call)",
+    "return cjson.encode(redis.call)",
+    "return redis.call('echo', coroutine.create(function() end))",
+    "return struct.pack('i', redis.pcall)",
+    "return cmsgpack.pack(redis.call)",
+    "return cjson.encode({redis.sha1hex})",
+]
+
+
 def test_cjson_decode_tokens_and_errors(same):
     for script in CJSON_DECODE:
         same("EVAL", script, 0)
@@ -361,4 +381,9 @@ def test_base_functions_the_prelude_replaces(same):
 
 def test_struct_argument_errors(same):
     for script in STRUCT:
+        same("EVAL", script, 0)
+
+
+def test_type_names_in_library_errors(same):
+    for script in TYPE_NAMES:
         same("EVAL", script, 0)
