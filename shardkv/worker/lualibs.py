@@ -921,11 +921,12 @@ class MsgPack:
             out += v
         elif t is bool:
             out.append(0xC3 if v else 0xC2)
-        elif t is int or (t is float and v == int(v) and abs(v) < 2**63):
+        elif t is int or (t is float and math.isfinite(v) and v == int(v) and abs(v) < 2**63):
             self._pack_int(int(v), out)
         elif t is float:
+            # mp_encode_double: a float when it holds the number (never a NaN)
             f32 = _struct.unpack(">f", _struct.pack(">f", v))[0] if abs(v) < 3.4e38 or math.isinf(v) else None
-            if f32 is not None and (f32 == v or (math.isnan(v) and math.isnan(f32))):
+            if f32 is not None and f32 == v:
                 out += b"\xca" + _struct.pack(">f", v)
             else:
                 out += b"\xcb" + _struct.pack(">d", v)

@@ -1,8 +1,8 @@
 """The libraries Redis loads into scripts, against redis-server: cjson
 (lua_cjson 2.1.0's tokens, errors, option functions, ``cjson.new`` and
 ``cjson.null``) and bit (LuaBitOp's conversion of numbers and its
-argument checks), struct's argument errors, and the base functions
-the sandbox replaces.
+argument checks), cmsgpack, struct's argument errors, and the base
+functions the sandbox replaces.
 
 Each script runs on redis-server and on shardkv, in RESP3 and RESP2, and
 the replies, errors included, must be equal.  A cjson table keeps its
@@ -349,6 +349,48 @@ TYPE_NAMES = [
 ]
 
 
+# cmsgpack: its arguments, numbers (NaN and the infinities too) and formats.
+CMSGPACK = [
+    "return cmsgpack.pack()",
+    "return cmsgpack.unpack()",
+    "return cmsgpack.unpack(1)",
+    "return cmsgpack.unpack({})",
+    "return cmsgpack.unpack('\\192\\193')",
+    "return {cmsgpack.unpack('\\147\\1\\2')}",
+    "return {cmsgpack.unpack_one('\\1\\2')}",
+    "return {cmsgpack.unpack_one('\\1\\2', 1)}",
+    "return {cmsgpack.unpack_one('\\1\\2', 5)}",
+    "return {cmsgpack.unpack_one('\\1\\2', -1)}",
+    "return {cmsgpack.unpack_limit('\\1\\2\\3', 2)}",
+    "return {cmsgpack.unpack_limit('\\1\\2\\3', 0)}",
+    "return {cmsgpack.unpack_limit('\\1\\2\\3', -1)}",
+    "return {cmsgpack.unpack_limit('\\1\\2\\3', 'x')}",
+    "return {cmsgpack.unpack_limit('\\1\\2\\3', 1, 1)}",
+    "return cmsgpack.pack(1.5, -0.0, 1e300, 0/0, 1/0)",
+    "return cmsgpack.pack({1, 2, nil, 4})",
+    "return cmsgpack.pack({[1]=1, [3]=3})",
+    "return cmsgpack.pack({a={b={c={}}}})",
+    "return cmsgpack.pack(2^64)",
+    "return cmsgpack.pack(-2^63)",
+    "return cmsgpack.pack(-2^63 - 5000)",
+    "return cmsgpack.pack(string.rep('x', 40))",
+    "return {cmsgpack.unpack(cmsgpack.pack(-1, -33, -129, -32769, -2^31 - 1, 255, 256, 65536, 2^32))}",
+    "return {cmsgpack.unpack('\\202\\0\\0\\0\\0')}",
+    "return {cmsgpack.unpack('\\217\\2ab')}",
+    "return {cmsgpack.unpack('\\217\\5ab')}",
+    "return {cmsgpack.unpack('\\199\\1\\1a')}",
+    "return cmsgpack.unpack('\\222\\0\\1\\1\\2').x",
+    "return cmsgpack.pack(0/0)",
+    "return cmsgpack.pack(-(0/0))",
+    "return cmsgpack.pack(1/0)",
+    "return cmsgpack.pack(-1/0)",
+    "return cmsgpack.pack(-0.0)",
+    "return cmsgpack.pack({0/0, 1/0, -1/0})",
+    "return {cmsgpack.unpack(cmsgpack.pack(1/0, -1/0))}",
+    "return tostring(cmsgpack.unpack(cmsgpack.pack(0/0)))",
+]
+
+
 def test_cjson_decode_tokens_and_errors(same):
     for script in CJSON_DECODE:
         same("EVAL", script, 0)
@@ -386,4 +428,9 @@ def test_struct_argument_errors(same):
 
 def test_type_names_in_library_errors(same):
     for script in TYPE_NAMES:
+        same("EVAL", script, 0)
+
+
+def test_cmsgpack(same):
+    for script in CMSGPACK:
         same("EVAL", script, 0)
