@@ -731,7 +731,7 @@ _STRUCT_SIZES = {
 
 class _Fmt:
     def __init__(self, fmt: bytes, name: str) -> None:
-        self.fmt = fmt
+        self.fmt = fmt.split(b"\0", 1)[0]  # (C reads it up to a NUL)
         self.name = name  # the function's, for its argument errors
         self.pos = 0
         self.little = True
@@ -750,16 +750,15 @@ class _Fmt:
             if c == ord(">"):
                 self.little = False
                 continue
-            if c == ord("="):
-                self.little = True
-                continue
             if c == ord("!"):
-                self.align = self._number(8)
+                self.align = self._number(8)  # (MAXALIGN)
+                if self.align <= 0 or self.align & (self.align - 1):
+                    raise LibError("alignment %d is not a power of 2" % self.align)
                 continue
             if c in (ord("i"), ord("I"), ord("c")):
                 size = self._number(4 if c != ord("c") else 1)
-                if c != ord("c") and not 1 <= size <= 8:
-                    raise LibError("integral size %d is larger than limit of 8" % size)
+                if c != ord("c") and size > 32:  # (MAXINTSIZE)
+                    raise LibError("integral size %d is larger than limit of 32" % size)
                 yield c, size
                 continue
             if c in _STRUCT_SIZES:
@@ -774,28 +773,30 @@ class _Fmt:
             raise LibError("bad argument #1 to '%s' (invalid format option '%s')" % (self.name, chr(c)))
 
     def _number(self, default: int) -> int:
+        """getnum: the digits at the format's position (at most INT_MAX)."""
         fmt = self.fmt
         start = self.pos
         while self.pos < len(fmt) and 48 <= fmt[self.pos] <= 57:
+            if int(fmt[start : self.pos + 1]) > _INT_MAX:
+                raise LibError("integral size overflow")
             self.pos += 1
         return int(fmt[start : self.pos]) if self.pos > start else default
 
-    def padding(self, size: int, offset: int) -> int:
+    def padding(self, c: int, size: int, offset: int) -> int:
+        """gettoalign: the bytes before an item of option ``c`` at ``offset``
+        (none before a 'c': strings are not aligned)."""
         align = min(size, self.align)
-        if align <= 1 or size == 0:
+        if align <= 1 or size == 0 or c == ord("c"):
             return 0
         return (align - (offset & (align - 1))) & (align - 1)
 
 
 def _struct_pack(*args: LuaValue) -> bytes:
-    fmt = _arg(args, 1)
-    if type(fmt) is not bytes:
-        raise LibError("bad argument #1 to 'pack' (string expected, got %s)" % type_name(fmt))
-    f = _Fmt(fmt, "pack")
+    f = _Fmt(_check_string(args, 1, "pack"), "pack")
     out = bytearray()
     i = 1
     for c, size in f.items():
-        out += b"\0" * f.padding(size, len(out))
+        out += b"\0" * f.padding(c, size, len(out))
         if c == ord("x"):
             out += b"\0"
             continue
@@ -813,21 +814,18 @@ def _struct_pack(*args: LuaValue) -> bytes:
                 out += arg + b"\0"
             else:
                 n = size if size else len(arg)
-                if len(arg) < n:
-                    raise LibError("bad argument #%d to 'pack' (string too short)" % i)
+                if len(arg) < n:  # (b_pack names the argument after it)
+                    raise LibError("bad argument #%d to 'pack' (string too short)" % (i + 1))
                 out += arg[:n]
         else:
-            v = int(_num(arg, "pack", i))
+            # putinteger: the number as 64 bits, and bytes past them 0
+            v = int(_num(arg, "pack", i)) & 0xFFFFFFFFFFFFFFFF
             out += (v & ((1 << (8 * size)) - 1)).to_bytes(size, "little" if f.little else "big")
     return bytes(out)
 
 
 def _struct_unpack(*args: LuaValue) -> tuple:
-    fmt, data = _arg(args, 1), _arg(args, 2)
-    if type(fmt) is not bytes:
-        raise LibError("bad argument #1 to 'unpack' (string expected, got %s)" % type_name(fmt))
-    if type(data) is not bytes:
-        raise LibError("bad argument #2 to 'unpack' (string expected, got %s)" % type_name(data))
+    fmt, data = _check_string(args, 1, "unpack"), _check_string(args, 2, "unpack")
     pos = int(_num(args[2], "unpack", 3)) - 1 if len(args) > 2 and args[2] is not None else 0
     if pos < 0:
         raise LibError("bad argument #3 to 'unpack' (offset must be 1 or greater)")
@@ -838,7 +836,7 @@ def _struct_unpack(*args: LuaValue) -> tuple:
     for c, size in f.items():
         if len(out) > room:
             raise LibError("stack overflow (too many results)")
-        pos += f.padding(size, pos)
+        pos += f.padding(c, size, pos)
         if c == ord("x"):
             pos += 1
             continue
@@ -875,17 +873,14 @@ def _struct_unpack(*args: LuaValue) -> tuple:
 
 
 def _struct_size(*args: LuaValue) -> int:
-    fmt = _arg(args, 1)
-    if type(fmt) is not bytes:
-        raise LibError("bad argument #1 to 'size' (string expected, got %s)" % type_name(fmt))
-    f = _Fmt(fmt, "size")
+    f = _Fmt(_check_string(args, 1, "size"), "size")
     total = 0
     for c, size in f.items():
         if c == ord("s"):
             raise LibError("bad argument #1 to 'size' (option 's' has no fixed size)")
         if c == ord("c") and size == 0:
             raise LibError("bad argument #1 to 'size' (option 'c0' has no fixed size)")
-        total += f.padding(size, total) + size
+        total += f.padding(c, size, total) + size
     return total
 
 

@@ -1,8 +1,8 @@
 """The libraries Redis loads into scripts, against redis-server: cjson
 (lua_cjson 2.1.0's tokens, errors, option functions, ``cjson.new`` and
 ``cjson.null``) and bit (LuaBitOp's conversion of numbers and its
-argument checks), cmsgpack, struct's argument errors, and the base
-functions the sandbox replaces.
+argument checks), cmsgpack, struct, and the base functions the sandbox
+replaces.
 
 Each script runs on redis-server and on shardkv, in RESP3 and RESP2, and
 the replies, errors included, must be equal.  A cjson table keeps its
@@ -311,7 +311,7 @@ BASE_FUNCTIONS = [
 ]
 
 
-# struct's argument errors (lua_struct.c's luaL_argerror and luaL_argcheck).
+# struct (lua_struct.c): its options, sizes, alignment and errors.
 STRUCT = [
     "return struct.unpack('i', '')",
     "return struct.unpack('c0', '')",
@@ -326,6 +326,69 @@ STRUCT = [
     "return struct.size('bzi')",
     "return struct.size('b?')",
     "return struct.size('!4bzi')",
+    "return struct.pack('!3i', 1)",
+    "return struct.pack('!16i', 1)",
+    "return struct.size('!3i')",
+    "return struct.pack('i9', 1)",
+    "return struct.pack('i0', 1)",
+    "return struct.pack('i99999999999', 1)",
+    "return struct.size('i16')",
+    "return struct.pack('c', 'ab')",
+    "return struct.pack('c3', 'ab')",
+    "return struct.pack('c0', 'ab')",
+    "return struct.pack('s', {})",
+    "return struct.pack('b', 'x')",
+    "return struct.pack('b', '12')",
+    "return struct.pack('b', 300)",
+    "return struct.pack('B', -1)",
+    "return struct.pack('h', 2^40)",
+    "return struct.pack('l', 2^63)",
+    "return struct.pack('l', -2^63)",
+    "return struct.pack('L', 2^64)",
+    "return struct.pack('f', 1/3)",
+    "return struct.pack('d', 'x')",
+    "return struct.pack('!4bi', 1, 2)",
+    "return struct.pack('!2bd', 1, 2)",
+    "return struct.pack('>!8bd', 1, 2)",
+    "return struct.pack('=i', 1)",
+    "return struct.pack('x', 1)",
+    "return struct.pack('T', 5)",
+    "return {struct.unpack('b', '\\255')}",
+    "return {struct.unpack('B', '\\255')}",
+    "return {struct.unpack('>i3', '\\255\\255\\255')}",
+    "return {struct.unpack('<I3', '\\1\\2\\3')}",
+    "return {struct.unpack('s', 'ab')}",
+    "return {struct.unpack('s', 'ab\\0c')}",
+    "return {struct.unpack('bc0', '\\2ab')}",
+    "return {struct.unpack('c0', 'ab')}",
+    "return {struct.unpack('b', 'ab', 2)}",
+    "return {struct.unpack('b', 'ab', 0)}",
+    "return {struct.unpack('b', 'ab', 3)}",
+    "return {struct.unpack('b', 'ab', 'x')}",
+    "return {struct.unpack('f', struct.pack('f', 1.5))}",
+    "return {struct.unpack('!4bi', struct.pack('!4bi', 1, 2))}",
+    "return {struct.unpack('i8', struct.pack('i8', -5))}",
+    "return {struct.unpack('I8', struct.pack('I8', -5))}",
+    "return {struct.unpack('l', '\\255\\255\\255\\255\\255\\255\\255\\127')}",
+    "return {struct.unpack('L', '\\255\\255\\255\\255\\255\\255\\255\\255')}",
+    "return {struct.unpack('xb', '\\1\\2')}",
+    "return struct.pack()",
+    "return struct.pack(1)",
+    "return {struct.unpack('i', 1234)}",
+    "return struct.size('bhilfd')",
+    "return struct.size('!8bhilfd')",
+    "return struct.size(' <>=b')",
+    "return struct.pack('!4bc4', 1, 'abcd')",
+    "return struct.size('!4bc4i')",
+    "return {struct.unpack('!4bc4i', struct.pack('!4bc4i', 1, 'abcd', 7))}",
+    "return struct.pack('i16', -2)",
+    "return struct.pack('i0', 5)",
+    "return struct.size('b\\0i')",
+    "return struct.pack('!0i', 1)",
+    "return struct.pack('!16i', 1)",
+    "return struct.pack('!2147483648i', 1)",
+    "return {struct.unpack('i', '1234\\0')}",
+    "return {struct.unpack(1, 'x')}",
 ]
 
 
@@ -421,7 +484,7 @@ def test_base_functions_the_prelude_replaces(same):
         same("EVAL", script, 0)
 
 
-def test_struct_argument_errors(same):
+def test_struct(same):
     for script in STRUCT:
         same("EVAL", script, 0)
 
