@@ -1047,11 +1047,11 @@ class MsgPack:
             return c, p
         if c >= 0xE0:
             return c - 256, p
-        if 0xA0 <= c <= 0xBF or c in (0xD9, 0xDA, 0xDB, 0xC4, 0xC5, 0xC6):
+        if 0xA0 <= c <= 0xBF or c in (0xD9, 0xDA, 0xDB):  # (lua-cmsgpack 0.4.0 reads no bin types)
             if c <= 0xBF:
                 n = c & 31
             else:
-                w = {0xD9: 1, 0xDA: 2, 0xDB: 4, 0xC4: 1, 0xC5: 2, 0xC6: 4}[c]
+                w = {0xD9: 1, 0xDA: 2, 0xDB: 4}[c]
                 need(w)
                 n = int.from_bytes(d[p : p + w], "big")
                 p += w
@@ -1099,7 +1099,8 @@ class MsgPack:
         if c in widths:
             w = widths[c]
             need(w)
-            v = int.from_bytes(d[p : p + w], "big", signed=c >= 0xD0)
+            # (a uint 64 goes to Lua through lua_pushinteger: as an int64)
+            v = int.from_bytes(d[p : p + w], "big", signed=c >= 0xD0 or c == 0xCF)
             return (float(v) if abs(v) >= 2**53 else v), p + w
         raise LibError("Bad data format in input.")
 
