@@ -41,7 +41,9 @@ Parked operation, with executor E (the shard of the first key):
 4. *decide*: once every shard has prepared, the acceptor appends
    ``C <op>`` to the decisions file (:mod:`shardkv.protocol.decisions`; fsynced with
    ``always``).  That line is the commit: then the acceptor answers the
-   client and sends :class:`~shardkv.protocol.wire.Decide` to every parked shard,
+   client and sends :class:`~shardkv.protocol.wire.Decide` to every parked shard
+   (at the end of its loop turn, in one write per pipe with the turn's
+   other decisions and entries, :meth:`ShardLink.queue_frame`),
    which logs ``__XCOMMIT <op>`` (or, on abort, restores the old states
    and logs ``__XABORT <op>``), answers :class:`~shardkv.protocol.wire.Finished`
    and resumes.  Once no committed operation awaits a ``Finished``, the
@@ -50,7 +52,12 @@ Parked operation, with executor E (the shard of the first key):
 A write fan-out skips park and run: each shard gets ``__prepare <op>
 <its part>``, runs it, and, if that changed keys, prepares them as in 3 and
 parks, answering :class:`~shardkv.protocol.wire.PartPrepared` with its part's reply;
-a shard whose part changed nothing goes on at once.  Then 4.
+a shard whose part changed nothing goes on at once.  Then 4.  A shard
+that finds several fan-outs' parts back to back in one batch, on keys that
+no part before them changed, prepares them all and parks once, for all of
+their decisions (in any order): each operation still has its own answer,
+decision and undo, and its keys are no other one's, so an abort of one
+leaves the others' states as they are.
 
 States
 ------
@@ -381,8 +388,9 @@ class _Operation:
     def _decide(self, commit: bool, reply: bytes) -> None:
         self.state = DECIDED
         self.decision = commit
-        for shard in self.parked:
-            self._send(shard, wire.Decide(self.id, commit))
+        decide = wire.encode_control(wire.Decide(self.id, commit))
+        for shard in self.parked:  # at the end of the turn, with the turn's other decisions
+            self.links[shard].queue_frame(decide)
         if commit and self.flush and self.links[0].on_events is not None:
             self.held_events = [*(self.held_events or ()), (self.client.db, b"", wire.EVENT_FLUSH, b"flush")]
             self.emit_events = self.emit_events or self.links[0].emit_held

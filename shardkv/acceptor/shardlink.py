@@ -91,6 +91,7 @@ class ShardLink:
     ) -> None:
         self.index = index
         self.out: list[bytes] = []  # entries waiting for the end of the turn
+        self.frames: list[bytes] = []  # whole frames waiting for it, before ``out`` (see queue_frame)
         self.fifo: deque = deque()  # sinks waiting for replies, in order
         self.queued = False  # is this link in the acceptor's flush list?
         self.transport: asyncio.Transport | None = None
@@ -235,16 +236,44 @@ class ShardLink:
     def _write(self) -> None:
         out = self.out
         if not out or self.transport is None:
+            if self.frames:
+                self._write_frames()
             return
         self.out = []
         size = 1 + sum(map(len, out))
+        if self.frames:  # queued before these entries
+            self.frames.append(b"".join((FRAME.pack(size), b"B", *out)))
+            self._write_frames()
+            return
         self.transport.write(b"".join((FRAME.pack(size), b"B", *out)))
+
+    def _write_frames(self) -> None:
+        frames, self.frames = self.frames, []
+        if self.transport is not None:
+            self.transport.write(b"".join(frames))
 
     def send_frame(self, payload: bytes) -> None:
         """Send a frame that is not a batch (cancel, control)."""
         if self.transport is not None and self.up:
             self.flush()
             self.transport.write(FRAME.pack(len(payload)) + payload)
+
+    def queue_frame(self, payload: bytes) -> None:
+        """Send a control frame at the end of this loop turn, after what was
+        queued before it and in one write with the rest of the turn's: a
+        cross-shard operation's ``Decide``, which the decisions file already
+        holds (so several operations decided in one turn cost the pipe one
+        system call, not one each)."""
+        if self.transport is None or not self.up:
+            return
+        out = self.out
+        if out:  # entries queued before it leave before it
+            self.out = []
+            self.frames.append(b"".join((FRAME.pack(1 + sum(map(len, out))), b"B", *out)))
+        self.frames.append(FRAME.pack(len(payload)) + payload)
+        if not self.queued:
+            self.queued = True
+            self._on_turn_end(self)
 
     def inquire(self, args: list[bytes], answer: Callable[[object], None]) -> None:
         """Ask the worker ``args`` (a verb of its figures) in an ``I`` frame,
@@ -254,6 +283,8 @@ class ShardLink:
             return
         self.inquiries.append(answer)
         payload = wire.encode_inquiry(args)
+        if self.frames:
+            self._write_frames()
         self.transport.write(FRAME.pack(len(payload)) + payload)
 
     def try_hold(self, answer: Callable[[bool], None]) -> None:
@@ -311,6 +342,7 @@ class ShardLink:
     def fail_all(self) -> None:
         """Answer every command in flight: the shard is gone."""
         self.out = []
+        self.frames = []
         streaming, self.streaming = self.streaming, None
         self._pieces = []
         if streaming is not None and hasattr(streaming, "torn"):

@@ -15,7 +15,10 @@ runs nothing from its queue (frames that arrive are kept, in order) until
 the operation's :class:`~shardkv.protocol.wire.Decide`.  Meanwhile it answers
 :class:`~shardkv.protocol.wire.Run` (the executor) and :class:`~shardkv.protocol.wire.Prepare`
 for that operation, and :class:`~shardkv.protocol.wire.Refused` to any other
-control message.  What it prepared stays in ``Shard.prepared`` until the
+control message.  Parts of write fan-outs that follow each other in a
+batch, on keys no part before them changed, are prepared together and
+park once, until each one's ``Decide`` (:meth:`Shard.gather_parts`).
+What it prepared stays in ``Shard.prepared`` until the
 outcome is known; on every new pipe it first sends
 :class:`~shardkv.protocol.wire.InDoubt` and applies the acceptor's
 :class:`~shardkv.protocol.wire.Resolve` before it runs anything.
@@ -94,6 +97,9 @@ class Prepared:
 
 # Shard.bodies while the shard is parked by a cross-shard operation.
 PARKED: list[bytes] = []
+
+# An entry of the batch prepared with the one before it (Shard.gather_parts).
+GATHERED: list[bytes] = []
 
 
 class Shard:
@@ -435,12 +441,17 @@ class Shard:
             if db:
                 ks.select(db)  # the entry's database, until it is done
             if header & wire.FLAG_PARK:
+                if args is GATHERED:  # prepared with a part before it (see gather_parts)
+                    if db:
+                        ks.select(0)
+                    continue
                 mark = len(noted) if noted is not None else 0
                 body, op = self.enter(args)
                 append(body)
                 if noted is not None:
                     bounds.append(len(noted))  # type: ignore[union-attr]
                 if op is not None:
+                    ops = self.gather_parts(op, items, i, append, bounds) if args[0] == Verb.PREPARE else [op]
                     self.op_events_from = mark  # the operation's events: other pipes get them at its commit
                     self.send_events(bounded=True)
                     self.send(wire.encode_replies(bodies))
@@ -451,7 +462,7 @@ class Shard:
                     self.logged = logged = []
                     self.bodies = PARKED  # what runs while parked is no entry of this batch
                     try:
-                        self.park(op)
+                        self.park(ops)
                     finally:
                         self.op_events_from = None
                         self.bodies = bodies
@@ -776,6 +787,53 @@ class Shard:
         ks.peek(key)  # a watched key that has expired counts as changed
         return ks.watched.get(key, -1)
 
+    def gather_parts(self, op: int, items: list, i: int, append: Callable, bounds: list | None) -> list[int]:
+        """The operations to park for, from the fan-out part at ``items[i]``
+        (just prepared as ``op``): it and the parts of other write fan-outs
+        right behind it in the batch (the same entry header: the same
+        database), prepared now, so that one park round decides them all.
+
+        Each such part is run in its place of the batch's order, as it
+        would be after ``op``'s commit, and answered in order (``append``,
+        its event bound in ``bounds``); its entry becomes :data:`GATHERED`.
+        A part is taken only while the keys it names are disjoint from every
+        key a part taken before it changed, so each operation's undo
+        touches its own keys alone, and an abort of one, in any order,
+        leaves the others' states as they are.  Not a flush (it changes
+        every key), and not past any other entry: nothing of another client
+        runs between the parts, nor sees their states before the decision.
+        """
+        states = self.prepared[op].states
+        if type(states) is not dict:  # a flush
+            return [op]
+        taken = set(states)
+        ops = [op]
+        header = items[i]
+        noted = self.keyspace.events
+        lookup = commands.lookup
+        end = len(items)
+        j = i + 2
+        while j < end and items[j] == header:
+            args = items[j + 1]
+            if args[0] != Verb.PREPARE or len(args) < 3:
+                break
+            cmd = lookup(args[2])
+            if cmd is None or cmd.name in ("flushall", "flushdb"):
+                break
+            names = cmd.keys(args[2:])
+            if not taken.isdisjoint(names):
+                break
+            part = self.prepare_part(args)
+            append(wire.encode_answer(part))
+            if bounds is not None:
+                bounds.append(len(noted))  # type: ignore[arg-type]
+            items[j + 1] = GATHERED
+            if part.prepared:
+                ops.append(part.op)
+                taken.update(self.prepared[part.op].states)
+            j += 2
+        return ops
+
     def prepare_part(self, args: list[bytes]) -> wire.PartPrepared:
         """``__prepare op command...``: this shard's part of a write fan-out
         (MSET, DEL...).  Run it; if it changed keys, log the prepare record
@@ -834,14 +892,18 @@ class Shard:
         if self.persistence is not None:
             self.persistence.log_prepare(op, states)
 
-    def park(self, op: int) -> None:
-        """Run nothing from the queue until ``op``'s :class:`~wire.Decide`.
+    def park(self, ops: list[int]) -> None:
+        """Run nothing from the queue until the :class:`~wire.Decide` of
+        every operation of ``ops`` (one parked operation, or write fan-outs'
+        parts prepared together, see :meth:`gather_parts`), in any order.
 
         Frames that come meanwhile are kept, in order.  A control message
         for another operation is refused, not dropped.  If the acceptor
         goes away, what was prepared stays prepared (in doubt): the next
         acceptor resolves it; a shard that prepared nothing just resumes.
         """
+        waiting = set(ops)
+        op = ops[0]  # the parked operation's, for Run and Prepare (alone then)
         while True:
             frame = self.recv()  # EOFError/OSError: the acceptor is gone
             if frame[0] != wire.CONTROL:
@@ -852,7 +914,7 @@ class Shard:
             except wire.BadMessage as e:
                 log.error("shard %d: %s", self.index, e)
                 continue
-            if getattr(message, "op", None) != op or type(message) not in (
+            if getattr(message, "op", None) not in waiting or type(message) not in (
                 wire.Run,
                 wire.Prepare,
                 wire.Decide,
@@ -868,7 +930,7 @@ class Shard:
                 self.send_events()  # the operation's events, before its Ran
                 self.send(wire.encode_control(ran))
             elif type(message) is wire.Prepare:
-                self.prepare_states(op, message.states)
+                self.prepare_states(op, message.states)  # op: a parked operation is parked alone
                 if faultpoints.ACTIVE and self.persistence is not None:
                     self.persistence.commit()
                 faultpoints.hold("prepared", self.index)
@@ -876,21 +938,27 @@ class Shard:
                 self.send(wire.encode_control(wire.Prepared(op)))
             else:
                 faultpoints.hold("decided", self.index)
-                self.decide(op, message.commit)  # type: ignore[union-attr]
-                self.waiters.committed = op if message.commit else 0  # type: ignore[union-attr]
-                finished = wire.encode_control(wire.Finished(op, message.commit))  # type: ignore[union-attr]
+                decided = message.op  # type: ignore[union-attr]
+                waiting.discard(decided)
+                self.decide(decided, message.commit)  # type: ignore[union-attr]
+                self.waiters.committed = decided if message.commit else 0  # type: ignore[union-attr]
+                finished = wire.encode_control(wire.Finished(decided, message.commit))  # type: ignore[union-attr]
                 persistence = self.persistence
-                if self.hold_frame is not None and (persistence is None or persistence.aof is None):
+                if self.hold_frame is not None and (
+                    waiting or persistence is None or persistence.aof is None
+                ):
                     # Nothing to persist: Finished only lets the acceptor
                     # forget the decision, so it leaves with the next frame
                     # (the next operation's answer, the batch's replies) or
                     # once the pipe is idle, not in a system call of its own.
-                    # With AOF it leaves now, after the outcome's record.
+                    # With AOF the last one leaves now, after the outcomes'
+                    # records (a send writes what was logged before its frame).
                     self.hold_frame(finished)
                 else:
                     self.send(finished)
                 faultpoints.hold("finished", self.index)
-                return  # run_batch serves the ready keys at the end of the batch
+                if not waiting:
+                    return  # run_batch serves the ready keys at the end of the batch
 
     def decide(self, op: int, commit: bool) -> None:
         """Apply or undo what this shard prepared for ``op`` (if anything)."""

@@ -69,12 +69,15 @@ class Pipe:
     def __init__(self, shard: Shard, frames: list[bytes]) -> None:
         self.frames = list(frames)
         self.sent: list = []
+        self.replies: list[list] = []  # each R frame's answers
         shard.send = self.send
         shard.recv = self.recv
 
     def send(self, payload: bytes) -> None:
         if payload[:1] == b"C":
             self.sent.append(wire.decode_control(payload))
+        elif payload[:1] == b"R":
+            self.replies.append(wire.decode_replies(payload))
 
     def recv(self) -> bytes:
         if not self.frames:
@@ -101,9 +104,64 @@ def test_a_parked_worker_refuses_another_operations_message_and_keeps_waiting():
     pipe = Pipe(
         shard, [wire.encode_control(wire.Decide(4, True)), wire.encode_control(wire.Decide(5, False))]
     )
-    shard.park(5)
+    shard.park([5])
     assert pipe.sent == [wire.Refused(4, "not parked for this operation"), wire.Finished(5, False)]
     assert shard.execute([b"GET", b"a"]) == b"1"  # aborted: undone
+
+
+def _batch(*entries: tuple[bytes, list[bytes]]) -> bytes:
+    parts = [b"B"]
+    for header, args in entries:
+        parts.append(header)
+        parts.append(b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args))
+    return b"".join(parts)
+
+
+def test_fan_out_parts_back_to_back_park_once_and_are_decided_in_any_order():
+    """Parts of write fan-outs that follow each other in a batch, on keys
+    that no part before them changed, are prepared together and answered in
+    one frame: one park round decides them all, each by its own Decide."""
+    shard = _shard_with((b"a", b"1"), (b"b", b"1"), (b"c", b"1"))
+    park, plain = crossshard.park_header(0), wire.entry_header(0)
+    batch = _batch(
+        (park, [b"__prepare", b"1", b"MSET", b"a", b"2"]),
+        (park, [b"__prepare", b"2", b"DEL", b"b", b"x"]),
+        (park, [b"__prepare", b"3", b"DEL", b"missing"]),  # changes nothing: does not park
+        (park, [b"__prepare", b"4", b"MSET", b"c", b"2"]),
+        (park, [b"__prepare", b"5", b"MSET", b"a", b"3"]),  # ``a`` again: a round of its own
+        (plain, [b"GET", b"a"]),
+    )
+    decide = [wire.Decide(2, True), wire.Decide(4, True), wire.Decide(1, False), wire.Decide(5, True)]
+    pipe = Pipe(shard, [wire.encode_control(d) for d in decide])
+    last = wire.decode_replies(shard.run_batch(batch))
+    answer = wire.encode_answer
+    assert pipe.replies == [
+        [
+            answer(wire.PartPrepared(1, True, "OK")),
+            answer(wire.PartPrepared(2, True, 1)),
+            answer(wire.PartPrepared(3, False, 0)),
+            answer(wire.PartPrepared(4, True, "OK")),
+        ],
+        [answer(wire.PartPrepared(5, True, "OK"))],
+    ]
+    assert pipe.sent == [wire.Finished(d.op, d.commit) for d in decide]
+    assert last == [b"$1\r\n3\r\n"]  # 1 aborted (undone), then 5 set it
+    assert shard.execute([b"EXISTS", b"b"]) == 0 and shard.execute([b"GET", b"c"]) == b"2"
+    assert not shard.prepared
+
+
+def test_a_flush_part_is_not_prepared_with_the_parts_before_it():
+    shard = _shard_with((b"a", b"1"))
+    park = crossshard.park_header(0)
+    batch = _batch(
+        (park, [b"__prepare", b"1", b"MSET", b"b", b"2"]),
+        (park, [b"__prepare", b"2", b"FLUSHALL"]),
+    )
+    decide = [wire.Decide(1, True), wire.Decide(2, False)]
+    pipe = Pipe(shard, [wire.encode_control(d) for d in decide])
+    shard.run_batch(batch)
+    assert [len(r) for r in pipe.replies] == [1, 1]
+    assert shard.execute([b"GET", b"a"]) == b"1" and shard.execute([b"GET", b"b"]) == b"2"
 
 
 def test_a_worker_not_parked_refuses_a_control_message():
@@ -118,7 +176,7 @@ def test_a_write_fan_out_part_is_applied_only_on_commit_of_its_own_operation():
     body = _park(shard, 6, b"DEL", b"a", b"b")
     assert wire.decode_answer(body) == wire.PartPrepared(6, True, 2)
     Pipe(shard, [wire.encode_control(wire.Decide(6, True))])
-    shard.park(6)
+    shard.park([6])
     assert shard.keyspace.dbsize() == 0 and not shard.prepared
 
 
@@ -133,7 +191,7 @@ def test_acceptor_lost_while_parked_keeps_a_prepared_part_in_doubt_until_resolve
     _park(shard, 8, b"MSET", b"a", b"2")
     Pipe(shard, [])  # the acceptor's pipe closes
     with pytest.raises(EOFError):
-        shard.park(8)
+        shard.park([8])
     assert list(shard.prepared) == [8]
     # The next acceptor: InDoubt first, then nothing runs before Resolve.
     batch = b"B" + wire.entry_header(0) + b"*2\r\n$3\r\nGET\r\n$1\r\na\r\n"
@@ -150,7 +208,7 @@ def test_acceptor_lost_while_parked_with_nothing_prepared_resumes():
     assert parked.op == 9 and parked.states == {}
     Pipe(shard, [])
     with pytest.raises(EOFError):
-        shard.park(9)
+        shard.park([9])
     assert not shard.prepared
     pipe = Pipe(shard, [])
     shard.report_in_doubt()

@@ -130,3 +130,38 @@ def test_a_bad_frame_makes_the_acceptor_exit_to_be_restarted(monkeypatch: pytest
     with pytest.raises(Exited):
         pipe.data_received(frame(wire.encode_replies([b"+1\r\n"])))
     assert codes == [shardlink.EXIT_PIPE_FAILED]
+
+
+class Transport:
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+
+def test_queued_decisions_leave_at_the_end_of_the_turn_in_one_write_and_in_order():
+    """Cross-shard decisions (``Decide``) wait for the end of the turn and
+    leave with the turn's batch in one write; entries queued before a
+    decision leave before it, those queued after it after."""
+    turns: list[ShardLink] = []
+    link = ShardLink(0, turns.append, lambda: None)
+    transport = Transport()
+    link.attached(transport)  # type: ignore[arg-type]
+    first, second = (
+        wire.entry_header(0) + b"*1\r\n$4\r\nPING\r\n",
+        wire.entry_header(0) + b"*1\r\n$4\r\nTIME\r\n",
+    )
+    link.send(first[:4], first[4:], Good())
+    decide = [wire.encode_control(wire.Decide(op, True)) for op in (1, 2)]
+    link.queue_frame(decide[0])
+    link.queue_frame(decide[1])
+    link.send(second[:4], second[4:], Good())
+    assert transport.written == [] and turns == [link]
+    link.flush()
+    assert transport.written == [
+        b"".join((frame(b"B" + first), frame(decide[0]), frame(decide[1]), frame(b"B" + second)))
+    ]
+    link.queue_frame(decide[0])
+    link.flush()  # a turn with nothing else to send
+    assert transport.written[1:] == [frame(decide[0])]

@@ -744,7 +744,8 @@ def _record_sends(monkeypatch) -> list[bytes]:
 def test_without_aof_a_finished_leaves_with_the_next_frame(monkeypatch, npipes):
     """With nothing to persist, a shard's Finished (which only lets the
     acceptor forget its decision) costs no system call of its own: it
-    leaves in the same send as the next operation's answer, in order."""
+    leaves in the same send as the next operation's answer, in order.
+    (The second part writes the first's key, so it has a round of its own.)"""
     sent = _record_sends(monkeypatch)
     w = Worker(npipes)
     try:
@@ -754,7 +755,7 @@ def test_without_aof_a_finished_leaves_with_the_next_frame(monkeypatch, npipes):
             0,
             batch(
                 entry(Verb.PREPARE, first, "SET", "a", "1", flags=wire.FLAG_PARK),
-                entry(Verb.PREPARE, second, "SET", "b", "2", flags=wire.FLAG_PARK),
+                entry(Verb.PREPARE, second, "SET", "a", "2", flags=wire.FLAG_PARK),
             ),
         )
         (body,) = w.replies(0)
@@ -769,7 +770,35 @@ def test_without_aof_a_finished_leaves_with_the_next_frame(monkeypatch, npipes):
         w.send(0, wire.encode_control(wire.Decide(second, True)))
         assert w.control(0) == wire.Finished(second, True)  # the batch is done: it goes
         assert w.replies(0) == []  # with the rest of the batch's replies: none
-        assert w.run(0, entry("MGET", "a", "b")) == [b"*2\r\n$1\r\n1\r\n$1\r\n2\r\n"]
+        assert w.run(0, entry("GET", "a")) == [b"$1\r\n2\r\n"]
+    finally:
+        w.stop()
+
+
+@pytest.mark.parametrize("npipes", [1, 2])
+def test_fan_out_parts_on_other_keys_are_answered_together_and_park_once(monkeypatch, npipes):
+    """Parts of write fan-outs back to back in a batch, on keys no part
+    before them changed, are prepared together: their answers leave in one
+    frame, and the shard waits for both decisions, in either order."""
+    w = Worker(npipes)
+    try:
+        started(w)
+        first, second = (1 << 32) | 31, (1 << 32) | 32
+        w.send(
+            0,
+            batch(
+                entry(Verb.PREPARE, first, "SET", "a", "1", flags=wire.FLAG_PARK),
+                entry(Verb.PREPARE, second, "SET", "b", "2", flags=wire.FLAG_PARK),
+                entry("MGET", "a", "b"),
+            ),
+        )
+        answers = [wire.decode_answer(body) for body in w.replies(0)]
+        assert answers == [wire.PartPrepared(first, True, "OK"), wire.PartPrepared(second, True, "OK")]
+        w.send(0, wire.encode_control(wire.Decide(second, True)))
+        w.send(0, wire.encode_control(wire.Decide(first, False)))
+        assert w.control(0) == wire.Finished(second, True)
+        assert w.control(0) == wire.Finished(first, False)
+        assert w.replies(0) == [b"*2\r\n$-1\r\n$1\r\n2\r\n"]  # the first undone, the second applied
     finally:
         w.stop()
 
