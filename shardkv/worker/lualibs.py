@@ -37,6 +37,12 @@ class LibError(Exception):
     """A Lua error raised by a library function (the message is what the script sees)."""
 
 
+# A LibError's message that starts with BARE is one Lua itself raises from
+# inside the C function (lua_settable's "table index is nil"): the prelude
+# gives it no position, as luaG_runerror gives none in a C function.
+BARE = "\0"
+
+
 class _NoValue:
     """An argument that was not given (Lua's LUA_TNONE: "no value"), unlike nil (None)."""
 
@@ -1082,8 +1088,12 @@ class MsgPack:
             for _ in range(n):
                 k, p = self._decode(d, p)
                 v, p = self._decode(d, p)
-                if k is not None:
-                    table[k] = v
+                # (lua_settable: a nil or NaN key raises, a nil value sets nothing)
+                if k is None:
+                    raise LibError(BARE + "table index is nil")
+                if type(k) is float and k != k:
+                    raise LibError(BARE + "table index is NaN")
+                table[k] = v
             return table, p
         if c == 0xC0:
             return None, p

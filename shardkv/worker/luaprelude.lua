@@ -147,7 +147,7 @@ end
 local wrapped = {}  -- {table, key, real function, wrapper}: what engine.widen swaps
 local as_c_function  -- (below) a Lua function whose errors are a C function's
 do
-    local real_pcall, match, error = pcall, string.match, error
+    local real_pcall, match, byte, sub, error = pcall, string.match, string.byte, string.sub, error
     local function rethrow(ok, ...)
         if ok then return ... end
         -- level 2: the wrapper; 3: what called it
@@ -165,6 +165,9 @@ do
             else
                 msg = "bad argument #" .. n .. " to '" .. name .. "' " .. rest
             end
+        end
+        if byte(msg, 1) == 0 then  -- (lualibs.BARE: a Lua runtime error in C, no position)
+            error(sub(msg, 2), 0)
         end
         local c = dbg.getinfo(3, "Sl")
         if c and c.what ~= "C" and c.what ~= "tail" and c.currentline > 0 then

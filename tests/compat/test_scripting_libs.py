@@ -350,6 +350,12 @@ BASE_FUNCTIONS = [
     "local a = {} a[1] = a return cmsgpack.pack(a):len()",
     "return {cmsgpack.unpack('\\207\\128\\0\\0\\0\\0\\0\\0\\1')}",
     "return tostring(cmsgpack.unpack('\\207\\127\\255\\255\\255\\255\\255\\255\\255'))",
+    "local t = cmsgpack.unpack('\\129\\192\\1') return t",
+    "local t = cmsgpack.unpack('\\129\\203\\255\\248\\0\\0\\0\\0\\0\\0\\1') return t",
+    "local ok, e = pcall(cmsgpack.unpack, '\\129\\192\\1') return e",
+    "local t = cmsgpack.unpack('\\130\\1\\192\\2\\3') return t[2]",
+    "local t = cmsgpack.unpack('\\129\\1\\192') return t[1]",
+    "return cmsgpack.unpack('\\145\\192')",
 ]
 
 
