@@ -187,7 +187,7 @@ def test_blocking_and_atomic_commands_go_to_their_handlers() -> None:
     seen = []
     acceptor.wiring = dataclasses.replace(
         acceptor.wiring,
-        block=lambda client, cmd, args, raw, keys: seen.append(("block", cmd.name, keys)),
+        block=lambda client, cmd, args, keys: seen.append(("block", cmd.name, keys)),
         cross_shard=lambda client, cmd, args, keys, everything: seen.append(("cross", cmd.name, keys)),
     )
     a, b = keys_on_two_shards(acceptor)
