@@ -502,46 +502,21 @@ CMSGPACK = [
 ]
 
 
-def test_cjson_decode_tokens_and_errors(same):
-    for script in CJSON_DECODE:
-        same("EVAL", script, 0)
+# Each table of scripts, by what it checks.
+TABLES = {
+    "cjson-decode-tokens-and-errors": CJSON_DECODE,
+    "cjson-encode": CJSON_ENCODE,
+    "cjson-option-functions-and-new": CJSON_OPTIONS,
+    "cjson-null-is-a-userdata": CJSON_NULL,
+    "bit-arguments-and-conversions": BIT,
+    "base-functions-the-prelude-replaces": BASE_FUNCTIONS,
+    "struct": STRUCT,
+    "type-names-in-library-errors": TYPE_NAMES,
+    "cmsgpack": CMSGPACK,
+}
 
 
-def test_cjson_encode(same):
-    for script in CJSON_ENCODE:
-        same("EVAL", script, 0)
-
-
-def test_cjson_option_functions_and_new(same):
-    for script in CJSON_OPTIONS:
-        same("EVAL", script, 0)
-
-
-def test_cjson_null_is_a_userdata(same):
-    for script in CJSON_NULL:
-        same("EVAL", script, 0)
-
-
-def test_bit_arguments_and_conversions(same):
-    for script in BIT:
-        same("EVAL", script, 0)
-
-
-def test_base_functions_the_prelude_replaces(same):
-    for script in BASE_FUNCTIONS:
-        same("EVAL", script, 0)
-
-
-def test_struct(same):
-    for script in STRUCT:
-        same("EVAL", script, 0)
-
-
-def test_type_names_in_library_errors(same):
-    for script in TYPE_NAMES:
-        same("EVAL", script, 0)
-
-
-def test_cmsgpack(same):
-    for script in CMSGPACK:
+@pytest.mark.parametrize("scripts", TABLES.values(), ids=TABLES.keys())
+def test_scripts_answer_as_redis(same, scripts):
+    for script in scripts:
         same("EVAL", script, 0)
