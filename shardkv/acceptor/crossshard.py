@@ -337,8 +337,12 @@ class _Operation:
         self.links = server.links
         self.coordinator = coordinator_of(server)
         self.id = self.coordinator.new_id()
-        self.slot = Slot(client) if slot is None else slot
-        client.pending.append(self.slot)
+        # The client's reply: a new slot in its replies, or a sink of the
+        # caller's (MIGRATE's delete, whose slot is MIGRATE's own).
+        if slot is None:
+            slot = Slot(client)
+            client.pending.append(slot)
+        self.slot = slot
         self.state = PARKING
         self.parked: list[int] = []  # shards parked for this operation, alive
         self.failed = False  # a shard was lost before the decision
@@ -625,8 +629,10 @@ class FanOutWrite(_Operation):
         parts: dict[int, list[bytes]],
         merge: Callable[[list], object],
         keys: list | None = None,
+        slot: Any = None,
+        db: int | None = None,
     ) -> None:
-        super().__init__(client)
+        super().__init__(client, slot)
         self.event_keys = keys
         # A FLUSHALL/FLUSHDB happens at the commit, in every shard: its one
         # event (for client-side caching) comes from here, then.
@@ -635,7 +641,7 @@ class FanOutWrite(_Operation):
         self.values: list = [None] * len(parts)
         self.waiting = len(parts)
         op = b"%d" % self.id
-        header = park_header(client.db)
+        header = park_header(client.db if db is None else db)
         if self.holds is not None:
             self.holds.begin()
         try:
@@ -698,10 +704,16 @@ def _plain(key: bytes | tuple, db: int) -> bytes | tuple:
 
 
 def run_write_fan_out(
-    client: Client, parts: dict[int, list[bytes]], merge: Callable[[list], object], keys: list | None = None
+    client: Client,
+    parts: dict[int, list[bytes]],
+    merge: Callable[[list], object],
+    keys: list | None = None,
+    slot: Any = None,
+    db: int | None = None,
 ) -> None:
-    """A write command split by shard (MSET, DEL...)."""
-    FanOutWrite(client, parts, merge, keys)
+    """A write command split by shard (MSET, DEL...); its reply goes to a
+    new slot of the client's, or to ``slot``; in database ``db`` if given."""
+    FanOutWrite(client, parts, merge, keys, slot, db)
 
 
 def sync_decisions(server: Acceptor) -> None:

@@ -19,6 +19,7 @@ import time
 from typing import TYPE_CHECKING
 
 from shardkv import REDIS_VERSION, __version__
+from shardkv.acceptor import migrate
 from shardkv.acceptor.blocking import in_timeout_table
 from shardkv.acceptor.durability import latest_fork_usec, persistence_section
 from shardkv.acceptor.scriptcache import CACHE
@@ -314,7 +315,7 @@ def build_info(
             ("pubsub_patterns", len(set().union(*(c.state.patterns for c in clients)))),
             ("latest_fork_usec", latest_fork_usec(shards)),
             ("total_forks", 0),
-            ("migrate_cached_sockets", 0),
+            ("migrate_cached_sockets", migrate.cached_sockets(server)),
             ("slave_expires_tracked_keys", 0),
             ("active_defrag_hits", 0),
             ("active_defrag_misses", 0),

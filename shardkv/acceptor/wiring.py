@@ -23,6 +23,7 @@ from shardkv.acceptor import (
     limits,
     memory,
     memorybudget,
+    migrate,
     monitor,
     notifications,
     pause,
@@ -73,6 +74,7 @@ def local_handlers() -> dict[str, LocalHandler]:
         # generic
         "wait": generic.wait,
         "scan": generic.scan,
+        "migrate": migrate.migrate,
         # transactions
         "multi": transactions.multi,
         "exec": transactions.exec_,
@@ -144,7 +146,8 @@ def wiring() -> Wiring:
             tracking.on_config,
         ),
         on_resetstat=(slowlog.on_resetstat,),
-        on_cron=(crossshard.sync_decisions,),  # the decisions file's everysec fsync
+        # The decisions file's everysec fsync; MIGRATE's idle connections.
+        on_cron=(crossshard.sync_decisions, migrate.close_idle),
         after_command=tracking.after_command,
         client_subcommands={
             b"TRACKING": tracking.client_tracking,

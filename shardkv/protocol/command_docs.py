@@ -11,6 +11,7 @@ appeared in, a one-line summary, and its syntax in a compact notation that
                      ``pattern``, ``unix-time`` or ``string`` (any other
                      colon is part of the name: ``ip:port``)
 ``TOKEN``            a pure token (a word that is its own value)
+``""``               the empty string as a pure token
 ``TOKEN arg``        an argument introduced by a token (``EX seconds:integer``)
 ``[ ... ]``          optional
 ``( ... )``          a group; several items in a group make a ``block``
@@ -85,6 +86,7 @@ persist | 2.2.0 | Remove the expiration from a key | key
 rename | 1.0.0 | Rename a key | key newkey:key
 renamenx | 1.0.0 | Rename a key, only if the new key does not exist | key newkey:key
 copy | 6.2.0 | Copy a key | source:key destination:key [DB destination-db:integer] [REPLACE]
+migrate | 2.6.0 | Atomically transfer a key from a Redis instance to another one. | host port:integer key_or_empty_string=(key | empty_string="") destination-db:integer timeout:integer [COPY] [REPLACE] authentication=[[AUTH password] | [AUTH2 (username password)]] [KEYS key ...]
 move | 1.0.0 | Move a key to another database | key db:integer
 object | 2.2.3 | A container for object introspection commands |
 dump | 2.6.0 | Return a serialized version of the value stored at the specified key. | key
@@ -434,6 +436,8 @@ class _Parser:
                 _flag(node, "optional")
             if name is not None:
                 node["name"] = name
+        elif word == '""':  # the empty string as a token (MIGRATE's key_or_empty_string)
+            node = {"name": name or "empty_string", "type": "pure-token", "token": ""}
         elif _TOKEN_RE.match(word):
             nxt = self.peek()
             if nxt is not None and nxt not in ("|", "]", ")", "...", "...+") and not _TOKEN_RE.match(nxt):

@@ -105,6 +105,7 @@ dump               2     readonly                          1,1,1    shard  -    
 restore            -4    write,denyoom                     1,1,1    shard  -      generic
 sort               -2    write,denyoom                     1,1,1:sort shard -     generic
 sort_ro            -2    readonly                          1,1,1:sort_ro shard -  generic
+migrate            -6    write                             3,3,1:migrate local -  generic
 # -- strings
 get                2     readonly,fast                     1,1,1    shard  -      string
 set                -3    write,denyoom                     1,1,1    shard  -      string
@@ -389,6 +390,27 @@ def _sort_keys(args: list[bytes]) -> list[bytes]:
     return [args[1]] if store is None else [args[1], store]
 
 
+# MIGRATE's options before KEYS, and how many arguments each takes.
+_MIGRATE_SKIP = {b"copy": 0, b"replace": 0, b"auth": 1, b"auth2": 2}
+
+
+def _migrate_keys(args: list[bytes]) -> list[bytes]:
+    """MIGRATE, as Redis 7.0 finds its keys: from its key specs while no
+    ``KEYS`` is among the arguments before the last (the key argument),
+    else by ``migrateGetKeys``: every argument after the first ``KEYS``
+    that is no AUTH or AUTH2 value (none if the key argument is not empty:
+    the command is refused), or the key argument when there is none."""
+    if not any(a.lower() == b"keys" for a in args[1:-1]):
+        return [args[3]]
+    i = 6
+    while i < len(args):
+        word = args[i].lower()
+        if word == b"keys":
+            return list(args[i + 1 :]) if not args[3] else []
+        i += _MIGRATE_SKIP.get(word, 0) + 1
+    return [args[3]]
+
+
 def _first_key(args: list[bytes]) -> list[bytes]:
     return [args[1]]
 
@@ -425,6 +447,7 @@ FINDERS: dict[str, Callable[[list[bytes]], list[bytes]]] = {
     "store": _store_keys,
     "sort": _sort_keys,
     "sort_ro": _first_key,
+    "migrate": _migrate_keys,
 }
 PATTERN_KEYS: dict[str, Callable[[list[bytes]], list[bytes] | None]] = {
     "sort": sort_pattern_keys,

@@ -157,6 +157,12 @@ DECREMENT_OVERFLOW = "ERR decrement would overflow"
 SAME_OBJECT = "ERR source and destination objects are the same"
 BUSYKEY = "BUSYKEY Target key name already exists."
 DUMP_PAYLOAD = "ERR DUMP payload version or checksum are wrong"
+MIGRATE_KEYS_NOT_EMPTY = (
+    "ERR When using MIGRATE KEYS option, the key argument must be set to the empty string"
+)
+MIGRATE_CONNECT = "IOERR error or timeout connecting to the client"
+MIGRATE_IO = "IOERR error or timeout %s to target instance"  # writing / reading
+MIGRATE_TARGET = "ERR Target instance replied with error: %s"
 BAD_DATA_FORMAT = "ERR Bad data format"
 INVALID_TTL = "ERR Invalid TTL value, must be >= 0"
 INVALID_IDLETIME = "ERR Invalid IDLETIME value, must be >= 0"

@@ -57,6 +57,10 @@ KEY_SPECS: dict[str, tuple[KeySpec, ...]] = {
         ("RW access delete", ("index", 1), ("range", 0, 1, 0)),
         ("OW insert", ("index", 2), ("range", 0, 1, 0)),
     ),
+    "migrate": (
+        ("RW access delete", ("index", 3), ("range", 0, 1, 0)),
+        ("RW access delete incomplete", ("keyword", "KEYS", -2), ("range", -1, 1, 0)),
+    ),
     "copy": (
         ("RO access", ("index", 1), ("range", 0, 1, 0)),
         ("OW update", ("index", 2), ("range", 0, 1, 0)),

@@ -764,6 +764,10 @@ class Verb:
     HOLD = b"__hold"  # __hold: read only this pipe until __release
     RELEASE = b"__release"  # __release: read every pipe again
     SHUTDOWN = b"__shutdown"
+    # __migdel key payload [key payload ...] -> how many it deleted: MIGRATE's
+    # local delete, sent as a write fan-out's part (``__prepare``): each key
+    # whose DUMP is still ``payload`` (what was sent to the target) goes.
+    MIGRATE_DEL = b"__migdel"
 
     HANDLED: frozenset[bytes] = frozenset()  # filled in below
     ALL: frozenset[bytes] = frozenset()

@@ -844,7 +844,12 @@ class Shard:
         if cmd is not None and cmd.name in ("flushall", "flushdb"):
             return self._prepare_flush(op, command, cmd.name == "flushall")
         ks = self.keyspace
-        names = cmd.keys(command) if cmd is not None else []
+        if cmd is not None:
+            names = cmd.keys(command)
+        elif command[0] == Verb.MIGRATE_DEL:  # __migdel key payload ...
+            names = command[1::2]
+        else:
+            names = []
         before = {key: export_key(ks, key) for key in names}
         persistence = self.persistence
         if persistence is not None:

@@ -381,3 +381,20 @@ def test_script_that_must_run_across_shards_on_any_call():
     # No calls here (the acceptor counts them): only the runs' time, the
     # escaped run's taken back.
     assert shard.stats.report()[0]["evalsha"][0] == 0
+
+
+def test_migrate_delete_takes_only_unchanged_keys(shard):
+    """MIGRATE's local delete (``__migdel key payload...``), as a write
+    fan-out's part: a key whose value is still the one sent goes; a key
+    written since, or gone, stays as it is; the part prepares only the
+    key it deleted."""
+    run(shard, "RPUSH", "sent", "a", "b")
+    run(shard, "SET", "changed", "old")
+    sent, old = run(shard, "DUMP", "sent"), run(shard, "DUMP", "changed")
+    run(shard, "SET", "changed", "new")
+    answer = shard.prepare_part(
+        [wire.Verb.PREPARE, b"7", wire.Verb.MIGRATE_DEL, b"sent", sent, b"changed", old, b"gone", old]
+    )
+    assert (answer.prepared, answer.value) == (True, 1)
+    assert run(shard, "EXISTS", "sent") == 0
+    assert run(shard, "GET", "changed") == b"new"

@@ -86,7 +86,10 @@ _ACL_OVERRIDES = {
     "function": ["@slow"],
     "sort": ["@write", "@set", "@sortedset", "@list", "@slow", "@dangerous"],
     "sort_ro": ["@read", "@set", "@sortedset", "@list", "@slow", "@dangerous"],
+    "migrate": ["@keyspace", "@write", "@slow", "@dangerous"],
 }
+# COMMAND INFO's tips of the commands (not subcommands) that shardkv lists.
+_COMMAND_TIPS = {"migrate": [b"nondeterministic_output"]}  # bulk strings, as Redis sends them
 
 
 def _key_specs(cmd: commands.Command) -> list:
@@ -163,7 +166,7 @@ def _command_info(cmd: commands.Command) -> list:
         last,
         step,
         _acl_categories(cmd),
-        [],
+        _COMMAND_TIPS.get(cmd.name, []),
         specs,
         subinfo,
     ]
@@ -214,6 +217,10 @@ def _getkeys(args: list) -> list:
     if not keys:
         if "no_mandatory_keys" in cmd.flags:
             return []
+        if cmd.first_key or cmd.keyword or cmd.finder is not None:
+            # It has keys, but not in these arguments (XREAD without
+            # STREAMS, MIGRATE with a key and KEYS).
+            raise CommandError(errors.INVALID_COMMAND_ARGUMENTS)
         raise CommandError(errors.NO_KEY_ARGUMENTS)
     return keys
 

@@ -28,7 +28,8 @@ from shardkv.protocol import errors
 from shardkv.protocol.args import parse_int
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import OK
-from shardkv.worker import access
+from shardkv.protocol.wire import Verb
+from shardkv.worker import access, events
 from shardkv.worker.handlers import Handlers
 from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.stream import Stream
@@ -509,8 +510,31 @@ def restore(ks: Keyspace, args: list[bytes]) -> object:
     return OK
 
 
+def migrate_delete(ks: Keyspace, args: list[bytes]) -> object:
+    """__migdel key payload [key payload ...]
+
+    MIGRATE's local delete (see :mod:`shardkv.acceptor.migrate`): each key
+    whose DUMP is still ``payload``, the value the target acknowledged, is
+    deleted, with Redis's ``del`` event; a key written since keeps its new
+    value.  Returns how many keys it deleted."""
+    deleted = 0
+    for i in range(1, len(args) - 1, 2):
+        key = args[i]
+        value = ks.peek(key)
+        if value is None:
+            continue
+        tag, to_plain = TO_PLAIN[type(value)]
+        if dump(tag, to_plain(value)) != args[i + 1]:
+            continue
+        ks.delete(key)
+        deleted += 1
+        events.note(ks, events.GENERIC, b"del", key)
+    return deleted
+
+
 # The commands this module runs, by name (see shardkv.worker.wiring).
 HANDLERS: Handlers = {
     "dump": dump_command,
     "restore": restore,
+    Verb.MIGRATE_DEL: migrate_delete,
 }
