@@ -356,6 +356,7 @@ class _Operation:
         # Several acceptors: its first entries are sent under holds (see
         # shardkv.acceptor.holds); once parked, a shard is this acceptor's alone.
         self.holds = server.holds
+        self.marked: list[int] = []  # the shards the holds count it undecided on
 
     @property
     def event_holder(self) -> _Operation:
@@ -395,6 +396,8 @@ class _Operation:
         decide = wire.encode_control(wire.Decide(self.id, commit))
         for shard in self.parked:  # at the end of the turn, with the turn's other decisions
             self.links[shard].queue_frame(decide)
+        if self.marked:  # several acceptors: a step that waits for this decision goes now
+            self.holds.decided(self)  # type: ignore[union-attr]
         if commit and self.flush and self.links[0].on_events is not None:
             self.held_events = [*(self.held_events or ()), (self.client.db, b"", wire.EVENT_FLUSH, b"flush")]
             self.emit_events = self.emit_events or self.links[0].emit_held
@@ -513,6 +516,7 @@ class AtomicOp(_Operation):
         if self.holds is not None:
             self.holds.begin()
             try:
+                self.holds.parking(self, self.shards)
                 self._park(exports, watched_by, everything, marker, op, header)
             finally:
                 self.holds.end()
@@ -644,6 +648,7 @@ class FanOutWrite(_Operation):
         header = park_header(client.db if db is None else db)
         if self.holds is not None:
             self.holds.begin()
+            self.holds.parking(self, list(parts))
         try:
             for i, (shard, part) in enumerate(parts.items()):
                 entry = encode_command([Verb.PREPARE, op, *part])

@@ -44,6 +44,17 @@ acceptor's frames wait for it.  One acceptor runs one such request at a
 time (the others queue, in order), so it never tries or holds a shard it
 holds already.
 
+Nor does a request try a shard where an operation of this acceptor's may
+be parked, not decided yet (:meth:`Holds.parking`; a cross-shard
+operation's shards are this acceptor's alone until its ``Decide``): a
+parked shard refuses every try, its own coordinator's too (see
+:mod:`shardkv.worker.loop`), and the fallback would take the holds one
+``__hold`` after another, a round trip each, none answered before that
+decision.  The request waits for the decisions instead
+(:meth:`Holds.decided`), and its ``T`` frames follow the ``Decide``
+frames on the pipes, where the worker, free again, grants them.  Waiting
+to try changes no order: nothing of the request has left.
+
 If this acceptor dies between its tries and its releases, each worker
 sees its pipe close and ends the hold, as for ``__hold``; a worker
 restarted meanwhile has lost the hold with its pipe (the link refuses the
@@ -102,12 +113,24 @@ class Request:
     """One captured step that spans shards: its entries, the shards it
     needs (ascending), what it holds, and what it waits for."""
 
-    __slots__ = ("shards", "entries", "client", "held", "failed", "next", "trying", "gate", "releasing")
+    __slots__ = (
+        "shards",
+        "entries",
+        "client",
+        "held",
+        "failed",
+        "next",
+        "trying",
+        "gate",
+        "releasing",
+        "ops",
+    )
 
-    def __init__(self, shards: list[int], entries: list, client: Client | None) -> None:
+    def __init__(self, shards: list[int], entries: list, client: Client | None, ops: list) -> None:
         self.shards = shards
         self.entries = entries
         self.client = client
+        self.ops = ops  # the cross-shard operations whose entries these are (see Holds.parking)
         self.held: dict[int, int] = {}  # shard -> the link's generation when it was held
         self.failed: dict[int, bytes] = {}  # shard -> the error its hold got
         self.next = 0  # the index in ``shards`` of the hold to take next
@@ -204,6 +227,13 @@ class Holds:
         self.queue: deque[Request] = deque()
         self.current: Request | None = None
         self._capture = [self._capturer(link) for link in self.links]
+        # This acceptor's cross-shard operations not decided yet, counted
+        # per shard they were sent to (see parking), and those of the step
+        # being captured.
+        self.undecided = [0] * len(self.links)
+        self.step_ops: list = []
+        # The request whose tries wait for those operations' decisions.
+        self.deferred: Request | None = None
 
     def _capturer(self, link: ShardLink) -> Callable[..., None]:
         def send(
@@ -223,6 +253,7 @@ class Holds:
         self.depth += 1
         if self.depth == 1:
             self.captured = []
+            self.step_ops = []
             for link, capture in zip(self.links, self._capture, strict=True):
                 link.send = capture  # type: ignore[method-assign]
 
@@ -237,12 +268,14 @@ class Holds:
         for link in self.links:
             del link.send
         captured, self.captured = self.captured, None
+        ops, self.step_ops = self.step_ops, []
         shards = sorted({entry[0].index for entry in captured})  # type: ignore[union-attr]
         if len(shards) <= 1:
+            self._mark(ops)
             for link, header, command, sink in captured:  # type: ignore[union-attr]
                 _send(link, header, command, sink)
             return
-        request = Request(shards, captured, client)  # type: ignore[arg-type]
+        request = Request(shards, captured, client, ops)  # type: ignore[arg-type]
         if client is not None:
             request.gate = _Gate()
             client.pending.insert(replies_from, request.gate)
@@ -253,6 +286,40 @@ class Holds:
         if self.current is None:
             self._start_next()
 
+    # -- this acceptor's operations in progress -----------------------------------
+
+    def parking(self, op: Any, shards: list[int]) -> None:
+        """``op`` (a :class:`~shardkv.acceptor.crossshard.AtomicOp` or
+        ``FanOutWrite``) gives the step being captured its entries for
+        ``shards``, where it parks until its decision (a fan-out's part
+        that changes nothing does not park: it is counted all the same)."""
+        self.step_ops.append((op, shards))
+
+    def _mark(self, ops: list) -> None:
+        """The step of ``ops`` leaves now: count each undecided on its
+        shards until :meth:`decided` (one decided already, its entries
+        having failed at once, is not counted)."""
+        undecided = self.undecided
+        for op, shards in ops:
+            if op.decision is None:
+                op.marked = shards
+                for shard in shards:
+                    undecided[shard] += 1
+
+    def decided(self, op: Any) -> None:
+        """``op`` is decided, its ``Decide`` frames queued: its shards run
+        this acceptor's next frames once they have it.  A request that
+        waited for that tries them now, its ``T`` frames behind the
+        ``Decide`` on each pipe."""
+        marked, op.marked = op.marked, []
+        undecided = self.undecided
+        for shard in marked:
+            undecided[shard] -= 1
+        request = self.deferred
+        if request is not None and not any(undecided[s] for s in request.shards):
+            self.deferred = None
+            self._try(request)
+
     # -- holding --------------------------------------------------------------
 
     def _start_next(self) -> None:
@@ -261,7 +328,19 @@ class Holds:
             self._try(request)
 
     def _try(self, request: Request) -> None:
-        """Try every shard of the step at once (a ``T`` frame each)."""
+        """Try every shard of the step at once (a ``T`` frame each); but
+        not while one of them may be parked for an operation of this
+        acceptor's not decided yet: the worker would refuse the try (a
+        parked shard grants none, see :mod:`shardkv.worker.loop`), and the
+        fallback would take the holds one shard after another, a round
+        trip each, every one of them answered only after that decision
+        anyway.  So the request waits for the decisions (:meth:`decided`),
+        and its tries follow them on the pipes."""
+        undecided = self.undecided
+        for shard in request.shards:
+            if undecided[shard]:
+                self.deferred = request
+                return
         links = self.links
         request.trying = len(request.shards)
         for shard in request.shards:
@@ -311,6 +390,8 @@ class Holds:
     def _send(self, request: Request) -> None:
         links = self.links
         unavailable = encode_error(errors.SHARD_UNAVAILABLE)
+        self._mark(request.ops)  # before the entries: one that fails at once decides its operation
+        request.ops = []
         for link, header, command, sink in request.entries:
             shard = link.index
             generation = request.held.get(shard)

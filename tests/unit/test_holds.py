@@ -7,9 +7,10 @@ links."""
 from __future__ import annotations
 
 import marshal
+import tempfile
 
 from shardkv.acceptor.holds import HOLDING, HoldingClient
-from shardkv.protocol import errors
+from shardkv.protocol import errors, wire
 from shardkv.protocol.resp import encode_command, encode_error
 from shardkv.protocol.wire import Verb
 from tests.unit.test_acceptor_dispatch import FakeLink, MemoryTransport, build, replies, send
@@ -24,10 +25,15 @@ class Link(FakeLink):
         self.generation = 1
         self.tries: list = []  # the answers waited for, oldest first
         self.tried = 0  # T frames sent
+        self.frames: list = []  # what left outside batches, in order: control frames, "T"
 
     def try_hold(self, answer) -> None:
         self.tried += 1
         self.tries.append(answer)
+        self.frames.append("T")
+
+    def queue_frame(self, payload: bytes) -> None:
+        self.frames.append(wire.decode_control(payload))
 
     def grant(self, granted: bool = True) -> None:
         """The worker's answer to the oldest try not answered yet."""
@@ -184,7 +190,7 @@ def test_requests_of_one_acceptor_run_one_at_a_time_in_order() -> None:
     a, _ = connect(acceptor)
     b, _ = connect(acceptor)
     acceptor.loop = _Loop()
-    send(a, [b"MSET", k0, b"1", k1, b"1"])
+    send(a, [b"MGET", k0, k1])
     send(b, [b"DEL", k0, k1])
     assert [link.tried for link in links] == [1, 1]  # b's request waits behind a's
     links[0].grant()
@@ -193,6 +199,48 @@ def test_requests_of_one_acceptor_run_one_at_a_time_in_order() -> None:
     # it queued before a try first).
     assert links[0].bodies()[-1] == RELEASE and links[1].bodies()[-1] == RELEASE
     assert [link.tried for link in links] == [2, 2]
+
+
+def _prepared(link: Link) -> None:
+    """The shard's answer to its oldest entry, a ``__prepare``: it changed
+    its keys and parked."""
+    op = int(link.bodies()[0].split(b"\r\n")[4])
+    link.answer(wire.encode_answer(wire.PartPrepared(op, True, "OK")))
+
+
+def test_a_request_tries_its_shards_only_behind_the_decision_they_are_parked_for(
+    monkeypatch, tmp_path
+) -> None:
+    """A shard parked for this acceptor's MSET refuses tries, so the next
+    request over it would fall back on ``__hold``, one round trip per
+    shard, each answered only after that decision: it tries them once the
+    decision is out, its ``T`` frames behind the ``Decide`` on each pipe."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the decisions file
+    acceptor, links = build_k(2)
+    k0, k1 = keys_per_shard(acceptor, 2)
+    a, _ = connect(acceptor)
+    b, _ = connect(acceptor)
+    acceptor.loop = _Loop()
+    send(a, [b"MSET", k0, b"1", k1, b"1"])
+    send(b, [b"MSET", k0, b"2", k1, b"2"])
+    links[0].grant()
+    links[1].grant()
+    assert [link.bodies()[1] for link in links] == [RELEASE, RELEASE]  # a's parts are out
+    assert [link.tried for link in links] == [1, 1]  # b's tries wait for a's decision
+    _prepared(links[0])
+    assert [link.tried for link in links] == [1, 1]
+    _prepared(links[1])
+    # a is decided: its Decide, then b's try, on each pipe; no __hold.
+    for link in links:
+        assert [type(f) if f != "T" else f for f in link.frames] == ["T", wire.Decide, "T"]
+        assert link.frames[1].commit
+    links[0].grant()
+    links[1].grant()
+    # b's parts and releases, behind a's release: no __hold anywhere.
+    for link in links:
+        assert link.bodies()[0] == RELEASE and link.bodies()[2] == RELEASE
+        assert link.bodies()[1].split(b"\r\n")[2] == Verb.PREPARE and b"\r\n2\r\n" in link.bodies()[1]
+        assert HOLD not in link.bodies()
 
 
 def test_watchs_ok_waits_until_every_shard_has_recorded_the_versions() -> None:
