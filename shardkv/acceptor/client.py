@@ -71,7 +71,8 @@ class Client(Dispatch, asyncio.Protocol):
         self.lib_name = b""
         self.lib_ver = b""
         # The client's mode: MULTI, subscribed, blocked... (see shardkv.acceptor.state)
-        self.state = ClientState(self.parser, authenticated=not config["requirepass"])
+        users = server.users
+        self.state = ClientState(self.parser, users.default_open(), users.default)
         self.transport: asyncio.Transport | None = None
         self.closing = False  # close once pending replies are written
         self.deferred_error: ProtocolError | None = None  # after the commands that wait
@@ -110,7 +111,7 @@ class Client(Dispatch, asyncio.Protocol):
         parser = self.parser
         parser.max_bulk_len = config["proto-max-bulk-len"]
         parser.max_query_buffer = config["client-query-buffer-limit"]
-        if not config["requirepass"]:
+        if self.server.users.default_open():
             self.state.authenticate()
         self.server.client_connected(self)
 
@@ -224,7 +225,8 @@ class Client(Dispatch, asyncio.Protocol):
 
     def _plain(self) -> bool:
         """Whether :meth:`_run` may send this client's single-key commands
-        inline: nothing to intercept (MULTI, SUBSCRIBE, AUTH), no monitor
+        inline: nothing to intercept (MULTI, SUBSCRIBE, AUTH), a user that may
+        run everything (no ACL check), no monitor
         to show them to, no keys to remember (CLIENT TRACKING), and no
         script past busy-reply-threshold anywhere (every command then gets
         ``-BUSY``, see :meth:`Dispatch._execute`)."""
@@ -235,6 +237,7 @@ class Client(Dispatch, asyncio.Protocol):
             and not state.channels
             and not state.patterns
             and state.authenticated
+            and state.user.unlimited
             and not self.server.monitors
             and not self.server.pause_type
             and not state.reply_mode

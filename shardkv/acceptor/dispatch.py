@@ -29,7 +29,7 @@ from shardkv.acceptor.fanout import MERGES, Concat, Gather, merge_by_position, s
 from shardkv.acceptor.replies import MUTED, Pushed, Slot
 from shardkv.acceptor.shardlink import BUSY_LINKS, MISCONF_LINKS
 from shardkv.acceptor.state import AFTER_SCRIPTS, REPLY_ON, REPLY_SKIP, REPLY_SKIP_NEXT, ClientState
-from shardkv.protocol import commands, errors, wire
+from shardkv.protocol import acl, commands, errors, wire
 from shardkv.protocol.command_docs import check_subcommand
 from shardkv.protocol.resp import Error, encode_command, encode_error
 from shardkv.runtime.cmdstats import known_name, stat_name
@@ -160,6 +160,11 @@ class Dispatch:
         if state.multi is not None and "no_multi" in flags:
             self.reject(cmd, args, errors.NOT_IN_MULTI)
             return
+        if not state.user.unlimited:  # ACL: the user's commands, keys and channels
+            denied, _ = state.user.check(cmd, args)
+            if denied:
+                self.reject(cmd, args, acl.denied_message(denied, acl.full_name(cmd, args)))
+                return
         if self.server.oom and self._refused_at_oom(cmd):
             self.reject(cmd, args, errors.OOM)
             return

@@ -638,5 +638,5 @@ def reset(client: Client, args: list[bytes]) -> None:
     client.resp3 = False
     client.select(0)
     client.name = b""
-    client.state.reset_authentication(bool(client.server.config["requirepass"]))
+    client.state.reset_authentication(client.server.users.default)
     client.reply("RESET")

@@ -1,10 +1,9 @@
 """Authentication and exposure: ``requirepass``, AUTH and protected mode.
 
-There is one user, ``default``, whose password is ``requirepass``.  ACL
-users (ACL SETUSER, several passwords, per-command permissions) are not
-supported, nor is ``rename-command``.  As in Redis, a password is compared
-by its SHA-256 digest in constant time, so the comparison leaks neither the
-password nor its length.
+The default user's password is ``requirepass`` (AUTH, and the ACL users,
+are :mod:`shardkv.acceptor.users`'); ``rename-command`` is not supported.
+As in Redis, a password is compared by its SHA-256 digest in constant
+time, so the comparison leaks neither the password nor its length.
 
 Before a client authenticates, every command except AUTH, HELLO (with its
 AUTH option) and QUIT gets ``-NOAUTH`` (:meth:`Dispatch.execute` checks the
@@ -26,8 +25,6 @@ from typing import TYPE_CHECKING, Any
 
 from shardkv.acceptor.client import Client
 from shardkv.protocol import errors
-from shardkv.protocol.errors import CommandError
-from shardkv.protocol.resp import OK
 
 if TYPE_CHECKING:
     from shardkv.acceptor.server import Acceptor
@@ -40,37 +37,6 @@ def _digest(secret: bytes) -> bytes:
 def password_matches(given: bytes, required: bytes) -> bool:
     """Whether ``given`` is ``required``, in time that depends on neither."""
     return hmac.compare_digest(_digest(given), _digest(required))
-
-
-def check_auth(client: Client, user: bytes, password: bytes) -> None:
-    """Authenticate ``client`` as ``user``, or raise WRONGPASS.
-
-    With no password set, the default user takes any password (it is
-    ``nopass`` in Redis terms); other user names never exist.
-    """
-    required = client.server.config["requirepass"].encode()
-    ok_user = hmac.compare_digest(_digest(user), _digest(b"default"))
-    ok_pass = password_matches(password, required) if required else True
-    if not (ok_user and ok_pass):
-        raise CommandError(errors.WRONGPASS)
-    client.state.authenticate()
-
-
-def auth(client: Client, args: list) -> None:
-    """AUTH [username] password"""
-    if len(args) > 3:
-        client.reply_error(errors.SYNTAX)
-        return
-    if len(args) == 2 and not client.server.config["requirepass"]:
-        client.reply_error(errors.AUTH_NOT_CONFIGURED)
-        return
-    user = args[1] if len(args) == 3 else b"default"
-    try:
-        check_auth(client, user, args[-1])
-    except CommandError as e:
-        client.reply_error(e.message)
-        return
-    client.reply(OK)
 
 
 # -- protected mode ------------------------------------------------------------
@@ -108,7 +74,10 @@ def on_connect(client: Client) -> None:
 
 
 def on_config(server: Acceptor, changes: dict[str, Any]) -> None:
-    # With the password removed, nobody needs to authenticate any more.
-    if "requirepass" in changes and not changes["requirepass"]:
-        for client in server.clients.values():
-            client.state.authenticate()
+    # requirepass is the default user's password; with the password
+    # removed, nobody needs to authenticate any more.
+    if "requirepass" in changes:
+        server.users.set_default_password(changes["requirepass"])
+        if server.users.default_open():
+            for client in server.clients.values():
+                client.state.authenticate()

@@ -38,6 +38,7 @@ from shardkv.acceptor.client import Client
 from shardkv.acceptor.holds import HoldingClient, Holds
 from shardkv.acceptor.replies import client_failed
 from shardkv.acceptor.shardlink import ShardLink
+from shardkv.acceptor.users import Users
 from shardkv.protocol import bus, errors
 from shardkv.protocol.commands import Command
 from shardkv.protocol.resp import encode_command
@@ -127,6 +128,7 @@ class Acceptor:
     def __init__(self, config: dict[str, Any], wiring: Wiring) -> None:
         self.config = config
         self.wiring = wiring
+        self.users = Users(config)  # the ACL users (shardkv.acceptor.users)
         self.local = wiring.local
         self.fast_paths = wiring.fast_paths
         self.interceptors = wiring.interceptors

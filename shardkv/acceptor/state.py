@@ -9,8 +9,9 @@ and call the transitions:
 =================  ==========================================  =========================
 mode               attributes                                  changed by
 =================  ==========================================  =========================
-authenticated      ``authenticated``                           AUTH, HELLO AUTH, RESET,
-                                                               CONFIG SET requirepass
+authenticated      ``authenticated``, ``user`` (the ACL user   AUTH, HELLO AUTH, RESET,
+                   it runs as)                                 CONFIG SET requirepass,
+                                                               ACL DELUSER
 in MULTI           ``multi`` (the queue), ``multi_error``      MULTI, a rejected command,
                                                                EXEC, DISCARD, RESET
 watching keys      ``watching`` ((db, key) -> version)          WATCH, UNWATCH, EXEC
@@ -34,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from shardkv.acceptor.blocking import Pin
+    from shardkv.protocol.acl import User
     from shardkv.protocol.resp import RequestParser
 
 # CLIENT REPLY's modes
@@ -51,6 +53,7 @@ class ClientState:
     __slots__ = (
         "_parser",
         "authenticated",
+        "user",
         "multi",
         "multi_error",
         "watching",
@@ -67,9 +70,10 @@ class ClientState:
         "unblock_pin",
     )
 
-    def __init__(self, parser: RequestParser, authenticated: bool) -> None:
+    def __init__(self, parser: RequestParser, authenticated: bool, user: User) -> None:
         self._parser = parser  # its limits for unauthenticated clients follow ours
         self.authenticated = authenticated
+        self.user = user
         parser.authenticated = authenticated
         # MULTI: the queued (command, args), None outside MULTI; a command
         # rejected while queueing makes EXEC abort.
@@ -120,14 +124,25 @@ class ClientState:
 
     # -- authentication -----------------------------------------------------------
 
-    def authenticate(self) -> None:
+    def authenticate(self, user: User | None = None) -> None:
+        """Authenticated, as ``user`` when given (AUTH), else as before."""
         self.authenticated = True
         self._parser.authenticated = True
+        if user is not None:
+            self.user = user
 
-    def reset_authentication(self, password_required: bool) -> None:
-        """RESET: authenticated only when no password is required."""
-        self.authenticated = not password_required
+    def reset_authentication(self, default: User) -> None:
+        """RESET: the default user, authenticated only when it needs no password."""
+        self.user = default
+        self.authenticated = default.nopass and default.enabled
         self._parser.authenticated = self.authenticated
+
+    def log_out(self, default: User) -> None:
+        """ACL DELUSER of this client's user: the default user, not
+        authenticated (Redis does so before it closes the connection)."""
+        self.user = default
+        self.authenticated = False
+        self._parser.authenticated = False
 
     # -- MULTI --------------------------------------------------------------------
 

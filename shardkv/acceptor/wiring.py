@@ -34,6 +34,7 @@ from shardkv.acceptor import (
     slowlog,
     tracking,
     transactions,
+    users,
 )
 from shardkv.acceptor.commands import command, config, connection, generic, server
 from shardkv.acceptor.server import Acceptor, LocalHandler, Wiring
@@ -53,7 +54,7 @@ def local_handlers() -> dict[str, LocalHandler]:
         "echo": connection.echo,
         "quit": connection.quit_,
         "hello": connection.hello,
-        "auth": security.auth,
+        "auth": users.auth,
         "select": connection.select,
         "client": connection.client_cmd,
         "reset": pubsub.reset,
@@ -71,6 +72,7 @@ def local_handlers() -> dict[str, LocalHandler]:
         "latency": latency.latency,
         "memory": memory.memory,
         "cluster": server.cluster,
+        "acl": users.acl_command,
         # generic
         "wait": generic.wait,
         "scan": generic.scan,
@@ -179,6 +181,7 @@ def wiring() -> Wiring:
             bus.INFO: server.bus_info,
             bus.SYNC: config.bus_sync,
             bus.RESETSTAT: config.bus_resetstat,
+            bus.ACL: users.bus_acl,
             bus.MONITORING: monitor.bus_monitoring,
             bus.MONITORS: monitor.bus_monitors,
             bus.MONITOR: monitor.bus_monitor,
@@ -189,7 +192,7 @@ def wiring() -> Wiring:
             bus.OOM: memorybudget.bus_oom,
         },
         on_bus_start=(monitor.on_bus_start,),
-        on_restart=(scripting.learn_scripts,),
+        on_restart=(scripting.learn_scripts, users.learn_users),
     )
 
 

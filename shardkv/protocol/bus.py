@@ -68,6 +68,7 @@ HAS_CLIENT = b"has_client"  # ask [id] -> 1 if that client is its
 INVALIDATE = b"invalidate"  # tell [target id, tracking id, its RESP3, keys, null]: CLIENT TRACKING REDIRECT
 BROKEN = b"broken"  # tell [tracking id, target id]: the client it redirects to is gone
 SYNC = b"sync"  # ask [] -> 1: what the asker sent before (CONFIG SET's config line) has arrived
+ACL = b"acl"  # ask everyone but the asker [setuser, name, *rules] or [deluser, *names] -> 1; [dump] -> [name rules, ...]
 RESETSTAT = b"resetstat"  # ask [] -> 1 once it reset its counters (CONFIG RESETSTAT)
 INFO = b"info"  # ask [] -> [name, value, ...] of INFO clients/stats figures
 MONITORING = b"monitoring"  # ask [] -> 1 if it has a MONITOR client
@@ -101,6 +102,7 @@ KINDS = (
     BROKEN,
     SYNC,
     RESETSTAT,
+    ACL,
     INFO,
     MONITORING,
     MONITORS,

@@ -264,6 +264,7 @@ function | 7.0.0 | A container for function commands |
 slowlog | 2.2.12 | A container for slow log commands |
 latency | 2.8.13 | A container for latency diagnostics commands |
 memory | 4.0.0 | A container for memory diagnostics commands |
+acl | 6.0.0 | A container for Access List Control commands  |
 cluster | 3.0.0 | A container for cluster commands |
 """
 
@@ -335,6 +336,19 @@ function|dump | 7.0.0 | 2 | noscript | Dump all functions into a serialized bina
 function|kill | 7.0.0 | 2 | noscript,allow_busy | Kill the function currently in execution. |
 function|flush | 7.0.0 | -2 | write,noscript | Deleting all functions | [flush-type=(ASYNC | SYNC)]
 function|stats | 7.0.0 | 2 | noscript,allow_busy | Return information about the function currently running (name, description, duration) |
+acl|getuser | 6.0.0 | 3 | admin,noscript,loading,stale | Get the rules for a specific ACL user | username:string
+acl|list | 6.0.0 | 2 | admin,noscript,loading,stale | List the current ACL rules in ACL config file format |
+acl|users | 6.0.0 | 2 | admin,noscript,loading,stale | List the username of all the configured ACL rules |
+acl|dryrun | 7.0.0 | -4 | admin,noscript,loading,stale | Returns whether the user can execute the given command without executing the command. | username:string command:string [arg:string ...]
+acl|deluser | 6.0.0 | -3 | admin,noscript,loading,stale | Remove the specified ACL users and the associated rules | username:string ...
+acl|setuser | 6.0.0 | -3 | admin,noscript,loading,stale | Modify or create the rules for a specific ACL user | username:string [rule:string ...]
+acl|cat | 6.0.0 | -2 | noscript,loading,stale | List the ACL categories or the commands inside a category | [categoryname:string]
+acl|genpass | 6.0.0 | -2 | noscript,loading,stale | Generate a pseudorandom secure password to use for ACL users | [bits:integer]
+acl|help | 6.0.0 | 2 | loading,stale | Show helpful text about the different subcommands |
+acl|whoami | 6.0.0 | 2 | noscript,loading,stale | Return the name of the user associated to the current connection |
+acl|load | 6.0.0 | 2 | admin,noscript,loading,stale | Reload the ACLs from the configured ACL file |
+acl|save | 6.0.0 | 2 | admin,noscript,loading,stale | Save the current ACL rules in the configured ACL file |
+acl|log | 6.0.0 | -2 | admin,noscript,loading,stale | List latest events denied because of ACLs in place | [operation=(count:integer | RESET)]
 slowlog|get | 2.2.12 | -2 | admin,loading,stale | Get the slow log's entries | [count:integer]
 slowlog|len | 2.2.12 | 2 | admin,loading,stale | Get the slow log's length |
 slowlog|reset | 2.2.12 | 2 | admin,loading,stale | Clear all entries from the slow log |

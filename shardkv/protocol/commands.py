@@ -78,6 +78,7 @@ slowlog            -2    -                                 -        local  -    
 latency            -2    -                                 -        local  -      server
 memory             -2    -                                 2,2,1    local  -      server
 cluster            -2    -                                 -        local  -      cluster
+acl                -2    -                                 -        local  -      server
 # -- keyspace
 keys               2     readonly                          -        all    concat generic
 scan               -2    readonly                          -        local  -      generic

@@ -102,6 +102,55 @@ AUTH_NOT_CONFIGURED = (
     "Are you sure your configuration is correct?"
 )
 NOPROTO = "NOPROTO unsupported protocol version"
+
+# -- ACL users (acl.c) --------------------------------------------------------
+NOPERM_COMMAND = "NOPERM this user has no permissions to run the '%s' command"
+NOPERM_KEY = "NOPERM this user has no permissions to access one of the keys used as arguments"
+NOPERM_CHANNEL = "NOPERM this user has no permissions to access one of the channels used as arguments"
+# ACL DRYRUN's replies (a bulk string, not an error)
+DRYRUN_COMMAND = "This user has no permissions to run the '%s' command"
+DRYRUN_KEY = "This user has no permissions to access the '%s' key"
+DRYRUN_CHANNEL = "This user has no permissions to access the '%s' channel"
+# redis.call's, when the script's user may not make the call (scriptVerifyACL)
+ACL_SCRIPT_COMMAND = "The user executing the script can't run this command or subcommand"
+ACL_SCRIPT_KEY = (
+    "The user executing the script can't access at least one of the keys mentioned in the command arguments"
+)
+ACL_SCRIPT_CHANNEL = (
+    "The user executing the script can't access at least one of the channels mentioned in the command "
+    "arguments"
+)
+ACL_SETUSER = "ERR Error in ACL SETUSER modifier '%s': %s"
+ACL_UNKNOWN_COMMAND = "Unknown command or category name in ACL"
+ACL_SYNTAX = "Syntax error"
+ACL_AFTER_ALLKEYS = (
+    "Adding a pattern after the * pattern (or the 'allkeys' flag) is not valid and does not have any "
+    "effect. Try 'resetkeys' to start with an empty list of patterns"
+)
+ACL_AFTER_ALLCHANNELS = (
+    "Adding a pattern after the * pattern (or the 'allchannels' flag) is not valid and does not have "
+    "any effect. Try 'resetchannels' to start with an empty list of channels"
+)
+ACL_NO_SUCH_PASSWORD = "The password you are trying to remove from the user does not exist"
+ACL_BAD_HASH = (
+    "The password hash must be exactly 64 characters and contain only lowercase hexadecimal characters"
+)
+ACL_FIRSTARG_OF_SUBCOMMAND = "Allowing first-arg of a subcommand is not supported"
+# shardkv's own: selectors, ``(...)``, are not supported (see the README).
+ACL_NO_SELECTORS = "Selectors are not supported by shardkv"
+ACL_UNMATCHED_PARENTHESIS = "ERR Unmatched parenthesis in acl selector starting at '%s'."
+ACL_USERNAME_SPACES = "ERR Usernames can't contain spaces or null characters"
+ACL_DELETE_DEFAULT = "ERR The 'default' user cannot be removed"
+ACL_UNKNOWN_CATEGORY = "ERR Unknown category '%s'"
+ACL_GENPASS = "ERR ACL GENPASS argument must be the number of bits for the output password, a positive number up to 4096"
+ACL_NO_LOG = "ERR ACL LOG is not supported by shardkv"
+ACL_USER_NOT_FOUND = "ERR User '%s' not found"
+ACL_COMMAND_NOT_FOUND = "ERR Command '%s' not found"
+ACL_NO_FILE = (
+    "ERR This Redis instance is not configured to use an ACL file. You may want to specify users via the "
+    "ACL SETUSER command and then issue a CONFIG REWRITE (assuming you have a Redis configuration file "
+    "set) in order to store users in the Redis configuration."
+)
 MAX_CLIENTS = "ERR max number of clients reached"
 MONITOR_KEYSPACE = "ERR Replica can't interact with the keyspace"
 MONITOR_DENY_BLOCKING = "ERR MONITOR isn't allowed for DENY BLOCKING client"

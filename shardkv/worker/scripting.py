@@ -271,7 +271,10 @@ class _Called:
         flags = cmd.flags if sub is None else frozenset(sub.flags)
         self.cmd = cmd
         self.handler = handler
-        self.unknown = handler is None and cmd.route != "local"
+        # ACL: a script runs its HELP and is refused the rest, from Redis's
+        # tables (_REDIS_HELP, _REDIS_NOSCRIPT_SUBCOMMANDS), as before it was
+        # an acceptor's command.
+        self.unknown = (handler is None and cmd.route != "local") or cmd.name == "acl"
         self.block_option = cmd.name in _BLOCK_OPTION
         self.refused = "noscript" in flags or "blocking" in flags
         self.special = self.block_option or self.refused

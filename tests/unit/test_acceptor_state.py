@@ -8,6 +8,7 @@ import pathlib
 
 import shardkv.acceptor
 from shardkv.acceptor.state import REPLY_OFF, REPLY_ON, ClientState
+from shardkv.protocol import acl
 from shardkv.protocol.resp import RequestParser
 
 ACCEPTOR = pathlib.Path(shardkv.acceptor.__file__).parent
@@ -54,12 +55,20 @@ def test_only_the_state_module_changes_a_clients_mode() -> None:
 
 def test_transitions() -> None:
     parser = RequestParser(512 * 1024 * 1024)
-    state = ClientState(parser, authenticated=False)
+    default = acl.default_user()
+    default.apply([b">pw"])  # a password is required
+    state = ClientState(parser, False, default)
     assert not parser.authenticated
     state.authenticate()
-    assert state.authenticated and parser.authenticated
-    state.reset_authentication(password_required=True)
-    assert not state.authenticated and not parser.authenticated
+    assert state.authenticated and parser.authenticated and state.user is default
+    someone = acl.User(b"someone")
+    state.authenticate(someone)
+    assert state.user is someone
+    state.reset_authentication(default)
+    assert not state.authenticated and not parser.authenticated and state.user is default
+    state.authenticate(someone)
+    state.log_out(default)  # ACL DELUSER of its user
+    assert not state.authenticated and not parser.authenticated and state.user is default
 
     state.begin_multi()
     state.queue("get", [b"GET", b"k"])

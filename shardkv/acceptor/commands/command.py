@@ -8,7 +8,7 @@ from collections.abc import Collection
 
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.commands.common import guard, subcommand_error
-from shardkv.protocol import command_docs, commands, errors, key_specs
+from shardkv.protocol import acl, command_docs, commands, errors, key_specs
 from shardkv.protocol.args import strict_int
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.glob import compile_glob
@@ -24,22 +24,6 @@ _FLAG_ORDER = (
     "no_multi movablekeys allow_busy"
 ).split()
 _UNLISTED_FLAGS = {"may_replicate", "protected"}
-_GROUP_CATEGORY = {
-    "string": "@string",
-    "bitmap": "@bitmap",
-    "hash": "@hash",
-    "list": "@list",
-    "set": "@set",
-    "sorted_set": "@sortedset",
-    "generic": "@keyspace",
-    "pubsub": "@pubsub",
-    "transactions": "@transaction",
-    "connection": "@connection",
-    "hyperloglog": "@hyperloglog",
-    "geo": "@geo",
-    "scripting": "@scripting",
-    "stream": "@stream",
-}
 
 
 def _flags(cmd: commands.Command) -> list[str]:
@@ -51,43 +35,12 @@ def _flags(cmd: commands.Command) -> list[str]:
     return ordered  # simple strings, as Redis sends them
 
 
-def _acl_categories(cmd: commands.Command, flags: Collection[str] | None = None) -> list[str]:
-    """An approximation of Redis's ACL categories, from the flags (the
-    command's, or one subcommand's) and the group."""
-    if flags is None:
-        flags = cmd.flags
-    cats = []
-    if "write" in flags:
-        cats.append("@write")
-    elif "readonly" in flags:
-        cats.append("@read")
-    if cmd.group in _GROUP_CATEGORY:
-        cats.append(_GROUP_CATEGORY[cmd.group])
-    cats.append("@fast" if "fast" in flags else "@slow")
-    if "blocking" in flags:
-        cats.append("@blocking")
-    if "admin" in flags:
-        cats += ["@admin", "@dangerous"]
-    cats = _ACL_OVERRIDES.get(cmd.name, cats) if flags is cmd.flags else cats
-    return sorted(cats, key=_ACL_ORDER.index)
+def _acl_categories(cmd: commands.Command, flags: Collection[str] | None = None, full: str = "") -> list[str]:
+    """The ACL categories of a command or subcommand, the one table the
+    ACL users' ``+@category`` rules read too (:func:`shardkv.protocol.acl.categories`)."""
+    return acl.categories(cmd, flags, full)
 
 
-# Redis's ACL category bits, in the order COMMAND INFO lists them.
-_ACL_ORDER = (
-    "@keyspace @read @write @set @sortedset @list @hash @string @bitmap @hyperloglog @geo @stream "
-    "@pubsub @admin @fast @slow @blocking @dangerous @connection @transaction @scripting"
-).split()
-# Commands whose categories the flags and group do not give.
-_ACL_OVERRIDES = {
-    **dict.fromkeys(
-        ("eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro"), ["@slow", "@scripting"]
-    ),
-    "script": ["@slow"],  # the containers: their subcommands are @scripting
-    "function": ["@slow"],
-    "sort": ["@write", "@set", "@sortedset", "@list", "@slow", "@dangerous"],
-    "sort_ro": ["@read", "@set", "@sortedset", "@list", "@slow", "@dangerous"],
-    "migrate": ["@keyspace", "@write", "@slow", "@dangerous"],
-}
 # COMMAND INFO's tips of the commands (not subcommands) that shardkv lists.
 _COMMAND_TIPS = {"migrate": [b"nondeterministic_output"]}  # bulk strings, as Redis sends them
 
@@ -106,7 +59,7 @@ def _subcommand_info(cmd: commands.Command, sub) -> list:
         0,
         0,
         0,
-        _acl_categories(cmd, sub.flags),
+        _acl_categories(cmd, sub.flags, sub.name),
         _SUBCOMMAND_TIPS.get(sub.name, []),
         [],
         [],
@@ -288,7 +241,7 @@ def command(client: Client, args: list) -> None:
             client.reply([n.encode() for n, _, _ in _all_names() if match(n.encode())])
         elif kind == b"ACLCAT":
             cat = "@" + value.decode("latin-1").lower()
-            client.reply([n.encode() for n, c, f in _all_names() if cat in _acl_categories(c, f)])
+            client.reply([n.encode() for n, c, f in _all_names() if cat in _acl_categories(c, f, n)])
         elif kind == b"MODULE":
             client.reply([])
         else:

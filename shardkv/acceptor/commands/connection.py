@@ -28,8 +28,8 @@ from shardkv.acceptor.bus import fail_slot
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.commands.common import guard, subcommand_error
 from shardkv.acceptor.replies import Slot
-from shardkv.acceptor.security import check_auth
 from shardkv.acceptor.state import REPLY_OFF, REPLY_ON, REPLY_SKIP_NEXT
+from shardkv.acceptor.users import authenticate
 from shardkv.protocol import bus, command_docs, errors
 from shardkv.protocol.args import parse_int, parse_int32, strict_int
 from shardkv.protocol.errors import CommandError
@@ -105,7 +105,7 @@ def hello(client: Client, args: list) -> None:
         else:
             raise CommandError("ERR Syntax error in HELLO option '{}'".format(args[j].decode("latin-1")))
     if auth is not None:
-        check_auth(client, auth[0], auth[1])
+        authenticate(client, auth[0], auth[1])
     if not client.state.authenticated:
         raise CommandError(errors.NOAUTH_HELLO)
     if name is not None:
@@ -175,7 +175,7 @@ def client_info_line(c: Client, now: float, current: list | None = None) -> byte
         ("tot-mem", str(qbuf + multi_mem)),
         ("events", "r"),
         ("cmd", _cmd_field(last)),
-        ("user", "default"),
+        ("user", c.state.user.name.decode("latin-1")),
         ("redir", str(tracking.redirect) if tracking is not None else "-1"),
         ("resp", "3" if c.resp3 else "2"),
         ("lib-name", c.lib_name.decode("latin-1")),
@@ -462,8 +462,10 @@ def _victims(server, args: list, me: Client | None) -> list:
         elif opt == b"LADDR":
             victims = [c for c in victims if c.laddr == text]
         elif opt == b"USER":
-            if text != "default":  # the only user there is
+            user = server.users.by_name.get(val)
+            if user is None:
                 raise CommandError(errors.NO_SUCH_USER % text)
+            victims = [c for c in victims if c.state.user is user]
         elif opt == b"MAXAGE":  # Redis 7.4's: connected longer than this many seconds
             age = strict_int(val)
             if age is None:

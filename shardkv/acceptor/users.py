@@ -1,0 +1,346 @@
+"""ACL users: the ACL command, and the users every client runs as.
+
+The acceptor keeps the users (:class:`Users`, ``server.users``); the rules
+and checks are :mod:`shardkv.protocol.acl`'s.  A client runs as a user
+(``client.state.user``, the default user until AUTH or HELLO AUTH names
+another); ACL SETUSER changes a user in place, so its clients have the new
+rules from their next command, as in Redis.  ACL DELUSER closes the
+deleted users' connections.
+
+The default user is tied to ``requirepass`` as in Redis: CONFIG SET
+requirepass gives it that one password (or ``nopass`` when empty).
+
+With several acceptors every acceptor has the same users: ACL SETUSER and
+DELUSER run on every acceptor (the bus's ``acl`` question, asked of
+everyone) before the reply, and a restarted acceptor asks the others for
+their users (``dump``) before it listens.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import TYPE_CHECKING, Any
+
+from shardkv.acceptor.bus import fail_slot
+from shardkv.acceptor.client import Client
+from shardkv.acceptor.commands.common import guard
+from shardkv.acceptor.replies import Slot
+from shardkv.protocol import acl, bus, commands, errors
+from shardkv.protocol.args import strict_int
+from shardkv.protocol.command_docs import check_subcommand
+from shardkv.protocol.errors import CommandError
+from shardkv.protocol.resp import OK, encode
+
+if TYPE_CHECKING:
+    from shardkv.acceptor.server import Acceptor
+
+log = logging.getLogger("shardkv.acceptor")
+
+
+class Users:
+    """Every ACL user, by name; ``default`` always exists."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+        self.default = acl.default_user()
+        self.by_name: dict[bytes, acl.User] = {b"default": self.default}
+        self.set_default_password(config.get("requirepass", ""))
+
+    def set_default_password(self, password: str) -> None:
+        """requirepass: the default user's one password, or nopass."""
+        self.default.apply([b"resetpass", b">" + password.encode() if password else b"nopass"])
+
+    def default_open(self) -> bool:
+        """Whether a new connection is authenticated from the start."""
+        return self.default.nopass and self.default.enabled
+
+    def pubsub_default(self) -> bool:
+        return self.config.get("acl-pubsub-default", "resetchannels") == "allchannels"
+
+    def setuser(self, name: bytes, rules: list[bytes]) -> str | None:
+        """ACL SETUSER: all the rules or none; the error, if any."""
+        if any(c in b" \t\n\v\f\r\0" for c in name):
+            return errors.ACL_USERNAME_SPACES
+        current = self.by_name.get(name)
+        pubsub_default = self.pubsub_default()
+        temp = current.copy() if current is not None else acl.User(name, allchannels=pubsub_default)
+        merged = _merge_selectors(rules)
+        if isinstance(merged, bytes):
+            return errors.ACL_UNMATCHED_PARENTHESIS % merged.split(b"\0", 1)[0].decode("latin-1")
+        for rule in merged:
+            try:
+                temp.apply_one(rule, pubsub_default)
+            except acl.RuleError as e:
+                shown = rule.split(b"\0", 1)[0].decode("latin-1")
+                return errors.ACL_SETUSER % (shown, e)
+        temp.apply([])  # its flags brought up to date
+        if current is None:
+            self.by_name[name] = temp
+        else:
+            current.assign(temp)
+        return None
+
+    def deluser(self, server: Acceptor, names: list[bytes], me: Client | None) -> int:
+        """ACL DELUSER: how many existed; their clients are closed."""
+        deleted = 0
+        for name in names:
+            user = self.by_name.pop(name, None)
+            if user is None:
+                continue
+            deleted += 1
+            for client in list(server.clients.values()):
+                if client.state.user is user:
+                    client.state.log_out(self.default)
+                    if client is me:
+                        client.close_after_replies()
+                    elif client.transport is not None:
+                        client.transport.close()
+        return deleted
+
+    def dump(self) -> list[bytes]:
+        """Every user but default as ``name rules``, and default's rules."""
+        return [name + b" " + u.describe().encode("latin-1") for name, u in sorted(self.by_name.items())]
+
+    def load(self, lines: list[bytes]) -> None:
+        """Users from another acceptor's :meth:`dump`, in place of these."""
+        for line in lines:
+            name, _, rules = line.partition(b" ")
+            user = acl.User(name)
+            user.apply(rules.split())
+            if name in self.by_name:
+                self.by_name[name].assign(user)
+            else:
+                self.by_name[name] = user
+
+
+def _merge_selectors(rules: list[bytes]) -> list[bytes] | bytes:
+    """Redis joins a selector spread over several arguments, ``(~x`` ``+get)``;
+    the argument that opens one never closed, if any."""
+    out: list[bytes] = []
+    open_: bytes | None = None
+    for rule in rules:
+        if open_ is None and rule[:1] == b"(" and rule[-1:] != b")":
+            open_ = rule
+        elif open_ is not None:
+            open_ += b" " + rule
+            if rule[-1:] == b")":
+                out.append(open_)
+                open_ = None
+        else:
+            out.append(rule)
+    if open_ is not None:
+        return open_.split(b" ", 1)[0]
+    return out
+
+
+def authenticate(client: Client, name: bytes, password: bytes) -> None:
+    """AUTH and HELLO AUTH: run as user ``name`` from now on, or WRONGPASS."""
+    users = client.server.users
+    user = users.by_name.get(name)
+    # Compared whatever the user, so the time taken does not say whether it exists.
+    ok = (user if user is not None else users.default).password_ok(password)
+    if user is None or not ok:
+        raise CommandError(errors.WRONGPASS)
+    client.state.authenticate(user)
+
+
+def auth(client: Client, args: list) -> None:
+    """AUTH [username] password"""
+    if len(args) > 3:
+        client.reply_error(errors.SYNTAX)
+        return
+    if len(args) == 2 and client.server.users.default.nopass:
+        client.reply_error(errors.AUTH_NOT_CONFIGURED)
+        return
+    try:
+        authenticate(client, args[1] if len(args) == 3 else b"default", args[-1])
+    except CommandError as e:
+        client.reply_error(e.message)
+        return
+    client.reply(OK)
+
+
+# -- ACL ---------------------------------------------------------------------
+
+_HELP = [
+    "ACL <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "CAT [<category>]",
+    "    List all commands that belong to <category>, or all command categories",
+    "    when no category is specified.",
+    "DELUSER <username> [<username> ...]",
+    "    Delete a list of users.",
+    "DRYRUN <username> <command> [<arg> ...]",
+    "    Returns whether the user can execute the given command without executing the command.",
+    "GETUSER <username>",
+    "    Get the user's details.",
+    "GENPASS [<bits>]",
+    "    Generate a secure 256-bit user password. The optional `bits` argument can",
+    "    be used to specify a different size.",
+    "LIST",
+    "    Show users details in config file format.",
+    "LOAD",
+    "    Reload users from the ACL file.",
+    "LOG [<count> | RESET]",
+    "    Show the ACL log entries.",
+    "SAVE",
+    "    Save the current config to the ACL file.",
+    "SETUSER <username> <attribute> [<attribute> ...]",
+    "    Create or modify a user with the specified attributes.",
+    "USERS",
+    "    List all the registered usernames.",
+    "WHOAMI",
+    "    Return the current connection username.",
+    "HELP",
+    "    Prints this help.",
+]
+
+
+@guard
+def acl_command(client: Client, args: list) -> None:
+    """ACL subcommand [argument ...]"""
+    problem = check_subcommand(args)
+    if problem:
+        raise CommandError(problem)
+    server = client.server
+    users = server.users
+    sub = args[1].lower()
+    if sub in (b"cat", b"genpass") and len(args) > 3:
+        raise CommandError(errors.SUBCOMMAND_SYNTAX % (args[1].decode("latin-1"), "ACL"))
+    if sub == b"setuser":
+        error = users.setuser(args[2], args[3:])
+        if error is not None:
+            raise CommandError(error)
+        _everywhere(client, [b"setuser", *args[2:]])
+    elif sub == b"deluser":
+        if b"default" in args[2:]:
+            raise CommandError(errors.ACL_DELETE_DEFAULT)
+        deleted = users.deluser(server, args[2:], client)
+        _everywhere(client, [b"deluser", *args[2:]], deleted)
+    elif sub == b"getuser":
+        user = users.by_name.get(args[2])
+        if user is None:
+            client.reply(None)
+        else:
+            client.pending.append(_getuser(user, client.resp3))
+    elif sub == b"list":
+        client.reply(
+            [b"user " + n + b" " + u.describe().encode("latin-1") for n, u in sorted(users.by_name.items())]
+        )
+    elif sub == b"users":
+        client.reply(sorted(users.by_name))
+    elif sub == b"whoami":
+        client.reply(client.state.user.name)
+    elif sub == b"cat":
+        _cat(client, args)
+    elif sub == b"genpass":
+        bits = 256
+        if len(args) > 2:
+            bits = strict_int(args[2])  # type: ignore[assignment]
+            if bits is None:
+                raise CommandError(errors.NOT_INTEGER)
+            if bits <= 0 or bits > 4096:
+                raise CommandError(errors.ACL_GENPASS)
+        client.reply(secrets.token_hex((bits + 7) // 8 + 1)[: (bits + 3) // 4].encode())
+    elif sub == b"dryrun":
+        _dryrun(client, args)
+    elif sub in (b"load", b"save"):
+        raise CommandError(errors.ACL_NO_FILE)
+    elif sub == b"log":
+        raise CommandError(errors.ACL_NO_LOG)
+    elif sub == b"help":
+        client.reply(_HELP)
+
+
+def _everywhere(client: Client, args: list[bytes], reply: object = OK) -> None:
+    """With several acceptors: the others apply it too before the reply."""
+    server_bus = client.server.bus
+    if server_bus is None:
+        client.reply(reply)
+        return
+    slot = Slot(client)
+    client.pending.append(slot)
+    encoded = encode(reply, client.resp3)
+    server_bus.ask(bus.ACL, args, lambda _: slot.deliver(encoded), failed=fail_slot(slot))
+
+
+def bus_acl(server: Acceptor, origin: int, args: list) -> int | list[bytes]:
+    """Another acceptor's ACL SETUSER or DELUSER: the same users here;
+    ``dump``: every user, for a restarted acceptor."""
+    users = server.users
+    if args[0] == b"setuser":
+        error = users.setuser(args[1], args[2:])
+        if error is not None:  # cannot be: the asker applied the same rules
+            log.error("ACL SETUSER of acceptor %d refused here: %s", origin, error)
+    elif args[0] == b"deluser":
+        users.deluser(server, args[1:], None)
+    elif args[0] == b"dump":
+        return users.dump()
+    return 1
+
+
+async def learn_users(server: Any) -> None:
+    """A restarted acceptor, before it listens: the others' users."""
+    done = server.loop.create_future()
+    server.bus.ask(bus.ACL, [b"dump"], done.set_result)
+    for answer in await done:
+        if isinstance(answer, list) and answer:
+            server.users.load(answer)
+            return
+
+
+def _getuser(user: acl.User, resp3: bool) -> bytes:
+    """ACL GETUSER's reply: a map whose flags are a set (in RESP3), in
+    Redis's order, which a Python set would not keep."""
+    flags = user.flag_names()
+    out = [b"%6\r\n" if resp3 else b"*12\r\n", encode(b"flags", resp3)]
+    out.append((b"~%d\r\n" if resp3 else b"*%d\r\n") % len(flags))
+    out += [encode(f.encode(), resp3) for f in flags]
+    rest = {
+        b"passwords": [p.encode() for p in user.passwords],
+        b"commands": user.command_rules().encode(),
+        b"keys": " ".join(user.key_rules()).encode("latin-1"),
+        b"channels": " ".join(user.channel_rules()).encode("latin-1"),
+        b"selectors": [],
+    }
+    for key, value in rest.items():
+        out += [encode(key, resp3), encode(value, resp3)]
+    return b"".join(out)
+
+
+def _cat(client: Client, args: list) -> None:
+    if len(args) == 2:
+        client.reply([c.encode() for c in acl.CATEGORIES])
+        return
+    category = args[2].decode("latin-1").lower()
+    if category not in acl.CATEGORIES:
+        raise CommandError(errors.ACL_UNKNOWN_CATEGORY % args[2].decode("latin-1"))
+    client.reply([n.encode() for n in acl.in_category(category)])
+
+
+def _dryrun(client: Client, args: list) -> None:
+    user = client.server.users.by_name.get(args[2])
+    if user is None:
+        raise CommandError(errors.ACL_USER_NOT_FOUND % args[2].decode("latin-1"))
+    run = args[3:]
+    cmd = commands.lookup(run[0])
+    if cmd is None:
+        raise CommandError(errors.ACL_COMMAND_NOT_FOUND % run[0].decode("latin-1"))
+    name = acl.full_name(cmd, run)
+    problem = check_subcommand(run) if cmd.container and len(run) > 1 else None
+    if problem is not None:
+        if problem.startswith("ERR unknown subcommand"):
+            raise CommandError(errors.ACL_COMMAND_NOT_FOUND % run[0].decode("latin-1"))
+        raise CommandError(problem)
+    arity = cmd.arity
+    if (len(run) != arity) if arity > 0 else (len(run) < -arity):
+        raise CommandError(errors.WRONG_ARITY % cmd.name)
+    denied, pos = user.check(cmd, run)
+    if denied == acl.DENIED_CMD:
+        client.reply((errors.DRYRUN_COMMAND % name).encode())
+    elif denied == acl.DENIED_KEY:
+        client.reply((errors.DRYRUN_KEY % run[pos].decode("latin-1")).encode("latin-1"))
+    elif denied == acl.DENIED_CHANNEL:
+        client.reply((errors.DRYRUN_CHANNEL % run[pos].decode("latin-1")).encode("latin-1"))
+    else:
+        client.reply(OK)

@@ -1,0 +1,437 @@
+"""ACL users: ACL SETUSER/GETUSER/LIST/DELUSER/DRYRUN..., AUTH and HELLO
+AUTH as a user, and the NOPERM checks of every command, inside MULTI and
+inside scripts, compared byte for byte with redis-server 7.0.
+
+Users are the whole server's: each test creates users named ``acltest*``
+and the fixture deletes them afterwards, on both servers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from tests.support.resp import RespClient
+
+SERVERS = ("redis", "shardkv")
+
+
+@pytest.fixture
+def acl_ports(ports):
+    """Both servers' ports, flushed; the test's users deleted afterwards."""
+    found = {name: ports[name] for name in SERVERS}
+    for port in found.values():
+        with RespClient(port) as c:
+            c.command("FLUSHALL")
+    yield found
+    for port in found.values():
+        with RespClient(port) as c:
+            names = [n for n in c.command("ACL", "USERS") if n.startswith(b"acltest")]
+            if names:
+                c.command("ACL", "DELUSER", *names)
+
+
+def run(port: int, script: list[tuple], protocol: int = 2) -> list[bytes]:
+    """Run each command on one new connection; the exact bytes of each reply."""
+    with RespClient(port, protocol=protocol) as c:
+        return [c.call(*command) for command in script]
+
+
+def same(ports: dict, script: list[tuple], protocol: int = 2) -> list[bytes]:
+    theirs = run(ports["redis"], script, protocol)
+    mine = run(ports["shardkv"], script, protocol)
+    for command, t, m in zip(script, theirs, mine, strict=True):
+        assert m == t, f"{command!r}: redis {t!r}, shardkv {m!r}"
+    return theirs
+
+
+# -- ACL SETUSER, GETUSER, LIST ----------------------------------------------------
+
+RULE_SETS = [
+    [],
+    ["on"],
+    ["reset"],
+    ["on", "nopass", "~*", "&*", "+@all"],
+    ["on", ">secret", ">other", "<other", "~k*", "+get"],
+    ["on", "#" + "a" * 64, "!" + "a" * 64, "nopass", "resetpass"],
+    ["+@all", "-get"],
+    ["allcommands", "-@dangerous"],
+    ["-@all", "+@hash"],
+    ["+@read", "-@read"],
+    ["+config|get"],
+    ["+@all", "-client|kill"],
+    ["+config", "-config|set"],
+    ["+select|0", "+select|1"],
+    ["%R~r*", "%W~w*", "%RW~rw*", "~x", "%R~x"],
+    ["allkeys", "resetkeys", "~a", "~b"],
+    ["&ch*", "&ch*", "resetchannels", "&news"],
+    ["allchannels"],
+    ["nocommands", "+set", "skip-sanitize-payload"],
+    ["ON", "NOPASS", "ALLKEYS", "+GET", "+@HASH", "sanitize-payload"],
+]
+
+
+@pytest.mark.parametrize("rules", RULE_SETS, ids=lambda r: " ".join(r) or "nothing")
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_setuser_then_getuser_and_list(acl_ports, rules, protocol):
+    script = [
+        ("ACL", "SETUSER", "acltest", *rules),
+        ("ACL", "GETUSER", "acltest"),
+        ("ACL", "SETUSER", "acltest", *rules),  # again, on the existing user
+        ("ACL", "GETUSER", "acltest"),
+    ]
+    same(acl_ports, script, protocol)
+    lists = {}
+    for name in SERVERS:
+        with RespClient(acl_ports[name]) as c:
+            lists[name] = [line for line in c.command("ACL", "LIST") if line.startswith(b"user acltest ")]
+    assert lists["shardkv"] == lists["redis"]
+
+
+@pytest.mark.parametrize(
+    "rules",
+    [
+        ["foo"],
+        ["+nosuch"],
+        ["+@nosuch"],
+        ["-nosuch"],
+        ["allkeys", "~x"],
+        ["~*", "%R~x"],
+        ["allchannels", "&x"],
+        ["<nope"],
+        ["!" + "b" * 64],
+        ["#abc"],
+        ["#" + "A" * 64],
+        ["!xyz"],
+        ["+get|"],
+        ["+config|nosuch"],
+        ["+config|get|x"],
+        ["%X~a"],
+        ["%~a"],
+        ["%RR~a"],
+        ["~a b"],
+        ["(~x"],
+        ["on", "(~x", "+get", "~y"],
+        ["on", ">ok", "+bad"],  # nothing applied: the user is not created
+    ],
+    ids=lambda r: " ".join(r),
+)
+def test_setuser_errors(acl_ports, rules):
+    same(
+        acl_ports,
+        [
+            ("ACL", "SETUSER", "acltest", *rules),
+            ("ACL", "GETUSER", "acltest"),
+            ("ACL", "SETUSER", "acltest", "on", "+get"),
+            ("ACL", "SETUSER", "acltest", *rules),  # an existing user is left as it was
+            ("ACL", "GETUSER", "acltest"),
+        ],
+    )
+
+
+def test_acl_subcommands(acl_ports):
+    same(
+        acl_ports,
+        [
+            ("ACL", "SETUSER", "acltest b"),
+            ("ACL", "SETUSER", "acltest\0b"),
+            ("ACL", "GETUSER", "acltest-nobody"),
+            ("ACL", "DELUSER", "default"),
+            ("ACL", "DELUSER", "acltest1", "default"),
+            ("ACL", "SETUSER", "acltest1"),
+            ("ACL", "SETUSER", "acltest2", "on"),
+            ("ACL", "USERS"),
+            ("ACL", "DELUSER", "acltest1", "acltest-nobody", "acltest2", "acltest1"),
+            ("ACL", "USERS"),
+            ("ACL", "WHOAMI"),
+            ("ACL", "WHOAMI", "x"),
+            ("ACL", "CAT"),
+            ("ACL", "CAT", "nosuch"),
+            ("ACL", "CAT", "read", "x"),
+            ("ACL", "GENPASS", "0"),
+            ("ACL", "GENPASS", "4097"),
+            ("ACL", "GENPASS", "x"),
+            ("ACL", "GENPASS", "-1"),
+            ("ACL", "GENPASS", "8", "x"),
+            ("ACL", "SETUSER", "acltest3", "%R", "%R~", "%W", "%WR~b", "%r~c", "%"),
+            ("ACL", "SETUSER", "acltest3", "%R", "%R~", "%W", "%WR~b", "%r~c"),
+            ("ACL", "GETUSER", "acltest3"),
+            ("ACL", "LOAD"),
+            ("ACL", "SAVE"),
+            ("ACL", "HELP"),
+            ("ACL", "NOSUCH"),
+            ("ACL",),
+            ("ACL", "GETUSER"),
+            ("ACL", "SETUSER"),
+            ("ACL", "DRYRUN", "default"),
+        ],
+    )
+
+
+@pytest.mark.parametrize("bits", [None, "1", "4", "5", "8", "100", "256", "4096"])
+def test_genpass_length(acl_ports, bits):
+    lengths = {}
+    for name in SERVERS:
+        with RespClient(acl_ports[name]) as c:
+            reply = c.command("ACL", "GENPASS", *([bits] if bits else []))
+            assert all(ch in b"0123456789abcdef" for ch in reply)
+            lengths[name] = len(reply)
+    assert lengths["shardkv"] == lengths["redis"]
+
+
+@pytest.mark.parametrize(
+    "category",
+    "keyspace read write set sortedset list hash string bitmap hyperloglog geo stream "
+    "pubsub admin fast slow blocking dangerous connection transaction scripting".split(),
+)
+def test_cat_lists_the_commands_of_a_category(acl_ports, category):
+    """The commands COMMAND INFO puts in the category, as Redis has them
+    (of the commands shardkv has)."""
+    with RespClient(acl_ports["shardkv"]) as c:
+        mine = set(c.command("ACL", "CAT", category))
+        have = {n.split(b"|")[0] for n in c.command("COMMAND", "LIST")}
+    with RespClient(acl_ports["redis"]) as c:
+        theirs = {n for n in c.command("ACL", "CAT", category) if n.split(b"|")[0] in have}
+    newer = {b"client|setinfo", b"client|no-touch"}  # Redis 7.2's, which shardkv has
+    assert mine - newer == theirs
+
+
+# -- AUTH, HELLO AUTH, the user a client runs as ---------------------------------------
+
+
+def test_auth_as_users(acl_ports):
+    same(
+        acl_ports,
+        [
+            ("ACL", "SETUSER", "acltest", "on", ">pw", ">pw2", "+@all", "~*"),
+            ("ACL", "SETUSER", "acltest-off", "off", ">pw", "+@all"),
+            ("ACL", "SETUSER", "acltest-nopass", "on", "nopass", "+acl|whoami"),
+            ("AUTH", "acltest", "wrong"),
+            ("AUTH", "acltest-nobody", "pw"),
+            ("AUTH", "acltest-off", "pw"),
+            ("ACL", "WHOAMI"),
+            ("AUTH", "acltest", "pw2"),
+            ("ACL", "WHOAMI"),
+            ("AUTH", "acltest-nopass", "anything"),
+            ("ACL", "WHOAMI"),
+            ("GET", "x"),
+            ("AUTH", "pw"),  # the default user has no password
+            ("HELLO", "2", "AUTH", "acltest", "wrong"),
+            ("HELLO", "2", "AUTH", "acltest-nobody", "pw"),
+            ("AUTH", "acltest-nopass", "x"),
+            ("RESET",),
+            ("ACL", "WHOAMI"),
+        ],
+    )
+
+
+def test_hello_auth_as_a_user(acl_ports):
+    for name in SERVERS:
+        with RespClient(acl_ports[name]) as c:
+            c.command("ACL", "SETUSER", "acltest", "on", ">pw", "+@all", "~*")
+            assert c.call("HELLO", "3", "AUTH", "acltest", "pw").startswith(b"%7\r\n"), name
+            assert c.call("ACL", "WHOAMI") == b"$7\r\nacltest\r\n", name
+
+
+def test_client_list_shows_the_user(acl_ports):
+    users = {}
+    for name in SERVERS:
+        with RespClient(acl_ports[name]) as c:
+            c.command("ACL", "SETUSER", "acltest", "on", ">pw", "+@all", "~*")
+            c.command("AUTH", "acltest", "pw")
+            fields = dict(f.split(b"=", 1) for f in c.command("CLIENT", "INFO").split())
+            users[name] = fields[b"user"]
+            c.command("CLIENT", "KILL", "USER", "acltest", "SKIPME", "no")
+            assert c.closed()
+    assert users == {"redis": b"acltest", "shardkv": b"acltest"}
+
+
+def test_client_kill_of_a_user(acl_ports):
+    same(
+        acl_ports,
+        [
+            ("CLIENT", "KILL", "USER", "acltest-nobody"),
+            ("CLIENT", "KILL", "USER", "default", "SKIPME", "yes"),
+        ],
+    )
+
+
+def test_deluser_closes_the_users_connections(acl_ports):
+    for name in SERVERS:
+        port = acl_ports[name]
+        with RespClient(port) as admin, RespClient(port) as victim:
+            admin.command("ACL", "SETUSER", "acltest", "on", ">pw", "+@all", "~*")
+            victim.command("AUTH", "acltest", "pw")
+            assert admin.call("ACL", "DELUSER", "acltest") == b":1\r\n"
+            assert victim.closed(), name
+            # a user deleting itself gets its reply, then the connection closes
+            admin.command("ACL", "SETUSER", "acltest", "on", ">pw", "+@all", "~*")
+            admin.command("AUTH", "acltest", "pw")
+            assert admin.call("ACL", "DELUSER", "acltest") == b":1\r\n", name
+            assert admin.closed(), name
+
+
+def test_requirepass_is_the_default_users_password(acl_ports):
+    for name in SERVERS:
+        with RespClient(acl_ports[name]) as c:
+            c.command("CONFIG", "SET", "requirepass", "s3cret")
+            try:
+                user = c.command("ACL", "GETUSER", "default")
+                assert user[1] == [b"on"], name  # no nopass
+                assert user[3] == [hashlib.sha256(b"s3cret").hexdigest().encode()], name
+                with RespClient(acl_ports[name]) as other:
+                    assert other.call("GET", "x").startswith(b"-NOAUTH"), name
+                    assert other.call("AUTH", "default", "s3cret") == b"+OK\r\n", name
+                    assert other.call("AUTH", "s3cret") == b"+OK\r\n", name
+            finally:
+                c.command("CONFIG", "SET", "requirepass", "")
+            assert c.command("ACL", "GETUSER", "default")[1] == [b"on", b"nopass"], name
+    same(acl_ports, [("ACL", "LIST")])
+
+
+# -- NOPERM ----------------------------------------------------------------------------
+
+LIMITED = (
+    "ACL",
+    "SETUSER",
+    "acltest",
+    "on",
+    ">pw",
+    "+get",
+    "+@hash",
+    "+set",
+    "+mget",
+    "+mset",
+    "+del",
+    "+select|0",
+    "+config|get",
+    "+multi",
+    "+exec",
+    "+discard",
+    "+publish",
+    "+subscribe",
+    "+psubscribe",
+    "+acl|whoami",
+    "+acl|dryrun",
+    "~k*",
+    "%R~r*",
+    "%W~w*",
+    "&ch*",
+)
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_noperm_errors(acl_ports, protocol):
+    same(
+        acl_ports,
+        [
+            LIMITED,
+            ("AUTH", "acltest", "pw"),
+            ("SET", "k1", "v"),
+            ("GET", "k1"),
+            ("GET", "x"),
+            ("INCR", "k1"),
+            ("HSET", "r1", "f", "v"),
+            ("HGET", "r1", "f"),
+            ("HSET", "w1", "f", "v"),
+            ("HGET", "w1", "f"),
+            ("MSET", "k1", "1", "k2", "2"),
+            ("MSET", "k1", "1", "x", "2"),
+            ("MGET", "k1", "r1", "x"),
+            ("DEL", "k1", "w1"),
+            ("DEL", "k1", "r1"),
+            ("SELECT", "0"),
+            ("SELECT", "1"),
+            ("CONFIG", "GET", "maxmemory"),
+            ("CONFIG", "SET", "maxmemory", "0"),
+            ("CLIENT", "ID"),
+            ("PUBLISH", "chat", "m"),
+            ("PUBLISH", "x", "m"),
+            ("ACL", "WHOAMI"),
+            ("ACL", "USERS"),
+            ("PING",),
+            ("NOSUCH", "x"),
+            ("GET",),
+        ],
+        protocol,
+    )
+
+
+def test_noperm_of_channels(acl_ports):
+    same(
+        acl_ports,
+        [
+            LIMITED,
+            ("AUTH", "acltest", "pw"),
+            ("SUBSCRIBE", "x"),
+            ("SUBSCRIBE", "ch1", "x"),
+            ("PSUBSCRIBE", "ch*x"),
+            ("PSUBSCRIBE", "ch*"),
+            ("PING",),
+        ],
+    )
+
+
+def test_noperm_inside_multi(acl_ports):
+    same(
+        acl_ports,
+        [
+            LIMITED,
+            ("AUTH", "acltest", "pw"),
+            ("MULTI",),
+            ("SET", "k1", "v"),
+            ("GET", "x"),
+            ("INCR", "k1"),
+            ("EXEC",),
+            ("MULTI",),
+            ("SET", "k1", "v"),
+            ("GET", "k1"),
+            ("EXEC",),
+        ],
+    )
+
+
+def test_dryrun(acl_ports):
+    same(
+        acl_ports,
+        [
+            LIMITED,
+            ("ACL", "DRYRUN", "acltest", "set", "k", "v"),
+            ("ACL", "DRYRUN", "acltest", "incr", "k"),
+            ("ACL", "DRYRUN", "acltest", "get", "x"),
+            ("ACL", "DRYRUN", "acltest", "mget", "k1", "r1", "w1"),
+            ("ACL", "DRYRUN", "acltest", "config", "get", "x"),
+            ("ACL", "DRYRUN", "acltest", "config", "set", "x", "y"),
+            ("ACL", "DRYRUN", "acltest", "config", "nosuch"),
+            ("ACL", "DRYRUN", "acltest", "config"),
+            ("ACL", "DRYRUN", "acltest", "config", "get"),
+            ("ACL", "DRYRUN", "acltest", "get"),
+            ("ACL", "DRYRUN", "acltest", "nosuch"),
+            ("ACL", "DRYRUN", "acltest", "publish", "x", "m"),
+            ("ACL", "DRYRUN", "acltest", "publish", "chat", "m"),
+            ("ACL", "DRYRUN", "acltest", "subscribe", "ch1", "x"),
+            ("ACL", "DRYRUN", "acltest", "select", "0"),
+            ("ACL", "DRYRUN", "acltest", "select", "1"),
+            ("ACL", "DRYRUN", "acltest-nobody", "get", "x"),
+            ("ACL", "DRYRUN", "default", "flushall"),
+        ],
+    )
+
+
+def test_setuser_changes_a_connected_users_rights(acl_ports):
+    same(
+        acl_ports,
+        [
+            ("ACL", "SETUSER", "acltest", "on", ">pw", "+@all", "~*"),
+            ("AUTH", "acltest", "pw"),
+            ("SET", "k", "v"),
+            ("ACL", "SETUSER", "acltest", "-set"),
+            ("SET", "k", "v"),
+            ("GET", "k"),
+            ("ACL", "SETUSER", "acltest", "resetkeys", "~a*"),
+            ("GET", "k"),
+            ("ACL", "SETUSER", "acltest", "+set", "allkeys"),
+            ("SET", "k", "w"),
+        ],
+    )

@@ -1,0 +1,102 @@
+"""ACL users with several acceptors: every acceptor has the same users.
+
+ACL SETUSER and DELUSER through one acceptor are applied by every
+acceptor before the reply (the bus's ``acl`` question), so a client of the
+other acceptor can AUTH as the new user at once, is limited by its new
+rules at once, and is disconnected when its user is deleted; a restarted
+acceptor asks the others for the users before it listens.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+
+import psutil
+import pytest
+
+from tests.support.acceptors import client_on, serve
+from tests.support.servers import ServerProcess
+
+server = pytest.fixture(scope="module", name="server")(serve)
+
+
+def acceptor_pids(server: ServerProcess) -> dict[int, int]:
+    """index -> pid, from the supervisor's log, of the acceptors alive now."""
+    found: dict[int, int] = {}
+    for pid, index in re.findall(r"acceptor pid=(\d+) port=\d+ index=(\d+)", server.output()):
+        found[int(index)] = int(pid)
+    return {i: pid for i, pid in found.items() if psutil.pid_exists(pid)}
+
+
+@pytest.fixture
+def pair(server):
+    """An admin connection on acceptor 0 and one on acceptor 1."""
+    a, b = client_on(server.port, 0), client_on(server.port, 1)
+    yield a, b
+    a.close()
+    b.close()
+    with client_on(server.port, 0) as c:
+        names = [n for n in c.command("ACL", "USERS") if n.startswith(b"acltest")]
+        if names:
+            c.command("ACL", "DELUSER", *names)
+
+
+def test_a_user_made_through_one_acceptor_exists_on_the_other(pair, server) -> None:
+    a, b = pair
+    assert a.call("ACL", "SETUSER", "acltest", "on", ">pw", "+get", "~k*") == b"+OK\r\n"
+    # No wait: the reply came once every acceptor had the user.
+    assert b.call("ACL", "LIST") == a.call("ACL", "LIST")
+    assert b.call("AUTH", "acltest", "pw") == b"+OK\r\n"
+    assert b.call("GET", "k1") == b"$-1\r\n"
+    assert b.call("SET", "k1", "v") == b"-NOPERM this user has no permissions to run the 'set' command\r\n"
+    # New rules reach the other acceptor's connected client before the reply.
+    assert a.call("ACL", "SETUSER", "acltest", "+set") == b"+OK\r\n"
+    assert b.call("SET", "k1", "v") == b"+OK\r\n"
+    assert a.call("ACL", "SETUSER", "acltest", "resetkeys", "~x*") == b"+OK\r\n"
+    assert b.call("GET", "k1") == (
+        b"-NOPERM this user has no permissions to access one of the keys used as arguments\r\n"
+    )
+    # A rule refused on one acceptor is refused there, and changes nothing anywhere.
+    assert a.call("ACL", "SETUSER", "acltest", "+get", "+nosuch").startswith(b"-ERR Error in ACL SETUSER")
+    with client_on(server.port, 1) as c:
+        assert c.call("ACL", "GETUSER", "acltest") == a.call("ACL", "GETUSER", "acltest")
+
+
+def test_deluser_closes_the_users_connections_on_every_acceptor(pair, server) -> None:
+    a, b = pair
+    a.command("ACL", "SETUSER", "acltest", "on", ">pw", "+@all", "~*")
+    assert b.call("AUTH", "acltest", "pw") == b"+OK\r\n"
+    assert a.call("ACL", "DELUSER", "acltest") == b":1\r\n"
+    assert b.closed()
+    with client_on(server.port, 1) as c:
+        assert c.call("AUTH", "acltest", "pw").startswith(b"-WRONGPASS")
+        assert c.call("ACL", "USERS") == b"*1\r\n$7\r\ndefault\r\n"
+
+
+@pytest.mark.slow
+def test_a_restarted_acceptor_knows_the_users(pair, server) -> None:
+    a, _ = pair
+    a.command("ACL", "SETUSER", "acltest", "on", ">pw", "+get", "%R~k*", "&ch*")
+    a.command("ACL", "SETUSER", "acltest2", "off")
+    listed = a.call("ACL", "LIST")
+    pids = acceptor_pids(server)
+    os.kill(pids[1], signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while acceptor_pids(server).get(1, pids[1]) == pids[1]:
+        assert time.monotonic() < deadline, "acceptor 1 was not restarted"
+        time.sleep(0.05)
+    for _ in range(100):  # it listens once it learnt the users
+        try:
+            fresh = client_on(server.port, 1)
+            break
+        except pytest.fail.Exception:
+            time.sleep(0.1)
+    else:
+        pytest.fail("the restarted acceptor does not listen")
+    with fresh:
+        assert fresh.call("ACL", "LIST") == listed
+        assert fresh.call("AUTH", "acltest", "pw") == b"+OK\r\n"
+        assert fresh.call("SET", "k", "v").startswith(b"-NOPERM")
