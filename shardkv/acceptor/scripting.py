@@ -368,6 +368,10 @@ def _run_on_shard(
         if name.startswith("evalsha"):
             flags = wire.FLAG_AS_EVALSHA  # (the shard counts what it counts as EVALSHA's)
     command += [b"%d" % len(keys), *keys, *rest]
+    user = client.state.user
+    if not user.unlimited:  # its redis.call obeys the client's ACL user
+        flags |= wire.FLAG_ACL
+        command.append(user.wire())
     slot = _ScriptResult(client, name)
     client.pending.append(slot)
     sink = _ShardReply(client, slot, shard, sha, body, ro, keys, rest, fname, client.db, name)
@@ -532,10 +536,12 @@ class _Retry:
         CACHE.escaping[self.sha] = (self.everything, self.extra)
         if client.closed:
             return
+        user = client.state.user
         command = [
             Verb.FCALL if self.fname else Verb.EVAL,
             b"%d" % self.everything,
             self.name.encode(),
+            b"" if user.unlimited else user.wire(),  # its redis.call obeys the client's ACL user
             self.fname or self.body,
             b"%d" % len(self.keys),
             *self.keys,

@@ -223,6 +223,10 @@ FLAG_AS_EVAL = 16  # an EVAL[_RO] sent as EVALSHA[_RO] (the shard has its body):
 FLAG_AS_EVALSHA = 32  # an EVALSHA[_RO] sent as EVAL[_RO] (the shard lacks the body): EVALSHA's counts
 FLAG_AS_CALLED = FLAG_AS_EVAL | FLAG_AS_EVALSHA  # a script's call counted as the client's command
 FLAG_STAMP = 64  # a blocking entry's last argument is its stamp (see ``B`` above)
+# A script's entry whose last argument is the ACL rules of the client's user
+# (``acl.User.wire``), which its redis.call obeys; a user that may run
+# everything sends none.
+FLAG_ACL = 128
 
 BATCH = 66  # b"B"
 CANCEL = 88  # b"X"

@@ -328,7 +328,7 @@ redis.acl_check_cmd = function(...)
     if select("#", ...) == 0 then raise(push_error("Please specify at least one argument for this redis lib call")) end
     local ok = pycall(nil, ...)
     if ok == nil then raise(push_error("Invalid command passed to redis.acl_check_cmd()")) end
-    return true
+    return ok
 end
 redis.REDIS_VERSION = libs.version
 redis.REDIS_VERSION_NUM = libs.version_num

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from lupa import lua51
 
-from shardkv.protocol import command_docs, commands, errors, wire
+from shardkv.protocol import acl, command_docs, commands, errors, wire
 from shardkv.protocol.args import LLONG_MIN, parse_cursor, parse_int32, parse_scan_options
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.glob import compile_glob
@@ -447,6 +447,9 @@ class Engine:
         # A cross-shard run: every key of every shard is here, of the
         # script's database (1) or of every database (2).
         self.everything = 0
+        # The ACL user of the client whose script runs, when it may not run
+        # everything (wire.FLAG_ACL): redis.call checks each call against it.
+        self.user: acl.User | None = None
         self.monitor: list | None = None  # with MONITOR on: (database, args) of each call
         self._called: dict[bytes, _Called] = {}  # redis.call's commands, by name as called
         self._subcalled: dict[tuple[str, str], _Called] = {}  # containers' subcommands (see _subcommand)
@@ -948,9 +951,12 @@ class Engine:
                     ), raise_error
                 break
         called = self._called.get(argv[0]) or self._command(argv[0])
-        if raise_error is None:  # redis.acl_check_cmd: does the command exist?
-            return (True if called is not None else None), False
-        if called is not None and called.single_read:
+        user = self.user
+        if raise_error is None:  # redis.acl_check_cmd: does the command exist, may the user run it?
+            if called is None:
+                return None, False
+            return (user is None or not user.check(called.cmd, argv)[0]), False
+        if called is not None and called.single_read and user is None:
             return self._read(called, argv, run, raise_error)
         if called is None or called.unknown:
             help_ = (
@@ -987,6 +993,10 @@ class Engine:
                 return self._rejected(
                     called, argv, "This Redis command is not allowed from script"
                 ), raise_error
+        if user is not None:  # the client's ACL user (scriptVerifyACL)
+            denied = user.check(cmd, argv)[0]
+            if denied:
+                return self._rejected(called, argv, _ACL_DENIED[denied]), raise_error
         write = called.write
         if run.read_only and called.replicates:
             message = "Write commands are not allowed from read-only scripts."
@@ -1831,6 +1841,14 @@ def _local(name: str, argv: list[bytes]) -> object:
 # -- the commands ---------------------------------------------------------------
 
 
+# What redis.call says of a call the script's ACL user may not make.
+_ACL_DENIED = {
+    acl.DENIED_CMD: errors.ACL_SCRIPT_COMMAND,
+    acl.DENIED_KEY: errors.ACL_SCRIPT_KEY,
+    acl.DENIED_CHANNEL: errors.ACL_SCRIPT_CHANNEL,
+}
+
+
 def engine_of(ks: Keyspace) -> Engine:
     engine = ks.scripts
     if engine is None:
@@ -1899,21 +1917,25 @@ def evalsha(ks: Keyspace, args: list[bytes]) -> object:
 
 
 def eval_across(ks: Keyspace, args: list[bytes]) -> object:
-    """__eval everything command body numkeys key... arg... -> a script run
-    by the executor of a cross-shard operation (see shardkv.acceptor.scripting).
+    """__eval everything command user body numkeys key... arg... -> a script
+    run by the executor of a cross-shard operation (see shardkv.acceptor.scripting).
     ``everything``: every shard is parked and all their keys are here;
-    ``command``: the client's (``evalsha_ro``...), read-only if ``_ro``."""
+    ``command``: the client's (``evalsha_ro``...), read-only if ``_ro``;
+    ``user``: the ACL rules its calls obey, empty for a user that may run
+    everything."""
     engine = engine_of(ks)
-    body = args[3]
-    n = int(args[4])
+    body = args[4]
+    n = int(args[5])
     sha = engine.load(body)
     engine.everything = int(args[1])
+    engine.user = acl.user_of(args[3]) if args[3] else None
     try:
-        return engine.eval(sha, args[5 : 5 + n], args[5 + n :], args[2].endswith(b"_ro"))
+        return engine.eval(sha, args[6 : 6 + n], args[6 + n :], args[2].endswith(b"_ro"))
     except CrossShard as e:
         return _cross_reply(e)
     finally:
         engine.everything = 0
+        engine.user = None
 
 
 def take_effects(ks: Keyspace) -> tuple[list[tuple[int, list[bytes]]], dict[tuple[int, bytes], State]]:

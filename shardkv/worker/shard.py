@@ -43,7 +43,7 @@ from collections.abc import Callable
 from time import perf_counter_ns
 from typing import Any
 
-from shardkv.protocol import commands, errors, wire
+from shardkv.protocol import acl, commands, errors, wire
 from shardkv.protocol.decisions import op_coordinator
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import BIG_ARRAY, OK, Error, encode, encode_bulk_strings
@@ -440,6 +440,8 @@ class Shard:
             db = wire.header_db(header)
             if db:
                 ks.select(db)  # the entry's database, until it is done
+            if header & wire.FLAG_ACL:  # a script of a client whose ACL user is limited
+                self.scripts.user = acl.user_of(args.pop())
             if header & wire.FLAG_PARK:
                 if args is GATHERED:  # prepared with a part before it (see gather_parts)
                     if db:
@@ -519,6 +521,8 @@ class Shard:
                         self.ready_at = len(bounds)  # this reply's index (see _share_events)
                 if noted is not None:
                     bounds.append(len(noted))  # type: ignore[union-attr]
+            if header & wire.FLAG_ACL:
+                self.scripts.user = None
             if db:
                 ks.select(0)
         if waiters.ready:

@@ -435,3 +435,77 @@ def test_setuser_changes_a_connected_users_rights(acl_ports):
             ("SET", "k", "w"),
         ],
     )
+
+
+# -- scripts ---------------------------------------------------------------------------
+
+SCRIPTING = ("ACL", "SETUSER", "acltest", "on", ">pw", "+@scripting", "+set", "~x*", "&ch*")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("EVAL", "return redis.call('set', KEYS[1], 1)", "1", "xx"),
+        ("EVAL", "return redis.call('set', 'xa', 1)", "0"),
+        ("EVAL", "return redis.call('set', 'yy', 1)", "0"),
+        ("EVAL", "return redis.call('get', 'xa')", "0"),
+        ("EVAL", "return redis.pcall('get', 'xa')", "0"),
+        ("EVAL", "return redis.pcall('set', 'yy', 1)", "0"),
+        ("EVAL", "return redis.pcall('publish', 'ch1', 'm')", "0"),
+        ("EVAL", "return redis.call('set', 'yy', 1)", "1", "yy"),
+        ("EVAL", "return redis.acl_check_cmd('set', 'xx', 1)", "1", "xx"),
+        ("EVAL", "return redis.acl_check_cmd('hset', 'xx', 'f', 1)", "1", "xx"),
+        ("EVAL", "return redis.acl_check_cmd('set', 'yy', 1)", "0"),
+        ("EVAL", "return redis.acl_check_cmd('invalid-cmd', 'arg')", "0"),
+        ("EVAL", "return redis.acl_check_cmd('config', 'get', 'x')", "0"),
+        ("EVAL", "local t = redis.pcall('get', 'xa') return t['err']", "0"),
+        ("FCALL", "acltest_set", "1", "xf"),
+        ("FCALL", "acltest_set", "1", "yf"),
+        ("FCALL", "acltest_get_other", "0"),
+    ],
+    ids=lambda c: " ".join(c[1:]),
+)
+def test_scripts_obey_the_users_rules(acl_ports, command):
+    library = (
+        "#!lua name=acltestlib\n"
+        "redis.register_function('acltest_set', function(keys) return redis.call('set', keys[1], 1) end)\n"
+        "redis.register_function('acltest_get_other', function() return redis.call('get', 'yy') end)\n"
+    )
+    try:
+        same(
+            acl_ports,
+            [SCRIPTING, ("FUNCTION", "LOAD", "REPLACE", library), ("AUTH", "acltest", "pw"), command],
+        )
+    finally:
+        for port in acl_ports.values():
+            with RespClient(port) as c:
+                c.call("FUNCTION", "DELETE", "acltestlib")
+
+
+def test_a_script_of_the_default_user_is_not_limited(acl_ports):
+    same(
+        acl_ports,
+        [
+            SCRIPTING,
+            ("EVAL", "return redis.acl_check_cmd('hset', 'yy', 'f', 1)", "0"),
+            ("EVAL", "return redis.call('set', 'yy', 1)", "0"),
+        ],
+    )
+
+
+def test_a_script_across_shards_obeys_the_users_rules(acl_ports):
+    """Keys on several shards: the script runs again over all of them (see
+    shardkv.acceptor.scripting), still as the client's user."""
+    keys = ["x%d" % i for i in range(8)]
+    calls = " ".join("redis.call('set', '%s', 1)" % k for k in keys)
+    same(
+        acl_ports,
+        [
+            SCRIPTING,
+            ("AUTH", "acltest", "pw"),
+            ("EVAL", calls + " return redis.call('set', 'yy', 1)", "0"),
+            ("EVAL", calls + " return redis.pcall('set', 'yy', 1)", "0"),
+            ("EVAL", calls + " return redis.acl_check_cmd('set', 'yy', 1)", "0"),
+            ("EVAL", "return redis.call('get', 'yy')", "0"),
+        ],
+    )

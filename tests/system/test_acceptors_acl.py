@@ -76,6 +76,18 @@ def test_deluser_closes_the_users_connections_on_every_acceptor(pair, server) ->
         assert c.call("ACL", "USERS") == b"*1\r\n$7\r\ndefault\r\n"
 
 
+def test_a_scripts_calls_obey_the_user_whichever_acceptor_made_it(pair) -> None:
+    a, b = pair
+    a.command("ACL", "SETUSER", "acltest", "on", ">pw", "+@scripting", "+set", "~x*")
+    assert b.call("AUTH", "acltest", "pw") == b"+OK\r\n"
+    assert b.call("EVAL", "return redis.acl_check_cmd('set', 'xx', 1)", "0") == b":1\r\n"
+    assert b.call("EVAL", "return redis.acl_check_cmd('set', 'yy', 1)", "0") == b"$-1\r\n"
+    assert b.call("EVAL", "return redis.pcall('set', 'yy', 1)", "0") == (
+        b"-ERR The user executing the script can't access at least one of the keys mentioned in the "
+        b"command arguments\r\n"
+    )
+
+
 @pytest.mark.slow
 def test_a_restarted_acceptor_knows_the_users(pair, server) -> None:
     a, _ = pair
