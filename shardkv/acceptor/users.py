@@ -58,8 +58,12 @@ class Users:
     def pubsub_default(self) -> bool:
         return self.config.get("acl-pubsub-default", "resetchannels") == "allchannels"
 
-    def setuser(self, name: bytes, rules: list[bytes]) -> str | None:
-        """ACL SETUSER: all the rules or none; the error, if any."""
+    def setuser(
+        self, name: bytes, rules: list[bytes], server: Acceptor | None = None, me: Client | None = None
+    ) -> str | None:
+        """ACL SETUSER: all the rules or none; the error, if any.  The
+        user's clients subscribed to a channel or pattern its new rules
+        no longer allow are closed (Redis's ACLKillPubsubClientsIfNeeded)."""
         if any(c in b" \t\n\v\f\r\0" for c in name):
             return errors.ACL_USERNAME_SPACES
         current = self.by_name.get(name)
@@ -79,6 +83,8 @@ class Users:
             self.by_name[name] = temp
         else:
             current.assign(temp)
+            if server is not None and not current.allchannels:
+                _close_revoked_subscribers(server, current, me)
         return None
 
     def deluser(self, server: Acceptor, names: list[bytes], me: Client | None) -> int:
@@ -112,6 +118,21 @@ class Users:
                 self.by_name[name].assign(user)
             else:
                 self.by_name[name] = user
+
+
+def _close_revoked_subscribers(server: Acceptor, user: acl.User, me: Client | None) -> None:
+    for client in list(server.clients.values()):
+        state = client.state
+        if state.user is not user or not (state.channels or state.patterns):
+            continue
+        if all(user.channel_ok(c, False) for c in state.channels) and all(
+            user.channel_ok(p, True) for p in state.patterns
+        ):
+            continue
+        if client is me:
+            client.close_after_replies()
+        elif client.transport is not None:
+            client.transport.close()
 
 
 def _merge_selectors(rules: list[bytes]) -> list[bytes] | bytes:
@@ -208,7 +229,7 @@ def acl_command(client: Client, args: list) -> None:
     if sub in (b"cat", b"genpass") and len(args) > 3:
         raise CommandError(errors.SUBCOMMAND_SYNTAX % (args[1].decode("latin-1"), "ACL"))
     if sub == b"setuser":
-        error = users.setuser(args[2], args[3:])
+        error = users.setuser(args[2], args[3:], server, client)
         if error is not None:
             raise CommandError(error)
         _everywhere(client, [b"setuser", *args[2:]])
@@ -269,7 +290,7 @@ def bus_acl(server: Acceptor, origin: int, args: list) -> int | list[bytes]:
     ``dump``: every user, for a restarted acceptor."""
     users = server.users
     if args[0] == b"setuser":
-        error = users.setuser(args[1], args[2:])
+        error = users.setuser(args[1], args[2:], server)
         if error is not None:  # cannot be: the asker applied the same rules
             log.error("ACL SETUSER of acceptor %d refused here: %s", origin, error)
     elif args[0] == b"deluser":

@@ -290,6 +290,46 @@ def test_requirepass_is_the_default_users_password(acl_ports):
     same(acl_ports, [("ACL", "LIST")])
 
 
+def _still_open(c: RespClient) -> bool:
+    """Whether the server keeps ``c`` open (nothing comes within 0.5 s)."""
+    c.sock.settimeout(0.5)
+    try:
+        return c.sock.recv(1) != b""
+    except TimeoutError:
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize(
+    "before, after",
+    [
+        (["allchannels"], ["resetchannels", "&b"]),
+        (["resetchannels", "&a"], ["resetchannels", "&b"]),
+        (["resetchannels", "&a"], ["&b"]),
+        (["resetchannels", "&a*"], ["resetchannels", "&a"]),
+        (["resetchannels", "&a*"], ["resetchannels", "&a*x"]),
+        (["resetchannels", "&a"], ["allchannels"]),
+        (["allchannels"], ["-get"]),
+    ],
+    ids=lambda r: " ".join(r),
+)
+@pytest.mark.parametrize("kind", ["SUBSCRIBE", "PSUBSCRIBE"])
+def test_setuser_closes_subscribers_to_revoked_channels(acl_ports, before, after, kind):
+    """Redis closes a user's Pub/Sub clients subscribed to a channel (or a
+    pattern, compared literally) that the user's new rules do not allow."""
+    kept = {}
+    for name in SERVERS:
+        with RespClient(acl_ports[name]) as admin, RespClient(acl_ports[name]) as sub:
+            admin.command("ACL", "SETUSER", "acltest", "on", "nopass", "+@all", "~*", *before)
+            sub.command("AUTH", "acltest", "x")
+            sub.send(kind, "a")
+            sub.read()
+            assert admin.call("ACL", "SETUSER", "acltest", *after) == b"+OK\r\n"
+            kept[name] = _still_open(sub)
+    assert kept["shardkv"] == kept["redis"]
+
+
 # -- NOPERM ----------------------------------------------------------------------------
 
 LIMITED = (

@@ -76,6 +76,15 @@ def test_deluser_closes_the_users_connections_on_every_acceptor(pair, server) ->
         assert c.call("ACL", "USERS") == b"*1\r\n$7\r\ndefault\r\n"
 
 
+def test_revoking_a_channel_closes_its_subscribers_on_every_acceptor(pair) -> None:
+    a, b = pair
+    a.command("ACL", "SETUSER", "acltest", "on", ">pw", "+@all", "~*", "resetchannels", "&news*")
+    assert b.call("AUTH", "acltest", "pw") == b"+OK\r\n"
+    assert b.call("SUBSCRIBE", "news1") == b"*3\r\n$9\r\nsubscribe\r\n$5\r\nnews1\r\n:1\r\n"
+    assert a.call("ACL", "SETUSER", "acltest", "resetchannels", "&sport*") == b"+OK\r\n"
+    assert b.closed()
+
+
 def test_a_scripts_calls_obey_the_user_whichever_acceptor_made_it(pair) -> None:
     a, b = pair
     a.command("ACL", "SETUSER", "acltest", "on", ">pw", "+@scripting", "+set", "~x*")
