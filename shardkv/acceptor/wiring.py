@@ -21,6 +21,7 @@ from shardkv.acceptor import (
     durability,
     latency,
     limits,
+    listeners,
     memory,
     memorybudget,
     migrate,
@@ -138,6 +139,7 @@ def wiring() -> Wiring:
             scriptcalls.on_attach,
         ),
         on_config=(
+            listeners.on_config,
             durability.tell_supervisor,
             limits.on_config,
             memorybudget.on_config,

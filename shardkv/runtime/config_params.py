@@ -245,7 +245,7 @@ _TABLE = [
     _flagset("shutdown-on-sigint", "default", SHUTDOWN_ON_SIGNAL, flags="multi-arg"),
     _flagset("shutdown-on-sigterm", "default", SHUTDOWN_ON_SIGNAL, flags="multi-arg"),
     _int("databases", 16, 1, INT_MAX, flags="immutable", used=True, help=_DATABASES_HELP),
-    _int("port", 6379, 0, 65535, flags="fixed", used=True, help="TCP port to listen on."),
+    _int("port", 6379, 0, 65535, used=True, help="TCP port to listen on."),
     _int("io-threads", 1, 1, 128, flags="immutable"),
     _int(
         "auto-aof-rewrite-percentage",

@@ -8,7 +8,7 @@ every worker; a worker whose pipe is attached gets every setting
 
 from __future__ import annotations
 
-from shardkv.acceptor import notifications
+from shardkv.acceptor import listeners, notifications
 from shardkv.acceptor.bus import fail_slot
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.commands.common import all_ok, guard, subcommand_error
@@ -242,6 +242,7 @@ def config_cmd(client: Client, args: list) -> None:
         if len(args) % 2:
             raise CommandError(errors.SYNTAX)
         changes = config_set_changes(client, args)
+        listeners.bind_for_set(server, changes)  # a port that cannot be bound changes nothing
         # Everything checked: apply it in the acceptor, then in every worker.
         # A worker that is down now gets every setting when it is attached
         # again (config_to_worker), so none is left behind.
