@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import multiprocessing as mp
 import os
 import signal
@@ -305,6 +306,12 @@ class Supervisor:
                 if (other != a or everyone) and self._send_bus(other, [bus.ASK, a, qid, *rest]):
                     waiting.add(other)
             question: list[Any] = [waiting, [], time.monotonic() + bus.ANSWER_WITHIN]
+            if rest and rest[0] == bus.SYNC:
+                # CONFIG SET answers once every acceptor has applied it, as
+                # Redis's is applied when it answers OK: no deadline for a
+                # slow one.  One that dies stops the wait (_forget_acceptor);
+                # it is restarted with the new config (self.cfg has it).
+                question[2] = math.inf
             self.questions[(a, qid)] = question
             if not waiting:
                 self._answer(a, qid)
@@ -406,7 +413,8 @@ class Supervisor:
             timeout = None
             if self.questions:
                 first = min(question[2] for question in self.questions.values())
-                timeout = max(0.0, first - time.monotonic())
+                if first != math.inf:
+                    timeout = max(0.0, first - time.monotonic())
             ready = wait(list(events), timeout=timeout)
             # Loads first, deaths after: a worker may say "loaded" and die.
             for what, i, obj in sorted((events[r] for r in ready), key=lambda e: e[0] != "loaded"):

@@ -27,7 +27,8 @@ supervisor -> acceptor
     ``[ask, origin, id, kind, *args]``: answer with ``[answer, origin, id, value]``.
     ``[answers, id, [value, ...]]``: the answers to this acceptor's
     question ``id``, from those that answered within :data:`ANSWER_WITHIN`
-    seconds; an acceptor that is dead, restarting or stuck counts as
+    seconds (``sync``: from every acceptor still alive, however long it
+    takes); an acceptor that is dead, restarting or stuck counts as
     nothing (it is simply not in the list).
     ``[tell, origin, kind, *args]``: another acceptor's message.
 
@@ -67,7 +68,9 @@ HAS_CLIENT = b"has_client"  # ask [id] -> 1 if that client is its
 # reply waits for them (see shardkv.acceptor.causal).
 INVALIDATE = b"invalidate"  # tell [target id, tracking id, its RESP3, keys, null]: CLIENT TRACKING REDIRECT
 BROKEN = b"broken"  # tell [tracking id, target id]: the client it redirects to is gone
-SYNC = b"sync"  # ask [] -> 1: what the asker sent before (CONFIG SET's config line) has arrived
+# ask [] -> 1: what the asker sent before (CONFIG SET's config line) has
+# arrived; the supervisor waits for every live acceptor, past ANSWER_WITHIN.
+SYNC = b"sync"
 ACL = b"acl"  # ask everyone but the asker [setuser, name, *rules] or [deluser, *names] -> 1; [dump] -> [name rules, ...]
 RESETSTAT = b"resetstat"  # ask [] -> 1 once it reset its counters (CONFIG RESETSTAT)
 INFO = b"info"  # ask [] -> [name, value, ...] of INFO clients/stats figures

@@ -1,20 +1,29 @@
-"""CONFIG SET port: every acceptor moves to the new port, or nothing changes.
+"""CONFIG SET across acceptors: the port, and the wait for every acceptor.
+
+CONFIG SET port: every acceptor moves to the new port, or nothing changes.
 
 As Redis 7's ``updatePort``: the new port is listened on and the old one
 closed; a port another process listens on fails the whole CONFIG SET with
 Redis's error (unit/introspection "CONFIG SET rollback on apply error"),
 every parameter keeps its value, and the server stays on its port.  Both
-at one acceptor and at two, where each acceptor must move.
+at one acceptor and at two, where each acceptor must move.  And a CONFIG
+SET at two acceptors answers once both applied it, not after a deadline.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import threading
+import time
 
 import pytest
 import redis
 
+from shardkv.protocol import bus
 from tests.support.servers import free_port, start_shardkv
+from tests.system.test_acceptors import acceptor_pids, connect_to
 
 PORT_ERROR = "CONFIG SET failed (possibly related to argument 'port') - Unable to listen on this port. Check server logs."
 
@@ -77,3 +86,49 @@ def test_a_port_in_use_rolls_the_whole_config_set_back(server):
     assert fresh.ping()
     fresh.close()
     c.close()
+
+
+@pytest.fixture
+def two():
+    proc = start_shardkv(shards=2, acceptors=2)
+    yield proc
+    proc.stop()
+
+
+def _config_set_in_thread(conn: redis.Redis, *args: object) -> tuple[threading.Thread, list]:
+    replies: list = []
+    thread = threading.Thread(target=lambda: replies.append(conn.execute_command("CONFIG", "SET", *args)))
+    thread.start()
+    return thread, replies
+
+
+def test_config_set_waits_for_a_slow_acceptor_and_not_for_a_dead_one(two):
+    """CONFIG SET through acceptor 0 answers OK only once acceptor 1 has
+    applied it too, however long that takes (acceptor 1 stopped well past
+    the bus's 2 s); if acceptor 1 dies instead, the CONFIG SET answers, and
+    the restarted acceptor has the new value."""
+    pids = acceptor_pids(two)
+    conn = connect_to(two.port, 0)
+    os.kill(pids[1], signal.SIGSTOP)
+    try:
+        thread, replies = _config_set_in_thread(conn, "slowlog-max-len", "77")
+        thread.join(2 * bus.ANSWER_WITHIN)
+        assert not replies  # acceptor 1 has not applied it: no OK yet
+    finally:
+        os.kill(pids[1], signal.SIGCONT)
+    thread.join(30)
+    assert replies == ["OK"]
+    assert connect_to(two.port, 1).config_get("slowlog-max-len") == {"slowlog-max-len": "77"}
+    os.kill(pids[1], signal.SIGSTOP)
+    thread, replies = _config_set_in_thread(conn, "slowlog-max-len", "78")
+    thread.join(bus.ANSWER_WITHIN + 1)
+    assert not replies
+    os.kill(pids[1], signal.SIGKILL)  # (a stopped process dies of SIGKILL)
+    thread.join(30)
+    assert replies == ["OK"]
+    deadline = time.monotonic() + 60
+    while acceptor_pids(two).get(1, pids[1]) == pids[1]:
+        assert time.monotonic() < deadline, "acceptor 1 was not restarted"
+        time.sleep(0.05)
+    assert connect_to(two.port, 1).config_get("slowlog-max-len") == {"slowlog-max-len": "78"}
+    conn.close()
