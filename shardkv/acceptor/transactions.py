@@ -47,7 +47,7 @@ from shardkv.acceptor.client import Client
 from shardkv.acceptor.crossshard import AtomicOp
 from shardkv.acceptor.dispatch import db_headers
 from shardkv.acceptor.replies import Slot
-from shardkv.protocol import bus, errors
+from shardkv.protocol import acl, bus, errors
 from shardkv.protocol.commands import Command, other_db_keys
 from shardkv.protocol.resp import encode_command, encode_error
 from shardkv.protocol.wire import Verb, decode_part
@@ -255,13 +255,16 @@ class Exec:
     runs, which holds the whole reply when it failed or aborted.
     """
 
-    __slots__ = ("count", "parts", "outcome", "_data")
+    __slots__ = ("count", "parts", "outcome", "_data", "denied")
 
-    def __init__(self, count: int) -> None:
+    def __init__(self, count: int, denied: dict[int, bytes] | None = None) -> None:
         self.count = count
         self.parts: list | None = None
         self.outcome: Slot | None = None
         self._data: bytes | None = None
+        # The queued commands the client's ACL user may no longer run, by
+        # position: their errors, in place of replies (they did not run).
+        self.denied = denied
 
     @property
     def data(self) -> bytes | None:
@@ -285,6 +288,9 @@ class Exec:
                 if part is None:
                     return None
             out.append(part)
+        if self.denied:
+            for i in sorted(self.denied):
+                out.insert(i + 1, self.denied[i])
         return b"".join(out)
 
 
@@ -298,12 +304,33 @@ def exec_(client: Client, args: list[bytes]) -> None:
         discard_transaction(client)
         client.reply_error(errors.EXECABORT)
         return
-    reply = Exec(len(queued))
+    denied = None
+    user = client.state.user
+    if not user.unlimited:
+        # ACL rules may have changed since the commands were queued: Redis
+        # checks them again, and answers an error for each refused one.
+        denied = {}
+        allowed = []
+        for i, (cmd, queued_args) in enumerate(queued):
+            kind = user.check(cmd, queued_args)[0]
+            if kind:
+                denied[i] = encode_error(errors.NOPERM_EXEC % _EXEC_REASONS[kind])
+            else:
+                allowed.append((cmd, queued_args))
+        queued = allowed
+    reply = Exec(len(queued) + len(denied or ()), denied)
     if any(_is_unblock(cmd, args) for cmd, args in queued):
         _after_scripts(client, queued, reply)
     else:
         _begin(client, queued, reply)
     client.pending.append(reply)
+
+
+_EXEC_REASONS = {
+    acl.DENIED_CMD: "no permission to execute the command or subcommand",
+    acl.DENIED_KEY: "no permission to touch the specified keys",
+    acl.DENIED_CHANNEL: "no permission to access one of the channels used as arguments",
+}
 
 
 def _begin(client: Client, queued: list, reply: Exec) -> None:

@@ -107,6 +107,11 @@ NOPROTO = "NOPROTO unsupported protocol version"
 NOPERM_COMMAND = "NOPERM this user has no permissions to run the '%s' command"
 NOPERM_KEY = "NOPERM this user has no permissions to access one of the keys used as arguments"
 NOPERM_CHANNEL = "NOPERM this user has no permissions to access one of the channels used as arguments"
+# EXEC's reply to a queued command that the user's new ACL rules refuse
+NOPERM_EXEC = (
+    "NOPERM ACLs rules changed between the moment the transaction was accumulated and the EXEC call. "
+    "This command is no longer allowed for the following reason: %s"
+)
 # ACL DRYRUN's replies (a bulk string, not an error)
 DRYRUN_COMMAND = "This user has no permissions to run the '%s' command"
 DRYRUN_KEY = "This user has no permissions to access the '%s' key"

@@ -432,6 +432,39 @@ def test_noperm_inside_multi(acl_ports):
     )
 
 
+@pytest.mark.parametrize("watch", [False, True])
+def test_exec_checks_again_the_commands_it_queued(acl_ports, watch):
+    """Rules changed between MULTI and EXEC: each command they now refuse
+    gets an error in EXEC's reply, and does not run."""
+    for name in SERVERS:
+        with RespClient(acl_ports[name]) as c:
+            c.command("ACL", "SETUSER", "acltest", "on", "nopass", "+@all", "~*", "&*")
+    script = [("AUTH", "acltest", "x")]
+    script += [("WATCH", "k")] if watch else []
+    script += [
+        ("MULTI",),
+        ("SET", "k", "v"),
+        ("GET", "k"),
+        ("SET", "z", "1"),
+        ("PUBLISH", "ch", "m"),
+        ("INCR", "n"),
+    ]
+    replies = {}
+    for name in SERVERS:
+        with RespClient(acl_ports[name]) as c, RespClient(acl_ports[name]) as admin:
+            out = [c.call(*command) for command in script]
+            admin.command("ACL", "SETUSER", "acltest", "-set", "resetkeys", "~z", "~n", "resetchannels")
+            out.append(c.call("EXEC"))
+            out += [admin.call("MGET", "k", "z", "n")]
+            out += [c.call("MULTI"), c.call("SET", "z", "2")]
+            admin.command("ACL", "SETUSER", "acltest", "-set")
+            out += [c.call("EXEC"), admin.call("GET", "z")]  # every command refused
+            admin.command("ACL", "SETUSER", "acltest", "-@all")
+            out += [c.call("MULTI"), c.call("EXEC")]
+            replies[name] = out
+    assert replies["shardkv"] == replies["redis"]
+
+
 def test_dryrun(acl_ports):
     same(
         acl_ports,
