@@ -679,19 +679,21 @@ function engine.stop()
 end
 
 function engine.classify(t)
+    -- (err, ok, big_number and a verbatim string's fields count only as
+    -- strings: Redis checks lua_type, LUA_TSTRING, so {err=5} is an array)
     local e = rawget(t, "err")
-    if type(e) == "string" or type(e) == "number" then return "err", tostring(e), 0 end
+    if type(e) == "string" then return "err", e, 0 end
     local ok = rawget(t, "ok")
-    if type(ok) == "string" or type(ok) == "number" then return "ok", tostring(ok), 0 end
+    if type(ok) == "string" then return "ok", ok, 0 end
     local d = rawget(t, "double")
     if type(d) == "number" then return "double", d, 0 end
     local b = rawget(t, "big_number")
-    if type(b) == "string" or type(b) == "number" then return "big_number", tostring(b), 0 end
+    if type(b) == "string" then return "big_number", b, 0 end
     local v = rawget(t, "verbatim_string")
     if type(v) == "table" then
         local fmt, s = rawget(v, "format"), rawget(v, "string")
-        if (type(fmt) == "string" or type(fmt) == "number") and (type(s) == "string" or type(s) == "number") then
-            return "verbatim", {tostring(fmt), tostring(s)}, 0
+        if type(fmt) == "string" and type(s) == "string" then
+            return "verbatim", {fmt, s}, 0
         end
     end
     local m = rawget(t, "map")

@@ -86,6 +86,13 @@ SCRIPTS = [
     ("return {map={a=1}}", [], []),
     ("return {set={a=true}}", [], []),
     ("return {verbatim_string={format='txt', string='hello'}}", [], []),
+    # err, ok, big_number and a verbatim string's fields count only as strings
+    ("return {err=5}", [], []),
+    ("return {ok=5}", [], []),
+    ("return {big_number=5}", [], []),
+    ("return {verbatim_string={format=123, string='x'}}", [], []),
+    ("return {verbatim_string={format='txt', string=5}}", [], []),
+    ("return {err=true, 'x'}", [], []),
     ("return {0/0, 1/0, -1/0}", [], []),
     ("return redis.status_reply('FINE')", [], []),
     ("return redis.error_reply('MY custom')", [], []),
