@@ -330,10 +330,14 @@ _ENCODE_INVALID = (b"off", b"on", b"null")
 class CJson:
     """One cjson table's functions and its configuration (json_config_t)."""
 
-    def __init__(self, lua: LuaValue, null: LuaValue, is_null: LuaValue) -> None:
+    def __init__(self, lua: LuaValue, null: LuaValue, is_null: LuaValue, negative_zero: LuaValue) -> None:
         self.lua = lua
         self.null = null
         self.is_null = is_null
+        # lupa hands Python -0 as the integer 0: negative_zero(t, k) says
+        # whether t's value at k is -0, negative_zero(t) whether t's key 0
+        # is (the prelude's encode answers -0 itself when it is the argument)
+        self.negative_zero = negative_zero
         self.max_depth = 1000
         self.decode_max_depth = 1000
         self.precision = 14
@@ -387,7 +391,10 @@ class CJson:
                 for i in range(1, n + 1):
                     if i > 1:
                         out.append(b",")
-                    self._encode(v[i], out, depth)
+                    x = v[i]
+                    if x == 0 and type(x) is int and self.negative_zero(v, i):
+                        x = -0.0
+                    self._encode(x, out, depth)
                 out.append(b"]")
             else:
                 out.append(b"{")
@@ -399,12 +406,16 @@ class CJson:
                     if type(k) is bytes:
                         self._encode(k, out, depth)
                     elif type(k) in (int, float):
+                        if k == 0 and type(k) is int and self.negative_zero(v):
+                            k = -0.0
                         out.append(b'"' + self._number(k) + b'"')
                     else:
                         raise LibError(
                             "Cannot serialise %s: table key must be a number or string" % type_name(k)
                         )
                     out.append(b":")
+                    if val == 0 and type(val) is int and self.negative_zero(v, k):
+                        val = -0.0
                     self._encode(val, out, depth)
                 out.append(b"}")
         else:
@@ -620,11 +631,11 @@ class CJson:
         return bool(self.decode_invalid)
 
 
-def cjson_table(lua: LuaValue, null: LuaValue, is_null: LuaValue) -> LuaValue:
+def cjson_table(lua: LuaValue, null: LuaValue, is_null: LuaValue, negative_zero: LuaValue) -> LuaValue:
     """lua_cjson_new's table but its ``new`` (the prelude's): the functions,
     with a configuration of their own, ``null``, ``_NAME`` and ``_VERSION``."""
     table = lua.table()
-    for name, fn in CJson(lua, null, is_null).functions().items():
+    for name, fn in CJson(lua, null, is_null, negative_zero).functions().items():
         table[name] = fn
     table[b"null"] = null
     table[b"_NAME"] = b"cjson"
@@ -1137,10 +1148,16 @@ def install(lua: LuaValue) -> LuaValue:
     null = lua.eval("newproxy(false)")
     # (made now: once the prelude has run, Lua code that lupa compiles sees no globals)
     is_null = lua.eval("function(null) return function(v) return rawequal(v, null) end end")(null)
-    cjson = cjson_table(lua, null, is_null)
+    negative_zero = lua.eval(
+        "function(t, k)"
+        "  if k == nil then for key in next, t do if key == 0 then return 1 / key < 0 end end return false end"
+        "  local x = rawget(t, k) return x == 0 and 1 / x < 0 "
+        "end"
+    )
+    cjson = cjson_table(lua, null, is_null, negative_zero)
     # (the prelude makes cjson.new of this: a Lua function that wraps the
     # functions of the table it makes as it wraps the libraries')
-    cjson[b"new"] = lambda *_: cjson_table(lua, null, is_null)
+    cjson[b"new"] = lambda *_: cjson_table(lua, null, is_null, negative_zero)
     bit = table()
     for name, fn in _bit_functions().items():
         bit[name] = fn

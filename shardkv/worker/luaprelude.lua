@@ -194,6 +194,44 @@ do
         -- (keep: rethrow's call is no tail call, so its level 2 is this function)
         return function(...) return keep(rethrow(library_error(real_pcall(f, ...)))) end
     end
+    -- lupa hands Python -0 as the integer 0, so the wrappers of the two
+    -- functions that show a number's sign there answer it themselves:
+    -- cjson.encode(-0) is -0 (its tables' -0s: lualibs.CJson asks Lua),
+    -- and struct.pack takes -0 as the text "-0", which its luaL_check*
+    -- read as -0 (for 'd', 'f', 's' and 'c').
+    local function wrap_encode(f)
+        return function(...)
+            local x = ...
+            if x == 0 and 1 / x < 0 and select("#", ...) == 1 then return "-0" end
+            return keep(rethrow(library_error(real_pcall(f, ...))))
+        end
+    end
+    local real_unpack = unpack
+    local function positive_zeros(n, ...)
+        local args = {...}
+        for i = 1, n do
+            local x = args[i]
+            if x == 0 and 1 / x < 0 then args[i] = "-0" end
+        end
+        return real_unpack(args, 1, n)
+    end
+    local function wrap_pack(f)
+        return function(...)
+            local n = select("#", ...)
+            for i = 1, n do
+                local x = select(i, ...)
+                if x == 0 and 1 / x < 0 then
+                    return keep(rethrow(library_error(real_pcall(f, positive_zeros(n, ...)))))
+                end
+            end
+            return keep(rethrow(library_error(real_pcall(f, ...))))
+        end
+    end
+    local function wrap_function(lib, k, f)
+        if k == "encode" then return wrap_encode(f) end
+        if lib == libs.modules.struct and k == "pack" then return wrap_pack(f) end
+        return wrap_named(f)
+    end
     local cowrap = coroutine.wrap
     local function wrapped_cowrap(...)
         local ok, f = real_pcall(cowrap, ...)
@@ -224,7 +262,7 @@ do
     local function cjson_new()
         local lib = make_cjson()
         for k, f in pairs(lib) do
-            if type(f) == "userdata" and f ~= json_null then rawset(lib, k, wrap_named(f)) end
+            if type(f) == "userdata" and f ~= json_null then rawset(lib, k, wrap_function(lib, k, f)) end
         end
         rawset(lib, "new", cjson_new)
         return lib
@@ -232,7 +270,7 @@ do
     rawset(libs.modules.cjson, "new", cjson_new)
     for _, lib in pairs(libs.modules) do
         for k, f in pairs(lib) do
-            if type(f) == "userdata" and f ~= json_null then rawset(lib, k, wrap_named(f)) end
+            if type(f) == "userdata" and f ~= json_null then rawset(lib, k, wrap_function(lib, k, f)) end
         end
     end
     add(G, "unpack", wrap)

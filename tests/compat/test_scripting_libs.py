@@ -200,6 +200,13 @@ CJSON_ENCODE = [
     "return cjson.encode({[0/0]=1})",
     "return cjson.encode({a={b={c={}}}})",
     "return cjson.encode(string.rep('x', 3) .. '\\31\\127\\128\\255')",
+    # -0 (which lupa hands Python as the integer 0): the argument, a value, a key
+    "return cjson.encode(-0.0)",
+    "local z = 0 return cjson.encode(z * -1)",
+    "local z = 0 return cjson.encode({z * -1, z, {a=z * -1, b=z}})",
+    "local z, t = 0, {} t[0 * -1] = 'x' return cjson.encode(t)",
+    "local z = 0 return cjson.new().encode({z * -1})",
+    "local z = 0 return cjson.encode(z * -1, 1)",
 ]
 
 CJSON_NULL = [
@@ -361,6 +368,9 @@ BASE_FUNCTIONS = [
 
 # struct (lua_struct.c): its options, sizes, alignment and errors.
 STRUCT = [
+    "local z = 0 return {struct.pack('>dfds', z * -1, z * -1, z, z * -1)}",
+    "local z = 0 return struct.pack('c2i', z * -1, z * -1)",
+    "local z = 0 return struct.pack(z * -1)",
     "return struct.unpack('i', '')",
     "return struct.unpack('c0', '')",
     "return struct.unpack('bc0', '\\3ab')",
