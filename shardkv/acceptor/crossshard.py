@@ -505,6 +505,7 @@ class AtomicOp(_Operation):
         self.own = [marker] if everything else exports.get(self.executor, [])
         self.waiting = len(self.shards)
         self.states: dict = {}
+        self.clocks: dict = {}  # the exported keys' access clocks
         self.owner: dict = {}
         self.error: bytes | None = None
         self.aborted = False  # a watched key changed
@@ -560,6 +561,7 @@ class AtomicOp(_Operation):
             for key, state in message.states.items():  # type: ignore[attr-defined]
                 self.states[key] = state
                 self.owner[key] = shard
+            self.clocks.update(message.clocks)  # type: ignore[attr-defined]
             for key, version in message.versions.items():  # type: ignore[attr-defined]
                 if self.watched.get(key if type(key) is tuple else (self.db, key)) != version:
                     self.aborted = True
@@ -578,7 +580,7 @@ class AtomicOp(_Operation):
             self.state = RUNNING
             alone = self.shards == [self.executor]
             resp3 = int(self.client.resp3)
-            run = wire.Run(self.id, self.states, self.commands, resp3, alone, self.own)
+            run = wire.Run(self.id, self.states, self.commands, resp3, alone, self.own, self.clocks)
             self._send(self.executor, run)
 
     def step(self, shard: int, message: object) -> None:
@@ -612,7 +614,8 @@ class AtomicOp(_Operation):
         if message.own == wire.PREPARED:
             self.prepared.add(self.executor)
         for shard, states in writes.items():
-            self._send(shard, wire.Prepare(self.id, states))
+            clocks = {key: message.clocks[key] for key in states if key in message.clocks}
+            self._send(shard, wire.Prepare(self.id, states, clocks))
 
     def _reply(self) -> bytes:
         return self.finish(self.bodies)

@@ -210,7 +210,7 @@ from __future__ import annotations
 
 import marshal
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from shardkv.protocol.resp import Error, encode_command
@@ -411,6 +411,7 @@ class Run:
     resp3: int
     alone: bool
     own: list[bytes]  # the executor's own keys the operation names; [b"*"]: every key
+    clocks: dict[Any, Any] = field(default_factory=dict)  # the states' keys' access clocks
 
 
 @dataclass(frozen=True, slots=True)
@@ -421,6 +422,7 @@ class Prepare:
 
     op: int
     states: dict[Any, Any]
+    clocks: dict[Any, Any] = field(default_factory=dict)  # their access clocks (never logged)
 
 
 @dataclass(frozen=True, slots=True)
@@ -449,6 +451,7 @@ class Ran:
     bodies: list[Any]
     after: dict[Any, Any]
     own: int
+    clocks: dict[Any, Any] = field(default_factory=dict)  # the access clocks of ``after``'s keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -491,6 +494,7 @@ class Parked:
     op: int
     states: dict[Any, Any]
     versions: dict[Any, Any]
+    clocks: dict[Any, Any] = field(default_factory=dict)  # the access clocks of the keys exported
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,9 +63,11 @@ from shardkv.worker.sweeper import Sweeper
 from shardkv.worker.transfer import (
     apply_states,
     drop_qualified,
+    export_clocks,
     export_key,
     export_qualified,
     flush_part,
+    import_clocks,
     import_qualified,
     qualified_keys,
 )
@@ -780,7 +782,7 @@ class Shard:
             exported = list(dict.fromkeys([*everywhere, *exported[1:]]))
         states = {key: export_qualified(ks, key) for key in exported}
         versions = {key: self._version(key) for key in watched}
-        return wire.Parked(int(args[1]), states, versions)
+        return wire.Parked(int(args[1]), states, versions, export_clocks(ks, exported))
 
     def _version(self, key: bytes | tuple[int, bytes]) -> int:
         """A watched key's version (a key of another database: ``(db, key)``)."""
@@ -888,12 +890,15 @@ class Shard:
         self._prepared(op, flush_part(every), None)  # type: ignore[arg-type]  # a flush marker as the states
         return wire.PartPrepared(op, True, OK)
 
-    def prepare_states(self, op: int, states: dict) -> None:
-        """:class:`~wire.Prepare`: make our keys hold ``states``, undoably."""
+    def prepare_states(self, op: int, states: dict, clocks: dict | None = None) -> None:
+        """:class:`~wire.Prepare`: make our keys hold ``states`` (with the
+        access ``clocks`` they had on the executor), undoably."""
         ks = self.keyspace
         undo = {key: export_qualified(ks, key) for key in states}
         for key, state in states.items():
             import_qualified(ks, key, state)
+        if clocks:
+            import_clocks(ks, clocks)
         self._prepared(op, states, undo)
 
     def _prepared(self, op: int, states: dict, undo: dict | None) -> None:
@@ -939,7 +944,9 @@ class Shard:
                 self.send_events()  # the operation's events, before its Ran
                 self.send(wire.encode_control(ran))
             elif type(message) is wire.Prepare:
-                self.prepare_states(op, message.states)  # op: a parked operation is parked alone
+                self.prepare_states(
+                    op, message.states, message.clocks
+                )  # op: a parked operation is parked alone
                 if faultpoints.ACTIVE and self.persistence is not None:
                     self.persistence.commit()
                 faultpoints.hold("prepared", self.index)
@@ -1088,6 +1095,8 @@ class Shard:
             drop_qualified(ks, key)
             if state is not None:
                 import_qualified(ks, key, state)
+        if message.clocks:
+            import_clocks(ks, message.clocks)
         slots = ks.slots
         ks.slots = range(SLOTS)  # so that KEYS, RANDOMKEY... see the imported keys too
         # The commands scripts call here, for MONITOR's [<db> lua] lines
@@ -1159,6 +1168,8 @@ class Shard:
             state = export_qualified(ks, key)
             if state != old:
                 after[key] = state
+        clocks = export_clocks(ks, after)
+        for key in states:
             drop_qualified(ks, key)
         if persistence is not None:
             persistence.foreign = ()
@@ -1184,7 +1195,7 @@ class Shard:
             # In the same send as the Ran (and the events before it), not
             # in one of its own: it leaves as the Ran does, or not at all.
             (self.send if self.hold_frame is None else self.hold_frame)(monitor)
-        return wire.Ran(op, bodies, after, outcome)
+        return wire.Ran(op, bodies, after, outcome, clocks)
 
     def acceptor_lost(self, pipe: int = 0) -> None:
         """The acceptor of ``pipe`` died, and its clients with it: forget

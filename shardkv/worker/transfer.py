@@ -119,6 +119,37 @@ def drop_qualified(ks: Keyspace, key: bytes | tuple) -> None:
         drop_key(ks, key)  # type: ignore[arg-type]
 
 
+# A key's access clock (see access.py) travels beside its state, not in
+# it: states are logged (prepare records), clocks are never persisted.
+
+
+def export_clocks(ks: Keyspace, keys: object) -> dict:
+    """The clocks of those of ``keys`` (qualified) that have one."""
+    clocks: dict = {}
+    for key in keys:  # type: ignore[attr-defined]
+        if type(key) is tuple:
+            with ks.selected(key[0]):
+                clock = ks.clocks.get(key[1])
+        else:
+            clock = ks.clocks.get(key)
+        if clock is not None:
+            clocks[key] = clock
+    return clocks
+
+
+def import_clocks(ks: Keyspace, clocks: dict) -> None:
+    """Give each key (qualified, just imported) of ``clocks`` its clock
+    back: a key moved between shards keeps its LRU/LFU clock, as an
+    object that Redis moves (RENAME, SMOVE's key) keeps its own."""
+    for key, clock in clocks.items():
+        if type(key) is tuple:
+            with ks.selected(key[0]):
+                if ks.peek(key[1]) is not None:
+                    ks.clocks[key[1]] = clock
+        elif ks.peek(key) is not None:
+            ks.clocks[key] = clock
+
+
 def qualified_keys(ks: Keyspace, dbs: bool = False) -> list:
     """Every key of the current database; with ``dbs``, also those of every
     other database, as ``(database, key)``."""

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support.placement import on_shards
+
 NO_TOUCH = [
     ("TTL",),
     ("PTTL",),
@@ -190,6 +192,32 @@ def test_restore_freq_and_the_clock_rename_and_move_carry(lfu):
     compare("RESTORE", "f", "0", payload, "FREQ", "100")
     for idle in _both(compare, "OBJECT", "IDLETIME", "f"):
         assert idle <= 1
+
+
+@pytest.mark.parametrize("src_shard,dst_shard", [(0, 1), (1, 0), (2, 3)])
+def test_rename_across_shards_carries_the_counter(lfu, src_shard, dst_shard):
+    """A RENAME, a MULTI's RENAME and a script's, between keys of two
+    shards: the destination keeps the source's counter (the object moves)."""
+    compare = lfu
+    (src,) = on_shards(src_shard, prefix="src")
+    (dst,) = on_shards(dst_shard, prefix="dst")
+    compare("SET", "v", "some value")
+    payload = compare("DUMP", "v")
+    compare("RESTORE", src, "0", payload, "FREQ", "100")
+    compare("GET", src)
+    compare("RENAME", src, dst)
+    compare("OBJECT", "FREQ", dst)
+    compare("RENAME", dst, src)
+    compare("OBJECT", "FREQ", src)
+    for c in (compare.real, compare.ours):
+        with c.pipeline(transaction=True) as p:
+            p.rename(src, dst).set("other", "x").get(dst)
+            p.execute()
+    compare("OBJECT", "FREQ", dst)
+    compare("EVAL", "return redis.call('rename', KEYS[1], KEYS[2])", 2, dst, src)
+    compare("OBJECT", "FREQ", src)
+    compare("EVAL", "return redis.call('rename', ARGV[1], ARGV[2])", 0, src, dst)  # undeclared keys
+    compare("OBJECT", "FREQ", dst)
 
 
 def test_restore_option_errors(compare):
