@@ -200,7 +200,8 @@ def _strings(argv: list) -> bool:
         if t is int:
             argv[i] = b"%d" % a if -(10**17) < a < 10**17 else b"%.17g" % a
         elif t is float:
-            argv[i] = b"%.17g" % a
+            # (glibc's printf writes a NaN's sign: Lua's 0/0 on x86 is -nan)
+            argv[i] = b"%.17g" % a if a == a else b"-nan" if math.copysign(1.0, a) < 0 else b"nan"
         else:
             return False
     return True

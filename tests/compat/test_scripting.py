@@ -124,6 +124,9 @@ SCRIPTS = [
     ("return redis.call('echo', 1e20)", [], []),
     ("return redis.call('echo', 0.1)", [], []),
     ("return redis.call('echo', 12)", [], []),
+    ("return redis.call('echo', 0/0)", [], []),  # -nan: glibc prints a NaN's sign
+    ("return redis.call('echo', -(0/0))", [], []),
+    ("return {redis.call('echo', 1/0), redis.call('echo', -1/0)}", [], []),
     ("return redis.call('ping')", [], []),
     ("return redis.call('ping', 'x')", [], []),
     ("return redis.call('select', 0)", [], []),
