@@ -693,9 +693,12 @@ def _decode_at(data: bytes, pos: int) -> tuple[Any, int]:
 
 
 def format_double(d: float) -> bytes:
-    """Format a double as Redis 7.0's ``addReplyDouble`` does (``%.17g``)."""
+    """Format a double as Redis 7.0's ``addReplyDouble`` does (``%.17g``;
+    glibc writes a NaN's sign: Lua's 0/0 on x86 is -nan)."""
     if math.isinf(d):
         return b"inf" if d > 0 else b"-inf"
+    if d != d:
+        return b"-nan" if math.copysign(1.0, d) < 0 else b"nan"
     return b"%.17g" % d
 
 
@@ -813,10 +816,7 @@ def _encode_into(value: Any, resp3: bool | int, out: list[bytes]) -> None:
         out.append(encode_error(value.message))
     elif t is float:
         if resp3:
-            if math.isnan(value):
-                out.append(b",nan\r\n")
-            else:
-                out.append(b",%s\r\n" % format_double(value))
+            out.append(b",%s\r\n" % format_double(value))
         else:
             s = format_double(value)
             out.append(b"$%d\r\n%s\r\n" % (len(s), s))

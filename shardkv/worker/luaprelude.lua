@@ -724,7 +724,10 @@ function engine.classify(t)
     local ok = rawget(t, "ok")
     if type(ok) == "string" then return "ok", ok, 0 end
     local d = rawget(t, "double")
-    if type(d) == "number" then return "double", d, 0 end
+    if type(d) == "number" then
+        if d == 0 and 1 / d < 0 then return "double", "-0", 0 end  -- (lupa hands Python -0 as 0)
+        return "double", d, 0
+    end
     local b = rawget(t, "big_number")
     if type(b) == "string" then return "big_number", b, 0 end
     local v = rawget(t, "verbatim_string")

@@ -1631,7 +1631,7 @@ def _encode(v: LuaValue, resp3: bool, out: list[bytes]) -> None:
         out.append(b"-%s\r\n" % msg.replace("\r", " ").replace("\n", " ").encode("latin-1", "replace"))
     elif t is float:
         if resp3:
-            out.append(b",%s\r\n" % (b"nan" if math.isnan(v) else format_double(v)))
+            out.append(b",%s\r\n" % format_double(v))
         else:
             s = format_double(v)
             out.append(b"$%d\r\n%s\r\n" % (len(s), s))

@@ -21,6 +21,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from tests.support.placement import on_shards
+from tests.support.rawsocket import both
 from tests.support.servers import start_redis, start_shardkv
 
 
@@ -268,6 +269,24 @@ def test_script_table(same, script, keys, args):
     _setup(same.ours)
     same("EVAL", script, len(keys), *keys, *args)
     same("GET", "k")
+
+
+DOUBLES = ["-0.0", "0/0", "-(0/0)", "1/0", "-1/0", "0.1", "2^53 + 1"]
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_doubles_keep_their_sign_byte_for_byte(ports, protocol):
+    """{double=...} replies (and a double nested in an array) as Redis's
+    addReplyDouble writes them: -0 and a NaN keep their sign (Lua's 0/0 on
+    x86 is -nan), which redis-py's floats would not show."""
+    marker = b"ECHO doubles\r\n"
+    request = (b"HELLO 3\r\n" if protocol == 3 else b"") + marker
+    for d in DOUBLES:
+        request += b'EVAL "return {double=%s}" 0\r\n' % d.encode()
+        request += b'EVAL "return {1, {double=%s}}" 0\r\n' % d.encode()
+    (real, _), (ours, _) = both(ports, request)
+    assert b"-nan" in real and b"-0\r\n" in real
+    assert ours.split(b"doubles\r\n", 1)[1] == real.split(b"doubles\r\n", 1)[1]
 
 
 def test_eval_argument_errors(same):
