@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from shardkv.protocol.args import strict_int
+from shardkv.protocol.resp import OrderedSet
 
 # (flags, begin_search, find_keys) or (flags, begin_search, find_keys, notes)
 KeySpec = tuple[Any, ...]
@@ -290,7 +291,7 @@ def reply(spec: KeySpec) -> dict[bytes, Any]:
     """One spec as COMMAND INFO sends it (a map, in Redis's order)."""
     flags, begin, find = spec[:3]
     out: dict[bytes, Any] = {b"notes": spec[3].encode()} if len(spec) > 3 else {}
-    out[b"flags"] = flags.split()
+    out[b"flags"] = OrderedSet(flags.split())
     if begin[0] == "index":
         out[b"begin_search"] = {b"type": b"index", b"spec": {b"index": begin[1]}}
     elif begin[0] == "keyword":

@@ -161,6 +161,13 @@ class KeyedArrays(list[Any]):
     __slots__ = ()
 
 
+class OrderedSet(list[Any]):
+    """A set reply in a given order: a set (``~``) in RESP3, an array in
+    RESP2, as Redis's ``addReplySetLen`` (COMMAND INFO's flags...)."""
+
+    __slots__ = ()
+
+
 class Raw:
     """Bytes already encoded in the connection's protocol."""
 
@@ -854,6 +861,10 @@ def _encode_into(value: Any, resp3: bool | int, out: list[bytes]) -> None:
     elif t is HumanDouble:
         text = value.text
         out.append(b",%s\r\n" % text if resp3 else b"$%d\r\n%s\r\n" % (len(text), text))
+    elif t is OrderedSet:
+        out.append((b"~%d\r\n" if resp3 else b"*%d\r\n") % len(value))
+        for v in value:
+            _encode_into(v, resp3, out)
     elif t is Pairs:
         if resp3:
             out.append(b"*%d\r\n" % len(value))

@@ -13,6 +13,7 @@ import redis
 
 from shardkv.protocol import command_docs, commands
 from tests.conftest import Compare
+from tests.support.rawsocket import both
 
 
 def plain(port: int, protocol: int = 3) -> redis.Redis:
@@ -325,6 +326,27 @@ def test_command_subcommands(compare_plain):
         ["SET", "a", "b"],
     ):
         compare("COMMAND", "GETKEYS", *args)
+
+
+SCRIPTING_COMMANDS = [
+    "eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro", "script|load", "script|exists",
+    "script|flush", "script|kill", "function|load", "function|list", "function|delete", "function|flush",
+    "function|dump", "function|restore", "function|stats", "function|kill", "get", "set", "config|get",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_command_info_of_scripting_commands_byte_for_byte(ports, protocol):
+    """COMMAND INFO of the scripting commands (and a few others) and
+    GETKEYSANDFLAGS, byte for byte: flags, ACL categories, tips, key specs
+    and their flags are RESP3 sets (``~``) and tips bulk strings, as Redis's."""
+    request = (b"HELLO 3\r\n" if protocol == 3 else b"") + b"ECHO info\r\n"
+    for name in SCRIPTING_COMMANDS:
+        request += b"COMMAND INFO %s\r\n" % name.encode()
+    request += b"COMMAND GETKEYSANDFLAGS set a b\r\nCOMMAND GETKEYSANDFLAGS eval s 2 a b\r\n"
+    (real, _), (ours, _) = both(ports, request)
+    assert (b"~2\r\n+readonly" in real) == (protocol == 3)
+    assert ours.split(b"info\r\n", 1)[1] == real.split(b"info\r\n", 1)[1]
 
 
 def test_command_info_key_specs_match_redis(ports):

@@ -12,6 +12,7 @@ from shardkv.protocol import acl, command_docs, commands, errors, key_specs
 from shardkv.protocol.args import strict_int
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.glob import compile_glob
+from shardkv.protocol.resp import OrderedSet
 
 # -- COMMAND -----------------------------------------------------------------
 
@@ -52,17 +53,18 @@ def _key_specs(cmd: commands.Command) -> list:
 
 def _subcommand_info(cmd: commands.Command, sub) -> list:
     """COMMAND INFO's row of one subcommand (``client|list``)."""
+    # (flags, categories, tips, key specs and subcommands are RESP3 sets, as Redis's)
     return [
         sub.name.encode(),
         sub.arity,
-        [f for f in sub.flags if f not in _UNLISTED_FLAGS],
+        OrderedSet(f for f in sub.flags if f not in _UNLISTED_FLAGS),
         0,
         0,
         0,
-        _acl_categories(cmd, sub.flags, sub.name),
-        _SUBCOMMAND_TIPS.get(sub.name, []),
-        [],
-        [],
+        OrderedSet(_acl_categories(cmd, sub.flags, sub.name)),
+        OrderedSet(tip.encode() for tip in _SUBCOMMAND_TIPS.get(sub.name, ())),  # (bulk strings, as Redis's)
+        OrderedSet(),
+        OrderedSet(),
     ]
 
 
@@ -114,14 +116,14 @@ def _command_info(cmd: commands.Command) -> list:
     return [
         cmd.name.encode(),
         cmd.arity,
-        _flags(cmd),
+        OrderedSet(_flags(cmd)),
         first,
         last,
         step,
-        _acl_categories(cmd),
-        _COMMAND_TIPS.get(cmd.name, []),
-        specs,
-        subinfo,
+        OrderedSet(_acl_categories(cmd)),
+        OrderedSet(_COMMAND_TIPS.get(cmd.name, ())),
+        OrderedSet(specs),
+        subinfo or OrderedSet(),  # (an array of subcommands; none: an empty set)
     ]
 
 
@@ -265,7 +267,7 @@ def command(client: Client, args: list) -> None:
     elif sub == b"GETKEYS":
         client.reply(_getkeys(args[2:]))
     elif sub == b"GETKEYSANDFLAGS":
-        client.reply([[key, flags.split()] for key, flags in _getkeys_and_flags(args[2:])])
+        client.reply([[key, OrderedSet(flags.split())] for key, flags in _getkeys_and_flags(args[2:])])
     elif sub == b"HELP":
         client.reply(
             [
