@@ -47,6 +47,7 @@ except ImportError:  # pragma: no cover - hiredis is a dependency
 
 PROTO_INLINE_MAX_SIZE = 64 * 1024
 PROTO_IOBUF_LEN = 16 * 1024  # what Redis reads from a client at a time
+PROTO_MBULK_BIG_ARG = 32 * 1024  # a bulk this long gets a query buffer of its size (see big_bulk)
 # Input with an aggregate header of 5 digits or more never goes to hiredis:
 # it allocates an array of the announced size before the elements come, and
 # freeing one of 2**31 takes seconds.  (Not anchored at line starts: hiredis
@@ -56,6 +57,7 @@ _BIG_AGGREGATE = re.compile(rb"[*%~>|]\d{5}")  # a class: a slow one
 
 
 _READER_KEEP = 16 * 1024  # a hiredis reader fed more is replaced once done
+_LONG_BULK_HEAD = re.compile(rb"\$\d{5}")  # a bulk of 10,000 bytes or more, maybe
 
 # The canonical headers of the usual sizes, ``$<len>`` (its ``\r\n`` comes
 # from the join) and ``*<n>\r\n``: see RequestParser._feed_canonical.
@@ -344,6 +346,7 @@ class RequestParser:
         "max_bulk_len",
         "max_query_buffer",
         "authenticated",
+        "big_bulk",
         "_reader",
     )
 
@@ -369,11 +372,20 @@ class RequestParser:
         self.max_bulk_len = max_bulk_len
         self.max_query_buffer = max_query_buffer
         self.authenticated = authenticated
+        # The longest bulk of PROTO_MBULK_BIG_ARG bytes or more begun since
+        # the caller last set this to 0 (the acceptor's query-buffer
+        # accounting, shardkv.acceptor.querybuf): noted only where such a
+        # bulk can be, off the path of small commands.
+        self.big_bulk = 0
         self._reader = _HiredisReader() if _HiredisReader is not None else None
 
     def buffered(self) -> int:
         """How many bytes are held, waiting for the rest of a command."""
         return len(self._buf) + self._have + sum(len(p) for p in self._raw_parts if p is not None)
+
+    def bulk_length(self) -> int:
+        """The length of the bulk being read, -1 when none is."""
+        return self._bulklen if self._remaining else -1
 
     def feed(self, data: bytes) -> list[Parsed]:
         if (
@@ -497,8 +509,11 @@ class RequestParser:
                         if bulklen is None or bulklen < 0 or bulklen > self.max_bulk_len:
                             raise ProtocolError(errors.PROTO_BULK_LEN, out)
                         self._raw_parts.append(None)  # odd line ending: not forwardable
-                    if bulklen > UNAUTH_MAX_BULK and not self.authenticated:
-                        raise ProtocolError(errors.PROTO_UNAUTH_BULK, out)
+                    if bulklen > UNAUTH_MAX_BULK:
+                        if not self.authenticated:
+                            raise ProtocolError(errors.PROTO_UNAUTH_BULK, out)
+                        if bulklen >= PROTO_MBULK_BIG_ARG and bulklen > self.big_bulk:
+                            self.big_bulk = bulklen
                     pos = eol + 2
                 end = pos + bulklen
                 if end + 2 > n:
@@ -594,7 +609,16 @@ class RequestParser:
             # hiredis keeps its buffer's capacity until the next feed; an
             # idle client must not hold on to its largest read.
             self._reader = _HiredisReader()
+            if len(data) >= PROTO_MBULK_BIG_ARG and _LONG_BULK_HEAD.search(data):
+                self._note_big_bulks(out)
         return out
+
+    def _note_big_bulks(self, commands: list[Parsed]) -> None:
+        """Note in :attr:`big_bulk` the longest argument of ``commands``
+        of :data:`PROTO_MBULK_BIG_ARG` bytes or more."""
+        longest = max((len(a) for args, _ in commands for a in args), default=0)
+        if longest >= PROTO_MBULK_BIG_ARG and longest > self.big_bulk:
+            self.big_bulk = longest
 
     def _hold(self, rest: bytes, needle: bytes, too_big: str) -> None:
         """Keep ``rest``, which starts with a line.  If the line is not

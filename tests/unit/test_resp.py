@@ -16,6 +16,7 @@ import pytest
 from shardkv.protocol import errors
 from shardkv.protocol.resp import (
     PROTO_INLINE_MAX_SIZE,
+    PROTO_MBULK_BIG_ARG,
     ProtocolError,
     QueryBufferExceeded,
     RequestParser,
@@ -130,6 +131,30 @@ def test_large_bulk_waits_for_all_of_it():
     out, parser = feed_whole(data + TRAILING)
     assert args_of(out) == [[b"SET", b"k", value]]
     assert parser.feed(TRAILING_REST) == [(TRAILING_ARGS, TRAILING + TRAILING_REST)]
+
+
+@pytest.mark.parametrize("size", [100, 20_000, 32767, 32768, 40_000, 400_000])
+@pytest.mark.parametrize("chunk", [None, 1000, 7])
+def test_big_bulk_notes_bulks_of_32k_or_more(size, chunk):
+    """``big_bulk``: the longest bulk of 32 KB or more (Redis's
+    PROTO_MBULK_BIG_ARG), read whole or in pieces, canonical or not."""
+    big = size if size >= PROTO_MBULK_BIG_ARG else 0
+    for data in (
+        encode_command([b"SET", b"k", b"v" * size]) + encode_command([b"GET", b"k"]),
+        # Not canonical: the two bytes after a bulk are not looked at.
+        b"*3\r\n$3\r\nSET\r\n$1\r\nk..$%d\r\n%s\r\n" % (size, b"v" * size),
+    ):
+        parser = RequestParser()
+        if chunk is None:
+            parser.feed(data)
+        else:
+            step = chunk if size < 100_000 or chunk > 100 else 4096
+            for i in range(0, len(data), step):
+                parser.feed(data[i : i + step])
+        assert parser.big_bulk == big
+        parser.big_bulk = 0
+        parser.feed(encode_command([b"SET", b"k", b"v" * 50_000]))
+        assert parser.big_bulk == 50_000
 
 
 def test_empty_and_negative_multibulk_are_ignored():
