@@ -19,7 +19,7 @@ import time
 from typing import TYPE_CHECKING
 
 from shardkv import REDIS_VERSION, __version__
-from shardkv.acceptor import migrate
+from shardkv.acceptor import migrate, querybuf
 from shardkv.acceptor.blocking import in_timeout_table
 from shardkv.acceptor.durability import latest_fork_usec, persistence_section
 from shardkv.acceptor.scriptcache import CACHE
@@ -245,7 +245,10 @@ def build_info(
             ("connected_clients", len(server.clients)),
             ("cluster_connections", 0),
             ("maxclients", cfg["maxclients"]),
-            ("client_recent_max_input_buffer", max((c.parser.buffered() for c in clients), default=0)),
+            (
+                "client_recent_max_input_buffer",
+                max((querybuf.allocated(c) for c in clients), default=0),
+            ),
             ("client_recent_max_output_buffer", 0),
             ("blocked_clients", sum(1 for c in clients if c.state.blocked)),
             ("tracking_clients", sum(1 for c in clients if c.tracking is not None)),

@@ -36,6 +36,7 @@ from shardkv.acceptor import causal
 from shardkv.acceptor.bus import Bus, BusHandler
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.holds import HoldingClient, Holds
+from shardkv.acceptor.querybuf import ClientsCron
 from shardkv.acceptor.replies import client_failed
 from shardkv.acceptor.shardlink import ShardLink
 from shardkv.acceptor.users import Users
@@ -413,12 +414,22 @@ class Acceptor:
             for hook in self.wiring.on_bus_start:
                 hook(self)
         timer = loop.create_task(self._cron())
+        clients_timer = loop.create_task(self._clients_cron())
         try:
             await self.shutdown_requested
         finally:
             timer.cancel()
+            clients_timer.cancel()
             for listener in self.servers:
                 listener.close()
+
+    async def _clients_cron(self) -> None:
+        """``hz`` times a second: some clients' query buffers, each
+        client's about once a second (see :mod:`shardkv.acceptor.querybuf`)."""
+        cron = ClientsCron()
+        while True:
+            await asyncio.sleep(1 / max(self.config["hz"], 1))
+            cron.run(self)
 
     async def _cron(self) -> None:
         """Once a second: close idle clients (``timeout``), and ask the

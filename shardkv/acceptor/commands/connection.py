@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 
 from shardkv import HELLO_VERSION
-from shardkv.acceptor import pause
+from shardkv.acceptor import pause, querybuf
 from shardkv.acceptor.blocking import (
     UnblockReply,
     after_earlier_commands,
@@ -147,7 +147,7 @@ def client_info_line(c: Client, now: float, current: list | None = None) -> byte
         last = [b"exec"]
     else:
         last = current if current is not None else c.last_args
-    qbuf = c.parser.buffered() + (len(encode_command(current)) if current is not None else 0)
+    qbuf, qbuf_free = querybuf.sizes(c, len(encode_command(current)) if current is not None else 0)
     multi_mem = sum(len(a) + 16 for _, args in c.state.multi for a in args) if c.state.multi else 0
     fields = [
         ("id", str(c.id)),
@@ -164,7 +164,7 @@ def client_info_line(c: Client, now: float, current: list | None = None) -> byte
         ("ssub", "0"),
         ("multi", str(len(c.state.multi)) if c.state.multi is not None else "-1"),
         ("qbuf", str(qbuf)),
-        ("qbuf-free", "0"),
+        ("qbuf-free", str(qbuf_free)),
         ("argv-mem", str(sum(len(a) for a in current) if current is not None else 0)),
         ("multi-mem", str(multi_mem)),
         ("rbs", "0"),
@@ -172,7 +172,7 @@ def client_info_line(c: Client, now: float, current: list | None = None) -> byte
         ("obl", "0"),
         ("oll", str(len(c.pending))),
         ("omem", "0"),
-        ("tot-mem", str(qbuf + multi_mem)),
+        ("tot-mem", str(qbuf + qbuf_free + multi_mem)),
         ("events", "r"),
         ("cmd", _cmd_field(last)),
         ("user", c.state.user.name.decode("latin-1")),
