@@ -161,9 +161,15 @@ class Dispatch:
             self.reject(cmd, args, errors.NOT_IN_MULTI)
             return
         if not state.user.unlimited:  # ACL: the user's commands, keys and channels
-            denied, _ = state.user.check(cmd, args)
+            denied, pos = state.user.check(cmd, args)
             if denied:
-                self.reject(cmd, args, acl.denied_message(denied, acl.full_name(cmd, args)))
+                name = acl.full_name(cmd, args)
+                context = "multi" if state.multi is not None else "toplevel"
+                logged = name.encode() if denied == acl.DENIED_CMD else args[pos]
+                self.server.users.note(
+                    cast("Client", self), args, acl.LOG_REASONS[denied], context, logged, state.user.name
+                )
+                self.reject(cmd, args, acl.denied_message(denied, name))
                 return
         if self.server.oom and self._refused_at_oom(cmd):
             self.reject(cmd, args, errors.OOM)

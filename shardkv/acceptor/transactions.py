@@ -312,9 +312,15 @@ def exec_(client: Client, args: list[bytes]) -> None:
         denied = {}
         allowed = []
         for i, (cmd, queued_args) in enumerate(queued):
-            kind = user.check(cmd, queued_args)[0]
+            kind, pos = user.check(cmd, queued_args)
             if kind:
                 denied[i] = encode_error(errors.NOPERM_EXEC % _EXEC_REASONS[kind])
+                logged = (
+                    acl.full_name(cmd, queued_args).encode() if kind == acl.DENIED_CMD else queued_args[pos]
+                )
+                client.server.users.note(
+                    client, queued_args, acl.LOG_REASONS[kind], "multi", logged, user.name
+                )
             else:
                 allowed.append((cmd, queued_args))
         queued = allowed

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from shardkv.acceptor.bus import fail_slot
@@ -43,6 +45,12 @@ class Users:
 
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config
+        # ACL LOG, newest first: [count, reason, context, object, username,
+        # time in ms, client info] (Redis's aclLogEntry).
+        self.log: list[list[Any]] = []
+        # CLIENT LIST's line of a client (commands.connection's, which
+        # imports this module: bound by wiring.build).
+        self.client_info: Callable[[Client, float, list[bytes]], bytes] | None = None
         self.default = acl.default_user()
         self.by_name: dict[bytes, acl.User] = {b"default": self.default}
         self.set_default_password(config.get("requirepass", ""))
@@ -104,6 +112,24 @@ class Users:
                         client.transport.close()
         return deleted
 
+    def note(
+        self, client: Client, args: list[bytes], reason: str, context: str, obj: bytes, username: bytes
+    ) -> None:
+        """An ACL LOG entry, or one more of a like entry of the last minute
+        among the 10 newest (Redis's addACLLogEntry)."""
+        now = time.time() * 1000
+        info = self.client_info(client, time.monotonic(), args) if self.client_info is not None else b""
+        log = self.log
+        for i, entry in enumerate(log[:10]):
+            if entry[1:5] == [reason, context, obj, username] and now - entry[5] < 60000:
+                entry[0] += 1
+                entry[5] = now
+                entry[6] = info
+                log.insert(0, log.pop(i))
+                return
+        log.insert(0, [1, reason, context, obj, username, now, info])
+        del log[max(0, int(self.config.get("acllog-max-len", 128))) :]
+
     def dump(self) -> list[bytes]:
         """Every user but default as ``name rules``, and default's rules."""
         return [name + b" " + u.describe().encode("latin-1") for name, u in sorted(self.by_name.items())]
@@ -155,13 +181,16 @@ def _merge_selectors(rules: list[bytes]) -> list[bytes] | bytes:
     return out
 
 
-def authenticate(client: Client, name: bytes, password: bytes) -> None:
+def authenticate(client: Client, name: bytes, password: bytes, hello: bool = False) -> None:
     """AUTH and HELLO AUTH: run as user ``name`` from now on, or WRONGPASS."""
     users = client.server.users
     user = users.by_name.get(name)
     # Compared whatever the user, so the time taken does not say whether it exists.
     ok = (user if user is not None else users.default).password_ok(password)
     if user is None or not ok:
+        context = "multi" if client.state.multi is not None else "toplevel"
+        shown = [b"hello" if hello else b"auth"]  # its name: CLIENT LIST's cmd
+        users.note(client, shown, "auth", context, b"HELLO" if hello else b"AUTH", name)
         raise CommandError(errors.WRONGPASS)
     client.state.authenticate(user)
 
@@ -226,7 +255,7 @@ def acl_command(client: Client, args: list) -> None:
     server = client.server
     users = server.users
     sub = args[1].lower()
-    if sub in (b"cat", b"genpass") and len(args) > 3:
+    if sub in (b"cat", b"genpass", b"log") and len(args) > 3:
         raise CommandError(errors.SUBCOMMAND_SYNTAX % (args[1].decode("latin-1"), "ACL"))
     if sub == b"setuser":
         error = users.setuser(args[2], args[3:], server, client)
@@ -268,7 +297,7 @@ def acl_command(client: Client, args: list) -> None:
     elif sub in (b"load", b"save"):
         raise CommandError(errors.ACL_NO_FILE)
     elif sub == b"log":
-        raise CommandError(errors.ACL_NO_LOG)
+        _log(client, args)
     elif sub == b"help":
         client.reply(_HELP)
 
@@ -327,6 +356,36 @@ def _getuser(user: acl.User, resp3: bool) -> bytes:
     for key, value in rest.items():
         out += [encode(key, resp3), encode(value, resp3)]
     return b"".join(out)
+
+
+def _log(client: Client, args: list) -> None:
+    """ACL LOG [count | RESET]"""
+    log = client.server.users.log
+    count = 10
+    if len(args) == 3:
+        if args[2].lower() == b"reset":
+            log.clear()
+            client.reply(OK)
+            return
+        found = strict_int(args[2])
+        if found is None:
+            raise CommandError(errors.NOT_INTEGER)
+        count = found
+    now = time.time() * 1000
+    client.reply(
+        [
+            {
+                b"count": e[0],
+                b"reason": e[1].encode(),
+                b"context": e[2].encode(),
+                b"object": e[3],
+                b"username": e[4],
+                b"age-seconds": (now - e[5]) / 1000,
+                b"client-info": e[6],
+            }
+            for e in log[: max(count, 0)]
+        ]
+    )
 
 
 def _cat(client: Client, args: list) -> None:

@@ -225,4 +225,6 @@ def build(config: dict[str, Any]) -> Acceptor:
     """The acceptor for ``config``, wired; fails loudly on a wiring mistake."""
     bound = wiring()
     check(bound.local, fast_paths=bound.fast_paths)
-    return Acceptor(config, bound)
+    acceptor = Acceptor(config, bound)
+    acceptor.users.client_info = connection.client_info_line  # ACL LOG's client-info
+    return acceptor

@@ -167,6 +167,8 @@ READ, WRITE = 1, 2
 ALL_PERMISSIONS = READ | WRITE
 
 DENIED_CMD, DENIED_KEY, DENIED_CHANNEL = 1, 2, 3
+# ACL LOG's reason of each
+LOG_REASONS = {DENIED_CMD: "command", DENIED_KEY: "key", DENIED_CHANNEL: "channel"}
 
 
 class RuleError(Exception):

@@ -148,7 +148,6 @@ ACL_USERNAME_SPACES = "ERR Usernames can't contain spaces or null characters"
 ACL_DELETE_DEFAULT = "ERR The 'default' user cannot be removed"
 ACL_UNKNOWN_CATEGORY = "ERR Unknown category '%s'"
 ACL_GENPASS = "ERR ACL GENPASS argument must be the number of bits for the output password, a positive number up to 4096"
-ACL_NO_LOG = "ERR ACL LOG is not supported by shardkv"
 ACL_USER_NOT_FOUND = "ERR User '%s' not found"
 ACL_COMMAND_NOT_FOUND = "ERR Command '%s' not found"
 ACL_NO_FILE = (

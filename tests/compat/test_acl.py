@@ -582,3 +582,54 @@ def test_a_script_across_shards_obeys_the_users_rules(acl_ports):
             ("EVAL", "return redis.call('get', 'yy')", "0"),
         ],
     )
+
+
+def _log_entries(port: int, *count: str) -> list:
+    """ACL LOG's entries, without their age, and of their client-info only
+    the fields that do not depend on the connection."""
+    with RespClient(port) as c:
+        entries = c.command("ACL", "LOG", *count)
+    out = []
+    for entry in entries:
+        fields = dict(zip(entry[::2], entry[1::2], strict=True))
+        info = dict(f.split(b"=", 1) for f in fields.pop(b"client-info").split())
+        fields.pop(b"age-seconds")
+        out.append((fields, info[b"cmd"], info[b"user"], info[b"multi"]))
+    return out
+
+
+def test_acl_log(acl_ports):
+    script = [
+        ("ACL", "SETUSER", "acltest", "on", "nopass", "+get", "+multi", "+exec", "~k*", "&ch"),
+        ("AUTH", "acltest", "x"),
+        ("SET", "k", "v"),
+        ("SET", "k", "v"),  # one more of the same entry
+        ("GET", "x"),
+        ("PUBLISH", "x", "m"),
+        ("MULTI",),
+        ("GET", "y"),
+        ("EXEC",),
+        ("AUTH", "acltest-nobody", "pw"),
+        ("HELLO", "2", "AUTH", "acltest-nobody2", "pw"),
+        ("GET", "k"),
+    ]
+    for port in acl_ports.values():
+        with RespClient(port) as c:
+            c.command("ACL", "LOG", "RESET")
+    same(acl_ports, script)
+    logged = _log_entries(acl_ports["redis"])
+    assert [e[0][b"object"] for e in logged] == [b"HELLO", b"AUTH", b"y", b"publish", b"x", b"set"]
+    assert _log_entries(acl_ports["shardkv"]) == logged
+    assert _log_entries(acl_ports["shardkv"], "2") == _log_entries(acl_ports["redis"], "2")
+    same(
+        acl_ports,
+        [
+            ("ACL", "LOG", "0"),
+            ("ACL", "LOG", "-1"),
+            ("ACL", "LOG", "x"),
+            ("ACL", "LOG", "1", "2"),
+            ("ACL", "LOG", "RESET"),
+            ("ACL", "LOG"),
+        ],
+    )
+    assert len(_log_entries(acl_ports["redis"])) == 0

@@ -105,7 +105,7 @@ def hello(client: Client, args: list) -> None:
         else:
             raise CommandError("ERR Syntax error in HELLO option '{}'".format(args[j].decode("latin-1")))
     if auth is not None:
-        authenticate(client, auth[0], auth[1])
+        authenticate(client, auth[0], auth[1], hello=True)
     if not client.state.authenticated:
         raise CommandError(errors.NOAUTH_HELLO)
     if name is not None:
