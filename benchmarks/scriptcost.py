@@ -22,10 +22,15 @@ Python's collectors, the commandstats folds)::
 
 from __future__ import annotations
 
+import os
 import struct
 import sys
 from pathlib import Path
 
+# numpy (shardkv.worker.hllcore) would start OpenBLAS's threads, whose
+# spinning callgrind counts too, a few M instructions more or less from
+# one run to the next: one thread, none of them.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's shardkv
 
 import hotpath  # noqa: E402
