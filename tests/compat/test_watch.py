@@ -23,6 +23,7 @@ import pytest
 import redis
 
 from shardkv.protocol.commands import COMMANDS
+from tests.support.servers import start_redis
 
 STR = "SET k v"
 LIST = "RPUSH k a b c"
@@ -283,8 +284,9 @@ CASES = [
     ("", "SORT nokey STORE k", RUN),
 ]
 
-# Not in CASES, with the reason: RESTORE needs a payload (its own test below);
-NOT_IN_CASES = {"restore"}
+# Not in CASES, with the reason: RESTORE needs a payload, MIGRATE a target
+# server (their own tests below).
+NOT_IN_CASES = {"restore", "migrate"}
 
 
 def _client(port: int) -> redis.Redis:
@@ -346,6 +348,27 @@ def test_restore(server, setup, options, expected):
     c.close()
     ttl = 1 if "ABSTTL" in options else 0
     assert _run_case(server, setup, ["RESTORE", "k", ttl, payload, *options]) == expected
+
+
+@pytest.fixture(scope="module")
+def target():
+    """A redis-server that MIGRATE moves keys to."""
+    proc = start_redis()
+    yield proc.port
+    proc.stop()
+
+
+@pytest.mark.parametrize(
+    ("setup", "options", "expected"),
+    [
+        ("", [], RUN),  # NOKEY
+        (STR, [], ABORT),  # moved away: deleted here
+        (STR, ["COPY"], RUN),  # copied: k stays as it was
+    ],
+)
+def test_migrate(server, target, setup, options, expected):
+    redis.Redis(port=target).flushall()
+    assert _run_case(server, setup, ["MIGRATE", "127.0.0.1", target, "k", 0, 5000, *options]) == expected
 
 
 def test_a_blocked_client_served_changes_the_destination(server):
