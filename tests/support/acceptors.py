@@ -9,10 +9,14 @@ open connections until one lands where asked.
 
 from __future__ import annotations
 
+import re
 import socket
+import time
 from collections.abc import Iterator
 
+import psutil
 import pytest
+import redis
 
 from tests.support.resp import RespClient
 from tests.support.servers import ServerProcess, start_shardkv
@@ -55,3 +59,23 @@ def raw_on(port: int, index: int) -> tuple[socket.socket, int]:
             return sock, cid
         sock.close()
     pytest.fail("no connection landed on that acceptor")
+
+
+def connect_to(port: int, index: int, tries: int = 400) -> redis.Redis:
+    """A redis-py connection that the kernel gave to acceptor ``index``
+    (which may not listen yet just after start-up, or after its restart)."""
+    for _ in range(tries):
+        conn = redis.Redis(port=port, decode_responses=True, socket_timeout=20)
+        if acceptor_of(int(conn.client_id())) == index:
+            return conn
+        conn.close()
+        time.sleep(0.02)
+    raise AssertionError(f"no connection reached acceptor {index} in {tries} tries")
+
+
+def acceptor_pids(server: ServerProcess) -> dict[int, int]:
+    """index -> pid, from the supervisor's log, of the acceptors alive now."""
+    found: dict[int, int] = {}
+    for pid, index in re.findall(r"acceptor pid=(\d+) port=\d+ index=(\d+)", server.output()):
+        found[int(index)] = int(pid)
+    return {i: pid for i, pid in found.items() if psutil.pid_exists(pid)}

@@ -9,48 +9,24 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
-import psutil
 import pytest
 import redis
 
 from shardkv.runtime.config_params import machine_acceptors
+from tests.support.acceptors import acceptor_pids, connect_to
 from tests.support.placement import on_shards
 from tests.support.rawsocket import wait_closed
-from tests.support.servers import ROOT, ServerProcess, start_redis, start_shardkv
+from tests.support.servers import ROOT, start_redis, start_shardkv
 
 K = 2
 KEYS = on_shards(0, 1, 2, 3, prefix="acc")
-
-
-def acceptor_of(conn: redis.Redis) -> int:
-    return (int(conn.client_id()) - 1) % K
-
-
-def connect_to(port: int, index: int, tries: int = 400) -> redis.Redis:
-    """A connection that the kernel gave to acceptor ``index`` (which may
-    not listen yet just after start-up, or after its restart)."""
-    for _ in range(tries):
-        conn = redis.Redis(port=port, decode_responses=True, socket_timeout=20)
-        if acceptor_of(conn) == index:
-            return conn
-        conn.close()
-        time.sleep(0.02)
-    raise AssertionError(f"no connection reached acceptor {index} in {tries} tries")
-
-
-def acceptor_pids(server: ServerProcess) -> dict[int, int]:
-    """index -> pid, from the supervisor's log, of the acceptors alive now."""
-    found: dict[int, int] = {}
-    for pid, index in re.findall(r"acceptor pid=(\d+) port=\d+ index=(\d+)", server.output()):
-        found[int(index)] = int(pid)
-    return {i: pid for i, pid in found.items() if psutil.pid_exists(pid)}
 
 
 @pytest.fixture
@@ -367,27 +343,39 @@ def test_config_get_acceptors_reports_the_number_auto_chose() -> None:
         proc.stop()
 
 
+def _config_set(conn: redis.Redis, answers: list, name: str, value: str) -> None:
+    answers.append(conn.config_set(name, value))
+
+
 def test_a_connection_accepted_with_a_late_config_set_gets_its_limit(server):
     """Acceptor 1 stopped (a loaded machine's scheduler, exaggerated): a
     connection made then waits in its accept queue; a CONFIG SET
-    client-query-buffer-limit through acceptor 0 replies once the bus gave
-    up on acceptor 1's answer; resumed, acceptor 1 accepts the connection
-    and applies the change in one turn.  The connection gets the new limit
-    and is closed past it, as on redis-server (before, it kept the old one
-    and stayed open, in each of 5 tries that landed on acceptor 1; so
-    failed test_limits.py's test_client_query_buffer_limit at K=2 under
-    load)."""
+    client-query-buffer-limit through acceptor 0 waits for acceptor 1's
+    answer (it answers once every acceptor applied it); resumed, acceptor
+    1 accepts the connection and applies the change in one turn.  The
+    connection gets the new limit and is closed past it, as on
+    redis-server (before, it kept the old one and stayed open, in each of
+    5 tries that landed on acceptor 1; so failed test_limits.py's
+    test_client_query_buffer_limit at K=2 under load)."""
     stopped = acceptor_pids(server)[1]
     control = connect_to(server.port, 0)
     head = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$3000000\r\n"
     try:
         for _ in range(10):  # until the kernel gives the connection to acceptor 1
             os.kill(stopped, signal.SIGSTOP)
+            answers: list = []
             try:
                 early = socket.create_connection(("127.0.0.1", server.port), timeout=20)
-                assert control.config_set("client-query-buffer-limit", "1mb")
+                setter = threading.Thread(
+                    target=_config_set, args=(control, answers, "client-query-buffer-limit", "1mb")
+                )
+                setter.start()
+                setter.join(1.0)
+                assert not answers, "CONFIG SET answered before the stopped acceptor applied it"
             finally:
                 os.kill(stopped, signal.SIGCONT)
+            setter.join(20)
+            assert answers == [True]
             port = early.getsockname()[1]
             deadline = time.monotonic() + 20
             while not (found := [c for c in control.client_list() if c["addr"].endswith(f":{port}")]):

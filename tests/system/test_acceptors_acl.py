@@ -10,25 +10,14 @@ acceptor asks the others for the users before it listens.
 from __future__ import annotations
 
 import os
-import re
 import signal
 import time
 
-import psutil
 import pytest
 
-from tests.support.acceptors import client_on, serve
-from tests.support.servers import ServerProcess
+from tests.support.acceptors import acceptor_pids, client_on, serve
 
 server = pytest.fixture(scope="module", name="server")(serve)
-
-
-def acceptor_pids(server: ServerProcess) -> dict[int, int]:
-    """index -> pid, from the supervisor's log, of the acceptors alive now."""
-    found: dict[int, int] = {}
-    for pid, index in re.findall(r"acceptor pid=(\d+) port=\d+ index=(\d+)", server.output()):
-        found[int(index)] = int(pid)
-    return {i: pid for i, pid in found.items() if psutil.pid_exists(pid)}
 
 
 @pytest.fixture

@@ -16,10 +16,9 @@ import time
 import psutil
 import pytest
 
-from tests.support.acceptors import raw_on
+from tests.support.acceptors import K, acceptor_pids, connect_to, raw_on
 from tests.support.placement import on_shards
 from tests.support.servers import start_shardkv
-from tests.system.test_acceptors import K, acceptor_pids, connect_to
 
 KEYS = on_shards(0, 1, 2, 3, prefix="hold")
 ROUNDS = 300

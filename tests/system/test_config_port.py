@@ -22,8 +22,8 @@ import pytest
 import redis
 
 from shardkv.protocol import bus
+from tests.support.acceptors import acceptor_pids, connect_to
 from tests.support.servers import free_port, start_shardkv
-from tests.system.test_acceptors import acceptor_pids, connect_to
 
 PORT_ERROR = "CONFIG SET failed (possibly related to argument 'port') - Unable to listen on this port. Check server logs."
 
