@@ -183,6 +183,16 @@ def _valid_hash(text: bytes) -> bool:
     return len(text) == 64 and all(c in b"0123456789abcdef" for c in text)
 
 
+def _rule_digest(op: bytes) -> str:
+    """The SHA-256 hex digest a password rule names: ``>pass``/``<pass``
+    hash their password, ``#hash``/``!hash`` give it (checked)."""
+    if op[:1] in (b">", b"<"):
+        return hash_password(op[1:])
+    if not _valid_hash(op[1:]):
+        raise RuleError(errors.ACL_BAD_HASH)
+    return op[1:].decode()
+
+
 def _has_spaces(text: bytes) -> bool:
     return any(c in b" \t\n\v\f\r\0" for c in text)
 
@@ -292,22 +302,12 @@ class User:
             self.nopass = False
             self.passwords = []
         elif op[:1] in (b">", b"#"):
-            if op[:1] == b">":
-                digest = hash_password(op[1:])
-            else:
-                if not _valid_hash(op[1:]):
-                    raise RuleError(errors.ACL_BAD_HASH)
-                digest = op[1:].decode()
+            digest = _rule_digest(op)
             if digest not in self.passwords:
                 self.passwords.append(digest)
             self.nopass = False
         elif op[:1] in (b"<", b"!"):
-            if op[:1] == b"<":
-                digest = hash_password(op[1:])
-            else:
-                if not _valid_hash(op[1:]):
-                    raise RuleError(errors.ACL_BAD_HASH)
-                digest = op[1:].decode()
+            digest = _rule_digest(op)
             if digest not in self.passwords:
                 raise RuleError(errors.ACL_NO_SUCH_PASSWORD)
             self.passwords.remove(digest)
