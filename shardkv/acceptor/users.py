@@ -13,7 +13,9 @@ requirepass gives it that one password (or ``nopass`` when empty).
 With several acceptors every acceptor has the same users: ACL SETUSER and
 DELUSER run on every acceptor (the bus's ``acl`` question, asked of
 everyone) before the reply, and a restarted acceptor asks the others for
-their users (``dump``) before it listens.
+their users (``dump``) before it listens.  Each acceptor logs what its
+own clients were refused; ACL LOG merges every acceptor's entries
+(``log``), and ACL LOG RESET clears them all (``logreset``).
 """
 
 from __future__ import annotations
@@ -117,18 +119,12 @@ class Users:
     ) -> None:
         """An ACL LOG entry, or one more of a like entry of the last minute
         among the 10 newest (Redis's addACLLogEntry)."""
-        now = time.time() * 1000
         info = self.client_info(client, time.monotonic(), args) if self.client_info is not None else b""
-        log = self.log
-        for i, entry in enumerate(log[:10]):
-            if entry[1:5] == [reason, context, obj, username] and now - entry[5] < 60000:
-                entry[0] += 1
-                entry[5] = now
-                entry[6] = info
-                log.insert(0, log.pop(i))
-                return
-        log.insert(0, [1, reason, context, obj, username, now, info])
-        del log[max(0, int(self.config.get("acllog-max-len", 128))) :]
+        _add_entry(self.log, [1, reason, context, obj, username, time.time() * 1000, info])
+        del self.log[self.log_max() :]
+
+    def log_max(self) -> int:
+        return max(0, int(self.config.get("acllog-max-len", 128)))
 
     def dump(self) -> list[bytes]:
         """Every user but default as ``name rules``, and default's rules."""
@@ -144,6 +140,23 @@ class Users:
                 self.by_name[name].assign(user)
             else:
                 self.by_name[name] = user
+
+
+def _add_entry(log: list[list], entry: list) -> None:
+    """Add ``entry`` ([count, reason, context, object, username, time in
+    ms, client info]) to ``log``, newest first: a like entry (same reason,
+    context, object and user) among the 10 newest, last seen less than a
+    minute before, counts it instead and moves to the front (Redis's
+    addACLLogEntry)."""
+    now = entry[5]
+    for i, old in enumerate(log[:10]):
+        if old[1:5] == entry[1:5] and now - old[5] < 60000:
+            old[0] += entry[0]
+            old[5] = now
+            old[6] = entry[6]
+            log.insert(0, log.pop(i))
+            return
+    log.insert(0, entry)
 
 
 def _close_revoked_subscribers(server: Acceptor, user: acl.User, me: Client | None) -> None:
@@ -314,9 +327,10 @@ def _everywhere(client: Client, args: list[bytes], reply: object = OK) -> None:
     server_bus.ask(bus.ACL, args, lambda _: slot.deliver(encoded), failed=fail_slot(slot))
 
 
-def bus_acl(server: Acceptor, origin: int, args: list) -> int | list[bytes]:
+def bus_acl(server: Acceptor, origin: int, args: list) -> int | list:
     """Another acceptor's ACL SETUSER or DELUSER: the same users here;
-    ``dump``: every user, for a restarted acceptor."""
+    ``dump``: every user, for a restarted acceptor; ``log``/``logreset``:
+    ACL LOG's entries here, or none any more."""
     users = server.users
     if args[0] == b"setuser":
         error = users.setuser(args[1], args[2:], server)
@@ -326,6 +340,10 @@ def bus_acl(server: Acceptor, origin: int, args: list) -> int | list[bytes]:
         users.deluser(server, args[1:], None)
     elif args[0] == b"dump":
         return users.dump()
+    elif args[0] == b"log":  # ACL LOG through another acceptor: this one's entries
+        return [[e[0], e[1].encode(), e[2].encode(), e[3], e[4], int(e[5] * 1000), e[6]] for e in users.log]
+    elif args[0] == b"logreset":
+        users.log.clear()
     return 1
 
 
@@ -360,32 +378,58 @@ def _getuser(user: acl.User, resp3: bool) -> bytes:
 
 def _log(client: Client, args: list) -> None:
     """ACL LOG [count | RESET]"""
-    log = client.server.users.log
+    users = client.server.users
     count = 10
     if len(args) == 3:
         if args[2].lower() == b"reset":
-            log.clear()
-            client.reply(OK)
+            users.log.clear()
+            _everywhere(client, [b"logreset"])
             return
         found = strict_int(args[2])
         if found is None:
             raise CommandError(errors.NOT_INTEGER)
         count = found
+    server_bus = client.server.bus
+    if server_bus is None:
+        client.reply(_log_reply(users.log, count))
+        return
+    # Several acceptors: each logs what its clients were refused; the log
+    # is theirs merged, oldest first, by the rule each applies to its own
+    # (their times cross the bus in microseconds).
+    slot = Slot(client)
+    client.pending.append(slot)
+    resp3 = client.resp3
+
+    def merged(answers: list) -> None:
+        entries = [list(e) for e in reversed(users.log)]  # each acceptor's oldest first
+        for answer in answers:
+            if isinstance(answer, list):
+                entries += [
+                    [e[0], e[1].decode(), e[2].decode(), e[3], e[4], e[5] / 1000, e[6]]
+                    for e in reversed(answer)
+                ]
+        log: list[list] = []
+        for entry in sorted(entries, key=lambda e: e[5]):  # (stable: one acceptor's in its order)
+            _add_entry(log, entry)
+        slot.deliver(encode(_log_reply(log[: users.log_max()], count), resp3))
+
+    server_bus.ask(bus.ACL, [b"log"], merged, failed=fail_slot(slot))
+
+
+def _log_reply(log: list[list], count: int) -> list[dict]:
     now = time.time() * 1000
-    client.reply(
-        [
-            {
-                b"count": e[0],
-                b"reason": e[1].encode(),
-                b"context": e[2].encode(),
-                b"object": e[3],
-                b"username": e[4],
-                b"age-seconds": (now - e[5]) / 1000,
-                b"client-info": e[6],
-            }
-            for e in log[: max(count, 0)]
-        ]
-    )
+    return [
+        {
+            b"count": e[0],
+            b"reason": e[1].encode(),
+            b"context": e[2].encode(),
+            b"object": e[3],
+            b"username": e[4],
+            b"age-seconds": (now - e[5]) / 1000,
+            b"client-info": e[6],
+        }
+        for e in log[: max(count, 0)]
+    ]
 
 
 def _cat(client: Client, args: list) -> None:

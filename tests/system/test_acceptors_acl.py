@@ -87,6 +87,29 @@ def test_a_scripts_calls_obey_the_user_whichever_acceptor_made_it(pair) -> None:
 
 
 @pytest.mark.slow
+def _logged(conn) -> list[tuple[bytes, int]]:
+    entries = [dict(zip(e[::2], e[1::2], strict=True)) for e in conn.command("ACL", "LOG")]
+    return [(e[b"object"], e[b"count"]) for e in entries]
+
+
+def test_acl_log_shows_every_acceptors_refusals_and_reset_clears_them_all(pair, server) -> None:
+    a, b = pair
+    assert a.call("ACL", "LOG", "RESET") == b"+OK\r\n"
+    a.command("ACL", "SETUSER", "acltest", "on", "nopass", "+get", "~k*")
+    assert b.call("AUTH", "acltest", "x") == b"+OK\r\n"
+    assert a.call("AUTH", "acltest", "x") == b"+OK\r\n"
+    assert b.call("SET", "k", "v").startswith(b"-NOPERM")
+    assert a.call("GET", "x").startswith(b"-NOPERM")
+    assert b.call("SET", "k", "v").startswith(b"-NOPERM")  # one more of b's first entry
+    # Newest first, like entries counted, as one redis-server's log.
+    expected = [(b"set", 2), (b"x", 1)]
+    with client_on(server.port, 0) as admin0, client_on(server.port, 1) as admin1:
+        assert _logged(admin0) == expected
+        assert _logged(admin1) == expected
+        assert admin1.call("ACL", "LOG", "RESET") == b"+OK\r\n"
+        assert _logged(admin0) == []
+
+
 def test_a_restarted_acceptor_knows_the_users(pair, server) -> None:
     a, _ = pair
     a.command("ACL", "SETUSER", "acltest", "on", ">pw", "+get", "%R~k*", "&ch*")
