@@ -863,7 +863,8 @@ class Engine:
         The usual call, a single-key read (GET, HGET...) of this shard's key
         with string arguments, runs here in one step: what :meth:`_call` and
         :meth:`_read` check and do, as it comes out for such a call (nothing
-        to note for client tracking, no maxmemory, no MONITOR)."""
+        to note for client tracking, no maxmemory, no MONITOR, no ACL user
+        to check it against)."""
         n = len(args)
         if 1 < n < 4 and type(args[0]) is bytes:
             called = self._called.get(args[0])
@@ -873,6 +874,7 @@ class Engine:
                 and type(args[1]) is bytes
                 and (n == 2 or type(args[2]) is bytes)
                 and self.monitor is None
+                and self.user is None  # an ACL user that may not run everything: _call checks it
             ):
                 run = self.run
                 ks = self.ks

@@ -566,6 +566,24 @@ def test_a_script_of_the_default_user_is_not_limited(acl_ports):
     )
 
 
+def test_a_script_read_the_default_user_made_before_is_still_checked(acl_ports):
+    """A GET that a script of the default user ran first on the shard
+    (shardkv then runs a script's single-key reads in one step) is still
+    checked against the next script's user: its key and its command."""
+    script = "return redis.call('get', 'yy{x}')"  # declared x{x}: the script runs where yy{x} is
+    same(
+        acl_ports,
+        [
+            SCRIPTING,
+            ("SET", "yy{x}", "secret"),
+            ("EVAL", script, "1", "x{x}"),
+            ("AUTH", "acltest", "pw"),
+            ("EVAL", script, "1", "x{x}"),
+            ("EVAL", "return redis.call('get', KEYS[1])", "1", "x{x}"),
+        ],
+    )
+
+
 def test_a_script_across_shards_obeys_the_users_rules(acl_ports):
     """Keys on several shards: the script runs again over all of them (see
     shardkv.acceptor.scripting), still as the client's user."""
