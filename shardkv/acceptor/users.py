@@ -55,10 +55,16 @@ class Users:
         self.client_info: Callable[[Client, float, list[bytes]], bytes] | None = None
         self.default = acl.default_user()
         self.by_name: dict[bytes, acl.User] = {b"default": self.default}
+        self.requirepass: str | None = None  # the value last applied
         self.set_default_password(config.get("requirepass", ""))
 
     def set_default_password(self, password: str) -> None:
-        """requirepass: the default user's one password, or nopass."""
+        """requirepass: the default user's one password, or nopass; a value
+        that did not change changes nothing (so passwords given by ACL
+        SETUSER stay), as in Redis."""
+        if password == self.requirepass:
+            return
+        self.requirepass = password
         self.default.apply([b"resetpass", b">" + password.encode() if password else b"nopass"])
 
     def default_open(self) -> bool:
@@ -95,6 +101,11 @@ class Users:
             current.assign(temp)
             if server is not None and not current.allchannels:
                 _close_revoked_subscribers(server, current, me)
+            if server is not None and current is self.default and self.default_open():
+                # Redis asks on every command whether the default user
+                # needs a password: a client waiting to AUTH is let in.
+                for client in server.clients.values():
+                    client.state.authenticate()
         return None
 
     def deluser(self, server: Acceptor, names: list[bytes], me: Client | None) -> int:

@@ -290,6 +290,37 @@ def test_requirepass_is_the_default_users_password(acl_ports):
     same(acl_ports, [("ACL", "LIST")])
 
 
+def test_config_set_requirepass_to_its_value_keeps_the_default_users_passwords(acl_ports):
+    """CONFIG SET of requirepass's own value changes nothing: a password
+    ACL SETUSER gave the default user stays (a new value replaces them)."""
+    pw = hashlib.sha256(b"pw").hexdigest().encode()
+    for name in SERVERS:
+        with RespClient(acl_ports[name]) as c:
+            c.command("ACL", "SETUSER", "default", "resetpass", ">pw")
+            try:
+                c.command("AUTH", "pw")
+                assert c.call("CONFIG", "SET", "requirepass", "") == b"+OK\r\n", name
+                assert c.command("ACL", "GETUSER", "default")[3] == [pw], name
+                with RespClient(acl_ports[name]) as other:
+                    assert other.call("PING").startswith(b"-NOAUTH"), name
+            finally:
+                c.command("ACL", "SETUSER", "default", "nopass")
+
+
+def test_a_client_waiting_to_auth_is_let_in_once_the_default_user_needs_no_password(acl_ports):
+    for name in SERVERS:
+        with RespClient(acl_ports[name]) as c:
+            c.command("ACL", "SETUSER", "default", "resetpass", ">pw")
+            try:
+                with RespClient(acl_ports[name]) as waiting:
+                    assert waiting.call("PING").startswith(b"-NOAUTH"), name
+                    c.command("AUTH", "pw")
+                    c.command("ACL", "SETUSER", "default", "nopass")
+                    assert waiting.call("PING") == b"+PONG\r\n", name
+            finally:
+                c.command("ACL", "SETUSER", "default", "nopass")
+
+
 def _still_open(c: RespClient) -> bool:
     """Whether the server keeps ``c`` open (nothing comes within 0.5 s)."""
     c.sock.settimeout(0.5)
