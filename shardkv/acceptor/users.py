@@ -11,16 +11,17 @@ The default user is tied to ``requirepass`` as in Redis: CONFIG SET
 requirepass gives it that one password (or ``nopass`` when empty).
 
 With several acceptors every acceptor has the same users: ACL SETUSER and
-DELUSER run on every acceptor (the bus's ``acl`` question, asked of
-everyone) before the reply, and a restarted acceptor asks the others for
-their users (``dump``) before it listens.  Each acceptor logs what its
+DELUSER run on every acceptor, the asker's included, in the supervisor's
+one order (the bus's ``acl`` question, asked of everyone) before the
+reply, and a restarted acceptor asks the others for their users
+(``dump``) before it listens.  Each acceptor logs what its
 own clients were refused; ACL LOG merges every acceptor's entries
 (``log``), and ACL LOG RESET clears them all (``logreset``).
 """
 
 from __future__ import annotations
 
-import logging
+import itertools
 import secrets
 import time
 from collections.abc import Callable
@@ -38,8 +39,6 @@ from shardkv.protocol.resp import OK, encode
 
 if TYPE_CHECKING:
     from shardkv.acceptor.server import Acceptor
-
-log = logging.getLogger("shardkv.acceptor")
 
 
 class Users:
@@ -80,6 +79,30 @@ class Users:
         """ACL SETUSER: all the rules or none; the error, if any.  The
         user's clients subscribed to a channel or pattern its new rules
         no longer allow are closed (Redis's ACLKillPubsubClientsIfNeeded)."""
+        temp = self._changed(name, rules)
+        if isinstance(temp, str):
+            return temp
+        current = self.by_name.get(name)
+        if current is None:
+            self.by_name[name] = temp
+        else:
+            current.assign(temp)
+            if server is not None and not current.allchannels:
+                _close_revoked_subscribers(server, current, me)
+            if server is not None and current is self.default and self.default_open():
+                # Redis asks on every command whether the default user
+                # needs a password: a client waiting to AUTH is let in.
+                for client in server.clients.values():
+                    client.state.authenticate()
+        return None
+
+    def refuses(self, name: bytes, rules: list[bytes]) -> str | None:
+        """ACL SETUSER's error for these rules now, if any; nothing changes."""
+        temp = self._changed(name, rules)
+        return temp if isinstance(temp, str) else None
+
+    def _changed(self, name: bytes, rules: list[bytes]) -> acl.User | str:
+        """User ``name`` (a copy) with ``rules`` applied, or the error."""
         if any(c in b" \t\n\v\f\r\0" for c in name):
             return errors.ACL_USERNAME_SPACES
         current = self.by_name.get(name)
@@ -95,18 +118,7 @@ class Users:
                 shown = rule.split(b"\0", 1)[0].decode("latin-1")
                 return errors.ACL_SETUSER % (shown, e)
         temp.apply([])  # its flags brought up to date
-        if current is None:
-            self.by_name[name] = temp
-        else:
-            current.assign(temp)
-            if server is not None and not current.allchannels:
-                _close_revoked_subscribers(server, current, me)
-            if server is not None and current is self.default and self.default_open():
-                # Redis asks on every command whether the default user
-                # needs a password: a client waiting to AUTH is let in.
-                for client in server.clients.values():
-                    client.state.authenticate()
-        return None
+        return temp
 
     def deluser(self, server: Acceptor, names: list[bytes], me: Client | None) -> int:
         """ACL DELUSER: how many existed; their clients are closed."""
@@ -282,15 +294,23 @@ def acl_command(client: Client, args: list) -> None:
     if sub in (b"cat", b"genpass", b"log") and len(args) > 3:
         raise CommandError(errors.SUBCOMMAND_SYNTAX % (args[1].decode("latin-1"), "ACL"))
     if sub == b"setuser":
+        if server.bus is not None:
+            error = users.refuses(args[2], args[3:])
+            if error is not None:
+                raise CommandError(error)
+            _in_one_order(client, b"setuser", args[2:])
+            return
         error = users.setuser(args[2], args[3:], server, client)
         if error is not None:
             raise CommandError(error)
-        _everywhere(client, [b"setuser", *args[2:]])
+        client.reply(OK)
     elif sub == b"deluser":
         if b"default" in args[2:]:
             raise CommandError(errors.ACL_DELETE_DEFAULT)
-        deleted = users.deluser(server, args[2:], client)
-        _everywhere(client, [b"deluser", *args[2:]], deleted)
+        if server.bus is not None:
+            _in_one_order(client, b"deluser", args[2:])
+            return
+        client.reply(users.deluser(server, args[2:], client))
     elif sub == b"getuser":
         user = users.by_name.get(args[2])
         if user is None:
@@ -327,7 +347,7 @@ def acl_command(client: Client, args: list) -> None:
 
 
 def _everywhere(client: Client, args: list[bytes], reply: object = OK) -> None:
-    """With several acceptors: the others apply it too before the reply."""
+    """With several acceptors: the others do it too before the reply."""
     server_bus = client.server.bus
     if server_bus is None:
         client.reply(reply)
@@ -338,17 +358,95 @@ def _everywhere(client: Client, args: list[bytes], reply: object = OK) -> None:
     server_bus.ask(bus.ACL, args, lambda _: slot.deliver(encoded), failed=fail_slot(slot))
 
 
+# K > 1: a client's blocked_token while its ACL SETUSER or DELUSER goes
+# round the bus (its later commands run on the users it made).
+CHANGING_USERS = -11
+
+
+class _Change:
+    """An ACL SETUSER or DELUSER of this acceptor's client on its way round
+    the bus: its client, and what it did here once the bus brought it back
+    (SETUSER's error or None, DELUSER's count)."""
+
+    __slots__ = ("client", "outcome")
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.outcome: str | int | None | _NotYet = _NOT_YET
+
+
+class _NotYet:
+    pass
+
+
+_NOT_YET = _NotYet()
+# This acceptor's changes on their way round the bus, by number.
+_CHANGES: dict[int, _Change] = {}
+_change_numbers = itertools.count(1)
+
+
+def _in_one_order(client: Client, sub: bytes, args: list[bytes]) -> None:
+    """K > 1: ACL SETUSER or DELUSER, applied by every acceptor, this one
+    included, when the supervisor passes it on, so all apply them in its
+    one order (two SETUSERs of one user through two acceptors end alike
+    everywhere, as Redis has one order).  The reply is what it did here,
+    in that order: SETUSER's error if a rule that depends on the user
+    (``<pass`` of a password it lost meanwhile) was refused there, and
+    then by every acceptor alike; DELUSER's count of users deleted.  The
+    client's later commands wait for it (not inside EXEC, whose later
+    commands see the users as they were)."""
+    server = client.server
+    server_bus = server.bus
+    assert server_bus is not None
+    number = next(_change_numbers)
+    change = _CHANGES[number] = _Change(client)
+    slot = Slot(client)
+    client.pending.append(slot)
+    blocks = not client.state.blocked_token and not client.state.in_exec
+    if blocks:
+        client.state.block(CHANGING_USERS, shown=False)
+    fail = fail_slot(slot)
+
+    def finish() -> None:
+        _CHANGES.pop(number, None)
+        if blocks and client.state.unblock(CHANGING_USERS):
+            if client.waiting() and not client.closed:
+                server.loop.call_soon(client.resume)  # type: ignore[union-attr]
+            elif client.pending and not client.closed:
+                client.flush()
+
+    def done(_: list) -> None:
+        outcome = change.outcome
+        if isinstance(outcome, _NotYet):  # the bus never brought it back here
+            fail(errors.INTERNAL % ("acl|" + sub.decode()))
+        elif isinstance(outcome, str):
+            fail(outcome)
+        else:
+            slot.deliver(encode(OK if outcome is None else outcome, client.resp3))
+        finish()
+
+    def failed(message: str) -> None:
+        fail(message)
+        finish()
+
+    server_bus.ask(bus.ACL, [sub, number, *args], done, everyone=True, failed=failed)
+
+
 def bus_acl(server: Acceptor, origin: int, args: list) -> int | list:
-    """Another acceptor's ACL SETUSER or DELUSER: the same users here;
-    ``dump``: every user, for a restarted acceptor; ``log``/``logreset``:
-    ACL LOG's entries here, or none any more."""
+    """An acceptor's ACL SETUSER or DELUSER (this one's too), in the
+    supervisor's order: the same users here; ``dump``: every user, for a
+    restarted acceptor; ``log``/``logreset``: ACL LOG's entries here, or
+    none any more."""
     users = server.users
-    if args[0] == b"setuser":
-        error = users.setuser(args[1], args[2:], server)
-        if error is not None:  # cannot be: the asker applied the same rules
-            log.error("ACL SETUSER of acceptor %d refused here: %s", origin, error)
-    elif args[0] == b"deluser":
-        users.deluser(server, args[1:], None)
+    if args[0] in (b"setuser", b"deluser"):
+        change = _CHANGES.get(args[1]) if origin == server.index else None
+        me = change.client if change is not None else None
+        if args[0] == b"setuser":
+            outcome: str | int | None = users.setuser(args[2], args[3:], server, me)
+        else:
+            outcome = users.deluser(server, args[2:], me)
+        if change is not None:
+            change.outcome = outcome
     elif args[0] == b"dump":
         return users.dump()
     elif args[0] == b"log":  # ACL LOG through another acceptor: this one's entries

@@ -71,7 +71,8 @@ BROKEN = b"broken"  # tell [tracking id, target id]: the client it redirects to 
 # ask [] -> 1: what the asker sent before (CONFIG SET's config line) has
 # arrived; the supervisor waits for every live acceptor, past ANSWER_WITHIN.
 SYNC = b"sync"
-# ask everyone but the asker [setuser, name, *rules] or [deluser, *names] or [logreset] -> 1;
+# ask everyone, the asker too [setuser, number, name, *rules] or [deluser, number, *names] -> 1
+# (number: the asker's for that change); ask everyone but the asker [logreset] -> 1;
 # [dump] -> [name rules, ...]; [log] -> its ACL LOG entries [[count, reason, context, object, user, ms, info], ...]
 ACL = b"acl"
 RESETSTAT = b"resetstat"  # ask [] -> 1 once it reset its counters (CONFIG RESETSTAT)

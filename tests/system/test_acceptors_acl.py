@@ -133,3 +133,27 @@ def test_a_restarted_acceptor_knows_the_users(pair, server) -> None:
         assert fresh.call("ACL", "LIST") == listed
         assert fresh.call("AUTH", "acltest", "pw") == b"+OK\r\n"
         assert fresh.call("SET", "k", "v").startswith(b"-NOPERM")
+
+
+def test_concurrent_setusers_through_two_acceptors_end_alike_on_both(pair, server) -> None:
+    """Two ACL SETUSERs of one user at once, one through each acceptor:
+    every acceptor applies them in the same order (Redis has one order),
+    so the user's rules are the same whichever acceptor shows them."""
+    a, b = pair
+    for _ in range(30):
+        assert a.call("ACL", "SETUSER", "acltestrace", "reset", "on", "nopass", "~*") == b"+OK\r\n"
+        a.send("ACL", "SETUSER", "acltestrace", "+get")
+        b.send("ACL", "SETUSER", "acltestrace", "-get")
+        assert (a.read(), b.read()) == (b"+OK\r\n", b"+OK\r\n")
+        assert a.call("ACL", "GETUSER", "acltestrace") == b.call("ACL", "GETUSER", "acltestrace")
+
+
+def test_concurrent_delusers_through_two_acceptors_delete_the_user_once(pair) -> None:
+    """Two ACL DELUSERs of one user at once, one through each acceptor: one
+    of them deleted it, as in Redis's one order."""
+    a, b = pair
+    for _ in range(10):
+        assert a.call("ACL", "SETUSER", "acltestgone", "on") == b"+OK\r\n"
+        a.send("ACL", "DELUSER", "acltestgone")
+        b.send("ACL", "DELUSER", "acltestgone")
+        assert sorted([a.read(), b.read()]) == [b":0\r\n", b":1\r\n"]
