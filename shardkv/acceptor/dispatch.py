@@ -200,7 +200,11 @@ class Dispatch:
         if state.multi is not None or state.channels or state.patterns:
             if server.intercept(cast("Client", self), cmd, args):
                 return
-        self.route(cmd, args, raw)
+        if state.user.unlimited or (problem := state.user.sort_denied(cmd.name, args)) is None:
+            self.route(cmd, args, raw)
+        else:  # SORT's BY or GET patterns, refused as it runs: a failed call
+            server.stats.record(stat_name(args), 0, problem)
+            self.pending.append(encode_error(problem))
         # Shown after it ran, as Redis's call() does (an (un)subscribe that
         # waits for the shards' scripts: by pubsub, once it has run).
         if server.monitors and state.blocked_token != AFTER_SCRIPTS:

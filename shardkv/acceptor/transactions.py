@@ -313,7 +313,10 @@ def exec_(client: Client, args: list[bytes]) -> None:
         allowed = []
         for i, (cmd, queued_args) in enumerate(queued):
             kind, pos = user.check(cmd, queued_args)
-            if kind:
+            problem = None if kind else user.sort_denied(cmd.name, queued_args)
+            if problem is not None:  # SORT's own error (its BY or GET patterns)
+                denied[i] = encode_error(problem)
+            elif kind:
                 denied[i] = encode_error(errors.NOPERM_EXEC % _EXEC_REASONS[kind])
                 logged = (
                     acl.full_name(cmd, queued_args).encode() if kind == acl.DENIED_CMD else queued_args[pos]

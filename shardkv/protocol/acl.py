@@ -29,8 +29,10 @@ from collections.abc import Collection, Iterable
 from typing import Any
 
 from shardkv.protocol import command_docs, commands, errors
+from shardkv.protocol.args import LLONG_MAX, LLONG_MIN
 from shardkv.protocol.glob import glob_match
 from shardkv.protocol.key_specs import KEY_SPECS, keys_with_flags
+from shardkv.protocol.resp import strict_int
 
 # -- categories --------------------------------------------------------------
 
@@ -488,6 +490,47 @@ class User:
                     return DENIED_CHANNEL, pos
         return 0, 0
 
+    def sort_denied(self, name: str, args: list[bytes]) -> str | None:
+        """The error SORT or SORT_RO (the command ``name``) ``args``, which :meth:`check` let
+        through) answers for a BY pattern with a ``*`` or a GET pattern:
+        the keys they name are checked by no one, so Redis's
+        ``sortCommandGeneric`` refuses them, as it parses the options in
+        order, to a user that may not read every key (allkeys, or a ``*``
+        pattern with read permission).  None when SORT is to run: also when
+        an option before is wrong, which the command itself answers."""
+        if name not in _SORTS or self.allkeys:
+            return None
+        if any(pattern == b"*" and allowed & READ for pattern, allowed in self.patterns):
+            return None
+        readonly = name == "sort_ro"
+        n = len(args)
+        j = 2
+        while j < n:
+            left = n - j - 1
+            word = args[j].lower()
+            if word in (b"asc", b"desc", b"alpha"):
+                pass
+            elif word == b"limit" and left >= 2:
+                for arg in args[j + 1 : j + 3]:
+                    value = strict_int(arg)
+                    if value is None or not LLONG_MIN <= value <= LLONG_MAX:
+                        return None
+                j += 2
+            elif not readonly and word == b"store" and left >= 1:
+                j += 1
+            elif word == b"by" and left >= 1:
+                pattern = args[j + 1]
+                nul = pattern.find(b"\0")
+                if b"*" in (pattern if nul < 0 else pattern[:nul]):  # (strchr)
+                    return errors.SORT_BY_DENIED
+                j += 1
+            elif word == b"get" and left >= 1:
+                return errors.SORT_GET_DENIED
+            else:
+                return None
+            j += 1
+        return None
+
     def _key_ok(self, key: bytes, flags: int) -> bool:
         for pattern, allowed in self.patterns:
             if allowed & flags == flags and glob_match(pattern, key):
@@ -579,6 +622,7 @@ class User:
 
 _PATTERN_PREFIX = {ALL_PERMISSIONS: "~", READ: "%R~", WRITE: "%W~"}
 _CHANNELS = frozenset({"publish", "subscribe", "psubscribe"})
+_SORTS = frozenset({"sort", "sort_ro"})
 
 
 def _spec_flags(flags: str) -> int:
@@ -602,12 +646,14 @@ def _keys_with_flags(cmd: commands.Command, name: str, args: list[bytes]) -> lis
         return []
     keys = cmd.keys(args)
     needed = ALL_PERMISSIONS if cmd.is_write else READ
-    out = []
+    if name in _SORTS:  # sortGetKeys: the sorted key is read, STORE's written
+        needed = WRITE
+    out: list[tuple[int, int]] = []
     start = 1
     for key in keys:  # their positions, in order
         while start < len(args) and args[start] is not key:
             start += 1
-        out.append((start if start < len(args) else 1, needed))
+        out.append((start if start < len(args) else 1, needed if out or name not in _SORTS else READ))
     return out
 
 

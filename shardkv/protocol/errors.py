@@ -88,6 +88,8 @@ GEO_NEED_FROM = "ERR exactly one of FROMMEMBER or FROMLONLAT can be specified fo
 GEO_NEED_BY = "ERR exactly one of BYRADIUS and BYBOX can be specified for %s"
 GEO_ANY_COUNT = "ERR the ANY argument requires COUNT argument"
 SORT_NOT_DOUBLE = "ERR One or more scores can't be converted into double"
+SORT_BY_DENIED = "ERR BY option of SORT denied due to insufficient ACL permissions."
+SORT_GET_DENIED = "ERR GET option of SORT denied due to insufficient ACL permissions."
 
 # -- connection and server ---------------------------------------------------
 NOAUTH = "NOAUTH Authentication required."

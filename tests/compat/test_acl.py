@@ -682,3 +682,86 @@ def test_acl_log(acl_ports):
         ],
     )
     assert len(_log_entries(acl_ports["redis"])) == 0
+
+
+SORT_SECRETS = [
+    ("RPUSH", "klist", "2", "1"),
+    ("SET", "secret_1", "topsecret1"),
+    ("SET", "secret_2", "topsecret2"),
+    ("SET", "kw_1", "5"),
+    ("SET", "kw_2", "4"),
+]
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [("~k*",), ("%W~*", "~k*"), ("%R~*",), ("~*",), ("allkeys",), ("%RW~*",)],
+    ids=" ".join,
+)
+def test_sort_by_and_get_need_access_to_every_key(acl_ports, keys):
+    """SORT's BY (with a ``*``) and GET patterns name keys the ACL check
+    never sees: Redis refuses them, as it parses the options, to a user
+    that may not read every key."""
+    same(
+        acl_ports,
+        [
+            *SORT_SECRETS,
+            ("ACL", "SETUSER", "acltest", "on", "nopass", "+@all", *keys),
+            ("ACL", "LOG", "RESET"),
+            ("AUTH", "acltest", "x"),
+            ("SORT", "klist", "GET", "secret_*"),
+            ("SORT", "klist", "GET", "#"),
+            ("SORT", "klist", "GET", "#", "GET", "secret_*"),
+            ("SORT", "klist", "BY", "secret_*"),
+            ("SORT", "klist", "BY", "kw_*"),
+            ("SORT", "klist", "BY", "nosort"),
+            ("SORT", "klist", "BY", "nosort", "DESC", "LIMIT", "0", "1"),
+            ("SORT", "klist", "BY", "secret_*", "GET", "#"),
+            ("SORT", "klist", "BY", "nosort", "GET", "secret_*"),
+            ("SORT_RO", "klist", "GET", "secret_*"),
+            ("SORT_RO", "klist", "BY", "secret_*"),
+            ("SORT", "klist", "GET", "secret_*", "STORE", "kout"),
+            ("SORT", "klist", "STORE", "kout", "GET", "#"),
+            ("LRANGE", "kout", "0", "-1"),
+            ("SORT_RO", "klist", "STORE", "kout", "GET", "#"),
+            ("SORT", "klist", "LIMIT", "x", "1", "GET", "secret_*"),
+            ("SORT", "klist", "GET", "secret_*", "LIMIT", "x", "1"),
+            ("SORT", "klist", "NOSUCH", "GET", "secret_*"),
+            ("SORT", "klist", "GET", "secret_*", "NOSUCH"),
+            ("SORT", "klist", "GET"),
+            ("SORT", "klist", "ALPHA", "DESC"),
+            ("SET", "kstr", "v"),
+            ("SORT", "kstr", "GET", "#"),
+            ("SORT", "secret_1", "GET", "#"),
+            ("EVAL", "return redis.call('sort', KEYS[1], 'get', 'secret_*')", "1", "klist"),
+            ("EVAL", "return redis.pcall('sort_ro', KEYS[1], 'by', 'secret_*')", "1", "klist"),
+            ("EVAL", "return redis.pcall('sort', KEYS[1], 'by', 'x', 'get', '#')", "1", "klist"),
+            ("MULTI",),
+            ("SORT", "klist", "GET", "secret_*"),
+            ("SORT_RO", "klist", "BY", "secret_*", "GET", "#"),
+            ("SORT", "klist", "BY", "nosort"),
+            ("EXEC",),
+        ],
+    )
+    # Run-time errors, not NOPERMs: ACL LOG holds only the keys refused
+    # by name (the sorted or STORE key), never a pattern.
+    logged = _log_entries(acl_ports["redis"])
+    assert {e[0][b"object"] for e in logged} <= {b"klist", b"secret_1", b"kstr", b"kout"}
+    assert _log_entries(acl_ports["shardkv"]) == logged
+
+
+def test_sort_get_in_a_script_across_shards(acl_ports):
+    """A script whose keys are on several shards runs again over all of
+    them: its SORT is refused there the same way."""
+    calls = " ".join("redis.call('set', 'k%d', 1)" % i for i in range(8))
+    same(
+        acl_ports,
+        [
+            *SORT_SECRETS,
+            ("ACL", "SETUSER", "acltest", "on", "nopass", "+@all", "~k*"),
+            ("AUTH", "acltest", "x"),
+            ("EVAL", calls + " return redis.call('sort', 'klist', 'get', 'secret_*')", "0"),
+            ("EVAL", calls + " return redis.pcall('sort', 'klist', 'by', 'secret_*')", "0"),
+            ("EVAL", calls + " return redis.call('sort', 'klist', 'by', 'kw_*', 'get', '#')", "0"),
+        ],
+    )

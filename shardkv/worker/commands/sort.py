@@ -120,6 +120,13 @@ def _in_script(ks: Keyspace) -> bool:
 
 
 def sort_generic(ks: Keyspace, args: list[bytes], readonly: bool) -> object:
+    engine = ks.scripts
+    if engine is not None and engine.run is not None and engine.user is not None:
+        # A script of a limited user: its BY and GET patterns (the acceptor
+        # checks the client's own SORTs).
+        problem = engine.user.sort_denied("sort_ro" if readonly else "sort", args)
+        if problem is not None:
+            raise CommandError(problem)
     desc = alpha = dontsort = False
     limit_start, limit_count = 0, -1
     store: bytes | None = None
