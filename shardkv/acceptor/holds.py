@@ -316,9 +316,14 @@ class Holds:
         for shard in marked:
             undecided[shard] -= 1
         request = self.deferred
-        if request is not None and not any(undecided[s] for s in request.shards):
+        if request is not None and any(s in marked for s in request.shards):
+            # Tried at the first decision on its shards, not when none is
+            # undecided: single-shard steps keep counting operations there
+            # without waiting behind it, and under a stream of them (WATCHed
+            # EXECs on one shard) that count need never reach 0.  A try that
+            # finds a shard parked still is refused and falls back to the holds.
             self.deferred = None
-            self._try(request)
+            self._try(request, wait=False)
 
     # -- holding --------------------------------------------------------------
 
@@ -327,20 +332,22 @@ class Holds:
             self.current = request = self.queue.popleft()
             self._try(request)
 
-    def _try(self, request: Request) -> None:
+    def _try(self, request: Request, wait: bool = True) -> None:
         """Try every shard of the step at once (a ``T`` frame each); but
         not while one of them may be parked for an operation of this
         acceptor's not decided yet: the worker would refuse the try (a
         parked shard grants none, see :mod:`shardkv.worker.loop`), and the
         fallback would take the holds one shard after another, a round
         trip each, every one of them answered only after that decision
-        anyway.  So the request waits for the decisions (:meth:`decided`),
-        and its tries follow them on the pipes."""
-        undecided = self.undecided
-        for shard in request.shards:
-            if undecided[shard]:
-                self.deferred = request
-                return
+        anyway.  So the request waits for the first of those decisions
+        (:meth:`decided`), once (``wait`` False then), and its tries follow
+        it on the pipes."""
+        if wait:
+            undecided = self.undecided
+            for shard in request.shards:
+                if undecided[shard]:
+                    self.deferred = request
+                    return
         links = self.links
         request.trying = len(request.shards)
         for shard in request.shards:

@@ -128,3 +128,59 @@ def test_an_acceptor_killed_between_its_tries_and_its_releases_leaves_no_shard_h
             conn.close()
     finally:
         server.stop()
+
+
+def _command(*args: bytes) -> bytes:
+    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
+
+
+def test_an_mset_is_answered_while_one_shard_transactions_keep_coming():
+    """An MSET's step waits for the decisions of its acceptor's operations
+    on its shards before it tries them; WATCHed EXECs on one shard's key
+    are such operations, and a stream of them through the same acceptor
+    keeps one undecided there nearly all the time.  The MSET must still be
+    answered while the stream goes on, within a bounded number of them (it
+    was not, until the stream paused, when the step waited for no
+    operation to be undecided: tens of thousands of EXECs, or never)."""
+    server = start_shardkv(shards=2, acceptors=K)
+    hot = KEYS[0].encode()
+    batch = (
+        _command(b"WATCH", hot) + _command(b"MULTI") + _command(b"SET", hot, b"x") + _command(b"EXEC")
+    ) * 20
+    streaming = threading.Event()
+    streaming.set()
+    done = [0]  # transactions answered
+    loaders = [raw_on(server.port, 0)[0] for _ in range(16)]
+
+    def load(sock) -> None:
+        while streaming.is_set():
+            sock.sendall(batch)
+            got = b""
+            while got.count(b"*1\r\n") + got.count(b"*-1\r\n") < 20:
+                data = sock.recv(65536)
+                if not data:
+                    return
+                got += data
+            done[0] += 20
+
+    threads = [threading.Thread(target=load, args=(s,), daemon=True) for s in loaders]
+    try:
+        for t in threads:
+            t.start()
+        while done[0] < 2000:  # the stream is going
+            time.sleep(0.05)
+        sock, _ = raw_on(server.port, 0)
+        sock.settimeout(120)
+        before = done[0]
+        sock.sendall(_command(b"MSET", *[x for k in KEYS for x in (k.encode(), b"1")]))
+        assert sock.recv(100) == b"+OK\r\n"
+        during = done[0] - before
+        assert during < 10_000, f"{during} transactions went before the MSET's answer"
+        sock.close()
+    finally:
+        streaming.clear()
+        for t in threads:
+            t.join(30)
+        for s in loaders:
+            s.close()
+        server.stop()
