@@ -333,9 +333,18 @@ def test_lua_collector_steps_once_scripts_left_enough_garbage(shard):
         assert vm.lua.get_memory_used() - vm.gc_floor < scripting.GC_GROWTH + 50 * 1024
     assert 0 < len(steps) < 1000 // scripting.GC_PERIOD // 2
     steps.clear()
+    skipped = 0
     for _ in range(500):
+        before, taken = vm.lua.get_memory_used(), len(steps)
         run(shard, "EVALSHA", large, 0)
-    assert len(steps) == 500 // scripting.GC_PERIOD
+        if vm.runs == 0 and len(steps) == taken:
+            # A due step is skipped only when Lua's own collector (it runs
+            # when the heap doubles) ran within this very script and left
+            # less than GC_GROWTH to collect.
+            assert vm.lua.get_memory_used() < before
+            skipped += 1
+    assert len(steps) + skipped == 500 // scripting.GC_PERIOD
+    assert skipped <= 2
 
 
 def test_new_scripts_compile_while_calls_raise_through_lua(shard):
