@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from shardkv.acceptor.dispatch import HEADERS, PART_HEADERS, Dispatch, db_headers
 from shardkv.acceptor.replies import Pushed, Slot
-from shardkv.acceptor.shardlink import BUSY_LINKS
+from shardkv.acceptor.shardlink import BUSY_LINKS, MISCONF_LINKS
 from shardkv.acceptor.state import ClientState
 from shardkv.protocol import commands
 from shardkv.protocol.resp import ProtocolError, RequestParser, encode, encode_error
@@ -233,12 +233,14 @@ class Client(Dispatch, asyncio.Protocol):
         """Whether :meth:`_run` may send this client's single-key commands
         inline: nothing to intercept (MULTI, SUBSCRIBE, AUTH), a user that may
         run everything (no ACL check), no monitor
-        to show them to, no keys to remember (CLIENT TRACKING), and no
+        to show them to, no keys to remember (CLIENT TRACKING), no
         script past busy-reply-threshold anywhere (every command then gets
-        ``-BUSY``, see :meth:`Dispatch._execute`)."""
+        ``-BUSY``, see :meth:`Dispatch._execute`), and no shard that cannot
+        persist (every write then gets ``-MISCONF``)."""
         state = self.state
         return (
             not BUSY_LINKS
+            and not MISCONF_LINKS
             and state.multi is None
             and not state.channels
             and not state.patterns

@@ -241,15 +241,15 @@ class Dispatch:
 
     def _refused_by_disk_error(self, cmd: commands.Command) -> bool:
         """A shard cannot persist: as Redis's ``processCommand``, refuse
-        PING, and inside MULTI a write (the transaction then aborts) or an
-        EXEC whose queue holds one.  A write outside MULTI goes on to its
-        shard, which refuses it if that shard is the one that cannot write."""
+        PING, every write (inside MULTI the transaction then aborts), and an
+        EXEC whose queue holds one, whatever shard the write's keys are on:
+        Redis, one process, refuses them all.  Were a write to another shard
+        accepted, its client could see it acknowledged while INFO still says
+        ``err`` (a save that works ends on each shard at its own moment)."""
         if cmd.name == "ping":
             return True
         multi = self.state.multi
-        if multi is None:
-            return False
-        if cmd.name == "exec":
+        if multi is not None and cmd.name == "exec":
             return any(queued.is_write for queued, _ in multi)
         return cmd.is_write
 

@@ -158,6 +158,52 @@ def test_failed_bgsave_refuses_writes_until_a_save_works(small_disk, kind):
         server.stop()
 
 
+@pytest.mark.parametrize("kind", ["redis", "shardkv"])
+def test_a_failed_bgsave_refuses_every_write_not_only_its_shards(small_disk, kind):
+    """Redis refuses every write while its last background save failed.
+    Here only shard 1's data ({a}) is more than the disk holds, so only its
+    save fails: a write to a key of shard 0 ({b}) is refused all the same,
+    and once a save has worked, a write that is accepted means that INFO
+    says ``ok`` (shard 1's save, not only shard 0's, is done).  Before, the
+    write to shard 0 was accepted, so such a write could be acknowledged
+    while shard 1 still said ``err``."""
+    flags = ("--dir", str(small_disk), "--save", "3600 1")
+    server = start_redis(*flags) if kind == "redis" else start_shardkv(*flags, shards=2)
+    try:
+        c = redis.Redis(port=server.port)
+        pipe = c.pipeline(transaction=False)
+        for i in range(6000):  # 2.4 MB in memory, incompressible: more than the disk holds
+            pipe.set(f"{{a}}{i}", os.urandom(400))
+        pipe.execute()
+        c.bgsave()
+        deadline = time.monotonic() + 30
+        while (info := c.info("persistence"))["rdb_last_bgsave_status"] != "err" or info[
+            "rdb_bgsave_in_progress"
+        ]:
+            assert time.monotonic() < deadline, "the save did not fail"
+            time.sleep(0.1)
+        for key in ("{a}x", "{b}x"):
+            with pytest.raises(redis.ResponseError) as refused:
+                c.set(key, "1")
+            assert str(refused.value) == RDB_FAILED
+        assert c.strlen("{a}0") == 400
+        grow(small_disk)
+        c.config_set("rdb-key-save-delay", "100")  # shard 1's save: 6000 keys, 0.6 s at least
+        c.bgsave()
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                c.set("{b}x", "1")
+                break
+            except redis.ResponseError as e:
+                assert str(e) == RDB_FAILED
+                assert time.monotonic() < deadline, "writes never resumed"
+                time.sleep(0.02)
+        assert c.info("persistence")["rdb_last_bgsave_status"] == "ok"
+    finally:
+        server.stop()
+
+
 def _say(conn: redis.Connection, *args: str) -> object:
     """One command on a raw connection: its reply, or ("error", text)."""
     conn.send_command(*args)
