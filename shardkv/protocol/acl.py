@@ -31,7 +31,7 @@ from typing import Any
 from shardkv.protocol import command_docs, commands, errors
 from shardkv.protocol.args import LLONG_MAX, LLONG_MIN
 from shardkv.protocol.glob import glob_match
-from shardkv.protocol.key_specs import KEY_SPECS, keys_with_flags
+from shardkv.protocol.key_specs import keys_and_flags
 from shardkv.protocol.resp import strict_int
 
 # -- categories --------------------------------------------------------------
@@ -637,24 +637,7 @@ def _spec_flags(flags: str) -> int:
 
 def _keys_with_flags(cmd: commands.Command, name: str, args: list[bytes]) -> list[tuple[int, int]]:
     """The positions of a command's keys with the permissions each needs."""
-    specs = KEY_SPECS.get(name)
-    if specs is not None:
-        found = keys_with_flags(specs, args)
-        if found is not None:
-            return [(pos, _spec_flags(flags)) for pos, flags in found]
-    if not cmd.first_key and not cmd.numkeys_at and cmd.finder is None and not cmd.keyword:
-        return []
-    keys = cmd.keys(args)
-    needed = ALL_PERMISSIONS if cmd.is_write else READ
-    if name in _SORTS:  # sortGetKeys: the sorted key is read, STORE's written
-        needed = WRITE
-    out: list[tuple[int, int]] = []
-    start = 1
-    for key in keys:  # their positions, in order
-        while start < len(args) and args[start] is not key:
-            start += 1
-        out.append((start if start < len(args) else 1, needed if out or name not in _SORTS else READ))
-    return out
+    return [(pos, _spec_flags(flags)) for pos, flags in keys_and_flags(name, args, cmd.keys)]
 
 
 def denied_message(kind: int, cmd_name: str) -> str:

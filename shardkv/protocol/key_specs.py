@@ -2,7 +2,8 @@
 with them (COMMAND INFO's ``key_specifications``, COMMAND GETKEYSANDFLAGS).
 
 The table is data, copied from redis-server 7.0.15's COMMAND INFO of every
-command shardkv has (commands without keys have none).  Each spec is
+command shardkv has (commands without keys have none; subcommands, such as
+``object|encoding``, under their full names).  Each spec is
 ``(flags, begin_search, find_keys[, notes])``:
 
 * ``begin_search``: ``("index", pos)``, ``("keyword", word, startfrom)``
@@ -17,6 +18,7 @@ command's keys are (see :mod:`shardkv.protocol.commands`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from shardkv.protocol.args import strict_int
@@ -284,6 +286,20 @@ KEY_SPECS: dict[str, tuple[KeySpec, ...]] = {
     "evalsha_ro": (("RO access", ("index", 2), ("keynum", 0, 1, 1)),),
     "fcall": (("RW access update", ("index", 2), ("keynum", 0, 1, 1), _SCRIPT_RW),),
     "fcall_ro": (("RO access", ("index", 2), ("keynum", 0, 1, 1), _SCRIPT_RO),),
+    # Subcommands, by their full names (their containers have none).
+    **dict.fromkeys(
+        ("object|encoding", "object|freq", "object|idletime", "object|refcount", "memory|usage"),
+        (("RO", ("index", 2), ("range", 0, 1, 0)),),
+    ),
+    "xgroup|create": (("RW insert", ("index", 2), ("range", 0, 1, 0)),),
+    "xgroup|createconsumer": (("RW insert", ("index", 2), ("range", 0, 1, 0)),),
+    "xgroup|delconsumer": (("RW delete", ("index", 2), ("range", 0, 1, 0)),),
+    "xgroup|destroy": (("RW delete", ("index", 2), ("range", 0, 1, 0)),),
+    "xgroup|setid": (("RW update", ("index", 2), ("range", 0, 1, 0)),),
+    **dict.fromkeys(
+        ("xinfo|consumers", "xinfo|groups", "xinfo|stream"),
+        (("RO access", ("index", 2), ("range", 0, 1, 0)),),
+    ),
 }
 
 
@@ -328,10 +344,11 @@ def keys_with_flags(specs: tuple[KeySpec, ...], args: list[bytes]) -> list[tuple
             first = begin[1]
         elif begin[0] == "keyword":
             word, start = begin[1].encode().lower(), begin[2]
+            # (as Redis's loop: not the last argument searching forward, nor the first backward)
             if start > 0:
-                positions = range(start, argc)
+                positions = range(start, argc - 1)
             else:
-                positions = range(argc + start, 0, -1)
+                positions = range(argc + start, 1, -1)
             first = next((i + 1 for i in positions if 1 <= i < argc and args[i].lower() == word), 0)
             if not first:
                 continue  # the keyword is not there: no keys from this spec
@@ -362,3 +379,88 @@ def keys_with_flags(specs: tuple[KeySpec, ...], args: list[bytes]) -> list[tuple
         if "incomplete" in flags.split():
             return None
     return found
+
+
+# Commands with a key spec whose flags vary with the arguments (SET's GET,
+# BITFIELD's operations): Redis asks their key finder instead.
+_VARIABLE = frozenset(
+    name for name, specs in KEY_SPECS.items() if any("variable_flags" in spec[0].split() for spec in specs)
+)
+
+# The commands that Redis 7.0 also finds the keys of with a function of
+# their own (``getkeys_proc``), used when their specs cannot say where the
+# keys are (unknown, incomplete, out of range) or their flags vary, and the
+# flags that function gives every key.  Those whose specs are complete
+# (``genericGetKeys``, ``georadiusGetKeys``, ``xreadGetKeys``) give none: a
+# key they find needs only a pattern that matches it.  SET, BITFIELD and
+# SORT: see :func:`finder_flags`.
+_FINDER_FLAGS = {
+    "sort_ro": "RO access",  # sortROGetKeys
+    "migrate": "RW access delete",  # migrateGetKeys
+    **dict.fromkeys(
+        (
+            "georadius georadiusbymember xread xreadgroup eval evalsha eval_ro evalsha_ro fcall "
+            "fcall_ro sintercard zdiff zdiffstore zinter zintercard zinterstore zunion zunionstore "
+            "lmpop blmpop zmpop bzmpop"
+        ).split(),
+        "",
+    ),
+}
+FINDERS = frozenset(_FINDER_FLAGS) | {"set", "bitfield", "sort"}
+
+
+def _cstring(arg: bytes) -> bytes:
+    """What C's string functions see of an argument: up to its first NUL."""
+    nul = arg.find(b"\0")
+    return arg if nul < 0 else arg[:nul]
+
+
+def finder_flags(name: str, args: list[bytes], j: int) -> str:
+    """The flags Redis's key finder of the command ``name`` (one of
+    :data:`FINDERS`) gives the ``j``-th key it finds in ``args``."""
+    if name == "set":  # setGetKeys: GET reads the old value too
+        get = any(_cstring(a).lower() == b"get" for a in args[3:])
+        return "RW access update" if get else "OW update"
+    if name == "bitfield":  # bitfieldGetKeys: read-only while only GETs and OVERFLOWs
+        i = 2
+        while i < len(args):
+            op, left = _cstring(args[i]).lower(), len(args) - i - 1
+            if op == b"get" and left >= 2:
+                i += 3
+            elif op == b"overflow" and left >= 1:
+                i += 2
+            else:
+                return "RW access update"
+        return "RO access"
+    if name == "sort":  # sortGetKeys: the sorted key, then STORE's
+        return "RO access" if j == 0 else "OW update"
+    return _FINDER_FLAGS[name]
+
+
+def keys_and_flags(
+    name: str, args: list[bytes], finder: Callable[[list[bytes]], list[bytes]]
+) -> list[tuple[int, str]]:
+    """The keys of the command ``args`` (``name``: its full name, such as
+    ``object|encoding``) as (position, flags), as Redis's
+    ``getKeysFromCommandWithSpecs`` finds them for the ACL checks: from
+    the key specs, unless their flags vary with the arguments or they
+    cannot say; then from the command's own key finder (``finder``, the
+    command table's, which finds what Redis's does), with its flags; a
+    command with neither has none."""
+    specs = KEY_SPECS.get(name)
+    if specs and name not in _VARIABLE:
+        found = keys_with_flags(specs, args)
+        if found is not None:
+            return found
+    if name not in FINDERS:
+        return []
+    out: list[tuple[int, str]] = []
+    pos = 1
+    for key in finder(args):  # their positions, in order
+        while pos < len(args) and args[pos] is not key:
+            pos += 1
+        if pos >= len(args):
+            break
+        out.append((pos, finder_flags(name, args, len(out))))
+        pos += 1
+    return out

@@ -444,6 +444,93 @@ def test_noperm_of_channels(acl_ports):
     )
 
 
+# Read-only and write-only key patterns, for the permissions each key needs.
+SPLIT_KEYS = ("ACL", "SETUSER", "acltest", "on", ">pw", "+@all", "%R~r*", "%W~w*", "&ch*")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        # setGetKeys: SET writes only (OW UPDATE), unless GET reads too
+        ("SET", "w1", "v"),
+        ("SET", "w1", "v", "EX", "10"),
+        ("SET", "w1", "v", "get"),
+        ("SET", "w1", "v", "EX", "10", "GET"),
+        ("SET", "r1", "v"),
+        ("SET", "r1", "v", "GET"),
+        # bitfieldGetKeys: read-only while only GETs and OVERFLOWs
+        ("BITFIELD", "r1", "GET", "u8", "0"),
+        ("BITFIELD", "r1", "GET", "u8", "0", "OVERFLOW", "SAT", "get", "i4", "4"),
+        ("BITFIELD", "r1"),
+        ("BITFIELD", "r1", "GET", "u8"),
+        ("BITFIELD", "r1", "SET", "u8", "0", "1"),
+        ("BITFIELD", "w1", "SET", "u8", "0", "1"),
+        ("BITFIELD", "w1", "INCRBY", "u8", "0", "1"),
+        ("BITFIELD", "w1", "GET", "u8", "0"),
+        ("BITFIELD_RO", "r1", "GET", "u8", "0"),
+        ("ACL", "DRYRUN", "acltest", "SET", "w1", "v"),
+        ("ACL", "DRYRUN", "acltest", "BITFIELD", "r1", "GET", "u8", "0"),
+        # a STORE as the last argument is no keyword of the key spec
+        ("GEORADIUS", "r1", "0", "0", "1", "m", "STORE"),
+        ("GEORADIUS", "r1", "0", "0", "1", "m", "STORE", "w1"),
+        ("GEORADIUS", "r1", "0", "0", "1", "m", "STORE", "r2"),
+        # a numkeys string2ll refuses: evalGetKeys's atoi finds keys with no flags
+        ("EVAL", "return 1", "+1", "r1"),
+        ("EVAL", "return 1", "+1", "w1"),
+        ("EVAL", "return 1", "+1", "x1"),
+        ("EVAL", "return 1", "1", "r1"),
+        ("ZUNION", "2", "r1"),
+        # subcommands: OBJECT and MEMORY USAGE name a key (RO), XINFO reads
+        # one (RO ACCESS), XGROUP writes one (RW INSERT/DELETE/UPDATE)
+        ("OBJECT", "ENCODING", "w1"),
+        ("OBJECT", "FREQ", "w1"),
+        ("OBJECT", "IDLETIME", "r1"),
+        ("OBJECT", "REFCOUNT", "w1"),
+        ("OBJECT", "ENCODING", "x1"),
+        ("MEMORY", "USAGE", "w2"),  # (a missing key: the sizes differ)
+        ("MEMORY", "USAGE", "x1"),
+        ("XINFO", "STREAM", "r1"),
+        ("XINFO", "GROUPS", "r1"),
+        ("XINFO", "CONSUMERS", "r1", "g"),
+        ("XINFO", "STREAM", "w1"),
+        ("XGROUP", "CREATE", "w1", "g", "$", "MKSTREAM"),
+        ("XGROUP", "CREATE", "r1", "g", "$", "MKSTREAM"),
+        ("XGROUP", "CREATECONSUMER", "w1", "g", "c"),
+        ("XGROUP", "DELCONSUMER", "w1", "g", "c"),
+        ("XGROUP", "SETID", "w1", "g", "$"),
+        ("XGROUP", "DESTROY", "w1", "g"),
+        ("XGROUP", "DESTROY", "r1", "g"),
+        ("ACL", "DRYRUN", "acltest", "OBJECT", "ENCODING", "w1"),
+        ("ACL", "DRYRUN", "acltest", "XINFO", "STREAM", "w1"),
+    ],
+    ids=lambda c: " ".join(c),
+)
+def test_the_permissions_each_key_needs(acl_ports, command):
+    """Redis takes a key's flags from the command's key specs, or from its
+    own key finder where their flags vary with the arguments (SET's GET,
+    BITFIELD's operations) or they cannot say where the keys are; a key
+    with no ACCESS, INSERT, DELETE or UPDATE flag needs only a pattern
+    that matches it."""
+    setup = [("XADD", "w1", "1-1", "f", "v"), ("XGROUP", "CREATE", "w1", "g", "0")]
+    same(acl_ports, [SPLIT_KEYS, *setup, ("AUTH", "acltest", "pw"), command, ("ACL", "LOG", "RESET")])
+
+
+def test_the_permissions_each_key_needs_in_scripts(acl_ports):
+    same(
+        acl_ports,
+        [
+            SPLIT_KEYS,
+            ("AUTH", "acltest", "pw"),
+            ("EVAL", "return redis.pcall('set', 'w1', 'v')", "0"),
+            ("EVAL", "return redis.pcall('set', 'w1', 'v', 'GET')", "0"),
+            ("EVAL", "return redis.pcall('bitfield', 'r1', 'GET', 'u8', '0')", "0"),
+            ("EVAL", "return redis.pcall('bitfield', 'r1', 'SET', 'u8', '0', '1')", "0"),
+            ("EVAL", "return redis.pcall('object', 'encoding', 'w1')", "0"),
+            ("EVAL", "return redis.pcall('xinfo', 'stream', 'w1')", "0"),
+        ],
+    )
+
+
 def test_noperm_inside_multi(acl_ports):
     same(
         acl_ports,

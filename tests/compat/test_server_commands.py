@@ -290,6 +290,20 @@ def test_subcommand_flags_match_redis(ports, container):
     ours.close()
 
 
+@pytest.mark.parametrize("container", ["object", "memory", "xgroup", "xinfo"])
+def test_subcommand_keys_match_redis(ports, container):
+    """Each subcommand's key positions and key specs, as COMMAND INFO
+    reports them in its subcommands element (OBJECT ENCODING's key...)."""
+    rows = {}
+    for name in ("redis", "shardkv"):
+        client = plain(ports[name], 2)
+        rows[name] = {
+            sub[0]: sub[3:6] + sub[8:9] for sub in client.execute_command("COMMAND", "INFO", container)[0][9]
+        }
+        client.close()
+    assert rows["shardkv"] == rows["redis"]
+
+
 def test_command_subcommands(compare_plain):
     compare = compare_plain
     compare("COMMAND", "INFO", "get", "nosuch")
@@ -445,6 +459,12 @@ def test_command_getkeysandflags(compare_plain):
         ["get"],
         ["nosuch", "a"],
         ["zunionstore", "d", "x", "a"],
+        ["georadius", "g", "1", "2", "3", "km", "store"],  # (a last STORE is no keyword)
+        ["object", "encoding", "k"],  # subcommands: their own key specs
+        ["memory", "usage", "k"],
+        ["xinfo", "stream", "s"],
+        ["xgroup", "create", "s", "g", "$"],
+        ["xgroup", "destroy", "s", "g"],
     ):
         compare_plain("COMMAND", "GETKEYSANDFLAGS", *args)
 

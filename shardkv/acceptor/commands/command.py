@@ -54,18 +54,27 @@ def _key_specs(cmd: commands.Command) -> list:
 def _subcommand_info(cmd: commands.Command, sub) -> list:
     """COMMAND INFO's row of one subcommand (``client|list``)."""
     # (flags, categories, tips, key specs and subcommands are RESP3 sets, as Redis's)
+    specs = key_specs.KEY_SPECS.get(sub.name, ())
     return [
         sub.name.encode(),
         sub.arity,
         OrderedSet(f for f in sub.flags if f not in _UNLISTED_FLAGS),
-        0,
-        0,
-        0,
+        *_legacy_range(specs),
         OrderedSet(_acl_categories(cmd, sub.flags, sub.name)),
         OrderedSet(tip.encode() for tip in _SUBCOMMAND_TIPS.get(sub.name, ())),  # (bulk strings, as Redis's)
-        OrderedSet(),
+        OrderedSet(key_specs.reply(spec) for spec in specs),
         OrderedSet(),
     ]
+
+
+def _legacy_range(specs: tuple) -> tuple[int, int, int]:
+    """The first key, last key and step Redis derives from a subcommand's
+    key specs (``populateCommandLegacyRangeSpec``), for the one shape
+    subcommands have: one key at a fixed index."""
+    if len(specs) == 1 and specs[0][1][0] == "index" and specs[0][2][:2] == ("range", 0):
+        first = specs[0][1][1]
+        return first, first, 1
+    return 0, 0, 0
 
 
 _ALL_NODES = ["request_policy:all_nodes", "response_policy:all_succeeded"]
@@ -186,36 +195,15 @@ def _getkeys_and_flags(args: list) -> list[tuple[bytes, str]]:
     their flags vary with the arguments or a spec cannot say where its keys
     are; then from what the command's own key finder says."""
     keys = _getkeys(args)  # GETKEYS's errors first
-    name = args[0].decode("latin-1").lower()
+    cmd = commands.lookup(args[0])
+    assert cmd is not None  # (_getkeys refuses an unknown one)
+    name = acl.full_name(cmd, args)  # object|encoding: subcommands have their own specs
+    found = key_specs.keys_and_flags(name, args, cmd.keys)  # what the ACL checks read too
+    if found:
+        return [(args[i], flags) for i, flags in found]
     specs = key_specs.KEY_SPECS.get(name, ())
-    if specs and not any("variable_flags" in spec[0] for spec in specs):
-        found = key_specs.keys_with_flags(specs, args)
-        if found is not None:
-            return [(args[i], flags) for i, flags in found]
     default = specs[0][0] if specs else "RW access update"
-    return [(key, _finder_flags(name, args, j, default)) for j, key in enumerate(keys)]
-
-
-def _finder_flags(name: str, args: list, j: int, default: str) -> str:
-    """The flags Redis's key finder (``setGetKeys``, ``bitfieldGetKeys``,
-    ``sortGetKeys``...) gives the ``j``-th key of the command ``args``."""
-    if name == "set":
-        get = any(a.lower() == b"get" for a in args[3:])
-        return "RW access update" if get else "OW update"
-    if name == "bitfield":
-        i = 2
-        while i < len(args):  # read-only while only GETs and OVERFLOWs
-            op, left = args[i].lower(), len(args) - i - 1
-            if op == b"get" and left >= 2:
-                i += 3
-            elif op == b"overflow" and left >= 1:
-                i += 2
-            else:
-                return "RW access update"
-        return "RO access"
-    if name == "sort":
-        return "RO access" if j == 0 else "OW update"  # the sorted key, then STORE's
-    return default  # SORT_RO's one key: its first spec's
+    return [(key, default) for key in keys]
 
 
 @guard
