@@ -123,10 +123,7 @@ ACL_SCRIPT_COMMAND = "The user executing the script can't run this command or su
 ACL_SCRIPT_KEY = (
     "The user executing the script can't access at least one of the keys mentioned in the command arguments"
 )
-ACL_SCRIPT_CHANNEL = (
-    "The user executing the script can't access at least one of the channels mentioned in the command "
-    "arguments"
-)
+ACL_SCRIPT_CHANNEL = "The user executing the script can't publish to the channel mentioned in the command"
 ACL_SETUSER = "ERR Error in ACL SETUSER modifier '%s': %s"
 ACL_UNKNOWN_COMMAND = "Unknown command or category name in ACL"
 ACL_SYNTAX = "Syntax error"

@@ -531,6 +531,33 @@ def test_the_permissions_each_key_needs_in_scripts(acl_ports):
     )
 
 
+@pytest.mark.parametrize("call", ["call", "pcall"])
+def test_a_scripts_publish_to_a_refused_channel(acl_ports, call):
+    """scriptVerifyACL's text for a channel (getAclErrorMessage) is about
+    publishing, unlike the NOPERM of a client's own PUBLISH."""
+    publish = f"redis.{call}('publish', 'x', 'm')"
+    library = (
+        f"#!lua name=acltestpub\nredis.register_function('acltest_pub', function() return {publish} end)"
+    )
+    try:
+        same(
+            acl_ports,
+            [
+                SPLIT_KEYS,
+                ("FUNCTION", "LOAD", "REPLACE", library),
+                ("AUTH", "acltest", "pw"),
+                ("EVAL", f"return redis.{call}('publish', 'ch1', 'm')", "0"),
+                ("EVAL", f"return {publish}", "0"),
+                ("FCALL", "acltest_pub", "0"),
+                ("PUBLISH", "x", "m"),
+            ],
+        )
+    finally:
+        for port in acl_ports.values():
+            with RespClient(port) as c:
+                c.call("FUNCTION", "DELETE", "acltestpub")
+
+
 def test_noperm_inside_multi(acl_ports):
     same(
         acl_ports,
