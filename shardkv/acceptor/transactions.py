@@ -47,6 +47,7 @@ from shardkv.acceptor.client import Client
 from shardkv.acceptor.crossshard import AtomicOp
 from shardkv.acceptor.dispatch import db_headers
 from shardkv.acceptor.replies import Slot
+from shardkv.acceptor.users import UsersInExec
 from shardkv.protocol import acl, bus, errors
 from shardkv.protocol.commands import Command, other_db_keys
 from shardkv.protocol.resp import encode_command, encode_error
@@ -306,12 +307,15 @@ def exec_(client: Client, args: list[bytes]) -> None:
         return
     denied = None
     user = client.state.user
-    if not user.unlimited:
-        # ACL rules may have changed since the commands were queued: Redis
-        # checks them again, and answers an error for each refused one.
+    if not user.unlimited or any(cmd.name in UsersInExec.COMMANDS for cmd, _ in queued):
+        # ACL rules may have changed since the commands were queued, or
+        # change in the transaction: Redis checks each command again just
+        # before it runs, and answers an error for each refused one.
         denied = {}
         allowed = []
+        later = UsersInExec(client.server.users, user)
         for i, (cmd, queued_args) in enumerate(queued):
+            user = later.user
             kind, pos = user.check(cmd, queued_args)
             problem = None if kind else user.sort_denied(cmd.name, queued_args)
             if problem is not None:  # SORT's own error (its BY or GET patterns)
@@ -326,6 +330,7 @@ def exec_(client: Client, args: list[bytes]) -> None:
                 )
             else:
                 allowed.append((cmd, queued_args))
+                later.ran(cmd.name, queued_args)
         queued = allowed
     reply = Exec(len(queued) + len(denied or ()), denied)
     if any(_is_unblock(cmd, args) for cmd, args in queued):

@@ -103,9 +103,13 @@ class Users:
 
     def _changed(self, name: bytes, rules: list[bytes]) -> acl.User | str:
         """User ``name`` (a copy) with ``rules`` applied, or the error."""
+        return self.changed_from(self.by_name.get(name), name, rules)
+
+    def changed_from(self, current: acl.User | None, name: bytes, rules: list[bytes]) -> acl.User | str:
+        """User ``name``, now ``current`` (None: none yet), with ``rules``
+        applied to a copy, or the error."""
         if any(c in b" \t\n\v\f\r\0" for c in name):
             return errors.ACL_USERNAME_SPACES
-        current = self.by_name.get(name)
         pubsub_default = self.pubsub_default()
         temp = current.copy() if current is not None else acl.User(name, allchannels=pubsub_default)
         merged = _merge_selectors(rules)
@@ -163,6 +167,77 @@ class Users:
                 self.by_name[name].assign(user)
             else:
                 self.by_name[name] = user
+
+
+class UsersInExec:
+    """The user EXEC checks each queued command against, in order.
+
+    Redis checks each command of a transaction just before it runs it, so
+    an ACL SETUSER or DELUSER of the client's user, an AUTH or a HELLO
+    AUTH queued before a command changes what it may do.  shardkv checks
+    them all before any runs (the commands on shards run together, and
+    with several acceptors an ACL change reaches the users only once the
+    bus brought it back), so this follows what each allowed command will
+    have done to the users by then (:meth:`ran`), on copies: ``user`` is
+    the one to check the next command against."""
+
+    __slots__ = ("users", "user", "changed")
+
+    # The commands that may change the user of the commands after them.
+    COMMANDS = frozenset({"acl", "auth", "hello"})
+
+    def __init__(self, users: Users, user: acl.User) -> None:
+        self.users = users
+        self.user = user
+        self.changed: dict[bytes, acl.User | None] = {}  # by name; None: deleted
+
+    def _get(self, name: bytes) -> acl.User | None:
+        return self.changed[name] if name in self.changed else self.users.by_name.get(name)
+
+    def ran(self, name: str, args: list[bytes]) -> None:
+        """The allowed command ``args`` (called ``name``) runs next."""
+        if name == "acl" and len(args) > 2:
+            sub = args[1].lower()
+            if sub == b"setuser":
+                user = self.users.changed_from(self._get(args[2]), args[2], args[3:])
+                if not isinstance(user, str):
+                    self.changed[args[2]] = user
+                    if args[2] == self.user.name:
+                        self.user = user
+            elif sub == b"deluser" and b"default" not in args[2:]:
+                if self.user.name in args[2:]:  # Redis's ACLFreeUserAndKillClients
+                    self.user = self._get(b"default") or self.users.default
+                self.changed.update(dict.fromkeys(args[2:]))
+        elif name == "auth" and len(args) <= 3:
+            self._auth(b"default" if len(args) == 2 else args[1], args[-1])
+        elif name == "hello":
+            auth = _hello_auth(args)
+            if auth is not None:
+                self._auth(*auth)
+
+    def _auth(self, name: bytes, password: bytes) -> None:
+        user = self._get(name)
+        if user is not None and user.password_ok(password):
+            self.user = user
+
+
+def _hello_auth(args: list[bytes]) -> tuple[bytes, bytes] | None:
+    """The user and password HELLO ``args`` authenticates with, if its
+    protocol version and options are right and it has an AUTH option."""
+    if len(args) < 2 or strict_int(args[1]) not in (2, 3):
+        return None
+    auth = None
+    j = 2
+    while j < len(args):
+        opt, more = args[j].upper(), len(args) - j - 1
+        if opt == b"AUTH" and more >= 2:
+            auth = (args[j + 1], args[j + 2])
+            j += 3
+        elif opt == b"SETNAME" and more >= 1:
+            j += 2
+        else:
+            return None
+    return auth
 
 
 def _add_entry(log: list[list], entry: list) -> None:
@@ -394,7 +469,7 @@ def _in_one_order(client: Client, sub: bytes, args: list[bytes]) -> None:
     (``<pass`` of a password it lost meanwhile) was refused there, and
     then by every acceptor alike; DELUSER's count of users deleted.  The
     client's later commands wait for it (not inside EXEC, whose later
-    commands see the users as they were)."""
+    commands are checked as :class:`UsersInExec` follows the change)."""
     server = client.server
     server_bus = server.bus
     assert server_bus is not None
