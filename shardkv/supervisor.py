@@ -36,7 +36,10 @@ Then it waits on its children:
 * with K > 1 it relays the bus between acceptors (:mod:`shardkv.protocol.bus`):
   a question of one acceptor goes to the others, and their answers come
   back to it once all have answered, or one died, or after
-  ``bus.ANSWER_WITHIN`` seconds; a message goes to the others;
+  ``bus.ANSWER_WITHIN`` seconds; a message goes to the others.  A CONFIG
+  SET's ``sync`` question waits for every live acceptor: one that has not
+  answered in ``bus.SYNC_WITHIN`` seconds is stuck, and is killed (and
+  restarted with the new settings), so that an OK always means applied;
 * if the supervisor itself dies, even by SIGKILL, the kernel sends the
   acceptors and every worker SIGTERM (:mod:`shardkv.runtime.parentdeath`):
   none of them outlives it, and the port is freed;
@@ -97,7 +100,8 @@ class Supervisor:
         self.controls: list[socket.socket | None] = [None] * k  # to each acceptor
         self.readers = [bus.ControlReader() for _ in range(k)]
         # The bus (K > 1): questions of one acceptor to the others, waiting
-        # for answers: (asker, its id) -> [acceptors still to answer, answers, deadline].
+        # for answers: (asker, its id) -> [acceptors still to answer, answers,
+        # deadline, whether it is a CONFIG SET's sync].
         self.questions: dict[tuple[int, int], list] = {}
         # maxclients across the acceptors (K > 1): each one's clients, shared.
         self.client_counts = ClientCounts(k) if k > 1 else None
@@ -305,13 +309,14 @@ class Supervisor:
             for other in range(self.nacceptors):
                 if (other != a or everyone) and self._send_bus(other, [bus.ASK, a, qid, *rest]):
                     waiting.add(other)
-            question: list[Any] = [waiting, [], time.monotonic() + bus.ANSWER_WITHIN]
-            if rest and rest[0] == bus.SYNC:
-                # CONFIG SET answers once every acceptor has applied it, as
-                # Redis's is applied when it answers OK: no deadline for a
-                # slow one.  One that dies stops the wait (_forget_acceptor);
-                # it is restarted with the new config (self.cfg has it).
-                question[2] = math.inf
+            sync = bool(rest) and rest[0] == bus.SYNC
+            # CONFIG SET (sync) answers once every acceptor has applied it,
+            # as Redis's is applied when it answers OK: a slow one is waited
+            # for, up to bus.SYNC_WITHIN (then _overdue kills it).  One that
+            # dies stops the wait (_forget_acceptor); it is restarted with
+            # the new config (self.cfg has it).
+            within = bus.SYNC_WITHIN if sync else bus.ANSWER_WITHIN
+            question: list[Any] = [waiting, [], time.monotonic() + within, sync]
             self.questions[(a, qid)] = question
             if not waiting:
                 self._answer(a, qid)
@@ -347,8 +352,31 @@ class Supervisor:
     def _overdue(self) -> None:
         now = time.monotonic()
         for key, question in list(self.questions.items()):
-            if question[2] <= now:
+            if question[2] > now:
+                continue
+            if question[3]:
+                self._kill_stuck(question)
+            else:
                 self._answer(*key)
+
+    def _kill_stuck(self, question: list) -> None:
+        """A CONFIG SET's ``sync`` question is overdue: the acceptors that
+        have not answered are stuck (stopped, or in a loop), and an OK now
+        would claim a setting they have not applied.  Kill them: each one's
+        death ends the wait for it (_forget_acceptor), and it is started
+        again with the new settings (_acceptor_died)."""
+        question[2] = math.inf  # the deaths answer it
+        for a in question[0]:
+            proc = self.acceptors[a]
+            if proc is None or proc.pid is None:
+                continue
+            log.warning(
+                "acceptor %d pid=%d has not applied a CONFIG SET in %g s; killing it (it restarts with the new settings)",
+                a,
+                proc.pid,
+                bus.SYNC_WITHIN,
+            )
+            proc.kill()  # SIGKILL: a stopped process dies of it too
 
     # -- running ------------------------------------------------------------------
 

@@ -6,8 +6,11 @@ As Redis 7's ``updatePort``: the new port is listened on and the old one
 closed; a port another process listens on fails the whole CONFIG SET with
 Redis's error (unit/introspection "CONFIG SET rollback on apply error"),
 every parameter keeps its value, and the server stays on its port.  Both
-at one acceptor and at two, where each acceptor must move.  And a CONFIG
-SET at two acceptors answers once both applied it, not after a deadline.
+at one acceptor and at two, where each acceptor must move.
+
+And a CONFIG SET at two acceptors answers once both applied it, not after
+the bus's deadline; one stuck past its own, long deadline is killed and
+restarted with the setting, then the CONFIG SET answers.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import socket
 import threading
 import time
 
+import psutil
 import pytest
 import redis
 
@@ -131,4 +135,54 @@ def test_config_set_waits_for_a_slow_acceptor_and_not_for_a_dead_one(two):
         assert time.monotonic() < deadline, "acceptor 1 was not restarted"
         time.sleep(0.05)
     assert connect_to(two.port, 1).config_get("slowlog-max-len") == {"slowlog-max-len": "78"}
+    conn.close()
+
+
+def _gone(pid: int) -> bool:
+    """Whether process ``pid`` is dead (a zombie not reaped yet counts)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _restarted(server, index: int, old: int) -> int:
+    """The pid of acceptor ``index`` once it is not ``old`` any more."""
+    deadline = time.monotonic() + 60
+    while (pid := acceptor_pids(server).get(index, old)) == old:
+        assert time.monotonic() < deadline, f"acceptor {index} was not restarted"
+        time.sleep(0.02)
+    return pid
+
+
+SYNC_WITHIN = 3  # seconds, for this test only (the server's own is bus.SYNC_WITHIN)
+
+
+@pytest.fixture
+def two_quick():
+    """Two acceptors, with a short deadline for a CONFIG SET's wait."""
+    proc = start_shardkv(shards=2, acceptors=2, env=dict(os.environ, SHARDKV_SYNC_WITHIN=str(SYNC_WITHIN)))
+    yield proc
+    proc.stop()
+
+
+def test_a_stuck_acceptor_is_killed_and_restarted_with_the_setting(two_quick):
+    """An acceptor that is alive but stuck (stopped here) does not hold a
+    CONFIG SET forever: past the deadline the supervisor kills it and starts
+    it again with the new setting, and only then does the CONFIG SET answer
+    OK (every live acceptor has it)."""
+    pids = acceptor_pids(two_quick)
+    conn = connect_to(two_quick.port, 0)
+    os.kill(pids[1], signal.SIGSTOP)
+    try:
+        thread, replies = _config_set_in_thread(conn, "slowlog-max-len", "79")
+        thread.join(60)
+        assert replies == ["OK"]
+        assert _gone(pids[1])  # killed before the OK
+    finally:
+        if not _gone(pids[1]):
+            os.kill(pids[1], signal.SIGCONT)
+    _restarted(two_quick, 1, pids[1])
+    assert connect_to(two_quick.port, 1).config_get("slowlog-max-len") == {"slowlog-max-len": "79"}
+    assert acceptor_pids(two_quick)[0] == pids[0]  # the other was left alone
     conn.close()
