@@ -578,4 +578,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"shardkv: {e}", file=sys.stderr)
         return 2
     setup_logging(cfg)
+    if not cfg["port"]:
+        # Redis exits so when it has no TCP port, no TLS port and no unix
+        # socket; shardkv listens on no unix socket (it has no effect here).
+        log.warning("Configured to not listen anywhere, exiting.")
+        return 1
     return Supervisor(cfg).run()

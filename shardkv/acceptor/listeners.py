@@ -1,25 +1,52 @@
-"""CONFIG SET port: every acceptor listens on the new port instead.
+"""The acceptor's TCP listeners: at start-up, and on CONFIG SET port.
 
-As Redis's ``updatePort`` (``changeListenPort``), the new sockets are bound
-before the old ones close, and a port that cannot be bound (another
-process listens there) makes the whole CONFIG SET fail with Redis's
-error, changing nothing: the acceptor that runs the CONFIG SET binds the
-new port (:func:`bind_for_set`) before it applies any parameter.  Then the
-``on_config`` hook (:func:`on_config`) serves the new sockets and closes
-the old listeners, here and, through the supervisor's ``config`` line, in
-every other acceptor, which binds the port itself (with ``SO_REUSEPORT``,
-as at start; the supervisor starts a restarted acceptor on the new port).
-Port 0 stops listening on TCP, as in Redis.
+At start-up (:func:`start`) the acceptor listens on ``port`` at every
+``bind`` address, or stops, and with it shardkv, with Redis's warning
+(exit status ``EXIT_CANNOT_LISTEN``), as Redis stops when its port is
+taken.  Port 0 listens on no TCP port, as in Redis (the supervisor refuses
+to start on port 0 at all, as Redis does with no unix socket; an acceptor
+meets it only when restarted after a ``CONFIG SET port 0``).
+
+CONFIG SET port, as Redis's ``updatePort`` (``changeListenPort``): the new
+sockets are bound before the old ones close, and a port that cannot be
+bound (another process listens there) makes the whole CONFIG SET fail with
+Redis's error, changing nothing: the acceptor that runs the CONFIG SET
+binds the new port (:func:`bind_for_set`) before it applies any parameter.
+Then the ``on_config`` hook (:func:`on_config`) serves the new sockets and
+closes the old listeners, here and, through the supervisor's ``config``
+line, in every other acceptor, which binds the port itself (with
+``SO_REUSEPORT``, as at start; the supervisor starts a restarted acceptor
+on the new port).  Port 0 stops listening on TCP, as in Redis.
+
+With several acceptors each binds with ``SO_REUSEPORT``, which would also
+let it share a port with another process that binds with it (a second
+shardkv with several acceptors): so, at start-up and on CONFIG SET alike,
+every socket listening on the port must be one of its own supervisor's
+acceptors' (:func:`_strangers_on_port`), or the port counts as taken.
+
+Which port the listeners are for is ``server.listen_port``, set in the
+same step as they are bound (``None`` until start-up binds): a CONFIG SET
+that reaches an acceptor still starting only updates its config, which
+start-up then reads; one that reaches it after is a move, never a second
+listener.  A move made while a listener is still being handed to asyncio
+(:func:`_serve`, which awaits) closes that listener when it is ready.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import socket
-from typing import TYPE_CHECKING
+import sys
+import time
+from typing import TYPE_CHECKING, NoReturn
+
+import psutil
 
 from shardkv.protocol import errors
 from shardkv.protocol.errors import CommandError
+from shardkv.runtime.exitcodes import EXIT_CANNOT_LISTEN
 
 if TYPE_CHECKING:
     from shardkv.acceptor.server import Acceptor
@@ -29,36 +56,57 @@ log = logging.getLogger("shardkv.acceptor")
 BACKLOG = 511
 
 
-def listening_port(server: Acceptor) -> int:
-    """The port this acceptor listens on now (0: none), as its sockets say
-    (its config may hold a CONFIG SET's new port already)."""
-    for listener in server.servers:
-        for sock in getattr(listener, "sockets", ()):  # an asyncio.Server's
-            return sock.getsockname()[1]
-    return 0
+def start(server: Acceptor) -> None:
+    """Start-up: listen on the configured port (none for port 0), or stop
+    this acceptor with Redis's warning if a ``bind`` address cannot be had."""
+    port = server.config["port"]
+    made: list[socket.socket] = []
+    for host in server.config["bind"].split() if port else ():
+        try:
+            made += _bind_host(server, host, port)
+        except OSError as e:
+            _cannot_listen(host, port, os.strerror(e.errno) if e.errno else str(e))
+        if server.nacceptors > 1 and _strangers_on_port(host, port, os.getppid()):
+            _cannot_listen(host, port, "Address already in use")
+    _listen_on(server, port, made)
 
 
 def bind(server: Acceptor, port: int) -> list[socket.socket]:
     """Listening sockets on ``port`` at every ``bind`` address (none for
-    port 0); raises OSError, with none left open, if one cannot be bound."""
+    port 0); raises OSError, with none left open, if one cannot be bound,
+    or (several acceptors) if another process listens there too."""
     made: list[socket.socket] = []
     if not port:
         return made
     try:
         for host in server.config["bind"].split():
-            for family, kind, proto, _, addr in socket.getaddrinfo(
-                host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-            ):
-                sock = socket.socket(family, kind, proto)
-                made.append(sock)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                if server.nacceptors > 1:
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-                if family == socket.AF_INET6:
-                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                sock.bind(addr)
-                sock.listen(BACKLOG)
-                sock.setblocking(False)
+            made += _bind_host(server, host, port)
+            if server.nacceptors > 1 and _strangers_on_port(host, port, os.getppid()):
+                raise OSError(errno.EADDRINUSE, f"another process listens on {host}:{port}")
+    except OSError:
+        for sock in made:
+            sock.close()
+        raise
+    return made
+
+
+def _bind_host(server: Acceptor, host: str, port: int) -> list[socket.socket]:
+    """Listening sockets on ``port`` at ``host`` (each address it names)."""
+    made: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, addr in socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        ):
+            sock = socket.socket(family, kind, proto)
+            made.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if server.nacceptors > 1:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(addr)
+            sock.listen(BACKLOG)
+            sock.setblocking(False)
     except OSError:
         for sock in made:
             sock.close()
@@ -70,7 +118,7 @@ def bind_for_set(server: Acceptor, changes: dict) -> None:
     """CONFIG SET's check of a new port, before anything is applied: bind
     it, or refuse the whole CONFIG SET with Redis's error."""
     port = changes.get("port")
-    if port is None or port == listening_port(server):
+    if port is None or port == server.listen_port:
         return
     try:
         server.rebound = bind(server, port)  # type: ignore[attr-defined]
@@ -86,29 +134,83 @@ def on_config(server: Acceptor, changes: dict) -> None:
     port, if it changed, and close the old listeners."""
     port = changes.get("port")
     sockets = server.__dict__.pop("rebound", None)
-    if port is None or (sockets is None and port == listening_port(server)):
-        return  # unchanged (or this acceptor's CONFIG SET found it unchanged)
+    if port is None or server.listen_port is None:
+        return  # no port change, or still starting: start() binds the port in config
     if sockets is None:  # another acceptor's CONFIG SET: bind it here too
+        if port == server.listen_port:
+            return  # unchanged
         try:
             sockets = bind(server, port)
         except OSError as e:
             log.warning(
-                "acceptor: cannot listen on port %d: %s; still on port %d", port, e, listening_port(server)
+                "acceptor: cannot listen on port %d: %s; still on port %d", port, e, server.listen_port
             )
             return
-    for listener in server.servers:
-        listener.close()
-    server.servers = []
-    for sock in sockets:
-        server.loop.create_task(_serve(server, sock))  # type: ignore[union-attr]
+    _listen_on(server, port, sockets)
     if port:
         log.info("acceptor: listening on port %d", port)
     else:
         log.info("acceptor: not listening on TCP any more (port 0)")
 
 
+def _listen_on(server: Acceptor, port: int, sockets: list[socket.socket]) -> None:
+    """Serve ``sockets`` (bound to ``port``) instead of the listeners before."""
+    for listener in server.servers:
+        listener.close()
+    server.servers = []  # (a socket of the last move still in _serve closes there)
+    server.listen_port = port
+    server.listen_sockets = sockets
+    for sock in sockets:
+        server.loop.create_task(_serve(server, sock))  # type: ignore[union-attr]
+
+
 async def _serve(server: Acceptor, sock: socket.socket) -> None:
     listener = await server.loop.create_server(  # type: ignore[union-attr]
         lambda: server.client_class(server), sock=sock, backlog=BACKLOG
     )
+    if not any(sock is s for s in server.listen_sockets):  # moved meanwhile
+        listener.close()
+        return
     server.servers.append(listener)
+
+
+def _cannot_listen(host: str, port: int, why: str) -> NoReturn:
+    """Stop this acceptor, and with it shardkv, as Redis stops when its
+    port is taken."""
+    log.warning("Warning: Could not create server TCP listening socket %s:%d: bind: %s", host, port, why)
+    sys.exit(EXIT_CANNOT_LISTEN)
+
+
+UNKNOWN_OWNER_TRIES = 40  # looks at the sockets whose owner psutil did not see
+UNKNOWN_OWNER_WAIT = 0.05  # seconds between two looks
+
+
+def _strangers_on_port(host: str, port: int, ours: int) -> bool:
+    """Does a process that is not a child of ``ours`` listen on ``port``?
+
+    psutil maps sockets to processes by their file descriptors, read before
+    the socket table: a socket that appeared in between (the other
+    acceptors bind at the same time as this one) has no pid in that look.
+    Such a socket is looked at again, a little later, until its owner shows
+    (an owner that never shows counts as a stranger)."""
+    for attempt in range(UNKNOWN_OWNER_TRIES):
+        unknown = False
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.status != psutil.CONN_LISTEN or not conn.laddr or conn.laddr.port != port:
+                continue
+            if conn.laddr.ip not in (host, "0.0.0.0", "::") and host not in ("0.0.0.0", "::"):
+                continue
+            if not conn.pid:
+                unknown = True
+                continue
+            try:
+                parent = psutil.Process(conn.pid).ppid()
+            except psutil.Error:
+                continue  # gone meanwhile
+            if parent != ours:
+                return True
+        if not unknown:
+            return False
+        if attempt + 1 < UNKNOWN_OWNER_TRIES:
+            time.sleep(UNKNOWN_OWNER_WAIT)
+    return True

@@ -21,18 +21,15 @@ import json
 import logging
 import os
 import socket
-import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from time import perf_counter_ns
-from typing import Any, NoReturn
-
-import psutil
+from typing import Any
 
 from shardkv import __version__
-from shardkv.acceptor import causal
+from shardkv.acceptor import causal, listeners
 from shardkv.acceptor.bus import Bus, BusHandler
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.holds import HoldingClient, Holds
@@ -48,7 +45,6 @@ from shardkv.protocol.wire import Verb, entry_header
 from shardkv.runtime.clientcount import ClientCounts
 from shardkv.runtime.cmdstats import Stats, apply_settings, stat_name
 from shardkv.runtime.config import from_wire
-from shardkv.runtime.exitcodes import EXIT_CANNOT_LISTEN
 
 log = logging.getLogger("shardkv.acceptor")
 
@@ -163,6 +159,11 @@ class Acceptor:
         self.holds: Holds | None = None  # None with one acceptor
         self.client_class: type[Client] = Client
         self.loop: asyncio.AbstractEventLoop | None = None
+        # Its TCP listeners (shardkv.acceptor.listeners): the port they are
+        # for (0: none; None: not bound yet, while it starts), their sockets,
+        # and the asyncio servers that serve them.
+        self.listen_port: int | None = None
+        self.listen_sockets: list[socket.socket] = []
         self.servers: list[asyncio.AbstractServer] = []
         self.started = time.time()
         self.commands_processed = 0
@@ -386,26 +387,13 @@ class Acceptor:
                 if self.restarted:
                     for learn in self.wiring.on_restart:
                         await learn(self)
-        for host in self.config["bind"].split():
-            try:
-                server = await loop.create_server(
-                    lambda: self.client_class(self),
-                    host,
-                    self.config["port"],
-                    reuse_address=True,
-                    reuse_port=self.nacceptors > 1 or None,
-                    backlog=511,
-                )
-            except OSError as e:
-                _cannot_listen(host, self.config["port"], os.strerror(e.errno) if e.errno else str(e))
-            self.servers.append(server)
-            if self.nacceptors > 1:
-                _alone_on_port(host, self.config["port"])
+        listeners.start(self)
         log.info(
-            "acceptor pid=%d listening on %s port %d (%s, shardkv %s)%s",
+            "acceptor pid=%d %s (%s, shardkv %s)%s",
             os.getpid(),
-            self.config["bind"],
-            self.config["port"],
+            f"listening on {self.config['bind']} port {self.listen_port}"
+            if self.listen_port
+            else "not listening on TCP (port 0)",
             self.event_loop_name,
             __version__,
             f", acceptor {self.index} of {self.nacceptors}" if self.nacceptors > 1 else "",
@@ -451,57 +439,6 @@ class Acceptor:
                         and not client.state.blocked_token
                     ):
                         client.transport.close()  # type: ignore[union-attr]
-
-
-def _cannot_listen(host: str, port: int, why: str) -> NoReturn:
-    """Stop this acceptor, and with it shardkv, as Redis stops when its
-    port is taken."""
-    log.warning("Warning: Could not create server TCP listening socket %s:%d: bind: %s", host, port, why)
-    sys.exit(EXIT_CANNOT_LISTEN)
-
-
-def _alone_on_port(host: str, port: int) -> None:
-    """With several acceptors each binds with ``SO_REUSEPORT``, which would
-    also let a second shardkv with several acceptors bind the same port and
-    share its connections.  So an acceptor checks that every socket
-    listening there is one of its own supervisor's acceptors."""
-    if _strangers_on_port(host, port, os.getppid()):
-        _cannot_listen(host, port, "Address already in use")
-
-
-UNKNOWN_OWNER_TRIES = 40  # looks at the sockets whose owner psutil did not see
-UNKNOWN_OWNER_WAIT = 0.05  # seconds between two looks
-
-
-def _strangers_on_port(host: str, port: int, ours: int) -> bool:
-    """Does a process that is not a child of ``ours`` listen on ``port``?
-
-    psutil maps sockets to processes by their file descriptors, read before
-    the socket table: a socket that appeared in between (the other
-    acceptors bind at the same time as this one) has no pid in that look.
-    Such a socket is looked at again, a little later, until its owner shows
-    (an owner that never shows counts as a stranger)."""
-    for attempt in range(UNKNOWN_OWNER_TRIES):
-        unknown = False
-        for conn in psutil.net_connections(kind="tcp"):
-            if conn.status != psutil.CONN_LISTEN or not conn.laddr or conn.laddr.port != port:
-                continue
-            if conn.laddr.ip not in (host, "0.0.0.0", "::") and host not in ("0.0.0.0", "::"):
-                continue
-            if not conn.pid:
-                unknown = True
-                continue
-            try:
-                parent = psutil.Process(conn.pid).ppid()
-            except psutil.Error:
-                continue  # gone meanwhile
-            if parent != ours:
-                return True
-        if not unknown:
-            return False
-        if attempt + 1 < UNKNOWN_OWNER_TRIES:
-            time.sleep(UNKNOWN_OWNER_WAIT)
-    return True
 
 
 def _show(value: Any) -> str:

@@ -6,7 +6,10 @@ As Redis 7's ``updatePort``: the new port is listened on and the old one
 closed; a port another process listens on fails the whole CONFIG SET with
 Redis's error (unit/introspection "CONFIG SET rollback on apply error"),
 every parameter keeps its value, and the server stays on its port.  Both
-at one acceptor and at two, where each acceptor must move.
+at one acceptor and at two, where each acceptor must move, and where a
+port shared through SO_REUSEPORT counts as taken.  Port 0 listens on no
+TCP port, at a restart too (and at start-up, as in Redis, exits); an
+acceptor still starting moves once.
 
 And a CONFIG SET at two acceptors answers once both applied it, not after
 the bus's deadline; one stuck past its own, long deadline is killed and
@@ -18,6 +21,8 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -27,7 +32,7 @@ import redis
 
 from shardkv.protocol import bus
 from tests.support.acceptors import acceptor_pids, connect_to
-from tests.support.servers import free_port, start_shardkv
+from tests.support.servers import ROOT, free_port, redis_server_path, start_shardkv
 
 PORT_ERROR = "CONFIG SET failed (possibly related to argument 'port') - Unable to listen on this port. Check server logs."
 
@@ -155,6 +160,22 @@ def _restarted(server, index: int, old: int) -> int:
     return pid
 
 
+def _started(server, pid: int) -> None:
+    """Wait until acceptor ``pid`` says it listens (or that it does not, port 0)."""
+    deadline = time.monotonic() + 60
+    while f"acceptor pid={pid} listening on " not in (out := server.output()):
+        if f"acceptor pid={pid} not listening on TCP" in out:
+            return
+        assert time.monotonic() < deadline, f"acceptor pid={pid} did not start"
+        time.sleep(0.05)
+
+
+def _listening_ports(pid: int) -> list[int]:
+    """The TCP ports process ``pid`` listens on, one entry per socket."""
+    conns = psutil.Process(pid).net_connections(kind="tcp")
+    return sorted(c.laddr.port for c in conns if c.status == psutil.CONN_LISTEN)
+
+
 SYNC_WITHIN = 3  # seconds, for this test only (the server's own is bus.SYNC_WITHIN)
 
 
@@ -186,3 +207,85 @@ def test_a_stuck_acceptor_is_killed_and_restarted_with_the_setting(two_quick):
     assert connect_to(two_quick.port, 1).config_get("slowlog-max-len") == {"slowlog-max-len": "79"}
     assert acceptor_pids(two_quick)[0] == pids[0]  # the other was left alone
     conn.close()
+
+
+def test_after_port_0_a_restarted_acceptor_listens_on_no_tcp_port(two):
+    """CONFIG SET port 0 stops listening on TCP; an acceptor that dies and
+    is started again afterwards does not listen either (not on a port of
+    the kernel's choosing, which start-up's port 0 would give)."""
+    pids = acceptor_pids(two)
+    conn = connect_to(two.port, 0)
+    assert conn.config_set("port", 0)
+    os.kill(pids[1], signal.SIGKILL)
+    new = _restarted(two, 1, pids[1])
+    _started(two, new)
+    assert _listening_ports(new) == []
+    assert conn.config_get("port") == {"port": "0"}
+    conn.close()
+
+
+def test_a_server_started_on_port_0_exits_as_redis_does(tmp_path):
+    """Port 0 (and no unix socket in use) listens nowhere: Redis exits with
+    status 1 at start-up, saying so, and so does shardkv."""
+    redis_run = subprocess.run(
+        [redis_server_path(), "--port", "0", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    ours = subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), "--port", "0", "--shards", "1"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert redis_run.returncode == ours.returncode == 1
+    assert "Configured to not listen anywhere, exiting." in redis_run.stdout + redis_run.stderr
+    assert "Configured to not listen anywhere, exiting." in ours.stdout + ours.stderr
+    assert "worker 0 pid=" not in ours.stdout + ours.stderr  # it started nothing
+
+
+def test_a_config_set_port_while_an_acceptor_starts_moves_it_once(two):
+    """An acceptor that is still starting when a CONFIG SET port reaches it
+    ends up listening on the new port alone, with one socket: not on the
+    old one, nor on the new one twice."""
+    pids = acceptor_pids(two)
+    conn = connect_to(two.port, 0)
+    new_port = free_port()
+    os.kill(pids[1], signal.SIGKILL)
+    new = _restarted(two, 1, pids[1])
+    os.kill(new, signal.SIGSTOP)  # (most likely) before it listens
+    try:
+        thread, replies = _config_set_in_thread(conn, "port", new_port)
+        time.sleep(0.5)  # the config line waits in its control socket
+    finally:
+        os.kill(new, signal.SIGCONT)
+    thread.join(60)
+    assert replies == ["OK"]
+    _started(two, new)
+    for _ in range(100):  # its sockets move in its event loop
+        if _listening_ports(new) == [new_port]:
+            break
+        time.sleep(0.05)
+    assert _listening_ports(new) == [new_port]
+    assert _listening_ports(pids[0]) == [new_port]
+    conn.close()
+    two.port = new_port  # so that stop() finds it
+
+
+def test_a_port_shared_with_so_reuseport_by_another_process_is_refused(server):
+    """With several acceptors each binds with SO_REUSEPORT; a port that
+    another process listens on with SO_REUSEPORT too must still be refused,
+    as at start-up, rather than shared with it."""
+    c = redis.Redis(port=server.port, socket_timeout=30, decode_responses=True)
+    stranger = socket.socket()
+    stranger.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    stranger.bind(("127.0.0.1", 0))
+    stranger.listen(1)
+    try:
+        with pytest.raises(redis.ResponseError) as e:
+            c.config_set("port", stranger.getsockname()[1])
+        assert str(e.value) == PORT_ERROR
+    finally:
+        stranger.close()
+    assert c.config_get("port") == {"port": str(server.port)}
+    fresh = redis.Redis(port=server.port, socket_timeout=30, decode_responses=True)
+    assert fresh.ping()
+    fresh.close()
+    c.close()

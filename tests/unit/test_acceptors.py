@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import psutil
 
-from shardkv.acceptor import server
+from shardkv.acceptor import listeners, server
 from shardkv.protocol import errors
 from shardkv.runtime.clientcount import ClientCounts
 from shardkv.runtime.parentdeath import living_parent
@@ -75,20 +75,20 @@ def test_a_sibling_whose_socket_psutil_sees_before_its_owner_is_no_stranger(monk
     looked at again until its owner shows, not taken for another server's."""
     sibling = psutil.Process()  # a child of our parent, as a sibling acceptor is
     looks = iter([[_listener(7000, None)], [_listener(7000, None)], [_listener(7000, sibling.pid)]])
-    monkeypatch.setattr(server.psutil, "net_connections", lambda kind: next(looks))
-    monkeypatch.setattr(server, "UNKNOWN_OWNER_WAIT", 0)
-    assert not server._strangers_on_port("127.0.0.1", 7000, sibling.ppid())
+    monkeypatch.setattr(listeners.psutil, "net_connections", lambda kind: next(looks))
+    monkeypatch.setattr(listeners, "UNKNOWN_OWNER_WAIT", 0)
+    assert not listeners._strangers_on_port("127.0.0.1", 7000, sibling.ppid())
 
 
 def test_another_servers_listener_or_one_whose_owner_never_shows_is_a_stranger(monkeypatch) -> None:
-    monkeypatch.setattr(server, "UNKNOWN_OWNER_WAIT", 0)
+    monkeypatch.setattr(listeners, "UNKNOWN_OWNER_WAIT", 0)
     ours = psutil.Process().ppid()
-    monkeypatch.setattr(server.psutil, "net_connections", lambda kind: [_listener(7000, os.getppid())])
-    assert server._strangers_on_port("127.0.0.1", 7000, ours)  # our parent is not a child of itself
-    monkeypatch.setattr(server.psutil, "net_connections", lambda kind: [_listener(7000, None)])
-    assert server._strangers_on_port("127.0.0.1", 7000, ours)
-    monkeypatch.setattr(server.psutil, "net_connections", lambda kind: [_listener(7001, None)])
-    assert not server._strangers_on_port("127.0.0.1", 7000, ours)  # another port
+    monkeypatch.setattr(listeners.psutil, "net_connections", lambda kind: [_listener(7000, os.getppid())])
+    assert listeners._strangers_on_port("127.0.0.1", 7000, ours)  # our parent is not a child of itself
+    monkeypatch.setattr(listeners.psutil, "net_connections", lambda kind: [_listener(7000, None)])
+    assert listeners._strangers_on_port("127.0.0.1", 7000, ours)
+    monkeypatch.setattr(listeners.psutil, "net_connections", lambda kind: [_listener(7001, None)])
+    assert not listeners._strangers_on_port("127.0.0.1", 7000, ours)  # another port
 
 
 def _report_parent(conn) -> None:
