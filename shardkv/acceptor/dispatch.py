@@ -61,18 +61,6 @@ def db_headers(db: int) -> tuple[tuple[bytes, bytes], tuple[bytes, bytes]]:
 _lookup = commands.lookup
 
 
-# The commands Redis 7.0 flags allow_busy: they run while a script is busy.
-_ALLOW_BUSY = frozenset(
-    {"hello", "auth", "quit", "reset", "shutdown", "multi", "discard", "watch", "unwatch"}
-)
-
-
-def _allowed_while_busy(cmd: commands.Command, args: list[bytes]) -> bool:
-    if cmd.name in _ALLOW_BUSY:
-        return True
-    return cmd.name in ("script", "function") and len(args) > 1 and args[1].lower() in (b"kill", b"stats")
-
-
 # The commands a RESP2 client may send while subscribed (Redis 7.0's
 # processCommand; SSUBSCRIBE and SUNSUBSCRIBE are Redis 7.0's too, and
 # unknown here, so refused as unknown first).
@@ -183,7 +171,7 @@ class Dispatch:
             self.reject(cmd, args, errors.SUBSCRIBED_CONTEXT % stat_name(args))
             return
         server = self.server
-        if BUSY_LINKS and not _allowed_while_busy(cmd, args):
+        if BUSY_LINKS and not commands.allowed_while_busy(cmd.name, args):
             # A script on some shard is past busy-reply-threshold: as Redis's
             # one thread, every command but the allow-busy ones gets -BUSY,
             # whatever shard its keys are on (and a MULTI being queued will

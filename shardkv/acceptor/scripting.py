@@ -432,6 +432,12 @@ class _ShardReply:
         self.rest = rest
         self.hold: monitor.Hold | None = None  # MONITOR's place for its [lua] lines
 
+    @property
+    def busy_slot(self) -> Slot:
+        """The slot a shard may answer ``-BUSY`` directly, for a script sent
+        before another one went busy there (see ShardLink._offer_refusals)."""
+        return self.slot
+
     def deliver(self, body: bytes) -> None:
         if self.hold is not None:  # no lines came (none called, or it runs again elsewhere)
             self.hold.fill([])

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from shardkv.acceptor import causal, scriptcaller
-from shardkv.acceptor.replies import Slot, deliver, delivery_failed
+from shardkv.acceptor.replies import Slot, deliver, delivery_failed, origin_of
 from shardkv.protocol import errors, wire
 from shardkv.protocol.resp import Error, encode_error
 from shardkv.protocol.wire import FRAME
@@ -127,6 +127,9 @@ class ShardLink:
         # worker, and the ``__unblock``s sent (see _refuse_unblocks).
         self.busy_scripts = 0
         self.pipe_index = 0
+        # The commands a busy script's worker may refuse, as offered
+        # (``K``): each one's sink, and its client's reply slot.
+        self.refusable: list[tuple[object, Slot]] = []
         self.unblocks_sent = 0
         # Where the commands a script called go, for MONITOR (``M`` frames).
         self.on_script_calls: Callable[[list], None] | None = None
@@ -205,6 +208,53 @@ class ShardLink:
             refuse = getattr(sink, "refuse_when_busy", None)
             if refuse is not None:
                 refuse(ran, self.busy)
+
+    def _offer_refusals(self, caller: tuple[int, int]) -> None:
+        """A script on this shard went busy (its first report): answer with
+        a ``K`` frame naming the commands sent before this acceptor knew
+        that the worker may refuse (see ``K`` in :mod:`shardkv.protocol.wire`):
+        those after the script's entry on its own pipe, every one not yet
+        answered on another, that are a client's command standing alone (its
+        slot in the client's own reply order, not inside an EXEC's reply or
+        a fan-out's) of another client than the script's, whose commands
+        wait for the script, as in Redis.  Kept until the worker answers
+        which it refused (:meth:`_refused`)."""
+        fifo = self.fifo
+        pipe, ahead = caller
+        if pipe != self.pipe_index:
+            start, script_client = 0, None
+        elif 0 <= ahead < len(fifo):
+            start, script_client = ahead + 1, origin_of(fifo[ahead])[0]
+        else:  # an operation's script, or no batch's: refuse nothing here
+            start, script_client = len(fifo), None
+        places: list[int] = []
+        refusable: list[tuple[object, Slot]] = []
+        for place in range(len(fifo) - start):
+            sink = fifo[start + place]
+            # A client's slot, or a script's reply on its way to one.
+            slot = sink if isinstance(sink, Slot) else getattr(sink, "busy_slot", None)
+            if slot is not None and slot.client is not script_client and slot in slot.client.pending:
+                places.append(place)
+                refusable.append((sink, slot))
+        self.refusable = refusable
+        self.send_frame(wire.encode_refusals(places))  # after the entries it numbers
+
+    def _refused(self, chosen: list[int]) -> None:
+        """The worker's answer to :meth:`_offer_refusals`: the candidates it
+        refused (by their place in the list offered).  Each gets ``-BUSY``
+        now; the placeholder reply the worker sends in its place is dropped."""
+        refusable, self.refusable = self.refusable, []
+        busy = self.busy or encode_error(errors.BUSY)
+        fifo = self.fifo
+        for i in chosen:
+            if not 0 <= i < len(refusable):
+                continue
+            sink, slot = refusable[i]
+            for place, queued in enumerate(fifo):
+                if queued is sink:
+                    fifo[place] = _DROPPED
+                    Slot.deliver(slot, busy)  # not a subclass's: no script reply to count
+                    break
 
     def _release_caller(self) -> None:
         caller, self.caller = self.caller, None
@@ -450,6 +500,8 @@ class ShardLink:
         elif kind == wire.SCRIPT:
             busy, pid, dirty, eval_mode, unblocks, caller, *details = wire.decode_script_state(payload)
             if busy:
+                if self.busy is None:  # the script's first report
+                    self._offer_refusals(caller)
                 self.script = (pid, dirty, eval_mode, *details)
                 self.busy = encode_error(errors.BUSY if eval_mode else errors.BUSY_FUNCTION)
                 BUSY_LINKS.add(self)
@@ -460,6 +512,8 @@ class ShardLink:
                 self.script = self.busy = None
                 BUSY_LINKS.discard(self)
                 self._release_caller()
+        elif kind == wire.REFUSALS:
+            self._refused(wire.decode_refusals(payload))
         elif kind == wire.PIECE:
             piece, last = wire.decode_piece(payload)
             fifo = self.fifo
@@ -635,6 +689,19 @@ class ShardLink:
 
 # The exit status of an acceptor whose pipe reader failed (see _out_of_order).
 EXIT_PIPE_FAILED = 70
+
+
+class _Dropped:
+    """The sink of an entry the worker refused while a script was busy:
+    its client got ``-BUSY`` already, and the placeholder reply goes nowhere."""
+
+    __slots__ = ()
+
+    def deliver(self, body: bytes) -> None:
+        pass
+
+
+_DROPPED = _Dropped()
 
 
 def _out_of_order(index: int) -> NoReturn:

@@ -530,6 +530,19 @@ def lookup(name: bytes) -> Command | None:
     return cmd
 
 
+# The commands Redis 7.0 flags allow_busy: they run while a script is busy
+# (SCRIPT KILL, FUNCTION KILL and FUNCTION STATS are subcommands, see below).
+ALLOW_BUSY = frozenset({"hello", "auth", "quit", "reset", "shutdown", "multi", "discard", "watch", "unwatch"})
+
+
+def allowed_while_busy(name: str, args: list[bytes]) -> bool:
+    """Does Redis run command ``name`` (``args``, the whole command) while
+    a script is past busy-reply-threshold (``CMD_ALLOW_BUSY``)?"""
+    if name in ALLOW_BUSY:
+        return True
+    return name in ("script", "function") and len(args) > 1 and args[1].lower() in (b"kill", b"stats")
+
+
 def check_arity(cmd: Command, nargs: int) -> bool:
     a = cmd.arity
     return nargs == a if a > 0 else nargs >= -a

@@ -72,6 +72,19 @@ Acceptor -> worker
     ``I`` frame; so a try never waits for a hold.  The answers come in
     the order of the ``T`` frames on that pipe.  See
     :mod:`shardkv.acceptor.holds` for how a coordinator uses it.
+``K`` *refusal candidates*: ``K`` + marshal list of ints, the answer to
+    the first busy report (``S``, busy true) of a script, one on every
+    pipe that got it.  The entries the acceptor had sent to the worker
+    and not had answered when it read the report (on the script's pipe,
+    those after the script's entry) were sent before it knew: Redis
+    reads such a command at busy-reply-threshold and answers it
+    ``-BUSY``.  The list names, by their place among those entries (0:
+    the first after the script's, or the first the worker has not run
+    on another pipe), the ones that are a client's command standing
+    alone (not a part of an EXEC, a fan-out or a cross-shard operation)
+    of another client than the script's.  The worker refuses those of
+    them Redis refuses while busy, and runs the rest after the script,
+    as before (see :mod:`shardkv.worker.busyrefusal`).
 
 Worker -> acceptor
 ------------------
@@ -130,6 +143,11 @@ Worker -> acceptor
     answered on that pipe.
 ``T`` *try hold answer*: :data:`TRY_GRANTED` or :data:`TRY_REFUSED`, the
     answer to the oldest ``T`` frame not yet answered on that pipe.
+``K`` *refused*: ``K`` + marshal list of ints: which of the candidates
+    of the pipe's ``K`` frame (their places, as that frame numbered
+    them) the worker refused, not run: the acceptor answers each
+    ``-BUSY`` now, and drops the placeholder reply the worker sends for
+    it in its turn.  Sent before the script's end is reported.
 ``D`` *disk*: ``D`` + the ``-MISCONF`` error text (UTF-8) this shard
     refuses writes with, or nothing once it can persist again; sent when
     that changes (and on a new pipe, if set), before any reply refused
@@ -250,6 +268,7 @@ TRY_HOLD = 84  # b"T", both ways
 TRY_FRAME = b"T"  # acceptor -> worker: hold the shard for me if it is free now
 TRY_GRANTED = b"T1"  # worker -> acceptor: held for you until __release
 TRY_REFUSED = b"T0"  # worker -> acceptor: not held (the shard was not free)
+REFUSALS = 75  # b"K", both ways: a busy script's refusal candidates, and those refused
 
 # Each frame on a pipe: a length as multiprocessing.Connection writes it
 # (signed 32-bit, big-endian), then the payload.
@@ -623,6 +642,21 @@ def encode_script_answer(body: bytes) -> bytes:
 
 def decode_script_answer(payload: bytes) -> bytes:
     return payload[1:]
+
+
+def encode_refusals(places: list[int]) -> bytes:
+    """A ``K`` frame, either way: places among the entries that followed a busy script."""
+    return b"K" + marshal.dumps(places)
+
+
+def decode_refusals(payload: bytes) -> list[int]:
+    try:
+        places = marshal.loads(payload[1:])
+    except (EOFError, ValueError, TypeError):
+        raise BadMessage("bad refusals") from None
+    if type(places) is not list or not all(type(p) is int for p in places):
+        raise BadMessage("bad refusals")
+    return places
 
 
 def encode_inquiry(args: list[bytes]) -> bytes:

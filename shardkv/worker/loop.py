@@ -37,6 +37,7 @@ from shardkv.runtime import gctuning
 from shardkv.runtime.exitcodes import EXIT_LOAD_FAILED
 from shardkv.runtime.parentdeath import die_with_parent
 from shardkv.runtime.proctitle import set_name
+from shardkv.worker.busyrefusal import Refusals
 from shardkv.worker.frames import FrameReader
 from shardkv.worker.persistence.engine import Persistence
 from shardkv.worker.persistence.files import LoadError
@@ -251,6 +252,7 @@ class Pipes:
         shard.send_to = self.send_to
         shard.npipes = len(conns)
         shard.send_state = self.send_state
+        shard.refusals = Refusals(shard, self)
         self.conns = conns
         # With several pipes, one poll() per wake-up says which are readable
         # (registered once, as pipes come and go); with one, it is unused.
@@ -298,6 +300,9 @@ class Pipes:
             self.poller.unregister(fd)
         pipe.close()
         self._inherited()
+        refusals = self.shard.refusals
+        if refusals is not None:
+            refusals.due.pop(pipe.index, None)  # its K frame will never come
         self.shard.acceptor_lost(pipe.index)
         if self.current is pipe:
             alive = [p for p in self.pipes if p is not None]
@@ -329,8 +334,10 @@ class Pipes:
         except OSError:
             pipe.broken = True
 
-    def send_state(self, payload: bytes) -> None:
-        """A frame about the whole shard (a script's busy state): to every pipe."""
+    def send_state(self, payload: bytes) -> list[int]:
+        """A frame about the whole shard (a script's busy state): to every
+        pipe.  The pipes it went to."""
+        sent = []
         for pipe in self.pipes:
             if pipe is None or pipe.broken:
                 continue
@@ -340,6 +347,9 @@ class Pipes:
                 if pipe is self.current:
                     raise
                 pipe.broken = True
+                continue
+            sent.append(pipe.index)
+        return sent
 
     def recv_waiting(self) -> bytes:
         """``shard.recv`` with several pipes: the current pipe's next frame,
@@ -497,6 +507,10 @@ class Pipes:
             pipe.send(shard.inquiry_answer(payload))
         elif kind == wire.TRY_HOLD:
             pipe.send_state(wire.TRY_GRANTED if self._try_hold(pipe) else wire.TRY_REFUSED)
+        elif kind == wire.REFUSALS:
+            # A K frame no busy script waits for (its pipe was taken for
+            # lost meanwhile): nothing to refuse, and nobody to tell.
+            pass
         elif kind == wire.CONTROL:  # not parked: nothing is waiting for it
             try:
                 shard.refuse(wire.decode_control(payload))

@@ -826,6 +826,9 @@ class Engine:
             ks.select(run.db)
         if run.busy:
             run.busy = False
+            refusals = getattr(self.shard, "refusals", None)
+            if refusals is not None and refusals.due:
+                refusals.finish()  # nothing that followed the script runs before
             self._report(run)  # before the frame that carries the reply
 
     def _over_limit(self) -> bool:
@@ -1545,9 +1548,16 @@ class Engine:
                 waiters = self.ks.waiters
                 if waiters is not None:
                     waiters.busy_scripts += 1
+                sent = self._report(run)
+                refusals = getattr(self.shard, "refusals", None)
+                if refusals is not None and sent is not None:
+                    refusals.begin(sent, run.eval_mode)
+        else:
+            if run.dirty and not run.reported_dirty:
                 self._report(run)
-        elif run.dirty and not run.reported_dirty:
-            self._report(run)
+            refusals = getattr(self.shard, "refusals", None)
+            if refusals is not None and refusals.due:
+                refusals.poll()  # what came before the acceptors knew: -BUSY now
         if self.kill_requested:
             self.kill_requested = False
             if not run.dirty:
@@ -1562,13 +1572,14 @@ class Engine:
         except ValueError:
             return 5.0
 
-    def _report(self, run: Run) -> None:
-        """Tell the acceptor whether a script is busy (wire.SCRIPT)."""
+    def _report(self, run: Run) -> list[int] | None:
+        """Tell the acceptor whether a script is busy (wire.SCRIPT): the
+        pipes it went to, if known."""
         # Not Shard.send: that commits the AOF first, and the script's
         # effects so far must not reach it before the script ends.
         send = getattr(self.shard, "send_state", None) or getattr(self.shard, "send", None)
         if send is None:
-            return
+            return None
         run.reported_dirty = run.dirty
         functions = getattr(self, "functions", None)
         nlibs = len(functions.libraries) if functions is not None else 0
@@ -1581,11 +1592,12 @@ class Engine:
         # the acceptor can tell which client runs it (see shardkv.acceptor.scriptcaller).
         ahead = getattr(self.shard, "replies_ahead", None)
         caller = (self.ks.pipe, ahead()) if ahead is not None else (-1, -1)
-        send(
+        sent = send(
             wire.encode_script_state(
                 run.busy, os.getpid(), run.dirty, run.eval_mode, unblocks, *details, caller=caller
             )
         )
+        return sent if type(sent) is list else None
 
     def request_exit(self) -> None:
         """SIGUSR2: SHUTDOWN NOSAVE while this worker runs a busy script.

@@ -53,6 +53,7 @@ from shardkv.runtime import faultpoints
 from shardkv.runtime.cmdstats import Stats, called_name, stat_name
 from shardkv.worker import access, events, eviction, functions, scripting, tunables, wiring  # noqa: F401
 from shardkv.worker.blocking import Wait, Waiters
+from shardkv.worker.busyrefusal import Refusals
 from shardkv.worker.clock import Clock
 from shardkv.worker.handlers import HANDLERS, find
 from shardkv.worker.keyspace import Keyspace, slot_of
@@ -145,7 +146,9 @@ class Shard:
         # A frame that is no reply (a script's busy state): sent as it is,
         # without committing the AOF, which holds a running script's
         # effects until the script ends (they are logged as one group).
-        self.send_state: Callable[[bytes], None] | None = None
+        self.send_state: Callable[[bytes], list[int]] | None = None
+        # The busy script's K frames (see shardkv.worker.busyrefusal), set by the loop.
+        self.refusals: Refusals | None = None
         # A running script's question to the acceptor (a ``Q`` frame), sent
         # as it is on the current pipe only: the one its batch came on and
         # whose ``A`` frame it waits for.
@@ -160,6 +163,9 @@ class Shard:
         # Together they say where a busy script's reply waits in its
         # acceptor's queue (see replies_ahead).
         self.bodies: list[bytes] | None = None
+        # The running batch's entries and the iterator over their places:
+        # what follows a script that goes busy (see shardkv.worker.busyrefusal).
+        self.batch: tuple[list, Any] | None = None
         self.held: list[bytes] = []
         self.backlog: list[bytes] = []  # frames that came while parked
         # Lua scripts (EVAL...): the engine and its script cache.
@@ -392,7 +398,9 @@ class Shard:
         ks = self.keyspace
         noted = ks.events  # None unless someone listens (shardkv.worker.events)
         bounds = self.event_bounds = [] if noted is not None else None
-        for i in range(0, len(items), 2):
+        places = iter(range(0, len(items), 2))
+        self.batch = (items, places)
+        for i in places:
             header = items[i]
             args = items[i + 1]
             if writer is not None:
@@ -470,6 +478,7 @@ class Shard:
                     finally:
                         self.op_events_from = None
                         self.bodies = bodies
+                        self.batch = (items, places)
                     noted = ks.events
                     bounds = self.event_bounds = [] if noted is not None else None
                     self.keyspace.tick()
@@ -532,7 +541,7 @@ class Shard:
             # commands come back to back in one batch, and a waiter must not
             # see half of it (Redis serves them after EXEC).
             waiters.serve_ready()
-        self.bodies = None
+        self.bodies = self.batch = None
         return wire.encode_replies(bodies)
 
     def replies_ahead(self) -> int:

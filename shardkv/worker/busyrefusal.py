@@ -1,0 +1,204 @@
+"""What other clients sent to a shard before its script went busy gets
+``-BUSY``, as in Redis.
+
+Redis runs nothing else while a script runs.  Once the script is past
+busy-reply-threshold, its ``processEventsWhileBlocked`` reads what the
+clients have sent meanwhile, and ``processCommand`` answers every command
+``-BUSY`` but the allow-busy ones (``CMD_ALLOW_BUSY``); the script's own
+client is not read.  Here the acceptors learn of a busy script from its
+worker's busy report (an ``S`` frame on every pipe) and refuse what they
+would send afterwards themselves (``Dispatch._execute``).  What they had
+sent before is on the worker's pipes, in its backlogs, or after the script
+in its batch, and would run after the script.  So each acceptor answers the
+first report with a ``K`` frame that names, by their place, the commands
+it had sent and not had answered that the worker may refuse: a client's
+command standing alone (not a part of an EXEC, a fan-out or a cross-shard
+operation), of another client than the script's (see
+``ShardLink._offer_refusals``; every other entry keeps its order and its
+meaning).
+
+:class:`Refusals` reads each pipe's ``K`` frame, from the count hook while
+the script runs (so the clients get their ``-BUSY`` about when Redis's
+would) and when it ends, waiting for the frames not come yet: no entry
+that follows the script runs before its pipe's ``K`` frame is read.  Of the
+candidates it refuses those Redis refuses while busy (a command, not an
+internal verb, without allow-busy flag): each counts as a rejected call
+with the ``-BUSY`` error and becomes a ``__ping`` in its batch, whose reply
+the acceptor drops; a ``K`` frame back says which, and the acceptor answers
+them ``-BUSY`` at once.  The frames read meanwhile go to the pipe's
+backlog, in order (``I`` frames answered and ``T`` frames refused at once,
+as wherever a shard waits).
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import time
+from typing import TYPE_CHECKING
+
+from shardkv.protocol import commands, errors, wire
+from shardkv.protocol.resp import encode_command
+from shardkv.protocol.wire import Verb
+from shardkv.runtime.cmdstats import called_name, stat_name
+
+if TYPE_CHECKING:
+    from shardkv.worker.loop import Pipe, Pipes
+    from shardkv.worker.shard import Shard
+
+log = logging.getLogger("shardkv.worker")
+
+# What a refused entry becomes: a command that changes nothing.
+_PLACEHOLDER = [Verb.PING]
+# Parts of something larger, and scripts whose MONITOR lines are awaited
+# (an ``M`` frame each): never refused.
+_NOT_ALONE = wire.FLAG_PART | wire.FLAG_PARK | wire.FLAG_MONITOR
+_FIRST_WAIT = 0.05  # seconds the first busy report waits for the K frames
+
+
+class Refusals:
+    """The ``K`` frames due on a worker's pipes for its busy script."""
+
+    def __init__(self, shard: Shard, pipes: Pipes) -> None:
+        self.shard = shard
+        self.pipes = pipes
+        # pipe index -> the entries after the script in its batch, on the
+        # script's pipe ((items, first place)), or None: none to look at.
+        self.due: dict[int, tuple[list, int] | None] = {}
+        self.message = errors.BUSY
+
+    def begin(self, sent: list[int], eval_mode: bool) -> None:
+        """The script's first busy report went to the pipes ``sent``."""
+        shard = self.shard
+        current = shard.keyspace.pipe
+        rest = None
+        batch = shard.batch
+        if batch is not None and shard.replies_ahead() >= 0:
+            items, places = batch
+            rest = (items, len(items) - 2 * places.__length_hint__())
+        self.due = {index: (rest if index == current else None) for index in sent}
+        self.message = errors.BUSY if eval_mode else errors.BUSY_FUNCTION
+        # The acceptors answer at once: wait a little for them, as Redis
+        # serves its clients at the threshold, rather than until the hook's
+        # next turn (maybe long in a script that calls commands).
+        self.finish(time.monotonic() + _FIRST_WAIT)
+
+    def poll(self) -> None:
+        """Take the ``K`` frames already come, without waiting."""
+        for index in list(self.due):
+            pipe = self.pipes.pipes[index]
+            if pipe is None or pipe.broken:
+                self.due.pop(index)
+                continue
+            self._read(index, pipe, wait=False)
+
+    def finish(self, until: float | None = None) -> None:
+        """The script ends: take every ``K`` frame still due, waiting for it
+        (until ``time.monotonic()`` reaches ``until``, if given)."""
+        while self.due:
+            self.poll()
+            if not self.due:
+                break
+            wait = 0.1
+            if until is not None:
+                wait = until - time.monotonic()
+                if wait <= 0:
+                    break
+            pipes = self.pipes
+            for pipe in pipes.pipes:  # the others: their I frames answered meanwhile
+                if pipe is not None and pipe.index not in self.due and not pipe.broken:
+                    pipe.take_others()
+            socks = [pipes.pipes[i].reader.sock for i in self.due]  # type: ignore[union-attr]
+            select.select(socks, [], [], min(wait, 0.1))
+
+    def _read(self, index: int, pipe: Pipe, wait: bool) -> None:
+        backlog = pipe.backlog
+        for k, payload in enumerate(backlog):
+            if payload[0] == wire.REFUSALS:
+                del backlog[k]
+                self._answer(index, pipe, payload, k)
+                return
+        reader = pipe.reader
+        try:
+            while reader.poll(0):
+                payload = reader.pop()
+                kind = payload[0]
+                if kind == wire.REFUSALS:
+                    self._answer(index, pipe, payload, len(backlog))
+                    return
+                if kind == wire.INQUIRY:
+                    pipe.answer(payload)
+                elif kind == wire.TRY_HOLD:  # the shard is not free
+                    pipe.send_state(wire.TRY_REFUSED)
+                else:
+                    backlog.append(payload)
+        except (EOFError, OSError):
+            pipe.broken = True
+            self.due.pop(index, None)
+
+    def _answer(self, index: int, pipe: Pipe, payload: bytes, upto: int) -> None:
+        """Pipe ``index``'s ``K`` frame, read after ``pipe.backlog[:upto]``:
+        refuse the candidates it names, and say which."""
+        rest = self.due.pop(index)
+        try:
+            offered = wire.decode_refusals(payload)
+        except wire.BadMessage as e:
+            log.error("shard %d: %s", self.shard.index, e)
+            offered = []
+        wanted = {place: n for n, place in enumerate(offered)}
+        refused: list[int] = []
+        place = 0
+        if rest is not None:
+            items, start = rest
+            for j in range(start, len(items), 2):
+                n = wanted.get(place)
+                if n is not None and self._refuse(items[j], items[j + 1]):
+                    items[j], items[j + 1] = 0, list(_PLACEHOLDER)
+                    refused.append(n)
+                place += 1
+        backlog = pipe.backlog
+        for k in range(upto):
+            frame = backlog[k]
+            if frame[0] != wire.BATCH:
+                continue
+            entries = wire.decode_batch(frame)
+            changed = False
+            for j in range(0, len(entries), 2):
+                n = wanted.get(place)
+                if n is not None and self._refuse(entries[j], entries[j + 1]):
+                    entries[j], entries[j + 1] = 0, list(_PLACEHOLDER)
+                    refused.append(n)
+                    changed = True
+                place += 1
+            if changed:
+                backlog[k] = _encode_batch(entries)
+        try:
+            pipe.send_state(wire.encode_refusals(refused))
+        except OSError:
+            pipe.broken = True
+
+    def _refuse(self, header: int, args: list) -> bool:
+        """Does Redis refuse this entry while a script is busy?  If so it is
+        counted now, as Redis's ``rejectCommand`` counts it."""
+        if header & _NOT_ALONE or wire.header_token(header) or type(args) is not list or not args:
+            return False
+        name = args[0]
+        if type(name) is not bytes or name[:2] == b"__":
+            return False
+        cmd = commands.lookup(name)
+        if cmd is None or commands.allowed_while_busy(cmd.name, args):
+            return False
+        counted = stat_name(args)
+        if header & wire.FLAG_AS_CALLED:
+            counted = called_name(counted, header & wire.FLAG_AS_CALLED)
+        self.shard.stats.rejected(counted, self.message)
+        return True
+
+
+def _encode_batch(entries: list) -> bytes:
+    """A ``B`` payload of ``[header, args, ...]``, as the acceptor writes one."""
+    out = [b"B"]
+    for j in range(0, len(entries), 2):
+        out.append(b":%d\r\n" % entries[j])
+        out.append(encode_command(entries[j + 1]))
+    return b"".join(out)

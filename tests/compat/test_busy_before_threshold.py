@@ -1,0 +1,145 @@
+"""Commands that reach a script's shard while the script runs, before
+busy-reply-threshold, against redis-server (issue 18).
+
+Redis reads them when the threshold passes and answers each ``-BUSY`` but
+the allow-busy ones (the script's own client is not read: its commands run
+after the script).  The scripts here loop until SCRIPT KILL or FUNCTION
+KILL, so a reply that came only after the script would hang the test (the
+sockets time out): each ``-BUSY`` is read while the script still runs.
+With ``SHARDKV_TEST_ACCEPTORS=2`` the script's client and the others are
+put on both acceptors in turn.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from tests.support.acceptors import client_on
+from tests.support.placement import on_shards
+from tests.support.resp import RespClient, parse_info
+from tests.support.servers import start_redis, start_shardkv
+
+ACCEPTORS = int(os.environ.get("SHARDKV_TEST_ACCEPTORS", "1"))
+THRESHOLD_MS = 500  # the commands below are sent well before it
+KEY = on_shards(0)[0]  # the shard of a keyless script
+LOOP = "while true do end"
+LIBRARY = "#!lua name=busylib\nredis.register_function('spin', function() while true do end end)"
+# Where the script's client and the other clients connect: (script's, others').
+PLACES = [(0, 0), (0, 1)] if ACCEPTORS > 1 else [(0, 0)]
+
+
+@pytest.fixture(scope="module")
+def servers():
+    procs = {"redis": start_redis(), "shardkv": start_shardkv(shards=4)}
+    yield procs
+    for proc in procs.values():
+        proc.stop()
+
+
+def _connect(kind: str, port: int, where: int) -> RespClient:
+    if kind == "shardkv" and ACCEPTORS > 1:
+        return client_on(port, where, k=ACCEPTORS)
+    return RespClient(port, timeout=30)
+
+
+def _scenario(kind: str, port: int, place: tuple[int, int], scenario) -> list[bytes]:
+    """Run ``scenario(start, other, admin)`` on a fresh database: ``start``
+    sends the script (on the script's client), ``other`` is another
+    client's connection, ``admin`` a third one; returns what it read."""
+    admin = _connect(kind, port, place[1])
+    admin.command("FLUSHALL")
+    admin.command("FUNCTION", "FLUSH")
+    admin.command("CONFIG", "RESETSTAT")
+    admin.command("CONFIG", "SET", "busy-reply-threshold", THRESHOLD_MS)
+    caller = _connect(kind, port, place[0])
+    other = _connect(kind, port, place[1])
+    try:
+        return scenario(caller, other, admin)
+    finally:
+        admin.command("CONFIG", "SET", "busy-reply-threshold", 5000)
+        for c in (caller, other, admin):
+            c.close()
+
+
+def _stats(admin: RespClient, names: list[str]) -> list[str]:
+    """The commandstats rows of ``names`` (calls and refusals, not times) and the errorstats."""
+    rows = parse_info(admin.call("INFO", "commandstats"))
+    out = []
+    for name in names:
+        row = rows.get(f"cmdstat_{name}", "")
+        out.append(
+            ",".join(
+                f for f in row.split(",") if f.split("=")[0] in ("calls", "rejected_calls", "failed_calls")
+            )
+        )
+    return out + [admin.call("INFO", "errorstats").decode()]
+
+
+def _differential(servers, scenario) -> None:
+    for place in PLACES:
+        got = {kind: _scenario(kind, proc.port, place, scenario) for kind, proc in servers.items()}
+        assert got["shardkv"] == got["redis"], place
+
+
+def test_commands_sent_before_the_threshold_get_busy(servers):
+    """Another client's pipeline to the script's shard, sent before the
+    threshold: every command gets -BUSY (none runs, none is counted as a
+    call), and SCRIPT KILL frees the server."""
+
+    def scenario(caller, other, admin):
+        caller.send("EVAL", LOOP, 0)
+        time.sleep(0.1)
+        other.send("SET", KEY, "x")
+        other.send("INCR", KEY)
+        other.send("GET", KEY)
+        out = [other.read(), other.read(), other.read()]
+        out.append(admin.call("SCRIPT", "KILL"))
+        out.append(caller.read())
+        out.append(other.call("GET", KEY))
+        out.append(caller.call("PING"))
+        return out + _stats(admin, ["set", "incr", "get"])
+
+    _differential(servers, scenario)
+
+
+def test_the_scripts_own_pipeline_runs_after_it(servers):
+    """The script's client pipelined commands behind it: they run after
+    the script, while another client's command sent meanwhile gets -BUSY."""
+
+    def scenario(caller, other, admin):
+        out = [caller.call("SET", KEY, "before")]
+        caller.send("EVAL", LOOP, 0)
+        caller.send("GET", KEY)
+        caller.send("SET", KEY, "after")
+        time.sleep(0.1)
+        out.append(other.call("GET", KEY))
+        out.append(admin.call("SCRIPT", "KILL"))
+        out += [caller.read(), caller.read(), caller.read()]
+        out.append(other.call("GET", KEY))
+        return out + _stats(admin, ["get", "set"])
+
+    _differential(servers, scenario)
+
+
+def test_a_busy_function_and_evalsha_sent_before_the_threshold(servers):
+    """A busy FCALL gives the FUNCTION KILL text; another client's EVALSHA
+    and GET sent before the threshold get it too, and FUNCTION KILL frees
+    the server."""
+
+    def scenario(caller, other, admin):
+        admin.command("FUNCTION", "LOAD", LIBRARY)
+        sha = admin.command("SCRIPT", "LOAD", "return redis.call('get', KEYS[1])")
+        caller.send("FCALL", "spin", 0)
+        time.sleep(0.1)
+        other.send("EVALSHA", sha, 1, KEY)
+        other.send("GET", KEY)
+        out = [other.read(), other.read()]
+        out.append(admin.call("FUNCTION", "KILL"))
+        out.append(caller.read())
+        out.append(other.call("EVALSHA", sha, 1, KEY))
+        return out + _stats(admin, ["get"])
+
+    _differential(servers, scenario)
