@@ -1,9 +1,12 @@
 """CPU time per cross-shard operation, per process, without AOF.
 
-    python benchmarks/crossshard_cpu.py [--shards 4] [--ops 3000] [--repeat 3]
+    python benchmarks/crossshard_cpu.py [--shards 4] [--ops 3000] [--repeat 3] [--clients 1]
 
 Starts shardkv (``appendonly no``) and sends, from one client, batches of
-16 pipelined commands of one kind, one batch at a time:
+16 pipelined commands of one kind, one batch at a time (with ``--clients
+N``, N connections at once, each its share of the commands so, in
+threads: with several acceptors they spread over them, and each
+acceptor's multi-shard requests queue behind each other):
 
 * ``mset``: ``MSET a v b v`` with ``a`` and ``b`` on two shards (a write
   fan-out: ``__prepare`` to each, then the decision);
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import threading
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -80,12 +84,26 @@ def run(client: redis.Redis, cmds: list[tuple]) -> None:
         pipe.execute()
 
 
+def run_all(clients: list[redis.Redis], cmds: list[tuple]) -> None:
+    """Each client sends every len(clients)-th command, all at once."""
+    if len(clients) == 1:
+        run(clients[0], cmds)
+        return
+    n = len(clients)
+    threads = [threading.Thread(target=run, args=(c, cmds[k::n])) for k, c in enumerate(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--shards", type=int, default=4)
     p.add_argument("--ops", type=int, default=3000)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--kinds", default="set,mset,mset10,eval")
+    p.add_argument("--clients", type=int, default=1, help="connections sending at once")
     p.add_argument("--root", type=Path, help="the checkout whose server to run (another build, to compare)")
     args = p.parse_args()
     kinds = args.kinds.split(",")
@@ -94,15 +112,15 @@ def main() -> None:
     server = start_shardkv("--appendonly", "no", shards=args.shards, ready_timeout=120, **extra)
     results: dict[str, dict[str, list[float]]] = {k: {} for k in kinds}
     try:
-        client = redis.Redis(port=server.port)
+        clients = [redis.Redis(port=server.port) for _ in range(args.clients)]
         for kind in kinds:
-            run(client, commands(kind, keys, 400))  # warm up
+            run_all(clients, commands(kind, keys, 400))  # warm up
         roles = server.roles()
         for _ in range(args.repeat):
             for kind in kinds:
                 cmds = commands(kind, keys, args.ops)
                 before, before_sys = server.cpu_times(), system_times(server)
-                run(client, cmds)
+                run_all(clients, cmds)
                 after, after_sys = server.cpu_times(), system_times(server)
                 per: dict[str, float] = {"acceptor": 0.0, "workers": 0.0, "system": 0.0}
                 for pid, t in after_sys.items():

@@ -42,7 +42,8 @@ the waiter holds, and no cycle of waits can form.  Nor can tries starve
 an acceptor that waits in order: a shard refuses a try while another
 acceptor's frames wait for it.  One acceptor runs one such request at a
 time (the others queue, in order), so it never tries or holds a shard it
-holds already.
+holds already; the requests queued behind one start together, as one
+request on the union of their shards (:meth:`Holds._join`).
 
 Nor does a request try a shard where an operation of this acceptor's may
 be parked, not decided yet (:meth:`Holds.parking`; a cross-shard
@@ -97,6 +98,7 @@ if TYPE_CHECKING:
     from shardkv.acceptor.server import Acceptor
 
 HOLDING = -3  # a client's blocked_token while its command waits for its holds
+JOIN_MAX = 64  # the most queued requests that take one round of holds together (see Holds._join)
 
 _HEADER = wire.entry_header(0)
 _HOLD = encode_command([Verb.HOLD])
@@ -124,6 +126,7 @@ class Request:
         "gate",
         "releasing",
         "ops",
+        "joined",
     )
 
     def __init__(self, shards: list[int], entries: list, client: Client | None, ops: list) -> None:
@@ -139,6 +142,9 @@ class Request:
         # until the step has run on every shard (its releases are answered).
         self.gate: _Gate | None = None
         self.releasing = 0
+        # The requests queued behind this one that it took along (see
+        # Holds._join): their entries follow its own, under the same holds.
+        self.joined: list[Request] = []
 
 
 class _Gate:
@@ -169,12 +175,13 @@ class _ReleaseAck:
 
 
 def _open(request: Request) -> None:
-    gate, request.gate = request.gate, None
-    if gate is not None:
-        gate.data = b""
-        client = request.client
-        if client is not None and not client.closed and client.pending:
-            client.flush()
+    for member in (request, *request.joined):
+        gate, member.gate = member.gate, None
+        if gate is not None:
+            gate.data = b""
+            client = member.client
+            if client is not None and not client.closed and client.pending:
+                client.flush()
 
 
 class _Ignored:
@@ -330,7 +337,42 @@ class Holds:
     def _start_next(self) -> None:
         while self.current is None and self.queue:
             self.current = request = self.queue.popleft()
+            if self.queue:
+                self._join(request)
             self._try(request)
+
+    def _join(self, request: Request) -> None:
+        """Take the requests queued behind ``request`` along with it (up to
+        :data:`JOIN_MAX` in all): it holds the union of their shards, and
+        their entries follow its own in queue order, with one
+        ``__release`` per shard behind them all.
+
+        They were queued because they came while ``request`` waited (other
+        clients' commands, while this acceptor's previous multi-shard step
+        was out): each would have taken its own round of tries and its own
+        round of entries, one after another.  Together they take one round
+        of tries, and their write fan-outs' parts reach each shard back to
+        back in one batch, where the worker prepares them together and
+        parks once for all of their decisions, as with one acceptor
+        (``Shard.gather_parts``).  The order is the queue's, which is the
+        order they would have run in anyway, and all of it runs while every
+        shard of the union reads only this acceptor: two-phase locking on
+        more shards than each needs, so still serializable, and none of
+        them has replied yet, so still strict.  Deadlock-free as before:
+        the union is taken as one request's shards are."""
+        queue = self.queue
+        shards = set(request.shards)
+        n = 1
+        while queue and n < JOIN_MAX:
+            other = queue.popleft()
+            shards.update(other.shards)
+            request.entries += other.entries
+            request.ops += other.ops
+            other.entries = []
+            other.ops = []
+            request.joined.append(other)
+            n += 1
+        request.shards = sorted(shards)
 
     def _try(self, request: Request, wait: bool = True) -> None:
         """Try every shard of the step at once (a ``T`` frame each); but
@@ -410,12 +452,13 @@ class Holds:
         self._release(request)
         for shard in request.shards:
             links[shard].step_done()
-        client = request.client
-        if client is not None and client.state.blocked_token == HOLDING and client.state.unblock(HOLDING):
-            if client.waiting() and not client.closed:
-                self.server.loop.call_soon(client.resume)  # type: ignore[union-attr]
-            elif client.pending and not client.closed:
-                client.flush()
+        for member in (request, *request.joined):
+            client = member.client
+            if client is not None and client.state.blocked_token == HOLDING and client.state.unblock(HOLDING):
+                if client.waiting() and not client.closed:
+                    self.server.loop.call_soon(client.resume)  # type: ignore[union-attr]
+                elif client.pending and not client.closed:
+                    client.flush()
 
     def _release(self, request: Request) -> None:
         links = self.links

@@ -201,6 +201,42 @@ def test_requests_of_one_acceptor_run_one_at_a_time_in_order() -> None:
     assert [link.tried for link in links] == [2, 2]
 
 
+def test_requests_queued_behind_one_take_their_holds_together() -> None:
+    """Two requests of other clients queued while ``a``'s waited for its
+    tries: one round of tries on the union of their shards, then both
+    steps' entries, in queue order, and one ``__release`` per shard behind
+    them; each client gets its own reply."""
+    acceptor, links = build_k(3)
+    k0, k1, k2 = keys_per_shard(acceptor, 3)
+    a, a_out = connect(acceptor)
+    b, b_out = connect(acceptor)
+    c, c_out = connect(acceptor)
+    acceptor.loop = _Loop()
+    send(a, [b"MGET", k0, k1])
+    send(b, [b"MGET", k0, k1])
+    send(c, [b"MGET", k1, k2])
+    assert [link.tried for link in links] == [1, 1, 0]
+    links[0].grant()
+    links[1].grant()
+    assert [link.tried for link in links] == [2, 2, 1]  # b's and c's: one try per shard
+    for link in links:
+        link.grant()
+
+    def mget(key: bytes) -> bytes:
+        return encode_command([b"MGET", key])
+
+    assert links[0].bodies() == [mget(k0), RELEASE, mget(k0), RELEASE]  # a's step, then b's
+    assert links[1].bodies() == [mget(k1), RELEASE, mget(k1), mget(k1), RELEASE]  # b's part, c's
+    assert links[2].bodies() == [mget(k2), RELEASE]
+    for s, link in enumerate(links):
+        for body in link.bodies():
+            link.answer(b"+OK\r\n" if body == RELEASE else marshal.dumps([b"v%d" % s]))
+    assert replies(acceptor, a_out) == b"*2\r\n$2\r\nv0\r\n$2\r\nv1\r\n"
+    assert replies(acceptor, b_out) == b"*2\r\n$2\r\nv0\r\n$2\r\nv1\r\n"
+    assert replies(acceptor, c_out) == b"*2\r\n$2\r\nv1\r\n$2\r\nv2\r\n"
+    assert all(client.state.blocked_token == 0 for client in (a, b, c))
+
+
 def _prepared(link: Link) -> None:
     """The shard's answer to its oldest entry, a ``__prepare``: it changed
     its keys and parked."""
