@@ -221,6 +221,28 @@ def may_call_wide(body: bytes) -> bool:
     return _MANY_VALUES.search(body) is not None
 
 
+# What may give a script a -0 to pass on (lupa hands Python -0 as the
+# integer 0, losing its sign): an arithmetic operator or a unary minus
+# (the text's comment marks aside), a numeral, or a function that reads
+# numbers (tonumber, math, the decoders, loadstring, a RESP3 double).
+_COMMENT_MARK = re.compile(rb"--+")
+_NEGATIVE_ZERO_SOURCE = re.compile(rb"[-*/%^]|tonumber|math|cjson|cmsgpack|struct|load|_G|double")
+
+
+def may_pass_negative_zero(body: bytes) -> bool:
+    """Can the script hand redis.call, redis.pcall or redis.sha1hex a -0?
+    Redis writes it as "-0" (%.17g); such a script runs with the wide forms
+    of those functions (see the prelude), which hand a -0 over as that
+    text, where a narrow call would give Python 0."""
+    return _NEGATIVE_ZERO_SOURCE.search(_COMMENT_MARK.sub(b"", body)) is not None
+
+
+def runs_wide(body: bytes) -> bool:
+    """Does the script run with the prelude's wide (Lua) redis.call,
+    redis.pcall and redis.sha1hex, rather than the Python callables?"""
+    return may_call_wide(body) or may_pass_negative_zero(body)
+
+
 def _narrow_patch(dump: bytes) -> bytes | None:
     """The bytecode patch of a script that runs narrow: its tail calls that
     may reach the prelude's wrappers made plain calls, so that their
@@ -555,7 +577,7 @@ class Engine:
 
     def load_library(self, body: bytes) -> tuple[bool, str]:
         self._functions_state()
-        ok, err = self._load_library(body, WIDE if may_call_wide(body) else NARROW)
+        ok, err = self._load_library(body, WIDE if runs_wide(body) else NARROW)
         self.pending = None
         return bool(ok), (_text(err) if err else "")
 
@@ -571,7 +593,7 @@ class Engine:
         self._eval_state()
         # Keep the shebang's line feed so that line numbers stay right.
         patch = NARROW
-        if may_call_wide(body):
+        if runs_wide(body):
             flags |= FLAG_WIDE
             patch = WIDE
         f, err = self._compile(body[skip:], b"@user_script", patch)
@@ -1694,9 +1716,10 @@ def _counted(value: LuaValue) -> bool:
 
 
 def _lua_number(value: float) -> bytes:
-    """A number as Lua's tostring writes it (%.14g)."""
-    if value == int(value) and abs(value) < 1e15:
-        return b"%d" % int(value)
+    """A number as Lua's tostring writes it (%.14g, a NaN with its sign as
+    glibc writes it)."""
+    if value != value:
+        return b"-nan" if math.copysign(1.0, value) < 0 else b"nan"
     return b"%.14g" % value
 
 
@@ -1925,8 +1948,11 @@ def evalsha(ks: Keyspace, args: list[bytes]) -> object:
     if engine._vm is not engine._eval_vm:
         engine._eval_state()
     ro = len(args[0]) == 10 and args[0].lower() == b"evalsha_ro"
+    f, flags = script
     try:
-        return engine._invoke(sha, script[0], script[1], args[3 : 3 + n], args[3 + n :], ro, True)
+        if flags & FLAG_WIDE:
+            return engine._invoke_wide(sha, f, flags, args[3 : 3 + n], args[3 + n :], ro, True)
+        return engine._invoke(sha, f, flags, args[3 : 3 + n], args[3 + n :], ro, True)
     except CrossShard as e:
         return _cross_reply(e)
 

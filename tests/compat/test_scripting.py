@@ -289,6 +289,62 @@ def test_doubles_keep_their_sign_byte_for_byte(ports, protocol):
     assert ours.split(b"doubles\r\n", 1)[1] == real.split(b"doubles\r\n", 1)[1]
 
 
+# Lua numbers as redis.call, redis.pcall and redis.sha1hex arguments: Redis
+# writes each with %.17g (a -0 as "-0", a NaN with its sign), whatever made it.
+NUMBER_ARGUMENTS = [
+    "-0.0",
+    "-0",
+    "0",
+    "0.1",
+    "0.1 + 0.2",
+    "1e14",
+    "1e15",
+    "1e16",
+    "1e17",
+    "123456789012345678",
+    "2^53",
+    "2^63",
+    "1e100",
+    "-1e-300",
+    "3.14159265358979",
+    "-5",
+    "1/0",
+    "-1/0",
+    "0/0",
+    "-(0/0)",
+    "tonumber(ARGV[1])",
+    "ARGV[1] * 1",
+    "math.ceil(-0.5)",
+    "(function(x) return -x end)(0)",
+    "cjson.decode('-0')",
+    "cjson.decode('[-0.0]')[1]",
+]
+
+
+@pytest.mark.parametrize("number", NUMBER_ARGUMENTS)
+def test_number_arguments_of_calls_as_redis_writes_them(same, number):
+    """redis.call, redis.pcall (directly, through a local, with more than
+    four arguments, in a coroutine) and redis.sha1hex write a number
+    argument as Redis does: -0 as "-0", not "0"."""
+    n = number
+    for script in [
+        f"return redis.call('set', KEYS[1], {n})",
+        f"local v = {n} redis.pcall('set', KEYS[1], v) return redis.call('get', KEYS[1])",
+        f"local c = redis.call c('mset', KEYS[1], 1, 'x', {n}, 'y', 2) return c('get', 'x')",
+        f"redis.call('rpush', KEYS[1], 'a', 'b', {n}, 'c', {n}) return redis.call('lrange', KEYS[1], 0, -1)",
+        f"return coroutine.wrap(function() return redis.call('echo', {n}) end)()",
+        f"return redis.sha1hex({n})",
+    ]:
+        same("DEL", "k", "x")
+        same("EVAL", script, 1, "k", "-0")
+        same("GET", "x")
+    lib = f"#!lua name=numbers\nredis.register_function('f', function(keys) return redis.call('set', keys[1], {n}) end)"
+    same("FUNCTION", "LOAD", "REPLACE", lib)
+    same("FCALL", "f", 1, "k")
+    same("GET", "k")
+    same("FUNCTION", "DELETE", "numbers")
+
+
 def test_eval_argument_errors(same):
     same("EVAL", "return 1")
     same("EVAL", "return 1", "x")
@@ -1697,3 +1753,44 @@ def test_used_memory_functions_matches_redis(same):
     same("FUNCTION", "LOAD", _library("g", 1, prefix="k"))
     figures()
     same("FUNCTION", "FLUSH")
+
+
+SCRIPTING_COMMANDS = ["eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro", "script", "function"]
+
+
+def _any_subcommand_order(value: object) -> object:
+    """A reply of COMMAND INFO or DOCS with its subcommands in one order:
+    Redis lists them in its command dict's order, which a random hash seed
+    changes at every start.  (COMMAND INFO's subcommands are arrays that
+    begin with ``container|sub``; DOCS has them under ``subcommands``, a map
+    that RESP2 writes as a flat array.)"""
+    if isinstance(value, dict):
+        return {k: _any_subcommand_order(v) for k, v in value.items()}
+    if not isinstance(value, list):
+        return value
+    items = [_any_subcommand_order(v) for v in value]
+    for i in range(0, len(items) - 1, 2):
+        if items[i] == b"subcommands" and isinstance(items[i + 1], list):
+            flat = items[i + 1]
+            items[i + 1] = sorted(zip(flat[::2], flat[1::2], strict=True), key=lambda pair: pair[0])
+    if items and all(isinstance(v, list) and v and isinstance(v[0], bytes) and b"|" in v[0] for v in items):
+        items.sort(key=lambda v: v[0])
+    return items
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+@pytest.mark.parametrize("command", SCRIPTING_COMMANDS)
+def test_command_info_and_docs_of_scripting_commands(ports, protocol, command):
+    """COMMAND INFO and COMMAND DOCS of the scripting commands are
+    redis-server's replies (complexity, history, argument names and
+    versions, tips), whatever the order of their subcommands."""
+    for sub in ("INFO", "DOCS"):
+        replies = []
+        for name in ("redis", "shardkv"):
+            conn = redis.Connection(port=ports[name], protocol=protocol)
+            try:
+                conn.send_command("COMMAND", sub, command)
+                replies.append(_any_subcommand_order(conn.read_response()))
+            finally:
+                conn.disconnect()
+        assert replies[1] == replies[0], f"COMMAND {sub} {command}"
