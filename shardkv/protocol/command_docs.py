@@ -39,6 +39,7 @@ from functools import cache
 from typing import Any
 
 from shardkv.protocol import errors
+from shardkv.protocol.resp import OrderedSet
 
 # name | since | summary | syntax
 _DOCS = """
@@ -321,7 +322,7 @@ xinfo|consumers | 5.0.0 | 4 | readonly | Returns a list of the consumers in a co
 xinfo|groups | 5.0.0 | 3 | readonly | Returns a list of the consumer groups of a stream. | key
 xinfo|stream | 5.0.0 | -3 | readonly | Returns information about a stream. | key [full-block=(FULL [COUNT count:integer])]
 xinfo|help | 5.0.0 | 2 | loading,stale | Returns helpful text about the different subcommands. |
-script|flush | 2.6.0 | -2 | noscript | Remove all the scripts from the script cache. | [flush-type=(ASYNC | SYNC)]
+script|flush | 2.6.0 | -2 | noscript | Remove all the scripts from the script cache. | [async=(ASYNC | SYNC)]
 script|exists | 2.6.0 | -3 | noscript | Check existence of scripts in the script cache. | sha1 ...
 script|load | 2.6.0 | 3 | noscript,stale | Load the specified Lua script into the script cache. | script
 script|help | 5.0.0 | 2 | loading,stale | Show helpful text about the different subcommands |
@@ -334,7 +335,7 @@ function|restore | 7.0.0 | -3 | write,denyoom,noscript | Restore all the functio
 function|delete | 7.0.0 | 3 | write,noscript | Delete a function by name | library-name
 function|dump | 7.0.0 | 2 | noscript | Dump all functions into a serialized binary payload |
 function|kill | 7.0.0 | 2 | noscript,allow_busy | Kill the function currently in execution. |
-function|flush | 7.0.0 | -2 | write,noscript | Deleting all functions | [flush-type=(ASYNC | SYNC)]
+function|flush | 7.0.0 | -2 | write,noscript | Deleting all functions | [async=(ASYNC | SYNC)]
 function|stats | 7.0.0 | 2 | noscript,allow_busy | Return information about the function currently running (name, description, duration) |
 acl|getuser | 6.0.0 | 3 | admin,noscript,loading,stale | Get the rules for a specific ACL user | username:string
 acl|list | 6.0.0 | 2 | admin,noscript,loading,stale | List the current ACL rules in ACL config file format |
@@ -544,10 +545,68 @@ def _load() -> tuple[dict[str, Doc], dict[str, dict[str, Doc]]]:
 DOCS, SUBCOMMANDS = _load()
 
 
+# The details that COMMAND DOCS gives beyond the rows above (complexity,
+# history, the version an argument appeared in), as redis-server 7.0.15
+# gives them, for the scripting commands; other commands go without.
+_SCRIPT_COMPLEXITY = "Depends on the script that is executed."
+_FUNCTION_COMPLEXITY = "Depends on the function that is executed."
+_DETAILS: dict[str, dict[str, Any]] = {
+    "eval": {"complexity": _SCRIPT_COMPLEXITY},
+    "evalsha": {"complexity": _SCRIPT_COMPLEXITY},
+    "eval_ro": {"complexity": _SCRIPT_COMPLEXITY},
+    "evalsha_ro": {"complexity": _SCRIPT_COMPLEXITY},
+    "fcall": {"complexity": _FUNCTION_COMPLEXITY},
+    "fcall_ro": {"complexity": _FUNCTION_COMPLEXITY},
+    "script|debug": {"complexity": "O(1)"},
+    "script|exists": {
+        "complexity": "O(N) with N being the number of scripts to check"
+        " (so checking a single script is an O(1) operation)."
+    },
+    "script|flush": {
+        "complexity": "O(N) with N being the number of scripts in cache",
+        "history": [("6.2.0", "Added the `ASYNC` and `SYNC` flushing mode modifiers.")],
+        "since": {"async": "6.2.0"},
+    },
+    "script|help": {"complexity": "O(1)"},
+    "script|kill": {"complexity": "O(1)"},
+    "script|load": {"complexity": "O(N) with N being the length in bytes of the script body."},
+    "function|delete": {"complexity": "O(1)"},
+    "function|dump": {"complexity": "O(N) where N is the number of functions"},
+    "function|flush": {"complexity": "O(N) where N is the number of functions deleted"},
+    "function|help": {"complexity": "O(1)"},
+    "function|kill": {"complexity": "O(1)"},
+    "function|list": {"complexity": "O(N) where N is the number of functions"},
+    "function|load": {"complexity": "O(1) (considering compilation time is redundant)"},
+    "function|restore": {"complexity": "O(N) where N is the number of functions on the payload"},
+    "function|stats": {"complexity": "O(1)"},
+}
+
+
+def _doc_map(doc: Doc, group: str) -> dict[bytes, Any]:
+    """A command's or a subcommand's COMMAND DOCS map, in Redis's order:
+    summary, since, group, complexity, history, arguments."""
+    details = _DETAILS.get(doc.name, {})
+    out: dict[bytes, Any] = {
+        b"summary": doc.summary.encode(),
+        b"since": doc.since.encode(),
+        b"group": group.replace("_", "-").encode(),
+    }
+    if "complexity" in details:
+        out[b"complexity"] = details["complexity"].encode()
+    if "history" in details:
+        out[b"history"] = OrderedSet([v.encode(), text.encode()] for v, text in details["history"])
+    if doc.syntax:
+        since = details.get("since", {})
+        out[b"arguments"] = [
+            _to_reply(dict(a, since=since[a["name"]]) if a["name"] in since else a) for a in doc.arguments
+        ]
+    return out
+
+
 def _to_reply(node: Node) -> dict[bytes, Any]:
     """An argument map with bytes keys and values, children included."""
     out: dict[bytes, Any] = {}
-    for key in ("name", "type", "key_spec_index", "token", "flags", "arguments"):
+    for key in ("name", "type", "key_spec_index", "token", "since", "flags", "arguments"):
         if key not in node:
             continue
         value = node[key]
@@ -564,25 +623,12 @@ def _to_reply(node: Node) -> dict[bytes, Any]:
 def doc_reply(name: str, group: str) -> dict[bytes, Any]:
     """The COMMAND DOCS map of command ``name`` (lowercase)."""
     doc = DOCS.get(name)
-    out: dict[bytes, Any] = {
-        b"summary": (doc.summary if doc else name.upper()).encode(),
-        b"since": (doc.since if doc else "1.0.0").encode(),
-        b"group": group.replace("_", "-").encode(),
-    }
     subs = SUBCOMMANDS.get(name)
+    out = _doc_map(doc or Doc(name, "1.0.0", name.upper(), ""), group)
     if subs:
+        out.pop(b"arguments", None)
         out[b"complexity"] = b"Depends on subcommand."
-        out[b"subcommands"] = {
-            sub.name.encode(): {
-                b"summary": sub.summary.encode(),
-                b"since": sub.since.encode(),
-                b"group": group.replace("_", "-").encode(),
-                **({b"arguments": [_to_reply(a) for a in sub.arguments]} if sub.syntax else {}),
-            }
-            for sub in subs.values()
-        }
-    elif doc is not None and doc.syntax:
-        out[b"arguments"] = [_to_reply(a) for a in doc.arguments]
+        out[b"subcommands"] = {sub.name.encode(): _doc_map(sub, group) for sub in subs.values()}
     return out
 
 
