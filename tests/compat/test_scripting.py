@@ -190,6 +190,11 @@ SCRIPTS = [
     ("return redis.sha1hex('abc')", [], []),
     ("return redis.sha1hex(123)", [], []),
     ("return redis.sha1hex()", [], []),
+    # (a script that may make a -0 runs with the wide redis.call, pcall, sha1hex)
+    ("local x = 1 - 1 return redis.sha1hex()", [], []),
+    ("local x = 1 - 1 return redis.sha1hex(1, 2)", [], []),
+    ("local x = -0\n\nreturn redis.call('nosuch', x)", [], []),
+    ("local x = -0 return redis.pcall('get', x, x)", [], []),
     ("return tostring(select('#', unpack({1,2,3})))", [], []),
     ("local t = {} ; setmetatable(t, {__index = function() return 5 end}); return t.x", [], []),
     ("return {string.rep('x', 3), table.concat({1,2,3}, ','), string.byte('A'), string.char(66)}", [], []),
