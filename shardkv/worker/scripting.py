@@ -223,10 +223,13 @@ def may_call_wide(body: bytes) -> bool:
 
 # What may give a script a -0 to pass on (lupa hands Python -0 as the
 # integer 0, losing its sign): an arithmetic operator or a unary minus
-# (the text's comment marks aside), a numeral, or a function that reads
-# numbers (tonumber, math, the decoders, loadstring, a RESP3 double).
+# (the text's comment marks aside: "-0" + "-0" is -0 too), a numeric for
+# (which reads a string "-0" as -0), or a function that reads numbers
+# (tonumber, math, the decoders, loadstring, a RESP3 double).
 _COMMENT_MARK = re.compile(rb"--+")
-_NEGATIVE_ZERO_SOURCE = re.compile(rb"[-*/%^]|tonumber|math|cjson|cmsgpack|struct|load|_G|double")
+_NEGATIVE_ZERO_SOURCE = re.compile(
+    rb"[-+*/%^]|\bfor\s+\w+\s*=|tonumber|math|cjson|cmsgpack|struct|load|_G|double"
+)
 
 
 def may_pass_negative_zero(body: bytes) -> bool:

@@ -318,6 +318,8 @@ NUMBER_ARGUMENTS = [
     "0/0",
     "-(0/0)",
     "tonumber(ARGV[1])",
+    "ARGV[1] + ARGV[1]",
+    "(function() for i = ARGV[1], 0 do return i end end)()",
     "ARGV[1] * 1",
     "math.ceil(-0.5)",
     "(function(x) return -x end)(0)",
