@@ -42,9 +42,10 @@ from time import perf_counter_ns
 from typing import TYPE_CHECKING
 
 from shardkv.acceptor import pubsub
+from shardkv.acceptor.dispatch import HEADERS
 from shardkv.acceptor.info import build_info
 from shardkv.protocol import bus, errors, wire
-from shardkv.protocol.resp import Error, Verbatim, encode, encode_error
+from shardkv.protocol.resp import Error, Verbatim, encode, encode_command, encode_error
 from shardkv.protocol.wire import FRAME, Verb
 from shardkv.runtime.cmdstats import Stats, stat_name
 
@@ -75,6 +76,8 @@ def answer(server: Acceptor, link: ShardLink, payload: bytes) -> None:
         held = _HELD.pop(link, None)
         if held is not None:
             held.drop(server)
+    elif verb == Verb.CJSON:
+        _share_cjson(server, link, args[1:])
     else:
         generation = link.generation
 
@@ -186,6 +189,23 @@ def _commit(server: Acceptor, held: _Held | None, send: Callable[[bytes], None])
     for deliver in held.publishes:
         deliver(one_done)
     one_done()
+
+
+class _Ignore:
+    __slots__ = ()
+
+    def deliver(self, body: bytes) -> None:
+        pass
+
+
+def _share_cjson(server: Acceptor, origin: ShardLink, options: list[bytes]) -> None:
+    """A script set cjson's options on ``origin``'s shard: every other shard
+    takes them (Redis's one Lua state keeps them for every later script),
+    each before anything this acceptor sends it after the script's reply."""
+    encoded = encode_command([Verb.SCRIPT, b"cjson", *options])
+    for link in server.links:
+        if link is not origin:
+            link.send(HEADERS[0], encoded, _Ignore())
 
 
 def _send(link: ShardLink, body: bytes) -> None:

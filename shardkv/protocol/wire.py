@@ -783,6 +783,10 @@ class Verb:
     HELD = b"__held"
     HELD_COMMIT = b"__heldcommit"
     HELD_DROP = b"__helddrop"
+    # In a ``Q`` frame (no answer): ``__cjson eval|function option...``, a
+    # script set cjson's options; the acceptor sends them on to every other
+    # shard (``__script cjson ...``) before the script's reply.
+    CJSON = b"__cjson"
     # Server commands' parts in each shard.
     PING = b"__ping"
     SCAN = b"__scan"
@@ -829,4 +833,5 @@ Verb.HANDLED = Verb.ALL - {
     Verb.HELD,
     Verb.HELD_COMMIT,
     Verb.HELD_DROP,
+    Verb.CJSON,
 }

@@ -347,6 +347,7 @@ class CJson:
         self.encode_invalid = 0  # 1: inf, -inf and nan; 2: null
         self.decode_invalid = 1
         self.keep_buffer = 1
+        self.changed = False  # an option set since the engine last looked (Engine._share_cjson)
 
     def functions(self) -> dict[bytes, LuaValue]:
         return {
@@ -588,8 +589,29 @@ class CJson:
         return (_STRING, token[1], token[2], colon[3])
 
     # options: each returns the setting now in effect (json_cfg_*)
+    OPTIONS = (
+        "max_depth",
+        "decode_max_depth",
+        "precision",
+        "sparse_convert",
+        "sparse_ratio",
+        "sparse_safe",
+        "encode_invalid",
+        "decode_invalid",
+        "keep_buffer",
+    )
+
+    def options(self) -> list[int]:
+        """Every option's setting, in OPTIONS' order."""
+        return [getattr(self, name) for name in self.OPTIONS]
+
+    def set_options(self, values: list[int]) -> None:
+        for name, value in zip(self.OPTIONS, values, strict=True):
+            setattr(self, name, value)
+
     def encode_sparse_array(self, *args: LuaValue) -> tuple:
         args = _option_args(args, 3, "encode_sparse_array")
+        self.changed = self.changed or bool(args)
         self.sparse_convert = _enum_option(args, 1, self.sparse_convert, "encode_sparse_array")
         self.sparse_ratio = _integer_option(args, 2, self.sparse_ratio, "encode_sparse_array", 0, _INT_MAX)
         self.sparse_safe = _integer_option(args, 3, self.sparse_safe, "encode_sparse_array", 0, _INT_MAX)
@@ -597,11 +619,13 @@ class CJson:
 
     def encode_max_depth(self, *args: LuaValue) -> int:
         args = _option_args(args, 1, "encode_max_depth")
+        self.changed = self.changed or bool(args)
         self.max_depth = _integer_option(args, 1, self.max_depth, "encode_max_depth", 1, _INT_MAX)
         return self.max_depth
 
     def decode_max_depth_(self, *args: LuaValue) -> int:
         args = _option_args(args, 1, "decode_max_depth")
+        self.changed = self.changed or bool(args)
         self.decode_max_depth = _integer_option(
             args, 1, self.decode_max_depth, "decode_max_depth", 1, _INT_MAX
         )
@@ -609,17 +633,20 @@ class CJson:
 
     def encode_number_precision(self, *args: LuaValue) -> int:
         args = _option_args(args, 1, "encode_number_precision")
+        self.changed = self.changed or bool(args)
         self.precision = _integer_option(args, 1, self.precision, "encode_number_precision", 1, 14)
         return self.precision
 
     def encode_keep_buffer(self, *args: LuaValue) -> bool:
         # (the setting changes nothing a script can see)
         args = _option_args(args, 1, "encode_keep_buffer")
+        self.changed = self.changed or bool(args)
         self.keep_buffer = _enum_option(args, 1, self.keep_buffer, "encode_keep_buffer")
         return bool(self.keep_buffer)
 
     def encode_invalid_numbers(self, *args: LuaValue) -> bool | bytes:
         args = _option_args(args, 1, "encode_invalid_numbers")
+        self.changed = self.changed or bool(args)
         self.encode_invalid = _enum_option(
             args, 1, self.encode_invalid, "encode_invalid_numbers", _ENCODE_INVALID
         )
@@ -627,15 +654,21 @@ class CJson:
 
     def decode_invalid_numbers(self, *args: LuaValue) -> bool:
         args = _option_args(args, 1, "decode_invalid_numbers")
+        self.changed = self.changed or bool(args)
         self.decode_invalid = _enum_option(args, 1, self.decode_invalid, "decode_invalid_numbers")
         return bool(self.decode_invalid)
 
 
-def cjson_table(lua: LuaValue, null: LuaValue, is_null: LuaValue, negative_zero: LuaValue) -> LuaValue:
+def cjson_table(
+    lua: LuaValue, null: LuaValue, is_null: LuaValue, negative_zero: LuaValue, config: CJson | None = None
+) -> LuaValue:
     """lua_cjson_new's table but its ``new`` (the prelude's): the functions,
-    with a configuration of their own, ``null``, ``_NAME`` and ``_VERSION``."""
+    with a configuration of their own (``config``, or a fresh one), ``null``,
+    ``_NAME`` and ``_VERSION``."""
     table = lua.table()
-    for name, fn in CJson(lua, null, is_null, negative_zero).functions().items():
+    if config is None:
+        config = CJson(lua, null, is_null, negative_zero)
+    for name, fn in config.functions().items():
         table[name] = fn
     table[b"null"] = null
     table[b"_NAME"] = b"cjson"
@@ -1139,8 +1172,10 @@ FUNCTION_NAMES = frozenset(
 )
 
 
-def install(lua: LuaValue) -> LuaValue:
-    """A Lua table of library name -> library table, for the prelude."""
+def install(lua: LuaValue) -> tuple[LuaValue, CJson]:
+    """A Lua table of library name -> library table, for the prelude, and
+    the configuration of its ``cjson`` (the one every script of the state
+    shares, as Redis's one cjson module)."""
     table = lua.table
     # Redis's cjson.null is a NULL light userdata; Lua code can make no
     # light userdata, and newproxy's userdata is the nearest (the prelude
@@ -1154,7 +1189,8 @@ def install(lua: LuaValue) -> LuaValue:
         "  local x = rawget(t, k) return x == 0 and 1 / x < 0 "
         "end"
     )
-    cjson = cjson_table(lua, null, is_null, negative_zero)
+    config = CJson(lua, null, is_null, negative_zero)
+    cjson = cjson_table(lua, null, is_null, negative_zero, config)
     # (the prelude makes cjson.new of this: a Lua function that wraps the
     # functions of the table it makes as it wraps the libraries')
     cjson[b"new"] = lambda *_: cjson_table(lua, null, is_null, negative_zero)
@@ -1181,4 +1217,4 @@ def install(lua: LuaValue) -> LuaValue:
     modules[b"bit"] = bit
     modules[b"struct"] = struct_
     modules[b"cmsgpack"] = cmsgpack
-    return modules
+    return modules, config

@@ -429,10 +429,12 @@ class _VM:
         "one_key",
         "runs",
         "gc_floor",
+        "cjson",
     )
 
-    def __init__(self, lua: lua51.LuaRuntime, api: LuaValue) -> None:
+    def __init__(self, lua: lua51.LuaRuntime, api: LuaValue, cjson: lualibs.CJson) -> None:
         self.lua = lua
+        self.cjson = cjson  # its cjson module's options (Engine._share_cjson)
         self.compile = api[b"compile"]
         self.run = api[b"run"]
         self.classify = api[b"classify"]
@@ -505,11 +507,12 @@ class Engine:
         )
         g = lua.globals()
         g[b"python"] = None
+        modules, cjson = lualibs.install(lua)
         libs = lua.table_from(
             {
                 b"version": REDIS_VERSION.encode(),
                 b"version_num": REDIS_VERSION_NUM,
-                b"modules": lualibs.install(lua),
+                b"modules": modules,
             }
         )
         prelude = resources.files("shardkv.worker").joinpath("luaprelude.lua").read_bytes()
@@ -537,7 +540,7 @@ class Engine:
             without_call_tail_calls,  # PATCHES[WIDE]
         )
         lua.gccollect()  # the prelude's garbage
-        return _VM(lua, api)
+        return _VM(lua, api, cjson)
 
     def _use(self, vm: _VM) -> None:
         """Make ``vm`` the state that scripts run in and values go to."""
@@ -581,6 +584,8 @@ class Engine:
     def load_library(self, body: bytes) -> tuple[bool, str]:
         self._functions_state()
         ok, err = self._load_library(body, WIDE if runs_wide(body) else NARROW)
+        # (a library's code runs on every shard: what it set, all have)
+        self._func_vm.cjson.changed = False  # type: ignore[union-attr]
         self.pending = None
         return bool(ok), (_text(err) if err else "")
 
@@ -724,6 +729,8 @@ class Engine:
             if run.held:
                 self._end_held(run)
         vm: _VM = self._vm  # type: ignore[assignment]  # the state the script ran in
+        if vm.cjson.changed:
+            self._share_cjson(vm, run)
         runs = vm.runs + 1
         if runs >= GC_PERIOD:
             # Redis steps Lua's collector every 50 scripts.  With a heap
@@ -824,6 +831,35 @@ class Engine:
         run = self.run
         if run is not None and run.abort is None:
             run.abort = _Widen()
+
+    def _share_cjson(self, vm: _VM, run: Run) -> None:
+        """The script set an option of cjson: every shard's same Lua state
+        (EVAL's or the functions') takes it too, as Redis's one Lua state
+        keeps it for every later script.  The acceptor sends it on to the
+        other shards (a ``Q`` frame, no answer) before the script's reply,
+        which follows on this pipe."""
+        vm.cjson.changed = False
+        send = getattr(self.shard, "send_query", None)
+        if send is None:
+            return
+        kind = b"eval" if vm is self._eval_vm else b"function"
+        options = [b"%d" % v for v in vm.cjson.options()]
+        try:
+            send(wire.encode_script_query(self.ks.db, run.resp, [Verb.CJSON, kind, *options]))
+        except (EOFError, OSError):
+            pass  # the acceptor is gone
+
+    def set_cjson(self, kind: bytes, options: list[bytes]) -> None:
+        """Another shard's script set cjson's options (see _share_cjson)."""
+        if kind == b"eval":
+            vm = self._eval_vm
+            if vm is None:
+                self._eval_state()
+                vm = self._eval_vm
+        else:
+            vm = self._func_vm
+        if vm is not None:
+            vm.cjson.set_options([int(v) for v in options])
 
     def _end_held(self, run: Run) -> None:
         """What the script's calls of the acceptor's commands left behind
@@ -1995,8 +2031,9 @@ def take_effects(ks: Keyspace) -> tuple[list[tuple[int, list[bytes]]], dict[tupl
 
 
 def script_internal(ks: Keyspace, args: list[bytes]) -> object:
-    """__script load body | flush | exists sha... | memory -> the acceptor's
-    script-cache operations on this shard."""
+    """__script load body | flush | exists sha... | memory | kill | cjson
+    eval|function option... -> the acceptor's script-cache operations on
+    this shard, and another shard's script's cjson options."""
     engine = engine_of(ks)
     sub = args[1]
     if sub == b"load":
@@ -2008,6 +2045,9 @@ def script_internal(ks: Keyspace, args: list[bytes]) -> object:
         return [engine.memory(), len(engine.scripts)]
     if sub == b"kill":
         engine.kill_requested = True
+        return "OK"
+    if sub == b"cjson":
+        engine.set_cjson(args[2], args[3:])
         return "OK"
     raise CommandError(errors.SYNTAX)
 

@@ -1801,3 +1801,47 @@ def test_command_info_and_docs_of_scripting_commands(ports, protocol, command):
             finally:
                 conn.disconnect()
         assert replies[1] == replies[0], f"COMMAND {sub} {command}"
+
+
+_CJSON_SET = "cjson.encode_max_depth(2) cjson.decode_max_depth(2) cjson.encode_number_precision(3)"
+_CJSON_USE = "return {pcall(cjson.encode, {{{1}}}), pcall(cjson.decode, '[[[1]]]'), cjson.encode(0.123456)}"
+_CJSON_DEFAULTS = (
+    "cjson.encode_max_depth(1000) cjson.decode_max_depth(1000) cjson.encode_number_precision(14)"
+)
+_CJSON_LIBRARY = (
+    "#!lua name=cjsonopts\n"
+    f"redis.register_function('set', function() {_CJSON_SET} return 1 end)\n"
+    f"redis.register_function('use', function() {_CJSON_USE} end)\n"
+    f"redis.register_function('defaults', function() {_CJSON_DEFAULTS} return 1 end)"
+)
+
+
+def test_cjson_options_hold_for_every_later_script(same):
+    """An option a script sets on cjson holds for every later script, on
+    whatever shard it runs (Redis has one Lua state), until SCRIPT FLUSH;
+    a function's, in the functions' state, for every later function."""
+    try:
+        same("EVAL", _CJSON_USE, 1, "h")
+        same("EVAL", _CJSON_SET + " return 1", 1, "h")
+        for key in ("h", "z", "s", "k"):
+            same("EVAL", _CJSON_USE, 1, key)
+        # set by a script across shards (the others parked meanwhile)
+        same("EVAL", "cjson.encode_number_precision(5) redis.call('get', 'z') return 1", 1, "h")
+        for key in ("h", "z", "s", "k"):
+            same("EVAL", _CJSON_USE, 1, key)
+        same("EVAL", _CJSON_SET + " return 1", 2, "s", "k")
+        same("EVAL", "return {cjson.encode_max_depth(), cjson.encode_number_precision()}", 0)
+        same("FUNCTION", "LOAD", "REPLACE", _CJSON_LIBRARY)
+        same("FCALL", "use", 1, "z")
+        same("FCALL", "set", 1, "z")
+        for key in ("h", "z", "s", "k"):
+            same("FCALL", "use", 1, key)
+        same("SCRIPT", "FLUSH")
+        for key in ("h", "z", "s", "k"):
+            same("EVAL", _CJSON_USE, 1, key)  # EVAL's state is new: the defaults
+            same("FCALL", "use", 1, key)  # the functions' keeps its options
+    finally:
+        for c in (same.real, same.ours):
+            c.execute_command("FCALL", "defaults", 0)
+            c.execute_command("FUNCTION", "DELETE", "cjsonopts")
+            c.execute_command("SCRIPT", "FLUSH")
