@@ -702,11 +702,13 @@ end
 function engine.one_key(f)
     -- EVAL of one key, the usual case: engine.run of ``f`` with nkeys 1,
     -- called with the key and the arguments only (each value Python hands
-    -- over costs the crossing).
+    -- over costs the crossing).  It answers the script's value alone (one
+    -- value: lupa makes no tuple of it), or false and the error (a tuple).
     return function(key, ...)
         globals.KEYS, globals.ARGV = {key}, {...}
         local ok, r = xpcall(f, handler)
-        return ok, r
+        if ok then return r end
+        return false, r
     end
 end
 

@@ -332,9 +332,10 @@ class _Called:
 class Run:
     """The state of the script running now (Redis's scriptRunCtx).
 
-    Made with :meth:`begin` on a bare object (``_new_run(Run)``), not by a
-    call of the class: CPython's ``type_call`` runs an ``__init__`` in a
-    frame of its own, entered from C, which costs more than the stores."""
+    Each engine keeps one (:meth:`spare`) and :meth:`begin` sets it up
+    again for every script: scripts never nest (EVAL and FCALL are
+    ``noscript``), and nothing keeps a run once it has ended (its effects
+    and undo states are copied out), so no object is made per script."""
 
     __slots__ = (
         "sha",
@@ -360,6 +361,8 @@ class Run:
         "journal",
         "apart",
     )
+    undo: dict[tuple[int, bytes], State]
+    effects: list[tuple[int, list[bytes]]]
 
     def begin(
         self,
@@ -376,12 +379,15 @@ class Run:
         self.read_only = read_only
         self.resp = 2
         self.dirty = False
-        # (database, key) -> its state before the script wrote it
-        self.undo: dict[tuple[int, bytes], State] = {}
+        # (database, key) -> its state before the script wrote it: the last
+        # run's, kept when it wrote nothing (see spare).
+        if self.undo:
+            self.undo = {}
         self.imported = imported
         self.start = time.monotonic()
         self.killed = False
-        self.effects: list[tuple[int, list[bytes]]] = []  # (database, write command)
+        if self.effects:  # (database, write command)
+            self.effects = []
         self.db = db  # the caller's database: SELECT in the script changes the script's only
         self.abort: CrossShard | _Widen | None = None  # set: stop the script, undo it
         self.busy = False  # past busy-reply-threshold, and the acceptor told
@@ -404,8 +410,20 @@ class Run:
         # ...and whether anything else was counted apart (Engine._call).
         self.apart = False
 
+    @staticmethod
+    def spare() -> Run:
+        """A run for :meth:`begin` to set up, made without a call of the
+        class (CPython's ``type_call`` runs an ``__init__`` in a frame of
+        its own, entered from C)."""
+        run: Run = _new_run(Run)
+        run.undo = {}
+        run.effects = []
+        return run
+
 
 _new_run = object.__new__
+# redis.call's missing arguments (see Engine._call_raise): no Lua value.
+_ABSENT: object = object()
 _NO_ARGS: list[bytes] = []  # never changed: FUNCTION STATS reads it
 _NO_KEYS: frozenset = frozenset()
 
@@ -462,6 +480,7 @@ class Engine:
         # the key and the arguments are all it takes from Python.
         self._one: dict[bytes, object] = {}
         self.run: Run | None = None
+        self._spare_run = Run.spare()  # what each script's run is (see Run)
         self.rand = _Rand48()
         self.kill_requested = False
         self.exit_requested = False  # SHUTDOWN NOSAVE while busy (see request_exit)
@@ -682,7 +701,10 @@ class Engine:
             aof = persistence.aof
             if aof is not None:
                 mark = persistence.begin_group()
-        run = self.run = _new_run(Run)
+        run = self._spare_run
+        if self.run is not None:  # (never: scripts do not nest)
+            run = Run.spare()
+        self.run = run
         run.begin(sha, flags, ro, imported, keys, ks.db, eval_mode)
         if not eval_mode:
             run.command = [b"fcall", sha, b"%d" % len(keys), *keys, *argv]
@@ -712,7 +734,12 @@ class Engine:
         try:
             one = self._one.get(sha) if eval_mode and len(keys) == 1 else None
             if one is not None:
-                ok, value = one(keys[0], *argv)  # type: ignore[operator]
+                # The value alone, or (False, error): no script's value is a
+                # Python tuple (lupa makes one of several Lua values only).
+                value = one(keys[0], *argv)  # type: ignore[operator]
+                ok = type(value) is not tuple
+                if not ok:
+                    value = value[1]
             else:
                 ok, value = (self._run if eval_mode else self._call_fn)(f, len(keys), *keys, *argv)
         finally:
@@ -750,6 +777,7 @@ class Engine:
         if run.abort is not None:
             self._rearm()
             self._rollback(run, persistence, mark)
+            run.undo = {}  # (the states it held: not kept until the next script)
             if events is not None:  # it runs again elsewhere: its events come from there
                 del events[events_mark:]
             if aof is not None:
@@ -765,6 +793,8 @@ class Engine:
             self.effects += run.effects
             for key, state in run.undo.items():  # the state before the first write
                 self.effects_undo.setdefault(key, state)
+        if run.undo:
+            run.undo = {}  # (the states it held: not kept until the next script)
         if not ok:
             error = self._error_reply(value, sha)
             return ScriptReply(error) if _counted(value) else error
@@ -921,22 +951,23 @@ class Engine:
 
     # -- redis.call -------------------------------------------------------------
 
-    def _call_raise(self, *args: LuaValue) -> object:
+    def _call_raise(
+        self, name: LuaValue = _ABSENT, key: LuaValue = _ABSENT, third: LuaValue = _ABSENT, *rest: LuaValue
+    ) -> object:
         """redis.call: the reply, or raise the error (see the prelude).
 
         The usual call, a single-key read (GET, HGET...) of this shard's key
         with string arguments, runs here in one step: what :meth:`_call` and
         :meth:`_read` check and do, as it comes out for such a call (nothing
         to note for client tracking, no maxmemory, no MONITOR, no ACL user
-        to check it against)."""
-        n = len(args)
-        if 1 < n < 4 and type(args[0]) is bytes:
-            called = self._called.get(args[0])
+        to check it against).  Its first three arguments are parameters of
+        their own (``_ABSENT`` where the call has fewer), so that a call of
+        two or three makes no tuple of them."""
+        if type(name) is bytes and type(key) is bytes and not rest:
+            called = self._called.get(name)
             if (
                 called is not None
-                and called.fast_arity == n
-                and type(args[1]) is bytes
-                and (n == 2 or type(args[2]) is bytes)
+                and called.fast_arity == (2 if third is _ABSENT else 3 if type(third) is bytes else -1)
                 and self.monitor is None
                 and self.user is None  # an ACL user that may not run everything: _call checks it
             ):
@@ -946,9 +977,10 @@ class Engine:
                     run is not None
                     and ks.memory is None
                     and (run.read_noted or not ks.event_mask & events.SCRIPT_READ)
-                    and (self.nshards == 1 or slot_of(args[1]) in self.own)
+                    and (self.nshards == 1 or slot_of(key) in self.own)
                 ):
-                    value = self.shard.execute_read(list(args), called.handler, run.journal)  # type: ignore[attr-defined]
+                    argv = [name, key] if third is _ABSENT else [name, key, third]
+                    value = self.shard.execute_read(argv, called.handler, run.journal)  # type: ignore[attr-defined]
                     t = type(value)
                     if t is bytes or t is int:
                         return value
@@ -958,6 +990,16 @@ class Engine:
                         self.pending = self._to_lua_error(value.message)
                         raise _LuaRaise
                     return self._to_lua(value, run.resp)
+        if rest:
+            args: tuple = (name, key, third, *rest)
+        elif third is not _ABSENT:
+            args = (name, key, third)
+        elif key is not _ABSENT:
+            args = (name, key)
+        elif name is not _ABSENT:
+            args = (name,)
+        else:
+            args = ()
         value, failed = self._call(True, args)
         if failed:
             self.pending = value
