@@ -19,6 +19,7 @@ import logging
 import os
 from collections import deque
 from collections.abc import Callable
+from itertools import islice
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from shardkv.acceptor import causal, scriptcaller
@@ -128,8 +129,10 @@ class ShardLink:
         self.busy_scripts = 0
         self.pipe_index = 0
         # The commands a busy script's worker may refuse, as offered
-        # (``K``): each one's sink, and its client's reply slot.
+        # (``K``): each one's sink, and its client's reply slot; and the
+        # script's epoch (its busy report's), which the answer names.
         self.refusable: list[tuple[object, Slot]] = []
+        self.refusable_epoch = -1
         self.unblocks_sent = 0
         # Where the commands a script called go, for MONITOR (``M`` frames).
         self.on_script_calls: Callable[[list], None] | None = None
@@ -209,7 +212,7 @@ class ShardLink:
             if refuse is not None:
                 refuse(ran, self.busy)
 
-    def _offer_refusals(self, caller: tuple[int, int]) -> None:
+    def _offer_refusals(self, caller: tuple[int, int], epoch: int) -> None:
         """A script on this shard went busy (its first report): answer with
         a ``K`` frame naming the commands sent before this acceptor knew
         that the worker may refuse (see ``K`` in :mod:`shardkv.protocol.wire`):
@@ -218,7 +221,8 @@ class ShardLink:
         slot in the client's own reply order, not inside an EXEC's reply or
         a fan-out's) of another client than the script's, whose commands
         wait for the script, as in Redis.  Kept until the worker answers
-        which it refused (:meth:`_refused`)."""
+        which it refused (:meth:`_refused`), or the script's end.  One pass
+        over the queue, and over each client's reply order once."""
         fifo = self.fifo
         pipe, ahead = caller
         if pipe != self.pipe_index:
@@ -229,32 +233,57 @@ class ShardLink:
             start, script_client = len(fifo), None
         places: list[int] = []
         refusable: list[tuple[object, Slot]] = []
-        for place in range(len(fifo) - start):
-            sink = fifo[start + place]
+        # id(client) -> the ids of the slots in its reply order (not those
+        # inside an EXEC's reply or a fan-out's), made once per client.
+        standing: dict[int, set[int]] = {}
+        for place, sink in enumerate(islice(fifo, start, None)):
             # A client's slot, or a script's reply on its way to one.
             slot = sink if isinstance(sink, Slot) else getattr(sink, "busy_slot", None)
-            if slot is not None and slot.client is not script_client and slot in slot.client.pending:
+            if slot is None:
+                continue
+            client = slot.client
+            if client is script_client:
+                continue
+            ids = standing.get(id(client))
+            if ids is None:
+                ids = standing[id(client)] = {id(s) for s in client.pending}
+            if id(slot) in ids:
                 places.append(place)
                 refusable.append((sink, slot))
         self.refusable = refusable
-        self.send_frame(wire.encode_refusals(places))  # after the entries it numbers
+        self.refusable_epoch = epoch
+        self.send_frame(wire.encode_refusals(epoch, places))  # after the entries it numbers
 
-    def _refused(self, chosen: list[int]) -> None:
-        """The worker's answer to :meth:`_offer_refusals`: the candidates it
-        refused (by their place in the list offered).  Each gets ``-BUSY``
-        now; the placeholder reply the worker sends in its place is dropped."""
+    def _refused(self, epoch: int, chosen: list[int]) -> None:
+        """The worker's answer to :meth:`_offer_refusals` of script
+        ``epoch``: the candidates it refused (by their place in the list
+        offered).  Each gets ``-BUSY`` now; the placeholder reply the
+        worker sends in its place is dropped.  One pass over the queue."""
         refusable, self.refusable = self.refusable, []
+        if epoch != self.refusable_epoch:  # not the offer kept (none is sent so)
+            log.error(
+                "shard %d: refusals for busy script %d, not %d", self.index, epoch, self.refusable_epoch
+            )
+            return
+        picked: dict[int, Slot] = {}  # id(sink) -> its client's slot
+        for i in chosen:
+            if 0 <= i < len(refusable):
+                sink, slot = refusable[i]
+                picked[id(sink)] = slot
+        if not picked:
+            return
         busy = self.busy or encode_error(errors.BUSY)
         fifo = self.fifo
-        for i in chosen:
-            if not 0 <= i < len(refusable):
-                continue
-            sink, slot = refusable[i]
-            for place, queued in enumerate(fifo):
-                if queued is sink:
-                    fifo[place] = _DROPPED
-                    Slot.deliver(slot, busy)  # not a subclass's: no script reply to count
-                    break
+        kept = []
+        for queued in fifo:
+            refused = picked.pop(id(queued), None) if picked else None
+            if refused is None:
+                kept.append(queued)
+            else:
+                kept.append(_DROPPED)
+                Slot.deliver(refused, busy)  # not a subclass's: no script reply to count
+        fifo.clear()  # rewritten in place: a deque's middle is slow to index
+        fifo.extend(kept)
 
     def _release_caller(self) -> None:
         caller, self.caller = self.caller, None
@@ -367,6 +396,7 @@ class ShardLink:
             old.close()
         self._buf = b""
         self.busy_scripts = self.unblocks_sent = 0  # a new worker, or a new pipe: both count from 0
+        self.refusable = []  # an offer to the old pipe: never answered now
         self._chunks = []
         self._pieces = []
         self._have = self._need = 0
@@ -498,10 +528,10 @@ class ShardLink:
             if self.tries:
                 self.tries.popleft()(payload == wire.TRY_GRANTED)
         elif kind == wire.SCRIPT:
-            busy, pid, dirty, eval_mode, unblocks, caller, *details = wire.decode_script_state(payload)
+            busy, pid, dirty, eval_mode, unblocks, caller, epoch, *details = wire.decode_script_state(payload)
             if busy:
                 if self.busy is None:  # the script's first report
-                    self._offer_refusals(caller)
+                    self._offer_refusals(caller, epoch)
                 self.script = (pid, dirty, eval_mode, *details)
                 self.busy = encode_error(errors.BUSY if eval_mode else errors.BUSY_FUNCTION)
                 BUSY_LINKS.add(self)
@@ -510,10 +540,13 @@ class ShardLink:
                 self._refuse_unblocks(unblocks)
             else:
                 self.script = self.busy = None
+                # The worker answered the offer before this, or never will
+                # (it stopped waiting for it: it ran every candidate).
+                self.refusable = []
                 BUSY_LINKS.discard(self)
                 self._release_caller()
         elif kind == wire.REFUSALS:
-            self._refused(wire.decode_refusals(payload))
+            self._refused(*wire.decode_refusals(payload))
         elif kind == wire.PIECE:
             piece, last = wire.decode_piece(payload)
             fifo = self.fifo

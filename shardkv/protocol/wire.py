@@ -72,9 +72,12 @@ Acceptor -> worker
     ``I`` frame; so a try never waits for a hold.  The answers come in
     the order of the ``T`` frames on that pipe.  See
     :mod:`shardkv.acceptor.holds` for how a coordinator uses it.
-``K`` *refusal candidates*: ``K`` + marshal list of ints, the answer to
-    the first busy report (``S``, busy true) of a script, one on every
-    pipe that got it.  The entries the acceptor had sent to the worker
+``K`` *refusal candidates*: ``K`` + marshal (epoch, list of ints), the
+    answer to the first busy report (``S``, busy true) of a script, one
+    on every pipe that got it; ``epoch`` is the report's (which busy
+    script of the worker it answers: a ``K`` frame that comes after the
+    worker stopped waiting for it, at the script's end, is dropped,
+    whenever it is read).  The entries the acceptor had sent to the worker
     and not had answered when it read the report (on the script's pipe,
     those after the script's entry) were sent before it knew: Redis
     reads such a command at busy-reply-threshold and answers it
@@ -143,11 +146,14 @@ Worker -> acceptor
     answered on that pipe.
 ``T`` *try hold answer*: :data:`TRY_GRANTED` or :data:`TRY_REFUSED`, the
     answer to the oldest ``T`` frame not yet answered on that pipe.
-``K`` *refused*: ``K`` + marshal list of ints: which of the candidates
-    of the pipe's ``K`` frame (their places, as that frame numbered
-    them) the worker refused, not run: the acceptor answers each
-    ``-BUSY`` now, and drops the placeholder reply the worker sends for
-    it in its turn.  Sent before the script's end is reported.
+``K`` *refused*: ``K`` + marshal (epoch, list of ints): which of the
+    candidates of the pipe's ``K`` frame of that epoch (their places, as
+    that frame numbered them) the worker refused, not run: the acceptor
+    answers each ``-BUSY`` now, and drops the placeholder reply the
+    worker sends for it in its turn.  Sent before the script's end is
+    reported, or never (the acceptor's ``K`` frame came too late: the
+    worker ran every entry; the acceptor forgets its candidates when it
+    reads the end).
 ``D`` *disk*: ``D`` + the ``-MISCONF`` error text (UTF-8) this shard
     refuses writes with, or nothing once it can persist again; sent when
     that changes (and on a new pipe, if set), before any reply refused
@@ -592,6 +598,7 @@ def encode_script_state(
     unblocks: tuple[Any, ...] = (0, {}, {}),
     *details: Any,
     caller: tuple[int, int] = (-1, -1),
+    epoch: int = 0,
 ) -> bytes:
     """``unblocks``: the scripts that went busy on this shard so far, the
     count when each pipe's acceptor was lost (it counts from there), and
@@ -602,9 +609,10 @@ def encode_script_state(
     script's command came on and how many replies that pipe's acceptor
     awaits before the script's ((-1, -1) when unknown, and
     :data:`SCRIPT_PARKED` for an operation's script: see
-    ``Shard.replies_ahead``).  Decoded: (busy, pid, dirty, eval_mode,
-    unblocks, caller, *details)."""
-    return b"S" + marshal.dumps((busy, pid, dirty, eval_mode, unblocks, caller, *details))
+    ``Shard.replies_ahead``); ``epoch``: which busy script of the worker
+    this is, for the ``K`` frames.  Decoded: (busy, pid, dirty,
+    eval_mode, unblocks, caller, epoch, *details)."""
+    return b"S" + marshal.dumps((busy, pid, dirty, eval_mode, unblocks, caller, epoch, *details))
 
 
 def decode_script_state(payload: bytes) -> tuple[Any, ...]:
@@ -644,19 +652,20 @@ def decode_script_answer(payload: bytes) -> bytes:
     return payload[1:]
 
 
-def encode_refusals(places: list[int]) -> bytes:
-    """A ``K`` frame, either way: places among the entries that followed a busy script."""
-    return b"K" + marshal.dumps(places)
+def encode_refusals(epoch: int, places: list[int]) -> bytes:
+    """A ``K`` frame, either way: the busy script it is about (its
+    ``epoch``), and places among the entries that followed it."""
+    return b"K" + marshal.dumps((epoch, places))
 
 
-def decode_refusals(payload: bytes) -> list[int]:
+def decode_refusals(payload: bytes) -> tuple[int, list[int]]:
     try:
-        places = marshal.loads(payload[1:])
+        epoch, places = marshal.loads(payload[1:])
     except (EOFError, ValueError, TypeError):
         raise BadMessage("bad refusals") from None
-    if type(places) is not list or not all(type(p) is int for p in places):
+    if type(epoch) is not int or type(places) is not list or not all(type(p) is int for p in places):
         raise BadMessage("bad refusals")
-    return places
+    return epoch, places
 
 
 def encode_inquiry(args: list[bytes]) -> bytes:

@@ -19,8 +19,15 @@ meaning).
 
 :class:`Refusals` reads each pipe's ``K`` frame, from the count hook while
 the script runs (so the clients get their ``-BUSY`` about when Redis's
-would) and when it ends, waiting for the frames not come yet: no entry
-that follows the script runs before its pipe's ``K`` frame is read.  Of the
+would) and when it ends, waiting a little (:data:`_WAIT`) for the frames not
+come yet: no entry that follows the script runs before its pipe's ``K``
+frame is read, or before the worker stopped waiting for it.  An acceptor
+that misses that (stopped, or wedged) has its entries run after the
+script, as they came, and the worker never answers its late ``K`` frame
+(each ``K`` frame names its script's epoch, from the busy report: the
+worker drops one of an earlier script wherever it reads it, and the
+acceptor forgets its candidates when it reads the script's end), so
+nothing runs twice and nothing is refused that ran.  Of the
 candidates it refuses those Redis refuses while busy (a command, not an
 internal verb, without allow-busy flag): each counts as a rejected call
 with the ``-BUSY`` error and becomes a ``__ping`` in its batch, whose reply
@@ -53,7 +60,9 @@ _PLACEHOLDER = [Verb.PING]
 # Parts of something larger, and scripts whose MONITOR lines are awaited
 # (an ``M`` frame each): never refused.
 _NOT_ALONE = wire.FLAG_PART | wire.FLAG_PARK | wire.FLAG_MONITOR
-_FIRST_WAIT = 0.05  # seconds the first busy report waits for the K frames
+# Seconds the first busy report, and the script's end, wait for the K
+# frames: the acceptors answer at once, unless stopped or wedged.
+_WAIT = 0.05
 
 
 class Refusals:
@@ -66,6 +75,14 @@ class Refusals:
         # script's pipe ((items, first place)), or None: none to look at.
         self.due: dict[int, tuple[list, int] | None] = {}
         self.message = errors.BUSY
+        # The busy scripts so far: the current one's number, in its busy
+        # report and in the K frames about it (see next_epoch).
+        self.epoch = 0
+
+    def next_epoch(self) -> int:
+        """A script goes busy: its number, for its busy report."""
+        self.epoch += 1
+        return self.epoch
 
     def begin(self, sent: list[int], eval_mode: bool) -> None:
         """The script's first busy report went to the pipes ``sent``."""
@@ -81,7 +98,7 @@ class Refusals:
         # The acceptors answer at once: wait a little for them, as Redis
         # serves its clients at the threshold, rather than until the hook's
         # next turn (maybe long in a script that calls commands).
-        self.finish(time.monotonic() + _FIRST_WAIT)
+        self._wait(time.monotonic() + _WAIT)
 
     def poll(self) -> None:
         """Take the ``K`` frames already come, without waiting."""
@@ -92,40 +109,62 @@ class Refusals:
                 continue
             self._read(index, pipe, wait=False)
 
-    def finish(self, until: float | None = None) -> None:
-        """The script ends: take every ``K`` frame still due, waiting for it
-        (until ``time.monotonic()`` reaches ``until``, if given)."""
+    def finish(self) -> None:
+        """The script ends: take every ``K`` frame still due, waiting for
+        them up to :data:`_WAIT`; then wait no more for the others (their
+        acceptors stopped or wedged): their entries run after the script,
+        and their ``K`` frames, when they come, are dropped (see
+        :meth:`_read`; their acceptors hear nothing back, and forget them
+        at the script's end)."""
+        self._wait(time.monotonic() + _WAIT)
+        if self.due:
+            log.warning(
+                "shard %d: no answer to the busy report from pipe(s) %s in time: what they sent runs after the script",
+                self.shard.index,
+                sorted(self.due),
+            )
+            self.due.clear()
+
+    def _wait(self, until: float) -> None:
+        """Take the ``K`` frames due, waiting for them until
+        ``time.monotonic()`` reaches ``until``."""
         while self.due:
             self.poll()
             if not self.due:
                 break
-            wait = 0.1
-            if until is not None:
-                wait = until - time.monotonic()
-                if wait <= 0:
-                    break
+            wait = until - time.monotonic()
+            if wait <= 0:
+                break
             pipes = self.pipes
             for pipe in pipes.pipes:  # the others: their I frames answered meanwhile
                 if pipe is not None and pipe.index not in self.due and not pipe.broken:
                     pipe.take_others()
             socks = [pipes.pipes[i].reader.sock for i in self.due]  # type: ignore[union-attr]
-            select.select(socks, [], [], min(wait, 0.1))
+            select.select(socks, [], [], wait)
 
     def _read(self, index: int, pipe: Pipe, wait: bool) -> None:
+        """Pipe ``index``'s ``K`` frame if it has come (in its backlog, or
+        on the pipe: what comes before it goes to the backlog)."""
         backlog = pipe.backlog
-        for k, payload in enumerate(backlog):
+        k = 0
+        while k < len(backlog):
+            payload = backlog[k]
             if payload[0] == wire.REFUSALS:
                 del backlog[k]
-                self._answer(index, pipe, payload, k)
-                return
+                if self._current(payload):
+                    self._answer(index, pipe, payload, k)
+                    return
+                continue
+            k += 1
         reader = pipe.reader
         try:
             while reader.poll(0):
                 payload = reader.pop()
                 kind = payload[0]
                 if kind == wire.REFUSALS:
-                    self._answer(index, pipe, payload, len(backlog))
-                    return
+                    if self._current(payload):
+                        self._answer(index, pipe, payload, len(backlog))
+                        return
                 if kind == wire.INQUIRY:
                     pipe.answer(payload)
                 elif kind == wire.TRY_HOLD:  # the shard is not free
@@ -136,12 +175,21 @@ class Refusals:
             pipe.broken = True
             self.due.pop(index, None)
 
+    def _current(self, payload: bytes) -> bool:
+        """Is this ``K`` frame the answer to the busy script's report (not
+        to an earlier script's, which came after its end: dropped)?  A
+        frame that cannot be read counts as the answer, with no candidates."""
+        try:
+            return wire.decode_refusals(payload)[0] == self.epoch
+        except wire.BadMessage:
+            return True
+
     def _answer(self, index: int, pipe: Pipe, payload: bytes, upto: int) -> None:
         """Pipe ``index``'s ``K`` frame, read after ``pipe.backlog[:upto]``:
         refuse the candidates it names, and say which."""
         rest = self.due.pop(index)
         try:
-            offered = wire.decode_refusals(payload)
+            offered = wire.decode_refusals(payload)[1]
         except wire.BadMessage as e:
             log.error("shard %d: %s", self.shard.index, e)
             offered = []
@@ -173,7 +221,7 @@ class Refusals:
             if changed:
                 backlog[k] = _encode_batch(entries)
         try:
-            pipe.send_state(wire.encode_refusals(refused))
+            pipe.send_state(wire.encode_refusals(self.epoch, refused))
         except OSError:
             pipe.broken = True
 

@@ -508,8 +508,10 @@ class Pipes:
         elif kind == wire.TRY_HOLD:
             pipe.send_state(wire.TRY_GRANTED if self._try_hold(pipe) else wire.TRY_REFUSED)
         elif kind == wire.REFUSALS:
-            # A K frame no busy script waits for (its pipe was taken for
-            # lost meanwhile): nothing to refuse, and nobody to tell.
+            # A K frame no busy script waits for (it came after the script's
+            # end had stopped waiting for it, or its pipe was taken for lost
+            # meanwhile): its entries ran, and its acceptor has forgotten
+            # them (see shardkv.worker.busyrefusal): nothing to tell.
             pass
         elif kind == wire.CONTROL:  # not parked: nothing is waiting for it
             try:

@@ -919,7 +919,7 @@ class Engine:
             run.busy = False
             refusals = getattr(self.shard, "refusals", None)
             if refusals is not None and refusals.due:
-                refusals.finish()  # nothing that followed the script runs before
+                refusals.finish()  # nothing that followed the script runs before (up to 50 ms)
             self._report(run)  # before the frame that carries the reply
 
     def _over_limit(self) -> bool:
@@ -1651,8 +1651,10 @@ class Engine:
                 waiters = self.ks.waiters
                 if waiters is not None:
                     waiters.busy_scripts += 1
-                sent = self._report(run)
                 refusals = getattr(self.shard, "refusals", None)
+                if refusals is not None:
+                    refusals.next_epoch()  # this script's, in its reports and K frames
+                sent = self._report(run)
                 if refusals is not None and sent is not None:
                     refusals.begin(sent, run.eval_mode)
         else:
@@ -1695,9 +1697,18 @@ class Engine:
         # the acceptor can tell which client runs it (see shardkv.acceptor.scriptcaller).
         ahead = getattr(self.shard, "replies_ahead", None)
         caller = (self.ks.pipe, ahead()) if ahead is not None else (-1, -1)
+        refusals = getattr(self.shard, "refusals", None)
+        epoch = refusals.epoch if refusals is not None else 0
         sent = send(
             wire.encode_script_state(
-                run.busy, os.getpid(), run.dirty, run.eval_mode, unblocks, *details, caller=caller
+                run.busy,
+                os.getpid(),
+                run.dirty,
+                run.eval_mode,
+                unblocks,
+                *details,
+                caller=caller,
+                epoch=epoch,
             )
         )
         return sent if type(sent) is list else None

@@ -14,6 +14,8 @@ SCRIPT KILL: the new one hears the writes, at one acceptor and at two.
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -22,6 +24,7 @@ from typing import TypeVar
 import pytest
 import redis
 
+from tests.support.acceptors import acceptor_pids
 from tests.support.resp import ErrorReply, RespClient
 from tests.support.servers import ServerProcess, start_redis, start_shardkv
 
@@ -432,3 +435,67 @@ def test_a_subscribed_client_is_refused_before_the_busy_and_pause_checks(accepto
     assert expected == [[b"subscribe", b"ch", 1], b"OK", "ERR", b"OK", "ERR", b"OK", "ERR", b"1", b"1"]
     got = on_shardkv(lambda s: subscribed_client_while_busy_or_paused(s.port, acceptors), acceptors=acceptors)
     assert got == expected
+
+
+# -- SCRIPT KILL while another acceptor is stopped -----------------------------------
+
+
+def killed_while_an_acceptor_is_stopped(port: int, stop: Callable[[], Callable[[], None]]) -> list:
+    """A script on the shard of ``{b}``, sent through acceptor 0; another
+    client's INCRs of ``{b}n``, pipelined through acceptor 1 before the
+    threshold; then ``stop()`` (shardkv: acceptor 1 is stopped, so it
+    never answers the script's busy report; it returns what resumes it),
+    and SCRIPT KILL past the threshold.  The script's client gets its
+    error at once and the shard serves again, while acceptor 1 still
+    sleeps; once resumed, each INCR was answered once (run, or refused
+    with -BUSY) and the counter says how many ran: none ran twice, none
+    was lost.  The replies, errors as their first word."""
+    admin = client_on(port, 2, 0)
+    admin.command("CONFIG", "SET", "busy-reply-threshold", "500")
+    admin.command("SET", "{b}n", "0")
+    scripter = client_on(port, 2, 0)
+    other = client_on(port, 2, 1)
+    scripter.send("EVAL", LOOP, 1, "{b}s")
+    time.sleep(0.1)
+    for _ in range(3):
+        other.send("INCR", "{b}n")
+    time.sleep(0.05)  # forwarded to the worker (either way, each must run once or be refused)
+    resume = stop()
+    try:
+        time.sleep(1.0)  # past the threshold
+        got: list = [ask(admin, "SCRIPT", "KILL")]
+        scripter.sock.settimeout(5.0)  # within the stop: a generous bound, not a timing check
+        reply = scripter.read_reply()
+        got.append(str(reply).split(" ")[0] if isinstance(reply, ErrorReply) else reply)
+        got.append(ask(admin, "SET", "{b}x", "1"))  # the shard serves again
+    finally:
+        resume()
+    incrs = [other.read_reply() for _ in range(3)]
+    ran = [r for r in incrs if not isinstance(r, ErrorReply)]
+    assert all(str(r).startswith("BUSY") for r in incrs if isinstance(r, ErrorReply)), incrs
+    assert ran == list(range(1, len(ran) + 1)), incrs  # each ran once, in order
+    got.append(int(ask(other, "GET", "{b}n")) == len(ran))  # type: ignore[arg-type]
+    got.append(ask(other, "PING"))
+    for c in (admin, scripter, other):
+        c.close()
+    return got
+
+
+def test_script_kill_answers_at_once_while_another_acceptor_is_stopped() -> None:
+    """The worker waited, with no limit, for every acceptor's answer (``K``)
+    to the script's busy report when the script ended: with acceptor 1
+    stopped, SCRIPT KILL answered OK but the script's client got nothing
+    and the shard stayed busy until acceptor 1 ran again."""
+    expected = on_redis(lambda port: killed_while_an_acceptor_is_stopped(port, lambda: lambda: None))
+    assert expected == [b"OK", "ERR", b"OK", True, b"PONG"]
+
+    def scenario(server: ServerProcess) -> list:
+        stopped = acceptor_pids(server)[1]
+
+        def stop() -> Callable[[], None]:
+            os.kill(stopped, signal.SIGSTOP)
+            return lambda: os.kill(stopped, signal.SIGCONT)
+
+        return killed_while_an_acceptor_is_stopped(server.port, stop)
+
+    assert on_shardkv(scenario, acceptors=2) == expected

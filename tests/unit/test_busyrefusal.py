@@ -4,12 +4,20 @@ of a batch, which must leave every other entry as the acceptor wrote it."""
 
 from __future__ import annotations
 
+import marshal
+import socket
+from collections import deque
+
 import pytest
 
+from shardkv.acceptor import shardlink
+from shardkv.acceptor.replies import Slot
+from shardkv.acceptor.shardlink import ShardLink
 from shardkv.protocol import errors, wire
-from shardkv.protocol.resp import encode_command
+from shardkv.protocol.resp import encode_command, encode_error
 from shardkv.runtime.cmdstats import Stats
 from shardkv.worker.busyrefusal import Refusals, _encode_batch
+from tests.unit.test_acceptor_dispatch import MemoryTransport
 
 
 class _Shard:
@@ -24,10 +32,12 @@ def _refusals() -> Refusals:
 
 
 def test_refusals_frames_round_trip():
-    assert wire.decode_refusals(wire.encode_refusals([0, 3, 7])) == [0, 3, 7]
-    assert wire.decode_refusals(wire.encode_refusals([])) == []
+    assert wire.decode_refusals(wire.encode_refusals(2, [0, 3, 7])) == (2, [0, 3, 7])
+    assert wire.decode_refusals(wire.encode_refusals(1, [])) == (1, [])
     with pytest.raises(wire.BadMessage):
         wire.decode_refusals(b"K" + b"\x00")  # not a marshal list
+    with pytest.raises(wire.BadMessage):
+        wire.decode_refusals(b"K" + marshal.dumps([0, 3]))  # no epoch
 
 
 def test_a_rewritten_batch_keeps_its_other_entries_byte_for_byte():
@@ -68,3 +78,159 @@ def test_a_refused_function_call_counts_the_function_text():
     r.message = errors.BUSY_FUNCTION
     assert r._refuse(0, [b"GET", b"k"])
     assert r.shard.stats.commands["get"][2] == 1  # rejected_calls
+
+
+# -- a K frame that comes too late -----------------------------------------------------
+
+
+class _Reader:
+    """A pipe's reader with nothing more to read."""
+
+    def poll(self, timeout: float) -> bool:
+        return False
+
+
+class _Pipe:
+    def __init__(self, backlog: list[bytes]) -> None:
+        self.backlog = backlog
+        self.reader = _Reader()
+        self.broken = False
+        self.index = 0
+        self.sent: list[bytes] = []
+
+    def send_state(self, payload: bytes) -> None:
+        self.sent.append(payload)
+
+
+class _Pipes:
+    def __init__(self, pipe: _Pipe) -> None:
+        self.pipes = [pipe]
+
+
+def _batch(*commands: list[bytes]) -> bytes:
+    return b"B" + b"".join(wire.entry_header(0) + encode_command(args) for args in commands)
+
+
+def test_a_k_frame_of_an_earlier_script_is_dropped_not_answered():
+    """The worker stopped waiting for an acceptor's ``K`` frame at the end of
+    script 1 and ran its entries; that frame, read while script 2 is busy,
+    numbers entries that have run: it is dropped, and only script 2's is
+    answered (before, the first ``K`` frame found was taken for the answer)."""
+    stale = wire.encode_refusals(1, [0])
+    pipe = _Pipe([stale, _batch([b"GET", b"a"]), _batch([b"GET", b"b"]), wire.encode_refusals(2, [1])])
+    r = Refusals(_Shard(), _Pipes(pipe))  # type: ignore[arg-type]
+    r.next_epoch()
+    assert r.next_epoch() == 2
+    r.due = {0: None}
+    r.poll()
+    assert not r.due
+    assert pipe.sent == [wire.encode_refusals(2, [0])]  # the GET of b, the first (only) candidate
+    assert pipe.backlog == [_batch([b"GET", b"a"]), _batch([b"__ping"])]  # the stale frame is gone
+
+
+def test_the_end_waits_no_more_for_an_acceptor_that_does_not_answer():
+    """SCRIPT KILL with an acceptor stopped: the script's end stops waiting
+    for its ``K`` frame (before, it waited until the acceptor ran again)."""
+    left, right = socket.socketpair()
+    try:
+        pipe = _Pipe([_batch([b"GET", b"a"])])
+        pipe.reader.sock = left  # type: ignore[attr-defined]
+        r = Refusals(_Shard(), _Pipes(pipe))  # type: ignore[arg-type]
+        r.next_epoch()
+        r.due = {0: None}
+        r.finish()
+        assert not r.due and pipe.sent == []  # nothing refused, nothing said
+        assert pipe.backlog == [_batch([b"GET", b"a"])]  # it runs, as it came
+    finally:
+        left.close()
+        right.close()
+
+
+# -- the acceptor's side: one pass however many candidates -----------------------------
+
+
+class _Counted(deque):
+    """A deque that counts the elements its walks, searches and indexing
+    visit (indexing a deque walks from its nearer end)."""
+
+    def __init__(self, visits: list[int]) -> None:
+        super().__init__()
+        self.visits = visits
+
+    def __iter__(self):
+        for item in deque.__iter__(self):
+            self.visits[0] += 1
+            yield item
+
+    def __contains__(self, wanted: object) -> bool:
+        return any(item is wanted for item in self)
+
+    def __getitem__(self, i):
+        self.visits[0] += 1 + min(i % len(self), len(self) - 1 - i % len(self))
+        return deque.__getitem__(self, i)
+
+    def __setitem__(self, i, value) -> None:
+        self.visits[0] += 1 + min(i % len(self), len(self) - 1 - i % len(self))
+        deque.__setitem__(self, i, value)
+
+
+class _Server:
+    def __init__(self) -> None:
+        self.dirty_clients: list = []
+
+
+class _Client:
+    def __init__(self, server: _Server, visits: list[int]) -> None:
+        self.server = server
+        self.pending = _Counted(visits)
+        self.dirty = False
+
+
+def _link_with_pipelines(clients: int, each: int, visits: list[int]):
+    """A link whose queue holds ``clients`` clients' pipelines of ``each``
+    commands, interleaved, and those clients."""
+    link = ShardLink(0, lambda link: None, lambda: None)
+    link.attached(MemoryTransport())  # type: ignore[arg-type]
+    link.fifo = _Counted(visits)
+    server = _Server()
+    made = [_Client(server, visits) for _ in range(clients)]
+    for _ in range(each):
+        for client in made:
+            slot = Slot(client)  # type: ignore[arg-type]
+            client.pending.append(slot)
+            link.fifo.append(slot)
+    return link, made
+
+
+def test_offering_and_refusing_many_candidates_walks_the_queue_once():
+    """40 clients x 50 pipelined commands, all refused: the offer and the
+    refusal visit each queued entry and each client's reply order a few
+    times in all (before: a search of the client's replies per entry, and
+    of the queue per refusal, some 10**6 visits here)."""
+    visits = [0]
+    link, clients = _link_with_pipelines(40, 50, visits)
+    n = len(link.fifo)
+    visits[0] = 0
+    link._offer_refusals((1, 0), 7)  # the script is another pipe's: every entry a candidate
+    (offer,) = [w[4:] for w in link.transport.written if w[4:5] == b"K"]  # type: ignore[union-attr]
+    assert wire.decode_refusals(offer) == (7, list(range(n)))
+    link._refused(7, list(range(n)))
+    assert visits[0] <= 5 * n, visits[0]
+    busy = encode_error(errors.BUSY)
+    assert all(slot.data == busy for c in clients for slot in c.pending)
+    assert all(sink is shardlink._DROPPED for sink in deque.__iter__(link.fifo))
+
+
+def test_a_refusal_of_another_script_or_after_the_end_refuses_nothing():
+    """The acceptor answers ``-BUSY`` only for the offer the worker answers:
+    not for a refusal that names another script, nor once the script's end
+    said the worker ran them all (its candidates are forgotten then)."""
+    link, clients = _link_with_pipelines(2, 2, [0])
+    link._offer_refusals((1, 0), 3)
+    link._refused(2, [0, 1])  # not this offer's script
+    assert all(slot.data is None for c in clients for slot in c.pending)
+    link._offer_refusals((1, 0), 4)
+    link.data_received(wire.FRAME.pack(len(end := wire.encode_script_state(False, 1, False, True))) + end)
+    link._refused(4, [0, 1])
+    assert all(slot.data is None for c in clients for slot in c.pending)
+    assert not any(sink is shardlink._DROPPED for sink in link.fifo)
