@@ -34,7 +34,7 @@ from shardkv.worker.scripting import (
     ScriptReply,
     _cross_reply,
     engine_of,
-    runs_wide,
+    may_call_wide,
 )
 
 if TYPE_CHECKING:
@@ -290,7 +290,7 @@ class Functions:
             engine._raise(_NAME_ERROR)
         if name.lower() in library.functions:
             engine._raise("Function already exists in the library")
-        if runs_wide(library.code):  # its redis.call is the prelude's wide one
+        if may_call_wide(library.code):  # its redis.call takes any number of arguments
             flags |= FLAG_WIDE
         function = Function(name, callback, flags, description, library.name)
         library.functions[name.lower()] = function

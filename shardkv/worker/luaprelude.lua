@@ -92,50 +92,15 @@ redis.pcall = narrow_pcall
 -- is refused (see the handler) is undone and runs again, wide.
 local WIDE = 7900
 local wide = false
--- lupa hands Python -0 as the integer 0; Redis writes a number argument
--- with %.17g, so -0 goes as "-0".  The wide forms (which a script that may
--- make a -0 runs with: scripting.py's ``may_pass_negative_zero``) hand a
--- -0 over as that text.
-local function negative_zero(x)
-    return x == 0 and 1 / x < 0
-end
-local function signed_table(t, n)
-    for i = 1, n do
-        if negative_zero(t[i]) then t[i] = "-0" end
-    end
-    return t
-end
-local function has_negative_zero(n, ...)
-    if n <= 4 then
-        local a, b, c, d = ...
-        return negative_zero(a) or negative_zero(b) or negative_zero(c) or negative_zero(d)
-    end
-    local t = {...}
-    for i = 1, n do
-        if negative_zero(t[i]) then return true end
-    end
-    return false
-end
 local function wide_call(...)
     local n = select("#", ...)
-    if n < WIDE then
-        if not has_negative_zero(n, ...) then return pyraise(...) end
-        return pyraise(unpack(signed_table({...}, n), 1, n))
-    end
-    return pypacked(true, signed_table({...}, n), n)
+    if n < WIDE then return pyraise(...) end
+    return pypacked(true, {...}, n)
 end
 local function wide_pcall(...)
     local n = select("#", ...)
-    if n < WIDE then
-        if not has_negative_zero(n, ...) then return (pycall(false, ...)) end
-        return (pycall(false, unpack(signed_table({...}, n), 1, n)))
-    end
-    return (pypacked(false, signed_table({...}, n), n))
-end
-local function wide_sha1hex(...)
-    local n = select("#", ...)
-    if not has_negative_zero(n, ...) then return pysha1(...) end
-    return pysha1(unpack(signed_table({...}, n), 1, n))
+    if n < WIDE then return (pycall(false, ...)) end
+    return (pypacked(false, {...}, n))
 end
 -- A script that reaches unpack or string.byte only under another name
 -- (``_G['unp'..'ack']``) runs narrow.  Those two are wrapped: when one
@@ -723,9 +688,9 @@ function engine.widen(on)
     -- The wide forms of redis.call and redis.pcall (true), or the usual ones.
     wide = on
     if on then
-        redis.call, redis.pcall, redis.sha1hex = wide_call, wide_pcall, wide_sha1hex
+        redis.call, redis.pcall = wide_call, wide_pcall
     else
-        redis.call, redis.pcall, redis.sha1hex = pyraise, narrow_pcall, pysha1
+        redis.call, redis.pcall = pyraise, narrow_pcall
     end
     for i = 1, #wrapped do
         local w = wrapped[i]

@@ -221,31 +221,6 @@ def may_call_wide(body: bytes) -> bool:
     return _MANY_VALUES.search(body) is not None
 
 
-# What may give a script a -0 to pass on (lupa hands Python -0 as the
-# integer 0, losing its sign): an arithmetic operator or a unary minus
-# (the text's comment marks aside: "-0" + "-0" is -0 too), a numeric for
-# (which reads a string "-0" as -0), or a function that reads numbers
-# (tonumber, math, the decoders, loadstring, a RESP3 double).
-_COMMENT_MARK = re.compile(rb"--+")
-_NEGATIVE_ZERO_SOURCE = re.compile(
-    rb"[-+*/%^]|\bfor\s+\w+\s*=|tonumber|math|cjson|cmsgpack|struct|load|_G|double"
-)
-
-
-def may_pass_negative_zero(body: bytes) -> bool:
-    """Can the script hand redis.call, redis.pcall or redis.sha1hex a -0?
-    Redis writes it as "-0" (%.17g); such a script runs with the wide forms
-    of those functions (see the prelude), which hand a -0 over as that
-    text, where a narrow call would give Python 0."""
-    return _NEGATIVE_ZERO_SOURCE.search(_COMMENT_MARK.sub(b"", body)) is not None
-
-
-def runs_wide(body: bytes) -> bool:
-    """Does the script run with the prelude's wide (Lua) redis.call,
-    redis.pcall and redis.sha1hex, rather than the Python callables?"""
-    return may_call_wide(body) or may_pass_negative_zero(body)
-
-
 def _narrow_patch(dump: bytes) -> bytes | None:
     """The bytecode patch of a script that runs narrow: its tail calls that
     may reach the prelude's wrappers made plain calls, so that their
@@ -602,7 +577,7 @@ class Engine:
 
     def load_library(self, body: bytes) -> tuple[bool, str]:
         self._functions_state()
-        ok, err = self._load_library(body, WIDE if runs_wide(body) else NARROW)
+        ok, err = self._load_library(body, WIDE if may_call_wide(body) else NARROW)
         # (a library's code runs on every shard: what it set, all have)
         self._func_vm.cjson.changed = False  # type: ignore[union-attr]
         self.pending = None
@@ -620,7 +595,7 @@ class Engine:
         self._eval_state()
         # Keep the shebang's line feed so that line numbers stay right.
         patch = NARROW
-        if runs_wide(body):
+        if may_call_wide(body):
             flags |= FLAG_WIDE
             patch = WIDE
         f, err = self._compile(body[skip:], b"@user_script", patch)
