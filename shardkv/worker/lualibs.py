@@ -609,53 +609,61 @@ class CJson:
         for name, value in zip(self.OPTIONS, values, strict=True):
             setattr(self, name, value)
 
+    def _set(self, name: str, value: int) -> None:
+        """A setter's new ``value`` of option ``name``: noted as changed
+        (to be shared with every shard, Engine._share_cjson) only when it
+        differs, so that reading an option (no argument: the old value)
+        or setting the value in effect sends nothing."""
+        if getattr(self, name) != value:
+            setattr(self, name, value)
+            self.changed = True
+
     def encode_sparse_array(self, *args: LuaValue) -> tuple:
         args = _option_args(args, 3, "encode_sparse_array")
-        self.changed = self.changed or bool(args)
-        self.sparse_convert = _enum_option(args, 1, self.sparse_convert, "encode_sparse_array")
-        self.sparse_ratio = _integer_option(args, 2, self.sparse_ratio, "encode_sparse_array", 0, _INT_MAX)
-        self.sparse_safe = _integer_option(args, 3, self.sparse_safe, "encode_sparse_array", 0, _INT_MAX)
+        self._set("sparse_convert", _enum_option(args, 1, self.sparse_convert, "encode_sparse_array"))
+        self._set(
+            "sparse_ratio", _integer_option(args, 2, self.sparse_ratio, "encode_sparse_array", 0, _INT_MAX)
+        )
+        self._set(
+            "sparse_safe", _integer_option(args, 3, self.sparse_safe, "encode_sparse_array", 0, _INT_MAX)
+        )
         return (bool(self.sparse_convert), self.sparse_ratio, self.sparse_safe)
 
     def encode_max_depth(self, *args: LuaValue) -> int:
         args = _option_args(args, 1, "encode_max_depth")
-        self.changed = self.changed or bool(args)
-        self.max_depth = _integer_option(args, 1, self.max_depth, "encode_max_depth", 1, _INT_MAX)
+        self._set("max_depth", _integer_option(args, 1, self.max_depth, "encode_max_depth", 1, _INT_MAX))
         return self.max_depth
 
     def decode_max_depth_(self, *args: LuaValue) -> int:
         args = _option_args(args, 1, "decode_max_depth")
-        self.changed = self.changed or bool(args)
-        self.decode_max_depth = _integer_option(
-            args, 1, self.decode_max_depth, "decode_max_depth", 1, _INT_MAX
+        self._set(
+            "decode_max_depth",
+            _integer_option(args, 1, self.decode_max_depth, "decode_max_depth", 1, _INT_MAX),
         )
         return self.decode_max_depth
 
     def encode_number_precision(self, *args: LuaValue) -> int:
         args = _option_args(args, 1, "encode_number_precision")
-        self.changed = self.changed or bool(args)
-        self.precision = _integer_option(args, 1, self.precision, "encode_number_precision", 1, 14)
+        self._set("precision", _integer_option(args, 1, self.precision, "encode_number_precision", 1, 14))
         return self.precision
 
     def encode_keep_buffer(self, *args: LuaValue) -> bool:
         # (the setting changes nothing a script can see)
         args = _option_args(args, 1, "encode_keep_buffer")
-        self.changed = self.changed or bool(args)
-        self.keep_buffer = _enum_option(args, 1, self.keep_buffer, "encode_keep_buffer")
+        self._set("keep_buffer", _enum_option(args, 1, self.keep_buffer, "encode_keep_buffer"))
         return bool(self.keep_buffer)
 
     def encode_invalid_numbers(self, *args: LuaValue) -> bool | bytes:
         args = _option_args(args, 1, "encode_invalid_numbers")
-        self.changed = self.changed or bool(args)
-        self.encode_invalid = _enum_option(
-            args, 1, self.encode_invalid, "encode_invalid_numbers", _ENCODE_INVALID
+        self._set(
+            "encode_invalid",
+            _enum_option(args, 1, self.encode_invalid, "encode_invalid_numbers", _ENCODE_INVALID),
         )
         return _ENCODE_INVALID[2] if self.encode_invalid == 2 else bool(self.encode_invalid)
 
     def decode_invalid_numbers(self, *args: LuaValue) -> bool:
         args = _option_args(args, 1, "decode_invalid_numbers")
-        self.changed = self.changed or bool(args)
-        self.decode_invalid = _enum_option(args, 1, self.decode_invalid, "decode_invalid_numbers")
+        self._set("decode_invalid", _enum_option(args, 1, self.decode_invalid, "decode_invalid_numbers"))
         return bool(self.decode_invalid)
 
 

@@ -1856,3 +1856,27 @@ def test_cjson_options_hold_for_every_later_script(same):
             c.execute_command("FCALL", "defaults", 0)
             c.execute_command("FUNCTION", "DELETE", "cjsonopts")
             c.execute_command("SCRIPT", "FLUSH")
+
+
+_CJSON_READ = "return {cjson.encode_number_precision(), cjson.encode(0.123456)}"
+
+
+def test_reading_a_cjson_option_shares_nothing(same):
+    """A getter (``cjson.encode_number_precision()``, no argument) changes no
+    option, so it sends none to the other shards: a shard that has not yet
+    taken the setter's value (a script pipelined behind the setter runs on
+    its shard meanwhile) does not push its old one over it."""
+    home, other = on_shards(0, 1)
+    try:
+        for precision in (3, 5, 7, 2):
+            setter = f"cjson.encode_number_precision({precision}) return cjson.encode(0.123456)"
+            for c in (same.real, same.ours):
+                pipe = c.pipeline(transaction=False)
+                pipe.eval(setter, 1, home)
+                pipe.eval(_CJSON_READ, 1, other)  # (may still see the old value: README)
+                pipe.execute()
+            for key in (home, other, home):
+                same("EVAL", _CJSON_READ, 1, key)
+    finally:
+        for c in (same.real, same.ours):
+            c.execute_command("SCRIPT", "FLUSH")
