@@ -29,12 +29,19 @@ def blocked_clients(port: int) -> int:
         return int(parse_info(c.command("INFO", "clients"))["blocked_clients"])  # type: ignore[arg-type]
 
 
-def wait_blocked(port: int, n: int) -> None:
-    """Wait until ``n`` clients are blocked."""
+def wait_blocked(port: int, n: int, until: float | None = None) -> bool:
+    """Wait until ``n`` clients are blocked (True).  With ``until`` (a
+    ``time.monotonic()`` time: when the blocked command's own timeout has
+    passed), False once that time has passed without seeing them: the
+    command may have timed out before a poll came, as on a loaded machine."""
     deadline = time.monotonic() + WAIT
     while blocked_clients(port) != n:
-        assert time.monotonic() < deadline, f"never {n} blocked clients"
+        now = time.monotonic()
+        if until is not None and now >= until:
+            return False
+        assert now < deadline, f"never {n} blocked clients"
         time.sleep(0.01)
+    return True
 
 
 def other_client(port: int, blocked_id: int) -> RespClient:
@@ -247,13 +254,14 @@ def test_pause_all_lets_a_wait_time_out(server):
     """A WAIT whose timeout passes during CLIENT PAUSE ALL answers 0 then,
     and the PING behind it waits for the pause to end.  (Where the pause
     began only after the timeout, as a slow run may make it, or ended
-    before the check, the PING has run: only the replies are checked.)"""
+    before the check, the PING has run: only the replies are checked.  So
+    too where no poll saw the WAIT blocked before its timeout passed.)"""
     timeout, pause = 0.3, 2.0
     with RespClient(server, timeout=WAIT) as c:
         blocked_id = int(c.command("CLIENT", "ID"))  # type: ignore[arg-type]
         sent = time.monotonic()
         c.sock.sendall(b"WAIT 1 %d\r\nPING\r\n" % (timeout * 1000))
-        wait_blocked(server, 1)
+        wait_blocked(server, 1, until=sent + timeout)
         with other_client(server, blocked_id) as pauser:
             assert pauser.command("CLIENT", "PAUSE", int(pause * 1000), "ALL") == b"OK"
             paused = time.monotonic()
