@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from shardkv.protocol.router import Router
 from tests.support.acceptors import client_on, serve
 from tests.support.resp import RespClient, parse_reply
 from tests.support.servers import ServerProcess
@@ -157,6 +158,42 @@ def test_an_invalidation_is_out_before_the_writers_reply(server, writer_on) -> N
         assert late == 0, f"{late} of {ROUNDS} invalidations came after the writer's reply"
     finally:
         writer.close()
+        tracker.close()
+
+
+@pytest.mark.parametrize("command", ["GET", "MGET"])
+@pytest.mark.parametrize("reader_on", [0, 1])
+def test_a_reads_lazy_expiry_is_invalidated_before_its_reply(server, reader_on, command) -> None:
+    """A read that finds its keys expired deletes them (Redis's
+    expireIfNeeded) and invalidates them for a RESP3 tracking client on
+    the other acceptor before the reader's reply: GET of one key, MGET of
+    keys on both shards (relayed by the reader's acceptor).  With hz 1 the
+    sweeper seldom comes first (then the invalidation is there earlier)."""
+    reader = client_on(server.port, reader_on)
+    tracker = client_on(server.port, 1 - reader_on, protocol=3)
+    admin = RespClient(server.port)
+    router = Router(2)
+    try:
+        assert admin.command("CONFIG", "SET", "hz", "1") == b"OK"
+        tracker.command("CLIENT", "TRACKING", "on")
+
+        def on_time(i: int) -> bool:
+            keys = [f"lazy-{command}-{reader_on}-{i}-{j}" for j in range(1 if command == "GET" else 4)]
+            assert command == "GET" or {router.shard_of(k.encode()) for k in keys} == {0, 1}
+            for key in keys:
+                admin.command("SET", key, "v", "PX", "20")
+            tracker.command("MGET", *keys)  # tracked
+            time.sleep(0.05)
+            assert reader.command(command, *keys) in (None, [None] * len(keys))
+            got = available(tracker)
+            return all([b"invalidate", [key.encode()]] in got for key in keys)
+
+        late = count_late(ROUNDS // 3, on_time, tracker)
+        assert late == 0, f"{late} of {ROUNDS // 3} lazy expiries were invalidated after the read's reply"
+    finally:
+        admin.command("CONFIG", "SET", "hz", "10")
+        admin.close()
+        reader.close()
         tracker.close()
 
 
