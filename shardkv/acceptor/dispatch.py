@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, cast
 from shardkv.acceptor import monitor, pause
 from shardkv.acceptor.fanout import MERGES, Concat, Gather, merge_by_position, split_by_shard
 from shardkv.acceptor.replies import MUTED, Pushed, Slot
+from shardkv.acceptor.scriptcache import declares_flags, declares_no_writes, script_body
 from shardkv.acceptor.shardlink import BUSY_LINKS, MISCONF_LINKS
 from shardkv.acceptor.state import AFTER_SCRIPTS, REPLY_ON, REPLY_SKIP, REPLY_SKIP_NEXT, ClientState
 from shardkv.protocol import acl, commands, errors, wire
@@ -162,7 +163,7 @@ class Dispatch:
         if self.server.oom and self._refused_at_oom(cmd):
             self.reject(cmd, args, errors.OOM)
             return
-        if MISCONF_LINKS and self._refused_by_disk_error(cmd):
+        if MISCONF_LINKS and self._refused_by_disk_error(cmd, args):
             self.reject(cmd, args, next(iter(MISCONF_LINKS.values())))
             return
         if (state.channels or state.patterns) and not self.resp3 and cmd.name not in _ALLOWED_SUBSCRIBED:
@@ -227,19 +228,23 @@ class Dispatch:
             return any("denyoom" in queued.flags for queued, _ in multi)
         return cmd.name not in ("discard", "quit", "reset")
 
-    def _refused_by_disk_error(self, cmd: commands.Command) -> bool:
+    def _refused_by_disk_error(self, cmd: commands.Command, args: list[bytes]) -> bool:
         """A shard cannot persist: as Redis's ``processCommand``, refuse
         PING, every write (inside MULTI the transaction then aborts), and an
         EXEC whose queue holds one, whatever shard the write's keys are on:
         Redis, one process, refuses them all.  Were a write to another shard
         accepted, its client could see it acknowledged while INFO still says
-        ``err`` (a save that works ends on each shard at its own moment)."""
+        ``err`` (a save that works ends on each shard at its own moment).
+        A script whose shebang does not say ``no-writes`` is a write here
+        (evalGetCommandFlags); a function's flags are known to the shards
+        only, which refuse it as it starts (the workers are told, see
+        :mod:`shardkv.acceptor.diskerrors`)."""
         if cmd.name == "ping":
             return True
         multi = self.state.multi
         if multi is not None and cmd.name == "exec":
-            return any(queued.is_write for queued, _ in multi)
-        return cmd.is_write
+            return any(_writes(queued, queued_args) for queued, queued_args in multi)
+        return _writes(cmd, args)
 
     def _protected_allowed(self, cmd: commands.Command) -> bool:
         """``enable-debug-command``: yes, or local and a loopback client."""
@@ -376,3 +381,12 @@ class Dispatch:
         """Ask every shard an internal question; ``merge`` builds the reply."""
         encoded = encode_command(args)
         self.fan_out({s: encoded for s in range(len(self.server.links))}, merge)
+
+
+def _writes(cmd: commands.Command, args: list[bytes]) -> bool:
+    """Whether Redis counts ``args`` as a write: a write command, or a
+    script whose shebang declares flags without ``no-writes``."""
+    if cmd.is_write:
+        return True
+    body = script_body(cmd.name, args)
+    return body is not None and declares_flags(body) and not declares_no_writes(body)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from shardkv.acceptor.scriptcache import CACHE
+from shardkv.acceptor.scriptcache import declares_flags, declares_no_writes, script_body
 from shardkv.protocol.resp import encode_command
 from shardkv.protocol.wire import Verb
 
@@ -49,20 +49,9 @@ def _replicates(cmd: Command, args: list[bytes]) -> bool:
         return True
     if "may_replicate" not in cmd.flags:
         return False
-    body = args[1] if cmd.name == "eval" else _cached_script(args[1]) if cmd.name == "evalsha" else None
-    if body is not None and body.startswith(b"#!"):
-        # A script declares itself read-only in its shebang, as Redis's
-        # evalGetCommandFlags reads it: #!lua flags=no-writes
-        shebang = body.split(b"\n", 1)[0].split()
-        for word in shebang[1:]:
-            if word.startswith(b"flags=") and b"no-writes" in word[6:].split(b","):
-                return False
-    return True
-
-
-def _cached_script(sha: bytes) -> bytes | None:
-    """The body of a cached script (EVALSHA), if the cache has it."""
-    return CACHE.bodies.get(sha.lower())
+    body = script_body(cmd.name, args)
+    # A script declares itself read-only in its shebang: #!lua flags=no-writes
+    return body is None or not (declares_flags(body) and declares_no_writes(body))
 
 
 def must_wait(client: Client, cmd: Command, args: list[bytes]) -> bool:

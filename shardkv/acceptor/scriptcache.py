@@ -1,7 +1,8 @@
 """The acceptor's script cache: SHA1 -> body, and which shards know which.
 
 Apart from :mod:`shardkv.acceptor.scripting` because CLIENT PAUSE (is an
-EVALSHA a write?) and INFO (the cache's size) read it too.
+EVALSHA a write?), a disk error (may it write?) and INFO (the cache's
+size) read it too.
 """
 
 from __future__ import annotations
@@ -30,3 +31,26 @@ class ScriptCache:
 
 
 CACHE = ScriptCache()
+
+_SCRIPT_BODIES = frozenset({"eval", "eval_ro", "evalsha", "evalsha_ro"})
+
+
+def script_body(name: str, args: list[bytes]) -> bytes | None:
+    """The body of an EVAL's script, or of an EVALSHA's if cached."""
+    if name not in _SCRIPT_BODIES:
+        return None
+    return args[1] if name.startswith("eval_") or name == "eval" else CACHE.bodies.get(args[1].lower())
+
+
+def declares_flags(body: bytes) -> bool:
+    """Whether a script has a shebang (``#!lua``): its flags then say what
+    it may do, as Redis's evalGetCommandFlags reads them."""
+    return body.startswith(b"#!")
+
+
+def declares_no_writes(body: bytes) -> bool:
+    """Whether a script's shebang declares ``flags=no-writes``."""
+    for word in body.split(b"\n", 1)[0].split()[1:]:
+        if word.startswith(b"flags=") and b"no-writes" in word[6:].split(b","):
+            return True
+    return False

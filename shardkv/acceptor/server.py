@@ -180,6 +180,8 @@ class Acceptor:
         # CLIENT PAUSE (see shardkv.acceptor.pause): its mode, end, timer, and the
         # clients it postponed, in order.
         self.pause_type = 0
+        # The -MISCONF text the workers were last told (shardkv.acceptor.diskerrors).
+        self.misconf_told: str | None = None
         self.pause_end = 0.0
         self.pause_timer: asyncio.TimerHandle | None = None
         self.paused_clients: list[Client] = []

@@ -139,6 +139,8 @@ class ShardLink:
         # What answers a running script's call of an acceptor command (``Q``
         # frames, see shardkv.acceptor.scriptcalls), on this pipe.
         self.on_script_query: Callable[[bytes], None] | None = None
+        # Called once MISCONF_LINKS changed for this link (see shardkv.acceptor.diskerrors).
+        self.on_disk: Callable[[], None] | None = None
         # What waits for the answers to this pipe's ``I`` frames, in order.
         self.inquiries: deque[Callable[[object], None]] = deque()
         # What waits for the answers to this pipe's ``T`` frames, in order.
@@ -416,7 +418,8 @@ class ShardLink:
             self.busy = self.script = None
             BUSY_LINKS.discard(self)
             self._release_caller()
-            MISCONF_LINKS.pop(self, None)  # a new worker says again if it cannot write
+            if MISCONF_LINKS.pop(self, None) is not None and self.on_disk is not None:
+                self.on_disk()  # a new worker says again if it cannot write
             self.fail_all()
 
     def fail_all(self) -> None:
@@ -571,6 +574,8 @@ class ShardLink:
                 MISCONF_LINKS.pop(self, None)
             else:
                 MISCONF_LINKS[self] = misconf
+            if self.on_disk is not None:
+                self.on_disk()
         elif kind == wire.GATED_EVENTS:
             bounds, events, gated, waits = wire.decode_gated_events(payload)
             gate = causal.Gate()

@@ -18,6 +18,7 @@ from shardkv.acceptor import (
     blocking,
     causal,
     crossshard,
+    diskerrors,
     durability,
     latency,
     limits,
@@ -137,6 +138,7 @@ def wiring() -> Wiring:
             scripting.forget_shard,
             scripting.monitor_scripts,
             scriptcalls.on_attach,
+            diskerrors.on_attach,
         ),
         on_config=(
             listeners.on_config,

@@ -806,6 +806,12 @@ class Verb:
     CMDSTATS = b"__cmdstats"
     SLOWLOG = b"__slowlog"
     PAUSE = b"__pause"
+    # __misconf [text] -> OK: the -MISCONF text this pipe's acceptor refuses
+    # writes with (some shard cannot persist: its ``D`` frames), or none any
+    # more.  A script's write call is refused with it, and a script that may
+    # write (no ``no-writes`` flag) at its start, as in Redis, whose one
+    # process refuses them all (see shardkv.acceptor.diskerrors).
+    MISCONF = b"__misconf"
     LASTSAVE = b"__lastsave"
     PERSISTENCE = b"__persistence"
     # __events <mask> -> OK: the event classes this pipe's acceptor wants now,

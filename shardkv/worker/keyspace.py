@@ -194,6 +194,11 @@ class Keyspace:
         self.watchers: dict[int, dict[tuple[int, bytes], int]] = {}
         self.held_by: int | None = None
         self.paused_by: dict[int, float] = {}
+        # The pipes whose acceptor says some shard cannot persist
+        # (``__misconf``): the -MISCONF text; ``misconf`` one of them, or
+        # None: what a script's writes are refused with.
+        self.misconf_by: dict[int, str] = {}
+        self.misconf: str | None = None
         # While this shard executes a cross-shard operation: (its database,
         # the states of the other shards' keys imported here), for INFO.
         self.imported: tuple[int, dict] | None = None

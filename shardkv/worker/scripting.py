@@ -657,6 +657,10 @@ class Engine:
             ro = read_only
         else:
             if not flags & FLAG_NO_WRITES:
+                if self.ks.misconf is not None:
+                    # Redis's processCommand refuses it: such a script makes
+                    # EVAL/FCALL a write command (evalGetCommandFlags).
+                    return Error(self.ks.misconf)
                 if read_only:
                     return Error(errors.SCRIPT_RO_WRITE_FLAG)
                 if not flags & FLAG_ALLOW_OOM and self._over_limit():
@@ -1085,6 +1089,10 @@ class Engine:
         if run.read_only and called.replicates:
             message = "Write commands are not allowed from read-only scripts."
             return self._rejected(called, argv, message), raise_error
+        if write and not run.dirty and self.ks.misconf is not None:
+            # scriptVerifyWriteCommandAllow: some shard cannot persist (its
+            # first write only: a script that wrote cannot stop half way).
+            return self._rejected(called, argv, "-" + self.ks.misconf), raise_error
         if write and not run.dirty and called.denyoom and self.ks.memory is not None:
             allow_oom = run.flags & FLAG_ALLOW_OOM and not run.flags & FLAG_COMPAT
             if not allow_oom and self._over_limit():  # scriptVerifyOOM

@@ -1219,6 +1219,8 @@ class Shard:
         if pipe in ks.paused_by:
             del ks.paused_by[pipe]
             ks.expiry_paused = bool(ks.paused_by)
+        if ks.misconf_by.pop(pipe, None) is not None:
+            ks.misconf = next(iter(ks.misconf_by.values()), None)
         if pipe in ks.event_masks:
             events.forget(ks, pipe)
         for hook in self.acceptor_lost_hooks:

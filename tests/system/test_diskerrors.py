@@ -11,6 +11,7 @@ and its worker stays up (no crash loop).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import time
@@ -262,6 +263,77 @@ def test_ping_and_transactions_are_refused_while_writes_are(small_disk, kind):
             time.sleep(0.05)
         assert pong == b"PONG"
         early.disconnect()
+        conn.disconnect()
+    finally:
+        server.stop()
+
+
+_LIBRARY = (
+    "#!lua name=disklib\n"
+    "redis.register_function('w', function(k) return redis.call('set', k[1], '1') end)\n"
+    "redis.register_function{function_name='r', callback=function(k) return 1 end, flags={'no-writes'}}"
+)
+
+
+def _script_error(body: str) -> tuple[str, str]:
+    sha = hashlib.sha1(body.encode()).hexdigest()
+    return ("error", f"{RDB_FAILED} script: {sha}, on @user_script:1.")
+
+
+@pytest.mark.parametrize("kind", ["redis", "shardkv"])
+def test_scripts_cannot_write_while_a_shard_cannot_persist(small_disk, kind):
+    """Redis refuses a script's writes too while a background save failed:
+    a script with flags that may write (a shebang without ``no-writes``, a
+    function without it) before it starts, even with EVAL_RO/FCALL_RO, and
+    inside MULTI as it is queued; a script without a shebang at its first
+    write call (redis.call raises, redis.pcall returns the error).  Here
+    only shard 1's ({a}) save fails and the scripts' key is on shard 0
+    ({b}): before, shardkv ran their writes there and answered OK."""
+    flags = ("--dir", str(small_disk), "--save", "3600 1")
+    server = start_redis(*flags) if kind == "redis" else start_shardkv(*flags, shards=2)
+    try:
+        c = redis.Redis(port=server.port)
+        c.function_load(_LIBRARY)
+        pipe = c.pipeline(transaction=False)
+        for i in range(6000):  # 2.4 MB in memory, incompressible: more than the disk holds
+            pipe.set(f"{{a}}{i}", os.urandom(400))
+        pipe.execute()
+        c.bgsave()
+        deadline = time.monotonic() + 30
+        while (info := c.info("persistence"))["rdb_last_bgsave_status"] != "err" or info[
+            "rdb_bgsave_in_progress"
+        ]:
+            assert time.monotonic() < deadline, "the save did not fail"
+            time.sleep(0.1)
+        conn = redis.Connection(port=server.port)
+        while _say(conn, "PING") != ("error", RDB_FAILED):  # another acceptor hears it too
+            assert time.monotonic() < deadline, "PING was never refused"
+            time.sleep(0.05)
+        call = "return redis.call('set', KEYS[1], '1')"
+        assert _say(conn, "EVAL", call, "1", "{b}y") == _script_error(call)
+        assert _say(conn, "EVAL", "return redis.pcall('set', KEYS[1], '1')", "1", "{b}y") == (
+            "error",
+            RDB_FAILED,
+        )
+        caught = "local ok, e = pcall(redis.call, 'set', KEYS[1], '1'); return tostring(e)"
+        assert _say(conn, "EVAL", caught, "1", "{b}y") == RDB_FAILED.encode()
+        assert _say(conn, "EVAL", "return redis.call('get', KEYS[1])", "1", "{b}y") is None  # reads run
+        assert _say(conn, "EVAL", "#!lua\n" + call, "1", "{b}y") == ("error", RDB_FAILED)
+        assert _say(conn, "EVAL_RO", "#!lua\nreturn 1", "0") == ("error", RDB_FAILED)
+        assert _say(conn, "EVAL", "#!lua flags=no-writes\nreturn 1", "0") == 1
+        sha = c.script_load("#!lua\nreturn 2")
+        assert _say(conn, "EVALSHA", sha, "0") == ("error", RDB_FAILED)
+        assert _say(conn, "FCALL", "w", "1", "{b}y") == ("error", RDB_FAILED)
+        assert _say(conn, "FCALL_RO", "w", "1", "{b}y") == ("error", RDB_FAILED)
+        assert _say(conn, "FCALL", "r", "1", "{b}y") == 1
+        assert _say(conn, "MULTI") == b"OK"
+        assert _say(conn, "EVAL", "#!lua\nreturn 1", "0") == ("error", RDB_FAILED)
+        assert _say(conn, "EXEC") == ("error", "Transaction discarded because of previous errors.")
+        assert _say(conn, "MULTI") == b"OK"
+        assert _say(conn, "EVAL", call, "1", "{b}y") == b"QUEUED"
+        replies = _say(conn, "EXEC")
+        assert [(type(r), str(r)) for r in replies] == [(redis.ResponseError, _script_error(call)[1])]  # type: ignore[union-attr]
+        assert c.get("{b}y") is None  # nothing was written
         conn.disconnect()
     finally:
         server.stop()

@@ -249,6 +249,19 @@ def pause(ks: Keyspace, args: list[bytes]) -> object:
     return OK
 
 
+def misconf(ks: Keyspace, args: list[bytes]) -> object:
+    """__misconf [text] -> OK: this pipe's acceptor refuses writes with the
+    -MISCONF ``text`` (some shard cannot persist), or no longer does; a
+    script's writes are refused while any acceptor says so (see
+    shardkv.acceptor.diskerrors)."""
+    if len(args) > 1:
+        ks.misconf_by[ks.pipe] = args[1].decode()
+    else:
+        ks.misconf_by.pop(ks.pipe, None)
+    ks.misconf = next(iter(ks.misconf_by.values()), None)
+    return OK
+
+
 def hold(ks: Keyspace, args: list[bytes]) -> object:
     """__hold -> OK: from now on the shard reads only the pipe this came on,
     until that pipe's ``__release`` (or until it closes).  A coordinator
@@ -329,6 +342,7 @@ HANDLERS: Handlers = {
     Verb.CMDSTATS: cmdstats,
     Verb.SLOWLOG: slowlog,
     Verb.PAUSE: pause,
+    Verb.MISCONF: misconf,
     Verb.HOLD: hold,
     Verb.RELEASE: release,
     Verb.PING: ping,

@@ -1,0 +1,59 @@
+"""Some shard cannot persist: what the workers are told (``__misconf``).
+
+Redis, one process, refuses every write while its last background save
+failed (stop-writes-on-bgsave-error) or its AOF cannot be written.  The
+acceptor refuses the writes it sees (:meth:`Dispatch._refused_by_disk_error`,
+from the shards' ``D`` frames, :data:`~shardkv.acceptor.shardlink.MISCONF_LINKS`),
+but a script's writes are its calls, made in a worker, maybe one whose own
+disk is fine.  So each time the -MISCONF text this acceptor refuses writes
+with changes, it tells every worker (``__misconf [text]``, a control
+message, so it comes before any command sent after it); a worker then
+refuses a script's first write call with that text, and a script that
+may write (no ``no-writes`` flag, a function's too) as it starts, as
+Redis's scriptVerifyWriteCommandAllow and processCommand do.  With several
+acceptors each one tells the workers over its own pipe (every pipe gets
+every ``D`` frame); a worker heeds any pipe that says so.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from shardkv.acceptor.shardlink import MISCONF_LINKS
+from shardkv.protocol.resp import encode_command
+from shardkv.protocol.wire import Verb
+
+if TYPE_CHECKING:
+    from shardkv.acceptor.server import Acceptor
+    from shardkv.acceptor.shardlink import ShardLink
+
+
+class _Ignore:
+    def deliver(self, body: bytes) -> None:
+        pass
+
+
+_IGNORE = _Ignore()
+
+
+def on_attach(server: Acceptor, link: ShardLink) -> None:
+    """Follow ``link``'s ``D`` frames; a new worker hears the state now."""
+    link.on_disk = lambda: changed(server)
+    if server.misconf_told is not None:
+        link.send_control(_message(server.misconf_told), _IGNORE)
+
+
+def changed(server: Acceptor) -> None:
+    """MISCONF_LINKS changed: tell every worker if the text did."""
+    text = next(iter(MISCONF_LINKS.values()), None)
+    if text == server.misconf_told:
+        return
+    server.misconf_told = text
+    body = _message(text)
+    for link in server.links:
+        if link.up:
+            link.send_control(body, _IGNORE)
+
+
+def _message(text: str | None) -> bytes:
+    return encode_command([Verb.MISCONF] if text is None else [Verb.MISCONF, text.encode()])
