@@ -256,9 +256,9 @@ class Exec:
     runs, which holds the whole reply when it failed or aborted.
     """
 
-    __slots__ = ("count", "parts", "outcome", "_data", "denied")
+    __slots__ = ("count", "parts", "outcome", "_data", "denied", "cut")
 
-    def __init__(self, count: int, denied: dict[int, bytes] | None = None) -> None:
+    def __init__(self, count: int, denied: dict[int, bytes] | None = None, cut: int | None = None) -> None:
         self.count = count
         self.parts: list | None = None
         self.outcome: Slot | None = None
@@ -266,6 +266,10 @@ class Exec:
         # The queued commands the client's ACL user may no longer run, by
         # position: their errors, in place of replies (they did not run).
         self.denied = denied
+        # How many replies the client gets, if not all: the commands after an
+        # ACL DELUSER of its own user run, but Redis writes nothing more to
+        # a client it closes after the command (the array's length stays).
+        self.cut = cut
 
     @property
     def data(self) -> bytes | None:
@@ -292,6 +296,8 @@ class Exec:
         if self.denied:
             for i in sorted(self.denied):
                 out.insert(i + 1, self.denied[i])
+        if self.cut is not None:
+            del out[self.cut + 1 :]
         return b"".join(out)
 
 
@@ -306,6 +312,7 @@ def exec_(client: Client, args: list[bytes]) -> None:
         client.reply_error(errors.EXECABORT)
         return
     denied = None
+    cut = None  # how many replies the client gets, if it closes after EXEC
     user = client.state.user
     if not user.unlimited or any(cmd.name in UsersInExec.COMMANDS for cmd, _ in queued):
         # ACL rules may have changed since the commands were queued, or
@@ -330,9 +337,14 @@ def exec_(client: Client, args: list[bytes]) -> None:
                 )
             else:
                 allowed.append((cmd, queued_args))
-                later.ran(cmd.name, queued_args)
+                if later.ran(cmd.name, queued_args) and cut is None:
+                    cut = i + 1
         queued = allowed
-    reply = Exec(len(queued) + len(denied or ()), denied)
+    reply = Exec(len(queued) + len(denied or ()), denied, cut)
+    if cut is not None:
+        # It deletes the client's own user: closed after this EXEC, and its
+        # later commands (pipelined) do not run (Redis's CLIENT_CLOSE_AFTER_COMMAND).
+        client.close_after_replies()
     if any(_is_unblock(cmd, args) for cmd, args in queued):
         _after_scripts(client, queued, reply)
     else:

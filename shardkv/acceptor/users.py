@@ -194,8 +194,11 @@ class UsersInExec:
     def _get(self, name: bytes) -> acl.User | None:
         return self.changed[name] if name in self.changed else self.users.by_name.get(name)
 
-    def ran(self, name: str, args: list[bytes]) -> None:
-        """The allowed command ``args`` (called ``name``) runs next."""
+    def ran(self, name: str, args: list[bytes]) -> bool:
+        """The allowed command ``args`` (called ``name``) runs next.  True
+        when it deletes the client's own user: Redis then closes the client
+        after the EXEC (CLIENT_CLOSE_AFTER_COMMAND), whose reply stops after
+        that command's."""
         if name == "acl" and len(args) > 2:
             sub = args[1].lower()
             if sub == b"setuser":
@@ -205,15 +208,18 @@ class UsersInExec:
                     if args[2] == self.user.name:
                         self.user = user
             elif sub == b"deluser" and b"default" not in args[2:]:
-                if self.user.name in args[2:]:  # Redis's ACLFreeUserAndKillClients
+                mine = self.user.name in args[2:] and self._get(self.user.name) is not None
+                if mine:  # Redis's ACLFreeUserAndKillClients
                     self.user = self._get(b"default") or self.users.default
                 self.changed.update(dict.fromkeys(args[2:]))
+                return mine
         elif name == "auth" and len(args) <= 3:
             self._auth(b"default" if len(args) == 2 else args[1], args[-1])
         elif name == "hello":
             auth = _hello_auth(args)
             if auth is not None:
                 self._auth(*auth)
+        return False
 
     def _auth(self, name: bytes, password: bytes) -> None:
         user = self._get(name)

@@ -13,7 +13,7 @@ import os
 
 import pytest
 
-from tests.support.resp import RespClient
+from tests.support.resp import RespClient, encode_command
 
 SERVERS = ("redis", "shardkv")
 ACCEPTORS = int(os.environ.get("SHARDKV_TEST_ACCEPTORS", "1"))
@@ -272,6 +272,46 @@ def test_deluser_closes_the_users_connections(acl_ports):
             admin.command("AUTH", "acltest", "pw")
             assert admin.call("ACL", "DELUSER", "acltest") == b":1\r\n", name
             assert admin.closed(), name
+
+
+def _until_closed(c: RespClient) -> bytes:
+    """Every byte the server sends until it closes the connection."""
+    data = c.buf
+    while chunk := c.sock.recv(65536):
+        data += chunk
+    return data
+
+
+@pytest.mark.parametrize(
+    "queued",
+    [
+        [("SET", "k1", "1"), ("ACL", "DELUSER", "acltest"), ("SET", "k2", "2"), ("ACL", "WHOAMI")],
+        [("ACL", "DELUSER", "acltest-other", "acltest"), ("GET", "k1")],
+        [("ACL", "DELUSER", "acltest-other"), ("SET", "k1", "1")],
+    ],
+    ids=lambda q: " ".join(" ".join(c) for c in q),
+)
+def test_deluser_of_its_own_user_in_exec_closes_after_exec(acl_ports, queued):
+    """A transaction that deletes its client's own user: Redis runs all of
+    it but writes the EXEC reply only up to that ACL DELUSER's (the array
+    keeps its length), then closes the connection; the commands pipelined
+    after EXEC do not run.  Before, shardkv sent the whole reply and ran
+    them, as the default user."""
+    replies = {}
+    for name in SERVERS:
+        with RespClient(acl_ports[name]) as admin, RespClient(acl_ports[name]) as c:
+            admin.command("ACL", "SETUSER", "acltest", "on", ">pw", "+@all", "~*", "&*")
+            admin.command("ACL", "SETUSER", "acltest-other", "on", ">pw", "+@all", "~*", "&*")
+            out = [c.call("AUTH", "acltest", "pw"), c.call("MULTI")]
+            out += [c.call(*command) for command in queued]
+            c.sock.sendall(encode_command("EXEC") + encode_command("SET", "k3", "3") + encode_command("PING"))
+            if ("ACL", "DELUSER", "acltest-other") == queued[0]:
+                out += [c.read(), c.read(), c.read()]
+            else:
+                out.append(_until_closed(c))
+            out += [admin.call("MGET", "k1", "k2", "k3"), admin.call("ACL", "USERS")]
+            replies[name] = out
+    assert replies["shardkv"] == replies["redis"]
 
 
 def test_requirepass_is_the_default_users_password(acl_ports):
