@@ -74,6 +74,24 @@ def fill(c: redis.Redis, prefix: str, limit: int = 20000) -> tuple[list[str], se
     raise AssertionError("the disk never filled")
 
 
+def fail_a_bgsave(c: redis.Redis, prefix: str) -> float:
+    """Write 2.4 MB of incompressible values under ``prefix`` (more than the
+    small disk holds), start a BGSAVE and wait until it has failed; returns
+    the deadline (30 s from the start) for the caller's further waits."""
+    pipe = c.pipeline(transaction=False)
+    for i in range(6000):
+        pipe.set(f"{prefix}{i}", os.urandom(400))
+    pipe.execute()
+    c.bgsave()
+    deadline = time.monotonic() + 30
+    while (info := c.info("persistence"))["rdb_last_bgsave_status"] != "err" or info[
+        "rdb_bgsave_in_progress"
+    ]:
+        assert time.monotonic() < deadline, "the save did not fail"
+        time.sleep(0.1)
+    return deadline
+
+
 def until_writable(c: redis.Redis, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -136,17 +154,7 @@ def test_failed_bgsave_refuses_writes_until_a_save_works(small_disk, kind):
     server = start_redis(*flags) if kind == "redis" else start_shardkv(*flags, shards=2)
     try:
         c = redis.Redis(port=server.port)
-        pipe = c.pipeline(transaction=False)
-        for i in range(6000):  # 2.4 MB in memory, incompressible: more than the disk holds
-            pipe.set(f"k{i}", os.urandom(400))
-        pipe.execute()
-        c.bgsave()
-        deadline = time.monotonic() + 30
-        while (info := c.info("persistence"))["rdb_last_bgsave_status"] != "err" or info[
-            "rdb_bgsave_in_progress"
-        ]:
-            assert time.monotonic() < deadline, "the save did not fail"
-            time.sleep(0.1)
+        fail_a_bgsave(c, "k")
         with pytest.raises(redis.ResponseError) as refused:
             c.set("x", "1")
         assert str(refused.value) == RDB_FAILED
@@ -172,17 +180,7 @@ def test_a_failed_bgsave_refuses_every_write_not_only_its_shards(small_disk, kin
     server = start_redis(*flags) if kind == "redis" else start_shardkv(*flags, shards=2)
     try:
         c = redis.Redis(port=server.port)
-        pipe = c.pipeline(transaction=False)
-        for i in range(6000):  # 2.4 MB in memory, incompressible: more than the disk holds
-            pipe.set(f"{{a}}{i}", os.urandom(400))
-        pipe.execute()
-        c.bgsave()
-        deadline = time.monotonic() + 30
-        while (info := c.info("persistence"))["rdb_last_bgsave_status"] != "err" or info[
-            "rdb_bgsave_in_progress"
-        ]:
-            assert time.monotonic() < deadline, "the save did not fail"
-            time.sleep(0.1)
+        fail_a_bgsave(c, "{a}")
         for key in ("{a}x", "{b}x"):
             with pytest.raises(redis.ResponseError) as refused:
                 c.set(key, "1")
@@ -227,17 +225,7 @@ def test_ping_and_transactions_are_refused_while_writes_are(small_disk, kind):
         early = redis.Connection(port=server.port)
         assert _say(early, "MULTI") == b"OK"
         assert _say(early, "SET", "queued", "1") == b"QUEUED"
-        pipe = c.pipeline(transaction=False)
-        for i in range(6000):  # incompressible, more than the disk holds
-            pipe.set(f"k{i}", os.urandom(400))
-        pipe.execute()
-        c.bgsave()
-        deadline = time.monotonic() + 30
-        while (info := c.info("persistence"))["rdb_last_bgsave_status"] != "err" or info[
-            "rdb_bgsave_in_progress"
-        ]:
-            assert time.monotonic() < deadline, "the save did not fail"
-            time.sleep(0.1)
+        fail_a_bgsave(c, "k")
         conn = redis.Connection(port=server.port)
         assert _say(conn, "PING") == ("error", RDB_FAILED)
         assert _say(conn, "PING", "hello") == ("error", RDB_FAILED)
@@ -294,17 +282,7 @@ def test_scripts_cannot_write_while_a_shard_cannot_persist(small_disk, kind):
     try:
         c = redis.Redis(port=server.port)
         c.function_load(_LIBRARY)
-        pipe = c.pipeline(transaction=False)
-        for i in range(6000):  # 2.4 MB in memory, incompressible: more than the disk holds
-            pipe.set(f"{{a}}{i}", os.urandom(400))
-        pipe.execute()
-        c.bgsave()
-        deadline = time.monotonic() + 30
-        while (info := c.info("persistence"))["rdb_last_bgsave_status"] != "err" or info[
-            "rdb_bgsave_in_progress"
-        ]:
-            assert time.monotonic() < deadline, "the save did not fail"
-            time.sleep(0.1)
+        deadline = fail_a_bgsave(c, "{a}")
         conn = redis.Connection(port=server.port)
         while _say(conn, "PING") != ("error", RDB_FAILED):  # another acceptor hears it too
             assert time.monotonic() < deadline, "PING was never refused"
