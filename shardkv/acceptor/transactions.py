@@ -341,10 +341,6 @@ def exec_(client: Client, args: list[bytes]) -> None:
                     cut = i + 1
         queued = allowed
     reply = Exec(len(queued) + len(denied or ()), denied, cut)
-    if cut is not None:
-        # It deletes the client's own user: closed after this EXEC, and its
-        # later commands (pipelined) do not run (Redis's CLIENT_CLOSE_AFTER_COMMAND).
-        client.close_after_replies()
     if any(_is_unblock(cmd, args) for cmd, args in queued):
         _after_scripts(client, queued, reply)
     else:
@@ -495,6 +491,8 @@ def _run(client: Client, queued: list, reply: Exec, early: dict[int, list], pin:
         _run_atomic(client, queued, reply, early, pin)
     else:
         _run_in_order(client, queued, reply, early)
+        if reply.cut is not None:
+            _close_after_exec(client)
         if pin is not None:  # it ran: once the shards ran its commands
             server = client.server
             after_this_step(server, lambda: pin.release(server, True))
@@ -505,6 +503,14 @@ def _run(client: Client, queued: list, reply: Exec, early: dict[int, list], pin:
     # the versions this client saw.
     unwatch_all(client)
     client.state.locate(None)
+
+
+def _close_after_exec(client: Client) -> None:
+    """The transaction that ran deleted the client's own user: closed after
+    this EXEC, and its later commands (pipelined) do not run (Redis's
+    CLIENT_CLOSE_AFTER_COMMAND).  Only once it ran: an EXEC that a WATCHed
+    key aborts deletes nobody, and the connection stays."""
+    client.close_after_replies()
 
 
 def _is_unblock(cmd: Command, args: list[bytes]) -> bool:
@@ -732,9 +738,10 @@ def _run_atomic(client: Client, queued: list, reply: Exec, early: dict[int, list
         return b""
 
     slot = None
-    if final_db != op_db or pin is not None:
-        slot = _Settle(client, reply, final_db if final_db != op_db else None, pin)
-    if final_db != op_db:
+    holds_client = final_db != op_db or reply.cut is not None
+    if holds_client or pin is not None:
+        slot = _Settle(client, reply, final_db if final_db != op_db else None, pin, holds_client)
+    if holds_client:
         client.state.block(HELD, shown=False)  # not blocked as Redis shows it
     # The CLIENT UNBLOCKs of one-shard waits: their shards are parked too,
     # and their __unblock follows the __park there, runs only if the
@@ -766,23 +773,26 @@ def _run_atomic(client: Client, queued: list, reply: Exec, early: dict[int, list
     reply.outcome = op.slot
 
 
-HELD = -2  # a client's blocked_token while its EXEC decides its database
+HELD = -2  # a client's blocked_token while its EXEC decides its database or its closing
 
 
 class _Settle(Slot):
-    """The outcome of an atomic EXEC with a SELECT inside (``db``), or
-    whose CLIENT UNBLOCKs pinned clients (``pin``): once it is decided, the
-    pinned clients get their null or wait again (see :class:`Pin`), and the
-    client takes the database its SELECTs chose (if the transaction ran),
-    and the commands it sent meanwhile run."""
+    """The outcome of an atomic EXEC with a SELECT inside (``db``), that
+    deletes the client's own user (its reply's ``cut``), or whose CLIENT
+    UNBLOCKs pinned clients (``pin``): once it is decided, the pinned
+    clients get their null or wait again (see :class:`Pin`), and, if the
+    transaction ran, the client takes the database its SELECTs chose, or
+    is closed after the EXEC; then (``holds``) the commands it sent
+    meanwhile run, unless it closes."""
 
-    __slots__ = ("reply", "db", "pin")
+    __slots__ = ("reply", "db", "pin", "holds")
 
-    def __init__(self, client: Client, reply: Exec, db: int | None, pin: Pin | None) -> None:
+    def __init__(self, client: Client, reply: Exec, db: int | None, pin: Pin | None, holds: bool) -> None:
         super().__init__(client)
         self.reply = reply
         self.db = db
         self.pin = pin
+        self.holds = holds
 
     def deliver(self, body: bytes) -> None:
         super().deliver(body)
@@ -790,10 +800,12 @@ class _Settle(Slot):
         ran = self.reply.parts is not None
         if self.pin is not None:
             self.pin.release(client.server, ran)
-        if self.db is None:
+        if not self.holds:
             return
-        if ran:
+        if ran and self.db is not None:
             client.select(self.db)
+        if ran and self.reply.cut is not None:
+            _close_after_exec(client)
         if client.state.unblock(HELD):
             if client.waiting() and not client.closed:
                 client.server.loop.call_soon(client.resume)  # type: ignore[union-attr]

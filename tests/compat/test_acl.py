@@ -314,6 +314,33 @@ def test_deluser_of_its_own_user_in_exec_closes_after_exec(acl_ports, queued):
     assert replies["shardkv"] == replies["redis"]
 
 
+@pytest.mark.parametrize("pipelined", [False, True])
+def test_deluser_of_its_own_user_in_an_exec_that_watch_aborts_keeps_the_connection(acl_ports, pipelined):
+    """An EXEC that a changed WATCHed key aborts runs nothing: its queued
+    ACL DELUSER of the client's own user deleted nobody, so Redis answers
+    the nil array and keeps the connection, and the commands after EXEC
+    run.  shardkv closed it, having decided the DELUSER as EXEC started."""
+    replies = {}
+    for name in SERVERS:
+        with RespClient(acl_ports[name]) as admin, RespClient(acl_ports[name]) as c:
+            admin.command("ACL", "SETUSER", "acltest", "on", ">pw", "+@all", "~*", "&*")
+            out = [c.call("AUTH", "acltest", "pw"), c.call("WATCH", "k1"), c.call("MULTI")]
+            out += [c.call("SET", "k2", "2"), c.call("ACL", "DELUSER", "acltest"), c.call("SET", "k3", "3")]
+            admin.command("SET", "k1", "changed")
+            if pipelined:
+                c.sock.sendall(
+                    encode_command("EXEC")
+                    + encode_command("SET", "k4", "4")
+                    + encode_command("ACL", "WHOAMI")
+                )
+                out += [c.read(), c.read(), c.read()]
+            else:
+                out += [c.call("EXEC"), c.call("ACL", "WHOAMI"), c.call("SET", "k4", "4")]
+            out += [admin.call("MGET", "k2", "k3", "k4"), admin.call("ACL", "USERS")]
+            replies[name] = out
+    assert replies["shardkv"] == replies["redis"]
+
+
 def test_requirepass_is_the_default_users_password(acl_ports):
     for name in SERVERS:
         with RespClient(acl_ports[name]) as c:
