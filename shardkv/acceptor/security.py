@@ -23,6 +23,7 @@ import hmac
 import ipaddress
 from typing import TYPE_CHECKING, Any
 
+from shardkv.acceptor import users
 from shardkv.acceptor.client import Client
 from shardkv.protocol import errors
 
@@ -75,9 +76,12 @@ def on_connect(client: Client) -> None:
 
 def on_config(server: Acceptor, changes: dict[str, Any]) -> None:
     # requirepass is the default user's password; with the password
-    # removed, nobody needs to authenticate any more.
+    # removed, nobody needs to authenticate any more.  With several
+    # acceptors it changes the default user in the one order of ACL
+    # SETUSER and DELUSER (the asker sends it round the bus; the others
+    # ignore the ``config`` line's requirepass, which the bus brings them).
     if "requirepass" in changes:
-        server.users.set_default_password(changes["requirepass"])
-        if server.users.default_open():
-            for client in server.clients.values():
-                client.state.authenticate()
+        if server.bus is None:
+            users.requirepass_changed(server, changes["requirepass"])
+        elif server.config_client is not None:
+            users.requirepass_in_one_order(server.config_client, changes["requirepass"])

@@ -8,7 +8,8 @@ rules from their next command, as in Redis.  ACL DELUSER closes the
 deleted users' connections.
 
 The default user is tied to ``requirepass`` as in Redis: CONFIG SET
-requirepass gives it that one password (or ``nopass`` when empty).
+requirepass gives it that one password (or ``nopass`` when empty); with
+several acceptors, in the one order of ACL SETUSER and DELUSER.
 
 With several acceptors every acceptor has the same users: ACL SETUSER and
 DELUSER run on every acceptor, the asker's included, in the supervisor's
@@ -513,9 +514,43 @@ def _in_one_order(client: Client, sub: bytes, args: list[bytes]) -> None:
     server_bus.ask(bus.ACL, [sub, number, *args], done, everyone=True, failed=failed)
 
 
+def requirepass_changed(server: Acceptor, password: str) -> None:
+    """CONFIG SET requirepass, here: the default user's one password (or
+    nopass); with none any more, every client waiting to AUTH is let in."""
+    server.users.set_default_password(password)
+    if server.users.default_open():
+        for client in server.clients.values():
+            client.state.authenticate()
+
+
+def requirepass_in_one_order(client: Client, password: str) -> None:
+    """K > 1: the default user's new password, from the CONFIG SET of
+    ``client``, applied by every acceptor, this one included, in the one
+    order of ACL SETUSER and DELUSER (the ``config`` line, which reaches the
+    others by another way, does not change the user), so a CONFIG SET
+    requirepass and an ACL SETUSER default at once end alike everywhere.
+    The CONFIG SET's reply (its own slot) follows it here; the client's
+    later commands wait for it (not inside EXEC)."""
+    server = client.server
+    server_bus = server.bus
+    assert server_bus is not None
+    blocks = not client.state.blocked_token and not client.state.in_exec
+    if blocks:
+        client.state.block(CHANGING_USERS, shown=False)
+
+    def done(_: object = None) -> None:
+        if blocks and client.state.unblock(CHANGING_USERS):
+            if client.waiting() and not client.closed:
+                server.loop.call_soon(client.resume)  # type: ignore[union-attr]
+            elif client.pending and not client.closed:
+                client.flush()
+
+    server_bus.ask(bus.ACL, [b"requirepass", password.encode()], done, everyone=True, failed=done)
+
+
 def bus_acl(server: Acceptor, origin: int, args: list) -> int | list:
-    """An acceptor's ACL SETUSER or DELUSER (this one's too), in the
-    supervisor's order: the same users here; ``dump``: every user, for a
+    """An acceptor's ACL SETUSER or DELUSER or CONFIG SET requirepass
+    (this one's too), in the supervisor's order: the same users here; ``dump``: every user, for a
     restarted acceptor; ``log``/``logreset``: ACL LOG's entries here, or
     none any more."""
     users = server.users
@@ -528,6 +563,8 @@ def bus_acl(server: Acceptor, origin: int, args: list) -> int | list:
             outcome = users.deluser(server, args[2:], me)
         if change is not None:
             change.outcome = outcome
+    elif args[0] == b"requirepass":
+        requirepass_changed(server, args[1].decode())
     elif args[0] == b"dump":
         return users.dump()
     elif args[0] == b"log":  # ACL LOG through another acceptor: this one's entries

@@ -16,6 +16,7 @@ import time
 import pytest
 
 from tests.support.acceptors import acceptor_pids, client_on, serve
+from tests.support.resp import encode_command
 
 server = pytest.fixture(scope="module", name="server")(serve)
 
@@ -157,3 +158,41 @@ def test_concurrent_delusers_through_two_acceptors_delete_the_user_once(pair) ->
         a.send("ACL", "DELUSER", "acltestgone")
         b.send("ACL", "DELUSER", "acltestgone")
         assert sorted([a.read(), b.read()]) == [b":0\r\n", b":1\r\n"]
+
+
+def test_config_set_requirepass_and_setuser_default_at_once_end_alike_on_both(pair) -> None:
+    """CONFIG SET requirepass through one acceptor and ACL SETUSER default
+    through the other at once: both change the default user, and every
+    acceptor applies them in one order (Redis has one), so its passwords
+    are the same whichever acceptor shows them.  Before, the CONFIG SET
+    changed the user on its own acceptor at once and reached the other by
+    another way than the bus, and the two could end differently."""
+    a, b = pair
+    try:
+        for i in range(30):
+            a.send("CONFIG", "SET", "requirepass", f"acltest-a{i}")
+            b.send("ACL", "SETUSER", "default", "resetpass", f">acltest-b{i}")
+            assert (a.read(), b.read()) == (b"+OK\r\n", b"+OK\r\n")
+            assert a.call("ACL", "GETUSER", "default") == b.call("ACL", "GETUSER", "default"), i
+    finally:
+        assert a.call("CONFIG", "SET", "requirepass", "") == b"+OK\r\n"
+        assert a.call("ACL", "SETUSER", "default", "nopass") == b"+OK\r\n"
+
+
+def test_config_set_requirepass_applies_before_the_clients_next_command(pair, server) -> None:
+    """The default user's new password holds for the CONFIG SET's client's
+    next command (pipelined) and for the other acceptor's clients once it
+    answered."""
+    a, b = pair
+    try:
+        a.sock.sendall(
+            encode_command("CONFIG", "SET", "requirepass", "acltest-pw")
+            + encode_command("AUTH", "acltest-pw")
+        )
+        assert (a.read(), a.read()) == (b"+OK\r\n", b"+OK\r\n")
+        assert b.call("AUTH", "acltest-pw") == b"+OK\r\n"
+        assert b.call("AUTH", "other").startswith(b"-WRONGPASS")
+    finally:
+        assert a.call("CONFIG", "SET", "requirepass", "") == b"+OK\r\n"
+    with client_on(server.port, 1) as c:  # no password any more
+        assert c.call("GET", "x") == b"$-1\r\n"
