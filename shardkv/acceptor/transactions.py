@@ -47,7 +47,7 @@ from shardkv.acceptor.client import Client
 from shardkv.acceptor.crossshard import AtomicOp
 from shardkv.acceptor.dispatch import db_headers
 from shardkv.acceptor.replies import Slot
-from shardkv.acceptor.users import UsersInExec
+from shardkv.acceptor.users import UsersInExec, hold_for_changes
 from shardkv.protocol import acl, bus, errors
 from shardkv.protocol.commands import Command, other_db_keys
 from shardkv.protocol.resp import encode_command, encode_error
@@ -256,9 +256,15 @@ class Exec:
     runs, which holds the whole reply when it failed or aborted.
     """
 
-    __slots__ = ("count", "parts", "outcome", "_data", "denied", "cut")
+    __slots__ = ("count", "parts", "outcome", "_data", "denied", "cut", "notes")
 
-    def __init__(self, count: int, denied: dict[int, bytes] | None = None, cut: int | None = None) -> None:
+    def __init__(
+        self,
+        count: int,
+        denied: dict[int, bytes] | None = None,
+        cut: int | None = None,
+        notes: list[tuple] | None = None,
+    ) -> None:
         self.count = count
         self.parts: list | None = None
         self.outcome: Slot | None = None
@@ -270,6 +276,19 @@ class Exec:
         # ACL DELUSER of its own user run, but Redis writes nothing more to
         # a client it closes after the command (the array's length stays).
         self.cut = cut
+        # ACL LOG's entries of the refused commands and AUTHs, in order
+        # (the ``Users.note`` arguments after the client): logged once the
+        # transaction runs, as Redis checks each command just before it
+        # runs it, and nothing when a WATCHed key aborts it.
+        self.notes = notes
+
+    def log_refusals(self, client: Client) -> None:
+        """The transaction runs: ACL LOG's entries of its refusals."""
+        if self.notes:
+            users = client.server.users
+            for note in self.notes:
+                users.note(client, *note)
+            self.notes = None
 
     @property
     def data(self) -> bytes | None:
@@ -313,6 +332,7 @@ def exec_(client: Client, args: list[bytes]) -> None:
         return
     denied = None
     cut = None  # how many replies the client gets, if it closes after EXEC
+    notes: list[tuple] = []  # ACL LOG's entries of its refusals, once it runs
     user = client.state.user
     if not user.unlimited or any(cmd.name in UsersInExec.COMMANDS for cmd, _ in queued):
         # ACL rules may have changed since the commands were queued, or
@@ -320,6 +340,7 @@ def exec_(client: Client, args: list[bytes]) -> None:
         # before it runs, and answers an error for each refused one.
         denied = {}
         allowed = []
+        notes = []
         later = UsersInExec(client.server.users, user)
         for i, (cmd, queued_args) in enumerate(queued):
             user = later.user
@@ -332,15 +353,17 @@ def exec_(client: Client, args: list[bytes]) -> None:
                 logged = (
                     acl.full_name(cmd, queued_args).encode() if kind == acl.DENIED_CMD else queued_args[pos]
                 )
-                client.server.users.note(
-                    client, queued_args, acl.LOG_REASONS[kind], "multi", logged, user.name
-                )
+                notes.append((queued_args, acl.LOG_REASONS[kind], "multi", logged, user.name))
             else:
                 allowed.append((cmd, queued_args))
                 if later.ran(cmd.name, queued_args) and cut is None:
                     cut = i + 1
+                if later.refused is not None:  # logged in its place among the refusals
+                    hello = cmd.name == "hello"
+                    shown = [b"hello" if hello else b"auth"]  # its name: CLIENT LIST's cmd
+                    notes.append((shown, "auth", "multi", b"HELLO" if hello else b"AUTH", later.refused))
         queued = allowed
-    reply = Exec(len(queued) + len(denied or ()), denied, cut)
+    reply = Exec(len(queued) + len(denied or ()), denied, cut, notes)
     if any(_is_unblock(cmd, args) for cmd, args in queued):
         _after_scripts(client, queued, reply)
     else:
@@ -646,6 +669,7 @@ def _run_in_order(client: Client, queued: list, reply: Exec, early: dict[int, li
     that spans shards is itself atomic (a fan-out in one turn, or an
     :class:`AtomicOp`).  So the transaction is as isolated as one command.
     """
+    reply.log_refusals(client)
     parts: list = []
     in_place = _unblock_shards(client, queued, early)
     if in_place:
@@ -720,6 +744,7 @@ def _run_atomic(client: Client, queued: list, reply: Exec, early: dict[int, list
         keys = [next(iter(watched))]  # park the shard of a watched key, not shard 0
 
     def finish(bodies: list[bytes]) -> bytes:
+        reply.log_refusals(client)
         parts: list = []
         replies = iter(bodies)
         monitors = client.server.monitors
@@ -738,7 +763,14 @@ def _run_atomic(client: Client, queued: list, reply: Exec, early: dict[int, list
         return b""
 
     slot = None
-    holds_client = final_db != op_db or reply.cut is not None
+    # The client's later commands wait for the decision when it takes the
+    # database of a SELECT inside, closes, or may change the users they
+    # run as (its local commands run only once it is decided).
+    holds_client = (
+        final_db != op_db
+        or reply.cut is not None
+        or any(cmd.name in UsersInExec.COMMANDS for cmd, _ in queued)
+    )
     if holds_client or pin is not None:
         slot = _Settle(client, reply, final_db if final_db != op_db else None, pin, holds_client)
     if holds_client:
@@ -806,6 +838,6 @@ class _Settle(Slot):
             client.select(self.db)
         if ran and self.reply.cut is not None:
             _close_after_exec(client)
-        if client.state.unblock(HELD):
+        if client.state.unblock(HELD) and not hold_for_changes(client):
             if client.waiting() and not client.closed:
                 client.server.loop.call_soon(client.resume)  # type: ignore[union-attr]

@@ -57,6 +57,10 @@ class Users:
         self.by_name: dict[bytes, acl.User] = {b"default": self.default}
         self.requirepass: str | None = None  # the value last applied
         self.set_default_password(config.get("requirepass", ""))
+        # K > 1: users an AUTH inside EXEC ran as before the ACL SETUSER
+        # queued before it (which makes them) came back round the bus: that
+        # SETUSER makes this very object the user (see authenticate).
+        self.adopting: dict[bytes, acl.User] = {}
 
     def set_default_password(self, password: str) -> None:
         """requirepass: the default user's one password, or nopass; a value
@@ -85,6 +89,10 @@ class Users:
             return temp
         current = self.by_name.get(name)
         if current is None:
+            made = self.adopting.pop(name, None)
+            if made is not None:
+                made.assign(temp)
+                temp = made
             self.by_name[name] = temp
         else:
             current.assign(temp)
@@ -182,7 +190,7 @@ class UsersInExec:
     have done to the users by then (:meth:`ran`), on copies: ``user`` is
     the one to check the next command against."""
 
-    __slots__ = ("users", "user", "changed")
+    __slots__ = ("users", "user", "changed", "deleted", "outstanding", "holding", "refused")
 
     # The commands that may change the user of the commands after them.
     COMMANDS = frozenset({"acl", "auth", "hello"})
@@ -191,6 +199,12 @@ class UsersInExec:
         self.users = users
         self.user = user
         self.changed: dict[bytes, acl.User | None] = {}  # by name; None: deleted
+        self.deleted: set[bytes] = set()  # the names it deleted (made again since, maybe)
+        self.outstanding = 0  # K > 1: its changes still going round the bus (see _IN_FLIGHT)
+        self.holding = False  # K > 1: the client's later commands wait for them
+        # The name the last command's AUTH or HELLO AUTH failed as, if it did
+        # (EXEC logs it in its place: see authenticate).
+        self.refused: bytes | None = None
 
     def _get(self, name: bytes) -> acl.User | None:
         return self.changed[name] if name in self.changed else self.users.by_name.get(name)
@@ -200,6 +214,7 @@ class UsersInExec:
         when it deletes the client's own user: Redis then closes the client
         after the EXEC (CLIENT_CLOSE_AFTER_COMMAND), whose reply stops after
         that command's."""
+        self.refused = None
         if name == "acl" and len(args) > 2:
             sub = args[1].lower()
             if sub == b"setuser":
@@ -213,6 +228,7 @@ class UsersInExec:
                 if mine:  # Redis's ACLFreeUserAndKillClients
                     self.user = self._get(b"default") or self.users.default
                 self.changed.update(dict.fromkeys(args[2:]))
+                self.deleted.update(args[2:])
                 return mine
         elif name == "auth" and len(args) <= 3:
             self._auth(b"default" if len(args) == 2 else args[1], args[-1])
@@ -226,6 +242,8 @@ class UsersInExec:
         user = self._get(name)
         if user is not None and user.password_ok(password):
             self.user = user
+        else:
+            self.refused = name
 
 
 def _hello_auth(args: list[bytes]) -> tuple[bytes, bytes] | None:
@@ -302,15 +320,42 @@ def _merge_selectors(rules: list[bytes]) -> list[bytes] | bytes:
 def authenticate(client: Client, name: bytes, password: bytes, hello: bool = False) -> None:
     """AUTH and HELLO AUTH: run as user ``name`` from now on, or WRONGPASS."""
     users = client.server.users
-    user = users.by_name.get(name)
+    view = _IN_FLIGHT.get(client)
+    if view is not None and name in view.changed:
+        # K > 1: the client's own ACL change (inside EXEC) on its way round
+        # the bus: the user as that change leaves it.
+        user = view.changed[name]
+    else:
+        user = users.by_name.get(name)
     # Compared whatever the user, so the time taken does not say whether it exists.
     ok = (user if user is not None else users.default).password_ok(password)
+    if user is not None and ok and view is not None and name in view.changed:
+        user = _when_back(users, view, name, user)
     if user is None or not ok:
-        context = "multi" if client.state.multi is not None else "toplevel"
-        shown = [b"hello" if hello else b"auth"]  # its name: CLIENT LIST's cmd
-        users.note(client, shown, "auth", context, b"HELLO" if hello else b"AUTH", name)
+        if not client.state.in_exec:  # EXEC logged it in its place (note_refused_auth)
+            note_refused_auth(client, name, hello)
         raise CommandError(errors.WRONGPASS)
     client.state.authenticate(user)
+
+
+def note_refused_auth(client: Client, name: bytes, hello: bool) -> None:
+    """ACL LOG's entry of a failed AUTH or HELLO AUTH as ``name``: in the
+    ``multi`` context inside EXEC too, as Redis's client is flagged MULTI
+    until its EXEC ends."""
+    context = "multi" if client.state.multi is not None or client.state.in_exec else "toplevel"
+    shown = [b"hello" if hello else b"auth"]  # its name: CLIENT LIST's cmd
+    client.server.users.note(client, shown, "auth", context, b"HELLO" if hello else b"AUTH", name)
+
+
+def _when_back(users: Users, view: UsersInExec, name: bytes, user: acl.User) -> acl.User:
+    """The user an AUTH as ``name`` runs as, ``user`` being a copy of it as
+    the client's ACL changes on their way round the bus leave it: the user
+    itself, which they change in place; or, where they make it (anew),
+    the copy, which the SETUSER that makes it will take as the user."""
+    real = users.by_name.get(name)
+    if real is not None and name not in view.deleted:
+        return real
+    return users.adopting.setdefault(name, user)
 
 
 def auth(client: Client, args: list) -> None:
@@ -464,6 +509,10 @@ class _NotYet:
 _NOT_YET = _NotYet()
 # This acceptor's changes on their way round the bus, by number.
 _CHANGES: dict[int, _Change] = {}
+# A client's ACL changes inside EXEC on their way round the bus (they do
+# not hold its later commands): the users as they leave them, for the AUTH
+# and HELLO AUTH after them (see authenticate).
+_IN_FLIGHT: dict[Client, UsersInExec] = {}
 _change_numbers = itertools.count(1)
 
 
@@ -487,10 +536,27 @@ def _in_one_order(client: Client, sub: bytes, args: list[bytes]) -> None:
     blocks = not client.state.blocked_token and not client.state.in_exec
     if blocks:
         client.state.block(CHANGING_USERS, shown=False)
+    view = None
+    if client.state.in_exec:
+        view = _IN_FLIGHT.get(client)
+        if view is None:
+            view = _IN_FLIGHT[client] = UsersInExec(server.users, client.state.user)
+        view.ran("acl", [b"acl", sub, *args])
+        view.outstanding += 1
+        hold_for_changes(client)
     fail = fail_slot(slot)
 
     def finish() -> None:
         _CHANGES.pop(number, None)
+        if view is not None:
+            view.outstanding -= 1
+            if not view.outstanding and _IN_FLIGHT.get(client) is view:
+                del _IN_FLIGHT[client]
+                if view.holding and client.state.unblock(CHANGING_USERS) and not client.closed:
+                    if client.waiting():
+                        server.loop.call_soon(client.resume)  # type: ignore[union-attr]
+                    elif client.pending:
+                        client.flush()
         if blocks and client.state.unblock(CHANGING_USERS):
             if client.waiting() and not client.closed:
                 server.loop.call_soon(client.resume)  # type: ignore[union-attr]
@@ -546,6 +612,19 @@ def requirepass_in_one_order(client: Client, password: str) -> None:
                 client.flush()
 
     server_bus.ask(bus.ACL, [b"requirepass", password.encode()], done, everyone=True, failed=done)
+
+
+def hold_for_changes(client: Client) -> bool:
+    """K > 1: hold the client's later commands while the ACL changes of
+    its EXEC go round the bus (they run on the users those leave, as in
+    Redis), unless something holds them already (its EXEC then calls this
+    again once it lets them go); whether they wait for them now."""
+    view = _IN_FLIGHT.get(client)
+    if view is None or client.state.blocked_token:
+        return False
+    client.state.block(CHANGING_USERS, shown=False)
+    view.holding = True
+    return True
 
 
 def bus_acl(server: Acceptor, origin: int, args: list) -> int | list:

@@ -319,13 +319,16 @@ def test_deluser_of_its_own_user_in_an_exec_that_watch_aborts_keeps_the_connecti
     """An EXEC that a changed WATCHed key aborts runs nothing: its queued
     ACL DELUSER of the client's own user deleted nobody, so Redis answers
     the nil array and keeps the connection, and the commands after EXEC
-    run.  shardkv closed it, having decided the DELUSER as EXEC started."""
+    run; nor does ACL LOG show the AUTH queued in it.  shardkv closed it,
+    having decided the DELUSER as EXEC started, and logged the AUTH."""
     replies = {}
     for name in SERVERS:
         with RespClient(acl_ports[name]) as admin, RespClient(acl_ports[name]) as c:
             admin.command("ACL", "SETUSER", "acltest", "on", ">pw", "+@all", "~*", "&*")
+            admin.command("ACL", "LOG", "RESET")
             out = [c.call("AUTH", "acltest", "pw"), c.call("WATCH", "k1"), c.call("MULTI")]
-            out += [c.call("SET", "k2", "2"), c.call("ACL", "DELUSER", "acltest"), c.call("SET", "k3", "3")]
+            out += [c.call("SET", "k2", "2"), c.call("AUTH", "acltest", "wrong")]
+            out += [c.call("ACL", "DELUSER", "acltest"), c.call("SET", "k3", "3")]
             admin.command("SET", "k1", "changed")
             if pipelined:
                 c.sock.sendall(
@@ -337,6 +340,7 @@ def test_deluser_of_its_own_user_in_an_exec_that_watch_aborts_keeps_the_connecti
             else:
                 out += [c.call("EXEC"), c.call("ACL", "WHOAMI"), c.call("SET", "k4", "4")]
             out += [admin.call("MGET", "k2", "k3", "k4"), admin.call("ACL", "USERS")]
+            out += [_log_fields(admin.command("ACL", "LOG"))]  # nothing ran, nothing refused
             replies[name] = out
     assert replies["shardkv"] == replies["redis"]
 
@@ -696,12 +700,30 @@ def test_exec_checks_again_the_commands_it_queued(acl_ports, watch):
         ],
         [("AUTH", "acltest2", "wrong"), ("GET", "k")],
         [("ACL", "SETUSER", "acltest2", "+get"), ("AUTH", "acltest2", "pw2"), ("GET", "k")],
-        pytest.param(
-            [("ACL", "DELUSER", "acltest2"), ("AUTH", "acltest2", "pw2"), ("GET", "k")],
-            marks=pytest.mark.xfail(
-                ACCEPTORS > 1, strict=True, reason="README: AUTH in EXEC after an ACL change at K>1"
-            ),
-        ),
+        [("ACL", "DELUSER", "acltest2"), ("AUTH", "acltest2", "pw2"), ("GET", "k")],
+        [("ACL", "DELUSER", "acltest2"), ("HELLO", "2", "AUTH", "acltest2", "pw2"), ("GET", "k")],
+        [
+            ("ACL", "SETUSER", "acltest2", ">pw3"),
+            ("AUTH", "acltest2", "pw3"),
+            ("GET", "k"),
+            ("SET", "k", "v"),
+        ],
+        [("ACL", "SETUSER", "acltest2", "resetpass"), ("AUTH", "acltest2", "pw2"), ("GET", "k")],
+        [("ACL", "SETUSER", "acltest2", "off"), ("AUTH", "acltest2", "pw2"), ("SET", "k", "v")],
+        [
+            ("ACL", "SETUSER", "acltest3", "on", ">pw3", "+@all", "-set", "~*"),
+            ("AUTH", "acltest3", "pw3"),
+            ("SET", "k", "v"),
+            ("ACL", "WHOAMI"),
+        ],
+        [
+            ("ACL", "DELUSER", "acltest2"),
+            ("ACL", "SETUSER", "acltest2", "on", ">pw4", "+@all", "-get", "~*"),
+            ("AUTH", "acltest2", "pw2"),
+            ("AUTH", "acltest2", "pw4"),
+            ("SET", "k", "v"),
+            ("GET", "k"),
+        ],
     ],
     ids=lambda q: " ".join(" ".join(c) for c in q),
 )
@@ -713,12 +735,58 @@ def test_exec_checks_each_command_as_the_ones_before_it_left_the_users(acl_ports
         with RespClient(acl_ports[name]) as admin, RespClient(acl_ports[name]) as c:
             admin.command("ACL", "SETUSER", "acltest", "on", "nopass", "+@all", "~*", "&*")
             admin.command("ACL", "SETUSER", "acltest2", "on", ">pw2", "+@all", "-get", "-set", "~*", "&*")
+            admin.command("ACL", "LOG", "RESET")
             out = [c.call("AUTH", "acltest", "x"), c.call("MULTI")]
             out += [c.call(*command) for command in queued]
             out.append(c.call("EXEC"))
-            out.append(admin.call("GET", "k"))
+            out += [c.call("ACL", "WHOAMI"), c.call("GET", "k"), admin.call("GET", "k")]
+            out += [_log_fields(admin.command("ACL", "LOG"))]
             replies[name] = out
     assert replies["shardkv"] == replies["redis"]
+
+
+@pytest.mark.parametrize(
+    "queued",
+    [
+        [("ACL", "SETUSER", "acltest", "-set")],
+        [("ACL", "SETUSER", "acltest2", "resetpass", ">pw3")],
+        [("ACL", "DELUSER", "acltest2")],
+    ],
+    ids=lambda q: " ".join(" ".join(c) for c in q),
+)
+@pytest.mark.parametrize("watch", [False, True])
+def test_commands_pipelined_after_an_exec_see_its_acl_changes(acl_ports, queued, watch):
+    """The commands sent right behind an EXEC (without reading its reply)
+    run after it, on the users it left (with WATCH, the EXEC is decided
+    later, once its shards are parked)."""
+    replies = {}
+    for name in SERVERS:
+        with RespClient(acl_ports[name]) as admin, RespClient(acl_ports[name]) as c:
+            admin.command("ACL", "SETUSER", "acltest", "on", "nopass", "+@all", "~*", "&*")
+            admin.command("ACL", "SETUSER", "acltest2", "on", ">pw2", "+@all", "~*", "&*")
+            out = [c.call("AUTH", "acltest", "x")]
+            out += [c.call("WATCH", "k")] if watch else []
+            out += [c.call("MULTI")]
+            out += [c.call(*command) for command in queued]
+            after = [
+                ("SET", "k", "v"),
+                ("AUTH", "acltest2", "pw2"),
+                ("AUTH", "acltest2", "pw3"),
+                ("ACL", "WHOAMI"),
+            ]
+            c.sock.sendall(encode_command("EXEC") + b"".join(encode_command(*a) for a in after))
+            out += [c.read() for _ in range(len(after) + 1)]
+            replies[name] = out
+    assert replies["shardkv"] == replies["redis"]
+
+
+def _log_fields(log: list) -> list:
+    """ACL LOG's entries but their age and client info."""
+    entries = []
+    for entry in log:
+        fields = dict(zip(entry[::2], entry[1::2], strict=True))
+        entries.append([fields[f] for f in (b"count", b"reason", b"context", b"object", b"username")])
+    return entries
 
 
 def test_dryrun(acl_ports):
