@@ -370,7 +370,7 @@ def keys_with_flags(specs: tuple[KeySpec, ...], args: list[bytes]) -> list[tuple
             if numkeys is None or numkeys < 0:
                 return None
             first += firstkey
-            last = first + numkeys - 1
+            last = first + _c_int(numkeys) - 1  # Redis's (int)numkeys
         else:
             return None
         if last >= argc or last < first or first >= argc:
@@ -409,6 +409,56 @@ _FINDER_FLAGS = {
 FINDERS = frozenset(_FINDER_FLAGS) | {"set", "bitfield", "sort"}
 
 
+# The commands whose key finder is Redis's ``genericGetKeys`` (evalGetKeys,
+# zunionInterDiffStoreGetKeys...): (the destination key's position or 0,
+# numkeys's, the first key's, the step).
+_GENERIC = {
+    **dict.fromkeys(("eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro"), (0, 2, 3, 1)),
+    **dict.fromkeys(
+        ("sintercard", "zunion", "zinter", "zdiff", "zintercard", "lmpop", "zmpop"), (0, 1, 2, 1)
+    ),
+    **dict.fromkeys(("zunionstore", "zinterstore", "zdiffstore"), (1, 2, 3, 1)),
+    **dict.fromkeys(("blmpop", "bzmpop"), (0, 2, 3, 1)),
+}
+
+
+def atoi(arg: bytes) -> int:
+    """C's ``atoi`` of an argument, as glibc does it: ``strtol`` (leading
+    white space, a sign, the digits up to the first other character;
+    clamped to a long on overflow), then cut to a 32-bit int."""
+    text = _cstring(arg).lstrip(b" \t\n\v\f\r")
+    sign = 1
+    if text[:1] in (b"+", b"-"):
+        sign = -1 if text[:1] == b"-" else 1
+        text = text[1:]
+    digits = len(text) - len(text.lstrip(b"0123456789"))
+    value = sign * int(text[:digits]) if digits else 0
+    return _c_int(max(-(1 << 63), min((1 << 63) - 1, value)))
+
+
+def _c_int(value: int) -> int:
+    """A long long cut to C's 32-bit int, as a cast does."""
+    value &= 0xFFFFFFFF
+    return value - (1 << 32) if value >= 1 << 31 else value
+
+
+def _generic_keys(name: str, args: list[bytes]) -> list[int]:
+    """The key positions Redis's ``genericGetKeys`` finds: numkeys read
+    with ``atoi`` (``1x`` is 1, ``abc`` 0), none unless it is 1 up to the
+    arguments left; the destination key, if any, last."""
+    store, count_at, first, step = _GENERIC[name]
+    num = atoi(args[count_at])
+    if num < 1 or num > (len(args) - first) // step:
+        return []
+    return [first + i * step for i in range(num)] + ([store] if store else [])
+
+
+def has_keys(name: str) -> bool:
+    """Redis's ``doesCommandHaveKeys`` for the command or subcommand
+    ``name``: a key finder of its own, or a spec of keys."""
+    return name in FINDERS or any("not_key" not in spec[0].split() for spec in KEY_SPECS.get(name, ()))
+
+
 def _cstring(arg: bytes) -> bytes:
     """What C's string functions see of an argument: up to its first NUL."""
     nul = arg.find(b"\0")
@@ -445,8 +495,9 @@ def keys_and_flags(
     ``getKeysFromCommandWithSpecs`` finds them for the ACL checks: from
     the key specs, unless their flags vary with the arguments or they
     cannot say; then from the command's own key finder (``finder``, the
-    command table's, which finds what Redis's does), with its flags; a
-    command with neither has none."""
+    command table's, which finds what Redis's does, or Redis's
+    ``genericGetKeys`` with its ``atoi``), with its flags; a command with
+    neither has none."""
     specs = KEY_SPECS.get(name)
     if specs and name not in _VARIABLE:
         found = keys_with_flags(specs, args)
@@ -454,6 +505,8 @@ def keys_and_flags(
             return found
     if name not in FINDERS:
         return []
+    if name in _GENERIC:  # (their keys' flags: none)
+        return [(pos, "") for pos in _generic_keys(name, args)]
     out: list[tuple[int, str]] = []
     pos = 1
     for key in finder(args):  # their positions, in order

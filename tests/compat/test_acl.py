@@ -552,7 +552,13 @@ SPLIT_KEYS = ("ACL", "SETUSER", "acltest", "on", ">pw", "+@all", "%R~r*", "%W~w*
         ("EVAL", "return 1", "+1", "w1"),
         ("EVAL", "return 1", "+1", "x1"),
         ("EVAL", "return 1", "1", "r1"),
+        ("EVAL", "return 1", "1x", "x1"),
+        ("EVAL", "return 1", "01", "x1"),
+        ("EVAL", "return 1", " 1", "w1"),
+        ("EVAL", "return 1", "4294967297", "x1"),
         ("ZUNION", "2", "r1"),
+        ("ZUNIONSTORE", "w1", "1x", "x1"),
+        ("LMPOP", "01", "x1", "LEFT"),
         # subcommands: OBJECT and MEMORY USAGE name a key (RO), XINFO reads
         # one (RO ACCESS), XGROUP writes one (RW INSERT/DELETE/UPDATE)
         ("OBJECT", "ENCODING", "w1"),

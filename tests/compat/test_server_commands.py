@@ -342,6 +342,63 @@ def test_command_subcommands(compare_plain):
         compare("COMMAND", "GETKEYS", *args)
 
 
+GETKEYS_CASES = [
+    # numkeys that Redis's key specs (string2ll) refuse: its genericGetKeys
+    # reads them with atoi ("1x" is 1, "abc" 0, 2**32 + 1 is 1)
+    ["eval", "s", "01", "k"],
+    ["eval", "s", " 1", "k"],
+    ["eval", "s", "1 ", "k"],
+    ["eval", "s", "1x", "k"],
+    ["eval", "s", "+1", "k"],
+    ["eval", "s", "\t2", "k", "j"],
+    ["eval", "s", "1.5", "k"],
+    ["eval", "s", "4294967297", "k"],
+    ["eval", "s", "2147483649", "k"],
+    ["eval", "s", "99999999999999999999", "k"],
+    ["eval", "s", "-1", "k"],
+    ["eval", "s", "2", "k"],
+    ["eval", "s", "abc", "k"],
+    ["evalsha_ro", "s", "1x", "k"],
+    ["fcall", "f", "x", "k"],
+    ["fcall_ro", "f", "1y", "k"],
+    ["zunionstore", "d", "1x", "k"],
+    ["zdiffstore", "d", "01", "k"],
+    ["zinter", "1x", "k"],
+    ["zinter", "01", "k"],
+    ["zintercard", "1x", "k"],
+    ["zdiff", "1x", "k"],
+    ["sintercard", "01", "k"],
+    ["lmpop", "1x", "k", "LEFT"],
+    ["lmpop", "01", "k", "LEFT"],
+    ["blmpop", "0", "1x", "k", "LEFT"],
+    ["zmpop", "1x", "k", "MIN"],
+    ["bzmpop", "0", "01", "k", "MIN"],
+    # a container's subcommand: its own keys, or none
+    ["object", "help"],
+    ["object", "encoding", "k"],
+    ["object", "encoding"],
+    ["object", "nosuch", "k"],
+    ["object"],
+    ["memory", "help"],
+    ["memory", "usage", "k"],
+    ["xinfo", "help"],
+    ["config", "get", "x"],
+    ["ping"],
+    ["xread", "streams", "a", "b", "0"],
+    ["xread", "count", "1", "streams", "a"],
+]
+
+
+@pytest.mark.parametrize("args", GETKEYS_CASES, ids=lambda a: " ".join(a))
+@pytest.mark.parametrize("sub", ["GETKEYS", "GETKEYSANDFLAGS"])
+def test_command_getkeys_as_redis_finds_them(compare_plain, sub, args):
+    """COMMAND GETKEYS and GETKEYSANDFLAGS as Redis's getKeysSubcommandImpl:
+    the subcommand's keys (or "The command has no key arguments"), and
+    the keys of a numkeys its key specs cannot read from the command's
+    own finder (genericGetKeys, with C's atoi)."""
+    compare_plain("COMMAND", sub, *args)
+
+
 SCRIPTING_COMMANDS = [
     "eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro", "script|load", "script|exists",
     "script|flush", "script|kill", "function|load", "function|list", "function|delete", "function|flush",

@@ -9,7 +9,6 @@ from collections.abc import Collection
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.commands.common import guard, subcommand_error
 from shardkv.protocol import acl, command_docs, commands, errors, key_specs
-from shardkv.protocol.args import strict_int
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.glob import compile_glob
 from shardkv.protocol.resp import OrderedSet
@@ -164,46 +163,32 @@ def _command_names(args: list) -> list[str]:
     return [a.decode("latin-1").lower() for a in args]
 
 
-def _getkeys(args: list) -> list:
-    """COMMAND GETKEYS's reply for the command ``args``."""
+def _getkeys(args: list) -> list[tuple[bytes, str]]:
+    """COMMAND GETKEYS and GETKEYSANDFLAGS: the keys of the command
+    ``args`` and their flags, or their errors, as Redis's
+    ``getKeysSubcommandImpl``: the command (a container's subcommand), one
+    with keys, its arity, then the keys ``getKeysFromCommandWithSpecs``
+    finds (the key specs, or the command's own finder when they cannot
+    say), which the ACL checks read too."""
     cmd = commands.lookup(args[0])
     if cmd is None:
         raise CommandError(errors.INVALID_COMMAND)
-    if not commands.check_arity(cmd, len(args)):
+    name, arity = cmd.name, cmd.arity
+    if cmd.container and len(args) > 1:  # Redis's lookupCommand: the subcommand
+        sub = command_docs.SUBCOMMANDS.get(cmd.name, {}).get(args[1].decode("latin-1").lower())
+        if sub is None:
+            raise CommandError(errors.INVALID_COMMAND)
+        name, arity = sub.name, sub.arity
+    if not key_specs.has_keys(name):
+        raise CommandError(errors.NO_KEY_ARGUMENTS)
+    if (len(args) != arity) if arity > 0 else (len(args) < -arity):
         raise CommandError(errors.INVALID_COMMAND_ARGS)
-    if cmd.numkeys_at:
-        n = strict_int(args[cmd.numkeys_at])
-        if n == 0 and "no_mandatory_keys" in cmd.flags:
-            return []
-        if n is None or n <= 0 or n > len(args) - cmd.numkeys_at - 1:
-            raise CommandError(errors.INVALID_COMMAND_ARGUMENTS)
-    keys = cmd.keys(args)
-    if not keys:
+    found = key_specs.keys_and_flags(name, args, cmd.keys)
+    if not found:
         if "no_mandatory_keys" in cmd.flags:
             return []
-        if cmd.first_key or cmd.keyword or cmd.finder is not None:
-            # It has keys, but not in these arguments (XREAD without
-            # STREAMS, MIGRATE with a key and KEYS).
-            raise CommandError(errors.INVALID_COMMAND_ARGUMENTS)
-        raise CommandError(errors.NO_KEY_ARGUMENTS)
-    return keys
-
-
-def _getkeys_and_flags(args: list) -> list[tuple[bytes, str]]:
-    """COMMAND GETKEYSANDFLAGS's keys and flags for the command ``args``,
-    as Redis's ``getKeysFromCommandWithSpecs``: from the key specs, unless
-    their flags vary with the arguments or a spec cannot say where its keys
-    are; then from what the command's own key finder says."""
-    keys = _getkeys(args)  # GETKEYS's errors first
-    cmd = commands.lookup(args[0])
-    assert cmd is not None  # (_getkeys refuses an unknown one)
-    name = acl.full_name(cmd, args)  # object|encoding: subcommands have their own specs
-    found = key_specs.keys_and_flags(name, args, cmd.keys)  # what the ACL checks read too
-    if found:
-        return [(args[i], flags) for i, flags in found]
-    specs = key_specs.KEY_SPECS.get(name, ())
-    default = specs[0][0] if specs else "RW access update"
-    return [(key, default) for key in keys]
+        raise CommandError(errors.INVALID_COMMAND_ARGUMENTS)
+    return [(args[i], flags) for i, flags in found]
 
 
 @guard
@@ -253,9 +238,9 @@ def command(client: Client, args: list) -> None:
                 out[name.encode()] = command_docs.doc_reply(name, table[name].group)
         client.reply(out)
     elif sub == b"GETKEYS":
-        client.reply(_getkeys(args[2:]))
+        client.reply([key for key, _ in _getkeys(args[2:])])
     elif sub == b"GETKEYSANDFLAGS":
-        client.reply([[key, OrderedSet(flags.split())] for key, flags in _getkeys_and_flags(args[2:])])
+        client.reply([[key, OrderedSet(flags.split())] for key, flags in _getkeys(args[2:])])
     elif sub == b"HELP":
         client.reply(
             [
