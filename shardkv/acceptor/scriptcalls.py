@@ -42,7 +42,6 @@ from time import perf_counter_ns
 from typing import TYPE_CHECKING
 
 from shardkv.acceptor import pubsub
-from shardkv.acceptor.dispatch import HEADERS
 from shardkv.acceptor.info import build_info
 from shardkv.protocol import bus, errors, wire
 from shardkv.protocol.resp import Error, Verbatim, encode, encode_command, encode_error
@@ -191,21 +190,46 @@ def _commit(server: Acceptor, held: _Held | None, send: Callable[[bytes], None])
     one_done()
 
 
-class _Ignore:
-    __slots__ = ()
-
-    def deliver(self, body: bytes) -> None:
-        pass
-
-
 def _share_cjson(server: Acceptor, origin: ShardLink, options: list[bytes]) -> None:
     """A script set cjson's options on ``origin``'s shard: every other shard
     takes them (Redis's one Lua state keeps them for every later script),
-    each before anything this acceptor sends it after the script's reply."""
+    each before anything this acceptor sends it after the script's reply.
+
+    The forward is a control message (``send_control``): a shard whose own
+    script is past busy-reply-threshold takes it when that script ends,
+    where a ``-BUSY`` would leave it with its old options for good.  And
+    the shards agree on the last setter this acceptor heard of: a forward
+    that ``origin``'s worker has not run yet (sent for another shard's
+    setter, heard before this one) would overwrite what this script set
+    once it runs there, so ``origin`` gets its own options again after it
+    (two setters running at once on two shards left each shard with the
+    other's options)."""
     encoded = encode_command([Verb.SCRIPT, b"cjson", *options])
     for link in server.links:
-        if link is not origin:
-            link.send(HEADERS[0], encoded, _Ignore())
+        if link is not origin or _UNAPPLIED.get(link):
+            _UNAPPLIED[link] = _UNAPPLIED.get(link, 0) + 1
+            link.send_control(encoded, _Applied(link))
+
+
+# Per link: the cjson forwards sent that its worker has not answered yet.
+_UNAPPLIED: dict[ShardLink, int] = {}
+
+
+class _Applied:
+    """The sink of a cjson forward: its worker has run it (or the pipe is
+    down, and the forward with it)."""
+
+    __slots__ = ("link",)
+
+    def __init__(self, link: ShardLink) -> None:
+        self.link = link
+
+    def deliver(self, body: bytes) -> None:
+        left = _UNAPPLIED.get(self.link, 0) - 1
+        if left > 0:
+            _UNAPPLIED[self.link] = left
+        else:
+            _UNAPPLIED.pop(self.link, None)
 
 
 def _send(link: ShardLink, body: bytes) -> None:
