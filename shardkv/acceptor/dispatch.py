@@ -271,7 +271,9 @@ class Dispatch:
 
     def send(self, shard: int, args: list[bytes], raw: bytes | None) -> None:
         """Send a command to one shard; its reply takes the next slot."""
-        slot = Slot(cast("Client", self))
+        # While someone monitors, a slot that holds back the command's line
+        # until its reply (a busy script's worker may refuse it).
+        slot = monitor.LineSlot(cast("Client", self)) if self.server.monitors else Slot(cast("Client", self))
         self.pending.append(slot)
         self.server.links[shard].send(
             self.headers[self.resp3], raw if raw is not None else encode_command(args), slot

@@ -32,6 +32,11 @@ empties): the lines of the commands that come after the script, inside
 MULTI or from other clients, wait behind it.  (Not for a script that runs
 across shards: its lines go out when its executor sends them.)
 
+A command sent to one shard while someone monitors gets a
+:class:`LineSlot`: its line waits for its reply, because a busy script's
+worker may still refuse it (``-BUSY``, :mod:`shardkv.worker.busyrefusal`),
+and Redis shows no line for a command refused before it runs.
+
 This module holds the formatting and the fan-out; the MONITOR command
 itself is in :mod:`shardkv.acceptor.commands.server`.
 """
@@ -126,10 +131,16 @@ def feed(client: Client, cmd: commands.Command, args: list[bytes], db: int | Non
     due = _DUE.pop() if _DUE else None
     if not shown(cmd, args):
         return
-    if db is None or db == client.db:
-        _send(client.server, line(client, args))
+    data = line(client, args) if db is None or db == client.db else _line(db, client.addr.encode(), args)
+    pending = client.pending
+    sent = pending[-1] if pending else None
+    if type(sent) is LineSlot and sent.hold is None and sent.data is None:
+        # Sent to one shard just now: its line waits for its reply, since
+        # a busy script's worker may still refuse it (see LineSlot).
+        sent.hold = Hold(client.server)
+        sent.line = data
     else:
-        _send(client.server, _line(db, client.addr.encode(), args))
+        _send(client.server, data)
     if due is not None and due[0] is client and cmd.name in SCRIPT_COMMANDS:
         due[1].hold = Hold(client.server)
 
@@ -156,11 +167,45 @@ class Hold:
             slot.client.pending.append(slot)
 
     def fill(self, calls: list[tuple[int, list[bytes]]]) -> None:
-        data = b"".join(_line(db, b"lua", args) for db, args in calls)
+        self.put(b"".join(_line(db, b"lua", args) for db, args in calls))
+
+    def put(self, data: bytes) -> None:
+        """Fill the place with ``data`` (b"": nothing) in every monitor."""
         for slot in self.slots:
             if slot.data is None:
                 slot.deliver(data)
         self.slots = []
+
+
+class LineSlot(Slot):
+    """The reply slot of a command sent to one shard while someone monitors
+    (:meth:`Dispatch.send`): its MONITOR line, fed right after, waits in
+    a :class:`Hold` for the reply.  A busy script's worker may refuse the
+    command after it was sent (the ``K`` frames of
+    :mod:`shardkv.worker.busyrefusal`): Redis shows no line for a command
+    rejected before it runs, so a refused one's place is emptied
+    (:meth:`unseen`); any reply fills it with the line."""
+
+    __slots__ = ("hold", "line")
+
+    def __init__(self, client: Client) -> None:
+        super().__init__(client)
+        self.hold: Hold | None = None
+        self.line = b""
+
+    def deliver(self, body: bytes) -> None:
+        Slot.deliver(self, body)
+        hold = self.hold
+        if hold is not None:
+            self.hold = None
+            hold.put(self.line)
+
+    def unseen(self) -> None:
+        """The worker refused the command (``-BUSY``): no line for it."""
+        hold = self.hold
+        if hold is not None:
+            self.hold = None
+            hold.put(b"")
 
 
 def feed_script(server: Acceptor, calls: list[tuple[int, list[bytes]]]) -> None:

@@ -284,6 +284,9 @@ class ShardLink:
             else:
                 kept.append(_DROPPED)
                 Slot.deliver(refused, busy)  # not a subclass's: no script reply to count
+                unseen = getattr(refused, "unseen", None)
+                if unseen is not None:  # a monitor.LineSlot: no MONITOR line, as in Redis
+                    unseen()
         fifo.clear()  # rewritten in place: a deque's middle is slow to index
         fifo.extend(kept)
 

@@ -143,3 +143,49 @@ def test_a_busy_function_and_evalsha_sent_before_the_threshold(servers):
         return out + _stats(admin, ["get"])
 
     _differential(servers, scenario)
+
+
+def _monitored(monitor: RespClient, until: bytes) -> list[bytes]:
+    """The MONITOR lines up to the one that holds ``until``, each as its
+    database and arguments (no time, no client address, but ``lua``),
+    without the script's own EVAL, FCALL and SCRIPT KILL lines, whose order
+    differs (shardkv shows a script's line as it sends it)."""
+    out = []
+    while True:
+        text = monitor.read()
+        stamp, _, rest = text.partition(b" [")
+        assert stamp.startswith(b"+"), text
+        where, _, shown = rest.partition(b"] ")
+        db, _, addr = where.partition(b" ")
+        shown = shown.rstrip(b"\r\n")
+        if until in shown:
+            return out
+        if shown.split(b" ")[0].upper() in (b'"EVAL"', b'"FCALL"', b'"SCRIPT"'):
+            continue
+        out.append(db + b" " + (b"lua " if addr == b"lua" else b"") + shown)
+
+
+def test_commands_refused_at_the_threshold_are_not_monitored(servers):
+    """Redis feeds MONITOR in call(), after processCommand's checks, so a
+    command refused with -BUSY has no line; the one run after SCRIPT KILL
+    has.  (shardkv showed the refused ones: their lines went as the
+    acceptor sent them to the script's shard.)"""
+
+    def scenario(caller, other, admin):
+        watcher = RespClient(admin.sock.getpeername()[1], timeout=30)
+        try:
+            assert watcher.call("MONITOR") == b"+OK\r\n"
+            caller.send("EVAL", LOOP, 0)
+            time.sleep(0.1)
+            other.send("SET", KEY, "x")
+            other.send("GET", KEY)
+            out = [other.read(), other.read()]
+            out.append(admin.call("SCRIPT", "KILL"))
+            out.append(caller.read())
+            out.append(other.call("SET", KEY, "y"))
+            out.append(other.call("ECHO", "the end"))
+            return out + _monitored(watcher, b'"the end"')
+        finally:
+            watcher.close()
+
+    _differential(servers, scenario)
