@@ -53,6 +53,27 @@ def changed(server: Acceptor) -> None:
     for link in server.links:
         if link.up:
             link.send_control(body, _IGNORE)
+    _learn_function_writers(server, text is not None)
+
+
+def _learn_function_writers(server: Acceptor, refusing: bool) -> None:
+    """Redis counts an FCALL of a function without ``no-writes`` as a write
+    (fcallGetCommandFlags), so one queued in MULTI is refused as it is
+    queued and the EXEC aborts.  A function's flags are the workers', so
+    while writes are refused the acceptor asks one worker which functions
+    may write (``__fwriters``, an inquiry).  They cannot change meanwhile:
+    FUNCTION LOAD, DELETE, FLUSH and RESTORE are writes, refused too.  An
+    FCALL queued before the answer comes is not refused as queued (its
+    EXEC reply holds the worker's -MISCONF then)."""
+    server.function_writers = frozenset()
+    if not refusing or not server.links:
+        return
+
+    def answer(value: object) -> None:
+        if server.misconf_told is not None and isinstance(value, list):
+            server.function_writers = frozenset(value)
+
+    server.links[0].inquire([Verb.FUNCTION_WRITERS], answer)
 
 
 def _message(text: str | None) -> bytes:

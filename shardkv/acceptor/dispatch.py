@@ -236,15 +236,17 @@ class Dispatch:
         accepted, its client could see it acknowledged while INFO still says
         ``err`` (a save that works ends on each shard at its own moment).
         A script whose shebang does not say ``no-writes`` is a write here
-        (evalGetCommandFlags); a function's flags are known to the shards
-        only, which refuse it as it starts (the workers are told, see
-        :mod:`shardkv.acceptor.diskerrors`)."""
+        (evalGetCommandFlags), and so is an FCALL of a function without it
+        (fcallGetCommandFlags; the functions that may write, as a worker
+        said, see :mod:`shardkv.acceptor.diskerrors`); the shards refuse
+        a script's writes too (the workers are told)."""
         if cmd.name == "ping":
             return True
+        writers = self.server.function_writers
         multi = self.state.multi
         if multi is not None and cmd.name == "exec":
-            return any(_writes(queued, queued_args) for queued, queued_args in multi)
-        return _writes(cmd, args)
+            return any(_writes(queued, queued_args, writers) for queued, queued_args in multi)
+        return _writes(cmd, args, writers)
 
     def _protected_allowed(self, cmd: commands.Command) -> bool:
         """``enable-debug-command``: yes, or local and a loopback client."""
@@ -385,10 +387,13 @@ class Dispatch:
         self.fan_out({s: encoded for s in range(len(self.server.links))}, merge)
 
 
-def _writes(cmd: commands.Command, args: list[bytes]) -> bool:
-    """Whether Redis counts ``args`` as a write: a write command, or a
-    script whose shebang declares flags without ``no-writes``."""
+def _writes(cmd: commands.Command, args: list[bytes], function_writers: frozenset[bytes]) -> bool:
+    """Whether Redis counts ``args`` as a write: a write command, a script
+    whose shebang declares flags without ``no-writes``, or an FCALL (or
+    FCALL_RO) of a function in ``function_writers``."""
     if cmd.is_write:
         return True
+    if cmd.name in ("fcall", "fcall_ro"):
+        return len(args) > 1 and args[1].lower() in function_writers
     body = script_body(cmd.name, args)
     return body is not None and declares_flags(body) and not declares_no_writes(body)

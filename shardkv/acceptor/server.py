@@ -182,6 +182,9 @@ class Acceptor:
         self.pause_type = 0
         # The -MISCONF text the workers were last told (shardkv.acceptor.diskerrors).
         self.misconf_told: str | None = None
+        # While writes are refused for a disk error: the functions that may
+        # write (lowercase names), asked of a worker (diskerrors.changed).
+        self.function_writers: frozenset[bytes] = frozenset()
         self.pause_end = 0.0
         self.pause_timer: asyncio.TimerHandle | None = None
         self.paused_clients: list[Client] = []

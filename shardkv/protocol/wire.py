@@ -776,6 +776,10 @@ class Verb:
     FCALL = b"__fcall"
     SCRIPT = b"__script"
     FUNCTION = b"__function"
+    # An inquiry (``I`` frame): the names of the shard's functions that may
+    # write (no ``no-writes`` flag), lowercase; the acceptor asks while
+    # writes are refused for a disk error (see shardkv.acceptor.diskerrors).
+    FUNCTION_WRITERS = b"__fwriters"
     # In a ``Q`` frame: a script's first math.random or math.randomseed
     # borrows the server's one generator state (the answer, an integer);
     # the script's end gives it back (``__randomback state``, no answer).

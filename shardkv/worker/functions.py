@@ -460,6 +460,17 @@ def function_internal(ks: Keyspace, args: list[bytes]) -> object:
     raise CommandError(errors.SYNTAX)
 
 
+def function_writers(ks: Keyspace, args: list[bytes]) -> object:
+    """__fwriters -> the names (lowercase) of the functions that may write:
+    those without the ``no-writes`` flag, which Redis's fcallGetCommandFlags
+    makes write commands (an inquiry: it only reads)."""
+    functions = getattr(engine_of(ks), "functions", None)
+    if functions is None:
+        return []
+    no_writes = FLAG_NAMES[b"no-writes"]
+    return [name for name, f in functions.functions.items() if not f.flags & no_writes]
+
+
 def _fcall(ks: Keyspace, args: list[bytes], ro: bool, everything: int = 0) -> object:
     functions = functions_of(ks)
     f = functions.functions.get(args[1].lower())
@@ -542,6 +553,7 @@ def function_replay(ks: Keyspace, args: list[bytes]) -> object:
 # The commands this module runs, by name (see shardkv.worker.wiring).
 HANDLERS: Handlers = {
     Verb.FUNCTION: function_internal,
+    Verb.FUNCTION_WRITERS: function_writers,
     "fcall": fcall,
     "fcall_ro": fcall,
     Verb.FCALL: fcall_across,

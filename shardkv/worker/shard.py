@@ -81,7 +81,7 @@ OK_REPLY = encode(OK)  # (run_batch's plain replies)
 _SCRIPT_RUNS = frozenset({Verb.EVAL, Verb.FCALL})  # a script's run across shards
 # The verbs an ``I`` frame may ask: they read (or reset) the shard's
 # figures, so they may run even while the shard waits in a script or parked.
-INQUIRIES = frozenset({Verb.INFO, Verb.LASTSAVE, Verb.SLOWLOG})
+INQUIRIES = frozenset({Verb.INFO, Verb.LASTSAVE, Verb.SLOWLOG, Verb.FUNCTION_WRITERS})
 
 
 class Prepared:

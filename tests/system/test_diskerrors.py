@@ -315,3 +315,53 @@ def test_scripts_cannot_write_while_a_shard_cannot_persist(small_disk, kind):
         conn.disconnect()
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("kind", ["redis", "shardkv"])
+def test_a_write_function_queued_in_multi_is_refused_as_queued(small_disk, kind):
+    """Redis counts an FCALL (or FCALL_RO) of a function without
+    ``no-writes`` as a write (fcallGetCommandFlags): while writes are
+    refused, one queued in MULTI gets -MISCONF and EXEC aborts, and an EXEC
+    whose queue took one before the failed save aborts with the reason.
+    Before, shardkv queued it (the acceptor did not know the function's
+    flags) and EXEC's reply held the worker's -MISCONF."""
+    flags = ("--dir", str(small_disk), "--save", "3600 1")
+    server = start_redis(*flags) if kind == "redis" else start_shardkv(*flags, shards=2)
+    try:
+        c = redis.Redis(port=server.port)
+        c.function_load(_LIBRARY)
+        early = redis.Connection(port=server.port)
+        assert _say(early, "MULTI") == b"OK"
+        assert _say(early, "FCALL", "w", "1", "{b}y") == b"QUEUED"
+        deadline = fail_a_bgsave(c, "{a}")
+        conn = redis.Connection(port=server.port)
+        while _say(conn, "PING") != ("error", RDB_FAILED):  # another acceptor hears it too
+            assert time.monotonic() < deadline, "PING was never refused"
+            time.sleep(0.05)
+        # shardkv's acceptor asks a worker which functions may write as it
+        # hears of the failed save: an FCALL queued before the answer is not
+        # refused yet (a documented window).
+        while True:
+            assert _say(conn, "MULTI") == b"OK"
+            queued = _say(conn, "FCALL", "w", "1", "{b}y")
+            assert _say(conn, "DISCARD") == b"OK"
+            if queued == ("error", RDB_FAILED):
+                break
+            assert queued == b"QUEUED" and time.monotonic() < deadline, queued
+            time.sleep(0.05)
+        assert _say(early, "EXEC") == ("error", "Transaction discarded because of: " + RDB_FAILED)
+        for name in ("FCALL", "FCALL_RO"):
+            assert _say(conn, "MULTI") == b"OK"
+            assert _say(conn, name, "r", "1", "{b}y") == b"QUEUED"
+            assert _say(conn, name, "w", "1", "{b}y") == ("error", RDB_FAILED)
+            assert _say(conn, "EXEC") == ("error", "Transaction discarded because of previous errors.")
+        assert _say(conn, "MULTI") == b"OK"
+        assert _say(conn, "FCALL", "r", "1", "{b}y") == b"QUEUED"
+        assert _say(conn, "FCALL", "nosuch", "0") == b"QUEUED"
+        replies = _say(conn, "EXEC")
+        assert [str(r) for r in replies] == ["1", "Function not found"]  # type: ignore[union-attr]
+        assert c.get("{b}y") is None  # nothing was written
+        early.disconnect()
+        conn.disconnect()
+    finally:
+        server.stop()
