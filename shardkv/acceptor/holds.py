@@ -13,7 +13,9 @@ not sent at once:
 
 1. its entries are *captured* (``ShardLink.send`` is shadowed for the
    step's duration) and the client's later commands wait
-   (:data:`HOLDING`, as a blocked client's do);
+   (:data:`HOLDING`, as a blocked client's do; those that only touch the
+   shards it holds join it once it holds them, see
+   :meth:`Holds._take_along_all`);
 2. it *tries* every one of those shards at once: a ``T`` frame
    (:data:`shardkv.protocol.wire.TRY_FRAME`), a hold that never waits,
    which the worker grants only if the shard is free (held by nobody, and
@@ -89,7 +91,7 @@ from typing import TYPE_CHECKING, Any
 
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.shardlink import ShardLink
-from shardkv.protocol import errors, wire
+from shardkv.protocol import commands, errors, wire
 from shardkv.protocol.resp import encode_command, encode_error
 from shardkv.protocol.wire import Verb
 from shardkv.runtime import faultpoints
@@ -99,6 +101,7 @@ if TYPE_CHECKING:
 
 HOLDING = -3  # a client's blocked_token while its command waits for its holds
 JOIN_MAX = 64  # the most queued requests that take one round of holds together (see Holds._join)
+TAKE_ALONG_MAX = 256  # the most commands of one client that join its request (see Holds._take_along_all)
 
 _HEADER = wire.entry_header(0)
 _HOLD = encode_command([Verb.HOLD])
@@ -329,8 +332,12 @@ class Holds:
             # without waiting behind it, and under a stream of them (WATCHed
             # EXECs on one shard) that count need never reach 0.  A try that
             # finds a shard parked still is refused and falls back to the holds.
+            # At the end of this loop turn, not now: the other operations
+            # decided in this turn (a batch's parts answered in one frame)
+            # get their Decide frames ahead of the tries, which the shards,
+            # parked once for all of them, would refuse otherwise.
             self.deferred = None
-            self._try(request, wait=False)
+            self.server.loop.call_soon(self._try, request, False)  # type: ignore[union-attr]
 
     # -- holding --------------------------------------------------------------
 
@@ -438,6 +445,8 @@ class Holds:
 
     def _send(self, request: Request) -> None:
         links = self.links
+        if not request.failed and not self.depth:
+            self._take_along_all(request)
         unavailable = encode_error(errors.SHARD_UNAVAILABLE)
         self._mark(request.ops)  # before the entries: one that fails at once decides its operation
         request.ops = []
@@ -460,6 +469,89 @@ class Holds:
                 elif client.pending and not client.closed:
                     client.flush()
 
+    # -- a pipelining client's next commands ride along ------------------------------
+
+    def _take_along_all(self, request: Request) -> None:
+        """``request`` holds its shards now: its clients' next commands
+        that wait (``HOLDING``) join it, as far as each is a command whose
+        whole effect is its entries on shards it holds (:func:`_joinable`):
+        they run now, their entries are captured and follow the request's
+        own, under the same holds, before its ``__release``.
+
+        A client that pipelines cross-shard writes (``redis-benchmark -P 16
+        -t mset``) sent its next commands while its first one waited for its
+        tries; one by one, each would take a round of tries (behind the
+        decision of the one before it, see :meth:`decided`), a round of
+        parts and a decision of its own.  Together the parts reach each
+        shard back to back in one batch, where the worker prepares them
+        together and parks once for all of their decisions, as with one
+        acceptor (``Shard.gather_parts``).
+
+        Nothing changes order.  Each client's commands run in its order
+        (a prefix of what it holds, the rest still waits), after the
+        request's entries on every pipe, so they see its writes, as they
+        would have had they run once it was out, which is when they would
+        have run.  They run while every shard they touch reads only this
+        acceptor and before any of the request's members has replied:
+        strict two-phase locking on those shards, as for the request
+        itself; no new hold is taken, so the deadlock argument is as before.
+        Each write keeps its own operation, decision and undo, so a dead
+        worker or acceptor leaves what it leaves for the request alone.
+        What runs now is only what would have gone out to the shards: no
+        local command (PUBLISH, CLIENT KILL...), nothing blocking, no parked
+        cross-shard operation, nothing for a client that is not plain
+        (MULTI, MONITOR, tracking, ACL, CLIENT PAUSE...)."""
+        links = self.links
+        shards = {s for s, generation in request.held.items() if links[s].generation == generation}
+        clients = []
+        for member in (request, *request.joined):
+            client = member.client
+            if (
+                client is not None
+                and client.state.held
+                and client.state.blocked_token == HOLDING
+                and not client.closing
+                and not client.closed
+                and client.deferred_error is None
+            ):
+                clients.append(client)
+        if not clients:
+            return
+        self.begin()
+        try:
+            for client in clients:
+                self._take_along(client, shards)
+        finally:
+            self.depth -= 1
+            for link in self.links:
+                del link.send
+            captured, self.captured = self.captured, None
+            ops, self.step_ops = self.step_ops, []
+        request.entries += captured  # type: ignore[arg-type]
+        request.ops += ops
+
+    def _take_along(self, client: Client, shards: set[int]) -> None:
+        """Run ``client``'s first held commands that may join a request
+        holding ``shards`` (at most :data:`TAKE_ALONG_MAX`), in order."""
+        state = client.state
+        shard_of = self.server.shard_of
+        n = 0
+        while state.held and n < TAKE_ALONG_MAX and client._plain():
+            args, raw = state.held[0]
+            if not _joinable(args, shards, shard_of):
+                return
+            command = state.take_held_first()
+            state.unblock(HOLDING)
+            try:
+                client._run([command])
+            except Exception:  # a bug costs this client alone, as in Client.data_received
+                client.failed("running its commands")
+                return
+            if state.blocked_token or client.closing or client.closed:
+                return  # not one of those commands, but its own wait: it ends it
+            state.block(HOLDING, shown=False)
+            n += 1
+
     def _release(self, request: Request) -> None:
         links = self.links
         releasing = [links[s] for s, g in request.held.items() if links[s].generation == g]
@@ -473,6 +565,32 @@ class Holds:
         if self.current is request:
             self.current = None
             self._start_next()
+
+
+def _joinable(args: list[bytes], shards: set[int], shard_of: Callable[[bytes], int]) -> bool:
+    """Whether the command ``args`` may join a request that holds
+    ``shards`` (:meth:`Holds._take_along_all`): its whole effect is its
+    entries to shards among those, and none is a parked cross-shard
+    operation: a single-key command, or MGET, MSET, DEL, EXISTS, UNLINK,
+    TOUCH (their parts, a write's atomic fan-out), or a command whose keys
+    share one of those shards.  Not a local command, nor a blocking one,
+    nor SORT with patterns, nor a container; a wrong arity waits too (its
+    error is no one else's business, but it is rare)."""
+    cmd = commands.lookup(args[0])
+    if cmd is None or cmd.route != "shard" or cmd.container or cmd.pattern_keys is not None:
+        return False
+    if "blocking" in cmd.flags:
+        return False
+    arity = cmd.arity
+    if (len(args) != arity) if arity > 0 else (len(args) < -arity):
+        return False
+    if cmd.single_key:
+        return shard_of(args[1]) in shards
+    keys = cmd.keys(args)
+    if not keys:
+        return False
+    touched = {shard_of(key) for key in keys}
+    return touched <= shards and (len(touched) == 1 or cmd.policy != "-")
 
 
 class HoldingClient(Client):

@@ -246,6 +246,11 @@ class ClientState:
         held, self.held = self.held, []
         return held
 
+    def take_held_first(self) -> tuple:
+        """The first command held (one that runs before the wait ends:
+        :meth:`shardkv.acceptor.holds.Holds._take_along`)."""
+        return self.held.pop(0)
+
     # -- CLIENT REPLY, MONITOR, EXEC ------------------------------------------------
 
     def set_reply_mode(self, mode: int) -> None:

@@ -67,6 +67,65 @@ def test_acceptors_racing_msets_over_the_same_shards_never_show_a_mix():
         server.stop()
 
 
+PIPELINED = 16
+
+
+@pytest.mark.slow
+def test_pipelined_cross_shard_writes_stay_in_order_and_whole():
+    """A client per acceptor pipelines batches of MSETs over every shard
+    with reads of its own keys between them: its later commands ride along
+    on its first one's holds (``Holds._take_along_all``), and must still see
+    its earlier writes, in its order; a reader per acceptor, whose MGETs
+    race them, must never see half of an MSET."""
+    server = start_shardkv(shards=4, acceptors=K)
+    try:
+        conns = {(role, i): connect_to(server.port, i) for role in ("w", "r") for i in range(K)}
+        conns["w", 0].mset(dict.fromkeys(KEYS, "start"))
+        own = {i: on_shards(0, 2, prefix=f"own{i}-") for i in range(K)}
+        problems: list[str] = []
+        writing = threading.Event()
+        writing.set()
+
+        def writer(i: int) -> None:
+            conn = conns["w", i]
+            mine = own[i]
+            for batch in range(ROUNDS // PIPELINED):
+                pipe = conn.pipeline(transaction=False)
+                expected: list = []
+                for n in range(batch * PIPELINED, (batch + 1) * PIPELINED, 2):
+                    value = f"{i}:{n}"
+                    pipe.mset({**dict.fromkeys(KEYS, value), **dict.fromkeys(mine, value)})
+                    pipe.mget(mine)
+                    expected += [True, [value] * len(mine)]
+                got = pipe.execute()
+                if got != expected:
+                    problems.append(f"acceptor {i}'s pipeline got {got}, not {expected}")
+                    return
+
+        def reader(i: int) -> None:
+            conn = conns["r", i]
+            while writing.is_set() and not problems:
+                seen = conn.mget(KEYS)
+                if len(set(seen)) != 1:
+                    problems.append(f"MGET through acceptor {i} saw {seen}")
+
+        writers = [threading.Thread(target=writer, args=(i,)) for i in range(K)]
+        readers = [threading.Thread(target=reader, args=(i,)) for i in range(K)]
+        for t in readers + writers:
+            t.start()
+        for t in writers:
+            t.join(120)
+        writing.clear()
+        for t in readers:
+            t.join(30)
+        assert not problems, problems[:3]
+        assert not any(t.is_alive() for t in writers + readers), "a command never completed"
+        for conn in conns.values():
+            conn.close()
+    finally:
+        server.stop()
+
+
 def _stopped(pid: int, limit: float) -> bool:
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:

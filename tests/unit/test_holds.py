@@ -68,6 +68,16 @@ class _Loop:
         fn(*args)
 
 
+class _Later:
+    """A loop whose ``call_soon`` runs nothing until the test says so."""
+
+    def __init__(self, later: list) -> None:
+        self.later = later
+
+    def call_soon(self, fn, *args):
+        self.later.append((fn, *args))
+
+
 def one_client(nshards: int):
     """An acceptor of two with ``nshards`` fake links, a key on each shard
     (in shard order), one client, and a loop that runs ``call_soon`` at once."""
@@ -105,18 +115,20 @@ def test_mget_over_shards_tries_every_shard_at_once_then_runs_and_releases() -> 
     assert not any(link.sent for link in links)
     links[1].grant()
     # Every shard granted: one round trip, no __hold.  Now the parts, each
-    # followed by the release, on every shard; then the GET that waited.
+    # followed by the release, on every shard; the GET that waited, on a
+    # held shard, rides along behind its MGET's part (Holds._take_along_all).
     for s, link in enumerate(links):
-        assert link.bodies()[:2] == [encode_command([b"MGET", [k0, k1, k2][s]]), RELEASE]
-    assert links[2].bodies()[2:] == [encode_command([b"GET", k2])]
+        assert link.bodies()[0] == encode_command([b"MGET", [k0, k1, k2][s]])
+        assert link.bodies()[1:] == ([encode_command([b"GET", k2])] if s == 2 else []) + [RELEASE]
     assert HOLD not in [b for link in links for b in link.bodies()]
     assert [link.tried for link in links] == [1, 1, 1]
     assert client.state.blocked_token == 0
-    links[2].sent.pop()
     for s, link in enumerate(links):
         link.answer(marshal.dumps([b"v%d" % s]))
+    links[2].answer(b"$1\r\nx\r\n")
+    for link in links:
         link.answer(b"+OK\r\n")
-    assert replies(acceptor, transport) == b"*3\r\n$2\r\nv2\r\n$2\r\nv0\r\n$2\r\nv1\r\n"
+    assert replies(acceptor, transport) == b"*3\r\n$2\r\nv2\r\n$2\r\nv0\r\n$2\r\nv1\r\n$1\r\nx\r\n"
 
 
 def test_a_refused_try_keeps_the_holds_below_it_releases_those_above_and_holds_in_order() -> None:
@@ -277,6 +289,87 @@ def test_a_request_tries_its_shards_only_behind_the_decision_they_are_parked_for
         assert link.bodies()[0] == RELEASE and link.bodies()[2] == RELEASE
         assert link.bodies()[1].split(b"\r\n")[2] == Verb.PREPARE and b"\r\n2\r\n" in link.bodies()[1]
         assert HOLD not in link.bodies()
+
+
+def _op_of(body: bytes) -> int:
+    return int(body.split(b"\r\n")[4])
+
+
+def test_a_pipelining_clients_next_commands_ride_along_on_its_holds(monkeypatch, tmp_path) -> None:
+    """A client pipelines cross-shard MSETs: once its first one holds its
+    shards, the commands it sent behind it that touch only those shards
+    (MSET, GET, MGET) run and follow it, in its order, before the
+    ``__release``: one round of tries, one batch of parts, where each MSET
+    took a round of its own.  The first command that needs another shard
+    (the GET of shard 2) stops them: it and what follows it run after, in
+    order, as before."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the decisions file
+    acceptor, links, (k0, k1, k2), client, transport = one_client(3)
+    send(
+        client,
+        [b"MSET", k0, b"1", k1, b"1"],
+        [b"MSET", k0, b"2", k1, b"2"],
+        [b"GET", k0],
+        [b"MGET", k0, k1],
+        [b"GET", k2],
+        [b"MSET", k0, b"3", k1, b"3"],
+    )
+    assert [link.tried for link in links] == [1, 1, 0]
+    links[0].grant()
+    links[1].grant()
+    for s, key in ((0, k0), (1, k1)):
+        bodies = links[s].bodies()
+        assert [b.split(b"\r\n")[2] for b in bodies[:2]] == [Verb.PREPARE, Verb.PREPARE]
+        assert [b.split(b"\r\n")[-2] for b in bodies[:2]] == [b"1", b"2"]  # the values, in order
+        assert _op_of(bodies[0]) < _op_of(bodies[1])
+        reads = [encode_command([b"GET", k0])] if s == 0 else []
+        assert bodies[2:] == [*reads, encode_command([b"MGET", key]), RELEASE]
+    # The GET on shard 2 went once the client's wait was over, on its own;
+    # the last MSET waits for the decisions on its shards before it tries.
+    assert links[2].bodies() == [encode_command([b"GET", k2])]
+    assert [link.tried for link in links] == [1, 1, 0]
+    later: list = []
+    acceptor.loop = _Later(later)
+    for s in (0, 1):
+        link = links[s]
+        for _ in range(2):
+            link.answer(wire.encode_answer(wire.PartPrepared(_op_of(link.bodies()[0]), True, "OK")))
+    for fn, *args in later:  # the end of the loop turn
+        fn(*args)
+    # Both MSETs decided: two Decide frames on each pipe, then the last
+    # MSET's try behind them.
+    for s in (0, 1):
+        assert [type(f) if f != "T" else f for f in links[s].frames] == ["T", wire.Decide, wire.Decide, "T"]
+    for s in (0, 1):
+        link = links[s]
+        if s == 0:
+            link.answer(b"$1\r\n2\r\n")
+        link.answer(marshal.dumps([b"2"]))
+        link.answer(b"+OK\r\n")
+    links[2].answer(b"$-1\r\n")
+    assert replies(acceptor, transport) == b"+OK\r\n+OK\r\n$1\r\n2\r\n*2\r\n$1\r\n2\r\n$1\r\n2\r\n$-1\r\n"
+
+
+def test_only_commands_on_held_shards_that_go_to_the_shards_ride_along() -> None:
+    """What joins a request is a prefix of the client's commands, each one
+    whose whole effect is its entries on the shards held: not a local
+    command (PING), nor a blocking one, nor a cross-shard operation that
+    parks (RENAME between shards); those and everything after them wait."""
+    for behind in ([b"PING"], [b"BLPOP", b"x", b"0"], [b"RENAME", b"K0", b"K1"]):
+        acceptor, links, (k0, k1), client, _ = one_client(2)
+        if behind[0] == b"RENAME":
+            behind = [b"RENAME", k0, k1]
+        elif behind[0] == b"BLPOP":
+            behind = [b"BLPOP", k0, b"0"]
+        send(client, [b"MGET", k0, k1], behind, [b"GET", k0])
+        assert len(client.state.held) == 2
+        acceptor.loop = _Later([])  # the client's wait ends, its next turn does not come
+        links[0].grant()
+        links[1].grant()
+        # The release right behind the MGET's part: what came after it runs
+        # once the client's wait is over, in order.
+        assert links[0].bodies() == [encode_command([b"MGET", k0]), RELEASE], behind
+        assert len(client.state.held) == 2 and client.state.blocked_token == 0
 
 
 def test_watchs_ok_waits_until_every_shard_has_recorded_the_versions() -> None:
