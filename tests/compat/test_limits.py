@@ -68,23 +68,31 @@ def test_protocol_error_replies_and_closes(ports, data, reply):
         assert real.endswith(err(errors.PROTO_MULTIBULK_LEN))
 
 
+# (input, whether Redis answers it)
+ACCEPTED_OR_WAITING = [
+    (b"*0\r\n*-1\r\n*-100\r\nPING\r\n", True),  # ignored, as Redis ignores them
+    (b"*1\rX$4\rXPING\r\n", True),  # Redis does not check the byte after '\r'
+    (b"*2\r\n$4\r\nECHO\r\n$1\rXk\r\n", True),  # ... even in a command sent to a shard
+    (b"*2\r\n$3\r\nGET\r\n$5\rXfuzz:\r\n", True),
+    (b"PING " + b"x" * 65531 + b"\r\n", True),  # an inline line of exactly 64 KB
+    (b"GET a\x00b\r\n", False),  # a NUL hides the newline from Redis: it waits
+    (b"*1\r\n$4\r\nPI", False),  # incomplete: both wait
+]
+
+
 @pytest.mark.parametrize(
-    "data",
-    [
-        b"*0\r\n*-1\r\n*-100\r\nPING\r\n",  # ignored, as Redis ignores them
-        b"*1\rX$4\rXPING\r\n",  # Redis does not check the byte after '\r'
-        b"*2\r\n$4\r\nECHO\r\n$1\rXk\r\n",  # ... even in a command sent to a shard
-        b"*2\r\n$3\r\nGET\r\n$5\rXfuzz:\r\n",
-        b"PING " + b"x" * 65531 + b"\r\n",  # an inline line of exactly 64 KB
-        b"GET a\x00b\r\n",  # a NUL hides the newline from Redis: it waits
-        b"*1\r\n$4\r\nPI",  # incomplete: both wait
-    ],
-    ids=lambda v: repr(v[:24]),
+    "data, answered", ACCEPTED_OR_WAITING, ids=[repr(data[:24]) for data, _ in ACCEPTED_OR_WAITING]
 )
-def test_accepted_or_waiting_input(ports, data):
-    (real, real_closed), (ours, our_closed) = both(ports, data)
+def test_accepted_or_waiting_input(ports, data, answered):
+    # Where Redis waits, nothing may come: 2 s of quiet from each server
+    # (waiting for a reply that must come took REPLY_WAIT, 20 s, from each).
+    if answered:
+        (real, real_closed), (ours, our_closed) = both(ports, data)
+    else:
+        (real, real_closed), (ours, our_closed) = both(ports, data, idle=2.0, want=0)
     assert (ours, our_closed) == (real, real_closed)
     assert not real_closed
+    assert bool(real) is answered
 
 
 def test_protocol_error_closes_only_that_connection(ports):

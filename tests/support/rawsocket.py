@@ -95,11 +95,15 @@ def exchange_many(port: int, inputs: list[bytes], idle: float = 0.5) -> list[tup
     return asyncio.run(run())
 
 
-def both(ports, data: bytes, idle: float = 0.5) -> tuple[tuple[bytes, bool], tuple[bytes, bool]]:
+def both(
+    ports, data: bytes, idle: float = 0.5, want: int = 1
+) -> tuple[tuple[bytes, bool], tuple[bytes, bool]]:
     """The same exchange with redis-server, then with shardkv, which must
-    send (however slowly) at least as many bytes as redis-server did."""
-    real = exchange(ports["redis"], data, idle)
-    return real, exchange(ports["shardkv"], data, idle, want=max(len(real[0]), 1))
+    send (however slowly) at least as many bytes as redis-server did.
+    ``want=0`` where no reply may come: then neither read waits
+    :data:`REPLY_WAIT` for one, only ``idle`` of quiet."""
+    real = exchange(ports["redis"], data, idle, want=want)
+    return real, exchange(ports["shardkv"], data, idle, want=max(len(real[0]), want))
 
 
 def wait_closed(s: socket.socket, timeout: float) -> bool:
