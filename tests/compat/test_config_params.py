@@ -13,6 +13,8 @@ import tomllib
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from shardkv.runtime import config
 from tests.support.servers import ROOT, start_redis, start_shardkv
@@ -257,7 +259,10 @@ def test_failed_config_set_keeps_the_password(r):
     try:
         with pytest.raises(redis.ResponseError, match="buffer limit"):
             r.execute_command("CONFIG", "SET", "requirepass", "", "client-output-buffer-limit", "bogus")
-        other = redis.Redis(port=r.connection_pool.connection_kwargs["port"], protocol=3)
+        # No retry: redis-py would try its HELLO again 10 times (an
+        # AuthenticationError is a ConnectionError), with 2 s of back-off.
+        port = r.connection_pool.connection_kwargs["port"]
+        other = redis.Redis(port=port, protocol=3, retry=Retry(NoBackoff(), 0))
         with pytest.raises(redis.AuthenticationError):
             other.set("k", "v")
         other.close()

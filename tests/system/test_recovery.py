@@ -23,6 +23,8 @@ from pathlib import Path
 import psutil
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from shardkv.protocol.router import Router
 from tests.support.resp import parse_reply
@@ -33,8 +35,13 @@ pytestmark = pytest.mark.slow
 TIMEOUT = 10  # socket timeout: a command that hangs fails the test
 
 
-def client(proc) -> redis.Redis:
-    return redis.Redis(port=proc.port, socket_timeout=TIMEOUT)
+def client(proc, retry: bool = True) -> redis.Redis:
+    """A redis-py client; ``retry=False`` for a command whose connection is
+    expected to close (redis-py would send it again up to 10 times, with
+    2 s of back-off in all, before raising ConnectionError)."""
+    if retry:
+        return redis.Redis(port=proc.port, socket_timeout=TIMEOUT)
+    return redis.Redis(port=proc.port, socket_timeout=TIMEOUT, retry=Retry(NoBackoff(), 0))
 
 
 def worker_pids(proc) -> dict[int, int]:
@@ -477,7 +484,7 @@ def test_signals_stop_cleanly_and_save(tmp_path, sig):
 )
 def test_shutdown_command(tmp_path, option, rules, saved):
     server = start_shardkv("--dir", str(tmp_path), "--save", rules, shards=2)
-    c = client(server)
+    c = client(server, retry=False)
     c.mset({f"k{i}": str(i) for i in range(100)})
     with pytest.raises(redis.ConnectionError):  # Redis closes the connection, no reply
         c.execute_command("SHUTDOWN", *([option] if option else []))
