@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from shardkv.protocol.router import Router
 from tests.support.acceptors import K, acceptor_of, raw_on, serve
@@ -278,7 +280,8 @@ def test_shutdown_through_either_acceptor_stops_the_server() -> None:
     for index in range(K):
         proc = start_shardkv(shards=2, acceptors=K)
         try:
-            found = on_both(proc.port, each=1)
+            # No retry: redis-py would send SHUTDOWN again for 2-4 s.
+            found = on_both(proc.port, each=1, retry=Retry(NoBackoff(), 0))
             try:
                 found[index][0].shutdown(nosave=True)  # redis-py takes the closed connection as success
             except redis.ConnectionError:
