@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import socket
 import threading
 import time
 
@@ -22,7 +21,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from tests.support.placement import on_shards
-from tests.support.rawsocket import exchange, read_until_quiet
+from tests.support.rawsocket import both_after
 from tests.support.servers import start_redis, start_shardkv
 
 
@@ -290,17 +289,11 @@ def test_doubles_keep_their_sign_byte_for_byte(ports, protocol):
     for d in DOUBLES:
         request += b'EVAL "return {double=%s}" 0\r\n' % d.encode()
         request += b'EVAL "return {1, {double=%s}}" 0\r\n' % d.encode()
-    real, _ = exchange(ports["redis"], request)
+    # (Not both(): HELLO's reply differs, and waiting for as many bytes as
+    # Redis sent waited out REPLY_WAIT, 20 s.)
+    real, ours = both_after(ports, request, b"doubles\r\n")
     assert b"-nan" in real and b"-0\r\n" in real
-    # Not both(): HELLO's reply differs (the version, the client id), so
-    # shardkv's whole reply need not be as long as Redis's; waiting for as
-    # many bytes waited out REPLY_WAIT (20 s).  What follows the marker must
-    # come, however slowly.
-    tail = b"doubles\r\n" + real.split(b"doubles\r\n", 1)[1]
-    with socket.create_connection(("127.0.0.1", ports["shardkv"]), timeout=10) as s:
-        s.sendall(request)
-        ours, _ = read_until_quiet(s, want=1, until=tail)
-    assert ours.split(b"doubles\r\n", 1)[1] == real.split(b"doubles\r\n", 1)[1]
+    assert ours == real
 
 
 # Lua numbers as redis.call, redis.pcall and redis.sha1hex arguments: Redis

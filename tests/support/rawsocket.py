@@ -106,6 +106,21 @@ def both(
     return real, exchange(ports["shardkv"], data, idle, want=max(len(real[0]), want))
 
 
+def both_after(ports, data: bytes, marker: bytes, idle: float = 0.5) -> tuple[bytes, bytes]:
+    """What each server, redis-server then shardkv, sent after ``marker``
+    (a reply in the exchange), for replies that differ before it (HELLO's
+    version and client id): shardkv's whole reply need not be as long as
+    Redis's, so its read waits, however slowly, until Redis's replies after
+    the marker have come, then for ``idle`` of quiet."""
+    real, _ = exchange(ports["redis"], data, idle)
+    assert marker in real, real[:200]
+    tail = marker + real.split(marker, 1)[1]
+    with socket.create_connection(("127.0.0.1", ports["shardkv"]), timeout=10) as s:
+        s.sendall(data)
+        ours, _ = read_until_quiet(s, idle, want=1, until=tail)
+    return tail, (marker + ours.split(marker, 1)[1] if marker in ours else ours)
+
+
 def wait_closed(s: socket.socket, timeout: float) -> bool:
     """Whether the server closes ``s`` within ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
