@@ -30,6 +30,7 @@ import math
 import os
 import re
 import time
+from binascii import crc_hqx
 from importlib import resources
 from typing import TYPE_CHECKING, NoReturn
 
@@ -51,7 +52,7 @@ from shardkv.protocol.resp import (
     format_double,
     split_inline,
 )
-from shardkv.protocol.router import SLOTS
+from shardkv.protocol.router import LBRACE, SLOTS, key_slot
 from shardkv.protocol.wire import Verb
 from shardkv.runtime.cmdstats import Stats, stat_name
 from shardkv.worker import events, lualibs
@@ -956,7 +957,10 @@ class Engine:
                     run is not None
                     and ks.memory is None
                     and (run.read_noted or not ks.event_mask & events.SCRIPT_READ)
-                    and (self.nshards == 1 or slot_of(key) in self.own)
+                    and (
+                        self.nshards == 1
+                        or (key_slot(key) if LBRACE in key else crc_hqx(key, 0) & 16383) in self.own
+                    )
                 ):
                     argv = [name, key] if third is _ABSENT else [name, key, third]
                     value = self.shard.execute_read(argv, called.handler, run.journal)  # type: ignore[attr-defined]
