@@ -37,7 +37,7 @@ Then it waits on its children:
   a question of one acceptor goes to the others, and their answers come
   back to it once all have answered, or one died, or after
   ``bus.ANSWER_WITHIN`` seconds; a message goes to the others.  A CONFIG
-  SET's ``sync`` question waits for every live acceptor: one that has not
+  SET's ``sync`` (and ``listen``) question waits for every live acceptor: one that has not
   answered in ``bus.SYNC_WITHIN`` seconds is stuck, and is killed (and
   restarted with the new settings), so that an OK always means applied;
 * if the supervisor itself dies, even by SIGKILL, the kernel sends the
@@ -309,12 +309,13 @@ class Supervisor:
             for other in range(self.nacceptors):
                 if (other != a or everyone) and self._send_bus(other, [bus.ASK, a, qid, *rest]):
                     waiting.add(other)
-            sync = bool(rest) and rest[0] == bus.SYNC
+            sync = bool(rest) and rest[0] in (bus.SYNC, bus.LISTEN)
             # CONFIG SET (sync) answers once every acceptor has applied it,
             # as Redis's is applied when it answers OK: a slow one is waited
             # for, up to bus.SYNC_WITHIN (then _overdue kills it).  One that
             # dies stops the wait (_forget_acceptor); it is restarted with
-            # the new config (self.cfg has it).
+            # the new config (self.cfg has it).  So does its ``listen``
+            # (every acceptor says whether it can bind the new port).
             within = bus.SYNC_WITHIN if sync else bus.ANSWER_WITHIN
             question: list[Any] = [waiting, [], time.monotonic() + within, sync]
             self.questions[(a, qid)] = question
@@ -371,7 +372,7 @@ class Supervisor:
             if proc is None or proc.pid is None:
                 continue
             log.warning(
-                "acceptor %d pid=%d has not applied a CONFIG SET in %g s; killing it (it restarts with the new settings)",
+                "acceptor %d pid=%d has not answered a CONFIG SET in %g s; killing it (it restarts with the settings in effect)",
                 a,
                 proc.pid,
                 bus.SYNC_WITHIN,

@@ -18,6 +18,19 @@ line, in every other acceptor, which binds the port itself (with
 ``SO_REUSEPORT``, as at start; the supervisor starts a restarted acceptor
 on the new port).  Port 0 stops listening on TCP, as in Redis.
 
+With several acceptors the move is all or nothing too: before anything is
+applied, the CONFIG SET asks every other acceptor to bind the new port
+(:func:`bind_everywhere`, the bus's ``listen``, waited for as the
+CONFIG SET's ``sync`` is).  Each keeps the sockets it bound
+(``server.listen_soon``) for the config line that follows, which serves
+them; if one cannot bind (its file descriptors are used up, a stranger
+took the port meanwhile), the CONFIG SET fails with Redis's error, every
+acceptor closes what it bound (``unlisten``) and stays on the old port,
+and no parameter changes.  Meanwhile the client's later commands wait, as
+a blocked client's do.  Inside EXEC, whose later commands cannot wait,
+the others bind the port only when the config line comes, and one that
+cannot stays on the old port (it logs it), after an OK.
+
 With several acceptors each binds with ``SO_REUSEPORT``, which would also
 let it share a port with another process that binds with it (a second
 shardkv with several acceptors): so, at start-up and on CONFIG SET alike,
@@ -44,11 +57,14 @@ from typing import TYPE_CHECKING, NoReturn
 
 import psutil
 
-from shardkv.protocol import errors
+from shardkv.protocol import bus, errors
 from shardkv.protocol.errors import CommandError
 from shardkv.runtime.exitcodes import EXIT_CANNOT_LISTEN
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from shardkv.acceptor.client import Client
     from shardkv.acceptor.server import Acceptor
 
 log = logging.getLogger("shardkv.acceptor")
@@ -124,9 +140,82 @@ def bind_for_set(server: Acceptor, changes: dict) -> None:
         server.rebound = bind(server, port)  # type: ignore[attr-defined]
     except OSError as e:
         log.warning("Failed to bind on port %d: %s", port, e)
-        raise CommandError(
-            errors.CONFIG_SET_FAILED % ("port", "Unable to listen on this port. Check server logs.")
-        ) from None
+        raise CommandError(errors.CONFIG_SET_FAILED % ("port", _UNABLE)) from None
+
+
+_UNABLE = "Unable to listen on this port. Check server logs."
+
+# K > 1: a client's blocked_token while its CONFIG SET port waits for every
+# other acceptor to bind the new port.
+BINDING_EVERYWHERE = -12
+
+
+def bind_everywhere(client: Client, changes: dict, apply: Callable[[], None]) -> bool:
+    """K > 1, a CONFIG SET that moves to a port this acceptor has bound
+    (:func:`bind_for_set`): ask every other acceptor to bind it too, then
+    ``apply()`` the CONFIG SET if all could, or reply Redis's error with
+    nothing changed.  False (nothing done: apply it now) with one acceptor,
+    no port to bind (port 0, or unchanged), or inside EXEC."""
+    server = client.server
+    sockets = server.__dict__.get("rebound")
+    state = client.state
+    if server.bus is None or not sockets or state.in_exec or state.blocked_token:
+        return False
+    del server.rebound  # type: ignore[attr-defined]
+    port = changes["port"]
+    state.block(BINDING_EVERYWHERE, shown=False)
+
+    def done(answers: list) -> None:
+        if all(answer == 1 for answer in answers):
+            server.rebound = sockets  # type: ignore[attr-defined]
+            apply()
+        else:
+            for sock in sockets:
+                sock.close()
+            server.bus.tell(bus.UNLISTEN, [port])  # type: ignore[union-attr]
+            log.warning("Failed to bind on port %d: another acceptor could not", port)
+            client.reply_error(errors.CONFIG_SET_FAILED % ("port", _UNABLE))
+        if state.unblock(BINDING_EVERYWHERE) and not client.closed:
+            if client.waiting():
+                server.loop.call_soon(client.resume)  # type: ignore[union-attr]
+            elif client.pending:
+                client.flush()
+
+    server.bus.ask(bus.LISTEN, [port], done, failed=lambda _: done([0]))
+    return True
+
+
+def bus_listen(server: Acceptor, origin: int, args: list) -> int:
+    """Another acceptor's CONFIG SET moves to port ``args[0]``: bind it now
+    and keep the sockets for its config line (1), or say it cannot (0)."""
+    port = int(args[0])
+    if server.listen_port is None or port == server.listen_port:
+        return 1  # still starting (start-up binds the port in config), or there already
+    _forget_soon(server, port)
+    try:
+        sockets = bind(server, port)
+    except OSError as e:
+        log.warning("acceptor: cannot listen on port %d: %s; a CONFIG SET port fails", port, e)
+        return 0
+    server.listen_soon[port] = sockets
+    # Closed if no config line comes for them (the asker died meanwhile).
+    server.loop.call_later(2 * bus.SYNC_WITHIN, _forget_soon, server, port, sockets)  # type: ignore[union-attr]
+    return 1
+
+
+def bus_unlisten(server: Acceptor, origin: int, args: list) -> None:
+    """Another acceptor's CONFIG SET port failed: close what its ``listen`` bound."""
+    _forget_soon(server, int(args[0]))
+
+
+def _forget_soon(server: Acceptor, port: int, sockets: list[socket.socket] | None = None) -> None:
+    """Close the sockets kept for ``port`` (only if they are ``sockets``, when given)."""
+    kept = server.listen_soon.get(port)
+    if kept is None or (sockets is not None and kept is not sockets):
+        return
+    del server.listen_soon[port]
+    for sock in kept:
+        sock.close()
 
 
 def on_config(server: Acceptor, changes: dict) -> None:
@@ -138,9 +227,12 @@ def on_config(server: Acceptor, changes: dict) -> None:
         return  # no port change, or still starting: start() binds the port in config
     if sockets is None:  # another acceptor's CONFIG SET: bind it here too
         if port == server.listen_port:
+            _forget_soon(server, port)
             return  # unchanged
+        sockets = server.listen_soon.pop(port, None)  # bound when it asked (bind_everywhere)
         try:
-            sockets = bind(server, port)
+            if sockets is None:
+                sockets = bind(server, port)
         except OSError as e:
             log.warning(
                 "acceptor: cannot listen on port %d: %s; still on port %d", port, e, server.listen_port

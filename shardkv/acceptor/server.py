@@ -165,6 +165,9 @@ class Acceptor:
         self.listen_port: int | None = None
         self.listen_sockets: list[socket.socket] = []
         self.servers: list[asyncio.AbstractServer] = []
+        # K > 1: the sockets bound on another acceptor's ``listen`` question,
+        # by port, until its CONFIG SET's config line uses them.
+        self.listen_soon: dict[int, list[socket.socket]] = {}
         self.started = time.time()
         self.commands_processed = 0
         self.connections_received = 0

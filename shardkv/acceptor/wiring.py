@@ -184,6 +184,8 @@ def wiring() -> Wiring:
             bus.UNPAUSE: connection.bus_unpause,
             bus.INFO: server.bus_info,
             bus.SYNC: config.bus_sync,
+            bus.LISTEN: listeners.bus_listen,
+            bus.UNLISTEN: listeners.bus_unlisten,
             bus.RESETSTAT: config.bus_resetstat,
             bus.ACL: users.bus_acl,
             bus.MONITORING: monitor.bus_monitoring,

@@ -28,7 +28,7 @@ supervisor -> acceptor
     ``[answers, id, [value, ...]]``: the answers to this acceptor's
     question ``id``, from those that answered within :data:`ANSWER_WITHIN`
     seconds; an acceptor that is dead, restarting or stuck counts as
-    nothing (it is simply not in the list).  ``sync`` is answered by every
+    nothing (it is simply not in the list).  ``sync`` (and ``listen``) is answered by every
     acceptor still alive: one that has not answered in :data:`SYNC_WITHIN`
     seconds is killed, and then counts as dead.
     ``[tell, origin, kind, *args]``: another acceptor's message.
@@ -84,6 +84,12 @@ BROKEN = b"broken"  # tell [tracking id, target id]: the client it redirects to 
 # arrived; the supervisor waits for every live acceptor, past ANSWER_WITHIN
 # (up to SYNC_WITHIN, then it kills those still silent).
 SYNC = b"sync"
+# ask [port] -> 1 once it bound that port (its sockets kept for the CONFIG SET
+# that asked, whose config line follows), 0 if it cannot: a CONFIG SET port
+# fails everywhere then; waited for as SYNC is.  tell [port]: that CONFIG
+# SET failed, close them.
+LISTEN = b"listen"
+UNLISTEN = b"unlisten"
 # ask everyone, the asker too [setuser, number, name, *rules] or [deluser, number, *names] -> 1
 # (number: the asker's for that change); ask everyone but the asker [logreset] -> 1;
 # [dump] -> [name rules, ...]; [log] -> its ACL LOG entries [[count, reason, context, object, user, ms, info], ...]
@@ -120,6 +126,8 @@ KINDS = (
     INVALIDATE,
     BROKEN,
     SYNC,
+    LISTEN,
+    UNLISTEN,
     RESETSTAT,
     ACL,
     INFO,

@@ -32,7 +32,8 @@ import redis
 
 from shardkv.protocol import bus
 from tests.support.acceptors import acceptor_pids, connect_to
-from tests.support.servers import ROOT, free_port, redis_server_path, start_shardkv
+from tests.support.rawsocket import exchange
+from tests.support.servers import ROOT, free_port, redis_server_path, start_redis, start_shardkv
 
 PORT_ERROR = "CONFIG SET failed (possibly related to argument 'port') - Unable to listen on this port. Check server logs."
 
@@ -95,6 +96,34 @@ def test_a_port_in_use_rolls_the_whole_config_set_back(server):
     assert fresh.ping()
     fresh.close()
     c.close()
+
+
+def test_a_port_held_by_another_socket_is_refused_as_redis_refuses_it(server):
+    """Differential: the same bytes from redis-server and shardkv (at one
+    acceptor and at two) for a CONFIG SET port that another socket holds,
+    both then still on their port with it unchanged."""
+    real = start_redis()
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    held = str(taken.getsockname()[1]).encode()
+    command = b"*4\r\n$6\r\nCONFIG\r\n$3\r\nSET\r\n$4\r\nport\r\n$%d\r\n%s\r\n" % (len(held), held)
+    get = b"*3\r\n$6\r\nCONFIG\r\n$3\r\nGET\r\n$4\r\nport\r\n"
+    try:
+        theirs = exchange(real.port, command + get, want=40)
+        ours = exchange(server.port, command + get, want=len(theirs[0]))
+    finally:
+        taken.close()
+        real.stop()
+    assert theirs[0].startswith(b"-ERR " + PORT_ERROR.encode() + b"\r\n")
+    their_port, our_port = str(real.port).encode(), str(server.port).encode()
+    assert ours[0] == theirs[0].replace(
+        b"$%d\r\n%s" % (len(their_port), their_port), b"$%d\r\n%s" % (len(our_port), our_port)
+    )
+    assert ours[1] is theirs[1] is False
+    fresh = redis.Redis(port=server.port, socket_timeout=30)
+    assert fresh.ping()
+    fresh.close()
 
 
 @pytest.fixture
@@ -289,3 +318,46 @@ def test_a_port_shared_with_so_reuseport_by_another_process_is_refused(server):
     assert fresh.ping()
     fresh.close()
     c.close()
+
+
+def _lowest_free_fd(pid: int) -> int:
+    """The lowest file descriptor number that process ``pid`` has free."""
+    used = {int(fd) for fd in os.listdir(f"/proc/{pid}/fd")}
+    return next(n for n in range(len(used) + 1) if n not in used)
+
+
+def test_an_acceptor_that_cannot_bind_the_new_port_fails_the_whole_config_set(two):
+    """All or nothing across acceptors: acceptor 1 cannot open a socket
+    (its file descriptors are used up), acceptor 0 could bind the new port.
+    The CONFIG SET through acceptor 0 fails with Redis's error, both stay on
+    the old port with every parameter unchanged; once acceptor 1 can bind
+    again, the same CONFIG SET moves both."""
+    pids = acceptor_pids(two)
+    conn = connect_to(two.port, 0)
+    other = connect_to(two.port, 1)
+    new_port = free_port()
+    target = psutil.Process(pids[1])
+    limits = target.rlimit(psutil.RLIMIT_NOFILE)
+    target.rlimit(psutil.RLIMIT_NOFILE, (_lowest_free_fd(pids[1]), limits[1]))
+    try:
+        with pytest.raises(redis.ResponseError) as e:
+            conn.execute_command("CONFIG", "SET", "slowlog-max-len", "91", "port", new_port)
+        assert str(e.value) == PORT_ERROR
+    finally:
+        target.rlimit(psutil.RLIMIT_NOFILE, limits)
+    assert conn.config_get("port") == {"port": str(two.port)}
+    assert conn.config_get("slowlog-max-len") == {"slowlog-max-len": "128"}
+    assert other.config_get("port") == {"port": str(two.port)}
+    assert other.config_get("slowlog-max-len") == {"slowlog-max-len": "128"}
+    assert _listening_ports(pids[0]) == [two.port]
+    assert _listening_ports(pids[1]) == [two.port]
+    assert conn.config_set("port", new_port)
+    for _ in range(100):  # acceptor 1 moves in its event loop
+        if _listening_ports(pids[1]) == [new_port]:
+            break
+        time.sleep(0.05)
+    assert _listening_ports(pids[0]) == [new_port]
+    assert _listening_ports(pids[1]) == [new_port]
+    conn.close()
+    other.close()
+    two.port = new_port  # so that stop() finds it

@@ -228,6 +228,29 @@ def _with_acceptors(client: Client, args: list, merge, kind: bytes) -> None:
     server.bus.ask(kind, [], both.acceptors_answered, failed=both.acceptors_failed)  # type: ignore[union-attr]
 
 
+def _apply_set(client: Client, changes: dict) -> None:
+    """A CONFIG SET, everything checked: apply it in the acceptor, then in
+    every worker.  A worker that is down now gets every setting when it is
+    attached again (config_to_worker), so none is left behind."""
+    server = client.server
+    server.config.update(changes)
+    server.config_client = client
+    try:
+        for hook in server.wiring.on_config:
+            hook(server, changes)
+    finally:
+        server.config_client = None
+    # Reply once every worker has the new values (and has said whether
+    # it is now out of memory), and, with several acceptors, once the
+    # others have applied them too (the supervisor passed them the
+    # ``config`` line before this question: see tell_supervisor).
+    merge = lambda parts: _set_oom(server, parts)  # noqa: E731
+    if server.bus is None:
+        client.query_all(worker_config(server, changes), merge)
+    else:
+        _with_acceptors(client, worker_config(server, changes), merge, bus.SYNC)
+
+
 @guard
 def config_cmd(client: Client, args: list) -> None:
     """CONFIG GET parameter [parameter ...] | CONFIG SET parameter value [...] | CONFIG RESETSTAT"""
@@ -243,25 +266,8 @@ def config_cmd(client: Client, args: list) -> None:
             raise CommandError(errors.SYNTAX)
         changes = config_set_changes(client, args)
         listeners.bind_for_set(server, changes)  # a port that cannot be bound changes nothing
-        # Everything checked: apply it in the acceptor, then in every worker.
-        # A worker that is down now gets every setting when it is attached
-        # again (config_to_worker), so none is left behind.
-        server.config.update(changes)
-        server.config_client = client
-        try:
-            for hook in server.wiring.on_config:
-                hook(server, changes)
-        finally:
-            server.config_client = None
-        # Reply once every worker has the new values (and has said whether
-        # it is now out of memory), and, with several acceptors, once the
-        # others have applied them too (the supervisor passed them the
-        # ``config`` line before this question: see tell_supervisor).
-        merge = lambda parts: _set_oom(server, parts)  # noqa: E731
-        if server.bus is None:
-            client.query_all(worker_config(server, changes), merge)
-        else:
-            _with_acceptors(client, worker_config(server, changes), merge, bus.SYNC)
+        if not listeners.bind_everywhere(client, changes, lambda: _apply_set(client, changes)):
+            _apply_set(client, changes)  # (else once every acceptor has bound the new port)
     elif sub == b"RESETSTAT":
         _reset_stats(server)
         if server.bus is None:
