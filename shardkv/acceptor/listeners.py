@@ -166,6 +166,9 @@ def bind_everywhere(client: Client, changes: dict, apply: Callable[[], None]) ->
     state.block(BINDING_EVERYWHERE, shown=False)
 
     def done(answers: list) -> None:
+        # Unblocked first: what the CONFIG SET applies may hold the client
+        # again (requirepass at K > 1, see users.requirepass_in_one_order).
+        state.unblock(BINDING_EVERYWHERE)
         if all(answer == 1 for answer in answers):
             server.rebound = sockets  # type: ignore[attr-defined]
             apply()
@@ -175,7 +178,7 @@ def bind_everywhere(client: Client, changes: dict, apply: Callable[[], None]) ->
             server.bus.tell(bus.UNLISTEN, [port])  # type: ignore[union-attr]
             log.warning("Failed to bind on port %d: another acceptor could not", port)
             client.reply_error(errors.CONFIG_SET_FAILED % ("port", _UNABLE))
-        if state.unblock(BINDING_EVERYWHERE) and not client.closed:
+        if not state.blocked_token and not client.closed:
             if client.waiting():
                 server.loop.call_soon(client.resume)  # type: ignore[union-attr]
             elif client.pending:

@@ -361,3 +361,22 @@ def test_an_acceptor_that_cannot_bind_the_new_port_fails_the_whole_config_set(tw
     conn.close()
     other.close()
     two.port = new_port  # so that stop() finds it
+
+
+def test_a_config_set_of_port_and_requirepass_holds_later_commands_for_both(two):
+    """K=2: CONFIG SET port and requirepass at once, pipelined with ACL
+    GETUSER: the GETUSER runs once the default user has the password (the
+    wait for the other acceptor's bind does not let it run in between)."""
+    conn = connect_to(two.port, 0)
+    new_port = free_port()
+    pipe = conn.pipeline(transaction=False)
+    pipe.execute_command("CONFIG", "SET", "port", new_port, "requirepass", "secret")
+    pipe.execute_command("ACL", "GETUSER", "default")
+    replies = pipe.execute()
+    assert replies[0] == "OK"
+    assert "nopass" not in replies[1]["flags"]
+    conn.close()
+    two.port = new_port  # so that stop() finds it
+    fresh = redis.Redis(port=new_port, password="secret", socket_timeout=30)
+    assert fresh.config_set("requirepass", "")  # so that stop() needs no password
+    fresh.close()
