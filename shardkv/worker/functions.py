@@ -492,6 +492,9 @@ def _fcall(ks: Keyspace, args: list[bytes], ro: bool, everything: int = 0) -> ob
         return _cross_reply(e)
     finally:
         engine.everything = 0
+        if engine.widened:  # it ran again wide (Engine._invoke_wide): from now on it runs so
+            engine.widened = False
+            f.flags |= FLAG_WIDE
 
 
 def fcall(ks: Keyspace, args: list[bytes]) -> object:

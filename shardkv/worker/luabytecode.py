@@ -68,7 +68,7 @@ def without_wrapped_tail_calls(dump: bytes) -> bytes:
 # register).
 _PARAMETER = b"\0parameter"
 _NARROW = frozenset({b"resume", b"wrap", b"yield", b"acl_check_cmd", None, _PARAMETER}) | FUNCTION_NAMES
-_WIDE = _NARROW | {b"call", b"pcall"}
+_WIDE = _NARROW | {b"call", b"pcall", b"sha1hex"}
 # The globals that the prelude makes Lua functions (Redis's are C
 # functions): a tail call of one of these names is made a plain call too.
 LUA_GLOBALS = frozenset(

@@ -92,15 +92,52 @@ redis.pcall = narrow_pcall
 -- is refused (see the handler) is undone and runs again, wide.
 local WIDE = 7900
 local wide = false
+-- lupa hands Python -0 as the integer 0; Redis writes a number argument
+-- with %.17g, so -0 goes as "-0".  The wide forms hand a -0 over as that
+-- text.  A narrow run whose redis.call, redis.pcall or redis.sha1hex gets
+-- a 0 (Python cannot tell its sign) is undone and runs again wide
+-- (scripting.py's ``Engine._sign_unknown``): a script that passes no 0
+-- pays nothing for it.
+local function negative_zero(x)
+    return x == 0 and 1 / x < 0
+end
+local function signed_table(t, n)
+    for i = 1, n do
+        if negative_zero(t[i]) then t[i] = "-0" end
+    end
+    return t
+end
+local function has_negative_zero(n, ...)
+    if n <= 4 then
+        local a, b, c, d = ...
+        return negative_zero(a) or negative_zero(b) or negative_zero(c) or negative_zero(d)
+    end
+    local t = {...}
+    for i = 1, n do
+        if negative_zero(t[i]) then return true end
+    end
+    return false
+end
 local function wide_call(...)
     local n = select("#", ...)
-    if n < WIDE then return pyraise(...) end
-    return pypacked(true, {...}, n)
+    if n < WIDE then
+        if not has_negative_zero(n, ...) then return pyraise(...) end
+        return pyraise(unpack(signed_table({...}, n), 1, n))
+    end
+    return pypacked(true, signed_table({...}, n), n)
 end
 local function wide_pcall(...)
     local n = select("#", ...)
-    if n < WIDE then return (pycall(false, ...)) end
-    return (pypacked(false, {...}, n))
+    if n < WIDE then
+        if not has_negative_zero(n, ...) then return (pycall(false, ...)) end
+        return (pycall(false, unpack(signed_table({...}, n), 1, n)))
+    end
+    return (pypacked(false, signed_table({...}, n), n))
+end
+local function wide_sha1hex(...)
+    local n = select("#", ...)
+    if not has_negative_zero(n, ...) then return pysha1(...) end
+    return pysha1(unpack(signed_table({...}, n), 1, n))
 end
 -- A script that reaches unpack or string.byte only under another name
 -- (``_G['unp'..'ack']``) runs narrow.  Those two are wrapped: when one
@@ -664,6 +701,16 @@ function engine.run(f, nkeys, ...)
     return ok, r
 end
 
+function engine.rewide(f)
+    -- An EVAL script compiled narrow, compiled again as one that runs wide
+    -- (engine.compile's patch 2): it runs wide from now on.
+    local patched = PATCHES[2](string_dump(f))
+    if not patched then return f end
+    local g = assert(loadstring(patched))
+    setfenv(g, G)
+    return g
+end
+
 function engine.one_key(f)
     -- EVAL of one key, the usual case: engine.run of ``f`` with nkeys 1,
     -- called with the key and the arguments only (each value Python hands
@@ -688,9 +735,9 @@ function engine.widen(on)
     -- The wide forms of redis.call and redis.pcall (true), or the usual ones.
     wide = on
     if on then
-        redis.call, redis.pcall = wide_call, wide_pcall
+        redis.call, redis.pcall, redis.sha1hex = wide_call, wide_pcall, wide_sha1hex
     else
-        redis.call, redis.pcall = pyraise, narrow_pcall
+        redis.call, redis.pcall, redis.sha1hex = pyraise, narrow_pcall, pysha1
     end
     for i = 1, #wrapped do
         local w = wrapped[i]

@@ -237,8 +237,9 @@ def _deny_attributes(obj: LuaValue, name: LuaValue, setting: bool) -> object:
 
 class _Widen(Exception):
     """A script's redis.call (or pcall) had more arguments than lupa can
-    pass to Python: undo the script, and run it again with the wide forms
-    (see the prelude's ``engine.widen``)."""
+    pass to Python, or a 0 that may be a -0 (Engine._sign_unknown): undo
+    the script, and run it again with the wide forms (see the prelude's
+    ``engine.widen``)."""
 
 
 class _LuaRaise(Exception):
@@ -420,6 +421,7 @@ class _VM:
         "table",
         "gc_step",
         "widen",
+        "rewide",
         "one_key",
         "runs",
         "gc_floor",
@@ -440,6 +442,7 @@ class _VM:
         self.table = lua.table_from
         self.gc_step = api[b"gc_step"]
         self.widen = api[b"widen"]
+        self.rewide = api[b"rewide"]
         self.one_key = api[b"one_key"]
         self.runs = 0  # scripts run since the collector's step was last due
         self.gc_floor = lua.get_memory_used() or 0  # Lua's bytes after that step
@@ -470,6 +473,8 @@ class Engine:
         # A cross-shard run: every key of every shard is here, of the
         # script's database (1) or of every database (2).
         self.everything = 0
+        # An FCALL's function ran again wide (it passed a 0: _sign_unknown).
+        self.widened = False
         # The ACL user of the client whose script runs, when it may not run
         # everything (wire.FLAG_ACL): redis.call checks each call against it.
         self.user: acl.User | None = None
@@ -578,7 +583,10 @@ class Engine:
 
     def load_library(self, body: bytes) -> tuple[bool, str]:
         self._functions_state()
-        ok, err = self._load_library(body, WIDE if may_call_wide(body) else NARROW)
+        # Every library is compiled as one whose functions run wide: one of
+        # them that passes a 0 runs wide from then on (_sign_unknown), and
+        # its code cannot be compiled again alone.
+        ok, err = self._load_library(body, WIDE)
         # (a library's code runs on every shard: what it set, all have)
         self._func_vm.cjson.changed = False  # type: ignore[union-attr]
         self.pending = None
@@ -825,9 +833,16 @@ class Engine:
         eval_mode: bool,
     ) -> object:
         """Run a script with the wide redis.call and redis.pcall, which take
-        any number of arguments; an EVAL script keeps them from then on."""
-        if eval_mode and sha in self.scripts:
-            self.scripts[sha] = (f, flags | FLAG_WIDE)
+        any number of arguments and hand a -0 over as "-0"; an EVAL script
+        keeps them from then on, compiled again as a wide script is (its
+        tail calls of redis.call made plain calls, see luabytecode.py)."""
+        if not flags & FLAG_WIDE:
+            if not eval_mode:
+                self.widened = True  # (functions.py's fcall marks the function)
+            elif sha in self.scripts:
+                f = self._vm.rewide(f)  # type: ignore[union-attr]
+                self.scripts[sha] = (f, flags | FLAG_WIDE)
+                self._one[sha] = self._vm.one_key(f)  # type: ignore[union-attr]
         widen = self._vm.widen  # type: ignore[union-attr]
         widen(True)
         try:
@@ -841,6 +856,31 @@ class Engine:
         run = self.run
         if run is not None and run.abort is None:
             run.abort = _Widen()
+
+    def _may_run_again(self, run: Run, called_before: bool) -> bool:
+        """May a narrow run that passes a 0 be undone and run again wide?
+        On a shard of several, whatever it did is undone (as when it runs
+        again across shards), but for the lines MONITOR would show twice;
+        on the only shard, or with MONITOR on, only if it called nothing
+        but the reads that _call_raise runs (on the only shard their counts
+        in INFO count twice); otherwise the 0 goes as it is (a -0 as "0":
+        README's known gap)."""
+        if run.flags & FLAG_WIDE:
+            return False
+        return not called_before or (self.nshards > 1 and self.monitor is None)
+
+    def _sign_unknown(self, run: Run) -> tuple[LuaValue, LuaValue]:
+        """A narrow run's redis.call, redis.pcall or redis.sha1hex got the
+        number 0, which lupa also makes of a -0 (Redis writes that "-0"):
+        stop the script for good (a pcall in it must not go on), undo it
+        and run it again with the wide forms, which tell the two apart
+        (see the prelude).  Only a script that passes a 0 pays for it."""
+        if run.abort is None:
+            run.abort = _Widen()
+        self._stop()
+        # (No Lua value: one made in a coroutine's callback keeps that
+        # coroutine's lua_State, which lupa would use once it is freed.)
+        return b"script stopped", True
 
     def _share_cjson(self, vm: _VM, run: Run) -> None:
         """The script set an option of cjson: every shard's same Lua state
@@ -1031,6 +1071,7 @@ class Engine:
         run = self.run
         if run is None:
             return self._error("redis.call/pcall can only be called inside a script invocation"), True
+        called_before = run.apart  # (a call other than _call_raise's reads: see _sign_unknown)
         run.apart = True  # what it counts goes apart (see _invoke)
         if not args:
             return self._error("Please specify at least one argument for this redis lib call"), raise_error
@@ -1041,6 +1082,8 @@ class Engine:
                     return self._error(
                         "Lua redis lib command arguments must be strings or integers"
                     ), raise_error
+                if 0 in args and self._may_run_again(run, called_before):  # (only numbers are left)
+                    return self._sign_unknown(run)
                 break
         called = self._called.get(argv[0]) or self._command(argv[0])
         user = self.user
@@ -1528,6 +1571,9 @@ class Engine:
             self._raise("wrong number of arguments")
         s = args[0]
         if type(s) in (int, float):
+            run = self.run
+            if s == 0 and run is not None and self._may_run_again(run, run.apart):
+                self._sign_unknown(run)  # (its value is never seen)
             s = _lua_number(s)
         return sha1hex(s if type(s) is bytes else b"")
 

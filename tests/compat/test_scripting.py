@@ -298,20 +298,12 @@ def test_doubles_keep_their_sign_byte_for_byte(ports, protocol):
 
 # Lua numbers as redis.call, redis.pcall and redis.sha1hex arguments: Redis
 # writes each with %.17g (a -0 as "-0", a NaN with its sign), whatever made it.
-# A -0 goes as 0 (lupa hands Python -0 as the integer 0): a known gap, see
-# README ("a -0 among the arguments of redis.call").
-
-
-def _negative_zero(number: str) -> object:
-    """A row whose number is -0: a strict xfail (README's known gap)."""
-    return pytest.param(
-        number, marks=pytest.mark.xfail(strict=True, reason="a -0 argument goes as 0 (README: known gap)")
-    )
-
+# lupa hands Python -0 as the integer 0: a run that passes a 0 runs again
+# with the prelude's wide forms, which tell the two apart.
 
 NUMBER_ARGUMENTS = [
-    _negative_zero("-0.0"),
-    _negative_zero("-0"),
+    "-0.0",
+    "-0",
     "0",
     "0.1",
     "0.1 + 0.2",
@@ -330,14 +322,14 @@ NUMBER_ARGUMENTS = [
     "-1/0",
     "0/0",
     "-(0/0)",
-    _negative_zero("tonumber(ARGV[1])"),
-    _negative_zero("ARGV[1] + ARGV[1]"),
+    "tonumber(ARGV[1])",
+    "ARGV[1] + ARGV[1]",
     "(function() for i = ARGV[1], 0 do return i end end)()",
-    _negative_zero("ARGV[1] * 1"),
-    _negative_zero("math.ceil(-0.5)"),
-    _negative_zero("(function(x) return -x end)(0)"),
-    _negative_zero("cjson.decode('-0')"),
-    _negative_zero("cjson.decode('[-0.0]')[1]"),
+    "ARGV[1] * 1",
+    "math.ceil(-0.5)",
+    "(function(x) return -x end)(0)",
+    "cjson.decode('-0')",
+    "cjson.decode('[-0.0]')[1]",
 ]
 
 
@@ -345,7 +337,7 @@ NUMBER_ARGUMENTS = [
 def test_number_arguments_of_calls_as_redis_writes_them(same, number):
     """redis.call, redis.pcall (directly, through a local, with more than
     four arguments, in a coroutine) and redis.sha1hex write a number
-    argument as Redis does (a -0 as "-0": not yet, those rows are xfails)."""
+    argument as Redis does: -0 as "-0", not "0"."""
     n = number
     for script in [
         f"return redis.call('set', KEYS[1], {n})",
@@ -363,6 +355,41 @@ def test_number_arguments_of_calls_as_redis_writes_them(same, number):
     same("FCALL", "f", 1, "k")
     same("GET", "k")
     same("FUNCTION", "DELETE", "numbers")
+
+
+ZERO_SCRIPTS = [
+    "redis.call('incr', 'n') redis.call('set', KEYS[1], 0) return redis.call('get', 'n')",
+    "redis.call('incr', 'n') local ok = pcall(redis.call, 'set', KEYS[1], 0) redis.call('incr', 'n') "
+    "return {tostring(ok), redis.call('get', 'n')}",
+    "coroutine.wrap(function() redis.call('incr', 'n') redis.pcall('set', KEYS[1], 0, 'x') "
+    "redis.call('incr', 'n') end)() return redis.call('get', 'n')",
+    "redis.call('incr', 'n') return redis.sha1hex(0) .. redis.call('get', 'n')",
+    "redis.call('incr', 'n') return redis.sha1hex(0 * -1) .. redis.call('get', 'n')",
+    "local x = 0\n\nreturn redis.call('nosuch', x)",
+    "local x = 0 return redis.pcall('get', x, x)",
+    "local x = 0 return redis.sha1hex(x, x)",
+    "redis.setresp(3) local _, d = next(redis.call('zscore', KEYS[1], 'm') or {double = 0 * -1}) "
+    "return redis.call('set', KEYS[1], d)",
+]
+
+
+@pytest.mark.parametrize("script", ZERO_SCRIPTS)
+def test_zero_arguments_run_again_wide(same, script):
+    """A script whose redis.call, redis.pcall or redis.sha1hex gets a 0
+    (lupa hands Python a -0 as 0 too) is undone and runs again with the
+    wide forms: what it did before the call is done once, a pcall or a
+    coroutine does not go on, its errors name their lines; its EVALSHA
+    runs it wide from then on, and so does a function's FCALL."""
+    sha = hashlib.sha1(script.encode()).hexdigest()
+    same("EVAL", script, 1, "k")
+    same("EVALSHA", sha, 1, "k")
+    same("MGET", "n", "k")
+    lib = f"#!lua name=zeros\nredis.register_function('f', function(KEYS) {script} end)"
+    same("FUNCTION", "LOAD", "REPLACE", lib)
+    same("FCALL", "f", 1, "k")
+    same("FCALL", "f", 1, "k")
+    same("MGET", "n", "k")
+    same("FUNCTION", "DELETE", "zeros")
 
 
 def test_eval_argument_errors(same):

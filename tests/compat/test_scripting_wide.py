@@ -90,6 +90,33 @@ def test_publish_and_writes_before_a_long_call(servers):
     assert got["messages"] == [b"m"] and got["values"] == [b"1", 7999]
 
 
+def test_zero_arguments(servers):
+    """A script whose redis.call gets a 0 (lupa hands Python a -0 as 0
+    too) runs again wide where it can (here, with MONITOR on: where it
+    called nothing before, see README), and what it did before happens
+    once."""
+    for n in ("0", "0 * -1"):
+        got = same(
+            servers,
+            f"redis.call('set', KEYS[2], {n})\n"
+            "redis.call('publish', 'ch', 'm'); redis.call('incr', KEYS[1])\n"
+            f"redis.call('rpush', KEYS[3], {n}, 'x', {n})\nreturn redis.call('get', KEYS[2])",
+            "n{t}",
+            "z{t}",
+            "l{t}",
+        )
+        assert got["messages"] == [b"m"] and got["values"] == [b"1", b"0" if n == "0" else b"-0", 3]
+    got = same(
+        servers,
+        "redis.call('get', KEYS[1]) redis.call('publish', 'ch', 'm'); redis.call('incr', KEYS[1])\n"
+        "local ok = pcall(redis.call, 'rpush', KEYS[2], 0)\nredis.call('incr', KEYS[1])\n"
+        "return redis.call('get', KEYS[1])",
+        "n{t}",
+        "l{t}",
+    )
+    assert got["messages"] == [b"m"] and got["values"] == [b"2", 1]
+
+
 def test_long_call_under_the_scripts_pcall(servers):
     """pcall(redis.call, ...) and a long call in a function under pcall."""
     same(
