@@ -861,7 +861,8 @@ class Engine:
         """May a narrow run that passes a 0 be undone and run again wide?
         On a shard of several, whatever it did is undone (as when it runs
         again across shards), but for the lines MONITOR would show twice;
-        on the only shard, or with MONITOR on, only if it called nothing
+        on the only shard, or with MONITOR on (always, in a run across
+        shards: the acceptor drops its lines), only if it called nothing
         but the reads that _call_raise runs (on the only shard their counts
         in INFO count twice); otherwise the 0 goes as it is (a -0 as "0":
         README's known gap)."""
