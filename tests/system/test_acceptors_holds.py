@@ -12,6 +12,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 
 import psutil
 import pytest
@@ -24,6 +25,33 @@ KEYS = on_shards(0, 1, 2, 3, prefix="hold")
 ROUNDS = 300
 
 
+def race(conns: dict, writer: Callable[[int], None], problems: list[str]) -> None:
+    """Run ``writer(i)`` for each acceptor ``i`` against a reader per
+    acceptor whose MGETs of KEYS must never see two values (half of an
+    MSET); what goes wrong is added to ``problems``, then asserted."""
+    writing = threading.Event()
+    writing.set()
+
+    def reader(i: int) -> None:
+        conn = conns["r", i]
+        while writing.is_set() and not problems:
+            seen = conn.mget(KEYS)
+            if len(set(seen)) != 1:
+                problems.append(f"MGET through acceptor {i} saw {seen}")
+
+    writers = [threading.Thread(target=writer, args=(i,)) for i in range(K)]
+    readers = [threading.Thread(target=reader, args=(i,)) for i in range(K)]
+    for t in readers + writers:
+        t.start()
+    for t in writers:
+        t.join(120)
+    writing.clear()
+    for t in readers:
+        t.join(30)
+    assert not problems, problems[:3]
+    assert not any(t.is_alive() for t in writers + readers), "a command never completed"
+
+
 @pytest.mark.slow
 def test_acceptors_racing_msets_over_the_same_shards_never_show_a_mix():
     """Each acceptor has a writer and a reader: a writer's MSET sets every
@@ -33,32 +61,13 @@ def test_acceptors_racing_msets_over_the_same_shards_never_show_a_mix():
         conns = {(role, i): connect_to(server.port, i) for role in ("w", "r") for i in range(K)}
         conns["w", 0].mset(dict.fromkeys(KEYS, "start"))
         problems: list[str] = []
-        writing = threading.Event()
-        writing.set()
 
         def writer(i: int) -> None:
             conn = conns["w", i]
             for n in range(ROUNDS):
                 conn.mset(dict.fromkeys(KEYS, f"{i}:{n}"))
 
-        def reader(i: int) -> None:
-            conn = conns["r", i]
-            while writing.is_set() and not problems:
-                seen = conn.mget(KEYS)
-                if len(set(seen)) != 1:
-                    problems.append(f"MGET through acceptor {i} saw {seen}")
-
-        writers = [threading.Thread(target=writer, args=(i,)) for i in range(K)]
-        readers = [threading.Thread(target=reader, args=(i,)) for i in range(K)]
-        for t in readers + writers:
-            t.start()
-        for t in writers:
-            t.join(120)
-        writing.clear()
-        for t in readers:
-            t.join(30)
-        assert not problems, problems[:3]
-        assert not any(t.is_alive() for t in writers + readers), "a command never completed"
+        race(conns, writer, problems)
         final = conns["r", 1].mget(KEYS)
         assert len(set(final)) == 1 and final[0].endswith(f":{ROUNDS - 1}")
         for conn in conns.values():
@@ -83,8 +92,6 @@ def test_pipelined_cross_shard_writes_stay_in_order_and_whole():
         conns["w", 0].mset(dict.fromkeys(KEYS, "start"))
         own = {i: on_shards(0, 2, prefix=f"own{i}-") for i in range(K)}
         problems: list[str] = []
-        writing = threading.Event()
-        writing.set()
 
         def writer(i: int) -> None:
             conn = conns["w", i]
@@ -102,24 +109,7 @@ def test_pipelined_cross_shard_writes_stay_in_order_and_whole():
                     problems.append(f"acceptor {i}'s pipeline got {got}, not {expected}")
                     return
 
-        def reader(i: int) -> None:
-            conn = conns["r", i]
-            while writing.is_set() and not problems:
-                seen = conn.mget(KEYS)
-                if len(set(seen)) != 1:
-                    problems.append(f"MGET through acceptor {i} saw {seen}")
-
-        writers = [threading.Thread(target=writer, args=(i,)) for i in range(K)]
-        readers = [threading.Thread(target=reader, args=(i,)) for i in range(K)]
-        for t in readers + writers:
-            t.start()
-        for t in writers:
-            t.join(120)
-        writing.clear()
-        for t in readers:
-            t.join(30)
-        assert not problems, problems[:3]
-        assert not any(t.is_alive() for t in writers + readers), "a command never completed"
+        race(conns, writer, problems)
         for conn in conns.values():
             conn.close()
     finally:
