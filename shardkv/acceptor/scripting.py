@@ -368,13 +368,13 @@ def _run_on_shard(
         if name.startswith("evalsha"):
             flags = wire.FLAG_AS_EVALSHA  # (the shard counts what it counts as EVALSHA's)
     command += [b"%d" % len(keys), *keys, *rest]
-    user = client.state.user
-    if not user.unlimited:  # its redis.call obeys the client's ACL user
+    user_arg = script_user(client, name)
+    if user_arg:  # its redis.call obeys the client's ACL user
         flags |= wire.FLAG_ACL
-        command.append(user.wire())
+        command.append(user_arg)
     slot = _ScriptResult(client, name)
     client.pending.append(slot)
-    sink = _ShardReply(client, slot, shard, sha, body, ro, keys, rest, fname, client.db, name)
+    sink = _ShardReply(client, slot, shard, sha, body, ro, keys, rest, fname, client.db, name, user_arg)
     header = client.headers[client.resp3]
     if client.server.monitors:  # the worker reports what the script calls
         flags |= wire.FLAG_MONITOR
@@ -403,6 +403,7 @@ class _ShardReply:
         "db",
         "hold",
         "name",
+        "user_arg",
     )
 
     def __init__(
@@ -418,10 +419,12 @@ class _ShardReply:
         fname: bytes,
         db: int,
         name: str,
+        user_arg: bytes,
     ) -> None:
         self.fname = fname
         self.db = db  # the client's when it called the script
         self.name = name  # the client's command
+        self.user_arg = user_arg  # its ACL argument (script_user)
         self.client = client
         self.slot = slot
         self.shard = shard
@@ -460,6 +463,7 @@ class _ShardReply:
                     self.fname,
                     self.db,
                     self.name,
+                    self.user_arg,
                 )
                 retry.start(everything, extra)
                 return
@@ -474,6 +478,22 @@ class _ShardReply:
         else:
             CACHE.knows(self.shard).add(self.sha)
         self.slot.deliver(body)
+
+
+def script_user(client: Client, name: str) -> bytes:
+    """The ACL argument of a script the client calls now with its command
+    ``name`` (``wire.script_user``), or nothing for a user that may run
+    everything.  Its caller part is what ACL LOG shows of the calls the
+    worker refuses (``L`` frames, see ``users.log_script_refusals``): as
+    Redis's entry takes the caller's client info when it runs the script,
+    inside EXEC its command is ``exec`` and its ``multi`` the queued count."""
+    state = client.state
+    user = state.user
+    if user.unlimited:
+        return b""
+    if state.in_exec:
+        return wire.script_user(client.id, state.exec_size, b"exec", user.name, user.wire())
+    return wire.script_user(client.id, -1, name.encode(), user.name, user.wire())
 
 
 def _parse_marker(body: bytes) -> tuple[int, list]:
@@ -506,6 +526,7 @@ class _Retry:
         "name",
         "everything",
         "extra",
+        "user_arg",
     )
 
     def __init__(
@@ -520,9 +541,12 @@ class _Retry:
         fname: bytes = b"",
         db: int = 0,
         name: str = "eval",
+        user_arg: bytes | None = None,
     ) -> None:
         self.fname = fname
         self.name = name  # the client's command (its failed_calls, read-only if _ro)
+        # Its ACL argument (script_user), as it was when the client called it.
+        self.user_arg = script_user(client, name) if user_arg is None else user_arg
         self.client = client
         self.slot = slot
         self.sha = sha
@@ -542,12 +566,11 @@ class _Retry:
         CACHE.escaping[self.sha] = (self.everything, self.extra)
         if client.closed:
             return
-        user = client.state.user
         command = [
             Verb.FCALL if self.fname else Verb.EVAL,
             b"%d" % self.everything,
             self.name.encode(),
-            b"" if user.unlimited else user.wire(),  # its redis.call obeys the client's ACL user
+            self.user_arg,  # its redis.call obeys the client's ACL user
             self.fname or self.body,
             b"%d" % len(self.keys),
             *self.keys,

@@ -136,6 +136,8 @@ class ShardLink:
         self.unblocks_sent = 0
         # Where the commands a script called go, for MONITOR (``M`` frames).
         self.on_script_calls: Callable[[list], None] | None = None
+        # Where a script's refused calls go, for ACL LOG (``L`` frames).
+        self.on_acl_log: Callable[[bytes, list], None] | None = None
         # What answers a running script's call of an acceptor command (``Q``
         # frames, see shardkv.acceptor.scriptcalls), on this pipe.
         self.on_script_query: Callable[[bytes], None] | None = None
@@ -524,6 +526,9 @@ class ShardLink:
         elif kind == wire.MONITOR:
             if self.on_script_calls is not None:
                 self.on_script_calls(wire.decode_monitor(payload))
+        elif kind == wire.ACL_LOG:
+            if self.on_acl_log is not None:
+                self.on_acl_log(*wire.decode_acl_log(payload))
         elif kind == wire.SCRIPT_QUERY:
             if self.on_script_query is not None:
                 self.on_script_query(payload)

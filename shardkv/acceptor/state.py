@@ -21,7 +21,7 @@ blocked            ``blocked_token``, ``held`` (the commands   BLPOP..., CLIENT 
                    (counted as blocked)                        its shards say it waits
 reply mode         ``reply_mode``                              CLIENT REPLY
 monitoring         ``monitoring``                              MONITOR, RESET
-in EXEC            ``in_exec``                                 EXEC running its queue
+in EXEC            ``in_exec``, ``exec_size``                  EXEC running its queue
 =================  ==========================================  =========================
 
 The connection's own attributes (its protocol, database, name, whether it
@@ -65,6 +65,7 @@ class ClientState:
         "reply_mode",
         "monitoring",
         "in_exec",
+        "exec_size",
         "unblock_after",
         "located",
         "unblock_pin",
@@ -95,6 +96,9 @@ class ClientState:
         self.reply_mode = REPLY_ON
         self.monitoring = False
         self.in_exec = False  # EXEC is running this client's queued commands
+        # How many commands the last EXEC had queued (Redis's mstate.count,
+        # which ACL LOG's client info of a script's refused call shows).
+        self.exec_size = 0
         # What a CLIENT UNBLOCK of this client's waits for before it runs on
         # its shard (``__unblock``'s ``after``): -1 outside EXEC; inside, 0
         # (its batch) or the id of the EXEC's atomic operation.

@@ -330,6 +330,7 @@ def exec_(client: Client, args: list[bytes]) -> None:
         discard_transaction(client)
         client.reply_error(errors.EXECABORT)
         return
+    client.state.exec_size = len(queued)
     denied = None
     cut = None  # how many replies the client gets, if it closes after EXEC
     notes: list[tuple] = []  # ACL LOG's entries of its refusals, once it runs

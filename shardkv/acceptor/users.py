@@ -16,7 +16,8 @@ DELUSER run on every acceptor, the asker's included, in the supervisor's
 one order (the bus's ``acl`` question, asked of everyone) before the
 reply, and a restarted acceptor asks the others for their users
 (``dump``) before it listens.  Each acceptor logs what its
-own clients were refused; ACL LOG merges every acceptor's entries
+own clients were refused (a script's calls too: its worker reports them,
+see :func:`log_script_refusals`); ACL LOG merges every acceptor's entries
 (``log``), and ACL LOG RESET clears them all (``logreset``).
 """
 
@@ -32,7 +33,7 @@ from shardkv.acceptor.bus import fail_slot
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.commands.common import guard
 from shardkv.acceptor.replies import Slot
-from shardkv.protocol import acl, bus, commands, errors
+from shardkv.protocol import acl, bus, commands, errors, wire
 from shardkv.protocol.args import strict_int
 from shardkv.protocol.command_docs import check_subcommand
 from shardkv.protocol.errors import CommandError
@@ -40,6 +41,7 @@ from shardkv.protocol.resp import OK, encode
 
 if TYPE_CHECKING:
     from shardkv.acceptor.server import Acceptor
+    from shardkv.acceptor.shardlink import ShardLink
 
 
 class Users:
@@ -52,7 +54,7 @@ class Users:
         self.log: list[list[Any]] = []
         # CLIENT LIST's line of a client (commands.connection's, which
         # imports this module: bound by wiring.build).
-        self.client_info: Callable[[Client, float, list[bytes]], bytes] | None = None
+        self.client_info: Callable[[Client, float, list[bytes], int | None], bytes] | None = None
         self.default = acl.default_user()
         self.by_name: dict[bytes, acl.User] = {b"default": self.default}
         self.requirepass: str | None = None  # the value last applied
@@ -151,11 +153,22 @@ class Users:
         return deleted
 
     def note(
-        self, client: Client, args: list[bytes], reason: str, context: str, obj: bytes, username: bytes
+        self,
+        client: Client,
+        args: list[bytes],
+        reason: str,
+        context: str,
+        obj: bytes,
+        username: bytes,
+        multi: int | None = None,
     ) -> None:
         """An ACL LOG entry, or one more of a like entry of the last minute
-        among the 10 newest (Redis's addACLLogEntry)."""
-        info = self.client_info(client, time.monotonic(), args) if self.client_info is not None else b""
+        among the 10 newest (Redis's addACLLogEntry).  ``multi``: the
+        entry is of a script's call, whose client info shows the script's
+        command (``args``) and queued count as they were when it was called."""
+        info = (
+            self.client_info(client, time.monotonic(), args, multi) if self.client_info is not None else b""
+        )
         _add_entry(self.log, [1, reason, context, obj, username, time.time() * 1000, info])
         del self.log[self.log_max() :]
 
@@ -336,6 +349,25 @@ def authenticate(client: Client, name: bytes, password: bytes, hello: bool = Fal
             note_refused_auth(client, name, hello)
         raise CommandError(errors.WRONGPASS)
     client.state.authenticate(user)
+
+
+def log_script_refusals(server: Acceptor, link: ShardLink) -> None:
+    """ACL LOG's entries of the calls a script's user was refused, which
+    its worker reports (``L`` frames, see ``wire.script_user``) before the
+    script's reply, with the context ``lua`` (Redis's scriptVerifyACL), as
+    the client that called it (gone: nothing is logged).  With several
+    acceptors the script's own acceptor keeps them, as it keeps its
+    clients' other entries."""
+
+    def on_refusals(caller: bytes, refusals: list) -> None:
+        client_id, multi, command, username = wire.parse_caller(caller)
+        client = server.clients.get(client_id)
+        if client is None:
+            return
+        for reason, logged in refusals:
+            server.users.note(client, [command], acl.LOG_REASONS[reason], "lua", logged, username, multi)
+
+    link.on_acl_log = on_refusals
 
 
 def note_refused_auth(client: Client, name: bytes, hello: bool) -> None:

@@ -137,6 +137,7 @@ def wiring() -> Wiring:
             memorybudget.on_attach,
             scripting.forget_shard,
             scripting.monitor_scripts,
+            users.log_script_refusals,
             scriptcalls.on_attach,
             diskerrors.on_attach,
         ),

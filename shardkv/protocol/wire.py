@@ -129,6 +129,15 @@ Worker -> acceptor
     each such script (empty when it called nothing, or runs again across
     shards), so the acceptor matches them to its scripts in order.  The
     executor of a cross-shard operation sends one for the scripts it ran.
+``L`` *ACL log*: ``L`` + marshal ``(caller, refusals)``: the calls a
+    script sent with FLAG_ACL was refused (Redis's scriptVerifyACL logs
+    each in ACL LOG, context ``lua``), each ``(reason, object)`` with
+    ``acl.DENIED_*``'s reason and the command's full name, the key or the
+    channel; ``caller`` is the first line of the entry's ACL argument
+    (:func:`script_user`), as it came.  Sent before the frame that carries
+    the script's reply, only when there are some, and never for a run
+    that is undone to run again (an escape across shards).  The executor
+    of a cross-shard operation sends one for the scripts it ran.
 ``Q`` *query*: ``Q`` + marshal ``(database, resp, args)``: a running script
     called a command the acceptor answers (PUBLISH, PUBSUB, COMMAND,
     INFO...).  The worker then reads its pipe until the ``A`` frame comes,
@@ -247,9 +256,9 @@ FLAG_AS_EVAL = 16  # an EVAL[_RO] sent as EVALSHA[_RO] (the shard has its body):
 FLAG_AS_EVALSHA = 32  # an EVALSHA[_RO] sent as EVAL[_RO] (the shard lacks the body): EVALSHA's counts
 FLAG_AS_CALLED = FLAG_AS_EVAL | FLAG_AS_EVALSHA  # a script's call counted as the client's command
 FLAG_STAMP = 64  # a blocking entry's last argument is its stamp (see ``B`` above)
-# A script's entry whose last argument is the ACL rules of the client's user
-# (``acl.User.wire``), which its redis.call obeys; a user that may run
-# everything sends none.
+# A script's entry whose last argument is the client's ACL user
+# (:func:`script_user`: who calls, then the rules of ``acl.User.wire``),
+# which its redis.call obeys; a user that may run everything sends none.
 FLAG_ACL = 128
 
 BATCH = 66  # b"B"
@@ -259,6 +268,7 @@ REPLIES = 82  # b"R"
 WAKE = 87  # b"W"
 SCRIPT = 83  # b"S"
 MONITOR = 77  # b"M"
+ACL_LOG = 76  # b"L"
 DISK = 68  # b"D"
 PIECE = 80  # b"P"
 
@@ -627,6 +637,36 @@ def encode_monitor(calls: list[tuple[int, list[bytes]]]) -> bytes:
 def decode_monitor(payload: bytes) -> list[tuple[int, list[bytes]]]:
     calls: list[tuple[int, list[bytes]]] = marshal.loads(payload[1:])
     return calls
+
+
+def script_user(client_id: int, multi: int, command: bytes, user_name: bytes, rules: bytes) -> bytes:
+    """A script's ACL argument (FLAG_ACL, and ``__eval``/``__fcall``'s
+    ``user``): ``caller`` (the client's id, its queued commands' count or
+    -1, the command CLIENT LIST shows, its user's name: what ACL LOG shows
+    of an ``L`` frame's refusals), a newline, then the user's rules (no
+    user name holds a newline: ACL SETUSER refuses it)."""
+    return b"%d %d %s %s\n%s" % (client_id, multi, command, user_name, rules)
+
+
+def split_script_user(argument: bytes) -> tuple[bytes, bytes]:
+    """(caller, rules) of a :func:`script_user` argument."""
+    caller, _, rules = argument.partition(b"\n")
+    return caller, rules
+
+
+def parse_caller(caller: bytes) -> tuple[int, int, bytes, bytes]:
+    """(client id, multi, command, user name) of a :func:`script_user` caller."""
+    client_id, multi, command, user_name = caller.split(b" ", 3)
+    return int(client_id), int(multi), command, user_name
+
+
+def encode_acl_log(caller: bytes, refusals: list[tuple[int, bytes]]) -> bytes:
+    return b"L" + marshal.dumps((caller, refusals))
+
+
+def decode_acl_log(payload: bytes) -> tuple[bytes, list[tuple[int, bytes]]]:
+    caller, refusals = marshal.loads(payload[1:])
+    return caller, refusals
 
 
 # The state of Redis's redisLrand48 (math.random) when the server starts.

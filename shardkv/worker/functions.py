@@ -19,7 +19,7 @@ import copy
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from shardkv.protocol import acl, errors
+from shardkv.protocol import errors
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import Error, ProtocolError, split_inline
 from shardkv.protocol.wire import Verb
@@ -508,7 +508,7 @@ def fcall_across(ks: Keyspace, args: list[bytes]) -> object:
     client's, ``fcall`` or ``fcall_ro``; ``user``: the ACL rules its calls
     obey, empty for a user that may run everything)."""
     engine = engine_of(ks)
-    engine.user = acl.user_of(args[3]) if args[3] else None
+    engine.set_user(args[3])
     try:
         return _fcall(ks, [b"fcall", *args[4:]], args[2].endswith(b"_ro"), int(args[1]))
     finally:

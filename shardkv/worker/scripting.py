@@ -478,6 +478,11 @@ class Engine:
         # The ACL user of the client whose script runs, when it may not run
         # everything (wire.FLAG_ACL): redis.call checks each call against it.
         self.user: acl.User | None = None
+        # Who called the script, as the acceptor named it with the user
+        # (wire.script_user), and the calls the user was refused: ACL LOG's
+        # entries, which the acceptor keeps (an ``L`` frame: take_acl_log).
+        self.caller = b""
+        self.acl_log: list[tuple[int, bytes]] = []
         self.monitor: list | None = None  # with MONITOR on: (database, args) of each call
         self._called: dict[bytes, _Called] = {}  # redis.call's commands, by name as called
         self._subcalled: dict[tuple[str, str], _Called] = {}  # containers' subcommands (see _subcommand)
@@ -490,6 +495,23 @@ class Engine:
         self._vm: _VM | None = None
         self._eval_vm: _VM | None = self._new_vm()
         self._func_vm: _VM | None = self._new_vm()
+
+    def set_user(self, argument: bytes) -> None:
+        """The ACL user of the client whose script runs next (its entry's
+        ``wire.script_user`` argument; empty: one that may run everything)."""
+        if argument:
+            self.caller, rules = wire.split_script_user(argument)
+            self.user = acl.user_of(rules)
+        else:
+            self.user = None
+
+    def take_acl_log(self) -> bytes | None:
+        """The ``L`` frame of the calls refused since the last one, if any."""
+        if not self.acl_log:
+            return None
+        frame = wire.encode_acl_log(self.caller, self.acl_log)
+        self.acl_log = []
+        return frame
 
     @staticmethod
     def _lua_type_of(value: LuaValue) -> str | None:
@@ -694,6 +716,7 @@ class Engine:
             run = Run.spare()
         self.run = run
         run.begin(sha, flags, ro, imported, keys, ks.db, eval_mode)
+        refusals = len(self.acl_log)  # (a run undone logs none: it runs again)
         if not eval_mode:
             run.command = [b"fcall", sha, b"%d" % len(keys), *keys, *argv]
         events = ks.events
@@ -765,6 +788,7 @@ class Engine:
         if run.abort is not None:
             self._rearm()
             self._rollback(run, persistence, mark)
+            del self.acl_log[refusals:]
             run.undo = {}  # (the states it held: not kept until the next script)
             if events is not None:  # it runs again elsewhere: its events come from there
                 del events[events_mark:]
@@ -1130,8 +1154,11 @@ class Engine:
                     called, argv, "This Redis command is not allowed from script"
                 ), raise_error
         if user is not None:  # the client's ACL user (scriptVerifyACL)
-            denied = user.check(cmd, argv)[0]
+            denied, pos = user.check(cmd, argv)
             if denied:
+                # Logged in ACL LOG, context lua (scriptVerifyACL's addACLLogEntry).
+                logged = acl.full_name(cmd, argv).encode() if denied == acl.DENIED_CMD else argv[pos]
+                self.acl_log.append((denied, logged))
                 return self._rejected(called, argv, _ACL_DENIED[denied]), raise_error
         write = called.write
         if run.read_only and called.replicates:
@@ -2095,7 +2122,7 @@ def eval_across(ks: Keyspace, args: list[bytes]) -> object:
     n = int(args[5])
     sha = engine.load(body)
     engine.everything = int(args[1])
-    engine.user = acl.user_of(args[3]) if args[3] else None
+    engine.set_user(args[3])
     try:
         return engine.eval(sha, args[6 : 6 + n], args[6 + n :], args[2].endswith(b"_ro"))
     except CrossShard as e:

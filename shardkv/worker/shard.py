@@ -43,7 +43,7 @@ from collections.abc import Callable
 from time import perf_counter_ns
 from typing import Any
 
-from shardkv.protocol import acl, commands, errors, wire
+from shardkv.protocol import commands, errors, wire
 from shardkv.protocol.decisions import op_coordinator
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import BIG_ARRAY, OK, Error, encode, encode_bulk_strings
@@ -451,7 +451,7 @@ class Shard:
             if db:
                 ks.select(db)  # the entry's database, until it is done
             if header & wire.FLAG_ACL:  # a script of a client whose ACL user is limited
-                self.scripts.user = acl.user_of(args.pop())
+                self.scripts.set_user(args.pop())
             if header & wire.FLAG_PARK:
                 if args is GATHERED:  # prepared with a part before it (see gather_parts)
                     if db:
@@ -534,6 +534,9 @@ class Shard:
                     bounds.append(len(noted))  # type: ignore[union-attr]
             if header & wire.FLAG_ACL:
                 self.scripts.user = None
+                refused = self.scripts.take_acl_log()
+                if refused is not None:  # ACL LOG's entries, before the script's reply
+                    self.send(refused)
             if db:
                 ks.select(0)
         if waiters.ready:
@@ -1156,6 +1159,11 @@ class Shard:
         # half-applied here (it would have left the changes neither
         # prepared nor undone).
         monitor = wire.encode_monitor(calls) if calls and self.send is not None and not escaped else None
+        # ACL LOG's entries of its scripts' refused calls (none from a run
+        # undone: it runs again), sent as its MONITOR lines are.
+        refused = engine.take_acl_log()
+        if escaped or self.send is None:
+            refused = None
         # A script's writes: the keys it declared, or that it named and the
         # acceptor found, are in ``own``; one it wrote without naming it, on
         # this shard, is prepared with its new state and undone (on abort) to
@@ -1200,10 +1208,11 @@ class Shard:
                 persistence.end_group(mark)
             self.waiters.mark_keys(changed)
             outcome = wire.COMMITTED
-        if monitor is not None:
-            # In the same send as the Ran (and the events before it), not
-            # in one of its own: it leaves as the Ran does, or not at all.
-            (self.send if self.hold_frame is None else self.hold_frame)(monitor)
+        for frame in (refused, monitor):
+            if frame is not None:
+                # In the same send as the Ran (and the events before it), not
+                # in one of its own: it leaves as the Ran does, or not at all.
+                (self.send if self.hold_frame is None else self.hold_frame)(frame)
         return wire.Ran(op, bodies, after, outcome, clocks)
 
     def acceptor_lost(self, pipe: int = 0) -> None:

@@ -983,6 +983,68 @@ def test_acl_log(acl_ports):
     assert len(_log_entries(acl_ports["redis"])) == 0
 
 
+def test_acl_log_of_a_scripts_refused_calls(acl_ports):
+    """A script's calls the user may not make are logged with the context
+    ``lua`` (Redis's scriptVerifyACL), as the client that called it: its
+    EVAL, EVALSHA or FCALL, or EXEC with the queued count inside EXEC.  A
+    call refused before the script runs again across shards is logged
+    once; redis.acl_check_cmd logs nothing."""
+    library = (
+        "#!lua name=acltestlib\n"
+        "redis.register_function('acltest_other', function() return redis.pcall('get', 'yf') end)\n"
+    )
+    body = "return redis.pcall('set', 'ys', 1)"
+    script = [
+        (
+            "ACL",
+            "SETUSER",
+            "acltest",
+            "on",
+            ">pw",
+            "+@scripting",
+            "+set",
+            "+multi",
+            "+exec",
+            "+publish",
+            "~x*",
+            "&ch*",
+        ),
+        ("FUNCTION", "LOAD", "REPLACE", library),
+        ("SCRIPT", "LOAD", body),
+        ("AUTH", "acltest", "pw"),
+        ("EVAL", "return redis.pcall('get', 'x')", "0"),
+        ("EVAL", "return redis.pcall('publish', 'zz', 'm')", "0"),
+        ("EVAL", "return redis.pcall('set', 'yy', 1)", "1", "xx"),
+        ("EVAL", "return redis.pcall('set', 'yy', 1)", "1", "xx"),  # one more of the same entry
+        ("EVALSHA", hashlib.sha1(body.encode()).hexdigest(), "0"),
+        ("FCALL", "acltest_other", "0"),
+        ("EVAL", "return redis.acl_check_cmd('set', 'yz', 1)", "0"),
+        ("EVAL", "return redis.call('set', 'yc', 1)", "0"),
+        # Refused, then run again across shards (keys on several).
+        ("EVAL", "redis.pcall('set', 'y1', 1) for i = 1, 8 do redis.call('set', 'x' .. i, 1) end", "0"),
+        ("EVAL", "redis.pcall('set', 'y2', 1) return redis.call('set', KEYS[1], 1)", "2", "x1", "x2"),
+        ("MULTI",),
+        ("EVAL", "return redis.pcall('set', 'ym', 1)", "0"),
+        ("SET", "x", "1"),
+        ("EXEC",),
+    ]
+    for port in acl_ports.values():
+        with RespClient(port) as c:
+            c.command("ACL", "LOG", "RESET")
+    try:
+        same(acl_ports, script)
+        logged = _log_entries(acl_ports["redis"], "20")
+        # (The FCALL's GET counts again in the EVAL's entry, now its own.)
+        assert [e[0][b"object"] for e in logged] == [b"ym", b"y2", b"y1", b"yc", b"get", b"ys", b"yy", b"zz"]
+        assert logged[4][1] == b"fcall" and logged[0][1:] == (b"exec", b"acltest", b"2")
+        assert _log_entries(acl_ports["shardkv"], "20") == logged
+    finally:
+        for port in acl_ports.values():
+            with RespClient(port) as c:
+                c.call("FUNCTION", "DELETE", "acltestlib")
+                c.call("ACL", "LOG", "RESET")
+
+
 SORT_SECRETS = [
     ("RPUSH", "klist", "2", "1"),
     ("SET", "secret_1", "topsecret1"),

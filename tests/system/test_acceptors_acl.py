@@ -93,6 +93,25 @@ def _logged(conn) -> list[tuple[bytes, int]]:
     return [(e[b"object"], e[b"count"]) for e in entries]
 
 
+def test_acl_log_shows_a_scripts_refused_calls_through_every_acceptor(pair, server) -> None:
+    """A script's refused calls are logged (context ``lua``) by the
+    acceptor of the client that called it, as its worker reports them;
+    the other acceptor's ACL LOG shows them too, as one redis-server's."""
+    a, b = pair
+    assert a.call("ACL", "LOG", "RESET") == b"+OK\r\n"
+    a.command("ACL", "SETUSER", "acltest", "on", ">pw", "+@scripting", "+set", "~x*")
+    assert b.call("AUTH", "acltest", "pw") == b"+OK\r\n"
+    b.command("EVAL", "redis.pcall('set', 'yy', 1) return redis.call('set', KEYS[1], 1)", "2", "x1", "x2")
+    b.call("EVAL", "return redis.pcall('get', 'xx')", "0")
+    with client_on(server.port, 0) as admin0:
+        entries = [dict(zip(e[::2], e[1::2], strict=True)) for e in admin0.command("ACL", "LOG")]
+    assert [(e[b"reason"], e[b"context"], e[b"object"], e[b"username"]) for e in entries] == [
+        (b"command", b"lua", b"get", b"acltest"),
+        (b"key", b"lua", b"yy", b"acltest"),
+    ]
+    assert all(b" cmd=eval user=acltest " in e[b"client-info"] for e in entries)
+
+
 def test_acl_log_shows_every_acceptors_refusals_and_reset_clears_them_all(pair, server) -> None:
     a, b = pair
     assert a.call("ACL", "LOG", "RESET") == b"+OK\r\n"

@@ -121,11 +121,14 @@ def _check_name(name: bytes) -> None:
         raise CommandError(errors.CLIENT_NAME_SPACES)
 
 
-def client_info_line(c: Client, now: float, current: list | None = None) -> bytes:
+def client_info_line(c: Client, now: float, current: list | None = None, multi: int | None = None) -> bytes:
     """One line of CLIENT LIST, with Redis 7.0's fields.  ``current`` is the
     command being run when ``c`` asks about itself: Redis shows it in
     ``cmd`` (unless it runs inside EXEC: then ``cmd`` is exec, Redis's
-    ``c->lastcmd``), and its bytes are still in the query buffer (``qbuf``)."""
+    ``c->lastcmd``), and its bytes are still in the query buffer (``qbuf``).
+    ``multi`` (ACL LOG's entry of a script's refused call): the line is as
+    it was when the client called the script, whose command ``current``
+    names (exec inside EXEC) and ``multi`` its queued count or -1."""
     flags = ""
     if c.state.monitoring:
         flags += "O"
@@ -143,7 +146,10 @@ def client_info_line(c: Client, now: float, current: list | None = None) -> byte
     if c.no_evict:
         flags += "e"
     flags = flags or "N"
-    if c.state.in_exec:
+    last: list
+    if multi is not None:
+        last, current = current or [], None
+    elif c.state.in_exec:
         last = [b"exec"]
     else:
         last = current if current is not None else c.last_args
@@ -162,7 +168,14 @@ def client_info_line(c: Client, now: float, current: list | None = None) -> byte
         ("sub", str(len(c.state.channels))),
         ("psub", str(len(c.state.patterns))),
         ("ssub", "0"),
-        ("multi", str(len(c.state.multi)) if c.state.multi is not None else "-1"),
+        (
+            "multi",
+            str(multi)
+            if multi is not None
+            else str(len(c.state.multi))
+            if c.state.multi is not None
+            else "-1",
+        ),
         ("qbuf", str(qbuf)),
         ("qbuf-free", str(qbuf_free)),
         ("argv-mem", str(sum(len(a) for a in current) if current is not None else 0)),
