@@ -174,14 +174,23 @@ def watch(client: Client, args: list[bytes]) -> None:
             by_shard.setdefault(shard_of(key), []).append(key)
     links = server.links
     done = None
-    if server.holds is not None and by_shard:  # several acceptors
+    # A shard busy with a script past busy-reply-threshold runs the __watch
+    # once the script ends (sent as an acceptor's own message, not refused
+    # -BUSY: WATCH is allow-busy, and the key must not stay unknown, which
+    # would abort the EXEC).  No command of any client reads its keys before
+    # that (they get -BUSY, or run after the script), so the version it
+    # records is the one Redis's WATCH would have seen for them.
+    waits = [shard for shard in by_shard if not links[shard].busy]
+    if server.holds is not None and waits:  # several acceptors
         slot = Slot(client)
-        done = _WatchDone(slot, len(by_shard))
+        done = _WatchDone(slot, len(waits))
     for shard, keys in by_shard.items():
-        links[shard].send(
+        link = links[shard]
+        link.send(
             db_headers(db)[1][0],
             encode_command([Verb.WATCH, *keys]),
-            _WatchPart(watching, keys, db, done),
+            _WatchPart(watching, keys, db, None if link.busy else done),
+            control=bool(link.busy),
         )
     # The reply is always OK.  Any command that reaches the acceptor after
     # this one is queued on the shard's pipe after the __watch above.
@@ -206,7 +215,12 @@ def unwatch_all(client: Client) -> None:
         by_shard.setdefault((shard_of(key), db), []).append(key)
     links = server.links
     for (shard, db), keys in by_shard.items():
-        links[shard].send(db_headers(db)[0][0], encode_command([Verb.UNWATCH, *keys]), _IGNORE)
+        link = links[shard]
+        # Not refused -BUSY (the shard would count the watchers still):
+        # queued behind the busy script instead.
+        link.send(
+            db_headers(db)[0][0], encode_command([Verb.UNWATCH, *keys]), _IGNORE, control=bool(link.busy)
+        )
 
 
 def on_disconnect(client: Client) -> None:

@@ -271,6 +271,67 @@ def test_every_command_gets_busy_while_a_script_is_busy(acceptors: int, queued_f
     assert got == expected
 
 
+def transactions_while_busy(port: int, acceptors: int) -> list:
+    """Redis 7.0's processCommand while a script is past the threshold:
+    MULTI, DISCARD, WATCH and UNWATCH are allow-busy and run; a command to
+    queue gets -BUSY and flags the transaction; EXEC gets -BUSY, which
+    for EXEC is ``EXECABORT`` and discards the transaction (its commands
+    queued before the script did not run, and nothing is watched).  A key
+    WATCHed while the script is busy, on the script's shard, that nothing
+    touched: the EXEC after the script runs (shardkv's ``__watch`` got
+    -BUSY, the key's version stayed unknown, and EXEC aborted).  The
+    transaction's client on the last acceptor, the script's on the first.
+    The replies, errors as their first word."""
+    setup = RespClient(port, timeout=WAIT)
+    setup.command("CONFIG", "SET", "busy-reply-threshold", "100")
+    scripter = client_on(port, acceptors, 0)
+    r2 = client_on(port, acceptors, acceptors - 1)
+    probe = client_on(port, acceptors, acceptors - 1)
+    got: list = []
+    note = got.append
+    note(ask(r2, "WATCH", "{b}w1"))
+    note(ask(r2, "MULTI"))
+    note(ask(r2, "SET", "{b}q", "1"))
+    scripter.send("EVAL", LOOP, 1, "{b}s")
+    wait_busy(probe)
+    note(ask(r2, "EXEC"))  # queued before: discarded
+    note(ask(r2, "EXEC"))  # no MULTI any more, but EXECABORT still (the busy check comes first)
+    note(ask(r2, "MULTI"))
+    note(ask(r2, "SET", "{b}q", "2"))
+    note(ask(r2, "DISCARD"))
+    note(ask(r2, "WATCH", "{b}w2", "{b}w3"))
+    note(ask(r2, "UNWATCH"))
+    note(ask(r2, "WATCH", "{b}w2"))
+    deadline = time.monotonic() + WAIT
+    while ask(setup, "SCRIPT", "KILL") != b"OK":  # (its acceptor may hear of the script a moment later)
+        assert time.monotonic() < deadline, "the script was never killed"
+        time.sleep(0.02)
+    note(str(scripter.read_reply()).split(" ")[0])
+    while ask(probe, "PING") != b"PONG":
+        assert time.monotonic() < deadline, "the script never ended"
+        time.sleep(0.02)
+    note(ask(r2, "MULTI"))
+    note(ask(r2, "SET", "{b}w2", "3"))
+    note(ask(r2, "EXEC"))
+    note(ask(r2, "MGET", "{b}q", "{b}w2"))
+    for c in (setup, scripter, r2, probe):
+        c.close()
+    return got
+
+
+@pytest.mark.parametrize("acceptors", [1, 2])
+def test_transactions_and_watch_while_a_script_is_busy(acceptors: int) -> None:
+    expected = on_redis(lambda port: transactions_while_busy(port, 1))
+    assert expected == [
+        *(b"OK", b"OK", b"QUEUED"),
+        *("EXECABORT", "EXECABORT", b"OK", "BUSY", b"OK", b"OK", b"OK", b"OK"),
+        "ERR",  # Script killed by user with SCRIPT KILL...
+        *(b"OK", b"QUEUED", [b"OK"], [None, b"3"]),
+    ]
+    got = on_shardkv(lambda s: transactions_while_busy(s.port, acceptors), acceptors=acceptors)
+    assert got == expected
+
+
 # -- the script's own client waits for it ------------------------------------------
 
 
