@@ -71,7 +71,7 @@ class Users:
         if password == self.requirepass:
             return
         self.requirepass = password
-        self.default.apply([b"resetpass", b">" + password.encode() if password else b"nopass"])
+        self.default.apply(requirepass_rules(password))
 
     def default_open(self) -> bool:
         """Whether a new connection is authenticated from the start."""
@@ -191,6 +191,12 @@ class Users:
                 self.by_name[name] = user
 
 
+def requirepass_rules(password: str) -> list[bytes]:
+    """The rules that give the default user ``requirepass``'s one password
+    (nopass for none)."""
+    return [b"resetpass", b">" + password.encode() if password else b"nopass"]
+
+
 class UsersInExec:
     """The user EXEC checks each queued command against, in order.
 
@@ -203,7 +209,7 @@ class UsersInExec:
     have done to the users by then (:meth:`ran`), on copies: ``user`` is
     the one to check the next command against."""
 
-    __slots__ = ("users", "user", "changed", "deleted", "outstanding", "holding", "refused")
+    __slots__ = ("users", "user", "changed", "deleted", "outstanding", "holding", "refused", "requirepass")
 
     # The commands that may change the user of the commands after them.
     COMMANDS = frozenset({"acl", "auth", "hello"})
@@ -218,6 +224,7 @@ class UsersInExec:
         # The name the last command's AUTH or HELLO AUTH failed as, if it did
         # (EXEC logs it in its place: see authenticate).
         self.refused: bytes | None = None
+        self.requirepass = users.requirepass  # as the CONFIG SETs before leave it
 
     def _get(self, name: bytes) -> acl.User | None:
         return self.changed[name] if name in self.changed else self.users.by_name.get(name)
@@ -243,6 +250,10 @@ class UsersInExec:
                 self.changed.update(dict.fromkeys(args[2:]))
                 self.deleted.update(args[2:])
                 return mine
+        elif name == "config" and len(args) > 3 and args[1].lower() == b"set":
+            for param, value in zip(args[2::2], args[3::2], strict=False):
+                if param.lower() == b"requirepass":
+                    self.set_requirepass(value.decode("latin-1"))
         elif name == "auth" and len(args) <= 3:
             self._auth(b"default" if len(args) == 2 else args[1], args[-1])
         elif name == "hello":
@@ -250,6 +261,24 @@ class UsersInExec:
             if auth is not None:
                 self._auth(*auth)
         return False
+
+    def set_requirepass(self, password: str) -> None:
+        """CONFIG SET requirepass: the default user's one password, or
+        nopass (a value that did not change changes nothing, as in
+        :meth:`Users.set_default_password`)."""
+        if password == self.requirepass:
+            return
+        self.requirepass = password
+        user = self.users.changed_from(self._get(b"default"), b"default", requirepass_rules(password))
+        if isinstance(user, str):  # (never: these rules are always right)
+            return
+        self.changed[b"default"] = user
+        if self.user.name == b"default":
+            self.user = user
+
+    def default(self) -> acl.User:
+        """The default user as the changes before leave it."""
+        return self._get(b"default") or self.users.default
 
     def _auth(self, name: bytes, password: bytes) -> None:
         user = self._get(name)
@@ -395,9 +424,12 @@ def auth(client: Client, args: list) -> None:
     if len(args) > 3:
         client.reply_error(errors.SYNTAX)
         return
-    if len(args) == 2 and client.server.users.default.nopass:
-        client.reply_error(errors.AUTH_NOT_CONFIGURED)
-        return
+    if len(args) == 2:
+        view = _IN_FLIGHT.get(client)
+        default = view.default() if view is not None else client.server.users.default
+        if default.nopass:
+            client.reply_error(errors.AUTH_NOT_CONFIGURED)
+            return
     try:
         authenticate(client, args[1] if len(args) == 3 else b"default", args[-1])
     except CommandError as e:
@@ -568,27 +600,15 @@ def _in_one_order(client: Client, sub: bytes, args: list[bytes]) -> None:
     blocks = not client.state.blocked_token and not client.state.in_exec
     if blocks:
         client.state.block(CHANGING_USERS, shown=False)
-    view = None
-    if client.state.in_exec:
-        view = _IN_FLIGHT.get(client)
-        if view is None:
-            view = _IN_FLIGHT[client] = UsersInExec(server.users, client.state.user)
+    view = _follow_in_exec(client)
+    if view is not None:
         view.ran("acl", [b"acl", sub, *args])
-        view.outstanding += 1
-        hold_for_changes(client)
     fail = fail_slot(slot)
 
     def finish() -> None:
         _CHANGES.pop(number, None)
         if view is not None:
-            view.outstanding -= 1
-            if not view.outstanding and _IN_FLIGHT.get(client) is view:
-                del _IN_FLIGHT[client]
-                if view.holding and client.state.unblock(CHANGING_USERS) and not client.closed:
-                    if client.waiting():
-                        server.loop.call_soon(client.resume)  # type: ignore[union-attr]
-                    elif client.pending:
-                        client.flush()
+            _back_in_exec(client, view)
         if blocks and client.state.unblock(CHANGING_USERS):
             if client.waiting() and not client.closed:
                 server.loop.call_soon(client.resume)  # type: ignore[union-attr]
@@ -610,6 +630,35 @@ def _in_one_order(client: Client, sub: bytes, args: list[bytes]) -> None:
         finish()
 
     server_bus.ask(bus.ACL, [sub, number, *args], done, everyone=True, failed=failed)
+
+
+def _follow_in_exec(client: Client) -> UsersInExec | None:
+    """K > 1, inside EXEC: one more change of the client's on its way
+    round the bus, which the AUTHs after it follow (the users as it
+    leaves them: the view it changes next), and the client's later
+    commands wait for (see hold_for_changes).  None outside EXEC."""
+    if not client.state.in_exec:
+        return None
+    view = _IN_FLIGHT.get(client)
+    if view is None:
+        view = _IN_FLIGHT[client] = UsersInExec(client.server.users, client.state.user)
+    view.outstanding += 1
+    hold_for_changes(client)
+    return view
+
+
+def _back_in_exec(client: Client, view: UsersInExec) -> None:
+    """A change :func:`_follow_in_exec` followed came back round the bus:
+    after the last one, the view goes, and the client's later commands
+    run."""
+    view.outstanding -= 1
+    if not view.outstanding and _IN_FLIGHT.get(client) is view:
+        del _IN_FLIGHT[client]
+        if view.holding and client.state.unblock(CHANGING_USERS) and not client.closed:
+            if client.waiting():
+                client.server.loop.call_soon(client.resume)  # type: ignore[union-attr]
+            elif client.pending:
+                client.flush()
 
 
 def requirepass_changed(server: Acceptor, password: str) -> None:
@@ -635,8 +684,13 @@ def requirepass_in_one_order(client: Client, password: str) -> None:
     blocks = not client.state.blocked_token and not client.state.in_exec
     if blocks:
         client.state.block(CHANGING_USERS, shown=False)
+    view = _follow_in_exec(client)
+    if view is not None:  # an AUTH after it in the EXEC needs the new password
+        view.set_requirepass(password)
 
     def done(_: object = None) -> None:
+        if view is not None:
+            _back_in_exec(client, view)
         if blocks and client.state.unblock(CHANGING_USERS):
             if client.waiting() and not client.closed:
                 server.loop.call_soon(client.resume)  # type: ignore[union-attr]

@@ -380,6 +380,76 @@ def test_config_set_requirepass_to_its_value_keeps_the_default_users_passwords(a
                 c.command("ACL", "SETUSER", "default", "nopass")
 
 
+REQUIREPASS_IN_EXEC = {
+    "set": [
+        ("MULTI",),
+        ("CONFIG", "SET", "requirepass", "pw"),
+        ("AUTH", "pw"),
+        ("AUTH", "bad"),
+        ("AUTH", "default", "pw"),
+        ("EXEC",),
+        ("AUTH", "pw"),
+        ("AUTH", "nope"),
+    ],
+    "after setuser": [
+        ("MULTI",),
+        ("ACL", "SETUSER", "default", ">x"),
+        ("CONFIG", "SET", "requirepass", "pw"),
+        ("AUTH", "x"),
+        ("AUTH", "pw"),
+        ("EXEC",),
+        ("AUTH", "x"),
+        ("AUTH", "pw"),
+    ],
+    "cleared": [
+        ("CONFIG", "SET", "requirepass", "pw"),
+        ("MULTI",),
+        ("CONFIG", "SET", "requirepass", "x", "maxmemory-samples", "5"),
+        ("CONFIG", "SET", "requirepass", ""),
+        ("AUTH", "pw"),
+        ("AUTH", "default", "pw"),
+        ("EXEC",),
+        ("AUTH", "pw"),
+    ],
+}
+
+
+@pytest.mark.parametrize("pipelined", [False, True], ids=["one-by-one", "pipelined"])
+@pytest.mark.parametrize("script", list(REQUIREPASS_IN_EXEC), ids=str)
+def test_an_auth_after_config_set_requirepass_inside_exec_sees_it(acl_ports, script, pipelined):
+    """CONFIG SET requirepass inside EXEC changes the default user before
+    the AUTHs after it, in the EXEC and pipelined after it, and ACL LOG
+    holds their failures alone.  With several acceptors the change goes
+    round the bus while the EXEC's later commands run: they follow it as
+    they follow an ACL SETUSER there (shardkv's AUTH checked the old
+    password, and EXEC's own check logged the right AUTH as failed)."""
+    commands = REQUIREPASS_IN_EXEC[script]
+    replies = {}
+    for name in SERVERS:
+        port = acl_ports[name]
+        with RespClient(port) as c:
+            c.command("ACL", "LOG", "RESET")
+            if pipelined:
+                c.sock.sendall(b"".join(encode_command(*command) for command in commands))
+                replies[name] = [c.read() for _ in commands]
+            else:
+                replies[name] = [c.call(*command) for command in commands]
+        with RespClient(port) as c:
+            c.call("AUTH", "pw")
+            c.command("CONFIG", "SET", "requirepass", "")
+            c.command("ACL", "SETUSER", "default", "resetpass", "nopass")
+        replies[name].append(_log_fields(_log_taken(port)))
+    assert replies["shardkv"] == replies["redis"]
+
+
+def _log_taken(port: int) -> list:
+    """ACL LOG's entries, then none (ACL LOG RESET)."""
+    with RespClient(port) as c:
+        log = c.command("ACL", "LOG")
+        c.command("ACL", "LOG", "RESET")
+    return log  # type: ignore[return-value]
+
+
 def test_a_client_waiting_to_auth_is_let_in_once_the_default_user_needs_no_password(acl_ports):
     for name in SERVERS:
         with RespClient(acl_ports[name]) as c:
