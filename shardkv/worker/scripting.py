@@ -716,7 +716,6 @@ class Engine:
             run = Run.spare()
         self.run = run
         run.begin(sha, flags, ro, imported, keys, ks.db, eval_mode)
-        refusals = len(self.acl_log)  # (a run undone logs none: it runs again)
         if not eval_mode:
             run.command = [b"fcall", sha, b"%d" % len(keys), *keys, *argv]
         events = ks.events
@@ -788,7 +787,9 @@ class Engine:
         if run.abort is not None:
             self._rearm()
             self._rollback(run, persistence, mark)
-            del self.acl_log[refusals:]
+            # A run undone logs nothing (it runs again).  Its refusals are
+            # all there is: each script's are taken when it ends.
+            self.acl_log.clear()
             run.undo = {}  # (the states it held: not kept until the next script)
             if events is not None:  # it runs again elsewhere: its events come from there
                 del events[events_mark:]
