@@ -32,7 +32,9 @@ Then it waits on its children:
   and zeroes a dead acceptor's count;
 * an acceptor reports each CONFIG SET (a ``config`` line), so that
   processes started later start with the settings in effect; the
-  supervisor passes it on to the other acceptors, which apply it too;
+  supervisor passes it on to the other acceptors, which apply it too
+  (with K > 1 numbered in the order it reads them, and the asker told its
+  number: see :mod:`shardkv.acceptor.configorder`);
 * with K > 1 it relays the bus between acceptors (:mod:`shardkv.protocol.bus`):
   a question of one acceptor goes to the others, and their answers come
   back to it once all have answered, or one died, or after
@@ -98,6 +100,7 @@ class Supervisor:
         self.early_deaths = [0] * n
         self.acceptors: list[Any] = [None] * k
         self.controls: list[socket.socket | None] = [None] * k  # to each acceptor
+        self.config_number = 0  # K > 1: the CONFIG SETs numbered (shardkv.acceptor.configorder)
         self.readers = [bus.ControlReader() for _ in range(k)]
         # The bus (K > 1): questions of one acceptor to the others, waiting
         # for answers: (asker, its id) -> [acceptors still to answer, answers,
@@ -195,7 +198,7 @@ class Supervisor:
         name = "shardkv-acceptor" if self.nacceptors == 1 else f"shardkv-acceptor-{a}"
         proc = self.acceptors[a] = self.ctx.Process(
             target=_serve_acceptor,
-            args=(self.cfg, ends, ctrl_theirs, a, self.client_counts, restarted),
+            args=(self.cfg, ends, ctrl_theirs, a, self.client_counts, restarted, self.config_number),
             name=name,
         )
         proc.start()
@@ -272,19 +275,26 @@ class Supervisor:
         for kind, payload in messages:
             if kind == b"bus":
                 self._relay(a, payload)
-            elif kind == b"config":
+            elif kind == bus.CONFIG_LINE:
                 try:
                     self.cfg.update(config.from_wire(json.loads(payload)))
                 except ValueError:
                     log.warning("bad message from acceptor %d: %r", a, payload[:100])
                     continue
-                line = b"config " + payload + b"\n"
+                if self.nacceptors == 1:
+                    continue
+                # Numbered in the order read: the one order every acceptor
+                # and worker ends in (see shardkv.acceptor.configorder).
+                self.config_number += 1
+                number = b"%d" % self.config_number
+                line = bus.CONFIG_LINE + b" " + number + b" " + payload + b"\n"
                 for other, sock in enumerate(self.controls):
-                    if other != a and sock is not None:
-                        try:
-                            sock.sendall(line)
-                        except OSError as e:
-                            log.warning("could not pass CONFIG SET on to acceptor %d: %s", other, e)
+                    if sock is None:
+                        continue
+                    try:
+                        sock.sendall(line if other != a else bus.ORDERED_LINE + b" " + number + b"\n")
+                    except OSError as e:
+                        log.warning("could not pass CONFIG SET on to acceptor %d: %s", other, e)
 
     # -- the bus between acceptors ------------------------------------------------
 

@@ -25,6 +25,7 @@ import os
 import signal
 from typing import TYPE_CHECKING
 
+from shardkv.acceptor import configorder
 from shardkv.acceptor.replies import Slot
 from shardkv.protocol import errors, wire
 from shardkv.protocol.resp import encode_command, encode_error
@@ -205,6 +206,7 @@ def tell_supervisor(server: Acceptor, changes: dict) -> None:
         return
     line = b"config " + json.dumps(config.to_wire(changes)).encode() + b"\n"
     if server.bus is not None:  # in order with the bus's frames (see shardkv.acceptor.bus)
+        configorder.sent(server, changes)  # its number comes back (an ``ordered`` line)
         server.bus.send_raw(line)
         return
     try:

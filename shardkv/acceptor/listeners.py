@@ -194,7 +194,7 @@ def bus_listen(server: Acceptor, origin: int, args: list) -> int:
     port = int(args[0])
     if server.listen_port is None or port == server.listen_port:
         return 1  # still starting (start-up binds the port in config), or there already
-    _forget_soon(server, port)
+    forget_soon(server, port)
     try:
         sockets = bind(server, port)
     except OSError as e:
@@ -202,16 +202,16 @@ def bus_listen(server: Acceptor, origin: int, args: list) -> int:
         return 0
     server.listen_soon[port] = sockets
     # Closed if no config line comes for them (the asker died meanwhile).
-    server.loop.call_later(2 * bus.SYNC_WITHIN, _forget_soon, server, port, sockets)  # type: ignore[union-attr]
+    server.loop.call_later(2 * bus.SYNC_WITHIN, forget_soon, server, port, sockets)  # type: ignore[union-attr]
     return 1
 
 
 def bus_unlisten(server: Acceptor, origin: int, args: list) -> None:
     """Another acceptor's CONFIG SET port failed: close what its ``listen`` bound."""
-    _forget_soon(server, int(args[0]))
+    forget_soon(server, int(args[0]))
 
 
-def _forget_soon(server: Acceptor, port: int, sockets: list[socket.socket] | None = None) -> None:
+def forget_soon(server: Acceptor, port: int, sockets: list[socket.socket] | None = None) -> None:
     """Close the sockets kept for ``port`` (only if they are ``sockets``, when given)."""
     kept = server.listen_soon.get(port)
     if kept is None or (sockets is not None and kept is not sockets):
@@ -230,7 +230,7 @@ def on_config(server: Acceptor, changes: dict) -> None:
         return  # no port change, or still starting: start() binds the port in config
     if sockets is None:  # another acceptor's CONFIG SET: bind it here too
         if port == server.listen_port:
-            _forget_soon(server, port)
+            forget_soon(server, port)
             return  # unchanged
         sockets = server.listen_soon.pop(port, None)  # bound when it asked (bind_everywhere)
         try:

@@ -30,10 +30,13 @@ def serve(
     index: int = 0,
     client_counts: ClientCounts | None = None,
     restarted: bool = False,
+    config_number: int = 0,
 ) -> None:
     """The entry point of acceptor process ``index`` (its coordinator number);
     ``client_counts``: every acceptor's clients, for ``maxclients`` (K > 1);
-    ``restarted``: the supervisor started it again after it died."""
+    ``restarted``: the supervisor started it again after it died;
+    ``config_number``: the last CONFIG SET's number (K > 1), whose values
+    ``config`` has (see shardkv.acceptor.configorder)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides
     die_with_parent()  # SIGTERM (close the port and exit) if the supervisor dies
     nacceptors = config.get("acceptors", 1)
@@ -42,6 +45,7 @@ def serve(
     acceptor = wiring.build(config)
     acceptor.set_index(index, nacceptors)
     acceptor.restarted = restarted
+    acceptor.config_order.last = config_number
     if faultpoints.ACTIVE:  # the fault-injection tests only
         acceptor.client_class = faultpoints.faulty_client(acceptor.client_class)
         acceptor.local = local = dict(acceptor.local)

@@ -29,7 +29,7 @@ from time import perf_counter_ns
 from typing import Any
 
 from shardkv import __version__
-from shardkv.acceptor import causal, listeners
+from shardkv.acceptor import causal, configorder, listeners
 from shardkv.acceptor.bus import Bus, BusHandler
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.holds import HoldingClient, Holds
@@ -151,6 +151,9 @@ class Acceptor:
         # The client whose CONFIG SET the on_config hooks apply now (None:
         # another acceptor's, passed on by the supervisor).
         self.config_client: Client | None = None
+        # K > 1: its place in the supervisor's one order of CONFIG SETs
+        # (shardkv.acceptor.configorder).
+        self.config_order = configorder.Order()
         self._ids = itertools.count(1)
         self._control = bus.ControlReader()
         self._control_fds: list[int] = []
@@ -355,12 +358,22 @@ class Acceptor:
                 log.info("acceptor: shard %d is back", index)
                 fd = self._control_fds.pop(0)
                 self.loop.create_task(self._attach(self.links[index], fd))  # type: ignore[union-attr]
-            elif kind == b"config":
-                self._config_from_elsewhere(from_wire(json.loads(payload)))
+            elif kind == bus.CONFIG_LINE:
+                number, _, changes = payload.partition(b" ")
+                self._config_from_elsewhere(int(number), from_wire(json.loads(changes)))
+            elif kind == bus.ORDERED_LINE:
+                configorder.ordered(self, int(payload))
 
-    def _config_from_elsewhere(self, changes: dict[str, Any]) -> None:
-        """Another acceptor's CONFIG SET: apply it here too (the workers
-        already have it)."""
+    def _config_from_elsewhere(self, number: int, changes: dict[str, Any]) -> None:
+        """Another acceptor's CONFIG SET, number ``number`` in the
+        supervisor's order: apply it here too, but for what this acceptor's
+        own CONFIG SETs, ordered after it, set (the workers already have it)."""
+        applied = configorder.from_elsewhere(self, number, changes)
+        if "port" in changes and "port" not in applied:
+            listeners.forget_soon(self, changes["port"])  # what its ``listen`` bound here
+        if not applied:
+            return
+        changes = applied
         self.config.update(changes)
         for hook in self.wiring.on_config:
             if getattr(hook, "__name__", "") != "tell_supervisor":

@@ -673,9 +673,10 @@ def requirepass_changed(server: Acceptor, password: str) -> None:
 def requirepass_in_one_order(client: Client, password: str) -> None:
     """K > 1: the default user's new password, from the CONFIG SET of
     ``client``, applied by every acceptor, this one included, in the one
-    order of ACL SETUSER and DELUSER (the ``config`` line, which reaches the
-    others by another way, does not change the user), so a CONFIG SET
-    requirepass and an ACL SETUSER default at once end alike everywhere.
+    order of ACL SETUSER and DELUSER, with the ``requirepass`` parameter
+    (the ``config`` line, which reaches the others by another way, changes
+    neither there), so a CONFIG SET requirepass and an ACL SETUSER default
+    at once end alike everywhere, and CONFIG GET shows the password in force.
     The CONFIG SET's reply (its own slot) follows it here; the client's
     later commands wait for it (not inside EXEC)."""
     server = client.server
@@ -729,6 +730,9 @@ def bus_acl(server: Acceptor, origin: int, args: list) -> int | list:
         if change is not None:
             change.outcome = outcome
     elif args[0] == b"requirepass":
+        # The parameter too, so CONFIG GET requirepass shows the password
+        # in force (the others do not take it from the config line).
+        server.config["requirepass"] = args[1].decode()
         requirepass_changed(server, args[1].decode())
     elif args[0] == b"dump":
         return users.dump()

@@ -142,6 +142,15 @@ KINDS = (
 )
 
 
+# Lines on the control socket besides ``pipe`` and ``bus`` (CONFIG SET, see
+# shardkv.acceptor.configorder).  acceptor -> supervisor: ``config <json>``,
+# the changes of a CONFIG SET it applied.  supervisor -> the other acceptors
+# (K > 1): ``config <n> <json>``, that CONFIG SET, number ``n`` in the
+# supervisor's one order; -> the asker: ``ordered <n>``, its number.
+CONFIG_LINE = b"config"
+ORDERED_LINE = b"ordered"
+
+
 def frame(message: list[Any]) -> bytes:
     """A bus message as it goes on the control socket."""
     body = encode(message)

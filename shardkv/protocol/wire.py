@@ -261,6 +261,8 @@ FLAG_STAMP = 64  # a blocking entry's last argument is its stamp (see ``B`` abov
 # which its redis.call obeys; a user that may run everything sends none.
 FLAG_ACL = 128
 
+CONFIG_NUMBER = b"#"  # __config's mark of a number (see Verb.CONFIG)
+
 BATCH = 66  # b"B"
 CANCEL = 88  # b"X"
 CONTROL = 67  # b"C"
@@ -844,6 +846,9 @@ class Verb:
     PING = b"__ping"
     SCAN = b"__scan"
     INFO = b"__info"
+    # __config [# number] name value [name value ...]: settings; with
+    # several acceptors numbered in their one order of CONFIG SETs (see
+    # shardkv.acceptor.configorder), ``#`` being CONFIG_NUMBER.
     CONFIG = b"__config"
     OOM = b"__oom"
     RESETSTAT = b"__resetstat"

@@ -26,6 +26,9 @@ class Runtime:
         self.maxmemory = 0
         self.maxmemory_policy = "noeviction"
         self.extra: dict[str, str] = {}  # every setting as text, for other modules
+        # K > 1: each setting's number in the acceptors' one order of CONFIG
+        # SETs, as last set (see shardkv.acceptor.configorder).
+        self.numbers: dict[str, int] = {}
         # Called with the keyspace after each __config, in order: what acts
         # on a setting when it changes (eviction applies maxmemory...).  The
         # shard lists them (see shardkv.worker.shard.Shard).

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import psutil
 
-from shardkv.acceptor import listeners, server
+from shardkv.acceptor import listeners, server, users
 from shardkv.protocol import errors
 from shardkv.runtime.clientcount import ClientCounts
 from shardkv.runtime.parentdeath import living_parent
@@ -118,10 +118,12 @@ def test_a_config_set_heard_between_accept_and_connection_made_reaches_the_clien
     already registered, so this one kept the old client-query-buffer-limit
     and was never closed past the new one (test_limits.py's
     test_client_query_buffer_limit at K=2, 1 run in 2 under load), and kept
-    needing AUTH after requirepass was removed."""
+    needing AUTH after requirepass was removed (which reaches it in the ACL
+    changes' order, an ``acl`` question)."""
     acceptor, _ = build(2, requirepass="secret")
     accepted = server.Client(acceptor)
-    acceptor._config_from_elsewhere({"client-query-buffer-limit": 1 << 20, "requirepass": ""})
+    acceptor._config_from_elsewhere(1, {"client-query-buffer-limit": 1 << 20})
+    users.bus_acl(acceptor, 1, [b"requirepass", b""])
     transport = MemoryTransport()
     accepted.connection_made(transport)  # type: ignore[arg-type]
     assert accepted.state.authenticated

@@ -8,7 +8,7 @@ every worker; a worker whose pipe is attached gets every setting
 
 from __future__ import annotations
 
-from shardkv.acceptor import listeners, notifications
+from shardkv.acceptor import configorder, listeners, notifications
 from shardkv.acceptor.bus import fail_slot
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.commands.common import all_ok, guard, subcommand_error
@@ -129,8 +129,9 @@ def worker_config(server, names) -> list[bytes]:
 
 
 def config_to_worker(server, link) -> None:
-    """A worker's pipe was attached: give it every setting."""
-    body = encode_command(worker_config(server, config.SETTINGS))
+    """A worker's pipe was attached: give it every setting (at K > 1
+    numbered, see shardkv.acceptor.configorder)."""
+    body = encode_command(configorder.stamp(server, worker_config(server, config.SETTINGS)))
     link.send(entry_header(0), body, _IGNORE)
 
 
@@ -248,7 +249,11 @@ def _apply_set(client: Client, changes: dict) -> None:
     if server.bus is None:
         client.query_all(worker_config(server, changes), merge)
     else:
-        _with_acceptors(client, worker_config(server, changes), merge, bus.SYNC)
+        # Sent again, numbered, once the supervisor has numbered it (see
+        # shardkv.acceptor.configorder): the workers end in its order.
+        args = worker_config(server, changes)
+        configorder.sent_workers(server, args)
+        _with_acceptors(client, configorder.stamp(server, args), merge, bus.SYNC)
 
 
 @guard

@@ -14,7 +14,7 @@ from shardkv.protocol.args import parse_int
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.glob import compile_glob
 from shardkv.protocol.resp import OK, Error
-from shardkv.protocol.wire import Verb
+from shardkv.protocol.wire import CONFIG_NUMBER, Verb
 from shardkv.runtime.cmdstats import apply_settings
 from shardkv.worker import eviction
 from shardkv.worker.functions import EMPTY_FUNCTIONS_MEMORY
@@ -181,11 +181,22 @@ def _ttl_sample(ks: Keyspace, limit: int = 1000) -> list:
 
 
 def config(ks: Keyspace, args: list[bytes]) -> object:
-    """__config name value [name value ...] -> 1 or 0 as ``__oom``: the
-    acceptor's settings."""
-    for i in range(1, len(args) - 1, 2):
+    """__config [# number] name value [name value ...] -> 1 or 0 as
+    ``__oom``: the acceptor's settings.  With a number (several acceptors,
+    see shardkv.acceptor.configorder), a setting already set with a higher
+    number keeps its value."""
+    runtime = ks.runtime
+    start, number = 1, None
+    if len(args) > 2 and args[1] == CONFIG_NUMBER:
+        start, number = 3, int(args[2])
+    for i in range(start, len(args) - 1, 2):
+        name = args[i].decode()
+        if number is not None:
+            if runtime.numbers.get(name, 0) > number:
+                continue  # a later CONFIG SET's value, through another pipe
+            runtime.numbers[name] = number
         try:
-            ks.runtime.set(args[i].decode(), args[i + 1].decode())
+            runtime.set(name, args[i + 1].decode())
         except ValueError:
             pass  # the acceptor validated it; a bad value keeps the old one
     for hook in ks.runtime.hooks:
