@@ -7,6 +7,10 @@ As Redis's ``tracking.c``, in the acceptor, which sees every client:
   unless OPTIN without ``CLIENT CACHING yes``, or OPTOUT with ``CLIENT
   CACHING no``, just before, says otherwise.  Keys are remembered when the
   command is dispatched, which may only add an invalidation, never lose one.
+  A read that expires a key it reads (lazy expiry) leaves its client
+  remembering the key, as Redis remembers the keys after the command ran:
+  the client hears of that expiry (after the reply) only if it tracked the
+  key before this read (see :class:`Read`).
 * Every change of a key, on any shard, reaches the acceptor as a keyspace
   event (:mod:`shardkv.worker.events`, with every class while a client
   tracks: see :mod:`shardkv.acceptor.notifications`): writes, expirations,
@@ -33,6 +37,7 @@ Tracking tables are about key names, not databases, as in Redis.
 from __future__ import annotations
 
 import random
+from collections import deque
 from collections.abc import Callable
 
 from shardkv.acceptor import causal, notifications
@@ -61,7 +66,18 @@ PREFIXES: dict[bytes, tuple[dict[Client, None], dict[bytes, Client | None]]] = {
 class Tracking:
     """One client's tracking state (``Client.tracking`` while it is on)."""
 
-    __slots__ = ("redirect", "bcast", "optin", "optout", "noloop", "prefixes", "caching", "broken", "scripts")
+    __slots__ = (
+        "redirect",
+        "bcast",
+        "optin",
+        "optout",
+        "noloop",
+        "prefixes",
+        "caching",
+        "broken",
+        "scripts",
+        "reads",
+    )
 
     def __init__(self) -> None:
         self.redirect = 0
@@ -75,6 +91,26 @@ class Tracking:
         # OPTIN/OPTOUT: whether each script in flight (by its reply slot)
         # was sent with its reads to be tracked (see after_command).
         self.scripts: dict[object, bool] = {}
+        # The tracked reads sent (outside MULTI/EXEC) whose reply may not
+        # have come yet, oldest first (see Read).
+        self.reads: deque[Read] = deque()
+
+
+class Read:
+    """A read-only command whose keys were remembered when it was sent:
+    its reply slot, its keys, and those of them its client did not track
+    before it.  A key the read itself changes (it finds the key expired)
+    is gone from :data:`TABLE` when its event comes, with the reply; in
+    Redis the read remembers its keys after it ran, so its client stays in
+    the table, and hears of the expiry (after the reply, as Redis's
+    ``tracking_pending_keys``) only if the key was not ``fresh``."""
+
+    __slots__ = ("slot", "keys", "fresh")
+
+    def __init__(self, slot: Slot, keys: list[bytes], fresh: list[bytes]) -> None:
+        self.slot = slot
+        self.keys = keys
+        self.fresh = fresh
 
 
 class _State:
@@ -402,7 +438,15 @@ def after_command(client: Client, cmd: Command, args: list[bytes], in_exec: bool
         return
     if "readonly" in cmd.flags and not state.bcast and cmd.route != "local":
         if not ((state.optin and not state.caching) or (state.optout and state.caching)):
-            remember(client, cmd.keys(args))
+            keys = cmd.keys(args)
+            fresh = remember(client, keys)
+            if not in_exec and client.pending:  # (in EXEC, a later command may write the key)
+                place = client.pending[-1]
+                if type(place) is Slot:
+                    reads = state.reads
+                    while reads and reads[0].slot.data is not None:  # answered
+                        reads.popleft()
+                    reads.append(Read(place, keys, fresh))
     elif cmd.name in _SCRIPTS and (state.optin or state.optout) and not in_exec and client.pending:
         # Redis remembers a script's keys when it reads, while CLIENT
         # CACHING still holds (until the script's end); the shard says so
@@ -439,8 +483,10 @@ def _script_read(client: Client, key: bytes, place: object) -> None:
     remember(client, [key])
 
 
-def remember(client: Client, keys: list[bytes]) -> None:
+def remember(client: Client, keys: list[bytes]) -> list[bytes]:
+    """Remember that ``client`` may cache ``keys``; the keys it did not track before."""
     cid = client.id
+    fresh = []
     for key in keys:
         ids = TABLE.get(key)
         if ids is None:
@@ -448,9 +494,22 @@ def remember(client: Client, keys: list[bytes]) -> None:
         if cid not in ids:
             ids.add(cid)
             STATE.items += 1
+            fresh.append(key)
     limit = _max_keys(client.server)
     if limit and len(TABLE) > limit:
         _limit_table(client.server, limit)
+    return fresh
+
+
+def _own_read(state: Tracking, place: object, key: bytes) -> Read | None:
+    """The tracked read whose reply slot is ``place``, if it reads ``key``."""
+    reads = state.reads
+    while reads and reads[0].slot.data is not None:  # answered
+        reads.popleft()
+    for read in reads:
+        if read.slot is place:
+            return read if key in read.keys else None
+    return None
 
 
 def _max_keys(server) -> int:
@@ -485,15 +544,25 @@ def on_events(server, events: list, origin: object) -> None:
             # As Redis: an eviction happens before the command runs, so even
             # its own client hears of it before the reply; anything else the
             # command changed, after (``tracking_pending_keys``).
-            early = place if cls == EVICTED and changer is not None else None
-            _invalidate_key(server, key, changer, bcast=True, early=early)
+            if changer is None:
+                _invalidate_key(server, key, None, bcast=True)
+            elif cls == EVICTED:
+                _invalidate_key(server, key, changer, bcast=True, early=place)
+            else:
+                _invalidate_key(server, key, changer, bcast=True, place=place)
     if flushed:
         invalidate_all(server, changer)
     if not STATE.clients and not TABLE:
         notifications.update_mask(server)  # nothing left to hear of
 
 
-def _invalidate_key(server, key: bytes, changer: Client | None, bcast: bool, early: object = None) -> None:
+def _invalidate_key(
+    server, key: bytes, changer: Client | None, bcast: bool, early: object = None, place: object = None
+) -> None:
+    """``key`` changed: drop it from the table and tell its clients.
+    ``changer``: the client whose command changed it; its invalidation
+    comes before that command's reply slot ``early`` (an eviction), else
+    after its reply slot ``place``."""
     if bcast and PREFIXES:
         for prefix, (_, changed) in PREFIXES.items():
             if key.startswith(prefix):
@@ -515,9 +584,19 @@ def _invalidate_key(server, key: bytes, changer: Client | None, bcast: bool, ear
         state = target.tracking
         if state is None or state.bcast:
             continue
-        if state.noloop and target is changer:
+        own = target is changer
+        if not own:
+            send(target, [key])
             continue
-        send(target, [key], early if target is changer else None)
+        if place is not None and state.reads:
+            read = _own_read(state, place, key)
+            if read is not None:  # its own read expired it: as Redis, it still tracks the key
+                TABLE.setdefault(key, set()).add(cid)
+                STATE.items += 1
+                if key in read.fresh:
+                    continue  # it did not track the key before that read
+        if not state.noloop:
+            send(target, [key], early, place)
 
 
 def invalidate_all(server, changer: Client | None = None) -> None:
@@ -603,9 +682,10 @@ def _broadcast(server) -> None:
             causal.settle(server, owed, causal.gathered())
 
 
-def send(client: Client, keys: list[bytes] | None, before: object = None) -> None:
+def send(client: Client, keys: list[bytes] | None, before: object = None, after: object = None) -> None:
     """One invalidation message for ``client`` (Redis's ``sendTrackingMessage``);
-    ``before``: the reply slot it must precede, if still pending."""
+    ``before``/``after``: the reply slot it must precede/follow, if still
+    pending (else it goes after every reply due)."""
     state = client.tracking
     target: Client | None = client
     redirected = False
@@ -636,14 +716,29 @@ def send(client: Client, keys: list[bytes] | None, before: object = None) -> Non
     else:
         return
     pending = target.pending
-    if before is not None and target is client and before in pending:
+    at = before if before is not None else after
+    if at is not None and target is client and at in pending:
         try:
-            pending.insert(pending.index(before), encode(message, target.resp3))
+            i = pending.index(at)
+            if before is None:  # after the reply, and those sent after it already
+                i += 1
+                while i < len(pending) and type(pending[i]) is _Sent:
+                    i += 1
+            pending.insert(i, _Sent(encode(message, target.resp3)))
             target.flush()
         except Exception:  # a bug costs this client alone
             target.failed("pushing an invalidation to it")
     else:
         target.push(message)
+
+
+class _Sent:
+    """An invalidation put among a client's pending replies (ready)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
 
 
 def on_disconnect(client: Client) -> None:

@@ -1173,12 +1173,6 @@ class Engine:
             allow_oom = run.flags & FLAG_ALLOW_OOM and not run.flags & FLAG_COMPAT
             if not allow_oom and self._over_limit():  # scriptVerifyOOM
                 return self._rejected(called, argv, "-" + errors.OOM), raise_error
-        if not run.read_noted and self.ks.event_mask & events.SCRIPT_READ and "readonly" in called.cmd.flags:
-            # As Redis's call(): a script that reads has its declared keys
-            # tracked for its caller (CLIENT TRACKING).
-            run.read_noted = True
-            for key in run.keys:
-                events.note(self.ks, events.SCRIPT_READ, b"read", key)
         if called.plain and self.nshards == 1:
             # One shard: every key is here, and nothing can make the script
             # start again elsewhere, so nothing to check or keep for undo.
@@ -1202,6 +1196,13 @@ class Engine:
                 run.abort = e
                 self._stop()
                 return self._error("cross-shard"), True
+        if not run.read_noted and self.ks.event_mask & events.SCRIPT_READ and "readonly" in called.cmd.flags:
+            # As Redis's call(), after the read ran (a key it found expired
+            # is invalidated first): a script that reads has its declared
+            # keys tracked for its caller (CLIENT TRACKING).
+            run.read_noted = True
+            for key in run.keys:
+                events.note(self.ks, events.SCRIPT_READ, b"read", key)
         if self.monitor is not None and called.monitored:
             self.monitor.append((self.ks.db, argv))  # after it ran, as Redis's call()
         t = type(value)
@@ -1221,10 +1222,6 @@ class Engine:
             message = "Wrong number of args calling Redis command from script"
             return self._rejected(called, argv, message), raise_error
         ks = self.ks
-        if not run.read_noted and ks.event_mask & events.SCRIPT_READ and "readonly" in called.cmd.flags:
-            run.read_noted = True  # see _call
-            for key in run.keys:
-                events.note(ks, events.SCRIPT_READ, b"read", key)
         if self.nshards > 1 and slot_of(argv[1]) not in self.own:
             try:
                 self._need_key(argv[1], run)
@@ -1237,6 +1234,10 @@ class Engine:
             value = self.shard.execute_read(argv, called.handler)  # type: ignore[attr-defined]
         else:
             value = memory.run_in_script(self.shard.execute_read, argv, called.handler)  # type: ignore[attr-defined]
+        if not run.read_noted and ks.event_mask & events.SCRIPT_READ and "readonly" in called.cmd.flags:
+            run.read_noted = True  # see _call
+            for key in run.keys:
+                events.note(ks, events.SCRIPT_READ, b"read", key)
         if self.monitor is not None and called.monitored:
             self.monitor.append((ks.db, argv))  # after it ran, as Redis's call()
         t = type(value)

@@ -631,3 +631,108 @@ def test_eviction_elsewhere_invalidates_before_the_reply(ports):
     for name, (transcript, message) in out.items():
         assert transcript == [b"+OK\r\n", b"$1\r\nx\r\n", b":0\r\n" + invalidate + b":0\r\n"], name
         assert message == (b"__keyevent@0__:evicted", b"volatile-key"), name
+
+
+def _same_after_lazy_expiry(
+    ports, conns_resp3: list[bool], steps: list, swept, loose: int | None = None
+) -> list:
+    """:func:`_same` for steps whose ``("sleep", s)`` lets keys expire that
+    later reads find expired (lazy expiry).  With hz 1 the active expiry
+    cycle rarely gets to them first; an attempt where ``swept(rows)`` says
+    it did, on either server, is run again.  Connection ``loose`` tracks
+    every key, to hear of each expiry whatever caused it, and when: its
+    invalidations from the sleep on are compared as a whole."""
+    sleep_at = next(i for i, step in enumerate(steps) if step[0] == "sleep")
+    admins = [redis.Redis(port=ports[name]) for name in ("redis", "shardkv")]
+
+    def tight(rows: list) -> list:
+        if loose is None:
+            return rows
+        heard = sorted(m for row in rows[sleep_at:] for m in row[loose].split(b">2\r\n") if m)
+        return [row[:loose] + row[loose + 1 :] for row in rows] + [heard]
+
+    try:
+        for admin in admins:
+            admin.config_set("hz", 1)
+        for _attempt in range(12):
+            expected = _transcript(ports["redis"], conns_resp3, steps)
+            if swept(expected):
+                continue  # redis-server's active expiry came first
+            got = _transcript(ports["shardkv"], conns_resp3, steps)
+            if swept(got):
+                continue  # shardkv's sweeper came first
+            for i, (e, g) in enumerate(zip(tight(expected), tight(got), strict=True)):
+                assert g == e, f"step {i} {steps[i] if i < len(steps) else 'all'}: shardkv {g} redis {e}"
+            return expected
+        raise AssertionError("the active expiry cycle came first in every attempt")
+    finally:
+        for admin in admins:
+            admin.config_set("hz", 10)
+            admin.close()
+
+
+def test_read_that_expires_an_untracked_key_keeps_tracking_it(ports):
+    """A read that finds a key expired, by a client that did not track the
+    key before: no invalidation for it (Redis's trackingInvalidateKey finds
+    it nowhere in the table), and the key is remembered after the read
+    (call()'s trackingRememberKeys), so a later write invalidates it.  The
+    same for reads pipelined, an MGET across shards, OPTIN with CLIENT
+    CACHING yes, and a script's read.  Connection 2 tracked the keys
+    before: it hears of each expiry.  (The active expiry cycle getting to
+    a key first changes nothing for the readers.)"""
+    keys = ["a", "b", "c", "d", "e", "f"]
+    caching_yes = ["CLIENT", "CACHING", "yes"]
+    t = _same_after_lazy_expiry(
+        ports,
+        [True, False, True, True],
+        [
+            (1, *[["SET", k, "v", "PX", "300"] for k in keys]),
+            (2, "CLIENT", "TRACKING", "on"),
+            (2, "MGET", *keys),
+            (0, "CLIENT", "TRACKING", "on"),
+            (3, "CLIENT", "TRACKING", "on", "OPTIN"),
+            ("sleep", 0.35),
+            (0, ["GET", "a"], ["GET", "a"], ["MGET", "b", "c", "d"]),
+            (3, caching_yes, ["GET", "e"]),
+            (0, "EVAL", GET_SCRIPT, "1", "f"),
+            *[(1, "SET", k, "x") for k in keys],  # (one step each: the shards' order is their own)
+        ],
+        swept=lambda rows: False,
+        loose=2,
+    )
+    assert t[6][0] == b"_\r\n_\r\n*3\r\n_\r\n_\r\n_\r\n"  # no invalidation of its own reads
+    assert [row[0].count(b"invalidate") for row in t[-6:]] == [1, 1, 1, 1, 0, 1]  # a, b, c, d, f
+    assert [row[3].count(b"invalidate") for row in t[-6:]] == [0, 0, 0, 0, 1, 0]  # e
+
+
+def test_read_that_expires_a_tracked_key_hears_of_it_after_the_reply(ports):
+    """A read that finds expired a key its client tracked from an earlier
+    read: the invalidation comes right after that read's reply (Redis's
+    tracking_pending_keys, sent after the command), before the replies of
+    the reads pipelined behind it, and the read remembers the key again.
+    NOLOOP: no invalidation of its own read's expiry, the key remembered."""
+    keys = ["a", "b", "c", "d"]
+
+    def swept(rows: list) -> bool:  # an invalidation before a read got to the key
+        return b"invalidate" in b"".join(rows[5]) or b"\r\nd\r\n" in b"".join(rows[6]) + rows[7][2]
+
+    t = _same_after_lazy_expiry(
+        ports,
+        [True, False, True],
+        [
+            (1, *[["SET", k, "v", "PX", "300"] for k in keys]),
+            (0, "CLIENT", "TRACKING", "on"),
+            (2, "CLIENT", "TRACKING", "on", "NOLOOP"),
+            (0, "MGET", *keys),
+            (2, "MGET", *keys),
+            ("sleep", 0.35),
+            (0, ["GET", "a"], ["GET", "a"], ["MGET", "b", "c"]),
+            (2, "GET", "d"),
+            *[(1, "SET", k, "x") for k in keys],
+        ],
+        swept,
+    )
+    assert t[6][0].startswith(b"_\r\n>2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\na\r\n_\r\n")
+    assert t[7][2] == b"_\r\n"  # NOLOOP
+    assert [row[0].count(b"invalidate") for row in t[-4:]] == [1, 1, 1, 0]  # a, b, c
+    assert [row[2].count(b"invalidate") for row in t[-4:]] == [0, 0, 0, 1]  # d
