@@ -62,7 +62,9 @@ def _learn_function_writers(server: Acceptor, refusing: bool) -> None:
     queued and the EXEC aborts.  A function's flags are the workers', so
     while writes are refused the acceptor asks one worker which functions
     may write (``__fwriters``, an inquiry).  They cannot change meanwhile:
-    FUNCTION LOAD, DELETE, FLUSH and RESTORE are writes, refused too.  An
+    FUNCTION LOAD, DELETE, FLUSH and RESTORE are writes (their subcommands'
+    rows say so, see :func:`shardkv.protocol.commands.flags_of`), refused
+    too, in MULTI as they are queued.  An
     FCALL queued before the answer comes is not refused as queued (its
     EXEC reply holds the worker's -MISCONF then)."""
     server.function_writers = frozenset()

@@ -160,7 +160,7 @@ class Dispatch:
                 )
                 self.reject(cmd, args, acl.denied_message(denied, name))
                 return
-        if self.server.oom and self._refused_at_oom(cmd):
+        if self.server.oom and self._refused_at_oom(cmd, args):
             self.reject(cmd, args, errors.OOM)
             return
         if MISCONF_LINKS and self._refused_by_disk_error(cmd, args):
@@ -179,7 +179,7 @@ class Dispatch:
             # abort).  The hot path never comes here while a script is busy.
             self.reject(cmd, args, next(iter(BUSY_LINKS)).busy.decode("latin-1")[1:].strip())
             return
-        if state.monitoring and monitor.touches_keyspace(cmd):
+        if state.monitoring and monitor.touches_keyspace(cmd, args):
             self.reject(cmd, args, errors.MONITOR_KEYSPACE)
             return
         if server.pause_type and state.authenticated and pause.holds(cast("Client", self), cmd, args, raw):
@@ -216,16 +216,18 @@ class Dispatch:
         self.state.reject_in_multi()
         self.pending.append(encode_error(message))
 
-    def _refused_at_oom(self, cmd: commands.Command) -> bool:
-        """Out of memory, Redis refuses a ``denyoom`` command, an EXEC whose
-        queue holds one, and while MULTI queues, any command but EXEC,
-        DISCARD, QUIT and RESET (queueing could use memory without end).
-        Commands outside MULTI reach their shards, which refuse them there."""
+    def _refused_at_oom(self, cmd: commands.Command, args: list[bytes]) -> bool:
+        """Out of memory, Redis refuses a ``denyoom`` command (for a
+        container, its subcommand's flags say: FUNCTION LOAD and RESTORE,
+        XGROUP CREATE), an EXEC whose queue holds one, and while MULTI
+        queues, any command but EXEC, DISCARD, QUIT and RESET (queueing
+        could use memory without end).  Commands for the shards, outside
+        MULTI, reach them, and they refuse them there."""
         multi = self.state.multi
         if multi is None:
-            return False
+            return cmd.route == "local" and "denyoom" in commands.flags_of(cmd, args)
         if cmd.name == "exec":
-            return any("denyoom" in queued.flags for queued, _ in multi)
+            return any("denyoom" in commands.flags_of(queued, queued_args) for queued, queued_args in multi)
         return cmd.name not in ("discard", "quit", "reset")
 
     def _refused_by_disk_error(self, cmd: commands.Command, args: list[bytes]) -> bool:
@@ -235,6 +237,8 @@ class Dispatch:
         Redis, one process, refuses them all.  Were a write to another shard
         accepted, its client could see it acknowledged while INFO still says
         ``err`` (a save that works ends on each shard at its own moment).
+        A container's subcommand is a write as its own flags say (FUNCTION
+        LOAD, DELETE, FLUSH and RESTORE; XGROUP CREATE, not XGROUP HELP).
         A script whose shebang does not say ``no-writes`` is a write here
         (evalGetCommandFlags), and so is an FCALL of a function without it
         (fcallGetCommandFlags; the functions that may write, as a worker
@@ -388,10 +392,11 @@ class Dispatch:
 
 
 def _writes(cmd: commands.Command, args: list[bytes], function_writers: frozenset[bytes]) -> bool:
-    """Whether Redis counts ``args`` as a write: a write command, a script
-    whose shebang declares flags without ``no-writes``, or an FCALL (or
-    FCALL_RO) of a function in ``function_writers``."""
-    if cmd.is_write:
+    """Whether Redis counts ``args`` as a write: a write command (for a
+    container, a write subcommand), a script whose shebang declares flags
+    without ``no-writes``, or an FCALL (or FCALL_RO) of a function in
+    ``function_writers``."""
+    if "write" in commands.flags_of(cmd, args):
         return True
     if cmd.name in ("fcall", "fcall_ro"):
         return len(args) > 1 and args[1].lower() in function_writers

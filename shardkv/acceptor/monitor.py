@@ -119,9 +119,11 @@ def shown(cmd: commands.Command, args: list[bytes]) -> bool:
     return "admin" not in flags
 
 
-def touches_keyspace(cmd: commands.Command) -> bool:
-    """Commands a monitoring client may not run (Redis treats it as a replica)."""
-    flags = cmd.flags
+def touches_keyspace(cmd: commands.Command, args: list[bytes]) -> bool:
+    """Commands a monitoring client may not run (Redis treats it as a
+    replica); a container's subcommand by its own flags (FUNCTION LOAD may
+    not, XGROUP HELP may)."""
+    flags = commands.flags_of(cmd, args)
     return "write" in flags or "readonly" in flags or "may_replicate" in flags
 
 

@@ -24,6 +24,7 @@ import time
 from typing import TYPE_CHECKING
 
 from shardkv.acceptor.scriptcache import declares_flags, declares_no_writes, script_body
+from shardkv.protocol.commands import flags_of
 from shardkv.protocol.resp import encode_command
 from shardkv.protocol.wire import Verb
 
@@ -45,9 +46,10 @@ _IGNORE = _Ignore()
 
 
 def _replicates(cmd: Command, args: list[bytes]) -> bool:
-    if "write" in cmd.flags:
+    flags = flags_of(cmd, args)  # a container's subcommand's: FUNCTION LOAD writes
+    if "write" in flags:
         return True
-    if "may_replicate" not in cmd.flags:
+    if "may_replicate" not in flags:
         return False
     body = script_body(cmd.name, args)
     # A script declares itself read-only in its shebang: #!lua flags=no-writes

@@ -843,9 +843,6 @@ def function_command(client: Client, args: list[bytes]) -> None:
         return
     sub = args[1].lower()
     n = len(args)
-    if sub in (b"load", b"restore") and client.server.oom:
-        client.reply_error(errors.OOM)  # denyoom in Redis: refused before it runs
-        return
     if sub == b"load":
         replace = False
         for option in args[2:-1]:

@@ -41,7 +41,7 @@ Columns:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from shardkv.protocol.command_docs import SUBCOMMANDS
@@ -541,6 +541,18 @@ def allowed_while_busy(name: str, args: list[bytes]) -> bool:
     if name in ALLOW_BUSY:
         return True
     return name in ("script", "function") and len(args) > 1 and args[1].lower() in (b"kill", b"stats")
+
+
+def flags_of(cmd: Command, args: list[bytes]) -> Collection[str]:
+    """The flags Redis checks before running ``args`` (``cmd``'s row):
+    for a container, its subcommand's (Redis looks the subcommand up, and
+    FUNCTION LOAD's row, not FUNCTION's, says ``write`` and ``denyoom``);
+    the command's own otherwise, or for an unknown subcommand."""
+    if cmd.container and len(args) > 1:
+        sub = SUBCOMMANDS[cmd.name].get(args[1].decode("latin-1").lower())
+        if sub is not None:
+            return sub.flags
+    return cmd.flags
 
 
 def check_arity(cmd: Command, nargs: int) -> bool:

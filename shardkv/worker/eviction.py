@@ -277,8 +277,8 @@ class Memory:
             if not self.evict():
                 if self.ks.event_mask & STARVED:
                     self.starved()
-                if denyoom:
-                    return OOM
+                if denyoom or (cmd.container and "denyoom" in commands.flags_of(cmd, args)):
+                    return OOM  # (XGROUP CREATE: its subcommand's row says denyoom)
         if not write:
             return execute(args, *rest)
         return self._counted(execute, cmd, args, rest)

@@ -215,7 +215,7 @@ class Shard:
             if handler is None:
                 return Error("ERR unknown command '{}'".format(args[0].decode("latin-1")))
         persistence = self.persistence
-        if persistence is not None and persistence.misconf is not None and handler.writes:
+        if persistence is not None and persistence.misconf is not None and handler.writes and _writes(args):
             # As Redis: the disk cannot take writes (AOF or a failed bgsave).
             if self.timing:
                 self.stats.rejected(stat_name(args), persistence.misconf)
@@ -1238,3 +1238,11 @@ class Shard:
 
 def _nowhere(pipe: int, payload: bytes) -> None:
     """``Shard.send_to`` with one acceptor: there is no other pipe."""
+
+
+def _writes(args: list[bytes]) -> bool:
+    """Whether Redis counts ``args``, a command whose handler may write, as
+    a write: a container's subcommand by its own flags (XGROUP HELP is no
+    write).  Asked only while the disk cannot take writes."""
+    cmd = commands.lookup(args[0])
+    return cmd is None or "write" in commands.flags_of(cmd, args)

@@ -9,6 +9,7 @@ import socket
 import pytest
 import redis
 
+from shardkv.protocol.resp import encode_command
 from tests.support.rawsocket import REPLY_WAIT, both
 from tests.support.resp import RespClient
 from tests.support.servers import start_redis, start_shardkv
@@ -408,6 +409,29 @@ def test_client_pause_write_postpones_writes_in_order(ports, server_name):
     admin.delete("pk")
 
 
+@pytest.mark.parametrize("server_name", ["redis", "shardkv"])
+def test_client_pause_write_postpones_function_writes(ports, server_name):
+    """CLIENT PAUSE WRITE postpones FUNCTION LOAD and FLUSH (their
+    subcommands' rows say write), not FUNCTION LIST.  Before, shardkv read
+    FUNCTION's row (no flags) and loaded the library during the pause."""
+    port = ports[server_name]
+    admin = redis.Redis(port=port)
+    admin.execute_command("CLIENT", "PAUSE", "100000", "WRITE")
+    writer = socket.create_connection(("127.0.0.1", port))
+    try:
+        library = b"#!lua name=pauselib\nredis.register_function('f', function() return 1 end)"
+        writer.sendall(encode_command([b"FUNCTION", b"LOAD", library]) + b"FUNCTION FLUSH\r\n")
+        _wait_blocked(admin, 1)
+        assert admin.function_list() == []
+    finally:
+        admin.execute_command("CLIENT", "UNPAUSE")
+    got = b""
+    while got.count(b"\r\n") < 2:
+        got += writer.recv(1024)
+    assert got == b"$8\r\npauselib\r\n+OK\r\n"
+    writer.close()
+
+
 def test_client_pause_postponed_client_counts_as_blocked(ports):
     """Redis 7.0 blocks a postponed client (BLOCKED_POSTPONE): it counts in
     blocked_clients and has the b flag, but has no timeout, so it is not in
@@ -585,6 +609,52 @@ def test_oom_while_queueing_and_at_exec(ports):
         c.close()
         admin.close()
     assert got["shardkv"] == got["redis"]
+
+
+def test_container_subcommands_at_oom_go_by_their_own_flags(ports):
+    """Out of memory, Redis refuses FUNCTION LOAD and RESTORE and XGROUP
+    CREATE (their subcommands' rows say denyoom), and aborts an EXEC whose
+    queue holds one; FUNCTION DELETE and XGROUP HELP run.  Before, shardkv
+    ran such an EXEC (FUNCTION's and XGROUP's rows say no denyoom), and a
+    worker let XGROUP CREATE create its stream."""
+    library = "#!lua name=oomlib\nredis.register_function('f', function() return 1 end)"
+    got = {}
+    for name in ("redis", "shardkv"):
+        c, admin = redis.Redis(port=ports[name]), redis.Redis(port=ports[name])
+        out = []
+        try:
+            c.function_load(library)
+            dump = c.function_dump()
+            for queued in (
+                ("FUNCTION", "LOAD", "REPLACE", library),
+                ("XGROUP", "CREATE", "oom{s}", "g", "$", "MKSTREAM"),
+            ):
+                c.execute_command("MULTI")
+                out.append(_try(c, *queued))
+                admin.config_set("maxmemory", 1)
+                out.append(_try(c, "EXEC"))
+                admin.config_set("maxmemory", 0)
+            admin.config_set("maxmemory", 1)
+            out.append(_try(c, "FUNCTION", "LOAD", "REPLACE", library))
+            out.append(_try(c, "FUNCTION", "RESTORE", dump, "REPLACE"))
+            out.append(_try(c, "XGROUP", "CREATE", "oom{s}", "g", "$", "MKSTREAM"))
+            out.append(_try(c, "XGROUP", "HELP")[0])  # type: ignore[index]
+            out.append(_try(c, "FUNCTION", "DELETE", "oomlib"))
+            admin.config_set("maxmemory", 0)
+            out.append(c.exists("oom{s}"))
+        finally:
+            admin.config_set("maxmemory", 0)
+            c.function_flush()
+            c.delete("oom{s}")
+        got[name] = out
+        c.close()
+        admin.close()
+    assert got["shardkv"] == got["redis"]
+    aborted = (
+        "error",
+        "Transaction discarded because of: OOM command not allowed when used memory > 'maxmemory'.",
+    )
+    assert got["redis"][1] == got["redis"][3] == aborted
 
 
 def test_blpop_with_a_tiny_timeout_times_out(compare):

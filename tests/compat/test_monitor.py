@@ -250,6 +250,36 @@ def test_the_monitoring_client_itself(ports) -> None:
     assert b"Replica can't interact with the keyspace" in ours
 
 
+def test_the_monitoring_client_and_container_subcommands(ports) -> None:
+    """Whether a monitoring client touches keys is its subcommand's flags:
+    FUNCTION LOAD and FLUSH are writes, refused; XGROUP HELP and OBJECT
+    HELP are not.  Before, shardkv read the containers' rows: it loaded the
+    library and refused the HELPs (XGROUP's row says write, OBJECT's
+    readonly)."""
+    library = "#!lua name=monlib\nredis.register_function('f', function() return 1 end)"
+
+    def script(port: int) -> bytes:
+        m = monitor(port)
+        out = []
+        steps = [
+            [("FUNCTION", "LOAD", library)],
+            [("FUNCTION", "FLUSH")],
+            [("XGROUP", "HELP")],
+            [("OBJECT", "HELP")],
+            [("FUNCTION", "LIST")],
+        ]
+        for step in steps:
+            m.send(*step)
+            out.append(anonymize(m.read(want=1)[0], {m.addr: "m"}))
+        m.close()
+        redis.Redis(port=port).function_flush()
+        return b"\n".join(out)
+
+    real, ours = on_both(ports, script)
+    assert ours == real
+    assert b"Replica can't interact with the keyspace" in ours and b"XGROUP <subcommand>" in ours
+
+
 def test_monitor_inside_a_transaction_is_refused(ports) -> None:
     def script(port: int) -> bytes:
         c = Conn(port)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -362,6 +363,72 @@ def test_a_write_function_queued_in_multi_is_refused_as_queued(small_disk, kind)
         assert [str(r) for r in replies] == ["1", "Function not found"]  # type: ignore[union-attr]
         assert c.get("{b}y") is None  # nothing was written
         early.disconnect()
+        conn.disconnect()
+    finally:
+        server.stop()
+
+
+def _refuse_writes_by_a_missing_dir(c: redis.Redis, where: Path, port: int) -> redis.Connection:
+    """Remove the server's ``--dir`` and fail a BGSAVE there: writes are
+    then refused (stop-writes-on-bgsave-error).  A connection that sees it."""
+    shutil.rmtree(where)
+    c.config_set("save", "3600 1")
+    c.bgsave()
+    deadline = time.monotonic() + 30
+    while (info := c.info("persistence"))["rdb_last_bgsave_status"] != "err" or info[
+        "rdb_bgsave_in_progress"
+    ]:
+        assert time.monotonic() < deadline, "the save did not fail"
+        time.sleep(0.05)
+    conn = redis.Connection(port=port)
+    while _say(conn, "PING") != ("error", RDB_FAILED):  # another acceptor hears it too
+        assert time.monotonic() < deadline, "PING was never refused"
+        time.sleep(0.05)
+    return conn
+
+
+@pytest.mark.parametrize("kind", ["redis", "shardkv"])
+def test_function_and_xgroup_writes_are_refused_by_their_subcommands_flags(tmp_path, kind):
+    """Redis checks a container's subcommand's own flags: FUNCTION LOAD,
+    DELETE, FLUSH and RESTORE, and XGROUP CREATE, are writes (refused while
+    a save failed, in MULTI as they are queued); FUNCTION DUMP and LIST,
+    XGROUP HELP are not.  Before, shardkv read FUNCTION's row (no flags):
+    it loaded, deleted and flushed libraries meanwhile, and refused XGROUP
+    HELP (XGROUP's row says write)."""
+    where = tmp_path / "dir"
+    where.mkdir()
+    server = (
+        start_redis("--dir", str(where))
+        if kind == "redis"
+        else start_shardkv("--dir", str(where), shards=2, acceptors=2)
+    )
+    try:
+        c = redis.Redis(port=server.port)
+        c.function_load(_LIBRARY)
+        dump = c.function_dump()
+        conn = _refuse_writes_by_a_missing_dir(c, where, server.port)
+        other = "#!lua name=other\nredis.register_function('o', function(k) return redis.call('set', k[1], '1') end)"
+        refused = ("error", RDB_FAILED)
+        assert _say(conn, "FUNCTION", "LOAD", other) == refused
+        assert _say(conn, "FUNCTION", "DELETE", "disklib") == refused
+        assert _say(conn, "FUNCTION", "FLUSH") == refused
+        assert _say(conn, "FUNCTION", "RESTORE", dump, "REPLACE") == refused  # type: ignore[arg-type]
+        assert _say(conn, "FUNCTION", "DUMP") == dump
+        assert _say(conn, "XGROUP", "HELP")[0].startswith(b"XGROUP <subcommand>")  # type: ignore[index]
+        for queued in (
+            ("FUNCTION", "DELETE", "disklib"),
+            ("FUNCTION", "LOAD", other),
+            ("XGROUP", "CREATE", "s", "g", "$", "MKSTREAM"),
+        ):
+            assert _say(conn, "MULTI") == b"OK"
+            assert _say(conn, *queued) == refused
+            assert _say(conn, "EXEC") == ("error", "Transaction discarded because of previous errors.")
+        assert _say(conn, "MULTI") == b"OK"
+        assert _say(conn, "FUNCTION", "DUMP") == b"QUEUED"
+        assert _say(conn, "EXEC") == [dump]
+        listed = _say(conn, "FUNCTION", "LIST")
+        assert [lib[b"library_name"] for lib in listed] == [b"disklib"]  # type: ignore[union-attr,index]
+        assert c.exists("s") == 0
         conn.disconnect()
     finally:
         server.stop()
