@@ -203,8 +203,8 @@ zrem               -3    write,fast                        1,1,1    shard  -    
 zcard              2     readonly,fast                     1,1,1    shard  -      sorted_set
 zscore             3     readonly,fast                     1,1,1    shard  -      sorted_set
 zmscore            -3    readonly,fast                     1,1,1    shard  -      sorted_set
-zrank              -3    readonly,fast                     1,1,1    shard  -      sorted_set
-zrevrank           -3    readonly,fast                     1,1,1    shard  -      sorted_set
+zrank              3     readonly,fast                     1,1,1    shard  -      sorted_set
+zrevrank           3     readonly,fast                     1,1,1    shard  -      sorted_set
 zcount             4     readonly,fast                     1,1,1    shard  -      sorted_set
 zlexcount          4     readonly,fast                     1,1,1    shard  -      sorted_set
 zrange             -4    readonly                          1,1,1    shard  -      sorted_set

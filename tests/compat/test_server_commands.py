@@ -244,11 +244,11 @@ def test_config_set_reaches_every_worker(ports):
 
 # -- COMMAND ------------------------------------------------------------------
 
-# Differences in the command table that are deliberate: ZRANK/ZREVRANK take
-# Redis 7.2's WITHSCORE; OBJECT's key position is its subcommands' (2);
-# so are XGROUP's and XINFO's, with their subcommands' write/readonly flag
-# (the AOF and the blocked XREADGROUP's wake-up go by it).
-TABLE_EXCEPTIONS = {"zrank", "zrevrank", "object", "xgroup", "xinfo", "memory"}
+# Differences in the command table that are deliberate: OBJECT's key
+# position is its subcommands' (2); so are XGROUP's and XINFO's, with their
+# subcommands' write/readonly flag (the AOF and the blocked XREADGROUP's
+# wake-up go by it).
+TABLE_EXCEPTIONS = {"object", "xgroup", "xinfo", "memory"}
 
 
 def test_command_info_matches_redis(ports):

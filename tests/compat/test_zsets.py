@@ -271,42 +271,34 @@ def test_zrank(compare):
     compare("ZREVRANK", "nokey", "a")
 
 
-def test_zrank_withscore(ours):
-    # WITHSCORE is Redis 7.2's; 7.0.15 refuses the extra argument with a
-    # wrong-arity error, so this runs against shardkv only.
-    ours.zadd("z", {"a": 1.5, "b": 2, "c": 3})
-    assert ours.execute_command("ZRANK", "z", "b", "WITHSCORE") == [1, 2.0]
-    assert ours.execute_command("ZREVRANK", "z", "b", "withscore") == [1, 2.0]
-    assert ours.execute_command("ZRANK", "z", "a", "WITHSCORE") == [0, 1.5]
-    assert ours.execute_command("ZREVRANK", "z", "a", "WITHSCORE") == [2, 1.5]
-    assert ours.execute_command("ZRANK", "z", "nope", "WITHSCORE") is None
-    assert ours.execute_command("ZRANK", "nokey", "a", "WITHSCORE") is None
-    with pytest.raises(redis.ResponseError, match="syntax error"):
-        ours.execute_command("ZRANK", "z", "a", "WITHSCORES")
-    with pytest.raises(redis.ResponseError, match="wrong number of arguments for 'zrank'"):
-        ours.execute_command("ZRANK", "z", "a", "WITHSCORE", "x")
-    with pytest.raises(redis.ResponseError, match="wrong number of arguments for 'zrevrank'"):
-        ours.execute_command("ZREVRANK", "z", "a", "WITHSCORE", "x")
-    ours.set("s", "v")
-    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
-        ours.execute_command("ZRANK", "s", "a", "WITHSCORE")
+def test_zrank_takes_exactly_three_arguments(compare):
+    """Redis 7.0 has no WITHSCORE (7.2's): ZRANK and ZREVRANK have arity 3,
+    so a fourth argument is a wrong-arity error (COMMAND INFO: see
+    test_server_commands).
+    Before, shardkv took 7.2's form (arity -3) and answered [rank, score]."""
+    compare("ZADD", "z", 1.5, "a", 2, "b")
+    for name in ("ZRANK", "ZREVRANK"):
+        compare(name, "z", "b", "WITHSCORE")
+        compare(name, "z", "b", "WITHSCORE", "x")
+        compare(name, "nokey", "a", "WITHSCORE")
+        compare(name, "z")
+    compare("EVAL", "return redis.pcall('zrank', KEYS[1], 'b', 'withscore')", 1, "z")
 
 
-def test_zrank_withscore_raw(ports):
-    # The exact shapes (shardkv only, as above): [rank, double]; a missing
-    # member is a null array in RESP2.
-    for protocol, found, missing in (
-        (2, b"*2\r\n:1\r\n$3\r\n2.5\r\n", b"*-1\r\n"),
-        (3, b"*2\r\n:1\r\n,2.5\r\n", b"_\r\n"),
-    ):
-        c = RespClient(ports["shardkv"], protocol=protocol)
-        c.call("DEL", "z")
-        c.call("ZADD", "z", 1, "a", 2.5, "b")
-        assert c.call("ZRANK", "z", "b", "WITHSCORE") == found
-        assert c.call("ZREVRANK", "z", "a", "WITHSCORE") == found.replace(b"2.5", b"1").replace(b"$3", b"$1")
-        assert c.call("ZRANK", "z", "x", "WITHSCORE") == missing
-        assert c.call("ZRANK", "z", "x") == (b"$-1\r\n" if protocol == 2 else b"_\r\n")
+def test_zrank_getkeys_and_info_as_redis_7_0(ports):
+    """COMMAND INFO and GETKEYS of ZRANK and ZREVRANK: arity 3, byte for byte."""
+    got = []
+    for name in ("redis", "shardkv"):
+        c = RespClient(ports[name], protocol=2)
+        got.append(
+            [
+                c.call("COMMAND", "INFO", "zrank", "zrevrank"),
+                c.call("COMMAND", "GETKEYS", "ZRANK", "z", "b"),
+                c.call("COMMAND", "GETKEYS", "ZREVRANK", "z", "b", "WITHSCORE"),
+            ]
+        )
         c.close()
+    assert got[1] == got[0]
 
 
 def test_zcount(compare):

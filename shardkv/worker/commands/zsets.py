@@ -227,33 +227,24 @@ def zmscore(ks: Keyspace, args: list[bytes]) -> object:
 
 
 def _zrank(ks: Keyspace, args: list[bytes], reverse: bool) -> object:
-    # WITHSCORE is Redis 7.2's; 7.0 takes exactly three arguments.
-    if len(args) > 4:
-        raise CommandError(errors.WRONG_ARITY % args[0].decode("latin-1").lower())
-    withscore = False
-    if len(args) == 4:
-        if args[3].upper() != b"WITHSCORE":
-            raise CommandError(errors.SYNTAX)
-        withscore = True
-    missing = NULL_ARRAY if withscore else None
+    # Redis 7.0 takes exactly three arguments (WITHSCORE is 7.2's): the
+    # table's arity refuses any other count before this runs.
     z = get_zset(ks, args[1])
     if z is None:
-        return missing
+        return None
     rank = z.rank(args[2])
     if rank is None:
-        return missing
-    if reverse:
-        rank = len(z) - 1 - rank
-    return [rank, z.scores[args[2]]] if withscore else rank
+        return None
+    return len(z) - 1 - rank if reverse else rank
 
 
 def zrank(ks: Keyspace, args: list[bytes]) -> object:
-    """ZRANK key member [WITHSCORE]"""
+    """ZRANK key member"""
     return _zrank(ks, args, False)
 
 
 def zrevrank(ks: Keyspace, args: list[bytes]) -> object:
-    """ZREVRANK key member [WITHSCORE]"""
+    """ZREVRANK key member"""
     return _zrank(ks, args, True)
 
 
