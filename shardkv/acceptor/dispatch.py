@@ -204,14 +204,19 @@ class Dispatch:
     def reject(self, cmd: commands.Command | None, args: list[bytes], message: str) -> None:
         """Refuse a command before it runs, as Redis's ``rejectCommand``:
         a transaction being queued will abort, and a refused EXEC aborts it
-        now, with EXECABORT and the reason.  ``rejected_calls`` counts it
-        under the (sub)command Redis found, if any (``config|get``)."""
-        self.server.stats.rejected(None if cmd is None else known_name(args), message)
+        now, with EXECABORT and the reason, and its line goes to the
+        monitors (``execCommandAbort``: they saw MULTI, so they see that the
+        transaction is over).  ``rejected_calls`` counts it under the
+        (sub)command Redis found, if any (``config|get``)."""
+        server = self.server
+        server.stats.rejected(None if cmd is None else known_name(args), message)
         if cmd is not None and cmd.name == "exec":
-            self.server.wiring.discard_transaction(cast("Client", self))
+            server.wiring.discard_transaction(cast("Client", self))
             if message.startswith("ERR "):
                 message = message[4:]
             self.pending.append(encode_error(errors.EXECABORT_BECAUSE % message))
+            if server.monitors:
+                monitor.feed(cast("Client", self), cmd, args)
             return
         self.state.reject_in_multi()
         self.pending.append(encode_error(message))

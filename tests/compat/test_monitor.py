@@ -280,6 +280,50 @@ def test_the_monitoring_client_and_container_subcommands(ports) -> None:
     assert b"Replica can't interact with the keyspace" in ours and b"XGROUP <subcommand>" in ours
 
 
+def test_an_exec_refused_before_it_runs_is_shown(ports) -> None:
+    """Redis's execCommandAbort feeds the refused EXEC to the monitors (they
+    saw MULTI): refused by ACL, for its arity, or at OOM for its queued
+    write.  Before, shardkv showed no line for it."""
+
+    def script(port: int) -> list[str]:
+        admin = redis.Redis(port=port)
+        admin.execute_command("ACL", "SETUSER", "noexec", "on", "nopass", "+@all", "-exec", "~*", "&*")
+        m = monitor(port)
+        c = Conn(port)
+        try:
+            for command in (
+                ("AUTH", "noexec", "x"),
+                ("MULTI",),
+                ("PING",),
+                ("EXEC",),
+                ("AUTH", "default", "x"),  # (no password: any works)
+                ("MULTI",),
+                ("SET", "k", "v"),
+                ("EXEC", "x"),
+                ("MULTI",),
+                ("SET", "k", "v"),
+            ):
+                c.send(command)
+                c.reply()
+            admin.config_set("maxmemory", 1)
+            c.send(("EXEC",))
+            c.reply()
+            admin.config_set("maxmemory", 0)
+            c.send(("PING", "after"))
+            data, _ = m.read(until=c.shown('"PING" "after"'))
+        finally:
+            admin.config_set("maxmemory", 0)
+            admin.execute_command("ACL", "DELUSER", "noexec")
+            for conn in (m, c):
+                conn.close()
+            admin.close()
+        return lines(data, {c.addr: "c"})
+
+    real, ours = on_both(ports, script)
+    assert ours == real
+    assert ours.count('c: "EXEC"') == 2 and 'c: "EXEC" "x"' in ours
+
+
 def test_monitor_inside_a_transaction_is_refused(ports) -> None:
     def script(port: int) -> bytes:
         c = Conn(port)
