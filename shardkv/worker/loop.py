@@ -175,17 +175,22 @@ class Pipe:
                 return payload
             self.answer(payload)
 
-    def take_others(self) -> None:
+    def take_others(self, reads: int = -1) -> None:
         """This pipe is not the one the shard waits on (another acceptor
         holds the shard, or the shard waits for another one's frame): read
         what it has sent, answer its ``I`` frames, refuse its ``T`` frames
         (tries to hold the shard, which is not free), and keep its other
         frames in :attr:`backlog`, in order, for when the shard is free.  EOF or
-        an error marks it broken (lost once the current frame is done)."""
+        an error marks it broken (lost once the current frame is done).
+        ``reads``: how many ``recv`` calls: as many as find something (-1),
+        none (0: only the frames already read), or one (1: the pipe was
+        said to be readable)."""
         reader = self.reader
         backlog = self.backlog
         try:
-            while reader.poll(0):
+            if reads > 0:
+                reader.fill()
+            while reader.poll(0) if reads < 0 else reader.has_frame():
                 payload = reader.pop()
                 kind = payload[0]
                 if kind == wire.INQUIRY:
@@ -363,12 +368,22 @@ class Pipes:
         inquiry needs no hold, so answering it wherever the shard waits
         breaks the cycles several coordinators could close otherwise: a
         script of acceptor A on shard 0 whose INFO asks shard 1, which
-        acceptor B holds for an operation that waits for shard 0."""
+        acceptor B holds for an operation that waits for shard 0.
+
+        It waits in one ``select`` on every pipe and reads only those that
+        it says are readable: a parked shard waits two or three times per
+        operation (its ``Run`` or ``Prepare``, its ``Decide``), and a
+        ``recv`` on each pipe that finds nothing, before every ``select``,
+        cost K system calls more each time.  Frames the pipes had read
+        already (no system call) are taken first, as the kernel does not
+        show them."""
         current = self.current
         assert current is not None
         reader = current.reader
+        by_fd = self.by_fd
+        taken = False
         while True:
-            if reader.poll(0):  # EOFError/OSError: the acceptor is gone
+            while reader.has_frame():
                 payload = reader.pop()
                 kind = payload[0]
                 if kind == wire.INQUIRY:
@@ -379,10 +394,19 @@ class Pipes:
                     current.send_state(wire.TRY_REFUSED)
                 else:
                     return payload
-                continue
-            self._take_others(current.index)
-            socks = [p.reader.sock for p in self.pipes if p is not None and (p is current or not p.broken)]
-            select.select(socks, [], [])
+            if not taken:  # what the other pipes read ahead: the kernel does not show it
+                taken = True
+                for pipe in self.pipes:
+                    if pipe is not None and pipe is not current and not pipe.broken:
+                        pipe.take_others(reads=0)
+            fds = [fd for fd, p in by_fd.items() if p is current or not p.broken]
+            ready, _, _ = select.select(fds, [], [])
+            for fd in ready:
+                pipe = by_fd[fd]
+                if pipe is current:
+                    reader.fill()  # EOFError/OSError: the acceptor is gone
+                else:
+                    pipe.take_others(reads=1)
 
     def _take_others(self, busy: int) -> None:
         """Every pipe but pipe ``busy``: answer its ``I`` frames, keep the rest."""

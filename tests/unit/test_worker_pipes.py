@@ -23,6 +23,7 @@ from shardkv.protocol.resp import Error, encode_command
 from shardkv.protocol.wire import Verb
 from shardkv.runtime import config
 from shardkv.worker import events
+from shardkv.worker.frames import FrameReader
 from shardkv.worker.loop import Pipes
 from shardkv.worker.shard import Prepared, Shard
 
@@ -540,6 +541,38 @@ def test_a_shard_parked_for_one_pipe_answers_the_others_inquiries(worker):
     assert worker.control(0) == wire.Finished(op, False)
     assert worker.replies(0) == []  # the rest of the park's batch
     assert worker.replies(1) == [b"$1\r\nv\r\n"]
+
+
+def test_a_parked_shard_reads_only_the_pipes_that_have_something(monkeypatch, worker):
+    """A parked shard waits for its operation's next message in one
+    ``select`` over every pipe, and reads a pipe only when it says it is
+    readable: no ``recv`` that finds nothing on each pipe before each wait
+    (two or three waits per parked operation, each such ``recv`` a system
+    call).  What the wait reads still runs as before."""
+    empty = []
+    real_fill = FrameReader.fill
+
+    def fill(reader: FrameReader) -> bool:
+        got = real_fill(reader)
+        if not got:
+            empty.append(reader)
+        return got
+
+    started(worker)
+    op = (1 << 32) | 23  # coordinator 0's
+    (parked,) = worker.run(0, entry(Verb.PARK, op, 1, "k", flags=wire.FLAG_PARK))
+    assert type(wire.decode_answer(parked)) is wire.Parked
+    monkeypatch.setattr(FrameReader, "fill", fill)
+    assert worker.quiet(0)  # the shard waits in its park
+    worker.send(1, batch(entry("GET", "k")))  # waits behind the park
+    worker.send(1, wire.encode_inquiry([Verb.SLOWLOG, b"GET", b"-1"]))
+    assert inquiry_answer(worker, 1) == []
+    worker.send(0, wire.encode_control(wire.Decide(op, False)))
+    assert worker.control(0) == wire.Finished(op, False)
+    assert worker.replies(0) == []  # the rest of the park's batch
+    assert worker.replies(1) == [b"$-1\r\n"]
+    monkeypatch.undo()
+    assert empty == []
 
 
 def test_a_script_waiting_for_its_acceptor_answers_the_other_pipes_inquiries(worker):
