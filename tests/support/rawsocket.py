@@ -7,6 +7,7 @@ whether each closed the connection, so they cannot go through redis-py.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import socket
 import time
 
@@ -98,12 +99,52 @@ def exchange_many(port: int, inputs: list[bytes], idle: float = 0.5) -> list[tup
 def both(
     ports, data: bytes, idle: float = 0.5, want: int = 1
 ) -> tuple[tuple[bytes, bool], tuple[bytes, bool]]:
-    """The same exchange with redis-server, then with shardkv, which must
-    send (however slowly) at least as many bytes as redis-server did.
-    ``want=0`` where no reply may come: then neither read waits
-    :data:`REPLY_WAIT` for one, only ``idle`` of quiet."""
-    real = exchange(ports["redis"], data, idle, want=want)
-    return real, exchange(ports["shardkv"], data, idle, want=max(len(real[0]), want))
+    """The same exchange with redis-server and with shardkv, at once:
+    shardkv must send (however slowly) at least as many bytes as
+    redis-server did, then stay quiet for ``idle`` (or close), as in
+    :func:`exchange`.  ``want=0`` where no reply may come: then neither
+    read waits :data:`REPLY_WAIT` for one, only ``idle`` of quiet.  (The
+    two quiet waits overlap: shardkv's ends once redis-server's has.)"""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        real = pool.submit(exchange, ports["redis"], data, idle, want=want)
+        with socket.create_connection(("127.0.0.1", ports["shardkv"]), timeout=10) as s:
+            try:
+                s.sendall(data)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            ours = _read_past(s, idle, want, real)
+        return real.result(), ours
+
+
+def _read_past(
+    s: socket.socket, idle: float, want: int, real: concurrent.futures.Future[tuple[bytes, bool]]
+) -> tuple[bytes, bool]:
+    """:func:`read_until_quiet` on ``s``, with ``want`` raised to the length
+    of ``real``'s reply once ``real`` (redis-server's exchange) is done: what
+    came until the peer closed or, once that much came and ``real`` was done,
+    stayed quiet for ``idle`` seconds; and whether it closed."""
+    deadline = time.monotonic() + REPLY_WAIT
+    out = b""
+    last = time.monotonic()  # of the last bytes, or of the start
+    while True:
+        now = time.monotonic()
+        if real.done():
+            need = max(want, len(real.result()[0]))
+            if (len(out) >= need or now > deadline) and now - last >= idle:
+                return out, False
+            s.settimeout(max(0.001, min(0.05, last + idle - now)) if len(out) >= need else 0.05)
+        else:
+            s.settimeout(0.05)
+        try:
+            chunk = s.recv(1 << 16)
+        except TimeoutError:
+            continue
+        except ConnectionResetError:
+            return out, True
+        if not chunk:
+            return out, True
+        out += chunk
+        last = time.monotonic()
 
 
 def both_after(ports, data: bytes, marker: bytes, idle: float = 0.5) -> tuple[bytes, bytes]:
