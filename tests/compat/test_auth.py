@@ -19,7 +19,7 @@ import redis
 
 from shardkv.acceptor import security
 from shardkv.protocol import errors
-from tests.support.rawsocket import both, exchange, read_until_quiet
+from tests.support.rawsocket import REPLY_WAIT, both, exchange, read_until_quiet
 from tests.support.servers import start_redis, start_shardkv
 
 PASSWORD = "s3cret pass"  # with a space: a password is any bytes
@@ -50,6 +50,46 @@ def on_both(ports: dict, data: bytes, idle: float = 0.25, want: int = 1) -> dict
 
 def same(ports: dict, data: bytes, idle: float = 0.25, want: int = 1) -> tuple[bytes, bool]:
     results = on_both(ports, data, idle, want)
+    assert results["shardkv"] == results["redis"], data
+    return results["redis"]
+
+
+# A command neither server knows: even before AUTH its reply is this error,
+# which names it, so it cannot be mistaken for another reply.
+BARRIER = b"NO-SUCH-COMMAND-BARRIER\r\n"
+BARRIER_REPLY = b"-ERR unknown command 'NO-SUCH-COMMAND-BARRIER', with args beginning with: \r\n"
+
+
+def replies_then_open(port: int, data: bytes, want: int) -> tuple[bytes, bool]:
+    """Send ``data``; once ``want`` bytes came, send :data:`BARRIER`; return
+    what came before its reply, and whether the server closed the connection
+    instead of answering it.  A server answers in order, so anything more it
+    sent for ``data`` comes before that reply: this sees what the quiet wait
+    of :func:`exchange` would, without the wait."""
+    with socket.create_connection(("127.0.0.1", port), timeout=REPLY_WAIT) as s:
+        s.sendall(data)
+        out = b""
+        sent = False
+        try:
+            while not (sent and out.endswith(BARRIER_REPLY)):
+                if not sent and len(out) >= want:
+                    s.sendall(BARRIER)
+                    sent = True
+                    continue
+                chunk = s.recv(1 << 16)
+                if not chunk:
+                    return out, True
+                out += chunk
+        except (BrokenPipeError, ConnectionResetError):
+            return out, True
+        return out[: -len(BARRIER_REPLY)], False
+
+
+def same_then_open(ports: dict, data: bytes, want: int) -> tuple[bytes, bool]:
+    """:func:`replies_then_open` with each server at once; the same on both."""
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        futures = {name: pool.submit(replies_then_open, port, data, want) for name, port in ports.items()}
+        results = {name: f.result() for name, f in futures.items()}
     assert results["shardkv"] == results["redis"], data
     return results["redis"]
 
@@ -98,7 +138,7 @@ WRONGPASS = b"-WRONGPASS invalid username-password pair or user is disabled.\r\n
     ids=lambda v: repr(v[:30]),
 )
 def test_requirepass_replies(locked, data, expected):
-    assert same(locked, data, want=len(expected)) == (expected, False)
+    assert same_then_open(locked, data, want=len(expected)) == (expected, False)
 
 
 def test_quit_is_allowed_before_auth(locked):
@@ -203,8 +243,7 @@ def test_auth_without_a_password(ports):
         (cmd("AUTH", "bob", "x"), WRONGPASS),
         (cmd("HELLO", "2", "AUTH", "default", "anything"), None),
     ]:
-        real = exchange(ports["redis"], data, 0.3)
-        ours = exchange(ports["shardkv"], data, 0.3)
+        real, ours = both(ports, data, 0.3)
         if expected is None:  # HELLO's reply holds the client id and the version
             # (shardkv's HELLO reports 7.4.0 for client-side caching; see the README)
             real, ours = (
