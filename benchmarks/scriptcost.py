@@ -5,7 +5,10 @@ The set-up of :mod:`hotpath` (a real acceptor and real shards, 2 shards,
 with one kind of command: GET of 200 existing keys, EVALSHA of
 ``return redis.call('get', KEYS[1])`` on them, or of redis-py's
 ``Lock.release`` script on keys that hold no lock (one GET, then
-``return 0``).  Run it under callgrind twice, with two counts, and divide
+``return 0``), or of a rate limiter's script that passes a Lua number
+to INCRBY (``RATE``: ``rate0`` with the cost 0, which makes a 0 argument
+of redis.call, ``rate1`` with 1).  ``SHARDKV_SHARDS`` sets the number of
+shards (2 unless told).  Run it under callgrind twice, with two counts, and divide
 the difference of the totals by the difference of the counts: start-up
 and warm-up cancel out, and the figure does not move with the machine's
 load (it still moves by 1-2k from one pair of runs to the next: Lua's and
@@ -41,6 +44,10 @@ if not token or token ~= ARGV[1] then
 end
 redis.call('del', KEYS[1])
 return 1"""
+# A rate limiter's check: INCRBY by the cost (0 peeks), then PEXPIRE the window.
+RATE = b"""local n = redis.call('INCRBY', KEYS[1], tonumber(ARGV[1]))
+redis.call('PEXPIRE', KEYS[1], 60000)
+return n"""
 CLIENTS = 50
 PIPELINE = 16
 
@@ -56,7 +63,8 @@ def command(*args: bytes | str | int) -> bytes:
 def main() -> None:
     kind = sys.argv[1]
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 1600
-    acceptor, loop, pipes, shards, clients = hotpath.build(2, CLIENTS)
+    nshards = int(os.environ.get("SHARDKV_SHARDS", "2"))
+    acceptor, loop, pipes, shards, clients = hotpath.build(nshards, CLIENTS)
 
     def turn(chunks: list[bytes]) -> list[bytes]:
         for client, data in zip(clients, chunks, strict=False):
@@ -77,6 +85,7 @@ def main() -> None:
 
     sha_get = turn([command("SCRIPT", "LOAD", "return redis.call('get', KEYS[1])")])[0].split(b"\r\n")[1]
     sha_release = turn([command("SCRIPT", "LOAD", RELEASE)])[0].split(b"\r\n")[1]
+    sha_rate = turn([command("SCRIPT", "LOAD", RATE)])[0].split(b"\r\n")[1]
     keys = [b"key:%06d" % i for i in range(200)]
     for key in keys:
         turn([command("SET", key, "tok")])
@@ -84,6 +93,8 @@ def main() -> None:
         "get": lambda k: command("GET", k),
         "evalsha": lambda k: command("EVALSHA", sha_get, 1, k),
         "release": lambda k: command("EVALSHA", sha_release, 1, b"no" + k, "tok"),
+        "rate0": lambda k: command("EVALSHA", sha_rate, 1, b"rl" + k, 0),
+        "rate1": lambda k: command("EVALSHA", sha_rate, 1, b"rl" + k, 1),
     }
     if kind == "check":
         for make in kinds.values():

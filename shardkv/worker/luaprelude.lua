@@ -108,12 +108,15 @@ local function signed_table(t, n)
     return t
 end
 local function has_negative_zero(n, ...)
-    if n <= 4 then
-        local a, b, c, d = ...
-        return negative_zero(a) or negative_zero(b) or negative_zero(c) or negative_zero(d)
+    -- (the usual call, of four arguments or fewer, makes no table and no
+    -- call per argument: this runs on each call of a wide run)
+    local a, b, c, d = ...
+    if a == 0 and 1 / a < 0 or b == 0 and 1 / b < 0 or c == 0 and 1 / c < 0 or d == 0 and 1 / d < 0 then
+        return true
     end
+    if n <= 4 then return false end
     local t = {...}
-    for i = 1, n do
+    for i = 5, n do
         if negative_zero(t[i]) then return true end
     end
     return false
@@ -174,14 +177,14 @@ end
 -- string.byte, the libraries' unpack (cmsgpack's, struct's: Python
 -- callables), and what passes between coroutines (coroutine.resume, the
 -- function coroutine.wrap makes, and coroutine.yield).  A script that names unpack or byte runs
--- wide, with the real functions (see engine.widen), so only those that
+-- wide, with the real functions (see widen, below), so only those that
 -- reach them otherwise see the wrappers.  A wrapper calls the real
 -- function under pcall, where its error names no position and '?' for
 -- the function; it raises it again as the script's own call would have
 -- given it: at its caller's line, with the name that called the wrapper
 -- (luaL_argerror's), '?' when that is no name (pcall called it, or a tail
 -- call, which also loses the line).
-local wrapped = {}  -- {table, key, real function, wrapper}: what engine.widen swaps
+local wrapped = {}  -- {table, key, real function, wrapper}: what widen (below) swaps
 local as_c_function  -- (below) a Lua function whose errors are a C function's
 do
     local real_pcall, match, byte, sub, error = pcall, string.match, string.byte, string.sub, error
@@ -286,7 +289,7 @@ do
     -- their errors so (rethrow); so that a tail call of one keeps the
     -- caller's frame, scripts are compiled with such tail calls made plain
     -- calls (luabytecode.py).
-    -- (The two unpacks: engine.widen swaps in the named one, or this
+    -- (The two unpacks: widen swaps in the named one, or this
     -- narrow wrapper, which also widens.)
     for _, lib in ipairs({libs.modules.cmsgpack, libs.modules.struct}) do
         local f = rawget(lib, "unpack")
@@ -552,7 +555,7 @@ for k, v in pairs(G) do globals[k] = v end
 for k in pairs(globals) do G[k] = nil end
 globals._G = G
 for i = 1, #wrapped do
-    if wrapped[i][1] == G then wrapped[i][1] = globals end  -- (unpack: engine.widen swaps it there)
+    if wrapped[i][1] == G then wrapped[i][1] = globals end  -- (unpack: widen swaps it there)
 end
 -- A script's read of a global is a table's: G's __index is the hidden
 -- table itself, whose own __index (a miss) raises.
@@ -694,10 +697,38 @@ end
 -- The count hook stays on between scripts: it costs nothing until it fires.
 dbg.sethook(hook, "", hook_count)
 
+local function widen(on)
+    -- The wide forms of redis.call and redis.pcall (true), or the usual ones.
+    -- Only rawsets: nothing here can fail, so a wide run always ends narrow.
+    wide = on
+    if on then
+        redis.call, redis.pcall, redis.sha1hex = wide_call, wide_pcall, wide_sha1hex
+    else
+        redis.call, redis.pcall, redis.sha1hex = pyraise, narrow_pcall, pysha1
+    end
+    for i = 1, #wrapped do
+        local w = wrapped[i]
+        rawset(w[1], w[2], on and w[3] or w[4])
+    end
+end
+
+-- A script marked wide (scripting.py's FLAG_WIDE) runs through the _wide
+-- forms of engine.run, engine.call and engine.one_key: they swap the wide
+-- forms in and out here, in the same call from Python, rather than in two
+-- more calls from Python around the run (each a crossing of lupa's).
+
 function engine.run(f, nkeys, ...)
     -- EVAL: KEYS and ARGV are globals
     globals.KEYS, globals.ARGV = split(nkeys, ...)
     local ok, r = xpcall(f, handler)
+    return ok, r
+end
+
+function engine.run_wide(f, nkeys, ...)
+    globals.KEYS, globals.ARGV = split(nkeys, ...)
+    widen(true)
+    local ok, r = xpcall(f, handler)
+    widen(false)
     return ok, r
 end
 
@@ -711,11 +742,22 @@ function engine.rewide(f)
     return g
 end
 
-function engine.one_key(f)
-    -- EVAL of one key, the usual case: engine.run of ``f`` with nkeys 1,
-    -- called with the key and the arguments only (each value Python hands
-    -- over costs the crossing).  It answers the script's value alone (one
-    -- value: lupa makes no tuple of it), or false and the error (a tuple).
+function engine.one_key(f, wide_run)
+    -- EVAL of one key, the usual case: engine.run of ``f`` with nkeys 1
+    -- (engine.run_wide's if ``wide_run``), called with the key and the
+    -- arguments only (each value Python hands over costs the crossing).
+    -- It answers the script's value alone (one value: lupa makes no tuple
+    -- of it), or false and the error (a tuple).
+    if wide_run then
+        return function(key, ...)
+            globals.KEYS, globals.ARGV = {key}, {...}
+            widen(true)
+            local ok, r = xpcall(f, handler)
+            widen(false)
+            if ok then return r end
+            return false, r
+        end
+    end
     return function(key, ...)
         globals.KEYS, globals.ARGV = {key}, {...}
         local ok, r = xpcall(f, handler)
@@ -731,18 +773,13 @@ function engine.call(f, nkeys, ...)
     return ok, r
 end
 
-function engine.widen(on)
-    -- The wide forms of redis.call and redis.pcall (true), or the usual ones.
-    wide = on
-    if on then
-        redis.call, redis.pcall, redis.sha1hex = wide_call, wide_pcall, wide_sha1hex
-    else
-        redis.call, redis.pcall, redis.sha1hex = pyraise, narrow_pcall, pysha1
-    end
-    for i = 1, #wrapped do
-        local w = wrapped[i]
-        rawset(w[1], w[2], on and w[3] or w[4])
-    end
+function engine.call_wide(f, nkeys, ...)
+    local keys, argv = split(nkeys, ...)
+    local run = function() return f(keys, argv) end
+    widen(true)
+    local ok, r = xpcall(run, handler)
+    widen(false)
+    return ok, r
 end
 
 function engine.gc_step()

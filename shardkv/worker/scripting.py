@@ -239,7 +239,7 @@ class _Widen(Exception):
     """A script's redis.call (or pcall) had more arguments than lupa can
     pass to Python, or a 0 that may be a -0 (Engine._sign_unknown): undo
     the script, and run it again with the wide forms (see the prelude's
-    ``engine.widen``)."""
+    ``widen``)."""
 
 
 class _LuaRaise(Exception):
@@ -417,10 +417,11 @@ class _VM:
         "stop",
         "rearm",
         "call_fn",
+        "run_wide",
+        "call_fn_wide",
         "load_library",
         "table",
         "gc_step",
-        "widen",
         "rewide",
         "one_key",
         "runs",
@@ -438,10 +439,11 @@ class _VM:
         self.stop = api[b"stop"]
         self.rearm = api[b"rearm"]
         self.call_fn = api[b"call"]
+        self.run_wide = api[b"run_wide"]  # (a script marked FLAG_WIDE: the prelude swaps the wide forms in)
+        self.call_fn_wide = api[b"call_wide"]
         self.load_library = api[b"load_library"]
         self.table = lua.table_from
         self.gc_step = api[b"gc_step"]
-        self.widen = api[b"widen"]
         self.rewide = api[b"rewide"]
         self.one_key = api[b"one_key"]
         self.runs = 0  # scripts run since the collector's step was last due
@@ -575,6 +577,8 @@ class Engine:
         self._stop = vm.stop
         self._rearm = vm.rearm
         self._call_fn = vm.call_fn
+        self._run_wide = vm.run_wide
+        self._call_fn_wide = vm.call_fn_wide
         self._load_library = vm.load_library
         self._table = vm.table
         self._gc_step = vm.gc_step
@@ -633,7 +637,7 @@ class Engine:
         if not f:
             raise CommandError("ERR Error compiling script (new function): " + _text(err))
         self.scripts[sha] = (f, flags)
-        self._one[sha] = self._vm.one_key(f)  # type: ignore[union-attr]
+        self._one[sha] = self._vm.one_key(f, bool(flags & FLAG_WIDE))  # type: ignore[union-attr]
         return sha
 
     def flush(self) -> None:
@@ -660,8 +664,6 @@ class Engine:
         f, flags = self.scripts[sha]
         if self._vm is not self._eval_vm:
             self._eval_state()
-        if flags & FLAG_WIDE:
-            return self._invoke_wide(sha, f, flags, keys, argv, read_only, True)
         return self._invoke(sha, f, flags, keys, argv, read_only, True)
 
     def call_function(
@@ -670,8 +672,6 @@ class Engine:
         """FCALL: run a library's function."""
         if self._vm is not self._func_vm:
             self._functions_state()
-        if flags & FLAG_WIDE:
-            return self._invoke_wide(name, f, flags, keys, argv, read_only, False)
         return self._invoke(name, f, flags, keys, argv, read_only, False)
 
     def _invoke(
@@ -751,7 +751,11 @@ class Engine:
                 if not ok:
                     value = value[1]
             else:
-                ok, value = (self._run if eval_mode else self._call_fn)(f, len(keys), *keys, *argv)
+                if flags & FLAG_WIDE:
+                    runner = self._run_wide if eval_mode else self._call_fn_wide
+                else:
+                    runner = self._run if eval_mode else self._call_fn
+                ok, value = runner(f, len(keys), *keys, *argv)
         finally:
             self.run = None
             if run.rand_lent is not None or ks.db != run.db or run.busy:
@@ -857,23 +861,21 @@ class Engine:
         read_only: bool,
         eval_mode: bool,
     ) -> object:
-        """Run a script with the wide redis.call and redis.pcall, which take
-        any number of arguments and hand a -0 over as "-0"; an EVAL script
-        keeps them from then on, compiled again as a wide script is (its
-        tail calls of redis.call made plain calls, see luabytecode.py)."""
+        """Run again, with the wide redis.call and redis.pcall (which take
+        any number of arguments and hand a -0 over as "-0"), a script whose
+        narrow run was undone; an EVAL script keeps them from then on,
+        compiled again as a wide script is (its tail calls of redis.call
+        made plain calls, see luabytecode.py).  A script marked FLAG_WIDE
+        runs through the prelude's ``engine.run_wide``, ``call_wide`` or
+        wide ``one_key``, which swap the wide forms in and out (_invoke)."""
         if not flags & FLAG_WIDE:
             if not eval_mode:
                 self.widened = True  # (functions.py's fcall marks the function)
             elif sha in self.scripts:
                 f = self._vm.rewide(f)  # type: ignore[union-attr]
                 self.scripts[sha] = (f, flags | FLAG_WIDE)
-                self._one[sha] = self._vm.one_key(f)  # type: ignore[union-attr]
-        widen = self._vm.widen  # type: ignore[union-attr]
-        widen(True)
-        try:
-            return self._invoke(sha, f, flags | FLAG_WIDE, keys, argv, read_only, eval_mode)
-        finally:
-            widen(False)
+                self._one[sha] = self._vm.one_key(f, True)  # type: ignore[union-attr]
+        return self._invoke(sha, f, flags | FLAG_WIDE, keys, argv, read_only, eval_mode)
 
     def _widen(self) -> None:
         """The prelude's error handler: lupa refused a redis.call or
@@ -2105,8 +2107,6 @@ def evalsha(ks: Keyspace, args: list[bytes]) -> object:
     ro = len(args[0]) == 10 and args[0].lower() == b"evalsha_ro"
     f, flags = script
     try:
-        if flags & FLAG_WIDE:
-            return engine._invoke_wide(sha, f, flags, args[3 : 3 + n], args[3 + n :], ro, True)
         return engine._invoke(sha, f, flags, args[3 : 3 + n], args[3 + n :], ro, True)
     except CrossShard as e:
         return _cross_reply(e)
