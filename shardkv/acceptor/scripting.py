@@ -492,8 +492,8 @@ def script_user(client: Client, name: str) -> bytes:
     if user.unlimited:
         return b""
     if state.in_exec:
-        return wire.script_user(client.id, state.exec_size, b"exec", user.name, user.wire())
-    return wire.script_user(client.id, -1, name.encode(), user.name, user.wire())
+        return wire.script_user(client.id, state.exec_size, client.db, b"exec", user.name, user.wire())
+    return wire.script_user(client.id, -1, client.db, name.encode(), user.name, user.wire())
 
 
 def _parse_marker(body: bytes) -> tuple[int, list]:

@@ -44,12 +44,14 @@ from collections.abc import Callable
 from shardkv.acceptor import monitor
 from shardkv.acceptor.blocking import Pin, UnblockReply, after_scripts, after_this_step, waiting_shard
 from shardkv.acceptor.client import Client
+from shardkv.acceptor.commands.config import config_set_changes
 from shardkv.acceptor.crossshard import AtomicOp
 from shardkv.acceptor.dispatch import db_headers
 from shardkv.acceptor.replies import Slot
 from shardkv.acceptor.users import UsersInExec, hold_for_changes
 from shardkv.protocol import acl, bus, errors
 from shardkv.protocol.commands import Command, other_db_keys
+from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import encode_command, encode_error
 from shardkv.protocol.wire import Verb, decode_part
 
@@ -356,7 +358,10 @@ def exec_(client: Client, args: list[bytes]) -> None:
         denied = {}
         allowed = []
         notes = []
-        later = UsersInExec(client.server.users, user)
+        later = UsersInExec(client.server.users, user, lambda args: _config_set_passes(client, args))
+        # Each entry shows the client as Redis's is while EXEC runs: flagged
+        # MULTI with its queued count, cmd exec (its c->lastcmd).
+        size = len(queued)
         for i, (cmd, queued_args) in enumerate(queued):
             user = later.user
             kind, pos = user.check(cmd, queued_args)
@@ -368,15 +373,14 @@ def exec_(client: Client, args: list[bytes]) -> None:
                 logged = (
                     acl.full_name(cmd, queued_args).encode() if kind == acl.DENIED_CMD else queued_args[pos]
                 )
-                notes.append((queued_args, acl.LOG_REASONS[kind], "multi", logged, user.name))
+                notes.append(([b"exec"], acl.LOG_REASONS[kind], "multi", logged, user.name, size))
             else:
                 allowed.append((cmd, queued_args))
                 if later.ran(cmd.name, queued_args) and cut is None:
                     cut = i + 1
                 if later.refused is not None:  # logged in its place among the refusals
-                    hello = cmd.name == "hello"
-                    shown = [b"hello" if hello else b"auth"]  # its name: CLIENT LIST's cmd
-                    notes.append((shown, "auth", "multi", b"HELLO" if hello else b"AUTH", later.refused))
+                    obj = b"HELLO" if cmd.name == "hello" else b"AUTH"
+                    notes.append(([b"exec"], "auth", "multi", obj, later.refused, size))
         queued = allowed
     reply = Exec(len(queued) + len(denied or ()), denied, cut, notes)
     if any(_is_unblock(cmd, args) for cmd, args in queued):
@@ -384,6 +388,16 @@ def exec_(client: Client, args: list[bytes]) -> None:
     else:
         _begin(client, queued, reply)
     client.pending.append(reply)
+
+
+def _config_set_passes(client: Client, args: list[bytes]) -> bool:
+    """Whether the queued CONFIG SET ``args`` passes CONFIG SET's checks
+    (its values over the settings as they are now)."""
+    try:
+        config_set_changes(client, args)
+    except CommandError:
+        return False
+    return True
 
 
 _EXEC_REASONS = {

@@ -54,7 +54,7 @@ class Users:
         self.log: list[list[Any]] = []
         # CLIENT LIST's line of a client (commands.connection's, which
         # imports this module: bound by wiring.build).
-        self.client_info: Callable[[Client, float, list[bytes], int | None], bytes] | None = None
+        self.client_info: Callable[[Client, float, list[bytes], int | None, int | None], bytes] | None = None
         self.default = acl.default_user()
         self.by_name: dict[bytes, acl.User] = {b"default": self.default}
         self.requirepass: str | None = None  # the value last applied
@@ -161,13 +161,18 @@ class Users:
         obj: bytes,
         username: bytes,
         multi: int | None = None,
+        db: int | None = None,
     ) -> None:
         """An ACL LOG entry, or one more of a like entry of the last minute
         among the 10 newest (Redis's addACLLogEntry).  ``multi``: the
-        entry is of a script's call, whose client info shows the script's
-        command (``args``) and queued count as they were when it was called."""
+        entry is of a script's call or of a refusal inside EXEC, whose
+        client info shows the command (``args``: the script's, or exec) and
+        queued count as they were when it was called; ``db``: the database
+        it was called in (a script's: the client's may have changed since)."""
         info = (
-            self.client_info(client, time.monotonic(), args, multi) if self.client_info is not None else b""
+            self.client_info(client, time.monotonic(), args, multi, db)
+            if self.client_info is not None
+            else b""
         )
         _add_entry(self.log, [1, reason, context, obj, username, time.time() * 1000, info])
         del self.log[self.log_max() :]
@@ -209,13 +214,28 @@ class UsersInExec:
     have done to the users by then (:meth:`ran`), on copies: ``user`` is
     the one to check the next command against."""
 
-    __slots__ = ("users", "user", "changed", "deleted", "outstanding", "holding", "refused", "requirepass")
+    __slots__ = (
+        "users",
+        "user",
+        "changed",
+        "deleted",
+        "outstanding",
+        "holding",
+        "refused",
+        "requirepass",
+        "config_ok",
+    )
 
     # The commands that may change the user of the commands after them.
     COMMANDS = frozenset({"acl", "auth", "hello"})
 
-    def __init__(self, users: Users, user: acl.User) -> None:
+    def __init__(
+        self, users: Users, user: acl.User, config_ok: Callable[[list[bytes]], bool] | None = None
+    ) -> None:
         self.users = users
+        # Whether a CONFIG SET passes its checks (a failed one changes no
+        # parameter, requirepass neither); None: no CONFIG SET to follow.
+        self.config_ok = config_ok
         self.user = user
         self.changed: dict[bytes, acl.User | None] = {}  # by name; None: deleted
         self.deleted: set[bytes] = set()  # the names it deleted (made again since, maybe)
@@ -250,7 +270,13 @@ class UsersInExec:
                 self.changed.update(dict.fromkeys(args[2:]))
                 self.deleted.update(args[2:])
                 return mine
-        elif name == "config" and len(args) > 3 and args[1].lower() == b"set":
+        elif (
+            name == "config"
+            and len(args) > 3
+            and args[1].lower() == b"set"
+            and self.config_ok is not None
+            and self.config_ok(args)
+        ):
             for param, value in zip(args[2::2], args[3::2], strict=False):
                 if param.lower() == b"requirepass":
                     self.set_requirepass(value.decode("latin-1"))
@@ -389,12 +415,12 @@ def log_script_refusals(server: Acceptor, link: ShardLink) -> None:
     clients' other entries."""
 
     def on_refusals(caller: bytes, refusals: list) -> None:
-        client_id, multi, command, username = wire.parse_caller(caller)
+        client_id, multi, db, command, username = wire.parse_caller(caller)
         client = server.clients.get(client_id)
         if client is None:
             return
         for reason, logged in refusals:
-            server.users.note(client, [command], acl.LOG_REASONS[reason], "lua", logged, username, multi)
+            server.users.note(client, [command], acl.LOG_REASONS[reason], "lua", logged, username, multi, db)
 
     link.on_acl_log = on_refusals
 

@@ -1196,3 +1196,124 @@ def test_sort_get_in_a_script_across_shards(acl_ports):
             ("EVAL", calls + " return redis.call('sort', 'klist', 'by', 'kw_*', 'get', '#')", "0"),
         ],
     )
+
+
+# Client-info fields that depend on neither the connection nor memory.
+_INFO_FIELDS = b"name flags db sub psub ssub multi cmd user redir resp".split()
+
+
+def _log_with_info(port: int) -> list:
+    """ACL LOG's entries but their age, with the client-info fields that
+    depend on neither the connection nor memory; then none (RESET)."""
+    out = []
+    for entry in _log_taken(port):
+        fields = dict(zip(entry[::2], entry[1::2], strict=True))
+        info = dict(f.split(b"=", 1) for f in fields.pop(b"client-info").split())
+        fields.pop(b"age-seconds")
+        out.append((fields, [(k, info[k]) for k in _INFO_FIELDS]))
+    return out
+
+
+LOGGED_INSIDE_EXEC = {
+    "script": [
+        ("ACL", "SETUSER", "acltest", "on", ">pw", "~k*", "&ch*", "+@all"),
+        ("AUTH", "acltest", "pw"),
+        ("MULTI",),
+        ("SET", "k1", "v"),
+        ("EVAL", "return redis.pcall('get', 'zz')", "0"),
+        ("EXEC",),
+    ],
+    "auth": [
+        ("MULTI",),
+        ("SET", "k2", "v"),
+        ("AUTH", "acltest-nobody", "bad"),
+        ("EXEC",),
+    ],
+    "command": [
+        ("ACL", "SETUSER", "acltest", "on", ">pw", "~k*", "+@all"),
+        ("AUTH", "acltest", "pw"),
+        ("MULTI",),
+        ("ACL", "SETUSER", "acltest", "resetkeys"),
+        ("SET", "k3", "v"),
+        ("EXEC",),
+    ],
+}
+
+
+@pytest.mark.parametrize("script", list(LOGGED_INSIDE_EXEC), ids=str)
+def test_acl_log_of_a_refusal_inside_exec_shows_the_client_in_multi(acl_ports, script):
+    """A script's refused call and a failed AUTH inside EXEC are logged as
+    Redis's client is then: flagged MULTI (``x``), its queued count, cmd
+    exec."""
+    replies = {}
+    for name in SERVERS:
+        port = acl_ports[name]
+        _log_taken(port)
+        replies[name] = run(port, LOGGED_INSIDE_EXEC[script])
+        replies[name].append(_log_with_info(port))
+    assert replies["redis"][-1], "redis logged nothing"
+    assert replies["shardkv"] == replies["redis"]
+
+
+FAILED_CONFIG_SET_IN_EXEC = {
+    "bad-value": [
+        ("MULTI",),
+        ("CONFIG", "SET", "requirepass", "new", "maxmemory", "notanumber"),
+        ("AUTH", "default", "wrong"),
+        ("EXEC",),
+        ("PING",),
+    ],
+    "twice": [
+        ("MULTI",),
+        ("CONFIG", "SET", "requirepass", "a", "requirepass", "b"),
+        ("AUTH", "default", "wrong"),
+        ("EXEC",),
+        ("PING",),
+    ],
+    "unknown-parameter": [
+        ("MULTI",),
+        ("CONFIG", "SET", "requirepass", "a", "acltest-nosuch", "b"),
+        ("AUTH", "default", "wrong"),
+        ("EXEC",),
+        ("PING",),
+    ],
+}
+
+
+@pytest.mark.parametrize("script", list(FAILED_CONFIG_SET_IN_EXEC), ids=str)
+def test_a_failed_config_set_requirepass_inside_exec_changes_no_password(acl_ports, script):
+    """A CONFIG SET that fails changes no parameter, requirepass neither:
+    the AUTH after it inside EXEC sees the default user as it was (nopass:
+    any password passes, nothing is logged)."""
+    replies = {}
+    for name in SERVERS:
+        port = acl_ports[name]
+        _log_taken(port)
+        replies[name] = run(port, FAILED_CONFIG_SET_IN_EXEC[script])
+        replies[name].append(_log_fields(_log_taken(port)))
+    assert replies["shardkv"] == replies["redis"]
+
+
+@pytest.mark.parametrize(
+    "commands",
+    [
+        [("EVAL", "return redis.pcall('get', 'zz')", "0"), ("SELECT", "3")],
+        [("MULTI",), ("SELECT", "2"), ("EVAL", "return redis.pcall('get', 'zz')", "0"), ("EXEC",)],
+    ],
+    ids=["select-pipelined-after", "select-before-inside-exec"],
+)
+def test_acl_log_of_a_scripts_refused_call_shows_the_database_it_was_called_in(acl_ports, commands):
+    """The entry's client info is the caller's as it called the script: a
+    SELECT pipelined after it does not change its db."""
+    replies = {}
+    for name in SERVERS:
+        port = acl_ports[name]
+        _log_taken(port)
+        with RespClient(port) as c:
+            c.command("ACL", "SETUSER", "acltest", "on", ">pw", "~k*", "+@all")
+            c.command("AUTH", "acltest", "pw")
+            c.sock.sendall(b"".join(encode_command(*command) for command in commands))
+            replies[name] = [c.read() for _ in commands]
+        replies[name].append(_log_with_info(port))
+    assert replies["redis"][-1], "redis logged nothing"
+    assert replies["shardkv"] == replies["redis"]

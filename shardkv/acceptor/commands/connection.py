@@ -121,20 +121,24 @@ def _check_name(name: bytes) -> None:
         raise CommandError(errors.CLIENT_NAME_SPACES)
 
 
-def client_info_line(c: Client, now: float, current: list | None = None, multi: int | None = None) -> bytes:
+def client_info_line(
+    c: Client, now: float, current: list | None = None, multi: int | None = None, db: int | None = None
+) -> bytes:
     """One line of CLIENT LIST, with Redis 7.0's fields.  ``current`` is the
     command being run when ``c`` asks about itself: Redis shows it in
     ``cmd`` (unless it runs inside EXEC: then ``cmd`` is exec, Redis's
     ``c->lastcmd``), and its bytes are still in the query buffer (``qbuf``).
     ``multi`` (ACL LOG's entry of a script's refused call): the line is as
     it was when the client called the script, whose command ``current``
-    names (exec inside EXEC) and ``multi`` its queued count or -1."""
+    names (exec inside EXEC) and ``multi`` its queued count (flagged
+    MULTI, ``x``, as Redis's client is until its EXEC ends) or -1, ``db``
+    (if given) the database it called it in."""
     flags = ""
     if c.state.monitoring:
         flags += "O"
     if c.state.channels or c.state.patterns:
         flags += "P"
-    if c.state.multi is not None:
+    if c.state.multi is not None or (multi is not None and multi >= 0):
         flags += "x"
     if c.state.blocked:
         flags += "b"
@@ -164,7 +168,7 @@ def client_info_line(c: Client, now: float, current: list | None = None, multi: 
         ("age", str(int(now - c.created))),
         ("idle", str(int(now - c.last_active))),
         ("flags", flags),
-        ("db", str(c.db)),
+        ("db", str(c.db if db is None else db)),
         ("sub", str(len(c.state.channels))),
         ("psub", str(len(c.state.patterns))),
         ("ssub", "0"),
