@@ -545,7 +545,7 @@ def test_client_unblock_behind_a_busy_script_gets_busy(r, server, how, script_ke
             blocked.send("BLPOP", "a", 0)
             wait_blocked(r, 1)
             scripter.send("EVAL", _BUSY_SCRIPT, 1, script_key)
-            time.sleep(0.3)  # the script runs, not yet past the threshold
+            time.sleep(0.6)  # the script runs (even on a loaded machine), not yet past the threshold
             other.send("CLIENT", "UNBLOCK", blocked_id, how)
             got = other.read_reply()
             assert isinstance(got, ErrorReply)
@@ -580,7 +580,7 @@ def test_exec_with_client_unblock_behind_a_busy_script_aborts(r, server, script_
             assert other.command("LPUSH", "a", "x") == b"QUEUED"
             assert other.command("CLIENT", "UNBLOCK", blocked_id) == b"QUEUED"
             scripter.send("EVAL", _BUSY_SCRIPT, 1, script_key)
-            time.sleep(0.3)  # the script runs, not yet past the threshold
+            time.sleep(0.6)  # the script runs (even on a loaded machine), not yet past the threshold
             other.send("EXEC")
             got = other.read_reply()
             assert isinstance(got, ErrorReply)

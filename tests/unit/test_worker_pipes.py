@@ -455,7 +455,10 @@ def test_a_frame_the_wait_found_costs_no_second_look():
             assert w.run(0, entry("SET", "k", i)) == [b"+OK\r\n"]
         looks = [t for t in counting.timeouts if t == 0]
         assert len(looks) <= 2, counting.timeouts  # a wait whose timers were due, at most
-        assert len(counting.timeouts) >= 20  # one wait per frame
+        # One wait per frame; the first frame's may have begun before the
+        # clear() (the worker can be back in its poll before this thread
+        # runs again), so 19 counted is one wait per frame too.
+        assert len(counting.timeouts) >= 19, counting.timeouts
     finally:
         w.stop()
 
