@@ -142,6 +142,11 @@ def parse_shebang(body: bytes) -> tuple[int, int]:
     return flags, end
 
 
+# A script's redis.log lines held until it ends (Run.logs) at most: beyond,
+# they are written as they come (an undone run's would then show twice).
+LOGS_HELD = 1000
+
+
 class _Rand48:
     """Redis's redisLrand48: the 48-bit LCG of drand48, seeded as Redis seeds it."""
 
@@ -337,9 +342,11 @@ class Run:
         "held",
         "journal",
         "apart",
+        "logs",
     )
     undo: dict[tuple[int, bytes], State]
     effects: list[tuple[int, list[bytes]]]
+    logs: list[tuple[int, str]]
 
     def begin(
         self,
@@ -373,8 +380,10 @@ class Run:
         self.command: list[bytes] = _NO_ARGS  # for FUNCTION STATS
         self.keys = keys  # the declared keys
         self.read_noted = False  # a read-only call was noted (client-side caching)
-        # The server's math.random state when this script borrowed it from
-        # the acceptor (None: not borrowed; -1: none to borrow, this shard's own).
+        # math.random's state when this script first drew: None, not yet;
+        # >= 0, the server's, borrowed from the acceptor (given back when
+        # it ends); < 0, this shard's own (the only shard, or no acceptor to
+        # lend it), ``~rand_lent`` its state then, put back if it is undone.
         self.rand_lent: int | None = None
         # It asked the acceptor with what the call leaves behind held back
         # until it ends (Verb.HELD): a shard of several, where it may yet
@@ -386,6 +395,10 @@ class Run:
         self.journal: list[tuple[list, int]] | None = None
         # ...and whether anything else was counted apart (Engine._call).
         self.apart = False
+        # Its redis.log lines, (level, text), written when it ends (Engine._log):
+        # an undone run (it runs again) writes none.
+        if self.logs:
+            self.logs = []
 
     @staticmethod
     def spare() -> Run:
@@ -395,6 +408,7 @@ class Run:
         run: Run = _new_run(Run)
         run.undo = {}
         run.effects = []
+        run.logs = []
         return run
 
 
@@ -725,6 +739,7 @@ class Engine:
         self.pending = None
         stats = ks.stats
         scratch = None
+        hits, misses = ks.hits, ks.misses  # (INFO's keyspace_hits and _misses, for an undo)
         if self.nshards > 1 and stats is not None:
             # The script may yet stop and run again across shards, where
             # its calls are counted again: what they count here is kept
@@ -769,6 +784,8 @@ class Engine:
                     scratch.drain(stats)
             if run.held:
                 self._end_held(run)
+            if run.logs:
+                self._write_logs(run)
         vm: _VM = self._vm  # type: ignore[assignment]  # the state the script ran in
         if vm.cjson.changed:
             self._share_cjson(vm, run)
@@ -791,6 +808,7 @@ class Engine:
         if run.abort is not None:
             self._rearm()
             self._rollback(run, persistence, mark)
+            ks.hits, ks.misses = hits, misses  # (its reads count once, when it runs again)
             # A run undone logs nothing (it runs again).  Its refusals are
             # all there is: each script's are taken when it ends.
             self.acl_log.clear()
@@ -957,9 +975,13 @@ class Engine:
     def _settle(self, run: Run) -> None:
         """What a script leaves to undo when it ends: math.random's state
         back to the acceptor, the caller's database, the busy state."""
-        if run.rand_lent is not None and run.rand_lent >= 0:
-            # A script that runs again elsewhere has drawn nothing.
-            self._give_back_rand(run.rand_lent if run.abort is not None else self.rand.x)
+        lent = run.rand_lent
+        if lent is not None:
+            # A script undone (it runs again, here or elsewhere) has drawn nothing.
+            if lent >= 0:
+                self._give_back_rand(lent if run.abort is not None else self.rand.x)
+            elif run.abort is not None:
+                self.rand.x = ~lent
         ks = self.ks
         if ks.db != run.db:  # the script SELECTed: its caller stays where it was
             ks.select(run.db)
@@ -969,6 +991,15 @@ class Engine:
             if refusals is not None and refusals.due:
                 refusals.finish()  # nothing that followed the script runs before (up to 50 ms)
             self._report(run)  # before the frame that carries the reply
+
+    @staticmethod
+    def _write_logs(run: Run) -> None:
+        """The script's redis.log lines, now that it has ended; none if it
+        was undone to run again (wide, or across shards), which logs them."""
+        if run.abort is None:
+            for level, text in run.logs:
+                log.log(level, "%s", text)
+        run.logs = []
 
     def _over_limit(self) -> bool:
         """Is used memory over maxmemory (as eviction counts it)?"""
@@ -1626,7 +1657,16 @@ class Engine:
         parts = [_lua_number(a) if type(a) in (int, float) else a for a in args[1:]]
         text = b" ".join(p for p in parts if type(p) is bytes)
         levels = (logging.DEBUG, logging.INFO, logging.INFO, logging.WARNING)
-        log.log(levels[int(level)], "%s", _text(text))
+        run = self.run
+        if run is None:
+            log.log(levels[int(level)], "%s", _text(text))
+        elif log.isEnabledFor(levels[int(level)]):  # (held until it ends: _write_logs)
+            logs = run.logs
+            logs.append((levels[int(level)], _text(text)))
+            if len(logs) >= LOGS_HELD:  # (a script that logs in a loop: bounded memory)
+                for held in logs:
+                    log.log(held[0], "%s", held[1])
+                logs.clear()
 
     def _setresp(self, *args: LuaValue) -> None:
         """redis.setresp(2 | 3)"""
@@ -1654,13 +1694,15 @@ class Engine:
         it to one script at a time (``__random``), which gives it back when
         it ends, so scripts draw one sequence in the order they first draw."""
         run = self.run
-        if run is None or run.rand_lent is not None or self.nshards == 1:
+        if run is None or run.rand_lent is not None:
             return self.rand
-        state = self._ask_acceptor([Verb.RANDOM], run)
+        state = self._ask_acceptor([Verb.RANDOM], run) if self.nshards > 1 else None
         if type(state) is int:
             run.rand_lent = self.rand.x = state
         else:
-            run.rand_lent = -1  # no acceptor to lend it: this shard's own
+            # This shard's own: its state now, for an undone run (that runs
+            # again) to put back, as one that runs again elsewhere draws nothing.
+            run.rand_lent = ~self.rand.x
         return self.rand
 
     def _give_back_rand(self, state: int) -> None:

@@ -11,6 +11,8 @@ one shard its writes and counts did too.)
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import redis
 
@@ -25,6 +27,16 @@ def servers(request):
     real = start_redis()
     ours = start_shardkv(shards=request.param)
     yield real.port, ours.port
+    real.stop()
+    ours.stop()
+
+
+@pytest.fixture(scope="module", params=[1, 2], ids=["1-shard", "2-shards"])
+def processes(request):
+    """redis-server and shardkv themselves (their output: redis.log's lines)."""
+    real = start_redis()
+    ours = start_shardkv(shards=request.param)
+    yield real, ours
     real.stop()
     ours.stop()
 
@@ -254,3 +266,82 @@ def test_deep_tail_recursion_in_a_script_that_may_make_long_calls(servers):
     )
     same(servers, "local a = {unpack({1})}\nlocal r = redis\nreturn r.call('nosuch')")
     same(servers, "local a = {unpack({1})}\nreturn redis.pcall('incr', KEYS[1])", "n")
+
+
+def test_undone_run_draws_no_random_number(servers):
+    """A run undone to run again wide has drawn nothing from math.random:
+    the rerun draws what it drew, and the next script what follows (on the
+    only shard the undone run's draws once stayed drawn)."""
+    replies = []
+    for port in servers:
+        c = redis.Redis(port=port)
+        c.eval("math.randomseed(42) return 1", 0)
+        replies.append(
+            [
+                c.eval("local r = math.random(1000000); redis.call('set', KEYS[1], 0); return r", 1, "k"),
+                c.eval("return math.random(1000000)", 0),
+                c.eval(
+                    "math.randomseed(7); local r = math.random(9); redis.call('set', KEYS[1], 0); return r",
+                    1,
+                    "k",
+                ),
+                c.eval("return math.random(1000000)", 0),
+            ]
+        )
+        c.close()
+    assert replies[1] == replies[0]
+
+
+def written(proc, marker: str, end: str) -> int:
+    """How many times ``marker`` was logged, once ``end`` (logged after it) shows."""
+    for _ in range(200):
+        text = proc.output()
+        if end in text:
+            return text.count(marker)
+        time.sleep(0.05)
+    raise AssertionError(f"{end!r} never logged")
+
+
+def test_undone_run_logs_nothing(processes):
+    """redis.log's lines of a run undone to run again (wide, or across
+    shards) are written once, by the run that ends."""
+    scripts = [
+        "redis.log(redis.LOG_WARNING, 'zr-wide'); return redis.call('set', KEYS[1], 0)",
+        "redis.log(redis.LOG_WARNING, 'zr-across'); return redis.call('set', KEYS[1] .. 'x', 1)",
+    ]
+    counts = []
+    for proc in processes:
+        c = redis.Redis(port=proc.port)
+        for script in scripts:
+            c.eval(script, 1, "k")
+        c.eval("redis.log(redis.LOG_WARNING, 'zr-end'); return 1", 1, "k")
+        counts.append([written(proc, marker, "zr-end") for marker in ("zr-wide", "zr-across")])
+        c.close()
+    assert counts == [[1, 1], [1, 1]]
+
+
+def test_undone_run_counts_no_keyspace_hits(servers):
+    """A run undone to run again takes back its reads' keyspace hits and misses."""
+    stats = []
+    for port in servers:
+        c = redis.Redis(port=port)
+        c.flushall()
+        c.set("{h}a", "v")
+        c.eval("return redis.call('get', KEYS[1])", 1, "{h}a")  # (GET known: the reads are the usual ones)
+        c.config_resetstat()
+        c.eval(
+            "redis.call('get', KEYS[1]); redis.call('get', KEYS[3]); redis.call('set', KEYS[2], 0)",
+            3,
+            "{h}a",
+            "{h}b",
+            "{h}c",
+        )
+        c.eval(
+            "redis.call('get', KEYS[1]); redis.call('get', 'k'); return redis.call('set', 'k', 1)",
+            1,
+            "{h}a",
+        )
+        info = c.info("stats")
+        stats.append((info["keyspace_hits"], info["keyspace_misses"]))
+        c.close()
+    assert stats[1] == stats[0]
