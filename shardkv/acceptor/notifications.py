@@ -40,7 +40,7 @@ from collections.abc import Callable
 from shardkv.acceptor import causal
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.pubsub import publish_message
-from shardkv.acceptor.replies import Slot
+from shardkv.acceptor.replies import RELAYED, Slot
 from shardkv.protocol import bus, wire
 from shardkv.protocol.glob import may_start_with
 from shardkv.protocol.resp import encode_command
@@ -177,7 +177,7 @@ def bus_events(server, origin: int, args: list) -> None:
     :mod:`shardkv.acceptor.causal`)."""
     causal.gather()
     try:
-        on_events(server, [tuple(e) for e in args], None)
+        on_events(server, [tuple(e) for e in args], RELAYED)
     finally:
         gate = causal.gathered()
     if gate is not None and server.bus.answering():

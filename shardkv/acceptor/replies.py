@@ -101,6 +101,26 @@ def origin_of(sink: object) -> tuple[Client | None, object]:
     return client, place
 
 
+class _Relayed:
+    """The origin of the events another acceptor relays (a multi-shard
+    command of its, see ``notifications.bus_events``): no client's here."""
+
+    __slots__ = ()
+
+
+RELAYED = _Relayed()
+
+
+def in_pipe_order(origin: object) -> bool:
+    """Whether events handed out with ``origin`` come in the order their
+    shard ran things, among the replies on its pipe: a single-shard
+    command's (``origin`` its sink), the sweeper's and another acceptor's
+    single-shard command's (None).  Not a multi-shard command's, held until
+    its last part is in (``origin`` the holder, which has ``emit_events``),
+    nor those another acceptor relays (:data:`RELAYED`)."""
+    return origin is not RELAYED and getattr(origin, "emit_events", None) is None
+
+
 def delivery_failed(sink: object, doing: str) -> None:
     """An unexpected exception (a bug) while ``sink`` took its reply, being
     handled now: close the client it answers, alone (see

@@ -94,6 +94,9 @@ class ShardLink:
         self.out: list[bytes] = []  # entries waiting for the end of the turn
         self.frames: list[bytes] = []  # whole frames waiting for it, before ``out`` (see queue_frame)
         self.fifo: deque = deque()  # sinks waiting for replies, in order
+        # Sinks ever put in ``fifo``: ``sent - len(fifo)`` have been answered
+        # (see shardkv.acceptor.tracking, which tells so whether a read ran).
+        self.sent = 0
         self.queued = False  # is this link in the acceptor's flush list?
         self.transport: asyncio.Transport | None = None
         self.up = False
@@ -195,6 +198,7 @@ class ShardLink:
         out.append(header)
         out.append(command)
         self.fifo.append(sink)
+        self.sent += 1
         if not self.queued:
             self.queued = True
             self._on_turn_end(self)

@@ -7,10 +7,11 @@ As Redis's ``tracking.c``, in the acceptor, which sees every client:
   unless OPTIN without ``CLIENT CACHING yes``, or OPTOUT with ``CLIENT
   CACHING no``, just before, says otherwise.  Keys are remembered when the
   command is dispatched, which may only add an invalidation, never lose one.
-  A read that expires a key it reads (lazy expiry) leaves its client
-  remembering the key, as Redis remembers the keys after the command ran:
-  the client hears of that expiry (after the reply) only if it tracked the
-  key before this read (see :class:`Read`).
+  As Redis remembers them after the command ran, a change of a key that
+  happened before a read of it still in flight ran (the read's own lazy
+  expiry, or a write or expiry the key's shard ran before the read) leaves
+  the client remembering the key, and tells it only if it tracked the key
+  before (see :class:`Read`).
 * Every change of a key, on any shard, reaches the acceptor as a keyspace
   event (:mod:`shardkv.worker.events`, with every class while a client
   tracks: see :mod:`shardkv.acceptor.notifications`): writes, expirations,
@@ -43,7 +44,7 @@ from collections.abc import Callable
 from shardkv.acceptor import causal, notifications
 from shardkv.acceptor.bus import fail_slot
 from shardkv.acceptor.client import Client
-from shardkv.acceptor.replies import Slot, origin_of
+from shardkv.acceptor.replies import Slot, in_pipe_order, origin_of
 from shardkv.protocol import bus, errors, wire
 from shardkv.protocol.args import strict_int
 from shardkv.protocol.commands import Command
@@ -98,19 +99,29 @@ class Tracking:
 
 class Read:
     """A read-only command whose keys were remembered when it was sent:
-    its reply slot, its keys, and those of them its client did not track
-    before it.  A key the read itself changes (it finds the key expired)
-    is gone from :data:`TABLE` when its event comes, with the reply; in
-    Redis the read remembers its keys after it ran, so its client stays in
-    the table, and hears of the expiry (after the reply, as Redis's
-    ``tracking_pending_keys``) only if the key was not ``fresh``."""
+    its reply slot, its keys, those of them its client did not track
+    before it (``fresh``), and for each shard where its command was queued
+    (its part there), how many commands that shard's pipe had been given
+    then (``sent``: the read has not run there while fewer are answered).
 
-    __slots__ = ("slot", "keys", "fresh")
+    In Redis the read remembers its keys after it ran.  So a change of one
+    of its keys that happened before the read ran (an invalidation that
+    comes while the read is in flight: its own lazy expiry; or, in the
+    order of the key's shard pipe, a write or expiry that shard ran before
+    the read's part) keeps its client in :data:`TABLE`, and tells it (its
+    own, after the reply, as Redis's ``tracking_pending_keys``) only if the
+    key was not ``fresh``.  Where the order is not known (a multi-shard
+    write's events, held until its last part is in, or relayed by another
+    acceptor), the client stays in the table and is told: maybe once more
+    than Redis, never once less."""
 
-    def __init__(self, slot: Slot, keys: list[bytes], fresh: list[bytes]) -> None:
+    __slots__ = ("slot", "keys", "fresh", "sent")
+
+    def __init__(self, slot: Slot, keys: list[bytes], fresh: list[bytes], sent: dict[int, int]) -> None:
         self.slot = slot
         self.keys = keys
         self.fresh = fresh
+        self.sent = sent
 
 
 class _State:
@@ -446,7 +457,7 @@ def after_command(client: Client, cmd: Command, args: list[bytes], in_exec: bool
                     reads = state.reads
                     while reads and reads[0].slot.data is not None:  # answered
                         reads.popleft()
-                    reads.append(Read(place, keys, fresh))
+                    reads.append(Read(place, keys, fresh, _queued(client.server, keys, place)))
     elif cmd.name in _SCRIPTS and (state.optin or state.optout) and not in_exec and client.pending:
         # Redis remembers a script's keys when it reads, while CLIENT
         # CACHING still holds (until the script's end); the shard says so
@@ -501,15 +512,87 @@ def remember(client: Client, keys: list[bytes]) -> list[bytes]:
     return fresh
 
 
-def _own_read(state: Tracking, place: object, key: bytes) -> Read | None:
-    """The tracked read whose reply slot is ``place``, if it reads ``key``."""
+def _queued(server, keys: list[bytes], place: Slot) -> dict[int, int]:
+    """:attr:`Read.sent`: for each shard of ``keys`` given this read's
+    command (reply slot ``place``), how many commands its pipe has been
+    given with it, at least.  With several acceptors the command is still
+    captured (:mod:`shardkv.acceptor.holds`): it goes after what the pipe
+    has, maybe later (a step over several shards waits for its holds).
+    A read not queued yet (held back) is not counted: not known to be in
+    flight there."""
+    links = server.links
+    shard_of = server.shard_of
+    holds = server.holds
+    captured = holds.captured if holds is not None else None
+    sent: dict[int, int] = {}
+    for key in keys:
+        shard = shard_of(key)
+        if shard in sent:
+            continue
+        link = links[shard]
+        if captured:
+            n = at = 0
+            for entry in captured:
+                if entry[0] is link:
+                    n += 1
+                    if _answers(entry[3], place):
+                        at = n
+            if at:
+                sent[shard] = link.sent + at
+                continue
+        fifo = link.fifo
+        if fifo and _answers(fifo[-1], place):
+            sent[shard] = link.sent
+    return sent
+
+
+def _answers(sink: object, place: Slot) -> bool:
+    """Whether a link's ``sink`` takes (a part of) the reply of ``place``."""
+    return sink is place or getattr(getattr(sink, "event_holder", None), "slot", None) is place
+
+
+def _reads_after(
+    server, state: Tracking, key: bytes, ordered: bool, own: object
+) -> tuple[bool, bool, Slot | None]:
+    """``key`` changed while reads of the client may be in flight: whether
+    the client stays in :data:`TABLE` (a read of the key may run after the
+    change), whether it hears nothing (the read that made it remember the
+    key ran after the change), and the reply slot of its first read known
+    to have run after the change, of any key (its invalidation goes before
+    that reply, as Redis sent it before it ran that read).  ``ordered``:
+    the change came in the order of the key's shard pipe; ``own``: the
+    reply slot of the client's command that made the change, if any (a
+    read that found the key expired)."""
     reads = state.reads
     while reads and reads[0].slot.data is not None:  # answered
         reads.popleft()
+    keep = silent = False
+    first = None
+    shard = answered = -1
+    if ordered:
+        shard = server.shard_of(key)
+        link = server.links[shard]
+        answered = link.sent - len(link.fifo)  # the commands of its pipe that ran
     for read in reads:
-        if read.slot is place:
-            return read if key in read.keys else None
-    return None
+        if read.slot.data is not None:
+            continue
+        after: bool | None
+        if read.slot is own:
+            after = True  # its own lazy expiry
+        elif not ordered:
+            after = None  # not known
+        else:
+            at = read.sent.get(shard)
+            after = None if at is None else answered < at
+        if after and first is None:
+            first = read.slot
+        if key not in read.keys:
+            continue
+        if after is not False:
+            keep = True
+        if key in read.fresh:  # (reads are in order: the last one added the key)
+            silent = after is True
+    return keep, silent, first
 
 
 def _max_keys(server) -> int:
@@ -533,6 +616,8 @@ def on_events(server, events: list, origin: object) -> None:
     if not STATE.clients and not TABLE:
         return
     changer, place = origin_of(origin)
+    ordered = in_pipe_order(origin)
+    kept: list[tuple[bytes, int]] = []
     flushed = False
     for _db, key, cls, _name in events:
         if cls == FLUSH:
@@ -545,11 +630,14 @@ def on_events(server, events: list, origin: object) -> None:
             # its own client hears of it before the reply; anything else the
             # command changed, after (``tracking_pending_keys``).
             if changer is None:
-                _invalidate_key(server, key, None, bcast=True)
+                _invalidate_key(server, key, None, bcast=True, ordered=ordered, kept=kept)
             elif cls == EVICTED:
-                _invalidate_key(server, key, changer, bcast=True, early=place)
+                _invalidate_key(server, key, changer, bcast=True, early=place, ordered=ordered, kept=kept)
             else:
-                _invalidate_key(server, key, changer, bcast=True, place=place)
+                _invalidate_key(server, key, changer, bcast=True, place=place, ordered=ordered, kept=kept)
+    # Back in the table after all of them: as in Redis, a command's second
+    # event of a key (a new key's, then the write's) finds it gone.
+    _keep(kept)
     if flushed:
         invalidate_all(server, changer)
     if not STATE.clients and not TABLE:
@@ -557,12 +645,21 @@ def on_events(server, events: list, origin: object) -> None:
 
 
 def _invalidate_key(
-    server, key: bytes, changer: Client | None, bcast: bool, early: object = None, place: object = None
+    server,
+    key: bytes,
+    changer: Client | None,
+    bcast: bool,
+    early: object = None,
+    place: object = None,
+    ordered: bool = False,
+    kept: list[tuple[bytes, int]] | None = None,
 ) -> None:
     """``key`` changed: drop it from the table and tell its clients.
     ``changer``: the client whose command changed it; its invalidation
     comes before that command's reply slot ``early`` (an eviction), else
-    after its reply slot ``place``."""
+    after its reply slot ``place``.  ``ordered``: the change came in the
+    order of the key's shard pipe (see :class:`Read`); ``kept``: where the
+    clients that stay in the table go (else they are put back at once)."""
     if bcast and PREFIXES:
         for prefix, (_, changed) in PREFIXES.items():
             if key.startswith(prefix):
@@ -585,18 +682,33 @@ def _invalidate_key(
         if state is None or state.bcast:
             continue
         own = target is changer
+        before = None
+        if state.reads:
+            keep, silent, before = _reads_after(
+                server, state, key, ordered, (place or early) if own else None
+            )
+            if keep:  # as Redis, a read that runs after the change remembers the key
+                if kept is None:
+                    _keep([(key, cid)])
+                else:
+                    kept.append((key, cid))
+            if silent:
+                continue  # it did not track the key before the change
         if not own:
-            send(target, [key])
-            continue
-        if place is not None and state.reads:
-            read = _own_read(state, place, key)
-            if read is not None:  # its own read expired it: as Redis, it still tracks the key
-                TABLE.setdefault(key, set()).add(cid)
-                STATE.items += 1
-                if key in read.fresh:
-                    continue  # it did not track the key before that read
-        if not state.noloop:
+            send(target, [key], before)  # before the reply of a read that ran after it
+        elif not state.noloop:
             send(target, [key], early, place)
+
+
+def _keep(kept: list[tuple[bytes, int]]) -> None:
+    """Put these (key, client id) back in :data:`TABLE`."""
+    for key, cid in kept:
+        ids = TABLE.get(key)
+        if ids is None:
+            ids = TABLE[key] = set()
+        if cid not in ids:
+            ids.add(cid)
+            STATE.items += 1
 
 
 def invalidate_all(server, changer: Client | None = None) -> None:
@@ -606,6 +718,14 @@ def invalidate_all(server, changer: Client | None = None) -> None:
             send(target, None)
     TABLE.clear()
     STATE.items = 0
+    # A read in flight may run after the flush (whose events are a
+    # multi-shard command's: order not known): its keys stay remembered.
+    for target in list(server.clients.values()):
+        state = target.tracking
+        if state is not None and state.reads:
+            keys = [k for read in state.reads if read.slot.data is None for k in read.keys]
+            if keys:
+                remember(target, keys)
 
 
 class _Broadcast:

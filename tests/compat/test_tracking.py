@@ -10,6 +10,7 @@ that write's reply, so the PING after it is enough to wait for it.
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 
@@ -83,17 +84,28 @@ def _transcript(port: int, conns_resp3: list[bool], steps: list) -> list:
             elif step[0] == "close":  # the step's other connections still drain
                 conns[step[1]].close()
             else:
+                # (i, "CMD", "arg"...) or, pipelined in one step, (i, [cmd...], [cmd...]);
+                # ("write", i, [cmd...], [cmd...]): pipelined, all in one write
+                # (so the server reads them at once)
+                one_write = step[0] == "write"
+                if one_write:
+                    step = step[1:]
                 conn = conns[step[0]]
-                # (i, "CMD", "arg"...) or, pipelined in one step, (i, [cmd...], [cmd...])
+                batch = []
                 for command in step[1:] if type(step[1]) is list else [step[1:]]:
                     args = []
                     for a in command:
                         if a.startswith("$id"):
                             a = str(conns[int(a[3:])].id)
                         args.append(a.encode())
-                    conn.send(*args)
+                    if one_write:
+                        batch.append(encode_command(args))
+                    else:
+                        conn.send(*args)
                     if args[0].upper() == b"SUBSCRIBE":
                         conn.subscribed = True
+                if batch:
+                    conn.sock.sendall(b"".join(batch))
             # The acting connection first: its reply means the step is done.
             first = step[0] if type(step[0]) is int else 0
             row = {first: conns[first].drain()}
@@ -736,3 +748,119 @@ def test_read_that_expires_a_tracked_key_hears_of_it_after_the_reply(ports):
     assert t[7][2] == b"_\r\n"  # NOLOOP
     assert [row[0].count(b"invalidate") for row in t[-4:]] == [1, 1, 1, 0]  # a, b, c
     assert [row[2].count(b"invalidate") for row in t[-4:]] == [0, 0, 0, 1]  # d
+
+
+def test_own_write_before_a_pipelined_read_keeps_tracking(ports):
+    """A tracking client that writes a key and reads it, pipelined: the
+    write ran before the read, so a key not tracked before hears nothing of
+    the write and is tracked after the read; a key tracked before hears of
+    the write after its reply (Redis's tracking_pending_keys) and is
+    tracked again.  Either way a later write by another client invalidates
+    it.  (The acceptor remembers the read's keys when it is sent, before the
+    write's invalidation comes back.)"""
+    t = _same(
+        ports,
+        [True, False],
+        [
+            (0, "CLIENT", "TRACKING", "on"),
+            (0, "GET", "b"),
+            ("write", 0, ["SET", "a", "1"], ["GET", "a"], ["SET", "b", "2"], ["GET", "b"], ["GET", "b"]),
+            (1, "SET", "a", "x"),
+            (1, "SET", "b", "x"),
+        ],
+    )
+    assert (
+        t[2][0]
+        == b"+OK\r\n$1\r\n1\r\n+OK\r\n>2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\nb\r\n$1\r\n2\r\n$1\r\n2\r\n"
+    )
+    assert t[3][0].count(b"invalidate") == 1
+    assert t[4][0].count(b"invalidate") == 1
+
+
+BUSY_SCRIPT = (
+    "local t = redis.call('TIME') local start = t[1] * 1000000 + t[2] "
+    "repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] - start > 400000 return 1"
+)
+
+
+def _acceptor_of(conn: Conn, acceptors: int) -> int:
+    return (conn.id - 1) % acceptors  # as shardkv hands out client ids
+
+
+def test_change_before_a_read_in_flight_ran(ports):
+    """Another client's write of a key, and the active expiry of one, that
+    the key's shard ran after a tracking client sent a read of the key but
+    before the read ran (the shard busy meanwhile, with a script on another
+    key of its): as in Redis, where the change came before the read, the
+    reader hears nothing of a key it did not track before (pipelined reads
+    too) and tracks it after the read; a key it tracked before is
+    invalidated, before the read's reply, and tracked again.  A later write
+    invalidates each.  Redis runs the same commands one after the other.
+    With several acceptors the writer is on another acceptor than the
+    reader, and the shard picks the pipes in turn after the script: an
+    attempt where it ran the read first is run again."""
+    acceptors = int(os.environ.get("SHARDKV_TEST_ACCEPTORS", "1"))
+    a, b, c = "{t}a", "{t}b", "{t}c"
+
+    def run(port: int, busy: bool) -> list[bytes] | None:
+        admin = redis.Redis(port=port)
+        admin.flushall()
+        conns = [Conn(port, True)]
+        try:
+            # The writer on another acceptor than the reader (if any), the
+            # script's client on the reader's: the writer's pipe goes next.
+            for same in (False, True):
+                while True:
+                    conn = Conn(port, False)
+                    conns.append(conn)
+                    if (
+                        acceptors == 1
+                        or (_acceptor_of(conn, acceptors) == _acceptor_of(conns[0], acceptors)) == same
+                    ):
+                        break
+                    conns.pop().close()
+            reader, writer, holder = conns
+            rows = []
+            reader.send(b"CLIENT", b"TRACKING", b"on")
+            reader.send(b"GET", c.encode())
+            rows.append(reader.drain())
+            writer.send(b"SET", b.encode(), b"v", b"PX", b"100")
+            rows.append(writer.drain())
+            if busy:
+                holder.send(b"EVAL", BUSY_SCRIPT.encode(), b"1", b"{t}h")
+                time.sleep(0.1)
+            else:
+                time.sleep(0.4)
+            writer.sock.sendall(
+                encode_command([b"SET", a.encode(), b"x"]) + encode_command([b"SET", c.encode(), b"x"])
+            )
+            if busy:
+                time.sleep(0.1)
+            else:
+                writer.drain()
+            reader.sock.sendall(b"".join(encode_command([b"GET", k.encode()]) for k in (a, a, b, c)))
+            rows.append(reader.drain())
+            if busy:
+                assert holder.drain() == b":1\r\n"
+                writer.drain()
+            for key in (a, b, c):
+                writer.send(b"SET", key.encode(), b"y")
+                writer.drain()
+                rows.append(reader.drain())
+            return rows
+        finally:
+            for conn in conns:
+                conn.close()
+            admin.flushall()
+            admin.close()
+
+    expected = run(ports["redis"], False)
+    invalidate_c = b">2\r\n$10\r\ninvalidate\r\n*1\r\n$4\r\n{t}c\r\n"
+    assert expected[2] == invalidate_c + b"$1\r\nx\r\n$1\r\nx\r\n_\r\n$1\r\nx\r\n"
+    for _attempt in range(5):
+        got = run(ports["shardkv"], True)
+        if got[2].startswith(b"_\r\n"):
+            continue  # the shard ran the reads before the writes (several acceptors)
+        assert got == expected
+        return
+    raise AssertionError("the shard ran the reads first in every attempt")
