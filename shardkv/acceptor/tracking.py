@@ -861,6 +861,28 @@ class _Sent:
         self.data = data
 
 
+def drop_answered(server) -> None:
+    """Once a second (``on_cron``): forget the tracked reads that were
+    answered, and the scripts' CLIENT CACHING decisions of answered
+    scripts.  Their reply slots keep the reply's bytes, so a client that
+    pipelined big reads and went idle would otherwise keep them until its
+    next tracked read."""
+    if not STATE.clients:
+        return
+    for client in server.clients.values():
+        state = client.tracking
+        if state is None:
+            continue
+        reads = state.reads
+        while reads and reads[0].slot.data is not None:
+            reads.popleft()
+        scripts = state.scripts
+        if scripts:
+            alive = {id(p) for p in client.pending}
+            for done in [p for p in scripts if id(p) not in alive]:
+                del scripts[done]
+
+
 def on_disconnect(client: Client) -> None:
     if client.tracking is not None:
         disable(client)

@@ -154,7 +154,7 @@ def wiring() -> Wiring:
         ),
         on_resetstat=(slowlog.on_resetstat,),
         # The decisions file's everysec fsync; MIGRATE's idle connections.
-        on_cron=(crossshard.sync_decisions, migrate.close_idle),
+        on_cron=(crossshard.sync_decisions, migrate.close_idle, tracking.drop_answered),
         after_command=tracking.after_command,
         client_subcommands={
             b"TRACKING": tracking.client_tracking,

@@ -14,13 +14,14 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from shardkv.protocol.router import Router
-from tests.support.acceptors import K, acceptor_of, raw_on, serve
+from tests.support.acceptors import K, acceptor_of, acceptor_pids, raw_on, serve
 from tests.support.servers import start_shardkv
 
 server = pytest.fixture(scope="module", name="server")(serve)
@@ -336,6 +337,39 @@ def test_client_tracking_is_invalidated_by_a_write_through_the_other_acceptor(se
     finally:
         tracker.close()
         writer.close()
+
+
+def test_a_tracking_clients_answered_reads_are_not_kept(server) -> None:
+    """A RESP3 tracking client pipelines 64 reads of a 1 MiB value, reads
+    every reply and goes idle: its acceptor keeps a record of each tracked
+    read in flight (tracking.Read), whose reply slot holds the reply's
+    bytes; answered ones are dropped once a second (tracking.drop_answered),
+    not only at the client's next tracked read, so its memory comes back."""
+    setter = redis.Redis(port=server.port)
+    tracker, _ = raw_on(server.port, 0)
+    acceptor = psutil.Process(acceptor_pids(server)[0])
+    try:
+        setter.set("big-tracked", b"v" * (1 << 20))
+        tracker.sendall(b"HELLO 3\r\nCLIENT TRACKING on\r\n")
+        data = b""
+        while not data.endswith(b"+OK\r\n"):
+            data += tracker.recv(65536)
+        before = acceptor.memory_info().rss
+        reply = b"$%d\r\n%s\r\n" % (1 << 20, b"v" * (1 << 20))
+        tracker.sendall(b"GET big-tracked\r\n" * 64)
+        data = b""
+        while len(data) < 64 * len(reply):
+            data += tracker.recv(1 << 20)
+        assert data == reply * 64
+        deadline = time.monotonic() + 10
+        while acceptor.memory_info().rss - before > 32 << 20 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        grown = acceptor.memory_info().rss - before
+        assert grown <= 32 << 20, f"the acceptor still holds {grown >> 20} MiB after the replies"
+    finally:
+        tracker.close()
+        setter.delete("big-tracked")
+        setter.close()
 
 
 def test_client_pause_holds_the_other_acceptors_clients(server, groups) -> None:
