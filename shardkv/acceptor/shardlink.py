@@ -45,6 +45,39 @@ _CONTROL_HEADER = wire.entry_header(0)
 
 # The links whose worker runs a script past busy-reply-threshold.
 BUSY_LINKS: set = set()
+# How often a link's busy state changed (a script's first ``S`` frame, its
+# end, a link gone), and what waits for the next change (see when_busy_seen).
+_BUSY_CHANGES = [0]
+_BUSY_WAITERS: list[Callable[[], None]] = []
+
+
+def busy_changes() -> int:
+    """A mark to give :func:`when_busy_seen` later."""
+    return _BUSY_CHANGES[0]
+
+
+def when_busy_seen(mark: int, then: Callable[[], None]) -> None:
+    """Call ``then`` once this acceptor knows what another acceptor's
+    ``-BUSY`` says (asked after :func:`busy_changes` gave ``mark``): at
+    once if a link is busy or changed since, else at the next change.  The
+    worker writes a script's ``S`` frame to every pipe, and the other
+    acceptor's answer through the bus can come before this acceptor's own
+    frame: a SCRIPT KILL read after that ``-BUSY`` would find no script."""
+    if BUSY_LINKS or _BUSY_CHANGES[0] != mark:
+        then()
+    else:
+        _BUSY_WAITERS.append(then)
+
+
+def _busy_changed() -> None:
+    _BUSY_CHANGES[0] += 1
+    if _BUSY_WAITERS:
+        waiters = _BUSY_WAITERS[:]
+        _BUSY_WAITERS.clear()
+        for then in waiters:
+            then()
+
+
 # The links whose worker cannot persist (``D`` frames): link -> its -MISCONF text.
 MISCONF_LINKS: dict = {}
 
@@ -427,6 +460,7 @@ class ShardLink:
             self.busy = self.script = None
             BUSY_LINKS.discard(self)
             self._release_caller()
+            _busy_changed()
             if MISCONF_LINKS.pop(self, None) is not None and self.on_disk is not None:
                 self.on_disk()  # a new worker says again if it cannot write
             self.fail_all()
@@ -548,8 +582,11 @@ class ShardLink:
                 if self.busy is None:  # the script's first report
                     self._offer_refusals(caller, epoch)
                 self.script = (pid, dirty, eval_mode, *details)
+                first = self.busy is None
                 self.busy = encode_error(errors.BUSY if eval_mode else errors.BUSY_FUNCTION)
                 BUSY_LINKS.add(self)
+                if first:
+                    _busy_changed()
                 if self.caller is None:  # (a later report says it has written)
                     self.caller = scriptcaller.hold(self.fifo, self.ops, self.pipe_index, caller)
                 self._refuse_unblocks(unblocks)
@@ -560,6 +597,7 @@ class ShardLink:
                 self.refusable = []
                 BUSY_LINKS.discard(self)
                 self._release_caller()
+                _busy_changed()
         elif kind == wire.REFUSALS:
             self._refused(*wire.decode_refusals(payload))
         elif kind == wire.PIECE:

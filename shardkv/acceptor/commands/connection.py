@@ -28,6 +28,7 @@ from shardkv.acceptor.bus import fail_slot
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.commands.common import guard, subcommand_error
 from shardkv.acceptor.replies import Slot
+from shardkv.acceptor.shardlink import busy_changes, when_busy_seen
 from shardkv.acceptor.state import REPLY_OFF, REPLY_ON, REPLY_SKIP_NEXT
 from shardkv.acceptor.users import authenticate
 from shardkv.protocol import bus, command_docs, errors
@@ -310,15 +311,17 @@ def client_cmd(client: Client, args: list) -> None:
             if pin is not None:
                 pin.remote = True
                 question.append(pin.id)
-            after_earlier_commands(
-                client,
-                lambda: bus_.ask(
+
+            def ask() -> None:
+                mark = busy_changes()
+                bus_.ask(
                     bus.UNBLOCK,
                     question,
-                    lambda found: reply.answer(_unblocked_anywhere(found)),
+                    lambda found: _answer_unblock(reply, _unblocked_anywhere(found), mark),
                     failed=fail_slot(reply),
-                ),
-            )
+                )
+
+            after_earlier_commands(client, ask)
     elif sub in server.wiring.client_subcommands:  # TRACKING, CACHING... (shardkv.acceptor.tracking)
         server.wiring.client_subcommands[sub](client, args)
     elif sub == b"HELP":
@@ -549,6 +552,16 @@ def _unblocked_anywhere(found: list) -> int | bytes:
         if type(answer) is bytes:
             return answer
     return max(found, default=0)
+
+
+def _answer_unblock(reply: UnblockReply, answer: int | bytes, mark: int) -> None:
+    """A -BUSY from another acceptor waits until this acceptor knows of
+    the script too (:func:`when_busy_seen`): as in Redis, a SCRIPT KILL
+    sent after it must find the script."""
+    if type(answer) is bytes:
+        when_busy_seen(mark, lambda: reply.answer(answer))
+    else:
+        reply.answer(answer)
 
 
 def bus_unblock(server, origin: int, args: list) -> int | None:
