@@ -1746,6 +1746,7 @@ class Engine:
         if run is None:
             return False
         if self.exit_requested:
+            self._write_logs(run)
             log.warning("SHUTDOWN NOSAVE while a script is busy: exiting now")
             logging.shutdown()
             os._exit(0)
@@ -1770,6 +1771,8 @@ class Engine:
             refusals = getattr(self.shard, "refusals", None)
             if refusals is not None and refusals.due:
                 refusals.poll()  # what came before the acceptors knew: -BUSY now
+        if run.busy and run.logs:
+            self._write_logs(run)  # a busy script's lines are looked for now, not held
         if self.kill_requested:
             self.kill_requested = False
             if not run.dirty:

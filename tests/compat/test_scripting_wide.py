@@ -15,7 +15,10 @@ import time
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
+from tests.support.resp import ErrorReply, RespClient
 from tests.support.servers import start_redis, start_shardkv
 
 COUNTED = {"cmdstat_" + name for name in ("eval", "fcall", "incr", "rpush", "set")}
@@ -345,3 +348,37 @@ def test_undone_run_counts_no_keyspace_hits(servers):
         stats.append((info["keyspace_hits"], info["keyspace_misses"]))
         c.close()
     assert stats[1] == stats[0]
+
+
+def test_a_busy_scripts_log_lines_are_written_while_it_runs(processes):
+    """Its lines are held only until the script is past busy-reply-threshold
+    (shardkv holds them so that a run undone to run again logs nothing):
+    a runaway script's lines are there while it runs, as in Redis, and not
+    lost when SCRIPT KILL ends it."""
+    for proc in processes:
+        c = redis.Redis(port=proc.port)
+        killer = redis.Redis(port=proc.port, retry=Retry(NoBackoff(), 0))
+        c.config_set("busy-reply-threshold", 100)
+        scripter = RespClient(proc.port)
+        try:
+            scripter.send("EVAL", "redis.log(redis.LOG_WARNING, 'busy-line-xyz') while true do end", 0)
+            deadline = time.monotonic() + 10
+            while "busy-line-xyz" not in proc.output() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            seen = proc.output().count("busy-line-xyz")
+            while True:
+                try:
+                    killer.script_kill()
+                    break
+                except redis.ResponseError as e:  # NOTBUSY: not started yet
+                    assert "NOTBUSY" in str(e)
+                    time.sleep(0.05)
+            assert isinstance(scripter.read_reply(), ErrorReply)
+            assert seen == 1, proc
+            killer.echo("after-kill-xyz")
+            assert proc.output().count("busy-line-xyz") == 1
+        finally:
+            scripter.close()
+            c.config_set("busy-reply-threshold", 5000)
+            c.close()
+            killer.close()
