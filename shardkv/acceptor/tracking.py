@@ -519,11 +519,16 @@ def _queued(server, keys: list[bytes], place: Slot) -> dict[int, int]:
     captured (:mod:`shardkv.acceptor.holds`): it goes after what the pipe
     has, maybe later (a step over several shards waits for its holds).
     A read not queued yet (held back) is not counted: not known to be in
-    flight there."""
+    flight there; nor is a captured read over several shards, which waits
+    for its holds while later commands go out before it (counted, it could
+    seem to have run before it did, and a change after it be taken for one
+    before: a client left with a stale value)."""
     links = server.links
     shard_of = server.shard_of
     holds = server.holds
     captured = holds.captured if holds is not None else None
+    if captured and len({shard_of(key) for key in keys}) > 1:
+        captured = None  # (only the queued part below: the fifo's last entry)
     sent: dict[int, int] = {}
     for key in keys:
         shard = shard_of(key)

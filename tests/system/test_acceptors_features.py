@@ -9,7 +9,10 @@ on each acceptor.
 
 from __future__ import annotations
 
+import contextlib
 import re
+import select
+import socket
 import threading
 import time
 from pathlib import Path
@@ -372,6 +375,74 @@ def test_a_tracking_clients_answered_reads_are_not_kept(server) -> None:
         setter.close()
 
 
+def test_a_multi_shard_read_waiting_for_its_holds_is_not_taken_for_one_that_ran(server) -> None:
+    """A tracking client R (REDIRECT to a subscriber I) sends MGET a b,
+    which waits for its holds behind a long script on a's shard; a client
+    W of the same acceptor then writes a.  R may get the new value with its
+    invalidation before the reply (R's acceptor cannot know in which order
+    the shards ran them): then R must still track a, so that a later write
+    is heard of.  Whatever the order, a client-side cache filled in arrival
+    order never keeps a value that the server no longer has."""
+
+    def command(*args: str) -> bytes:
+        return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a.encode()) for a in args)
+
+    def read(sock: socket.socket, until: bytes) -> bytes:
+        data = b""
+        while not data.endswith(until):
+            data += sock.recv(65536)
+        return data
+
+    a, b, d = "mstale-a", "mstale-b", "mstale-d"
+    router = Router(2)
+    assert router.shard_of(a.encode()) == router.shard_of(d.encode()) != router.shard_of(b.encode())
+    reader, _ = raw_on(server.port, 0)
+    writer, _ = raw_on(server.port, 0)
+    listener, listener_id = raw_on(server.port, 0)
+    scripter, _ = raw_on(server.port, 0)
+    try:
+        writer.sendall(command("SET", a, "v0"))
+        read(writer, b"+OK\r\n")
+        listener.sendall(command("SUBSCRIBE", "__redis__:invalidate"))
+        read(listener, b":1\r\n")
+        reader.sendall(command("CLIENT", "TRACKING", "on", "REDIRECT", str(listener_id)))
+        read(reader, b"+OK\r\n")
+        scripter.sendall(command("EVAL", "local i = 0 while i < 30000000 do i = i + 1 end return 1", "1", d))
+        time.sleep(0.1)
+        reader.sendall(command("MGET", a, b))
+        time.sleep(0.05)
+        writer.sendall(command("GET", d) + command("SET", a, "v1"))
+        cached: bytes | None = None
+        replied = False
+        while not replied:
+            ready, _, _ = select.select([reader, listener], [], [], 10)
+            assert ready, "no reply"
+            if listener in ready:  # (both at once: the invalidation first, the worse case)
+                listener.recv(65536)
+                cached = None
+            if reader in ready:
+                reply = read(reader, b"\r\n$-1\r\n")
+                cached = reply.split(b"\r\n")[2]
+                replied = True
+        read(scripter, b":1\r\n")
+        read(writer, b"+OK\r\n")
+        listener.settimeout(0.5)
+        with contextlib.suppress(TimeoutError):
+            if listener.recv(65536):
+                cached = None  # heard of the write after the reply
+        writer.sendall(command("SET", a, "v2"))
+        read(writer, b"+OK\r\n")
+        if cached is not None:
+            listener.settimeout(5)
+            got = b""
+            with contextlib.suppress(TimeoutError):
+                got = listener.recv(65536)
+            assert b"mstale-a" in got, f"the client keeps {cached!r}; the server has v2"
+    finally:
+        for sock in (reader, writer, listener, scripter):
+            sock.close()
+
+
 def test_client_pause_holds_the_other_acceptors_clients(server, groups) -> None:
     (a, _), _ = groups
     writer, _ = raw_on(server.port, 1)
@@ -391,7 +462,7 @@ def test_client_pause_holds_the_other_acceptors_clients(server, groups) -> None:
 
 def test_client_tracking_redirects_to_a_client_on_the_other_acceptor(server, groups) -> None:
     (tracker, _), (writer, _) = groups
-    listener, listener_id = raw_on(server.port, 1)
+    listener, listener_id = raw_on(server.port, 0)
     try:
         listener.sendall(b"SUBSCRIBE __redis__:invalidate\r\n")
         data = b""
