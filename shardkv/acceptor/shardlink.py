@@ -49,6 +49,10 @@ BUSY_LINKS: set = set()
 # end, a link gone), and what waits for the next change (see when_busy_seen).
 _BUSY_CHANGES = [0]
 _BUSY_WAITERS: list[Callable[[], None]] = []
+# The longest a -BUSY from another acceptor waits for this one's frame: the
+# script may have ended on this acceptor's pipe before it was asked, while
+# the other acceptor had not read the end yet (then no change would come).
+BUSY_SEEN_WITHIN = 0.5
 
 
 def busy_changes() -> int:
@@ -62,11 +66,26 @@ def when_busy_seen(mark: int, then: Callable[[], None]) -> None:
     once if a link is busy or changed since, else at the next change.  The
     worker writes a script's ``S`` frame to every pipe, and the other
     acceptor's answer through the bus can come before this acceptor's own
-    frame: a SCRIPT KILL read after that ``-BUSY`` would find no script."""
+    frame: a SCRIPT KILL read after that ``-BUSY`` would find no script.
+    At the latest after :data:`BUSY_SEEN_WITHIN`."""
     if BUSY_LINKS or _BUSY_CHANGES[0] != mark:
         then()
-    else:
-        _BUSY_WAITERS.append(then)
+        return
+    done = False
+
+    def once() -> None:
+        nonlocal done
+        if not done:
+            done = True
+            then()
+
+    def late() -> None:
+        if once in _BUSY_WAITERS:
+            _BUSY_WAITERS.remove(once)
+        once()
+
+    _BUSY_WAITERS.append(once)
+    asyncio.get_running_loop().call_later(BUSY_SEEN_WITHIN, late)
 
 
 def _busy_changed() -> None:

@@ -234,3 +234,28 @@ def test_a_refusal_of_another_script_or_after_the_end_refuses_nothing():
     link._refused(4, [0, 1])
     assert all(slot.data is None for c in clients for slot in c.pending)
     assert not any(sink is shardlink._DROPPED for sink in link.fifo)
+
+
+def test_a_busy_from_another_acceptor_waits_for_no_change_forever():
+    """Another acceptor's -BUSY waits until this acceptor knows of the
+    script (shardlink.when_busy_seen); if this one already saw the script
+    start and end before it asked (the other had not read the end yet), no
+    change comes: the answer goes after BUSY_SEEN_WITHIN all the same, once."""
+    import asyncio
+
+    answered: list[str] = []
+
+    async def scenario() -> None:
+        mark = shardlink.busy_changes()
+        shardlink.when_busy_seen(mark, lambda: answered.append("-BUSY"))
+        assert answered == []  # nothing busy here, nothing changed: it waits
+        for _ in range(100):
+            if answered:
+                break
+            await asyncio.sleep(0.05)
+        assert answered == ["-BUSY"]  # with no change
+        shardlink._busy_changed()  # a later change does not answer it again
+
+    asyncio.run(scenario())
+    assert answered == ["-BUSY"]
+    assert not shardlink._BUSY_WAITERS
