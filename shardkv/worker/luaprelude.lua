@@ -49,6 +49,22 @@ G.loadstring = function(...)
     if f then setfenv(f, G) end
     return f, err
 end
+-- string.dump refuses what Redis's refuses: its C functions, which the
+-- prelude's Lua wrappers (redis.call, tostring, cjson.encode...) stand in for.
+string.dump = function(...)
+    local f = ...
+    local t = type(f)
+    if t == "userdata" and not rawequal(f, rawget(libs.modules.cjson, "null")) then
+        error("unable to dump given function", 2)  -- (a Python callable: to scripts, a C function)
+    elseif t ~= "function" then  -- (luaL_checktype's error)
+        local i = dbg.getinfo(1, "n")
+        local got = select("#", ...) == 0 and "no value" or t
+        error("bad argument #1 to '" .. (i and i.name or "?") .. "' (function expected, got " .. got .. ")", 2)
+    end
+    local i = dbg.getinfo(f, "S")
+    if i.what == "C" or i.source == "=prelude" then error("unable to dump given function", 2) end
+    return (string_dump(f))
+end
 G.load = function(f, name)
     local parts = {}
     while true do

@@ -492,3 +492,37 @@ def test_a_publish_after_an_unsubscribe_that_waits_does_not_reach_it(two_accepto
     expected = _published_while_leaving(real, 1, 0, how)
     assert expected[:2] == (0, 1) and expected[3] == [b"ch1", b"ch2"]
     assert _published_while_leaving(ours, 2, publisher_on, how) == expected
+
+
+def _replies_of(port: int, scripts: list) -> list:
+    c = redis.Redis(port=port, protocol=2)
+    got = []
+    for script in scripts:
+        try:
+            got.append(c.eval(script, 0))
+        except redis.ResponseError as e:
+            got.append(("error", str(e)))
+    c.close()
+    return got
+
+
+@pytest.mark.parametrize("wide", [False, True], ids=["narrow", "wide"])
+def test_string_dump_refuses_what_redis_makes_c_functions(servers, wide):  # noqa: F811
+    """The prelude's Lua wrappers stand in for Redis's C functions, which
+    string.dump cannot dump: no bytecode of the prelude reaches a script
+    (a script that names unpack runs wide, with the prelude's redis.call)."""
+    first = "unpack({})\n" if wide else ""
+    names = ["redis.call", "redis.pcall", "redis.sha1hex", "redis.error_reply", "redis.status_reply"]
+    names += ["redis.setresp", "redis.set_repl", "redis.log", "redis.breakpoint", "redis.debug"]
+    names += ["cjson.encode", "cjson.decode", "cmsgpack.pack", "cmsgpack.unpack", "struct.pack"]
+    names += ["struct.unpack", "tostring", "type", "unpack", "loadstring", "load", "pcall", "xpcall"]
+    names += ["string.dump", "string.byte", "string.rep", "string.format", "table.concat", "math.floor"]
+    names += ["coroutine.wrap", "coroutine.resume", "setmetatable", "getmetatable", "select", "error"]
+    names += ["bit.band", "print", "assert", "rawget", "next", "ipairs", "pairs", "tonumber", "gcinfo"]
+    scripts = [f"{first}return {{pcall(string.dump, {name})}}" for name in names]
+    scripts += [f"{first}return string.dump({name})" for name in ("redis.call", "tostring", "cjson.encode")]
+    scripts += [f"{first}local d = string.dump; return d(1)", f"{first}return {{pcall(string.dump)}}"]
+    scripts += [f"{first}return type(string.dump(function() return 1 end))"]
+    scripts += [f"{first}return loadstring(string.dump(function() return 1 end))"]
+    real, ours = servers
+    assert _replies_of(ours, scripts) == _replies_of(real, scripts)
