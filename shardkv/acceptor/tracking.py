@@ -497,15 +497,7 @@ def _script_read(client: Client, key: bytes, place: object) -> None:
 def remember(client: Client, keys: list[bytes]) -> list[bytes]:
     """Remember that ``client`` may cache ``keys``; the keys it did not track before."""
     cid = client.id
-    fresh = []
-    for key in keys:
-        ids = TABLE.get(key)
-        if ids is None:
-            ids = TABLE[key] = set()
-        if cid not in ids:
-            ids.add(cid)
-            STATE.items += 1
-            fresh.append(key)
+    fresh = [key for key in keys if _track(key, cid)]
     limit = _max_keys(client.server)
     if limit and len(TABLE) > limit:
         _limit_table(client.server, limit)
@@ -708,12 +700,19 @@ def _invalidate_key(
 def _keep(kept: list[tuple[bytes, int]]) -> None:
     """Put these (key, client id) back in :data:`TABLE`."""
     for key, cid in kept:
-        ids = TABLE.get(key)
-        if ids is None:
-            ids = TABLE[key] = set()
-        if cid not in ids:
-            ids.add(cid)
-            STATE.items += 1
+        _track(key, cid)
+
+
+def _track(key: bytes, cid: int) -> bool:
+    """Client ``cid`` tracks ``key`` in :data:`TABLE`; whether it did not before."""
+    ids = TABLE.get(key)
+    if ids is None:
+        ids = TABLE[key] = set()
+    if cid in ids:
+        return False
+    ids.add(cid)
+    STATE.items += 1
+    return True
 
 
 def invalidate_all(server, changer: Client | None = None) -> None:
