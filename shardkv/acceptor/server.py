@@ -101,6 +101,10 @@ class Wiring:
     after_command: Callable[..., None]
     client_subcommands: Mapping[bytes, LocalHandler]
     tracking_totals: Callable[[], tuple[int, int, int]]
+    # CONFIG SET's checks (shardkv.acceptor.commands.config): the changes a
+    # CONFIG SET's arguments make, or its CommandError (EXEC asks it of a
+    # queued one, ahead of running it; see transactions.exec_).
+    config_set_changes: Callable[[Client, list[bytes]], dict]
     # The shards' keyspace events (shardkv.acceptor.notifications): who hears
     # them, in order, and what each needs the shards to note (a class mask).
     event_listeners: tuple[Callable[[Acceptor, list, object], None], ...]

@@ -44,7 +44,6 @@ from collections.abc import Callable
 from shardkv.acceptor import monitor
 from shardkv.acceptor.blocking import Pin, UnblockReply, after_scripts, after_this_step, waiting_shard
 from shardkv.acceptor.client import Client
-from shardkv.acceptor.commands.config import config_set_changes
 from shardkv.acceptor.crossshard import AtomicOp
 from shardkv.acceptor.dispatch import db_headers
 from shardkv.acceptor.replies import Slot
@@ -394,7 +393,7 @@ def _config_set_passes(client: Client, args: list[bytes]) -> bool:
     """Whether the queued CONFIG SET ``args`` passes CONFIG SET's checks
     (its values over the settings as they are now)."""
     try:
-        config_set_changes(client, args)
+        client.server.wiring.config_set_changes(client, args)
     except CommandError:
         return False
     return True

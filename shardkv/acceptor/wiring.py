@@ -163,6 +163,7 @@ def wiring() -> Wiring:
             b"TRACKINGINFO": tracking.client_trackinginfo,
         },
         tracking_totals=tracking.totals,
+        config_set_changes=config.config_set_changes,
         # Keyspace notifications publish before client-side caching invalidates.
         event_listeners=(notifications.publish, tracking.on_events, memorybudget.on_events),
         event_masks=(notifications.own_mask, tracking.events_mask, memorybudget.events_mask),
