@@ -163,9 +163,12 @@ class ClientState:
             self.multi_error = True
 
     def take_multi(self) -> list | None:
-        """EXEC: the queue, and out of MULTI (``multi_error`` stays to read)."""
+        """EXEC: the queue, and out of MULTI (``multi_error`` stays to read);
+        ``exec_size`` is its length (ACL LOG's ``multi=`` while it runs)."""
         queued = self.multi
         self.multi = None
+        if queued is not None:
+            self.exec_size = len(queued)
         return queued
 
     def discard_multi(self) -> None:

@@ -345,7 +345,6 @@ def exec_(client: Client, args: list[bytes]) -> None:
         discard_transaction(client)
         client.reply_error(errors.EXECABORT)
         return
-    client.state.exec_size = len(queued)
     denied = None
     cut = None  # how many replies the client gets, if it closes after EXEC
     notes: list[tuple] = []  # ACL LOG's entries of its refusals, once it runs
@@ -359,7 +358,7 @@ def exec_(client: Client, args: list[bytes]) -> None:
         notes = []
         later = UsersInExec(client.server.users, user, lambda args: _config_set_passes(client, args))
         # Each entry shows the client as Redis's is while EXEC runs: flagged
-        # MULTI with its queued count, cmd exec (its c->lastcmd).
+        # MULTI with its queued count, its last command EXEC (c->lastcmd).
         size = len(queued)
         for i, (cmd, queued_args) in enumerate(queued):
             user = later.user
