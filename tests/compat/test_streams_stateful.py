@@ -47,12 +47,22 @@ def _strip_times(name: str, args: list[str], reply: object) -> object:
     if name == "XPENDING" and len(args) > 3 and isinstance(reply, list):
         return [[e[0], e[1], e[3]] for e in reply]
     if name == "XINFO" and sub == "CONSUMERS" and isinstance(reply, list):
-        return [_drop(c, b"idle") for c in reply]
+        return [_drop(_pairs(c) if isinstance(c, list) else c, b"idle") for c in reply]
+    if name == "XINFO" and sub == "STREAM" and isinstance(reply, list) and b"entries" in reply[::2]:
+        reply = _pairs(reply)  # RESP2: the same map as flat lists (after switch_protocol)
+        reply[b"groups"] = [
+            {**_pairs(g), b"consumers": [_pairs(c) for c in _pairs(g)[b"consumers"]]}
+            for g in reply[b"groups"]
+        ]
     if name == "XINFO" and sub == "STREAM" and isinstance(reply, dict) and b"entries" in reply:
         reply = dict(reply)
         reply[b"groups"] = [_group_without_times(g) for g in reply[b"groups"]]
         return reply
     return reply
+
+
+def _pairs(flat: list) -> dict:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 def _drop(d: object, *names: bytes) -> object:
