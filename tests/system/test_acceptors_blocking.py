@@ -458,6 +458,19 @@ BUSY_SCRIPT = (
 )
 
 
+def _block_behind_threshold(reader, scripter, writer, k0: str) -> tuple[int, int]:
+    """Set busy-reply-threshold to 1000 ms (through ``writer``) and block
+    ``reader`` in ``BLPOP k0 0``; return the reader's and the scripter's
+    client ids."""
+    writer.command("DEL", k0)
+    writer.command("CONFIG", "SET", "busy-reply-threshold", "1000")
+    reader_id = int(reader.command("CLIENT", "ID"))  # type: ignore[arg-type]
+    scripter_id = int(scripter.command("CLIENT", "ID"))  # type: ignore[arg-type]
+    reader.send("BLPOP", k0, 0)
+    wait_shown_blocked(writer, reader_id)
+    return reader_id, scripter_id
+
+
 @pytest.mark.parametrize("script_shard", [0, 1], ids=["same-shard", "other-shard"])
 @pytest.mark.parametrize("same_acceptor", [False, True], ids=["other-acceptor", "same-acceptor"])
 def test_unblock_behind_a_busy_script_gets_busy(server, same_acceptor, script_shard) -> None:
@@ -474,12 +487,7 @@ def test_unblock_behind_a_busy_script_gets_busy(server, same_acceptor, script_sh
     scripter = client_on(server, 0)
     writer = client_on(server, 0 if same_acceptor else 1)
     try:
-        writer.command("DEL", k0)
-        writer.command("CONFIG", "SET", "busy-reply-threshold", "1000")
-        reader_id = int(reader.command("CLIENT", "ID"))  # type: ignore[arg-type]
-        scripter_id = int(scripter.command("CLIENT", "ID"))  # type: ignore[arg-type]
-        reader.send("BLPOP", k0, 0)
-        wait_shown_blocked(writer, reader_id)
+        reader_id, scripter_id = _block_behind_threshold(reader, scripter, writer, k0)
         scripter.send("EVAL", BUSY_SCRIPT, 1, script_key)
         wait_sent(writer, scripter_id, b"eval")  # the UNBLOCK reaches the script's shard after it
         writer.send("CLIENT", "UNBLOCK", reader_id)
@@ -508,12 +516,7 @@ def test_script_kill_after_an_unblock_got_busy_through_the_other_acceptor(server
     scripter = client_on(server, 0)
     writer = client_on(server, 1)
     try:
-        writer.command("DEL", k0)
-        writer.command("CONFIG", "SET", "busy-reply-threshold", "1000")
-        reader_id = int(reader.command("CLIENT", "ID"))  # type: ignore[arg-type]
-        scripter_id = int(scripter.command("CLIENT", "ID"))  # type: ignore[arg-type]
-        reader.send("BLPOP", k0, 0)
-        wait_shown_blocked(writer, reader_id)
+        reader_id, scripter_id = _block_behind_threshold(reader, scripter, writer, k0)
         for _ in range(6):
             scripter.send("EVAL", BUSY_SCRIPT, 1, key_on(0, "t"))
             wait_sent(writer, scripter_id, b"eval")
