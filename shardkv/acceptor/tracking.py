@@ -439,11 +439,17 @@ def list_flags(client: Client) -> str:
 # -- remembering what clients read ----------------------------------------------------
 
 
-def after_command(client: Client, cmd: Command, args: list[bytes], in_exec: bool = False) -> None:
+def after_command(
+    client: Client, cmd: Command, args: list[bytes], in_exec: bool = False, slot: object = None
+) -> None:
     """Called after each command of a client with tracking on (see
     ``Client._execute``, and for each command EXEC ran): remember the keys
     of a read-only command, and forget CLIENT CACHING after the command it
-    was for (after EXEC, for a transaction)."""
+    was for (after EXEC, for a transaction).  ``slot``: the reply slot of
+    a command EXEC routed as if it came alone (``_run_in_order``), given
+    right after it was routed: its read is then in the order of its
+    shard pipe like a pipelined one, so a write before it in the same
+    transaction leaves its key remembered, one after it invalidates it."""
     state = client.tracking
     if state is None:
         return
@@ -451,8 +457,10 @@ def after_command(client: Client, cmd: Command, args: list[bytes], in_exec: bool
         if not ((state.optin and not state.caching) or (state.optout and state.caching)):
             keys = cmd.keys(args)
             fresh = remember(client, keys)
-            if not in_exec and client.pending:  # (in EXEC, a later command may write the key)
-                place = client.pending[-1]
+            # (An EXEC run atomically gives no slot: a later command of it
+            # may write the key, in an order not known here.)
+            place = slot if in_exec else client.pending[-1] if client.pending else None
+            if place is not None:
                 if type(place) is Slot:
                     reads = state.reads
                     while reads and reads[0].slot.data is not None:  # answered
@@ -599,11 +607,24 @@ def _max_keys(server) -> int:
         return 1000000
 
 
+# Keys of TABLE in random order, drawn from by _limit_table: one copy of
+# the table's keys serves as many evictions as it has keys (those that left
+# the table since are skipped), so an eviction costs O(1) amortized, not a
+# walk of the whole table each time a new key goes over the limit.
+_DRAW: list[bytes] = []
+
+
 def _limit_table(server, limit: int) -> None:
     """Over ``tracking-table-max-keys``: invalidate random keys until under
     it (Redis spreads this over several commands; here it is one pass)."""
-    for key in random.sample(list(TABLE), len(TABLE) - limit):
-        _invalidate_key(server, key, None, bcast=False)
+    draw = _DRAW
+    while len(TABLE) > limit:
+        if not draw:
+            draw.extend(TABLE)
+            random.shuffle(draw)
+        key = draw.pop()
+        if key in TABLE:
+            _invalidate_key(server, key, None, bcast=False)
 
 
 # -- invalidating ------------------------------------------------------------------
@@ -636,7 +657,7 @@ def on_events(server, events: list, origin: object) -> None:
     # event of a key (a new key's, then the write's) finds it gone.
     _keep(kept)
     if flushed:
-        invalidate_all(server, changer)
+        invalidate_all(server, changer, place)
     if not STATE.clients and not TABLE:
         notifications.update_mask(server)  # nothing left to hear of
 
@@ -715,12 +736,16 @@ def _track(key: bytes, cid: int) -> bool:
     return True
 
 
-def invalidate_all(server, changer: Client | None = None) -> None:
-    """FLUSHDB/FLUSHALL: a null invalidation to every tracking client."""
+def invalidate_all(server, changer: Client | None = None, place: object = None) -> None:
+    """FLUSHDB/FLUSHALL: a null invalidation to every tracking client; to
+    the client that flushed (``changer``), right after the flush's reply
+    slot ``place``, as Redis, before the replies of what it pipelined
+    after the flush."""
     for target in list(server.clients.values()):
         if target.tracking is not None:
-            send(target, None)
+            send(target, None, after=place if target is changer else None)
     TABLE.clear()
+    _DRAW.clear()
     STATE.items = 0
     # A read in flight may run after the flush (whose events are a
     # multi-shard command's: order not known): its keys stay remembered.
@@ -841,7 +866,7 @@ def send(client: Client, keys: list[bytes] | None, before: object = None, after:
         return
     pending = target.pending
     at = before if before is not None else after
-    if at is not None and target is client and at in pending:
+    if at is not None and target is client and (at := _in_pending(pending, at)) is not None:
         try:
             i = pending.index(at)
             if before is None:  # after the reply, and those sent after it already
@@ -854,6 +879,18 @@ def send(client: Client, keys: list[bytes] | None, before: object = None, after:
             target.failed("pushing an invalidation to it")
     else:
         target.push(message)
+
+
+def _in_pending(pending: deque, at: object) -> object:
+    """The pending reply that ``at`` is, or holds as one of its parts (a
+    command that EXEC ran: its EXEC's reply); None if none is pending."""
+    if at in pending:
+        return at
+    for reply in pending:
+        parts = getattr(reply, "parts", None)
+        if parts and any(part is at for part in parts):
+            return reply
+    return None
 
 
 class _Sent:

@@ -537,7 +537,8 @@ def _run(client: Client, queued: list, reply: Exec, early: dict[int, list], pin:
     # database of every shard in one step, which parking would cost a
     # transfer of every key.
     flushes = any(cmd.name == "flushall" for cmd, _ in queued)
-    if client.state.watching or (not flushes and _needs_atomic(client, queued)):
+    atomic = client.state.watching or (not flushes and _needs_atomic(client, queued))
+    if atomic:
         _run_atomic(client, queued, reply, early, pin)
     else:
         _run_in_order(client, queued, reply, early)
@@ -547,8 +548,9 @@ def _run(client: Client, queued: list, reply: Exec, early: dict[int, list], pin:
             server = client.server
             after_this_step(server, lambda: pin.release(server, True))
     if client.tracking is not None:  # the keys its reads fetched (CLIENT TRACKING)
-        for cmd, queued_args in queued:
-            client.server.wiring.after_command(client, cmd, queued_args, True)
+        for i, (cmd, queued_args) in enumerate(queued):
+            if atomic or i in early:  # (run in order: told as each was routed)
+                client.server.wiring.after_command(client, cmd, queued_args, True)
     # After the __park entries above: the parked shards must still hold
     # the versions this client saw.
     unwatch_all(client)
@@ -711,6 +713,8 @@ def _run_in_order(client: Client, queued: list, reply: Exec, early: dict[int, li
             else:
                 client.pending = captured = deque((_BARRIER,))
                 client.route(cmd, args, None)
+                if client.tracking is not None:  # its read's keys, by its own reply slot
+                    client.server.wiring.after_command(client, cmd, args, True, captured[-1])
                 captured.popleft()
                 parts.extend(captured)
             if client.server.monitors:

@@ -864,3 +864,45 @@ def test_change_before_a_read_in_flight_ran(ports):
         assert got == expected
         return
     raise AssertionError("the shard ran the reads first in every attempt")
+
+
+def test_reads_inside_exec_are_tracked(ports):
+    """Keys read by commands that EXEC ran are remembered as any read's
+    are (Redis's call() remembers them for each queued command): a later
+    write by another client invalidates them, once, and a write inside the
+    same transaction before the read leaves the read's key tracked."""
+    t = _same(
+        ports,
+        [True, False],
+        [
+            (0, "CLIENT", "TRACKING", "on"),
+            (0, ["MULTI"], ["GET", "a"], ["MGET", "b", "c"], ["SET", "d", "1"], ["GET", "d"], ["EXEC"]),
+            (1, "SET", "a", "x"),
+            (1, "SET", "a", "y"),  # no longer tracked: nothing
+            (1, "MSET", "b", "1", "c", "2"),
+            (1, "SET", "d", "2"),
+            (0, ["MULTI"], ["GET", "e"], ["SET", "e", "1"], ["EXEC"]),  # its own write after the read
+            (1, "SET", "e", "2"),  # no longer tracked: nothing
+        ],
+    )
+    assert t[2][0].count(b"invalidate") == 1
+    assert t[3][0] == b""
+
+
+def test_own_flush_pipelined_before_a_read(ports):
+    """A tracking client's own FLUSHALL/FLUSHDB pipelined before its read:
+    the null invalidation comes after the flush's reply and before the
+    read's, and the read's key stays tracked (the read ran after the flush)."""
+    for flush in ("FLUSHALL", "FLUSHDB"):
+        _same(
+            ports,
+            [True, False],
+            [
+                (1, "SET", "a", "v"),
+                (0, "CLIENT", "TRACKING", "on"),
+                (0, "GET", "a"),
+                ("write", 0, [flush], ["GET", "a"], ["GET", "b"]),
+                (1, "SET", "a", "x"),
+                (1, "SET", "b", "x"),
+            ],
+        )
