@@ -477,23 +477,35 @@ class _ShardReply:
                 CACHE.knows(self.shard).add(self.sha)
         else:
             CACHE.knows(self.shard).add(self.sha)
+        if self.user_arg:
+            script_done(self.client, self.user_arg)
         self.slot.deliver(body)
 
 
 def script_user(client: Client, name: str) -> bytes:
     """The ACL argument of a script the client calls now with its command
     ``name`` (``wire.script_user``), or nothing for a user that may run
-    everything.  Its caller part is what ACL LOG shows of the calls the
-    worker refuses (``L`` frames, see ``users.log_script_refusals``): as
+    everything.  Its caller part numbers what ACL LOG shows of the calls
+    the worker refuses (``L`` frames, see ``Users.script_called``): as
     Redis's entry takes the caller's client info when it runs the script,
-    inside EXEC its command is ``exec`` and its ``multi`` the queued count."""
+    inside EXEC its command is ``exec`` and its ``multi`` the queued count.
+    Whoever sends it calls :func:`script_done` when the reply comes."""
     state = client.state
     user = state.user
     if user.unlimited:
         return b""
+    users = client.server.users
     if state.in_exec:
-        return wire.script_user(client.id, state.exec_size, client.db, b"exec", user.name, user.wire())
-    return wire.script_user(client.id, -1, client.db, name.encode(), user.name, user.wire())
+        number = users.script_called(client, b"exec", state.exec_size, client.db)
+    else:
+        number = users.script_called(client, name.encode(), -1, client.db)
+    return wire.script_user(number, user.wire())
+
+
+def script_done(client: Client, user_arg: bytes) -> None:
+    """The script sent with ``user_arg`` (:func:`script_user`, not empty)
+    answered, or will not run: ACL LOG logs its refused calls, if any."""
+    client.server.users.script_done(wire.parse_caller(user_arg))
 
 
 def _parse_marker(body: bytes) -> tuple[int, list]:
@@ -565,6 +577,8 @@ class _Retry:
         # Its later runs go straight to as many shards.
         CACHE.escaping[self.sha] = (self.everything, self.extra)
         if client.closed:
+            if self.user_arg:
+                script_done(client, self.user_arg)
             return
         command = [
             Verb.FCALL if self.fname else Verb.EVAL,
@@ -590,6 +604,8 @@ class _Retry:
         if body.startswith(CROSS_MARKER):
             self.start(*_parse_marker(body))
             return
+        if self.user_arg:
+            script_done(self.client, self.user_arg)
         self.slot.deliver(body)
 
 

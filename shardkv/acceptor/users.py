@@ -54,7 +54,8 @@ class Users:
         self.log: list[list[Any]] = []
         # CLIENT LIST's line of a client (commands.connection's, which
         # imports this module: bound by wiring.build).
-        self.client_info: Callable[[Client, float, list[bytes], int | None, int | None], bytes] | None = None
+        self.client_info: Callable[..., bytes] | None = None
+        self.client_then: Callable[[Client, int | None], tuple] | None = None
         self.default = acl.default_user()
         self.by_name: dict[bytes, acl.User] = {b"default": self.default}
         self.requirepass: str | None = None  # the value last applied
@@ -63,6 +64,13 @@ class Users:
         # queued before it (which makes them) came back round the bus: that
         # SETUSER makes this very object the user (see authenticate).
         self.adopting: dict[bytes, acl.User] = {}
+        # A limited user's scripts whose refused calls may still come (``L``
+        # frames), by their ``wire.script_user`` number, and by client id
+        # the client's, oldest first: its later entries wait behind them
+        # (see script_called).
+        self.scripts: dict[int, ScriptEntries] = {}
+        self.waiting: dict[int, list[ScriptEntries]] = {}
+        self.next_script = 0
 
     def set_default_password(self, password: str) -> None:
         """requirepass: the default user's one password, or nopass; a value
@@ -174,8 +182,69 @@ class Users:
             if self.client_info is not None
             else b""
         )
-        _add_entry(self.log, [1, reason, context, obj, username, time.time() * 1000, info])
+        entry = [1, reason, context, obj, username, time.time() * 1000, info]
+        waiting = self.waiting.get(client.id)
+        if waiting:  # after a script of the client whose refusals may still come
+            waiting[-1].after.append(entry)
+        else:
+            self._add(entry)
+
+    def _add(self, entry: list) -> None:
+        _add_entry(self.log, entry)
         del self.log[self.log_max() :]
+
+    def script_called(self, client: Client, command: bytes, multi: int, db: int) -> int:
+        """The number of a script a limited user's client calls now (with
+        ``command``, its queued count ``multi`` and database ``db``): ACL
+        LOG's entries of the calls the worker refuses it (``L`` frames,
+        :meth:`script_refused`) show the client as it is now, and are
+        logged when its reply comes (:meth:`script_done`), before the
+        client's own entries meanwhile: as Redis logs them while it runs the
+        script, before the commands pipelined after it, and whether or not
+        the client is still connected."""
+        number = self.next_script = self.next_script + 1
+        then = self.client_then(client, multi) if self.client_then is not None else ()
+        entries = ScriptEntries(client, command, multi, db, time.monotonic(), time.time() * 1000, then)
+        self.scripts[number] = entries
+        self.waiting.setdefault(client.id, []).append(entries)
+        return number
+
+    def script_refused(self, number: int, refusals: list) -> None:
+        """The calls a script was refused (an ``L`` frame's)."""
+        entries = self.scripts.get(number)
+        if entries is not None:
+            entries.refusals += refusals
+
+    def script_done(self, number: int) -> None:
+        """The script's reply came (or it will not run): its entries, and
+        the client's after them, are logged once the scripts before it are
+        done too."""
+        entries = self.scripts.pop(number, None)
+        if entries is None:
+            return
+        entries.done = True
+        client_id = entries.client.id
+        waiting = self.waiting[client_id]
+        while waiting and waiting[0].done:
+            first = waiting.pop(0)
+            if first.refusals:
+                info = (
+                    self.client_info(
+                        first.client, first.since, [first.command], first.multi, first.db, first.then
+                    )
+                    if self.client_info is not None
+                    else b""
+                )
+                username = first.then[5] if first.then else b""
+                for reason, logged in first.refusals:
+                    self._add([1, acl.LOG_REASONS[reason], "lua", logged, username, first.time, info])
+            for entry in first.after:
+                if callable(entry):  # an ACL LOG of the client's, pipelined after the script
+                    entry()
+                else:
+                    self._add(entry)
+        if not waiting:
+            del self.waiting[client_id]
 
     def log_max(self) -> int:
         return max(0, int(self.config.get("acllog-max-len", 128)))
@@ -194,6 +263,31 @@ class Users:
                 self.by_name[name].assign(user)
             else:
                 self.by_name[name] = user
+
+
+class ScriptEntries:
+    """ACL LOG's entries of one script's refused calls (Redis's
+    scriptVerifyACL logs them, context ``lua``), which its worker reports:
+    the client, its command, queued count, database, the times and its
+    state (``client_then``) when it called the script, the refusals as
+    they come, and the client's entries noted after it, logged after them
+    (and its ACL LOGs, answered then)."""
+
+    __slots__ = ("client", "command", "multi", "db", "since", "time", "then", "refusals", "after", "done")
+
+    def __init__(
+        self, client: Client, command: bytes, multi: int, db: int, since: float, when: float, then: tuple
+    ) -> None:
+        self.client = client
+        self.command = command
+        self.multi = multi
+        self.db = db
+        self.since = since  # (time.monotonic(): its client info's age and idle)
+        self.time = when
+        self.then = then
+        self.refusals: list[tuple[int, bytes]] = []
+        self.after: list[list | Callable[[], None]] = []
+        self.done = False
 
 
 def requirepass_rules(password: str) -> list[bytes]:
@@ -409,18 +503,13 @@ def authenticate(client: Client, name: bytes, password: bytes, hello: bool = Fal
 def log_script_refusals(server: Acceptor, link: ShardLink) -> None:
     """ACL LOG's entries of the calls a script's user was refused, which
     its worker reports (``L`` frames, see ``wire.script_user``) before the
-    script's reply, with the context ``lua`` (Redis's scriptVerifyACL), as
-    the client that called it (gone: nothing is logged).  With several
-    acceptors the script's own acceptor keeps them, as it keeps its
-    clients' other entries."""
+    script's reply, with the context ``lua`` (Redis's scriptVerifyACL):
+    kept with the script (``Users.script_called``) until its reply comes.
+    With several acceptors the script's own acceptor keeps them, as it
+    keeps its clients' other entries."""
 
     def on_refusals(caller: bytes, refusals: list) -> None:
-        client_id, multi, db, command, username = wire.parse_caller(caller)
-        client = server.clients.get(client_id)
-        if client is None:
-            return
-        for reason, logged in refusals:
-            server.users.note(client, [command], acl.LOG_REASONS[reason], "lua", logged, username, multi, db)
+        server.users.script_refused(wire.parse_caller(caller), refusals)
 
     link.on_acl_log = on_refusals
 
@@ -802,28 +891,61 @@ def _log(client: Client, args: list) -> None:
     """ACL LOG [count | RESET]"""
     users = client.server.users
     count = 10
+    reset = False
     if len(args) == 3:
         if args[2].lower() == b"reset":
-            users.log.clear()
-            _everywhere(client, [b"logreset"])
-            return
-        found = strict_int(args[2])
-        if found is None:
-            raise CommandError(errors.NOT_INTEGER)
-        count = found
+            reset = True
+        else:
+            found = strict_int(args[2])
+            if found is None:
+                raise CommandError(errors.NOT_INTEGER)
+            count = found
+    waiting = users.waiting.get(client.id)
+    if not waiting:
+        _log_now(client, count, reset, None)
+        return
+    # Pipelined after a script whose refused calls may still come: once
+    # they are logged (Redis logged them as the script ran).
+    slot = Slot(client)
+    client.pending.append(slot)
+    waiting[-1].after.append(lambda: _log_now(client, count, reset, slot))
+
+
+def _log_now(client: Client, count: int, reset: bool, slot: Slot | None) -> None:
+    """ACL LOG's reply (RESET's: the log cleared) now, into ``slot`` (None:
+    the client's next reply)."""
+    users = client.server.users
     server_bus = client.server.bus
     if server_bus is None:
-        client.reply(_log_reply(users.log, count))
+        if reset:
+            users.log.clear()
+        reply = OK if reset else _log_reply(users.log, count)
+        if slot is None:
+            client.reply(reply)
+        else:
+            slot.deliver(encode(reply, client.resp3))
+        return
+    if slot is None:
+        slot = Slot(client)
+        client.pending.append(slot)
+    resp3 = client.resp3
+    if reset:
+        users.log.clear()
+        done = slot
+        server_bus.ask(
+            bus.ACL, [b"logreset"], lambda _: done.deliver(encode(OK, resp3)), failed=fail_slot(slot)
+        )
         return
     # Several acceptors: each logs what its clients were refused; the log
     # is theirs merged, oldest first, by the rule each applies to its own
     # (their times cross the bus in microseconds).
-    slot = Slot(client)
-    client.pending.append(slot)
-    resp3 = client.resp3
+
+    # This acceptor's entries as they are now, not when the answers come
+    # (its client's refused commands pipelined after the ACL LOG come later).
+    mine = [list(e) for e in reversed(users.log)]  # each acceptor's oldest first
 
     def merged(answers: list) -> None:
-        entries = [list(e) for e in reversed(users.log)]  # each acceptor's oldest first
+        entries = mine
         for answer in answers:
             if isinstance(answer, list):
                 entries += [

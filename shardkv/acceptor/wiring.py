@@ -233,4 +233,5 @@ def build(config: dict[str, Any]) -> Acceptor:
     check(bound.local, fast_paths=bound.fast_paths)
     acceptor = Acceptor(config, bound)
     acceptor.users.client_info = connection.client_info_line  # ACL LOG's client-info
+    acceptor.users.client_then = connection.client_then  # (a script's, as it was called)
     return acceptor

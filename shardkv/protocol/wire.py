@@ -641,14 +641,13 @@ def decode_monitor(payload: bytes) -> list[tuple[int, list[bytes]]]:
     return calls
 
 
-def script_user(client_id: int, multi: int, db: int, command: bytes, user_name: bytes, rules: bytes) -> bytes:
+def script_user(caller: int, rules: bytes) -> bytes:
     """A script's ACL argument (FLAG_ACL, and ``__eval``/``__fcall``'s
-    ``user``): ``caller`` (the client's id, its queued commands' count or
-    -1, its database, the command CLIENT LIST shows, its user's name: what
-    ACL LOG shows of an ``L`` frame's refusals, as they were when the
-    client called the script), a newline, then the user's rules (no user
-    name holds a newline: ACL SETUSER refuses it)."""
-    return b"%d %d %d %s %s\n%s" % (client_id, multi, db, command, user_name, rules)
+    ``user``): ``caller``, the number under which the client's acceptor
+    keeps what ACL LOG shows of the script's refusals (the client info as it
+    was when the client called the script, see ``Users.script_called``),
+    a newline, then the user's rules."""
+    return b"%d\n%s" % (caller, rules)
 
 
 def split_script_user(argument: bytes) -> tuple[bytes, bytes]:
@@ -657,10 +656,9 @@ def split_script_user(argument: bytes) -> tuple[bytes, bytes]:
     return caller, rules
 
 
-def parse_caller(caller: bytes) -> tuple[int, int, int, bytes, bytes]:
-    """(client id, multi, db, command, user name) of a :func:`script_user` caller."""
-    client_id, multi, db, command, user_name = caller.split(b" ", 4)
-    return int(client_id), int(multi), int(db), command, user_name
+def parse_caller(caller: bytes) -> int:
+    """The number of a :func:`script_user` caller (or of the argument)."""
+    return int(caller.partition(b"\n")[0])
 
 
 def encode_acl_log(caller: bytes, refusals: list[tuple[int, bytes]]) -> bytes:

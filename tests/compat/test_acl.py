@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 
 import pytest
 
@@ -1113,6 +1114,96 @@ def test_acl_log_of_a_scripts_refused_calls(acl_ports):
             with RespClient(port) as c:
                 c.call("FUNCTION", "DELETE", "acltestlib")
                 c.call("ACL", "LOG", "RESET")
+
+
+def _script_log_user(port: int) -> None:
+    with RespClient(port) as c:
+        c.command("ACL", "LOG", "RESET")
+        c.command("ACL", "SETUSER", "acltest", "on", ">pw", "+@scripting", "+client|setname", "+get", "~x*")
+
+
+def test_acl_log_of_a_script_comes_before_the_refusals_pipelined_after_it(acl_ports):
+    """Redis logs a script's refused calls as it runs them, so before a
+    refused command the client pipelined after the script, and with the
+    client info it had then: not the name a CLIENT SETNAME pipelined after
+    the script gives it."""
+    out = {}
+    for name, port in acl_ports.items():
+        _script_log_user(port)
+        with RespClient(port) as c:
+            assert c.call("AUTH", "acltest", "pw") == b"+OK\r\n"
+            c.sock.sendall(  # one write: the server reads them all at once
+                encode_command("EVAL", "return redis.pcall('get', 'ya')", "0")
+                + encode_command("GET", "yb")
+                + encode_command("CLIENT", "SETNAME", "later")
+                + encode_command("GET", "yc")
+            )
+            replies = [c.read() for _ in range(4)]
+        with RespClient(port) as c:
+            entries = c.command("ACL", "LOG")
+        log = []
+        for entry in entries:
+            fields = dict(zip(entry[::2], entry[1::2], strict=True))
+            info = dict(f.split(b"=", 1) for f in fields[b"client-info"].split())
+            log.append((fields[b"object"], fields[b"context"], info[b"name"], info[b"cmd"], info[b"flags"]))
+        out[name] = (replies, log)
+    assert out["redis"][1] == [
+        (b"yc", b"toplevel", b"later", b"get", b"N"),
+        (b"yb", b"toplevel", b"", b"get", b"N"),
+        (b"ya", b"lua", b"", b"eval", b"N"),
+    ]
+    assert out["shardkv"] == out["redis"]
+
+
+# (It runs long enough for its server to see the connection closed first.)
+SLOW_REFUSAL = "redis.pcall('get', 'ya') for i = 1, 5000000 do end"
+
+
+def test_acl_log_of_a_script_whose_client_disconnected(acl_ports):
+    """The script's refused calls are logged though its client closed the
+    connection before the script's reply (Redis logs them as it runs it),
+    and so is the refused command it pipelined after the script."""
+    out = {}
+    for name, port in acl_ports.items():
+        _script_log_user(port)
+        with RespClient(port) as c:
+            assert c.call("AUTH", "acltest", "pw") == b"+OK\r\n"
+            c.sock.sendall(encode_command("EVAL", SLOW_REFUSAL, "0") + encode_command("GET", "yb"))
+        with RespClient(port) as c:
+            for _ in range(200):  # (until the server has read the closed client's commands)
+                entries = c.command("ACL", "LOG")
+                if len(entries) >= 2:
+                    break
+                time.sleep(0.05)
+        out[name] = [dict(zip(e[::2], e[1::2], strict=True))[b"object"] for e in entries]
+    assert out["redis"] == [b"yb", b"ya"]
+    assert out["shardkv"] == out["redis"]
+
+
+def test_acl_log_pipelined_after_a_script_shows_its_refusals(acl_ports):
+    """An ACL LOG the client pipelined after a script shows the script's
+    refused calls (and an ACL LOG RESET clears them), as in Redis, where
+    the script ran before."""
+    out = {}
+    for name, port in acl_ports.items():
+        _script_log_user(port)
+        with RespClient(port) as c:
+            c.command("ACL", "SETUSER", "acltest", "+acl")
+            assert c.call("AUTH", "acltest", "pw") == b"+OK\r\n"
+            c.sock.sendall(
+                encode_command("EVAL", SLOW_REFUSAL, "0")
+                + encode_command("GET", "yb")
+                + encode_command("ACL", "LOG")
+                + encode_command("EVAL", SLOW_REFUSAL, "0")
+                + encode_command("ACL", "LOG", "RESET")
+                + encode_command("GET", "yc")
+            )
+            replies = [c.read_reply() for _ in range(6)]
+            seen = [dict(zip(e[::2], e[1::2], strict=True))[b"object"] for e in replies[2]]
+            entries = c.command("ACL", "LOG")
+        out[name] = (seen, replies[4], [dict(zip(e[::2], e[1::2], strict=True))[b"object"] for e in entries])
+    assert out["redis"] == ([b"yb", b"ya"], b"OK", [b"yc"])
+    assert out["shardkv"] == out["redis"]
 
 
 SORT_SECRETS = [

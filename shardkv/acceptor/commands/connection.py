@@ -123,7 +123,12 @@ def _check_name(name: bytes) -> None:
 
 
 def client_info_line(
-    c: Client, now: float, current: list | None = None, multi: int | None = None, db: int | None = None
+    c: Client,
+    now: float,
+    current: list | None = None,
+    multi: int | None = None,
+    db: int | None = None,
+    then: tuple | None = None,
 ) -> bytes:
     """One line of CLIENT LIST, with Redis 7.0's fields.  ``current`` is the
     command being run when ``c`` asks about itself: Redis shows it in
@@ -133,24 +138,9 @@ def client_info_line(
     it was when the client called the script, whose command ``current``
     names (exec inside EXEC) and ``multi`` its queued count (flagged
     MULTI, ``x``, as Redis's client is until its EXEC ends) or -1, ``db``
-    (if given) the database it called it in."""
-    flags = ""
-    if c.state.monitoring:
-        flags += "O"
-    if c.state.channels or c.state.patterns:
-        flags += "P"
-    if c.state.multi is not None or (multi is not None and multi >= 0):
-        flags += "x"
-    if c.state.blocked:
-        flags += "b"
-    tracking = c.tracking
-    if tracking is not None:
-        flags += "t" + ("R" if tracking.broken else "") + ("B" if tracking.bcast else "")
-    if c.closing:
-        flags += "c"
-    if c.no_evict:
-        flags += "e"
-    flags = flags or "N"
+    (if given) the database it called it in, ``then`` (if given) the
+    :func:`client_then` the client had then, with ``now`` the time then."""
+    name, flags, sub, psub, last_active, user, redir, resp3, lib_name, lib_ver = then or client_then(c, multi)
     last: list
     if multi is not None:
         last, current = current or [], None
@@ -165,13 +155,13 @@ def client_info_line(
         ("addr", c.addr),
         ("laddr", c.laddr),
         ("fd", str(c.fd)),
-        ("name", c.name.decode("latin-1")),
+        ("name", name.decode("latin-1")),
         ("age", str(int(now - c.created))),
-        ("idle", str(int(now - c.last_active))),
+        ("idle", str(int(now - last_active))),
         ("flags", flags),
         ("db", str(c.db if db is None else db)),
-        ("sub", str(len(c.state.channels))),
-        ("psub", str(len(c.state.patterns))),
+        ("sub", str(sub)),
+        ("psub", str(psub)),
         ("ssub", "0"),
         (
             "multi",
@@ -193,13 +183,50 @@ def client_info_line(
         ("tot-mem", str(qbuf + qbuf_free + multi_mem)),
         ("events", "r"),
         ("cmd", _cmd_field(last)),
-        ("user", c.state.user.name.decode("latin-1")),
-        ("redir", str(tracking.redirect) if tracking is not None else "-1"),
-        ("resp", "3" if c.resp3 else "2"),
-        ("lib-name", c.lib_name.decode("latin-1")),
-        ("lib-ver", c.lib_ver.decode("latin-1")),
+        ("user", user.decode("latin-1")),
+        ("redir", str(redir)),
+        ("resp", "3" if resp3 else "2"),
+        ("lib-name", lib_name.decode("latin-1")),
+        ("lib-ver", lib_ver.decode("latin-1")),
     ]
     return " ".join(f"{k}={v}" for k, v in fields).encode()
+
+
+def client_then(c: Client, multi: int | None = None) -> tuple:
+    """What CLIENT LIST's line shows of the client's state (its name,
+    flags, subscriptions, idle time, user, redirect, protocol, library):
+    what ACL LOG's entry of a script's refused call shows as it was when
+    the client called the script (a tuple: cheap to take for every script
+    of a limited user, and the line made only for a refusal)."""
+    state = c.state
+    flags = ""
+    if state.monitoring:
+        flags += "O"
+    if state.channels or state.patterns:
+        flags += "P"
+    if state.multi is not None or (multi is not None and multi >= 0):
+        flags += "x"
+    if state.blocked:
+        flags += "b"
+    tracking = c.tracking
+    if tracking is not None:
+        flags += "t" + ("R" if tracking.broken else "") + ("B" if tracking.bcast else "")
+    if c.closing:
+        flags += "c"
+    if c.no_evict:
+        flags += "e"
+    return (
+        c.name,
+        flags or "N",
+        len(state.channels),
+        len(state.patterns),
+        c.last_active,
+        state.user.name,
+        tracking.redirect if tracking is not None else -1,
+        c.resp3,
+        c.lib_name,
+        c.lib_ver,
+    )
 
 
 def _cmd_field(last: list[bytes]) -> str:
