@@ -13,6 +13,7 @@ import re
 import socket
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psutil
 import pytest
@@ -44,6 +45,17 @@ def client_on(port: int, index: int, protocol: int = 2, k: int = K) -> RespClien
             return c
         c.close()
     pytest.fail("no connection landed on that acceptor")
+
+
+@contextmanager
+def pair_on(port: int) -> Iterator[tuple[RespClient, RespClient]]:
+    """A connection on acceptor 0 and one on acceptor 1, closed at the end."""
+    a, b = client_on(port, 0), client_on(port, 1)
+    try:
+        yield a, b
+    finally:
+        a.close()
+        b.close()
 
 
 def raw_on(port: int, index: int) -> tuple[socket.socket, int]:

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from tests.support.acceptors import acceptor_pids, client_on, serve
+from tests.support.acceptors import acceptor_pids, client_on, pair_on, serve
 from tests.support.resp import encode_command
 
 server = pytest.fixture(scope="module", name="server")(serve)
@@ -24,10 +24,8 @@ server = pytest.fixture(scope="module", name="server")(serve)
 @pytest.fixture
 def pair(server):
     """An admin connection on acceptor 0 and one on acceptor 1."""
-    a, b = client_on(server.port, 0), client_on(server.port, 1)
-    yield a, b
-    a.close()
-    b.close()
+    with pair_on(server.port) as both:
+        yield both
     with client_on(server.port, 0) as c:
         names = [n for n in c.command("ACL", "USERS") if n.startswith(b"acltest")]
         if names:

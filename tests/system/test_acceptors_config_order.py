@@ -18,7 +18,7 @@ import re
 import psutil
 import pytest
 
-from tests.support.acceptors import acceptor_pids, client_on, serve
+from tests.support.acceptors import acceptor_pids, pair_on, serve
 from tests.support.resp import encode_command
 from tests.support.servers import free_port
 
@@ -30,10 +30,8 @@ ROUNDS = 12
 @pytest.fixture
 def pair(server):
     """A connection on acceptor 0 and one on acceptor 1."""
-    a, b = client_on(server.port, 0), client_on(server.port, 1)
-    yield a, b
-    a.close()
-    b.close()
+    with pair_on(server.port) as both:
+        yield both
 
 
 def _race(a, b, name: str, va: str, vb: str) -> None:
