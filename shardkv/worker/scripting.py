@@ -1008,6 +1008,7 @@ class Engine:
             ks.select(run.db)
         if run.busy:
             run.busy = False
+            ks.note_writes(False)
             refusals = getattr(self.shard, "refusals", None)
             if refusals is not None and refusals.due:
                 refusals.finish()  # nothing that followed the script runs before (up to 50 ms)
@@ -1777,6 +1778,7 @@ class Engine:
             threshold = self.busy_threshold()
             if threshold > 0 and time.monotonic() - run.start >= threshold:
                 run.busy = True
+                self.ks.note_writes(True)  # for the WATCHes sent meanwhile
                 waiters = self.ks.waiters
                 if waiters is not None:
                     waiters.busy_scripts += 1
