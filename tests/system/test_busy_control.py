@@ -337,22 +337,22 @@ local function now() local t = redis.call('time') return t[1] * 1000000 + t[2] e
 local t0 = now()
 while now() - t0 < 250000 do end
 redis.call('set', KEYS[1], 'early')
-while now() - t0 < 900000 do end
+while now() - t0 < 1800000 do end
 redis.call('set', KEYS[2], 'late')
-while now() - t0 < 1300000 do end
+while now() - t0 < 2200000 do end
 return 1
 """
 
 
 def watch_writes_of_a_busy_script(port: int, acceptors: int) -> list:
     """A script past busy-reply-threshold (100 ms) writes ``{b}a`` at 0.25 s
-    and ``{b}b`` at 0.9 s, and ends at 1.3 s.  Redis reads a WATCH sent
+    and ``{b}b`` at 1.8 s, and ends at 2.2 s.  Redis reads a WATCH sent
     meanwhile at the threshold or while the script is busy, and the
     script's later writes to that key abort the watcher's EXEC: a WATCH of
-    ``{b}b`` sent before the threshold, and one sent at about 0.5 s, get a
-    nil EXEC; a WATCH of ``{b}a`` at 0.5 s, after the script wrote it,
+    ``{b}b`` sent before the threshold, and one sent at about 0.6 s, get a
+    nil EXEC; a WATCH of ``{b}a`` at 0.6 s, after the script wrote it,
     does not.  (shardkv ran the ``__watch`` after the script and missed
-    the writes.)  The margins are 0.25 s and more, not a timing check."""
+    the writes.)  The margins are 0.35 s and more, not a timing check."""
     setup = RespClient(port, timeout=WAIT)
     setup.command("CONFIG", "SET", "busy-reply-threshold", "100")
     scripter = client_on(port, acceptors, 0)
@@ -365,7 +365,7 @@ def watch_writes_of_a_busy_script(port: int, acceptors: int) -> list:
     time.sleep(0.03)
     early.send("WATCH", "{b}b")  # read by Redis at the threshold
     wait_busy(probe)
-    time.sleep(max(0.0, 0.5 - (time.monotonic() - start)))
+    time.sleep(max(0.0, 0.6 - (time.monotonic() - start)))
     w_a.send("WATCH", "{b}a")
     w_b.send("WATCH", "{b}b")
     got: list = [scripter.read_reply()]
