@@ -197,27 +197,39 @@ def _share_cjson(server: Acceptor, origin: ShardLink, options: list[bytes]) -> N
 
     The forward is a control message (``send_control``): a shard whose own
     script is past busy-reply-threshold takes it when that script ends,
-    where a ``-BUSY`` would leave it with its old options for good.  The
-    options carry their stamp (worker ``Engine._share_cjson``), by which
-    each shard keeps the highest it has seen: the shards agree whatever
-    order the forwards of setters running at once (on any acceptors) come
-    in."""
+    where a ``-BUSY`` would leave it with its old options for good.  And
+    the shards agree on the last setter this acceptor heard of: a forward
+    that ``origin``'s worker has not run yet (sent for another shard's
+    setter, heard before this one) would overwrite what this script set
+    once it runs there, so ``origin`` gets its own options again after it
+    (two setters running at once on two shards left each shard with the
+    other's options)."""
     encoded = encode_command([Verb.SCRIPT, b"cjson", *options])
     for link in server.links:
-        if link is not origin:
-            link.send_control(encoded, _APPLIED)
+        if link is not origin or _UNAPPLIED.get(link):
+            _UNAPPLIED[link] = _UNAPPLIED.get(link, 0) + 1
+            link.send_control(encoded, _Applied(link))
+
+
+# Per link: the cjson forwards sent that its worker has not answered yet.
+_UNAPPLIED: dict[ShardLink, int] = {}
 
 
 class _Applied:
-    """The sink of a cjson forward: nothing waits for its answer."""
+    """The sink of a cjson forward: its worker has run it (or the pipe is
+    down, and the forward with it)."""
 
-    __slots__ = ()
+    __slots__ = ("link",)
+
+    def __init__(self, link: ShardLink) -> None:
+        self.link = link
 
     def deliver(self, body: bytes) -> None:
-        pass
-
-
-_APPLIED = _Applied()
+        left = _UNAPPLIED.get(self.link, 0) - 1
+        if left > 0:
+            _UNAPPLIED[self.link] = left
+        else:
+            _UNAPPLIED.pop(self.link, None)
 
 
 def _send(link: ShardLink, body: bytes) -> None:

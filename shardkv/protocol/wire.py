@@ -837,9 +837,8 @@ class Verb:
     HELD = b"__held"
     HELD_COMMIT = b"__heldcommit"
     HELD_DROP = b"__helddrop"
-    # In a ``Q`` frame (no answer): ``__cjson eval|function version shard
-    # option...``, a script set cjson's options (with their stamp, see
-    # worker Engine._share_cjson); the acceptor sends them on to every other
+    # In a ``Q`` frame (no answer): ``__cjson eval|function option...``, a
+    # script set cjson's options; the acceptor sends them on to every other
     # shard (``__script cjson ...``) before the script's reply.
     CJSON = b"__cjson"
     # Server commands' parts in each shard.

@@ -482,11 +482,6 @@ class Engine:
         self.run: Run | None = None
         self._spare_run = Run.spare()  # what each script's run is (see Run)
         self.rand = _Rand48()
-        # Per Lua state (``eval``, ``function``): the stamp of the cjson
-        # options it has, (version, shard index of the setter): see
-        # _share_cjson.  Kept through SCRIPT FLUSH, so that a forward sent
-        # before it never outranks one sent after.
-        self.cjson_stamps: dict[bytes, tuple[int, int]] = {b"eval": (0, -1), b"function": (0, -1)}
         self.kill_requested = False
         self.exit_requested = False  # SHUTDOWN NOSAVE while busy (see request_exit)
         self.pending: object = None  # the error table redis.call raised
@@ -958,36 +953,20 @@ class Engine:
         (EVAL's or the functions') takes it too, as Redis's one Lua state
         keeps it for every later script.  The acceptor sends it on to the
         other shards (a ``Q`` frame, no answer) before the script's reply,
-        which follows on this pipe.
-
-        The options go with a stamp, one more than the version this state
-        had and this shard's index; a shard takes a forward only if its
-        stamp is higher than its own options' (set_cjson), so the shards
-        end with the same options whatever order the forwards come in (two
-        setters at once, from one acceptor or several): those of the setter
-        that had seen the most forwards, of the higher shard on a tie."""
+        which follows on this pipe."""
         vm.cjson.changed = False
         send = getattr(self.shard, "send_query", None)
         if send is None:
             return
         kind = b"eval" if vm is self._eval_vm else b"function"
-        version = self.cjson_stamps[kind][0] + 1
-        index = getattr(self.shard, "index", 0)
-        self.cjson_stamps[kind] = (version, index)
         options = [b"%d" % v for v in vm.cjson.options()]
         try:
-            query = [Verb.CJSON, kind, b"%d" % version, b"%d" % index, *options]
-            send(wire.encode_script_query(self.ks.db, run.resp, query))
+            send(wire.encode_script_query(self.ks.db, run.resp, [Verb.CJSON, kind, *options]))
         except (EOFError, OSError):
             pass  # the acceptor is gone
 
-    def set_cjson(self, kind: bytes, stamp: list[bytes], options: list[bytes]) -> None:
-        """Another shard's script set cjson's options (see _share_cjson):
-        taken if its stamp (version, shard index) outranks this state's."""
-        ours = (int(stamp[0]), int(stamp[1]))
-        if kind not in self.cjson_stamps or ours <= self.cjson_stamps[kind]:
-            return
-        self.cjson_stamps[kind] = ours
+    def set_cjson(self, kind: bytes, options: list[bytes]) -> None:
+        """Another shard's script set cjson's options (see _share_cjson)."""
         if kind == b"eval":
             vm = self._eval_vm
             if vm is None:
@@ -2253,7 +2232,7 @@ def take_effects(ks: Keyspace) -> tuple[list[tuple[int, list[bytes]]], dict[tupl
 
 def script_internal(ks: Keyspace, args: list[bytes]) -> object:
     """__script load body | flush | exists sha... | memory | kill | cjson
-    eval|function version shard option... -> the acceptor's script-cache operations on
+    eval|function option... -> the acceptor's script-cache operations on
     this shard, and another shard's script's cjson options."""
     engine = engine_of(ks)
     sub = args[1]
@@ -2268,7 +2247,7 @@ def script_internal(ks: Keyspace, args: list[bytes]) -> object:
         engine.kill_requested = True
         return "OK"
     if sub == b"cjson":
-        engine.set_cjson(args[2], args[3:5], args[5:])
+        engine.set_cjson(args[2], args[3:])
         return "OK"
     raise CommandError(errors.SYNTAX)
 
