@@ -314,8 +314,8 @@ class _Called:
 class Run:
     """The state of the script running now (Redis's scriptRunCtx).
 
-    Each engine keeps one (:meth:`spare`) and :meth:`begin` sets it up
-    again for every script: scripts never nest (EVAL and FCALL are
+    Each engine keeps one (:meth:`spare`) and :meth:`Engine._invoke` sets
+    it up again for every script (inline, not in a method of its own): scripts never nest (EVAL and FCALL are
     ``noscript``), and nothing keeps a run once it has ended (its effects
     and undo states are copied out), so no object is made per script."""
 
@@ -345,69 +345,35 @@ class Run:
         "logs",
         "written",
     )
+    # What each field holds: see where Engine._invoke sets them up.
+    sha: bytes
+    flags: int
+    read_only: bool
+    resp: int
+    dirty: bool
     undo: dict[tuple[int, bytes], State]
+    imported: frozenset | dict
+    start: float
+    killed: bool
     effects: list[tuple[int, list[bytes]]]
+    db: int
+    abort: CrossShard | _Widen | None
+    busy: bool
+    reported_dirty: bool
+    eval_mode: bool
+    command: list[bytes]
+    keys: list[bytes]
+    read_noted: bool
+    rand_lent: int | None
+    held: bool
+    journal: list[tuple[list, int]] | None
+    apart: bool
     logs: list[tuple[int, str]]
-
-    def begin(
-        self,
-        sha: bytes,
-        flags: int,
-        read_only: bool,
-        imported: frozenset | dict,
-        keys: list[bytes],
-        db: int,
-        eval_mode: bool,
-    ) -> None:
-        self.sha = sha
-        self.flags = flags
-        self.read_only = read_only
-        self.resp = 2
-        self.dirty = False
-        # (database, key) -> its state before the script wrote it: the last
-        # run's, kept when it wrote nothing (see spare).
-        if self.undo:
-            self.undo = {}
-        self.imported = imported
-        self.start = time.monotonic()
-        self.killed = False
-        if self.effects:  # (database, write command)
-            self.effects = []
-        self.db = db  # the caller's database: SELECT in the script changes the script's only
-        self.abort: CrossShard | _Widen | None = None  # set: stop the script, undo it
-        self.busy = False  # past busy-reply-threshold, and the acceptor told
-        self.reported_dirty = False
-        self.eval_mode = eval_mode  # EVAL (False: FCALL)
-        self.command: list[bytes] = _NO_ARGS  # for FUNCTION STATS
-        self.keys = keys  # the declared keys
-        self.read_noted = False  # a read-only call was noted (client-side caching)
-        # math.random's state when this script first drew: None, not yet;
-        # >= 0, the server's, borrowed from the acceptor (given back when
-        # it ends); < 0, this shard's own (the only shard, or no acceptor to
-        # lend it), ``~rand_lent`` its state then, put back if it is undone.
-        self.rand_lent: int | None = None
-        # It asked the acceptor with what the call leaves behind held back
-        # until it ends (Verb.HELD): a shard of several, where it may yet
-        # stop and run again across shards.
-        self.held = False
-        # On a shard of several, where its counts go apart (see
-        # Engine._invoke): its single-key reads counted in the shard's own
-        # rows, to take back if it runs again elsewhere (Stats.forget)...
-        self.journal: list[tuple[list, int]] | None = None
-        # ...and whether anything else was counted apart (Engine._call).
-        self.apart = False
-        # Its redis.log lines, (level, text), written when it ends (Engine._log):
-        # an undone run (it runs again) writes none.
-        if self.logs:
-            self.logs = []
-        # Its lines written (past busy-reply-threshold, or LOGS_HELD) or
-        # dropped as written before (Engine.log_skip): if it is undone, the
-        # run again drops as many (see Engine.log_skip).
-        self.written = 0
+    written: int
 
     @staticmethod
     def spare() -> Run:
-        """A run for :meth:`begin` to set up, made without a call of the
+        """A run for :meth:`Engine._invoke` to set up, made without a call of the
         class (CPython's ``type_call`` runs an ``__init__`` in a frame of
         its own, entered from C)."""
         run: Run = _new_run(Run)
@@ -741,7 +707,52 @@ class Engine:
         if self.run is not None:  # (never: scripts do not nest)
             run = Run.spare()
         self.run = run
-        run.begin(sha, flags, ro, imported, keys, ks.db, eval_mode)
+        # Set up again for this script (see Run), inline: one call fewer per run.
+        run.sha = sha
+        run.flags = flags
+        run.read_only = ro
+        run.resp = 2
+        run.dirty = False
+        # (database, key) -> its state before the script wrote it: the last
+        # run's, kept when it wrote nothing (see spare).
+        if run.undo:
+            run.undo = {}
+        run.imported = imported
+        run.start = time.monotonic()
+        run.killed = False
+        if run.effects:  # (database, write command)
+            run.effects = []
+        run.db = ks.db  # the caller's database: SELECT in the script changes the script's only
+        run.abort = None  # set: stop the script, undo it
+        run.busy = False  # past busy-reply-threshold, and the acceptor told
+        run.reported_dirty = False
+        run.eval_mode = eval_mode  # EVAL (False: FCALL)
+        run.command = _NO_ARGS  # for FUNCTION STATS
+        run.keys = keys  # the declared keys
+        run.read_noted = False  # a read-only call was noted (client-side caching)
+        # math.random's state when this script first drew: None, not yet;
+        # >= 0, the server's, borrowed from the acceptor (given back when
+        # it ends); < 0, this shard's own (the only shard, or no acceptor to
+        # lend it), ``~rand_lent`` its state then, put back if it is undone.
+        run.rand_lent = None
+        # It asked the acceptor with what the call leaves behind held back
+        # until it ends (Verb.HELD): a shard of several, where it may yet
+        # stop and run again across shards.
+        run.held = False
+        # On a shard of several, where its counts go apart (see
+        # Engine._invoke): its single-key reads counted in the shard's own
+        # rows, to take back if it runs again elsewhere (Stats.forget)...
+        run.journal = None
+        # ...and whether anything else was counted apart (Engine._call).
+        run.apart = False
+        # Its redis.log lines, (level, text), written when it ends (Engine._log):
+        # an undone run (it runs again) writes none.
+        if run.logs:
+            run.logs = []
+        # Its lines written (past busy-reply-threshold, or LOGS_HELD) or
+        # dropped as written before (Engine.log_skip): if it is undone, the
+        # run again drops as many (see Engine.log_skip).
+        run.written = 0
         if not eval_mode:
             run.command = [b"fcall", sha, b"%d" % len(keys), *keys, *argv]
         events = ks.events
@@ -791,7 +802,7 @@ class Engine:
                 self.shard.stats = stats  # type: ignore[attr-defined]
                 if run.abort is not None:
                     scratch.drain(None)
-                    stats.forget(run.journal)  # type: ignore[union-attr, arg-type]
+                    stats.forget(run.journal)
                 elif run.apart or scratch.error_events or scratch.slowlog:
                     scratch.drain(stats)
             if run.held:
