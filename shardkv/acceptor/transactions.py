@@ -273,7 +273,7 @@ class Exec:
     runs, which holds the whole reply when it failed or aborted.
     """
 
-    __slots__ = ("count", "parts", "outcome", "_data", "denied", "cut", "notes")
+    __slots__ = ("count", "parts", "outcome", "_data", "denied", "cut", "notes", "trailer")
 
     def __init__(
         self,
@@ -298,6 +298,10 @@ class Exec:
         # transaction runs, as Redis checks each command just before it
         # runs it, and nothing when a WATCHed key aborts it.
         self.notes = notes
+        # Messages pushed to the client while EXEC ran its commands (an
+        # invalidation of a key evicted over tracking-table-max-keys): they
+        # follow the array, as Redis writes them after EXEC's reply.
+        self.trailer: list[bytes] = []
 
     def log_refusals(self, client: Client) -> None:
         """The transaction runs: ACL LOG's entries of its refusals."""
@@ -334,6 +338,7 @@ class Exec:
                 out.insert(i + 1, self.denied[i])
         if self.cut is not None:
             del out[self.cut + 1 :]
+        out.extend(self.trailer)
         return b"".join(out)
 
 
@@ -716,7 +721,14 @@ def _run_in_order(client: Client, queued: list, reply: Exec, early: dict[int, li
                 client.pending = captured = deque((_BARRIER,))
                 client.route(cmd, args, None)
                 if client.tracking is not None:  # its read's keys, by its own reply slot
+                    routed = len(captured)
                     client.server.wiring.after_command(client, cmd, args, True, captured[-1])
+                    while len(captured) > routed:  # pushed meanwhile: after EXEC's reply
+                        pushed: object = captured[routed]
+                        del captured[routed]
+                        data = pushed if type(pushed) is bytes else getattr(pushed, "data", None)
+                        assert type(data) is bytes  # a push's bytes, or one put in place (ready)
+                        reply.trailer.append(data)
                 captured.popleft()
                 parts.extend(captured)
             if client.server.monitors:

@@ -11,6 +11,7 @@ that write's reply, so the PING after it is enough to wait for it.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import time
 
@@ -899,6 +900,29 @@ def test_reads_inside_exec_are_tracked(ports):
     )
     assert t[2][0].count(b"invalidate") == 1
     assert t[3][0] == b""
+
+
+def test_evictions_inside_exec_are_pushed_after_its_reply(ports):
+    """Keys evicted over tracking-table-max-keys while EXEC runs its reads:
+    their invalidations (of the client's own keys) follow EXEC's reply
+    array, never inside it, as Redis evicts before the next command."""
+    steps = [
+        (1, "CONFIG", "SET", "tracking-table-max-keys", "1"),
+        (0, "CLIENT", "TRACKING", "on"),
+        (0, ["MULTI"], ["GET", "x"], ["GET", "y"], ["GET", "z"], ["EXEC"]),
+        (1, "CONFIG", "SET", "tracking-table-max-keys", "0"),
+    ]
+    push = re.compile(rb">2\r\n\$10\r\ninvalidate\r\n\*1\r\n\$1\r\n[xyz]\r\n")
+    try:
+        for port in (ports["redis"], ports["shardkv"]):
+            t = _transcript(port, [True, True], steps)
+            head = b"+OK\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n*3\r\n_\r\n_\r\n_\r\n"
+            assert t[2][0].startswith(head), (port, t[2][0])
+            rest = t[2][0][len(head) :] + t[3][0]
+            assert rest and not push.sub(b"", rest), (port, rest)
+    finally:
+        for port in (ports["redis"], ports["shardkv"]):
+            redis.Redis(port=port).config_set("tracking-table-max-keys", 1000000)
 
 
 def test_own_flush_pipelined_before_a_read(ports):
