@@ -616,15 +616,27 @@ _DRAW: list[bytes] = []
 
 def _limit_table(server, limit: int) -> None:
     """Over ``tracking-table-max-keys``: invalidate random keys until under
-    it (Redis spreads this over several commands; here it is one pass)."""
+    it, trying each key at most once per call (Redis spreads this over
+    several commands, a bounded effort each).  A key a read in flight may
+    still remember stays in the table (:func:`_reads_after`), put back after
+    the pass, so the table may stay over the limit until those reads are
+    answered, as Redis's may until its next tries."""
     draw = _DRAW
-    while len(TABLE) > limit:
+    kept: list[tuple[bytes, int]] = []
+    tries = len(TABLE)
+    refilled = False
+    while len(TABLE) > limit and tries > 0:
         if not draw:
+            if refilled:
+                break
+            refilled = True
             draw.extend(TABLE)
             random.shuffle(draw)
         key = draw.pop()
         if key in TABLE:
-            _invalidate_key(server, key, None, bcast=False)
+            tries -= 1
+            _invalidate_key(server, key, None, bcast=False, kept=kept)
+    _keep(kept)
 
 
 # -- invalidating ------------------------------------------------------------------

@@ -622,3 +622,45 @@ def test_script_kill_answers_at_once_while_another_acceptor_is_stopped() -> None
         return killed_while_an_acceptor_is_stopped(server.port, stop)
 
     assert on_shardkv(scenario, acceptors=2) == expected
+
+
+# Loops for about 1.5 s (no writes), so reads of its shard sent meanwhile
+# wait in the shard's pipe; well under busy-reply-threshold (5 s).
+SPIN = (
+    "local t = redis.call('TIME') local stop = t[1] * 1000000 + t[2] + 1500000 "
+    "repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] >= stop return 1"
+)
+
+
+@pytest.mark.parametrize("acceptors", [1, 2])
+def test_tracking_table_limit_while_its_reads_wait_behind_a_busy_script(acceptors: int) -> None:
+    """A lower tracking-table-max-keys while every tracked key has a read in
+    flight (waiting behind a busy script on its shard): each key evicted is
+    put back (the read may run after the change), and the eviction loop
+    drew again and again, forever: the acceptor hung.  Now it tries each key
+    once; the CONFIG SET answers, and the read's reply comes after the
+    script's."""
+
+    def scenario(server: ServerProcess) -> list:
+        scripter = RespClient(server.port)
+        tracker = RespClient(server.port, protocol=3)
+        admin = RespClient(server.port, timeout=WAIT)  # a generous bound: fails, not hangs
+        try:
+            got: list = [tracker.command("CLIENT", "TRACKING", "on")]
+            scripter.send("EVAL", SPIN, 1, "{k}s")
+            time.sleep(0.2)  # the script runs (sequencing only, nothing timed)
+            tracker.send("MGET", "{k}1", "{k}2", "{k}3")
+            time.sleep(0.2)  # the MGET waits in the shard's pipe
+            got.append(admin.command("CONFIG", "SET", "tracking-table-max-keys", "1"))
+            got.append(scripter.read_reply())
+            reply = tracker.read_reply()
+            while not isinstance(reply, list) or reply[:1] == [b"invalidate"]:
+                reply = tracker.read_reply()
+            got.append(reply)
+            got.append(admin.command("PING"))
+            return got
+        finally:
+            for c in (scripter, tracker, admin):
+                c.close()
+
+    assert on_shardkv(scenario, acceptors=acceptors) == [b"OK", b"OK", 1, [None, None, None], b"PONG"]
