@@ -610,7 +610,9 @@ def _max_keys(server) -> int:
 # Keys of TABLE in random order, drawn from by _limit_table: one copy of
 # the table's keys serves as many evictions as it has keys (those that left
 # the table since are skipped), so an eviction costs O(1) amortized, not a
-# walk of the whole table each time a new key goes over the limit.
+# walk of the whole table each time a new key goes over the limit.  Once
+# more than half of it has left the table, it is dropped (_shrunk), so it
+# does not keep deleted keys alive.
 _DRAW: list[bytes] = []
 
 
@@ -637,6 +639,13 @@ def _limit_table(server, limit: int) -> None:
             tries -= 1
             _invalidate_key(server, key, None, bcast=False, kept=kept)
     _keep(kept)
+
+
+def _shrunk() -> None:
+    """A key left :data:`TABLE`: drop :data:`_DRAW` once most of its keys
+    are gone (it is rebuilt at the next eviction)."""
+    if len(_DRAW) > 2 * len(TABLE):
+        _DRAW.clear()
 
 
 # -- invalidating ------------------------------------------------------------------
@@ -702,6 +711,8 @@ def _invalidate_key(
     ids = TABLE.pop(key, None)
     if not ids:
         return
+    if _DRAW:
+        _shrunk()
     STATE.items -= len(ids)
     clients = server.clients
     for cid in ids:
@@ -944,6 +955,7 @@ def on_disconnect(client: Client) -> None:
 def on_config(server, changes: dict) -> None:
     """A lower ``tracking-table-max-keys`` applies at once."""
     if "tracking-table-max-keys" in changes:
+        _DRAW.clear()
         limit = _max_keys(server)
         if limit and len(TABLE) > limit:
             _limit_table(server, limit)

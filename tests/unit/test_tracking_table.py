@@ -35,3 +35,33 @@ def test_evictions_over_the_limit_do_not_walk_the_table(monkeypatch) -> None:
     # limit * limit keys walked).
     assert _CountingTable.walked <= 2 * limit
     assert tracking.STATE.items == limit
+
+
+def test_the_draw_does_not_keep_keys_that_left_the_table(monkeypatch) -> None:
+    """The shuffled copy of the table's keys drawn from by evictions is
+    dropped once most of its keys left the table (it kept every deleted
+    key alive until the next flush)."""
+    table: dict = {}
+    monkeypatch.setattr(tracking, "TABLE", table)
+    monkeypatch.setattr(tracking, "_DRAW", [], raising=False)
+    monkeypatch.setattr(tracking.STATE, "items", 0)
+    limit = 1000
+    server = SimpleNamespace(config={"tracking-table-max-keys": str(limit)}, clients={})
+    client = SimpleNamespace(id=7, server=server)
+    tracking.remember(client, [b"k%d" % i for i in range(limit + 1)])  # one eviction: a copy drawn from
+    assert len(table) == limit and tracking._DRAW
+    for key in list(table)[: limit - 100]:  # written: invalidated
+        tracking._invalidate_key(server, key, None, bcast=False)
+    assert len(table) == 100
+    assert len(tracking._DRAW) <= 2 * len(table)
+    assert tracking.STATE.items == 100
+    tracking.remember(client, [b"k%d" % i for i in range(limit + 1, 2 * limit + 10)])  # evicts again
+    assert len(table) == limit
+
+
+def test_a_new_limit_drops_the_draw(monkeypatch) -> None:
+    monkeypatch.setattr(tracking, "TABLE", {})
+    monkeypatch.setattr(tracking, "_DRAW", [b"gone"], raising=False)
+    server = SimpleNamespace(config={"tracking-table-max-keys": "10"}, clients={})
+    tracking.on_config(server, {"tracking-table-max-keys": "10"})
+    assert tracking._DRAW == []
