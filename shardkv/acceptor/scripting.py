@@ -441,6 +441,14 @@ class _ShardReply:
         before another one went busy there (see ShardLink._offer_refusals)."""
         return self.slot
 
+    def busy_refused(self) -> None:
+        """The worker refused the script with ``-BUSY`` (ShardLink._refused
+        answered :attr:`busy_slot` itself, not :meth:`deliver`): it will
+        not run, so its ACL LOG entries (none) are done, and the client's
+        entries waiting behind it go in."""
+        if self.user_arg:
+            script_done(self.client, self.user_arg)
+
     def deliver(self, body: bytes) -> None:
         if self.hold is not None:  # no lines came (none called, or it runs again elsewhere)
             self.hold.fill([])

@@ -342,6 +342,8 @@ class ShardLink:
             else:
                 kept.append(_DROPPED)
                 Slot.deliver(refused, busy)  # not a subclass's: no script reply to count
+                if queued is not refused:  # a script's reply on its way (busy_slot): it will not run
+                    queued.busy_refused()
                 unseen = getattr(refused, "unseen", None)
                 if unseen is not None:  # a monitor.LineSlot: no MONITOR line, as in Redis
                     unseen()

@@ -1206,6 +1206,35 @@ def test_acl_log_pipelined_after_a_script_shows_its_refusals(acl_ports):
     assert out["shardkv"] == out["redis"]
 
 
+def test_acl_log_after_a_script_refused_busy(acl_ports):
+    """A limited user's script refused with -BUSY (another client's script
+    runs past busy-reply-threshold) never runs: the client's later refused
+    command is logged, and its ACL LOG answered, as in Redis (not held
+    behind a script whose reply never comes)."""
+    out = {}
+    for name, port in acl_ports.items():
+        with RespClient(port) as admin:
+            admin.command("ACL", "LOG", "RESET")
+            admin.command("ACL", "SETUSER", "acltest", "on", ">pw", "+@all", "~x*")
+            admin.command("CONFIG", "SET", "busy-reply-threshold", 300)
+            try:
+                with RespClient(port) as spinner, RespClient(port, timeout=5) as c:
+                    assert c.call("AUTH", "acltest", "pw") == b"+OK\r\n"
+                    spinner.send("EVAL", "while true do end", "0")  # keyless: the same shard as c's
+                    time.sleep(0.1)  # before the threshold: the script is sent, then refused
+                    refused = c.call("EVAL", "return redis.pcall('get', 'ya')", "0")
+                    nope = c.call("GET", "yb")
+                    assert admin.call("SCRIPT", "KILL") == b"+OK\r\n"
+                    spinner.read()
+                    entries = c.command("ACL", "LOG")
+            finally:
+                admin.command("CONFIG", "SET", "busy-reply-threshold", 5000)
+        out[name] = (refused, nope, [dict(zip(e[::2], e[1::2], strict=True))[b"object"] for e in entries])
+    assert out["redis"][0].startswith(b"-BUSY")
+    assert out["redis"][2] == [b"yb"]
+    assert out["shardkv"] == out["redis"]
+
+
 SORT_SECRETS = [
     ("RPUSH", "klist", "2", "1"),
     ("SET", "secret_1", "topsecret1"),
