@@ -510,6 +510,8 @@ class Shard:
                         self.as_eval = self.stats.as_eval = 0
                     else:
                         value = execute(args)
+                    if header & wire.FLAG_ACL:  # before the reply's pieces, if it streams
+                        self._send_acl_log()
                     if type(value) is list and len(value) > BIG_ARRAY:
                         body = self._stream_array(
                             bodies, value, header & wire.FLAG_RESP3, writer, logged_before
@@ -533,10 +535,7 @@ class Shard:
                 if noted is not None:
                     bounds.append(len(noted))  # type: ignore[union-attr]
             if header & wire.FLAG_ACL:
-                self.scripts.user = None
-                refused = self.scripts.take_acl_log()
-                if refused is not None:  # ACL LOG's entries, before the script's reply
-                    self.send(refused)
+                self._send_acl_log()
             if db:
                 ks.select(0)
         if waiters.ready:
@@ -561,6 +560,16 @@ class Shard:
         if bodies is PARKED:
             return wire.SCRIPT_PARKED
         return len(bodies) + sum(wire.count_replies(f) for f in self.held if f[:1] == b"R")
+
+    def _send_acl_log(self) -> None:
+        """A script of a limited user ran: its ``L`` frame (ACL LOG's entries
+        of the calls it was refused), if any, goes now, before its reply
+        (batched, or streamed in ``P`` frames: the acceptor logs them when
+        the reply is whole, and drops a later frame).  Its user is done."""
+        self.scripts.user = None
+        refused = self.scripts.take_acl_log()
+        if refused is not None:
+            self.send(refused)
 
     def _stream(self, bodies: list[bytes], body: bytes, writer: object, logged_before: int) -> bool:
         """Send ``body``, a big reply, in pieces (``P`` frames, see

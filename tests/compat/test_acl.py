@@ -1235,6 +1235,26 @@ def test_acl_log_after_a_script_refused_busy(acl_ports):
     assert out["shardkv"] == out["redis"]
 
 
+def test_acl_log_of_a_script_whose_reply_streams(acl_ports):
+    """A script's refused calls are logged though its reply is big enough
+    to come in pieces (over 4 MiB): before the refusal pipelined after it."""
+    out = {}
+    big = "redis.pcall('get', 'ya') return string.rep('x', 5000000)"
+    for name, port in acl_ports.items():
+        _script_log_user(port)
+        with RespClient(port) as c:
+            assert c.call("AUTH", "acltest", "pw") == b"+OK\r\n"
+            c.sock.sendall(encode_command("EVAL", big, "0") + encode_command("GET", "yb"))
+            reply = c.read()
+            nope = c.read()
+        with RespClient(port) as c:
+            entries = c.command("ACL", "LOG")
+        objects = [dict(zip(e[::2], e[1::2], strict=True))[b"object"] for e in entries]
+        out[name] = (len(reply), nope, objects)
+    assert out["redis"][2] == [b"yb", b"ya"]
+    assert out["shardkv"] == out["redis"]
+
+
 SORT_SECRETS = [
     ("RPUSH", "klist", "2", "1"),
     ("SET", "secret_1", "topsecret1"),
