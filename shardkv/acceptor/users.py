@@ -902,18 +902,21 @@ def _log(client: Client, args: list) -> None:
             count = found
     waiting = users.waiting.get(client.id)
     if not waiting:
-        _log_now(client, count, reset, None)
+        _log_now(client, count, reset, None, client.resp3)
         return
     # Pipelined after a script whose refused calls may still come: once
-    # they are logged (Redis logged them as the script ran).
+    # they are logged (Redis logged them as the script ran), in the
+    # protocol of now (a HELLO pipelined after it changes it later).
     slot = Slot(client)
     client.pending.append(slot)
-    waiting[-1].after.append(lambda: _log_now(client, count, reset, slot))
+    resp3 = client.resp3
+    waiting[-1].after.append(lambda: _log_now(client, count, reset, slot, resp3))
 
 
-def _log_now(client: Client, count: int, reset: bool, slot: Slot | None) -> None:
+def _log_now(client: Client, count: int, reset: bool, slot: Slot | None, resp3: bool) -> None:
     """ACL LOG's reply (RESET's: the log cleared) now, into ``slot`` (None:
-    the client's next reply)."""
+    the client's next reply), encoded in RESP3 if ``resp3`` (the client's
+    protocol when it sent the command)."""
     users = client.server.users
     server_bus = client.server.bus
     if server_bus is None:
@@ -923,12 +926,11 @@ def _log_now(client: Client, count: int, reset: bool, slot: Slot | None) -> None
         if slot is None:
             client.reply(reply)
         else:
-            slot.deliver(encode(reply, client.resp3))
+            slot.deliver(encode(reply, resp3))
         return
     if slot is None:
         slot = Slot(client)
         client.pending.append(slot)
-    resp3 = client.resp3
     if reset:
         users.log.clear()
         done = slot

@@ -1255,6 +1255,30 @@ def test_acl_log_of_a_script_whose_reply_streams(acl_ports):
     assert out["shardkv"] == out["redis"]
 
 
+def test_acl_log_pipelined_after_a_script_in_the_protocol_it_was_sent_in(acl_ports):
+    """An ACL LOG pipelined after a script (answered when the script is
+    done) replies in the protocol of when it was sent: RESP2's flat array,
+    though a HELLO 3 pipelined after it switched to RESP3 meanwhile."""
+    out = {}
+    for name, port in acl_ports.items():
+        _script_log_user(port)
+        with RespClient(port) as c:
+            c.command("ACL", "SETUSER", "acltest", "+acl", "+hello")
+            assert c.call("AUTH", "acltest", "pw") == b"+OK\r\n"
+            c.sock.sendall(
+                encode_command("EVAL", SLOW_REFUSAL, "0")
+                + encode_command("ACL", "LOG", "1")
+                + encode_command("HELLO", "3")
+            )
+            c.read()
+            log = c.read()
+            c.read()
+        # (its shape, up to age-seconds, which differs)
+        out[name] = log.split(b"age-seconds")[0]
+    assert out["redis"].startswith(b"*1\r\n*14\r\n")
+    assert out["shardkv"] == out["redis"]
+
+
 SORT_SECRETS = [
     ("RPUSH", "klist", "2", "1"),
     ("SET", "secret_1", "topsecret1"),
