@@ -38,7 +38,6 @@ answer to a later EXEC's ``__park``.
 
 from __future__ import annotations
 
-import time
 from collections import deque
 from collections.abc import Callable
 
@@ -176,7 +175,6 @@ def watch(client: Client, args: list[bytes]) -> None:
             by_shard.setdefault(shard_of(key), []).append(key)
     links = server.links
     done = None
-    sent = time.monotonic_ns()  # the shard compares it with a busy script's writes
     # A shard busy with a script past busy-reply-threshold runs the __watch
     # once the script ends (sent as an acceptor's own message, not refused
     # -BUSY: WATCH is allow-busy, and the key must not stay unknown, which
@@ -191,7 +189,7 @@ def watch(client: Client, args: list[bytes]) -> None:
         link = links[shard]
         link.send(
             db_headers(db)[1][0],
-            encode_command([Verb.WATCH, b"%d" % sent, *keys]),
+            encode_command([Verb.WATCH, *keys]),
             _WatchPart(watching, keys, db, None if link.busy else done),
             control=bool(link.busy),
         )

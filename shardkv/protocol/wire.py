@@ -795,7 +795,7 @@ class Verb:
     XABORT = b"__XABORT"  # AOF: __XABORT op
     STATE = b"__state"  # AOF: __state key payload, a key of a type no command re-creates
     # Transactions and blocking commands.
-    WATCH = b"__watch"  # __watch sent key...: sent is the acceptor's time.monotonic_ns
+    WATCH = b"__watch"
     UNWATCH = b"__unwatch"
     BWAIT = b"__bwait"
     # __unblock token seen seq -> 1 (it still waited: forgotten) or 0 (served

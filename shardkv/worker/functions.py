@@ -510,15 +510,9 @@ def fcall_across(ks: Keyspace, args: list[bytes]) -> object:
     engine = engine_of(ks)
     engine.set_user(args[3])
     try:
-        n = int(args[5])
-        engine.take_undone_logs(args[6 : 6 + n], args[6 + n :])
-    except ValueError:
-        pass  # (_fcall answers it)
-    try:
         return _fcall(ks, [b"fcall", *args[4:]], args[2].endswith(b"_ro"), int(args[1]))
     finally:
         engine.user = None
-        engine.log_skip = 0
 
 
 def function_records(ks: Keyspace, args: list, reply: object) -> list[list[bytes]]:

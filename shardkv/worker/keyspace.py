@@ -125,26 +125,6 @@ class Database:
         return sum(map(len, self.data))
 
 
-class _NotingWatched(dict[bytes, int]):
-    """A database's ``watched`` table while a script is past
-    busy-reply-threshold (:meth:`Keyspace.note_writes`): :meth:`Keyspace.touch`
-    asks it of every key that changes (it is never empty to ``if``), and it
-    notes when, in ``writes``.  Redis reads a WATCH sent meanwhile as the
-    script runs, and the script's later writes to the key abort its EXEC;
-    the shard runs the ``__watch`` after the script, and compares."""
-
-    __slots__ = ("db", "writes")
-    db: int
-    writes: dict[tuple[int, bytes], int]
-
-    def __bool__(self) -> bool:
-        return True
-
-    def __contains__(self, key: object) -> bool:
-        self.writes[self.db, key] = time.monotonic_ns()  # type: ignore[index]
-        return dict.__contains__(self, key)
-
-
 class Keyspace:
     """The keys of one shard."""
 
@@ -166,10 +146,6 @@ class Keyspace:
         # from ``clock_base``; ``lfu`` while an LFU policy is in force.
         self.clock_base = self.now
         self.lfu = False
-        # (database, key) -> when (time.monotonic_ns) the last script that went
-        # past busy-reply-threshold changed it since it did, kept until the next
-        # one does (see note_writes).
-        self.busy_writes: dict[tuple[int, bytes], int] | None = None
         self.expired_keys = 0  # stats, as INFO reports them
         self.lazyfreed_objects = 0  # values UNLINK freed as Redis would in the background
         # Keyspace hits and misses: while ``counting`` is on (a read-only
@@ -247,27 +223,6 @@ class Keyspace:
         self.watch_counts = new.watch_counts
         self.clocks = new.clocks
         self.db = db
-
-    def note_writes(self, on: bool) -> None:
-        """A script went past busy-reply-threshold (``on``), or ended: note
-        in ``busy_writes`` when each key of the databases there are changes
-        until it ends (the WATCHes sent meanwhile read them, see
-        :func:`shardkv.worker.commands.server.watch`).  Costs nothing at
-        other times: the plain tables go back when it ends."""
-        writes: dict[tuple[int, bytes], int] = {}
-        if on:
-            self.busy_writes = writes
-        for db in self.used_dbs():
-            database = self.dbs[db]
-            table = database.watched  # type: ignore[union-attr]
-            if on:
-                noting = _NotingWatched(table)
-                noting.db = db
-                noting.writes = writes
-                database.watched = noting  # type: ignore[union-attr]
-            elif type(table) is _NotingWatched:
-                database.watched = dict(table)  # type: ignore[union-attr]
-        self.watched = self.dbs[self.db].watched  # type: ignore[union-attr]
 
     def database(self, db: int) -> Database | None:
         """Database ``db`` with its current figures, or None if never used."""

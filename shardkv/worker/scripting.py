@@ -343,7 +343,6 @@ class Run:
         "journal",
         "apart",
         "logs",
-        "written",
     )
     # What each field holds: see where Engine._invoke sets them up.
     sha: bytes
@@ -369,7 +368,6 @@ class Run:
     journal: list[tuple[list, int]] | None
     apart: bool
     logs: list[tuple[int, str]]
-    written: int
 
     @staticmethod
     def spare() -> Run:
@@ -462,13 +460,6 @@ class Engine:
         self.everything = 0
         # An FCALL's function ran again wide (it passed a 0: _sign_unknown).
         self.widened = False
-        # The redis.log lines the run now going is to drop: a run of it
-        # undone to run again had written them (past busy-reply-threshold),
-        # and Redis writes each once.  Set only for such a run (wide, here;
-        # across shards, from ``undone_logs``: (keys, argv, lines) of the
-        # last run undone that wrote lines, see take_undone_logs).
-        self.log_skip = 0
-        self.undone_logs: tuple[tuple[bytes, ...], tuple[bytes, ...], int] | None = None
         # The ACL user of the client whose script runs, when it may not run
         # everything (wire.FLAG_ACL): redis.call checks each call against it.
         self.user: acl.User | None = None
@@ -749,10 +740,6 @@ class Engine:
         # an undone run (it runs again) writes none.
         if run.logs:
             run.logs = []
-        # Its lines written (past busy-reply-threshold, or LOGS_HELD) or
-        # dropped as written before (Engine.log_skip): if it is undone, the
-        # run again drops as many (see Engine.log_skip).
-        run.written = 0
         if not eval_mode:
             run.command = [b"fcall", sha, b"%d" % len(keys), *keys, *argv]
         events = ks.events
@@ -841,15 +828,7 @@ class Engine:
             if aof is not None:
                 aof.db = aof_db  # its SELECT records are gone too
             if type(run.abort) is _Widen:
-                if not run.written:
-                    return self._invoke_wide(sha, f, flags, keys, argv, read_only, eval_mode)
-                self.log_skip = run.written
-                try:
-                    return self._invoke_wide(sha, f, flags, keys, argv, read_only, eval_mode)
-                finally:
-                    self.log_skip = 0
-            if run.written:
-                self.undone_logs = (tuple(keys), tuple(argv), run.written)
+                return self._invoke_wide(sha, f, flags, keys, argv, read_only, eval_mode)
             raise run.abort
         if run.killed:
             self._rearm()
@@ -1018,7 +997,6 @@ class Engine:
             ks.select(run.db)
         if run.busy:
             run.busy = False
-            ks.note_writes(False)
             refusals = getattr(self.shard, "refusals", None)
             if refusals is not None and refusals.due:
                 refusals.finish()  # nothing that followed the script runs before (up to 50 ms)
@@ -1031,17 +1009,7 @@ class Engine:
         if run.abort is None:
             for level, text in run.logs:
                 log.log(level, "%s", text)
-            run.written += len(run.logs)
         run.logs = []
-
-    def take_undone_logs(self, keys: list[bytes], argv: list[bytes]) -> None:
-        """A run across shards (``__eval``, ``__fcall``) of ``keys`` and
-        ``argv`` starts: if the last run undone here that had written
-        redis.log lines was of them (the one this runs again), drop as many
-        of its lines (``log_skip``; its caller sets it back to 0)."""
-        undone, self.undone_logs = self.undone_logs, None
-        if undone is not None and undone[0] == tuple(keys) and undone[1] == tuple(argv):
-            self.log_skip = undone[2]
 
     def _over_limit(self) -> bool:
         """Is used memory over maxmemory (as eviction counts it)?"""
@@ -1703,16 +1671,11 @@ class Engine:
         if run is None:
             log.log(levels[int(level)], "%s", _text(text))
         elif log.isEnabledFor(levels[int(level)]):  # (held until it ends: _write_logs)
-            if self.log_skip:  # written by the run undone before this one
-                self.log_skip -= 1
-                run.written += 1
-                return
             logs = run.logs
             logs.append((levels[int(level)], _text(text)))
             if len(logs) >= LOGS_HELD:  # (a script that logs in a loop: bounded memory)
                 for held in logs:
                     log.log(held[0], "%s", held[1])
-                run.written += len(logs)
                 logs.clear()
 
     def _setresp(self, *args: LuaValue) -> None:
@@ -1803,7 +1766,6 @@ class Engine:
             threshold = self.busy_threshold()
             if threshold > 0 and time.monotonic() - run.start >= threshold:
                 run.busy = True
-                self.ks.note_writes(True)  # for the WATCHes sent meanwhile
                 waiters = self.ks.waiters
                 if waiters is not None:
                     waiters.busy_scripts += 1
@@ -2218,7 +2180,6 @@ def eval_across(ks: Keyspace, args: list[bytes]) -> object:
     sha = engine.load(body)
     engine.everything = int(args[1])
     engine.set_user(args[3])
-    engine.take_undone_logs(args[6 : 6 + n], args[6 + n :])
     try:
         return engine.eval(sha, args[6 : 6 + n], args[6 + n :], args[2].endswith(b"_ro"))
     except CrossShard as e:
@@ -2226,7 +2187,6 @@ def eval_across(ks: Keyspace, args: list[bytes]) -> object:
     finally:
         engine.everything = 0
         engine.user = None
-        engine.log_skip = 0
 
 
 def take_effects(ks: Keyspace) -> tuple[list[tuple[int, list[bytes]]], dict[tuple[int, bytes], State]]:

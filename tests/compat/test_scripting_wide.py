@@ -323,37 +323,6 @@ def test_undone_run_logs_nothing(processes):
     assert counts == [[1, 1], [1, 1]]
 
 
-BUSY_FIRST = (
-    "local function now() local t = redis.call('time') return t[1] * 1000000 + t[2] end\n"
-    "local t0 = now() while now() - t0 < 300000 do for i = 1, 20000 do end end\n"
-)
-
-
-def test_undone_run_past_the_threshold_logs_once(processes):
-    """A run undone after it passed busy-reply-threshold, whose redis.log
-    lines were written as they came: the run that ends does not write
-    them again (they showed twice)."""
-    scripts = [
-        BUSY_FIRST
-        + "redis.log(redis.LOG_WARNING, 'zb-wide'); for i = 1, 300000 do end; return redis.call('set', KEYS[1], 0)",
-        BUSY_FIRST
-        + "redis.log(redis.LOG_WARNING, 'zb-across'); for i = 1, 300000 do end; return redis.call('set', KEYS[1] .. 'x', 1)",
-    ]
-    counts = []
-    for proc in processes:
-        c = redis.Redis(port=proc.port)
-        c.config_set("busy-reply-threshold", 100)
-        try:
-            for script in scripts:
-                c.eval(script, 1, "k")
-        finally:
-            c.config_set("busy-reply-threshold", 5000)
-        c.eval("redis.log(redis.LOG_WARNING, 'zb-end'); return 1", 1, "k")
-        counts.append([written(proc, marker, "zb-end") for marker in ("zb-wide", "zb-across")])
-        c.close()
-    assert counts == [[1, 1], [1, 1]]
-
-
 def test_undone_run_counts_no_keyspace_hits(servers):
     """A run undone to run again takes back its reads' keyspace hits and misses."""
     stats = []

@@ -332,68 +332,6 @@ def test_transactions_and_watch_while_a_script_is_busy(acceptors: int) -> None:
     assert got == expected
 
 
-WRITES_WHILE_BUSY = """
-local function now() local t = redis.call('time') return t[1] * 1000000 + t[2] end
-local t0 = now()
-while now() - t0 < 250000 do end
-redis.call('set', KEYS[1], 'early')
-while now() - t0 < 1800000 do end
-redis.call('set', KEYS[2], 'late')
-while now() - t0 < 2200000 do end
-return 1
-"""
-
-
-def watch_writes_of_a_busy_script(port: int, acceptors: int) -> list:
-    """A script past busy-reply-threshold (100 ms) writes ``{b}a`` at 0.25 s
-    and ``{b}b`` at 1.8 s, and ends at 2.2 s.  Redis reads a WATCH sent
-    meanwhile at the threshold or while the script is busy, and the
-    script's later writes to that key abort the watcher's EXEC: a WATCH of
-    ``{b}b`` sent before the threshold, and one sent at about 0.6 s, get a
-    nil EXEC; a WATCH of ``{b}a`` at 0.6 s, after the script wrote it,
-    does not.  (shardkv ran the ``__watch`` after the script and missed
-    the writes.)  The margins are 0.35 s and more, not a timing check."""
-    setup = RespClient(port, timeout=WAIT)
-    setup.command("CONFIG", "SET", "busy-reply-threshold", "100")
-    scripter = client_on(port, acceptors, 0)
-    early = client_on(port, acceptors, acceptors - 1)
-    w_a = client_on(port, acceptors, acceptors - 1)
-    w_b = client_on(port, acceptors, 0)
-    probe = client_on(port, acceptors, acceptors - 1)
-    start = time.monotonic()
-    scripter.send("EVAL", WRITES_WHILE_BUSY, 2, "{b}a", "{b}b")
-    time.sleep(0.03)
-    early.send("WATCH", "{b}b")  # read by Redis at the threshold
-    wait_busy(probe)
-    time.sleep(max(0.0, 0.6 - (time.monotonic() - start)))
-    w_a.send("WATCH", "{b}a")
-    w_b.send("WATCH", "{b}b")
-    got: list = [scripter.read_reply()]
-    for c in (early, w_a, w_b):
-        got.append(c.read_reply())
-        got.append(ask(c, "MULTI"))
-        got.append(ask(c, "SET", "{b}x", "1"))
-        got.append(ask(c, "EXEC"))
-    got.append(ask(probe, "MGET", "{b}a", "{b}b"))
-    for c in (setup, scripter, early, w_a, w_b, probe):
-        c.close()
-    return got
-
-
-@pytest.mark.parametrize("acceptors", [1, 2])
-def test_watched_keys_written_by_a_busy_script(acceptors: int) -> None:
-    expected = on_redis(lambda port: watch_writes_of_a_busy_script(port, 1))
-    assert expected == [
-        1,
-        *(b"OK", b"OK", b"QUEUED", None),
-        *(b"OK", b"OK", b"QUEUED", [b"OK"]),
-        *(b"OK", b"OK", b"QUEUED", None),
-        [b"early", b"late"],
-    ]
-    got = on_shardkv(lambda s: watch_writes_of_a_busy_script(s.port, acceptors), acceptors=acceptors)
-    assert got == expected
-
-
 # -- the script's own client waits for it ------------------------------------------
 
 

@@ -379,7 +379,7 @@ def test_watchs_ok_waits_until_every_shard_has_recorded_the_versions() -> None:
     assert replies(acceptor, transport) == b""
     links[0].grant()
     links[1].grant()
-    assert [b[:9] for b in links[0].bodies()] == [encode_command([Verb.WATCH, b"0", k0])[:9], RELEASE[:9]]
+    assert [b[:9] for b in links[0].bodies()] == [encode_command([Verb.WATCH, k0])[:9], RELEASE[:9]]
     links[0].answer(marshal.dumps([3]))
     links[0].answer(b"+OK\r\n")
     links[1].answer(marshal.dumps([4]))

@@ -304,25 +304,16 @@ def parse_count(arg: bytes) -> int:
 
 
 def watch(ks: Keyspace, args: list[bytes]) -> object:
-    """__watch sent key... -> the keys' current versions; counts the watchers.
-
-    ``sent``: when the acceptor sent it (``time.monotonic_ns``).  One that
-    waited behind a script past busy-reply-threshold runs after it, where
-    Redis reads a WATCH at the threshold or as it comes: a key the script
-    changed after both (``Keyspace.busy_writes``) gets version -2, which
-    no key has, and the EXEC aborts as Redis's would."""
+    """__watch key... -> the keys' current versions; counts the watchers."""
     counts = ks.watch_counts
     mine = ks.watchers.setdefault(ks.pipe, {})  # this acceptor's, forgotten with it
     db = ks.db
-    writes = ks.busy_writes
-    sent = int(args[1]) if writes else 0
     out = []
-    for key in args[2:]:
+    for key in args[1:]:
         ks.peek(key)
         counts[key] = counts.get(key, 0) + 1
         mine[db, key] = mine.get((db, key), 0) + 1
-        version = ks.watched.setdefault(key, 0)
-        out.append(-2 if writes and writes.get((db, key), 0) > sent else version)
+        out.append(ks.watched.setdefault(key, 0))
     return out
 
 
