@@ -78,6 +78,8 @@ log = logging.getLogger("shardkv.worker")
 # What a shard that SHUTDOWN closed still runs (see Shard._refuse).
 _AFTER_SHUTDOWN = (Verb.SHUTDOWN, Verb.HOLD, Verb.RELEASE)
 OK_REPLY = encode(OK)  # (run_batch's plain replies)
+NULL_RESP2 = encode(None)
+NULL_RESP3 = encode(None, True)
 _SCRIPT_RUNS = frozenset({Verb.EVAL, Verb.FCALL})  # a script's run across shards
 # The verbs an ``I`` frame may ask: they read (or reset) the shard's
 # figures, so they may run even while the shard waits in a script or parked.
@@ -121,9 +123,11 @@ class Shard:
         # Persistence (with a config): ``record`` logs each write that ran.
         self.persistence: Persistence | None = None
         self.record = None
+        self.unlogged: set[bytes] = set()
         if config is not None:
             self.persistence = Persistence(self.keyspace, index, nshards, config)
             self.record = self.persistence.record
+            self.unlogged = self.persistence.reads  # names whose record() does nothing
         # What acts on a setting when __config changes it, in this order.
         self.keyspace.runtime.hooks = [
             eviction.on_settings,
@@ -291,7 +295,7 @@ class Shard:
             return value
         if ks.unchanged:
             ks.unchanged = False
-        elif self.record is not None and kind is not Wait:
+        elif self.record is not None and kind is not Wait and args[0] not in self.unlogged:
             self.record(args, value)
         return value
 
@@ -343,7 +347,7 @@ class Shard:
             return value
         if ks.unchanged:
             ks.unchanged = False
-        elif self.record is not None:
+        elif self.record is not None and args[0] not in self.unlogged:
             self.record(args, value)
         return value
 
@@ -395,6 +399,7 @@ class Shard:
         self.logged = logged = []
         logged_before = 0
         plain = wire.PLAIN_MAX
+        stream_min = wire.STREAM_MIN
         ks = self.keyspace
         noted = ks.events  # None unless someone listens (shardkv.worker.events)
         bounds = self.event_bounds = [] if noted is not None else None
@@ -421,15 +426,19 @@ class Shard:
                             bodies, value, header & wire.FLAG_RESP3, writer, logged_before
                         )
                     else:
-                        # GET's and SET's replies as encode makes them, inline.
-                        if type(value) is bytes:
-                            body = b"$%d\r\n%s\r\n" % (len(value), value)
-                        elif value is OK:
+                        # GET's and SET's replies as encode makes them, inline
+                        # (+OK and the null reply are too short to stream).
+                        if value is OK:
                             body = OK_REPLY
+                        elif value is None:  # GET of a missing key
+                            body = NULL_RESP3 if header & wire.FLAG_RESP3 else NULL_RESP2
                         else:
-                            body = encode(value, header & wire.FLAG_RESP3)
-                        if len(body) > wire.STREAM_MIN and self._stream(bodies, body, writer, logged_before):
-                            body = None
+                            if type(value) is bytes:
+                                body = b"$%d\r\n%s\r\n" % (len(value), value)
+                            else:
+                                body = encode(value, header & wire.FLAG_RESP3)
+                            if len(body) > stream_min and self._stream(bodies, body, writer, logged_before):
+                                body = None
                     if body is None:  # streamed, after the replies before it
                         self.bodies = bodies = []
                         append = bodies.append

@@ -97,6 +97,8 @@ class AofLog(Forking):
             kind = aof.classify(args[0])
             if len(self.kinds) < 4096:
                 self.kinds[args[0]] = kind
+                if kind is aof.READ:
+                    self.reads.add(args[0])
         if kind is aof.READ or self.suspended:
             return
         self.dirty += 1

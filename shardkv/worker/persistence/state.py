@@ -47,6 +47,9 @@ class State:
         self.aof: AofWriter | None = None
         self.manifest: Manifest | None = None
         self.kinds: dict[bytes, object] = {}  # command name as sent -> READ/VERBATIM/recorder
+        # The names in ``kinds`` that are READ: record() of one does nothing,
+        # so Shard.execute does not call it (a GET costs no call here).
+        self.reads: set[bytes] = set()
         self.suspended = False  # logging stopped (a cross-shard operation logs its states)
         self.foreign: dict | tuple = ()  # other shards' keys installed here
         self.inherited_fds: list[int] = []  # closed in forked children
