@@ -392,8 +392,7 @@ class Client(Dispatch, asyncio.Protocol):
             return
         out = []
         kept = None
-        while pending:
-            item = pending[0]
+        for item in pending:  # the ready prefix, taken off below
             if type(item) is not bytes:
                 data = item.data
                 if data is None:
@@ -402,7 +401,12 @@ class Client(Dispatch, asyncio.Protocol):
                     break
                 item = data
             out.append(item)
-            pending.popleft()
+        if len(out) == len(pending):
+            pending.clear()
+        else:
+            popleft = pending.popleft
+            for _ in range(len(out)):
+                popleft()
         if kept:
             out.extend(kept)
         if out:
