@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from shardkv.acceptor.dispatch import HEADERS, PART_HEADERS, Dispatch, db_headers
 from shardkv.acceptor.replies import Pushed, Slot
-from shardkv.acceptor.shardlink import BUSY_LINKS, EARLY_BATCH, MISCONF_LINKS
+from shardkv.acceptor.shardlink import BUSY_LINKS, MISCONF_LINKS
 from shardkv.acceptor.state import ClientState
 from shardkv.protocol import commands
 from shardkv.protocol.resp import ProtocolError, RequestParser, encode, encode_error
@@ -43,7 +43,6 @@ log = logging.getLogger("shardkv.acceptor")
 _seen = commands.seen
 
 MAX_IN_FLIGHT = 1024  # a client's commands awaiting replies before reading pauses
-_EARLY_OUT = 2 * EARLY_BATCH  # entries (a header and a command each) that leave at once
 
 
 class Client(Dispatch, asyncio.Protocol):
@@ -210,20 +209,7 @@ class Client(Dispatch, asyncio.Protocol):
                             pending.append(slot)
                             key = args[1]  # Router.shard_of, inline
                             shard = owners[key_slot(key) if LBRACE in key else crc_hqx(key, 0) & 16383]
-                            link = links[shard]
-                            if link.up and link.busy is None:  # ShardLink.send, inline
-                                out = link.out
-                                out.append(header)
-                                out.append(raw)
-                                link.fifo.append(slot)
-                                link.sent += 1
-                                if not link.queued:
-                                    link.queued = True
-                                    link._on_turn_end(link)
-                                if len(out) >= _EARLY_OUT:  # a whole step: see ShardLink.send
-                                    link._write()
-                            else:  # its -BUSY or its error, as send gives them
-                                link.send(header, raw, slot, True)
+                            links[shard].send(header, raw, slot, True)
                             continue
                     else:
                         fast = fast_paths.get(cmd.name)

@@ -29,7 +29,6 @@ class FakeLink:
         self.sent: list[tuple[bytes, bytes, object]] = []  # (header, body, sink), oldest first
         self.steps = 0
         self.busy = None
-        self.up = False  # so Client._run's inline ShardLink.send calls send, as on a down link
         self.ops: dict = {}  # cross-shard operations this link takes part in (none here)
 
     @property
