@@ -21,21 +21,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.support.resp import RespClient  # noqa: E402
+from benchmarks.blocking_order import K, client_on  # noqa: E402
 from tests.support.servers import start_shardkv  # noqa: E402
 
-K = 2
 PLACEMENTS = {"SET on 1, ECHO on 0": (1, 0), "SET on 0, ECHO on 1": (0, 1), "both on 1": (1, 1)}
-
-
-def client_on(port: int, index: int) -> RespClient:
-    """A connection that reached acceptor ``index`` (acceptor i of K hands out ids i+1, i+1+K...)."""
-    for _ in range(400):
-        c = RespClient(port)
-        if (int(c.command("CLIENT", "ID")) - 1) % K == index:  # type: ignore[arg-type]
-            return c
-        c.close()
-    raise SystemExit("no connection landed on that acceptor")
 
 
 class Monitor:

@@ -18,14 +18,21 @@ class _CountingTable(dict):
         return super().__iter__()
 
 
-def test_evictions_over_the_limit_do_not_walk_the_table(monkeypatch) -> None:
-    table = _CountingTable()
+def _fresh_table(monkeypatch, table: dict, limit: int) -> tuple[SimpleNamespace, SimpleNamespace]:
+    """Make ``table`` the (empty) tracking table, with no draw and no keys
+    counted, under a server whose limit is ``limit``; return the server
+    and a client of it."""
     monkeypatch.setattr(tracking, "TABLE", table)
     monkeypatch.setattr(tracking, "_DRAW", [], raising=False)
     monkeypatch.setattr(tracking.STATE, "items", 0)
-    limit = 2000
     server = SimpleNamespace(config={"tracking-table-max-keys": str(limit)}, clients={})
-    client = SimpleNamespace(id=7, server=server)
+    return server, SimpleNamespace(id=7, server=server)
+
+
+def test_evictions_over_the_limit_do_not_walk_the_table(monkeypatch) -> None:
+    table = _CountingTable()
+    limit = 2000
+    server, client = _fresh_table(monkeypatch, table, limit)
     tracking.remember(client, [b"k%d" % i for i in range(limit)])
     _CountingTable.walked = 0
     for i in range(limit):  # each new key evicts one
@@ -42,12 +49,8 @@ def test_the_draw_does_not_keep_keys_that_left_the_table(monkeypatch) -> None:
     dropped once most of its keys left the table (it kept every deleted
     key alive until the next flush)."""
     table: dict = {}
-    monkeypatch.setattr(tracking, "TABLE", table)
-    monkeypatch.setattr(tracking, "_DRAW", [], raising=False)
-    monkeypatch.setattr(tracking.STATE, "items", 0)
     limit = 1000
-    server = SimpleNamespace(config={"tracking-table-max-keys": str(limit)}, clients={})
-    client = SimpleNamespace(id=7, server=server)
+    server, client = _fresh_table(monkeypatch, table, limit)
     tracking.remember(client, [b"k%d" % i for i in range(limit + 1)])  # one eviction: a copy drawn from
     assert len(table) == limit and tracking._DRAW
     for key in list(table)[: limit - 100]:  # written: invalidated
