@@ -34,7 +34,11 @@ Keys on several shards
     queue of waiters: a client blocked on that key alone, on the same shard,
     may take the element first (then this one waits again).  Its
     ``__bwait`` entries carry the stamp of its first run, so they are notified
-    in the order the clients blocked.
+    in the order the clients blocked.  A BLMOVE or BRPOPLPUSH's try after
+    a notification also asks ``__bdest`` of its destination: Redis serves
+    the client it notified first, and a destination of another type gets
+    it WRONGTYPE (nothing popped, the element left to the next waiter),
+    so it does here even when that waiter took the element meanwhile.
 
 Either way the client's later commands are held from the start, but it
 counts as blocked (INFO's ``blocked_clients``, CLIENT LIST's ``b``) only
@@ -379,6 +383,14 @@ def _first_body(bodies: list[bytes]) -> bytes:
     return bodies[0]
 
 
+def _served_move(bodies: list[bytes]) -> bytes:
+    """A notified BLMOVE's try: what the command did, or the destination's
+    WRONGTYPE (``__bdest``) when it found nothing to move."""
+    if bodies[0] in _NULLS and len(bodies) > 1 and bodies[1][:1] == b"-":
+        return bodies[1]
+    return bodies[0]
+
+
 class _CrossShard:
     """A blocking command whose keys live on several shards (see the module
     docstring): try atomically, wait for a notification, try again."""
@@ -399,6 +411,7 @@ class _CrossShard:
         self.stamp = time.monotonic_ns()  # its place among each key's waiters (wire.FLAG_STAMP)
         self.stream = cmd.name in STREAM_READS
         self.read_only = cmd.name == "xread"
+        self.move = cmd.name in SOURCE_ONLY
         self.resolved = False
         if self.stream:
             self.timeout, self.group = _stream_options(args)
@@ -418,7 +431,9 @@ class _CrossShard:
         self.pinned: tuple[bool, Pin] | None = None
         self.attempt()
 
-    def attempt(self) -> None:
+    def attempt(self, notified: bool = False) -> None:
+        """Try atomically; ``notified``: after a ``__bwait`` said a key
+        could serve the command (not after a CLIENT UNBLOCK)."""
         client = self.client
         self.trying = True
         if self.read_only:
@@ -426,6 +441,11 @@ class _CrossShard:
             return
         if self.stream and not self.resolved:
             op = AtomicOp(client, [self.args, [Verb.XLASTIDS, *self.keys]], self.keys, self._resolve)
+        elif notified and self.move:
+            # Redis serves the client it notified first: a destination of
+            # another type gets it WRONGTYPE, even when the source is empty
+            # again (a waiter on it alone took the element meanwhile).
+            op = AtomicOp(client, [self.args, [Verb.BDEST, self.args[2]]], self.keys, _served_move)
         else:
             op = AtomicOp(client, [self.args], self.keys, _first_body)
         # The operation queued a reply slot of its own; the client's place
@@ -551,7 +571,7 @@ class _CrossShard:
             return  # a late answer from a round already over
         self._cancel_notifies()
         if body == _READY:
-            self.attempt()
+            self.attempt(notified=True)
         elif body == _TIMED_OUT:
             self.finish(encode(NULL_ARRAY, self.client.resp3))
         else:

@@ -798,6 +798,12 @@ class Verb:
     WATCH = b"__watch"
     UNWATCH = b"__unwatch"
     BWAIT = b"__bwait"
+    # __bdest destination -> 0, or WRONGTYPE if it holds another type than
+    # a list: the second command of a cross-shard BLMOVE/BRPOPLPUSH's try
+    # after its __bwait was notified, whose source another waiter may have
+    # emptied meanwhile (Redis serves the notified client first, and its
+    # serve checks the destination before it pops; see shardkv.acceptor.blocking).
+    BDEST = b"__bdest"
     # __unblock token seen seq -> 1 (it still waited: forgotten) or 0 (served
     # or timed out): CLIENT UNBLOCK of a command blocked on this shard
     # (shardkv.worker.blocking); -1, nothing done, when a script went busy

@@ -24,6 +24,7 @@ from shardkv.protocol import errors
 from shardkv.protocol.args import LLONG_MIN, parse_either, parse_int
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import NULL_ARRAY, OK
+from shardkv.protocol.wire import Verb
 from shardkv.worker.blocking import Wait, parse_timeout
 from shardkv.worker.handlers import Blocking, BlockingForms, Handlers
 from shardkv.worker.keyspace import Keyspace
@@ -449,6 +450,17 @@ def _serve_move(ks: Keyspace, args: list[bytes], key: bytes) -> object:
     return _move(ks, args[1], args[2], _where(args[3]), _where(args[4]))
 
 
+def bdest(ks: Keyspace, args: list[bytes]) -> object:
+    """__bdest destination: WRONGTYPE if it holds another type than a list,
+    else 0.  A cross-shard BLMOVE's try after a notification runs it after
+    the command: Redis serves the client it notified first, and its serve
+    (``serveClientBlockedOnList``) replies WRONGTYPE for such a destination
+    before it pops, so the client gets that even when the element went to
+    the next waiter meanwhile (see :mod:`shardkv.acceptor.blocking`)."""
+    ks.lookup_type(args[1], deque)  # lookupKeyWrite: an access, no hit or miss
+    return 0
+
+
 def blmpop(ks: Keyspace, args: list[bytes]) -> object:
     """BLMPOP timeout numkeys key [key ...] LEFT | RIGHT [COUNT count]"""
     keys, left, count = _parse_mpop(args, 2)
@@ -486,6 +498,7 @@ HANDLERS: Handlers = {
     "ltrim": ltrim,
     "lmove": lmove,
     "rpoplpush": rpoplpush,
+    Verb.BDEST: bdest,
 }
 
 # The blocking commands, by name: the form that may wait, and the type it pops.

@@ -1,0 +1,192 @@
+"""A blocked BLMOVE/BRPOPLPUSH whose destination holds another type gets
+WRONGTYPE when a push wakes it, and the element goes to the next waiter,
+as in Redis, whichever shards the keys are on.
+
+Redis serves a key's blocked clients in the order they blocked; its serve
+(``serveClientBlockedOnList``) looks the destination up first, replies
+WRONGTYPE for another type and pops nothing, and the next client is
+served.  Across shards a BLMOVE waits with a ``__bwait`` that pops
+nothing: it is notified, and a client blocked on the source alone (same
+shard) took the element before the BLMOVE's next try, which found the
+source empty and blocked again, for ever (Redis's unit/type/list
+"BRPOPLPUSH with multiple blocked clients" stalled so at ``--acceptors 2``).
+
+Each scenario runs on a real redis-server and on shardkv with 1, 2 and 4
+shards and 1 and 2 acceptors; the exact replies must be equal.  With
+several shards the source is on shard 0 and the wrong-typed destination
+on shard 1; the second waiter's destination is on the source's shard
+("one-shard": it waits on that shard's queue) or another ("cross-shard").
+A client is sent its command only once the one before it is shown blocked
+(CLIENT LIST's ``b``), so the order in which they blocked is the same on
+both servers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from shardkv.protocol.router import Router
+from tests.support.resp import RespClient
+from tests.support.servers import ServerProcess, start_redis, start_shardkv
+
+WAIT = 10.0  # seconds a reply or a blocked client may take to show
+
+CONFIGS = [(1, 1), (2, 1), (4, 1), (1, 2), (2, 2), (4, 2)]
+
+
+@pytest.fixture(scope="module")
+def real() -> Iterator[ServerProcess]:
+    proc = start_redis()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module", params=CONFIGS, ids=[f"shards={s}-acceptors={k}" for s, k in CONFIGS])
+def ours(request) -> Iterator[ServerProcess]:
+    shards, acceptors = request.param
+    proc = start_shardkv(shards=shards, acceptors=acceptors)
+    proc.shards = shards  # type: ignore[attr-defined]
+    yield proc
+    proc.stop()
+
+
+def key_on(shards: int, shard: int, prefix: str) -> str:
+    """A key name on ``shard`` (taken modulo ``shards``)."""
+    router = Router(shards)
+    i = 0
+    while router.shard_of(f"{prefix}{i}".encode()) != shard % shards:
+        i += 1
+    return f"{prefix}{i}"
+
+
+def keys_for(shards: int, second: str) -> tuple[str, str, str]:
+    """(source, wrong-typed destination, the second waiter's destination)."""
+    other = 0 if second == "one-shard" else 2 if shards > 2 else 1
+    return key_on(shards, 0, "src"), key_on(shards, 1, "bad"), key_on(shards, other, "ok")
+
+
+class Session:
+    """An observer connection, and blocking clients sent one at a time."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.observer = RespClient(port, timeout=WAIT)
+        self.observer.command("FLUSHALL")
+        self.clients: list[RespClient] = []
+
+    def call(self, *args: object) -> bytes:
+        return self.observer.call(*args)  # type: ignore[arg-type]
+
+    def block(self, *args: object) -> RespClient:
+        """Send a blocking command on a new connection; return once it is shown blocked."""
+        c = RespClient(self.port, timeout=WAIT)
+        self.clients.append(c)
+        client_id = int(c.command("CLIENT", "ID"))  # type: ignore[arg-type]
+        c.send(*args)  # type: ignore[arg-type]
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            for line in self.observer.command("CLIENT", "LIST").splitlines():  # type: ignore[union-attr]
+                if line.startswith(b"id=%d " % client_id) and b" flags=b " in line:
+                    return c
+            time.sleep(0.005)
+        pytest.fail(f"{args!r} was never shown blocked")
+
+    def close(self) -> None:
+        for c in (*self.clients, self.observer):
+            c.close()
+
+
+def read(c: RespClient) -> bytes:
+    """The client's next reply, or what shows that none came."""
+    try:
+        return c.read()
+    except TimeoutError:
+        return b"(still blocked)"
+
+
+def run_on_both(real: ServerProcess, ours: ServerProcess, scenario) -> list[bytes]:
+    """Run ``scenario(session)`` on both servers; their transcripts must be equal."""
+    transcripts = []
+    for proc in (real, ours):
+        session = Session(proc.port)
+        try:
+            transcripts.append(scenario(session))
+        finally:
+            session.close()
+    expected, got = transcripts
+    assert got == expected
+    return expected
+
+
+@pytest.mark.parametrize("second", ["one-shard", "cross-shard"])
+def test_brpoplpush_with_multiple_blocked_clients(real, ours, second) -> None:
+    """Redis's unit/type/list test of that name."""
+    src, bad, ok = keys_for(ours.shards, second)
+
+    def scenario(s: Session) -> list[bytes]:
+        s.call("SET", bad, "nolist")
+        first = s.block("BRPOPLPUSH", src, bad, 0)
+        then = s.block("BRPOPLPUSH", src, ok, 0)
+        out = [s.call("LPUSH", src, "foo"), read(first), read(then)]
+        return [*out, s.call("LRANGE", ok, 0, -1), s.call("EXISTS", src), s.call("GET", bad)]
+
+    transcript = run_on_both(real, ours, scenario)
+    assert transcript[1].startswith(b"-WRONGTYPE")  # (what the comparison is about)
+
+
+@pytest.mark.parametrize("whereto", ["LEFT", "RIGHT"])
+@pytest.mark.parametrize("wherefrom", ["LEFT", "RIGHT"])
+@pytest.mark.parametrize("second", ["one-shard", "cross-shard"])
+def test_blmove_wrongtype_destination_serves_the_next_waiter(real, ours, second, wherefrom, whereto) -> None:
+    src, bad, ok = keys_for(ours.shards, second)
+
+    def scenario(s: Session) -> list[bytes]:
+        s.call("SADD", bad, "m")
+        s.call("RPUSH", ok, "old1", "old2")
+        first = s.block("BLMOVE", src, bad, wherefrom, whereto, 0)
+        then = s.block("BLMOVE", src, ok, wherefrom, whereto, 0)
+        out = [s.call("RPUSH", src, "a"), read(first), read(then)]
+        return [*out, s.call("LRANGE", src, 0, -1), s.call("LRANGE", ok, 0, -1), s.call("SMEMBERS", bad)]
+
+    transcript = run_on_both(real, ours, scenario)
+    assert transcript[1].startswith(b"-WRONGTYPE")
+
+
+@pytest.mark.parametrize("second", ["one-shard", "cross-shard"])
+def test_destination_made_another_type_after_blocking(real, ours, second) -> None:
+    """A list destination when it blocked, a string when it is woken: WRONGTYPE then."""
+    src, bad, ok = keys_for(ours.shards, second)
+
+    def scenario(s: Session) -> list[bytes]:
+        s.call("RPUSH", bad, "x")
+        first = s.block("BLMOVE", src, bad, "RIGHT", "LEFT", 0)
+        then = s.block("BRPOPLPUSH", src, ok, 0)
+        s.call("SET", bad, "now a string")
+        out = [s.call("LPUSH", src, "foo"), read(first), read(then)]
+        return [*out, s.call("GET", bad), s.call("LRANGE", ok, 0, -1), s.call("EXISTS", src)]
+
+    transcript = run_on_both(real, ours, scenario)
+    assert transcript[1].startswith(b"-WRONGTYPE")
+
+
+@pytest.mark.parametrize("whereto", ["LEFT", "RIGHT"])
+@pytest.mark.parametrize("wherefrom", ["LEFT", "RIGHT"])
+def test_wrongtype_destination_deleted_after_blocking(real, ours, wherefrom, whereto) -> None:
+    """A string destination when it blocked, gone when it is woken: the
+    move happens.  (One waiter: a second one blocked on the source alone,
+    on its shard, may take the element before a cross-shard BLMOVE's try,
+    a documented difference.)"""
+    src, bad, _ = keys_for(ours.shards, "one-shard")
+
+    def scenario(s: Session) -> list[bytes]:
+        s.call("SET", bad, "nolist")
+        first = s.block("BLMOVE", src, bad, wherefrom, whereto, 0)
+        s.call("DEL", bad)
+        out = [s.call("RPUSH", src, "foo", "bar"), read(first)]
+        return [*out, s.call("LRANGE", bad, 0, -1), s.call("LRANGE", src, 0, -1)]
+
+    transcript = run_on_both(real, ours, scenario)
+    assert not transcript[1].startswith(b"-")
