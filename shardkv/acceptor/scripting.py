@@ -584,10 +584,8 @@ class _Retry:
         self.extra = list(dict.fromkeys([*self.extra, *extra]))
         # Its later runs go straight to as many shards.
         CACHE.escaping[self.sha] = (self.everything, self.extra)
-        if client.closed:
-            if self.user_arg:
-                script_done(client, self.user_arg)
-            return
+        # It runs again even if the client has gone (its reply is dropped):
+        # Redis runs a command to its end once it has read it.
         command = [
             Verb.FCALL if self.fname else Verb.EVAL,
             b"%d" % self.everything,

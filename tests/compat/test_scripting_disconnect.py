@@ -1,0 +1,147 @@
+"""A script whose client disconnects still runs to its end, as in Redis.
+
+Redis runs a command once it has read it, whether or not its client is
+still there to read the reply.  A script that reaches a key of another
+shard is stopped by its worker, undone, and run again across shards (see
+``shardkv.acceptor.scripting``): the run again must happen even when the
+client has gone between the undo and the rerun, or the script's writes are
+lost.  Each test holds the first key's worker (SIGSTOP) while the client
+sends the script and closes its socket, waits until the acceptor has seen
+it go, and only then lets the worker run the script: so the disconnect
+always lands before the worker's ``-SHARDKV-CROSS`` reply, where the old
+code dropped the script.  Another client then finds the script's writes,
+as on redis-server.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable, Iterator
+
+import psutil
+import pytest
+import redis
+
+from shardkv.protocol.router import Router
+from tests.support.resp import encode_command
+from tests.support.servers import ServerProcess, start_redis, start_shardkv
+
+SHARDS = 2
+WAIT = 20.0  # bound on each wait below (a loaded machine is slow; none is a timing assertion)
+
+# Writes its key, then, if ARGV[1] names a key, that one too: on shardkv
+# one of another shard, which the script did not declare.
+BODY = (
+    "redis.call('set', KEYS[1], 'a')\n"
+    "if ARGV[1] ~= '' then redis.call('set', ARGV[1], 'b') end\n"
+    "return redis.call('get', KEYS[1])"
+)
+
+
+@pytest.fixture(scope="module")
+def servers() -> Iterator[tuple[ServerProcess, ServerProcess]]:
+    real = start_redis()
+    ours = start_shardkv(shards=SHARDS)
+    yield real, ours
+    real.stop()
+    ours.stop()
+
+
+def _on_shard(shard: int, prefix: str) -> str:
+    router = Router(SHARDS)
+    i = 0
+    while router.shard_of(f"{prefix}{i}".encode()) != shard:
+        i += 1
+    return f"{prefix}{i}"
+
+
+def _worker_pid(server: ServerProcess, shard: int) -> int:
+    for child in psutil.Process(server.proc.pid).children():
+        if child.name() == f"shardkv-shard{shard}":
+            return child.pid
+    raise AssertionError(f"no worker for shard {shard}")
+
+
+def _until(check: Callable[[], object]) -> object:
+    """``check()``'s first true value, or its last one after :data:`WAIT` seconds."""
+    deadline = time.monotonic() + WAIT
+    while not (got := check()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return got
+
+
+def _send_and_leave(server: ServerProcess, commands: list[list[str]], keys: list[str], hold: bool) -> list:
+    """Send ``commands`` (the client named ``leaver`` first) and close the
+    socket without reading their replies; with ``hold``, shard 0's worker
+    is stopped until the server has seen the client go.  The values of
+    ``keys``, once they are ``a`` and ``b`` (or as they are after
+    :data:`WAIT` seconds)."""
+    admin = redis.Redis(port=server.port)
+    stopped = _worker_pid(server, 0) if hold else 0
+    if stopped:
+        os.kill(stopped, signal.SIGSTOP)
+    try:
+        s = socket.create_connection(("127.0.0.1", server.port), timeout=WAIT)
+        s.sendall(b"".join(encode_command(*c) for c in [["CLIENT", "SETNAME", "leaver"], *commands]))
+        assert s.recv(5) == b"+OK\r\n"  # read, and what follows sent on (to a stopped worker)
+        s.close()
+
+        def gone() -> bool:
+            return all(c["name"] != "leaver" for c in admin.client_list())
+
+        assert _until(gone), "the server still lists the client"
+    finally:
+        if stopped:
+            os.kill(stopped, signal.SIGCONT)
+    values = _until(lambda: (v := admin.mget(keys)) == [b"a", b"b"] and v) or admin.mget(keys)
+    admin.close()
+    return values  # type: ignore[return-value]
+
+
+def _fresh(server: ServerProcess) -> redis.Redis:
+    c = redis.Redis(port=server.port)
+    c.flushall()
+    return c
+
+
+@pytest.mark.parametrize("how", ["EVAL", "EVALSHA", "FCALL", "MULTI"])
+def test_a_script_that_escapes_runs_again_after_its_client_left(servers, how):
+    """EVAL, EVALSHA (the shortcut of a script its shard knows), FCALL, and
+    EVAL inside MULTI/EXEC."""
+    own, other = _on_shard(0, "own"), _on_shard(1, "other")
+    got = []
+    for server in servers:
+        c = _fresh(server)
+        # A body of its own: a script seen escaping before goes straight across shards.
+        body = f"-- {how}\n" + BODY
+        if how in ("EVAL", "MULTI"):
+            command = ["EVAL", body, "1", own, other]
+        elif how == "EVALSHA":
+            assert c.eval(body, 1, own, "") == b"a"  # its shard has it now, and it did not escape
+            c.delete(own)
+            command = ["EVALSHA", c.script_load(body), "1", own, other]
+        else:
+            c.function_load(
+                f"#!lua name=leaving\nredis.register_function('leave', function(KEYS, ARGV)\n{BODY}\nend)",
+                replace=True,
+            )
+            command = ["FCALL", "leave", "1", own, other]
+        c.close()
+        commands = [["MULTI"], command, ["EXEC"]] if how == "MULTI" else [command]
+        got.append(_send_and_leave(server, commands, [own, other], server.kind == "shardkv"))
+    assert got[1] == got[0] == [b"a", b"b"]
+
+
+def test_a_script_that_needs_every_shard_runs_again_after_its_client_left(servers):
+    """KEYS needs every shard: the script runs again parking all of them."""
+    own, other = _on_shard(0, "own"), _on_shard(1, "other")
+    body = "redis.call('keys', '*')\n" + BODY
+    got = []
+    for server in servers:
+        _fresh(server).close()
+        command = ["EVAL", body, "1", own, other]
+        got.append(_send_and_leave(server, [command], [own, other], server.kind == "shardkv"))
+    assert got[1] == got[0] == [b"a", b"b"]
