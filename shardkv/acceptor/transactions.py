@@ -432,7 +432,8 @@ def _after_scripts(client: Client, queued: list, reply: Exec) -> None:
     touch would not hold it back here, so first every shard answers a
     ``__ping`` (one more round trip), as for a CLIENT UNBLOCK outside EXEC;
     if one reports a busy script meanwhile, EXECABORT now.  Meanwhile the
-    client's later commands wait."""
+    client's later commands wait.  A client that goes away meanwhile does
+    not stop it (its reply is dropped): Redis runs an EXEC it has read."""
     client.state.block(SCRIPTS_FIRST, shown=False)
     server = client.server
 
@@ -447,8 +448,7 @@ def _after_scripts(client: Client, queued: list, reply: Exec) -> None:
 
     def ran() -> None:
         client.state.unblock(SCRIPTS_FIRST)
-        if not client.closed:
-            _step(client, lambda: _begin(client, queued, reply))
+        _step(client, lambda: _begin(client, queued, reply))  # even if the client went away
 
     after_scripts(server, refused, ran)
 
@@ -512,7 +512,7 @@ def _locate(client: Client, ids: list[int], then: Callable[[], None]) -> None:
     one that waits on one shard is asked of that shard on this acceptor's
     pipe, in the transaction's place (see :func:`unblock_located`); the
     others go through the bus as outside EXEC.  Meanwhile the client's
-    later commands wait."""
+    later commands wait; the EXEC runs even if the client goes away."""
     client.state.block(LOCATING, shown=False)
     server = client.server
 
@@ -526,9 +526,7 @@ def _locate(client: Client, ids: list[int], then: Callable[[], None]) -> None:
 
     def go(located: dict) -> None:
         client.state.unblock(LOCATING)
-        if client.closed:
-            return
-        client.state.locate(located or None)
+        client.state.locate(located or None)  # and on, even if the client went away
         _step(client, then)
 
     server.bus.ask(bus.LOCATE, ids, found, failed=lambda message: go({}))  # type: ignore[union-attr]

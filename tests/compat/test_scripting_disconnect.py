@@ -1,4 +1,4 @@
-"""A script whose client disconnects still runs to its end, as in Redis.
+"""A script (or an EXEC) whose client disconnects still runs to its end, as in Redis.
 
 Redis runs a command once it has read it, whether or not its client is
 still there to read the reply.  A script that reaches a key of another
@@ -10,7 +10,8 @@ sends the script and closes its socket, waits until the acceptor has seen
 it go, and only then lets the worker run the script: so the disconnect
 always lands before the worker's ``-SHARDKV-CROSS`` reply, where the old
 code dropped the script.  Another client then finds the script's writes,
-as on redis-server.
+as on redis-server.  So with an EXEC that waits for the shards (a CLIENT
+UNBLOCK inside) before it runs.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import pytest
 import redis
 
 from shardkv.protocol.router import Router
+from tests.support.acceptors import acceptor_pids, client_on, raw_on
 from tests.support.resp import encode_command
 from tests.support.servers import ServerProcess, start_redis, start_shardkv
 
@@ -101,6 +103,11 @@ def _send_and_leave(server: ServerProcess, commands: list[list[str]], keys: list
     return values  # type: ignore[return-value]
 
 
+def _exec_with_unblock(own: str, other: str) -> list[list[str]]:
+    """A transaction that writes both keys, with a CLIENT UNBLOCK of nobody."""
+    return [["MULTI"], ["SET", own, "a"], ["CLIENT", "UNBLOCK", "999999"], ["SET", other, "b"], ["EXEC"]]
+
+
 def _fresh(server: ServerProcess) -> redis.Redis:
     c = redis.Redis(port=server.port)
     c.flushall()
@@ -145,3 +152,55 @@ def test_a_script_that_needs_every_shard_runs_again_after_its_client_left(server
         command = ["EVAL", body, "1", own, other]
         got.append(_send_and_leave(server, [command], [own, other], server.kind == "shardkv"))
     assert got[1] == got[0] == [b"a", b"b"]
+
+
+def test_an_exec_that_waits_for_the_shards_scripts_runs_after_its_client_left(servers):
+    """An EXEC with CLIENT UNBLOCK waits until every shard has answered a
+    ``__ping`` (see ``transactions._after_scripts``): it runs even if its
+    client has gone meanwhile, as Redis runs an EXEC it has read."""
+    own, other = _on_shard(0, "own"), _on_shard(1, "other")
+    got = []
+    for server in servers:
+        _fresh(server).close()
+        commands = _exec_with_unblock(own, other)
+        got.append(_send_and_leave(server, commands, [own, other], server.kind == "shardkv"))
+    assert got[1] == got[0] == [b"a", b"b"]
+
+
+@pytest.fixture(scope="module")
+def two_acceptors() -> Iterator[ServerProcess]:
+    ours = start_shardkv(shards=SHARDS, acceptors=2)
+    yield ours
+    ours.stop()
+
+
+def _has_socket(pid: int, port: int) -> bool:
+    """Whether process ``pid`` still has the socket of the client whose own port is ``port``
+    (an acceptor closes it just after its ``connection_lost``)."""
+    return any(c.raddr and c.raddr.port == port for c in psutil.Process(pid).net_connections("tcp"))
+
+
+def test_an_exec_that_locates_other_acceptors_clients_runs_after_its_client_left(two_acceptors):
+    """With several acceptors, an EXEC whose CLIENT UNBLOCK names a client
+    that is not this acceptor's first asks the others where it waits
+    (``transactions._locate``): it runs even if its client has gone
+    meanwhile (as on redis-server, see the test above).  Acceptor 1 is
+    stopped until acceptor 0 has closed the client's socket, so the answer
+    always comes after."""
+    server = two_acceptors
+    own, other = _on_shard(0, "own"), _on_shard(1, "other")
+    admin = client_on(server.port, 0)
+    admin.command("FLUSHALL")
+    pids = acceptor_pids(server)
+    leaver, _ = raw_on(server.port, 0)
+    port = leaver.getsockname()[1]
+    os.kill(pids[1], signal.SIGSTOP)
+    try:
+        commands = _exec_with_unblock(own, other)
+        leaver.sendall(b"".join(encode_command(*c) for c in commands))
+        leaver.close()
+        assert _until(lambda: not _has_socket(pids[0], port)), "acceptor 0 still has the client"
+    finally:
+        os.kill(pids[1], signal.SIGCONT)
+    assert _until(lambda: admin.command("MGET", own, other) == [b"a", b"b"])
+    admin.close()
