@@ -99,6 +99,8 @@ class Wiring:
     # command of a client with tracking on; the CLIENT subcommands it
     # answers (upper-case name -> handler); INFO's totals of its tables.
     after_command: Callable[..., None]
+    # An EXEC run atomically: what its reads remember once it commits.
+    atomic_exec_reads: Callable[[Client, list], Callable[[Any], None] | None]
     client_subcommands: Mapping[bytes, LocalHandler]
     tracking_totals: Callable[[], tuple[int, int, int]]
     # CONFIG SET's checks (shardkv.acceptor.commands.config): the changes a

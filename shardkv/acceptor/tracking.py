@@ -485,6 +485,32 @@ def after_command(
 _SCRIPTS = frozenset({"eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro"})
 
 
+def atomic_exec_reads(client: Client, queued: list) -> Callable[[Slot], None] | None:
+    """An EXEC that runs as one atomic operation (WATCH, writes over several
+    shards, a blocking command): what its reads will remember, judged now
+    (CLIENT CACHING applies to the EXEC), as the function to call once it
+    commits, with the operation's reply slot; None if it remembers
+    nothing.  Nothing is remembered if it does not run (a WATCHed key
+    changed), as in Redis, where an aborted EXEC runs nothing."""
+    state = client.tracking
+    if state is None or state.bcast:
+        return None
+    if (state.optin and not state.caching) or (state.optout and state.caching):
+        return None
+    keys: list[bytes] = []
+    for cmd, args in queued:
+        if cmd.route != "local" and "readonly" in cmd.flags:
+            keys.extend(cmd.keys(args))
+    if not keys:
+        return None
+
+    def ran(place: Slot) -> None:
+        if client.tracking is state:
+            remember(client, keys)
+
+    return ran
+
+
 def _script_read(client: Client, key: bytes, place: object) -> None:
     """A script of ``client`` called a read-only command: its declared keys
     are remembered, as Redis's call() remembers the caller's (EVAL's) keys,

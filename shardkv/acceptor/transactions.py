@@ -542,7 +542,9 @@ def _run(client: Client, queued: list, reply: Exec, early: dict[int, list], pin:
     flushes = any(cmd.name == "flushall" for cmd, _ in queued)
     atomic = client.state.watching or (not flushes and _needs_atomic(client, queued))
     if atomic:
-        _run_atomic(client, queued, reply, early, pin)
+        # Its reads are remembered once it commits (see tracking.atomic_exec_reads).
+        tracked = client.server.wiring.atomic_exec_reads(client, queued) if client.tracking else None
+        _run_atomic(client, queued, reply, early, pin, tracked)
     else:
         _run_in_order(client, queued, reply, early)
         if reply.cut is not None:
@@ -552,7 +554,7 @@ def _run(client: Client, queued: list, reply: Exec, early: dict[int, list], pin:
             after_this_step(server, lambda: pin.release(server, True))
     if client.tracking is not None:  # the keys its reads fetched (CLIENT TRACKING)
         for i, (cmd, queued_args) in enumerate(queued):
-            if atomic or i in early:  # (run in order: told as each was routed)
+            if i in early:  # (run in order: told as each was routed; atomic: once it commits)
                 client.server.wiring.after_command(client, cmd, queued_args, True)
     # After the __park entries above: the parked shards must still hold
     # the versions this client saw.
@@ -736,9 +738,18 @@ def _run_in_order(client: Client, queued: list, reply: Exec, early: dict[int, li
     reply.parts = parts
 
 
-def _run_atomic(client: Client, queued: list, reply: Exec, early: dict[int, list], pin: Pin | None) -> None:
+def _run_atomic(
+    client: Client,
+    queued: list,
+    reply: Exec,
+    early: dict[int, list],
+    pin: Pin | None,
+    tracked: Callable[[Slot], None] | None = None,
+) -> None:
     """Check the watched keys and run the shard commands as one atomic
     operation, then the local ones; or nothing, if a watched key changed.
+    ``tracked``: called with the operation's reply slot once it commits,
+    before its events are handed out (CLIENT TRACKING: its reads' keys).
 
     Blocking commands come this way too: run by the executor, not by the
     shard's command loop, they do not block.
@@ -801,6 +812,8 @@ def _run_atomic(client: Client, queued: list, reply: Exec, early: dict[int, list
             if monitors:  # committed: now they have run
                 monitor.feed(client, cmd, args, dbs[i])
         reply.parts = parts
+        if tracked is not None and reply.outcome is not None:
+            tracked(reply.outcome)
         return b""
 
     slot = None

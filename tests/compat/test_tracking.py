@@ -931,3 +931,20 @@ def test_own_flush_pipelined_before_a_read(ports):
                 (1, "SET", "b", "x"),
             ],
         )
+
+
+def test_watch_aborted_exec_remembers_nothing(ports):
+    """An EXEC that a WATCHed key aborts runs nothing, so its queued reads
+    track nothing: a later write of their keys sends no invalidation."""
+    _same(
+        ports,
+        [True, False],
+        [
+            (0, "CLIENT", "TRACKING", "on"),
+            (0, "WATCH", "w"),
+            (1, "SET", "w", "1"),
+            (0, ["MULTI"], ["GET", "a"], ["MGET", "b", "c"], ["EXEC"]),
+            (1, "SET", "a", "x"),
+            (1, "MSET", "b", "1", "c", "2"),
+        ],
+    )
