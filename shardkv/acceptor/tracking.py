@@ -115,13 +115,24 @@ class Read:
     acceptor), the client stays in the table and is told: maybe once more
     than Redis, never once less."""
 
-    __slots__ = ("slot", "keys", "fresh", "sent")
+    __slots__ = ("slot", "keys", "fresh", "sent", "unsure")
 
-    def __init__(self, slot: Slot, keys: list[bytes], fresh: list[bytes], sent: dict[int, int]) -> None:
+    def __init__(
+        self,
+        slot: Slot,
+        keys: list[bytes],
+        fresh: list[bytes],
+        sent: dict[int, int],
+        unsure: list[bytes] | None = None,
+    ) -> None:
         self.slot = slot
         self.keys = keys
         self.fresh = fresh
         self.sent = sent
+        # Keys that the read's own command may have changed after reading
+        # them (an atomic EXEC's, see atomic_exec_reads): whether its own
+        # change came before the read is not known.
+        self.unsure = unsure
 
 
 class _State:
@@ -489,24 +500,63 @@ def atomic_exec_reads(client: Client, queued: list) -> Callable[[Slot], None] | 
     """An EXEC that runs as one atomic operation (WATCH, writes over several
     shards, a blocking command): what its reads will remember, judged now
     (CLIENT CACHING applies to the EXEC), as the function to call once it
-    commits, with the operation's reply slot; None if it remembers
-    nothing.  Nothing is remembered if it does not run (a WATCHed key
-    changed), as in Redis, where an aborted EXEC runs nothing."""
+    commits, with the operation's reply slot (that its own events name);
+    None if it remembers nothing.  Nothing is remembered if it does not run
+    (a WATCHed key changed), as in Redis, where an aborted EXEC runs
+    nothing.
+
+    Redis remembers each read's keys as it runs, and invalidates a key each
+    time a command of the transaction changes it (told after EXEC's reply).
+    The operation's events come all at once after it committed, so each key
+    read is classed by the commands around its last read: none after it
+    that may write it (a write only before it, or none: the key stays
+    remembered, and a change before the read tells the client only if it
+    tracked the key before; a write only after it: the write's event
+    invalidates it as any; writes on both sides, which of them changed it
+    not known: it stays remembered and the client is told)."""
     state = client.tracking
     if state is None or state.bcast:
         return None
     if (state.optin and not state.caching) or (state.optout and state.caching):
         return None
-    keys: list[bytes] = []
-    for cmd, args in queued:
-        if cmd.route != "local" and "readonly" in cmd.flags:
-            keys.extend(cmd.keys(args))
-    if not keys:
+    read: dict[bytes, int] = {}  # key -> position of its last read
+    written: dict[bytes, list[int]] = {}  # key -> positions of the commands that may write it
+    everything: list[int] = []  # positions of commands that may write any key
+    for i, (cmd, args) in enumerate(queued):
+        if cmd.route == "local":
+            continue
+        if "readonly" in cmd.flags:
+            for key in cmd.keys(args):
+                read[key] = i
+        elif cmd.route != "shard" or cmd.name in _SCRIPTS:
+            everything.append(i)  # FLUSHALL, a script's undeclared keys...
+        else:
+            for key in cmd.keys(args):
+                written.setdefault(key, []).append(i)
+    if not read:
         return None
+    keys = list(read)
+    kept: list[bytes] = []  # read after a write: the own change does not drop it
+    unsure: list[bytes] = []  # written before and after its read
+    for key, at in read.items():
+        positions = written.get(key, []) + everything
+        before = any(i < at for i in positions)
+        after = any(i > at for i in positions)
+        if before and after:
+            kept.append(key)
+            unsure.append(key)
+        elif before:
+            kept.append(key)
 
     def ran(place: Slot) -> None:
-        if client.tracking is state:
-            remember(client, keys)
+        if client.tracking is not state:
+            return
+        fresh = remember(client, keys)
+        if kept:
+            reads = state.reads
+            while reads and reads[0].slot.data is not None:  # answered
+                reads.popleft()
+            reads.append(Read(place, kept, [k for k in fresh if k in kept], {}, unsure))
 
     return ran
 
@@ -619,6 +669,8 @@ def _reads_after(
             first = read.slot
         if key not in read.keys:
             continue
+        if after and read.unsure and key in read.unsure:
+            after = None
         if after is not False:
             keep = True
         if key in read.fresh:  # (reads are in order: the last one added the key)
@@ -932,10 +984,13 @@ def send(client: Client, keys: list[bytes] | None, before: object = None, after:
 
 def _in_pending(pending: deque, at: object) -> object:
     """The pending reply that ``at`` is, or holds as one of its parts (a
-    command that EXEC ran: its EXEC's reply); None if none is pending."""
+    command that EXEC ran, or the operation of an EXEC run atomically: its
+    EXEC's reply); None if none is pending."""
     if at in pending:
         return at
     for reply in pending:
+        if getattr(reply, "outcome", None) is at:  # an atomic EXEC's operation
+            return reply
         parts = getattr(reply, "parts", None)
         if parts and any(part is at for part in parts):
             return reply

@@ -948,3 +948,31 @@ def test_watch_aborted_exec_remembers_nothing(ports):
             (1, "MSET", "b", "1", "c", "2"),
         ],
     )
+
+
+def test_reads_inside_an_atomic_exec_are_tracked_in_order(ports):
+    """An EXEC run as one atomic operation (WATCH, writes over several
+    shards, a blocking command inside) tracks as Redis runs it command by
+    command: a key written before its read stays tracked (and is told of
+    the write only if it was tracked before), one read before its write is
+    invalidated after EXEC's reply and forgotten."""
+    a, b = _keys_on_two_shards(4)
+    for head, tail in (
+        ([["WATCH", "w"]], []),
+        ([], [["SET", a, "1"], ["SET", b, "1"]]),  # writes on two shards
+        ([], [["BLPOP", "nolist", "0"]]),
+    ):
+        for tracked_before in (False, True):
+            steps: list = [(1, "SET", "t", "0"), (0, "CLIENT", "TRACKING", "on")]
+            if tracked_before:
+                steps.append((0, "MGET", "k", "r", "t"))
+            steps += [(0, *cmd) for cmd in head]
+            steps += [
+                (0, ["MULTI"], ["SET", "k", "1"], ["GET", "k"], ["GET", "r"], ["SET", "r", "1"], ["GET", "t"])
+                + tuple(tail)
+                + (["EXEC"],),
+                (1, "SET", "k", "x"),
+                (1, "SET", "r", "x"),
+                (1, "SET", "t", "x"),
+            ]
+            _same(ports, [True, False], steps)
