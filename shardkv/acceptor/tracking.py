@@ -633,7 +633,7 @@ def _answers(sink: object, place: Slot) -> bool:
 
 
 def _reads_after(
-    server, state: Tracking, key: bytes, ordered: bool, own: object
+    server, state: Tracking, key: bytes, ordered: bool, own: object, evicted: bool = False
 ) -> tuple[bool, bool, Slot | None]:
     """``key`` changed while reads of the client may be in flight: whether
     the client stays in :data:`TABLE` (a read of the key may run after the
@@ -643,12 +643,16 @@ def _reads_after(
     that reply, as Redis sent it before it ran that read).  ``ordered``:
     the change came in the order of the key's shard pipe; ``own``: the
     reply slot of the client's command that made the change, if any (a
-    read that found the key expired)."""
+    read that found the key expired).  ``evicted``: the key left the table
+    over ``tracking-table-max-keys``, which in Redis it enters only once the
+    read ran: the client hears of it only if it tracked the key before the
+    read, and once (the read then counts it as ``fresh``), however many
+    passes evict it while the read waits."""
     reads = state.reads
     while reads and reads[0].slot.data is not None:  # answered
         reads.popleft()
     keep = silent = False
-    first = None
+    first = last = None
     shard = answered = -1
     if ordered:
         shard = server.shard_of(key)
@@ -673,8 +677,11 @@ def _reads_after(
             after = None
         if after is not False:
             keep = True
+            last = read
         if key in read.fresh:  # (reads are in order: the last one added the key)
-            silent = after is True
+            silent = after is True or evicted
+    if evicted and keep and not silent:
+        last.fresh.append(key)  # type: ignore[union-attr]  # told now: not again
     return keep, silent, first
 
 
@@ -715,7 +722,7 @@ def _limit_table(server, limit: int) -> None:
         key = draw.pop()
         if key in TABLE:
             tries -= 1
-            _invalidate_key(server, key, None, bcast=False, kept=kept)
+            _invalidate_key(server, key, None, bcast=False, kept=kept, evicted=True)
     _keep(kept)
 
 
@@ -770,13 +777,15 @@ def _invalidate_key(
     place: object = None,
     ordered: bool = False,
     kept: list[tuple[bytes, int]] | None = None,
+    evicted: bool = False,
 ) -> None:
     """``key`` changed: drop it from the table and tell its clients.
     ``changer``: the client whose command changed it; its invalidation
     comes before that command's reply slot ``early`` (an eviction), else
     after its reply slot ``place``.  ``ordered``: the change came in the
     order of the key's shard pipe (see :class:`Read`); ``kept``: where the
-    clients that stay in the table go (else they are put back at once)."""
+    clients that stay in the table go (else they are put back at once);
+    ``evicted``: over ``tracking-table-max-keys`` (see :func:`_reads_after`)."""
     if bcast and PREFIXES:
         for prefix, (_, changed) in PREFIXES.items():
             if key.startswith(prefix):
@@ -804,7 +813,7 @@ def _invalidate_key(
         before = None
         if state.reads:
             keep, silent, before = _reads_after(
-                server, state, key, ordered, (place or early) if own else None
+                server, state, key, ordered, (place or early) if own else None, evicted
             )
             if keep:  # as Redis, a read that runs after the change remembers the key
                 if kept is None:
@@ -1011,9 +1020,18 @@ def drop_answered(server) -> None:
     answered, and the scripts' CLIENT CACHING decisions of answered
     scripts.  Their reply slots keep the reply's bytes, so a client that
     pipelined big reads and went idle would otherwise keep them until its
-    next tracked read."""
-    if not STATE.clients:
-        return
+    next tracked read.  Then, if the table is still over
+    ``tracking-table-max-keys`` (keys kept while their reads waited), one
+    more eviction pass, as Redis's next command would make one."""
+    if STATE.clients:
+        _drop_answered(server)
+    if TABLE:
+        limit = _max_keys(server)
+        if limit and len(TABLE) > limit:
+            _limit_table(server, limit)
+
+
+def _drop_answered(server) -> None:
     for client in server.clients.values():
         state = client.tracking
         if state is None:

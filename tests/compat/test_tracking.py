@@ -976,3 +976,61 @@ def test_reads_inside_an_atomic_exec_are_tracked_in_order(ports):
                 (1, "SET", "t", "x"),
             ]
             _same(ports, [True, False], steps)
+
+
+def test_table_limit_tells_each_key_once_while_its_reads_wait(ports):
+    """1000 pipelined GETs (all of one shard, waiting behind a busy script
+    there) with tracking-table-max-keys 10: Redis remembers each key after
+    its GET ran and evicts one key before each next command, so 990 keys
+    are invalidated, each once, and 10 stay.  shardkv remembered the keys
+    as the GETs were sent, and each eviction pass while they waited pushed
+    every key it kept again (3649 pushes, one key 271 times); now a key
+    kept for a read still waiting is told only if tracked before that read,
+    and once, and the table is brought under the limit after the replies."""
+    n, limit = 1000, 10
+    keys = [b"{k}%d" % i for i in range(n)]
+
+    def run(port: int) -> tuple[list[bytes], bytes]:
+        admin = redis.Redis(port=port)
+        admin.flushall()
+        admin.config_set("tracking-table-max-keys", limit)
+        tracker, scripter = Conn(port, True), Conn(port, False)
+        try:
+            tracker.send(b"CLIENT", b"TRACKING", b"on")
+            tracker.drain()
+            scripter.send(b"EVAL", BUSY_SCRIPT.encode(), b"1", b"{k}s")
+            time.sleep(0.1)  # the script runs (sequencing only, nothing timed)
+            tracker.sock.sendall(b"".join(encode_command([b"GET", key]) for key in keys))
+            assert scripter.drain() == b":1\r\n"
+            data = tracker.drain()
+            deadline = time.monotonic() + 20
+            while int(admin.info("stats")["tracking_total_keys"]) > limit:  # (shardkv: its cron)
+                assert time.monotonic() < deadline, admin.info("stats")["tracking_total_keys"]
+                time.sleep(0.05)
+            data += tracker.drain()
+            messages = []
+            pos = 0
+            while pos < len(data):
+                end = reply_end(data, pos)
+                messages.append(data[pos:end])
+                pos = end
+            pushed = []
+            replies = b""
+            for m in messages:
+                if m.startswith(b">2\r\n$10\r\ninvalidate\r\n"):
+                    pushed.append(m.rsplit(b"\r\n", 2)[-2])
+                else:
+                    replies += m
+            return pushed, replies
+        finally:
+            tracker.close()
+            scripter.close()
+            admin.config_set("tracking-table-max-keys", 1000000)
+            admin.flushall()
+            admin.close()
+
+    for port in (ports["redis"], ports["shardkv"]):
+        pushed, replies = run(port)
+        assert replies == b"_\r\n" * n, port
+        told = (len(pushed), len(set(pushed)))
+        assert told == (n - limit, n - limit), (port, told)
