@@ -977,6 +977,8 @@ def send(client: Client, keys: list[bytes] | None, before: object = None, after:
     pending = target.pending
     at = before if before is not None else after
     if at is not None and target is client and (at := _in_pending(pending, at)) is not None:
+        if getattr(at, "cut", None) is not None:
+            return  # an EXEC reply cut by ACL DELUSER: Redis writes nothing after it
         try:
             i = pending.index(at)
             if before is None:  # after the reply, and those sent after it already

@@ -335,8 +335,9 @@ class Exec:
             for i in sorted(self.denied):
                 out.insert(i + 1, self.denied[i])
         if self.cut is not None:
-            del out[self.cut + 1 :]
-        out.extend(self.trailer)
+            del out[self.cut + 1 :]  # and nothing after: not the trailer either
+        else:
+            out.extend(self.trailer)
         return b"".join(out)
 
 
@@ -812,8 +813,8 @@ def _run_atomic(
             if monitors:  # committed: now they have run
                 monitor.feed(client, cmd, args, dbs[i])
         reply.parts = parts
-        if tracked is not None and reply.outcome is not None:
-            tracked(reply.outcome)
+        if tracked is not None and reply.outcome is not None and reply.cut is None:
+            tracked(reply.outcome)  # (cut: the client closes after it, told nothing more)
         return b""
 
     slot = None

@@ -1034,3 +1034,46 @@ def test_table_limit_tells_each_key_once_while_its_reads_wait(ports):
         assert replies == b"_\r\n" * n, port
         told = (len(pushed), len(set(pushed)))
         assert told == (n - limit, n - limit), (port, told)
+
+
+@pytest.mark.parametrize("watch", [False, True], ids=["in order", "atomic"])
+def test_exec_cut_by_deleting_its_own_user_pushes_nothing_after(ports, watch):
+    """An EXEC whose ACL DELUSER deletes its client's own user: Redis writes
+    its reply up to that command's and closes the connection, with nothing
+    after: neither the invalidations of keys evicted over
+    tracking-table-max-keys by its reads nor those of keys it wrote after
+    reading them.  shardkv sent them after the cut reply."""
+    got = {}
+    for name in ("redis", "shardkv"):
+        port = ports[name]
+        admin = redis.Redis(port=port)
+        admin.flushall()
+        admin.execute_command("ACL", "SETUSER", "trackuser", "on", "nopass", "+@all", "~*", "&*")
+        admin.config_set("tracking-table-max-keys", 1)
+        conn = Conn(port, True)
+        try:
+            commands = [[b"AUTH", b"trackuser", b"pw"], [b"CLIENT", b"TRACKING", b"on"], [b"GET", b"w"]]
+            if watch:
+                commands.append([b"WATCH", b"w"])
+            commands += [
+                [b"MULTI"],
+                [b"GET", b"x"],
+                [b"GET", b"y"],
+                [b"SET", b"y", b"1"],
+                [b"ACL", b"DELUSER", b"trackuser"],
+                [b"GET", b"z"],
+                [b"EXEC"],
+                [b"PING"],
+            ]
+            conn.sock.sendall(b"".join(encode_command(c) for c in commands))
+            data = b""
+            while chunk := conn.sock.recv(65536):
+                data += chunk
+            got[name] = data
+        finally:
+            conn.close()
+            admin.config_set("tracking-table-max-keys", 1000000)
+            admin.execute_command("ACL", "DELUSER", "trackuser")
+            admin.flushall()
+            admin.close()
+    assert got["shardkv"] == got["redis"]
