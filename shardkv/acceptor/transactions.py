@@ -40,6 +40,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 from shardkv.acceptor import monitor
 from shardkv.acceptor.blocking import Pin, UnblockReply, after_scripts, after_this_step, waiting_shard
@@ -216,7 +217,12 @@ def unwatch(client: Client, args: list[bytes]) -> None:
 
 def unwatch_all(client: Client) -> None:
     """Tell the shards that this client no longer watches its keys."""
-    watching = client.state.drop_watches()  # a new table next time: a running EXEC holds this one
+    _unwatch(client, client.state.drop_watches())  # a new table next time: a running EXEC holds this one
+
+
+def _unwatch(client: Client, watching: dict[tuple[int, bytes], Any] | None) -> None:
+    """Tell the shards that nobody watches the keys of ``watching`` for
+    ``client`` any more (UNWATCH's ``__unwatch``)."""
     if not watching:
         return
     server = client.server
@@ -235,6 +241,8 @@ def unwatch_all(client: Client) -> None:
 
 
 def on_disconnect(client: Client) -> None:
+    """The client's queue goes, and its watched keys (those of an EXEC that
+    still waits were taken by it, see :func:`exec_`)."""
     client.state.take_multi()
     unwatch_all(client)
 
@@ -281,7 +289,7 @@ class Exec:
     runs, which holds the whole reply when it failed or aborted.
     """
 
-    __slots__ = ("count", "parts", "outcome", "_data", "denied", "cut", "notes", "trailer")
+    __slots__ = ("count", "parts", "outcome", "_data", "denied", "cut", "notes", "trailer", "watched")
 
     def __init__(
         self,
@@ -310,6 +318,9 @@ class Exec:
         # invalidation of a key evicted over tracking-table-max-keys): they
         # follow the array, as Redis writes them after EXEC's reply.
         self.trailer: list[bytes] = []
+        # The keys the client WATCHed, with the versions their shards
+        # reported, taken when EXEC was read (see :func:`exec_`).
+        self.watched: dict[tuple[int, bytes], Any] | None = None
 
     def log_refusals(self, client: Client) -> None:
         """The transaction runs: ACL LOG's entries of its refusals."""
@@ -397,6 +408,13 @@ def exec_(client: Client, args: list[bytes]) -> None:
                     notes.append(([b"exec"], "auth", "multi", obj, later.refused, size))
         queued = allowed
     reply = Exec(len(queued) + len(denied or ()), denied, cut, notes)
+    # Redis checks the watched keys as it reads EXEC, and the client cannot
+    # go before: the transaction takes them now, as they are, even if it
+    # waits (a CLIENT UNBLOCK inside) and the client goes or is killed
+    # meanwhile.  Its own __unwatch, after its __park, tells the shards they
+    # are not watched any more: a disconnect's would come before the
+    # __park, and a shard forgets the version of a key nobody watches.
+    reply.watched = client.state.drop_watches()
     if any(_is_unblock(cmd, args) for cmd, args in queued):
         _after_scripts(client, queued, reply)
     else:
@@ -450,7 +468,7 @@ def _after_scripts(client: Client, queued: list, reply: Exec) -> None:
 
     def refused(busy: int | bytes) -> None:
         client.state.unblock(SCRIPTS_FIRST)
-        unwatch_all(client)
+        _unwatch(client, reply.watched)
         reply.outcome = outcome = Slot(client)
         message = busy.decode("latin-1")[1:].strip() if isinstance(busy, bytes) else str(busy)
         outcome.deliver(encode_error(errors.EXECABORT_BECAUSE % message))
@@ -551,7 +569,7 @@ def _run(client: Client, queued: list, reply: Exec, early: dict[int, list], pin:
     # database of every shard in one step, which parking would cost a
     # transfer of every key.
     flushes = any(cmd.name == "flushall" for cmd, _ in queued)
-    atomic = client.state.watching or (not flushes and _needs_atomic(client, queued))
+    atomic = reply.watched or (not flushes and _needs_atomic(client, queued))
     if atomic:
         # Its reads are remembered once it commits (see tracking.atomic_exec_reads).
         tracked = client.server.wiring.atomic_exec_reads(client, queued) if client.tracking else None
@@ -569,7 +587,7 @@ def _run(client: Client, queued: list, reply: Exec, early: dict[int, list], pin:
                 client.server.wiring.after_command(client, cmd, queued_args, True)
     # After the __park entries above: the parked shards must still hold
     # the versions this client saw.
-    unwatch_all(client)
+    _unwatch(client, reply.watched)
     client.state.locate(None)
 
 
@@ -802,7 +820,7 @@ def _run_atomic(
         client.select(op_db)
         if everything:
             everything = b"**"  # keys of several databases: every key of every one
-    watched = client.state.watching or {}
+    watched = reply.watched or {}
     if not keys and watched:
         keys = [next(iter(watched))]  # park the shard of a watched key, not shard 0
 

@@ -11,7 +11,8 @@ it go, and only then lets the worker run the script: so the disconnect
 always lands before the worker's ``-SHARDKV-CROSS`` reply, where the old
 code dropped the script.  Another client then finds the script's writes,
 as on redis-server.  So with an EXEC that waits for the shards (a CLIENT
-UNBLOCK inside) before it runs.
+UNBLOCK inside) before it runs, which checks the keys its client WATCHed
+(a changed one aborts it) though the client went or was killed.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import redis
 
 from shardkv.protocol.router import Router
 from tests.support.acceptors import acceptor_pids, client_on, raw_on
-from tests.support.resp import encode_command
+from tests.support.resp import RespClient, encode_command
 from tests.support.servers import ServerProcess, start_redis, start_shardkv
 
 SHARDS = 2
@@ -204,3 +205,130 @@ def test_an_exec_that_locates_other_acceptors_clients_runs_after_its_client_left
         os.kill(pids[1], signal.SIGCONT)
     assert _until(lambda: admin.command("MGET", own, other) == [b"a", b"b"])
     admin.close()
+
+
+# -- A WATCHed EXEC that waits, and whose client goes ------------------------
+#
+# Redis checks the watched keys when it reads EXEC, before the client can go.
+# shardkv's EXEC with CLIENT UNBLOCK checks them once its wait is over: it
+# must still see what the client watched, and the shards must still count
+# the watched key's changes, though the client has gone (or was killed).
+
+
+def _watching_leaver(port: int, own: str, index: int | None) -> RespClient:
+    """A connection named ``leaver`` (on acceptor ``index``, if given) that WATCHes ``own``."""
+    leaver = RespClient(port) if index is None else client_on(port, index)
+    assert leaver.command("CLIENT", "SETNAME", "leaver") == b"OK"
+    assert leaver.command("WATCH", own) == b"OK"
+    return leaver
+
+
+def _gone(admin: RespClient) -> bool:
+    """Whether the server no longer lists the leaver (it has read all it sent)."""
+    return b" name=leaver " not in admin.command("CLIENT", "LIST")  # type: ignore[operator]
+
+
+def _leave(
+    leaver: RespClient, commands: list[list[str]], admin: RespClient, killer: RespClient | None
+) -> None:
+    """Send ``commands`` and go: close the socket, or, with a ``killer``,
+    have it CLIENT KILL the client once ``admin`` sees in CLIENT LIST that
+    the server has read its EXEC (the killer's reply is read later)."""
+    leaver.sock.sendall(b"".join(encode_command(*c) for c in commands))
+    if killer is None:
+        leaver.close()
+        return
+
+    def read_exec() -> bytes | None:
+        for line in admin.command("CLIENT", "LIST").splitlines():  # type: ignore[union-attr]
+            if b" name=leaver " in line and b" cmd=exec " in line:
+                return line.split()[0].partition(b"=")[2]  # its id
+        return None
+
+    leaver_id = _until(read_exec)
+    assert leaver_id, "the server has not read the EXEC"
+    killer.send("CLIENT", "KILL", "ID", leaver_id)  # type: ignore[arg-type]
+
+
+def _after_everything(admin: RespClient, own: str, other: str) -> list:
+    """``own`` and ``other`` once the leaver's EXEC is over: MGET inside a
+    transaction of its own with a CLIENT UNBLOCK, which waits for the
+    shards' ``__ping`` (and the other acceptors) in the same order as the
+    leaver's did, so it runs after it."""
+    admin.command("MULTI")
+    admin.command("CLIENT", "UNBLOCK", "999999")
+    admin.command("MGET", own, other)
+    got = admin.command("EXEC")
+    assert got[0] == 0  # type: ignore[index]
+    return got[1]  # type: ignore[index]
+
+
+@pytest.mark.parametrize("how", ["close", "kill"])
+@pytest.mark.parametrize("changed", [True, False], ids=["changed", "unchanged"])
+def test_a_watched_exec_that_waits_for_the_shards_checks_its_watch_after_its_client_left(
+    servers, changed, how
+):
+    """One acceptor: shard 0's worker is stopped while the EXEC waits for
+    its ``__ping`` (``transactions._after_scripts``); the client closes its
+    socket (or is killed) meanwhile.  A watched key that changed aborts the
+    EXEC (the old code had forgotten the watch and wrote); one that did not
+    lets it run (the shard must not have forgotten the key's version)."""
+    own, other = _on_shard(0, "own"), _on_shard(1, "other")
+    got = []
+    for server in servers:
+        _fresh(server).close()
+        admin = RespClient(server.port)
+        killer = RespClient(server.port) if how == "kill" else None
+        leaver = _watching_leaver(server.port, own, None)
+        if changed:
+            admin.command("SET", own, "changed")
+        stopped = _worker_pid(server, 0) if server.kind == "shardkv" else 0
+        if stopped:
+            os.kill(stopped, signal.SIGSTOP)
+        try:
+            _leave(leaver, _exec_with_unblock(own, other), admin, killer)
+            assert _until(lambda: _gone(admin)), "the server still lists the client"  # noqa: B023
+        finally:
+            if stopped:
+                os.kill(stopped, signal.SIGCONT)
+        if killer is not None:
+            assert killer.read_reply() == 1
+            killer.close()
+        got.append(_after_everything(admin, own, other))
+        admin.close()
+        leaver.close()
+    assert got[1] == got[0] == ([b"changed", None] if changed else [b"a", b"b"])
+
+
+@pytest.mark.parametrize("changed", [True, False], ids=["changed", "unchanged"])
+def test_a_watched_exec_that_locates_checks_its_watch_after_its_client_left(servers, two_acceptors, changed):
+    """Two acceptors: acceptor 1 is stopped while the EXEC asks it where the
+    client its CLIENT UNBLOCK names waits (``transactions._locate``; then
+    whether it unblocked it, ``_after_decided``), until acceptor 0 has
+    closed the client's socket.  As on redis-server (without the stop)."""
+    own, other = _on_shard(0, "own"), _on_shard(1, "other")
+    got = []
+    for server in (servers[0], two_acceptors):
+        ours = server.kind == "shardkv"
+        _fresh(server).close()
+        admin = client_on(server.port, 0) if ours else RespClient(server.port)
+        leaver = _watching_leaver(server.port, own, 0 if ours else None)
+        port = leaver.sock.getsockname()[1]
+        if changed:
+            admin.command("SET", own, "changed")
+        pids = acceptor_pids(server) if ours else []
+        if ours:
+            os.kill(pids[1], signal.SIGSTOP)
+        try:
+            _leave(leaver, _exec_with_unblock(own, other), admin, None)
+            if ours:  # (CLIENT LIST would ask acceptor 1)
+                assert _until(lambda: not _has_socket(pids[0], port)), "acceptor 0 still has the client"  # noqa: B023
+            else:
+                assert _until(lambda: _gone(admin)), "the server still lists the client"  # noqa: B023
+        finally:
+            if ours:
+                os.kill(pids[1], signal.SIGCONT)
+        got.append(_after_everything(admin, own, other))
+        admin.close()
+        leaver.close()
+    assert got[1] == got[0] == ([b"changed", None] if changed else [b"a", b"b"])
