@@ -330,16 +330,6 @@ def take_stamp(header: int, args: list[bytes]) -> int:
     return int(args.pop()) if header & FLAG_STAMP else 0
 
 
-def encode_batch(entries: list[Any]) -> bytes:
-    """A ``B`` payload of ``[header, args, ...]``, as the acceptor writes one
-    (a worker's rewrite of a batch it keeps, see :func:`decode_batch`)."""
-    out = [b"B"]
-    for j in range(0, len(entries), 2):
-        out.append(b":%d\r\n" % entries[j])
-        out.append(encode_command(entries[j + 1]))
-    return b"".join(out)
-
-
 def decode_batch(payload: bytes) -> list[Any]:
     """The ``[header, args, header, args, ...]`` of a ``B`` payload."""
     if _HiredisReader is not None:
@@ -806,12 +796,6 @@ class Verb:
     STATE = b"__state"  # AOF: __state key payload, a key of a type no command re-creates
     # Transactions and blocking commands.
     WATCH = b"__watch"
-    # __watchb key...: a __watch sent while a script is busy (on any shard),
-    # which a worker may run ahead, as Redis reads a WATCH while a script is
-    # busy (see shardkv.worker.busywatch); what it leaves in the batch then:
-    # __watched version..., its reply (the versions it read).
-    WATCH_BUSY = b"__watchb"
-    WATCHED = b"__watched"
     UNWATCH = b"__unwatch"
     BWAIT = b"__bwait"
     # __bdest destination -> 0, or WRONGTYPE if it holds another type than

@@ -38,7 +38,6 @@ from shardkv.runtime.exitcodes import EXIT_LOAD_FAILED
 from shardkv.runtime.parentdeath import die_with_parent
 from shardkv.runtime.proctitle import set_name
 from shardkv.worker.busyrefusal import Refusals
-from shardkv.worker.busywatch import BusyWatches
 from shardkv.worker.frames import FrameReader
 from shardkv.worker.persistence.engine import Persistence
 from shardkv.worker.persistence.files import LoadError
@@ -259,7 +258,6 @@ class Pipes:
         shard.npipes = len(conns)
         shard.send_state = self.send_state
         shard.refusals = Refusals(shard, self)
-        shard.busy_watches = BusyWatches(shard, self)
         self.conns = conns
         # With several pipes, one poll() per wake-up says which are readable
         # (registered once, as pipes come and go); with one, it is unused.
