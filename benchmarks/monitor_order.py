@@ -9,7 +9,8 @@ the ECHO in real time, and Redis, one process, shows the SET first).  The
 rounds are played in three placements: SET on acceptor 1 and ECHO on 0
 (the monitor's), SET on 0 and ECHO on 1, both on 1.  A round *fails* when
 the monitor shows ``eN`` before ``pN``.  Prints the failures by placement.
-See README.md, "MONITOR", for why only the first placement fails.
+See README.md, "MONITOR": before the replies waited for their lines
+(``monitor.Fence``), the first placement failed in every round.
 """
 
 from __future__ import annotations

@@ -189,6 +189,7 @@ class Dispatch:
         if state.multi is not None or state.channels or state.patterns:
             if server.intercept(cast("Client", self), cmd, args):
                 return
+        since = len(self.pending) if server.monitors else None  # where its replies start
         if state.user.unlimited or (problem := state.user.sort_denied(cmd.name, args)) is None:
             self.route(cmd, args, raw)
         else:  # SORT's BY or GET patterns, refused as it runs: a failed call
@@ -197,7 +198,7 @@ class Dispatch:
         # Shown after it ran, as Redis's call() does (an (un)subscribe that
         # waits for the shards' scripts: by pubsub, once it has run).
         if server.monitors and state.blocked_token != AFTER_SCRIPTS:
-            monitor.feed(cast("Client", self), cmd, args)
+            monitor.feed(cast("Client", self), cmd, args, since=since)
         if self.tracking is not None:
             server.wiring.after_command(self, cmd, args)
 
@@ -216,7 +217,7 @@ class Dispatch:
                 message = message[4:]
             self.pending.append(encode_error(errors.EXECABORT_BECAUSE % message))
             if server.monitors:
-                monitor.feed(cast("Client", self), cmd, args)
+                monitor.feed(cast("Client", self), cmd, args, since=len(self.pending) - 1)
             return
         self.state.reject_in_multi()
         self.pending.append(encode_error(message))

@@ -127,9 +127,14 @@ def touches_keyspace(cmd: commands.Command, args: list[bytes]) -> bool:
     return "write" in flags or "readonly" in flags or "may_replicate" in flags
 
 
-def feed(client: Client, cmd: commands.Command, args: list[bytes], db: int | None = None) -> None:
+def feed(
+    client: Client, cmd: commands.Command, args: list[bytes], db: int | None = None, since: int | None = None
+) -> None:
     """Send the line for a command that just ran to every monitor (in
-    database ``db``, if not the client's: a transaction with SELECT inside)."""
+    database ``db``, if not the client's: a transaction with SELECT inside).
+    ``since``: where the command's replies start in ``client.pending``;
+    while another acceptor monitors they wait there for its line (see
+    :class:`Fence`)."""
     due = _DUE.pop() if _DUE else None
     if not shown(cmd, args):
         return
@@ -145,6 +150,23 @@ def feed(client: Client, cmd: commands.Command, args: list[bytes], db: int | Non
         _send(client.server, data)
     if due is not None and due[0] is client and cmd.name in SCRIPT_COMMANDS:
         due[1].hold = Hold(client.server)
+    if since is not None:
+        remote = client.server.remote_monitors
+        if remote is not None and remote.acceptors:
+            remote.fence(client, since)
+
+
+def fence_before(client: Client, reply: object) -> None:
+    """Lines fed after their command's reply took its place (an EXEC that
+    checked WATCHed keys, at commit): while another acceptor monitors,
+    ``reply`` waits for them there (see :class:`Fence`)."""
+    remote = client.server.remote_monitors
+    if remote is not None and remote.acceptors:
+        pending = client.pending
+        for i, item in enumerate(pending):
+            if item is reply:
+                remote.fence(client, i)
+                return
 
 
 # The script routed last, whose EVAL line comes next: (client, its holder).
@@ -273,7 +295,28 @@ def stop(client: Client) -> None:
 # While another acceptor has a monitor, ``server.monitors`` holds one
 # :class:`RemoteMonitors` besides this acceptor's own monitors: so every
 # ``if server.monitors`` of the hot paths sees someone to feed, and the lines
-# it gets leave on the bus once per turn of the event loop, as one message.
+# it gets leave on the bus once per turn of the event loop, as one question
+# (``monitor``).  The other acceptors answer once they queued the lines for
+# their monitors, and a command's replies wait for that answer (a
+# :class:`Fence` in front of them): so a client that has a reply and sends
+# another command, through any acceptor, finds that command's line after
+# the first one's in every monitor's stream, as in Redis, where the line is
+# written before the reply.  Only while another acceptor monitors: a bus
+# round trip per event-loop turn that fed lines, and the replies of that
+# turn wait for it.
+
+
+class Fence(Slot):
+    """A place in a client's replies, in front of a command's, filled
+    (with nothing) once the other acceptors answered that they queued every
+    line this acceptor had for their monitors when it was made: up to
+    ``target``, counted in :attr:`RemoteMonitors.taken`."""
+
+    __slots__ = ("target",)
+
+    def __init__(self, client: Client, target: int) -> None:
+        super().__init__(client)
+        self.target = target
 
 
 class RemoteMonitors:
@@ -287,6 +330,22 @@ class RemoteMonitors:
         self.pending: list[bytes | Slot] = []
         self.dirty = False
         self.acceptors: set[int] = set()  # those that have monitors
+        # Of the items ever put in ``pending``: how many left on the bus,
+        # and how many the other acceptors said they queued (or that went
+        # otherwise: dropped, or no one left to show them to).
+        self.taken = 0
+        self.done = 0
+        self.fences: list[Fence] = []  # those not yet filled
+
+    def fence(self, client: Client, since: int) -> None:
+        """Make ``client``'s replies from ``since`` on wait until the other
+        acceptors have every line given to this stand-in so far."""
+        target = self.taken + len(self.pending)
+        if target <= self.done or since >= len(client.pending):  # nothing on its way, or no reply yet
+            return
+        fence = Fence(client, target)
+        client.pending.insert(since, fence)
+        self.fences.append(fence)
 
     def flush(self) -> None:
         """Send the lines that are ready, in order: up to the first script
@@ -304,7 +363,33 @@ class RemoteMonitors:
                 out.append(item)
         if out:
             del pending[: len(out)]
-            self.server.bus.tell(bus.MONITOR, [b"".join(out)])  # type: ignore[union-attr]
+            self.taken += len(out)
+            end = self.taken
+            self.server.bus.ask(bus.MONITOR, [b"".join(out)], lambda _answers: self._through(end))  # type: ignore[union-attr]
+
+    def _through(self, end: int) -> None:
+        """The items up to ``end`` are through: fill the fences that waited
+        for them (their clients are flushed after the bus frame)."""
+        if end > self.done:
+            self.done = end
+        done = self.done
+        still = []
+        for fence in self.fences:
+            if fence.target <= done:
+                fence.deliver(b"")
+            else:
+                still.append(fence)
+        self.fences = still
+
+    def drop(self) -> None:
+        """Drop the lines still waiting here (no one left to show them to,
+        or a bug); the replies waiting for anything go."""
+        self.taken += len(self.pending)
+        self.pending.clear()
+        self._through(self.taken)
+        loop = self.server.loop
+        if loop is not None:
+            loop.call_soon(self.server.flush_dirty_clients)
 
     def failed(self, doing: str) -> None:
         """An unexpected exception (a bug) while ``doing``, being handled
@@ -312,7 +397,7 @@ class RemoteMonitors:
         log.exception(
             "Dropping the lines for other acceptors' monitors after an internal error while %s", doing
         )
-        self.pending.clear()
+        self.drop()
 
 
 def _own(server: Acceptor) -> int:
@@ -334,7 +419,7 @@ def _remote(server: Acceptor, origin: int, on: bool) -> None:
         server.monitors.append(remote)
     elif listed and not remote.acceptors:
         server.monitors.remove(remote)
-        remote.pending.clear()
+        remote.drop()
 
 
 def bus_monitors(server: Acceptor, origin: int, args: list) -> int:
@@ -343,10 +428,13 @@ def bus_monitors(server: Acceptor, origin: int, args: list) -> int:
     return 1
 
 
-def bus_monitor(server: Acceptor, origin: int, args: list) -> None:
-    """Another acceptor's MONITOR lines: to this one's own monitors."""
+def bus_monitor(server: Acceptor, origin: int, args: list) -> int:
+    """Another acceptor's MONITOR lines: to this one's own monitors,
+    queued after what they have, before the answer (1) goes (the bus
+    writes them first, see Bus.received)."""
     if _own(server):
         _send(server, args[0], skip=server.remote_monitors)
+    return 1
 
 
 def bus_monitoring(server: Acceptor, origin: int, args: list) -> int:

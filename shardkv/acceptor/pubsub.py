@@ -109,9 +109,10 @@ def _after_scripts(
         if not client.state.unblock(AFTER_SCRIPTS) or client.closed:
             return
         if refused is None:
+            since = len(client.pending)
             run(client, args)
             if server.monitors:  # shown once it ran, after its replies, as Redis's call() does
-                monitor.feed(client, commands.lookup(args[0]), args)  # type: ignore[arg-type]
+                monitor.feed(client, commands.lookup(args[0]), args, since=since)  # type: ignore[arg-type]
         else:
             message = refused.decode("latin-1")[1:].strip() if isinstance(refused, bytes) else str(refused)
             client.reply_error(message)

@@ -830,6 +830,8 @@ def _run_atomic(
                 parts.append(next(replies))
             if monitors:  # committed: now they have run
                 monitor.feed(client, cmd, args, dbs[i])
+        if monitors:
+            monitor.fence_before(client, reply)
         reply.parts = parts
         if tracked is not None and reply.outcome is not None and reply.cut is None:
             tracked(reply.outcome)  # (cut: the client closes after it, told nothing more)

@@ -8,7 +8,9 @@ may sit on the other acceptor than the writer (acceptor ``i`` hands out
 the client ids ``i+1, i+1+K, ...``): each test below reads the other
 connection without blocking right after each reply, many times over, for
 keys of both shards, both ways round.  (Without shardkv.acceptor.causal
-the events came by another path and were often not there yet.)
+the events came by another path and were often not there yet.)  So does
+MONITOR: a command's line reaches every monitor before its reply goes
+(see shardkv.acceptor.monitor's Fence).
 """
 
 from __future__ import annotations
@@ -499,3 +501,80 @@ def test_a_served_blocked_commands_invalidation_is_out_before_the_pushs_reply(
         blocker.close()
         tracker.close()
         listener.close()
+
+
+class Monitor:
+    """A raw MONITOR connection on acceptor ``index``, read line by line."""
+
+    def __init__(self, port: int, index: int, k: int = 2) -> None:
+        self.conn = client_on(port, index, k=k)
+        self.conn.sock.settimeout(10)
+        assert self.conn.command("MONITOR") == b"OK"
+        self.buf = b""
+
+    def first_of(self, a: bytes, b: bytes) -> bytes:
+        """Which of the two quoted arguments shows first (the lines of
+        other commands are skipped); reads until both showed."""
+        seen: list[bytes] = []
+        while len(seen) < 2:
+            while b"\r\n" not in self.buf:
+                chunk = self.conn.sock.recv(65536)
+                assert chunk, "the monitor's connection closed"
+                self.buf += chunk
+            line, self.buf = self.buf.split(b"\r\n", 1)
+            seen += [w for w in (a, b) if b'"%s"' % w in line]
+        return seen[0]
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def count_reordered(
+    port: int, monitors: list[Monitor], setter_on: int, echoer_on: int, tag: str, k: int = 2
+) -> int:
+    """``SET`` through acceptor ``setter_on``, its reply read, then ``ECHO``
+    through ``echoer_on``, ROUNDS // 5 times: in how many rounds some
+    monitor showed the ECHO first (Redis shows the SET first: its reply
+    came first, so it ran first)."""
+    setter, echoer = client_on(port, setter_on, k=k), client_on(port, echoer_on, k=k)
+    try:
+        reordered = 0
+        for i in range(ROUNDS // 5):
+            p, e = f"p-{tag}-{i}".encode(), f"e-{tag}-{i}".encode()
+            assert setter.command("SET", p, "x") == b"OK"
+            assert echoer.command("ECHO", e) == e
+            reordered += any(m.first_of(p, e) == e for m in monitors)
+        return reordered
+    finally:
+        setter.close()
+        echoer.close()
+
+
+@pytest.mark.parametrize(("setter_on", "echoer_on"), [(1, 0), (0, 1), (1, 1)])
+def test_a_monitor_shows_a_command_before_one_sent_after_its_reply(server, setter_on, echoer_on) -> None:
+    """The scenario of benchmarks/monitor_order.py: a monitor on acceptor 0.
+    The SET's line came from acceptor 1 through the bus, sent without
+    waiting, so the ECHO's (written by acceptor 0 at once) overtook it in
+    every round before the SET's reply waited for the line."""
+    monitor = Monitor(server.port, 0)
+    try:
+        reordered = count_reordered(server.port, [monitor], setter_on, echoer_on, f"{setter_on}{echoer_on}")
+        assert reordered == 0, f"the ECHO showed first in {reordered} of {ROUNDS // 5} rounds"
+    finally:
+        monitor.close()
+
+
+def test_monitors_on_three_acceptors_show_one_order(server3) -> None:
+    """A monitor on every acceptor of three; the SET through each in turn,
+    the ECHO through the next: every monitor shows the SET first."""
+    monitors = [Monitor(server3.port, i, k=3) for i in range(3)]
+    try:
+        for setter_on in range(3):
+            echoer_on = (setter_on + 1) % 3
+            reordered = count_reordered(server3.port, monitors, setter_on, echoer_on, f"3-{setter_on}", k=3)
+            assert reordered == 0, (
+                f"SET on {setter_on}, ECHO on {echoer_on}: ECHO first in {reordered} rounds"
+            )
+    finally:
+        for m in monitors:
+            m.close()
