@@ -185,8 +185,8 @@ class Hold:
 
     __slots__ = ("slots",)
 
-    def __init__(self, server: Acceptor) -> None:
-        self.slots = [Slot(m) for m in server.monitors if not m.closing]
+    def __init__(self, server: Acceptor, skip: object = None) -> None:
+        self.slots = [Slot(m) for m in server.monitors if not m.closing and m is not skip]
         for slot in self.slots:
             slot.client.pending.append(slot)
 
@@ -320,7 +320,16 @@ class Fence(Slot):
 
 
 class RemoteMonitors:
-    """The other acceptors' monitors, as one more monitor of this acceptor."""
+    """The other acceptors' monitors, as one more monitor of this acceptor.
+
+    A place in its stream that is not filled yet (a :class:`Hold`'s Slot:
+    a script's ``[lua]`` lines, or a command's line that waits for its
+    reply) goes on as a *place* (a number), where the other acceptors put a
+    Hold of their own, filled when this one sends what came (a *fill*).
+    So the lines after it need not wait here, and neither do their replies:
+    the others' streams keep the order, as one acceptor's does.  The
+    places the others made for this acceptor's are kept here too
+    (:attr:`places`)."""
 
     closing = False
 
@@ -336,6 +345,10 @@ class RemoteMonitors:
         self.taken = 0
         self.done = 0
         self.fences: list[Fence] = []  # those not yet filled
+        self.placed: dict[Slot, int] = {}  # sent as places, not yet filled: their numbers
+        self.next_place = 0
+        # The places other acceptors sent, by (acceptor, number).
+        self.places: dict[tuple[int, int], Hold] = {}
 
     def fence(self, client: Client, since: int) -> None:
         """Make ``client``'s replies from ``since`` on wait until the other
@@ -348,24 +361,42 @@ class RemoteMonitors:
         self.fences.append(fence)
 
     def flush(self) -> None:
-        """Send the lines that are ready, in order: up to the first script
-        whose ``[lua]`` lines have not come yet (its Slot's ``deliver``
-        makes this monitor dirty again)."""
+        """Send what is here, in order, as one ``monitor`` question: lines,
+        places for the Slots not filled yet, and the fills of places sent
+        before (a placed Slot's ``deliver`` makes this monitor dirty again).
+        The answer fills the fences of the replies that waited for it."""
         self.dirty = False
+        fills = []
+        if self.placed:
+            for slot, number in list(self.placed.items()):
+                if slot.data is not None:
+                    del self.placed[slot]
+                    fills.append([number, slot.data])
         pending = self.pending
-        out: list[bytes] = []
+        items: list[bytes | int] = []
+        lines: list[bytes] = []
         for item in pending:
-            if isinstance(item, Slot):
-                if item.data is None:
-                    break
-                out.append(item.data)
-            else:
-                out.append(item)
-        if out:
-            del pending[: len(out)]
-            self.taken += len(out)
-            end = self.taken
-            self.server.bus.ask(bus.MONITOR, [b"".join(out)], lambda _answers: self._through(end))  # type: ignore[union-attr]
+            if isinstance(item, bytes):
+                lines.append(item)
+                continue
+            data = item.data
+            if data is not None:
+                lines.append(data)
+                continue
+            if lines:
+                items.append(b"".join(lines))
+                lines = []
+            self.next_place += 1
+            self.placed[item] = self.next_place
+            items.append(self.next_place)
+        if lines:
+            items.append(b"".join(lines))
+        if not items and not fills:
+            return
+        self.taken += len(pending)
+        pending.clear()
+        end = self.taken
+        self.server.bus.ask(bus.MONITOR, [fills, *items], lambda _answers: self._through(end))  # type: ignore[union-attr]
 
     def _through(self, end: int) -> None:
         """The items up to ``end`` are through: fill the fences that waited
@@ -383,7 +414,9 @@ class RemoteMonitors:
 
     def drop(self) -> None:
         """Drop the lines still waiting here (no one left to show them to,
-        or a bug); the replies waiting for anything go."""
+        or a bug); the replies waiting for anything go.  The places already
+        sent are still filled when their Slots are (the others' monitors
+        wait for them)."""
         self.taken += len(self.pending)
         self.pending.clear()
         self._through(self.taken)
@@ -406,19 +439,24 @@ def _own(server: Acceptor) -> int:
     return len(server.monitors) - (remote is not None and remote in server.monitors)
 
 
-def _remote(server: Acceptor, origin: int, on: bool) -> None:
+def _stand_in(server: Acceptor) -> RemoteMonitors:
     remote = server.remote_monitors
     if remote is None:
         remote = server.remote_monitors = RemoteMonitors(server)
+    return remote
+
+
+def _remote(server: Acceptor, origin: int, on: bool) -> None:
+    remote = _stand_in(server)
     if on:
         remote.acceptors.add(origin)
     else:
         remote.acceptors.discard(origin)
     listed = remote in server.monitors
     if remote.acceptors and not listed:
-        server.monitors.append(remote)
+        server.monitors.append(remote)  # type: ignore[arg-type]
     elif listed and not remote.acceptors:
-        server.monitors.remove(remote)
+        server.monitors.remove(remote)  # type: ignore[arg-type]
         remote.drop()
 
 
@@ -429,11 +467,23 @@ def bus_monitors(server: Acceptor, origin: int, args: list) -> int:
 
 
 def bus_monitor(server: Acceptor, origin: int, args: list) -> int:
-    """Another acceptor's MONITOR lines: to this one's own monitors,
-    queued after what they have, before the answer (1) goes (the bus
-    writes them first, see Bus.received)."""
+    """Another acceptor's MONITOR lines (``[fills, *items]``, see
+    :meth:`RemoteMonitors.flush`): the fills into the places it sent
+    before, then each item, lines or a new place, to this one's own
+    monitors, after what they have; all before the answer (1) goes (the
+    bus writes them first, see Bus.received)."""
+    remote = _stand_in(server)
+    places = remote.places
+    for number, data in args[0]:
+        hold = places.pop((origin, number), None)
+        if hold is not None:
+            hold.put(data)
     if _own(server):
-        _send(server, args[0], skip=server.remote_monitors)
+        for item in args[1:]:
+            if type(item) is bytes:
+                _send(server, item, skip=remote)
+            else:
+                places[origin, item] = Hold(server, skip=remote)
     return 1
 
 
@@ -443,8 +493,12 @@ def bus_monitoring(server: Acceptor, origin: int, args: list) -> int:
 
 
 def bus_hello(server: Acceptor, origin: int, args: list) -> None:
-    """Acceptor ``origin`` (re)started: it has no monitors yet."""
+    """Acceptor ``origin`` (re)started: it has no monitors yet, and will
+    fill none of the places it sent (they are emptied)."""
     _remote(server, origin, False)
+    places = _stand_in(server).places
+    for key in [key for key in places if key[0] == origin]:
+        places.pop(key).put(b"")
 
 
 def on_bus_start(server: Acceptor) -> None:

@@ -529,19 +529,35 @@ class Monitor:
         self.conn.close()
 
 
+# A script whose call's line (``"SET" "<key>" "<key>!"``) quotes what
+# its EVAL line does not.
+SET_IN_LUA = "redis.call('SET', KEYS[1], KEYS[1] .. '!')"
+
+
 def count_reordered(
-    port: int, monitors: list[Monitor], setter_on: int, echoer_on: int, tag: str, k: int = 2
+    port: int,
+    monitors: list[Monitor],
+    setter_on: int,
+    echoer_on: int,
+    tag: str,
+    k: int = 2,
+    lua: bool = False,
 ) -> int:
-    """``SET`` through acceptor ``setter_on``, its reply read, then ``ECHO``
-    through ``echoer_on``, ROUNDS // 5 times: in how many rounds some
-    monitor showed the ECHO first (Redis shows the SET first: its reply
-    came first, so it ran first)."""
+    """``SET`` (``lua``: an EVAL that calls it) through acceptor
+    ``setter_on``, its reply read, then ``ECHO`` through ``echoer_on``,
+    ROUNDS // 5 times: in how many rounds some monitor showed the ECHO
+    before the SET (Redis shows the SET first: its reply came first, so it
+    ran first)."""
     setter, echoer = client_on(port, setter_on, k=k), client_on(port, echoer_on, k=k)
     try:
         reordered = 0
         for i in range(ROUNDS // 5):
             p, e = f"p-{tag}-{i}".encode(), f"e-{tag}-{i}".encode()
-            assert setter.command("SET", p, "x") == b"OK"
+            if lua:
+                assert setter.command("EVAL", SET_IN_LUA, 1, p) is None
+                p += b"!"
+            else:
+                assert setter.command("SET", p, "x") == b"OK"
             assert echoer.command("ECHO", e) == e
             reordered += any(m.first_of(p, e) == e for m in monitors)
         return reordered
@@ -559,6 +575,24 @@ def test_a_monitor_shows_a_command_before_one_sent_after_its_reply(server, sette
     monitor = Monitor(server.port, 0)
     try:
         reordered = count_reordered(server.port, [monitor], setter_on, echoer_on, f"{setter_on}{echoer_on}")
+        assert reordered == 0, f"the ECHO showed first in {reordered} of {ROUNDS // 5} rounds"
+    finally:
+        monitor.close()
+
+
+@pytest.mark.parametrize(("setter_on", "echoer_on"), [(1, 0), (0, 1)])
+def test_a_monitor_shows_a_scripts_calls_before_a_command_sent_after_its_reply(
+    server, setter_on, echoer_on
+) -> None:
+    """As above, the SET called by a script: its ``[0 lua]`` line comes
+    into the place the EVAL's line left for it (on the other acceptor, a
+    place that acceptor 1 sends on before the line itself), ahead of the
+    ECHO's."""
+    monitor = Monitor(server.port, 0)
+    try:
+        reordered = count_reordered(
+            server.port, [monitor], setter_on, echoer_on, f"lua{setter_on}{echoer_on}", lua=True
+        )
         assert reordered == 0, f"the ECHO showed first in {reordered} of {ROUNDS // 5} rounds"
     finally:
         monitor.close()
