@@ -141,19 +141,22 @@ def feed(
     data = line(client, args) if db is None or db == client.db else _line(db, client.addr.encode(), args)
     pending = client.pending
     sent = pending[-1] if pending else None
+    own: list[Hold] = []  # the places its own lines will fill
     if type(sent) is LineSlot and sent.hold is None and sent.data is None:
         # Sent to one shard just now: its line waits for its reply, since
         # a busy script's worker may still refuse it (see LineSlot).
         sent.hold = Hold(client.server)
         sent.line = data
+        own.append(sent.hold)
     else:
         _send(client.server, data)
     if due is not None and due[0] is client and cmd.name in SCRIPT_COMMANDS:
         due[1].hold = Hold(client.server)
+        own.append(due[1].hold)
     if since is not None:
         remote = client.server.remote_monitors
         if remote is not None and remote.acceptors:
-            remote.fence(client, since)
+            remote.fence(client, since, own)
 
 
 def fence_before(client: Client, reply: object) -> None:
@@ -165,7 +168,7 @@ def fence_before(client: Client, reply: object) -> None:
         pending = client.pending
         for i, item in enumerate(pending):
             if item is reply:
-                remote.fence(client, i)
+                remote.fence(client, i, [])
                 return
 
 
@@ -309,14 +312,18 @@ def stop(client: Client) -> None:
 class Fence(Slot):
     """A place in a client's replies, in front of a command's, filled
     (with nothing) once the other acceptors answered that they queued every
-    line this acceptor had for their monitors when it was made: up to
-    ``target``, counted in :attr:`RemoteMonitors.taken`."""
+    line this acceptor had for their monitors when it was made (up to
+    ``target``, counted in :attr:`RemoteMonitors.taken`; a place not
+    filled yet counts as sent), and the command's own lines that waited in
+    places (``slots``, the stand-in's Slots in them: the line of a command
+    sent to one shard, a script's ``[lua]`` lines)."""
 
-    __slots__ = ("target",)
+    __slots__ = ("target", "slots")
 
-    def __init__(self, client: Client, target: int) -> None:
+    def __init__(self, client: Client, target: int, slots: list[Slot]) -> None:
         super().__init__(client)
         self.target = target
+        self.slots = slots
 
 
 class RemoteMonitors:
@@ -345,18 +352,28 @@ class RemoteMonitors:
         self.taken = 0
         self.done = 0
         self.fences: list[Fence] = []  # those not yet filled
+        # The questions asked and answered (the latest), by number, and the
+        # fences' own Slots (see Fence): the question that carried them
+        # filled (None: none yet).
+        self.asked = 0
+        self.answered = 0
+        self.through_at: dict[Slot, int | None] = {}
         self.placed: dict[Slot, int] = {}  # sent as places, not yet filled: their numbers
         self.next_place = 0
         # The places other acceptors sent, by (acceptor, number).
         self.places: dict[tuple[int, int], Hold] = {}
 
-    def fence(self, client: Client, since: int) -> None:
+    def fence(self, client: Client, since: int, holds: list[Hold]) -> None:
         """Make ``client``'s replies from ``since`` on wait until the other
-        acceptors have every line given to this stand-in so far."""
+        acceptors have every line given to this stand-in so far, and what
+        fills its place in each of ``holds`` (the command's own)."""
         target = self.taken + len(self.pending)
         if target <= self.done or since >= len(client.pending):  # nothing on its way, or no reply yet
             return
-        fence = Fence(client, target)
+        slots = [slot for hold in holds for slot in hold.slots if slot.client is self]
+        for slot in slots:
+            self.through_at[slot] = None
+        fence = Fence(client, target, slots)
         client.pending.insert(since, fence)
         self.fences.append(fence)
 
@@ -366,13 +383,18 @@ class RemoteMonitors:
         before (a placed Slot's ``deliver`` makes this monitor dirty again).
         The answer fills the fences of the replies that waited for it."""
         self.dirty = False
+        pending = self.pending
+        end = self.taken + len(pending)  # the count once this question is answered
+        question = self.asked + 1
+        through_at = self.through_at
         fills = []
         if self.placed:
             for slot, number in list(self.placed.items()):
                 if slot.data is not None:
                     del self.placed[slot]
                     fills.append([number, slot.data])
-        pending = self.pending
+                    if slot in through_at:
+                        through_at[slot] = question
         items: list[bytes | int] = []
         lines: list[bytes] = []
         for item in pending:
@@ -382,6 +404,8 @@ class RemoteMonitors:
             data = item.data
             if data is not None:
                 lines.append(data)
+                if item in through_at:
+                    through_at[item] = question
                 continue
             if lines:
                 items.append(b"".join(lines))
@@ -393,20 +417,24 @@ class RemoteMonitors:
             items.append(b"".join(lines))
         if not items and not fills:
             return
-        self.taken += len(pending)
+        self.taken = end
+        self.asked = question
         pending.clear()
-        end = self.taken
-        self.server.bus.ask(bus.MONITOR, [fills, *items], lambda _answers: self._through(end))  # type: ignore[union-attr]
+        self.server.bus.ask(bus.MONITOR, [fills, *items], lambda _answers: self._through(end, question))  # type: ignore[union-attr]
 
-    def _through(self, end: int) -> None:
-        """The items up to ``end`` are through: fill the fences that waited
-        for them (their clients are flushed after the bus frame)."""
-        if end > self.done:
-            self.done = end
+    def _through(self, end: int, question: int) -> None:
+        """Question ``question``, which took the items up to ``end``, is
+        answered: fill the fences that waited for it (their clients are
+        flushed after the bus frame)."""
+        self.done = max(self.done, end)
+        self.answered = answered = max(self.answered, question)
         done = self.done
+        through_at = self.through_at
         still = []
         for fence in self.fences:
-            if fence.target <= done:
+            if fence.target <= done and all(_by(through_at[slot], answered) for slot in fence.slots):
+                for slot in fence.slots:
+                    del through_at[slot]
                 fence.deliver(b"")
             else:
                 still.append(fence)
@@ -419,7 +447,11 @@ class RemoteMonitors:
         wait for them)."""
         self.taken += len(self.pending)
         self.pending.clear()
-        self._through(self.taken)
+        fences, self.fences = self.fences, []
+        self.through_at.clear()
+        for fence in fences:
+            fence.deliver(b"")
+        self.done = max(self.done, self.taken)
         loop = self.server.loop
         if loop is not None:
             loop.call_soon(self.server.flush_dirty_clients)
@@ -431,6 +463,12 @@ class RemoteMonitors:
             "Dropping the lines for other acceptors' monitors after an internal error while %s", doing
         )
         self.drop()
+
+
+def _by(question: int | None, answered: int) -> bool:
+    """Whether question ``question`` (None: not asked yet) is answered,
+    ``answered`` being the latest answered."""
+    return question is not None and question <= answered
 
 
 def _own(server: Acceptor) -> int:
