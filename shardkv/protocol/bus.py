@@ -98,7 +98,9 @@ RESETSTAT = b"resetstat"  # ask [] -> 1 once it reset its counters (CONFIG RESET
 INFO = b"info"  # ask [] -> [name, value, ...] of INFO clients/stats figures
 MONITORING = b"monitoring"  # ask [] -> 1 if it has a MONITOR client
 MONITORS = b"monitors"  # tell [0 or 1]: it has (no longer has) MONITOR clients
-MONITOR = b"monitor"  # ask [lines] -> 1 once queued for its monitors: MONITOR lines of its commands
+# ask [[[place, lines], ...] (fills of places sent before), then lines or a new place
+# number, in order] -> 1 once queued for its monitors: MONITOR lines of its commands
+MONITOR = b"monitor"
 HELLO = b"hello"  # tell []: a (re)started acceptor, which has no clients yet
 EVENTS = b"events"  # tell [[db, key, class, event], ...]: a multi-shard command's keyspace events, in order
 SEEN = b"seen"  # ask [shard, seq for acceptor 0, 1, ...] -> 1 once it handed out that shard's O frame seq
