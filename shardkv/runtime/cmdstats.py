@@ -12,7 +12,12 @@ its time is from dispatch to the merged reply.  ``INFO commandstats``,
 ``errorstats`` and ``latencystats``, and ``SLOWLOG``, add up the
 acceptor's :class:`Stats` and every worker's (``__cmdstats``,
 ``__slowlog``).  So the acceptor's hot path pays nothing per command; the
-worker pays two clock reads and a few additions.
+worker pays two clock reads and a few additions, and for a plain command
+of a batch (GET, SET, INCR..., see ``shardkv.worker.plain``) one clock
+read: its time runs from the end of the entry before it to its reply's
+encoding (Redis's time of a command holds the writing of its reply into
+the client's buffer too), and a batch's plain commands' times add up to
+the batch's running time.
 
 Latency percentiles come from a log-linear histogram: exact below 128 ns,
 then 64 buckets per power of two (about 1.5% wide), like the HdrHistogram
@@ -196,6 +201,9 @@ class Stats:
         # Rows by the command name as sent (b"GET", b"get"), for the
         # commands that are not containers: the worker's hot path.
         self.by_bytes: dict[bytes, list] = {}
+        # How many times the rows were dropped (reset): whoever keeps a
+        # row elsewhere (a worker's plain entries) looks it up again then.
+        self.generation = 0
         # A worker leaves out the commands the acceptor answers and counts
         # (EVAL's script runs on a shard, but EVAL is counted once).
         self.skip_local = False
@@ -306,6 +314,7 @@ class Stats:
 
     def reset(self) -> None:
         """CONFIG RESETSTAT."""
+        self.generation += 1
         self.by_bytes.clear()
         self.commands.clear()
         self.errors.clear()

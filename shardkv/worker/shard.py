@@ -41,7 +41,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from time import perf_counter_ns
-from typing import Any
+from typing import Any, Literal
 
 from shardkv.protocol import commands, errors, wire
 from shardkv.protocol.decisions import op_coordinator
@@ -51,7 +51,7 @@ from shardkv.protocol.router import SLOTS, slot_range
 from shardkv.protocol.wire import Verb
 from shardkv.runtime import faultpoints
 from shardkv.runtime.cmdstats import Stats, called_name, stat_name
-from shardkv.worker import access, events, eviction, functions, scripting, tunables, wiring  # noqa: F401
+from shardkv.worker import access, events, eviction, functions, plain, scripting, tunables, wiring  # noqa: F401
 from shardkv.worker.blocking import Wait, Waiters
 from shardkv.worker.busyrefusal import Refusals
 from shardkv.worker.clock import Clock
@@ -183,6 +183,12 @@ class Shard:
         self.stats = self.keyspace.stats = Stats()
         self.stats.skip_local = True
         self.timing = True
+        # Plain commands' entries by name as sent (a Plain, or False: not
+        # plain), for run_batch (see shardkv.worker.plain); they hold rows
+        # of these counters (``home_stats``, of this ``generation``).
+        self.home_stats = self.stats
+        self.plain: dict[bytes, plain.Plain | Literal[False]] = {}
+        self.plain_generation = 0
         # The entry run now is a script call the client sent as another (an
         # EVAL as EVALSHA or the other way: its wire.FLAG_AS_CALLED bit).
         self.as_eval = 0
@@ -380,8 +386,49 @@ class Shard:
             self.stats.rejected(stat_name(args), eviction.OOM.message)
         return value
 
+    def plain_table(self) -> dict[bytes, plain.Plain | Literal[False]] | None:
+        """The plain commands' entries (see :mod:`shardkv.worker.plain`), or
+        None while something they leave out is on: maxmemory (eviction and
+        OOM), keyspace events of writes, a shutdown, a script's counters in
+        place of the shard's.  Asked once per batch, and again after each
+        internal verb (``__config``, ``__resetstat``, a shutdown) and each
+        parked operation, the only entries that change those (a script
+        puts the shard's counters back before it returns).  -MISCONF may
+        come with any reply sent (a failed AOF write): run_batch asks it of
+        each plain write."""
+        ks = self.keyspace
+        stats = self.stats
+        if stats is not self.home_stats or ks.memory is not None or ks.noting or not self.timing:
+            return None
+        persistence = self.persistence
+        if persistence is not None and persistence.closed:
+            return None
+        if stats.generation != self.plain_generation:  # CONFIG RESETSTAT: new rows
+            self.plain.clear()
+            self.plain_generation = stats.generation
+        return self.plain
+
+    def _learn(self, name: bytes) -> plain.Plain | Literal[False]:
+        """The plain entry of ``name``, kept (False: not a plain command)."""
+        found: plain.Plain | Literal[False] = (
+            plain.entry(name, self.stats, self.persistence is not None) or False
+        )
+        if len(self.plain) < plain.MAX_NAMES:
+            self.plain[name] = found
+        return found
+
     def run_batch(self, payload: bytes) -> bytes:
-        """Run a ``B`` payload and return the ``R`` payload of its replies."""
+        """Run a ``B`` payload and return the ``R`` payload of its replies.
+
+        A plain command (see :mod:`shardkv.worker.plain`) runs here, with
+        one lookup of its entry and one clock read: its time in
+        commandstats, latencystats and the slow log runs from the end of
+        the entry before it (or from the batch's start) to its reply's
+        encoding, so it holds its own share of the batch's work (as
+        Redis's time of a command holds the writing of its reply into the
+        client's buffer) and the times of a batch's plain commands add up
+        to the batch's.  Any other entry runs in :meth:`execute`, which
+        times its handler alone."""
         items = wire.decode_batch(payload)
         if self.persistence is not None and self.persistence.closed:
             return self._refuse(items)  # SHUTDOWN has saved: nothing may change now
@@ -398,19 +445,24 @@ class Shard:
         logged: list[tuple[int, int]]  # (index of the reply, its FLAG_PART)
         self.logged = logged = []
         logged_before = 0
-        plain = wire.PLAIN_MAX
+        plain_max = wire.PLAIN_MAX
         stream_min = wire.STREAM_MIN
         ks = self.keyspace
         noted = ks.events  # None unless someone listens (shardkv.worker.events)
         bounds = self.event_bounds = [] if noted is not None else None
         places = iter(range(0, len(items), 2))
         self.batch = (items, places)
+        table = self.plain_table()
+        stats = self.home_stats  # (the counters while table is not None)
+        persistence = self.persistence
+        record = self.record
+        last = perf_counter_ns()  # where the next plain command's time begins
         for i in places:
             header = items[i]
             args = items[i + 1]
             if writer is not None:
                 logged_before = len(writer.buf)
-            if header <= plain:  # the usual entry: database 0, no token, no park
+            if header <= plain_max:  # the usual entry: database 0, no token, no park
                 if header & wire.FLAG_PART:
                     start = len(noted) if noted is not None else 0
                     self.timing = False
@@ -419,8 +471,43 @@ class Shard:
                     append(wire.encode_part(value))
                     if noted is not None and len(noted) > start:
                         self.part_spans.append((start, len(noted)))
+                    if table is not None:
+                        last = perf_counter_ns()
                 else:
-                    value = execute(args)
+                    entry = table.get(args[0]) if table is not None else False
+                    if entry is None:
+                        entry = self._learn(args[0])
+                    if entry and entry.writes and persistence is not None and persistence.misconf is not None:
+                        entry = False  # -MISCONF: execute refuses it
+                    if entry:  # a plain command: execute's work, inline (see plain)
+                        ks.counting = entry.reads
+                        try:
+                            value = entry.handler(ks, args)
+                        except CommandError as e:
+                            value = Error(e.message)
+                        except Exception:  # a bug must not take the shard down
+                            log.exception("shard %d: command %r failed", self.index, args[0])
+                            value = Error(errors.INTERNAL % args[0].decode("latin-1"))
+                        finally:
+                            ks.counting = False
+                        if type(value) is Error:
+                            entry.row[3] += 1
+                            stats.error(value.message)
+                        elif ks.unchanged:
+                            ks.unchanged = False
+                        elif entry.logs:  # a write (with -MISCONF on, see below)
+                            if (
+                                persistence is not None
+                                and persistence.aof is None
+                                and not persistence.suspended
+                            ):
+                                persistence.dirty += 1  # (all record does then)
+                            else:
+                                record(args, value)  # type: ignore[misc]
+                    else:
+                        value = execute(args)
+                        if args[0][0] == 95:  # an internal verb (__config...): see plain_table
+                            table = self.plain_table()
                     if type(value) is list and len(value) > BIG_ARRAY:
                         body = self._stream_array(
                             bodies, value, header & wire.FLAG_RESP3, writer, logged_before
@@ -439,6 +526,18 @@ class Shard:
                                 body = encode(value, header & wire.FLAG_RESP3)
                             if len(body) > stream_min and self._stream(bodies, body, writer, logged_before):
                                 body = None
+                    if entry:  # its time: since the entry before it was done (see above)
+                        now = perf_counter_ns()
+                        ns = now - last
+                        last = now
+                        times = entry.times
+                        times.append(ns)
+                        if len(times) >= 256:
+                            stats.fold(entry.row)
+                        if ns >= stats.slow_threshold_ns >= 0:
+                            stats.slow(args, ns // 1000)
+                    elif table is not None:
+                        last = perf_counter_ns()
                     if body is None:  # streamed, after the replies before it
                         self.bodies = bodies = []
                         append = bodies.append
@@ -547,6 +646,10 @@ class Shard:
                 self._send_acl_log()
             if db:
                 ks.select(0)
+            if header & wire.FLAG_PARK or args[0][0] == 95:  # see plain_table
+                table = self.plain_table()
+            if table is not None:
+                last = perf_counter_ns()
         if waiters.ready:
             # After the batch, not after each command: a transaction's
             # commands come back to back in one batch, and a waiter must not
