@@ -330,17 +330,18 @@ def take_stamp(header: int, args: list[bytes]) -> int:
     return int(args.pop()) if header & FLAG_STAMP else 0
 
 
+# What a hiredis reader made by decode_batch answers when it has read every
+# item: an object no item equals (a header 0 would equal False, its usual
+# answer), so that ``iter(gets, _END)`` reads the items with no Python loop.
+_END = object()
+
+
 def decode_batch(payload: bytes) -> list[Any]:
     """The ``[header, args, header, args, ...]`` of a ``B`` payload."""
     if _HiredisReader is not None:
-        reader = _HiredisReader()
+        reader = _HiredisReader(notEnoughData=_END)
         reader.feed(payload, 1)
-        out: list[Any] = []
-        append = out.append
-        gets = reader.gets
-        while (item := gets()) is not False:
-            append(item)
-        return out
+        return list(iter(reader.gets, _END))
     return _decode_batch_py(payload)
 
 

@@ -111,6 +111,23 @@ def test_batch_round_trip(shard):
     assert wire.decode_part(replies[2]) == 1
 
 
+def test_decode_batch_reads_every_entry_with_either_decoder():
+    """hiredis reads the items with no Python loop: a header 0 (which
+    equals False, hiredis's usual "no more") must not end the batch."""
+    payload = (
+        b"B"
+        + wire.entry_header(0)
+        + b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"
+        + wire.entry_header(wire.FLAG_RESP3)
+        + b"*1\r\n$4\r\nPING\r\n"
+        + wire.entry_header(0)
+        + b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\n"
+    )
+    expected = [0, [b"GET", b"k"], 1, [b"PING"], 0, [b"SET", b"k", b""]]
+    assert wire.decode_batch(payload) == expected
+    assert wire._decode_batch_py(payload) == expected
+
+
 def test_sweeper_removes_expired_keys_without_reads(shard):
     ks = shard.keyspace
     clock = ks.clock
