@@ -78,6 +78,7 @@ class Tracking:
         "broken",
         "scripts",
         "reads",
+        "by_key",
     )
 
     def __init__(self) -> None:
@@ -95,6 +96,33 @@ class Tracking:
         # The tracked reads sent (outside MULTI/EXEC) whose reply may not
         # have come yet, oldest first (see Read).
         self.reads: deque[Read] = deque()
+        # The same reads by key, oldest first: an eviction looks up the
+        # reads of its key alone (see _reads_after).
+        self.by_key: dict[bytes, deque[Read]] = {}
+
+    def add_read(self, read: Read) -> None:
+        """A tracked read was sent (after those answered are forgotten)."""
+        self.prune()
+        self.reads.append(read)
+        by_key = self.by_key
+        for key in dict.fromkeys(read.keys):
+            pending = by_key.get(key)
+            if pending is None:
+                by_key[key] = deque((read,))
+            else:
+                pending.append(read)
+
+    def prune(self) -> None:
+        """Forget the oldest reads, as long as they were answered."""
+        reads = self.reads
+        by_key = self.by_key
+        while reads and reads[0].slot.data is not None:
+            read = reads.popleft()
+            for key in dict.fromkeys(read.keys):
+                pending = by_key[key]
+                pending.popleft()  # (the oldest of each of its keys)
+                if not pending:
+                    del by_key[key]
 
 
 class Read:
@@ -473,10 +501,7 @@ def after_command(
             place = slot if in_exec else client.pending[-1] if client.pending else None
             if place is not None:
                 if type(place) is Slot:
-                    reads = state.reads
-                    while reads and reads[0].slot.data is not None:  # answered
-                        reads.popleft()
-                    reads.append(Read(place, keys, fresh, _queued(client.server, keys, place)))
+                    state.add_read(Read(place, keys, fresh, _queued(client.server, keys, place)))
     elif cmd.name in _SCRIPTS and (state.optin or state.optout) and not in_exec and client.pending:
         # Redis remembers a script's keys when it reads, while CLIENT
         # CACHING still holds (until the script's end); the shard says so
@@ -553,10 +578,7 @@ def atomic_exec_reads(client: Client, queued: list) -> Callable[[Slot], None] | 
             return
         fresh = remember(client, keys)
         if kept:
-            reads = state.reads
-            while reads and reads[0].slot.data is not None:  # answered
-                reads.popleft()
-            reads.append(Read(place, kept, [k for k in fresh if k in kept], {}, unsure))
+            state.add_read(Read(place, kept, [k for k in fresh if k in kept], {}, unsure))
 
     return ran
 
@@ -648,11 +670,12 @@ def _reads_after(
     read ran: the client hears of it only if it tracked the key before the
     read, and once (the read then counts it as ``fresh``), however many
     passes evict it while the read waits."""
+    state.prune()
+    if evicted:
+        return _evicted(state, key)
     reads = state.reads
-    while reads and reads[0].slot.data is not None:  # answered
-        reads.popleft()
     keep = silent = False
-    first = last = None
+    first = None
     shard = answered = -1
     if ordered:
         shard = server.shard_of(key)
@@ -677,12 +700,33 @@ def _reads_after(
             after = None
         if after is not False:
             keep = True
-            last = read
         if key in read.fresh:  # (reads are in order: the last one added the key)
-            silent = after is True or evicted
-    if evicted and keep and not silent:
-        last.fresh.append(key)  # type: ignore[union-attr]  # told now: not again
+            silent = after is True
     return keep, silent, first
+
+
+def _evicted(state: Tracking, key: bytes) -> tuple[bool, bool, None]:
+    """:func:`_reads_after` for ``key`` evicted over the table's limit (no
+    order known, not the client's own change), from the reads of ``key``
+    alone (:attr:`Tracking.by_key`), not all the reads in flight: an
+    eviction pass draws many keys while many reads wait.  In Redis the
+    first read to run puts the key back in the table, so that read is the
+    one that now counts it as ``fresh``."""
+    pending = state.by_key.get(key)
+    if not pending:
+        return False, False, None
+    first = None
+    for read in pending:
+        if read.slot.data is not None:
+            continue
+        if key in read.fresh:
+            return True, True, None  # not tracked before, or told already
+        if first is None:
+            first = read
+    if first is None:
+        return False, False, None
+    first.fresh.append(key)  # told now: not again
+    return True, False, None
 
 
 def _max_keys(server) -> int:
@@ -1038,9 +1082,7 @@ def _drop_answered(server) -> None:
         state = client.tracking
         if state is None:
             continue
-        reads = state.reads
-        while reads and reads[0].slot.data is not None:
-            reads.popleft()
+        state.prune()
         scripts = state.scripts
         if scripts:
             alive = {id(p) for p in client.pending}

@@ -68,3 +68,90 @@ def test_a_new_limit_drops_the_draw(monkeypatch) -> None:
     server = SimpleNamespace(config={"tracking-table-max-keys": "10"}, clients={})
     tracking.on_config(server, {"tracking-table-max-keys": "10"})
     assert tracking._DRAW == []
+
+
+class _CountingSlot:
+    """A read's reply slot that counts how often its reply is looked at
+    (once per read walked)."""
+
+    looked = 0
+
+    def __init__(self) -> None:
+        self._data: bytes | None = None
+
+    @property
+    def data(self) -> bytes | None:
+        type(self).looked += 1
+        return self._data
+
+
+def _tracking_client(server: SimpleNamespace, client: SimpleNamespace) -> tracking.Tracking:
+    state = tracking.Tracking()
+    client.tracking = state
+    server.clients[client.id] = client
+    return state
+
+
+def test_evictions_look_at_the_reads_of_their_key_alone(monkeypatch) -> None:
+    """Reads pipelined behind a busy script, each remembering a new key
+    over the limit: each eviction pass keeps the keys of the waiting reads,
+    and each key drawn looked at every waiting read (O(reads) per key, the
+    acceptor's CPU for seconds with 1000 GETs); now at the reads of its key."""
+    n, limit = 300, 10
+    server, client = _fresh_table(monkeypatch, {}, limit)
+    state = _tracking_client(server, client)
+    told: list[bytes] = []
+    monkeypatch.setattr(tracking, "send", lambda target, keys, *a, **k: told.extend(keys))
+    evictions = 0
+    real = tracking._invalidate_key
+
+    def counted(*args, **kwargs):
+        nonlocal evictions
+        evictions += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tracking, "_invalidate_key", counted)
+    slots = []
+    _CountingSlot.looked = 0
+    for i in range(n):  # as after_command, for each GET as it is sent
+        key = b"k%d" % i
+        fresh = tracking.remember(client, [key])
+        slots.append(_CountingSlot())
+        state.add_read(tracking.Read(slots[-1], [key], fresh, {}))  # type: ignore[arg-type]
+    assert evictions > n  # (several keys drawn per pass)
+    assert _CountingSlot.looked <= 4 * evictions + 2 * n  # (was: about n / 2 per eviction)
+    assert len(told) == len(set(told))  # each key told once while its read waits
+    for slot in slots:  # answered
+        slot._data = b"_\r\n"
+    state.prune()
+    assert not state.reads and not state.by_key
+
+
+def test_an_eviction_counts_the_key_fresh_for_its_first_read(monkeypatch) -> None:
+    """A key tracked before two reads of it that wait is evicted (the
+    client is told): in Redis the first of them to run puts it back in the
+    table, so a change after that read ran is told again; the eviction
+    marked the last read, and that change was taken for one before the
+    key's read and not told (a stale cache)."""
+    server, client = _fresh_table(monkeypatch, {}, 1)
+    state = _tracking_client(server, client)
+    told: list[bytes] = []
+    monkeypatch.setattr(tracking, "send", lambda target, keys, *a, **k: told.extend(keys))
+    # Evictions draw k first, whenever it is in their draw.
+    monkeypatch.setattr(tracking.random, "shuffle", lambda keys: keys.sort(key=lambda key: key == b"k"))
+    tracking.remember(client, [b"k"])
+    first, second = _CountingSlot(), _CountingSlot()
+    state.add_read(tracking.Read(first, [b"k"], [], {0: 1}))  # type: ignore[arg-type]
+    state.add_read(tracking.Read(second, [b"k"], [], {0: 2}))  # type: ignore[arg-type]
+    tracking.remember(client, [b"other"])  # over the limit: k, kept, is told once
+    tracking.remember(client, [b"more"])
+    assert told.count(b"k") == 1 and b"k" in tracking.TABLE
+    # The first read ran (answered), then another client wrote k, in the
+    # order of k's shard pipe, before the second read ran there.
+    first._data = b"$1\r\nv\r\n"
+    server.shard_of = lambda key: 0
+    server.links = [SimpleNamespace(sent=2, fifo=[second])]
+    told.clear()
+    tracking._invalidate_key(server, b"k", None, bcast=False, ordered=True)
+    assert told == [b"k"]
+    assert b"k" in tracking.TABLE  # the second read remembers it again
