@@ -574,11 +574,23 @@ def atomic_exec_reads(client: Client, queued: list) -> Callable[[Slot], None] | 
             kept.append(key)
 
     def ran(place: Slot) -> None:
-        if client.tracking is not state:
+        # Redis remembered them as EXEC ran, under the client's id: a
+        # CLIENT TRACKING off pipelined after EXEC (and sent before it
+        # committed) leaves them in the table, and tracking on again
+        # (OPTIN, OPTOUT or not; BCAST clients the table does not tell)
+        # hears of them (see disable).
+        if client.closed:
             return
         fresh = remember(client, keys)
-        if kept:
-            state.add_read(Read(place, kept, [k for k in fresh if k in kept], {}, unsure))
+        now = client.tracking
+        if now is None:
+            notifications.update_mask(client.server)  # the table holds keys (again)
+            if kept:
+                # No reads to keep them through its own writes' events,
+                # handed out next: back in the table after those.
+                client.server.loop.call_soon(_keep, [(key, client.id) for key in kept])  # type: ignore[union-attr]
+        elif kept and not now.bcast:
+            now.add_read(Read(place, kept, [k for k in fresh if k in kept], {}, unsure))
 
     return ran
 

@@ -1077,3 +1077,77 @@ def test_exec_cut_by_deleting_its_own_user_pushes_nothing_after(ports, watch):
             admin.flushall()
             admin.close()
     assert got["shardkv"] == got["redis"]
+
+
+@pytest.mark.parametrize(
+    "again",
+    [
+        ["CLIENT", "TRACKING", "on"],
+        ["CLIENT", "TRACKING", "on", "OPTIN"],
+        ["CLIENT", "TRACKING", "on", "BCAST", "PREFIX", "x"],
+    ],
+    ids=["on", "optin", "bcast"],
+)
+def test_atomic_exec_reads_survive_tracking_off_and_on_after_it(ports, again):
+    """A WATCHed EXEC (one atomic operation) with CLIENT TRACKING off and on
+    pipelined after it: Redis remembered the EXEC's reads as it ran, under
+    the client's id, and the table keeps them through tracking off, so the
+    client hears of the next change of a read key once tracking is on
+    again (not in BCAST mode, whose clients the table does not tell; its
+    prefix matches none of the EXEC's writes, which shardkv hands out as
+    it commits, after the BCAST is on).
+    shardkv remembered them only if the client's tracking state was still
+    the one of the EXEC when it committed (an off and on made a new one):
+    nothing was pushed."""
+    _same(
+        ports,
+        [True, False],
+        [
+            (1, "MSET", "a", "1", "b", "1", "k", "1"),
+            (0, "CLIENT", "TRACKING", "on"),
+            (
+                0,
+                ["WATCH", "a"],
+                ["MULTI"],
+                ["GET", "a"],
+                ["SET", "b", "2"],
+                ["SET", "c", "2"],
+                ["SET", "k", "2"],
+                ["GET", "k"],
+                ["EXEC"],
+                ["CLIENT", "TRACKING", "off"],
+                again,
+            ),
+            (1, "SET", "a", "9"),
+            (1, "SET", "k", "9"),
+            (1, "SET", "b", "9"),
+        ],
+    )
+
+
+def test_atomic_exec_reads_survive_tracking_off_until_on_again(ports):
+    """As above, with tracking on again only in a later step: the reads of
+    the EXEC stay in the table while tracking is off (a key read without
+    being written, and one written before it was read)."""
+    _same(
+        ports,
+        [True, False],
+        [
+            (1, "MSET", "a", "1", "b", "1", "k", "1"),
+            (0, "CLIENT", "TRACKING", "on"),
+            (
+                0,
+                ["WATCH", "a"],
+                ["MULTI"],
+                ["GET", "a"],
+                ["SET", "b", "2"],
+                ["SET", "k", "2"],
+                ["GET", "k"],
+                ["EXEC"],
+                ["CLIENT", "TRACKING", "off"],
+            ),
+            (0, "CLIENT", "TRACKING", "on"),
+            (1, "SET", "a", "9"),
+            (1, "SET", "k", "9"),
+        ],
+    )
