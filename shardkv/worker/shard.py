@@ -479,6 +479,7 @@ class Shard:
                         entry = self._learn(args[0])
                     if entry and entry.writes and persistence is not None and persistence.misconf is not None:
                         entry = False  # -MISCONF: execute refuses it
+                    sent = 0  # when a streamed reply began to go (not timed)
                     if entry:  # a plain command: execute's work, inline (see plain)
                         ks.counting = entry.reads
                         try:
@@ -506,9 +507,10 @@ class Shard:
                                 record(args, value)  # type: ignore[misc]
                     else:
                         value = execute(args)
-                        if args[0][0] == 95:  # an internal verb (__config...): see plain_table
+                        if args[0][:1] == b"_":  # an internal verb (__config...): see plain_table
                             table = self.plain_table()
                     if type(value) is list and len(value) > BIG_ARRAY:
+                        sent = perf_counter_ns()
                         body = self._stream_array(
                             bodies, value, header & wire.FLAG_RESP3, writer, logged_before
                         )
@@ -524,11 +526,13 @@ class Shard:
                                 body = b"$%d\r\n%s\r\n" % (len(value), value)
                             else:
                                 body = encode(value, header & wire.FLAG_RESP3)
-                            if len(body) > stream_min and self._stream(bodies, body, writer, logged_before):
-                                body = None
+                            if len(body) > stream_min:
+                                sent = perf_counter_ns()
+                                if self._stream(bodies, body, writer, logged_before):
+                                    body = None
                     if entry:  # its time: since the entry before it was done (see above)
                         now = perf_counter_ns()
-                        ns = now - last
+                        ns = (sent or now) - last  # not the wait in the pipe
                         last = now
                         times = entry.times
                         times.append(ns)
