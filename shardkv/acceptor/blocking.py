@@ -34,11 +34,18 @@ Keys on several shards
     queue of waiters: a client blocked on that key alone, on the same shard,
     may take the element first (then this one waits again).  Its
     ``__bwait`` entries carry the stamp of its first run, so they are notified
-    in the order the clients blocked.  A BLMOVE or BRPOPLPUSH's try after
-    a notification also asks ``__bdest`` of its destination: Redis serves
-    the client it notified first, and a destination of another type gets
-    it WRONGTYPE (nothing popped, the element left to the next waiter),
-    so it does here even when that waiter took the element meanwhile.
+    in the order the clients blocked, each told whether an element was
+    left at its turn (``wire.BWAIT_READY``), counting each ``__bwait``
+    notified before it as taking one, or not (``wire.BWAIT_CLAIMED``).
+    A BLMOVE or BRPOPLPUSH's try after ``BWAIT_READY`` also asks
+    ``__bdest`` of its destination: Redis serves the client it notified
+    first, and a destination of another type gets it WRONGTYPE (nothing
+    popped, the element left to the next waiter), so it does here even
+    when that waiter took the element meanwhile; after ``BWAIT_CLAIMED``
+    an empty source means waiting again, as Redis does not serve a client
+    once the list is gone.  The tries of clients of different acceptors
+    may run in another order than their notifications (a documented
+    difference).
 
 Either way the client's later commands are held from the start, but it
 counts as blocked (INFO's ``blocked_clients``, CLIENT LIST's ``b``) only
@@ -109,6 +116,7 @@ from shardkv.protocol import bus, errors, wire
 from shardkv.protocol.args import parse_long_double
 from shardkv.protocol.resp import NULL_ARRAY, KeyedArrays, encode, encode_command, encode_error
 from shardkv.protocol.wire import Verb
+from shardkv.runtime.cmdstats import stat_name
 
 if TYPE_CHECKING:
     from shardkv.acceptor.client import Client
@@ -125,7 +133,8 @@ STREAM_READS = frozenset({"xread", "xreadgroup"})
 
 # The bodies of "nothing to pop now", in RESP2 (null array, null bulk) and RESP3.
 _NULLS = frozenset({b"*-1\r\n", b"$-1\r\n", b"_\r\n"})
-_READY = b":1\r\n"
+_READY = b":1\r\n"  # also a __bwait's wire.BWAIT_READY
+_CLAIMED = b":%d\r\n" % wire.BWAIT_CLAIMED
 _NO_TIMEOUT = b"0.000"  # BLOCK 0, as _stream_options gives it
 _TIMED_OUT = b":0\r\n"
 
@@ -383,14 +392,6 @@ def _first_body(bodies: list[bytes]) -> bytes:
     return bodies[0]
 
 
-def _served_move(bodies: list[bytes]) -> bytes:
-    """A notified BLMOVE's try: what the command did, or the destination's
-    WRONGTYPE (``__bdest``) when it found nothing to move."""
-    if bodies[0] in _NULLS and len(bodies) > 1 and bodies[1][:1] == b"-":
-        return bodies[1]
-    return bodies[0]
-
-
 class _CrossShard:
     """A blocking command whose keys live on several shards (see the module
     docstring): try atomically, wait for a notification, try again."""
@@ -431,9 +432,10 @@ class _CrossShard:
         self.pinned: tuple[bool, Pin] | None = None
         self.attempt()
 
-    def attempt(self, notified: bool = False) -> None:
-        """Try atomically; ``notified``: after a ``__bwait`` said a key
-        could serve the command (not after a CLIENT UNBLOCK)."""
+    def attempt(self, notified: bytes = b"") -> None:
+        """Try atomically; ``notified``: the notification of a ``__bwait``
+        (``_READY`` or ``_CLAIMED``) this try follows, or b"" (the first
+        try, or after a CLIENT UNBLOCK)."""
         client = self.client
         self.trying = True
         if self.read_only:
@@ -441,11 +443,11 @@ class _CrossShard:
             return
         if self.stream and not self.resolved:
             op = AtomicOp(client, [self.args, [Verb.XLASTIDS, *self.keys]], self.keys, self._resolve)
-        elif notified and self.move:
+        elif notified == _READY and self.move:
             # Redis serves the client it notified first: a destination of
             # another type gets it WRONGTYPE, even when the source is empty
             # again (a waiter on it alone took the element meanwhile).
-            op = AtomicOp(client, [self.args, [Verb.BDEST, self.args[2]]], self.keys, _served_move)
+            op = AtomicOp(client, [self.args, [Verb.BDEST, self.args[2]]], self.keys, self._served_move)
         else:
             op = AtomicOp(client, [self.args], self.keys, _first_body)
         # The operation queued a reply slot of its own; the client's place
@@ -504,6 +506,16 @@ class _CrossShard:
         finally:
             if holds is not None:
                 holds.end()
+
+    def _served_move(self, bodies: list[bytes]) -> bytes:
+        """A BLMOVE's try after ``BWAIT_READY``: what the command did, or the
+        destination's WRONGTYPE (``__bdest``) when it found nothing to move,
+        counted as the command's error (the shard counted its try a call)."""
+        if bodies[0] in _NULLS and len(bodies) > 1 and bodies[1][:1] == b"-":
+            error = bodies[1][1:-2].decode("latin-1")
+            self.client.server.stats.failed(stat_name(self.args), error)
+            return bodies[1]
+        return bodies[0]
 
     def _resolve(self, bodies: list[bytes]) -> bytes:
         """The first try of XREAD/XREADGROUP: put the IDs ``$`` stood for in
@@ -570,8 +582,8 @@ class _CrossShard:
         if self.done or notify not in self.notifies:
             return  # a late answer from a round already over
         self._cancel_notifies()
-        if body == _READY:
-            self.attempt(notified=True)
+        if body == _READY or body == _CLAIMED:
+            self.attempt(notified=body)
         elif body == _TIMED_OUT:
             self.finish(encode(NULL_ARRAY, self.client.resp3))
         else:

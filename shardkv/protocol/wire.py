@@ -777,6 +777,17 @@ def decode_others_events(payload: bytes) -> tuple[int, list[tuple[int, bytes, in
 # -- internal verbs --------------------------------------------------------------
 
 
+# A __bwait's notification (shardkv.worker.blocking): the waiters of a key
+# are notified in the order they blocked, each __bwait counted as taking one
+# element (it pops nothing; its client's try after the notification may).
+# BWAIT_READY: an element was left for it at its turn, as Redis would serve
+# that client; BWAIT_CLAIMED: earlier waiters may take every element, so a
+# BLMOVE's try finding a destination of another type waits again, where
+# Redis would not have served it (its list was gone at its turn).
+BWAIT_READY = 1
+BWAIT_CLAIMED = 2
+
+
 class Verb:
     """Every internal verb: the name of a command the acceptor sends a shard
     (or a shard writes in its AOF), never a client.  :data:`HANDLED` are run
@@ -798,12 +809,16 @@ class Verb:
     # Transactions and blocking commands.
     WATCH = b"__watch"
     UNWATCH = b"__unwatch"
+    # __bwait command timeout elapsed-ms key... -> 0 (timed out), or, once a
+    # key can serve the command, BWAIT_READY or BWAIT_CLAIMED (see below).
     BWAIT = b"__bwait"
     # __bdest destination -> 0, or WRONGTYPE if it holds another type than
     # a list: the second command of a cross-shard BLMOVE/BRPOPLPUSH's try
     # after its __bwait was notified, whose source another waiter may have
     # emptied meanwhile (Redis serves the notified client first, and its
     # serve checks the destination before it pops; see shardkv.acceptor.blocking).
+    # Only after BWAIT_READY does its empty result and WRONGTYPE here make
+    # the client's reply WRONGTYPE.
     BDEST = b"__bdest"
     # __unblock token seen seq -> 1 (it still waited: forgotten) or 0 (served
     # or timed out): CLIENT UNBLOCK of a command blocked on this shard

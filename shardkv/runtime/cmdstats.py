@@ -231,6 +231,11 @@ class Stats:
             row[3] += 1
             self.error(error)
 
+    def failed(self, name: str, error: str) -> None:
+        """A call counted already (its time elsewhere) failed with ``error``."""
+        self._row(name)[3] += 1
+        self.error(error)
+
     def record_latency(self, row: list, ns: int) -> None:
         row[5].append(ns)
         if len(row[5]) >= 256:

@@ -173,10 +173,12 @@ class Wait:
     ``serve``: see the module docstring; ``deny``: the reply when the
     command may not block; ``expired``: the reply when the timeout passes;
     ``missing``: serve is called for a ready key that no longer exists too
-    (a blocked XREADGROUP fails when its stream is deleted).
+    (a blocked XREADGROUP fails when its stream is deleted); ``claims``: a
+    ``__bwait`` that pops nothing but counts as taking one element (see
+    :meth:`Waiters.serve_ready`).
     """
 
-    __slots__ = ("keys", "timeout", "serve", "deny", "expired", "missing")
+    __slots__ = ("keys", "timeout", "serve", "deny", "expired", "missing", "claims")
 
     def __init__(
         self,
@@ -186,6 +188,7 @@ class Wait:
         deny: object = NULL_ARRAY,
         expired: object = NULL_ARRAY,
         missing: bool = False,
+        claims: bool = False,
     ) -> None:
         self.keys = keys
         self.timeout = timeout
@@ -193,6 +196,7 @@ class Wait:
         self.deny = deny
         self.expired = expired
         self.missing = missing
+        self.claims = claims
 
 
 class Waiter:
@@ -426,7 +430,23 @@ class Waiters:
                 self.ready[key] = None
 
     def serve_ready(self) -> None:
-        """Serve the waiters of each ready key, oldest first, while it can."""
+        """Serve the waiters of each ready key, oldest first, while it can.
+
+        A ``__bwait`` waiter (cross-shard: its client tries again once
+        notified) pops nothing but is counted as taking one element:
+        notified with ``BWAIT_READY`` while the elements outnumber the
+        ``__bwait`` waiters notified before it, else with ``BWAIT_CLAIMED``
+        (Redis would have served it only if its list still existed).
+        Notifying them all keeps an element from staying while someone
+        waits for it (the client it was counted for may be gone).  A
+        one-shard waiter still pops what it finds (a documented
+        difference); then the ``__bwait`` waiters before it are taken to
+        have popped nothing (Redis serves it only so: their BLMOVEs'
+        destinations hold another type), so those told ``BWAIT_CLAIMED``
+        are told ``BWAIT_READY`` instead (their wakes are not sent yet).
+        A one-shard waiter whose serve fails WRONGTYPE (a BLMOVE's
+        destination) when every element is counted as taken keeps waiting:
+        Redis does not serve a client once the list is gone."""
         ready = self.ready
         ks = self.ks
         lookup = ks.peek  # a probe, not an access
@@ -441,18 +461,42 @@ class Waiters:
                 db, key = dbkey
                 if db != ks.db:
                     ks.select(db)
+                claimed = 0  # __bwait waiters notified so far
+                late: list[tuple[int, Waiter]] = []  # those told BWAIT_CLAIMED: (wakes index, waiter)
                 for waiter in list(queue):
-                    if lookup(key) is None and not waiter.wait.missing:
+                    value = lookup(key)
+                    if value is None and not waiter.wait.missing:
                         if any(w.wait.missing for w in queue):
                             continue  # a blocked XREADGROUP still gets its error
                         break
-                    if (waiter.pipe, waiter.token) in self.by_token:
-                        self._serve(waiter, key)
+                    if (waiter.pipe, waiter.token) not in self.by_token:
+                        continue
+                    left = not claimed or value is None or claimed < len(value)  # type: ignore[arg-type]  # a list or zset
+                    if not self._serve(waiter, key, left):
+                        continue
+                    if waiter.wait.claims:
+                        if not left:
+                            late.append((len(self.wakes) - 1, waiter))
+                        claimed += 1
+                    elif not left:
+                        # A one-shard waiter popped an element counted for the
+                        # __bwait waiters before it: as if they take none (a
+                        # BLMOVE's destination of another type), so each had
+                        # one left at its turn.
+                        for i, w in late:
+                            self.wakes[i] = (
+                                w.pipe,
+                                wire.encode_wake(w.token, encode(wire.BWAIT_READY, w.resp3)),
+                            )
+                        late.clear()
+                        claimed = 0
         finally:
             if ks.db != here:
                 ks.select(here)
 
-    def _serve(self, waiter: Waiter, key: bytes) -> None:
+    def _serve(self, waiter: Waiter, key: bytes, left: bool = True) -> bool:
+        """Serve ``waiter`` from ``key`` if it can; whether it was served.
+        ``left``: an element is left for it (see :meth:`serve_ready`)."""
         ks = self.ks
         args = waiter.args
         start = perf_counter_ns()
@@ -470,19 +514,27 @@ class Waiters:
             log.exception("serving a blocked %r failed", args[0])
             value = Error(errors.INTERNAL % args[0].decode("latin-1"))
         if value is None:
-            return
+            return False
+        if not left:
+            if waiter.wait.claims:
+                value = wire.BWAIT_CLAIMED
+            elif type(value) is Error and value.message == errors.WRONGTYPE:
+                return False  # (its serve checks the destination before it pops)
         self._forget(waiter)
         self.wakes.append((waiter.pipe, wire.encode_wake(waiter.token, encode(value, waiter.resp3))))
         stats = ks.stats
-        if stats is not None:  # counted and slow-logged once served, as Redis's updateStatsOnUnblock
+        # Counted and slow-logged once served, as Redis's updateStatsOnUnblock;
+        # not a __bwait (internal verbs never show).
+        if stats is not None and args[0][0] != 95:
             ns = perf_counter_ns() - start
             stats.record(stat_name(args), ns, value.message if type(value) is Error else None)
             stats.slow(args, ns // 1000)
         if type(value) is Error:
-            return
+            return True
         if self.record is not None:
             self.record(args, value)
         self.mark(args)  # BLMOVE's destination may serve others now
+        return True
 
     # -- timeouts -------------------------------------------------------------
 
@@ -528,7 +580,9 @@ def bwait(ks: Keyspace, args: list[bytes]) -> object:
 
     1 when one of the keys holds a value ``command`` can pop, 0 when the
     timeout (less the milliseconds already waited) has passed; otherwise
-    waits for one of those.  Pops nothing.
+    waits for one of those.  Pops nothing.  Once it waited, its
+    notification is ``wire.BWAIT_READY`` (1) or ``wire.BWAIT_CLAIMED`` (2,
+    earlier waiters may take every element: see :meth:`Waiters.serve_ready`).
     """
     kind = KINDS[args[1].lower()]
     timeout = parse_timeout(args[2])
@@ -552,7 +606,8 @@ def bwait(ks: Keyspace, args: list[bytes]) -> object:
         timeout -= int(args[3])
         if timeout <= 0:
             return 0
-    return Wait(keys, timeout, serve, deny=0, expired=0, missing=kind is None and serve is not _notify)
+    notify = serve is _notify
+    return Wait(keys, timeout, serve, deny=0, expired=0, missing=kind is None and not notify, claims=notify)
 
 
 def _notify_stream(ready: Callable, rest: list, ks: Keyspace, args: list[bytes], key: bytes) -> object:
@@ -560,7 +615,7 @@ def _notify_stream(ready: Callable, rest: list, ks: Keyspace, args: list[bytes],
 
 
 def _notify(ks: Keyspace, args: list[bytes], key: bytes) -> object:
-    return 1 if type(ks.peek(key)) is KINDS[args[1].lower()] else None
+    return wire.BWAIT_READY if type(ks.peek(key)) is KINDS[args[1].lower()] else None
 
 
 def unblock(ks: Keyspace, args: list[bytes]) -> object:
