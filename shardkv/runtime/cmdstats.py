@@ -353,7 +353,7 @@ class Stats:
     def forget(self, journal: list[tuple[list, int]]) -> None:
         """Take back the calls ``journal`` noted, ``(row, time)`` each in the
         order they were counted (:meth:`record_latency` of a script's read
-        that runs again elsewhere, see Shard.execute_read).  Nothing else
+        that runs again elsewhere, see Engine._call_raise).  Nothing else
         was counted in those rows meanwhile, so each is the row's latest
         pending time, or was folded since."""
         for row, ns in reversed(journal):

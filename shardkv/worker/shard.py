@@ -305,20 +305,14 @@ class Shard:
             self.record(args, value)
         return value
 
-    def execute_read(self, args: list[bytes], handler, journal: list | None = None) -> object:
+    def execute_read(self, args: list[bytes], handler) -> object:
         """:meth:`execute` of a read-only command whose handler is known (a
         script's ``redis.call`` of a single-key read, see
         shardkv.worker.scripting): the same run and the same counts, less
         what such a command never needs (the handler's lookup, the disk
         check and keyspace events of writes, a blocking wait, a script's
-        reply).
-
-        ``journal``: the read is a call of a script whose counts go apart
-        (``self.stats`` is the script's, see Engine._invoke).  Its time goes
-        straight to the shard's own row (``self.stats.leader``) and
-        ``(row, time)`` to ``journal``, to be taken back (Stats.forget) if
-        the script runs again across shards; an error or a slow log entry
-        goes apart as before."""
+        reply).  (The usual such call, ``Engine._call_raise``'s, runs this
+        inline, with its counts noted for an undo.)"""
         ks = self.keyspace
         ks.counting = handler.reads
         start = perf_counter_ns()
@@ -334,17 +328,12 @@ class Shard:
         if self.timing and args[0][0] != 95:  # counted as execute counts it
             ns = perf_counter_ns() - start
             stats = self.stats
-            counts: Stats = stats if journal is None else stats.leader  # type: ignore[assignment]
-            row = counts.by_bytes.get(args[0]) or counts.row_of(args)
-            if journal is not None:
-                journal.append((row, ns))
+            row = stats.by_bytes.get(args[0]) or stats.row_of(args)
             times = row[5]
             times.append(ns)
             if len(times) >= 256:
-                counts.fold(row)
+                stats.fold(row)
             if type(value) is Error:
-                if journal is not None:  # (the time is the shard's, the error apart)
-                    row = stats.by_bytes.get(args[0]) or stats.row_of(args)
                 row[3] += 1
                 stats.error(value.message)
             if ns >= stats.slow_threshold_ns >= 0:

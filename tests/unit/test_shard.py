@@ -305,7 +305,7 @@ def test_unblock_sent_before_a_script_went_busy_is_refused(shard):
 
 def test_script_read_counts_as_a_client_read():
     """A script's redis.call (and redis.pcall) of a single-key read runs
-    through Shard.execute_read, and counts (calls, failed calls,
+    as Shard.execute_read runs it, and counts (calls, failed calls,
     errorstats, keyspace hits and misses) as the same command sent by a
     client counts."""
     reads = [["GET", "s"], ["GET", "nokey"], ["GET", "h"], ["HGET", "h", "f"], ["HGET", "s", "f"]]
