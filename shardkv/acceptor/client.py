@@ -198,6 +198,10 @@ class Client(Dispatch, asyncio.Protocol):
         header = self.headers[self.resp3]
         rest = iter(batch)
         args = None
+        # The plain single-key commands queued so far, by shard, for
+        # ShardLink.send_run: ``[raw, slot, raw, slot, ...]``, each run sent
+        # before anything else runs (below, and at the end).
+        runs: dict[int, list] | None = None
         for args, raw in rest:
             if plain and raw is not None:
                 cmd = _seen(args[0])
@@ -209,12 +213,28 @@ class Client(Dispatch, asyncio.Protocol):
                             pending.append(slot)
                             key = args[1]  # Router.shard_of, inline
                             shard = owners[key_slot(key) if LBRACE in key else crc_hqx(key, 0) & 16383]
-                            links[shard].send(header, raw, slot, True)
+                            if runs is None:
+                                runs = {shard: [raw, slot]}
+                            else:
+                                run = runs.get(shard)
+                                if run is None:
+                                    runs[shard] = [raw, slot]
+                                else:
+                                    run.append(raw)
+                                    run.append(slot)
                             continue
                     else:
+                        if runs is not None:
+                            for shard, run in runs.items():
+                                links[shard].send_run(header, run)
+                            runs = None
                         fast = fast_paths.get(cmd.name)
                         if fast is not None and fast(self, args, raw, header):
                             continue
+            if runs is not None:
+                for shard, run in runs.items():
+                    links[shard].send_run(header, run)
+                runs = None
             self.execute(args, raw)
             for link in links:  # a whole step (MSET's parts, an EXEC) is queued
                 link.step_done()
@@ -224,6 +244,9 @@ class Client(Dispatch, asyncio.Protocol):
                 break
             plain = self._plain()
             header = self.headers[self.resp3]
+        if runs is not None:
+            for shard, run in runs.items():
+                links[shard].send_run(header, run)
         if args is not None:
             # CLIENT LIST's cmd: the last command that started, as Redis sets
             # c->lastcmd; those held behind a blocking one have not started.

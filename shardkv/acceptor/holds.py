@@ -11,7 +11,7 @@ EXISTS, KEYS, DBSIZE, WATCH, an EXEC, a parked cross-shard operation, a
 script's cross-shard retry, a blocking command's cross-shard try...) is
 not sent at once:
 
-1. its entries are *captured* (``ShardLink.send`` is shadowed for the
+1. its entries are *captured* (``ShardLink.send`` and ``send_run`` are shadowed for the
    step's duration) and the client's later commands wait
    (:data:`HOLDING`, as a blocked client's do; those that only touch the
    shards it holds join it once it holds them, see
@@ -237,6 +237,7 @@ class Holds:
         self.queue: deque[Request] = deque()
         self.current: Request | None = None
         self._capture = [self._capturer(link) for link in self.links]
+        self._capture_run = [self._run_capturer(link) for link in self.links]
         # This acceptor's cross-shard operations not decided yet, counted
         # per shard they were sent to (see parking), and those of the step
         # being captured.
@@ -256,6 +257,25 @@ class Holds:
 
         return send
 
+    def _run_capturer(self, link: ShardLink) -> Callable[..., None]:
+        def send_run(header: bytes, run: list) -> None:
+            captured = self.captured
+            for i in range(0, len(run), 2):
+                captured.append((link, header, run[i], run[i + 1]))  # type: ignore[union-attr]
+
+        return send_run
+
+    def _shadow(self) -> None:
+        """Capture what is sent to the links (``send`` and ``send_run``)."""
+        for link, capture, capture_run in zip(self.links, self._capture, self._capture_run, strict=True):
+            link.send = capture  # type: ignore[method-assign]
+            link.send_run = capture_run  # type: ignore[method-assign]
+
+    def _unshadow(self) -> None:
+        for link in self.links:
+            del link.send
+            del link.send_run
+
     # -- capturing a step -------------------------------------------------------
 
     def begin(self) -> None:
@@ -264,8 +284,7 @@ class Holds:
         if self.depth == 1:
             self.captured = []
             self.step_ops = []
-            for link, capture in zip(self.links, self._capture, strict=True):
-                link.send = capture  # type: ignore[method-assign]
+            self._shadow()
 
     def end(self, client: Client | None = None, replies_from: int = 0) -> None:
         """The step ends: send it now if it touches one shard at most, else
@@ -275,8 +294,7 @@ class Holds:
         self.depth -= 1
         if self.depth:
             return
-        for link in self.links:
-            del link.send
+        self._unshadow()
         captured, self.captured = self.captured, None
         ops, self.step_ops = self.step_ops, []
         shards = sorted({entry[0].index for entry in captured})  # type: ignore[union-attr]
@@ -523,8 +541,7 @@ class Holds:
                 self._take_along(client, shards)
         finally:
             self.depth -= 1
-            for link in self.links:
-                del link.send
+            self._unshadow()
             captured, self.captured = self.captured, None
             ops, self.step_ops = self.step_ops, []
         request.entries += captured  # type: ignore[arg-type]

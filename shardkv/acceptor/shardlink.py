@@ -257,6 +257,31 @@ class ShardLink:
         if whole_step and len(out) >= 2 * EARLY_BATCH:  # a header and a command each
             self._write()
 
+    def send_run(self, header: bytes, run: list) -> None:
+        """Queue a run of plain single-key commands, each a whole step, as
+        :meth:`send` queues each (``whole_step``): ``run`` is
+        ``[command, sink, command, sink, ...]``.  One call for the commands
+        of a client's read that go to this shard (see ``Client._run``);
+        a step's capture (:mod:`shardkv.acceptor.holds`) shadows it as it
+        shadows :meth:`send`."""
+        if not self.up or self.busy:
+            error = self.busy or encode_error(errors.SHARD_UNAVAILABLE)
+            for sink in run[1::2]:
+                sink.deliver(error)
+            return
+        n = len(run) // 2
+        entries = [header] * len(run)
+        entries[1::2] = run[::2]
+        out = self.out
+        out += entries
+        self.fifo.extend(run[1::2])
+        self.sent += n
+        if not self.queued:
+            self.queued = True
+            self._on_turn_end(self)
+        if len(out) >= 2 * EARLY_BATCH:
+            self._write()
+
     def _refuse_unblocks(self, unblocks: tuple) -> None:
         """A script went busy: as Redis, the CLIENT UNBLOCKs waiting behind
         it get ``-BUSY`` now, and do nothing: the worker refuses each

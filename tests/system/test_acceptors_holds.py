@@ -116,6 +116,29 @@ def test_pipelined_cross_shard_writes_stay_in_order_and_whole():
         server.stop()
 
 
+def test_single_key_commands_pipelined_behind_a_cross_shard_write_see_it():
+    """A pipelined ``MSET a v b v c v`` over three shards of four, then ``GET`` of
+    each key: the GETs ride along on the MSET's holds
+    (``Holds._take_along_all``), sent as runs (``ShardLink.send_run``) that
+    the step's capture must see, and read what it wrote.  (A cut that
+    queued them on their links past the capture left them unanswered.)"""
+    server = start_shardkv(shards=4, acceptors=K)
+    try:
+        keys = on_shards(0, 1, 2, prefix="ride")
+        for i in range(K):
+            conn = connect_to(server.port, i)
+            for n in range(20):
+                value = f"{i}:{n}"
+                pipe = conn.pipeline(transaction=False)
+                pipe.mset(dict.fromkeys(keys, value))
+                for key in keys:
+                    pipe.get(key)
+                assert pipe.execute() == [True, value, value, value]
+            conn.close()
+    finally:
+        server.stop()
+
+
 def _stopped(pid: int, limit: float) -> bool:
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:

@@ -41,6 +41,10 @@ class FakeLink:
     ) -> None:
         self.sent.append((header, command, sink))
 
+    def send_run(self, header: bytes, run: list) -> None:
+        for i in range(0, len(run), 2):
+            self.send(header, run[i], run[i + 1], True)
+
     def send_control(self, command: bytes, sink: object) -> None:
         self.send(wire.entry_header(0), command, sink, control=True)
 
