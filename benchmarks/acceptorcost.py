@@ -81,7 +81,9 @@ def main() -> None:
     args = p.parse_args()
     spent = run(args.kind, args.pipeline, args.clients, args.shards, args.turns, args.acceptors)
     commands = args.turns * args.pipeline * args.clients
-    print(f"{args.kind.upper()} -P {args.pipeline}: acceptor {spent / commands * 1e6:.2f} us/cmd over {commands}")
+    print(
+        f"{args.kind.upper()} -P {args.pipeline}: acceptor {spent / commands * 1e6:.2f} us/cmd over {commands}"
+    )
 
 
 if __name__ == "__main__":
