@@ -63,6 +63,11 @@ _LONG_BULK_HEAD = re.compile(rb"\$\d{5}")  # a bulk of 10,000 bytes or more, may
 # from the join) and ``*<n>\r\n``: see RequestParser._feed_canonical.
 _BULK_HEADS = [b"$%d" % i for i in range(1024)]
 _ARRAY_HEADS = [b"*%d\r\n" % i for i in range(64)]
+# A command's first two headers in one, for 2 and 3 arguments (``*3\r\n$3``):
+# most commands are GET- or SET-shaped, and those are re-encoded with one
+# join and no loop per argument.
+_HEADS_OF_2 = [_ARRAY_HEADS[2] + head for head in _BULK_HEADS]
+_HEADS_OF_3 = [_ARRAY_HEADS[3] + head for head in _BULK_HEADS]
 
 
 def _may_allocate_big(data: bytes) -> bool:
@@ -585,18 +590,32 @@ class RequestParser:
         out: list[Parsed] = []
         raws: list[bytes] = []
         heads = _BULK_HEADS
+        join = b"\r\n".join
         try:
             while (args := gets()) is not False:
-                if not args:  # *0 and *-1 (ignored), or not a command at all
-                    raise ValueError
-                parts = []
-                for a in args:
-                    n = len(a)
-                    parts.append(heads[n] if n < 1024 else b"$%d" % n)
-                    parts.append(a)
-                parts.append(b"")
-                n = len(args)
-                raw = (_ARRAY_HEADS[n] if n < 64 else b"*%d\r\n" % n) + b"\r\n".join(parts)
+                # Two or three arguments shorter than 1024 bytes: one join,
+                # no loop (an IndexError, a longer one, takes the loop).
+                try:
+                    n = len(args)
+                    if n == 3:
+                        a, b, c = args
+                        raw = join((_HEADS_OF_3[len(a)], a, heads[len(b)], b, heads[len(c)], c, b""))
+                    elif n == 2:
+                        a, b = args
+                        raw = join((_HEADS_OF_2[len(a)], a, heads[len(b)], b, b""))
+                    else:
+                        raise IndexError
+                except IndexError:
+                    if not args:  # *0 and *-1 (ignored), or not a command at all
+                        raise ValueError from None
+                    parts = []
+                    for a in args:
+                        n = len(a)
+                        parts.append(heads[n] if n < 1024 else b"$%d" % n)
+                        parts.append(a)
+                    parts.append(b"")
+                    n = len(args)
+                    raw = (_ARRAY_HEADS[n] if n < 64 else b"*%d\r\n" % n) + join(parts)
                 out.append((args, raw))
                 raws.append(raw)
         except Exception:  # noqa: BLE001 - not canonical: the long way decides
