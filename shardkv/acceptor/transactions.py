@@ -48,6 +48,7 @@ from shardkv.acceptor.client import Client
 from shardkv.acceptor.crossshard import AtomicOp
 from shardkv.acceptor.dispatch import db_headers
 from shardkv.acceptor.replies import Slot
+from shardkv.acceptor.shardlink import BUSY_LINKS
 from shardkv.acceptor.users import UsersInExec, hold_for_changes
 from shardkv.protocol import acl, bus, errors
 from shardkv.protocol.commands import Command, other_db_keys
@@ -186,14 +187,23 @@ def watch(client: Client, args: list[bytes]) -> None:
     if server.holds is not None and waits:  # several acceptors
         slot = Slot(client)
         done = _WatchDone(slot, len(waits))
+    # While a script is busy (on any shard) Redis reads the WATCH at once,
+    # and the script's later writes to the key fail the EXEC: a __watchb,
+    # which the worker runs ahead of the script's end (see
+    # shardkv.worker.busywatch), sent now, before the OK leaves (the
+    # client may make the script go on after it).
+    busy = bool(BUSY_LINKS)
+    verb = Verb.WATCH_BUSY if busy else Verb.WATCH
     for shard, keys in by_shard.items():
         link = links[shard]
         link.send(
             db_headers(db)[1][0],
-            encode_command([Verb.WATCH, *keys]),
+            encode_command([verb, *keys]),
             _WatchPart(watching, keys, db, None if link.busy else done),
             control=bool(link.busy),
         )
+        if busy:
+            link.flush()
     # The reply is always OK.  Any command that reaches the acceptor after
     # this one is queued on the shard's pipe after the __watch above.
     client.pending.append(_OK if done is None else done.slot)

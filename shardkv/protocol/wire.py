@@ -330,6 +330,16 @@ def take_stamp(header: int, args: list[bytes]) -> int:
     return int(args.pop()) if header & FLAG_STAMP else 0
 
 
+def encode_batch(entries: list[Any]) -> bytes:
+    """A ``B`` payload of ``[header, args, ...]``, as the acceptor writes one
+    (a worker's rewrite of a batch it keeps, see :func:`decode_batch`)."""
+    out = [b"B"]
+    for j in range(0, len(entries), 2):
+        out.append(b":%d\r\n" % entries[j])
+        out.append(encode_command(entries[j + 1]))
+    return b"".join(out)
+
+
 # What a hiredis reader made by decode_batch answers when it has read every
 # item: an object no item equals (a header 0 would equal False, its usual
 # answer), so that ``iter(gets, _END)`` reads the items with no Python loop.
@@ -808,6 +818,12 @@ class Verb:
     STATE = b"__state"  # AOF: __state key payload, a key of a type no command re-creates
     # Transactions and blocking commands.
     WATCH = b"__watch"
+    # __watchb key...: a __watch sent while a script is busy (on any shard),
+    # which a worker may run ahead, as Redis reads a WATCH while a script is
+    # busy (see shardkv.worker.busywatch); what it leaves in the batch then:
+    # __watched version..., its reply (the versions it read).
+    WATCH_BUSY = b"__watchb"
+    WATCHED = b"__watched"
     UNWATCH = b"__unwatch"
     # __bwait command timeout elapsed-ms key... -> 0 (timed out), or, once a
     # key can serve the command, BWAIT_READY or BWAIT_CLAIMED (see below).

@@ -45,7 +45,6 @@ import time
 from typing import TYPE_CHECKING
 
 from shardkv.protocol import commands, errors, wire
-from shardkv.protocol.resp import encode_command
 from shardkv.protocol.wire import Verb
 from shardkv.runtime.cmdstats import called_name, stat_name
 
@@ -219,7 +218,7 @@ class Refusals:
                     changed = True
                 place += 1
             if changed:
-                backlog[k] = _encode_batch(entries)
+                backlog[k] = wire.encode_batch(entries)
         try:
             pipe.send_state(wire.encode_refusals(self.epoch, refused))
         except OSError:
@@ -241,12 +240,3 @@ class Refusals:
             counted = called_name(counted, header & wire.FLAG_AS_CALLED)
         self.shard.stats.rejected(counted, self.message)
         return True
-
-
-def _encode_batch(entries: list) -> bytes:
-    """A ``B`` payload of ``[header, args, ...]``, as the acceptor writes one."""
-    out = [b"B"]
-    for j in range(0, len(entries), 2):
-        out.append(b":%d\r\n" % entries[j])
-        out.append(encode_command(entries[j + 1]))
-    return b"".join(out)

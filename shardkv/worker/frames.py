@@ -66,6 +66,14 @@ class FrameReader:
             return False
         return len(buf) - pos - 4 >= FRAME.unpack_from(buf, pos)[0]
 
+    def next_kind(self) -> int:
+        """The kind (first byte) of the next frame if it is whole already
+        (no system call), else -1."""
+        if not self.has_frame():
+            return -1
+        pos = self.pos
+        return self.buf[pos + 4] if FRAME.unpack_from(self.buf, pos)[0] else -1
+
     def fill(self) -> bool:
         """Read what is there without waiting (one ``recv``); False if
         nothing was, EOFError if the other end has closed.  For a loop that

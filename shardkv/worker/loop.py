@@ -38,6 +38,7 @@ from shardkv.runtime.exitcodes import EXIT_LOAD_FAILED
 from shardkv.runtime.parentdeath import die_with_parent
 from shardkv.runtime.proctitle import set_name
 from shardkv.worker.busyrefusal import Refusals
+from shardkv.worker.busywatch import BusyWatches
 from shardkv.worker.frames import FrameReader
 from shardkv.worker.persistence.engine import Persistence
 from shardkv.worker.persistence.files import LoadError
@@ -202,6 +203,33 @@ class Pipe:
         except (EOFError, OSError):
             self.broken = True
 
+    def take_batches(self) -> None:
+        """This pipe is the one the shard waits on (a busy script's, or the
+        coordinator's of the operation it is parked for): read what it has
+        sent, keep its batches in :attr:`backlog`, answer its ``I`` frames
+        and refuse its ``T`` frames (the shard is not free), in order, up to
+        the first frame of another kind, which stays on the reader: the
+        ``Decide``, ``A`` or ``K`` frame that :meth:`Shard.park`,
+        ``Engine._ask_acceptor`` or ``Refusals`` read there, after putting
+        every batch before it in the backlog just as this does.  EOF or an
+        error marks it broken, as :meth:`take_others` does."""
+        reader = self.reader
+        backlog = self.backlog
+        try:
+            while True:
+                kind = reader.next_kind()
+                if kind == wire.BATCH:
+                    backlog.append(reader.pop())
+                elif kind == wire.INQUIRY:
+                    self.answer(reader.pop())
+                elif kind == wire.TRY_HOLD:
+                    reader.pop()
+                    self.send_state(wire.TRY_REFUSED)
+                elif kind >= 0 or not reader.fill():
+                    return
+        except (EOFError, OSError):
+            self.broken = True
+
     def hold_frame(self, payload: bytes) -> None:
         """Hold ``payload`` (a frame that acknowledges no write) back, to
         leave with the next frame sent or when the pipe goes idle, as held
@@ -258,6 +286,7 @@ class Pipes:
         shard.npipes = len(conns)
         shard.send_state = self.send_state
         shard.refusals = Refusals(shard, self)
+        shard.busy_watches = BusyWatches(shard, self)
         self.conns = conns
         # With several pipes, one poll() per wake-up says which are readable
         # (registered once, as pipes come and go); with one, it is unused.

@@ -1520,6 +1520,8 @@ class Engine:
                 backlog.append(frame)
         except (EOFError, OSError):  # the acceptor is gone: so is the script's caller
             return Error(errors.SHARD_UNAVAILABLE)
+        if run.busy and run.abort is None:
+            self._watch_ahead()  # what was sent before the answer, before the script goes on
         try:
             return decode_reply(wire.decode_script_answer(frame))
         except ProtocolError as e:
@@ -1824,6 +1826,7 @@ class Engine:
             refusals = getattr(self.shard, "refusals", None)
             if refusals is not None and refusals.due:
                 refusals.poll()  # what came before the acceptors knew: -BUSY now
+            self._watch_ahead()
         if run.busy and run.logs:
             self._write_logs(run)  # a busy script's lines are looked for now, not held
         if self.kill_requested:
@@ -1832,6 +1835,13 @@ class Engine:
                 run.killed = True
                 return True
         return False
+
+    def _watch_ahead(self) -> None:
+        """The script is busy: the WATCHes sent meanwhile run now, as
+        Redis reads them (see shardkv.worker.busywatch)."""
+        watches = getattr(self.shard, "busy_watches", None)
+        if watches is not None:
+            watches.run_ahead()
 
     def busy_threshold(self) -> float:
         """busy-reply-threshold, in seconds."""

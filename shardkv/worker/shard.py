@@ -54,6 +54,7 @@ from shardkv.runtime.cmdstats import Stats, called_name, stat_name
 from shardkv.worker import access, events, eviction, functions, plain, scripting, tunables, wiring  # noqa: F401
 from shardkv.worker.blocking import Wait, Waiters
 from shardkv.worker.busyrefusal import Refusals
+from shardkv.worker.busywatch import BusyWatches
 from shardkv.worker.clock import Clock
 from shardkv.worker.handlers import HANDLERS, find
 from shardkv.worker.keyspace import Keyspace, slot_of
@@ -153,6 +154,9 @@ class Shard:
         self.send_state: Callable[[bytes], list[int]] | None = None
         # The busy script's K frames (see shardkv.worker.busyrefusal), set by the loop.
         self.refusals: Refusals | None = None
+        # Runs ahead the WATCHes sent while a script is busy (see
+        # shardkv.worker.busywatch), set by the loop.
+        self.busy_watches: BusyWatches | None = None
         # A running script's question to the acceptor (a ``Q`` frame), sent
         # as it is on the current pipe only: the one its batch came on and
         # whose ``A`` frame it waits for.
@@ -1070,6 +1074,10 @@ class Shard:
                 self.send_events()  # the operation's events, before its Ran
                 self.send(wire.encode_control(ran))
             elif type(message) is wire.Prepare:
+                if self.busy_watches is not None:
+                    # A script's changes (maybe a busy one's): the WATCHes
+                    # sent while it was busy count them (see busywatch).
+                    self.busy_watches.on_prepare()
                 self.prepare_states(
                     op, message.states, message.clocks
                 )  # op: a parked operation is parked alone

@@ -332,6 +332,97 @@ def test_transactions_and_watch_while_a_script_is_busy(acceptors: int) -> None:
     assert got == expected
 
 
+# A script that writes its first key at once, goes on until a new client
+# connects (INFO's total_connections_received: Redis accepts it while the
+# script is busy, from the same processEventsWhileBlocked that reads the
+# WATCHes), then writes its second key; its other keys, on another shard
+# with more than one, the same; and its second key again in database 9,
+# which nothing used before.  No clock in it: its end is the test's.
+WRITES_AROUND_A_SIGNAL = """
+local function connections()
+  return tonumber(string.match(redis.call('info', 'stats'), 'total_connections_received:(%d+)'))
+end
+local seen = connections()
+redis.call('set', KEYS[1], 'early')
+if KEYS[3] then redis.call('set', KEYS[3], 'early') end
+while connections() == seen do for i = 1, 20000 do end end
+redis.call('set', KEYS[2], 'late')
+if KEYS[4] then redis.call('set', KEYS[4], 'late') end
+redis.call('select', 9)
+redis.call('set', KEYS[2], 'late')
+return 1
+"""
+# On the script's shard, and on another one with 2 or 4 shards.
+OWN_KEYS = ["{b}early", "{b}late"]
+OTHER_KEYS = ["{a}early", "{a}late"]
+
+
+def watch_writes_of_a_busy_script(port: int, acceptors: int, across: bool) -> list:
+    """Each key WATCHed by a client of its own while the script is busy
+    (after a probe's -BUSY), the last acceptor's, and the script's second
+    key by one in database 9: Redis runs the WATCH then,
+    and the script's write after it fails the EXEC, its write before it
+    does not.  A fence (a PING answered -BUSY, on the same acceptor) makes
+    sure every WATCH was read before the connection that lets the script
+    go on; the WATCHes' OKs are read after the script (with several
+    acceptors, one of a shard that no script runs waits for it).  shardkv
+    read the versions at the script's end, and every EXEC ran.  The
+    replies, errors as their first word."""
+    keys = OWN_KEYS + (OTHER_KEYS if across else [])
+    setup = RespClient(port, timeout=WAIT)
+    setup.command("CONFIG", "SET", "busy-reply-threshold", "100")
+    scripter = client_on(port, acceptors, 0)
+    last = acceptors - 1
+    probe = client_on(port, acceptors, last)
+    watchers = [client_on(port, acceptors, last) for _ in range(len(keys) + 1)]
+    assert watchers[-1].command("SELECT", "9") == b"OK"  # before: SELECT is not allow-busy
+    scripter.send("EVAL", WRITES_AROUND_A_SIGNAL, len(keys), *keys)
+    wait_busy(probe)
+    for watcher, key in zip(watchers, [*keys, OWN_KEYS[1]], strict=True):
+        watcher.send("WATCH", key)
+    got: list = [ask(probe, "PING")]  # the fence
+    RespClient(port, timeout=WAIT).close()  # the script goes on
+    got.append(scripter.read_reply())
+    for watcher in watchers:
+        got.append(watcher.read_reply())
+        got.append(ask(watcher, "MULTI"))
+        got.append(ask(watcher, "SET", "{b}x", "1"))
+        got.append(ask(watcher, "EXEC"))
+    got.append(ask(probe, "MGET", *keys))
+    for c in (setup, scripter, probe, *watchers):
+        c.close()
+    return got
+
+
+@pytest.mark.parametrize(
+    ("shards", "acceptors"), [(1, 1), (1, 2), (2, 1), (4, 2)], ids=["1x1", "1x2", "2x1", "4x2"]
+)
+def test_watched_keys_written_by_a_busy_script(shards: int, acceptors: int) -> None:
+    across = shards > 1
+    expected = on_redis(lambda port: watch_writes_of_a_busy_script(port, 1, across))
+    ran, failed = (b"OK", b"OK", b"QUEUED", [b"OK"]), (b"OK", b"OK", b"QUEUED", None)
+    assert expected == [
+        "BUSY",
+        1,
+        *ran,  # {b}early: written before the WATCH
+        *failed,  # {b}late: after it
+        *((*ran, *failed) if across else ()),
+        *failed,  # {b}late in database 9, which the script selected after the WATCH
+        [b"early", b"late", *((b"early", b"late") if across else ())],
+    ]
+    if across:
+        # Shards the script runs on as a cross-shard operation's parked
+        # partners count every change it made there (shardkv.worker.busywatch):
+        # the write before the WATCH fails that EXEC too.
+        expected[10:14] = failed
+    server = start_shardkv(shards=shards, acceptors=acceptors)
+    try:
+        got = watch_writes_of_a_busy_script(server.port, acceptors, across)
+    finally:
+        server.stop()
+    assert got == expected
+
+
 # -- the script's own client waits for it ------------------------------------------
 
 

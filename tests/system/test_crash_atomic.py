@@ -14,8 +14,13 @@ from __future__ import annotations
 
 import marshal
 import os
+import signal
+import threading
+import time
 
+import psutil
 import pytest
+import redis
 
 from shardkv.acceptor import crossshard
 from shardkv.protocol import decisions, wire
@@ -445,3 +450,64 @@ def test_after_a_crash_of_the_whole_server_every_round_is_as_it_was(rig):
     tally = faults.Tally()
     faults.after_restart(server, tally, final)
     assert tally.lost == 0, tally.problems
+
+
+# -- a Decide right behind its Prepare -------------------------------------------------
+
+
+def test_a_participant_reads_a_decide_that_came_with_its_prepare():
+    """The executor dies after its Ran: the acceptor sends the other shard
+    its Prepare, then at once the Decide (abort), both read together once
+    that shard goes on.  Reading the WATCHes sent while a script was busy
+    on Prepare (shardkv.worker.busywatch) once took the Decide off the pipe
+    into the backlog, where the parked shard never looked: it stayed
+    parked, and its keys never answered again."""
+    server = faults.Server(2, 1)
+    server.start()
+    try:
+        c = server.client()
+        x, y = server.key_on(0, "x"), server.key_on(1, "y")
+        # Which shard executes is the coordinator's choice: hold whichever runs.
+        server.hold("ran")
+        result: dict = {}
+        client = server.client()
+
+        def run() -> None:
+            try:
+                pipe = client.pipeline(transaction=True)
+                pipe.set(x, 1)
+                pipe.set(y, 1)
+                result["reply"] = pipe.execute()
+            except (redis.RedisError, OSError) as ex:
+                result["error"] = repr(ex)
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        pids = [server.pid("shard0"), server.pid("shard1")]
+        deadline = time.monotonic() + 10
+        held = None
+        while held is None and time.monotonic() < deadline:
+            for shard, pid in enumerate(pids):
+                if psutil.Process(pid).status() == psutil.STATUS_STOPPED:
+                    held = shard
+            time.sleep(0.01)
+        server.release()
+        assert held is not None, "the executor never reached 'ran'"
+        executor, other = pids[held], pids[1 - held]
+        os.kill(other, signal.SIGSTOP)
+        os.kill(executor, signal.SIGCONT)  # its Ran goes out: the other shard's Prepare waits on its pipe
+        time.sleep(1.0)
+        os.kill(executor, signal.SIGKILL)  # the acceptor aborts: the Decide lands behind the Prepare
+        faults._gone(executor, 5.0)
+        time.sleep(1.0)
+        os.kill(other, signal.SIGCONT)
+        thread.join(15)
+        probe = redis.Redis(port=server.port, socket_timeout=10, decode_responses=True)
+        try:
+            assert probe.get((x, y)[1 - held]) is None  # aborted, and answered
+        finally:
+            probe.close()
+        assert server.recovered(20)
+        c.close()
+    finally:
+        server.cleanup()

@@ -16,7 +16,7 @@ from shardkv.acceptor.shardlink import ShardLink
 from shardkv.protocol import errors, wire
 from shardkv.protocol.resp import encode_command, encode_error
 from shardkv.runtime.cmdstats import Stats
-from shardkv.worker.busyrefusal import Refusals, _encode_batch
+from shardkv.worker.busyrefusal import Refusals
 from tests.unit.test_acceptor_dispatch import MemoryTransport
 
 
@@ -48,7 +48,7 @@ def test_a_rewritten_batch_keeps_its_other_entries_byte_for_byte():
         (wire.entry_header(wire.FLAG_STAMP, token=9), [b"BLPOP", b"l", b"0", b"123"]),
     ]
     payload = b"B" + b"".join(h + encode_command(args) for h, args in entries)
-    assert _encode_batch(wire.decode_batch(payload)) == payload
+    assert wire.encode_batch(wire.decode_batch(payload)) == payload
 
 
 @pytest.mark.parametrize(

@@ -304,17 +304,33 @@ def parse_count(arg: bytes) -> int:
 
 
 def watch(ks: Keyspace, args: list[bytes]) -> object:
-    """__watch key... -> the keys' current versions; counts the watchers."""
+    """__watch key... (or __watchb key..., see Verb.WATCH_BUSY) -> the keys'
+    current versions; counts the watchers."""
+    for key in args[1:]:
+        ks.peek(key)  # an expired key goes now: its removal is no change after the WATCH
+    return watch_keys(ks, ks.pipe, args[1:])
+
+
+def watch_keys(ks: Keyspace, pipe: int, keys: list[bytes]) -> list[int]:
+    """Count ``pipe``'s acceptor as a watcher of ``keys`` (of the current
+    database), and give their versions, which :meth:`Keyspace.touch` raises
+    from now on."""
     counts = ks.watch_counts
-    mine = ks.watchers.setdefault(ks.pipe, {})  # this acceptor's, forgotten with it
+    mine = ks.watchers.setdefault(pipe, {})  # this acceptor's, forgotten with it
     db = ks.db
     out = []
-    for key in args[1:]:
-        ks.peek(key)
+    for key in keys:
         counts[key] = counts.get(key, 0) + 1
         mine[db, key] = mine.get((db, key), 0) + 1
         out.append(ks.watched.setdefault(key, 0))
     return out
+
+
+def watched(ks: Keyspace, args: list[bytes]) -> object:
+    """__watched version... -> those versions: a __watchb that ran ahead
+    while a script was busy (see shardkv.worker.busywatch) answers, in its
+    place, what it read then."""
+    return [int(v) for v in args[1:]]
 
 
 def unwatch(ks: Keyspace, args: list[bytes]) -> object:
@@ -358,5 +374,7 @@ HANDLERS: Handlers = {
     Verb.RELEASE: release,
     Verb.PING: ping,
     Verb.WATCH: watch,
+    Verb.WATCH_BUSY: watch,
+    Verb.WATCHED: watched,
     Verb.UNWATCH: unwatch,
 }
