@@ -99,6 +99,9 @@ class Wiring:
     # command of a client with tracking on; the CLIENT subcommands it
     # answers (upper-case name -> handler); INFO's totals of its tables.
     after_command: Callable[..., None]
+    # An EXEC run in order: called once it routed its commands (evictions
+    # over the tracking table's limit, now its reads ran).
+    exec_ran: Callable[[Client], None]
     # An EXEC run atomically: what its reads remember once it commits.
     atomic_exec_reads: Callable[[Client, list], Callable[[Any], None] | None]
     client_subcommands: Mapping[bytes, LocalHandler]

@@ -757,13 +757,15 @@ def _max_keys(server) -> int:
 _DRAW: list[bytes] = []
 
 
-def _limit_table(server, limit: int) -> None:
+def _limit_table(server, limit: int, ran: Client | None = None) -> None:
     """Over ``tracking-table-max-keys``: invalidate random keys until under
     it, trying each key at most once per call (Redis spreads this over
     several commands, a bounded effort each).  A key a read in flight may
     still remember stays in the table (:func:`_reads_after`), put back after
     the pass, so the table may stay over the limit until those reads are
-    answered, as Redis's may until its next tries."""
+    answered, as Redis's may until its next tries.  ``ran``: a client whose
+    reads in flight all ran before this pass (see :func:`exec_ran`): its
+    keys are evicted and told like any, none kept."""
     draw = _DRAW
     kept: list[tuple[bytes, int]] = []
     tries = len(TABLE)
@@ -778,8 +780,28 @@ def _limit_table(server, limit: int) -> None:
         key = draw.pop()
         if key in TABLE:
             tries -= 1
-            _invalidate_key(server, key, None, bcast=False, kept=kept, evicted=True)
+            _invalidate_key(server, key, None, bcast=False, kept=kept, evicted=True, ran=ran)
     _keep(kept)
+
+
+def exec_ran(client: Client) -> None:
+    """An EXEC ran its commands in order, its reads remembered as each was
+    routed (see :func:`after_command`).  Redis evicts over
+    ``tracking-table-max-keys`` before each command, not between the
+    commands EXEC runs: before the next one, once all of the EXEC's reads
+    ran, it evicts, and the invalidations follow EXEC's reply.  The passes
+    made as its reads were routed kept the keys of the client's reads in
+    flight quietly (a read that may run after an eviction remembers its
+    key again), so the table could stay over the limit with nothing told
+    until the cron's pass, up to a second later.  Here those reads are
+    known to come before: one pass in which they count as run, its
+    invalidations of the client's own keys pushed now (the caller puts
+    them after EXEC's reply)."""
+    if not TABLE:
+        return
+    limit = _max_keys(client.server)
+    if limit and len(TABLE) > limit:
+        _limit_table(client.server, limit, ran=client)
 
 
 def _shrunk() -> None:
@@ -834,6 +856,7 @@ def _invalidate_key(
     ordered: bool = False,
     kept: list[tuple[bytes, int]] | None = None,
     evicted: bool = False,
+    ran: Client | None = None,
 ) -> None:
     """``key`` changed: drop it from the table and tell its clients.
     ``changer``: the client whose command changed it; its invalidation
@@ -841,7 +864,8 @@ def _invalidate_key(
     after its reply slot ``place``.  ``ordered``: the change came in the
     order of the key's shard pipe (see :class:`Read`); ``kept``: where the
     clients that stay in the table go (else they are put back at once);
-    ``evicted``: over ``tracking-table-max-keys`` (see :func:`_reads_after`)."""
+    ``evicted``: over ``tracking-table-max-keys`` (see :func:`_reads_after`);
+    ``ran``: a client whose reads in flight all ran before the change."""
     if bcast and PREFIXES:
         for prefix, (_, changed) in PREFIXES.items():
             if key.startswith(prefix):
@@ -867,7 +891,7 @@ def _invalidate_key(
             continue
         own = target is changer
         before = None
-        if state.reads:
+        if state.reads and target is not ran:
             keep, silent, before = _reads_after(
                 server, state, key, ordered, (place or early) if own else None, evicted
             )

@@ -750,21 +750,32 @@ def _run_in_order(client: Client, queued: list, reply: Exec, early: dict[int, li
                 if client.tracking is not None:  # its read's keys, by its own reply slot
                     routed = len(captured)
                     client.server.wiring.after_command(client, cmd, args, True, captured[-1])
-                    while len(captured) > routed:  # pushed meanwhile: after EXEC's reply
-                        pushed: object = captured[routed]
-                        del captured[routed]
-                        data = pushed if type(pushed) is bytes else getattr(pushed, "data", None)
-                        assert type(data) is bytes  # a push's bytes, or one put in place (ready)
-                        reply.trailer.append(data)
+                    _to_trailer(captured, routed, reply)
                 captured.popleft()
                 parts.extend(captured)
             if client.server.monitors:
                 monitor.feed(client, cmd, args)
+        # Its reads all ran: the tracking table back under its limit, as
+        # Redis's before the next command (see tracking.exec_ran).
+        client.pending = captured = deque((_BARRIER,))
+        client.server.wiring.exec_ran(client)
+        _to_trailer(captured, 1, reply)
     finally:
         client.pending = saved
         client.state.leave_exec()
         client.state.unblock_in_place(-1)
     reply.parts = parts
+
+
+def _to_trailer(captured: deque, routed: int, reply: Exec) -> None:
+    """What was pushed to the client (captured after its first ``routed``
+    entries) while EXEC ran its commands: after EXEC's reply."""
+    while len(captured) > routed:
+        pushed: object = captured[routed]
+        del captured[routed]
+        data = pushed if type(pushed) is bytes else getattr(pushed, "data", None)
+        assert type(data) is bytes  # a push's bytes, or one put in place (ready)
+        reply.trailer.append(data)
 
 
 def _run_atomic(

@@ -156,6 +156,7 @@ def wiring() -> Wiring:
         # The decisions file's everysec fsync; MIGRATE's idle connections.
         on_cron=(crossshard.sync_decisions, migrate.close_idle, tracking.drop_answered),
         after_command=tracking.after_command,
+        exec_ran=tracking.exec_ran,
         atomic_exec_reads=tracking.atomic_exec_reads,
         client_subcommands={
             b"TRACKING": tracking.client_tracking,

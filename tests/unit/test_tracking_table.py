@@ -155,3 +155,34 @@ def test_an_eviction_counts_the_key_fresh_for_its_first_read(monkeypatch) -> Non
     tracking._invalidate_key(server, b"k", None, bcast=False, ordered=True)
     assert told == [b"k"]
     assert b"k" in tracking.TABLE  # the second read remembers it again
+
+
+def test_an_in_order_exec_evicts_once_its_reads_ran(monkeypatch) -> None:
+    """MULTI, GET x, GET y, GET z, EXEC with tracking-table-max-keys 1:
+    Redis evicts before the command after EXEC, when all three reads ran,
+    and tells two keys after EXEC's reply.  The passes made as each read
+    was routed kept the keys of the client's earlier reads, still in
+    flight, quietly; with the draw taking x first each time (one order in
+    four), nothing was told and three keys stayed, until the cron's pass
+    (the flaky test_evictions_inside_exec_are_pushed_after_its_reply)."""
+    from collections import deque
+
+    from shardkv.acceptor.replies import Slot
+    from shardkv.protocol.commands import COMMANDS
+
+    server, client = _fresh_table(monkeypatch, {}, 1)
+    server.links = [SimpleNamespace(sent=0, fifo=deque())]
+    server.shard_of = lambda key: 0
+    server.holds = None
+    client.state = SimpleNamespace(multi=None)
+    _tracking_client(server, client)
+    told: list[bytes] = []
+    monkeypatch.setattr(tracking, "send", lambda target, keys, *a, **k: told.extend(keys))
+    monkeypatch.setattr(tracking.random, "shuffle", lambda keys: keys.sort(key=lambda key: key == b"x"))
+    for key in (b"x", b"y", b"z"):  # as transactions._run_in_order, each routed in turn
+        tracking.after_command(client, COMMANDS["get"], [b"GET", key], True, Slot(client))  # type: ignore[arg-type]
+    assert not told and len(tracking.TABLE) == 3  # (its reads wait: nothing known to have run)
+    tracking.exec_ran(client)  # type: ignore[arg-type]
+    assert len(told) == 2 and len(set(told)) == 2
+    assert set(told) | set(tracking.TABLE) == {b"x", b"y", b"z"} and len(tracking.TABLE) == 1
+    assert tracking.STATE.items == 1
