@@ -19,9 +19,12 @@ A monitoring client may still run commands that do not touch the
 keyspace (PING, SUBSCRIBE, QUIT...); the others get Redis's "Replica
 can't interact with the keyspace", and RESET ends monitoring.
 
-The one difference: where EXEC must first check WATCHed keys or runs a
-blocking command, its commands run on a shard after EXEC was handed out,
-and their lines follow the EXEC line instead of preceding it.
+A transaction that runs as one atomic operation (its writes span shards,
+it checks WATCHed keys or runs a blocking command) runs on a shard after
+EXEC was handed out: its EXEC gets a :class:`Hold` in front of its line
+(:func:`exec_place`), which the transaction's lines fill once it has
+committed (or empty, if it did not run), so they come before EXEC's, as
+in Redis.
 
 A script's EVAL (EVALSHA, FCALL...) line is followed, as in Redis, by one
 ``[<db> lua]`` line per command the script called, which its worker reports
@@ -142,6 +145,10 @@ def feed(
     pending = client.pending
     sent = pending[-1] if pending else None
     own: list[Hold] = []  # the places its own lines will fill
+    if cmd.name == "exec":  # its transaction's lines, in a place before its own (see exec_place)
+        place = getattr(sent, "place", None)
+        if place is not None:
+            own.append(place)
     if type(sent) is LineSlot and sent.hold is None and sent.data is None:
         # Sent to one shard just now: its line waits for its reply, since
         # a busy script's worker may still refuse it (see LineSlot).
@@ -159,17 +166,20 @@ def feed(
             remote.fence(client, since, own)
 
 
-def fence_before(client: Client, reply: object) -> None:
-    """Lines fed after their command's reply took its place (an EXEC that
-    checked WATCHed keys, at commit): while another acceptor monitors,
-    ``reply`` waits for them there (see :class:`Fence`)."""
-    remote = client.server.remote_monitors
-    if remote is not None and remote.acceptors:
-        pending = client.pending
-        for i, item in enumerate(pending):
-            if item is reply:
-                remote.fence(client, i, [])
-                return
+def exec_place(client: Client) -> Hold:
+    """A place in every monitor's stream, before the line of the EXEC being
+    run, for the lines of its commands (:func:`exec_lines`), put there once
+    they ran: an atomic transaction runs after EXEC's line was fed.  The
+    EXEC's reply (``place`` on it, see :func:`feed`) waits, while another
+    acceptor monitors, until the place is filled there too."""
+    return Hold(client.server)
+
+
+def exec_lines(client: Client, calls: list[tuple[commands.Command, list[bytes], int]]) -> bytes:
+    """The lines of a transaction's commands that ran, each ``(command,
+    arguments, database)``."""
+    addr = client.addr.encode()
+    return b"".join(_line(db, addr, args) for cmd, args, db in calls if shown(cmd, args))
 
 
 # The script routed last, whose EVAL line comes next: (client, its holder).

@@ -289,7 +289,18 @@ class Exec:
     runs, which holds the whole reply when it failed or aborted.
     """
 
-    __slots__ = ("count", "parts", "outcome", "_data", "denied", "cut", "notes", "trailer", "watched")
+    __slots__ = (
+        "count",
+        "parts",
+        "outcome",
+        "_data",
+        "denied",
+        "cut",
+        "notes",
+        "trailer",
+        "watched",
+        "place",
+    )
 
     def __init__(
         self,
@@ -321,6 +332,9 @@ class Exec:
         # The keys the client WATCHed, with the versions their shards
         # reported, taken when EXEC was read (see :func:`exec_`).
         self.watched: dict[tuple[int, bytes], Any] | None = None
+        # While someone monitors: the place before EXEC's line where its
+        # commands' lines go once they ran (see monitor.exec_place).
+        self.place: monitor.Hold | None = None
 
     def log_refusals(self, client: Client) -> None:
         """The transaction runs: ACL LOG's entries of its refusals."""
@@ -415,6 +429,8 @@ def exec_(client: Client, args: list[bytes]) -> None:
     # are not watched any more: a disconnect's would come before the
     # __park, and a shard forgets the version of a key nobody watches.
     reply.watched = client.state.drop_watches()
+    if client.server.monitors:
+        reply.place = monitor.exec_place(client)
     if any(_is_unblock(cmd, args) for cmd, args in queued):
         _after_scripts(client, queued, reply)
     else:
@@ -469,6 +485,8 @@ def _after_scripts(client: Client, queued: list, reply: Exec) -> None:
     def refused(busy: int | bytes) -> None:
         client.state.unblock(SCRIPTS_FIRST)
         _unwatch(client, reply.watched)
+        if reply.place is not None:  # it did not run: no lines
+            reply.place.put(b"")
         reply.outcome = outcome = Slot(client)
         message = busy.decode("latin-1")[1:].strip() if isinstance(busy, bytes) else str(busy)
         outcome.deliver(encode_error(errors.EXECABORT_BECAUSE % message))
@@ -733,6 +751,8 @@ def _run_in_order(client: Client, queued: list, reply: Exec, early: dict[int, li
     :class:`AtomicOp`).  So the transaction is as isolated as one command.
     """
     reply.log_refusals(client)
+    if reply.place is not None:  # its lines are fed as each command is routed
+        reply.place.put(b"")
     parts: list = []
     in_place = _unblock_shards(client, queued, early)
     if in_place:
@@ -839,7 +859,6 @@ def _run_atomic(
         reply.log_refusals(client)
         parts: list = []
         replies = iter(bodies)
-        monitors = client.server.monitors
         for i, (cmd, args) in enumerate(queued):
             if i in selects:
                 parts.extend(selects[i])
@@ -849,10 +868,8 @@ def _run_atomic(
                 parts.extend(run_local_captured(client, cmd, args))
             else:
                 parts.append(next(replies))
-            if monitors:  # committed: now they have run
-                monitor.feed(client, cmd, args, dbs[i])
-        if monitors:
-            monitor.fence_before(client, reply)
+        if reply.place is not None:  # committed: now they have run, before EXEC's line
+            reply.place.put(monitor.exec_lines(client, [(*call, dbs[i]) for i, call in enumerate(queued)]))
         reply.parts = parts
         if tracked is not None and reply.outcome is not None and reply.cut is None:
             tracked(reply.outcome)  # (cut: the client closes after it, told nothing more)
@@ -867,7 +884,7 @@ def _run_atomic(
         or reply.cut is not None
         or any(cmd.name in UsersInExec.COMMANDS for cmd, _ in queued)
     )
-    if holds_client or pin is not None:
+    if holds_client or pin is not None or reply.place is not None:
         slot = _Settle(client, reply, final_db if final_db != op_db else None, pin, holds_client)
     if holds_client:
         client.state.block(HELD, shown=False)  # not blocked as Redis shows it
@@ -906,8 +923,9 @@ HELD = -2  # a client's blocked_token while its EXEC decides its database or its
 
 class _Settle(Slot):
     """The outcome of an atomic EXEC with a SELECT inside (``db``), that
-    deletes the client's own user (its reply's ``cut``), or whose CLIENT
-    UNBLOCKs pinned clients (``pin``): once it is decided, the pinned
+    deletes the client's own user (its reply's ``cut``), whose CLIENT
+    UNBLOCKs pinned clients (``pin``), or sent while someone monitors (its
+    reply's ``place``, emptied if it did not run): once it is decided, the pinned
     clients get their null or wait again (see :class:`Pin`), and, if the
     transaction ran, the client takes the database its SELECTs chose, or
     is closed after the EXEC; then (``holds``) the commands it sent
@@ -926,6 +944,8 @@ class _Settle(Slot):
         super().deliver(body)
         client = self.client
         ran = self.reply.parts is not None
+        if self.reply.place is not None:  # filled if it ran (see _run_atomic's finish)
+            self.reply.place.put(b"")
         if self.pin is not None:
             self.pin.release(client.server, ran)
         if not self.holds:
