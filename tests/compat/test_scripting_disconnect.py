@@ -27,8 +27,8 @@ import psutil
 import pytest
 import redis
 
-from shardkv.protocol.router import Router
 from tests.support.acceptors import acceptor_pids, client_on, raw_on
+from tests.support.placement import key_on
 from tests.support.resp import RespClient, encode_command
 from tests.support.servers import ServerProcess, start_redis, start_shardkv
 
@@ -51,14 +51,6 @@ def servers() -> Iterator[tuple[ServerProcess, ServerProcess]]:
     yield real, ours
     real.stop()
     ours.stop()
-
-
-def _on_shard(shard: int, prefix: str) -> str:
-    router = Router(SHARDS)
-    i = 0
-    while router.shard_of(f"{prefix}{i}".encode()) != shard:
-        i += 1
-    return f"{prefix}{i}"
 
 
 def _worker_pid(server: ServerProcess, shard: int) -> int:
@@ -119,7 +111,7 @@ def _fresh(server: ServerProcess) -> redis.Redis:
 def test_a_script_that_escapes_runs_again_after_its_client_left(servers, how):
     """EVAL, EVALSHA (the shortcut of a script its shard knows), FCALL, and
     EVAL inside MULTI/EXEC."""
-    own, other = _on_shard(0, "own"), _on_shard(1, "other")
+    own, other = key_on(0, "own", SHARDS), key_on(1, "other", SHARDS)
     got = []
     for server in servers:
         c = _fresh(server)
@@ -145,7 +137,7 @@ def test_a_script_that_escapes_runs_again_after_its_client_left(servers, how):
 
 def test_a_script_that_needs_every_shard_runs_again_after_its_client_left(servers):
     """KEYS needs every shard: the script runs again parking all of them."""
-    own, other = _on_shard(0, "own"), _on_shard(1, "other")
+    own, other = key_on(0, "own", SHARDS), key_on(1, "other", SHARDS)
     body = "redis.call('keys', '*')\n" + BODY
     got = []
     for server in servers:
@@ -159,7 +151,7 @@ def test_an_exec_that_waits_for_the_shards_scripts_runs_after_its_client_left(se
     """An EXEC with CLIENT UNBLOCK waits until every shard has answered a
     ``__ping`` (see ``transactions._after_scripts``): it runs even if its
     client has gone meanwhile, as Redis runs an EXEC it has read."""
-    own, other = _on_shard(0, "own"), _on_shard(1, "other")
+    own, other = key_on(0, "own", SHARDS), key_on(1, "other", SHARDS)
     got = []
     for server in servers:
         _fresh(server).close()
@@ -189,7 +181,7 @@ def test_an_exec_that_locates_other_acceptors_clients_runs_after_its_client_left
     stopped until acceptor 0 has closed the client's socket, so the answer
     always comes after."""
     server = two_acceptors
-    own, other = _on_shard(0, "own"), _on_shard(1, "other")
+    own, other = key_on(0, "own", SHARDS), key_on(1, "other", SHARDS)
     admin = client_on(server.port, 0)
     admin.command("FLUSHALL")
     pids = acceptor_pids(server)
@@ -273,7 +265,7 @@ def test_a_watched_exec_that_waits_for_the_shards_checks_its_watch_after_its_cli
     socket (or is killed) meanwhile.  A watched key that changed aborts the
     EXEC (the old code had forgotten the watch and wrote); one that did not
     lets it run (the shard must not have forgotten the key's version)."""
-    own, other = _on_shard(0, "own"), _on_shard(1, "other")
+    own, other = key_on(0, "own", SHARDS), key_on(1, "other", SHARDS)
     got = []
     for server in servers:
         _fresh(server).close()
@@ -306,7 +298,7 @@ def test_a_watched_exec_that_locates_checks_its_watch_after_its_client_left(serv
     client its CLIENT UNBLOCK names waits (``transactions._locate``; then
     whether it unblocked it, ``_after_decided``), until acceptor 0 has
     closed the client's socket.  As on redis-server (without the stop)."""
-    own, other = _on_shard(0, "own"), _on_shard(1, "other")
+    own, other = key_on(0, "own", SHARDS), key_on(1, "other", SHARDS)
     got = []
     for server in (servers[0], two_acceptors):
         ours = server.kind == "shardkv"

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from shardkv.protocol.router import Router
+from tests.support.placement import key_on
 from tests.support.resp import RespClient
 from tests.support.servers import ServerProcess, start_redis, start_shardkv
 
@@ -54,19 +54,10 @@ def ours(request) -> Iterator[ServerProcess]:
     proc.stop()
 
 
-def key_on(shards: int, shard: int, prefix: str) -> str:
-    """A key name on ``shard`` (taken modulo ``shards``)."""
-    router = Router(shards)
-    i = 0
-    while router.shard_of(f"{prefix}{i}".encode()) != shard % shards:
-        i += 1
-    return f"{prefix}{i}"
-
-
 def keys_for(shards: int, second: str) -> tuple[str, str, str]:
     """(source, wrong-typed destination, the second waiter's destination)."""
     other = 0 if second == "one-shard" else 2 if shards > 2 else 1
-    return key_on(shards, 0, "src"), key_on(shards, 1, "bad"), key_on(shards, other, "ok")
+    return key_on(0, "src", shards), key_on(1 % shards, "bad", shards), key_on(other % shards, "ok", shards)
 
 
 class Session:
@@ -239,7 +230,7 @@ def test_one_shard_wrongtype_waiter_after_a_cross_shard_one(real, ours, second) 
     """(ok, bad) with the bad waiter's destination on the source's shard
     (it waits in that shard's queue) and the first waiter's anywhere."""
     src, _, ok = keys_for(ours.shards, second)
-    bad = key_on(ours.shards, 0, "samebad")
+    bad = key_on(0, "samebad", ours.shards)
 
     def scenario(s: Session) -> list[bytes]:
         s.call("SET", bad, "str")
