@@ -189,7 +189,7 @@ def _blocked(client: Client) -> int:
 def _unblocked(client: Client, token: int) -> None:
     WAITING.pop(token, None)
     if client.state.unblock(token):
-        if client.waiting() and not client.closed:
+        if client.waiting():
             client.server.loop.call_soon(client.resume)  # type: ignore[union-attr]
 
 

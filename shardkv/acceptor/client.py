@@ -27,6 +27,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from shardkv.acceptor.dispatch import HEADERS, PART_HEADERS, Dispatch, db_headers
+from shardkv.acceptor.pause import PAUSED
 from shardkv.acceptor.replies import Pushed, Slot
 from shardkv.acceptor.shardlink import BUSY_LINKS, MISCONF_LINKS
 from shardkv.acceptor.state import ClientState
@@ -124,7 +125,16 @@ class Client(Dispatch, asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.pending.clear()
-        self.server.client_disconnected(self)
+        # Commands it sent that wait behind one of shardkv's own waits (an
+        # EXEC or a CLIENT UNBLOCK that waits for the shards, a MIGRATE, a
+        # step held for the other acceptors...) still run, in order, their
+        # replies dropped (see _resume_leaving): Redis, which has no such
+        # wait, ran them as it read them.  Behind a wait Redis has too (a
+        # blocking command, CLIENT PAUSE) Redis drops them as it frees the
+        # client, and so does shardkv.
+        token = self.state.blocked_token
+        leaving = bool(self.state.held) and (token == 0 or (token < 0 and token != PAUSED))
+        self.server.client_disconnected(self, leaving)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -170,7 +180,10 @@ class Client(Dispatch, asyncio.Protocol):
 
     def resume(self) -> None:
         """Run the commands held while a blocking command waited."""
-        if self.state.blocked_token or self.closing or self.closed:
+        if self.closed:
+            self._resume_leaving()
+            return
+        if self.state.blocked_token or self.closing:
             return
         held = self.state.take_held()
         self._run(held)
@@ -181,6 +194,23 @@ class Client(Dispatch, asyncio.Protocol):
             return
         if self.pending:
             self.flush()
+
+    def _resume_leaving(self) -> None:
+        """The connection is gone, but Redis had read the commands held: they
+        run (their replies go nowhere), up to their end, a command that
+        closes the client (QUIT...) or a wait Redis has too (a blocking
+        command, CLIENT PAUSE), where Redis would have freed the client;
+        then the client is forgotten (``Acceptor.client_left``).  Behind
+        another of shardkv's own waits the rest waits for its end again."""
+        server = self.server
+        if self not in server.leaving:
+            return  # forgotten already: nothing was kept to run
+        state = self.state
+        if not state.blocked_token and not self.closing:
+            self._run(state.take_held())
+        token = state.blocked_token
+        if self.closing or not state.held or token > 0 or token == PAUSED:
+            server.client_left(self)
 
     def _run(self, batch: list) -> None:
         """Run commands in order; once one blocks, hold the rest for later.
@@ -461,6 +491,7 @@ class Client(Dispatch, asyncio.Protocol):
             doing,
         )
         if self.closed:
+            self.server.client_left(self)  # if it was leaving: nothing more of it runs
             return
         self.closed = True  # nothing more is written to it (flush drops the rest)
         self.pending.clear()

@@ -482,7 +482,7 @@ class Holds:
         for member in (request, *request.joined):
             client = member.client
             if client is not None and client.state.blocked_token == HOLDING and client.state.unblock(HOLDING):
-                if client.waiting() and not client.closed:
+                if client.waiting():
                     self.server.loop.call_soon(client.resume)  # type: ignore[union-attr]
                 elif client.pending and not client.closed:
                     client.flush()

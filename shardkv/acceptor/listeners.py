@@ -178,7 +178,7 @@ def bind_everywhere(client: Client, changes: dict, apply: Callable[[], None]) ->
             server.bus.tell(bus.UNLISTEN, [port])  # type: ignore[union-attr]
             log.warning("Failed to bind on port %d: another acceptor could not", port)
             client.reply_error(errors.CONFIG_SET_FAILED % ("port", _UNABLE))
-        if not state.blocked_token and not client.closed:
+        if not state.blocked_token:
             if client.waiting():
                 server.loop.call_soon(client.resume)  # type: ignore[union-attr]
             elif client.pending:

@@ -405,7 +405,7 @@ class _Migration:
         self.slot.deliver(reply)
         client = self.client
         if self.blocks and client.state.unblock(MIGRATING):
-            if client.waiting() and not client.closed:
+            if client.waiting():
                 self.server.loop.call_soon(client.resume)  # type: ignore[union-attr]
             elif client.pending and not client.closed:
                 client.flush()

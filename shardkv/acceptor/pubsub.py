@@ -106,7 +106,7 @@ def _after_scripts(
     def finish(refused: int | bytes | None) -> None:
         if _LEAVING:
             _LEAVING.pop(client, None)
-        if not client.state.unblock(AFTER_SCRIPTS) or client.closed:
+        if not client.state.unblock(AFTER_SCRIPTS) or _gone(client):
             return
         if refused is None:
             since = len(client.pending)
@@ -144,11 +144,19 @@ def punsubscribe(client: Client, args: list[bytes]) -> None:
     _after_scripts(client, _punsubscribe, args, (True, frozenset(args[1:]) or None))
 
 
+def _gone(client: Client) -> bool:
+    """Whether ``client`` is closed and forgotten: one whose connection is
+    gone while it still runs what it sent (``Acceptor.leaving``) subscribes
+    as Redis, which ran those commands as it read them, did, until it is
+    forgotten (``on_disconnect``)."""
+    return client.closed and client not in client.server.leaving
+
+
 def _subscribe(client: Client, args: list[bytes]) -> None:
     new = []
     replies = []
     for channel in args[1:]:
-        if not client.closed and client.state.add_channel(channel):
+        if not _gone(client) and client.state.add_channel(channel):
             subscribers = CHANNELS.get(channel)
             if subscribers is None:
                 subscribers = CHANNELS[channel] = {}
@@ -174,7 +182,7 @@ def _psubscribe(client: Client, args: list[bytes]) -> None:
     new = []
     replies = []
     for pattern in args[1:]:
-        if not client.closed and client.state.add_pattern(pattern):
+        if not _gone(client) and client.state.add_pattern(pattern):
             entry = PATTERNS.get(pattern)
             if entry is None:
                 entry = PATTERNS[pattern] = (compile_glob(pattern), {})

@@ -58,5 +58,5 @@ def hold(fifo: deque, ops: dict, pipe_index: int, caller: tuple[int, int]) -> Cl
 
 def release(client: Client) -> None:
     """The script ended (or its shard went away): run what its client sent meanwhile."""
-    if client.state.unblock(RUNNING_SCRIPT) and not client.closed:
+    if client.state.unblock(RUNNING_SCRIPT):
         client.server.loop.call_soon(client.resume)  # type: ignore[union-attr]

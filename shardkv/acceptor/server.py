@@ -143,6 +143,9 @@ class Acceptor:
         self.shard_of = self.router.shard_of
         self.links = [ShardLink(i, self._queue_link, self.flush_dirty_clients) for i in range(self.nshards)]
         self.clients: dict[int, Client] = {}
+        # Clients whose connection is gone while commands they sent wait
+        # behind one of shardkv's own waits: they still run (Client.resume).
+        self.leaving: set[Client] = set()
         self.dirty_clients: list[Client] = []
         self.monitors: list[Client] = []  # clients in MONITOR mode, see shardkv.acceptor.monitor
         self.remote_monitors: Any = None  # other acceptors' monitors (K > 1), ditto
@@ -281,11 +284,26 @@ class Acceptor:
         for hook in self.wiring.on_connect:
             hook(client)
 
-    def client_disconnected(self, client: Client) -> None:
+    def client_disconnected(self, client: Client, leaving: bool = False) -> None:
+        """``client``'s connection is gone: it is no longer listed, and,
+        unless it is ``leaving`` (commands it sent still to run, see
+        :meth:`Client.connection_lost`), forgotten everywhere now; a
+        leaving client is forgotten by :meth:`client_left`."""
         if self.clients.pop(client.id, None) is not None and self.client_counts is not None:
             self.client_counts.set(self.index, len(self.clients))
+        if leaving:
+            self.leaving.add(client)
+            return
         for hook in self.wiring.on_disconnect:
             hook(client)
+
+    def client_left(self, client: Client) -> None:
+        """A leaving client ran what it had sent (or will run no more):
+        forgotten everywhere now (its subscriptions, its wait, its MULTI...)."""
+        if client in self.leaving:
+            self.leaving.discard(client)
+            for hook in self.wiring.on_disconnect:
+                hook(client)
 
     def intercept(self, client: Client, cmd: Command, args: list) -> bool:
         for hook in self.interceptors:

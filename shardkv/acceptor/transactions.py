@@ -490,7 +490,7 @@ def _after_scripts(client: Client, queued: list, reply: Exec) -> None:
         reply.outcome = outcome = Slot(client)
         message = busy.decode("latin-1")[1:].strip() if isinstance(busy, bytes) else str(busy)
         outcome.deliver(encode_error(errors.EXECABORT_BECAUSE % message))
-        if client.waiting() and not client.state.blocked_token and not client.closed:
+        if client.waiting() and not client.state.blocked_token:
             server.loop.call_soon(client.resume)  # type: ignore[union-attr]
 
     def ran() -> None:
@@ -518,7 +518,7 @@ def _step(client: Client, run: Callable[[], None]) -> None:
     if not client.dirty:  # the EXEC's reply may be whole now
         client.dirty = True
         server.dirty_clients.append(client)
-    if client.waiting() and not client.state.blocked_token and not client.closed:
+    if client.waiting() and not client.state.blocked_token:
         server.loop.call_soon(client.resume)  # type: ignore[union-attr]
 
 
@@ -955,5 +955,5 @@ class _Settle(Slot):
         if ran and self.reply.cut is not None:
             _close_after_exec(client)
         if client.state.unblock(HELD) and not hold_for_changes(client):
-            if client.waiting() and not client.closed:
+            if client.waiting():
                 client.server.loop.call_soon(client.resume)  # type: ignore[union-attr]

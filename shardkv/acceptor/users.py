@@ -725,7 +725,7 @@ def _in_one_order(client: Client, sub: bytes, args: list[bytes]) -> None:
         if view is not None:
             _back_in_exec(client, view)
         if blocks and client.state.unblock(CHANGING_USERS):
-            if client.waiting() and not client.closed:
+            if client.waiting():
                 server.loop.call_soon(client.resume)  # type: ignore[union-attr]
             elif client.pending and not client.closed:
                 client.flush()
@@ -769,7 +769,7 @@ def _back_in_exec(client: Client, view: UsersInExec) -> None:
     view.outstanding -= 1
     if not view.outstanding and _IN_FLIGHT.get(client) is view:
         del _IN_FLIGHT[client]
-        if view.holding and client.state.unblock(CHANGING_USERS) and not client.closed:
+        if view.holding and client.state.unblock(CHANGING_USERS):
             if client.waiting():
                 client.server.loop.call_soon(client.resume)  # type: ignore[union-attr]
             elif client.pending:
@@ -808,7 +808,7 @@ def requirepass_in_one_order(client: Client, password: str) -> None:
         if view is not None:
             _back_in_exec(client, view)
         if blocks and client.state.unblock(CHANGING_USERS):
-            if client.waiting() and not client.closed:
+            if client.waiting():
                 server.loop.call_soon(client.resume)  # type: ignore[union-attr]
             elif client.pending and not client.closed:
                 client.flush()
