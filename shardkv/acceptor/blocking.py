@@ -145,6 +145,30 @@ Answer = Callable[[int | bytes], None]
 _tokens = itertools.count(1)
 # Every blocked client's wait, by the client's blocked_token.
 WAITING: dict[int, _OneShard | _CrossShard | _NoReplicas] = {}
+# How many CLIENT UNBLOCKs of a wait are on their way to its shards, by token.
+ASKED: dict[int, int] = {}
+
+
+def decided_later(client: Client) -> bool:
+    """Whether ``client``'s blocking command is still to be decided where
+    Redis decided it at once: its shards have not answered it yet (Redis
+    served it, or blocked it, as it read it), or a CLIENT UNBLOCK of it is
+    on its way to them (Redis unblocked it as it read that).  A client that
+    disconnects meanwhile runs the commands it sent after it if it is
+    served or unblocked (see ``Client.connection_lost``)."""
+    token = client.state.blocked_token
+    return token > 0 and token in WAITING and (not client.state.blocked_shown or token in ASKED)
+
+
+def _shown(client: Client, token: int) -> bool:
+    """The blocking command ``token`` waits now (its shards found nothing):
+    False if its client has gone meanwhile, which Redis freed, blocked,
+    with what it had sent after it (forgotten now, the wait cancelled)."""
+    client.state.show_blocked(token)
+    if client.closed and token not in ASKED:
+        client.server.client_left(client)
+        return False
+    return True
 
 
 def block(client: Client, cmd: Command, args: list[bytes], keys: list[bytes]) -> None:
@@ -219,7 +243,7 @@ class _OneShard:
         if self.done:
             return
         if not body:  # empty: it blocked, the reply comes later
-            self.client.state.show_blocked(self.token)
+            _shown(self.client, self.token)
             return
         self.done = True
         self.link.blocked.pop(self.token, None)
@@ -555,7 +579,8 @@ class _CrossShard:
             answer(0)  # an EXEC that did not run: as if it never was
         # Every shard ran the try (and resolved $): from now on a write wakes
         # the __bwait below, wherever it comes from.
-        self.client.state.show_blocked(self.token)
+        if not _shown(self.client, self.token):
+            return
         links = self.client.server.links
         elapsed = b"%d" % int((time.monotonic() - self.started) * 1000)
         name = self.args[0]
@@ -772,7 +797,25 @@ def unblock(client: Client, error: bool, answer: Answer, after: int = -1, pin: P
     if BUSY_LINKS:  # a script is busy: Redis refuses CLIENT UNBLOCK (no allow-busy flag)
         answer(next(iter(BUSY_LINKS)).busy)
         return
-    wait.unblock(error, answer, after, pin)
+    ASKED[token] = ASKED.get(token, 0) + 1
+
+    def answered(value: int | bytes) -> None:
+        left = ASKED.pop(token, 1) - 1
+        if left:
+            ASKED[token] = left
+        answer(value)
+        if client.closed:  # gone meanwhile: if it still waits, as Redis frees a blocked client
+            client.server.loop.call_soon(_left_blocked, client, token)  # type: ignore[union-attr]
+
+    wait.unblock(error, answered, after, pin)
+
+
+def _left_blocked(client: Client, token: int) -> None:
+    """A CLIENT UNBLOCK of the wait ``token`` of a client that has gone did
+    not unblock it (refused, or an EXEC's that did not run): the client is
+    forgotten, its wait cancelled, with what it sent after it."""
+    if client.state.blocked_token == token and token not in ASKED:
+        client.server.client_left(client)
 
 
 def waiting_shard(client: Client) -> int | None:

@@ -26,6 +26,7 @@ from binascii import crc_hqx
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from shardkv.acceptor.blocking import decided_later
 from shardkv.acceptor.dispatch import HEADERS, PART_HEADERS, Dispatch, db_headers
 from shardkv.acceptor.pause import PAUSED
 from shardkv.acceptor.replies import Pushed, Slot
@@ -131,9 +132,12 @@ class Client(Dispatch, asyncio.Protocol):
         # replies dropped (see _resume_leaving): Redis, which has no such
         # wait, ran them as it read them.  Behind a wait Redis has too (a
         # blocking command, CLIENT PAUSE) Redis drops them as it frees the
-        # client, and so does shardkv.
+        # client, and so does shardkv, once the shards say the command
+        # blocks and no CLIENT UNBLOCK of it is on its way (decided_later).
         token = self.state.blocked_token
-        leaving = bool(self.state.held) and (token == 0 or (token < 0 and token != PAUSED))
+        leaving = bool(self.state.held) and (
+            token == 0 or (token < 0 and token != PAUSED) or (token > 0 and decided_later(self))
+        )
         self.server.client_disconnected(self, leaving)
 
     def data_received(self, data: bytes) -> None:
@@ -209,7 +213,7 @@ class Client(Dispatch, asyncio.Protocol):
         if not state.blocked_token and not self.closing:
             self._run(state.take_held())
         token = state.blocked_token
-        if self.closing or not state.held or token > 0 or token == PAUSED:
+        if self.closing or not state.held or token == PAUSED or (token > 0 and not decided_later(self)):
             server.client_left(self)
 
     def _run(self, batch: list) -> None:

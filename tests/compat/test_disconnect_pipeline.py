@@ -37,6 +37,7 @@ WAIT = 20.0  # bound on each wait below (a loaded machine is slow; none is a tim
 OWN, OTHER = key_on(0, "own", SHARDS), key_on(1, "other", SHARDS)
 THIRD, COUNTER = key_on(1, "third", SHARDS), key_on(0, "counter", SHARDS)
 LIST, DONE = key_on(0, "list", SHARDS), key_on(1, "done", SHARDS)
+FULL = key_on(0, "full", SHARDS)
 EXPECTED = [b"a", b"b", b"cd", b"2", [b"x", b"y"], b"1"]
 
 # Behind the waiting command: writes on both shards, then the mark that all ran.
@@ -98,7 +99,7 @@ def _values(admin: RespClient) -> list:
 def _everything(admin: RespClient) -> list:
     """Every key's value once all the pipeline's writes are there (or as
     they are after :data:`WAIT` seconds): a script run again across shards
-    may end after the commands behind it (see the README)."""
+    may end after the commands behind it (a difference the README notes)."""
     return _until(lambda: (v := _values(admin)) == EXPECTED and v) or _values(admin)  # type: ignore[return-value]
 
 
@@ -161,18 +162,28 @@ def _mset(blocker: RespClient, port: int) -> list[list[str]]:
     return [["MSET", OWN, "a", OTHER, "b"]]
 
 
+def _served(blocker: RespClient, port: int) -> list[list[str]]:
+    """A blocking command that finds its element: Redis serves it at once."""
+    blocker.command("RPUSH", FULL, "v")
+    return [["BLPOP", FULL, "0"], ["SET", OWN, "a"], ["SET", OTHER, "b"]]
+
+
 def _script(blocker: RespClient, port: int) -> list[list[str]]:
     """A script undone and run again across shards."""
     return [["EVAL", ESCAPING, "1", OWN, OTHER]]
 
 
 @pytest.mark.parametrize(
-    "first", [_exec, _unblock, _migrate, _mset, _script], ids=["exec", "unblock", "migrate", "mset", "script"]
+    "first",
+    [_exec, _unblock, _migrate, _mset, _served, _script],
+    ids=["exec", "unblock", "migrate", "mset", "served", "script"],
 )
 def test_commands_behind_a_wait_run_after_their_client_left(servers, first):
     """Behind an EXEC or a CLIENT UNBLOCK that waits for the shards, a
     MIGRATE, a write on both shards (which waits for its holds with several
-    acceptors), a script run again across shards.  All but the script
+    acceptors), a blocking command that finds its element (its shard has
+    not answered it when the client goes), a script run again across
+    shards.  All but the script
     failed before (the MSET only with several acceptors: with one nothing
     waits); the script's later commands do not wait for its run again."""
     got = [_run(server, first) for server in servers]
@@ -200,3 +211,43 @@ def test_commands_behind_a_blocking_command_are_dropped_as_in_redis(servers):
         got.append(_values(admin))
         admin.close()
     assert got[1] == got[0] == [None, None, None, None, [], None]
+
+
+def test_commands_behind_a_blocked_command_that_is_unblocked_run_after_their_client_left(servers):
+    """A client blocked (BLPOP) with commands pipelined behind it, unblocked
+    by another client's CLIENT UNBLOCK, then gone: Redis unblocked it and
+    ran them as it read the CLIENT UNBLOCK.  On shardkv the CLIENT UNBLOCK
+    waits for shard 0's ``__ping`` (its worker stopped) until the client
+    has gone; it still unblocks it, and what followed runs."""
+    got = []
+    for server in servers:
+        ours = server.kind == "shardkv"
+        admin = RespClient(server.port)
+        admin.command("FLUSHALL")
+        unblocker = RespClient(server.port)
+        s = socket.create_connection(("127.0.0.1", server.port), timeout=WAIT)
+        s.sendall(encode_command("CLIENT", "SETNAME", "leaver") + encode_command("CLIENT", "ID"))
+        head = b""
+        while head.count(b"\r\n") < 2:
+            head += s.recv(100)
+        cid = int(head.split(b"\r\n")[1][1:])
+        commands = [["BLPOP", OTHER, "0"], ["SET", OWN, "a"], ["SET", OTHER, "b"], *AFTER]
+        s.sendall(b"".join(encode_command(*c) for c in commands))
+        assert _until(lambda: _blocked(admin)), "the client does not block"  # noqa: B023
+        stopped = _worker_pid(server, 0) if ours else 0
+        if stopped:
+            os.kill(stopped, signal.SIGSTOP)
+        try:
+            unblocker.send("CLIENT", "UNBLOCK", cid)
+            answered = None if ours else unblocker.read_reply()
+            s.close()
+            assert _until(lambda: not _listed(admin, b"leaver")), "the server still lists the client"  # noqa: B023
+        finally:
+            if stopped:
+                os.kill(stopped, signal.SIGCONT)
+        if answered is None:
+            answered = unblocker.read_reply()
+        got.append((answered, _everything(admin)))
+        unblocker.close()
+        admin.close()
+    assert got[1] == got[0] == (1, EXPECTED)
