@@ -36,7 +36,11 @@ Keys on several shards
     ``__bwait`` entries carry the stamp of its first run, so they are notified
     in the order the clients blocked, each told whether an element was
     left at its turn (``wire.BWAIT_READY``), counting each ``__bwait``
-    notified before it as taking one, or not (``wire.BWAIT_CLAIMED``).
+    notified before it as taking as many as its command pops at most (1,
+    or BLMPOP/BZMPOP's COUNT), or not (``wire.BWAIT_CLAIMED``); the shard
+    counts them so (their *claims*) until each try has run: a ``__bdone``
+    right behind the try, in its step, ends its claim and makes the key
+    serve its waiters again (an element the try left goes to the next).
     A BLMOVE or BRPOPLPUSH's try after ``BWAIT_READY`` also asks
     ``__bdest`` of its destination: Redis serves the client it notified
     first, and a destination of another type gets it WRONGTYPE (nothing
@@ -71,7 +75,11 @@ CLIENT UNBLOCK (:func:`unblock`)
     (served or timed out: its ``W`` frame brings that reply).  A
     cross-shard wait is answered by a step (1): the one on its way, or a new
     one after its ``__bwait``s are cancelled; if it pops, the client gets
-    that and CLIENT UNBLOCK replies 0, else 1.  CLIENT UNBLOCK replies in
+    that and CLIENT UNBLOCK replies 0, else 1.  Not a stream read's: a
+    ``__bclaim`` before that new try (the shard serves what the writes
+    before it made ready first) says whether a notification was on its
+    way; a BLMOVE notified ``BWAIT_READY`` whose destination holds another
+    type gets WRONGTYPE (0), as Redis served it after the write.  CLIENT UNBLOCK replies in
     its own client's order either way, once decided, and that client's
     later commands wait for it (:class:`UnblockReply`); a blocked client
     that goes away meanwhile loses what was served to it, as in Redis.
@@ -397,7 +405,47 @@ class _Notify:
 
     def cancel(self) -> None:
         if self.link.blocked.pop(self.token, None) is not None:
-            self.link.send_frame(b"X%d" % self.token)
+            if self.wait.stream:  # (claims nothing)
+                self.link.send_frame(b"X%d" % self.token)
+            else:  # it may have claimed elements meanwhile, its wake on its way
+                self.link.send_control(self.verb(Verb.BDONE), _IGNORE)
+
+    def verb(self, verb: bytes) -> bytes:
+        """``__bclaim`` or ``__bdone`` of this ``__bwait``."""
+        return encode_command([verb, b"%d" % self.token])
+
+
+class _ClaimAnswer:
+    """The sink of a try's ``__bclaim`` (``wait`` given: it learns whether
+    the claim was ``BWAIT_READY``) or ``__bdone``.  Refused (a busy script,
+    holds not taken), the try was too: a ``__bdone`` that is never refused
+    ends the claim (or forgets the ``__bwait``) instead."""
+
+    __slots__ = ("notify", "wait")
+
+    def __init__(self, notify: _Notify, wait: _CrossShard | None = None) -> None:
+        self.notify = notify
+        self.wait = wait
+
+    def deliver(self, body: bytes) -> None:
+        if body[:1] == b"-":
+            link = self.notify.link
+            if link.up:
+                link.send_control(self.notify.verb(Verb.BDONE), _IGNORE)
+        elif self.wait is not None and body == _READY:
+            self.wait.ready_claim = True
+
+
+class _Ignore:
+    """A sink for replies nobody waits for (a cancelled ``__bwait``'s ``__bdone``)."""
+
+    __slots__ = ()
+
+    def deliver(self, body: bytes) -> None:
+        pass
+
+
+_IGNORE = _Ignore()
 
 
 class _Attempt:
@@ -414,6 +462,19 @@ class _Attempt:
 
 def _first_body(bodies: list[bytes]) -> bytes:
     return bodies[0]
+
+
+def _count(name: str, args: list[bytes]) -> bytes:
+    """How many elements the command pops at most: BLMPOP/BZMPOP's COUNT
+    (``timeout numkeys key... where [COUNT count]``), else 1."""
+    if name in TIMEOUT_FIRST:
+        try:
+            rest = args[3 + int(args[2]) :]
+        except ValueError:
+            return b"1"
+        if len(rest) == 3 and rest[1].lower() == b"count" and rest[2].isdigit():
+            return rest[2]
+    return b"1"
 
 
 class _CrossShard:
@@ -437,6 +498,11 @@ class _CrossShard:
         self.stream = cmd.name in STREAM_READS
         self.read_only = cmd.name == "xread"
         self.move = cmd.name in SOURCE_ONLY
+        # The elements its __bwait's notification counts as taken (COUNT).
+        self.count = _count(cmd.name, args)
+        # This try's claim was notified BWAIT_READY: a BLMOVE's try replies
+        # its destination's WRONGTYPE (see _served_move).
+        self.ready_claim = False
         self.resolved = False
         if self.stream:
             self.timeout, self.group = _stream_options(args)
@@ -456,24 +522,45 @@ class _CrossShard:
         self.pinned: tuple[bool, Pin] | None = None
         self.attempt()
 
-    def attempt(self, notified: bytes = b"") -> None:
+    def attempt(
+        self, notified: bytes = b"", done: tuple[_Notify, ...] = (), ask: list[_Notify] | None = None
+    ) -> None:
         """Try atomically; ``notified``: the notification of a ``__bwait``
         (``_READY`` or ``_CLAIMED``) this try follows, or b"" (the first
-        try, or after a CLIENT UNBLOCK)."""
+        try, or after a CLIENT UNBLOCK).  ``done``: the ``__bwait``s whose
+        claims end after this try (``__bdone`` right behind it, in its
+        step: its key serves the waiters after it again).  ``ask``: those
+        of a try that CLIENT UNBLOCK asks for, whose notifications may be
+        on their way: each ``__bclaim`` before the try says (a BLMOVE's
+        ``BWAIT_READY`` makes its destination's WRONGTYPE the reply, as
+        Redis served it after the write before CLIENT UNBLOCK), and each
+        ``__bdone`` after it."""
         client = self.client
         self.trying = True
         if self.read_only:
             self._attempt_parts()
             return
-        if self.stream and not self.resolved:
-            op = AtomicOp(client, [self.args, [Verb.XLASTIDS, *self.keys]], self.keys, self._resolve)
-        elif notified == _READY and self.move:
-            # Redis serves the client it notified first: a destination of
-            # another type gets it WRONGTYPE, even when the source is empty
-            # again (a waiter on it alone took the element meanwhile).
-            op = AtomicOp(client, [self.args, [Verb.BDEST, self.args[2]]], self.keys, self._served_move)
-        else:
-            op = AtomicOp(client, [self.args], self.keys, _first_body)
+        holds = client.server.holds if done or ask else None
+        if holds is not None:
+            holds.begin()  # __bclaim, the try and __bdone: one step
+        try:
+            self.ready_claim = notified == _READY
+            for notify in ask or ():
+                notify.link.send_control(notify.verb(Verb.BCLAIM), _ClaimAnswer(notify, self), in_step=True)
+            if self.stream and not self.resolved:
+                op = AtomicOp(client, [self.args, [Verb.XLASTIDS, *self.keys]], self.keys, self._resolve)
+            elif self.move and (self.ready_claim or ask):
+                # Redis serves the client it notified first: a destination of
+                # another type gets it WRONGTYPE, even when the source is empty
+                # again (a waiter on it alone took the element meanwhile).
+                op = AtomicOp(client, [self.args, [Verb.BDEST, self.args[2]]], self.keys, self._served_move)
+            else:
+                op = AtomicOp(client, [self.args], self.keys, _first_body)
+            for notify in (*(ask or ()), *done):
+                notify.link.send_control(notify.verb(Verb.BDONE), _ClaimAnswer(notify), in_step=True)
+        finally:
+            if holds is not None:
+                holds.end()
         # The operation queued a reply slot of its own; the client's place
         # in the reply order is ours, so take that one out again.
         if client.pending and client.pending[-1] is op.slot:
@@ -534,8 +621,9 @@ class _CrossShard:
     def _served_move(self, bodies: list[bytes]) -> bytes:
         """A BLMOVE's try after ``BWAIT_READY``: what the command did, or the
         destination's WRONGTYPE (``__bdest``) when it found nothing to move,
-        counted as the command's error (the shard counted its try a call)."""
-        if bodies[0] in _NULLS and len(bodies) > 1 and bodies[1][:1] == b"-":
+        counted as the command's error (the shard counted its try a call).
+        (After CLIENT UNBLOCK's ``__bclaim``: only if that said ``BWAIT_READY``.)"""
+        if self.ready_claim and bodies[0] in _NULLS and len(bodies) > 1 and bodies[1][:1] == b"-":
             error = bodies[1][1:-2].decode("latin-1")
             self.client.server.stats.failed(stat_name(self.args), error)
             return bodies[1]
@@ -597,7 +685,7 @@ class _CrossShard:
                 pairs = [x for key in keys for x in (key, ids[key])]
                 bwait = [Verb.BWAIT, name, self.timeout, elapsed, self.group, *pairs]
             else:
-                bwait = [Verb.BWAIT, name, self.timeout, elapsed, *keys]
+                bwait = [Verb.BWAIT, name, self.timeout, elapsed, self.count, *keys]
             command = wire.stamped_command(bwait, self.stamp)  # type: ignore[arg-type]  # timeout and group are set
             link.send(wire.entry_header(wire.FLAG_STAMP, notify.token, self.client.db), command, notify)
             if self.done:  # that shard is down
@@ -608,7 +696,7 @@ class _CrossShard:
             return  # a late answer from a round already over
         self._cancel_notifies()
         if body == _READY or body == _CLAIMED:
-            self.attempt(notified=body)
+            self.attempt(notified=body, done=() if self.stream else (notify,))
         elif body == _TIMED_OUT:
             self.finish(encode(NULL_ARRAY, self.client.resp3))
         else:
@@ -651,8 +739,16 @@ class _CrossShard:
             return
         self.unblocking.append((error, answer, pin))
         if not self.trying:
-            self._cancel_notifies()
-            self.attempt()
+            if self.stream:
+                self._cancel_notifies()
+                self.attempt()
+                return
+            # A write before the CLIENT UNBLOCK may have notified it (its
+            # wake on its way): the try's __bclaims say.
+            notifies, self.notifies = self.notifies, []
+            for notify in notifies:
+                notify.link.blocked.pop(notify.token, None)
+            self.attempt(ask=notifies)
 
     def _pin(self, error: bool, pin: Pin) -> None:
         """An EXEC's CLIENT UNBLOCK found nothing to pop: wait for nothing,

@@ -788,8 +788,9 @@ def decode_others_events(payload: bytes) -> tuple[int, list[tuple[int, bytes, in
 
 
 # A __bwait's notification (shardkv.worker.blocking): the waiters of a key
-# are notified in the order they blocked, each __bwait counted as taking one
-# element (it pops nothing; its client's try after the notification may).
+# are notified in the order they blocked, each __bwait counted as taking its
+# count of elements (it pops nothing; its client's try after the
+# notification may), until its __bdone.
 # BWAIT_READY: an element was left for it at its turn, as Redis would serve
 # that client; BWAIT_CLAIMED: earlier waiters may take every element, so a
 # BLMOVE's try finding a destination of another type waits again, where
@@ -825,9 +826,23 @@ class Verb:
     WATCH_BUSY = b"__watchb"
     WATCHED = b"__watched"
     UNWATCH = b"__unwatch"
-    # __bwait command timeout elapsed-ms key... -> 0 (timed out), or, once a
-    # key can serve the command, BWAIT_READY or BWAIT_CLAIMED (see below).
+    # __bwait command timeout elapsed-ms count key... -> 0 (timed out), or,
+    # once a key can serve the command, BWAIT_READY or BWAIT_CLAIMED (see
+    # above); ``count``: how many elements its notification counts as taken
+    # (BLMPOP/BZMPOP's COUNT, else 1), its *claim* on the key until its
+    # __bdone.  (XREAD/XREADGROUP: __bwait command timeout elapsed-ms group
+    # key id [key id ...], which claims nothing.)
     BWAIT = b"__bwait"
+    # __bclaim token -> the notification (BWAIT_READY or BWAIT_CLAIMED) of
+    # the __bwait of ``token`` on this pipe whose claim is not done, else 0
+    # (a __bwait still waiting is forgotten).  The keys made ready before it
+    # serve first, as Redis serves a blocked client right after the write:
+    # sent in the step of a try that CLIENT UNBLOCK asks for, before it.
+    BCLAIM = b"__bclaim"
+    # __bdone token -> the same; then that claim is done (its try has run,
+    # or there will be none): its key serves its waiters again, the element
+    # no longer counted as taken (shardkv.worker.blocking).
+    BDONE = b"__bdone"
     # __bdest destination -> 0, or WRONGTYPE if it holds another type than
     # a list: the second command of a cross-shard BLMOVE/BRPOPLPUSH's try
     # after its __bwait was notified, whose source another waiter may have

@@ -78,11 +78,17 @@ Waiting on keys of several shards: ``__bwait``
 A worker can only wait on its own keys.  For ``BLPOP a b 0`` with ``a`` and
 ``b`` on different shards, the acceptor first runs the command atomically
 across the shards (it cannot block there); if that finds nothing, it sends
-each shard ``__bwait <command> <timeout> <elapsed-ms> key...`` with a token.
-That waiter pops nothing: it answers 1 when one of its keys holds a value
-of the type the command pops (a *notification*), or 0 when the timeout
-passes.  On the first 1 the acceptor cancels the others and runs the
-command atomically again; see :mod:`shardkv.acceptor.blocking`.
+each shard ``__bwait <command> <timeout> <elapsed-ms> <count> key...`` with
+a token.  That waiter pops nothing: it answers 1 when one of its keys holds
+a value of the type the command pops (a *notification*), or 0 when the
+timeout passes.  On the first 1 the acceptor cancels the others and runs
+the command atomically again; see :mod:`shardkv.acceptor.blocking`.  A
+notification *claims* ``count`` elements of its key (the most the command
+pops) until ``__bdone <token>``, which comes right behind that try (or
+instead of the cancel): the waiters behind it see those elements as taken
+until then, and the key serves them again after it, so an element the try
+left (its BLMOVE's destination of another type, say) goes to the next
+waiter, as in Redis (:meth:`Waiters.serve_ready`).
 
 Writing a blocking command (a sorted-set example)::
 
@@ -174,7 +180,8 @@ class Wait:
     command may not block; ``expired``: the reply when the timeout passes;
     ``missing``: serve is called for a ready key that no longer exists too
     (a blocked XREADGROUP fails when its stream is deleted); ``claims``: a
-    ``__bwait`` that pops nothing but counts as taking one element (see
+    ``__bwait`` that pops nothing but counts as taking that many elements
+    (its BLMPOP's COUNT, else 1; 0: not such a waiter; see
     :meth:`Waiters.serve_ready`).
     """
 
@@ -188,7 +195,7 @@ class Wait:
         deny: object = NULL_ARRAY,
         expired: object = NULL_ARRAY,
         missing: bool = False,
-        claims: bool = False,
+        claims: int = 0,
     ) -> None:
         self.keys = keys
         self.timeout = timeout
@@ -267,6 +274,11 @@ class Waiters:
         # The last operation this shard was parked for, if it committed
         # (else 0): an EXEC's ``__unblock`` after its ``__park`` runs only then.
         self.committed = 0
+        # The claims of notified __bwaits whose tries have not run yet (see
+        # serve_ready): by (pipe, token), (key, elements, notification);
+        # and the elements claimed per key.
+        self.claims: dict[tuple[int, int], tuple[tuple[int, bytes], int, int]] = {}
+        self.claimed: dict[tuple[int, bytes], int] = {}
 
     def unblock_counts(self) -> tuple[int, dict[int, int], dict[int, int]]:
         """For the busy report: the busy scripts, each pipe's base, and the
@@ -377,6 +389,8 @@ class Waiters:
         else:
             self.busy_base[pipe] = self.busy_scripts
             self.unblocks_run.pop(pipe, None)
+        for claim in [c for c in self.claims if pipe is None or c[0] == pipe]:
+            self._unclaim(claim)
         if pipe is None or all(p == pipe for p, _ in self.by_token):
             self.by_key.clear()
             self.by_token.clear()
@@ -387,6 +401,32 @@ class Waiters:
         for waiter in [w for (p, _), w in self.by_token.items() if p == pipe]:
             self._forget(waiter)
         self.wakes = [(p, frame) for p, frame in self.wakes if p != pipe]
+
+    def claim(self, token: int, pipe: int, done: bool) -> int:
+        """``__bclaim``/``__bdone``: the notification of the claim of the
+        ``__bwait`` of ``token`` from ``pipe``, 0 if it has none (forgotten
+        now if it still waits); ``done``: the claim ends (its try has run),
+        and its key serves its waiters again, at the end of the batch."""
+        waiter = self.by_token.get((pipe, token))
+        if waiter is not None:
+            self._forget(waiter)
+            return 0
+        claim = self.claims.get((pipe, token))
+        if claim is None:
+            return 0
+        if done:
+            self._unclaim((pipe, token))
+            if claim[0] in self.by_key:
+                self.ready[claim[0]] = None
+        return claim[2]
+
+    def _unclaim(self, claim: tuple[int, int]) -> None:
+        key, n, _ = self.claims.pop(claim)
+        left = self.claimed[key] - n
+        if left:
+            self.claimed[key] = left
+        else:
+            del self.claimed[key]
 
     def _forget(self, waiter: Waiter) -> None:
         del self.by_token[waiter.pipe, waiter.token]
@@ -433,10 +473,14 @@ class Waiters:
         """Serve the waiters of each ready key, oldest first, while it can.
 
         A ``__bwait`` waiter (cross-shard: its client tries again once
-        notified) pops nothing but is counted as taking one element:
-        notified with ``BWAIT_READY`` while the elements outnumber the
-        ``__bwait`` waiters notified before it, else with ``BWAIT_CLAIMED``
-        (Redis would have served it only if its list still existed).
+        notified) pops nothing but is counted as taking its count of
+        elements (its *claim*, until its try has run: ``__bdone``, which
+        makes the key ready again, so that an element its try left serves
+        the waiters after it, as Redis serves them after that client):
+        notified with ``BWAIT_READY`` while the elements outnumber those
+        claimed before it, this time or by the claims not done yet, else
+        with ``BWAIT_CLAIMED`` (Redis would have served it only if its list
+        still existed).
         Notifying them all keeps an element from staying while someone
         waits for it (the client it was counted for may be gone).  A
         one-shard waiter still pops what it finds (a documented
@@ -461,7 +505,7 @@ class Waiters:
                 db, key = dbkey
                 if db != ks.db:
                     ks.select(db)
-                claimed = 0  # __bwait waiters notified so far
+                claimed = self.claimed.get(dbkey, 0)  # elements of the __bwait waiters notified so far
                 late: list[tuple[int, Waiter]] = []  # those told BWAIT_CLAIMED: (wakes index, waiter)
                 for waiter in list(queue):
                     value = lookup(key)
@@ -477,7 +521,7 @@ class Waiters:
                     if waiter.wait.claims:
                         if not left:
                             late.append((len(self.wakes) - 1, waiter))
-                        claimed += 1
+                        claimed += waiter.wait.claims
                     elif not left:
                         # A one-shard waiter popped an element counted for the
                         # __bwait waiters before it: as if they take none (a
@@ -488,6 +532,8 @@ class Waiters:
                                 w.pipe,
                                 wire.encode_wake(w.token, encode(wire.BWAIT_READY, w.resp3)),
                             )
+                            key_, n, _ = self.claims[w.pipe, w.token]
+                            self.claims[w.pipe, w.token] = (key_, n, wire.BWAIT_READY)
                         late.clear()
                         claimed = 0
         finally:
@@ -515,12 +561,17 @@ class Waiters:
             value = Error(errors.INTERNAL % args[0].decode("latin-1"))
         if value is None:
             return False
+        claims = waiter.wait.claims
         if not left:
-            if waiter.wait.claims:
+            if claims:
                 value = wire.BWAIT_CLAIMED
             elif type(value) is Error and value.message == errors.WRONGTYPE:
                 return False  # (its serve checks the destination before it pops)
         self._forget(waiter)
+        if claims:
+            dbkey = (waiter.db, key)
+            self.claims[waiter.pipe, waiter.token] = (dbkey, claims, value)  # type: ignore[assignment]  # an int here
+            self.claimed[dbkey] = self.claimed.get(dbkey, 0) + claims
         self.wakes.append((waiter.pipe, wire.encode_wake(waiter.token, encode(value, waiter.resp3))))
         stats = ks.stats
         # Counted and slow-logged once served, as Redis's updateStatsOnUnblock;
@@ -576,13 +627,16 @@ def now_or_never(form: Handler) -> Handler:
 
 
 def bwait(ks: Keyspace, args: list[bytes]) -> object:
-    """__bwait command timeout elapsed-ms key [key ...]
+    """__bwait command timeout elapsed-ms count key [key ...]
 
     1 when one of the keys holds a value ``command`` can pop, 0 when the
     timeout (less the milliseconds already waited) has passed; otherwise
     waits for one of those.  Pops nothing.  Once it waited, its
     notification is ``wire.BWAIT_READY`` (1) or ``wire.BWAIT_CLAIMED`` (2,
-    earlier waiters may take every element: see :meth:`Waiters.serve_ready`).
+    earlier waiters may take every element: see :meth:`Waiters.serve_ready`),
+    and it claims ``count`` elements of its key until ``__bdone``.
+    (XREAD/XREADGROUP: ``group key id [key id ...]`` after elapsed-ms, no
+    claim.)
     """
     kind = KINDS[args[1].lower()]
     timeout = parse_timeout(args[2])
@@ -596,7 +650,8 @@ def bwait(ks: Keyspace, args: list[bytes]) -> object:
         keys = rest[1::2]
         serve = functools.partial(_notify_stream, ready, rest)
     else:
-        keys = args[4:]
+        claims = int(args[4])
+        keys = args[5:]
         lookup = ks.peek  # a probe, not an access
         for key in keys:
             if type(lookup(key)) is kind:
@@ -606,8 +661,9 @@ def bwait(ks: Keyspace, args: list[bytes]) -> object:
         timeout -= int(args[3])
         if timeout <= 0:
             return 0
-    notify = serve is _notify
-    return Wait(keys, timeout, serve, deny=0, expired=0, missing=kind is None and not notify, claims=notify)
+    if serve is not _notify:
+        return Wait(keys, timeout, serve, deny=0, expired=0, missing=kind is None)
+    return Wait(keys, timeout, serve, deny=0, expired=0, claims=claims)
 
 
 def _notify_stream(ready: Callable, rest: list, ks: Keyspace, args: list[bytes], key: bytes) -> object:
@@ -632,6 +688,34 @@ def unblock(ks: Keyspace, args: list[bytes]) -> object:
     return ks.waiters.unblock(int(args[1]), ks.pipe, int(args[2]), int(args[3]), after, waits)  # type: ignore[union-attr]  # set by Waiters
 
 
+def bclaim(ks: Keyspace, args: list[bytes]) -> object:
+    """__bclaim token
+
+    The notification of the ``__bwait`` of ``token`` (this pipe's) if it
+    claims elements, else 0; one still waiting is forgotten.  The keys made
+    ready before it serve first (as Redis serves a blocked client right
+    after the write): CLIENT UNBLOCK of a cross-shard BLMOVE asks it before
+    its try, and Redis replied WRONGTYPE to a client it served
+    (``BWAIT_READY``) whose destination holds another type.
+    """
+    waiters = ks.waiters
+    if waiters.ready:  # type: ignore[union-attr]  # set by Waiters
+        waiters.serve_ready()  # type: ignore[union-attr]
+    return waiters.claim(int(args[1]), ks.pipe, False)  # type: ignore[union-attr]
+
+
+def bdone(ks: Keyspace, args: list[bytes]) -> object:
+    """__bdone token
+
+    The same as ``__bclaim`` (serving nothing first); then the claim of the
+    ``__bwait`` of ``token`` ends, after its client's try (or there is no
+    try): its key serves its waiters again at the end of the batch, the
+    element left by that try to the next of them, as Redis serves the
+    waiters after a client that took nothing.
+    """
+    return ks.waiters.claim(int(args[1]), ks.pipe, True)  # type: ignore[union-attr]  # set by Waiters
+
+
 def serve(ks: Keyspace, args: list[bytes]) -> object:
     """__serve
 
@@ -649,6 +733,8 @@ def serve(ks: Keyspace, args: list[bytes]) -> object:
 HANDLERS: Handlers = {
     Verb.UNBLOCK: unblock,
     Verb.SERVE: serve,
+    Verb.BCLAIM: bclaim,
+    Verb.BDONE: bdone,
 }
 
 # The blocking commands, by name: the form that may wait, and the type it pops.

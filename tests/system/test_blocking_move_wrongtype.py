@@ -326,3 +326,97 @@ def test_wrongtype_is_counted_and_internal_verbs_never_show(real, ours, second) 
     transcript = run_on_both(real, ours, scenario)
     if counts:
         assert transcript[3] == [b"1"] and transcript[4] == [b"errorstat_WRONGTYPE:count=1"]
+
+
+# A cross-shard waiter's try that takes nothing leaves its element: the
+# waiters after it are served then, as Redis serves them after it.
+
+
+def test_one_shard_wrongtype_waiter_behind_a_try_that_takes_nothing(real, ours) -> None:
+    """(bad across shards, bad on the source's shard), one element: Redis
+    replies WRONGTYPE to both (the list still exists at the second's turn);
+    the second is served once the first's try left the element."""
+    src, bad, _ = keys_for(ours.shards, "one-shard")
+    samebad = key_on(0, "samebad", ours.shards)
+
+    def scenario(s: Session) -> list[bytes]:
+        s.call("SET", bad, "str")
+        s.call("SET", samebad, "str")
+        first = s.block("BLMOVE", src, bad, "LEFT", "LEFT", 0)
+        then = s.block("BRPOPLPUSH", src, samebad, 0)
+        out = [s.call("RPUSH", src, "foo"), read(first), *still_blocked(s, then)]
+        return [*out, s.call("LRANGE", src, 0, -1), s.call("GET", bad), s.call("GET", samebad)]
+
+    transcript = run_on_both(real, ours, scenario)
+    assert transcript[1].startswith(b"-WRONGTYPE") and transcript[3].startswith(b"-WRONGTYPE")
+
+
+def test_one_shard_wrongtype_waiter_behind_a_wrongtype_and_a_taker(real, ours) -> None:
+    """(bad across shards, ok across shards, bad on the source's shard), one
+    element: WRONGTYPE, the element, and the third stays blocked (the list
+    is gone at its turn), whichever of the two tries runs first."""
+    src, bad, ok = keys_for(ours.shards, "cross-shard")
+    samebad = key_on(0, "samebad", ours.shards)
+
+    def scenario(s: Session) -> list[bytes]:
+        s.call("SET", bad, "str")
+        s.call("SET", samebad, "str")
+        one = s.block("BLMOVE", src, bad, "LEFT", "LEFT", 0)
+        two = s.block("BLMOVE", src, ok, "LEFT", "LEFT", 0)
+        three = s.block("BRPOPLPUSH", src, samebad, 0)
+        out = [s.call("RPUSH", src, "foo"), read(one), read(two), *still_blocked(s, three)]
+        return [*out, s.call("LRANGE", ok, 0, -1), s.call("EXISTS", src), s.call("GET", samebad)]
+
+    transcript = run_on_both(real, ours, scenario)
+    assert transcript[1].startswith(b"-WRONGTYPE") and transcript[3:5] == [b":1\r\n", b"*-1\r\n"]
+
+
+@pytest.mark.parametrize("count", [2, 3])
+def test_cross_shard_blmpop_claims_count_elements(real, ours, count) -> None:
+    """A cross-shard BLMPOP ... COUNT n is served up to n elements at its
+    turn: a one-shard BLMOVE with a wrong-typed destination behind it gets
+    WRONGTYPE only if an element is left then (three pushed), else stays
+    blocked."""
+    src, _, other = keys_for(ours.shards, "cross-shard")
+    samebad = key_on(0, "samebad", ours.shards)
+
+    def scenario(s: Session) -> list[bytes]:
+        s.call("SET", samebad, "str")
+        first = s.block("BLMPOP", 0, 2, src, other, "LEFT", "COUNT", count)
+        then = s.block("BLMOVE", src, samebad, "LEFT", "RIGHT", 0)
+        out = [s.call("RPUSH", src, "a", "b", "c"), read(first), *still_blocked(s, then)]
+        return [*out, s.call("LRANGE", src, 0, -1), s.call("GET", samebad)]
+
+    transcript = run_on_both(real, ours, scenario)
+    assert transcript[3].startswith(b"-WRONGTYPE") == (count == 2)
+
+
+def test_push_pipelined_with_an_unblock_of_a_wrongtype_mover(real, ours) -> None:
+    """``LPUSH src x`` and ``CLIENT UNBLOCK`` of a BLMOVE whose destination
+    holds another type, pipelined, with a BLPOP of the source behind it:
+    Redis serves the BLMOVE after the LPUSH (WRONGTYPE, the element left
+    to the BLPOP), so CLIENT UNBLOCK finds it unblocked (0).  Its failure
+    counts once (compared at one acceptor, as above)."""
+    src, bad, _ = keys_for(ours.shards, "one-shard")
+    counts = ours.acceptors == 1  # type: ignore[attr-defined]
+
+    def scenario(s: Session) -> list[object]:
+        s.call("SET", bad, "str")
+        mover = s.block("BLMOVE", src, bad, "RIGHT", "LEFT", 0)
+        popper = s.block("BLPOP", src, 0)
+        s.call("CONFIG", "RESETSTAT")
+        s.observer.send("LPUSH", src, "x")
+        s.observer.send("CLIENT", "UNBLOCK", s.ids[mover])
+        out: list[object] = [s.observer.read(), s.observer.read(), read(mover), read(popper)]
+        out += [s.call("EXISTS", src), s.call("GET", bad)]
+        stats = info_lines(s, "commandstats")
+        out += [[line for line in stats if line.startswith(b"cmdstat___")]]  # (internal verbs never show)
+        if counts:
+            failed = [
+                line.split(b"failed_calls=")[1] for line in stats if line.startswith(b"cmdstat_blmove:")
+            ]
+            out += [failed, info_lines(s, "errorstats")]
+        return out
+
+    transcript = run_on_both(real, ours, scenario)
+    assert transcript[1] == b":0\r\n" and transcript[2].startswith(b"-WRONGTYPE")
