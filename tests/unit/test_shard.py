@@ -214,6 +214,28 @@ def test_unblock_after_a_push_in_its_batch_finds_the_waiter_served(shard):
     assert run(shard, "EXISTS", "k") == 0
 
 
+def test_a_bwait_claims_its_elements_until_its_bdone(shard):
+    """A notified ``__bwait`` counts as taking its count of elements until
+    ``__bdone``: a one-shard BRPOPLPUSH with a wrong-typed destination
+    behind it keeps waiting until then, and gets WRONGTYPE once the claim
+    is done with the element still there (``__bclaim`` says what the
+    notification was, and changes nothing)."""
+    assert run(shard, "SET", "bad", "s") == "OK"
+    bwait = [wire.Verb.BWAIT, b"blmove", b"0", b"0", b"1", b"src"]
+    assert wire.decode_replies(shard.run_batch(_batch((5, bwait)))) == [b""]
+    assert wire.decode_replies(shard.run_batch(_batch((6, [b"BRPOPLPUSH", b"src", b"bad", b"0"])))) == [b""]
+    assert wire.decode_replies(shard.run_batch(_batch((0, [b"LPUSH", b"src", b"x"])))) == [b":1\r\n"]
+    assert shard.waiters.wakes == [(0, wire.encode_wake(5, b":1\r\n"))]
+    shard.waiters.wakes.clear()
+    assert wire.decode_replies(shard.run_batch(_batch((0, [wire.Verb.BCLAIM, b"5"])))) == [b":1\r\n"]
+    assert shard.waiters.wakes == []
+    assert wire.decode_replies(shard.run_batch(_batch((0, [wire.Verb.BDONE, b"5"])))) == [b":1\r\n"]
+    wrongtype = b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"
+    assert shard.waiters.wakes == [(0, wire.encode_wake(6, wrongtype))]
+    assert wire.decode_replies(shard.run_batch(_batch((0, [wire.Verb.BDONE, b"5"])))) == [b":0\r\n"]
+    assert run(shard, "LLEN", "src") == 1 and not shard.waiters.claimed
+
+
 def test_unblock_forgets_a_waiter_that_still_waits(shard):
     assert wire.decode_replies(shard.run_batch(_batch((8, [b"BLPOP", b"k", b"0"])))) == [b""]
     assert wire.decode_replies(shard.run_batch(_batch((0, [wire.Verb.UNBLOCK, b"8", b"0", b"1"])))) == [
