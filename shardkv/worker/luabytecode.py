@@ -77,6 +77,7 @@ LUA_GLOBALS = frozenset(
     {b"type", b"tostring", b"getmetatable", b"rawset", b"setmetatable", b"loadstring", b"load"}
 )
 OP_MOVE = 0
+OP_LOADNIL = 3
 OP_GETUPVAL = 4
 OP_GETGLOBAL = 5
 OP_GETTABLE = 6
@@ -112,7 +113,10 @@ def _last_write(words: list[int], pc: int, register: int) -> int:
     ``register`` (in the code's order), or -1."""
     for prev in range(pc - 1, -1, -1):
         i = words[prev]
-        if i & _OPCODE in _WRITES_A and (i >> 6) & 0xFF == register:
+        op = i & _OPCODE
+        if op in _WRITES_A and (i >> 6) & 0xFF == register:
+            return prev
+        if op == OP_LOADNIL and (i >> 6) & 0xFF <= register <= i >> 23:  # (``local a, b``: A to B)
             return prev
     return -1
 
@@ -173,8 +177,9 @@ def _string(b: bytearray, at: int) -> int:
 class _Proto:
     """One function prototype of a dump, as :func:`_function` read it."""
 
-    def __init__(self, code: int, words: list[int], tails: list[int]) -> None:
+    def __init__(self, code: int, words: list[int], tails: list[int], params: int) -> None:
         self.code = code  # where its code starts in the dump
+        self.params = params  # how many parameters it takes (its first locals)
         self.words = words  # each pc's word
         self.tails = tails  # the pcs of the tail calls
         self.strings: dict[int, bytes] = {}  # its string constants by index
@@ -188,6 +193,12 @@ class _Proto:
         out = set()
         for n, (name, start, _) in enumerate(self.locals):
             register = sum(1 for _, s, e in self.locals[:n] if s <= start < e)
+            if n >= self.params and _last_write(self.words, start, register) < 0:
+                # Declared with no value at the function's start (``local f;
+                # f = function(n) ... return f(n - 1) end``): Lua writes no
+                # nil there, and it is no parameter (tail recursion through
+                # it overflowed at 20000 levels where Redis's goes on).
+                continue
             if _is_field(_callee(self.words, start, register), self.strings, keys):
                 out.add(name)
         return out
@@ -209,6 +220,7 @@ def _function(b: bytearray, at: int, protos: list[_Proto]) -> int:
     """Read the prototype at ``at`` (and those nested in it) into ``protos``;
     where it ends."""
     at = _string(b, at)  # source
+    params = b[at + 9]
     at += 4 + 4 + 4  # linedefined, lastlinedefined; nups, numparams, is_vararg, maxstacksize
     n, at = _int(b, at)
     code = at
@@ -226,7 +238,7 @@ def _function(b: bytearray, at: int, protos: list[_Proto]) -> int:
             pc += 1  # the next word is SETLIST's block number, not an instruction
         pc += 1
     at += 4 * n
-    proto = _Proto(code, words, tails)
+    proto = _Proto(code, words, tails, params)
     protos.append(proto)
     n, at = _int(b, at)  # constants
     for k in range(n):

@@ -750,6 +750,13 @@ TAIL_CALL_ERRORS = [
     # tail recursion stays as deep as Redis's
     "local function loop(n) if n == 0 then return 'done' end return loop(n - 1) end return loop(100000)",
     "local t = {} t.f = function(n) if n == 0 then return 'done' end return t['f'](n - 1) end return t.f(100000)",
+    # through a local declared with no value (no instruction writes it first)
+    "local f; f = function(n) if n == 0 then return 'done' end return f(n - 1) end return f(1000000)",
+    "local x = 1; local a, f; f = function(n) if n == 0 then return redis.call('ping') end return f(n - 1) end\n"
+    "return f(1000000)",
+    "local function g(x) local f; f = function(n) if n == 0 then return x end return f(n - 1) end return f end\n"
+    "return g('done')(1000000)",
+    "local u = unpack; local f; f = function(n) if n == 0 then return 'done' end return f(n - 1) end return f(1000000)",
 ]
 
 
