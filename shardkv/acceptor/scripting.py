@@ -458,7 +458,7 @@ class _ShardReply:
                 waiting.popleft()
         if body[:1] == b"-":
             if body.startswith(CROSS_MARKER):
-                everything, extra = _parse_marker(body)
+                everything, extra, written = _parse_marker(body)
                 CACHE.knows(self.shard).add(self.sha)
                 retry = _Retry(
                     self.client,
@@ -473,7 +473,7 @@ class _ShardReply:
                     self.name,
                     self.user_arg,
                 )
-                retry.start(everything, extra)
+                retry.start(everything, extra, written)
                 return
             if self.fname:
                 pass
@@ -516,17 +516,20 @@ def script_done(client: Client, user_arg: bytes) -> None:
     client.server.users.script_done(wire.parse_caller(user_arg))
 
 
-def _parse_marker(body: bytes) -> tuple[int, list]:
-    """(every shard? 1: of the script's database, 2: of every one; keys) of a
-    ``-SHARDKV-CROSS [*|**] key...`` reply, where a key is in hex, and
-    ``db:hex`` for a key of another database (a SELECT in the script)."""
+def _parse_marker(body: bytes) -> tuple[int, list, int]:
+    """(every shard? 1: of the script's database, 2: of every one; keys;
+    redis.log lines written) of a ``-SHARDKV-CROSS [*|**] key...
+    [#written]`` reply, where a key is in hex, and ``db:hex`` for a key of
+    another database (a SELECT in the script); ``written``: the lines the
+    undone run had written, which its run again drops."""
     words = body[len(CROSS_MARKER) :].split()
+    written = int(words.pop()[1:]) if words and words[-1][:1] == b"#" else 0
     everything = len(words[0]) if words and words[0] in (b"*", b"**") else 0
     keys: list = []
     for w in words[1 if everything else 0 :]:
         db, colon, key = w.partition(b":")
         keys.append((int(db), bytes.fromhex(key.decode())) if colon else bytes.fromhex(w.decode()))
-    return everything, keys
+    return everything, keys, written
 
 
 class _Retry:
@@ -547,6 +550,7 @@ class _Retry:
         "everything",
         "extra",
         "user_arg",
+        "written",
     )
 
     def __init__(
@@ -577,9 +581,13 @@ class _Retry:
         self.db = db  # the client's when it called the script
         self.everything = 0
         self.extra: list = []
+        # The redis.log lines its last undone run had written (those it
+        # dropped as written before included): its next run drops as many.
+        self.written = 0
 
-    def start(self, everything: int, extra: list) -> None:
+    def start(self, everything: int, extra: list, written: int = 0) -> None:
         client = self.client
+        self.written = written
         self.everything = max(self.everything, everything)
         self.extra = list(dict.fromkeys([*self.extra, *extra]))
         # Its later runs go straight to as many shards.
@@ -591,6 +599,7 @@ class _Retry:
             b"%d" % self.everything,
             self.name.encode(),
             self.user_arg,  # its redis.call obeys the client's ACL user
+            b"%d" % self.written,
             self.fname or self.body,
             b"%d" % len(self.keys),
             *self.keys,

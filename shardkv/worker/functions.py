@@ -503,16 +503,19 @@ def fcall(ks: Keyspace, args: list[bytes]) -> object:
 
 
 def fcall_across(ks: Keyspace, args: list[bytes]) -> object:
-    """__fcall everything command user function numkeys key... arg... -> FCALL
-    run by the executor of a cross-shard operation (``command``: the
+    """__fcall everything command user logs function numkeys key... arg... ->
+    FCALL run by the executor of a cross-shard operation (``command``: the
     client's, ``fcall`` or ``fcall_ro``; ``user``: the ACL rules its calls
-    obey, empty for a user that may run everything)."""
+    obey, empty for a user that may run everything; ``logs``: the redis.log
+    lines the run undone before this one had written, dropped here)."""
     engine = engine_of(ks)
     engine.set_user(args[3])
+    engine.log_skip = int(args[4])
     try:
-        return _fcall(ks, [b"fcall", *args[4:]], args[2].endswith(b"_ro"), int(args[1]))
+        return _fcall(ks, [b"fcall", *args[5:]], args[2].endswith(b"_ro"), int(args[1]))
     finally:
         engine.user = None
+        engine.log_skip = 0
 
 
 def function_records(ks: Keyspace, args: list, reply: object) -> list[list[bytes]]:

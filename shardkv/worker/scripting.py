@@ -108,6 +108,9 @@ class CrossShard(Exception):
         super().__init__("cross-shard")
         self.keys = keys
         self.everything = everything
+        # The redis.log lines the undone run had written (Run.written): its
+        # run across shards drops as many first (Engine.log_skip).
+        self.written = 0
 
 
 def sha1hex(data: bytes) -> bytes:
@@ -344,6 +347,7 @@ class Run:
         "journal",
         "apart",
         "logs",
+        "written",
     )
     # What each field holds: see where Engine._invoke sets them up.
     sha: bytes
@@ -369,6 +373,7 @@ class Run:
     journal: list[tuple[list, int]] | None
     apart: bool
     logs: list[tuple[int, str]]
+    written: int
 
     @staticmethod
     def spare() -> Run:
@@ -461,6 +466,11 @@ class Engine:
         self.everything = 0
         # An FCALL's function ran again wide (it passed a 0: _sign_unknown).
         self.widened = False
+        # The redis.log lines the run now going is to drop first: a run of
+        # it undone to run again (wide, here; across shards, ``__eval``'s
+        # ``logs``) had written them, past busy-reply-threshold or
+        # LOGS_HELD, and Redis writes each once.  Its caller sets it back.
+        self.log_skip = 0
         # The ACL user of the client whose script runs, when it may not run
         # everything (wire.FLAG_ACL): redis.call checks each call against it.
         self.user: acl.User | None = None
@@ -741,6 +751,9 @@ class Engine:
         # an undone run (it runs again) writes none.
         if run.logs:
             run.logs = []
+        # How many of them it wrote (past busy-reply-threshold, or LOGS_HELD)
+        # or dropped (log_skip): if it is undone, its run again drops as many.
+        run.written = 0
         if not eval_mode:
             run.command = [b"fcall", sha, b"%d" % len(keys), *keys, *argv]
         events = ks.events
@@ -829,8 +842,17 @@ class Engine:
             if aof is not None:
                 aof.db = aof_db  # its SELECT records are gone too
             if type(run.abort) is _Widen:
-                return self._invoke_wide(sha, f, flags, keys, argv, read_only, eval_mode)
-            raise run.abort
+                if not run.written:
+                    return self._invoke_wide(sha, f, flags, keys, argv, read_only, eval_mode)
+                self.log_skip = run.written
+                try:
+                    return self._invoke_wide(sha, f, flags, keys, argv, read_only, eval_mode)
+                finally:
+                    self.log_skip = 0
+            abort = run.abort
+            if isinstance(abort, CrossShard):
+                abort.written = run.written  # (its run across shards drops as many)
+            raise abort
         if run.killed:
             self._rearm()
         if mark >= 0:
@@ -1010,6 +1032,7 @@ class Engine:
         if run.abort is None:
             for level, text in run.logs:
                 log.log(level, "%s", text)
+            run.written += len(run.logs)
         run.logs = []
 
     def _over_limit(self) -> bool:
@@ -1716,11 +1739,16 @@ class Engine:
         if run is None:
             log.log(levels[int(level)], "%s", _text(text))
         elif log.isEnabledFor(levels[int(level)]):  # (held until it ends: _write_logs)
+            if self.log_skip:  # written by the run undone before this one
+                self.log_skip -= 1
+                run.written += 1
+                return
             logs = run.logs
             logs.append((levels[int(level)], _text(text)))
             if len(logs) >= LOGS_HELD:  # (a script that logs in a loop: bounded memory)
                 for held in logs:
                     log.log(held[0], "%s", held[1])
+                run.written += len(logs)
                 logs.clear()
 
     def _setresp(self, *args: LuaValue) -> None:
@@ -2177,12 +2205,15 @@ CROSS_MARKER = "SHARDKV-CROSS"  # the acceptor's cue to run the script across sh
 
 
 def _cross_reply(e: CrossShard) -> Error:
-    """``SHARDKV-CROSS [*|**] key...``: ``*`` when every shard is needed,
-    ``**`` with every database; each key in hex, ``db:hex`` for a key of
-    another database than the script's."""
+    """``SHARDKV-CROSS [*|**] key... [#written]``: ``*`` when every shard
+    is needed, ``**`` with every database; each key in hex, ``db:hex`` for
+    a key of another database than the script's; ``written``, the
+    redis.log lines the undone run had written (CrossShard.written)."""
     words = [CROSS_MARKER, *(["*" * e.everything] if e.everything else [])]
     for k in e.keys:
         words.append(k.hex() if type(k) is bytes else "%d:%s" % (k[0], k[1].hex()))
+    if e.written:
+        words.append("#%d" % e.written)
     return Error(" ".join(words))
 
 
@@ -2221,25 +2252,28 @@ def evalsha(ks: Keyspace, args: list[bytes]) -> object:
 
 
 def eval_across(ks: Keyspace, args: list[bytes]) -> object:
-    """__eval everything command user body numkeys key... arg... -> a script
-    run by the executor of a cross-shard operation (see shardkv.acceptor.scripting).
-    ``everything``: every shard is parked and all their keys are here;
-    ``command``: the client's (``evalsha_ro``...), read-only if ``_ro``;
-    ``user``: the ACL rules its calls obey, empty for a user that may run
-    everything."""
+    """__eval everything command user logs body numkeys key... arg... -> a
+    script run by the executor of a cross-shard operation (see
+    shardkv.acceptor.scripting).  ``everything``: every shard is parked and
+    all their keys are here; ``command``: the client's (``evalsha_ro``...),
+    read-only if ``_ro``; ``user``: the ACL rules its calls obey, empty for
+    a user that may run everything; ``logs``: how many of its redis.log
+    lines the run undone before this one had written (dropped here)."""
     engine = engine_of(ks)
-    body = args[4]
-    n = int(args[5])
+    body = args[5]
+    n = int(args[6])
     sha = engine.load(body)
     engine.everything = int(args[1])
     engine.set_user(args[3])
+    engine.log_skip = int(args[4])
     try:
-        return engine.eval(sha, args[6 : 6 + n], args[6 + n :], args[2].endswith(b"_ro"))
+        return engine.eval(sha, args[7 : 7 + n], args[7 + n :], args[2].endswith(b"_ro"))
     except CrossShard as e:
         return _cross_reply(e)
     finally:
         engine.everything = 0
         engine.user = None
+        engine.log_skip = 0
 
 
 def take_effects(ks: Keyspace) -> tuple[list[tuple[int, list[bytes]]], dict[tuple[int, bytes], State]]:

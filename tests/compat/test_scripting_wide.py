@@ -323,6 +323,45 @@ def test_undone_run_logs_nothing(processes):
     assert counts == [[1, 1], [1, 1]]
 
 
+BUSY_FIRST = (
+    "local function now() local t = redis.call('time') return t[1] * 1000000 + t[2] end\n"
+    "local t0 = now() while now() - t0 < 300000 do for i = 1, 20000 do end end\n"
+)
+
+
+def test_undone_run_that_wrote_its_lines_logs_them_once(processes):
+    """A run undone after some of its redis.log lines were written (past
+    LOGS_HELD lines, or past busy-reply-threshold, they are written as
+    they come): its run again drops as many, so each shows once, as in
+    Redis (they showed twice).  A later script with the same keys and
+    arguments keeps its own lines."""
+    many = "for i = 1, 1500 do redis.log(redis.LOG_WARNING, '{}') end\n"
+    scripts = [
+        many.format("zh-wide") + "return redis.call('set', KEYS[1], 0)",
+        many.format("zh-across") + "return redis.call('set', KEYS[1] .. 'x', 1)",
+        BUSY_FIRST
+        + "redis.log(redis.LOG_WARNING, 'zb-wide'); for i = 1, 300000 do end; return redis.call('set', KEYS[1], 0)",
+        BUSY_FIRST
+        + "redis.log(redis.LOG_WARNING, 'zb-across'); for i = 1, 300000 do end; return redis.call('set', KEYS[1] .. 'x', 1)",
+        "redis.log(redis.LOG_WARNING, 'zb-other'); return redis.call('set', KEYS[1] .. 'x', 1)",
+    ]
+    markers = ("zh-wide", "zh-across", "zb-wide", "zb-across", "zb-other")
+    counts = []
+    for proc in processes:
+        c = redis.Redis(port=proc.port)
+        c.config_set("busy-reply-threshold", 100)
+        try:
+            for script in scripts:
+                c.eval(script, 1, "k")
+        finally:
+            c.config_set("busy-reply-threshold", 5000)
+        c.eval("redis.log(redis.LOG_WARNING, 'zb-end'); return 1", 1, "k")
+        counts.append([written(proc, marker, "zb-end") for marker in markers])
+        c.close()
+    assert counts[0] == [1500, 1500, 1, 1, 1]
+    assert counts[1] == counts[0]
+
+
 def test_undone_run_counts_no_keyspace_hits(servers):
     """A run undone to run again takes back its reads' keyspace hits and misses."""
     stats = []
