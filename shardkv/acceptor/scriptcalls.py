@@ -62,6 +62,31 @@ def on_attach(server: Acceptor, link: ShardLink) -> None:
     held = _HELD.pop(link, None)  # a script's, whose worker is gone
     if held is not None:
         held.drop(server)
+    if link.generation > 1:
+        _restore_cjson(server, link)
+
+
+def _restore_cjson(server: Acceptor, link: ShardLink) -> None:
+    """``link``'s worker started again, with a fresh Lua state: it takes
+    another shard's count of SCRIPT FLUSHes and cjson options
+    (``__cjsonstate``, an inquiry), as Redis's one Lua state keeps them
+    until SCRIPT FLUSH or a restart of the whole server.  (With one shard
+    there is no other: it starts with the defaults.)"""
+    generation = link.generation
+    for other in server.links:
+        if other is not link and other.up:
+            break
+    else:
+        return
+
+    def answer(value: object) -> None:
+        if link.generation != generation or not isinstance(value, list):
+            return  # another worker since, or the other shard is gone
+        command = encode_command([Verb.SCRIPT, b"cjsonrestore", *value])
+        _UNAPPLIED[link] = _UNAPPLIED.get(link, 0) + 1
+        link.send_control(command, _Applied(link))
+
+    other.inquire([Verb.CJSON_STATE], answer)
 
 
 def answer(server: Acceptor, link: ShardLink, payload: bytes) -> None:
@@ -197,13 +222,12 @@ def _share_cjson(server: Acceptor, origin: ShardLink, options: list[bytes]) -> N
 
     The forward is a control message (``send_control``): a shard whose own
     script is past busy-reply-threshold takes it when that script ends,
-    where a ``-BUSY`` would leave it with its old options for good.  And
-    the shards agree on the last setter this acceptor heard of: a forward
-    that ``origin``'s worker has not run yet (sent for another shard's
-    setter, heard before this one) would overwrite what this script set
-    once it runs there, so ``origin`` gets its own options again after it
-    (two setters running at once on two shards left each shard with the
-    other's options)."""
+    where a ``-BUSY`` would leave it with its old options for good.  Which
+    of two setters' options hold, and whether a SCRIPT FLUSH reset them,
+    each worker decides from the stamp the options carry (see the worker's
+    ``Engine.set_cjson``); ``origin`` still gets its own options again
+    after a forward that its worker has not run yet (its stamp drops the
+    older of the two)."""
     encoded = encode_command([Verb.SCRIPT, b"cjson", *options])
     for link in server.links:
         if link is not origin or _UNAPPLIED.get(link):

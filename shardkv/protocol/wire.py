@@ -890,10 +890,16 @@ class Verb:
     HELD = b"__held"
     HELD_COMMIT = b"__heldcommit"
     HELD_DROP = b"__helddrop"
-    # In a ``Q`` frame (no answer): ``__cjson eval|function option...``, a
-    # script set cjson's options; the acceptor sends them on to every other
-    # shard (``__script cjson ...``) before the script's reply.
+    # In a ``Q`` frame (no answer): ``__cjson eval|function flushes start
+    # shard option...``, a script set cjson's options (after the shard's
+    # ``flushes``-th SCRIPT FLUSH, the script started at ``start`` there);
+    # the acceptor sends them on to every other shard (``__script cjson
+    # ...``) before the script's reply.
     CJSON = b"__cjson"
+    # An inquiry (``I`` frame): a shard's count of SCRIPT FLUSHes and cjson
+    # options, which a worker started again takes (``__script cjsonrestore``,
+    # see shardkv.acceptor.scriptcalls.on_attach).
+    CJSON_STATE = b"__cjsonstate"
     # Server commands' parts in each shard.
     PING = b"__ping"
     SCAN = b"__scan"

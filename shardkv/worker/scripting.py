@@ -471,6 +471,16 @@ class Engine:
         # ``logs``) had written them, past busy-reply-threshold or
         # LOGS_HELD, and Redis writes each once.  Its caller sets it back.
         self.log_skip = 0
+        # SCRIPT FLUSHes run here (every one goes to every shard, so the
+        # n-th here is the n-th everywhere); per Lua state (eval, function),
+        # the stamp of the setter whose cjson options are in effect (its
+        # start, monotonic ns, and its shard; see set_cjson); and another
+        # shard's options for EVAL's state set after its ``flushes``-th
+        # flush, not yet run here: (flushes, stamp, options), taken when
+        # that flush runs.
+        self.flushes = 0
+        self.cjson_stamps: dict[bytes, tuple[int, int]] = {b"eval": (0, 0), b"function": (0, 0)}
+        self.cjson_later: tuple[int, tuple[int, int], list[int]] | None = None
         # The ACL user of the client whose script runs, when it may not run
         # everything (wire.FLAG_ACL): redis.call checks each call against it.
         self.user: acl.User | None = None
@@ -642,6 +652,9 @@ class Engine:
         if self._vm is self._eval_vm:
             self._vm = None
         self._eval_vm = self._new_vm()
+        self.flushes += 1
+        self.cjson_stamps[b"eval"] = (0, 0)
+        self._take_later_cjson()
 
     def memory(self) -> int:
         """EVAL's Lua state's bytes (used_memory_lua)."""
@@ -968,27 +981,80 @@ class Engine:
         other shards (a ``Q`` frame, no answer) before the script's reply,
         which follows on this pipe."""
         vm.cjson.changed = False
+        kind = b"eval" if vm is self._eval_vm else b"function"
+        stamp = self.cjson_stamps[kind] = (int(run.start * 1e9), getattr(self.shard, "index", 0))
         send = getattr(self.shard, "send_query", None)
         if send is None:
             return
-        kind = b"eval" if vm is self._eval_vm else b"function"
-        options = [b"%d" % v for v in vm.cjson.options()]
+        options = [b"%d" % v for v in (self.flushes, *stamp, *vm.cjson.options())]
         try:
             send(wire.encode_script_query(self.ks.db, run.resp, [Verb.CJSON, kind, *options]))
         except (EOFError, OSError):
             pass  # the acceptor is gone
 
-    def set_cjson(self, kind: bytes, options: list[bytes]) -> None:
-        """Another shard's script set cjson's options (see _share_cjson)."""
+    def set_cjson(self, kind: bytes, flushes: int, stamp: tuple[int, int], options: list[bytes]) -> None:
+        """Another shard's script set cjson's options (see _share_cjson),
+        after that shard's ``flushes``-th SCRIPT FLUSH, a script that
+        started at ``stamp``.  As in Redis's one Lua state: SCRIPT FLUSH
+        resets EVAL's options, so if a flush that came after the setter
+        there has run here already they are dropped, and if the flush
+        before it has not yet, they wait for it (cjson_later); and Redis
+        runs scripts one after the other, so of two setters that ran at
+        once on two shards, the one that started later (read later) ran
+        last: the options of one that started before those in effect here
+        are dropped, and every shard ends with the same."""
+        values = [int(v) for v in options]
         if kind == b"eval":
+            if flushes != self.flushes:
+                later = self.cjson_later
+                if flushes > self.flushes and (later is None or (flushes, stamp) >= later[:2]):
+                    self.cjson_later = (flushes, stamp, values)
+                return
             vm = self._eval_vm
             if vm is None:
                 self._eval_state()
                 vm = self._eval_vm
         else:
             vm = self._func_vm
-        if vm is not None:
-            vm.cjson.set_options([int(v) for v in options])
+        if vm is None or stamp < self.cjson_stamps[kind]:
+            return
+        self.cjson_stamps[kind] = stamp
+        vm.cjson.set_options(values)
+
+    def _take_later_cjson(self) -> None:
+        """The options that waited for the SCRIPT FLUSH run now (see
+        set_cjson) go in; those of an older one are dropped."""
+        later = self.cjson_later
+        if later is not None and later[0] <= self.flushes:
+            self.cjson_later = None
+            if later[0] == self.flushes:
+                self.set_cjson(b"eval", later[0], later[1], [b"%d" % v for v in later[2]])
+
+    def cjson_state(self) -> list[bytes]:
+        """``flushes`` and, for EVAL's and the functions' Lua states, ``start
+        shard n option...``: what a worker that starts again takes (see
+        restore_cjson); no options of a state not made yet (n = 0: the
+        defaults)."""
+        out = [b"%d" % self.flushes]
+        for kind, vm in ((b"eval", self._eval_vm), (b"function", self._func_vm)):
+            values = vm.cjson.options() if vm is not None else []
+            out += [b"%d" % v for v in (*self.cjson_stamps[kind], len(values), *values)]
+        return out
+
+    def restore_cjson(self, state: list[bytes]) -> None:
+        """A worker started again (this one) takes another shard's
+        :meth:`cjson_state`, as Redis's one Lua state kept it: its count of
+        SCRIPT FLUSHes, and the options of EVAL's and the functions'
+        states."""
+        self.flushes = int(state[0])
+        at = 1
+        for kind in (b"eval", b"function"):
+            stamp = (int(state[at]), int(state[at + 1]))
+            n = int(state[at + 2])
+            if n:
+                self.set_cjson(kind, self.flushes, stamp, state[at + 3 : at + 3 + n])
+            at += 3 + n
+        self._take_later_cjson()
 
     def _end_held(self, run: Run) -> None:
         """What the script's calls of the acceptor's commands left behind
@@ -2276,6 +2342,13 @@ def eval_across(ks: Keyspace, args: list[bytes]) -> object:
         engine.log_skip = 0
 
 
+def cjson_state(ks: Keyspace, args: list[bytes]) -> object:
+    """__cjsonstate -> flushes (start shard n option...) x2: this
+    shard's count of SCRIPT FLUSHes and its cjson options, for a worker
+    started again (an inquiry: answered even while a script runs here)."""
+    return engine_of(ks).cjson_state()
+
+
 def take_effects(ks: Keyspace) -> tuple[list[tuple[int, list[bytes]]], dict[tuple[int, bytes], State]]:
     """The write commands the scripts of a cross-shard run ran, with their
     databases (to log them), and the states of the (database, key)s they
@@ -2290,8 +2363,10 @@ def take_effects(ks: Keyspace) -> tuple[list[tuple[int, list[bytes]]], dict[tupl
 
 def script_internal(ks: Keyspace, args: list[bytes]) -> object:
     """__script load body | flush | exists sha... | memory | kill | cjson
-    eval|function option... -> the acceptor's script-cache operations on
-    this shard, and another shard's script's cjson options."""
+    eval|function flushes start shard option... | cjsonrestore state... ->
+    the acceptor's script-cache operations on this shard, another shard's
+    script's cjson options, and what a worker started again takes of them
+    (Engine.cjson_state)."""
     engine = engine_of(ks)
     sub = args[1]
     if sub == b"load":
@@ -2305,7 +2380,10 @@ def script_internal(ks: Keyspace, args: list[bytes]) -> object:
         engine.kill_requested = True
         return "OK"
     if sub == b"cjson":
-        engine.set_cjson(args[2], args[3:])
+        engine.set_cjson(args[2], int(args[3]), (int(args[4]), int(args[5])), args[6:])
+        return "OK"
+    if sub == b"cjsonrestore":
+        engine.restore_cjson(args[2:])
         return "OK"
     raise CommandError(errors.SYNTAX)
 
@@ -2318,4 +2396,5 @@ HANDLERS: Handlers = {
     "evalsha_ro": evalsha,
     Verb.EVAL: eval_across,
     Verb.SCRIPT: script_internal,
+    Verb.CJSON_STATE: cjson_state,
 }

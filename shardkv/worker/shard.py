@@ -84,7 +84,7 @@ NULL_RESP3 = encode(None, True)
 _SCRIPT_RUNS = frozenset({Verb.EVAL, Verb.FCALL})  # a script's run across shards
 # The verbs an ``I`` frame may ask: they read (or reset) the shard's
 # figures, so they may run even while the shard waits in a script or parked.
-INQUIRIES = frozenset({Verb.INFO, Verb.LASTSAVE, Verb.SLOWLOG, Verb.FUNCTION_WRITERS})
+INQUIRIES = frozenset({Verb.INFO, Verb.LASTSAVE, Verb.SLOWLOG, Verb.FUNCTION_WRITERS, Verb.CJSON_STATE})
 
 
 class Prepared:

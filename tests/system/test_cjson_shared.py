@@ -13,6 +13,10 @@ shards agree once the scripts are done:
 - two setters running at once on two shards (before, each forward
   overwrote the other shard's setting: each shard ended with the other's).
 
+The tests at the end compare with redis-server what one Lua state shows:
+SCRIPT FLUSH sent while a setter runs, a worker started again, and two
+setters through two acceptors.
+
 The setters loop on ``redis.call('TIME')`` for a while before they set the
 option, so that the other script is still running then; no reply's timing
 is checked.
@@ -20,14 +24,19 @@ is checked.
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 
+import psutil
 import pytest
 import redis
 
 from shardkv.protocol.router import Router
-from tests.support.servers import start_shardkv
+from tests.support.acceptors import client_on
+from tests.support.resp import RespClient
+from tests.support.servers import start_redis, start_shardkv
 
 pytestmark = pytest.mark.slow
 
@@ -110,3 +119,108 @@ def test_two_setters_at_once_leave_the_shards_agreeing() -> None:
         assert depths[0] == depths[1], depths
     finally:
         server.stop()
+
+
+# -- against redis-server: what one Lua state would show -----------------------------
+
+
+def worker_pids(proc) -> dict[int, int]:
+    """Shard index -> pid of its worker, from the process names."""
+    out = {}
+    for child in psutil.Process(proc.proc.pid).children():
+        try:
+            name = child.name()
+        except psutil.NoSuchProcess:
+            continue
+        if name.startswith("shardkv-shard"):
+            out[int(name[len("shardkv-shard") :])] = child.pid
+    return out
+
+
+def _on(kind: str, port: int, acceptors: int, where: int) -> RespClient:
+    if kind == "shardkv" and acceptors > 1:
+        return client_on(port, where, k=acceptors)
+    return RespClient(port, timeout=60)
+
+
+def _getters(c: RespClient) -> list:
+    return [c.command("EVAL", GETTER, 1, A), c.command("EVAL", GETTER, 1, B)]
+
+
+@pytest.mark.parametrize("acceptors", [1, 2])
+def test_script_flush_sent_while_a_setter_runs_resets_every_shard(acceptors: int) -> None:
+    """SCRIPT FLUSH sent while a setter runs (through the other acceptor
+    at K=2): Redis reads it after the script, and the fresh Lua state has
+    the default options.  (The forward reached the other shard after its
+    flush, and that shard kept the setter's option.)"""
+    got = {}
+    for kind, proc in (("redis", start_redis()), ("shardkv", start_shardkv(shards=2, acceptors=acceptors))):
+        try:
+            setter = _on(kind, proc.port, acceptors, 0)
+            flusher = _on(kind, proc.port, acceptors, acceptors - 1)
+            setter.send("EVAL", SETTER, 1, A, 1000, 7)
+            time.sleep(0.3)  # (the script runs: Redis reads the flush after it)
+            out = [flusher.call("SCRIPT", "FLUSH"), setter.read()]
+            deadline = time.monotonic() + WAIT  # (K=2: the flush's pipe may be read later)
+            while (depths := _getters(flusher)) != [1000, 1000] and time.monotonic() < deadline:
+                time.sleep(0.05)
+            got[kind] = out + depths
+        finally:
+            proc.stop()
+    assert got["shardkv"] == got["redis"]
+
+
+def test_a_worker_started_again_keeps_the_options() -> None:
+    """A worker that dies and starts again takes the other shards' cjson
+    options and SCRIPT FLUSH count: Redis's one Lua state keeps what a
+    script set (the restarted shard had the defaults)."""
+    got = {}
+    for kind, proc in (("redis", start_redis()), ("shardkv", start_shardkv(shards=2))):
+        try:
+            c = RespClient(proc.port, timeout=60)
+            out = [c.command("SCRIPT", "FLUSH"), c.command("EVAL", SETTER, 1, A, 0, 7)]
+            if kind == "shardkv":
+                shard = Router(2).shard_of(B.encode())
+                old = worker_pids(proc)[shard]
+                os.kill(old, signal.SIGKILL)
+                deadline = time.monotonic() + 60
+                while worker_pids(proc).get(shard, old) == old:
+                    assert time.monotonic() < deadline, "the worker did not start again"
+                    time.sleep(0.05)
+                c = RespClient(proc.port, timeout=60)
+                while c.command("PING") != b"PONG" and time.monotonic() < deadline:
+                    time.sleep(0.05)
+            deadline = time.monotonic() + WAIT  # (its options come from another shard's answer)
+            while (depths := _getters(c)) != [7, 7] and time.monotonic() < deadline:
+                time.sleep(0.05)
+            out += depths
+            # A forward after it: the restarted worker counts SCRIPT FLUSHes as the others do.
+            out += [c.command("EVAL", SETTER, 1, A, 0, 9), *_getters(c)]
+            out += [c.command("SCRIPT", "FLUSH"), c.command("EVAL", SETTER, 1, A, 0, 3), *_getters(c)]
+            got[kind] = out
+        finally:
+            proc.stop()
+    assert got["shardkv"] == got["redis"]
+
+
+def test_two_setters_through_two_acceptors_end_as_in_redis() -> None:
+    """Two setters on two shards at K=2, the second sent while the first
+    runs: Redis runs the second after the first, and its option holds;
+    every shard ends with it.  (Each acceptor's forward overwrote the other
+    shard's: each shard ended with the other's.)"""
+    got = {}
+    for kind, proc in (("redis", start_redis()), ("shardkv", start_shardkv(shards=2, acceptors=2))):
+        try:
+            first = _on(kind, proc.port, 2, 0)
+            second = _on(kind, proc.port, 2, 1)
+            first.send("EVAL", SETTER, 1, A, 1000, 5)
+            time.sleep(0.3)  # (the first runs)
+            second.send("EVAL", SETTER, 1, B, 0, 7)
+            out = [first.read(), second.read()]
+            deadline = time.monotonic() + WAIT  # (a forward may still be on its way)
+            while (depths := _getters(first) + _getters(second)) != [7] * 4 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            got[kind] = out + depths
+        finally:
+            proc.stop()
+    assert got["shardkv"] == got["redis"]
