@@ -21,8 +21,9 @@ As Redis's ``tracking.c``, in the acceptor, which sees every client:
   a Pub/Sub message there.  NOLOOP skips the client that made the change.
   The invalidation for the client's own change comes after its reply.
 * BCAST clients get the keys changed under each of their prefixes (one
-  message per prefix) once per flush of the acceptor's clients, before the
-  replies of that flush, as Redis broadcasts in beforeSleep.
+  message per prefix, prefixes and keys sorted as Redis's radix trees) once
+  per flush of the acceptor's clients, before the replies of that flush, as
+  Redis broadcasts in beforeSleep.
 * FLUSHDB and FLUSHALL (a ``flush`` event from each shard) send every
   tracking client a null invalidation, once per command, and empty the table.
 * The table outlives tracking, as in Redis: a client that turns tracking
@@ -495,7 +496,10 @@ def after_command(
     if "readonly" in cmd.flags and not state.bcast and cmd.route != "local":
         if not ((state.optin and not state.caching) or (state.optout and state.caching)):
             keys = cmd.keys(args)
-            fresh = remember(client, keys)
+            # Outside MULTI, as Redis before the client's next command: its
+            # reads before this one ran (see remember).  Inside EXEC, none:
+            # Redis evicts before the command after EXEC (exec_ran).
+            fresh = remember(client, keys, limit=None if in_exec else client)
             # (An EXEC run atomically gives no slot: a later command of it
             # may write the key, in an order not known here.)
             place = slot if in_exec else client.pending[-1] if client.pending else None
@@ -612,13 +616,29 @@ def _script_read(client: Client, key: bytes, place: object) -> None:
     remember(client, [key])
 
 
-def remember(client: Client, keys: list[bytes]) -> list[bytes]:
-    """Remember that ``client`` may cache ``keys``; the keys it did not track before."""
+_ANY = object()  # remember's pass: no client's reads count as run
+
+
+def remember(client: Client, keys: list[bytes], limit: object = _ANY) -> list[bytes]:
+    """Remember that ``client`` may cache ``keys``; the keys it did not track
+    before.  Then, over ``tracking-table-max-keys``, an eviction pass; with
+    ``limit`` a client (a read of ``client`` outside MULTI, just routed),
+    one in which that client's reads in flight count as run, and
+    invalidations of its keys follow this read's reply: Redis evicts
+    before the client's next command, once this read and those pipelined
+    before it ran (so a pipeline of reads goes over the limit by one key
+    at most, each key evicted is told after the reply of the read after
+    which Redis evicted it, and the last read's excess goes with the
+    next command's pass, here made at once: the same pushes, in the same
+    place among the client's replies).  With None (a read EXEC routed),
+    no pass: Redis evicts between commands, not between those EXEC runs
+    (see :func:`exec_ran`)."""
     cid = client.id
     fresh = [key for key in keys if _track(key, cid)]
-    limit = _max_keys(client.server)
-    if limit and len(TABLE) > limit:
-        _limit_table(client.server, limit)
+    if limit is not None:
+        most = _max_keys(client.server)
+        if most and len(TABLE) > most:
+            _limit_table(client.server, most, ran=None if limit is _ANY else client)  # type: ignore[arg-type]
     return fresh
 
 
@@ -1001,10 +1021,12 @@ def _broadcast(server) -> None:
         _OWED.clear()
         causal.gather()  # what goes to another acceptor is asked, not told
     try:
-        for _prefix, (clients, changed) in list(PREFIXES.items()):
+        # In Redis's order: prefixes, and the keys of each, sorted byte-wise
+        # (both are radix trees there), whatever order they changed in.
+        for _prefix, (clients, changed) in sorted(PREFIXES.items()):
             if not changed:
                 continue
-            keys = list(changed)
+            keys = sorted(changed)
             for target in list(clients):
                 state = target.tracking
                 if state is None:

@@ -1151,3 +1151,88 @@ def test_atomic_exec_reads_survive_tracking_off_until_on_again(ports):
             (1, "SET", "k", "9"),
         ],
     )
+
+
+_PUSHED_KEY = re.compile(rb"(>2\r\n\$10\r\ninvalidate\r\n\*1\r\n)\$\d+\r\n[^\r]*\r\n")
+
+
+def _same_but_evicted_keys(ports, conns_resp3, steps) -> None:
+    """As :func:`_same`, with the key of each one-key invalidation left
+    out: Redis evicts random keys over tracking-table-max-keys."""
+    try:
+        runs = []
+        for port in (ports["redis"], ports["shardkv"]):
+            t = _transcript(port, conns_resp3, steps)
+            runs.append([[_PUSHED_KEY.sub(rb"\1?", v) for v in row] for row in t])
+    finally:
+        for port in (ports["redis"], ports["shardkv"]):
+            redis.Redis(port=port).config_set("tracking-table-max-keys", 1000000)
+    expected, got = runs
+    for i, (e, g) in enumerate(zip(expected, got, strict=True)):
+        assert g == e, f"step {i} {steps[i]}: shardkv {g} redis {e}"
+
+
+def test_pipelined_reads_over_the_table_limit_are_evicted_at_once(ports):
+    """Reads pipelined in one write, with tracking-table-max-keys 2: Redis
+    evicts a key before each command once the table is over the limit
+    (the reads before it ran), so each invalidation follows the reply of
+    the read that went over, and the table is back at 2 keys by the next
+    command.  shardkv kept the keys of the reads in flight until its cron
+    (one push instead of four before the PING)."""
+    keys = [f"k{i}" for i in range(6)]
+    _same_but_evicted_keys(
+        ports,
+        [True, False],
+        [
+            (1, "CONFIG", "SET", "tracking-table-max-keys", "2"),
+            (0, "CLIENT", "TRACKING", "on"),
+            ("write", 0, *[["GET", k] for k in keys]),
+            (1, "MSET", *[x for k in keys for x in (k, "1")]),  # the 2 keys left: 2 pushes
+            ("write", 0, ["MGET", "a", "b"], ["GET", "c"], ["MGET", "d", "e", "f"]),
+        ],
+    )
+
+
+def test_tracking_off_inside_exec_over_the_table_limit(ports):
+    """CLIENT TRACKING off inside an EXEC after its reads, the table over
+    tracking-table-max-keys: Redis evicts before the next command and
+    skips a client whose tracking is off, so nothing is pushed.  shardkv
+    evicted as EXEC routed its reads and pushed invalidations after EXEC's
+    reply (most runs: its passes try each key once, those kept for reads
+    in flight included)."""
+    _same(
+        ports,
+        [True, False],
+        [
+            (1, "CONFIG", "SET", "tracking-table-max-keys", "1"),
+            (0, "CLIENT", "TRACKING", "on"),
+            (0, ["MULTI"], *[["GET", k] for k in "abcdef"], ["CLIENT", "TRACKING", "off"], ["EXEC"]),
+            (0, "GET", "z"),
+            (1, "MSET", *[x for k in "abcdefz" for x in (k, "1")]),
+            (0, "CLIENT", "TRACKING", "on"),
+            (0, ["MULTI"], ["GET", "x"], ["MGET", "y", "w"], ["CLIENT", "TRACKING", "off"], ["EXEC"]),
+            (1, "CONFIG", "SET", "tracking-table-max-keys", "1000000"),
+        ],
+    )
+
+
+def test_bcast_keys_and_prefixes_in_sorted_order(ports):
+    """A BCAST client's invalidations list each prefix's keys sorted, one
+    message per prefix in prefix order, as Redis's radix trees give them,
+    whatever order the command named them in (shardkv listed them in the
+    order they changed, prefixes in the order they were registered)."""
+    _same(
+        ports,
+        [True, False],
+        [
+            (0, "CLIENT", "TRACKING", "on", "BCAST", "PREFIX", "b", "PREFIX", "a"),
+            (1, "MSET", "b2", "1", "a2", "2", "b1", "3", "a1", "3"),
+            (1, "DEL", "b1", "a2", "b2", "a1"),
+            (1, "MSET", "{t}c", "1", "{t}a", "2"),
+            (1, "MSET", "c", "1", "bb", "2", "b", "3"),
+            (0, "CLIENT", "TRACKING", "off"),
+            (0, "CLIENT", "TRACKING", "on", "BCAST"),
+            (1, "MSET", "{t}c", "1", "{t}a", "2", "{t}b", "3"),
+            (1, "DEL", "z", "y", "x", "{t}c"),
+        ],
+    )
