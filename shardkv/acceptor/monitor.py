@@ -104,16 +104,31 @@ def _line(db: int, addr: bytes, args: list[bytes]) -> bytes:
     return b"+%d.%06d [%d %s] %s\r\n" % (*divmod(micros, 1_000_000), db, addr, shown.encode("latin-1"))
 
 
+# Redis 7.2's subcommands that shardkv has: CLIENT SETINFO (which redis-py
+# 5+ and other clients send as they connect) and CLIENT NO-TOUCH.  Redis
+# 7.0.15 knows neither: it rejects them as unknown subcommands before they
+# run, so its monitors get no line for them, and none here either.
+_NEWER_THAN_REDIS = frozenset(
+    (container, name)
+    for container, subs in command_docs.SUBCOMMANDS.items()
+    for name, doc in subs.items()
+    if tuple(int(part) for part in doc.since.split(".")) > (7, 0, 15)
+)
+
+
 def shown(cmd: commands.Command, args: list[bytes]) -> bool:
     """Whether monitors see this command: not ``admin`` (for a container,
     its subcommand's flags decide), and not a bad subcommand, which Redis
-    rejects before running."""
+    rejects before running (nor one Redis 7.0.15 does not have)."""
     subs = command_docs.SUBCOMMANDS.get(cmd.name)
     flags: Collection[str] = cmd.flags
     if subs is not None and len(args) > 1:
         if command_docs.check_subcommand(args) is not None:
             return False
-        sub = subs.get(args[1].decode("latin-1").lower())
+        name = args[1].decode("latin-1").lower()
+        if (cmd.name, name) in _NEWER_THAN_REDIS:
+            return False
+        sub = subs.get(name)
         if sub is not None:
             flags = sub.flags
     # ``skip_monitor`` (EVAL, EVALSHA, FCALL and their _RO forms) is not a

@@ -485,6 +485,29 @@ def test_redis_py_monitor(ports, protocol: int) -> None:
     assert ours[0] == (0, "tcp", 'SET key with space va"lue')
 
 
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_a_redis_py_connection_shows_as_on_redis(ports, protocol: int) -> None:
+    """redis-py (5 and later) sends CLIENT SETINFO LIB-NAME and LIB-VER as
+    it connects.  Redis 7.0.15 has no CLIENT SETINFO: it rejects it before
+    it runs, so a monitor sees only the HELLO (RESP3) and the commands.
+    shardkv answers it as Redis 7.2 does, and showed both lines, at any
+    number of acceptors."""
+
+    def script(port: int) -> bytes:
+        m = monitor(port)
+        c = redis.Redis(port=port, protocol=protocol, single_connection_client=True)
+        c.set("k", "v")
+        addr = b"127.0.0.1:%d" % c.connection._sock.getsockname()[1]
+        c.close()
+        data = m.lines_of({addr: "c"}, 1 + (protocol == 3))
+        m.close()
+        return anonymize(data, {addr: "c"})
+
+    real, ours = on_both(ports, script)
+    assert ours == real
+    assert b"SETINFO" not in ours
+
+
 LUA_SCRIPT = [
     ("EVAL", "redis.call('SET', KEYS[1], 'x'); return redis.call('GET', KEYS[1])", "1", "k"),
     ("EVAL", "return redis.pcall('nosuch')", "0"),  # rejected before it runs: no lua line
