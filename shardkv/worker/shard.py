@@ -446,17 +446,22 @@ class Shard:
         places = iter(range(0, len(items), 2))
         self.batch = (items, places)
         table = self.plain_table()
+        plain_get = _NOT_PLAIN if table is None else table.get
         stats = self.home_stats  # (the counters while table is not None)
+        slow_ns = _slow_ns(stats)  # (asked again after each entry that is not plain)
         persistence = self.persistence
         record = self.record
+        flag_part = wire.FLAG_PART
+        flag_resp3 = wire.FLAG_RESP3
         last = perf_counter_ns()  # where the next plain command's time begins
+        sent = 0  # when a plain command's streamed reply began to go (not timed)
         for i in places:
             header = items[i]
             args = items[i + 1]
             if writer is not None:
                 logged_before = len(writer.buf)
             if header <= plain_max:  # the usual entry: database 0, no token, no park
-                if header & wire.FLAG_PART:
+                if header & flag_part:
                     start = len(noted) if noted is not None else 0
                     self.timing = False
                     value = execute(args)
@@ -464,15 +469,15 @@ class Shard:
                     append(wire.encode_part(value))
                     if noted is not None and len(noted) > start:
                         self.part_spans.append((start, len(noted)))
+                    slow_ns = _slow_ns(stats)
                     if table is not None:
                         last = perf_counter_ns()
                 else:
-                    entry = table.get(args[0]) if table is not None else False
+                    entry = plain_get(args[0])
                     if entry is None:
                         entry = self._learn(args[0])
                     if entry and entry.writes and persistence is not None and persistence.misconf is not None:
                         entry = False  # -MISCONF: execute refuses it
-                    sent = 0  # when a streamed reply began to go (not timed)
                     if entry:  # a plain command: execute's work, inline (see plain)
                         ks.counting = entry.reads
                         try:
@@ -502,39 +507,50 @@ class Shard:
                         value = execute(args)
                         if args[0][:1] == b"_":  # an internal verb (__config...): see plain_table
                             table = self.plain_table()
-                    if type(value) is list and len(value) > BIG_ARRAY:
+                            plain_get = _NOT_PLAIN if table is None else table.get
+                        slow_ns = _slow_ns(stats)
+                    # The replies of GET, SET, INCR... as encode makes them,
+                    # inline (+OK, the null reply and an integer are too
+                    # short to stream).
+                    if value is OK:
+                        body = OK_REPLY
+                    elif type(value) is bytes:
+                        body = b"$%d\r\n%s\r\n" % (len(value), value)
+                        if len(body) > stream_min:
+                            sent = perf_counter_ns()
+                            if self._stream(bodies, body, writer, logged_before):
+                                body = None
+                    elif value is None:  # GET of a missing key
+                        body = NULL_RESP3 if header & flag_resp3 else NULL_RESP2
+                    elif type(value) is int:
+                        body = b":%d\r\n" % value
+                    elif type(value) is list and len(value) > BIG_ARRAY:
                         sent = perf_counter_ns()
-                        body = self._stream_array(
-                            bodies, value, header & wire.FLAG_RESP3, writer, logged_before
-                        )
+                        body = self._stream_array(bodies, value, header & flag_resp3, writer, logged_before)
                     else:
-                        # GET's and SET's replies as encode makes them, inline
-                        # (+OK and the null reply are too short to stream).
-                        if value is OK:
-                            body = OK_REPLY
-                        elif value is None:  # GET of a missing key
-                            body = NULL_RESP3 if header & wire.FLAG_RESP3 else NULL_RESP2
-                        else:
-                            if type(value) is bytes:
-                                body = b"$%d\r\n%s\r\n" % (len(value), value)
-                            else:
-                                body = encode(value, header & wire.FLAG_RESP3)
-                            if len(body) > stream_min:
-                                sent = perf_counter_ns()
-                                if self._stream(bodies, body, writer, logged_before):
-                                    body = None
+                        body = encode(value, header & flag_resp3)
+                        if len(body) > stream_min:
+                            sent = perf_counter_ns()
+                            if self._stream(bodies, body, writer, logged_before):
+                                body = None
                     if entry:  # its time: since the entry before it was done (see above)
                         now = perf_counter_ns()
-                        ns = (sent or now) - last  # not the wait in the pipe
+                        if sent:  # not the time its reply took to go
+                            ns = sent - last
+                            sent = 0
+                        else:
+                            ns = now - last  # not the wait in the pipe
                         last = now
                         times = entry.times
                         times.append(ns)
                         if len(times) >= 256:
                             stats.fold(entry.row)
-                        if ns >= stats.slow_threshold_ns >= 0:
+                        if ns >= slow_ns:
                             stats.slow(args, ns // 1000)
-                    elif table is not None:
-                        last = perf_counter_ns()
+                    else:
+                        sent = 0
+                        if table is not None:
+                            last = perf_counter_ns()
                     if body is None:  # streamed, after the replies before it
                         self.bodies = bodies = []
                         append = bodies.append
@@ -645,6 +661,8 @@ class Shard:
                 ks.select(0)
             if header & wire.FLAG_PARK or args[0][0] == 95:  # see plain_table
                 table = self.plain_table()
+                plain_get = _NOT_PLAIN if table is None else table.get
+            slow_ns = _slow_ns(stats)
             if table is not None:
                 last = perf_counter_ns()
         if waiters.ready:
@@ -1356,6 +1374,21 @@ class Shard:
             events.forget(ks, pipe)
         for hook in self.acceptor_lost_hooks:
             hook(pipe)
+
+
+# run_batch's lookup of a plain entry while none may run (plain_table is
+# None): False, not a plain command, for every name.
+_NOT_PLAIN = frozenset().__contains__
+
+# A time no command takes: run_batch's slow-log threshold while the slow
+# log is off (slowlog-log-slower-than < 0).
+_NEVER_NS = 1 << 62
+
+
+def _slow_ns(stats: Stats) -> int:
+    """The time from which run_batch logs a plain command as slow."""
+    ns = stats.slow_threshold_ns
+    return ns if ns >= 0 else _NEVER_NS
 
 
 def _nowhere(pipe: int, payload: bytes) -> None:
