@@ -193,12 +193,22 @@ def strlen(ks: Keyspace, args: list[bytes]) -> object:
 
 
 def _incr(ks: Keyspace, key: bytes, by: int) -> int:
-    old = get_string(ks, key)
+    old = ks.lookup(key)  # get_string, inline
     if old is None:
         current = 0
+    elif type(old) is not bytes:
+        raise CommandError(errors.WRONGTYPE)
     else:
-        current = parse_int(old) if len(old) <= 20 else None  # type: ignore[assignment]
-        if current is None:
+        # parse_int, inline: Redis's string2ll takes a 64-bit integer
+        # spelled as b"%d" spells it, and no other (int() would take
+        # spaces, "+", "_" and leading zeros too).
+        if len(old) > 20:
+            raise CommandError(errors.NOT_INTEGER)
+        try:
+            current = int(old)
+        except ValueError:
+            raise CommandError(errors.NOT_INTEGER) from None
+        if b"%d" % current != old or not LLONG_MIN <= current <= LLONG_MAX:
             raise CommandError(errors.NOT_INTEGER)
     new = current + by
     if new > LLONG_MAX or new < LLONG_MIN:
