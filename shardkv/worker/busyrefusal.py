@@ -90,8 +90,8 @@ class Refusals:
         rest = None
         batch = shard.batch
         if batch is not None and shard.replies_ahead() >= 0:
-            items, places = batch
-            rest = (items, len(items) - 2 * places.__length_hint__())
+            items, entries = batch
+            rest = (items, len(items) - entries.__length_hint__())
         self.due = {index: (rest if index == current else None) for index in sent}
         self.message = errors.BUSY if eval_mode else errors.BUSY_FUNCTION
         # The acceptors answer at once: wait a little for them, as Redis

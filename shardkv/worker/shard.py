@@ -40,8 +40,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from operator import length_hint
 from time import perf_counter_ns
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from shardkv.protocol import commands, errors, wire
 from shardkv.protocol.decisions import op_coordinator
@@ -171,7 +172,7 @@ class Shard:
         # Together they say where a busy script's reply waits in its
         # acceptor's queue (see replies_ahead).
         self.bodies: list[bytes] | None = None
-        # The running batch's entries and the iterator over their places:
+        # The running batch's entries and the iterator over them:
         # what follows a script that goes busy (see shardkv.worker.busyrefusal).
         self.batch: tuple[list, Any] | None = None
         self.held: list[bytes] = []
@@ -443,9 +444,10 @@ class Shard:
         ks = self.keyspace
         noted = ks.events  # None unless someone listens (shardkv.worker.events)
         bounds = self.event_bounds = [] if noted is not None else None
-        places = iter(range(0, len(items), 2))
-        self.batch = (items, places)
+        entries = iter(items)  # (its length hint: where the batch is, see busyrefusal)
+        self.batch = (items, entries)
         table = self.plain_table()
+        plain_get: Callable[[bytes], plain.Plain | Literal[False] | None]
         plain_get = _NOT_PLAIN if table is None else table.get
         stats = self.home_stats  # (the counters while table is not None)
         slow_ns = _slow_ns(stats)  # (asked again after each entry that is not plain)
@@ -455,9 +457,7 @@ class Shard:
         flag_resp3 = wire.FLAG_RESP3
         last = perf_counter_ns()  # where the next plain command's time begins
         sent = 0  # when a plain command's streamed reply began to go (not timed)
-        for i in places:
-            header = items[i]
-            args = items[i + 1]
+        for header, args in zip(entries, entries, strict=True):
             if writer is not None:
                 logged_before = len(writer.buf)
             if header <= plain_max:  # the usual entry: database 0, no token, no park
@@ -584,7 +584,11 @@ class Shard:
                 if noted is not None:
                     bounds.append(len(noted))  # type: ignore[union-attr]
                 if op is not None:
-                    ops = self.gather_parts(op, items, i, append, bounds) if args[0] == Verb.PREPARE else [op]
+                    if args[0] == Verb.PREPARE:
+                        i = len(items) - length_hint(entries) - 2  # this entry's place
+                        ops = self.gather_parts(op, items, i, append, bounds)
+                    else:
+                        ops = [op]
                     self.op_events_from = mark  # the operation's events: other pipes get them at its commit
                     self.send_events(bounded=True)
                     self.send(wire.encode_replies(bodies))
@@ -599,7 +603,7 @@ class Shard:
                     finally:
                         self.op_events_from = None
                         self.bodies = bodies
-                        self.batch = (items, places)
+                        self.batch = (items, entries)
                     noted = ks.events
                     bounds = self.event_bounds = [] if noted is not None else None
                     self.keyspace.tick()
@@ -1378,7 +1382,7 @@ class Shard:
 
 # run_batch's lookup of a plain entry while none may run (plain_table is
 # None): False, not a plain command, for every name.
-_NOT_PLAIN = frozenset().__contains__
+_NOT_PLAIN = cast("Callable[[bytes], Literal[False]]", frozenset().__contains__)
 
 # A time no command takes: run_batch's slow-log threshold while the slow
 # log is off (slowlog-log-slower-than < 0).
