@@ -857,7 +857,9 @@ class Engine:
             if type(run.abort) is _Widen:
                 if not run.written:
                     return self._invoke_wide(sha, f, flags, keys, argv, read_only, eval_mode)
-                self.log_skip = run.written
+                # The lines it wrote or dropped, and those still owed (an undone
+                # run across shards had written more than this one reached).
+                self.log_skip += run.written
                 try:
                     return self._invoke_wide(sha, f, flags, keys, argv, read_only, eval_mode)
                 finally:

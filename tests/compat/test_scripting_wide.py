@@ -362,6 +362,36 @@ def test_undone_run_that_wrote_its_lines_logs_them_once(processes):
     assert counts[1] == counts[0]
 
 
+def test_a_run_across_shards_undone_for_the_wide_form_keeps_the_lines_it_owes(processes):
+    """A script that wrote LOGS_HELD lines, then read a key of another shard
+    (undone: it runs again across shards, dropping the lines written), whose
+    run across shards is undone again, for the wide form, before it reached
+    the last of those lines: its wide run still drops all of them (it dropped
+    only the ones its undone run had reached, and wrote the others twice)."""
+    script = (
+        "redis.log(redis.LOG_WARNING, '{m}first') redis.call('echo', 0)\n"
+        "for i = 1, 1000 do redis.log(redis.LOG_WARNING, '{m}L' .. i) end\n"
+        "redis.call('get', ARGV[1]) return 1"
+    )
+    keys = ["a", "b", "k1", "k2", "x", "y"]  # (some on the other shard than a script without keys)
+    counts = []
+    for proc in processes:
+        c = redis.Redis(port=proc.port)
+        for k in keys:
+            c.eval(script.format(m="zw" + k + "-"), 0, k)
+        c.eval("redis.log(redis.LOG_WARNING, 'zw-end'); return 1", 0)
+        counts.append(
+            [
+                written(proc, "zw%s-%s\n" % (k, line), "zw-end")
+                for k in keys
+                for line in ("first", "L1", "L999", "L1000")
+            ]
+        )
+        c.close()
+    assert counts[0] == [1] * len(counts[0])
+    assert counts[1] == counts[0]
+
+
 def test_undone_run_counts_no_keyspace_hits(servers):
     """A run undone to run again takes back its reads' keyspace hits and misses."""
     stats = []
