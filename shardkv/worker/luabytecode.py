@@ -108,15 +108,19 @@ def _patched(dump: bytes, keys: frozenset | None) -> bytes:
     return bytes(out)
 
 
+def _writes(i: int, register: int) -> bool:
+    """Does instruction ``i`` write ``register``?"""
+    op = i & _OPCODE
+    if op == OP_LOADNIL:
+        return (i >> 6) & 0xFF <= register <= i >> 23  # (``local a, b``: A to B)
+    return op in _WRITES_A and (i >> 6) & 0xFF == register
+
+
 def _last_write(words: list[int], pc: int, register: int) -> int:
     """The pc of the last instruction before ``pc`` that writes
     ``register`` (in the code's order), or -1."""
     for prev in range(pc - 1, -1, -1):
-        i = words[prev]
-        op = i & _OPCODE
-        if op in _WRITES_A and (i >> 6) & 0xFF == register:
-            return prev
-        if op == OP_LOADNIL and (i >> 6) & 0xFF <= register <= i >> 23:  # (``local a, b``: A to B)
+        if _writes(words[prev], register):
             return prev
     return -1
 
@@ -187,20 +191,31 @@ class _Proto:
         self.upvalues: list[bytes] = []  # its upvalues' names
 
     def holders(self, keys: frozenset) -> set[bytes]:
-        """The names of its locals whose first value is such a field: the
-        last write of the local's register before it starts (a local's
-        register: how many locals declared before it are live then)."""
+        """The names of its locals that hold such a field: the last write of
+        the local's register before it starts (a local's register: how many
+        locals declared before it are live then), or any write of that
+        register while the local is live (``local f; f = cjson.decode``)."""
         out = set()
-        for n, (name, start, _) in enumerate(self.locals):
+        words, strings = self.words, self.strings
+        for n, (name, start, end) in enumerate(self.locals):
             register = sum(1 for _, s, e in self.locals[:n] if s <= start < e)
-            if n >= self.params and _last_write(self.words, start, register) < 0:
-                # Declared with no value at the function's start (``local f;
-                # f = function(n) ... return f(n - 1) end``): Lua writes no
-                # nil there, and it is no parameter (tail recursion through
-                # it overflowed at 20000 levels where Redis's goes on).
-                continue
-            if _is_field(_callee(self.words, start, register), self.strings, keys):
+            # Declared with no value (``local f``: no instruction writes it
+            # first), it holds what is written to it later: a parameter
+            # holds what its caller passed.  (Taking such a local for a
+            # parameter, tail recursion through ``local f; f = function(n)
+            # ... return f(n - 1) end`` overflowed at 20000 levels where
+            # Redis's goes on.)
+            if (n < self.params or _last_write(words, start, register) >= 0) and _is_field(
+                _callee(words, start, register), strings, keys
+            ):
                 out.add(name)
+                continue
+            for pc in range(start, min(end, len(words))):
+                if _writes(words[pc], register) and _is_field(
+                    _callee(words, pc + 1, register), strings, keys
+                ):
+                    out.add(name)
+                    break
         return out
 
     def patch(self, b: bytearray, keys: frozenset | None, held: set[bytes]) -> None:

@@ -757,6 +757,13 @@ TAIL_CALL_ERRORS = [
     "local function g(x) local f; f = function(n) if n == 0 then return x end return f(n - 1) end return f end\n"
     "return g('done')(1000000)",
     "local u = unpack; local f; f = function(n) if n == 0 then return 'done' end return f(n - 1) end return f(1000000)",
+    # a local declared with no value (or nil), a library's function written to it later
+    "local f; f = cjson.decode; local function g(s) return f(s) end; return g('{bad')",
+    "local f; f = cjson.encode; local function g(s) return f(s) end; return g(function() end)",
+    "local w; w = coroutine.wrap(function() error('x') end); local function g() return w() end; return g()",
+    "local a, f = nil; f = cjson.decode; local function g(s) return f(s) end; return g('{bad')",
+    "local f; local function g(s) return f(s) end; f = cjson.decode; return g('{bad')",
+    "local f = nil; local function g(s) return f(s) end; local h = f; f = cjson.decode; return g('{bad')",
 ]
 
 

@@ -179,3 +179,31 @@ def test_call_fields_held_by_upvalues(lua):
     g, depth = load(lua, without_call_tail_calls(dump(lua, source)))()
     assert b"chunk:4:" in traceback(g)
     assert depth(100000) == 0
+
+
+def test_library_functions_written_later_to_a_local_with_no_value(lua):
+    """A local declared with no value (or nil) holds what is written to it
+    while it lives: a nested function's tail call of it keeps its frame
+    when that is a library's function (``local f; f = cjson.decode``),
+    written before or after the nested function, and stays a tail call
+    when it is a function of the script's (tail recursion)."""
+    from shardkv.worker.luabytecode import without_wrapped_tail_calls
+
+    source = (
+        b"local cjson = {decode = function() error('x') end}\n"
+        b"local f; f = cjson.decode\n"
+        b"local function g()\n"
+        b" return f() end\n"
+        b"local a, h = nil\n"
+        b"local function k()\n"
+        b" return h() end\n"
+        b"h = cjson.decode\n"
+        b"local r; r = function(n) if n == 0 then return 0 end return r(n - 1) end\n"
+        b"return g, k, r"
+    )
+    traceback = lua.eval("function(f) return select(2, xpcall(f, debug.traceback)) end")
+    g, k, _ = load(lua, dump(lua, source))()
+    assert b"chunk:4:" not in traceback(g) and b"chunk:7:" not in traceback(k)
+    g, k, r = load(lua, without_wrapped_tail_calls(dump(lua, source)))()
+    assert b"chunk:4:" in traceback(g) and b"chunk:7:" in traceback(k)
+    assert r(1000000) == 0
