@@ -66,27 +66,45 @@ def on_attach(server: Acceptor, link: ShardLink) -> None:
         _restore_cjson(server, link)
 
 
-def _restore_cjson(server: Acceptor, link: ShardLink) -> None:
+def _restore_cjson(server: Acceptor, link: ShardLink, tried: tuple = ()) -> None:
     """``link``'s worker started again, with a fresh Lua state: it takes
     another shard's count of SCRIPT FLUSHes and cjson options
     (``__cjsonstate``, an inquiry), as Redis's one Lua state keeps them
-    until SCRIPT FLUSH or a restart of the whole server.  (With one shard
-    there is no other: it starts with the defaults.)"""
+    until SCRIPT FLUSH or a restart of the whole server.  Not from a shard
+    whose worker started again too and has not taken them yet (its fresh
+    state has the defaults); another if the asked one answers an error (it
+    went down).  (With one shard, or none other left, it keeps the
+    defaults.)"""
     generation = link.generation
+    _RESTORING[link] = generation
     for other in server.links:
-        if other is not link and other.up:
+        if other is not link and other.up and other not in tried and other not in _RESTORING:
             break
     else:
+        _restored(link, generation)
         return
 
     def answer(value: object) -> None:
-        if link.generation != generation or not isinstance(value, list):
-            return  # another worker since, or the other shard is gone
+        if link.generation != generation:
+            return  # another worker since: it asks again
+        if not isinstance(value, list):
+            _restore_cjson(server, link, (*tried, other))  # the other shard is gone
+            return
         command = encode_command([Verb.SCRIPT, b"cjsonrestore", *value])
         _UNAPPLIED[link] = _UNAPPLIED.get(link, 0) + 1
-        link.send_control(command, _Applied(link))
+        link.send_control(command, _Applied(link, generation))
 
     other.inquire([Verb.CJSON_STATE], answer)
+
+
+# The links whose worker started again and has not taken another shard's
+# cjson state yet (see _restore_cjson), with that worker's generation.
+_RESTORING: dict[ShardLink, int] = {}
+
+
+def _restored(link: ShardLink, generation: int) -> None:
+    if _RESTORING.get(link) == generation:
+        del _RESTORING[link]
 
 
 def answer(server: Acceptor, link: ShardLink, payload: bytes) -> None:
@@ -243,12 +261,15 @@ class _Applied:
     """The sink of a cjson forward: its worker has run it (or the pipe is
     down, and the forward with it)."""
 
-    __slots__ = ("link",)
+    __slots__ = ("link", "restores")
 
-    def __init__(self, link: ShardLink) -> None:
+    def __init__(self, link: ShardLink, restores: int = 0) -> None:
         self.link = link
+        self.restores = restores  # (a cjsonrestore: the generation of the worker that took it)
 
     def deliver(self, body: bytes) -> None:
+        if self.restores:
+            _restored(self.link, self.restores)
         left = _UNAPPLIED.get(self.link, 0) - 1
         if left > 0:
             _UNAPPLIED[self.link] = left

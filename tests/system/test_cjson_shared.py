@@ -224,3 +224,47 @@ def test_two_setters_through_two_acceptors_end_as_in_redis() -> None:
         finally:
             proc.stop()
     assert got["shardkv"] == got["redis"]
+
+
+def test_two_workers_started_again_together_keep_the_options() -> None:
+    """The workers of two shards of four die together: each that starts
+    again takes the options from a shard that kept them, not from the
+    other one started again (whose fresh state has the defaults): Redis's
+    one Lua state keeps what a script set.  (Each asked the first other
+    shard up, which could be the other restarted one: they kept the
+    defaults.)"""
+    router = Router(4)
+    keys: dict[int, str] = {}
+    i = 0
+    while len(keys) < 4:
+        keys.setdefault(router.shard_of(b"k%d" % i), "k%d" % i)
+        i += 1
+    got = {}
+    for kind, proc in (("redis", start_redis()), ("shardkv", start_shardkv(shards=4))):
+        try:
+            c = RespClient(proc.port, timeout=60)
+            out = [c.command("EVAL", SETTER, 1, keys[0], 0, 7)]
+            if kind == "shardkv":
+                pids = worker_pids(proc)
+                for shard in (0, 1):
+                    os.kill(pids[shard], signal.SIGKILL)
+                deadline = time.monotonic() + 60
+                while any(worker_pids(proc).get(shard, pids[shard]) == pids[shard] for shard in (0, 1)):
+                    assert time.monotonic() < deadline, "the workers did not start again"
+                    time.sleep(0.05)
+                c = RespClient(proc.port, timeout=60)
+                while c.command("PING") != b"PONG" and time.monotonic() < deadline:
+                    time.sleep(0.05)
+            deadline = time.monotonic() + WAIT  # (their options come from another shard's answer)
+            while True:
+                try:
+                    depths = [c.command("EVAL", GETTER, 1, keys[s]) for s in range(4)]
+                except Exception:  # (a shard whose worker is not back yet)
+                    depths = []
+                if depths == [7] * 4 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+            got[kind] = out + depths
+        finally:
+            proc.stop()
+    assert got["shardkv"] == got["redis"]
