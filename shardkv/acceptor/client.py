@@ -124,6 +124,7 @@ class Client(Dispatch, asyncio.Protocol):
         self.server.client_connected(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        failed = self.closed  # Client.failed closed it: nothing more of it runs
         self.closed = True
         self.pending.clear()
         # Commands it sent that wait behind one of shardkv's own waits (an
@@ -134,9 +135,21 @@ class Client(Dispatch, asyncio.Protocol):
         # blocking command, CLIENT PAUSE) Redis drops them as it frees the
         # client, and so does shardkv, once the shards say the command
         # blocks and no CLIENT UNBLOCK of it is on its way (decided_later).
+        # It stays so, still listed, while its last command waits too (a
+        # CLIENT UNBLOCK of its blocked command on its way, which Redis
+        # answered 1 as it read it; an EXEC or a MSET still to run): once
+        # it is no longer listed, all it sent has run, as in Redis.  A
+        # client closed by a bug (failed), by itself (QUIT...) or by
+        # another's CLIENT KILL (kill) runs nothing more.
         token = self.state.blocked_token
-        leaving = bool(self.state.held) and (
-            token == 0 or (token < 0 and token != PAUSED) or (token > 0 and decided_later(self))
+        leaving = (
+            not failed
+            and not self.closing
+            and (
+                (token == 0 and bool(self.state.held))
+                or (token < 0 and token != PAUSED)
+                or (token > 0 and decided_later(self))
+            )
         )
         self.server.client_disconnected(self, leaving)
 
@@ -184,8 +197,10 @@ class Client(Dispatch, asyncio.Protocol):
 
     def waiting(self) -> bool:
         """Whether commands (or a protocol error) wait for the end of a
-        blocking command or of a hold: :meth:`resume` then runs them."""
-        return bool(self.state.held) or self.deferred_error is not None
+        blocking command or of a hold: :meth:`resume` then runs them.
+        Always for a client whose connection is gone: :meth:`resume` then
+        lets a leaving one go once nothing it sent is left to run."""
+        return bool(self.state.held) or self.deferred_error is not None or self.closed
 
     def resume(self) -> None:
         """Run the commands held while a blocking command waited."""
@@ -215,10 +230,19 @@ class Client(Dispatch, asyncio.Protocol):
         if self not in server.leaving:
             return  # forgotten already: nothing was kept to run
         state = self.state
-        if not state.blocked_token and not self.closing:
-            self._run(state.take_held())
+        try:
+            if not state.blocked_token and not self.closing:
+                self._run(state.take_held())
+        except Exception:  # a bug: nothing more of it runs, and it is forgotten
+            self.failed("running its commands after it left")
+            return
         token = state.blocked_token
-        if self.closing or not state.held or token == PAUSED or (token > 0 and not decided_later(self)):
+        if (
+            self.closing
+            or token == PAUSED
+            or (token == 0 and not state.held)
+            or (token > 0 and not decided_later(self))
+        ):
             server.client_left(self)
 
     def _run(self, batch: list) -> None:
@@ -507,3 +531,14 @@ class Client(Dispatch, asyncio.Protocol):
         self.pieces.clear()
         if self.transport is not None:
             self.transport.abort()  # connection_lost follows, and with it the usual clean-up
+
+    def kill(self) -> None:
+        """Close this client for another client's CLIENT KILL, ACL DELUSER...:
+        as Redis frees it, nothing more of what it sent runs, and one whose
+        connection is gone already (leaving) is forgotten now."""
+        if self.closed:
+            self.server.client_left(self)
+            return
+        self.closing = True  # nothing held runs (resume), and it does not leave (connection_lost)
+        if self.transport is not None:
+            self.transport.close()

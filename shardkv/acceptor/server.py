@@ -147,7 +147,8 @@ class Acceptor:
         self.links = [ShardLink(i, self._queue_link, self.flush_dirty_clients) for i in range(self.nshards)]
         self.clients: dict[int, Client] = {}
         # Clients whose connection is gone while commands they sent wait
-        # behind one of shardkv's own waits: they still run (Client.resume).
+        # behind one of shardkv's own waits: they still run (Client.resume),
+        # and the clients stay in ``clients`` until then (client_left).
         self.leaving: set[Client] = set()
         self.dirty_clients: list[Client] = []
         # A client has CLIENT TRACKING on in BCAST mode: the replies of a
@@ -291,25 +292,31 @@ class Acceptor:
             hook(client)
 
     def client_disconnected(self, client: Client, leaving: bool = False) -> None:
-        """``client``'s connection is gone: it is no longer listed, and,
-        unless it is ``leaving`` (commands it sent still to run, see
-        :meth:`Client.connection_lost`), forgotten everywhere now; a
-        leaving client is forgotten by :meth:`client_left`."""
-        if self.clients.pop(client.id, None) is not None and self.client_counts is not None:
-            self.client_counts.set(self.index, len(self.clients))
+        """``client``'s connection is gone: forgotten everywhere now, unless
+        it is ``leaving`` (commands it sent still to run, see
+        :meth:`Client.connection_lost`).  A leaving client stays listed and
+        counted (CLIENT LIST, INFO's connected_clients, maxclients) until
+        :meth:`client_left`, as Redis lists a client until it has run what
+        it read: a client's absence from CLIENT LIST means that everything
+        it sent has run, and what another client sends then comes after it."""
         if leaving:
             self.leaving.add(client)
             return
-        for hook in self.wiring.on_disconnect:
-            hook(client)
+        self._forget(client)
 
     def client_left(self, client: Client) -> None:
         """A leaving client ran what it had sent (or will run no more):
-        forgotten everywhere now (its subscriptions, its wait, its MULTI...)."""
+        no longer listed, and forgotten everywhere now (its subscriptions,
+        its wait, its MULTI...)."""
         if client in self.leaving:
             self.leaving.discard(client)
-            for hook in self.wiring.on_disconnect:
-                hook(client)
+            self._forget(client)
+
+    def _forget(self, client: Client) -> None:
+        if self.clients.pop(client.id, None) is not None and self.client_counts is not None:
+            self.client_counts.set(self.index, len(self.clients))
+        for hook in self.wiring.on_disconnect:
+            hook(client)
 
     def intercept(self, client: Client, cmd: Command, args: list) -> bool:
         for hook in self.interceptors:

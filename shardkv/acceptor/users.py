@@ -156,8 +156,8 @@ class Users:
                     client.state.log_out(self.default)
                     if client is me:
                         client.close_after_replies()
-                    elif client.transport is not None:
-                        client.transport.close()
+                    else:
+                        client.kill()
         return deleted
 
     def note(
@@ -455,8 +455,8 @@ def _close_revoked_subscribers(server: Acceptor, user: acl.User, me: Client | No
             continue
         if client is me:
             client.close_after_replies()
-        elif client.transport is not None:
-            client.transport.close()
+        else:
+            client.kill()
 
 
 def _merge_selectors(rules: list[bytes]) -> list[bytes] | bytes:

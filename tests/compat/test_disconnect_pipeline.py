@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 import psutil
 import pytest
 
+from tests.support.acceptors import acceptor_of, client_on
 from tests.support.placement import key_on
 from tests.support.resp import RespClient, encode_command
 from tests.support.servers import ServerProcess, start_redis, start_shardkv
@@ -81,8 +82,24 @@ def _until(check: Callable[[], object]) -> object:
     return got
 
 
+def _line(admin: RespClient, name: bytes) -> bytes | None:
+    """CLIENT LIST's line of the client named ``name``, if listed."""
+    for line in admin.command("CLIENT", "LIST").split(b"\n"):  # type: ignore[union-attr]
+        if b" name=" + name + b" " in line:
+            return line
+    return None
+
+
 def _listed(admin: RespClient, name: bytes) -> bool:
-    return b" name=" + name + b" " in admin.command("CLIENT", "LIST")  # type: ignore[operator]
+    return _line(admin, name) is not None
+
+
+def _seen_gone(admin: RespClient, name: bytes) -> bool:
+    """Whether the server has seen the client's connection close: it no
+    longer lists the client, or lists it with the flag ``A`` (shardkv, while
+    what it sent is still to run)."""
+    line = _line(admin, name)
+    return line is None or b"A" in line.split(b" flags=")[1].split(b" ")[0]
 
 
 def _values(admin: RespClient) -> list:
@@ -111,8 +128,9 @@ def _blocked(admin: RespClient) -> bool:
 def _run(server: ServerProcess, first: Callable[[RespClient, int], list[list[str]]]) -> tuple[list, list]:
     """On ``server``: send ``first(blocker, port)`` and :data:`AFTER` from a client
     that closes its socket at once (on shardkv, while shard 0's worker is
-    stopped, until the server no longer lists it); every key's value then,
-    and what a client blocked by the test (if any) was answered."""
+    stopped, until the server has seen the client close); every key's value
+    once the server no longer lists the client, and what a client blocked
+    by the test (if any) was answered."""
     admin = RespClient(server.port)
     admin.command("FLUSHALL")
     blocker = RespClient(server.port)
@@ -125,10 +143,11 @@ def _run(server: ServerProcess, first: Callable[[RespClient, int], list[list[str
         s.sendall(b"".join(encode_command(*c) for c in [["CLIENT", "SETNAME", "leaver"], *commands, *AFTER]))
         assert s.recv(5) == b"+OK\r\n"  # read, and what follows with it
         s.close()
-        assert _until(lambda: not _listed(admin, b"leaver")), "the server still lists the client"
+        assert _until(lambda: _seen_gone(admin, b"leaver")), "the server does not see the client close"
     finally:
         if stopped:
             os.kill(stopped, signal.SIGCONT)
+    assert _until(lambda: not _listed(admin, b"leaver")), "the server still lists the client"
     got = _everything(admin)
     answered = [blocker.read_reply()] if first is _unblock else []
     blocker.close()
@@ -213,41 +232,200 @@ def test_commands_behind_a_blocking_command_are_dropped_as_in_redis(servers):
     assert got[1] == got[0] == [None, None, None, None, [], None]
 
 
+def _unblocked_then_gone(server: ServerProcess, behind: list[list[str]]) -> tuple:
+    """On ``server``: a client blocked (BLPOP on shard 1) with ``behind``
+    pipelined after it, unblocked by another client's CLIENT UNBLOCK, then
+    gone.  On shardkv the CLIENT UNBLOCK waits for shard 0's ``__ping``
+    (its worker stopped) until the server has seen the client close.  What
+    the CLIENT UNBLOCK answered, every key's value once the client is no
+    longer listed, and INFO's connected and blocked clients then."""
+    ours = server.kind == "shardkv"
+    admin = RespClient(server.port)
+    admin.command("FLUSHALL")
+    s = socket.create_connection(("127.0.0.1", server.port), timeout=WAIT)
+    s.sendall(encode_command("CLIENT", "SETNAME", "leaver") + encode_command("CLIENT", "ID"))
+    head = b""
+    while head.count(b"\r\n") < 2:
+        head += s.recv(100)
+    cid = int(head.split(b"\r\n")[1][1:])
+    # With several acceptors, on the client's: through another, the CLIENT
+    # UNBLOCK may reach it after the close (no order to compare with Redis's).
+    k = server.acceptors if ours else 1
+    unblocker = client_on(server.port, acceptor_of(cid, k), k=k) if k > 1 else RespClient(server.port)
+    s.sendall(b"".join(encode_command(*c) for c in [["BLPOP", OTHER, "0"], *behind]))
+    assert _until(lambda: _blocked(admin)), "the client does not block"
+    stopped = _worker_pid(server, 0) if ours else 0
+    if stopped:
+        os.kill(stopped, signal.SIGSTOP)
+    try:
+        unblocker.send("CLIENT", "UNBLOCK", cid)
+        answered = None if ours else unblocker.read_reply()
+        s.close()
+        assert _until(lambda: _seen_gone(admin, b"leaver")), "the server does not see the client close"
+    finally:
+        if stopped:
+            os.kill(stopped, signal.SIGCONT)
+    if answered is None:
+        answered = unblocker.read_reply()
+    assert _until(lambda: not _listed(admin, b"leaver")), "the server still lists the client"
+    values = _everything(admin) if behind else _values(admin)
+    info = admin.command("INFO", "clients")
+    counts = [
+        line
+        for line in info.split(b"\r\n")
+        if line.split(b":")[0] in (b"connected_clients", b"blocked_clients")
+    ]  # type: ignore[union-attr]
+    unblocker.close()
+    admin.close()
+    return answered, values, counts
+
+
 def test_commands_behind_a_blocked_command_that_is_unblocked_run_after_their_client_left(servers):
     """A client blocked (BLPOP) with commands pipelined behind it, unblocked
     by another client's CLIENT UNBLOCK, then gone: Redis unblocked it and
     ran them as it read the CLIENT UNBLOCK.  On shardkv the CLIENT UNBLOCK
-    waits for shard 0's ``__ping`` (its worker stopped) until the client
-    has gone; it still unblocks it, and what followed runs."""
+    waits for shard 0's ``__ping`` until the client has gone; it still
+    unblocks it, and what followed runs."""
+    got = [
+        _unblocked_then_gone(server, [["SET", OWN, "a"], ["SET", OTHER, "b"], *AFTER]) for server in servers
+    ]
+    assert got[1] == got[0]
+    assert got[0][:2] == (1, EXPECTED)
+
+
+def test_a_blocked_client_with_nothing_behind_is_unblocked_after_it_left(servers):
+    """The same with nothing pipelined behind the BLPOP: Redis unblocked the
+    client as it read the CLIENT UNBLOCK, which answers 1.  shardkv kept
+    the client only while commands it sent were left to run, so the
+    CLIENT UNBLOCK on its way found it forgotten and answered 0."""
+    got = [_unblocked_then_gone(server, []) for server in servers]
+    assert got[1] == got[0]
+    assert got[0] == (1, [None] * 4 + [[], None], [b"connected_clients:2", b"blocked_clients:0"])
+
+
+def _after_leaving(server: ServerProcess, leaver: list[list[str]], other: list[list[str]]) -> list:
+    """On ``server``: a client sends ``leaver`` and closes its socket (on
+    shardkv, shard 0's worker stopped); once the server no longer lists
+    it, another client sends ``other`` (on shardkv, while shard 0's worker
+    is still stopped if the client was no longer listed by then).  The
+    other client's replies."""
+    admin = RespClient(server.port)
+    admin.command("FLUSHALL")
+    writer = RespClient(server.port)
+    stopped = _worker_pid(server, 0) if server.kind == "shardkv" else 0
+    if stopped:
+        os.kill(stopped, signal.SIGSTOP)
+    try:
+        s = socket.create_connection(("127.0.0.1", server.port), timeout=WAIT)
+        s.sendall(b"".join(encode_command(*c) for c in [["CLIENT", "SETNAME", "leaver"], *leaver]))
+        assert s.recv(5) == b"+OK\r\n"
+        s.close()
+        assert _until(lambda: _seen_gone(admin, b"leaver")), "the server does not see the client close"
+        if _listed(admin, b"leaver"):  # it runs what it sent first
+            os.kill(stopped, signal.SIGCONT)
+            stopped = 0
+            assert _until(lambda: not _listed(admin, b"leaver")), "the server still lists the client"
+        for command in other:
+            writer.send(*command)
+    finally:
+        if stopped:
+            os.kill(stopped, signal.SIGCONT)
+    replies = [writer.read_reply() for _ in other]
+    writer.close()
+    admin.close()
+    return replies
+
+
+def test_a_gone_client_no_longer_listed_has_run_what_it_sent(servers):
+    """Behind a MIGRATE (which reads its key from shard 0 first), a client
+    sends a BLPOP of an empty list, or writes, and closes its socket; once
+    CLIENT LIST no longer shows it, another client pushes to that list, or
+    writes the same keys.  In Redis the gone client's commands all ran
+    before: the push stays in the list (the BLPOP blocked and its client
+    was freed), the other client's writes win.  shardkv unlisted the client
+    at once, and its held commands ran after the other's: the BLPOP popped
+    the element for a client that was gone, the old writes won."""
+    admin = [RespClient(server.port) for server in servers]
+    got = []
+    for server, a in zip(servers, admin, strict=True):
+        migrate = ["MIGRATE", "127.0.0.1", str(server.port), OWN, "0", "5000"]
+        pushed = _after_leaving(server, [migrate, ["BLPOP", LIST, "0"]], [["RPUSH", LIST, "v"]])
+        after_push = [
+            a.command("LRANGE", LIST, "0", "-1"),
+            a.command("INFO", "clients").count(b"blocked_clients:0"),
+        ]  # type: ignore[union-attr]
+        written = _after_leaving(
+            server,
+            [migrate, ["SET", OWN, "old"], ["LPOP", OTHER]],
+            [["SET", OWN, "new"], ["RPUSH", OTHER, "x"]],
+        )
+        got.append(
+            (pushed, after_push, written, a.command("GET", OWN), a.command("LRANGE", OTHER, "0", "-1"))
+        )
+        a.close()
+    assert got[1] == got[0]
+    assert got[0] == ([1], [[b"v"], 1], [b"OK", 1], b"new", [b"x"])
+
+
+@pytest.mark.parametrize(
+    "last",
+    [
+        [["MULTI"], ["SET", OWN, "a"], ["CLIENT", "UNBLOCK", "999999"], ["SET", OTHER, "b"], ["EXEC"]],
+        [["MSET", OWN, "a", OTHER, "b"]],
+    ],
+    ids=["exec", "mset"],
+)
+def test_a_gone_client_whose_last_command_waits_has_run_it_once_unlisted(servers, last):
+    """The same when the command that waits inside shardkv is the last one
+    the client sent: an EXEC with a CLIENT UNBLOCK inside, a MSET (which
+    waits for its holds with several acceptors).  shardkv unlisted the
+    client at once, and ran the command after another client's write of
+    the same key (the EXEC at K=1 and K=2, the MSET at K=2)."""
+    got = []
+    for server in servers:
+        admin = RespClient(server.port)
+        written = _after_leaving(server, last, [["SET", OWN, "later"]])
+        got.append((written, admin.command("GET", OWN), admin.command("GET", OTHER)))
+        admin.close()
+    assert got[1] == got[0] == ([b"OK"], b"later", b"b")
+
+
+def test_client_kill_of_a_client_still_running_what_it_sent(servers):
+    """CLIENT KILL of a client whose connection is gone while what it sent
+    waits (shardkv lists it, flag ``A``): it is forgotten at once, the rest
+    of what it sent dropped, as Redis frees a client it kills; in Redis
+    the client, which ran everything as it read it, is gone already.
+    Either way it is then no longer listed or counted."""
     got = []
     for server in servers:
         ours = server.kind == "shardkv"
         admin = RespClient(server.port)
         admin.command("FLUSHALL")
-        unblocker = RespClient(server.port)
-        s = socket.create_connection(("127.0.0.1", server.port), timeout=WAIT)
-        s.sendall(encode_command("CLIENT", "SETNAME", "leaver") + encode_command("CLIENT", "ID"))
-        head = b""
-        while head.count(b"\r\n") < 2:
-            head += s.recv(100)
-        cid = int(head.split(b"\r\n")[1][1:])
-        commands = [["BLPOP", OTHER, "0"], ["SET", OWN, "a"], ["SET", OTHER, "b"], *AFTER]
-        s.sendall(b"".join(encode_command(*c) for c in commands))
-        assert _until(lambda: _blocked(admin)), "the client does not block"  # noqa: B023
         stopped = _worker_pid(server, 0) if ours else 0
         if stopped:
             os.kill(stopped, signal.SIGSTOP)
         try:
-            unblocker.send("CLIENT", "UNBLOCK", cid)
-            answered = None if ours else unblocker.read_reply()
+            migrate = ["MIGRATE", "127.0.0.1", str(server.port), OWN, "0", "5000"]
+            s = socket.create_connection(("127.0.0.1", server.port), timeout=WAIT)
+            s.sendall(
+                b"".join(
+                    encode_command(*c)
+                    for c in [["CLIENT", "SETNAME", "leaver"], migrate, ["SET", OTHER, "b"]]
+                )
+            )
+            assert s.recv(5) == b"+OK\r\n"
             s.close()
-            assert _until(lambda: not _listed(admin, b"leaver")), "the server still lists the client"  # noqa: B023
+            assert _until(lambda: _seen_gone(admin, b"leaver")), "the server does not see the client close"  # noqa: B023
+            line = _line(admin, b"leaver")
+            if ours:
+                assert line is not None, "shardkv does not list the client while what it sent waits"
+                cid = line.split(b"id=")[1].split(b" ")[0]
+                assert admin.command("CLIENT", "KILL", "ID", cid) == 1
+                assert not _listed(admin, b"leaver")
         finally:
             if stopped:
                 os.kill(stopped, signal.SIGCONT)
-        if answered is None:
-            answered = unblocker.read_reply()
-        got.append((answered, _everything(admin)))
-        unblocker.close()
+        info = admin.command("INFO", "clients")
+        got.append([line for line in info.split(b"\r\n") if line.startswith(b"connected_clients:")])  # type: ignore[union-attr]
         admin.close()
-    assert got[1] == got[0] == (1, EXPECTED)
+    assert got[1] == got[0] == [b"connected_clients:1"]

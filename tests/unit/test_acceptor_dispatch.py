@@ -15,6 +15,7 @@ import pytest
 
 from shardkv.acceptor import wiring
 from shardkv.acceptor.client import Client
+from shardkv.acceptor.migrate import MIGRATING
 from shardkv.acceptor.server import Acceptor
 from shardkv.protocol import errors, wire
 from shardkv.protocol.resp import encode_command
@@ -259,3 +260,50 @@ def test_every_key_goes_to_the_shard_the_router_names(nshards: int) -> None:
             key = body.split(b"\r\n")[-2]
             assert acceptor.shard_of(key) == link.index
     assert sum(len(link.sent) for link in links) == len(keys)
+
+
+def _leaving_behind_a_wait(acceptor: Acceptor) -> Client:
+    """A client whose SET waits behind one of shardkv's own waits (a
+    MIGRATE's, set here directly) when its connection goes."""
+    client, _ = connect(acceptor)
+    client.state.block(MIGRATING, shown=False)
+    send(client, [b"SET", b"k", b"v"])
+    client.connection_lost(None)
+    return client
+
+
+def test_a_leaving_client_stays_listed_until_what_it_sent_ran() -> None:
+    acceptor, links = build()
+    client = _leaving_behind_a_wait(acceptor)
+    assert acceptor.clients.get(client.id) is client and client in acceptor.leaving
+    client.state.unblock(MIGRATING)
+    client.resume()
+    assert [b"SET" in body for body in links[acceptor.shard_of(b"k")].bodies()] == [True]
+    assert client.id not in acceptor.clients and client not in acceptor.leaving
+
+
+def test_a_bug_while_a_leaving_client_runs_what_it_sent_forgets_it() -> None:
+    acceptor, _ = build()
+    client = _leaving_behind_a_wait(acceptor)
+
+    def broken(batch: list) -> None:
+        raise RuntimeError("a bug")
+
+    client._run = broken  # type: ignore[method-assign]
+    client.state.unblock(MIGRATING)
+    client.resume()  # logged, not raised
+    assert client.id not in acceptor.clients and client not in acceptor.leaving
+
+
+def test_a_client_closed_for_a_bug_runs_nothing_more() -> None:
+    acceptor, links = build()
+    client, transport = connect(acceptor)
+    transport.abort = lambda: None  # type: ignore[attr-defined]
+    client.state.block(MIGRATING, shown=False)
+    send(client, [b"SET", b"k", b"v"])
+    client.failed("a test")
+    client.connection_lost(None)
+    assert client.id not in acceptor.clients and client not in acceptor.leaving
+    client.state.unblock(MIGRATING)
+    client.resume()
+    assert not any(link.sent for link in links)

@@ -213,6 +213,8 @@ def client_then(c: Client, multi: int | None = None) -> tuple:
         flags += "t" + ("R" if tracking.broken else "") + ("B" if tracking.bcast else "")
     if c.closing:
         flags += "c"
+    if c.closed:  # its connection gone, what it sent still running (Acceptor.leaving)
+        flags += "A"
     if c.no_evict:
         flags += "e"
     return (
@@ -624,5 +626,5 @@ def _kill(me: Client | None, victims: list) -> None:
     for c in victims:
         if c is me and me is not None:
             me.close_after_replies()
-        elif c.transport is not None:
-            c.transport.close()
+        else:
+            c.kill()
