@@ -173,11 +173,6 @@ class Client(Dispatch, asyncio.Protocol):
             if state.blocked_token or state.held:
                 # A blocking command waits: what follows waits for it, as in Redis.
                 state.hold(batch)
-            elif server.bcast_batches and len(batch) > 1:
-                # Their keys' BCAST invalidations go in one message, as Redis's.
-                last = self.pending[-1] if self.pending else None
-                self._run(batch)
-                server.wiring.batch_ran(self, last)
             else:
                 self._run(batch)
             if batch:

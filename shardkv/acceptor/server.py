@@ -104,9 +104,6 @@ class Wiring:
     exec_ran: Callable[[Client], None]
     # An EXEC run atomically: what its reads remember once it commits.
     atomic_exec_reads: Callable[[Client, list], Callable[[Any], None] | None]
-    # A client ran the commands of one read while a BCAST client exists
-    # (``Acceptor.bcast_batches``): with its last pending reply before them.
-    batch_ran: Callable[[Client, object], None]
     client_subcommands: Mapping[bytes, LocalHandler]
     tracking_totals: Callable[[], tuple[int, int, int]]
     # CONFIG SET's checks (shardkv.acceptor.commands.config): the changes a
@@ -151,9 +148,6 @@ class Acceptor:
         # and the clients stay in ``clients`` until then (client_left).
         self.leaving: set[Client] = set()
         self.dirty_clients: list[Client] = []
-        # A client has CLIENT TRACKING on in BCAST mode: the replies of a
-        # pipeline wait for its keys' broadcast (shardkv.acceptor.tracking._Batch).
-        self.bcast_batches = False
         self.monitors: list[Client] = []  # clients in MONITOR mode, see shardkv.acceptor.monitor
         self.remote_monitors: Any = None  # other acceptors' monitors (K > 1), ditto
         self.monitor_flush_due = False

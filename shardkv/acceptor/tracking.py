@@ -41,7 +41,6 @@ from __future__ import annotations
 import random
 from collections import deque
 from collections.abc import Callable
-from itertools import islice
 
 from shardkv.acceptor import causal, notifications, transactions
 from shardkv.acceptor.bus import fail_slot
@@ -169,10 +168,6 @@ class _State:
     clients = 0  # clients with tracking on
     items = 0  # client ids in TABLE, summed over keys
     flush_due = False  # a BCAST flush is scheduled for the end of this turn
-    # The open batches whose commands changed keys of that flush, and
-    # whether a change came from elsewhere (see _Batch).
-    batched: set[_Batch] = set()
-    unbatched = False
     remote_bcast = 0  # BCAST clients that redirect to another acceptor's client (K > 1)
 
 
@@ -377,7 +372,6 @@ def enable(
             if client not in entry[0]:
                 entry[0][client] = None
                 state.prefixes.append(prefix)
-        client.server.bcast_batches = True  # (see _Batch)
 
 
 def _redirect(client: Client, state: Tracking, redirect: int) -> None:
@@ -402,7 +396,6 @@ def disable(client: Client) -> None:
             entry[0].pop(client, None)
             if not entry[0]:
                 del PREFIXES[prefix]
-    client.server.bcast_batches = bool(PREFIXES)
     client.tracking = None
     STATE.clients -= 1
     # As Redis's disableTracking, the table keeps the keys the client read:
@@ -894,17 +887,10 @@ def _invalidate_key(
     ``evicted``: over ``tracking-table-max-keys`` (see :func:`_reads_after`);
     ``ran``: a client whose reads in flight all ran before the change."""
     if bcast and PREFIXES:
-        batch = None
-        if _BATCH_OF and changer is not None:  # a command of an open batch?
-            batch = _BATCH_OF.get(transactions.holder(place if early is None else early))
         for prefix, (_, changed) in PREFIXES.items():
             if key.startswith(prefix):
                 changed[key] = changer
-                if batch is None:
-                    STATE.unbatched = True
-                else:
-                    STATE.batched.add(batch)
-                if not STATE.flush_due or not _BROADCAST.dirty:  # (or deferred: see _Batch)
+                if not STATE.flush_due:
                     STATE.flush_due = True
                     _BROADCAST.due(server)
                 if STATE.remote_bcast:
@@ -1004,119 +990,11 @@ class _Broadcast:
 
     def flush(self) -> None:
         self.dirty = False
-        if STATE.flush_due and not _Batch.defer():
+        if STATE.flush_due:
             _broadcast(self.server)
-        if _BATCHES:
-            _Batch.release_done()
 
 
 _BROADCAST = _Broadcast()
-
-
-class _Batch:
-    """The replies of the commands a client pipelined in one read (two or
-    more that wait for a shard), while this acceptor has a BCAST client:
-    Redis runs such commands in one event-loop turn and broadcasts the keys
-    they changed once, one message per prefix listing them all, before it
-    writes their replies.  Here they run on several shards, whose replies
-    come in their own frames: the broadcast of the keys they change waits
-    until all of them are in (unless some other change is due, which goes
-    now with them), and so do their replies, behind this entry of the
-    client's pending replies (its ``data``), which lets them go once the
-    batch's keys went.  BCAST clients on other acceptors hear of each
-    shard's frame in turn (not batched)."""
-
-    __slots__ = ("client", "items", "next", "done")
-
-    def __init__(self, client: Client, items: list) -> None:
-        self.client = client
-        self.items = items  # the batch's replies still to come
-        self.next = 0  # items before it came
-        self.done = False
-
-    @property
-    def data(self) -> bytes | None:
-        if self.done:
-            return b""
-        if not self.complete():
-            return None
-        if STATE.flush_due and self in STATE.batched:
-            _BROADCAST.due(self.client.server)  # its keys go first
-            return None
-        self.release()
-        return b""
-
-    def complete(self) -> bool:
-        items = self.items
-        i = self.next
-        n = len(items)
-        while i < n and items[i].data is not None:
-            i += 1
-        self.next = i
-        return i == n or self.client.closed
-
-    def release(self) -> None:
-        self.done = True
-        try:
-            _BATCHES.remove(self)
-        except ValueError:
-            return
-        for item in self.items:
-            _BATCH_OF.pop(item, None)
-
-    @staticmethod
-    def defer() -> bool:
-        """Whether the keys changed since the last broadcast were all changed
-        by commands of batches not all in (then they wait for them)."""
-        if STATE.unbatched or not STATE.batched or _OWED or STATE.remote_bcast:
-            return False
-        return not any(batch.done or batch.complete() for batch in STATE.batched)
-
-    @staticmethod
-    def release_done() -> None:
-        """After a broadcast: the replies of the batches all in go."""
-        for batch in list(_BATCHES):
-            if batch.complete() and not (STATE.flush_due and batch in STATE.batched):
-                batch.release()
-                client = batch.client
-                if not client.closed:
-                    try:
-                        client.flush()
-                    except Exception:  # a bug costs this client alone
-                        client.failed("writing its replies")
-
-
-_BATCHES: list[_Batch] = []
-# The replies of the open batches -> their batch.
-_BATCH_OF: dict[object, _Batch] = {}
-
-
-def batch_ran(client: Client, last: object) -> None:
-    """``client`` ran the commands of one read (``last``: its last pending
-    reply before them, None if none), while a BCAST client exists here:
-    their replies that wait for a shard make a :class:`_Batch`, if two or
-    more do."""
-    if client.closing or client.closed or client.state.blocked_token or client.state.held:
-        return  # (a command that waits: the replies before it go as they come)
-    pending = client.pending
-    start = 0
-    if last is not None:
-        try:
-            start = pending.index(last) + 1
-        except ValueError:  # written meanwhile: all those before the batch
-            start = 0
-    items = [
-        item
-        for item in islice(pending, start, None)
-        if type(item) is not bytes and type(item) is not _Sent and item.data is None
-    ]
-    if len(items) < 2:
-        return
-    batch = _Batch(client, items)
-    pending.insert(start, batch)
-    _BATCHES.append(batch)
-    for item in items:
-        _BATCH_OF[item] = batch
 
 
 # The replies (or ``seen`` answers) waiting for the next BCAST flush: their
@@ -1138,8 +1016,6 @@ def _promise() -> None:
 def _broadcast(server) -> None:
     """Each BCAST client gets the keys changed under its prefixes since the last time."""
     STATE.flush_due = False
-    STATE.batched.clear()
-    STATE.unbatched = False
     owed = list(_OWED.values())
     if owed:
         _OWED.clear()
@@ -1276,9 +1152,6 @@ def _drop_answered(server) -> None:
 def on_disconnect(client: Client) -> None:
     if client.tracking is not None:
         disable(client)
-    if _BATCHES:
-        for batch in [b for b in _BATCHES if b.client is client]:
-            batch.release()
 
 
 def on_config(server, changes: dict) -> None:

@@ -158,7 +158,6 @@ def wiring() -> Wiring:
         after_command=tracking.after_command,
         exec_ran=tracking.exec_ran,
         atomic_exec_reads=tracking.atomic_exec_reads,
-        batch_ran=tracking.batch_ran,
         client_subcommands={
             b"TRACKING": tracking.client_tracking,
             b"CACHING": tracking.client_caching,

@@ -69,20 +69,14 @@ class Conn:
         self.sock.close()
 
 
-def _transcript(port: int, conns_resp3: list[bool], steps: list, acceptors: int = 1) -> list:
+def _transcript(port: int, conns_resp3: list[bool], steps: list) -> list:
     """Run ``steps``: (connection index, args...), (connection index,
     [args...], [args...]) for commands pipelined (no PING between them: a
     PING after CLIENT CACHING would use it up), or ("sleep", seconds).
-    ``$id0``, ``$id1``... in an argument stand for a connection's CLIENT ID.
-    ``acceptors``: the server's, when every connection must be on the
-    first one's acceptor."""
+    ``$id0``, ``$id1``... in an argument stand for a connection's CLIENT ID."""
     admin = redis.Redis(port=port)
     admin.flushall()
     conns = [Conn(port, r3) for r3 in conns_resp3]
-    for i in range(1, len(conns) if acceptors > 1 else 0):
-        while _acceptor_of(conns[i], acceptors) != _acceptor_of(conns[0], acceptors):
-            conns[i].close()
-            conns[i] = Conn(port, conns_resp3[i])
     out = []
     try:
         for step in steps:
@@ -134,11 +128,9 @@ def _transcript(port: int, conns_resp3: list[bool], steps: list, acceptors: int 
         admin.close()
 
 
-def _same(ports, conns_resp3, steps, same_acceptor: bool = False) -> list:
-    """``same_acceptor``: shardkv's connections all on one acceptor."""
+def _same(ports, conns_resp3, steps) -> list:
     expected = _transcript(ports["redis"], conns_resp3, steps)
-    acceptors = int(os.environ.get("SHARDKV_TEST_ACCEPTORS", "1")) if same_acceptor else 1
-    got = _transcript(ports["shardkv"], conns_resp3, steps, acceptors)
+    got = _transcript(ports["shardkv"], conns_resp3, steps)
     for i, (e, g) in enumerate(zip(expected, got, strict=True)):
         assert g == e, f"step {i} {steps[i]}: shardkv {g} redis {e}"
     return expected
@@ -1246,56 +1238,4 @@ def test_bcast_keys_and_prefixes_in_sorted_order(ports):
             (1, "MSET", "{t}c", "1", "{t}a", "2", "{t}b", "3"),
             (1, "DEL", "z", "y", "x", "{t}c"),
         ],
-    )
-
-
-def test_bcast_hears_a_pipeline_of_writes_in_one_message(ports):
-    """Writes pipelined in one read, to keys on several shards: Redis runs
-    them in one event-loop turn and a BCAST client gets one message per
-    prefix listing all their keys, before their replies (the writer's own
-    after them).  shardkv sent one message per shard's reply frame
-    (``[b]``, ``[a]``, ``[c]``).  With several acceptors, on the BCAST
-    client's acceptor (another's hear of each shard's frame in turn), and
-    no command over several shards in the pipeline (the commands after it
-    wait for its holds, and their keys go in a message of their own)."""
-    _same(
-        ports,
-        [True, True, False],
-        [
-            (0, "CLIENT", "TRACKING", "on", "BCAST"),
-            (1, "CLIENT", "TRACKING", "on", "BCAST", "PREFIX", "a", "PREFIX", "c", "NOLOOP"),
-            ("write", 2, ["SET", "b", "1"], ["SET", "a", "1"], ["SET", "c", "1"]),
-            (
-                "write",
-                2,
-                ["SET", "b", "2"],
-                ["GET", "a"],
-                ["INCR", "n"],
-                ["DEL", "c"],
-                ["SET", "a2", "1"],
-                ["DEL", "b"],
-            ),
-            ("write", 0, ["SET", "x", "1"], ["SET", "y", "1"], ["SET", "z", "1"]),
-            ("write", 1, ["SET", "c", "1"], ["SET", "a", "1"], ["SET", "y", "1"], ["SET", "c2", "1"]),
-            ("write", 2, ["GET", "x"], ["GET", "y"]),
-            (
-                "write",
-                2,
-                ["MULTI"],
-                ["SET", "x", "1"],
-                ["SET", "{x}y", "1"],
-                ["EXEC"],
-                ["SET", "z", "2"],
-                ["GET", "z"],
-            ),
-            (
-                "write",
-                2,
-                ["SET", "{t}1", "1"],
-                ["MSET", "{t}2", "1", "{t}3", "1"],
-                ["SET", "a", "1"],
-                ["SET", "b", "1"],
-            ),
-        ],
-        same_acceptor=True,
     )
