@@ -42,7 +42,7 @@ import random
 from collections import deque
 from collections.abc import Callable
 
-from shardkv.acceptor import causal, notifications, transactions
+from shardkv.acceptor import causal, notifications
 from shardkv.acceptor.bus import fail_slot
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.replies import Slot, in_pipe_order, origin_of
@@ -1078,11 +1078,11 @@ def send(client: Client, keys: list[bytes] | None, before: object = None, after:
         return
     pending = target.pending
     at = before if before is not None else after
-    if at is not None and target is client and (i := _in_pending(pending, at)) is not None:
-        at = pending[i]
+    if at is not None and target is client and (at := _in_pending(pending, at)) is not None:
         if getattr(at, "cut", None) is not None:
             return  # an EXEC reply cut by ACL DELUSER: Redis writes nothing after it
         try:
+            i = pending.index(at)
             if before is None:  # after the reply, and those sent after it already
                 i += 1
                 while i < len(pending) and type(pending[i]) is _Sent:
@@ -1095,20 +1095,19 @@ def send(client: Client, keys: list[bytes] | None, before: object = None, after:
         target.push(message)
 
 
-def _in_pending(pending: deque, at: object) -> int | None:
-    """Where among ``pending`` the reply is that ``at`` is, or is part of
-    (a command that EXEC ran, or the operation of an EXEC run atomically:
-    its EXEC's reply, :func:`transactions.holder`, a lookup); None if it is
-    not pending.  The last reply first (a command's own change, at
-    pipeline depth 1), else one search of the deque, in C: no walk of the
-    pending replies and of their parts in Python."""
-    at = transactions.holder(at)
-    if pending and pending[-1] is at:
-        return len(pending) - 1
-    try:
-        return pending.index(at)
-    except ValueError:
-        return None
+def _in_pending(pending: deque, at: object) -> object:
+    """The pending reply that ``at`` is, or holds as one of its parts (a
+    command that EXEC ran, or the operation of an EXEC run atomically: its
+    EXEC's reply); None if none is pending."""
+    if at in pending:
+        return at
+    for reply in pending:
+        if getattr(reply, "outcome", None) is at:  # an atomic EXEC's operation
+            return reply
+        parts = getattr(reply, "parts", None)
+        if parts and any(part is at for part in parts):
+            return reply
+    return None
 
 
 class _Sent:

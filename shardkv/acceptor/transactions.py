@@ -47,7 +47,7 @@ from shardkv.acceptor.blocking import Pin, UnblockReply, after_scripts, after_th
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.crossshard import AtomicOp
 from shardkv.acceptor.dispatch import db_headers
-from shardkv.acceptor.replies import MUTED, Slot
+from shardkv.acceptor.replies import Slot
 from shardkv.acceptor.shardlink import BUSY_LINKS
 from shardkv.acceptor.users import UsersInExec, hold_for_changes
 from shardkv.protocol import acl, bus, errors
@@ -500,7 +500,6 @@ def _after_scripts(client: Client, queued: list, reply: Exec) -> None:
         if reply.place is not None:  # it did not run: no lines
             reply.place.put(b"")
         reply.outcome = outcome = Slot(client)
-        _hold(client, reply, [outcome])
         message = busy.decode("latin-1")[1:].strip() if isinstance(busy, bytes) else str(busy)
         outcome.deliver(encode_error(errors.EXECABORT_BECAUSE % message))
         if client.waiting() and not client.state.blocked_token:
@@ -798,43 +797,6 @@ def _run_in_order(client: Client, queued: list, reply: Exec, early: dict[int, li
         client.state.leave_exec()
         client.state.unblock_in_place(-1)
     reply.parts = parts
-    _hold(client, reply, parts)
-
-
-# The items of EXEC replies (``Exec.parts``, and the outcome of one run
-# atomically) -> (that reply, its client): tracking puts an invalidation
-# that must follow a command EXEC ran after EXEC's reply (see
-# :func:`holder`), found in O(1), not by a walk of the client's pending
-# replies and their parts.  The entries of replies no longer pending are
-# dropped by a pass over their clients' pending replies, once the table has
-# doubled since the last pass (O(1) amortized per entry).
-_HELD: dict[object, tuple[Exec, Client]] = {}
-_held_limit = [64]
-
-
-def _hold(client: Client, reply: Exec, items: list) -> None:
-    """``items`` (a transaction's parts, or its outcome) belong to ``reply``."""
-    if len(_HELD) >= _held_limit[0]:
-        # (Before adding: ``reply`` may not be among the pending replies yet,
-        # see exec_.)
-        alive: dict[int, set[int]] = {}
-        for item, (held, owner) in list(_HELD.items()):
-            ids = alive.get(id(owner))
-            if ids is None:
-                ids = alive[id(owner)] = {id(p) for p in owner.pending}
-            if id(held) not in ids:
-                del _HELD[item]
-        _held_limit[0] = max(64, 2 * len(_HELD))
-    for item in items:
-        if type(item) is not bytes and item is not MUTED:
-            _HELD[item] = (reply, client)
-
-
-def holder(item: object) -> object:
-    """The EXEC reply that ``item`` is part of (a command EXEC ran, or the
-    operation of an EXEC run atomically), else ``item`` itself."""
-    held = _HELD.get(item)
-    return item if held is None else held[0]
 
 
 def _to_trailer(captured: deque, routed: int, reply: Exec) -> None:
@@ -921,7 +883,6 @@ def _run_atomic(
         if reply.place is not None:  # committed: now they have run, before EXEC's line
             reply.place.put(monitor.exec_lines(client, [(*call, dbs[i]) for i, call in enumerate(queued)]))
         reply.parts = parts
-        _hold(client, reply, parts)
         if tracked is not None and reply.outcome is not None and reply.cut is None:
             tracked(reply.outcome)  # (cut: the client closes after it, told nothing more)
         return b""
@@ -967,7 +928,6 @@ def _run_atomic(
         if holds is not None:
             holds.end()
     reply.outcome = op.slot
-    _hold(client, reply, [op.slot])
 
 
 HELD = -2  # a client's blocked_token while its EXEC decides its database or its closing

@@ -3,7 +3,6 @@ eviction costs.  No timing: the keys of the table walked are counted."""
 
 from __future__ import annotations
 
-from collections import deque
 from types import SimpleNamespace
 
 from shardkv.acceptor import tracking
@@ -187,74 +186,3 @@ def test_an_in_order_exec_evicts_once_its_reads_ran(monkeypatch) -> None:
     assert len(told) == 2 and len(set(told)) == 2
     assert set(told) | set(tracking.TABLE) == {b"x", b"y", b"z"} and len(tracking.TABLE) == 1
     assert tracking.STATE.items == 1
-
-
-class _CountingPending(deque):
-    """A client's pending replies that count the replies walked in Python."""
-
-    walked = 0
-
-    def __iter__(self):
-        for item in super().__iter__():
-            type(self).walked += 1
-            yield item
-
-
-def test_finding_the_reply_an_invalidation_follows_walks_no_replies(monkeypatch) -> None:
-    """An invalidation that follows a command's reply (its own change): the
-    place of that reply among the client's pending replies, or of the EXEC
-    reply it is part of, is found without a walk of the pending replies and
-    of their parts (``tracking._in_pending`` was O(pipeline) in Python per
-    invalidation); a reply no longer pending is not found."""
-    from shardkv.acceptor import transactions
-    from shardkv.acceptor.replies import Slot
-
-    monkeypatch.setattr(transactions, "_HELD", {})
-    monkeypatch.setattr(transactions, "_held_limit", [64])
-    client = SimpleNamespace(pending=_CountingPending())
-    pending = client.pending
-    slots = [Slot(client) for _ in range(500)]  # type: ignore[arg-type]
-    pending.extend(slots[:250])
-    reply = transactions.Exec(2)
-    part, other = Slot(client), Slot(client)  # type: ignore[arg-type]
-    reply.parts = [part, b"+OK\r\n", other]
-    transactions._hold(client, reply, reply.parts)  # type: ignore[arg-type]
-    pending.append(reply)
-    pending.extend(slots[250:])
-    atomic = transactions.Exec(1)
-    atomic.outcome = outcome = Slot(client)  # type: ignore[arg-type]
-    transactions._hold(client, atomic, [outcome])  # type: ignore[arg-type]
-    pending.append(atomic)
-    _CountingPending.walked = 0
-    assert tracking._in_pending(pending, slots[0]) == 0
-    assert tracking._in_pending(pending, part) == 250
-    assert tracking._in_pending(pending, other) == 250
-    assert tracking._in_pending(pending, outcome) == 501
-    assert tracking._in_pending(pending, slots[-1]) == 500
-    assert tracking._in_pending(pending, Slot(client)) is None  # type: ignore[arg-type]
-    assert _CountingPending.walked == 0
-    pending.remove(reply)  # written
-    assert tracking._in_pending(pending, part) is None
-
-
-def test_exec_parts_are_forgotten_once_their_reply_is_written(monkeypatch) -> None:
-    """The table from EXEC parts to their reply keeps no more than twice
-    the entries of replies still pending (and a few)."""
-    from shardkv.acceptor import transactions
-    from shardkv.acceptor.replies import Slot
-
-    monkeypatch.setattr(transactions, "_HELD", {})
-    monkeypatch.setattr(transactions, "_held_limit", [64])
-    client = SimpleNamespace(pending=deque())
-    for i in range(10000):
-        reply = transactions.Exec(3)
-        reply.parts = [Slot(client) for _ in range(3)]  # type: ignore[arg-type]
-        transactions._hold(client, reply, reply.parts)  # type: ignore[arg-type]
-        client.pending.append(reply)
-        if i % 10 == 9:  # a few stay pending, the rest are written
-            client.pending.popleft()
-        while len(client.pending) > 5:
-            client.pending.popleft()
-        assert len(transactions._HELD) <= max(64, 2 * 3 * 5) + 3
-    for reply in client.pending:  # those pending are still found
-        assert all(transactions.holder(part) is reply for part in reply.parts)
