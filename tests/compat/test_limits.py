@@ -306,6 +306,34 @@ def test_slow_reader_is_paused_not_buffered(pair):
         assert c.get("slow") == value
 
 
+@pytest.mark.slow
+def test_exec_replies_written_are_not_kept(pair):
+    """Three clients each run ``MULTI; GET big; EXEC`` on a 32 MB value,
+    read the reply and leave: the acceptors keep none of those replies (as
+    Redis, which frees a reply once written).  A table of EXEC replies'
+    parts (for tracking) kept each of them, and its client, until it held
+    64 entries, with or without a tracking client: the acceptor grew by
+    about the three replies."""
+    proc = pair["shardkv"]
+    size = 32 << 20
+    with redis.Redis(port=proc.port) as c:
+        c.set("big", b"x" * size)
+        acceptors = acceptors_of(proc)
+        before = rss_of(acceptors)
+        for _ in range(3):
+            with redis.Redis(port=proc.port) as d:
+                pipe = d.pipeline(transaction=True)
+                pipe.get("big")
+                assert len(pipe.execute()[0]) == size
+        for _ in range(50):  # (the acceptor may see the disconnects a little later)
+            grown = rss_of(acceptors) - before
+            if grown < size:
+                break
+            time.sleep(0.1)
+        c.delete("big")
+    assert grown < size, f"acceptors grew {grown >> 20} MB"
+
+
 # -- maxmemory ---------------------------------------------------------------------------
 
 

@@ -1239,3 +1239,42 @@ def test_bcast_keys_and_prefixes_in_sorted_order(ports):
             (1, "DEL", "z", "y", "x", "{t}c"),
         ],
     )
+
+
+def test_bcast_heard_before_another_client_reads_the_new_value(ports):
+    """A write pipelined with a slow script on another key (another shard,
+    for one of the keys tried): a client that reads the written key while
+    the script runs gets the new value only after a BCAST client was told
+    (Redis runs nothing meanwhile; its broadcast goes before the GET runs).
+    shardkv held the broadcast until the script's reply came, so the BCAST
+    client's PING, after the other client read the new value, came back
+    with no invalidation (its cache served the old value meanwhile)."""
+
+    def run(port: int, key: str) -> list:
+        admin = redis.Redis(port=port)
+        admin.flushall()
+        conns = [Conn(port, True) for _ in range(3)]
+        bcast, writer, reader = conns
+        try:
+            bcast.send(b"CLIENT", b"TRACKING", b"on", b"BCAST")
+            rows = [bcast.drain()]
+            writer.sock.sendall(
+                encode_command([b"SET", b"a", b"new"])
+                + encode_command([b"EVAL", BUSY_SCRIPT.encode(), b"1", key.encode()])
+            )
+            time.sleep(0.1)  # (the SET ran; Redis is in the script)
+            reader.send(b"GET", b"a")
+            rows.append(reader.drain())
+            rows.append(bcast.drain())  # told before the reader saw "new"
+            rows.append(writer.drain())
+            rows.append(bcast.drain())
+            return rows
+        finally:
+            for conn in conns:
+                conn.close()
+            admin.close()
+
+    for key in ("k1", "k2", "k3", "k4", "k5"):
+        expected = run(ports["redis"], key)
+        assert expected[2] == b">2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\na\r\n"
+        assert run(ports["shardkv"], key) == expected, key
