@@ -381,7 +381,14 @@ class Waiters:
 
     def clear(self, pipe: int | None = None) -> None:
         """Forget every waiter of ``pipe`` (None: of every pipe): the
-        acceptor that sent them is gone, and its clients with it."""
+        acceptor that sent them is gone, and its clients with it.
+
+        Its clients' claims go too, and a key one claimed that others
+        still wait on becomes ready: the elements counted for a client
+        whose try will never run are left to the waiters behind it, as
+        Redis serves the next client once one has gone.  The caller serves
+        the ready keys (:meth:`Shard.serve_left
+        <shardkv.worker.shard.Shard.serve_left>`)."""
         if pipe is None:
             self.busy_scripts = 0
             self.busy_base.clear()
@@ -389,7 +396,9 @@ class Waiters:
         else:
             self.busy_base[pipe] = self.busy_scripts
             self.unblocks_run.pop(pipe, None)
+        freed = []  # the keys of the claims dropped
         for claim in [c for c in self.claims if pipe is None or c[0] == pipe]:
+            freed.append(self.claims[claim][0])
             self._unclaim(claim)
         if pipe is None or all(p == pipe for p, _ in self.by_token):
             self.by_key.clear()
@@ -401,6 +410,9 @@ class Waiters:
         for waiter in [w for (p, _), w in self.by_token.items() if p == pipe]:
             self._forget(waiter)
         self.wakes = [(p, frame) for p, frame in self.wakes if p != pipe]
+        for key in freed:
+            if key in self.by_key:
+                self.ready[key] = None
 
     def claim(self, token: int, pipe: int, done: bool) -> int:
         """``__bclaim``/``__bdone``: the notification of the claim of the

@@ -347,6 +347,20 @@ class Pipes:
                 self.shard.send = _nowhere
                 self.shard.recv = _gone
                 self.shard.send_query = None
+        self._serve_left()  # what its clients claimed goes to the others' waiters
+
+    def _serve_left(self) -> None:
+        """Serve the keys made ready between frames (see
+        :meth:`Shard.serve_left`), unless an acceptor has the shard to
+        itself (held, or an operation in doubt): then the end of its next
+        batch, or the next tick once it is free, serves them.  A pipe that
+        fails meanwhile is lost after the current frame."""
+        if not self.shard.waiters.ready or self.current is None or self.exclusive() is not None:
+            return
+        try:
+            self.shard.serve_left()
+        except (EOFError, OSError):  # the current pipe's acceptor has gone
+            self.current.broken = True
 
     def _inherited(self) -> None:
         persistence = self.shard.persistence
@@ -714,6 +728,8 @@ class Pipes:
         if waiters.timeouts and waiters.next_deadline() <= now:
             waiters.expire(now)
             shard.send_wakes()
+        if waiters.ready:
+            self._serve_left()
         if now >= self.next_sweep:
             self.next_sweep = _tick(shard)
         for pipe in self.pipes:

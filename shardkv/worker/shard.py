@@ -876,6 +876,23 @@ class Shard:
                 else:
                     self.send_to(pipe, frame)
 
+    def serve_left(self) -> None:
+        """Serve the keys made ready between batches (the claims of a lost
+        acceptor's clients dropped, see :meth:`Waiters.clear
+        <shardkv.worker.blocking.Waiters.clear>`) as the end of a batch
+        serves them: each pop logged (the AOF, the changes counted), its
+        events sent (keyspace events, tracking's invalidations), then the
+        wakes, which wait for the AOF as a batch's replies do.  The loop
+        calls it between frames, while no acceptor has the shard to
+        itself; nothing changes once SHUTDOWN has saved."""
+        waiters = self.waiters
+        if not waiters.ready or (self.persistence is not None and self.persistence.closed):
+            return
+        self.keyspace.tick()
+        waiters.serve_ready()
+        self.send_events()
+        self.send_wakes()
+
     def _refuse(self, items: list) -> bytes:
         """Replies to a batch after SHUTDOWN: errors, but for ``__shutdown``
         itself and the holds around it, which change nothing.  (With several
