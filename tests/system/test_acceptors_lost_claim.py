@@ -39,7 +39,6 @@ from tests.support.resp import RespClient
 from tests.support.servers import ServerProcess, start_redis, start_shardkv
 
 WAIT = 10.0  # seconds something that must happen may take
-READ = 5.0  # seconds a blocked client's reply may take once it is due
 
 # name -> (whether the second waiter's destination is on the source's shard
 # (a one-shard BLMOVE; else it waits with a __bwait), whether it holds a
@@ -130,6 +129,16 @@ def acceptor_zero(server: ServerProcess) -> RespClient:
             assert time.monotonic() < deadline, "no connection reached acceptor 0"
 
 
+def acceptor_pid(server: ServerProcess) -> int:
+    """Acceptor 0's pid, once the supervisor's log names the one that
+    listens now."""
+    deadline = time.monotonic() + WAIT
+    while 0 not in acceptor_pids(server):
+        assert time.monotonic() < deadline, "the supervisor never named acceptor 0"
+        time.sleep(0.05)
+    return acceptor_pids(server)[0]
+
+
 def scenario(server: ServerProcess, case: str, drop_first: bool) -> tuple[list, list]:
     """Block the claiming client (on acceptor 0 when ``drop_first`` is
     false) then the second waiter (on acceptor 1), push, lose the first:
@@ -140,10 +149,10 @@ def scenario(server: ServerProcess, case: str, drop_first: bool) -> tuple[list, 
     keys = Keys(case)
     several = not drop_first
     first = acceptor_zero(server) if several else RespClient(server.port)
-    acceptor = acceptor_pids(server)[0] if several else 0  # (the one that listens now)
+    acceptor = acceptor_pid(server) if several else 0
     observer = client_on(server.port, 1) if several else RespClient(server.port)
     second = client_on(server.port, 1) if several else RespClient(server.port)
-    second.sock.settimeout(READ)
+    second.sock.settimeout(WAIT)
     try:
         observer.call("DEL", keys.src, keys.other, keys.dest)
         if wrongtype:
