@@ -409,12 +409,11 @@ class ShardLink:
                 self._write_frames()
             return
         self.out = []
-        size = 1 + sum(map(len, out))
         if self.frames:  # queued before these entries
-            self.frames.append(b"".join((FRAME.pack(size), b"B", *out)))
+            self.frames.append(_batch_frame(out))
             self._write_frames()
             return
-        self.transport.write(b"".join((FRAME.pack(size), b"B", *out)))
+        self.transport.write(_batch_frame(out))
 
     def _write_frames(self) -> None:
         frames, self.frames = self.frames, []
@@ -438,7 +437,7 @@ class ShardLink:
         out = self.out
         if out:  # entries queued before it leave before it
             self.out = []
-            self.frames.append(b"".join((FRAME.pack(1 + sum(map(len, out))), b"B", *out)))
+            self.frames.append(_batch_frame(out))
         self.frames.append(FRAME.pack(len(payload)) + payload)
         if not self.queued:
             self.queued = True
@@ -823,6 +822,13 @@ class ShardLink:
 
 # The exit status of an acceptor whose pipe reader failed (see _out_of_order).
 EXIT_PIPE_FAILED = 70
+
+
+def _batch_frame(out: list[bytes]) -> bytes:
+    """The ``B`` frame of the entries ``out``.  (Joined, then framed: one
+    more copy of the bytes, cheaper than a ``len`` per entry.)"""
+    body = b"".join(out)
+    return b"".join((FRAME.pack(1 + len(body)), b"B", body))
 
 
 class _Dropped:
