@@ -63,11 +63,13 @@ _LONG_BULK_HEAD = re.compile(rb"\$\d{5}")  # a bulk of 10,000 bytes or more, may
 # from the join) and ``*<n>\r\n``: see RequestParser._feed_canonical.
 _BULK_HEADS = [b"$%d" % i for i in range(1024)]
 _ARRAY_HEADS = [b"*%d\r\n" % i for i in range(64)]
-# A command's first two headers in one, for 2 and 3 arguments (``*3\r\n$3``):
-# most commands are GET- or SET-shaped, and those are re-encoded with one
-# join and no loop per argument.
+# A command's first two headers in one, for 2 to 5 arguments (``*3\r\n$3``):
+# most commands are GET-, SET- or EVALSHA-shaped, and those are re-encoded
+# with one join and no loop per argument.
 _HEADS_OF_2 = [_ARRAY_HEADS[2] + head for head in _BULK_HEADS]
 _HEADS_OF_3 = [_ARRAY_HEADS[3] + head for head in _BULK_HEADS]
+_HEADS_OF_4 = [_ARRAY_HEADS[4] + head for head in _BULK_HEADS]
+_HEADS_OF_5 = [_ARRAY_HEADS[5] + head for head in _BULK_HEADS]
 
 
 def _may_allocate_big(data: bytes) -> bool:
@@ -593,21 +595,58 @@ class RequestParser:
         join = b"\r\n".join
         try:
             while (args := gets()) is not False:
-                # Two or three arguments shorter than 1024 bytes: one join,
-                # no loop (an IndexError, a longer one, takes the loop).
+                # Two to five arguments shorter than 1024 bytes (GET, SET,
+                # HSET, EVALSHA of one key): one join, no loop.  Any other
+                # count, or a longer argument (an IndexError), takes the
+                # loop; only the long argument raises (a raise costs about
+                # as much as the loop itself).
+                n = len(args)
                 try:
-                    n = len(args)
                     if n == 3:
                         a, b, c = args
                         raw = join((_HEADS_OF_3[len(a)], a, heads[len(b)], b, heads[len(c)], c, b""))
                     elif n == 2:
                         a, b = args
                         raw = join((_HEADS_OF_2[len(a)], a, heads[len(b)], b, b""))
+                    elif n == 4:
+                        a, b, c, d = args
+                        raw = join(
+                            (
+                                _HEADS_OF_4[len(a)],
+                                a,
+                                heads[len(b)],
+                                b,
+                                heads[len(c)],
+                                c,
+                                heads[len(d)],
+                                d,
+                                b"",
+                            )
+                        )
+                    elif n == 5:
+                        a, b, c, d, e = args
+                        raw = join(
+                            (
+                                _HEADS_OF_5[len(a)],
+                                a,
+                                heads[len(b)],
+                                b,
+                                heads[len(c)],
+                                c,
+                                heads[len(d)],
+                                d,
+                                heads[len(e)],
+                                e,
+                                b"",
+                            )
+                        )
                     else:
-                        raise IndexError
+                        raw = None
                 except IndexError:
+                    raw = None
+                if raw is None:
                     if not args:  # *0 and *-1 (ignored), or not a command at all
-                        raise ValueError from None
+                        raise ValueError
                     parts = []
                     for a in args:
                         n = len(a)

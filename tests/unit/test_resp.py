@@ -428,11 +428,12 @@ def test_fast_path_keeps_the_raw_bytes_and_reads_them_once():
 
 
 @pytest.mark.parametrize("size", [0, 1, 9, 10, 1023, 1024, 1025, 70000])
-@pytest.mark.parametrize("count", [1, 2, 63, 64, 65, 300])
+@pytest.mark.parametrize("count", [1, 2, 3, 4, 5, 6, 63, 64, 65, 300])
 def test_fast_path_raw_bytes_past_its_header_tables(size, count):
     """The fast path's encoding has header tables for bulks under 1024
     bytes and commands under 64 arguments, and formats the others: every
-    size gives the canonical bytes, on the fast path as on the long way."""
+    size gives the canonical bytes, on the fast path as on the long way
+    (its one join of 2 to 5 arguments too)."""
     args = [b"x" * size] * count
     data = encode_command(args) + encode_command([b"GET", b"k"])
     out, _ = feed_whole(data)
