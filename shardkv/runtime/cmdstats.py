@@ -120,58 +120,38 @@ _SCRIPT_COMMANDS = frozenset(("eval", "evalsha", "eval_ro", "evalsha_ro", "fcall
 
 
 class ScriptTimes(list):
-    """The times of a worker's row for a script's own call (EVAL, EVALSHA,
-    FCALL), which the acceptor counts (its calls and errors): each run's
-    time goes straight into the time (``usec``) and the latency histogram
-    of the command's row here, reported with no calls, so that INFO
-    commandstats' ``usec`` and latencystats hold the script's run, as
-    Redis's do (its ``call()`` times the command's whole ``proc``).  It
-    stays empty (nothing to fold); a run that goes again across shards
-    (``SHARDKV-CROSS``) takes its time back with :meth:`pop`, and
-    ``as_eval`` (an EVALSHA the client sent as EVAL) puts the time in
-    EVAL's row."""
+    """The pending times of a worker's row for a script's own call (EVAL,
+    EVALSHA, FCALL), which the acceptor counts (its calls and errors):
+    each run's time is appended as any command's is (one C call, the
+    worker's hot path), and :meth:`Stats.fold` adds them to the time
+    (``usec``) and the latency histogram of the command's row here
+    (:meth:`target`) as it folds any row (every 256 times, and before each
+    report), but with no calls, so that INFO commandstats' ``usec`` and
+    latencystats hold the script's run, as Redis's do (its ``call()``
+    times the command's whole ``proc``).  A run that goes again across
+    shards (``SHARDKV-CROSS``) appends nothing, and a run the client sent
+    as another command (``as_eval``: an EVALSHA the client sent as EVAL)
+    goes to that command's row at once (:meth:`add_called`)."""
 
-    __slots__ = ("stats", "name", "row", "last", "last_ns")
+    __slots__ = ("stats", "name", "row")
 
     def __init__(self, stats: Stats, name: str) -> None:
         list.__init__(self)
         self.stats = stats
         self.name = name
         self.row: list | None = None  # the row, once a run counts (Stats.reset drops this too)
-        self.last: list | None = None
-        self.last_ns = 0
 
-    def __bool__(self) -> bool:
-        return self.last is not None  # a time pop() can take back
-
-    def append(self, ns: int) -> None:
-        stats = self.stats
-        row: list | None
-        if stats.as_eval:
-            row = stats._row(called_name(self.name, stats.as_eval))
-        else:
-            row = self.row
-            if row is None:
-                row = self.row = stats._row(self.name)
-        # Stats.add_run, inline: once per script run.
-        row[1] += ns
-        if stats.tracking:
-            bits = ns.bit_length()
-            b = ns if bits <= 7 else (bits << 6) | ((ns >> (bits - 7)) & 63)
-            hist = row[4]
-            hist[b] = hist.get(b, 0) + 1
-        self.last = row
-        self.last_ns = ns
-
-    def pop(self, index: int = -1) -> int:  # type: ignore[override]
-        row = self.last
-        self.last = None
+    def target(self) -> list:
+        """The command's row, which :meth:`Stats.fold` adds the times to."""
+        row = self.row
         if row is None:
-            return 0
-        row[1] -= self.last_ns
-        if self.stats.tracking:
-            _unbucket(row[4], bucket(self.last_ns))
-        return self.last_ns
+            row = self.row = self.stats._row(self.name)
+        return row
+
+    def add_called(self, ns: int, as_called: int) -> None:
+        """A run of the client's command ``as_called`` (see :func:`called_name`)."""
+        stats = self.stats
+        stats.add_run(stats._row(called_name(self.name, as_called)), ns)
 
 
 def _unbucket(hist: dict[int, int], b: int) -> None:
@@ -202,6 +182,9 @@ class Stats:
         # Rows by the command name as sent (b"GET", b"get"), for the
         # commands that are not containers: the worker's hot path.
         self.by_bytes: dict[bytes, list] = {}
+        # The rows in by_bytes of the script commands, whose times are a
+        # ScriptTimes (see row_of): report folds them.
+        self.script_rows: list[list] = []
         # How many times the rows were dropped (reset): whoever keeps a
         # row elsewhere (a worker's plain entries) looks it up again then.
         self.generation = 0
@@ -255,10 +238,16 @@ class Stats:
     def fold(self, row: list) -> None:
         """Count a row's pending times (one per call) into its calls and
         time, and into its histogram if tracking: per call, the hot path
-        only appends its time."""
+        only appends its time.  A script's row counts no calls (see
+        ScriptTimes)."""
         times = row[5]
         n = len(times)
-        row[0] += n
+        if type(times) is ScriptTimes:
+            if not n:
+                return  # (no row made for a script that never ran here)
+            row = times.target()  # (``row`` stands in for it in by_bytes)
+        else:
+            row[0] += n
         row[1] += sum(times)
         if self.tracking:
             # Sorted, a bucket's times are one run: one step per bucket
@@ -325,6 +314,8 @@ class Stats:
                 # (EVAL, EVALSHA, FCALL) keeps only the time of its run.
                 times = ScriptTimes(self, name) if name in _SCRIPT_COMMANDS else deque(maxlen=0)
                 row = [0, 0, 0, 0, {}, times]
+                if type(times) is ScriptTimes:
+                    self.script_rows.append(row)
                 self.by_bytes[args[0]] = row
                 return row
             row = self._row(name)
@@ -336,12 +327,15 @@ class Stats:
         """CONFIG RESETSTAT."""
         self.generation += 1
         self.by_bytes.clear()
+        self.script_rows.clear()  # (their pending times too)
         self.commands.clear()
         self.errors.clear()
         self.error_replies = 0
 
     def report(self) -> list:
         """What a worker sends the acceptor: plain values, for marshal."""
+        for row in self.script_rows:
+            self.fold(row)
         for row in self.commands.values():
             self.fold(row)
         return [

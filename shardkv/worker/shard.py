@@ -51,7 +51,7 @@ from shardkv.protocol.resp import BIG_ARRAY, OK, Error, encode, encode_bulk_stri
 from shardkv.protocol.router import SLOTS, slot_range
 from shardkv.protocol.wire import Verb
 from shardkv.runtime import faultpoints
-from shardkv.runtime.cmdstats import Stats, called_name, stat_name
+from shardkv.runtime.cmdstats import ScriptTimes, Stats, called_name, stat_name
 from shardkv.worker import access, events, eviction, functions, plain, scripting, tunables, wiring  # noqa: F401
 from shardkv.worker.blocking import Wait, Waiters
 from shardkv.worker.busyrefusal import Refusals
@@ -264,28 +264,27 @@ class Shard:
             ns = perf_counter_ns() - start
             stats = self.stats
             row = stats.by_bytes.get(args[0]) or stats.row_of(args)
-            times = row[5]
-            times.append(ns)
-            if len(times) >= 256:
-                stats.fold(row)
-            if kind is Error:
-                if value.message.startswith(scripting.CROSS_MARKER):
-                    # A script that runs again across shards: that run counts.
-                    # (A script's row here keeps only the time of its run,
-                    # see cmdstats.ScriptTimes: pop takes it back.)
-                    if times:
-                        times.pop()
+            if kind is Error and value.message.startswith(scripting.CROSS_MARKER):
+                pass  # a script that runs again across shards: that run counts, not this one
+            else:
+                times = row[5]
+                if self.as_eval and type(times) is ScriptTimes:
+                    times.add_called(ns, self.as_eval)  # the client's command's time (see ScriptTimes)
                 else:
+                    times.append(ns)
+                    if len(times) >= 256:
+                        stats.fold(row)
+                if kind is Error:
                     row[3] += 1
                     stats.error(value.message)
-            elif kind is ScriptReply:
-                if type(value.tree) is Error:
-                    row[3] += 1  # an error the script passed on, counted already
-                elif value.failures:  # errors in its arrays: the acceptor counts one
-                    name = stat_name(args)
-                    if self.as_eval:  # the client's command
-                        name = called_name(name, self.as_eval)
-                    stats._row(name)[3] += value.failures
+                elif kind is ScriptReply:
+                    if type(value.tree) is Error:
+                        row[3] += 1  # an error the script passed on, counted already
+                    elif value.failures:  # errors in its arrays: the acceptor counts one
+                        name = stat_name(args)
+                        if self.as_eval:  # the client's command
+                            name = called_name(name, self.as_eval)
+                        stats._row(name)[3] += value.failures
             if ns >= stats.slow_threshold_ns >= 0:
                 stats.slow(args, ns // 1000)
         elif args[0] in _SCRIPT_RUNS and self.stats is not None:
