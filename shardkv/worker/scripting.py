@@ -1154,13 +1154,16 @@ class Engine:
             ):
                 run = self.run
                 ks = self.ks
+                own = self.own  # (a range of slots: its bounds compared, cheaper than ``in``)
                 if (
                     run is not None
                     and ks.memory is None
                     and (run.read_noted or not ks.event_mask & events.SCRIPT_READ)
                     and (
                         self.nshards == 1
-                        or (key_slot(key) if LBRACE in key else crc_hqx(key, 0) & 16383) in self.own
+                        or own.start
+                        <= (key_slot(key) if LBRACE in key else crc_hqx(key, 0) & 16383)
+                        < own.stop
                     )
                 ):
                     argv = [name, key] if third is _ABSENT else [name, key, third]
