@@ -536,4 +536,6 @@ class Client(Dispatch, asyncio.Protocol):
             return
         self.closing = True  # nothing held runs (resume), and it does not leave (connection_lost)
         if self.transport is not None:
-            self.transport.close()
+            # Redis discards a killed client's output: close() would wait for
+            # a peer that reads nothing, its slot held until it does.
+            self.transport.abort()

@@ -249,3 +249,31 @@ def test_blocking_pool_and_client_names(server):
     names = [c for c in client.client_list() if c.get("name") == "pooled"]
     assert names
     pool.disconnect()
+
+
+def test_client_kill_frees_a_client_that_reads_nothing(r):
+    """CLIENT KILL of a client whose replies fill its socket (it reads
+    nothing): Redis discards its output and frees it at once; shardkv kept
+    it listed, and counted, until the peer read or closed."""
+    import socket
+
+    port = port_of(r)
+    r.set("big", b"x" * 1_000_000)
+    victim = socket.create_connection(("127.0.0.1", port))
+    try:
+        victim.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        victim.sendall(
+            b"*3\r\n$6\r\nCLIENT\r\n$7\r\nSETNAME\r\n$4\r\nslow\r\n"
+            + b"*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n" * 20
+        )
+        deadline = time.monotonic() + 10
+        while not (listed := [c for c in r.client_list() if c["name"] == "slow"]):
+            assert time.monotonic() < deadline, "the client never showed"
+            time.sleep(0.05)
+        assert r.client_kill_filter(_id=listed[0]["id"]) == 1
+        deadline = time.monotonic() + 10
+        while [c for c in r.client_list() if c["name"] == "slow"]:
+            assert time.monotonic() < deadline, "the killed client is still listed"
+            time.sleep(0.05)
+    finally:
+        victim.close()
