@@ -27,12 +27,9 @@ them; if one cannot bind (its file descriptors are used up, a stranger
 took the port meanwhile), the CONFIG SET fails with Redis's error, every
 acceptor closes what it bound (``unlisten``) and stays on the old port,
 and no parameter changes.  Meanwhile the client's later commands wait, as
-a blocked client's do.  Inside EXEC, whose commands cannot wait once it
-runs, the others bind first: an EXEC holding a CONFIG SET of a new port
-asks ``listen`` for each such port before it runs anything
-(:func:`bind_before_exec`, the client's later commands waiting), and a
-CONFIG SET of a port that one of them could not bind fails inside the
-EXEC with Redis's error, as this acceptor's own failure does.
+a blocked client's do.  Inside EXEC, whose later commands cannot wait,
+the others bind the port only when the config line comes, and one that
+cannot stays on the old port (it logs it), after an OK.
 
 With several acceptors each binds with ``SO_REUSEPORT``, which would also
 let it share a port with another process that binds with it (a second
@@ -133,16 +130,12 @@ def _bind_host(server: Acceptor, host: str, port: int) -> list[socket.socket]:
     return made
 
 
-def bind_for_set(server: Acceptor, changes: dict, unbindable: frozenset[int] = frozenset()) -> None:
+def bind_for_set(server: Acceptor, changes: dict) -> None:
     """CONFIG SET's check of a new port, before anything is applied: bind
-    it, or refuse the whole CONFIG SET with Redis's error (also for a port
-    in ``unbindable``: inside EXEC, those another acceptor could not bind)."""
+    it, or refuse the whole CONFIG SET with Redis's error."""
     port = changes.get("port")
     if port is None or port == server.listen_port:
         return
-    if port in unbindable:
-        log.warning("Failed to bind on port %d: another acceptor could not", port)
-        raise CommandError(errors.CONFIG_SET_FAILED % ("port", _UNABLE))
     try:
         server.rebound = bind(server, port)  # type: ignore[attr-defined]
     except OSError as e:
@@ -192,63 +185,6 @@ def bind_everywhere(client: Client, changes: dict, apply: Callable[[], None]) ->
                 client.flush()
 
     server.bus.ask(bus.LISTEN, [port], done, failed=lambda _: done([0]))
-    return True
-
-
-def bind_before_exec(client: Client, queued: list, run: Callable[[], None]) -> bool:
-    """K > 1, an EXEC about to run ``queued``: if a CONFIG SET among them
-    moves to a new port (one that passes CONFIG SET's checks now), ask every
-    other acceptor to bind each such port first, as :func:`bind_everywhere`
-    does outside EXEC, then ``run()`` the EXEC; a port one of them could not
-    bind is closed everywhere and kept in the client's ``unbindable``, so
-    its CONFIG SET fails there (:func:`bind_for_set`).  False (nothing
-    done: run it now) with one acceptor or no new port."""
-    server = client.server
-    state = client.state
-    if server.bus is None:
-        return False
-    state.cannot_bind(frozenset())
-    ports: list[int] = []
-    for cmd, args in queued:
-        if cmd.name != "config" or len(args) < 2 or args[1].upper() != b"SET":
-            continue
-        try:
-            port = server.wiring.config_set_changes(client, args).get("port")
-        except CommandError:
-            continue  # it fails in the EXEC anyway
-        if port and port != server.listen_port and port not in ports:
-            ports.append(port)
-    if not ports:
-        return False
-    state.block(BINDING_EVERYWHERE, shown=False)
-    refused: set[int] = set()
-    left = [len(ports)]
-
-    def done(port: int, answers: list) -> None:
-        if not all(answer == 1 for answer in answers):
-            refused.add(port)
-            server.bus.tell(bus.UNLISTEN, [port])  # type: ignore[union-attr]
-            log.warning(
-                "acceptor: another acceptor could not bind port %d; its CONFIG SET in EXEC fails", port
-            )
-        left[0] -= 1
-        if left[0]:
-            return
-        state.unblock(BINDING_EVERYWHERE)
-        state.cannot_bind(frozenset(refused))
-        run()  # even if the client went away: Redis runs an EXEC it has read
-
-    def ask(port: int) -> None:
-        def answered(answers: list) -> None:
-            done(port, answers)
-
-        def failed(_: str) -> None:
-            done(port, [0])
-
-        server.bus.ask(bus.LISTEN, [port], answered, failed=failed)  # type: ignore[union-attr]
-
-    for port in ports:
-        ask(port)
     return True
 
 

@@ -21,8 +21,7 @@ blocked            ``blocked_token``, ``held`` (the commands   BLPOP..., CLIENT 
                    (counted as blocked)                        its shards say it waits
 reply mode         ``reply_mode``                              CLIENT REPLY
 monitoring         ``monitoring``                              MONITOR, RESET
-in EXEC            ``in_exec``, ``exec_size``,                 EXEC running its queue
-                   ``unbindable``
+in EXEC            ``in_exec``, ``exec_size``                  EXEC running its queue
 =================  ==========================================  =========================
 
 The connection's own attributes (its protocol, database, name, whether it
@@ -70,7 +69,6 @@ class ClientState:
         "unblock_after",
         "located",
         "unblock_pin",
-        "unbindable",
     )
 
     def __init__(self, parser: RequestParser, authenticated: bool, user: User) -> None:
@@ -112,10 +110,6 @@ class ClientState:
         # ahead of its commands: the EXEC's ``blocking.Pin``, which holds
         # the clients they unblock until the transaction is decided.
         self.unblock_pin: Pin | None = None
-        # Inside EXEC, with several acceptors: the ports its CONFIG SETs
-        # move to that another acceptor could not bind before it ran
-        # (shardkv.acceptor.listeners.bind_before_exec): they fail there.
-        self.unbindable: frozenset[int] = frozenset()
 
     @property
     def subscribed(self) -> bool:
@@ -298,11 +292,6 @@ class ClientState:
         """The CLIENT UNBLOCKs this client runs now hold the clients they
         unblock with ``pin`` (an EXEC's, see ``blocking.Pin``; None: not)."""
         self.unblock_pin = pin
-
-    def cannot_bind(self, ports: frozenset[int]) -> None:
-        """The ports this EXEC's CONFIG SETs may not move to (another
-        acceptor could not bind them)."""
-        self.unbindable = ports
 
     def locate(self, located: dict[int, list[int]] | None) -> None:
         """Where the other acceptors' clients this EXEC's UNBLOCKs name wait

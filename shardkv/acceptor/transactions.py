@@ -42,7 +42,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from shardkv.acceptor import listeners, monitor
+from shardkv.acceptor import monitor
 from shardkv.acceptor.blocking import Pin, UnblockReply, after_scripts, after_this_step, waiting_shard
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.crossshard import AtomicOp
@@ -431,23 +431,11 @@ def exec_(client: Client, args: list[bytes]) -> None:
     reply.watched = client.state.drop_watches()
     if client.server.monitors:
         reply.place = monitor.exec_place(client)
-    unblocks = any(_is_unblock(cmd, args) for cmd, args in queued)
-    # (Else it runs once every acceptor has bound its CONFIG SETs' new ports.)
-    if not listeners.bind_before_exec(client, queued, lambda: _bound(client, queued, reply, unblocks)):
-        if unblocks:
-            _after_scripts(client, queued, reply)
-        else:
-            _begin(client, queued, reply)
-    client.pending.append(reply)
-
-
-def _bound(client: Client, queued: list, reply: Exec, unblocks: bool) -> None:
-    """Run an EXEC that waited for every acceptor to bind the new ports of
-    its CONFIG SETs (see listeners.bind_before_exec)."""
-    if unblocks:
+    if any(_is_unblock(cmd, args) for cmd, args in queued):
         _after_scripts(client, queued, reply)
     else:
-        _step(client, lambda: _begin(client, queued, reply))
+        _begin(client, queued, reply)
+    client.pending.append(reply)
 
 
 def _config_set_passes(client: Client, args: list[bytes]) -> bool:

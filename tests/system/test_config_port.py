@@ -31,8 +31,8 @@ import pytest
 import redis
 
 from shardkv.protocol import bus
-from tests.support.acceptors import acceptor_pids, connect_to, raw_on
-from tests.support.rawsocket import exchange, read_until_quiet
+from tests.support.acceptors import acceptor_pids, connect_to
+from tests.support.rawsocket import exchange
 from tests.support.servers import ROOT, free_port, redis_server_path, start_redis, start_shardkv
 
 PORT_ERROR = "CONFIG SET failed (possibly related to argument 'port') - Unable to listen on this port. Check server logs."
@@ -380,62 +380,3 @@ def test_a_config_set_of_port_and_requirepass_holds_later_commands_for_both(two)
     fresh = redis.Redis(port=new_port, password="secret", socket_timeout=30)
     assert fresh.config_set("requirepass", "")  # so that stop() needs no password
     fresh.close()
-
-
-def test_a_config_set_port_in_exec_fails_if_an_acceptor_cannot_bind_it(two):
-    """Differential, inside MULTI/EXEC: acceptor 1 cannot open a socket, the
-    EXEC runs through acceptor 0.  Its CONFIG SET port answers Redis's error
-    in the EXEC's reply (redis-server's, for a port another socket holds),
-    the other command runs, and both acceptors stay on the old port.
-    Before, the EXEC answered OK for it and acceptor 1 stayed on the old
-    port alone (it bound the port only when the config line came)."""
-    real = start_redis()
-    taken = socket.socket()
-    taken.bind(("127.0.0.1", 0))
-    taken.listen(1)
-
-    def transaction(port: int) -> bytes:
-        new = str(port).encode()
-        return (
-            b"*1\r\n$5\r\nMULTI\r\n"
-            b"*4\r\n$6\r\nCONFIG\r\n$3\r\nSET\r\n$4\r\nport\r\n$%d\r\n%s\r\n"
-            b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n"
-            b"*1\r\n$4\r\nEXEC\r\n"
-        ) % (len(new), new)
-
-    try:
-        theirs = exchange(real.port, transaction(taken.getsockname()[1]), want=40)
-    finally:
-        taken.close()
-        real.stop()
-    pids = acceptor_pids(two)
-    conn = connect_to(two.port, 0)
-    new_port = free_port()
-    sock, _ = raw_on(two.port, 0)
-    target = psutil.Process(pids[1])
-    limits = target.rlimit(psutil.RLIMIT_NOFILE)
-    target.rlimit(psutil.RLIMIT_NOFILE, (_lowest_free_fd(pids[1]), limits[1]))
-    try:
-        sock.sendall(transaction(new_port))
-        ours = read_until_quiet(sock, 0.5, want=len(theirs[0]))
-    finally:
-        target.rlimit(psutil.RLIMIT_NOFILE, limits)
-        sock.close()
-    assert theirs[0] == b"+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n-ERR " + PORT_ERROR.encode() + b"\r\n+OK\r\n"
-    assert ours[0] == theirs[0]
-    assert conn.config_get("port") == {"port": str(two.port)}
-    assert connect_to(two.port, 1).config_get("port") == {"port": str(two.port)}
-    assert _listening_ports(pids[0]) == [two.port]
-    assert _listening_ports(pids[1]) == [two.port]
-    pipe = conn.pipeline(transaction=True)  # once acceptor 1 can bind, both move
-    pipe.config_set("port", new_port)
-    pipe.get("k")
-    assert pipe.execute() == [True, "v"]
-    for _ in range(100):  # acceptor 1 moves in its event loop
-        if _listening_ports(pids[1]) == [new_port]:
-            break
-        time.sleep(0.05)
-    assert _listening_ports(pids[0]) == [new_port]
-    assert _listening_ports(pids[1]) == [new_port]
-    conn.close()
-    two.port = new_port  # so that stop() finds it
