@@ -17,6 +17,11 @@ class ScriptCache:
         # Scripts that once needed other shards: sha -> (every shard?, the
         # undeclared keys they used).
         self.escaping: dict[bytes, tuple[int, list]] = {}
+        # Scripts (and ``f:``-named functions) whose last run here ended
+        # without needing more shards than it was sent to: a client's
+        # commands behind one need not wait for its reply (see
+        # scripting.run_script), and EVALSHA may take its shortcut.
+        self.settled: set[bytes] = set()
 
     def knows(self, shard: int) -> set[bytes]:
         known = self.known.get(shard)
@@ -28,6 +33,7 @@ class ScriptCache:
         self.bodies.clear()
         self.known.clear()
         self.escaping.clear()
+        self.settled.clear()
 
 
 CACHE = ScriptCache()

@@ -22,6 +22,15 @@ Where a script runs (see the README's architecture notes):
   an AtomicOp with those keys too (or parking every shard, with all their
   keys, for the second kind), and remembers that the script escapes, so
   that its later runs go there at once.
+
+A client's commands behind a script run after it, as in Redis, though the
+acceptor sends them as it reads them: until a script has run to its end
+on this acceptor without escaping (``CACHE.settled``: not yet run here,
+or escaped last time), its client waits (:data:`SETTLING`) for its reply,
+which comes after its run again if it escapes, so that what the client
+sent behind it, on any shard, runs after the script's writes.  Behind a
+settled script nothing waits: it may still escape (other arguments), and
+then what its client pipelined behind it may run first (see the README).
 """
 
 from __future__ import annotations
@@ -55,6 +64,7 @@ from shardkv.protocol.wire import Verb
 from shardkv.runtime.cmdstats import stat_name
 
 CROSS_MARKER = b"-SHARDKV-CROSS"
+SETTLING = -13  # a client's blocked_token while its unsettled script has not answered
 # The first bytes of a script's reply that _ScriptSlot looks into: an error,
 # or an aggregate that may hold one.
 _NOT_PLAIN = frozenset((b"-", b"*", b"%", b"~"))
@@ -151,7 +161,7 @@ def evalsha_fast(client: Client, args: list[bytes], raw: bytes, header: bytes) -
     if nargs < 3:
         return False
     sha = args[1]
-    if sha not in CACHE.bodies or sha in CACHE.escaping:
+    if sha not in CACHE.settled or sha in CACHE.escaping:
         return False
     server = client.server
     if args[2] == b"1" and nargs > 3:  # one key: Router.shard_of, inline
@@ -282,6 +292,7 @@ class _ScriptSlot(Slot):
         args = self.args()
         sha = args[1]
         if body.startswith(CROSS_MARKER):
+            CACHE.settled.discard(sha)
             script = CACHE.bodies.get(sha)
             if script is not None:
                 n = int(args[2])
@@ -326,9 +337,17 @@ def run_script(
 ) -> None:
     """Run a script (``body``, cached as ``sha``) or, with ``fname``, the
     function of that name (``sha`` is then ``f:`` + its name); ``name`` is
-    the client's command, whose failed_calls count a failure."""
+    the client's command, whose failed_calls count a failure.
+
+    A script not :attr:`~ScriptCache.settled` may escape: its client's
+    later commands wait for its reply (not inside EXEC, whose commands are
+    all on their way already; nor behind another wait, which holds them)."""
     server = client.server
     shard_of = server.shard_of
+    state = client.state
+    waits = sha not in CACHE.settled and not state.in_exec and not state.blocked_token
+    if waits:
+        state.block(SETTLING, shown=False)  # no Redis client waits so
     escaping = CACHE.escaping.get(sha)
     if escaping is None:
         shard = shard_of(keys[0]) if keys else 0
@@ -336,13 +355,26 @@ def run_script(
             if shard_of(key) != shard:
                 break
         else:
-            _run_on_shard(client, shard, sha, body, ro, keys, rest, fname, name)
+            _run_on_shard(client, shard, sha, body, ro, keys, rest, fname, name, waits)
             return
         escaping = (0, [])
     slot = _ScriptResult(client, name)
     client.pending.append(slot)
     server.scripts_sent += 1  # its executor times the run (see Acceptor.run_local)
-    _Retry(client, slot, sha, body, ro, keys, rest, fname, client.db, name).start(*escaping)
+    _Retry(client, slot, sha, body, ro, keys, rest, fname, client.db, name, waits=waits).start(*escaping)
+
+
+def _settled(client: Client, sha: bytes, ran: bool = True) -> None:
+    """A script that made its client wait (:data:`SETTLING`) answered, its
+    last run (if it ``ran``) not escaping: later runs need not make their
+    clients wait (an escape forgets that); run what the client sent behind it."""
+    if ran and (sha in CACHE.bodies or sha[:2] == b"f:"):
+        CACHE.settled.add(sha)
+    if client.state.unblock(SETTLING):
+        if client.waiting():
+            client.server.loop.call_soon(client.resume)  # type: ignore[union-attr]
+        elif client.pending and not client.closed:
+            client.flush()
 
 
 def _run_on_shard(
@@ -355,6 +387,7 @@ def _run_on_shard(
     rest: list[bytes],
     fname: bytes = b"",
     name: str = "eval",
+    waits: bool = False,
 ) -> None:
     flags = 0
     if fname:
@@ -374,7 +407,9 @@ def _run_on_shard(
         command.append(user_arg)
     slot = _ScriptResult(client, name)
     client.pending.append(slot)
-    sink = _ShardReply(client, slot, shard, sha, body, ro, keys, rest, fname, client.db, name, user_arg)
+    sink = _ShardReply(
+        client, slot, shard, sha, body, ro, keys, rest, fname, client.db, name, user_arg, waits
+    )
     header = client.headers[client.resp3]
     if client.server.monitors:  # the worker reports what the script calls
         flags |= wire.FLAG_MONITOR
@@ -404,6 +439,7 @@ class _ShardReply:
         "hold",
         "name",
         "user_arg",
+        "waits",
     )
 
     def __init__(
@@ -420,7 +456,9 @@ class _ShardReply:
         db: int,
         name: str,
         user_arg: bytes,
+        waits: bool = False,
     ) -> None:
+        self.waits = waits  # its client waits for its reply (run_script)
         self.fname = fname
         self.db = db  # the client's when it called the script
         self.name = name  # the client's command
@@ -448,6 +486,8 @@ class _ShardReply:
         entries waiting behind it go in."""
         if self.user_arg:
             script_done(self.client, self.user_arg)
+        if self.waits:
+            _settled(self.client, self.sha, ran=False)
 
     def deliver(self, body: bytes) -> None:
         if self.hold is not None:  # no lines came (none called, or it runs again elsewhere)
@@ -458,6 +498,7 @@ class _ShardReply:
                 waiting.popleft()
         if body[:1] == b"-":
             if body.startswith(CROSS_MARKER):
+                CACHE.settled.discard(self.sha)
                 everything, extra, written = _parse_marker(body)
                 CACHE.knows(self.shard).add(self.sha)
                 retry = _Retry(
@@ -472,6 +513,7 @@ class _ShardReply:
                     self.db,
                     self.name,
                     self.user_arg,
+                    self.waits,
                 )
                 retry.start(everything, extra, written)
                 return
@@ -479,6 +521,7 @@ class _ShardReply:
                 pass
             elif body.startswith(LOAD_ERRORS):
                 CACHE.bodies.pop(self.sha, None)
+                CACHE.settled.discard(self.sha)
             elif body.startswith(b"-NOSCRIPT"):
                 CACHE.knows(self.shard).discard(self.sha)
             else:
@@ -488,6 +531,8 @@ class _ShardReply:
         if self.user_arg:
             script_done(self.client, self.user_arg)
         self.slot.deliver(body)
+        if self.waits:
+            _settled(self.client, self.sha)
 
 
 def script_user(client: Client, name: str) -> bytes:
@@ -551,6 +596,7 @@ class _Retry:
         "extra",
         "user_arg",
         "written",
+        "waits",
     )
 
     def __init__(
@@ -566,7 +612,9 @@ class _Retry:
         db: int = 0,
         name: str = "eval",
         user_arg: bytes | None = None,
+        waits: bool = False,
     ) -> None:
+        self.waits = waits  # its client waits for its reply (run_script)
         self.fname = fname
         self.name = name  # the client's command (its failed_calls, read-only if _ro)
         # Its ACL argument (script_user), as it was when the client called it.
@@ -617,11 +665,14 @@ class _Retry:
 
     def deliver(self, body: bytes) -> None:
         if body.startswith(CROSS_MARKER):
+            CACHE.settled.discard(self.sha)
             self.start(*_parse_marker(body))
             return
         if self.user_arg:
             script_done(self.client, self.user_arg)
         self.slot.deliver(body)
+        if self.waits:
+            _settled(self.client, self.sha)
 
 
 def _first(bodies: list[bytes]) -> bytes:
