@@ -367,7 +367,10 @@ def run_script(
 def _settled(client: Client, sha: bytes, ran: bool = True) -> None:
     """A script that made its client wait (:data:`SETTLING`) answered, its
     last run (if it ``ran``) not escaping: later runs need not make their
-    clients wait (an escape forgets that); run what the client sent behind it."""
+    clients wait (an escape forgets that); run what the client sent behind it.
+    An error reply settles nothing: a function not found (or refused, or
+    failing before its calls) may still escape once it runs, and a name
+    that never ran must not stay remembered."""
     if ran and (sha in CACHE.bodies or sha[:2] == b"f:"):
         CACHE.settled.add(sha)
     if client.state.unblock(SETTLING):
@@ -532,7 +535,7 @@ class _ShardReply:
             script_done(self.client, self.user_arg)
         self.slot.deliver(body)
         if self.waits:
-            _settled(self.client, self.sha)
+            _settled(self.client, self.sha, ran=body[:1] not in (b"-", b"!"))
 
 
 def script_user(client: Client, name: str) -> bytes:
@@ -672,7 +675,7 @@ class _Retry:
             script_done(self.client, self.user_arg)
         self.slot.deliver(body)
         if self.waits:
-            _settled(self.client, self.sha)
+            _settled(self.client, self.sha, ran=body[:1] not in (b"-", b"!"))
 
 
 def _first(bodies: list[bytes]) -> bytes:
@@ -925,6 +928,10 @@ def function_command(client: Client, args: list[bytes]) -> None:
         return
     sub = args[1].lower()
     n = len(args)
+    if sub in (b"load", b"delete", b"flush", b"restore"):
+        # A function replaced may now escape, and one gone must not stay
+        # remembered: its next FCALL makes its client wait again.
+        CACHE.settled.difference_update([s for s in CACHE.settled if s[:2] == b"f:"])
     if sub == b"load":
         replace = False
         for option in args[2:-1]:

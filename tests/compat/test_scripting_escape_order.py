@@ -122,3 +122,24 @@ def test_the_commands_behind_run_after_it_though_the_client_left(servers):
     assert (
         _after_leaving(ours, commands) == _after_leaving(real, commands) == [b"$1\r\nz\r\n", b"$1\r\nb\r\n"]
     )
+
+
+def test_a_function_not_found_first_still_waits_when_it_runs(servers):
+    """An FCALL answered ``Function not found`` ran nothing: the function's
+    first real run (it escapes) still makes the commands behind it wait."""
+    name = "f" + uuid.uuid4().hex[:10]
+    lib = (
+        f"#!lua name={name}\nredis.register_function('{name}', function(keys, args)\n"
+        "  redis.call('set', keys[1], 'a')\n  redis.call('set', args[1], 'b')\n  return 1\nend)"
+    )
+    for port in servers:
+        with RespClient(port, timeout=20) as c:
+            assert c.call("FCALL", name, "1", OWN, OTHER).startswith(b"-ERR Function not found")
+            assert c.call("FUNCTION", "LOAD", lib) == b"$%d\r\n%s\r\n" % (len(name), name.encode())
+    try:
+        got = _same(servers, [["FCALL", name, "1", OWN, OTHER], ["SET", OWN, "z"]])
+        assert got[-2:] == [b"$1\r\nz\r\n", b"$1\r\nb\r\n"]
+    finally:
+        for port in servers:
+            with RespClient(port, timeout=20) as c:
+                c.call("FUNCTION", "DELETE", name)
