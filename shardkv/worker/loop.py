@@ -339,7 +339,7 @@ class Pipes:
             refusals.due.pop(pipe.index, None)  # its K frame will never come
         self.shard.acceptor_lost(pipe.index)
         if self.current is pipe:
-            alive = [p for p in self.pipes if p is not None]
+            alive = [p for p in self.pipes if p is not None and not p.broken]
             if alive:
                 self.select(alive[0])
             else:
@@ -347,7 +347,9 @@ class Pipes:
                 self.shard.send = _nowhere
                 self.shard.recv = _gone
                 self.shard.send_query = None
-        self._serve_left()  # what its clients claimed goes to the others' waiters
+        # What its clients claimed goes to the others' waiters: served by
+        # the caller once every broken pipe is lost (not here, where another
+        # dying pipe may still be the current one, and a wake sent on it lost).
 
     def _serve_left(self) -> None:
         """Serve the keys made ready between frames (see
@@ -615,6 +617,8 @@ class Pipes:
             for p in pipes:
                 if p is not None and p.broken:
                     self.lose(p)
+            if waiters.ready:
+                self._serve_left()  # a lost acceptor's claims (Waiters.clear)
 
     def _next_frame(self) -> tuple[Pipe, bytes] | None:
         """A frame already read, from the pipe whose turn it is, with no

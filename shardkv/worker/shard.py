@@ -869,11 +869,17 @@ class Shard:
         if waiters.wakes:
             wakes, waiters.wakes = waiters.wakes, []
             here = self.keyspace.pipe
+            failed: BaseException | None = None
             for pipe, frame in wakes:
-                if pipe == here:
-                    self.send(frame)
-                else:
-                    self.send_to(pipe, frame)
+                try:
+                    if pipe == here:
+                        self.send(frame)
+                    else:
+                        self.send_to(pipe, frame)
+                except (EOFError, OSError) as e:  # that acceptor has gone: the others' wakes still go
+                    failed = e
+            if failed is not None:
+                raise failed
 
     def serve_left(self) -> None:
         """Serve the keys made ready between batches (the claims of a lost
