@@ -21,14 +21,13 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import time
 from collections.abc import Callable, Iterator
 
-import psutil
 import pytest
 
 from tests.support.acceptors import acceptor_of, client_on
 from tests.support.placement import key_on
+from tests.support.processes import until, worker_pid
 from tests.support.resp import RespClient, encode_command
 from tests.support.servers import ServerProcess, start_redis, start_shardkv
 
@@ -67,21 +66,6 @@ def servers() -> Iterator[tuple[ServerProcess, ServerProcess]]:
     ours.stop()
 
 
-def _worker_pid(server: ServerProcess, shard: int) -> int:
-    for child in psutil.Process(server.proc.pid).children():
-        if child.name() == f"shardkv-shard{shard}":
-            return child.pid
-    raise AssertionError(f"no worker for shard {shard}")
-
-
-def _until(check: Callable[[], object]) -> object:
-    """``check()``'s first true value, or its last one after :data:`WAIT` seconds."""
-    deadline = time.monotonic() + WAIT
-    while not (got := check()) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return got
-
-
 def _line(admin: RespClient, name: bytes) -> bytes | None:
     """CLIENT LIST's line of the client named ``name``, if listed."""
     for line in admin.command("CLIENT", "LIST").split(b"\n"):  # type: ignore[union-attr]
@@ -117,7 +101,7 @@ def _everything(admin: RespClient) -> list:
     """Every key's value once all the pipeline's writes are there (or as
     they are after :data:`WAIT` seconds): a script run again across shards
     may end after the commands behind it (a difference the README notes)."""
-    return _until(lambda: (v := _values(admin)) == EXPECTED and v) or _values(admin)  # type: ignore[return-value]
+    return until(lambda: (v := _values(admin)) == EXPECTED and v) or _values(admin)  # type: ignore[return-value]
 
 
 def _blocked(admin: RespClient) -> bool:
@@ -135,7 +119,7 @@ def _run(server: ServerProcess, first: Callable[[RespClient, int], list[list[str
     admin.command("FLUSHALL")
     blocker = RespClient(server.port)
     commands = first(blocker, server.port)
-    stopped = _worker_pid(server, 0) if server.kind == "shardkv" else 0
+    stopped = worker_pid(server, 0) if server.kind == "shardkv" else 0
     if stopped:
         os.kill(stopped, signal.SIGSTOP)
     try:
@@ -143,11 +127,11 @@ def _run(server: ServerProcess, first: Callable[[RespClient, int], list[list[str
         s.sendall(b"".join(encode_command(*c) for c in [["CLIENT", "SETNAME", "leaver"], *commands, *AFTER]))
         assert s.recv(5) == b"+OK\r\n"  # read, and what follows with it
         s.close()
-        assert _until(lambda: _seen_gone(admin, b"leaver")), "the server does not see the client close"
+        assert until(lambda: _seen_gone(admin, b"leaver")), "the server does not see the client close"
     finally:
         if stopped:
             os.kill(stopped, signal.SIGCONT)
-    assert _until(lambda: not _listed(admin, b"leaver")), "the server still lists the client"
+    assert until(lambda: not _listed(admin, b"leaver")), "the server still lists the client"
     got = _everything(admin)
     answered = [blocker.read_reply()] if first is _unblock else []
     blocker.close()
@@ -166,7 +150,7 @@ def _unblock(blocker: RespClient, port: int) -> list[list[str]]:
     cid = blocker.command("CLIENT", "ID")
     blocker.send("BLPOP", OTHER, "0")
     admin = RespClient(port)
-    assert _until(lambda: _blocked(admin)), "the blocker does not block"
+    assert until(lambda: _blocked(admin)), "the blocker does not block"
     admin.close()
     return [["CLIENT", "UNBLOCK", str(cid)], ["SET", OWN, "a"], ["SET", OTHER, "b"]]
 
@@ -224,9 +208,9 @@ def test_commands_behind_a_blocking_command_are_dropped_as_in_redis(servers):
             )
         )
         assert s.recv(5) == b"+OK\r\n"
-        assert _until(lambda: _blocked(admin)), "the client does not block"  # noqa: B023
+        assert until(lambda: _blocked(admin)), "the client does not block"  # noqa: B023
         s.close()
-        assert _until(lambda: not _listed(admin, b"leaver")), "the server still lists the client"  # noqa: B023
+        assert until(lambda: not _listed(admin, b"leaver")), "the server still lists the client"  # noqa: B023
         got.append(_values(admin))
         admin.close()
     assert got[1] == got[0] == [None, None, None, None, [], None]
@@ -253,21 +237,21 @@ def _unblocked_then_gone(server: ServerProcess, behind: list[list[str]]) -> tupl
     k = server.acceptors if ours else 1
     unblocker = client_on(server.port, acceptor_of(cid, k), k=k) if k > 1 else RespClient(server.port)
     s.sendall(b"".join(encode_command(*c) for c in [["BLPOP", OTHER, "0"], *behind]))
-    assert _until(lambda: _blocked(admin)), "the client does not block"
-    stopped = _worker_pid(server, 0) if ours else 0
+    assert until(lambda: _blocked(admin)), "the client does not block"
+    stopped = worker_pid(server, 0) if ours else 0
     if stopped:
         os.kill(stopped, signal.SIGSTOP)
     try:
         unblocker.send("CLIENT", "UNBLOCK", cid)
         answered = None if ours else unblocker.read_reply()
         s.close()
-        assert _until(lambda: _seen_gone(admin, b"leaver")), "the server does not see the client close"
+        assert until(lambda: _seen_gone(admin, b"leaver")), "the server does not see the client close"
     finally:
         if stopped:
             os.kill(stopped, signal.SIGCONT)
     if answered is None:
         answered = unblocker.read_reply()
-    assert _until(lambda: not _listed(admin, b"leaver")), "the server still lists the client"
+    assert until(lambda: not _listed(admin, b"leaver")), "the server still lists the client"
     values = _everything(admin) if behind else _values(admin)
     info = admin.command("INFO", "clients")
     counts = [
@@ -312,7 +296,7 @@ def _after_leaving(server: ServerProcess, leaver: list[list[str]], other: list[l
     admin = RespClient(server.port)
     admin.command("FLUSHALL")
     writer = RespClient(server.port)
-    stopped = _worker_pid(server, 0) if server.kind == "shardkv" else 0
+    stopped = worker_pid(server, 0) if server.kind == "shardkv" else 0
     if stopped:
         os.kill(stopped, signal.SIGSTOP)
     try:
@@ -320,11 +304,11 @@ def _after_leaving(server: ServerProcess, leaver: list[list[str]], other: list[l
         s.sendall(b"".join(encode_command(*c) for c in [["CLIENT", "SETNAME", "leaver"], *leaver]))
         assert s.recv(5) == b"+OK\r\n"
         s.close()
-        assert _until(lambda: _seen_gone(admin, b"leaver")), "the server does not see the client close"
+        assert until(lambda: _seen_gone(admin, b"leaver")), "the server does not see the client close"
         if _listed(admin, b"leaver"):  # it runs what it sent first
             os.kill(stopped, signal.SIGCONT)
             stopped = 0
-            assert _until(lambda: not _listed(admin, b"leaver")), "the server still lists the client"
+            assert until(lambda: not _listed(admin, b"leaver")), "the server still lists the client"
         for command in other:
             writer.send(*command)
     finally:
@@ -401,7 +385,7 @@ def test_client_kill_of_a_client_still_running_what_it_sent(servers):
         ours = server.kind == "shardkv"
         admin = RespClient(server.port)
         admin.command("FLUSHALL")
-        stopped = _worker_pid(server, 0) if ours else 0
+        stopped = worker_pid(server, 0) if ours else 0
         if stopped:
             os.kill(stopped, signal.SIGSTOP)
         try:
@@ -415,7 +399,7 @@ def test_client_kill_of_a_client_still_running_what_it_sent(servers):
             )
             assert s.recv(5) == b"+OK\r\n"
             s.close()
-            assert _until(lambda: _seen_gone(admin, b"leaver")), "the server does not see the client close"  # noqa: B023
+            assert until(lambda: _seen_gone(admin, b"leaver")), "the server does not see the client close"  # noqa: B023
             line = _line(admin, b"leaver")
             if ours:
                 assert line is not None, "shardkv does not list the client while what it sent waits"

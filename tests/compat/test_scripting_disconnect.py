@@ -21,8 +21,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import psutil
 import pytest
@@ -30,6 +29,7 @@ import redis
 
 from tests.support.acceptors import acceptor_pids, client_on, raw_on
 from tests.support.placement import key_on
+from tests.support.processes import until, worker_pid
 from tests.support.resp import RespClient, encode_command
 from tests.support.servers import ServerProcess, start_redis, start_shardkv
 
@@ -54,21 +54,6 @@ def servers() -> Iterator[tuple[ServerProcess, ServerProcess]]:
     ours.stop()
 
 
-def _worker_pid(server: ServerProcess, shard: int) -> int:
-    for child in psutil.Process(server.proc.pid).children():
-        if child.name() == f"shardkv-shard{shard}":
-            return child.pid
-    raise AssertionError(f"no worker for shard {shard}")
-
-
-def _until(check: Callable[[], object]) -> object:
-    """``check()``'s first true value, or its last one after :data:`WAIT` seconds."""
-    deadline = time.monotonic() + WAIT
-    while not (got := check()) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return got
-
-
 def _send_and_leave(server: ServerProcess, commands: list[list[str]], keys: list[str], hold: bool) -> list:
     """Send ``commands`` (the client named ``leaver`` first) and close the
     socket without reading their replies; with ``hold``, shard 0's worker
@@ -76,7 +61,7 @@ def _send_and_leave(server: ServerProcess, commands: list[list[str]], keys: list
     ``keys``, once they are ``a`` and ``b`` (or as they are after
     :data:`WAIT` seconds)."""
     admin = redis.Redis(port=server.port)
-    stopped = _worker_pid(server, 0) if hold else 0
+    stopped = worker_pid(server, 0) if hold else 0
     if stopped:
         os.kill(stopped, signal.SIGSTOP)
     try:
@@ -88,11 +73,11 @@ def _send_and_leave(server: ServerProcess, commands: list[list[str]], keys: list
         def gone() -> bool:  # unlisted, or (shardkv, what it sent still to run) flagged A
             return all(c["name"] != "leaver" or "A" in c["flags"] for c in admin.client_list())
 
-        assert _until(gone), "the server does not see the client go"
+        assert until(gone), "the server does not see the client go"
     finally:
         if stopped:
             os.kill(stopped, signal.SIGCONT)
-    values = _until(lambda: (v := admin.mget(keys)) == [b"a", b"b"] and v) or admin.mget(keys)
+    values = until(lambda: (v := admin.mget(keys)) == [b"a", b"b"] and v) or admin.mget(keys)
     admin.close()
     return values  # type: ignore[return-value]
 
@@ -193,10 +178,10 @@ def test_an_exec_that_locates_other_acceptors_clients_runs_after_its_client_left
         commands = _exec_with_unblock(own, other)
         leaver.sendall(b"".join(encode_command(*c) for c in commands))
         leaver.close()
-        assert _until(lambda: not _has_socket(pids[0], port)), "acceptor 0 still has the client"
+        assert until(lambda: not _has_socket(pids[0], port)), "acceptor 0 still has the client"
     finally:
         os.kill(pids[1], signal.SIGCONT)
-    assert _until(lambda: admin.command("MGET", own, other) == [b"a", b"b"])
+    assert until(lambda: admin.command("MGET", own, other) == [b"a", b"b"])
     admin.close()
 
 
@@ -242,7 +227,7 @@ def _leave(
                 return line.split()[0].partition(b"=")[2]  # its id
         return None
 
-    leaver_id = _until(read_exec)
+    leaver_id = until(read_exec)
     assert leaver_id, "the server has not read the EXEC"
     killer.send("CLIENT", "KILL", "ID", leaver_id)  # type: ignore[arg-type]
 
@@ -279,12 +264,12 @@ def test_a_watched_exec_that_waits_for_the_shards_checks_its_watch_after_its_cli
         leaver = _watching_leaver(server.port, own, None)
         if changed:
             admin.command("SET", own, "changed")
-        stopped = _worker_pid(server, 0) if server.kind == "shardkv" else 0
+        stopped = worker_pid(server, 0) if server.kind == "shardkv" else 0
         if stopped:
             os.kill(stopped, signal.SIGSTOP)
         try:
             _leave(leaver, _exec_with_unblock(own, other), admin, killer)
-            assert _until(lambda: _gone(admin)), "the server does not see the client go"  # noqa: B023
+            assert until(lambda: _gone(admin)), "the server does not see the client go"  # noqa: B023
         finally:
             if stopped:
                 os.kill(stopped, signal.SIGCONT)
@@ -319,9 +304,9 @@ def test_a_watched_exec_that_locates_checks_its_watch_after_its_client_left(serv
         try:
             _leave(leaver, _exec_with_unblock(own, other), admin, None)
             if ours:  # (CLIENT LIST would ask acceptor 1)
-                assert _until(lambda: not _has_socket(pids[0], port)), "acceptor 0 still has the client"  # noqa: B023
+                assert until(lambda: not _has_socket(pids[0], port)), "acceptor 0 still has the client"  # noqa: B023
             else:
-                assert _until(lambda: _gone(admin)), "the server still lists the client"  # noqa: B023
+                assert until(lambda: _gone(admin)), "the server still lists the client"  # noqa: B023
         finally:
             if ours:
                 os.kill(pids[1], signal.SIGCONT)

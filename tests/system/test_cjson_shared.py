@@ -29,12 +29,12 @@ import signal
 import threading
 import time
 
-import psutil
 import pytest
 import redis
 
 from shardkv.protocol.router import Router
 from tests.support.acceptors import client_on
+from tests.support.processes import worker_pids
 from tests.support.resp import RespClient
 from tests.support.servers import start_redis, start_shardkv
 
@@ -122,19 +122,6 @@ def test_two_setters_at_once_leave_the_shards_agreeing() -> None:
 
 
 # -- against redis-server: what one Lua state would show -----------------------------
-
-
-def worker_pids(proc) -> dict[int, int]:
-    """Shard index -> pid of its worker, from the process names."""
-    out = {}
-    for child in psutil.Process(proc.proc.pid).children():
-        try:
-            name = child.name()
-        except psutil.NoSuchProcess:
-            continue
-        if name.startswith("shardkv-shard"):
-            out[int(name[len("shardkv-shard") :])] = child.pid
-    return out
 
 
 def _on(kind: str, port: int, acceptors: int, where: int) -> RespClient:

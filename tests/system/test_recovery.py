@@ -27,6 +27,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from shardkv.protocol.router import Router
+from tests.support.processes import worker_pids
 from tests.support.resp import parse_reply
 from tests.support.servers import ROOT, free_port, start_redis, start_shardkv
 
@@ -42,19 +43,6 @@ def client(proc, retry: bool = True) -> redis.Redis:
     if retry:
         return redis.Redis(port=proc.port, socket_timeout=TIMEOUT)
     return redis.Redis(port=proc.port, socket_timeout=TIMEOUT, retry=Retry(NoBackoff(), 0))
-
-
-def worker_pids(proc) -> dict[int, int]:
-    """Shard index -> pid of its worker, from the process names."""
-    out = {}
-    for child in psutil.Process(proc.proc.pid).children():
-        try:
-            name = child.name()
-        except psutil.NoSuchProcess:
-            continue
-        if name.startswith("shardkv-shard"):
-            out[int(name[len("shardkv-shard") :])] = child.pid
-    return out
 
 
 def acceptor_pid(proc) -> int:
