@@ -30,6 +30,9 @@ Then it waits on its children:
 * with K > 1 it makes the shared count of each acceptor's clients
   (:mod:`shardkv.runtime.clientcount`: ``maxclients`` is their total)
   and zeroes a dead acceptor's count;
+* it makes the shared number of the last SCRIPT FLUSH
+  (:mod:`shardkv.runtime.scriptflushes`), one sequence for every
+  acceptor, which each hands a restarted worker;
 * an acceptor reports each CONFIG SET (a ``config`` line), so that
   processes started later start with the settings in effect; the
   supervisor passes it on to the other acceptors, which apply it too
@@ -71,6 +74,7 @@ from shardkv.runtime import config
 from shardkv.runtime.clientcount import ClientCounts
 from shardkv.runtime.exitcodes import EXIT_CANNOT_LISTEN, EXIT_LOAD_FAILED
 from shardkv.runtime.proctitle import set_name
+from shardkv.runtime.scriptflushes import ScriptFlushes
 from shardkv.worker.persistence.files import LoadError
 
 # The acceptor's and the worker's code is imported in the child that runs
@@ -108,6 +112,9 @@ class Supervisor:
         self.questions: dict[tuple[int, int], list] = {}
         # maxclients across the acceptors (K > 1): each one's clients, shared.
         self.client_counts = ClientCounts(k) if k > 1 else None
+        # SCRIPT FLUSH's numbers: one sequence for every acceptor, which
+        # outlives their restarts (a restarted worker is handed the last).
+        self.script_flushes = ScriptFlushes()
         self.stopping = False
         self.status = 0
         self.wakeup: socket.socket  # the signals' wake-up socket, while run() runs
@@ -198,7 +205,16 @@ class Supervisor:
         name = "shardkv-acceptor" if self.nacceptors == 1 else f"shardkv-acceptor-{a}"
         proc = self.acceptors[a] = self.ctx.Process(
             target=_serve_acceptor,
-            args=(self.cfg, ends, ctrl_theirs, a, self.client_counts, restarted, self.config_number),
+            args=(
+                self.cfg,
+                ends,
+                ctrl_theirs,
+                a,
+                self.client_counts,
+                restarted,
+                self.config_number,
+                self.script_flushes,
+            ),
             name=name,
         )
         proc.start()

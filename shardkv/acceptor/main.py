@@ -21,6 +21,7 @@ from shardkv.runtime import faultpoints, gctuning
 from shardkv.runtime.clientcount import ClientCounts
 from shardkv.runtime.parentdeath import die_with_parent
 from shardkv.runtime.proctitle import set_name
+from shardkv.runtime.scriptflushes import ScriptFlushes
 
 
 def serve(
@@ -31,12 +32,15 @@ def serve(
     client_counts: ClientCounts | None = None,
     restarted: bool = False,
     config_number: int = 0,
+    script_flushes: ScriptFlushes | None = None,
 ) -> None:
     """The entry point of acceptor process ``index`` (its coordinator number);
     ``client_counts``: every acceptor's clients, for ``maxclients`` (K > 1);
     ``restarted``: the supervisor started it again after it died;
     ``config_number``: the last CONFIG SET's number (K > 1), whose values
-    ``config`` has (see shardkv.acceptor.configorder)."""
+    ``config`` has (see shardkv.acceptor.configorder);
+    ``script_flushes``: the last SCRIPT FLUSH's number, shared by every
+    acceptor (see shardkv.runtime.scriptflushes)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides
     die_with_parent()  # SIGTERM (close the port and exit) if the supervisor dies
     nacceptors = config.get("acceptors", 1)
@@ -56,6 +60,8 @@ def serve(
     if client_counts is not None:
         client_counts.set(index, 0)  # a restarted acceptor's clients are gone
         acceptor.client_counts = client_counts
+    if script_flushes is not None:
+        acceptor.script_flushes = script_flushes
     crossshard.coordinator_of(acceptor)  # before any pipe: a worker's first frame is for it
     loop_factory = None
     if config.get("uvloop"):

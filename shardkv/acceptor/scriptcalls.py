@@ -47,6 +47,7 @@ from shardkv.protocol import bus, errors, wire
 from shardkv.protocol.resp import Error, Verbatim, encode, encode_command, encode_error
 from shardkv.protocol.wire import FRAME, Verb
 from shardkv.runtime.cmdstats import Stats, stat_name
+from shardkv.runtime.scriptflushes import ScriptFlushes
 
 if TYPE_CHECKING:
     from shardkv.acceptor.server import Acceptor
@@ -62,15 +63,48 @@ def on_attach(server: Acceptor, link: ShardLink) -> None:
     held = _HELD.pop(link, None)  # a script's, whose worker is gone
     if held is not None:
         held.drop(server)
+    number = _flush_numbers(server).current()
+    if number:
+        # The worker (or this acceptor) is new: the flushes numbered up to
+        # this one were sent before this pipe, the later ones come on it.
+        link.send_control(encode_command([Verb.SCRIPT, b"flushed", b"%d" % number]), _Ignore())
     if link.generation > 1:
         _restore_cjson(server, link)
 
 
+def script_flush(server: Acceptor) -> None:
+    """SCRIPT FLUSH to every shard, with its number: one sequence for
+    every acceptor (:mod:`shardkv.runtime.scriptflushes`), which a worker
+    keeps and the cjson options its scripts set carry (see the worker's
+    ``Engine.set_cjson``).  A control message, as a busy script's shard
+    must run it too; one whose pipe is down (its worker died) loses it,
+    and its new worker is handed the number when its pipe is attached
+    (``__script flushed``, see :func:`on_attach`)."""
+    command = encode_command([Verb.SCRIPT, b"flush", b"%d" % _flush_numbers(server).next()])
+    for link in server.links:
+        link.send_control(command, _Ignore())
+
+
+def _flush_numbers(server: Acceptor) -> ScriptFlushes:
+    numbers = server.script_flushes
+    if numbers is None:  # an acceptor started without the supervisor's
+        numbers = server.script_flushes = ScriptFlushes()
+    return numbers
+
+
+class _Ignore:
+    __slots__ = ()
+
+    def deliver(self, body: bytes) -> None:
+        pass
+
+
 def _restore_cjson(server: Acceptor, link: ShardLink, tried: tuple = ()) -> None:
     """``link``'s worker started again, with a fresh Lua state: it takes
-    another shard's count of SCRIPT FLUSHes and cjson options
-    (``__cjsonstate``, an inquiry), as Redis's one Lua state keeps them
-    until SCRIPT FLUSH or a restart of the whole server.  Not from a shard
+    another shard's cjson options (``__cjsonstate``, an inquiry), as
+    Redis's one Lua state keeps them until SCRIPT FLUSH or a restart of
+    the whole server, unless they were set before a SCRIPT FLUSH that this
+    worker was handed the number of (see :func:`on_attach`).  Not from a shard
     whose worker started again too and has not taken them yet (its fresh
     state has the defaults); another if the asked one answers an error (it
     went down).  (With one shard, or none other left, it keeps the

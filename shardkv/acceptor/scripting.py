@@ -42,7 +42,7 @@ import time
 from binascii import crc_hqx
 from collections import deque
 
-from shardkv.acceptor import monitor
+from shardkv.acceptor import monitor, scriptcalls
 from shardkv.acceptor.bus import fail_slot
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.crossshard import AtomicOp
@@ -722,7 +722,7 @@ def script_command(client: Client, args: list[bytes]) -> None:
             client.reply_error("ERR SCRIPT FLUSH only support SYNC|ASYNC option")
             return
         CACHE.flush()
-        _tell_all(client, [Verb.SCRIPT, b"flush"])
+        scriptcalls.script_flush(client.server)
         server_bus = client.server.bus
         if server_bus is None:
             client.reply("OK")
@@ -746,19 +746,6 @@ def script_command(client: Client, args: list[bytes]) -> None:
             client.reply_error(errors.SCRIPT_DEBUG_MODE)
     else:
         client.reply_error(errors.SYNTAX)
-
-
-class _Ignore:
-    __slots__ = ()
-
-    def deliver(self, body: bytes) -> None:
-        pass
-
-
-def _tell_all(client: Client, command: list[bytes]) -> None:
-    encoded = encode_command(command)
-    for link in client.server.links:
-        link.send(HEADERS[0], encoded, _Ignore())
 
 
 class _Loaded:

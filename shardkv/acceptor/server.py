@@ -45,6 +45,7 @@ from shardkv.protocol.wire import Verb, entry_header
 from shardkv.runtime.clientcount import ClientCounts
 from shardkv.runtime.cmdstats import Stats, apply_settings, stat_name
 from shardkv.runtime.config import from_wire
+from shardkv.runtime.scriptflushes import ScriptFlushes
 
 log = logging.getLogger("shardkv.acceptor")
 
@@ -161,6 +162,10 @@ class Acceptor:
         self.nacceptors = 1
         self.client_counts: ClientCounts | None = None
         self.restarted = False  # the supervisor started it again after it died
+        # SCRIPT FLUSH's numbers (shardkv.runtime.scriptflushes): the
+        # supervisor's, shared by every acceptor; made here at the first
+        # flush of an acceptor started without one (in-process tests).
+        self.script_flushes: ScriptFlushes | None = None
         # The client whose CONFIG SET the on_config hooks apply now (None:
         # another acceptor's, passed on by the supervisor).
         self.config_client: Client | None = None

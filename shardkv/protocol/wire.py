@@ -892,11 +892,11 @@ class Verb:
     HELD_DROP = b"__helddrop"
     # In a ``Q`` frame (no answer): ``__cjson eval|function flushes start
     # shard option...``, a script set cjson's options (after the shard's
-    # ``flushes``-th SCRIPT FLUSH, the script started at ``start`` there);
+    # SCRIPT FLUSH numbered ``flushes``, the script started at ``start`` there);
     # the acceptor sends them on to every other shard (``__script cjson
     # ...``) before the script's reply.
     CJSON = b"__cjson"
-    # An inquiry (``I`` frame): a shard's count of SCRIPT FLUSHes and cjson
+    # An inquiry (``I`` frame): a shard's last SCRIPT FLUSH's number and cjson
     # options, which a worker started again takes (``__script cjsonrestore``,
     # see shardkv.acceptor.scriptcalls.on_attach).
     CJSON_STATE = b"__cjsonstate"

@@ -471,13 +471,15 @@ class Engine:
         # ``logs``) had written them, past busy-reply-threshold or
         # LOGS_HELD, and Redis writes each once.  Its caller sets it back.
         self.log_skip = 0
-        # SCRIPT FLUSHes run here (every one goes to every shard, so the
-        # n-th here is the n-th everywhere); per Lua state (eval, function),
-        # the stamp of the setter whose cjson options are in effect (its
-        # start, monotonic ns, and its shard; see set_cjson); and another
-        # shard's options for EVAL's state set after its ``flushes``-th
-        # flush, not yet run here: (flushes, stamp, options), taken when
-        # that flush runs.
+        # The number of the last SCRIPT FLUSH run here, or handed to this
+        # worker as sent before its pipes (the acceptors number them, one
+        # sequence: see shardkv.runtime.scriptflushes; every flush goes to
+        # every shard); per Lua state (eval, function), the stamp of the
+        # setter whose cjson options are in effect (its start, monotonic
+        # ns, and its shard; see set_cjson); and another shard's options
+        # for EVAL's state set after its flush numbered ``flushes``, not
+        # yet run here: (flushes, stamp, options), taken when that flush
+        # runs.
         self.flushes = 0
         self.cjson_stamps: dict[bytes, tuple[int, int]] = {b"eval": (0, 0), b"function": (0, 0)}
         self.cjson_later: tuple[int, tuple[int, int], list[int]] | None = None
@@ -501,6 +503,7 @@ class Engine:
         self._vm: _VM | None = None
         self._eval_vm: _VM | None = self._new_vm()
         self._func_vm: _VM | None = self._new_vm()
+        self._cjson_defaults = self._eval_vm.cjson.options()
 
     def set_user(self, argument: bytes) -> None:
         """The ACL user of the client whose script runs next (its entry's
@@ -644,16 +647,41 @@ class Engine:
         self._one[sha] = self._vm.one_key(f, bool(flags & FLAG_WIDE))  # type: ignore[union-attr]
         return sha
 
-    def flush(self) -> None:
-        """SCRIPT FLUSH: the cache, and EVAL's Lua state with it (a fresh
-        one, as Redis resets its Lua VM)."""
+    def flush(self, number: int = 0) -> None:
+        """SCRIPT FLUSH numbered ``number`` (0: the one after the last):
+        the cache, and EVAL's Lua state with it (a fresh one, as Redis
+        resets its Lua VM).  One numbered at or below the last run here
+        came late (two acceptors' flushes crossed, or this worker was
+        handed a higher number, see :meth:`flushed`): it reset nothing
+        that came after it, so the options set since stay."""
+        old = self._eval_vm
         self.scripts.clear()
         self._one.clear()
-        if self._vm is self._eval_vm:
+        if self._vm is old:
             self._vm = None
-        self._eval_vm = self._new_vm()
-        self.flushes += 1
+        vm = self._eval_vm = self._new_vm()
+        number = number or self.flushes + 1
+        if number <= self.flushes:
+            if old is not None:
+                vm.cjson.set_options(old.cjson.options())
+            return
+        self.flushes = number
         self.cjson_stamps[b"eval"] = (0, 0)
+        self._take_later_cjson()
+
+    def flushed(self, number: int) -> None:
+        """An acceptor attached its pipe (to this new worker, or as a new
+        acceptor): the SCRIPT FLUSHes numbered up to ``number`` were sent
+        before it, some maybe to the worker before this one.  Those not
+        run here yet reset EVAL's cjson options as the flush would have
+        (Redis's fresh Lua state has the defaults); the script cache stays,
+        as the acceptors know it (the flush, if it comes still, clears it)."""
+        if number <= self.flushes:
+            return
+        self.flushes = number
+        self.cjson_stamps[b"eval"] = (0, 0)
+        if self._eval_vm is not None:
+            self._eval_vm.cjson.set_options(self._cjson_defaults)
         self._take_later_cjson()
 
     def memory(self) -> int:
@@ -996,7 +1024,7 @@ class Engine:
 
     def set_cjson(self, kind: bytes, flushes: int, stamp: tuple[int, int], options: list[bytes]) -> None:
         """Another shard's script set cjson's options (see _share_cjson),
-        after that shard's ``flushes``-th SCRIPT FLUSH, a script that
+        after that shard's SCRIPT FLUSH numbered ``flushes``, a script that
         started at ``stamp``.  As in Redis's one Lua state: SCRIPT FLUSH
         resets EVAL's options, so if a flush that came after the setter
         there has run here already they are dropped, and if the flush
@@ -1033,10 +1061,10 @@ class Engine:
                 self.set_cjson(b"eval", later[0], later[1], [b"%d" % v for v in later[2]])
 
     def cjson_state(self) -> list[bytes]:
-        """``flushes`` and, for EVAL's and the functions' Lua states, ``start
-        shard n option...``: what a worker that starts again takes (see
-        restore_cjson); no options of a state not made yet (n = 0: the
-        defaults)."""
+        """``flushes`` (the last SCRIPT FLUSH's number) and, for EVAL's and
+        the functions' Lua states, ``start shard n option...``: what a
+        worker that starts again takes (see restore_cjson); no options of a
+        state not made yet (n = 0: the defaults)."""
         out = [b"%d" % self.flushes]
         for kind, vm in ((b"eval", self._eval_vm), (b"function", self._func_vm)):
             values = vm.cjson.options() if vm is not None else []
@@ -1045,18 +1073,20 @@ class Engine:
 
     def restore_cjson(self, state: list[bytes]) -> None:
         """A worker started again (this one) takes another shard's
-        :meth:`cjson_state`, as Redis's one Lua state kept it: its count of
-        SCRIPT FLUSHes, and the options of EVAL's and the functions'
-        states."""
-        self.flushes = int(state[0])
+        :meth:`cjson_state`, as Redis's one Lua state kept it: the options
+        of EVAL's and the functions' states, as a forward of them (see
+        set_cjson).  Its own SCRIPT FLUSH number stays, the one the
+        acceptors handed it (:meth:`flushed`): options set before a flush
+        that the other shard has not run yet when it answered are dropped,
+        and those set after one this worker has not run yet wait for it."""
+        flushes = int(state[0])
         at = 1
         for kind in (b"eval", b"function"):
             stamp = (int(state[at]), int(state[at + 1]))
             n = int(state[at + 2])
             if n:
-                self.set_cjson(kind, self.flushes, stamp, state[at + 3 : at + 3 + n])
+                self.set_cjson(kind, flushes, stamp, state[at + 3 : at + 3 + n])
             at += 3 + n
-        self._take_later_cjson()
 
     def _end_held(self, run: Run) -> None:
         """What the script's calls of the acceptor's commands left behind
@@ -2367,17 +2397,22 @@ def take_effects(ks: Keyspace) -> tuple[list[tuple[int, list[bytes]]], dict[tupl
 
 
 def script_internal(ks: Keyspace, args: list[bytes]) -> object:
-    """__script load body | flush | exists sha... | memory | kill | cjson
-    eval|function flushes start shard option... | cjsonrestore state... ->
-    the acceptor's script-cache operations on this shard, another shard's
-    script's cjson options, and what a worker started again takes of them
-    (Engine.cjson_state)."""
+    """__script load body | flush [number] | flushed number | exists sha...
+    | memory | kill | cjson eval|function flushes start shard option... |
+    cjsonrestore state... -> the acceptor's script-cache operations on this
+    shard (SCRIPT FLUSH with its number; ``flushed``: the number of the
+    last flush sent before the acceptor's pipe to this worker), another
+    shard's script's cjson options, and what a worker started again takes
+    of them (Engine.cjson_state)."""
     engine = engine_of(ks)
     sub = args[1]
     if sub == b"load":
         return engine.load(args[2])
     if sub == b"flush":
-        engine.flush()
+        engine.flush(int(args[2]) if len(args) > 2 else 0)
+        return "OK"
+    if sub == b"flushed":
+        engine.flushed(int(args[2]))
         return "OK"
     if sub == b"memory":
         return [engine.memory(), len(engine.scripts)]

@@ -34,7 +34,7 @@ import redis
 
 from shardkv.protocol.router import Router
 from tests.support.acceptors import client_on
-from tests.support.processes import worker_pids
+from tests.support.processes import until, worker_pid, worker_pids
 from tests.support.resp import RespClient
 from tests.support.servers import start_redis, start_shardkv
 
@@ -255,3 +255,71 @@ def test_two_workers_started_again_together_keep_the_options() -> None:
         finally:
             proc.stop()
     assert got["shardkv"] == got["redis"]
+
+
+# Loops until INFO answers (ARGV[2] 0), or answers after it failed (1), or
+# ARGV[1] ms passed (by TIME).  INFO asks every shard: shardkv's answers an
+# error while a shard's worker is down and its new one has not answered yet,
+# and meanwhile this shard's worker answers the inquiries it reads (the
+# restarted worker's __cjsonstate among them).
+LOOPER = """
+local t = redis.call('TIME')
+local stop = t[1] * 1000000 + t[2] + ARGV[1] * 1000
+local failed = ARGV[2] == '0'
+while true do
+  if type(redis.pcall('INFO', 'keyspace')) ~= 'string' then
+    failed = true
+  elseif failed then
+    return 1
+  end
+  local n = redis.call('TIME')
+  if n[1] * 1000000 + n[2] >= stop then return 0 end
+end
+"""
+
+
+@pytest.mark.parametrize("acceptors", [1, 2])
+def test_a_worker_started_again_while_a_script_flush_is_on_its_way_stays_in_step(acceptors: int) -> None:
+    """A script runs on A's shard while B's worker is killed, until the
+    restarted worker answers, and SCRIPT FLUSH is sent just after the kill
+    (through the other acceptor at K=2): the flush is lost with the dead
+    worker's pipe, and A's shard answers the restarted worker's question for the
+    cjson state during the script, before it runs the flush.  Redis reads
+    the flush after the script: the defaults everywhere, then each later
+    setter's options on every shard.  (The restarted worker took the other
+    shard's count of flushes, one short: it kept the option set before the
+    flush, held A's later setter's options for good, and its own setter's
+    were dropped on A's shard.)"""
+    shard_b = Router(2).shard_of(B.encode())
+    got = {}
+    for kind, proc in (("redis", start_redis()), ("shardkv", start_shardkv(shards=2, acceptors=acceptors))):
+        try:
+            c = _on(kind, proc.port, acceptors, 0)
+            looper = _on(kind, proc.port, acceptors, 0)
+            flusher = _on(kind, proc.port, acceptors, acceptors - 1)
+            c.command("CONFIG", "SET", "busy-reply-threshold", 120000)
+            out = [c.command("EVAL", SETTER, 1, A, 0, 7)]
+            looper.send("EVAL", LOOPER, 1, A, 60000, 1 if kind == "shardkv" else 0)
+            time.sleep(0.3)  # (the script runs: the flush waits behind it on A's shard)
+            if kind == "shardkv":
+                os.kill(worker_pid(proc, shard_b), signal.SIGKILL)
+            out.append(flusher.command("SCRIPT", "FLUSH"))
+            out.append(looper.read_reply())
+            expected = [1000, 1000]
+            for setter, key, value in ((c, A, 9), (flusher, B, 5)):
+                out.append(_depths_until(c, flusher, expected))
+                out.append(setter.command("EVAL", SETTER, 1, key, 0, value))
+                expected = [value, value]
+            out.append(_depths_until(c, flusher, expected))
+            got[kind] = out
+        finally:
+            proc.stop()
+    assert got["shardkv"] == got["redis"]
+
+
+def _depths_until(c: RespClient, other: RespClient, expected: list[int]) -> list:
+    """Both shards' option, through both connections, once both show
+    ``expected`` (a forward may still be on its way), or after WAIT."""
+    return until(lambda: (d := _getters(c) + _getters(other)) == expected * 2 and d, WAIT) or (
+        _getters(c) + _getters(other)
+    )
