@@ -27,9 +27,21 @@ them; if one cannot bind (its file descriptors are used up, a stranger
 took the port meanwhile), the CONFIG SET fails with Redis's error, every
 acceptor closes what it bound (``unlisten``) and stays on the old port,
 and no parameter changes.  Meanwhile the client's later commands wait, as
-a blocked client's do.  Inside EXEC, whose later commands cannot wait,
-the others bind the port only when the config line comes, and one that
-cannot stays on the old port (it logs it), after an OK.
+a blocked client's do.
+
+Inside EXEC, whose commands cannot wait once it runs, the others bind
+first: an EXEC holding a CONFIG SET of a new port (one that passes CONFIG
+SET's checks as the EXEC comes) waits before it runs at all, as a command
+CLIENT PAUSE postpones does (:func:`bind_before_exec`, one of the
+acceptor's interceptors), until every other acceptor answered ``listen``
+for each such port; then it runs, in order with what the client sent
+after it, as if it had come then (MONITOR shows its lines then).  A port
+one of them could not bind is closed everywhere, and its CONFIG SET fails
+inside the EXEC with Redis's error, the other commands running; one this
+acceptor cannot bind fails there too, and the others close what they
+bound.  What was bound for a CONFIG SET that then did not run (a WATCHed
+key changed, an ACL rule refused it) is closed once the EXEC is over
+(:func:`release_exec_ports`).
 
 With several acceptors each binds with ``SO_REUSEPORT``, which would also
 let it share a port with another process that binds with it (a second
@@ -66,6 +78,7 @@ if TYPE_CHECKING:
 
     from shardkv.acceptor.client import Client
     from shardkv.acceptor.server import Acceptor
+    from shardkv.protocol.commands import Command
 
 log = logging.getLogger("shardkv.acceptor")
 
@@ -130,15 +143,25 @@ def _bind_host(server: Acceptor, host: str, port: int) -> list[socket.socket]:
     return made
 
 
-def bind_for_set(server: Acceptor, changes: dict) -> None:
+def bind_for_set(client: Client, changes: dict) -> None:
     """CONFIG SET's check of a new port, before anything is applied: bind
-    it, or refuse the whole CONFIG SET with Redis's error."""
+    it, or refuse the whole CONFIG SET with Redis's error.  Inside EXEC at
+    K > 1, also if another acceptor could not bind it before the EXEC ran
+    (:func:`bind_before_exec`); and if this one cannot, the others close
+    what they bound for it."""
+    server = client.server
     port = changes.get("port")
     if port is None or port == server.listen_port:
         return
+    bound = client.state.take_exec_port(port) if client.state.in_exec else None
+    if bound is False:
+        log.warning("Failed to bind on port %d: another acceptor could not", port)
+        raise CommandError(errors.CONFIG_SET_FAILED % ("port", _UNABLE))
     try:
         server.rebound = bind(server, port)  # type: ignore[attr-defined]
     except OSError as e:
+        if bound:
+            server.bus.tell(bus.UNLISTEN, [port])  # type: ignore[union-attr]
         log.warning("Failed to bind on port %d: %s", port, e)
         raise CommandError(errors.CONFIG_SET_FAILED % ("port", _UNABLE)) from None
 
@@ -186,6 +209,102 @@ def bind_everywhere(client: Client, changes: dict, apply: Callable[[], None]) ->
 
     server.bus.ask(bus.LISTEN, [port], done, failed=lambda _: done([0]))
     return True
+
+
+# K > 1: a client's blocked_token while its EXEC, not run yet, waits for
+# every other acceptor to bind the new ports of its CONFIG SETs.
+BINDING_BEFORE_EXEC = -14
+
+
+def bind_before_exec(client: Client, cmd: Command, args: list[bytes]) -> bool:
+    """The interceptor (K > 1): postpone an EXEC whose CONFIG SETs move to
+    new ports until every other acceptor has bound each of them, as
+    :func:`bind_everywhere` waits outside EXEC (True: postponed).
+
+    The EXEC waits before it runs at all, as one CLIENT PAUSE postpones:
+    it and what the client sent after it are held, then run again in order
+    (checked again: a port that another client's CONFIG SET made new
+    meanwhile is asked then), as if they had come then; so a monitor sees
+    the transaction's lines and EXEC's when it runs.  The client's
+    ``exec_ports`` keep the answers for :func:`bind_for_set`: a port one
+    acceptor could not bind is closed everywhere now, and its CONFIG SET
+    fails in the EXEC.  A client that goes away meanwhile still runs it
+    (Redis runs an EXEC it has read); one killed does not, and what was
+    bound for it is closed."""
+    if cmd.name != "exec":
+        return False
+    server = client.server
+    state = client.state
+    queued = state.multi
+    if server.bus is None or queued is None or state.multi_error or server.listen_port is None:
+        return False
+    ports = [port for port in _new_ports(client, queued) if port not in state.exec_ports]
+    if not ports:
+        return False
+    state.block(BINDING_BEFORE_EXEC, shown=False)
+    state.hold_first((args, None))
+    left = [len(ports)]
+
+    def done(port: int, answers: list) -> None:
+        bound = all(answer == 1 for answer in answers)
+        state.bound_for_exec(port, bound)
+        if not bound:
+            server.bus.tell(bus.UNLISTEN, [port])  # type: ignore[union-attr]
+            log.warning(
+                "acceptor: another acceptor could not bind port %d; its CONFIG SET in EXEC fails", port
+            )
+        left[0] -= 1
+        if left[0] or not state.unblock(BINDING_BEFORE_EXEC):
+            return
+        if client.closing:  # killed: its EXEC will not run
+            release_exec_ports(client)
+        else:
+            server.loop.call_soon(client.resume)  # type: ignore[union-attr]
+
+    def ask(port: int) -> None:
+        def answered(answers: list) -> None:
+            done(port, answers)
+
+        def failed(_: str) -> None:
+            done(port, [0])
+
+        server.bus.ask(bus.LISTEN, [port], answered, failed=failed)  # type: ignore[union-attr]
+
+    for port in ports:
+        ask(port)
+    return True
+
+
+def _new_ports(client: Client, queued: list) -> list[int]:
+    """The ports the CONFIG SETs of ``queued`` move to, other than this
+    acceptor's now, of those that pass CONFIG SET's checks and the ACL
+    user's as they are now (the others fail in the EXEC anyway)."""
+    server = client.server
+    user = client.state.user
+    ports: list[int] = []
+    for cmd, args in queued:
+        if cmd.name != "config" or len(args) < 4 or len(args) % 2 or args[1].upper() != b"SET":
+            continue
+        if not user.unlimited and user.check(cmd, args)[0]:
+            continue
+        try:
+            port = server.wiring.config_set_changes(client, args).get("port")
+        except CommandError:
+            continue
+        if port and port != server.listen_port and port not in ports:
+            ports.append(port)
+    return ports
+
+
+def release_exec_ports(client: Client) -> None:
+    """The client's EXEC is over (run, aborted or discarded): the other
+    acceptors close what they bound before it for a CONFIG SET port that
+    did not run (those that ran took theirs with the config line)."""
+    if not client.state.exec_ports:
+        return
+    for port, bound in client.state.take_exec_ports().items():
+        if bound:
+            client.server.bus.tell(bus.UNLISTEN, [port])  # type: ignore[union-attr]
 
 
 def bus_listen(server: Acceptor, origin: int, args: list) -> int:

@@ -22,6 +22,8 @@ blocked            ``blocked_token``, ``held`` (the commands   BLPOP..., CLIENT 
 reply mode         ``reply_mode``                              CLIENT REPLY
 monitoring         ``monitoring``                              MONITOR, RESET
 in EXEC            ``in_exec``, ``exec_size``                  EXEC running its queue
+ports for EXEC     ``exec_ports`` (port -> whether every       an EXEC with CONFIG SET
+                   other acceptor bound it)                    port (K > 1), its end
 =================  ==========================================  =========================
 
 The connection's own attributes (its protocol, database, name, whether it
@@ -69,6 +71,7 @@ class ClientState:
         "unblock_after",
         "located",
         "unblock_pin",
+        "exec_ports",
     )
 
     def __init__(self, parser: RequestParser, authenticated: bool, user: User) -> None:
@@ -110,6 +113,10 @@ class ClientState:
         # ahead of its commands: the EXEC's ``blocking.Pin``, which holds
         # the clients they unblock until the transaction is decided.
         self.unblock_pin: Pin | None = None
+        # With several acceptors, from an EXEC's wait before it runs until
+        # it is over: the new ports of its CONFIG SETs, each with whether
+        # every other acceptor bound it (shardkv.acceptor.listeners.bind_before_exec).
+        self.exec_ports: dict[int, bool] = {}
 
     @property
     def subscribed(self) -> bool:
@@ -292,6 +299,20 @@ class ClientState:
         """The CLIENT UNBLOCKs this client runs now hold the clients they
         unblock with ``pin`` (an EXEC's, see ``blocking.Pin``; None: not)."""
         self.unblock_pin = pin
+
+    def bound_for_exec(self, port: int, bound: bool) -> None:
+        """Every other acceptor bound ``port`` for this client's EXEC (or one could not)."""
+        self.exec_ports[port] = bound
+
+    def take_exec_port(self, port: int) -> bool | None:
+        """A CONFIG SET of the EXEC moves to ``port``: whether the others
+        bound it for the EXEC (None: not asked), forgotten here."""
+        return self.exec_ports.pop(port, None)
+
+    def take_exec_ports(self) -> dict[int, bool]:
+        """The EXEC is over: the ports its CONFIG SETs did not take."""
+        ports, self.exec_ports = self.exec_ports, {}
+        return ports
 
     def locate(self, located: dict[int, list[int]] | None) -> None:
         """Where the other acceptors' clients this EXEC's UNBLOCKs name wait

@@ -42,7 +42,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from shardkv.acceptor import monitor
+from shardkv.acceptor import listeners, monitor
 from shardkv.acceptor.blocking import Pin, UnblockReply, after_scripts, after_this_step, waiting_shard
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.crossshard import AtomicOp
@@ -94,9 +94,11 @@ def discard(client: Client, args: list[bytes]) -> None:
 
 
 def discard_transaction(client: Client) -> None:
-    """Forget the queued commands and the watched keys (DISCARD, RESET)."""
+    """Forget the queued commands and the watched keys (DISCARD, RESET, an
+    EXEC that aborts), and the ports bound for the EXEC's CONFIG SETs."""
     client.state.discard_multi()
     unwatch_all(client)
+    listeners.release_exec_ports(client)
 
 
 # -- WATCH, UNWATCH ----------------------------------------------------------
@@ -245,6 +247,7 @@ def on_disconnect(client: Client) -> None:
     still waits were taken by it, see :func:`exec_`)."""
     client.state.take_multi()
     unwatch_all(client)
+    listeners.release_exec_ports(client)
 
 
 # -- EXEC --------------------------------------------------------------------
@@ -485,6 +488,7 @@ def _after_scripts(client: Client, queued: list, reply: Exec) -> None:
     def refused(busy: int | bytes) -> None:
         client.state.unblock(SCRIPTS_FIRST)
         _unwatch(client, reply.watched)
+        listeners.release_exec_ports(client)
         if reply.place is not None:  # it did not run: no lines
             reply.place.put(b"")
         reply.outcome = outcome = Slot(client)
@@ -594,6 +598,7 @@ def _run(client: Client, queued: list, reply: Exec, early: dict[int, list], pin:
         _run_atomic(client, queued, reply, early, pin, tracked)
     else:
         _run_in_order(client, queued, reply, early)
+        listeners.release_exec_ports(client)  # (its CONFIG SETs ran)
         if reply.cut is not None:
             _close_after_exec(client)
         if pin is not None:  # it ran: once the shards ran its commands
@@ -877,12 +882,15 @@ def _run_atomic(
 
     slot = None
     # The client's later commands wait for the decision when it takes the
-    # database of a SELECT inside, closes, or may change the users they
-    # run as (its local commands run only once it is decided).
+    # database of a SELECT inside, closes, may change the users they run
+    # as (its local commands run only once it is decided), or holds ports
+    # bound for its CONFIG SETs (listeners.bind_before_exec: a later EXEC
+    # of this client's must not take them).
     holds_client = (
         final_db != op_db
         or reply.cut is not None
         or any(cmd.name in UsersInExec.COMMANDS for cmd, _ in queued)
+        or bool(client.state.exec_ports)
     )
     if holds_client or pin is not None or reply.place is not None:
         slot = _Settle(client, reply, final_db if final_db != op_db else None, pin, holds_client)
@@ -924,9 +932,11 @@ HELD = -2  # a client's blocked_token while its EXEC decides its database or its
 class _Settle(Slot):
     """The outcome of an atomic EXEC with a SELECT inside (``db``), that
     deletes the client's own user (its reply's ``cut``), whose CLIENT
-    UNBLOCKs pinned clients (``pin``), or sent while someone monitors (its
-    reply's ``place``, emptied if it did not run): once it is decided, the pinned
-    clients get their null or wait again (see :class:`Pin`), and, if the
+    UNBLOCKs pinned clients (``pin``), sent while someone monitors (its
+    reply's ``place``, emptied if it did not run), or with ports the other
+    acceptors bound for its CONFIG SETs: once it is decided, the pinned
+    clients get their null or wait again (see :class:`Pin`), the ports its
+    CONFIG SETs did not take are closed, and, if the
     transaction ran, the client takes the database its SELECTs chose, or
     is closed after the EXEC; then (``holds``) the commands it sent
     meanwhile run, unless it closes."""
@@ -944,6 +954,7 @@ class _Settle(Slot):
         super().deliver(body)
         client = self.client
         ran = self.reply.parts is not None
+        listeners.release_exec_ports(client)  # (its CONFIG SETs ran, if it did)
         if self.reply.place is not None:  # filled if it ran (see _run_atomic's finish)
             self.reply.place.put(b"")
         if self.pin is not None:

@@ -31,8 +31,8 @@ import pytest
 import redis
 
 from shardkv.protocol import bus
-from tests.support.acceptors import acceptor_pids, connect_to
-from tests.support.rawsocket import exchange
+from tests.support.acceptors import acceptor_pids, connect_to, raw_on
+from tests.support.rawsocket import exchange, read_until_quiet
 from tests.support.servers import ROOT, free_port, redis_server_path, start_redis, start_shardkv
 
 PORT_ERROR = "CONFIG SET failed (possibly related to argument 'port') - Unable to listen on this port. Check server logs."
@@ -380,3 +380,100 @@ def test_a_config_set_of_port_and_requirepass_holds_later_commands_for_both(two)
     fresh = redis.Redis(port=new_port, password="secret", socket_timeout=30)
     assert fresh.config_set("requirepass", "")  # so that stop() needs no password
     fresh.close()
+
+
+def _exec_config_set_port(port: int) -> bytes:
+    """MULTI, CONFIG SET port ``port``, SET k v, EXEC."""
+    new = str(port).encode()
+    return (
+        b"*1\r\n$5\r\nMULTI\r\n"
+        b"*4\r\n$6\r\nCONFIG\r\n$3\r\nSET\r\n$4\r\nport\r\n$%d\r\n%s\r\n"
+        b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n"
+        b"*1\r\n$4\r\nEXEC\r\n"
+    ) % (len(new), new)
+
+
+def _redis_exec_of_a_taken_port() -> bytes:
+    """redis-server's replies to :func:`_exec_config_set_port` of a port
+    another socket holds."""
+    real = start_redis()
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    try:
+        return exchange(real.port, _exec_config_set_port(taken.getsockname()[1]), want=40)[0]
+    finally:
+        taken.close()
+        real.stop()
+
+
+def _until_listening(pid: int, ports: list[int]) -> list[int]:
+    """The ports ``pid`` listens on, once they are ``ports`` (or after 5 s:
+    an acceptor applies what the bus tells it in its own event loop)."""
+    for _ in range(100):
+        if (now := _listening_ports(pid)) == ports:
+            break
+        time.sleep(0.05)
+    return now
+
+
+@pytest.mark.parametrize("stuck", [1, 0], ids=["other-acceptor", "own-acceptor"])
+def test_a_config_set_port_in_exec_fails_if_an_acceptor_cannot_bind_it(two, stuck):
+    """Inside MULTI/EXEC, all or nothing across acceptors as outside it:
+    acceptor ``stuck`` cannot open a socket (its file descriptors are used
+    up), the EXEC runs through acceptor 0.  Its CONFIG SET port answers
+    Redis's error in the EXEC's array (redis-server's, for a port another
+    socket holds), SET still runs, and both acceptors stay on the old port
+    alone (the one that could bind it closed it again).  Before, with
+    acceptor 1 stuck, the EXEC answered OK and acceptor 1 stayed on the old
+    port alone.  Once both can bind, the same transaction moves both."""
+    theirs = _redis_exec_of_a_taken_port()
+    assert theirs == b"+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n-ERR " + PORT_ERROR.encode() + b"\r\n+OK\r\n"
+    pids = acceptor_pids(two)
+    conn = connect_to(two.port, 0)
+    new_port = free_port()
+    sock, _ = raw_on(two.port, 0)
+    target = psutil.Process(pids[stuck])
+    limits = target.rlimit(psutil.RLIMIT_NOFILE)
+    target.rlimit(psutil.RLIMIT_NOFILE, (_lowest_free_fd(pids[stuck]), limits[1]))
+    try:
+        sock.sendall(_exec_config_set_port(new_port))
+        ours = read_until_quiet(sock, 0.3, want=len(theirs))[0]
+    finally:
+        target.rlimit(psutil.RLIMIT_NOFILE, limits)
+        sock.close()
+    assert ours == theirs
+    assert conn.get("k") == "v"
+    assert conn.config_get("port") == {"port": str(two.port)}
+    assert connect_to(two.port, 1).config_get("port") == {"port": str(two.port)}
+    assert _until_listening(pids[0], [two.port]) == [two.port]
+    assert _until_listening(pids[1], [two.port]) == [two.port]
+    assert exchange(two.port, _exec_config_set_port(new_port), want=35)[0].endswith(b"*2\r\n+OK\r\n+OK\r\n")
+    assert _listening_ports(pids[0]) == [new_port]
+    assert _listening_ports(pids[1]) == [new_port]
+    conn.close()
+    two.port = new_port  # so that stop() finds it
+
+
+def test_an_exec_that_does_not_run_its_config_set_port_leaves_no_acceptor_on_it(two):
+    """K=2: a WATCHed key changed, so the EXEC holding CONFIG SET port runs
+    nothing (a null array, as in Redis): no acceptor listens on that port
+    afterwards, and another process can take it."""
+    pids = acceptor_pids(two)
+    conn = connect_to(two.port, 0)
+    other = connect_to(two.port, 1)
+    new_port = free_port()
+    assert conn.execute_command("WATCH", "k")
+    other.set("k", "changed")
+    pipe = conn.pipeline(transaction=False)
+    pipe.execute_command("MULTI")
+    pipe.execute_command("CONFIG", "SET", "port", new_port)
+    pipe.execute_command("EXEC")
+    assert pipe.execute() == ["OK", "QUEUED", None]
+    assert _until_listening(pids[1], [two.port]) == [two.port]
+    assert _listening_ports(pids[0]) == [two.port]
+    stranger = socket.socket()
+    stranger.bind(("127.0.0.1", new_port))
+    stranger.close()
+    conn.close()
+    other.close()

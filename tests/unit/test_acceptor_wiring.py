@@ -29,7 +29,7 @@ def test_build_binds_the_handlers_and_hooks() -> None:
     acceptor = wiring.build(config.defaults())
     assert dict(acceptor.local) == wiring.local_handlers()
     bound = acceptor.wiring
-    assert [h.__name__ for h in bound.interceptors] == ["queue"]
+    assert [h.__name__ for h in bound.interceptors] == ["queue", "bind_before_exec"]
     for hooks in (
         bound.on_connect,
         bound.on_disconnect,

@@ -270,7 +270,7 @@ def config_cmd(client: Client, args: list) -> None:
         if len(args) % 2:
             raise CommandError(errors.SYNTAX)
         changes = config_set_changes(client, args)
-        listeners.bind_for_set(server, changes)  # a port that cannot be bound changes nothing
+        listeners.bind_for_set(client, changes)  # a port that cannot be bound changes nothing
         if not listeners.bind_everywhere(client, changes, lambda: _apply_set(client, changes)):
             _apply_set(client, changes)  # (else once every acceptor has bound the new port)
     elif sub == b"RESETSTAT":
