@@ -12,12 +12,13 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 
 import pytest
 import redis
 
 from tests.support.resp import RespClient
-from tests.support.servers import start_redis, start_shardkv
+from tests.support.servers import ServerProcess, start_redis, start_shardkv
 
 SERVERS = ["redis", "shardkv"]
 
@@ -54,6 +55,18 @@ def shardkv_proc():
     proc = start_shardkv(shards=4)
     yield proc
     proc.stop()
+
+
+@pytest.fixture(scope="module")
+def redis_and_shardkv() -> Iterator[tuple[ServerProcess, ServerProcess]]:
+    """A redis-server and a shardkv of two shards (``$SHARDKV_TEST_ACCEPTORS``
+    acceptors) of the module's own, for tests that must not share the
+    session's: they stop a worker, or leave clients behind that still run."""
+    real = start_redis()
+    ours = start_shardkv(shards=2)
+    yield real, ours
+    real.stop()
+    ours.stop()
 
 
 @pytest.fixture(scope="session")

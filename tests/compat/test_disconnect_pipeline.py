@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -29,9 +29,9 @@ from tests.support.acceptors import acceptor_of, client_on
 from tests.support.placement import key_on
 from tests.support.processes import until, worker_pid
 from tests.support.resp import RespClient, encode_command
-from tests.support.servers import ServerProcess, start_redis, start_shardkv
+from tests.support.servers import ServerProcess
 
-SHARDS = 2
+SHARDS = 2  # as the redis_and_shardkv fixture's shardkv (tests/conftest.py)
 WAIT = 20.0  # bound on each wait below (a loaded machine is slow; none is a timing assertion)
 
 OWN, OTHER = key_on(0, "own", SHARDS), key_on(1, "other", SHARDS)
@@ -55,15 +55,6 @@ AFTER = [
 # Writes its key, then one of another shard that it did not declare: on
 # shardkv it is undone and run again across shards.
 ESCAPING = "redis.call('set', KEYS[1], 'a')\nredis.call('set', ARGV[1], 'b')\nreturn 1"
-
-
-@pytest.fixture(scope="module")
-def servers() -> Iterator[tuple[ServerProcess, ServerProcess]]:
-    real = start_redis()
-    ours = start_shardkv(shards=SHARDS)
-    yield real, ours
-    real.stop()
-    ours.stop()
 
 
 def _line(admin: RespClient, name: bytes) -> bytes | None:
@@ -181,7 +172,7 @@ def _script(blocker: RespClient, port: int) -> list[list[str]]:
     [_exec, _unblock, _migrate, _mset, _served, _script],
     ids=["exec", "unblock", "migrate", "mset", "served", "script"],
 )
-def test_commands_behind_a_wait_run_after_their_client_left(servers, first):
+def test_commands_behind_a_wait_run_after_their_client_left(redis_and_shardkv, first):
     """Behind an EXEC or a CLIENT UNBLOCK that waits for the shards, a
     MIGRATE, a write on both shards (which waits for its holds with several
     acceptors), a blocking command that finds its element (its shard has
@@ -189,16 +180,16 @@ def test_commands_behind_a_wait_run_after_their_client_left(servers, first):
     shards.  All but the script
     failed before (the MSET only with several acceptors: with one nothing
     waits); the script's later commands do not wait for its run again."""
-    got = [_run(server, first) for server in servers]
+    got = [_run(server, first) for server in redis_and_shardkv]
     assert got[1] == got[0]
     assert got[0][0] == EXPECTED
 
 
-def test_commands_behind_a_blocking_command_are_dropped_as_in_redis(servers):
+def test_commands_behind_a_blocking_command_are_dropped_as_in_redis(redis_and_shardkv):
     """Behind a command that blocks as Redis shows it, Redis frees the
     client with the rest of what it read: shardkv drops them too."""
     got = []
-    for server in servers:
+    for server in redis_and_shardkv:
         admin = RespClient(server.port)
         admin.command("FLUSHALL")
         s = socket.create_connection(("127.0.0.1", server.port), timeout=WAIT)
@@ -264,25 +255,26 @@ def _unblocked_then_gone(server: ServerProcess, behind: list[list[str]]) -> tupl
     return answered, values, counts
 
 
-def test_commands_behind_a_blocked_command_that_is_unblocked_run_after_their_client_left(servers):
+def test_commands_behind_a_blocked_command_that_is_unblocked_run_after_their_client_left(redis_and_shardkv):
     """A client blocked (BLPOP) with commands pipelined behind it, unblocked
     by another client's CLIENT UNBLOCK, then gone: Redis unblocked it and
     ran them as it read the CLIENT UNBLOCK.  On shardkv the CLIENT UNBLOCK
     waits for shard 0's ``__ping`` until the client has gone; it still
     unblocks it, and what followed runs."""
     got = [
-        _unblocked_then_gone(server, [["SET", OWN, "a"], ["SET", OTHER, "b"], *AFTER]) for server in servers
+        _unblocked_then_gone(server, [["SET", OWN, "a"], ["SET", OTHER, "b"], *AFTER])
+        for server in redis_and_shardkv
     ]
     assert got[1] == got[0]
     assert got[0][:2] == (1, EXPECTED)
 
 
-def test_a_blocked_client_with_nothing_behind_is_unblocked_after_it_left(servers):
+def test_a_blocked_client_with_nothing_behind_is_unblocked_after_it_left(redis_and_shardkv):
     """The same with nothing pipelined behind the BLPOP: Redis unblocked the
     client as it read the CLIENT UNBLOCK, which answers 1.  shardkv kept
     the client only while commands it sent were left to run, so the
     CLIENT UNBLOCK on its way found it forgotten and answered 0."""
-    got = [_unblocked_then_gone(server, []) for server in servers]
+    got = [_unblocked_then_gone(server, []) for server in redis_and_shardkv]
     assert got[1] == got[0]
     assert got[0] == (1, [None] * 4 + [[], None], [b"connected_clients:2", b"blocked_clients:0"])
 
@@ -320,7 +312,7 @@ def _after_leaving(server: ServerProcess, leaver: list[list[str]], other: list[l
     return replies
 
 
-def test_a_gone_client_no_longer_listed_has_run_what_it_sent(servers):
+def test_a_gone_client_no_longer_listed_has_run_what_it_sent(redis_and_shardkv):
     """Behind a MIGRATE (which reads its key from shard 0 first), a client
     sends a BLPOP of an empty list, or writes, and closes its socket; once
     CLIENT LIST no longer shows it, another client pushes to that list, or
@@ -329,9 +321,9 @@ def test_a_gone_client_no_longer_listed_has_run_what_it_sent(servers):
     was freed), the other client's writes win.  shardkv unlisted the client
     at once, and its held commands ran after the other's: the BLPOP popped
     the element for a client that was gone, the old writes won."""
-    admin = [RespClient(server.port) for server in servers]
+    admin = [RespClient(server.port) for server in redis_and_shardkv]
     got = []
-    for server, a in zip(servers, admin, strict=True):
+    for server, a in zip(redis_and_shardkv, admin, strict=True):
         migrate = ["MIGRATE", "127.0.0.1", str(server.port), OWN, "0", "5000"]
         pushed = _after_leaving(server, [migrate, ["BLPOP", LIST, "0"]], [["RPUSH", LIST, "v"]])
         after_push = [
@@ -359,14 +351,14 @@ def test_a_gone_client_no_longer_listed_has_run_what_it_sent(servers):
     ],
     ids=["exec", "mset"],
 )
-def test_a_gone_client_whose_last_command_waits_has_run_it_once_unlisted(servers, last):
+def test_a_gone_client_whose_last_command_waits_has_run_it_once_unlisted(redis_and_shardkv, last):
     """The same when the command that waits inside shardkv is the last one
     the client sent: an EXEC with a CLIENT UNBLOCK inside, a MSET (which
     waits for its holds with several acceptors).  shardkv unlisted the
     client at once, and ran the command after another client's write of
     the same key (the EXEC at K=1 and K=2, the MSET at K=2)."""
     got = []
-    for server in servers:
+    for server in redis_and_shardkv:
         admin = RespClient(server.port)
         written = _after_leaving(server, last, [["SET", OWN, "later"]])
         got.append((written, admin.command("GET", OWN), admin.command("GET", OTHER)))
@@ -374,14 +366,14 @@ def test_a_gone_client_whose_last_command_waits_has_run_it_once_unlisted(servers
     assert got[1] == got[0] == ([b"OK"], b"later", b"b")
 
 
-def test_client_kill_of_a_client_still_running_what_it_sent(servers):
+def test_client_kill_of_a_client_still_running_what_it_sent(redis_and_shardkv):
     """CLIENT KILL of a client whose connection is gone while what it sent
     waits (shardkv lists it, flag ``A``): it is forgotten at once, the rest
     of what it sent dropped, as Redis frees a client it kills; in Redis
     the client, which ran everything as it read it, is gone already.
     Either way it is then no longer listed or counted."""
     got = []
-    for server in servers:
+    for server in redis_and_shardkv:
         ours = server.kind == "shardkv"
         admin = RespClient(server.port)
         admin.command("FLUSHALL")

@@ -31,9 +31,9 @@ from tests.support.acceptors import acceptor_pids, client_on, raw_on
 from tests.support.placement import key_on
 from tests.support.processes import until, worker_pid
 from tests.support.resp import RespClient, encode_command
-from tests.support.servers import ServerProcess, start_redis, start_shardkv
+from tests.support.servers import ServerProcess, start_shardkv
 
-SHARDS = 2
+SHARDS = 2  # as the redis_and_shardkv fixture's shardkv (tests/conftest.py)
 WAIT = 20.0  # bound on each wait below (a loaded machine is slow; none is a timing assertion)
 
 # Writes its key, then, if ARGV[1] names a key, that one too: on shardkv
@@ -43,15 +43,6 @@ BODY = (
     "if ARGV[1] ~= '' then redis.call('set', ARGV[1], 'b') end\n"
     "return redis.call('get', KEYS[1])"
 )
-
-
-@pytest.fixture(scope="module")
-def servers() -> Iterator[tuple[ServerProcess, ServerProcess]]:
-    real = start_redis()
-    ours = start_shardkv(shards=SHARDS)
-    yield real, ours
-    real.stop()
-    ours.stop()
 
 
 def _send_and_leave(server: ServerProcess, commands: list[list[str]], keys: list[str], hold: bool) -> list:
@@ -94,12 +85,12 @@ def _fresh(server: ServerProcess) -> redis.Redis:
 
 
 @pytest.mark.parametrize("how", ["EVAL", "EVALSHA", "FCALL", "MULTI"])
-def test_a_script_that_escapes_runs_again_after_its_client_left(servers, how):
+def test_a_script_that_escapes_runs_again_after_its_client_left(redis_and_shardkv, how):
     """EVAL, EVALSHA (the shortcut of a script its shard knows), FCALL, and
     EVAL inside MULTI/EXEC."""
     own, other = key_on(0, "own", SHARDS), key_on(1, "other", SHARDS)
     got = []
-    for server in servers:
+    for server in redis_and_shardkv:
         c = _fresh(server)
         # A body of its own: a script seen escaping before goes straight across shards.
         body = f"-- {how}\n" + BODY
@@ -121,25 +112,25 @@ def test_a_script_that_escapes_runs_again_after_its_client_left(servers, how):
     assert got[1] == got[0] == [b"a", b"b"]
 
 
-def test_a_script_that_needs_every_shard_runs_again_after_its_client_left(servers):
+def test_a_script_that_needs_every_shard_runs_again_after_its_client_left(redis_and_shardkv):
     """KEYS needs every shard: the script runs again parking all of them."""
     own, other = key_on(0, "own", SHARDS), key_on(1, "other", SHARDS)
     body = "redis.call('keys', '*')\n" + BODY
     got = []
-    for server in servers:
+    for server in redis_and_shardkv:
         _fresh(server).close()
         command = ["EVAL", body, "1", own, other]
         got.append(_send_and_leave(server, [command], [own, other], server.kind == "shardkv"))
     assert got[1] == got[0] == [b"a", b"b"]
 
 
-def test_an_exec_that_waits_for_the_shards_scripts_runs_after_its_client_left(servers):
+def test_an_exec_that_waits_for_the_shards_scripts_runs_after_its_client_left(redis_and_shardkv):
     """An EXEC with CLIENT UNBLOCK waits until every shard has answered a
     ``__ping`` (see ``transactions._after_scripts``): it runs even if its
     client has gone meanwhile, as Redis runs an EXEC it has read."""
     own, other = key_on(0, "own", SHARDS), key_on(1, "other", SHARDS)
     got = []
-    for server in servers:
+    for server in redis_and_shardkv:
         _fresh(server).close()
         commands = _exec_with_unblock(own, other)
         got.append(_send_and_leave(server, commands, [own, other], server.kind == "shardkv"))
@@ -248,7 +239,7 @@ def _after_everything(admin: RespClient, own: str, other: str) -> list:
 @pytest.mark.parametrize("how", ["close", "kill"])
 @pytest.mark.parametrize("changed", [True, False], ids=["changed", "unchanged"])
 def test_a_watched_exec_that_waits_for_the_shards_checks_its_watch_after_its_client_left(
-    servers, changed, how
+    redis_and_shardkv, changed, how
 ):
     """One acceptor: shard 0's worker is stopped while the EXEC waits for
     its ``__ping`` (``transactions._after_scripts``); the client closes its
@@ -257,7 +248,7 @@ def test_a_watched_exec_that_waits_for_the_shards_checks_its_watch_after_its_cli
     lets it run (the shard must not have forgotten the key's version)."""
     own, other = key_on(0, "own", SHARDS), key_on(1, "other", SHARDS)
     got = []
-    for server in servers:
+    for server in redis_and_shardkv:
         _fresh(server).close()
         admin = RespClient(server.port)
         killer = RespClient(server.port) if how == "kill" else None
@@ -283,14 +274,16 @@ def test_a_watched_exec_that_waits_for_the_shards_checks_its_watch_after_its_cli
 
 
 @pytest.mark.parametrize("changed", [True, False], ids=["changed", "unchanged"])
-def test_a_watched_exec_that_locates_checks_its_watch_after_its_client_left(servers, two_acceptors, changed):
+def test_a_watched_exec_that_locates_checks_its_watch_after_its_client_left(
+    redis_and_shardkv, two_acceptors, changed
+):
     """Two acceptors: acceptor 1 is stopped while the EXEC asks it where the
     client its CLIENT UNBLOCK names waits (``transactions._locate``; then
     whether it unblocked it, ``_after_decided``), until acceptor 0 has
     closed the client's socket.  As on redis-server (without the stop)."""
     own, other = key_on(0, "own", SHARDS), key_on(1, "other", SHARDS)
     got = []
-    for server in (servers[0], two_acceptors):
+    for server in (redis_and_shardkv[0], two_acceptors):
         ours = server.kind == "shardkv"
         _fresh(server).close()
         admin = client_on(server.port, 0) if ours else RespClient(server.port)
