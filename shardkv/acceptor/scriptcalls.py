@@ -46,7 +46,7 @@ from shardkv.acceptor.info import build_info
 from shardkv.protocol import bus, errors, wire
 from shardkv.protocol.resp import Error, Verbatim, encode, encode_command, encode_error
 from shardkv.protocol.wire import FRAME, Verb
-from shardkv.runtime.cmdstats import Stats, stat_name
+from shardkv.runtime.cmdstats import LUA_CLIENT_ADDR, Stats, stat_name
 from shardkv.runtime.scriptflushes import ScriptFlushes
 
 if TYPE_CHECKING:
@@ -436,7 +436,10 @@ def call(
         row = stats._row(stat_name(args))
         if stats.error_events != errors_before:
             row[3] += 1
-        stats.record_latency(row, perf_counter_ns() - start)
+        ns = perf_counter_ns() - start
+        stats.record_latency(row, ns)
+        if ns >= stats.slow_threshold_ns >= 0:  # logged as Redis logs its Lua client's calls
+            stats.slow(args, ns // 1000, LUA_CLIENT_ADDR)
         done(body)
 
     caller = _Caller(server, db, resp3, finished, stats)

@@ -41,8 +41,9 @@ import signal
 import time
 from binascii import crc_hqx
 from collections import deque
+from time import perf_counter_ns
 
-from shardkv.acceptor import monitor, scriptcalls
+from shardkv.acceptor import monitor, scriptcalls, slowlog
 from shardkv.acceptor.bus import fail_slot
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.crossshard import AtomicOp
@@ -146,7 +147,7 @@ def eval_command(client: Client, args: list[bytes]) -> None:
                 client.server.bus.tell(bus.SCRIPT, [b"load", sha, body])
     keys = args[3 : 3 + n]
     rest = args[3 + n :]
-    run_script(client, sha, body, ro, keys, rest, name=name.decode("latin-1"))
+    run_script(client, sha, body, ro, keys, rest, name=name.decode("latin-1"), called=args)
 
 
 def evalsha_fast(client: Client, args: list[bytes], raw: bytes, header: bytes) -> bool:
@@ -179,6 +180,7 @@ def evalsha_fast(client: Client, args: list[bytes], raw: bytes, header: bytes) -
     slot.data = None
     slot.raw = raw  # not args: bytes are no work for the cyclic collector
     slot.db = client.db  # a retry runs in the database of the call
+    slot.start = perf_counter_ns()  # (for the slow log: see _ScriptSlot.deliver)
     client.pending.append(slot)
     server.links[shard].send(header, raw, slot, True)
     # The call counted here, as the ordinary path (Acceptor.run_local)
@@ -237,17 +239,28 @@ def _holds_error(value: object) -> bool:
 class _ScriptResult(Slot):
     """The reply slot of EVAL, EVALSHA or FCALL: an error reply counts in
     that command's failed_calls, as Redis counts a script that fails (the
-    error itself counted in errorstats where it arose)."""
+    error itself counted in errorstats where it arose).  For the slow log
+    (see shardkv.acceptor.slowlog): the client's command ``called``, when
+    it was sent (``start``), and the ``shard`` it was sent to as ``sent``,
+    which logs it (None: it runs across shards, and the acceptor logs it)."""
 
-    __slots__ = ("name",)
+    __slots__ = ("name", "called", "start", "shard", "sent")
 
-    def __init__(self, client: Client, name: str) -> None:
+    def __init__(self, client: Client, name: str, called: list[bytes]) -> None:
         Slot.__init__(self, client)
         self.name = name
+        self.called = called
+        self.start = perf_counter_ns()
+        self.shard: int | None = None
+        self.sent: list[bytes] = called
 
     def deliver(self, body: bytes) -> None:
         if _failed(body):
             self.client.server.stats._row(self.name)[3] += 1
+        if self.shard is None:
+            slowlog.log_script(self.client, self.called, self.start)
+        else:
+            slowlog.note_script(self.client, self.shard, self.sent, self.called, self.start)
         Slot.deliver(self, body)
 
 
@@ -264,10 +277,11 @@ class _ScriptSlot(Slot):
     CPython's cyclic collector to visit, and only the rare replies (an
     error, an array holding one) need the arguments, parsed again."""
 
-    __slots__ = ("raw", "db")
+    __slots__ = ("raw", "db", "start")
 
     raw: bytes
     db: int
+    start: int  # perf_counter_ns() when it was sent
 
     def args(self) -> list[bytes]:
         """The call's arguments (its bytes are canonical RESP, whole)."""
@@ -281,9 +295,11 @@ class _ScriptSlot(Slot):
                 return
             if _failed(body):  # an error in its array
                 self.client.server.stats._row(stat_name(self.args()))[3] += 1
+        client = self.client
+        if perf_counter_ns() - self.start >= client.server.stats.slow_threshold_ns >= 0:
+            self._note()
         # Slot.deliver, inline: the usual reply
         self.data = body
-        client = self.client
         if not client.dirty:
             client.dirty = True
             client.server.dirty_clients.append(client)
@@ -307,7 +323,13 @@ class _ScriptSlot(Slot):
             shard = self.client.server.shard_of(args[3]) if int(args[2]) else 0
             CACHE.knows(shard).discard(sha)
         self.client.server.stats._row(stat_name(args))[3] += 1
+        self._note()
         Slot.deliver(self, body)
+
+    def _note(self) -> None:
+        """Its shard logged it, maybe: who called it (slowlog.note_script)."""
+        args = self.args()
+        slowlog.note_script(self.client, _keys_shard(self.client.server, args), args, args, self.start)
 
 
 class _Plain:
@@ -322,6 +344,7 @@ class _Plain:
         slot = self.slot
         if _failed(body):
             slot.client.server.stats._row(stat_name(slot.args()))[3] += 1
+        slowlog.log_script(slot.client, slot.args(), slot.start)  # (it ran across shards)
         Slot.deliver(slot, body)
 
 
@@ -334,10 +357,12 @@ def run_script(
     rest: list[bytes],
     fname: bytes = b"",
     name: str = "eval",
+    called: list[bytes] | None = None,
 ) -> None:
     """Run a script (``body``, cached as ``sha``) or, with ``fname``, the
     function of that name (``sha`` is then ``f:`` + its name); ``name`` is
-    the client's command, whose failed_calls count a failure.
+    the client's command, whose failed_calls count a failure, ``called``
+    its arguments.
 
     A script not :attr:`~ScriptCache.settled` may escape: its client's
     later commands wait for its reply (not inside EXEC, whose commands are
@@ -355,10 +380,10 @@ def run_script(
             if shard_of(key) != shard:
                 break
         else:
-            _run_on_shard(client, shard, sha, body, ro, keys, rest, fname, name, waits)
+            _run_on_shard(client, shard, sha, body, ro, keys, rest, fname, name, waits, called or [])
             return
         escaping = (0, [])
-    slot = _ScriptResult(client, name)
+    slot = _ScriptResult(client, name, called or [])
     client.pending.append(slot)
     server.scripts_sent += 1  # its executor times the run (see Acceptor.run_local)
     _Retry(client, slot, sha, body, ro, keys, rest, fname, client.db, name, waits=waits).start(*escaping)
@@ -391,6 +416,7 @@ def _run_on_shard(
     fname: bytes = b"",
     name: str = "eval",
     waits: bool = False,
+    called: list[bytes] | None = None,
 ) -> None:
     flags = 0
     if fname:
@@ -404,11 +430,13 @@ def _run_on_shard(
         if name.startswith("evalsha"):
             flags = wire.FLAG_AS_EVALSHA  # (the shard counts what it counts as EVALSHA's)
     command += [b"%d" % len(keys), *keys, *rest]
+    slot = _ScriptResult(client, name, called or command)
+    slot.shard = shard
+    slot.sent = command  # as the shard logs it
     user_arg = script_user(client, name)
     if user_arg:  # its redis.call obeys the client's ACL user
         flags |= wire.FLAG_ACL
-        command.append(user_arg)
-    slot = _ScriptResult(client, name)
+        command = [*command, user_arg]
     client.pending.append(slot)
     sink = _ShardReply(
         client, slot, shard, sha, body, ro, keys, rest, fname, client.db, name, user_arg, waits
@@ -448,7 +476,7 @@ class _ShardReply:
     def __init__(
         self,
         client: Client,
-        slot: Slot,
+        slot: _ScriptResult,
         shard: int,
         sha: bytes,
         body: bytes,
@@ -504,6 +532,7 @@ class _ShardReply:
                 CACHE.settled.discard(self.sha)
                 everything, extra, written = _parse_marker(body)
                 CACHE.knows(self.shard).add(self.sha)
+                self.slot.shard = None  # it runs across shards: the acceptor logs it
                 retry = _Retry(
                     self.client,
                     self.slot,
@@ -845,12 +874,27 @@ def fcall_command(client: Client, args: list[bytes]) -> None:
     """FCALL function numkeys [key [key ...]] [arg [arg ...]]"""
     n = strict_int(args[2])
     if n is None or not 0 <= n <= len(args) - 3:
-        # the shard answers with the right error (the function first, then numkeys)
-        client.send(0, args, None)
+        # the shard answers with the right error (the function first, then
+        # numkeys), logged there as a script's run (see _ScriptResult)
+        slot = _ScriptResult(client, args[0].lower().decode("latin-1"), args)
+        slot.shard = 0
+        client.pending.append(slot)
+        client.server.scripts_sent += 1  # the shard times it (see Acceptor.run_local)
+        client.server.links[0].send(client.headers[client.resp3], encode_command(args), slot)
         return
     ro = args[0].lower() == b"fcall_ro"
     name = "fcall_ro" if ro else "fcall"
-    run_script(client, b"f:" + args[1], b"", ro, args[3 : 3 + n], args[3 + n :], fname=args[1], name=name)
+    run_script(
+        client,
+        b"f:" + args[1],
+        b"",
+        ro,
+        args[3 : 3 + n],
+        args[3 + n :],
+        fname=args[1],
+        name=name,
+        called=args,
+    )
 
 
 def _first_part(parts: list) -> object:

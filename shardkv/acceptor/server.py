@@ -22,6 +22,7 @@ import logging
 import os
 import socket
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -221,6 +222,9 @@ class Acceptor:
         # call of one it sent, and the shard counts its time and latency
         # (cmdstats.ScriptTimes).
         self.scripts_sent = 0
+        # Who called the scripts sent to each shard, that may be in its slow
+        # log (see shardkv.acceptor.slowlog.note_script).
+        self.script_callers: dict[int, deque] = {}
         apply_settings(self.stats, {k: _show(v) for k, v in config.items()})
 
     def set_index(self, index: int, nacceptors: int) -> None:
@@ -343,10 +347,10 @@ class Acceptor:
         row = stats._row(stat_name(args))
         if stats.error_events != errors_before:
             row[3] += 1
-        if self.scripts_sent != sent:  # the script's run is timed where it runs
+        if self.scripts_sent != sent:  # the script's run is timed, and logged, where it runs
             row[0] += 1
-        else:
-            stats.record_latency(row, ns)
+            return
+        stats.record_latency(row, ns)
         if "skip_slowlog" not in cmd.flags and cmd.name != "exec":
             stats.slow(args, ns // 1000, client.addr, client.name)
 

@@ -7,11 +7,29 @@ entries (``__slowlog``) and merges them with the acceptor's, newest first,
 keeping at most ``slowlog-max-len``; SLOWLOG LEN counts the same entries,
 and SLOWLOG RESET empties every log.  An entry is Redis's six fields:
 id, unix time, microseconds, arguments (cut as Redis cuts them), client
-address and client name.
+address and client name.  The id is Redis's: how many entries were logged
+before it, every process's counted (each tells how many it ever logged,
+and the entries of each are in time order), so ids fall by one from entry
+to entry, as Redis's do, and a RESET does not start them again.
+
+A script (EVAL, EVALSHA, FCALL) that runs on one shard is logged there,
+after its calls, as Redis logs it once it ran; but a worker does not know
+the client, and gets the script as the acceptor sends it (EVALSHA as EVAL
+with its body to a shard that has not compiled it, EVAL as EVALSHA to one
+that has).  So when the reply comes, if the script may have run as long
+as the threshold, :func:`note_script` remembers who called it how; the
+merge puts the client's arguments, address and name in the shard's entry
+of those arguments as sent that is the oldest logged before the reply
+(:func:`_named`).  A script that runs across shards is logged by the
+acceptor when it answers (:func:`log_script`), timed from its dispatch,
+as a command across shards is: no worker logs the runs it asks for.
 """
 
 from __future__ import annotations
 
+import time
+from collections import deque
+from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any
 
 from shardkv.acceptor.client import Client
@@ -22,7 +40,7 @@ from shardkv.protocol.args import strict_int
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import OK
 from shardkv.protocol.wire import Verb
-from shardkv.runtime.cmdstats import apply_settings
+from shardkv.runtime.cmdstats import apply_settings, slowlog_argv
 
 if TYPE_CHECKING:
     from shardkv.acceptor.server import Acceptor
@@ -43,20 +61,92 @@ _HELP = [
 ]
 
 
+# The commands that run a script, as a worker logs them (lower-cased).
+_SCRIPT_NAMES = frozenset((b"eval", b"evalsha", b"eval_ro", b"evalsha_ro", b"fcall", b"fcall_ro"))
+# How many scripts' callers the acceptor remembers for each shard.
+NOTES_KEPT = 1024
+
+
+def note_script(client: Client, shard: int, sent: list[bytes], called: list[bytes], start: int) -> None:
+    """The script that ``client`` called as ``called`` answered, after
+    ``start`` (perf_counter_ns) when it was sent to ``shard`` as ``sent``:
+    if it may have run as long as the slow log's threshold, remember who
+    called it, for the shard's entry (see :func:`_named`)."""
+    server = client.server
+    if perf_counter_ns() - start >= server.stats.slow_threshold_ns >= 0:
+        notes = server.script_callers.get(shard)
+        if notes is None:
+            notes = server.script_callers[shard] = deque(maxlen=NOTES_KEPT)
+        notes.append((time.time_ns(), slowlog_argv(sent), slowlog_argv(called), client.addr, client.name))
+
+
+def log_script(client: Client, called: list[bytes], start: int) -> None:
+    """The script that ``client`` called as ``called`` answered after its
+    run across shards, which no worker logs: the acceptor's entry, timed
+    since ``start`` (perf_counter_ns), when it was sent."""
+    ns = perf_counter_ns() - start
+    stats = client.server.stats
+    if ns >= stats.slow_threshold_ns >= 0:
+        stats.slow(called, ns // 1000, client.addr, client.name)
+
+
+def _named(server: Acceptor, shard: int, entries: list) -> list:
+    """A shard's ``entries`` (newest first), each entry of a script there
+    with its client's arguments, address and name, if noted: the oldest
+    note, not yet taken, of the same arguments as sent since the entry's
+    time (its reply came after it was logged, and a shard runs what it
+    gets in order)."""
+    notes = server.script_callers.get(shard)
+    if not notes:
+        return entries
+    kept = list(notes)
+    taken = [False] * len(kept)
+    first = 0
+    named = []
+    for entry in reversed(entries):
+        ts, seq, us, argv, addr, name = entry
+        if not addr and argv and argv[0].lower() in _SCRIPT_NAMES:
+            while first < len(kept) and kept[first][0] < ts:
+                first += 1
+            for i in range(first, len(kept)):
+                if not taken[i] and kept[i][1] == argv:
+                    taken[i] = True
+                    entry = (ts, seq, us, *kept[i][2:])
+                    break
+        named.append(entry)
+    named.reverse()
+    return named
+
+
 def _merged(server: Acceptor, own: list, parts: list) -> list:
-    """The acceptor's entries ``own`` and the shards', newest first, at most
-    ``slowlog-max-len``."""
-    sources = len(server.links) + 1
+    """The acceptor's entries and the shards', newest first, at most
+    ``slowlog-max-len``, numbered as Redis numbers them (see above).
+    ``own`` and each of ``parts`` is ``[entries ever logged, entries
+    newest first]`` (a part that is not a list: a shard that is down)."""
+    totals = []
     entries = []
     for source, log in enumerate([own, *parts]):
         if not isinstance(log, list):
-            continue  # a shard that is down
-        for ts, seq, us, argv, addr, name in log:
-            entries.append(
-                (ts, seq * sources + source, [seq * sources + source, ts // 1_000_000, us, argv, addr, name])
-            )
-    entries.sort(key=lambda e: (e[0], e[1]), reverse=True)
-    return [e[2] for e in entries[: server.config["slowlog-max-len"]]]
+            totals.append(0)
+            continue
+        total, logged = log
+        totals.append(total)
+        if source:
+            logged = _named(server, source - 1, logged)
+        for ts, seq, us, argv, addr, name in logged:
+            entries.append((ts, source, seq, us, argv, addr, name))
+    entries.sort(key=lambda e: (e[0], e[1], e[2]), reverse=True)
+    # An entry's id: its own process's entries before it (its seq), and
+    # each other process's, which are those before that process's oldest
+    # entry seen so far newer than it (its seq), or all it ever logged.
+    after = list(totals)
+    before = sum(after)
+    merged = []
+    for ts, source, seq, us, argv, addr, name in entries[: server.config["slowlog-max-len"]]:
+        before += seq - after[source]
+        after[source] = seq
+        merged.append([before, ts // 1_000_000_000, us, argv, addr, name])
+    return merged
 
 
 @guard
@@ -79,20 +169,26 @@ def slowlog(client: Client, args: list) -> None:
         if count == 0:
             client.reply([])
             return
-        own = list(server.stats.slowlog)  # as of now: this SLOWLOG is logged after it ran
+        own = _own(server)  # as of now: this SLOWLOG is logged after it ran
         client.query_all(
             [Verb.SLOWLOG, b"GET", b"%d" % count], lambda parts: _merged(server, own, parts)[:count]
         )
     elif sub == b"LEN":
-        own = list(server.stats.slowlog)
+        own = _own(server)
         client.query_all([Verb.SLOWLOG, b"GET", b"-1"], lambda parts: len(_merged(server, own, parts)))
     elif sub == b"RESET":
         server.stats.slowlog.clear()
+        server.script_callers.clear()
         client.query_all([Verb.SLOWLOG, b"RESET"], lambda parts: OK)
     elif sub == b"HELP":
         client.reply(list(_HELP))
     else:
         raise subcommand_error(args)
+
+
+def _own(server: Acceptor) -> list:
+    """The acceptor's part of the merge (see :func:`_merged`)."""
+    return [server.stats.slow_seq, list(server.stats.slowlog)]
 
 
 def on_config(server: Acceptor, changes: dict[str, Any]) -> None:

@@ -23,12 +23,14 @@ Latency percentiles come from a log-linear histogram: exact below 128 ns,
 then 64 buckets per power of two (about 1.5% wide), like the HdrHistogram
 Redis keeps per command.
 
-Slow log entries are ``(timestamp_us, seq, duration_us, argv, addr,
-name)``; Redis's entry ``id`` is derived from ``seq`` and the process
-(the acceptor is source 0, shard ``i`` source ``i + 1``), so ids are
-unique, and increase with time within each process.  A worker does not
-know which client sent a command, so its entries have an empty client
-address and name.
+Slow log entries are ``(timestamp_ns, seq, duration_us, argv, addr,
+name)``, ``seq`` counting the process's entries: SLOWLOG GET numbers them
+as Redis numbers its entries, by how many entries every process logged
+before each (see :mod:`shardkv.acceptor.slowlog`).  A worker does not know
+which client sent a command, so its entries have an empty client address
+and name, but a script's calls, which Redis logs as its Lua client's
+(:data:`LUA_CLIENT_ADDR`, no name); the acceptor names the client of a
+script's own entry (``acceptor.slowlog.note_script``).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from shardkv.protocol.commands import lookup
 MAX_ERROR_CODES = 128  # Redis's ERROR_STATS_NUMBER: distinct codes tracked
 SLOWLOG_ENTRY_MAX_ARGC = 32
 SLOWLOG_ENTRY_MAX_STRING = 128
+LUA_CLIENT_ADDR = "?:0"  # the address Redis's slow log shows for a script's calls
 _SUB_BUCKETS = 64  # per power of two
 _EXACT_BITS = 7  # values below 2**7 ns are their own bucket
 
@@ -297,7 +300,7 @@ class Stats:
             # Counters kept apart, drained (emptied) after each use: the
             # first entry of a use goes on from the leader's numbering.
             self.slow_seq = self.leader.slow_seq
-        log.appendleft((time.time_ns() // 1000, self.slow_seq, us, slowlog_argv(args), addr, name))
+        log.appendleft((time.time_ns(), self.slow_seq, us, slowlog_argv(args), addr, name))
         self.slow_seq += 1
         while len(log) > self.slow_max:
             log.pop()

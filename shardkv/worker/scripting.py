@@ -55,7 +55,7 @@ from shardkv.protocol.resp import (
 )
 from shardkv.protocol.router import LBRACE, SLOTS, key_slot
 from shardkv.protocol.wire import Verb
-from shardkv.runtime.cmdstats import Stats, stat_name
+from shardkv.runtime.cmdstats import LUA_CLIENT_ADDR, Stats, stat_name
 from shardkv.worker import events, lualibs
 from shardkv.worker.handlers import Handlers, find
 from shardkv.worker.keyspace import TYPE_NAMES, Keyspace, slot_of
@@ -1235,7 +1235,7 @@ class Engine:
                             row[3] += 1
                             stats.error(value.message)
                         if ns >= stats.slow_threshold_ns >= 0:
-                            stats.slow(argv, ns // 1000)
+                            stats.slow(argv, ns // 1000, LUA_CLIENT_ADDR)
                     if t is not Error:
                         if ks.unchanged:
                             ks.unchanged = False
@@ -1546,6 +1546,8 @@ class Engine:
         stats = getattr(self.shard, "stats", None)  # (see _invoke)
         if stats is not None:
             stats.record(stat_name(argv), 0, value.message if type(value) is Error else None)
+            if stats.slow_threshold_ns == 0:  # (its time counts as none)
+                stats.slow(argv, 0, LUA_CLIENT_ADDR)
         return value
 
     def _rejected(self, called: _Called | None, argv: list[bytes], message: str) -> object:

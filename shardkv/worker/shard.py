@@ -51,7 +51,7 @@ from shardkv.protocol.resp import BIG_ARRAY, OK, Error, encode, encode_bulk_stri
 from shardkv.protocol.router import SLOTS, slot_range
 from shardkv.protocol.wire import Verb
 from shardkv.runtime import faultpoints
-from shardkv.runtime.cmdstats import ScriptTimes, Stats, called_name, stat_name
+from shardkv.runtime.cmdstats import LUA_CLIENT_ADDR, ScriptTimes, Stats, called_name, stat_name
 from shardkv.worker import access, events, eviction, functions, plain, scripting, tunables, wiring  # noqa: F401
 from shardkv.worker.blocking import Wait, Waiters
 from shardkv.worker.busyrefusal import Refusals
@@ -265,7 +265,7 @@ class Shard:
             stats = self.stats
             row = stats.by_bytes.get(args[0]) or stats.row_of(args)
             if kind is Error and value.message.startswith(scripting.CROSS_MARKER):
-                pass  # a script that runs again across shards: that run counts, not this one
+                ns = -1  # a script that runs again across shards: that run counts and logs, not this one
             else:
                 times = row[5]
                 if self.as_eval and type(times) is ScriptTimes:
@@ -286,7 +286,9 @@ class Shard:
                             name = called_name(name, self.as_eval)
                         stats._row(name)[3] += value.failures
             if ns >= stats.slow_threshold_ns >= 0:
-                stats.slow(args, ns // 1000)
+                # A script's call is its Lua client's; a script's own entry
+                # the acceptor names (see acceptor.slowlog.note_script).
+                stats.slow(args, ns // 1000, LUA_CLIENT_ADDR if self.scripts.run is not None else "")
         elif args[0] in _SCRIPT_RUNS and self.stats is not None:
             # A script's run across shards (internal; args[2]: the client's
             # command, see acceptor.scripting._Retry), which the acceptor
@@ -344,7 +346,7 @@ class Shard:
                 row[3] += 1
                 stats.error(value.message)
             if ns >= stats.slow_threshold_ns >= 0:
-                stats.slow(args, ns // 1000)
+                stats.slow(args, ns // 1000, LUA_CLIENT_ADDR)  # (a script's call)
         if type(value) is Error:
             return value
         if ks.unchanged:

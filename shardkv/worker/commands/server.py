@@ -232,17 +232,17 @@ def cmdstats(ks: Keyspace, args: list[bytes]) -> object:
 
 
 def slowlog(ks: Keyspace, args: list[bytes]) -> object:
-    """__slowlog GET count | RESET -> this shard's slow log entries, newest
-    first (``count`` -1 for all), or OK."""
+    """__slowlog GET count | RESET -> [how many entries this shard ever
+    logged, its slow log entries newest first (``count`` -1 for all)], or OK."""
     stats = ks.stats
     if stats is None:
-        return [] if args[1] == b"GET" else OK
+        return [0, []] if args[1] == b"GET" else OK
     if args[1] == b"RESET":
         stats.slowlog.clear()
         return OK
     count = int(args[2])
     entries = list(stats.slowlog) if count < 0 else list(stats.slowlog)[:count]
-    return [list(e) for e in entries]
+    return [stats.slow_seq, [list(e) for e in entries]]
 
 
 def pause(ks: Keyspace, args: list[bytes]) -> object:

@@ -1,0 +1,188 @@
+"""SLOWLOG of scripts, compared with redis-server at
+``slowlog-log-slower-than 0``: which entries a script leaves (its calls,
+then the script itself, as the client sent it), their order and ids, their
+arguments as Redis cuts them, and their client address and name (the
+client's for the script, Redis's Lua client, ``?:0`` and no name, for its
+calls).  EVAL and EVALSHA (a shard that has the script, and one that has
+not), FCALL, scripts that run across shards or escape there, scripts in
+MULTI/EXEC and in a pipeline, and the acceptor's commands a script calls.
+
+Durations and times are left out; an id is compared as its distance from
+the newest entry's (the servers logged different histories before).
+"""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from tests.support.placement import key_on
+
+GET = "return redis.call('get', KEYS[1])"
+LIB = (
+    "#!lua name=slowlib\n"
+    "redis.register_function('f', function(k, a) return redis.call('get', k[1]) end)\n"
+    "redis.register_function{function_name='fro', callback=function(k, a) return redis.call('get', k[1]) end,"
+    " flags={'no-writes'}}"
+)
+# Keys on two shards of the 4-shard test server, and a third beside the first.
+A, B = key_on(0, "sa"), key_on(1, "sb")
+A2 = key_on(0, "sc")
+
+
+def _try(c: redis.Redis, *args: object) -> object:
+    try:
+        return c.execute_command(*args)
+    except redis.ResponseError as e:
+        return ("error", str(e))
+
+
+def _evalsha_twice_and_eval(c: redis.Redis) -> None:
+    sha = c.execute_command("SCRIPT", "LOAD", GET)
+    c.execute_command("EVALSHA", sha, 1, A)
+    c.execute_command("EVALSHA", sha, 1, A)
+    c.execute_command("EVAL", GET, 1, A)
+    c.execute_command("evalsha", sha.upper(), 1, A)  # logged as sent
+    c.execute_command("EVAL_RO", GET, 1, B)
+    c.execute_command("EVALSHA_RO", sha, 1, B)
+
+
+def _functions(c: redis.Redis) -> None:
+    c.execute_command("FCALL", "f", 1, A)
+    c.execute_command("FCALL_RO", "fro", 1, B)
+    c.execute_command("fcall", "f", 1, A)
+
+
+def _across_shards(c: redis.Redis) -> None:
+    script = "redis.call('set', KEYS[1], '1') return redis.call('set', KEYS[2], '2')"
+    c.execute_command("EVAL", script, 2, A, B)
+    # Escapes: an undeclared key of another shard, the first time and again.
+    escapes = "redis.call('set', KEYS[1], 'x') return redis.call('get', ARGV[1])"
+    c.execute_command("EVAL", escapes, 1, A, B)
+    c.execute_command("EVAL", escapes, 1, A, B)
+    c.execute_command("EVAL", "return redis.call('set', '" + B + "', 'y')", 0)
+    # EVALSHA of a script that settled on one shard, then escapes.
+    sha = c.execute_command("SCRIPT", "LOAD", "return redis.call('get', ARGV[1])")
+    c.execute_command("EVALSHA", sha, 1, A, A2)
+    c.execute_command("EVALSHA", sha, 1, A, A2)
+    c.execute_command("EVALSHA", sha, 1, A, B)
+
+
+def _transaction(c: redis.Redis) -> None:
+    sha = c.execute_command("SCRIPT", "LOAD", GET)
+    pipe = c.pipeline(transaction=True)
+    pipe.execute_command("EVAL", GET, 1, A)
+    pipe.execute_command("EVALSHA", sha, 1, A)
+    pipe.execute_command("FCALL", "f", 1, A)
+    pipe.execute_command("EVAL", "return redis.call('incr', KEYS[1])", 1, A2)
+    pipe.execute()
+
+
+def _watched_transaction(c: redis.Redis) -> None:
+    """Atomic transactions: a WATCH, and a script over two shards last
+    (commands of one transaction on different shards run at once: their
+    entries are in the order they finished, see the README)."""
+    c.execute_command("WATCH", A)
+    pipe = c.pipeline(transaction=True)
+    pipe.execute_command("EVAL", GET, 1, A)
+    pipe.execute_command("EVAL", "return redis.call('set', KEYS[1], '1')", 1, A2)
+    pipe.execute_command("FCALL", "f", 1, A2)
+    pipe.execute()
+    pipe = c.pipeline(transaction=True)
+    pipe.execute_command("EVAL", GET, 1, A)
+    pipe.execute_command("EVAL", GET, 2, A, B)
+    pipe.execute()
+
+
+def _pipeline(c: redis.Redis) -> None:
+    sha = c.execute_command("SCRIPT", "LOAD", "return redis.call('incr', KEYS[1])")
+    pipe = c.pipeline(transaction=False)
+    for _ in range(3):
+        pipe.execute_command("EVALSHA", sha, 1, A)
+    pipe.execute_command("EVAL", GET, 1, A)
+    pipe.execute_command("EVALSHA", sha, 1, A)
+    pipe.execute()
+
+
+def _long_arguments(c: redis.Redis) -> None:
+    c.execute_command("EVAL", "return 1", 0, *[f"x{i}" for i in range(40)])
+    body = "return redis.call('get', KEYS[1]) --" + "y" * 200
+    c.execute_command("EVAL", body, 1, A, *[f"v{i}" for i in range(31)])
+    sha = c.execute_command("SCRIPT", "LOAD", body + " ")
+    c.execute_command("EVALSHA", sha, 1, B, "z" * 300)
+
+
+def _errors(c: redis.Redis) -> None:
+    c.execute_command("EVAL", "return redis.call('set', KEYS[1], 'v')", 1, "str" + A)
+    _try(c, "EVAL", "return redis.call('lpush', KEYS[1], 'x')", 1, "str" + A)
+    _try(c, "EVAL", "return redis.pcall('lpush', KEYS[1], 'x')", 1, "str" + A)
+    _try(c, "EVAL", "return redis.pcall('nosuch')", 0)
+    _try(c, "EVALSHA", "0" * 40, 0)
+    _try(c, "EVAL", GET, "x")
+    _try(c, "FCALL", "nope", 0)
+    _try(c, "FCALL", "f", "x")
+    _try(c, "EVAL", "return {err='mine'}", 0)
+
+
+def _acceptor_calls(c: redis.Redis) -> None:
+    c.execute_command("EVAL", "return redis.call('ping')", 0)
+    c.execute_command("EVAL", "redis.call('echo', 'e') return redis.call('slowlog', 'len')", 0)
+    c.execute_command("EVAL", "redis.call('publish', 'ch', 'm') return #redis.call('info', 'server')", 1, A)
+    c.execute_command("CLIENT", "SETNAME", "other")
+    c.execute_command("EVAL", "return redis.call('lastsave')", 0)
+
+
+SCENARIOS = {
+    "evalsha_twice_and_eval": _evalsha_twice_and_eval,
+    "functions": _functions,
+    "across_shards": _across_shards,
+    "transaction": _transaction,
+    "watched_transaction": _watched_transaction,
+    "pipeline": _pipeline,
+    "long_arguments": _long_arguments,
+    "errors": _errors,
+    "acceptor_calls": _acceptor_calls,
+}
+
+
+def _shape(entries: list, addr: bytes) -> list:
+    """The entries with ids as distances from the newest, no times, and
+    the client's own address as ``client``."""
+    newest = entries[0][0] if entries else 0
+    return [[newest - e[0], e[3], b"client" if e[4] == addr else e[4], e[5]] for e in entries]
+
+
+def _run(port: int, scenario) -> dict:
+    c = redis.Redis(port=port, protocol=2)
+    try:
+        c.flushall()
+        c.execute_command("SCRIPT", "FLUSH")
+        c.execute_command("FUNCTION", "FLUSH")
+        c.execute_command("FUNCTION", "LOAD", LIB)
+        c.execute_command("CLIENT", "SETNAME", "slow")
+        addr = c.execute_command("CLIENT", "INFO").split()[1].split(b"=")[1]
+        c.execute_command("CONFIG", "SET", "slowlog-log-slower-than", "0")
+        c.execute_command("SLOWLOG", "RESET")
+        scenario(c)
+        length = c.execute_command("SLOWLOG", "LEN")
+        entries = c.execute_command("SLOWLOG", "GET", "-1")
+        newest = c.execute_command("SLOWLOG", "GET", "3")
+        return {
+            "len": length,
+            "entries": _shape(entries, addr),
+            "newest": _shape(newest, addr),
+            "ids": [e[0] for e in entries] == list(range(entries[0][0], entries[0][0] - len(entries), -1)),
+        }
+    finally:
+        c.execute_command("CONFIG", "SET", "slowlog-log-slower-than", "10000")
+        c.execute_command("FUNCTION", "FLUSH")
+        c.close()
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_slowlog_of_scripts_as_redis(ports, name):
+    real = _run(ports["redis"], SCENARIOS[name])
+    ours = _run(ports["shardkv"], SCENARIOS[name])
+    assert real["ids"]  # Redis numbers its entries one by one
+    assert ours["entries"] == real["entries"]
+    assert ours == real
