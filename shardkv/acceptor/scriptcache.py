@@ -22,6 +22,10 @@ class ScriptCache:
         # commands behind one need not wait for its reply (see
         # scripting.run_script), and EVALSHA may take its shortcut.
         self.settled: set[bytes] = set()
+        # SCRIPT FLUSHes so far (here or through another acceptor): a
+        # script sent to a shard before one answers after the shard ran
+        # the flush, and it does not know the script then (see learned).
+        self.flushes = 0
 
     def knows(self, shard: int) -> set[bytes]:
         known = self.known.get(shard)
@@ -29,7 +33,16 @@ class ScriptCache:
             known = self.known[shard] = set()
         return known
 
+    def learned(self, shard: int, sha: bytes, flushes: int) -> None:
+        """``shard`` compiled the script ``sha``, sent to it when
+        :attr:`flushes` was ``flushes``: it knows the script, unless a
+        SCRIPT FLUSH came since (the shard ran it after the script, or
+        runs it still), and it is sent with its body next time."""
+        if flushes == self.flushes:
+            self.knows(shard).add(sha)
+
     def flush(self) -> None:
+        self.flushes += 1
         self.bodies.clear()
         self.known.clear()
         self.escaping.clear()

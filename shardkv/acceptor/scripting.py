@@ -471,6 +471,7 @@ class _ShardReply:
         "name",
         "user_arg",
         "waits",
+        "flushes",
     )
 
     def __init__(
@@ -503,6 +504,7 @@ class _ShardReply:
         self.keys = keys
         self.rest = rest
         self.hold: monitor.Hold | None = None  # MONITOR's place for its [lua] lines
+        self.flushes = CACHE.flushes  # as it is sent (ScriptCache.learned)
 
     @property
     def busy_slot(self) -> Slot:
@@ -531,7 +533,7 @@ class _ShardReply:
             if body.startswith(CROSS_MARKER):
                 CACHE.settled.discard(self.sha)
                 everything, extra, written = _parse_marker(body)
-                CACHE.knows(self.shard).add(self.sha)
+                CACHE.learned(self.shard, self.sha, self.flushes)
                 self.slot.shard = None  # it runs across shards: the acceptor logs it
                 retry = _Retry(
                     self.client,
@@ -557,9 +559,9 @@ class _ShardReply:
             elif body.startswith(b"-NOSCRIPT"):
                 CACHE.knows(self.shard).discard(self.sha)
             else:
-                CACHE.knows(self.shard).add(self.sha)
+                CACHE.learned(self.shard, self.sha, self.flushes)
         else:
-            CACHE.knows(self.shard).add(self.sha)
+            CACHE.learned(self.shard, self.sha, self.flushes)
         if self.user_arg:
             script_done(self.client, self.user_arg)
         self.slot.deliver(body)
@@ -780,18 +782,19 @@ def script_command(client: Client, args: list[bytes]) -> None:
 class _Loaded:
     """SCRIPT LOAD's reply from the shard that compiled the script."""
 
-    __slots__ = ("slot", "sha", "body", "shard")
+    __slots__ = ("slot", "sha", "body", "shard", "flushes")
 
     def __init__(self, slot: Slot, sha: bytes, body: bytes, shard: int) -> None:
         self.slot = slot
         self.sha = sha
         self.body = body
         self.shard = shard
+        self.flushes = CACHE.flushes  # as it is sent: a SCRIPT FLUSH since came after it
 
     def deliver(self, body: bytes) -> None:
-        if body[:1] != b"-":
+        if body[:1] != b"-" and self.flushes == CACHE.flushes:
             CACHE.bodies[self.sha] = self.body
-            CACHE.knows(self.shard).add(self.sha)
+            CACHE.learned(self.shard, self.sha, self.flushes)
             server_bus = self.slot.client.server.bus
             if server_bus is not None:  # every acceptor's cache has it before the reply
                 slot = self.slot
