@@ -17,6 +17,18 @@ verb), and any command while something the entry does not cover is on for
 the batch (maxmemory, keyspace events, -MISCONF, a script's counters):
 :meth:`Shard.plain_table` says so once per batch, and again after any
 entry that took the other path.
+
+*Inline* commands: the commonest plain commands (GET, SET key value,
+INCR, DECR) are run by ``run_batch`` itself, without a call of their
+handler, when the key is in the state their handler's fast case
+handles: GET and INCR/DECR of a ``bytes`` string (that INCR/DECR can
+add to), with no deadline or one not yet passed, and SET with no
+options.  What those handlers (and :meth:`Keyspace.lookup` and
+:meth:`Keyspace.store`) do then, ``run_batch`` does: the same store,
+access clock, keyspace hit and WATCH version.  Anything else (a missing
+key, another type, a passed deadline, a string changed in place, an
+error) goes to the handler, which sees the key as it was: the inline
+path changes nothing before it knows it applies.
 """
 
 from __future__ import annotations
@@ -25,6 +37,12 @@ from shardkv.protocol import commands
 from shardkv.runtime.cmdstats import Stats
 from shardkv.worker.handlers import BLOCKING, Handler, find
 from shardkv.worker.persistence import aof
+
+# Plain.inline: how run_batch runs the command itself (see above); 0: its handler.
+GET = 1
+SET = 2
+INCR = 3  # INCR and DECR: Plain.step is +1 or -1
+INLINE = {b"get": (GET, 0), b"set": (SET, 0), b"incr": (INCR, 1), b"decr": (INCR, -1)}
 
 # Names as sent, past which a shard keeps no more entries (a client that
 # spells commands in ever new cases gets the other path, as by_bytes does).
@@ -37,17 +55,20 @@ class Plain:
     commandstats ``row`` and that row's pending ``times`` (see
     :class:`~shardkv.runtime.cmdstats.Stats`), and whether it ``logs``:
     a write, which :meth:`Persistence.record` counts in ``dirty`` and
-    logs to the AOF (for a read it would return at once)."""
+    logs to the AOF (for a read it would return at once); ``inline``
+    (and ``step``), how ``run_batch`` runs it itself (see above)."""
 
-    __slots__ = ("handler", "reads", "writes", "row", "times", "logs")
+    __slots__ = ("handler", "reads", "writes", "row", "times", "logs", "inline", "step")
 
-    def __init__(self, handler: Handler, row: list, logs: bool) -> None:
+    def __init__(self, handler: Handler, row: list, logs: bool, inline: int = 0, step: int = 0) -> None:
         self.handler = handler
         self.reads: bool = handler.reads  # type: ignore[attr-defined]
         self.writes: bool = handler.writes  # type: ignore[attr-defined]
         self.row = row
         self.times: list[int] = row[5]
         self.logs = logs
+        self.inline = inline
+        self.step = step
 
 
 def entry(name: bytes, stats: Stats, persisting: bool) -> Plain | None:
@@ -63,4 +84,5 @@ def entry(name: bytes, stats: Stats, persisting: bool) -> Plain | None:
     row = stats.by_bytes.get(name) or stats.row_of([name])
     if type(row[5]) is not list:  # a row the acceptor counts (see Stats.row_of)
         return None
-    return Plain(handler, row, persisting and aof.classify(name) is not aof.READ)
+    inline, step = INLINE.get(name.lower(), (0, 0))
+    return Plain(handler, row, persisting and aof.classify(name) is not aof.READ, inline, step)

@@ -39,16 +39,18 @@ frame later, and ``X`` frames cancel it: see :mod:`shardkv.worker.blocking`.
 from __future__ import annotations
 
 import logging
+from binascii import crc_hqx
 from collections.abc import Callable
 from operator import length_hint
 from time import perf_counter_ns
 from typing import Any, Literal, cast
 
 from shardkv.protocol import commands, errors, wire
+from shardkv.protocol.args import LLONG_MAX, LLONG_MIN
 from shardkv.protocol.decisions import op_coordinator
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import BIG_ARRAY, OK, Error, encode, encode_bulk_strings
-from shardkv.protocol.router import SLOTS, slot_range
+from shardkv.protocol.router import LBRACE, SLOTS, key_slot, slot_range
 from shardkv.protocol.wire import Verb
 from shardkv.runtime import faultpoints
 from shardkv.runtime.cmdstats import LUA_CLIENT_ADDR, ScriptTimes, Stats, called_name, stat_name
@@ -425,8 +427,10 @@ class Shard:
         encoding, so it holds its own share of the batch's work (as
         Redis's time of a command holds the writing of its reply into the
         client's buffer) and the times of a batch's plain commands add up
-        to the batch's.  Any other entry runs in :meth:`execute`, which
-        times its handler alone."""
+        to the batch's.  GET, SET key value, INCR and DECR, in their
+        handlers' usual case, run here without a call of their handler
+        (see :mod:`shardkv.worker.plain`).  Any other entry runs in
+        :meth:`execute`, which times its handler alone."""
         items = wire.decode_batch(payload)
         if self.persistence is not None and self.persistence.closed:
             return self._refuse(items)  # SHUTDOWN has saved: nothing may change now
@@ -461,6 +465,7 @@ class Shard:
         flag_resp3 = wire.FLAG_RESP3
         last = perf_counter_ns()  # where the next plain command's time begins
         sent = 0  # when a plain command's streamed reply began to go (not timed)
+        body: bytes | None  # an entry's reply (None: streamed)
         for header, args in zip(entries, entries, strict=True):
             if writer is not None:
                 logged_before = len(writer.buf)
@@ -482,23 +487,71 @@ class Shard:
                         entry = self._learn(args[0])
                     if entry and entry.writes and persistence is not None and persistence.misconf is not None:
                         entry = False  # -MISCONF: execute refuses it
+                    body = _BY_HANDLER  # (bytes once made, None if streamed)
                     if entry:  # a plain command: execute's work, inline (see plain)
-                        ks.counting = entry.reads
-                        try:
-                            value = entry.handler(ks, args)
-                        except CommandError as e:
-                            value = Error(e.message)
-                        except Exception:  # a bug must not take the shard down
-                            log.exception("shard %d: command %r failed", self.index, args[0])
-                            value = Error(errors.INTERNAL % args[0].decode("latin-1"))
-                        finally:
-                            ks.counting = False
-                        if type(value) is Error:
-                            entry.row[3] += 1
-                            stats.error(value.message)
-                        elif ks.unchanged:
-                            ks.unchanged = False
-                        elif entry.logs:  # a write (with -MISCONF on, see below)
+                        inline = entry.inline
+                        if inline:  # GET, SET, INCR: its handler's usual case, inline (see plain)
+                            key = args[1]
+                            slot = key_slot(key) if LBRACE in key else crc_hqx(key, 0) & 16383
+                            exp = ks.expires[slot]
+                            if inline is _SET:  # set_ and Keyspace.store
+                                if len(args) == 3:
+                                    ks.data[slot][key] = args[2]
+                                    ks.clocks[key] = ks.now
+                                    if exp and exp.pop(key, None) is not None:
+                                        ks.nvolatile -= 1
+                                    watched = ks.watched
+                                    if watched and key in watched:
+                                        watched[key] += 1
+                                    value = OK
+                                    body = OK_REPLY
+                            elif not exp or key not in exp or exp[key] > ks.now:  # Keyspace.lookup
+                                value = ks.data[slot].get(key)
+                                if type(value) is not bytes:
+                                    pass  # missing, or not a string the handler can read as it is
+                                elif inline is _GET:  # get
+                                    n = len(value)
+                                    if n < 1024:  # (a longer one: its reply as the handler's)
+                                        ks.clocks[key] = ks.now
+                                        ks.hits += 1
+                                        body = BULK_LINES[n] + value + b"\r\n"
+                                elif len(value) <= 20:  # _incr, by entry.step (+1 or -1)
+                                    try:
+                                        current = int(value)
+                                    except ValueError:
+                                        current = LLONG_MAX  # (the handler's error)
+                                    # (the limits themselves: the handler's error, or its sum)
+                                    if LLONG_MIN < current < LLONG_MAX and b"%d" % current == value:
+                                        value = current + entry.step
+                                        ks.data[slot][key] = b"%d" % value
+                                        ks.clocks[key] = ks.now
+                                        watched = ks.watched
+                                        if watched and key in watched:
+                                            watched[key] += 1
+                                        body = b":%d\r\n" % value
+                        if body is _BY_HANDLER:
+                            ks.counting = entry.reads
+                            try:
+                                value = entry.handler(ks, args)
+                            except CommandError as e:
+                                value = Error(e.message)
+                            except Exception:  # a bug must not take the shard down
+                                log.exception("shard %d: command %r failed", self.index, args[0])
+                                value = Error(errors.INTERNAL % args[0].decode("latin-1"))
+                            finally:
+                                ks.counting = False
+                            if type(value) is Error:
+                                entry.row[3] += 1
+                                stats.error(value.message)
+                                logs = False
+                            elif ks.unchanged:
+                                ks.unchanged = False
+                                logs = False
+                            else:
+                                logs = entry.logs
+                        else:
+                            logs = entry.logs
+                        if logs:  # a write (with -MISCONF on, see below)
                             if (
                                 persistence is not None
                                 and persistence.aof is None
@@ -516,7 +569,9 @@ class Shard:
                     # The replies of GET, SET, INCR... as encode makes them,
                     # inline (+OK, the null reply and an integer are too
                     # short to stream).
-                    if value is OK:
+                    if body is not _BY_HANDLER:
+                        pass  # made inline
+                    elif value is OK:
                         body = OK_REPLY
                     elif type(value) is bytes:
                         n = len(value)
@@ -1407,6 +1462,11 @@ class Shard:
         for hook in self.acceptor_lost_hooks:
             hook(pipe)
 
+
+# run_batch's reply of a plain command not made yet: its handler must
+# run (see plain), or its value be encoded.
+_BY_HANDLER = cast(bytes, object())
+_GET, _SET = plain.GET, plain.SET
 
 # run_batch's lookup of a plain entry while none may run (plain_table is
 # None): False, not a plain command, for every name.

@@ -100,3 +100,67 @@ def test_a_plain_write_under_misconf_is_refused_as_execute_refuses_it(tmp_path, 
     assert replies == [b"$1\r\nv\r\n", b"-MISCONF the disk is full\r\n", b"$1\r\nv\r\n"]
     calls, _, rejected, failed = shard.stats.report()[0]["set"][:4]
     assert (calls, rejected, failed) == (1, 1, 0)
+
+
+# GET, SET key value, INCR and DECR run inline in run_batch in their
+# handlers' usual case, and through the handler otherwise: TTLs alive and
+# passed, strings changed in place (APPEND's bytearray), integers at and
+# past the limits or spelled as Redis does not take them, other types,
+# missing keys, hash tags, WATCHed keys, names in any case.
+INLINE_BATCHES = [
+    [[b"SET", b"a", b"1"], [wire.Verb.WATCH, b"a", b"b"], [b"INCR", b"a"], [b"DECR", b"a"], [b"GET", b"a"]],
+    [[b"SET", b"a", b"5"], [b"sEt", b"b", b"x"], [b"Get", b"b"], [b"incr", b"nope"], [b"decr", b"nope2"]],
+    [
+        [b"SET", b"t", b"10", b"EX", b"100"],
+        [b"INCR", b"t"],
+        [b"GET", b"t"],
+        [b"SET", b"u", b"1", b"PX", b"50"],
+    ],
+    [[b"GET", b"t"], [b"INCR", b"t"], [b"GET", b"u"], [b"INCR", b"u"], [b"SET", b"t", b"new"]],
+    [[b"SET", b"n", b"9223372036854775806"], [b"INCR", b"n"], [b"INCR", b"n"], [b"DECR", b"n"]],
+    [[b"SET", b"m", b"-9223372036854775808"], [b"DECR", b"m"], [b"INCR", b"m"], [b"DECR", b"m"]],
+    [[b"SET", b"z", b"-9223372036854775809"], [b"INCR", b"z"], [b"SET", b"z", b"99999999999999999999"]],
+    [[b"INCR", b"z"], [b"SET", b"z", b"123456789012345678901"], [b"INCR", b"z"], [b"SET", b"z", b" 1"]],
+    [[b"INCR", b"z"], [b"SET", b"z", b"01"], [b"INCR", b"z"], [b"SET", b"z", b"-0"], [b"INCR", b"z"]],
+    [[b"SET", b"z", b"1_0"], [b"INCR", b"z"], [b"SET", b"z", b"+1"], [b"DECR", b"z"], [b"SET", b"z", b"abc"]],
+    [[b"INCR", b"z"], [b"SET", b"s", b"ab"], [b"APPEND", b"s", b"c"], [b"GET", b"s"], [b"GET", b"s"]],
+    [[b"SET", b"i", b"7"], [b"APPEND", b"i", b"0"], [b"INCR", b"i"], [b"INCR", b"i"], [b"GET", b"i"]],
+    [[b"HSET", b"h", b"f", b"v"], [b"GET", b"h"], [b"INCR", b"h"], [b"SET", b"h", b"1"], [b"INCR", b"h"]],
+    [[b"SET", b"{t}a", b"1"], [b"GET", b"{t}a"], [b"INCR", b"{t}a"], [b"GET", b"{t}b"], [b"SET", b"", b""]],
+    [[b"GET", b""], [b"INCR", b""], [b"SET", b"a", b"x" * 2000], [b"GET", b"a"], [b"SET", b"w", b"1", b"XX"]],
+]
+
+
+def _run_inline(shard: Shard) -> tuple:
+    clock = shard.keyspace.clock
+    replies = []
+    for i, cmds in enumerate(INLINE_BATCHES):
+        replies.append(wire.decode_replies(shard.run_batch(_batch(*cmds))))
+        if i == 2:
+            clock.advance(60)  # type: ignore[attr-defined]  # u's deadline passes, t's does not
+        if i == 3:
+            clock.advance(200_000)
+    ks = shard.keyspace
+    report = shard.stats.report()
+    calls = {name: (row[0], row[2], row[3]) for name, row in report[0].items()}
+    persistence = shard.persistence
+    assert persistence is not None
+    logged = b"".join(persistence.aof.buf) if persistence.aof is not None else b""
+    data = {k: (type(v), bytes(v)) for d in ks.data for k, v in d.items()}
+    expires = {k: t for d in ks.expires for k, t in d.items()}
+    state = (data, expires, ks.nvolatile, dict(ks.watched), dict(ks.clocks))
+    return replies, calls, report[1], report[2], ks.hits, ks.misses, persistence.dirty, logged, state
+
+
+@pytest.mark.parametrize("appendonly", [False, True])
+def test_inline_commands_do_what_their_handlers_do(tmp_path, appendonly):
+    inline = _run_inline(_shard(tmp_path / "plain", True, appendonly))
+    through_execute = _run_inline(_shard(tmp_path / "execute", False, appendonly))
+    assert inline == through_execute
+    replies, calls = inline[0], inline[1]
+    assert replies[0][2:] == [b":2\r\n", b":1\r\n", b"$1\r\n1\r\n"]
+    assert replies[3][:2] == [b"$2\r\n11\r\n", b":12\r\n"]  # t lives on; u has gone
+    overflow = b"-ERR increment or decrement would overflow\r\n"
+    assert replies[4][1:] == [b":9223372036854775807\r\n", overflow, b":9223372036854775806\r\n"]
+    assert inline[8][3] == {b"a": 4, b"b": 1}  # each change of a WATCHed key counted
+    assert calls["incr"][0] > 10
