@@ -109,10 +109,11 @@ def main() -> None:
             print(turn([make(keys[1])])[0])
         return
     make = kinds[kind]
-    # A script's first run makes its client wait for the reply (it may
-    # escape, see acceptor.scripting.SETTLING), and the commands behind it
-    # run from the loop, which this set-up does not run: one run alone
-    # first, as every later run is one of a settled script.
+    # A script makes its client wait for the reply (it may escape, see
+    # acceptor.state.SCRIPTS), and the commands behind it run from the
+    # loop, which this set-up does not run, but EVALSHAs that take the
+    # shortcut behind one that did: one run alone first, as the shortcut
+    # is for settled scripts.
     turn([make(keys[0])])
     cmds = [make(k) for k in keys]
     per = CLIENTS * PIPELINE

@@ -18,9 +18,8 @@ class ScriptCache:
         # undeclared keys they used).
         self.escaping: dict[bytes, tuple[int, list]] = {}
         # Scripts (and ``f:``-named functions) whose last run here ended
-        # without needing more shards than it was sent to: a client's
-        # commands behind one need not wait for its reply (see
-        # scripting.run_script), and EVALSHA may take its shortcut.
+        # without needing more shards than it was sent to: EVALSHA may take
+        # its shortcut (see scripting.evalsha_fast).
         self.settled: set[bytes] = set()
         # SCRIPT FLUSHes so far (here or through another acceptor): a
         # script sent to a shard before one answers after the shard ran

@@ -23,14 +23,16 @@ Where a script runs (see the README's architecture notes):
   keys, for the second kind), and remembers that the script escapes, so
   that its later runs go there at once.
 
-A client's commands behind a script run after it, as in Redis, though the
-acceptor sends them as it reads them: until a script has run to its end
-on this acceptor without escaping (``CACHE.settled``: not yet run here,
-or escaped last time), its client waits (:data:`SETTLING`) for its reply,
-which comes after its run again if it escapes, so that what the client
-sent behind it, on any shard, runs after the script's writes.  Behind a
-settled script nothing waits: it may still escape (other arguments), and
-then what its client pipelined behind it may run first (see the README).
+A client's commands behind a script run after it, as in Redis: any
+script may escape (one that has run to its end here without escaping,
+``CACHE.settled``, too: other arguments, other data, a function replaced
+through another acceptor), so its client waits
+(:data:`~shardkv.acceptor.state.SCRIPTS`) for its reply, which comes after
+its run again if it escapes, and what the client sent behind it, on any
+shard, runs after the script's writes; inside EXEC too, for what the
+client sends after the EXEC.  Only EVALSHAs that take the shortcut
+(:func:`evalsha_fast`) go on behind a script that did, so that a client
+pipelining them sends them as they come (see the README).
 """
 
 from __future__ import annotations
@@ -65,7 +67,6 @@ from shardkv.protocol.wire import Verb
 from shardkv.runtime.cmdstats import stat_name
 
 CROSS_MARKER = b"-SHARDKV-CROSS"
-SETTLING = -13  # a client's blocked_token while its unsettled script has not answered
 # The first bytes of a script's reply that _ScriptSlot looks into: an error,
 # or an aggregate that may hold one.
 _NOT_PLAIN = frozenset((b"-", b"*", b"%", b"~"))
@@ -174,6 +175,8 @@ def evalsha_fast(client: Client, args: list[bytes], raw: bytes, header: bytes) -
             return False
     known = CACHE.known.get(shard)
     if known is None or sha not in known:
+        return False
+    if not client.state.script_sent():  # (never: nothing else holds a client that runs one)
         return False
     slot = _new_slot(_ScriptSlot)  # _ScriptSlot(client, args), without the call
     slot.client = client
@@ -303,6 +306,13 @@ class _ScriptSlot(Slot):
         if not client.dirty:
             client.dirty = True
             client.server.dirty_clients.append(client)
+        if client.state.script_answered() and client.waiting():
+            client.server.loop.call_soon(client.resume)  # type: ignore[union-attr]
+
+    def busy_refused(self) -> None:
+        """The worker refused it with ``-BUSY`` (ShardLink._refused
+        answered it): what the client sent behind it may run."""
+        _answered(self.client)
 
     def _error(self, body: bytes) -> None:
         args = self.args()
@@ -325,11 +335,19 @@ class _ScriptSlot(Slot):
         self.client.server.stats._row(stat_name(args))[3] += 1
         self._note()
         Slot.deliver(self, body)
+        _answered(self.client)
 
     def _note(self) -> None:
         """Its shard logged it, maybe: who called it (slowlog.note_script)."""
         args = self.args()
         slowlog.note_script(self.client, _keys_shard(self.client.server, args), args, args, self.start)
+
+
+def _answered(client: Client) -> None:
+    """A script the client's later commands wait for answered (see
+    ``ClientState.script_sent``): they run once none is left on its way."""
+    if client.state.script_answered() and client.waiting():
+        client.server.loop.call_soon(client.resume)  # type: ignore[union-attr]
 
 
 class _Plain:
@@ -346,6 +364,7 @@ class _Plain:
             slot.client.server.stats._row(stat_name(slot.args()))[3] += 1
         slowlog.log_script(slot.client, slot.args(), slot.start)  # (it ran across shards)
         Slot.deliver(slot, body)
+        _answered(slot.client)
 
 
 def run_script(
@@ -364,15 +383,12 @@ def run_script(
     the client's command, whose failed_calls count a failure, ``called``
     its arguments.
 
-    A script not :attr:`~ScriptCache.settled` may escape: its client's
-    later commands wait for its reply (not inside EXEC, whose commands are
-    all on their way already; nor behind another wait, which holds them)."""
+    Any script may escape: its client's later commands wait for its reply
+    (inside EXEC, those sent after the EXEC; not behind another wait,
+    which holds them)."""
     server = client.server
     shard_of = server.shard_of
-    state = client.state
-    waits = sha not in CACHE.settled and not state.in_exec and not state.blocked_token
-    if waits:
-        state.block(SETTLING, shown=False)  # no Redis client waits so
+    waits = client.state.script_sent()  # no Redis client waits so (not shown)
     escaping = CACHE.escaping.get(sha)
     if escaping is None:
         shard = shard_of(keys[0]) if keys else 0
@@ -390,15 +406,15 @@ def run_script(
 
 
 def _settled(client: Client, sha: bytes, ran: bool = True) -> None:
-    """A script that made its client wait (:data:`SETTLING`) answered, its
-    last run (if it ``ran``) not escaping: later runs need not make their
-    clients wait (an escape forgets that); run what the client sent behind it.
+    """A script that made its client wait (``state.SCRIPTS``) answered, its
+    last run (if it ``ran``) not escaping: an EVALSHA of it may take the
+    shortcut (an escape forgets that); run what the client sent behind it.
     An error reply settles nothing: a function not found (or refused, or
     failing before its calls) may still escape once it runs, and a name
     that never ran must not stay remembered."""
     if ran and (sha in CACHE.bodies or sha[:2] == b"f:"):
         CACHE.settled.add(sha)
-    if client.state.unblock(SETTLING):
+    if client.state.script_answered():
         if client.waiting():
             client.server.loop.call_soon(client.resume)  # type: ignore[union-attr]
         elif client.pending and not client.closed:

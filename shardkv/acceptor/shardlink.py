@@ -367,8 +367,11 @@ class ShardLink:
             else:
                 kept.append(_DROPPED)
                 Slot.deliver(refused, busy)  # not a subclass's: no script reply to count
-                if queued is not refused:  # a script's reply on its way (busy_slot): it will not run
-                    queued.busy_refused()
+                # A script's reply on its way (busy_slot, or an EVALSHA's
+                # shortcut slot): it will not run.
+                busy_refused = getattr(queued, "busy_refused", None)
+                if busy_refused is not None:
+                    busy_refused()
                 unseen = getattr(refused, "unseen", None)
                 if unseen is not None:  # a monitor.LineSlot: no MONITOR line, as in Redis
                     unseen()

@@ -18,7 +18,8 @@ watching keys      ``watching`` ((db, key) -> version)          WATCH, UNWATCH, 
 subscribed         ``channels``, ``patterns``                  (P)(UN)SUBSCRIBE, RESET
 blocked            ``blocked_token``, ``held`` (the commands   BLPOP..., CLIENT PAUSE,
                    that came meanwhile), ``blocked_shown``     their end; shown once
-                   (counted as blocked)                        its shards say it waits
+                   (counted as blocked), ``scripts`` (those    its shards say it waits;
+                   of :data:`SCRIPTS` on their way)            a script, its reply
 reply mode         ``reply_mode``                              CLIENT REPLY
 monitoring         ``monitoring``                              MONITOR, RESET
 in EXEC            ``in_exec``, ``exec_size``                  EXEC running its queue
@@ -47,6 +48,10 @@ REPLY_ON, REPLY_OFF, REPLY_SKIP_NEXT, REPLY_SKIP = 0, 1, 2, 3
 # scripts (shardkv.acceptor.pubsub); here, as dispatch must tell it too:
 # such a command's MONITOR line goes when it runs, not when it is routed.
 AFTER_SCRIPTS = -8
+# A client's blocked_token while scripts it sent may yet escape (run again
+# across shards, shardkv.acceptor.scripting): what it sent behind them
+# waits for their replies, as Redis runs them after the scripts.
+SCRIPTS = -13
 
 
 class ClientState:
@@ -63,6 +68,7 @@ class ClientState:
         "patterns",
         "blocked_token",
         "blocked_shown",
+        "scripts",
         "held",
         "reply_mode",
         "monitoring",
@@ -95,6 +101,9 @@ class ClientState:
         # Whether the wait counts as blocked where Redis shows it (INFO's
         # blocked_clients, CLIENT LIST's "b"): see ``blocked``.
         self.blocked_shown = False
+        # The scripts on their way whose replies the client's later commands
+        # wait for (SCRIPTS, see script_sent).
+        self.scripts = 0
         self.held: list = []
         self.reply_mode = REPLY_ON
         self.monitoring = False
@@ -246,6 +255,27 @@ class ClientState:
             return False
         self.blocked_token = 0
         self.blocked_shown = False
+        return True
+
+    def script_sent(self) -> bool:
+        """A script the client sent may escape: its later commands wait for
+        its reply (:data:`SCRIPTS`), and for those of the others on their
+        way.  False, and nothing waits for it, while the client waits for
+        something else (that wait holds them)."""
+        token = self.blocked_token
+        if token and token != SCRIPTS:
+            return False
+        self.blocked_token = SCRIPTS
+        self.scripts += 1
+        return True
+
+    def script_answered(self) -> bool:
+        """A script of :meth:`script_sent` answered (after its run again if
+        it escaped); True when that ended the wait."""
+        self.scripts -= 1
+        if self.scripts or self.blocked_token != SCRIPTS:
+            return False
+        self.blocked_token = 0
         return True
 
     def hold(self, commands: Iterable) -> None:

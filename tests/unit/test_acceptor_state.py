@@ -7,7 +7,7 @@ import ast
 import pathlib
 
 import shardkv.acceptor
-from shardkv.acceptor.state import REPLY_OFF, REPLY_ON, ClientState
+from shardkv.acceptor.state import REPLY_OFF, REPLY_ON, SCRIPTS, ClientState
 from shardkv.protocol import acl
 from shardkv.protocol.resp import RequestParser
 
@@ -114,6 +114,16 @@ def test_transitions() -> None:
     state.block(-2, shown=False)
     assert state.blocked_token == -2 and not state.blocked
     assert state.unblock(-2) and not state.blocked
+
+    # Scripts that may escape: the client's later commands wait for the last
+    # one's reply; not while it waits for something else.
+    assert state.script_sent() and state.script_sent()
+    assert state.blocked_token == SCRIPTS and not state.blocked
+    assert not state.script_answered() and state.blocked_token == SCRIPTS
+    assert state.script_answered() and not state.blocked_token
+    state.block(-2, shown=False)
+    assert not state.script_sent() and state.blocked_token == -2
+    assert state.unblock(-2)
 
     state.set_reply_mode(REPLY_OFF)
     assert state.reply_mode == REPLY_OFF
