@@ -14,6 +14,7 @@ acceptor and with two.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -190,3 +191,35 @@ def test_a_set_pipelined_behind_an_exec_with_an_escaping_script_runs_after_it(se
     ]
     got = _same_in_multi(servers, commands)
     assert got[-2:] == [b"$1\r\nz\r\n", b"$1\r\ny\r\n"]
+
+
+# Spins a second on its shard (OWN's), reading TIME.
+BUSY = (
+    "local t = redis.call('time')\nlocal start = t[1] * 1000000 + t[2]\nwhile true do\n"
+    "  local now = redis.call('time')\n  if now[1] * 1000000 + now[2] - start > 1000000 then break end\n"
+    "end\nreturn 1"
+)
+
+
+def _behind_a_busy_script(port: int, acceptors: int) -> list:
+    """An EVALSHA (taking the shortcut in shardkv) and a GET pipelined while
+    another client's script runs, before busy-reply-threshold: Redis
+    reads them at the threshold and answers both ``-BUSY``."""
+    with _connect(port, acceptors) as runner, _connect(port, acceptors) as c:
+        runner.command("FLUSHALL")
+        runner.command("CONFIG", "SET", "busy-reply-threshold", "500")
+        sha = c.command("SCRIPT", "LOAD", "return redis.call('get', KEYS[1])").decode()  # type: ignore[union-attr]
+        assert c.call("EVALSHA", sha, "1", OWN) == b"$-1\r\n"  # (settled: the next one takes the shortcut)
+        runner.send("EVAL", BUSY, "1", OWN)
+        time.sleep(0.1)  # the script runs, not busy yet
+        replies = _send(c, [["EVALSHA", sha, "1", OWN], ["GET", OWN]])
+        got = [runner.read(), *(r.split(b" ")[0] for r in replies)]
+        runner.command("CONFIG", "SET", "busy-reply-threshold", "5000")
+    return got
+
+
+def test_a_shortcut_refused_busy_lets_the_commands_behind_it_run(servers):
+    real, ours, acceptors = servers
+    expected = _behind_a_busy_script(real, 1)
+    assert expected == [b":1\r\n", b"-BUSY", b"-BUSY"]
+    assert _behind_a_busy_script(ours, acceptors) == expected
