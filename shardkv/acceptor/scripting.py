@@ -574,6 +574,8 @@ class _ShardReply:
                 CACHE.settled.discard(self.sha)
             elif body.startswith(b"-NOSCRIPT"):
                 CACHE.knows(self.shard).discard(self.sha)
+                self._send_body()
+                return
             else:
                 CACHE.learned(self.shard, self.sha, self.flushes)
         else:
@@ -583,6 +585,35 @@ class _ShardReply:
         self.slot.deliver(body)
         if self.waits:
             _settled(self.client, self.sha, ran=body[:1] not in (b"-", b"!"))
+
+    def _send_body(self) -> None:
+        """The shard did not know the script sent by its SHA1: it ran
+        another acceptor's SCRIPT FLUSH after the script's earlier reply
+        had said that it knew it (its pipes are read in turn).  The
+        acceptor has the body, and Redis answers no -NOSCRIPT to EVAL (nor
+        to EVALSHA of a cached script): the script goes again, with its
+        body (behind what its client sent after it, if it did not wait)."""
+        client = self.client
+        command = [
+            b"eval_ro" if self.ro else b"eval",
+            self.body,
+            b"%d" % len(self.keys),
+            *self.keys,
+            *self.rest,
+        ]
+        flags = wire.FLAG_AS_EVALSHA if self.name.startswith("evalsha") else 0
+        if isinstance(self.slot, _ScriptResult):
+            self.slot.sent = command  # as the shard logs it
+        if self.user_arg:
+            flags |= wire.FLAG_ACL
+            command = [*command, self.user_arg]
+        if client.server.monitors:
+            flags |= wire.FLAG_MONITOR
+            _MONITORED.setdefault(self.shard, deque()).append(self)
+            monitor.expect_lines(client, self)
+        header = wire.entry_header(flags | (wire.FLAG_RESP3 if client.resp3 else 0), db=self.db)
+        self.flushes = CACHE.flushes
+        client.server.links[self.shard].send(header, encode_command(command), self)
 
 
 def script_user(client: Client, name: str) -> bytes:

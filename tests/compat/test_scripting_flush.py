@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.acceptors import pair_on
+from tests.support.acceptors import client_on, pair_on
 from tests.support.resp import ErrorReply, RespClient
 from tests.support.servers import ServerProcess, start_redis, start_shardkv
 
@@ -135,4 +135,33 @@ def test_eval_after_another_acceptors_flush_during_its_script(servers):
     b.close()
     with pair_on(servers["k2"].port) as pair:
         got = run(*pair)
+    assert got == expected, f"redis replied {expected!r}, shardkv replied {got!r}"
+
+
+def test_eval_after_another_acceptors_flush_that_its_shard_runs_late(servers):
+    """At K=2, acceptor 1's SCRIPT FLUSH waits at the shard behind a
+    script of its own, while acceptor 0 (flushed already) sends a script
+    with its body: the shard reads its pipes in turn, and may compile it
+    before it runs the flush; the script's next EVAL must not answer
+    -NOSCRIPT."""
+
+    def run(a: RespClient, b1: RespClient, b2: RespClient) -> list:
+        out = _pipe(a, ("SCRIPT", "FLUSH"), ("EVAL", "return 1", 0))
+        b1.send("EVAL", SLOW, 0)
+        time.sleep(0.02)  # the slow script runs (not a condition of the outcome)
+        out += _pipe(b2, ("SCRIPT", "FLUSH"))
+        a.send("EVAL", "return 1", 0)
+        out.append(_norm(b1.read_reply()))
+        out.append(_norm(a.read_reply()))
+        out += _pipe(a, ("EVAL", "return 1", 0), ("EVAL", "return 1", 0))
+        return out
+
+    real = servers["redis"].port
+    clients = [RespClient(real) for _ in range(3)]
+    expected = run(*clients)
+    port = servers["k2"].port
+    ours = [client_on(port, 0), client_on(port, 1), client_on(port, 1)]
+    got = run(*ours)
+    for c in clients + ours:
+        c.close()
     assert got == expected, f"redis replied {expected!r}, shardkv replied {got!r}"
