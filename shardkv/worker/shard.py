@@ -389,7 +389,9 @@ class Shard:
     def plain_table(self) -> dict[bytes, plain.Plain | Literal[False]] | None:
         """The plain commands' entries (see :mod:`shardkv.worker.plain`), or
         None while something they leave out is on: maxmemory (eviction and
-        OOM), keyspace events of writes, a shutdown, a script's counters in
+        OOM), an LFU policy (the inline GET/SET/INCR/DECR write an LRU
+        stamp, not the LFU counter of :mod:`shardkv.worker.access`),
+        keyspace events of writes, a shutdown, a script's counters in
         place of the shard's.  Asked once per batch, and again after each
         internal verb (``__config``, ``__resetstat``, a shutdown) and each
         parked operation, the only entries that change those (a script
@@ -398,7 +400,7 @@ class Shard:
         each plain write."""
         ks = self.keyspace
         stats = self.stats
-        if stats is not self.home_stats or ks.memory is not None or ks.noting or not self.timing:
+        if stats is not self.home_stats or ks.memory is not None or ks.lfu or ks.noting or not self.timing:
             return None
         persistence = self.persistence
         if persistence is not None and persistence.closed:

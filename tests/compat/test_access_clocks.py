@@ -126,6 +126,27 @@ def test_freq_counts_accesses(lfu):
         compare("OBJECT", "FREQ", key)
 
 
+def test_freq_counts_pipelined_accesses(lfu):
+    """A pipeline's GET, SET, INCR and DECR (a worker may run them inline,
+    outside their handlers) count as single commands do."""
+    compare = lfu
+    replies = []
+    for c in (compare.real, compare.ours):
+        pipe = c.pipeline(transaction=False)
+        for i in range(4):
+            pipe.set(f"k{i}", "some value")
+            pipe.get(f"k{i}")
+            pipe.set(f"n{i}", "12345678901")
+            pipe.incr(f"n{i}")
+            pipe.decr(f"n{i}")
+            pipe.get(f"k{i}")
+        for i in range(4):
+            pipe.object("FREQ", f"k{i}")
+            pipe.object("FREQ", f"n{i}")
+        replies.append(pipe.execute())
+    assert replies[1] == replies[0]
+
+
 # Commands that look their key up and then write it: Redis counts the lookup
 # and keeps the counter when it changes the value in place or overwrites it
 # (dbOverwrite), one access; SET looks the key up once more with GET, and
