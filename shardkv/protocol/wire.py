@@ -347,21 +347,8 @@ _END = object()
 
 
 def decode_batch(payload: bytes) -> list[Any]:
-    """The ``[header, args, header, args, ...]`` of a ``B`` payload.
-
-    Read by hiredis as one array, with one ``gets`` (a call of it costs
-    more than the decoding of a short entry): every entry's header but the
-    first follows a CRLF, so ``count(b"\\r\\n:")`` bounds the entries,
-    and is their number unless an argument holds a CRLF and a colon, or
-    starts with a colon; then the array is not whole, and the items are
-    read one at a time."""
+    """The ``[header, args, header, args, ...]`` of a ``B`` payload."""
     if _HiredisReader is not None:
-        reader = _HiredisReader(notEnoughData=_END)
-        reader.feed(b"*%d\r\n" % (2 * payload.count(b"\r\n:") + 2))
-        reader.feed(payload, 1)
-        items = reader.gets()
-        if items is not _END:
-            return items  # type: ignore[no-any-return]
         reader = _HiredisReader(notEnoughData=_END)
         reader.feed(payload, 1)
         return list(iter(reader.gets, _END))

@@ -128,25 +128,6 @@ def test_decode_batch_reads_every_entry_with_either_decoder():
     assert wire._decode_batch_py(payload) == expected
 
 
-@pytest.mark.parametrize(
-    "args",
-    [
-        [b"SET", b"k", b":1"],  # an argument that starts with a colon
-        [b"SET", b"k", b"a\r\n:1\r\n*1\r\n$1\r\nx\r\n"],  # one that holds entries' text
-        [b"SET", b":", b"\r\n:"],
-        [b"SET", b"k", b"\r"],  # CRLF, colon across an argument's end and the next header
-    ],
-)
-def test_decode_batch_reads_an_argument_that_looks_like_a_header(args):
-    """decode_batch counts the entries by the CRLF and colon before each
-    header: arguments that hold those too read as they were sent."""
-    entries = [0, [b"GET", b"a"], 0, args, wire.FLAG_RESP3, [b"GET", b"b"]]
-    payload = wire.encode_batch(entries)
-    assert wire.decode_batch(payload) == entries
-    assert wire._decode_batch_py(payload) == entries
-    assert wire.decode_batch(b"B") == []
-
-
 def test_sweeper_removes_expired_keys_without_reads(shard):
     ks = shard.keyspace
     clock = ks.clock
