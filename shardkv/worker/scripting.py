@@ -826,7 +826,9 @@ class Engine:
             if one is not None:
                 # The value alone, or (False, error): no script's value is a
                 # Python tuple (lupa makes one of several Lua values only).
-                value = one(keys[0], *argv)  # type: ignore[operator]
+                # (no ARGV, the usual case: a call of one argument, where
+                # ``*argv`` would build a list and a tuple for it)
+                value = one(keys[0], *argv) if argv else one(keys[0])  # type: ignore[operator]
                 ok = type(value) is not tuple
                 if not ok:
                     value = value[1]
