@@ -44,6 +44,7 @@ import time
 from binascii import crc_hqx
 from collections import deque
 from time import perf_counter_ns
+from typing import TYPE_CHECKING
 
 from shardkv.acceptor import monitor, scriptcalls, slowlog
 from shardkv.acceptor.bus import fail_slot
@@ -65,6 +66,9 @@ from shardkv.protocol.resp import (
 from shardkv.protocol.router import LBRACE, key_slot
 from shardkv.protocol.wire import Verb
 from shardkv.runtime.cmdstats import stat_name
+
+if TYPE_CHECKING:
+    from shardkv.acceptor.shardlink import ShardLink
 
 CROSS_MARKER = b"-SHARDKV-CROSS"
 # The first bytes of a script's reply that _ScriptSlot looks into: an error,
@@ -183,7 +187,6 @@ def evalsha_fast(client: Client, args: list[bytes], raw: bytes, header: bytes) -
     slot.data = None
     slot.raw = raw  # not args: bytes are no work for the cyclic collector
     slot.db = client.db  # a retry runs in the database of the call
-    slot.start = perf_counter_ns()  # (for the slow log: see _ScriptSlot.deliver)
     client.pending.append(slot)
     server.links[shard].send(header, raw, slot, True)
     # The call counted here, as the ordinary path (Acceptor.run_local)
@@ -244,10 +247,10 @@ class _ScriptResult(Slot):
     that command's failed_calls, as Redis counts a script that fails (the
     error itself counted in errorstats where it arose).  For the slow log
     (see shardkv.acceptor.slowlog): the client's command ``called``, when
-    it was sent (``start``), and the ``shard`` it was sent to as ``sent``,
-    which logs it (None: it runs across shards, and the acceptor logs it)."""
+    it was sent (``start``), and the ``shard`` it was sent to, which logs
+    it (None: it runs across shards, and the acceptor logs it)."""
 
-    __slots__ = ("name", "called", "start", "shard", "sent")
+    __slots__ = ("name", "called", "start", "shard")
 
     def __init__(self, client: Client, name: str, called: list[bytes]) -> None:
         Slot.__init__(self, client)
@@ -255,15 +258,16 @@ class _ScriptResult(Slot):
         self.called = called
         self.start = perf_counter_ns()
         self.shard: int | None = None
-        self.sent: list[bytes] = called
+
+    def slow_logged(self, link: ShardLink, seq: int) -> None:
+        """Its shard logged it as entry ``seq`` (a ``N`` frame)."""
+        slowlog.note_script(self.client, link, seq, self.called)
 
     def deliver(self, body: bytes) -> None:
         if _failed(body):
             self.client.server.stats._row(self.name)[3] += 1
         if self.shard is None:
             slowlog.log_script(self.client, self.called, self.start)
-        else:
-            slowlog.note_script(self.client, self.shard, self.sent, self.called, self.start)
         Slot.deliver(self, body)
 
 
@@ -280,11 +284,10 @@ class _ScriptSlot(Slot):
     CPython's cyclic collector to visit, and only the rare replies (an
     error, an array holding one) need the arguments, parsed again."""
 
-    __slots__ = ("raw", "db", "start")
+    __slots__ = ("raw", "db")
 
     raw: bytes
     db: int
-    start: int  # perf_counter_ns() when it was sent
 
     def args(self) -> list[bytes]:
         """The call's arguments (its bytes are canonical RESP, whole)."""
@@ -298,11 +301,9 @@ class _ScriptSlot(Slot):
                 return
             if _failed(body):  # an error in its array
                 self.client.server.stats._row(stat_name(self.args()))[3] += 1
-        client = self.client
-        if perf_counter_ns() - self.start >= client.server.stats.slow_threshold_ns >= 0:
-            self._note()
         # Slot.deliver, inline: the usual reply
         self.data = body
+        client = self.client
         if not client.dirty:
             client.dirty = True
             client.server.dirty_clients.append(client)
@@ -333,14 +334,12 @@ class _ScriptSlot(Slot):
             shard = self.client.server.shard_of(args[3]) if int(args[2]) else 0
             CACHE.knows(shard).discard(sha)
         self.client.server.stats._row(stat_name(args))[3] += 1
-        self._note()
         Slot.deliver(self, body)
         _answered(self.client)
 
-    def _note(self) -> None:
-        """Its shard logged it, maybe: who called it (slowlog.note_script)."""
-        args = self.args()
-        slowlog.note_script(self.client, _keys_shard(self.client.server, args), args, args, self.start)
+    def slow_logged(self, link: ShardLink, seq: int) -> None:
+        """Its shard logged it as entry ``seq`` (a ``N`` frame)."""
+        slowlog.note_script(self.client, link, seq, self.args())
 
 
 def _answered(client: Client) -> None:
@@ -351,18 +350,20 @@ def _answered(client: Client) -> None:
 
 
 class _Plain:
-    """A _ScriptSlot seen as a plain Slot (a retry's reply goes straight in)."""
+    """A _ScriptSlot seen as a plain Slot (a retry's reply goes straight in),
+    made when it escaped (``start``: then, for the slow log)."""
 
-    __slots__ = ("slot",)
+    __slots__ = ("slot", "start")
 
     def __init__(self, slot: _ScriptSlot) -> None:
         self.slot = slot
+        self.start = perf_counter_ns()
 
     def deliver(self, body: bytes) -> None:
         slot = self.slot
         if _failed(body):
             slot.client.server.stats._row(stat_name(slot.args()))[3] += 1
-        slowlog.log_script(slot.client, slot.args(), slot.start)  # (it ran across shards)
+        slowlog.log_script(slot.client, slot.args(), self.start)  # (it ran across shards)
         Slot.deliver(slot, body)
         _answered(slot.client)
 
@@ -448,7 +449,6 @@ def _run_on_shard(
     command += [b"%d" % len(keys), *keys, *rest]
     slot = _ScriptResult(client, name, called or command)
     slot.shard = shard
-    slot.sent = command  # as the shard logs it
     user_arg = script_user(client, name)
     if user_arg:  # its redis.call obeys the client's ACL user
         flags |= wire.FLAG_ACL
@@ -602,8 +602,6 @@ class _ShardReply:
             *self.rest,
         ]
         flags = wire.FLAG_AS_EVALSHA if self.name.startswith("evalsha") else 0
-        if isinstance(self.slot, _ScriptResult):
-            self.slot.sent = command  # as the shard logs it
         if self.user_arg:
             flags |= wire.FLAG_ACL
             command = [*command, self.user_arg]

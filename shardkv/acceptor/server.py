@@ -22,7 +22,6 @@ import logging
 import os
 import socket
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -222,9 +221,6 @@ class Acceptor:
         # call of one it sent, and the shard counts its time and latency
         # (cmdstats.ScriptTimes).
         self.scripts_sent = 0
-        # Who called the scripts sent to each shard, that may be in its slow
-        # log (see shardkv.acceptor.slowlog.note_script).
-        self.script_callers: dict[int, deque] = {}
         apply_settings(self.stats, {k: _show(v) for k, v in config.items()})
 
     def set_index(self, index: int, nacceptors: int) -> None:

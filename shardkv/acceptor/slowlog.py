@@ -16,19 +16,19 @@ A script (EVAL, EVALSHA, FCALL) that runs on one shard is logged there,
 after its calls, as Redis logs it once it ran; but a worker does not know
 the client, and gets the script as the acceptor sends it (EVALSHA as EVAL
 with its body to a shard that has not compiled it, EVAL as EVALSHA to one
-that has).  So when the reply comes, if the script may have run as long
-as the threshold, :func:`note_script` remembers who called it how; the
-merge puts the client's arguments, address and name in the shard's entry
-of those arguments as sent that is the oldest logged before the reply
-(:func:`_named`).  A script that runs across shards is logged by the
-acceptor when it answers (:func:`log_script`), timed from its dispatch,
-as a command across shards is: no worker logs the runs it asks for.
+that has).  So a worker that logs a script it got as a batch's entry says
+so, with the entry's number, before the script's reply (an ``N`` frame,
+see :mod:`shardkv.protocol.wire`); the acceptor finds the script's reply
+slot and keeps who called it how, for that entry (:func:`note_script`),
+and the merge puts the client's arguments, address and name in it
+(:func:`_named`).  A run that is not logged costs nothing of this.  A
+script that runs across shards is logged by the acceptor when it answers
+(:func:`log_script`), timed from when it was sent to run across them: no
+worker logs the runs it asks for.
 """
 
 from __future__ import annotations
 
-import time
-from collections import deque
 from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +44,7 @@ from shardkv.runtime.cmdstats import apply_settings, slowlog_argv
 
 if TYPE_CHECKING:
     from shardkv.acceptor.server import Acceptor
+    from shardkv.acceptor.shardlink import ShardLink
 
 _HELP = [
     "SLOWLOG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
@@ -61,23 +62,14 @@ _HELP = [
 ]
 
 
-# The commands that run a script, as a worker logs them (lower-cased).
-_SCRIPT_NAMES = frozenset((b"eval", b"evalsha", b"eval_ro", b"evalsha_ro", b"fcall", b"fcall_ro"))
-# How many scripts' callers the acceptor remembers for each shard.
-NOTES_KEPT = 1024
-
-
-def note_script(client: Client, shard: int, sent: list[bytes], called: list[bytes], start: int) -> None:
-    """The script that ``client`` called as ``called`` answered, after
-    ``start`` (perf_counter_ns) when it was sent to ``shard`` as ``sent``:
-    if it may have run as long as the slow log's threshold, remember who
-    called it, for the shard's entry (see :func:`_named`)."""
-    server = client.server
-    if perf_counter_ns() - start >= server.stats.slow_threshold_ns >= 0:
-        notes = server.script_callers.get(shard)
-        if notes is None:
-            notes = server.script_callers[shard] = deque(maxlen=NOTES_KEPT)
-        notes.append((time.time_ns(), slowlog_argv(sent), slowlog_argv(called), client.addr, client.name))
+def note_script(client: Client, link: ShardLink, seq: int, called: list[bytes]) -> None:
+    """Shard ``link``'s worker logged the script that ``client`` called as
+    ``called`` as its slow log entry ``seq``: remember who called it how,
+    for that entry (see :func:`_named`), as long as the shard may keep it."""
+    notes = link.script_callers
+    notes[seq] = (slowlog_argv(called), client.addr, client.name)
+    while len(notes) > max(client.server.stats.slow_max, 0):
+        del notes[next(iter(notes))]  # the oldest entry's (numbers grow)
 
 
 def log_script(client: Client, called: list[bytes], start: int) -> None:
@@ -91,30 +83,15 @@ def log_script(client: Client, called: list[bytes], start: int) -> None:
 
 
 def _named(server: Acceptor, shard: int, entries: list) -> list:
-    """A shard's ``entries`` (newest first), each entry of a script there
-    with its client's arguments, address and name, if noted: the oldest
-    note, not yet taken, of the same arguments as sent since the entry's
-    time (its reply came after it was logged, and a shard runs what it
-    gets in order)."""
-    notes = server.script_callers.get(shard)
+    """A shard's ``entries``, each of a script this acceptor sent there
+    with its client's arguments, address and name (see :func:`note_script`)."""
+    notes = server.links[shard].script_callers
     if not notes:
         return entries
-    kept = list(notes)
-    taken = [False] * len(kept)
-    first = 0
     named = []
-    for entry in reversed(entries):
-        ts, seq, us, argv, addr, name = entry
-        if not addr and argv and argv[0].lower() in _SCRIPT_NAMES:
-            while first < len(kept) and kept[first][0] < ts:
-                first += 1
-            for i in range(first, len(kept)):
-                if not taken[i] and kept[i][1] == argv:
-                    taken[i] = True
-                    entry = (ts, seq, us, *kept[i][2:])
-                    break
-        named.append(entry)
-    named.reverse()
+    for entry in entries:
+        note = notes.get(entry[1])
+        named.append(entry if note is None else (*entry[:3], *note))
     return named
 
 
@@ -123,18 +100,21 @@ def _merged(server: Acceptor, own: list, parts: list) -> list:
     ``slowlog-max-len``, numbered as Redis numbers them (see above).
     ``own`` and each of ``parts`` is ``[entries ever logged, entries
     newest first]`` (a part that is not a list: a shard that is down)."""
-    totals = []
-    entries = []
-    for source, log in enumerate([own, *parts]):
-        if not isinstance(log, list):
-            totals.append(0)
+    totals = [own[0]]
+    entries = [(ts, 0, seq, us, argv, addr, name) for ts, seq, us, argv, addr, name in own[1]]
+    for source, log in enumerate(parts, 1):
+        # A shard's count goes on from what its earlier workers logged (as
+        # they last told): a restarted worker numbers its entries from 0.
+        link = server.links[source - 1]
+        base = link.slow_before
+        if not isinstance(log, list):  # down: what it logged, as last told
+            totals.append(base + link.slow_told)
             continue
         total, logged = log
-        totals.append(total)
-        if source:
-            logged = _named(server, source - 1, logged)
-        for ts, seq, us, argv, addr, name in logged:
-            entries.append((ts, source, seq, us, argv, addr, name))
+        link.slow_told = total
+        totals.append(base + total)
+        for ts, seq, us, argv, addr, name in _named(server, source - 1, logged):
+            entries.append((ts, source, base + seq, us, argv, addr, name))
     entries.sort(key=lambda e: (e[0], e[1], e[2]), reverse=True)
     # An entry's id: its own process's entries before it (its seq), and
     # each other process's, which are those before that process's oldest
@@ -178,7 +158,8 @@ def slowlog(client: Client, args: list) -> None:
         client.query_all([Verb.SLOWLOG, b"GET", b"-1"], lambda parts: len(_merged(server, own, parts)))
     elif sub == b"RESET":
         server.stats.slowlog.clear()
-        server.script_callers.clear()
+        for link in server.links:
+            link.script_callers.clear()
         client.query_all([Verb.SLOWLOG, b"RESET"], lambda parts: OK)
     elif sub == b"HELP":
         client.reply(list(_HELP))

@@ -123,6 +123,16 @@ Worker -> acceptor
     the acceptor answers ``-BUSY`` for the commands it would send there,
     and SCRIPT KILL / FUNCTION KILL signal ``pid`` (SIGUSR1).  Sent on
     every pipe.
+``N`` *named script*: ``N`` + marshal ``(ahead, seq)``: a script that
+    came on this pipe as a batch's entry (EVAL, EVALSHA, FCALL, any form)
+    ran past ``slowlog-log-slower-than``, and this worker logged it as its
+    slow log entry ``seq`` (its count of entries, see ``__slowlog``).
+    ``ahead`` says which reply is the script's, as the ``S`` frame's
+    caller does (``Shard.replies_ahead``): the acceptor finds its sink at
+    that place in the link's queue, and keeps that client's address, name
+    and arguments for entry ``seq`` (see :mod:`shardkv.acceptor.slowlog`).
+    Sent at once, before the frame that carries the reply; only for a run
+    that was logged.
 ``M`` *monitor*: ``M`` + marshal list of ``(database, args)``: the commands a
     script sent with FLAG_MONITOR called, in order, for MONITOR's ``[0 lua]``
     lines; sent before the frame that carries the script's reply, one for
@@ -271,6 +281,7 @@ WAKE = 87  # b"W"
 SCRIPT = 83  # b"S"
 MONITOR = 77  # b"M"
 ACL_LOG = 76  # b"L"
+SLOW_SCRIPT = 78  # b"N"
 DISK = 68  # b"D"
 PIECE = 80  # b"P"
 
@@ -650,6 +661,15 @@ def encode_monitor(calls: list[tuple[int, list[bytes]]]) -> bytes:
 def decode_monitor(payload: bytes) -> list[tuple[int, list[bytes]]]:
     calls: list[tuple[int, list[bytes]]] = marshal.loads(payload[1:])
     return calls
+
+
+def encode_slow_script(ahead: int, seq: int) -> bytes:
+    return b"N" + marshal.dumps((ahead, seq))
+
+
+def decode_slow_script(payload: bytes) -> tuple[int, int]:
+    ahead, seq = marshal.loads(payload[1:])
+    return ahead, seq
 
 
 def script_user(caller: int, rules: bytes) -> bytes:

@@ -88,6 +88,8 @@ NULL_RESP3 = encode(None, True)
 # replies: two concatenations cost less than a bytes % format).
 BULK_LINES = [b"$%d\r\n" % n for n in range(1024)]
 _SCRIPT_RUNS = frozenset({Verb.EVAL, Verb.FCALL})  # a script's run across shards
+# A client's command that runs a script (as the acceptor sends it, any case).
+_CLIENT_SCRIPTS = frozenset((b"eval", b"evalsha", b"eval_ro", b"evalsha_ro", b"fcall", b"fcall_ro"))
 # The verbs an ``I`` frame may ask: they read (or reset) the shard's
 # figures, so they may run even while the shard waits in a script or parked.
 INQUIRIES = frozenset({Verb.INFO, Verb.LASTSAVE, Verb.SLOWLOG, Verb.FUNCTION_WRITERS, Verb.CJSON_STATE})
@@ -288,9 +290,13 @@ class Shard:
                             name = called_name(name, self.as_eval)
                         stats._row(name)[3] += value.failures
             if ns >= stats.slow_threshold_ns >= 0:
-                # A script's call is its Lua client's; a script's own entry
-                # the acceptor names (see acceptor.slowlog.note_script).
-                stats.slow(args, ns // 1000, LUA_CLIENT_ADDR if self.scripts.run is not None else "")
+                if self.scripts.run is not None:  # a script's call is its Lua client's
+                    stats.slow(args, ns // 1000, LUA_CLIENT_ADDR)
+                else:
+                    seq = stats.slow_seq
+                    stats.slow(args, ns // 1000)
+                    if stats.slow_seq != seq and args[0].lower() in _CLIENT_SCRIPTS:
+                        self._logged_script(seq)
         elif args[0] in _SCRIPT_RUNS and self.stats is not None:
             # A script's run across shards (internal; args[2]: the client's
             # command, see acceptor.scripting._Retry), which the acceptor
@@ -753,6 +759,16 @@ class Shard:
         if bodies is PARKED:
             return wire.SCRIPT_PARKED
         return len(bodies) + sum(wire.count_replies(f) for f in self.held if f[:1] == b"R")
+
+    def _logged_script(self, seq: int) -> None:
+        """A script, a batch's entry, was logged in the slow log as entry
+        ``seq``: tell its acceptor which of the replies it awaits is the
+        script's (``N``, now, before that reply), so that it names the
+        client in that entry (see shardkv.acceptor.slowlog).  Only a logged
+        run costs this."""
+        ahead = self.replies_ahead()
+        if ahead >= 0 and self.send_query is not None:
+            self.send_query(wire.encode_slow_script(ahead, seq))
 
     def _send_acl_log(self) -> None:
         """A script of a limited user ran: its ``L`` frame (ACL LOG's entries

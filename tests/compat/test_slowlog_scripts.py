@@ -13,10 +13,14 @@ the newest entry's (the servers logged different histories before).
 
 from __future__ import annotations
 
+import os
+import socket
+
 import pytest
 import redis
 
 from tests.support.placement import key_on
+from tests.support.resp import encode_command, reply_end
 
 GET = "return redis.call('get', KEYS[1])"
 LIB = (
@@ -185,4 +189,84 @@ def test_slowlog_of_scripts_as_redis(ports, name):
     ours = _run(ports["shardkv"], SCENARIOS[name])
     assert real["ids"]  # Redis numbers its entries one by one
     assert ours["entries"] == real["entries"]
+    assert ours == real
+
+
+# A script that runs 50 ms when its key holds "slow" (and sets it to
+# "fast"), at once otherwise.
+SLOW_IF = (
+    "if redis.call('get', KEYS[1]) == 'slow' then redis.call('set', KEYS[1], 'fast')"
+    " local t = redis.call('time') local s = t[1] * 1e6 + t[2]"
+    " repeat t = redis.call('time') until t[1] * 1e6 + t[2] - s > 50000 end return 1"
+)
+
+
+def _replies(s: socket.socket, n: int) -> None:
+    """Read ``n`` replies from ``s``."""
+    buf = b""
+    pos = 0
+    while n:
+        end = reply_end(buf, pos) if buf[pos:] else -1
+        if end < 0:
+            chunk = s.recv(65536)
+            assert chunk, "the server closed the connection"
+            buf += chunk
+            continue
+        pos = end
+        n -= 1
+
+
+def _beside(port: int, cid: int) -> socket.socket:
+    """A connection on the acceptor of client ``cid`` (with several
+    acceptors, one knows only its own clients' scripts: see the README)."""
+    k = int(os.environ.get("SHARDKV_TEST_ACCEPTORS", "1"))
+    for _ in range(200):
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        s.sendall(encode_command("CLIENT", "ID"))
+        buf = b""
+        while not buf.endswith(b"\r\n"):
+            buf += s.recv(100)
+        if (int(buf[1:-2]) - cid) % k == 0:
+            return s
+        s.close()
+    pytest.fail("no connection landed on that acceptor")
+
+
+def _one_slow_among_fast(port: int, trials: int) -> list:
+    """Client A pipelines three EVALSHA of the script while client B runs
+    the same EVALSHA slowly (whichever runs first, only B's is slow): the
+    one entry logged is B's, in each of ``trials``.  (shardkv named it after
+    A in most, when A's fast runs came in the same batch before B's: their
+    replies came back as late as B's.)"""
+    c = redis.Redis(port=port, protocol=2)
+    seen = []
+    try:
+        c.execute_command("CONFIG", "SET", "slowlog-log-slower-than", "20000")
+        sha = c.execute_command("SCRIPT", "LOAD", SLOW_IF)
+        c.execute_command("EVALSHA", sha, 1, A)  # its shard compiled it
+        for _ in range(trials):
+            c.execute_command("SET", A, "fast")
+            c.execute_command("SLOWLOG", "RESET")
+            cid = c.execute_command("CLIENT", "ID")
+            a, b = _beside(port, cid), _beside(port, cid)
+            with a, b:
+                for s, name in ((a, "A"), (b, "B")):
+                    s.sendall(encode_command("CLIENT", "SETNAME", name))
+                    _replies(s, 1)
+                a.sendall(encode_command("EVALSHA", sha, 1, A) * 3)
+                b.sendall(encode_command("SET", A, "slow") + encode_command("EVALSHA", sha, 1, A))
+                _replies(a, 3)
+                _replies(b, 2)
+            entries = c.execute_command("SLOWLOG", "GET", "-1")
+            seen.append([(e[3], e[5]) for e in entries if e[3][0].upper().startswith(b"EVAL")])
+    finally:
+        c.execute_command("CONFIG", "SET", "slowlog-log-slower-than", "10000")
+        c.close()
+    return seen
+
+
+def test_slow_script_named_after_its_own_client(ports):
+    real = _one_slow_among_fast(ports["redis"], 10)
+    ours = _one_slow_among_fast(ports["shardkv"], 10)
+    assert all(len(trial) == 1 and trial[0][1] == b"B" for trial in real)
     assert ours == real
