@@ -109,6 +109,23 @@ def test_pipeline_keeps_each_commands_raw_bytes():
     check(one + two + one, [[b"SET", b"a", b"1"], [b"GET", b"a"], [b"SET", b"a", b"1"]], [one, two, one])
 
 
+@pytest.mark.parametrize("commands", [2, 63, 64, 65, 200])
+def test_pipeline_of_many_commands_read_at_once(commands):
+    # hiredis reads them as one array of as many commands as the input
+    # holds "\r\n*" plus one: below, at and above the table of array heads.
+    raws = [encode_command([b"SET", b"k%d" % i, b"v"]) for i in range(commands)]
+    check(b"".join(raws), [[b"SET", b"k%d" % i, b"v"] for i in range(commands)], raws)
+
+
+@pytest.mark.parametrize("value", [b"\r\n*", b"x\r\n*2\r\n", b"\r\n*\r\n*"])
+def test_arguments_that_look_like_the_start_of_a_command(value):
+    # More "\r\n*" than commands: hiredis's array is incomplete, and each
+    # command is read on its own; the commands and their bytes are the same.
+    one = encode_command([b"SET", value, value])
+    two = encode_command([b"GET", value])
+    check(one + two, [[b"SET", value, value], [b"GET", value]], [one, two])
+
+
 @pytest.mark.parametrize(
     "value",
     [b"", b"\r\n", b"\x00", b"a\r\nb", b"\xff\xfe\x80", b"*1\r\n$4\r\nPING\r\n", b"\r", b"\n" * 10],
