@@ -403,12 +403,13 @@ def count_replies(payload: bytes) -> int:
 
 def decode_replies(payload: bytes) -> list[bytes]:
     (n,) = _U32.unpack_from(payload, 1)
-    lens = struct.unpack_from("<%dI" % n, payload, 5)
     pos = 5 + 4 * n
-    out = []
-    for size in lens:
-        out.append(payload[pos : pos + size])
-        pos += size
+    out: list[bytes] = []
+    append = out.append
+    for size in struct.unpack_from("<%dI" % n, payload, 5):  # once per reply: kept short
+        end = pos + size
+        append(payload[pos:end])
+        pos = end
     return out
 
 
