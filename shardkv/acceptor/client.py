@@ -254,6 +254,7 @@ class Client(Dispatch, asyncio.Protocol):
         fast_paths = server.fast_paths
         plain = self._plain()
         header = self.headers[self.resp3]
+        new_slot = Slot.__new__
         rest = iter(batch)
         args = None
         # The plain single-key commands queued so far, by shard, for
@@ -267,7 +268,9 @@ class Client(Dispatch, asyncio.Protocol):
                     if cmd.single_key:
                         arity = cmd.arity
                         if (len(args) == arity) if arity > 0 else (len(args) >= -arity):
-                            slot = Slot(self)
+                            slot = new_slot(Slot)  # Slot(self), without a Python __init__ call
+                            slot.client = self
+                            slot.data = None
                             pending.append(slot)
                             key = args[1]  # Router.shard_of, inline
                             shard = owners[key_slot(key) if LBRACE in key else crc_hqx(key, 0) & 16383]

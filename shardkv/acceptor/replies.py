@@ -24,6 +24,7 @@ class Slot:
     __slots__ = ("client", "data")
 
     def __init__(self, client: Client) -> None:
+        # (Client._run makes its slots without this call, setting the same two.)
         self.client = client
         self.data: bytes | None = None
 
