@@ -758,40 +758,6 @@ function engine.rewide(f)
     return g
 end
 
--- The KEYS and ARGV tables of engine.one_key's last run, which the next
--- run takes again if that run left them as it got them: KEYS holding its
--- key at 1 and nothing else, ARGV empty, neither with a metatable (an
--- ARGV of arguments is made anew).  Two tables made per run are two
--- allocations, and all the garbage a short script leaves (~130 bytes),
--- which is what makes Lua's collector step (see scripting.py's
--- GC_GROWTH).  No script can tell: scripts do not nest, and nothing a
--- run leaves can hold a table for a later run to find (the globals and
--- every table under them are read-only, and KEYS and ARGV are set again
--- for each run), so a table taken again is one nothing else holds, in
--- the state of a fresh one.
-local last_keys, last_argv = {false}, {}
-
-local function one_key_tables(key, ...)
-    local keys = last_keys
-    if next(keys) == 1 and next(keys, 1) == nil and getmetatable(keys) == nil then
-        keys[1] = key
-    else
-        keys = {key}
-        last_keys = keys
-    end
-    local argv
-    if (...) ~= nil then  -- (arguments are strings: none is nil)
-        argv = {...}
-    else
-        argv = last_argv
-        if next(argv) ~= nil or getmetatable(argv) ~= nil then
-            argv = {}
-            last_argv = argv
-        end
-    end
-    globals.KEYS, globals.ARGV = keys, argv
-end
-
 function engine.one_key(f, wide_run)
     -- EVAL of one key, the usual case: engine.run of ``f`` with nkeys 1
     -- (engine.run_wide's if ``wide_run``), called with the key and the
@@ -800,7 +766,7 @@ function engine.one_key(f, wide_run)
     -- of it), or false and the error (a tuple).
     if wide_run then
         return function(key, ...)
-            one_key_tables(key, ...)
+            globals.KEYS, globals.ARGV = {key}, {...}
             widen(true)
             local ok, r = xpcall(f, handler)
             widen(false)
@@ -809,25 +775,7 @@ function engine.one_key(f, wide_run)
         end
     end
     return function(key, ...)
-        -- one_key_tables, inline (a Lua call fewer per run)
-        local keys = last_keys
-        if next(keys) == 1 and next(keys, 1) == nil and getmetatable(keys) == nil then
-            keys[1] = key
-        else
-            keys = {key}
-            last_keys = keys
-        end
-        local argv
-        if (...) ~= nil then
-            argv = {...}
-        else
-            argv = last_argv
-            if next(argv) ~= nil or getmetatable(argv) ~= nil then
-                argv = {}
-                last_argv = argv
-            end
-        end
-        globals.KEYS, globals.ARGV = keys, argv
+        globals.KEYS, globals.ARGV = {key}, {...}
         local ok, r = xpcall(f, handler)
         if ok then return r end
         return false, r

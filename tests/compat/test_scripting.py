@@ -1059,28 +1059,6 @@ def test_lua_memory_does_not_grow_with_calls(r):
     assert after - before < 32 * 1024, (before, after)
 
 
-def test_keys_and_argv_are_fresh_after_a_script_changed_them(same):
-    """Each run gets KEYS and ARGV as made for it, whatever the run before
-    did to its own (shardkv's one-key runs take the last run's tables again
-    when it left them untouched: see the prelude's one_key)."""
-    show = "return {KEYS[1], #KEYS, #ARGV, tostring(getmetatable(KEYS)), tostring(getmetatable(ARGV)), tostring(next(ARGV)), tostring(KEYS.x)}"
-    for _ in range(2):
-        same("EVAL", show, 1, "k")
-    for change in (
-        "KEYS[2] = 'x'",
-        "KEYS.x = 1",
-        "KEYS[1] = nil",
-        "setmetatable(KEYS, {__index = function() return 'y' end})",
-        "ARGV[1] = 'x'",
-        "ARGV.x = 1",
-        "setmetatable(ARGV, {__index = function() return 'y' end})",
-    ):
-        same("EVAL", change + " return 1", 1, "k")
-        same("EVAL", show, 1, "k")
-        same("EVAL", show, 1, "k", "a")
-        same("EVAL", show, 1, "k")
-
-
 def test_watch_sees_script_writes(r):
     r.set("k", "1")
     r.set("other", "1")

@@ -386,45 +386,6 @@ def test_lua_collector_steps_once_scripts_left_enough_garbage(shard):
     assert skipped <= 2
 
 
-def test_one_key_runs_take_their_keys_and_argv_tables_again(shard):
-    """EVALSHA of one key and no arguments, the usual script, leaves no
-    garbage in Lua: its run takes the last run's KEYS and ARGV tables
-    again (see the prelude's one_key), so 1000 such runs grow Lua's memory
-    by less than GC_GROWTH and its collector takes no step (each run made
-    two tables before, ~130 bytes: a step every ~120 runs).  A table a
-    script changed is not taken again."""
-    from shardkv.worker import scripting
-
-    engine = shard.keyspace.scripts
-    run(shard, "SET", "k", "v")
-    get = engine.load(b"return redis.call('get', KEYS[1])")
-    run(shard, "EVALSHA", get, 1, "k")
-    steps = []
-    engine._gc_step = lambda: steps.append(engine._vm.gc_step())
-    vm = engine._eval_vm
-    vm.lua.gccollect()
-    vm.gc_floor = vm.lua.get_memory_used()
-    for _ in range(1000):
-        assert run(shard, "EVALSHA", get, 1, "k") == b"v"
-    assert vm.lua.get_memory_used() - vm.gc_floor < scripting.GC_GROWTH
-    assert steps == []
-    show = engine.load(b"return {KEYS[1], #KEYS, #ARGV, tostring(getmetatable(KEYS)), tostring(next(ARGV))}")
-    fresh = [b"a", 1, 0, b"nil", b"nil"]
-    for change in (
-        b"KEYS[2] = 'x'",
-        b"KEYS.x = 1",
-        b"KEYS[1] = nil",
-        b"setmetatable(KEYS, {})",
-        b"ARGV[1] = 'x'",
-        b"ARGV.x = 1",
-        b"setmetatable(ARGV, {__index = function() return 'x' end})",
-    ):
-        assert run(shard, "EVALSHA", engine.load(change + b" return 1"), 1, "k") == 1
-        assert run(shard, "EVALSHA", show, 1, "a").tree == fresh, change
-    assert run(shard, "EVALSHA", show, 1, "a", "b").tree == [b"a", 1, 1, b"nil", b"1"]
-    assert run(shard, "EVALSHA", show, 1, "a").tree == fresh
-
-
 def test_new_scripts_compile_while_calls_raise_through_lua(shard):
     """Each compile used to pass a Python function (the bytecode patch) into
     Lua; with lupa 2.8 such an object, pushed again and again while
