@@ -25,6 +25,16 @@ class ScriptCache:
         # script sent to a shard before one answers after the shard ran
         # the flush, and it does not know the script then (see learned).
         self.flushes = 0
+        # Each script's number (:mod:`shardkv.runtime.scriptflushes`): the
+        # last SCRIPT FLUSH's, of every acceptor, when it was cached (its
+        # largest, if cached again); and the largest flush number this
+        # acceptor has applied.  A flush numbered n forgets the scripts
+        # cached before it (number < n), and a script cached at a number
+        # below the last flush applied here is not taken: every acceptor
+        # ends with the same scripts, whatever order another acceptor's
+        # SCRIPT LOAD (or EVAL) and SCRIPT FLUSH reach it in (see add).
+        self.numbers: dict[bytes, int] = {}
+        self.last_flush = 0
 
     def knows(self, shard: int) -> set[bytes]:
         known = self.known.get(shard)
@@ -40,9 +50,31 @@ class ScriptCache:
         if flushes == self.flushes:
             self.knows(shard).add(sha)
 
-    def flush(self) -> None:
+    def add(self, sha: bytes, body: bytes, number: int) -> bool:
+        """Cache the script ``sha``, read (here or through another
+        acceptor) when the last SCRIPT FLUSH's number was ``number``; not
+        if a later flush was applied here already (that flush came after
+        it).  Whether it is cached now."""
+        if number < self.last_flush:
+            return False
+        if sha in self.bodies:
+            self.numbers[sha] = max(self.numbers.get(sha, number), number)
+        else:
+            self.bodies[sha] = body
+            self.numbers[sha] = number
+        return True
+
+    def flush(self, number: int) -> None:
+        """SCRIPT FLUSH numbered ``number``: forget every script cached
+        before it (a script read after it, through another acceptor, may
+        reach this acceptor first: it stays) and what each shard knows."""
         self.flushes += 1
-        self.bodies.clear()
+        if number > self.last_flush:
+            self.last_flush = number
+        numbers = self.numbers
+        for sha in [sha for sha in self.bodies if numbers.get(sha, 0) < number]:
+            del self.bodies[sha]
+            numbers.pop(sha, None)
         self.known.clear()
         self.escaping.clear()
         self.settled.clear()

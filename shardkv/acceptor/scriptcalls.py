@@ -72,17 +72,50 @@ def on_attach(server: Acceptor, link: ShardLink) -> None:
         _restore_cjson(server, link)
 
 
-def script_flush(server: Acceptor) -> None:
+def next_flush_number(server: Acceptor) -> int:
+    """A new SCRIPT FLUSH's number, one more than the last of every
+    acceptor's."""
+    return _flush_numbers(server).next()
+
+
+def script_flush(server: Acceptor, number: int, done: Callable[[], None]) -> None:
     """SCRIPT FLUSH to every shard, with its number: one sequence for
     every acceptor (:mod:`shardkv.runtime.scriptflushes`), which a worker
     keeps and the cjson options its scripts set carry (see the worker's
     ``Engine.set_cjson``).  A control message, as a busy script's shard
     must run it too; one whose pipe is down (its worker died) loses it,
     and its new worker is handed the number when its pipe is attached
-    (``__script flushed``, see :func:`on_attach`)."""
-    command = encode_command([Verb.SCRIPT, b"flush", b"%d" % _flush_numbers(server).next()])
+    (``__script flushed``, see :func:`on_attach`).  ``done`` is called
+    once every shard has run it (or its pipe was down): a client's
+    SCRIPT FLUSH answers no sooner, so that a SCRIPT LOAD read after that
+    answer, through any acceptor, reaches each shard after the flush."""
+    command = encode_command([Verb.SCRIPT, b"flush", b"%d" % number])
+    waiting = _FlushWait(len(server.links), done)
     for link in server.links:
-        link.send_control(command, _Ignore())
+        link.send_control(command, waiting)
+    if not server.links:
+        done()
+
+
+def flush_number(server: Acceptor) -> int:
+    """The last SCRIPT FLUSH's number, of every acceptor (0: none yet):
+    what a script cached now carries (``ScriptCache.add``)."""
+    return _flush_numbers(server).current()
+
+
+class _FlushWait:
+    """Every shard's answer to one SCRIPT FLUSH."""
+
+    __slots__ = ("left", "done")
+
+    def __init__(self, left: int, done: Callable[[], None]) -> None:
+        self.left = left
+        self.done = done
+
+    def deliver(self, body: bytes) -> None:
+        self.left -= 1
+        if self.left == 0:
+            self.done()
 
 
 def _flush_numbers(server: Acceptor) -> ScriptFlushes:

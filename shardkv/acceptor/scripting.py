@@ -147,9 +147,10 @@ def eval_command(client: Client, args: list[bytes]) -> None:
         body = args[1]
         sha = sha1hex(body)
         if sha not in CACHE.bodies:
-            CACHE.bodies[sha] = body
+            number = scriptcalls.flush_number(client.server)
+            CACHE.add(sha, body, number)
             if client.server.bus is not None:  # EVALSHA through another acceptor finds it
-                client.server.bus.tell(bus.SCRIPT, [b"load", sha, body])
+                client.server.bus.tell(bus.SCRIPT, [b"load", sha, body, b"%d" % number])
     keys = args[3 : 3 + n]
     rest = args[3 + n :]
     run_script(client, sha, body, ro, keys, rest, name=name.decode("latin-1"), called=args)
@@ -797,15 +798,7 @@ def script_command(client: Client, args: list[bytes]) -> None:
         if n == 3 and args[2].upper() not in (b"ASYNC", b"SYNC"):
             client.reply_error("ERR SCRIPT FLUSH only support SYNC|ASYNC option")
             return
-        CACHE.flush()
-        scriptcalls.script_flush(client.server)
-        server_bus = client.server.bus
-        if server_bus is None:
-            client.reply("OK")
-        else:  # every acceptor's cache, before the reply
-            slot = Slot(client)
-            client.pending.append(slot)
-            server_bus.ask(bus.SCRIPT, [b"flush"], lambda _: slot.deliver(b"+OK\r\n"), failed=fail_slot(slot))
+        _script_flush(client)
     elif sub == b"kill":
         kill_script(client, eval_mode=True)
     elif sub == b"help":
@@ -824,45 +817,82 @@ def script_command(client: Client, args: list[bytes]) -> None:
         client.reply_error(errors.SYNTAX)
 
 
+def _script_flush(client: Client) -> None:
+    """SCRIPT FLUSH: this acceptor's cache at once (the client's later
+    commands find it empty), then every shard, then every other acceptor's
+    cache; +OK once all have (a SCRIPT LOAD or EVAL read after it through
+    any acceptor comes after it everywhere: no acceptor takes a shard's
+    word for a script the shard flushed after)."""
+    slot = Slot(client)
+    client.pending.append(slot)
+    server = client.server
+
+    def shards_done() -> None:
+        if server.bus is None:
+            slot.deliver(b"+OK\r\n")
+        else:
+            server.bus.ask(
+                bus.SCRIPT,
+                [b"flush", b"%d" % number],
+                lambda _: slot.deliver(b"+OK\r\n"),
+                failed=fail_slot(slot),
+            )
+
+    number = scriptcalls.next_flush_number(server)
+    CACHE.flush(number)
+    scriptcalls.script_flush(server, number, shards_done)
+
+
 class _Loaded:
     """SCRIPT LOAD's reply from the shard that compiled the script."""
 
-    __slots__ = ("slot", "sha", "body", "shard", "flushes")
+    __slots__ = ("slot", "sha", "body", "shard", "flushes", "number")
 
-    def __init__(self, slot: Slot, sha: bytes, body: bytes, shard: int) -> None:
+    def __init__(self, slot: Slot, sha: bytes, body: bytes, shard: int, number: int) -> None:
         self.slot = slot
         self.sha = sha
         self.body = body
         self.shard = shard
         self.flushes = CACHE.flushes  # as it is sent: a SCRIPT FLUSH since came after it
+        self.number = number  # the last flush's, of every acceptor, as it was read
 
     def deliver(self, body: bytes) -> None:
-        if body[:1] != b"-" and self.flushes == CACHE.flushes:
-            CACHE.bodies[self.sha] = self.body
-            CACHE.learned(self.shard, self.sha, self.flushes)
-            server_bus = self.slot.client.server.bus
-            if server_bus is not None:  # every acceptor's cache has it before the reply
-                slot = self.slot
-                server_bus.ask(
-                    bus.SCRIPT,
-                    [b"load", self.sha, self.body],
-                    lambda _: slot.deliver(body),
-                    failed=fail_slot(slot),
-                )
-                return
-        self.slot.deliver(body)
+        if body[:1] == b"-":  # it does not compile: Redis caches nothing
+            if self.sha in CACHE.bodies and CACHE.numbers.get(self.sha) == self.number:
+                del CACHE.bodies[self.sha]
+            self.slot.deliver(body)
+            return
+        CACHE.learned(self.shard, self.sha, self.flushes)
+        server_bus = self.slot.client.server.bus
+        if server_bus is None:
+            self.slot.deliver(body)
+            return
+        slot = self.slot  # every acceptor's cache has it before the reply
+        server_bus.ask(
+            bus.SCRIPT,
+            [b"load", self.sha, self.body, b"%d" % self.number],
+            lambda _: slot.deliver(body),
+            failed=fail_slot(slot),
+        )
 
 
 def bus_script(server, origin: int, args: list) -> int | list[bytes]:
-    """Another acceptor's SCRIPT LOAD or EVAL (``load sha body``), or its
-    SCRIPT FLUSH (``flush``): the script cache is the same in every
-    acceptor; ``dump``: every script here, for a restarted acceptor."""
-    if len(args) == 3 and args[0] == b"load":
-        CACHE.bodies.setdefault(args[1], args[2])
-    elif args and args[0] == b"flush":
-        CACHE.flush()
+    """Another acceptor's SCRIPT LOAD or EVAL (``load sha body number``,
+    the last SCRIPT FLUSH's number as it read it), or its SCRIPT FLUSH
+    (``flush number``, once every shard ran it): the script cache is the
+    same in every acceptor, whatever order they reach it in
+    (``ScriptCache.add``); ``dump``: every script here, with its number,
+    for a restarted acceptor."""
+    if len(args) == 4 and args[0] == b"load":
+        CACHE.add(args[1], args[2], int(args[3]))
+    elif len(args) == 2 and args[0] == b"flush":
+        CACHE.flush(int(args[1]))
     elif args and args[0] == b"dump":
-        return [part for item in CACHE.bodies.items() for part in item]
+        return [
+            part
+            for sha, body in CACHE.bodies.items()
+            for part in (sha, body, b"%d" % CACHE.numbers.get(sha, 0))
+        ]
     return 1
 
 
@@ -875,16 +905,22 @@ async def learn_scripts(server) -> None:
     server.bus.ask(bus.SCRIPT, [b"dump"], done.set_result)
     for answer in await done:
         if isinstance(answer, list):
-            for i in range(0, len(answer) - 1, 2):
-                CACHE.bodies.setdefault(answer[i], answer[i + 1])
+            for i in range(0, len(answer) - 2, 3):
+                CACHE.add(answer[i], answer[i + 1], int(answer[i + 2]))
 
 
 def _script_load(client: Client, body: bytes) -> None:
+    """Cached as it is read, so that the client's next commands find it
+    (an EVALSHA sends it with its body until a shard knows it)."""
     sha = sha1hex(body)
+    number = scriptcalls.flush_number(client.server)
+    CACHE.add(sha, body, number)
     slot = Slot(client)
     client.pending.append(slot)
     client.server.links[0].send(
-        HEADERS[client.resp3], encode_command([Verb.SCRIPT, b"load", body]), _Loaded(slot, sha, body, 0)
+        HEADERS[client.resp3],
+        encode_command([Verb.SCRIPT, b"load", body]),
+        _Loaded(slot, sha, body, 0, number),
     )
 
 

@@ -104,8 +104,9 @@ MONITOR = b"monitor"
 HELLO = b"hello"  # tell []: a (re)started acceptor, which has no clients yet
 EVENTS = b"events"  # tell [[db, key, class, event], ...]: a multi-shard command's keyspace events, in order
 SEEN = b"seen"  # ask [shard, seq for acceptor 0, 1, ...] -> 1 once it handed out that shard's O frame seq
-# The script cache: ask/tell [b"load", sha, body] or [b"flush"] -> 1; ask [b"dump"] ->
-# [sha, body, ...], every script it has (a restarted acceptor's, before it listens).
+# The script cache: ask/tell [b"load", sha, body, number] or [b"flush", number] -> 1 (number:
+# the last SCRIPT FLUSH's, or this one's; see ScriptCache.add); ask [b"dump"] ->
+# [sha, body, number, ...], every script it has (a restarted acceptor's, before it listens).
 SCRIPT = b"script"
 OOM = b"oom"  # ask [0 or 1] -> 1 once it took that as its OOM state (maxmemory shared out anew)
 # A script's PUBLISH held back until the script ends (see shardkv.acceptor.scriptcalls):
