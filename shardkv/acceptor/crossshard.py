@@ -479,6 +479,8 @@ class AtomicOp(_Operation):
         # when a script among the commands escaped (it needs more shards),
         # what runs them all again, once this run is decided undone.
         self.escaped = escaped
+        # An EXEC's scripts' calls, for MONITOR (see scripting.monitor_scripts).
+        self.lua: list | None = None
         # The operation runs in database ``db`` (the client's): a key of
         # another one (COPY ... DB, MOVE, a SELECT inside MULTI) is named
         # ``(database, key)`` in ``keys``, and so in the states that go back

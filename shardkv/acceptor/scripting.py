@@ -111,6 +111,11 @@ def monitor_scripts(server: object, link: object) -> None:
                 sink.hold.fill(calls)
                 sink.hold = None
                 return
+        for op in link.ops.values():  # type: ignore[attr-defined]
+            lua = getattr(op, "lua", None)  # an EXEC's scripts' (see transactions._run_atomic)
+            if lua is not None and op.executor == link.index:  # type: ignore[attr-defined]
+                lua.extend(calls)
+                return
         monitor.feed_script(server, calls)  # type: ignore[arg-type]
 
     link.on_script_calls = on_calls  # type: ignore[attr-defined]

@@ -850,7 +850,11 @@ def _run_atomic(
             continue
         dbs.append(db)
         if cmd.name in SCRIPT_COMMANDS:
-            script = ExecScript.parse(client, args)
+            client.state.enter_exec()  # (ACL LOG shows its refused calls as EXEC's)
+            try:
+                script = ExecScript.parse(client, args)
+            finally:
+                client.state.leave_exec()
             if script is None:  # its error (an FCALL's from shard 0)
                 selects[i] = run_local_captured(client, cmd, args)
             else:
@@ -895,7 +899,8 @@ def _run_atomic(
             else:
                 parts.append(next(replies))
         if reply.place is not None:  # committed: now they have run, before EXEC's line
-            reply.place.put(monitor.exec_lines(client, [(*call, dbs[i]) for i, call in enumerate(queued)]))
+            calls = [(*call, dbs[i]) for i, call in enumerate(queued)]
+            reply.place.put(monitor.exec_lines(client, calls, lua if scripts else None))
         reply.parts = parts
         if tracked is not None and reply.outcome is not None and reply.cut is None:
             tracked(reply.outcome)  # (cut: the client closes after it, told nothing more)
@@ -937,6 +942,8 @@ def _run_atomic(
     if holds_client:
         client.state.block(HELD, shown=False)  # not blocked as Redis shows it
 
+    lua: list = []  # its scripts' calls, for MONITOR's lines
+
     def operation(slot: Slot | None, also: set[int]) -> AtomicOp:
         """The operation (again, with more keys, after a script escaped)."""
         if not scripts:
@@ -973,6 +980,8 @@ def _run_atomic(
             return again
 
         op = AtomicOp(client, run, needed, finish, watched, widest, op_db, slot, also, escaped)
+        lua.clear()  # (an undone run's calls do not come)
+        op.lua = lua
         return op
 
     # The CLIENT UNBLOCKs of one-shard waits: their shards are parked too,
