@@ -764,11 +764,6 @@ def _first(bodies: list[bytes]) -> bytes:
     return bodies[0]
 
 
-# The commands that run a script: inside an EXEC that runs as one atomic
-# operation, each runs in its place on the operation's executor.
-SCRIPT_COMMANDS = frozenset(("eval", "eval_ro", "evalsha", "evalsha_ro", "fcall", "fcall_ro"))
-
-
 class ExecScript:
     """A script queued in a transaction that runs as one atomic operation
     (see shardkv.acceptor.transactions): the ``__eval`` or ``__fcall`` the

@@ -48,7 +48,6 @@ from shardkv.acceptor.client import Client
 from shardkv.acceptor.crossshard import AtomicOp
 from shardkv.acceptor.dispatch import db_headers
 from shardkv.acceptor.replies import Slot
-from shardkv.acceptor.scripting import SCRIPT_COMMANDS, ExecScript
 from shardkv.acceptor.shardlink import BUSY_LINKS
 from shardkv.acceptor.users import UsersInExec, hold_for_changes
 from shardkv.protocol import acl, bus, errors
@@ -594,7 +593,7 @@ def _run(client: Client, queued: list, reply: Exec, early: dict[int, list], pin:
     flushes = any(cmd.name == "flushall" for cmd, _ in queued)
     # A script runs in its place among the commands, atomically with them,
     # on the executor of one operation (see _run_atomic).
-    scripted = any(cmd.name in SCRIPT_COMMANDS for cmd, _ in queued)
+    scripted = any(cmd.name in monitor.SCRIPT_COMMANDS for cmd, _ in queued)
     atomic = reply.watched or scripted or (not flushes and _needs_atomic(client, queued))
     if atomic:
         # Its reads are remembered once it commits (see tracking.atomic_exec_reads).
@@ -838,8 +837,9 @@ def _run_atomic(
     everything: bool | bytes = False
     dbs: list[int] = []  # the database each queued command runs in
     selects: dict[int, list] = {}  # a SELECT's (or a refused script's) position -> its reply
-    scripts: dict[int, ExecScript] = {}  # a script's position -> it
-    script_at: dict[int, tuple[ExecScript, int]] = {}  # its place in commands -> it, its database
+    # A script's position -> it (a scripting.ExecScript, see Wiring.exec_script).
+    scripts: dict[int, Any] = {}
+    script_at: dict[int, tuple[Any, int]] = {}  # its place in commands -> it, its database
     for i, (cmd, args) in enumerate(queued):
         if cmd.name == "select":
             selects[i] = run_local_captured(client, cmd, args)  # sets client.db, if valid
@@ -849,10 +849,10 @@ def _run_atomic(
             dbs.append(db)
             continue
         dbs.append(db)
-        if cmd.name in SCRIPT_COMMANDS:
+        if cmd.name in monitor.SCRIPT_COMMANDS:
             client.state.enter_exec()  # (ACL LOG shows its refused calls as EXEC's)
             try:
-                script = ExecScript.parse(client, args)
+                script = client.server.wiring.exec_script(client, args)
             finally:
                 client.state.leave_exec()
             if script is None:  # its error (an FCALL's from shard 0)
