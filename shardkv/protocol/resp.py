@@ -586,12 +586,15 @@ class RequestParser:
         integer, a join of a list) or encodes as something ``data`` is not:
         the long way decides.
         """
+        reader = self._reader
+        reader.feed(data)  # type: ignore[union-attr]
+        gets = reader.gets  # type: ignore[union-attr]
         out: list[Parsed] = []
         raws: list[bytes] = []
         heads = _BULK_HEADS
         join = b"\r\n".join
         try:
-            for args in self._hiredis_commands(data):
+            while (args := gets()) is not False:
                 # Two to five arguments shorter than 1024 bytes (GET, SET,
                 # HSET, EVALSHA of one key): one join, no loop.  Any other
                 # count, or a longer argument (an IndexError), takes the
@@ -667,28 +670,6 @@ class RequestParser:
             if len(data) >= PROTO_MBULK_BIG_ARG and _LONG_BULK_HEAD.search(data):
                 self._note_big_bulks(out)
         return out
-
-    def _hiredis_commands(self, data: bytes) -> list[Any]:
-        """What hiredis reads in ``data``, one item per command if it is
-        whole commands (:meth:`_feed_canonical` checks that it is).
-
-        Read as one array around them all, so one ``gets`` call returns
-        them (a call costs about as much as the parse of a short command):
-        its length is the count of ``\\r\\n*`` in ``data``, plus one, which
-        is the number of commands unless an argument holds those bytes (too
-        many: the array is incomplete, and each command is read with a call
-        of its own) or ``data`` is not whole commands (then the check fails
-        whatever was read)."""
-        reader = self._reader
-        count = data.count(b"\r\n*") + 1
-        reader.feed(_ARRAY_HEADS[count] if count < 64 else b"*%d\r\n" % count)  # type: ignore[union-attr]
-        reader.feed(data)  # type: ignore[union-attr]
-        found = reader.gets()  # type: ignore[union-attr]
-        if type(found) is list:
-            return found
-        self._reader = reader = _HiredisReader()
-        reader.feed(data)
-        return list(iter(reader.gets, False))
 
     def _note_big_bulks(self, commands: list[Parsed]) -> None:
         """Note in :attr:`big_bulk` the longest argument of ``commands``
