@@ -172,9 +172,9 @@ def feed(
         own.append(sent.hold)
     else:
         _send(client.server, data)
-    if due is not None and due[0] is client and cmd.name in SCRIPT_COMMANDS:
-        due[1].hold = Hold(client.server)
-        own.append(due[1].hold)
+    if due is not None and due[1] is args:
+        due[0].hold = Hold(client.server)
+        own.append(due[0].hold)
     if since is not None:
         remote = client.server.remote_monitors
         if remote is not None and remote.acceptors:
@@ -197,15 +197,21 @@ def exec_lines(client: Client, calls: list[tuple[commands.Command, list[bytes], 
     return b"".join(_line(db, addr, args) for cmd, args, db in calls if shown(cmd, args))
 
 
-# The script routed last, whose EVAL line comes next: (client, its holder).
+# The script routed last, whose EVAL line comes next: (its holder, the
+# arguments of the command whose line it waits for).
 _DUE: list = []
 SCRIPT_COMMANDS = frozenset({"eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro"})
 
 
-def expect_lines(client: Client, holder: object) -> None:
-    """A script was just sent with FLAG_MONITOR: when its command's line is
-    fed, ``holder.hold`` gets the :class:`Hold` for its ``[lua]`` lines."""
-    _DUE[:] = [(client, holder)]
+def expect_lines(holder: object, args: list[bytes]) -> None:
+    """A script was just sent with FLAG_MONITOR: when the line of the
+    command ``args`` (that very list) is fed, ``holder.hold`` gets the
+    :class:`Hold` for its ``[lua]`` lines.  A script sent with no line fed
+    after it (one inside an atomic EXEC, run as it commits) leaves its
+    expectation to no other command: a later script's line would take it,
+    and its place, filled by no reply, would stop the monitors' stream
+    (and, with several acceptors, its client's replies behind their fence)."""
+    _DUE[:] = [(holder, args)]
 
 
 class Hold:

@@ -462,7 +462,7 @@ def _run_on_shard(
     if client.server.monitors:  # the worker reports what the script calls
         flags |= wire.FLAG_MONITOR
         _MONITORED.setdefault(shard, deque()).append(sink)
-        monitor.expect_lines(client, sink)
+        monitor.expect_lines(sink, called or [])
     if flags:
         header = wire.entry_header(flags | (wire.FLAG_RESP3 if client.resp3 else 0), db=client.db)
     client.server.scripts_sent += 1  # the shard times the run (see Acceptor.run_local)
@@ -608,8 +608,8 @@ class _ShardReply:
             command = [*command, self.user_arg]
         if client.server.monitors:
             flags |= wire.FLAG_MONITOR
+            # (no line of its own: its [lua] lines go out as they come)
             _MONITORED.setdefault(self.shard, deque()).append(self)
-            monitor.expect_lines(client, self)
         header = wire.entry_header(flags | (wire.FLAG_RESP3 if client.resp3 else 0), db=self.db)
         self.flushes = CACHE.flushes
         client.server.links[self.shard].send(header, encode_command(command), self)

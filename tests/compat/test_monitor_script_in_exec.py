@@ -1,0 +1,105 @@
+"""MONITOR and a script inside a transaction across shards: the client's
+later commands are answered and shown, as in Redis.
+
+Such an EXEC runs as one atomic operation, and the scripts queued in it
+are sent as it commits, after EXEC's line was fed.  A script sent while
+someone monitors expects the line of its own command to give it a place
+for its ``[lua]`` lines; the one sent so was never fed, and the client's
+next script command whose line was fed without a script sent for it (an
+EVALSHA answered -NOSCRIPT by the acceptor) took that place, which no
+reply ever filled: the monitors got nothing more, and with two acceptors
+the client's replies waited for good behind their fence.  Against
+redis-server 7.0.15, with one acceptor and with two (a monitor on each).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.acceptors import client_on
+from tests.support.placement import key_on
+from tests.support.resp import RespClient, encode_command
+from tests.support.servers import start_redis, start_shardkv
+
+SHARDS = 2
+OWN, OTHER = key_on(0, "own", SHARDS), key_on(1, "other", SHARDS)
+WAIT = 10.0  # seconds a reply or a monitor line may take before the test fails
+
+
+@pytest.fixture(scope="module", params=[1, 2], ids=["k1", "k2"])
+def servers(request) -> Iterator[tuple[int, int, int]]:
+    """(redis-server's port, shardkv's port, its acceptors)."""
+    acceptors = request.param
+    real = start_redis()
+    ours = start_shardkv(shards=SHARDS, acceptors=acceptors)
+    yield real.port, ours.port, acceptors
+    real.stop()
+    ours.stop()
+
+
+def _connect(port: int, acceptors: int, index: int) -> RespClient:
+    c = client_on(port, index, k=acceptors) if acceptors > 1 else RespClient(port)
+    c.sock.settimeout(WAIT)  # a reply that never comes fails the test
+    return c
+
+
+def _send(c: RespClient, commands: list[list[str]]) -> list:
+    """The exact replies to ``commands``, sent in one write."""
+    c.sock.sendall(b"".join(encode_command(*command) for command in commands))
+    return [c.read() for _ in commands]
+
+
+def _lines_until(m: RespClient, last: bytes, addr: bytes) -> list[bytes]:
+    """What monitor ``m`` shows of client ``addr`` (timestamps cut), up to
+    and with the line ``last``; fails if it does not come in time."""
+    data = b""
+    deadline = time.monotonic() + WAIT
+    while last not in data:
+        assert time.monotonic() < deadline, f"the monitor stopped: {data[-300:]!r}"
+        try:
+            chunk = m.sock.recv(1 << 16)
+        except TimeoutError:
+            continue
+        assert chunk, "the monitor was closed"
+        data += chunk
+    shown = []
+    for line in data.split(b"\r\n"):
+        if addr in line or b" lua]" in line:
+            shown.append(line.split(b" ", 1)[1].replace(addr, b"c"))
+    return shown
+
+
+def _run(port: int, acceptors: int) -> tuple[list, list]:
+    monitors = [_connect(port, acceptors, index) for index in range(acceptors)]
+    c = _connect(port, acceptors, 0)
+    try:
+        for m in monitors:
+            assert m.call("MONITOR") == b"+OK\r\n"
+        c.call("DEL", OWN, OTHER)
+        replies = _send(
+            c,
+            [["MULTI"], ["SET", OWN, "1"], ["SET", OTHER, "2"], ["EVAL", "return 1", "0"], ["EXEC"]],
+        )
+        # Once EXEC was answered, its script was sent: the next script
+        # command (answered here, by the acceptor) and what follows.
+        replies += _send(c, [["EVALSHA", "0" * 40, "0"], ["ECHO", "last"]])
+        host, cport = c.sock.getsockname()[:2]
+        addr = b"%s:%d" % (host.encode(), cport)
+        shown = [_lines_until(m, b'"ECHO" "last"', addr) for m in monitors]
+        return replies, shown
+    finally:
+        c.close()
+        for m in monitors:
+            m.close()
+
+
+def test_the_next_script_command_after_an_exec_with_a_script_is_answered_and_shown(servers) -> None:
+    real_port, port, acceptors = servers
+    real_replies, (real_shown,) = _run(real_port, 1)
+    replies, shown = _run(port, acceptors)
+    assert replies == real_replies
+    for each in shown:  # every monitor, on either acceptor
+        assert each == real_shown
