@@ -202,6 +202,7 @@ end
 -- call, which also loses the line).
 local wrapped = {}  -- {table, key, real function, wrapper}: what widen (below) swaps
 local as_c_function  -- (below) a Lua function whose errors are a C function's
+local readonly = setmetatable({}, {__mode = "k"}) -- proxy -> real table (see Global protection)
 do
     local real_pcall, match, byte, sub, error = pcall, string.match, string.byte, string.sub, error
     local function rethrow(ok, ...)
@@ -336,6 +337,27 @@ do
         return function(...) return long_results(yield(...)) end
     end)
     add(coroutine, "wrap", function() return wrapped_cowrap end)
+    -- table.insert writes with lua_rawseti, past a read-only proxy's
+    -- __newindex (and into the empty globals table), where Redis's patched
+    -- Lua refuses the write itself: into those it runs on an empty table
+    -- (for the argument errors, which come first), then refuses.  An insert
+    -- that cannot fail (a value, or a number position and a value) goes
+    -- straight on; any other under pcall, so that its errors are the C
+    -- function's.  (table.remove and table.sort write nothing into a table
+    -- of no array items, as every protected table is; no other library
+    -- function writes into a table it is given.)
+    local real_insert, real_type, select = table.insert, type, select
+    rawset(table, "insert", function(t, ...)
+        if readonly[t] == nil and t ~= G then
+            if real_type(t) == "table" then
+                local n = select("#", ...)
+                if n == 1 or (n == 2 and real_type((...)) == "number") then return real_insert(t, ...) end
+            end
+            return keep(rethrow(real_pcall(real_insert, t, ...)))
+        end
+        keep(rethrow(real_pcall(real_insert, {}, ...)))
+        error("Attempt to modify a readonly table", 0)
+    end)
     for _, w in ipairs(wrapped) do rawset(w[1], w[2], w[4]) end
     as_c_function = function(f, check)
         -- f after check(...) (which raises as it likes), its errors as f's
@@ -491,7 +513,7 @@ local function hook()
 end
 
 -- Global protection ----------------------------------------------------------
-local readonly = setmetatable({}, {__mode = "k"}) -- proxy -> real table
+-- (readonly, above: proxy -> real table)
 
 local function readonly_error()
     error("Attempt to modify a readonly table", 2)

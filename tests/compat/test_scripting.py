@@ -1191,6 +1191,72 @@ def test_sandbox_escapes(server, script):
     )
 
 
+# Every table Redis 7 makes read-only, and every way a script writes into a
+# table: Redis's patched Lua refuses the raw writes too (table.insert writes
+# with lua_rawseti), with "Attempt to modify a readonly table" and no line.
+# table.remove and table.sort write nothing into a table of no array items.
+READONLY_TABLES = [
+    "_G",
+    "string",
+    "math",
+    "table",
+    "coroutine",
+    "redis",
+    "cjson",
+    "bit",
+    "struct",
+    "cmsgpack",
+    "getmetatable('')",
+    "getmetatable(_G)",
+]
+TABLE_WRITES = [
+    "table.insert(T, 1)",
+    "table.insert(T, 1, 'x')",
+    "table.insert(T, 'x', 1)",
+    "table.remove(T)",
+    "table.remove(T, 1)",
+    "table.sort(T)",
+    "rawset(T, 1, 1)",
+    "rawset(T, 'k', 1)",
+    "setmetatable(T, nil)",
+    "T.k = 1",
+    "T[1] = 1",
+]
+
+
+@pytest.mark.parametrize("table", READONLY_TABLES)
+def test_no_write_reaches_a_readonly_table(same, table):
+    """Each write into each protected table: refused as Redis refuses it
+    (uncaught, and under pcall); afterwards the table holds nothing new."""
+    for write in TABLE_WRITES:
+        code = write.replace("T", table)
+        same("EVAL", code, 0)
+        same("EVAL", f"return {{pcall(function() {code} end)}}", 0)
+        same("EVAL", f"pcall(function() {code} end) return {{rawget({table}, 1), rawget({table}, 'k')}}", 0)
+    # in tail position too (its error still names the script's line)
+    for code in (
+        "return table.insert(T, 1)",
+        "return table.insert(nil, 1)",
+        "local f = table.insert return f(T, 1, 2, 3)",
+    ):
+        same("EVAL", code.replace("T", table), 0)
+
+
+def test_no_write_reaches_a_readonly_table_from_a_function(same):
+    """Inside a function the same tables are read-only (FUNCTION LOAD's own
+    code sees only ``redis``, whose table is read-only too)."""
+    body = "\n".join(
+        f"redis.register_function('w{i}', function() {write.replace('T', table)} return 1 end)"
+        for i, (table, write) in enumerate((t, w) for t in READONLY_TABLES for w in TABLE_WRITES)
+    )
+    same("FUNCTION", "LOAD", "REPLACE", "#!lua name=rolib\n" + body)
+    for i in range(len(READONLY_TABLES) * len(TABLE_WRITES)):
+        same("FCALL", f"w{i}", 0)
+    same("FUNCTION", "LOAD", "REPLACE", "#!lua name=rolib2\nredis.k = 1")
+    same("FUNCTION", "LOAD", "REPLACE", "#!lua name=rolib3\nrawset(redis, 'k', 1)")
+    same("FUNCTION", "DELETE", "rolib")
+
+
 @pytest.mark.slow  # fresh servers of its own
 def test_math_random_sequence():
     """math.random is Redis's redisLrand48, seeded once at start (not per
