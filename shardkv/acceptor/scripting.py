@@ -795,7 +795,7 @@ def script_command(client: Client, args: list[bytes]) -> None:
     elif sub == b"exists":
         client.reply([1 if sha.lower() in CACHE.bodies else 0 for sha in args[2:]])
     elif sub == b"flush":
-        if n == 3 and args[2].upper() not in (b"ASYNC", b"SYNC"):
+        if n > 3 or (n == 3 and args[2].upper() not in (b"ASYNC", b"SYNC")):
             client.reply_error("ERR SCRIPT FLUSH only support SYNC|ASYNC option")
             return
         _script_flush(client)
@@ -1063,14 +1063,16 @@ def function_command(client: Client, args: list[bytes]) -> None:
             return
         if n > 3:
             client.reply_error(
-                "ERR unknown subcommand or wrong number of arguments for 'flush'. Try FUNCTION HELP."
+                "ERR unknown subcommand or wrong number of arguments for '%s'. Try FUNCTION HELP."
+                % args[1].decode("latin-1")
             )
             return
         _all_shards(client, [Verb.FUNCTION, b"flush"])
     elif sub == b"restore":
         if n > 4:
             client.reply_error(
-                "ERR unknown subcommand or wrong number of arguments for 'restore'. Try FUNCTION HELP."
+                "ERR unknown subcommand or wrong number of arguments for '%s'. Try FUNCTION HELP."
+                % args[1].decode("latin-1")
             )
             return
         policy = args[3].upper() if n >= 4 else b"APPEND"

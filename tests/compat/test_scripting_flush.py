@@ -283,3 +283,62 @@ def test_a_load_and_another_acceptors_flush_leave_both_caches_alike(servers):
     with pair_on(servers["k2"].port) as pair:
         got = run(*pair)
     assert got == expected, f"redis replied {expected!r}, shardkv replied {got!r}"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_flush_options_are_checked_at_every_count(servers, kind):
+    """SCRIPT FLUSH and FUNCTION FLUSH take at most one option, SYNC or ASYNC."""
+
+    def run(port: int) -> list:
+        c = _fresh(port)
+        out = []
+        for cmd in ("SCRIPT", "FUNCTION"):
+            out += _pipe(
+                c,
+                (cmd, "FLUSH"),
+                (cmd, "FLUSH", "sync"),
+                (cmd, "FLUSH", "Async"),
+                (cmd, "FLUSH", "x"),
+                (cmd, "FLUSH", "ASYNC", "SYNC"),
+                (cmd, "FLUSH", "SYNC", "ASYNC"),
+                (cmd, "FLUSH", "SYNC", "SYNC"),
+                (cmd, "FLUSH", "x", "y", "z"),
+                ("MULTI",),
+                (cmd, "FLUSH", "ASYNC", "SYNC"),
+                ("EXEC",),
+            )
+        c.close()
+        return out
+
+    _both(servers, kind, run)
+
+
+@pytest.mark.xfail(
+    strict=True, reason="README: a SCRIPT LOAD that does not compile is cached until its reply"
+)
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_script_that_does_not_compile_is_not_cached(servers, kind):
+    """SCRIPT LOAD of a script that does not compile caches nothing, even
+    for the commands pipelined behind it (EVALSHA: NOSCRIPT)."""
+    bad = "return +"
+    sha = _sha(bad)
+
+    def run(port: int) -> list:
+        c = _fresh(port)
+        out = _pipe(c, ("SCRIPT", "LOAD", bad), ("EVALSHA", sha, 0), ("EVALSHA", sha, 1, "k"))
+        out += _pipe(c, ("SCRIPT", "LOAD", bad), ("SCRIPT", "EXISTS", sha), ("EVALSHA_RO", sha, 0))
+        out += _pipe(c, ("EVAL", bad, 0), ("SCRIPT", "EXISTS", sha), ("EVALSHA", sha, 0))
+        out += _pipe(
+            c,
+            ("MULTI",),
+            ("SCRIPT", "LOAD", bad),
+            ("SCRIPT", "EXISTS", sha),
+            ("EVALSHA", sha, 0),
+            ("EXEC",),
+            ("SCRIPT", "EXISTS", sha),
+        )
+        out += _pipe(c, ("SCRIPT", "EXISTS", sha))
+        c.close()
+        return out
+
+    _both(servers, kind, run)
