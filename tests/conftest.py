@@ -69,6 +69,19 @@ def redis_and_shardkv() -> Iterator[tuple[ServerProcess, ServerProcess]]:
     ours.stop()
 
 
+@pytest.fixture(scope="module", params=[1, 2], ids=["k1", "k2"])
+def redis_and_shardkv_k12(request) -> Iterator[tuple[int, int, int]]:
+    """(redis-server's port, shardkv's port, its acceptors): a redis-server
+    and a shardkv of two shards of the module's own, the shardkv with one
+    acceptor, then with two, for tests that compare the two counts."""
+    acceptors = request.param
+    real = start_redis()
+    ours = start_shardkv(shards=2, acceptors=acceptors)
+    yield real.port, ours.port, acceptors
+    real.stop()
+    ours.stop()
+
+
 @pytest.fixture(scope="session")
 def ports(request):
     """Lazily start only the servers a test run needs."""

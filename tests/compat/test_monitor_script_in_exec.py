@@ -15,29 +15,22 @@ redis-server 7.0.15, with one acceptor and with two (a monitor on each).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 
 from tests.support.acceptors import client_on
 from tests.support.placement import key_on
 from tests.support.resp import RespClient, encode_command
-from tests.support.servers import start_redis, start_shardkv
 
 SHARDS = 2
 OWN, OTHER = key_on(0, "own", SHARDS), key_on(1, "other", SHARDS)
 WAIT = 10.0  # seconds a reply or a monitor line may take before the test fails
 
 
-@pytest.fixture(scope="module", params=[1, 2], ids=["k1", "k2"])
-def servers(request) -> Iterator[tuple[int, int, int]]:
-    """(redis-server's port, shardkv's port, its acceptors)."""
-    acceptors = request.param
-    real = start_redis()
-    ours = start_shardkv(shards=SHARDS, acceptors=acceptors)
-    yield real.port, ours.port, acceptors
-    real.stop()
-    ours.stop()
+@pytest.fixture
+def servers(redis_and_shardkv_k12) -> tuple[int, int, int]:
+    """(redis-server's port, shardkv's port, its acceptors: 1, then 2)."""
+    return redis_and_shardkv_k12
 
 
 def _connect(port: int, acceptors: int, index: int) -> RespClient:

@@ -67,6 +67,19 @@ def _both(servers: dict, kind: str, run) -> None:
 KINDS = ["k1", "k2"]
 
 
+def _same_through_two_clients(servers, run) -> None:
+    """``run(a, b)`` gives the same through two clients of redis-server as
+    through one client on each of shardkv's two acceptors."""
+    real = servers["redis"].port
+    a, b = RespClient(real), RespClient(real)
+    expected = run(a, b)
+    a.close()
+    b.close()
+    with pair_on(servers["k2"].port) as pair:
+        got = run(*pair)
+    assert got == expected, f"redis replied {expected!r}, shardkv replied {got!r}"
+
+
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("call", ["eval", "evalsha"])
 def test_eval_after_a_flush_pipelined_behind_a_script(servers, kind, call):
@@ -128,14 +141,7 @@ def test_eval_after_another_acceptors_flush_during_its_script(servers):
         out += _pipe(a, ("EVAL", SLOW, 1, "k"), ("EVALSHA", SLOW_SHA, 1, "k"))
         return out
 
-    real = servers["redis"].port
-    a, b = RespClient(real), RespClient(real)
-    expected = run(a, b)
-    a.close()
-    b.close()
-    with pair_on(servers["k2"].port) as pair:
-        got = run(*pair)
-    assert got == expected, f"redis replied {expected!r}, shardkv replied {got!r}"
+    _same_through_two_clients(servers, run)
 
 
 def test_eval_after_another_acceptors_flush_that_its_shard_runs_late(servers):
@@ -246,14 +252,7 @@ def test_a_flush_answered_has_reached_every_shard(servers):
         out.append(_scripts_failed(a))
         return out
 
-    real = servers["redis"].port
-    a, b = RespClient(real), RespClient(real)
-    expected = run(a, b)
-    a.close()
-    b.close()
-    with pair_on(servers["k2"].port) as pair:
-        got = run(*pair)
-    assert got == expected, f"redis replied {expected!r}, shardkv replied {got!r}"
+    _same_through_two_clients(servers, run)
 
 
 def test_a_load_and_another_acceptors_flush_leave_both_caches_alike(servers):
@@ -275,14 +274,7 @@ def test_a_load_and_another_acceptors_flush_leave_both_caches_alike(servers):
                 disagree.append((i, seen))
         return disagree
 
-    real = servers["redis"].port
-    a, b = RespClient(real), RespClient(real)
-    expected = run(a, b)
-    a.close()
-    b.close()
-    with pair_on(servers["k2"].port) as pair:
-        got = run(*pair)
-    assert got == expected, f"redis replied {expected!r}, shardkv replied {got!r}"
+    _same_through_two_clients(servers, run)
 
 
 @pytest.mark.parametrize("kind", KINDS)
