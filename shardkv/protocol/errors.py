@@ -281,6 +281,13 @@ UNKILLABLE = (
 SCRIPT_CALL_UNSUPPORTED = "ERR '%s' needs every shard and cannot be called from a script in shardkv"
 SCRIPT_KILLED = "ERR Script killed by user with SCRIPT KILL..."
 SCRIPT_RO_WRITE_FLAG = "ERR Can not execute a script with write flag using *_ro command."
+# A script's shebang line (evalExtractShebangFlags) and its compile (luaCreateFunction).
+SHEBANG_INVALID = "ERR Invalid script shebang"
+SHEBANG_NO_ENGINE = "ERR Invalid engine in script shebang"
+SHEBANG_ENGINE = "ERR Unexpected engine in script shebang: %s"
+SHEBANG_OPTION = "ERR Unknown lua shebang option: %s"
+SHEBANG_FLAG = "ERR Unexpected flag in script shebang: %s"
+SCRIPT_COMPILE = "ERR Error compiling script (new function): %s"
 
 
 class CommandError(Exception):

@@ -23,11 +23,11 @@ from shardkv.protocol import errors
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import Error, ProtocolError, split_inline
 from shardkv.protocol.wire import Verb
+from shardkv.runtime.scriptsource import FLAG_NAMES
 from shardkv.worker.commands import dump
 from shardkv.worker.handlers import Handlers
 from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.scripting import (
-    FLAG_NAMES,
     FLAG_WIDE,
     CrossShard,
     Engine,

@@ -51,11 +51,17 @@ from shardkv.protocol.resp import (
     Verbatim,
     decode_reply,
     format_double,
-    split_inline,
 )
 from shardkv.protocol.router import LBRACE, SLOTS, key_slot
 from shardkv.protocol.wire import Verb
 from shardkv.runtime.cmdstats import LUA_CLIENT_ADDR, Stats, stat_name
+from shardkv.runtime.scriptsource import (
+    FLAG_ALLOW_OOM,
+    FLAG_COMPAT,
+    FLAG_NO_WRITES,
+    parse_shebang,
+    source_chunk,
+)
 from shardkv.worker import events, lualibs
 from shardkv.worker.handlers import Handlers, find
 from shardkv.worker.keyspace import TYPE_NAMES, Keyspace, slot_of
@@ -81,21 +87,8 @@ GC_GROWTH = 16 * 1024
 NARROW = 1  # _narrow_patch
 WIDE = 2  # without_call_tail_calls
 
-# Script flags, as Redis 7.0's shebang and register_function name them.
-FLAG_NO_WRITES = 1
-FLAG_ALLOW_OOM = 2
-FLAG_ALLOW_STALE = 4
-FLAG_NO_CLUSTER = 8
-FLAG_COMPAT = 16  # no shebang: EVAL's compatibility mode
-FLAG_ALLOW_CROSS_SLOT = 32
+# A script's flag of shardkv's own, beside Redis's (shardkv.runtime.scriptsource).
 FLAG_WIDE = 1 << 16  # not Redis's: the script runs with the wide redis.call (Engine._widen)
-FLAG_NAMES = {
-    b"no-writes": FLAG_NO_WRITES,
-    b"allow-oom": FLAG_ALLOW_OOM,
-    b"allow-stale": FLAG_ALLOW_STALE,
-    b"no-cluster": FLAG_NO_CLUSTER,
-    b"allow-cross-slot-keys": FLAG_ALLOW_CROSS_SLOT,
-}
 
 
 class CrossShard(Exception):
@@ -115,35 +108,6 @@ class CrossShard(Exception):
 
 def sha1hex(data: bytes) -> bytes:
     return hashlib.sha1(data).hexdigest().encode()
-
-
-def parse_shebang(body: bytes) -> tuple[int, int]:
-    """(flags, length of the shebang line) of a script; raises CommandError
-    with Redis's message for a bad one (evalExtractShebangFlags)."""
-    if not body.startswith(b"#!"):
-        return FLAG_COMPAT, 0
-    end = body.find(b"\n")
-    if end < 0:
-        raise CommandError("ERR Invalid script shebang")
-    try:
-        parts = split_inline(body[:end])  # sdssplitargs
-    except ProtocolError:
-        parts = []
-    if not parts:
-        raise CommandError("ERR Invalid engine in script shebang")
-    if parts[0] != b"#!lua":
-        raise CommandError("ERR Unexpected engine in script shebang: " + parts[0].decode("latin-1"))
-    flags = 0
-    for part in parts[1:]:
-        if not part.startswith(b"flags="):
-            raise CommandError("ERR Unknown lua shebang option: " + part.decode("latin-1"))
-        for name in part[6:].split(b","):
-            if name not in FLAG_NAMES:
-                if not name:
-                    continue
-                raise CommandError("ERR Unexpected flag in script shebang: " + name.decode("latin-1"))
-            flags |= FLAG_NAMES[name]
-    return flags, end
 
 
 # A script's redis.log lines held until it ends (Run.logs) at most: beyond,
@@ -640,9 +604,9 @@ class Engine:
         if may_call_wide(body):
             flags |= FLAG_WIDE
             patch = WIDE
-        f, err = self._compile(body[skip:], b"@user_script", patch)
+        f, err = self._compile(source_chunk(body[skip:]), b"@user_script", patch)
         if not f:
-            raise CommandError("ERR Error compiling script (new function): " + _text(err))
+            raise CommandError(errors.SCRIPT_COMPILE % _text(err))
         self.scripts[sha] = (f, flags)
         self._one[sha] = self._vm.one_key(f, bool(flags & FLAG_WIDE))  # type: ignore[union-attr]
         return sha

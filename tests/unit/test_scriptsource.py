@@ -1,0 +1,111 @@
+"""The acceptor's compile check agrees with the worker's compile.
+
+The acceptor caches a script only if :func:`compiles` says so, and the
+worker compiles it again to run it: where they disagreed, a script would
+be cached that no shard can run, or a script that runs would not be
+cached.  Each script here goes to both; the differential tests against
+redis-server are in tests/compat/test_scripting_flush.py.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from shardkv.protocol.resp import Error
+from shardkv.runtime.scriptsource import compiles, parse_shebang, source_chunk
+from shardkv.worker.clock import FakeClock
+from shardkv.worker.shard import Shard
+
+LOAD_ERRORS = (
+    "ERR Error compiling script",
+    "ERR Invalid script shebang",
+    "ERR Invalid engine in script shebang",
+    "ERR Unexpected engine in script shebang",
+    "ERR Unknown lua shebang option",
+    "ERR Unexpected flag in script shebang",
+)
+
+SCRIPTS = [
+    b"return 1",
+    b"",
+    b"return +",
+    b"return 1 1",
+    b"error('compiles, fails when it runs')",
+    b"local t = {} for i = 1, 3 do t[i] = i end return t",
+    b"#!lua\nreturn 1",
+    b"#!lua flags=\nreturn 1",
+    b"#!lua flags=no-writes,allow-oom\nreturn 1",
+    b"#!lua flags=no-writes,\nreturn 1",
+    b"#!lua flags=,\nreturn 1",
+    b"#!lua flags=bogus\nreturn 1",
+    b"#!lua name=x\nreturn 1",
+    b"#!python\nreturn 1",
+    b"#!lua",
+    b'#!"lua\nreturn 1',
+    b"#!lua\n\x1breturn 1",
+    b"\x1breturn 1",
+    b"\x1bLuaQ\x00\x01\x04\x08\x04\x08\x00",
+    b"return [[unfinished",
+    b"--[[ a comment ]] return 2",
+    b"return redis.call('get', KEYS[1])",
+]
+
+
+def _shard_compiles(shard: Shard, body: bytes) -> bool:
+    reply = shard.execute([b"EVAL", body, b"0"])
+    return not (isinstance(reply, Error) and reply.message.startswith(LOAD_ERRORS))
+
+
+def _mutations(count: int) -> list[bytes]:
+    """Scripts a character or two away from valid ones (seeded: the same
+    every run)."""
+    rng = random.Random(18)
+    alphabet = b"()[]{}=+-*/#!,;:.'\"\n \x1b0123456789abcdefghijklmnopqrstuvwxyz"
+    out = []
+    for _ in range(count):
+        body = bytearray(rng.choice(SCRIPTS))
+        for _ in range(rng.randint(1, 2)):
+            at = rng.randint(0, len(body))
+            if body and rng.random() < 0.5:
+                del body[min(at, len(body) - 1)]
+            else:
+                body[at:at] = bytes([rng.choice(alphabet)])
+        out.append(bytes(body))
+    return out
+
+
+@pytest.fixture(scope="module")
+def shard() -> Shard:
+    shard = Shard(0, 1, FakeClock())
+    shard.keyspace.tick()
+    return shard
+
+
+@pytest.mark.parametrize("body", SCRIPTS)
+def test_the_acceptor_caches_what_a_worker_compiles(shard, body):
+    assert compiles(body) == _shard_compiles(shard, body)
+
+
+def test_the_two_agree_on_scripts_near_valid_ones(shard):
+    disagree = [body for body in _mutations(300) if compiles(body) != _shard_compiles(shard, body)]
+    assert disagree == []
+
+
+def test_bytecode_is_parsed_as_source(shard):
+    """Redis's Lua never loads a precompiled chunk (a sandbox escape)."""
+    assert source_chunk(b"\x1bLuaQ") == b" \x1bLuaQ"
+    assert source_chunk(b"\nreturn 1") == b"\nreturn 1"
+    reply = shard.execute([b"EVAL", b"\x1bLuaQ", b"0"])
+    assert isinstance(reply, Error)
+    assert reply.message == (
+        "ERR Error compiling script (new function): user_script:1: unexpected symbol near 'char(27)'"
+    )
+
+
+def test_a_flags_list_is_split_at_every_comma():
+    assert parse_shebang(b"#!lua flags=\nreturn 1") == (0, 12)
+    assert parse_shebang(b"#!lua flags=no-writes,allow-oom\n") == (3, 31)
+    for bad in (b"#!lua flags=,\n", b"#!lua flags=no-writes,\n", b"#!lua flags=,no-writes\n"):
+        assert not compiles(bad + b"return 1")
