@@ -6,6 +6,9 @@ SCRIPT EXISTS/FLUSH act on it, and EVALSHA of an unknown SHA1 is answered
 its body: the acceptor remembers which shards know which scripts, sends
 EVALSHA as it came to a shard that knows the script, and the body (as
 EVAL) to one that does not.  The cache does not persist, as in Redis.
+A script is cached only if it compiles, which the acceptor checks first
+(:func:`~shardkv.runtime.scriptsource.compiles`), as Redis caches none
+that does not: the commands behind it never find it.
 
 Where a script runs (see the README's architecture notes):
 
@@ -66,6 +69,7 @@ from shardkv.protocol.resp import (
 from shardkv.protocol.router import LBRACE, key_slot
 from shardkv.protocol.wire import Verb
 from shardkv.runtime.cmdstats import stat_name
+from shardkv.runtime.scriptsource import compiles
 
 if TYPE_CHECKING:
     from shardkv.acceptor.shardlink import ShardLink
@@ -75,13 +79,16 @@ CROSS_MARKER = b"-SHARDKV-CROSS"
 # or an aggregate that may hold one.
 _NOT_PLAIN = frozenset((b"-", b"*", b"%", b"~"))
 # The errors of a script that does not load: the shard did not keep it.
-LOAD_ERRORS = (
-    b"-ERR Error compiling script",
-    b"-ERR Invalid script shebang",
-    b"-ERR Invalid engine in script shebang",
-    b"-ERR Unexpected engine in script shebang",
-    b"-ERR Unknown lua shebang option",
-    b"-ERR Unexpected flag in script shebang",
+LOAD_ERRORS = tuple(
+    b"-" + e.partition("%")[0].encode()
+    for e in (
+        errors.SCRIPT_COMPILE,
+        errors.SHEBANG_INVALID,
+        errors.SHEBANG_NO_ENGINE,
+        errors.SHEBANG_ENGINE,
+        errors.SHEBANG_OPTION,
+        errors.SHEBANG_FLAG,
+    )
 )
 
 
@@ -146,7 +153,7 @@ def eval_command(client: Client, args: list[bytes]) -> None:
     else:
         body = args[1]
         sha = sha1hex(body)
-        if sha not in CACHE.bodies:
+        if sha not in CACHE.bodies and compiles(body):  # (one that does not is never cached)
             number = scriptcalls.flush_number(client.server)
             CACHE.add(sha, body, number)
             if client.server.bus is not None:  # EVALSHA through another acceptor finds it
@@ -846,10 +853,11 @@ def _script_flush(client: Client) -> None:
 class _Loaded:
     """SCRIPT LOAD's reply from the shard that compiled the script."""
 
-    __slots__ = ("slot", "sha", "body", "shard", "flushes", "number")
+    __slots__ = ("slot", "sha", "body", "shard", "flushes", "number", "added")
 
-    def __init__(self, slot: Slot, sha: bytes, body: bytes, shard: int, number: int) -> None:
+    def __init__(self, slot: Slot, sha: bytes, body: bytes, shard: int, number: int, added: bool) -> None:
         self.slot = slot
+        self.added = added  # this SCRIPT LOAD cached it (it was not)
         self.sha = sha
         self.body = body
         self.shard = shard
@@ -857,9 +865,12 @@ class _Loaded:
         self.number = number  # the last flush's, of every acceptor, as it was read
 
     def deliver(self, body: bytes) -> None:
-        if body[:1] == b"-":  # it does not compile: Redis caches nothing
-            if self.sha in CACHE.bodies and CACHE.numbers.get(self.sha) == self.number:
+        if body[:1] == b"-":
+            # Refused though it compiled here (the shard was busy, or its
+            # Lua ran out of memory): Redis would have cached nothing.
+            if self.added and self.sha in CACHE.bodies and CACHE.numbers.get(self.sha) == self.number:
                 del CACHE.bodies[self.sha]
+                del CACHE.numbers[self.sha]
             self.slot.deliver(body)
             return
         CACHE.learned(self.shard, self.sha, self.flushes)
@@ -911,16 +922,21 @@ async def learn_scripts(server) -> None:
 
 def _script_load(client: Client, body: bytes) -> None:
     """Cached as it is read, so that the client's next commands find it
-    (an EVALSHA sends it with its body until a shard knows it)."""
+    (an EVALSHA sends it with its body until a shard knows it), if it
+    compiles (checked here, as Redis checks before it caches: the commands
+    behind one that does not never find it); shard 0 compiles it too, and
+    answers (the SHA1, or why it does not compile)."""
     sha = sha1hex(body)
     number = scriptcalls.flush_number(client.server)
-    CACHE.add(sha, body, number)
+    added = sha not in CACHE.bodies
+    if not added or compiles(body):
+        CACHE.add(sha, body, number)
     slot = Slot(client)
     client.pending.append(slot)
     client.server.links[0].send(
         HEADERS[client.resp3],
         encode_command([Verb.SCRIPT, b"load", body]),
-        _Loaded(slot, sha, body, 0, number),
+        _Loaded(slot, sha, body, 0, number, added),
     )
 
 

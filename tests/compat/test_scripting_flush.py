@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from lupa import lua51
 
 from tests.support.acceptors import client_on, pair_on
 from tests.support.resp import ErrorReply, RespClient
@@ -305,9 +306,6 @@ def test_flush_options_are_checked_at_every_count(servers, kind):
     _both(servers, kind, run)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="README: a SCRIPT LOAD that does not compile is cached until its reply"
-)
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_script_that_does_not_compile_is_not_cached(servers, kind):
     """SCRIPT LOAD of a script that does not compile caches nothing, even
@@ -330,6 +328,110 @@ def test_a_script_that_does_not_compile_is_not_cached(servers, kind):
             ("SCRIPT", "EXISTS", sha),
         )
         out += _pipe(c, ("SCRIPT", "EXISTS", sha))
+        c.close()
+        return out
+
+    _both(servers, kind, run)
+
+
+def _bytecode() -> bytes:
+    """A Lua 5.1 chunk precompiled (string.dump): Redis's Lua only parses
+    source, so it does not compile there."""
+    return lua51.LuaRuntime(encoding=None).eval("string.dump(function() return 42 end)")
+
+
+# Scripts that Redis refuses before it caches them: a shebang line it does
+# not take, or code that does not compile; and two that it takes.
+REFUSED = [
+    "#!lua flags=bogus\nreturn 1",
+    "#!python\nreturn 1",
+    "#!lua",
+    "#!lua name=x\nreturn 1",
+    "#! lua\nreturn 1",
+    '#!"lua\nreturn 1',
+    "#!lua flags=no-writes,\nreturn 1",
+    "#!lua flags=,\nreturn 1",
+    "#!lua flags=no-writes,,allow-oom\nreturn 1",
+    "#!lua\nreturn +",
+    "return 1 1",
+    "\x1breturn 1",
+    "bytecode",
+]
+TAKEN = ["#!lua flags=\nreturn 1", "#!lua flags=no-writes,allow-oom\nreturn 1"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("body", REFUSED + TAKEN)
+def test_a_script_refused_is_not_cached_for_what_follows(servers, kind, body):
+    """SCRIPT LOAD or EVAL of a script whose shebang line is bad, or whose
+    code does not compile (Lua bytecode included), caches nothing: SCRIPT
+    EXISTS and EVALSHA pipelined behind it (in MULTI too) do not find it."""
+    script = _bytecode() if body == "bytecode" else body.encode()
+    sha = hashlib.sha1(script).hexdigest()
+
+    def run(port: int) -> list:
+        c = _fresh(port)
+        out = _pipe(c, ("SCRIPT", "LOAD", script), ("SCRIPT", "EXISTS", sha), ("EVALSHA", sha, 0))
+        out += _pipe(c, ("SCRIPT", "FLUSH"))
+        out += _pipe(c, ("EVAL", script, 0), ("SCRIPT", "EXISTS", sha), ("EVALSHA_RO", sha, 1, "k"))
+        out += _pipe(c, ("SCRIPT", "FLUSH"))
+        out += _pipe(c, ("EVAL", script, 1, "k"), ("EVALSHA", sha, 1, "k"), ("SCRIPT", "EXISTS", sha))
+        out += _pipe(c, ("SCRIPT", "FLUSH"))
+        out += _pipe(
+            c, ("MULTI",), ("EVAL", script, 0), ("SCRIPT", "EXISTS", sha), ("EVALSHA", sha, 0), ("EXEC",)
+        )
+        c.close()
+        return out
+
+    _both(servers, kind, run)
+
+
+def test_a_script_refused_through_one_acceptor_is_not_cached_in_the_other(servers):
+    """At K=2: a SCRIPT LOAD or EVAL through acceptor 0 of a script that
+    does not compile is not in acceptor 1's cache either, at once or later."""
+    bodies = ["return +", "#!lua flags=bogus\nreturn 1", "#!python\nreturn 1"]
+
+    def run(a: RespClient, b: RespClient) -> list:
+        out = _pipe(a, ("SCRIPT", "FLUSH"))
+        for body in bodies:
+            sha = _sha(body)
+            for command in (("EVAL", body, 0), ("EVAL", body, 1, "k"), ("SCRIPT", "LOAD", body)):
+                out += _pipe(a, command, ("SCRIPT", "EXISTS", sha))
+                out += _pipe(b, ("SCRIPT", "EXISTS", sha), ("EVALSHA", sha, 0))
+                out += _pipe(a, ("EVALSHA", sha, 0))
+        return out
+
+    _same_through_two_clients(servers, run)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_library_that_does_not_load_is_not_there_for_what_follows(servers, kind):
+    """FUNCTION LOAD of a library that does not compile, or whose code
+    fails, loads nothing (a REPLACE keeps the old library): FCALL and
+    FUNCTION LIST pipelined behind it do not find it."""
+    good = "#!lua name=lib\nredis.register_function('f', function() return 1 end)"
+    bad = [
+        "#!lua name=lib\nredis.register_function('f', function() return + end)",
+        "#!lua name=lib\nredis.register_function('f', function() return 2 end) error('no')",
+        "#!lua name=lib flags=bogus\nredis.register_function('f', function() return 2 end)",
+        "#!python name=lib\nredis.register_function('f', function() return 2 end)",
+        "#!lua name=lib\nredis.register_function('f', function() return 2 end) redis.register_function('f', 1)",
+    ]
+
+    def run(port: int) -> list:
+        c = _fresh(port)
+        c.command("FUNCTION", "FLUSH")
+        out = []
+        for library in bad:
+            out += _pipe(c, ("FUNCTION", "LOAD", library), ("FCALL", "f", 0), ("FCALL_RO", "f", 1, "k"))
+            out += _pipe(c, ("FUNCTION", "LIST"))
+        out += _pipe(c, ("FUNCTION", "LOAD", good))
+        for library in bad:
+            out += _pipe(
+                c, ("FUNCTION", "LOAD", "REPLACE", library), ("FCALL", "f", 0), ("FCALL", "f", 1, "k")
+            )
+        out += _pipe(c, ("MULTI",), ("FUNCTION", "LOAD", "REPLACE", bad[0]), ("FCALL", "f", 0), ("EXEC",))
+        out += _pipe(c, ("FUNCTION", "FLUSH"))
         c.close()
         return out
 
