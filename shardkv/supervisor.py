@@ -75,6 +75,7 @@ from shardkv.runtime.clientcount import ClientCounts
 from shardkv.runtime.exitcodes import EXIT_CANNOT_LISTEN, EXIT_LOAD_FAILED
 from shardkv.runtime.proctitle import set_name
 from shardkv.runtime.scriptflushes import ScriptFlushes
+from shardkv.runtime.slowlogfile import SlowLogFile
 from shardkv.worker.persistence.files import LoadError
 
 # The acceptor's and the worker's code is imported in the child that runs
@@ -115,6 +116,9 @@ class Supervisor:
         # SCRIPT FLUSH's numbers: one sequence for every acceptor, which
         # outlives their restarts (a restarted worker is handed the last).
         self.script_flushes = ScriptFlushes()
+        # The slow log: one for every acceptor and worker, which outlives
+        # their restarts (see shardkv.runtime.slowlogfile).
+        self.slow_log = SlowLogFile()
         self.stopping = False
         self.status = 0
         self.wakeup: socket.socket  # the signals' wake-up socket, while run() runs
@@ -128,7 +132,7 @@ class Supervisor:
         theirs = [pipe[1] for pipe in pipes]
         proc = self.ctx.Process(
             target=_serve_worker,
-            args=(theirs, ctl_theirs, index, self.cfg),
+            args=(theirs, ctl_theirs, index, self.cfg, self.slow_log),
             name=f"shardkv-worker-{index}",
         )
         proc.start()
@@ -214,6 +218,7 @@ class Supervisor:
                 restarted,
                 self.config_number,
                 self.script_flushes,
+                self.slow_log,
             ),
             name=name,
         )

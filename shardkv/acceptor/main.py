@@ -22,6 +22,7 @@ from shardkv.runtime.clientcount import ClientCounts
 from shardkv.runtime.parentdeath import die_with_parent
 from shardkv.runtime.proctitle import set_name
 from shardkv.runtime.scriptflushes import ScriptFlushes
+from shardkv.runtime.slowlogfile import SlowLogFile
 
 
 def serve(
@@ -33,6 +34,7 @@ def serve(
     restarted: bool = False,
     config_number: int = 0,
     script_flushes: ScriptFlushes | None = None,
+    slow_log: SlowLogFile | None = None,
 ) -> None:
     """The entry point of acceptor process ``index`` (its coordinator number);
     ``client_counts``: every acceptor's clients, for ``maxclients`` (K > 1);
@@ -40,7 +42,8 @@ def serve(
     ``config_number``: the last CONFIG SET's number (K > 1), whose values
     ``config`` has (see shardkv.acceptor.configorder);
     ``script_flushes``: the last SCRIPT FLUSH's number, shared by every
-    acceptor (see shardkv.runtime.scriptflushes)."""
+    acceptor (see shardkv.runtime.scriptflushes); ``slow_log``: the slow
+    log every process shares (see shardkv.runtime.slowlogfile)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides
     die_with_parent()  # SIGTERM (close the port and exit) if the supervisor dies
     nacceptors = config.get("acceptors", 1)
@@ -62,6 +65,8 @@ def serve(
         acceptor.client_counts = client_counts
     if script_flushes is not None:
         acceptor.script_flushes = script_flushes
+    if slow_log is not None:
+        acceptor.stats.shared = slow_log
     crossshard.coordinator_of(acceptor)  # before any pipe: a worker's first frame is for it
     loop_factory = None
     if config.get("uvloop"):

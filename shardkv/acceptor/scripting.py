@@ -47,7 +47,6 @@ import time
 from binascii import crc_hqx
 from collections import deque
 from time import perf_counter_ns
-from typing import TYPE_CHECKING
 
 from shardkv.acceptor import monitor, scriptcalls, slowlog
 from shardkv.acceptor.bus import fail_slot
@@ -70,9 +69,6 @@ from shardkv.protocol.router import LBRACE, key_slot
 from shardkv.protocol.wire import Verb
 from shardkv.runtime.cmdstats import stat_name
 from shardkv.runtime.scriptsource import compiles
-
-if TYPE_CHECKING:
-    from shardkv.acceptor.shardlink import ShardLink
 
 CROSS_MARKER = b"-SHARDKV-CROSS"
 # The first bytes of a script's reply that _ScriptSlot looks into: an error,
@@ -267,9 +263,9 @@ class _ScriptResult(Slot):
         self.start = perf_counter_ns()
         self.shard: int | None = None
 
-    def slow_logged(self, link: ShardLink, seq: int) -> None:
-        """Its shard logged it as entry ``seq`` (a ``N`` frame)."""
-        slowlog.note_script(self.client, link, seq, self.called)
+    def slow_logged(self, entry_id: int) -> None:
+        """Its shard logged it as entry ``entry_id`` (a ``N`` frame)."""
+        slowlog.note_script(self.client, entry_id, self.called)
 
     def deliver(self, body: bytes) -> None:
         if _failed(body):
@@ -345,9 +341,9 @@ class _ScriptSlot(Slot):
         Slot.deliver(self, body)
         _answered(self.client)
 
-    def slow_logged(self, link: ShardLink, seq: int) -> None:
-        """Its shard logged it as entry ``seq`` (a ``N`` frame)."""
-        slowlog.note_script(self.client, link, seq, self.args())
+    def slow_logged(self, entry_id: int) -> None:
+        """Its shard logged it as entry ``entry_id`` (a ``N`` frame)."""
+        slowlog.note_script(self.client, entry_id, self.args())
 
 
 def _answered(client: Client) -> None:

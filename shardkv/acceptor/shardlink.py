@@ -191,14 +191,6 @@ class ShardLink:
         self.unblocks_sent = 0
         # Where the commands a script called go, for MONITOR (``M`` frames).
         self.on_script_calls: Callable[[list], None] | None = None
-        # Who called the scripts this shard logged in its slow log, by the
-        # entry's number (``N`` frames, see shardkv.acceptor.slowlog): the
-        # current worker's, which numbers its entries from 0.
-        self.script_callers: dict[int, tuple] = {}
-        # How many slow log entries this shard's earlier workers logged, and
-        # the current one, as they last told (SLOWLOG GET numbers on from them).
-        self.slow_before = 0
-        self.slow_told = 0
         # Where a script's refused calls go, for ACL LOG (``L`` frames).
         self.on_acl_log: Callable[[bytes, list], None] | None = None
         # What answers a running script's call of an acceptor command (``Q``
@@ -496,10 +488,6 @@ class ShardLink:
             old.close()
         self._buf = b""
         self.busy_scripts = self.unblocks_sent = 0  # a new worker, or a new pipe: both count from 0
-        self.script_callers = {}  # the old worker's entries went with it
-        if self.generation:  # a new worker: it counts its entries from 0
-            self.slow_before += self.slow_told
-            self.slow_told = 0
         self.refusable = []  # an offer to the old pipe: never answered now
         self._chunks = []
         self._pieces = []
@@ -629,7 +617,7 @@ class ShardLink:
             if 0 <= ahead < len(self.fifo):
                 named = getattr(origin_of(self.fifo[ahead])[1], "slow_logged", None)
                 if named is not None:  # a script's reply slot (shardkv.acceptor.scripting)
-                    named(self, seq)
+                    named(seq)
         elif kind == wire.ACL_LOG:
             if self.on_acl_log is not None:
                 self.on_acl_log(*wire.decode_acl_log(payload))

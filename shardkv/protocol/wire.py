@@ -44,13 +44,13 @@ Acceptor -> worker
     ``Q`` frame (see below), written on the pipe the ``Q`` came on as soon
     as the acceptor reads it, outside any batch.
 ``I`` *inquiry*: ``I`` + marshal list of the args of an internal verb that
-    only reads or resets the shard's figures (``__info``, ``__lastsave``,
-    ``__slowlog``), outside any batch: the worker answers it with an ``I``
+    only reads the shard's figures (``__info``, ``__lastsave``), outside
+    any batch: the worker answers it with an ``I``
     frame as soon as it reads it, wherever it is (between batches, parked,
     waiting for an ``A``), before the frames it read earlier and has not
     run.  The acceptor asks so while a script waits for its answer to a
-    ``Q`` frame that needs every shard's figures (INFO, SLOWLOG, LASTSAVE,
-    MEMORY STATS): no shard can be parked or waiting past it.  With
+    ``Q`` frame that needs every shard's figures (INFO, LASTSAVE, MEMORY
+    STATS): no shard can be parked or waiting past it.  With
     several acceptors, on every pipe: a shard held, parked or in a script
     for one acceptor still reads the others' pipes for their ``I`` frames,
     and answers each on the pipe it came on (their other frames wait, in
@@ -125,11 +125,11 @@ Worker -> acceptor
     every pipe.
 ``N`` *named script*: ``N`` + marshal ``(ahead, seq)``: a script that
     came on this pipe as a batch's entry (EVAL, EVALSHA, FCALL, any form)
-    ran past ``slowlog-log-slower-than``, and this worker logged it as its
-    slow log entry ``seq`` (its count of entries, see ``__slowlog``).
+    ran past ``slowlog-log-slower-than``, and this worker logged it as the
+    slow log's entry ``seq`` (its id, see :mod:`shardkv.runtime.slowlogfile`).
     ``ahead`` says which reply is the script's, as the ``S`` frame's
     caller does (``Shard.replies_ahead``): the acceptor finds its sink at
-    that place in the link's queue, and keeps that client's address, name
+    that place in the link's queue, and writes that client's address, name
     and arguments for entry ``seq`` (see :mod:`shardkv.acceptor.slowlog`).
     Sent at once, before the frame that carries the reply; only for a run
     that was logged.
@@ -932,7 +932,6 @@ class Verb:
     OOM = b"__oom"
     RESETSTAT = b"__resetstat"
     CMDSTATS = b"__cmdstats"
-    SLOWLOG = b"__slowlog"
     PAUSE = b"__pause"
     # __misconf [text] -> OK: the -MISCONF text this pipe's acceptor refuses
     # writes with (some shard cannot persist: its ``D`` frames), or none any

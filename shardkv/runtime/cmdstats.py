@@ -9,9 +9,8 @@ it runs (wrong arity, NOAUTH, OOM while queueing a transaction...) is
 counted there as a ``rejected_call``.  A command that spans shards (a
 fan-out such as MSET across shards) is counted once, by the acceptor, and
 its time is from dispatch to the merged reply.  ``INFO commandstats``,
-``errorstats`` and ``latencystats``, and ``SLOWLOG``, add up the
-acceptor's :class:`Stats` and every worker's (``__cmdstats``,
-``__slowlog``).  So the acceptor's hot path pays nothing per command; the
+``errorstats`` and ``latencystats`` add up the acceptor's :class:`Stats`
+and every worker's (``__cmdstats``).  So the acceptor's hot path pays nothing per command; the
 worker pays two clock reads and a few additions, and for a plain command
 of a batch (GET, SET, INCR..., see ``shardkv.worker.plain``) one clock
 read: its time runs from the end of the entry before it to its reply's
@@ -23,10 +22,10 @@ Latency percentiles come from a log-linear histogram: exact below 128 ns,
 then 64 buckets per power of two (about 1.5% wide), like the HdrHistogram
 Redis keeps per command.
 
-Slow log entries are ``(timestamp_ns, seq, duration_us, argv, addr,
-name)``, ``seq`` counting the process's entries: SLOWLOG GET numbers them
-as Redis numbers its entries, by how many entries every process logged
-before each (see :mod:`shardkv.acceptor.slowlog`).  A worker does not know
+A slow command's entry goes into the one slow log every process shares
+(:class:`shardkv.runtime.slowlogfile.SlowLogFile`, ``Stats.shared``),
+which numbers it; the counters kept apart for a running script hold
+theirs until it ends (:meth:`Stats.drain`).  A worker does not know
 which client sent a command, so its entries have an empty client address
 and name, but a script's calls, which Redis logs as its Lua client's
 (:data:`LUA_CLIENT_ADDR`, no name); the acceptor names the client of a
@@ -41,6 +40,7 @@ from collections import deque
 
 from shardkv.protocol.command_docs import SUBCOMMANDS
 from shardkv.protocol.commands import lookup
+from shardkv.runtime.slowlogfile import SlowLogFile
 
 MAX_ERROR_CODES = 128  # Redis's ERROR_STATS_NUMBER: distinct codes tracked
 SLOWLOG_ENTRY_MAX_ARGC = 32
@@ -180,8 +180,12 @@ class Stats:
         self.slow_threshold_us = 10000  # slowlog-log-slower-than
         self.slow_threshold_ns = 10_000_000
         self.slow_max = 128  # slowlog-max-len
-        self.slowlog: deque = deque()
-        self.slow_seq = 0
+        # The slow log every process shares (None: counters kept apart,
+        # whose entries wait in ``slowlog``, oldest first, until drain;
+        # ``slow_dropped`` of them were dropped past slow_max).
+        self.shared: SlowLogFile | None = None
+        self.slowlog: list[tuple] = []
+        self.slow_dropped = 0
         # Rows by the command name as sent (b"GET", b"get"), for the
         # commands that are not containers: the worker's hot path.
         self.by_bytes: dict[bytes, list] = {}
@@ -290,20 +294,21 @@ class Stats:
         elif len(errors) < MAX_ERROR_CODES:
             errors[code] = 1
 
-    def slow(self, args: list[bytes], us: int, addr: str = "", name: bytes = b"") -> None:
-        """Log a command that took ``us`` microseconds, if slow enough."""
+    def slow(self, args: list[bytes], us: int, addr: str = "", name: bytes = b"") -> int:
+        """Log a command that took ``us`` microseconds, if slow enough: its
+        entry's id (-1: not logged, or not yet, kept apart)."""
         threshold = self.slow_threshold_us
         if threshold < 0 or us < threshold:
-            return
+            return -1
+        entry = (time.time_ns() // 1_000_000_000, us, slowlog_argv(args), addr, name)
+        if self.shared is not None:
+            return self.shared.push([entry], self.slow_max)
         log = self.slowlog
-        if not log and self.leader is not None:
-            # Counters kept apart, drained (emptied) after each use: the
-            # first entry of a use goes on from the leader's numbering.
-            self.slow_seq = self.leader.slow_seq
-        log.appendleft((time.time_ns(), self.slow_seq, us, slowlog_argv(args), addr, name))
-        self.slow_seq += 1
-        while len(log) > self.slow_max:
-            log.pop()
+        log.append(entry)
+        if len(log) > max(self.slow_max, 0):
+            del log[0]
+            self.slow_dropped += 1
+        return -1
 
     def row_of(self, args: list[bytes]) -> list:
         """The counters of the command ``args``."""
@@ -352,14 +357,13 @@ class Stats:
         counters kept apart from ``other`` for what may have to be undone,
         the calls of a script that may yet run again on other shards (see
         :meth:`drain`).  :func:`apply_settings` keeps them aligned, and
-        :meth:`slow` numbers their slow log entries on from ``other``'s."""
+        their slow log entries go into ``other``'s log when drained."""
         other.apart = self
         self.leader = other
         self.tracking = other.tracking
         self.slow_threshold_us = other.slow_threshold_us
         self.slow_threshold_ns = other.slow_threshold_ns
         self.slow_max = other.slow_max
-        self.slow_seq = other.slow_seq
         self.skip_local = other.skip_local
 
     def forget(self, journal: list[tuple[list, int]]) -> None:
@@ -412,14 +416,15 @@ class Stats:
                 into.error_events += self.error_events
             self.errors.clear()
             self.error_replies = self.error_events = 0
-        if self.slowlog:
+        if self.slowlog or self.slow_dropped:
             if into is not None:
-                for entry in reversed(self.slowlog):
-                    into.slowlog.appendleft(entry)
-                while len(into.slowlog) > into.slow_max:
-                    into.slowlog.pop()
-                into.slow_seq = self.slow_seq
+                if into.shared is not None:
+                    into.shared.push(self.slowlog, into.slow_max, self.slow_dropped)
+                else:
+                    into.slowlog += self.slowlog
+                    del into.slowlog[: -into.slow_max or len(into.slowlog)]
             self.slowlog.clear()
+            self.slow_dropped = 0
 
     def merge(self, report: list) -> None:
         """Add a worker's :meth:`report` to these counters."""
@@ -460,8 +465,6 @@ def apply_settings(stats: Stats, settings: dict[str, str]) -> None:
         stats.slow_threshold_ns = stats.slow_threshold_us * 1000
     if "slowlog-max-len" in settings:
         stats.slow_max = int(settings["slowlog-max-len"])
-        while len(stats.slowlog) > stats.slow_max:
-            stats.slowlog.pop()
     if "latency-tracking" in settings:
         stats.tracking = settings["latency-tracking"] in ("yes", "True", "true", "1")
     if stats.apart is not None:

@@ -37,6 +37,7 @@ from shardkv.runtime import gctuning
 from shardkv.runtime.exitcodes import EXIT_LOAD_FAILED
 from shardkv.runtime.parentdeath import die_with_parent
 from shardkv.runtime.proctitle import set_name
+from shardkv.runtime.slowlogfile import SlowLogFile
 from shardkv.worker.busyrefusal import Refusals
 from shardkv.worker.busywatch import BusyWatches
 from shardkv.worker.frames import FrameReader
@@ -47,14 +48,17 @@ from shardkv.worker.shard import Prepared, Shard
 log = logging.getLogger("shardkv.worker")
 
 
-def serve(conns: list[Connection], ctl: Connection, index: int, cfg: dict) -> None:
+def serve(
+    conns: list[Connection], ctl: Connection, index: int, cfg: dict, slow_log: SlowLogFile | None = None
+) -> None:
     """The entry point of a worker process.
 
     ``conns[i]`` is the pipe to acceptor ``i`` (coordinator ``i`` of the
     cross-shard protocol); ``ctl`` the pipe to the supervisor, which hears
     ``loaded`` once the shard's data is in memory, and sends a new pipe for
     acceptor ``i`` (the message ``b"%d" % i`` with its fd) when that
-    acceptor was restarted.  SIGTERM stops the worker between batches: it
+    acceptor was restarted.  ``slow_log``: the slow log every process
+    shares (see :mod:`shardkv.runtime.slowlogfile`).  SIGTERM stops the worker between batches: it
     flushes its AOF, saves when ``save`` rules exist, and exits 0.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides
@@ -63,6 +67,7 @@ def serve(conns: list[Connection], ctl: Connection, index: int, cfg: dict) -> No
     die_with_parent()  # SIGTERM (flush and exit) if the supervisor dies
     logging.basicConfig(level=_LEVELS.get(cfg["loglevel"], logging.INFO), format="%(message)s")
     shard = Shard(index, cfg["shards"], config=cfg)
+    shard.stats.shared = slow_log
     signal.signal(signal.SIGUSR1, lambda *_: shard.scripts.request_kill())  # SCRIPT KILL
     signal.signal(signal.SIGUSR2, lambda *_: shard.scripts.request_exit())  # SHUTDOWN NOSAVE, busy
     shard.keyspace.runtime.hz = cfg["hz"]  # CONFIG SET hz reaches it through __config

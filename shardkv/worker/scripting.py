@@ -811,7 +811,7 @@ class Engine:
                 if run.abort is not None:
                     scratch.drain(None)
                     stats.forget(run.journal)
-                elif run.apart or scratch.error_events or scratch.slowlog:
+                elif run.apart or scratch.error_events or scratch.slowlog or scratch.slow_dropped:
                     scratch.drain(stats)
             if run.held:
                 self._end_held(run)

@@ -92,7 +92,7 @@ _SCRIPT_RUNS = frozenset({Verb.EVAL, Verb.FCALL})  # a script's run across shard
 _CLIENT_SCRIPTS = frozenset((b"eval", b"evalsha", b"eval_ro", b"evalsha_ro", b"fcall", b"fcall_ro"))
 # The verbs an ``I`` frame may ask: they read (or reset) the shard's
 # figures, so they may run even while the shard waits in a script or parked.
-INQUIRIES = frozenset({Verb.INFO, Verb.LASTSAVE, Verb.SLOWLOG, Verb.FUNCTION_WRITERS, Verb.CJSON_STATE})
+INQUIRIES = frozenset({Verb.INFO, Verb.LASTSAVE, Verb.FUNCTION_WRITERS, Verb.CJSON_STATE})
 
 
 class Prepared:
@@ -293,10 +293,9 @@ class Shard:
                 if self.scripts.run is not None:  # a script's call is its Lua client's
                     stats.slow(args, ns // 1000, LUA_CLIENT_ADDR)
                 else:
-                    seq = stats.slow_seq
-                    stats.slow(args, ns // 1000)
-                    if stats.slow_seq != seq and args[0].lower() in _CLIENT_SCRIPTS:
-                        self._logged_script(seq)
+                    entry_id = stats.slow(args, ns // 1000)
+                    if entry_id >= 0 and args[0].lower() in _CLIENT_SCRIPTS:
+                        self._logged_script(entry_id)
         elif args[0] in _SCRIPT_RUNS and self.stats is not None:
             # A script's run across shards (internal; args[2]: the client's
             # command, see acceptor.scripting._Retry), which the acceptor
@@ -760,15 +759,15 @@ class Shard:
             return wire.SCRIPT_PARKED
         return len(bodies) + sum(wire.count_replies(f) for f in self.held if f[:1] == b"R")
 
-    def _logged_script(self, seq: int) -> None:
+    def _logged_script(self, entry_id: int) -> None:
         """A script, a batch's entry, was logged in the slow log as entry
-        ``seq``: tell its acceptor which of the replies it awaits is the
+        ``entry_id``: tell its acceptor which of the replies it awaits is the
         script's (``N``, now, before that reply), so that it names the
         client in that entry (see shardkv.acceptor.slowlog).  Only a logged
         run costs this."""
         ahead = self.replies_ahead()
         if ahead >= 0 and self.send_query is not None:
-            self.send_query(wire.encode_slow_script(ahead, seq))
+            self.send_query(wire.encode_slow_script(ahead, entry_id))
 
     def _send_acl_log(self) -> None:
         """A script of a limited user ran: its ``L`` frame (ACL LOG's entries

@@ -1,14 +1,16 @@
 """Counters kept apart (a running script's, see shardkv.worker.scripting):
 aligned once, they count as their leader counts through every settings
-change, and their slow log entries are numbered on from the leader's."""
+change, and their slow log entries go into the leader's shared log, with
+the next ids, only when drained into it."""
 
 from __future__ import annotations
 
 from shardkv.runtime.cmdstats import Stats, apply_settings
+from shardkv.runtime.slowlogfile import SlowLogFile
 
 
-def _ids(stats: Stats) -> list[int]:
-    return [entry[1] for entry in stats.slowlog]
+def _ids(log: SlowLogFile) -> list[int]:
+    return [entry[0] for entry in log.get(-1)]
 
 
 def test_settings_reach_the_counters_kept_apart():
@@ -20,25 +22,35 @@ def test_settings_reach_the_counters_kept_apart():
     assert apart.tracking is False and apart.skip_local is True
 
 
-def test_slow_log_ids_go_on_from_the_leader():
+def test_slow_log_entries_kept_apart_take_their_ids_when_drained():
     leader, apart = Stats(), Stats()
-    apart.align(leader)
-    apply_settings(leader, {"slowlog-log-slower-than": "0"})
-    leader.slow([b"get", b"a"], 1)
-    leader.slow([b"get", b"b"], 1)  # ids 0, 1
-    apart.slow([b"get", b"c"], 1)
-    apart.slow([b"get", b"d"], 1)
-    assert _ids(apart) == [3, 2]
-    apart.drain(leader)  # the script ran to its end here
-    assert _ids(leader) == [3, 2, 1, 0]
-    leader.slow([b"get", b"e"], 1)
-    apart.slow([b"get", b"f"], 1)
-    assert _ids(apart) == [5]
-    apart.drain(None)  # the script runs again across shards: dropped
-    apart.slow([b"get", b"g"], 1)
-    assert _ids(apart) == [5]
-    apart.drain(leader)
-    assert _ids(leader) == [5, 4, 3, 2, 1, 0] and leader.slow_seq == 6
+    leader.shared = log = SlowLogFile()
+    try:
+        apart.align(leader)
+        apply_settings(leader, {"slowlog-log-slower-than": "0"})
+        assert leader.slow([b"get", b"a"], 1) == 0
+        assert leader.slow([b"get", b"b"], 1) == 1
+        assert apart.slow([b"get", b"c"], 1) == -1  # kept apart
+        apart.slow([b"get", b"d"], 1)
+        assert _ids(log) == [1, 0]
+        apart.drain(leader)  # the script ran to its end here
+        assert _ids(log) == [3, 2, 1, 0]
+        assert [e[3] for e in log.get(2)] == [[b"get", b"d"], [b"get", b"c"]]
+        leader.slow([b"get", b"e"], 1)
+        apart.slow([b"get", b"f"], 1)
+        apart.drain(None)  # the script runs again across shards: dropped
+        apart.slow([b"get", b"g"], 1)
+        apart.drain(leader)
+        assert _ids(log) == [5, 4, 3, 2, 1, 0]
+        # Entries dropped apart past slowlog-max-len spend their ids.
+        apply_settings(leader, {"slowlog-max-len": "2"})
+        for key in (b"h", b"i", b"j"):
+            apart.slow([b"get", key], 1)
+        apart.drain(leader)
+        assert _ids(log) == [8, 7]
+        assert leader.slow([b"get", b"k"], 1) == 9
+    finally:
+        log.close()
 
 
 def test_forget_takes_back_pending_and_folded_times():

@@ -484,8 +484,8 @@ def test_an_inquiry_is_answered_between_batches_and_while_parked():
         (parked,) = w.replies(0)
         assert type(wire.decode_answer(parked)) is wire.Parked
         w.send(0, batch(entry("GET", "k")))  # waits behind the park
-        w.send(0, wire.encode_inquiry([Verb.SLOWLOG, b"RESET"]))
-        assert wire.decode_inquiry_answer(w.recv(0)) == "OK"
+        w.send(0, wire.encode_inquiry([Verb.INFO]))
+        assert type(wire.decode_inquiry_answer(w.recv(0))) is list
         w.send(0, wire.encode_inquiry([b"SET", b"k", b"x"]))  # only the verbs of figures
         assert wire.decode_inquiry_answer(w.recv(0)) == Error("ERR bad inquiry")
         w.send(0, wire.encode_control(wire.Decide(op, False)))
@@ -540,8 +540,8 @@ def test_a_shard_parked_for_one_pipe_answers_the_others_inquiries(worker):
     (parked,) = worker.run(0, entry(Verb.PARK, op, 1, "k", flags=wire.FLAG_PARK))
     assert type(wire.decode_answer(parked)) is wire.Parked
     worker.send(1, batch(entry("GET", "k")))
-    worker.send(1, wire.encode_inquiry([Verb.SLOWLOG, b"GET", b"-1"]))
-    assert inquiry_answer(worker, 1)[1] == []  # [entries logged, entries]
+    worker.send(1, wire.encode_inquiry([Verb.INFO]))
+    assert type(inquiry_answer(worker, 1)) is list
     worker.send(0, wire.encode_inquiry([Verb.INFO]))
     assert inquiry_answer(worker, 0)[0] == 1
     assert worker.quiet(1)  # the GET waits behind the park
@@ -573,8 +573,8 @@ def test_a_parked_shard_reads_only_the_pipes_that_have_something(monkeypatch, wo
     monkeypatch.setattr(FrameReader, "fill", fill)
     assert worker.quiet(0)  # the shard waits in its park
     worker.send(1, batch(entry("GET", "k")))  # waits behind the park
-    worker.send(1, wire.encode_inquiry([Verb.SLOWLOG, b"GET", b"-1"]))
-    assert inquiry_answer(worker, 1)[1] == []  # [entries logged, entries]
+    worker.send(1, wire.encode_inquiry([Verb.INFO]))
+    assert type(inquiry_answer(worker, 1)) is list
     worker.send(0, wire.encode_control(wire.Decide(op, False)))
     assert worker.control(0) == wire.Finished(op, False)
     assert worker.replies(0) == []  # the rest of the park's batch
@@ -598,8 +598,8 @@ def test_a_script_waiting_for_its_acceptor_answers_the_other_pipes_inquiries(wor
     worker.send(1, batch(entry("GET", "k")))
     worker.send(1, wire.encode_inquiry([Verb.INFO]))
     assert inquiry_answer(worker, 1)[0] == 1
-    worker.send(0, wire.encode_inquiry([Verb.SLOWLOG, b"RESET"]))  # the script's own acceptor asks too
-    assert inquiry_answer(worker, 0) == "OK"
+    worker.send(0, wire.encode_inquiry([Verb.INFO]))  # the script's own acceptor asks too
+    assert type(inquiry_answer(worker, 0)) is list
     assert worker.quiet(1)  # the script is atomic: the GET waits
     worker.send(0, wire.encode_script_answer(b"$5\r\nfound\r\n"))
     assert worker.replies(0) == [b"$5\r\nfound\r\n"]

@@ -231,20 +231,6 @@ def cmdstats(ks: Keyspace, args: list[bytes]) -> object:
     return stats.report() if stats is not None else [{}, {}, 0]
 
 
-def slowlog(ks: Keyspace, args: list[bytes]) -> object:
-    """__slowlog GET count | RESET -> [how many entries this shard ever
-    logged, its slow log entries newest first (``count`` -1 for all)], or OK."""
-    stats = ks.stats
-    if stats is None:
-        return [0, []] if args[1] == b"GET" else OK
-    if args[1] == b"RESET":
-        stats.slowlog.clear()
-        return OK
-    count = int(args[2])
-    entries = list(stats.slowlog) if count < 0 else list(stats.slowlog)[:count]
-    return [stats.slow_seq, [list(e) for e in entries]]
-
-
 def pause(ks: Keyspace, args: list[bytes]) -> object:
     """__pause 1 <end> | __pause 0 -> OK: CLIENT PAUSE began (or was
     extended) on this pipe's acceptor, until ``end`` (time.monotonic() in
@@ -367,7 +353,6 @@ HANDLERS: Handlers = {
     Verb.OOM: oom,
     Verb.RESETSTAT: resetstat,
     Verb.CMDSTATS: cmdstats,
-    Verb.SLOWLOG: slowlog,
     Verb.PAUSE: pause,
     Verb.MISCONF: misconf,
     Verb.HOLD: hold,
