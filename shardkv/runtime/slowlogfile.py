@@ -12,7 +12,9 @@ LEN and RESET read or empty that file in the acceptor that got the
 command: no shard and no other acceptor is asked.
 
 The file: a header of four signed 64-bit numbers (the next entry's id,
-where the live records start and end, how many of them are entries), then
+where the live records start and end, how many of them are entries),
+mapped into each process's memory and written last, so that a process
+killed while it holds the lock leaves a whole log behind it; then
 records, oldest first, each a 4-byte length, a kind byte and a
 ``marshal``-ed tuple.  An *entry* (``E``) is SLOWLOG GET's row: ``(id,
 unix time, microseconds, arguments, client address, client name)``.  A
@@ -36,13 +38,15 @@ from __future__ import annotations
 
 import fcntl
 import marshal
+import mmap
 import os
 import struct
 import tempfile
+from array import array
 from multiprocessing import reduction
 from typing import Any
 
-_HEADER = struct.Struct("<qqqq")  # next id, start, end, entries
+_HEADER = struct.Struct("qqqq")  # next id, start, end, entries (mapped: native)
 _RECORD = struct.Struct("<IB")  # length of the payload, kind
 _ENTRY = 69  # b"E"
 _NAME = 78  # b"N"
@@ -60,6 +64,9 @@ class SlowLogFile:
                 fd = os.dup(tempfile.TemporaryFile().fileno())
             os.pwrite(fd, _HEADER.pack(0, _HEADER.size, _HEADER.size, 0), 0)
         self.fd = fd
+        # The header, mapped: read and written with no system call.
+        self._map = mmap.mmap(fd, _HEADER.size)
+        self._header = memoryview(self._map).cast("q")
 
     def __reduce__(self) -> tuple[Any, tuple]:
         """To a process being started: the same file, by its descriptor."""
@@ -67,7 +74,8 @@ class SlowLogFile:
 
     def _lock(self) -> tuple[int, int, int, int]:
         fcntl.lockf(self.fd, fcntl.LOCK_EX)
-        return _HEADER.unpack(os.pread(self.fd, _HEADER.size, 0))
+        header = self._header
+        return header[0], header[1], header[2], header[3]
 
     def _unlock(self) -> None:
         fcntl.lockf(self.fd, fcntl.LOCK_UN)
@@ -146,8 +154,8 @@ class SlowLogFile:
         """SLOWLOG RESET: no entry left; ids go on."""
         next_id = self._lock()[0]
         try:
-            os.ftruncate(self.fd, _HEADER.size)
             self._store(next_id, _HEADER.size, _HEADER.size, 0)
+            os.ftruncate(self.fd, _HEADER.size)
         finally:
             self._unlock()
 
@@ -162,28 +170,30 @@ class SlowLogFile:
     def _trim(
         self, next_id: int, start: int, end: int, count: int, max_len: int
     ) -> tuple[int, int, int, int]:
-        """Drop the oldest entries past ``max_len``, and the names that lead
-        (each names an entry before it, dropped); then, if the dropped bytes
-        outweigh the live ones, move those to the front.  Under the lock."""
+        """Drop the oldest entries past ``max_len``, and the names on the way
+        (each names an entry before it, dropped; those left at the front
+        name nothing any more, and readers pass them by); then, if the
+        dropped bytes outweigh the live ones, move these to the front.
+        Under the lock."""
         fd = self.fd
-        while start < end:
+        while count > max(max_len, 0):
             size, kind = _RECORD.unpack(os.pread(fd, _RECORD.size, start))
-            if kind == _ENTRY:
-                if count <= max(max_len, 0):
-                    break
-                count -= 1
+            count -= kind == _ENTRY
             start += _RECORD.size + size
         if start - _HEADER.size > max(end - start, _RECLAIM) or start == end > _HEADER.size:
             live = os.pread(fd, end - start, start)
             os.pwrite(fd, live, _HEADER.size)
             start, end = _HEADER.size, _HEADER.size + len(live)
+            self._store(next_id, start, end, count)  # first: a holder killed here leaves a whole log
             os.ftruncate(fd, end)
         return next_id, start, end, count
 
     def _store(self, next_id: int, start: int, end: int, count: int) -> None:
-        os.pwrite(self.fd, _HEADER.pack(next_id, start, end, count), 0)
+        self._header[0:4] = array("q", (next_id, start, end, count))
 
     def close(self) -> None:
+        self._header.release()
+        self._map.close()
         os.close(self.fd)
 
 
