@@ -42,11 +42,16 @@ def parse_shebang(body: bytes) -> tuple[int, int]:
     with Redis's message for a bad one (evalExtractShebangFlags).  A
     ``flags=`` option's list is split at every comma, as sdssplitlen
     splits it: ``flags=`` names no flag, but ``flags=no-writes,`` names an
-    empty one, which is refused."""
+    empty one, which is refused.
+
+    Redis reads the line with C's string functions: ``strchr`` looks for
+    its line feed only up to the first NUL (a NUL before it: no line feed,
+    an invalid shebang), and ``strcmp`` and ``%s`` read an engine, option
+    or flag that a quoted ``\\x00`` put a NUL in only up to that NUL."""
     if not body.startswith(b"#!"):
         return FLAG_COMPAT, 0
     end = body.find(b"\n")
-    if end < 0:
+    if end < 0 or body.find(b"\0", 2, end) >= 0:
         raise CommandError(errors.SHEBANG_INVALID)
     try:
         parts = split_inline(body[:end])  # sdssplitargs
@@ -54,18 +59,25 @@ def parse_shebang(body: bytes) -> tuple[int, int]:
         parts = []
     if not parts:
         raise CommandError(errors.SHEBANG_NO_ENGINE)
-    if parts[0] != b"#!lua":
-        raise CommandError(errors.SHEBANG_ENGINE % parts[0].decode("latin-1"))
+    engine = _c_string(parts[0])
+    if engine != b"#!lua":
+        raise CommandError(errors.SHEBANG_ENGINE % engine.decode("latin-1"))
     flags = 0
     for part in parts[1:]:
         if not part.startswith(b"flags="):
-            raise CommandError(errors.SHEBANG_OPTION % part.decode("latin-1"))
+            raise CommandError(errors.SHEBANG_OPTION % _c_string(part).decode("latin-1"))
         for name in part[6:].split(b",") if len(part) > 6 else ():
+            name = _c_string(name)
             flag = FLAG_NAMES.get(name)
             if flag is None:
                 raise CommandError(errors.SHEBANG_FLAG % name.decode("latin-1"))
             flags |= flag
     return flags, end
+
+
+def _c_string(part: bytes) -> bytes:
+    """What C's ``strcmp`` and ``%s`` read of an sds: up to its first NUL."""
+    return part.partition(b"\0")[0]
 
 
 def source_chunk(code: bytes) -> bytes:

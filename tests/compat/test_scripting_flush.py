@@ -341,7 +341,7 @@ def _bytecode() -> bytes:
 
 
 # Scripts that Redis refuses before it caches them: a shebang line it does
-# not take, or code that does not compile; and two that it takes.
+# not take, or code that does not compile; and some that it takes.
 REFUSED = [
     "#!lua flags=bogus\nreturn 1",
     "#!python\nreturn 1",
@@ -356,8 +356,22 @@ REFUSED = [
     "return 1 1",
     "\x1breturn 1",
     "bytecode",
+    # A NUL before the line feed: strchr finds none (Invalid script shebang).
+    "#!lua\x00x\nreturn 1",
+    "#!lua flags=no-writes\x00\nreturn 1",
+    "#!\x00\nreturn 1",
+    # A quoted \x00 ends what strcmp and the message read of a part.
+    '#!"lu\\x00a"\nreturn 1',
+    '#!lua "fl\\x00ags=no-writes"\nreturn 1',
+    '#!lua flags="bogus\\x00no-writes"\nreturn 1',
+    '#!lua flags="\\x00no-writes"\nreturn 1',
 ]
-TAKEN = ["#!lua flags=\nreturn 1", "#!lua flags=no-writes,allow-oom\nreturn 1"]
+TAKEN = [
+    "#!lua flags=\nreturn 1",
+    "#!lua flags=no-writes,allow-oom\nreturn 1",
+    '#!"lua\\x00junk"\nreturn 1',
+    '#!lua flags="no-writes\\x00junk,allow-oom"\nreturn 1',
+]
 
 
 @pytest.mark.parametrize("kind", KINDS)
