@@ -64,6 +64,22 @@ class ScriptCache:
             self.numbers[sha] = number
         return True
 
+    def forget(self, sha: bytes, number: int | None = None) -> int | None:
+        """Forget the script ``sha``, which a shard did not compile (its Lua
+        ran out of memory where the acceptor's check did not): if cached at
+        ``number`` or before (a later flush and load keep it), or at any
+        number.  The number it had, or None if it was not cached."""
+        had = self.numbers.get(sha)
+        if sha not in self.bodies or (number is not None and had is not None and had > number):
+            return None
+        del self.bodies[sha]
+        self.numbers.pop(sha, None)
+        self.settled.discard(sha)
+        self.escaping.pop(sha, None)
+        for known in self.known.values():
+            known.discard(sha)
+        return had or 0
+
     def flush(self, number: int) -> None:
         """SCRIPT FLUSH numbered ``number``: forget every script cached
         before it (a script read after it, through another acceptor, may

@@ -574,8 +574,7 @@ class _ShardReply:
             if self.fname:
                 pass
             elif body.startswith(LOAD_ERRORS):
-                CACHE.bodies.pop(self.sha, None)
-                CACHE.settled.discard(self.sha)
+                _refused(self.client.server, self.sha)
             elif body.startswith(b"-NOSCRIPT"):
                 CACHE.knows(self.shard).discard(self.sha)
                 self._send_body()
@@ -751,11 +750,24 @@ class _Retry:
             CACHE.settled.discard(self.sha)
             self.start(*_parse_marker(body))
             return
+        if not self.fname and body.startswith(LOAD_ERRORS):
+            _refused(self.client.server, self.sha)
         if self.user_arg:
             script_done(self.client, self.user_arg)
         self.slot.deliver(body)
         if self.waits:
             _settled(self.client, self.sha, ran=body[:1] not in (b"-", b"!"))
+
+
+def _refused(server, sha: bytes) -> None:
+    """A shard did not compile the script ``sha`` that EVAL or EVALSHA
+    sent it: its Lua ran out of memory, where the acceptor's check
+    (:func:`~shardkv.runtime.scriptsource.compiles`) did not, as a
+    worker's state holds more.  Every acceptor forgets it (EVAL told them
+    of it), as no shard runs it."""
+    number = CACHE.forget(sha)
+    if number is not None and server.bus is not None:
+        server.bus.tell(bus.SCRIPT, [b"forget", sha, b"%d" % number])
 
 
 def _first(bodies: list[bytes]) -> bytes:
@@ -888,12 +900,15 @@ def bus_script(server, origin: int, args: list) -> int | list[bytes]:
     the last SCRIPT FLUSH's number as it read it), or its SCRIPT FLUSH
     (``flush number``, once every shard ran it): the script cache is the
     same in every acceptor, whatever order they reach it in
-    (``ScriptCache.add``); ``dump``: every script here, with its number,
+    (``ScriptCache.add``); ``forget sha number``: a shard did not compile
+    it (see _refused); ``dump``: every script here, with its number,
     for a restarted acceptor."""
     if len(args) == 4 and args[0] == b"load":
         CACHE.add(args[1], args[2], int(args[3]))
     elif len(args) == 2 and args[0] == b"flush":
         CACHE.flush(int(args[1]))
+    elif len(args) == 3 and args[0] == b"forget":
+        CACHE.forget(args[1], int(args[2]))
     elif args and args[0] == b"dump":
         return [
             part

@@ -105,7 +105,8 @@ HELLO = b"hello"  # tell []: a (re)started acceptor, which has no clients yet
 EVENTS = b"events"  # tell [[db, key, class, event], ...]: a multi-shard command's keyspace events, in order
 SEEN = b"seen"  # ask [shard, seq for acceptor 0, 1, ...] -> 1 once it handed out that shard's O frame seq
 # The script cache: ask/tell [b"load", sha, body, number] or [b"flush", number] -> 1 (number:
-# the last SCRIPT FLUSH's, or this one's; see ScriptCache.add); ask [b"dump"] ->
+# the last SCRIPT FLUSH's, or this one's; see ScriptCache.add); tell [b"forget", sha, number]:
+# a shard refused to compile the script cached at that number (ScriptCache.forget); ask [b"dump"] ->
 # [sha, body, number, ...], every script it has (a restarted acceptor's, before it listens).
 SCRIPT = b"script"
 OOM = b"oom"  # ask [0 or 1] -> 1 once it took that as its OOM state (maxmemory shared out anew)

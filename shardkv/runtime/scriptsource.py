@@ -95,21 +95,82 @@ def compiles(body: bytes) -> bool:
     """Whether Redis would cache the script ``body``: its shebang line is
     valid and its code compiles.  Nothing of it runs: the code is
     compiled in a Lua state of its own, with nothing in it but Lua's base
-    library, and the compiled function dropped."""
+    library, and the compiled function dropped.  That state has the
+    worker's memory limit (:data:`LUA_MAX_MEMORY`): a script whose compile
+    runs a worker's Lua out of memory runs this one out too, and is not
+    cached (a worker's state holds more, its prelude and its scripts: one
+    that fits here by less than that is refused there, and forgotten by
+    the acceptors then)."""
     try:
         _flags, skip = parse_shebang(body)
     except CommandError:
         return False
-    return bool(_checker()(source_chunk(body[skip:])))
+    lua, check = _checker()
+    chunk = source_chunk(body[skip:])
+    if not fits(lua, len(chunk)):
+        return False
+    used = lua.get_memory_used()
+    try:
+        ok = bool(check(chunk))
+    except lua51.LuaMemoryError:
+        ok = False
+    settle(lua, used)
+    return ok
 
 
-_CHECK: list[Callable[[bytes], bool]] = []
+# Lua's bytes at most in each of a process's Lua states, the worker's
+# (EVAL's, the functions') and the acceptor's compile check: one script
+# cannot take the process's memory.  Redis has no such limit.
+LUA_MAX_MEMORY = 256 * 1024 * 1024
+# What pushing a string into Lua takes beyond its bytes: its header, and
+# the string table that may grow (with room to spare).
+PUSH_SLACK = 64 * 1024
+# A compile that left this much more in its state (the compiled function,
+# the garbage of the parse): a full collection follows (see settle).
+COLLECT_GROWTH = 1024 * 1024
 
 
-def _checker() -> Callable[[bytes], bool]:
-    """The compile check, made on first use (a process that never reads a
-    script never starts a Lua state for it)."""
+def fits(lua: lua51.LuaRuntime, size: int) -> bool:
+    """Whether a string of ``size`` bytes (a script's code) can go into
+    ``lua`` within its memory limit, after a full collection if it takes
+    one.  lupa pushes a string outside any protected call: one that does
+    not fit is a Lua panic, which aborts the process; the caller answers
+    Lua's "not enough memory" instead, which the compile would have."""
+    room = lua.get_max_memory() - size - PUSH_SLACK
+    if lua.get_memory_used() <= room:
+        return True
+    lua.gccollect()
+    return lua.get_memory_used() <= room
+
+
+def settle(lua: lua51.LuaRuntime, before: int) -> None:
+    """After a compile in ``lua``, which used ``before`` bytes before it: a
+    full collection if it left more than :data:`COLLECT_GROWTH` behind, or
+    the state more than half full.  Lua 5.1 does not collect when an
+    allocation fails, and a big compile's garbage (all of it when it ran
+    out of memory) would stay until its collector came round: the next
+    compiles would run out of memory sooner than in a collected state,
+    and the next string pushed in could not fit (a panic)."""
+    used = lua.get_memory_used()
+    if used - before > COLLECT_GROWTH or used > lua.get_max_memory() // 2:
+        lua.gccollect()
+
+
+_CHECK: list[tuple[lua51.LuaRuntime, Callable[[bytes], bool]]] = []
+
+
+def _checker() -> tuple[lua51.LuaRuntime, Callable[[bytes], bool]]:
+    """The compile check's Lua state and function, made on first use (a
+    process that never reads a script never starts a Lua state for it)."""
     if not _CHECK:
-        lua = lua51.LuaRuntime(encoding=None, register_eval=False, register_builtins=False)
-        _CHECK.append(lua.eval("function(code) return loadstring(code, '=check') ~= nil end"))
+        lua = lua51.LuaRuntime(
+            encoding=None, register_eval=False, register_builtins=False, max_memory=LUA_MAX_MEMORY
+        )
+        # (a worker dumps what it compiled, to patch its bytecode: the check
+        # dumps it too, so a script that fits here fits there more often)
+        check = lua.eval(
+            "function(code) local f = loadstring(code, '=check')"
+            " return f ~= nil and (pcall(string.dump, f)) end"
+        )
+        _CHECK.append((lua, check))
     return _CHECK[0]

@@ -59,7 +59,10 @@ from shardkv.runtime.scriptsource import (
     FLAG_ALLOW_OOM,
     FLAG_COMPAT,
     FLAG_NO_WRITES,
+    LUA_MAX_MEMORY,
+    fits,
     parse_shebang,
+    settle,
     source_chunk,
 )
 from shardkv.worker import events, lualibs
@@ -76,7 +79,6 @@ log = logging.getLogger("shardkv.worker")
 
 REDIS_VERSION = "7.0.15"
 REDIS_VERSION_NUM = 0x07000F
-LUA_MAX_MEMORY = 256 * 1024 * 1024  # one script cannot take the worker's memory
 GC_PERIOD = 50  # scripts between two steps of Lua's collector (LUA_GC_CYCLE_PERIOD)
 # A step is skipped while Lua's memory has grown by less than this since
 # the last one (see Engine._invoke).
@@ -604,7 +606,16 @@ class Engine:
         if may_call_wide(body):
             flags |= FLAG_WIDE
             patch = WIDE
-        f, err = self._compile(source_chunk(body[skip:]), b"@user_script", patch)
+        chunk = source_chunk(body[skip:])
+        lua = self.lua
+        if not fits(lua, len(chunk)):  # (the acceptor's check refuses it too)
+            raise CommandError(errors.SCRIPT_COMPILE % "not enough memory")
+        used = lua.get_memory_used()
+        try:
+            f, err = self._compile(chunk, b"@user_script", patch)
+        except lua51.LuaMemoryError:  # dumping or patching its bytecode
+            f, err = None, b"not enough memory"
+        settle(lua, used)
         if not f:
             raise CommandError(errors.SCRIPT_COMPILE % _text(err))
         self.scripts[sha] = (f, flags)

@@ -109,3 +109,80 @@ def test_a_flags_list_is_split_at_every_comma():
     assert parse_shebang(b"#!lua flags=no-writes,allow-oom\n") == (3, 31)
     for bad in (b"#!lua flags=,\n", b"#!lua flags=no-writes,\n", b"#!lua flags=,no-writes\n"):
         assert not compiles(bad + b"return 1")
+
+
+SMALL = 1 << 20  # a Lua state's limit in the tests below, for scripts of a few hundred KB
+
+
+@pytest.fixture
+def small_limit(monkeypatch) -> Shard:
+    """The acceptor's check and a worker with Lua states of SMALL bytes."""
+    from shardkv.runtime import scriptsource
+    from shardkv.worker import scripting
+
+    monkeypatch.setattr(scriptsource, "LUA_MAX_MEMORY", SMALL)
+    monkeypatch.setattr(scripting, "LUA_MAX_MEMORY", SMALL)
+    monkeypatch.setattr(scriptsource, "_CHECK", [])
+    shard = Shard(0, 1, FakeClock())
+    shard.keyspace.tick()
+    return shard
+
+
+OUT_OF_MEMORY = "ERR Error compiling script (new function): not enough memory"
+
+
+def test_a_script_too_big_for_the_workers_lua_is_not_cached(small_limit):
+    """A script whose compile runs a worker's Lua out of memory (its limit,
+    LUA_MAX_MEMORY; Redis has none) runs the check's out too: not cached.
+    Its code bigger than the limit is refused by both before it goes into
+    Lua (where it would not fit: a panic, which aborts the process), and
+    each state is collected after it: short scripts compile again."""
+    from shardkv.runtime import scriptsource
+
+    for body in (b"a=1 " * 40000, b"#!lua\n" + b"a=1 " * 40000, b"--" + b"x" * 2 * SMALL, b"x" * 2 * SMALL):
+        assert not compiles(body)
+        reply = small_limit.execute([b"EVAL", body, b"0"])
+        assert isinstance(reply, Error) and reply.message == OUT_OF_MEMORY
+        lua = scriptsource._CHECK[0][0]
+        assert lua.get_memory_used() < SMALL // 2
+        for short in (b"return 1", b"a=1 " * 1000):
+            assert compiles(short)
+            assert small_limit.execute([b"EVAL", short, b"0"]) != Error(OUT_OF_MEMORY)
+    assert compiles(b"a=1 " * 5000)
+
+
+def test_a_worker_that_refuses_a_script_the_check_took_says_why(small_limit):
+    """A worker's state holds more than the check's (its prelude, its
+    scripts) and dumps the bytecode it compiled: a script that fits the
+    check by less is refused there with Lua's message, not an internal
+    error (the acceptors then forget it, see ScriptCache.forget)."""
+    for n in range(10000, 60001, 2500):
+        body = b"a=1 " * n
+        reply = small_limit.execute([b"EVAL", body, b"0"])
+        if isinstance(reply, Error):  # (one that compiles writes a global: refused)
+            assert "internal error" not in reply.message
+            if reply.message.startswith("ERR Error compiling"):
+                assert reply.message == OUT_OF_MEMORY
+        assert small_limit.execute([b"EVAL", b"return 7", b"0"]) == 7
+
+
+def test_a_script_a_shard_refused_is_forgotten_as_cached_then():
+    """ScriptCache.forget: a shard refused to compile a script that EVAL
+    cached (and told the other acceptors of, with its number): forgotten
+    here, and by another acceptor if cached at that number or before (a
+    SCRIPT FLUSH and a load since keep it)."""
+    from shardkv.acceptor.scriptcache import ScriptCache
+
+    cache = ScriptCache()
+    cache.add(b"s", b"body", 3)
+    cache.knows(0).add(b"s")
+    cache.settled.add(b"s")
+    assert cache.forget(b"s") == 3
+    assert b"s" not in cache.bodies and b"s" not in cache.numbers
+    assert b"s" not in cache.knows(0) and b"s" not in cache.settled
+    assert cache.forget(b"s") is None
+    other = ScriptCache()
+    other.add(b"s", b"body", 3)
+    assert other.forget(b"s", 3) == 3 and b"s" not in other.bodies
+    other.add(b"s", b"body", 4)
+    assert other.forget(b"s", 3) is None and other.bodies[b"s"] == b"body"
