@@ -64,11 +64,13 @@ def without_wrapped_tail_calls(dump: bytes) -> bytes:
 
 # What the function of a tail call made a plain call may come from (see
 # _is_field): a field of one of these names (``dump``: the prelude's
-# string.dump; ``insert``: its table.insert); None: a computed key or a call's result; a parameter (no
+# string.dump; ``insert``: its table.insert; ``create``: its coroutine.create); None: a computed key or a call's result; a parameter (no
 # instruction before the call wrote its register).
 _PARAMETER = b"\0parameter"
 _NARROW = (
-    frozenset({b"resume", b"wrap", b"yield", b"acl_check_cmd", b"dump", b"insert", None, _PARAMETER})
+    frozenset(
+        {b"resume", b"wrap", b"create", b"yield", b"acl_check_cmd", b"dump", b"insert", None, _PARAMETER}
+    )
     | FUNCTION_NAMES
 )
 _WIDE = _NARROW | {b"call", b"pcall", b"sha1hex"}

@@ -189,6 +189,28 @@ local function long_results(...)
     if not wide and select("#", ...) >= WIDE then widen_pending(3) end
     return ...
 end
+-- The userdata that are values to a script: the Python callables it can
+-- reach (to it, C functions) and cjson.null.  An error whose value is one
+-- of them (``error(redis.call)``) is that value, not a Python exception.
+-- What tostring shows of them: a C function's "function: 0x...", an
+-- address of its own (a Lua function's, kept alive so that no other
+-- function gets it).
+local plain_userdata, stand_ins = {[rawget(libs.modules.cjson, "null")] = "userdata: (nil)"}, {}
+for i, f in ipairs({pyraise, pycall, pysha1, pylog, pysetresp, pysetrepl, pyrandom, pyrandomseed, pypacked, pyregister}) do
+    stand_ins[i] = function() end
+    plain_userdata[f] = tostring(stand_ins[i])
+end
+local function unwrap(e)
+    -- A Python exception (from redis.call or a library) reaches Lua as a
+    -- userdata: the error table redis.call stands for, or the message.
+    if type(e) == "userdata" and not plain_userdata[e] then
+        local t = pytake()
+        if t ~= nil then return t end
+        return tostring(e)
+    end
+    return e
+end
+
 -- The functions that give that many values are wrapped so: unpack,
 -- string.byte, the libraries' unpack (cmsgpack's, struct's: Python
 -- callables), and what passes between coroutines (coroutine.resume, the
@@ -289,11 +311,35 @@ do
         if lib == libs.modules.struct and k == "pack" then return wrap_pack(f) end
         return wrap_named(f)
     end
-    local cowrap = coroutine.wrap
+    -- Redis's coroutine.create and coroutine.wrap take only a Lua function
+    -- (luaB_cocreate's check), and every function of its sandbox but a
+    -- script's own is a C function: here the prelude's stand-ins for them
+    -- (table.insert, pcall, tostring, the libraries' wrappers, what
+    -- coroutine.wrap gives...) are Lua functions, refused as Redis's are.
+    local cowrap, cocreate, coresume, getinfo = coroutine.wrap, coroutine.create, coroutine.resume, dbg.getinfo
+    local LUA_FUNCTION_EXPECTED = "bad argument #1 to '?' (Lua function expected)"
+    local function lua_function(f)
+        if type(f) ~= "function" then return false end
+        local i = getinfo(f, "S")
+        return i.what ~= "C" and i.source ~= "=prelude"
+    end
+    local function checked_cowrap(...)
+        if not lua_function((...)) then keep(rethrow(false, LUA_FUNCTION_EXPECTED)) end
+        return cowrap(...)
+    end
     local function wrapped_cowrap(...)
-        local ok, f = real_pcall(cowrap, ...)
-        if not ok then rethrow(ok, f) end
-        return wrap(f)
+        if not lua_function((...)) then keep(rethrow(false, LUA_FUNCTION_EXPECTED)) end
+        return wrap(cowrap(...))
+    end
+    rawset(coroutine, "create", function(...)
+        if not lua_function((...)) then keep(rethrow(false, LUA_FUNCTION_EXPECTED)) end
+        return cocreate(...)
+    end)
+    -- A coroutine ended by a Python exception (redis.call's error) gives
+    -- what it stands for, as pcall does: Redis's error table.
+    local function resumed(ok, ...)
+        if ok or type((...)) ~= "userdata" then return ok, ... end
+        return ok, unwrap((...))
     end
     local function add(t, k, w)
         local f = rawget(t, k)
@@ -332,30 +378,37 @@ do
     end
     add(G, "unpack", wrap)
     add(string, "byte", wrap)
-    add(coroutine, "resume", wrap)
+    wrapped[#wrapped + 1] = {
+        coroutine, "resume",
+        function(...) return resumed(rethrow(real_pcall(coresume, ...))) end,
+        function(...) return long_results(resumed(rethrow(real_pcall(coresume, ...)))) end,
+    }
     add(coroutine, "yield", function(yield)  -- (no pcall: a yield cannot cross one)
         return function(...) return long_results(yield(...)) end
     end)
-    add(coroutine, "wrap", function() return wrapped_cowrap end)
+    wrapped[#wrapped + 1] = {coroutine, "wrap", checked_cowrap, wrapped_cowrap}
     -- table.insert writes with lua_rawseti, past a read-only proxy's
     -- __newindex (and into the empty globals table), where Redis's patched
     -- Lua refuses the write itself: into those it runs on an empty table
     -- (for the argument errors, which come first), then refuses.  An insert
     -- that cannot fail (a value, or a number position and a value) goes
     -- straight on; any other under pcall, so that its errors are the C
-    -- function's.  (table.remove and table.sort write nothing into a table
-    -- of no array items, as every protected table is; no other library
-    -- function writes into a table it is given.)
+    -- function's.  Its arguments stay ``...``, so that none given is still
+    -- "no value" (``table.insert()``), not nil.  (table.remove and
+    -- table.sort write nothing into a table of no array items, as every
+    -- protected table is; no other library function writes into a table
+    -- it is given.)
     local real_insert, real_type, select = table.insert, type, select
-    rawset(table, "insert", function(t, ...)
+    rawset(table, "insert", function(...)
+        local t = ...
         if readonly[t] == nil and t ~= G then
             if real_type(t) == "table" then
                 local n = select("#", ...)
-                if n == 1 or (n == 2 and real_type((...)) == "number") then return real_insert(t, ...) end
+                if n == 2 or (n == 3 and real_type((select(2, ...))) == "number") then return real_insert(...) end
             end
-            return keep(rethrow(real_pcall(real_insert, t, ...)))
+            return keep(rethrow(real_pcall(real_insert, ...)))
         end
-        keep(rethrow(real_pcall(real_insert, {}, ...)))
+        keep(rethrow(real_pcall(real_insert, {}, select(2, ...))))
         error("Attempt to modify a readonly table", 0)
     end)
     for _, w in ipairs(wrapped) do rawset(w[1], w[2], w[4]) end
@@ -378,17 +431,6 @@ local function refused_wide(i)
     return (rawequal(callee, pyraise) or rawequal(callee, pycall)) and dbg.getlocal(3, WIDE) ~= nil
 end
 
-local function unwrap(e)
-    -- A Python exception (from redis.call or a library) reaches Lua as a
-    -- userdata: the error table redis.call stands for, or the message.
-    if type(e) == "userdata" then
-        local t = pytake()
-        if t ~= nil then return t end
-        return tostring(e)
-    end
-    return e
-end
-
 -- Redis 7's pcall: an error table comes back as its message.
 local real_pcall = pcall
 local function pcall_result(ok, ...)
@@ -400,8 +442,29 @@ local function pcall_result(ok, ...)
     end
     return false, e
 end
-G.pcall = function(f, ...)
-    return pcall_result(real_pcall(f, ...))
+local real_error, gsub = error, string.gsub
+local function unnamed(ok, ...)
+    -- A Python callable (a C function to scripts) that pcall called has no
+    -- name in its argument errors: luaL_argerror's '?'.
+    if ok then return ok, ... end
+    local e = unwrap((...))
+    if type(e) == "string" then e = gsub(e, "^(bad argument #%d+ to )'[^']*'", "%1'?'", 1) end
+    return false, e
+end
+G.pcall = function(...)
+    local n = select("#", ...)
+    -- Redis 7's luaRedisPcall puts a boolean below the arguments and calls
+    -- what is at the bottom: with none, that boolean.
+    if n == 0 then return false, "attempt to call a boolean value" end
+    local f = ...
+    if f == real_error and n >= 3 then
+        -- error's level counts this function too: one more for level 2 or
+        -- more, so that it names the line that called pcall (luaL_where)
+        local level = tonumber((select(3, ...)))
+        if level and level >= 2 then return pcall_result(real_pcall(f, (select(2, ...)), level + 1)) end
+    end
+    if type(f) == "userdata" then return pcall_result(unnamed(real_pcall(...))) end
+    return pcall_result(real_pcall(...))
 end
 redis.sha1hex = pysha1
 local function push_error(s)
@@ -468,25 +531,44 @@ math.randomseed = pyrandomseed
 for name, lib in pairs(libs.modules) do G[name] = lib end
 
 -- Redis's error handler: {err=..., source=..., line=...}.
+local function argerror_named(msg, i)
+    -- A Python callable's "bad argument #n to 'name' ..." as luaL_argerror
+    -- words it, given the C function's frame (i): its name as called.
+    local n, rest = string.match(msg, "^bad argument #(%d+) to '[^']*' (.*)$")
+    if not n then return msg end
+    n = tonumber(n)
+    if i.namewhat == "method" then
+        n = n - 1
+        if n == 0 then return "calling '" .. tostring(i.name) .. "' on bad self " .. rest end
+    end
+    return "bad argument #" .. n .. " to '" .. (i.name or "?") .. "' " .. rest
+end
 local function handler(err)
     local from_library = false
     if type(err) == "userdata" then
-        local t = pytake()
-        if t ~= nil then err = t else err, from_library = tostring(err), true end
+        if plain_userdata[err] then
+            err = plain_userdata[err]  -- (Redis's handler: 'ERR ' .. tostring(err))
+        else
+            local t = pytake()
+            if t ~= nil then err = t else err, from_library = tostring(err), true end
+        end
     end
     local level = 2
     local i = dbg.getinfo(level, "nSlf")
     if type(err) == "string" and refused_wide(i) then
         pywiden()  -- the script runs again with the wide forms
     end
+    local raiser = i
     while i and (i.what == "C" or i.source == "=prelude") do
         level = level + 1
         i = dbg.getinfo(level, "nSl")
     end
     if type(err) ~= "table" then
-        -- A library's error names the line that called it, as luaL_error does.
+        -- A library's error names the line that called it, as luaL_error
+        -- does, and its argument error the function as it was called
+        -- (luaL_argerror: ``local f = math.random f('x')`` names 'f').
         if from_library and i and level == 3 then
-            err = i.short_src .. ":" .. tostring(i.currentline) .. ": " .. err
+            err = i.short_src .. ":" .. tostring(i.currentline) .. ": " .. argerror_named(err, raiser)
         end
         err = {err = "ERR " .. tostring(err)}
     end
@@ -558,10 +640,7 @@ G.type = function(...)
 end
 G.tostring = function(...)
     local x = ...
-    if real_type(x) == "userdata" then
-        if rawequal(x, json_null) then return "userdata: (nil)" end
-        return "function: builtin"
-    end
+    if real_type(x) == "userdata" then return plain_userdata[x] or "function: builtin" end
     if x == nil and select("#", ...) == 0 then value_expected() end
     return real_tostring(x)
 end
@@ -576,15 +655,21 @@ end
 local function writable(t)
     if readonly[t] ~= nil or t == G then error("Attempt to modify a readonly table", 0) end
 end
+-- Redis's patched lua_rawset and lua_setmetatable refuse a read-only
+-- table, after luaB_rawset's and luaB_setmetatable's argument checks
+-- (``rawset(_G)``: value expected): those come first, from the C function.
 G.rawset = as_c_function(rawset, function(t, k, ...)
+    if type(t) ~= "table" or select("#", ...) == 0 then return end
     writable(t)
     -- (lua_rawset's own errors name no line)
-    if type(t) == "table" and select("#", ...) > 0 then
-        if k == nil then error("table index is nil", 0) end
-        if k ~= k then error("table index is NaN", 0) end
-    end
+    if k == nil then error("table index is nil", 0) end
+    if k ~= k then error("table index is NaN", 0) end
 end)
-G.setmetatable = as_c_function(setmetatable, writable)
+G.setmetatable = as_c_function(setmetatable, function(...)
+    local t, mt = ...
+    local tm = type(mt)
+    if type(t) == "table" and select("#", ...) >= 2 and (tm == "nil" or tm == "table") then writable(t) end
+end)
 
 -- Move every global into a hidden table, so that the globals table itself
 -- (what _G, getfenv(0) and every script see) holds nothing and raises.
