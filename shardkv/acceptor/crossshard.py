@@ -390,7 +390,7 @@ class _Operation:
             faultpoints.hold("committed")
         self._decide(True, reply())
 
-    def _decide(self, commit: bool, reply: bytes) -> None:
+    def _decide(self, commit: bool, reply: bytes | None) -> None:
         self.state = DECIDED
         self.decision = commit
         decide = wire.encode_control(wire.Decide(self.id, commit))
@@ -407,6 +407,8 @@ class _Operation:
                 gate = release_events(self)
             else:
                 self.held_events = None  # undone: nothing happened
+        if reply is None:  # it runs again (see AtomicOp._ran)
+            return
         if gate is None:
             self.slot.deliver(reply)
         else:  # several acceptors: after the events are out on the others too
@@ -467,11 +469,18 @@ class AtomicOp(_Operation):
         db: int | None = None,
         slot: Slot | None = None,
         also: set[int] | None = None,
+        escaped: Callable[[list[bytes]], Callable[[], None] | None] | None = None,
     ) -> None:
         super().__init__(client, slot)
         server = client.server
         self.commands = commands
         self.finish = finish
+        # Called with the executor's replies before anything is prepared:
+        # when a script among the commands escaped (it needs more shards),
+        # what runs them all again, once this run is decided undone.
+        self.escaped = escaped
+        # An EXEC's scripts' calls, for MONITOR (see scripting.monitor_scripts).
+        self.lua: list | None = None
         # The operation runs in database ``db`` (the client's): a key of
         # another one (COPY ... DB, MOVE, a SELECT inside MULTI) is named
         # ``(database, key)`` in ``keys``, and so in the states that go back
@@ -578,7 +587,8 @@ class AtomicOp(_Operation):
             self._decide(False, encode(NULL_ARRAY, self.client.resp3))
         else:
             self.state = RUNNING
-            alone = self.shards == [self.executor]
+            # One that may run again (``escaped``) must not commit on its own.
+            alone = self.shards == [self.executor] and self.escaped is None
             resp3 = int(self.client.resp3)
             run = wire.Run(self.id, self.states, self.commands, resp3, alone, self.own, self.clocks)
             self._send(self.executor, run)
@@ -596,6 +606,11 @@ class AtomicOp(_Operation):
 
     def _ran(self, message: wire.Ran) -> None:
         self.bodies = message.bodies
+        again = None if self.escaped is None else self.escaped(message.bodies)
+        if again is not None:
+            self._decide(False, None)  # undone, in silence: the slot waits for the run again
+            again()
+            return
         writes: dict[int, dict] = {}
         for key, state in message.after.items():
             owner = self.owner.get(key)

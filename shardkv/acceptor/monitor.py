@@ -190,11 +190,25 @@ def exec_place(client: Client) -> Hold:
     return Hold(client.server)
 
 
-def exec_lines(client: Client, calls: list[tuple[commands.Command, list[bytes], int]]) -> bytes:
+def exec_lines(
+    client: Client, calls: list[tuple[commands.Command, list[bytes], int]], lua: list | None = None
+) -> bytes:
     """The lines of a transaction's commands that ran, each ``(command,
-    arguments, database)``."""
+    arguments, database)``; ``lua``: the calls of its scripts, in order,
+    each script's ending with ``wire.SCRIPT_END``, whose lines follow
+    each script's own."""
     addr = client.addr.encode()
-    return b"".join(_line(db, addr, args) for cmd, args, db in calls if shown(cmd, args))
+    out = []
+    scripts = iter(lua or ())
+    for cmd, args, db in calls:
+        if shown(cmd, args):
+            out.append(_line(db, addr, args))
+        if lua is not None and cmd.name in SCRIPT_COMMANDS:
+            for call in scripts:
+                if call[0] == -1:
+                    break
+                out.append(_line(call[0], b"lua", call[1]))
+    return b"".join(out)
 
 
 # The script routed last, whose EVAL line comes next: (its holder, the

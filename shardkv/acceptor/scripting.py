@@ -114,6 +114,11 @@ def monitor_scripts(server: object, link: object) -> None:
                 sink.hold.fill(calls)
                 sink.hold = None
                 return
+        for op in link.ops.values():  # type: ignore[attr-defined]
+            lua = getattr(op, "lua", None)  # an EXEC's scripts' (see transactions._run_atomic)
+            if lua is not None and op.executor == link.index:  # type: ignore[attr-defined]
+                lua.extend(calls)
+                return
         monitor.feed_script(server, calls)  # type: ignore[arg-type]
 
     link.on_script_calls = on_calls  # type: ignore[attr-defined]
@@ -772,6 +777,97 @@ def _refused(server, sha: bytes) -> None:
 
 def _first(bodies: list[bytes]) -> bytes:
     return bodies[0]
+
+
+class ExecScript:
+    """A script queued in a transaction that runs as one atomic operation
+    (see shardkv.acceptor.transactions): the ``__eval`` or ``__fcall`` the
+    operation's executor runs in the script's place among the queued
+    commands, the keys it needs (those it declares, and those it escaped
+    to before), and what a run that escaped teaches (:meth:`escaped`)."""
+
+    __slots__ = ("sha", "body", "fname", "name", "keys", "rest", "user_arg", "written", "everything", "extra")
+
+    def __init__(
+        self, client: Client, sha: bytes, body: bytes, fname: bytes, name: str, args: list[bytes]
+    ) -> None:
+        n = int(args[2])
+        self.sha = sha
+        self.body = body
+        self.fname = fname
+        self.name = name  # the client's command, read-only if _ro
+        self.keys = args[3 : 3 + n]
+        self.rest = args[3 + n :]
+        self.user_arg = script_user(client, name)  # its redis.call obeys the client's ACL user
+        self.written = 0  # the redis.log lines its last undone run wrote
+        self.everything, extra = CACHE.escaping.get(sha, (0, []))
+        self.extra = list(extra)
+
+    @staticmethod
+    def parse(client: Client, args: list[bytes]) -> ExecScript | None:
+        """The queued script of ``args``; None for one the ordinary path
+        answers with an error (its numkeys, an EVALSHA not cached)."""
+        n = strict_int(args[2])
+        if n is None or not 0 <= n <= len(args) - 3:
+            return None
+        name = args[0].lower()
+        if name.startswith(b"fcall"):
+            return ExecScript(client, b"f:" + args[1], b"", args[1], name.decode("latin-1"), args)
+        if name.startswith(b"evalsha"):
+            sha = args[1].lower()
+            body = CACHE.bodies.get(sha)
+            if body is None:
+                return None
+        else:
+            body = args[1]
+            sha = sha1hex(body)
+            if sha not in CACHE.bodies:
+                CACHE.bodies[sha] = body
+                if client.server.bus is not None:  # EVALSHA through another acceptor finds it
+                    client.server.bus.tell(bus.SCRIPT, [b"load", sha, body])
+        return ExecScript(client, sha, body, b"", name.decode("latin-1"), args)
+
+    def command(self) -> list[bytes]:
+        """What the executor runs (as _Retry.start sends it)."""
+        return [
+            Verb.FCALL if self.fname else Verb.EVAL,
+            b"%d" % self.everything,
+            self.name.encode(),
+            self.user_arg,
+            b"%d" % self.written,
+            self.fname or self.body,
+            b"%d" % len(self.keys),
+            *self.keys,
+            *self.rest,
+        ]
+
+    def needs(self) -> list:
+        return [*self.keys, *self.extra]
+
+    def escaped(self, body: bytes) -> bool:
+        """Did its run (``body``, its reply) escape?  Then its next run
+        needs the shards it named too, and so do its later runs."""
+        if not body.startswith(CROSS_MARKER):
+            return False
+        everything, extra, self.written = _parse_marker(body)
+        self.everything = max(self.everything, everything)
+        self.extra = list(dict.fromkeys([*self.extra, *extra]))
+        CACHE.escaping[self.sha] = (self.everything, self.extra)
+        CACHE.settled.discard(self.sha)
+        return True
+
+    def answered(self, client: Client, body: bytes) -> None:
+        """Its reply, in EXEC's array: a call of its command (the executor
+        counts the calls it makes), a failed one if it failed."""
+        row = client.server.stats._row(self.name)
+        row[0] += 1
+        if _failed(body):
+            row[3] += 1
+
+    def done(self, client: Client) -> None:
+        """The transaction is decided: ACL LOG logs its refused calls."""
+        if self.user_arg:
+            script_done(client, self.user_arg)
 
 
 # -- SCRIPT ----------------------------------------------------------------------

@@ -105,6 +105,9 @@ class Wiring:
     exec_ran: Callable[[Client], None]
     # An EXEC run atomically: what its reads remember once it commits.
     atomic_exec_reads: Callable[[Client, list], Callable[[Any], None] | None]
+    # A script queued in an EXEC that runs atomically, as its executor runs
+    # it (shardkv.acceptor.scripting.ExecScript.parse), or None.
+    exec_script: Callable[[Client, list[bytes]], Any]
     client_subcommands: Mapping[bytes, LocalHandler]
     tracking_totals: Callable[[], tuple[int, int, int]]
     # CONFIG SET's checks (shardkv.acceptor.commands.config): the changes a

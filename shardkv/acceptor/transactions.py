@@ -591,7 +591,10 @@ def _run(client: Client, queued: list, reply: Exec, early: dict[int, list], pin:
     # database of every shard in one step, which parking would cost a
     # transfer of every key.
     flushes = any(cmd.name == "flushall" for cmd, _ in queued)
-    atomic = reply.watched or (not flushes and _needs_atomic(client, queued))
+    # A script runs in its place among the commands, atomically with them,
+    # on the executor of one operation (see _run_atomic).
+    scripted = any(cmd.name in monitor.SCRIPT_COMMANDS for cmd, _ in queued)
+    atomic = reply.watched or scripted or (not flushes and _needs_atomic(client, queued))
     if atomic:
         # Its reads are remembered once it commits (see tracking.atomic_exec_reads).
         tracked = client.server.wiring.atomic_exec_reads(client, queued) if client.tracking else None
@@ -609,8 +612,10 @@ def _run(client: Client, queued: list, reply: Exec, early: dict[int, list], pin:
             if i in early:  # (run in order: told as each was routed; atomic: once it commits)
                 client.server.wiring.after_command(client, cmd, queued_args, True)
     # After the __park entries above: the parked shards must still hold
-    # the versions this client saw.
-    _unwatch(client, reply.watched)
+    # the versions this client saw (with a script, once it is decided: it
+    # may park them again, see _run_atomic).
+    if not scripted:
+        _unwatch(client, reply.watched)
     client.state.locate(None)
 
 
@@ -831,7 +836,10 @@ def _run_atomic(
     keys: list = []
     everything: bool | bytes = False
     dbs: list[int] = []  # the database each queued command runs in
-    selects: dict[int, list] = {}  # a SELECT's position -> its reply
+    selects: dict[int, list] = {}  # a SELECT's (or a refused script's) position -> its reply
+    # A script's position -> it (a scripting.ExecScript, see Wiring.exec_script).
+    scripts: dict[int, Any] = {}
+    script_at: dict[int, tuple[Any, int]] = {}  # its place in commands -> it, its database
     for i, (cmd, args) in enumerate(queued):
         if cmd.name == "select":
             selects[i] = run_local_captured(client, cmd, args)  # sets client.db, if valid
@@ -841,6 +849,19 @@ def _run_atomic(
             dbs.append(db)
             continue
         dbs.append(db)
+        if cmd.name in monitor.SCRIPT_COMMANDS:
+            client.state.enter_exec()  # (ACL LOG shows its refused calls as EXEC's)
+            try:
+                script = client.server.wiring.exec_script(client, args)
+            finally:
+                client.state.leave_exec()
+            if script is None:  # its error (an FCALL's from shard 0)
+                selects[i] = run_local_captured(client, cmd, args)
+            else:
+                scripts[i] = script
+                script_at[len(commands)] = (script, db)
+                commands.append([])  # its command, as it runs (see operation)
+            continue
         if cmd.route == "shard":
             commands.append(args)
             names = cmd.keys(args)
@@ -857,7 +878,7 @@ def _run_atomic(
         if everything:
             everything = b"**"  # keys of several databases: every key of every one
     watched = reply.watched or {}
-    if not keys and watched:
+    if not keys and watched and not scripts:
         keys = [next(iter(watched))]  # park the shard of a watched key, not shard 0
 
     def finish(bodies: list[bytes]) -> bytes:
@@ -869,12 +890,17 @@ def _run_atomic(
                 parts.extend(selects[i])
             elif i in early:
                 parts.extend(early[i])
+            elif i in scripts:
+                body = next(replies)
+                scripts[i].answered(client, body)
+                parts.append(body)
             elif cmd.route == "local":
                 parts.extend(run_local_captured(client, cmd, args))
             else:
                 parts.append(next(replies))
         if reply.place is not None:  # committed: now they have run, before EXEC's line
-            reply.place.put(monitor.exec_lines(client, [(*call, dbs[i]) for i, call in enumerate(queued)]))
+            calls = [(*call, dbs[i]) for i, call in enumerate(queued)]
+            reply.place.put(monitor.exec_lines(client, calls, lua if scripts else None))
         reply.parts = parts
         if tracked is not None and reply.outcome is not None and reply.cut is None:
             tracked(reply.outcome)  # (cut: the client closes after it, told nothing more)
@@ -892,10 +918,72 @@ def _run_atomic(
         or any(cmd.name in UsersInExec.COMMANDS for cmd, _ in queued)
         or bool(client.state.exec_ports)
     )
-    if holds_client or pin is not None or reply.place is not None:
-        slot = _Settle(client, reply, final_db if final_db != op_db else None, pin, holds_client)
+    done: Callable[[], None] | None = None
+    if scripts:
+        # A script may escape: the operation then runs again, parking more
+        # shards, and the client's later commands wait for it (unless HELD
+        # holds them), as behind any script.
+        waits = not holds_client and client.state.script_sent()
+
+        def decided() -> None:
+            _unwatch(client, reply.watched)
+            for script in scripts.values():
+                script.done(client)
+            if waits and client.state.script_answered():
+                if client.waiting():
+                    client.server.loop.call_soon(client.resume)  # type: ignore[union-attr]
+                elif client.pending and not client.closed:
+                    client.flush()
+
+        done = decided
+
+    if holds_client or pin is not None or reply.place is not None or done is not None:
+        slot = _Settle(client, reply, final_db if final_db != op_db else None, pin, holds_client, done)
     if holds_client:
         client.state.block(HELD, shown=False)  # not blocked as Redis shows it
+
+    lua: list = []  # its scripts' calls, for MONITOR's lines
+
+    def operation(slot: Slot | None, also: set[int]) -> AtomicOp:
+        """The operation (again, with more keys, after a script escaped)."""
+        if not scripts:
+            return AtomicOp(client, commands, keys, finish, watched, everything, op_db, slot, also)
+        run = list(commands)
+        needed = list(keys)
+        widest = everything
+        for at, (script, script_db) in script_at.items():
+            run[at] = script.command()
+            if script_db == op_db:
+                needed.extend(script.needs())
+            else:
+                needed.extend(k if type(k) is tuple else (script_db, k) for k in script.needs())
+            if script.everything:
+                widest = b"**" if script.everything == 2 or final_db != op_db else (widest or True)
+        if not needed and watched:
+            needed = [next(iter(watched))]  # park the shard of a watched key, not shard 0
+
+        def escaped(bodies: list[bytes]) -> Callable[[], None] | None:
+            replies = iter(bodies)
+            learned = False
+            for at, args in enumerate(run):
+                if args[0] == Verb.SELECT:  # (no reply of its own)
+                    continue
+                body = next(replies, b"")
+                if at in script_at:
+                    learned = script_at[at][0].escaped(body) or learned
+            if not learned:
+                return None
+
+            def again() -> None:
+                operation(op.slot, also)
+
+            return again
+
+        op = AtomicOp(client, run, needed, finish, watched, widest, op_db, slot, also, escaped)
+        lua.clear()  # (an undone run's calls do not come)
+        op.lua = lua
+        return op
+
     # The CLIENT UNBLOCKs of one-shard waits: their shards are parked too,
     # and their __unblock follows the __park there, runs only if the
     # operation committed, and serves nothing first (Redis serves after EXEC).
@@ -909,9 +997,7 @@ def _run_atomic(
         saved = client.pending
         client.pending = deque()
         try:
-            op = AtomicOp(
-                client, commands, keys, finish, watched, everything, op_db, slot, set(in_place.values())
-            )
+            op = operation(slot, set(in_place.values()))
         finally:
             client.pending = saved
         client.state.unblock_in_place(op.id)
@@ -941,16 +1027,30 @@ class _Settle(Slot):
     is closed after the EXEC; then (``holds``) the commands it sent
     meanwhile run, unless it closes."""
 
-    __slots__ = ("reply", "db", "pin", "holds")
+    __slots__ = ("reply", "db", "pin", "holds", "done")
 
-    def __init__(self, client: Client, reply: Exec, db: int | None, pin: Pin | None, holds: bool) -> None:
+    def __init__(
+        self,
+        client: Client,
+        reply: Exec,
+        db: int | None,
+        pin: Pin | None,
+        holds: bool,
+        done: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__(client)
         self.reply = reply
         self.db = db
         self.pin = pin
         self.holds = holds
+        self.done = done  # a transaction with scripts: see _run_atomic
 
     def deliver(self, body: bytes) -> None:
+        self._settle(body)
+        if self.done is not None:
+            self.done()
+
+    def _settle(self, body: bytes) -> None:
         super().deliver(body)
         client = self.client
         ran = self.reply.parts is not None

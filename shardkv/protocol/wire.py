@@ -655,6 +655,11 @@ def decode_script_state(payload: bytes) -> tuple[Any, ...]:
     return state
 
 
+# In an M frame of an operation's run of several commands: the end of one
+# script's calls (see Shard.run_foreign).
+SCRIPT_END: tuple[int, list[bytes]] = (-1, [])
+
+
 def encode_monitor(calls: list[tuple[int, list[bytes]]]) -> bytes:
     return b"M" + marshal.dumps(calls)
 

@@ -1364,11 +1364,16 @@ class Shard:
         try:
             execute = self.execute if ks.memory is None else self.execute_limited
             replies: list[object] = []
+            # Among other commands (an EXEC's), each script's calls end with
+            # wire.SCRIPT_END, so that its [lua] lines follow its own line.
+            ends = len(commands_) > 1
             for args in commands_:
                 if args[0] == Verb.SELECT:  # SELECT inside MULTI: no reply of its own here
                     ks.select(int(args[1]))
                     continue
                 replies.append(execute(args))
+                if ends and args[0] in _SCRIPT_RUNS:
+                    calls.append(wire.SCRIPT_END)
             bodies = [encode(value, resp3) for value in replies]
         finally:
             engine.monitor = None

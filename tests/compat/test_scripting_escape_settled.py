@@ -140,14 +140,6 @@ def _same_in_multi(servers, commands: list[list[str]]) -> list:
     return expected
 
 
-# Still different (see the README's differences under scripting): the
-# transaction's commands are all on their way when its script escapes.
-_QUEUED_BEHIND = pytest.mark.xfail(
-    strict=True, reason="a command queued behind an escaping script in the same EXEC runs before its retry"
-)
-
-
-@_QUEUED_BEHIND
 @pytest.mark.parametrize("settled", [False, True], ids=["first", "settled"])
 def test_a_set_queued_behind_an_escaping_script_runs_after_it(servers, settled):
     script = _fresh(BODY)
@@ -158,7 +150,6 @@ def test_a_set_queued_behind_an_escaping_script_runs_after_it(servers, settled):
     assert got[-2:] == [b"$1\r\nz\r\n", b"$1\r\nb\r\n"]
 
 
-@_QUEUED_BEHIND
 def test_a_transaction_with_an_escaping_script_between_its_writes(servers):
     script = _fresh(BODY)
     commands = [

@@ -1,0 +1,169 @@
+"""Scripts inside MULTI/EXEC run in the transaction's order, atomically
+with its other commands, as in Redis (shardkv issue 18).
+
+An EXEC that runs as one atomic cross-shard operation (it has WATCH, or
+writes on several shards) must run its scripts in their places among its
+commands, not after the operation: each test sends a transaction in one
+write, against redis-server 7.0.15, with one acceptor and with two, and
+compares EXEC's array and the keys' values after it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.acceptors import client_on
+from tests.support.placement import key_on
+from tests.support.resp import RespClient, encode_command
+from tests.support.servers import start_redis, start_shardkv
+
+SHARDS = 2
+OWN, OTHER = key_on(0, "own", SHARDS), key_on(1, "other", SHARDS)
+SET_A = "redis.call('set', KEYS[1], 'a')\nreturn 1"
+
+
+@pytest.fixture(scope="module", params=[1, 2], ids=["k1", "k2"])
+def servers(request) -> Iterator[tuple[int, int, int]]:
+    """(redis-server's port, shardkv's port, its acceptors)."""
+    acceptors = request.param
+    real = start_redis()
+    ours = start_shardkv(shards=SHARDS, acceptors=acceptors)
+    yield real.port, ours.port, acceptors
+    real.stop()
+    ours.stop()
+
+
+def _fresh(body: str) -> str:
+    """``body`` as a script no server has seen."""
+    return f"-- {uuid.uuid4().hex}\n{body}"
+
+
+def _run(port: int, acceptors: int, commands: list[list[str]], load: str | None) -> list:
+    """Replies to ``commands`` (sent in one write after a FLUSHALL and,
+    with ``load``, a SCRIPT LOAD of it), then the values of both keys."""
+    c = client_on(port, 0, k=acceptors) if acceptors > 1 else RespClient(port, timeout=20)
+    with c:
+        c.command("FLUSHALL")
+        if load is not None:
+            c.command("SCRIPT", "LOAD", load)
+        c.sock.sendall(b"".join(encode_command(*command) for command in commands))
+        replies = [c.read() for _ in commands]
+    with RespClient(port, timeout=20) as other:
+        return [*replies, other.call("GET", OWN), other.call("GET", OTHER)]
+
+
+def _same(servers, commands: list[list[str]], load: str | None = None) -> list:
+    real, ours, acceptors = servers
+    expected = _run(real, 1, commands, load)
+    assert _run(ours, acceptors, commands, load) == expected
+    return expected
+
+
+def _script(kind: str, body: str) -> tuple[list[str], str | None]:
+    """The command's first words that run ``body`` as ``kind``, and what to load first."""
+    if kind == "eval":
+        return ["EVAL", body], None
+    sha = __import__("hashlib").sha1(body.encode()).hexdigest()
+    return ["EVALSHA", sha], body
+
+
+@pytest.mark.parametrize("kind", ["eval", "evalsha"])
+def test_a_watched_exec_runs_its_script_before_the_set_behind_it(servers, kind):
+    call, load = _script(kind, _fresh(SET_A))
+    got = _same(servers, [["WATCH", OWN], ["MULTI"], [*call, "1", OWN], ["SET", OWN, "z"], ["EXEC"]], load)
+    assert got[-3:] == [b"*2\r\n:1\r\n+OK\r\n", b"$1\r\nz\r\n", b"$-1\r\n"]
+
+
+def test_an_exec_writing_two_shards_runs_its_script_in_order(servers):
+    commands = [
+        ["MULTI"],
+        ["SET", OTHER, "x"],
+        ["EVAL", _fresh(SET_A), "1", OWN],
+        ["SET", OWN, "z"],
+        ["EXEC"],
+    ]
+    got = _same(servers, commands)
+    assert got[-2:] == [b"$1\r\nz\r\n", b"$1\r\nx\r\n"]
+
+
+def test_a_script_reads_what_the_exec_wrote_before_it_on_another_shard(servers):
+    commands = [
+        ["MULTI"],
+        ["SET", OWN, "x"],
+        ["EVAL", _fresh("return redis.call('get', KEYS[1])"), "1", OTHER],
+        ["SET", OTHER, "v"],
+        ["EVAL", _fresh("return redis.call('get', KEYS[1])"), "1", OTHER],
+        ["EXEC"],
+    ]
+    got = _same(servers, commands)
+    assert got[-3] == b"*4\r\n+OK\r\n$-1\r\n+OK\r\n$1\r\nv\r\n"
+
+
+def test_an_escaping_script_reads_what_the_exec_wrote_before_it(servers):
+    commands = [
+        ["MULTI"],
+        ["SET", OTHER, "v"],
+        ["EVAL", _fresh("return redis.call('get', ARGV[1])"), "1", OWN, OTHER],
+        ["EXEC"],
+    ]
+    got = _same(servers, commands)
+    assert got[-3] == b"*2\r\n+OK\r\n$1\r\nv\r\n"
+
+
+def test_a_watched_exec_whose_script_escapes_runs_again_whole(servers):
+    body = "redis.call('set', KEYS[1], 'a')\nredis.call('set', ARGV[1], 'b')\nreturn 1"
+    commands = [
+        ["WATCH", OWN],
+        ["MULTI"],
+        ["APPEND", OTHER, "x"],
+        ["EVAL", _fresh(body), "1", OWN, OTHER],
+        ["APPEND", OTHER, "y"],
+        ["SET", OWN, "z"],
+        ["EXEC"],
+    ]
+    got = _same(servers, commands)
+    assert got[-2:] == [b"$1\r\nz\r\n", b"$2\r\nby\r\n"]
+
+
+def test_a_script_error_inside_exec_is_in_its_array_and_the_others_run(servers):
+    commands = [
+        ["MULTI"],
+        ["SET", OWN, "x"],
+        ["SET", OTHER, "y"],
+        ["EVAL", _fresh("return redis.call('incr', KEYS[1])"), "1", OWN],
+        ["SET", OWN, "7"],
+        ["EXEC"],
+    ]
+    got = _same(servers, commands)
+    assert got[-3].startswith(b"*4\r\n+OK\r\n+OK\r\n-ERR value is not an integer")
+    assert got[-2:] == [b"$1\r\n7\r\n", b"$1\r\ny\r\n"]
+
+
+def test_an_fcall_inside_a_watched_exec_runs_in_order(servers):
+    real, ours, acceptors = servers
+    name = "f" + uuid.uuid4().hex[:12]
+    library = (
+        f"#!lua name={name}\n"
+        f"redis.register_function('{name}', function(keys, args) redis.call('set', keys[1], 'a') return 1 end)"
+    )
+
+    def run(port: int, k: int) -> list:
+        with RespClient(port, timeout=20) as loader:
+            assert loader.call("FUNCTION", "LOAD", library).startswith(b"$")
+        try:
+            return _run(
+                port,
+                k,
+                [["WATCH", OTHER], ["MULTI"], ["FCALL", name, "1", OWN], ["SET", OWN, "z"], ["EXEC"]],
+                None,
+            )
+        finally:
+            with RespClient(port, timeout=20) as loader:
+                loader.call("FUNCTION", "DELETE", name)
+
+    expected = run(real, 1)
+    assert run(ours, acceptors) == expected
+    assert expected[-2] == b"$1\r\nz\r\n"
