@@ -593,7 +593,7 @@ def _run(client: Client, queued: list, reply: Exec, early: dict[int, list], pin:
     flushes = any(cmd.name == "flushall" for cmd, _ in queued)
     # A script runs in its place among the commands, atomically with them,
     # on the executor of one operation (see _run_atomic).
-    scripted = any(cmd.name in monitor.SCRIPT_COMMANDS for cmd, _ in queued)
+    scripted = _scripts_on_executor(queued)
     atomic = reply.watched or scripted or (not flushes and _needs_atomic(client, queued))
     if atomic:
         # Its reads are remembered once it commits (see tracking.atomic_exec_reads).
@@ -617,6 +617,29 @@ def _run(client: Client, queued: list, reply: Exec, early: dict[int, list], pin:
     if not scripted:
         _unwatch(client, reply.watched)
     client.state.locate(None)
+
+
+# The subcommands that change the functions or the script cache.
+_REGISTRY_CHANGES = {"function": (b"load", b"delete", b"flush", b"restore"), "script": (b"load", b"flush")}
+
+
+def _scripts_on_executor(queued: list) -> bool:
+    """Do the transaction's scripts run on its operation's executor (see
+    _run_atomic)?  Not when a command queued before one of them changes
+    the functions or the script cache: that command runs on the acceptor
+    (in its place among the others), which the executor's shard would
+    not see yet, so the scripts then run as commands of their own, each
+    in its place, as Redis's see every change made before them."""
+    changed = False
+    scripted = False
+    for cmd, args in queued:
+        if cmd.name in monitor.SCRIPT_COMMANDS:
+            if changed:
+                return False
+            scripted = True
+        elif cmd.name in _REGISTRY_CHANGES and len(args) > 1:
+            changed = changed or args[1].lower() in _REGISTRY_CHANGES[cmd.name]
+    return scripted
 
 
 def _close_after_exec(client: Client) -> None:
@@ -840,6 +863,7 @@ def _run_atomic(
     # A script's position -> it (a scripting.ExecScript, see Wiring.exec_script).
     scripts: dict[int, Any] = {}
     script_at: dict[int, tuple[Any, int]] = {}  # its place in commands -> it, its database
+    scripted = _scripts_on_executor(queued)
     for i, (cmd, args) in enumerate(queued):
         if cmd.name == "select":
             selects[i] = run_local_captured(client, cmd, args)  # sets client.db, if valid
@@ -849,7 +873,7 @@ def _run_atomic(
             dbs.append(db)
             continue
         dbs.append(db)
-        if cmd.name in monitor.SCRIPT_COMMANDS:
+        if scripted and cmd.name in monitor.SCRIPT_COMMANDS:
             client.state.enter_exec()  # (ACL LOG shows its refused calls as EXEC's)
             try:
                 script = client.server.wiring.exec_script(client, args)

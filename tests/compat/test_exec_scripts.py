@@ -167,3 +167,62 @@ def test_an_fcall_inside_a_watched_exec_runs_in_order(servers):
     expected = run(real, 1)
     assert run(ours, acceptors) == expected
     assert expected[-2] == b"$1\r\nz\r\n"
+
+
+LIB = "#!lua name={name}\nredis.register_function('{fn}', function(keys, args) return 4 end)"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        [["FUNCTION", "LOAD", LIB.format(name="execlib", fn="execfn")]],
+        [["FUNCTION", "LOAD", LIB.format(name="execlib", fn="execfn")], ["SET", OWN, "x"], ["SET", OTHER, "y"]],
+    ],
+    ids=["alone", "writing-two-shards"],
+)
+def test_a_function_loaded_in_an_exec_is_there_for_its_fcall(servers, change):
+    """Redis runs a FUNCTION LOAD queued before an FCALL first: the FCALL finds it."""
+    real, ours, acceptors = servers
+    for port in (real, ours):
+        with RespClient(port, timeout=20) as c:
+            c.command("FUNCTION", "FLUSH")
+    got = _same(servers, [["MULTI"], *change, ["FCALL", "execfn", "1", OWN], ["EXEC"]])
+    assert got[-3].endswith(b":4\r\n")
+
+
+def test_a_function_deleted_or_flushed_in_an_exec_is_gone_for_its_fcall(servers):
+    real, ours, acceptors = servers
+    for port in (real, ours):
+        with RespClient(port, timeout=20) as c:
+            c.command("FUNCTION", "FLUSH")
+            c.command("FUNCTION", "LOAD", LIB.format(name="execlib2", fn="execfn2"))
+    commands = [
+        ["MULTI"],
+        ["FCALL", "execfn2", "0"],
+        ["FUNCTION", "DELETE", "execlib2"],
+        ["FCALL", "execfn2", "0"],
+        ["FUNCTION", "LOAD", LIB.format(name="execlib2", fn="execfn2")],
+        ["FCALL", "execfn2", "1", OTHER],
+        ["FUNCTION", "FLUSH"],
+        ["FCALL", "execfn2", "0"],
+        ["EXEC"],
+    ]
+    got = _same(servers, commands)
+    assert b"Function not found" in got[-3]
+
+
+def test_a_script_loaded_or_flushed_in_an_exec_is_seen_by_its_evalsha(servers):
+    body = _fresh("return 5")
+    sha = __import__("hashlib").sha1(body.encode()).hexdigest()
+    commands = [
+        ["MULTI"],
+        ["SCRIPT", "LOAD", body],
+        ["EVALSHA", sha, "1", OWN],
+        ["SET", OTHER, "y"],
+        ["SCRIPT", "FLUSH"],
+        ["EVALSHA", sha, "0"],
+        ["SCRIPT", "EXISTS", sha],
+        ["EXEC"],
+    ]
+    got = _same(servers, commands)
+    assert b"NOSCRIPT" in got[-3]
