@@ -919,7 +919,16 @@ def _run_atomic(
                 scripts[i].answered(client, body)
                 parts.append(body)
             elif cmd.route == "local":
-                parts.extend(run_local_captured(client, cmd, args))
+                # In the database a SELECT before it chose (a script, behind
+                # a FUNCTION or SCRIPT change: see _scripts_on_executor).
+                back = client.db
+                if dbs[i] != back:
+                    client.select(dbs[i])
+                try:
+                    parts.extend(run_local_captured(client, cmd, args))
+                finally:
+                    if client.db != back:
+                        client.select(back)
             else:
                 parts.append(next(replies))
         if reply.place is not None:  # committed: now they have run, before EXEC's line
@@ -982,7 +991,10 @@ def _run_atomic(
             else:
                 needed.extend(k if type(k) is tuple else (script_db, k) for k in script.needs())
             if script.everything:
-                widest = b"**" if script.everything == 2 or final_db != op_db else (widest or True)
+                # (``*`` is every key of the operation's database: one
+                # that runs in another needs every database's)
+                several = script.everything == 2 or script_db != op_db or final_db != op_db
+                widest = b"**" if several else (widest or True)
         if not needed and watched:
             needed = [next(iter(watched))]  # park the shard of a watched key, not shard 0
 

@@ -297,6 +297,7 @@ class Run:
         "dirty",
         "undo",
         "imported",
+        "home",
         "start",
         "killed",
         "effects",
@@ -323,6 +324,7 @@ class Run:
     dirty: bool
     undo: dict[tuple[int, bytes], State]
     imported: frozenset | dict
+    home: int
     start: float
     killed: bool
     effects: list[tuple[int, list[bytes]]]
@@ -736,6 +738,10 @@ class Engine:
         if run.undo:
             run.undo = {}
         run.imported = imported
+        # The database ``imported`` names its keys alone in: the operation's
+        # (Shard.run_foreign), which a script after a SELECT inside MULTI
+        # does not start in.
+        run.home = ks.db if ks.imported is None else ks.imported[0]
         run.start = time.monotonic()
         run.killed = False
         if run.effects:  # (database, write command)
@@ -1482,11 +1488,12 @@ class Engine:
                 # that does not exist yet, so that its new state goes home).
                 slots = self.own
                 imported = run.imported
-                foreign: list[bytes | tuple[int, bytes]]
-                if db == run.db:
-                    foreign = [k for k in keys if slot_of(k) not in slots and k not in imported]
+                if db == run.home:
+                    missing = [k for k in keys if slot_of(k) not in slots and k not in imported]
                 else:
-                    foreign = [(db, k) for k in keys if slot_of(k) not in slots and (db, k) not in imported]
+                    missing = [k for k in keys if slot_of(k) not in slots and (db, k) not in imported]
+                # (named as the script's database names them)
+                foreign: list[bytes | tuple[int, bytes]] = [k if db == run.db else (db, k) for k in missing]
                 if foreign:
                     raise CrossShard(foreign, self.everything)
             if write:
@@ -1543,9 +1550,8 @@ class Engine:
         """Raise CrossShard unless ``key`` (of the current database) is here."""
         if self.nshards > 1 and slot_of(key) not in self.own:
             db = self.ks.db
-            name = key if db == run.db else (db, key)
-            if name not in run.imported:
-                raise CrossShard([name], self.everything)
+            if (key if db == run.home else (db, key)) not in run.imported:
+                raise CrossShard([key if db == run.db else (db, key)], self.everything)
 
     def _scan(self, argv: list[bytes], run: Run) -> object:
         """SCAN in a script: it needs every shard's keys, so the script runs

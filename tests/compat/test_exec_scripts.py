@@ -41,9 +41,10 @@ def _fresh(body: str) -> str:
     return f"-- {uuid.uuid4().hex}\n{body}"
 
 
-def _run(port: int, acceptors: int, commands: list[list[str]], load: str | None) -> list:
+def _run(port: int, acceptors: int, commands: list[list[str]], load: str | None, db: int = 0) -> list:
     """Replies to ``commands`` (sent in one write after a FLUSHALL and,
-    with ``load``, a SCRIPT LOAD of it), then the values of both keys."""
+    with ``load``, a SCRIPT LOAD of it), then the values of both keys (of
+    database ``db``)."""
     c = client_on(port, 0, k=acceptors) if acceptors > 1 else RespClient(port, timeout=20)
     with c:
         c.command("FLUSHALL")
@@ -52,13 +53,14 @@ def _run(port: int, acceptors: int, commands: list[list[str]], load: str | None)
         c.sock.sendall(b"".join(encode_command(*command) for command in commands))
         replies = [c.read() for _ in commands]
     with RespClient(port, timeout=20) as other:
+        other.call("SELECT", db)
         return [*replies, other.call("GET", OWN), other.call("GET", OTHER)]
 
 
-def _same(servers, commands: list[list[str]], load: str | None = None) -> list:
+def _same(servers, commands: list[list[str]], load: str | None = None, db: int = 0) -> list:
     real, ours, acceptors = servers
-    expected = _run(real, 1, commands, load)
-    assert _run(ours, acceptors, commands, load) == expected
+    expected = _run(real, 1, commands, load, db)
+    assert _run(ours, acceptors, commands, load, db) == expected
     return expected
 
 
@@ -176,7 +178,11 @@ LIB = "#!lua name={name}\nredis.register_function('{fn}', function(keys, args) r
     "change",
     [
         [["FUNCTION", "LOAD", LIB.format(name="execlib", fn="execfn")]],
-        [["FUNCTION", "LOAD", LIB.format(name="execlib", fn="execfn")], ["SET", OWN, "x"], ["SET", OTHER, "y"]],
+        [
+            ["FUNCTION", "LOAD", LIB.format(name="execlib", fn="execfn")],
+            ["SET", OWN, "x"],
+            ["SET", OTHER, "y"],
+        ],
     ],
     ids=["alone", "writing-two-shards"],
 )
@@ -226,3 +232,113 @@ def test_a_script_loaded_or_flushed_in_an_exec_is_seen_by_its_evalsha(servers):
     ]
     got = _same(servers, commands)
     assert b"NOSCRIPT" in got[-3]
+
+
+# A SELECT inside the EXEC: the scripts after it run in its database, the
+# operation in the client's (its keys named ``(database, key)``).
+ESCAPE = "redis.call('set', ARGV[1], ARGV[2])\nreturn 1"
+SET_KEY = "return redis.call('set', KEYS[1], 'h')"
+
+
+@pytest.mark.parametrize(
+    "commands",
+    [
+        # An escaping script in the client's database, then one after a SELECT
+        # with a key of another shard than the operation's executor (it never
+        # answered: review repro hang3.py).
+        [
+            ["MULTI"],
+            ["EVAL", ESCAPE, "0", OWN, "1"],
+            ["SELECT", "3"],
+            ["EVAL", SET_KEY, "1", OTHER],
+            ["EXEC"],
+        ],
+        [
+            ["MULTI"],
+            ["SET", OWN, "x"],
+            ["SELECT", "3"],
+            ["EVAL", SET_KEY, "1", OTHER],
+            ["GET", OTHER],
+            ["EXEC"],
+        ],
+        [
+            ["MULTI"],
+            ["SELECT", "3"],
+            ["EVAL", ESCAPE, "1", OWN, OTHER, "e"],
+            ["APPEND", OTHER, "q"],
+            ["EXEC"],
+        ],
+        [
+            ["WATCH", OWN],
+            ["MULTI"],
+            ["SELECT", "3"],
+            [
+                "EVAL",
+                "redis.call('select', 0)\nredis.call('set', ARGV[1], 'q')\nreturn redis.call('get', ARGV[2])",
+                "0",
+                OTHER,
+                OWN,
+            ],
+            ["SELECT", "0"],
+            ["APPEND", OTHER, "r"],
+            ["EXEC"],
+        ],
+    ],
+    ids=["escape-then-select", "declared-other-shard", "escape-in-db3", "script-selects-back"],
+)
+@pytest.mark.parametrize("db", [0, 3])
+def test_a_script_after_a_select_inside_exec_runs_in_its_database(servers, commands, db):
+    commands = [[_fresh(word) if word in (ESCAPE, SET_KEY) else word for word in c] for c in commands]
+    _same(servers, [["SELECT", "0"], *commands, ["PING"]], db=db)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "return redis.call('dbsize')",
+        "return #redis.call('keys', '*')",
+        "local r = redis.call('scan', '0', 'count', '1000')\ntable.sort(r[2])\nreturn r[2]",
+    ],
+    ids=["dbsize", "keys", "scan"],
+)
+def test_a_script_after_a_select_inside_exec_sees_every_key_of_its_database(servers, body):
+    commands = [
+        ["SELECT", "3"],
+        ["SET", OWN, "1"],
+        ["SET", OTHER, "2"],
+        ["SELECT", "0"],
+        ["MULTI"],
+        ["SET", OWN, "0"],
+        ["SELECT", "3"],
+        ["EVAL", _fresh(body), "0"],
+        ["SELECT", "0"],
+        ["SET", OTHER, "x"],
+        ["EXEC"],
+    ]
+    _same(servers, commands)
+
+
+def test_a_script_behind_a_function_load_after_a_select_runs_in_its_database(servers):
+    """Such a script runs as a command of its own (see the README), in the
+    database the SELECT before it chose, not the client's."""
+    real, ours, acceptors = servers
+    library = (
+        "#!lua name=execlib3\n"
+        "redis.register_function('execfn3', function(keys, args)"
+        " redis.call('set', keys[2], 'f') return redis.call('get', keys[1]) end)"
+    )
+    commands = [
+        ["MULTI"],
+        ["SELECT", "3"],
+        ["FUNCTION", "LOAD", "REPLACE", library],
+        ["SET", OWN, "o"],
+        ["SET", OTHER, "b"],
+        ["FCALL", "execfn3", "2", OTHER, OWN],
+        ["EXEC"],
+    ]
+    for db in (0, 3):
+        got = _same(servers, [["SELECT", "0"], *commands], db=db)
+    assert got[-3].endswith(b"$1\r\nb\r\n") and got[-2:] == [b"$1\r\nf\r\n", b"$1\r\nb\r\n"]
+    for port in (real, ours):
+        with RespClient(port, timeout=20) as c:
+            c.command("FUNCTION", "DELETE", "execlib3")
