@@ -821,10 +821,11 @@ class ExecScript:
         else:
             body = args[1]
             sha = sha1hex(body)
-            if sha not in CACHE.bodies:
-                CACHE.bodies[sha] = body
+            if sha not in CACHE.bodies and compiles(body):  # (as eval_command caches it)
+                number = scriptcalls.flush_number(client.server)
+                CACHE.add(sha, body, number)
                 if client.server.bus is not None:  # EVALSHA through another acceptor finds it
-                    client.server.bus.tell(bus.SCRIPT, [b"load", sha, body])
+                    client.server.bus.tell(bus.SCRIPT, [b"load", sha, body, b"%d" % number])
         return ExecScript(client, sha, body, b"", name.decode("latin-1"), args)
 
     def command(self) -> list[bytes]:
