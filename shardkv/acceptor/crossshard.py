@@ -481,6 +481,8 @@ class AtomicOp(_Operation):
         self.escaped = escaped
         # An EXEC's scripts' calls, for MONITOR (see scripting.monitor_scripts).
         self.lua: list | None = None
+        # Its scripts' slow log entries on the executor (wire.Ran.logged).
+        self.logged: list[int] = []
         # The operation runs in database ``db`` (the client's): a key of
         # another one (COPY ... DB, MOVE, a SELECT inside MULTI) is named
         # ``(database, key)`` in ``keys``, and so in the states that go back
@@ -590,7 +592,8 @@ class AtomicOp(_Operation):
             # One that may run again (``escaped``) must not commit on its own.
             alone = self.shards == [self.executor] and self.escaped is None
             resp3 = int(self.client.resp3)
-            run = wire.Run(self.id, self.states, self.commands, resp3, alone, self.own, self.clocks)
+            scripts = self.escaped is not None  # an EXEC's: the executor logs them (SLOWLOG)
+            run = wire.Run(self.id, self.states, self.commands, resp3, alone, self.own, self.clocks, scripts)
             self._send(self.executor, run)
 
     def step(self, shard: int, message: object) -> None:
@@ -606,6 +609,7 @@ class AtomicOp(_Operation):
 
     def _ran(self, message: wire.Ran) -> None:
         self.bodies = message.bodies
+        self.logged = message.logged
         again = None if self.escaped is None else self.escaped(message.bodies)
         if again is not None:
             self._decide(False, None)  # undone, in silence: the slot waits for the run again

@@ -786,7 +786,19 @@ class ExecScript:
     commands, the keys it needs (those it declares, and those it escaped
     to before), and what a run that escaped teaches (:meth:`escaped`)."""
 
-    __slots__ = ("sha", "body", "fname", "name", "keys", "rest", "user_arg", "written", "everything", "extra")
+    __slots__ = (
+        "sha",
+        "body",
+        "fname",
+        "name",
+        "called",
+        "keys",
+        "rest",
+        "user_arg",
+        "written",
+        "everything",
+        "extra",
+    )
 
     def __init__(
         self, client: Client, sha: bytes, body: bytes, fname: bytes, name: str, args: list[bytes]
@@ -796,6 +808,7 @@ class ExecScript:
         self.body = body
         self.fname = fname
         self.name = name  # the client's command, read-only if _ro
+        self.called = args  # as the client called it (its SLOWLOG entry)
         self.keys = args[3 : 3 + n]
         self.rest = args[3 + n :]
         self.user_arg = script_user(client, name)  # its redis.call obeys the client's ACL user
@@ -856,6 +869,11 @@ class ExecScript:
         CACHE.escaping[self.sha] = (self.everything, self.extra)
         CACHE.settled.discard(self.sha)
         return True
+
+    def slow_logged(self, client: Client, entry_id: int) -> None:
+        """The executor logged its run as the slow log's entry ``entry_id``
+        (wire.Ran.logged): the entry names the client and its command."""
+        slowlog.note_script(client, entry_id, self.called)
 
     def answered(self, client: Client, body: bytes) -> None:
         """Its reply, in EXEC's array: a call of its command (the executor

@@ -999,6 +999,9 @@ def _run_atomic(
             needed = [next(iter(watched))]  # park the shard of a watched key, not shard 0
 
         def escaped(bodies: list[bytes]) -> Callable[[], None] | None:
+            for (script, _), entry_id in zip(script_at.values(), op.logged, strict=False):
+                if entry_id >= 0:  # (its SLOWLOG entry, logged by the executor)
+                    script.slow_logged(client, entry_id)
             replies = iter(bodies)
             learned = False
             for at, args in enumerate(run):

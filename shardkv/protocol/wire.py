@@ -472,6 +472,9 @@ class Run:
     alone: bool
     own: list[bytes]  # the executor's own keys the operation names; [b"*"]: every key
     clocks: dict[Any, Any] = field(default_factory=dict)  # the states' keys' access clocks
+    # An EXEC's scripts (see acceptor.transactions._run_atomic): the executor
+    # logs each in its slow log, after its calls, as Redis does (Ran.logged).
+    log_scripts: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -512,6 +515,9 @@ class Ran:
     after: dict[Any, Any]
     own: int
     clocks: dict[Any, Any] = field(default_factory=dict)  # the access clocks of ``after``'s keys
+    # With Run.log_scripts: each script's slow log entry id, in order
+    # (-1: not logged), for the acceptor to name its client in it.
+    logged: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1367,11 +1367,17 @@ class Shard:
             # Among other commands (an EXEC's), each script's calls end with
             # wire.SCRIPT_END, so that its [lua] lines follow its own line.
             ends = len(commands_) > 1
+            logged: list[int] = []  # (see wire.Ran.logged)
             for args in commands_:
                 if args[0] == Verb.SELECT:  # SELECT inside MULTI: no reply of its own here
                     ks.select(int(args[1]))
                     continue
-                replies.append(execute(args))
+                if message.log_scripts and args[0] in _SCRIPT_RUNS:
+                    began = perf_counter_ns()
+                    replies.append(execute(args))
+                    logged.append(self._log_exec_script(args, replies[-1], perf_counter_ns() - began))
+                else:
+                    replies.append(execute(args))
                 if ends and args[0] in _SCRIPT_RUNS:
                     calls.append(wire.SCRIPT_END)
             bodies = [encode(value, resp3) for value in replies]
@@ -1462,7 +1468,19 @@ class Shard:
                 # In the same send as the Ran (and the events before it), not
                 # in one of its own: it leaves as the Ran does, or not at all.
                 (self.send if self.hold_frame is None else self.hold_frame)(frame)
-        return wire.Ran(op, bodies, after, outcome, clocks)
+        return wire.Ran(op, bodies, after, outcome, clocks, logged)
+
+    def _log_exec_script(self, args: list[bytes], value: object, ns: int) -> int:
+        """An EXEC's script ran (``args``: its ``__eval``/``__fcall``, see
+        acceptor.scripting.ExecScript.command) in ``ns``: its slow log entry,
+        after its calls' as Redis logs it, named as the client's command
+        (the acceptor puts in the client's own arguments, address and
+        name, see slowlog.note_script); its id, or -1 (not slow, or
+        a run that escaped: the run again logs it)."""
+        stats = self.stats
+        if stats is None or (type(value) is Error and value.message.startswith(scripting.CROSS_MARKER)):
+            return -1
+        return stats.slow([args[2], args[5], *args[6:]], ns // 1000)
 
     def acceptor_lost(self, pipe: int = 0) -> None:
         """The acceptor of ``pipe`` died, and its clients with it: forget
