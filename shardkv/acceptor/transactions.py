@@ -593,7 +593,7 @@ def _run(client: Client, queued: list, reply: Exec, early: dict[int, list], pin:
     flushes = any(cmd.name == "flushall" for cmd, _ in queued)
     # A script runs in its place among the commands, atomically with them,
     # on the executor of one operation (see _run_atomic).
-    scripted = _scripts_on_executor(queued)
+    scripted = _scripts_on_executor(queued, bool(reply.watched))
     atomic = reply.watched or scripted or (not flushes and _needs_atomic(client, queued))
     if atomic:
         # Its reads are remembered once it commits (see tracking.atomic_exec_reads).
@@ -623,23 +623,28 @@ def _run(client: Client, queued: list, reply: Exec, early: dict[int, list], pin:
 _REGISTRY_CHANGES = {"function": (b"load", b"delete", b"flush", b"restore"), "script": (b"load", b"flush")}
 
 
-def _scripts_on_executor(queued: list) -> bool:
+def _changes_registry(cmd: Command, args: list[bytes]) -> bool:
+    """Does the command change the functions or the script cache?"""
+    return cmd.name in _REGISTRY_CHANGES and len(args) > 1 and args[1].lower() in _REGISTRY_CHANGES[cmd.name]
+
+
+def _scripts_on_executor(queued: list, watched: bool) -> bool:
     """Do the transaction's scripts run on its operation's executor (see
-    _run_atomic)?  Not when a command queued before one of them changes
-    the functions or the script cache: that command runs on the acceptor
-    (in its place among the others), which the executor's shard would
-    not see yet, so the scripts then run as commands of their own, each
-    in its place, as Redis's see every change made before them."""
-    changed = False
-    scripted = False
-    for cmd, args in queued:
-        if cmd.name in monitor.SCRIPT_COMMANDS:
-            if changed:
-                return False
-            scripted = True
-        elif cmd.name in _REGISTRY_CHANGES and len(args) > 1:
-            changed = changed or args[1].lower() in _REGISTRY_CHANGES[cmd.name]
-    return scripted
+    _run_atomic)?  A command that changes the functions or the script
+    cache runs on the acceptor, which the executor's shard does not see
+    until it has run: one queued before a script runs before the
+    operation starts (see _run_atomic), so that the script sees it, as
+    Redis's sees every change made before it.  That is right only when
+    nothing can stop the transaction from running once it has started
+    (no WATCH) and no script comes before the change (it would see the
+    change too); otherwise the scripts run as commands of their own,
+    each in its place."""
+    scripts = [i for i, (cmd, _) in enumerate(queued) if cmd.name in monitor.SCRIPT_COMMANDS]
+    if not scripts:
+        return False
+    # The changes that a script after them must see.
+    seen = [i for i, (cmd, args) in enumerate(queued[: scripts[-1]]) if _changes_registry(cmd, args)]
+    return not seen or (not watched and seen[-1] < scripts[0])
 
 
 def _close_after_exec(client: Client) -> None:
@@ -863,7 +868,10 @@ def _run_atomic(
     # A script's position -> it (a scripting.ExecScript, see Wiring.exec_script).
     scripts: dict[int, Any] = {}
     script_at: dict[int, tuple[Any, int]] = {}  # its place in commands -> it, its database
-    scripted = _scripts_on_executor(queued)
+    scripted = _scripts_on_executor(queued, bool(reply.watched))
+    last_script = max(
+        (i for i, (cmd, _) in enumerate(queued) if cmd.name in monitor.SCRIPT_COMMANDS), default=-1
+    )
     for i, (cmd, args) in enumerate(queued):
         if cmd.name == "select":
             selects[i] = run_local_captured(client, cmd, args)  # sets client.db, if valid
@@ -873,6 +881,12 @@ def _run_atomic(
             dbs.append(db)
             continue
         dbs.append(db)
+        if scripted and i < last_script and _changes_registry(cmd, args):
+            # It runs now, before the operation starts, so that the scripts
+            # after it see it (see _scripts_on_executor): its parts for the
+            # shards go ahead of the operation's __park on every pipe.
+            selects[i] = run_local_captured(client, cmd, args)
+            continue
         if scripted and cmd.name in monitor.SCRIPT_COMMANDS:
             client.state.enter_exec()  # (ACL LOG shows its refused calls as EXEC's)
             try:

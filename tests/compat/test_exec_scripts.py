@@ -342,3 +342,35 @@ def test_a_script_behind_a_function_load_after_a_select_runs_in_its_database(ser
     for port in (real, ours):
         with RespClient(port, timeout=20) as c:
             c.command("FUNCTION", "DELETE", "execlib3")
+
+
+@pytest.mark.parametrize("kind", ["function", "script"])
+def test_a_script_behind_a_load_in_its_exec_runs_in_order_with_the_others(servers, kind):
+    """Without WATCH, a FUNCTION LOAD or SCRIPT LOAD queued before the
+    scripts runs as the EXEC starts: they see it, and still run in their
+    places among the other commands."""
+    real, ours, acceptors = servers
+    body = "redis.call('set', KEYS[1], 'f') return redis.call('get', KEYS[2])"
+    if kind == "function":
+        library = f"#!lua name=execlib4\nredis.register_function('execfn4', function(KEYS, ARGV) {body} end)"
+        load, call = ["FUNCTION", "LOAD", "REPLACE", library], ["FCALL", "execfn4"]
+    else:
+        text = _fresh(body)
+        load, call = (
+            ["SCRIPT", "LOAD", text],
+            ["EVALSHA", __import__("hashlib").sha1(text.encode()).hexdigest()],
+        )
+    commands = [
+        ["MULTI"],
+        ["SET", OWN, "x"],
+        load,
+        ["SET", OTHER, "y"],
+        [*call, "2", OWN, OTHER],
+        ["APPEND", OWN, "z"],
+        ["EXEC"],
+    ]
+    got = _same(servers, commands)
+    assert got[-3].endswith(b"$1\r\ny\r\n:2\r\n") and got[-2:] == [b"$2\r\nfz\r\n", b"$1\r\ny\r\n"]
+    for port in (real, ours):
+        with RespClient(port, timeout=20) as c:
+            c.command("FUNCTION", "FLUSH")
