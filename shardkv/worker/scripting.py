@@ -1245,6 +1245,11 @@ class Engine:
         value, failed = self._call(True, args)
         if failed:
             self.pending = value
+            # (not in this frame: the exception's traceback keeps it, and a
+            # coroutine that ends on this error keeps the exception until
+            # Lua's collector frees it, whose freeing the table then would
+            # corrupt the state: a worker's SIGSEGV after some such scripts)
+            del value
             raise _LuaRaise
         return value
 
