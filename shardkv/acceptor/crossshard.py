@@ -22,7 +22,9 @@ meant for another operation: every message carries the operation's id.
 
 Messages (one definition each, in :mod:`shardkv.protocol.wire`)
 ------------------------------------------------------
-Parked operation, with executor E (the shard of the first key):
+Parked operation, with executor E (the shard of the first key; for a
+script, the shard whose keys its earlier runs found largest, see
+:class:`AtomicOp`'s ``exported``):
 
 1. *park*: a ``__park <op> ...`` entry to every shard involved, in one step
    of the global order.  Each answers :class:`~shardkv.protocol.wire.Parked` (the
@@ -149,6 +151,12 @@ def park_header(db: int) -> bytes:
 
 
 PARKING, RUNNING, PREPARING, DECIDED = "parking", "running", "preparing", "decided"
+
+# A script's cross-shard run goes to another shard than its first key's
+# when that shard's keys took at least this many bytes to export on an
+# earlier run (AtomicOp's ``exported``): below it, moving them costs less
+# than a run that moves with every change of size.
+MOVE_AT = 1 << 14
 
 # A decisions file is emptied once it holds this many bytes and no shard
 # needs any of its decisions (about 3,000 lines).
@@ -456,6 +464,13 @@ class AtomicOp(_Operation):
     runs and the reply is a null array.  ``everything`` parks every shard
     and installs all keys on the executor (FLUSHALL, DBSIZE in EXEC).
     ``also``: more shards to park (those of an EXEC's CLIENT UNBLOCKs).
+    ``exported``: a script's record of the bytes each shard's park answer
+    took on its earlier runs (shard -> bytes, ``ScriptCache.exported``):
+    the executor is then the shard among those involved whose keys were
+    the largest, at least :data:`MOVE_AT` bytes, so that those stay where
+    they are instead of crossing pipes four times (exported, sent in the
+    ``Run``, sent back in the ``Ran``, in the ``Prepare``); this run's park
+    answers update the record.
     """
 
     def __init__(
@@ -470,6 +485,7 @@ class AtomicOp(_Operation):
         slot: Slot | None = None,
         also: set[int] | None = None,
         escaped: Callable[[list[bytes]], Callable[[], None] | None] | None = None,
+        exported: dict[int, int] | None = None,
     ) -> None:
         super().__init__(client, slot)
         server = client.server
@@ -503,6 +519,12 @@ class AtomicOp(_Operation):
         exports: dict[int, list] = {}
         for key in dict.fromkeys(keys):
             exports.setdefault(shard_of_any(key), []).append(key)
+        self.exported = exported
+        if exported:  # among the shards it parks anyway (none named: shard 0 alone)
+            parked = range(len(self.links)) if everything else exports
+            largest = max(parked, key=lambda s: exported.get(s, 0), default=self.executor)
+            if exported.get(largest, 0) >= MOVE_AT:
+                self.executor = largest
         watched_by: dict[int, list] = {}
         for key in self.watched:
             watched_by.setdefault(shard_of_any(key), []).append(_plain(key, op_db))
@@ -566,6 +588,8 @@ class AtomicOp(_Operation):
 
     def answered(self, shard: int, index: int, body: bytes) -> None:
         message = self._answer(shard, body, wire.Parked)
+        if self.exported is not None and shard != self.executor:
+            self.exported[shard] = len(body)
         if message is None:
             self.error = body if body[:1] == b"-" else encode_error(errors.OP_ABORTED)
         else:

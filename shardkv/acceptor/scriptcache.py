@@ -7,6 +7,80 @@ size) read it too.
 
 from __future__ import annotations
 
+import re
+
+# An argument names a key when its value, this long at least, is a part of
+# the key's name with no letter or digit on either side (``default`` in
+# ``ns:default.msgs``, not ``ack`` in ``ns:__acks__``): shorter ones (a
+# flag, a count) are inside names by chance.
+NAMING = 3
+# The argument values remembered per escaping script (the oldest forgotten
+# past it): a script whose key names come from an id, new at every call,
+# learns each call's keys by escaping, as it always did, and keeps no more.
+REMEMBERED = 256
+
+
+def _part(value: bytes) -> re.Pattern[bytes]:
+    """``value`` as a part of a key's name (see :data:`NAMING`)."""
+    return re.compile(rb"(?<![0-9A-Za-z])" + re.escape(value) + rb"(?![0-9A-Za-z])")
+
+
+class Escapes:
+    """What a script that escapes needed beyond its declared keys, by the
+    arguments its key names were built from.
+
+    Dramatiq's dispatcher builds the names of the keys of the queue it is
+    called for (``ns:queue``, ``ns:queue.msgs``, ``ns:__acks__.worker.queue``)
+    from its arguments: remembering every key any run needed would send a
+    call on one queue to the shards of every queue it ever served, with
+    their keys.  So the keys whose names hold an argument's value
+    (:data:`NAMING` bytes or more) are remembered under those arguments'
+    values (``named``: the arguments' places), and only the others
+    (``shared``) for every call; a call with values not seen yet starts
+    from those and escapes for the rest, as a script's first run does.
+    Only the run's place depends on it: a run that needs more escapes.
+    """
+
+    __slots__ = ("named", "shared", "by_values")
+
+    def __init__(self) -> None:
+        self.named: tuple[int, ...] = ()  # places in keys + arguments
+        self.shared: list = []  # keys no argument names, of any call
+        # The named places' values -> (every shard?, the keys they named).
+        self.by_values: dict[tuple, tuple[int, list]] = {}
+
+    def _values(self, args: list[bytes]) -> tuple:
+        return tuple(args[i] if i < len(args) else None for i in self.named)
+
+    def needs(self, args: list[bytes]) -> tuple[int, list]:
+        """(every shard?, the keys) a call with ``args`` (its declared keys,
+        then its other arguments) is sent to."""
+        everything, named = self.by_values.get(self._values(args), (0, []))
+        return everything, [*self.shared, *named] if named else list(self.shared)
+
+    def learn(self, args: list[bytes], everything: int, keys: list) -> None:
+        """A run with ``args`` needed ``keys`` (and every shard, if
+        ``everything``) beyond its declared ones."""
+        naming = [(i, _part(a)) for i, a in enumerate(args) if len(a) >= NAMING]
+        named: dict = {}
+        places = set(self.named)
+        for key in keys:
+            name = key[1] if type(key) is tuple else key
+            found = [i for i, part in naming if part.search(name)]
+            if found:
+                named[key] = None
+                places.update(found)
+            elif key not in self.shared:
+                self.shared.append(key)
+        if len(places) != len(self.named):  # the values seen so far are keyed by fewer places
+            self.named = tuple(sorted(places))
+            self.by_values.clear()
+        values = self._values(args)
+        self.by_values.pop(values, None)
+        self.by_values[values] = (everything, list(named))
+        if len(self.by_values) > REMEMBERED:
+            del self.by_values[next(iter(self.by_values))]
+
 
 class ScriptCache:
     """The acceptor's script cache and what each shard knows of it."""
@@ -14,9 +88,13 @@ class ScriptCache:
     def __init__(self) -> None:
         self.bodies: dict[bytes, bytes] = {}
         self.known: dict[int, set[bytes]] = {}
-        # Scripts that once needed other shards: sha -> (every shard?, the
-        # undeclared keys they used).
-        self.escaping: dict[bytes, tuple[int, list]] = {}
+        # Scripts that once needed other shards: sha -> what they needed.
+        self.escaping: dict[bytes, Escapes] = {}
+        # The cross-shard runs of each script (sha): the bytes each shard's
+        # park answer took, the states of the keys it exported, at its last
+        # run as a participant (see AtomicOp's ``exported``): the next run
+        # goes to the shard whose keys are the largest, where they stay.
+        self.exported: dict[bytes, dict[int, int]] = {}
         # Scripts (and ``f:``-named functions) whose last run here ended
         # without needing more shards than it was sent to: EVALSHA may take
         # its shortcut (see scripting.evalsha_fast).
@@ -93,6 +171,7 @@ class ScriptCache:
             numbers.pop(sha, None)
         self.known.clear()
         self.escaping.clear()
+        self.exported.clear()
         self.settled.clear()
 
 

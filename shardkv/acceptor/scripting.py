@@ -24,7 +24,10 @@ Where a script runs (see the README's architecture notes):
   its reply is the marker ``-SHARDKV-CROSS``; the acceptor runs it again as
   an AtomicOp with those keys too (or parking every shard, with all their
   keys, for the second kind), and remembers that the script escapes, so
-  that its later runs go there at once.
+  that its later runs go there at once: with the keys that runs with the
+  same values of the arguments their names hold needed
+  (:class:`~shardkv.acceptor.scriptcache.Escapes`), executed on the shard
+  whose keys its earlier runs found largest (``ScriptCache.exported``).
 
 A client's commands behind a script run after it, as in Redis: any
 script may escape (one that has run to its end here without escaping,
@@ -54,7 +57,7 @@ from shardkv.acceptor.client import Client
 from shardkv.acceptor.crossshard import AtomicOp
 from shardkv.acceptor.dispatch import HEADERS
 from shardkv.acceptor.replies import Slot
-from shardkv.acceptor.scriptcache import CACHE
+from shardkv.acceptor.scriptcache import CACHE, Escapes
 from shardkv.protocol import bus, command_docs, errors, wire
 from shardkv.protocol.resp import (
     Error,
@@ -399,8 +402,8 @@ def run_script(
     server = client.server
     shard_of = server.shard_of
     waits = client.state.script_sent()  # no Redis client waits so (not shown)
-    escaping = CACHE.escaping.get(sha)
-    if escaping is None:
+    escapes = CACHE.escaping.get(sha)
+    if escapes is None:
         shard = shard_of(keys[0]) if keys else 0
         for key in keys:
             if shard_of(key) != shard:
@@ -408,11 +411,15 @@ def run_script(
         else:
             _run_on_shard(client, shard, sha, body, ro, keys, rest, fname, name, waits, called or [])
             return
-        escaping = (0, [])
+        escaping: tuple[int, list] = (0, [])
+    else:
+        escaping = escapes.needs([*keys, *rest])
     slot = _ScriptResult(client, name, called or [])
     client.pending.append(slot)
     server.scripts_sent += 1  # its executor times the run (see Acceptor.run_local)
-    _Retry(client, slot, sha, body, ro, keys, rest, fname, client.db, name, waits=waits).start(*escaping)
+    _Retry(client, slot, sha, body, ro, keys, rest, fname, client.db, name, waits=waits).start(
+        *escaping, escaped=False
+    )
 
 
 def _settled(client: Client, sha: bytes, ran: bool = True) -> None:
@@ -720,13 +727,19 @@ class _Retry:
         # dropped as written before included): its next run drops as many.
         self.written = 0
 
-    def start(self, everything: int, extra: list, written: int = 0) -> None:
+    def start(self, everything: int, extra: list, written: int = 0, escaped: bool = True) -> None:
+        """Run it across the shards of its keys and of ``extra`` (every
+        shard if ``everything``); ``escaped``: a run of it just needed them
+        (not: they are what its runs with these arguments needed before)."""
         client = self.client
         self.written = written
         self.everything = max(self.everything, everything)
         self.extra = list(dict.fromkeys([*self.extra, *extra]))
-        # Its later runs go straight to as many shards.
-        CACHE.escaping[self.sha] = (self.everything, self.extra)
+        if escaped:  # its later runs with these arguments go straight to as many shards
+            escapes = CACHE.escaping.get(self.sha)
+            if escapes is None:
+                escapes = CACHE.escaping[self.sha] = Escapes()
+            escapes.learn([*self.keys, *self.rest], self.everything, self.extra)
         # It runs again even if the client has gone (its reply is dropped):
         # Redis runs a command to its end once it has read it.
         command = [
@@ -745,7 +758,8 @@ class _Retry:
         try:
             marker: bool | bytes = (False, True, b"**")[self.everything]
             keys = [*self.keys, *self.extra]
-            op = AtomicOp(client, [command], keys, _first, None, marker, self.db)
+            exported = CACHE.exported.setdefault(self.sha, {})
+            op = AtomicOp(client, [command], keys, _first, None, marker, self.db, exported=exported)
         finally:
             client.pending = saved
         op.slot = self  # type: ignore[assignment]

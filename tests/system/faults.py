@@ -380,6 +380,21 @@ def _stopped(pid: int, limit: float) -> bool:
     return False
 
 
+def until_stopped(pids: list[int], limit: float) -> int | None:
+    """The index in ``pids`` of the first process seen held (SIGSTOP) at a
+    fault point within ``limit`` seconds; None if none was."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        for i, pid in enumerate(pids):
+            try:
+                if psutil.Process(pid).status() == psutil.STATUS_STOPPED:
+                    return i
+            except psutil.Error:
+                continue
+        time.sleep(0.01)
+    return None
+
+
 def _gone(pid: int, limit: float) -> None:
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:

@@ -17,6 +17,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 
 import psutil
 import pytest
@@ -511,3 +512,105 @@ def test_a_participant_reads_a_decide_that_came_with_its_prepare():
         c.close()
     finally:
         server.cleanup()
+
+
+# -- where a script's cross-shard run goes ---------------------------------------------
+
+# Declares its counter; names a hash on another shard from its arguments.
+_MOVING = "redis.call('incr', KEYS[1])\nredis.call('hset', ARGV[1], ARGV[2], 'v')\nreturn redis.call('hlen', ARGV[1])"
+
+
+@pytest.fixture(scope="module", params=[1, 2], ids=["1-acceptor", "2-acceptors"])
+def script_rig(request):
+    """A server of three shards, one acceptor then two, held at fault points."""
+    server = faults.Server(3, request.param)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
+def _run_held(
+    server: faults.Server, run: Callable[[], object], shards: list[int]
+) -> tuple[dict, int | None, threading.Thread]:
+    """Run ``run`` in a thread while the fault file names a point: (its
+    reply or error, the index in ``shards`` of the worker held there, if
+    one was before the reply came; the fault file is emptied by then)."""
+    result: dict = {}
+
+    def call() -> None:
+        try:
+            result["reply"] = run()
+        except (redis.RedisError, OSError) as ex:
+            result["error"] = str(ex)
+
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    pids = [server.pid(f"shard{i}") for i in shards]
+    held = None
+    deadline = time.monotonic() + 30
+    while held is None and thread.is_alive() and time.monotonic() < deadline:
+        held = faults.until_stopped(pids, 0.05)
+    server.release()
+    return result, held, thread
+
+
+@pytest.mark.slow
+def test_a_script_runs_where_its_largest_keys_are_and_a_kill_there_undoes_it(script_rig):
+    """A script declares a key of shard 0 and writes a hash of 40 KB on
+    shard 1: once a run has found that hash large, the next cross-shard run
+    executes on shard 1 (before, always on its first key's shard 0, the
+    hash shipped to it and back on every call).  Killed there after it ran
+    and prepared, the run is undone on both shards; the script runs again
+    once the worker is back."""
+    server = script_rig
+    c = server.client()
+    counter, big = server.key_on(0, "counter"), server.key_on(1, "queue.msgs")
+    c.hset(big, mapping={f"f{i}": "x" * 200 for i in range(200)})
+    sha = c.script_load(_MOVING)
+    assert c.evalsha(sha, 1, counter, big, "a") == 201  # escapes, runs again across shards
+    assert c.evalsha(sha, 1, counter, big, "b") == 202
+    server.hold("ran")
+    result, held, thread = _run_held(server, lambda: c.evalsha(sha, 1, counter, big, "c"), [0, 1])
+    assert held == 1, f"the run did not execute on the shard of the large hash: {held}"
+    pid = server.pid("shard1")
+    os.kill(pid, signal.SIGKILL)  # it ran and prepared its own part
+    faults._gone(pid, 5.0)
+    thread.join(30)
+    assert "reply" not in result and "rolled back" in result.get("error", ""), result
+    assert server.recovered(30)
+    probe = server.client()
+    try:
+        assert probe.get(counter) == "2"
+        assert probe.hlen(big) == 202 and not probe.hexists(big, "c")
+        assert probe.evalsha(sha, 1, counter, big, "d") == 203
+        assert probe.get(counter) == "3"
+    finally:
+        probe.close()
+    c.close()
+
+
+@pytest.mark.slow
+def test_a_call_parks_only_the_shards_its_own_arguments_named_before(script_rig):
+    """A script that builds a key name from its argument, called for a key
+    of shard 1 and for one of shard 2: a later call for shard 1's key parks
+    shards 0 and 1 only (before, every key any call needed: shard 2 too)."""
+    server = script_rig
+    c = server.client()
+    counter = server.key_on(0, "calls")
+    qa, qb = server.key_on(1, "qa"), server.key_on(2, "qb")
+    sha = c.script_load("redis.call('incr', KEYS[1])\nreturn redis.call('rpush', ARGV[1], ARGV[2])")
+    assert c.evalsha(sha, 1, counter, qa, "x") == 1
+    assert c.evalsha(sha, 1, counter, qb, "x") == 1
+    assert c.evalsha(sha, 1, counter, qa, "y") == 2
+    server.hold("parked@2")
+    result, held, thread = _run_held(server, lambda: c.evalsha(sha, 1, counter, qa, "z"), [2])
+    if held is not None:
+        os.kill(server.pid("shard2"), signal.SIGCONT)
+    thread.join(30)
+    assert held is None, "the call parked shard 2, whose key only another call named"
+    assert result == {"reply": 3}
+    assert c.evalsha(sha, 1, counter, qb, "y") == 2  # and the other call still gets its keys
+    assert c.lrange(qa, 0, -1) == ["x", "y", "z"] and c.get(counter) == "5"
+    c.close()
