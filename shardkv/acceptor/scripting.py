@@ -735,11 +735,8 @@ class _Retry:
         self.written = written
         self.everything = max(self.everything, everything)
         self.extra = list(dict.fromkeys([*self.extra, *extra]))
-        if escaped:  # its later runs with these arguments go straight to as many shards
-            escapes = CACHE.escaping.get(self.sha)
-            if escapes is None:
-                escapes = CACHE.escaping[self.sha] = Escapes()
-            escapes.learn([*self.keys, *self.rest], self.everything, self.extra)
+        if escaped:
+            _learn(self.sha, [*self.keys, *self.rest], self.everything, self.extra)
         # It runs again even if the client has gone (its reply is dropped):
         # Redis runs a command to its end once it has read it.
         command = [
@@ -789,6 +786,16 @@ def _refused(server, sha: bytes) -> None:
         server.bus.tell(bus.SCRIPT, [b"forget", sha, b"%d" % number])
 
 
+def _learn(sha: bytes, args: list[bytes], everything: int, extra: list) -> None:
+    """A run of ``sha`` with ``args`` (its declared keys, then its other
+    arguments) needed ``extra`` keys (every shard if ``everything``): its
+    later runs with these arguments go straight to as many shards."""
+    escapes = CACHE.escaping.get(sha)
+    if escapes is None:
+        escapes = CACHE.escaping[sha] = Escapes()
+    escapes.learn(args, everything, extra)
+
+
 def _first(bodies: list[bytes]) -> bytes:
     return bodies[0]
 
@@ -827,8 +834,8 @@ class ExecScript:
         self.rest = args[3 + n :]
         self.user_arg = script_user(client, name)  # its redis.call obeys the client's ACL user
         self.written = 0  # the redis.log lines its last undone run wrote
-        self.everything, extra = CACHE.escaping.get(sha, (0, []))
-        self.extra = list(extra)
+        escapes = CACHE.escaping.get(sha)
+        self.everything, self.extra = (0, []) if escapes is None else escapes.needs([*self.keys, *self.rest])
 
     @staticmethod
     def parse(client: Client, args: list[bytes]) -> ExecScript | None:
@@ -880,7 +887,7 @@ class ExecScript:
         everything, extra, self.written = _parse_marker(body)
         self.everything = max(self.everything, everything)
         self.extra = list(dict.fromkeys([*self.extra, *extra]))
-        CACHE.escaping[self.sha] = (self.everything, self.extra)
+        _learn(self.sha, [*self.keys, *self.rest], self.everything, self.extra)
         CACHE.settled.discard(self.sha)
         return True
 
