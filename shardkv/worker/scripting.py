@@ -240,6 +240,7 @@ class _Called:
         "container",
         "single_read",
         "fast_arity",
+        "get",
     )
 
     def __init__(self, cmd: commands.Command, handler: object, sub: command_docs.Doc | None = None) -> None:
@@ -279,6 +280,9 @@ class _Called:
         # The arity :meth:`Engine._call_raise` runs such a read with in one
         # step (2 or 3 arguments, as GET and HGET); 0: never.
         self.fast_arity = cmd.arity if self.single_read and cmd.arity in (2, 3) else 0
+        # GET: :meth:`Engine._call_raise` runs its handler's usual case
+        # (a string that has not expired) itself, as Shard.run_batch does.
+        self.get = self.fast_arity == 2 and cmd.name == "get"
 
 
 class Run:
@@ -425,6 +429,10 @@ class Engine:
         self.pending: object = None  # the error table redis.call raised
         self.nshards = 1
         self.own: range = range(0)  # this shard's slots
+        # redis.call's fast read (_call_raise) compares its key's slot with
+        # these bounds: this shard's slots, every slot when it is the only one.
+        self.own_lo = 0
+        self.own_hi = SLOTS
         self.effects: list[tuple[int, list[bytes]]] = []  # writes run, for run_foreign's log
         # The state of each (database, key) those commands wrote, before they
         # did: a key the script did not declare, on this shard, is undone from it.
@@ -1167,34 +1175,46 @@ class Engine:
             ):
                 run = self.run
                 ks = self.ks
-                own = self.own  # (a range of slots: its bounds compared, cheaper than ``in``)
+                slot = key_slot(key) if LBRACE in key else crc_hqx(key, 0) & 16383
                 if (
                     run is not None
                     and ks.memory is None
                     and (run.read_noted or not ks.event_mask & events.SCRIPT_READ)
-                    and (
-                        self.nshards == 1
-                        or own.start
-                        <= (key_slot(key) if LBRACE in key else crc_hqx(key, 0) & 16383)
-                        < own.stop
-                    )
+                    and self.own_lo <= slot < self.own_hi  # (cheaper than ``in self.own``)
                 ):
                     argv = [name, key] if third is _ABSENT else [name, key, third]
                     # Shard.execute_read, inline (a Python call fewer per
                     # call): the same run and the same counts.
                     shard: Any = self.shard
-                    handler: Any = called.handler
-                    ks.counting = handler.reads
                     start = perf_counter_ns()
-                    try:
-                        value = handler(ks, argv)
-                    except CommandError as e:
-                        value = Error(e.message)
-                    except Exception:  # a bug must not take the shard down
-                        log.exception("shard %d: command %r failed", shard.index, name)
-                        value = Error(errors.INTERNAL % name.decode("latin-1"))
-                    finally:
-                        ks.counting = False
+                    value: Any = None
+                    if called.get and not ks.lfu:
+                        # GET's handler and Keyspace.lookup, inline, for a
+                        # string that has not expired (as Shard.run_batch
+                        # runs a client's GET): its access clock and a
+                        # keyspace hit.  Anything else (a missing or
+                        # expired key, another type, LFU's lookup) goes to
+                        # the handler, which sees the key as it was.
+                        exp = ks.expires[slot]
+                        if not exp or key not in exp or exp[key] > ks.now:
+                            value = ks.data[slot].get(key)
+                            if type(value) is bytes:
+                                ks.clocks[key] = ks.now
+                                ks.hits += 1
+                            else:
+                                value = None
+                    if value is None:
+                        handler: Any = called.handler
+                        ks.counting = handler.reads
+                        try:
+                            value = handler(ks, argv)
+                        except CommandError as e:
+                            value = Error(e.message)
+                        except Exception:  # a bug must not take the shard down
+                            log.exception("shard %d: command %r failed", shard.index, name)
+                            value = Error(errors.INTERNAL % name.decode("latin-1"))
+                        finally:
+                            ks.counting = False
                     t = type(value)
                     if shard.timing and name[0] != 95:
                         # On a shard of several (run.journal), the time goes to
@@ -2324,7 +2344,13 @@ def evalsha(ks: Keyspace, args: list[bytes]) -> object:
     engine = ks.scripts
     if engine is None:
         raise CommandError("ERR scripting is not available")
-    n = 1 if args[2] == b"1" and len(args) > 3 else _numkeys(args)
+    if args[2] == b"1" and len(args) > 3:  # one key, the usual case
+        keys = args[3:4]
+        argv = args[4:]
+    else:
+        n = _numkeys(args)
+        keys = args[3 : 3 + n]
+        argv = args[3 + n :]
     sha = args[1]
     script = engine.scripts.get(sha)
     if script is None:
@@ -2337,7 +2363,7 @@ def evalsha(ks: Keyspace, args: list[bytes]) -> object:
     ro = len(args[0]) == 10 and args[0].lower() == b"evalsha_ro"
     f, flags = script
     try:
-        return engine._invoke(sha, f, flags, args[3 : 3 + n], args[3 + n :], ro, True)
+        return engine._invoke(sha, f, flags, keys, argv, ro, True)
     except CrossShard as e:
         return _cross_reply(e)
 

@@ -90,6 +90,8 @@ BULK_LINES = [b"$%d\r\n" % n for n in range(1024)]
 _SCRIPT_RUNS = frozenset({Verb.EVAL, Verb.FCALL})  # a script's run across shards
 # A client's command that runs a script (as the acceptor sends it, any case).
 _CLIENT_SCRIPTS = frozenset((b"eval", b"evalsha", b"eval_ro", b"evalsha_ro", b"fcall", b"fcall_ro"))
+# EVALSHA's usual spellings, which run_batch runs through execute_script.
+_EVALSHA = frozenset((b"EVALSHA", b"evalsha", b"EVALSHA_RO", b"evalsha_ro"))
 # The verbs an ``I`` frame may ask: they read (or reset) the shard's
 # figures, so they may run even while the shard waits in a script or parked.
 INQUIRIES = frozenset({Verb.INFO, Verb.LASTSAVE, Verb.FUNCTION_WRITERS, Verb.CJSON_STATE})
@@ -187,7 +189,9 @@ class Shard:
         # Lua scripts (EVAL...): the engine and its script cache.
         self.scripts = scripting.Engine(self)
         self.scripts.nshards = nshards
-        self.scripts.own = slot_range(index, nshards)
+        self.scripts.own = own = slot_range(index, nshards)
+        if nshards > 1:
+            self.scripts.own_lo, self.scripts.own_hi = own.start, own.stop
         self.keyspace.scripts = self.scripts
         # INFO commandstats/errorstats/latencystats and SLOWLOG for the
         # commands this shard runs (see shardkv.runtime.cmdstats); not for the parts
@@ -318,6 +322,60 @@ class Shard:
         if ks.unchanged:
             ks.unchanged = False
         elif self.record is not None and kind is not Wait and args[0] not in self.unlogged:
+            self.record(args, value)
+        return value
+
+    def execute_script(self, args: list[bytes]) -> object:
+        """:meth:`execute` of EVALSHA or EVALSHA_RO as a client spells it
+        most (``_EVALSHA``), from :meth:`run_batch` while its plain table is
+        in use (the shard's own counters, no maxmemory, no LFU, no keyspace
+        events of writes, timing on: see :meth:`plain_table`) for an entry
+        that takes the plain path (database 0, not counted as another
+        command, no MONITOR): the same run and the same counts, without
+        what cannot apply then (the handler's lookup, the disk's check of
+        a write, which EVALSHA is not, keyspace events of writes, a
+        blocking wait, the time of a command the client sent as another,
+        a script's own call)."""
+        ks = self.keyspace
+        ks.counting = True  # (EVALSHA's handler.reads, as execute sets it)
+        value: Any
+        start = perf_counter_ns()
+        try:
+            value = scripting.evalsha(ks, args)
+        except CommandError as e:
+            value = Error(e.message)
+        except Exception:  # a bug must not take the shard down
+            log.exception("shard %d: command %r failed", self.index, args[0])
+            value = Error(errors.INTERNAL % args[0].decode("latin-1"))
+        finally:
+            ks.counting = False
+        ns = perf_counter_ns() - start
+        stats = self.stats
+        row = stats.by_bytes.get(args[0]) or stats.row_of(args)
+        kind = type(value)
+        if kind is Error:
+            if value.message.startswith(scripting.CROSS_MARKER):
+                return value  # it runs again across shards: that run counts and logs, not this one
+            row[3] += 1
+            stats.error(value.message)
+        elif kind is ScriptReply:
+            if type(value.tree) is Error:
+                row[3] += 1  # an error the script passed on, counted already
+            elif value.failures:  # errors in its arrays: the acceptor counts one
+                stats._row(stat_name(args))[3] += value.failures
+        times = row[5]
+        times.append(ns)
+        if len(times) >= 256:
+            stats.fold(row)
+        if ns >= stats.slow_threshold_ns >= 0:
+            entry_id = stats.slow(args, ns // 1000)
+            if entry_id >= 0:
+                self._logged_script(entry_id)
+        if kind is Error:
+            return value
+        if ks.unchanged:
+            ks.unchanged = False
+        elif self.record is not None and args[0] not in self.unlogged:
             self.record(args, value)
         return value
 
@@ -567,6 +625,10 @@ class Shard:
                                 persistence.dirty += 1  # (all record does then)
                             else:
                                 record(args, value)  # type: ignore[misc]
+                    elif table is not None and args[0] in _EVALSHA:
+                        # (a script changes nothing plain_table or the
+                        # slow log's threshold depends on: CONFIG is noscript)
+                        value = self.execute_script(args)
                     else:
                         value = execute(args)
                         if args[0][:1] == b"_":  # an internal verb (__config...): see plain_table

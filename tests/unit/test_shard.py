@@ -353,6 +353,53 @@ def test_script_read_counts_as_a_client_read():
     assert figures(True) == figures(False)
 
 
+@pytest.mark.parametrize("nshards", [1, 2])
+def test_script_get_in_a_batch_counts_as_a_client_get(nshards):
+    """EVALSHA of ``return redis.call('get', KEYS[1])`` in a ``B`` batch
+    (Shard.execute_script, and _call_raise's GET run inline) answers and
+    counts as a client's GET in a batch (run_batch's inline GET) and as
+    the same EVALSHA run by Shard.execute: the reply, keyspace hits and
+    misses, expired keys, access clocks, commandstats, errorstats; for a
+    string, a missing key, an expired key, a string changed in place, and
+    another type."""
+    from shardkv.protocol.resp import encode_command
+
+    def figures(how: str) -> tuple:
+        clock = FakeClock()
+        shard = Shard(0, nshards, clock)
+        ks = shard.keyspace
+        own = [k for k in (b"k%d" % i for i in range(200)) if key_slot(k) in shard.scripts.own][:5]
+        s, missing, gone, grown, h = own
+        run(shard, "SET", s, "v")
+        run(shard, "SET", gone, "v", "PX", 10)
+        run(shard, "SET", grown, "v")
+        run(shard, "APPEND", grown, "w")  # (a string changed in place)
+        run(shard, "HSET", h, "f", "v")
+        sha = ks.scripts.load(b"return redis.call('get', KEYS[1])")
+        clock.advance(50)
+        if how == "execute":
+            replies = [run(shard, "EVALSHA", sha, 1, k) for k in own]
+        else:
+            command = (lambda k: [b"GET", k]) if how == "get" else (lambda k: [b"EVALSHA", sha, b"1", k])
+            header = wire.entry_header(0)
+            payload = b"B" + b"".join(header + encode_command(command(k)) for k in own)
+            replies = [shard.run_batch(payload)]
+        commands, errorstats, _ = shard.stats.report()
+        counts = {name: (commands[name][0], commands[name][3]) for name in ("get",) if name in commands}
+        clocks = [ks.clocks.get(k) for k in own]
+        return replies, counts, errorstats, ks.hits, ks.misses, ks.expired_keys, clocks
+
+    batch_script = figures("script")
+    batch_get = figures("get")
+    assert batch_script[1:] == batch_get[1:]
+    replies = (
+        b"$1\r\nv\r\n$-1\r\n$-1\r\n$2\r\nvw\r\n-WRONGTYPE Operation against a key holding the wrong kind"
+    )
+    assert replies in batch_script[0][0] and replies in batch_get[0][0]
+    executed = figures("execute")
+    assert executed[1:] == batch_script[1:]
+
+
 def test_lua_collector_steps_once_scripts_left_enough_garbage(shard):
     """Every 50 scripts, as Redis, Lua's collector is due a step; it takes
     it only once Lua's memory has grown by GC_GROWTH since the last, so
