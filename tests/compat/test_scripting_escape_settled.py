@@ -177,10 +177,10 @@ def test_a_set_pipelined_behind_an_exec_with_an_escaping_script_runs_after_it(se
     assert got[-2:] == [b"$1\r\nz\r\n", b"$1\r\ny\r\n"]
 
 
-# Spins a second on its shard (OWN's), reading TIME.
+# Spins two seconds on its shard (OWN's), reading TIME.
 BUSY = (
     "local t = redis.call('time')\nlocal start = t[1] * 1000000 + t[2]\nwhile true do\n"
-    "  local now = redis.call('time')\n  if now[1] * 1000000 + now[2] - start > 1000000 then break end\n"
+    "  local now = redis.call('time')\n  if now[1] * 1000000 + now[2] - start > 2000000 then break end\n"
     "end\nreturn 1"
 )
 
@@ -195,7 +195,9 @@ def _behind_a_busy_script(port: int, acceptors: int) -> list:
         sha = c.command("SCRIPT", "LOAD", "return redis.call('get', KEYS[1])").decode()  # type: ignore[union-attr]
         assert c.call("EVALSHA", sha, "1", OWN) == b"$-1\r\n"  # (settled: the next one takes the shortcut)
         runner.send("EVAL", BUSY, "1", OWN)
-        time.sleep(0.1)  # the script runs, not busy yet
+        # The script runs, not busy yet: 0.3 s leaves it time to start on a
+        # loaded machine, well before the 0.5 s threshold.
+        time.sleep(0.3)
         replies = _send(c, [["EVALSHA", sha, "1", OWN], ["GET", OWN]])
         got = [runner.read(), *(r.split(b" ")[0] for r in replies)]
         runner.command("CONFIG", "SET", "busy-reply-threshold", "5000")
