@@ -92,8 +92,8 @@ def slowlog(client: Client, args: list) -> None:
             if given is None or given < -1:
                 raise CommandError(errors.SLOWLOG_COUNT)
             count = given  # -1: all of them
-        elif len(args) > 3:
-            raise CommandError(errors.SYNTAX)
+        elif len(args) > 3:  # as Redis's slowlogCommand: no form of its takes these
+            raise CommandError(errors.SUBCOMMAND_SYNTAX % (args[1].decode("latin-1"), "SLOWLOG"))
         if count == 0:
             client.reply([])
             return

@@ -8,7 +8,8 @@ Ids are compared as their distance from the newest entry's, and a client
 address as whose it is; a shard's entry of a plain command has no address
 in shardkv (see the README's differences), so addresses and names are
 compared for the entries an acceptor logs (and a script's own entry).
-Within shardkv the two clients must see the very same ids.
+Within shardkv the two clients must see the very same ids.  SLOWLOG's
+subcommands refuse extra arguments as Redis does.
 """
 
 from __future__ import annotations
@@ -126,3 +127,26 @@ def test_get_counts_the_same_through_either_acceptor(redis_and_shardkv_k12, coun
             a.close()
             b.close()
     assert got["shardkv"] == got["redis"]
+
+
+ARITY = [
+    ("SLOWLOG", "GET", "1", "2"),
+    ("SLOWLOG", "get", "1", "2", "3"),
+    ("SLOWLOG", "LEN", "x"),
+    ("SLOWLOG", "RESET", "x"),
+    ("SLOWLOG", "HELP", "x"),
+    ("SLOWLOG", "GET", "x"),
+    ("SLOWLOG", "GET", "-2"),
+    ("SLOWLOG", "NOPE"),
+    ("SLOWLOG",),
+]
+
+
+@pytest.mark.parametrize("command", ARITY, ids=" ".join)
+def test_subcommands_refuse_extra_arguments_as_redis(redis_and_shardkv_k12, command) -> None:
+    real, ours, _ = redis_and_shardkv_k12
+    replies = []
+    for port in (real, ours):
+        with RespClient(port) as c:
+            replies.append(c.call(*command))
+    assert replies[1] == replies[0]
