@@ -173,6 +173,13 @@ class Client(Dispatch, asyncio.Protocol):
             if state.blocked_token or state.held:
                 # A blocking command waits: what follows waits for it, as in Redis.
                 state.hold(batch)
+            elif len(batch) > 1 and (stats := server.stats).hold():
+                # Their slow entries pushed at once (see shardkv.runtime.slowlogfile).
+                try:
+                    self._run(batch)
+                finally:
+                    stats.holding = False
+                    stats.flush_held()
             else:
                 self._run(batch)
             if batch:

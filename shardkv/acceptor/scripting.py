@@ -271,9 +271,9 @@ class _ScriptResult(Slot):
         self.start = perf_counter_ns()
         self.shard: int | None = None
 
-    def slow_logged(self, entry_id: int) -> None:
-        """Its shard logged it as entry ``entry_id`` (a ``N`` frame)."""
-        slowlog.note_script(self.client, entry_id, self.called)
+    def slow_called(self) -> list[bytes]:
+        """How its client called it, for its slow log entry (``N`` frame)."""
+        return self.called
 
     def deliver(self, body: bytes) -> None:
         if _failed(body):
@@ -349,9 +349,9 @@ class _ScriptSlot(Slot):
         Slot.deliver(self, body)
         _answered(self.client)
 
-    def slow_logged(self, entry_id: int) -> None:
-        """Its shard logged it as entry ``entry_id`` (a ``N`` frame)."""
-        slowlog.note_script(self.client, entry_id, self.args())
+    def slow_called(self) -> list[bytes]:
+        """How its client called it, for its slow log entry (``N`` frame)."""
+        return self.args()
 
 
 def _answered(client: Client) -> None:

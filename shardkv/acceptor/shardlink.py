@@ -30,6 +30,7 @@ from shardkv.protocol.wire import FRAME
 
 if TYPE_CHECKING:
     from shardkv.acceptor.client import Client
+    from shardkv.runtime.cmdstats import Stats
 
 log = logging.getLogger("shardkv.acceptor")
 
@@ -191,6 +192,13 @@ class ShardLink:
         self.unblocks_sent = 0
         # Where the commands a script called go, for MONITOR (``M`` frames).
         self.on_script_calls: Callable[[list], None] | None = None
+        # Who names the clients of the slow log's entries this shard
+        # logged, given their reply sinks (``N`` frames, see
+        # shardkv.acceptor.slowlog).
+        self.on_slow_names: Callable[[list[tuple[object, int]]], None] | None = None
+        # The acceptor's counters, whose slow entries held while a client's
+        # read runs are pushed before anything leaves for the worker.
+        self.held_slow: Stats | None = None
         # Where a script's refused calls go, for ACL LOG (``L`` frames).
         self.on_acl_log: Callable[[bytes, list], None] | None = None
         # What answers a running script's call of an acceptor command (``Q``
@@ -406,6 +414,9 @@ class ShardLink:
         self._write()
 
     def _write(self) -> None:
+        held = self.held_slow
+        if held is not None and held.holding and held.slowlog:
+            held.flush_held()  # logged before what the worker will log for these
         out = self.out
         if not out or self.transport is None:
             if self.frames:
@@ -454,6 +465,9 @@ class ShardLink:
             return
         self.inquiries.append(answer)
         payload = wire.encode_inquiry(args)
+        held = self.held_slow
+        if held is not None and held.holding and held.slowlog:
+            held.flush_held()  # (as _write does)
         if self.frames:
             self._write_frames()
         self.transport.write(FRAME.pack(len(payload)) + payload)
@@ -612,12 +626,12 @@ class ShardLink:
         elif kind == wire.MONITOR:
             if self.on_script_calls is not None:
                 self.on_script_calls(wire.decode_monitor(payload))
-        elif kind == wire.SLOW_SCRIPT:
-            ahead, seq = wire.decode_slow_script(payload)
-            if 0 <= ahead < len(self.fifo):
-                named = getattr(origin_of(self.fifo[ahead])[1], "slow_logged", None)
-                if named is not None:  # a script's reply slot (shardkv.acceptor.scripting)
-                    named(seq)
+        elif kind == wire.SLOW_NAMES:
+            if self.on_slow_names is not None:
+                fifo = self.fifo
+                n = len(fifo)
+                named = [(fifo[a], entry_id) for a, entry_id in wire.decode_slow_names(payload) if 0 <= a < n]
+                self.on_slow_names(named)
         elif kind == wire.ACL_LOG:
             if self.on_acl_log is not None:
                 self.on_acl_log(*wire.decode_acl_log(payload))

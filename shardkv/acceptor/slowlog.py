@@ -11,19 +11,20 @@ starts again finds the log as its predecessor left it.  An entry is
 Redis's six fields: id, unix time, microseconds, arguments (cut as Redis
 cuts them), client address and client name.
 
-A script (EVAL, EVALSHA, FCALL) that runs on one shard is logged there,
-after its calls, as Redis logs it once it ran; but a worker does not know
-the client, and gets the script as the acceptor sends it (EVALSHA as EVAL
-with its body to a shard that has not compiled it, EVAL as EVALSHA to one
-that has).  So a worker that logs a script it got as a batch's entry says
-so, with the entry's id, before the script's reply (an ``N`` frame, see
-:mod:`shardkv.protocol.wire`); the acceptor finds the script's reply
-slot and writes, for that entry, who called it how (:func:`note_script`),
-which SLOWLOG GET shows in its place, whichever acceptor answers it.  A
-run that is not logged costs nothing of this.  A script that runs across
-shards is logged by the acceptor when it answers (:func:`log_script`),
-timed from when it was sent to run across them: no worker logs the runs
-it asks for.
+A command a shard ran is logged by its worker, which does not know the
+client that sent it; a script (EVAL, EVALSHA, FCALL) that runs on one
+shard is logged there, after its calls, as Redis logs it once it ran,
+but as the acceptor sent it (EVALSHA as EVAL with its body to a shard
+that has not compiled it, EVAL as EVALSHA to one that has).  So a worker
+that logs commands of a batch says so, with the entries' ids and their
+replies' places, before their replies (one ``N`` frame, see
+:mod:`shardkv.protocol.wire`); the acceptor finds their reply slots and
+writes, for those entries, their clients' addresses and names, and how a
+script was called (:func:`on_attach`), which SLOWLOG GET shows in their
+place, whichever acceptor answers it.  A command that is not logged
+costs nothing of this.  A script that runs across shards is logged by
+the acceptor when it answers (:func:`log_script`), timed from when it
+was sent to run across them: no worker logs the runs it asks for.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.commands.common import guard, subcommand_error
 from shardkv.acceptor.commands.config import worker_config
+from shardkv.acceptor.replies import Slot, origin_of
 from shardkv.protocol import command_docs, errors
 from shardkv.protocol.args import strict_int
 from shardkv.protocol.errors import CommandError
@@ -43,6 +45,7 @@ from shardkv.runtime.slowlogfile import SlowLogFile
 
 if TYPE_CHECKING:
     from shardkv.acceptor.server import Acceptor
+    from shardkv.acceptor.shardlink import ShardLink
 
 _HELP = [
     "SLOWLOG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
@@ -60,11 +63,36 @@ _HELP = [
 ]
 
 
+def on_attach(server: Acceptor, link: ShardLink) -> None:
+    """The entries a worker logged for commands of its batches, as ``(reply
+    sink, id)`` (``N`` frames): written, for each, its client's address and
+    name, and for a script how the client called it (its slot's
+    ``slow_called``, see shardkv.acceptor.scripting), under one lock."""
+
+    def name_entries(named: list[tuple[object, int]]) -> None:
+        records: list[tuple] = []
+        for sink, entry_id in named:
+            if type(sink) is Slot:  # the usual one: a command's own slot
+                records.append((entry_id, None, sink.client.addr, sink.client.name))
+                continue
+            client, slot = origin_of(sink)
+            if client is None:
+                continue  # (none to name: a cross-shard operation's part)
+            called = getattr(slot, "slow_called", None)
+            argv = None if called is None else slowlog_argv(called())
+            records.append((entry_id, argv, client.addr, client.name))
+        if records:
+            shared_log(server).name(records)
+
+    link.on_slow_names = name_entries
+    link.held_slow = server.stats
+
+
 def note_script(client: Client, entry_id: int, called: list[bytes]) -> None:
-    """A worker logged the script that ``client`` called as ``called`` as
-    the slow log's entry ``entry_id``: write who called it how, for that
-    entry (SLOWLOG GET shows it in place of the worker's)."""
-    shared_log(client.server).name(entry_id, slowlog_argv(called), client.addr, client.name)
+    """An executor logged the script that ``client`` called as ``called``
+    (an EXEC's, wire.Ran.logged) as the slow log's entry ``entry_id``:
+    write who called it how, for that entry."""
+    shared_log(client.server).name([(entry_id, slowlog_argv(called), client.addr, client.name)])
 
 
 def log_script(client: Client, called: list[bytes], start: int) -> None:
@@ -111,10 +139,12 @@ def slowlog(client: Client, args: list) -> None:
 
 def shared_log(server: Acceptor) -> SlowLogFile:
     """The slow log every process shares: the supervisor's, or one of
-    this acceptor's own, made when first needed (an acceptor started alone)."""
+    this acceptor's own, made when first needed (an acceptor started alone),
+    with the entries this acceptor holds in it."""
     stats = server.stats
     if stats.shared is None:
         stats.shared = SlowLogFile()
+    stats.flush_held()  # the read's commands before this one (see Client.data_received)
     return stats.shared
 
 

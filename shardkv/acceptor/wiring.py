@@ -138,6 +138,7 @@ def wiring() -> Wiring:
             scripting.forget_shard,
             scripting.monitor_scripts,
             users.log_script_refusals,
+            slowlog.on_attach,
             scriptcalls.on_attach,
             diskerrors.on_attach,
         ),

@@ -123,16 +123,17 @@ Worker -> acceptor
     the acceptor answers ``-BUSY`` for the commands it would send there,
     and SCRIPT KILL / FUNCTION KILL signal ``pid`` (SIGUSR1).  Sent on
     every pipe.
-``N`` *named script*: ``N`` + marshal ``(ahead, seq)``: a script that
-    came on this pipe as a batch's entry (EVAL, EVALSHA, FCALL, any form)
-    ran past ``slowlog-log-slower-than``, and this worker logged it as the
-    slow log's entry ``seq`` (its id, see :mod:`shardkv.runtime.slowlogfile`).
-    ``ahead`` says which reply is the script's, as the ``S`` frame's
+``N`` *named entries*: ``N`` + marshal list of ``(ahead, id)``: commands
+    that came on this pipe as a batch's entries ran past
+    ``slowlog-log-slower-than``, and this worker logged them as the slow
+    log's entries ``id`` (see :mod:`shardkv.runtime.slowlogfile`).
+    ``ahead`` says which reply is the command's, as the ``S`` frame's
     caller does (``Shard.replies_ahead``): the acceptor finds its sink at
-    that place in the link's queue, and writes that client's address, name
-    and arguments for entry ``seq`` (see :mod:`shardkv.acceptor.slowlog`).
-    Sent at once, before the frame that carries the reply; only for a run
-    that was logged.
+    that place in the link's queue, and writes that client's address and
+    name (and how a script was called) for entry ``id`` (see
+    :mod:`shardkv.acceptor.slowlog`).  One per batch's slow entries, sent
+    when they are pushed, before the frame that carries their replies;
+    only for commands that were logged.
 ``M`` *monitor*: ``M`` + marshal list of ``(database, args)``: the commands a
     script sent with FLAG_MONITOR called, in order, for MONITOR's ``[0 lua]``
     lines; sent before the frame that carries the script's reply, one for
@@ -281,7 +282,7 @@ WAKE = 87  # b"W"
 SCRIPT = 83  # b"S"
 MONITOR = 77  # b"M"
 ACL_LOG = 76  # b"L"
-SLOW_SCRIPT = 78  # b"N"
+SLOW_NAMES = 78  # b"N"
 DISK = 68  # b"D"
 PIECE = 80  # b"P"
 
@@ -675,13 +676,13 @@ def decode_monitor(payload: bytes) -> list[tuple[int, list[bytes]]]:
     return calls
 
 
-def encode_slow_script(ahead: int, seq: int) -> bytes:
-    return b"N" + marshal.dumps((ahead, seq))
+def encode_slow_names(named: list[tuple[int, int]]) -> bytes:
+    return b"N" + marshal.dumps(named)
 
 
-def decode_slow_script(payload: bytes) -> tuple[int, int]:
-    ahead, seq = marshal.loads(payload[1:])
-    return ahead, seq
+def decode_slow_names(payload: bytes) -> list[tuple[int, int]]:
+    named: list[tuple[int, int]] = marshal.loads(payload[1:])
+    return named
 
 
 def script_user(caller: int, rules: bytes) -> bytes:

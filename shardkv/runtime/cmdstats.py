@@ -25,11 +25,14 @@ Redis keeps per command.
 A slow command's entry goes into the one slow log every process shares
 (:class:`shardkv.runtime.slowlogfile.SlowLogFile`, ``Stats.shared``),
 which numbers it; the counters kept apart for a running script hold
-theirs until it ends (:meth:`Stats.drain`).  A worker does not know
-which client sent a command, so its entries have an empty client address
-and name, but a script's calls, which Redis logs as its Lua client's
-(:data:`LUA_CLIENT_ADDR`, no name); the acceptor names the client of a
-script's own entry (``acceptor.slowlog.note_script``).
+theirs until it ends (:meth:`Stats.drain`), and a process running a
+batch holds its batch's until the batch ends (:meth:`Stats.hold`,
+:meth:`Stats.flush_held`: one push, one lock, for all of them).  A
+worker does not know which client sent a command: the entry of a batch's
+command says where its reply is in the batch (``place``), and the worker
+tells its acceptor, which names the client in it
+(``acceptor.slowlog.name_entries``); a script's calls are its Lua
+client's (:data:`LUA_CLIENT_ADDR`, no name), as Redis logs them.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from __future__ import annotations
 import time
 from bisect import bisect_right
 from collections import deque
+from collections.abc import Callable
 
 from shardkv.protocol.command_docs import SUBCOMMANDS
 from shardkv.protocol.commands import lookup
@@ -186,6 +190,13 @@ class Stats:
         self.shared: SlowLogFile | None = None
         self.slowlog: list[tuple] = []
         self.slow_dropped = 0
+        # A batch runs (and shared is not None): slow entries wait in
+        # ``slowlog`` until flush_held pushes them, with, in ``places``,
+        # (their index there, their reply's place in the batch) for those
+        # that ``on_named`` tells the acceptor of, as (id, place) each.
+        self.holding = False
+        self.places: list[tuple[int, int]] = []
+        self.on_named: Callable[[list[tuple[int, int]]], None] | None = None
         # Rows by the command name as sent (b"GET", b"get"), for the
         # commands that are not containers: the worker's hot path.
         self.by_bytes: dict[bytes, list] = {}
@@ -294,21 +305,63 @@ class Stats:
         elif len(errors) < MAX_ERROR_CODES:
             errors[code] = 1
 
-    def slow(self, args: list[bytes], us: int, addr: str = "", name: bytes = b"") -> int:
+    def slow(self, args: list[bytes], us: int, addr: str = "", name: bytes = b"", place: int = -1) -> int:
         """Log a command that took ``us`` microseconds, if slow enough: its
-        entry's id (-1: not logged, or not yet, kept apart)."""
+        entry's id (-1: not logged, or not yet: held, or kept apart).
+        ``place``: where a held entry's reply is in the batch, for its
+        client's name (see :attr:`on_named`); -1: none to name."""
         threshold = self.slow_threshold_us
         if threshold < 0 or us < threshold:
             return -1
         entry = (time.time_ns() // 1_000_000_000, us, slowlog_argv(args), addr, name)
+        log = self.slowlog
+        if self.holding:
+            if place >= 0:
+                self.places.append((len(log), place))
+            log.append(entry)
+            return -1
         if self.shared is not None:
             return self.shared.push([entry], self.slow_max)
-        log = self.slowlog
         log.append(entry)
         if len(log) > max(self.slow_max, 0):
             del log[0]
             self.slow_dropped += 1
         return -1
+
+    def slow_now(self, args: list[bytes], us: int) -> int:
+        """:meth:`slow`, pushed at once, after the held entries, even while a
+        batch holds them: its id (-1: not slow), for whoever needs it now."""
+        holding = self.holding
+        if holding:
+            self.flush_held()
+            self.holding = False
+        try:
+            return self.slow(args, us)
+        finally:
+            self.holding = holding
+
+    def hold(self) -> bool:
+        """A batch begins: hold its slow entries until :meth:`flush_held`
+        (False: they go at once, as none is shared or a batch holds them)."""
+        if self.shared is None or self.holding:
+            return False
+        self.holding = True
+        return True
+
+    def flush_held(self) -> None:
+        """Push the held slow entries, in order, under one lock; tell
+        ``on_named`` the ids of those with a place."""
+        log = self.slowlog
+        if not log or self.shared is None:
+            return
+        first = self.shared.push(log, self.slow_max)
+        log.clear()
+        places = self.places
+        if places:
+            named = [(first + i, place) for i, place in places]
+            places.clear()
+            if self.on_named is not None:
+                self.on_named(named)
 
     def row_of(self, args: list[bytes]) -> list:
         """The counters of the command ``args``."""
@@ -418,7 +471,10 @@ class Stats:
             self.error_replies = self.error_events = 0
         if self.slowlog or self.slow_dropped:
             if into is not None:
-                if into.shared is not None:
+                if into.holding and not self.slow_dropped:
+                    into.slowlog += self.slowlog  # after the held ones, as they ran
+                elif into.shared is not None:
+                    into.flush_held()  # (they ran before these)
                     into.shared.push(self.slowlog, into.slow_max, self.slow_dropped)
                 else:
                     into.slowlog += self.slowlog

@@ -18,10 +18,11 @@ killed while it holds the lock leaves a whole log behind it; then
 records, oldest first, each a 4-byte length, a kind byte and a
 ``marshal``-ed tuple.  An *entry* (``E``) is SLOWLOG GET's row: ``(id,
 unix time, microseconds, arguments, client address, client name)``.  A
-*name* (``N``) is ``(id, arguments, client address, client name)``, which
-a reader puts in entry ``id`` in place of its own: a worker does not know
-the client of a script it ran, so the acceptor that sent it writes that
-(see :mod:`shardkv.acceptor.slowlog`).
+*name* (``N``) is a list of ``(id, arguments, client address, client
+name)``, each of which a reader puts in entry ``id`` in place of its own
+(the arguments None: the entry's own are kept): a worker does not know the client of a
+command it ran, nor how a script was called, so the acceptor that sent
+it writes that (see :mod:`shardkv.acceptor.slowlog`).
 
 Every change and every read is made under an ``fcntl`` lock on the file
 (the kernel drops it if its holder dies): an entry takes its id and its
@@ -31,7 +32,11 @@ pusher's ``slowlog-max-len`` drops the oldest entries (Redis's
 ``slowlogPushEntryIfNeeded``); the dropped bytes are reclaimed once they
 outweigh the live ones (the live records move to the front), so a push
 costs a constant time on average.  Only a slow command pays any of this:
-one that is not slow never reaches the file.
+one that is not slow never reaches the file.  A process running a batch
+of commands (a worker's batch, the commands of an acceptor's read) holds
+their entries and pushes them at its end under one lock
+(:meth:`shardkv.runtime.cmdstats.Stats.flush_held`): they are consecutive
+in Redis too, and their ids come out in their order.
 """
 
 from __future__ import annotations
@@ -104,9 +109,12 @@ class SlowLogFile:
         finally:
             self._unlock()
 
-    def name(self, entry_id: int, argv: list[bytes], addr: str, name: bytes) -> None:
-        """Entry ``entry_id`` is a script this client called as ``argv``."""
-        payload = marshal.dumps((entry_id, argv, addr, name))
+    def name(self, records: list[tuple]) -> None:
+        """Who sent the commands of some entries: ``(id, arguments, client
+        address, client name)`` each, the arguments None where the entry's
+        own are the client's (see :mod:`shardkv.acceptor.slowlog`); one
+        record for them all."""
+        payload = marshal.dumps(records)
         next_id, start, end, count = self._lock()
         try:
             if count:  # (none left: nothing to name)
@@ -134,14 +142,18 @@ class SlowLogFile:
             if kind == _ENTRY:
                 entries.append(list(record))
             else:
-                names[record[0]] = record[1:]
+                for named in record:
+                    names[named[0]] = named[1:]
         entries.reverse()
         if count >= 0:
             del entries[count:]
         for entry in entries:
             named = names.get(entry[0])
             if named is not None:
-                entry[3:] = named
+                if named[0] is None:  # the entry's own arguments are the client's
+                    entry[4:] = named[1:]
+                else:
+                    entry[3:] = named
         return entries
 
     def length(self) -> int:
@@ -176,10 +188,22 @@ class SlowLogFile:
         dropped bytes outweigh the live ones, move these to the front.
         Under the lock."""
         fd = self.fd
-        while count > max(max_len, 0):
-            size, kind = _RECORD.unpack(os.pread(fd, _RECORD.size, start))
-            count -= kind == _ENTRY
-            start += _RECORD.size + size
+        keep = max(max_len, 0)
+        if count > keep:
+            # The headers of what it drops, read a chunk at a time, not one
+            # read each (a batch's push drops as many entries as it adds).
+            chunk = max(4096, (count - keep) * 256)
+            buf = os.pread(fd, chunk, start)
+            at = 0
+            while count > keep:
+                if at + _RECORD.size > len(buf):
+                    start += at
+                    buf = os.pread(fd, chunk, start)
+                    at = 0
+                size, kind = _RECORD.unpack_from(buf, at)
+                count -= kind == _ENTRY
+                at += _RECORD.size + size
+            start += at
         if start - _HEADER.size > max(end - start, _RECLAIM) or start == end > _HEADER.size:
             live = os.pread(fd, end - start, start)
             os.pwrite(fd, live, _HEADER.size)

@@ -121,7 +121,13 @@ class Pipe:
                 frame = wire.encode_disk(reported[0])
                 sendall(FRAME.pack(len(frame)) + frame)
 
+        stats = shard.home_stats
+
         def send(payload: bytes, logged: list | None = None) -> None:
+            if stats.holding and stats.slowlog:
+                # The batch's slow entries, logged before whatever this
+                # frame makes the acceptor do (see Shard.run_batch).
+                stats.flush_held()
             # What a batch logged reaches the AOF (and with `always` the disk)
             # before any reply of it leaves; if it cannot, the replies of the
             # commands that logged are refused with -MISCONF instead.  A
@@ -154,6 +160,8 @@ class Pipe:
                 sendall(FRAME.pack(len(payload)) + payload)
 
         def send_state(payload: bytes) -> None:
+            if stats.holding and stats.slowlog:
+                stats.flush_held()  # (as send does)
             sendall(FRAME.pack(len(payload)) + payload)
 
         self.send = send

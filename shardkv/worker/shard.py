@@ -88,8 +88,6 @@ NULL_RESP3 = encode(None, True)
 # replies: two concatenations cost less than a bytes % format).
 BULK_LINES = [b"$%d\r\n" % n for n in range(1024)]
 _SCRIPT_RUNS = frozenset({Verb.EVAL, Verb.FCALL})  # a script's run across shards
-# A client's command that runs a script (as the acceptor sends it, any case).
-_CLIENT_SCRIPTS = frozenset((b"eval", b"evalsha", b"eval_ro", b"evalsha_ro", b"fcall", b"fcall_ro"))
 # EVALSHA's usual spellings, which run_batch runs through execute_script.
 _EVALSHA = frozenset((b"EVALSHA", b"evalsha", b"EVALSHA_RO", b"evalsha_ro"))
 # The verbs an ``I`` frame may ask: they read (or reset) the shard's
@@ -203,6 +201,7 @@ class Shard:
         # plain), for run_batch (see shardkv.worker.plain); they hold rows
         # of these counters (``home_stats``, of this ``generation``).
         self.home_stats = self.stats
+        self.stats.on_named = self._name_slow
         self.plain: dict[bytes, plain.Plain | Literal[False]] = {}
         self.plain_generation = 0
         # The entry run now is a script call the client sent as another (an
@@ -296,10 +295,11 @@ class Shard:
             if ns >= stats.slow_threshold_ns >= 0:
                 if self.scripts.run is not None:  # a script's call is its Lua client's
                     stats.slow(args, ns // 1000, LUA_CLIENT_ADDR)
-                else:
-                    entry_id = stats.slow(args, ns // 1000)
-                    if entry_id >= 0 and args[0].lower() in _CLIENT_SCRIPTS:
-                        self._logged_script(entry_id)
+                else:  # a batch's entry (its reply's place): its acceptor names the client
+                    bodies = self.bodies
+                    stats.slow(
+                        args, ns // 1000, place=-1 if bodies is None or bodies is PARKED else len(bodies)
+                    )
         elif args[0] in _SCRIPT_RUNS and self.stats is not None:
             # A script's run across shards (internal; args[2]: the client's
             # command, see acceptor.scripting._Retry), which the acceptor
@@ -367,10 +367,9 @@ class Shard:
         times.append(ns)
         if len(times) >= 256:
             stats.fold(row)
-        if ns >= stats.slow_threshold_ns >= 0:
-            entry_id = stats.slow(args, ns // 1000)
-            if entry_id >= 0:
-                self._logged_script(entry_id)
+        if ns >= stats.slow_threshold_ns >= 0:  # (its reply's place: its acceptor names the client)
+            bodies = self.bodies
+            stats.slow(args, ns // 1000, place=-1 if bodies is None or bodies is PARKED else len(bodies))
         if kind is Error:
             return value
         if ks.unchanged:
@@ -483,6 +482,22 @@ class Shard:
         return found
 
     def run_batch(self, payload: bytes) -> bytes:
+        """Run a ``B`` payload and return the ``R`` payload of its replies
+        (:meth:`_run_batch`), its slow entries held and pushed under one
+        lock (see shardkv.runtime.slowlogfile) at its end, or before any
+        frame leaves for an acceptor meanwhile (loop.Pipe.send: what that
+        makes an acceptor log comes after them), named before their
+        replies go (:meth:`_name_slow`)."""
+        stats = self.home_stats
+        if not stats.hold():
+            return self._run_batch(payload)
+        try:
+            return self._run_batch(payload)
+        finally:
+            stats.holding = False
+            stats.flush_held()
+
+    def _run_batch(self, payload: bytes) -> bytes:
         """Run a ``B`` payload and return the ``R`` payload of its replies.
 
         A plain command (see :mod:`shardkv.worker.plain`) runs here, with
@@ -674,8 +689,8 @@ class Shard:
                         times.append(ns)
                         if len(times) >= 256:
                             stats.fold(entry.row)
-                        if ns >= slow_ns:
-                            stats.slow(args, ns // 1000)
+                        if ns >= slow_ns:  # (its reply's place, unless it went already)
+                            stats.slow(args, ns // 1000, place=-1 if body is None else len(bodies))
                     else:
                         sent = 0
                         if table is not None:
@@ -821,15 +836,17 @@ class Shard:
             return wire.SCRIPT_PARKED
         return len(bodies) + sum(wire.count_replies(f) for f in self.held if f[:1] == b"R")
 
-    def _logged_script(self, entry_id: int) -> None:
-        """A script, a batch's entry, was logged in the slow log as entry
-        ``entry_id``: tell its acceptor which of the replies it awaits is the
-        script's (``N``, now, before that reply), so that it names the
-        client in that entry (see shardkv.acceptor.slowlog).  Only a logged
-        run costs this."""
-        ahead = self.replies_ahead()
-        if ahead >= 0 and self.send_query is not None:
-            self.send_query(wire.encode_slow_script(ahead, entry_id))
+    def _name_slow(self, named: list[tuple[int, int]]) -> None:
+        """The slow log's entries ``(id, place)`` are commands of the batch
+        that runs, whose replies are at those places of its replies not
+        sent yet: tell its acceptor which of the replies it awaits are
+        theirs (one ``N`` frame, now, before those replies), so that it
+        names their clients (see shardkv.acceptor.slowlog).  Only logged
+        commands cost this."""
+        if self.send_query is None:
+            return
+        before = sum(wire.count_replies(f) for f in self.held if f[:1] == b"R")  # (held back)
+        self.send_query(wire.encode_slow_names([(before + place, entry_id) for entry_id, place in named]))
 
     def _send_acl_log(self) -> None:
         """A script of a limited user ran: its ``L`` frame (ACL LOG's entries
@@ -1542,7 +1559,7 @@ class Shard:
         stats = self.stats
         if stats is None or (type(value) is Error and value.message.startswith(scripting.CROSS_MARKER)):
             return -1
-        return stats.slow([args[2], args[5], *args[6:]], ns // 1000)
+        return stats.slow_now([args[2], args[5], *args[6:]], ns // 1000)  # (its id now, for Ran)
 
     def acceptor_lost(self, pipe: int = 0) -> None:
         """The acceptor of ``pipe`` died, and its clients with it: forget

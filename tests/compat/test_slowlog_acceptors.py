@@ -5,11 +5,10 @@ across shards, a script); each reads SLOWLOG GET and LEN, one RESETs and
 the other sees it, and ``slowlog-max-len`` bounds what both see.
 
 Ids are compared as their distance from the newest entry's, and a client
-address as whose it is; a shard's entry of a plain command has no address
-in shardkv (see the README's differences), so addresses and names are
-compared for the entries an acceptor logs (and a script's own entry).
-Within shardkv the two clients must see the very same ids.  SLOWLOG's
-subcommands refuse extra arguments as Redis does.
+address as whose it is, for every entry: a shard's too, whose acceptor
+names its client (pipelined commands of several clients in one batch
+among them).  Within shardkv the two clients must see the very same ids.
+SLOWLOG's subcommands refuse extra arguments as Redis does.
 """
 
 from __future__ import annotations
@@ -22,8 +21,6 @@ from tests.support.resp import RespClient
 
 K0, K1 = key_on(0, "slk", shards=2), key_on(1, "slk", shards=2)
 GET = "return redis.call('get', KEYS[1])"
-# Entries whose client address and name shardkv logs as Redis does.
-NAMED = {b"PING", b"ECHO", b"CLIENT", b"MSET", b"EVAL", b"CONFIG", b"SLOWLOG", b"GET"}
 
 
 def _clients(port: int, acceptors: int) -> tuple[RespClient, RespClient]:
@@ -39,17 +36,10 @@ def _addr(c: RespClient) -> str:
 
 
 def _view(entries: list, whose: dict[str, str]) -> list:
-    """SLOWLOG GET's entries: ids from the newest, arguments, and for the
-    entries an acceptor logs, whose address (a, b, lua) and name."""
+    """SLOWLOG GET's entries: ids from the newest, arguments, whose address
+    (a, b, lua) and name."""
     newest = entries[0][0] if entries else 0
-    out = []
-    for entry in entries:
-        argv = entry[3]
-        row = [newest - entry[0], argv]
-        if argv[0].upper() in NAMED and (argv[0].upper() != b"GET" or entry[4] == b"?:0"):
-            row += [whose.get(entry[4].decode(), entry[4]), entry[5]]
-        out.append(row)
-    return out
+    return [[newest - e[0], e[3], whose.get(e[4].decode(), e[4]), e[5]] for e in entries]
 
 
 def _scenario(a: RespClient, b: RespClient, ours: bool) -> list:
@@ -123,6 +113,52 @@ def test_get_counts_the_same_through_either_acceptor(redis_and_shardkv_k12, coun
                 got[name] = [i - second[0] for i in first] + [i - second[0] for i in second]
             finally:
                 a.command("CONFIG", "SET", "slowlog-log-slower-than", "10000")
+        finally:
+            a.close()
+            b.close()
+    assert got["shardkv"] == got["redis"]
+
+
+def _pipelined(a: RespClient, b: RespClient) -> list:
+    """Both clients pipeline commands for one shard at once (``a`` named),
+    so that a shard's batch may hold commands of both; each client's
+    entries, in order (how the two interleave depends on which acceptor
+    reads first), and how many."""
+    whose = {_addr(a): "a", _addr(b): "b", "?:0": "lua"}
+    a.command("CLIENT", "SETNAME", "ay")
+    a.command("CONFIG", "SET", "slowlog-log-slower-than", "0")
+    try:
+        a.command("SLOWLOG", "RESET")
+        tag = "{%s}" % K0  # (keys of K0's shard)
+        commands = [
+            ("SET", K0, "v"),
+            ("GET", K0),
+            ("INCR", tag + "n"),
+            ("RPUSH", tag + "l", "x", "y"),
+            ("LRANGE", tag + "l", 0, -1),
+            ("HSET", tag + "h", "f", "v"),
+            ("GET", tag + "n"),
+            ("EVAL", GET, 1, K0),
+        ]
+        for c in (a, b):
+            for command in commands:
+                c.send(*command)
+        for c in (a, b):
+            for _ in commands:
+                c.read_reply()
+        view = _view(a.command("SLOWLOG", "GET", "-1"), whose)  # type: ignore[arg-type]
+        return [[row[1:] for row in view if row[2] == who] for who in ("a", "b", "lua")] + [len(view)]
+    finally:
+        a.command("CONFIG", "SET", "slowlog-log-slower-than", "10000")
+
+
+def test_pipelined_commands_of_a_shard_name_their_clients(redis_and_shardkv_k12) -> None:
+    real, ours, acceptors = redis_and_shardkv_k12
+    got = {}
+    for name, port in (("redis", real), ("shardkv", ours)):
+        a, b = _clients(port, acceptors)
+        try:
+            got[name] = _pipelined(a, b)
         finally:
             a.close()
             b.close()

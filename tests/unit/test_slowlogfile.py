@@ -9,6 +9,7 @@ import os
 
 import pytest
 
+from shardkv.runtime.cmdstats import Stats
 from shardkv.runtime.slowlogfile import SlowLogFile
 
 
@@ -57,9 +58,11 @@ def test_reset_empties_the_log_and_ids_go_on(log) -> None:
 
 def test_a_name_replaces_the_entry_s_client_and_arguments(log) -> None:
     log.push([_entry(0), _entry(1)], 128)
-    log.name(0, [b"EVAL", b"return 1", b"0"], "127.0.0.1:5000", b"me")
+    log.name([(0, [b"EVAL", b"return 1", b"0"], "127.0.0.1:5000", b"me")])
     assert log.get(-1)[1] == [0, 1700000000, 0, [b"EVAL", b"return 1", b"0"], "127.0.0.1:5000", b"me"]
     assert log.get(-1)[0][3:] == [[b"get", b"k1"], "", b""]
+    log.name([(1, None, "127.0.0.1:5001", b"")])  # the entry's own arguments kept
+    assert log.get(-1)[0][3:] == [[b"get", b"k1"], "127.0.0.1:5001", b""]
     log.push([_entry(2)], 1)  # entry 0 dropped, and the name that follows it
     assert [e[0] for e in log.get(-1)] == [2] and log.length() == 1
 
@@ -82,3 +85,30 @@ def test_started_processes_share_one_log(log) -> None:
         proc.join(60)
         assert proc.exitcode == 0
     assert [e[0] for e in log.get(-1)] == list(range(599, -1, -1))
+
+
+def test_a_batch_s_entries_are_held_and_pushed_at_once_in_order(log) -> None:
+    """Stats.hold: a batch's slow entries wait, then take consecutive ids in
+    one push, after those logged before; those with a reply's place are
+    told with their ids (for the acceptor to name their clients)."""
+    stats = Stats()
+    stats.shared = log
+    stats.slow_threshold_us = 0
+    named: list = []
+    stats.on_named = named.append
+    log.push([_entry(0)], 128)
+    assert stats.hold() and not stats.hold()  # (one batch at a time)
+    assert stats.slow([b"SET", b"a", b"1"], 5, place=0) == -1
+    stats.slow([b"get", b"x"], 5, "?:0")  # a script's call: no place
+    stats.slow([b"GET", b"a"], 5, place=2)
+    assert log.length() == 1 and named == []
+    stats.holding = False
+    stats.flush_held()
+    assert [(e[0], e[3]) for e in log.get(-1)] == [
+        (3, [b"GET", b"a"]),
+        (2, [b"get", b"x"]),
+        (1, [b"SET", b"a", b"1"]),
+        (0, [b"get", b"k0"]),
+    ]
+    assert named == [[(1, 0), (3, 2)]]
+    assert stats.slow([b"PING"], 5) == 4  # not held: at once

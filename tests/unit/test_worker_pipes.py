@@ -62,13 +62,13 @@ class Worker:
         self.acceptors[pipe].send_bytes(payload)
 
     def recv(self, pipe: int) -> bytes:
-        """The next frame on ``pipe`` but a slow script's ``N`` frame (a
+        """The next frame on ``pipe`` but a slow entry's ``N`` frame (a
         script that waits is logged in the slow log: not what these test)."""
         conn = self.acceptors[pipe]
         while True:
             assert conn.poll(WAIT), f"no frame on pipe {pipe}"
             frame = conn.recv_bytes()
-            if frame[0] != wire.SLOW_SCRIPT:
+            if frame[0] != wire.SLOW_NAMES:
                 return frame
 
     def quiet(self, pipe: int) -> bool:
