@@ -66,8 +66,9 @@ def payloads(kind: str, keys: list[bytes], count: int, value: bytes = b"xxx") ->
         for j in range(PIPELINE):
             key = keys[(b * PIPELINE + j) % len(keys)]
             cmd = {"set": [b"SET", key, value], "get": [b"GET", key], "incr": [b"INCR", key]}[kind]
-            entries.append(header + encode_command(cmd))
-        out.append(b"B" + b"".join(entries))
+            entries.append(header)
+            entries.append(encode_command(cmd))
+        out.append(wire.batch_payload(entries))
     return out
 
 

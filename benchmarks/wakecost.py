@@ -38,11 +38,11 @@ from shardkv.worker.shard import Shard
 def batch_frame(size: int) -> bytes:
     """A ``B`` frame of ``size`` GETs of keys shaped like redis-benchmark's."""
     header = wire.entry_header(0)
-    body = b"B" + b"".join(
-        header + b"*2\r\n$3\r\nGET\r\n$16\r\n%s\r\n" % (b"key:%012d" % (i * 7919 % 100_000))
-        for i in range(size)
-    )
-    return struct.pack("!i", len(body)) + body
+    out = []
+    for i in range(size):
+        out.append(header)
+        out.append(b"*2\r\n$3\r\nGET\r\n$16\r\n%s\r\n" % (b"key:%012d" % (i * 7919 % 100_000)))
+    return wire.batch_frame(out)
 
 
 def send_batches(sock: socket.socket, frame: bytes, batches: int, gap: float) -> None:

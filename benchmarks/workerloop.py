@@ -31,13 +31,12 @@ def acceptors(conns: list[Connection], ctl: Connection, batches: int, pipeline: 
     for conn in conns:
         conn.recv_bytes()  # InDoubt
     for i in range(batches):
-        entries = [
-            wire.entry_header(0)
-            + encode_command([b"SET", b"key:%08d" % ((i * pipeline + j) % 100_000), b"xxx"])
-            for j in range(pipeline)
-        ]
+        entries = []
+        for j in range(pipeline):
+            entries.append(wire.entry_header(0))
+            entries.append(encode_command([b"SET", b"key:%08d" % ((i * pipeline + j) % 100_000), b"xxx"]))
         conn = conns[i % len(conns)]
-        conn.send_bytes(b"B" + b"".join(entries))
+        conn.send_bytes(wire.batch_payload(entries))
         conn.recv_bytes()
     for conn in conns:
         conn.close()

@@ -26,7 +26,7 @@ from shardkv.acceptor import causal, scriptcaller
 from shardkv.acceptor.replies import Slot, deliver, delivery_failed, origin_of
 from shardkv.protocol import errors, wire
 from shardkv.protocol.resp import Error, encode_error
-from shardkv.protocol.wire import FRAME
+from shardkv.protocol.wire import FRAME, batch_frame
 
 if TYPE_CHECKING:
     from shardkv.acceptor.client import Client
@@ -424,10 +424,10 @@ class ShardLink:
             return
         self.out = []
         if self.frames:  # queued before these entries
-            self.frames.append(_batch_frame(out))
+            self.frames.append(batch_frame(out))
             self._write_frames()
             return
-        self.transport.write(_batch_frame(out))
+        self.transport.write(batch_frame(out))
 
     def _write_frames(self) -> None:
         frames, self.frames = self.frames, []
@@ -451,7 +451,7 @@ class ShardLink:
         out = self.out
         if out:  # entries queued before it leave before it
             self.out = []
-            self.frames.append(_batch_frame(out))
+            self.frames.append(batch_frame(out))
         self.frames.append(FRAME.pack(len(payload)) + payload)
         if not self.queued:
             self.queued = True
@@ -845,13 +845,6 @@ class ShardLink:
 
 # The exit status of an acceptor whose pipe reader failed (see _out_of_order).
 EXIT_PIPE_FAILED = 70
-
-
-def _batch_frame(out: list[bytes]) -> bytes:
-    """The ``B`` frame of the entries ``out``.  (Joined, then framed: one
-    more copy of the bytes, cheaper than a ``len`` per entry.)"""
-    body = b"".join(out)
-    return b"".join((FRAME.pack(1 + len(body)), b"B", body))
 
 
 class _Dropped:

@@ -142,7 +142,7 @@ def test_a_worker_sends_a_big_reply_in_pieces_between_the_others():
     sent: list[bytes] = []
     shard.send = sent.append
     entries = [command(b"GET", b"small"), command(b"GET", b"big"), command(b"STRLEN", b"big")]
-    batch = b"B" + b"".join(b":0\r\n" + e for e in entries)
+    batch = wire.batch_payload([part for e in entries for part in (b":0\r\n", e)])
     last = shard.run_batch(batch)
     assert [f[:1] for f in sent] == [b"R", b"P", b"P", b"P"]
     assert wire.decode_replies(sent[0]) == [b"$-1\r\n"]

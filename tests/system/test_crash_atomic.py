@@ -116,11 +116,11 @@ def test_a_parked_worker_refuses_another_operations_message_and_keeps_waiting():
 
 
 def _batch(*entries: tuple[bytes, list[bytes]]) -> bytes:
-    parts = [b"B"]
+    parts = []
     for header, args in entries:
         parts.append(header)
         parts.append(b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args))
-    return b"".join(parts)
+    return wire.batch_payload(parts)
 
 
 def test_fan_out_parts_back_to_back_park_once_and_are_decided_in_any_order():
@@ -200,7 +200,7 @@ def test_acceptor_lost_while_parked_keeps_a_prepared_part_in_doubt_until_resolve
         shard.park([8])
     assert list(shard.prepared) == [8]
     # The next acceptor: InDoubt first, then nothing runs before Resolve.
-    batch = b"B" + wire.entry_header(0) + b"*2\r\n$3\r\nGET\r\n$1\r\na\r\n"
+    batch = wire.batch_payload([wire.entry_header(0), b"*2\r\n$3\r\nGET\r\n$1\r\na\r\n"])
     pipe = Pipe(shard, [batch, wire.encode_control(wire.Resolve({8: True}))])
     shard.report_in_doubt()
     assert pipe.sent == [wire.InDoubt([8]), wire.Finished(8, True)]

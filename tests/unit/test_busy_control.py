@@ -147,7 +147,7 @@ def test_a_busy_report_says_where_the_scripts_reply_waits_in_its_acceptors_queue
     shard.held = [wire.encode_replies([b"+OK\r\n", b"+OK\r\n"]), b"E(events: no replies)"]
     script = b"local i = 0 while i < 3000000 do i = i + 1 end return i"
     entries = [[b"SET", b"a", b"1"], [b"GET", b"a"], [b"EVAL", script, b"0"], [b"GET", b"a"]]
-    payload = b"B" + b"".join(wire.entry_header(0) + encode_command(args) for args in entries)
+    payload = wire.encode_batch([item for args in entries for item in (0, args)])
     replies = wire.decode_replies(shard.run_batch(payload))
     assert replies == [b"+OK\r\n", b"$1\r\n1\r\n", b":3000000\r\n", b"$1\r\n1\r\n"]
     states = [wire.decode_script_state(r) for r in reports if r[:1] == b"S"]

@@ -47,7 +47,7 @@ def test_a_rewritten_batch_keeps_its_other_entries_byte_for_byte():
         (wire.entry_header(wire.FLAG_PART), [b"MGET", b"a", b"b"]),
         (wire.entry_header(wire.FLAG_STAMP, token=9), [b"BLPOP", b"l", b"0", b"123"]),
     ]
-    payload = b"B" + b"".join(h + encode_command(args) for h, args in entries)
+    payload = wire.batch_payload([item for h, args in entries for item in (h, encode_command(args))])
     assert wire.encode_batch(wire.decode_batch(payload)) == payload
 
 
@@ -108,7 +108,7 @@ class _Pipes:
 
 
 def _batch(*commands: list[bytes]) -> bytes:
-    return b"B" + b"".join(wire.entry_header(0) + encode_command(args) for args in commands)
+    return wire.encode_batch([item for args in commands for item in (0, args)])
 
 
 def test_a_k_frame_of_an_earlier_script_is_dropped_not_answered():

@@ -41,7 +41,9 @@ class _Shard:
 
 
 def _batch(*entries: tuple[int, list[bytes]]) -> bytes:
-    return b"B" + b"".join(wire.entry_header(0, db=db) + encode_command(args) for db, args in entries)
+    return wire.batch_payload(
+        [item for db, args in entries for item in (wire.entry_header(0, db=db), encode_command(args))]
+    )
 
 
 def test_a_watch_sent_while_busy_runs_ahead_and_sees_the_later_writes():

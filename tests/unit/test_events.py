@@ -56,12 +56,11 @@ def test_nothing_is_noted_while_nobody_listens():
 
 def test_a_batch_sends_its_events_with_bounds_per_reply():
     from shardkv.protocol import wire
-    from shardkv.protocol.resp import encode_command
 
     shard = Shard(0, 1)
     events.enable(shard.keyspace, events.ALL & ~events.NEW)
     entries = [[b"SET", b"a", b"1"], [b"GET", b"a"], [b"DEL", b"a", b"b"]]
-    payload = b"B" + b"".join(wire.entry_header(0) + encode_command(e) for e in entries)
+    payload = wire.encode_batch([item for e in entries for item in (0, e)])
     replies = wire.decode_replies(shard.run_batch(payload))
     assert len(replies) == 3
     frame = shard.take_events(bounded=True)

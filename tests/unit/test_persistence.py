@@ -696,12 +696,8 @@ def test_shutdown_flushes_and_saves(tmp_path):
     run(shard, "SET", "k", "v")
     assert run(shard, "__shutdown", "default") == "OK"
     assert os.path.exists(shard.persistence.files.snapshot)  # type: ignore[union-attr]
-    batch = (
-        b"B"
-        + b":0\r\n"
-        + aof.encode([b"SET", b"x", b"1"])
-        + b":0\r\n"
-        + aof.encode([b"__shutdown", b"abort"])
+    batch = wire.batch_payload(
+        [b":0\r\n", aof.encode([b"SET", b"x", b"1"]), b":0\r\n", aof.encode([b"__shutdown", b"abort"])]
     )
     replies = __import__("shardkv.protocol.wire", fromlist=["decode_replies"]).decode_replies(
         shard.run_batch(batch)
@@ -812,9 +808,9 @@ def test_failed_reshard_leaves_the_old_files(tmp_path):
 
 
 def _batch(*entries: tuple[int, list]) -> bytes:
-    from shardkv.protocol import wire
-
-    return b"B" + b"".join(wire.entry_header(0, token) + aof.encode(args) for token, args in entries)
+    return wire.batch_payload(
+        [item for token, args in entries for item in (wire.entry_header(0, token), aof.encode(args))]
+    )
 
 
 @pytest.mark.skipif(find(b"blpop") is None or find(b"bzpopmin") is None, reason="no blocking commands yet")

@@ -13,11 +13,11 @@ from shardkv.worker.shard import Shard
 
 
 def _batch(*commands: list[bytes], header: int = 0) -> bytes:
-    parts = [b"B"]
+    parts = []
     for args in commands:
         parts.append(wire.entry_header(header))
         parts.append(b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args))
-    return b"".join(parts)
+    return wire.batch_payload(parts)
 
 
 def _shard(tmp_path, plain: bool, appendonly: bool) -> Shard:

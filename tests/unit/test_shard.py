@@ -97,14 +97,15 @@ def test_mset_mget_keys_dbsize(shard):
 
 
 def test_batch_round_trip(shard):
-    payload = (
-        b"B"
-        + wire.entry_header(0)
-        + b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n"
-        + wire.entry_header(wire.FLAG_RESP3)
-        + b"*2\r\n$3\r\nGET\r\n$4\r\nnone\r\n"
-        + wire.entry_header(wire.FLAG_PART)
-        + b"*2\r\n$6\r\nEXISTS\r\n$1\r\nk\r\n"
+    payload = wire.batch_payload(
+        [
+            wire.entry_header(0),
+            b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n",
+            wire.entry_header(wire.FLAG_RESP3),
+            b"*2\r\n$3\r\nGET\r\n$4\r\nnone\r\n",
+            wire.entry_header(wire.FLAG_PART),
+            b"*2\r\n$6\r\nEXISTS\r\n$1\r\nk\r\n",
+        ]
     )
     replies = wire.decode_replies(shard.run_batch(payload))
     assert replies[:2] == [b"+OK\r\n", b"_\r\n"]
@@ -114,18 +115,47 @@ def test_batch_round_trip(shard):
 def test_decode_batch_reads_every_entry_with_either_decoder():
     """hiredis reads the items with no Python loop: a header 0 (which
     equals False, hiredis's usual "no more") must not end the batch."""
-    payload = (
-        b"B"
-        + wire.entry_header(0)
-        + b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"
-        + wire.entry_header(wire.FLAG_RESP3)
-        + b"*1\r\n$4\r\nPING\r\n"
-        + wire.entry_header(0)
-        + b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\n"
+    payload = wire.batch_payload(
+        [
+            wire.entry_header(0),
+            b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n",
+            wire.entry_header(wire.FLAG_RESP3),
+            b"*1\r\n$4\r\nPING\r\n",
+            wire.entry_header(0),
+            b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\n",
+        ]
     )
     expected = [0, [b"GET", b"k"], 1, [b"PING"], 0, [b"SET", b"k", b""]]
     assert wire.decode_batch(payload) == expected
     assert wire._decode_batch_py(payload) == expected
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [b"SET", b"k", b":1"],  # an argument that starts with a colon
+        [b"SET", b":1:name", b"v"],  # a key that does
+        [b"SET", b"k", b"a\r\n:1\r\n*1\r\n$1\r\nx\r\n"],  # one that holds entries' text
+        [b"SET", b":", b"\r\n:"],
+        [b"SET", b"k", b"\r"],  # CRLF, colon across an argument's end and the next header
+        [b"SET", b"big", b"\r\n:0\r\n" * 200_000],  # a big value full of headers' text
+    ],
+)
+def test_decode_batch_reads_an_argument_that_looks_like_a_header(args):
+    """The B payload counts its items: arguments that hold headers' text,
+    or start with a colon, read as they were sent, with either decoder."""
+    entries = [0, [b"GET", b"a"], 0, args, wire.FLAG_RESP3, [b"GET", b"b"]]
+    payload = wire.encode_batch(entries)
+    assert payload.startswith(b"B*6\r\n")
+    assert wire.decode_batch(payload) == entries
+    assert wire._decode_batch_py(payload) == entries
+    assert wire.decode_batch(wire.encode_batch([])) == []
+
+
+def test_decode_batch_refuses_a_payload_cut_short():
+    payload = wire.encode_batch([0, [b"GET", b"a"], 0, [b"GET", b"b"]])
+    with pytest.raises(wire.BadMessage):
+        wire.decode_batch(payload[:-3])
 
 
 def test_sweeper_removes_expired_keys_without_reads(shard):
@@ -194,11 +224,11 @@ def test_sweeper_finds_keys_of_swapped_databases(shard):
 
 
 def _batch(*entries: tuple[int, list[bytes]]) -> bytes:
-    parts = [b"B"]
+    parts = []
     for token, args in entries:
         parts.append(wire.entry_header(0, token))
         parts.append(b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args))
-    return b"".join(parts)
+    return wire.batch_payload(parts)
 
 
 def test_unblock_after_a_push_in_its_batch_finds_the_waiter_served(shard):
@@ -362,7 +392,6 @@ def test_script_get_in_a_batch_counts_as_a_client_get(nshards):
     misses, expired keys, access clocks, commandstats, errorstats; for a
     string, a missing key, an expired key, a string changed in place, and
     another type."""
-    from shardkv.protocol.resp import encode_command
 
     def figures(how: str) -> tuple:
         clock = FakeClock()
@@ -381,8 +410,7 @@ def test_script_get_in_a_batch_counts_as_a_client_get(nshards):
             replies = [run(shard, "EVALSHA", sha, 1, k) for k in own]
         else:
             command = (lambda k: [b"GET", k]) if how == "get" else (lambda k: [b"EVALSHA", sha, b"1", k])
-            header = wire.entry_header(0)
-            payload = b"B" + b"".join(header + encode_command(command(k)) for k in own)
+            payload = wire.encode_batch([item for k in own for item in (0, command(k))])
             replies = [shard.run_batch(payload)]
         commands, errorstats, _ = shard.stats.report()
         counts = {name: (commands[name][0], commands[name][3]) for name in ("get",) if name in commands}

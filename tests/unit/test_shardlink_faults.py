@@ -160,7 +160,14 @@ def test_queued_decisions_leave_at_the_end_of_the_turn_in_one_write_and_in_order
     assert transport.written == [] and turns == [link]
     link.flush()
     assert transport.written == [
-        b"".join((frame(b"B" + first), frame(decide[0]), frame(decide[1]), frame(b"B" + second)))
+        b"".join(
+            (
+                frame(wire.batch_payload([first[:4], first[4:]])),
+                frame(decide[0]),
+                frame(decide[1]),
+                frame(wire.batch_payload([second[:4], second[4:]])),
+            )
+        )
     ]
     link.queue_frame(decide[0])
     link.flush()  # a turn with nothing else to send

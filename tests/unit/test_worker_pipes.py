@@ -31,13 +31,13 @@ WAIT = 10.0  # seconds to wait for a frame that must come (a generous bound, not
 QUIET = 0.3  # how long a frame that must not come is looked for
 
 
-def entry(*args: bytes | str | int, flags: int = 0, token: int = 0) -> bytes:
+def entry(*args: bytes | str | int, flags: int = 0, token: int = 0) -> tuple[bytes, bytes]:
     parts = [a if isinstance(a, bytes) else str(a).encode() for a in args]
-    return wire.entry_header(flags, token) + encode_command(parts)
+    return wire.entry_header(flags, token), encode_command(parts)
 
 
-def batch(*entries: bytes) -> bytes:
-    return b"B" + b"".join(entries)
+def batch(*entries: tuple[bytes, bytes]) -> bytes:
+    return wire.batch_payload([item for e in entries for item in e])
 
 
 class Worker:
@@ -85,7 +85,7 @@ class Worker:
         assert frame[0] == wire.CONTROL, frame
         return wire.decode_control(frame)
 
-    def run(self, pipe: int, *entries: bytes) -> list[bytes]:
+    def run(self, pipe: int, *entries: tuple[bytes, bytes]) -> list[bytes]:
         self.send(pipe, batch(*entries))
         return self.replies(pipe)
 
