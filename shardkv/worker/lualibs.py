@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import re
 import struct as _struct
+from collections.abc import Callable
 from typing import Any
 
 from lupa import lua51
@@ -31,6 +32,19 @@ LuaValue = Any
 # Lua 5.1's LUAI_MAXCSTACK: the most values a C function's stack holds (its
 # arguments and results), which Redis's struct and cmsgpack check.
 LUA_STACK = 8000
+
+
+# Each Lua state's check that a value of so many bytes fits in it before
+# Python builds it there (by id of its LuaRuntime; see the worker's
+# Engine._require): lupa pushes outside any protected call, and a value
+# that does not fit would hang or abort the process.
+ROOM: dict[int, Callable[[int], None]] = {}
+
+
+def _room(lua: LuaValue, size: int) -> None:
+    check = ROOM.get(id(lua))
+    if check is not None:
+        check(size)
 
 
 class LibError(Exception):
@@ -368,7 +382,9 @@ class CJson:
             raise LibError("bad argument #1 to 'encode' (expected 1 argument)")
         out: list[bytes] = []
         self._encode(args[0], out, 0)
-        return b"".join(out)
+        text = b"".join(out)
+        _room(self.lua, len(text))
+        return text
 
     def _encode(self, v: LuaValue, out: list[bytes], depth: int) -> None:
         t = type(v)
@@ -460,6 +476,7 @@ class CJson:
         text = _check_string(args, 1, "decode")
         if len(text) >= 2 and (text[0] == 0 or text[1] == 0):
             raise LibError("JSON parser does not support UTF-16 or UTF-32")
+        _room(self.lua, 32 * len(text))  # (``[[],[],...]``: a table for each 3 bytes)
         d = text + b"\0"
         value, end = self._parse(d)
         token = self._token(d, end)
@@ -957,6 +974,7 @@ class MsgPack:
         out = bytearray()
         for v in args:
             self._pack(v, out, 0)
+        _room(self.lua, len(out))
         return bytes(out)
 
     def _pack(self, v: LuaValue, out: bytearray, depth: int) -> None:
@@ -1076,6 +1094,7 @@ class MsgPack:
             raise LibError(message % (_c_int(offset), _c_int(len(data))))
         if offset > len(data):
             raise LibError("Start offset %d greater than input length %d." % (_c_int(offset), len(data)))
+        _room(self.lua, 64 * (len(data) - offset))  # (a table for each byte, 0x90)
         decode_all = not limit and not offset
         pos = offset
         out: list[object] = []

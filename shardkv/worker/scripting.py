@@ -60,6 +60,7 @@ from shardkv.runtime.scriptsource import (
     FLAG_COMPAT,
     FLAG_NO_WRITES,
     LUA_MAX_MEMORY,
+    PUSH_SLACK,
     fits,
     parse_shebang,
     settle,
@@ -427,6 +428,9 @@ class Engine:
         self.kill_requested = False
         self.exit_requested = False  # SHUTDOWN NOSAVE while busy (see request_exit)
         self.pending: object = None  # the error table redis.call raised
+        # A reply did not fit in the script's Lua state: the script stops,
+        # with Lua's "not enough memory" (see _refuse).
+        self.out_of_memory = False
         self.nshards = 1
         self.own: range = range(0)  # this shard's slots
         # redis.call's fast read (_call_raise) compares its key's slot with
@@ -547,6 +551,7 @@ class Engine:
             without_call_tail_calls,  # PATCHES[WIDE]
         )
         lua.gccollect()  # the prelude's garbage
+        lualibs.ROOM[id(lua)] = self._require
         return _VM(lua, api, cjson)
 
     def _use(self, vm: _VM) -> None:
@@ -640,6 +645,8 @@ class Engine:
         handed a higher number, see :meth:`flushed`): it reset nothing
         that came after it, so the options set since stay."""
         old = self._eval_vm
+        if old is not None:
+            lualibs.ROOM.pop(id(old.lua), None)
         self.scripts.clear()
         self._one.clear()
         if self._vm is old:
@@ -719,6 +726,8 @@ class Engine:
                     # makes EVAL/FCALL a denyoom command (evalGetCommandFlags).
                     return Error(errors.OOM)
             ro = read_only or bool(flags & FLAG_NO_WRITES)
+        if not self._args_fit(keys, argv):
+            return self._error_reply(b"not enough memory", sha)
         ks = self.ks
         persistence = ks.persistence
         aof = None
@@ -842,6 +851,8 @@ class Engine:
                 self._end_held(run)
             if run.logs:
                 self._write_logs(run)
+        if self.out_of_memory:  # a reply did not fit (_refuse): the script failed, even if it went on
+            ok, value = False, self._after_refusal()
         vm: _VM = self._vm  # type: ignore[assignment]  # the state the script ran in
         if vm.cjson.changed:
             self._share_cjson(vm, run)
@@ -1244,8 +1255,12 @@ class Engine:
                             ks.unchanged = False
                         elif shard.record is not None and name not in shard.unlogged:
                             shard.record(argv, value)
-                        if t is bytes or t is int:
+                        if t is int:
                             return value
+                    if value is not None:
+                        self._check_room(value)
+                    if t is bytes:
+                        return value
                     if value is None:
                         return None if run.resp == 3 else False
                     if t is Error:
@@ -1424,7 +1439,10 @@ class Engine:
         if self.monitor is not None and called.monitored:
             self.monitor.append((self.ks.db, argv))  # after it ran, as Redis's call()
         t = type(value)
-        if t is bytes or t is int:
+        if t is int:
+            return value, False
+        self._check_room(value)
+        if t is bytes:
             return value, False
         if t is Error:
             return self._to_lua_error(value.message), raise_error
@@ -1459,7 +1477,10 @@ class Engine:
         if self.monitor is not None and called.monitored:
             self.monitor.append((ks.db, argv))  # after it ran, as Redis's call()
         t = type(value)
-        if t is bytes or t is int:
+        if t is int:
+            return value, False
+        self._check_room(value)
+        if t is bytes:
             return value, False
         if value is None:
             return (None if run.resp == 3 else False), False
@@ -1810,6 +1831,65 @@ class Engine:
             return ("set", [self._convert(payload[i], resp, depth + 1) for i in range(1, n + 1)])
         return None
 
+    # -- Lua's memory limit -----------------------------------------------------
+    #
+    # lupa pushes a Python value into Lua outside any protected call: a
+    # string or table that does not fit in the state's limit (LUA_MAX_MEMORY)
+    # is a Lua panic, which aborts the worker, or, inside a Python callable
+    # that Lua called (redis.call), a jump over Python's frames that hangs
+    # it.  So every script's keys and arguments, and every reply of
+    # redis.call and redis.pcall, is measured first (with PUSH_SLACK to
+    # spare, for what the script does next): one that does not fit fails
+    # the script with Lua's "not enough memory", as an allocation of its
+    # own that fails would.
+
+    def _args_fit(self, keys: list[bytes], argv: list[bytes]) -> bool:
+        """Whether a script's keys and arguments fit in its Lua state (its
+        KEYS and ARGV tables: each string, and its slot)."""
+        size = sum(map(len, keys)) + sum(map(len, argv)) + 64 * (len(keys) + len(argv))
+        lua = self.lua
+        return lua.get_memory_used() + size <= LUA_MAX_MEMORY - PUSH_SLACK or fits(lua, size)
+
+    def _check_room(self, value: object) -> None:
+        """A reply of redis.call or redis.pcall is to go into the running
+        script's Lua state: if it does not fit, the script fails."""
+        size = len(value) if type(value) is bytes else _lua_size(value)
+        lua = self.lua
+        if lua.get_memory_used() + size > LUA_MAX_MEMORY - PUSH_SLACK and not fits(lua, size):
+            self._refuse()
+
+    def _require(self, size: int) -> None:
+        """A library (cjson, cmsgpack) is to build a value of about
+        ``size`` bytes in the running script's Lua state: if it does not
+        fit, the script fails (at FUNCTION LOAD, the library's code)."""
+        lua = self.lua
+        if lua.get_memory_used() + size > LUA_MAX_MEMORY - PUSH_SLACK and not fits(lua, size):
+            if self.run is None:
+                raise LibError("not enough memory")
+            self._refuse()
+
+    def _refuse(self) -> NoReturn:
+        """Fail the running script for a reply that does not fit in its
+        Lua state: it stops, every instruction from now on raises, as for
+        a key on another shard (a pcall in it cannot go on); the state may
+        exceed its limit by PUSH_SLACK meanwhile (its error's own tables);
+        its reply is then Lua's "not enough memory" (_after_refusal)."""
+        lua = self.lua
+        lua.set_max_memory(max(LUA_MAX_MEMORY, lua.get_memory_used()) + PUSH_SLACK)
+        self.out_of_memory = True
+        self._stop()
+        self.pending = self._error("not enough memory")
+        raise _LuaRaise
+
+    def _after_refusal(self) -> bytes:
+        """The script that _refuse failed has ended: its state has its
+        limit again, and its error is Lua's, as a failed allocation's."""
+        self.out_of_memory = False
+        self._rearm()
+        self.lua.gccollect()
+        self.lua.set_max_memory(LUA_MAX_MEMORY)
+        return b"not enough memory"
+
     # -- redis.* helpers --------------------------------------------------------
 
     def _raise(self, message: str) -> NoReturn:
@@ -2117,6 +2197,23 @@ def _counted(value: LuaValue) -> bool:
         return value[_COUNTED] is True
     except Exception:  # a table whose metatable raises
         return False
+
+
+def _lua_size(value: Any) -> int:
+    """What a command's reply takes at most in Lua once converted
+    (Engine._to_lua): each string with its header, each table with its
+    slots, and a table for each status, error or double."""
+    t = type(value)
+    if t is bytes or t is str:
+        return len(value) + 64
+    if t is list or t is tuple or t is set or t is frozenset or t is KeyedArrays or t is Pairs:
+        return 128 + sum(_lua_size(v) + 48 for v in value)
+    if t is dict:
+        return 128 + sum(_lua_size(k) + _lua_size(v) + 96 for k, v in value.items())
+    if t is Raw:  # RESP: every element takes 4 bytes or more of it
+        return 32 * len(value.data)
+    text = getattr(value, "message", None) or getattr(value, "text", None)  # (Error, Verbatim, HumanDouble)
+    return len(text) + 256 if isinstance(text, bytes | str) else 256
 
 
 def _lua_number(value: float) -> bytes:

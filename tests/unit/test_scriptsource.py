@@ -186,3 +186,71 @@ def test_a_script_a_shard_refused_is_forgotten_as_cached_then():
     assert other.forget(b"s", 3) == 3 and b"s" not in other.bodies
     other.add(b"s", b"body", 4)
     assert other.forget(b"s", 3) is None and other.bodies[b"s"] == b"body"
+
+
+# Values Python pushes into a worker's Lua state, each bigger than the room
+# left in it (SMALL): before, lupa's push outside any protected call was a
+# Lua panic (the process aborted) or, inside redis.call, a jump over
+# Python's frames that hung it.
+_BIG_VALUES = r"""
+import sys
+from shardkv.runtime import scriptsource
+from shardkv.worker import scripting
+from shardkv.worker.clock import FakeClock
+from shardkv.worker.shard import Shard
+
+SMALL = int(sys.argv[1])
+scriptsource.LUA_MAX_MEMORY = scripting.LUA_MAX_MEMORY = SMALL
+shard = Shard(0, 1, FakeClock())
+shard.keyspace.tick()
+big = b"x" * 2 * SMALL
+shard.execute([b"SET", b"big", big])
+for i in range(8):
+    shard.execute([b"SET", b"k%d" % i, b"%d" % i * (SMALL // 6)])
+shard.execute([b"HSET", b"h", *[b"%d" % i for i in range(100000)]])
+cases = [
+    [b"EVAL", b"return #ARGV[1]", b"0", big],
+    [b"EVAL", b"return 1", b"1", big],
+    [b"EVAL", b"return #ARGV", b"0", *[b"%d" % i for i in range(60000)]],
+    [b"EVAL", b"return #redis.call('get', KEYS[1])", b"1", b"big"],
+    [b"EVAL", b"return redis.pcall('get', KEYS[1])", b"1", b"big"],
+    [b"EVAL", b"local ok = pcall(redis.call, 'get', KEYS[1]) return 1", b"1", b"big"],
+    [b"EVAL", b"coroutine.resume(coroutine.create(function() redis.call('get', KEYS[1]) end)) return 1", b"1", b"big"],
+    [b"EVAL", b"local t = {} for i = 0, 7 do t[i] = redis.call('get', 'k' .. i) end return #t", b"0"],
+    [b"EVAL", b"return #redis.call('hgetall', KEYS[1])", b"1", b"h"],
+    [b"EVAL", b"return #cjson.decode(ARGV[1])", b"0", b"[" + b",".join([b"[]"] * 100000) + b"]"],
+    [b"EVAL", b"return #cmsgpack.unpack(ARGV[1])", b"0", b"\xdc\xff\xff" + b"\x90" * 65535],
+    [b"EVAL", b"local s = string.rep('x', 100000) return #cjson.encode({s, s, s, s, s, s, s, s, s, s})", b"0"],
+    [b"EVAL", b"local s = string.rep('x', 100000) return #cmsgpack.pack(s, s, s, s, s, s, s, s, s, s)", b"0"],
+    [b"FUNCTION", b"LOAD", b"#!lua name=l\nredis.register_function('f', function(k, a) return #a[1] end)"],
+    [b"FCALL", b"f", b"0", big],
+]
+for case in cases:
+    print(repr(shard.execute(case)))
+    print(repr(shard.execute([b"EVAL", b"return 7", b"0"])))
+"""
+
+
+def test_a_value_too_big_for_the_scripts_lua_fails_the_script(tmp_path):
+    """KEYS and ARGV, redis.call's and redis.pcall's replies, cjson's and
+    cmsgpack's results that do not fit in the Lua state (a limit of
+    shardkv's, LUA_MAX_MEMORY; Redis has none) fail the script with Lua's
+    "not enough memory", as a failed allocation of its own would (a pcall
+    in it cannot go on); the worker goes on, short scripts run."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _BIG_VALUES, str(SMALL)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert len(lines) == 30, done.stderr[-2000:]
+    for i in range(0, 30, 2):
+        if i == 26:
+            assert lines[i] == "b'l'"
+            continue
+        assert lines[i].startswith("Error('ERR Error running script ") and lines[i].endswith(
+            ", not enough memory')"
+        ), (i, lines[i])
+        assert lines[i + 1] == "7"
