@@ -59,15 +59,15 @@ def parse_shebang(body: bytes) -> tuple[int, int]:
         parts = []
     if not parts:
         raise CommandError(errors.SHEBANG_NO_ENGINE)
-    engine = _c_string(parts[0])
+    engine = c_string(parts[0])
     if engine != b"#!lua":
         raise CommandError(errors.SHEBANG_ENGINE % engine.decode("latin-1"))
     flags = 0
     for part in parts[1:]:
         if not part.startswith(b"flags="):
-            raise CommandError(errors.SHEBANG_OPTION % _c_string(part).decode("latin-1"))
+            raise CommandError(errors.SHEBANG_OPTION % c_string(part).decode("latin-1"))
         for name in part[6:].split(b",") if len(part) > 6 else ():
-            name = _c_string(name)
+            name = c_string(name)
             flag = FLAG_NAMES.get(name)
             if flag is None:
                 raise CommandError(errors.SHEBANG_FLAG % name.decode("latin-1"))
@@ -75,7 +75,7 @@ def parse_shebang(body: bytes) -> tuple[int, int]:
     return flags, end
 
 
-def _c_string(part: bytes) -> bytes:
+def c_string(part: bytes) -> bytes:
     """What C's ``strcmp`` and ``%s`` read of an sds: up to its first NUL."""
     return part.partition(b"\0")[0]
 

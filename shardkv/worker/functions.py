@@ -23,7 +23,7 @@ from shardkv.protocol import errors
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import Error, ProtocolError, split_inline
 from shardkv.protocol.wire import Verb
-from shardkv.runtime.scriptsource import FLAG_NAMES
+from shardkv.runtime.scriptsource import FLAG_NAMES, c_string
 from shardkv.worker.commands import dump
 from shardkv.worker.handlers import Handlers
 from shardkv.worker.keyspace import Keyspace
@@ -398,11 +398,16 @@ class Functions:
 
 
 def _metadata(code: bytes) -> tuple[bytes, bytes]:
-    """functionExtractLibMetaData: (library name, code after the shebang line)."""
+    """functionExtractLibMetaData: (library name, code after the shebang line).
+
+    Redis reads the line with C's string functions: ``strchr`` looks for
+    its line feed only up to the first NUL (a NUL before it: invalid
+    metadata), and an unknown option's ``%s`` prints it only up to a NUL
+    that a quoted ``\\x00`` put in it (the engine's ``%S`` prints all of it)."""
     if not code.startswith(b"#!"):
         raise CommandError("ERR Missing library metadata")
     end = code.find(b"\n")
-    if end < 0:
+    if end < 0 or code.find(b"\0", 2, end) >= 0:
         raise CommandError("ERR Invalid library metadata")
     try:
         parts = split_inline(code[:end])  # sdssplitargs: name="foo" is foo
@@ -418,7 +423,7 @@ def _metadata(code: bytes) -> tuple[bytes, bytes]:
                 raise CommandError("ERR Invalid metadata value, name argument was given multiple times")
             name = part[5:]
             continue
-        raise CommandError("ERR Invalid metadata value given: " + part.decode("latin-1"))
+        raise CommandError("ERR Invalid metadata value given: " + c_string(part).decode("latin-1"))
     if name is None:
         raise CommandError("ERR Library name was not given")
     if engine.lower() != b"lua":

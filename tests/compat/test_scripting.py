@@ -1993,3 +1993,47 @@ def test_reading_a_cjson_option_shares_nothing(same):
     finally:
         for c in (same.real, same.ours):
             c.execute_command("SCRIPT", "FLUSH")
+
+
+# FUNCTION LOAD's metadata line, read as Redis 7.0's functionExtractLibMetaData
+# reads it: strchr finds its line feed only before a NUL, sdssplitargs
+# splits it (quotes, escapes), an unknown option is printed with %s (up to
+# its NUL), the engine with %S (all of it).
+LIBRARY_HEADERS = [
+    b"#!lua name=hx\0\n",
+    b"#!lua\0 name=hx\n",
+    b"#!lua name=hx\n\0",
+    b'#!lua name="hx"\n',
+    b'#!lua "name=hx"\n',
+    b'#!lua name="h\\x00x"\n',
+    b'#!lua name=hx "bad\\x00option"\n',
+    b'#!lua "bad\\x00option" name=hx\n',
+    b"#!lua bad=1\n",
+    b"#!lua NAME=hx\n",
+    b"#!lua name=hx name=hy\n",
+    b"#!lua name=hx  \n",
+    b"#!lua\n",
+    b"#!lua name=\n",
+    b"#!lua name=h-x\n",
+    b'#!lua name="hx\n',
+    b"#!lua name=hx\r\n",
+    b'#!"lua" name=hx\n',
+    b'#!"lu\\x00a" name=hx\n',
+    b'#!"py" name=hx\n',
+    b"#!LUA name=hx\n",
+    b"#! name=hx\n",
+    b"#!\n",
+    b"#!lua name=hx",
+    b"#lua name=hx\n",
+    b"\0#!lua name=hx\n",
+]
+
+
+def test_function_load_reads_the_metadata_line_as_redis(same):
+    same("FUNCTION", "FLUSH")
+    for header in LIBRARY_HEADERS:
+        same(
+            "FUNCTION", "LOAD", "REPLACE", header + b"redis.register_function('hf', function() return 1 end)"
+        )
+        same("FUNCTION", "LIST")
+        same("FUNCTION", "FLUSH")
