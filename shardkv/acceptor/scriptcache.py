@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import re
 
+from shardkv.protocol.errors import CommandError
+from shardkv.runtime.scriptsource import FLAG_COMPAT, FLAG_NO_WRITES, parse_shebang
+
 # An argument names a key when its value, this long at least, is a part of
 # the key's name with no letter or digit on either side (``default`` in
 # ``ns:default.msgs``, not ``ack`` in ``ns:__acks__``): shorter ones (a
@@ -194,8 +197,11 @@ def declares_flags(body: bytes) -> bool:
 
 
 def declares_no_writes(body: bytes) -> bool:
-    """Whether a script's shebang declares ``flags=no-writes``."""
-    for word in body.split(b"\n", 1)[0].split()[1:]:
-        if word.startswith(b"flags=") and b"no-writes" in word[6:].split(b","):
-            return True
-    return False
+    """Whether a script's shebang declares ``flags=no-writes``, read as
+    Redis reads it (quotes, escapes, a NUL: see parse_shebang); an invalid
+    shebang declares nothing."""
+    try:
+        flags, _skip = parse_shebang(body)
+    except CommandError:
+        return False
+    return not flags & FLAG_COMPAT and bool(flags & FLAG_NO_WRITES)

@@ -254,3 +254,36 @@ def test_a_value_too_big_for_the_scripts_lua_fails_the_script(tmp_path):
             ", not enough memory')"
         ), (i, lines[i])
         assert lines[i + 1] == "7"
+
+
+def test_the_acceptors_no_writes_verdict_is_parse_shebangs():
+    """CLIENT PAUSE and a disk error ask the acceptor whether a script
+    declares no-writes: the same reading as the worker's (quotes, escapes,
+    a NUL before the line feed, which makes the shebang invalid)."""
+    from shardkv.acceptor.scriptcache import declares_no_writes
+    from shardkv.protocol.errors import CommandError
+    from shardkv.runtime.scriptsource import FLAG_NO_WRITES
+
+    lines = [
+        b"#!lua flags=no-writes\n",
+        b'#!lua flags="no-writes"\n',
+        b'#!lua "flags=no-writes"\n',
+        b'#!lua flags="no-writes\\x00x"\n',
+        b"#!lua flags=no-writes\0\n",
+        b"#!lua\0 flags=no-writes\n",
+        b"#!lua flags=allow-oom,no-writes\n",
+        b"#!lua flags=no-writes,\n",
+        b"#!lua flags=no-writes bogus\n",
+        b'#!lua flags="no-writes\n',
+        b"#!python flags=no-writes\n",
+        b"#!lua flags=no-writes",
+        b"#!lua\n",
+        b"flags=no-writes\n",
+    ]
+    for line in lines:
+        body = line + b"return 1"
+        try:
+            expected = bool(parse_shebang(body)[0] & FLAG_NO_WRITES)
+        except CommandError:
+            expected = False
+        assert declares_no_writes(body) == expected, body
