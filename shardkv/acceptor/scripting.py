@@ -90,6 +90,13 @@ LOAD_ERRORS = tuple(
     )
 )
 
+# The one error a shard refuses a script with that the acceptor's check
+# compiled (both read its shebang and compile it with the same rules): its
+# Lua ran out of memory, as a worker's state holds more (see _refused).  A
+# script may return any other error of LOAD_ERRORS' texts itself
+# (redis.error_reply): it is not forgotten for that.
+REFUSED = b"-" + (errors.SCRIPT_COMPILE % "not enough memory").encode() + b"\r\n"
+
 
 def forget_shard(server: object, link: object) -> None:
     """A worker (re)started: it knows no script."""
@@ -586,7 +593,8 @@ class _ShardReply:
             if self.fname:
                 pass
             elif body.startswith(LOAD_ERRORS):
-                _refused(self.client.server, self.sha)
+                if body == REFUSED:
+                    _refused(self.client.server, self.sha)
             elif body.startswith(b"-NOSCRIPT"):
                 CACHE.knows(self.shard).discard(self.sha)
                 self._send_body()
@@ -766,7 +774,7 @@ class _Retry:
             CACHE.settled.discard(self.sha)
             self.start(*_parse_marker(body))
             return
-        if not self.fname and body.startswith(LOAD_ERRORS):
+        if not self.fname and body == REFUSED:
             _refused(self.client.server, self.sha)
         if self.user_arg:
             script_done(self.client, self.user_arg)

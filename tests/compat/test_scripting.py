@@ -2037,3 +2037,22 @@ def test_function_load_reads_the_metadata_line_as_redis(same):
         )
         same("FUNCTION", "LIST")
         same("FUNCTION", "FLUSH")
+
+
+def test_a_script_that_returns_a_compile_error_stays_cached(same):
+    """A script's own error reply with the text of a compile or shebang
+    error (redis.error_reply) is its reply, not a refusal to compile it:
+    it stays cached (EVALSHA runs it, SCRIPT EXISTS 1), as in Redis."""
+    same("SCRIPT", "FLUSH")
+    for text in (
+        "ERR Error compiling script (new function): user_script:1: nope",
+        "ERR Invalid script shebang",
+        "ERR Unexpected flag in script shebang: x",
+    ):
+        script = "return redis.error_reply('%s')" % text
+        sha = hashlib.sha1(script.encode()).hexdigest()
+        same("EVAL", script, 0)
+        same("SCRIPT", "EXISTS", sha)
+        same("EVALSHA", sha, 0)
+        same("EVAL", "#!lua\n" + script, 0)
+        same("EVALSHA", sha, 0)
