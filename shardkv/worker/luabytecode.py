@@ -290,3 +290,53 @@ def _function(b: bytearray, at: int, protos: list[_Proto]) -> int:
         proto.upvalues.append(bytes(b[at + 8 : end - 1]))
         at = end
     return at
+
+
+def without_debug_info(dump: bytes) -> bytes:
+    """``dump`` with every prototype's debug information left out: its line
+    numbers, its locals' and upvalues' names (what ``string.dump`` with
+    strip does in later Lua).  Each prototype's source stays.  The prelude's
+    functions are loaded so: a smaller Lua state, as Redis's, whose sandbox
+    functions are C functions, without any (see Engine._new_vm)."""
+    if not dump.startswith(_HEADER):
+        raise BytecodeError("not a Lua 5.1 dump of this build's format")
+    out = bytearray(_HEADER)
+    end = _stripped(bytearray(dump), len(_HEADER), out)
+    if end != len(dump):
+        raise BytecodeError("trailing bytes after the main function")
+    return bytes(out)
+
+
+def _stripped(b: bytearray, at: int, out: bytearray) -> int:
+    """Copy the prototype at ``at`` (and those nested in it) into ``out``
+    without its debug information; where it ends in ``b``."""
+    start = at
+    at = _string(b, at) + 4 + 4 + 4  # source; linedefined, lastlinedefined; nups...maxstacksize
+    n, at = _int(b, at)
+    at += 4 * n  # code
+    n, at = _int(b, at)  # constants
+    for _ in range(n):
+        kind = b[at]
+        at += 1
+        if kind == _BOOLEAN:
+            at += 1
+        elif kind == _NUMBER:
+            at += 8
+        elif kind == _STRING:
+            at = _string(b, at)
+        elif kind != _NIL:
+            raise BytecodeError("unknown constant type %d" % kind)
+    n, at = _int(b, at)  # nested prototypes
+    out += b[start:at]
+    for _ in range(n):
+        at = _stripped(b, at, out)
+    n, at = _int(b, at)  # line numbers
+    at += 4 * n
+    n, at = _int(b, at)  # local variables
+    for _ in range(n):
+        at = _string(b, at) + 8
+    n, at = _int(b, at)  # upvalue names
+    for _ in range(n):
+        at = _string(b, at)
+    out += struct.pack("<iii", 0, 0, 0)
+    return at

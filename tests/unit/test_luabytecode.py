@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 from lupa import lua51
 
-from shardkv.worker.luabytecode import OP_CALL, OP_TAILCALL, BytecodeError, without_tail_calls
+from shardkv.worker.luabytecode import (
+    OP_CALL,
+    OP_TAILCALL,
+    BytecodeError,
+    without_debug_info,
+    without_tail_calls,
+)
 
 # A constructor of 27100 items: its SETLISTs past block 511 keep their block
 # number in the next word, and block 541's (541 = 29 + 8 * 64) looks like a
@@ -207,3 +213,30 @@ def test_library_functions_written_later_to_a_local_with_no_value(lua):
     g, k, r = load(lua, without_wrapped_tail_calls(dump(lua, source)))()
     assert b"chunk:4:" in traceback(g) and b"chunk:7:" in traceback(k)
     assert r(1000000) == 0
+
+
+def test_without_debug_info_runs_the_same(lua):
+    code = dump(lua, SOURCE)
+    stripped = without_debug_info(code)
+    assert len(stripped) < len(code)
+    results = load(lua, stripped)()
+    assert results[:-1] == load(lua, code)()[:-1]
+    # the source stays (the prelude's frames are known by it); no line numbers
+    info = lua.eval("function(f) local i = debug.getinfo(f, 'S') return i.source end")
+    assert info(load(lua, stripped)) == b"=chunk"
+    assert results[-1] == b"here"  # (luaL_where: no line, no position)
+    with pytest.raises(BytecodeError):
+        without_debug_info(b"not a dump")
+
+
+def test_fresh_lua_state_memory():
+    """A fresh EVAL state stays well under Redis's unit/scripting bound
+    (used_memory_lua < 100 KB after SCRIPT FLUSH and 10000 EVALs)."""
+    from shardkv.worker.keyspace import Keyspace
+    from shardkv.worker.scripting import Engine
+
+    class Owner:
+        keyspace = Keyspace()
+
+    vm = Engine(Owner())._new_vm()
+    assert vm.lua.get_memory_used() < 96 * 1024
