@@ -63,6 +63,7 @@ _LONG_BULK_HEAD = re.compile(rb"\$\d{5}")  # a bulk of 10,000 bytes or more, may
 # from the join) and ``*<n>\r\n``: see RequestParser._feed_canonical.
 _BULK_HEADS = [b"$%d" % i for i in range(1024)]
 _ARRAY_HEADS = [b"*%d\r\n" % i for i in range(64)]
+_FILLER = b":0\r\n"  # an element that completes an array: see RequestParser._fewer_commands
 # A command's first two headers in one, for 2 to 5 arguments (``*3\r\n$3``):
 # most commands are GET-, SET- or EVALSHA-shaped, and those are re-encoded
 # with one join and no loop per argument.
@@ -573,11 +574,14 @@ class RequestParser:
         canonical form (``*<n>`` then ``$<len>`` bulks, no leading zeros),
         else None, and :meth:`feed` parses it the long way.
 
-        hiredis parses; re-encoding what it found and finding ``data``
-        again, byte for byte, proves the input was canonical RESP, which
-        every parser, Redis's included, reads the same way.  The encodings
-        are the ``raw`` bytes the worker gets.  Called only while nothing is
-        buffered, so falling back loses nothing.
+        hiredis parses, each byte once: a read that does not end with
+        ``\\n`` ends inside a command, and only the long way reads it; a
+        read with more than one command goes to hiredis inside one array, so
+        one ``gets`` call returns them all.  Re-encoding what it found and
+        finding ``data`` again, byte for byte, proves the input was
+        canonical RESP, which every parser, Redis's included, reads the same
+        way.  The encodings are the ``raw`` bytes the worker gets.  Called
+        only while nothing is buffered, so falling back loses nothing.
 
         The encoding is one ``b"\\r\\n".join`` of the headers (from tables
         for the usual sizes) and the arguments: what hiredis's
@@ -586,15 +590,28 @@ class RequestParser:
         integer, a join of a list) or encodes as something ``data`` is not:
         the long way decides.
         """
+        if data[-1] != 10:  # whole commands end with "\r\n": this read ends inside one
+            return None
         reader = self._reader
-        reader.feed(data)  # type: ignore[union-attr]
-        gets = reader.gets  # type: ignore[union-attr]
         out: list[Parsed] = []
         raws: list[bytes] = []
         heads = _BULK_HEADS
         join = b"\r\n".join
         try:
-            while (args := gets()) is not False:
+            count = data.count(b"\r\n*")
+            if count:
+                # One array around the read's commands, so that one gets call
+                # returns them all (a call costs about as much as the parse
+                # of a short command): ``count + 1`` of them, unless an
+                # argument holds "\r\n*" (see _fewer_commands).
+                reader.feed((_ARRAY_HEADS[count + 1] if count < 63 else b"*%d\r\n" % (count + 1)) + data)  # type: ignore[union-attr]
+                found = reader.gets()  # type: ignore[union-attr]
+                if found is False:
+                    found = self._fewer_commands(count)
+            else:
+                reader.feed(data)  # type: ignore[union-attr]
+                found = [reader.gets()]  # type: ignore[union-attr]
+            for args in found:
                 # Two to five arguments shorter than 1024 bytes (GET, SET,
                 # HSET, EVALSHA of one key): one join, no loop.  Any other
                 # count, or a longer argument (an IndexError), takes the
@@ -670,6 +687,26 @@ class RequestParser:
             if len(data) >= PROTO_MBULK_BIG_ARG and _LONG_BULK_HEAD.search(data):
                 self._note_big_bulks(out)
         return out
+
+    def _fewer_commands(self, count: int) -> list[Any]:
+        """The commands hiredis read, when the array of ``count + 1``
+        around the read was left incomplete: an argument holds "\\r\\n*"
+        (fewer commands than counted), or the read ends inside a command.
+
+        The array is completed with integers, at most ``count`` (as many as
+        it can lack if the read is whole commands), which come after the
+        commands and are taken off; so the read is parsed once.  A read that
+        ends inside a command takes them into that command, or waits for
+        more: either way it is not whole commands (the caller's check
+        fails, or ``len`` of an integer raises), and the long way reads it."""
+        reader = self._reader
+        reader.feed(_FILLER * count)  # type: ignore[union-attr]
+        found = reader.gets()  # type: ignore[union-attr]
+        self._reader = _HiredisReader()  # the integers it did not take
+        if type(found) is not list:
+            raise ValueError
+        del found[found.index(0) :]  # the first integer (a command is a list: never equal)
+        return found
 
     def _note_big_bulks(self, commands: list[Parsed]) -> None:
         """Note in :attr:`big_bulk` the longest argument of ``commands``

@@ -444,6 +444,68 @@ def test_fast_path_keeps_the_raw_bytes_and_reads_them_once():
     ]
 
 
+class _CountingReader:
+    """A hiredis reader that counts the bytes it is fed and its gets calls."""
+
+    fed = 0
+    gets_calls = 0
+
+    def __init__(self) -> None:
+        import hiredis
+
+        self._reader = hiredis.Reader()
+
+    def feed(self, data: bytes) -> None:
+        _CountingReader.fed += len(data)
+        self._reader.feed(data)
+
+    def gets(self):
+        _CountingReader.gets_calls += 1
+        return self._reader.gets()
+
+    def has_data(self) -> bool:
+        return self._reader.has_data()
+
+
+def _parse_work(monkeypatch, data: bytes) -> tuple[list, int, int, bool]:
+    """The commands of ``data`` fed whole, the bytes fed to hiredis, its
+    gets calls, and whether the Python parser (the long way) ran."""
+    from shardkv.protocol import resp
+
+    monkeypatch.setattr(resp, "_HiredisReader", _CountingReader)
+    _CountingReader.fed = _CountingReader.gets_calls = 0
+    long_way = []
+    canonical = RequestParser._feed_canonical
+    monkeypatch.setattr(RequestParser, "_feed_canonical", lambda p, d: canonical(p, d) or long_way.append(d))
+    out = RequestParser().feed(data)
+    return out, _CountingReader.fed, _CountingReader.gets_calls, bool(long_way)
+
+
+@pytest.mark.parametrize("value", [b"v", b"\r\n*x", b"x\r\n*2\r\n$3\r\n"])
+def test_a_read_of_whole_commands_is_parsed_once(monkeypatch, value):
+    """16 commands read at once reach hiredis once, in one or two gets
+    calls, also when their arguments hold "\\r\\n*" (more command starts
+    than commands: the array around them is completed with integers)."""
+    raws = [encode_command([b"SET", b"k%d" % i, value]) for i in range(16)]
+    data = b"".join(raws)
+    out, fed, gets_calls, long_way = _parse_work(monkeypatch, data)
+    assert out == [([b"SET", b"k%d" % i, value], raw) for i, raw in enumerate(raws)]
+    assert not long_way
+    assert gets_calls <= 2
+    assert fed <= len(data) + 8 + 4 * data.count(b"\r\n*")  # the array's header, the integers
+
+
+@pytest.mark.parametrize("cut", [1, 5, 17, 30])
+def test_a_read_that_ends_inside_a_command_is_parsed_once(monkeypatch, cut):
+    """A read that does not end with a line's end is not whole commands:
+    the long way alone reads it, hiredis never sees it."""
+    data = b"".join(encode_command([b"SET", b"k%d" % i, b"v" * 20]) for i in range(16))
+    data = data[:-cut]
+    out, fed, gets_calls, long_way = _parse_work(monkeypatch, data)
+    assert [args for args, _ in out] == [[b"SET", b"k%d" % i, b"v" * 20] for i in range(15)]
+    assert long_way and fed == 0 and gets_calls == 0
+
+
 @pytest.mark.parametrize("size", [0, 1, 9, 10, 1023, 1024, 1025, 70000])
 @pytest.mark.parametrize("count", [1, 2, 3, 4, 5, 6, 63, 64, 65, 300])
 def test_fast_path_raw_bytes_past_its_header_tables(size, count):
