@@ -51,6 +51,34 @@ class LibError(Exception):
     """A Lua error raised by a library function (the message is what the script sees)."""
 
 
+def for_lua(f: Callable[..., object]) -> Callable[..., object]:
+    """``f`` as a Python callable for Lua: its error leaves with no lupa
+    object behind it.
+
+    lupa makes the Lua values a callable gets (tables, functions) objects
+    bound to the ``lua_State`` that called it, a coroutine's too, and its
+    error reaches Lua as the exception itself (a userdata), which a dead
+    coroutine keeps until Lua's collector frees it.  A frame of the
+    exception's traceback that still held such an object would free it
+    then, from inside the collector, after its coroutine's state is gone:
+    the worker's SIGSEGV.  So the error goes on bare: no traceback but this
+    frame, which no longer holds the arguments, no context, no cause (what
+    the callable raises carries text only, never a Lua value)."""
+
+    def call(*args: LuaValue) -> object:
+        try:
+            return f(*args)
+        except BaseException as e:  # (outside it, raising sets no context)
+            error = e
+        del args
+        error.__traceback__ = error.__context__ = error.__cause__ = None
+        raise error
+
+    call.__name__ = getattr(f, "__name__", "call")
+    call.__doc__ = f.__doc__
+    return call
+
+
 # A LibError's message that starts with BARE is one Lua itself raises from
 # inside the C function (lua_settable's "table index is nil"): the prelude
 # gives it no position, as luaG_runerror gives none in a C function.
@@ -694,7 +722,7 @@ def cjson_table(
     if config is None:
         config = CJson(lua, null, is_null, negative_zero)
     for name, fn in config.functions().items():
-        table[name] = fn
+        table[name] = for_lua(fn)
     table[b"null"] = null
     table[b"_NAME"] = b"cjson"
     table[b"_VERSION"] = b"2.1.0"
@@ -1220,20 +1248,20 @@ def install(lua: LuaValue) -> tuple[LuaValue, CJson]:
     cjson = cjson_table(lua, null, is_null, negative_zero, config)
     # (the prelude makes cjson.new of this: a Lua function that wraps the
     # functions of the table it makes as it wraps the libraries')
-    cjson[b"new"] = lambda *_: cjson_table(lua, null, is_null, negative_zero)
+    cjson[b"new"] = for_lua(lambda *_: cjson_table(lua, null, is_null, negative_zero))
     bit = table()
     for name, fn in _bit_functions().items():
-        bit[name] = fn
+        bit[name] = for_lua(fn)
     struct_ = table()
-    struct_[b"pack"] = _struct_pack
-    struct_[b"unpack"] = _struct_unpack
-    struct_[b"size"] = _struct_size
+    struct_[b"pack"] = for_lua(_struct_pack)
+    struct_[b"unpack"] = for_lua(_struct_unpack)
+    struct_[b"size"] = for_lua(_struct_size)
     mp = MsgPack(lua)
     cmsgpack = table()
-    cmsgpack[b"pack"] = mp.pack
-    cmsgpack[b"unpack"] = mp.unpack
-    cmsgpack[b"unpack_one"] = mp.unpack_one
-    cmsgpack[b"unpack_limit"] = mp.unpack_limit
+    cmsgpack[b"pack"] = for_lua(mp.pack)
+    cmsgpack[b"unpack"] = for_lua(mp.unpack)
+    cmsgpack[b"unpack_one"] = for_lua(mp.unpack_one)
+    cmsgpack[b"unpack_limit"] = for_lua(mp.unpack_limit)
     cmsgpack[b"_NAME"] = b"cmsgpack"
     cmsgpack[b"_VERSION"] = b"lua-cmsgpack 0.4.0"
     for lib in (cjson, bit, struct_, cmsgpack):

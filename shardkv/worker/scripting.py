@@ -531,24 +531,27 @@ class Engine:
         chunk = loader(_prelude(), b"=prelude")
         if self._lua_type_of(chunk) != "function":
             raise RuntimeError(chunk[1] if isinstance(chunk, tuple) else "prelude failed")
+        # (redis.call's and redis.pcall's own callables raise bare errors
+        # themselves, with no Python call more per call; lualibs.for_lua)
+        for_lua = lualibs.for_lua
         api = chunk(
             self._pcall,
             self._call_raise,
             self._take,
-            self._sha1hex,
-            self._log,
-            self._setresp,
-            self._setrepl,
-            self._random,
-            self._randomseed,
+            for_lua(self._sha1hex),
+            for_lua(self._log),
+            for_lua(self._setresp),
+            for_lua(self._setrepl),
+            for_lua(self._random),
+            for_lua(self._randomseed),
             self._check,
             libs,
-            self._register_function,
+            for_lua(self._register_function),
             time.monotonic,
             self._call_packed,
-            self._widen,
-            _narrow_patch,  # PATCHES[NARROW]
-            without_call_tail_calls,  # PATCHES[WIDE]
+            for_lua(self._widen),
+            for_lua(_narrow_patch),  # PATCHES[NARROW]
+            for_lua(without_call_tail_calls),  # PATCHES[WIDE]
         )
         lua.gccollect()  # the prelude's garbage
         lualibs.ROOM[id(lua)] = self._require
@@ -1280,11 +1283,13 @@ class Engine:
         value, failed = self._call(True, args)
         if failed:
             self.pending = value
-            # (not in this frame: the exception's traceback keeps it, and a
-            # coroutine that ends on this error keeps the exception until
-            # Lua's collector frees it, whose freeing the table then would
-            # corrupt the state: a worker's SIGSEGV after some such scripts)
-            del value
+            # (nothing of Lua's in this frame, which the exception's
+            # traceback keeps, the table and the arguments (a table the
+            # script passed): a coroutine that ends on this error keeps the
+            # exception until Lua's collector frees it, whose freeing them
+            # then, their coroutine's state gone, would corrupt the state: a
+            # worker's SIGSEGV after some such scripts; lualibs.for_lua)
+            del value, args, name, key, third, rest
             raise _LuaRaise
         return value
 
@@ -1292,8 +1297,13 @@ class Engine:
         """The wide redis.call (``raise_error``) and redis.pcall of ``n``
         arguments, handed over as one table (see the prelude)."""
         args = tuple(table[i] for i in range(1, n + 1))
+        del table
         if raise_error:
-            return self._call_raise(*args)
+            try:
+                return self._call_raise(*args)
+            except _LuaRaise:
+                del args  # (as in _call_raise)
+                raise
         return self._call(False, args)
 
     def _pcall(self, raise_error: object, *args: object) -> object:
