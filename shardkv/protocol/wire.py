@@ -380,7 +380,7 @@ def decode_batch(payload: bytes) -> list[Any]:
         reader = _HiredisReader()
         reader.feed(payload, 1)
         items = reader.gets()
-        if type(items) is not list:
+        if type(items) is not list or reader.gets() is not False:
             raise BadMessage(f"a B frame that is not one whole array: {payload[:64]!r}")
         return items
     return _decode_batch_py(payload)
@@ -410,6 +410,8 @@ def _decode_batch_py(payload: bytes) -> list[Any]:
             args.append(payload[pos : pos + size])
             pos += size + 2
         out.append(args)
+    if pos != len(payload):
+        raise BadMessage(f"a B frame whose count leaves items unread: {payload[:64]!r}")
     return out
 
 

@@ -158,6 +158,16 @@ def test_decode_batch_refuses_a_payload_cut_short():
         wire.decode_batch(payload[:-3])
 
 
+@pytest.mark.parametrize("decode", [wire.decode_batch, wire._decode_batch_py])
+def test_decode_batch_refuses_a_count_that_leaves_items_unread(decode):
+    """A count too small would hand the later entries' replies to the wrong
+    commands: the frame is refused instead."""
+    payload = wire.encode_batch([0, [b"GET", b"a"], 0, [b"GET", b"b"]])
+    assert payload.startswith(b"B*4\r\n")
+    with pytest.raises(wire.BadMessage):
+        decode(b"B*2\r\n" + payload[len(b"B*4\r\n") :])
+
+
 def test_sweeper_removes_expired_keys_without_reads(shard):
     ks = shard.keyspace
     clock = ks.clock
