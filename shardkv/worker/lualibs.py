@@ -1227,10 +1227,17 @@ FUNCTION_NAMES = frozenset(
 )
 
 
-def install(lua: LuaValue) -> tuple[LuaValue, CJson]:
-    """A Lua table of library name -> library table, for the prelude, and
-    the configuration of its ``cjson`` (the one every script of the state
-    shares, as Redis's one cjson module)."""
+def install(lua: LuaValue) -> tuple[LuaValue, CJson, Callable[[], None]]:
+    """A Lua table of library name -> library table, for the prelude, the
+    configuration of its ``cjson`` (the one every script of the state
+    shares, as Redis's one cjson module), and its release: what drops the
+    libraries' Python objects' references to ``lua``, for a state dropped.
+
+    Those objects live in the Lua state (its callables' userdata), and they
+    hold the LuaRuntime: a cycle through the Lua state, which Python's
+    collector cannot see, so the state and all it holds (every script's
+    function, its source's constants) would never be freed.  Its release
+    breaks it; the state's callables are not to run again after it."""
     table = lua.table
     # Redis's cjson.null is a NULL light userdata; Lua code can make no
     # light userdata, and newproxy's userdata is the nearest (the prelude
@@ -1248,7 +1255,10 @@ def install(lua: LuaValue) -> tuple[LuaValue, CJson]:
     cjson = cjson_table(lua, null, is_null, negative_zero, config)
     # (the prelude makes cjson.new of this: a Lua function that wraps the
     # functions of the table it makes as it wraps the libraries')
-    cjson[b"new"] = for_lua(lambda *_: cjson_table(lua, null, is_null, negative_zero))
+    # (through ``config``, not ``lua`` itself: see release)
+    cjson[b"new"] = for_lua(
+        lambda *_: cjson_table(config.lua, config.null, config.is_null, config.negative_zero)
+    )
     bit = table()
     for name, fn in _bit_functions().items():
         bit[name] = for_lua(fn)
@@ -1272,4 +1282,9 @@ def install(lua: LuaValue) -> tuple[LuaValue, CJson]:
     modules[b"bit"] = bit
     modules[b"struct"] = struct_
     modules[b"cmsgpack"] = cmsgpack
-    return modules, config
+
+    def release() -> None:
+        config.lua = config.null = config.is_null = config.negative_zero = None
+        mp.lua = None
+
+    return modules, config, release

@@ -75,6 +75,8 @@ from shardkv.worker.lualibs import LibError
 from shardkv.worker.transfer import State, drop_key, export_key, import_key
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from shardkv.worker.lualibs import LuaValue
 
 log = logging.getLogger("shardkv.worker")
@@ -390,11 +392,15 @@ class _VM:
         "runs",
         "gc_floor",
         "cjson",
+        "release",
     )
 
-    def __init__(self, lua: lua51.LuaRuntime, api: LuaValue, cjson: lualibs.CJson) -> None:
+    def __init__(
+        self, lua: lua51.LuaRuntime, api: LuaValue, cjson: lualibs.CJson, release: Callable[[], None]
+    ) -> None:
         self.lua = lua
         self.cjson = cjson  # its cjson module's options (Engine._share_cjson)
+        self.release = release  # for a state dropped (lualibs.install)
         self.compile = api[b"compile"]
         self.run = api[b"run"]
         self.classify = api[b"classify"]
@@ -519,7 +525,7 @@ class Engine:
         )
         g = lua.globals()
         g[b"python"] = None
-        modules, cjson = lualibs.install(lua)
+        modules, cjson, release = lualibs.install(lua)
         libs = lua.table_from(
             {
                 b"version": REDIS_VERSION.encode(),
@@ -555,7 +561,7 @@ class Engine:
         )
         lua.gccollect()  # the prelude's garbage
         lualibs.ROOM[id(lua)] = self._require
-        return _VM(lua, api, cjson)
+        return _VM(lua, api, cjson, release)
 
     def _use(self, vm: _VM) -> None:
         """Make ``vm`` the state that scripts run in and values go to."""
@@ -648,13 +654,17 @@ class Engine:
         handed a higher number, see :meth:`flushed`): it reset nothing
         that came after it, so the options set since stay."""
         old = self._eval_vm
-        if old is not None:
-            lualibs.ROOM.pop(id(old.lua), None)
         self.scripts.clear()
         self._one.clear()
-        if self._vm is old:
-            self._vm = None
         vm = self._eval_vm = self._new_vm()
+        if old is not None:
+            # The old state is freed (and every script's function and
+            # source with it) once nothing holds it: its libraries' own
+            # references to it go, and the engine's (see _use).
+            lualibs.ROOM.pop(id(old.lua), None)
+            old.release()
+            if self._vm is old:
+                self._use(vm)
         number = number or self.flushes + 1
         if number <= self.flushes:
             if old is not None:
