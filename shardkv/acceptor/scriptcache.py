@@ -21,11 +21,44 @@ NAMING = 3
 # past it): a script whose key names come from an id, new at every call,
 # learns each call's keys by escaping, as it always did, and keeps no more.
 REMEMBERED = 256
+# A call's values are remembered when each is this long at most, or no
+# longer than the longest key's name it needed (longer ones named none of
+# them): the values kept are bounded, a payload argument is not one.
+KEPT = 128
+# A byte neither letter nor digit.
+_BREAK = re.compile(rb"[^0-9A-Za-z]")
 
 
-def _part(value: bytes) -> re.Pattern[bytes]:
-    """``value`` as a part of a key's name (see :data:`NAMING`)."""
-    return re.compile(rb"(?<![0-9A-Za-z])" + re.escape(value) + rb"(?![0-9A-Za-z])")
+def _names(value: bytes, name: bytes) -> bool:
+    """Whether ``value`` is a part of the key ``name`` (see :data:`NAMING`):
+    somewhere in it, overlapping another place or not, with no letter or
+    digit just before or after it.  No pattern is made of ``value``: it may
+    be a call's payload (it is no longer than ``name`` when it gets here).
+    Past a place that fails, the next one tried may start only after a
+    break (a byte neither letter nor digit) if ``value`` starts with a
+    letter or digit, and end only before one if it ends with one: a long
+    name of letters is not searched at each of its bytes."""
+    size = len(name)
+    n = len(value)
+    first = value[:1].isalnum()
+    last = value[-1:].isalnum()
+    at = name.find(value)
+    while at >= 0:
+        if not name[at - 1 : at].isalnum() and not name[at + n : at + n + 1].isalnum():
+            return True
+        start = at + 1
+        if first:
+            found = _BREAK.search(name, at)
+            if found is None:
+                return False
+            start = max(start, found.end())
+        if last:
+            found = _BREAK.search(name, at + n + 1)
+            start = max(start, (size if found is None else found.start()) - n)
+        if start > size - n:
+            return False
+        at = name.find(value, start)
+    return False
 
 
 class Escapes:
@@ -44,13 +77,16 @@ class Escapes:
     Only the run's place depends on it: a run that needs more escapes.
     """
 
-    __slots__ = ("named", "shared", "by_values")
+    __slots__ = ("named", "shared", "by_values", "longest")
 
     def __init__(self) -> None:
         self.named: tuple[int, ...] = ()  # places in keys + arguments
         self.shared: list = []  # keys no argument names, of any call
         # The named places' values -> (every shard?, the keys they named).
         self.by_values: dict[tuple, tuple[int, list]] = {}
+        # The longest value in by_values: a call with a longer one at a
+        # named place is not there, found without hashing it.
+        self.longest = 0
 
     def _values(self, args: list[bytes]) -> tuple:
         return tuple(args[i] if i < len(args) else None for i in self.named)
@@ -58,18 +94,24 @@ class Escapes:
     def needs(self, args: list[bytes]) -> tuple[int, list]:
         """(every shard?, the keys) a call with ``args`` (its declared keys,
         then its other arguments) is sent to."""
+        for i in self.named:
+            if i < len(args) and len(args[i]) > self.longest:
+                return 0, list(self.shared)
         everything, named = self.by_values.get(self._values(args), (0, []))
         return everything, [*self.shared, *named] if named else list(self.shared)
 
     def learn(self, args: list[bytes], everything: int, keys: list) -> None:
         """A run with ``args`` needed ``keys`` (and every shard, if
         ``everything``) beyond its declared ones."""
-        naming = [(i, _part(a)) for i, a in enumerate(args) if len(a) >= NAMING]
+        names = [key[1] if type(key) is tuple else key for key in keys]
+        # A value longer than every key's name names none of them: one of
+        # 1 MB is a payload, not a part of a name, and is not searched for.
+        longest = max(map(len, names), default=0)
+        naming = [(i, a) for i, a in enumerate(args) if NAMING <= len(a) <= longest]
         named: dict = {}
         places = set(self.named)
-        for key in keys:
-            name = key[1] if type(key) is tuple else key
-            found = [i for i, part in naming if part.search(name)]
+        for key, name in zip(keys, names, strict=True):
+            found = [i for i, part in naming if len(part) <= len(name) and _names(part, name)]
             if found:
                 named[key] = None
                 places.update(found)
@@ -78,7 +120,11 @@ class Escapes:
         if len(places) != len(self.named):  # the values seen so far are keyed by fewer places
             self.named = tuple(sorted(places))
             self.by_values.clear()
+            self.longest = 0
         values = self._values(args)
+        if any(v is not None and len(v) > max(longest, KEPT) for v in values):
+            return  # not remembered (see KEPT): a call with it escapes again, only slower
+        self.longest = max(self.longest, max((len(v) for v in values if v is not None), default=0))
         self.by_values.pop(values, None)
         self.by_values[values] = (everything, list(named))
         if len(self.by_values) > REMEMBERED:

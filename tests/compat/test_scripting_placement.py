@@ -15,6 +15,7 @@ import threading
 import redis
 
 from tests.support.placement import key_on
+from tests.support.resp import RespClient
 
 # Declares only its counter; builds the names of the hash and the list
 # (other shards' keys) from its arguments, as Dramatiq's dispatcher does.
@@ -101,3 +102,51 @@ def test_concurrent_runs_where_the_largest_keys_are_stay_atomic(redis_and_shardk
     assert real["torn"] == [] and real["errors"] == []
     assert ours == real
     assert ours["replies"] == list(range(1, THREADS * CALLS + 2))
+
+
+# Declares a key of shard 0, writes one of shard 1 named by ARGV[1] (it
+# escapes), with a payload ARGV[2] that names no key.
+PAYLOAD = "redis.call('set', KEYS[1], 'x'); redis.call('set', ARGV[1], string.len(ARGV[2])); return redis.call('get', ARGV[1])"
+
+
+def _payloads(port: int, declared: str, named: list[str]) -> dict:
+    """Escaping runs with a 4 MB argument while another client PINGs (with
+    a generous bound per reply: compiling the argument as a pattern, as the
+    acceptor once did, took 10 s and more for each run)."""
+    c = redis.Redis(port=port, socket_timeout=60)
+    sha = c.script_load(PAYLOAD)
+    pings: list = []
+    errors: list[str] = []
+    stop = threading.Event()
+
+    def ping() -> None:
+        with RespClient(port, timeout=5) as p:  # redis-py would retry a timeout
+            try:
+                while not stop.is_set() and len(pings) < 1000:
+                    pings.append(p.command("PING"))
+                    stop.wait(0.01)
+            except OSError as e:
+                errors.append(type(e).__name__)
+
+    pinger = threading.Thread(target=ping)
+    pinger.start()
+    payload = b"\x01v" * (2 << 20)
+    replies = [c.evalsha(sha, 1, declared, key, payload) for key in named]
+    stop.set()
+    pinger.join()
+    out = {"replies": replies, "values": [c.get(k) for k in named], "errors": errors, "pinged": bool(pings)}
+    c.close()
+    return out
+
+
+def test_an_escaping_run_with_a_large_argument_does_not_stall_other_clients(redis_and_shardkv_k12):
+    real_port, ours_port, _acceptors = redis_and_shardkv_k12
+    declared = key_on(0, "payload-counter", shards=2)
+    named = [key_on(1, f"payload-{i}", shards=2) for i in range(3)]
+    for port in (real_port, ours_port):
+        with redis.Redis(port=port) as c:
+            c.flushall()
+    real = _payloads(real_port, declared, named)
+    ours = _payloads(ours_port, declared, named)
+    assert real["errors"] == [] and real["replies"] == [str(4 << 20).encode()] * 3
+    assert ours == real

@@ -3,7 +3,12 @@ the keys a call needs, by the arguments their names were built from."""
 
 from __future__ import annotations
 
-from shardkv.acceptor.scriptcache import REMEMBERED, Escapes
+import random
+import re
+
+import pytest
+
+from shardkv.acceptor.scriptcache import KEPT, REMEMBERED, Escapes, _names
 
 WORKER = b"5f0c7d2e"
 
@@ -65,3 +70,68 @@ def test_a_value_names_a_key_only_as_a_whole_part_of_its_name():
     escapes.learn([b"jobs", b"ack", b"queue-a"], 0, [b"jobs:__acks__.queue-a"])
     assert escapes.named == (0, 2)
     assert escapes.needs([b"jobs", b"fetch", b"queue-a"]) == (0, [b"jobs:__acks__.queue-a"])
+
+
+@pytest.mark.parametrize(
+    ("value", "name", "names"),
+    [
+        (b"default", b"ns:default.msgs", True),
+        (b"default", b"ns:default", True),
+        (b"default", b"default", True),
+        (b"ack", b"ns:__acks__", False),  # a letter after it
+        (b"cks", b"ns:__acks__", False),  # a letter before it
+        (b"x-x", b"ax-x-x", True),  # found where it overlaps its first place
+        (b"-a-", b"x-a-a-y", False),
+        (b"a.b", b"ns:a.b", True),  # no pattern: "." is a dot
+        (b"a.b", b"ns:axb", False),
+        (b"q_1", b"ns:q_1", True),
+        (b"q_1", b"ns:xq_1", False),
+        (b"\xff\x00z", b"k:\xff\x00z", True),
+    ],
+)
+def test_a_value_names_a_key_where_it_is_a_whole_part_of_its_name(value, name, names):
+    escapes = Escapes()
+    escapes.learn([value], 0, [name])
+    assert escapes.needs([value]) == (0, [name])
+    assert escapes.needs([b"other"]) == (0, [] if names else [name])
+
+
+def test_a_part_of_a_name_is_what_the_pattern_of_its_bytes_finds():
+    """The pattern it was (no letter or digit before or after), tried on
+    short names of letters, digits and breaks, overlapping places too."""
+    rnd = random.Random(7)
+    for _ in range(20000):
+        alphabet = rnd.choice([b"a-", b"ab:", b"a1.", b"aB_-", b"-"])
+        name = bytes(rnd.choice(alphabet) for _ in range(rnd.randint(0, 12)))
+        value = bytes(rnd.choice(alphabet) for _ in range(rnd.randint(1, 5)))
+        pattern = re.compile(rb"(?<![0-9A-Za-z])" + re.escape(value) + rb"(?![0-9A-Za-z])")
+        if len(value) <= len(name):
+            assert _names(value, name) == (pattern.search(name) is not None), (value, name)
+
+
+def test_a_payload_argument_is_not_compiled_kept_or_hashed(monkeypatch):
+    """A 1 MB argument (longer than any key's name) names no key: it is
+    never made a pattern, nor kept, nor hashed to look a call up."""
+    compiled: list[int] = []
+    compile_ = re.compile
+    monkeypatch.setattr(
+        re, "compile", lambda pattern, *a: compiled.append(len(pattern)) or compile_(pattern, *a)
+    )
+    hashed = []
+
+    class Payload(bytes):
+        def __hash__(self) -> int:
+            hashed.append(len(self))
+            return bytes.__hash__(self)
+
+    payload = Payload(b"v" * (1 << 20))
+    escapes = Escapes()
+    escapes.learn([b"a", b"q-1", payload], 0, [b"q-1"])
+    escapes.learn([b"a", payload, b"x"], 0, [b"shared"])  # the payload at the named place
+    assert not any(n > 1000 for n in compiled)
+    assert all(len(v) <= KEPT for values in escapes.by_values for v in values if v is not None)
+    assert escapes.needs([b"a", b"q-1", b"x"]) == (0, [b"shared", b"q-1"])
+    hashed.clear()
+    assert escapes.needs([b"a", payload, b"x"]) == (0, [b"shared"])
+    assert escapes.needs([b"a", b"q-1", payload]) == (0, [b"shared", b"q-1"])
+    assert hashed == []
