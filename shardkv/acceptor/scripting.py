@@ -663,6 +663,13 @@ def script_done(client: Client, user_arg: bytes) -> None:
     client.server.users.script_done(wire.parse_caller(user_arg))
 
 
+# The runs of a script that may escape before its next run parks every
+# shard, with every key of every database on its executor (as a FLUSHALL
+# or SWAPDB in it does): a script whose key names are new at every run
+# (made of TIME, of a counter...) would otherwise escape without end.
+ESCAPES_BEFORE_EVERY_SHARD = 2
+
+
 def _parse_marker(body: bytes) -> tuple[int, list, int]:
     """(every shard? 1: of the script's database, 2: of every one; keys;
     redis.log lines written) of a ``-SHARDKV-CROSS [*|**] key...
@@ -699,6 +706,7 @@ class _Retry:
         "user_arg",
         "written",
         "waits",
+        "escapes",
     )
 
     def __init__(
@@ -717,6 +725,7 @@ class _Retry:
         waits: bool = False,
     ) -> None:
         self.waits = waits  # its client waits for its reply (run_script)
+        self.escapes = 0  # its runs that escaped (ESCAPES_BEFORE_EVERY_SHARD)
         self.fname = fname
         self.name = name  # the client's command (its failed_calls, read-only if _ro)
         # Its ACL argument (script_user), as it was when the client called it.
@@ -741,6 +750,10 @@ class _Retry:
         (not: they are what its runs with these arguments needed before)."""
         client = self.client
         self.written = written
+        if escaped:
+            self.escapes += 1
+            if self.escapes > ESCAPES_BEFORE_EVERY_SHARD:
+                everything = 2
         self.everything = max(self.everything, everything)
         self.extra = list(dict.fromkeys([*self.extra, *extra]))
         if escaped:
@@ -827,11 +840,13 @@ class ExecScript:
         "written",
         "everything",
         "extra",
+        "escapes",
     )
 
     def __init__(
         self, client: Client, sha: bytes, body: bytes, fname: bytes, name: str, args: list[bytes]
     ) -> None:
+        self.escapes = 0  # its runs that escaped (ESCAPES_BEFORE_EVERY_SHARD)
         n = int(args[2])
         self.sha = sha
         self.body = body
@@ -893,6 +908,9 @@ class ExecScript:
         if not body.startswith(CROSS_MARKER):
             return False
         everything, extra, self.written = _parse_marker(body)
+        self.escapes += 1
+        if self.escapes > ESCAPES_BEFORE_EVERY_SHARD:
+            everything = 2
         self.everything = max(self.everything, everything)
         self.extra = list(dict.fromkeys([*self.extra, *extra]))
         _learn(self.sha, [*self.keys, *self.rest], self.everything, self.extra)

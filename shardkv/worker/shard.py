@@ -209,6 +209,10 @@ class Shard:
         self.as_eval = 0
         # Cross-shard operations this shard has prepared, outcome unknown.
         self.prepared: dict[int, Prepared] = {}
+        # The WATCH versions, by database, from before a run of scripts that
+        # escaped (run_foreign): its undo puts them back, so that the run
+        # again finds the watched keys unchanged, as the run undone never was.
+        self.versions_before: dict[int, dict[int, dict[bytes, int]]] = {}
         # For each reply of the batch so far, how many events were noted
         # before it (None while nobody listens; see take_events).
         self.event_bounds: list[int] | None = None
@@ -1314,8 +1318,19 @@ class Shard:
     def decide(self, op: int, commit: bool) -> None:
         """Apply or undo what this shard prepared for ``op`` (if anything)."""
         part = self.prepared.pop(op, None)
-        if part is None:
-            return
+        versions = self.versions_before.pop(op, None)
+        if part is not None:
+            self._decide_part(op, part, commit)
+        if versions is not None and not commit:
+            # (the keys still watched: a WATCH sent while the run was busy
+            # may have come since, or an UNWATCH)
+            for db, before in versions.items():
+                watched = self.keyspace.dbs[db].watched  # type: ignore[union-attr]
+                for key, version in before.items():
+                    if key in watched:
+                        watched[key] = version
+
+    def _decide_part(self, op: int, part: Prepared, commit: bool) -> None:
         ks = self.keyspace
         with ks.selected(part.db):  # after a restart the shard sits in db 0
             if commit:
@@ -1399,6 +1414,11 @@ class Shard:
             own = dict.fromkeys(k for k in qualified_keys(ks, True) if k not in states)
         elif b"*" in own:  # every key of ours
             own = dict.fromkeys(k for k in ks.iter_keys() if k not in states)
+        # A run of scripts may escape, and be undone: the WATCH versions its
+        # writes bump go back then (see decide).
+        versions = None
+        if any(args[0] in _SCRIPT_RUNS for args in commands_):
+            versions = {i: dict(d.watched) for i, d in enumerate(ks.dbs) if d is not None and d.watched}
         db = here  # ``__select db`` switches the database of the commands after it
         for args in commands_:
             if args[0] == Verb.SELECT:
@@ -1469,11 +1489,14 @@ class Shard:
             if persistence is not None:
                 persistence.suspended = False
         escaped = any(type(v) is Error and v.message.startswith(scripting.CROSS_MARKER) for v in replies)
-        if b"**" in message.own and not escaped:
+        if escaped and versions:
+            self.versions_before[op] = versions
+        if b"**" in message.own:
             # Every key of every database is here: a write of whole databases
             # (SWAPDB in a script) gives keys to names no command named.  Each
             # such key of another shard goes home as an imported one would,
-            # each of ours counts as changed.
+            # each of ours counts as changed (and, in a run that escaped,
+            # the other shards' leave and ours are undone with the rest).
             ks.slots = range(SLOTS)
             try:
                 present = qualified_keys(ks, True)

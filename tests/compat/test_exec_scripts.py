@@ -374,3 +374,88 @@ def test_a_script_behind_a_load_in_its_exec_runs_in_order_with_the_others(server
     for port in (real, ours):
         with RespClient(port, timeout=20) as c:
             c.command("FUNCTION", "FLUSH")
+
+
+def _watched_first_escape(port: int, acceptors: int, body: str) -> list:
+    c = client_on(port, 0, k=acceptors) if acceptors > 1 else RespClient(port, timeout=20)
+    with c:
+        c.command("FLUSHALL")
+        c.command("SET", OWN, "1")
+        commands = [
+            ["WATCH", OWN],
+            ["MULTI"],
+            ["EVAL", f"{body}\nreturn redis.call('incr', '{OTHER}')", "0"],
+            ["EVAL", f"{body}\nreturn redis.call('incr', '{OWN}')", "0"],
+            ["EXEC"],
+        ]
+        c.sock.sendall(b"".join(encode_command(*command) for command in commands))
+        return [c.read() for _ in commands] + [c.command("MGET", OWN, OTHER)]
+
+
+def test_a_first_run_that_escapes_is_no_change_to_a_watched_key(servers):
+    """The first run of a new script escapes (its key is on a shard not
+    parked) and is undone; a script after it that wrote the WATCHed key
+    in that run is undone too: the run again is no change to the key."""
+    real, ours, acceptors = servers
+    body = f"-- {uuid.uuid4().hex}"
+    expected = _watched_first_escape(real, 1, body)
+    assert expected[-2:] == [b"*2\r\n:1\r\n:2\r\n", [b"2", b"1"]]
+    assert _watched_first_escape(ours, acceptors, body) == expected
+
+
+def _databases(port: int) -> list:
+    with RespClient(port, timeout=20) as c:
+        found = []
+        for db in ("0", "1"):
+            c.command("SELECT", db)
+            found.append(c.command("MGET", OWN, OTHER))
+        return found
+
+
+def test_a_new_script_swapping_databases_in_an_exec_swaps_them_once(servers):
+    """A new script's SWAPDB escapes (it needs every shard), and so did the
+    run again, on a key of another shard that exists in no database, after
+    its SWAPDB had swapped every shard's databases on the executor, which
+    the undo left half done.  A run with every key of every database on
+    its executor does not escape: a key not there is in none."""
+    real, ours, acceptors = servers
+    body = _fresh(f"redis.call('swapdb', '0', '1') return redis.call('get', '{key_on(1, 'b', SHARDS)}')")
+    commands = [
+        ["SET", OTHER, "1"],
+        ["MULTI"],
+        ["SET", OWN, "1"],
+        ["EVAL", body, "0"],
+        ["GET", OTHER],
+        ["EXEC"],
+    ]
+    expected = _run(real, 1, commands, None)
+    assert expected[-3] == b"*3\r\n+OK\r\n$-1\r\n$-1\r\n"
+    assert _run(ours, acceptors, commands, None) == expected
+    assert _databases(ours) == _databases(real) == [[None, None], [b"1", b"1"]]
+
+
+# A key on the other shard whose name is new at every run (TIME's
+# microseconds): each run escapes on a key the run before it did not name.
+# (``{tag}`` keeps every such key on the other shard.)
+NEW_KEY_EACH_RUN = "local t = redis.call('time') return redis.call('set', '{TAG}' .. t[2], '1')"
+
+
+@pytest.mark.parametrize("inside", [False, True], ids=["eval", "exec"])
+def test_a_script_escaping_on_a_new_key_each_run_is_answered(servers, inside):
+    """A script whose every run escapes on a key its runs before did not
+    name runs, after a few such runs, with every shard parked: it is
+    answered (bounded by the socket's timeout), and writes one key."""
+    real, ours, acceptors = servers
+    body = _fresh(NEW_KEY_EACH_RUN.replace("{TAG}", "{%s}" % key_on(1, "tag", SHARDS)))
+    call = ["EVAL", body, "1", OWN]
+    commands = [["MULTI"], ["SET", OWN, "2"], call, ["EXEC"]] if inside else [call]
+    for port, k in ((real, 1), (ours, acceptors)):
+        c = client_on(port, 0, k=k) if k > 1 else RespClient(port, timeout=10)
+        with c:
+            c.command("FLUSHALL")
+            c.sock.sendall(b"".join(encode_command(*command) for command in commands))
+            replies = [c.read() for _ in commands]
+            assert replies[-1] == (b"*2\r\n+OK\r\n+OK\r\n" if inside else b"+OK\r\n")
+            keys = c.command("KEYS", "*")
+            assert len(keys) == (2 if inside else 1)
+            assert c.command("GET", OWN) == (b"2" if inside else None)
