@@ -191,21 +191,20 @@ class ScriptCache:
             self.numbers[sha] = number
         return True
 
-    def forget(self, sha: bytes, number: int | None = None) -> int | None:
+    def forget(self, sha: bytes, number: int) -> bool:
         """Forget the script ``sha``, which a shard did not compile (its Lua
-        ran out of memory where the acceptor's check did not): if cached at
-        ``number`` or before (a later flush and load keep it), or at any
-        number.  The number it had, or None if it was not cached."""
-        had = self.numbers.get(sha)
-        if sha not in self.bodies or (number is not None and had is not None and had > number):
-            return None
+        ran out of memory where the acceptor's check did not), if cached at
+        ``number`` or before: the number it had when the refused call was
+        sent (a later flush and load keep it).  Whether it was forgotten."""
+        if sha not in self.bodies or self.numbers.get(sha, 0) > number:
+            return False
         del self.bodies[sha]
         self.numbers.pop(sha, None)
         self.settled.discard(sha)
         self.escaping.pop(sha, None)
         for known in self.known.values():
             known.discard(sha)
-        return had or 0
+        return True
 
     def flush(self, number: int) -> None:
         """SCRIPT FLUSH numbered ``number``: forget every script cached

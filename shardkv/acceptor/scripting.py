@@ -511,6 +511,7 @@ class _ShardReply:
         "user_arg",
         "waits",
         "flushes",
+        "number",
     )
 
     def __init__(
@@ -544,6 +545,7 @@ class _ShardReply:
         self.rest = rest
         self.hold: monitor.Hold | None = None  # MONITOR's place for its [lua] lines
         self.flushes = CACHE.flushes  # as it is sent (ScriptCache.learned)
+        self.number = _cached_at(sha)  # as it is sent: what a refusal forgets (_refused)
 
     @property
     def busy_slot(self) -> Slot:
@@ -587,6 +589,7 @@ class _ShardReply:
                     self.name,
                     self.user_arg,
                     self.waits,
+                    self.number,
                 )
                 retry.start(everything, extra, written)
                 return
@@ -594,7 +597,7 @@ class _ShardReply:
                 pass
             elif body.startswith(LOAD_ERRORS):
                 if body == REFUSED:
-                    _refused(self.client.server, self.sha)
+                    _refused(self.client.server, self.sha, self.number)
             elif body.startswith(b"-NOSCRIPT"):
                 CACHE.knows(self.shard).discard(self.sha)
                 self._send_body()
@@ -707,6 +710,7 @@ class _Retry:
         "written",
         "waits",
         "escapes",
+        "number",
     )
 
     def __init__(
@@ -723,9 +727,13 @@ class _Retry:
         name: str = "eval",
         user_arg: bytes | None = None,
         waits: bool = False,
+        number: int | None = None,
     ) -> None:
         self.waits = waits  # its client waits for its reply (run_script)
         self.escapes = 0  # its runs that escaped (ESCAPES_BEFORE_EVERY_SHARD)
+        # The script's number in the cache as it was first sent (as a
+        # _ShardReply's, if it came from one): what a refusal forgets.
+        self.number = _cached_at(sha) if number is None else number
         self.fname = fname
         self.name = name  # the client's command (its failed_calls, read-only if _ro)
         # Its ACL argument (script_user), as it was when the client called it.
@@ -788,7 +796,7 @@ class _Retry:
             self.start(*_parse_marker(body))
             return
         if not self.fname and body == REFUSED:
-            _refused(self.client.server, self.sha)
+            _refused(self.client.server, self.sha, self.number)
         if self.user_arg:
             script_done(self.client, self.user_arg)
         self.slot.deliver(body)
@@ -796,14 +804,24 @@ class _Retry:
             _settled(self.client, self.sha, ran=body[:1] not in (b"-", b"!"))
 
 
-def _refused(server, sha: bytes) -> None:
+def _cached_at(sha: bytes) -> int:
+    """The number of the script ``sha`` in the cache now
+    (``ScriptCache.numbers``), as EVAL or EVALSHA sends it: a refusal of
+    that call forgets it if cached at that number or before (see
+    :func:`_refused`); -1 if not cached (it forgets nothing)."""
+    return CACHE.numbers.get(sha, -1)
+
+
+def _refused(server, sha: bytes, number: int) -> None:
     """A shard did not compile the script ``sha`` that EVAL or EVALSHA
-    sent it: its Lua ran out of memory, where the acceptor's check
+    sent it, cached at ``number`` then (:func:`_cached_at`): its Lua ran
+    out of memory, where the acceptor's check
     (:func:`~shardkv.runtime.scriptsource.compiles`) did not, as a
     worker's state holds more.  Every acceptor forgets it (EVAL told them
-    of it), as no shard runs it."""
-    number = CACHE.forget(sha)
-    if number is not None and server.bus is not None:
+    of it) if cached at that number or before, as no shard runs it: a
+    SCRIPT FLUSH and a SCRIPT LOAD of it while the call was on its way
+    cached it again at a later number, and it stays."""
+    if CACHE.forget(sha, number) and server.bus is not None:
         server.bus.tell(bus.SCRIPT, [b"forget", sha, b"%d" % number])
 
 

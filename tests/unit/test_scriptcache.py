@@ -135,3 +135,58 @@ def test_a_payload_argument_is_not_compiled_kept_or_hashed(monkeypatch):
     assert escapes.needs([b"a", payload, b"x"]) == (0, [b"shared"])
     assert escapes.needs([b"a", b"q-1", payload]) == (0, [b"shared", b"q-1"])
     assert hashed == []
+
+
+class _Bus:
+    def __init__(self) -> None:
+        self.told: list = []
+
+    def tell(self, kind, args) -> None:
+        self.told.append(args)
+
+
+class _Delivered:
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+
+    def deliver(self, body: bytes) -> None:
+        self.bodies.append(body)
+
+
+@pytest.mark.parametrize("across", [False, True])
+def test_a_refusal_forgets_the_script_as_cached_when_its_call_was_sent(monkeypatch, across):
+    """A shard refused (Lua out of memory) an EVAL sent while the script
+    was cached at number n; a SCRIPT FLUSH (n+1) and a SCRIPT LOAD of it
+    (at n+1) came before the refusal: it stays, here and in the other
+    acceptors (the ``forget`` told them carries n).  A refusal of a call
+    sent at n+1 forgets it."""
+    from types import SimpleNamespace
+
+    from shardkv.acceptor import scripting
+    from shardkv.acceptor.scriptcache import ScriptCache
+
+    cache = ScriptCache()
+    monkeypatch.setattr(scripting, "CACHE", cache)
+    sha, body = b"a" * 40, b"return 1"
+    server = SimpleNamespace(bus=_Bus())
+    client = SimpleNamespace(server=server)
+
+    def call() -> object:
+        slot = _Delivered()
+        if across:  # a run across shards (_Retry): its own number, as sent
+            return scripting._Retry(client, slot, sha, body, False, [], [], user_arg=b"")  # type: ignore[arg-type]
+        return scripting._ShardReply(client, slot, 0, sha, body, False, [], [], b"", 0, "eval", b"")  # type: ignore[arg-type]
+
+    cache.add(sha, body, 3)
+    sent = call()
+    cache.flush(4)
+    assert cache.add(sha, body, 4)
+    sent.deliver(scripting.REFUSED)  # type: ignore[attr-defined]
+    assert cache.bodies[sha] == body and cache.numbers[sha] == 4
+    assert server.bus.told == []
+    other = ScriptCache()  # another acceptor, as the forget told would reach it
+    other.add(sha, body, 4)
+    call().deliver(scripting.REFUSED)  # type: ignore[attr-defined]
+    assert sha not in cache.bodies
+    assert server.bus.told == [[b"forget", sha, b"4"]]
+    assert other.forget(sha, int(server.bus.told[0][2]))

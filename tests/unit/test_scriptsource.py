@@ -177,15 +177,15 @@ def test_a_script_a_shard_refused_is_forgotten_as_cached_then():
     cache.add(b"s", b"body", 3)
     cache.knows(0).add(b"s")
     cache.settled.add(b"s")
-    assert cache.forget(b"s") == 3
+    assert cache.forget(b"s", 3)
     assert b"s" not in cache.bodies and b"s" not in cache.numbers
     assert b"s" not in cache.knows(0) and b"s" not in cache.settled
-    assert cache.forget(b"s") is None
+    assert not cache.forget(b"s", 3)
     other = ScriptCache()
     other.add(b"s", b"body", 3)
-    assert other.forget(b"s", 3) == 3 and b"s" not in other.bodies
+    assert other.forget(b"s", 3) and b"s" not in other.bodies
     other.add(b"s", b"body", 4)
-    assert other.forget(b"s", 3) is None and other.bodies[b"s"] == b"body"
+    assert not other.forget(b"s", 3) and other.bodies[b"s"] == b"body"
 
 
 # Values Python pushes into a worker's Lua state, each bigger than the room
