@@ -47,6 +47,91 @@ def _room(lua: LuaValue, size: int) -> None:
         check(size)
 
 
+# What a decoder (cjson.decode, cmsgpack.unpack) counts for what it puts
+# in Lua (Lua 5.1, 64 bits), each an upper bound: a string, besides its
+# bytes (its header, 24 bytes, and its NUL); a table (56 bytes) and
+# lupa's reference to it in the registry.
+_LUA_STRING = 48
+_LUA_TABLE = 128
+# The decoder measures the state again after so many bytes.
+_CHUNK = 1 << 20
+# Room kept besides, never counted down: the registry's growth (the
+# decoder holds a reference for each open table only, at most 4000 with
+# LUA_STACK's slots) and the string table's (a doubling allocates 16 bytes
+# for each string in the state: the decoder's, and at most one for each
+# 25 bytes of what was there before).
+_REF_ROOM = 256 * 1024
+
+
+class _Room:
+    """A decoder's account of its Lua state: before each push it takes
+    what the push may allocate at most (the string, the table, the array
+    or hash part it grows), and the state is measured again whenever that
+    exceeds what the last measure left (:data:`_CHUNK` or more).  Between
+    two measures only the decoder runs, so the state cannot grow by more
+    than what it took: what it builds always fits, where one estimate of
+    the whole input (32 bytes of Lua for each byte of JSON) refused inputs
+    of a few MB that Redis decodes.  The count is of the decoder's own
+    pushes: a table it has finished costs nothing more."""
+
+    __slots__ = ("lua", "left", "strings", "before")
+
+    def __init__(self, lua: LuaValue) -> None:
+        self.lua = lua
+        self.left = 0
+        self.strings = 0
+        used = lua.get_memory_used() if ROOM.get(id(lua)) is not None else None
+        self.before = (used or 0) // 25
+
+    def take(self, size: int) -> None:
+        """Count ``size`` bytes, measuring the state first if they exceed
+        what the last measure left (its check fails the script)."""
+        if size > self.left:
+            self.left = max(size, _CHUNK)
+            _room(self.lua, self.left + _REF_ROOM + 32 * (self.before + self.strings))
+        self.left -= size
+
+    def string(self, value: object) -> int:
+        """What pushing ``value`` may allocate: a string's, nothing for a
+        number, a boolean or a table already built."""
+        if type(value) is bytes:
+            self.strings += 1
+            return _LUA_STRING + len(value)
+        return 0
+
+    def append(self, table: LuaValue, n: int, value: object) -> None:
+        """``table[n] = value`` for the next ``n`` of an array: Lua 5.1
+        doubles its array part (16 bytes a slot) when n - 1 is a power of 2."""
+        size = self.string(value)
+        if (n - 1) & (n - 2) == 0:
+            size += 16 * n
+        self.take(size)
+        table[n] = value
+
+    def put(self, table: LuaValue, seen: set, key: object, value: object) -> None:
+        """``table[key] = value`` for a map's entry: a new key's string, and
+        its hash part's doubling (40 bytes a node, the old part still
+        there) when the count of keys less one is a power of 2 (``seen``:
+        the keys set so far; a key of another kind than a number, a string
+        or a boolean counts as new, as 1 and 1.0 count as two)."""
+        size = self.string(value)
+        t = type(key)
+        mark = (t, key) if t is bytes or t is int or t is float or t is bool else (None, len(seen))
+        if mark not in seen:
+            seen.add(mark)
+            size += self.string(key)
+            m = len(seen)
+            if (m - 1) & (m - 2) == 0:
+                size += 128 * m
+        self.take(size)
+        table[key] = value
+
+    def table(self) -> LuaValue:
+        """A new empty table."""
+        self.take(_LUA_TABLE)
+        return self.lua.table()
+
+
 class LibError(Exception):
     """A Lua error raised by a library function (the message is what the script sees)."""
 
@@ -504,12 +589,13 @@ class CJson:
         text = _check_string(args, 1, "decode")
         if len(text) >= 2 and (text[0] == 0 or text[1] == 0):
             raise LibError("JSON parser does not support UTF-16 or UTF-32")
-        _room(self.lua, 32 * len(text))  # (``[[],[],...]``: a table for each 3 bytes)
         d = text + b"\0"
-        value, end = self._parse(d)
+        room = _Room(self.lua)
+        value, end = self._parse(d, room)
         token = self._token(d, end)
         if token[0] != _END:
             self._unexpected("the end", token)
+        room.take(room.string(value))
         return value
 
     def _token(self, d: bytes, p: int) -> _Token:
@@ -553,9 +639,11 @@ class CJson:
         found = token[1] if token[0] == _ERROR else token[0]
         raise LibError("Expected %s but found %s at character %d" % (expected, found, token[2] + 1))
 
-    def _parse(self, d: bytes) -> tuple[LuaValue, int]:
+    def _parse(self, d: bytes, room: _Room) -> tuple[LuaValue, int]:
         """json_process_value and its contexts, with a stack of the open
-        arrays ([items]) and objects ([table, key]) instead of recursion."""
+        arrays ([table, count]) and objects ([table, key, keys set])
+        instead of recursion; each value goes into its table as it is
+        read, as Redis's lua_rawseti and lua_rawset, counted by ``room``."""
         stack: list[list] = []
         # lua_checkstack's count: json_decode's argument, each open array's
         # table, each open object's table and key.
@@ -572,20 +660,20 @@ class CJson:
                         % (len(stack) + 1, token[3])
                     )
                 token = self._token(d, token[3])
+                table = room.table()
                 if kind == _ARR_BEGIN:
                     if token[0] == _ARR_END:
-                        value = self.lua.table()
+                        value = table
                     else:
-                        stack.append([[]])
+                        stack.append([table, 0])
                         slots += 1
                         continue
                 else:
-                    table = self.lua.table()
                     if token[0] == _OBJ_END:
                         value = table
                     else:
                         token = self._object_key(d, token)
-                        stack.append([table, token[1]])
+                        stack.append([table, token[1], set()])
                         slots += 2
                         token = self._token(d, token[3])
                         continue
@@ -598,18 +686,19 @@ class CJson:
             while stack:
                 frame = stack[-1]
                 token = self._token(d, end)
-                if len(frame) == 1:
-                    frame[0].append(value)
+                if len(frame) == 2:
+                    frame[1] += 1
+                    room.append(frame[0], frame[1], value)
                     if token[0] == _ARR_END:
                         stack.pop()
                         slots -= 1
-                        value, end = self.lua.table_from(frame[0]), token[3]
+                        value, end = frame[0], token[3]
                         continue
                     if token[0] != _COMMA:
                         self._unexpected("comma or array end", token)
                     token = self._token(d, token[3])
                 else:
-                    frame[0][frame[1]] = value
+                    room.put(frame[0], frame[2], frame[1], value)
                     if token[0] == _OBJ_END:
                         stack.pop()
                         slots -= 2
@@ -1122,7 +1211,7 @@ class MsgPack:
             raise LibError(message % (_c_int(offset), _c_int(len(data))))
         if offset > len(data):
             raise LibError("Start offset %d greater than input length %d." % (_c_int(offset), len(data)))
-        _room(self.lua, 64 * (len(data) - offset))  # (a table for each byte, 0x90)
+        lua_room = _Room(self.lua)
         decode_all = not limit and not offset
         pos = offset
         out: list[object] = []
@@ -1132,7 +1221,8 @@ class MsgPack:
                 raise LibError(
                     "stack overflow (too many return values at once; use unpack_one or unpack_limit instead.)"
                 )
-            value, pos = self._decode(data, pos)
+            value, pos = self._decode(data, pos, lua_room)
+            lua_room.take(lua_room.string(value) + 16)  # (and its slot of Lua's stack)
             out.append(value)
         if decode_all:
             return tuple(out)
@@ -1140,7 +1230,11 @@ class MsgPack:
             raise LibError("stack overflow (in function mp_unpack_full)")
         return (pos if pos < len(data) else -1, *out)
 
-    def _decode(self, d: bytes, p: int) -> tuple[object, int]:
+    def _decode(self, d: bytes, p: int, room: _Room) -> tuple[object, int]:
+        """mp_decode_to_lua_type: each value goes into its table as it is
+        read, as lua-cmsgpack's lua_rawseti and lua_settable, counted by
+        ``room``."""
+
         def need(n: int) -> None:
             if p + n > len(d):
                 raise LibError("Missing bytes in input.")
@@ -1170,11 +1264,11 @@ class MsgPack:
                 need(w)
                 n = int.from_bytes(d[p : p + w], "big")
                 p += w
-            items = []
-            for _ in range(n):
-                v, p = self._decode(d, p)
-                items.append(v)
-            return self.lua.table_from(items), p
+            table = room.table()
+            for i in range(1, n + 1):
+                v, p = self._decode(d, p, room)
+                room.append(table, i, v)
+            return table, p
         if 0x80 <= c <= 0x8F or c in (0xDE, 0xDF):
             if c <= 0x8F:
                 n = c & 15
@@ -1183,16 +1277,17 @@ class MsgPack:
                 need(w)
                 n = int.from_bytes(d[p : p + w], "big")
                 p += w
-            table = self.lua.table()
+            table = room.table()
+            seen: set = set()
             for _ in range(n):
-                k, p = self._decode(d, p)
-                v, p = self._decode(d, p)
+                k, p = self._decode(d, p, room)
+                v, p = self._decode(d, p, room)
                 # (lua_settable: a nil or NaN key raises, a nil value sets nothing)
                 if k is None:
                     raise LibError(BARE + "table index is nil")
                 if type(k) is float and k != k:
                     raise LibError(BARE + "table index is NaN")
-                table[k] = v
+                room.put(table, seen, k, v)
             return table, p
         if c == 0xC0:
             return None, p
