@@ -222,7 +222,7 @@ class _Widen(Exception):
 
 
 class _LuaRaise(Exception):
-    """Raised through Lua by redis.call; the error table is Engine.pending."""
+    """Raised through Lua by redis.call; the error table is held (Engine._hold)."""
 
 
 class _Called:
@@ -393,6 +393,7 @@ class _VM:
         "gc_floor",
         "cjson",
         "release",
+        "held",
     )
 
     def __init__(
@@ -417,6 +418,9 @@ class _VM:
         self.one_key = api[b"one_key"]
         self.runs = 0  # scripts run since the collector's step was last due
         self.gc_floor = lua.get_memory_used() or 0  # Lua's bytes after that step
+        # The error table redis.call raised, until the prelude takes it
+        # (Engine._hold): kept in Lua, in this table of the main state.
+        self.held = lua.table()
 
 
 class Engine:
@@ -434,7 +438,6 @@ class Engine:
         self.rand = _Rand48()
         self.kill_requested = False
         self.exit_requested = False  # SHUTDOWN NOSAVE while busy (see request_exit)
-        self.pending: object = None  # the error table redis.call raised
         # A reply did not fit in the script's Lua state: the script stops,
         # with Lua's "not enough memory" (see _refuse).
         self.out_of_memory = False
@@ -612,7 +615,7 @@ class Engine:
         ok, err = self._load_library(body, WIDE)
         # (a library's code runs on every shard: what it set, all have)
         self._func_vm.cjson.changed = False  # type: ignore[union-attr]
-        self.pending = None
+        self._hold(None)
         return bool(ok), (_text(err) if err else "")
 
     # -- the cache --------------------------------------------------------------
@@ -812,7 +815,7 @@ class Engine:
         events_mark = len(events) if events is not None else 0
         aof_db = aof.db if aof is not None else 0
         self.kill_requested = False
-        self.pending = None
+        self._hold(None)
         stats = ks.stats
         scratch = None
         hits, misses = ks.hits, ks.misses  # (INFO's keyspace_hits and _misses, for an undo)
@@ -1277,7 +1280,7 @@ class Engine:
                     if value is None:
                         return None if run.resp == 3 else False
                     if t is Error:
-                        self.pending = self._to_lua_error(value.message)
+                        self._hold(self._to_lua_error(value.message))
                         raise _LuaRaise
                     return self._to_lua(value, run.resp)
         if rest:
@@ -1292,7 +1295,7 @@ class Engine:
             args = ()
         value, failed = self._call(True, args)
         if failed:
-            self.pending = value
+            self._hold(value)
             # (nothing of Lua's in this frame, which the exception's
             # traceback keeps, the table and the arguments (a table the
             # script passed): a coroutine that ends on this error keeps the
@@ -1320,8 +1323,23 @@ class Engine:
         """redis.pcall (``raise_error`` False) and redis.acl_check_cmd (None)."""
         return self._call(raise_error, args)
 
+    def _hold(self, table: object) -> None:
+        """Keep the error table redis.call raises (None: none) for the
+        prelude to take (:meth:`_take`).
+
+        It is kept in Lua, never in Python: a table made in a Python call
+        from a coroutine is bound to that coroutine's ``lua_State`` (lupa
+        makes it the runtime's state for the call), and one still held in
+        Python when the coroutine is gone would be released (luaL_unref)
+        through the freed state: heap corruption, the worker's SIGABRT.  A
+        script whose error handler never takes it (an xpcall handler that
+        yields) left it so until the next call replaced it."""
+        self._vm.held[1] = table  # type: ignore[union-attr]
+
     def _take(self) -> object:
-        value, self.pending = self.pending, None
+        held = self._vm.held  # type: ignore[union-attr]
+        value = held[1]
+        held[1] = None
         return value
 
     def _command(self, name: bytes) -> _Called | None:
@@ -1901,7 +1919,7 @@ class Engine:
         lua.set_max_memory(max(LUA_MAX_MEMORY, lua.get_memory_used()) + PUSH_SLACK)
         self.out_of_memory = True
         self._stop()
-        self.pending = self._error("not enough memory")
+        self._hold(self._error("not enough memory"))
         raise _LuaRaise
 
     def _after_refusal(self) -> bytes:
@@ -1917,7 +1935,7 @@ class Engine:
 
     def _raise(self, message: str) -> NoReturn:
         """Raise a Lua error table from a Python callable (see the prelude)."""
-        self.pending = self._error(message)
+        self._hold(self._error(message))
         raise _LuaRaise
 
     def _sha1hex(self, *args: LuaValue) -> bytes:
