@@ -570,6 +570,10 @@ class Engine:
         """Make ``vm`` the state that scripts run in and values go to."""
         self._vm = vm
         self.lua = vm.lua
+        # _check_room's first test, inlined on the hot paths: what the state
+        # may hold before a value goes in without a second look (fits).
+        self._used = vm.lua.get_memory_used
+        self._push_room = LUA_MAX_MEMORY - PUSH_SLACK
         self._compile = vm.compile
         self._run = vm.run
         self._classify = vm.classify
@@ -742,7 +746,14 @@ class Engine:
                     # makes EVAL/FCALL a denyoom command (evalGetCommandFlags).
                     return Error(errors.OOM)
             ro = read_only or bool(flags & FLAG_NO_WRITES)
-        if not self._args_fit(keys, argv):
+        # Its KEYS and ARGV tables (each string, and its slot) must fit.
+        # (sum(map(...)) of an empty list costs more than all the rest)
+        size = 64 * (len(keys) + len(argv))
+        if keys:
+            size += sum(map(len, keys))
+        if argv:
+            size += sum(map(len, argv))
+        if self._used() + size > self._push_room and not fits(self.lua, size):
             return self._error_reply(b"not enough memory", sha)
         ks = self.ks
         persistence = ks.persistence
@@ -1273,10 +1284,12 @@ class Engine:
                             shard.record(argv, value)
                         if t is int:
                             return value
+                    if t is bytes:  # (_check_room's test, inlined)
+                        if self._used() + len(value) > self._push_room:
+                            self._check_room(value)
+                        return value
                     if value is not None:
                         self._check_room(value)
-                    if t is bytes:
-                        return value
                     if value is None:
                         return None if run.resp == 3 else False
                     if t is Error:
@@ -1479,9 +1492,11 @@ class Engine:
         t = type(value)
         if t is int:
             return value, False
-        self._check_room(value)
-        if t is bytes:
+        if t is bytes:  # (_check_room's test, inlined)
+            if self._used() + len(value) > self._push_room:
+                self._check_room(value)
             return value, False
+        self._check_room(value)
         if t is Error:
             return self._to_lua_error(value.message), raise_error
         return self._to_lua(value, run.resp), False
@@ -1517,9 +1532,11 @@ class Engine:
         t = type(value)
         if t is int:
             return value, False
-        self._check_room(value)
-        if t is bytes:
+        if t is bytes:  # (_check_room's test, inlined)
+            if self._used() + len(value) > self._push_room:
+                self._check_room(value)
             return value, False
+        self._check_room(value)
         if value is None:
             return (None if run.resp == 3 else False), False
         if t is Error:
@@ -1884,19 +1901,11 @@ class Engine:
     # the script with Lua's "not enough memory", as an allocation of its
     # own that fails would.
 
-    def _args_fit(self, keys: list[bytes], argv: list[bytes]) -> bool:
-        """Whether a script's keys and arguments fit in its Lua state (its
-        KEYS and ARGV tables: each string, and its slot)."""
-        size = sum(map(len, keys)) + sum(map(len, argv)) + 64 * (len(keys) + len(argv))
-        lua = self.lua
-        return lua.get_memory_used() + size <= LUA_MAX_MEMORY - PUSH_SLACK or fits(lua, size)
-
     def _check_room(self, value: object) -> None:
         """A reply of redis.call or redis.pcall is to go into the running
         script's Lua state: if it does not fit, the script fails."""
         size = len(value) if type(value) is bytes else _lua_size(value)
-        lua = self.lua
-        if lua.get_memory_used() + size > LUA_MAX_MEMORY - PUSH_SLACK and not fits(lua, size):
+        if self._used() + size > self._push_room and not fits(self.lua, size):
             self._refuse()
 
     def _require(self, size: int) -> None:
