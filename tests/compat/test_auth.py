@@ -360,9 +360,12 @@ SHARDKV = Path(__file__).resolve().parents[2] / "shardkv"
 # cross-shard prepare records, worker/commands/persistence.py its __state
 # records), and a stream's packed entries
 # (worker/stream.py marshals each entry's fields itself and reads back only
-# those bytes).
+# those bytes), and the slow log's shared file (runtime/slowlogfile.py: a
+# memfd the supervisor makes and hands only to its own acceptors and workers,
+# which write every record of it).
 MARSHAL_ALLOWED = {
     "protocol/wire.py",
+    "runtime/slowlogfile.py",
     "worker/persistence/snapshot.py",
     "worker/persistence/loading.py",
     "worker/commands/persistence.py",
