@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import re
 import struct as _struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from lupa import lua51
@@ -293,6 +293,12 @@ _ESCAPES.update({8: b"\\b", 9: b"\\t", 10: b"\\n", 12: b"\\f", 13: b"\\r"})
 _ESCAPES.update({ord('"'): b'\\"', ord("\\"): b"\\\\", ord("/"): b"\\/", 127: b"\\u007f"})
 _ESCAPE_TABLE = [_ESCAPES.get(i, bytes([i])) for i in range(256)]
 
+
+def _json_string(v: bytes) -> bytes:
+    """json_append_string."""
+    return b'"' + b"".join(_ESCAPE_TABLE[c] for c in v) + b'"'
+
+
 # The decoder's tokens, by the names its errors show.
 _OBJ_BEGIN, _OBJ_END, _ARR_BEGIN, _ARR_END = "T_OBJ_BEGIN", "T_OBJ_END", "T_ARR_BEGIN", "T_ARR_END"
 _STRING, _NUMBER, _BOOLEAN, _NULL = "T_STRING", "T_NUMBER", "T_BOOLEAN", "T_NULL"
@@ -494,62 +500,108 @@ class CJson:
         if len(args) != 1:
             raise LibError("bad argument #1 to 'encode' (expected 1 argument)")
         out: list[bytes] = []
-        self._encode(args[0], out, 0)
+        self._encode(args[0], out)
         text = b"".join(out)
         _room(self.lua, len(text))
         return text
 
-    def _encode(self, v: LuaValue, out: list[bytes], depth: int) -> None:
-        t = type(v)
-        if t is bytes:
-            out.append(b'"' + b"".join(_ESCAPE_TABLE[c] for c in v) + b'"')
-        elif t is bool:
-            out.append(b"true" if v else b"false")
-        elif t is int or t is float:
-            out.append(self._number(v))
-        elif v is None:
-            out.append(b"null")
-        elif _lua_type(v) == "userdata" and self.is_null(v):
-            out.append(b"null")
-        elif _lua_type(v) == "table":
-            depth += 1
-            if depth > self.max_depth:
+    def _encode(self, value: LuaValue, out: list[bytes]) -> None:
+        """json_append_data, with a stack of the tables being encoded in
+        place of C's recursion (a cyclic table nests without end): each
+        entry the rest of a table's items, which writes its values but its
+        tables, and what the table holds of the C function's Lua stack (an
+        array's value; an object's key and value; the argument besides).
+        Entering a table checks its depth as json_check_encode_depth does:
+        against encode_max_depth and the stack's room, lua_checkstack(l, 3)."""
+        text = self._value(value)
+        if text is not None:
+            out.append(text)
+            return
+        stack: list[tuple[Iterator[LuaValue], int]] = []
+        top = 1
+        while True:
+            depth = len(stack) + 1
+            if depth > self.max_depth or top + 3 > LUA_STACK:
                 raise LibError("Cannot serialise, excessive nesting (%d)" % depth)
-            n = self._array_length(v)
+            n = self._array_length(value)
             if n > 0:
                 out.append(b"[")
-                for i in range(1, n + 1):
-                    if i > 1:
-                        out.append(b",")
-                    x = v[i]
-                    if x == 0 and type(x) is int and self.negative_zero(v, i):
-                        x = -0.0
-                    self._encode(x, out, depth)
-                out.append(b"]")
+                stack.append((self._array_items(value, n, out), 1))
+                top += 1
             else:
                 out.append(b"{")
-                first = True
-                for k, val in v.items():
-                    if not first:
-                        out.append(b",")
-                    first = False
-                    if type(k) is bytes:
-                        self._encode(k, out, depth)
-                    elif type(k) in (int, float):
-                        if k == 0 and type(k) is int and self.negative_zero(v):
-                            k = -0.0
-                        out.append(b'"' + self._number(k) + b'"')
-                    else:
-                        raise LibError(
-                            "Cannot serialise %s: table key must be a number or string" % type_name(k)
-                        )
-                    out.append(b":")
-                    if val == 0 and type(val) is int and self.negative_zero(v, k):
-                        val = -0.0
-                    self._encode(val, out, depth)
-                out.append(b"}")
-        else:
-            raise LibError("Cannot serialise %s: type not supported" % type_name(v))
+                stack.append((self._object_items(value, out), 2))
+                top += 2
+            # the next table to enter: the innermost table's next one
+            while True:
+                items, slots = stack[-1]
+                value = next(items, None)
+                if value is not None:
+                    break
+                stack.pop()
+                top -= slots
+                if not stack:
+                    return
+
+    def _value(self, v: LuaValue) -> bytes | None:
+        """The JSON of a value not a table; None for a table."""
+        t = type(v)
+        if t is bytes:
+            return _json_string(v)
+        if t is bool:
+            return b"true" if v else b"false"
+        if t is int or t is float:
+            return self._number(v)
+        if v is None:
+            return b"null"
+        kind = _lua_type(v)
+        if kind == "table":
+            return None
+        if kind == "userdata" and self.is_null(v):
+            return b"null"
+        raise LibError("Cannot serialise %s: type not supported" % type_name(v))
+
+    def _array_items(self, v: LuaValue, n: int, out: list[bytes]) -> Iterator[LuaValue]:
+        """json_append_array: writes each value of 1..n, with its comma;
+        yields each that is a table, to be written in its place."""
+        for i in range(1, n + 1):
+            if i > 1:
+                out.append(b",")
+            x = v[i]
+            if x == 0 and type(x) is int and self.negative_zero(v, i):
+                x = -0.0
+            text = self._value(x)
+            if text is None:
+                yield x
+            else:
+                out.append(text)
+        out.append(b"]")
+
+    def _object_items(self, v: LuaValue, out: list[bytes]) -> Iterator[LuaValue]:
+        """json_append_object: writes each key and value, with its comma;
+        yields each value that is a table, to be written in its place."""
+        first = True
+        for k, val in v.items():
+            if not first:
+                out.append(b",")
+            first = False
+            if type(k) is bytes:
+                out.append(_json_string(k))
+            elif type(k) in (int, float):
+                if k == 0 and type(k) is int and self.negative_zero(v):
+                    k = -0.0
+                out.append(b'"' + self._number(k) + b'"')
+            else:
+                raise LibError("Cannot serialise %s: table key must be a number or string" % type_name(k))
+            out.append(b":")
+            if val == 0 and type(val) is int and self.negative_zero(v, k):
+                val = -0.0
+            text = self._value(val)
+            if text is None:
+                yield val
+            else:
+                out.append(text)
+        out.append(b"}")
 
     def _number(self, v: float) -> bytes:
         """json_append_number."""

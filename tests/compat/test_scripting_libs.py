@@ -210,6 +210,31 @@ CJSON_ENCODE = [
     "local z = 0 return cjson.encode(z * -1, 1)",
 ]
 
+# A cyclic table, or one nested deeper than encode_max_depth or than the
+# encoder's Lua stack holds (lua_checkstack(l, 3) with LUAI_MAXCSTACK 8000:
+# an array's level takes a slot, an object's two), fails with
+# json_check_encode_depth's error, at its depth.
+CJSON_ENCODE_NESTING = [
+    "local t = {} t[1] = t return cjson.encode(t)",
+    "local t = {} t[1] = t return {pcall(cjson.encode, t)}",
+    "local t = {} t.a = t return {pcall(cjson.encode, t)}",
+    "local t = {} t[1] = t return cjson.encode({a = {b = t}})",
+    "local t = {} for i = 1, 999 do t = {t} end return #cjson.encode(t)",
+    "local t = {} for i = 1, 1000 do t = {t} end return {pcall(cjson.encode, t)}",
+    "local c = cjson.new() c.encode_max_depth(5000) local t = {} t[1] = t return {pcall(c.encode, t)}",
+    "local c = cjson.new() c.encode_max_depth(100000) local t = {} t[1] = t return {pcall(c.encode, t)}",
+    "local c = cjson.new() c.encode_max_depth(100000) local t = {} t.a = t return {pcall(c.encode, t)}",
+    "local c = cjson.new() c.encode_max_depth(100000) local t = {} t[1] = t return {pcall(c.encode, {a = t})}",
+    "local c = cjson.new() c.encode_max_depth(100000) local t = {} local u = {t} t.a = u return {pcall(c.encode, t)}",
+    "local c = cjson.new() c.encode_max_depth(100000) local t = {} local u = {t} t.a = u return {pcall(c.encode, u)}",
+    "local c = cjson.new() c.encode_max_depth(100000) local t = {1, 2, {}} t[3][1] = t return {pcall(c.encode, t)}",
+    "local c = cjson.new() c.encode_max_depth(100000) local t = {} for i = 1, 7996 do t = {t} end return #c.encode(t)",
+    "local c = cjson.new() c.encode_max_depth(100000) local t = {} for i = 1, 7997 do t = {t} end return {pcall(c.encode, t)}",
+    "local c = cjson.new() c.encode_max_depth(100000) local t = {} for i = 1, 3998 do t = {a = t} end return #c.encode(t)",
+    "local c = cjson.new() c.encode_max_depth(100000) local t = {} for i = 1, 3999 do t = {a = t} end return {pcall(c.encode, t)}",
+    "return cjson.encode({1, {a = {2, 3, {}}, b = 'x'}, {c = {{d = {}}}}})",
+]
+
 CJSON_NULL = [
     "return cjson.null",
     "return {1, cjson.null, 2}",
@@ -517,6 +542,7 @@ CMSGPACK = [
 TABLES = {
     "cjson-decode-tokens-and-errors": CJSON_DECODE,
     "cjson-encode": CJSON_ENCODE,
+    "cjson-encode-cyclic-and-deep-tables": CJSON_ENCODE_NESTING,
     "cjson-option-functions-and-new": CJSON_OPTIONS,
     "cjson-null-is-a-userdata": CJSON_NULL,
     "bit-arguments-and-conversions": BIT,
