@@ -1133,6 +1133,39 @@ def _struct_size(*args: LuaValue) -> int:
 _MAX_NESTING = 16
 
 
+class _Met:
+    """The tables one cmsgpack.pack has met, for the tables it meets again.
+
+    lua_cmsgpack writes a table again wherever it appears, down to its
+    nesting limit: a table that holds itself twice is written 2**16 times,
+    a few milliseconds in C and seconds here.  Nothing runs in Lua while
+    it packs, so a table met again at the same depth is written with the
+    same bytes: those are kept (by the table's number and its depth) and
+    copied, and only tables met again are kept.  A table's identity is a
+    Lua table's key (lupa gives each reference to one table its own Python
+    object), whose growth is checked against the state's room first."""
+
+    __slots__ = ("lua", "numbers", "count", "packed")
+
+    def __init__(self, lua: LuaValue) -> None:
+        self.lua = lua
+        self.numbers = lua.table()  # table -> its number
+        self.count = 0
+        self.packed: dict[tuple[int, int], bytes] = {}  # (number, depth) -> its bytes
+
+    def again(self, table: LuaValue) -> int | None:
+        """The table's number if it was met before; else None, and it is
+        numbered (the hash part's doubling, 40 bytes a node, counted)."""
+        number = self.numbers[table]
+        if number is None:
+            self.count += 1
+            m = self.count
+            if (m - 1) & (m - 2) == 0:
+                _room(self.lua, 128 * m)
+            self.numbers[table] = m
+        return number
+
+
 class MsgPack:
     def __init__(self, lua: LuaValue) -> None:
         self.lua = lua
@@ -1141,12 +1174,15 @@ class MsgPack:
         if not args:
             raise LibError("bad argument #0 to 'pack' (MessagePack pack needs input.)")
         out = bytearray()
+        met = _Met(self.lua)
         for v in args:
-            self._pack(v, out, 0)
+            self._pack(v, out, 0, met)
         _room(self.lua, len(out))
         return bytes(out)
 
-    def _pack(self, v: LuaValue, out: bytearray, depth: int) -> None:
+    def _pack(self, v: LuaValue, out: bytearray, depth: int, met: _Met) -> None:
+        """mp_encode_lua_type: a table at the nesting limit is nil; a table
+        met before is written again as it was at that depth (see _Met)."""
         t = type(v)
         if t is bytes:
             n = len(v)
@@ -1176,17 +1212,26 @@ class MsgPack:
             if depth >= _MAX_NESTING:
                 out.append(0xC0)
                 return
+            again = met.again(v)
+            if again is not None:
+                packed = met.packed.get((again, depth))
+                if packed is not None:
+                    out += packed
+                    return
+                start = len(out)
             n = self._array_length(v)
             if n >= 0:
                 self._header(n, 0x90, 0xDC, out)
                 for i in range(1, n + 1):
-                    self._pack(v[i], out, depth + 1)
+                    self._pack(v[i], out, depth + 1, met)
             else:
                 pairs = list(v.items())
                 self._header(len(pairs), 0x80, 0xDE, out)
                 for k, x in pairs:
-                    self._pack(k, out, depth + 1)
-                    self._pack(x, out, depth + 1)
+                    self._pack(k, out, depth + 1, met)
+                    self._pack(x, out, depth + 1, met)
+            if again is not None:
+                met.packed[(again, depth)] = bytes(out[start:])
         else:
             out.append(0xC0)
 
