@@ -258,7 +258,17 @@ def _function(b: bytearray, at: int, protos: list[_Proto]) -> int:
     at += 4 * n
     proto = _Proto(code, words, tails, params)
     protos.append(proto)
-    n, at = _int(b, at)  # constants
+    at = _constants(b, at, proto.strings)
+    n, at = _int(b, at)  # nested prototypes
+    for _ in range(n):
+        at = _function(b, at, protos)
+    return _debug_info(b, at, proto)
+
+
+def _constants(b: bytearray, at: int, strings: dict[int, bytes] | None = None) -> int:
+    """Read a prototype's constants at ``at`` (its strings into ``strings``
+    by index, given); where they end."""
+    n, at = _int(b, at)
     for k in range(n):
         kind = b[at]
         at += 1
@@ -268,26 +278,31 @@ def _function(b: bytearray, at: int, protos: list[_Proto]) -> int:
             at += 8
         elif kind == _STRING:
             end = _string(b, at)
-            proto.strings[k] = bytes(b[at + 8 : end - 1])  # (a dumped string ends with its NUL)
+            if strings is not None:
+                strings[k] = bytes(b[at + 8 : end - 1])  # (a dumped string ends with its NUL)
             at = end
         elif kind != _NIL:
             raise BytecodeError("unknown constant type %d" % kind)
-    n, at = _int(b, at)  # nested prototypes
-    for _ in range(n):
-        at = _function(b, at, protos)
+    return at
+
+
+def _debug_info(b: bytearray, at: int, proto: _Proto | None = None) -> int:
+    """Read a prototype's debug information at ``at`` (its line numbers, its
+    locals' and upvalues' names, into ``proto``'s, given); where it ends."""
     n, at = _int(b, at)  # line numbers
     at += 4 * n
     n, at = _int(b, at)  # local variables
     for _ in range(n):
         end = _string(b, at)
-        name = bytes(b[at + 8 : end - 1])
-        start, stop = struct.unpack_from("<ii", b, end)
-        proto.locals.append((name, start, stop))
+        if proto is not None:
+            start, stop = struct.unpack_from("<ii", b, end)
+            proto.locals.append((bytes(b[at + 8 : end - 1]), start, stop))
         at = end + 8
     n, at = _int(b, at)  # upvalue names
     for _ in range(n):
         end = _string(b, at)
-        proto.upvalues.append(bytes(b[at + 8 : end - 1]))
+        if proto is not None:
+            proto.upvalues.append(bytes(b[at + 8 : end - 1]))
         at = end
     return at
 
@@ -314,29 +329,10 @@ def _stripped(b: bytearray, at: int, out: bytearray) -> int:
     at = _string(b, at) + 4 + 4 + 4  # source; linedefined, lastlinedefined; nups...maxstacksize
     n, at = _int(b, at)
     at += 4 * n  # code
-    n, at = _int(b, at)  # constants
-    for _ in range(n):
-        kind = b[at]
-        at += 1
-        if kind == _BOOLEAN:
-            at += 1
-        elif kind == _NUMBER:
-            at += 8
-        elif kind == _STRING:
-            at = _string(b, at)
-        elif kind != _NIL:
-            raise BytecodeError("unknown constant type %d" % kind)
+    at = _constants(b, at)
     n, at = _int(b, at)  # nested prototypes
     out += b[start:at]
     for _ in range(n):
         at = _stripped(b, at, out)
-    n, at = _int(b, at)  # line numbers
-    at += 4 * n
-    n, at = _int(b, at)  # local variables
-    for _ in range(n):
-        at = _string(b, at) + 8
-    n, at = _int(b, at)  # upvalue names
-    for _ in range(n):
-        at = _string(b, at)
-    out += struct.pack("<iii", 0, 0, 0)
-    return at
+    out += struct.pack("<iii", 0, 0, 0)  # (no line numbers, locals or upvalue names)
+    return _debug_info(b, at)
