@@ -22,7 +22,9 @@ one of two ways:
   one executor shard, unless a watched key changed.  The commands the
   acceptor answers itself (PING, ECHO, PUBLISH, CONFIG...) take no keys,
   so they run in the acceptor once the operation has succeeded, and their
-  replies are spliced into the EXEC array at their positions.
+  replies are spliced into the EXEC array at their positions; but a
+  SWAPDB that commands needing data follow runs on the executor, in its
+  place (see :func:`_swaps_on_executor`).
 
 WATCH asks each key's shard for the key's *version* (``__watch``); a shard
 bumps the version of a watched key when a command changes it, and on its
@@ -51,6 +53,7 @@ from shardkv.acceptor.replies import Slot
 from shardkv.acceptor.shardlink import BUSY_LINKS
 from shardkv.acceptor.users import UsersInExec, hold_for_changes
 from shardkv.protocol import acl, bus, errors
+from shardkv.protocol.args import parse_int32
 from shardkv.protocol.commands import Command, other_db_keys
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import encode_command, encode_error
@@ -619,6 +622,25 @@ def _run(client: Client, queued: list, reply: Exec, early: dict[int, list], pin:
     client.state.locate(None)
 
 
+def _swaps_on_executor(args: list[bytes], databases: int) -> bool:
+    """Does the queued SWAPDB ``args`` run on the executor of an atomic
+    EXEC, in its place among the commands, when one that needs data comes
+    after it?  Only one that swaps two databases: the acceptor answers the
+    others (an error, or OK for a database with itself) after the
+    operation, as their reply.
+
+    The executor then holds every key of every database (``**``), as for
+    a SWAPDB in a script, and the keys go home swapped at the commit: the
+    commands and scripts after it see the swapped databases, as in Redis
+    (run after the operation, as the acceptor's command it is, it left
+    them the databases of before)."""
+    try:
+        a, b = parse_int32(args[1]), parse_int32(args[2])
+    except CommandError:
+        return False
+    return a != b and 0 <= a < databases and 0 <= b < databases
+
+
 # The subcommands that change the functions or the script cache.
 _REGISTRY_CHANGES = {"function": (b"load", b"delete", b"flush", b"restore"), "script": (b"load", b"flush")}
 
@@ -872,6 +894,17 @@ def _run_atomic(
     last_script = max(
         (i for i, (cmd, _) in enumerate(queued) if cmd.name in monitor.SCRIPT_COMMANDS), default=-1
     )
+    # The last command the executor runs: a SWAPDB before it swaps there,
+    # in its place (see _swaps_on_executor).
+    last_on_executor = max(
+        (
+            i
+            for i, (cmd, _) in enumerate(queued)
+            if cmd.route != "local" or (scripted and cmd.name in monitor.SCRIPT_COMMANDS)
+        ),
+        default=-1,
+    )
+    swaps: set[int] = set()  # the positions of the SWAPDBs run by the executor
     for i, (cmd, args) in enumerate(queued):
         if cmd.name == "select":
             selects[i] = run_local_captured(client, cmd, args)  # sets client.db, if valid
@@ -899,6 +932,11 @@ def _run_atomic(
                 scripts[i] = script
                 script_at[len(commands)] = (script, db)
                 commands.append([])  # its command, as it runs (see operation)
+            continue
+        if cmd.name == "swapdb" and i < last_on_executor and _swaps_on_executor(args, databases):
+            swaps.add(i)
+            commands.append(args)
+            everything = b"**"
             continue
         if cmd.route == "shard":
             commands.append(args)
@@ -932,6 +970,9 @@ def _run_atomic(
                 body = next(replies)
                 scripts[i].answered(client, body)
                 parts.append(body)
+            elif i in swaps:  # (the acceptor's command: counted here, as run_local does)
+                client.server.stats.record("swapdb", 0, None)
+                parts.append(next(replies))
             elif cmd.route == "local":
                 # In the database a SELECT before it chose (a script, behind
                 # a FUNCTION or SCRIPT change: see _scripts_on_executor).

@@ -459,3 +459,30 @@ def test_a_script_escaping_on_a_new_key_each_run_is_answered(servers, inside):
             keys = c.command("KEYS", "*")
             assert len(keys) == (2 if inside else 1)
             assert c.command("GET", OWN) == (b"2" if inside else None)
+
+
+@pytest.mark.parametrize("watch", [False, True], ids=["plain", "watched"])
+def test_a_swapdb_queued_in_an_exec_with_a_script_swaps_before_what_follows(servers, watch):
+    """A SWAPDB queued directly (not in a script) among the EXEC's commands
+    swaps the databases in its place: the commands after it see the
+    swapped ones (it ran after the operation, as an acceptor's command,
+    and the GET after it answered the old database's value)."""
+    real, ours, acceptors = servers
+    commands = [
+        ["SELECT", "1"],
+        ["SET", OTHER, "one"],
+        ["SELECT", "0"],
+        ["SET", OTHER, "zero"],
+        *([["WATCH", OWN]] if watch else []),
+        ["MULTI"],
+        ["SET", OWN, "x"],
+        ["SWAPDB", "0", "1"],
+        ["EVAL", _fresh("return redis.call('get', KEYS[1])"), "1", OWN],
+        ["GET", OTHER],
+        ["APPEND", OTHER, "+"],
+        ["EXEC"],
+    ]
+    expected = _run(real, 1, commands, None)
+    assert expected[-3] == b"*5\r\n+OK\r\n+OK\r\n$-1\r\n$3\r\none\r\n:4\r\n"
+    assert _run(ours, acceptors, commands, None) == expected
+    assert _databases(ours) == _databases(real) == [[None, b"one+"], [b"x", b"zero"]]
