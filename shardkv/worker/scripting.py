@@ -1584,6 +1584,9 @@ class Engine:
             self._need_key(argv[1], run)
         else:
             keys = [argv[1]] if cmd.single_key else cmd.keys(argv)
+            # MOVE's key in its target database, COPY ... DB's destination
+            # (a key's shard is the same in every database).
+            targets = commands.other_db_keys(cmd.name, argv, len(ks.dbs)) if cmd.name in _TO_OTHER_DB else ()
             if self.nshards > 1:
                 # A key of another shard must have been imported (even one
                 # that does not exist yet, so that its new state goes home).
@@ -1595,6 +1598,14 @@ class Engine:
                     missing = [k for k in keys if slot_of(k) not in slots and (db, k) not in imported]
                 # (named as the script's database names them)
                 foreign: list[bytes | tuple[int, bytes]] = [k if db == run.db else (db, k) for k in missing]
+                # A target imported too, or it would stay here, on another
+                # shard than its own.
+                for other, key in targets:
+                    if (
+                        slot_of(key) not in slots
+                        and (key if other == run.home else (other, key)) not in imported
+                    ):
+                        foreign.append(key if other == run.db else (other, key))
                 # (every key of every database is here: one missing is in
                 # none, and one written goes home after the run, see
                 # Shard.run_foreign)
@@ -1605,6 +1616,12 @@ class Engine:
                 for key in keys:
                     if (db, key) not in undo:
                         undo[db, key] = export_key(ks, key)
+                # A target undone with the rest (the undo of a MOVE left
+                # the key in the target as well).
+                for other, key in targets:
+                    if (other, key) not in undo:
+                        with ks.selected(other):
+                            undo[other, key] = export_key(ks, key)
         if write:
             run.dirty = True
             if run.busy and not run.reported_dirty:
@@ -2418,6 +2435,10 @@ def _lua_bytes(vm: _VM | None) -> int:
     if vm is None:
         return 0
     return ((vm.lua.get_memory_used() or 0) >> 10) << 10
+
+
+# The commands that write a key of another database (commands.other_db_keys).
+_TO_OTHER_DB = frozenset(("move", "copy"))
 
 
 def _db_index(arg: bytes, message: str) -> int:

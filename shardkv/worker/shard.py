@@ -1528,10 +1528,16 @@ class Shard:
         effects, found = scripting.take_effects(ks)
         for db, args in effects:
             cmd = commands.lookup(args[0])
-            for key in cmd.keys(args) if cmd is not None else ():
-                old = found.get((db, key), ())
-                if db != here:
-                    key = (db, key)  # after a SELECT in the script
+            if cmd is None:
+                continue
+            # (and MOVE's key in its target database, COPY ... DB's destination)
+            written = [(db, key) for key in cmd.keys(args)] + commands.other_db_keys(
+                cmd.name, args, databases
+            )
+            for key_db, key in written:
+                old = found.get((key_db, key), ())
+                if key_db != here:
+                    key = (key_db, key)  # after a SELECT in the script, or in another database
                 if key not in states and key not in before:
                     # () (not known) is never equal to a state: logged as changed
                     before[key] = old

@@ -486,3 +486,62 @@ def test_a_swapdb_queued_in_an_exec_with_a_script_swaps_before_what_follows(serv
     assert expected[-3] == b"*5\r\n+OK\r\n+OK\r\n$-1\r\n$3\r\none\r\n:4\r\n"
     assert _run(ours, acceptors, commands, None) == expected
     assert _databases(ours) == _databases(real) == [[None, b"one+"], [b"x", b"zero"]]
+
+
+MOVE_OWN = "local m = redis.call('move', KEYS[1], 1)\nredis.call('set', ARGV[1], 'b')\nreturn m"
+COPY_OWN = (
+    "local m = redis.call('copy', KEYS[1], ARGV[1], 'db', '1')\nredis.call('set', ARGV[1], 'b')\nreturn m"
+)
+MOVE_OTHER = "return redis.call('move', ARGV[1], 1)"
+
+
+@pytest.mark.parametrize(
+    "commands",
+    [
+        [["SET", OWN, "x"], ["EVAL", MOVE_OWN, "1", OWN, OTHER]],
+        [
+            ["SET", OWN, "x"],
+            ["WATCH", OWN],
+            ["MULTI"],
+            ["EVAL", MOVE_OWN, "1", OWN, OTHER],
+            ["SET", OTHER, "c"],
+            ["EXEC"],
+        ],
+        [["SET", OWN, "x"], ["MULTI"], ["SET", OTHER, "c"], ["EVAL", MOVE_OWN, "1", OWN, OTHER], ["EXEC"]],
+        [["SET", OWN, "x"], ["EVAL", COPY_OWN, "1", OWN, OTHER]],
+        [["SET", OWN, "x"], ["WATCH", OWN], ["MULTI"], ["EVAL", COPY_OWN, "1", OWN, OTHER], ["EXEC"]],
+        [["SET", OTHER, "x"], ["EVAL", MOVE_OTHER, "1", OWN, OTHER]],
+        [
+            ["SET", OTHER, "x"],
+            ["WATCH", OTHER],
+            ["MULTI"],
+            ["SET", OWN, "1"],
+            ["EVAL", MOVE_OTHER, "1", OWN, OTHER],
+            ["EXEC"],
+        ],
+    ],
+    ids=[
+        "move-eval",
+        "move-watched-exec",
+        "move-exec",
+        "copy-eval",
+        "copy-watched-exec",
+        "other-eval",
+        "other-exec",
+    ],
+)
+def test_a_move_or_copy_to_another_database_in_a_script_across_shards(servers, commands):
+    """A script's MOVE (or COPY ... DB) whose run escaped is undone in both
+    databases: its run again moves the key once (the undo put it back in the
+    source database only, and the run again's MOVE found it in the target:
+    ``[0, OK]``).  And one of a key imported from another shard sends the
+    target's key home (it stayed on the executor, on the wrong shard, and
+    was lost)."""
+    commands = [
+        [_fresh(word) if word in (MOVE_OWN, COPY_OWN, MOVE_OTHER) else word for word in c] for c in commands
+    ]
+    real, ours, acceptors = servers
+    expected = _run(real, 1, commands, None)
+    assert b":1\r\n" in expected[-3]
+    assert _run(ours, acceptors, commands, None) == expected
+    assert _databases(ours) == _databases(real)
