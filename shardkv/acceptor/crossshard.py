@@ -27,7 +27,8 @@ script, the shard whose keys its earlier runs found largest, see
 :class:`AtomicOp`'s ``exported``):
 
 1. *park*: a ``__park <op> ...`` entry to every shard involved, in one step
-   of the global order.  Each answers :class:`~shardkv.protocol.wire.Parked` (the
+   of the global order (``__parkat <ms> __park ...``: the keys expired as
+   of ``ms``, an EXEC with scripts, see :class:`~shardkv.protocol.wire.Run`'s ``as_of``).  Each answers :class:`~shardkv.protocol.wire.Parked` (the
    states of its keys, the versions of the WATCHed ones) and parks.
 2. *run*: :class:`~shardkv.protocol.wire.Run` to E with all the states.  E runs the
    commands on them and answers :class:`~shardkv.protocol.wire.Ran`: the replies,
@@ -486,10 +487,14 @@ class AtomicOp(_Operation):
         also: set[int] | None = None,
         escaped: Callable[[list[bytes]], Callable[[], None] | None] | None = None,
         exported: dict[int, int] | None = None,
+        as_of: int = 0,
     ) -> None:
         super().__init__(client, slot)
         server = client.server
         self.commands = commands
+        # Unix ms: the shards export, check and run the keys expired as of
+        # then (an EXEC that runs again, as of its first run: wire.Run.as_of).
+        self.as_of = as_of
         self.finish = finish
         # Called with the executor's replies before anything is prepared:
         # when a script among the commands escaped (it needs more shards),
@@ -584,6 +589,8 @@ class AtomicOp(_Operation):
                         args += (b"%d" % op_db, key)
             else:
                 args = [Verb.PARK, op, b"%d" % len(export), *export, *watching]
+            if self.as_of:
+                args = [Verb.PARK_AT, b"%d" % self.as_of, *args]
             self.links[shard].send(header, encode_command(args), _Answer(self, shard))
 
     def answered(self, shard: int, index: int, body: bytes) -> None:
@@ -617,7 +624,9 @@ class AtomicOp(_Operation):
             alone = self.shards == [self.executor] and self.escaped is None
             resp3 = int(self.client.resp3)
             scripts = self.escaped is not None  # an EXEC's: the executor logs them (SLOWLOG)
-            run = wire.Run(self.id, self.states, self.commands, resp3, alone, self.own, self.clocks, scripts)
+            run = wire.Run(
+                self.id, self.states, self.commands, resp3, alone, self.own, self.clocks, scripts, self.as_of
+            )
             self._send(self.executor, run)
 
     def step(self, shard: int, message: object) -> None:

@@ -40,6 +40,7 @@ answer to a later EXEC's ``__park``.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -1032,8 +1033,11 @@ def _run_atomic(
 
     lua: list = []  # its scripts' calls, for MONITOR's lines
 
-    def operation(slot: Slot | None, also: set[int]) -> AtomicOp:
-        """The operation (again, with more keys, after a script escaped)."""
+    def operation(slot: Slot | None, also: set[int], as_of: int = 0) -> AtomicOp:
+        """The operation (again, with more keys, after a script escaped).
+        Each run has its keys expired as of the first's start (``as_of``,
+        see wire.Run): Redis's time stands still while EXEC runs, and it
+        checks a WATCHed key's expiry as EXEC starts, not again."""
         if not scripts:
             return AtomicOp(client, commands, keys, finish, watched, everything, op_db, slot, also)
         run = list(commands)
@@ -1069,11 +1073,12 @@ def _run_atomic(
                 return None
 
             def again() -> None:
-                operation(op.slot, also)
+                operation(op.slot, also, began)
 
             return again
 
-        op = AtomicOp(client, run, needed, finish, watched, widest, op_db, slot, also, escaped)
+        began = as_of or int(time.time() * 1000)
+        op = AtomicOp(client, run, needed, finish, watched, widest, op_db, slot, also, escaped, as_of=began)
         lua.clear()  # (an undone run's calls do not come)
         op.lua = lua
         return op

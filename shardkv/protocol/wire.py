@@ -227,7 +227,9 @@ part of a write fan-out (answered with a :class:`PartPrepared` part).
 each key's database: a key of another database than the entry's is named
 ``(db, key)`` in the states and versions that answer it, and in those a
 :class:`Run` or :class:`Prepare` carries (``* *``: every key of the
-entry's database; ``* **``: of every database).
+entry's database; ``* **``: of every database).  ``__parkat <ms>``
+before either is the same with the keys expired as of ``ms`` (see
+:class:`Run`'s ``as_of``).
 
 Internal verbs
 --------------
@@ -500,6 +502,10 @@ class Run:
     # An EXEC's scripts (see acceptor.transactions._run_atomic): the executor
     # logs each in its slow log, after its calls, as Redis does (Ran.logged).
     log_scripts: bool = False
+    # Unix ms: the commands run with keys expired as of then, not now (0):
+    # an EXEC that runs again after a script escaped, as of its first run
+    # (Redis's time stands still while EXEC runs).
+    as_of: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -859,8 +865,8 @@ BWAIT_CLAIMED = 2
 class Verb:
     """Every internal verb: the name of a command the acceptor sends a shard
     (or a shard writes in its AOF), never a client.  :data:`HANDLED` are run
-    by a worker's command handler; :data:`PARK`, :data:`PARKDB` and
-    :data:`PREPARE` by the shard itself (``FLAG_PARK`` entries), and
+    by a worker's command handler; :data:`PARK`, :data:`PARKDB`,
+    :data:`PARK_AT` and :data:`PREPARE` by the shard itself (``FLAG_PARK`` entries), and
     :data:`SELECT` by the executor of a cross-shard operation; :data:`RANDOM`
     and :data:`RANDOM_BACK` travel in ``Q`` frames, to the acceptor; :data:`XPREPARE`, :data:`XCOMMIT`
     and :data:`XABORT` are records of a shard's AOF only."""
@@ -868,6 +874,9 @@ class Verb:
     # Cross-shard operations (see shardkv.acceptor.crossshard).
     PARK = b"__park"  # __park op nexport key... watched...: export, park
     PARKDB = b"__parkdb"  # __parkdb op nexport (db key)... (db key)...: the same, keys of any database
+    # __parkat ms __park... (or __parkdb...): the same, keys expired as of
+    # ``ms`` (an EXEC that runs again: as of its first run, Run.as_of)
+    PARK_AT = b"__parkat"
     SELECT = b"__select"  # in a Run's commands: __select db, the database of the commands after it
     PREPARE = b"__prepare"  # __prepare op command...: a write fan-out's part
     XPREPARE = b"__XPREPARE"  # AOF: __XPREPARE op states
@@ -1001,6 +1010,7 @@ Verb.ALL = frozenset(value for name, value in vars(Verb).items() if name.isupper
 Verb.HANDLED = Verb.ALL - {
     Verb.PARK,
     Verb.PARKDB,
+    Verb.PARK_AT,
     Verb.SELECT,
     Verb.PREPARE,
     Verb.XPREPARE,

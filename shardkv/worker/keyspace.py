@@ -169,6 +169,13 @@ class Keyspace:
         # While clients are paused (CLIENT PAUSE), an expired key reads as
         # missing but stays, as in Redis: nothing is deleted, nothing logged.
         self.expiry_paused = False
+        # The WATCHed keys, ``(database, key)``, of the EXECs with scripts
+        # that have parked this shard (``__parkat``), until nobody watches
+        # them: the sweeper leaves them, so that such an EXEC, which runs
+        # again if a script escapes, finds them as of its first run (a key
+        # deleted between its runs aborted it, where Redis checks expiry as
+        # EXEC starts only).
+        self.exec_watched: set[tuple[int, bytes]] = set()
         # Set by a write command that changed nothing (SETBIT of a bit to
         # its value): as in Redis, it is not a change (``dirty``) and is not
         # logged.  Read and cleared by the shard after each command.
@@ -237,6 +244,7 @@ class Keyspace:
             for db in self.used_dbs():
                 self.dbs[db].watched.clear()  # type: ignore[union-attr]
                 self.dbs[db].watch_counts.clear()  # type: ignore[union-attr]
+            self.exec_watched.clear()
             return
         for (db, key), n in (mine or {}).items():
             database = self.dbs[db]
@@ -246,6 +254,7 @@ class Keyspace:
             if left <= 0:
                 database.watch_counts.pop(key, None)
                 database.watched.pop(key, None)
+                self.exec_watched.discard((db, key))
             else:
                 database.watch_counts[key] = left
 

@@ -1085,6 +1085,17 @@ class Shard:
         if args[0] == Verb.PARK or args[0] == Verb.PARKDB:
             message = self.park_reply(args)
             return wire.encode_answer(message), message.op
+        if args[0] == Verb.PARK_AT:  # (an EXEC that runs again, see wire.Run.as_of)
+            ks = self.keyspace
+            now = ks.now
+            ks.now = min(now, int(args[1]))
+            try:
+                message = self.park_reply(args[2:])
+            finally:
+                ks.now = now
+            here = ks.db
+            ks.exec_watched.update(key if type(key) is tuple else (here, key) for key in message.versions)
+            return wire.encode_answer(message), message.op
         part = self.prepare_part(args)
         return wire.encode_answer(part), part.op if part.prepared else None
 
@@ -1272,6 +1283,8 @@ class Shard:
                 continue
             self.keyspace.tick()
             if type(message) is wire.Run:
+                if message.as_of:  # (until the next tick)
+                    self.keyspace.now = min(self.keyspace.now, message.as_of)
                 ran = self.run_foreign(message)
                 if faultpoints.ACTIVE and self.persistence is not None:
                     self.persistence.commit()

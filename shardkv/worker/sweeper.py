@@ -84,6 +84,9 @@ class Sweeper:
         now = ks.now = ks.clock.now_ms()
         expires = ks.expires
         expiring = ks.expiring  # the slots that may have keys with a TTL
+        # (see Keyspace.exec_watched)
+        held = ks.exec_watched
+        db = ks.db
         slots = ks.slots
         start, stop = slots.start, slots.stop
         slot = first = self.cursor if start <= self.cursor < stop else start
@@ -100,7 +103,7 @@ class Sweeper:
             exp = expires[slot]
             for key, when in list(exp.items()):
                 sampled += 1
-                if when <= now:
+                if when <= now and (not held or (db, key) not in held):
                     ks._expire(slot, key)
                     expired += 1
             if not exp:

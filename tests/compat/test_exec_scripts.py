@@ -10,6 +10,7 @@ compares EXEC's array and the keys' values after it.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -545,3 +546,41 @@ def test_a_move_or_copy_to_another_database_in_a_script_across_shards(servers, c
     assert b":1\r\n" in expected[-3]
     assert _run(ours, acceptors, commands, None) == expected
     assert _databases(ours) == _databases(real)
+
+
+def _expiring_watch(port: int, acceptors: int, body: str) -> list:
+    """WATCH a key that expires 500 ms from now, then, in one write, an
+    EXEC whose script runs past that time and then escapes (sets a key of
+    the other shard): the replies, then the key's value."""
+    c = client_on(port, 0, k=acceptors) if acceptors > 1 else RespClient(port, timeout=20)
+    with c:
+        c.command("FLUSHALL")
+        deadline = int(time.time() * 1000) + 500
+        c.command("SET", OWN, "w", "PXAT", str(deadline))
+        commands = [
+            ["WATCH", OWN],
+            ["MULTI"],
+            ["EVAL", body, "1", OWN, OTHER, str(deadline + 100)],
+            ["GET", OWN],
+            ["EXEC"],
+        ]
+        c.sock.sendall(b"".join(encode_command(*command) for command in commands))
+        return [c.read() for _ in commands] + [c.command("GET", OTHER)]
+
+
+def test_a_watched_key_that_expires_while_an_escaped_run_runs_again(servers):
+    """Redis checks a WATCHed key's expiry as EXEC starts, and its time
+    stands still while the EXEC runs: a key that expires while the script's
+    run escapes and runs again (its deadline is passed when the run again
+    parks its shard) is no change, and the run again still sees it (it
+    aborted the EXEC).  The script waits on TIME (bounded: 600 ms)."""
+    real, ours, acceptors = servers
+    body = _fresh(
+        "local t = redis.call('time')\n"
+        "while t[1] * 1000 + math.floor(t[2] / 1000) < tonumber(ARGV[2]) do t = redis.call('time') end\n"
+        "redis.call('set', ARGV[1], 'b')\n"
+        "return redis.call('get', KEYS[1])"
+    )
+    expected = _expiring_watch(real, 1, body)
+    assert expected[-2:] == [b"*2\r\n$1\r\nw\r\n$1\r\nw\r\n", b"b"]
+    assert _expiring_watch(ours, acceptors, body) == expected
