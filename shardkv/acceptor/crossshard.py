@@ -27,9 +27,10 @@ script, the shard whose keys its earlier runs found largest, see
 :class:`AtomicOp`'s ``exported``):
 
 1. *park*: a ``__park <op> ...`` entry to every shard involved, in one step
-   of the global order (``__parkat <ms> __park ...``: the keys expired as
-   of ``ms``, an EXEC with scripts, see :class:`~shardkv.protocol.wire.Run`'s ``as_of``).  Each answers :class:`~shardkv.protocol.wire.Parked` (the
-   states of its keys, the versions of the WATCHed ones) and parks.
+   of the global order (``__parkat <ms> __park ...`` for an EXEC with
+   scripts: its keys expired as of ``ms``, see ``wire.Run.as_of``).  Each
+   answers :class:`~shardkv.protocol.wire.Parked` (the states of its keys,
+   the versions of the WATCHed ones) and parks.
 2. *run*: :class:`~shardkv.protocol.wire.Run` to E with all the states.  E runs the
    commands on them and answers :class:`~shardkv.protocol.wire.Ran`: the replies,
    the other shards' keys that changed, and what it did with its own
@@ -493,7 +494,8 @@ class AtomicOp(_Operation):
         server = client.server
         self.commands = commands
         # Unix ms: the shards export, check and run the keys expired as of
-        # then (an EXEC that runs again, as of its first run: wire.Run.as_of).
+        # then (an EXEC with scripts, every run as of its first's start:
+        # wire.Run.as_of); 0: now.
         self.as_of = as_of
         self.finish = finish
         # Called with the executor's replies before anything is prepared:

@@ -503,8 +503,8 @@ class Run:
     # logs each in its slow log, after its calls, as Redis does (Ran.logged).
     log_scripts: bool = False
     # Unix ms: the commands run with keys expired as of then, not now (0):
-    # an EXEC that runs again after a script escaped, as of its first run
-    # (Redis's time stands still while EXEC runs).
+    # an EXEC with scripts, each run (again, after a script escaped) as of
+    # the first's start (Redis's time stands still while EXEC runs).
     as_of: int = 0
 
 
@@ -875,7 +875,7 @@ class Verb:
     PARK = b"__park"  # __park op nexport key... watched...: export, park
     PARKDB = b"__parkdb"  # __parkdb op nexport (db key)... (db key)...: the same, keys of any database
     # __parkat ms __park... (or __parkdb...): the same, keys expired as of
-    # ``ms`` (an EXEC that runs again: as of its first run, Run.as_of)
+    # ``ms`` (an EXEC with scripts: see Run.as_of)
     PARK_AT = b"__parkat"
     SELECT = b"__select"  # in a Run's commands: __select db, the database of the commands after it
     PREPARE = b"__prepare"  # __prepare op command...: a write fan-out's part

@@ -1085,7 +1085,7 @@ class Shard:
         if args[0] == Verb.PARK or args[0] == Verb.PARKDB:
             message = self.park_reply(args)
             return wire.encode_answer(message), message.op
-        if args[0] == Verb.PARK_AT:  # (an EXEC that runs again, see wire.Run.as_of)
+        if args[0] == Verb.PARK_AT:  # (an EXEC with scripts, see wire.Run.as_of)
             ks = self.keyspace
             now = ks.now
             ks.now = min(now, int(args[1]))
