@@ -389,6 +389,7 @@ class _VM:
         "gc_step",
         "rewide",
         "one_key",
+        "holding",
         "runs",
         "gc_floor",
         "cjson",
@@ -421,6 +422,10 @@ class _VM:
         # The error table redis.call raised, until the prelude takes it
         # (Engine._hold): kept in Lua, in this table of the main state.
         self.held = lua.table()
+        # Whether ``held`` holds a table (Engine._hold, _take): a run's
+        # start clears it only then (a store into a Lua table costs a call
+        # into lupa).
+        self.holding = False
 
 
 class Engine:
@@ -747,12 +752,14 @@ class Engine:
                     return Error(errors.OOM)
             ro = read_only or bool(flags & FLAG_NO_WRITES)
         # Its KEYS and ARGV tables (each string, and its slot) must fit.
-        # (sum(map(...)) of an empty list costs more than all the rest)
-        size = 64 * (len(keys) + len(argv))
-        if keys:
-            size += sum(map(len, keys))
+        # (sum(map(...)) of an empty list costs more than all the rest; one
+        # key and no arguments, the usual case, needs neither)
         if argv:
-            size += sum(map(len, argv))
+            size = 64 * (len(keys) + len(argv)) + sum(map(len, keys)) + sum(map(len, argv))
+        elif len(keys) == 1:
+            size = 64 + len(keys[0])
+        else:
+            size = 64 * len(keys) + sum(map(len, keys))
         if self._used() + size > self._push_room and not fits(self.lua, size):
             return self._error_reply(b"not enough memory", sha)
         ks = self.ks
@@ -826,7 +833,8 @@ class Engine:
         events_mark = len(events) if events is not None else 0
         aof_db = aof.db if aof is not None else 0
         self.kill_requested = False
-        self._hold(None)
+        if self._vm.holding:  # type: ignore[union-attr]  # (what a script before it left)
+            self._hold(None)
         stats = ks.stats
         scratch = None
         hits, misses = ks.hits, ks.misses  # (INFO's keyspace_hits and _misses, for an undo)
@@ -1347,12 +1355,16 @@ class Engine:
         through the freed state: heap corruption, the worker's SIGABRT.  A
         script whose error handler never takes it (an xpcall handler that
         yields) left it so until the next call replaced it."""
-        self._vm.held[1] = table  # type: ignore[union-attr]
+        vm: _VM = self._vm  # type: ignore[assignment]
+        vm.held[1] = table
+        vm.holding = table is not None
 
     def _take(self) -> object:
-        held = self._vm.held  # type: ignore[union-attr]
+        vm: _VM = self._vm  # type: ignore[assignment]
+        held = vm.held
         value = held[1]
         held[1] = None
+        vm.holding = False
         return value
 
     def _command(self, name: bytes) -> _Called | None:
