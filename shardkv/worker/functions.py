@@ -32,7 +32,7 @@ from shardkv.worker.scripting import (
     CrossShard,
     Engine,
     ScriptReply,
-    _cross_reply,
+    cross_reply,
     engine_of,
     may_call_wide,
 )
@@ -494,7 +494,7 @@ def _fcall(ks: Keyspace, args: list[bytes], ro: bool, everything: int = 0) -> ob
     try:
         return engine.call_function(f.name, f.callback, f.flags, args[3 : 3 + n], args[3 + n :], ro)
     except CrossShard as e:
-        return _cross_reply(e)
+        return cross_reply(e)
     finally:
         engine.everything = 0
         if engine.widened:  # it ran again wide (Engine._invoke_wide): from now on it runs so

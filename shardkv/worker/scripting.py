@@ -366,7 +366,7 @@ class Run:
 _new_run = object.__new__
 # redis.call's missing arguments (see Engine._call_raise): no Lua value.
 _ABSENT: object = object()
-_NO_ARGS: list[bytes] = []  # never changed: FUNCTION STATS reads it
+NO_ARGS: list[bytes] = []  # never changed: FUNCTION STATS reads it
 _NO_KEYS: frozenset = frozenset()
 
 
@@ -802,7 +802,7 @@ class Engine:
         run.busy = False  # past busy-reply-threshold, and the acceptor told
         run.reported_dirty = False
         run.eval_mode = eval_mode  # EVAL (False: FCALL)
-        run.command = _NO_ARGS  # for FUNCTION STATS
+        run.command = NO_ARGS  # for FUNCTION STATS
         run.keys = keys  # the declared keys
         run.read_noted = False  # a read-only call was noted (client-side caching)
         # math.random's state when this script first drew: None, not yet;
@@ -2512,7 +2512,7 @@ def _numkeys(args: list[bytes]) -> int:
 CROSS_MARKER = "SHARDKV-CROSS"  # the acceptor's cue to run the script across shards
 
 
-def _cross_reply(e: CrossShard) -> Error:
+def cross_reply(e: CrossShard) -> Error:
     """``SHARDKV-CROSS [*|**] key... [#written]``: ``*`` when every shard
     is needed, ``**`` with every database; each key in hex, ``db:hex`` for
     a key of another database than the script's; ``written``, the
@@ -2533,7 +2533,7 @@ def eval_(ks: Keyspace, args: list[bytes]) -> object:
     try:
         return engine.eval(sha, args[3 : 3 + n], args[3 + n :], args[0].lower() == b"eval_ro")
     except CrossShard as e:
-        return _cross_reply(e)
+        return cross_reply(e)
 
 
 def evalsha(ks: Keyspace, args: list[bytes]) -> object:
@@ -2562,7 +2562,7 @@ def evalsha(ks: Keyspace, args: list[bytes]) -> object:
     try:
         return engine._invoke(sha, f, flags, keys, argv, ro, True)
     except CrossShard as e:
-        return _cross_reply(e)
+        return cross_reply(e)
 
 
 def eval_across(ks: Keyspace, args: list[bytes]) -> object:
@@ -2583,7 +2583,7 @@ def eval_across(ks: Keyspace, args: list[bytes]) -> object:
     try:
         return engine.eval(sha, args[7 : 7 + n], args[7 + n :], args[2].endswith(b"_ro"))
     except CrossShard as e:
-        return _cross_reply(e)
+        return cross_reply(e)
     finally:
         engine.everything = 0
         engine.user = None

@@ -438,6 +438,65 @@ def test_script_get_in_a_batch_counts_as_a_client_get(nshards):
     assert executed[1:] == batch_script[1:]
 
 
+@pytest.mark.parametrize("nshards", [1, 2])
+def test_script_spellings_in_a_batch_answer_as_execute(nshards):
+    """Shard.execute_script runs ``EVALSHA sha 1 key`` of a cached script
+    itself (not through the EVALSHA handler): EVALSHA_RO's refusal of a
+    write, a SHA1 in capitals, an unknown one, an argument, a key of
+    another shard (escaping across shards) and a failed redis.call whose
+    error table the prelude holds for the next run answer in a batch as
+    Shard.execute answers them, with the same counts."""
+
+    def replies(how: str) -> tuple:
+        shard = Shard(0, nshards, FakeClock())
+        ks = shard.keyspace
+        names = [b"k%d" % i for i in range(200)]
+        own = next(k for k in names if key_slot(k) in shard.scripts.own)
+        write = ks.scripts.load(b"return redis.call('set', KEYS[1], 'w')")
+        read = ks.scripts.load(b"return redis.call('get', KEYS[1])")
+        fail = ks.scripts.load(b"return redis.call('incr', KEYS[1])")
+        caught = ks.scripts.load(
+            b"local ok, e = pcall(redis.call, 'incr', KEYS[1]) return {ok and 1 or 0, e.err}"
+        )
+        commands = [
+            [b"EVALSHA", write, b"1", own],
+            [b"EVALSHA_RO", write, b"1", own],
+            [b"evalsha_ro", read, b"1", own],
+            [b"EVALSHA", read.upper(), b"1", own],
+            [b"EVALSHA", b"0" * 40, b"1", own],
+            [b"EVALSHA", read, b"1", own, b"arg"],
+            [b"EVALSHA", fail, b"1", own],
+            [b"EVALSHA", read, b"1", own],
+            [b"EVALSHA", caught, b"1", own],
+            [b"evalsha", read, b"1", own],
+        ]
+        if nshards > 1:
+            other = next(k for k in names if key_slot(k) not in shard.scripts.own)
+            commands.append([b"EVALSHA", read, b"1", other])
+        if how == "execute":
+            out = []
+            for c in commands:
+                value = run(shard, *c)
+                out.append(value.message if isinstance(value, Error) else value)
+        else:
+            out = [shard.run_batch(wire.encode_batch([item for c in commands for item in (0, c)]))]
+        rows, errorstats, _ = shard.stats.report()
+        counts = {name: (row[0], row[2], row[3]) for name, row in rows.items()}  # (not the times)
+        return out, counts, errorstats, ks.hits, ks.misses
+
+    executed = replies("execute")
+    batched = replies("batch")
+    assert executed[1:] == batched[1:]
+    body = batched[0][0]
+    for value in executed[0]:
+        if isinstance(value, str):
+            assert value.encode() in body, value
+    assert b"-ERR Write commands are not allowed from read-only scripts" in body
+    assert b"-NOSCRIPT" in body
+    assert body.count(b"$1\r\nw\r\n") == 5
+    assert (b"SHARDKV-CROSS" in body) == (nshards > 1)
+
+
 def test_lua_collector_steps_once_scripts_left_enough_garbage(shard):
     """Every 50 scripts, as Redis, Lua's collector is due a step; it takes
     it only once Lua's memory has grown by GC_GROWTH since the last, so
