@@ -396,6 +396,11 @@ class RequestParser:
         return self._bulklen if self._remaining else -1
 
     def feed(self, data: bytes) -> list[Parsed]:
+        out: list[Parsed] = []
+        # Whether the long way, once it has finished a command begun in an
+        # earlier read, hands the rest of this one to the fast path: a bulk
+        # load's reads end, and so begin, inside commands.
+        handoff = False
         if (
             data[:1] == b"*"
             and not self._buf
@@ -410,7 +415,15 @@ class RequestParser:
         ):
             canonical = self._feed_canonical(data)
             if canonical is not None:
-                return canonical
+                if not self._buf:
+                    return canonical
+                # The read ends inside a command: the long way reads that
+                # command's start, which _feed_canonical left in _buf.
+                out = canonical
+                data = self._buf
+                self._buf = b""
+        elif self.authenticated and self._reader is not None:
+            handoff = bool(self._buf or self._remaining or self._wait or self._needle)
         if self._wait:
             # A large bulk is on its way: collect chunks, join them once.
             self._chunks.append(data)
@@ -438,12 +451,34 @@ class RequestParser:
             buf = self._buf + data
         else:
             buf = data
-        out: list[Parsed] = []
         pos = 0
         n = len(buf)
         find = buf.find
         one = not self.authenticated
         while pos < n:
+            if handoff and not self._remaining and not self._raw_parts and buf[pos] == 42:
+                # The command begun in an earlier read is done: the rest
+                # of this read may be whole commands (see _feed_canonical).
+                handoff = False
+                rest = buf[pos:]
+                if (
+                    len(rest) <= self.max_bulk_len
+                    and len(rest) <= self.max_query_buffer
+                    and not _may_allocate_big(rest)
+                ):
+                    held, self._buf = self._buf, b""
+                    canonical = self._feed_canonical(rest)
+                    if canonical is None:
+                        self._buf = held  # as the long way left it
+                    else:
+                        out += canonical
+                        if not self._buf:
+                            return out
+                        buf = self._buf  # the start of the command it ends inside
+                        self._buf = held
+                        pos = 0
+                        n = len(buf)
+                        find = buf.find
             start = pos
             if not self._remaining:
                 if buf[pos] != 42:  # not '*': an inline command
@@ -569,19 +604,23 @@ class RequestParser:
             self._buf = buf[pos:] if pos < n else b""
         return out
 
-    def _feed_canonical(self, data: bytes) -> list[Parsed] | None:
+    def _feed_canonical(self, data: bytes, split: bool = False) -> list[Parsed] | None:
         """The commands in ``data`` if it is exactly whole commands in
         canonical form (``*<n>`` then ``$<len>`` bulks, no leading zeros),
         else None, and :meth:`feed` parses it the long way.
 
-        hiredis parses, each byte once: a read that does not end with
-        ``\\n`` ends inside a command, and only the long way reads it; a
-        read with more than one command goes to hiredis inside one array, so
-        one ``gets`` call returns them all.  Re-encoding what it found and
+        hiredis parses, each byte once: a read with more than one command
+        goes to hiredis inside one array, so one ``gets`` call returns them
+        all.  A read that ends inside a command (it does not end with
+        ``\\n``, or, read whole, it was not whole commands: ``split``)
+        goes to hiredis up to its last ``\\r\\n*``; the rest, that
+        command's start, is left in ``_buf`` for the long way, which checks
+        the limits as it reads it.  Re-encoding what it found and
         finding ``data`` again, byte for byte, proves the input was
         canonical RESP, which every parser, Redis's included, reads the same
         way.  The encodings are the ``raw`` bytes the worker gets.  Called
-        only while nothing is buffered, so falling back loses nothing.
+        only while nothing is buffered (at a command's start), so falling
+        back loses nothing.
 
         The encoding is one ``b"\\r\\n".join`` of the headers (from tables
         for the usual sizes) and the arguments: what hiredis's
@@ -590,26 +629,40 @@ class RequestParser:
         integer, a join of a list) or encodes as something ``data`` is not:
         the long way decides.
         """
-        if data[-1] != 10:  # whole commands end with "\r\n": this read ends inside one
-            return None
+        count = data.count(b"\r\n*")
+        end = len(data)
+        if split or data[-1] != 10:  # whole commands end with "\r\n": this read ends inside one
+            # hiredis reads the commands before the last start of one, the
+            # long way that last one (see feed); if an argument holds
+            # "\r\n*", the check below fails and the long way reads it all.
+            if not count:
+                return None
+            count -= 1
+            end = data.rfind(b"\r\n*") + 2
         reader = self._reader
         out: list[Parsed] = []
         raws: list[bytes] = []
         heads = _BULK_HEADS
         join = b"\r\n".join
         try:
-            count = data.count(b"\r\n*")
             if count:
                 # One array around the read's commands, so that one gets call
                 # returns them all (a call costs about as much as the parse
                 # of a short command): ``count + 1`` of them, unless an
                 # argument holds "\r\n*" (see _fewer_commands).
-                reader.feed((_ARRAY_HEADS[count + 1] if count < 63 else b"*%d\r\n" % (count + 1)) + data)  # type: ignore[union-attr]
+                array = _ARRAY_HEADS[count + 1] if count < 63 else b"*%d\r\n" % (count + 1)
+                if end == len(data):
+                    reader.feed(array + data)  # type: ignore[union-attr]
+                else:
+                    reader.feed(array)  # type: ignore[union-attr]
+                    reader.feed(data, 0, end)  # type: ignore[union-attr]
                 found = reader.gets()  # type: ignore[union-attr]
                 if found is False:
+                    if end != len(data):
+                        raise ValueError  # "\r\n*" in an argument, and the read ends inside a command
                     found = self._fewer_commands(count)
             else:
-                reader.feed(data)  # type: ignore[union-attr]
+                reader.feed(data, 0, end)  # type: ignore[union-attr]
                 found = [reader.gets()]  # type: ignore[union-attr]
             for args in found:
                 # Two to five arguments shorter than 1024 bytes (GET, SET,
@@ -676,10 +729,19 @@ class RequestParser:
                 raws.append(raw)
         except Exception:  # noqa: BLE001 - not canonical: the long way decides
             self._reader = _HiredisReader()
-            return None
-        if not raws or b"".join(raws) != data:
-            self._reader = _HiredisReader()  # it may hold part of a command
-            return None
+            return self._feed_canonical(data, True) if not split and end == len(data) and count else None
+        if end == len(data):
+            if not raws or b"".join(raws) != data:
+                self._reader = _HiredisReader()  # it may hold part of a command
+                # A read that ends with "\r\n" inside a command: its
+                # commands before that one are read again, by hiredis alone.
+                return self._feed_canonical(data, True) if not split and count else None
+        else:
+            joined = b"".join(raws)
+            if len(joined) != end or not data.startswith(joined):
+                self._reader = _HiredisReader()
+                return None
+            self._buf = data[end:]
         if len(data) > _READER_KEEP:
             # hiredis keeps its buffer's capacity until the next feed; an
             # idle client must not hold on to its largest read.

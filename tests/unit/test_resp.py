@@ -455,9 +455,9 @@ class _CountingReader:
 
         self._reader = hiredis.Reader()
 
-    def feed(self, data: bytes) -> None:
-        _CountingReader.fed += len(data)
-        self._reader.feed(data)
+    def feed(self, data: bytes, offset: int = 0, length: int = -1) -> None:
+        _CountingReader.fed += len(data) - offset if length < 0 else length
+        self._reader.feed(data, offset, length)
 
     def gets(self):
         _CountingReader.gets_calls += 1
@@ -467,17 +467,25 @@ class _CountingReader:
         return self._reader.has_data()
 
 
-def _parse_work(monkeypatch, data: bytes) -> tuple[list, int, int, bool]:
-    """The commands of ``data`` fed whole, the bytes fed to hiredis, its
-    gets calls, and whether the Python parser (the long way) ran."""
+def _parse_work(monkeypatch, data: bytes, parser: RequestParser | None = None) -> tuple[list, int, int, bool]:
+    """The commands of ``data`` fed whole (to ``parser``, counting from
+    now on), the bytes fed to hiredis, its gets calls, and whether the
+    Python parser (the long way) read a whole read."""
     from shardkv.protocol import resp
 
     monkeypatch.setattr(resp, "_HiredisReader", _CountingReader)
     _CountingReader.fed = _CountingReader.gets_calls = 0
     long_way = []
     canonical = RequestParser._feed_canonical
-    monkeypatch.setattr(RequestParser, "_feed_canonical", lambda p, d: canonical(p, d) or long_way.append(d))
-    out = RequestParser().feed(data)
+    monkeypatch.setattr(
+        RequestParser,
+        "_feed_canonical",
+        lambda p, d, split=False: canonical(p, d, split) or long_way.append(d),
+    )
+    if parser is None:
+        parser = RequestParser()
+    parser._reader = _CountingReader()  # type: ignore[assignment]
+    out = parser.feed(data) if data else []
     return out, _CountingReader.fed, _CountingReader.gets_calls, bool(long_way)
 
 
@@ -495,15 +503,75 @@ def test_a_read_of_whole_commands_is_parsed_once(monkeypatch, value):
     assert fed <= len(data) + 8 + 4 * data.count(b"\r\n*")  # the array's header, the integers
 
 
-@pytest.mark.parametrize("cut", [1, 5, 17, 30])
+@pytest.mark.parametrize("cut", [1, 5, 17, 30, 38, 45])
 def test_a_read_that_ends_inside_a_command_is_parsed_once(monkeypatch, cut):
-    """A read that does not end with a line's end is not whole commands:
-    the long way alone reads it, hiredis never sees it."""
-    data = b"".join(encode_command([b"SET", b"k%d" % i, b"v" * 20]) for i in range(16))
-    data = data[:-cut]
-    out, fed, gets_calls, long_way = _parse_work(monkeypatch, data)
-    assert [args for args, _ in out] == [[b"SET", b"k%d" % i, b"v" * 20] for i in range(15)]
-    assert long_way and fed == 0 and gets_calls == 0
+    """A read that ends inside a command: hiredis reads the commands before
+    the last start of one, once, in one gets call, and the long way only
+    that last command's start, which it keeps (also when the read ends
+    with a line's end inside it: cuts 17, 30, 38)."""
+    raws = [encode_command([b"SET", b"k%d" % i, b"v" * 20]) for i in range(16)]
+    data = b"".join(raws)[:-cut]
+    head = len(b"".join(raws[:15]))
+    parser = RequestParser()
+    out, fed, gets_calls, _ = _parse_work(monkeypatch, data, parser)
+    assert out == [([b"SET", b"k%d" % i, b"v" * 20], raw) for i, raw in enumerate(raws[:15])]
+    assert parser.buffered() == len(data) - head
+    if data[-1] != 10:
+        assert gets_calls == 1 and fed == head + len(b"*15\r\n")
+    else:  # read first as whole commands, then again to the last start
+        assert gets_calls <= 3 and fed <= 2 * head + len(data) - head + 16 + 4 * 15
+    assert parser.feed(b"".join(raws)[-cut:]) == [([b"SET", b"k15", b"v" * 20], raws[15])]
+    assert parser.buffered() == 0
+
+
+def test_reads_that_begin_inside_a_command_take_the_fast_path(monkeypatch):
+    """A bulk load: reads of a fixed size, each beginning and ending inside
+    a command.  The long way finishes the command an earlier read began and
+    hands the rest of the read to hiredis, so hiredis reads all but a
+    command's worth of bytes per read."""
+    commands = [[b"SET", b"key:%06d" % i, b"x" * (i % 50)] for i in range(2000)]
+    raws = [encode_command(args) for args in commands]
+    data = b"".join(raws)
+    parser = RequestParser()
+    out, fed, _, _ = _parse_work(monkeypatch, b"", parser)
+    for i in range(0, len(data), 4096):
+        out += parser.feed(data[i : i + 4096])
+    reads = -(-len(data) // 4096)
+    assert out == list(zip(commands, raws, strict=True))
+    longest = max(map(len, raws))
+    from shardkv.protocol import resp
+
+    assert resp._HiredisReader.fed >= len(data) - 2 * longest * reads  # type: ignore[attr-defined]
+    # A read that ends with "\r\n" inside a command is read a second time
+    # by hiredis (first as whole commands), never by the long way.
+    again = sum(4096 + 8 for i in range(0, len(data), 4096) if data[i : i + 4096].endswith(b"\n"))
+    assert resp._HiredisReader.fed <= len(data) + 8 * reads + again  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_a_pipeline_cut_anywhere_gives_what_it_gives_whole(seed):
+    """Canonical commands of every size (some with "\r\n*" or CRLF in an
+    argument, some bulks past the long way's wait threshold) cut at random
+    places give the commands, raw bytes and leftovers the whole gives, and
+    what the Python parser gives."""
+    import random
+
+    rng = random.Random(seed)
+    values = [b"v", b"\r\n*x", b"\r\n", b"*3\r\n", b"", b"x" * 1000, b"y" * 70000]
+    commands = [
+        encode_command(
+            [rng.choice([b"SET", b"GET", b"HSET"]), b"k%d" % i, *rng.sample(values, rng.randint(0, 2))]
+        )
+        for i in range(rng.randint(1, 60))
+    ]
+    data = b"".join(commands)
+    cuts = sorted(rng.sample(range(1, len(data)), min(rng.randint(1, 12), len(data) - 1)))
+    chunks = [data[i:j] for i, j in zip([0, *cuts], [*cuts, len(data)], strict=True)]
+    whole = RequestParser().feed(data)
+    assert [raw for _, raw in whole] == commands
+    cut = _outcome(RequestParser(), chunks)
+    assert [c for part in cut[:-1] for c in part] == whole and cut[-1] == 0
+    assert cut == _outcome(_python_only(), chunks)
 
 
 @pytest.mark.parametrize("size", [0, 1, 9, 10, 1023, 1024, 1025, 70000])
