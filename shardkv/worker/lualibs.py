@@ -1133,25 +1133,44 @@ def _struct_size(*args: LuaValue) -> int:
 _MAX_NESTING = 16
 
 
+# What a value of any of these types is to pack: never a table.
+_SCALARS = frozenset((bytes, bool, int, float, type(None)))
+
+
 class _Met:
-    """The tables one cmsgpack.pack has met, for the tables it meets again.
+    """What one cmsgpack.pack has met: the tables that hold tables, for
+    those it meets again, and the room its output has been checked for.
 
     lua_cmsgpack writes a table again wherever it appears, down to its
     nesting limit: a table that holds itself twice is written 2**16 times,
     a few milliseconds in C and seconds here.  Nothing runs in Lua while
     it packs, so a table met again at the same depth is written with the
     same bytes: those are kept (by the table's number and its depth) and
-    copied, and only tables met again are kept.  A table's identity is a
-    Lua table's key (lupa gives each reference to one table its own Python
-    object), whose growth is checked against the state's room first."""
+    copied, and only tables met again are kept.  Only a table that holds
+    a table (above the nesting limit's last level) is numbered, when pack
+    first finds a table in it: one that holds none costs no more to write
+    again than to copy, and most tables are such (the bookkeeping of every
+    table made pack of many small ones half as slow again).  A table's
+    identity is a Lua table's key (lupa gives each reference to one table
+    its own Python object), whose growth is checked against the state's
+    room first.
 
-    __slots__ = ("lua", "numbers", "count", "packed")
+    Copies make output cheap: ``t`` with t[1..16] = t is 16**16 bytes.
+    The output goes into the state as a string if pack finishes, so it
+    is checked against the state's room (its check fails the script with
+    "not enough memory") whenever it grows past what was last checked by
+    :data:`_CHUNK`, before a copy or a string is added: it fails before it
+    exceeds the room by more than that, not after filling the process's
+    memory."""
+
+    __slots__ = ("lua", "numbers", "count", "packed", "checked")
 
     def __init__(self, lua: LuaValue) -> None:
         self.lua = lua
         self.numbers = lua.table()  # table -> its number
         self.count = 0
         self.packed: dict[tuple[int, int], bytes] = {}  # (number, depth) -> its bytes
+        self.checked = _CHUNK  # the output's length last checked (less than a chunk: never)
 
     def again(self, table: LuaValue) -> int | None:
         """The table's number if it was met before; else None, and it is
@@ -1164,6 +1183,13 @@ class _Met:
                 _room(self.lua, 128 * m)
             self.numbers[table] = m
         return number
+
+    def grow(self, size: int) -> None:
+        """The output is to be ``size`` bytes: check that a string of
+        them fits in the state if it has grown by a chunk since the last."""
+        if size > self.checked:
+            _room(self.lua, size)
+            self.checked = size + _CHUNK
 
 
 class MsgPack:
@@ -1186,6 +1212,7 @@ class MsgPack:
         t = type(v)
         if t is bytes:
             n = len(v)
+            met.grow(len(out) + n + 5)
             if n < 32:
                 out.append(0xA0 | n)
             elif n <= 0xFF:
@@ -1212,28 +1239,38 @@ class MsgPack:
             if depth >= _MAX_NESTING:
                 out.append(0xC0)
                 return
-            again = met.again(v)
-            if again is not None:
-                packed = met.packed.get((again, depth))
-                if packed is not None:
-                    out += packed
-                    return
-                start = len(out)
-            n = self._array_length(v)
-            if n >= 0:
-                self._header(n, 0x90, 0xDC, out)
-                for i in range(1, n + 1):
-                    self._pack(v[i], out, depth + 1, met)
-            else:
-                pairs = list(v.items())
-                self._header(len(pairs), 0x80, 0xDE, out)
-                for k, x in pairs:
-                    self._pack(k, out, depth + 1, met)
-                    self._pack(x, out, depth + 1, met)
-            if again is not None:
-                met.packed[(again, depth)] = bytes(out[start:])
+            self._pack_table(v, out, depth, met)
         else:
             out.append(0xC0)
+
+    def _pack_table(self, v: LuaValue, out: bytearray, depth: int, met: _Met) -> None:
+        """mp_encode_lua_table: an array (keys 1..n) or a map, each value
+        one level deeper.  At its first table (see _Met) a table met before
+        at this depth is written with the bytes it had: those written so
+        far are dropped, the same as the copy's start."""
+        start = len(out)
+        n, values = self._entries(v)
+        if n >= 0:
+            self._header(n, 0x90, 0xDC, out)
+        else:
+            self._header(len(values) // 2, 0x80, 0xDE, out)
+        # below the last level a table is nil: the same bytes, nothing to keep
+        holds_tables = depth + 1 >= _MAX_NESTING
+        number = None
+        for x in values:
+            if not holds_tables and type(x) not in _SCALARS:
+                holds_tables = True
+                number = met.again(v)
+                if number is not None:
+                    packed = met.packed.get((number, depth))
+                    if packed is not None:
+                        del out[start:]
+                        met.grow(start + len(packed))
+                        out += packed
+                        return
+            self._pack(x, out, depth + 1, met)
+        if number is not None:
+            met.packed[(number, depth)] = bytes(out[start:])
 
     @staticmethod
     def _header(n: int, fix: int, big: int, out: bytearray) -> None:
@@ -1270,17 +1307,28 @@ class MsgPack:
                 out += b"\xd3" + (n & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "big")
 
     @staticmethod
-    def _array_length(t: LuaValue) -> int:
-        """table_is_an_array: keys 1..n, no holes; -1 otherwise."""
+    def _entries(t: LuaValue) -> tuple[int, list]:
+        """table_is_an_array, and what pack writes of the table, read from
+        Lua in one pass: n and the values at keys 1..n if those are its
+        keys (each positive and int-equivalent, no holes), else -1 and its
+        keys and values, one after the other, in lua_next's order."""
+        pairs = list(t.items())
         count = 0
         max_index = 0
-        for k in t.keys():
-            if type(k) in (int, float) and k > 0 and k == int(k):
+        for k, _ in pairs:
+            # IS_INT_EQUIVALENT: a C int (so never an infinity)
+            if type(k) in (int, float) and 0 < k < 2**31 and k == int(k):
                 count += 1
-                max_index = max(max_index, int(k))
+                if k > max_index:
+                    max_index = int(k)
             else:
-                return -1
-        return max_index if max_index == count else -1
+                return -1, [x for pair in pairs for x in pair]
+        if max_index != count:
+            return -1, [x for pair in pairs for x in pair]
+        values = [None] * count
+        for k, x in pairs:
+            values[int(k) - 1] = x
+        return count, values
 
     # mp_unpack, mp_unpack_one, mp_unpack_limit and mp_unpack_full, as
     # lua_cmsgpack.c: unpack takes only its string (any further argument

@@ -546,6 +546,11 @@ CMSGPACK = [
     "local t = {1, 2, 3, 4, 5} t[6] = t t[7] = t return cmsgpack.pack({t, {t}})",
     "local t = {} for i = 1, 20 do t = {t, i} end return cmsgpack.pack(t)",
     "local x = {1, {2}} return cmsgpack.pack({x, x, {x, {x}}, k = x})",
+    # keys that are not a C int: a map (an infinity failed in Python)
+    "return cmsgpack.pack({[1/0] = 1})",
+    "return cmsgpack.pack({[-1/0] = 1, [1] = 2})",
+    "return cmsgpack.pack({[2^31] = 1})",
+    "return cmsgpack.pack({[1.5] = 1})",
 ]
 
 
@@ -600,3 +605,27 @@ def test_a_table_that_holds_itself_thrice_packs_as_in_redis(same):
     again at the same depth with the bytes it had (see lualibs._Met)."""
     script = "local t = {1, 2, 3} t[4] = t t[5] = t t[6] = {t} local s = cmsgpack.pack(t) return {#s, redis.sha1hex(s)}"
     same("EVAL", script, 0)
+
+
+def test_a_pack_past_the_memory_limit_fails_at_once(ports):
+    """``t`` with t[1..16] = t is 16**16 bytes to pack (a few copies at
+    each depth): redis-server never finishes it; shardkv checked its
+    output against the scripts' 256 MB limit only once built, so it took
+    the host's memory (or answered an empty error after half a minute).
+    It fails with Lua's "not enough memory" as the output grows past the
+    limit, and the worker goes on answering (a difference from Redis, see
+    README)."""
+    client = redis.Redis(port=ports["shardkv"], socket_timeout=60)
+    try:
+        client.set("k", "v")
+        for script in (
+            "local t = {} for i = 1, 16 do t[i] = t end return #cmsgpack.pack(t)",
+            "local s = string.rep('x', 2^20) local t = {} for i = 1, 1000 do t[i] = s end return #cmsgpack.pack(t)",
+        ):
+            with pytest.raises(redis.ResponseError, match=r"^Error running script .*, not enough memory$"):
+                client.eval(script, 0)
+        assert client.ping() is True
+        assert client.get("k") == b"v"
+        assert client.eval("return #cmsgpack.pack({1, 2, 3})", 0) == 4
+    finally:
+        client.close()
