@@ -38,7 +38,7 @@ client's (:data:`LUA_CLIENT_ADDR`, no name), as Redis logs them.
 from __future__ import annotations
 
 import time
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Callable
 
@@ -269,24 +269,32 @@ class Stats:
         row[1] += sum(times)
         if self.tracking:
             # Sorted, a bucket's times are one run: one step per bucket
-            # (a command's times fall in few), its end found by bisect.
+            # (a command's times fall in few), its end found by bisect,
+            # within the run of times of one bit length (found first, by
+            # bisect too), where a bucket is ``time >> shift`` and its
+            # number that plus ``base`` ((bits << 6) | (head & 63) with a
+            # head of 7 bits, whose top bit is 64, see add_run).
             hist = row[4]
             get = hist.get
             times.sort()
             i = 0
             while i < n:
-                ns = times[i]
-                bits = ns.bit_length()
-                if bits <= 7:
-                    b = top = ns
-                else:
-                    shift = bits - 7
-                    head = ns >> shift
-                    b = (bits << 6) | (head & 63)
-                    top = ((head + 1) << shift) - 1  # the bucket's highest value
-                j = bisect_right(times, top, i + 1)
-                hist[b] = get(b, 0) + j - i
-                i = j
+                bits = times[i].bit_length()
+                if bits <= 7:  # exact: one bucket per time
+                    ns = times[i]
+                    j = bisect_right(times, ns, i + 1)
+                    hist[ns] = get(ns, 0) + j - i
+                    i = j
+                    continue
+                end = bisect_left(times, 1 << bits, i + 1)  # past the times of this bit length
+                shift = bits - 7
+                base = (bits - 1) << 6
+                while i < end:
+                    head = times[i] >> shift
+                    j = bisect_left(times, (head + 1) << shift, i + 1, end)
+                    b = base + head
+                    hist[b] = get(b, 0) + j - i
+                    i = j
         times.clear()
 
     def rejected(self, name: str | None, error: str) -> None:

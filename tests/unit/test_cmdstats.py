@@ -5,6 +5,8 @@ the next ids, only when drained into it."""
 
 from __future__ import annotations
 
+import random
+
 from shardkv.runtime.cmdstats import Stats, apply_settings
 from shardkv.runtime.slowlogfile import SlowLogFile
 
@@ -66,3 +68,24 @@ def test_forget_takes_back_pending_and_folded_times():
     stats.forget(journal)
     stats.fold(row)
     assert row[:4] == [1, 5, 0, 0] and row[4] == {5: 1}
+
+
+def test_fold_buckets_each_time_as_add_run_does():
+    """fold's histogram (sorted runs, found by bisect) is add_run's, one
+    time at a time: exact below 128 ns, times on a bucket's edges, equal
+    times, and times of many bit lengths in one fold."""
+    rng = random.Random(7)
+    edges = [(h << s) - d for h in (64, 127, 128) for s in (1, 9) for d in (0, 1)]
+    for case in range(300):
+        times = [rng.randrange(0, 1 << rng.randrange(1, 48)) for _ in range(rng.randrange(1, 300))]
+        times += edges[: case % 13]
+        times += times[: case % 5]
+        one_by_one, folded = Stats(), Stats()
+        row = one_by_one._row("get")
+        for ns in times:
+            one_by_one.add_run(row, ns)
+        folded_row = folded._row("get")
+        folded_row[5].extend(times)
+        folded.fold(folded_row)
+        assert folded_row[4] == row[4]
+        assert folded_row[1] == row[1] == sum(times)
