@@ -564,6 +564,7 @@ class Shard:
         slow_ns = _slow_ns(stats)  # (asked again after each entry that is not plain)
         persistence = self.persistence
         record = self.record
+        counts_only = _counts_only(persistence)  # (asked again after each entry that is not plain)
         flag_part = wire.FLAG_PART
         flag_resp3 = wire.FLAG_RESP3
         last = perf_counter_ns()  # where the next plain command's time begins
@@ -582,6 +583,7 @@ class Shard:
                     if noted is not None and len(noted) > start:
                         self.part_spans.append((start, len(noted)))
                     slow_ns = _slow_ns(stats)
+                    counts_only = _counts_only(persistence)
                     if table is not None:
                         last = perf_counter_ns()
                 else:
@@ -655,24 +657,22 @@ class Shard:
                         else:
                             logs = entry.logs
                         if logs:  # a write (with -MISCONF on, see below)
-                            if (
-                                persistence is not None
-                                and persistence.aof is None
-                                and not persistence.suspended
-                            ):
-                                persistence.dirty += 1  # (all record does then)
+                            if counts_only:
+                                persistence.dirty += 1  # type: ignore[union-attr]  # (all record does then)
                             else:
                                 record(args, value)  # type: ignore[misc]
                     elif table is not None and args[0] in _EVALSHA:
                         # (a script changes nothing plain_table or the
                         # slow log's threshold depends on: CONFIG is noscript)
                         value = self.execute_script(args)
+                        counts_only = _counts_only(persistence)
                     else:
                         value = execute(args)
                         if args[0][:1] == b"_":  # an internal verb (__config...): see plain_table
                             table = self.plain_table()
                             plain_get = _NOT_PLAIN if table is None else table.get
                         slow_ns = _slow_ns(stats)
+                        counts_only = _counts_only(persistence)
                     # The replies of GET, SET, INCR... as encode makes them,
                     # inline (+OK, the null reply and an integer are too
                     # short to stream).
@@ -841,6 +841,7 @@ class Shard:
                 table = self.plain_table()
                 plain_get = _NOT_PLAIN if table is None else table.get
             slow_ns = _slow_ns(stats)
+            counts_only = _counts_only(persistence)
             if table is not None:
                 last = perf_counter_ns()
         if waiters.ready:
@@ -1668,6 +1669,15 @@ def _slow_ns(stats: Stats) -> int:
     """The time from which run_batch logs a plain command as slow."""
     ns = stats.slow_threshold_ns
     return ns if ns >= 0 else _NEVER_NS
+
+
+def _counts_only(persistence: Persistence | None) -> bool:
+    """Whether ``Persistence.record`` of a write would only count it in
+    ``dirty`` (no AOF, not suspended): run_batch's plain writes then do
+    that themselves.  Asked once per batch, and again after each entry that
+    is not plain, the only entries that change those (CONFIG SET
+    appendonly, a rewrite started, a parked operation's suspension)."""
+    return persistence is not None and persistence.aof is None and not persistence.suspended
 
 
 def _nowhere(pipe: int, payload: bytes) -> None:
