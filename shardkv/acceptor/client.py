@@ -300,7 +300,7 @@ class Client(Dispatch, asyncio.Protocol):
                         if fast is not None and fast(self, args, raw, header):
                             # An EVALSHA that may escape: what follows waits for it.
                             if self.state.blocked_token:
-                                args = self._behind_shortcuts(rest, args, header)
+                                args = server.behind_shortcuts(self, rest, args, header)
                                 break
                             continue
             if runs is not None:
@@ -323,24 +323,6 @@ class Client(Dispatch, asyncio.Protocol):
             # CLIENT LIST's cmd: the last command that started, as Redis sets
             # c->lastcmd; those held behind a blocking one have not started.
             self.last_args = args
-
-    def _behind_shortcuts(self, rest: Any, args: list[bytes], header: bytes) -> list[bytes]:
-        """The commands after an EVALSHA that took its shortcut (its client
-        waits, as the script may escape: ``ClientState.script_sent``): the
-        EVALSHAs right behind it that take the shortcut too go on, so that a
-        client pipelining them sends them as they come; the first other
-        command and all after it wait for the scripts' replies.  Returns
-        the arguments of the last command that started."""
-        fast_paths = self.server.fast_paths
-        for command in rest:
-            cmd = _seen(command[0][0]) if command[1] is not None else None
-            fast = None if cmd is None else fast_paths.get(cmd.name)
-            if fast is None or not fast(self, command[0], command[1], header):
-                self.state.hold((command,))
-                self.state.hold(rest)
-                break
-            args = command[0]
-        return args
 
     def _plain(self) -> bool:
         """Whether :meth:`_run` may send this client's single-key commands

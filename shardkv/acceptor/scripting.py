@@ -49,6 +49,7 @@ import signal
 import time
 from binascii import crc_hqx
 from collections import deque
+from collections.abc import Iterator
 from time import perf_counter_ns
 
 from shardkv.acceptor import monitor, scriptcalls, slowlog
@@ -58,9 +59,12 @@ from shardkv.acceptor.crossshard import AtomicOp
 from shardkv.acceptor.dispatch import HEADERS
 from shardkv.acceptor.replies import Slot
 from shardkv.acceptor.scriptcache import CACHE, Escapes
+from shardkv.acceptor.state import SCRIPTS
 from shardkv.protocol import bus, command_docs, errors, wire
+from shardkv.protocol.commands import seen
 from shardkv.protocol.resp import (
     Error,
+    Parsed,
     ProtocolError,
     RequestParser,
     decode_reply,
@@ -76,7 +80,7 @@ from shardkv.runtime.scriptsource import compiles
 CROSS_MARKER = b"-SHARDKV-CROSS"
 # The first bytes of a script's reply that _ScriptSlot looks into: an error,
 # or an aggregate that may hold one.
-_NOT_PLAIN = frozenset((b"-", b"*", b"%", b"~"))
+_NOT_PLAIN = frozenset(b"-*%~")  # (as byte values)
 # The errors of a script that does not load: the shard did not keep it.
 LOAD_ERRORS = tuple(
     b"-" + e.partition("%")[0].encode()
@@ -217,6 +221,84 @@ def evalsha_fast(client: Client, args: list[bytes], raw: bytes, header: bytes) -
 
 
 _new_slot = object.__new__
+# The spellings of EVALSHA that behind_shortcuts takes inline (any other
+# goes through evalsha_fast).
+_SHORTCUT_NAMES = frozenset((b"evalsha", b"EVALSHA", b"evalsha_ro", b"EVALSHA_RO"))
+
+
+def behind_shortcuts(client: Client, rest: Iterator[Parsed], args: list[bytes], header: bytes) -> list[bytes]:
+    """The commands after an EVALSHA that took its shortcut (its client
+    waits, as the script may escape: ``ClientState.script_sent``), from
+    Client._run: the EVALSHAs right behind it that take the shortcut too
+    go on, so that a client pipelining them sends them as they come; the
+    first other command and all after it wait for the scripts' replies.
+    Returns the arguments of the last command that started.
+
+    The usual one (one key, a settled script its shard compiled, spelled
+    in one case) is :func:`evalsha_fast` inline: queued by shard and
+    handed to each link in one call (``ShardLink.send_run``), as
+    Client._run sends plain commands.  The cache's answers for one SHA1
+    and one spelling are looked up once and kept while it repeats (a
+    comparison, not a hash of each new argument): nothing here changes
+    them, no reply being read.  Any other command takes its fast path,
+    after those queued so far."""
+    server = client.server
+    state = client.state
+    links = server.links
+    pending = client.pending
+    owners = server.router.owners
+    db = client.db
+    waits = state.blocked_token == SCRIPTS  # the client waits for scripts (script_sent)
+    sha_ok = name_ok = b""  # the SHA1 and spelling last taken
+    knowing: set[int] = set()  # the shards that compiled ``sha_ok``
+    row: list = []  # the counters of ``name_ok``
+    runs: dict[int, list] = {}
+    for command in rest:
+        a, raw = command
+        if waits and len(a) == 4 and a[2] == b"1" and raw is not None:
+            sha = a[1]
+            if sha != sha_ok and sha in CACHE.settled and sha not in CACHE.escaping:
+                sha_ok = sha
+                knowing = {shard for shard, shas in CACHE.known.items() if sha in shas}
+            name = a[0]
+            if name != name_ok and name in _SHORTCUT_NAMES:
+                name_ok = name
+                row = server.stats.row_of(a)
+            key = a[3]  # Router.shard_of, inline
+            shard = owners[key_slot(key) if LBRACE in key else crc_hqx(key, 0) & 16383]
+            if sha == sha_ok and name == name_ok and shard in knowing:
+                state.scripts += 1  # state.script_sent(), inline
+                slot = _new_slot(_ScriptSlot)
+                slot.client = client
+                slot.data = None
+                slot.raw = raw
+                slot.db = db
+                pending.append(slot)
+                run = runs.get(shard)
+                if run is None:
+                    runs[shard] = [raw, slot]
+                else:
+                    run.append(raw)
+                    run.append(slot)
+                row[0] += 1  # as evalsha_fast counts it
+                args = a
+                continue
+        if runs:  # sent before anything that follows
+            for shard, run in runs.items():
+                links[shard].send_run(header, run)
+            runs = {}
+        cmd = seen(a[0]) if raw is not None else None
+        fast = None if cmd is None else server.fast_paths.get(cmd.name)
+        if fast is None or not fast(client, a, raw, header):  # type: ignore[arg-type]
+            state.hold((command,))
+            state.hold(rest)
+            break
+        args = a
+        waits = state.blocked_token == SCRIPTS
+        sha_ok = name_ok = b""
+    for shard, run in runs.items():
+        links[shard].send_run(header, run)
+    return args
 
 
 def _keys_shard(server: object, args: list[bytes]) -> int:
@@ -313,9 +395,9 @@ class _ScriptSlot(Slot):
         return RequestParser().feed(self.raw)[0][0]
 
     def deliver(self, body: bytes) -> None:
-        first = body[:1]
+        first = body[0]  # (a reply is never empty)
         if first in _NOT_PLAIN:  # one set lookup: a plain reply needs no more
-            if first == b"-":
+            if first == 45:  # "-"
                 self._error(body)
                 return
             if _failed(body):  # an error in its array
@@ -326,8 +408,12 @@ class _ScriptSlot(Slot):
         if not client.dirty:
             client.dirty = True
             client.server.dirty_clients.append(client)
-        if client.state.script_answered() and client.waiting():
-            client.server.loop.call_soon(client.resume)  # type: ignore[union-attr]
+        state = client.state
+        state.scripts -= 1  # state.script_answered(), inline
+        if not state.scripts and state.blocked_token == SCRIPTS:
+            state.blocked_token = 0
+            if client.waiting():
+                client.server.loop.call_soon(client.resume)  # type: ignore[union-attr]
 
     def busy_refused(self) -> None:
         """The worker refused it with ``-BUSY`` (ShardLink._refused

@@ -22,7 +22,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from time import perf_counter_ns
@@ -39,7 +39,7 @@ from shardkv.acceptor.shardlink import ShardLink
 from shardkv.acceptor.users import Users
 from shardkv.protocol import bus, errors
 from shardkv.protocol.commands import Command
-from shardkv.protocol.resp import encode_command
+from shardkv.protocol.resp import Parsed, encode_command
 from shardkv.protocol.router import Router
 from shardkv.protocol.wire import Verb, entry_header
 from shardkv.runtime.clientcount import ClientCounts
@@ -73,6 +73,10 @@ class Wiring:
     # Shortcuts of some of those, tried first for a plain client and no
     # busy script (EVALSHA of a cached one-shard script): name -> fast path.
     fast_paths: Mapping[str, FastPath]
+    # The commands a client sent behind a fast path that made it wait
+    # (Client._run): (client, the rest, the fast path's args, header) ->
+    # the args of the last that started (those that did not are held).
+    behind_shortcuts: Callable[[Client, Iterator[Parsed], list[bytes], bytes], list[bytes]]
     # Tried in order on a command of a client in MULTI or subscribed.
     interceptors: tuple[Interceptor, ...]
     # A command whose keys span shards and that must run atomically.
@@ -141,6 +145,7 @@ class Acceptor:
         self.users = Users(config)  # the ACL users (shardkv.acceptor.users)
         self.local = wiring.local
         self.fast_paths = wiring.fast_paths
+        self.behind_shortcuts = wiring.behind_shortcuts
         self.interceptors = wiring.interceptors
         self.nshards = config["shards"]
         self.router = Router(self.nshards)

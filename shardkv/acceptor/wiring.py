@@ -116,6 +116,7 @@ def wiring() -> Wiring:
     return Wiring(
         local=local_handlers(),
         fast_paths={"evalsha": scripting.evalsha_fast, "evalsha_ro": scripting.evalsha_fast},
+        behind_shortcuts=scripting.behind_shortcuts,
         interceptors=(transactions.queue, listeners.bind_before_exec),
         cross_shard=crossshard.run_cross_shard,
         atomic_fan_out=crossshard.run_write_fan_out,
