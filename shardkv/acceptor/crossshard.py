@@ -30,10 +30,7 @@ script, the shard whose keys its earlier runs found largest, see
    of the global order (``__parkat <ms> __park ...`` for an EXEC with
    scripts: its keys expired as of ``ms``, see ``wire.Run.as_of``).  Each
    answers :class:`~shardkv.protocol.wire.Parked` (the states of its keys,
-   the versions of the WATCHed ones) and parks.  With
-   one acceptor, an executor that exports and watches nothing gets
-   ``__parkrun``: the Run goes without waiting for its answer, which
-   leaves with its Ran (:class:`AtomicOp`'s ``quiet``).
+   the versions of the WATCHed ones) and parks.
 2. *run*: :class:`~shardkv.protocol.wire.Run` to E with all the states.  E runs the
    commands on them and answers :class:`~shardkv.protocol.wire.Ran`: the replies,
    the other shards' keys that changed, and what it did with its own
@@ -407,30 +404,10 @@ class _Operation:
         self.state = DECIDED
         self.decision = commit
         decide = wire.encode_control(wire.Decide(self.id, commit))
-        parked = list(self.parked)
-        if self.holds is not None:  # several acceptors: as it always was
-            self._queue_decides(parked, decide)
-            if self.marked:  # a step that waits for this decision goes now
-                self.holds.decided(self)
-            self._reply_decided(commit, reply)
-            return
-        # One acceptor: the reply first, then the Decides (they leave at the
-        # end of the turn all the same).  A client whose next command waited
-        # for this reply (a script's) resumes in a callback queued before
-        # the pipes' flush, so its next operation's entries leave with these
-        # Decides, in one write to each shard and one wake-up of it, where
-        # the flush queued first sent the Decides alone and the entries in
-        # a write (and a wake-up) of their own.
-        try:
-            self._reply_decided(commit, reply)
-        finally:  # (a failed delivery must still release the shards)
-            self._queue_decides(parked, decide)
-
-    def _queue_decides(self, parked: list[int], decide: bytes) -> None:
-        for shard in parked:  # at the end of the turn, with the turn's other decisions
+        for shard in self.parked:  # at the end of the turn, with the turn's other decisions
             self.links[shard].queue_frame(decide)
-
-    def _reply_decided(self, commit: bool, reply: bytes | None) -> None:
+        if self.marked:  # several acceptors: a step that waits for this decision goes now
+            self.holds.decided(self)  # type: ignore[union-attr]
         if commit and self.flush and self.links[0].on_events is not None:
             self.held_events = [*(self.held_events or ()), (self.client.db, b"", wire.EVENT_FLUSH, b"flush")]
             self.emit_events = self.emit_events or self.links[0].emit_held
@@ -566,23 +543,7 @@ class AtomicOp(_Operation):
         # or of every database (``**``: FLUSHALL, a SELECT inside).
         marker = everything if type(everything) is bytes else b"*"
         self.own = [marker] if everything else exports.get(self.executor, [])
-        # The executor exports nothing: with one acceptor, when it watches
-        # nothing either (and the operation runs once: no ``escaped``), its
-        # answer says only that it parked, which its pipe's order says too
-        # (the Run comes behind the ``__parkrun``).  So the Run leaves once
-        # the other shards have answered, and the executor's answer comes
-        # with its Ran (``Verb.PARKRUN``): one message and wake-up fewer.
-        # It counts as parked from the start, so that a decision taken
-        # before its answer (another shard lost) still reaches it.
-        self.quiet = (
-            self.holds is None
-            and self.escaped is None
-            and not self.as_of
-            and len(self.shards) > 1
-            and marker != b"**"
-            and self.executor not in watched_by
-        )
-        self.waiting = len(self.shards) - self.quiet
+        self.waiting = len(self.shards)
         self.states: dict = {}
         self.clocks: dict = {}  # the exported keys' access clocks
         self.owner: dict = {}
@@ -628,10 +589,6 @@ class AtomicOp(_Operation):
                         args += (b"*", key)  # the marker
                     else:
                         args += (b"%d" % op_db, key)
-            elif self.quiet and shard == self.executor:
-                args = [Verb.PARKRUN, op, b"0"]
-                self.parked.append(shard)
-                self.links[shard].ops[self.id] = self
             else:
                 args = [Verb.PARK, op, b"%d" % len(export), *export, *watching]
             if self.as_of:
@@ -639,9 +596,6 @@ class AtomicOp(_Operation):
             self.links[shard].send(header, encode_command(args), _Answer(self, shard))
 
     def answered(self, shard: int, index: int, body: bytes) -> None:
-        if self.quiet and shard == self.executor:
-            self._executor_answered(body)
-            return
         message = self._answer(shard, body, wire.Parked)
         if self.exported is not None and shard != self.executor:
             self.exported[shard] = len(body)
@@ -658,26 +612,6 @@ class AtomicOp(_Operation):
         self.waiting -= 1
         if not self.waiting:
             self._all_parked()
-
-    def _executor_answered(self, body: bytes) -> None:
-        """The answer to a ``__parkrun``: it parked (nothing to take from
-        it), or it never ran the entry (an error: then as any shard's)."""
-        message = None
-        if body[:1] != b"-":
-            try:
-                message = wire.decode_answer(body)
-            except wire.BadMessage:
-                pass
-            if type(message) is wire.Parked and message.op == self.id:
-                return
-            log.error("shard %d answered operation %d with %r", self.executor, self.id, message)
-        self.links[self.executor].ops.pop(self.id, None)
-        if self.state == PARKING and self.decision is None:
-            if self.executor in self.parked:
-                self.parked.remove(self.executor)
-            self.error = body if body[:1] == b"-" else encode_error(errors.OP_ABORTED)
-        else:
-            self.shard_lost(self.executor)
 
     def _all_parked(self) -> None:
         if self.error is not None:

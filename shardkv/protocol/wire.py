@@ -866,7 +866,7 @@ class Verb:
     """Every internal verb: the name of a command the acceptor sends a shard
     (or a shard writes in its AOF), never a client.  :data:`HANDLED` are run
     by a worker's command handler; :data:`PARK`, :data:`PARKDB`,
-    :data:`PARK_AT`, :data:`PARKRUN` and :data:`PREPARE` by the shard itself (``FLAG_PARK`` entries), and
+    :data:`PARK_AT` and :data:`PREPARE` by the shard itself (``FLAG_PARK`` entries), and
     :data:`SELECT` by the executor of a cross-shard operation; :data:`RANDOM`
     and :data:`RANDOM_BACK` travel in ``Q`` frames, to the acceptor; :data:`XPREPARE`, :data:`XCOMMIT`
     and :data:`XABORT` are records of a shard's AOF only."""
@@ -877,10 +877,6 @@ class Verb:
     # __parkat ms __park... (or __parkdb...): the same, keys expired as of
     # ``ms`` (an EXEC with scripts: see Run.as_of)
     PARK_AT = b"__parkat"
-    # __parkrun op 0 (one acceptor: the executor of a parked operation that
-    # watches nothing there): as __park, but its answer may leave with the
-    # operation's Ran, since the acceptor sends the Run without waiting for it
-    PARKRUN = b"__parkrun"
     SELECT = b"__select"  # in a Run's commands: __select db, the database of the commands after it
     PREPARE = b"__prepare"  # __prepare op command...: a write fan-out's part
     XPREPARE = b"__XPREPARE"  # AOF: __XPREPARE op states
@@ -1015,7 +1011,6 @@ Verb.HANDLED = Verb.ALL - {
     Verb.PARK,
     Verb.PARKDB,
     Verb.PARK_AT,
-    Verb.PARKRUN,
     Verb.SELECT,
     Verb.PREPARE,
     Verb.XPREPARE,

@@ -18,7 +18,7 @@ KILL question whose arguments hold them (:func:`faulty_bus_handlers`,
 ``tests/system/test_bus_faults.py``).
 
 Points: ``parked`` (a shard has answered ``__park``/``__prepare`` and
-parked; an executor's answer to ``__parkrun`` is held, to leave with its ``Ran``), ``ran`` (the executor has run the commands and logged its prepare
+parked), ``ran`` (the executor has run the commands and logged its prepare
 record, and not answered yet), ``prepared`` (a shard has logged its prepare
 record and not answered ``Prepare`` yet), ``decided`` (a shard has received ``Decide``
 and applied nothing yet), ``finished`` (it has answered ``Finished``),

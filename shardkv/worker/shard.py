@@ -758,14 +758,7 @@ class Shard:
                         ops = [op]
                     self.op_events_from = mark  # the operation's events: other pipes get them at its commit
                     self.send_events(bounded=True)
-                    if args[0] == Verb.PARKRUN and len(bodies) == 1 and self.hold_frame is not None:
-                        # The executor's answer, alone in its frame (it
-                        # acknowledges no write): the acceptor sends the
-                        # Run without waiting for it, so it leaves with the
-                        # Ran, not in a system call (and a wake-up) of its own.
-                        self.hold_frame(wire.encode_replies(bodies))
-                    else:
-                        self.send(wire.encode_replies(bodies))
+                    self.send(wire.encode_replies(bodies))
                     self.send_wakes()
                     faultpoints.hold("parked", self.index)
                     bodies = []
@@ -1109,7 +1102,7 @@ class Shard:
     def enter(self, args: list[bytes]) -> tuple[bytes, int | None]:
         """A ``FLAG_PARK`` entry: its reply body, and the operation to stay
         parked for (None: it goes on at once)."""
-        if args[0] == Verb.PARK or args[0] == Verb.PARKDB or args[0] == Verb.PARKRUN:
+        if args[0] == Verb.PARK or args[0] == Verb.PARKDB:
             message = self.park_reply(args)
             return wire.encode_answer(message), message.op
         if args[0] == Verb.PARK_AT:  # (an EXEC with scripts, see wire.Run.as_of)

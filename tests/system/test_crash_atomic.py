@@ -208,33 +208,6 @@ def test_acceptor_lost_while_parked_keeps_a_prepared_part_in_doubt_until_resolve
     assert shard.execute([b"GET", b"a"]) == b"2"
 
 
-@pytest.mark.parametrize("verb", [wire.Verb.PARK, wire.Verb.PARKRUN])
-def test_the_executors_answer_to_parkrun_leaves_with_its_ran(verb):
-    """``__parkrun`` (a script's executor, one acceptor): the acceptor sends
-    the Run without waiting for the executor's answer, so the answer is
-    held to leave with the Ran, in one send, not in a frame of its own
-    (one message and one wake-up of the acceptor fewer per operation);
-    ``__park`` still answers at once."""
-    shard = _shard_with((b"a", b"1"))
-    held: list[bytes] = []
-    shard.hold_frame = held.append
-    run = wire.Run(5, {b"b": None}, [[b"INCR", b"a"], [b"INCR", b"b"]], 0, False, [b"a"])
-    pipe = Pipe(shard, [wire.encode_control(run), wire.encode_control(wire.Decide(5, True))])
-    shard.run_batch(wire.encode_batch([wire.FLAG_PARK, [verb, b"5", b"0"]]))
-    ran, finished = pipe.sent[0], wire.decode_control(held[-1])
-    assert type(ran) is wire.Ran and ran.bodies == [b":2\r\n", b":1\r\n"] and b"b" in ran.after
-    assert finished == wire.Finished(5, True)
-    frames = [wire.decode_replies(f) for f in held if f[:1] == b"R"]
-    if verb == wire.Verb.PARKRUN:
-        assert pipe.replies == [] and len(frames) == 1
-        (body,) = frames[0]
-    else:
-        assert frames == [] and len(pipe.replies) == 1
-        (body,) = pipe.replies[0]
-    assert wire.decode_answer(body) == wire.Parked(5, {}, {}, {})
-    assert shard.execute([b"GET", b"a"]) == b"2"
-
-
 def test_acceptor_lost_while_parked_with_nothing_prepared_resumes():
     shard = _shard_with((b"a", b"1"))
     parked = shard.park_reply([b"__park", b"9", b"0", b"a"])
