@@ -249,7 +249,10 @@ def behind_shortcuts(client: Client, rest: Iterator[Parsed], args: list[bytes], 
     owners = server.router.owners
     db = client.db
     waits = state.blocked_token == SCRIPTS  # the client waits for scripts (script_sent)
-    sha_ok = name_ok = b""  # the SHA1 and spelling last taken
+    # The SHA1 and spelling last taken (None: nothing yet, so that no
+    # argument, the empty one included, matches a stale one).
+    sha_ok: bytes | None = None
+    name_ok: bytes | None = None
     knowing: set[int] = set()  # the shards that compiled ``sha_ok``
     row: list = []  # the counters of ``name_ok``
     runs: dict[int, list] = {}
@@ -295,7 +298,9 @@ def behind_shortcuts(client: Client, rest: Iterator[Parsed], args: list[bytes], 
             break
         args = a
         waits = state.blocked_token == SCRIPTS
-        sha_ok = name_ok = b""
+        sha_ok = name_ok = None  # taken anew, as what ran may change them
+        knowing = set()
+        row = []
     for shard, run in runs.items():
         links[shard].send_run(header, run)
     return args

@@ -87,3 +87,51 @@ def test_evalshas_pipelined_behind_a_shortcut(servers):
     expected = _run(real, 1, get, incr)
     assert expected[1:3] == [b"$1\r\n4\r\n", b"$1\r\n5\r\n"]
     assert _run(ours, acceptors, get, incr) == expected
+
+
+def _errors(c: RespClient) -> dict[str, str]:
+    """The error counts of INFO errorstats."""
+    info = c.call("INFO", "errorstats").decode()
+    return dict(line.partition(":")[::2] for line in info.splitlines() if line.startswith("errorstat_"))
+
+
+def _one_write(port: int, acceptors: int, incr: str, commands: list[list[str]]) -> list:
+    """``commands`` in one write (``SHA`` standing for the script's SHA1)
+    after one settled call of ``incr`` on OWN: the replies, OWN's value,
+    the script commands' counts and the error counts."""
+    with _connect(port, acceptors) as c:
+        c.command("FLUSHALL")
+        sha = c.command("SCRIPT", "LOAD", incr).decode()
+        c.call("EVALSHA", sha, "1", OWN)
+        c.command("CONFIG", "RESETSTAT")
+        sent = [[sha if arg == "SHA" else arg for arg in command] for command in commands]
+        c.sock.sendall(b"".join(encode_command(*command) for command in sent))
+        replies = [c.read() for _ in sent]
+        return [replies, c.call("GET", OWN), _counts(c), _errors(c)]
+
+
+def test_an_empty_command_name_behind_a_shortcut(servers):
+    """A command named "" is no EVALSHA: the spelling last taken was
+    nothing yet, not the empty name."""
+    real, ours, acceptors = servers
+    incr = f"-- {uuid.uuid4().hex}\nreturn redis.call('incr', KEYS[1])"
+    commands = [["EVALSHA", "SHA", "1", OWN], ["", "SHA", "1", OWN], ["GET", OWN]]
+    expected = _one_write(real, 1, incr, commands)
+    assert expected[0][1].startswith(b"-ERR unknown command ''")
+    assert _one_write(ours, acceptors, incr, commands) == expected
+
+
+def test_an_empty_command_name_after_a_fallback_behind_a_shortcut(servers):
+    """After a command that takes the long way, nothing is taken: an empty
+    name and SHA1 do not match what was taken before it."""
+    real, ours, acceptors = servers
+    incr = f"-- {uuid.uuid4().hex}\nreturn redis.call('incr', KEYS[1])"
+    commands = [
+        ["EVALSHA", "SHA", "1", OWN],
+        ["EVALSHA", "SHA", "1", OWN],
+        ["EVALSHA", "SHA", "2", OWN, OWN],  # the long way
+        ["", "", "1", OWN],
+    ]
+    expected = _one_write(real, 1, incr, commands)
+    assert expected[0][3].startswith(b"-ERR unknown command ''")
+    assert _one_write(ours, acceptors, incr, commands) == expected
