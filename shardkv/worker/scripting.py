@@ -1228,7 +1228,6 @@ class Engine:
                     and (run.read_noted or not ks.event_mask & events.SCRIPT_READ)
                     and self.own_lo <= slot < self.own_hi  # (cheaper than ``in self.own``)
                 ):
-                    argv = [name, key] if third is _ABSENT else [name, key, third]
                     # Shard.execute_read, inline (a Python call fewer per
                     # call): the same run and the same counts.
                     shard: Any = self.shard
@@ -1247,8 +1246,30 @@ class Engine:
                             if type(value) is bytes:
                                 ks.clocks[key] = ks.now
                                 ks.hits += 1
-                            else:
-                                value = None
+                                # What the rest below comes to for a string
+                                # read here: its commandstats time (the
+                                # name is GET's, never a '_' one), no
+                                # record (a read, and no handler ran to set
+                                # ks.unchanged), the room check.
+                                if shard.timing:
+                                    ns = perf_counter_ns() - start
+                                    stats = shard.stats
+                                    journal = run.journal
+                                    tally: Stats = stats if journal is None else stats.leader
+                                    row = tally.by_bytes.get(name) or tally.row_of([name, key])
+                                    if journal is not None:
+                                        journal.append((row, ns))
+                                    times = row[5]
+                                    times.append(ns)
+                                    if len(times) >= 256:
+                                        tally.fold(row)
+                                    if ns >= stats.slow_threshold_ns >= 0:
+                                        stats.slow([name, key], ns // 1000, LUA_CLIENT_ADDR)
+                                if self._used() + len(value) > self._push_room:
+                                    self._check_room(value)
+                                return value
+                            value = None
+                    argv = [name, key] if third is _ABSENT else [name, key, third]
                     if value is None:
                         handler: Any = called.handler
                         ks.counting = handler.reads

@@ -1,0 +1,109 @@
+"""redis.call('get', ...) of a key the script's shard owns runs in one step
+(Engine._call_raise, a string that has not expired read inline): what a
+client sees of such calls is what Redis shows of them.
+
+Each case runs on redis-server and on shardkv with one and with two
+shards: the replies, INFO commandstats' ``cmdstat_get``, the keyspace hits
+and misses, and LFU's access counter (``OBJECT FREQ``) must be equal.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+
+from tests.support.servers import start_redis, start_shardkv
+
+SCRIPT = "return redis.call('get', KEYS[1])"
+PSCRIPT = "local r = redis.pcall('get', KEYS[1]) if type(r) == 'table' then return r.err end return r"
+
+
+@pytest.fixture(scope="module", params=[1, 2], ids=["1-shard", "2-shards"])
+def servers(request):
+    real = start_redis()
+    ours = start_shardkv(shards=request.param)
+    yield real.port, ours.port
+    real.stop()
+    ours.stop()
+
+
+def _get_stats(c: redis.Redis) -> tuple:
+    stats = c.info("stats")
+    row = c.info("commandstats").get("cmdstat_get", {})
+    return (
+        stats["keyspace_hits"],
+        stats["keyspace_misses"],
+        row.get("calls"),
+        row.get("failed_calls"),
+        row.get("rejected_calls"),
+    )
+
+
+def test_scripted_gets_count_as_redis_counts_them(servers):
+    """Hits, a missing key, an expired key and another type: replies,
+    cmdstat_get's calls and failures, keyspace hits and misses."""
+    seen = []
+    for port in servers:
+        c = redis.Redis(port=port)
+        c.flushall()
+        c.set("{h}a", "v")
+        c.set("{h}gone", "x", px=1)
+        c.rpush("{h}list", "x")
+        time.sleep(0.02)  # (the PX 1 key has expired; it is read once below)
+        c.config_resetstat()
+        replies: list = []
+        for key in ("{h}a", "{h}a", "{h}missing", "{h}gone", "{h}a"):
+            replies.append(c.evalsha(c.script_load(SCRIPT), 1, key))
+        for script in (SCRIPT, PSCRIPT):
+            try:
+                replies.append(c.eval(script, 1, "{h}list"))
+            except redis.ResponseError as e:
+                replies.append(str(e).split(" script:")[0])
+        replies.append(c.exists("{h}gone"))
+        seen.append((replies, _get_stats(c)))
+        c.close()
+    assert seen[1] == seen[0]
+
+
+def test_scripted_gets_count_in_lfu(servers):
+    """Under an LFU policy (lfu-log-factor 0: every access counts) each
+    scripted GET adds one to the key's access counter."""
+    seen = []
+    for port in servers:
+        c = redis.Redis(port=port)
+        c.flushall()
+        c.config_set("maxmemory-policy", "allkeys-lfu")
+        c.config_set("lfu-log-factor", 0)
+        try:
+            c.set("{h}a", "v")
+            sha = c.script_load(SCRIPT)
+            for _ in range(3):
+                c.evalsha(sha, 1, "{h}a")
+            freq = c.object("freq", "{h}a")
+            seen.append((freq, _get_stats(c)[:2]))
+        finally:
+            c.config_set("maxmemory-policy", "noeviction")
+            c.config_set("lfu-log-factor", 10)
+            c.close()
+    assert seen[1] == seen[0]
+
+
+def test_scripted_get_touches_the_key_for_lru(servers):
+    """A scripted GET sets the key's access time: OBJECT IDLETIME after it
+    is 0, as after a client's GET (the key left idle first)."""
+    seen = []
+    for port in servers:
+        c = redis.Redis(port=port)
+        c.flushall()
+        c.set("{h}a", "v")
+        seen.append(c)
+    time.sleep(2.1)  # (IDLETIME counts in seconds: both keys idle for 2)
+    out = []
+    for c in seen:
+        before = c.object("idletime", "{h}a")
+        c.eval(SCRIPT, 1, "{h}a")
+        out.append((before >= 2, c.object("idletime", "{h}a")))
+        c.close()
+    assert out[1] == out[0] == (True, 0)
