@@ -99,11 +99,11 @@ def test_scripted_get_touches_the_key_for_lru(servers):
         c.flushall()
         c.set("{h}a", "v")
         seen.append(c)
-    time.sleep(2.1)  # (IDLETIME counts in seconds: both keys idle for 2)
+    time.sleep(2.2)  # (IDLETIME counts whole seconds of a clock kept at hz: at least 1)
     out = []
     for c in seen:
         before = c.object("idletime", "{h}a")
         c.eval(SCRIPT, 1, "{h}a")
-        out.append((before >= 2, c.object("idletime", "{h}a")))
+        out.append((before >= 1, c.object("idletime", "{h}a")))
         c.close()
     assert out[1] == out[0] == (True, 0)
