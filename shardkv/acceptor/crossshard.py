@@ -403,7 +403,7 @@ class _Operation:
     def _decide(self, commit: bool, reply: bytes | None) -> None:
         self.state = DECIDED
         self.decision = commit
-        decide = wire.encode_control(wire.Decide(self.id, commit))
+        decide = wire.encode_control(wire.Decide(self.id, commit, reply is None))
         for shard in self.parked:  # at the end of the turn, with the turn's other decisions
             self.links[shard].queue_frame(decide)
         if self.marked:  # several acceptors: a step that waits for this decision goes now

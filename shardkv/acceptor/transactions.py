@@ -1073,7 +1073,9 @@ def _run_atomic(
                 return None
 
             def again() -> None:
-                operation(op.slot, also, began)
+                # (every shard this run parked too: each keeps its sweeper's
+                # time until the run again parks it, see Decide.again)
+                operation(op.slot, also | set(op.shards), began)
 
             return again
 

@@ -526,6 +526,10 @@ class Decide:
 
     op: int
     commit: bool
+    # Undone to run again (an EXEC whose script escaped): the shard keeps
+    # the sweeper's time at the operation's ``__parkat`` until the run
+    # again parks it (see Keyspace.exec_frozen).
+    again: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -169,13 +169,15 @@ class Keyspace:
         # While clients are paused (CLIENT PAUSE), an expired key reads as
         # missing but stays, as in Redis: nothing is deleted, nothing logged.
         self.expiry_paused = False
-        # The WATCHed keys, ``(database, key)``, of the EXECs with scripts
-        # that have parked this shard (``__parkat``), until nobody watches
-        # them: the sweeper leaves them, so that such an EXEC, which runs
-        # again if a script escapes, finds them as of its first run (a key
-        # deleted between its runs aborted it, where Redis checks expiry as
-        # EXEC starts only).
-        self.exec_watched: set[tuple[int, bytes]] = set()
+        # The first runs' starts (Unix ms) of the EXECs with scripts that
+        # have parked this shard (``__parkat``), by operation, until its
+        # Decide; and, by start, how many of those undone to run again (a
+        # script escaped: ``Decide.again``) until their run again parks:
+        # the sweeper deletes no key that expired after the earliest, so
+        # that every run of such an EXEC finds its keys, watched or not, as
+        # of its first's start (Redis's time stands still while EXEC runs).
+        self.exec_frozen: dict[int, int] = {}
+        self.exec_carried: dict[int, int] = {}
         # Set by a write command that changed nothing (SETBIT of a bit to
         # its value): as in Redis, it is not a change (``dirty``) and is not
         # logged.  Read and cleared by the shard after each command.
@@ -244,7 +246,6 @@ class Keyspace:
             for db in self.used_dbs():
                 self.dbs[db].watched.clear()  # type: ignore[union-attr]
                 self.dbs[db].watch_counts.clear()  # type: ignore[union-attr]
-            self.exec_watched.clear()
             return
         for (db, key), n in (mine or {}).items():
             database = self.dbs[db]
@@ -254,7 +255,6 @@ class Keyspace:
             if left <= 0:
                 database.watch_counts.pop(key, None)
                 database.watched.pop(key, None)
-                self.exec_watched.discard((db, key))
             else:
                 database.watch_counts[key] = left
 

@@ -1113,8 +1113,14 @@ class Shard:
                 message = self.park_reply(args[2:])
             finally:
                 ks.now = now
-            here = ks.db
-            ks.exec_watched.update(key if type(key) is tuple else (here, key) for key in message.versions)
+            # The sweeper's time stays at ``ms`` until the EXEC is decided
+            # (see Keyspace.exec_frozen): a run again's park takes over from
+            # the run undone before it.
+            at = int(args[1])
+            ks.exec_frozen[message.op] = at
+            carried = ks.exec_carried.pop(at, 0)
+            if carried > 1:
+                ks.exec_carried[at] = carried - 1
             return wire.encode_answer(message), message.op
         part = self.prepare_part(args)
         return wire.encode_answer(part), part.op if part.prepared else None
@@ -1285,7 +1291,14 @@ class Shard:
         waiting = set(ops)
         op = ops[0]  # the parked operation's, for Run and Prepare (alone then)
         while True:
-            frame = self.recv()  # EOFError/OSError: the acceptor is gone
+            try:
+                frame = self.recv()  # EOFError/OSError: the acceptor is gone
+            except (EOFError, OSError):
+                ks = self.keyspace  # (nothing of its will be decided, nor run again)
+                for parked in ops:
+                    ks.exec_frozen.pop(parked, None)
+                ks.exec_carried.clear()
+                raise
             if frame[0] != wire.CONTROL:
                 self.backlog.append(frame)
                 continue
@@ -1329,6 +1342,10 @@ class Shard:
                 decided = message.op  # type: ignore[union-attr]
                 waiting.discard(decided)
                 self.decide(decided, message.commit)  # type: ignore[union-attr]
+                at = self.keyspace.exec_frozen.pop(decided, None)
+                if at is not None and message.again:  # type: ignore[union-attr]
+                    carried = self.keyspace.exec_carried
+                    carried[at] = carried.get(at, 0) + 1
                 self.waiters.committed = decided if message.commit else 0  # type: ignore[union-attr]
                 finished = wire.encode_control(wire.Finished(decided, message.commit))  # type: ignore[union-attr]
                 persistence = self.persistence

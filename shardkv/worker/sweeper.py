@@ -84,9 +84,10 @@ class Sweeper:
         now = ks.now = ks.clock.now_ms()
         expires = ks.expires
         expiring = ks.expiring  # the slots that may have keys with a TTL
-        # (see Keyspace.exec_watched)
-        held = ks.exec_watched
-        db = ks.db
+        # Nothing that expired after an EXEC with scripts in flight started
+        # (see Keyspace.exec_frozen).
+        if ks.exec_frozen or ks.exec_carried:
+            now = min(now, *ks.exec_frozen.values(), *ks.exec_carried)
         slots = ks.slots
         start, stop = slots.start, slots.stop
         slot = first = self.cursor if start <= self.cursor < stop else start
@@ -103,7 +104,7 @@ class Sweeper:
             exp = expires[slot]
             for key, when in list(exp.items()):
                 sampled += 1
-                if when <= now and (not held or (db, key) not in held):
+                if when <= now:
                     ks._expire(slot, key)
                     expired += 1
             if not exp:

@@ -602,3 +602,10 @@ def test_a_watched_key_that_expires_while_an_escaped_run_runs_again(servers):
     parks its shard) is no change, and the run again still sees it (it
     aborted the EXEC).  The script waits on TIME past the deadline."""
     _expiring_compared(servers, watch=True)
+
+
+def test_a_key_read_unwatched_that_expires_while_an_escaped_run_runs_again(servers):
+    """The same without WATCH: the key the EXEC reads, expired by the time
+    the run again parks its shard, is still there as of the EXEC's start
+    (the sweeper deleted it between the runs: nil, nil)."""
+    _expiring_compared(servers, watch=False)

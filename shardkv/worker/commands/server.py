@@ -334,7 +334,6 @@ def unwatch(ks: Keyspace, args: list[bytes]) -> object:
         if n <= 0:
             counts.pop(key, None)
             ks.watched.pop(key, None)
-            ks.exec_watched.discard((db, key))
         else:
             counts[key] = n
     return OK
