@@ -347,6 +347,9 @@ class Pipes:
             self.poller.unregister(fd)
         pipe.close()
         self._inherited()
+        # (an EXEC undone to run again whose run again will not park: see
+        # Keyspace.exec_frozen; another acceptor's are only spared less)
+        self.shard.keyspace.exec_carried.clear()
         refusals = self.shard.refusals
         if refusals is not None:
             refusals.due.pop(pipe.index, None)  # its K frame will never come
