@@ -130,7 +130,12 @@ class Keyspace:
 
     def __init__(self, clock: Clock | None = None, slots: range = range(SLOTS), databases: int = 16) -> None:
         self.clock = clock or Clock()
-        self.now = self.clock.now_ms()
+        # The batch's time (Unix ms): TTLs set and answered count from it.
+        # ``expiry_now``, the time a key's expiry is checked against, is the
+        # same but in the run of an EXEC with scripts, where it is the first
+        # run's start (see wire.Run.as_of): Redis's expiry checks stand
+        # still while EXEC runs, its clock does not.
+        self.now = self.expiry_now = self.clock.now_ms()
         self.slots = slots
         self.db = 0  # the current database
         self.dbs: list[Database | None] = [None] * databases
@@ -310,7 +315,7 @@ class Keyspace:
 
     def tick(self) -> int:
         """Read the clock; call once per batch of commands."""
-        self.now = now = self.clock.now_ms()
+        self.now = self.expiry_now = now = self.clock.now_ms()
         return now
 
     # -- reading ----------------------------------------------------------
@@ -323,7 +328,7 @@ class Keyspace:
         exp = self.expires[slot]
         if exp:
             when = exp.get(key)
-            if when is not None and when <= self.now:
+            if when is not None and when <= self.expiry_now:
                 self._expire(slot, key)
                 if self.counting:
                     self.misses += 1
@@ -367,7 +372,7 @@ class Keyspace:
         exp = self.expires[slot]
         if exp:
             when = exp.get(key)
-            if when is not None and when <= self.now:
+            if when is not None and when <= self.expiry_now:
                 self._expire(slot, key)
                 if self.counting:
                     self.misses += 1
@@ -542,7 +547,7 @@ class Keyspace:
 
     def iter_keys(self) -> Iterator[bytes]:
         """Every key that has not expired (expired ones are not removed)."""
-        now = self.now
+        now = self.expiry_now
         for slot in self.slots:
             d = self.data[slot]
             if not d:
@@ -569,7 +574,7 @@ class Keyspace:
         slots = range(SLOTS) if every_slot else self.slots
         end = slots.stop
         slot = max(cursor, slots.start)
-        now = self.now
+        now = self.expiry_now
         while slot < end and len(out) < count:
             d = self.data[slot]
             if d:

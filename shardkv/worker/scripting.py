@@ -1241,7 +1241,7 @@ class Engine:
                         # expired key, another type, LFU's lookup) goes to
                         # the handler, which sees the key as it was.
                         exp = ks.expires[slot]
-                        if not exp or key not in exp or exp[key] > ks.now:
+                        if not exp or key not in exp or exp[key] > ks.expiry_now:
                             value = ks.data[slot].get(key)
                             if type(value) is bytes:
                                 ks.clocks[key] = ks.now

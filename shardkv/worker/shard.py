@@ -610,7 +610,7 @@ class Shard:
                                         watched[key] += 1
                                     value = OK
                                     body = OK_REPLY
-                            elif not exp or key not in exp or exp[key] > ks.now:  # Keyspace.lookup
+                            elif not exp or key not in exp or exp[key] > ks.expiry_now:  # Keyspace.lookup
                                 value = ks.data[slot].get(key)
                                 if type(value) is not bytes:
                                     pass  # missing, or not a string the handler can read as it is
@@ -1107,12 +1107,12 @@ class Shard:
             return wire.encode_answer(message), message.op
         if args[0] == Verb.PARK_AT:  # (an EXEC with scripts, see wire.Run.as_of)
             ks = self.keyspace
-            now = ks.now
-            ks.now = min(now, int(args[1]))
+            now = ks.expiry_now
+            ks.expiry_now = min(now, int(args[1]))
             try:
                 message = self.park_reply(args[2:])
             finally:
-                ks.now = now
+                ks.expiry_now = now
             # The sweeper's time stays at ``ms`` until the EXEC is decided
             # (see Keyspace.exec_frozen): a run again's park takes over from
             # the run undone before it.
@@ -1317,7 +1317,7 @@ class Shard:
             self.keyspace.tick()
             if type(message) is wire.Run:
                 if message.as_of:  # (until the next tick)
-                    self.keyspace.now = min(self.keyspace.now, message.as_of)
+                    self.keyspace.expiry_now = min(self.keyspace.now, message.as_of)
                 ran = self.run_foreign(message)
                 if faultpoints.ACTIVE and self.persistence is not None:
                     self.persistence.commit()

@@ -81,7 +81,7 @@ class Sweeper:
         once round the slots: how many were seen, and how many had expired
         (and were deleted)."""
         ks = self.keyspace
-        now = ks.now = ks.clock.now_ms()
+        now = ks.now = ks.expiry_now = ks.clock.now_ms()
         expires = ks.expires
         expiring = ks.expiring  # the slots that may have keys with a TTL
         # Nothing that expired after an EXEC with scripts in flight started

@@ -23,6 +23,7 @@ from tests.support.servers import start_redis, start_shardkv
 
 SHARDS = 2
 OWN, OTHER = key_on(0, "own", SHARDS), key_on(1, "other", SHARDS)
+TTL_KEY = key_on(0, "ttl", SHARDS)
 SET_A = "redis.call('set', KEYS[1], 'a')\nreturn 1"
 
 
@@ -609,3 +610,47 @@ def test_a_key_read_unwatched_that_expires_while_an_escaped_run_runs_again(serve
     the run again parks its shard, is still there as of the EXEC's start
     (the sweeper deleted it between the runs: nil, nil)."""
     _expiring_compared(servers, watch=False)
+
+
+def _ttls_after_a_wait(port: int, acceptors: int, wait: int) -> tuple[list, int]:
+    """In one write: SET a key with a 10 s TTL, then an EXEC whose script,
+    new to every acceptor, waits ``wait`` ms on TIME then escapes, then
+    SETs a key with a TTL of half that wait and asks the first key's PTTL;
+    and GET of the second key after it: the replies but the PTTL, which
+    comes apart."""
+    c = client_on(port, 0, k=acceptors) if acceptors > 1 else RespClient(port, timeout=30)
+    with c:
+        c.command("FLUSHALL")
+        commands = [
+            ["SET", OWN, "w", "PX", "10000"],
+            ["MULTI"],
+            ["EVAL", _fresh(WAIT_THEN_ESCAPE), "1", OWN, OTHER, str(int(time.time() * 1000) + wait)],
+            ["SET", TTL_KEY, "v", "PX", str(wait // 2)],
+            ["PTTL", OWN],
+            ["EXEC"],
+            ["GET", TTL_KEY],
+        ]
+        c.sock.sendall(b"".join(encode_command(*command) for command in commands))
+        replies = [c.read() for _ in commands]
+    exec_reply, pttl = replies[-2].rsplit(b":", 1)
+    return [*replies[:-2], exec_reply, replies[-1]], int(pttl)
+
+
+def test_ttls_in_an_escaped_exec_count_from_the_clock(servers):
+    """Redis stands still only its expiry checks while EXEC runs: a TTL
+    set, or asked, after a script that took a while counts from the clock.
+    The run again of an EXEC whose script escaped set it from the first
+    run's start (a TTL shorter than the script's time: dead on arrival),
+    and answered PTTL as of then (10 s less nothing).  Each time Redis's
+    own GET after EXEC comes too late for the key, the wait is longer."""
+    real, ours, acceptors = servers
+    for wait in (2000, 8000):
+        expected, pttl = _ttls_after_a_wait(real, 1, wait)
+        if expected[-1] != b"$1\r\nv\r\n":
+            continue
+        assert pttl <= 10000 - wait
+        actual, our_pttl = _ttls_after_a_wait(ours, acceptors, wait)
+        assert actual == expected
+        assert our_pttl <= 10000 - wait
+        return
+    pytest.fail(f"redis-server's GET came after the key's deadline each time: {expected!r}")

@@ -43,7 +43,7 @@ class Loading(State):
         ks = self.ks
         if use_aof is None:
             use_aof = self.cfg["appendonly"]
-        ks.now = 0  # nothing expires while loading; every deadline is absolute
+        ks.now = ks.expiry_now = 0  # nothing expires while loading; every deadline is absolute
         try:
             if use_aof and os.path.exists(self.files.manifest):
                 manifest = read_manifest(self.files.manifest)
