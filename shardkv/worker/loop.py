@@ -347,9 +347,14 @@ class Pipes:
             self.poller.unregister(fd)
         pipe.close()
         self._inherited()
-        # (an EXEC undone to run again whose run again will not park: see
-        # Keyspace.exec_frozen; another acceptor's are only spared less)
-        self.shard.keyspace.exec_carried.clear()
+        # An EXEC undone to run again whose run again will not park, or one
+        # parked here whose Ran or Prepared could not be sent (Shard.park
+        # left with the send's error): nothing of it will be decided, so its
+        # start must stop holding the sweeper (see Keyspace.exec_frozen;
+        # another acceptor's EXECs in flight are only spared less).
+        ks = self.shard.keyspace
+        ks.exec_frozen.clear()
+        ks.exec_carried.clear()
         refusals = self.shard.refusals
         if refusals is not None:
             refusals.due.pop(pipe.index, None)  # its K frame will never come

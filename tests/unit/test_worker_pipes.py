@@ -230,6 +230,24 @@ def test_an_operation_that_prepared_nothing_is_dropped_with_its_pipe(worker):
     assert worker.replies(1) == [b"$1\r\nv\r\n"]
 
 
+def test_a_lost_pipe_leaves_no_exec_start_holding_the_sweeper(worker):
+    # A shard parked for an EXEC with scripts whose acceptor died as the
+    # shard sent its Ran leaves park() with the send's error, the EXEC's
+    # start still recorded: losing the pipe must drop it, or the sweeper
+    # never again deletes a key that expired after it.
+    started(worker)
+    assert worker.run(1, entry("SET", "k", "v")) == [b"+OK\r\n"]
+    ks = worker.shard.keyspace
+    ks.exec_frozen[(1 << 32) | 9] = 1  # what such a park leaves
+    ks.exec_carried[1] = 1
+    worker.acceptors[0].close()
+    deadline = time.monotonic() + WAIT
+    while (ks.exec_frozen or ks.exec_carried) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not ks.exec_frozen and not ks.exec_carried
+    assert worker.run(1, entry("GET", "k")) == [b"$1\r\nv\r\n"]
+
+
 def in_doubt_of_coordinator_1(seq: int) -> tuple[Worker, int]:
     """A worker of two pipes whose shard holds coordinator 1's operation
     ``seq`` prepared on ``k``, as after a restart: each pipe's control
