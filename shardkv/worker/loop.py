@@ -348,10 +348,12 @@ class Pipes:
         pipe.close()
         self._inherited()
         # An EXEC undone to run again whose run again will not park, or one
-        # parked here whose Ran or Prepared could not be sent (Shard.park
-        # left with the send's error): nothing of it will be decided, so its
-        # start must stop holding the sweeper (see Keyspace.exec_frozen;
-        # another acceptor's EXECs in flight are only spared less).
+        # parked here whose acceptor went (Shard.park left with the error of
+        # its recv, or of its send of a Ran or Prepared): nothing of it will
+        # be decided, so its start must stop holding the sweeper (see
+        # Keyspace.exec_frozen; another acceptor's EXECs in flight are only
+        # spared less).  Every error that ends a park comes here (or ends
+        # the worker, whose sweeper then never runs again).
         ks = self.shard.keyspace
         ks.exec_frozen.clear()
         ks.exec_carried.clear()

@@ -1291,14 +1291,9 @@ class Shard:
         waiting = set(ops)
         op = ops[0]  # the parked operation's, for Run and Prepare (alone then)
         while True:
-            try:
-                frame = self.recv()  # EOFError/OSError: the acceptor is gone
-            except (EOFError, OSError):
-                ks = self.keyspace  # (nothing of its will be decided, nor run again)
-                for parked in ops:
-                    ks.exec_frozen.pop(parked, None)
-                ks.exec_carried.clear()
-                raise
+            # EOFError/OSError: the acceptor is gone (the loop loses its
+            # pipe, which drops the EXEC starts: see Pipes.lose)
+            frame = self.recv()
             if frame[0] != wire.CONTROL:
                 self.backlog.append(frame)
                 continue

@@ -248,6 +248,33 @@ def test_a_lost_pipe_leaves_no_exec_start_holding_the_sweeper(worker):
     assert worker.run(1, entry("GET", "k")) == [b"$1\r\nv\r\n"]
 
 
+@pytest.mark.parametrize("npipes", [1, 2])
+def test_a_shard_parked_for_an_exec_with_scripts_forgets_its_start_when_its_acceptor_goes(npipes):
+    # The acceptor dies while the shard waits in park() for the EXEC's Run:
+    # park()'s recv fails, and the loop's loss of the pipe must drop the
+    # EXEC's start, or the sweeper never again deletes a key expired after it.
+    w = Worker(npipes)
+    try:
+        for pipe in range(npipes):
+            assert w.control(pipe) == wire.InDoubt([])
+        assert w.run(0, entry("SET", "k", "v")) == [b"+OK\r\n"]
+        op = (1 << 32) | 13
+        at = int(time.time() * 1000)
+        (parked,) = w.run(0, entry(Verb.PARK_AT, at, Verb.PARK, op, 0, "k", flags=wire.FLAG_PARK))
+        assert type(wire.decode_answer(parked)) is wire.Parked
+        ks = w.shard.keyspace
+        assert ks.exec_frozen == {op: at}
+        w.acceptors[0].close()
+        deadline = time.monotonic() + WAIT
+        while ks.exec_frozen and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not ks.exec_frozen and not ks.exec_carried
+        if npipes > 1:
+            assert w.run(1, entry("GET", "k")) == [b"$1\r\nv\r\n"]
+    finally:
+        w.stop()
+
+
 def in_doubt_of_coordinator_1(seq: int) -> tuple[Worker, int]:
     """A worker of two pipes whose shard holds coordinator 1's operation
     ``seq`` prepared on ``k``, as after a restart: each pipe's control
