@@ -4,7 +4,9 @@
 in-memory transports, ``-P 16``), but each ``B`` frame is answered with a
 fabricated ``R`` frame (``+OK`` per SET, a 3-byte bulk per GET), so every
 instruction counted is the acceptor's: reading, parsing, routing, the
-batches, the replies and the writes to the clients.
+batches, the replies and the writes to the clients.  Once built, the
+process settles its garbage collector as a running acceptor does
+(``gctuning.settle``: fewer young collections).
 
 Run it under callgrind twice, with two turn counts, and divide the
 difference of the totals by the difference of commands (800 per turn at
@@ -33,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.hotpath import build, workload  # noqa: E402
 from shardkv.protocol import wire  # noqa: E402
+from shardkv.runtime import gctuning  # noqa: E402
 
 BODIES = {"set": b"+OK\r\n", "get": b"$3\r\nxxx\r\n"}
 
@@ -51,6 +54,7 @@ def run(kind: str, pipeline: int, nclients: int, nshards: int, turns: int, nacce
             frame = frames[n] = struct.pack("!i", len(payload)) + payload
         return frame
 
+    gctuning.settle()  # as the acceptor's main does before it serves
     spent = 0.0
     for turn in range(turns):
         t0 = time.perf_counter()

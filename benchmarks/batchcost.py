@@ -8,7 +8,7 @@ existing key, or INCR.  No pipe, no acceptor: what it counts is the
 worker's cost per command in a pipelined batch, decode to reply bytes.
 Run it under callgrind twice, with two batch counts, and divide the
 difference of the totals by the difference of the commands: start-up and
-warm-up cancel out, and the figure does not move with the machine's load::
+warm-up cancel out::
 
     for n in 50 350; do
         PYTHONHASHSEED=0 valgrind --tool=callgrind --callgrind-out-file=/dev/null \\
@@ -16,12 +16,22 @@ warm-up cancel out, and the figure does not move with the machine's load::
     done
     # (second - first) / (300 * 16) = instructions per SET in run_batch
 
+The shard's clock is a fixed sequence (:data:`STEPS`, each command 0.9 to
+2.5 us apart, as on a quiet machine), so the latency histogram's fold
+(``Stats.fold``, whose cost grows with the buckets a command's times
+fill) does the same work in every run and the figure does not move with
+the machine's load (under valgrind the real times spread as the load
+does); ``--real-clock`` keeps ``perf_counter_ns``.  The process settles
+its garbage collector as a worker does (``gctuning.settle``).
+
 ``python benchmarks/batchcost.py check`` prints one batch's replies of each kind.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
+import random
 import sys
 import tempfile
 from pathlib import Path
@@ -33,11 +43,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout
 from shardkv.protocol import wire  # noqa: E402
 from shardkv.protocol.resp import encode_command  # noqa: E402
 from shardkv.protocol.router import key_slot, slot_range  # noqa: E402
-from shardkv.runtime import config  # noqa: E402
+from shardkv.runtime import config, gctuning  # noqa: E402
+from shardkv.worker import shard as shard_module  # noqa: E402
 from shardkv.worker.shard import Shard  # noqa: E402
 
 PIPELINE = 16
 KEYS = 1000
+# The fixed clock's steps in ns, taken in turn (one per clock reading).
+STEPS = [random.Random(22).randrange(900, 2500) for _ in range(97)]
+
+
+def fixed_clock():
+    """A ``perf_counter_ns`` stand-in whose readings are the same in every run."""
+    return itertools.accumulate(itertools.cycle(STEPS), initial=10**12).__next__
 
 
 def build(directory: str) -> tuple[Shard, list[bytes]]:
@@ -73,8 +91,11 @@ def payloads(kind: str, keys: list[bytes], count: int, value: bytes = b"xxx") ->
 
 
 def main() -> None:
-    kind = sys.argv[1]
-    n = int(sys.argv[2]) if len(sys.argv) > 2 else 350
+    argv = [a for a in sys.argv[1:] if a != "--real-clock"]
+    kind = argv[0]
+    n = int(argv[1]) if len(argv) > 1 else 350
+    if "--real-clock" not in sys.argv:
+        shard_module.perf_counter_ns = fixed_clock()  # type: ignore[attr-defined]
     with tempfile.TemporaryDirectory(prefix="batchcost-") as directory:
         shard, keys = build(directory)
         # Every key exists, holding an integer (GET hits, INCR counts).
@@ -85,6 +106,7 @@ def main() -> None:
                 print(k, shard.run_batch(payloads(k, keys, 1)[0]))
             return
         frames = payloads(kind, keys, 64)
+        gctuning.settle()  # as a worker does once loaded
         run = shard.run_batch
         for i in range(n):
             run(frames[i % 64])
