@@ -77,7 +77,7 @@ _WIDE = _NARROW | {b"call", b"pcall", b"sha1hex"}
 # The globals that the prelude makes Lua functions (Redis's are C
 # functions): a tail call of one of these names is made a plain call too.
 LUA_GLOBALS = frozenset(
-    {b"type", b"tostring", b"getmetatable", b"rawset", b"setmetatable", b"loadstring", b"load"}
+    {b"type", b"tostring", b"getmetatable", b"rawset", b"setmetatable", b"loadstring", b"load", b"unpack"}
 )
 OP_MOVE = 0
 OP_LOADNIL = 3

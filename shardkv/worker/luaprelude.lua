@@ -223,6 +223,46 @@ end
 -- (luaL_argerror's), '?' when that is no name (pcall called it, or a tail
 -- call, which also loses the line).
 local wrapped = {}  -- {table, key, real function, wrapper}: what widen (below) swaps
+
+-- Hooks in coroutines.  Lua 5.1's debug.sethook keeps the hook's Lua
+-- function per thread (in the registry, by the thread's address): a new
+-- thread copies its creator's C hook and mask but not that entry, so the
+-- count hook (below) never ran in a coroutine, and an endless loop in one
+-- was neither reported busy nor killable.  Each resume (the wrappers of
+-- coroutine.resume and of what coroutine.wrap gives) hands the coroutine
+-- its resumer's hook (arm), and takes it back when the resume returns
+-- (disarm), so that the registry keeps no entry for a thread collected
+-- later.  As in Redis, a kill's hook is the thread's own (the others
+-- raise at their next count); engine.stop's goes to every thread at once.
+local hooked = {}  -- the coroutines being resumed, innermost last
+local costatus, gethook, sethook = coroutine.status, dbg.gethook, dbg.sethook
+local function arm(co)
+    if type(co) ~= "thread" or costatus(co) ~= "suspended" then return nil end
+    hooked[#hooked + 1] = co
+    sethook(co, gethook())
+    return co
+end
+local function disarm(co, ...)
+    if co then
+        hooked[#hooked] = nil
+        sethook(co)
+    end
+    return ...
+end
+local function hook_all(f, mask, count)
+    -- f in this thread and in every coroutine being resumed
+    sethook(f, mask, count)
+    for i = 1, #hooked do sethook(hooked[i], f, mask, count) end
+end
+local function rearm(f, count)
+    -- the hook of every script's run (or a library's load): f every count instructions
+    for i = #hooked, 1, -1 do
+        sethook(hooked[i])
+        hooked[i] = nil
+    end
+    sethook(f, "", count)
+end
+
 local as_c_function  -- (below) a Lua function whose errors are a C function's
 local readonly = setmetatable({}, {__mode = "k"}) -- proxy -> real table (see Global protection)
 do
@@ -323,13 +363,50 @@ do
         local i = getinfo(f, "S")
         return i.what ~= "C" and i.source ~= "=prelude"
     end
+    -- What coroutine.wrap gives resumes its coroutine with luaB_cowrap's
+    -- C function (its limits on values, its errors), under pcall.  Lua
+    -- cannot reach that function's thread: the coroutine runs a prelude
+    -- function first, which takes its thread and, on that first resume,
+    -- the resumer's hook (see arm), then the script's function.
+    local running = coroutine.running
+    local function unhook(state, ...)
+        if state.armed then
+            state.armed = false
+            hooked[#hooked] = nil
+            sethook(state.co)
+        end
+        return ...
+    end
+    local function hooked_wrap(f)
+        local state = {armed = false}
+        local w = cowrap(function(...)
+            local co, first = running(), state.first
+            hooked[#hooked + 1] = co
+            state.co, state.first, state.armed = co, nil, true
+            sethook(first[1], first[2], first[3])
+            return f(...)
+        end)
+        return function(...)
+            local co = state.co
+            if co == nil then
+                state.first = {gethook()}
+            elseif costatus(co) == "suspended" then
+                hooked[#hooked + 1] = co
+                state.armed = true
+                sethook(co, gethook())
+            end
+            return unhook(state, real_pcall(w, ...))
+        end
+    end
     local function checked_cowrap(...)
         if not lua_function((...)) then keep(rethrow(false, LUA_FUNCTION_EXPECTED)) end
-        return cowrap(...)
+        local resume = hooked_wrap((...))
+        return function(...) return keep(rethrow(resume(...))) end
     end
     local function wrapped_cowrap(...)
         if not lua_function((...)) then keep(rethrow(false, LUA_FUNCTION_EXPECTED)) end
-        return wrap(cowrap(...))
+        local resume = hooked_wrap((...))
+        return function(...) return long_results(rethrow(resume(...))) end
     end
     rawset(coroutine, "create", function(...)
         if not lua_function((...)) then keep(rethrow(false, LUA_FUNCTION_EXPECTED)) end
@@ -376,12 +453,46 @@ do
             if type(f) == "userdata" and f ~= json_null then rawset(lib, k, wrap_function(lib, k, f)) end
         end
     end
-    add(G, "unpack", wrap)
+    -- Lua 5.1's luaB_unpack counts its results in an int, e - i + 1,
+    -- which overflows for a range of 2^31 values or more (unpack(t, -2^31,
+    -- 2^31 - 1)): its check passes, it pushes past the stack and the
+    -- process dies (CVE-2025-46817).  Redis's patched unpack refuses such
+    -- a range with its usual error; so does this, before the C function
+    -- sees it.  (Both wrappers call it: no script reaches the C function.)
+    local floor, ceil, real_unpack = math.floor, math.ceil, unpack
+    local function c_int(x)
+        -- luaL_checkint's value of a number or numeric string (x86-64:
+        -- (int)(ptrdiff_t)d), or nil where it raises
+        local d = tonumber(x)
+        if d == nil then return nil end
+        if d ~= d or d >= 2 ^ 63 or d < -2 ^ 63 then return 0 end
+        if d >= 0 then d = floor(d) else d = ceil(d) end
+        d = d % 2 ^ 32
+        if d >= 2 ^ 31 then d = d - 2 ^ 32 end
+        return d
+    end
+    local function checked_unpack(...)
+        local t, i, e = ...
+        if type(t) == "table" then
+            local n = select("#", ...)
+            if n < 2 or i == nil then i = 1 else i = c_int(i) end
+            if n < 3 or e == nil then e = #t else e = c_int(e) end
+            if i and e and i <= e and e - i >= 2 ^ 31 - 1 then error("too many results to unpack", 0) end
+        end
+        return real_unpack(...)
+    end
+    wrapped[#wrapped + 1] = {G, "unpack", wrap_named(checked_unpack), wrap(checked_unpack)}
     add(string, "byte", wrap)
     wrapped[#wrapped + 1] = {
         coroutine, "resume",
-        function(...) return resumed(rethrow(real_pcall(coresume, ...))) end,
-        function(...) return long_results(resumed(rethrow(real_pcall(coresume, ...)))) end,
+        function(...)
+            local c = arm((...))
+            return resumed(rethrow(disarm(c, real_pcall(coresume, ...))))
+        end,
+        function(...)
+            local c = arm((...))
+            return long_results(resumed(rethrow(disarm(c, real_pcall(coresume, ...)))))
+        end,
     }
     add(coroutine, "yield", function(yield)  -- (no pcall: a yield cannot cross one)
         return function(...) return long_results(yield(...)) end
@@ -586,11 +697,18 @@ local function in_script()
     local info = dbg.getinfo(3, "S")
     return info ~= nil and info.source ~= "=prelude"
 end
+local function killed_line()
+    if in_script() then error(killed, 0) end
+end
 local function hook()
-    if pycheck() and in_script() then
-        -- From now on every line raises, so that a pcall cannot go on.
-        dbg.sethook(function() if in_script() then error(killed, 0) end end, "l")
-        error(killed, 0)
+    if pycheck() then
+        -- From now on every line of the script raises, so that a pcall
+        -- cannot go on (Redis's luaMaskCountHook re-arms itself on
+        -- LUA_MASKLINE).  Whether or not this count fell in the script (it
+        -- may keep falling in the prelude's functions that the script's
+        -- loop calls, pcall's): its next line raises.
+        sethook(killed_line, "l")
+        if in_script() then error(killed, 0) end
     end
 end
 
@@ -763,14 +881,14 @@ function engine.load_library(code, which)
         local info = dbg.getinfo(3, "S")
         return info ~= nil and info.source ~= "=prelude"
     end
-    dbg.sethook(function()
-        if in_library() and clock() - started > 0.5 then
-            dbg.sethook(function() if in_library() then error(timeout, 0) end end, "l")
-            error(timeout, 0)
+    rearm(function()
+        if clock() - started > 0.5 then
+            sethook(function() if in_library() then error(timeout, 0) end end, "l")
+            if in_library() then error(timeout, 0) end
         end
-    end, "", hook_count)
+    end, hook_count)
     local ok, e = real_pcall(f)
-    dbg.sethook(hook, "", hook_count)
+    rearm(hook, hook_count)
     loading = false
     if ok then return true, false end
     if type(e) == "userdata" then
@@ -818,7 +936,7 @@ local function split(nkeys, ...)
 end
 
 -- The count hook stays on between scripts: it costs nothing until it fires.
-dbg.sethook(hook, "", hook_count)
+rearm(hook, hook_count)
 
 local function widen(on)
     -- The wide forms of redis.call and redis.pcall (true), or the usual ones.
@@ -912,14 +1030,15 @@ function engine.gc_step()
 end
 
 function engine.rearm()
-    -- after engine.stop(): back to the ordinary count hook
-    dbg.sethook(hook, "", hook_count)
+    -- after engine.stop() or a kill: back to the ordinary count hook
+    rearm(hook, hook_count)
 end
 
 -- What kind of reply a returned table is, read with rawget as Redis does.
 function engine.stop()
-    -- Every instruction from now on raises: the script ends, pcall or not.
-    dbg.sethook(function()
+    -- Every instruction from now on raises: the script ends, pcall or not
+    -- (also in the coroutines it is in).
+    hook_all(function()
         local info = dbg.getinfo(2, "S")
         if info and info.source ~= "=prelude" then error({err = "ERR script stopped"}, 0) end
     end, "", 1)
