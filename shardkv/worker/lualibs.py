@@ -970,10 +970,41 @@ _STRUCT_SIZES = {
     ord("T"): 8,
     ord("f"): 4,
     ord("d"): 8,
+    ord("x"): 1,
 }
+# The integer options; the signed ones are lower case.
+_STRUCT_INTEGERS = frozenset(b"bBhHlLTiI")
+_U64 = (1 << 64) - 1
+
+
+def _c_long(n: float | int) -> int:
+    """``(long)n`` of a lua_Number, as x86-64 converts it (cvttsd2si):
+    truncated; a NaN, or what no int64 holds, is the int64 minimum."""
+    if n != n or not -(2.0**63) <= n < 2.0**63:
+        return -(1 << 63)
+    return int(n)
+
+
+def _c_size_t(n: float | int) -> int:
+    """``(unsigned long)n`` of a lua_Number, as gcc converts it on x86-64:
+    below 2**63 (a NaN too) through a signed conversion, wrapped; from
+    2**63 up, through one of n - 2**63 with the top bit flipped (so 0 from
+    2**64 up, and for an infinity)."""
+    if n >= 2.0**63:
+        return (_c_long(n - 2**63) & _U64) ^ (1 << 63)
+    return _c_long(n) & _U64
+
+
+def _as_lua_number(v: int) -> int | float:
+    """An integer as lua_pushnumber holds it (a double)."""
+    return float(v) if abs(v) >= 2**53 else v
 
 
 class _Fmt:
+    """lua_struct.c's reading of a format: :meth:`items` gives each
+    option and its size as optsize reads them (0 for the options that
+    are not items), :meth:`control` is controloptions, for the rest."""
+
     def __init__(self, fmt: bytes, name: str) -> None:
         self.fmt = fmt.split(b"\0", 1)[0]  # (C reads it up to a NUL)
         self.name = name  # the function's, for its argument errors
@@ -981,39 +1012,38 @@ class _Fmt:
         self.little = True
         self.align = 1
 
-    def items(self):
+    def items(self) -> Iterator[tuple[int, int]]:
         fmt = self.fmt
         while self.pos < len(fmt):
             c = fmt[self.pos]
             self.pos += 1
-            if c == ord(" "):
-                continue
-            if c == ord("<"):
-                self.little = True
-                continue
-            if c == ord(">"):
-                self.little = False
-                continue
-            if c == ord("!"):
-                self.align = self._number(8)  # (MAXALIGN)
-                if self.align <= 0 or self.align & (self.align - 1):
-                    raise LibError("alignment %d is not a power of 2" % self.align)
-                continue
-            if c in (ord("i"), ord("I"), ord("c")):
-                size = self._number(4 if c != ord("c") else 1)
-                if c != ord("c") and size > 32:  # (MAXINTSIZE)
-                    raise LibError("integral size %d is larger than limit of 32" % size)
-                yield c, size
-                continue
-            if c in _STRUCT_SIZES:
-                yield c, _STRUCT_SIZES[c]
-                continue
-            if c in (ord("x"), ord("s")):
-                yield c, 1 if c == ord("x") else 0
-                continue
-            if self.name == "size" and bytes([c]).isalnum():
-                yield c, 0  # (b_size reads an unknown letter as no item: optsize's 0)
-                continue
+            size = _STRUCT_SIZES.get(c)
+            if size is None:
+                if c == 99:  # 'c'
+                    size = self._number(1)
+                elif c == 105 or c == 73:  # 'i', 'I'
+                    size = self._number(4)
+                    if size > 32:  # (MAXINTSIZE)
+                        raise LibError("integral size %d is larger than limit of 32" % size)
+                else:
+                    size = 0
+            yield c, size
+
+    def control(self, c: int) -> None:
+        """controloptions: endianness, alignment and spaces; any other
+        option is not one."""
+        if c == 32:  # ' '
+            return
+        if c == 60:  # '<'
+            self.little = True
+        elif c == 62:  # '>'
+            self.little = False
+        elif c == 33:  # '!'
+            align = self._number(8)  # (MAXALIGN)
+            if align <= 0 or align & (align - 1):
+                raise LibError("alignment %d is not a power of 2" % align)
+            self.align = align
+        else:
             raise LibError("bad argument #1 to '%s' (invalid format option '%s')" % (self.name, chr(c)))
 
     def _number(self, default: int) -> int:
@@ -1030,7 +1060,7 @@ class _Fmt:
         """gettoalign: the bytes before an item of option ``c`` at ``offset``
         (none before a 'c': strings are not aligned)."""
         align = min(size, self.align)
-        if align <= 1 or size == 0 or c == ord("c"):
+        if align <= 1 or c == 99:
             return 0
         return (align - (offset & (align - 1))) & (align - 1)
 
@@ -1041,78 +1071,102 @@ def _struct_pack(*args: LuaValue) -> bytes:
     i = 1
     for c, size in f.items():
         out += b"\0" * f.padding(c, size, len(out))
-        if c == ord("x"):
-            out += b"\0"
+        if c in _STRUCT_INTEGERS or c == 102 or c == 100 or c == 99 or c == 115:  # and f, d, c, s
+            # (past the arguments, Redis's pack reads the nil it pushed after them)
+            arg = args[i] if i < len(args) else (None if i == len(args) else NO_VALUE)
+            i += 1
+        else:
+            if c == 120:  # 'x'
+                out += b"\0"
+            else:
+                f.control(c)
             continue
-        # (past the arguments, Redis's pack reads the nil it pushed after them)
-        arg = args[i] if i < len(args) else (None if i == len(args) else NO_VALUE)
-        i += 1
-        if c in (ord("f"), ord("d")):
-            out += _struct.pack(("<" if f.little else ">") + chr(c), float(_num(arg, "pack", i)))
-        elif c == ord("s") or c == ord("c"):
+        if c in _STRUCT_INTEGERS:
+            # putinteger: the number as C's unsigned long (a negative one
+            # through long), its bytes past the 8th 0
+            n = _num(arg, "pack", i)
+            v = _c_long(n) & _U64 if n < 0 else _c_size_t(n)
+            out += (v & ((1 << (8 * size)) - 1)).to_bytes(size, "little" if f.little else "big")
+        elif c == 102 or c == 100:  # 'f', 'd'
+            code = ("<" if f.little else ">") + chr(c)
+            n = float(_num(arg, "pack", i))
+            try:
+                out += _struct.pack(code, n)
+            except OverflowError:  # (float)n: past FLT_MAX, an infinity
+                out += _struct.pack(code, math.copysign(math.inf, n))
+        else:
             if type(arg) in (int, float):
                 arg = _lua_number_text(arg)  # type: ignore[arg-type]
             if type(arg) is not bytes:
                 raise LibError("bad argument #%d to 'pack' (string expected, got %s)" % (i, type_name(arg)))
-            if c == ord("s"):
+            if c == 115:  # 's'
                 out += arg + b"\0"
             else:
                 n = size if size else len(arg)
                 if len(arg) < n:  # (b_pack names the argument after it)
                     raise LibError("bad argument #%d to 'pack' (string too short)" % (i + 1))
                 out += arg[:n]
-        else:
-            # putinteger: the number as 64 bits, and bytes past them 0
-            v = int(_num(arg, "pack", i)) & 0xFFFFFFFFFFFFFFFF
-            out += (v & ((1 << (8 * size)) - 1)).to_bytes(size, "little" if f.little else "big")
     return bytes(out)
 
 
 def _struct_unpack(*args: LuaValue) -> tuple:
+    """b_unpack, with its size_t arithmetic: an offset below 1 wraps
+    around (only 0 is refused), and each option, one that is no item
+    too, must find its size in the data from the position it reached."""
     fmt, data = _check_string(args, 1, "unpack"), _check_string(args, 2, "unpack")
-    pos = int(_num(args[2], "unpack", 3)) - 1 if len(args) > 2 and args[2] is not None else 0
-    if pos < 0:
+    offset = _check_integer(args, 3, "unpack") if len(args) > 2 and args[2] is not None else 1
+    if offset == 0:
         raise LibError("bad argument #3 to 'unpack' (offset must be 1 or greater)")
+    pos = (offset - 1) & _U64
     f = _Fmt(fmt, "unpack")
     out: list[object] = []
-    n = len(data)
-    room = LUA_STACK - len(args) - 2  # Redis's luaL_checkstack(L, 2) per item
+    ld = len(data)
+    room = LUA_STACK - len(args) - 2  # Redis's luaL_checkstack(L, 2) per option
+    too_short = "bad argument #2 to 'unpack' (data string too short)"
     for c, size in f.items():
+        pos = (pos + f.padding(c, size, pos)) & _U64
+        if size > ld or pos > ld - size:
+            raise LibError(too_short)
         if len(out) > room:
             raise LibError("stack overflow (too many results)")
-        pos += f.padding(c, size, pos)
-        if c == ord("x"):
-            pos += 1
-            continue
-        if c == ord("s"):
+        if c in _STRUCT_INTEGERS:
+            chunk = data[pos : pos + size]
+            # getinteger: an unsigned long shifted in byte by byte (the last
+            # 8 bytes big-endian, the first 8 little-endian), its sign
+            # extended from the mask ~0 << (8 * size - 1) (x86-64 shifts
+            # by that mod 64)
+            v = int.from_bytes(chunk[-8:], "big") if not f.little else int.from_bytes(chunk[:8], "little")
+            if c >= 97:  # signed
+                mask = (_U64 << ((8 * size - 1) & 63)) & _U64
+                if v & mask:
+                    v |= mask
+                if v >= 1 << 63:
+                    v -= 1 << 64
+            out.append(_as_lua_number(v))
+        elif c == 102 or c == 100:  # 'f', 'd'
+            out.append(_struct.unpack(("<" if f.little else ">") + chr(c), data[pos : pos + size])[0])
+        elif c == 99:  # 'c'
+            if size == 0:
+                last = out[-1] if out else None
+                number = _str2d(last) if type(last) is bytes else last
+                if type(number) not in (int, float):  # (lua_isnumber: a numeric string too)
+                    raise LibError("format 'c0' needs a previous size")
+                out.pop()
+                size = _c_size_t(number)  # type: ignore[arg-type]
+                if size > ld or pos > ld - size:
+                    raise LibError(too_short)
+            out.append(data[pos : pos + size])
+        elif c == 115:  # 's'
             end = data.find(b"\0", pos)
             if end < 0:
                 raise LibError("unfinished string in data")
             out.append(data[pos:end])
-            pos = end + 1
-            continue
-        if c == ord("c"):
-            if size == 0:
-                if not out or type(out[-1]) not in (int, float):
-                    raise LibError("format 'c0' needs a previous size")
-                size = int(out.pop())  # type: ignore[call-overload]
-            if pos + size > n:
-                raise LibError("bad argument #2 to 'unpack' (data string too short)")
-            out.append(data[pos : pos + size])
-            pos += size
-            continue
-        if pos + size > n:
-            raise LibError("bad argument #2 to 'unpack' (data string too short)")
-        chunk = data[pos : pos + size]
-        if c in (ord("f"), ord("d")):
-            out.append(_struct.unpack(("<" if f.little else ">") + chr(c), chunk)[0])
-        else:
-            v = int.from_bytes(chunk, "little" if f.little else "big")
-            if c in (ord("b"), ord("h"), ord("l"), ord("i")) and v >= 1 << (8 * size - 1):
-                v -= 1 << (8 * size)
-            out.append(float(v) if abs(v) >= 2**53 else v)
-        pos += size
-    out.append(pos + 1)
+            size = end - pos + 1
+        elif c != 120:  # (an 'x' is only its size)
+            f.control(c)
+        pos = (pos + size) & _U64
+    next_pos = (pos + 1) & _U64  # (lua_pushinteger of a size_t)
+    out.append(_as_lua_number(next_pos - (1 << 64) if next_pos >= 1 << 63 else next_pos))
     return tuple(out)
 
 
@@ -1120,11 +1174,14 @@ def _struct_size(*args: LuaValue) -> int:
     f = _Fmt(_check_string(args, 1, "size"), "size")
     total = 0
     for c, size in f.items():
-        if c == ord("s"):
+        total += f.padding(c, size, total)
+        if c == 115:  # 's'
             raise LibError("bad argument #1 to 'size' (option 's' has no fixed size)")
-        if c == ord("c") and size == 0:
+        if c == 99 and size == 0:
             raise LibError("bad argument #1 to 'size' (option 'c0' has no fixed size)")
-        total += f.padding(c, size, total) + size
+        if not (48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122):  # (isalnum: an unknown letter is no item)
+            f.control(c)
+        total += size
     return total
 
 
@@ -1360,13 +1417,8 @@ class MsgPack:
         decode_all = not limit and not offset
         pos = offset
         out: list[object] = []
-        room = LUA_STACK - on_stack  # luaL_checkstack(L, 1) before each value
         while pos < len(data) and (decode_all or len(out) < limit):
-            if len(out) >= room:
-                raise LibError(
-                    "stack overflow (too many return values at once; use unpack_one or unpack_limit instead.)"
-                )
-            value, pos = self._decode(data, pos, lua_room)
+            value, pos = self._decode(data, pos, lua_room, on_stack + len(out))
             lua_room.take(lua_room.string(value) + 16)  # (and its slot of Lua's stack)
             out.append(value)
         if decode_all:
@@ -1375,83 +1427,127 @@ class MsgPack:
             raise LibError("stack overflow (in function mp_unpack_full)")
         return (pos if pos < len(data) else -1, *out)
 
-    def _decode(self, d: bytes, p: int, room: _Room) -> tuple[object, int]:
-        """mp_decode_to_lua_type: each value goes into its table as it is
-        read, as lua-cmsgpack's lua_rawseti and lua_settable, counted by
-        ``room``."""
-
-        def need(n: int) -> None:
-            if p + n > len(d):
+    def _decode(self, d: bytes, p: int, room: _Room, top: int) -> tuple[object, int]:
+        """mp_decode_to_lua_type, without recursion: each value goes into
+        its table as it is read, as lua-cmsgpack's lua_rawseti and
+        lua_settable, counted by ``room``.  ``top`` counts the values on
+        Redis's C function's stack, as it pushes and pops them (a table
+        open, an array's index, a map's key): its checks fail where
+        Redis's luaL_checkstack calls do, at their stack's limit of
+        LUA_STACK values (4000 levels of arrays)."""
+        n_data = len(d)
+        # The tables open, innermost last: [table, items left, next index
+        # (an array) or None (a map), the key read (a map), the keys set].
+        open_: list[list] = []
+        value: object
+        while True:
+            if p >= n_data:
                 raise LibError("Missing bytes in input.")
+            if top + 1 > LUA_STACK:
+                raise LibError(
+                    "stack overflow (too many return values at once; use unpack_one or unpack_limit instead.)"
+                )
+            c = d[p]
+            p += 1
+            if c <= 0x7F:
+                value = c
+            elif c >= 0xE0:
+                value = c - 256
+            elif 0xA0 <= c <= 0xBF or c in (0xD9, 0xDA, 0xDB):  # (lua-cmsgpack 0.4.0 reads no bin types)
+                if c <= 0xBF:
+                    n = c & 31
+                else:
+                    w = _MP_STR_WIDTHS[c]
+                    if p + w > n_data:
+                        raise LibError("Missing bytes in input.")
+                    n = int.from_bytes(d[p : p + w], "big")
+                    p += w
+                if p + n > n_data:
+                    raise LibError("Missing bytes in input.")
+                value = d[p : p + n]
+                p += n
+            elif 0x90 <= c <= 0x9F or c in (0xDC, 0xDD) or 0x80 <= c <= 0x8F or c in (0xDE, 0xDF):
+                is_array = 0x90 <= c <= 0x9F or c == 0xDC or c == 0xDD
+                if c <= 0x9F:
+                    n = c & 15
+                else:
+                    w = 2 if c == 0xDC or c == 0xDE else 4
+                    if p + w > n_data:
+                        raise LibError("Missing bytes in input.")
+                    n = int.from_bytes(d[p : p + w], "big")
+                    p += w
+                table = room.table()
+                top += 1
+                if is_array and top + 1 > LUA_STACK:
+                    raise LibError("stack overflow (in function mp_decode_to_lua_array)")
+                if n:
+                    if is_array:
+                        open_.append([table, n, 1, None, None])
+                        top += 1  # (the index)
+                    else:
+                        open_.append([table, n, None, _NO_KEY, set()])
+                    continue
+                top -= 1
+                value = table
+            elif c == 0xC0:
+                value = None
+            elif c == 0xC2 or c == 0xC3:
+                value = c == 0xC3
+            elif c == 0xCA or c == 0xCB:
+                w = 4 if c == 0xCA else 8
+                if p + w > n_data:
+                    raise LibError("Missing bytes in input.")
+                value = _struct.unpack(">f" if w == 4 else ">d", d[p : p + w])[0]
+                p += w
+            elif c in _MP_INT_WIDTHS:
+                w = _MP_INT_WIDTHS[c]
+                if p + w > n_data:
+                    raise LibError("Missing bytes in input.")
+                # (a uint 64 goes to Lua through lua_pushinteger: as an int64)
+                v = int.from_bytes(d[p : p + w], "big", signed=c >= 0xD0 or c == 0xCF)
+                value = float(v) if abs(v) >= 2**53 else v
+                p += w
+            else:
+                raise LibError("Bad data format in input.")
+            # The value goes into the innermost open table; a table it
+            # fills goes into the one around it, and so on.
+            while open_:
+                frame = open_[-1]
+                table = frame[0]
+                if frame[2] is not None:  # an array
+                    i = frame[2]
+                    room.append(table, i, value)
+                    if i < frame[1]:
+                        frame[2] = i + 1
+                        break
+                    top -= 2  # (its last index, and the table, now the value)
+                else:
+                    key = frame[3]
+                    if key is _NO_KEY:
+                        frame[3] = value
+                        top += 1  # (the key, while its value is read)
+                        break
+                    # (lua_settable: a nil or NaN key raises, a nil value sets nothing)
+                    if key is None:
+                        raise LibError(BARE + "table index is nil")
+                    if type(key) is float and key != key:
+                        raise LibError(BARE + "table index is NaN")
+                    room.put(table, frame[4], key, value)
+                    top -= 1
+                    frame[1] -= 1
+                    if frame[1]:
+                        frame[3] = _NO_KEY
+                        break
+                    top -= 1  # (the table, now the value)
+                open_.pop()
+                value = table
+            else:
+                return value, p
 
-        need(1)
-        c = d[p]
-        p += 1
-        if c <= 0x7F:
-            return c, p
-        if c >= 0xE0:
-            return c - 256, p
-        if 0xA0 <= c <= 0xBF or c in (0xD9, 0xDA, 0xDB):  # (lua-cmsgpack 0.4.0 reads no bin types)
-            if c <= 0xBF:
-                n = c & 31
-            else:
-                w = {0xD9: 1, 0xDA: 2, 0xDB: 4}[c]
-                need(w)
-                n = int.from_bytes(d[p : p + w], "big")
-                p += w
-            need(n)
-            return d[p : p + n], p + n
-        if 0x90 <= c <= 0x9F or c in (0xDC, 0xDD):
-            if c <= 0x9F:
-                n = c & 15
-            else:
-                w = 2 if c == 0xDC else 4
-                need(w)
-                n = int.from_bytes(d[p : p + w], "big")
-                p += w
-            table = room.table()
-            for i in range(1, n + 1):
-                v, p = self._decode(d, p, room)
-                room.append(table, i, v)
-            return table, p
-        if 0x80 <= c <= 0x8F or c in (0xDE, 0xDF):
-            if c <= 0x8F:
-                n = c & 15
-            else:
-                w = 2 if c == 0xDE else 4
-                need(w)
-                n = int.from_bytes(d[p : p + w], "big")
-                p += w
-            table = room.table()
-            seen: set = set()
-            for _ in range(n):
-                k, p = self._decode(d, p, room)
-                v, p = self._decode(d, p, room)
-                # (lua_settable: a nil or NaN key raises, a nil value sets nothing)
-                if k is None:
-                    raise LibError(BARE + "table index is nil")
-                if type(k) is float and k != k:
-                    raise LibError(BARE + "table index is NaN")
-                room.put(table, seen, k, v)
-            return table, p
-        if c == 0xC0:
-            return None, p
-        if c in (0xC2, 0xC3):
-            return c == 0xC3, p
-        if c == 0xCA:
-            need(4)
-            return _struct.unpack(">f", d[p : p + 4])[0], p + 4
-        if c == 0xCB:
-            need(8)
-            return _struct.unpack(">d", d[p : p + 8])[0], p + 8
-        widths = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8, 0xD0: 1, 0xD1: 2, 0xD2: 4, 0xD3: 8}
-        if c in widths:
-            w = widths[c]
-            need(w)
-            # (a uint 64 goes to Lua through lua_pushinteger: as an int64)
-            v = int.from_bytes(d[p : p + w], "big", signed=c >= 0xD0 or c == 0xCF)
-            return (float(v) if abs(v) >= 2**53 else v), p + w
-        raise LibError("Bad data format in input.")
+
+_MP_STR_WIDTHS = {0xD9: 1, 0xDA: 2, 0xDB: 4}
+_MP_INT_WIDTHS = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8, 0xD0: 1, 0xD1: 2, 0xD2: 4, 0xD3: 8}
+_NO_KEY = object()  # (a map's key not read yet)
 
 
 # -- installing -----------------------------------------------------------------------
