@@ -63,11 +63,8 @@ from shardkv.acceptor.state import SCRIPTS
 from shardkv.protocol import bus, command_docs, errors, wire
 from shardkv.protocol.commands import seen
 from shardkv.protocol.resp import (
-    Error,
     Parsed,
-    ProtocolError,
     RequestParser,
-    decode_reply,
     encode_command,
     encode_error,
     strict_int,
@@ -325,26 +322,29 @@ def _keys_shard(server: object, args: list[bytes]) -> int:
 def _failed(body: bytes) -> bool:
     """Does a script's reply make its call a failed one: an error, or an
     array (map, set) holding one, as Redis counts any error reply it
-    writes during the call?"""
+    writes during the call?  The reply's items are read one after the
+    other, a bulk string's bytes skipped, without building them (a
+    script's reply may nest 7995 levels deep)."""
     first = body[:1]
     if first == b"-":
         return True
     if first not in (b"*", b"%", b"~") or b"\r\n-" not in body:
         return False
+    pos = 0
+    end = len(body)
     try:
-        return _holds_error(decode_reply(body))
-    except ProtocolError:
+        while pos < end:
+            kind = body[pos]
+            if kind == 45:  # '-'
+                return True
+            eol = body.index(b"\r\n", pos)
+            if kind == 36 or kind == 61:  # '$', '=': its bytes too
+                n = int(body[pos + 1 : eol])
+                pos = eol + 2 + (n + 2 if n >= 0 else 0)
+            else:
+                pos = eol + 2
+    except ValueError:
         return False
-
-
-def _holds_error(value: object) -> bool:
-    t = type(value)
-    if t is Error:
-        return True
-    if t is list or t is tuple or t is set:
-        return any(_holds_error(v) for v in value)  # type: ignore[attr-defined]
-    if t is dict:
-        return any(_holds_error(k) or _holds_error(v) for k, v in value.items())  # type: ignore[attr-defined]
     return False
 
 

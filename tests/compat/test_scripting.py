@@ -296,6 +296,63 @@ def test_doubles_keep_their_sign_byte_for_byte(ports, protocol):
     assert ours == real
 
 
+def _resp_command(*args: object) -> bytes:
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        b = a if isinstance(a, bytes) else str(a).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(b), b))
+    return b"".join(out)
+
+
+# Replies nested down to Redis's Lua stack limit (luaReplyToRedisReply's
+# lua_checkstack(4) in LUAI_MAXCSTACK's 8000 slots): 7995 levels of arrays
+# are whole, below them each value is "-ERR reached lua stack limit"; a map
+# or a set takes 3 slots a level (2664 levels), a map's key 4.
+_CHAIN = "local t = {} local c = t for i = 1, %d do %s end return t"
+DEEP_REPLIES = [
+    _CHAIN % (7994, "c[1] = {} c = c[1]"),
+    _CHAIN % (7995, "c[1] = {} c = c[1]"),
+    _CHAIN % (7996, "c[1] = {} c[2] = i c[3] = 'x' c[4] = true c[5] = 1.5 c = c[1]"),
+    _CHAIN % (7995, "c[1] = {} c[2] = {err = 'E' .. i} c = c[1]"),
+    "local t = {1, 'x'} t[3] = t t[4] = 5 return t",
+    "redis.setresp(3) " + _CHAIN % (2664, "local x = {} c.map = {a = x} c = x"),
+    "redis.setresp(3) " + _CHAIN % (2665, "local x = {} c.map = {a = x} c = x"),
+    "redis.setresp(3) " + _CHAIN % (2665, "local x = {} c.set = {[x] = true} c = x"),
+    "redis.setresp(3) " + _CHAIN % (1999, "local x = {} c.map = {[x] = 1} c = x"),
+    "redis.setresp(3) "
+    + _CHAIN
+    % (
+        3997,
+        "local x = {} if i % 3 == 0 then c.map = {k = x} elseif i % 3 == 1 then c[1] = x c[2] = 's' else c.set = {[x] = true} end c = x",
+    ),
+]
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_replies_nested_to_luas_stack_limit_byte_for_byte(ports, protocol):
+    """A script's reply nested thousands of levels deep is Redis's, byte for
+    byte, in EVAL, FCALL, MULTI and across shards, and its errors count in
+    errorstats as Redis's: shardkv stopped at 200 levels (and Python's
+    recursion could not have gone much deeper).  (Raw bytes: redis-py's
+    parser recurses.)"""
+    a, b = on_shards(0, 2)
+    library = "#!lua name=deep\nredis.register_function('deep', function(keys, args) " + (
+        _CHAIN % (7995, "c[1] = {} c = c[1]")
+    ).replace("return t", "return t end)")
+    marker = b"ECHO deep\r\n"
+    request = (b"HELLO 3\r\n" if protocol == 3 else b"") + b"FUNCTION FLUSH\r\nCONFIG RESETSTAT\r\n" + marker
+    for script in DEEP_REPLIES:
+        request += _resp_command("EVAL", script, 0)
+    request += _resp_command("FUNCTION", "LOAD", library) + _resp_command("FCALL", "deep", 0)
+    request += b"MULTI\r\n" + _resp_command("EVAL", DEEP_REPLIES[1], 0) + b"EXEC\r\n"
+    crossing = "redis.call('set', KEYS[1], 1) redis.call('set', KEYS[2], 2) " + DEEP_REPLIES[1]
+    request += _resp_command("EVAL", crossing, 2, a, b)
+    request += b"INFO errorstats\r\n"
+    real, ours = both_after(ports, request, b"deep\r\n")
+    assert real.count(b"reached lua stack limit") > 10
+    assert ours == real
+
+
 # Lua numbers as redis.call, redis.pcall and redis.sha1hex arguments: Redis
 # writes each with %.17g (a -0 as "-0", a NaN with its sign), whatever made it.
 # lupa hands Python -0 as the integer 0: a run that passes a 0 runs again
