@@ -445,10 +445,10 @@ class Engine:
     def __init__(self, shard: object) -> None:
         self.shard = shard
         self.ks: Keyspace = shard.keyspace  # type: ignore[attr-defined]
-        self.scripts: dict[bytes, tuple[object, int]] = {}
-        # Each cached script's entry for a run of one key (engine.one_key):
-        # the key and the arguments are all it takes from Python.
-        self._one: dict[bytes, object] = {}
+        # Each cached script: its function, its flags, and its entry for a
+        # run of one key (engine.one_key), which takes the key and the
+        # arguments alone from Python.
+        self.scripts: dict[bytes, tuple[object, int, object]] = {}
         self.run: Run | None = None
         self._spare_run = Run.spare()  # what each script's run is (see Run)
         self.rand = _Rand48()
@@ -665,8 +665,7 @@ class Engine:
         settle(lua, used)
         if not f:
             raise CommandError(errors.SCRIPT_COMPILE % _text(err))
-        self.scripts[sha] = (f, flags)
-        self._one[sha] = self._vm.one_key(f, bool(flags & FLAG_WIDE))  # type: ignore[union-attr]
+        self.scripts[sha] = (f, flags, self._vm.one_key(f, bool(flags & FLAG_WIDE)))  # type: ignore[union-attr]
         return sha
 
     def flush(self, number: int = 0) -> None:
@@ -678,7 +677,6 @@ class Engine:
         that came after it, so the options set since stay."""
         old = self._eval_vm
         self.scripts.clear()
-        self._one.clear()
         vm = self._eval_vm = self._new_vm()
         if old is not None:
             # The old state is freed (and every script's function and
@@ -724,10 +722,10 @@ class Engine:
 
     def eval(self, sha: bytes, keys: list[bytes], argv: list[bytes], read_only: bool) -> object:
         """Run a cached script; returns its reply value."""
-        f, flags = self.scripts[sha]
+        script = self.scripts[sha]
         if self._vm is not self._eval_vm:
             self._eval_state()
-        return self._invoke(sha, f, flags, keys, argv, read_only, True)
+        return self._invoke(sha, script[0], script[1], keys, argv, read_only, True, script)
 
     def call_function(
         self, name: bytes, f: object, flags: int, keys: list[bytes], argv: list[bytes], read_only: bool
@@ -746,7 +744,10 @@ class Engine:
         argv: list[bytes],
         read_only: bool,
         eval_mode: bool,
+        script: tuple | None = None,
     ) -> object:
+        """Run a script (EVAL's, ``eval_mode``) or a function; ``script``: a
+        cached script's entry in ``scripts``, for its one-key entry."""
         if flags & FLAG_COMPAT:
             ro = read_only
         else:
@@ -866,13 +867,13 @@ class Engine:
             self.shard.stats = scratch  # type: ignore[attr-defined]
             run.journal = []
         try:
-            one = self._one.get(sha) if eval_mode and len(keys) == 1 else None
-            if one is not None:
+            if script is not None and len(keys) == 1:
                 # The value alone, or (False, error): no script's value is a
                 # Python tuple (lupa makes one of several Lua values only).
                 # (no ARGV, the usual case: a call of one argument, where
                 # ``*argv`` would build a list and a tuple for it)
-                value = one(keys[0], *argv) if argv else one(keys[0])  # type: ignore[operator]
+                one = script[2]
+                value = one(keys[0], *argv) if argv else one(keys[0])
                 ok = type(value) is not tuple
                 if not ok:
                     value = value[1]
@@ -1015,9 +1016,9 @@ class Engine:
                 self.widened = True  # (functions.py's fcall marks the function)
             elif sha in self.scripts:
                 f = self._vm.rewide(f)  # type: ignore[union-attr]
-                self.scripts[sha] = (f, flags | FLAG_WIDE)
-                self._one[sha] = self._vm.one_key(f, True)  # type: ignore[union-attr]
-        return self._invoke(sha, f, flags | FLAG_WIDE, keys, argv, read_only, eval_mode)
+                self.scripts[sha] = (f, flags | FLAG_WIDE, self._vm.one_key(f, True))  # type: ignore[union-attr]
+        script = self.scripts.get(sha) if eval_mode else None
+        return self._invoke(sha, f, flags | FLAG_WIDE, keys, argv, read_only, eval_mode, script)
 
     def _widen(self) -> None:
         """The prelude's error handler: lupa refused a redis.call or
@@ -2631,9 +2632,8 @@ def evalsha(ks: Keyspace, args: list[bytes]) -> object:
     if engine._vm is not engine._eval_vm:
         engine._eval_state()
     ro = len(args[0]) == 10 and args[0].lower() == b"evalsha_ro"
-    f, flags = script
     try:
-        return engine._invoke(sha, f, flags, keys, argv, ro, True)
+        return engine._invoke(sha, script[0], script[1], keys, argv, ro, True, script)
     except CrossShard as e:
         return cross_reply(e)
 

@@ -359,7 +359,14 @@ class Shard:
                 # spellings, only EVALSHA_RO's has 10 letters.)
                 try:
                     value = engine._invoke(
-                        args[1], script[0], script[1], args[3:], scripting.NO_ARGS, len(args[0]) == 10, True
+                        args[1],
+                        script[0],
+                        script[1],
+                        args[3:],
+                        scripting.NO_ARGS,
+                        len(args[0]) == 10,
+                        True,
+                        script,
                     )
                 except scripting.CrossShard as e:
                     value = scripting.cross_reply(e)
