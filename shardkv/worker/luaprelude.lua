@@ -798,10 +798,22 @@ globals._G = G
 for i = 1, #wrapped do
     if wrapped[i][1] == G then wrapped[i][1] = globals end  -- (unpack: widen swaps it there)
 end
+-- A one-key run with no arguments (engine.one_key) leaves its ARGV out
+-- and sets this: the empty table is made here, on the script's first read
+-- of ARGV, for the run alone (most such scripts never read it: one table
+-- fewer to make, and to collect).
+local argv_owed = false
+local function owed_argv()
+    argv_owed = false
+    local t = {}
+    rawset(globals, "ARGV", t)
+    return t
+end
 -- A script's read of a global is a table's: G's __index is the hidden
 -- table itself, whose own __index (a miss) raises.
 setmetatable(globals, {
     __index = function(_, k)
+        if argv_owed and k == "ARGV" then return owed_argv() end
         -- A read from C (lupa's) finds nothing rather than raising: an
         -- error there would abort the process.
         local caller = dbg.getinfo(2, "S")
@@ -815,6 +827,7 @@ local shown_mt = {
     __index = function(_, k)
         local v = rawget(globals, k)
         if v == nil then
+            if argv_owed and k == "ARGV" then return owed_argv() end
             local caller = dbg.getinfo(2, "S")
             if caller == nil or caller.what == "C" then return nil end
             error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
@@ -987,10 +1000,21 @@ function engine.one_key(f, wide_run)
     -- EVAL of one key, the usual case: engine.run of ``f`` with nkeys 1
     -- (engine.run_wide's if ``wide_run``), called with the key and the
     -- arguments only (each value Python hands over costs the crossing).
-    -- It answers the script's value alone (one value: lupa makes no tuple
-    -- of it), or false and the error (a tuple).
+    -- Each answers the script's value alone (one value: lupa makes no tuple
+    -- of it), or false and the error (a tuple).  Two entries: the first
+    -- for a run with no arguments, whose ARGV is made only if the script
+    -- reads it (argv_owed), the second for a run with arguments.
     if wide_run then
-        return function(key, ...)
+        return function(key)
+            globals.KEYS, globals.ARGV = {key}, nil
+            argv_owed = true
+            widen(true)
+            local ok, r = xpcall(f, handler)
+            widen(false)
+            argv_owed = false
+            if ok then return r end
+            return false, r
+        end, function(key, ...)
             globals.KEYS, globals.ARGV = {key}, {...}
             widen(true)
             local ok, r = xpcall(f, handler)
@@ -999,7 +1023,14 @@ function engine.one_key(f, wide_run)
             return false, r
         end
     end
-    return function(key, ...)
+    return function(key)
+        globals.KEYS, globals.ARGV = {key}, nil
+        argv_owed = true
+        local ok, r = xpcall(f, handler)
+        argv_owed = false
+        if ok then return r end
+        return false, r
+    end, function(key, ...)
         globals.KEYS, globals.ARGV = {key}, {...}
         local ok, r = xpcall(f, handler)
         if ok then return r end

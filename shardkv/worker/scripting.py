@@ -445,10 +445,10 @@ class Engine:
     def __init__(self, shard: object) -> None:
         self.shard = shard
         self.ks: Keyspace = shard.keyspace  # type: ignore[attr-defined]
-        # Each cached script: its function, its flags, and its entry for a
-        # run of one key (engine.one_key), which takes the key and the
-        # arguments alone from Python.
-        self.scripts: dict[bytes, tuple[object, int, object]] = {}
+        # Each cached script: its function, its flags, and its two entries
+        # for a run of one key (engine.one_key: with no arguments, and with
+        # some), which take the key and the arguments alone from Python.
+        self.scripts: dict[bytes, tuple[object, int, object, object]] = {}
         self.run: Run | None = None
         self._spare_run = Run.spare()  # what each script's run is (see Run)
         self.rand = _Rand48()
@@ -665,7 +665,7 @@ class Engine:
         settle(lua, used)
         if not f:
             raise CommandError(errors.SCRIPT_COMPILE % _text(err))
-        self.scripts[sha] = (f, flags, self._vm.one_key(f, bool(flags & FLAG_WIDE)))  # type: ignore[union-attr]
+        self.scripts[sha] = (f, flags, *self._vm.one_key(f, bool(flags & FLAG_WIDE)))  # type: ignore[union-attr]
         return sha
 
     def flush(self, number: int = 0) -> None:
@@ -747,7 +747,7 @@ class Engine:
         script: tuple | None = None,
     ) -> object:
         """Run a script (EVAL's, ``eval_mode``) or a function; ``script``: a
-        cached script's entry in ``scripts``, for its one-key entry."""
+        cached script's entry in ``scripts``, for its one-key entries."""
         if flags & FLAG_COMPAT:
             ro = read_only
         else:
@@ -870,10 +870,10 @@ class Engine:
             if script is not None and len(keys) == 1:
                 # The value alone, or (False, error): no script's value is a
                 # Python tuple (lupa makes one of several Lua values only).
-                # (no ARGV, the usual case: a call of one argument, where
-                # ``*argv`` would build a list and a tuple for it)
-                one = script[2]
-                value = one(keys[0], *argv) if argv else one(keys[0])
+                # (no ARGV, the usual case: its own entry, a call of one
+                # argument, where ``*argv`` would build a list and a tuple
+                # for it, and no ARGV table made unless the script reads it)
+                value = script[3](keys[0], *argv) if argv else script[2](keys[0])
                 ok = type(value) is not tuple
                 if not ok:
                     value = value[1]
@@ -1016,7 +1016,7 @@ class Engine:
                 self.widened = True  # (functions.py's fcall marks the function)
             elif sha in self.scripts:
                 f = self._vm.rewide(f)  # type: ignore[union-attr]
-                self.scripts[sha] = (f, flags | FLAG_WIDE, self._vm.one_key(f, True))  # type: ignore[union-attr]
+                self.scripts[sha] = (f, flags | FLAG_WIDE, *self._vm.one_key(f, True))  # type: ignore[union-attr]
         script = self.scripts.get(sha) if eval_mode else None
         return self._invoke(sha, f, flags | FLAG_WIDE, keys, argv, read_only, eval_mode, script)
 

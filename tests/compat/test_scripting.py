@@ -1116,6 +1116,28 @@ def test_lua_memory_does_not_grow_with_calls(r):
     assert after - before < 32 * 1024, (before, after)
 
 
+def test_argv_of_a_one_key_run_without_arguments(same):
+    """A run of one key and no arguments makes its empty ARGV only when the
+    script reads it (the prelude's one_key): still a table, the same one
+    all along the run, a fresh one at each run, and runs with arguments
+    around it see theirs."""
+    show = (
+        "local a = ARGV return {#ARGV, type(ARGV), tostring(rawequal(a, ARGV)),"
+        " tostring(next(ARGV)), tostring(getmetatable(ARGV)), ARGV[1] or 'none'}"
+    )
+    change = "ARGV[1] = 'x' ARGV.y = 1 setmetatable(ARGV, {}) return {#ARGV, ARGV[1]}"
+    for args in ((), ("a",), (), ("b", "c"), ()):
+        for script in (show, change, show, "return 1", show):
+            same("EVAL", script, 1, "k", *args)
+            same("EVALSHA", same("SCRIPT", "LOAD", script), 1, "k", *args)
+    # A run that stops with an error, or never reads ARGV, leaves nothing behind.
+    same("EVAL", "return redis.call('nosuch')", 1, "k")
+    same("EVAL", show, 1, "k")
+    same("EVAL", "return redis.call('get', KEYS[1])", 1, "k")
+    same("EVAL", show, 0)
+    same("EVAL", show, 1, "k")
+
+
 def test_watch_sees_script_writes(r):
     r.set("k", "1")
     r.set("other", "1")
