@@ -50,6 +50,7 @@ import time
 from binascii import crc_hqx
 from collections import deque
 from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
 from time import perf_counter_ns
 
 from shardkv.acceptor import monitor, scriptcalls, slowlog
@@ -202,7 +203,7 @@ def evalsha_fast(client: Client, args: list[bytes], raw: bytes, header: bytes) -
         return False
     if not client.state.script_sent():  # (never: nothing else holds a client that runs one)
         return False
-    slot = _new_slot(_ScriptSlot)  # _ScriptSlot(client, args), without the call
+    slot = _ScriptSlot()  # no __init__ of its own: its fields are set here
     slot.client = client
     slot.data = None
     slot.raw = raw  # not args: bytes are no work for the cyclic collector
@@ -217,10 +218,10 @@ def evalsha_fast(client: Client, args: list[bytes], raw: bytes, header: bytes) -
     return True
 
 
-_new_slot = object.__new__
 # The spellings of EVALSHA that behind_shortcuts takes inline (any other
 # goes through evalsha_fast).
 _SHORTCUT_NAMES = frozenset((b"evalsha", b"EVALSHA", b"evalsha_ro", b"EVALSHA_RO"))
+_NOWHERE: frozenset[int] = frozenset()
 
 
 def behind_shortcuts(client: Client, rest: Iterator[Parsed], args: list[bytes], header: bytes) -> list[bytes]:
@@ -250,25 +251,45 @@ def behind_shortcuts(client: Client, rest: Iterator[Parsed], args: list[bytes], 
     # argument, the empty one included, matches a stale one).
     sha_ok: bytes | None = None
     name_ok: bytes | None = None
-    knowing: set[int] = set()  # the shards that compiled ``sha_ok``
+    knowing: AbstractSet[int] = _NOWHERE  # the shards that compiled ``sha_ok``
     row: list = []  # the counters of ``name_ok``
     runs: dict[int, list] = {}
+    # The slots in ``pending`` from ``counted`` on are the scripts taken
+    # since the counts (``state.scripts``, as script_sent counts them, and
+    # ``row``'s calls, as evalsha_fast counts them) were last brought up to
+    # date: once per change of spelling, and before anything that may
+    # answer a script (a send, another command), not once per script.
+    counted = len(pending)
     for command in rest:
         a, raw = command
         if waits and len(a) == 4 and a[2] == b"1" and raw is not None:
+            # One comparison each for the SHA1 and the spelling: one that
+            # is not taken inline empties ``knowing``.
             sha = a[1]
-            if sha != sha_ok and sha in CACHE.settled and sha not in CACHE.escaping:
-                sha_ok = sha
-                knowing = {shard for shard, shas in CACHE.known.items() if sha in shas}
+            if sha != sha_ok:
+                if sha in CACHE.settled and sha not in CACHE.escaping:
+                    sha_ok = sha
+                    knowing = {shard for shard, shas in CACHE.known.items() if sha in shas}
+                else:
+                    sha_ok = None
+                    knowing = _NOWHERE
             name = a[0]
-            if name != name_ok and name in _SHORTCUT_NAMES:
-                name_ok = name
-                row = server.stats.row_of(a)
+            if name != name_ok:
+                taken = len(pending) - counted  # counted in the row of the spelling before
+                if taken:
+                    state.scripts += taken
+                    row[0] += taken
+                    counted += taken
+                if name in _SHORTCUT_NAMES:
+                    name_ok = name
+                    row = server.stats.row_of(a)
+                else:
+                    name_ok = sha_ok = None
+                    knowing = _NOWHERE
             key = a[3]  # Router.shard_of, inline
             shard = owners[key_slot(key) if LBRACE in key else crc_hqx(key, 0) & 16383]
-            if sha == sha_ok and name == name_ok and shard in knowing:
-                state.scripts += 1  # state.script_sent(), inline
-                slot = _new_slot(_ScriptSlot)
+            if shard in knowing:
+                slot = _ScriptSlot()
                 slot.client = client
                 slot.data = None
                 slot.raw = raw
@@ -280,9 +301,12 @@ def behind_shortcuts(client: Client, rest: Iterator[Parsed], args: list[bytes], 
                 else:
                     run.append(raw)
                     run.append(slot)
-                row[0] += 1  # as evalsha_fast counts it
                 args = a
                 continue
+        taken = len(pending) - counted
+        if taken:
+            state.scripts += taken
+            row[0] += taken
         if runs:  # sent before anything that follows
             for shard, run in runs.items():
                 links[shard].send_run(header, run)
@@ -296,8 +320,14 @@ def behind_shortcuts(client: Client, rest: Iterator[Parsed], args: list[bytes], 
         args = a
         waits = state.blocked_token == SCRIPTS
         sha_ok = name_ok = None  # taken anew, as what ran may change them
-        knowing = set()
+        knowing = _NOWHERE
         row = []
+        counted = len(pending)
+    else:
+        taken = len(pending) - counted
+        if taken:
+            state.scripts += taken
+            row[0] += taken
     for shard, run in runs.items():
         links[shard].send_run(header, run)
     return args
@@ -394,6 +424,11 @@ class _ScriptSlot(Slot):
 
     raw: bytes
     db: int
+
+    # object's, not Slot's: ``_ScriptSlot()`` runs no Python code (the
+    # call costs less than ``object.__new__(_ScriptSlot)``, whose
+    # arguments are packed for a generic call).
+    __init__ = object.__init__
 
     def args(self) -> list[bytes]:
         """The call's arguments (its bytes are canonical RESP, whole)."""

@@ -309,6 +309,23 @@ def split_inline(line: bytes) -> list[bytes]:
         args.append(bytes(cur))
 
 
+def _encode(args: list[bytes]) -> bytes:
+    """A command's canonical RESP (see RequestParser._feed_canonical), for
+    any count of arguments of any length; raises for anything but a
+    non-empty list of bytes (``*0``, ``*-1``, or not a command at all)."""
+    if not args:
+        raise ValueError
+    heads = _BULK_HEADS
+    parts = []
+    for a in args:
+        n = len(a)
+        parts.append(heads[n] if n < 1024 else b"$%d" % n)
+        parts.append(a)
+    parts.append(b"")
+    n = len(args)
+    return (_ARRAY_HEADS[n] if n < 64 else b"*%d\r\n" % n) + b"\r\n".join(parts)
+
+
 class RequestParser:
     """Turns the bytes a client sends into commands.
 
@@ -640,7 +657,6 @@ class RequestParser:
             count -= 1
             end = data.rfind(b"\r\n*") + 2
         reader = self._reader
-        out: list[Parsed] = []
         raws: list[bytes] = []
         heads = _BULK_HEADS
         join = b"\r\n".join
@@ -667,9 +683,9 @@ class RequestParser:
             for args in found:
                 # Two to five arguments shorter than 1024 bytes (GET, SET,
                 # HSET, EVALSHA of one key): one join, no loop.  Any other
-                # count, or a longer argument (an IndexError), takes the
-                # loop; only the long argument raises (a raise costs about
-                # as much as the loop itself).
+                # count, or a longer argument (an IndexError), takes
+                # _encode; only the long argument raises (a raise costs
+                # about as much as the loop itself).
                 n = len(args)
                 try:
                     if n == 3:
@@ -711,22 +727,12 @@ class RequestParser:
                             )
                         )
                     else:
-                        raw = None
+                        raw = _encode(args)
                 except IndexError:
-                    raw = None
-                if raw is None:
-                    if not args:  # *0 and *-1 (ignored), or not a command at all
-                        raise ValueError
-                    parts = []
-                    for a in args:
-                        n = len(a)
-                        parts.append(heads[n] if n < 1024 else b"$%d" % n)
-                        parts.append(a)
-                    parts.append(b"")
-                    n = len(args)
-                    raw = (_ARRAY_HEADS[n] if n < 64 else b"*%d\r\n" % n) + join(parts)
-                out.append((args, raw))
+                    raw = _encode(args)
                 raws.append(raw)
+            # The pairs (args, raw) made in one call, not one append per command.
+            out: list[Parsed] = list(zip(found, raws, strict=True))
         except Exception:  # noqa: BLE001 - not canonical: the long way decides
             self._reader = _HiredisReader()
             return self._feed_canonical(data, True) if not split and end == len(data) and count else None
