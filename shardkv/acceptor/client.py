@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from shardkv.acceptor.blocking import decided_later
 from shardkv.acceptor.dispatch import HEADERS, PART_HEADERS, Dispatch, db_headers
 from shardkv.acceptor.pause import PAUSED
-from shardkv.acceptor.replies import Pushed, Slot
+from shardkv.acceptor.replies import BareSlot, Pushed, Slot
 from shardkv.acceptor.shardlink import BUSY_LINKS, MISCONF_LINKS
 from shardkv.acceptor.state import ClientState
 from shardkv.protocol import commands
@@ -261,7 +261,6 @@ class Client(Dispatch, asyncio.Protocol):
         fast_paths = server.fast_paths
         plain = self._plain()
         header = self.headers[self.resp3]
-        new_slot = Slot.__new__
         rest = iter(batch)
         args = None
         # The plain single-key commands queued so far, by shard, for
@@ -275,7 +274,7 @@ class Client(Dispatch, asyncio.Protocol):
                     if cmd.single_key:
                         arity = cmd.arity
                         if (len(args) == arity) if arity > 0 else (len(args) >= -arity):
-                            slot = new_slot(Slot)  # Slot(self), without a Python __init__ call
+                            slot = BareSlot()  # Slot(self), without a Python __init__ call
                             slot.client = self
                             slot.data = None
                             pending.append(slot)

@@ -23,7 +23,7 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from shardkv.acceptor import causal, scriptcaller
-from shardkv.acceptor.replies import Slot, deliver, delivery_failed, origin_of
+from shardkv.acceptor.replies import BareSlot, Slot, deliver, delivery_failed, origin_of
 from shardkv.protocol import errors, wire
 from shardkv.protocol.resp import Error, encode_error
 from shardkv.protocol.wire import FRAME, batch_frame
@@ -595,7 +595,8 @@ class ShardLink:
             popleft = self.fifo.popleft
             for body in wire.decode_replies(payload):
                 sink = popleft()
-                if type(sink) is Slot:
+                cls = type(sink)
+                if cls is BareSlot or cls is Slot:  # (Client._run's first)
                     sink.data = body
                     client = sink.client
                     if not client.dirty:
