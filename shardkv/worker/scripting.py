@@ -1949,17 +1949,26 @@ class Engine:
                 items: list[object] = [None] * n
                 into[at] = items
                 slot += 1
+                later = None
                 for i in range(n):
                     x = payload[i + 1]
                     tx = type(x)
-                    # (the common items at once; the order the rest are
-                    # written in counts for nothing)
+                    # (the common items at once, the rest after them)
                     if tx is bytes and slot <= REPLY_LAST_SLOT:
                         items[i] = x
                     elif tx is int and LLONG_MIN <= x < 2**63 and slot <= REPLY_LAST_SLOT:
                         items[i] = x
+                    elif later is None:
+                        later = [(x, slot, items, i)]
                     else:
-                        push((x, slot, items, i))
+                        later.append((x, slot, items, i))
+                if later is not None:
+                    # Last first onto the stack, so they are converted in
+                    # the reply's order, as Redis writes them: the errors in
+                    # it are counted in that order (past MAX_ERROR_CODES
+                    # distinct codes, the first ones are kept).
+                    later.reverse()
+                    todo += later
             elif kind == b"err":  # its line breaks become spaces before it is counted, as Redis's
                 error = Error(_text(payload).replace("\r", " ").replace("\n", " "))
                 if slot > REPLY_TOP_SLOT:  # in an array: counted with the reply (see _invoke)

@@ -1799,6 +1799,23 @@ def test_errors_in_a_script_reply_count_as_redis_counts_them(same):
         assert _error_figures(same.ours) == _error_figures(same.real), case
 
 
+def test_errors_in_a_script_reply_count_in_the_replys_order(same):
+    """The errors in a script's reply are counted in the order Redis writes
+    them, nested ones included: past shardkv's cap on distinct error codes
+    (MAX_ERROR_CODES, Redis 7.2's; 7.0 has none) the first ones are kept, so
+    shardkv lists the reply's first 128 codes of the 130 redis-server lists.
+    The non-recursive conversion counted an array's nested items last first."""
+    items = ", ".join("{err='E%d x'}" % i for i in range(1, 131))
+    first = {f"errorstat_E{i}" for i in range(1, 129)}
+    for script in (f"return {{{items}}}", f"return {{1, {{{items}}}, 'a'}}"):
+        for client in (same.real, same.ours):
+            client.config_resetstat()
+        same("EVAL", script, 0)
+        real = set(same.real.info("errorstats"))
+        assert real == first | {"errorstat_E129", "errorstat_E130"}
+        assert set(same.ours.info("errorstats")) == first, script
+
+
 def _call_figures(client: redis.Redis) -> tuple:
     """Every commandstats row's calls, rejected and failed calls, and errorstats."""
     rows = {
