@@ -369,20 +369,19 @@ do
     -- function first, which takes its thread and, on that first resume,
     -- the resumer's hook (see arm), then the script's function.
     local running = coroutine.running
-    local function unhook(state, ...)
-        if state.armed then
-            state.armed = false
-            hooked[#hooked] = nil
-            sethook(state.co)
-        end
-        return ...
+    -- Only the call that armed the coroutine disarms it: a call while it
+    -- runs or resumes another ("cannot resume running coroutine", its own
+    -- function called in it) arms nothing, and must leave the hook of the
+    -- one still running, and its entry in hooked, to the call that did.
+    local function first_resumed(state, ...)
+        return disarm(state.co, ...)  -- (state.co: set if the first call ran it)
     end
     local function hooked_wrap(f)
-        local state = {armed = false}
+        local state = {}
         local w = cowrap(function(...)
             local co, first = running(), state.first
             hooked[#hooked + 1] = co
-            state.co, state.first, state.armed = co, nil, true
+            state.co, state.first = co, nil
             sethook(first[1], first[2], first[3])
             return f(...)
         end)
@@ -390,12 +389,12 @@ do
             local co = state.co
             if co == nil then
                 state.first = {gethook()}
-            elseif costatus(co) == "suspended" then
-                hooked[#hooked + 1] = co
-                state.armed = true
-                sethook(co, gethook())
+                return first_resumed(state, real_pcall(w, ...))
             end
-            return unhook(state, real_pcall(w, ...))
+            if costatus(co) ~= "suspended" then return real_pcall(w, ...) end
+            hooked[#hooked + 1] = co
+            sethook(co, gethook())
+            return disarm(co, real_pcall(w, ...))
         end
     end
     local function checked_cowrap(...)
