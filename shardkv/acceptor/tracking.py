@@ -358,6 +358,14 @@ def enable(
             # shard notes what changes (a non-BCAST client's reads come after
             # the mask on each pipe anyway).
             notifications.hold_replies(client)
+            if not client.state.in_exec:
+                # A batch notes events only if the shard listened as it
+                # began: the commands after this one (a script's reads, in
+                # the same read of the client) go in the next batch, so
+                # each one's events are its own.  (Not in EXEC, whose
+                # commands reach the worker in one batch.)
+                for link in client.server.links:
+                    link.flush()
     state.bcast = bcast  # as before if tracking was on: BCAST cannot switch
     _redirect(client, state, redirect)
     state.broken = False

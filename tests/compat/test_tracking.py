@@ -1278,3 +1278,28 @@ def test_bcast_heard_before_another_client_reads_the_new_value(ports):
         expected = run(ports["redis"], key)
         assert expected[2] == b">2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\na\r\n"
         assert run(ports["shardkv"], key) == expected, key
+
+
+@pytest.mark.parametrize(
+    "on",
+    [
+        [["CLIENT", "TRACKING", "on"]],
+        [["CLIENT", "TRACKING", "on", "OPTIN"], ["CLIENT", "CACHING", "yes"]],
+    ],
+    ids=["on", "optin caching yes"],
+)
+def test_tracking_turned_on_in_the_read_of_the_commands_after(ports, on):
+    """Tracking turned on takes effect for the very next command of the
+    same read: an EVALSHA that reads a key (the script loaded before) and a
+    GET, each behind the command that turned it on, are tracked, and
+    another client's writes push them.  (The first tracking client makes
+    the shards note a script's reads: the EVALSHA in the same batch as
+    that news had its read noted as no client's.)"""
+    steps = [(1, "SCRIPT", "LOAD", GET_SCRIPT), (1, "MSET", "c", "1", "d", "1")]
+    for behind in (["EVALSHA", GET_SHA, "1", "d"], ["GET", "c"]):
+        steps.append(("write", 0, *on, behind))
+        steps.append((1, "SET", behind[-1], "2"))
+        steps.append((0, "CLIENT", "TRACKING", "off"))
+    t = _same(ports, [True, True], steps)
+    assert t[3][0].count(b"invalidate") == 1
+    assert t[6][0].count(b"invalidate") == 1
