@@ -334,7 +334,7 @@ class Acceptor:
     def run_local(self, client: Client, cmd: Command, args: list) -> None:
         handler = self.local[cmd.name]  # every local row has one (see wiring.build)
         stats = self.stats
-        errors_before = stats.error_events
+        stats.error_mark = stats.error_events
         owed = len(client.pending)
         sent = self.scripts_sent
         start = perf_counter_ns()
@@ -349,8 +349,9 @@ class Acceptor:
             client.reply_error(errors.INTERNAL % args[0].decode("latin-1"))
         ns = perf_counter_ns() - start
         row = stats._row(stat_name(args))
-        if stats.error_events != errors_before:
+        if stats.error_events != stats.error_mark:
             row[3] += 1
+            stats.error_mark = stats.error_events
         if self.scripts_sent != sent:  # the script's run is timed, and logged, where it runs
             row[0] += 1
             return

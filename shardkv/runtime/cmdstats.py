@@ -180,6 +180,11 @@ class Stats:
         self.errors: dict[str, int] = {}
         self.error_replies = 0
         self.error_events = 0  # error_replies, but never reset
+        # error_events when the last acceptor call began or ended: a call
+        # failed if errors came since (Redis's static prev_err_count in
+        # incrCommandStatsOnError), so those of the calls nested in it
+        # (EXEC's) count on them, not on it.
+        self.error_mark = 0
         self.tracking = True  # latency-tracking
         self.slow_threshold_us = 10000  # slowlog-log-slower-than
         self.slow_threshold_ns = 10_000_000

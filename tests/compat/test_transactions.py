@@ -7,6 +7,7 @@ transaction over a, b, c and d spans every shard.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 
@@ -97,6 +98,42 @@ def test_exec_empty_and_single_shard(same):
 def test_runtime_errors_do_not_stop_the_others(same):
     same(["SET s foo", "MULTI", "INCR s", "SET a 1", "SET b 2", "INCRBY b x", "GET s", "EXEC", "MGET a b s"])
     same(["MULTI", "SET a 1", "MSET a 1 b", "GET a", "EXEC"])
+
+
+def _call_figures(port: int) -> list[bytes]:
+    """INFO commandstats and errorstats, less each row's times, read on a
+    raw connection (redis-py's handshake would add calls of its own)."""
+    conn = RespClient(port)
+    try:
+        text = conn.call("INFO", "commandstats") + conn.call("INFO", "errorstats")
+    finally:
+        conn.close()
+    rows = [re.sub(rb"usec=\d+,usec_per_call=[\d.]+,", b"", line) for line in text.split(b"\r\n")]
+    return sorted(line for line in rows if line.startswith((b"cmdstat_", b"errorstat_")))
+
+
+def test_errors_inside_exec_count_on_their_commands(same, ports):
+    """An error a queued command replies inside EXEC's array counts in that
+    command's failed_calls and in errorstats, not in EXEC's: Redis's call()
+    counts EXEC failed only when EXEC itself replies an error."""
+    same(
+        [
+            "SET s foo",
+            "LPUSH l x",
+            "CONFIG RESETSTAT",
+            "MULTI",
+            "EVALSHA ffffffffffffffffffffffffffffffffffffffff 1 a",
+            "EVAL return(redis.call('incr',KEYS[1])) 1 s",
+            "EVAL return{err='X'} 0",
+            "INCR s",
+            "GET l",
+            "FCALL nosuchfunction 0",
+            "SET a 1",
+            "EXEC",
+            "EXEC",  # its own error: a failed EXEC
+        ]
+    )
+    assert _call_figures(ports["shardkv"]) == _call_figures(ports["redis"])
 
 
 def test_queueing_errors_abort(same):
