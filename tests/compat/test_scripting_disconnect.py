@@ -27,7 +27,7 @@ import psutil
 import pytest
 import redis
 
-from tests.support.acceptors import acceptor_pids, client_on, raw_on
+from tests.support.acceptors import K, acceptor_pids, client_on, raw_on
 from tests.support.placement import key_on
 from tests.support.processes import until, worker_pid
 from tests.support.resp import RespClient, encode_command
@@ -184,9 +184,10 @@ def test_an_exec_that_locates_other_acceptors_clients_runs_after_its_client_left
 # the watched key's changes, though the client has gone (or was killed).
 
 
-def _watching_leaver(port: int, own: str, index: int | None) -> RespClient:
-    """A connection named ``leaver`` (on acceptor ``index``, if given) that WATCHes ``own``."""
-    leaver = RespClient(port) if index is None else client_on(port, index)
+def _watching_leaver(port: int, own: str, index: int | None, k: int = K) -> RespClient:
+    """A connection named ``leaver`` (on acceptor ``index`` of ``k``, if
+    given) that WATCHes ``own``."""
+    leaver = RespClient(port) if index is None else client_on(port, index, k=k)
     assert leaver.command("CLIENT", "SETNAME", "leaver") == b"OK"
     assert leaver.command("WATCH", own) == b"OK"
     return leaver
@@ -227,7 +228,13 @@ def _after_everything(admin: RespClient, own: str, other: str) -> list:
     """``own`` and ``other`` once the leaver's EXEC is over: MGET inside a
     transaction of its own with a CLIENT UNBLOCK, which waits for the
     shards' ``__ping`` (and the other acceptors) in the same order as the
-    leaver's did, so it runs after it."""
+    leaver's did, so it runs after it.  Only through the leaver's acceptor:
+    there its ``__ping``s follow the leaver's on the same pipes, its bus
+    questions (``locate``, ``unblock``) are asked, and answered, after the
+    leaver's, and its MGET, a step over both shards, queues for its holds
+    behind the leaver's parked step.  Through another acceptor nothing
+    orders the two: its EXEC may run the MGET while the leaver's still
+    waits for an answer of the bus, and read neither write."""
     admin.command("MULTI")
     admin.command("CLIENT", "UNBLOCK", "999999")
     admin.command("MGET", own, other)
@@ -241,18 +248,25 @@ def _after_everything(admin: RespClient, own: str, other: str) -> list:
 def test_a_watched_exec_that_waits_for_the_shards_checks_its_watch_after_its_client_left(
     redis_and_shardkv, changed, how
 ):
-    """One acceptor: shard 0's worker is stopped while the EXEC waits for
-    its ``__ping`` (``transactions._after_scripts``); the client closes its
-    socket (or is killed) meanwhile.  A watched key that changed aborts the
-    EXEC (the old code had forgotten the watch and wrote); one that did not
-    lets it run (the shard must not have forgotten the key's version)."""
+    """Shard 0's worker is stopped while the EXEC waits for its ``__ping``
+    (``transactions._after_scripts``); the client closes its socket (or is
+    killed) meanwhile.  A watched key that changed aborts the EXEC (the old
+    code had forgotten the watch and wrote); one that did not lets it run
+    (the shard must not have forgotten the key's version).  With several
+    acceptors (``$SHARDKV_TEST_ACCEPTORS``) the EXEC also asks the others
+    where client 999999 waits, and then to unblock it, before it runs: the
+    admin is on the leaver's acceptor (see :func:`_after_everything`), the
+    killer on another (the kill goes through the bus)."""
     own, other = key_on(0, "own", SHARDS), key_on(1, "other", SHARDS)
     got = []
     for server in redis_and_shardkv:
         _fresh(server).close()
-        admin = RespClient(server.port)
-        killer = RespClient(server.port) if how == "kill" else None
-        leaver = _watching_leaver(server.port, own, None)
+        k = server.acceptors if server.kind == "shardkv" else 1
+        admin = client_on(server.port, 0, k=k) if k > 1 else RespClient(server.port)
+        killer = None
+        if how == "kill":
+            killer = client_on(server.port, k - 1, k=k) if k > 1 else RespClient(server.port)
+        leaver = _watching_leaver(server.port, own, 0 if k > 1 else None, k)
         if changed:
             admin.command("SET", own, "changed")
         stopped = worker_pid(server, 0) if server.kind == "shardkv" else 0
