@@ -116,6 +116,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any
 
 from shardkv.acceptor.replies import Slot
@@ -552,6 +553,11 @@ class AtomicOp(_Operation):
         self.bodies: list[bytes] = []
         self.preparing: set[int] = set()
         self.prepared: set[int] = set()
+        # How long the executor took, from the Run sent (``run_sent``,
+        # perf_counter_ns) to its Ran read: a script's time in the slow log,
+        # its run as Redis times it, not its wait for the shards to park.
+        self.run_sent = 0
+        self.run_ns = 0
         op = b"%d" % self.id
         header = park_header(op_db)
         if self.holds is not None:
@@ -629,6 +635,7 @@ class AtomicOp(_Operation):
             run = wire.Run(
                 self.id, self.states, self.commands, resp3, alone, self.own, self.clocks, scripts, self.as_of
             )
+            self.run_sent = perf_counter_ns()
             self._send(self.executor, run)
 
     def step(self, shard: int, message: object) -> None:
@@ -643,6 +650,7 @@ class AtomicOp(_Operation):
             log.error("shard %d sent %r to operation %d, %s", shard, message, self.id, self.state)
 
     def _ran(self, message: wire.Ran) -> None:
+        self.run_ns = perf_counter_ns() - self.run_sent
         self.bodies = message.bodies
         self.logged = message.logged
         again = None if self.escaped is None else self.escaped(message.bodies)

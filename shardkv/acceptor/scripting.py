@@ -51,7 +51,6 @@ from binascii import crc_hqx
 from collections import deque
 from collections.abc import Iterator
 from collections.abc import Set as AbstractSet
-from time import perf_counter_ns
 
 from shardkv.acceptor import monitor, scriptcalls, slowlog
 from shardkv.acceptor.bus import fail_slot
@@ -382,18 +381,19 @@ class _ScriptResult(Slot):
     """The reply slot of EVAL, EVALSHA or FCALL: an error reply counts in
     that command's failed_calls, as Redis counts a script that fails (the
     error itself counted in errorstats where it arose).  For the slow log
-    (see shardkv.acceptor.slowlog): the client's command ``called``, when
-    it was sent (``start``), and the ``shard`` it was sent to, which logs
-    it (None: it runs across shards, and the acceptor logs it)."""
+    (see shardkv.acceptor.slowlog): the client's command ``called``, and
+    the ``shard`` it was sent to, which logs it (None: it runs across
+    shards, and the acceptor logs it, with the time its executor took,
+    ``ran_ns``, that its _Retry sets)."""
 
-    __slots__ = ("name", "called", "start", "shard")
+    __slots__ = ("name", "called", "shard", "ran_ns")
 
     def __init__(self, client: Client, name: str, called: list[bytes]) -> None:
         Slot.__init__(self, client)
         self.name = name
         self.called = called
-        self.start = perf_counter_ns()
         self.shard: int | None = None
+        self.ran_ns = 0
 
     def slow_called(self) -> list[bytes]:
         """How its client called it, for its slow log entry (``N`` frame)."""
@@ -403,7 +403,7 @@ class _ScriptResult(Slot):
         if _failed(body):
             self.client.server.stats._row(self.name)[3] += 1
         if self.shard is None:
-            slowlog.log_script(self.client, self.called, self.start)
+            slowlog.log_script(self.client, self.called, self.ran_ns)
         Slot.deliver(self, body)
 
 
@@ -496,19 +496,20 @@ def _answered(client: Client) -> None:
 
 class _Plain:
     """A _ScriptSlot seen as a plain Slot (a retry's reply goes straight in),
-    made when it escaped (``start``: then, for the slow log)."""
+    made when it escaped (``ran_ns``: its runs across shards, for the slow
+    log, set by its _Retry)."""
 
-    __slots__ = ("slot", "start")
+    __slots__ = ("slot", "ran_ns")
 
     def __init__(self, slot: _ScriptSlot) -> None:
         self.slot = slot
-        self.start = perf_counter_ns()
+        self.ran_ns = 0
 
     def deliver(self, body: bytes) -> None:
         slot = self.slot
         if _failed(body):
             slot.client.server.stats._row(stat_name(slot.args()))[3] += 1
-        slowlog.log_script(slot.client, slot.args(), self.start)  # (it ran across shards)
+        slowlog.log_script(slot.client, slot.args(), self.ran_ns)  # (it ran across shards)
         Slot.deliver(slot, body)
         _answered(slot.client)
 
@@ -837,6 +838,8 @@ class _Retry:
         "waits",
         "escapes",
         "number",
+        "op",
+        "ran_ns",
     )
 
     def __init__(
@@ -857,6 +860,8 @@ class _Retry:
     ) -> None:
         self.waits = waits  # its client waits for its reply (run_script)
         self.escapes = 0  # its runs that escaped (ESCAPES_BEFORE_EVERY_SHARD)
+        self.op: AtomicOp | None = None  # its run now
+        self.ran_ns = 0  # the time its runs' executors took (AtomicOp.run_ns)
         # The script's number in the cache as it was first sent (as a
         # _ShardReply's, if it came from one): what a refusal forgets.
         self.number = _cached_at(sha) if number is None else number
@@ -915,8 +920,11 @@ class _Retry:
         finally:
             client.pending = saved
         op.slot = self  # type: ignore[assignment]
+        self.op = op
 
     def deliver(self, body: bytes) -> None:
+        if self.op is not None:
+            self.ran_ns += self.op.run_ns
         if body.startswith(CROSS_MARKER):
             CACHE.settled.discard(self.sha)
             self.start(*_parse_marker(body))
@@ -925,6 +933,7 @@ class _Retry:
             _refused(self.client.server, self.sha, self.number)
         if self.user_arg:
             script_done(self.client, self.user_arg)
+        self.slot.ran_ns = self.ran_ns  # type: ignore[attr-defined]
         self.slot.deliver(body)
         if self.waits:
             _settled(self.client, self.sha, ran=body[:1] not in (b"-", b"!"))

@@ -23,13 +23,14 @@ writes, for those entries, their clients' addresses and names, and how a
 script was called (:func:`on_attach`), which SLOWLOG GET shows in their
 place, whichever acceptor answers it.  A command that is not logged
 costs nothing of this.  A script that runs across shards is logged by
-the acceptor when it answers (:func:`log_script`), timed from when it
-was sent to run across them: no worker logs the runs it asks for.
+the acceptor when it answers (:func:`log_script`), timed from the run
+sent to its executor to the executor's answer, as Redis times the run
+alone (not its wait for the shards to park): no worker logs the runs it
+asks for.
 """
 
 from __future__ import annotations
 
-from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any
 
 from shardkv.acceptor.client import Client
@@ -96,11 +97,11 @@ def note_script(client: Client, entry_id: int, called: list[bytes]) -> None:
     shared_log(client.server).name([(entry_id, slowlog_argv(called), client.addr, client.name)])
 
 
-def log_script(client: Client, called: list[bytes], start: int) -> None:
+def log_script(client: Client, called: list[bytes], ns: int) -> None:
     """The script that ``client`` called as ``called`` answered after its
-    run across shards, which no worker logs: the acceptor's entry, timed
-    since ``start`` (perf_counter_ns), when it was sent."""
-    ns = perf_counter_ns() - start
+    run across shards, which no worker logs: the acceptor's entry, of
+    ``ns`` nanoseconds, the time its runs took on their executor
+    (``AtomicOp.run_ns``, summed over the runs that escaped)."""
     stats = client.server.stats
     if ns >= stats.slow_threshold_ns >= 0:
         stats.slow(called, ns // 1000, client.addr, client.name)

@@ -270,3 +270,53 @@ def test_slow_script_named_after_its_own_client(ports):
     ours = _one_slow_among_fast(ports["shardkv"], 10)
     assert all(len(trial) == 1 and trial[0][1] == b"B" for trial in real)
     assert ours == real
+
+
+# A script over two shards (A2 beside A, and B).
+ACROSS = "redis.call('incr', KEYS[1]) return redis.call('incr', KEYS[2])"
+
+
+def _fast_behind_slow(port: int, trials: int) -> list:
+    """Client B runs SLOW_IF slowly (200 ms) on A's shard; client A's
+    script over A2 (on that shard) and B, sent once B's runs, waits for it, then runs at once: only B's
+    is slow (the slow log times a script's run, as Redis does, not its
+    wait; shardkv logged A's script too, timed from its dispatch, as the
+    shards it parks were busy with B's)."""
+    c = redis.Redis(port=port, protocol=2)
+    seen = []
+    body = SLOW_IF.replace("50000", "200000")
+    try:
+        c.execute_command("CONFIG", "SET", "slowlog-log-slower-than", "100000")
+        sha = c.execute_command("SCRIPT", "LOAD", body)
+        across = c.execute_command("SCRIPT", "LOAD", ACROSS)
+        c.execute_command("EVALSHA", sha, 1, A)  # its shard compiled it
+        c.execute_command("EVALSHA", across, 2, A2, B)
+        for _ in range(trials):
+            c.execute_command("SLOWLOG", "RESET")
+            cid = c.execute_command("CLIENT", "ID")
+            a, b = _beside(port, cid), _beside(port, cid)
+            with a, b:
+                for s, name in ((a, "A"), (b, "B")):
+                    s.sendall(encode_command("CLIENT", "SETNAME", name))
+                    _replies(s, 1)
+                b.sendall(encode_command("SET", A, "slow"))
+                _replies(b, 1)
+                b.sendall(encode_command("EVALSHA", sha, 1, A))
+                c.execute_command("PING")  # B's script has been read (the server is single-threaded)...
+                a.sendall(encode_command("EVALSHA", across, 2, A2, B))  # ...before this one
+                _replies(b, 1)
+                _replies(a, 1)
+            entries = c.execute_command("SLOWLOG", "GET", "-1")
+            seen.append([(e[3][0].upper(), e[5]) for e in entries])
+    finally:
+        c.execute_command("CONFIG", "SET", "slowlog-log-slower-than", "10000")
+        c.close()
+    return seen
+
+
+@pytest.mark.slow
+def test_script_across_shards_timed_by_its_run_not_its_wait(ports):
+    real = _fast_behind_slow(ports["redis"], 3)
+    ours = _fast_behind_slow(ports["shardkv"], 3)
+    assert real == [[(b"EVALSHA", b"B")]] * 3
+    assert ours == real
