@@ -277,16 +277,16 @@ ACROSS = "redis.call('incr', KEYS[1]) return redis.call('incr', KEYS[2])"
 
 
 def _fast_behind_slow(port: int, trials: int) -> list:
-    """Client B runs SLOW_IF slowly (200 ms) on A's shard; client A's
+    """Client B runs SLOW_IF slowly (300 ms) on A's shard; client A's
     script over A2 (on that shard) and B, sent once B's runs, waits for it, then runs at once: only B's
     is slow (the slow log times a script's run, as Redis does, not its
     wait; shardkv logged A's script too, timed from its dispatch, as the
     shards it parks were busy with B's)."""
     c = redis.Redis(port=port, protocol=2)
     seen = []
-    body = SLOW_IF.replace("50000", "200000")
+    body = SLOW_IF.replace("50000", "300000")
     try:
-        c.execute_command("CONFIG", "SET", "slowlog-log-slower-than", "100000")
+        c.execute_command("CONFIG", "SET", "slowlog-log-slower-than", "150000")
         sha = c.execute_command("SCRIPT", "LOAD", body)
         across = c.execute_command("SCRIPT", "LOAD", ACROSS)
         c.execute_command("EVALSHA", sha, 1, A)  # its shard compiled it
