@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import threading
-import time
 
 import pytest
 import redis
@@ -21,6 +20,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from tests.support.placement import on_shards
+from tests.support.processes import wait_busy
 from tests.support.rawsocket import both_after
 from tests.support.servers import start_redis, start_shardkv
 
@@ -1430,15 +1430,7 @@ def test_busy_script_and_script_kill(own_server, writes):
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            c.get(key)
-        except redis.ResponseError as e:
-            assert "Redis is busy running a script. You can only call SCRIPT KILL" in str(e), e
-            break
-        assert time.monotonic() < deadline, "never got -BUSY"
-        time.sleep(0.05)
+    wait_busy(lambda: c.get(key), "BUSY Redis is busy running a script. You can only call SCRIPT KILL")
     if writes:
         with pytest.raises(redis.ResponseError, match="already executed write commands"):
             c.execute_command("SCRIPT", "KILL")
@@ -1582,15 +1574,7 @@ def test_shutdown_nosave_while_a_script_that_wrote_is_busy(kind, tmp_path):
 
         thread = threading.Thread(target=busy)
         thread.start()
-        deadline = time.monotonic() + 20
-        while True:  # until the script is past the threshold
-            try:
-                c.ping()
-            except redis.ResponseError as e:
-                if str(e).startswith("BUSY"):
-                    break
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_busy(c.ping)  # until the script is past the threshold
         with pytest.raises(redis.ResponseError) as refused:
             c.execute_command("SHUTDOWN")
         assert str(refused.value) == (

@@ -18,12 +18,12 @@ against redis-server 7.0.15, at one and two acceptors.
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 import redis
 
 from tests.support.placement import key_on
+from tests.support.processes import wait_busy
 
 UNPACKS = [
     # (the range, named: the script runs wide; under another name: narrow)
@@ -134,15 +134,7 @@ def _kill_busy(port: int, call: tuple[str, str], key: str) -> object:
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            c.get(key)
-        except redis.ResponseError as e:
-            assert str(e).startswith("BUSY Redis is busy running a script"), e
-            break
-        assert time.monotonic() < deadline, "never got -BUSY"
-        time.sleep(0.02)
+    wait_busy(lambda: c.get(key), wait=10)
     assert c.execute_command(kill, "KILL")
     thread.join(15)
     assert not thread.is_alive(), "the killed script never ended"

@@ -1,6 +1,6 @@
-"""A shardkv under test's worker processes, found by their names, and a
-bounded wait for a condition (tests that stop a worker to hold a command
-in flight, or kill one)."""
+"""A shardkv under test's worker processes, found by their names, and
+bounded waits: for a condition (tests that stop a worker to hold a command
+in flight, or kill one), and for a script to be past busy-reply-threshold."""
 
 from __future__ import annotations
 
@@ -8,10 +8,13 @@ import time
 from collections.abc import Callable
 
 import psutil
+import redis
 
+from tests.support.resp import ErrorReply
 from tests.support.servers import ServerProcess
 
 WAIT = 20.0  # the default bound of until() (a loaded machine is slow; no timing assertion)
+BUSY = "BUSY Redis is busy running a script"  # how -BUSY starts, for SCRIPT KILL's text and FUNCTION KILL's
 
 
 def worker_pids(server: ServerProcess) -> dict[int, int]:
@@ -41,3 +44,24 @@ def until(check: Callable[[], object], wait: float = WAIT) -> object:
     while not (got := check()) and time.monotonic() < deadline:
         time.sleep(0.02)
     return got
+
+
+def wait_busy(probe: Callable[[], object], expected: str = BUSY, wait: float = WAIT) -> str:
+    """Run ``probe`` (one command of another client than the script's, such
+    as ``lambda: c.get(key)``) until the server refuses it, as it does once a
+    script is past busy-reply-threshold: the refusal's text, which must start
+    with ``expected``.  ``probe`` may raise the refusal (redis-py's
+    ``ResponseError``, ``RespClient.command``'s ``ErrorReply``) or return it
+    (``RespClient.read_reply``); an ``AssertionError`` if ``wait`` seconds
+    pass first."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            got = probe()
+        except (redis.ResponseError, ErrorReply) as e:
+            got = e
+        if isinstance(got, (redis.ResponseError, ErrorReply)):
+            assert str(got).startswith(expected), got
+            return str(got)
+        assert time.monotonic() < deadline, "never got -BUSY"
+        time.sleep(0.02)

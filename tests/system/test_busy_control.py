@@ -25,6 +25,7 @@ import pytest
 import redis
 
 from tests.support.acceptors import acceptor_pids
+from tests.support.processes import wait_busy
 from tests.support.resp import ErrorReply, RespClient
 from tests.support.servers import ServerProcess, start_redis, start_shardkv
 
@@ -68,18 +69,7 @@ def run_busy_script(port: int) -> threading.Thread:
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     probe = redis.Redis(port=port, socket_timeout=WAIT)
-    deadline = time.monotonic() + WAIT
-    while True:
-        assert time.monotonic() < deadline, "the script never became busy"
-        try:
-            probe.ping()
-        except redis.exceptions.BusyLoadingError:
-            break
-        except redis.ResponseError as e:
-            if "BUSY" in str(e):
-                break
-            raise
-        time.sleep(0.02)
+    wait_busy(probe.ping)
     probe.close()
     return thread
 
@@ -189,17 +179,6 @@ def ask(c: RespClient, *args: str | int) -> object:
     return str(reply).split(" ")[0] if isinstance(reply, ErrorReply) else reply
 
 
-def wait_busy(probe: RespClient) -> None:
-    deadline = time.monotonic() + WAIT
-    while True:
-        assert time.monotonic() < deadline, "the script never became busy"
-        got = ask(probe, "PING")
-        if got != b"PONG":
-            assert got == "BUSY", got
-            return
-        time.sleep(0.02)
-
-
 def multi_and_script_timeout(port: int, acceptors: int, queued_first: bool) -> list:
     """Redis's unit/multi "MULTI and script timeout" (``queued_first``
     False) and "MULTI-EXEC body and script timeout" (True), with the
@@ -219,7 +198,7 @@ def multi_and_script_timeout(port: int, acceptors: int, queued_first: bool) -> l
         note(ask(r2, "MULTI"))
         note(ask(r2, "INCR", MULTI_KEY))
     scripter.send("EVAL", LOOP, 1, "{b}s")
-    wait_busy(probe)
+    wait_busy(lambda: probe.command("PING"))
     note(ask(probe, "GET", OTHER_KEY))
     note(ask(probe, "WATCH", OTHER_KEY))  # allow-busy
     if not queued_first:
@@ -293,7 +272,7 @@ def transactions_while_busy(port: int, acceptors: int) -> list:
     note(ask(r2, "MULTI"))
     note(ask(r2, "SET", "{b}q", "1"))
     scripter.send("EVAL", LOOP, 1, "{b}s")
-    wait_busy(probe)
+    wait_busy(lambda: probe.command("PING"))
     note(ask(r2, "EXEC"))  # queued before: discarded
     note(ask(r2, "EXEC"))  # no MULTI any more, but EXECABORT still (the busy check comes first)
     note(ask(r2, "MULTI"))
@@ -377,7 +356,7 @@ def watch_writes_of_a_busy_script(port: int, acceptors: int, across: bool) -> li
     watchers = [client_on(port, acceptors, last) for _ in range(len(keys) + 1)]
     assert watchers[-1].command("SELECT", "9") == b"OK"  # before: SELECT is not allow-busy
     scripter.send("EVAL", WRITES_AROUND_A_SIGNAL, len(keys), *keys)
-    wait_busy(probe)
+    wait_busy(lambda: probe.command("PING"))
     for watcher, key in zip(watchers, [*keys, OWN_KEYS[1]], strict=True):
         watcher.send("WATCH", key)
     got: list = [ask(probe, "PING")]  # the fence
@@ -470,7 +449,7 @@ def callers_commands_while_busy(port: int, acceptors: int, how: str = "eval") ->
         scripter.send("EXEC")
     else:
         scripter.send("EVAL", LOOP, 1, "{b}s")
-    wait_busy(probe)
+    wait_busy(lambda: probe.command("PING"))
     scripter.send("SET", "{b}k", "1")
     scripter.send("SET", OTHER_KEY, "2")
     scripter.send(*kill)
@@ -526,7 +505,7 @@ def paused_write_while_busy(port: int, acceptors: int) -> list:
     scripter = client_on(port, acceptors, 0)
     writer = client_on(port, acceptors, acceptors - 1)
     scripter.send("EVAL", LOOP, 1, "{b}s")
-    wait_busy(writer)
+    wait_busy(lambda: writer.command("PING"))
     got.append(ask(writer, "SET", OTHER_KEY, "1"))  # a postponed one never answers: the read times out
     got.append(ask(writer, "SET", "{b}k", "1"))
     got.append(ask(setup, "SCRIPT", "KILL"))
@@ -564,7 +543,7 @@ def subscribed_client_while_busy_or_paused(port: int, acceptors: int) -> list:
     got.append(ask(setup, "CLIENT", "UNPAUSE"))
     scripter = client_on(port, acceptors, 0)
     scripter.send("EVAL", LOOP, 1, "{b}s")
-    wait_busy(setup)
+    wait_busy(lambda: setup.command("PING"))
     got.append(ask(subscriber, "GET", OTHER_KEY))
     got.append(ask(setup, "SCRIPT", "KILL"))
     got.append(str(scripter.read_reply()).split(" ")[0])
