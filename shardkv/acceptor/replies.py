@@ -10,7 +10,7 @@ a :class:`Slot` that a shard's reply fills, a reply CLIENT REPLY dropped
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 if TYPE_CHECKING:
     from shardkv.acceptor.client import Client
@@ -75,6 +75,21 @@ class BareSlot(Slot):
     __slots__ = ()
 
     __init__ = object.__init__
+
+
+PLAIN_SLOTS = (BareSlot, Slot)
+"""The exact types of a command's own reply slot, made either way: a sink
+whose ``type()`` is one of them takes its reply as :meth:`Slot.deliver`
+does, and is its client's own (``sink.client``), for the command alone.
+Not its subclasses, which deliver in a way of their own (a script's, a
+monitor line's...).  What looks for such a slot looks for both: the hot
+path that inlines ``Slot.deliver`` (ShardLink._frame), and through
+:func:`is_plain_slot` the slow log's names and tracking's reads."""
+
+
+def is_plain_slot(sink: object) -> TypeGuard[Slot]:
+    """Whether ``sink`` is a command's own reply slot (see :data:`PLAIN_SLOTS`)."""
+    return type(sink) in PLAIN_SLOTS
 
 
 class Muted:

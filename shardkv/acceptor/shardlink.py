@@ -23,7 +23,7 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from shardkv.acceptor import causal, scriptcaller
-from shardkv.acceptor.replies import BareSlot, Slot, deliver, delivery_failed, origin_of
+from shardkv.acceptor.replies import PLAIN_SLOTS, Slot, deliver, delivery_failed, origin_of
 from shardkv.protocol import errors, wire
 from shardkv.protocol.resp import Error, encode_error
 from shardkv.protocol.wire import FRAME, batch_frame
@@ -593,10 +593,10 @@ class ShardLink:
             # the other replies go on, each to its own sink.  (replies.deliver
             # inline, and a client's Slot.deliver: this loop runs once per reply.)
             popleft = self.fifo.popleft
+            plain = PLAIN_SLOTS
             for body in wire.decode_replies(payload):
                 sink = popleft()
-                cls = type(sink)
-                if cls is BareSlot or cls is Slot:  # (Client._run's first)
+                if type(sink) in plain:
                     sink.data = body
                     client = sink.client
                     if not client.dirty:

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.commands.common import guard, subcommand_error
 from shardkv.acceptor.commands.config import worker_config
-from shardkv.acceptor.replies import BareSlot, Slot, origin_of
+from shardkv.acceptor.replies import is_plain_slot, origin_of
 from shardkv.protocol import command_docs, errors
 from shardkv.protocol.args import strict_int
 from shardkv.protocol.errors import CommandError
@@ -73,9 +73,9 @@ def on_attach(server: Acceptor, link: ShardLink) -> None:
     def name_entries(named: list[tuple[object, int]]) -> None:
         records: list[tuple] = []
         for sink, entry_id in named:
-            if type(sink) is BareSlot or type(sink) is Slot:  # the usual one: a command's own slot
-                client = sink.client  # type: ignore[attr-defined]
-                records.append((entry_id, None, client.addr, client.name))
+            if is_plain_slot(sink):  # the usual one: a command's own slot
+                own = sink.client
+                records.append((entry_id, None, own.addr, own.name))
                 continue
             client, slot = origin_of(sink)
             if client is None:

@@ -45,7 +45,7 @@ from collections.abc import Callable
 from shardkv.acceptor import causal, notifications
 from shardkv.acceptor.bus import fail_slot
 from shardkv.acceptor.client import Client
-from shardkv.acceptor.replies import Slot, in_pipe_order, origin_of
+from shardkv.acceptor.replies import Slot, in_pipe_order, is_plain_slot, origin_of
 from shardkv.protocol import bus, errors, wire
 from shardkv.protocol.args import strict_int
 from shardkv.protocol.commands import Command
@@ -512,7 +512,7 @@ def after_command(
             # may write the key, in an order not known here.)
             place = slot if in_exec else client.pending[-1] if client.pending else None
             if place is not None:
-                if type(place) is Slot:
+                if is_plain_slot(place):
                     state.add_read(Read(place, keys, fresh, _queued(client.server, keys, place)))
     elif cmd.name in _SCRIPTS and (state.optin or state.optout) and not in_exec and client.pending:
         # Redis remembers a script's keys when it reads, while CLIENT
