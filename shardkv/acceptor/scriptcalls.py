@@ -462,13 +462,14 @@ def call(
     pubsub.publish_message)."""
     name = args[0].lower()
     stats = server.stats if held is None else held.stats
-    errors_before = stats.error_events
+    stats.error_mark = stats.error_events  # (as Acceptor.run_local: see Stats.error_mark)
     start = perf_counter_ns()
 
     def finished(body: bytes) -> None:
         row = stats._row(stat_name(args))
-        if stats.error_events != errors_before:
+        if stats.error_events != stats.error_mark:
             row[3] += 1
+            stats.error_mark = stats.error_events
         ns = perf_counter_ns() - start
         stats.record_latency(row, ns)
         if ns >= stats.slow_threshold_ns >= 0:  # logged as Redis logs its Lua client's calls

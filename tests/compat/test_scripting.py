@@ -1851,6 +1851,26 @@ def test_calls_before_a_script_runs_again_across_shards_count_once(same):
         assert _call_figures(same.ours) == _call_figures(same.real), body
 
 
+def test_a_scripts_failed_calls_of_acceptor_commands_count_on_them(same):
+    """A script's call that the acceptor answers (SLOWLOG, COMMAND, PUBSUB:
+    shardkv.acceptor.scriptcalls) counts in its own failed_calls and in
+    errorstats when it fails, and the calls that succeed after it do not,
+    as in Redis, one call at a time or several in one script."""
+    calls = [
+        "redis.pcall('slowlog', 'get', 'x')",
+        "redis.pcall('command', 'info', 'get')",
+        "redis.pcall('slowlog', 'get', '-2')",
+        "redis.pcall('pubsub', 'numsub', 'a')",
+        "redis.pcall('pubsub', 'numpat')",
+    ]
+    for client in (same.real, same.ours):
+        client.config_resetstat()
+    for call in calls:
+        same("EVAL", "return " + call, 0)
+    same("EVAL", " ".join(calls) + " return 1", 0)
+    assert _call_figures(same.ours) == _call_figures(same.real)
+
+
 _BUSY = "for i = 1, 15000000 do end "  # some 50 ms of Lua or more
 
 
