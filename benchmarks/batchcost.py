@@ -24,6 +24,10 @@ the machine's load (under valgrind the real times spread as the load
 does); ``--real-clock`` keeps ``perf_counter_ns``.  The process settles
 its garbage collector as a worker does (``gctuning.settle``).
 
+Each entry's header is the slotted one the acceptor's hot path sends
+(``wire.slotted_header``: the key's slot comes with it); ``--unslotted``
+sends database 0's plain header, whose slot the worker computes.
+
 ``python benchmarks/batchcost.py check`` prints one batch's replies of each kind.
 """
 
@@ -51,6 +55,9 @@ PIPELINE = 16
 KEYS = 1000
 # The fixed clock's steps in ns, taken in turn (one per clock reading).
 STEPS = [random.Random(22).randrange(900, 2500) for _ in range(97)]
+# Entries with the header of database 0 that carries no slot (the worker
+# computes it), not the slotted one the acceptor's hot path sends.
+UNSLOTTED = "--unslotted" in sys.argv
 
 
 def fixed_clock():
@@ -77,21 +84,20 @@ def build(directory: str) -> tuple[Shard, list[bytes]]:
 
 def payloads(kind: str, keys: list[bytes], count: int, value: bytes = b"xxx") -> list[bytes]:
     """``count`` ``B`` payloads of ``kind``, each on the next ``PIPELINE`` keys."""
-    header = wire.entry_header(0)
     out = []
     for b in range(count):
         entries = []
         for j in range(PIPELINE):
             key = keys[(b * PIPELINE + j) % len(keys)]
             cmd = {"set": [b"SET", key, value], "get": [b"GET", key], "incr": [b"INCR", key]}[kind]
-            entries.append(header)
+            entries.append(wire.entry_header(0) if UNSLOTTED else wire.slotted_header(key_slot(key), False))
             entries.append(encode_command(cmd))
         out.append(wire.batch_payload(entries))
     return out
 
 
 def main() -> None:
-    argv = [a for a in sys.argv[1:] if a != "--real-clock"]
+    argv = [a for a in sys.argv[1:] if a not in ("--real-clock", "--unslotted")]
     kind = argv[0]
     n = int(argv[1]) if len(argv) > 1 else 350
     if "--real-clock" not in sys.argv:

@@ -27,7 +27,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from shardkv.acceptor.blocking import decided_later
-from shardkv.acceptor.dispatch import HEADERS, PART_HEADERS, Dispatch, db_headers
+from shardkv.acceptor.dispatch import HEADERS, PART_HEADERS, Dispatch, db_headers, slot_headers
 from shardkv.acceptor.pause import PAUSED
 from shardkv.acceptor.replies import BareSlot, Pushed, Slot
 from shardkv.acceptor.shardlink import BUSY_LINKS, MISCONF_LINKS
@@ -260,12 +260,12 @@ class Client(Dispatch, asyncio.Protocol):
         pending = self.pending
         fast_paths = server.fast_paths
         plain = self._plain()
-        header = self.headers[self.resp3]
+        by_slot = slot_headers(self.db)[self.resp3]  # each one's header, by its key's slot
         rest = iter(batch)
         args = None
         # The plain single-key commands queued so far, by shard, for
-        # ShardLink.send_run: ``[raw, slot, raw, slot, ...]``, each run sent
-        # before anything else runs (below, and at the end).
+        # ShardLink.send_slotted: ``[header, raw, slot, header, raw, slot,
+        # ...]``, each run sent before anything else runs (below, and at the end).
         runs: dict[int, list] | None = None
         for args, raw in rest:
             if plain and raw is not None:
@@ -279,22 +279,23 @@ class Client(Dispatch, asyncio.Protocol):
                             slot.data = None
                             pending.append(slot)
                             key = args[1]  # Router.shard_of, inline
-                            shard = owners[key_slot(key) if LBRACE in key else crc_hqx(key, 0) & 16383]
+                            hashed = key_slot(key) if LBRACE in key else crc_hqx(key, 0) & 16383
+                            shard = owners[hashed]
                             if runs is None:
-                                runs = {shard: [raw, slot]}
+                                runs = {shard: [by_slot[hashed], raw, slot]}
                             else:
                                 run = runs.get(shard)
                                 if run is None:
-                                    runs[shard] = [raw, slot]
+                                    runs[shard] = [by_slot[hashed], raw, slot]
                                 else:
-                                    run.append(raw)
-                                    run.append(slot)
+                                    run += (by_slot[hashed], raw, slot)
                             continue
                     else:
                         if runs is not None:
                             for shard, run in runs.items():
-                                links[shard].send_run(header, run)
+                                links[shard].send_slotted(run)
                             runs = None
+                        header = self.headers[self.resp3]
                         fast = fast_paths.get(cmd.name)
                         if fast is not None and fast(self, args, raw, header):
                             # An EVALSHA that may escape: what follows waits for it.
@@ -304,7 +305,7 @@ class Client(Dispatch, asyncio.Protocol):
                             continue
             if runs is not None:
                 for shard, run in runs.items():
-                    links[shard].send_run(header, run)
+                    links[shard].send_slotted(run)
                 runs = None
             self.execute(args, raw)
             for link in links:  # a whole step (MSET's parts, an EXEC) is queued
@@ -314,10 +315,10 @@ class Client(Dispatch, asyncio.Protocol):
                     self.state.hold(rest)
                 break
             plain = self._plain()
-            header = self.headers[self.resp3]
+            by_slot = slot_headers(self.db)[self.resp3]
         if runs is not None:
             for shard, run in runs.items():
-                links[shard].send_run(header, run)
+                links[shard].send_slotted(run)
         if args is not None:
             # CLIENT LIST's cmd: the last command that started, as Redis sets
             # c->lastcmd; those held behind a blocking one have not started.

@@ -33,6 +33,7 @@ from shardkv.acceptor.state import AFTER_SCRIPTS, REPLY_ON, REPLY_SKIP, REPLY_SK
 from shardkv.protocol import acl, commands, errors, wire
 from shardkv.protocol.command_docs import check_subcommand
 from shardkv.protocol.resp import Error, encode_command, encode_error
+from shardkv.protocol.router import SLOTS
 from shardkv.runtime.cmdstats import known_name, stat_name
 
 if TYPE_CHECKING:
@@ -43,6 +44,24 @@ HEADERS = (wire.entry_header(0), wire.entry_header(wire.FLAG_RESP3))
 PART_HEADERS = (wire.entry_header(wire.FLAG_PART), wire.entry_header(wire.FLAG_PART | wire.FLAG_RESP3))
 # The same for each database (SELECT), by index; database 0's are the above.
 _DB_HEADERS: dict[int, tuple[tuple[bytes, bytes], tuple[bytes, bytes]]] = {0: (HEADERS, PART_HEADERS)}
+
+
+# What Client._run sends a plain single-key command with, by RESP3, then by
+# its key's slot: in database 0 the slotted header (the worker takes the
+# slot from it, see shardkv.protocol.wire), in another the database's header.
+_SLOT_HEADERS: dict[int, tuple[tuple[bytes, ...], tuple[bytes, ...]]] = {
+    0: tuple(tuple(wire.slotted_header(slot, resp3) for slot in range(SLOTS)) for resp3 in (False, True))  # type: ignore[dict-item]
+}
+
+
+def slot_headers(db: int) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
+    """The headers of a plain single-key command of a client in database
+    ``db``, indexed by RESP3 and then by its key's slot."""
+    found = _SLOT_HEADERS.get(db)
+    if found is None:
+        plain = db_headers(db)[0]
+        found = _SLOT_HEADERS[db] = ((plain[0],) * SLOTS, (plain[1],) * SLOTS)
+    return found
 
 
 def db_headers(db: int) -> tuple[tuple[bytes, bytes], tuple[bytes, bytes]]:

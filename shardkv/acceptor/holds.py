@@ -11,7 +11,7 @@ EXISTS, KEYS, DBSIZE, WATCH, an EXEC, a parked cross-shard operation, a
 script's cross-shard retry, a blocking command's cross-shard try...) is
 not sent at once:
 
-1. its entries are *captured* (``ShardLink.send`` and ``send_run`` are shadowed for the
+1. its entries are *captured* (``ShardLink.send``, ``send_run`` and ``send_slotted`` are shadowed for the
    step's duration) and the client's later commands wait
    (:data:`HOLDING`, as a blocked client's do; those that only touch the
    shards it holds join it once it holds them, see
@@ -238,6 +238,7 @@ class Holds:
         self.current: Request | None = None
         self._capture = [self._capturer(link) for link in self.links]
         self._capture_run = [self._run_capturer(link) for link in self.links]
+        self._capture_slotted = [self._slotted_capturer(link) for link in self.links]
         # This acceptor's cross-shard operations not decided yet, counted
         # per shard they were sent to (see parking), and those of the step
         # being captured.
@@ -265,16 +266,28 @@ class Holds:
 
         return send_run
 
+    def _slotted_capturer(self, link: ShardLink) -> Callable[..., None]:
+        def send_slotted(run: list) -> None:
+            captured = self.captured
+            for i in range(0, len(run), 3):
+                captured.append((link, run[i], run[i + 1], run[i + 2]))  # type: ignore[union-attr]
+
+        return send_slotted
+
     def _shadow(self) -> None:
-        """Capture what is sent to the links (``send`` and ``send_run``)."""
-        for link, capture, capture_run in zip(self.links, self._capture, self._capture_run, strict=True):
+        """Capture what is sent to the links (``send``, ``send_run`` and ``send_slotted``)."""
+        for link, capture, capture_run, capture_slotted in zip(
+            self.links, self._capture, self._capture_run, self._capture_slotted, strict=True
+        ):
             link.send = capture  # type: ignore[method-assign]
             link.send_run = capture_run  # type: ignore[method-assign]
+            link.send_slotted = capture_slotted  # type: ignore[method-assign]
 
     def _unshadow(self) -> None:
         for link in self.links:
             del link.send
             del link.send_run
+            del link.send_slotted
 
     # -- capturing a step -------------------------------------------------------
 

@@ -290,6 +290,27 @@ class ShardLink:
         if len(out) >= 2 * EARLY_BATCH:
             self._write()
 
+    def send_slotted(self, run: list) -> None:
+        """:meth:`send_run` for a run of ``[header, command, sink, header,
+        command, sink, ...]``, each command with a header of its own (the
+        slotted header of its key's slot, see ``Client._run``).  ``run``
+        is taken apart."""
+        if not self.up or self.busy:
+            error = self.busy or encode_error(errors.SHARD_UNAVAILABLE)
+            for sink in run[2::3]:
+                sink.deliver(error)
+            return
+        self.fifo.extend(run[2::3])
+        del run[2::3]
+        out = self.out
+        out += run
+        self.sent += len(run) // 2
+        if not self.queued:
+            self.queued = True
+            self._on_turn_end(self)
+        if len(out) >= 2 * EARLY_BATCH:
+            self._write()
+
     def _refuse_unblocks(self, unblocks: tuple) -> None:
         """A script went busy: as Redis, the CLIENT UNBLOCKs waiting behind
         it get ``-BUSY`` now, and do nothing: the worker refuses each

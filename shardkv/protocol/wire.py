@@ -35,7 +35,14 @@ Acceptor -> worker
     :mod:`shardkv.worker.blocking`).  So the header of a plain command in
     database 0 is ``:0`` or ``:1`` (RESP3), and anything above
     :data:`PLAIN_MAX` needs a closer look (:func:`header_db`,
-    :func:`header_token`).
+    :func:`header_token`).  A *slotted* header, negative, is the header
+    of a plain single-key command in database 0 (no flag but RESP3, no
+    token) that also carries its key's slot, as the acceptor's hot path
+    computed it to route the command: :data:`SLOTTED` + the slot, plus
+    :data:`SLOTTED_RESP3` for RESP3 (:func:`slotted_header`), so from
+    ``:-32768`` to ``:-1``; ``h & SLOT_MASK`` is the slot, and the worker
+    stores and finds the key by it without computing it again.  Every
+    header at most :data:`PLAIN_MAX` is a plain entry, slotted or not.
 ``X`` *cancel*: ``X<token>`` in ASCII.  The client blocked under that
     token went away; forget it (a token the worker no longer knows, one
     already answered, is ignored).  Tokens are each acceptor's own: this
@@ -324,16 +331,33 @@ DB_MASK = 0xFFFF  # so at most 65536 databases
 TOKEN_SHIFT = 24
 
 
+# A slotted header (see ``B`` above): SLOTTED + the key's slot, plus
+# SLOTTED_RESP3 for RESP3; the slot is ``header & SLOT_MASK``.
+SLOTTED = -32768
+SLOTTED_RESP3 = 16384
+SLOT_MASK = 16383
+
+
 def entry_header(flags: int, token: int = 0, db: int = 0) -> bytes:
     return b":%d\r\n" % (flags | (db << DB_SHIFT) | (token << TOKEN_SHIFT))
 
 
+def slotted_header(slot: int, resp3: bool) -> bytes:
+    """The header of a plain command on a key of ``slot``, in database 0."""
+    return b":%d\r\n" % (SLOTTED + slot + (SLOTTED_RESP3 if resp3 else 0))
+
+
+def header_resp3(header: int) -> int:
+    """Whether the entry's reply is RESP3 (nonzero), slotted or not."""
+    return header & FLAG_RESP3 if header >= 0 else header & SLOTTED_RESP3
+
+
 def header_db(header: int) -> int:
-    return (header >> DB_SHIFT) & DB_MASK
+    return (header >> DB_SHIFT) & DB_MASK if header >= 0 else 0
 
 
 def header_token(header: int) -> int:
-    return header >> TOKEN_SHIFT
+    return header >> TOKEN_SHIFT if header >= 0 else 0
 
 
 def stamped_command(args: list[bytes], stamp: int) -> bytes:

@@ -227,6 +227,8 @@ class Refusals:
     def _refuse(self, header: int, args: list) -> bool:
         """Does Redis refuse this entry while a script is busy?  If so it is
         counted now, as Redis's ``rejectCommand`` counts it."""
+        if header < 0:  # slotted (wire.SLOTTED): a plain entry, none of the flags below
+            header = 0
         if header & _NOT_ALONE or wire.header_token(header) or type(args) is not list or not args:
             return False
         name = args[0]

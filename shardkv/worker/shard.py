@@ -574,14 +574,17 @@ class Shard:
         counts_only = _counts_only(persistence)  # (asked again after each entry that is not plain)
         flag_part = wire.FLAG_PART
         flag_resp3 = wire.FLAG_RESP3
+        slotted_resp3 = wire.SLOTTED_RESP3
+        slot_mask = wire.SLOT_MASK
+        header_resp3 = wire.header_resp3
         last = perf_counter_ns()  # where the next plain command's time begins
         sent = 0  # when a plain command's streamed reply began to go (not timed)
         body: bytes | None  # an entry's reply (None: streamed)
         for header, args in zip(entries, entries, strict=True):
             if writer is not None:
                 logged_before = len(writer.buf)
-            if header <= plain_max:  # the usual entry: database 0, no token, no park
-                if header & flag_part:
+            if header <= plain_max:  # the usual entry: database 0, no token, no park (or slotted)
+                if header >= flag_part:  # FLAG_PART, and maybe RESP3 (a slotted header is negative)
                     start = len(noted) if noted is not None else 0
                     self.timing = False
                     value = execute(args)
@@ -604,7 +607,10 @@ class Shard:
                         inline = entry.inline
                         if inline:  # GET, SET, INCR: its handler's usual case, inline (see plain)
                             key = args[1]
-                            slot = key_slot(key) if LBRACE in key else crc_hqx(key, 0) & 16383
+                            if header < 0:  # slotted: the acceptor's (see wire.SLOTTED)
+                                slot = header & slot_mask
+                            else:
+                                slot = key_slot(key) if LBRACE in key else crc_hqx(key, 0) & 16383
                             exp = ks.expires[slot]
                             if inline is _SET:  # set_ and Keyspace.store
                                 if len(args) == 3:
@@ -695,14 +701,18 @@ class Shard:
                             if self._stream(bodies, body, writer, logged_before):
                                 body = None
                     elif value is None:  # GET of a missing key
-                        body = NULL_RESP3 if header & flag_resp3 else NULL_RESP2
+                        body = (
+                            NULL_RESP3
+                            if (header & flag_resp3 if header >= 0 else header & slotted_resp3)
+                            else NULL_RESP2
+                        )
                     elif type(value) is int:
                         body = b":%d\r\n" % value
                     elif type(value) is list and len(value) > BIG_ARRAY:
                         sent = perf_counter_ns()
-                        body = self._stream_array(bodies, value, header & flag_resp3, writer, logged_before)
+                        body = self._stream_array(bodies, value, header_resp3(header), writer, logged_before)
                     else:
-                        body = encode(value, header & flag_resp3)
+                        body = encode(value, header_resp3(header))
                         if len(body) > stream_min:
                             sent = perf_counter_ns()
                             if self._stream(bodies, body, writer, logged_before):
@@ -734,7 +744,7 @@ class Shard:
                         continue
                     append(body)
                 if writer is not None and len(writer.buf) != logged_before:
-                    logged.append((len(bodies) - 1, header & wire.FLAG_PART))
+                    logged.append((len(bodies) - 1, header & flag_part if header >= 0 else 0))
                 if blocked:
                     waiters.mark(args)
                     if waiters.ready and self.ready_at is None and bounds is not None:

@@ -19,6 +19,7 @@ from shardkv.acceptor.migrate import MIGRATING
 from shardkv.acceptor.server import Acceptor
 from shardkv.protocol import errors, wire
 from shardkv.protocol.resp import encode_command
+from shardkv.protocol.router import key_slot
 from shardkv.runtime import config
 
 
@@ -45,6 +46,10 @@ class FakeLink:
     def send_run(self, header: bytes, run: list) -> None:
         for i in range(0, len(run), 2):
             self.send(header, run[i], run[i + 1], True)
+
+    def send_slotted(self, run: list) -> None:
+        for i in range(0, len(run), 3):
+            self.send(run[i], run[i + 1], run[i + 2], True)
 
     def send_control(self, command: bytes, sink: object) -> None:
         self.send(wire.entry_header(0), command, sink, control=True)
@@ -116,13 +121,30 @@ def keys_on_two_shards(acceptor: Acceptor) -> tuple[bytes, bytes]:
     return a, b
 
 
+def test_a_single_key_command_carries_its_slot_in_database_0_only() -> None:
+    """The slotted header (wire.SLOTTED) says database 0: a client in
+    another database sends that database's header, RESP3 or not."""
+    acceptor, links = build()
+    client, transport = connect(acceptor)
+    get = encode_command([b"GET", b"k"])
+    client.data_received(encode_command([b"SELECT", b"1"]) + get)
+    client.data_received(encode_command([b"HELLO", b"3"]) + get + encode_command([b"SELECT", b"0"]) + get)
+    shard = acceptor.shard_of(b"k")
+    assert [header for header, _, _ in links[shard].sent] == [
+        wire.entry_header(0, db=1),
+        wire.entry_header(wire.FLAG_RESP3, db=1),
+        wire.slotted_header(key_slot(b"k"), True),
+    ]
+
+
 def test_a_single_key_command_goes_to_its_shard_as_it_came() -> None:
     acceptor, links = build()
     client, transport = connect(acceptor)
     raw = encode_command([b"GET", b"k"])
     client.data_received(raw)
     shard = acceptor.shard_of(b"k")
-    assert links[shard].sent[0][:2] == (wire.entry_header(0), raw)
+    # With its key's slot in its header (the worker stores the key by it).
+    assert links[shard].sent[0][:2] == (wire.slotted_header(key_slot(b"k"), False), raw)
     assert not links[1 - shard].sent
     assert replies(acceptor, transport) == b""  # nothing until the shard answers
     links[shard].answer(b"$1\r\nv\r\n")

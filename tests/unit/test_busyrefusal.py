@@ -46,6 +46,7 @@ def test_a_rewritten_batch_keeps_its_other_entries_byte_for_byte():
         (wire.entry_header(wire.FLAG_RESP3, db=3), [b"SET", b"k", b"v"]),
         (wire.entry_header(wire.FLAG_PART), [b"MGET", b"a", b"b"]),
         (wire.entry_header(wire.FLAG_STAMP, token=9), [b"BLPOP", b"l", b"0", b"123"]),
+        (wire.slotted_header(16383, True), [b"GET", b"k"]),
     ]
     payload = wire.batch_payload([item for h, args in entries for item in (h, encode_command(args))])
     assert wire.encode_batch(wire.decode_batch(payload)) == payload
@@ -55,6 +56,9 @@ def test_a_rewritten_batch_keeps_its_other_entries_byte_for_byte():
     ("header", "args", "refused"),
     [
         (0, [b"GET", b"k"], True),
+        # Slotted (wire.SLOTTED), of every flag bit's slot: plain entries.
+        *((wire.SLOTTED + slot, [b"GET", b"k"], True) for slot in (0, 2, 4, 8, 16, 32, 16383)),
+        (wire.SLOTTED + wire.SLOTTED_RESP3 + 6, [b"SET", b"k", b"v"], True),
         (wire.FLAG_RESP3 | (2 << wire.DB_SHIFT), [b"set", b"k", b"v"], True),
         (0, [b"EVALSHA", b"abc", b"0"], True),
         (wire.FLAG_PART, [b"MGET", b"a"], False),  # a fan-out's part

@@ -6,16 +6,24 @@ from __future__ import annotations
 
 import pytest
 
+from shardkv.protocol import commands as commands_table
 from shardkv.protocol import wire
+from shardkv.protocol.router import key_slot
 from shardkv.runtime import config
 from shardkv.worker.clock import FakeClock
 from shardkv.worker.shard import Shard
 
 
-def _batch(*commands: list[bytes], header: int = 0) -> bytes:
+def _batch(*commands: list[bytes], header: int = 0, slotted: bool = False) -> bytes:
+    """``slotted``: each single-key command with the slotted header of its
+    key's slot, as the acceptor's hot path sends it (see wire.SLOTTED)."""
     parts = []
     for args in commands:
-        parts.append(wire.entry_header(header))
+        cmd = commands_table.lookup(args[0])
+        if slotted and cmd is not None and cmd.single_key:
+            parts.append(wire.slotted_header(key_slot(args[1]), bool(header & wire.FLAG_RESP3)))
+        else:
+            parts.append(wire.entry_header(header))
         parts.append(b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args))
     return wire.batch_payload(parts)
 
@@ -43,9 +51,16 @@ BATCHES = [
 ]
 
 
-def _run_all(shard: Shard) -> tuple:
-    replies = [wire.decode_replies(shard.run_batch(_batch(*cmds))) for cmds in BATCHES]
-    replies.append(wire.decode_replies(shard.run_batch(_batch([b"GET", b"b"], header=wire.FLAG_RESP3))))
+def _run_all(shard: Shard, slotted: bool | None = None) -> tuple:
+    """``slotted`` (True or False): with misses in RESP3 and RESP2 after."""
+    replies = [wire.decode_replies(shard.run_batch(_batch(*cmds, slotted=bool(slotted)))) for cmds in BATCHES]
+    replies.append(
+        wire.decode_replies(shard.run_batch(_batch([b"GET", b"b"], header=wire.FLAG_RESP3, slotted=slotted)))
+    )
+    # Misses in RESP3 and RESP2, on keys of even and odd slots.
+    misses = [[b"GET", b"x%d" % i] for i in range(4)] + [[b"HGET", b"y%d" % i, b"f"] for i in range(4)]
+    for header in (wire.FLAG_RESP3, 0) if slotted is not None else ():
+        replies.append(wire.decode_replies(shard.run_batch(_batch(*misses, header=header, slotted=slotted))))
     ks = shard.keyspace
     report = shard.stats.report()
     calls = {name: (row[0], row[2], row[3]) for name, row in report[0].items()}
@@ -69,6 +84,20 @@ def test_plain_path_counts_and_logs_as_execute_does(tmp_path, appendonly):
     if appendonly:  # INCRBYFLOAT as its effect, the others as sent
         assert b"INCRBYFLOAT" not in logged and b"*4\r\n$3\r\nSET\r\n$1\r\nf\r\n$3\r\n1.5\r\n" in logged
         assert b"$4\r\nInCr\r\n" in logged
+
+
+@pytest.mark.parametrize("appendonly", [False, True])
+def test_slotted_entries_run_as_those_without_a_slot(tmp_path, appendonly):
+    """The acceptor's hot path sends a plain command's key's slot in its
+    header (negative, see wire.SLOTTED): the same replies (RESP3's null
+    too), counters and AOF as without, and each key in its own slot."""
+    shard = _shard(tmp_path / "slotted", True, appendonly)
+    slotted = _run_all(shard, slotted=True)
+    assert slotted == _run_all(_shard(tmp_path / "unslotted", True, appendonly), slotted=False)
+    assert slotted[0][-2] == [b"_\r\n"] * 8 and slotted[0][-1] == [b"$-1\r\n"] * 8
+    ks = shard.keyspace
+    for key in (b"b", b"f", b"l", b"h"):
+        assert key in ks.data[key_slot(key)]
 
 
 def test_plain_commands_take_the_inline_path(tmp_path):
