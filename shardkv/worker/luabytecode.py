@@ -64,12 +64,24 @@ def without_wrapped_tail_calls(dump: bytes) -> bytes:
 
 # What the function of a tail call made a plain call may come from (see
 # _is_field): a field of one of these names (``dump``: the prelude's
-# string.dump; ``insert``: its table.insert; ``create``: its coroutine.create); None: a computed key or a call's result; a parameter (no
+# string.dump; ``insert``: its table.insert; ``create``: its coroutine.create;
+# ``__index``: what getmetatable(_G) shows, luaProtectedTableError); None: a computed key or a call's result; a parameter (no
 # instruction before the call wrote its register).
 _PARAMETER = b"\0parameter"
 _NARROW = (
     frozenset(
-        {b"resume", b"wrap", b"create", b"yield", b"acl_check_cmd", b"dump", b"insert", None, _PARAMETER}
+        {
+            b"resume",
+            b"wrap",
+            b"create",
+            b"yield",
+            b"acl_check_cmd",
+            b"dump",
+            b"insert",
+            b"__index",
+            None,
+            _PARAMETER,
+        }
     )
     | FUNCTION_NAMES
 )
@@ -77,7 +89,19 @@ _WIDE = _NARROW | {b"call", b"pcall", b"sha1hex"}
 # The globals that the prelude makes Lua functions (Redis's are C
 # functions): a tail call of one of these names is made a plain call too.
 LUA_GLOBALS = frozenset(
-    {b"type", b"tostring", b"getmetatable", b"rawset", b"setmetatable", b"loadstring", b"load", b"unpack"}
+    {
+        b"type",
+        b"tostring",
+        b"getmetatable",
+        b"rawset",
+        b"rawget",
+        b"next",
+        b"pairs",
+        b"setmetatable",
+        b"loadstring",
+        b"load",
+        b"unpack",
+    }
 )
 OP_MOVE = 0
 OP_LOADNIL = 3

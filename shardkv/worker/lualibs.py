@@ -1610,6 +1610,8 @@ def install(lua: LuaValue) -> tuple[LuaValue, CJson, Callable[[], None]]:
     cmsgpack[b"unpack_limit"] = for_lua(mp.unpack_limit)
     cmsgpack[b"_NAME"] = b"cmsgpack"
     cmsgpack[b"_VERSION"] = b"lua-cmsgpack 0.4.0"
+    cmsgpack[b"_COPYRIGHT"] = b"Copyright (C) 2012, Salvatore Sanfilippo"
+    cmsgpack[b"_DESCRIPTION"] = b"MessagePack C implementation for Lua"
     for lib in (cjson, bit, struct_, cmsgpack):
         for k, v in lib.items():
             assert k in FUNCTION_NAMES or k == b"new" or type(v) is bytes or _lua_type(v) is not None, k

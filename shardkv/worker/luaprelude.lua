@@ -265,6 +265,9 @@ end
 
 local as_c_function  -- (below) a Lua function whose errors are a C function's
 local readonly = setmetatable({}, {__mode = "k"}) -- proxy -> real table (see Global protection)
+-- (below) the hidden table of the globals, with this run's ARGV in it: what
+-- a raw read of _G reads (readonly[G] is that table too)
+local open_globals
 do
     local real_pcall, match, byte, sub, error = pcall, string.match, string.byte, string.sub, error
     local function rethrow(ok, ...)
@@ -522,6 +525,46 @@ do
         error("Attempt to modify a readonly table", 0)
     end)
     for _, w in ipairs(wrapped) do rawset(w[1], w[2], w[4]) end
+    -- Redis's read-only tables hold their fields, where shardkv's are
+    -- empty views (_G of the hidden globals, each library of its real
+    -- table): rawget, next and pairs read the table a view shows, so that
+    -- a script finds what Redis's finds (``rawget(_G, 'ARGV')``,
+    -- ``pairs(_G)``, ``pairs(string)``).  On a table they cannot fail but
+    -- for next's "invalid key to 'next'", which names no line (a runtime
+    -- error in C): called straight; anything else under pcall, so that
+    -- their argument errors are the C functions'.
+    local real_rawget, real_next = rawget, next
+    local function shown(t)
+        if t == G then return open_globals() end
+        return readonly[t]
+    end
+    local function sandbox_next(...)
+        local t, k = ...
+        if real_type(t) == "table" then return real_next(shown(t) or t, k) end
+        return keep(rethrow(real_pcall(real_next, ...)))
+    end
+    G.next = sandbox_next
+    G.rawget = function(...)
+        local t, k = ...
+        if real_type(t) == "table" and select("#", ...) >= 2 then return real_rawget(shown(t) or t, k) end
+        return keep(rethrow(real_pcall(real_rawget, ...)))
+    end
+    -- pairs gives next as its own C function, another than the global
+    -- (Lua 5.1's base library makes two): here the real one, at no cost
+    -- per step, but for a view, whose steps go through a wrapper of the
+    -- same.
+    local pairs_next = pairs({})
+    local function view_next(t, k)
+        return real_next(shown(t) or t, k)
+    end
+    G.pairs = function(...)
+        local t = ...
+        if real_type(t) == "table" then
+            if t == G or readonly[t] then return view_next, t, nil end
+            return pairs_next, t, nil
+        end
+        return keep(rethrow(real_pcall(pairs, ...)))
+    end
     as_c_function = function(f, check)
         -- f after check(...) (which raises as it likes), its errors as f's
         -- own in the script would be (the prelude's rawset, setmetatable)
@@ -766,6 +809,9 @@ G.getmetatable = function(...)
     local x = ...
     if type(x) == "userdata" then return nil end
     if x == nil and select("#", ...) == 0 then value_expected() end
+    -- a read-only view shows its real table's (none, as Redis's libraries)
+    local real = x ~= G and readonly[x]
+    if real then return real_getmetatable(real) end
     return real_getmetatable(x)
 end
 
@@ -820,23 +866,28 @@ setmetatable(globals, {
         error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
     end,
 })
--- getmetatable(_G) shows, read-only, a metatable as Redis's protected one
--- (its __index a function), never the hidden table.
+open_globals = function()
+    if argv_owed then owed_argv() end
+    return globals
+end
+readonly[G] = globals
+-- getmetatable(_G) shows, read-only, Redis's protected globals' metatable
+-- (luaSetErrorMetatable), never the hidden table: its one field, __index,
+-- is luaProtectedTableError, which raises whatever it is asked (a script
+-- reaches it only by calling it: a read of a global goes to the hidden
+-- table).
 local shown_mt = {
-    __index = function(_, k)
-        local v = rawget(globals, k)
-        if v == nil then
-            if argv_owed and k == "ARGV" then return owed_argv() end
-            local caller = dbg.getinfo(2, "S")
-            if caller == nil or caller.what == "C" then return nil end
-            error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
+    __index = function(...)
+        if select("#", ...) ~= 2 then error("Wrong number of arguments to luaProtectedTableError", 2) end
+        local _, k = ...
+        local t = type(k)
+        if t ~= "string" and t ~= "number" then
+            error("Second argument to luaProtectedTableError must be a string or number", 2)
         end
-        return v
+        error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
     end,
-    __newindex = readonly_error,
 }
-shown_mt.__metatable = protect(shown_mt)
-setmetatable(G, {__index = globals, __newindex = readonly_error, __metatable = shown_mt.__metatable})
+setmetatable(G, {__index = globals, __newindex = readonly_error, __metatable = protect(shown_mt)})
 
 -- Functions' globals: the load-time API while a library loads, the
 -- scripts' globals when its functions run.
@@ -1051,6 +1102,30 @@ function engine.call_wide(f, nkeys, ...)
     local ok, r = xpcall(run, handler)
     widen(false)
     return ok, r
+end
+
+-- Redis's EVAL state keeps its pcall error handler as a global, in the
+-- code scriptingInit loads (the functions' state keeps it in the
+-- registry): a script sees it, can call it, and pairs(_G) lists it.  (Only
+-- seen: shardkv's handler is the one above.)
+local ERR_HANDLER = [[local dbg = ...
+
+return function(err)
+  local i = dbg.getinfo(2,'nSl')
+  if i and i.what == 'C' then
+    i = dbg.getinfo(3,'nSl')
+  end
+  if type(err) ~= 'table' then
+    err = {err='ERR ' .. tostring(err)}  end  if i then
+    err['source'] = i.source
+    err['line'] = i.currentline
+  end  return err
+end
+]]
+function engine.eval_globals()
+    local f = assert(loadstring(ERR_HANDLER, "@err_handler_def"))
+    setfenv(f, G)
+    rawset(globals, "__redis__err__handler", f(dbg))
 end
 
 function engine.gc_step()

@@ -507,7 +507,7 @@ class Engine:
         # attributes below are the one in use.
         self._lua_type = lua51.lua_type
         self._vm: _VM | None = None
-        self._eval_vm: _VM | None = self._new_vm()
+        self._eval_vm: _VM | None = self._new_vm(eval_mode=True)
         self._func_vm: _VM | None = self._new_vm()
         self._cjson_defaults = self._eval_vm.cjson.options()
 
@@ -532,8 +532,8 @@ class Engine:
     def _lua_type_of(value: LuaValue) -> str | None:
         return lua51.lua_type(value)
 
-    def _new_vm(self) -> _VM:
-        """A fresh Lua state set up by the prelude."""
+    def _new_vm(self, eval_mode: bool = False) -> _VM:
+        """A fresh Lua state set up by the prelude (EVAL's: ``eval_mode``)."""
         lua = lua51.LuaRuntime(
             register_eval=False,
             register_builtins=False,
@@ -578,6 +578,8 @@ class Engine:
             for_lua(_narrow_patch),  # PATCHES[NARROW]
             for_lua(without_call_tail_calls),  # PATCHES[WIDE]
         )
+        if eval_mode:
+            api[b"eval_globals"]()
         lua.gccollect()  # the prelude's garbage
         lualibs.ROOM[id(lua)] = self._require
         return _VM(lua, api, cjson, release)
@@ -608,7 +610,7 @@ class Engine:
         after SCRIPT FLUSH, which drops it, as Redis resets its Lua VM)."""
         vm = self._eval_vm
         if vm is None:
-            vm = self._eval_vm = self._new_vm()
+            vm = self._eval_vm = self._new_vm(eval_mode=True)
         if vm is not self._vm:
             self._use(vm)
 
@@ -677,7 +679,7 @@ class Engine:
         that came after it, so the options set since stay."""
         old = self._eval_vm
         self.scripts.clear()
-        vm = self._eval_vm = self._new_vm()
+        vm = self._eval_vm = self._new_vm(eval_mode=True)
         if old is not None:
             # The old state is freed (and every script's function and
             # source with it) once nothing holds it: its libraries' own

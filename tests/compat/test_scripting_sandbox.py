@@ -146,12 +146,83 @@ def test_stand_ins_fail_as_redis_c_functions(ports, script, wide):
     assert got == expected
 
 
+# What a script finds in the read-only tables by raw reads and traversal:
+# in Redis they hold their fields (KEYS and ARGV are real globals, set per
+# run); in shardkv they are views of hidden tables.  Names are sorted: the
+# order of a traversal is each table's own.
+_NAMES = (
+    "local function names(t) local n = {} for k, v in pairs(t) do n[#n + 1] = k .. '=' .. type(v) end"
+    " table.sort(n) return table.concat(n, ' ') end "
+)
+VIEWS = [
+    _NAMES + "return names(_G)",
+    _NAMES
+    + "local r = {} for _, t in ipairs({string, math, table, coroutine, redis, cjson, bit, struct, cmsgpack,"
+    " getmetatable(_G), getmetatable('')}) do r[#r + 1] = names(t) end return r",
+    "local r = {} for _, t in ipairs({_G, string, math, table, coroutine, redis, cjson, bit, struct, cmsgpack})"
+    " do for k, v in pairs(t) do local y = type(v) if y == 'string' or y == 'number' then"
+    " r[#r + 1] = k .. '=' .. tostring(v) end end end table.sort(r) return r",
+    "return {type(rawget(_G, 'ARGV')), type(rawget(_G, 'KEYS')), rawget(_G, 'ARGV') == ARGV,"
+    " #rawget(_G, 'ARGV'), rawget(_G, 'KEYS')[1], rawget(_G, 'nope')}",
+    "local a = rawget(_G, 'ARGV') return {rawequal(a, ARGV), #ARGV, rawget(_G, 'redis') == redis}",
+    "return {rawget(string, 'rep') == string.rep, rawget(redis, 'LOG_WARNING'), rawget(math, 'x')}",
+    "local n, k = 0, next(_G) while k ~= nil do n = n + 1 k = next(_G, k) end return n",
+    "local n = 0 for k in next, redis do n = n + 1 end return n",
+    "return {type(next(_G)), type(next(string)), next({}), next({5})}",
+    "return {rawequal(pairs({}), next), rawequal(select(2, pairs(_G)), _G), select('#', pairs(_G)),"
+    " rawequal(pairs({}), pairs({}))}",
+    "return {type(getmetatable(string)), type(getmetatable(getmetatable(_G))), type(getmetatable(getmetatable('')))}",
+    "return getmetatable(_G).__index(_G, 'ARGV')",
+    "return getmetatable(_G).__index(_G, 'nope')",
+    "return getmetatable(_G).__index(_G, 2)",
+    "return getmetatable(_G).__index(_G)",
+    "return getmetatable(_G).__index(_G, 'a', 'b')",
+    "return {pcall(getmetatable(_G).__index, _G, {})}",
+    "return {pcall(getmetatable(_G).__index, _G, 1.5)}",
+    "return type(__redis__err__handler)",
+    "return __redis__err__handler('x')",
+    "return {__redis__err__handler({err = 'boom'})}",
+    "return rawget()",
+    "return rawget(_G)",
+    "return rawget(1, 2)",
+    "local g = rawget return g(nil, 1)",
+    "return {pcall(rawget)}",
+    "return next()",
+    "return next(_G, 'nope')",
+    "return {pcall(next, _G, 'nope')}",
+    "return pairs()",
+    "local p = pairs return p(nil)",
+    "return {pcall(pairs, 1)}",
+    "redis = 1",
+    "rawset(_G, 'ARGV', 1)",
+    "rawset(string, 'x', 1)",
+]
+
+
+@pytest.mark.parametrize("wide", [False, True], ids=["narrow", "wide"])
+@pytest.mark.parametrize("script", VIEWS)
+def test_read_only_tables_show_their_fields(ports, script, wide):
+    """rawget, next and pairs find in _G and the libraries what Redis's
+    do: every global (KEYS and ARGV, also ARGV made only when read, and
+    Redis's ``__redis__err__handler``), every field; getmetatable(_G)'s
+    __index raises as luaProtectedTableError.  With no key, one key and no
+    arguments, one key and arguments."""
+    body = WIDE + script if wide else script
+    for args in ((0,), (1, "k"), (1, "k", "a", "b")):
+        replies = []
+        for port in (ports["redis"], ports["shardkv"]):
+            with RespClient(port) as c:
+                replies.append(_ADDRESS.sub(b"0xADDRESS", c.call("EVAL", body, *args)))
+        assert replies[1] == replies[0], args
+
+
 FUNCTION_BODIES = {
     "ins": "table.insert()",
     "cow": "return coroutine.wrap(table.insert)",
     "cre": "return coroutine.create(tostring)",
     "rs": "rawset(_G, 'a')",
     "pc": "return {pcall()}",
+    "gl": _NAMES + "return {names(_G), rawget(_G, 'redis') == redis, type(getmetatable(_G))}",
 }
 LIBRARY = "#!lua name=sandboxlib\n" + "".join(
     f"redis.register_function('{name}', function(keys, args) {body} end)\n"
