@@ -17,6 +17,7 @@ local rawget, rawset, setmetatable, getmetatable, type, error, tostring, pairs, 
 local select, unpack, loadstring, load, xpcall, pcall, setfenv, tonumber =
     select, unpack, loadstring, load, xpcall, pcall, setfenv, tonumber
 local dbg = debug
+local coresume_c = coroutine.resume  -- (the handler knows its errors)
 local string_dump = string.dump
 local collectgarbage = collectgarbage
 local clock = pyclock  -- monotonic seconds, for FUNCTION LOAD's timeout
@@ -366,8 +367,17 @@ do
         local i = getinfo(f, "S")
         return i.what ~= "C" and i.source ~= "=prelude"
     end
+    -- coroutine.resume's wrapper calls the C function straight, one C
+    -- level per resume as in Redis (Lua 5.1's LUAI_MAXCCALLS, 200, counts
+    -- its lua_resume; a pcall around it counted once more: coroutines
+    -- nested 99 deep, not 199), under pcall only for what it raises, a
+    -- first argument that is no thread (for a thread its coroutine's error
+    -- is its answer; "too many results to resume", the one it raises then,
+    -- gets its line from the handler).
     -- What coroutine.wrap gives resumes its coroutine with luaB_cowrap's
-    -- C function (its limits on values, its errors), under pcall.  Lua
+    -- C function (its limits on values, its errors), under pcall (its
+    -- error, the coroutine's, must be given at its caller's line: a level
+    -- more per resume, so these nest 99 deep where Redis's nest 198).  Lua
     -- cannot reach that function's thread: the coroutine runs a prelude
     -- function first, which takes its thread and, on that first resume,
     -- the resumer's hook (see arm), then the script's function.
@@ -488,12 +498,14 @@ do
     wrapped[#wrapped + 1] = {
         coroutine, "resume",
         function(...)
+            if type((...)) ~= "thread" then return keep(rethrow(real_pcall(coresume, ...))) end
             local c = arm((...))
-            return resumed(rethrow(disarm(c, real_pcall(coresume, ...))))
+            return resumed(disarm(c, coresume(...)))
         end,
         function(...)
+            if type((...)) ~= "thread" then return keep(rethrow(real_pcall(coresume, ...))) end
             local c = arm((...))
-            return long_results(resumed(rethrow(disarm(c, real_pcall(coresume, ...)))))
+            return long_results(resumed(disarm(c, coresume(...))))
         end,
     }
     add(coroutine, "yield", function(yield)  -- (no pcall: a yield cannot cross one)
@@ -722,6 +734,12 @@ local function handler(err)
         -- (luaL_argerror: ``local f = math.random f('x')`` names 'f').
         if from_library and i and level == 3 then
             err = i.short_src .. ":" .. tostring(i.currentline) .. ": " .. argerror_named(err, raiser)
+        end
+        -- So does coroutine.resume's "too many results to resume" (its C
+        -- function, which the prelude's resume calls straight, names no
+        -- line there).
+        if raiser and raiser.func == coresume_c and type(err) == "string" and i and i.what ~= "tail" then
+            err = i.short_src .. ":" .. tostring(i.currentline) .. ": " .. err
         end
         err = {err = "ERR " .. tostring(err)}
     end

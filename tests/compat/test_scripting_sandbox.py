@@ -242,6 +242,92 @@ def test_stand_ins_fail_as_redis_c_functions_in_functions(ports, name):
     assert replies[1] == replies[0]
 
 
+# Coroutines 190 deep, resumed and wrapped; at the deepest, calls of C
+# and Python functions and Lua callbacks from C.
+_NESTED_BOTTOM = (
+    "local t = {} t[1] = redis.call('ping') t[2] = cjson.encode({n})"
+    " t[3] = string.gsub('ab', '%w', function(c) return c:upper() end)"
+    " local s = {3, 1, 2} table.sort(s, function(a, b) return a > b end) t[4] = s[1]"
+    " t[5] = loadstring('return 5')() t[6] = select(2, pcall(error, 'e'))"
+    " t[7] = redis.pcall('nope')['err'] t[8] = coroutine.running() ~= nil"
+    " local x = 0 for i = 1, 300000 do x = x + i end t[9] = x return t"
+)
+NESTED = [
+    "local function f(n) if n == 0 then " + _NESTED_BOTTOM + " end"
+    " local ok, r = coroutine.resume(coroutine.create(f), n - 1) if not ok then error(r, 0) end return r end"
+    " return f(190)",
+    # (what coroutine.wrap gives takes two C levels per resume: 99 deep)
+    "local function f(n) if n == 0 then "
+    + _NESTED_BOTTOM
+    + " end return coroutine.wrap(f)(n - 1) end return f(90)",
+]
+
+
+@pytest.mark.parametrize("wide", [False, True], ids=["narrow", "wide"])
+@pytest.mark.parametrize("script", NESTED, ids=["resume", "wrap"])
+def test_coroutines_nest_as_deep_as_in_redis(ports, script, wide):
+    """Each coroutine.resume is one C level of Lua's 200 (LUAI_MAXCCALLS),
+    as in Redis: 190 deep works (it stopped at 99, the prelude's pcall a
+    level more per resume)."""
+    body = WIDE + script if wide else script
+    assert _reply(ports["shardkv"], body) == _reply(ports["redis"], body)
+
+
+# Coroutines nested until Lua refuses one more ("C stack overflow"), then
+# at the deepest each of these, under pcall: each line of the reply is
+# the depth, whether the call went through, and what it gave.
+TO_THE_LIMIT = """local results = {}
+local tries = {
+  function() return redis.call('ping') end,
+  function() return cjson.encode({{{1}}}) end,
+  function() return cjson.decode('[[[1]]]')[1][1][1] end,
+  function() return cmsgpack.unpack(cmsgpack.pack({1, {2}}))[1] end,
+  function() return (string.gsub('ab', '%w', function(c) return c:upper() end)) end,
+  function() local s = {3, 1, 2} table.sort(s, function(a, b) return a > b end) return s[1] end,
+  function() return loadstring('return 5')() end,
+  function() return select(2, pcall(error, 'e')) end,
+  function() local x = 0 for i = 1, 300000 do x = x + i end return x end,
+  function() return tostring(setmetatable({}, {__tostring = function() return 'mt' end})) end,
+  function() return coroutine.wrap(function() return 1 end)() end,
+  function() return redis.pcall('nope') end,
+  function() return #string.rep('x', 10) end,
+}
+for i, try in ipairs(tries) do
+  local deepest = 0
+  local function f(n)
+    deepest = n
+    local co = coroutine.create(f)
+    local ok, e = coroutine.resume(co, n + 1)
+    if not ok and e == 'C stack overflow' then
+      local ok2, r = pcall(try)
+      return {n, ok2, type(r) == 'table' and 'table' or tostring(r)}
+    end
+    if not ok then return {n, 'err', tostring(e)} end
+    return e
+  end
+  local r = f(0)
+  results[#results + 1] = table.concat({tostring(r[1]), tostring(r[2]), tostring(r[3])}, ' ')
+end
+return results"""
+_DEPTH = re.compile(rb"^(\$\d+\r\n)(\d+) ", re.MULTILINE)
+
+
+@pytest.mark.parametrize("wide", [False, True], ids=["narrow", "wide"])
+def test_coroutines_nested_to_the_limit_keep_the_worker(ports, wide):
+    """At the deepest coroutine Lua allows, C and Python functions and Lua
+    callbacks from C answer as in Redis, and the worker lives on; a level
+    less deep than Redis's (lupa's call into Lua and the prelude's xpcall
+    around the script are two C levels where Redis has one)."""
+    body = WIDE + TO_THE_LIMIT if wide else TO_THE_LIMIT
+    expected = _reply(ports["redis"], body)
+    for _ in range(3):
+        got = _reply(ports["shardkv"], body)
+        depths = [int(m.group(2)) for m in _DEPTH.finditer(got)]
+        assert depths and all(d == 198 for d in depths), got
+        assert _DEPTH.sub(rb"\g<1>199 ", got) == expected
+    assert _reply(ports["shardkv"], "return redis.call('ping')") == b"+PONG\r\n"
+
+
 # redis.call's error ends the coroutine; the error table it stands for.
 COROUTINE_CALL_ERROR = "return {coroutine.resume(coroutine.create(function() redis.call('nope') end))}"
 
