@@ -448,6 +448,35 @@ class Stats:
             if self.tracking:
                 _unbucket(row[4], bucket(ns))
 
+    def checkpoint(self) -> tuple:
+        """The counters as they are now, for :meth:`rollback`: a copy of
+        each row and of the error counts (not the slow log)."""
+        rows = {name: (r[0], r[1], r[2], r[3], dict(r[4]), list(r[5])) for name, r in self.commands.items()}
+        return rows, dict(self.errors), self.error_replies, self.error_events, self.generation
+
+    def rollback(self, saved: tuple) -> None:
+        """Back to :meth:`checkpoint`'s counts (an operation undone, that
+        runs again and counts again), each row in place (rows are held
+        elsewhere: ``by_bytes``, a worker's plain entries); nothing if a
+        CONFIG RESETSTAT came since."""
+        rows, errors, replies, events, generation = saved
+        if generation != self.generation:
+            return
+        for name, row in self.commands.items():
+            old = rows.get(name)
+            row[4].clear()
+            if old is None:
+                row[0] = row[1] = row[2] = row[3] = 0
+                del row[5][:]
+                continue
+            row[0], row[1], row[2], row[3] = old[0], old[1], old[2], old[3]
+            row[4].update(old[4])
+            row[5][:] = old[5]
+        self.errors.clear()
+        self.errors.update(errors)
+        self.error_replies = replies
+        self.error_events = events
+
     def drain(self, into: Stats | None) -> None:
         """Move every count (slow log included) into ``into`` (None: drop
         them), leaving these at zero; the rows stay, for the next use."""

@@ -1479,8 +1479,13 @@ class Shard:
         # A run of scripts may escape, and be undone: the WATCH versions its
         # writes bump go back then (see decide).
         versions = None
+        counted = None
         if any(args[0] in _SCRIPT_RUNS for args in commands_):
             versions = {i: dict(d.watched) for i, d in enumerate(ks.dbs) if d is not None and d.watched}
+            # So are the counts of its commands (INFO commandstats,
+            # errorstats, keyspace_hits and _misses), before and after the
+            # script that escaped: its run again counts them.
+            counted = (self.stats.checkpoint(), ks.hits, ks.misses)
         db = here  # ``__select db`` switches the database of the commands after it
         for args in commands_:
             if args[0] == Verb.SELECT:
@@ -1553,6 +1558,9 @@ class Shard:
         escaped = any(type(v) is Error and v.message.startswith(scripting.CROSS_MARKER) for v in replies)
         if escaped and versions:
             self.versions_before[op] = versions
+        if escaped and counted is not None:
+            saved, ks.hits, ks.misses = counted
+            self.stats.rollback(saved)
         if b"**" in message.own:
             # Every key of every database is here: a write of whole databases
             # (SWAPDB in a script) gives keys to names no command named.  Each

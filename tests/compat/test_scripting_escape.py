@@ -7,8 +7,10 @@ INFO commandstats counts each call once (the acceptor's commands too).
 
 from __future__ import annotations
 
+import re
 import socket
 import time
+import uuid
 
 import pytest
 import redis
@@ -16,7 +18,8 @@ import redis
 from shardkv.protocol.router import Router
 from tests.compat.test_scripting_wide import COUNTED, same, servers  # noqa: F401  (the fixture)
 from tests.support.acceptors import client_on
-from tests.support.resp import RespClient
+from tests.support.placement import key_on
+from tests.support.resp import RespClient, encode_command
 from tests.support.servers import start_redis, start_shardkv
 
 ACCEPTORS = COUNTED | {"cmdstat_" + name for name in ("publish", "info", "pubsub|numsub", "keys", "swapdb")}
@@ -544,3 +547,71 @@ def test_string_dump_refuses_what_redis_makes_c_functions(servers, wide):  # noq
     scripts += [f"{first}return loadstring(string.dump(function() return 1 end))"]
     real, ours = servers
     assert _replies_of(ours, scripts) == _replies_of(real, scripts)
+
+
+def _counts_around_an_escape(port: int, commands: list[list[str]]) -> tuple:
+    """``commands`` sent in one write after FLUSHALL and CONFIG RESETSTAT:
+    their replies, then INFO commandstats' counts, errorstats and the
+    keyspace hits and misses."""
+    with RespClient(port, timeout=20) as c:
+        c.command("FLUSHALL")
+        c.command("CONFIG", "RESETSTAT")
+        c.sock.sendall(b"".join(encode_command(*command) for command in commands))
+        replies = [c.read() for _ in commands]
+        info = c.command("INFO", "commandstats").decode()  # type: ignore[union-attr]
+        errors = c.command("INFO", "errorstats").decode()  # type: ignore[union-attr]
+        stats = c.command("INFO", "stats").decode()  # type: ignore[union-attr]
+    # (each row's counts: not its times)
+    calls = sorted(
+        re.sub(r",usec=\d+,usec_per_call=[\d.]+", "", line)
+        for line in info.splitlines()
+        if line.startswith("cmdstat_")
+    )
+    return (
+        replies,
+        calls,
+        sorted(line for line in errors.splitlines() if line.startswith("errorstat_")),
+        sorted(line for line in stats.splitlines() if line.startswith("keyspace_")),
+    )
+
+
+@pytest.mark.parametrize("where", ["after", "before", "between", "errors"])
+def test_commands_around_a_script_that_escapes_in_exec_count_once(ports, where):
+    """An EXEC whose script, on its first run, reaches a key of a shard the
+    transaction had not parked escapes: the run is undone and runs again
+    across more shards.  The commands around the script, queued before and
+    after it, count once (INFO commandstats, errorstats, keyspace hits and
+    misses), as in Redis: the undone run counted them too (calls=2)."""
+    own, other, third, hidden = key_on(0, "own"), key_on(1, "other"), key_on(3, "third"), key_on(2, "hidden")
+
+    def escaping() -> str:
+        # (the key it reaches is computed: none of its arguments names it)
+        return f"-- {uuid.uuid4().hex}\nredis.call('set', KEYS[1], 'a')\nredis.call('set', string.reverse('{hidden[::-1]}'), 'b')\nreturn 1"
+
+    queued = {
+        "after": [
+            ["EVAL", escaping(), "1", own],
+            ["PING"],
+            ["SET", own, "z"],
+            ["GET", other],
+            ["INCR", third],
+        ],
+        "before": [["SET", own, "z"], ["GET", other], ["INCR", third], ["EVAL", escaping(), "1", own]],
+        "between": [
+            ["SET", own, "z"],
+            ["EVAL", escaping(), "1", own],
+            ["GET", other],
+            ["EVAL", escaping(), "1", third],
+            ["INCR", third],
+        ],
+        "errors": [
+            ["INCR", own],
+            ["EVAL", escaping(), "1", own],
+            ["INCR", own],
+            ["GET", other],
+            ["HGET", own, "f"],
+        ],
+    }[where]
+    commands = [["MULTI"], *queued, ["EXEC"]]
+    expected = _counts_around_an_escape(ports["redis"], commands)
+    assert _counts_around_an_escape(ports["shardkv"], commands) == expected
