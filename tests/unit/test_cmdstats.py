@@ -89,3 +89,29 @@ def test_fold_buckets_each_time_as_add_run_does():
         folded.fold(folded_row)
         assert folded_row[4] == row[4]
         assert folded_row[1] == row[1] == sum(times)
+
+
+def test_rollback_takes_back_counts_in_place():
+    """What an undone operation counted (Shard.run_foreign): pending and
+    folded times, new rows, errors; each row stays the same list."""
+    stats = Stats()
+    get = stats._row("get")
+    get[5] += [100, 200]
+    stats.fold(get)
+    get[5].append(300)
+    stats.error("ERR x")
+    saved = stats.checkpoint()
+    before = stats.report()
+    get[5] += [5] * 300
+    stats.fold(get)
+    stats._row("set")[5].append(7)
+    stats.error("WRONGTYPE y")
+    stats.rollback(saved)
+    assert stats._row("get") is get
+    after = stats.report()
+    assert after[0]["get"] == before[0]["get"] and after[0]["set"][:4] == [0, 0, 0, 0]
+    assert after[1:] == before[1:]
+    stats.reset()
+    stats._row("get")[5].append(1)
+    stats.rollback(saved)  # (a CONFIG RESETSTAT since: nothing taken back)
+    assert stats.report()[0]["get"][0] == 1
