@@ -601,7 +601,11 @@ def _run(client: Client, queued: list, reply: Exec, early: dict[int, list], pin:
     atomic = reply.watched or scripted or (not flushes and _needs_atomic(client, queued))
     if atomic:
         # Its reads are remembered once it commits (see tracking.atomic_exec_reads).
-        tracked = client.server.wiring.atomic_exec_reads(client, queued) if client.tracking else None
+        tracked = None
+        if client.tracking:
+            tracked = client.server.wiring.atomic_exec_reads(client, queued)
+        else:
+            tracked = _tracked_once_turned_on(client, queued)
         _run_atomic(client, queued, reply, early, pin, tracked)
     else:
         _run_in_order(client, queued, reply, early)
@@ -621,6 +625,35 @@ def _run(client: Client, queued: list, reply: Exec, early: dict[int, list], pin:
     if not scripted:
         _unwatch(client, reply.watched)
     client.state.locate(None)
+
+
+def _tracked_once_turned_on(client: Client, queued: list) -> Callable[[Slot], None] | None:
+    """An atomic EXEC of a client not tracking whose queued CLIENT TRACKING
+    ON turns tracking on: the reads after it are remembered, as Redis runs
+    them, judged as the EXEC commits (its local commands, that one
+    included, have run then, before the reads are remembered; see
+    _run_atomic's finish), from the commands after the last such."""
+    turned_on = -1
+    for i, (cmd, args) in enumerate(queued):
+        if (
+            cmd.name == "client"
+            and len(args) > 2
+            and args[1].lower() == b"tracking"
+            and args[2].lower() == b"on"
+        ):
+            turned_on = i
+    if turned_on < 0:
+        return None
+    rest = queued[turned_on + 1 :]
+
+    def ran(place: Slot) -> None:
+        if client.tracking is None:  # (its CLIENT TRACKING ON failed)
+            return
+        tracked = client.server.wiring.atomic_exec_reads(client, rest)
+        if tracked is not None:
+            tracked(place)
+
+    return ran
 
 
 def _swaps_on_executor(args: list[bytes], databases: int) -> bool:

@@ -981,6 +981,42 @@ def test_reads_inside_an_atomic_exec_are_tracked_in_order(ports):
             _same(ports, [True, False], steps)
 
 
+@pytest.mark.parametrize(
+    ("why", "on"),
+    [(why, on) for why in ("watch", "two shards", "script") for on in ("on", "on OPTIN")]
+    + [("watch", "on BCAST")],
+)
+def test_tracking_turned_on_inside_an_atomic_exec_tracks_the_reads_after_it(ports, why, on):
+    """A CLIENT TRACKING ON queued in a transaction that runs as one
+    atomic operation (WATCH, writes over several shards, a script): the
+    reads queued after it are remembered, those before it not, as Redis
+    runs them in order.  What to remember was decided as EXEC was
+    dispatched, when the client was not tracking yet: nothing was.  (Not
+    yet as Redis: BCAST hears nothing of the transaction's own writes
+    after it, and a script's reads there are not remembered.)"""
+    a, b = _keys_on_two_shards(4)
+    head = [["WATCH", "w"]] if why == "watch" else []
+    tail = {
+        "watch": [],
+        "two shards": [["SET", a, "1"], ["SET", b, "1"]],
+        # (a script that reads nothing: its own reads are not told so)
+        "script": [["EVAL", "redis.call('set', KEYS[1], 'v') return 1", "1", "s"]],
+    }[why]
+    steps = [(1, "SET", "t", "0")] + [(0, *cmd) for cmd in head]
+    steps += [
+        (0, ["MULTI"], ["GET", "k"], ["CLIENT", "TRACKING", *on.split()], ["GET", "t"], ["MGET", "r", "q"])
+        + tuple(tail)
+        + (["EXEC"],),
+        (1, "SET", "k", "x"),
+        (1, "SET", "r", "x"),
+        (1, "SET", "t", "x"),
+        (1, "SET", "s", "x"),
+        (0, "GET", "q"),
+        (1, "SET", "q", "x"),
+    ]
+    _same(ports, [True, False], steps)
+
+
 def test_table_limit_tells_each_key_once_while_its_reads_wait(ports):
     """1000 pipelined GETs (all of one shard, waiting behind a busy script
     there) with tracking-table-max-keys 10: Redis remembers each key after
