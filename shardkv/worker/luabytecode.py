@@ -109,6 +109,7 @@ OP_GETUPVAL = 4
 OP_GETGLOBAL = 5
 OP_GETTABLE = 6
 OP_SELF = 11
+OP_LEN = 20
 _BITRK = 256
 # Opcodes whose A operand is a register they write (lopcodes.h).
 _WRITES_A = frozenset({0, 1, 2, 3, 4, 5, 6, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 27, 28, 36, 37})
@@ -133,6 +134,61 @@ def _patched(dump: bytes, keys: frozenset | None) -> bytes:
     for proto in protos:
         proto.patch(out, keys, held)
     return bytes(out)
+
+
+# The globals a script may read and still be one whose KEYS table no code
+# of its own can hold (see keys_only_indexed): none of them reaches the
+# globals table, or code that reads KEYS (``_G``, ``getfenv``,
+# ``loadstring`` and the like are not here).
+_INDEXING_GLOBALS = frozenset(
+    {
+        b"redis", b"ARGV", b"tonumber", b"tostring", b"type", b"pairs", b"ipairs", b"next",
+        b"select", b"unpack", b"error", b"assert", b"pcall", b"xpcall", b"rawequal",
+        b"string", b"table", b"math", b"cjson", b"cmsgpack", b"struct", b"bit",
+    }
+)  # fmt: skip
+
+
+def keys_only_indexed(dump: bytes) -> bool:
+    """Does the script of ``dump`` read its KEYS table only to index it at
+    once, and no global that could reach that table otherwise?
+
+    Every read of the global ``KEYS``, in every function of the script, is
+    followed by a GETTABLE or a LEN whose table operand and result are the
+    register it read KEYS into (``KEYS[1]``, ``KEYS[i]``, ``#KEYS``), so
+    the table is never held (in a local, a table, an argument, an
+    upvalue), and every other global it reads is one of
+    ``_INDEXING_GLOBALS``.  No code but the run's own indexing then sees
+    the table, so one table can serve every run of the script
+    (``engine.one_key`` in the prelude)."""
+    if not dump.startswith(_HEADER):
+        raise BytecodeError("not a Lua 5.1 dump of this build's format")
+    b = bytearray(dump)
+    protos: list[_Proto] = []
+    if _function(b, len(_HEADER), protos) != len(b):
+        raise BytecodeError("trailing bytes after the main function")
+    for proto in protos:
+        words, strings = proto.words, proto.strings
+        for pc, i in enumerate(words):
+            if i & _OPCODE != OP_GETGLOBAL:
+                continue
+            name = strings.get(i >> 14)
+            if name != b"KEYS":
+                if name not in _INDEXING_GLOBALS:
+                    return False
+                continue
+            if pc + 1 >= len(words):
+                return False
+            a = (i >> 6) & 0xFF
+            j = words[pc + 1]
+            op = j & _OPCODE
+            if op != OP_GETTABLE and op != OP_LEN:
+                return False
+            if (j >> 6) & 0xFF != a or (j >> 23) & 0x1FF != a:
+                return False  # (not indexed into its own register)
+            if op == OP_GETTABLE and (j >> _C_SHIFT) & _C_MASK == a:
+                return False  # (the table as its own key: strict, never compiled so)
+    return True
 
 
 def _writes(i: int, register: int) -> bool:

@@ -7,7 +7,7 @@
 -- no bytecode loading; every table reachable from the globals read-only
 -- ("Attempt to modify a readonly table"), and reading a global that does
 -- not exist an error, as Redis 7's global protection.
-local pycall, pyraise, pytake, pysha1, pylog, pysetresp, pysetrepl, pyrandom, pyrandomseed, pycheck, libs, pyregister, pyclock, pypacked, pywiden, pynarrowpatch, pywidepatch = ...
+local pycall, pyraise, pytake, pysha1, pylog, pysetresp, pysetrepl, pyrandom, pyrandomseed, pycheck, libs, pyregister, pyclock, pypacked, pywiden, pynarrowpatch, pywidepatch, pyindexed = ...
 -- The bytecode patches a compile may ask for, by number (engine.compile):
 -- given once, as every Python function here, never passed per script.
 local PATCHES = {pynarrowpatch, pywidepatch}
@@ -1087,6 +1087,34 @@ function engine.one_key(f, wide_run)
             widen(true)
             local ok, r = xpcall(f, handler)
             widen(false)
+            if ok then return r end
+            return false, r
+        end
+    end
+    -- A script that reads its KEYS only to index it at once, and no
+    -- global that could reach it otherwise (pyindexed, from its bytecode:
+    -- luabytecode.keys_only_indexed), never holds the table: no code sees
+    -- it but the run's own indexing, so every run takes this one table of
+    -- the script's again, its key put at 1, where another run made one (a
+    -- table less to make, and to collect; a script that can hold its KEYS
+    -- must get a table of its own, which a later run cannot change).
+    local keys = nil
+    local ok, dump = pcall(string_dump, f)
+    if ok then ok, dump = pcall(pyindexed, dump) end
+    if ok and dump == true then keys = {false} end
+    if keys then
+        return function(key)
+            keys[1] = key
+            globals.KEYS, globals.ARGV = keys, nil
+            argv_owed = true
+            local ok, r = xpcall(f, handler)
+            argv_owed = false
+            if ok then return r end
+            return false, r
+        end, function(key, ...)
+            keys[1] = key
+            globals.KEYS, globals.ARGV = keys, {...}
+            local ok, r = xpcall(f, handler)
             if ok then return r end
             return false, r
         end

@@ -30,6 +30,7 @@ import logging
 import math
 import os
 import re
+import struct
 import time
 from binascii import crc_hqx
 from importlib import resources
@@ -70,7 +71,13 @@ from shardkv.runtime.scriptsource import (
 from shardkv.worker import events, lualibs
 from shardkv.worker.handlers import Handlers, find
 from shardkv.worker.keyspace import TYPE_NAMES, Keyspace, slot_of
-from shardkv.worker.luabytecode import without_call_tail_calls, without_debug_info, without_wrapped_tail_calls
+from shardkv.worker.luabytecode import (
+    BytecodeError,
+    keys_only_indexed,
+    without_call_tail_calls,
+    without_debug_info,
+    without_wrapped_tail_calls,
+)
 from shardkv.worker.lualibs import LibError
 from shardkv.worker.transfer import State, drop_key, export_key, import_key
 
@@ -208,6 +215,15 @@ def _narrow_patch(dump: bytes) -> bytes | None:
     when it has none (the compiled function stays as it is)."""
     patched = without_wrapped_tail_calls(dump)
     return None if patched == dump else patched
+
+
+def _keys_only_indexed(dump: bytes) -> bool:
+    """luabytecode.keys_only_indexed, for the prelude's ``engine.one_key``:
+    False for a dump it cannot read."""
+    try:
+        return keys_only_indexed(dump)
+    except (BytecodeError, struct.error, IndexError):
+        return False
 
 
 def _deny_attributes(obj: LuaValue, name: LuaValue, setting: bool) -> object:
@@ -577,6 +593,7 @@ class Engine:
             for_lua(self._widen),
             for_lua(_narrow_patch),  # PATCHES[NARROW]
             for_lua(without_call_tail_calls),  # PATCHES[WIDE]
+            for_lua(_keys_only_indexed),  # (engine.one_key)
         )
         if eval_mode:
             api[b"eval_globals"]()

@@ -107,3 +107,33 @@ def test_scripted_get_touches_the_key_for_lru(servers):
         out.append((before >= 1, c.object("idletime", "{h}a")))
         c.close()
     assert out[1] == out[0] == (True, 0)
+
+
+def test_runs_of_one_key_see_their_own_keys(servers):
+    """A one-key script that only indexes its KEYS runs with one table of its
+    own again and again (engine.one_key): each run, with and without
+    arguments, beside scripts that hold their KEYS table and runs of two
+    keys, sees its own key alone, as in Redis."""
+    indexed = "return {KEYS[1], #KEYS, KEYS[2] == nil, #ARGV, ARGV[1]}"
+    holding = "local k = KEYS return {k[1], #k}"
+    closure = "local f = function() return KEYS end local t = f() return {t[1], #t}"
+    seen = []
+    for port in servers:
+        c = redis.Redis(port=port)
+        c.flushall()
+        shas = [c.script_load(s) for s in (indexed, holding, closure)]
+        replies: list = []
+        for i in range(12):
+            key = "{h}k%d" % i
+            sha = shas[i % 3]
+            replies.append(c.evalsha(sha, 1, key))
+            replies.append(c.evalsha(sha, 1, key, "arg%d" % i))
+            replies.append(c.evalsha(shas[0], 2, key, "{h}other"))
+            replies.append(c.evalsha(shas[0], 1, "{h}again"))
+        try:
+            c.eval("return KEYS[1] .. nil", 1, "{h}x")
+        except redis.ResponseError as e:
+            replies.append(str(e).split(" script:")[0])
+        replies.append(c.evalsha(shas[0], 1, "{h}after"))
+        seen.append(replies)
+    assert seen[0] == seen[1]

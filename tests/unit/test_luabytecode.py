@@ -9,6 +9,7 @@ from shardkv.worker.luabytecode import (
     OP_CALL,
     OP_TAILCALL,
     BytecodeError,
+    keys_only_indexed,
     without_debug_info,
     without_tail_calls,
 )
@@ -248,3 +249,30 @@ def test_fresh_lua_state_memory():
         # engine, never used, has no ``lua``: test_lualibs failed so).
         lualibs.ROOM.pop(id(vm.lua), None)
         vm.release()
+
+
+@pytest.mark.parametrize(
+    ("source", "indexed"),
+    [
+        (b"return redis.call('get', KEYS[1])", True),
+        (b"local v = redis.call('get', KEYS[1]) if v ~= ARGV[1] then return 0 end return 1", True),
+        (b"local i = 1 return {KEYS[i], #KEYS, KEYS[1] .. KEYS[1]}", True),
+        (b"local f = function() return KEYS[1] end return f()", True),
+        (b"return tonumber(ARGV[1]) + #KEYS", True),
+        # the table held, passed, written, or reached another way
+        (b"return KEYS", False),
+        (b"local k = KEYS return k[1]", False),
+        (b"local t = {} table.insert(t, KEYS) return 1", False),
+        (b"local f = function() return KEYS end return f()[1]", False),
+        (b"return redis.call('get', unpack(KEYS))", False),
+        (b"for _, k in ipairs(KEYS) do end return 1", False),
+        (b"KEYS[1] = 'x' return 1", False),
+        (b"return KEYS[KEYS[1]]", False),
+        (b"return rawget(KEYS, 1)", False),
+        (b"return _G.KEYS[1]", False),
+        (b"return getfenv().KEYS[1]", False),
+        (b"return loadstring('return KEYS')()[1]", False),
+    ],
+)
+def test_keys_only_indexed(lua, source, indexed):
+    assert keys_only_indexed(dump(lua, source)) is indexed
