@@ -267,9 +267,15 @@ class Client(Dispatch, asyncio.Protocol):
         # ShardLink.send_slotted: ``[header, raw, slot, header, raw, slot,
         # ...]``, each run sent before anything else runs (below, and at the end).
         runs: dict[int, list] | None = None
+        # The last spelling looked up and its command: a pipeline repeats
+        # one, and a comparison costs less than the hash of a new name.
+        name_seen = b""
+        cmd = None
         for args, raw in rest:
             if plain and raw is not None:
-                cmd = _seen(args[0])
+                if args[0] != name_seen:
+                    name_seen = args[0]
+                    cmd = _seen(name_seen)
                 if cmd is not None:
                     if cmd.single_key:
                         arity = cmd.arity
@@ -308,6 +314,7 @@ class Client(Dispatch, asyncio.Protocol):
                     links[shard].send_slotted(run)
                 runs = None
             self.execute(args, raw)
+            name_seen = b""  # (a spelling new to the table is known now: see commands.lookup)
             for link in links:  # a whole step (MSET's parts, an EXEC) is queued
                 link.step_done()
             if self.closing or self.state.blocked_token:
@@ -471,20 +478,28 @@ class Client(Dispatch, asyncio.Protocol):
         if self.closed:
             pending.clear()
             return
-        out = []
+        # The ready prefix, taken off below.  Most items are slots, whose
+        # ``data`` is read with no test of their type; reply bytes queued
+        # as they are (no ``data``) take the loop that tests each item.
+        if pending and type(pending[0]) is not bytes:
+            out: list[bytes] = []
+            append = out.append
+            try:
+                for item in pending:
+                    data = item.data
+                    if data is None:
+                        break
+                    append(data)
+            except AttributeError:  # reply bytes behind slots
+                out = _ready(pending)
+        else:
+            out = _ready(pending)
         kept = None
-        for item in pending:  # the ready prefix, taken off below
-            if type(item) is not bytes:
-                data = item.data
-                if data is None:
-                    if self.pieces:  # a big reply that started to come in pieces: they go now
-                        kept = self.pieces.pop(item, None)
-                    break
-                item = data
-            out.append(item)
         if len(out) == len(pending):
             pending.clear()
         else:
+            if self.pieces:  # a big reply that started to come in pieces: they go now
+                kept = self.pieces.pop(pending[len(out)], None)
             popleft = pending.popleft
             for _ in range(len(out)):
                 popleft()
@@ -553,3 +568,15 @@ class Client(Dispatch, asyncio.Protocol):
             # Redis discards a killed client's output: close() would wait for
             # a peer that reads nothing, its slot held until it does.
             self.transport.abort()
+
+
+def _ready(pending: deque) -> list[bytes]:
+    """The replies of ``pending``'s ready prefix (see Client.flush)."""
+    out = []
+    for item in pending:
+        if type(item) is not bytes:
+            item = item.data
+            if item is None:
+                break
+        out.append(item)
+    return out

@@ -329,3 +329,17 @@ def test_a_client_closed_for_a_bug_runs_nothing_more() -> None:
     client.state.unblock(MIGRATING)
     client.resume()
     assert not any(link.sent for link in links)
+
+
+def test_replies_after_immediate_ones_leave_in_order_once_ready() -> None:
+    acceptor, links = build()
+    a, b = keys_on_two_shards(acceptor)
+    client, transport = connect(acceptor)
+    send(client, [b"GET", a], [b"GET", b], [b"PING"], [b"GET", a], [b"ECHO", b"e"])
+    links[acceptor.shard_of(a)].answer(b"$1\r\n1\r\n")
+    assert replies(acceptor, transport) == b"$1\r\n1\r\n"
+    links[acceptor.shard_of(b)].answer(b"$1\r\n2\r\n")
+    assert replies(acceptor, transport) == b"$1\r\n2\r\n+PONG\r\n"
+    links[acceptor.shard_of(a)].answer(b"$1\r\n3\r\n")
+    assert replies(acceptor, transport) == b"$1\r\n3\r\n$1\r\ne\r\n"
+    assert not client.pending
