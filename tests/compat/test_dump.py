@@ -24,6 +24,8 @@ FILL = {
     "integer string": lambda c, k: c.set(k, "-1234567"),
     "long string": lambda c, k: c.set(k, "ab" * 5000),  # LZF-compressed by Redis
     "random string": lambda c, k: c.set(k, bytes(random.Random(7).randrange(256) for _ in range(3000))),
+    # Megabytes: shardkv's CRC-64 goes by chunks of 1 MB.
+    "large random string": lambda c, k: c.set(k, random.Random(8).randbytes((2 << 20) + 12345)),
     "small list": lambda c, k: c.rpush(k, "a", "1", "-70000", "300", "x" * 70),
     "large list": lambda c, k: c.rpush(k, *[f"item-{i}" * (i % 7 + 1) for i in range(3000)]),
     "list of big elements": lambda c, k: c.rpush(k, "p" * 20000, "q"),  # plain quicklist nodes
@@ -174,6 +176,19 @@ def test_errors_and_their_order(compare):
         compare("RESTORE", *args)
     compare("GET", "n")
     compare("GET", "n4")
+
+
+def test_large_payloads_with_a_wrong_checksum_or_a_damaged_body(compare):
+    """Megabytes of junk: the checksum error as Redis gives it, and under a
+    right checksum "Bad data format"."""
+    compare.real.set("k", random.Random(9).randbytes(3 << 20))
+    good = compare.real.dump("k")  # Redis's: shardkv's checksum must agree with it
+    junk = b"\x01" * (3 << 20) + b"\x0a\x00" + bytes(8)
+    compare("RESTORE", "n", "0", junk)
+    compare("RESTORE", "n", "0", good[:-1] + bytes((good[-1] ^ 1,)))
+    compare("RESTORE", "n", "0", _sealed(b"\x01" * (3 << 20)))
+    compare("RESTORE", "n", "0", good)
+    compare("STRLEN", "n")
 
 
 def test_damaged_payloads_never_hurt_the_server(pair):

@@ -1521,12 +1521,15 @@ def test_functions(same):
     same("FUNCTION", "STATS")
 
 
-def test_function_dump_restore_both_ways(ports):
-    """FUNCTION DUMP's payload restores into the other server, both ways."""
+@pytest.mark.parametrize("padding", [0, 300_000], ids=["small", "large"])
+def test_function_dump_restore_both_ways(ports, padding):
+    """FUNCTION DUMP's payload restores into the other server, both ways;
+    a large library's (its code LZF-compressed by Redis) too."""
     real, ours = redis.Redis(port=ports["redis"]), redis.Redis(port=ports["shardkv"])
     code = (
         "#!lua name=dumped\nredis.register_function('d1', function(keys, args) return 'from ' .. args[1] end)"
     )
+    code += "\n--" + "padding " * (padding // 8)
     for source, target in [(real, ours), (ours, real)]:
         source.function_flush()
         target.function_flush()

@@ -24,6 +24,8 @@ from __future__ import annotations
 import math
 import struct
 
+import numpy as np
+
 from shardkv.protocol import errors
 from shardkv.protocol.args import parse_int
 from shardkv.protocol.errors import CommandError
@@ -65,6 +67,16 @@ class BadData(Exception):
 
 
 # -- CRC-64 (Jones polynomial, reflected), as Redis's crc64.c -----------------
+#
+# A byte at a time in Python this runs at about 3 MB/s, and RESTORE checks
+# the CRC before it reads anything else (as Redis does), so a large junk
+# payload would hold the shard for many seconds.  Large inputs go through
+# numpy instead: each chunk of 1 MB is cut into lanes of 256 bytes whose
+# CRCs are computed side by side, one byte of every lane per step, and then
+# joined.  The CRC starts at 0 and has no final XOR, so it is linear:
+# crc(A + B) = shift(crc(A), len(B)) ^ crc(B), where shift(c, n) is c run
+# through n zero bytes; that joins the lanes and the chunks, and leading
+# zero bytes leave it unchanged, which pads the first chunk.
 
 _POLY = 0x95AC9329AC4BC9B5  # 0xad93d23594c935a9, bit-reversed
 
@@ -80,13 +92,83 @@ def _crc_table() -> list[int]:
 
 
 _TABLE = _crc_table()
+_NP_TABLE = np.array(_TABLE, dtype=np.uint64)
+_CHUNK_LOG = 20  # 1 MB chunks
+_SMALL = 1024  # below this the plain loop is quicker than numpy's calls
+_BYTE_OFFSETS = np.arange(8, dtype=np.intp) * 256
 
 
-def crc64(data: bytes, crc: int = 0) -> int:
+def _apply_shift(op: np.ndarray, crcs: np.ndarray) -> np.ndarray:
+    """Each CRC run through the zero bytes of ``op``: a linear map given
+    as 8 tables of 256 (one per byte of the CRC), flattened."""
+    index = crcs.astype("<u8").view(np.uint8).reshape(-1, 8) + _BYTE_OFFSETS
+    return np.bitwise_xor.reduce(op[index], axis=1)
+
+
+def _shift_ops() -> list[np.ndarray]:
+    """``ops[k]`` runs a CRC through 2**k zero bytes."""
+    basis = np.left_shift(np.uint64(1), np.arange(64, dtype=np.uint64))
+    columns = _NP_TABLE[(basis & np.uint64(0xFF)).astype(np.intp)] ^ (basis >> np.uint64(8))  # one byte
+    bits = (np.arange(256)[:, None] >> np.arange(8)) & 1 == 1  # bits[b, i]: bit i of b is set
+    ops = []
+    for _ in range(_CHUNK_LOG + 1):
+        op = np.stack(
+            [
+                np.bitwise_xor.reduce(np.where(bits, columns[8 * j : 8 * j + 8], np.uint64(0)), axis=1)
+                for j in range(8)
+            ]
+        ).reshape(-1)
+        ops.append(op)
+        columns = _apply_shift(op, columns)  # twice as many zero bytes
+    return ops
+
+
+_SHIFT_OPS = _shift_ops()
+
+
+def _crc64_chunk(chunk: np.ndarray) -> np.ndarray:
+    """The CRC of a chunk whose length is a power of two, at least _SMALL."""
+    size_log = len(chunk).bit_length() - 1
+    steps_log = min(8, max(3, size_log - 10))  # few steps where the per-call cost would rule
+    lanes = len(chunk) >> steps_log
+    columns = np.ascontiguousarray(chunk.reshape(lanes, 1 << steps_log).T)  # columns[t]: byte t of every lane
+    crcs = np.zeros(lanes, dtype=np.uint64)
+    index = np.empty(lanes, dtype=np.uint8)
+    looked_up = np.empty(lanes, dtype=np.uint64)
+    eight = np.uint64(8)
+    for column in columns:
+        np.bitwise_xor(crcs.astype(np.uint8), column, out=index)
+        np.take(_NP_TABLE, index, out=looked_up)
+        crcs >>= eight
+        crcs ^= looked_up
+    for k in range(steps_log, size_log):  # join neighbouring lanes, 2**k bytes each
+        crcs = _apply_shift(_SHIFT_OPS[k], crcs[0::2]) ^ crcs[1::2]
+    return crcs
+
+
+def _crc64_bytewise(data: bytes) -> int:
+    crc = 0
     table = _TABLE
     for byte in data:
         crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
     return crc
+
+
+def crc64(data: bytes) -> int:
+    """Redis's CRC-64 of ``data`` (crc64(0, data, len) in crc64.c)."""
+    n = len(data)
+    if n < _SMALL:
+        return _crc64_bytewise(data)
+    size = min(1 << _CHUNK_LOG, 1 << (n - 1).bit_length())
+    array = np.frombuffer(data, dtype=np.uint8)
+    head = n % size
+    crc = np.zeros(1, dtype=np.uint64)
+    if head:
+        crc = _crc64_chunk(np.concatenate((np.zeros(size - head, dtype=np.uint8), array[:head])))
+    shift = _SHIFT_OPS[size.bit_length() - 1]
+    for start in range(head, n, size):
+        crc = _apply_shift(shift, crc) ^ _crc64_chunk(array[start : start + size])
+    return int(crc[0])
 
 
 # -- DUMP ----------------------------------------------------------------------------
