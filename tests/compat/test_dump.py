@@ -24,8 +24,13 @@ FILL = {
     "integer string": lambda c, k: c.set(k, "-1234567"),
     "long string": lambda c, k: c.set(k, "ab" * 5000),  # LZF-compressed by Redis
     "random string": lambda c, k: c.set(k, bytes(random.Random(7).randrange(256) for _ in range(3000))),
-    # Megabytes: shardkv's CRC-64 goes by chunks of 1 MB.
+    # Megabytes: shardkv's CRC-64 goes by chunks of 1 MB; Redis's LZF makes
+    # long and overlapping back-references of runs and repeated patterns.
+    "large compressible string": lambda c, k: c.set(
+        k, b"".join(b"x" * (i % 300) + b"%d," % i * (i % 7) for i in range(20000))
+    ),
     "large random string": lambda c, k: c.set(k, random.Random(8).randbytes((2 << 20) + 12345)),
+    "run of one byte": lambda c, k: c.set(k, b"z" * (3 << 20)),
     "small list": lambda c, k: c.rpush(k, "a", "1", "-70000", "300", "x" * 70),
     "large list": lambda c, k: c.rpush(k, *[f"item-{i}" * (i % 7 + 1) for i in range(3000)]),
     "list of big elements": lambda c, k: c.rpush(k, "p" * 20000, "q"),  # plain quicklist nodes
@@ -187,6 +192,11 @@ def test_large_payloads_with_a_wrong_checksum_or_a_damaged_body(compare):
     compare("RESTORE", "n", "0", junk)
     compare("RESTORE", "n", "0", good[:-1] + bytes((good[-1] ^ 1,)))
     compare("RESTORE", "n", "0", _sealed(b"\x01" * (3 << 20)))
+    lzf = b"\x00a" + b"\xe0\xff\x00" * 9  # "a", then 9 references 1 back: 2,377 bytes
+    for declared in (3_000_000, 2376, 2377):  # too long, too short, right
+        string = b"\x00\xc3" + bytes((len(lzf),)) + b"\x80" + declared.to_bytes(4, "big") + lzf
+        compare("RESTORE", f"lzf{declared}", "0", _sealed(string))
+    compare("GET", "lzf2377")
     compare("RESTORE", "n", "0", good)
     compare("STRLEN", "n")
 

@@ -1,8 +1,8 @@
-"""DUMP payloads' CRC-64: the same results as Redis's crc64.c, and work
-that does not grow a Python step per byte.
+"""DUMP payloads' CRC-64 and LZF: the same results as Redis's crc64.c and
+lzf_d.c, and work that does not grow a Python step per byte.
 
-The reference below is the plain bit-at-a-time algorithm; the module's
-version must agree with it on every input.  The cost checks count the
+The references below are the plain algorithms (CRC bit by bit, LZF byte
+by byte); the module's versions must agree with them on every input.  The cost checks count the
 Python lines run in dump.py (a count, not a time): a byte-at-a-time loop
 runs at least one line per byte.
 """
@@ -17,7 +17,7 @@ from types import FrameType
 import pytest
 
 from shardkv.worker.commands import dump
-from shardkv.worker.commands.dump import crc64
+from shardkv.worker.commands.dump import BadData, crc64, lzf_decompress
 
 
 def reference_crc64(data: bytes) -> int:
@@ -27,6 +27,34 @@ def reference_crc64(data: bytes) -> int:
         for _ in range(8):
             crc = (crc >> 1) ^ 0x95AC9329AC4BC9B5 if crc & 1 else crc >> 1
     return crc
+
+
+def reference_lzf(data: bytes, size: int) -> bytes:
+    """lzf_decompress as lzf_d.c's loop does it, a byte at a time."""
+    out = bytearray()
+    i = 0
+    while i < len(data):
+        ctrl = data[i]
+        i += 1
+        if ctrl < 32:
+            if i + ctrl + 1 > len(data) or len(out) + ctrl + 1 > size:
+                raise BadData("literal")
+            out += data[i : i + ctrl + 1]
+            i += ctrl + 1
+            continue
+        length = ctrl >> 5
+        if length == 7:
+            length += data[i]
+            i += 1
+        ref = len(out) - ((ctrl & 0x1F) << 8) - data[i] - 1
+        i += 1
+        if ref < 0 or len(out) + length + 2 > size:
+            raise BadData("reference")
+        for k in range(length + 2):
+            out.append(out[ref + k])
+    if len(out) != size:
+        raise BadData("size")
+    return bytes(out)
 
 
 def lines_run(call: Callable[[], object]) -> int:
@@ -94,3 +122,74 @@ def test_crc64_over_many_chunks_and_a_short_head():
 def test_crc64_of_a_large_input_runs_few_python_lines():
     data = random.Random(1).randbytes(256 << 10)
     assert lines_run(lambda: crc64(data)) < 10_000  # a byte-at-a-time loop runs 500,000 and more
+
+
+# -- LZF -------------------------------------------------------------------------------
+
+
+def test_lzf_overlapping_references():
+    # "a", then a reference 1 back of length 9: nine more "a"s
+    assert lzf_decompress(b"\x00a" + bytes((7 << 5, 0, 0)), 10) == b"a" * 10
+    # "abc", then a reference 3 back of length 10: the pattern repeats
+    assert lzf_decompress(b"\x02abc" + bytes((7 << 5, 1, 2)), 13) == b"abc" * 4 + b"a"
+    # the longest reference (7 + 255 + 2 bytes), distance 2
+    assert lzf_decompress(b"\x01xy" + bytes((7 << 5, 255, 1)), 266) == (b"xy" * 133)
+    # a reference that does not overlap: distance 5, length 3
+    assert lzf_decompress(b"\x04hello" + bytes((1 << 5, 4)), 8) == b"hellohel"
+
+
+def random_lzf(rng: random.Random) -> tuple[bytes, int]:
+    """A valid LZF stream of literals and references (often overlapping)."""
+    stream = bytearray()
+    size = 0
+    for _ in range(rng.randint(1, 60)):
+        if size == 0 or rng.random() < 0.3:
+            run = rng.randint(1, 32)
+            stream += bytes((run - 1,)) + rng.randbytes(run)
+            size += run
+            continue
+        distance = rng.randint(1, min(size, 8192)) if rng.random() < 0.5 else rng.randint(1, min(size, 4))
+        length = rng.randint(3, 264)
+        code = length - 2
+        if code < 7:
+            stream += bytes((code << 5 | (distance - 1) >> 8, (distance - 1) & 0xFF))
+        else:
+            stream += bytes((7 << 5 | (distance - 1) >> 8, code - 7, (distance - 1) & 0xFF))
+        size += length
+    return bytes(stream), size
+
+
+def test_lzf_agrees_with_the_bytewise_reference():
+    rng = random.Random(11)
+    for _ in range(400):
+        stream, size = random_lzf(rng)
+        assert lzf_decompress(stream, size) == reference_lzf(stream, size)
+
+
+def test_lzf_damage_fails_as_the_reference_does():
+    rng = random.Random(12)
+    for _ in range(400):
+        stream, size = random_lzf(rng)
+        damaged = bytearray(stream)
+        damaged[rng.randrange(len(damaged))] = rng.randrange(256)
+        declared = size + rng.choice((0, 0, -1, 1, -300))
+        outcomes = []
+        for decoder in (lzf_decompress, reference_lzf):
+            try:
+                outcomes.append(decoder(bytes(damaged), declared))
+            except (BadData, IndexError):
+                outcomes.append(None)
+        assert outcomes[0] == outcomes[1]
+
+
+def test_lzf_never_writes_past_the_declared_size():
+    stream = b"\x00a" + bytes((7 << 5, 255, 0)) * 1000  # would make 264,001 bytes
+    with pytest.raises(BadData):
+        lzf_decompress(stream, 300)
+    assert lines_run(lambda: pytest.raises(BadData, lzf_decompress, stream, 300)) < 100
+
+
+def test_lzf_of_a_long_run_runs_few_python_lines():
+    stream = b"\x00a" + bytes((7 << 5, 255, 0)) * 1000
+    assert lzf_decompress(stream, 264_001) == b"a" * 264_001
+    assert lines_run(lambda: lzf_decompress(stream, 264_001)) < 30_000  # byte by byte: 528,000 and more

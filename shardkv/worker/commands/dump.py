@@ -379,14 +379,19 @@ def _scores(items: list) -> dict[bytes, float]:
 
 
 def lzf_decompress(data: bytes, size: int) -> bytes:
-    """LZF, as Redis compresses long strings in RDB files."""
+    """LZF, as Redis compresses long strings in RDB files.
+
+    Back-references are copied a slice at one go, never byte by byte: one
+    that overlaps what it writes (its distance shorter than its length)
+    repeats the last ``distance`` bytes.  Nothing is written past ``size``.
+    """
     out = bytearray()
     i, n = 0, len(data)
     while i < n:
         ctrl = data[i]
         i += 1
         if ctrl < 32:  # a literal run of ctrl + 1 bytes
-            if i + ctrl + 1 > n:
+            if i + ctrl + 1 > n or len(out) + ctrl + 1 > size:
                 raise BadData("lzf literal")
             out += data[i : i + ctrl + 1]
             i += ctrl + 1
@@ -395,14 +400,18 @@ def lzf_decompress(data: bytes, size: int) -> bytes:
         if length == 7:
             length += data[i]
             i += 1
-        ref = len(out) - ((ctrl & 0x1F) << 8) - data[i] - 1
+        length += 2
+        distance = ((ctrl & 0x1F) << 8) + data[i] + 1
         i += 1
+        ref = len(out) - distance
         if ref < 0:
             raise BadData("lzf reference")
-        for k in range(length + 2):  # byte by byte: the copy may overlap itself
-            out.append(out[ref + k])
-        if len(out) > size:
+        if len(out) + length > size:
             raise BadData("lzf size")
+        if distance >= length:
+            out += out[ref : ref + length]
+        else:
+            out += (out[ref:] * (length // distance + 1))[:length]
     if len(out) != size:
         raise BadData("lzf size")
     return bytes(out)
