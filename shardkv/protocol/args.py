@@ -127,29 +127,19 @@ def parse_int32(arg: bytes) -> int:
     return v
 
 
-_FLOAT_OK = frozenset(b"0123456789+-.eE")
-
-
 def parse_float_or_none(arg: bytes) -> float | None:
-    """A double as Redis's ``strtod`` checks accept it, or None.
+    """A double as Redis's ``string2d`` (``getDoubleFromObject``) reads it,
+    or None.
 
-    ``inf``, ``+inf`` and ``-inf`` are allowed; NaN, spaces, ``_`` and
-    trailing text are not.
+    ``strtod`` over the whole argument: decimal and hexadecimal notation,
+    ``inf``/``infinity`` in any case; NaN, spaces, trailing text, and
+    values that overflow to infinity (``1e309``) or underflow to zero
+    (``1e-400``) are refused.
     """
-    if not arg or len(arg) > 5000:
+    parsed = strtod(arg) if arg else None
+    if parsed is None or parsed[1] or math.isnan(parsed[0]):
         return None
-    low = arg.lower()
-    if low in (b"inf", b"+inf", b"infinity", b"+infinity"):
-        return math.inf
-    if low in (b"-inf", b"-infinity"):
-        return -math.inf
-    if not _FLOAT_OK.issuperset(arg):
-        return None
-    try:
-        v = float(arg)
-    except ValueError:
-        return None
-    return None if math.isnan(v) else v
+    return parsed[0]
 
 
 def parse_float(arg: bytes, message: str = errors.NOT_FLOAT) -> float:

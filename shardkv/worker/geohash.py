@@ -232,6 +232,13 @@ def estimate_steps(range_meters: float, lat: float) -> int:
     return min(max(step, 1), 26)
 
 
+def _cos(x: float) -> float:
+    """C's ``cos``: NaN for an infinite angle (an infinite radius or box
+    side), where ``math.cos`` raises.  A NaN bound then fails every
+    comparison, as in Redis, which searches the nine boxes of step 1."""
+    return math.nan if math.isinf(x) else math.cos(x)
+
+
 class Shape:
     """A search area: a circle (``radius``) or a box (``width``, ``height``),
     in the unit of ``conversion`` meters, around (lon, lat)."""
@@ -250,8 +257,8 @@ class Shape:
         height = self.conversion * (self.radius if circle else self.height / 2)  # type: ignore[operator]  # circle: set
         width = self.conversion * (self.radius if circle else self.width / 2)  # type: ignore[operator]  # circle: set
         lat_delta = (height / EARTH_RADIUS_IN_METERS) / D_R
-        lon_delta_top = (width / EARTH_RADIUS_IN_METERS / math.cos((self.lat + lat_delta) * D_R)) / D_R
-        lon_delta_bottom = (width / EARTH_RADIUS_IN_METERS / math.cos((self.lat - lat_delta) * D_R)) / D_R
+        lon_delta_top = (width / EARTH_RADIUS_IN_METERS / _cos((self.lat + lat_delta) * D_R)) / D_R
+        lon_delta_bottom = (width / EARTH_RADIUS_IN_METERS / _cos((self.lat - lat_delta) * D_R)) / D_R
         south = self.lat < 0
         return (
             self.lon - lon_delta_bottom if south else self.lon - lon_delta_top,

@@ -168,6 +168,32 @@ def test_many_points_and_huge_radius(compare):
             compare("GEORADIUS", "src", lon, lat, radius, "km", "COUNT", "3", "ANY")
 
 
+def test_infinite_and_out_of_range_radius(compare):
+    """An infinite radius or box side is a number (C's cos(inf) is NaN, and
+    Redis searches the nine boxes of step 1); a radius that overflows or
+    underflows strtod (1e309, 1e-400) is not, nor is a coordinate that does."""
+    compare(
+        "GEOADD", "g", "0", "0", "a", "100", "50", "b", "-120", "-70", "c", "179", "84", "d", "10", "-5", "e"
+    )
+    for lon, lat in (("0", "0"), ("100", "80"), ("0", "-60"), ("-179", "-84")):
+        compare("GEOSEARCH", "g", "FROMLONLAT", lon, lat, "BYRADIUS", "inf", "m", "WITHDIST", "ASC")
+        compare("GEORADIUS", "g", lon, lat, "inf", "km")
+        compare("GEORADIUS", "g", lon, lat, "1e300", "km", "DESC")
+        compare("GEOSEARCH", "g", "FROMLONLAT", lon, lat, "BYBOX", "1", "inf", "m", "WITHCOORD")
+        compare("GEOSEARCH", "g", "FROMLONLAT", lon, lat, "BYBOX", "inf", "1", "m")
+        compare("GEOSEARCH", "g", "FROMLONLAT", lon, lat, "BYBOX", "inf", "inf", "km", "ASC")
+    compare("GEORADIUSBYMEMBER", "g", "a", "inf", "km", "WITHDIST", "ASC")
+    for bad in ("1e309", "-1e309", "1e-400", "nan", "0x1p99999"):
+        compare("GEORADIUSBYMEMBER", "g", "a", bad, "km")
+        compare("GEOSEARCH", "g", "FROMMEMBER", "a", "BYRADIUS", bad, "m")
+        compare("GEOSEARCH", "g", "FROMMEMBER", "a", "BYBOX", bad, "1", "m")
+        compare("GEOSEARCH", "g", "FROMMEMBER", "a", "BYBOX", "1", bad, "m")
+        compare("GEOADD", "g", bad, "1", "x")
+    compare("GEOADD", "g", "0x1p-2", "0X10", "hex")
+    compare("GEOSEARCH", "g", "FROMLONLAT", "0x0", "0", "BYRADIUS", "0x10p10", "km", "ASC")
+    compare("GEOSEARCH", "g", "FROMLONLAT", "0", "0", "BYRADIUS", "0e-400", "m")
+
+
 @pytest.fixture(scope="module")
 def pair(ports):
     real = redis.Redis(port=ports["redis"])
