@@ -164,7 +164,10 @@ def cached_count(value: bytes) -> int | None:
 
 
 def with_count(value: bytes, card: int) -> bytes:
-    return value[:8] + card.to_bytes(8, "little") + value[16:]
+    """``value`` with ``card`` cached, as the uint64 Redis writes: a
+    negative estimate (see :func:`estimate`) sets the top bit, which marks
+    the cache invalid again."""
+    return value[:8] + (card & 0xFFFF_FFFF_FFFF_FFFF).to_bytes(8, "little") + value[16:]
 
 
 # -- dense registers -------------------------------------------------------------
@@ -458,6 +461,11 @@ def estimate(histo) -> int:
         z += histo[j]
         z *= 0.5
     z += m * _sigma(histo[0] / m)
+    if z == 0.0 or ALPHA_INF * m * m / z >= 2.0**63:
+        # Registers past Q + 1 (a crafted dense HLL) count nowhere: z is 0
+        # and the estimate infinite.  llroundl gives LLONG_MIN for any
+        # value past a long long, which Redis replies as it is.
+        return -(2**63)
     e = ALPHA_INF * m * m / z
     r = math.floor(e)  # llroundl: halves away from zero
     return int(r + 1 if e - r >= 0.5 else r)

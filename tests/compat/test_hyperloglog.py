@@ -164,6 +164,33 @@ def test_corruption(compare):
         compare("PFMERGE", "y", "x")
 
 
+def _dense(registers: list[int], card: bytes = b"\x00" * 7 + b"\x80") -> bytes:
+    """A dense HLL string of these 16384 6-bit registers (cache invalid)."""
+    packed = sum(reg << (6 * i) for i, reg in enumerate(registers))
+    return b"HYLL\x00\x00\x00\x00" + card + packed.to_bytes(12288, "little")
+
+
+@pytest.mark.parametrize("fill", [[63], [52], [51], [50], [49], [47, 0], [63, 1, 0], [40, 63]])
+def test_crafted_registers_past_q(compare, fill):
+    """Registers above Q + 1 (which PFADD never writes) count nowhere in
+    hllCount: with all of them there, z is 0 and the estimate infinite;
+    near it, past a long long.  llroundl makes either LLONG_MIN, which
+    Redis replies, and caches as a uint64 whose top bit marks it invalid."""
+    registers = [fill[i % len(fill)] for i in range(16384)]
+    compare("SET", "{h}A", _dense(registers))
+    compare("PFCOUNT", "{h}A")
+    compare("GET", "{h}A")
+    compare("PFCOUNT", "{h}A")
+    compare("PFMERGE", "{h}m", "{h}A")
+    compare("PFCOUNT", "{h}m")
+    compare("GET", "{h}m")
+    compare("PFCOUNT", "{h}m", "{h}A", "other")
+    compare("PFADD", "{h}m", "x")
+    compare("PFCOUNT", "{h}m")
+    compare("SET", "{h}B", _dense(registers, card=b"\x00" * 4 + b"\x80\x00\x00\x00"))
+    compare("PFCOUNT", "{h}B")  # a valid cache is read, not recomputed
+
+
 def test_wrongtype_and_watch(r):
     r.set("s", "v")
     with pytest.raises(redis.ResponseError, match="WRONGTYPE Key is not a valid HyperLogLog"):
