@@ -952,6 +952,37 @@ def encode_bulk_choices(members: tuple[bytes, ...], k: int) -> Raw:
     return Raw(out)  # type: ignore[arg-type]  # a bytearray: joined as it is, never copied here
 
 
+class PairChoices:
+    """``k`` pairs drawn at random with replacement (HRANDFIELD key -count
+    WITHVALUES, ZRANDMEMBER key -count WITHSCORES), encoded as they are
+    drawn in the client's protocol, as :class:`Pairs` would be (RESP3 nests
+    each pair, RESP2 flattens them): each pair is encoded once and the
+    reply built a slice at a time, never as a list of ``k`` tuples."""
+
+    __slots__ = ("k", "pairs")
+
+    def __init__(self, pairs: tuple[tuple[Any, Any], ...], k: int) -> None:
+        self.pairs = pairs
+        self.k = k
+
+    def drawn(self) -> Pairs:
+        """The ``k`` pairs as a list (a script's reply, converted to Lua)."""
+        import random
+
+        return Pairs(random.choices(self.pairs, k=self.k))
+
+    def to_resp(self, resp3: bool | int) -> bytearray:
+        import random
+
+        head = b"*2\r\n" if resp3 else b""
+        encoded = [head + encode(a, resp3) + encode(b, resp3) for a, b in self.pairs]
+        k = self.k
+        out = bytearray(b"*%d\r\n" % (k if resp3 else 2 * k))
+        for start in range(0, k, BIG_ARRAY):
+            out += b"".join(random.choices(encoded, k=min(BIG_ARRAY, k - start)))
+        return out
+
+
 def encode(value: Any, resp3: bool | int = False) -> bytes:
     """Encode one reply value (see the module docstring) as RESP bytes.
 
@@ -982,6 +1013,8 @@ def encode(value: Any, resp3: bool | int = False) -> bytes:
             pass
     if t is Raw:
         return value.data  # type: ignore[no-any-return]
+    if t is PairChoices:
+        return value.to_resp(resp3)  # type: ignore[no-any-return]  # a bytearray, not copied again
     out: list[bytes] = []
     _encode_into(value, resp3, out)
     return b"".join(out)

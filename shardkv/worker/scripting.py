@@ -47,6 +47,7 @@ from shardkv.protocol.resp import (
     Error,
     HumanDouble,
     KeyedArrays,
+    PairChoices,
     Pairs,
     ProtocolError,
     Raw,
@@ -1892,6 +1893,9 @@ class Engine:
             return self._table(
                 [self._table([self._to_lua(k, resp), self._to_lua(v, resp)]) for k, v in value]
             )
+        if t is PairChoices:  # HRANDFIELD key -count WITHVALUES past BIG_ARRAY
+            value = value.drawn()
+            t = Pairs
         if t is Pairs:
             if resp == 3:
                 return self._table(
@@ -2391,6 +2395,8 @@ def _lua_size(value: Any) -> int:
         return 128 + sum(_lua_size(v) + 48 for v in value)
     if t is dict:
         return 128 + sum(_lua_size(k) + _lua_size(v) + 96 for k, v in value.items())
+    if t is PairChoices:  # at most k of its largest pair
+        return 128 + value.k * max(_lua_size(a) + _lua_size(b) + 144 for a, b in value.pairs)
     if t is Raw:  # RESP: every element takes 4 bytes or more of it
         return 32 * len(value.data)
     text = getattr(value, "message", None) or getattr(value, "text", None)  # (Error, Verbatim, HumanDouble)

@@ -7,12 +7,15 @@ order is arbitrary.
 
 from __future__ import annotations
 
+import socket
 import threading
 
+import hiredis
 import pytest
 import redis
 
 from tests.support.placement import ROUTER, on_shards
+from tests.support.resp import encode_command
 
 LONG_MAX = 2**63 - 1
 
@@ -655,3 +658,77 @@ def test_random_members_with_a_huge_negative_count(r):
     pipe.scard("s")
     got, card = pipe.execute()
     assert len(got) == n and card == 100
+
+
+class _Raw:
+    """One connection that returns each reply's exact bytes, framed by
+    hiredis (RespClient's pure-Python reader takes seconds on replies of
+    140,000 elements)."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+
+    def call(self, *args) -> tuple[bytes, object]:
+        self.sock.sendall(encode_command(*args))
+        reader = hiredis.Reader()
+        data = bytearray()
+        while True:
+            chunk = self.sock.recv(1 << 20)
+            assert chunk, "connection closed"
+            data += chunk
+            reader.feed(chunk)
+            value = reader.gets()
+            if value is not False:
+                return bytes(data), value
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_random_pairs_with_a_huge_negative_count(ports, protocol):
+    """HRANDFIELD ... WITHVALUES and ZRANDMEMBER ... WITHSCORES with a count
+    past BIG_ARRAY, which shardkv encodes as it draws: byte for byte
+    Redis's reply where a one-field hash or one-member zset makes it
+    certain (RESP2 flat, RESP3 nested pairs with double scores), also in a
+    transaction and from a script; valid pairs of the right count from a
+    larger hash or zset."""
+    n = 70001
+    replies = {}
+    for name in ("redis", "shardkv"):
+        c = _Raw(ports[name])
+        try:
+            c.call("HELLO", protocol)
+            c.call("FLUSHALL")
+            c.call("HSET", "h1", "a", "1")
+            c.call("ZADD", "z1", "1.5", "m")
+            c.call("HSET", "h", *[x for i in range(10) for x in (f"f{i}", f"v{i}")])
+            c.call("ZADD", "z", *[x for i in range(10) for x in (f"{i}.25", f"m{i}")])
+            got = [
+                c.call("HRANDFIELD", "h1", -n, "WITHVALUES")[0],
+                c.call("ZRANDMEMBER", "z1", -n, "WITHSCORES")[0],
+            ]
+            c.call("MULTI")
+            c.call("HRANDFIELD", "h1", -n, "WITHVALUES")
+            c.call("ZRANDMEMBER", "z1", -n, "withscores")
+            got.append(c.call("EXEC")[0])
+            for resp in (2, 3):
+                script = f"redis.setresp({resp}); return redis.call(ARGV[1], KEYS[1], ARGV[2], ARGV[3])"
+                for args in (("h1", "HRANDFIELD", -n, "WITHVALUES"), ("z1", "ZRANDMEMBER", -n, "WITHSCORES")):
+                    got.append(c.call("EVAL", script, 1, *args)[0])
+            replies[name] = got
+            for key, cmd, opt in (("h", "HRANDFIELD", "WITHVALUES"), ("z", "ZRANDMEMBER", "WITHSCORES")):
+                value = c.call(cmd, key, -n, opt)[1]
+                assert isinstance(value, list)
+                if protocol == 3:
+                    assert all(isinstance(p, list) and len(p) == 2 for p in value), name
+                    value = [x for p in value for x in p]
+                assert len(value) == 2 * n, name
+                drawn = set(zip(value[::2], value[1::2], strict=True))
+                if key == "h":
+                    assert drawn == {(b"f%d" % i, b"v%d" % i) for i in range(10)}, name
+                else:
+                    score = float if protocol == 3 else bytes
+                    assert drawn == {(b"m%d" % i, score(b"%d.25" % i)) for i in range(10)}, name
+        finally:
+            c.sock.close()
+    for got, expected in zip(replies["shardkv"], replies["redis"], strict=True):
+        assert got == expected, (got[:60], expected[:60])

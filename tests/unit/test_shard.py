@@ -590,3 +590,44 @@ def test_migrate_delete_takes_only_unchanged_keys(shard):
     assert (answer.prepared, answer.value) == (True, 1)
     assert run(shard, "EXISTS", "sent") == 0
     assert run(shard, "GET", "changed") == b"new"
+
+
+@pytest.mark.parametrize(
+    ("setup", "command", "pair"),
+    [
+        (
+            ("HSET", "h", "a", "1"),
+            ("HRANDFIELD", "h", -200_000, "WITHVALUES"),
+            (b"$1\r\na\r\n", b"$1\r\n1\r\n"),
+        ),
+        (("ZADD", "z", "1.5", "m"), ("ZRANDMEMBER", "z", -200_000, "WITHSCORES"), (b"$1\r\nm\r\n", None)),
+    ],
+)
+def test_random_pairs_past_big_array_are_drawn_a_slice_at_a_time(shard, monkeypatch, setup, command, pair):
+    """A huge negative count WITHVALUES/WITHSCORES: the handler returns the
+    distinct pairs and the count, not a list of the count's pairs, and the
+    encoder draws them a slice of BIG_ARRAY at a time (HRANDFIELD h -3000000
+    WITHVALUES held 2 GB as tuples)."""
+    import random
+
+    from shardkv.protocol.resp import BIG_ARRAY, encode
+
+    run(shard, *setup)
+    reply = run(shard, *command)
+    assert not isinstance(reply, list)
+    drawn: list[int] = []
+    choices = random.choices
+
+    def counting(population, *args, k=1, **kwargs):
+        drawn.append(k)
+        return choices(population, *args, k=k, **kwargs)
+
+    monkeypatch.setattr(random, "choices", counting)
+    member, value = pair
+    resp2 = encode(reply, False)
+    resp3 = encode(reply, True)
+    assert drawn and max(drawn) <= BIG_ARRAY and sum(drawn) == 2 * 200_000
+    r2 = b"$3\r\n1.5\r\n" if value is None else value
+    r3 = b",1.5\r\n" if value is None else value
+    assert resp2 == b"*400000\r\n" + (member + r2) * 200_000
+    assert resp3 == b"*200000\r\n" + (b"*2\r\n" + member + r3) * 200_000

@@ -26,7 +26,7 @@ from shardkv.protocol.args import (
 )
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.glob import compile_glob
-from shardkv.protocol.resp import BIG_ARRAY, OK, Pairs, encode_bulk_choices, strict_int
+from shardkv.protocol.resp import BIG_ARRAY, OK, PairChoices, Pairs, encode_bulk_choices, strict_int
 from shardkv.worker.handlers import Handlers
 from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.values import random_member, scan_members, scan_reply
@@ -208,7 +208,9 @@ def hrandfield(ks: Keyspace, args: list[bytes]) -> object:
     h = get_hash(ks, args[1])
     if h is None or count == 0:
         return []
-    if count < -BIG_ARRAY and not withvalues:  # encoded as drawn, never a list
+    if count < -BIG_ARRAY:  # encoded as drawn, never a list
+        if withvalues:
+            return PairChoices(tuple(h.items()), -count)
         return encode_bulk_choices(tuple(h), -count)
     if count < 0:
         fields = random.choices(tuple(h), k=-count)

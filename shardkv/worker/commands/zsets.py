@@ -22,7 +22,15 @@ from shardkv.protocol import errors
 from shardkv.protocol.args import LLONG_MAX, parse_count, parse_cursor, parse_int, parse_scan_options, strtod
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.glob import compile_glob
-from shardkv.protocol.resp import BIG_ARRAY, NULL_ARRAY, Pairs, encode_bulk_choices, format_double, strict_int
+from shardkv.protocol.resp import (
+    BIG_ARRAY,
+    NULL_ARRAY,
+    PairChoices,
+    Pairs,
+    encode_bulk_choices,
+    format_double,
+    strict_int,
+)
 from shardkv.worker.blocking import Wait, parse_timeout
 from shardkv.worker.handlers import Blocking, BlockingForms, Handlers
 from shardkv.worker.keyspace import Keyspace
@@ -600,7 +608,9 @@ def zrandmember(ks: Keyspace, args: list[bytes]) -> object:
         return []
     size = len(z)
     at = z.at
-    if count < -BIG_ARRAY and not withscores:  # encoded as drawn, never a list
+    if count < -BIG_ARRAY:  # encoded as drawn, never a list
+        if withscores:
+            return PairChoices(tuple((m, s) for s, m in z.slice(0, size)), -count)
         return encode_bulk_choices(tuple(m for _, m in z.slice(0, size)), -count)
     if count < 0 or count == 1:
         # Repeats allowed: independent picks.
