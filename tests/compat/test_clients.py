@@ -277,3 +277,13 @@ def test_client_kill_frees_a_client_that_reads_nothing(r):
             time.sleep(0.05)
     finally:
         victim.close()
+
+
+def test_client_kill_maxage_is_a_syntax_error(compare):
+    """Redis 7.0 has no MAXAGE filter (7.4 added it): a syntax error
+    whatever its value, where it comes among the filters."""
+    for value in ("-1", "0", "5", "999999999", "abc"):
+        compare("CLIENT", "KILL", "MAXAGE", value)
+        compare("CLIENT", "KILL", "ID", "999999", "MAXAGE", value)
+        compare("CLIENT", "KILL", "maxage", value, "ID", "0")
+    compare("CLIENT", "KILL", "ID", "999999", "SKIPME", "yes")

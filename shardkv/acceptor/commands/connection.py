@@ -515,12 +515,6 @@ def _victims(server, args: list, me: Client | None) -> list:
             if user is None:
                 raise CommandError(errors.NO_SUCH_USER % text)
             victims = [c for c in victims if c.state.user is user]
-        elif opt == b"MAXAGE":  # Redis 7.4's: connected longer than this many seconds
-            age = strict_int(val)
-            if age is None:
-                raise CommandError(errors.NOT_INTEGER)
-            now = time.monotonic()
-            victims = [c for c in victims if now - c.created >= age]
         elif opt == b"SKIPME":
             if val.lower() not in (b"yes", b"no"):
                 raise CommandError(errors.SYNTAX)
