@@ -23,7 +23,7 @@ from shardkv.acceptor import migrate, querybuf
 from shardkv.acceptor.blocking import in_timeout_table
 from shardkv.acceptor.durability import latest_fork_usec, persistence_section
 from shardkv.acceptor.scriptcache import CACHE
-from shardkv.runtime.cmdstats import Stats, percentile
+from shardkv.runtime.cmdstats import Stats, percentile, report_from_bus, report_to_bus
 
 # shardkv.acceptor.tracking's (keys, items, prefixes), for INFO stats.
 
@@ -139,8 +139,11 @@ def _in_timeout_table(c: Client) -> bool:
 
 def own_figures(server: Acceptor) -> list:
     """This acceptor's part of INFO for another acceptor's INFO (the bus's
-    ``info`` answer): ``[name, value, ...]``, the :data:`SUMMED` figures then
-    ``channels`` and ``patterns``, the names its clients subscribe to."""
+    ``info`` answer): ``[name, value, ...]``, the :data:`SUMMED` figures,
+    ``channels`` and ``patterns``, the names its clients subscribe to, then
+    ``cmdstats``, its command statistics (see :func:`report_to_bus`), which
+    INFO commandstats, errorstats, latencystats and ``total_error_replies``
+    add up as Redis's one process counts every client's commands."""
     clients = server.clients.values()
     blocked = sum(1 for c in clients if c.state.blocked)
     values = {
@@ -165,6 +168,7 @@ def own_figures(server: Acceptor) -> list:
         out += [name.encode(), values[name]]
     out += [b"channels", list(set().union(*(c.state.channels for c in clients)))]
     out += [b"patterns", list(set().union(*(c.state.patterns for c in clients)))]
+    out += [b"cmdstats", report_to_bus(server.stats.report())]
     return out
 
 
@@ -212,7 +216,7 @@ def build_info(
     cpu_sys = own_cpu.system + sum(s.get("used_cpu_sys", 0) for s in stats)
     cpu_user = own_cpu.user + sum(s.get("used_cpu_user", 0) for s in stats)
     clients = server.clients.values()
-    command_stats = _command_stats(server.stats.report() if own is None else own, stats)
+    command_stats = _command_stats(server.stats.report() if own is None else own, stats, others or [])
     body: dict[str, list[tuple[str, object]]] = {
         "server": [
             ("redis_version", REDIS_VERSION),
@@ -387,10 +391,15 @@ def build_info(
     return "".join(out)
 
 
-def _command_stats(own: list, stats: list) -> Stats:
-    """The acceptor's counters and every shard's, added up."""
+def _command_stats(own: list, stats: list, others: list) -> Stats:
+    """The acceptor's counters, every other acceptor's (their
+    :func:`own_figures`) and every shard's, added up."""
     total = Stats()
     total.merge(own)
+    for flat in others:
+        figures = dict(zip(flat[::2], flat[1::2], strict=True))
+        if b"cmdstats" in figures:
+            total.merge(report_from_bus(figures[b"cmdstats"]))
     for s in stats:
         if "cmdstats" in s:
             total.merge(s["cmdstats"])

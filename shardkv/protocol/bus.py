@@ -95,7 +95,7 @@ UNLISTEN = b"unlisten"
 # [dump] -> [name rules, ...]; [log] -> its ACL LOG entries [[count, reason, context, object, user, ms, info], ...]
 ACL = b"acl"
 RESETSTAT = b"resetstat"  # ask [] -> 1 once it reset its counters (CONFIG RESETSTAT)
-INFO = b"info"  # ask [] -> [name, value, ...] of INFO clients/stats figures
+INFO = b"info"  # ask [] -> [name, value, ...] of INFO clients/stats figures and its command statistics
 MONITORING = b"monitoring"  # ask [] -> 1 if it has a MONITOR client
 MONITORS = b"monitors"  # tell [0 or 1]: it has (no longer has) MONITOR clients
 # ask [[[place, lines], ...] (fills of places sent before), then lines or a new place

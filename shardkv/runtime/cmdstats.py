@@ -541,6 +541,28 @@ class Stats:
         self.error_replies += replies
 
 
+def report_to_bus(report: list) -> list:
+    """A :meth:`Stats.report` as the bus carries it (RESP2: bulk strings,
+    integers, arrays): ``[[name, calls, ns, rejected, failed, [bucket, n,
+    ...]], ...], [code, n, ...], error replies``."""
+    commands, errors, replies = report
+    rows = [
+        [name.encode(), calls, ns, rejected, failed, [x for b, n in hist.items() for x in (b, n)]]
+        for name, (calls, ns, rejected, failed, hist) in commands.items()
+    ]
+    return [rows, [x for code, n in errors.items() for x in (code.encode(), n)], replies]
+
+
+def report_from_bus(flat: list) -> list:
+    """:func:`report_to_bus`'s list back as a :meth:`Stats.report`."""
+    rows, errors, replies = flat
+    commands = {
+        row[0].decode(): [row[1], row[2], row[3], row[4], dict(zip(row[5][::2], row[5][1::2], strict=True))]
+        for row in rows
+    }
+    return [commands, {code.decode(): n for code, n in zip(errors[::2], errors[1::2], strict=True)}, replies]
+
+
 def slowlog_argv(args: list[bytes]) -> list[bytes]:
     """The arguments as the slow log keeps them: at most 32, each at most
     128 bytes, with Redis's notes of what was cut."""

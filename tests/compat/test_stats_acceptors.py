@@ -1,0 +1,64 @@
+"""INFO commandstats, errorstats, latencystats and ``total_error_replies``
+count every client's commands, whichever acceptor it is on (issue 22),
+compared with redis-server: with two acceptors, two clients on each run
+the same commands (answered by an acceptor, by a shard, across shards, a
+script; refused, failed), then each reads INFO, and both must see
+Redis's counts, not those of their own acceptor alone.
+"""
+
+from __future__ import annotations
+
+from tests.support.acceptors import client_on
+from tests.support.placement import key_on
+from tests.support.resp import RespClient, parse_info
+
+K0, K1 = key_on(0, "csa", shards=2), key_on(1, "csa", shards=2)
+ACROSS = "redis.call('set', KEYS[1], 1) return redis.call('set', KEYS[2], 2)"
+ONE = "return redis.call('set', KEYS[1], 2)"
+
+
+def _clients(port: int, acceptors: int) -> list[RespClient]:
+    """Four connections, two on each acceptor when there are two."""
+    if acceptors == 1:
+        return [RespClient(port) for _ in range(4)]
+    return [client_on(port, i % 2, k=acceptors) for i in range(4)]
+
+
+def _counts(info: dict[str, str]) -> dict[str, str]:
+    """INFO's counters, without the times: each command's calls, rejected
+    and failed calls, each error code's count, the latency lines' names."""
+    out = {}
+    for name, value in info.items():
+        if name.startswith("cmdstat_"):
+            fields = dict(f.split("=") for f in value.split(","))
+            out[name] = ",".join(fields[f] for f in ("calls", "rejected_calls", "failed_calls"))
+        elif name.startswith(("errorstat_", "latency_percentiles_usec_")):
+            out[name] = value if name.startswith("errorstat_") else ""
+        elif name == "total_error_replies":
+            out[name] = value
+    return out
+
+
+def _scenario(port: int, acceptors: int) -> list[dict[str, str]]:
+    clients = _clients(port, acceptors)
+    try:
+        clients[0].command("HSET", "csa-hash", "f", "v")
+        clients[0].command("CONFIG", "RESETSTAT")
+        for c in clients:
+            c.command("PING")  # an acceptor's
+            c.command("EVAL", ACROSS, 2, K0, K1)  # across shards
+            c.command("EVAL", ONE, 1, K0)  # one shard's
+            c.command("SET", K1, "v")
+            for bad in (("ECHO",), ("CLIENT", "SETNAME", "a b"), ("GET", "csa-hash")):
+                c.call(*bad)  # refused (arity), failed by an acceptor, by a shard
+        return [_counts(parse_info(c.command("INFO", "everything"))) for c in clients]  # type: ignore[arg-type]
+    finally:
+        for c in clients:
+            c.close()
+
+
+def test_command_and_error_stats_count_every_acceptors_clients(redis_and_shardkv_k12) -> None:
+    real, ours, acceptors = redis_and_shardkv_k12
+    want = _scenario(real, 1)
+    assert want[0]["cmdstat_ping"] == "4,0,0"  # the scenario counts what it means to
+    assert _scenario(ours, acceptors) == want
