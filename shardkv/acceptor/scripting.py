@@ -400,10 +400,13 @@ class _ScriptResult(Slot):
         return self.called
 
     def deliver(self, body: bytes) -> None:
-        if _failed(body):
-            self.client.server.stats._row(self.name)[3] += 1
-        if self.shard is None:
-            slowlog.log_script(self.client, self.called, self.ran_ns)
+        if self.ran_ns < 0:  # refused before it ran
+            _rejected(self.client, self.name, body)
+        else:
+            if _failed(body):
+                self.client.server.stats._row(self.name)[3] += 1
+            if self.shard is None:
+                slowlog.log_script(self.client, self.called, self.ran_ns)
         Slot.deliver(self, body)
 
 
@@ -507,11 +510,25 @@ class _Plain:
 
     def deliver(self, body: bytes) -> None:
         slot = self.slot
-        if _failed(body):
-            slot.client.server.stats._row(stat_name(slot.args()))[3] += 1
-        slowlog.log_script(slot.client, slot.args(), self.ran_ns)  # (it ran across shards)
+        if self.ran_ns < 0:  # refused before it ran
+            _rejected(slot.client, stat_name(slot.args()), body)
+        else:
+            if _failed(body):
+                slot.client.server.stats._row(stat_name(slot.args()))[3] += 1
+            slowlog.log_script(slot.client, slot.args(), self.ran_ns)  # (it ran across shards)
         Slot.deliver(slot, body)
         _answered(slot.client)
+
+
+def _rejected(client: Client, name: str, body: bytes) -> None:
+    """A script across shards that never ran: the shards refused it
+    before its run (``-BUSY`` from a shard busy with another script when
+    they were to be held).  Redis refuses it in ``processCommand``, before
+    it runs: a rejected call, not a call (counted when it was sent), and
+    no slow log entry."""
+    stats = client.server.stats
+    stats._row(name)[0] -= 1
+    stats.rejected(name, body[1:].split(b"\r\n", 1)[0].decode("latin-1"))
 
 
 def run_script(
@@ -840,6 +857,7 @@ class _Retry:
         "number",
         "op",
         "ran_ns",
+        "ran",
     )
 
     def __init__(
@@ -862,6 +880,7 @@ class _Retry:
         self.escapes = 0  # its runs that escaped (ESCAPES_BEFORE_EVERY_SHARD)
         self.op: AtomicOp | None = None  # its run now
         self.ran_ns = 0  # the time its runs' executors took (AtomicOp.run_ns)
+        self.ran = False  # a run of it was sent (AtomicOp.run_sent)
         # The script's number in the cache as it was first sent (as a
         # _ShardReply's, if it came from one): what a refusal forgets.
         self.number = _cached_at(sha) if number is None else number
@@ -925,6 +944,8 @@ class _Retry:
     def deliver(self, body: bytes) -> None:
         if self.op is not None:
             self.ran_ns += self.op.run_ns
+            if self.op.run_sent:
+                self.ran = True
         if body.startswith(CROSS_MARKER):
             CACHE.settled.discard(self.sha)
             self.start(*_parse_marker(body))
@@ -933,7 +954,8 @@ class _Retry:
             _refused(self.client.server, self.sha, self.number)
         if self.user_arg:
             script_done(self.client, self.user_arg)
-        self.slot.ran_ns = self.ran_ns  # type: ignore[attr-defined]
+        # -1: no run of it was sent (the shards refused to be held for it).
+        self.slot.ran_ns = self.ran_ns if self.ran else -1  # type: ignore[attr-defined]
         self.slot.deliver(body)
         if self.waits:
             _settled(self.client, self.sha, ran=body[:1] not in (b"-", b"!"))
