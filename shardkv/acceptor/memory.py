@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import gc
 
+from shardkv.acceptor import monitor
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.commands.common import guard, subcommand_error
 from shardkv.acceptor.info import _PEAK, _STARTUP, scripts_eval_memory, used_memory
+from shardkv.acceptor.replies import Slot
 from shardkv.protocol import command_docs
 from shardkv.protocol.errors import CommandError
-from shardkv.protocol.resp import OK, Verbatim
+from shardkv.protocol.resp import OK, Verbatim, encode_command
 from shardkv.protocol.wire import Verb
 
 _HELP = [
@@ -53,7 +55,11 @@ def memory(client: Client, args: list) -> None:
     sub = args[1].upper()
     server = client.server
     if sub == b"USAGE":
-        client.send(server.shard_of(args[2]), args, None)
+        # As Client.send, with the slot behind a sink that counts a failure.
+        slot = monitor.LineSlot(client) if server.monitors else Slot(client)
+        client.pending.append(slot)
+        link = server.links[server.shard_of(args[2])]
+        link.send(client.headers[client.resp3], encode_command(args), _Usage(slot))
     elif sub == b"STATS":
         client.query_all([Verb.INFO], lambda parts: _stats(server, parts))
     elif sub == b"DOCTOR":
@@ -67,6 +73,30 @@ def memory(client: Client, args: list) -> None:
         client.reply(list(_HELP))
     else:
         raise subcommand_error(args)
+
+
+class _Usage:
+    """The sink of a client's MEMORY USAGE: its reply goes into its slot,
+    and an error counts in ``memory|usage``'s failed_calls, as Redis
+    counts it.  The acceptor counted the call (MEMORY is one of its
+    commands), so the worker keeps no row of it, only the error's count in
+    errorstats."""
+
+    __slots__ = ("slot",)
+
+    def __init__(self, slot: Slot) -> None:
+        self.slot = slot
+
+    @property
+    def busy_slot(self) -> Slot:
+        """The slot a shard busy with a script answers ``-BUSY`` directly
+        (see ShardLink._offer_refusals)."""
+        return self.slot
+
+    def deliver(self, body: bytes) -> None:
+        if body[:1] == b"-":
+            self.slot.client.server.stats._row("memory|usage")[3] += 1
+        self.slot.deliver(body)
 
 
 def _totals(server, parts: list) -> tuple[int, int, int]:
