@@ -396,14 +396,23 @@ def _command_stats(own: list, stats: list, others: list) -> Stats:
     :func:`own_figures`) and every shard's, added up."""
     total = Stats()
     total.merge(own)
-    for flat in others:
-        figures = dict(zip(flat[::2], flat[1::2], strict=True))
-        if b"cmdstats" in figures:
-            total.merge(report_from_bus(figures[b"cmdstats"]))
+    for report in other_reports(others):
+        total.merge(report)
     for s in stats:
         if "cmdstats" in s:
             total.merge(s["cmdstats"])
     return total
+
+
+def other_reports(others: list) -> list:
+    """The other acceptors' command statistics (:meth:`Stats.report`),
+    from their :func:`own_figures`."""
+    out = []
+    for flat in others:
+        figures = dict(zip(flat[::2], flat[1::2], strict=True))
+        if b"cmdstats" in figures:
+            out.append(report_from_bus(figures[b"cmdstats"]))
+    return out
 
 
 def _commandstats(stats: Stats) -> list:

@@ -1,7 +1,8 @@
 """LATENCY: LATEST, HISTORY, RESET, DOCTOR, GRAPH, HISTOGRAM and HELP.
 
 LATENCY HISTOGRAM reports each command's latency distribution from the
-same counters as INFO latencystats (see :mod:`shardkv.runtime.cmdstats`), in
+same counters as INFO latencystats (see :mod:`shardkv.runtime.cmdstats`:
+every acceptor's and every shard's), in
 Redis's format: the calls, and the cumulative count at each power of two
 of microseconds.
 
@@ -14,11 +15,15 @@ monitor off or nothing recorded.
 
 from __future__ import annotations
 
+from shardkv.acceptor.bus import fail_slot
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.commands.common import guard, subcommand_error
-from shardkv.protocol import command_docs
+from shardkv.acceptor.fanout import Gather
+from shardkv.acceptor.info import other_reports
+from shardkv.acceptor.replies import Slot
+from shardkv.protocol import bus, command_docs
 from shardkv.protocol.errors import CommandError
-from shardkv.protocol.resp import Verbatim
+from shardkv.protocol.resp import Verbatim, encode_command
 from shardkv.protocol.wire import Verb
 from shardkv.runtime.cmdstats import Stats, bucket_value
 
@@ -73,16 +78,34 @@ def latency(client: Client, args: list) -> None:
     elif sub == b"HISTOGRAM":
         names = {a.decode("latin-1").lower() for a in args[2:]}
         own = server.stats.report()
-        client.query_all([Verb.CMDSTATS], lambda parts: _histogram(own, parts, names))
+        if server.bus is None:
+            client.query_all([Verb.CMDSTATS], lambda parts: _histogram([own], parts, names))
+            return
+        # Several acceptors: their counters first (as INFO's), then the shards'.
+        slot = Slot(client)
+        client.pending.append(slot)
+
+        def with_shards(others: list) -> None:
+            reports = [own, *other_reports(others)]
+            gather = Gather(
+                slot, len(server.links), lambda parts: _histogram(reports, parts, names), client.resp3
+            )
+            header, body = client.part_headers[client.resp3], encode_command([Verb.CMDSTATS])
+            for i, link in enumerate(server.links):
+                link.send(header, body, gather.sink(i))
+
+        server.bus.ask(bus.INFO, [], with_shards, failed=fail_slot(slot))
     elif sub == b"HELP":
         client.reply(list(_HELP))
     else:
         raise subcommand_error(args)
 
 
-def _histogram(own: list, parts: list, names: set) -> dict:
+def _histogram(reports: list, parts: list, names: set) -> dict:
+    """The reply: the acceptors' ``reports`` and the shards' ``parts`` added up."""
     total = Stats()
-    total.merge(own)
+    for report in reports:
+        total.merge(report)
     for part in parts:
         if isinstance(part, list):
             total.merge(part)

@@ -1,5 +1,6 @@
-"""INFO commandstats, errorstats, latencystats and ``total_error_replies``
-count every client's commands, whichever acceptor it is on (issue 22),
+"""INFO commandstats, errorstats, latencystats and ``total_error_replies``,
+and LATENCY HISTOGRAM, count every client's commands, whichever acceptor
+it is on (issue 22),
 compared with redis-server: with two acceptors, two clients on each run
 the same commands (answered by an acceptor, by a shard, across shards, a
 script; refused, failed), then each reads INFO, and both must see
@@ -51,7 +52,11 @@ def _scenario(port: int, acceptors: int) -> list[dict[str, str]]:
             c.command("SET", K1, "v")
             for bad in (("ECHO",), ("CLIENT", "SETNAME", "a b"), ("GET", "csa-hash")):
                 c.call(*bad)  # refused (arity), failed by an acceptor, by a shard
-        return [_counts(parse_info(c.command("INFO", "everything"))) for c in clients]  # type: ignore[arg-type]
+        seen = [_counts(parse_info(c.command("INFO", "everything"))) for c in clients]  # type: ignore[arg-type]
+        for c in clients:
+            flat = c.command("LATENCY", "HISTOGRAM", "ping", "eval", "set", "client|setname")
+            seen.append({name: figures[1] for name, figures in zip(flat[::2], flat[1::2], strict=True)})  # type: ignore[index]
+        return seen
     finally:
         for c in clients:
             c.close()
