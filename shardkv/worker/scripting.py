@@ -1763,8 +1763,7 @@ class Engine:
         needed = 1 if ks.db == run.db else 2
         if self.nshards > 1 and self.everything < needed:
             raise CrossShard([], everything=needed)
-        if cursor >= SLOTS:
-            return [b"0", []]
+        cursor &= SLOTS - 1  # as the acceptor's SCAN: any cursor goes on scanning
         next_slot, found = ks.scan(cursor, count, every_slot=True)
         if pattern is not None:
             match = compile_glob(pattern)

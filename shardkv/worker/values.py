@@ -126,6 +126,10 @@ def scan_members(members: Collection, cursor: int, count: int) -> tuple[int, Ite
     n = len(members)
     if n <= SCAN_WHOLE_MAX or n <= count:
         return 0, members
+    if cursor > 1 << 32:
+        # Past every position: Redis masks a cursor with its table's size,
+        # so that any cursor goes on scanning (2**64 - 1 is its last bucket).
+        cursor &= (1 << 32) - 1
     batch = max(count, n // 16)
     ahead = [crc32(m) + 1 for m in members]
     if cursor > 1:

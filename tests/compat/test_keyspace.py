@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 import redis
 
 from shardkv.protocol.router import Router
@@ -339,3 +340,42 @@ def test_scan_fills_count_across_shards(ports):
     assert cursor in (b"0", 0) and len(keys) == 100
     assert len({ROUTER.shard_of(k) for k in keys}) == 4
     c.close()
+
+
+def test_scan_cursors_past_the_table_go_on_scanning(r):
+    """Redis reads a cursor with strtoul (a minus wraps around, 2**64 - 1
+    is the largest) and masks it with its table's size, so any cursor goes
+    on scanning: 2**63 as 0, 2**32 + 1 and 2**63 + 1 as 1, 2**64 - 1 as
+    the last bucket, after which the scan ends.  Which members a bucket
+    holds differs between the servers; these properties do not."""
+    keys = {b"k%d" % i for i in range(300)}
+    members = {b"m%d" % i for i in range(1000)}  # past every listpack and intset
+    r.mset({k: "v" for k in keys})
+    r.sadd("{s}set", *members)
+    r.hset("{s}hash", mapping={m: "v" for m in members})
+    r.zadd("{s}zset", {m: 1 for m in members})
+    keys |= {b"{s}set", b"{s}hash", b"{s}zset"}
+    for start in (2**63, 16384, 2**64 - 2**14 * 3, 2**63 + 1):
+        cursor, got = r.scan(start)
+        assert cursor != 0 and got
+        seen = set(got)
+        while cursor:
+            cursor, got = r.scan(cursor)
+            seen |= set(got)
+        if start % 16384 == 0:  # the start of a scan, in either server
+            assert keys <= seen
+        assert seen <= keys
+    for last in (2**64 - 1, -1):
+        cursor, got = r.scan(last)
+        assert cursor == 0 and set(got) <= keys
+    for cmd, key in (("SSCAN", "{s}set"), ("HSCAN", "{s}hash"), ("ZSCAN", "{s}zset")):
+        for start in (2**32 + 1, 2**63 + 1):
+            cursor, got = r.execute_command(cmd, key, start)
+            assert cursor not in (0, b"0") and got, (cmd, start)
+        for last in (2**64 - 1, -1):
+            cursor, got = r.execute_command(cmd, key, last)
+            assert cursor in (0, b"0"), (cmd, last)
+    cursor, got = r.eval("return redis.call('scan', ARGV[1])", 0, str(2**63))  # in a script too
+    assert cursor != b"0" and got
+    with pytest.raises(redis.ResponseError, match="invalid cursor"):
+        r.scan(2**64)

@@ -47,9 +47,10 @@ def scan(client: Client, args: list) -> None:
     """
     cursor = parse_cursor(args[1])
     count, pattern, kind = parse_scan_options(args, 2, with_type=True)
-    if cursor >= SLOTS:
-        client.reply([b"0", []])
-        return
+    # Redis masks a cursor with its table's size, so that any cursor goes on
+    # scanning (9223372036854775808 as 0, 2**64 - 1 as the last bucket):
+    # the slots are the table here.
+    cursor &= SLOTS - 1
     _ScanChain(client, cursor, count, b"*" if pattern is None else pattern, kind or b"")
 
 
