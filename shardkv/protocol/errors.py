@@ -205,6 +205,7 @@ UNKNOWN_CLIENT_TYPE = "ERR Unknown client type '%s'"
 # -- strings and keyspace ----------------------------------------------------
 LCS_NOT_STRINGS = "ERR The specified keys must contain string values"
 LCS_LEN_AND_IDX = "ERR If you want both the length and indexes, please just use IDX."
+LCS_TOO_BIG = "ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len"
 DECREMENT_OVERFLOW = "ERR decrement would overflow"
 SAME_OBJECT = "ERR source and destination objects are the same"
 BUSYKEY = "BUSYKEY Target key name already exists."

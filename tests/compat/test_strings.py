@@ -451,6 +451,44 @@ def test_lcs_random(compare):
         compare("LCS", "{l}a", "{l}b", "IDX", "MINMATCHLEN", rnd.randint(0, 2), "WITHMATCHLEN")
 
 
+def test_lcs_random_long(compare):
+    """Random strings past one machine word, over small and large
+    alphabets, each option: Redis's table walk picks one LCS among many
+    (up where LCS(i-1, j) is larger, else left), and the bit-parallel rows
+    must pick the same string, ranges and lengths."""
+    rnd = random.Random(23)
+    for trial in range(150):
+        alphabet = rnd.choice([b"ab", b"abc", b"acgt", bytes(range(256))])
+        a = bytes(rnd.choice(alphabet) for _ in range(rnd.choice([0, 1, 5, 63, 64, 65, 200, 400])))
+        b = bytes(rnd.choice(alphabet) for _ in range(rnd.randint(0, 300)))
+        if trial % 3 == 0:  # long runs in common
+            b = a[rnd.randint(0, 20) :] + b[:50]
+        compare("MSET", "{l}a", a, "{l}b", b)
+        compare("LCS", "{l}a", "{l}b")
+        compare("LCS", "{l}b", "{l}a", "LEN")
+        compare("LCS", "{l}a", "{l}b", "IDX", "MINMATCHLEN", rnd.randint(0, 3), "WITHMATCHLEN")
+        compare("LCS", "{l}b", "{l}a", "IDX")
+
+
+def test_lcs_of_4kb_strings_and_its_memory_limit(compare):
+    """Two 4 KB strings (seconds in a pure-Python table, a blocked shard);
+    and Redis's limit: the uint32 table it would allocate, (len(a) + 1) *
+    (len(b) + 1) * 4 bytes, may not pass proto-max-bulk-len."""
+    n = 4000
+    compare("MSET", "{t}a", (b"ab" * n)[:n], "{t}b", (b"ba" * n)[:n], "{t}c", b"x" * 600)
+    compare("LCS", "{t}a", "{t}b", "LEN")
+    compare("LCS", "{t}a", "{t}b")
+    compare("LCS", "{t}a", "{t}b", "IDX", "MINMATCHLEN", "2", "WITHMATCHLEN")
+    try:
+        compare("CONFIG", "SET", "proto-max-bulk-len", "1048576")
+        compare("LCS", "{t}c", "{t}c", "LEN")  # 601 * 601 * 4 bytes: past 1 MB
+        compare("LCS", "{t}c", "{t}a", "IDX")
+        compare("LCS", "{t}c", "{t}nope")
+        compare("LCS", "{t}nope", "{t}c", "LEN", "IDX")
+    finally:
+        compare("CONFIG", "SET", "proto-max-bulk-len", "536870912")
+
+
 def test_arity(compare):
     for args in (
         ["GET"],

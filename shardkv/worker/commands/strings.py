@@ -349,29 +349,32 @@ def lcs(ks: Keyspace, args: list[bytes]) -> object:
         j += 1
     if want_idx and want_len:
         raise CommandError(errors.LCS_LEN_AND_IDX)
-    # table[i][j]: the length of the LCS of a[:i] and b[:j].
-    table = [[0] * (len(b) + 1)]
-    for ca in a:
-        above = table[-1]
-        row = [0]
-        left = 0
-        for jj, cb in enumerate(b):
-            left = above[jj] + 1 if ca == cb else max(above[jj + 1], left)
-            row.append(left)
-        table.append(row)
-    total = table[len(a)][len(b)]
+    if (len(a) + 1) * (len(b) + 1) * 4 > ks.runtime.proto_max_bulk_len:  # Redis's uint32 table
+        raise CommandError(errors.LCS_TOO_BIG)
+    rows = _lcs_rows(a, b, keep=not want_len)
+    total = rows[-1].bit_count()
     if want_len:
         return total
     # Walk back from the end, as Redis does, collecting the string and the
-    # ranges of contiguous matches (last match first).
+    # ranges of contiguous matches (last match first).  Where a[i-1] and
+    # b[j-1] differ, Redis steps up (i - 1) only if LCS(i-1, j) is larger
+    # than LCS(i, j-1), else left (j - 1).  ``d`` is LCS(i, j); LCS(i, j-1)
+    # is d less bit j-1 of row i, and LCS(i-1, j) is d or d - 1: when the
+    # bit is 0, left it is, and the walk jumps to the next column where the
+    # bytes match or the bit is 1.
     out = bytearray()
     matches = []
     i, jj = len(a), len(b)
+    d = total
+    where: dict[int, int] = {}
+    for k, c in enumerate(b):
+        where[c] = where.get(c, 0) | (1 << k)
     start = end = bstart = bend = -1
     while i > 0 and jj > 0:
         emit = False
-        if a[i - 1] == b[jj - 1]:
-            out.append(a[i - 1])
+        c = a[i - 1]
+        if c == b[jj - 1]:
+            out.append(c)
             if start < 0:
                 start = end = i - 1
                 bstart = bend = jj - 1
@@ -379,12 +382,18 @@ def lcs(ks: Keyspace, args: list[bytes]) -> object:
                 start, bstart = start - 1, bstart - 1
             if start == 0 or bstart == 0:
                 emit = True
-            i, jj = i - 1, jj - 1
+            i, jj, d = i - 1, jj - 1, d - 1
         else:
-            if table[i - 1][jj] > table[i][jj - 1]:
-                i -= 1
+            row = rows[i]
+            if row >> (jj - 1) & 1:
+                if (rows[i - 1] & ((1 << jj) - 1)).bit_count() == d:  # LCS(i-1, j) > d - 1
+                    i -= 1
+                else:
+                    jj, d = jj - 1, d - 1
             else:
-                jj -= 1
+                # Left while the bytes differ and the bit is 0: to the
+                # highest column below where either changes (0 if none).
+                jj = ((row | where.get(c, 0)) & ((1 << (jj - 1)) - 1)).bit_length()
             emit = start >= 0
         if emit:
             size = end - start + 1
@@ -398,6 +407,29 @@ def lcs(ks: Keyspace, args: list[bytes]) -> object:
         return {b"matches": matches, b"len": total}
     out.reverse()
     return bytes(out)
+
+
+def _lcs_rows(a: bytes, b: bytes, keep: bool = True) -> list[int]:
+    """The rows of LCS's table, bit-parallel (Hyyro's LCS-length recurrence,
+    ``len(b)`` bits at a time in a Python int): bit k of ``rows[i]`` is
+    set where LCS(a[:i], b[:k+1]) = LCS(a[:i], b[:k]) + 1, so LCS(a[:i],
+    b[:j]) is the count of its bits below j.  ``keep=False``: the last row
+    only (LCS ... LEN).  Redis fills the whole table, cell by cell."""
+    full = (1 << len(b)) - 1
+    where: dict[int, int] = {}
+    for k, c in enumerate(b):
+        where[c] = where.get(c, 0) | (1 << k)
+    v = full  # the complement of the current row
+    rows = [0]
+    append = rows.append
+    for c in a:
+        u = v & where.get(c, 0)
+        v = ((v + u) | (v - u)) & full
+        if keep:
+            append(v ^ full)
+    if not keep:
+        rows.append(v ^ full)
+    return rows
 
 
 # The commands this module runs, by name (see shardkv.worker.wiring).
