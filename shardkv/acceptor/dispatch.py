@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, cast
 from shardkv.acceptor import monitor, pause
 from shardkv.acceptor.fanout import MERGES, Concat, Gather, merge_by_position, split_by_shard
 from shardkv.acceptor.replies import MUTED, Pushed, Slot
-from shardkv.acceptor.scriptcache import declares_flags, declares_no_writes, script_body
+from shardkv.acceptor.scriptcache import declares_denyoom, declares_flags, declares_no_writes, script_body
 from shardkv.acceptor.shardlink import BUSY_LINKS, MISCONF_LINKS
 from shardkv.acceptor.state import AFTER_SCRIPTS, REPLY_ON, REPLY_SKIP, REPLY_SKIP_NEXT, ClientState
 from shardkv.protocol import acl, commands, errors, wire
@@ -247,12 +247,19 @@ class Dispatch:
         XGROUP CREATE), an EXEC whose queue holds one, and while MULTI
         queues, any command but EXEC, DISCARD, QUIT and RESET (queueing
         could use memory without end).  Commands for the shards, outside
-        MULTI, reach them, and they refuse them there."""
+        MULTI, reach them, and they refuse them there; but a script whose
+        shebang makes its EVAL ``denyoom`` is refused here, as Redis's
+        ``processCommand`` refuses it: a rejected call, not a run."""
         multi = self.state.multi
         if multi is None:
-            return cmd.route == "local" and "denyoom" in commands.flags_of(cmd, args)
+            if cmd.route == "local" and "denyoom" in commands.flags_of(cmd, args):
+                return True
+            return _script_denies_oom(cmd, args)
         if cmd.name == "exec":
-            return any("denyoom" in commands.flags_of(queued, queued_args) for queued, queued_args in multi)
+            return any(
+                "denyoom" in commands.flags_of(queued, queued_args) or _script_denies_oom(queued, queued_args)
+                for queued, queued_args in multi
+            )
         return cmd.name not in ("discard", "quit", "reset")
 
     def _refused_by_disk_error(self, cmd: commands.Command, args: list[bytes]) -> bool:
@@ -414,6 +421,13 @@ class Dispatch:
         """Ask every shard an internal question; ``merge`` builds the reply."""
         encoded = encode_command(args)
         self.fan_out({s: encoded for s in range(len(self.server.links))}, merge)
+
+
+def _script_denies_oom(cmd: commands.Command, args: list[bytes]) -> bool:
+    """An EVAL (EVALSHA of a cached script) whose shebang makes it a
+    ``denyoom`` command (see :func:`declares_denyoom`)."""
+    body = script_body(cmd.name, args)
+    return body is not None and declares_denyoom(body)
 
 
 def _writes(cmd: commands.Command, args: list[bytes], function_writers: frozenset[bytes]) -> bool:

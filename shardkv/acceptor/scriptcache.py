@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from shardkv.protocol.errors import CommandError
-from shardkv.runtime.scriptsource import FLAG_COMPAT, FLAG_NO_WRITES, parse_shebang
+from shardkv.runtime.scriptsource import FLAG_ALLOW_OOM, FLAG_COMPAT, FLAG_NO_WRITES, parse_shebang
 
 # An argument names a key when its value, this long at least, is a part of
 # the key's name with no letter or digit on either side (``default`` in
@@ -250,3 +250,17 @@ def declares_no_writes(body: bytes) -> bool:
     except CommandError:
         return False
     return not flags & FLAG_COMPAT and bool(flags & FLAG_NO_WRITES)
+
+
+def declares_denyoom(body: bytes) -> bool:
+    """Whether a script's shebang makes its EVAL a ``denyoom`` command,
+    refused at OOM before it runs, as Redis's scriptFlagsToCmdFlags makes
+    it: flags that say neither ``no-writes`` nor ``allow-oom``.  An
+    invalid shebang declares nothing (the script fails as it runs)."""
+    if not body.startswith(b"#!"):
+        return False
+    try:
+        flags, _skip = parse_shebang(body)
+    except CommandError:
+        return False
+    return not flags & (FLAG_COMPAT | FLAG_NO_WRITES | FLAG_ALLOW_OOM)

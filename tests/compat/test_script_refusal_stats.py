@@ -1,8 +1,9 @@
 """A script refused before it runs is a rejected call with no slow log
 entry, compared with redis-server: a cross-shard EVAL answered ``-BUSY``
-while another client's script runs.  Redis refuses it in
-``processCommand`` (``rejected_calls``, nothing logged); shardkv's refusal
-comes from the shards, after the acceptor sent the script.
+while another client's script runs (shardkv's shards refuse it, after
+the acceptor sent it), and a ``#!lua`` script (which may write) under
+``maxmemory 1``, which the acceptor refuses with OOM.  Redis refuses both
+in ``processCommand`` (``rejected_calls``, nothing logged).
 """
 
 from __future__ import annotations
@@ -67,3 +68,27 @@ def test_a_cross_shard_script_refused_busy_is_rejected_and_not_logged(redis_and_
         [],
     ]  # the spinner's killed run failed; ours rejected
     assert _busy_scenario(ours) == want
+
+
+def _oom_scenario(port: int) -> list:
+    c = RespClient(port)
+    c.command("CONFIG", "SET", "slowlog-log-slower-than", "0")
+    c.command("CONFIG", "SET", "maxmemory-policy", "noeviction")
+    try:
+        c.command("SLOWLOG", "RESET")
+        c.command("CONFIG", "RESETSTAT")
+        c.command("CONFIG", "SET", "maxmemory", "1")
+        replies = [c.call("EVAL", "#!lua\nreturn 1", len(keys), *keys)[:4] for keys in ([A], [A, B])]
+        c.command("CONFIG", "SET", "maxmemory", "0")
+        return [replies, _eval_row(c), _logged(c, "#!lua\nreturn 1")]
+    finally:
+        c.command("CONFIG", "SET", "maxmemory", "0")
+        c.command("CONFIG", "SET", "slowlog-log-slower-than", "10000")
+        c.close()
+
+
+def test_a_shebang_script_refused_for_oom_is_rejected_and_not_logged(redis_and_shardkv_k12) -> None:
+    real, ours, _acceptors = redis_and_shardkv_k12
+    want = _oom_scenario(real)
+    assert want == [[b"-OOM", b"-OOM"], "0,2,0,errorstat_OOM=count=2", []]
+    assert _oom_scenario(ours) == want
