@@ -229,15 +229,17 @@ class Dispatch:
         transaction is over).  ``rejected_calls`` counts it under the
         (sub)command Redis found, if any (``config|get``)."""
         server = self.server
-        server.stats.rejected(None if cmd is None else known_name(args), message)
         if cmd is not None and cmd.name == "exec":
             server.wiring.discard_transaction(cast("Client", self))
             if message.startswith("ERR "):
                 message = message[4:]
+            # errorstats counts the EXECABORT it answers, as Redis's execCommandAbort.
+            server.stats.rejected("exec", errors.EXECABORT_BECAUSE % message)
             self.pending.append(encode_error(errors.EXECABORT_BECAUSE % message))
             if server.monitors:
                 monitor.feed(cast("Client", self), cmd, args, since=len(self.pending) - 1)
             return
+        server.stats.rejected(None if cmd is None else known_name(args), message)
         self.state.reject_in_multi()
         self.pending.append(encode_error(message))
 

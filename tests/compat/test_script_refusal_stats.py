@@ -92,3 +92,31 @@ def test_a_shebang_script_refused_for_oom_is_rejected_and_not_logged(redis_and_s
     want = _oom_scenario(real)
     assert want == [[b"-OOM", b"-OOM"], "0,2,0,errorstat_OOM=count=2", []]
     assert _oom_scenario(ours) == want
+
+
+def _exec_scenario(port: int) -> list:
+    c, other = RespClient(port), RespClient(port)
+    c.command("CONFIG", "SET", "maxmemory-policy", "noeviction")
+    try:
+        c.command("CONFIG", "RESETSTAT")
+        c.command("MULTI")
+        queued = c.call("EVAL", "#!lua\nreturn 1", 1, A)
+        other.command("CONFIG", "SET", "maxmemory", "1")
+        reply = c.call("EXEC")
+        other.command("CONFIG", "SET", "maxmemory", "0")
+        info = parse_info(c.command("INFO", "everything"))  # type: ignore[arg-type]
+        counted = {k: v for k, v in info.items() if k.startswith(("errorstat_", "cmdstat_e"))}
+        for k, v in counted.items():  # without the times
+            counted[k] = ",".join(f for f in v.split(",") if not f.startswith("usec"))
+        return [queued, reply, counted]
+    finally:
+        other.command("CONFIG", "SET", "maxmemory", "0")
+        c.close()
+        other.close()
+
+
+def test_an_exec_holding_a_shebang_script_is_refused_for_oom(redis_and_shardkv_k12) -> None:
+    real, ours, _acceptors = redis_and_shardkv_k12
+    want = _exec_scenario(real)
+    assert want[1].startswith(b"-EXECABORT")
+    assert _exec_scenario(ours) == want
