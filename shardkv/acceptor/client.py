@@ -27,7 +27,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from shardkv.acceptor.blocking import decided_later
-from shardkv.acceptor.dispatch import HEADERS, PART_HEADERS, Dispatch, db_headers, slot_headers
+from shardkv.acceptor.dispatch import HEADERS, PART_HEADERS, SLOT_HEADERS, Dispatch, db_headers
 from shardkv.acceptor.pause import PAUSED
 from shardkv.acceptor.replies import BareSlot, Pushed, Slot
 from shardkv.acceptor.shardlink import BUSY_LINKS, MISCONF_LINKS
@@ -260,7 +260,12 @@ class Client(Dispatch, asyncio.Protocol):
         pending = self.pending
         fast_paths = server.fast_paths
         plain = self._plain()
-        by_slot = slot_headers(self.db)[self.resp3]  # each one's header, by its key's slot
+        # Each one's header: in database 0 the slotted header of its key's
+        # slot, in another the database's plain one (a slotted header
+        # means database 0, see wire.SLOTTED).
+        by_slot = SLOT_HEADERS[self.resp3]
+        slotted = self.db == 0
+        header = self.headers[self.resp3]
         rest = iter(batch)
         args = None
         # The plain single-key commands queued so far, by shard, for
@@ -288,20 +293,19 @@ class Client(Dispatch, asyncio.Protocol):
                             hashed = key_slot(key) if LBRACE in key else crc_hqx(key, 0) & 16383
                             shard = owners[hashed]
                             if runs is None:
-                                runs = {shard: [by_slot[hashed], raw, slot]}
+                                runs = {shard: [by_slot[hashed] if slotted else header, raw, slot]}
                             else:
                                 run = runs.get(shard)
                                 if run is None:
-                                    runs[shard] = [by_slot[hashed], raw, slot]
+                                    runs[shard] = [by_slot[hashed] if slotted else header, raw, slot]
                                 else:
-                                    run += (by_slot[hashed], raw, slot)
+                                    run += (by_slot[hashed] if slotted else header, raw, slot)
                             continue
                     else:
                         if runs is not None:
                             for shard, run in runs.items():
                                 links[shard].send_slotted(run)
                             runs = None
-                        header = self.headers[self.resp3]
                         fast = fast_paths.get(cmd.name)
                         if fast is not None and fast(self, args, raw, header):
                             # An EVALSHA that may escape: what follows waits for it.
@@ -322,7 +326,9 @@ class Client(Dispatch, asyncio.Protocol):
                     self.state.hold(rest)
                 break
             plain = self._plain()
-            by_slot = slot_headers(self.db)[self.resp3]
+            by_slot = SLOT_HEADERS[self.resp3]
+            slotted = self.db == 0
+            header = self.headers[self.resp3]
         if runs is not None:
             for shard, run in runs.items():
                 links[shard].send_slotted(run)

@@ -46,22 +46,16 @@ PART_HEADERS = (wire.entry_header(wire.FLAG_PART), wire.entry_header(wire.FLAG_P
 _DB_HEADERS: dict[int, tuple[tuple[bytes, bytes], tuple[bytes, bytes]]] = {0: (HEADERS, PART_HEADERS)}
 
 
-# What Client._run sends a plain single-key command with, by RESP3, then by
-# its key's slot: in database 0 the slotted header (the worker takes the
-# slot from it, see shardkv.protocol.wire), in another the database's header.
-_SLOT_HEADERS: dict[int, tuple[tuple[bytes, ...], tuple[bytes, ...]]] = {
-    0: tuple(tuple(wire.slotted_header(slot, resp3) for slot in range(SLOTS)) for resp3 in (False, True))  # type: ignore[dict-item]
-}
-
-
-def slot_headers(db: int) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
-    """The headers of a plain single-key command of a client in database
-    ``db``, indexed by RESP3 and then by its key's slot."""
-    found = _SLOT_HEADERS.get(db)
-    if found is None:
-        plain = db_headers(db)[0]
-        found = _SLOT_HEADERS[db] = ((plain[0],) * SLOTS, (plain[1],) * SLOTS)
-    return found
+# What Client._run sends a plain single-key command of database 0 with, by
+# RESP3, then by its key's slot: the slotted header (the worker takes the
+# slot from it, see shardkv.protocol.wire).  A slotted header says database
+# 0, so there is no such table for another database: a client there sends
+# its database's plain header, and the worker computes the slot (a table
+# per database, 256 KiB each, was a gigabyte for a client that selected
+# them all).
+SLOT_HEADERS: tuple[tuple[bytes, ...], tuple[bytes, ...]] = tuple(  # type: ignore[assignment]
+    tuple(wire.slotted_header(slot, resp3) for slot in range(SLOTS)) for resp3 in (False, True)
+)
 
 
 def db_headers(db: int) -> tuple[tuple[bytes, bytes], tuple[bytes, bytes]]:

@@ -263,6 +263,31 @@ def test_commands_pipelined_after_such_an_exec_run_in_its_database(ports):
     assert real[0].count(b"$1\r\n2\r\n") == len(KEYS)
 
 
+def test_single_key_commands_pipelined_in_another_database(ports):
+    """GET, SET and INCR pipelined in database 5, then 0, then 5 again, in
+    one read: each runs in its client's database (only database 0's carry
+    their key's slot to the worker, see wire.SLOTTED)."""
+    script = [
+        ("FLUSHALL",),
+        ("SELECT", "5"),
+        *[("SET", k, "5") for k in KEYS],
+        *[("INCR", k) for k in KEYS],
+        *[("GET", k) for k in KEYS],
+        ("GET", "missing"),
+        ("SELECT", "0"),
+        *[("GET", k) for k in KEYS],
+        *[("INCR", k) for k in KEYS],
+        ("SELECT", "5"),
+        *[("INCR", k) for k in KEYS],
+        ("MGET", *KEYS),
+        ("DBSIZE",),
+    ]
+    data = b"".join(_resp(*c) for c in script)
+    real, ours = both(ports, data, idle=1.0)
+    assert ours == real
+    assert real[0].count(b":7\r\n") == len(KEYS)
+
+
 def _other(c: redis.Redis) -> redis.Redis:
     return redis.Redis(port=c.connection_pool.connection_kwargs["port"], socket_timeout=30)
 

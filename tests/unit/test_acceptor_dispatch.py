@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import marshal
+import tracemalloc
 
 import pytest
 
@@ -135,6 +136,32 @@ def test_a_single_key_command_carries_its_slot_in_database_0_only() -> None:
         wire.entry_header(wire.FLAG_RESP3, db=1),
         wire.slotted_header(key_slot(b"k"), True),
     ]
+
+
+def test_selecting_databases_builds_no_table_per_database() -> None:
+    """Only database 0 has slotted headers: a client that selects 200
+    databases and sends GET in each makes the acceptor hold a few bytes per
+    database (its headers), not a header per slot (before: 2 x 16384 per
+    database, 50 MiB here, kept for the process's life)."""
+    acceptor, links = build(databases=256)
+    client, transport = connect(acceptor)
+    get = encode_command([b"GET", b"k"])
+    client.data_received(encode_command([b"SELECT", b"255"]) + get)  # (whatever is made once)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for db in range(1, 201):
+            client.data_received(
+                encode_command([b"SELECT", b"%d" % db]) + get + encode_command([b"HELLO", b"3"]) + get
+            )
+            client.data_received(encode_command([b"HELLO", b"2"]))
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    shard = acceptor.shard_of(b"k")
+    headers = [header for header, body, _ in links[shard].sent if body == get]
+    assert headers[-2:] == [wire.entry_header(0, db=200), wire.entry_header(wire.FLAG_RESP3, db=200)]
+    assert grown < 1 << 20, grown
 
 
 def test_a_single_key_command_goes_to_its_shard_as_it_came() -> None:
