@@ -1098,6 +1098,9 @@ function engine.one_key(f, wide_run)
     -- the script's again, its key put at 1, where another run made one (a
     -- table less to make, and to collect; a script that can hold its KEYS
     -- must get a table of its own, which a later run cannot change).
+    -- The key is taken out again after the run (false, as it was made):
+    -- a cached script's table must not keep its last key alive until its
+    -- next run, as a fresh table left to the collector does not.
     local keys = nil
     local ok, dump = pcall(string_dump, f)
     if ok then ok, dump = pcall(pyindexed, dump) end
@@ -1109,12 +1112,14 @@ function engine.one_key(f, wide_run)
             argv_owed = true
             local ok, r = xpcall(f, handler)
             argv_owed = false
+            keys[1] = false
             if ok then return r end
             return false, r
         end, function(key, ...)
             keys[1] = key
             globals.KEYS, globals.ARGV = keys, {...}
             local ok, r = xpcall(f, handler)
+            keys[1] = false
             if ok then return r end
             return false, r
         end
