@@ -7,7 +7,7 @@
 -- no bytecode loading; every table reachable from the globals read-only
 -- ("Attempt to modify a readonly table"), and reading a global that does
 -- not exist an error, as Redis 7's global protection.
-local pycall, pyraise, pytake, pysha1, pylog, pysetresp, pysetrepl, pyrandom, pyrandomseed, pycheck, libs, pyregister, pyclock, pypacked, pywiden, pynarrowpatch, pywidepatch, pyindexed = ...
+local pycall, pyraise, pysha1, pylog, pysetresp, pysetrepl, pyrandom, pyrandomseed, pycheck, libs, pyregister, pyclock, pypacked, pywiden, pynarrowpatch, pywidepatch, pyindexed = ...
 -- The bytecode patches a compile may ask for, by number (engine.compile):
 -- given once, as every Python function here, never passed per script.
 local PATCHES = {pynarrowpatch, pywidepatch}
@@ -79,6 +79,17 @@ end
 
 -- redis.* -----------------------------------------------------------------
 local redis = {}
+
+-- The error table redis.call raised (Engine._hold stores it at [1]), until
+-- the handler, pcall or a resume takes it.  Taken here, in Lua: lupa reads
+-- a table from Python on the wrong Lua stack while a coroutine runs (the
+-- read gave the resumed thread, not the error), where its stores are sound.
+local held = {}
+local function pytake()
+    local t = held[1]
+    held[1] = nil
+    return t
+end
 
 local function raise(err)
     -- An error table, raised so that the handler finds the caller's line.
@@ -1264,6 +1275,8 @@ function engine.error_info(e)
     if type(line) ~= "string" then line = false end
     return msg, source, line
 end
+
+engine.held = held
 
 function engine.table(...)
     return {...}

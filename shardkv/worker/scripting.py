@@ -448,11 +448,13 @@ class _VM:
         self.runs = 0  # scripts run since the collector's step was last due
         self.gc_floor = lua.get_memory_used() or 0  # Lua's bytes after that step
         # The error table redis.call raised, until the prelude takes it
-        # (Engine._hold): kept in Lua, in this table of the main state.
-        self.held = lua.table()
-        # Whether ``held`` holds a table (Engine._hold, _take): a run's
-        # start clears it only then (a store into a Lua table costs a call
-        # into lupa).
+        # (Engine._hold): kept in Lua, in the prelude's table, which only
+        # the prelude reads (lupa's reads from Python inside a coroutine
+        # took the wrong Lua stack).
+        self.held = api[b"held"]
+        # Whether ``held`` may hold a table (Engine._hold): a run's start
+        # clears it only then (a store into a Lua table costs a call into
+        # lupa).
         self.holding = False
 
 
@@ -579,7 +581,6 @@ class Engine:
         api = chunk(
             self._pcall,
             self._call_raise,
-            self._take,
             for_lua(self._sha1hex),
             for_lua(self._log),
             for_lua(self._setresp),
@@ -1399,7 +1400,7 @@ class Engine:
 
     def _hold(self, table: object) -> None:
         """Keep the error table redis.call raises (None: none) for the
-        prelude to take (:meth:`_take`).
+        prelude to take (its ``pytake``, in Lua).
 
         It is kept in Lua, never in Python: a table made in a Python call
         from a coroutine is bound to that coroutine's ``lua_State`` (lupa
@@ -1411,14 +1412,6 @@ class Engine:
         vm: _VM = self._vm  # type: ignore[assignment]
         vm.held[1] = table
         vm.holding = table is not None
-
-    def _take(self) -> object:
-        vm: _VM = self._vm  # type: ignore[assignment]
-        held = vm.held
-        value = held[1]
-        held[1] = None
-        vm.holding = False
-        return value
 
     def _command(self, name: bytes) -> _Called | None:
         """What redis.call needs to know of the command ``name`` (cached)."""

@@ -963,6 +963,51 @@ CMSGPACK = [
 
 
 # Each table of scripts, by what it checks.
+# Errors caught inside coroutines: an error of redis.call or of a library
+# (a Python callable here) in a coroutine came back as a thread (a read of
+# the held error table from Python, inside a coroutine, took the wrong Lua
+# stack), and a nested resume's error, raised again, replied "ERR thread:".
+COROUTINE_ERRORS = [
+    "local co = coroutine.create(function() return {pcall(redis.call, 'nope')} end) return {coroutine.resume(co)}",
+    "local co = coroutine.create(function() return {pcall(math.random, 0)} end) return {coroutine.resume(co)}",
+    "local co = coroutine.create(function() local ok, e = pcall(redis.call, 'nope') return type(e) end) "
+    "return {coroutine.resume(co)}",
+    "local co = coroutine.create(function() local ok, e = coroutine.resume(coroutine.create(function() "
+    "redis.call('nope') end)) return type(e) end) return {coroutine.resume(co)}",
+    "local co = coroutine.create(function() local ok, e = coroutine.resume(coroutine.create(function() "
+    "redis.call('set','a') end)) return e end) return {coroutine.resume(co)}",
+    "local co = coroutine.create(function() local ok, e = coroutine.resume(coroutine.create(function() "
+    "redis.call('nope') end)) error(e) end) local ok, e = coroutine.resume(co) return {ok, type(e), e.err}",
+    "local function f(n) if n == 2 then redis.call('nope') end local ok, e = coroutine.resume(coroutine.create(f), n+1) "
+    "if not ok then error(e) end return e end return f(0)",
+    "local function f(n) if n == 20 then redis.call('nope') end local ok, e = coroutine.resume(coroutine.create(f), n+1) "
+    "if not ok then error(e) end return e end return f(0)",
+    "return coroutine.wrap(function() local ok, e = pcall(redis.call, 'nope') return {ok, e} end)()",
+    "return coroutine.wrap(function() return coroutine.wrap(function() return {pcall(redis.call, 'nope')} end)() end)()",
+    "return coroutine.wrap(function() local r = {pcall(coroutine.wrap(function() redis.call('nope') end))} "
+    "return {r[1], type(r[2])} end)()",
+    "local f = coroutine.wrap(function() local i = coroutine.create(function() redis.call('nope') end) "
+    "local ok, e = coroutine.resume(i) return type(e) end) return f()",
+    "local co = coroutine.create(function() local i = coroutine.create(function() return {pcall(math.random, 0)} end) "
+    "return {coroutine.resume(i)} end) return {coroutine.resume(co)}",
+    "local co = coroutine.create(function() local i = coroutine.create(function() cmsgpack.unpack('\\193') end) "
+    "return {coroutine.resume(i)} end) return {coroutine.resume(co)}",
+    "local co = coroutine.create(function() local ok, e = coroutine.resume(coroutine.create(function() "
+    "cjson.decode('{') end)) return e end) return {coroutine.resume(co)}",
+    "local co = coroutine.create(function() local ok, e = coroutine.resume(coroutine.create(function() "
+    "error({err='x'}) end)) return {type(e), e.err} end) return {coroutine.resume(co)}",
+    "local co = coroutine.create(function() return {pcall(error, {err='t'})} end) return {coroutine.resume(co)}",
+    "local co = coroutine.create(function() return {pcall(redis.error_reply, 'x'), redis.error_reply('y')} end) "
+    "return {coroutine.resume(co)}",
+    "local co = coroutine.create(function() return redis.error_reply('My Error') end) "
+    "local ok, e = coroutine.resume(co) return e",
+    "local co = coroutine.create(function() return {redis.pcall('nope'), redis.pcall('set', 'a')} end) "
+    "return {coroutine.resume(co)}",
+    "local co = coroutine.create(function() local ok, e = pcall(redis.call, 'nope') coroutine.yield(e) "
+    "return {pcall(redis.call, 'set', 'a')} end) local a, b = coroutine.resume(co) local c, d = coroutine.resume(co) "
+    "return {a, b, c, d}",
+]
+
 TABLES = {
     "cjson-decode-tokens-and-errors": CJSON_DECODE,
     "cjson-encode": CJSON_ENCODE,
@@ -976,6 +1021,7 @@ TABLES = {
     "cmsgpack": CMSGPACK,
     "struct-as-its-c": STRUCT_C,
     "cmsgpack-nesting": CMSGPACK_NESTING,
+    "errors-caught-in-coroutines": COROUTINE_ERRORS,
 }
 
 
