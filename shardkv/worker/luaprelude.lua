@@ -1190,6 +1190,13 @@ function engine.eval_globals()
     rawset(globals, "__redis__err__handler", f(dbg))
 end
 
+function engine.function_globals()
+    -- Redis 7.0's function library API (function_lua.c) is
+    -- luaRegisterRedisAPI's alone: breakpoint, debug and
+    -- replicate_commands are EVAL's (eval.c adds them), absent in FCALL.
+    for _, k in ipairs({"breakpoint", "debug", "replicate_commands"}) do rawset(redis, k, nil) end
+end
+
 function engine.gc_step()
     -- Redis's evalGenericCommand: a step of the collector every 50 scripts
     -- (LUA_GC_CYCLE_PERIOD), rather than a full cycle now and then.

@@ -599,6 +599,8 @@ class Engine:
         )
         if eval_mode:
             api[b"eval_globals"]()
+        else:
+            api[b"function_globals"]()
         lua.gccollect()  # the prelude's garbage
         lualibs.ROOM[id(lua)] = self._require
         return _VM(lua, api, cjson, release)

@@ -223,6 +223,11 @@ FUNCTION_BODIES = {
     "rs": "rawset(_G, 'a')",
     "pc": "return {pcall()}",
     "gl": _NAMES + "return {names(_G), rawget(_G, 'redis') == redis, type(getmetatable(_G))}",
+    # (Redis 7.0's function API has no breakpoint, debug, replicate_commands:
+    # EVAL's alone)
+    "rn": _NAMES + "return names(redis)",
+    "rdbg": "return {type(rawget(redis, 'debug')), type(rawget(redis, 'breakpoint')), pcall(redis.debug, 'x')}",
+    "rrc": "return redis.replicate_commands()",
 }
 LIBRARY = "#!lua name=sandboxlib\n" + "".join(
     f"redis.register_function('{name}', function(keys, args) {body} end)\n"
