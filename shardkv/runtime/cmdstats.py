@@ -201,6 +201,7 @@ class Stats:
         # that ``on_named`` tells the acceptor of, as (id, place) each.
         self.holding = False
         self.places: list[tuple[int, int]] = []
+        self.flushes = 0  # how many times flush_held pushed (see checkpoint)
         self.on_named: Callable[[list[tuple[int, int]]], None] | None = None
         # Rows by the command name as sent (b"GET", b"get"), for the
         # commands that are not containers: the worker's hot path.
@@ -369,6 +370,7 @@ class Stats:
             return
         first = self.shared.push(log, self.slow_max)
         log.clear()
+        self.flushes += 1
         places = self.places
         if places:
             named = [(first + i, place) for i, place in places]
@@ -450,16 +452,23 @@ class Stats:
 
     def checkpoint(self) -> tuple:
         """The counters as they are now, for :meth:`rollback`: a copy of
-        each row and of the error counts (not the slow log)."""
+        each row and of the error counts, and where the held slow entries
+        end (while :meth:`hold` holds them)."""
         rows = {name: (r[0], r[1], r[2], r[3], dict(r[4]), list(r[5])) for name, r in self.commands.items()}
-        return rows, dict(self.errors), self.error_replies, self.error_events, self.generation
+        slow = (len(self.slowlog), len(self.places), self.flushes) if self.holding else None
+        return rows, dict(self.errors), self.error_replies, self.error_events, self.generation, slow
 
     def rollback(self, saved: tuple) -> None:
         """Back to :meth:`checkpoint`'s counts (an operation undone, that
         runs again and counts again), each row in place (rows are held
         elsewhere: ``by_bytes``, a worker's plain entries); nothing if a
-        CONFIG RESETSTAT came since."""
-        rows, errors, replies, events, generation = saved
+        CONFIG RESETSTAT came since.  The slow entries held since go too,
+        unless some were pushed meanwhile (an EXEC's script logged at once,
+        see Stats.slow_now): those stay."""
+        rows, errors, replies, events, generation, slow = saved
+        if slow is not None and self.holding and slow[2] == self.flushes:
+            del self.slowlog[slow[0] :]
+            del self.places[slow[1] :]
         if generation != self.generation:
             return
         for name, row in self.commands.items():

@@ -1457,6 +1457,19 @@ class Shard:
                     self.send(wire.encode_control(wire.Finished(op, commit)))
 
     def run_foreign(self, message: wire.Run) -> wire.Ran:
+        """Run an operation's commands (:meth:`_run_foreign`); with scripts,
+        which may escape and be undone, the slow entries held until its end,
+        so that an undone run's go with its other counts (Stats.rollback)."""
+        stats = self.stats
+        if not any(args[0] in _SCRIPT_RUNS for args in message.commands) or not stats.hold():
+            return self._run_foreign(message)
+        try:
+            return self._run_foreign(message)
+        finally:
+            stats.holding = False
+            stats.flush_held()
+
+    def _run_foreign(self, message: wire.Run) -> wire.Ran:
         """Run an operation's commands with other shards' keys installed here.
 
         The commands are not logged as they are (they name keys this shard
