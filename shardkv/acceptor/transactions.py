@@ -629,22 +629,26 @@ def _run(client: Client, queued: list, reply: Exec, early: dict[int, list], pin:
 
 def _tracked_once_turned_on(client: Client, queued: list) -> Callable[[Slot], None] | None:
     """An atomic EXEC of a client not tracking whose queued CLIENT TRACKING
-    ON turns tracking on: the reads after it are remembered, as Redis runs
-    them, judged as the EXEC commits (its local commands, that one
+    ON turns tracking on: the reads while it is on are remembered, as Redis
+    runs them, judged as the EXEC commits (its local commands, those
     included, have run then, before the reads are remembered; see
-    _run_atomic's finish), from the commands after the last such."""
-    turned_on = -1
-    for i, (cmd, args) in enumerate(queued):
-        if (
-            cmd.name == "client"
-            and len(args) > 2
-            and args[1].lower() == b"tracking"
-            and args[2].lower() == b"on"
-        ):
-            turned_on = i
-    if turned_on < 0:
+    _run_atomic's finish), from the commands after the first ON: the reads
+    of every span from an ON to an OFF or the end (a read while it is off
+    is left out, the writes are all kept, for the order of reads and
+    writes; until 5 December only the reads after the last ON)."""
+    rest: list = []
+    on = seen = False
+    for cmd, args in queued:
+        if cmd.name == "client" and len(args) > 2 and args[1].lower() == b"tracking":
+            switch = args[2].lower()
+            if switch in (b"on", b"off"):
+                on = switch == b"on"
+                seen = seen or on
+                continue
+        if on or (seen and "readonly" not in cmd.flags):
+            rest.append((cmd, args))
+    if not seen:
         return None
-    rest = queued[turned_on + 1 :]
 
     def ran(place: Slot) -> None:
         if client.tracking is None:  # (its CLIENT TRACKING ON failed)

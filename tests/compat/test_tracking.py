@@ -1017,6 +1017,32 @@ def test_tracking_turned_on_inside_an_atomic_exec_tracks_the_reads_after_it(port
     _same(ports, [True, False], steps)
 
 
+@pytest.mark.parametrize("switches", ["on twice", "on off on"])
+def test_tracking_turned_on_twice_inside_an_atomic_exec_tracks_each_span(ports, switches):
+    """CLIENT TRACKING ON queued twice (or ON, OFF, ON) in an atomic EXEC
+    (a script in it): the reads of each span while it is on are
+    remembered, those while it is off not, as Redis runs them in order
+    (only the reads after the last ON were remembered)."""
+    middle = (
+        [["CLIENT", "TRACKING", "ON"]]
+        if switches == "on twice"
+        else [
+            ["CLIENT", "TRACKING", "OFF"],
+            ["GET", "c"],
+            ["CLIENT", "TRACKING", "ON"],
+        ]
+    )
+    steps = [(1, "SET", "a", "0"), (1, "SET", "b", "0"), (1, "SET", "c", "0")]
+    steps += [
+        (0, ["MULTI"], ["CLIENT", "TRACKING", "ON"], ["GET", "a"], *middle, ["GET", "b"])
+        + (["EVAL", "return 1", "0"], ["EXEC"]),
+        (1, "SET", "a", "x"),
+        (1, "SET", "b", "x"),
+        (1, "SET", "c", "x"),
+    ]
+    _same(ports, [True, False], steps)
+
+
 def test_table_limit_tells_each_key_once_while_its_reads_wait(ports):
     """1000 pipelined GETs (all of one shard, waiting behind a busy script
     there) with tracking-table-max-keys 10: Redis remembers each key after
