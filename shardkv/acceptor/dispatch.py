@@ -245,15 +245,20 @@ class Dispatch:
         could use memory without end).  Commands for the shards, outside
         MULTI, reach them, and they refuse them there; but a script whose
         shebang makes its EVAL ``denyoom`` is refused here, as Redis's
-        ``processCommand`` refuses it: a rejected call, not a run."""
+        ``processCommand`` refuses it: a rejected call, not a run, and so
+        is an FCALL (FCALL_RO) of a function with neither ``no-writes``
+        nor ``allow-oom`` (the functions a worker named, see
+        :func:`shardkv.acceptor.memorybudget.learn_oom_functions`)."""
         multi = self.state.multi
+        denyoom = self.server.function_denyoom
         if multi is None:
             if cmd.route == "local" and "denyoom" in commands.flags_of(cmd, args):
                 return True
-            return _script_denies_oom(cmd, args)
+            return _script_denies_oom(cmd, args, denyoom)
         if cmd.name == "exec":
             return any(
-                "denyoom" in commands.flags_of(queued, queued_args) or _script_denies_oom(queued, queued_args)
+                "denyoom" in commands.flags_of(queued, queued_args)
+                or _script_denies_oom(queued, queued_args, denyoom)
                 for queued, queued_args in multi
             )
         return cmd.name not in ("discard", "quit", "reset")
@@ -419,9 +424,12 @@ class Dispatch:
         self.fan_out({s: encoded for s in range(len(self.server.links))}, merge)
 
 
-def _script_denies_oom(cmd: commands.Command, args: list[bytes]) -> bool:
+def _script_denies_oom(cmd: commands.Command, args: list[bytes], function_denyoom: frozenset[bytes]) -> bool:
     """An EVAL (EVALSHA of a cached script) whose shebang makes it a
-    ``denyoom`` command (see :func:`declares_denyoom`)."""
+    ``denyoom`` command (see :func:`declares_denyoom`), or an FCALL (or
+    FCALL_RO) of a function in ``function_denyoom`` (fcallGetCommandFlags)."""
+    if cmd.name in ("fcall", "fcall_ro"):
+        return len(args) > 1 and args[1].lower() in function_denyoom
     body = script_body(cmd.name, args)
     return body is not None and declares_denyoom(body)
 

@@ -44,6 +44,7 @@ not counted.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from shardkv.acceptor import notifications
@@ -211,16 +212,49 @@ def _settle_oom(server: Acceptor, oom: bool, barrier: Slot | None) -> None:
         if barrier is not None:
             barrier.deliver(b"")
 
-    if server.bus is not None:
-        server.bus.ask(bus.OOM, [int(oom)], told)
-    else:
-        told([])
+    def learnt() -> None:
+        if server.bus is not None:
+            server.bus.ask(bus.OOM, [int(oom)], told)
+        else:
+            told([])
+
+    learn_oom_functions(server, learnt)
 
 
-def bus_oom(server: Acceptor, origin: int, args: list) -> int:
-    """Another acceptor shared maxmemory out anew: its shards' OOM state."""
+def bus_oom(server: Acceptor, origin: int, args: list) -> int | None:
+    """Another acceptor shared maxmemory out anew: its shards' OOM state
+    (answered once this acceptor knows which functions are ``denyoom``)."""
     server.oom = bool(args[0])
-    return 1
+    answer = server.bus.later() if server.bus is not None and server.bus.answering() else None
+    if answer is None:
+        learn_oom_functions(server)
+        return 1
+    learn_oom_functions(server, lambda: answer(1))
+    return None
+
+
+def learn_oom_functions(server: Acceptor, done: Callable[[], None] | None = None) -> None:
+    """Out of memory, Redis refuses an FCALL or FCALL_RO of a function
+    with neither ``no-writes`` nor ``allow-oom`` before it runs
+    (fcallGetCommandFlags makes it ``denyoom``), and an EXEC that queued
+    one.  A function's flags are the workers', so while out of memory the
+    acceptor asks one worker for those functions (``__fdenyoom``, an
+    inquiry): when the OOM state is set (before CONFIG SET replies, on
+    every acceptor), and again with each once-a-second OOM check, as
+    FUNCTION DELETE and FLUSH may run meanwhile (LOAD and RESTORE are
+    ``denyoom``, refused).  Then ``done()``, if given."""
+
+    def answer(value: object) -> None:
+        if server.oom and isinstance(value, list):
+            server.function_denyoom = frozenset(value)
+        if done is not None:
+            done()
+
+    if not server.oom or not server.links:
+        server.function_denyoom = frozenset()
+        answer(None)
+        return
+    server.links[0].inquire([Verb.FUNCTION_DENYOOM], answer)
 
 
 class _Figure:

@@ -52,7 +52,7 @@ from collections import deque
 from collections.abc import Iterator
 from collections.abc import Set as AbstractSet
 
-from shardkv.acceptor import monitor, scriptcalls, slowlog
+from shardkv.acceptor import memorybudget, monitor, scriptcalls, slowlog
 from shardkv.acceptor.bus import fail_slot
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.crossshard import AtomicOp
@@ -1355,6 +1355,27 @@ def _all_shards(client: Client, command: list[bytes]) -> None:
     client.fan_out({s: encoded for s in range(len(client.server.links))}, _first_part)
 
 
+def _delete_at_oom(client: Client, library: bytes) -> None:
+    """FUNCTION DELETE while out of memory (it is not ``denyoom``): the
+    acceptor then asks anew which functions are refused
+    (:func:`shardkv.acceptor.memorybudget.learn_oom_functions`), once
+    every shard deleted the library, and replies after that (outside
+    EXEC), so that the client's next FCALL of a deleted function is not
+    refused with OOM but finds no function, as in Redis."""
+    server = client.server
+    barrier = None
+    if not client.state.in_exec:
+        barrier = Slot(client)
+        client.pending.append(barrier)
+
+    def merge(parts: list) -> object:
+        memorybudget.learn_oom_functions(server, None if barrier is None else lambda: barrier.deliver(b""))
+        return parts[0]
+
+    encoded = encode_command([Verb.FUNCTION, b"delete", library])
+    client.fan_out({s: encoded for s in range(len(server.links))}, merge)
+
+
 _FUNCTION_HELP = [
     "FUNCTION <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
     "LOAD [REPLACE] <FUNCTION CODE>",
@@ -1420,7 +1441,10 @@ def function_command(client: Client, args: list[bytes]) -> None:
             replace = True
         _all_shards(client, [Verb.FUNCTION, b"load", b"1" if replace else b"0", args[-1]])
     elif sub == b"delete":
-        _all_shards(client, [Verb.FUNCTION, b"delete", args[2]])
+        if client.server.oom:
+            _delete_at_oom(client, args[2])
+        else:
+            _all_shards(client, [Verb.FUNCTION, b"delete", args[2]])
     elif sub == b"flush":
         if n == 3 and args[2].upper() not in (b"ASYNC", b"SYNC"):
             client.reply_error("ERR FUNCTION FLUSH only supports SYNC|ASYNC option")
@@ -1432,6 +1456,7 @@ def function_command(client: Client, args: list[bytes]) -> None:
             )
             return
         _all_shards(client, [Verb.FUNCTION, b"flush"])
+        client.server.function_denyoom = frozenset()
     elif sub == b"restore":
         if n > 4:
             client.reply_error(

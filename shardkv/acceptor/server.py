@@ -33,6 +33,7 @@ from shardkv.acceptor import causal, configorder, listeners
 from shardkv.acceptor.bus import Bus, BusHandler
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.holds import HoldingClient, Holds
+from shardkv.acceptor.memorybudget import learn_oom_functions
 from shardkv.acceptor.querybuf import ClientsCron
 from shardkv.acceptor.replies import client_failed
 from shardkv.acceptor.shardlink import ShardLink
@@ -217,6 +218,9 @@ class Acceptor:
         # While writes are refused for a disk error: the functions that may
         # write (lowercase names), asked of a worker (diskerrors.changed).
         self.function_writers: frozenset[bytes] = frozenset()
+        # While out of memory: the functions whose FCALL is ``denyoom``
+        # (lowercase names), asked of a worker (memorybudget.learn_oom_functions).
+        self.function_denyoom: frozenset[bytes] = frozenset()
         self.pause_end = 0.0
         self.pause_timer: asyncio.TimerHandle | None = None
         self.paused_clients: list[Client] = []
@@ -531,6 +535,7 @@ class _OomSink:
         self.left -= 1
         if not self.left:
             self.server.oom = self.any
+            learn_oom_functions(self.server)
 
 
 class _FutureSink:

@@ -968,6 +968,11 @@ class Verb:
     # write (no ``no-writes`` flag), lowercase; the acceptor asks while
     # writes are refused for a disk error (see shardkv.acceptor.diskerrors).
     FUNCTION_WRITERS = b"__fwriters"
+    # An inquiry (``I`` frame): the names of the shard's functions whose
+    # FCALL is ``denyoom`` (neither ``no-writes`` nor ``allow-oom``),
+    # lowercase; the acceptor asks while out of memory (see
+    # shardkv.acceptor.memorybudget.learn_oom_functions).
+    FUNCTION_DENYOOM = b"__fdenyoom"
     # In a ``Q`` frame: a script's first math.random or math.randomseed
     # borrows the server's one generator state (the answer, an integer);
     # the script's end gives it back (``__randomback state``, no answer).

@@ -476,6 +476,18 @@ def function_writers(ks: Keyspace, args: list[bytes]) -> object:
     return [name for name, f in functions.functions.items() if not f.flags & no_writes]
 
 
+def function_denyoom(ks: Keyspace, args: list[bytes]) -> object:
+    """__fdenyoom -> the names (lowercase) of the functions whose FCALL
+    and FCALL_RO are ``denyoom`` commands, refused at OOM before they run:
+    those with neither ``no-writes`` nor ``allow-oom`` (Redis's
+    scriptFlagsToCmdFlags; an inquiry: it only reads)."""
+    functions = getattr(engine_of(ks), "functions", None)
+    if functions is None:
+        return []
+    spared = FLAG_NAMES[b"no-writes"] | FLAG_NAMES[b"allow-oom"]
+    return [name for name, f in functions.functions.items() if not f.flags & spared]
+
+
 def _fcall(ks: Keyspace, args: list[bytes], ro: bool, everything: int = 0) -> object:
     functions = functions_of(ks)
     f = functions.functions.get(args[1].lower())
@@ -565,6 +577,7 @@ def function_replay(ks: Keyspace, args: list[bytes]) -> object:
 HANDLERS: Handlers = {
     Verb.FUNCTION: function_internal,
     Verb.FUNCTION_WRITERS: function_writers,
+    Verb.FUNCTION_DENYOOM: function_denyoom,
     "fcall": fcall,
     "fcall_ro": fcall,
     Verb.FCALL: fcall_across,

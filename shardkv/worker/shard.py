@@ -92,7 +92,9 @@ _SCRIPT_RUNS = frozenset({Verb.EVAL, Verb.FCALL})  # a script's run across shard
 _EVALSHA = frozenset((b"EVALSHA", b"evalsha", b"EVALSHA_RO", b"evalsha_ro"))
 # The verbs an ``I`` frame may ask: they read (or reset) the shard's
 # figures, so they may run even while the shard waits in a script or parked.
-INQUIRIES = frozenset({Verb.INFO, Verb.LASTSAVE, Verb.FUNCTION_WRITERS, Verb.CJSON_STATE})
+INQUIRIES = frozenset(
+    {Verb.INFO, Verb.LASTSAVE, Verb.FUNCTION_WRITERS, Verb.FUNCTION_DENYOOM, Verb.CJSON_STATE}
+)
 
 
 class Prepared:

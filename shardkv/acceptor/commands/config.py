@@ -8,7 +8,7 @@ every worker; a worker whose pipe is attached gets every setting
 
 from __future__ import annotations
 
-from shardkv.acceptor import configorder, listeners, notifications
+from shardkv.acceptor import configorder, listeners, memorybudget, notifications
 from shardkv.acceptor.bus import fail_slot
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.commands.common import all_ok, guard, subcommand_error
@@ -150,6 +150,7 @@ def _set_oom(server, parts: list) -> object:
     of memory?  The acceptor then refuses commands as Redis does at OOM
     while a transaction is queued (see Dispatch._execute)."""
     server.oom = any(p == 1 for p in parts)
+    memorybudget.learn_oom_functions(server)
     return OK
 
 
