@@ -23,7 +23,7 @@ from shardkv.acceptor.info import other_reports
 from shardkv.acceptor.replies import Slot
 from shardkv.protocol import bus, command_docs
 from shardkv.protocol.errors import CommandError
-from shardkv.protocol.resp import Verbatim, encode_command
+from shardkv.protocol.resp import MapPairs, Verbatim, encode_command
 from shardkv.protocol.wire import Verb
 from shardkv.runtime.cmdstats import Stats, bucket_value
 
@@ -76,7 +76,7 @@ def latency(client: Client, args: list) -> None:
     elif sub == b"GRAPH":
         raise CommandError("ERR No samples available for event '%s'" % args[2].decode("latin-1"))
     elif sub == b"HISTOGRAM":
-        names = {a.decode("latin-1").lower() for a in args[2:]}
+        names = [a.decode("latin-1").lower() for a in args[2:]]
         own = server.stats.report()
         if server.bus is None:
             client.query_all([Verb.CMDSTATS], lambda parts: _histogram([own], parts, names))
@@ -101,18 +101,36 @@ def latency(client: Client, args: list) -> None:
         raise subcommand_error(args)
 
 
-def _histogram(reports: list, parts: list, names: set) -> dict:
-    """The reply: the acceptors' ``reports`` and the shards' ``parts`` added up."""
+def _histogram(reports: list, parts: list, names: list[str]) -> dict | MapPairs:
+    """The reply: the acceptors' ``reports`` and the shards' ``parts`` added
+    up; every command with data, or those ``names`` asks for, as Redis's
+    latencySpecificCommandsFillCDF: in their order, a name given twice
+    twice, a container command its subcommands with data (``config``:
+    ``config|get``..., in no order Redis promises: here sorted), a name
+    that is no command (or has no data) nothing."""
     total = Stats()
     for report in reports:
         total.merge(report)
     for part in parts:
         if isinstance(part, list):
             total.merge(part)
-    out: dict = {}
-    for name, row in sorted(total.commands.items()):
-        if names and name not in names:
-            continue
+    rows = _rows(total)
+    if not names:
+        return {name.encode(): rows[name] for name in sorted(rows)}
+    out = MapPairs()
+    for name in names:
+        if name in rows:
+            out.append((name.encode(), rows[name]))
+        if "|" not in name:
+            prefix = name + "|"
+            out.extend((sub.encode(), rows[sub]) for sub in sorted(rows) if sub.startswith(prefix))
+    return out
+
+
+def _rows(total: Stats) -> dict[str, dict]:
+    """Each command's entry (its calls and cumulative histogram), for those with data."""
+    out: dict[str, dict] = {}
+    for name, row in total.commands.items():
         calls, hist = row[0], row[4]
         if not hist:
             continue
@@ -127,5 +145,5 @@ def _histogram(reports: list, parts: list, names: set) -> dict:
         for power in sorted(by_power):
             running += by_power[power]
             cumulative[power] = running
-        out[name.encode()] = {b"calls": calls, b"histogram_usec": cumulative}
+        out[name] = {b"calls": calls, b"histogram_usec": cumulative}
     return out

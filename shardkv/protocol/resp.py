@@ -27,6 +27,7 @@ Python value       RESP2                   RESP3
 :class:`Push`      array                   push ``>``
 :class:`Pairs`     flat array              array of 2-arrays
 :class:`KeyedArrays` array of 2-arrays    map ``%``
+:class:`MapPairs`  flat array              map ``%`` (keys may repeat)
 :class:`Raw`       the bytes as they are   the bytes as they are
 =================  ======================  ===========================
 """
@@ -167,6 +168,14 @@ class Pairs(list[Any]):
 class KeyedArrays(list[Any]):
     """A list of ``(key, value)``: an array of 2-arrays in RESP2, a map in
     RESP3 (XREAD's reply)."""
+
+    __slots__ = ()
+
+
+class MapPairs(list[Any]):
+    """A list of ``(key, value)`` in a given order, a key maybe more than
+    once: a flat array in RESP2, a map in RESP3 (LATENCY HISTOGRAM's
+    reply, one entry per command asked, as Redis repeats them)."""
 
     __slots__ = ()
 
@@ -1076,6 +1085,11 @@ def _encode_into(value: Any, resp3: bool | int, out: list[bytes]) -> None:
         for a, b in value:
             if not resp3:
                 out.append(b"*2\r\n")
+            _encode_into(a, resp3, out)
+            _encode_into(b, resp3, out)
+    elif t is MapPairs:
+        out.append((b"%%%d\r\n" if resp3 else b"*%d\r\n") % (len(value) * (1 if resp3 else 2)))
+        for a, b in value:
             _encode_into(a, resp3, out)
             _encode_into(b, resp3, out)
     elif t is HumanDouble:

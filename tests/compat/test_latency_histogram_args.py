@@ -1,0 +1,58 @@
+"""LATENCY HISTOGRAM with command names, compared with redis-server
+(latencySpecificCommandsFillCDF): the entries come in the order of the
+names, a name given twice twice, a container command gives its
+subcommands that have data (``config``: ``config|get``, ``config|set``;
+Redis's own order among them is its dict's, so they are compared as a
+set), a ``parent|sub`` name that one, and a name that is no command, or
+has no data, nothing.  In RESP3 the reply is a map whose keys may repeat.
+"""
+
+from __future__ import annotations
+
+from tests.support.resp import RespClient
+
+ASKED = ("config", "ping", "ping", "set", "nosuch", "CONFIG|GET", "client", "get|x", "config|nosuch", "echo")
+
+
+def _normalized(names: list[bytes]) -> list:
+    """The names, each run of one container's subcommands as a set."""
+    out: list = []
+    for name in names:
+        parent = name.partition(b"|")[0] if b"|" in name else None
+        if parent is not None and out and isinstance(out[-1], tuple) and out[-1][0] == parent:
+            out[-1][1].add(name)
+        elif parent is not None:
+            out.append((parent, {name}))
+        else:
+            out.append(name)
+    return out
+
+
+def _scenario(port: int) -> list:
+    c, c3 = RespClient(port), RespClient(port, protocol=3)
+    try:
+        c.command("CONFIG", "RESETSTAT")
+        c.command("PING")
+        c.command("SET", "lh", "v")
+        c.command("CONFIG", "GET", "maxmemory")
+        c.command("CONFIG", "SET", "maxmemory", "0")
+        c.command("CLIENT", "ID")
+        flat = c.command("LATENCY", "HISTOGRAM", *ASKED)
+        names = flat[::2]  # type: ignore[index]
+        raw3 = c3.call("LATENCY", "HISTOGRAM", *ASKED)
+        return [_normalized(names), raw3.split(b"\r\n", 1)[0]]  # type: ignore[arg-type]
+    finally:
+        c.close()
+        c3.close()
+
+
+def test_latency_histogram_names_in_order_repeated_and_expanded(redis_and_shardkv_k12) -> None:
+    real, ours, _acceptors = redis_and_shardkv_k12
+    want = _scenario(real)
+    assert want[0][:4] == [
+        (b"config", {b"config|get", b"config|set", b"config|resetstat"}),
+        b"ping",
+        b"ping",
+        b"set",
+    ]
+    assert _scenario(ours) == want
