@@ -67,3 +67,42 @@ def test_command_and_error_stats_count_every_acceptors_clients(redis_and_shardkv
     want = _scenario(real, 1)
     assert want[0]["cmdstat_ping"] == "4,0,0"  # the scenario counts what it means to
     assert _scenario(ours, acceptors) == want
+
+
+def _processed(port: int, acceptors: int) -> list[int]:
+    """``total_commands_processed`` as Redis counts it (``call()``): after
+    each command ran, so not INFO in its own output; not a command refused
+    before it ran (arity, unknown); each of a script's calls and of an
+    EXEC's commands, and EXEC; over every acceptor's clients."""
+    clients = _clients(port, acceptors)
+    a, b = clients[0], clients[1]
+    try:
+        seen = []
+        for steps in (
+            [(a, ("ECHO",))],
+            [(b, ("ECHO",)), (a, ("NOSUCH",)), (b, ("PING",))],
+            [(b, ("EVAL", "redis.call('set', KEYS[1], 1) return redis.call('get', KEYS[1])", 1, K1))],
+            [
+                (a, ("EVAL", ACROSS, 2, K0, K1)),
+                (b, ("EVAL", "return redis.pcall('incr', KEYS[1])", 1, "csa-hash")),
+            ],
+            [(a, ("MULTI",)), (a, ("SET", K0, "1")), (a, ("GET", K1)), (a, ("EXEC",))],
+            [(b, ("MULTI",)), (b, ("GET", K0)), (b, ("GET",)), (b, ("EXEC",))],
+            [(a, ("MSET", K0, "1", K1, "2")), (b, ("INFO", "stats"))],
+        ):
+            a.command("CONFIG", "RESETSTAT")
+            for c, args in steps:
+                c.call(*args)
+            for c in (a, b):
+                seen.append(int(parse_info(c.command("INFO", "stats"))["total_commands_processed"]))  # type: ignore[arg-type]
+        return seen
+    finally:
+        for c in clients:
+            c.close()
+
+
+def test_total_commands_processed_counts_what_ran(redis_and_shardkv_k12) -> None:
+    real, ours, acceptors = redis_and_shardkv_k12
+    want = _processed(real, 1)
+    assert want[:2] == [1, 2]  # CONFIG RESETSTAT; then it and the first INFO
+    assert _processed(ours, acceptors) == want
