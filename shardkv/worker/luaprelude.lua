@@ -761,6 +761,35 @@ local function handler(err)
     return err
 end
 
+-- The script's xpcall: its handler gets what Redis's would, the error table
+-- redis.call raised (taken here, so that none stays held for a later
+-- error to find) and a library's message at the line that called it
+-- (luaL_error's).  Anything else, as it was raised.
+local real_xpcall = xpcall
+local function xpcall_value(e)
+    if type(e) ~= "userdata" or plain_userdata[e] then return e end
+    local t = pytake()
+    if t ~= nil then return t end
+    e = tostring(e)
+    -- (levels as the handler's, one deeper: this function's caller's)
+    local raiser = dbg.getinfo(3, "nSlf")
+    local level, i = 3, raiser
+    while i and (i.what == "C" or i.source == "=prelude") do
+        level = level + 1
+        i = dbg.getinfo(level, "nSl")
+    end
+    if i and level == 4 then e = i.short_src .. ":" .. tostring(i.currentline) .. ": " .. argerror_named(e, raiser) end
+    return e
+end
+G.xpcall = function(...)
+    if select("#", ...) < 2 then
+        -- luaB_xpcall's luaL_checkany, naming it as its caller did
+        error("bad argument #2 to '" .. (dbg.getinfo(1, "n").name or "?") .. "' (value expected)", 2)
+    end
+    local f, h = ...
+    return real_xpcall(f, function(e) return h(xpcall_value(e)) end)
+end
+
 -- The kill check: every 100000 instructions, as Redis's count hook.
 local hook_count = 100000
 local killed = {err = "ERR Script killed by user with SCRIPT KILL..."}

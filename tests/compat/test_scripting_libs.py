@@ -1008,6 +1008,46 @@ COROUTINE_ERRORS = [
     "return {a, b, c, d}",
 ]
 
+# xpcall's handler gets the error Redis's gets: redis.call's error table, a
+# library's message at its line; none is left held for a later error.
+XPCALL = [
+    "return {xpcall(function() redis.call('nope') end, function(e) return type(e) end)}",
+    "local ok, e = xpcall(function() redis.call('nope') end, function(e) return e end) return e",
+    "local ok, e = xpcall(function() redis.call('nope') end, function(e) return e end) return {ok, e.err}",
+    "xpcall(function() redis.call('nope') end, function(e) return 1 end) return {pcall(math.random, 0)}",
+    "xpcall(function() redis.call('nope') end, function(e) return 1 end) math.random(0)",
+    "xpcall(function() redis.call('nope') end, function(e) return 1 end) local co = coroutine.create(function() return pcall(math.random, 0) end) return {coroutine.resume(co)}",
+    "return {xpcall(function() math.random(0) end, function(e) return e end)}",
+    "return {xpcall(function() return math.random(0) end, function(e) return e end)}",
+    "return {xpcall(function() redis.call('set', 'a') end, function(e) return e.err end)}",
+    "return {xpcall(function() return redis.pcall('nope') end, function(e) return 'h' end)}",
+    "return {xpcall(function() error(redis.error_reply('My Error')) end, function(e) return e end)}",
+    "return {xpcall(function() error('x') end, function(e) return e end)}",
+    "return {xpcall(function() error({err='-X y'}) end, function(e) return type(e) end)}",
+    "return {xpcall(function() redis.call('nope') end, function(e) error('in handler') end)}",
+    "return {xpcall(function() redis.call('nope') end, function(e) redis.call('nope') end)}",
+    "return {xpcall(function() local x = nil; return x.y end, function(e) return e end)}",
+    "return {xpcall(function() return 1, 2 end, function(e) return e end)}",
+    "return {xpcall(math.random, function(e) return e end)}",
+    "local co = coroutine.create(function() return xpcall(function() redis.call('nope') end, function(e) return type(e) end) end) return {coroutine.resume(co)}",
+    "local co = coroutine.create(function() local ok, e = xpcall(function() redis.call('nope') end, function(e) return e end) coroutine.yield(e) return {pcall(math.random, 0)} end) local a, b = coroutine.resume(co) local c, d = coroutine.resume(co) return {a, b, c, d}",
+    "return {xpcall(function() return {pcall(redis.call, 'nope')} end, function(e) return e end)}",
+    "return {xpcall(function() pcall(redis.call, 'nope') math.random(0) end, function(e) return e end)}",
+    "return {xpcall(function() xpcall(function() redis.call('nope') end, function(e) return e end) redis.call('set', 'a') end, function(e) return e end)}",
+    "xpcall(function() redis.call('nope') end, function(e) return 1 end) return redis.call('set', 'a')",
+    "local ok, e = xpcall(function() redis.call('nope') end, function(e) return e end) error(e)",
+    "xpcall(function() redis.call('nope') end, function(e) return 1 end) return cjson.decode('{')",
+    "return {xpcall()}",
+    "return {xpcall(function() end)}",
+    "local x = xpcall; return {x(function() return 1 end)}",
+    "return {xpcall(nil, function(e) return e end)}",
+    "return {xpcall(function() error(redis.call) end, function(e) return type(e) end)}",
+    "return {xpcall(function() cjson.decode('{') end, function(e) return e end)}",
+    "return {xpcall(function() return struct.pack('>q') end, function(e) return e end)}",
+    "return {xpcall(function() redis.call('nope') end, nil)}",
+    "local co = coroutine.wrap(function() redis.call('nope') end) return {xpcall(co, function(e) return type(e) end)}",
+]
+
 TABLES = {
     "cjson-decode-tokens-and-errors": CJSON_DECODE,
     "cjson-encode": CJSON_ENCODE,
@@ -1022,6 +1062,7 @@ TABLES = {
     "struct-as-its-c": STRUCT_C,
     "cmsgpack-nesting": CMSGPACK_NESTING,
     "errors-caught-in-coroutines": COROUTINE_ERRORS,
+    "xpcall-handlers-get-redis-errors": XPCALL,
 }
 
 
