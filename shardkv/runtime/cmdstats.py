@@ -362,12 +362,13 @@ class Stats:
         self.holding = True
         return True
 
-    def flush_held(self) -> None:
+    def flush_held(self) -> int:
         """Push the held slow entries, in order, under one lock; tell
-        ``on_named`` the ids of those with a place."""
+        ``on_named`` the ids of those with a place.  The first one's id
+        (the others' follow it), -1 if none was pushed."""
         log = self.slowlog
         if not log or self.shared is None:
-            return
+            return -1
         first = self.shared.push(log, self.slow_max)
         log.clear()
         self.flushes += 1
@@ -377,6 +378,7 @@ class Stats:
             places.clear()
             if self.on_named is not None:
                 self.on_named(named)
+        return first
 
     def row_of(self, args: list[bytes]) -> list:
         """The counters of the command ``args``."""

@@ -204,6 +204,10 @@ class Shard:
         # of these counters (``home_stats``, of this ``generation``).
         self.home_stats = self.stats
         self.stats.on_named = self._name_slow
+        # While run_foreign holds the slow entries of an EXEC's scripts: each
+        # script's held entry, in order, as (its index in the held log, the
+        # entry) or None (not logged), named in Ran.logged once final.
+        self._exec_slow: list[tuple[int, tuple] | None] | None = None
         self.plain: dict[bytes, plain.Plain | Literal[False]] = {}
         self.plain_generation = 0
         # The entry run now is a script call the client sent as another (an
@@ -1461,15 +1465,31 @@ class Shard:
     def run_foreign(self, message: wire.Run) -> wire.Ran:
         """Run an operation's commands (:meth:`_run_foreign`); with scripts,
         which may escape and be undone, the slow entries held until its end,
-        so that an undone run's go with its other counts (Stats.rollback)."""
+        so that an undone run's go with its other counts (Stats.rollback):
+        its scripts' own too (_log_exec_script), named in Ran.logged once
+        pushed here, at its end."""
         stats = self.stats
-        if not any(args[0] in _SCRIPT_RUNS for args in message.commands) or not stats.hold():
+        if not any(args[0] in _SCRIPT_RUNS for args in message.commands):
             return self._run_foreign(message)
+        took = stats.hold()  # (or a batch that runs holds them: run_batch)
+        if not stats.holding:
+            return self._run_foreign(message)
+        pending: list[tuple[int, tuple] | None] = []
+        self._exec_slow = pending
         try:
-            return self._run_foreign(message)
+            ran = self._run_foreign(message)
         finally:
-            stats.holding = False
-            stats.flush_held()
+            self._exec_slow = None
+            log = stats.slowlog
+            # (an entry rolled back with an escaped run is no longer there)
+            kept = [h is not None and h[0] < len(log) and log[h[0]] is h[1] for h in pending]
+            if took:
+                stats.holding = False
+            first = stats.flush_held()  # (a batch's held before them too, in order)
+        for i, h in enumerate(pending):
+            if h is not None and i < len(ran.logged):
+                ran.logged[i] = first + h[0] if kept[i] and first >= 0 else -1
+        return ran
 
     def _run_foreign(self, message: wire.Run) -> wire.Ran:
         """Run an operation's commands with other shards' keys installed here.
@@ -1669,11 +1689,23 @@ class Shard:
         after its calls' as Redis logs it, named as the client's command
         (the acceptor puts in the client's own arguments, address and
         name, see slowlog.note_script); its id, or -1 (not slow, or
-        a run that escaped: the run again logs it)."""
+        a run that escaped: the run again logs it; or held: see run_foreign)."""
         stats = self.stats
+        pending = self._exec_slow
         if stats is None or (type(value) is Error and value.message.startswith(scripting.CROSS_MARKER)):
+            if pending is not None:
+                pending.append(None)
             return -1
-        return stats.slow_now([args[2], args[5], *args[6:]], ns // 1000)  # (its id now, for Ran)
+        argv = [args[2], args[5], *args[6:]]
+        if pending is None or not stats.holding:
+            return stats.slow_now(argv, ns // 1000)  # (its id now, for Ran)
+        # Held with the run's other entries, until it is final (run_foreign
+        # names its id): an escape undoes them all (Stats.rollback).
+        log = stats.slowlog
+        at = len(log)
+        stats.slow(argv, ns // 1000)
+        pending.append((at, log[at]) if len(log) > at else None)
+        return -1
 
     def acceptor_lost(self, pipe: int = 0) -> None:
         """The acceptor of ``pipe`` died, and its clients with it: forget

@@ -110,6 +110,20 @@ def _transaction_escapes(c: redis.Redis) -> None:
     pipe.execute()
 
 
+def _transaction_escapes_late(c: redis.Redis) -> None:
+    """Scripts that run before the one that escapes, in the same
+    transaction: their entries, logged at once, were kept with the undone
+    run's (the rollback then took back none of it)."""
+    pipe = c.pipeline(transaction=True)
+    pipe.execute_command("SET", A, "1")
+    for i in range(3):
+        writes = f"redis.call('set', '{key_on(0, 'se%d' % i)}', '1')"
+        reads = key_on(min(i, 1), "sf%d" % i)  # (the first on the shard that runs them, the others not)
+        pipe.execute_command("EVAL", writes + f" return redis.call('get', '{reads}')", 0)
+    pipe.execute_command("GET", A)
+    pipe.execute()
+
+
 def _pipeline(c: redis.Redis) -> None:
     sha = c.execute_command("SCRIPT", "LOAD", "return redis.call('incr', KEYS[1])")
     pipe = c.pipeline(transaction=False)
@@ -211,6 +225,19 @@ def test_commands_around_a_script_that_escapes_in_exec_log_once(ports):
     real = _run(ports["redis"], _transaction_escapes)
     ours = _run(ports["shardkv"], _transaction_escapes)
     assert [e[1] for e in ours["entries"]] == [e[1] for e in real["entries"]]
+
+
+def test_scripts_before_one_that_escapes_in_exec_log_once(ports):
+    """Every entry of the transaction once, as in Redis: the scripts that
+    ran before the one that escaped, and their calls, left entries of the
+    undone run too (14 where Redis has 12)."""
+    real = _run(ports["redis"], _transaction_escapes_late)
+    ours = _run(ports["shardkv"], _transaction_escapes_late)
+    assert [e[1] for e in ours["entries"]] == [e[1] for e in real["entries"]]
+    # (the scripts' own entries name the client, as its calls' name Lua's)
+    assert [e for e in ours["entries"] if e[1][0] == b"EVAL"] == [
+        e for e in real["entries"] if e[1][0] == b"EVAL"
+    ]
 
 
 # A script that runs 50 ms when its key holds "slow" (and sets it to
