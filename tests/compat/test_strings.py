@@ -470,6 +470,40 @@ def test_lcs_random_long(compare):
         compare("LCS", "{l}b", "{l}a", "IDX")
 
 
+def test_lcs_random_both_orders(compare):
+    """Random pairs in both orders, each option: the rows run over the
+    shorter key and the walk is transposed when the first key is the
+    longer, and must still take Redis's path (its ties depend on which
+    key is first).  Also long keys against very short ones."""
+    rnd = random.Random(2023)
+    alphabets = [b"a", b"ab", b"acgt", bytes(range(256))]
+    pairs = []
+    for trial in range(300):
+        alphabet = alphabets[trial % 4]
+        a = bytes(rnd.choice(alphabet) for _ in range(rnd.randint(0, 300)))
+        b = bytes(rnd.choice(alphabet) for _ in range(rnd.randint(0, 300)))
+        if trial % 5 == 0:
+            b = b[: rnd.randint(0, 3)]
+        pairs.append((a, b))
+    for alphabet in alphabets:
+        for short in (0, 1, 2, 3):
+            pairs.append(
+                (
+                    bytes(rnd.choice(alphabet) for _ in range(5000)),
+                    bytes(rnd.choice(alphabet) for _ in range(short)),
+                )
+            )
+    for a, b in pairs:
+        compare("MSET", "{l}a", a, "{l}b", b)
+        for x, y in (("{l}a", "{l}b"), ("{l}b", "{l}a")):
+            compare("LCS", x, y)
+            compare("LCS", x, y, "LEN")
+            compare("LCS", x, y, "IDX")
+            compare("LCS", x, y, "IDX", "WITHMATCHLEN")
+            compare("LCS", x, y, "IDX", "MINMATCHLEN", rnd.randint(0, 4))
+            compare("LCS", x, y, "IDX", "MINMATCHLEN", rnd.randint(0, 4), "WITHMATCHLEN")
+
+
 def test_lcs_of_4kb_strings_and_its_memory_limit(compare):
     """Two 4 KB strings (seconds in a pure-Python table, a blocked shard);
     and Redis's limit: the uint32 table it would allocate, (len(a) + 1) *

@@ -351,49 +351,63 @@ def lcs(ks: Keyspace, args: list[bytes]) -> object:
         raise CommandError(errors.LCS_LEN_AND_IDX)
     if (len(a) + 1) * (len(b) + 1) * 4 > ks.runtime.proto_max_bulk_len:  # Redis's uint32 table
         raise CommandError(errors.LCS_TOO_BIG)
-    rows = _lcs_rows(a, b, keep=not want_len)
+    # The rows run over the shorter string's bytes (one Python step each),
+    # every row a bit vector over the longer one: a 60 MB key against a
+    # 1-byte key is one row, not 60 million Python steps.  The table is
+    # the same under transposition, LCS(a[:i], b[:j]) = LCS(b[:j], a[:i]).
+    flip = len(b) < len(a)
+    s, t = (b, a) if flip else (a, b)
+    where = _lcs_masks(s, t)
+    rows = _lcs_rows(s, t, where, keep=not want_len)
     total = rows[-1].bit_count()
     if want_len:
         return total
     # Walk back from the end, as Redis does, collecting the string and the
-    # ranges of contiguous matches (last match first).  Where a[i-1] and
-    # b[j-1] differ, Redis steps up (i - 1) only if LCS(i-1, j) is larger
-    # than LCS(i, j-1), else left (j - 1).  ``d`` is LCS(i, j); LCS(i, j-1)
-    # is d less bit j-1 of row i, and LCS(i-1, j) is d or d - 1: when the
-    # bit is 0, left it is, and the walk jumps to the next column where the
-    # bytes match or the bit is 1.
+    # ranges of contiguous matches (last match first), at cell (p, q) of
+    # the table of s (rows) against t (bits).  Where a[i-1] and b[j-1]
+    # differ, Redis steps up (i - 1) only if LCS(i-1, j) is larger than
+    # LCS(i, j-1), else left (j - 1).  Here p is i and q is j, or, flipped,
+    # p is j and q is i: then the step is to p - 1 where LCS(p-1, q) is
+    # at least LCS(p, q-1), else to q - 1.  ``d`` is LCS(p, q); LCS(p, q-1)
+    # is d less bit q-1 of row p, and LCS(p-1, q), ``up``, is d or d - 1.
+    # Where the bit is 0 and the step is to q - 1, it stays so while the
+    # bytes differ and the bit is 0, and the walk jumps over that run.
     out = bytearray()
     matches = []
-    i, jj = len(a), len(b)
+    p, q = len(s), len(t)
     d = total
-    where: dict[int, int] = {}
-    for k, c in enumerate(b):
-        where[c] = where.get(c, 0) | (1 << k)
     start = end = bstart = bend = -1
-    while i > 0 and jj > 0:
+    while p > 0 and q > 0:
         emit = False
-        c = a[i - 1]
-        if c == b[jj - 1]:
+        c = s[p - 1]
+        if c == t[q - 1]:
             out.append(c)
+            ia, ib = (q - 1, p - 1) if flip else (p - 1, q - 1)
             if start < 0:
-                start = end = i - 1
-                bstart = bend = jj - 1
+                start = end = ia
+                bstart = bend = ib
             else:
                 start, bstart = start - 1, bstart - 1
             if start == 0 or bstart == 0:
                 emit = True
-            i, jj, d = i - 1, jj - 1, d - 1
+            p, q, d = p - 1, q - 1, d - 1
         else:
-            row = rows[i]
-            if row >> (jj - 1) & 1:
-                if (rows[i - 1] & ((1 << jj) - 1)).bit_count() == d:  # LCS(i-1, j) > d - 1
-                    i -= 1
+            row = rows[p]
+            bit = row >> (q - 1) & 1
+            up = -1
+            if bit or flip:
+                up = (rows[p - 1] & ((1 << q) - 1)).bit_count()
+            if bit:
+                if flip or up == d:
+                    p, d = p - 1, up
                 else:
-                    jj, d = jj - 1, d - 1
+                    q, d = q - 1, d - 1
+            elif up == d:  # flipped only
+                p -= 1
             else:
-                # Left while the bytes differ and the bit is 0: to the
+                # To q - 1 while the bytes differ and the bit is 0: to the
                 # highest column below where either changes (0 if none).
-                jj = ((row | where.get(c, 0)) & ((1 << (jj - 1)) - 1)).bit_length()
+                q = ((row | where.get(c, 0)) & ((1 << (q - 1)) - 1)).bit_length()
             emit = start >= 0
         if emit:
             size = end - start + 1
@@ -409,20 +423,31 @@ def lcs(ks: Keyspace, args: list[bytes]) -> object:
     return bytes(out)
 
 
-def _lcs_rows(a: bytes, b: bytes, keep: bool = True) -> list[int]:
-    """The rows of LCS's table, bit-parallel (Hyyro's LCS-length recurrence,
-    ``len(b)`` bits at a time in a Python int): bit k of ``rows[i]`` is
-    set where LCS(a[:i], b[:k+1]) = LCS(a[:i], b[:k]) + 1, so LCS(a[:i],
-    b[:j]) is the count of its bits below j.  ``keep=False``: the last row
-    only (LCS ... LEN).  Redis fills the whole table, cell by cell."""
-    full = (1 << len(b)) - 1
-    where: dict[int, int] = {}
-    for k, c in enumerate(b):
-        where[c] = where.get(c, 0) | (1 << k)
+_ZEROS = b"0" * 256
+
+
+def _lcs_masks(s: bytes, t: bytes) -> dict[int, int]:
+    """For each byte c of ``s``, the bits k where t[k] == c, built in C
+    (a translated, reversed copy of ``t`` read as a binary number), not
+    one Python step per byte of ``t``."""
+    if not t:
+        return {}
+    rev = t[::-1]
+    return {c: int(rev.translate(_ZEROS[:c] + b"1" + _ZEROS[c + 1 :]), 2) for c in set(s)}
+
+
+def _lcs_rows(s: bytes, t: bytes, where: dict[int, int], keep: bool = True) -> list[int]:
+    """The rows of LCS's table of ``s`` against ``t``, bit-parallel (Hyyro's
+    LCS-length recurrence, ``len(t)`` bits at a time in a Python int): bit
+    k of ``rows[i]`` is set where LCS(s[:i], t[:k+1]) = LCS(s[:i], t[:k]) + 1,
+    so LCS(s[:i], t[:j]) is the count of its bits below j.  ``where``: see
+    _lcs_masks.  ``keep=False``: the last row only (LCS ... LEN).  Redis
+    fills the whole table, cell by cell."""
+    full = (1 << len(t)) - 1
     v = full  # the complement of the current row
     rows = [0]
     append = rows.append
-    for c in a:
+    for c in s:
         u = v & where.get(c, 0)
         v = ((v + u) | (v - u)) & full
         if keep:
