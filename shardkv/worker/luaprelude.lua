@@ -1195,22 +1195,19 @@ function engine.call_wide(f, nkeys, ...)
     return ok, r
 end
 
--- Redis's EVAL state keeps its pcall error handler as a global, in the
--- code scriptingInit loads (the functions' state keeps it in the
--- registry): a script sees it, can call it, and pairs(_G) lists it.  (Only
--- seen: shardkv's handler is the one above.)
-local ERR_HANDLER = [[local dbg = ...
-
-return function(err)
-  local i = dbg.getinfo(2,'nSl')
-  if i and i.what == 'C' then
-    i = dbg.getinfo(3,'nSl')
-  end
-  if type(err) ~= 'table' then
-    err = {err='ERR ' .. tostring(err)}  end  if i then
-    err['source'] = i.source
-    err['line'] = i.currentline
-  end  return err
+-- Redis's EVAL state keeps its pcall error handler as a global (its
+-- functions' state keeps it in the registry): a script sees it, can call
+-- it, and pairs(_G) lists it.  Only seen: shardkv's handler is the one
+-- above.  It behaves as Redis's: a string error becomes {err = "ERR ..."},
+-- and the error table gets the source and line of the frame that raised
+-- (past a C function's frame), in a chunk of the name Redis gives it.
+local ERR_HANDLER = [[local getinfo = (...).getinfo
+return function(e)
+    local at = getinfo(2, "nSl")
+    if at and at.what == "C" then at = getinfo(3, "nSl") end
+    if type(e) ~= "table" then e = {err = "ERR " .. tostring(e)} end
+    if at then e.source, e.line = at.source, at.currentline end
+    return e
 end
 ]]
 function engine.eval_globals()
