@@ -335,6 +335,8 @@ def _fast_behind_slow(port: int, trials: int) -> list:
     body = SLOW_IF.replace("50000", "300000")
     try:
         c.execute_command("CONFIG", "SET", "slowlog-log-slower-than", "150000")
+        c.execute_command("DEL", A2)  # (B and A2 are INCRed: another test left "d" in A2)
+        c.execute_command("DEL", B)
         sha = c.execute_command("SCRIPT", "LOAD", body)
         across = c.execute_command("SCRIPT", "LOAD", ACROSS)
         c.execute_command("EVALSHA", sha, 1, A)  # its shard compiled it
