@@ -280,6 +280,20 @@ def _beside(port: int, cid: int) -> socket.socket:
     pytest.fail("no connection landed on that acceptor")
 
 
+def _named_pair(port: int, cid: int) -> tuple:
+    """Two raw connections on the acceptor of client ``cid``, named A and B."""
+    a, b = _beside(port, cid), _beside(port, cid)
+    try:
+        for s, name in ((a, "A"), (b, "B")):
+            s.sendall(encode_command("CLIENT", "SETNAME", name))
+            _replies(s, 1)
+    except BaseException:
+        a.close()
+        b.close()
+        raise
+    return a, b
+
+
 def _one_slow_among_fast(port: int, trials: int) -> list:
     """Client A pipelines three EVALSHA of the script while client B runs
     the same EVALSHA slowly (whichever runs first, only B's is slow): the
@@ -296,11 +310,8 @@ def _one_slow_among_fast(port: int, trials: int) -> list:
             c.execute_command("SET", A, "fast")
             c.execute_command("SLOWLOG", "RESET")
             cid = c.execute_command("CLIENT", "ID")
-            a, b = _beside(port, cid), _beside(port, cid)
+            a, b = _named_pair(port, cid)
             with a, b:
-                for s, name in ((a, "A"), (b, "B")):
-                    s.sendall(encode_command("CLIENT", "SETNAME", name))
-                    _replies(s, 1)
                 a.sendall(encode_command("EVALSHA", sha, 1, A) * 3)
                 b.sendall(encode_command("SET", A, "slow") + encode_command("EVALSHA", sha, 1, A))
                 _replies(a, 3)
@@ -344,11 +355,8 @@ def _fast_behind_slow(port: int, trials: int) -> list:
         for _ in range(trials):
             c.execute_command("SLOWLOG", "RESET")
             cid = c.execute_command("CLIENT", "ID")
-            a, b = _beside(port, cid), _beside(port, cid)
+            a, b = _named_pair(port, cid)
             with a, b:
-                for s, name in ((a, "A"), (b, "B")):
-                    s.sendall(encode_command("CLIENT", "SETNAME", name))
-                    _replies(s, 1)
                 b.sendall(encode_command("SET", A, "slow"))
                 _replies(b, 1)
                 b.sendall(encode_command("EVALSHA", sha, 1, A))
