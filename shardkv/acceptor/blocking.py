@@ -112,6 +112,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable
+from time import perf_counter_ns
 from typing import TYPE_CHECKING
 
 import hiredis
@@ -514,6 +515,10 @@ class _CrossShard:
             self.wait_keys.setdefault(shard_of(key), []).append(key)
         self.notifies: list[_Notify] = []
         self.trying = False  # an atomic try is on its way
+        # Tries answered so far, and when the one on its way began (see
+        # _count_try: Redis counts the command once, when it blocks).
+        self.tries = 0
+        self.try_began = 0
         # CLIENT UNBLOCKs waiting for the try's outcome: (error, answer, the
         # pin of their EXEC or None).
         self.unblocking: list[tuple[bool, Answer, Pin | None]] = []
@@ -537,6 +542,7 @@ class _CrossShard:
         ``__bdone`` after it."""
         client = self.client
         self.trying = True
+        self.try_began = perf_counter_ns()
         if self.read_only:
             self._attempt_parts()
             return
@@ -646,12 +652,38 @@ class _CrossShard:
             self.args = args
         return bodies[0]
 
+    def _count_try(self, body: bytes, final: bool) -> None:
+        """Count a try as Redis counts the command: a call when it first
+        ran, whether it blocked or not (``final``: it is answered), and no
+        call for a try after it blocked, which Redis counts as serving
+        it (``updateStatsOnUnblock``: its time and latency, a failed call
+        if it failed).  An AtomicOp's try was counted a call by the shard
+        that ran it (:meth:`Stats.uncount`); XREAD's parts are not
+        counted where they run, so here."""
+        self.tries += 1
+        stats = self.client.server.stats
+        name = stat_name(self.args)
+        if not self.read_only:
+            if self.tries > 1:
+                stats.uncount(name)
+            return
+        ns = perf_counter_ns() - self.try_began
+        error = body[1:-2].decode("latin-1") if body[:1] == b"-" else None
+        if self.tries == 1 and not final:
+            stats.blocked(name, ns)
+        elif self.tries == 1:
+            stats.record(name, ns, error)
+        elif final:
+            stats.unblocked(name, ns, error)
+
     def attempted(self, body: bytes) -> None:
         self.trying = False
+        final = body not in _NULLS or (self.stream and self.timeout is None)
+        self._count_try(body, self.done or final)
         if self.done:
             self._answer_unblocks(body in _NULLS)
             return
-        if body not in _NULLS or (self.stream and self.timeout is None):
+        if final:
             self.finish(body)
             return
         while self.unblocking:  # nothing to pop: now the CLIENT UNBLOCK answers it
@@ -661,7 +693,7 @@ class _CrossShard:
                 answer(1)
                 return
             if pin is None or pin.ran:  # (an EXEC already decided: no need to wait)
-                self.finish(_unblocked_body(self.client, error))
+                self.finish(_unblocked_body(self.client, error, self.args))
                 answer(1)
                 return
             answer(0)  # an EXEC that did not run: as if it never was
@@ -776,7 +808,7 @@ class _CrossShard:
         if self.done:  # its client went away
             self._answer_unblocks(False)
         elif ran:
-            self.finish(_unblocked_body(self.client, error))
+            self.finish(_unblocked_body(self.client, error, self.args))
         else:
             self.attempt()
 
@@ -839,6 +871,8 @@ class _NoReplicas:
 
     def unblock(self, error: bool, answer: Answer, after: int = -1, pin: Pin | None = None) -> None:
         """CLIENT UNBLOCK: nothing can serve a WAIT meanwhile, so it is unblocked."""
+        if not self.done:
+            count_unblocked(self.client, error, [b"wait"])
         self.finish(error)
         answer(1)
 
@@ -1110,9 +1144,27 @@ def after_this_step(server: Acceptor, then: Callable[[], None]) -> None:
         link.send_control(_PING, ran, in_step=True)
 
 
-def _unblocked_body(client: Client, error: bool) -> bytes:
-    """The reply of a command CLIENT UNBLOCK unblocked."""
+def _unblocked_body(client: Client, error: bool, args: list[bytes] | None = None) -> bytes:
+    """The reply of a command CLIENT UNBLOCK unblocked, counted as Redis
+    counts it (:func:`count_unblocked`; ``args``: the command, None when its
+    shard counts it, a one-shard wait's)."""
+    count_unblocked(client, error, args)
     return encode_error(errors.UNBLOCKED) if error else encode(NULL_ARRAY, client.resp3)
+
+
+def count_unblocked(client: Client, error: bool, args: list[bytes] | None) -> None:
+    """CLIENT UNBLOCK unblocked the command ``args`` (None: counted by its
+    shard): Redis's ``updateStatsOnUnblock(c, 0, 0, 1)`` counts it a failed
+    call, whatever the reason (its time was counted when it blocked); with
+    ERROR, ``-UNBLOCKED`` is an error reply that Redis sends while CLIENT
+    UNBLOCK runs, so CLIENT UNBLOCK's failed call (counted here, as it may
+    come after CLIENT UNBLOCK's own count, and marked counted for it)."""
+    stats = client.server.stats
+    if args is not None:
+        stats.unblocked(stat_name(args), 0, failed=True)
+    if error:
+        stats.failed("client|unblock", errors.UNBLOCKED)
+        stats.error_mark = stats.error_events
 
 
 def on_disconnect(client: Client) -> None:

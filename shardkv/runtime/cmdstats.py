@@ -244,6 +244,37 @@ class Stats:
         self._row(name)[3] += 1
         self.error(error)
 
+    def blocked(self, name: str, ns: int) -> None:
+        """A blocking command ran for ``ns`` and blocked: a call, and its
+        time, but no latency sample, as Redis's ``call()`` counts a command
+        that blocked (the sample comes when it is served or unblocked, see
+        :meth:`unblocked`; one that times out adds nothing more)."""
+        row = self._row(name)
+        row[0] += 1
+        row[1] += ns
+
+    def unblocked(self, name: str, ns: int, error: str | None = None, failed: bool = False) -> None:
+        """A command counted by :meth:`blocked` was served (or unblocked by
+        CLIENT UNBLOCK, ``failed``), ``ns`` from the start of its first run,
+        as Redis's ``updateStatsOnUnblock``: its time again (Redis adds the
+        first run's time twice) and a latency sample, no call; a failed
+        call when served with ``error`` (counted in errorstats too) or
+        unblocked."""
+        row = self._row(name)
+        self.add_run(row, ns)
+        if error is not None:
+            row[3] += 1
+            self.error(error)
+        elif failed:
+            row[3] += 1
+
+    def uncount(self, name: str) -> None:
+        """Take back one call where it ran counted one that Redis does not
+        count (a cross-shard blocking command's try after it blocked: Redis
+        counts it once, when it blocks).  Its time and its latency sample
+        stay, as Redis's ``updateStatsOnUnblock`` adds them when it serves."""
+        self._row(name)[0] -= 1
+
     def record_latency(self, row: list, ns: int) -> None:
         row[5].append(ns)
         if len(row[5]) >= 256:

@@ -209,7 +209,7 @@ class Wait:
 class Waiter:
     """One blocked command: who waits, for what, until when."""
 
-    __slots__ = ("token", "args", "wait", "resp3", "deadline", "db", "pipe", "stamp")
+    __slots__ = ("token", "args", "wait", "resp3", "deadline", "db", "pipe", "stamp", "ns")
 
     def __init__(
         self,
@@ -221,7 +221,9 @@ class Waiter:
         db: int = 0,
         pipe: int = 0,
         stamp: int = 0,
+        ns: int = 0,
     ) -> None:
+        self.ns = ns  # how long its run took, before it blocked (Redis's c->duration)
         self.db = db  # the database of its keys
         self.pipe = pipe  # the acceptor pipe it came on, where its reply goes
         # When its acceptor ran the command (time.monotonic_ns()): its place
@@ -300,14 +302,19 @@ class Waiters:
         grow in its pipe's order, so with one acceptor, or when the frames
         come in the order their commands ran, a waiter is appended."""
         handler = find_blocking(args[0])
+        start = perf_counter_ns()
         value = execute(args, handler)
         if type(value) is not Wait:
             return encode(value, resp3)
+        ns = perf_counter_ns() - start
+        stats = self.ks.stats
+        if stats is not None and args[0][0] != 95:  # (not a __bwait: internal verbs never show)
+            stats.blocked(stat_name(args), ns)  # a call now, as Redis's call() counts it
         wait: Wait = value
         deadline = time.monotonic() + wait.timeout / 1000 if wait.timeout else math.inf
         db = self.ks.db
         pipe = self.ks.pipe
-        waiter = Waiter(token, args, wait, resp3, deadline, db, pipe, stamp or time.monotonic_ns())
+        waiter = Waiter(token, args, wait, resp3, deadline, db, pipe, stamp or time.monotonic_ns(), ns)
         self.cancel(token, pipe)  # a token is never reused; this is only a safeguard
         self.by_token[pipe, token] = waiter
         by_key = self.by_key
@@ -369,15 +376,30 @@ class Waiters:
             if waiter is None:
                 return 0
             self._forget(waiter)
+            self._count_unblocked(waiter)
             return 1
         there, error = waits
         waiter = self.by_token.get((there, token))
         if waiter is None:
             return 0
         self._forget(waiter)
+        self._count_unblocked(waiter)
+        stats = self.ks.stats
+        if error and stats is not None:  # the -UNBLOCKED below: CLIENT UNBLOCK's error
+            stats.failed("client|unblock", errors.UNBLOCKED)
         value = Error(errors.UNBLOCKED) if error else NULL_ARRAY  # as the acceptor answers its own
         self.wakes.append((there, wire.encode_wake(token, encode(value, waiter.resp3))))
         return 1
+
+    def _count_unblocked(self, waiter: Waiter) -> None:
+        """CLIENT UNBLOCK unblocked ``waiter``: Redis's
+        ``updateStatsOnUnblock(c, 0, 0, 1)`` counts it a failed call (with
+        either reason), with the time of its run, and logs it if slow."""
+        stats = self.ks.stats
+        args = waiter.args
+        if stats is not None and args[0][0] != 95:
+            stats.unblocked(stat_name(args), waiter.ns, failed=True)
+            stats.slow(args, waiter.ns // 1000)
 
     def clear(self, pipe: int | None = None) -> None:
         """Forget every waiter of ``pipe`` (None: of every pipe): the
@@ -586,11 +608,13 @@ class Waiters:
             self.claimed[dbkey] = self.claimed.get(dbkey, 0) + claims
         self.wakes.append((waiter.pipe, wire.encode_wake(waiter.token, encode(value, waiter.resp3))))
         stats = ks.stats
-        # Counted and slow-logged once served, as Redis's updateStatsOnUnblock;
-        # not a __bwait (internal verbs never show).
+        # Counted as called when it blocked (Waiters.run); now its time and
+        # latency, and slow-logged, as Redis's updateStatsOnUnblock: the
+        # time of its first run and of this one; not a __bwait (internal
+        # verbs never show).
         if stats is not None and args[0][0] != 95:
-            ns = perf_counter_ns() - start
-            stats.record(stat_name(args), ns, value.message if type(value) is Error else None)
+            ns = waiter.ns + perf_counter_ns() - start
+            stats.unblocked(stat_name(args), ns, value.message if type(value) is Error else None)
             stats.slow(args, ns // 1000)
         if type(value) is Error:
             return True

@@ -1,0 +1,153 @@
+"""Blocking commands in INFO commandstats, errorstats and
+``total_commands_processed``, compared with redis-server 7.0.15.
+
+Redis counts a blocking command when its ``call()`` returns, blocked or
+not: a call (and ``total_commands_processed``); one that is served later
+adds no call, only its time and latency and, if it failed, a failed call
+(``updateStatsOnUnblock``); one that times out adds nothing; one that
+CLIENT UNBLOCK unblocks is a failed call whatever the reason, and with
+ERROR its ``-UNBLOCKED`` is CLIENT UNBLOCK's failure and an error reply.
+Each case runs on keys of one shard and of two, with the blocked client
+and the one that serves or unblocks it on different acceptors when there
+are two.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.support.acceptors import client_on
+from tests.support.placement import key_on
+from tests.support.resp import RespClient, parse_info
+
+A, B = key_on(0, "sbk", shards=2), key_on(1, "sbk", shards=2)
+
+
+def _counts(c: RespClient) -> dict[str, str]:
+    """Each command's calls, rejected and failed calls, each error code's
+    count, total_error_replies, and total_commands_processed less the INFO
+    calls (the waits for a blocked client poll INFO)."""
+    info = parse_info(c.command("INFO", "everything"))  # type: ignore[arg-type]
+    out = {}
+    infos = 0
+    for name, value in info.items():
+        if name.startswith("cmdstat_"):
+            fields = dict(f.split("=") for f in value.split(","))
+            if name == "cmdstat_info":
+                infos = int(fields["calls"])
+                continue
+            out[name] = ",".join(fields[f] for f in ("calls", "rejected_calls", "failed_calls"))
+        elif name.startswith("errorstat_") or name == "total_error_replies":
+            out[name] = value
+    out["processed"] = str(int(info["total_commands_processed"]) - infos)
+    return out
+
+
+def _wait_blocked(c: RespClient, n: int) -> None:
+    for _ in range(1000):
+        if parse_info(c.command("INFO", "clients"))["blocked_clients"] == str(n):  # type: ignore[arg-type]
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"blocked_clients never reached {n}")
+
+
+def _served(keys: list[str]):
+    def run(c: RespClient, b: RespClient, bid: int) -> None:
+        b.send("BLPOP", *keys, 0)
+        _wait_blocked(c, 1)
+        c.command("RPUSH", keys[-1], "x")
+        assert b.read_reply() == [keys[-1].encode(), b"x"]
+
+    return run
+
+
+def _timed_out(*command: str | int):
+    def run(c: RespClient, b: RespClient, bid: int) -> None:
+        assert b.command(*command) is None
+
+    return run
+
+
+def _unblocked(reason: str, command: list):
+    def run(c: RespClient, b: RespClient, bid: int) -> None:
+        b.send(*command)
+        _wait_blocked(c, 1)
+        assert c.command("CLIENT", "UNBLOCK", bid, reason) == 1
+        b.read_reply()
+
+    return run
+
+
+def _xread_served(keys: list[str]):
+    def run(c: RespClient, b: RespClient, bid: int) -> None:
+        b.send("XREAD", "BLOCK", 0, "STREAMS", *keys, *("$" for _ in keys))
+        _wait_blocked(c, 1)
+        c.command("XADD", keys[-1], "1-1", "f", "v")
+        assert b.read_reply()[0][0] == keys[-1].encode()  # type: ignore[index]
+
+    return run
+
+
+def _move_fails(c: RespClient, b: RespClient, bid: int) -> None:
+    """Served with an error: BLMOVE's destination holds a string by then."""
+    b.send("BLMOVE", A, A + "d", "LEFT", "LEFT", 0)
+    _wait_blocked(c, 1)
+    c.command("SET", A + "d", "s")
+    c.command("RPUSH", A, "x")
+    assert str(b.read_reply()).startswith("WRONGTYPE")
+
+
+CASES = {
+    "blpop timed out, one shard": _timed_out("BLPOP", A, "0.05"),
+    "blpop timed out, two shards": _timed_out("BLPOP", A, B, "0.05"),
+    "bzpopmin timed out": _timed_out("BZPOPMIN", A, "0.05"),
+    "xread timed out, one shard": _timed_out("XREAD", "BLOCK", 50, "STREAMS", A, "$"),
+    "xread timed out, two shards": _timed_out("XREAD", "BLOCK", 50, "STREAMS", A, B, "$", "$"),
+    "blpop served, one shard": _served([A]),
+    "blpop served, two shards": _served([A, B]),
+    "xread served, one shard": _xread_served([A]),
+    "xread served, two shards": _xread_served([A, B]),
+    "blmove served with an error": _move_fails,
+    "unblock timeout, one shard": _unblocked("TIMEOUT", ["BLPOP", A, 0]),
+    "unblock error, one shard": _unblocked("ERROR", ["BLPOP", A, 0]),
+    "unblock timeout, two shards": _unblocked("TIMEOUT", ["BLPOP", A, B, 0]),
+    "unblock error, two shards": _unblocked("ERROR", ["BLPOP", A, B, 0]),
+    "unblock error, xread of two shards": _unblocked(
+        "ERROR", ["XREAD", "BLOCK", 0, "STREAMS", A, B, "$", "$"]
+    ),
+    "unblock timeout, wait": _unblocked("TIMEOUT", ["WAIT", 1, 0]),
+    "unblock error, wait": _unblocked("ERROR", ["WAIT", 1, 0]),
+}
+
+
+def _scenario(port: int, acceptors: int) -> dict[str, dict[str, str]]:
+    if acceptors == 1:
+        c, b = RespClient(port), RespClient(port)
+    else:
+        c, b = client_on(port, 0, k=acceptors), client_on(port, 1, k=acceptors)
+    bid = int(b.command("CLIENT", "ID"))  # type: ignore[arg-type]
+    seen = {}
+    try:
+        for name, run in CASES.items():
+            c.command("DEL", A, B, A + "d")
+            c.command("CONFIG", "RESETSTAT")
+            run(c, b, bid)
+            seen[name] = _counts(c)
+    finally:
+        c.command("DEL", A, B, A + "d")
+        c.close()
+        b.close()
+    return seen
+
+
+@pytest.mark.slow
+def test_blocking_commands_are_counted_as_redis_counts_them(redis_and_shardkv_k12) -> None:
+    real, ours, acceptors = redis_and_shardkv_k12
+    want = _scenario(real, 1)
+    assert want["blpop timed out, one shard"]["cmdstat_blpop"] == "1,0,0"
+    assert want["unblock error, one shard"]["cmdstat_blpop"] == "1,0,1"
+    got = _scenario(ours, acceptors)
+    assert {name: got[name] for name in CASES if got[name] != want[name]} == {}
+    assert got == want
