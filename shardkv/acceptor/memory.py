@@ -18,6 +18,7 @@ from shardkv.acceptor.commands.common import guard, subcommand_error
 from shardkv.acceptor.info import _PEAK, _STARTUP, scripts_eval_memory, used_memory
 from shardkv.acceptor.replies import Slot
 from shardkv.protocol import command_docs
+from shardkv.protocol.args import parse_usage_samples
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import OK, Verbatim, encode_command
 from shardkv.protocol.wire import Verb
@@ -55,6 +56,11 @@ def memory(client: Client, args: list) -> None:
     sub = args[1].upper()
     server = client.server
     if sub == b"USAGE":
+        # Its errors are its options' (Redis's come before the key's
+        # lookup): answered here, so that one counts as failed at once, as
+        # Redis counts it before the next command (a later INFO in the same
+        # EXEC has it), not when a shard's reply comes.
+        parse_usage_samples(args[3:], 0)
         # As Client.send, with the slot behind a sink that counts a failure.
         slot = monitor.LineSlot(client) if server.monitors else Slot(client)
         client.pending.append(slot)

@@ -365,3 +365,19 @@ def parse_count(arg: bytes) -> int:
     if n < -LLONG_MAX:
         raise CommandError(errors.VALUE_OUT_OF_RANGE_BETWEEN % (-LLONG_MAX, LLONG_MAX))
     return n
+
+
+def parse_usage_samples(rest: list[bytes], default: int) -> int:
+    """MEMORY USAGE's options after the key (``[SAMPLES count]``, which may
+    repeat): the count, ``default`` without one (0: every element), as
+    Redis's ``memoryCommand`` reads them, its errors first."""
+    samples = default
+    while rest:
+        if rest[0].lower() == b"samples" and len(rest) >= 2:
+            samples = parse_int(rest[1])
+            if samples < 0:
+                raise CommandError(errors.SYNTAX)
+            rest = rest[2:]
+        else:
+            raise CommandError(errors.SYNTAX)
+    return samples

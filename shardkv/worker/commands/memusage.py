@@ -14,7 +14,7 @@ import sys
 from itertools import islice
 
 from shardkv.protocol import errors
-from shardkv.protocol.args import parse_int
+from shardkv.protocol.args import parse_usage_samples
 from shardkv.protocol.command_docs import check_subcommand
 from shardkv.protocol.errors import CommandError
 from shardkv.worker.handlers import Handlers
@@ -59,16 +59,7 @@ def memory(ks: Keyspace, args: list[bytes]) -> object:
         raise CommandError(problem)
     if args[1].lower() != b"usage":
         raise CommandError(errors.UNKNOWN_SUBCOMMAND % (args[1].decode("latin-1"), "MEMORY"))
-    samples = DEFAULT_SAMPLES
-    rest = args[3:]
-    while rest:
-        if rest[0].lower() == b"samples" and len(rest) >= 2:
-            samples = parse_int(rest[1])
-            if samples < 0:
-                raise CommandError(errors.SYNTAX)
-            rest = rest[2:]
-        else:
-            raise CommandError(errors.SYNTAX)
+    samples = parse_usage_samples(args[3:], DEFAULT_SAMPLES)
     value = ks.peek(args[2])  # not a keyspace hit or miss, nor an access, as in Redis
     if value is None:
         return None
