@@ -490,18 +490,22 @@ def call(
                 everyone=True,
                 failed=caller.reply_error,
             )
-    elif name == b"info" and server.bus is not None:
+    elif name == b"info":
         # Every acceptor's clients counted, as a client's INFO counts
-        # them, then the shards' figures, in ``I`` frames.
+        # them, then the shards' figures, in ``I`` frames; with the
+        # script's calls held so far, as Redis's INFO has them.
         sections = [a.decode("latin-1").lower() for a in args[1:]]
-        own = server.stats.report()
+        own = server.stats.report_with(held.stats if held is not None else None)
 
-        def with_shards(others: list) -> None:
+        def with_shards(others: list | None) -> None:
             caller.query_all(
                 [Verb.INFO], lambda parts: Verbatim(build_info(server, sections, parts, own, others).encode())
             )
 
-        server.bus.ask(bus.INFO, [], with_shards, failed=caller.reply_error)
+        if server.bus is None:
+            with_shards(None)
+        else:
+            server.bus.ask(bus.INFO, [], with_shards, failed=caller.reply_error)
     else:
         handler = server.local.get(name.decode("latin-1"))
         if handler is None:  # the worker asks only for the commands above

@@ -453,6 +453,24 @@ class Stats:
             self.error_replies,
         ]
 
+    def report_with(self, *more: Stats | None) -> list:
+        """:meth:`report`, with the counts of ``more`` added (counters kept
+        apart for a running script: what its calls counted so far, which
+        Redis's INFO called from that script shows).  A row of ``more``
+        that counts nothing now (drained, kept for the next use) adds none."""
+        report = self.report()
+        extra = [m for m in more if m is not None and (m.commands or m.error_events)]
+        if not extra:
+            return report
+        total = Stats()
+        total.merge(report)
+        for m in extra:
+            commands, errors, replies = m.report()
+            total.merge(
+                [{k: v for k, v in commands.items() if v[0] or v[1] or v[2] or v[3]}, errors, replies]
+            )
+        return total.report()
+
     def align(self, other: Stats) -> None:
         """Count as ``other`` counts (its settings), from now on: these are
         counters kept apart from ``other`` for what may have to be undone,

@@ -106,3 +106,43 @@ def test_total_commands_processed_counts_what_ran(redis_and_shardkv_k12) -> None
     want = _processed(real, 1)
     assert want[:2] == [1, 2]  # CONFIG RESETSTAT; then it and the first INFO
     assert _processed(ours, acceptors) == want
+
+
+# Calls of every kind before the script's INFO: a shard's (a read, a
+# write, a failed one), an acceptor's (PUBLISH, INFO), across shards.
+SO_FAR = """
+redis.call('set', KEYS[1], 'v')
+redis.call('get', KEYS[1])
+redis.pcall('incr', KEYS[1])
+redis.call('publish', 'csa-ch', 'm')
+redis.call('info', 'server')
+redis.call('set', KEYS[2], 'w')
+return redis.call('info', 'everything')
+"""
+
+
+def _info_from_script(port: int, acceptors: int) -> list[dict[str, str]]:
+    """INFO called from a script, by a client on each acceptor in turn:
+    without EVAL's row and its call in ``total_commands_processed`` (a
+    difference left, see the README)."""
+    seen = []
+    for c in _clients(port, acceptors)[:2]:
+        try:
+            c.command("CONFIG", "RESETSTAT")
+            info = parse_info(c.command("EVAL", SO_FAR, 2, K0, K1))  # type: ignore[arg-type]
+        finally:
+            c.close()
+        counts = _counts(info)
+        evals = int(counts.pop("cmdstat_eval", "0").split(",")[0])
+        counts["processed"] = str(int(info["total_commands_processed"]) - evals)
+        seen.append(counts)
+    return seen
+
+
+def test_info_from_a_script_has_its_calls_so_far(redis_and_shardkv_k12) -> None:
+    """Redis's INFO called from a script counts the script's calls and
+    errors before it, as any INFO counts the commands that ran."""
+    real, ours, acceptors = redis_and_shardkv_k12
+    want = _info_from_script(real, 1)
+    assert want[0]["cmdstat_incr"] == "1,0,1" and want[0]["processed"] == "7"
+    assert _info_from_script(ours, acceptors) == want

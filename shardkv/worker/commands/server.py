@@ -125,7 +125,9 @@ def info(ks: Keyspace, args: list[bytes]) -> object:
     }
     command_stats = ks.stats
     if command_stats is not None:
-        stats["cmdstats"] = command_stats.report()
+        # With what a running script's calls counted so far (kept apart
+        # until it ends), as Redis's INFO called from the script has them.
+        stats["cmdstats"] = command_stats.report_with(command_stats.apart)
     scripts = ks.scripts
     if scripts is not None:  # the Lua engine (shardkv.worker.scripting)
         functions = getattr(scripts, "functions", None)
