@@ -1158,10 +1158,13 @@ def count_unblocked(client: Client, error: bool, args: list[bytes] | None) -> No
     call, whatever the reason (its time was counted when it blocked); with
     ERROR, ``-UNBLOCKED`` is an error reply that Redis sends while CLIENT
     UNBLOCK runs, so CLIENT UNBLOCK's failed call (counted here, as it may
-    come after CLIENT UNBLOCK's own count, and marked counted for it)."""
+    come after CLIENT UNBLOCK's own count, and marked counted for it).
+    Redis also logs it as slow, at the time of its first run (taken as 0
+    here), with no arguments (CLIENT UNBLOCK has reset its client's)."""
     stats = client.server.stats
     if args is not None:
         stats.unblocked(stat_name(args), 0, failed=True)
+        stats.slow([], 0, client.addr, client.name)
     if error:
         stats.failed("client|unblock", errors.UNBLOCKED)
         stats.error_mark = stats.error_events

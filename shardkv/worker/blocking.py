@@ -394,12 +394,14 @@ class Waiters:
     def _count_unblocked(self, waiter: Waiter) -> None:
         """CLIENT UNBLOCK unblocked ``waiter``: Redis's
         ``updateStatsOnUnblock(c, 0, 0, 1)`` counts it a failed call (with
-        either reason), with the time of its run, and logs it if slow."""
+        either reason), with the time of its run, and logs it if slow,
+        with no arguments (Redis's CLIENT UNBLOCK has reset the client's
+        before)."""
         stats = self.ks.stats
         args = waiter.args
         if stats is not None and args[0][0] != 95:
             stats.unblocked(stat_name(args), waiter.ns, failed=True)
-            stats.slow(args, waiter.ns // 1000)
+            stats.slow([], waiter.ns // 1000)
 
     def clear(self, pipe: int | None = None) -> None:
         """Forget every waiter of ``pipe`` (None: of every pipe): the

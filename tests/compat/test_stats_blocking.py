@@ -151,3 +151,34 @@ def test_blocking_commands_are_counted_as_redis_counts_them(redis_and_shardkv_k1
     got = _scenario(ours, acceptors)
     assert {name: got[name] for name in CASES if got[name] != want[name]} == {}
     assert got == want
+
+
+def _unblock_logged(port: int, acceptors: int) -> list:
+    if acceptors == 1:
+        c, b = RespClient(port), RespClient(port)
+    else:
+        c, b = client_on(port, 0, k=acceptors), client_on(port, 1, k=acceptors)
+    try:
+        bid = int(b.command("CLIENT", "ID"))  # type: ignore[arg-type]
+        c.command("CONFIG", "SET", "slowlog-log-slower-than", "0")
+        b.send("BLPOP", A, 0)
+        _wait_blocked(c, 1)
+        c.command("SLOWLOG", "RESET")
+        assert c.command("CLIENT", "UNBLOCK", bid) == 1
+        assert b.read_reply() is None
+        entries = c.command("SLOWLOG", "GET", -1)
+    finally:
+        c.command("CONFIG", "SET", "slowlog-log-slower-than", "10000")
+        c.close()
+        b.close()
+    # In any order: shardkv logs the unblocked command after CLIENT UNBLOCK
+    # (see the README).
+    return sorted(entry[3][:2] for entry in entries)  # type: ignore[union-attr,index]
+
+
+def test_a_command_client_unblock_unblocks_is_logged_as_slow(redis_and_shardkv_k12) -> None:
+    """Redis logs it (with no arguments: CLIENT UNBLOCK has reset them)."""
+    real, ours, acceptors = redis_and_shardkv_k12
+    want = _unblock_logged(real, 1)
+    assert want == [[], [b"CLIENT", b"UNBLOCK"], [b"SLOWLOG", b"RESET"]]
+    assert _unblock_logged(ours, acceptors) == want
