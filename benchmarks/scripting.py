@@ -2,6 +2,7 @@
 
     python benchmarks/scripting.py [--shards 2] [--requests 100000] [--repeat 3]
     python benchmarks/scripting.py --cpu [--shards 2] [--requests 40000] [--repeat 2]
+    python benchmarks/scripting.py --loads GET,cross-shard [--cpu] ...
 
 Each load runs with ``redis-benchmark -c 50 -r 100000`` at ``-P 1`` and
 ``-P 16`` against redis-server and shardkv in turn, ``--repeat`` rounds in
@@ -11,9 +12,11 @@ GET (the target: EVALSHA of a one-key script within 2x of GET).
 
 ``--cpu`` measures what throughput on a loaded machine cannot: the CPU
 time (user + system, from ``/proc``) that shardkv's acceptor and workers
-spend per request of each load at ``-P 16`` (all but cross-shard),
-``--repeat`` rounds on one server, and each load's total as a ratio of
-GET's in the same round (medians over the rounds).
+spend per request of each load at ``-P 16`` (cross-shard only when
+``--loads`` names it), ``--repeat`` rounds on one server, and each load's
+total as a ratio of GET's in the same round (medians over the rounds).
+``--loads`` runs only the loads it names (comma-separated; GET is always
+run, as the rows' baseline).
 
 Loads:
   GET               the baseline: GET key:__rand_int__
@@ -104,14 +107,19 @@ def prepare(port: int) -> None:
     subprocess.run(["redis-cli", "-p", str(port), "SET", "key:1", "v"], capture_output=True, check=True)
 
 
-def cpu_per_request(shards: int, requests: int, repeat: int) -> None:
+def chosen(shards: int, names: set[str] | None) -> list[tuple[str, list[str]]]:
+    """The loads to run: those ``names`` names (GET always), or all."""
+    return [(n, c) for n, c in loads(shards) if names is None or n in names or n == "GET"]
+
+
+def cpu_per_request(shards: int, requests: int, repeat: int, names: set[str] | None = None) -> None:
     """The ``--cpu`` table: shardkv's CPU microseconds per request at -P 16."""
     rows: dict[str, list[tuple[float, float, float]]] = {}
     with start_shardkv(shards=shards) as server:
         prepare(server.port)
         for _ in range(repeat):
-            for name, command in loads(shards):
-                if name == "cross-shard":  # parks shards: another cost (benchmarks/crossshard_cost.py)
+            for name, command in chosen(shards, names):
+                if name == "cross-shard" and names is None:  # parks shards: see crossshard_cost.py
                     continue
                 roles = server.roles()
                 before = server.cpu_times()
@@ -141,9 +149,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--requests", type=int, default=None)
     parser.add_argument("--repeat", type=int, default=None)
     parser.add_argument("--cpu", action="store_true", help="CPU per request instead of throughput")
+    parser.add_argument("--loads", default=None, help="comma-separated load names (default: all)")
     args = parser.parse_args(argv)
+    names = None if args.loads is None else set(args.loads.split(","))
+    if names is not None and not names <= {n for n, _ in loads(args.shards)}:
+        parser.error(f"--loads: known loads are {', '.join(n for n, _ in loads(args.shards))}")
     if args.cpu:
-        cpu_per_request(args.shards, args.requests or 40_000, args.repeat or 2)
+        cpu_per_request(args.shards, args.requests or 40_000, args.repeat or 2, names)
         return
     args.requests = args.requests or 100_000
     args.repeat = args.repeat or 3
@@ -153,13 +165,13 @@ def main(argv: list[str] | None = None) -> None:
         for start in starts:
             with start() as server:
                 prepare(server.port)
-                for name, command in loads(args.shards):
+                for name, command in chosen(args.shards, names):
                     for pipeline in (1, 16):
                         rps = bench(server.port, command, pipeline, args.requests)
                         results.setdefault((server.kind, name, pipeline), []).append(rps)
     print(f"| load | -P | redis-server | shardkv {args.shards} shards | ratio | vs shardkv GET |")
     print("|---|---|---|---|---|---|")
-    for name, _ in loads(args.shards):
+    for name, _ in chosen(args.shards, names):
         for pipeline in (1, 16):
             real = statistics.median(results[("redis", name, pipeline)])
             ours = statistics.median(results[("shardkv", name, pipeline)])
