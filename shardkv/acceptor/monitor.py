@@ -285,7 +285,8 @@ def feed_script(server: Acceptor, calls: list[tuple[int, list[bytes]]]) -> None:
     worker's ``M`` frame, before the script's reply: after its EVAL line)."""
     if not server.monitors:  # no one to format them for
         return
-    data = b"".join(_line(db, b"lua", args) for db, args in calls)
+    # (wire.SCRIPT_END: between the scripts of one run, see _run_foreign)
+    data = b"".join(_line(db, b"lua", args) for db, args in calls if db >= 0)
     if data:
         _send(server, data)
 

@@ -17,7 +17,9 @@ Where a script runs (see the README's architecture notes):
   keys), one command in the shard's FIFO, so it is atomic for free.
 * Declared keys on several shards: the script runs as one
   :class:`~shardkv.acceptor.crossshard.AtomicOp`, which parks those shards and runs
-  it on one of them with the others' keys imported.
+  it on one of them with the others' keys imported; with one acceptor,
+  the scripts of several clients that come together share one such
+  operation (:func:`join_group`).
 * A script that calls a command on an undeclared key of another shard (or
   one that needs every shard: KEYS, SCAN, DBSIZE, FLUSHALL, RANDOMKEY) is
   stopped by its worker before that call, everything it wrote undone, and
@@ -49,10 +51,10 @@ import signal
 import time
 from binascii import crc_hqx
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from collections.abc import Set as AbstractSet
 
-from shardkv.acceptor import memorybudget, monitor, scriptcalls, slowlog
+from shardkv.acceptor import memorybudget, monitor, notifications, scriptcalls, slowlog, tracking
 from shardkv.acceptor.bus import fail_slot
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.crossshard import AtomicOp
@@ -400,12 +402,12 @@ class _ScriptResult(Slot):
         return self.called
 
     def deliver(self, body: bytes) -> None:
-        if self.ran_ns < 0:  # refused before it ran
+        if self.ran_ns == NOT_RUN:  # refused before it ran
             _rejected(self.client, self.name, body)
         else:
             if _failed(body):
                 self.client.server.stats._row(self.name)[3] += 1
-            if self.shard is None:
+            if self.shard is None and self.ran_ns != EXECUTOR_LOGGED:
                 slowlog.log_script(self.client, self.called, self.ran_ns)
         Slot.deliver(self, body)
 
@@ -510,12 +512,13 @@ class _Plain:
 
     def deliver(self, body: bytes) -> None:
         slot = self.slot
-        if self.ran_ns < 0:  # refused before it ran
+        if self.ran_ns == NOT_RUN:  # refused before it ran
             _rejected(slot.client, stat_name(slot.args()), body)
         else:
             if _failed(body):
                 slot.client.server.stats._row(stat_name(slot.args()))[3] += 1
-            slowlog.log_script(slot.client, slot.args(), self.ran_ns)  # (it ran across shards)
+            if self.ran_ns != EXECUTOR_LOGGED:
+                slowlog.log_script(slot.client, slot.args(), self.ran_ns)  # (it ran across shards)
         Slot.deliver(slot, body)
         _answered(slot.client)
 
@@ -568,9 +571,11 @@ def run_script(
     slot = _ScriptResult(client, name, called or [])
     client.pending.append(slot)
     server.scripts_sent += 1  # its executor times the run (see Acceptor.run_local)
-    _Retry(client, slot, sha, body, ro, keys, rest, fname, client.db, name, waits=waits).start(
-        *escaping, escaped=False
-    )
+    retry = _Retry(client, slot, sha, body, ro, keys, rest, fname, client.db, name, waits=waits)
+    if escaping[0] or not waits or not _groupable(server, client):
+        retry.start(*escaping, escaped=False)
+    else:
+        join_group(server, retry, escaping[1])
 
 
 def _settled(client: Client, sha: bytes, ran: bool = True) -> None:
@@ -918,17 +923,7 @@ class _Retry:
             _learn(self.sha, [*self.keys, *self.rest], self.everything, self.extra)
         # It runs again even if the client has gone (its reply is dropped):
         # Redis runs a command to its end once it has read it.
-        command = [
-            Verb.FCALL if self.fname else Verb.EVAL,
-            b"%d" % self.everything,
-            self.name.encode(),
-            self.user_arg,  # its redis.call obeys the client's ACL user
-            b"%d" % self.written,
-            self.fname or self.body,
-            b"%d" % len(self.keys),
-            *self.keys,
-            *self.rest,
-        ]
+        command = self.command()
         saved = client.pending
         client.pending = deque()
         try:
@@ -941,6 +936,20 @@ class _Retry:
         op.slot = self  # type: ignore[assignment]
         self.op = op
 
+    def command(self) -> list[bytes]:
+        """What its executor runs in its place (``__eval`` or ``__fcall``)."""
+        return [
+            Verb.FCALL if self.fname else Verb.EVAL,
+            b"%d" % self.everything,
+            self.name.encode(),
+            self.user_arg,  # its redis.call obeys the client's ACL user
+            b"%d" % self.written,
+            self.fname or self.body,
+            b"%d" % len(self.keys),
+            *self.keys,
+            *self.rest,
+        ]
+
     def deliver(self, body: bytes) -> None:
         if self.op is not None:
             self.ran_ns += self.op.run_ns
@@ -950,15 +959,223 @@ class _Retry:
             CACHE.settled.discard(self.sha)
             self.start(*_parse_marker(body))
             return
+        # NOT_RUN: no run of it was sent (the shards refused to be held for it).
+        self.answer(body, self.ran_ns if self.ran else NOT_RUN)
+
+    def answer(self, body: bytes, ran_ns: int) -> None:
+        """Its reply, after the run of ``ran_ns`` (for the acceptor's slow
+        log entry; or NOT_RUN, EXECUTOR_LOGGED) that did not escape."""
         if not self.fname and body == REFUSED:
             _refused(self.client.server, self.sha, self.number)
         if self.user_arg:
             script_done(self.client, self.user_arg)
-        # -1: no run of it was sent (the shards refused to be held for it).
-        self.slot.ran_ns = self.ran_ns if self.ran else -1  # type: ignore[attr-defined]
+        self.slot.ran_ns = ran_ns  # type: ignore[attr-defined]
         self.slot.deliver(body)
         if self.waits:
             _settled(self.client, self.sha, ran=body[:1] not in (b"-", b"!"))
+
+
+# -- Cross-shard scripts of one turn, under one park ---------------------------------
+
+# A script's reply slot's ``ran_ns`` when no run of it was sent (the shards
+# refused to be held for it), and when its executor logged it in the slow
+# log itself (one of a group's, below).
+NOT_RUN = -1
+EXECUTOR_LOGGED = -2
+
+# The most scripts one group runs: its Run, Ran and Prepare carry them all.
+GROUP_MAX = 64
+
+
+class ScriptGroups:
+    """The acceptor's cross-shard scripts that wait to run in a group (see
+    :func:`join_group`), and the shards its groups have parked."""
+
+    __slots__ = ("server", "waiting", "parked", "due")
+
+    def __init__(self, server: object) -> None:
+        self.server = server
+        self.waiting: list[tuple[_Retry, set[int]]] = []  # in the order they came, with their shards
+        self.parked: dict[int, int] = {}  # shard -> groups that parked it, undecided
+        self.due = False  # a pass is queued for the end of this turn
+
+    def add(self, retry: _Retry, shards: set[int]) -> None:
+        self.waiting.append((retry, shards))
+        if not self.due and not (shards & self.parked.keys()):
+            self.due = True
+            self.server.at_turn_end(self.run)  # type: ignore[attr-defined]
+
+    def run(self) -> None:
+        """End of a turn: start the scripts whose shards no group holds,
+        grouped by database and protocol, in the order they came; one whose
+        shards a group holds waits for its decision, and so does any one
+        after it that needs one of the same shards (none overtakes it)."""
+        self.due = False
+        parked = self.parked
+        held: set[int] = set()
+        waiting: list[tuple[_Retry, set[int]]] = []
+        going: dict[tuple[int, bool], list[tuple[_Retry, set[int]]]] = {}
+        for member in self.waiting:
+            shards = member[1]
+            if shards & held or shards & parked.keys():
+                waiting.append(member)
+                held |= shards
+            else:
+                retry = member[0]
+                going.setdefault((retry.db, retry.client.resp3), []).append(member)
+        self.waiting = waiting
+        for members in going.values():
+            for at in range(0, len(members), GROUP_MAX):
+                _Group(self, members[at : at + GROUP_MAX])
+
+    def decided(self, shards: set[int]) -> None:
+        """A group's operation is decided (or undone to run again): the
+        scripts that waited for its shards go at the end of this turn, their
+        parks in the write that takes its ``Decide`` frames."""
+        parked = self.parked
+        for shard in shards:
+            left = parked[shard] - 1
+            if left:
+                parked[shard] = left
+            else:
+                del parked[shard]
+        if self.waiting and not self.due:
+            self.due = True
+            self.server.at_turn_end(self.run)  # type: ignore[attr-defined]
+
+
+def _groupable(server: object, client: Client) -> bool:
+    """May a cross-shard script of ``client`` run in a group (see
+    :func:`join_group`)?  Only where nothing sees the difference: one
+    acceptor (several take holds step by step), nobody monitoring (a
+    script's ``[lua]`` lines follow its own line), no keyspace events or
+    tracking (a group's events are handed out together, each shard's in
+    turn, as one operation's), not inside a transaction (what the EXEC
+    sends after it would leave first).  Its caller checks that the
+    client's later commands wait for its reply (``script_sent``): were
+    they held by another wait, that one may end before the group goes."""
+    return (
+        server.holds is None  # type: ignore[attr-defined]
+        and not server.monitors  # type: ignore[attr-defined]
+        and not client.state.in_exec
+        and not notifications.own_mask(server)
+        and not tracking.events_mask(server)
+    )
+
+
+def join_group(server: object, retry: _Retry, extra: list) -> None:
+    """Run ``retry``'s script across shards with the other cross-shard
+    scripts sent meanwhile, as one operation: one park of the shards they
+    need, one ``Run`` on one executor with their ``__eval``s in the order
+    they came (each its own reply, as an EXEC of scripts runs), one
+    prepare and one decision for all, where each alone took those four
+    round trips, one after the other.  It goes at the end of this loop
+    turn, with the others of the turn; or, while a group holds one of its
+    shards (its parks would wait there anyway), once that group is decided,
+    with all that came meanwhile.
+
+    Nothing sees it wait: its client waits for its reply anyway (any
+    script may escape, ``ClientState.script_sent``), and no reply has been
+    given that depends on it.  Commands that other clients send meanwhile
+    may run before it, as they may before any command not answered yet."""
+    retry.extra = list(dict.fromkeys([*retry.extra, *extra]))
+    shard_of = server.shard_of  # type: ignore[attr-defined]
+    shards = {shard_of(key[1] if type(key) is tuple else key) for key in (*retry.keys, *retry.extra)}
+    if len(shards) < 2:  # (what it escaped to before is on one shard: it commits there alone)
+        retry.start(0, [], escaped=False)
+        return
+    groups = server.script_groups  # type: ignore[attr-defined]
+    if groups is None:
+        groups = server.script_groups = ScriptGroups(server)  # type: ignore[attr-defined]
+    groups.add(retry, shards)
+
+
+class _Group:
+    """Scripts of several clients run as one operation (see join_group),
+    as an EXEC of scripts runs: the executor logs each script's slow log
+    entry itself (``Run.log_scripts``) after its calls, with its own time.
+    It is the operation's reply slot: at the commit each member gets its
+    own body; an abort gives each the operation's error; when any of them
+    escaped, the run is undone and each runs again alone (the one that
+    escaped with the shards it needs)."""
+
+    __slots__ = ("groups", "members", "shards", "op", "client")
+
+    def __init__(self, groups: ScriptGroups, members: list[tuple[_Retry, set[int]]]) -> None:
+        self.groups = groups
+        self.members = [retry for retry, _ in members]
+        first = self.members[0]
+        self.client = first.client  # (whose the operation is: origin_of)
+        self.op: AtomicOp | None = None
+        self.shards: set[int] = set()
+        commands = []
+        keys: list = []
+        shas = set()
+        for retry, shards in members:
+            commands.append(retry.command())
+            keys += retry.keys
+            keys += retry.extra
+            shas.add(retry.sha)
+            self.shards |= shards
+        parked = groups.parked
+        for shard in self.shards:  # (before the operation, which may be decided at once)
+            parked[shard] = parked.get(shard, 0) + 1
+        # (where its keys were largest, if they all run one script)
+        exported = CACHE.exported.setdefault(first.sha, {}) if len(shas) == 1 else None
+        op = AtomicOp(
+            first.client,
+            commands,
+            keys,
+            _no_reply,
+            None,
+            False,
+            first.db,
+            self,  # type: ignore[arg-type]  # (a sink, as _Retry is for its run)
+            None,
+            self._escaped,
+            exported,
+        )
+        self.op = op
+        for retry in self.members:
+            retry.op = op
+
+    def _escaped(self, bodies: list[bytes]) -> Callable[[], None] | None:
+        """(AtomicOp's ``escaped``) Did any member escape?  Then what runs
+        each of them again alone, once the run is undone."""
+        if not any(body.startswith(CROSS_MARKER) for body in bodies):
+            return None
+
+        def again() -> None:
+            self.groups.decided(self.shards)
+            for retry, body in zip(self.members, bodies, strict=True):
+                retry.op = None
+                if body.startswith(CROSS_MARKER):
+                    CACHE.settled.discard(retry.sha)
+                    retry.start(*_parse_marker(body))
+                else:
+                    retry.start(0, [], escaped=False)
+
+        return again
+
+    def deliver(self, body: bytes) -> None:
+        self.groups.decided(self.shards)
+        op = self.op
+        if op is None or not op.decision:  # aborted: the operation's error, to each
+            for retry in self.members:
+                retry.deliver(body)
+            return
+        logged = op.logged
+        for i, (retry, reply) in enumerate(zip(self.members, op.bodies, strict=True)):
+            retry.op = None
+            retry.ran = True
+            entry_id = logged[i] if i < len(logged) else -1
+            if entry_id >= 0:  # (its SLOWLOG entry, logged by the executor)
+                slowlog.note_script(retry.client, entry_id, retry.slot.slow_called())  # type: ignore[attr-defined]
+            retry.answer(reply, EXECUTOR_LOGGED)
+
+
+def _no_reply(bodies: list[bytes]) -> bytes:
+    return b""  # (each member's comes from the bodies: _Group.deliver)
 
 
 def _cached_at(sha: bytes) -> int:

@@ -162,6 +162,8 @@ class Acceptor:
         self.remote_monitors: Any = None  # other acceptors' monitors (K > 1), ditto
         self.monitor_flush_due = False
         self._links_to_flush: list[ShardLink] = []
+        # What must run before this turn's batches leave (at_turn_end).
+        self._turn_end: list[Callable[[], None]] = []
         # Acceptor ``index`` of ``nacceptors`` (its coordinator number): it
         # hands out the client ids index+1, index+1+K, ..., unique across
         # the acceptors; with several, ``maxclients`` is their total, counted
@@ -233,6 +235,8 @@ class Acceptor:
         # call of one it sent, and the shard counts its time and latency
         # (cmdstats.ScriptTimes).
         self.scripts_sent = 0
+        # Cross-shard scripts that run in groups (scripting.ScriptGroups), once one has.
+        self.script_groups: Any = None
         apply_settings(self.stats, {k: _show(v) for k, v in config.items()})
 
     def set_index(self, index: int, nacceptors: int) -> None:
@@ -257,11 +261,25 @@ class Acceptor:
     # -- end-of-turn flushing ---------------------------------------------------
 
     def _queue_link(self, link: ShardLink) -> None:
-        if not self._links_to_flush:
+        if not self._links_to_flush and not self._turn_end:
             self.loop.call_soon(self._flush_links)  # type: ignore[union-attr]
         self._links_to_flush.append(link)
 
+    def at_turn_end(self, then: Callable[[], None]) -> None:
+        """Call ``then`` at the end of this loop turn, just before the
+        turn's batches leave, so that what it queues leaves with them
+        (cross-shard scripts of one turn run as one operation: see
+        scripting.join_group)."""
+        if not self._links_to_flush and not self._turn_end:
+            self.loop.call_soon(self._flush_links)  # type: ignore[union-attr]
+        self._turn_end.append(then)
+
     def _flush_links(self) -> None:
+        hooks = self._turn_end
+        if hooks:
+            for then in hooks:  # (the links they queue leave below, with no call of their own)
+                then()
+            self._turn_end = []
         links, self._links_to_flush = self._links_to_flush, []
         for link in links:
             link.flush()
