@@ -2,8 +2,11 @@
 
 Several clients, each on its own connection and thread, run a bounded
 random mix: SET/GET on a few registers, INCR/GET on counters, MSET/MGET
-over overlapping groups of keys spread across shards, and transfers between
-accounts on different shards in MULTI/EXEC, read back with MGET.  The
+over overlapping groups of keys spread across shards, transfers between
+accounts on different shards in MULTI/EXEC and in Lua scripts (which
+shardkv runs as cross-shard operations, several clients' at once in one
+group: see shardkv.acceptor.scripting.join_group), read back with MGET,
+and scripts that INCR two counters on two shards.  The
 history is then checked (see :mod:`tests.support.history`).  The same workload runs
 against redis-server, which must pass the same checks.
 """
@@ -39,6 +42,8 @@ C = on_shards(1, 2, prefix="mc")
 GROUPS = [A + B, B + C, C + A]
 ACCOUNTS = on_shards(0, 1, 2, 3, prefix="acct")
 START_BALANCE = 1000
+MOVE = "redis.call('DECRBY', KEYS[1], ARGV[1]) redis.call('INCRBY', KEYS[2], ARGV[1]) return 1"
+INCR_BOTH = "return {redis.call('INCR', KEYS[1]), redis.call('INCR', KEYS[2])}"
 
 
 # -- the checker itself ---------------------------------------------------------------------
@@ -111,7 +116,7 @@ def _client(
         for seq in range(OPS_PER_CLIENT):
             roll = rng.random()
             start = clock()
-            if roll < 0.25:
+            if roll < 0.2:
                 key = rng.choice(REGISTERS)
                 if rng.random() < 0.5:
                     value = f"{index}:{seq}"
@@ -120,7 +125,7 @@ def _client(
                 else:
                     result = conn.get(key)
                     out.append(Op(index, "get", (key,), None, result, start, clock()))
-            elif roll < 0.4:
+            elif roll < 0.32:
                 key = rng.choice(COUNTERS)
                 if rng.random() < 0.7:
                     result = conn.incr(key)
@@ -128,25 +133,34 @@ def _client(
                 else:
                     result = conn.get(key)
                     out.append(Op(index, "get", (key,), None, result, start, clock()))
-            elif roll < 0.6:
+            elif roll < 0.47:
                 keys = tuple(rng.choice(GROUPS))
                 token = f"m{index}:{seq}"
                 result = conn.mset(dict.fromkeys(keys, token))
                 out.append(Op(index, "mset", keys, token, result, start, clock()))
-            elif roll < 0.75:
+            elif roll < 0.6:
                 keys = tuple(rng.choice(GROUPS))
                 result = conn.mget(keys)
                 out.append(Op(index, "mget", keys, None, result, start, clock()))
-            elif roll < 0.9:
+            elif roll < 0.72:
                 src, dst = rng.sample(ACCOUNTS, 2)
                 amount = rng.randint(1, 50)
                 pipe = conn.pipeline(transaction=True)
                 pipe.decrby(src, amount)
                 pipe.incrby(dst, amount)
                 pipe.execute()
-            else:
+            elif roll < 0.8:
                 result = conn.mget(ACCOUNTS)
                 out.append(Op(index, "bank", tuple(ACCOUNTS), None, result, start, clock()))
+            elif roll < 0.9:
+                src, dst = rng.sample(ACCOUNTS, 2)
+                conn.eval(MOVE, 2, src, dst, rng.randint(1, 50))
+            else:
+                first, second = COUNTERS
+                one, two = conn.eval(INCR_BOTH, 2, first, second)  # type: ignore[misc]
+                end = clock()
+                out.append(Op(index, "incr", (first,), None, one, start, end))
+                out.append(Op(index, "incr", (second,), None, two, start, end))
     except BaseException as exc:  # reported by the test, not lost in a thread
         errors.append(exc)
     finally:
