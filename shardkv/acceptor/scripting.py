@@ -1160,10 +1160,14 @@ class _Group:
     def deliver(self, body: bytes) -> None:
         self.groups.decided(self.shards)
         op = self.op
-        if op is None or not op.decision:  # aborted: the operation's error, to each
+        if op is None or not op.bodies:  # aborted before its run came back: its error, to each
             for retry in self.members:
                 retry.deliver(body)
             return
+        # It ran (and the executor logged each script): each its own
+        # reply, or, aborted after its run (a shard lost, the decision not
+        # recorded), the operation's error.
+        committed = op.decision
         logged = op.logged
         for i, (retry, reply) in enumerate(zip(self.members, op.bodies, strict=True)):
             retry.op = None
@@ -1171,7 +1175,7 @@ class _Group:
             entry_id = logged[i] if i < len(logged) else -1
             if entry_id >= 0:  # (its SLOWLOG entry, logged by the executor)
                 slowlog.note_script(retry.client, entry_id, retry.slot.slow_called())  # type: ignore[attr-defined]
-            retry.answer(reply, EXECUTOR_LOGGED)
+            retry.answer(reply if committed else body, EXECUTOR_LOGGED)
 
 
 def _no_reply(bodies: list[bytes]) -> bytes:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import tempfile
 
 from shardkv.acceptor.scripting import CROSS_MARKER
-from shardkv.protocol import wire
+from shardkv.protocol import errors, wire
 from shardkv.protocol.wire import Verb
 from tests.unit.test_acceptor_dispatch import FakeLink, build, connect, keys_on_two_shards, replies, send
 
@@ -132,3 +132,28 @@ def test_an_escape_runs_each_script_of_the_group_again_alone(monkeypatch, tmp_pa
     assert all(replies(acceptor, out) == b"" for _, out in clients)
     parks = [_parks(link) for link in links]
     assert all(len(p) == 2 and op not in p for p in parks)  # each again, alone
+
+
+def test_a_shard_lost_after_the_run_answers_each_script_with_the_operations_error(
+    monkeypatch, tmp_path
+) -> None:
+    acceptor, links, loop, a, b = _setup(monkeypatch, tmp_path)
+    clients = [connect(acceptor) for _ in range(2)]
+    for client, _ in clients:
+        send(client, [b"EVAL", SCRIPT, b"2", a, b])
+    loop.turn()
+    executor, other = acceptor.shard_of(a), acceptor.shard_of(b)
+    op = _parks(links[executor])[0]
+    _park_all(links, other, b)
+    operation = links[executor].ops[op]
+    bodies = [b"*2\r\n:1\r\n:1\r\n", b"*2\r\n:2\r\n:2\r\n"]
+    operation.control(
+        executor, wire.Ran(op, bodies, {b: ("string", b"2", None)}, wire.PREPARED, {}, [-1, -1])
+    )
+    assert type(links[other].frames[-1]) is wire.Prepare
+    operation.shard_lost(other)  # before its Prepared: abort
+    loop.turn()
+    for client, out in clients:
+        assert replies(acceptor, out) == b"-" + errors.OP_ABORTED.encode() + b"\r\n"
+        assert client.state.blocked_token == 0
+    assert acceptor.script_groups.parked == {}
