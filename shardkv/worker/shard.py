@@ -346,8 +346,7 @@ class Shard:
         a write, which EVALSHA is not, keyspace events of writes, a
         blocking wait, the time of a command the client sent as another,
         a script's own call)."""
-        ks = self.keyspace
-        ks.counting = True  # (EVALSHA's handler.reads, as execute sets it)
+        ks = self.keyspace  # (counting off, as execute sets it: EVALSHA's handler.reads)
         value: Any
         engine = ks.scripts
         start = perf_counter_ns()

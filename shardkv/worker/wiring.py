@@ -158,7 +158,14 @@ def build(modules: tuple[ModuleType, ...] = MODULES, table: Mapping[str, Command
             wired.handlers[spelling] = handler
     for handler in found.values():
         names = names_of[id(handler)]
-        handler.reads = any(n in table and "readonly" in table[n].flags for n in names)  # type: ignore[attr-defined]
+        # A script's command (EVAL_RO, FCALL_RO...: group "scripting") is
+        # read-only, but looks no key up itself: each command it calls
+        # counts its own lookups, as in Redis, where only lookupKeyRead
+        # counts (counted for it, the undo a write of it keeps on a shard
+        # of several counted a hit or a miss).
+        handler.reads = any(  # type: ignore[attr-defined]
+            n in table and "readonly" in table[n].flags and table[n].group != "scripting" for n in names
+        )
         handler.writes = any(n in table and "write" in table[n].flags for n in names)  # type: ignore[attr-defined]
     for name, entry in blocking_of(modules).items():
         entry.form.reads = found[name].reads  # type: ignore[attr-defined]
