@@ -632,8 +632,18 @@ class AtomicOp(_Operation):
             alone = self.shards == [self.executor] and self.escaped is None
             resp3 = int(self.client.resp3)
             scripts = self.escaped is not None  # an EXEC's: the executor logs them (SLOWLOG)
+            client = self.client
             run = wire.Run(
-                self.id, self.states, self.commands, resp3, alone, self.own, self.clocks, scripts, self.as_of
+                self.id,
+                self.states,
+                self.commands,
+                resp3,
+                alone,
+                self.own,
+                self.clocks,
+                scripts,
+                self.as_of,
+                (client.addr, client.name),
             )
             self.run_sent = perf_counter_ns()
             self._send(self.executor, run)

@@ -530,6 +530,10 @@ class Run:
     # an EXEC with scripts, each run (again, after a script escaped) as of
     # the first's start (Redis's time stands still while EXEC runs).
     as_of: int = 0
+    # The address and name of the client whose commands these are: their
+    # slow log entries name it, as Redis's do (a command's entry of a
+    # batch is named by the acceptor instead, see acceptor.slowlog).
+    client: tuple[str, bytes] = ("", b"")
 
 
 @dataclass(frozen=True, slots=True)

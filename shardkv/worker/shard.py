@@ -208,6 +208,10 @@ class Shard:
         # script's held entry, in order, as (its index in the held log, the
         # entry) or None (not logged), named in Ran.logged once final.
         self._exec_slow: list[tuple[int, tuple] | None] | None = None
+        # While _run_foreign runs an operation's commands: the address and
+        # name of the client that sent them (wire.Run.client), for their
+        # slow log entries, as Redis logs them; none otherwise.
+        self.foreign_client: tuple[str, bytes] = ("", b"")
         self.plain: dict[bytes, plain.Plain | Literal[False]] = {}
         self.plain_generation = 0
         # The entry run now is a script call the client sent as another (an
@@ -306,10 +310,7 @@ class Shard:
                 if self.scripts.run is not None:  # a script's call is its Lua client's
                     stats.slow(args, ns // 1000, LUA_CLIENT_ADDR)
                 else:  # a batch's entry (its reply's place): its acceptor names the client
-                    bodies = self.bodies
-                    stats.slow(
-                        args, ns // 1000, place=-1 if bodies is None or bodies is PARKED else len(bodies)
-                    )
+                    self._log_slow(args, ns)
         elif args[0] in _SCRIPT_RUNS and self.stats is not None:
             # A script's run across shards (internal; args[2]: the client's
             # command, see acceptor.scripting._Retry), which the acceptor
@@ -403,8 +404,7 @@ class Shard:
         if len(times) >= 256:
             stats.fold(row)
         if ns >= stats.slow_threshold_ns >= 0:  # (its reply's place: its acceptor names the client)
-            bodies = self.bodies
-            stats.slow(args, ns // 1000, place=-1 if bodies is None or bodies is PARKED else len(bodies))
+            self._log_slow(args, ns)
         if kind is Error:
             return value
         if ks.unchanged:
@@ -412,6 +412,18 @@ class Shard:
         elif self.record is not None and args[0] not in self.unlogged:
             self.record(args, value)
         return value
+
+    def _log_slow(self, args: list[bytes], ns: int) -> None:
+        """A client's command took ``ns``, past the slow log's threshold:
+        its entry.  A batch's names its reply's place, for its acceptor to
+        name the client (see shardkv.acceptor.slowlog); an operation's
+        command, run here with other shards' keys, the client the
+        acceptor named in its Run (:attr:`foreign_client`)."""
+        bodies = self.bodies
+        if bodies is None or bodies is PARKED:
+            self.stats.slow(args, ns // 1000, *self.foreign_client)
+        else:
+            self.stats.slow(args, ns // 1000, place=len(bodies))
 
     def execute_read(self, args: list[bytes], handler) -> object:
         """:meth:`execute` of a read-only command whose handler is known (a
@@ -1561,6 +1573,7 @@ class Shard:
         calls: list[tuple[int, list[bytes]]] = []  # (database, args) of each call
         engine.monitor = calls
         ks.imported = (here, states)
+        self.foreign_client = message.client
         try:
             execute = self.execute if ks.memory is None else self.execute_limited
             replies: list[object] = []
@@ -1582,6 +1595,7 @@ class Shard:
                     calls.append(wire.SCRIPT_END)
             bodies = [encode(value, resp3) for value in replies]
         finally:
+            self.foreign_client = ("", b"")
             engine.monitor = None
             ks.imported = None
             ks.slots = slots

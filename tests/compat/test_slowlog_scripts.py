@@ -220,11 +220,10 @@ def test_slowlog_of_scripts_as_redis(ports, name):
 
 def test_commands_around_a_script_that_escapes_in_exec_log_once(ports):
     """The commands queued around it have one entry each, as in Redis (they
-    had three: two undone runs').  Only the arguments are compared: those
-    commands' entries have no client address and name (see the README)."""
+    had three: two undone runs'), naming the client (they named none)."""
     real = _run(ports["redis"], _transaction_escapes)
     ours = _run(ports["shardkv"], _transaction_escapes)
-    assert [e[1] for e in ours["entries"]] == [e[1] for e in real["entries"]]
+    assert ours["entries"] == real["entries"]
 
 
 def test_scripts_before_one_that_escapes_in_exec_log_once(ports):
@@ -233,11 +232,25 @@ def test_scripts_before_one_that_escapes_in_exec_log_once(ports):
     undone run too (14 where Redis has 12)."""
     real = _run(ports["redis"], _transaction_escapes_late)
     ours = _run(ports["shardkv"], _transaction_escapes_late)
-    assert [e[1] for e in ours["entries"]] == [e[1] for e in real["entries"]]
-    # (the scripts' own entries name the client, as its calls' name Lua's)
-    assert [e for e in ours["entries"] if e[1][0] == b"EVAL"] == [
-        e for e in real["entries"] if e[1][0] == b"EVAL"
-    ]
+    assert ours["entries"] == real["entries"]
+
+
+def _commands_with_other_shards_keys(c: redis.Redis) -> None:
+    """Commands that run on one shard with another shard's keys: an
+    atomic EXEC's (a script over two shards in it) and a cross-shard
+    RENAME's.  Their entries named no client (Redis: the client's)."""
+    pipe = c.pipeline(transaction=True)
+    pipe.execute_command("SET", A, "1")
+    pipe.execute_command("EVAL", GET, 2, A, B)
+    pipe.execute_command("GET", B)
+    pipe.execute()
+    c.execute_command("RENAME", A, B)
+
+
+def test_commands_run_with_other_shards_keys_name_their_client(ports):
+    real = _run(ports["redis"], _commands_with_other_shards_keys)
+    ours = _run(ports["shardkv"], _commands_with_other_shards_keys)
+    assert ours["entries"] == real["entries"]
 
 
 # A script that runs 50 ms when its key holds "slow" (and sets it to
