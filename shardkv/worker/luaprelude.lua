@@ -212,6 +212,18 @@ for i, f in ipairs({pyraise, pycall, pysha1, pylog, pysetresp, pysetrepl, pyrand
     stand_ins[i] = function() end
     plain_userdata[f] = tostring(stand_ins[i])
 end
+local function argerror_named(msg, i)
+    -- A Python callable's "bad argument #n to 'name' ..." as luaL_argerror
+    -- words it, given the C function's frame (i): its name as called.
+    local n, rest = string.match(msg, "^bad argument #(%d+) to '[^']*' (.*)$")
+    if not n then return msg end
+    n = tonumber(n)
+    if i.namewhat == "method" then
+        n = n - 1
+        if n == 0 then return "calling '" .. tostring(i.name) .. "' on bad self " .. rest end
+    end
+    return "bad argument #" .. n .. " to '" .. (i.name or "?") .. "' " .. rest
+end
 local function unwrap(e)
     -- A Python exception (from redis.call or a library) reaches Lua as a
     -- userdata: the error table redis.call stands for, or the message.
@@ -393,6 +405,28 @@ do
     -- function first, which takes its thread and, on that first resume,
     -- the resumer's hook (see arm), then the script's function.
     local running = coroutine.running
+    -- The error ``e`` that ended the coroutine ``co``, a Python exception
+    -- (a userdata): redis.call's stands for Redis's error table; a
+    -- library's (math.random's, a Python callable's) names the line that
+    -- called it, as luaL_error does: the dead coroutine keeps its stack,
+    -- level 0 the callable (as the handler finds it, below).
+    local function coroutine_error(co, e)
+        e = unwrap(e)
+        if type(e) ~= "string" or co == nil then return e end
+        local raiser = getinfo(co, 0, "nSl")
+        local level, i = 0, raiser
+        while i and (i.what == "C" or i.source == "=prelude") do
+            level = level + 1
+            i = getinfo(co, level, "nSl")
+        end
+        if i and level == 1 then e = i.short_src .. ":" .. tostring(i.currentline) .. ": " .. argerror_named(e, raiser) end
+        return e
+    end
+    local function wrap_ended(state, ok, ...)
+        -- (what coroutine.wrap's coroutine raised: see coroutine_error)
+        if ok or type((...)) ~= "userdata" or plain_userdata[(...)] then return ok, ... end
+        return ok, coroutine_error(state.co, (...))
+    end
     -- Only the call that armed the coroutine disarms it: a call while it
     -- runs or resumes another ("cannot resume running coroutine", its own
     -- function called in it) arms nothing, and must leave the hook of the
@@ -413,12 +447,12 @@ do
             local co = state.co
             if co == nil then
                 state.first = {gethook()}
-                return first_resumed(state, real_pcall(w, ...))
+                return first_resumed(state, wrap_ended(state, real_pcall(w, ...)))
             end
-            if costatus(co) ~= "suspended" then return real_pcall(w, ...) end
+            if costatus(co) ~= "suspended" then return wrap_ended(state, real_pcall(w, ...)) end
             hooked[#hooked + 1] = co
             sethook(co, gethook())
-            return disarm(co, real_pcall(w, ...))
+            return disarm(co, wrap_ended(state, real_pcall(w, ...)))
         end
     end
     local function checked_cowrap(...)
@@ -436,10 +470,13 @@ do
         return cocreate(...)
     end)
     -- A coroutine ended by a Python exception (redis.call's error) gives
-    -- what it stands for, as pcall does: Redis's error table.
-    local function resumed(ok, ...)
+    -- what it stands for, as pcall does: Redis's error table.  A library's
+    -- (math.random's, a Python callable's) names the line that called it,
+    -- as luaL_error does: the dead coroutine keeps its stack, level 0 the
+    -- callable (as the handler finds it, below).
+    local function resumed(co, ok, ...)
         if ok or type((...)) ~= "userdata" then return ok, ... end
-        return ok, unwrap((...))
+        return ok, coroutine_error(co, (...))
     end
     local function add(t, k, w)
         local f = rawget(t, k)
@@ -511,12 +548,12 @@ do
         function(...)
             if type((...)) ~= "thread" then return keep(rethrow(real_pcall(coresume, ...))) end
             local c = arm((...))
-            return resumed(disarm(c, coresume(...)))
+            return resumed((...), disarm(c, coresume(...)))
         end,
         function(...)
             if type((...)) ~= "thread" then return keep(rethrow(real_pcall(coresume, ...))) end
             local c = arm((...))
-            return long_results(resumed(disarm(c, coresume(...))))
+            return long_results(resumed((...), disarm(c, coresume(...))))
         end,
     }
     add(coroutine, "yield", function(yield)  -- (no pcall: a yield cannot cross one)
@@ -707,18 +744,6 @@ math.randomseed = pyrandomseed
 for name, lib in pairs(libs.modules) do G[name] = lib end
 
 -- Redis's error handler: {err=..., source=..., line=...}.
-local function argerror_named(msg, i)
-    -- A Python callable's "bad argument #n to 'name' ..." as luaL_argerror
-    -- words it, given the C function's frame (i): its name as called.
-    local n, rest = string.match(msg, "^bad argument #(%d+) to '[^']*' (.*)$")
-    if not n then return msg end
-    n = tonumber(n)
-    if i.namewhat == "method" then
-        n = n - 1
-        if n == 0 then return "calling '" .. tostring(i.name) .. "' on bad self " .. rest end
-    end
-    return "bad argument #" .. n .. " to '" .. (i.name or "?") .. "' " .. rest
-end
 local function handler(err)
     local from_library = false
     if type(err) == "userdata" then

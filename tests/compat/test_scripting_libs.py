@@ -1008,6 +1008,37 @@ COROUTINE_ERRORS = [
     "return {a, b, c, d}",
 ]
 
+# A library's error (math.random's: a Python callable here, a C function in
+# Redis) that ends a coroutine names the line that called it, as luaL_error
+# does (it named none), and the function as called; coroutine.wrap's
+# resume adds its caller's line to it, as luaB_auxwrap does.
+COROUTINE_LIBRARY_ERRORS = [
+    "return {coroutine.resume(coroutine.create(function() return math.random(0) end))}",
+    "return {coroutine.resume(coroutine.create(function() return math.random(1, 0) end))}",
+    "return {coroutine.resume(coroutine.create(function() return math.random(1, 2, 3) end))}",
+    "return {coroutine.resume(coroutine.create(function() return math.randomseed() end))}",
+    "local f = math.random return {coroutine.resume(coroutine.create(function() f(0) end))}",
+    "return {coroutine.resume(coroutine.create(function() local g = math.random\n return g(0) end))}",
+    "local co = coroutine.create(function() local function g() return math.random(0) end\n g() end) "
+    "return {coroutine.resume(co)}",
+    "local co = coroutine.create(function() coroutine.yield(1) math.random(0) end) coroutine.resume(co) "
+    "return {coroutine.resume(co)}",
+    "return {coroutine.resume(coroutine.create(function() return coroutine.resume(coroutine.create("
+    "function() math.random(0) end)) end))}",
+    "return {pcall(coroutine.wrap(function() return math.random(0) end))}",
+    "return coroutine.wrap(function() return math.random(0) end)()",
+    "local f = coroutine.wrap(function() coroutine.yield(1) return math.random(0) end) f() return {pcall(f)}",
+    "return {xpcall(coroutine.wrap(function() return math.random(0) end), function(e) return e end)}",
+    "return {coroutine.resume(coroutine.create(function() return coroutine.wrap(function() "
+    "return math.random(0) end)() end))}",
+    # (as before: redis.call's error table, a Lua function's, pcall's)
+    "return {xpcall(coroutine.wrap(function() return redis.call('nope') end), function(e) return e end)}",
+    "return {pcall(coroutine.wrap(function() return redis.call('set', 'a') end))}",
+    "return {pcall(coroutine.wrap(function() return error(math.random) end))}",
+    "return {coroutine.resume(coroutine.create(function() return pcall(math.random, 0) end))}",
+    "return {coroutine.resume(coroutine.create(function() return redis.sha1hex() end))}",
+]
+
 # xpcall's handler gets the error Redis's gets: redis.call's error table, a
 # library's message at its line; none is left held for a later error.
 XPCALL = [
@@ -1062,6 +1093,7 @@ TABLES = {
     "struct-as-its-c": STRUCT_C,
     "cmsgpack-nesting": CMSGPACK_NESTING,
     "errors-caught-in-coroutines": COROUTINE_ERRORS,
+    "library-errors-that-end-coroutines": COROUTINE_LIBRARY_ERRORS,
     "xpcall-handlers-get-redis-errors": XPCALL,
 }
 
