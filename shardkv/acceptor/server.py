@@ -110,6 +110,9 @@ class Wiring:
     exec_ran: Callable[[Client], None]
     # An EXEC run atomically: what its reads remember once it commits.
     atomic_exec_reads: Callable[[Client, list], Callable[[Any], None] | None]
+    # An atomic EXEC that turns tracking on inside: the shards note what
+    # changes until it is decided (the function it gives, to call then).
+    expect_tracking: Callable[[Client], Callable[[], None]]
     # A script queued in an EXEC that runs atomically, as its executor runs
     # it (shardkv.acceptor.scripting.ExecScript.parse), or None.
     exec_script: Callable[[Client, list[bytes]], Any]

@@ -169,6 +169,9 @@ class _State:
     items = 0  # client ids in TABLE, summed over keys
     flush_due = False  # a BCAST flush is scheduled for the end of this turn
     remote_bcast = 0  # BCAST clients that redirect to another acceptor's client (K > 1)
+    # Atomic EXECs in flight whose queued CLIENT TRACKING ON turns tracking
+    # on (see expect_tracking): the shards note what changes meanwhile.
+    expected = 0
 
 
 STATE = _State()
@@ -178,7 +181,25 @@ def events_mask(server) -> int:
     """Every class while a client tracks keys, or while the table still
     holds keys (Redis keeps it after the last client turns tracking off,
     and drops each key when it changes)."""
-    return ALL_CLASSES if STATE.clients or TABLE else 0
+    return ALL_CLASSES if STATE.clients or TABLE or STATE.expected else 0
+
+
+def expect_tracking(client: Client) -> Callable[[], None]:
+    """An atomic EXEC of ``client``, not tracking, with a CLIENT TRACKING
+    ON queued in it, is about to be dispatched: the shards note what
+    changes from now on (the mask goes ahead of the operation on every
+    pipe), so that the EXEC's own writes after the ON reach the client as
+    Redis's do once it tracks (an ``invalidate`` of a key it read, a BCAST
+    prefix's keys).  The function to call once the EXEC is decided, run
+    or not."""
+    STATE.expected += 1
+    notifications.update_mask(client.server)
+
+    def decided() -> None:
+        STATE.expected -= 1
+        notifications.update_mask(client.server)
+
+    return decided
 
 
 # -- CLIENT TRACKING / CACHING / GETREDIR / TRACKINGINFO ----------------------------

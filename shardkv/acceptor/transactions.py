@@ -602,11 +602,14 @@ def _run(client: Client, queued: list, reply: Exec, early: dict[int, list], pin:
     if atomic:
         # Its reads are remembered once it commits (see tracking.atomic_exec_reads).
         tracked = None
+        decided = None
         if client.tracking:
             tracked = client.server.wiring.atomic_exec_reads(client, queued)
         else:
             tracked = _tracked_once_turned_on(client, queued)
-        _run_atomic(client, queued, reply, early, pin, tracked)
+            if tracked is not None:  # its own writes after the ON are told too
+                decided = client.server.wiring.expect_tracking(client)
+        _run_atomic(client, queued, reply, early, pin, tracked, decided)
     else:
         _run_in_order(client, queued, reply, early)
         listeners.release_exec_ports(client)  # (its CONFIG SETs ran)
@@ -903,11 +906,13 @@ def _run_atomic(
     early: dict[int, list],
     pin: Pin | None,
     tracked: Callable[[Slot], None] | None = None,
+    decided: Callable[[], None] | None = None,
 ) -> None:
     """Check the watched keys and run the shard commands as one atomic
     operation, then the local ones; or nothing, if a watched key changed.
     ``tracked``: called with the operation's reply slot once it commits,
-    before its events are handed out (CLIENT TRACKING: its reads' keys).
+    before its events are handed out (CLIENT TRACKING: its reads' keys);
+    ``decided``: once it is decided, run or not.
 
     Blocking commands come this way too: run by the executor, not by the
     shard's command loop, they do not block.
@@ -1044,14 +1049,16 @@ def _run_atomic(
         or any(cmd.name in UsersInExec.COMMANDS for cmd, _ in queued)
         or bool(client.state.exec_ports)
     )
-    done: Callable[[], None] | None = None
+    done: Callable[[], None] | None = decided
     if scripts:
         # A script may escape: the operation then runs again, parking more
         # shards, and the client's later commands wait for it (unless HELD
         # holds them), as behind any script.
         waits = not holds_client and client.state.script_sent()
 
-        def decided() -> None:
+        def scripts_decided() -> None:
+            if decided is not None:
+                decided()
             _unwatch(client, reply.watched)
             for script in scripts.values():
                 script.done(client)
@@ -1061,7 +1068,7 @@ def _run_atomic(
                 elif client.pending and not client.closed:
                     client.flush()
 
-        done = decided
+        done = scripts_decided
 
     if holds_client or pin is not None or reply.place is not None or done is not None:
         slot = _Settle(client, reply, final_db if final_db != op_db else None, pin, holds_client, done)

@@ -160,6 +160,7 @@ def wiring() -> Wiring:
         after_command=tracking.after_command,
         exec_ran=tracking.exec_ran,
         atomic_exec_reads=tracking.atomic_exec_reads,
+        expect_tracking=tracking.expect_tracking,
         exec_script=scripting.ExecScript.parse,
         client_subcommands={
             b"TRACKING": tracking.client_tracking,
