@@ -405,3 +405,66 @@ def test_client_kill_of_a_client_still_running_what_it_sent(redis_and_shardkv):
         got.append([line for line in info.split(b"\r\n") if line.startswith(b"connected_clients:")])  # type: ignore[union-attr]
         admin.close()
     assert got[1] == got[0] == [b"connected_clients:1"]
+
+
+def test_client_kill_answers_after_the_exec_its_victim_sent(redis_and_shardkv):
+    """CLIENT KILL of a client gone while its EXEC waits for the shards
+    (an atomic one, with a SELECT inside: the client waits for its
+    decision): the EXEC still runs, and CLIENT KILL answers after it, as
+    in Redis, which ran it as it read it.  A command the killer pipelined
+    behind CLIENT KILL (CONFIG GET of what the EXEC's CONFIG SET sets)
+    sees its effects; it ran before them, while CLIENT KILL had answered
+    before the EXEC was decided.  (Redis has freed the client already:
+    there is nothing to kill.)  With several acceptors the EXEC may still
+    wait for its holds when the kill comes, and CLIENT KILL then answers
+    at once, as before (see the README): only what the EXEC wrote is
+    compared."""
+    got = []
+    several = False
+    for server in redis_and_shardkv:
+        ours = server.kind == "shardkv"
+        several = several or (ours and server.acceptors > 1)
+        admin = RespClient(server.port)
+        admin.command("FLUSHALL")
+        stopped = worker_pid(server, 0) if ours else 0
+        if stopped:
+            os.kill(stopped, signal.SIGSTOP)
+        try:
+            exec_ = [
+                ["MULTI"],
+                ["SET", OWN, "a"],
+                ["SET", OTHER, "b"],
+                ["CONFIG", "SET", "maxmemory-samples", "7"],
+                ["SELECT", "1"],
+                ["EXEC"],
+            ]
+            s = socket.create_connection(("127.0.0.1", server.port), timeout=WAIT)
+            s.sendall(
+                b"".join(
+                    encode_command(*c) for c in [["CLIENT", "SETNAME", "leaver"], *exec_, ["SET", DONE, "1"]]
+                )
+            )
+            assert s.recv(5) == b"+OK\r\n"
+            s.close()
+            assert until(lambda: _seen_gone(admin, b"leaver")), "the server does not see the client close"  # noqa: B023
+            line = _line(admin, b"leaver")
+            if ours:
+                assert line is not None, "shardkv does not list the client while its EXEC waits"
+                cid = line.split(b"id=")[1].split(b" ")[0]
+                admin.send("CLIENT", "KILL", "ID", cid)
+            admin.send("CONFIG", "GET", "maxmemory-samples")
+        finally:
+            if stopped:
+                os.kill(stopped, signal.SIGCONT)
+        killed = admin.read_reply() if ours else None
+        seen = admin.read_reply()
+        assert until(lambda: not _listed(admin, b"leaver")), "the server still lists the client"  # noqa: B023
+        got.append((seen, admin.command("GET", OWN), admin.command("GET", OTHER)))
+        admin.command("CONFIG", "SET", "maxmemory-samples", "5")
+        admin.close()
+        if ours:
+            assert killed == 1
+    assert got[0] == ([b"maxmemory-samples", b"7"], b"a", b"b")
+    assert got[1][1:] == got[0][1:]
+    if not several:
+        assert got[1] == got[0]
