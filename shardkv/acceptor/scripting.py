@@ -59,6 +59,7 @@ from shardkv.acceptor.bus import fail_slot
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.crossshard import AtomicOp
 from shardkv.acceptor.dispatch import HEADERS
+from shardkv.acceptor.fanout import Gather
 from shardkv.acceptor.replies import Slot
 from shardkv.acceptor.scriptcache import CACHE, Escapes
 from shardkv.acceptor.state import SCRIPTS
@@ -1576,25 +1577,53 @@ def _all_shards(client: Client, command: list[bytes]) -> None:
     client.fan_out({s: encoded for s in range(len(client.server.links))}, _first_part)
 
 
+REFRESHING = -16  # a client's blocked_token while its FUNCTION DELETE at OOM refreshes the denyoom functions
+
+
+class _DeletedAtOom(Slot):
+    """FUNCTION DELETE's reply slot at OOM: once every shard answered (the
+    library deleted, or an error: no such library), ``then``."""
+
+    __slots__ = ("then",)
+
+    def __init__(self, client: Client, then: Callable[[], None]) -> None:
+        super().__init__(client)
+        self.then: Callable[[], None] | None = then
+
+    def deliver(self, body: bytes) -> None:
+        super().deliver(body)
+        then, self.then = self.then, None
+        if then is not None:
+            then()
+
+
 def _delete_at_oom(client: Client, library: bytes) -> None:
     """FUNCTION DELETE while out of memory (it is not ``denyoom``): the
     acceptor then asks anew which functions are refused
     (:func:`shardkv.acceptor.memorybudget.learn_oom_functions`), once
-    every shard deleted the library, and replies after that (outside
-    EXEC), so that the client's next FCALL of a deleted function is not
-    refused with OOM but finds no function, as in Redis."""
+    every shard answered, and the client's next commands wait for that
+    (outside EXEC, :data:`REFRESHING`), so that its next FCALL of a
+    deleted function is not refused with OOM but finds no function, as in
+    Redis: one pipelined behind the DELETE too (until 5 December it was
+    checked as it arrived, against the list of before; and a DELETE of
+    no library, which every shard refuses, left the client waiting
+    forever)."""
     server = client.server
-    barrier = None
-    if not client.state.in_exec:
-        barrier = Slot(client)
-        client.pending.append(barrier)
+    waits = not client.state.in_exec
+    if waits:
+        client.state.block(REFRESHING, shown=False)
 
-    def merge(parts: list) -> object:
-        memorybudget.learn_oom_functions(server, None if barrier is None else lambda: barrier.deliver(b""))
-        return parts[0]
+    def refreshed() -> None:
+        if waits and client.state.unblock(REFRESHING) and client.waiting():
+            server.loop.call_soon(client.resume)  # type: ignore[union-attr]
 
-    encoded = encode_command([Verb.FUNCTION, b"delete", library])
-    client.fan_out({s: encoded for s in range(len(server.links))}, merge)
+    slot = _DeletedAtOom(client, lambda: memorybudget.learn_oom_functions(server, refreshed))
+    client.pending.append(slot)
+    gather = Gather(slot, len(server.links), _first_part, client.resp3)
+    header = client.part_headers[client.resp3]
+    body = encode_command([Verb.FUNCTION, b"delete", library])
+    for shard, link in enumerate(server.links):
+        link.send(header, body, gather.sink(shard))
 
 
 _FUNCTION_HELP = [

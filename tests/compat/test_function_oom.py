@@ -12,7 +12,7 @@ function is loaded through one acceptor and called through another
 from __future__ import annotations
 
 from tests.support.acceptors import client_on
-from tests.support.resp import RespClient, parse_info
+from tests.support.resp import RespClient, encode_command, parse_info
 
 LIB = (
     "#!lua name=oomfn\n"
@@ -82,3 +82,42 @@ def test_fcall_of_a_function_that_may_use_memory_is_refused_at_oom(redis_and_sha
     assert want[0][8].startswith(b"-EXECABORT")
     assert want[1]["cmdstat_fcall"] == "6,2,2"  # fw, FW rejected; nosuch, fw once deleted failed
     assert _scenario(ours, acceptors) == want
+
+
+def _pipelined_behind_delete(port: int, acceptors: int) -> list:
+    """FUNCTION DELETE at OOM with FCALLs of its functions pipelined right
+    behind it, on one connection; then a DELETE of no library."""
+    admin = client_on(port, 0, k=acceptors) if acceptors > 1 else RespClient(port)
+    caller = client_on(port, 1, k=acceptors) if acceptors > 1 else RespClient(port)
+    try:
+        admin.command("CONFIG", "SET", "maxmemory", "0")
+        admin.call("FUNCTION", "FLUSH")
+        admin.command("FUNCTION", "LOAD", LIB)
+        admin.command("CONFIG", "SET", "maxmemory-policy", "noeviction")
+        admin.command("CONFIG", "SET", "maxmemory", "1")
+        pipeline = [
+            ("FUNCTION", "DELETE", "oomfn"),
+            ("FCALL", "fw", 0),
+            ("FCALL_RO", "fw", 0),
+            ("FCALL", "fr", 0),
+            ("FUNCTION", "DELETE", "oomfn"),
+            ("PING",),
+        ]
+        caller.sock.sendall(b"".join(encode_command(*c) for c in pipeline))
+        return [caller.read()[:60] for _ in pipeline]
+    finally:
+        admin.command("CONFIG", "SET", "maxmemory", "0")
+        admin.call("FUNCTION", "FLUSH")
+        admin.close()
+        caller.close()
+
+
+def test_fcall_pipelined_behind_function_delete_at_oom_finds_no_function(redis_and_shardkv_k12) -> None:
+    """The FCALLs find no function, as in Redis (they were refused with
+    OOM: checked as they arrived, before the DELETE's refresh of the
+    refused functions came back); the DELETE of no library answers (its
+    client waited forever)."""
+    real, ours, acceptors = redis_and_shardkv_k12
+    want = _pipelined_behind_delete(real, 1)
+    assert want[1].startswith(b"-ERR Function not found"), want
+    assert _pipelined_behind_delete(ours, acceptors) == want
