@@ -401,15 +401,26 @@ def decode_batch(payload: bytes) -> list[Any]:
 
     The payload is one RESP array (its count comes first, see ``B``
     above): hiredis reads it whole with one ``gets``, a call that costs
-    more than the decoding of a short entry."""
+    more than the decoding of a short entry.  Its reader is kept for the
+    next payload (making one costs as much as decoding a few entries),
+    unless it read a big payload (its buffer would stay that big) or a
+    bad one (it may hold part of an entry)."""
     if _HiredisReader is not None:
-        reader = _HiredisReader()
+        reader = _BATCH_READERS.pop() if _BATCH_READERS else _HiredisReader()
         reader.feed(payload, 1)
         items = reader.gets()
         if type(items) is not list or reader.gets() is not False:
             raise BadMessage(f"a B frame that is not one whole array: {payload[:64]!r}")
+        if len(payload) <= _KEEP_READER_MAX:
+            _BATCH_READERS.append(reader)
         return items
     return _decode_batch_py(payload)
+
+
+# decode_batch's reader, kept between payloads of at most _KEEP_READER_MAX
+# bytes (hiredis's own limit on the buffer it keeps, 64 KiB by default).
+_BATCH_READERS: list[Any] = []
+_KEEP_READER_MAX = 1 << 16
 
 
 def _decode_batch_py(payload: bytes) -> list[Any]:

@@ -597,7 +597,83 @@ class Shard:
         last = perf_counter_ns()  # where the next plain command's time begins
         sent = 0  # when a plain command's streamed reply began to go (not timed)
         body: bytes | None  # an entry's reply (None: streamed)
+        # The fast path (see _fast_below): a slotted GET, SET key value, INCR
+        # or DECR in its handler's usual case, while nothing else is on.
+        fast_below = _fast_below(table, writer, noted, blocked, counts_only, persistence)
+        # The last name it looked up (b"": none since the table was asked),
+        # its entry, how it runs, and where its times go: folded when the
+        # name changes and at the batch's end, not after each command (what
+        # reads a row folds its pending times first, however many).
+        fast_name = b""
+        fast_entry: plain.Plain | Literal[False] | None = None
+        fast_inline = 0
+        fast_time = _NO_TIMES.append
         for header, args in zip(entries, entries, strict=True):
+            if header < fast_below:  # slotted, fast path on (it changes nothing before it knows it applies)
+                name = args[0]
+                if name != fast_name:  # (a pipeline's commands often come in runs of one name)
+                    if fast_entry and len(fast_entry.times) >= 256:
+                        stats.fold(fast_entry.row)
+                    fast_entry = plain_get(name)
+                    if fast_entry is None:
+                        fast_entry = self._learn(name)
+                    fast_name = name
+                    if fast_entry:
+                        fast_inline = fast_entry.inline
+                        fast_time = fast_entry.times.append
+                    else:
+                        fast_inline = 0
+                if fast_inline:
+                    key = args[1]
+                    slot = header & slot_mask
+                    exp = ks.expires[slot]
+                    body = None
+                    if fast_inline is _SET:  # set_ and Keyspace.store
+                        if len(args) == 3:
+                            ks.data[slot][key] = args[2]
+                            ks.clocks[key] = ks.now
+                            if exp and exp.pop(key, None) is not None:
+                                ks.nvolatile -= 1
+                            watched = ks.watched
+                            if watched and key in watched:
+                                watched[key] += 1
+                            persistence.dirty += 1  # type: ignore[union-attr]  # (a write: all record does then)
+                            body = OK_REPLY
+                    elif not exp or key not in exp or exp[key] > ks.expiry_now:  # Keyspace.lookup
+                        value = ks.data[slot].get(key)
+                        if type(value) is not bytes:
+                            if value is None and fast_inline is _GET:  # a miss (no keyspace event: see _fast)
+                                ks.misses += 1
+                                body = NULL_RESP3 if header & slotted_resp3 else NULL_RESP2
+                        elif fast_inline is _GET:
+                            n = len(value)
+                            if n < 1024:
+                                ks.clocks[key] = ks.now
+                                ks.hits += 1
+                                body = BULK_LINES[n] + value + b"\r\n"
+                        elif len(value) <= 20:  # _incr, as below
+                            try:
+                                current = int(value)
+                            except ValueError:
+                                current = LLONG_MAX
+                            if LLONG_MIN < current < LLONG_MAX and b"%d" % current == value:
+                                value = current + fast_entry.step  # type: ignore[union-attr]
+                                ks.data[slot][key] = b"%d" % value
+                                ks.clocks[key] = ks.now
+                                watched = ks.watched
+                                if watched and key in watched:
+                                    watched[key] += 1
+                                persistence.dirty += 1  # type: ignore[union-attr]
+                                body = b":%d\r\n" % value
+                    if body is not None:  # done: its time, as below (sent is 0 here)
+                        now = perf_counter_ns()
+                        ns = now - last
+                        last = now
+                        fast_time(ns)
+                        if ns >= slow_ns:
+                            stats.slow(args, ns // 1000, place=len(bodies))
+                        append(body)
+                        continue
             if writer is not None:
                 logged_before = len(writer.buf)
             if header <= plain_max:  # the usual entry: database 0, no token, no park (or slotted)
@@ -611,12 +687,16 @@ class Shard:
                         self.part_spans.append((start, len(noted)))
                     slow_ns = _slow_ns(stats)
                     counts_only = _counts_only(persistence)
+                    fast_below = _fast_below(table, writer, noted, blocked, counts_only, persistence)
                     if table is not None:
                         last = perf_counter_ns()
                 else:
-                    entry = plain_get(args[0])
-                    if entry is None:
-                        entry = self._learn(args[0])
+                    if header < fast_below:  # the fast path has its entry (and left it to this path)
+                        entry = fast_entry
+                    else:
+                        entry = plain_get(args[0])
+                        if entry is None:
+                            entry = self._learn(args[0])
                     if entry and entry.writes and persistence is not None and persistence.misconf is not None:
                         entry = False  # -MISCONF: execute refuses it
                     body = _BY_HANDLER  # (bytes once made, None if streamed)
@@ -696,13 +776,16 @@ class Shard:
                         # slow log's threshold depends on: CONFIG is noscript)
                         value = self.execute_script(args)
                         counts_only = _counts_only(persistence)
+                        fast_below = _fast_below(table, writer, noted, blocked, counts_only, persistence)
                     else:
                         value = execute(args)
                         if args[0][:1] == b"_":  # an internal verb (__config...): see plain_table
                             table = self.plain_table()
                             plain_get = _NOT_PLAIN if table is None else table.get
+                            fast_name = b""  # (its entries may be new: see plain_table)
                         slow_ns = _slow_ns(stats)
                         counts_only = _counts_only(persistence)
+                        fast_below = _fast_below(table, writer, noted, blocked, counts_only, persistence)
                     # The replies of GET, SET, INCR... as encode makes them,
                     # inline (+OK, the null reply and an integer are too
                     # short to stream).
@@ -867,8 +950,10 @@ class Shard:
             if header & wire.FLAG_PARK or args[0][0] == 95:  # see plain_table
                 table = self.plain_table()
                 plain_get = _NOT_PLAIN if table is None else table.get
+                fast_name = b""
             slow_ns = _slow_ns(stats)
             counts_only = _counts_only(persistence)
+            fast_below = _fast_below(table, writer, noted, blocked, counts_only, persistence)
             if table is not None:
                 last = perf_counter_ns()
         if waiters.ready:
@@ -876,6 +961,8 @@ class Shard:
             # commands come back to back in one batch, and a waiter must not
             # see half of it (Redis serves them after EXEC).
             waiters.serve_ready()
+        if fast_entry and len(fast_entry.times) >= 256:
+            stats.fold(fast_entry.row)
         self.bodies = self.batch = None
         return wire.encode_replies(bodies)
 
@@ -1768,6 +1855,45 @@ def _counts_only(persistence: Persistence | None) -> bool:
     is not plain, the only entries that change those (CONFIG SET
     appendonly, a rewrite started, a parked operation's suspension)."""
     return persistence is not None and persistence.aof is None and not persistence.suspended
+
+
+def _fast_below(
+    table: dict | None,
+    writer: object,
+    noted: list | None,
+    blocked: dict,
+    counts_only: bool,
+    persistence: Persistence | None,
+) -> int:
+    """The headers below which run_batch's fast path runs the entries that
+    follow: 0 (every slotted header, see wire.SLOTTED) when it may,
+    wire.SLOTTED (none) when not.  It runs a slotted GET, SET key value,
+    INCR or DECR in its handler's usual case (the inline case of
+    :mod:`shardkv.worker.plain`), done at once, its reply and its time
+    with it, and it may while nothing else asks for a look at them:
+    the plain path on (``table``), no AOF (``writer``; a write is then
+    counted in ``dirty`` only, ``counts_only``), no keyspace events
+    (``noted``; with the plain path on, no KEYMISS either), nobody blocked
+    on a key (``blocked``), no -MISCONF.  Asked once per batch, and again
+    where run_batch asks ``counts_only`` again (after each entry that is
+    not plain, the only entries that change those: with no AOF, -MISCONF
+    comes only from CONFIG SET and the cron between batches).  Anything
+    else, and any key in another state, takes the path it took before."""
+    if (
+        table is not None
+        and writer is None
+        and noted is None
+        and not blocked
+        and counts_only
+        and persistence is not None
+        and persistence.misconf is None
+    ):
+        return 0
+    return wire.SLOTTED
+
+
+# Where the fast path's times go before it has an entry (never used).
+_NO_TIMES: list[int] = []
 
 
 def _nowhere(pipe: int, payload: bytes) -> None:

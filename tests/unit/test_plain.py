@@ -116,15 +116,16 @@ def test_resetstat_gives_plain_entries_the_new_rows(tmp_path):
     assert shard.stats.report()[0]["get"][0] == 3
 
 
+@pytest.mark.parametrize("slotted", [False, True])
 @pytest.mark.parametrize("plain", [True, False])
-def test_a_plain_write_under_misconf_is_refused_as_execute_refuses_it(tmp_path, plain):
+def test_a_plain_write_under_misconf_is_refused_as_execute_refuses_it(tmp_path, plain, slotted):
     """-MISCONF may come with any reply sent (a failed AOF write), in the
     middle of a batch: each plain write asks, reads go on."""
     shard = _shard(tmp_path, plain, False)
-    shard.run_batch(_batch([b"SET", b"k", b"v"]))
+    shard.run_batch(_batch([b"SET", b"k", b"v"], slotted=slotted))
     shard.persistence.misconf = "MISCONF the disk is full"  # type: ignore[union-attr]
     replies = wire.decode_replies(
-        shard.run_batch(_batch([b"GET", b"k"], [b"SET", b"k", b"w"], [b"GET", b"k"]))
+        shard.run_batch(_batch([b"GET", b"k"], [b"SET", b"k", b"w"], [b"GET", b"k"], slotted=slotted))
     )
     assert replies == [b"$1\r\nv\r\n", b"-MISCONF the disk is full\r\n", b"$1\r\nv\r\n"]
     calls, _, rejected, failed = shard.stats.report()[0]["set"][:4]
@@ -160,11 +161,11 @@ INLINE_BATCHES = [
 ]
 
 
-def _run_inline(shard: Shard) -> tuple:
+def _run_inline(shard: Shard, slotted: bool = False) -> tuple:
     clock = shard.keyspace.clock
     replies = []
     for i, cmds in enumerate(INLINE_BATCHES):
-        replies.append(wire.decode_replies(shard.run_batch(_batch(*cmds))))
+        replies.append(wire.decode_replies(shard.run_batch(_batch(*cmds, slotted=slotted))))
         if i == 2:
             clock.advance(60)  # type: ignore[attr-defined]  # u's deadline passes, t's does not
         if i == 3:
@@ -181,10 +182,12 @@ def _run_inline(shard: Shard) -> tuple:
     return replies, calls, report[1], report[2], ks.hits, ks.misses, persistence.dirty, logged, state
 
 
+@pytest.mark.parametrize("slotted", [False, True])
 @pytest.mark.parametrize("appendonly", [False, True])
-def test_inline_commands_do_what_their_handlers_do(tmp_path, appendonly):
-    inline = _run_inline(_shard(tmp_path / "plain", True, appendonly))
-    through_execute = _run_inline(_shard(tmp_path / "execute", False, appendonly))
+def test_inline_commands_do_what_their_handlers_do(tmp_path, appendonly, slotted):
+    """Slotted, with no AOF: run_batch's fast path (see _fast_below)."""
+    inline = _run_inline(_shard(tmp_path / "plain", True, appendonly), slotted)
+    through_execute = _run_inline(_shard(tmp_path / "execute", False, appendonly), slotted)
     assert inline == through_execute
     replies, calls = inline[0], inline[1]
     assert replies[0][2:] == [b":2\r\n", b":1\r\n", b"$1\r\n1\r\n"]
@@ -193,3 +196,32 @@ def test_inline_commands_do_what_their_handlers_do(tmp_path, appendonly):
     assert replies[4][1:] == [b":9223372036854775807\r\n", overflow, b":9223372036854775806\r\n"]
     assert inline[8][3] == {b"a": 4, b"b": 1}  # each change of a WATCHed key counted
     assert calls["incr"][0] > 10
+
+
+def test_fast_path_times_every_command_and_folds_them(tmp_path):
+    """The fast path folds a name's pending times when the name changes
+    and at the batch's end, not after each command: every call is
+    counted, and no more than a batch's times wait."""
+    shard = _shard(tmp_path, True, False)
+    sets = [[b"SET", b"k%d" % i, b"v"] for i in range(300)]
+    gets = [[b"GET", b"k%d" % i] for i in range(300)]
+    shard.run_batch(_batch(*sets, *gets, [b"INCR", b"n"], slotted=True))
+    assert shard.plain[b"SET"].times == shard.plain[b"GET"].times == []  # type: ignore[union-attr]
+    shard.run_batch(_batch(*sets[:10], slotted=True))
+    calls = {name: row[0] for name, row in shard.stats.report()[0].items()}
+    assert (calls["set"], calls["get"], calls["incr"]) == (310, 300, 1)
+    assert shard.keyspace.hits == 300 and shard.persistence.dirty == 311  # type: ignore[union-attr]
+
+
+def test_fast_path_is_off_while_a_client_blocks_on_a_key(tmp_path):
+    """A write to a key someone waits on goes the way that wakes them."""
+    shard = _shard(tmp_path, True, False)
+    marked = []
+    waiters = shard.waiters
+    mark = waiters.mark
+    waiters.mark = lambda args: (marked.append(args[1]), mark(args))  # type: ignore[method-assign]
+    waiters.by_key[b"l"] = []  # type: ignore[assignment]
+    shard.run_batch(_batch([b"SET", b"a", b"1"], [b"INCR", b"a"], slotted=True))
+    del waiters.by_key[b"l"]
+    shard.run_batch(_batch([b"SET", b"b", b"1"], slotted=True))
+    assert marked == [b"a", b"a"]
