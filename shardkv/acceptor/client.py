@@ -277,47 +277,51 @@ class Client(Dispatch, asyncio.Protocol):
         # ShardLink.send_slotted: ``[header, raw, slot, header, raw, slot,
         # ...]``, each run sent before anything else runs (below, and at the end).
         runs: dict[int, list] | None = None
-        # The last spelling looked up and its command: a pipeline repeats
-        # one, and a comparison costs less than the hash of a new name.
+        # The last spelling looked up, its command and the argument counts
+        # that make it a plain single-key one (its arity; (1, 0) for other
+        # commands): a pipeline repeats one, and a comparison costs less
+        # than the hash of a new name.
         name_seen = b""
         cmd = None
+        fewest, most = 1, 0
         for args, raw in rest:
             if plain and raw is not None:
                 if args[0] != name_seen:
                     name_seen = args[0]
                     cmd = _seen(name_seen)
-                if cmd is not None:
-                    if cmd.single_key:
-                        arity = cmd.arity
-                        if (len(args) == arity) if arity > 0 else (len(args) >= -arity):
-                            slot = BareSlot()  # Slot(self), without a Python __init__ call
-                            slot.client = self
-                            slot.data = None
-                            pending.append(slot)
-                            key = args[1]  # Router.shard_of, inline
-                            hashed = key_slot(key) if LBRACE in key else crc_hqx(key, 0) & 16383
-                            shard = owners[hashed]
-                            if runs is None:
-                                runs = {shard: [by_slot[hashed] if slotted else header, raw, slot]}
-                            else:
-                                run = runs.get(shard)
-                                if run is None:
-                                    runs[shard] = [by_slot[hashed] if slotted else header, raw, slot]
-                                else:
-                                    run += (by_slot[hashed] if slotted else header, raw, slot)
-                            continue
+                    fewest, most = (1, 0) if cmd is None else cmd.plain_counts
+                if fewest <= len(args) <= most:
+                    slot = BareSlot()  # Slot(self), without a Python __init__ call
+                    slot.client = self
+                    slot.data = None
+                    pending.append(slot)
+                    key = args[1]  # Router.shard_of, inline
+                    hashed = key_slot(key) if LBRACE in key else crc_hqx(key, 0) & 16383
+                    shard = owners[hashed]
+                    head = by_slot[hashed] if slotted else header
+                    if runs is None:
+                        runs = {shard: [head, raw, slot]}
                     else:
-                        if runs is not None:
-                            for shard, run in runs.items():
-                                links[shard].send_slotted(run)
-                            runs = None
-                        fast = fast_paths.get(cmd.name)
-                        if fast is not None and fast(self, args, raw, header):
-                            # An EVALSHA that may escape: what follows waits for it.
-                            if self.state.blocked_token:
-                                args = server.behind_shortcuts(self, rest, args, header)
-                                break
-                            continue
+                        run = runs.get(shard)
+                        if run is None:
+                            runs[shard] = [head, raw, slot]
+                        else:  # three appends: no tuple made and freed, as ``+=`` would
+                            run.append(head)
+                            run.append(raw)
+                            run.append(slot)
+                    continue
+                if cmd is not None and not cmd.single_key:
+                    if runs is not None:
+                        for shard, run in runs.items():
+                            links[shard].send_slotted(run)
+                        runs = None
+                    fast = fast_paths.get(cmd.name)
+                    if fast is not None and fast(self, args, raw, header):
+                        # An EVALSHA that may escape: what follows waits for it.
+                        if self.state.blocked_token:
+                            args = server.behind_shortcuts(self, rest, args, header)
+                            break
+                        continue
             if runs is not None:
                 for shard, run in runs.items():
                     links[shard].send_slotted(run)

@@ -41,6 +41,7 @@ Columns:
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
@@ -310,6 +311,9 @@ class Command:
     # Goes to the shard of its one key, args[1], and nothing else to decide:
     # the clients' hot path (see Client._run).
     single_key: bool = False
+    # The argument counts (name included) that take that path, as (fewest,
+    # most): a single-key command's arity, else (1, 0), which none meets.
+    plain_counts: tuple[int, int] = (1, 0)
     # Finds the keys in the arguments, for commands whose keys move (@name).
     finder: Callable[[list[bytes]], list[bytes]] | None = None
     # Keys that the arguments only describe (SORT's BY and GET patterns):
@@ -478,9 +482,17 @@ def _load(text: str) -> dict[str, Command]:
         first, last, step, numkeys_at = _parse_keys(keys)
         flag_set = frozenset(flags.split(",")) - {"-"}
         word, _, at = keys[2:].partition("@") if keys.startswith("kw") else ("", "", "0")
+        single_key = (
+            route == "shard"
+            and first == last == 1
+            and not numkeys_at
+            and not finder
+            and "blocking" not in flag_set
+        )
+        n = int(arity)
         table[name] = Command(
             name=name,
-            arity=int(arity),
+            arity=n,
             flags=flag_set,
             first_key=first,
             last_key=last,
@@ -491,13 +503,8 @@ def _load(text: str) -> dict[str, Command]:
             group=group,
             keyword=word.lower().encode(),
             keyword_from=int(at),
-            single_key=(
-                route == "shard"
-                and first == last == 1
-                and not numkeys_at
-                and not finder
-                and "blocking" not in flag_set
-            ),
+            single_key=single_key,
+            plain_counts=((n, n) if n > 0 else (-n, sys.maxsize)) if single_key else (1, 0),
             finder=FINDERS[finder] if finder else None,
             pattern_keys=PATTERN_KEYS.get(finder),
             container=name in SUBCOMMANDS,
