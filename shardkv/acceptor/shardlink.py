@@ -611,11 +611,16 @@ class ShardLink:
                 self._replies_with_events(payload)
                 return
             # A sink that raises costs its client alone (see delivery_failed):
-            # the other replies go on, each to its own sink.  (replies.deliver
-            # inline, and a client's Slot.deliver: this loop runs once per reply.)
+            # the other replies go on, each to its own sink.  (wire.decode_replies,
+            # replies.deliver and a client's Slot.deliver inline: this loop
+            # runs once per reply.)
             popleft = self.fifo.popleft
             plain = PLAIN_SLOTS
-            for body in wire.decode_replies(payload):
+            pos, sizes = wire.reply_sizes(payload)
+            for size in sizes:
+                end = pos + size
+                body = payload[pos:end]
+                pos = end
                 sink = popleft()
                 if type(sink) in plain:
                     sink.data = body

@@ -463,12 +463,19 @@ def count_replies(payload: bytes) -> int:
     return int(n)
 
 
-def decode_replies(payload: bytes) -> list[bytes]:
+def reply_sizes(payload: bytes) -> tuple[int, tuple[int, ...]]:
+    """Where an ``R`` payload's first reply body starts, and the sizes of
+    its bodies, which follow one another from there: a reader that slices
+    them itself makes no list of them (the acceptor's ``ShardLink``)."""
     (n,) = _U32.unpack_from(payload, 1)
-    pos = 5 + 4 * n
+    return 5 + 4 * n, struct.unpack_from("<%dI" % n, payload, 5)
+
+
+def decode_replies(payload: bytes) -> list[bytes]:
+    pos, sizes = reply_sizes(payload)
     out: list[bytes] = []
     append = out.append
-    for size in struct.unpack_from("<%dI" % n, payload, 5):  # once per reply: kept short
+    for size in sizes:  # once per reply: kept short
         end = pos + size
         append(payload[pos:end])
         pos = end
