@@ -65,6 +65,7 @@ def run(kind: str, pipeline: int, nclients: int, nshards: int, turns: int, nacce
             pipe.written.clear()
             if link.fifo:
                 link.data_received(replies(len(link.fifo)))
+        acceptor.flush_dirty_clients()  # the turn's end (Acceptor.flush_clients_soon)
         spent += time.perf_counter() - t0
         for c in clients:
             written = c.transport.written  # type: ignore[union-attr]

@@ -108,6 +108,7 @@ def run(kind: str, pipeline: int, nclients: int, nshards: int, turns: int, nacce
         t2 = time.perf_counter()
         for link, reply in frames:
             link.data_received(struct.pack("!i", len(reply)) + reply)
+        acceptor.flush_dirty_clients()  # the turn's end (Acceptor.flush_clients_soon)
         t3 = time.perf_counter()
         acceptor_s += (t1 - t0) + (t3 - t2)
         shard_s += t2 - t1

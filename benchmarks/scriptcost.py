@@ -94,6 +94,7 @@ def main() -> None:
             pipe.written.clear()
         for link, reply in frames:
             link.data_received(struct.pack("!i", len(reply)) + reply)
+        acceptor.flush_dirty_clients()  # the turn's end (Acceptor.flush_clients_soon)
         replies = []
         for client in clients:
             replies.append(b"".join(client.transport.written))  # type: ignore[union-attr]

@@ -154,7 +154,10 @@ class Acceptor:
         self.nshards = config["shards"]
         self.router = Router(self.nshards)
         self.shard_of = self.router.shard_of
-        self.links = [ShardLink(i, self._queue_link, self.flush_dirty_clients) for i in range(self.nshards)]
+        self.links = [
+            ShardLink(i, self._queue_link, self.flush_dirty_clients, self.flush_clients_soon)
+            for i in range(self.nshards)
+        ]
         self.clients: dict[int, Client] = {}
         # Clients whose connection is gone while commands they sent wait
         # behind one of shardkv's own waits: they still run (Client.resume),
@@ -164,6 +167,7 @@ class Acceptor:
         # the shards: what to call once each has left (see Client.kill).
         self.on_left: dict[Client, list[Callable[[], None]]] = {}
         self.dirty_clients: list[Client] = []
+        self.clients_flush_due = False  # see flush_clients_soon
         self.monitors: list[Client] = []  # clients in MONITOR mode, see shardkv.acceptor.monitor
         self.remote_monitors: Any = None  # other acceptors' monitors (K > 1), ditto
         self.monitor_flush_due = False
@@ -290,8 +294,25 @@ class Acceptor:
         for link in links:
             link.flush()
 
+    def flush_clients_soon(self) -> None:
+        """After a read of a shard's pipe: write the replies it made ready
+        at the end of this loop turn (as the batches to the shards leave,
+        see :meth:`_queue_link`), once for every pipe read in the turn.  A
+        client's pipelined commands go to several shards, whose replies
+        mostly come in the same turn: one write of them all, not one per
+        shard's frame.  Nothing changes in what is written, nor in its
+        order (each client's replies leave in its command order, see
+        ``Client.flush``)."""
+        if self.dirty_clients and not self.clients_flush_due:
+            if self.loop is None:  # not serving (tests that drive the links by hand)
+                self.flush_dirty_clients()
+                return
+            self.clients_flush_due = True
+            self.loop.call_soon(self.flush_dirty_clients)
+
     def flush_dirty_clients(self) -> None:
         """Write the replies that became ready (after a shard's frame, or monitor lines)."""
+        self.clients_flush_due = False
         dirty = self.dirty_clients
         if dirty:
             self.dirty_clients = []

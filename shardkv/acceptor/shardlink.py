@@ -141,7 +141,11 @@ class ShardLink:
     """
 
     def __init__(
-        self, index: int, on_turn_end: Callable[[ShardLink], None], after_frame: Callable[[], None]
+        self,
+        index: int,
+        on_turn_end: Callable[[ShardLink], None],
+        after_frame: Callable[[], None],
+        after_read: Callable[[], None] | None = None,
     ) -> None:
         self.index = index
         self.out: list[bytes] = []  # entries waiting for the end of the turn
@@ -155,7 +159,17 @@ class ShardLink:
         self.up = False
         self.generation = 0  # pipes attached so far: a hold lives as long as its pipe
         self._on_turn_end = on_turn_end
+        # What writes the replies a frame made ready: ``after_frame`` at
+        # once, ``after_read`` (by default the same) after a read of the
+        # pipe that held plain replies alone, which the acceptor defers to
+        # the end of the loop turn, so that a client whose replies come from
+        # several shards in one turn gets one write, not one per shard
+        # (Acceptor.flush_clients_soon).  A reply written a turn later is
+        # seen later by its own client only; an invalidation or an event,
+        # which another client may be waiting to see before a reply of its
+        # own, is written at once, as is everything dirty with it.
         self._after_frame = after_frame
+        self._after_read = after_read or after_frame
         self._buf = b""
         self._chunks: list[bytes] = []
         self._have = 0
@@ -587,6 +601,12 @@ class ShardLink:
             data = self._buf + data
         pos = 0
         n = len(data)
+        # Whether this read's replies are written at once: after any frame
+        # but replies that carry no events (keyspace events, invalidations,
+        # wake-ups, pieces, another acceptor's events...), whose order with
+        # what other clients see is kept as before; a read of plain replies
+        # alone is written at the end of the turn (see __init__).
+        at_once = False
         while n - pos >= 4:
             (size,) = FRAME.unpack_from(data, pos)
             end = pos + 4 + size
@@ -596,13 +616,21 @@ class ShardLink:
                     self._have = n - pos
                     self._need = size + 4
                     self._buf = b""
-                    self._after_frame()
+                    if at_once:
+                        self._after_frame()
+                    else:
+                        self._after_read()
                     return
                 break
+            if data[pos + 4] != wire.REPLIES or self._events is not None:
+                at_once = True
             self._frame(data[pos + 4 : end])
             pos = end
         self._buf = data[pos:] if pos < n else b""
-        self._after_frame()
+        if at_once:
+            self._after_frame()
+        else:
+            self._after_read()
 
     def _frame(self, payload: bytes) -> None:
         kind = payload[0]

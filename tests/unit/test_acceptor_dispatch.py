@@ -17,6 +17,7 @@ import pytest
 from shardkv.acceptor import wiring
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.migrate import MIGRATING
+from shardkv.acceptor.replies import Slot
 from shardkv.acceptor.server import Acceptor
 from shardkv.protocol import errors, wire
 from shardkv.protocol.resp import encode_command
@@ -370,3 +371,65 @@ def test_replies_after_immediate_ones_leave_in_order_once_ready() -> None:
     links[acceptor.shard_of(a)].answer(b"$1\r\n3\r\n")
     assert replies(acceptor, transport) == b"$1\r\n3\r\n$1\r\ne\r\n"
     assert not client.pending
+
+
+class _Turn:
+    """An event loop's end of turn: what is scheduled runs at :meth:`end`."""
+
+    def __init__(self) -> None:
+        self.soon: list = []
+
+    def call_soon(self, callback: object, *args: object) -> None:
+        self.soon.append((callback, args))
+
+    def end(self) -> None:
+        while self.soon:
+            callback, args = self.soon.pop(0)
+            callback(*args)  # type: ignore[operator]
+
+
+def test_replies_from_several_shards_read_in_one_turn_leave_in_one_write() -> None:
+    """Real shard links: each pipe's reply frame fills its commands' slots,
+    and the client's replies are written once, at the end of the turn in
+    which both came, in command order (not once per shard's frame)."""
+    cfg = config.defaults()
+    cfg["shards"] = 2
+    acceptor = wiring.build(cfg)
+    turn = _Turn()
+    acceptor.loop = turn  # type: ignore[assignment]
+    for link in acceptor.links:
+        link.attached(MemoryTransport())  # type: ignore[arg-type]
+    a, b = keys_on_two_shards(acceptor)
+    client, transport = connect(acceptor)
+    send(client, [b"GET", a], [b"GET", b], [b"PING"], [b"GET", a])
+    turn.end()  # the batches leave for the shards
+    first = acceptor.links[acceptor.shard_of(a)]
+    second = acceptor.links[acceptor.shard_of(b)]
+    for link, bodies in ((first, [b"$1\r\n1\r\n", b"$1\r\n3\r\n"]), (second, [b"$1\r\n2\r\n"])):
+        assert len(link.fifo) == len(bodies)
+        payload = wire.encode_replies(bodies)
+        link.data_received(wire.FRAME.pack(len(payload)) + payload)
+    assert transport.written == []  # not yet: the turn goes on
+    turn.end()
+    assert transport.written == [b"$1\r\n1\r\n$1\r\n2\r\n+PONG\r\n$1\r\n3\r\n"]
+    assert not client.pending
+
+
+def test_a_read_of_other_frames_than_plain_replies_is_written_at_once() -> None:
+    """Only plain replies wait for the turn's end: a blocked command's
+    wake-up (as events, invalidations, pieces...) is written with what
+    was ready before it, at once."""
+    cfg = config.defaults()
+    cfg["shards"] = 2
+    acceptor = wiring.build(cfg)
+    turn = _Turn()
+    acceptor.loop = turn  # type: ignore[assignment]
+    link = acceptor.links[0]
+    link.attached(MemoryTransport())  # type: ignore[arg-type]
+    client, transport = connect(acceptor)
+    slot = Slot(client)
+    client.pending.append(slot)
+    link.blocked[5] = slot
+    payload = wire.encode_wake(5, b"$1\r\nx\r\n")
+    link.data_received(wire.FRAME.pack(len(payload)) + payload)
+    assert transport.written == [b"$1\r\nx\r\n"]
