@@ -24,7 +24,6 @@ import logging
 import time
 from binascii import crc_hqx
 from collections import deque
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from shardkv.acceptor.blocking import decided_later
@@ -143,17 +142,13 @@ class Client(Dispatch, asyncio.Protocol):
         # client closed by a bug (failed), by itself (QUIT...) or by
         # another's CLIENT KILL (kill) runs nothing more.
         token = self.state.blocked_token
-        leaving = not failed and (
-            # (killed while its EXEC or script waits for the shards: it
-            # leaves once that is decided, see kill)
-            (token < 0 and bool(self.server.on_left) and self in self.server.on_left)
-            or (
-                not self.closing
-                and (
-                    (token == 0 and bool(self.state.held))
-                    or (token < 0 and token != PAUSED)
-                    or (token > 0 and decided_later(self))
-                )
+        leaving = (
+            not failed
+            and not self.closing
+            and (
+                (token == 0 and bool(self.state.held))
+                or (token < 0 and token != PAUSED)
+                or (token > 0 and decided_later(self))
             )
         )
         self.server.client_disconnected(self, leaving)
@@ -571,25 +566,12 @@ class Client(Dispatch, asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()  # connection_lost follows, and with it the usual clean-up
 
-    def kill(self, then: Callable[[], None] | None = None) -> None:
+    def kill(self) -> None:
         """Close this client for another client's CLIENT KILL, ACL DELUSER...:
         as Redis frees it, nothing more of what it sent runs, and one whose
-        connection is gone already (leaving) is forgotten now.
-
-        With ``then`` (CLIENT KILL of a client whose EXEC or script waits
-        for the shards, which runs whatever happens): as Redis had run it
-        as it read it, before the kill, the client leaves (no longer
-        listed) only once that is decided, and ``then`` is called then;
-        nothing after it runs."""
-        server = self.server
-        if then is not None:
-            server.on_left.setdefault(self, []).append(then)
-            self.state.take_held()  # (dropped: the rest of what it sent)
+        connection is gone already (leaving) is forgotten now."""
         if self.closed:
-            if then is None:
-                server.client_left(self)
-            else:
-                self.closing = True  # leaves at its wait's end (_resume_leaving)
+            self.server.client_left(self)
             return
         self.closing = True  # nothing held runs (resume), and it does not leave (connection_lost)
         if self.transport is not None:

@@ -163,9 +163,6 @@ class Acceptor:
         # behind one of shardkv's own waits: they still run (Client.resume),
         # and the clients stay in ``clients`` until then (client_left).
         self.leaving: set[Client] = set()
-        # Clients killed (CLIENT KILL) while their EXEC or script waits for
-        # the shards: what to call once each has left (see Client.kill).
-        self.on_left: dict[Client, list[Callable[[], None]]] = {}
         self.dirty_clients: list[Client] = []
         self.clients_flush_due = False  # see flush_clients_soon
         self.monitors: list[Client] = []  # clients in MONITOR mode, see shardkv.acceptor.monitor
@@ -373,9 +370,6 @@ class Acceptor:
             self.client_counts.set(self.index, len(self.clients))
         for hook in self.wiring.on_disconnect:
             hook(client)
-        if self.on_left:
-            for then in self.on_left.pop(client, ()):
-                then()
 
     def intercept(self, client: Client, cmd: Command, args: list) -> bool:
         for hook in self.interceptors:

@@ -12,7 +12,6 @@ with Redis's errors.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 from shardkv import HELLO_VERSION
 from shardkv.acceptor import pause, querybuf
@@ -30,8 +29,7 @@ from shardkv.acceptor.client import Client
 from shardkv.acceptor.commands.common import guard, subcommand_error
 from shardkv.acceptor.replies import Slot
 from shardkv.acceptor.shardlink import busy_changes, when_busy_seen
-from shardkv.acceptor.state import REPLY_OFF, REPLY_ON, REPLY_SKIP_NEXT, SCRIPTS
-from shardkv.acceptor.transactions import HELD
+from shardkv.acceptor.state import REPLY_OFF, REPLY_ON, REPLY_SKIP_NEXT
 from shardkv.acceptor.users import authenticate
 from shardkv.protocol import bus, command_docs, errors
 from shardkv.protocol.args import parse_int, parse_int32, strict_int
@@ -533,51 +531,22 @@ def _victims(server, args: list, me: Client | None) -> list:
 def _client_kill(client: Client, args: list) -> None:
     server = client.server
     victims = _victims(server, args, client)  # bad filters fail here, before any acceptor kills
-    slot: Slot | None = None
-    counts: list[int] = []  # the other acceptors' kills, once they answered
-    owed = [2 if server.bus is not None else 1]  # this acceptor's victims left; the others answered
+    _kill(client, victims)
+    if server.bus is None:
+        _killed(client, args, len(victims))
+        return
+    slot = Slot(client)
+    client.pending.append(slot)
 
-    def settle() -> None:
-        owed[0] -= 1
-        if owed[0] or slot is None:
-            return
+    def done(counts: list) -> None:
         killed = len(victims) + sum(counts)
         if len(args) == 3 and not killed:
             server.stats.error(errors.NO_SUCH_CLIENT)
             slot.deliver(encode_error(errors.NO_SUCH_CLIENT))
         else:
             slot.deliver(encode(OK if len(args) == 3 else killed, client.resp3))
-        if client.state.unblock(KILLING) and client.waiting():
-            server.loop.call_soon(client.resume)  # type: ignore[union-attr]
 
-    left = _kill(client, victims, settle)
-    if server.bus is None and left:
-        _killed(client, args, len(victims))
-        return
-    slot = Slot(client)
-    client.pending.append(slot)
-    if left:
-        owed[0] -= 1
-    elif not client.state.in_exec:
-        # What the client sends next waits for the victims' EXECs too, as
-        # it came after them in Redis.
-        client.state.block(KILLING, shown=False)
-    if server.bus is None:
-        return
-
-    def done(answers: list) -> None:
-        counts.extend(answers)
-        settle()
-
-    def failed(message: str) -> None:
-        fail_slot(slot)(message)
-        if client.state.unblock(KILLING) and client.waiting():
-            server.loop.call_soon(client.resume)  # type: ignore[union-attr]
-
-    server.bus.ask(bus.KILL, args[2:], done, failed=failed)
-
-
-KILLING = -15  # a client's blocked_token while its CLIENT KILL waits for its victims' EXECs
+    server.bus.ask(bus.KILL, args[2:], done, failed=fail_slot(slot))
 
 
 def _killed(client: Client, args: list, killed: int) -> None:
@@ -589,23 +558,14 @@ def _killed(client: Client, args: list, killed: int) -> None:
         raise CommandError(errors.NO_SUCH_CLIENT)
 
 
-def bus_kill(server, origin: int, args: list) -> int | None:
-    """Another acceptor's CLIENT KILL: close this one's clients it chose
-    (answered once they left, see :func:`_kill`)."""
+def bus_kill(server, origin: int, args: list) -> int:
+    """Another acceptor's CLIENT KILL: close this one's clients it chose."""
     try:
         victims = _victims(server, [b"client", b"kill", *args], None)
     except CommandError:
         return 0
-    answer: Callable[[int], None] | None = None
-
-    def all_left() -> None:
-        if answer is not None:
-            answer(len(victims))
-
-    if _kill(None, victims, all_left):
-        return len(victims)
-    answer = server.bus.later()
-    return None
+    _kill(None, victims)
+    return len(victims)
 
 
 def _unblocked_anywhere(found: list) -> int | bytes:
@@ -656,32 +616,9 @@ def bus_locate(server, origin: int, args: list) -> list:
     return found
 
 
-def _kill(me: Client | None, victims: list, then: Callable[[], None]) -> bool:
-    """Close ``victims``; True if they have all left now, else ``then`` is
-    called once they have.  A victim whose EXEC or script waits for the
-    shards (to be decided: it runs whatever happens) leaves once that is
-    decided, so that CLIENT KILL answers after it, as Redis, which ran it
-    as it read it, answered after it (see Client.kill)."""
-    owed = [1]
-
-    def one_left() -> None:
-        owed[0] -= 1
-        if not owed[0]:
-            then()
-
+def _kill(me: Client | None, victims: list) -> None:
     for c in victims:
         if c is me and me is not None:
             me.close_after_replies()
-        elif c.state.blocked_token in _DECIDED_WAITS:
-            owed[0] += 1
-            c.kill(one_left)
         else:
             c.kill()
-    owed[0] -= 1
-    return not owed[0]
-
-
-# The waits of an EXEC (its operation's decision, see
-# transactions._Settle) or of a script that may escape (SCRIPTS) that a
-# killed client leaves after.
-_DECIDED_WAITS = (HELD, SCRIPTS)
