@@ -425,6 +425,10 @@ def other_reports(others: list) -> list:
 def _commandstats(stats: Stats) -> list:
     out = []
     for name, (calls, ns, rejected, failed, *_) in sorted(stats.commands.items()):
+        if not (calls or rejected or failed):
+            # As Redis: a row with no call (one that blocked before CONFIG
+            # RESETSTAT and was served after it has only time) is left out.
+            continue
         usec = ns // 1000
         per_call = usec / calls if calls else 0
         out.append(

@@ -161,6 +161,13 @@ class ScriptTimes(list):
         stats.add_run(stats._row(called_name(self.name, as_called)), ns)
 
 
+def kept_elsewhere(row: list) -> bool:
+    """Is ``row`` one that keeps nothing (see :meth:`Stats.row_of`): its
+    command is counted, and slow-logged, by the acceptor that sent it
+    (MEMORY USAGE, in a shard)?"""
+    return type(row[5]) is deque
+
+
 def _unbucket(hist: dict[int, int], b: int) -> None:
     """Take one count out of a histogram's bucket ``b``."""
     n = hist.get(b, 0)

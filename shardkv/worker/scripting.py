@@ -1615,17 +1615,19 @@ class Engine:
                 return self._counted_call(argv, self._scan(argv, run))
             if name == "memory" and len(argv) > 2 and argv[1].lower() == b"usage":
                 self._need_key(argv[2], run)  # MEMORY USAGE: a read of one key
+                began = perf_counter_ns()
                 value = self.shard.execute(argv, called.handler)  # type: ignore[attr-defined]
-                # Counted here: a worker keeps no row of a command the
-                # acceptor answers (MEMORY); its error is in errorstats already.
+                ns = perf_counter_ns() - began
+                # Counted and slow-logged here: a worker keeps no row of a
+                # command the acceptor answers (MEMORY), nor logs it; its
+                # error is in errorstats already.
                 stats = getattr(self.shard, "stats", None)  # (see _invoke)
                 if stats is not None:
                     row = stats._row(stat_name(argv))
-                    stats.record_latency(row, 0)
+                    stats.record_latency(row, ns)
                     if type(value) is Error:
                         row[3] += 1
-                    if stats.slow_threshold_ns == 0:  # (its time counts as none, as _counted_call's)
-                        stats.slow(argv, 0, LUA_CLIENT_ADDR)
+                    stats.slow(argv, ns // 1000, LUA_CLIENT_ADDR)
                 return value
             if name == "swapdb":
                 return self._swapdb(called, argv, run)

@@ -53,7 +53,14 @@ from shardkv.protocol.resp import BIG_ARRAY, OK, Error, encode, encode_bulk_stri
 from shardkv.protocol.router import LBRACE, SLOTS, key_slot, slot_range
 from shardkv.protocol.wire import Verb
 from shardkv.runtime import faultpoints
-from shardkv.runtime.cmdstats import LUA_CLIENT_ADDR, ScriptTimes, Stats, called_name, stat_name
+from shardkv.runtime.cmdstats import (
+    LUA_CLIENT_ADDR,
+    ScriptTimes,
+    Stats,
+    called_name,
+    kept_elsewhere,
+    stat_name,
+)
 from shardkv.worker import access, events, eviction, functions, plain, scripting, tunables, wiring  # noqa: F401
 from shardkv.worker.blocking import Wait, Waiters
 from shardkv.worker.busyrefusal import Refusals
@@ -306,7 +313,7 @@ class Shard:
                         if self.as_eval:  # the client's command
                             name = called_name(name, self.as_eval)
                         stats._row(name)[3] += value.failures
-            if ns >= stats.slow_threshold_ns >= 0:
+            if ns >= stats.slow_threshold_ns >= 0 and not kept_elsewhere(row):
                 if self.scripts.run is not None:  # a script's call is its Lua client's
                     stats.slow(args, ns // 1000, LUA_CLIENT_ADDR)
                 else:  # a batch's entry (its reply's place): its acceptor names the client
