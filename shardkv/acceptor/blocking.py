@@ -142,6 +142,9 @@ STREAM_READS = frozenset({"xread", "xreadgroup"})
 
 # The bodies of "nothing to pop now", in RESP2 (null array, null bulk) and RESP3.
 _NULLS = frozenset({b"*-1\r\n", b"$-1\r\n", b"_\r\n"})
+# The errors of a command refused before it ran (maxmemory, the disk): a
+# rejected call (see _CrossShard._count_try).
+_REFUSALS = ("OOM ", "MISCONF ")
 _READY = b":1\r\n"  # also a __bwait's wire.BWAIT_READY
 _CLAIMED = b":%d\r\n" % wire.BWAIT_CLAIMED
 _NO_TIMEOUT = b"0.000"  # BLOCK 0, as _stream_options gives it
@@ -488,6 +491,7 @@ class _CrossShard:
         self.client = client
         self.timed = timed
         self.args = args
+        self.argv = args  # as sent (``args`` gets XREAD's ``$`` resolved): its slow log entry
         self.keys = keys
         self.slot = Slot(client)
         client.pending.append(self.slot)
@@ -515,10 +519,11 @@ class _CrossShard:
             self.wait_keys.setdefault(shard_of(key), []).append(key)
         self.notifies: list[_Notify] = []
         self.trying = False  # an atomic try is on its way
-        # Tries answered so far, and when the one on its way began (see
-        # _count_try: Redis counts the command once, when it blocks).
+        # Tries answered so far, when the one on its way began and its
+        # operation (None: XREAD's parts), see _count_try.
         self.tries = 0
         self.try_began = 0
+        self.op: AtomicOp | None = None
         # CLIENT UNBLOCKs waiting for the try's outcome: (error, answer, the
         # pin of their EXEC or None).
         self.unblocking: list[tuple[bool, Answer, Pin | None]] = []
@@ -553,15 +558,19 @@ class _CrossShard:
             self.ready_claim = notified == _READY
             for notify in ask or ():
                 notify.link.send_control(notify.verb(Verb.BCLAIM), _ClaimAnswer(notify, self), in_step=True)
+            # (Its executor counts nothing: see _count_try.)
             if self.stream and not self.resolved:
-                op = AtomicOp(client, [self.args, [Verb.XLASTIDS, *self.keys]], self.keys, self._resolve)
+                commands = [self.args, [Verb.XLASTIDS, *self.keys]]
+                op = AtomicOp(client, commands, self.keys, self._resolve, counted=False)
             elif self.move and (self.ready_claim or ask):
                 # Redis serves the client it notified first: a destination of
                 # another type gets it WRONGTYPE, even when the source is empty
                 # again (a waiter on it alone took the element meanwhile).
-                op = AtomicOp(client, [self.args, [Verb.BDEST, self.args[2]]], self.keys, self._served_move)
+                commands = [self.args, [Verb.BDEST, self.args[2]]]
+                op = AtomicOp(client, commands, self.keys, self._served_move, counted=False)
             else:
-                op = AtomicOp(client, [self.args], self.keys, _first_body)
+                op = AtomicOp(client, [self.args], self.keys, _first_body, counted=False)
+            self.op = op
             for notify in (*(ask or ()), *done):
                 notify.link.send_control(notify.verb(Verb.BDONE), _ClaimAnswer(notify), in_step=True)
         finally:
@@ -627,11 +636,9 @@ class _CrossShard:
     def _served_move(self, bodies: list[bytes]) -> bytes:
         """A BLMOVE's try after ``BWAIT_READY``: what the command did, or the
         destination's WRONGTYPE (``__bdest``) when it found nothing to move,
-        counted as the command's error (the shard counted its try a call).
-        (After CLIENT UNBLOCK's ``__bclaim``: only if that said ``BWAIT_READY``.)"""
+        counted as the command's error (see _count_try).  (After CLIENT
+        UNBLOCK's ``__bclaim``: only if that said ``BWAIT_READY``.)"""
         if self.ready_claim and bodies[0] in _NULLS and len(bodies) > 1 and bodies[1][:1] == b"-":
-            error = bodies[1][1:-2].decode("latin-1")
-            self.client.server.stats.failed(stat_name(self.args), error)
             return bodies[1]
         return bodies[0]
 
@@ -653,33 +660,40 @@ class _CrossShard:
         return bodies[0]
 
     def _count_try(self, body: bytes, final: bool) -> None:
-        """Count a try as Redis counts the command: a call when it first
-        ran, whether it blocked or not (``final``: it is answered), and no
-        call for a try after it blocked, which Redis counts as serving
-        it (``updateStatsOnUnblock``: its time and latency, a failed call
-        if it failed).  An AtomicOp's try was counted a call by the shard
-        that ran it (:meth:`Stats.uncount`); XREAD's parts are not
-        counted where they run, so here."""
+        """Count a try as Redis's ``call()`` counts the command (no shard
+        counts a try: wire.Run.counted, and XREAD's parts are uncounted):
+        the first, a call, with a latency sample and a slow log entry
+        unless it blocked (not ``final``: Redis's call() adds neither for
+        a client it blocked); a later one that answers the command, its
+        serving (``updateStatsOnUnblock``: its time, latency and slow log
+        entry, a failed call if it failed, no call); a later one that finds
+        nothing (it blocks on), nothing.  A first try refused for memory or
+        the disk is a rejected call, as Redis rejects the command."""
         self.tries += 1
+        if self.tries > 1 and not final:
+            return
+        op = self.op
+        ns = op.run_ns if op is not None and op.run_ns else perf_counter_ns() - self.try_began
         stats = self.client.server.stats
         name = stat_name(self.args)
-        if not self.read_only:
-            if self.tries > 1:
-                stats.uncount(name)
-            return
-        ns = perf_counter_ns() - self.try_began
-        error = body[1:-2].decode("latin-1") if body[:1] == b"-" else None
-        if self.tries == 1 and not final:
+        if not final:
             stats.blocked(name, ns)
-        elif self.tries == 1:
+            return
+        error = body[1:-2].decode("latin-1") if body[:1] == b"-" else None
+        if self.tries == 1:
+            if error is not None and error.startswith(_REFUSALS):
+                stats.rejected(name, error)
+                return
             stats.record(name, ns, error)
-        elif final:
+        else:
             stats.unblocked(name, ns, error)
+        client = self.client
+        stats.slow(self.argv, ns // 1000, client.addr, client.name)
 
     def attempted(self, body: bytes) -> None:
         self.trying = False
         final = body not in _NULLS or (self.stream and self.timeout is None)
-        self._count_try(body, self.done or final)
+        self._count_try(body, final)
         if self.done:
             self._answer_unblocks(body in _NULLS)
             return

@@ -490,10 +490,14 @@ class AtomicOp(_Operation):
         escaped: Callable[[list[bytes]], Callable[[], None] | None] | None = None,
         exported: dict[int, int] | None = None,
         as_of: int = 0,
+        counted: bool = True,
     ) -> None:
         super().__init__(client, slot)
         server = client.server
         self.commands = commands
+        # False: the executor counts and logs none of the commands (their
+        # caller does: wire.Run.counted).
+        self.counted = counted
         # Unix ms: the shards export, check and run the keys expired as of
         # then (an EXEC with scripts, every run as of its first's start:
         # wire.Run.as_of); 0: now.
@@ -644,6 +648,7 @@ class AtomicOp(_Operation):
                 scripts,
                 self.as_of,
                 (client.addr, client.name),
+                self.counted,
             )
             self.run_sent = perf_counter_ns()
             self._send(self.executor, run)

@@ -401,6 +401,12 @@ class Acceptor:
         if self.scripts_sent != sent:  # the script's run is timed, and logged, where it runs
             row[0] += 1
             return
+        if cmd.name == "wait" and client.state.blocked_token:
+            # It blocked: a call and its time, no latency sample and no
+            # slow log entry, as Redis's call() counts a client it blocked
+            # (the local command that blocks; others wait on a shard).
+            stats.blocked(stat_name(args), ns)
+            return
         stats.record_latency(row, ns)
         if "skip_slowlog" not in cmd.flags and cmd.name != "exec":
             stats.slow(args, ns // 1000, client.addr, client.name)

@@ -552,6 +552,10 @@ class Run:
     # slow log entries name it, as Redis's do (a command's entry of a
     # batch is named by the acceptor instead, see acceptor.slowlog).
     client: tuple[str, bytes] = ("", b"")
+    # False: the executor neither counts nor logs the commands (a blocking
+    # command's try across shards, which the acceptor counts as Redis
+    # counts the command: see acceptor.blocking._CrossShard._count_try).
+    counted: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -275,13 +275,6 @@ class Stats:
         elif failed:
             row[3] += 1
 
-    def uncount(self, name: str) -> None:
-        """Take back one call where it ran counted one that Redis does not
-        count (a cross-shard blocking command's try after it blocked: Redis
-        counts it once, when it blocks).  Its time and its latency sample
-        stay, as Redis's ``updateStatsOnUnblock`` adds them when it serves."""
-        self._row(name)[0] -= 1
-
     def record_latency(self, row: list, ns: int) -> None:
         row[5].append(ns)
         if len(row[5]) >= 256:

@@ -1668,6 +1668,7 @@ class Shard:
         engine.monitor = calls
         ks.imported = (here, states)
         self.foreign_client = message.client
+        self.timing = message.counted
         try:
             execute = self.execute if ks.memory is None else self.execute_limited
             replies: list[object] = []
@@ -1690,6 +1691,7 @@ class Shard:
             bodies = [encode(value, resp3) for value in replies]
         finally:
             self.foreign_client = ("", b"")
+            self.timing = True
             engine.monitor = None
             ks.imported = None
             ks.slots = slots

@@ -246,7 +246,21 @@ def _memory_usage(c: RespClient, b: RespClient, bid: int) -> None:
 
 
 LOGGED = {
+    "blpop timed out, two shards": _timed_out("BLPOP", A, B, "0.05"),
+    "blmove timed out, two shards": _timed_out("BLMOVE", A, B, "LEFT", "RIGHT", "0.05"),
+    "xreadgroup timed out, two shards": _timed_out(
+        "XREADGROUP", "GROUP", "g", "c", "BLOCK", 50, "STREAMS", A, B, ">", ">"
+    ),
+    "wait timed out": _wait_timed_out,
+    "blmove served, two shards": _blocked_then("RPUSH", A, "x", command=["BLMOVE", A, B, "LEFT", "RIGHT", 0]),
+    "blpop unblocked, two shards": _blocked_then(command=["BLPOP", A, B, 0]),
+    "xread served, two shards": _blocked_then(
+        "XADD", B, "1-1", "f", "v", command=["XREAD", "BLOCK", 0, "STREAMS", A, B, "$", "$"]
+    ),
     "resetstat while blocked, one shard": _resetstat_while_blocked(["BLPOP", A, 0], ["RPUSH", A, "x"]),
+    "resetstat while blocked, two shards": _resetstat_while_blocked(
+        ["BLMOVE", A, B, "LEFT", "LEFT", 0], ["RPUSH", A, "x"]
+    ),
     "memory usage": _memory_usage,
 }
 
@@ -286,6 +300,8 @@ def test_blocking_commands_are_logged_and_sampled_as_redis_does(redis_and_shardk
     USAGE) has one entry; a row with no call is left out."""
     real, ours, acceptors = redis_and_shardkv_k12
     want = _logged_scenario(real, 1)
+    assert want["blpop timed out, two shards"][1:] == ([], [])
+    assert want["blmove served, two shards"][1][-1] == f"BLMOVE {A} {B} LEFT RIGHT 0"
     assert "cmdstat_blpop" not in want["resetstat while blocked, one shard"][0]
     got = _logged_scenario(ours, acceptors)
     assert {name: (got[name], want[name]) for name in LOGGED if got[name] != want[name]} == {}
