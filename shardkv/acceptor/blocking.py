@@ -524,6 +524,7 @@ class _CrossShard:
         self.tries = 0
         self.try_began = 0
         self.op: AtomicOp | None = None
+        self.blocked_ns = 0  # how long its first try took, when it blocked
         # CLIENT UNBLOCKs waiting for the try's outcome: (error, answer, the
         # pin of their EXEC or None).
         self.unblocking: list[tuple[bool, Answer, Pin | None]] = []
@@ -678,6 +679,7 @@ class _CrossShard:
         name = stat_name(self.args)
         if not final:
             stats.blocked(name, ns)
+            self.blocked_ns = ns
             return
         error = body[1:-2].decode("latin-1") if body[:1] == b"-" else None
         if self.tries == 1:
@@ -707,7 +709,7 @@ class _CrossShard:
                 answer(1)
                 return
             if pin is None or pin.ran:  # (an EXEC already decided: no need to wait)
-                self.finish(_unblocked_body(self.client, error, self.args))
+                self.finish(_unblocked_body(self.client, error, self.args, self.blocked_ns))
                 answer(1)
                 return
             answer(0)  # an EXEC that did not run: as if it never was
@@ -822,7 +824,7 @@ class _CrossShard:
         if self.done:  # its client went away
             self._answer_unblocks(False)
         elif ran:
-            self.finish(_unblocked_body(self.client, error, self.args))
+            self.finish(_unblocked_body(self.client, error, self.args, self.blocked_ns))
         else:
             self.attempt()
 
@@ -886,7 +888,9 @@ class _NoReplicas:
     def unblock(self, error: bool, answer: Answer, after: int = -1, pin: Pin | None = None) -> None:
         """CLIENT UNBLOCK: nothing can serve a WAIT meanwhile, so it is unblocked."""
         if not self.done:
-            count_unblocked(self.client, error, [b"wait"])
+            client = self.client
+            # (its time before it blocked: taken as 0)
+            client.server.stats.unblocked_by_client([b"wait"], 0, error, client.addr, client.name)
         self.finish(error)
         answer(1)
 
@@ -1158,30 +1162,13 @@ def after_this_step(server: Acceptor, then: Callable[[], None]) -> None:
         link.send_control(_PING, ran, in_step=True)
 
 
-def _unblocked_body(client: Client, error: bool, args: list[bytes] | None = None) -> bytes:
+def _unblocked_body(client: Client, error: bool, args: list[bytes] | None = None, ns: int = 0) -> bytes:
     """The reply of a command CLIENT UNBLOCK unblocked, counted as Redis
-    counts it (:func:`count_unblocked`; ``args``: the command, None when its
-    shard counts it, a one-shard wait's)."""
-    count_unblocked(client, error, args)
+    counts it (Stats.unblocked_by_client; ``args``: the command, which ran
+    for ``ns`` before it blocked, None when its shard counts it, a
+    one-shard wait's)."""
+    client.server.stats.unblocked_by_client(args, ns, error, client.addr, client.name)
     return encode_error(errors.UNBLOCKED) if error else encode(NULL_ARRAY, client.resp3)
-
-
-def count_unblocked(client: Client, error: bool, args: list[bytes] | None) -> None:
-    """CLIENT UNBLOCK unblocked the command ``args`` (None: counted by its
-    shard): Redis's ``updateStatsOnUnblock(c, 0, 0, 1)`` counts it a failed
-    call, whatever the reason (its time was counted when it blocked); with
-    ERROR, ``-UNBLOCKED`` is an error reply that Redis sends while CLIENT
-    UNBLOCK runs, so CLIENT UNBLOCK's failed call (counted here, as it may
-    come after CLIENT UNBLOCK's own count, and marked counted for it).
-    Redis also logs it as slow, at the time of its first run (taken as 0
-    here), with no arguments (CLIENT UNBLOCK has reset its client's)."""
-    stats = client.server.stats
-    if args is not None:
-        stats.unblocked(stat_name(args), 0, failed=True)
-        stats.slow([], 0, client.addr, client.name)
-    if error:
-        stats.failed("client|unblock", errors.UNBLOCKED)
-        stats.error_mark = stats.error_events
 
 
 def on_disconnect(client: Client) -> None:

@@ -42,6 +42,7 @@ from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Callable
 
+from shardkv.protocol import errors
 from shardkv.protocol.command_docs import SUBCOMMANDS
 from shardkv.protocol.commands import lookup
 from shardkv.runtime.slowlogfile import SlowLogFile
@@ -260,20 +261,40 @@ class Stats:
         row[0] += 1
         row[1] += ns
 
-    def unblocked(self, name: str, ns: int, error: str | None = None, failed: bool = False) -> None:
-        """A command counted by :meth:`blocked` was served (or unblocked by
-        CLIENT UNBLOCK, ``failed``), ``ns`` from the start of its first run,
-        as Redis's ``updateStatsOnUnblock``: its time again (Redis adds the
-        first run's time twice) and a latency sample, no call; a failed
-        call when served with ``error`` (counted in errorstats too) or
-        unblocked."""
+    def unblocked(self, name: str, ns: int, error: str | None) -> None:
+        """A command counted by :meth:`blocked` was served, ``ns`` from the
+        start of its first run, as Redis's ``updateStatsOnUnblock``: its
+        time again (Redis adds the first run's time twice) and a latency
+        sample, no call; a failed call when served with ``error`` (counted
+        in errorstats too).  (Its slow log entry is the caller's.)"""
         row = self._row(name)
         self.add_run(row, ns)
         if error is not None:
             row[3] += 1
             self.error(error)
-        elif failed:
+
+    def unblocked_by_client(
+        self, args: list[bytes] | None, ns: int, error: bool, addr: str = "", name: bytes = b""
+    ) -> None:
+        """CLIENT UNBLOCK unblocked the command ``args`` (None: counted where
+        it waits), which ran for ``ns`` before it blocked, for the client
+        ``addr`` named ``name``; ``error``: with ERROR.  Redis's
+        ``updateStatsOnUnblock(c, 0, 0, 1)`` counts it a failed call
+        whatever the reason (with that time again and a latency sample)
+        and logs it as slow with no arguments (CLIENT UNBLOCK has reset its
+        client's); with ERROR, ``-UNBLOCKED`` is an error reply sent while
+        CLIENT UNBLOCK runs, so CLIENT UNBLOCK's failed call (counted here,
+        as it may come after CLIENT UNBLOCK's own count, and marked counted
+        for it: :attr:`error_mark`).  The one rule of the acceptor (a wait
+        across shards, WAIT) and the worker (a wait on one shard)."""
+        if args is not None:
+            row = self._row(stat_name(args))
+            self.add_run(row, ns)
             row[3] += 1
+            self.slow([], ns // 1000, addr, name)
+        if error:
+            self.failed("client|unblock", errors.UNBLOCKED)
+            self.error_mark = self.error_events
 
     def record_latency(self, row: list, ns: int) -> None:
         row[5].append(ns)

@@ -376,32 +376,26 @@ class Waiters:
             if waiter is None:
                 return 0
             self._forget(waiter)
-            self._count_unblocked(waiter)
+            self._count_unblocked(waiter, False)  # (its acceptor answers, and counts an error)
             return 1
         there, error = waits
         waiter = self.by_token.get((there, token))
         if waiter is None:
             return 0
         self._forget(waiter)
-        self._count_unblocked(waiter)
-        stats = self.ks.stats
-        if error and stats is not None:  # the -UNBLOCKED below: CLIENT UNBLOCK's error
-            stats.failed("client|unblock", errors.UNBLOCKED)
+        self._count_unblocked(waiter, error)  # (error: the -UNBLOCKED below)
         value = Error(errors.UNBLOCKED) if error else NULL_ARRAY  # as the acceptor answers its own
         self.wakes.append((there, wire.encode_wake(token, encode(value, waiter.resp3))))
         return 1
 
-    def _count_unblocked(self, waiter: Waiter) -> None:
-        """CLIENT UNBLOCK unblocked ``waiter``: Redis's
-        ``updateStatsOnUnblock(c, 0, 0, 1)`` counts it a failed call (with
-        either reason), with the time of its run, and logs it if slow,
-        with no arguments (Redis's CLIENT UNBLOCK has reset the client's
-        before)."""
+    def _count_unblocked(self, waiter: Waiter, error: bool) -> None:
+        """CLIENT UNBLOCK unblocked ``waiter`` (``error``: with ERROR, and
+        answered here), counted as Stats.unblocked_by_client says; not a
+        ``__bwait`` (internal verbs never show)."""
         stats = self.ks.stats
-        args = waiter.args
-        if stats is not None and args[0][0] != 95:
-            stats.unblocked(stat_name(args), waiter.ns, failed=True)
-            stats.slow([], waiter.ns // 1000)
+        if stats is not None:
+            args = waiter.args
+            stats.unblocked_by_client(None if args[0][0] == 95 else args, waiter.ns, error)
 
     def clear(self, pipe: int | None = None) -> None:
         """Forget every waiter of ``pipe`` (None: of every pipe): the
