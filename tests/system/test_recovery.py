@@ -29,7 +29,14 @@ from redis.retry import Retry
 from shardkv.protocol.router import Router
 from tests.support.processes import worker_pids
 from tests.support.resp import parse_reply
-from tests.support.servers import ROOT, free_port, start_redis, start_shardkv
+from tests.support.servers import (
+    ROOT,
+    free_port,
+    redis_server_path,
+    start_command,
+    start_redis,
+    start_shardkv,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -360,6 +367,76 @@ def test_corrupt_aof_stops_start_up_naming_file_and_offset(tmp_path):
     assert proc.returncode != 0
     assert f"{incr} at offset {at}" in proc.stderr, proc.stderr
     assert "restarting it" not in proc.stderr  # it stops, it does not retry forever
+
+
+# A manifest edited by hand, each as Redis 7.0.15 refuses its own (aofLoadManifestFromFile):
+# (the line to append, given the incr and base file names; Redis's words).
+_BAD_MANIFEST_LINES = {
+    "incr-listed-twice": (
+        lambda incr, base: f"file {incr} seq {_seq(incr)} type i\n",
+        "non-monotonic sequence",
+    ),
+    "second-base": (lambda incr, base: f"file {base} seq {_seq(base)} type b\n", "duplicate base file"),
+    "a-path": (
+        lambda incr, base: "file ../../../../etc/passwd seq 99 type i\n",
+        "can't be a path, just a filename",
+    ),
+}
+
+
+def _seq(name: str) -> int:
+    return int(name.split(".")[-3])
+
+
+def _redis_refuses(line_of, tmp_path: Path) -> str:
+    """Redis's log when its own manifest gets the same line."""
+    directory = tmp_path / "redis"
+    directory.mkdir()
+    port = free_port()
+    argv = [redis_server_path(), "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    argv += ["--appendonly", "yes", "--dir", str(directory)]
+    server = start_command(argv, port, "redis")
+    c = redis.Redis(port=port)
+    c.set("a", 1)
+    c.incr("a")
+    c.bgrewriteaof()
+    wait_until(lambda: c.info("persistence")["aof_rewrite_in_progress"] == 0, "the rewrite")
+    c.incr("a")
+    server.stop()
+    aofdir = directory / "appendonlydir"
+    incr = sorted(p.name for p in aofdir.glob("*.incr.aof"))[-1]
+    base = next(p.name for p in aofdir.glob("*.base.rdb"))
+    with open(aofdir / "appendonly.aof.manifest", "a") as f:
+        f.write(line_of(incr, base))
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert proc.returncode != 0
+    return proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("case", sorted(_BAD_MANIFEST_LINES))
+def test_an_edited_manifest_stops_start_up_as_redis(tmp_path, case):
+    line_of, words = _BAD_MANIFEST_LINES[case]
+    assert words in _redis_refuses(line_of, tmp_path)
+    directory = tmp_path / "shardkv"
+    directory.mkdir()
+    flags = ("--dir", str(directory), "--appendonly", "yes")
+    server = start_shardkv(*flags, shards=1)
+    c = client(server)
+    c.set("a", 1)
+    c.incr("a")
+    c.bgrewriteaof()
+    wait_until(lambda: c.info("persistence")["aof_rewrite_in_progress"] == 0, "the rewrite")
+    c.incr("a")
+    assert stop(server) == 0
+    incr = sorted(p.name for p in directory.glob("*.incr.aof"))[-1]
+    base = next(p.name for p in directory.glob("*.base.snap"))
+    with open(directory / "appendonly.aof.shard-0.manifest", "a") as f:
+        f.write(line_of(incr, base))
+    argv = [sys.executable, str(ROOT / "main.py"), "--port", str(free_port()), "--shards", "1", *flags]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert proc.returncode != 0
+    assert words in proc.stderr, proc.stderr
+    assert "appendonly.aof.shard-0.manifest at line 5" in proc.stderr, proc.stderr
 
 
 # -- shard count changes ---------------------------------------------------------------------

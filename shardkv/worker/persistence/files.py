@@ -145,32 +145,55 @@ class Manifest:
         return max(seqs, default=0)
 
 
-_FILE_LINE = re.compile(r"file (\S+) seq (\d+) type ([bi])")
+_FILE_LINE = re.compile(r"file (\S+) seq (\d+) type (\S+)")
 
 
 def read_manifest(path: str) -> Manifest:
+    """The manifest at ``path``, checked as Redis 7's ``aofLoadManifestFromFile``
+    checks its own: a file name, not a path; at most one base; incr files
+    in increasing seq order.  A damaged or edited manifest raises LoadError
+    with Redis's words, the line number and the line, and the server does
+    not start (as redis-server exits)."""
     try:
         with open(path, encoding="utf-8") as f:
             lines = f.read().splitlines()
     except (OSError, UnicodeDecodeError) as e:
         raise LoadError(f"cannot read the AOF manifest {path}: {e}") from None
+    if not lines:
+        raise LoadError(f"Found an empty AOF manifest: {path}")
     manifest = None
     for number, line in enumerate(lines, 1):
-        if not line or line.startswith("#"):
+        if line.startswith("#"):
             continue
         m = re.fullmatch(r"shards (\d+) index (\d+)", line)
         if m and manifest is None:
             manifest = Manifest(int(m.group(1)), int(m.group(2)))
             continue
-        m = _FILE_LINE.fullmatch(line)
-        if m and manifest is not None:
-            entry = (m.group(1), int(m.group(2)))
-            if m.group(3) == "b":
-                manifest.base = entry
-            else:
-                manifest.incrs.append(entry)
-            continue
-        raise LoadError(f"bad line {number} in the AOF manifest {path}: {line!r}")
+        reason = _add_file_line(manifest, line)
+        if reason is not None:
+            raise LoadError(f"{reason}, reading the AOF manifest {path} at line {number}: >>> {line!r}")
     if manifest is None:
         raise LoadError(f"the AOF manifest {path} has no 'shards' line")
     return manifest
+
+
+def _add_file_line(manifest: Manifest | None, line: str) -> str | None:
+    """Add a ``file ... seq ... type ...`` line to ``manifest``; or Redis's
+    reason for refusing it."""
+    m = _FILE_LINE.fullmatch(line)
+    if not m or manifest is None or int(m.group(2)) == 0:
+        return "Invalid AOF manifest file format"
+    name, seq, kind = m.group(1), int(m.group(2)), m.group(3)
+    if "/" in name or "\\" in name:
+        return "File can't be a path, just a filename"
+    if kind == "b":
+        if manifest.base is not None:
+            return "Found duplicate base file information"
+        manifest.base = (name, seq)
+    elif kind == "i":
+        if manifest.incrs and seq <= manifest.incrs[-1][1]:
+            return "Found a non-monotonic sequence number"
+        manifest.incrs.append((name, seq))
+    else:
+        return "Unknown AOF file type"
+    return None
