@@ -63,6 +63,23 @@ def test_xadd_ids_and_errors(compare):
     compare("OBJECT", "ENCODING", "s")
 
 
+def test_xadd_sequence_overflow(compare):
+    # ms-* past the last sequence of that ms: Redis's streamAppendItem fails
+    # without EDOM, so XADD says "too large", not "equal or smaller".
+    compare("XADD", "s", "1-18446744073709551615", "a", "1")
+    compare("XADD", "s", "1-*", "a", "1")
+    compare("XADD", "s", "2-*", "a", "1")
+    compare("XADD", "t", "18446744073709551614-18446744073709551615", "a", "1")
+    compare("XADD", "t", "18446744073709551614-*", "a", "1")
+    compare("XADD", "t", "*", "a", "1")  # carries into the next ms
+    compare("XADD", "t", "18446744073709551615-*", "a", "1")
+    compare("XADD", "u", "18446744073709551615-18446744073709551615", "a", "1")
+    compare("XADD", "u", "*", "a", "1")
+    compare("XADD", "u", "18446744073709551615-*", "a", "1")
+    compare("XRANGE", "s", "-", "+")
+    compare("XRANGE", "t", "-", "+")
+
+
 def test_xadd_trim_options(compare):
     compare("XADD", "s", "MAXLEN", "-1", "1-0", "a", "1")
     compare("XADD", "s", "MAXLEN", "x", "1-0", "a", "1")

@@ -268,7 +268,9 @@ def xadd(ks: Keyspace, args: list[bytes]) -> object:
             new = t.id
         elif last >> 64 == t.id >> 64:
             if last & MASK64 == MASK64:
-                raise CommandError(errors.XADD_ID_TOO_SMALL)
+                # Redis's streamAppendItem returns C_ERR here without
+                # setting errno to EDOM, so XADD says "too large".
+                raise CommandError(errors.XADD_TOO_LARGE)
             new = last + 1
         else:
             new = t.id
