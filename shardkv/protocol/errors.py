@@ -262,6 +262,7 @@ PROTO_UNAUTH_BULK = "ERR Protocol error: unauthenticated bulk length"
 
 # -- scripting and functions ---------------------------------------------------
 NOSCRIPT = "NOSCRIPT No matching script. Please use EVAL."
+DEBUG_PACKED_THRESHOLD = "ERR argument must be a memory value bigger than 1 and smaller than 4gb"
 SCRIPT_DEBUG_IN_MULTI = "ERR SCRIPT DEBUG must be called outside a pipeline"
 SCRIPT_DEBUG_MODE = "ERR Use SCRIPT DEBUG YES/SYNC/NO"
 # shardkv's own: it has no Lua debugger (LDB).

@@ -178,6 +178,11 @@ def test_debug_when_allowed(debug_ports):
         c.close()
     real, ours = (redis.Redis(port=debug_ports[n]) for n in ("redis", "shardkv"))
     assert _try(ours, "DEBUG", "SLEEP", "abc") == _try(real, "DEBUG", "SLEEP", "abc")
+    # DEBUG QUICKLIST-PACKED-THRESHOLD: a memory value up to 4gb less 1mb (0 restores the default).
+    for size in ("0", "1", "1k", "4293918720", "4293918721", "4gb", "99999999999999", "-5", "abc", "1.5"):
+        args = ("DEBUG", "QUICKLIST-PACKED-THRESHOLD", size)
+        assert _try(ours, *args) == _try(real, *args), size
+    assert _try(ours, "DEBUG", "QUICKLIST-PACKED-THRESHOLD", "0") == b"OK"  # the default back
 
 
 @pytest.mark.slow

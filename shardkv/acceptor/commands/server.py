@@ -23,7 +23,7 @@ from shardkv.protocol.args import parse_int32
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import OK, Verbatim, encode, encode_command
 from shardkv.protocol.wire import Verb
-from shardkv.runtime.config import parse_memory
+from shardkv.runtime.config import memtoull
 
 
 def monitor_(client: Client, args: list) -> None:
@@ -118,12 +118,11 @@ def debug(client: Client, args: list) -> None:
     elif sub == b"CHANGE-REPL-ID" and n == 2:
         client.reply(OK)
     elif sub == b"QUICKLIST-PACKED-THRESHOLD" and n == 3:
-        try:
-            parse_memory(args[2].decode("latin-1"))
-        except ValueError:
-            raise CommandError(
-                "ERR argument must be a memory value bigger than 1 and smaller than 4gb"
-            ) from None
+        # As Redis's quicklistisSetPackedThreshold: up to 4gb less 1mb; 0
+        # restores the default.  shardkv keeps no quicklist: only checked.
+        size = memtoull(args[2].decode("latin-1"))
+        if size is None or size > (1 << 32) - (1 << 20):
+            raise CommandError(errors.DEBUG_PACKED_THRESHOLD)
         client.reply(OK)
     elif sub == b"HELP":
         client.reply(list(_DEBUG_HELP))
