@@ -8,10 +8,14 @@ SETBIT copies its string: O(length), where Redis changes one byte.
 BITCOUNT and BITPOS take a range in bytes (``BYTE``, the default) or in
 bits (``BIT``), with Redis's rules for negative and out-of-range ends
 (``bitcountCommand``, ``bitposCommand``); :func:`_bit_range` turns either
-into an inclusive range of bit positions.
+into an inclusive range of bit positions.  Both scan a long string in
+chunks at C speed (numpy's popcount and comparisons), so a 512 MB string
+costs a fraction of a second and never a copy of itself.
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 from shardkv.protocol import errors
 from shardkv.protocol.args import parse_either, parse_int
@@ -90,6 +94,36 @@ def _bits(value: bytes | bytearray, first: int, last: int) -> int:
     return (chunk >> (7 - (last & 7))) & ((1 << (last - first + 1)) - 1)
 
 
+_CHUNK = 1 << 20  # bytes scanned per step: bounds the temporaries of a long string
+_BYTE_BITS = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+
+
+def _popcount(data: bytes | bytearray | memoryview) -> int:
+    """The 1 bits of ``data``, a chunk at a time (numpy's ``bitwise_count``
+    where numpy has it, else a 256-entry table)."""
+    array = np.frombuffer(data, dtype=np.uint8)
+    total = 0
+    for at in range(0, len(array), _CHUNK):
+        chunk = array[at : at + _CHUNK]
+        if hasattr(np, "bitwise_count"):  # numpy 2
+            words = len(chunk) // 8
+            total += int(np.bitwise_count(chunk[: words * 8].view(np.uint64)).sum(dtype=np.uint64))
+            total += int.from_bytes(chunk[words * 8 :].tobytes(), "big").bit_count()
+        else:
+            total += int(_BYTE_BITS[chunk].sum(dtype=np.uint64))
+    return total
+
+
+def _count_bits(value: bytes | bytearray, first: int, last: int) -> int:
+    """The 1 bits in positions ``first..last`` of ``value``."""
+    lo, hi = first >> 3, last >> 3
+    if hi - lo < 64:
+        return _bits(value, first, last).bit_count()
+    head = (value[lo] & (0xFF >> (first & 7))).bit_count()
+    tail = (value[hi] >> (7 - (last & 7))).bit_count()
+    return head + _popcount(memoryview(value)[lo + 1 : hi]) + tail
+
+
 def bitcount(ks: Keyspace, args: list[bytes]) -> object:
     """BITCOUNT key [start end [BYTE | BIT]]"""
     value = read_string(ks, args[1])
@@ -97,7 +131,7 @@ def bitcount(ks: Keyspace, args: list[bytes]) -> object:
         return 0
     n = len(args)
     if n == 2:
-        return int.from_bytes(value, "big").bit_count()
+        return _popcount(value)
     if n not in (4, 5):
         raise CommandError(errors.SYNTAX)
     start, end = parse_int(args[2]), parse_int(args[3])
@@ -105,7 +139,7 @@ def bitcount(ks: Keyspace, args: list[bytes]) -> object:
     if start < 0 and end < 0 and start > end:
         return 0
     span = _bit_range(start, end, len(value), in_bits)
-    return 0 if span is None else _bits(value, *span).bit_count()
+    return 0 if span is None else _count_bits(value, *span)
 
 
 def bitpos(ks: Keyspace, args: list[bytes]) -> object:
@@ -147,12 +181,15 @@ def _find_bit(value: bytes | bytearray, bit: int, first: int, last: int) -> int 
             return pos
         pos += 1
     whole_end = (last + 1) >> 3  # bytes pos >> 3 .. whole_end-1 are inside the range
-    if pos <= last and (pos >> 3) < whole_end:
-        chunk = value[pos >> 3 : whole_end]
-        skipped = len(chunk) - len(chunk.lstrip(b"\xff" if bit == 0 else b"\x00"))
-        if skipped < len(chunk):
-            byte = chunk[skipped] if bit else chunk[skipped] ^ 0xFF
-            return pos + skipped * 8 + 8 - byte.bit_length()
+    if pos <= last and (pos >> 3) < whole_end:  # whole bytes, a chunk at a time
+        array = np.frombuffer(value, dtype=np.uint8)[pos >> 3 : whole_end]
+        skip = 0 if bit else 0xFF  # the bytes with no such bit
+        for at in range(0, len(array), _CHUNK):
+            differs = array[at : at + _CHUNK] != skip
+            if differs.any():
+                index = at + int(differs.argmax())
+                byte = int(array[index]) if bit else int(array[index]) ^ 0xFF
+                return pos + index * 8 + 8 - byte.bit_length()
         pos = whole_end * 8
     while pos <= last:  # a partial last byte
         if (value[pos >> 3] >> (7 - (pos & 7))) & 1 == bit:
