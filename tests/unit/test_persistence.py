@@ -507,6 +507,26 @@ def test_corrupt_record_in_the_middle_stops_loading(tmp_path, damage):
     assert f"{path} at offset {at}" in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "record, name",
+    [([b"SET"], "set"), ([b"SET", b"k"], "set"), ([b"incr"], "incr"), ([b"EXPIRE", b"k"], "expire")],
+)
+def test_record_with_a_wrong_argument_count_stops_loading_with_a_clear_message(tmp_path, record, name):
+    # redis-server 7.0.15 crashes (SIGSEGV) on such a record; shardkv
+    # refuses to start, in words, not with a Python exception.
+    cfg, clock, path, _ = _aof_with_data(tmp_path)
+    at = os.path.getsize(path)
+    with open(path, "ab") as f:
+        f.write(aof.encode(record) + aof.encode([b"SET", b"after", b"1"]))
+    with pytest.raises(files.LoadError) as info:
+        open_shard(cfg, clock)
+    message = str(info.value)
+    assert message == (
+        f"Bad file format reading the append only file {path} at offset {at}: "
+        f"wrong number of arguments for '{name}' command"
+    )
+
+
 def test_corrupt_snapshot_names_file_and_offset(tmp_path):
     clock = FakeClock()
     cfg = make_config(tmp_path, appendonly=False)

@@ -16,6 +16,7 @@ import logging
 import marshal
 import os
 
+from shardkv.protocol import commands, errors
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import strict_int
 from shardkv.protocol.wire import Verb
@@ -161,14 +162,25 @@ class Loading(State):
                 f"Unknown command '{args[0].decode('latin-1')}' reading the append only file "
                 f"{path} at offset {aofreader.record_offset(path, n)}"
             )
+        # The handlers trust the acceptor's arity check; a record no client
+        # could have sent (a damaged or edited file) is refused here.
+        cmd = commands.lookup(args[0])
+        if cmd is not None and not commands.check_arity(cmd, len(args)):
+            raise self._bad_record(path, n, errors.WRONG_ARITY.removeprefix("ERR ") % cmd.name)
         try:
             handler(self.ks, args)
         except CommandError:
             return 1
         except Exception as e:
-            offset = aofreader.record_offset(path, n)
-            raise LoadError(f"{path} at offset {offset}: replaying {args[0]!r} failed: {e!r}") from None
+            log.debug("shard %d: replaying %r failed: %r", self.index, args[0], e)
+            name = args[0].decode("latin-1").lower()
+            raise self._bad_record(path, n, f"a '{name}' record that cannot be replayed") from None
         return 0
+
+    @staticmethod
+    def _bad_record(path: str, n: int, reason: str) -> LoadError:
+        offset = aofreader.record_offset(path, n)
+        return LoadError(f"Bad file format reading the append only file {path} at offset {offset}: {reason}")
 
     def _torn(self, path: str, offset: int, last: bool, reason: str) -> None:
         if not last or not self.cfg.get("aof-load-truncated", True):
