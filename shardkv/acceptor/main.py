@@ -87,8 +87,14 @@ def serve(
 
 
 def _stop(acceptor: Acceptor) -> None:
+    """SIGTERM: ask the loop to shut down; before it runs, exit at once.
+    A SIGTERM that arrives once the loop is closed (the acceptor is already
+    shutting down) changes nothing and says nothing."""
     fut = acceptor.shutdown_requested
     if acceptor.loop is not None and fut is not None:
-        acceptor.loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(None))  # type: ignore[func-returns-value]
+        try:
+            acceptor.loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(None))  # type: ignore[func-returns-value]
+        except RuntimeError:  # "Event loop is closed": already stopping
+            pass
     else:
         raise SystemExit(0)

@@ -3,13 +3,14 @@ total of every acceptor's clients (shardkv.runtime.clientcount)."""
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing as mp
 import os
 from types import SimpleNamespace
 
 import psutil
 
-from shardkv.acceptor import listeners, server, users
+from shardkv.acceptor import listeners, main, server, users
 from shardkv.protocol import errors
 from shardkv.runtime.clientcount import ClientCounts
 from shardkv.runtime.parentdeath import living_parent
@@ -129,3 +130,13 @@ def test_a_config_set_heard_between_accept_and_connection_made_reaches_the_clien
     assert accepted.state.authenticated
     accepted.data_received(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$3000000\r\n" + b"x" * 1_500_000)
     assert accepted.closing and transport.closed
+
+
+def test_sigterm_after_the_loop_closed_is_quiet() -> None:
+    # A SIGTERM during the acceptor's shutdown, once its loop is closed, once
+    # logged "RuntimeError: Event loop is closed" with a traceback.
+    loop = asyncio.new_event_loop()
+    fut = loop.create_future()
+    loop.close()
+    main._stop(SimpleNamespace(loop=loop, shutdown_requested=fut))  # type: ignore[arg-type]
+    assert not fut.done()
