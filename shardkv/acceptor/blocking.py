@@ -94,7 +94,10 @@ XREAD and XREADGROUP across shards
     ``__xlastids`` for what ``$`` stands for, and the later tries use those
     IDs, as Redis resolves ``$`` once, when the command blocks; and each
     ``__bwait`` carries the group and each key's ID, so it answers 1 only
-    when a key has entries for the command (or its group or stream is gone).
+    when a key has entries for the command; when a key it waits on is
+    written and is no stream (deleted) or has lost XREADGROUP's group, it
+    answers the error Redis serves then (``-UNBLOCKED the stream key no
+    longer exists``, ``-NOGROUP ...``), the command's reply.
 
 WAIT (:func:`wait_for_replicas`)
     shardkv has no replicas, so a WAIT for one or more waits in the
@@ -149,6 +152,8 @@ _READY = b":1\r\n"  # also a __bwait's wire.BWAIT_READY
 _CLAIMED = b":%d\r\n" % wire.BWAIT_CLAIMED
 _NO_TIMEOUT = b"0.000"  # BLOCK 0, as _stream_options gives it
 _TIMED_OUT = b":0\r\n"
+# A blocked XREADGROUP's __bwait: its stream or its group is gone.
+_STREAM_GONE = frozenset(encode_error(e) for e in (errors.UNBLOCKED_STREAM_DELETED, errors.NOGROUP_BLOCKED))
 
 # CLIENT UNBLOCK's reply, once the shards decided: 1 (unblocked) or 0, or
 # the -BUSY error (encoded) while a script is busy.
@@ -748,7 +753,16 @@ class _CrossShard:
         elif body == _TIMED_OUT:
             self.finish(encode(NULL_ARRAY, self.client.resp3))
         else:
-            self.finish(body)  # an error: the shard is gone
+            if body in _STREAM_GONE:
+                # An XREADGROUP's stream or group is gone: Redis serves it
+                # that error (no try: it would fail NOGROUP, naming the
+                # key), counted as its updateStatsOnUnblock counts it.
+                client = self.client
+                stats = client.server.stats
+                ns = self.blocked_ns  # (Redis's: its first run's, and the reply's, ~0)
+                stats.unblocked(stat_name(self.args), ns, body[1:-2].decode("latin-1"))
+                stats.slow(self.argv, ns // 1000, client.addr, client.name)
+            self.finish(body)  # an error: as above, or the shard is gone
 
     def _cancel_notifies(self) -> None:
         notifies, self.notifies = self.notifies, []

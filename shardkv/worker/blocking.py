@@ -14,9 +14,10 @@ How one blocking command runs
    returns a reply, at once, like its non-blocking cousin, or a
    :class:`Wait`.  Then nothing has changed yet: the entry's reply body is
    empty and a :class:`Waiter` is remembered under the token.
-2. After each write command the worker runs, and after each cross-shard
-   operation, the keys it wrote that someone waits on become *ready*
-   (:meth:`Waiters.mark`).  At the end of the batch (and before a blocking
+2. After each write command the worker runs, after each script (the
+   writes it called, :meth:`Waiters.mark_writes`) and after each
+   cross-shard operation, the keys it wrote that someone waits on become
+   *ready* (:meth:`Waiters.mark`).  At the end of the batch (and before a blocking
    command in it, so that who blocked first is served first) each ready
    key serves its waiters in the order they blocked, as Redis's
    ``handleClientsBlockedOnKeys``: a waiter's ``serve`` function is called
@@ -139,6 +140,7 @@ from shardkv.runtime.cmdstats import stat_name
 from shardkv.worker import events
 from shardkv.worker.handlers import KINDS, READY, Blocking, BlockingForms, Handler, Handlers, find_blocking
 from shardkv.worker.keyspace import Keyspace
+from shardkv.worker.stream import Stream
 
 log = logging.getLogger("shardkv.worker")
 
@@ -482,6 +484,22 @@ class Waiters:
             return
         self.mark_keys(cmd.keys(args))
 
+    def mark_writes(self, writes: list[tuple[int, list[bytes]]]) -> None:
+        """Note the keys of a script's writes, ``(database, command)``
+        each, once the script has ended: Redis serves a client blocked on
+        a key a script wrote after the script (``handleClientsBlockedOnKeys``
+        after the command), on the state the script left."""
+        databases = len(self.ks.dbs)
+        for db, args in writes:
+            cmd = commands.lookup(args[0])
+            if cmd is None:
+                continue
+            if cmd.name in FLUSHES:
+                self.ready.update(dict.fromkeys(self.by_key))
+                return
+            self.mark_keys([(db, key) for key in cmd.keys(args)])
+            self.mark_keys(commands.other_db_keys(cmd.name, args, databases))
+
     def mark_keys(self, keys) -> None:
         """Note that these keys of the current database were written (a key
         of another database named ``(database, key)``)."""
@@ -677,9 +695,12 @@ def bwait(ks: Keyspace, args: list[bytes]) -> object:
         # XREAD/XREADGROUP: ``group key id [key id ...]`` (see shardkv.acceptor.blocking)
         ready = READY[args[1].lower()]
         rest = args[4:]
-        if ready(ks, rest):
-            return 1
         keys = rest[1::2]
+        if ready(ks, rest):
+            # (a key its client blocked on was written before this came:
+            # an XREADGROUP whose stream or group is gone fails so)
+            gone = _stream_gone(ks, rest[0], keys)
+            return 1 if gone is None else gone
         serve = functools.partial(_notify_stream, ready, rest)
     else:
         claims = int(args[4])
@@ -699,7 +720,28 @@ def bwait(ks: Keyspace, args: list[bytes]) -> object:
 
 
 def _notify_stream(ready: Callable, rest: list, ks: Keyspace, args: list[bytes], key: bytes) -> object:
+    """An XREADGROUP whose ready key is no stream now (deleted, or of
+    another type) or has lost its group fails at once with Redis's error
+    of that (its client's try would fail NOGROUP, naming the key), as
+    Redis's ``unblockDeletedStreamReadgroupClients`` and
+    ``serveClientsBlockedOnStreamKey`` answer it."""
+    gone = _stream_gone(ks, rest[0], [key])
+    if gone is not None:
+        return gone
     return 1 if ready(ks, rest) else None
+
+
+def _stream_gone(ks: Keyspace, group: bytes, keys: list[bytes]) -> Error | None:
+    """XREADGROUP's error when one of ``keys`` is no stream or has no
+    ``group`` (XREAD, no group: None)."""
+    if group:
+        for key in keys:
+            stream = ks.peek(key)
+            if type(stream) is not Stream:
+                return Error(errors.UNBLOCKED_STREAM_DELETED)
+            if group not in stream.groups:
+                return Error(errors.NOGROUP_BLOCKED)
+    return None
 
 
 def _notify(ks: Keyspace, args: list[bytes], key: bytes) -> object:

@@ -972,6 +972,13 @@ class Engine:
             self._rearm()
         if mark >= 0:
             persistence.end_group(mark)  # type: ignore[union-attr]
+        if run.effects and ks.imported is None:
+            # Its writes wake the clients blocked on their keys, served at
+            # the end of the batch (a run across shards: at its commit, see
+            # Shard.run_foreign).
+            waiters = ks.waiters
+            if waiters is not None and waiters.by_key:
+                waiters.mark_writes(run.effects)
         if run.effects and persistence is not None and persistence.suspended:
             self.effects += run.effects
             for key, state in run.undo.items():  # the state before the first write
