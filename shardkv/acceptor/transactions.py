@@ -641,22 +641,47 @@ def _tracked_once_turned_on(client: Client, queued: list) -> Callable[[Slot], No
     writes; until 5 December only the reads after the last ON)."""
     rest: list = []
     on = seen = False
+    optin = optout = caching = False
+    skipped: set[int] = set()  # (in rest: the reads CLIENT CACHING leaves out)
     for cmd, args in queued:
-        if cmd.name == "client" and len(args) > 2 and args[1].lower() == b"tracking":
-            switch = args[2].lower()
-            if switch in (b"on", b"off"):
-                on = switch == b"on"
-                seen = seen or on
-                continue
+        if cmd.name == "client" and len(args) > 2:
+            sub = args[1].lower()
+            if sub == b"tracking":
+                switch = args[2].lower()
+                if switch in (b"on", b"off"):
+                    on = switch == b"on"
+                    seen = seen or on
+                    options = {a.lower() for a in args[3:]}
+                    optin, optout = b"optin" in options, b"optout" in options
+                    if not on:
+                        caching = False
+                    continue
+            elif sub == b"caching" and on:
+                # Set for the rest of the EXEC (Redis clears it between
+                # commands, not between those EXEC runs), if valid.
+                switch = args[2].lower()
+                caching = caching or (switch == b"yes" and optin) or (switch == b"no" and optout)
+        if on and "readonly" in cmd.flags and cmd.route != "local":
+            if (optin and not caching) or (optout and caching):
+                skipped.add(len(rest))
         if on or (seen and "readonly" not in cmd.flags):
             rest.append((cmd, args))
     if not seen:
         return None
+    if skipped:
+        rest = [entry for i, entry in enumerate(rest) if i not in skipped]
 
     def ran(place: Slot) -> None:
         if client.tracking is None:  # (its CLIENT TRACKING ON failed)
             return
-        tracked = client.server.wiring.atomic_exec_reads(client, rest)
+        # (CLIENT CACHING judged per read above, not for the whole EXEC)
+        state = client.tracking
+        caching = state.caching
+        state.caching = state.optin
+        try:
+            tracked = client.server.wiring.atomic_exec_reads(client, rest)
+        finally:
+            state.caching = caching
         if tracked is not None:
             tracked(place)
 

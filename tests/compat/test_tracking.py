@@ -1054,6 +1054,31 @@ def test_tracking_turned_on_inside_an_atomic_exec_hears_of_its_own_writes(ports,
     assert [row[1] for row in ours] == [row[1] for row in real]
 
 
+@pytest.mark.parametrize("why", ["watch", "two shards"])
+@pytest.mark.parametrize("on", ["OPTIN", "OPTOUT"])
+def test_tracking_turned_on_inside_an_atomic_exec_keeps_its_options(ports, why, on):
+    """CLIENT TRACKING ON OPTIN or OPTOUT queued in an atomic EXEC: a read
+    is remembered only as CLIENT CACHING allows it, a CACHING in the EXEC
+    counting for the rest of it (Redis clears it between commands, not
+    between those EXEC runs), as Redis runs them in order: every read
+    after the ON was remembered (OPTIN), or none once the EXEC held a
+    CLIENT CACHING NO (OPTOUT)."""
+    a, b = _keys_on_two_shards(4)
+    head = [(0, "WATCH", "w")] if why == "watch" else []
+    tail = [] if why == "watch" else [["SET", a, "1"], ["SET", b, "1"]]
+    caching = ["CLIENT", "CACHING", "YES" if on == "OPTIN" else "NO"]
+    steps = [(1, "SET", "ka", "0"), (1, "SET", "kb", "0"), (1, "SET", "kc", "0"), *head]
+    steps += [
+        (0, ["MULTI"], ["CLIENT", "TRACKING", "ON", on], ["GET", "ka"], ["GET", "kc"], caching)
+        + (["GET", "kb"], ["SET", "ka", "mine"], *tail, ["EXEC"]),
+        (1, "SET", "ka", "y"),
+        (1, "SET", "kb", "y"),
+        (1, "SET", "kc", "y"),
+        (0, "PING"),
+    ]
+    _same(ports, [True, False], steps)
+
+
 @pytest.mark.parametrize("switches", ["on twice", "on off on"])
 def test_tracking_turned_on_twice_inside_an_atomic_exec_tracks_each_span(ports, switches):
     """CLIENT TRACKING ON queued twice (or ON, OFF, ON) in an atomic EXEC
