@@ -491,6 +491,7 @@ class AtomicOp(_Operation):
         exported: dict[int, int] | None = None,
         as_of: int = 0,
         counted: bool = True,
+        names: list | None = None,
     ) -> None:
         super().__init__(client, slot)
         server = client.server
@@ -498,6 +499,7 @@ class AtomicOp(_Operation):
         # False: the executor counts and logs none of the commands (their
         # caller does: wire.Run.counted).
         self.counted = counted
+        self.names = names or []  # (see wire.Run.names)
         # Unix ms: the shards export, check and run the keys expired as of
         # then (an EXEC with scripts, every run as of its first's start:
         # wire.Run.as_of); 0: now.
@@ -649,6 +651,7 @@ class AtomicOp(_Operation):
                 self.as_of,
                 (client.addr, client.name),
                 self.counted,
+                self.names,
             )
             self.run_sent = perf_counter_ns()
             self._send(self.executor, run)

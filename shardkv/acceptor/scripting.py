@@ -1175,7 +1175,7 @@ class _Group:
             retry.ran = True
             entry_id = logged[i] if i < len(logged) else -1
             if entry_id >= 0:  # (its SLOWLOG entry, logged by the executor)
-                slowlog.note_script(retry.client, entry_id, retry.slot.slow_called())  # type: ignore[attr-defined]
+                slowlog.note_script(retry.client, entry_id, retry.slot.slow_called(), retry.client.name)  # type: ignore[attr-defined]
             retry.answer(reply if committed else body, EXECUTOR_LOGGED)
 
 
@@ -1314,10 +1314,11 @@ class ExecScript:
         CACHE.settled.discard(self.sha)
         return True
 
-    def slow_logged(self, client: Client, entry_id: int) -> None:
+    def slow_logged(self, client: Client, entry_id: int, name: bytes) -> None:
         """The executor logged its run as the slow log's entry ``entry_id``
-        (wire.Ran.logged): the entry names the client and its command."""
-        slowlog.note_script(client, entry_id, self.called)
+        (wire.Ran.logged): the entry names the client (``name``, its name
+        as the script ran) and its command."""
+        slowlog.note_script(client, entry_id, self.called, name)
 
     def answered(self, client: Client, body: bytes) -> None:
         """Its reply, in EXEC's array: a call of its command (the executor

@@ -90,11 +90,11 @@ def on_attach(server: Acceptor, link: ShardLink) -> None:
     link.held_slow = server.stats
 
 
-def note_script(client: Client, entry_id: int, called: list[bytes]) -> None:
-    """An executor logged the script that ``client`` called as ``called``
-    (an EXEC's, wire.Ran.logged) as the slow log's entry ``entry_id``:
-    write who called it how, for that entry."""
-    shared_log(client.server).name([(entry_id, slowlog_argv(called), client.addr, client.name)])
+def note_script(client: Client, entry_id: int, called: list[bytes], name: bytes) -> None:
+    """An executor logged the script that ``client`` (named ``name`` as it
+    ran) called as ``called`` (an EXEC's, wire.Ran.logged) as the slow
+    log's entry ``entry_id``: write who called it how, for that entry."""
+    shared_log(client.server).name([(entry_id, slowlog_argv(called), client.addr, name)])
 
 
 def log_script(client: Client, called: list[bytes], ns: int) -> None:

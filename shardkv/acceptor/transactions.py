@@ -951,6 +951,7 @@ def _run_atomic(
     op_db = db = client.db
     databases = client.server.config["databases"]
     commands = []
+    renamed: list = []  # (see wire.Run.names)
     keys: list = []
     everything: bool | bytes = False
     dbs: list[int] = []  # the database each queued command runs in
@@ -982,6 +983,11 @@ def _run_atomic(
             dbs.append(db)
             continue
         dbs.append(db)
+        if cmd.name == "client" and len(args) == 3 and args[1].lower() == b"setname":
+            # The executor names the slow log entries of the commands
+            # after it so, as Redis's (the acceptor runs it, after them).
+            if not any(c < 33 or c > 126 for c in args[2]):  # (else its error: no name)
+                renamed.append([len(commands), args[2]])
         if scripted and i < last_script and _changes_registry(cmd, args):
             # It runs now, before the operation starts, so that the scripts
             # after it see it (see _scripts_on_executor): its parts for the
@@ -1108,7 +1114,9 @@ def _run_atomic(
         see wire.Run): Redis's time stands still while EXEC runs, and it
         checks a WATCHed key's expiry as EXEC starts, not again."""
         if not scripts:
-            return AtomicOp(client, commands, keys, finish, watched, everything, op_db, slot, also)
+            return AtomicOp(
+                client, commands, keys, finish, watched, everything, op_db, slot, also, names=renamed
+            )
         run = list(commands)
         needed = list(keys)
         widest = everything
@@ -1127,9 +1135,11 @@ def _run_atomic(
             needed = [next(iter(watched))]  # park the shard of a watched key, not shard 0
 
         def escaped(bodies: list[bytes]) -> Callable[[], None] | None:
-            for (script, _), entry_id in zip(script_at.values(), op.logged, strict=False):
+            for (at, (script, _)), entry_id in zip(script_at.items(), op.logged, strict=False):
                 if entry_id >= 0:  # (its SLOWLOG entry, logged by the executor)
-                    script.slow_logged(client, entry_id)
+                    # (named as the client was then: a CLIENT SETNAME queued before it)
+                    name = next((n for pos, n in reversed(renamed) if pos <= at), client.name)
+                    script.slow_logged(client, entry_id, name)
             replies = iter(bodies)
             learned = False
             for at, args in enumerate(run):
@@ -1149,7 +1159,20 @@ def _run_atomic(
             return again
 
         began = as_of or int(time.time() * 1000)
-        op = AtomicOp(client, run, needed, finish, watched, widest, op_db, slot, also, escaped, as_of=began)
+        op = AtomicOp(
+            client,
+            run,
+            needed,
+            finish,
+            watched,
+            widest,
+            op_db,
+            slot,
+            also,
+            escaped,
+            as_of=began,
+            names=renamed,
+        )
         lua.clear()  # (an undone run's calls do not come)
         op.lua = lua
         return op

@@ -556,6 +556,9 @@ class Run:
     # command's try across shards, which the acceptor counts as Redis
     # counts the command: see acceptor.blocking._CrossShard._count_try).
     counted: bool = True
+    # [position in commands, name]: the client's name from that command on
+    # (a CLIENT SETNAME queued before it, which the acceptor runs).
+    names: list[Any] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1676,7 +1676,10 @@ class Shard:
             # wire.SCRIPT_END, so that its [lua] lines follow its own line.
             ends = len(commands_) > 1
             logged: list[int] = []  # (see wire.Ran.logged)
-            for args in commands_:
+            renamed = dict(message.names)  # (a CLIENT SETNAME queued before: see wire.Run)
+            for at, args in enumerate(commands_):
+                if at in renamed:
+                    self.foreign_client = (message.client[0], renamed[at])
                 if args[0] == Verb.SELECT:  # SELECT inside MULTI: no reply of its own here
                     ks.select(int(args[1]))
                     continue
