@@ -1025,6 +1025,14 @@ class ScriptGroups:
                 retry = member[0]
                 going.setdefault((retry.db, retry.client.resp3), []).append(member)
         self.waiting = waiting
+        if not _quiet(self.server, monitors=False):
+            # Keyspace events or tracking switched on since they were read
+            # (later in their turn, or while they waited): each alone, as
+            # one not grouped (see _groupable).
+            for members in going.values():
+                for retry, _ in members:
+                    retry.start(0, [], escaped=False)
+            return
         for members in going.values():
             for at in range(0, len(members), GROUP_MAX):
                 _Group(self, members[at : at + GROUP_MAX])
@@ -1055,10 +1063,17 @@ def _groupable(server: object, client: Client) -> bool:
     sends after it would leave first).  Its caller checks that the
     client's later commands wait for its reply (``script_sent``): were
     they held by another wait, that one may end before the group goes."""
+    return not client.state.in_exec and _quiet(server)
+
+
+def _quiet(server: object, monitors: bool = True) -> bool:
+    """(_groupable) Does nothing on the server see a group?  ScriptGroups.run
+    asks again as a group starts, but for ``monitors``: a MONITOR started
+    since its scripts were read sees none of their lines (see _Group), as
+    in Redis, where they ran before it."""
     return (
         server.holds is None  # type: ignore[attr-defined]
-        and not server.monitors  # type: ignore[attr-defined]
-        and not client.state.in_exec
+        and not (monitors and server.monitors)  # type: ignore[attr-defined]
         and not notifications.own_mask(server)
         and not tracking.events_mask(server)
     )
@@ -1136,6 +1151,9 @@ class _Group:
             self._escaped,
             exported,
         )
+        # Its scripts' calls, for MONITOR (see scripting's on_calls): none
+        # is shown, each script read while no one monitored (_groupable).
+        op.lua = []
         self.op = op
         for retry in self.members:
             retry.op = op
@@ -1146,6 +1164,9 @@ class _Group:
         if not any(body.startswith(CROSS_MARKER) for body in bodies):
             return None
 
+        op = self.op
+        run_ns = op.run_ns if op is not None else 0
+
         def again() -> None:
             self.groups.decided(self.shards)
             for retry, body in zip(self.members, bodies, strict=True):
@@ -1153,6 +1174,13 @@ class _Group:
                 if body.startswith(CROSS_MARKER):
                     CACHE.settled.discard(retry.sha)
                     retry.start(*_parse_marker(body))
+                elif body.startswith(_KILLED):
+                    # Ended by SCRIPT KILL, which stops only a script that
+                    # wrote nothing: its reply does not depend on the
+                    # others' writes undone, and it runs no more (as in
+                    # Redis, where what comes next finds it gone).
+                    retry.ran_ns += run_ns
+                    retry.answer(body, retry.ran_ns)
                 else:
                     retry.start(0, [], escaped=False)
 
@@ -1177,6 +1205,9 @@ class _Group:
             if entry_id >= 0:  # (its SLOWLOG entry, logged by the executor)
                 slowlog.note_script(retry.client, entry_id, retry.slot.slow_called(), retry.client.name)  # type: ignore[attr-defined]
             retry.answer(reply if committed else body, EXECUTOR_LOGGED)
+
+
+_KILLED = b"-" + errors.SCRIPT_KILLED.encode()
 
 
 def _no_reply(bodies: list[bytes]) -> bytes:

@@ -496,6 +496,16 @@ class Engine:
         # ``logs``) had written them, past busy-reply-threshold or
         # LOGS_HELD, and Redis writes each once.  Its caller sets it back.
         self.log_skip = 0
+        # In an operation's run of scripts (Shard._run_foreign), what each
+        # leaves behind when it ends (its held PUBLISHes and their counts,
+        # its redis.log lines) waits for the run's end (end_run): should a
+        # later one escape, the whole run is undone and each runs again,
+        # which publishes and logs them then.  ``deferring``: in such a
+        # run; ``deferred_held``: the acceptor holds what one left
+        # (Verb.HELD); ``deferred_logs``: the lines, (level, text).
+        self.deferring = False
+        self.deferred_held = False
+        self.deferred_logs: list[tuple[int, str]] = []
         # The number of the last SCRIPT FLUSH run here, or handed to this
         # worker as sent before its pipes (the acceptors number them, one
         # sequence: see shardkv.runtime.scriptflushes; every flush goes to
@@ -917,10 +927,17 @@ class Engine:
                     stats.forget(run.journal)
                 elif run.apart or scratch.error_events or scratch.slowlog or scratch.slow_dropped:
                     scratch.drain(stats)
-            if run.held:
-                self._end_held(run)
-            if run.logs:
-                self._write_logs(run)
+            if self.deferring and run.abort is None:  # (the run's end says: end_run)
+                if run.held:
+                    self.deferred_held = True
+                if run.logs:
+                    self.deferred_logs += run.logs
+                    run.logs = []
+            else:
+                if run.held:
+                    self._end_held(run)  # (undone: what the run's others held goes too)
+                if run.logs:
+                    self._write_logs(run)
         if self.out_of_memory:  # a reply did not fit (_refuse): the script failed, even if it went on
             ok, value = False, self._after_refusal()
         vm: _VM = self._vm  # type: ignore[assignment]  # the state the script ran in
@@ -1181,6 +1198,34 @@ class Engine:
                 send(wire.encode_script_query(self.ks.db, run.resp, [Verb.HELD_DROP]))
             except (EOFError, OSError):
                 pass  # the acceptor is gone: so is what it held
+
+    def end_run(self, commit: bool) -> None:
+        """An operation's run of scripts ended (see ``deferring``): what its
+        scripts left behind goes out now, before its ``Ran`` (``commit``), or
+        is dropped, the run undone to run again."""
+        self.deferring = False
+        logs, self.deferred_logs = self.deferred_logs, []
+        held, self.deferred_held = self.deferred_held, False
+        if commit:
+            for level, text in logs:
+                log.log(level, "%s", text)
+        if not held:
+            return
+        send = getattr(self.shard, "send_query", None)
+        recv = getattr(self.shard, "recv", None)
+        if send is None or recv is None:
+            return
+        try:
+            send(wire.encode_script_query(self.ks.db, 2, [Verb.HELD_COMMIT if commit else Verb.HELD_DROP]))
+            if commit:  # (its messages out before the replies: see _ask_acceptor)
+                backlog = self.shard.backlog  # type: ignore[attr-defined]
+                while True:
+                    frame = recv()
+                    if frame[0] == wire.SCRIPT_ANSWER:
+                        break
+                    backlog.append(frame)
+        except (EOFError, OSError):
+            pass  # the acceptor is gone: so is what it held
 
     def _settle(self, run: Run) -> None:
         """What a script leaves to undo when it ends: math.random's state
@@ -2214,6 +2259,8 @@ class Engine:
         if run is None:
             return False
         if self.exit_requested:
+            for level, text in self.deferred_logs:  # (scripts before it in its run ended)
+                log.log(level, "%s", text)
             self._write_logs(run)
             log.warning("SHUTDOWN NOSAVE while a script is busy: exiting now")
             logging.shutdown()

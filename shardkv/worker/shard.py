@@ -1669,6 +1669,8 @@ class Shard:
         ks.imported = (here, states)
         self.foreign_client = message.client
         self.timing = message.counted
+        # (its scripts' PUBLISHes and redis.log lines wait for its end)
+        engine.deferring = versions is not None
         try:
             execute = self.execute if ks.memory is None else self.execute_limited
             replies: list[object] = []
@@ -1692,6 +1694,10 @@ class Shard:
                 if ends and args[0] in _SCRIPT_RUNS:
                     calls.append(wire.SCRIPT_END)
             bodies = [encode(value, resp3) for value in replies]
+        except BaseException:
+            if engine.deferring:
+                engine.end_run(False)
+            raise
         finally:
             self.foreign_client = ("", b"")
             self.timing = True
@@ -1703,6 +1709,8 @@ class Shard:
             if persistence is not None:
                 persistence.suspended = False
         escaped = any(type(v) is Error and v.message.startswith(scripting.CROSS_MARKER) for v in replies)
+        if engine.deferring:  # (an escape undoes every script of the run: each runs again)
+            engine.end_run(not escaped)
         if escaped and versions:
             self.versions_before[op] = versions
         if escaped and counted is not None:
