@@ -92,6 +92,18 @@ class _Shutdown:
                 pass
 
 
+def _release_parks(link: object) -> None:
+    """SHUTDOWN NOSAVE while ``link``'s worker runs a busy script across
+    shards: the other shards its operation parked wait for a decision that
+    will never come (its executor ends at once, see _Shutdown.deliver) and
+    would never run their ``__shutdown``.  The operation is decided undone
+    (they prepared nothing: a script prepares after its run), so they do,
+    and the server stops at once, as Redis stops."""
+    for op in list(link.ops.values()):  # type: ignore[attr-defined]
+        if op.decision is None and getattr(op, "executor", None) == link.index:  # type: ignore[attr-defined]
+            op._decide(False, encode_error(errors.OP_ABORTED))
+
+
 class _Ignore:
     def deliver(self, body: bytes) -> None:
         pass
@@ -119,6 +131,8 @@ def shutdown(client: Client, args: list) -> None:
         # As Redis: while a script is busy, only SHUTDOWN NOSAVE stops the server.
         client.reply_error(busy[0].busy.decode("latin-1")[1:].strip())  # type: ignore[union-attr]
         return
+    for link in busy:
+        _release_parks(link)
     gather = _Shutdown(client, len(links) - len(busy))
     gather.force = b"FORCE" in options
     gather.busy_pids = [link.script[0] for link in busy]  # type: ignore[index]

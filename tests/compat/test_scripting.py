@@ -19,7 +19,7 @@ import redis.asyncio as aredis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from tests.support.placement import on_shards
+from tests.support.placement import key_on, on_shards
 from tests.support.processes import wait_busy
 from tests.support.rawsocket import both_after
 from tests.support.servers import start_redis, start_shardkv
@@ -1562,11 +1562,16 @@ def test_function_dump_restore_both_ways(ports, padding):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("cross", [False, True], ids=["one-shard", "cross-shard"])
 @pytest.mark.parametrize("kind", ["redis", "shardkv"])
-def test_shutdown_nosave_while_a_script_that_wrote_is_busy(kind, tmp_path):
+def test_shutdown_nosave_while_a_script_that_wrote_is_busy(kind, cross, tmp_path):
     """A busy script that has written: SHUTDOWN and SHUTDOWN SAVE answer
     -BUSY, SHUTDOWN NOSAVE stops the server at once, and after a restart
-    nothing of the script is there (what was acknowledged before is)."""
+    nothing of the script is there (what was acknowledged before is).
+    Across shards too: the shard its operation parked besides its
+    executor stops as well (it waited for a decision before)."""
+    written = key_on(0, "written", shards=2)
+    keys = [written, key_on(1, "other", shards=2) if cross else written]
     flags = ("--appendonly", "yes", "--appendfsync", "always", "--dir", str(tmp_path))
 
     def start():
@@ -1585,7 +1590,7 @@ def test_shutdown_nosave_while_a_script_that_wrote_is_busy(kind, tmp_path):
                 # No retry: the closed connection raises at once (redis-py
                 # would try again for 2-4 s, which the join below waited out).
                 redis.Redis(port=proc.port, socket_timeout=30, retry=Retry(NoBackoff(), 0)).eval(
-                    "redis.call('set', KEYS[1], '1'); while true do end", 1, "written"
+                    "redis.call('set', KEYS[1], '1'); redis.call('get', KEYS[2]); while true do end", 2, *keys
                 )
             except (redis.ConnectionError, redis.ResponseError) as e:
                 failure.append(e)
@@ -1611,7 +1616,7 @@ def test_shutdown_nosave_while_a_script_that_wrote_is_busy(kind, tmp_path):
     proc = start()
     c = redis.Redis(port=proc.port)
     try:
-        assert c.mget("before", "written") == [b"1", None]
+        assert c.mget("before", *keys) == [b"1", None, None]
     finally:
         c.close()
         proc.stop()
