@@ -41,17 +41,19 @@ class Conn:
     def send(self, *args: bytes) -> None:
         self.sock.sendall(encode_command(list(args)))
 
-    def drain(self) -> bytes:
-        """Everything received until the reply to a PING.  What came right
-        behind it in the same read (an invalidation of the active expiry
-        cycle, say) is kept for the next drain."""
+    def drain(self, wait: float = 20) -> bytes:
+        """Everything received until the reply to a PING (within ``wait``
+        seconds).  What came right behind it in the same read (an
+        invalidation of the active expiry cycle, say) is kept for the next
+        drain."""
         if self.closed:
             return b""
         self.send(b"PING")
         end = PONG_SUBSCRIBED if self.subscribed and not self.resp3 else PONG
         data, self.rest = self.rest, b""
         pos = 0  # where the first message not yet seen whole starts
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + wait
+        self.sock.settimeout(wait)
         while True:
             while (after := reply_end(data, pos)) >= 0:
                 if data[pos:after] == end:
@@ -1427,3 +1429,91 @@ def test_tracking_turned_on_in_the_read_of_the_commands_after(ports, on):
     t = _same(ports, [True, True], steps)
     assert t[3][0].count(b"invalidate") == 1
     assert t[6][0].count(b"invalidate") == 1
+
+
+def test_bcast_prefix_collisions(ports):
+    """CLIENT TRACKING ... PREFIX refuses prefixes that overlap, each
+    other or the client's own, with Redis's error naming the same pair:
+    the first prefix given that overlaps (the client's least prefix, or
+    the first given after it).  (A collision between two prefixes given,
+    the first of them not the first given, is left out: Redis 7.0 replies
+    with its error and then +OK, and turns tracking on; see the README.)"""
+    _same(
+        ports,
+        [True, True, True, True, False],
+        [
+            (0, "CLIENT", "TRACKING", "on", "BCAST", "PREFIX", "a", "PREFIX", "b"),
+            (0, "CLIENT", "TRACKING", "on", "BCAST", "PREFIX", "ab"),
+            (0, "CLIENT", "TRACKING", "on", "BCAST", "PREFIX", "c", "PREFIX", "bb", "PREFIX", "a"),
+            (0, "CLIENT", "TRACKING", "on", "BCAST", "PREFIX", "x", "PREFIX", "y", "PREFIX", "xy"),
+            (0, "CLIENT", "TRACKING", "on", "BCAST", "PREFIX", "x", "PREFIX", "x"),
+            (0, "CLIENT", "TRACKING", "on", "BCAST", "PREFIX", ""),
+            (0, "CLIENT", "TRACKING", "on", "BCAST", "PREFIX", "c", "PREFIX", "d"),
+            (0, "CLIENT", "TRACKINGINFO"),
+            (1, "CLIENT", "TRACKING", "on", "BCAST", "PREFIX", "", "PREFIX", "k"),
+            (1, "CLIENT", "TRACKING", "on", "BCAST"),
+            (1, "CLIENT", "TRACKING", "on", "BCAST", "PREFIX", "z"),
+            (1, "CLIENT", "TRACKING", "on", "BCAST", "PREFIX", ""),
+            (2, "CLIENT", "TRACKING", "on", "BCAST", "PREFIX", "ab", "PREFIX", "b", "PREFIX", "a"),
+            (2, "CLIENT", "TRACKING", "on", "BCAST", "PREFIX", "ab", "PREFIX", "abc", "PREFIX", "a"),
+            (2, "CLIENT", "TRACKING", "on", "BCAST", "PREFIX", "m"),
+            (2, "CLIENT", "TRACKING", "on", "BCAST"),  # ("" beside "m")
+            (2, "CLIENT", "TRACKING", "on", "BCAST", "PREFIX", "mm", "PREFIX", "n"),
+            (2, "CLIENT", "TRACKINGINFO"),
+            (3, "CLIENT", "TRACKING", "on", "BCAST", "PREFIX", "a\x00b", "PREFIX", "a\x00"),
+            (4, "MSET", "ab", "1", "bb", "2", "d1", "3", "mm", "4", "zz", "5"),
+        ],
+    )
+
+
+def test_bcast_many_prefixes_keep_the_server_responsive(ports):
+    """20,000 prefixes in one CLIENT TRACKING: another client's PING sent
+    right after it is answered (the check compared every pair of prefixes:
+    20,000 held every client of the acceptor for minutes), and the replies
+    and invalidations are Redis's, collisions among many prefixes included.
+    (Redis compares every pair too, a second or two here: hence the minute
+    each reply may take, a guard against a hang, not a timing.)"""
+    n = 20000
+
+    def prefixes(fmt: str, first: str | None = None) -> list[bytes]:
+        out = [b"PREFIX", first.encode()] if first is not None else []
+        for i in range(n):
+            out += [b"PREFIX", (fmt % i).encode()]
+        return out
+
+    def run(port: int) -> list:
+        admin = redis.Redis(port=port)
+        admin.flushall()
+        conns = [Conn(port, True) for _ in range(3)]
+        bcast, other, writer = conns
+        rows = []
+        try:
+            bcast.send(b"CLIENT", b"TRACKING", b"on", b"BCAST", *prefixes("p%05d:"))
+            rows.append(other.drain(60))  # (its PING is answered)
+            rows.append(bcast.drain(60))
+            # Against the client's 20,000 prefixes:
+            bcast.send(b"CLIENT", b"TRACKING", b"on", b"BCAST", b"PREFIX", b"q:", b"PREFIX", b"p12345:x")
+            rows.append(bcast.drain(60))
+            bcast.send(b"CLIENT", b"TRACKING", b"on", b"BCAST", b"PREFIX", b"p1")
+            rows.append(bcast.drain(60))
+            bcast.send(b"CLIENT", b"TRACKING", b"off")
+            # The first of 20,001 the same as the last:
+            bcast.send(b"CLIENT", b"TRACKING", b"on", b"BCAST", *prefixes("r%05d:", first="r19999:"))
+            rows.append(bcast.drain(60))
+            bcast.send(b"CLIENT", b"TRACKING", b"on", b"BCAST", *prefixes("p%05d:"))
+            rows.append(bcast.drain(60))
+            writer.send(b"MSET", b"p00042:k", b"1", b"p19999:a", b"2", b"q:x", b"3", b"r00001:", b"4")
+            rows.append(writer.drain())
+            rows.append(bcast.drain())
+            writer.send(b"SET", b"p12345:x", b"1")
+            rows.append(writer.drain())
+            rows.append(bcast.drain())
+            return rows
+        finally:
+            for conn in conns:
+                conn.close()
+            admin.close()
+
+    expected = run(ports["redis"])
+    assert expected[1] == b"+OK\r\n" and b"p00042:k" in expected[7]
+    assert run(ports["shardkv"]) == expected
