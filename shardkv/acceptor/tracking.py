@@ -64,6 +64,13 @@ CHANNEL = b"__redis__:invalidate"
 TABLE: dict[bytes, set[int]] = {}
 # prefix -> (its BCAST clients, the keys changed this turn -> the client that changed them)
 PREFIXES: dict[bytes, tuple[dict[Client, None], dict[bytes, Client | None]]] = {}
+# How many of PREFIXES have each length, and those lengths ascending: a
+# changed key looks up its own first bytes of each length (Redis walks its
+# prefix tree along the key), not every prefix.
+_LENGTH_COUNTS: dict[int, int] = {}
+_LENGTHS: list[int] = []
+# The prefixes with keys changed since the last broadcast.
+_CHANGED: dict[bytes, None] = {}
 
 
 class Tracking:
@@ -454,10 +461,31 @@ def enable(
         for prefix in prefixes or [b""]:
             entry = PREFIXES.get(prefix)
             if entry is None:
-                entry = PREFIXES[prefix] = ({}, {})
+                entry = _register(prefix)
             if client not in entry[0]:
                 entry[0][client] = None
                 state.prefixes.append(prefix)
+
+
+def _register(prefix: bytes) -> tuple[dict[Client, None], dict[bytes, Client | None]]:
+    """A prefix that no BCAST client had: its entry of :data:`PREFIXES`."""
+    entry: tuple[dict[Client, None], dict[bytes, Client | None]] = ({}, {})
+    PREFIXES[prefix] = entry
+    count = _LENGTH_COUNTS.get(len(prefix), 0)
+    _LENGTH_COUNTS[len(prefix)] = count + 1
+    if not count:
+        _LENGTHS[:] = sorted(_LENGTH_COUNTS)
+    return entry
+
+
+def _unregister(prefix: bytes) -> None:
+    """The last BCAST client of ``prefix`` left it."""
+    del PREFIXES[prefix]
+    count = _LENGTH_COUNTS.pop(len(prefix)) - 1
+    if count:
+        _LENGTH_COUNTS[len(prefix)] = count
+    else:
+        _LENGTHS[:] = sorted(_LENGTH_COUNTS)
 
 
 def _redirect(client: Client, state: Tracking, redirect: int) -> None:
@@ -481,7 +509,7 @@ def disable(client: Client) -> None:
         if entry is not None:
             entry[0].pop(client, None)
             if not entry[0]:
-                del PREFIXES[prefix]
+                _unregister(prefix)
     client.tracking = None
     STATE.clients -= 1
     # As Redis's disableTracking, the table keeps the keys the client read:
@@ -973,14 +1001,24 @@ def _invalidate_key(
     ``evicted``: over ``tracking-table-max-keys`` (see :func:`_reads_after`);
     ``ran``: a client whose reads in flight all ran before the change."""
     if bcast and PREFIXES:
-        for prefix, (_, changed) in PREFIXES.items():
-            if key.startswith(prefix):
-                changed[key] = changer
-                if not STATE.flush_due:
-                    STATE.flush_due = True
-                    _BROADCAST.due(server)
-                if STATE.remote_bcast:
-                    _promise()
+        # Each prefix the key starts with: its first bytes of each length
+        # that a prefix has (Redis walks its prefix tree along the key).
+        found = False
+        for length in _LENGTHS:
+            if length > len(key):
+                break
+            prefix = key[:length]
+            entry = PREFIXES.get(prefix)
+            if entry is not None:
+                entry[1][key] = changer
+                _CHANGED[prefix] = None
+                found = True
+        if found:
+            if not STATE.flush_due:
+                STATE.flush_due = True
+                _BROADCAST.due(server)
+            if STATE.remote_bcast:
+                _promise()
     ids = TABLE.pop(key, None)
     if not ids:
         return
@@ -1109,7 +1147,12 @@ def _broadcast(server) -> None:
     try:
         # In Redis's order: prefixes, and the keys of each, sorted byte-wise
         # (both are radix trees there), whatever order they changed in.
-        for _prefix, (clients, changed) in sorted(PREFIXES.items()):
+        for prefix in sorted(_CHANGED):
+            del _CHANGED[prefix]
+            entry = PREFIXES.get(prefix)
+            if entry is None:  # (its last client turned tracking off)
+                continue
+            clients, changed = entry
             if not changed:
                 continue
             keys = sorted(changed)

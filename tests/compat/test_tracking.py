@@ -1517,3 +1517,55 @@ def test_bcast_many_prefixes_keep_the_server_responsive(ports):
     expected = run(ports["redis"])
     assert expected[1] == b"+OK\r\n" and b"p00042:k" in expected[7]
     assert run(ports["shardkv"]) == expected
+
+
+def _no_overlap(rng, count: int) -> list[str]:
+    """Up to ``count`` random prefixes (of a, b), none starting another."""
+    out: list[str] = []
+    for _ in range(count):
+        p = "".join(rng.choice("ab") for _ in range(rng.randrange(4)))
+        if all(not (p.startswith(q) or q.startswith(p)) for q in out):
+            out.append(p)
+    return out
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_bcast_random_prefixes_and_keys(ports, seed):
+    """Random prefixes (overlapping between clients, the empty one too)
+    and random writes, some by the BCAST clients themselves: each BCAST
+    client, with NOLOOP, REDIRECT to RESP2 Pub/Sub or to RESP3, gets
+    Redis's invalidations."""
+    import random
+
+    rng = random.Random(seed)
+    # 0, 1 (NOLOOP), 3 (REDIRECT to 5): RESP3; 2 (REDIRECT to 4): RESP2;
+    # 4: RESP2 subscribed; 5: RESP3; 6: a writer with no tracking.
+    resp3 = [True, True, False, True, False, True, True]
+    steps: list = [(4, "SUBSCRIBE", "__redis__:invalidate")]
+    options = [[], ["NOLOOP"], ["REDIRECT", "$id4"], ["REDIRECT", "$id5"]]
+    for c, extra in enumerate(options):
+        mine = _no_overlap(rng, rng.randrange(5))
+        cut = rng.randrange(len(mine) + 1)
+        for part in (mine[:cut], mine[cut:]) if mine else ([],):
+            if part or not mine:
+                args = [a for p in part for a in ("PREFIX", p)]
+                steps.append((c, "CLIENT", "TRACKING", "on", "BCAST", *extra, *args))
+    keys = sorted({"".join(rng.choice("ab") for _ in range(rng.randrange(1, 5))) for _ in range(16)})
+    # With several acceptors a write to several shards may be told in a
+    # push per shard, then in one (see the README): one slot per command.
+    one_slot = int(os.environ.get("SHARDKV_TEST_ACCEPTORS", "1")) > 1
+    for _ in range(25):
+        # Not 0: a BCAST client's own write, with the PING of the step
+        # pipelined behind it, may be told after the PONG (see the README).
+        writer = rng.choice([1, 2, 3, 6])
+        what = rng.randrange(3)
+        chosen = rng.sample(keys, min(len(keys), rng.randrange(1, 4 if what == 1 else 3)))
+        if one_slot and len(chosen) > 1:
+            chosen = [k + "{t}" for k in chosen]
+        if what == 0:
+            steps.append((writer, "SET", chosen[0], "v"))
+        elif what == 1:
+            steps.append((writer, "MSET", *[a for k in chosen for a in (k, "v")]))
+        else:
+            steps.append((writer, "DEL", *chosen))
+    _same(ports, resp3, steps)

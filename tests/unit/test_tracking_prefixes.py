@@ -1,10 +1,12 @@
-"""BCAST prefixes: the collision check of CLIENT TRACKING ... PREFIX,
-checked against a port of Redis's own loop (``checkPrefixCollisionsOrReply``)
-on random inputs; what it costs is counted, not timed."""
+"""BCAST prefixes: the collision check of CLIENT TRACKING ... PREFIX, and
+which prefixes a changed key falls under.  Checked against a port of
+Redis's own loops (``checkPrefixCollisionsOrReply``, the prefix walk) on
+random inputs; what they cost is counted, not timed."""
 
 from __future__ import annotations
 
 import random
+from types import SimpleNamespace
 
 import pytest
 
@@ -104,3 +106,45 @@ def test_many_prefixes_cost_n_log_n_comparisons(clash: str) -> None:
     finally:
         _Counted.budget = 1 << 62
     assert error == expected
+
+
+class _CountedPrefixes(dict):
+    """PREFIXES, counting the entries looked at."""
+
+    looked = 0
+
+    def get(self, key, default=None):
+        type(self).looked += 1
+        return super().get(key, default)
+
+    def items(self):
+        type(self).looked += len(self)
+        return super().items()
+
+
+def test_a_changed_key_looks_up_its_own_prefixes_only(monkeypatch) -> None:
+    """A changed key finds the prefixes it starts with by looking up its
+    own first bytes of each prefix length (Redis walks its prefix tree
+    along the key), not by trying all 5000 prefixes of 20 clients."""
+    monkeypatch.setattr(tracking, "PREFIXES", _CountedPrefixes())
+    monkeypatch.setattr(tracking, "_LENGTH_COUNTS", {})
+    monkeypatch.setattr(tracking, "_LENGTHS", [])
+    monkeypatch.setattr(tracking, "_CHANGED", {})
+    monkeypatch.setattr(tracking, "TABLE", {})
+    monkeypatch.setattr(tracking.STATE, "flush_due", True)  # (no loop to schedule a broadcast on)
+    rng = random.Random(7)
+    prefixes = {b"c%02dp%04d:" % (c, i) for c in range(20) for i in range(250)}
+    prefixes |= {b"", b"c01", b"c01p0001:x"} | set(_words(rng, 40))
+    for prefix in prefixes:
+        tracking._register(prefix)
+    server = SimpleNamespace(clients={})
+    keys = [b"k%d" % i for i in range(200)] + [b"c01p0001:xy", b"c19p0249:", b"ab", b"b"] + _words(rng, 50)
+    lengths = {len(p) for p in prefixes}
+    for key in keys:
+        _CountedPrefixes.looked = 0
+        tracking._invalidate_key(server, key, None, bcast=True)
+        assert _CountedPrefixes.looked <= len(lengths), key
+    for prefix in prefixes:
+        changed = sorted(tracking.PREFIXES[prefix][1])
+        assert changed == sorted({k for k in keys if k.startswith(prefix)}), prefix
+    assert set(tracking._CHANGED) == {p for p in prefixes if tracking.PREFIXES[p][1]}
