@@ -275,8 +275,10 @@ class Client(Dispatch, asyncio.Protocol):
         # The last spelling looked up, its command and the argument counts
         # that make it a plain single-key one (its arity; (1, 0) for other
         # commands): a pipeline repeats one, and a comparison costs less
-        # than the hash of a new name.
-        name_seen = b""
+        # than the hash of a new name.  None, which no spelling equals
+        # (b"" is one: an empty name), until the first lookup and after
+        # each command that took the slow path.
+        name_seen: bytes | None = None
         cmd = None
         fewest, most = 1, 0
         for args, raw in rest:
@@ -322,7 +324,10 @@ class Client(Dispatch, asyncio.Protocol):
                     links[shard].send_slotted(run)
                 runs = None
             self.execute(args, raw)
-            name_seen = b""  # (a spelling new to the table is known now: see commands.lookup)
+            # Forget the last lookup (a spelling new to the table is known
+            # now: see commands.lookup), its command and counts with it.
+            name_seen = cmd = None
+            fewest, most = 1, 0
             for link in links:  # a whole step (MSET's parts, an EXEC) is queued
                 link.step_done()
             if self.closing or self.state.blocked_token:
