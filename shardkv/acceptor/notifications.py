@@ -97,16 +97,25 @@ STATE = _State()
 
 
 def publish(server, events: list, origin: object) -> None:
+    """Publish a command's events.  ``origin``: the sink of the command
+    (its reply slot, or what gathers its parts and holds its slot), whose
+    reply is delivered right after: a subscriber that sent the command
+    gets its own notifications before that reply, even behind replies of
+    its later commands that are in already, as Redis writes them while
+    the command runs."""
     flags = STATE.flags
     if not flags & (KEYSPACE | KEYEVENT):
         return
+    before = getattr(origin, "slot", origin)
+    if not isinstance(before, Slot):
+        before = None
     for db, key, cls, event in events:
         if not flags & cls:
             continue
         if flags & KEYSPACE:
-            publish_message(server, b"__keyspace@%d__:%s" % (db, key), event)
+            publish_message(server, b"__keyspace@%d__:%s" % (db, key), event, before)
         if flags & KEYEVENT:
-            publish_message(server, b"__keyevent@%d__:%s" % (db, event), key)
+            publish_message(server, b"__keyevent@%d__:%s" % (db, event), key, before)
 
 
 def own_mask(server) -> int:

@@ -8,10 +8,14 @@ The servers are the session's shared ones, so each test sets
 
 from __future__ import annotations
 
+import socket
 import time
 
 import pytest
 import redis
+
+from tests.support.rawsocket import read_until_quiet
+from tests.support.resp import RespClient, encode_command
 
 END = "zz-end-of-script"
 
@@ -420,3 +424,68 @@ def test_config_get_and_set_render_flags(compare):
         compare("CONFIG", "GET", "notify-keyspace-events")
     compare("CONFIG", "SET", "notify-keyspace-events", "KEQ")
     compare("CONFIG", "SET", "notify-keyspace-events", "")
+
+
+# A RESP3 client's own writes, pipelined with reads of keys on other shards:
+# each write's notifications come just before its reply, as in Redis, where
+# notifyKeyspaceEvent runs inside the command.  (Inside EXEC's array, where
+# Redis writes them, they are not: see README's differences.)
+OWN_PIPELINES = {
+    "set_then_reads": (
+        [("SUBSCRIBE", "__keyspace@0__:k1")],
+        [("SET", "k1", "new"), ("GET", "k2"), ("GET", "k1")],
+    ),
+    "writes_on_every_shard": (
+        [("PSUBSCRIBE", "__key*@0__:*")],
+        [
+            ("GET", "k2"),
+            ("SET", "k1", "a"),
+            ("SET", "k3", "b"),
+            ("GET", "k4"),
+            ("INCR", "n"),
+            ("MSET", "k1", "x", "k2", "y", "k3", "z"),
+            ("GET", "k3"),
+            ("DEL", "k1", "k2", "nope"),
+            ("GET", "k1"),
+        ],
+    ),
+    "after_a_transaction": (
+        [("SUBSCRIBE", "__keyevent@0__:set", "__keyspace@0__:k4")],
+        [
+            ("MULTI",),
+            ("GET", "k1"),
+            ("EXEC",),
+            ("GET", "k2"),
+            ("SET", "k4", "c"),
+            ("GET", "k1"),
+            ("SET", "k1", "d"),
+        ],
+    ),
+}
+
+
+def _own_events(port: int, subscribe: list[tuple], pipeline: list[tuple], want: int = 1) -> bytes:
+    """What a RESP3 client subscribed by ``subscribe`` reads after sending ``pipeline``."""
+    with RespClient(port, timeout=30) as c:
+        c.command("FLUSHALL")
+        c.command("SET", "k2", "v2")
+        c.command("CONFIG", "SET", "notify-keyspace-events", "KEA")
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+            s.sendall(encode_command("HELLO", "3"))
+            read_until_quiet(s, 0.3, want=1)
+            s.sendall(b"".join(encode_command(*c) for c in subscribe))
+            read_until_quiet(s, 0.3, want=1)
+            s.sendall(b"".join(encode_command(*c) for c in pipeline))
+            return read_until_quiet(s, 0.5, want=want)[0]
+    finally:
+        with RespClient(port, timeout=30) as c:
+            c.command("CONFIG", "SET", "notify-keyspace-events", "")
+
+
+@pytest.mark.parametrize("case", sorted(OWN_PIPELINES))
+def test_own_notifications_come_before_the_reply(ports, case):
+    subscribe, pipeline = OWN_PIPELINES[case]
+    real = _own_events(ports["redis"], subscribe, pipeline)
+    assert b">3\r\n$7\r\nmessage\r\n" in real or b">4\r\n$8\r\npmessage\r\n" in real
+    assert _own_events(ports["shardkv"], subscribe, pipeline, want=len(real)) == real
