@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from functools import partial
 
 from shardkv.acceptor import monitor
 from shardkv.acceptor.blocking import after_scripts
@@ -208,6 +209,7 @@ def _reply(client: Client, replies: list[Push], new: list, gone: list) -> None:
     """Queue a (un)subscribe's confirmations, once the ``on_subscriptions``
     hooks heard of the names this acceptor started or stopped covering (a
     hook may make the confirmations wait: see shardkv.acceptor.notifications)."""
+    _limit_output(client)
     if new or gone:
         for hook in client.server.wiring.on_subscriptions:
             hook(client, new, gone)
@@ -434,21 +436,63 @@ def _deliver(client: Client, msg: _Message, limits: tuple[int, int, int], before
         client.pending.append(msg.body(client.resp3))
     client.flush()
     hard, soft, soft_seconds = limits
-    if not (hard or soft):
+    if not (hard or soft) or client.closing:
         return
     used = client.transport.get_write_buffer_size()  # type: ignore[union-attr]
     if client.pending:
         # Held behind a reply that has not come yet (a RESP3 subscriber may
         # run commands); estimated, as summing every item would be O(n).
         used += len(client.pending) * len(msg.body(client.resp3))
-    if hard and used > hard:
+    if _over(client, used, limits):
         _drop(client)
-    elif soft and used > soft:
-        since = _soft_since.setdefault(client, time.monotonic())
-        if time.monotonic() - since > soft_seconds:
+
+
+def _limit_output(client: Client) -> None:
+    """A client in Pub/Sub mode is of the pubsub class for all its output,
+    as in Redis: while it is subscribed to anything, its :meth:`flush` is
+    :func:`_flush_subscribed`, which checks every write against the limit
+    (its own replies too: a RESP3 subscriber may run any command).  The
+    flush of every other client stays the plain method, at no cost."""
+    subscribed = bool(client.state.channels or client.state.patterns)
+    if subscribed != ("flush" in vars(client)):
+        if subscribed:
+            setattr(client, "flush", partial(_flush_subscribed, client))  # noqa: B010 (mypy: method-assign)
+        else:
+            delattr(client, "flush")
+
+
+def _flush_subscribed(client: Client) -> None:
+    """:meth:`Client.flush` for a subscribed client: what it is about to
+    write, with what its socket still holds, over the pubsub limit closes
+    it instead, nothing more written (as Redis closes a client whose
+    output buffer grew past the limit before it writes)."""
+    limits = _limits(client.server)
+    transport = client.transport
+    if (limits[0] or limits[1]) and transport is not None and not client.closing and not client.closed:
+        ready = 0
+        for item in client.pending:
+            data = item if type(item) is bytes else item.data
+            if data is None:
+                break
+            ready += len(data)
+        if ready and _over(client, transport.get_write_buffer_size() + ready, limits):
             _drop(client)
-    elif _soft_since:
+            return
+    Client.flush(client)
+
+
+def _over(client: Client, used: int, limits: tuple[int, int, int]) -> bool:
+    """Whether ``used`` bytes of output put ``client`` past its limits
+    (the soft one for longer than its seconds)."""
+    hard, soft, soft_seconds = limits
+    if hard and used > hard:
+        return True
+    if soft and used > soft:
+        since = _soft_since.setdefault(client, time.monotonic())
+        return time.monotonic() - since > soft_seconds
+    if _soft_since:
         _soft_since.pop(client, None)
+    return False
 
 
 def _drop(client: Client) -> None:

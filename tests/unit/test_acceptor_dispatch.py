@@ -88,6 +88,12 @@ class MemoryTransport:
     def close(self) -> None:
         self.closed = True
 
+    def abort(self) -> None:
+        self.closed = True
+
+    def get_write_buffer_size(self) -> int:  # (a subscribed client's flush checks its limit)
+        return 0
+
 
 def build(nshards: int = 2, **settings: object) -> tuple[Acceptor, list[FakeLink]]:
     cfg = config.defaults()
