@@ -319,9 +319,11 @@ _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 
 try:
+    from hiredis import HiredisError as _HiredisError
     from hiredis import Reader as _HiredisReader
 except ImportError:  # pragma: no cover - hiredis is a dependency
     _HiredisReader = None  # type: ignore[assignment, misc]
+    _HiredisError = ValueError  # type: ignore[assignment, misc]
 
 
 # A header at most this is a plain entry in database 0 (RESP3 or PART at most).
@@ -404,12 +406,17 @@ def decode_batch(payload: bytes) -> list[Any]:
     more than the decoding of a short entry.  Its reader is kept for the
     next payload (making one costs as much as decoding a few entries),
     unless it read a big payload (its buffer would stay that big) or a
-    bad one (it may hold part of an entry)."""
+    bad one: anything but one whole array and nothing after it, a whole
+    array followed by part of an entry too (:class:`BadMessage`; the
+    reader, which holds the rest, is dropped)."""
     if _HiredisReader is not None:
         reader = _BATCH_READERS.pop() if _BATCH_READERS else _HiredisReader()
         reader.feed(payload, 1)
-        items = reader.gets()
-        if type(items) is not list or reader.gets() is not False:
+        try:
+            items = reader.gets()
+        except _HiredisError as e:
+            raise BadMessage(f"a B frame that is not one whole array: {e}") from None
+        if type(items) is not list or reader.has_data():
             raise BadMessage(f"a B frame that is not one whole array: {payload[:64]!r}")
         if len(payload) <= _KEEP_READER_MAX:
             _BATCH_READERS.append(reader)

@@ -631,3 +631,22 @@ def test_random_pairs_past_big_array_are_drawn_a_slice_at_a_time(shard, monkeypa
     r3 = b",1.5\r\n" if value is None else value
     assert resp2 == b"*400000\r\n" + (member + r2) * 200_000
     assert resp3 == b"*200000\r\n" + (b"*2\r\n" + member + r3) * 200_000
+
+
+@pytest.mark.parametrize("tail", [b"*2\r\n$3\r\nSET", b"*1\r\n$1\r\nx\r\n", b"\r"])
+def test_decode_batch_refuses_a_payload_with_a_tail_and_reads_the_next(tail):
+    """A whole array then more bytes (part of an entry, or a whole one) is
+    a bad payload, and the next good payload still reads: the reader kept
+    between payloads must not keep the tail."""
+    good = wire.encode_batch([0, [b"GET", b"k"]])
+    with pytest.raises(wire.BadMessage):
+        wire.decode_batch(good + tail)
+    with pytest.raises(wire.BadMessage):
+        wire._decode_batch_py(good + tail)
+    assert wire.decode_batch(good) == [0, [b"GET", b"k"]]
+
+
+def test_decode_batch_refuses_bytes_that_are_no_resp():
+    with pytest.raises(wire.BadMessage):
+        wire.decode_batch(b"B*2\r\n:0\r\n*1\r\n$3\r\nGET\r\n!x")
+    assert wire.decode_batch(wire.encode_batch([0, [b"GET", b"k"]])) == [0, [b"GET", b"k"]]
