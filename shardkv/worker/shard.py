@@ -692,6 +692,10 @@ class Shard:
                     append(wire.encode_part(value))
                     if noted is not None and len(noted) > start:
                         self.part_spans.append((start, len(noted)))
+                    if args[0][:1] == b"_":  # __config, __resetstat... (as a fan-out's part): see plain_table
+                        table = self.plain_table()
+                        plain_get = _NOT_PLAIN if table is None else table.get
+                        fast_name = b""
                     slow_ns = _slow_ns(stats)
                     counts_only = _counts_only(persistence)
                     fast_below = _fast_below(table, writer, noted, blocked, counts_only, persistence)

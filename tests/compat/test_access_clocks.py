@@ -147,6 +147,33 @@ def test_freq_counts_pipelined_accesses(lfu):
     assert replies[1] == replies[0]
 
 
+def test_policy_set_in_a_pipeline_counts_the_commands_after_it(compare):
+    """CONFIG SET maxmemory-policy allkeys-lfu, then GET, SET, INCR in the
+    same pipeline: they count under LFU, and OBJECT FREQ stays an LFU
+    counter (0..255), of a key set before the switch too."""
+    replies = []
+    try:
+        for c in (compare.real, compare.ours):
+            c.set("old", "some value")
+            pipe = c.pipeline(transaction=False)
+            pipe.config_set("maxmemory-policy", "allkeys-lfu")
+            pipe.config_set("lfu-log-factor", "0")
+            pipe.config_set("lfu-decay-time", "0")
+            pipe.set("k", "some value")
+            pipe.get("k")
+            pipe.set("n", "12345678901")
+            pipe.incr("n")
+            pipe.object("FREQ", "k")
+            pipe.object("FREQ", "n")
+            pipe.object("FREQ", "old")
+            replies.append(pipe.execute())
+    finally:
+        _configure(compare, {"maxmemory-policy": "noeviction", "lfu-log-factor": "10", "lfu-decay-time": "1"})
+    for reply in replies:
+        assert 0 <= reply.pop() <= 255  # (Redis reads the key's LRU bits as a counter)
+    assert replies[1] == replies[0]
+
+
 # Commands that look their key up and then write it: Redis counts the lookup
 # and keeps the counter when it changes the value in place or overwrites it
 # (dbOverwrite), one access; SET looks the key up once more with GET, and

@@ -244,3 +244,32 @@ def test_lazyfreed_objects_counts_what_unlink_frees_in_the_background(both):
             c.config_set("lazyfree-lazy-user-del", "no")
     assert seen[1] == seen[0], seen
     assert seen[0] == [0, 0, 2, 2, 3, 3, 4, 5, 0]
+
+
+def _commandstats_calls(c: redis.Redis) -> dict[str, int]:
+    return {name: row["calls"] for name, row in c.info("commandstats").items()}
+
+
+def test_commands_after_resetstat_in_a_pipeline_are_counted(both):
+    """CONFIG RESETSTAT in the middle of a pipeline: the commands after it
+    show in commandstats and latencystats, those before it do not."""
+    seen = []
+    for c in both:
+        pipe = c.pipeline(transaction=False)
+        for _ in range(30):
+            pipe.set("k", "1")
+            pipe.get("k")
+        pipe.incr("k")
+        pipe.config_resetstat()
+        for _ in range(5):
+            pipe.set("k", "2")
+        for _ in range(3):
+            pipe.get("k")
+        pipe.incr("n")
+        pipe.incr("n")
+        pipe.execute()
+        calls = _commandstats_calls(c)
+        latency = sorted(c.info("latencystats"))
+        seen.append((calls, latency))
+    assert seen[1] == seen[0]
+    assert seen[0][0]["cmdstat_set"] == 5
