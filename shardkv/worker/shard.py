@@ -696,6 +696,7 @@ class Shard:
                         table = self.plain_table()
                         plain_get = _NOT_PLAIN if table is None else table.get
                         fast_name = b""
+                        execute = self.execute if ks.memory is None else self.execute_limited
                     slow_ns = _slow_ns(stats)
                     counts_only = _counts_only(persistence)
                     fast_below = _fast_below(table, writer, noted, blocked, counts_only, persistence)
@@ -794,6 +795,7 @@ class Shard:
                             table = self.plain_table()
                             plain_get = _NOT_PLAIN if table is None else table.get
                             fast_name = b""  # (its entries may be new: see plain_table)
+                            execute = self.execute if ks.memory is None else self.execute_limited
                         slow_ns = _slow_ns(stats)
                         counts_only = _counts_only(persistence)
                         fast_below = _fast_below(table, writer, noted, blocked, counts_only, persistence)

@@ -388,6 +388,35 @@ def test_noeviction_oom_and_config_set_reaches_workers(pair):
 
 
 @pytest.mark.slow
+def test_config_set_maxmemory_holds_for_the_commands_after_it_in_a_pipeline(pair):
+    """CONFIG SET maxmemory 1, then SET and INCR in the same pipeline:
+    refused with -OOM, as in Redis, and allowed again after maxmemory 0."""
+
+    def check(name, port):
+        with redis.Redis(port=port) as c:
+            c.flushall()
+            c.config_set("maxmemory-policy", "noeviction")
+            pipe = c.pipeline(transaction=False)
+            pipe.set("a", "1")
+            pipe.config_set("maxmemory", 1)
+            pipe.set("b", "1")
+            pipe.incr("a")
+            pipe.get("a")
+            pipe.config_set("maxmemory", 0)
+            pipe.set("b", "1")
+            try:
+                replies = pipe.execute(raise_on_error=False)
+            finally:
+                c.config_set("maxmemory", 0)
+            return [("error", str(r)) if isinstance(r, redis.ResponseError) else r for r in replies]
+
+    results = on_both(pair, check)
+    assert results["shardkv"] == results["redis"]
+    oom = ("error", OOM_TEXT)
+    assert results["redis"] == [True, True, oom, oom, b"1", True, True]
+
+
+@pytest.mark.slow
 def test_maxmemory_reaches_a_restarted_worker(pair):
     """shardkv only: a worker the supervisor restarts gets the setting too."""
     proc = pair["shardkv"]
