@@ -131,9 +131,10 @@ def _rows(total: Stats) -> dict[str, dict]:
     """Each command's entry (its calls and cumulative histogram), for those with data."""
     out: dict[str, dict] = {}
     for name, row in total.commands.items():
-        calls, hist = row[0], row[4]
+        hist = row[4]
         if not hist:
             continue
+        calls = sum(hist.values())  # (Redis's histogram's total count: the calls tracked)
         # Cumulative counts at powers of two of microseconds, as Redis prints
         # its HdrHistogram (the first bucket at 1 µs).
         by_power: dict[int, int] = {}

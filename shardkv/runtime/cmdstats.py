@@ -462,12 +462,16 @@ class Stats:
         self.errors.clear()
         self.error_replies = 0
 
-    def report(self) -> list:
-        """What a worker sends the acceptor: plain values, for marshal."""
+    def fold_pending(self) -> None:
+        """Fold every row's pending times (see :meth:`fold`)."""
         for row in self.script_rows:
             self.fold(row)
         for row in self.commands.values():
             self.fold(row)
+
+    def report(self) -> list:
+        """What a worker sends the acceptor: plain values, for marshal."""
+        self.fold_pending()
         return [
             {k: [v[0], v[1], v[2], v[3], dict(v[4])] for k, v in self.commands.items()},
             dict(self.errors),
@@ -667,6 +671,13 @@ def apply_settings(stats: Stats, settings: dict[str, str]) -> None:
     if "slowlog-max-len" in settings:
         stats.slow_max = int(settings["slowlog-max-len"])
     if "latency-tracking" in settings:
-        stats.tracking = settings["latency-tracking"] in ("yes", "True", "true", "1")
+        tracking = settings["latency-tracking"] in ("yes", "True", "true", "1")
+        if tracking != stats.tracking:
+            # The calls before the change count under the setting they ran
+            # with: their times, pending until a fold, are folded now.
+            stats.fold_pending()
+            if stats.apart is not None:
+                stats.apart.fold_pending()
+            stats.tracking = tracking
     if stats.apart is not None:
         stats.apart.align(stats)

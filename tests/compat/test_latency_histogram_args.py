@@ -9,7 +9,7 @@ has no data, nothing.  In RESP3 the reply is a map whose keys may repeat.
 
 from __future__ import annotations
 
-from tests.support.resp import RespClient
+from tests.support.resp import RespClient, encode_command
 
 ASKED = ("config", "ping", "ping", "set", "nosuch", "CONFIG|GET", "client", "get|x", "config|nosuch", "echo")
 
@@ -56,3 +56,30 @@ def test_latency_histogram_names_in_order_repeated_and_expanded(redis_and_shardk
         b"set",
     ]
     assert _scenario(ours) == want
+
+
+def _tracked_calls(port: int) -> dict:
+    """Pipelined GETs and SETs with latency-tracking switched off and on in
+    the middle: the calls each histogram counts (its total count)."""
+    c = RespClient(port)
+    try:
+        c.command("CONFIG", "RESETSTAT")
+        pipeline = [("GET", "lt")] * 20 + [("SET", "lt", "v")] * 20
+        pipeline += [("CONFIG", "SET", "latency-tracking", "no")]
+        pipeline += [("GET", "lt")] * 30 + [("SET", "lt", "w")] * 30
+        pipeline += [("CONFIG", "SET", "latency-tracking", "yes")]
+        pipeline += [("GET", "lt")] * 5
+        c.sock.sendall(b"".join(encode_command(*args) for args in pipeline))
+        for _ in pipeline:
+            c.read_reply()
+        flat = c.command("LATENCY", "HISTOGRAM", "get", "set")
+        return {flat[i]: flat[i + 1][1] for i in range(0, len(flat), 2)}  # type: ignore[index]
+    finally:
+        c.close()
+
+
+def test_latency_tracking_switched_mid_pipeline_counts_only_tracked_calls(redis_and_shardkv_k12) -> None:
+    real, ours, _acceptors = redis_and_shardkv_k12
+    want = _tracked_calls(real)
+    assert want == {b"get": 25, b"set": 20}
+    assert _tracked_calls(ours) == want
