@@ -92,6 +92,8 @@ TYPE_NAMES: dict[type, str] = {
 EXPIRED = 1 << 8
 EVICTED = 1 << 9
 KEYMISS = 1 << 11
+# Redis's OBJ_ENCODING_EMBSTR_SIZE_LIMIT + 1: a string this long is raw.
+RAW_MIN = 45
 
 
 def slot_of(key: bytes) -> int:
@@ -151,6 +153,12 @@ class Keyspace:
         # from ``clock_base``; ``lfu`` while an LFU policy is in force.
         self.clock_base = self.now
         self.lfu = False
+        # The short strings (at most RAW_MIN - 1 bytes) last changed in
+        # place (APPEND, SETRANGE, SETBIT...), by (database, key), as the
+        # ``bytes`` that replaced their ``bytearray``: Redis's are raw,
+        # whatever they hold (OBJECT ENCODING; a longer one is raw anyway).
+        # A new value of the key is another object, and no longer raw.
+        self.raw_strings: dict[tuple[int, bytes], bytes] = {}
         self.expired_keys = 0  # stats, as INFO reports them
         self.lazyfreed_objects = 0  # values UNLINK freed as Redis would in the background
         # Keyspace hits and misses: while ``counting`` is on (a read-only
@@ -346,7 +354,7 @@ class Keyspace:
         if self.counting:
             self.hits += 1
         if type(value) is bytearray:
-            value = self.data[slot][key] = bytes(value)
+            value = self._settle(slot, key, value)
         return value
 
     def peek(self, key: bytes) -> object | None:
@@ -354,8 +362,19 @@ class Keyspace:
         (Redis's ``LOOKUP_NOTOUCH``: TYPE, EXISTS, TTL, OBJECT...)."""
         value = self.peek_raw(key)
         if type(value) is bytearray:
-            value = self.data[slot_of(key)][key] = bytes(value)
+            value = self._settle(slot_of(key), key, value)
         return value
+
+    def _settle(self, slot: int, key: bytes, value: bytearray) -> bytes:
+        """A string changed in place becomes ``bytes`` again (see :attr:`raw_strings`)."""
+        settled = self.data[slot][key] = bytes(value)
+        if len(settled) < RAW_MIN:
+            self.raw_strings[self.db, key] = settled
+        return settled
+
+    def is_raw(self, key: bytes, value: bytes) -> bool:
+        """Is ``value``, the string at ``key``, one changed in place (Redis: raw)?"""
+        return self.raw_strings.get((self.db, key)) is value
 
     def lookup_raw(self, key: bytes) -> object | None:
         """Like :meth:`lookup`, but a string may come back as the
@@ -491,6 +510,9 @@ class Keyspace:
         self.select(here)
 
     def _flush_current(self) -> None:
+        if self.raw_strings:
+            db = self.db
+            self.raw_strings = {k: v for k, v in self.raw_strings.items() if k[0] != db}
         if not any(self.data) and not any(self.expires):
             # Already empty: nothing to remove, and no 2 x SLOTS tables to
             # build again (a FLUSHALL visits every database ever selected).
@@ -510,6 +532,8 @@ class Keyspace:
     def _remove(self, slot: int, key: bytes) -> None:
         del self.data[slot][key]
         self.clocks.pop(key, None)
+        if self.raw_strings:
+            self.raw_strings.pop((self.db, key), None)
         exp = self.expires[slot]
         if exp and exp.pop(key, None) is not None:
             self.nvolatile -= 1

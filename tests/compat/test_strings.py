@@ -572,3 +572,29 @@ def test_strings_changed_in_place_read_back_everywhere(r):
     for cmd in (("APPEND", "list", "x"), ("SETBIT", "list", 0, 1), ("SETRANGE", "list", 0, "x")):
         with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
             r.execute_command(*cmd)
+
+
+@pytest.mark.parametrize(
+    "commands",
+    [
+        [("SETRANGE", "k", "0", "9")],
+        [("SETRANGE", "k", "3", "ab")],
+        [("SET", "k", "5"), ("SETRANGE", "k", "0", "7")],
+        [("SET", "k", "1"), ("APPEND", "k", "1")],
+        [("SET", "k", "abc"), ("APPEND", "k", "d")],
+        [("APPEND", "k", "12")],
+        [("SETBIT", "k", "1", "1")],
+        [("SET", "k", "12"), ("SETBIT", "k", "1", "1")],
+        [("SETRANGE", "k", "0", "9"), ("INCR", "k")],
+        [("SETRANGE", "k", "0", "9"), ("GET", "k"), ("SET", "k", "9")],
+        [("SETRANGE", "k", "0", "9"), ("DEL", "k"), ("SET", "k", "9")],
+        [("SELECT", "1"), ("SETRANGE", "k", "0", "9"), ("SELECT", "0"), ("SET", "k", "9")],
+    ],
+    ids=lambda commands: " ".join(" ".join(c) for c in commands),
+)
+def test_object_encoding_of_a_string_changed_in_place(compare, commands):
+    """A string SETRANGE, APPEND or SETBIT made or changed is raw, whatever
+    it holds (an INCR after it makes an int again)."""
+    for command in commands:
+        compare(*command)
+    compare("OBJECT", "ENCODING", "k")

@@ -381,6 +381,8 @@ def object_(ks: Keyspace, args: list[bytes]) -> object:
     if value is None:
         return None
     if sub == b"encoding":
+        if type(value) is bytes and ks.is_raw(args[2], value):
+            return b"raw"  # changed in place (see Keyspace.raw_strings)
         return object_encoding(value).encode()
     lfu = access.lfu_policy(ks)
     if sub == b"freq":
