@@ -69,6 +69,18 @@ def redis_and_shardkv() -> Iterator[tuple[ServerProcess, ServerProcess]]:
     ours.stop()
 
 
+@pytest.fixture(scope="module", params=[1, 2], ids=["1-shard", "2-shards"])
+def redis_and_shardkv_s12(request) -> Iterator[tuple[int, int]]:
+    """(redis-server's port, shardkv's port): a redis-server and a shardkv
+    of the module's own, the shardkv with one shard, then with two, for
+    tests whose counts differ where a script's keys may span shards."""
+    real = start_redis()
+    ours = start_shardkv(shards=request.param)
+    yield real.port, ours.port
+    real.stop()
+    ours.stop()
+
+
 @pytest.fixture(scope="module", params=[1, 2], ids=["k1", "k2"])
 def redis_and_shardkv_k12(request) -> Iterator[tuple[int, int, int]]:
     """(redis-server's port, shardkv's port, its acceptors): a redis-server

@@ -14,19 +14,13 @@ import time
 import pytest
 import redis
 
-from tests.support.servers import start_redis, start_shardkv
-
 SCRIPT = "return redis.call('get', KEYS[1])"
 PSCRIPT = "local r = redis.pcall('get', KEYS[1]) if type(r) == 'table' then return r.err end return r"
 
 
-@pytest.fixture(scope="module", params=[1, 2], ids=["1-shard", "2-shards"])
-def servers(request):
-    real = start_redis()
-    ours = start_shardkv(shards=request.param)
-    yield real.port, ours.port
-    real.stop()
-    ours.stop()
+@pytest.fixture
+def servers(redis_and_shardkv_s12) -> tuple[int, int]:
+    return redis_and_shardkv_s12
 
 
 def _get_stats(c: redis.Redis) -> tuple:

@@ -18,7 +18,6 @@ import pytest
 import redis
 
 from tests.support.placement import key_on
-from tests.support.servers import start_redis, start_shardkv
 
 # Two keys on each shard of two: the first of each pair exists ("1").
 KEYS = [key_on(0, "ha", 2), key_on(1, "ha", 2), key_on(0, "hb", 2), key_on(1, "hb", 2)]
@@ -81,13 +80,9 @@ TWO_KEYS = [
 ]
 
 
-@pytest.fixture(scope="module", params=[1, 2], ids=["1-shard", "2-shards"])
-def servers(request):
-    real = start_redis()
-    ours = start_shardkv(shards=request.param)
-    yield real.port, ours.port
-    real.stop()
-    ours.stop()
+@pytest.fixture
+def servers(redis_and_shardkv_s12) -> tuple[int, int]:
+    return redis_and_shardkv_s12
 
 
 def _reply(call, *args) -> object:

@@ -25,13 +25,9 @@ COUNTED = {"cmdstat_" + name for name in ("eval", "fcall", "incr", "rpush", "set
 LONG = "local t = {} for i = 1, 7999 do t[i] = i end\n"
 
 
-@pytest.fixture(scope="module", params=[1, 2], ids=["1-shard", "2-shards"])
-def servers(request):
-    real = start_redis()
-    ours = start_shardkv(shards=request.param)
-    yield real.port, ours.port
-    real.stop()
-    ours.stop()
+@pytest.fixture
+def servers(redis_and_shardkv_s12) -> tuple[int, int]:
+    return redis_and_shardkv_s12
 
 
 @pytest.fixture(scope="module", params=[1, 2], ids=["1-shard", "2-shards"])

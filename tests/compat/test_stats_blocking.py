@@ -122,11 +122,15 @@ CASES = {
 }
 
 
-def _scenario(port: int, acceptors: int) -> dict[str, dict[str, str]]:
+def _two_clients(port: int, acceptors: int) -> tuple[RespClient, RespClient]:
+    """Two connections: on one acceptor, or on the first two of several."""
     if acceptors == 1:
-        c, b = RespClient(port), RespClient(port)
-    else:
-        c, b = client_on(port, 0, k=acceptors), client_on(port, 1, k=acceptors)
+        return RespClient(port), RespClient(port)
+    return client_on(port, 0, k=acceptors), client_on(port, 1, k=acceptors)
+
+
+def _scenario(port: int, acceptors: int) -> dict[str, dict[str, str]]:
+    c, b = _two_clients(port, acceptors)
     bid = int(b.command("CLIENT", "ID"))  # type: ignore[arg-type]
     seen = {}
     try:
@@ -154,10 +158,7 @@ def test_blocking_commands_are_counted_as_redis_counts_them(redis_and_shardkv_k1
 
 
 def _unblock_logged(port: int, acceptors: int) -> list:
-    if acceptors == 1:
-        c, b = RespClient(port), RespClient(port)
-    else:
-        c, b = client_on(port, 0, k=acceptors), client_on(port, 1, k=acceptors)
+    c, b = _two_clients(port, acceptors)
     try:
         bid = int(b.command("CLIENT", "ID"))  # type: ignore[arg-type]
         c.command("CONFIG", "SET", "slowlog-log-slower-than", "0")
@@ -266,10 +267,7 @@ LOGGED = {
 
 
 def _logged_scenario(port: int, acceptors: int) -> dict[str, tuple]:
-    if acceptors == 1:
-        c, b = RespClient(port), RespClient(port)
-    else:
-        c, b = client_on(port, 0, k=acceptors), client_on(port, 1, k=acceptors)
+    c, b = _two_clients(port, acceptors)
     bid = int(b.command("CLIENT", "ID"))  # type: ignore[arg-type]
     seen = {}
     try:
