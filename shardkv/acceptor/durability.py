@@ -40,6 +40,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("shardkv.acceptor")
 
 _HEADER = wire.entry_header(0)
+# SHUTDOWN NOSAVE while a script is busy, with several acceptors: how long
+# it waits for the shards' answers before it stops without them (seconds).
+_PARKED_WAIT = 1.0
 SHUTDOWN_FAILED = "ERR Errors trying to SHUTDOWN. Check logs."
 
 
@@ -61,6 +64,13 @@ class _Shutdown:
         # SHUTDOWN NOSAVE while a script is busy: the pids of the workers
         # that run it, which end at once (nothing of the script is kept).
         self.busy_pids: list[int] = []
+
+    def stop_now(self) -> None:
+        """SHUTDOWN NOSAVE with a busy script and several acceptors: stop
+        without the answers of shards still parked (see shutdown)."""
+        if self.left > 0:
+            self.left = 1
+            self.deliver(b"+OK\r\n")
 
     def deliver(self, body: bytes) -> None:
         if not body.startswith(b"+"):
@@ -139,6 +149,12 @@ def shutdown(client: Client, args: list) -> None:
     for link in links:
         if link not in busy:
             link.send(_HEADER, encode_command([Verb.SHUTDOWN, mode]), gather)
+    if busy and client.server.nacceptors > 1:
+        # Another acceptor's operation may have parked shards for the busy
+        # script: they wait for its decision and never answer this one's
+        # __shutdown.  NOSAVE keeps nothing of the script, so the server
+        # stops without their answers (the supervisor's SIGTERM ends them).
+        client.server.loop.call_later(_PARKED_WAIT, gather.stop_now)  # type: ignore[union-attr]
     if not gather.left:
         gather.left = 1
         gather.deliver(b"+OK\r\n")
