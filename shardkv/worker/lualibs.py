@@ -1552,15 +1552,14 @@ _NO_KEY = object()  # (a map's key not read yet)
 
 # -- installing -----------------------------------------------------------------------
 
-# The names of the libraries' functions (and math.random's and
-# math.randomseed's), which the prelude calls through Lua functions (see
-# luaprelude.lua): scripts are compiled with their tail calls made plain
-# calls (see luabytecode.py).
+# The names of the libraries' functions, which the prelude calls through
+# Lua functions (see luaprelude.lua): scripts are compiled with their tail
+# calls made plain calls (see luabytecode.py).
 FUNCTION_NAMES = frozenset(
     b"encode decode encode_max_depth decode_max_depth encode_number_precision encode_keep_buffer "
     b"encode_sparse_array encode_invalid_numbers decode_invalid_numbers "
     b"tobit tohex bnot band bor bxor lshift rshift arshift rol ror bswap "
-    b"pack unpack size unpack_one unpack_limit random randomseed".split()
+    b"pack unpack size unpack_one unpack_limit".split()
 )
 
 

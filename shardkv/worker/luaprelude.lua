@@ -288,7 +288,6 @@ local function rearm(f, count)
 end
 
 local as_c_function  -- (below) a Lua function whose errors are a C function's
-local as_library_function  -- (below) a Python callable's Lua wrapper: its errors a C library function's
 local readonly = setmetatable({}, {__mode = "k"}) -- proxy -> real table (see Global protection)
 -- (below) the hidden table of the globals, with this run's ARGV in it: what
 -- a raw read of _G reads (readonly[G] is that table too)
@@ -374,7 +373,6 @@ do
             return keep(rethrow(library_error(real_pcall(f, ...))))
         end
     end
-    as_library_function = wrap_named
     local function wrap_function(lib, k, f)
         if k == "encode" then return wrap_encode(f) end
         if lib == libs.modules.struct and k == "pack" then return wrap_pack(f) end
@@ -738,13 +736,10 @@ local load_redis = {
 }
 
 -- Redis's math.random and math.randomseed (redisLrand48, the same
--- sequence on every machine): Python callables, each called through a
--- Lua wrapper as the libraries' functions are, so that their errors name
--- the line that called them when they are raised (luaL_error's
--- luaL_where(L, 1)), under pcall too, where the stack is gone by the time
--- pcall returns; none when a C function called them (pcall(math.random, 0)).
-math.random = as_library_function(pyrandom)
-math.randomseed = as_library_function(pyrandomseed)
+-- sequence on every machine): C-level callables, as Redis's are, so that
+-- their errors name the script's line.
+math.random = pyrandom
+math.randomseed = pyrandomseed
 
 for name, lib in pairs(libs.modules) do G[name] = lib end
 

@@ -1079,35 +1079,6 @@ XPCALL = [
     "local co = coroutine.wrap(function() redis.call('nope') end) return {xpcall(co, function(e) return type(e) end)}",
 ]
 
-# math.random's and math.randomseed's errors (Python callables here, C
-# functions in Redis) raised in a function that pcall runs name the line
-# that called them, as luaL_error's luaL_where(L, 1) does (they named none:
-# the stack was gone when pcall returned), in the main thread or in a
-# coroutine; none when a C function called them (pcall's own call).
-PCALLED_LIBRARY_ERRORS = [
-    "return {pcall(function() return math.random(0) end)}",
-    "return {pcall(function() local x = math.random(0) return x end)}",
-    "return {pcall(function()\n return math.random(1, 2, 3) end)}",
-    "return {pcall(function() return math.random('x') end)}",
-    "return {pcall(function() return math.random(1, 0) end)}",
-    "return {pcall(function() math.randomseed() end)}",
-    "return {pcall(function() local f = math.random f(0) end)}",
-    "return {pcall(function() local f = math.random return f(0) end)}",
-    "local f = math.random return {pcall(function() return f(0) end)}",
-    "local function g() return math.random(0) end return {pcall(function() return g() end)}",
-    "return {pcall(math.random, 0)}",
-    "return {pcall(math.randomseed)}",
-    "return {pcall(pcall, math.random, 0)}",
-    "local co = coroutine.create(function() return pcall(function() return math.random(0) end) end) "
-    "return {coroutine.resume(co)}",
-    "local co = coroutine.create(function() return pcall(function() math.randomseed() end) end) "
-    "return {coroutine.resume(co)}",
-    "return {pcall(coroutine.wrap(function() return pcall(function() return math.random(0) end) end))}",
-    "return {math.random(1, 1), pcall(function() return math.random(2, 2) end)}",
-    "math.random(0)",
-    "return math.random(0)",
-]
-
 TABLES = {
     "cjson-decode-tokens-and-errors": CJSON_DECODE,
     "cjson-encode": CJSON_ENCODE,
@@ -1124,7 +1095,6 @@ TABLES = {
     "errors-caught-in-coroutines": COROUTINE_ERRORS,
     "library-errors-that-end-coroutines": COROUTINE_LIBRARY_ERRORS,
     "xpcall-handlers-get-redis-errors": XPCALL,
-    "pcalled-library-errors-name-their-line": PCALLED_LIBRARY_ERRORS,
 }
 
 
