@@ -511,7 +511,7 @@ def test_write_then_exec_with_client_unblock_pipelined_serves_first(r, server, w
 # reply they wait for, rather than wait out the rest of its 2.5 s.
 _BUSY_SCRIPT = (
     "local function now() local t = redis.call('TIME') return t[1] * 1000000 + t[2] end "
-    "local e = now() + 2500000 while now() < e do end return 1"
+    "local e = now() + 6000000 while now() < e do end return 1"
 )
 
 
