@@ -177,6 +177,16 @@ def _monitor_round(port: int) -> list[str]:
     reason="with several acceptors no scripts are grouped, and no turn orders the three clients",
 )
 def test_a_monitor_started_in_the_groups_turn_sees_none_of_the_earlier_script(servers):
-    expected, got = (_monitor_round(port) for port in servers)
-    assert got == expected
-    assert len(got) == 3  # (the later EVAL and its two calls)
+    """The three clients' commands are concurrent: the server may read the
+    later EVAL before or after the MONITOR (both servers read sockets in
+    the order they became ready), so the monitor sees that script whole
+    (its line, then its two calls) or not at all, and never a script's
+    calls without its own line (shardkv showed the earlier script's
+    ``[lua]`` lines, read before the MONITOR, when they ran in one group)."""
+    rounds = [_monitor_round(port) for port in servers for _ in range(3)]
+    whole = rounds[0] if len(rounds[0]) == 3 else next((r for r in rounds if len(r) == 3), None)
+    for lines in rounds:
+        assert lines in ([], whole), lines
+    if whole is not None:
+        assert whole[0].startswith('"EVAL"') and "'two'" in whole[0]
+        assert whole[1:] == ['"INCR" "%s"' % A, '"INCR" "%s"' % B]
