@@ -115,7 +115,8 @@ def test_a_script_whose_shards_a_group_holds_goes_once_it_is_decided(monkeypatch
     assert replies(acceptor, second_out) == b""
 
 
-def test_an_escape_runs_each_script_of_the_group_again_alone(monkeypatch, tmp_path) -> None:
+def _group_of_two(monkeypatch, tmp_path):
+    """Two clients' cross-shard scripts of one turn, every shard parked for their group."""
     acceptor, links, loop, a, b = _setup(monkeypatch, tmp_path)
     clients = [connect(acceptor) for _ in range(2)]
     for client, _ in clients:
@@ -124,6 +125,11 @@ def test_an_escape_runs_each_script_of_the_group_again_alone(monkeypatch, tmp_pa
     executor, other = acceptor.shard_of(a), acceptor.shard_of(b)
     op = _parks(links[executor])[0]
     _park_all(links, other, b)
+    return acceptor, links, loop, b, clients, executor, other, op
+
+
+def test_an_escape_runs_each_script_of_the_group_again_alone(monkeypatch, tmp_path) -> None:
+    acceptor, links, _, _, clients, executor, _, op = _group_of_two(monkeypatch, tmp_path)
     escaped = CROSS_MARKER + b" " + b"c".hex().encode() + b"\r\n"
     bodies = [b":1\r\n", escaped]
     links[executor].ops[op].control(executor, wire.Ran(op, bodies, {}, wire.NOTHING, {}, [-1, -1]))
@@ -137,14 +143,7 @@ def test_an_escape_runs_each_script_of_the_group_again_alone(monkeypatch, tmp_pa
 def test_a_shard_lost_after_the_run_answers_each_script_with_the_operations_error(
     monkeypatch, tmp_path
 ) -> None:
-    acceptor, links, loop, a, b = _setup(monkeypatch, tmp_path)
-    clients = [connect(acceptor) for _ in range(2)]
-    for client, _ in clients:
-        send(client, [b"EVAL", SCRIPT, b"2", a, b])
-    loop.turn()
-    executor, other = acceptor.shard_of(a), acceptor.shard_of(b)
-    op = _parks(links[executor])[0]
-    _park_all(links, other, b)
+    acceptor, links, loop, b, clients, executor, other, op = _group_of_two(monkeypatch, tmp_path)
     operation = links[executor].ops[op]
     bodies = [b"*2\r\n:1\r\n:1\r\n", b"*2\r\n:2\r\n:2\r\n"]
     operation.control(
