@@ -152,6 +152,7 @@ _READY = b":1\r\n"  # also a __bwait's wire.BWAIT_READY
 _CLAIMED = b":%d\r\n" % wire.BWAIT_CLAIMED
 _NO_TIMEOUT = b"0.000"  # BLOCK 0, as _stream_options gives it
 _TIMED_OUT = b":0\r\n"
+_WRONGTYPE = encode_error(errors.WRONGTYPE)[:10]  # b"-WRONGTYPE"
 # A blocked XREADGROUP's __bwait: its stream or its group is gone.
 _STREAM_GONE = frozenset(encode_error(e) for e in (errors.UNBLOCKED_STREAM_DELETED, errors.NOGROUP_BLOCKED))
 
@@ -508,12 +509,14 @@ class _CrossShard:
         self.stream = cmd.name in STREAM_READS
         self.read_only = cmd.name == "xread"
         self.move = cmd.name in SOURCE_ONLY
+        self.mpop = cmd.name in TIMEOUT_FIRST
         # The elements its __bwait's notification counts as taken (COUNT).
         self.count = _count(cmd.name, args)
         # This try's claim was notified BWAIT_READY: a BLMOVE's try replies
         # its destination's WRONGTYPE (see _served_move).
         self.ready_claim = False
         self.resolved = False
+        self.on_key = False  # the try on its way runs on a ready key alone (see attempt)
         if self.stream:
             self.timeout, self.group = _stream_options(args)
         else:
@@ -539,7 +542,11 @@ class _CrossShard:
         self.attempt()
 
     def attempt(
-        self, notified: bytes = b"", done: tuple[_Notify, ...] = (), ask: list[_Notify] | None = None
+        self,
+        notified: bytes = b"",
+        done: tuple[_Notify, ...] = (),
+        ask: list[_Notify] | None = None,
+        ready_key: bytes | None = None,
     ) -> None:
         """Try atomically; ``notified``: the notification of a ``__bwait``
         (``_READY`` or ``_CLAIMED``) this try follows, or b"" (the first
@@ -550,12 +557,21 @@ class _CrossShard:
         on their way: each ``__bclaim`` before the try says (a BLMOVE's
         ``BWAIT_READY`` makes its destination's WRONGTYPE the reply, as
         Redis served it after the write before CLIENT UNBLOCK), and each
-        ``__bdone`` after it."""
+        ``__bdone`` after it.  ``ready_key``: the key the notification
+        names: the try runs the command on that key alone (not a BLMOVE's,
+        which has one), as Redis serves a blocked client from the key made
+        ready (``serveClientsBlockedOnKey``), its other keys unread; that
+        key holding another type then is nothing to serve (see
+        :meth:`attempted`)."""
         client = self.client
         self.trying = True
         self.try_began = perf_counter_ns()
+        args, keys = self.args, self.keys
+        self.on_key = ready_key is not None and not self.move
+        if ready_key is not None and self.on_key:
+            args, keys = self._on_key(ready_key), [ready_key]
         if self.read_only:
-            self._attempt_parts()
+            self._attempt_parts(args, keys)
             return
         holds = client.server.holds if done or ask else None
         if holds is not None:
@@ -575,7 +591,7 @@ class _CrossShard:
                 commands = [self.args, [Verb.BDEST, self.args[2]]]
                 op = AtomicOp(client, commands, self.keys, self._served_move, counted=False)
             else:
-                op = AtomicOp(client, [self.args], self.keys, _first_body, counted=False)
+                op = AtomicOp(client, [args], self.keys, _first_body, counted=False)
             self.op = op
             for notify in (*(ask or ()), *done):
                 notify.link.send_control(notify.verb(Verb.BDONE), _ClaimAnswer(notify), in_step=True)
@@ -588,28 +604,29 @@ class _CrossShard:
             client.pending.pop()
         op.slot = _Attempt(self)  # type: ignore[assignment]
 
-    def _attempt_parts(self) -> None:
-        """XREAD: a read-only try needs no parking.  One ``__xread`` part per
-        shard, all queued in this one step (so they see one moment of the
-        global order), merged in the order of the keys; the first try also
-        asks each shard what ``$`` stands for (``__xlastids``)."""
+    def _attempt_parts(self, args: list[bytes], keys: list[bytes]) -> None:
+        """XREAD (``args``, of ``keys``): a read-only try needs no parking.
+        One ``__xread`` part per shard, all queued in this one step (so
+        they see one moment of the global order), merged in the order of
+        the keys; the first try also asks each shard what ``$`` stands for
+        (``__xlastids``)."""
         client = self.client
         links = client.server.links
         shard_of = client.server.shard_of
-        n = len(self.keys)
-        at = len(self.args) - n
-        head = [Verb.XREAD, *self.args[1 : at - n]]
+        n = len(keys)
+        at = len(args) - n
+        head = [Verb.XREAD, *args[1 : at - n]]
         groups: dict[int, list[int]] = {}
-        for i, key in enumerate(self.keys):
+        for i, key in enumerate(keys):
             groups.setdefault(shard_of(key), []).append(i)
         shards = list(groups.items())
         resolve = not self.resolved
         bodies = [
-            encode_command([*head, *(self.keys[i] for i in idx), *(self.args[at + i] for i in idx)])
+            encode_command([*head, *(keys[i] for i in idx), *(args[at + i] for i in idx)])
             for _, idx in shards
         ]
         if resolve:
-            bodies += [encode_command([Verb.XLASTIDS, *(self.keys[i] for i in idx)]) for _, idx in shards]
+            bodies += [encode_command([Verb.XLASTIDS, *(keys[i] for i in idx)]) for _, idx in shards]
 
         def merge(parts: list) -> object:
             if resolve:
@@ -624,7 +641,7 @@ class _CrossShard:
             for part in parts[: len(shards)]:
                 for key, entries in part:
                     found[key] = entries
-            out = KeyedArrays((key, found[key]) for key in dict.fromkeys(self.keys) if key in found)
+            out = KeyedArrays((key, found[key]) for key in dict.fromkeys(keys) if key in found)
             return out if out else NULL_ARRAY
 
         gather = Gather(_Attempt(self), len(bodies), merge, client.resp3)
@@ -638,6 +655,17 @@ class _CrossShard:
         finally:
             if holds is not None:
                 holds.end()
+
+    def _on_key(self, key: bytes) -> list[bytes]:
+        """The command on its key ``key`` alone (see :meth:`attempt`)."""
+        args = self.args
+        if self.stream:
+            n = len(self.keys)
+            at = len(args) - n
+            return [*args[: at - n], key, args[at + self.keys.index(key)]]
+        if self.mpop:  # timeout numkeys key... where [COUNT count]
+            return [args[0], args[1], b"1", key, *args[3 + int(args[2]) :]]
+        return [args[0], key, args[-1]]
 
     def _served_move(self, bodies: list[bytes]) -> bytes:
         """A BLMOVE's try after ``BWAIT_READY``: what the command did, or the
@@ -699,6 +727,11 @@ class _CrossShard:
 
     def attempted(self, body: bytes) -> None:
         self.trying = False
+        if self.on_key and body.startswith(_WRONGTYPE):
+            # Its ready key holds another type now: Redis 7.0 serves a
+            # blocked client only from a key of the type it pops, so it
+            # waits on.
+            body = encode(NULL_ARRAY, self.client.resp3)
         final = body not in _NULLS or (self.stream and self.timeout is None)
         self._count_try(body, final)
         if self.done:
@@ -748,8 +781,12 @@ class _CrossShard:
         if self.done or notify not in self.notifies:
             return  # a late answer from a round already over
         self._cancel_notifies()
-        if body == _READY or body == _CLAIMED:
-            self.attempt(notified=body, done=() if self.stream else (notify,))
+        if body[:1] == b"*":  # [notification, the ready key]
+            reader = hiredis.Reader()
+            reader.feed(body)
+            notification, key = reader.gets()
+            body = b":%d\r\n" % notification
+            self.attempt(notified=body, done=() if self.stream else (notify,), ready_key=key)
         elif body == _TIMED_OUT:
             self.finish(encode(NULL_ARRAY, self.client.resp3))
         else:

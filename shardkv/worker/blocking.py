@@ -576,11 +576,11 @@ class Waiters:
                         # BLMOVE's destination of another type), so each had
                         # one left at its turn.
                         for i, w in late:
+                            key_, n, _ = self.claims[w.pipe, w.token]
                             self.wakes[i] = (
                                 w.pipe,
-                                wire.encode_wake(w.token, encode(wire.BWAIT_READY, w.resp3)),
+                                wire.encode_wake(w.token, encode([wire.BWAIT_READY, key], w.resp3)),
                             )
-                            key_, n, _ = self.claims[w.pipe, w.token]
                             self.claims[w.pipe, w.token] = (key_, n, wire.BWAIT_READY)
                         late.clear()
                         claimed = 0
@@ -620,6 +620,7 @@ class Waiters:
             dbkey = (waiter.db, key)
             self.claims[waiter.pipe, waiter.token] = (dbkey, claims, value)  # type: ignore[assignment]  # an int here
             self.claimed[dbkey] = self.claimed.get(dbkey, 0) + claims
+            value = [value, key]  # the notification names its key (see bwait)
         self.wakes.append((waiter.pipe, wire.encode_wake(waiter.token, encode(value, waiter.resp3))))
         stats = ks.stats
         # Counted as called when it blocked (Waiters.run); now its time and
@@ -700,7 +701,11 @@ def bwait(ks: Keyspace, args: list[bytes]) -> object:
             # (a key its client blocked on was written before this came:
             # an XREADGROUP whose stream or group is gone fails so)
             gone = _stream_gone(ks, rest[0], keys)
-            return 1 if gone is None else gone
+            if gone is not None:
+                return gone
+            for i in range(1, len(rest) - 1, 2):
+                if ready(ks, [rest[0], rest[i], rest[i + 1]]):
+                    return [wire.BWAIT_READY, rest[i]]
         serve = functools.partial(_notify_stream, ready, rest)
     else:
         claims = int(args[4])
@@ -708,7 +713,7 @@ def bwait(ks: Keyspace, args: list[bytes]) -> object:
         lookup = ks.peek  # a probe, not an access
         for key in keys:
             if type(lookup(key)) is kind:
-                return 1
+                return [wire.BWAIT_READY, key]
         serve = _notify
     if timeout:
         timeout -= int(args[3])
@@ -728,7 +733,10 @@ def _notify_stream(ready: Callable, rest: list, ks: Keyspace, args: list[bytes],
     gone = _stream_gone(ks, rest[0], [key])
     if gone is not None:
         return gone
-    return 1 if ready(ks, rest) else None
+    for i in range(1, len(rest) - 1, 2):
+        if rest[i] == key and ready(ks, [rest[0], key, rest[i + 1]]):
+            return [wire.BWAIT_READY, key]
+    return None
 
 
 def _stream_gone(ks: Keyspace, group: bytes, keys: list[bytes]) -> Error | None:

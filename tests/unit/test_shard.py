@@ -265,7 +265,7 @@ def test_a_bwait_claims_its_elements_until_its_bdone(shard):
     assert wire.decode_replies(shard.run_batch(_batch((5, bwait)))) == [b""]
     assert wire.decode_replies(shard.run_batch(_batch((6, [b"BRPOPLPUSH", b"src", b"bad", b"0"])))) == [b""]
     assert wire.decode_replies(shard.run_batch(_batch((0, [b"LPUSH", b"src", b"x"])))) == [b":1\r\n"]
-    assert shard.waiters.wakes == [(0, wire.encode_wake(5, b":1\r\n"))]
+    assert shard.waiters.wakes == [(0, wire.encode_wake(5, b"*2\r\n:1\r\n$3\r\nsrc\r\n"))]
     shard.waiters.wakes.clear()
     assert wire.decode_replies(shard.run_batch(_batch((0, [wire.Verb.BCLAIM, b"5"])))) == [b":1\r\n"]
     assert shard.waiters.wakes == []

@@ -1,0 +1,142 @@
+"""A client blocked on several keys is served from the key made ready,
+against both servers.
+
+Redis serves a blocked client from the key a write signalled ready
+(``handleClientsBlockedOnKeys``, ``serveClientsBlockedOnKey``): it reads
+none of the client's other keys, so a transaction or script that makes an
+earlier key another type while it pushes to a later one serves the client
+from the later key (``BLPOP B A 0``, then ``MULTI``, ``SET B s``, ``RPUSH A
+x``, ``EXEC``: ``[A, x]``, not WRONGTYPE); and a ready key that holds
+another type once the write has ended serves no one (the client waits on).
+Each case blocks a client, runs the writes on another connection, then
+reads the blocked client's reply.  shardkv runs with two shards, with one
+acceptor and with two (the blocked client on the other one); ``A`` and
+``B`` are keys of two different shards, or of the same shard.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.support.acceptors import client_on
+from tests.support.placement import key_on
+from tests.support.resp import ErrorReply, RespClient, parse_info
+
+WAIT = 10.0  # seconds a test waits for something that must happen
+
+SET_THEN_PUSH = "redis.call('set', KEYS[1], 's') return redis.call('rpush', KEYS[2], 'x')"
+
+# name: (setup, the blocked command, the writes); "A" and "B" stand for the keys.
+CASES = {
+    "multi-set-then-rpush": (
+        None,
+        ["BLPOP", "B", "A", 0],
+        [["MULTI"], ["SET", "B", "s"], ["RPUSH", "A", "x"], ["EXEC"]],
+    ),
+    "multi-set-then-rpush-brpop": (
+        None,
+        ["BRPOP", "B", "A", 0],
+        [["MULTI"], ["SET", "B", "s"], ["RPUSH", "A", "x", "y"], ["EXEC"]],
+    ),
+    "eval-set-then-rpush": (None, ["BLPOP", "B", "A", 0], [["EVAL", SET_THEN_PUSH, 2, "B", "A"]]),
+    "multi-set-then-zadd": (
+        None,
+        ["BZPOPMIN", "B", "A", 0],
+        [["MULTI"], ["SET", "B", "s"], ["ZADD", "A", 1, "m"], ["EXEC"]],
+    ),
+    "multi-set-then-rpush-blmpop": (
+        None,
+        ["BLMPOP", 0, 2, "B", "A", "LEFT", "COUNT", 2],
+        [["MULTI"], ["SET", "B", "s"], ["RPUSH", "A", "x", "y", "z"], ["EXEC"]],
+    ),
+    "multi-set-then-zadd-bzmpop": (
+        None,
+        ["BZMPOP", 0, 2, "B", "A", "MAX", "COUNT", 2],
+        [["MULTI"], ["SET", "B", "s"], ["ZADD", "A", 1, "m", 2, "n", 3, "o"], ["EXEC"]],
+    ),
+    "multi-set-then-xadd-xread": (
+        None,
+        ["XREAD", "BLOCK", 0, "STREAMS", "B", "A", "$", "$"],
+        [["MULTI"], ["SET", "B", "s"], ["XADD", "A", "5-1", "f", "v"], ["EXEC"]],
+    ),
+    # The ready key holds another type once the transaction has ended: it
+    # serves no one, and the client waits until A is a list again.
+    "multi-rpush-then-set": (
+        None,
+        ["BLPOP", "B", "A", 0],
+        [["MULTI"], ["RPUSH", "A", "x"], ["SET", "A", "s"], ["EXEC"], ["DEL", "A"], ["RPUSH", "A", "y"]],
+    ),
+}
+
+
+def _wait_blocked(c: RespClient, n: int) -> None:
+    deadline = time.monotonic() + WAIT
+    while parse_info(c.command("INFO", "clients"))["blocked_clients"] != str(n):  # type: ignore[arg-type]
+        assert time.monotonic() < deadline, f"never {n} blocked clients"
+        time.sleep(0.01)
+
+
+def _wait_called(c: RespClient, name: str) -> None:
+    deadline = time.monotonic() + WAIT
+    field = "cmdstat_" + name.lower()
+    while not parse_info(c.command("INFO", "commandstats")).get(field, "").startswith("calls=1,"):  # type: ignore[arg-type]
+        assert time.monotonic() < deadline, f"{name} never counted"
+        time.sleep(0.01)
+
+
+def _reply(c: RespClient, *args: object) -> object:
+    try:
+        return c.command(*args)  # type: ignore[arg-type]
+    except ErrorReply as e:
+        return f"error: {e}"
+
+
+def _run(port: int, acceptors: int, case: str, same_shard: bool) -> str:
+    """The case on the server at ``port``: the writes' replies, the blocked
+    command's, and each key's type and length, with the keys named A, B."""
+    setup, blocked, writes = CASES[case]
+    a = key_on(0, "rka", 2)
+    b = "{%s}b" % a if same_shard else key_on(1, "rkb", 2)
+    names = {"A": a, "B": b}
+    if acceptors > 1:
+        c, waiter = client_on(port, 0, k=acceptors), client_on(port, 1, k=acceptors)
+    else:
+        c, waiter = RespClient(port, timeout=WAIT), RespClient(port, timeout=WAIT)
+    try:
+        c.command("DEL", a, b)
+        c.command("CONFIG", "RESETSTAT")
+        waiter.send(*(names.get(x, x) if type(x) is str else x for x in blocked))
+        _wait_blocked(c, 1)
+        # ...and its first run done (shardkv counts a client blocked as
+        # soon as its command across shards comes, before its first try).
+        _wait_called(c, str(blocked[0]))
+        replies = [_reply(c, *(names.get(x, x) for x in w)) for w in writes]
+        try:
+            served = waiter.read_reply()
+        except ErrorReply as err:
+            served = f"error: {err}"
+        _wait_blocked(c, 0)
+        state = []
+        for key in (a, b):
+            kind = c.command("TYPE", key)
+            length = {b"list": "LLEN", b"zset": "ZCARD", b"stream": "XLEN"}.get(kind)  # type: ignore[call-overload]
+            state.append((kind, c.command(length, key) if length else None))
+        c.command("DEL", a, b)
+        text = repr((replies, served, state))
+        for name, key in sorted(names.items(), key=lambda item: -len(item[1])):  # {A}b before A
+            text = text.replace(key, name)
+        return text
+    finally:
+        c.close()
+        waiter.close()
+
+
+@pytest.mark.parametrize("layout", ["two-shards", "one-shard"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_blocked_client_served_from_its_ready_key(redis_and_shardkv_k12, case, layout):
+    real, port, acceptors = redis_and_shardkv_k12
+    same_shard = layout == "one-shard"
+    expected = _run(real, 1, case, same_shard)
+    assert _run(port, acceptors, case, same_shard) == expected
