@@ -26,9 +26,12 @@ Keys on several shards
     :class:`_CrossShard` (1) runs the command atomically across its shards
     with :class:`~shardkv.acceptor.crossshard.AtomicOp`, where it cannot block; (2)
     if that found nothing, registers a ``__bwait`` on each shard, which
-    pops nothing and answers 1 when a key of its could serve the command,
-    or 0 when the timeout passes; (3) on the first 1, cancels the other
-    ``__bwait``s and starts again at (1); on a 0 replies with a null array.
+    pops nothing and answers when a key of its could serve the command
+    (naming that key), or 0 when the timeout passes; (3) on the first such
+    notification, cancels the other ``__bwait``s and starts again at (1),
+    the command run on the key it names alone (as Redis serves a blocked
+    client from the key made ready: a key of another type then serves
+    nothing, and it waits again); on a 0 replies with a null array.
     Only step (1) pops, so an element is popped once, for this client.
     Unlike a single-shard waiter, such a client has no place in a key's
     queue of waiters: a client blocked on that key alone, on the same shard,
@@ -76,10 +79,12 @@ CLIENT UNBLOCK (:func:`unblock`)
     cross-shard wait is answered by a step (1): the one on its way, or a new
     one after its ``__bwait``s are cancelled; if it pops, the client gets
     that and CLIENT UNBLOCK replies 0, else 1.  Not a stream read's: a
-    ``__bclaim`` before that new try (the shard serves what the writes
-    before it made ready first) says whether a notification was on its
-    way; a BLMOVE notified ``BWAIT_READY`` whose destination holds another
-    type gets WRONGTYPE (0), as Redis served it after the write.  CLIENT UNBLOCK replies in
+    ``__bclaim`` (the shard serves what the writes before it made ready
+    first) says whether a notification was on its way, before that new try
+    (inside EXEC, in its step): the try then runs on the key it names, as
+    after that notification, or, outside EXEC, there is none when none was
+    (a null, 1); a BLMOVE notified ``BWAIT_READY`` whose destination holds
+    another type gets WRONGTYPE (0), as Redis served it after the write.  CLIENT UNBLOCK replies in
     its own client's order either way, once decided, and that client's
     later commands wait for it (:class:`UnblockReply`); a blocked client
     that goes away meanwhile loses what was served to it, as in Redis.
@@ -398,6 +403,18 @@ class _Unblocking:
             self.answer(0)
 
 
+def _notification(body: bytes) -> tuple[bytes, bytes | None]:
+    """A ``__bwait``'s notification, or a ``__bclaim``'s answer:
+    ``[notification, key]`` as (the notification, ``:1`` or ``:2``, and the
+    key made ready); any other body as it is, with no key."""
+    if body[:1] != b"*":
+        return body, None
+    reader = hiredis.Reader()
+    reader.feed(body)
+    notification, key = reader.gets()
+    return b":%d\r\n" % notification, key
+
+
 class _Notify:
     """One shard's ``__bwait`` for a :class:`_CrossShard`."""
 
@@ -442,8 +459,40 @@ class _ClaimAnswer:
             link = self.notify.link
             if link.up:
                 link.send_control(self.notify.verb(Verb.BDONE), _IGNORE)
-        elif self.wait is not None and body == _READY:
+        elif self.wait is not None and _notification(body)[0] == _READY:
             self.wait.ready_claim = True
+
+
+class _Question:
+    """The ``__bclaim``s of a CLIENT UNBLOCK's question (see
+    :meth:`_CrossShard._ask`): once all answered, the wait decides."""
+
+    __slots__ = ("wait", "notifies", "answers", "left")
+
+    def __init__(self, wait: _CrossShard, notifies: list[_Notify]) -> None:
+        self.wait = wait
+        self.notifies = notifies
+        self.answers = [b""] * len(notifies)
+        self.left = len(notifies)
+
+    def answered(self, notify: _Notify, body: bytes) -> None:
+        self.answers[self.notifies.index(notify)] = body
+        self.left -= 1
+        if not self.left:
+            self.wait.asked(self.notifies, self.answers)
+
+
+class _Asked:
+    """The sink of one ``__bclaim`` of a :class:`_Question`."""
+
+    __slots__ = ("question", "notify")
+
+    def __init__(self, question: _Question, notify: _Notify) -> None:
+        self.question = question
+        self.notify = notify
+
+    def deliver(self, body: bytes) -> None:
+        self.question.answered(self.notify, body)
 
 
 class _Ignore:
@@ -781,11 +830,8 @@ class _CrossShard:
         if self.done or notify not in self.notifies:
             return  # a late answer from a round already over
         self._cancel_notifies()
-        if body[:1] == b"*":  # [notification, the ready key]
-            reader = hiredis.Reader()
-            reader.feed(body)
-            notification, key = reader.gets()
-            body = b":%d\r\n" % notification
+        body, key = _notification(body)
+        if key is not None:
             self.attempt(notified=body, done=() if self.stream else (notify,), ready_key=key)
         elif body == _TIMED_OUT:
             self.finish(encode(NULL_ARRAY, self.client.resp3))
@@ -843,11 +889,59 @@ class _CrossShard:
                 self.attempt()
                 return
             # A write before the CLIENT UNBLOCK may have notified it (its
-            # wake on its way): the try's __bclaims say.
+            # wake on its way): __bclaims say, before the try (an EXEC's
+            # CLIENT UNBLOCK: in its step, see _ask).
             notifies, self.notifies = self.notifies, []
             for notify in notifies:
                 notify.link.blocked.pop(notify.token, None)
+            if pin is None and notifies:
+                self._ask(notifies)
+            else:
+                self.attempt(ask=notifies)
+
+    def _ask(self, notifies: list[_Notify]) -> None:
+        """CLIENT UNBLOCK outside EXEC: ask each shard first whether a
+        notification was on its way (``__bclaim``, one step, after the keys
+        made ready before it were served); then try on the key it names,
+        as after that notification, or, with none, answer as a try that
+        found nothing: Redis serves a blocked client only from a key made
+        ready, of the type it pops, so a key of another type makes no
+        WRONGTYPE (``BLPOP b a 0``, ``SET b s``, ``CLIENT UNBLOCK``: a null,
+        and 1).  (An EXEC's CLIENT UNBLOCK runs ahead of its writes, its
+        try too, so its __bclaims go in the try's step instead:
+        :meth:`attempt`.)"""
+        self.trying = True
+        self.try_began = perf_counter_ns()
+        question = _Question(self, notifies)
+        holds = self.client.server.holds
+        if holds is not None:
+            holds.begin()
+        try:
+            for notify in notifies:
+                notify.link.send_control(notify.verb(Verb.BCLAIM), _Asked(question, notify), in_step=True)
+        finally:
+            if holds is not None:
+                holds.end()
+
+    def asked(self, notifies: list[_Notify], answers: list[bytes]) -> None:
+        """The ``__bclaim``s of :meth:`_ask` answered (in the order of
+        ``notifies``)."""
+        claims = [(notify, *_notification(body)) for notify, body in zip(notifies, answers, strict=True)]
+        if self.done:  # its client went away: the claims end, nothing popped
+            self.trying = False
+            for notify, _, key in claims:
+                if key is not None and notify.link.up:
+                    notify.link.send_control(notify.verb(Verb.BDONE), _IGNORE)
+            self._answer_unblocks(True)
+            return
+        if any(body[:1] == b"-" for body in answers):  # refused: as an EXEC's (__bclaim again, no harm)
             self.attempt(ask=notifies)
+            return
+        for _, notified, key in claims:
+            if key is not None:
+                self.attempt(notified=notified, done=tuple(notifies), ready_key=key)
+                return
+        self.attempted(encode(NULL_ARRAY, self.client.resp3))
 
     def _pin(self, error: bool, pin: Pin) -> None:
         """An EXEC's CLIENT UNBLOCK found nothing to pop: wait for nothing,

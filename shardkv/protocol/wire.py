@@ -957,13 +957,14 @@ class Verb:
     WATCHED = b"__watched"
     UNWATCH = b"__unwatch"
     # __bwait command timeout elapsed-ms count key... -> 0 (timed out), or,
-    # once a key can serve the command, BWAIT_READY or BWAIT_CLAIMED (see
-    # above); ``count``: how many elements its notification counts as taken
+    # once a key can serve the command, [BWAIT_READY or BWAIT_CLAIMED (see
+    # above), that key]; ``count``: how many elements its notification counts as taken
     # (BLMPOP/BZMPOP's COUNT, else 1), its *claim* on the key until its
     # __bdone.  (XREAD/XREADGROUP: __bwait command timeout elapsed-ms group
-    # key id [key id ...], which claims nothing.)
+    # key id [key id ...], which claims nothing: [BWAIT_READY, key], or an
+    # XREADGROUP's error.)
     BWAIT = b"__bwait"
-    # __bclaim token -> the notification (BWAIT_READY or BWAIT_CLAIMED) of
+    # __bclaim token -> the notification ([BWAIT_READY or BWAIT_CLAIMED, key]) of
     # the __bwait of ``token`` on this pipe whose claim is not done, else 0
     # (a __bwait still waiting is forgotten).  The keys made ready before it
     # serve first, as Redis serves a blocked client right after the write:

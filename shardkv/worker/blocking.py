@@ -80,10 +80,11 @@ A worker can only wait on its own keys.  For ``BLPOP a b 0`` with ``a`` and
 ``b`` on different shards, the acceptor first runs the command atomically
 across the shards (it cannot block there); if that finds nothing, it sends
 each shard ``__bwait <command> <timeout> <elapsed-ms> <count> key...`` with
-a token.  That waiter pops nothing: it answers 1 when one of its keys holds
-a value of the type the command pops (a *notification*), or 0 when the
-timeout passes.  On the first 1 the acceptor cancels the others and runs
-the command atomically again; see :mod:`shardkv.acceptor.blocking`.  A
+a token.  That waiter pops nothing: it answers when one of its keys holds
+a value of the type the command pops (a *notification*, which names that
+key: the acceptor's try reads it alone), or 0 when the timeout passes.
+On the first notification the acceptor cancels the others and runs the
+command atomically again, on that key; see :mod:`shardkv.acceptor.blocking`.  A
 notification *claims* ``count`` elements of its key (the most the command
 pops) until ``__bdone <token>``, which comes right behind that try (or
 instead of the cancel): the waiters behind it see those elements as taken
@@ -434,11 +435,12 @@ class Waiters:
             if key in self.by_key:
                 self.ready[key] = None
 
-    def claim(self, token: int, pipe: int, done: bool) -> int:
+    def claim(self, token: int, pipe: int, done: bool) -> object:
         """``__bclaim``/``__bdone``: the notification of the claim of the
-        ``__bwait`` of ``token`` from ``pipe``, 0 if it has none (forgotten
-        now if it still waits); ``done``: the claim ends (its try has run),
-        and its key serves its waiters again, at the end of the batch."""
+        ``__bwait`` of ``token`` from ``pipe``, as its wake names it
+        (``[notification, key]``), 0 if it has none (forgotten now if it
+        still waits); ``done``: the claim ends (its try has run), and its
+        key serves its waiters again, at the end of the batch."""
         waiter = self.by_token.get((pipe, token))
         if waiter is not None:
             self._forget(waiter)
@@ -450,7 +452,7 @@ class Waiters:
             self._unclaim((pipe, token))
             if claim[0] in self.by_key:
                 self.ready[claim[0]] = None
-        return claim[2]
+        return [claim[2], claim[0][1]]
 
     def _unclaim(self, claim: tuple[int, int]) -> None:
         key, n, _ = self.claims.pop(claim)
@@ -680,14 +682,15 @@ def now_or_never(form: Handler) -> Handler:
 def bwait(ks: Keyspace, args: list[bytes]) -> object:
     """__bwait command timeout elapsed-ms count key [key ...]
 
-    1 when one of the keys holds a value ``command`` can pop, 0 when the
-    timeout (less the milliseconds already waited) has passed; otherwise
-    waits for one of those.  Pops nothing.  Once it waited, its
-    notification is ``wire.BWAIT_READY`` (1) or ``wire.BWAIT_CLAIMED`` (2,
-    earlier waiters may take every element: see :meth:`Waiters.serve_ready`),
-    and it claims ``count`` elements of its key until ``__bdone``.
-    (XREAD/XREADGROUP: ``group key id [key id ...]`` after elapsed-ms, no
-    claim.)
+    ``[1, key]`` when one of the keys (the first such) holds a value
+    ``command`` can pop, 0 when the timeout (less the milliseconds already
+    waited) has passed; otherwise waits for one of those.  Pops nothing.
+    Once it waited, its notification is ``[wire.BWAIT_READY (1), key]`` or
+    ``[wire.BWAIT_CLAIMED (2), key]`` (earlier waiters may take every
+    element: see :meth:`Waiters.serve_ready`), ``key`` the one made ready,
+    which its client's try reads alone, and it claims ``count`` elements of
+    that key until ``__bdone``.  (XREAD/XREADGROUP: ``group key id [key id
+    ...]`` after elapsed-ms, no claim.)
     """
     kind = KINDS[args[1].lower()]
     timeout = parse_timeout(args[2])
@@ -773,8 +776,8 @@ def unblock(ks: Keyspace, args: list[bytes]) -> object:
 def bclaim(ks: Keyspace, args: list[bytes]) -> object:
     """__bclaim token
 
-    The notification of the ``__bwait`` of ``token`` (this pipe's) if it
-    claims elements, else 0; one still waiting is forgotten.  The keys made
+    The notification of the ``__bwait`` of ``token`` (this pipe's, ``[1 or
+    2, key]``) if it claims elements, else 0; one still waiting is forgotten.  The keys made
     ready before it serve first (as Redis serves a blocked client right
     after the write): CLIENT UNBLOCK of a cross-shard BLMOVE asks it before
     its try, and Redis replied WRONGTYPE to a client it served

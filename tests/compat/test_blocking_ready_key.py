@@ -8,8 +8,8 @@ earlier key another type while it pushes to a later one serves the client
 from the later key (``BLPOP B A 0``, then ``MULTI``, ``SET B s``, ``RPUSH A
 x``, ``EXEC``: ``[A, x]``, not WRONGTYPE); and a ready key that holds
 another type once the write has ended serves no one (the client waits on).
-Each case blocks a client, runs the writes on another connection, then
-reads the blocked client's reply.  shardkv runs with two shards, with one
+Each case blocks a client, runs the writes on another connection (CLIENT
+UNBLOCK among them), then reads the blocked client's reply.  shardkv runs with two shards, with one
 acceptor and with two (the blocked client on the other one); ``A`` and
 ``B`` are keys of two different shards, or of the same shard.
 """
@@ -28,7 +28,8 @@ WAIT = 10.0  # seconds a test waits for something that must happen
 
 SET_THEN_PUSH = "redis.call('set', KEYS[1], 's') return redis.call('rpush', KEYS[2], 'x')"
 
-# name: (setup, the blocked command, the writes); "A" and "B" stand for the keys.
+# name: (setup, the blocked command, the writes); "A" and "B" stand for the
+# keys, "ID" for the blocked client's id; a tuple of writes is pipelined.
 CASES = {
     "multi-set-then-rpush": (
         None,
@@ -60,6 +61,30 @@ CASES = {
         None,
         ["XREAD", "BLOCK", 0, "STREAMS", "B", "A", "$", "$"],
         [["MULTI"], ["SET", "B", "s"], ["XADD", "A", "5-1", "f", "v"], ["EXEC"]],
+    ),
+    # CLIENT UNBLOCK: a key of another type is no key made ready (a null,
+    # and 1), but a key made ready before it serves first (pipelined, its
+    # notification may not have come yet: the client gets x, and 0).
+    "set-then-unblock": (None, ["BLPOP", "B", "A", 0], [["SET", "B", "s"], ["CLIENT", "UNBLOCK", "ID"]]),
+    "set-then-unblock-bzpopmax": (
+        None,
+        ["BZPOPMAX", "B", "A", 0],
+        [["SET", "B", "s"], ["CLIENT", "UNBLOCK", "ID"]],
+    ),
+    "set-then-unblock-blmpop": (
+        None,
+        ["BLMPOP", 0, 2, "B", "A", "RIGHT"],
+        [["SET", "B", "s"], ["CLIENT", "UNBLOCK", "ID", "ERROR"]],
+    ),
+    "multi-rpush-then-set-then-unblock": (
+        None,
+        ["BLPOP", "B", "A", 0],
+        [["MULTI"], ["RPUSH", "A", "x"], ["SET", "A", "s"], ["EXEC"], ["CLIENT", "UNBLOCK", "ID"]],
+    ),
+    "multi-set-then-rpush-unblock-pipelined": (
+        None,
+        ["BLPOP", "B", "A", 0],
+        [["MULTI"], ["SET", "B", "s"], ["RPUSH", "A", "x"], (["EXEC"], ["CLIENT", "UNBLOCK", "ID"])],
     ),
     # The ready key holds another type once the transaction has ended: it
     # serves no one, and the client waits until A is a list again.
@@ -93,6 +118,13 @@ def _reply(c: RespClient, *args: object) -> object:
         return f"error: {e}"
 
 
+def _read(c: RespClient) -> object:
+    try:
+        return c.read_reply()
+    except ErrorReply as e:
+        return f"error: {e}"
+
+
 def _run(port: int, acceptors: int, case: str, same_shard: bool) -> str:
     """The case on the server at ``port``: the writes' replies, the blocked
     command's, and each key's type and length, with the keys named A, B."""
@@ -107,12 +139,20 @@ def _run(port: int, acceptors: int, case: str, same_shard: bool) -> str:
     try:
         c.command("DEL", a, b)
         c.command("CONFIG", "RESETSTAT")
+        names["ID"] = str(waiter.command("CLIENT", "ID"))
         waiter.send(*(names.get(x, x) if type(x) is str else x for x in blocked))
         _wait_blocked(c, 1)
         # ...and its first run done (shardkv counts a client blocked as
         # soon as its command across shards comes, before its first try).
         _wait_called(c, str(blocked[0]))
-        replies = [_reply(c, *(names.get(x, x) for x in w)) for w in writes]
+        replies = []
+        for w in writes:
+            if type(w) is tuple:
+                for command in w:
+                    c.send(*(names.get(x, x) for x in command))
+                replies += [_read(c) for _ in w]
+            else:
+                replies.append(_reply(c, *(names.get(x, x) for x in w)))
         try:
             served = waiter.read_reply()
         except ErrorReply as err:
@@ -125,6 +165,7 @@ def _run(port: int, acceptors: int, case: str, same_shard: bool) -> str:
             state.append((kind, c.command(length, key) if length else None))
         c.command("DEL", a, b)
         text = repr((replies, served, state))
+        del names["ID"]
         for name, key in sorted(names.items(), key=lambda item: -len(item[1])):  # {A}b before A
             text = text.replace(key, name)
         return text

@@ -265,11 +265,12 @@ def test_a_bwait_claims_its_elements_until_its_bdone(shard):
     assert wire.decode_replies(shard.run_batch(_batch((5, bwait)))) == [b""]
     assert wire.decode_replies(shard.run_batch(_batch((6, [b"BRPOPLPUSH", b"src", b"bad", b"0"])))) == [b""]
     assert wire.decode_replies(shard.run_batch(_batch((0, [b"LPUSH", b"src", b"x"])))) == [b":1\r\n"]
-    assert shard.waiters.wakes == [(0, wire.encode_wake(5, b"*2\r\n:1\r\n$3\r\nsrc\r\n"))]
+    notification = b"*2\r\n:1\r\n$3\r\nsrc\r\n"  # [BWAIT_READY, the key]
+    assert shard.waiters.wakes == [(0, wire.encode_wake(5, notification))]
     shard.waiters.wakes.clear()
-    assert wire.decode_replies(shard.run_batch(_batch((0, [wire.Verb.BCLAIM, b"5"])))) == [b":1\r\n"]
+    assert wire.decode_replies(shard.run_batch(_batch((0, [wire.Verb.BCLAIM, b"5"])))) == [notification]
     assert shard.waiters.wakes == []
-    assert wire.decode_replies(shard.run_batch(_batch((0, [wire.Verb.BDONE, b"5"])))) == [b":1\r\n"]
+    assert wire.decode_replies(shard.run_batch(_batch((0, [wire.Verb.BDONE, b"5"])))) == [notification]
     wrongtype = b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"
     assert shard.waiters.wakes == [(0, wire.encode_wake(6, wrongtype))]
     assert wire.decode_replies(shard.run_batch(_batch((0, [wire.Verb.BDONE, b"5"])))) == [b":0\r\n"]
