@@ -565,7 +565,10 @@ class _CrossShard:
         # its destination's WRONGTYPE (see _served_move).
         self.ready_claim = False
         self.resolved = False
-        self.on_key = False  # the try on its way runs on a ready key alone (see attempt)
+        # The try on its way runs on a ready key alone, or is a stream
+        # read's after CLIENT UNBLOCK: a WRONGTYPE is nothing to serve
+        # (see attempt).
+        self.on_key = False
         if self.stream:
             self.timeout, self.group = _stream_options(args)
         else:
@@ -596,6 +599,7 @@ class _CrossShard:
         done: tuple[_Notify, ...] = (),
         ask: list[_Notify] | None = None,
         ready_key: bytes | None = None,
+        unblocked: bool = False,
     ) -> None:
         """Try atomically; ``notified``: the notification of a ``__bwait``
         (``_READY`` or ``_CLAIMED``) this try follows, or b"" (the first
@@ -611,12 +615,17 @@ class _CrossShard:
         which has one), as Redis serves a blocked client from the key made
         ready (``serveClientsBlockedOnKey``), its other keys unread; that
         key holding another type then is nothing to serve (see
-        :meth:`attempted`)."""
+        :meth:`attempted`).  ``unblocked``: a stream read's try after
+        CLIENT UNBLOCK, which reads all its streams: one that holds another
+        type by then is nothing to serve either (Redis serves a blocked
+        XREAD only from a stream made ready, and CLIENT UNBLOCK gives the
+        others their null: ``XREAD BLOCK 0 STREAMS b a $ $``, ``SET b s``,
+        ``CLIENT UNBLOCK``: a null, and 1)."""
         client = self.client
         self.trying = True
         self.try_began = perf_counter_ns()
         args, keys = self.args, self.keys
-        self.on_key = ready_key is not None and not self.move
+        self.on_key = (ready_key is not None or unblocked) and not self.move
         if ready_key is not None and self.on_key:
             args, keys = self._on_key(ready_key), [ready_key]
         if self.read_only:
@@ -777,9 +786,9 @@ class _CrossShard:
     def attempted(self, body: bytes) -> None:
         self.trying = False
         if self.on_key and body.startswith(_WRONGTYPE):
-            # Its ready key holds another type now: Redis 7.0 serves a
-            # blocked client only from a key of the type it pops, so it
-            # waits on.
+            # Its ready key (or a stream a CLIENT UNBLOCK's try read)
+            # holds another type now: Redis 7.0 serves a blocked client
+            # only from a key of the type it pops, so it waits on.
             body = encode(NULL_ARRAY, self.client.resp3)
         final = body not in _NULLS or (self.stream and self.timeout is None)
         self._count_try(body, final)
@@ -886,7 +895,7 @@ class _CrossShard:
         if not self.trying:
             if self.stream:
                 self._cancel_notifies()
-                self.attempt()
+                self.attempt(unblocked=True)
                 return
             # A write before the CLIENT UNBLOCK may have notified it (its
             # wake on its way): __bclaims say, before the try (an EXEC's

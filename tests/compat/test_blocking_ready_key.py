@@ -71,6 +71,16 @@ CASES = {
         ["BZPOPMAX", "B", "A", 0],
         [["SET", "B", "s"], ["CLIENT", "UNBLOCK", "ID"]],
     ),
+    "set-then-unblock-xread": (
+        None,
+        ["XREAD", "BLOCK", 0, "STREAMS", "B", "A", "$", "$"],
+        [["SET", "B", "s"], ["CLIENT", "UNBLOCK", "ID"]],
+    ),
+    "set-then-unblock-xread-error": (
+        None,
+        ["XREAD", "BLOCK", 0, "STREAMS", "B", "A", "$", "$"],
+        [["SET", "B", "s"], ["CLIENT", "UNBLOCK", "ID", "ERROR"]],
+    ),
     "set-then-unblock-blmpop": (
         None,
         ["BLMPOP", 0, 2, "B", "A", "RIGHT"],
