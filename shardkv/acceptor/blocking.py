@@ -84,7 +84,10 @@ CLIENT UNBLOCK (:func:`unblock`)
     (inside EXEC, in its step): the try then runs on the key it names, as
     after that notification, or, outside EXEC, there is none when none was
     (a null, 1); a BLMOVE notified ``BWAIT_READY`` whose destination holds
-    another type gets WRONGTYPE (0), as Redis served it after the write.  CLIENT UNBLOCK replies in
+    another type gets WRONGTYPE (0), as Redis served it after the write.
+    A stream read's (outside EXEC) tries its streams one at a time, until
+    one serves, so it is served from one stream alone; a stream of another
+    type serves nothing.  CLIENT UNBLOCK replies in
     its own client's order either way, once decided, and that client's
     later commands wait for it (:class:`UnblockReply`); a blocked client
     that goes away meanwhile loses what was served to it, as in Redis.
@@ -569,6 +572,9 @@ class _CrossShard:
         # read's after CLIENT UNBLOCK: a WRONGTYPE is nothing to serve
         # (see attempt).
         self.on_key = False
+        # A stream read's CLIENT UNBLOCK: the streams its tries, one per
+        # stream, have still to read (see unblock).
+        self.unread: list[bytes] = []
         if self.stream:
             self.timeout, self.group = _stream_options(args)
         else:
@@ -792,6 +798,11 @@ class _CrossShard:
             body = encode(NULL_ARRAY, self.client.resp3)
         final = body not in _NULLS or (self.stream and self.timeout is None)
         self._count_try(body, final)
+        if self.unread:
+            if not final and not self.done and self.unblocking:
+                self.attempt(ready_key=self.unread.pop(0))  # (see unblock)
+                return
+            self.unread = []
         if self.done:
             self._answer_unblocks(body in _NULLS)
             return
@@ -894,8 +905,18 @@ class _CrossShard:
         self.unblocking.append((error, answer, pin))
         if not self.trying:
             if self.stream:
+                # Its streams written before the CLIENT UNBLOCK may have
+                # notified it (their wakes on their way): Redis served it
+                # from one stream alone, so it tries each in turn, until
+                # one serves (an XREADGROUP delivers no other stream's
+                # entries).  An EXEC's tries all at once, in its step,
+                # ahead of the EXEC's writes.
                 self._cancel_notifies()
-                self.attempt(unblocked=True)
+                if pin is None:
+                    self.unread = list(dict.fromkeys(self.keys))
+                    self.attempt(ready_key=self.unread.pop(0))
+                else:
+                    self.attempt(unblocked=True)
                 return
             # A write before the CLIENT UNBLOCK may have notified it (its
             # wake on its way): __bclaims say, before the try (an EXEC's

@@ -28,7 +28,7 @@ WAIT = 10.0  # seconds a test waits for something that must happen
 
 SET_THEN_PUSH = "redis.call('set', KEYS[1], 's') return redis.call('rpush', KEYS[2], 'x')"
 
-# name: (setup, the blocked command, the writes); "A" and "B" stand for the
+# name: (setup or None, the blocked command, the writes); "A" and "B" stand for the
 # keys, "ID" for the blocked client's id; a tuple of writes is pipelined.
 CASES = {
     "multi-set-then-rpush": (
@@ -80,6 +80,26 @@ CASES = {
         None,
         ["XREAD", "BLOCK", 0, "STREAMS", "B", "A", "$", "$"],
         [["SET", "B", "s"], ["CLIENT", "UNBLOCK", "ID", "ERROR"]],
+    ),
+    # Both streams written before CLIENT UNBLOCK (pipelined: their
+    # notifications may not have come yet): the client is served from one
+    # stream alone, and XREADGROUP delivers that stream's entry alone.  (B
+    # is written first: Redis serves the stream written first, shardkv
+    # the first of the command's that has entries; see the README.)
+    "multi-xadd-both-then-unblock-xread": (
+        None,
+        ["XREAD", "BLOCK", 0, "STREAMS", "B", "A", "$", "$"],
+        [
+            ["MULTI"],
+            ["XADD", "B", "5-1", "f", "v"],
+            ["XADD", "A", "5-1", "f", "v"],
+            (["EXEC"], ["CLIENT", "UNBLOCK", "ID"]),
+        ],
+    ),
+    "xadd-both-then-unblock-xreadgroup": (
+        [["XGROUP", "CREATE", "A", "g", "$", "MKSTREAM"], ["XGROUP", "CREATE", "B", "g", "$", "MKSTREAM"]],
+        ["XREADGROUP", "GROUP", "g", "c", "BLOCK", 0, "STREAMS", "B", "A", ">", ">"],
+        [(["XADD", "B", "5-1", "f", "v"], ["XADD", "A", "5-1", "f", "v"], ["CLIENT", "UNBLOCK", "ID"])],
     ),
     "set-then-unblock-blmpop": (
         None,
@@ -148,6 +168,8 @@ def _run(port: int, acceptors: int, case: str, same_shard: bool) -> str:
         c, waiter = RespClient(port, timeout=WAIT), RespClient(port, timeout=WAIT)
     try:
         c.command("DEL", a, b)
+        for command in setup or ():
+            c.command(*(names.get(x, x) for x in command))
         c.command("CONFIG", "RESETSTAT")
         names["ID"] = str(waiter.command("CLIENT", "ID"))
         waiter.send(*(names.get(x, x) if type(x) is str else x for x in blocked))
@@ -173,6 +195,10 @@ def _run(port: int, acceptors: int, case: str, same_shard: bool) -> str:
             kind = c.command("TYPE", key)
             length = {b"list": "LLEN", b"zset": "ZCARD", b"stream": "XLEN"}.get(kind)  # type: ignore[call-overload]
             state.append((kind, c.command(length, key) if length else None))
+            if kind == b"stream":  # its groups' pending entries and last delivered ids
+                for group in c.command("XINFO", "GROUPS", key):  # type: ignore[union-attr]
+                    fields = dict(zip(group[::2], group[1::2], strict=True))  # type: ignore[index]
+                    state.append((fields[b"name"], fields[b"pending"], fields[b"last-delivered-id"]))
         c.command("DEL", a, b)
         text = repr((replies, served, state))
         del names["ID"]
