@@ -125,6 +125,12 @@ CASES = {
     ),
 }
 
+# With two acceptors the stream whose notification reaches the waiter's
+# acceptor first serves it, not the one written first (the README's
+# "Still different"): these cases, which write both streams of two
+# shards, run with one.
+ONE_ACCEPTOR = {"multi-xadd-both-then-unblock-xread", "xadd-both-then-unblock-xreadgroup"}
+
 
 def _wait_blocked(c: RespClient, n: int) -> None:
     deadline = time.monotonic() + WAIT
@@ -214,6 +220,8 @@ def _run(port: int, acceptors: int, case: str, same_shard: bool) -> str:
 @pytest.mark.parametrize("case", list(CASES))
 def test_blocked_client_served_from_its_ready_key(redis_and_shardkv_k12, case, layout):
     real, port, acceptors = redis_and_shardkv_k12
+    if acceptors > 1 and case in ONE_ACCEPTOR and layout == "two-shards":
+        pytest.skip("which stream serves depends on the order notifications arrive")
     same_shard = layout == "one-shard"
     expected = _run(real, 1, case, same_shard)
     assert _run(port, acceptors, case, same_shard) == expected
