@@ -513,6 +513,9 @@ class AtomicOp(_Operation):
         self.lua: list | None = None
         # Its scripts' slow log entries on the executor (wire.Ran.logged).
         self.logged: list[int] = []
+        # Its scripts' redis.log lines written before they ended, in a run
+        # that escaped (wire.Ran.written): each run again drops as many.
+        self.written: list[int] = []
         # The operation runs in database ``db`` (the client's): a key of
         # another one (COPY ... DB, MOVE, a SELECT inside MULTI) is named
         # ``(database, key)`` in ``keys``, and so in the states that go back
@@ -671,6 +674,7 @@ class AtomicOp(_Operation):
         self.run_ns = perf_counter_ns() - self.run_sent
         self.bodies = message.bodies
         self.logged = message.logged
+        self.written = message.written
         again = None if self.escaped is None else self.escaped(message.bodies)
         if again is not None:
             self._decide(False, None)  # undone, in silence: the slot waits for the run again

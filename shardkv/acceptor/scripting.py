@@ -1166,10 +1166,13 @@ class _Group:
 
         op = self.op
         run_ns = op.run_ns if op is not None else 0
+        # The redis.log lines each wrote before it ended (wire.Ran.written):
+        # its run again drops as many, so that each shows once.
+        written = op.written if op is not None else []
 
         def again() -> None:
             self.groups.decided(self.shards)
-            for retry, body in zip(self.members, bodies, strict=True):
+            for at, (retry, body) in enumerate(zip(self.members, bodies, strict=True)):
                 retry.op = None
                 if body.startswith(CROSS_MARKER):
                     CACHE.settled.discard(retry.sha)
@@ -1182,7 +1185,7 @@ class _Group:
                     retry.ran_ns += run_ns
                     retry.answer(body, retry.ran_ns)
                 else:
-                    retry.start(0, [], escaped=False)
+                    retry.start(0, [], written[at] if at < len(written) else 0, escaped=False)
 
         return again
 
@@ -1330,10 +1333,13 @@ class ExecScript:
     def needs(self) -> list:
         return [*self.keys, *self.extra]
 
-    def escaped(self, body: bytes) -> bool:
+    def escaped(self, body: bytes, written: int = 0) -> bool:
         """Did its run (``body``, its reply) escape?  Then its next run
-        needs the shards it named too, and so do its later runs."""
+        needs the shards it named too, and so do its later runs.  Not: it
+        ended, having written ``written`` redis.log lines (wire.Ran.written),
+        which its next run, if another script escaped, drops."""
         if not body.startswith(CROSS_MARKER):
+            self.written = written
             return False
         everything, extra, self.written = _parse_marker(body)
         self.escapes += 1

@@ -1141,13 +1141,14 @@ def _run_atomic(
                     name = next((n for pos, n in reversed(renamed) if pos <= at), client.name)
                     script.slow_logged(client, entry_id, name)
             replies = iter(bodies)
+            written = iter(op.written)  # (each script's, in order: wire.Ran.written)
             learned = False
             for at, args in enumerate(run):
                 if args[0] == Verb.SELECT:  # (no reply of its own)
                     continue
                 body = next(replies, b"")
                 if at in script_at:
-                    learned = script_at[at][0].escaped(body) or learned
+                    learned = script_at[at][0].escaped(body, next(written, 0)) or learned
             if not learned:
                 return None
 

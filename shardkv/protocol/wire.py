@@ -613,6 +613,10 @@ class Ran:
     # With Run.log_scripts: each script's slow log entry id, in order
     # (-1: not logged), for the acceptor to name its client in it.
     logged: list[int] = field(default_factory=list)
+    # Each script's redis.log lines it wrote or dropped before it ended (past
+    # LOGS_HELD, or busy: worker.scripting.Engine.ran_written), in order:
+    # should a script of the run escape, each runs again, dropping as many.
+    written: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

@@ -527,7 +527,7 @@ def fcall_across(ks: Keyspace, args: list[bytes]) -> object:
     lines the run undone before this one had written, dropped here)."""
     engine = engine_of(ks)
     engine.set_user(args[3])
-    engine.log_skip = int(args[4])
+    engine.log_skip = engine.ran_written = int(args[4])
     try:
         return _fcall(ks, [b"fcall", *args[5:]], args[2].endswith(b"_ro"), int(args[1]))
     finally:

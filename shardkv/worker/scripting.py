@@ -125,7 +125,8 @@ def sha1hex(data: bytes) -> bytes:
 
 
 # A script's redis.log lines held until it ends (Run.logs) at most: beyond,
-# they are written as they come (an undone run's would then show twice).
+# they are written as they come, and counted (Run.written): a run of it
+# undone drops as many when it runs again, so that each shows once.
 LOGS_HELD = 1000
 
 
@@ -506,6 +507,13 @@ class Engine:
         self.deferring = False
         self.deferred_held = False
         self.deferred_logs: list[tuple[int, str]] = []
+        # The redis.log lines the last script of such a run wrote before it
+        # ended (past LOGS_HELD, or busy: written as they come), dropped as
+        # written before, or still owed (log_skip): should the run be
+        # undone, its run again drops as many (wire.Ran.written), so that
+        # each line shows once.  ``__eval`` and ``__fcall`` set it to the
+        # lines owed, for a script that never gets to run.
+        self.ran_written = 0
         # The number of the last SCRIPT FLUSH run here, or handed to this
         # worker as sent before its pipes (the acceptors number them, one
         # sequence: see shardkv.runtime.scriptflushes; every flush goes to
@@ -928,6 +936,7 @@ class Engine:
                 elif run.apart or scratch.error_events or scratch.slowlog or scratch.slow_dropped:
                     scratch.drain(stats)
             if self.deferring and run.abort is None:  # (the run's end says: end_run)
+                self.ran_written = run.written + self.log_skip
                 if run.held:
                     self.deferred_held = True
                 if run.logs:
@@ -2747,7 +2756,7 @@ def eval_across(ks: Keyspace, args: list[bytes]) -> object:
     sha = engine.load(body)
     engine.everything = int(args[1])
     engine.set_user(args[3])
-    engine.log_skip = int(args[4])
+    engine.log_skip = engine.ran_written = int(args[4])
     try:
         return engine.eval(sha, args[7 : 7 + n], args[7 + n :], args[2].endswith(b"_ro"))
     except CrossShard as e:

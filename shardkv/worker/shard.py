@@ -1684,6 +1684,7 @@ class Shard:
             # wire.SCRIPT_END, so that its [lua] lines follow its own line.
             ends = len(commands_) > 1
             logged: list[int] = []  # (see wire.Ran.logged)
+            lines: list[int] = []  # each script's redis.log lines (see wire.Ran.written)
             renamed = dict(message.names)  # (a CLIENT SETNAME queued before: see wire.Run)
             for at, args in enumerate(commands_):
                 if at in renamed:
@@ -1691,14 +1692,19 @@ class Shard:
                 if args[0] == Verb.SELECT:  # SELECT inside MULTI: no reply of its own here
                     ks.select(int(args[1]))
                     continue
-                if message.log_scripts and args[0] in _SCRIPT_RUNS:
+                script = args[0] in _SCRIPT_RUNS
+                if script:
+                    engine.ran_written = 0
+                if message.log_scripts and script:
                     began = perf_counter_ns()
                     replies.append(execute(args))
                     logged.append(self._log_exec_script(args, replies[-1], perf_counter_ns() - began))
                 else:
                     replies.append(execute(args))
-                if ends and args[0] in _SCRIPT_RUNS:
-                    calls.append(wire.SCRIPT_END)
+                if script:
+                    lines.append(engine.ran_written)
+                    if ends:
+                        calls.append(wire.SCRIPT_END)
             bodies = [encode(value, resp3) for value in replies]
         except BaseException:
             if engine.deferring:
@@ -1807,7 +1813,7 @@ class Shard:
                 # In the same send as the Ran (and the events before it), not
                 # in one of its own: it leaves as the Ran does, or not at all.
                 (self.send if self.hold_frame is None else self.hold_frame)(frame)
-        return wire.Ran(op, bodies, after, outcome, clocks, logged)
+        return wire.Ran(op, bodies, after, outcome, clocks, logged, lines if escaped else [])
 
     def _log_exec_script(self, args: list[bytes], value: object, ns: int) -> int:
         """An EXEC's script ran (``args``: its ``__eval``/``__fcall``, see

@@ -28,12 +28,18 @@ PUBLISH = (
 
 
 @pytest.fixture(scope="module")
-def servers():
+def processes():
+    """redis-server and shardkv themselves (their output: redis.log's lines)."""
     real = start_redis()
     ours = start_shardkv(shards=4)
-    yield real.port, ours.port
+    yield real, ours
     real.stop()
     ours.stop()
+
+
+@pytest.fixture(scope="module")
+def servers(processes):
+    return tuple(proc.port for proc in processes)
 
 
 def _connections(port: int, n: int) -> list[redis.Connection]:
@@ -190,3 +196,75 @@ def test_a_monitor_started_in_the_groups_turn_sees_none_of_the_earlier_script(se
     if whole is not None:
         assert whole[0].startswith('"EVAL"') and "'two'" in whole[0]
         assert whole[1:] == ['"INCR" "%s"' % A, '"INCR" "%s"' % B]
+
+
+# A script that writes more redis.log lines than shardkv holds until it
+# ends (LOGS_HELD), and one that writes a line once past
+# busy-reply-threshold: both written as they come.
+MANY_LINES = "for i=1,1500 do redis.log(redis.LOG_WARNING,'{m}') end " + PUBLISH.replace(
+    "'ch',ARGV[1]", "'ch','m'"
+)
+BUSY_LINE = (
+    "local function now() local t = redis.call('TIME') return t[1] * 1000000 + t[2] end "
+    "local t0 = now() while now() - t0 < 300000 do for i = 1, 20000 do end end "
+    "redis.log(redis.LOG_WARNING,'{m}') for i = 1, 300000 do end "
+    + PUBLISH.replace("'ch',ARGV[1]", "'ch','m'")
+)
+
+
+def _logged(proc, marker: str, end: str) -> int:
+    """How many times ``marker`` was logged, once ``end`` (logged after it) shows."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        text = proc.output()
+        if end in text:
+            return text.count(marker)
+        time.sleep(0.05)
+    raise AssertionError(f"{end!r} never logged")
+
+
+def _lines_round(proc, script: str, in_exec: bool) -> list[int]:
+    """A script that writes its lines as they come, and another that
+    escapes, in one group (or one EXEC): how many times each line shows."""
+    r = redis.Redis(port=proc.port, socket_timeout=20)
+    r.flushall()
+    r.config_set("busy-reply-threshold", 100)
+    tag = uuid.uuid4().hex
+    marker = "zg" + tag
+    try:
+        commands = [
+            ("EVAL", f"-- {tag}\n" + script.format(m=marker), 2, A, B),
+            ("EVAL", f"-- {tag}\n" + ESCAPE, 2, A, B),
+        ]
+        if in_exec:
+            p = r.pipeline(transaction=True)
+            for command in commands:
+                p.execute_command(*command)
+            replies = p.execute()
+        else:
+            conns = _connections(proc.port, len(commands))
+            replies = _burst(conns, commands)
+            for c in conns:
+                c.disconnect()
+    finally:
+        r.config_set("busy-reply-threshold", 5000)
+    # (the other: ``esc``; from Redis, BUSY while the first one is past
+    # busy-reply-threshold, where shardkv runs it after)
+    assert replies[0] == b"pub"
+    end = "zg-end-" + tag
+    r.eval(f"redis.log(redis.LOG_WARNING, '{end}')", 0)
+    r.close()
+    return _logged(proc, marker, end)
+
+
+@pytest.mark.parametrize("in_exec", [False, True], ids=["group", "exec"])
+def test_lines_written_before_an_escape_undid_the_run_show_once(processes, in_exec):
+    """A script of a group (or an EXEC) whose redis.log lines were written
+    as they came (past LOGS_HELD of them, or past busy-reply-threshold),
+    undone when another script of its run escaped: its run again drops as
+    many lines as it had written, so each shows once, as in Redis (they
+    showed twice: the run again wrote them again)."""
+    rounds = 4 if not in_exec else 1  # (a group forms when both come in one turn: most rounds)
+    for script, lines in ((MANY_LINES, 1500), (BUSY_LINE, 1)):
+        counts = [[_lines_round(proc, script, in_exec) for _ in range(rounds)] for proc in processes]
+        assert counts == [[lines] * rounds] * 2
