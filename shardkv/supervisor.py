@@ -70,7 +70,7 @@ from typing import Any
 
 from shardkv import __version__
 from shardkv.protocol import bus, decisions
-from shardkv.runtime import config
+from shardkv.runtime import config, serverlog
 from shardkv.runtime.clientcount import ClientCounts
 from shardkv.runtime.exitcodes import EXIT_CANNOT_LISTEN, EXIT_LOAD_FAILED
 from shardkv.runtime.proctitle import set_name
@@ -591,25 +591,13 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def setup_logging(cfg: dict[str, Any]) -> None:
-    handler: logging.Handler
-    if cfg["logfile"]:
-        handler = logging.FileHandler(cfg["logfile"])
-    else:
-        handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(message)s"))
-    root = logging.getLogger()
-    root.addHandler(handler)
-    root.setLevel(logging.WARNING if cfg["loglevel"] == "warning" else logging.INFO)
-
-
 def main(argv: list[str] | None = None) -> int:
     try:
         cfg = config.load(argv)
     except config.ConfigError as e:
         print(f"shardkv: {e}", file=sys.stderr)
         return 2
-    setup_logging(cfg)
+    serverlog.setup(cfg)
     if not cfg["port"]:
         # Redis exits so when it has no TCP port, no TLS port and no unix
         # socket; shardkv listens on no unix socket (it has no effect here).

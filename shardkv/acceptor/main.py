@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import logging
 import signal
 from multiprocessing.connection import Connection
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 from shardkv.acceptor import crossshard, wiring
 from shardkv.acceptor.server import Acceptor
 from shardkv.protocol import bus
-from shardkv.runtime import faultpoints, gctuning
+from shardkv.runtime import faultpoints, gctuning, serverlog
 from shardkv.runtime.clientcount import ClientCounts
 from shardkv.runtime.parentdeath import die_with_parent
 from shardkv.runtime.proctitle import set_name
@@ -48,7 +47,7 @@ def serve(
     die_with_parent()  # SIGTERM (close the port and exit) if the supervisor dies
     nacceptors = config.get("acceptors", 1)
     set_name("shardkv-accept" if nacceptors == 1 else f"shardkv-accept{index}")
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    serverlog.setup(config)
     acceptor = wiring.build(config)
     acceptor.set_index(index, nacceptors)
     acceptor.restarted = restarted

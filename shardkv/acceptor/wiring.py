@@ -42,6 +42,7 @@ from shardkv.acceptor.commands import command, config, connection, generic, serv
 from shardkv.acceptor.server import Acceptor, LocalHandler, Wiring
 from shardkv.protocol import bus
 from shardkv.protocol.commands import COMMANDS, Command
+from shardkv.runtime import serverlog
 
 
 class WiringError(RuntimeError):
@@ -153,6 +154,7 @@ def wiring() -> Wiring:
             security.on_config,
             slowlog.on_config,
             tracking.on_config,
+            serverlog.on_config,
         ),
         on_resetstat=(slowlog.on_resetstat,),
         # The decisions file's everysec fsync; MIGRATE's idle connections.

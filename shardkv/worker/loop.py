@@ -33,7 +33,7 @@ from multiprocessing.connection import Connection
 from shardkv.protocol import errors, wire
 from shardkv.protocol.resp import Error, encode
 from shardkv.protocol.wire import FRAME
-from shardkv.runtime import gctuning
+from shardkv.runtime import gctuning, serverlog
 from shardkv.runtime.exitcodes import EXIT_LOAD_FAILED
 from shardkv.runtime.parentdeath import die_with_parent
 from shardkv.runtime.proctitle import set_name
@@ -65,7 +65,7 @@ def serve(
     signal.signal(signal.SIGTERM, _request_stop)
     set_name(f"shardkv-shard{index}")
     die_with_parent()  # SIGTERM (flush and exit) if the supervisor dies
-    logging.basicConfig(level=_LEVELS.get(cfg["loglevel"], logging.INFO), format="%(message)s")
+    serverlog.setup(cfg)
     shard = Shard(index, cfg["shards"], config=cfg)
     shard.stats.shared = slow_log
     signal.signal(signal.SIGUSR1, lambda *_: shard.scripts.request_kill())  # SCRIPT KILL
@@ -860,11 +860,3 @@ class _Stop:
 
 def _request_stop(*_: object) -> None:
     _Stop.requested = True
-
-
-_LEVELS = {
-    "debug": logging.DEBUG,
-    "verbose": logging.INFO,
-    "notice": logging.INFO,
-    "warning": logging.WARNING,
-}

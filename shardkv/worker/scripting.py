@@ -57,6 +57,7 @@ from shardkv.protocol.resp import (
 )
 from shardkv.protocol.router import LBRACE, SLOTS, key_slot
 from shardkv.protocol.wire import Verb
+from shardkv.runtime import serverlog
 from shardkv.runtime.cmdstats import LUA_CLIENT_ADDR, Stats, stat_name
 from shardkv.runtime.scriptsource import (
     FLAG_ALLOW_OOM,
@@ -2173,7 +2174,7 @@ class Engine:
             self._raise("Invalid debug level.")
         parts = [_lua_number(a) if type(a) in (int, float) else a for a in args[1:]]
         text = b" ".join(p for p in parts if type(p) is bytes)
-        levels = (logging.DEBUG, logging.INFO, logging.INFO, logging.WARNING)
+        levels = serverlog.SCRIPT_LEVELS  # (where they go: see shardkv.runtime.serverlog)
         run = self.run
         if run is None:
             log.log(levels[int(level)], "%s", _text(text))

@@ -52,7 +52,7 @@ from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import BIG_ARRAY, OK, Error, encode, encode_bulk_strings
 from shardkv.protocol.router import LBRACE, SLOTS, key_slot, slot_range
 from shardkv.protocol.wire import Verb
-from shardkv.runtime import faultpoints
+from shardkv.runtime import faultpoints, serverlog
 from shardkv.runtime.cmdstats import (
     LUA_CLIENT_ADDR,
     ScriptTimes,
@@ -152,6 +152,7 @@ class Shard:
             access.on_settings,
             tunables.on_settings,
             persistence_settings,
+            serverlog.on_settings,
         ]
         # Called with its pipe's index when an acceptor dies, and its clients with it.
         self.acceptor_lost_hooks: list[Callable[[int], None]] = []

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from shardkv.protocol.decisions import read_all_committed
 from shardkv.protocol.router import slot_range
 from shardkv.runtime import config as settings
+from shardkv.runtime import serverlog
 from shardkv.worker.persistence.files import (
     Files,
     LoadError,
@@ -117,7 +118,7 @@ def migrate_shards(cfg: dict[str, Any], indexes: list[int], kind: str, old_shard
     ``indexes``) from the old shards' files into a temp snapshot."""
     from shardkv.worker import wiring
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    serverlog.setup(cfg)
     wiring.install()  # this process replays the old shards' AOFs with the handlers
     for index in indexes:
         migrate_shard(cfg, index, kind, old_shards)
