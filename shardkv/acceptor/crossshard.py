@@ -492,8 +492,10 @@ class AtomicOp(_Operation):
         as_of: int = 0,
         counted: bool = True,
         names: list | None = None,
+        group: bool = False,
     ) -> None:
         super().__init__(client, slot)
+        self.group = group  # (see wire.Run.group)
         server = client.server
         self.commands = commands
         # False: the executor counts and logs none of the commands (their
@@ -655,6 +657,7 @@ class AtomicOp(_Operation):
                 (client.addr, client.name),
                 self.counted,
                 self.names,
+                self.group,
             )
             self.run_sent = perf_counter_ns()
             self._send(self.executor, run)

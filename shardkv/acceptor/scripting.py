@@ -1079,6 +1079,30 @@ def _quiet(server: object, monitors: bool = True) -> bool:
     )
 
 
+def refuse_waiting(server: object, link: object) -> None:
+    """A script of a group went past busy-reply-threshold on ``link``'s
+    shard: the cross-shard scripts that wait for that group's decision
+    (those of ScriptGroups.waiting that need the shard, which the group
+    parked) were read after the group's, while it ran, and Redis, which
+    runs nothing else meanwhile, reads them at the threshold and answers
+    them ``-BUSY``: so do we, each a rejected call, unrun.  (They ran after
+    it, each past the threshold again if it looped: one SCRIPT KILL each.)"""
+    shard = link.index  # type: ignore[attr-defined]
+
+    def on_busy(busy: bytes) -> None:
+        groups = server.script_groups  # type: ignore[attr-defined]
+        if groups is None or shard not in groups.parked:
+            return
+        refused = [member for member in groups.waiting if shard in member[1]]
+        if not refused:
+            return
+        groups.waiting = [member for member in groups.waiting if shard not in member[1]]
+        for retry, _ in refused:
+            retry.answer(busy, NOT_RUN)
+
+    link.on_busy = on_busy  # type: ignore[attr-defined]
+
+
 def join_group(server: object, retry: _Retry, extra: list) -> None:
     """Run ``retry``'s script across shards with the other cross-shard
     scripts sent meanwhile, as one operation: one park of the shards they
@@ -1150,6 +1174,7 @@ class _Group:
             None,
             self._escaped,
             exported,
+            group=True,
         )
         # Its scripts' calls, for MONITOR (see scripting's on_calls): none
         # is shown, each script read while no one monitored (_groupable).
@@ -1184,6 +1209,8 @@ class _Group:
                     # Redis, where what comes next finds it gone).
                     retry.ran_ns += run_ns
                     retry.answer(body, retry.ran_ns)
+                elif body in _REFUSED:  # behind one past busy-reply-threshold: it never ran
+                    retry.answer(body, NOT_RUN)
                 else:
                     retry.start(0, [], written[at] if at < len(written) else 0, escaped=False)
 
@@ -1207,10 +1234,15 @@ class _Group:
             entry_id = logged[i] if i < len(logged) else -1
             if entry_id >= 0:  # (its SLOWLOG entry, logged by the executor)
                 slowlog.note_script(retry.client, entry_id, retry.slot.slow_called(), retry.client.name)  # type: ignore[attr-defined]
-            retry.answer(reply if committed else body, EXECUTOR_LOGGED)
+            if committed and reply in _REFUSED:  # (it never ran: a rejected call)
+                retry.answer(reply, NOT_RUN)
+            else:
+                retry.answer(reply if committed else body, EXECUTOR_LOGGED)
 
 
 _KILLED = b"-" + errors.SCRIPT_KILLED.encode()
+# A group's script answered -BUSY by the executor, unrun (see wire.Run.group).
+_REFUSED = frozenset(b"-%s\r\n" % message.encode() for message in (errors.BUSY, errors.BUSY_FUNCTION))
 
 
 def _no_reply(bodies: list[bytes]) -> bytes:

@@ -206,6 +206,10 @@ class ShardLink:
         self.unblocks_sent = 0
         # Where the commands a script called go, for MONITOR (``M`` frames).
         self.on_script_calls: Callable[[list], None] | None = None
+        # Told a script's ``-BUSY`` error at its first busy report: what the
+        # acceptor holds back itself, sent before it knew, gets it too
+        # (see scripting.refuse_waiting).
+        self.on_busy: Callable[[bytes], None] | None = None
         # Who names the clients of the slow log's entries this shard
         # logged, given their reply sinks (``N`` frames, see
         # shardkv.acceptor.slowlog).
@@ -707,6 +711,8 @@ class ShardLink:
                 self.script = (pid, dirty, eval_mode, *details)
                 first = self.busy is None
                 self.busy = encode_error(errors.BUSY if eval_mode else errors.BUSY_FUNCTION)
+                if first and self.on_busy is not None:
+                    self.on_busy(self.busy)
                 BUSY_LINKS.add(self)
                 if first:
                     _busy_changed()

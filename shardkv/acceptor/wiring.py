@@ -139,6 +139,7 @@ def wiring() -> Wiring:
             memorybudget.on_attach,
             scripting.forget_shard,
             scripting.monitor_scripts,
+            scripting.refuse_waiting,
             users.log_script_refusals,
             slowlog.on_attach,
             scriptcalls.on_attach,

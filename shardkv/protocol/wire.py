@@ -566,6 +566,11 @@ class Run:
     # [position in commands, name]: the client's name from that command on
     # (a CLIENT SETNAME queued before it, which the acceptor runs).
     names: list[Any] = field(default_factory=list)
+    # The commands are several clients' scripts (acceptor.scripting._Group),
+    # not one client's EXEC: once one of them is past busy-reply-threshold,
+    # each after it is answered -BUSY without running, as Redis answers
+    # the clients it reads at the threshold.
+    group: bool = False
 
 
 @dataclass(frozen=True, slots=True)

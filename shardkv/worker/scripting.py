@@ -515,6 +515,10 @@ class Engine:
         # each line shows once.  ``__eval`` and ``__fcall`` set it to the
         # lines owed, for a script that never gets to run.
         self.ran_written = 0
+        # The -BUSY error of a script that went past busy-reply-threshold
+        # (Shard._run_foreign clears it before a group's run: the scripts
+        # after such a one are refused, see wire.Run.group).
+        self.busy_error: str | None = None
         # The number of the last SCRIPT FLUSH run here, or handed to this
         # worker as sent before its pipes (the acceptors number them, one
         # sequence: see shardkv.runtime.scriptflushes; every flush goes to
@@ -2281,6 +2285,7 @@ class Engine:
             threshold = self.busy_threshold()
             if threshold > 0 and time.monotonic() - run.start >= threshold:
                 run.busy = True
+                self.busy_error = errors.BUSY if run.eval_mode else errors.BUSY_FUNCTION
                 waiters = self.ks.waiters
                 if waiters is not None:
                     waiters.busy_scripts += 1

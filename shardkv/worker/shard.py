@@ -1687,6 +1687,7 @@ class Shard:
             logged: list[int] = []  # (see wire.Ran.logged)
             lines: list[int] = []  # each script's redis.log lines (see wire.Ran.written)
             renamed = dict(message.names)  # (a CLIENT SETNAME queued before: see wire.Run)
+            engine.busy_error = None
             for at, args in enumerate(commands_):
                 if at in renamed:
                     self.foreign_client = (message.client[0], renamed[at])
@@ -1694,6 +1695,19 @@ class Shard:
                     ks.select(int(args[1]))
                     continue
                 script = args[0] in _SCRIPT_RUNS
+                if script and message.group and engine.busy_error is not None:
+                    # Another client's script, behind one past busy-reply-threshold:
+                    # -BUSY, unrun, as Redis answers what it reads then (see
+                    # wire.Run.group; the acceptor counts it a rejected call).
+                    replies.append(Error(engine.busy_error))
+                    lines.append(0)
+                    if message.log_scripts:  # (no slow log entry: see _log_exec_script)
+                        logged.append(-1)
+                        if self._exec_slow is not None:
+                            self._exec_slow.append(None)
+                    if ends:
+                        calls.append(wire.SCRIPT_END)
+                    continue
                 if script:
                     engine.ran_written = 0
                 if message.log_scripts and script:

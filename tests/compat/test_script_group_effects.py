@@ -268,3 +268,53 @@ def test_lines_written_before_an_escape_undid_the_run_show_once(processes, in_ex
     for script, lines in ((MANY_LINES, 1500), (BUSY_LINE, 1)):
         counts = [[_lines_round(proc, script, in_exec) for _ in range(rounds)] for proc in processes]
         assert counts == [[lines] * rounds] * 2
+
+
+def _busy_burst_round(port: int, n: int = 3) -> dict:
+    """``n`` clients' looping scripts over two shards, sent at once, then
+    SCRIPT KILL from another client until each has its reply (10 s at
+    most): how many kills it took, and the replies."""
+    r = redis.Redis(port=port, socket_timeout=20)
+    r.config_set("busy-reply-threshold", 300)
+    tag = uuid.uuid4().hex
+    conns = _connections(port, n)
+    for c in conns:
+        c.send_packed_command(
+            c.pack_command("EVAL", f"-- {tag}\nwhile true do end", 2, A, B), check_health=False
+        )
+    kills = 0
+    got: list = [None] * n
+    deadline = time.monotonic() + 10
+    try:
+        while None in got and time.monotonic() < deadline:
+            try:
+                kills += r.script_kill()
+            except redis.ResponseError:
+                pass  # NOTBUSY: not past the threshold yet
+            for i, c in enumerate(conns):
+                if got[i] is None and c.can_read(timeout=0):
+                    try:
+                        got[i] = c.read_response()
+                    except redis.ResponseError as e:
+                        got[i] = " ".join(str(e).split()[:3])
+            time.sleep(0.05)
+    finally:
+        r.config_set("busy-reply-threshold", 5000)
+        for c in conns:
+            c.disconnect()
+    return {"kills": kills, "replies": sorted(map(str, got))}
+
+
+@pytest.mark.skipif(
+    os.environ.get("SHARDKV_TEST_ACCEPTORS", "1") != "1",
+    reason="with several acceptors no scripts are grouped (each waits, and loops, in turn: see the README)",
+)
+def test_scripts_read_while_a_group_script_is_busy_get_busy(servers):
+    """Scripts of other clients sent while a looping script runs: Redis
+    reads them at busy-reply-threshold and answers them -BUSY, so one
+    SCRIPT KILL ends it all.  shardkv ran each after the killed one (in
+    its group, or waiting for the group's shards), each looping past the
+    threshold again: one SCRIPT KILL each, the server busy all along."""
+    expected, got = (_busy_burst_round(port) for port in servers)
+    assert got == expected
+    assert expected == {"kills": 1, "replies": ["BUSY Redis is", "BUSY Redis is", "Script killed by"]}

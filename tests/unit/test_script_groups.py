@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import tempfile
 
-from shardkv.acceptor.scripting import CROSS_MARKER
+import pytest
+
+from shardkv.acceptor.scripting import CROSS_MARKER, refuse_waiting
 from shardkv.protocol import errors, wire
 from shardkv.protocol.wire import Verb
+from shardkv.worker.shard import Shard
 from tests.unit.test_acceptor_dispatch import FakeLink, build, connect, keys_on_two_shards, replies, send
 
 SCRIPT = b"return {redis.call('incr', KEYS[1]), redis.call('incr', KEYS[2])}"
@@ -156,3 +159,49 @@ def test_a_shard_lost_after_the_run_answers_each_script_with_the_operations_erro
         assert replies(acceptor, out) == b"-" + errors.OP_ABORTED.encode() + b"\r\n"
         assert client.state.blocked_token == 0
     assert acceptor.script_groups.parked == {}
+
+
+# A script past busy-reply-threshold (1 ms) at the count hook's first turns.
+LONG = b"local t = 0 for i = 1, 3000000 do t = t + i end return 'long'"
+
+
+def _eval(body: bytes, key: bytes) -> list[bytes]:
+    """A script's ``__eval``, as _Retry.command sends it."""
+    return [Verb.EVAL, b"0", b"eval", b"", b"0", body, b"1", key]
+
+
+@pytest.mark.parametrize("group", [True, False], ids=["group", "exec"])
+def test_a_groups_scripts_behind_one_past_the_threshold_are_refused(group) -> None:
+    """A group's scripts are other clients' (wire.Run.group): those after
+    one that went past busy-reply-threshold get -BUSY, unrun, as Redis
+    answers the clients it reads at the threshold (they ran after it, each
+    looping one needing a SCRIPT KILL of its own).  An EXEC's run on."""
+    shard = Shard(0, 2)
+    shard.keyspace.runtime.set("busy-reply-threshold", "1")
+    commands = [_eval(b"return 'first'", b"k"), _eval(LONG, b"k"), _eval(b"return 'after'", b"k")]
+    ran = shard.run_foreign(wire.Run(5, {}, commands, 0, True, [b"k"], log_scripts=True, group=group))
+    last = b"-" + errors.BUSY.encode() + b"\r\n" if group else b"$5\r\nafter\r\n"
+    assert ran.bodies == [b"$5\r\nfirst\r\n", b"$4\r\nlong\r\n", last]
+    assert len(ran.logged) == 3
+
+
+def test_scripts_waiting_for_a_busy_groups_shards_are_refused(monkeypatch, tmp_path) -> None:
+    """A script that waits for a group's decision was read while the
+    group ran: once the group's script is past busy-reply-threshold, it
+    gets -BUSY, a rejected call, as Redis reads it at the threshold."""
+    acceptor, links, loop, a, b = _setup(monkeypatch, tmp_path)
+    first, _ = connect(acceptor)
+    second, second_out = connect(acceptor)
+    send(first, [b"EVAL", SCRIPT, b"2", a, b])
+    loop.turn()
+    executor = acceptor.shard_of(a)
+    send(second, [b"EVAL", SCRIPT, b"2", a, b])
+    loop.turn()
+    assert len(acceptor.script_groups.waiting) == 1
+    refuse_waiting(acceptor, links[executor])
+    busy = b"-" + errors.BUSY.encode() + b"\r\n"
+    links[executor].on_busy(busy)  # type: ignore[attr-defined]  # (its first S frame)
+    assert acceptor.script_groups.waiting == []
+    assert replies(acceptor, second_out) == busy
+    row = acceptor.stats.commands["eval"]
+    assert row[0] == 1 and row[2] == 1  # the first's call; the second's rejected
