@@ -314,7 +314,14 @@ class Run:
     Each engine keeps one (:meth:`spare`) and :meth:`Engine._invoke` sets
     it up again for every script (inline, not in a method of its own): scripts never nest (EVAL and FCALL are
     ``noscript``), and nothing keeps a run once it has ended (its effects
-    and undo states are copied out), so no object is made per script."""
+    and undo states are copied out), so no object is made per script.
+
+    The fields a script may change while it runs (its RESP version, a
+    write, a stop, the random state it borrowed...) have a default each
+    (:meth:`defaults`); every place that changes one also sets
+    :attr:`changed`, and only then does the next run set them all back.
+    The usual script (a read, ``redis.call('get', KEYS[1])``) changes none
+    of them, and its run skips a dozen stores."""
 
     __slots__ = (
         "sha",
@@ -342,8 +349,9 @@ class Run:
         "apart",
         "logs",
         "written",
+        "changed",
     )
-    # What each field holds: see where Engine._invoke sets them up.
+    # What each field holds: see where Engine._invoke and defaults set them up.
     sha: bytes
     flags: int
     read_only: bool
@@ -369,6 +377,7 @@ class Run:
     apart: bool
     logs: list[tuple[int, str]]
     written: int
+    changed: bool
 
     @staticmethod
     def spare() -> Run:
@@ -379,7 +388,39 @@ class Run:
         run.undo = {}
         run.effects = []
         run.logs = []
+        run.defaults()
         return run
+
+    def defaults(self) -> None:
+        """Set back the fields a script may have changed (:attr:`changed`)
+        to what a run starts with."""
+        self.resp = 2
+        self.dirty = False
+        self.killed = False
+        self.abort = None  # set: stop the script, undo it
+        self.busy = False  # past busy-reply-threshold, and the acceptor told
+        self.reported_dirty = False
+        self.command = NO_ARGS  # for FUNCTION STATS (FCALL's: its call)
+        self.read_noted = False  # a read-only call was noted (client-side caching)
+        # math.random's state when this script first drew: None, not yet;
+        # >= 0, the server's, borrowed from the acceptor (given back when
+        # it ends); < 0, this shard's own (the only shard, or no acceptor to
+        # lend it), ``~rand_lent`` its state then, put back if it is undone.
+        self.rand_lent = None
+        # It asked the acceptor with what the call leaves behind held back
+        # until it ends (Verb.HELD): a shard of several, where it may yet
+        # stop and run again across shards.
+        self.held = False
+        # On a shard of several: whether anything but its single-key reads
+        # was counted apart (Engine._call; see Engine._invoke).
+        self.apart = False
+        # How many of its redis.log lines it wrote (past
+        # busy-reply-threshold, or LOGS_HELD) or dropped (log_skip): if it
+        # is undone, its run again drops as many.
+        self.written = 0
+        # Whether a field above may differ from its default: set wherever
+        # one changes (a script's run, or the end of one).
+        self.changed = False
 
 
 _new_run = object.__new__
@@ -840,8 +881,8 @@ class Engine:
         run.sha = sha
         run.flags = flags
         run.read_only = ro
-        run.resp = 2
-        run.dirty = False
+        if run.changed:  # (the fields the last script changed: see Run.changed)
+            run.defaults()
         # (database, key) -> its state before the script wrote it: the last
         # run's, kept when it wrote nothing (see spare).
         if run.undo:
@@ -852,41 +893,22 @@ class Engine:
         # does not start in.
         run.home = ks.db if ks.imported is None else ks.imported[0]
         run.start = time.monotonic()
-        run.killed = False
         if run.effects:  # (database, write command)
             run.effects = []
         run.db = ks.db  # the caller's database: SELECT in the script changes the script's only
-        run.abort = None  # set: stop the script, undo it
-        run.busy = False  # past busy-reply-threshold, and the acceptor told
-        run.reported_dirty = False
         run.eval_mode = eval_mode  # EVAL (False: FCALL)
-        run.command = NO_ARGS  # for FUNCTION STATS
         run.keys = keys  # the declared keys
-        run.read_noted = False  # a read-only call was noted (client-side caching)
-        # math.random's state when this script first drew: None, not yet;
-        # >= 0, the server's, borrowed from the acceptor (given back when
-        # it ends); < 0, this shard's own (the only shard, or no acceptor to
-        # lend it), ``~rand_lent`` its state then, put back if it is undone.
-        run.rand_lent = None
-        # It asked the acceptor with what the call leaves behind held back
-        # until it ends (Verb.HELD): a shard of several, where it may yet
-        # stop and run again across shards.
-        run.held = False
-        # On a shard of several, where its counts go apart (see
-        # Engine._invoke): its single-key reads counted in the shard's own
-        # rows, to take back if it runs again elsewhere (Stats.forget)...
+        # On a shard of several, where its counts go apart (see below): its
+        # single-key reads counted in the shard's own rows, to take back if
+        # it runs again elsewhere (Stats.forget).
         run.journal = None
-        # ...and whether anything else was counted apart (Engine._call).
-        run.apart = False
         # Its redis.log lines, (level, text), written when it ends (Engine._log):
         # an undone run (it runs again) writes none.
         if run.logs:
             run.logs = []
-        # How many of them it wrote (past busy-reply-threshold, or LOGS_HELD)
-        # or dropped (log_skip): if it is undone, its run again drops as many.
-        run.written = 0
         if not eval_mode:
             run.command = [b"fcall", sha, b"%d" % len(keys), *keys, *argv]
+            run.changed = True  # (command: see Run.changed)
         events = ks.events
         events_mark = len(events) if events is not None else 0
         aof_db = aof.db if aof is not None else 0
@@ -937,7 +959,7 @@ class Engine:
                 self.shard.stats = stats  # type: ignore[attr-defined]
                 if run.abort is not None:
                     scratch.drain(None)
-                    stats.forget(run.journal)
+                    stats.forget(run.journal)  # type: ignore[union-attr, arg-type]  # (both set with scratch)
                 elif run.apart or scratch.error_events or scratch.slowlog or scratch.slow_dropped:
                     scratch.drain(stats)
             if self.deferring and run.abort is None:  # (the run's end says: end_run)
@@ -1087,6 +1109,7 @@ class Engine:
         run = self.run
         if run is not None and run.abort is None:
             run.abort = _Widen()
+            run.changed = True  # (see Run.changed)
 
     def _may_run_again(self, run: Run, called_before: bool) -> bool:
         """May a narrow run that passes a 0 be undone and run again wide?
@@ -1109,6 +1132,7 @@ class Engine:
         (see the prelude).  Only a script that passes a 0 pays for it."""
         if run.abort is None:
             run.abort = _Widen()
+            run.changed = True  # (see Run.changed)
         self._stop()
         # (No Lua value: one made in a coroutine's callback keeps that
         # coroutine's lua_State, which lupa would use once it is freed.)
@@ -1269,6 +1293,7 @@ class Engine:
             for level, text in run.logs:
                 log.log(level, "%s", text)
             run.written += len(run.logs)
+            run.changed = True  # (see Run.changed)
         run.logs = []
 
     def _over_limit(self) -> bool:
@@ -1509,6 +1534,7 @@ class Engine:
             return self._error("redis.call/pcall can only be called inside a script invocation"), True
         called_before = run.apart  # (a call other than _call_raise's reads: see _sign_unknown)
         run.apart = True  # what it counts goes apart (see _invoke)
+        run.changed = True  # (see Run.changed)
         if not args:
             return self._error("Please specify at least one argument for this redis lib call"), raise_error
         argv = list(args)
@@ -1588,6 +1614,7 @@ class Engine:
             # start again elsewhere, so nothing to check or keep for undo.
             if write:
                 run.dirty = True
+                run.changed = True  # (see Run.changed)
                 if run.busy and not run.reported_dirty:
                     self._report(run)
             shard = self.shard
@@ -1604,6 +1631,7 @@ class Engine:
             except CrossShard as e:
                 # Stop the script for good (a pcall in it must not go on).
                 run.abort = e
+                run.changed = True  # (see Run.changed)
                 self._stop()
                 return self._error("cross-shard"), True
         if not run.read_noted and self.ks.event_mask & events.SCRIPT_READ and "readonly" in called.cmd.flags:
@@ -1611,6 +1639,7 @@ class Engine:
             # is invalidated first): a script that reads has its declared
             # keys tracked for its caller (CLIENT TRACKING).
             run.read_noted = True
+            run.changed = True  # (see Run.changed)
             for key in run.keys:
                 events.note(self.ks, events.SCRIPT_READ, b"read", key)
         if self.monitor is not None and called.monitored:
@@ -1642,6 +1671,7 @@ class Engine:
                 self._need_key(argv[1], run)
             except CrossShard as e:
                 run.abort = e  # as _call
+                run.changed = True  # (see Run.changed)
                 self._stop()
                 return self._error("cross-shard"), True
         memory = ks.memory
@@ -1651,6 +1681,7 @@ class Engine:
             value = memory.run_in_script(self.shard.execute_read, argv, called.handler)  # type: ignore[attr-defined]
         if not run.read_noted and ks.event_mask & events.SCRIPT_READ and "readonly" in called.cmd.flags:
             run.read_noted = True  # see _call
+            run.changed = True  # (see Run.changed)
             for key in run.keys:
                 events.note(ks, events.SCRIPT_READ, b"read", key)
         if self.monitor is not None and called.monitored:
@@ -1703,6 +1734,7 @@ class Engine:
                 if self.nshards == 1:
                     return self._ask_acceptor(argv, run)
                 run.held = True
+                run.changed = True  # (see Run.changed)
                 return self._ask_acceptor([Verb.HELD, *argv], run)
             return self._counted_call(argv, _local(name, argv))
         if cmd.pattern_keys is not None and self.nshards > 1:
@@ -1763,6 +1795,7 @@ class Engine:
                             undo[other, key] = export_key(ks, key)
         if write:
             run.dirty = True
+            run.changed = True  # (see Run.changed)
             if run.busy and not run.reported_dirty:
                 self._report(run)
             if cmd.route == "all":
@@ -1859,6 +1892,7 @@ class Engine:
                     if (db, key) not in undo:
                         undo[db, key] = export_key(ks, key)
         run.dirty = True
+        run.changed = True  # (see Run.changed)
         if run.busy and not run.reported_dirty:
             self._report(run)
         value = self.shard.execute(argv, called.handler)  # type: ignore[attr-defined]
@@ -2186,6 +2220,7 @@ class Engine:
             if self.log_skip:  # written by the run undone before this one
                 self.log_skip -= 1
                 run.written += 1
+                run.changed = True  # (see Run.changed)
                 return
             logs = run.logs
             logs.append((levels[int(level)], _text(text)))
@@ -2193,6 +2228,7 @@ class Engine:
                 for held in logs:
                     log.log(held[0], "%s", held[1])
                 run.written += len(logs)
+                run.changed = True  # (see Run.changed)
                 logs.clear()
 
     def _setresp(self, *args: LuaValue) -> None:
@@ -2205,6 +2241,7 @@ class Engine:
             self._raise("RESP version must be 2 or 3.")
         if self.run is not None:
             self.run.resp = resp
+            self.run.changed = True  # (see Run.changed)
 
     def _setrepl(self, *args: LuaValue) -> None:
         """redis.set_repl(flags): every write is logged (shardkv has no replicas)."""
@@ -2226,10 +2263,12 @@ class Engine:
         state = self._ask_acceptor([Verb.RANDOM], run) if self.nshards > 1 else None
         if type(state) is int:
             run.rand_lent = self.rand.x = state
+            run.changed = True  # (see Run.changed)
         else:
             # This shard's own: its state now, for an undone run (that runs
             # again) to put back, as one that runs again elsewhere draws nothing.
             run.rand_lent = ~self.rand.x
+            run.changed = True  # (see Run.changed)
         return self.rand
 
     def _give_back_rand(self, state: int) -> None:
@@ -2285,6 +2324,7 @@ class Engine:
             threshold = self.busy_threshold()
             if threshold > 0 and time.monotonic() - run.start >= threshold:
                 run.busy = True
+                run.changed = True  # (see Run.changed)
                 self.busy_error = errors.BUSY if run.eval_mode else errors.BUSY_FUNCTION
                 waiters = self.ks.waiters
                 if waiters is not None:
@@ -2308,6 +2348,7 @@ class Engine:
             self.kill_requested = False
             if not run.dirty:
                 run.killed = True
+                run.changed = True  # (see Run.changed)
                 return True
         return False
 
@@ -2334,6 +2375,7 @@ class Engine:
         if send is None:
             return None
         run.reported_dirty = run.dirty
+        run.changed = True  # (see Run.changed)
         functions = getattr(self, "functions", None)
         nlibs = len(functions.libraries) if functions is not None else 0
         nfuncs = len(functions.functions) if functions is not None else 0

@@ -5,6 +5,7 @@ import pytest
 from shardkv.protocol import wire
 from shardkv.protocol.resp import Error
 from shardkv.protocol.router import key_slot
+from shardkv.worker import scripting
 from shardkv.worker.clock import FakeClock
 from shardkv.worker.shard import Shard
 from shardkv.worker.sweeper import Sweeper
@@ -651,3 +652,45 @@ def test_decode_batch_refuses_bytes_that_are_no_resp():
     with pytest.raises(wire.BadMessage):
         wire.decode_batch(b"B*2\r\n:0\r\n*1\r\n$3\r\nGET\r\n!x")
     assert wire.decode_batch(wire.encode_batch([0, [b"GET", b"k"]])) == [0, [b"GET", b"k"]]
+
+
+# Scripts that each change a field of the engine's Run that the next run
+# starts from its default (Run.defaults): its RESP version, a write, a
+# borrowed random state, log lines, a failed call, a key of another
+# shard (a stop), a call other than a fast read, FCALL's own command.
+_RUN_CHANGERS = [
+    "redis.setresp(3) return 1",
+    "redis.call('set', KEYS[1], 'v') return 1",
+    "return math.random(10)",
+    "redis.log(redis.LOG_WARNING, 'x') return 1",
+    "return redis.pcall('incr', 'nokey', 'extra')",
+    "return redis.pcall('hset', KEYS[1])",
+    "return redis.call('get', KEYS[2])",
+    "return redis.call('ping')",
+]
+
+
+@pytest.mark.parametrize("nshards", [1, 2])
+@pytest.mark.parametrize("changer", [*_RUN_CHANGERS, "fcall"])
+def test_script_run_starts_from_defaults_after_any_script(nshards, changer):
+    """The engine's one Run (scripting.Run) sets its fields back to their
+    defaults before a script only when the script before it changed one
+    (``Run.changed``): after a script that changes each, a script that
+    changes none starts, and ends, with every such field as a new Run's."""
+    shard = Shard(0, nshards, FakeClock())
+    engine = shard.keyspace.scripts
+    names = [b"k%d" % i for i in range(200)]
+    own = next(k for k in names if key_slot(k) in engine.own)
+    other = next((k for k in names if key_slot(k) not in engine.own), own)
+    if changer == "fcall":
+        body = "#!lua name=lib\nredis.register_function('f', function() return 1 end)"
+        assert run(shard, "FUNCTION", "LOAD", body) == b"lib"
+        run(shard, "FCALL", "f", 0)
+    else:
+        run(shard, "EVAL", changer, 2, own, other)
+    assert run(shard, "EVAL", "return 1", 0) == 1
+    fresh = scripting.Run.spare()
+    fields = ("resp", "dirty", "killed", "abort", "busy", "reported_dirty", "command")
+    fields += ("read_noted", "rand_lent", "held", "apart", "written", "changed")
+    got = {name: getattr(engine._spare_run, name) for name in fields}
+    assert got == {name: getattr(fresh, name) for name in fields}
