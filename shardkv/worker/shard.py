@@ -785,11 +785,14 @@ class Shard:
                             else:
                                 record(args, value)  # type: ignore[misc]
                     elif table is not None and args[0] in _EVALSHA:
-                        # (a script changes nothing plain_table or the
-                        # slow log's threshold depends on: CONFIG is noscript)
+                        # A script changes nothing plain_table, the slow
+                        # log's threshold, counts_only or fast_below depend
+                        # on, so they are not asked again: CONFIG, BGSAVE,
+                        # BGREWRITEAOF are noscript (-MISCONF without an AOF
+                        # comes from a save, in the cron between batches),
+                        # a script blocks nobody on a key, and a cross-shard
+                        # operation's suspension comes in an entry of its own.
                         value = self.execute_script(args)
-                        counts_only = _counts_only(persistence)
-                        fast_below = _fast_below(table, writer, noted, blocked, counts_only, persistence)
                     else:
                         value = execute(args)
                         if args[0][:1] == b"_":  # an internal verb (__config...): see plain_table
