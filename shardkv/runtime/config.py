@@ -569,8 +569,10 @@ def load_file(path: str) -> dict[str, Any]:
             raw = tomllib.load(f)
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
-    except (OSError, tomllib.TOMLDecodeError) as e:
+    except (OSError, ValueError) as e:  # TOMLDecodeError, UnicodeDecodeError
         raise ConfigError(f"cannot read config file {path}: {e}") from None
+    except RecursionError:  # arrays or tables nested thousands deep
+        raise ConfigError(f"cannot read config file {path}: nested too deeply") from None
     values: dict[str, Any] = {}
     for key, value in raw.items():
         setting = lookup(key)
@@ -611,6 +613,14 @@ def load(argv: list[str] | None = None) -> dict[str, Any]:
             except ValueError as e:
                 raise ConfigError(f"bad value for --{name}: {e}") from None
     values[CONFIG_FILE] = os.path.abspath(args.config) if args.config else ""
+    if values["logfile"]:
+        # As Redis's config.c: test now that the log file opens, rather
+        # than fail later with no log to say why.
+        try:
+            with open(values["logfile"], "a"):
+                pass
+        except OSError as e:
+            raise ConfigError(f"Can't open the log file: {e.strerror}") from None
     return values
 
 

@@ -96,3 +96,36 @@ def test_missing_file_and_bad_flag_exit_2():
         timeout=30,
     )
     assert proc.returncode == 2 and "--shards" in proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        (b'dir = "\xff\xfe"\n', "cannot read config file"),  # not UTF-8
+        (b"a = " + b"[" * 5000 + b"]" * 5000 + b"\n", "nested too deeply"),
+    ],
+    ids=["not-utf8", "deep"],
+)
+def test_unreadable_file_exits_2_with_one_line_not_a_traceback(tmp_path, content, words):
+    """tomllib raises UnicodeDecodeError and RecursionError for these, not
+    TOMLDecodeError: they ended in a traceback with status 1."""
+    f = tmp_path / "bad.toml"
+    f.write_bytes(content)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), "--config", str(f)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0], proc.stderr
+
+
+def test_a_log_file_that_cannot_be_opened_is_a_config_error(tmp_path):
+    """As Redis's ``Can't open the log file: No such file or directory``
+    (a FATAL CONFIG FILE ERROR), not a traceback once the supervisor starts."""
+    with pytest.raises(config.ConfigError, match="^Can't open the log file: No such file or directory$"):
+        config.load(["--logfile", str(tmp_path / "nowhere" / "x.log")])
+    assert config.load(["--logfile", str(tmp_path / "x.log")])["logfile"] == str(tmp_path / "x.log")
