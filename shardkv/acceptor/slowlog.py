@@ -42,6 +42,7 @@ from shardkv.protocol.args import strict_int
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import OK
 from shardkv.runtime.cmdstats import apply_settings, slowlog_argv
+from shardkv.runtime.config import value_text
 from shardkv.runtime.slowlogfile import SlowLogFile
 
 if TYPE_CHECKING:
@@ -159,7 +160,7 @@ def on_config(server: Acceptor, changes: dict[str, Any]) -> None:
 def worker_settings(server: Acceptor, changes: dict[str, Any]) -> dict[str, str]:
     """The changed settings as text, as the workers get them."""
     words = worker_config(server, changes)[1:]
-    return {words[i].decode(): words[i + 1].decode() for i in range(0, len(words), 2)}
+    return {words[i].decode(): value_text(words[i + 1]) for i in range(0, len(words), 2)}
 
 
 def on_resetstat(server: Acceptor) -> None:

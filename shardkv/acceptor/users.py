@@ -38,6 +38,7 @@ from shardkv.protocol.args import strict_int
 from shardkv.protocol.command_docs import check_subcommand
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import OK, encode
+from shardkv.runtime.config import value_bytes, value_text
 
 if TYPE_CHECKING:
     from shardkv.acceptor.server import Acceptor
@@ -293,7 +294,7 @@ class ScriptEntries:
 def requirepass_rules(password: str) -> list[bytes]:
     """The rules that give the default user ``requirepass``'s one password
     (nopass for none)."""
-    return [b"resetpass", b">" + password.encode() if password else b"nopass"]
+    return [b"resetpass", b">" + value_bytes(password) if password else b"nopass"]
 
 
 class UsersInExec:
@@ -373,7 +374,7 @@ class UsersInExec:
         ):
             for param, value in zip(args[2::2], args[3::2], strict=False):
                 if param.lower() == b"requirepass":
-                    self.set_requirepass(value.decode("latin-1"))
+                    self.set_requirepass(value_text(value))
         elif name == "auth" and len(args) <= 3:
             self._auth(b"default" if len(args) == 2 else args[1], args[-1])
         elif name == "hello":
@@ -813,7 +814,7 @@ def requirepass_in_one_order(client: Client, password: str) -> None:
             elif client.pending and not client.closed:
                 client.flush()
 
-    server_bus.ask(bus.ACL, [b"requirepass", password.encode()], done, everyone=True, failed=done)
+    server_bus.ask(bus.ACL, [b"requirepass", value_bytes(password)], done, everyone=True, failed=done)
 
 
 def hold_for_changes(client: Client) -> bool:
@@ -847,8 +848,8 @@ def bus_acl(server: Acceptor, origin: int, args: list) -> int | list:
     elif args[0] == b"requirepass":
         # The parameter too, so CONFIG GET requirepass shows the password
         # in force (the others do not take it from the config line).
-        server.config["requirepass"] = args[1].decode()
-        requirepass_changed(server, args[1].decode())
+        server.config["requirepass"] = value_text(args[1])
+        requirepass_changed(server, value_text(args[1]))
     elif args[0] == b"dump":
         return users.dump()
     elif args[0] == b"log":  # ACL LOG through another acceptor: this one's entries

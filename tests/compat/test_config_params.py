@@ -7,6 +7,7 @@ CONFIG REWRITE."""
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import sys
 import tomllib
@@ -17,6 +18,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from shardkv.runtime import config
+from tests.support.resp import RespClient
 from tests.support.servers import ROOT, start_redis, start_shardkv
 
 # Where shardkv's default differs from Redis's on purpose (see the README):
@@ -323,6 +325,61 @@ def test_protected_configs_allowed_locally(protected_servers, tmp_path):
     # shardkv cannot move its files while running: it says so.
     with pytest.raises(redis.ResponseError, match="can't set immutable config"):
         ours.config_set("dir", str(tmp_path))
+
+
+@pytest.mark.slow
+def test_a_file_name_that_is_not_utf8_is_kept_byte_for_byte(protected_servers):
+    """CONFIG SET dbfilename with bytes that are not UTF-8: CONFIG GET shows
+    them, and SAVE writes a file of that name (shardkv's acceptor failed in
+    a hook after applying it, answering an internal error, and its workers
+    kept the old name)."""
+    real, ours = protected_servers
+    name = b"d\xc3\xa9\xff.rdb"
+    for proc in (real, ours):
+        c = redis.Redis(port=proc.port)
+        try:
+            assert c.config_set("dbfilename", name)
+            assert _config_get_bytes(c, "dbfilename") == name
+            assert c.set("k", "v") and c.save()
+        finally:
+            c.config_set("dbfilename", "dump.rdb")
+    assert os.path.exists(os.path.join(os.fsencode(real.workdir), name))
+    assert os.path.exists(os.path.join(os.fsencode(ours.workdir), name + b".shard-0"))
+
+
+def _config_get_bytes(c: redis.Redis, name: str) -> bytes:
+    """CONFIG GET's value as the server sent it (redis-py's own reading of
+    the reply replaces what is not UTF-8)."""
+    c.set_response_callback("CONFIG GET", lambda reply, **_: reply)
+    reply = c.execute_command("CONFIG", "GET", name)
+    return reply[name.encode()] if isinstance(reply, dict) else reply[1]
+
+
+def test_config_set_gives_back_the_bytes_it_was_given(r):
+    """A value is kept as its bytes, UTF-8 or not: shardkv read them as
+    Latin-1 and answered them as UTF-8 (``é`` came back as 4 bytes)."""
+    for value in (b"\xc3\xa9", b"\xff\xfe x"):
+        try:
+            assert r.config_set("masteruser", value)
+            assert _config_get_bytes(r, "masteruser") == value
+        finally:
+            r.config_set("masteruser", "")
+
+
+def test_a_requirepass_that_is_not_ascii_lets_its_bytes_in(server):
+    """AUTH with the very bytes CONFIG SET requirepass was given: shardkv
+    stored another password (its Latin-1 reading, as UTF-8), and the server
+    was locked to everyone but the connections already in."""
+    password = b"p\xc3\xa9\xff"
+    admin = redis.Redis(port=server)
+    try:
+        assert admin.config_set("requirepass", password)
+        with RespClient(server) as other:  # AUTH first, as redis-cli -a
+            assert other.command("AUTH", password) == b"OK"
+            assert other.command("CONFIG", "GET", "requirepass") == [b"requirepass", password]
+    finally:
+        admin.config_set("requirepass", "")
+        admin.close()
 
 
 @pytest.mark.slow

@@ -47,7 +47,7 @@ def _config_get(server, patterns: list[bytes]) -> dict:
         if not any(c in pattern for c in b"*?["):
             setting = config.lookup(pattern.decode("latin-1"))
             if setting is not None and pattern not in out:
-                out[pattern] = setting.show(server.config[setting.name]).encode()
+                out[pattern] = config.value_bytes(setting.show(server.config[setting.name]))
             continue
         match = compile_glob(pattern, nocase=True)
         for setting in config.SETTINGS.values():
@@ -55,7 +55,7 @@ def _config_get(server, patterns: list[bytes]) -> dict:
                 continue
             for name in (setting.name, setting.alias):
                 if name and match(name.encode()) and name.encode() not in out:
-                    out[name.encode()] = setting.show(server.config[setting.name]).encode()
+                    out[name.encode()] = config.value_bytes(setting.show(server.config[setting.name]))
     return out
 
 
@@ -86,7 +86,7 @@ def config_set_changes(client: Client, args: list[bytes]) -> dict:
             error = (typed, "can't set protected config")
         elif any(r == registered for _, r, _ in found):
             error = (typed, "duplicate parameter")
-        found.append((setting, registered, args[i + 1].decode("latin-1")))
+        found.append((setting, registered, config.value_text(args[i + 1])))
     if unknown is not None:
         raise CommandError(errors.CONFIG_UNKNOWN % unknown)
     if error is not None:
@@ -124,7 +124,7 @@ def worker_config(server, names) -> list[bytes]:
     """``__config`` with the current values of ``names``, for the workers."""
     out = [Verb.CONFIG]
     for name in names:
-        out += [name.encode(), config.SETTINGS[name].show(server.config[name]).encode()]
+        out += [name.encode(), config.value_bytes(config.SETTINGS[name].show(server.config[name]))]
     return out
 
 

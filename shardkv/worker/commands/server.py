@@ -16,6 +16,7 @@ from shardkv.protocol.glob import compile_glob
 from shardkv.protocol.resp import OK, Error
 from shardkv.protocol.wire import CONFIG_NUMBER, Verb
 from shardkv.runtime.cmdstats import apply_settings
+from shardkv.runtime.config import value_text
 from shardkv.worker import eviction
 from shardkv.worker.functions import EMPTY_FUNCTIONS_MEMORY
 from shardkv.worker.handlers import Handlers
@@ -198,7 +199,7 @@ def config(ks: Keyspace, args: list[bytes]) -> object:
                 continue  # a later CONFIG SET's value, through another pipe
             runtime.numbers[name] = number
         try:
-            runtime.set(name, args[i + 1].decode())
+            runtime.set(name, value_text(args[i + 1]))
         except ValueError:
             pass  # the acceptor validated it; a bad value keeps the old one
     for hook in ks.runtime.hooks:
