@@ -186,6 +186,19 @@ def test_debug_when_allowed(debug_ports):
 
 
 @pytest.mark.slow
+def test_debug_sleep_past_a_long_long_of_microseconds_returns_at_once(debug_ports):
+    """Redis's DEBUG SLEEP converts seconds to a long long of microseconds:
+    past it (1e400 is inf) it gets LLONG_MIN and returns at once.  shardkv
+    answered an internal error for 1e400 (time.sleep's OverflowError) and
+    slept for ages for 1e13."""
+    for name in ("redis", "shardkv"):
+        c = redis.Redis(port=debug_ports[name], protocol=2, socket_timeout=20)
+        for seconds in ("1e400", "1e300", "1e13", "-1e400"):
+            assert c.execute_command("DEBUG", "SLEEP", seconds) == b"OK", seconds
+        c.close()
+
+
+@pytest.mark.slow
 def test_slowlog_times_debug_sleep(debug_ports):
     for _, c in _each(debug_ports):
         c.execute_command("CONFIG", "SET", "slowlog-log-slower-than", "100000")

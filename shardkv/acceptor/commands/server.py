@@ -111,9 +111,12 @@ def debug(client: Client, args: list) -> None:
     sub = args[1].upper()
     n = len(args)
     if sub == b"SLEEP" and n == 3:
-        seconds = _strtod(args[2])  # as Redis reads it: "abc" is 0
-        if seconds > 0:
-            time.sleep(seconds)
+        # As Redis reads it ("abc" is 0) and converts it to a long long of
+        # microseconds: past 2**63 (1e400 is inf) x86-64 gives LLONG_MIN,
+        # and nanosleep returns at once.
+        micros = _strtod(args[2]) * 1_000_000
+        if 0 < micros < 2**63:
+            time.sleep(int(micros) / 1_000_000)
         client.reply(OK)
     elif sub == b"CHANGE-REPL-ID" and n == 2:
         client.reply(OK)
