@@ -26,7 +26,8 @@ from __future__ import annotations
 import itertools
 import secrets
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from shardkv.acceptor.bus import fail_slot
@@ -51,8 +52,10 @@ class Users:
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config
         # ACL LOG, newest first: [count, reason, context, object, username,
-        # time in ms, client info] (Redis's aclLogEntry).
-        self.log: list[list[Any]] = []
+        # time in ms, client info] (Redis's aclLogEntry).  A deque, as
+        # Redis's is a list: an entry is added in O(1) however long
+        # acllog-max-len lets it grow (a Python list shifted every entry).
+        self.log: deque[list[Any]] = deque()
         # CLIENT LIST's line of a client (commands.connection's, which
         # imports this module: bound by wiring.build).
         self.client_info: Callable[..., bytes] | None = None
@@ -192,7 +195,9 @@ class Users:
 
     def _add(self, entry: list) -> None:
         _add_entry(self.log, entry)
-        del self.log[self.log_max() :]
+        log, most = self.log, self.log_max()
+        while len(log) > most:
+            log.pop()
 
     def script_called(self, client: Client, command: bytes, multi: int, db: int) -> int:
         """The number of a script a limited user's client calls now (with
@@ -428,21 +433,22 @@ def _hello_auth(args: list[bytes]) -> tuple[bytes, bytes] | None:
     return auth
 
 
-def _add_entry(log: list[list], entry: list) -> None:
+def _add_entry(log: deque[list], entry: list) -> None:
     """Add ``entry`` ([count, reason, context, object, username, time in
     ms, client info]) to ``log``, newest first: a like entry (same reason,
     context, object and user) among the 10 newest, last seen less than a
     minute before, counts it instead and moves to the front (Redis's
     addACLLogEntry)."""
     now = entry[5]
-    for i, old in enumerate(log[:10]):
+    for i, old in enumerate(itertools.islice(log, 10)):
         if old[1:5] == entry[1:5] and now - old[5] < 60000:
             old[0] += entry[0]
             old[5] = now
             old[6] = entry[6]
-            log.insert(0, log.pop(i))
+            del log[i]
+            log.appendleft(old)
             return
-    log.insert(0, entry)
+    log.appendleft(entry)
 
 
 def _close_revoked_subscribers(server: Acceptor, user: acl.User, me: Client | None) -> None:
@@ -955,15 +961,15 @@ def _log_now(client: Client, count: int, reset: bool, slot: Slot | None, resp3: 
                     [e[0], e[1].decode(), e[2].decode(), e[3], e[4], e[5] / 1000, e[6]]
                     for e in reversed(answer)
                 ]
-        log: list[list] = []
+        log: deque[list] = deque()
         for entry in sorted(entries, key=lambda e: e[5]):  # (stable: one acceptor's in its order)
             _add_entry(log, entry)
-        slot.deliver(encode(_log_reply(log[: users.log_max()], count), resp3))
+        slot.deliver(encode(_log_reply(itertools.islice(log, users.log_max()), count), resp3))
 
     server_bus.ask(bus.ACL, [b"log"], merged, failed=fail_slot(slot))
 
 
-def _log_reply(log: list[list], count: int) -> list[dict]:
+def _log_reply(log: Iterable[list], count: int) -> list[dict]:
     now = time.time() * 1000
     return [
         {
@@ -975,7 +981,7 @@ def _log_reply(log: list[list], count: int) -> list[dict]:
             b"age-seconds": (now - e[5]) / 1000,
             b"client-info": e[6],
         }
-        for e in log[: max(count, 0)]
+        for e in itertools.islice(log, max(count, 0))
     ]
 
 
