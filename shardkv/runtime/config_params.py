@@ -129,7 +129,12 @@ _TABLE = [
     _bool("rdbcompression", True),
     _bool("rdb-del-sync-files", False),
     _bool("activerehashing", True),
-    _bool("stop-writes-on-bgsave-error", True),
+    _bool(
+        "stop-writes-on-bgsave-error",
+        True,
+        used=True,
+        help="Refuse writes while the last background save failed (with save rules).",
+    ),
     _bool("set-proc-title", True, flags="immutable"),
     _bool("dynamic-hz", True),
     _bool("lazyfree-lazy-eviction", False),

@@ -388,6 +388,33 @@ def _refuse_writes_by_a_missing_dir(c: redis.Redis, where: Path, port: int) -> r
 
 
 @pytest.mark.parametrize("kind", ["redis", "shardkv"])
+def test_stop_writes_on_bgsave_error_no_lets_writes_in_after_a_failed_save(tmp_path, kind):
+    """CONFIG SET stop-writes-on-bgsave-error no: writes and PING are
+    accepted again while the last save still failed; yes refuses them
+    again.  shardkv's workers read the setting when they started only, so
+    it went on refusing them."""
+    where = tmp_path / "dir"
+    where.mkdir()
+    server = (
+        start_redis("--dir", str(where)) if kind == "redis" else start_shardkv("--dir", str(where), shards=2)
+    )
+    try:
+        c = redis.Redis(port=server.port)
+        conn = _refuse_writes_by_a_missing_dir(c, where, server.port)
+        c.config_set("stop-writes-on-bgsave-error", "no")
+        until_writable(c)
+        assert _say(conn, "PING") == b"PONG"
+        assert c.info("persistence")["rdb_last_bgsave_status"] == "err"
+        c.config_set("stop-writes-on-bgsave-error", "yes")
+        deadline = time.monotonic() + 30
+        while _say(conn, "SET", "x", "1") != ("error", RDB_FAILED):
+            assert time.monotonic() < deadline, "writes were never refused again"
+            time.sleep(0.05)
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("kind", ["redis", "shardkv"])
 def test_function_and_xgroup_writes_are_refused_by_their_subcommands_flags(tmp_path, kind):
     """Redis checks a container's subcommand's own flags: FUNCTION LOAD,
     DELETE, FLUSH and RESTORE, and XGROUP CREATE, are writes (refused while

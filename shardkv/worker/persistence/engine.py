@@ -244,6 +244,7 @@ _SETTINGS = (
     "auto-aof-rewrite-min-size",
     "aof-load-truncated",
     "rdb-key-save-delay",
+    "stop-writes-on-bgsave-error",  # read by _update_misconf, which set_config calls
 )
 
 
