@@ -45,6 +45,7 @@ from collections.abc import Callable
 from shardkv.protocol import errors
 from shardkv.protocol.command_docs import SUBCOMMANDS
 from shardkv.protocol.commands import lookup
+from shardkv.runtime import config
 from shardkv.runtime.slowlogfile import SlowLogFile
 
 MAX_ERROR_CODES = 128  # Redis's ERROR_STATS_NUMBER: distinct codes tracked
@@ -648,9 +649,60 @@ def report_from_bus(flat: list) -> list:
     return [commands, {code.decode(): n for code, n in zip(errors[::2], errors[1::2], strict=True)}, replies]
 
 
+REDACTED = b"(redacted)"
+
+
+def redacted(args: list[bytes]) -> set[int]:
+    """The positions of the secrets Redis's commands redact from the slow log
+    (``redactClientCommandArgument``): AUTH's arguments, HELLO's AUTH pair,
+    ACL SETUSER's user and rules, a sensitive parameter's value in CONFIG
+    SET (even after an unknown one, as Redis), MIGRATE's AUTH
+    password and AUTH2 pair (up to KEYS or a syntax error)."""
+    name = args[0].lower()
+    argc = len(args)
+    if name == b"auth":
+        return set(range(1, argc))
+    hidden: set[int] = set()
+    if name == b"hello":
+        i = 2
+        while i < argc:
+            option = args[i].lower()
+            if option == b"auth" and i + 2 < argc:
+                hidden |= {i + 1, i + 2}
+                i += 2
+            elif option == b"setname" and i + 1 < argc:
+                i += 1
+            i += 1
+    elif name == b"acl" and argc >= 3 and args[1].lower() == b"setuser":
+        hidden = set(range(2, argc))
+    elif name == b"config" and argc >= 4 and argc % 2 == 0 and args[1].lower() == b"set":
+        for i in range(2, argc, 2):
+            setting = config.lookup(args[i].decode("latin-1"))
+            if setting is not None and "sensitive" in setting.flags:
+                hidden.add(i + 1)
+    elif name == b"migrate":
+        j = 6
+        while j < argc:
+            option = args[j].lower()
+            if option == b"auth" and j + 1 < argc:
+                hidden.add(j + 1)
+                j += 1
+            elif option == b"auth2" and j + 2 < argc:
+                hidden |= {j + 1, j + 2}
+                j += 2
+            elif option not in (b"copy", b"replace"):
+                break
+            j += 1
+    return hidden
+
+
 def slowlog_argv(args: list[bytes]) -> list[bytes]:
-    """The arguments as the slow log keeps them: at most 32, each at most
-    128 bytes, with Redis's notes of what was cut."""
+    """The arguments as the slow log keeps them: secrets redacted as Redis
+    does (:func:`redacted`), at most 32, each at most 128 bytes, with
+    Redis's notes of what was cut."""
+    hidden = redacted(args) if args else set()
+    if hidden:
+        args = [REDACTED if i in hidden else a for i, a in enumerate(args)]
     argc = len(args)
     kept = args if argc <= SLOWLOG_ENTRY_MAX_ARGC else args[: SLOWLOG_ENTRY_MAX_ARGC - 1]
     out = []

@@ -276,6 +276,39 @@ def test_slowlog_cuts_long_commands_as_redis(ports):
     assert got["shardkv"][-1][1].startswith(b"127.0.0.1:") and got["shardkv"][-1][2] == b""
 
 
+def test_slowlog_redacts_secrets_as_redis(ports):
+    """Redis redacts passwords from the slow log: AUTH's arguments, HELLO's
+    AUTH pair, ACL SETUSER's user and rules, a sensitive parameter's value
+    in CONFIG SET, MIGRATE's AUTH and AUTH2.  shardkv logged them as sent,
+    so SLOWLOG GET showed every password a client gave."""
+    got = {}
+    for name in ("redis", "shardkv"):
+        conn = RespClient(ports[name])  # no client library's reconnections and CLIENT SETINFO
+
+        def say(*args: str, conn: RespClient = conn) -> object:
+            conn.send(*args)
+            return conn.read_reply()
+
+        say("CONFIG", "SET", "slowlog-log-slower-than", "0")
+        say("SLOWLOG", "RESET")
+        say("AUTH", "secret1")
+        say("AUTH", "someone", "secret2")
+        say("HELLO", "2", "SETNAME", "auth", "AUTH", "default", "secret3")
+        say("ACL", "SETUSER", "redact-bob", "on", ">secret4")
+        say("CONFIG", "SET", "masterauth", "secret5", "maxmemory-samples", "5", "masteruser", "u6")
+        say("CONFIG", "SET", "masteruser", "secret7", "nosuch", "x", "masterauth", "shown")
+        say("MIGRATE", "127.0.0.1", "1", "k", "0", "1000", "COPY", "AUTH", "secret8")
+        say("MIGRATE", "127.0.0.1", "1", "", "0", "1000", "AUTH2", "u9", "secret9", "KEYS", "k")
+        say("CONFIG", "SET", "slowlog-log-slower-than", "-1")
+        got[name] = [e[3] for e in say("SLOWLOG", "GET", "-1")][::-1]  # type: ignore[union-attr]
+        say("ACL", "DELUSER", "redact-bob")
+        say("CONFIG", "SET", "masterauth", "", "masteruser", "")
+        say("CONFIG", "SET", "slowlog-log-slower-than", "10000")
+        conn.close()
+    assert got["shardkv"] == got["redis"]
+    assert not any(b"secret" in a for entry in got["shardkv"] for a in entry)
+
+
 # -- INFO commandstats, errorstats, latencystats ----------------------------------
 
 
