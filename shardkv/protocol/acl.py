@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Collection, Iterable
-from typing import Any
 
 from shardkv.protocol import command_docs, commands, errors
 from shardkv.protocol.args import LLONG_MAX, LLONG_MIN
@@ -225,15 +224,20 @@ class User:
         self.enabled = False
         self.nopass = False
         self.sanitize = ""  # "", "sanitize-payload" or "skip-sanitize-payload"
-        self.passwords: list[str] = []
+        # Password digests and channel patterns: dicts used as ordered sets,
+        # for the same reason as patterns below.
+        self.passwords: dict[str, None] = {}
         self.allowed: set[str] = set()
         self.future = False  # Redis's reserved bit: set by +@all only
         self.allcommands = False
         self.firstargs: dict[str, list[bytes]] = {}
         self.allkeys = False
-        self.patterns: list[list[Any]] = []  # [pattern, READ|WRITE]
+        # pattern -> READ|WRITE, in the order first given; a dict, so that
+        # a rule finds its pattern at once (a list made ACL SETUSER of n
+        # patterns cost n squared).
+        self.patterns: dict[bytes, int] = {}
         self.allchannels = allchannels
-        self.channels: list[bytes] = []
+        self.channels: dict[bytes, None] = {}
         # May run every command on every key and channel: no check needed
         # (the clients' hot path tests this one flag).
         self.unlimited = False
@@ -249,15 +253,15 @@ class User:
         self.enabled = other.enabled
         self.nopass = other.nopass
         self.sanitize = other.sanitize
-        self.passwords = list(other.passwords)
+        self.passwords = dict(other.passwords)
         self.allowed = set(other.allowed)
         self.future = other.future
         self.allcommands = other.allcommands
         self.firstargs = {k: list(v) for k, v in other.firstargs.items()}
         self.allkeys = other.allkeys
-        self.patterns = [list(p) for p in other.patterns]
+        self.patterns = dict(other.patterns)
         self.allchannels = other.allchannels
-        self.channels = list(other.channels)
+        self.channels = dict(other.channels)
         self.unlimited = other.unlimited
         self._wire = None
 
@@ -299,20 +303,19 @@ class User:
             self.sanitize = "sanitize-payload"
         elif low == b"nopass":
             self.nopass = True
-            self.passwords = []
+            self.passwords = {}
         elif low == b"resetpass":
             self.nopass = False
-            self.passwords = []
+            self.passwords = {}
         elif op[:1] in (b">", b"#"):
             digest = _rule_digest(op)
-            if digest not in self.passwords:
-                self.passwords.append(digest)
+            self.passwords[digest] = None
             self.nopass = False
         elif op[:1] in (b"<", b"!"):
             digest = _rule_digest(op)
             if digest not in self.passwords:
                 raise RuleError(errors.ACL_NO_SUCH_PASSWORD)
-            self.passwords.remove(digest)
+            del self.passwords[digest]
         elif op[:1] == b"(" and op[-1:] == b")":
             raise RuleError(errors.ACL_NO_SELECTORS)
         elif low == b"clearselectors":
@@ -332,16 +335,16 @@ class User:
         """Redis's ACLSetSelector: keys, channels and commands."""
         if low in (b"allkeys", b"~*"):
             self.allkeys = True
-            self.patterns = []
+            self.patterns = {}
         elif low == b"resetkeys":
             self.allkeys = False
-            self.patterns = []
+            self.patterns = {}
         elif low in (b"allchannels", b"&*"):
             self.allchannels = True
-            self.channels = []
+            self.channels = {}
         elif low == b"resetchannels":
             self.allchannels = False
-            self.channels = []
+            self.channels = {}
         elif low in (b"allcommands", b"+@all"):
             self.allowed = set(ALL)
             self.future = True
@@ -359,8 +362,7 @@ class User:
                 raise RuleError(errors.ACL_AFTER_ALLCHANNELS)
             if _has_spaces(op[1:]):
                 raise RuleError(errors.ACL_SYNTAX)
-            if op[1:] not in self.channels:
-                self.channels.append(op[1:])
+            self.channels[op[1:]] = None
         elif op[:1] == b"+" and op[1:2] != b"@":
             self._allow(op[1:])
         elif op[:1] == b"-" and op[1:2] != b"@":
@@ -401,12 +403,7 @@ class User:
         pattern = op[offset:]
         if _has_spaces(pattern):
             raise RuleError(errors.ACL_SYNTAX)
-        for known in self.patterns:
-            if known[0] == pattern:
-                known[1] |= flags
-                break
-        else:
-            self.patterns.append([pattern, flags])
+        self.patterns[pattern] = self.patterns.get(pattern, 0) | flags
         self.allkeys = False
 
     def _allow(self, name: bytes) -> None:
@@ -500,7 +497,7 @@ class User:
         an option before is wrong, which the command itself answers."""
         if name not in _SORTS or self.allkeys:
             return None
-        if any(pattern == b"*" and allowed & READ for pattern, allowed in self.patterns):
+        if self.patterns.get(b"*", 0) & READ:
             return None
         readonly = name == "sort_ro"
         n = len(args)
@@ -532,7 +529,7 @@ class User:
         return None
 
     def _key_ok(self, key: bytes, flags: int) -> bool:
-        for pattern, allowed in self.patterns:
+        for pattern, allowed in self.patterns.items():
             if allowed & flags == flags and glob_match(pattern, key):
                 return True
         return False
@@ -558,7 +555,7 @@ class User:
     def key_rules(self) -> list[str]:
         if self.allkeys:
             return ["~*"]
-        return [_PATTERN_PREFIX[flags] + p.decode("latin-1") for p, flags in self.patterns]
+        return [_PATTERN_PREFIX[flags] + p.decode("latin-1") for p, flags in self.patterns.items()]
 
     def channel_rules(self) -> list[str]:
         if self.allchannels:
