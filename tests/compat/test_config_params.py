@@ -10,6 +10,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import time
 import tomllib
 
 import pytest
@@ -345,6 +346,34 @@ def test_a_file_name_that_is_not_utf8_is_kept_byte_for_byte(protected_servers):
             c.config_set("dbfilename", "dump.rdb")
     assert os.path.exists(os.path.join(os.fsencode(real.workdir), name))
     assert os.path.exists(os.path.join(os.fsencode(ours.workdir), name + b".shard-0"))
+
+
+@pytest.mark.slow
+def test_a_save_under_a_name_too_long_fails_and_the_shards_go_on(protected_servers):
+    """A dbfilename of 300 bytes (CONFIG SET takes it, as Redis): BGSAVE
+    fails, as Redis's does (its rename), and the server goes on serving.
+    The worker could not remove its temp file of that name either; the
+    error escaped into its loop and cut its link: every command on its keys
+    answered ``shard unavailable`` from then on."""
+    for proc in protected_servers:
+        c = redis.Redis(port=proc.port, decode_responses=True)
+        try:
+            assert c.set("k", "v")
+            assert c.config_set("dbfilename", "a" * 300)
+            assert c.bgsave()
+            deadline = time.monotonic() + 30
+            while (info := c.info("persistence"))["rdb_bgsave_in_progress"] or info[
+                "rdb_last_bgsave_status"
+            ] != "err":
+                assert time.monotonic() < deadline, "the save did not fail"
+                time.sleep(0.05)
+            with pytest.raises(redis.ResponseError):  # a bare "ERR", as Redis
+                c.save()
+            assert c.get("k") == "v" and c.set("k", "w") and c.get("k") == "w"
+        finally:
+            c.config_set("dbfilename", "dump.rdb")
+        assert c.save() and c.info("persistence")["rdb_last_bgsave_status"] == "ok"
+        c.close()
 
 
 def _config_get_bytes(c: redis.Redis, name: str) -> bytes:

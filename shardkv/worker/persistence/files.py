@@ -78,6 +78,17 @@ def remove_file(path: str) -> None:
         pass
 
 
+def discard_temp(path: str) -> None:
+    """Remove a failed writer's temp file, if any.  Whatever the reason it
+    cannot be (a name too long to exist, as a dbfilename of 250 bytes and
+    its suffixes make; a dir replaced by a file), it is not there to leave
+    behind: the error is no concern of the worker's loop, which it broke."""
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
 def fsync_dir(path: str) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:

@@ -16,7 +16,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from shardkv.worker.persistence.files import remove_file
+from shardkv.worker.persistence.files import discard_temp
 from shardkv.worker.persistence.state import State
 
 log = logging.getLogger("shardkv.worker")
@@ -90,7 +90,7 @@ class Forking(State):
             os.waitpid(child.pid, 0)
         except (ProcessLookupError, ChildProcessError):
             pass
-        remove_file(child.temp)
+        discard_temp(child.temp)
         self.child = None
         log.info("shard %d: background %s stopped", self.index, child.kind)
 

@@ -22,7 +22,13 @@ from shardkv.protocol.errors import CommandError
 from shardkv.worker.persistence import snapshot
 from shardkv.worker.persistence.aoflog import AofLog
 from shardkv.worker.persistence.aofwriter import AofWriter, unlink_later
-from shardkv.worker.persistence.files import Manifest, file_size, max_seq, remove_file, write_file_atomically
+from shardkv.worker.persistence.files import (
+    Manifest,
+    discard_temp,
+    file_size,
+    max_seq,
+    write_file_atomically,
+)
 from shardkv.worker.persistence.fork import Child
 
 log = logging.getLogger("shardkv.worker")
@@ -105,7 +111,7 @@ class Rewrites(AofLog):
             self.aof_rewrites += 1
             log.info("shard %d: background AOF rewrite finished successfully", self.index)
         else:
-            remove_file(child.temp)
+            discard_temp(child.temp)
             log.error("shard %d: background AOF rewrite failed", self.index)
             if child.enabling and self.manifest is None:
                 self.rewrite_scheduled = True  # AOF is logging but has no base yet: try again

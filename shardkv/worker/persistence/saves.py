@@ -11,7 +11,7 @@ import time
 
 from shardkv.protocol.errors import CommandError
 from shardkv.worker.persistence import snapshot
-from shardkv.worker.persistence.files import fsync_dir, remove_file
+from shardkv.worker.persistence.files import discard_temp, fsync_dir
 from shardkv.worker.persistence.fork import Child, Forking
 
 log = logging.getLogger("shardkv.worker")
@@ -30,7 +30,7 @@ class Saves(Forking):
             os.replace(tmp, self.files.snapshot)
             fsync_dir(self.files.dir)
         except OSError as e:
-            remove_file(tmp)
+            discard_temp(tmp)
             # A failed SAVE (or SHUTDOWN's save) leaves rdb_last_bgsave_status
             # alone, as Redis's rdbSave does: only a background save's failure
             # stops writes with -MISCONF.
@@ -87,6 +87,6 @@ class Saves(Forking):
             self.rdb_saves += 1
             log.info("shard %d: background saving terminated with success", self.index)
         else:
-            remove_file(child.temp)
+            discard_temp(child.temp)
             log.error("shard %d: background saving error", self.index)
         self._note_pause(t0, "save")
