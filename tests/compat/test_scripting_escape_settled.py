@@ -191,13 +191,14 @@ def _behind_a_busy_script(port: int, acceptors: int) -> list:
     reads them at the threshold and answers both ``-BUSY``."""
     with _connect(port, acceptors) as runner, _connect(port, acceptors) as c:
         runner.command("FLUSHALL")
-        runner.command("CONFIG", "SET", "busy-reply-threshold", "500")
+        runner.command("CONFIG", "SET", "busy-reply-threshold", "1000")
         sha = c.command("SCRIPT", "LOAD", "return redis.call('get', KEYS[1])").decode()  # type: ignore[union-attr]
         assert c.call("EVALSHA", sha, "1", OWN) == b"$-1\r\n"  # (settled: the next one takes the shortcut)
         runner.send("EVAL", BUSY, "1", OWN)
-        # The script runs, not busy yet: 0.3 s leaves it time to start on a
-        # loaded machine, well before the 0.5 s threshold.
-        time.sleep(0.3)
+        # The script runs, not busy yet: 0.5 s leaves it time to start on a
+        # loaded machine (0.3 s was once too little at load 22), well before
+        # the 1 s threshold.
+        time.sleep(0.5)
         replies = _send(c, [["EVALSHA", sha, "1", OWN], ["GET", OWN]])
         got = [runner.read(), *(r.split(b" ")[0] for r in replies)]
         runner.command("CONFIG", "SET", "busy-reply-threshold", "5000")
