@@ -34,17 +34,29 @@ atomic group, ``(?>.*?Si)``, which the engine never re-enters, within the
 bytes before ``Sk``: the cost is at most (string length) x (pattern
 length) byte comparisons, done in C, whatever the pattern.  Compiled
 patterns are cached.
+
+Reading a pattern costs little, whatever its size, since a hostile one may
+be megabytes long (PSUBSCRIBE, KEYS): runs of plain bytes are taken whole,
+and a class is a 256-bit mask built from cached ranges.  The regular
+expressions, whose compilation costs microseconds per pattern byte, are
+built only when a string is long enough to match (at least one byte per
+token); Redis's matcher, too, gives up on a short string at once.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from functools import lru_cache
+from collections.abc import Callable, Iterable
+from functools import cache, lru_cache
 
-_STAR = None  # the token for "*"; every other token is a frozenset of bytes
-_ALL = frozenset(range(256))
+# A token is None for "*", a bytes run of plain bytes (with ``nocase``, a
+# letter stands for both its cases), or an int: the mask of the bytes one
+# position may hold (bit c set: byte c allowed).
+Token = bytes | int | None
+_STAR = None
+_ALL = (1 << 256) - 1
 MAX_NESTING = 1000  # stringmatchlen's recursion limit (CVE-2024-31228)
+_SPECIAL = re.compile(rb"[*?\[\\]")
 
 
 def _signed(c: int) -> int:
@@ -57,46 +69,63 @@ def _lower(c: int) -> int:
     return c + 32 if 65 <= c <= 90 else c
 
 
-_EXACT = [frozenset((c,)) for c in range(256)]
-_NOCASE = [frozenset(b for b in range(256) if _lower(b) == _lower(c)) for c in range(256)]
+def _mask(members: Iterable[int]) -> int:
+    return sum(1 << b for b in set(members))
 
 
-def _literal(c: int, nocase: bool) -> frozenset[int]:
-    return _NOCASE[c] if nocase else _EXACT[c]
+_EXACT = [1 << c for c in range(256)]
+_NOCASE = [_mask(b for b in range(256) if _lower(b) == _lower(c)) for c in range(256)]
 
 
-def _range(first: int, last: int, nocase: bool) -> set[int]:
+@cache  # at most 2 x 256 x 256 entries
+def _range(first: int, last: int, nocase: bool) -> int:
     start, end = _signed(first), _signed(last)
     if start > end:
         start, end = end, start
     if nocase:
         start, end = _lower(start), _lower(end)
-        return {b for b in range(256) if start <= _lower(_signed(b)) <= end}
-    return {b for b in range(256) if start <= _signed(b) <= end}
+        return _mask(b for b in range(256) if start <= _lower(_signed(b)) <= end)
+    return _mask(b for b in range(256) if start <= _signed(b) <= end)
 
 
-def tokens(pattern: bytes, nocase: bool = False) -> list[frozenset[int] | None]:
+def _parse(pattern: bytes, nocase: bool = False) -> list[Token]:
     """The pattern read as ``stringmatchlen`` reads it: None for each ``*``
-    (runs merged), else the set of bytes that one position may hold."""
-    out: list[frozenset[int] | None] = []
+    (runs merged), a bytes run for plain bytes in a row, else the mask of
+    the bytes that one position may hold."""
+    out: list[Token] = []
+    run: list[bytes] = []  # plain bytes not yet added to out
+    masks: dict[int, int] = {}  # one int object per distinct mask
     i, n = 0, len(pattern)
     while i < n:
+        m = _SPECIAL.search(pattern, i)
+        j = m.start() if m else n
+        if j > i:
+            run.append(pattern[i:j])
+            i = j
+            continue
         c = pattern[i]
+        if c == 92:  # '\\' escapes the next byte; a last one is literal
+            run.append(pattern[i + 1 : i + 2] if n - i >= 2 else b"\\")
+            i += 2
+            continue
+        if run:
+            out.append(b"".join(run))
+            run.clear()
         if c == 42:  # '*'
             if not out or out[-1] is not _STAR:
                 out.append(_STAR)
         elif c == 63:  # '?'
             out.append(_ALL)
-        elif c == 91:  # '['
+        else:  # '['
             i += 1
             negate = i < n and pattern[i] == 94  # '^'
             if negate:
                 i += 1
-            allowed: set[int] = set()
+            allowed = 0
             while True:
                 if i < n and pattern[i] == 92 and n - i >= 2:  # '\\': exact
                     i += 1
-                    allowed.add(pattern[i])
+                    allowed |= _EXACT[pattern[i]]
                 elif i < n and pattern[i] == 93:  # ']'
                     break
                 elif i >= n:
@@ -106,30 +135,29 @@ def tokens(pattern: bytes, nocase: bool = False) -> list[frozenset[int] | None]:
                     allowed |= _range(pattern[i], pattern[i + 2], nocase)
                     i += 2
                 else:
-                    allowed |= _literal(pattern[i], nocase)
+                    allowed |= (_NOCASE if nocase else _EXACT)[pattern[i]]
                 i += 1
-            out.append(_ALL - allowed if negate else frozenset(allowed))
-        else:
-            if c == 92 and n - i >= 2:  # '\\' escapes the next byte
-                i += 1
-                c = pattern[i]
-            out.append(_literal(c, nocase))
+            mask = _ALL ^ allowed if negate else allowed
+            out.append(masks.setdefault(mask, mask))
         i += 1
+    if run:
+        out.append(b"".join(run))
     return out
 
 
 @lru_cache(maxsize=4096)
-def _byte_class(allowed: frozenset[int]) -> bytes:
+def _byte_class(allowed: int) -> bytes:
     """A regular expression for one byte out of ``allowed``."""
     if allowed == _ALL:
         return b"."
     if not allowed:
         return b"(?!)"
-    if len(allowed) == 1:
-        return b"\\x%02x" % next(iter(allowed))
+    members = [b for b in range(256) if allowed >> b & 1]
+    if len(members) == 1:
+        return b"\\x%02x" % members[0]
     parts: list[list[int]] = []
     run: list[int] = []
-    for b in sorted(allowed):
+    for b in members:
         if run and b == run[-1] + 1:
             run.append(b)
             continue
@@ -141,6 +169,17 @@ def _byte_class(allowed: frozenset[int]) -> bytes:
     return b"[" + body + b"]"
 
 
+def _regex(segment: list[bytes | int], nocase: bool) -> bytes:
+    """The regular expression of a segment (tokens with no star)."""
+    out = []
+    for tok in segment:
+        if isinstance(tok, bytes):
+            out.append(b"(?i:" + re.escape(tok) + b")" if nocase else re.escape(tok))
+        else:
+            out.append(_byte_class(tok))
+    return b"".join(out)
+
+
 def _never(s: bytes) -> bool:
     return False
 
@@ -150,35 +189,45 @@ def compile_glob(pattern: bytes, nocase: bool = False) -> Callable[[bytes], bool
     """A predicate that tells whether a byte string matches ``pattern``."""
     if not pattern:
         return lambda s: not s
-    toks = tokens(pattern, nocase)
-    stars = toks.count(_STAR)
+    toks = _parse(pattern, nocase)
+    stars = sum(1 for t in toks if t is _STAR)
     if stars - (toks[-1] is _STAR) > MAX_NESTING:
         return _never
-    segments: list[list[bytes]] = [[]]
+    segments: list[list[bytes | int]] = [[]]
+    width = 0  # the fewest bytes a match needs
     for t in toks:
         if t is _STAR:
             segments.append([])
         else:
-            segments[-1].append(_byte_class(t))
-    if stars == 0:
-        whole = re.compile(b"(?s:" + b"".join(segments[0]) + b")\\Z").match
-        return lambda s: bool(s) and whole(s) is not None
+            segments[-1].append(t)
+            width += len(t) if isinstance(t, bytes) else 1
     if stars == 1 and not segments[0] and not segments[1]:
         return bool  # "*": any non-empty string
-    head, middle, tail = segments[0], segments[1:-1], segments[-1]
-    width = sum(map(len, segments))  # the fewest bytes a match needs
-    rx = b"".join(head) + b"".join(b"(?>.*?" + b"".join(seg) + b")" for seg in middle)
-    front = re.compile(b"(?s:" + rx + b")").match
-    if not tail:
-        return lambda s: len(s) >= width and front(s) is not None
-    back = re.compile(b"(?s:" + b"".join(tail) + b")").match
-    size = len(tail)
+    built: list[Callable[[bytes], bool]] = []
 
     def matches(s: bytes) -> bool:
-        n = len(s)
-        return n >= width and back(s, n - size) is not None and front(s, 0, n - size) is not None
+        if len(s) < width or (not stars and len(s) != width):
+            return False
+        if not built:  # compiled once, for the first string that may match
+            built.append(_build(segments, nocase))
+        return built[0](s)
 
     return matches
+
+
+def _build(segments: list[list[bytes | int]], nocase: bool) -> Callable[[bytes], bool]:
+    """The matcher of a pattern cut at its stars, given a long enough string."""
+    if len(segments) == 1:
+        whole = re.compile(b"(?s:" + _regex(segments[0], nocase) + b")\\Z").match
+        return lambda s: whole(s) is not None
+    head, middle, tail = segments[0], segments[1:-1], segments[-1]
+    rx = _regex(head, nocase) + b"".join(b"(?>.*?" + _regex(seg, nocase) + b")" for seg in middle)
+    front = re.compile(b"(?s:" + rx + b")").match
+    if not tail:
+        return lambda s: front(s) is not None
+    back = re.compile(b"(?s:" + _regex(tail, nocase) + b")").match
+    size = sum(len(t) if isinstance(t, bytes) else 1 for t in tail)
+    return lambda s: back(s, len(s) - size) is not None and front(s, 0, len(s) - size) is not None
 
 
 def glob_match(pattern: bytes, s: bytes, nocase: bool = False) -> bool:
@@ -189,13 +238,19 @@ def may_start_with(pattern: bytes, prefix: bytes) -> bool:
     """Whether ``pattern`` may match some string that starts with
     ``prefix`` (the channels of keyspace notifications, for one): an
     over-estimate, True as soon as a star is reached within ``prefix``."""
-    toks = tokens(pattern)
-    for i, c in enumerate(prefix):
-        if i >= len(toks):
-            return False  # the pattern ends within the prefix
-        allowed = toks[i]
-        if allowed is _STAR:
+    i = 0
+    for tok in _parse(pattern):
+        if i >= len(prefix):
             return True
-        if c not in allowed:
+        if tok is _STAR:
+            return True
+        if isinstance(tok, bytes):
+            part = prefix[i : i + len(tok)]
+            if not tok.startswith(part):
+                return False
+            i += len(part)
+        elif not tok >> prefix[i] & 1:
             return False
-    return True
+        else:
+            i += 1
+    return i >= len(prefix)  # else the pattern ends within the prefix

@@ -256,6 +256,29 @@ def test_pathological_patterns_are_cheap(pattern, string):
         assert glob_match(pattern[:-1] + b"*", string)
 
 
+# Patterns of megabytes, as a hostile client may send (PSUBSCRIBE, KEYS):
+# each class range once cost a pass over the 256 bytes, and each pattern
+# byte some microseconds of a regular expression's compilation, whether or
+# not any string could match: seconds to minutes for these.
+HUGE = [
+    (b"[" + b"a-b" * 1_000_000 + b"]", b"b"),  # one class of a million ranges
+    (b"[a-b]" * 400_000 + b"*", None),
+    (b"x" * 3_000_000 + b"*", None),
+    (b"\\x" * 1_000_000, None),
+]
+
+
+@pytest.mark.parametrize("pattern,string", HUGE, ids=range(len(HUGE)))
+def test_huge_patterns_cost_what_their_bytes_do(pattern, string):
+    """A string too short to match is refused at once, as Redis refuses it
+    (a long enough one compiles the pattern, once: not tried here)."""
+    for nocase in (False, True):
+        assert not glob_match(pattern, b"short", nocase)
+        if string is not None:
+            assert glob_match(pattern, string, nocase)
+            assert not glob_match(pattern, b"!" + string[1:], nocase)
+
+
 ALPHABET = b"ab-]^[\\*?AZz\x80\xff\x00 "
 RND = random.Random(11)
 KEYS = sorted({bytes(RND.choice(ALPHABET) for _ in range(RND.randint(0, 4))) for _ in range(250)})
@@ -321,6 +344,25 @@ def test_pathological_psubscribe_against_redis(r):
     assert r.execute_command("PUBSUB", "NUMPAT") == 2
     assert r.ping()
     assert r.pubsub_channels(b"a*" * 20 + b"b") == []
+    p.close()
+
+
+def test_huge_hostile_pattern_against_redis(r):
+    """PSUBSCRIBE, PUBLISH, PUBSUB CHANNELS, KEYS and SCAN MATCH with a 6 MB
+    pattern of a million class ranges answer as Redis answers, and before
+    the client's 30 s timeout (reading the pattern once took the acceptor,
+    and each shard, close to a minute, every other client waiting)."""
+    pattern = b"[" + b"a-b" * 2_000_000 + b"]*"
+    r.set("bee", 1)
+    p = r.pubsub()
+    p.psubscribe(pattern)
+    assert p.get_message(timeout=30)["type"] == "psubscribe"
+    assert r.publish("bee", "m") == 1
+    assert r.publish("zed", "m") == 0
+    assert r.pubsub_channels(pattern) == []
+    assert r.keys(pattern) == [b"bee"]
+    assert list(r.scan_iter(match=pattern)) == [b"bee"]
+    assert r.ping()
     p.close()
 
 
