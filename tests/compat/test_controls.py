@@ -566,6 +566,25 @@ def test_the_first_command_after_a_pause_timed_out_finds_it_over(debug_ports, se
     c.close()
 
 
+@pytest.mark.parametrize("server_name", ["redis", "shardkv"])
+def test_client_pause_whose_end_overflows_is_over_at_once(ports, server_name):
+    """Redis 7.0 adds the timeout to the Unix time in milliseconds in a long
+    long: past what that holds, the end wraps to a time long past and the
+    pause is over at once (shardkv paused for ever: in ALL mode even
+    CLIENT UNPAUSE waited, and only a restart ended it)."""
+    port = ports[server_name]
+    admin = redis.Redis(port=port)
+    try:
+        assert admin.execute_command("CLIENT", "PAUSE", "9223372036854775807", "WRITE")
+        writer = redis.Redis(port=port, socket_timeout=REPLY_WAIT)
+        assert writer.set("overflow-pause", 1)
+        writer.close()
+    finally:
+        admin.execute_command("CLIENT", "UNPAUSE")
+        admin.delete("overflow-pause")
+        admin.close()
+
+
 def test_client_pause_errors(compare):
     compare("CLIENT", "PAUSE", "abc")
     compare("CLIENT", "PAUSE", "-1")

@@ -32,7 +32,7 @@ from shardkv.acceptor.shardlink import busy_changes, when_busy_seen
 from shardkv.acceptor.state import REPLY_OFF, REPLY_ON, REPLY_SKIP_NEXT
 from shardkv.acceptor.users import authenticate
 from shardkv.protocol import bus, command_docs, errors
-from shardkv.protocol.args import parse_int, parse_int32, strict_int
+from shardkv.protocol.args import LLONG_MAX, parse_int, parse_int32, strict_int
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import OK, Verbatim, encode, encode_command, encode_error
 from shardkv.runtime.cmdstats import known_name
@@ -307,6 +307,10 @@ def client_cmd(client: Client, args: list) -> None:
         timeout = parse_int(args[2], errors.TIMEOUT_NOT_INTEGER)
         if timeout < 0:
             raise CommandError(errors.TIMEOUT_NEGATIVE)
+        if timeout > LLONG_MAX - int(time.time() * 1000):
+            # Redis adds the Unix time in milliseconds in a long long: this
+            # end wraps to a time long past, and the pause is over at once.
+            timeout = 0
         end = time.monotonic() + timeout / 1000
         pause.start(server, end, kind)
         _reply_when_all_did(client, bus.PAUSE, [round(end * 1e6), kind])
