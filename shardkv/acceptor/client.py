@@ -269,9 +269,13 @@ class Client(Dispatch, asyncio.Protocol):
         rest = iter(batch)
         args = None
         # The plain single-key commands queued so far, by shard, for
-        # ShardLink.send_slotted: ``[header, raw, slot, header, raw, slot,
-        # ...]``, each run sent before anything else runs (below, and at the end).
-        runs: dict[int, list] | None = None
+        # ShardLink.send_slotted: ``runs[shard]`` is ``[header, raw, slot,
+        # header, raw, slot, ...]`` (None while it has none), ``touched``
+        # the shards with a run, in the order of their first command; each
+        # run is sent before anything else runs (below, and at the end).
+        # A list indexed by shard, not a dict: no method call per command.
+        runs: list[list | None] | None = None
+        touched: list[int] = []
         # The last spelling looked up, its command and the argument counts
         # that make it a plain single-key one (its arity; (1, 0) for other
         # commands): a pipeline repeats one, and a comparison costs less
@@ -297,20 +301,19 @@ class Client(Dispatch, asyncio.Protocol):
                     shard = owners[hashed]
                     head = by_slot[hashed] if slotted else header
                     if runs is None:
-                        runs = {shard: [head, raw, slot]}
-                    else:
-                        run = runs.get(shard)
-                        if run is None:
-                            runs[shard] = [head, raw, slot]
-                        else:  # three appends: no tuple made and freed, as ``+=`` would
-                            run.append(head)
-                            run.append(raw)
-                            run.append(slot)
+                        runs = [None] * len(links)
+                    run = runs[shard]
+                    if run is None:
+                        runs[shard] = [head, raw, slot]
+                        touched.append(shard)
+                    else:  # three appends: no tuple made and freed, as ``+=`` would
+                        run.append(head)
+                        run.append(raw)
+                        run.append(slot)
                     continue
                 if cmd is not None and not cmd.single_key:
                     if runs is not None:
-                        for shard, run in runs.items():
-                            links[shard].send_slotted(run)
+                        _send_runs(links, runs, touched)
                         runs = None
                     fast = fast_paths.get(cmd.name)
                     if fast is not None and fast(self, args, raw, header):
@@ -320,8 +323,7 @@ class Client(Dispatch, asyncio.Protocol):
                             break
                         continue
             if runs is not None:
-                for shard, run in runs.items():
-                    links[shard].send_slotted(run)
+                _send_runs(links, runs, touched)
                 runs = None
             self.execute(args, raw)
             # Forget the last lookup (a spelling new to the table is known
@@ -339,8 +341,7 @@ class Client(Dispatch, asyncio.Protocol):
             slotted = self.db == 0
             header = self.headers[self.resp3]
         if runs is not None:
-            for shard, run in runs.items():
-                links[shard].send_slotted(run)
+            _send_runs(links, runs, touched)
         if args is not None:
             # CLIENT LIST's cmd: the last command that started, as Redis sets
             # c->lastcmd; those held behind a blocking one have not started.
@@ -583,6 +584,15 @@ class Client(Dispatch, asyncio.Protocol):
             # Redis discards a killed client's output: close() would wait for
             # a peer that reads nothing, its slot held until it does.
             self.transport.abort()
+
+
+def _send_runs(links: list, runs: list, touched: list[int]) -> None:
+    """Hand each shard its run of plain commands (see Client._run), in the
+    order of their first commands, and forget them: ``touched`` is emptied
+    for the next runs."""
+    for shard in touched:
+        links[shard].send_slotted(runs[shard])
+    touched.clear()
 
 
 def _ready(pending: deque) -> list[bytes]:
