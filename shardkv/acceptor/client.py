@@ -495,19 +495,22 @@ class Client(Dispatch, asyncio.Protocol):
             pending.clear()
             return
         # The ready prefix, taken off below.  Most items are slots, whose
-        # ``data`` is read with no test of their type; reply bytes queued
-        # as they are (no ``data``) take the loop that tests each item.
+        # ``data`` is read with no test of their type, all of them in one
+        # comprehension; ``all`` (a C loop) says whether every one is
+        # ready, else the first not ready (None) ends the prefix.  (An
+        # empty reply is false too, and ready.)  Reply bytes queued as they
+        # are (no ``data``) take the loop that tests each item.
         if pending and type(pending[0]) is not bytes:
-            out: list[bytes] = []
-            append = out.append
             try:
-                for item in pending:
-                    data = item.data
-                    if data is None:
-                        break
-                    append(data)
+                out: list = [item.data for item in pending]  # bytes, or None where owed
             except AttributeError:  # reply bytes behind slots
                 out = _ready(pending)
+            else:
+                if not all(out):
+                    try:
+                        del out[out.index(None) :]
+                    except ValueError:  # no None: empty replies, ready
+                        pass
         else:
             out = _ready(pending)
         kept = None

@@ -379,6 +379,30 @@ def test_replies_after_immediate_ones_leave_in_order_once_ready() -> None:
     assert not client.pending
 
 
+def test_shard_replies_leave_as_their_ready_prefix_empty_ones_included() -> None:
+    """Slots alone in the reply order: a flush writes the replies up to
+    the first still owed, and an empty reply (a big reply's last piece
+    leaves one) counts as ready, not as owed."""
+    acceptor, links = build()
+    a, b = keys_on_two_shards(acceptor)
+    first, second = links[acceptor.shard_of(a)], links[acceptor.shard_of(b)]
+    client, transport = connect(acceptor)
+    send(client, [b"GET", a], [b"GET", b], [b"GET", a], [b"GET", b])
+    first.answer(b"$1\r\n1\r\n")
+    first.answer(b"$1\r\n3\r\n")
+    assert replies(acceptor, transport) == b"$1\r\n1\r\n"
+    second.answer(b"$1\r\n2\r\n")
+    assert replies(acceptor, transport) == b"$1\r\n2\r\n$1\r\n3\r\n"
+    assert len(client.pending) == 1
+    send(client, [b"GET", a], [b"GET", a])
+    first.answer(b"")  # ready, though empty
+    first.answer(b"$1\r\n6\r\n")
+    assert replies(acceptor, transport) == b""  # the fourth is still owed
+    second.answer(b"$1\r\n4\r\n")
+    assert replies(acceptor, transport) == b"$1\r\n4\r\n$1\r\n6\r\n"
+    assert not client.pending
+
+
 class _Turn:
     """An event loop's end of turn: what is scheduled runs at :meth:`end`."""
 
