@@ -12,8 +12,9 @@ after it has run, so the order of the lines is the server's one global
 order; commands rejected before they run (unknown, wrong arity, NOAUTH,
 queued inside MULTI) are not shown, a transaction's commands are shown
 when EXEC runs them, and commands flagged ``admin`` (CONFIG, CLIENT LIST,
-SAVE, DEBUG, MONITOR itself...) never are.  The passwords of AUTH and
-HELLO ... AUTH are shown as ``(redacted)``.
+SAVE, DEBUG, MONITOR itself...) never are.  The passwords of AUTH,
+HELLO ... AUTH and MIGRATE ... AUTH are shown as ``(redacted)`` where Redis
+redacts them (the slow log's rule, ``shardkv.runtime.cmdstats.redacted``).
 
 A monitoring client may still run commands that do not touch the
 keyspace (PING, SUBSCRIBE, QUIT...); the others get Redis's "Replica
@@ -53,6 +54,7 @@ from typing import TYPE_CHECKING
 
 from shardkv.acceptor.replies import Slot
 from shardkv.protocol import bus, command_docs, commands
+from shardkv.runtime.cmdstats import redacted
 
 if TYPE_CHECKING:
     from shardkv.acceptor.client import Client
@@ -73,25 +75,6 @@ def quote(arg: bytes) -> str:
     return '"' + arg.decode("latin-1").translate(_ESCAPES) + '"'
 
 
-def _redacted(args: list[bytes]) -> set[int]:
-    """The positions Redis redacts: AUTH's arguments, HELLO's AUTH pair."""
-    name = args[0].lower()
-    if name == b"auth":
-        return set(range(1, len(args)))
-    hidden: set[int] = set()
-    if name == b"hello":
-        i = 2
-        while i < len(args):
-            option = args[i].lower()
-            if option == b"auth" and i + 2 < len(args):
-                hidden |= {i + 1, i + 2}
-                i += 2
-            elif option == b"setname" and i + 1 < len(args):
-                i += 1
-            i += 1
-    return hidden
-
-
 def line(client: Client, args: list[bytes]) -> bytes:
     """The status line a monitor receives for ``args``, sent by ``client``."""
     return _line(client.db, client.addr.encode(), args)
@@ -99,7 +82,7 @@ def line(client: Client, args: list[bytes]) -> bytes:
 
 def _line(db: int, addr: bytes, args: list[bytes]) -> bytes:
     micros = time.time_ns() // 1000
-    hidden = _redacted(args)
+    hidden = redacted(args)
     shown = " ".join(_REDACTED if i in hidden else quote(a) for i, a in enumerate(args))
     return b"+%d.%06d [%d %s] %s\r\n" % (*divmod(micros, 1_000_000), db, addr, shown.encode("latin-1"))
 

@@ -45,6 +45,7 @@ from collections.abc import Callable
 from shardkv.protocol import errors
 from shardkv.protocol.command_docs import SUBCOMMANDS
 from shardkv.protocol.commands import lookup
+from shardkv.protocol.resp import strict_int
 from shardkv.runtime import config
 from shardkv.runtime.slowlogfile import SlowLogFile
 
@@ -657,13 +658,18 @@ def redacted(args: list[bytes]) -> set[int]:
     (``redactClientCommandArgument``): AUTH's arguments, HELLO's AUTH pair,
     ACL SETUSER's user and rules, a sensitive parameter's value in CONFIG
     SET (even after an unknown one, as Redis), MIGRATE's AUTH
-    password and AUTH2 pair (up to KEYS or a syntax error)."""
+    password and AUTH2 pair (up to KEYS or a syntax error).  As in Redis,
+    a command that fails before it reaches a secret keeps it: AUTH of
+    three arguments, HELLO of a bad protocol version, HELLO's AUTH after
+    an option it rejects.  MONITOR shows the same."""
     name = args[0].lower()
     argc = len(args)
     if name == b"auth":
-        return set(range(1, argc))
+        return set(range(1, argc)) if argc <= 3 else set()
     hidden: set[int] = set()
     if name == b"hello":
+        if argc >= 2 and strict_int(args[1]) not in (2, 3):
+            return hidden
         i = 2
         while i < argc:
             option = args[i].lower()
@@ -672,6 +678,8 @@ def redacted(args: list[bytes]) -> set[int]:
                 i += 2
             elif option == b"setname" and i + 1 < argc:
                 i += 1
+            else:
+                break
             i += 1
     elif name == b"acl" and argc >= 3 and args[1].lower() == b"setuser":
         hidden = set(range(2, argc))

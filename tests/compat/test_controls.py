@@ -309,6 +309,48 @@ def test_slowlog_redacts_secrets_as_redis(ports):
     assert not any(b"secret" in a for entry in got["shardkv"] for a in entry)
 
 
+def test_slowlog_and_monitor_keep_what_redis_does_not_redact(ports):
+    """Redis redacts a secret only once its command has parsed that far: AUTH
+    of three arguments, HELLO of a bad protocol version, and HELLO's AUTH
+    after an option it rejects keep their arguments, in the slow log and in
+    MONITOR alike, where shardkv hid them all."""
+    sent = [
+        ("AUTH", "a", "b", "c"),
+        ("HELLO", "4", "AUTH", "u", "p"),
+        ("HELLO", "x", "AUTH", "u", "p"),
+        ("HELLO", "2", "FOO", "AUTH", "u", "p"),
+        ("HELLO", "2", "SETNAME"),
+        ("HELLO", "2", "AUTH", "u"),
+    ]
+    slow, shown = {}, {}
+    for name in ("redis", "shardkv"):
+        conn, monitor = RespClient(ports[name]), RespClient(ports[name])
+        monitor.send("MONITOR")
+        assert monitor.read_reply() == b"OK"
+
+        def say(*args: str, conn: RespClient = conn) -> object:
+            conn.send(*args)
+            return conn.read_reply()
+
+        say("CONFIG", "SET", "slowlog-log-slower-than", "0")
+        say("SLOWLOG", "RESET")
+        for args in sent:
+            say(*args)
+        say("CONFIG", "SET", "slowlog-log-slower-than", "-1")
+        slow[name] = [e[3] for e in say("SLOWLOG", "GET", "-1")][::-1]  # type: ignore[union-attr]
+        say("CONFIG", "SET", "slowlog-log-slower-than", "10000")
+        say("PING")
+        lines = []
+        while not lines or b'"PING"' not in lines[-1]:
+            lines.append(monitor.read_reply())  # type: ignore[arg-type]
+        shown[name] = [line.split(b"] ", 1)[1] for line in lines if b'"AUTH"' in line or b'"HELLO"' in line]
+        conn.close()
+        monitor.close()
+    assert slow["shardkv"] == slow["redis"]
+    assert shown["shardkv"] == shown["redis"]
+    assert len(shown["redis"]) == len(sent)
+
+
 # -- INFO commandstats, errorstats, latencystats ----------------------------------
 
 
