@@ -656,13 +656,17 @@ def test_decode_batch_refuses_bytes_that_are_no_resp():
 
 # Scripts that each change a field of the engine's Run that the next run
 # starts from its default (Run.defaults): its RESP version, a write, a
-# borrowed random state, log lines, a failed call, a key of another
-# shard (a stop), a call other than a fast read, FCALL's own command.
+# borrowed random state, log lines (held to its end, or written as it
+# runs: LOGS_HELD of them), a failed call, a key of another shard (a
+# stop), a 0 that only redis.sha1hex sees (a stop, to run again wide), a
+# call other than a fast read, FCALL's own command.
 _RUN_CHANGERS = [
     "redis.setresp(3) return 1",
     "redis.call('set', KEYS[1], 'v') return 1",
     "return math.random(10)",
     "redis.log(redis.LOG_WARNING, 'x') return 1",
+    f"for i = 1, {scripting.LOGS_HELD} do redis.log(redis.LOG_WARNING, 'x') end return 1",
+    "return redis.sha1hex(0)",
     "return redis.pcall('incr', 'nokey', 'extra')",
     "return redis.pcall('hset', KEYS[1])",
     "return redis.call('get', KEYS[2])",
