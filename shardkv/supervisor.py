@@ -302,6 +302,7 @@ class Supervisor:
                 except ValueError:
                     log.warning("bad message from acceptor %d: %r", a, payload[:100])
                     continue
+                serverlog.set_level(self.cfg["loglevel"])  # (its own lines follow loglevel too)
                 if self.nacceptors == 1:
                     continue
                 # Numbered in the order read: the one order every acceptor

@@ -2,7 +2,8 @@
 
 Every process of the server (the supervisor, each acceptor, each worker,
 a re-sharding helper) writes its lines to one place: the file ``logfile``
-names, appended to, or standard error when it is empty.  Each line is in
+names, appended to, or standard output when it is empty (as Redis logs
+when ``logfile ""``).  Each line is in
 Redis's format (``serverLogRaw``)::
 
     pid:role dd Mon yyyy hh:mm:ss.mmm <level> message
@@ -11,7 +12,8 @@ where ``role`` is ``M`` (every shardkv process serves as the master: it
 has no replicas, and its processes are no forked children) and
 ``<level>`` is ``.`` debug, ``-`` verbose, ``*`` notice, ``#`` warning.
 A line below ``loglevel`` is not written; CONFIG SET loglevel reaches
-every acceptor and worker (:func:`on_config`, :func:`on_settings`).
+every acceptor and worker (:func:`on_config`, :func:`on_settings`) and the
+supervisor (which hands it to the processes it restarts).
 A script's ``redis.log`` lines are written here too, each at its level
 (:data:`SCRIPT_LEVELS`), as Redis writes them.
 """
@@ -79,7 +81,7 @@ def setup(cfg: dict[str, Any]) -> None:
     if cfg["logfile"]:
         handler = logging.FileHandler(cfg["logfile"], encoding="utf-8")
     else:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(RedisFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import os
 import re
+import signal
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -17,7 +20,13 @@ import pytest
 import redis
 
 from tests.support.placement import key_on
-from tests.support.servers import start_redis, start_shardkv
+from tests.support.servers import (
+    ROOT,
+    free_port,
+    start_redis,
+    start_shardkv,
+    wait_for_ping,
+)
 
 # pid:role dd Mon yyyy hh:mm:ss.mmm <level> message (Redis's serverLogRaw)
 LINE = re.compile(r"^\d+:M \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d\.\d{3} ([.\-*#]) (.*)$")
@@ -90,3 +99,61 @@ def test_script_lines_go_to_the_logfile_at_its_level(acceptors):
     assert expected[0] == notice
     assert expected[2] == [line for line in notice if line[0] == "#"]
     assert len(expected[1]) == 9  # (each level, each script, and the end)
+
+
+def test_no_logfile_logs_to_standard_output_as_redis():
+    """``logfile ""``: Redis writes its log to standard output (nothing to standard error)."""
+    port = free_port()
+    argv = [sys.executable, str(ROOT / "main.py"), "--port", str(port), "--shards", "1", "--acceptors", "1"]
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True
+    )
+    try:
+        wait_for_ping(port, proc=proc)
+        redis.Redis(port=port).eval("redis.log(redis.LOG_WARNING, 'zl-to-stdout')", 0)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert "zl-to-stdout" in out and "listening on" in out, out
+    assert "zl-to-stdout" not in err and "listening on" not in err, err
+
+
+def test_the_supervisors_lines_follow_config_set_loglevel():
+    """At loglevel warning a restarted worker's notice line (``worker 0 pid=``)
+    is not written, as Redis writes no notice line then."""
+    with tempfile.TemporaryDirectory(prefix="shardkv-log-") as folder:
+        path = os.path.join(folder, "shardkv.log")
+        ours = start_shardkv("--logfile", path, shards=2, acceptors=1)
+        try:
+            r = redis.Redis(port=ours.port)
+            r.config_set("loglevel", "warning")
+            worker = next(p.pid for p in ours.processes() if p.name() == "shardkv-shard0")
+            before = open(path, encoding="utf-8").read().count("* worker 0 pid=")
+            os.kill(worker, signal.SIGKILL)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                try:
+                    r.set(key_on(0, "zl", shards=2), "v")
+                    break
+                except redis.ConnectionError:
+                    r = redis.Redis(port=ours.port)
+                except redis.ResponseError:
+                    pass
+                time.sleep(0.1)
+            r.eval("redis.log(redis.LOG_WARNING, 'zl-end')", 0)
+            text = _lines_until(path, "zl-end")
+            r.close()
+        finally:
+            ours.stop()
+    assert "exited with -9; restarting it" in text  # (a warning)
+    assert text.count("* worker 0 pid=") == before, text  # (a notice)
+
+
+def _lines_until(path: str, end: str) -> str:
+    deadline = time.monotonic() + 10
+    while True:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+        if end in text or time.monotonic() > deadline:
+            return text
+        time.sleep(0.05)
