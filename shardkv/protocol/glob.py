@@ -40,7 +40,10 @@ be megabytes long (PSUBSCRIBE, KEYS): runs of plain bytes are taken whole,
 and a class is a 256-bit mask built from cached ranges.  The regular
 expressions, whose compilation costs microseconds per pattern byte, are
 built only when a string is long enough to match (at least one byte per
-token); Redis's matcher, too, gives up on a short string at once.
+token); Redis's matcher, too, gives up on a short string at once.  A
+pattern with no class is matched with ``bytes.find``, no regular
+expression at all, and a class repeated in a row is written once with a
+count; plain bytes inside a class are read as whole runs too.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ _STAR = None
 _ALL = (1 << 256) - 1
 MAX_NESTING = 1000  # stringmatchlen's recursion limit (CVE-2024-31228)
 _SPECIAL = re.compile(rb"[*?\[\\]")
+_CLASS_SPECIAL = re.compile(rb"[\\\]-]")
 
 
 def _signed(c: int) -> int:
@@ -123,6 +127,16 @@ def _parse(pattern: bytes, nocase: bool = False) -> list[Token]:
                 i += 1
             allowed = 0
             while True:
+                m = _CLASS_SPECIAL.search(pattern, i)  # plain bytes taken whole
+                j = m.start() if m else n
+                if j < n and pattern[j] == 45:  # the byte before "-" may start a range
+                    j -= 1
+                if j > i:
+                    table = _NOCASE if nocase else _EXACT
+                    for b in set(pattern[i:j]):
+                        allowed |= table[b]
+                    i = j
+                    continue
                 if i < n and pattern[i] == 92 and n - i >= 2:  # '\\': exact
                     i += 1
                     allowed |= _EXACT[pattern[i]]
@@ -172,11 +186,18 @@ def _byte_class(allowed: int) -> bytes:
 def _regex(segment: list[bytes | int], nocase: bool) -> bytes:
     """The regular expression of a segment (tokens with no star)."""
     out = []
-    for tok in segment:
+    i, n = 0, len(segment)
+    while i < n:
+        tok = segment[i]
+        i += 1
         if isinstance(tok, bytes):
             out.append(b"(?i:" + re.escape(tok) + b")" if nocase else re.escape(tok))
-        else:
-            out.append(_byte_class(tok))
+            continue
+        count = 1  # a class repeated is written once, with its count
+        while i < n and segment[i] == tok:
+            count += 1
+            i += 1
+        out.append(_byte_class(tok) + (b"{%d}" % count if count > 1 else b""))
     return b"".join(out)
 
 
@@ -217,6 +238,8 @@ def compile_glob(pattern: bytes, nocase: bool = False) -> Callable[[bytes], bool
 
 def _build(segments: list[list[bytes | int]], nocase: bool) -> Callable[[bytes], bool]:
     """The matcher of a pattern cut at its stars, given a long enough string."""
+    if not any(isinstance(t, int) for seg in segments for t in seg):  # no class
+        return _plain([b"".join(t for t in seg if isinstance(t, bytes)) for seg in segments], nocase)
     if len(segments) == 1:
         whole = re.compile(b"(?s:" + _regex(segments[0], nocase) + b")\\Z").match
         return lambda s: whole(s) is not None
@@ -228,6 +251,33 @@ def _build(segments: list[list[bytes | int]], nocase: bool) -> Callable[[bytes],
     back = re.compile(b"(?s:" + _regex(tail, nocase) + b")").match
     size = sum(len(t) if isinstance(t, bytes) else 1 for t in tail)
     return lambda s: back(s, len(s) - size) is not None and front(s, 0, len(s) - size) is not None
+
+
+def _plain(segments: list[bytes], nocase: bool) -> Callable[[bytes], bool]:
+    """The matcher of a pattern with no class: plain bytes and stars, found
+    with ``bytes.find`` (a regular expression of a plain run of megabytes
+    costs seconds to compile); each middle segment at its leftmost place."""
+    if nocase:  # C's tolower in the C locale, as bytes.lower: ASCII only
+        segments = [seg.lower() for seg in segments]
+    if len(segments) == 1:
+        whole = segments[0]
+        return (lambda s: s.lower() == whole) if nocase else (lambda s: s == whole)
+    head, middle, tail = segments[0], segments[1:-1], segments[-1]
+
+    def matches(s: bytes) -> bool:
+        if nocase:
+            s = s.lower()
+        if not s.startswith(head) or not s.endswith(tail):
+            return False
+        pos, end = len(head), len(s) - len(tail)
+        for seg in middle:
+            pos = s.find(seg, pos, end)
+            if pos < 0:
+                return False
+            pos += len(seg)
+        return True
+
+    return matches
 
 
 def glob_match(pattern: bytes, s: bytes, nocase: bool = False) -> bool:

@@ -265,6 +265,7 @@ HUGE = [
     (b"[a-b]" * 400_000 + b"*", None),
     (b"x" * 3_000_000 + b"*", None),
     (b"\\x" * 1_000_000, None),
+    (b"[" * 3_000_000, b"["),  # one class of three million plain bytes
 ]
 
 
@@ -277,6 +278,49 @@ def test_huge_patterns_cost_what_their_bytes_do(pattern, string):
         if string is not None:
             assert glob_match(pattern, string, nocase)
             assert not glob_match(pattern, b"!" + string[1:], nocase)
+
+
+def test_plain_patterns_need_no_regular_expression(monkeypatch):
+    """A pattern of plain bytes and stars is matched with bytes.find: the
+    regular expression of a plain run of megabytes took seconds to compile
+    for the first long enough string (PUBLISH of a long channel)."""
+    from shardkv.protocol import glob
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("compiled a regular expression")
+
+    monkeypatch.setattr(glob.re, "compile", refuse)
+    big = b"x" * 100_000
+    cases = [
+        (big, big, False, True),
+        (big + b"*", big + b"y", False, True),
+        (b"*" + big, b"y" + big, False, True),
+        (b"a*" + big + b"*b", b"a" + big + b"b", False, True),
+        (b"a*bc*bc", b"abc", False, False),  # the middle and tail may not overlap
+        (b"a*bc*d", b"aXbCyD", True, True),
+        (b"A\\*b", b"a*B", True, True),
+        (b"\xff\x00*\\", b"\xff\x00\\", False, True),
+    ]
+    for pattern, string, nocase, expected in cases:
+        assert glob_match(pattern, string, nocase) is expected, pattern[:20]
+
+
+def test_repeated_classes_written_once(monkeypatch):
+    """A class repeated in a row is compiled as one class with a count."""
+    from shardkv.protocol import glob
+
+    sizes: list[int] = []
+    compile_ = glob.re.compile
+
+    def record(rx, *args):
+        sizes.append(len(rx))
+        return compile_(rx, *args)
+
+    monkeypatch.setattr(glob.re, "compile", record)
+    assert glob_match(b"[a-b]" * 100_000 + b"*", b"ab" * 50_000 + b"c")
+    assert glob_match(b"?" * 100_000, b"q" * 100_000)
+    assert not glob_match(b"?" * 100_000 + b"x", b"q" * 100_001)
+    assert max(sizes) < 1000
 
 
 ALPHABET = b"ab-]^[\\*?AZz\x80\xff\x00 "
