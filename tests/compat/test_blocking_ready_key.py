@@ -16,15 +16,12 @@ acceptor and with two (the blocked client on the other one); ``A`` and
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from tests.support.acceptors import client_on
 from tests.support.placement import key_on
-from tests.support.resp import ErrorReply, RespClient, parse_info
-
-WAIT = 10.0  # seconds a test waits for something that must happen
+from tests.support.resp import ErrorReply, RespClient
+from tests.support.waits import WAIT, reply_or_error, wait_blocked, wait_called
 
 SET_THEN_PUSH = "redis.call('set', KEYS[1], 's') return redis.call('rpush', KEYS[2], 'x')"
 
@@ -132,28 +129,6 @@ CASES = {
 ONE_ACCEPTOR = {"multi-xadd-both-then-unblock-xread", "xadd-both-then-unblock-xreadgroup"}
 
 
-def _wait_blocked(c: RespClient, n: int) -> None:
-    deadline = time.monotonic() + WAIT
-    while parse_info(c.command("INFO", "clients"))["blocked_clients"] != str(n):  # type: ignore[arg-type]
-        assert time.monotonic() < deadline, f"never {n} blocked clients"
-        time.sleep(0.01)
-
-
-def _wait_called(c: RespClient, name: str) -> None:
-    deadline = time.monotonic() + WAIT
-    field = "cmdstat_" + name.lower()
-    while not parse_info(c.command("INFO", "commandstats")).get(field, "").startswith("calls=1,"):  # type: ignore[arg-type]
-        assert time.monotonic() < deadline, f"{name} never counted"
-        time.sleep(0.01)
-
-
-def _reply(c: RespClient, *args: object) -> object:
-    try:
-        return c.command(*args)  # type: ignore[arg-type]
-    except ErrorReply as e:
-        return f"error: {e}"
-
-
 def _read(c: RespClient) -> object:
     try:
         return c.read_reply()
@@ -179,10 +154,10 @@ def _run(port: int, acceptors: int, case: str, same_shard: bool) -> str:
         c.command("CONFIG", "RESETSTAT")
         names["ID"] = str(waiter.command("CLIENT", "ID"))
         waiter.send(*(names.get(x, x) if type(x) is str else x for x in blocked))
-        _wait_blocked(c, 1)
+        wait_blocked(c, 1)
         # ...and its first run done (shardkv counts a client blocked as
         # soon as its command across shards comes, before its first try).
-        _wait_called(c, str(blocked[0]))
+        wait_called(c, str(blocked[0]))
         replies = []
         for w in writes:
             if type(w) is tuple:
@@ -190,12 +165,12 @@ def _run(port: int, acceptors: int, case: str, same_shard: bool) -> str:
                     c.send(*(names.get(x, x) for x in command))
                 replies += [_read(c) for _ in w]
             else:
-                replies.append(_reply(c, *(names.get(x, x) for x in w)))
+                replies.append(reply_or_error(c, *(names.get(x, x) for x in w)))
         try:
             served = waiter.read_reply()
         except ErrorReply as err:
             served = f"error: {err}"
-        _wait_blocked(c, 0)
+        wait_blocked(c, 0)
         state = []
         for key in (a, b):
             kind = c.command("TYPE", key)

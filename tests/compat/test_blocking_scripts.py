@@ -16,16 +16,13 @@ its reply comes without).  shardkv runs with 1 shard, with 2
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from tests.support.acceptors import client_on
 from tests.support.placement import key_on
 from tests.support.resp import ErrorReply, RespClient, parse_info
 from tests.support.servers import start_shardkv
-
-WAIT = 10.0  # seconds a test waits for something that must happen
+from tests.support.waits import WAIT, reply_or_error, wait_blocked, wait_called
 
 PUSH = "return redis.call('rpush', KEYS[1], 'x')"
 PUSH_AND_SET = "redis.call('set', KEYS[2], 'v') return redis.call('rpush', KEYS[1], 'x')"
@@ -130,28 +127,6 @@ def shardkv(request, ports):
     proc.stop()
 
 
-def _wait_blocked(c: RespClient, n: int) -> None:
-    deadline = time.monotonic() + WAIT
-    while parse_info(c.command("INFO", "clients"))["blocked_clients"] != str(n):  # type: ignore[arg-type]
-        assert time.monotonic() < deadline, f"never {n} blocked clients"
-        time.sleep(0.01)
-
-
-def _wait_called(c: RespClient, name: str) -> None:
-    deadline = time.monotonic() + WAIT
-    field = "cmdstat_" + name.lower()
-    while not parse_info(c.command("INFO", "commandstats")).get(field, "").startswith("calls=1,"):  # type: ignore[arg-type]
-        assert time.monotonic() < deadline, f"{name} never counted"
-        time.sleep(0.01)
-
-
-def _reply(c: RespClient, *args: object) -> object:
-    try:
-        return c.command(*args)  # type: ignore[arg-type]
-    except ErrorReply as e:
-        return f"error: {e}"
-
-
 def _run(port: int, shards: int, acceptors: int, case: str) -> tuple:
     """The case on the server at ``port``: the writes' replies, CLIENT
     UNBLOCK's, the blocked command's, and each key's type and length, with
@@ -174,18 +149,18 @@ def _run(port: int, shards: int, acceptors: int, case: str) -> tuple:
         waiter_id = c.command("CLIENT", "ID") and waiter.command("CLIENT", "ID")
         c.command("CONFIG", "RESETSTAT")
         waiter.send(*(names.get(x, x) if type(x) is str else x for x in blocked))
-        _wait_blocked(c, 1)
+        wait_blocked(c, 1)
         # ...and its first run done (shardkv counts a client blocked as
         # soon as its command across shards comes, before that command's
         # first try): both servers count the call when the command blocks.
-        _wait_called(c, str(blocked[0]))
-        replies = [_reply(c, *(sha if x == "SHA" else names.get(x, x) for x in w)) for w in writes]
-        unblocked = None if case in FAILS else _reply(c, "CLIENT", "UNBLOCK", waiter_id)
+        wait_called(c, str(blocked[0]))
+        replies = [reply_or_error(c, *(sha if x == "SHA" else names.get(x, x) for x in w)) for w in writes]
+        unblocked = None if case in FAILS else reply_or_error(c, "CLIENT", "UNBLOCK", waiter_id)
         try:
             served = waiter.read_reply()
         except ErrorReply as err:
             served = f"error: {err}"
-        _wait_blocked(c, 0)
+        wait_blocked(c, 0)
         state = []
         for key in (a, b, e):
             kind = c.command("TYPE", key)

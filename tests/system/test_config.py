@@ -69,6 +69,11 @@ def test_acceptors_auto_in_file_and_flag(tmp_path):
 def test_bad_file_exits_2_with_one_line(tmp_path, content, words):
     f = tmp_path / "bad.toml"
     f.write_text(content)
+    _exits_2_with_one_line(f, words)
+
+
+def _exits_2_with_one_line(f, words: str) -> None:
+    """Starting with config file ``f`` exits with status 2 and one line on stderr naming ``words``."""
     proc = subprocess.run(
         [sys.executable, str(ROOT / "main.py"), "--config", str(f)],
         capture_output=True,
@@ -112,15 +117,7 @@ def test_unreadable_file_exits_2_with_one_line_not_a_traceback(tmp_path, content
     TOMLDecodeError: they ended in a traceback with status 1."""
     f = tmp_path / "bad.toml"
     f.write_bytes(content)
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "main.py"), "--config", str(f)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and words in lines[0], proc.stderr
+    _exits_2_with_one_line(f, words)
 
 
 def test_a_log_file_that_cannot_be_opened_is_a_config_error(tmp_path):
