@@ -11,7 +11,11 @@ needs the acceptor is what spans the shards:
   on refuses every command, so nothing can be acknowledged after its last
   save.  When all shards are done, the client's connection closes (Redis
   sends no reply) and the supervisor is told to stop.  If a shard cannot
-  save, the others are opened again and the client gets Redis's error.
+  save, the others are opened again and the client gets Redis's error
+  (unless FORCE).  A shard whose worker is gone (dead, being restarted)
+  cannot save: that fails a SHUTDOWN that saves, as a failed save does in
+  Redis, but not one that does not (NOSAVE, or no ``save`` rules), which
+  always stops the server.
 * INFO's persistence section merges the shards' figures.
 * A CONFIG SET is reported to the supervisor, so that a worker or an
   acceptor it restarts starts with the settings in effect.
@@ -44,6 +48,7 @@ _HEADER = wire.entry_header(0)
 # it waits for the shards' answers before it stops without them (seconds).
 _PARKED_WAIT = 1.0
 SHUTDOWN_FAILED = "ERR Errors trying to SHUTDOWN. Check logs."
+_UNAVAILABLE = encode_error(errors.SHARD_UNAVAILABLE)  # a shard whose worker is gone
 
 
 def lastsave(client: Client, args: list) -> None:
@@ -61,6 +66,11 @@ class _Shutdown:
         self.left = nshards
         self.failed = False
         self.force = False  # SHUTDOWN FORCE: stop even if a shard could not save
+        # Whether this SHUTDOWN saves (SAVE, or ``save`` rules without
+        # NOSAVE, as Redis decides): only then is a shard whose worker is
+        # gone a failure, its data being unsaved.  Without a save there is
+        # nothing of it to keep (its files are as its worker left them).
+        self.saves = True
         # SHUTDOWN NOSAVE while a script is busy: the pids of the workers
         # that run it, which end at once (nothing of the script is kept).
         self.busy_pids: list[int] = []
@@ -73,7 +83,7 @@ class _Shutdown:
             self.deliver(b"+OK\r\n")
 
     def deliver(self, body: bytes) -> None:
-        if not body.startswith(b"+"):
+        if not body.startswith(b"+") and (self.saves or body != _UNAVAILABLE):
             self.failed = True
         self.left -= 1
         if self.left:
@@ -145,6 +155,7 @@ def shutdown(client: Client, args: list) -> None:
         _release_parks(link)
     gather = _Shutdown(client, len(links) - len(busy))
     gather.force = b"FORCE" in options
+    gather.saves = mode == b"save" or (mode == b"default" and bool(client.server.config.get("save")))
     gather.busy_pids = [link.script[0] for link in busy]  # type: ignore[index]
     for link in links:
         if link not in busy:
