@@ -501,6 +501,10 @@ class Supervisor:
         return self.status
 
     def _stop_children(self) -> None:
+        # A worker already dead when the stop begins (it died, and is not
+        # restarted yet) died before it: the stop itself went well, and as
+        # in Redis SHUTDOWN or SIGTERM ends with status 0.
+        gone = {i for i, w in enumerate(self.workers) if w is not None and not w.is_alive()}
         running = [proc for proc in self.acceptors if proc is not None and proc.is_alive()]
         for proc in running:
             proc.terminate()
@@ -533,6 +537,8 @@ class Supervisor:
                 w.kill()
                 w.join(1)
                 self.status = 1
+            elif i in gone:
+                log.warning("worker %d exited with %s before the server stopped", i, w.exitcode)
             elif w.exitcode not in (0, -signal.SIGTERM, EXIT_LOAD_FAILED):
                 log.error("worker %d exited with %s while stopping", i, w.exitcode)
                 self.status = 1
