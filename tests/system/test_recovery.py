@@ -577,6 +577,75 @@ def test_shutdown_that_cannot_save_keeps_serving(tmp_path):
         assert stop(server) == 0
 
 
+@contextlib.contextmanager
+def worker_gone(server, shard: int, c: redis.Redis, key: str):
+    """``shard``'s worker killed and not restarted yet: the supervisor is
+    stopped (SIGSTOP) until the block ends, and the acceptor has found the
+    worker gone (a command to it answers ``shard unavailable``)."""
+    supervisor = server.proc.pid
+    os.kill(supervisor, signal.SIGSTOP)
+    try:
+        worker = psutil.Process(worker_pids(server)[shard])
+        worker.kill()
+
+        def unavailable() -> bool:
+            try:
+                c.get(key)
+            except redis.ResponseError as e:
+                return "shard unavailable" in str(e)
+            return False
+
+        wait_until(unavailable, "the acceptor to find the worker gone")
+        # Its pipes close a moment before it is a zombie: dead, but not yet reaped.
+        wait_until(lambda: worker.status() == psutil.STATUS_ZOMBIE, "the worker to be dead")
+        yield
+    finally:
+        os.kill(supervisor, signal.SIGCONT)
+
+
+@pytest.mark.parametrize(
+    "option, rules",
+    [("NOSAVE", "3600 1"), ("", ""), ("FORCE", "3600 1"), ("SAVE FORCE", "")],
+    ids=["NOSAVE", "no-rules", "FORCE", "SAVE-FORCE"],
+)
+@pytest.mark.parametrize("acceptors", [1, 2])
+def test_shutdown_without_a_save_stops_with_a_shard_gone(tmp_path, option, rules, acceptors):
+    """As in Redis, SHUTDOWN that does not save (NOSAVE, no ``save`` rules)
+    or is FORCEd always stops the server, even while a shard's worker is
+    gone: it was answered ``Errors trying to SHUTDOWN`` and kept serving."""
+    server = start_shardkv("--dir", str(tmp_path), "--save", rules, shards=2, acceptors=acceptors)
+    try:
+        c = client(server, retry=False)
+        key = keys_of_shard(1, 2, "k", 1)[0]
+        c.set(key, "v")
+        children = psutil.Process(server.proc.pid).children(recursive=True)
+        with worker_gone(server, 1, c, key):
+            with pytest.raises(redis.ConnectionError):  # Redis closes the connection, no reply
+                c.execute_command("SHUTDOWN", *option.split())
+        assert server.proc.wait(60) == 0
+        assert "Traceback" not in server.output()
+        assert not [p for p in children if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("option, rules", [("", "3600 1"), ("SAVE", "")], ids=["rules", "SAVE"])
+def test_shutdown_that_must_save_a_gone_shard_keeps_serving(tmp_path, option, rules):
+    """A shard whose worker is gone cannot be saved: SHUTDOWN that saves
+    answers as Redis does when its save fails, and the server serves on."""
+    server = start_shardkv("--dir", str(tmp_path), "--save", rules, shards=2)
+    try:
+        c = client(server, retry=False)
+        key = keys_of_shard(1, 2, "k", 1)[0]
+        with worker_gone(server, 1, c, key):
+            with pytest.raises(redis.ResponseError, match="^Errors trying to SHUTDOWN. Check logs.$"):
+                c.execute_command("SHUTDOWN", *option.split())
+        wait_until(lambda: c.set(key, "v"), "the worker to be restarted")
+        assert c.set("other", "v") and server.proc.poll() is None
+    finally:
+        assert stop(server) == 0
+
+
 def test_info_persistence_lastsave_and_background_jobs(tmp_path):
     server = start_shardkv("--dir", str(tmp_path), "--appendonly", "yes", shards=2)
     c = client(server)
