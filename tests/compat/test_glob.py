@@ -49,6 +49,14 @@ CASES = [
     (b"?", b"\n", True),
     (b"\\?", b"?", True),
     (b"\\?", b"a", False),
+    # a pattern with no class is matched with bytes.find: each middle segment
+    # at its leftmost place, the tail kept apart (redis-server 7.0.15 agrees)
+    (b"*ab*ab", b"abab", True),
+    (b"*ab*ab", b"ab", False),
+    (b"*ab*ab", b"aabab", True),
+    (b"*\n*", b"a\nb", True),
+    (b"a*b?c", b"ab\nc", True),  # "?" is any byte, a newline too
+    (b"?*?", b"\n\n", True),
 ]
 
 
