@@ -865,7 +865,9 @@ def _needs_atomic(client: Client, queued: list) -> bool:
             return True
         if cmd.is_write and cmd.route == "shard":
             written.update(shard_of(key) for key in cmd.keys(args))
-    return len(written) > 1
+            if len(written) > 1:  # (the rest cannot change the answer)
+                return True
+    return False
 
 
 def _run_in_order(client: Client, queued: list, reply: Exec, early: dict[int, list]) -> None:

@@ -95,6 +95,14 @@ def test_exec_empty_and_single_shard(same):
     same(["MULTI", "SET a 1", "EXEC", "GET a"])
 
 
+def test_writes_spanning_shards_then_more_commands(same):
+    # The writes span shards from the second command on: what follows
+    # (a blocking command, writes to one shard) runs in the same operation.
+    assert SHARD_OF(b"a") != SHARD_OF(b"b")
+    same(["MULTI", "SET a 1", "SET b 2", "BLPOP l1 0", "RPUSH l1 x", "INCR a", "BLPOP l1 0", "GET b", "EXEC"])
+    same(["MGET a b", "LLEN l1"])
+
+
 def test_runtime_errors_do_not_stop_the_others(same):
     same(["SET s foo", "MULTI", "INCR s", "SET a 1", "SET b 2", "INCRBY b x", "GET s", "EXEC", "MGET a b s"])
     same(["MULTI", "SET a 1", "MSET a 1 b", "GET a", "EXEC"])
