@@ -646,6 +646,25 @@ def test_shutdown_that_must_save_a_gone_shard_keeps_serving(tmp_path, option, ru
         assert stop(server) == 0
 
 
+@pytest.mark.parametrize("rules, status", [("3600 1", 1), ("", 0)], ids=["rules", "no-rules"])
+def test_sigterm_with_a_shard_gone(tmp_path, rules, status):
+    """SIGTERM saves when there are ``save`` rules, as in Redis: a shard
+    whose worker is gone could not save, and the status says so (1), as
+    for a worker whose save fails; without rules nothing is saved, and a
+    gone shard is no failure.  (SHUTDOWN decides that itself: see above.)"""
+    server = start_shardkv("--dir", str(tmp_path), "--save", rules, shards=2)
+    try:
+        c = client(server, retry=False)
+        key = keys_of_shard(1, 2, "k", 1)[0]
+        c.set(key, "v")
+        with worker_gone(server, 1, c, key):
+            os.kill(server.proc.pid, signal.SIGTERM)  # it runs on SIGCONT
+        assert server.proc.wait(60) == status
+        assert "Traceback" not in server.output()
+    finally:
+        server.stop()
+
+
 def test_info_persistence_lastsave_and_background_jobs(tmp_path):
     server = start_shardkv("--dir", str(tmp_path), "--appendonly", "yes", shards=2)
     c = client(server)
