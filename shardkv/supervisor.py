@@ -48,9 +48,11 @@ Then it waits on its children:
 * if the supervisor itself dies, even by SIGKILL, the kernel sends the
   acceptors and every worker SIGTERM (:mod:`shardkv.runtime.parentdeath`):
   none of them outlives it, and the port is freed;
-* SIGINT, SIGTERM (and SHUTDOWN, which an acceptor turns into SIGTERM)
-  stop the acceptors, then the workers, which flush their AOF and save if
-  they should.  The exit status is 0, or 1 if a worker could not save.
+* SIGINT, SIGTERM (and SHUTDOWN, which an acceptor turns into
+  ``SHUTDOWN_SIGNAL`` once its shards are done) stop the acceptors, then
+  the workers, which flush their AOF and save if they should.  The exit
+  status is 0, or 1 if a worker could not save: with ``save`` rules, on
+  a signal, a worker dead before the stop could not either.
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ from shardkv import __version__
 from shardkv.protocol import bus, decisions
 from shardkv.runtime import config, serverlog
 from shardkv.runtime.clientcount import ClientCounts
-from shardkv.runtime.exitcodes import EXIT_CANNOT_LISTEN, EXIT_LOAD_FAILED
+from shardkv.runtime.exitcodes import EXIT_CANNOT_LISTEN, EXIT_LOAD_FAILED, SHUTDOWN_SIGNAL
 from shardkv.runtime.proctitle import set_name
 from shardkv.runtime.scriptflushes import ScriptFlushes
 from shardkv.runtime.slowlogfile import SlowLogFile
@@ -120,6 +122,7 @@ class Supervisor:
         # their restarts (see shardkv.runtime.slowlogfile).
         self.slow_log = SlowLogFile()
         self.stopping = False
+        self.shutdown = False  # the stop is an acceptor's SHUTDOWN (request_shutdown)
         self.status = 0
         self.wakeup: socket.socket  # the signals' wake-up socket, while run() runs
 
@@ -416,6 +419,11 @@ class Supervisor:
     def request_stop(self, *_: object) -> None:
         self.stopping = True
 
+    def request_shutdown(self, *_: object) -> None:
+        """An acceptor's SHUTDOWN: its shards have saved, or did not have to."""
+        self.shutdown = True
+        self.stopping = True
+
     def _spawn(self, target: Any, args: tuple) -> Any:
         proc = self.ctx.Process(target=target, args=args, name="shardkv-reshard")
         proc.start()
@@ -432,6 +440,7 @@ class Supervisor:
         signal.set_wakeup_fd(wakeup.fileno(), warn_on_full_buffer=False)
         signal.signal(signal.SIGINT, self.request_stop)
         signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(SHUTDOWN_SIGNAL, self.request_shutdown)
         try:
             return self._run()
         finally:
@@ -502,8 +511,11 @@ class Supervisor:
 
     def _stop_children(self) -> None:
         # A worker already dead when the stop begins (it died, and is not
-        # restarted yet) died before it: the stop itself went well, and as
-        # in Redis SHUTDOWN or SIGTERM ends with status 0.
+        # restarted yet) died before it.  After a SHUTDOWN the acceptor has
+        # decided (a SHUTDOWN that had to save it failed, unless FORCE) and,
+        # as in Redis, the status is 0.  A stop by a signal saves when there
+        # are ``save`` rules: that worker's shard could not, which is 1, as
+        # for a worker whose save fails (Redis does not exit 0 then).
         gone = {i for i, w in enumerate(self.workers) if w is not None and not w.is_alive()}
         running = [proc for proc in self.acceptors if proc is not None and proc.is_alive()]
         for proc in running:
@@ -537,8 +549,15 @@ class Supervisor:
                 w.kill()
                 w.join(1)
                 self.status = 1
-            elif i in gone:
+            elif i in gone and (self.shutdown or not self.cfg["save"]):
                 log.warning("worker %d exited with %s before the server stopped", i, w.exitcode)
+            elif i in gone:
+                log.error(
+                    "worker %d exited with %s before the server stopped; its shard could not save",
+                    i,
+                    w.exitcode,
+                )
+                self.status = 1
             elif w.exitcode not in (0, -signal.SIGTERM, EXIT_LOAD_FAILED):
                 log.error("worker %d exited with %s while stopping", i, w.exitcode)
                 self.status = 1

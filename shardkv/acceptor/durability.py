@@ -35,6 +35,7 @@ from shardkv.protocol import errors, wire
 from shardkv.protocol.resp import encode_command, encode_error
 from shardkv.protocol.wire import Verb
 from shardkv.runtime import config
+from shardkv.runtime.exitcodes import SHUTDOWN_SIGNAL
 from shardkv.runtime.parentdeath import living_parent
 
 if TYPE_CHECKING:
@@ -104,8 +105,8 @@ class _Shutdown:
         client.close_after_replies()
         supervisor = living_parent()
         if supervisor is not None:  # else it has died, and this acceptor stops with it
-            os.kill(supervisor, signal.SIGTERM)
-        for pid in self.busy_pids:  # after the supervisor's SIGTERM: it must not restart them
+            os.kill(supervisor, SHUTDOWN_SIGNAL)
+        for pid in self.busy_pids:  # after the supervisor's signal: it must not restart them
             try:
                 os.kill(pid, signal.SIGUSR2)
             except OSError:
