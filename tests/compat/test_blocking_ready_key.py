@@ -20,8 +20,8 @@ import pytest
 
 from tests.support.acceptors import client_on
 from tests.support.placement import key_on
-from tests.support.resp import ErrorReply, RespClient
-from tests.support.waits import WAIT, reply_or_error, wait_blocked, wait_called
+from tests.support.resp import RespClient
+from tests.support.waits import WAIT, read_or_error, reply_or_error, wait_blocked, wait_called
 
 SET_THEN_PUSH = "redis.call('set', KEYS[1], 's') return redis.call('rpush', KEYS[2], 'x')"
 
@@ -129,13 +129,6 @@ CASES = {
 ONE_ACCEPTOR = {"multi-xadd-both-then-unblock-xread", "xadd-both-then-unblock-xreadgroup"}
 
 
-def _read(c: RespClient) -> object:
-    try:
-        return c.read_reply()
-    except ErrorReply as e:
-        return f"error: {e}"
-
-
 def _run(port: int, acceptors: int, case: str, same_shard: bool) -> str:
     """The case on the server at ``port``: the writes' replies, the blocked
     command's, and each key's type and length, with the keys named A, B."""
@@ -163,13 +156,10 @@ def _run(port: int, acceptors: int, case: str, same_shard: bool) -> str:
             if type(w) is tuple:
                 for command in w:
                     c.send(*(names.get(x, x) for x in command))
-                replies += [_read(c) for _ in w]
+                replies += [read_or_error(c) for _ in w]
             else:
                 replies.append(reply_or_error(c, *(names.get(x, x) for x in w)))
-        try:
-            served = waiter.read_reply()
-        except ErrorReply as err:
-            served = f"error: {err}"
+        served = read_or_error(waiter)
         wait_blocked(c, 0)
         state = []
         for key in (a, b):

@@ -20,9 +20,9 @@ import pytest
 
 from tests.support.acceptors import client_on
 from tests.support.placement import key_on
-from tests.support.resp import ErrorReply, RespClient, parse_info
+from tests.support.resp import RespClient, parse_info
 from tests.support.servers import start_shardkv
-from tests.support.waits import WAIT, reply_or_error, wait_blocked, wait_called
+from tests.support.waits import WAIT, read_or_error, reply_or_error, wait_blocked, wait_called
 
 PUSH = "return redis.call('rpush', KEYS[1], 'x')"
 PUSH_AND_SET = "redis.call('set', KEYS[2], 'v') return redis.call('rpush', KEYS[1], 'x')"
@@ -156,10 +156,7 @@ def _run(port: int, shards: int, acceptors: int, case: str) -> tuple:
         wait_called(c, str(blocked[0]))
         replies = [reply_or_error(c, *(sha if x == "SHA" else names.get(x, x) for x in w)) for w in writes]
         unblocked = None if case in FAILS else reply_or_error(c, "CLIENT", "UNBLOCK", waiter_id)
-        try:
-            served = waiter.read_reply()
-        except ErrorReply as err:
-            served = f"error: {err}"
+        served = read_or_error(waiter)
         wait_blocked(c, 0)
         state = []
         for key in (a, b, e):

@@ -33,3 +33,11 @@ def reply_or_error(c: RespClient, *args: object) -> object:
         return c.command(*args)  # type: ignore[arg-type]
     except ErrorReply as e:
         return f"error: {e}"
+
+
+def read_or_error(c: RespClient) -> object:
+    """The next reply on ``c``, or ``"error: <text>"`` for an error reply."""
+    try:
+        return c.read_reply()
+    except ErrorReply as e:
+        return f"error: {e}"
