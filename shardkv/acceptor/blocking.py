@@ -568,9 +568,8 @@ class _CrossShard:
         # its destination's WRONGTYPE (see _served_move).
         self.ready_claim = False
         self.resolved = False
-        # The try on its way runs on a ready key alone, or is a stream
-        # read's after CLIENT UNBLOCK: a WRONGTYPE is nothing to serve
-        # (see attempt).
+        # The try on its way runs on a ready key alone, or is one after
+        # CLIENT UNBLOCK: a WRONGTYPE is nothing to serve (see attempt).
         self.on_key = False
         # A stream read's CLIENT UNBLOCK: the streams its tries, one per
         # stream, have still to read (see unblock).
@@ -616,7 +615,11 @@ class _CrossShard:
         on their way: each ``__bclaim`` before the try says (a BLMOVE's
         ``BWAIT_READY`` makes its destination's WRONGTYPE the reply, as
         Redis served it after the write before CLIENT UNBLOCK), and each
-        ``__bdone`` after it.  ``ready_key``: the key the notification
+        ``__bdone`` after it; a key of another type is nothing to serve
+        then (Redis's CLIENT UNBLOCK reads no key: an EXEC's, whose try
+        reads them all, ahead of its writes, gives no WRONGTYPE: ``SET b
+        s``, ``MULTI``, ``CLIENT UNBLOCK``, ``EXEC``: ``[1]``, and a null).
+        ``ready_key``: the key the notification
         names: the try runs the command on that key alone (not a BLMOVE's,
         which has one), as Redis serves a blocked client from the key made
         ready (``serveClientsBlockedOnKey``), its other keys unread; that
@@ -631,7 +634,7 @@ class _CrossShard:
         self.trying = True
         self.try_began = perf_counter_ns()
         args, keys = self.args, self.keys
-        self.on_key = (ready_key is not None or unblocked) and not self.move
+        self.on_key = (ready_key is not None or unblocked or ask is not None) and not self.move
         if ready_key is not None and self.on_key:
             args, keys = self._on_key(ready_key), [ready_key]
         if self.read_only:

@@ -24,6 +24,8 @@ from tests.support.resp import RespClient
 from tests.support.waits import WAIT, read_or_error, reply_or_error, wait_blocked, wait_called
 
 SET_THEN_PUSH = "redis.call('set', KEYS[1], 's') return redis.call('rpush', KEYS[2], 'x')"
+PUSH_POP = "redis.call('rpush', KEYS[1], 'x') return redis.call('lpop', KEYS[1])"
+PUSH_POP_PUSH = "redis.call('rpush', KEYS[1], 'x') redis.call('lpop', KEYS[1]) return redis.call('rpush', KEYS[2], 'y')"
 
 # name: (setup or None, the blocked command, the writes); "A" and "B" stand for the
 # keys, "ID" for the blocked client's id; a tuple of writes is pipelined.
@@ -112,6 +114,45 @@ CASES = {
         None,
         ["BLPOP", "B", "A", 0],
         [["MULTI"], ["SET", "B", "s"], ["RPUSH", "A", "x"], (["EXEC"], ["CLIENT", "UNBLOCK", "ID"])],
+    ),
+    # A push the same transaction or script pops again makes nothing ready.
+    "multi-rpush-then-lpop": (
+        None,
+        ["BLPOP", "B", "A", 0],
+        [["MULTI"], ["RPUSH", "A", "x"], ["LPOP", "A"], ["EXEC"], ["RPUSH", "B", "y"]],
+    ),
+    "eval-rpush-then-lpop": (None, ["BLPOP", "B", "A", 0], [["EVAL", PUSH_POP, 1, "A"], ["RPUSH", "B", "y"]]),
+    "multi-rpush-lpop-then-rpush-other": (
+        None,
+        ["BLPOP", "A", "B", 0],
+        [["MULTI"], ["RPUSH", "A", "x"], ["LPOP", "A"], ["RPUSH", "B", "y"], ["EXEC"]],
+    ),
+    "eval-rpush-lpop-then-rpush-other": (
+        None,
+        ["BLPOP", "A", "B", 0],
+        [["EVAL", PUSH_POP_PUSH, 2, "A", "B"]],
+    ),
+    # CLIENT UNBLOCK inside EXEC, of a client one of whose keys holds
+    # another type: it is unblocked (a null), no WRONGTYPE.
+    "set-then-multi-unblock": (
+        None,
+        ["BLPOP", "B", "A", 0],
+        [["SET", "B", "s"], ["MULTI"], ["CLIENT", "UNBLOCK", "ID"], ["EXEC"]],
+    ),
+    "set-then-multi-unblock-error-bzpopmin": (
+        None,
+        ["BZPOPMIN", "B", "A", 0],
+        [["SET", "B", "s"], ["MULTI"], ["CLIENT", "UNBLOCK", "ID", "ERROR"], ["EXEC"]],
+    ),
+    "set-then-multi-unblock-xread": (
+        None,
+        ["XREAD", "BLOCK", 0, "STREAMS", "B", "A", "$", "$"],
+        [["SET", "B", "s"], ["MULTI"], ["CLIENT", "UNBLOCK", "ID"], ["EXEC"]],
+    ),
+    "set-rpush-then-multi-unblock": (
+        None,
+        ["BLPOP", "B", "A", 0],
+        [["SET", "B", "s"], (["RPUSH", "A", "x"], ["MULTI"], ["CLIENT", "UNBLOCK", "ID"], ["EXEC"])],
     ),
     # The ready key holds another type once the transaction has ended: it
     # serves no one, and the client waits until A is a list again.
