@@ -406,16 +406,37 @@ class _Unblocking:
             self.answer(0)
 
 
-def _notification(body: bytes) -> tuple[bytes, bytes | None]:
+def _notification(body: bytes) -> tuple[bytes, bytes | None, tuple]:
     """A ``__bwait``'s notification, or a ``__bclaim``'s answer:
-    ``[notification, key]`` as (the notification, ``:1`` or ``:2``, and the
-    key made ready); any other body as it is, with no key."""
+    ``[notification, key]`` or ``[notification, key, op, rank]`` as (the
+    notification, ``:1`` or ``:2``, the key made ready, and ``(op, rank)``:
+    the cross-shard operation that made it ready and its rank among the
+    keys it did, or ``()``); any other body as it is, with no key."""
     if body[:1] != b"*":
-        return body, None
+        return body, None, ()
     reader = hiredis.Reader()
     reader.feed(body)
-    notification, key = reader.gets()
-    return b":%d\r\n" % notification, key
+    notification, key, *order = reader.gets()
+    return b":%d\r\n" % notification, key, tuple(order)
+
+
+def _first_ready(claims: list[tuple[_Notify, bytes, bytes | None, tuple]]) -> int:
+    """The index of the claim to serve from among ``claims`` (``(notify,
+    notification, key, order)`` each, see :func:`_notification`; -1 when
+    none names a key): the first that names one, unless one operation made
+    several ready, then the one it made ready first (its lowest rank), as
+    Redis serves a blocked client from the first of its ready keys."""
+    best = -1
+    for i, (_, _, key, order) in enumerate(claims):
+        if key is None:
+            continue
+        if best < 0:
+            best = i
+            continue
+        first = claims[best][3]
+        if order and first and order[0] == first[0] and order[1] < first[1]:
+            best = i
+    return best
 
 
 class _Notify:
@@ -470,19 +491,25 @@ class _Question:
     """The ``__bclaim``s of a CLIENT UNBLOCK's question (see
     :meth:`_CrossShard._ask`): once all answered, the wait decides."""
 
-    __slots__ = ("wait", "notifies", "answers", "left")
+    __slots__ = ("wait", "notifies", "answers", "left", "then")
 
-    def __init__(self, wait: _CrossShard, notifies: list[_Notify]) -> None:
+    def __init__(
+        self,
+        wait: _CrossShard,
+        notifies: list[_Notify],
+        then: Callable[[list[_Notify], list[bytes]], None] | None = None,
+    ) -> None:
         self.wait = wait
         self.notifies = notifies
         self.answers = [b""] * len(notifies)
         self.left = len(notifies)
+        self.then = then or wait.asked  # (or a notification's question: _CrossShard._ask_others)
 
     def answered(self, notify: _Notify, body: bytes) -> None:
         self.answers[self.notifies.index(notify)] = body
         self.left -= 1
         if not self.left:
-            self.wait.asked(self.notifies, self.answers)
+            self.then(self.notifies, self.answers)
 
 
 class _Asked:
@@ -852,8 +879,11 @@ class _CrossShard:
     def notified(self, notify: _Notify, body: bytes) -> None:
         if self.done or notify not in self.notifies:
             return  # a late answer from a round already over
+        body, key, order = _notification(body)
+        if order and not self.stream and len(self.notifies) > 1:
+            self._ask_others(notify, (notify, body, key, order))
+            return
         self._cancel_notifies()
-        body, key = _notification(body)
         if key is not None:
             self.attempt(notified=body, done=() if self.stream else (notify,), ready_key=key)
         elif body == _TIMED_OUT:
@@ -869,6 +899,49 @@ class _CrossShard:
                 stats.unblocked(stat_name(self.args), ns, body[1:-2].decode("latin-1"))
                 stats.slow(self.argv, ns // 1000, client.addr, client.name)
             self.finish(body)  # an error: as above, or the shard is gone
+
+    def _ask_others(self, notify: _Notify, claim: tuple[_Notify, bytes, bytes | None, tuple]) -> None:
+        """A cross-shard operation made the key of ``notify`` ready: it may
+        have made others of this client's keys ready on other shards before
+        it, whose notifications are on their way, and Redis serves the
+        client from the key made ready first (its ready keys' order).  So
+        the other shards are asked first (``__bclaim``, in one step, which
+        also ends their waits), and the try runs on the key with the lowest
+        rank in that operation (:meth:`_claimed`).  (Not a stream read's:
+        its ``__bwait``s claim nothing, so a ``__bclaim`` cannot tell.)"""
+        others = [other for other in self.notifies if other is not notify]
+        self.notifies = []
+        for other in others:
+            other.link.blocked.pop(other.token, None)
+        self.trying = True
+        self.try_began = perf_counter_ns()
+        question = _Question(self, others, lambda notifies, answers: self._claimed(claim, notifies, answers))
+        holds = self.client.server.holds
+        if holds is not None:
+            holds.begin()
+        try:
+            for other in others:
+                other.link.send_control(other.verb(Verb.BCLAIM), _Asked(question, other), in_step=True)
+        finally:
+            if holds is not None:
+                holds.end()
+
+    def _claimed(self, claim: tuple, notifies: list[_Notify], answers: list[bytes]) -> None:
+        """The other shards answered :meth:`_ask_others` (``claim``: the
+        notification that asked them): try on the key the operation made
+        ready first; every claim ends after the try."""
+        claims = [claim]
+        claims += [(other, *_notification(answer)) for other, answer in zip(notifies, answers, strict=True)]
+        done = tuple(claim[0] for claim in claims)
+        if self.done:  # its client went away: the claims end, nothing popped
+            self.trying = False
+            for other, _, key, _ in claims:
+                if key is not None and other.link.up:
+                    other.link.send_control(other.verb(Verb.BDONE), _IGNORE)
+            self._answer_unblocks(True)
+            return
+        _, notified, key, _ = claims[_first_ready(claims)]
+        self.attempt(notified=notified, done=done, ready_key=key)
 
     def _cancel_notifies(self) -> None:
         notifies, self.notifies = self.notifies, []
@@ -962,7 +1035,7 @@ class _CrossShard:
         claims = [(notify, *_notification(body)) for notify, body in zip(notifies, answers, strict=True)]
         if self.done:  # its client went away: the claims end, nothing popped
             self.trying = False
-            for notify, _, key in claims:
+            for notify, _, key, _ in claims:
                 if key is not None and notify.link.up:
                     notify.link.send_control(notify.verb(Verb.BDONE), _IGNORE)
             self._answer_unblocks(True)
@@ -970,10 +1043,11 @@ class _CrossShard:
         if any(body[:1] == b"-" for body in answers):  # refused: as an EXEC's (__bclaim again, no harm)
             self.attempt(ask=notifies)
             return
-        for _, notified, key in claims:
-            if key is not None:
-                self.attempt(notified=notified, done=tuple(notifies), ready_key=key)
-                return
+        first = _first_ready(claims)
+        if first >= 0:
+            _, notified, key, _ = claims[first]
+            self.attempt(notified=notified, done=tuple(notifies), ready_key=key)
+            return
         self.attempted(encode(NULL_ARRAY, self.client.resp3))
 
     def _pin(self, error: bool, pin: Pin) -> None:

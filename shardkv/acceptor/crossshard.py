@@ -702,7 +702,8 @@ class AtomicOp(_Operation):
             self.prepared.add(self.executor)
         for shard, states in writes.items():
             clocks = {key: message.clocks[key] for key in states if key in message.clocks}
-            self._send(shard, wire.Prepare(self.id, states, clocks))
+            ranks = {key: message.ranks[key] for key in states if key in message.ranks}
+            self._send(shard, wire.Prepare(self.id, states, clocks, ranks))
 
     def _reply(self) -> bytes:
         return self.finish(self.bodies)

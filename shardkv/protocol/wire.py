@@ -582,6 +582,9 @@ class Prepare:
     op: int
     states: dict[Any, Any]
     clocks: dict[Any, Any] = field(default_factory=dict)  # their access clocks (never logged)
+    # The keys the operation made hold a value a blocked command pops, with
+    # their ranks among all such keys of it (see Ran.ranks).
+    ranks: dict[Any, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -622,6 +625,11 @@ class Ran:
     # LOGS_HELD, or busy: worker.scripting.Engine.ran_written), in order:
     # should a script of the run escape, each runs again, dropping as many.
     written: list[int] = field(default_factory=list)
+    # The keys of ``after`` the commands made hold a list, sorted set or
+    # stream, each with its place among every such key of the run, the
+    # executor's too (worker.blocking.note_ready): the shards' notifications
+    # of clients blocked on several of them carry it.
+    ranks: dict[Any, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

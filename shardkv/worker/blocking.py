@@ -128,6 +128,7 @@ import heapq
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 from operator import attrgetter
 from time import perf_counter_ns
@@ -142,6 +143,7 @@ from shardkv.worker import events
 from shardkv.worker.handlers import KINDS, READY, Blocking, BlockingForms, Handler, Handlers, find_blocking
 from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.stream import Stream
+from shardkv.worker.zset import ZSet
 
 log = logging.getLogger("shardkv.worker")
 
@@ -241,6 +243,9 @@ class Waiter:
 
 _STAMP = attrgetter("stamp")
 
+# The types of the values blocked commands wait for.
+_POPPED = (deque, ZSet, Stream)
+
 # Writes that remove keys without naming them.
 FLUSHES = frozenset({"flushall", "flushdb", "swapdb"})
 
@@ -282,8 +287,12 @@ class Waiters:
         # The claims of notified __bwaits whose tries have not run yet (see
         # serve_ready): by (pipe, token), (key, elements, notification);
         # and the elements claimed per key.
-        self.claims: dict[tuple[int, int], tuple[tuple[int, bytes], int, int]] = {}
+        self.claims: dict[tuple[int, int], tuple[tuple[int, bytes], int, int, tuple]] = {}
         self.claimed: dict[tuple[int, bytes], int] = {}
+        # The ready keys a cross-shard operation made ready: (its id, the
+        # key's rank in it), which their __bwaits' notifications carry (see
+        # mark_keys), until they serve.
+        self.ranks: dict[tuple[int, bytes], tuple[int, int]] = {}
 
     def unblock_counts(self) -> tuple[int, dict[int, int], dict[int, int]]:
         """For the busy report: the busy scripts, each pipe's base, and the
@@ -452,10 +461,10 @@ class Waiters:
             self._unclaim((pipe, token))
             if claim[0] in self.by_key:
                 self.ready[claim[0]] = None
-        return [claim[2], claim[0][1]]
+        return [claim[2], claim[0][1], *claim[3]]
 
     def _unclaim(self, claim: tuple[int, int]) -> None:
-        key, n, _ = self.claims.pop(claim)
+        key, n, _, _ = self.claims.pop(claim)
         left = self.claimed[key] - n
         if left:
             self.claimed[key] = left
@@ -502,16 +511,24 @@ class Waiters:
             self.mark_keys([(db, key) for key in cmd.keys(args)])
             self.mark_keys(commands.other_db_keys(cmd.name, args, databases))
 
-    def mark_keys(self, keys) -> None:
+    def mark_keys(self, keys, op: int = 0, ranks: dict | None = None) -> None:
         """Note that these keys of the current database were written (a key
-        of another database named ``(database, key)``)."""
+        of another database named ``(database, key)``).  ``ranks``: those
+        the cross-shard operation ``op`` made hold a value a blocked command
+        pops, each with its place among all such keys of the operation
+        (:func:`note_ready`): the notification of a ``__bwait`` served from
+        one names ``op`` and the rank, so that its client, whose other keys
+        that operation may have made ready on other shards, is served from
+        the first, as Redis serves it from the key its ready keys list
+        first (see ``shardkv.acceptor.blocking``)."""
         by_key = self.by_key
         db = self.ks.db
-        for key in keys:
-            if type(key) is not tuple:
-                key = (db, key)
+        for name in keys:
+            key = name if type(name) is tuple else (db, name)
             if key in by_key:
                 self.ready[key] = None
+                if ranks and name in ranks:
+                    self.ranks[key] = (op, ranks[name])
 
     def mark_db(self, db: int) -> None:
         """Every waited-on key of database ``db`` may serve now (SWAPDB)."""
@@ -549,6 +566,7 @@ class Waiters:
             while ready:
                 dbkey = next(iter(ready))
                 del ready[dbkey]
+                order = self.ranks.pop(dbkey, ()) if self.ranks else ()
                 queue = self.by_key.get(dbkey)
                 if not queue:
                     continue
@@ -566,7 +584,7 @@ class Waiters:
                     if (waiter.pipe, waiter.token) not in self.by_token:
                         continue
                     left = not claimed or value is None or claimed < len(value)  # type: ignore[arg-type]  # a list or zset
-                    if not self._serve(waiter, key, left):
+                    if not self._serve(waiter, key, left, order):
                         continue
                     if waiter.wait.claims:
                         if not left:
@@ -578,21 +596,23 @@ class Waiters:
                         # BLMOVE's destination of another type), so each had
                         # one left at its turn.
                         for i, w in late:
-                            key_, n, _ = self.claims[w.pipe, w.token]
+                            key_, n, _, order_ = self.claims[w.pipe, w.token]
                             self.wakes[i] = (
                                 w.pipe,
-                                wire.encode_wake(w.token, encode([wire.BWAIT_READY, key], w.resp3)),
+                                wire.encode_wake(w.token, encode([wire.BWAIT_READY, key, *order_], w.resp3)),
                             )
-                            self.claims[w.pipe, w.token] = (key_, n, wire.BWAIT_READY)
+                            self.claims[w.pipe, w.token] = (key_, n, wire.BWAIT_READY, order_)
                         late.clear()
                         claimed = 0
         finally:
             if ks.db != here:
                 ks.select(here)
 
-    def _serve(self, waiter: Waiter, key: bytes, left: bool = True) -> bool:
+    def _serve(self, waiter: Waiter, key: bytes, left: bool = True, order: tuple = ()) -> bool:
         """Serve ``waiter`` from ``key`` if it can; whether it was served.
-        ``left``: an element is left for it (see :meth:`serve_ready`)."""
+        ``left``: an element is left for it (see :meth:`serve_ready`);
+        ``order``: the operation that made ``key`` ready and its rank, which
+        a ``__bwait``'s notification names (see :meth:`mark_keys`)."""
         ks = self.ks
         args = waiter.args
         start = perf_counter_ns()
@@ -620,9 +640,9 @@ class Waiters:
         self._forget(waiter)
         if claims:
             dbkey = (waiter.db, key)
-            self.claims[waiter.pipe, waiter.token] = (dbkey, claims, value)  # type: ignore[assignment]  # an int here
+            self.claims[waiter.pipe, waiter.token] = (dbkey, claims, value, order)  # type: ignore[assignment]  # an int here
             self.claimed[dbkey] = self.claimed.get(dbkey, 0) + claims
-            value = [value, key]  # the notification names its key (see bwait)
+            value = [value, key, *order]  # the notification names its key (see bwait)
         self.wakes.append((waiter.pipe, wire.encode_wake(waiter.token, encode(value, waiter.resp3))))
         stats = ks.stats
         # Counted as called when it blocked (Waiters.run); now its time and
@@ -661,6 +681,24 @@ class Waiters:
                 continue
             self._forget(waiter)
             self.wakes.append((pipe, wire.encode_wake(token, encode(waiter.wait.expired, waiter.resp3))))
+
+
+def note_ready(ks: Keyspace, args: list[bytes], order: dict) -> None:
+    """Note in ``order`` the keys the write ``args``, run in a cross-shard
+    operation, made hold a list, sorted set or stream, each with its place
+    (its rank) among them: Redis serves a blocked client from the key a
+    write made ready first (its ready keys' order), and the operation's
+    shards notify their ``__bwait``s each on its own (see
+    :meth:`Waiters.mark_keys`).  Keys of the operation's database named
+    alone, others as ``(database, key)``, as the operation names them."""
+    cmd = commands.lookup(args[0])
+    if cmd is None or not cmd.is_write:
+        return
+    here = ks.imported[0] if ks.imported is not None else ks.db
+    for key in cmd.keys(args):
+        name = key if ks.db == here else (ks.db, key)
+        if name not in order and type(ks.peek(key)) in _POPPED:
+            order[name] = len(order)
 
 
 def now_or_never(form: Handler) -> Handler:

@@ -224,6 +224,9 @@ class Keyspace:
         # While this shard executes a cross-shard operation: (its database,
         # the states of the other shards' keys imported here), for INFO.
         self.imported: tuple[int, dict] | None = None
+        # Meanwhile: the keys its commands made hold a value a blocked
+        # command pops, in the order they did (see blocking.note_ready).
+        self.ready_order: dict | None = None
 
     # -- databases --------------------------------------------------------
 

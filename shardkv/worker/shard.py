@@ -62,7 +62,7 @@ from shardkv.runtime.cmdstats import (
     stat_name,
 )
 from shardkv.worker import access, events, eviction, functions, plain, scripting, tunables, wiring  # noqa: F401
-from shardkv.worker.blocking import Wait, Waiters
+from shardkv.worker.blocking import Wait, Waiters, note_ready
 from shardkv.worker.busyrefusal import Refusals
 from shardkv.worker.busywatch import BusyWatches
 from shardkv.worker.clock import Clock
@@ -110,12 +110,13 @@ class Prepared:
     states before, if the new ones are already in memory (None after a
     restart: not applied)."""
 
-    __slots__ = ("states", "undo", "db")
+    __slots__ = ("states", "undo", "db", "ranks")
 
-    def __init__(self, states: dict, undo: dict | None, db: int) -> None:
+    def __init__(self, states: dict, undo: dict | None, db: int, ranks: dict | None = None) -> None:
         self.states = states
         self.undo = undo
         self.db = db
+        self.ranks = ranks  # the keys the operation made ready, ranked (see Waiters.mark_keys)
 
 
 # Shard.bodies while the shard is parked by a cross-shard operation.
@@ -285,6 +286,8 @@ class Shard:
         finally:
             ks.counting = False
         kind = type(value)
+        if ks.ready_order is not None and kind is not Wait and handler.writes:
+            note_ready(ks, args, ks.ready_order)
         if self.timing and args[0][0] != 95 and kind is not Wait:  # not __internal
             # Count it (see shardkv.runtime.cmdstats): one append of its time; calls,
             # time and the latency histogram are added up from the appended
@@ -1400,19 +1403,22 @@ class Shard:
         self._prepared(op, flush_part(every), None)  # type: ignore[arg-type]  # a flush marker as the states
         return wire.PartPrepared(op, True, OK)
 
-    def prepare_states(self, op: int, states: dict, clocks: dict | None = None) -> None:
+    def prepare_states(
+        self, op: int, states: dict, clocks: dict | None = None, ranks: dict | None = None
+    ) -> None:
         """:class:`~wire.Prepare`: make our keys hold ``states`` (with the
-        access ``clocks`` they had on the executor), undoably."""
+        access ``clocks`` they had on the executor), undoably; ``ranks``: see
+        :meth:`Waiters.mark_keys`."""
         ks = self.keyspace
         undo = {key: export_qualified(ks, key) for key in states}
         for key, state in states.items():
             import_qualified(ks, key, state)
         if clocks:
             import_clocks(ks, clocks)
-        self._prepared(op, states, undo)
+        self._prepared(op, states, undo, ranks)
 
-    def _prepared(self, op: int, states: dict, undo: dict | None) -> None:
-        self.prepared[op] = Prepared(states, undo, self.keyspace.db)
+    def _prepared(self, op: int, states: dict, undo: dict | None, ranks: dict | None = None) -> None:
+        self.prepared[op] = Prepared(states, undo, self.keyspace.db, ranks)
         if self.persistence is not None:
             self.persistence.log_prepare(op, states)
 
@@ -1463,7 +1469,7 @@ class Shard:
                     # sent while it was busy count them (see busywatch).
                     self.busy_watches.on_prepare()
                 self.prepare_states(
-                    op, message.states, message.clocks
+                    op, message.states, message.clocks, message.ranks
                 )  # op: a parked operation is parked alone
                 if faultpoints.ACTIVE and self.persistence is not None:
                     self.persistence.commit()
@@ -1520,7 +1526,7 @@ class Shard:
                 if part.undo is None:  # not in memory yet: prepared before a restart, or a flush
                     apply_states(ks, part.states)
                 if type(part.states) is dict:
-                    self.waiters.mark_keys(part.states)
+                    self.waiters.mark_keys(part.states, op, part.ranks)
                 else:  # a flush: every key may be gone (a blocked XREADGROUP fails)
                     self.waiters.ready.update(dict.fromkeys(self.waiters.by_key))
             elif part.undo is not None:
@@ -1677,6 +1683,7 @@ class Shard:
         calls: list[tuple[int, list[bytes]]] = []  # (database, args) of each call
         engine.monitor = calls
         ks.imported = (here, states)
+        ks.ready_order = ready = {}
         self.foreign_client = message.client
         self.timing = message.counted
         # (its scripts' PUBLISHes and redis.log lines wait for its end)
@@ -1733,6 +1740,7 @@ class Shard:
             self.timing = True
             engine.monitor = None
             ks.imported = None
+            ks.ready_order = None
             ks.slots = slots
             if ks.db != here:
                 ks.select(here)
@@ -1817,7 +1825,7 @@ class Shard:
             outcome = wire.NOTHING
         elif not message.alone:
             undo = {key: before[key] for key in changed if before[key] != ()}
-            self._prepared(op, changed, undo)
+            self._prepared(op, changed, undo, {key: ready[key] for key in changed if key in ready})
             outcome = wire.PREPARED
         else:
             if persistence is not None:
@@ -1831,7 +1839,8 @@ class Shard:
                 # In the same send as the Ran (and the events before it), not
                 # in one of its own: it leaves as the Ran does, or not at all.
                 (self.send if self.hold_frame is None else self.hold_frame)(frame)
-        return wire.Ran(op, bodies, after, outcome, clocks, logged, lines if escaped else [])
+        ranks = {key: ready[key] for key in after if key in ready}
+        return wire.Ran(op, bodies, after, outcome, clocks, logged, lines if escaped else [], ranks)
 
     def _log_exec_script(self, args: list[bytes], value: object, ns: int) -> int:
         """An EXEC's script ran (``args``: its ``__eval``/``__fcall``, see
