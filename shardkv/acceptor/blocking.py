@@ -32,6 +32,12 @@ Keys on several shards
     the command run on the key it names alone (as Redis serves a blocked
     client from the key made ready: a key of another type then serves
     nothing, and it waits again); on a 0 replies with a null array.
+    A notification of a key that an atomic operation across shards (an
+    EXEC, a script) made ready names that operation and the key's rank in
+    it: then the other shards are asked first (``__bclaim``) whether that
+    operation made one of the client's keys there ready before it, and
+    the try runs on the first, as Redis serves a client from the first of
+    its ready keys (:meth:`_CrossShard._ask_others`; not a stream read's).
     Only step (1) pops, so an element is popped once, for this client.
     Unlike a single-shard waiter, such a client has no place in a key's
     queue of waiters: a client blocked on that key alone, on the same shard,

@@ -90,7 +90,11 @@ pops) until ``__bdone <token>``, which comes right behind that try (or
 instead of the cancel): the waiters behind it see those elements as taken
 until then, and the key serves them again after it, so an element the try
 left (its BLMOVE's destination of another type, say) goes to the next
-waiter, as in Redis (:meth:`Waiters.serve_ready`).
+waiter, as in Redis (:meth:`Waiters.serve_ready`).  A key made ready by a
+cross-shard operation's commit is notified as ``[notification, key, op,
+rank]``: its rank among the keys that operation made hold a value a
+blocked command pops (:func:`note_ready`, on the executor), so that the
+acceptor serves its client from the first of them, as Redis does.
 
 Writing a blocking command (a sorted-set example)::
 

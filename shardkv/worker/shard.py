@@ -1683,7 +1683,8 @@ class Shard:
         calls: list[tuple[int, list[bytes]]] = []  # (database, args) of each call
         engine.monitor = calls
         ks.imported = (here, states)
-        ks.ready_order = ready = {}
+        ready: dict = {}  # (see blocking.note_ready)
+        ks.ready_order = ready
         self.foreign_client = message.client
         self.timing = message.counted
         # (its scripts' PUBLISHes and redis.log lines wait for its end)

@@ -26,7 +26,9 @@ from tests.support.waits import WAIT, read_or_error, reply_or_error, wait_blocke
 SET_THEN_PUSH = "redis.call('set', KEYS[1], 's') return redis.call('rpush', KEYS[2], 'x')"
 PUSH_BOTH = "redis.call('rpush', KEYS[1], 'x') return redis.call('rpush', KEYS[2], 'y')"
 PUSH_POP = "redis.call('rpush', KEYS[1], 'x') return redis.call('lpop', KEYS[1])"
-PUSH_POP_PUSH = "redis.call('rpush', KEYS[1], 'x') redis.call('lpop', KEYS[1]) return redis.call('rpush', KEYS[2], 'y')"
+PUSH_POP_PUSH = (
+    "redis.call('rpush', KEYS[1], 'x') redis.call('lpop', KEYS[1]) return redis.call('rpush', KEYS[2], 'y')"
+)
 
 # name: (setup or None, the blocked command, the writes); "A" and "B" stand for the
 # keys, "ID" for the blocked client's id; a tuple of writes is pipelined.
