@@ -596,8 +596,14 @@ def worker_gone(server, shard: int, c: redis.Redis, key: str):
             return False
 
         wait_until(unavailable, "the acceptor to find the worker gone")
-        # Its pipes close a moment before it is a zombie: dead, but not yet reaped.
-        wait_until(lambda: worker.status() == psutil.STATUS_ZOMBIE, "the worker to be dead")
+        # Its pipes close a moment before it is a zombie: dead, but not yet
+        # reaped.  Its main thread is one a moment before its other thread
+        # is gone, and until then the supervisor cannot reap it: it would
+        # find the worker alive as it stops, and dead of SIGKILL after.
+        wait_until(
+            lambda: worker.status() == psutil.STATUS_ZOMBIE and worker.num_threads() == 1,
+            "the worker to be dead",
+        )
         yield
     finally:
         os.kill(supervisor, signal.SIGCONT)
