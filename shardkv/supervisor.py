@@ -50,9 +50,14 @@ Then it waits on its children:
   none of them outlives it, and the port is freed;
 * SIGINT, SIGTERM (and SHUTDOWN, which an acceptor turns into
   ``SHUTDOWN_SIGNAL`` once its shards are done) stop the acceptors, then
-  the workers, which flush their AOF and save if they should.  The exit
-  status is 0, or 1 if a worker could not save: with ``save`` rules, on
-  a signal, a worker dead before the stop could not either.
+  the workers, which flush their AOF and save if they should: on a
+  signal, as ``shutdown-on-sigterm`` or ``shutdown-on-sigint`` says
+  (``default``: when there are ``save`` rules; ``save``; ``nosave``;
+  ``force``: a failed save does not count), which each worker is told
+  (``STOP_FLAGS``) before its SIGTERM.  The exit status is 0, or 1 if a
+  worker could not save: on a signal that saves, a worker dead before the
+  stop could not either.  (Redis keeps running when its save fails
+  without ``force``; shardkv has stopped its acceptors by then.)
 """
 
 from __future__ import annotations
@@ -74,7 +79,13 @@ from shardkv import __version__
 from shardkv.protocol import bus, decisions
 from shardkv.runtime import config, serverlog
 from shardkv.runtime.clientcount import ClientCounts
-from shardkv.runtime.exitcodes import EXIT_CANNOT_LISTEN, EXIT_LOAD_FAILED, SHUTDOWN_SIGNAL
+from shardkv.runtime.exitcodes import (
+    EXIT_CANNOT_LISTEN,
+    EXIT_LOAD_FAILED,
+    SHUTDOWN_SIGNAL,
+    STOP_FLAGS,
+    stop_mode,
+)
 from shardkv.runtime.proctitle import set_name
 from shardkv.runtime.scriptflushes import ScriptFlushes
 from shardkv.runtime.slowlogfile import SlowLogFile
@@ -123,6 +134,7 @@ class Supervisor:
         self.slow_log = SlowLogFile()
         self.stopping = False
         self.shutdown = False  # the stop is an acceptor's SHUTDOWN (request_shutdown)
+        self.stop_signal: int | None = None  # SIGINT or SIGTERM, the last one received (request_stop)
         self.status = 0
         self.wakeup: socket.socket  # the signals' wake-up socket, while run() runs
 
@@ -416,7 +428,10 @@ class Supervisor:
 
     # -- running ------------------------------------------------------------------
 
-    def request_stop(self, *_: object) -> None:
+    def request_stop(self, signum: int, frame: object = None) -> None:
+        """SIGINT or SIGTERM: stop (see _stop_children), as the signal's
+        ``shutdown-on-sig*`` setting says."""
+        self.stop_signal = signum
         self.stopping = True
 
     def request_shutdown(self, *_: object) -> None:
@@ -503,6 +518,10 @@ class Supervisor:
                     self._acceptor_died(i)
             if self.questions:
                 self._overdue()
+        if self.stop_signal is not None and not self.shutdown:
+            # (Redis's lines, the first from its signal handler.)
+            log.warning("Received %s scheduling shutdown...", signal.Signals(self.stop_signal).name)
+            log.warning("User requested shutdown...")
         self._stop_children()
         # The acceptors' commit decisions without appendonly: no acceptor is left to need them.
         decisions.remove_volatile(os.getpid())
@@ -513,10 +532,15 @@ class Supervisor:
         # A worker already dead when the stop begins (it died, and is not
         # restarted yet) died before it.  After a SHUTDOWN the acceptor has
         # decided (a SHUTDOWN that had to save it failed, unless FORCE) and,
-        # as in Redis, the status is 0.  A stop by a signal saves when there
-        # are ``save`` rules: that worker's shard could not, which is 1, as
-        # for a worker whose save fails (Redis does not exit 0 then).
+        # as in Redis, the status is 0.  A stop by a signal saves as its
+        # flags say (``save``, or ``save`` rules without ``nosave``): that
+        # worker's shard could not, which is 1 unless ``force``, as for a
+        # worker whose save fails (Redis does not exit 0 then).
         gone = {i for i, w in enumerate(self.workers) if w is not None and not w.is_alive()}
+        flags = self._stop_flags()
+        mode = stop_mode(flags)
+        saves = mode == "save" or (mode == "default" and bool(self.cfg["save"]))
+        unsaved_ok = self.shutdown or not saves or "force" in flags.split()
         running = [proc for proc in self.acceptors if proc is not None and proc.is_alive()]
         for proc in running:
             proc.terminate()
@@ -530,6 +554,8 @@ class Supervisor:
         # Now no command can reach a worker: each finishes, flushes and saves.
         for i, w in enumerate(self.workers):
             if w is not None and w.is_alive():
+                if flags:
+                    self._tell_stop_flags(i, flags)
                 w.terminate()
             # A loaded worker whose acceptors are gone waits on its control
             # pipe for new ones: closing it wakes the worker at once (it
@@ -549,7 +575,7 @@ class Supervisor:
                 w.kill()
                 w.join(1)
                 self.status = 1
-            elif i in gone and (self.shutdown or not self.cfg["save"]):
+            elif i in gone and unsaved_ok:
                 log.warning("worker %d exited with %s before the server stopped", i, w.exitcode)
             elif i in gone:
                 log.error(
@@ -569,6 +595,27 @@ class Supervisor:
                 control.close()
                 self.controls[a] = None
         _stop_resource_tracker()
+
+    def _stop_flags(self) -> str:
+        """The ``shutdown-on-sigterm`` or ``shutdown-on-sigint`` flags of a
+        stop by that signal; "" for any other stop (SHUTDOWN has saved as
+        it was told; a failure stops with the workers' defaults)."""
+        if self.shutdown or self.status or self.stop_signal is None:
+            return ""
+        name = "shutdown-on-sigint" if self.stop_signal == signal.SIGINT else "shutdown-on-sigterm"
+        return str(self.cfg.get(name, "default"))
+
+    def _tell_stop_flags(self, index: int, flags: str) -> None:
+        """Tell worker ``index`` how to shut down (``STOP_FLAGS``), before
+        its SIGTERM: the message is in its control pipe when it stops."""
+        ctl = self.ctls[index]
+        if ctl is None:
+            return
+        try:
+            with socket.socket(fileno=os.dup(ctl.fileno())) as sock:
+                sock.sendall(STOP_FLAGS + flags.encode())
+        except OSError as e:
+            log.warning("could not tell worker %d how to shut down: %s", index, e)
 
 
 def _stop_resource_tracker() -> None:

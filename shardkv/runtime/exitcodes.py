@@ -1,6 +1,7 @@
 """The exit statuses by which a child tells the supervisor that starting
-it again cannot help, so the supervisor stops shardkv instead; and the
-signal by which an acceptor's SHUTDOWN stops it.
+it again cannot help, so the supervisor stops shardkv instead; the
+signal by which an acceptor's SHUTDOWN stops it; and the message by which
+it tells a worker how a signal's stop shuts down.
 
 They live here, apart from the worker and the acceptor, so that the
 supervisor can read them without importing either (see
@@ -18,3 +19,20 @@ EXIT_CANNOT_LISTEN = 3  # an acceptor that cannot listen on its port
 # SIGTERM: a stop by SIGTERM or SIGINT still has to save, and a shard whose
 # worker is gone then could not (exit status 1).
 SHUTDOWN_SIGNAL = signal.SIGUSR1
+# A stop by SIGTERM or SIGINT: the supervisor's last message on each
+# worker's control pipe before its SIGTERM, followed by the flags that
+# ``shutdown-on-sigterm`` or ``shutdown-on-sigint`` holds, as CONFIG GET
+# shows them ("default", "nosave", "save force" ...).  A worker that heard
+# none (the supervisor died, or it stops for another reason) shuts down as
+# with "default".
+STOP_FLAGS = b"stop-flags "
+
+
+def stop_mode(flags: str) -> str:
+    """The save mode of a stop's flags: ``save`` (always), ``nosave``
+    (never) or ``default`` (when there are ``save`` rules), as Redis's
+    ``finishShutdown`` reads SHUTDOWN_SAVE and SHUTDOWN_NOSAVE.  (``now``
+    waits for no replicas, and shardkv has none: neither does Redis
+    without them; ``force`` is read by the caller.)"""
+    names = flags.split()
+    return "save" if "save" in names else "nosave" if "nosave" in names else "default"

@@ -34,7 +34,7 @@ from shardkv.protocol import errors, wire
 from shardkv.protocol.resp import Error, encode
 from shardkv.protocol.wire import FRAME
 from shardkv.runtime import gctuning, serverlog
-from shardkv.runtime.exitcodes import EXIT_LOAD_FAILED
+from shardkv.runtime.exitcodes import EXIT_LOAD_FAILED, STOP_FLAGS, stop_mode
 from shardkv.runtime.parentdeath import die_with_parent
 from shardkv.runtime.proctitle import set_name
 from shardkv.runtime.slowlogfile import SlowLogFile
@@ -59,7 +59,8 @@ def serve(
     acceptor ``i`` (the message ``b"%d" % i`` with its fd) when that
     acceptor was restarted.  ``slow_log``: the slow log every process
     shares (see :mod:`shardkv.runtime.slowlogfile`).  SIGTERM stops the worker between batches: it
-    flushes its AOF, saves when ``save`` rules exist, and exits 0.
+    flushes its AOF, saves as the supervisor's ``STOP_FLAGS`` said (without them, when ``save``
+    rules exist), and exits 0, or 1 if the save failed (0 with ``force``).
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides
     signal.signal(signal.SIGTERM, _request_stop)
@@ -84,9 +85,13 @@ def serve(
     gctuning.settle()  # after loading: the loaded keys are never traversed
     ctl.send_bytes(b"loaded")
     Pipes(shard, ctl, conns).run()
+    _read_ctl(ctl)  # the supervisor's STOP_FLAGS, sent before its SIGTERM
     try:
-        persistence.close()
+        persistence.close(stop_mode(_Stop.flags))
     except Exception as e:
+        if "force" in _Stop.flags.split():
+            log.warning("shard %d: Error trying to save the DB. Exit anyway. (%s)", index, e)
+            return
         log.error("shard %d: could not save before exiting: %s", index, e)
         sys.exit(1)
 
@@ -830,6 +835,8 @@ def _recv_pipe(ctl: Connection, timeout: float | None) -> tuple[int, Connection]
         if not message:
             return None  # the supervisor has gone
         if not fds:
+            if message.startswith(STOP_FLAGS):
+                _Stop.flags = message[len(STOP_FLAGS) :].decode("ascii", "replace")
             return _NOTHING
         try:
             index = int(message)
@@ -854,8 +861,20 @@ def _next_pipe(ctl: Connection) -> tuple[int, Connection] | None:
     return None
 
 
+def _read_ctl(ctl: Connection) -> None:
+    """Read what the supervisor sent and the loop has not read: its
+    ``STOP_FLAGS`` (a new acceptor's pipe is of no use now)."""
+    while ctl.poll(0):
+        got = _recv_pipe(ctl, 0)
+        if got is None:
+            return
+        if got is not _NOTHING:
+            got[1].close()  # type: ignore[index]
+
+
 class _Stop:
     requested = False
+    flags = ""  # the supervisor's STOP_FLAGS, once read
 
 
 def _request_stop(*_: object) -> None:

@@ -545,6 +545,74 @@ def test_signals_stop_cleanly_and_save(tmp_path, sig):
         server.stop()
 
 
+def _stopped_by_signal(
+    kind: str, tmp_path: Path, sig: int, flags: str, rules: str, unsavable: tuple[str, ...] = ()
+) -> tuple[int, bool, str]:
+    """A server of ``kind`` with ``save`` rules ``rules``, its signal's
+    ``shutdown-on-sig*`` set to ``flags`` by CONFIG SET, stopped by ``sig``
+    after a write: its exit status, whether it saved, and its log.  Once
+    it runs, a directory takes the place of each snapshot in ``unsavable``,
+    so that saving it fails."""
+    name = "shutdown-on-sigint" if sig == signal.SIGINT else "shutdown-on-sigterm"
+    if kind == "redis":
+        server = start_redis("--dir", str(tmp_path), "--save", rules)
+    else:
+        server = start_shardkv("--dir", str(tmp_path), "--save", rules, shards=2)
+    try:
+        c = client(server)
+        assert c.config_set(name, flags)
+        for snapshot in unsavable:
+            (tmp_path / snapshot).mkdir()
+        c.mset({f"k{i}": str(i) for i in range(20)})
+        rc = stop(server, sig)
+    finally:
+        server.stop()
+    return rc, bool(list(tmp_path.glob("dump.rdb*"))), server.saved_output
+
+
+@pytest.mark.parametrize(
+    "sig, flags, rules",
+    [
+        (signal.SIGTERM, "nosave", "3600 1"),
+        (signal.SIGTERM, "save", ""),
+        (signal.SIGTERM, "now", ""),
+        (signal.SIGINT, "nosave now", "3600 1"),
+        (signal.SIGINT, "save force", ""),
+        (signal.SIGINT, "force", "3600 1"),
+    ],
+    ids=["TERM-nosave", "TERM-save", "TERM-now", "INT-nosave-now", "INT-save-force", "INT-force-rules"],
+)
+def test_signals_shut_down_as_shutdown_on_sig_says(tmp_path, sig, flags, rules):
+    """``shutdown-on-sigterm`` and ``shutdown-on-sigint`` decide whether a
+    signal's stop saves, as in Redis (``save``: always, ``nosave``: never,
+    otherwise when there are ``save`` rules); the log says which signal
+    stopped it.  (They were accepted and changed nothing: SIGTERM and
+    SIGINT saved when there were rules, and only then.)"""
+    got = {}
+    for kind in ("redis", "shardkv"):
+        (tmp_path / kind).mkdir()
+        rc, saved, output = _stopped_by_signal(kind, tmp_path / kind, sig, flags, rules)
+        assert f"Received {signal.Signals(sig).name} scheduling shutdown..." in output, kind
+        assert "User requested shutdown..." in output, kind
+        got[kind] = (rc, saved)
+    assert got["shardkv"] == got["redis"]
+
+
+def test_sigterm_with_force_exits_though_the_save_fails(tmp_path):
+    """``shutdown-on-sigterm force``: a save that fails does not stop the
+    stop, and the status is 0, as in Redis (without ``force`` Redis keeps
+    running, and shardkv exits 1: see test_sigterm_with_a_shard_gone)."""
+    got = {}
+    for kind, snapshots in (("redis", ("dump.rdb",)), ("shardkv", ("dump.rdb.shard-0", "dump.rdb.shard-1"))):
+        (tmp_path / kind).mkdir()
+        rc, _, output = _stopped_by_signal(
+            kind, tmp_path / kind, signal.SIGTERM, "force", "3600 1", snapshots
+        )
+        got[kind] = rc
+        assert "Traceback" not in output
+    assert got == {"redis": 0, "shardkv": 0}
+
+
 @pytest.mark.parametrize(
     "option, rules, saved",
     [("", "3600 1", True), ("NOSAVE", "3600 1", False), ("SAVE", "", True)],
@@ -652,13 +720,24 @@ def test_shutdown_that_must_save_a_gone_shard_keeps_serving(tmp_path, option, ru
         assert stop(server) == 0
 
 
-@pytest.mark.parametrize("rules, status", [("3600 1", 1), ("", 0)], ids=["rules", "no-rules"])
-def test_sigterm_with_a_shard_gone(tmp_path, rules, status):
-    """SIGTERM saves when there are ``save`` rules, as in Redis: a shard
-    whose worker is gone could not save, and the status says so (1), as
-    for a worker whose save fails; without rules nothing is saved, and a
-    gone shard is no failure.  (SHUTDOWN decides that itself: see above.)"""
-    server = start_shardkv("--dir", str(tmp_path), "--save", rules, shards=2)
+@pytest.mark.parametrize(
+    "rules, flags, status",
+    [
+        ("3600 1", "default", 1),
+        ("", "default", 0),
+        ("", "save", 1),
+        ("3600 1", "nosave", 0),
+        ("3600 1", "force", 0),
+    ],
+    ids=["rules", "no-rules", "save", "nosave", "force"],
+)
+def test_sigterm_with_a_shard_gone(tmp_path, rules, flags, status):
+    """SIGTERM saves when there are ``save`` rules, as in Redis (or as
+    ``shutdown-on-sigterm`` says): a shard whose worker is gone could not
+    save, and the status says so (1), as for a worker whose save fails,
+    unless ``force``; without a save nothing is saved, and a gone shard is
+    no failure.  (SHUTDOWN decides that itself: see above.)"""
+    server = start_shardkv("--dir", str(tmp_path), "--save", rules, "--shutdown-on-sigterm", flags, shards=2)
     try:
         c = client(server, retry=False)
         key = keys_of_shard(1, 2, "k", 1)[0]

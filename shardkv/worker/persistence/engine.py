@@ -29,7 +29,8 @@ Start-up
 
 Shutdown
     SHUTDOWN, SIGTERM and SIGINT flush and fsync the AOF and save when
-    there are ``save`` rules (SHUTDOWN SAVE always, NOSAVE never).
+    there are ``save`` rules (SHUTDOWN SAVE always, NOSAVE never; a
+    signal as ``shutdown-on-sigterm`` or ``shutdown-on-sigint`` says).
 
 Shard count changes
     See :mod:`shardkv.worker.persistence.reshard`.
@@ -184,10 +185,10 @@ class Persistence(Loading, Saves, Rewrites):
             self.save()
         self.closed = True
 
-    def close(self) -> None:
-        """The worker is exiting: shut down (as SIGTERM does) and close files."""
+    def close(self, mode: str = "default") -> None:
+        """The worker is exiting: shut down (``mode`` as for :meth:`shutdown`) and close files."""
         try:
-            self.shutdown()
+            self.shutdown(mode)
         finally:
             self._kill_child()
             if self.aof is not None:
