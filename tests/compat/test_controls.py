@@ -60,6 +60,36 @@ def test_no_multi_commands_are_refused_inside_multi(ports, command):
     assert b"EXECABORT" in ours
 
 
+# SHUTDOWN's options, as Redis 7.0.15's shutdownCommand reads them: an
+# unknown one, SAVE with NOSAVE, or ABORT with any other (ABORT twice is
+# one ABORT) is a syntax error; ABORT with no shutdown in progress is an
+# error of its own.  None of these stops the server.
+BAD_SHUTDOWNS = [
+    "SHUTDOWN foo",
+    "SHUTDOWN ''",
+    "SHUTDOWN SAVE NOSAVE",
+    "SHUTDOWN nosave save NOW",
+    "SHUTDOWN NOSAVE bogus",
+    "SHUTDOWN bogus NOSAVE SAVE",
+    "SHUTDOWN ABORT",
+    "shutdown abort ABORT",
+    "SHUTDOWN ABORT NOW",
+    "SHUTDOWN FORCE ABORT",
+    "SHUTDOWN SAVE ABORT",
+    "SHUTDOWN ABORT bogus",
+]
+
+
+def test_shutdown_options_refused_as_redis(ports):
+    data = b"".join(encode_command([a.strip("'").encode() for a in case.split()]) for case in BAD_SHUTDOWNS)
+    (real, real_closed), (ours, ours_closed) = both(ports, data + b"PING\r\n")
+    assert (ours, ours_closed) == (real, real_closed)
+    assert (
+        ours.count(b"-ERR syntax error\r\n") == 10 and ours.count(b"-ERR No shutdown in progress.\r\n") == 2
+    )
+    assert ours.endswith(b"+PONG\r\n") and not ours_closed
+
+
 # Redis's processCommand looks a container's subcommand up with the command
 # (lookupCommand): an unknown one, or the wrong number of arguments for it,
 # is refused as the command is queued, and EXEC then aborts.
