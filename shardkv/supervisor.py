@@ -522,6 +522,7 @@ class Supervisor:
             # (Redis's lines, the first from its signal handler.)
             log.warning("Received %s scheduling shutdown...", signal.Signals(self.stop_signal).name)
             log.warning("User requested shutdown...")
+            self._read_controls()
         self._stop_children()
         # The acceptors' commit decisions without appendonly: no acceptor is left to need them.
         decisions.remove_volatile(os.getpid())
@@ -595,6 +596,14 @@ class Supervisor:
                 control.close()
                 self.controls[a] = None
         _stop_resource_tracker()
+
+    def _read_controls(self) -> None:
+        """What the acceptors sent and the loop has not read yet, before a
+        signal's stop: a CONFIG SET's ``config`` line is sent before its OK,
+        so a ``shutdown-on-sig*`` set just before the signal is in effect."""
+        for a, control in enumerate(self.controls):
+            if control is not None and wait([control], 0):
+                self._from_acceptor(a)
 
     def _stop_flags(self) -> str:
         """The ``shutdown-on-sigterm`` or ``shutdown-on-sigint`` flags of a
