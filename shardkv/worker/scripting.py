@@ -953,27 +953,203 @@ class Engine:
                 ok, value = runner(f, len(keys), *keys, *argv)
         finally:
             self.run = None
-            if run.rand_lent is not None or ks.db != run.db or run.busy:
-                self._settle(run)
+            self._wind_up(run, stats, scratch)
+        return self._conclude(
+            run,
+            ok,
+            value,
+            sha,
+            f,
+            flags,
+            keys,
+            argv,
+            read_only,
+            eval_mode,
+            persistence,
+            mark,
+            hits,
+            misses,
+            events_mark,
+            aof_db,
+        )
+
+    def run_one_key(self, sha: bytes, script: tuple, keys: list[bytes], read_only: bool) -> object:
+        """EVALSHA's usual run (Shard.execute_script, evalsha): :meth:`_invoke`
+        of a script cached under ``sha`` (``script``, its entry in
+        ``scripts``), in EVAL's state, with one key and no arguments: the
+        same run, reply and counts, without the steps that do nothing for
+        the usual script.  A few tests first send anything else to
+        :meth:`_invoke`: a script with flags (their checks), an AOF or an
+        operation's imported keys (the run's marks), a run inside an
+        operation's run of scripts (``deferring``), an error held from a
+        script before it, KEYS past the room.  After
+        the run, one that changed anything of its run (:attr:`Run.changed`:
+        a write, a stop, the random state...), logged, SELECTed,
+        used the counters kept apart or answered anything but a string ends
+        as :meth:`_invoke`'s do (:meth:`_wind_up`, :meth:`_conclude`)."""
+        flags = script[1]
+        ks = self.ks
+        persistence = ks.persistence
+        run = self._spare_run
+        key = keys[0]
+        if (
+            not flags & FLAG_COMPAT
+            or self.run is not None
+            or self.deferring
+            or self._vm.holding  # type: ignore[union-attr]
+            or ks.imported is not None
+            or (persistence is not None and (persistence.aof is not None or persistence.foreign))
+            or self._used() + 64 + len(key) > self._push_room
+        ):
+            return self._invoke(sha, script[0], flags, keys, NO_ARGS, read_only, True, script)
+        self.run = run
+        # _invoke's set-up of the run, as it comes out here (FLAG_COMPAT:
+        # read-only as called; no imported keys).
+        run.sha = sha
+        run.flags = flags
+        run.read_only = read_only
+        if run.changed:
+            run.defaults()
+        if run.undo:
+            run.undo = {}
+        run.imported = _NO_KEYS
+        run.home = run.db = ks.db
+        run.start = time.monotonic()
+        if run.effects:
+            run.effects = []
+        run.eval_mode = True
+        run.keys = keys
+        events = ks.events
+        events_mark = len(events) if events is not None else 0
+        self.kill_requested = False
+        stats = ks.stats
+        scratch = None
+        hits, misses = ks.hits, ks.misses
+        if self.nshards > 1 and stats is not None:  # its counts go apart, as in _invoke
+            scratch = self._stats_apart
+            if stats.apart is not scratch:
+                scratch.align(stats)
+            self.shard.stats = scratch  # type: ignore[attr-defined]
+            run.journal = []
+        else:
+            run.journal = None
+        usual = False
+        try:
+            value = script[2](key)
+        finally:
+            self.run = None
             if scratch is not None:
                 self.shard.stats = stats  # type: ignore[attr-defined]
-                if run.abort is not None:
-                    scratch.drain(None)
-                    stats.forget(run.journal)  # type: ignore[union-attr, arg-type]  # (both set with scratch)
-                elif run.apart or scratch.error_events or scratch.slowlog or scratch.slow_dropped:
-                    scratch.drain(stats)
-            if self.deferring and run.abort is None:  # (the run's end says: end_run)
-                self.ran_written = run.written + self.log_skip
-                if run.held:
-                    self.deferred_held = True
-                if run.logs:
-                    self.deferred_logs += run.logs
-                    run.logs = []
-            else:
-                if run.held:
-                    self._end_held(run)  # (undone: what the run's others held goes too)
-                if run.logs:
-                    self._write_logs(run)
+            # What _wind_up would do comes to nothing (the counters back, above) unless:
+            usual = not (
+                run.changed
+                or run.logs  # (redis.log's lines, held until it ends: _write_logs)
+                or ks.db != run.db
+                or (scratch is not None and (scratch.error_events or scratch.slowlog or scratch.slow_dropped))
+            )
+            if not usual:
+                self._wind_up(run, stats, scratch)
+        ok = type(value) is not tuple
+        if not ok:
+            value = value[1]
+        elif usual and type(value) is bytes and not self.out_of_memory and not run.effects:
+            vm: _VM = self._vm  # type: ignore[assignment]
+            if not vm.cjson.changed:
+                runs = vm.runs + 1
+                if runs >= GC_PERIOD:
+                    runs = self._collect(vm)
+                vm.runs = runs
+                return value
+        return self._conclude(
+            run,
+            ok,
+            value,
+            sha,
+            script[0],
+            flags,
+            keys,
+            NO_ARGS,
+            read_only,
+            True,
+            persistence,
+            -1,
+            hits,
+            misses,
+            events_mark,
+            0,
+        )
+
+    def _collect(self, vm: _VM) -> int:
+        """Lua's collector's step, when it is due: the count of runs since."""
+        # Redis steps Lua's collector every 50 scripts.  With a heap
+        # this small (the prelude and the libraries, about 60 KB) a step
+        # runs a whole cycle: it marks everything to free what 50 short
+        # scripts left (EVALSHA of a one-key read leaves 144 bytes).
+        # The step waits until GC_GROWTH is left: memory stays within
+        # that (and 50 scripts' garbage) of where the last step left
+        # it, and such a script steps every ~150 runs, not 50.  (Lua's
+        # own collector runs too, as in Redis, when its heap doubles.)
+        used = vm.lua.get_memory_used()
+        if used - vm.gc_floor >= GC_GROWTH:
+            self._gc_step()
+            vm.gc_floor = vm.lua.get_memory_used()
+        return 0
+
+    def _wind_up(self, run: Run, stats: Stats | None, scratch: Stats | None) -> None:
+        """A script's run ended (or raised): what it leaves to undo
+        (:meth:`_settle`), the shard's counters back (``scratch``: those
+        kept apart, drained into ``stats`` or dropped), what it left behind
+        (held PUBLISHes, redis.log lines) out now, or when the operation's
+        run of scripts ends (``deferring``)."""
+        ks = self.ks
+        if run.rand_lent is not None or ks.db != run.db or run.busy:
+            self._settle(run)
+        if scratch is not None:
+            self.shard.stats = stats  # type: ignore[attr-defined]
+            if run.abort is not None:
+                scratch.drain(None)
+                stats.forget(run.journal)  # type: ignore[union-attr, arg-type]  # (both set with scratch)
+            elif run.apart or scratch.error_events or scratch.slowlog or scratch.slow_dropped:
+                scratch.drain(stats)
+        if self.deferring and run.abort is None:  # (the run's end says: end_run)
+            self.ran_written = run.written + self.log_skip
+            if run.held:
+                self.deferred_held = True
+            if run.logs:
+                self.deferred_logs += run.logs
+                run.logs = []
+        else:
+            if run.held:
+                self._end_held(run)  # (undone: what the run's others held goes too)
+            if run.logs:
+                self._write_logs(run)
+
+    def _conclude(
+        self,
+        run: Run,
+        ok: bool,
+        value: Any,
+        sha: bytes,
+        f: object,
+        flags: int,
+        keys: list[bytes],
+        argv: list[bytes],
+        read_only: bool,
+        eval_mode: bool,
+        persistence: Any,
+        mark: int,
+        hits: int,
+        misses: int,
+        events_mark: int,
+        aof_db: int,
+    ) -> object:
+        """The end of :meth:`_invoke` (and of an unusual :meth:`run_one_key`)
+        once :meth:`_wind_up` ran: the collector's step, an undo and the
+        run again (wide, or across shards: raised), the AOF's group, the
+        wake-ups of its writes, and the reply."""
+        ks = self.ks
+        events = ks.events
+        aof = persistence.aof if persistence is not None else None
         if self.out_of_memory:  # a reply did not fit (_refuse): the script failed, even if it went on
             ok, value = False, self._after_refusal()
         vm: _VM = self._vm  # type: ignore[assignment]  # the state the script ran in
@@ -981,19 +1157,7 @@ class Engine:
             self._share_cjson(vm, run)
         runs = vm.runs + 1
         if runs >= GC_PERIOD:
-            # Redis steps Lua's collector every 50 scripts.  With a heap
-            # this small (the prelude and the libraries, about 60 KB) a step
-            # runs a whole cycle: it marks everything to free what 50 short
-            # scripts left (EVALSHA of a one-key read leaves 144 bytes).
-            # The step waits until GC_GROWTH is left: memory stays within
-            # that (and 50 scripts' garbage) of where the last step left
-            # it, and such a script steps every ~150 runs, not 50.  (Lua's
-            # own collector runs too, as in Redis, when its heap doubles.)
-            runs = 0
-            used = vm.lua.get_memory_used()
-            if used - vm.gc_floor >= GC_GROWTH:
-                self._gc_step()
-                vm.gc_floor = vm.lua.get_memory_used()
+            runs = self._collect(vm)
         vm.runs = runs
         if run.abort is not None:
             self._rearm()

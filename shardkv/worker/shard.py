@@ -375,16 +375,7 @@ class Shard:
                 # SHA1 as sent, EVAL's Lua state in use.  (Of _EVALSHA's
                 # spellings, only EVALSHA_RO's has 10 letters.)
                 try:
-                    value = engine._invoke(
-                        args[1],
-                        script[0],
-                        script[1],
-                        args[3:],
-                        scripting.NO_ARGS,
-                        len(args[0]) == 10,
-                        True,
-                        script,
-                    )
+                    value = engine.run_one_key(args[1], script, args[3:], len(args[0]) == 10)
                 except scripting.CrossShard as e:
                     value = scripting.cross_reply(e)
             else:

@@ -698,3 +698,70 @@ def test_script_run_starts_from_defaults_after_any_script(nshards, changer):
     fields += ("read_noted", "rand_lent", "held", "apart", "written", "changed")
     got = {name: getattr(engine._spare_run, name) for name in fields}
     assert got == {name: getattr(fresh, name) for name in fields}
+
+
+@pytest.mark.parametrize("nshards", [1, 2])
+def test_one_key_lean_run_answers_and_counts_as_invoke(nshards, caplog):
+    """Engine.run_one_key (EVALSHA sha 1 key from a batch) answers and
+    counts as Engine._invoke, for the usual script (a string read, which
+    ends without _invoke's end) and for every run whose end it hands to
+    _invoke's: a missing key, an integer, a table, a write, a SELECT, a
+    redis.log line, math.random, an error, an error caught by pcall (the
+    counters kept apart), a key of another shard (escaping), and the
+    usual one after each."""
+
+    def figures(lean: bool) -> tuple:
+        shard = Shard(0, nshards, FakeClock())
+        ks = shard.keyspace
+        engine = ks.scripts
+        names = [b"k%d" % i for i in range(200)]
+        own = [k for k in names if key_slot(k) in engine.own][:2]
+        run(shard, "SET", own[0], "v")
+        bodies = [
+            b"return redis.call('get', KEYS[1])",
+            b"return redis.call('get', KEYS[1] .. 'x')",
+            b"return 7",
+            b"return {1, redis.call('get', KEYS[1])}",
+            b"return redis.call('set', KEYS[1], 'w')",
+            b"redis.call('select', 1) return redis.call('get', KEYS[1])",
+            b"redis.log(redis.LOG_WARNING, 'lean') return redis.call('get', KEYS[1])",
+            b"math.random() return redis.call('get', KEYS[1])",
+            b"return redis.call('incr', KEYS[1])",
+            b"local ok = pcall(redis.call, 'incr', KEYS[1]) return redis.call('get', KEYS[1])",
+        ]
+        shas = [engine.load(b) for b in bodies]
+        commands = []
+        for sha in shas:
+            commands.append([b"EVALSHA", sha, b"1", own[0]])
+            commands.append([b"EVALSHA", shas[0], b"1", own[0]])
+        if nshards > 1:
+            other = next(k for k in names if key_slot(k) not in engine.own)
+            commands.append([b"EVALSHA", shas[0], b"1", other])
+            commands.append([b"EVALSHA", shas[0], b"1", own[0]])
+        ends = []
+        conclude = engine._conclude
+        engine._conclude = lambda *a: ends.append(a[0]) or conclude(*a)
+        if not lean:
+            engine.run_one_key = lambda sha, script, keys, ro: engine._invoke(
+                sha, script[0], script[1], keys, scripting.NO_ARGS, ro, True, script
+            )
+        body = shard.run_batch(wire.encode_batch([item for c in commands for item in (0, c)]))
+        rows, errorstats, _ = shard.stats.report()
+        counts = {name: (row[0], row[2], row[3]) for name, row in rows.items()}  # (not the times)
+        data = [run(shard, "GET", k) for k in own]
+        # redis.log's line is written when its script ends, not by a later run.
+        logged = len(caplog.messages)
+        shard.run_batch(wire.encode_batch([0, commands[12]]))
+        assert len(caplog.messages) == logged + 1
+        ends.clear()
+        usual = [0, [b"EVALSHA", shas[0], b"1", own[0]]]
+        assert shard.run_batch(wire.encode_batch(usual * 6)).count(b"$1\r\nw\r\n") == 6
+        return body, counts, errorstats, ks.hits, ks.misses, ks.db, data, len(ends)
+
+    lean = figures(True)
+    invoked = figures(False)
+    assert caplog.messages == ["lean"] * 4
+    assert lean[:-1] == invoked[:-1]
+    assert b"$1\r\nv\r\n" in lean[0] and b"-ERR value is not an integer" in lean[0]
+    # The usual runs (the lean path) end without _invoke's end.
+    assert (lean[-1], invoked[-1]) == (0, 6)
