@@ -1188,7 +1188,7 @@ class Engine:
         if run.killed:
             self._rearm()
         if mark >= 0:
-            persistence.end_group(mark)  # type: ignore[union-attr]
+            persistence.end_group(mark)
         if run.effects and ks.imported is None:
             # Its writes wake the clients blocked on their keys, served at
             # the end of the batch (a run across shards: at its commit, see
