@@ -82,6 +82,7 @@ from shardkv.worker.transfer import (
     import_clocks,
     import_qualified,
     qualified_keys,
+    written_states,
 )
 
 log = logging.getLogger("shardkv.worker")
@@ -1333,7 +1334,7 @@ class Shard:
             names = cmd.keys(args[2:])
             if not taken.isdisjoint(names):
                 break
-            part = self.prepare_part(args)
+            part = self.prepare_part(args, cmd, names)
             append(wire.encode_answer(part))
             if bounds is not None:
                 bounds.append(len(noted))  # type: ignore[arg-type]
@@ -1344,23 +1345,33 @@ class Shard:
             j += 2
         return ops
 
-    def prepare_part(self, args: list[bytes]) -> wire.PartPrepared:
+    def prepare_part(
+        self, args: list[bytes], cmd: commands.Command | None = None, names: list[bytes] | None = None
+    ) -> wire.PartPrepared:
         """``__prepare op command...``: this shard's part of a write fan-out
         (MSET, DEL...).  Run it; if it changed keys, log the prepare record
-        and keep the old states to undo it."""
+        and keep the old states to undo it.  ``cmd`` and ``names``: the
+        command's row and keys, when the caller has them (gather_parts).
+
+        Only the keys' states before are exported (the undo); a blind write
+        (MSET, DEL, UNLINK: :func:`written_states`) leaves states known from
+        its arguments, so only other commands' keys are exported again
+        after the run to see what changed."""
         op = int(args[1])
         command = args[2:]
-        cmd = commands.lookup(command[0])
+        if cmd is None:
+            cmd = commands.lookup(command[0])
         if cmd is not None and cmd.name in ("flushall", "flushdb"):
             return self._prepare_flush(op, command, cmd.name == "flushall")
         ks = self.keyspace
-        if cmd is not None:
-            names = cmd.keys(command)
-        elif command[0] == Verb.MIGRATE_DEL:  # __migdel key payload ...
-            names = command[1::2]
-        else:
-            names = []
-        before = {key: export_key(ks, key) for key in names}
+        if names is None:
+            if cmd is not None:
+                names = cmd.keys(command)
+            elif command[0] == Verb.MIGRATE_DEL:  # __migdel key payload ...
+                names = command[1::2]
+            else:
+                names = []
+        before = {key: export_key(ks, key) for key in dict.fromkeys(names)}
         persistence = self.persistence
         if persistence is not None:
             persistence.suspended = True
@@ -1371,11 +1382,12 @@ class Shard:
             self.timing = True
             if persistence is not None:
                 persistence.suspended = False
-        changed = {}
-        for key, old in before.items():
-            state = export_key(ks, key)
-            if state != old:
-                changed[key] = state
+        after = None
+        if cmd is not None and type(value) is not Error:  # (an error wrote nothing)
+            after = written_states(cmd.name, command)
+        if after is None:
+            after = {key: export_key(ks, key) for key in before}
+        changed = {key: state for key, state in after.items() if state != before[key]}
         if not changed:
             return wire.PartPrepared(op, False, value)
         self._prepared(op, changed, {key: before[key] for key in changed})

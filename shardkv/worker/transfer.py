@@ -47,6 +47,20 @@ def export_key(ks: Keyspace, key: bytes) -> State:
     return (tag, to_plain(value), ks.get_expire(key))
 
 
+def written_states(name: str, command: list[bytes]) -> dict[bytes, State] | None:
+    """The states a *blind* write leaves on its keys, from its arguments
+    alone: MSET (each key a string without a TTL, the last value given for
+    a key repeated) and DEL/UNLINK (each key gone) write every key they
+    name whatever it held.  None for any other command: its keys' states
+    must be exported after it runs.  (A write fan-out's part, see
+    ``Shard.prepare_part``, so spares the second export of every key.)"""
+    if name == "mset":
+        return {command[i]: ("string", command[i + 1], None) for i in range(1, len(command) - 1, 2)}
+    if name == "del" or name == "unlink":
+        return dict.fromkeys(command[1:])
+    return None
+
+
 def import_key(ks: Keyspace, key: bytes, state: State) -> None:
     """Make ``key`` hold ``state``, replacing whatever it held."""
     if state is None:

@@ -765,3 +765,45 @@ def test_one_key_lean_run_answers_and_counts_as_invoke(nshards, caplog):
     assert b"$1\r\nv\r\n" in lean[0] and b"-ERR value is not an integer" in lean[0]
     # The usual runs (the lean path) end without _invoke's end.
     assert (lean[-1], invoked[-1]) == (0, 6)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("MSET", "s", "new", "h", "x", "ttl", "v", "none", "n", "same", "1", "s", "last"),
+        ("DEL", "s", "h", "ttl", "none", "same"),
+        ("UNLINK", "h", "none", "none"),
+    ],
+)
+def test_a_blind_write_part_prepares_its_keys_exported_only_before(shard, monkeypatch, command):
+    """A write fan-out's MSET, DEL or UNLINK part writes every key it names
+    whatever it held: the states it prepares (and logs) come from its
+    arguments, only the states before are exported (the undo), and both
+    are what exporting every key before and after the run gives."""
+    from shardkv.worker import shard as shard_module
+    from shardkv.worker.transfer import export_key
+
+    run(shard, "SET", "s", "old")
+    run(shard, "HSET", "h", "f", "v")
+    run(shard, "SET", "ttl", "v", "PX", "100000")
+    run(shard, "SET", "same", "1")
+    args = [a.encode() for a in command]
+    names = list(dict.fromkeys(args[1::2] if command[0] == "MSET" else args[1:]))
+    before = {key: export_key(shard.keyspace, key) for key in names}
+    exported: list[bytes] = []
+
+    def counted(ks, key):
+        exported.append(key)
+        return export_key(ks, key)
+
+    monkeypatch.setattr(shard_module, "export_key", counted)
+    answer = shard.prepare_part([wire.Verb.PREPARE, b"7", *args])
+    assert sorted(exported) == sorted(names)  # once each, before the run
+    after = {key: export_key(shard.keyspace, key) for key in names}
+    changed = {key for key in names if after[key] != before[key]}
+    assert answer.prepared
+    prepared = shard.prepared[7]
+    assert prepared.states == {key: after[key] for key in changed}
+    assert prepared.undo == {key: before[key] for key in changed}
+    shard.decide(7, False)
+    assert {key: export_key(shard.keyspace, key) for key in names} == before
