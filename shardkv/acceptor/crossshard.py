@@ -180,6 +180,8 @@ class Coordinator:
         # The supervisor's pid names the file without AOF: asked once, not
         # per operation (a system call each time).
         self.supervisor = os.getppid()
+        # Without AOF the file's name never changes: made once, not per commit.
+        self.volatile = volatile_path(self.supervisor, index)
         self.logs: dict[str, DecisionLog] = {}
         # Decisions of this coordinator's earlier run, until every shard has reported.
         self.earlier: set[int] = set()
@@ -197,7 +199,7 @@ class Coordinator:
     def _log(self) -> tuple[DecisionLog, bool]:
         cfg = self.config
         durable = bool(cfg.get("appendonly"))
-        path = durable_path(cfg, self.index) if durable else volatile_path(self.supervisor, self.index)
+        path = durable_path(cfg, self.index) if durable else self.volatile
         decisions = self.logs.get(path)
         if decisions is None:
             decisions = self.logs[path] = DecisionLog(path)

@@ -338,17 +338,17 @@ class Dispatch:
             if described is None or any(shard_of(k) != shard_of(keys[0]) for k in described):
                 server.cross_shard(cast("Client", self), cmd, args, keys, everything=True)
                 return
-        first = shard_of(keys[0])
-        for key in keys:
-            if shard_of(key) != first:
-                break
-        else:
+        # Each key hashed once: the shards say whether it spans several,
+        # and how to split it.
+        owners = [shard_of(key) for key in keys]
+        first = owners[0]
+        if owners.count(first) == len(owners):
             self.send(first, args, raw)
             return
         if cmd.policy == "-":
             server.cross_shard(cast("Client", self), cmd, args, keys)
             return
-        parts, positions = split_by_shard(args, cmd.first_key, cmd.step, shard_of)
+        parts, positions = split_by_shard(args, cmd.first_key, cmd.step, owners)
         if cmd.policy == "mget":
             merge = merge_by_position(list(positions.values()), len(keys))
         else:

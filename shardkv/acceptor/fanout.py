@@ -175,9 +175,10 @@ MERGES: dict[str, Merge] = {
 
 
 def split_by_shard(
-    args: list[bytes], first: int, step: int, shard_of: Callable[[bytes], int]
+    args: list[bytes], first: int, step: int, owners: list[int]
 ) -> tuple[dict[int, list[bytes]], dict[int, list[int]]]:
-    """Group the key arguments (with the ``step - 1`` values after each).
+    """Group the key arguments (with the ``step - 1`` values after each),
+    the keys ``args[first::step]``, whose shards are ``owners`` in order.
 
     Returns, per shard, its part's arguments (without the command name)
     and the positions of its keys among all the keys, in order.
@@ -185,7 +186,7 @@ def split_by_shard(
     parts: dict[int, list[bytes]] = {}
     positions: dict[int, list[int]] = {}
     for n, i in enumerate(range(first, len(args), step)):
-        shard = shard_of(args[i])
+        shard = owners[n]
         part = parts.get(shard)
         if part is None:
             parts[shard] = part = []

@@ -463,3 +463,30 @@ def test_a_read_of_other_frames_than_plain_replies_is_written_at_once() -> None:
     payload = wire.encode_wake(5, b"$1\r\nx\r\n")
     link.data_received(wire.FRAME.pack(len(payload)) + payload)
     assert transport.written == [b"$1\r\nx\r\n"]
+
+
+def test_a_write_across_shards_hashes_each_key_once() -> None:
+    """An MSET over two shards: each key's shard is computed once, and the
+    parts keep the keys' order with their values."""
+    acceptor, _ = build()
+    calls = []
+    acceptor.wiring = dataclasses.replace(
+        acceptor.wiring, atomic_fan_out=lambda client, parts, merge, keys: calls.append(parts)
+    )
+    a, b = keys_on_two_shards(acceptor)
+    shard_of = acceptor.shard_of
+    hashed: list[bytes] = []
+
+    def counted(key: bytes) -> int:
+        hashed.append(key)
+        return shard_of(key)
+
+    acceptor.shard_of = counted  # type: ignore[method-assign]
+    client, _ = connect(acceptor)
+    send(client, [b"MSET", a, b"1", b, b"2", a + b"{x}", b"3"])
+    c = a + b"{x}"
+    assert sorted(hashed) == sorted([a, b, c])
+    parts: dict = {}
+    for key, value in ((a, b"1"), (b, b"2"), (c, b"3")):
+        parts.setdefault(shard_of(key), [b"MSET"]).extend([key, value])
+    assert calls == [parts]
