@@ -13,10 +13,11 @@ acceptors in turn and, in each of ``--rounds`` rounds, measures:
 * ``redis-benchmark -c 50 -P 1`` of the EVAL and of the MSETNX (new keys
   each time: ``{a}`` and ``{b}`` are on different shards of two).
 
-Prints the median of the rounds for each.  Every one of these operations
-parks both shards (park, run, prepare, decide; at K > 1 a round of tries
-before them): see README, "Cross-shard operations survive any process's
-death".
+Prints the median of the rounds for each.  EVAL and RENAME park both
+shards (park, run, prepare, decide; at K > 1 a round of tries before
+them); MSETNX did too until it became a write fan-out whose parts vote
+(prepare, decide), and is kept here to compare builds: see README,
+"Cross-shard operations survive any process's death".
 """
 
 from __future__ import annotations

@@ -2,10 +2,10 @@
 
 Two kinds of operations span shards.  *Parked* operations read keys on
 some shards and write keys on others (RENAME to another shard, SMOVE,
-SUNIONSTORE and the other STORE forms, MSETNX, LMOVE, a MULTI/EXEC whose
+SUNIONSTORE and the other STORE forms, LMOVE, a MULTI/EXEC whose
 writes span shards, a WATCHed EXEC, a blocking move served at once).
 *Write fan-outs* write on several shards, each shard's part on its own
-data (MSET, DEL and UNLINK across shards).  Both run as one operation of
+data (MSET, DEL, UNLINK and MSETNX across shards).  Both run as one operation of
 the commit protocol below, named by an operation id unique to this
 acceptor (a random epoch and a counter).
 
@@ -56,7 +56,13 @@ script, the shard whose keys its earlier runs found largest, see
 A write fan-out skips park and run: each shard gets ``__prepare <op>
 <its part>``, runs it, and, if that changed keys, prepares them as in 3 and
 parks, answering :class:`~shardkv.protocol.wire.PartPrepared` with its part's reply;
-a shard whose part changed nothing goes on at once.  Then 4.  A shard
+a shard whose part changed nothing goes on at once.  Then 4.  MSETNX's
+parts vote: a part that finds one of its keys answers 0 and prepares
+nothing, and then the operation is decided abort (undone where a part set
+its keys, with the keys' WATCH versions as before) and the reply is 0.
+A part of MSET, DEL, UNLINK or MSETNX exports its keys' states before it
+runs (the undo) and not after: the states it leaves follow from its
+arguments (``transfer.written_states``).  A shard
 that finds several fan-outs' parts back to back in one batch, on keys that
 no part before them changed, prepares them all and parks once, for all of
 their decisions (in any order): each operation still has its own answer,
@@ -718,7 +724,10 @@ class AtomicOp(_Operation):
 
 class FanOutWrite(_Operation):
     """A write whose parts run on several shards, each on its own keys
-    (MSET, DEL, UNLINK): one ``__prepare`` per shard, then the decision."""
+    (MSET, DEL, UNLINK, MSETNX): one ``__prepare`` per shard, then the
+    decision.  ``unanimous`` (MSETNX): a part that answers anything but 1
+    (one of its keys exists) votes no, and the operation is decided undone
+    with the merged reply (0), as if no part had run."""
 
     def __init__(
         self,
@@ -728,8 +737,10 @@ class FanOutWrite(_Operation):
         keys: list | None = None,
         slot: Any = None,
         db: int | None = None,
+        unanimous: bool = False,
     ) -> None:
         super().__init__(client, slot)
+        self.unanimous = unanimous
         self.event_keys = keys
         # A FLUSHALL/FLUSHDB happens at the commit, in every shard: its one
         # event (for client-side caching) comes from here, then.
@@ -770,6 +781,8 @@ class FanOutWrite(_Operation):
         if failures or self.failed:
             error = failures[0] if failures and not self.failed else Error(errors.OP_ABORTED)
             self._decide(False, encode(error, self.client.resp3))
+        elif self.unanimous and any(v != 1 for v in self.values):
+            self._decide(False, self._reply())  # voted no: nothing is set
         else:
             self._commit(set(self.parked), self._reply)
 
@@ -808,10 +821,12 @@ def run_write_fan_out(
     keys: list | None = None,
     slot: Any = None,
     db: int | None = None,
+    unanimous: bool = False,
 ) -> None:
     """A write command split by shard (MSET, DEL...); its reply goes to a
-    new slot of the client's, or to ``slot``; in database ``db`` if given."""
-    FanOutWrite(client, parts, merge, keys, slot, db)
+    new slot of the client's, or to ``slot``; in database ``db`` if given;
+    ``unanimous``: every part must answer 1, else none is applied (MSETNX)."""
+    FanOutWrite(client, parts, merge, keys, slot, db, unanimous)
 
 
 def sync_decisions(server: Acceptor) -> None:

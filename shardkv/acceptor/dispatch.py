@@ -323,7 +323,7 @@ class Dispatch:
         server = self.server
         shard_of = server.shard_of
         keys = cmd.keys(args)
-        if cmd.policy == "mset" and len(args) % 2 == 0:
+        if (cmd.policy == "mset" or cmd.policy == "msetnx") and len(args) % 2 == 0:
             self.reply_error(errors.WRONG_ARITY % cmd.name)
             return
         if not keys:
@@ -359,6 +359,7 @@ class Dispatch:
                 {s: [args[0], *p] for s, p in parts.items()},
                 self._counted(args, merge),
                 keys,
+                unanimous=cmd.policy == "msetnx",  # a shard whose key exists undoes every part
             )
             return
         self.fan_out({s: [args[0], *p] for s, p in parts.items()}, self._counted(args, merge), keys)

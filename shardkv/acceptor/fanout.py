@@ -153,6 +153,11 @@ def merge_ok(parts: list) -> object:
     return "OK"
 
 
+def merge_all_set(parts: list) -> object:
+    """MSETNX: 1 if every shard set its keys (none existed), else 0."""
+    return 1 if all(p == 1 for p in parts) else 0
+
+
 def merge_concat(parts: list) -> object:
     out: list = []
     for p in parts:
@@ -169,6 +174,7 @@ MERGES: dict[str, Merge] = {
     "sum": merge_sum,
     "ok": merge_ok,
     "mset": merge_ok,
+    "msetnx": merge_all_set,
     "concat": merge_concat,
     "random": merge_random,
 }

@@ -418,8 +418,10 @@ class Acceptor:
         shard with all their keys when ``everything`` (SORT ... BY pattern)."""
         self.wiring.cross_shard(client, cmd, args, keys, everything)
 
-    def atomic_fan_out(self, client: Client, parts: dict, merge: Callable, keys: list | None = None) -> None:
-        self.wiring.atomic_fan_out(client, parts, merge, keys)
+    def atomic_fan_out(
+        self, client: Client, parts: dict, merge: Callable, keys: list | None = None, unanimous: bool = False
+    ) -> None:
+        self.wiring.atomic_fan_out(client, parts, merge, keys, unanimous=unanimous)
 
     def block(self, client: Client, cmd: Command, args: list, keys: list) -> None:
         self.wiring.block(client, cmd, args, keys)

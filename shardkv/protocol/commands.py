@@ -32,7 +32,8 @@ Columns:
 ``policy``
     For a ``shard`` command whose keys live on more than one shard: how
     the per-shard parts merge.  ``mget`` keeps key order, ``sum`` adds
-    integers, ``mset`` expects OK from all.  ``-`` means the command must
+    integers, ``mset`` expects OK from all, ``msetnx`` 1 from all (a 0
+    anywhere undoes the others: nothing is set).  ``-`` means the command must
     run atomically across shards (see :mod:`shardkv.acceptor.crossshard`).  For an
     ``all`` command: ``sum``, ``ok``, ``concat`` or ``random``.
 ``group``
@@ -129,7 +130,7 @@ substr             4     readonly                          1,1,1    shard  -    
 setrange           4     write,denyoom                     1,1,1    shard  -      string
 mget               -2    readonly,fast                     1,-1,1   shard  mget   string
 mset               -3    write,denyoom                     1,-1,2   shard  mset   string
-msetnx             -3    write,denyoom                     1,-1,2   shard  -      string
+msetnx             -3    write,denyoom                     1,-1,2   shard  msetnx string
 lcs                -3    readonly                          1,2,1    shard  -      string
 # -- bitmaps (strings read and written as arrays of bits)
 setbit             4     write,denyoom                     1,1,1    shard  -      bitmap

@@ -1372,6 +1372,10 @@ class Shard:
             else:
                 names = []
         before = {key: export_key(ks, key) for key in dict.fromkeys(names)}
+        watched = ks.watched
+        # WATCH's versions of its keys, put back if it is undone (an MSETNX
+        # voted down by another shard changed nothing a WATCH can see).
+        versions = {key: watched[key] for key in before if key in watched} if watched else None
         persistence = self.persistence
         if persistence is not None:
             persistence.suspended = True
@@ -1384,13 +1388,15 @@ class Shard:
                 persistence.suspended = False
         after = None
         if cmd is not None and type(value) is not Error:  # (an error wrote nothing)
-            after = written_states(cmd.name, command)
+            after = written_states(cmd.name, command, value)
         if after is None:
             after = {key: export_key(ks, key) for key in before}
         changed = {key: state for key, state in after.items() if state != before[key]}
         if not changed:
             return wire.PartPrepared(op, False, value)
         self._prepared(op, changed, {key: before[key] for key in changed})
+        if versions:
+            self.versions_before[op] = {ks.db: versions}
         return wire.PartPrepared(op, True, value)
 
     def _prepare_flush(self, op: int, command: list[bytes], every: bool) -> wire.PartPrepared:
@@ -1535,6 +1541,8 @@ class Shard:
             elif part.undo is not None:
                 for key, state in part.undo.items():
                     import_qualified(ks, key, state)
+                if self.persistence is not None and type(part.states) is dict:
+                    self.persistence.dirty -= len(part.states)  # undone: no change (log_prepare counted them)
             if self.persistence is not None:
                 self.persistence.log_outcome(op, commit)
 

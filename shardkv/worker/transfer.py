@@ -47,17 +47,21 @@ def export_key(ks: Keyspace, key: bytes) -> State:
     return (tag, to_plain(value), ks.get_expire(key))
 
 
-def written_states(name: str, command: list[bytes]) -> dict[bytes, State] | None:
-    """The states a *blind* write leaves on its keys, from its arguments
-    alone: MSET (each key a string without a TTL, the last value given for
-    a key repeated) and DEL/UNLINK (each key gone) write every key they
-    name whatever it held.  None for any other command: its keys' states
-    must be exported after it runs.  (A write fan-out's part, see
-    ``Shard.prepare_part``, so spares the second export of every key.)"""
-    if name == "mset":
+def written_states(name: str, command: list[bytes], value: object) -> dict[bytes, State] | None:
+    """The states a *blind* write that replied ``value`` (not an error)
+    leaves on its keys, from its arguments alone: MSET (each key a string
+    without a TTL, the last value given for a key repeated) and DEL/UNLINK
+    (each key gone) write every key they name whatever it held; MSETNX
+    writes them as MSET if it replied 1, and none of them if 0.  None for
+    any other command: its keys' states must be exported after it runs.
+    (A write fan-out's part, see ``Shard.prepare_part``, so spares the
+    second export of every key.)"""
+    if name == "mset" or (name == "msetnx" and value == 1):
         return {command[i]: ("string", command[i + 1], None) for i in range(1, len(command) - 1, 2)}
     if name == "del" or name == "unlink":
         return dict.fromkeys(command[1:])
+    if name == "msetnx":
+        return {}  # a key existed: nothing written
     return None
 
 

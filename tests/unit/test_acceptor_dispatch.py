@@ -234,7 +234,7 @@ def test_a_write_across_shards_goes_to_the_atomic_fan_out() -> None:
     acceptor, links = build()
     calls = []
     acceptor.wiring = dataclasses.replace(
-        acceptor.wiring, atomic_fan_out=lambda client, parts, merge, keys: calls.append(parts)
+        acceptor.wiring, atomic_fan_out=lambda client, parts, merge, keys, **_: calls.append(parts)
     )
     a, b = keys_on_two_shards(acceptor)
     client, _ = connect(acceptor)
@@ -471,7 +471,7 @@ def test_a_write_across_shards_hashes_each_key_once() -> None:
     acceptor, _ = build()
     calls = []
     acceptor.wiring = dataclasses.replace(
-        acceptor.wiring, atomic_fan_out=lambda client, parts, merge, keys: calls.append(parts)
+        acceptor.wiring, atomic_fan_out=lambda client, parts, merge, keys, **_: calls.append(parts)
     )
     a, b = keys_on_two_shards(acceptor)
     shard_of = acceptor.shard_of
@@ -490,3 +490,47 @@ def test_a_write_across_shards_hashes_each_key_once() -> None:
     for key, value in ((a, b"1"), (b, b"2"), (c, b"3")):
         parts.setdefault(shard_of(key), [b"MSET"]).extend([key, value])
     assert calls == [parts]
+
+
+class DecidingLink(FakeLink):
+    """A FakeLink that keeps the control frames queued for the end of the turn."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__(index)
+        self.frames: list = []
+
+    def queue_frame(self, payload: bytes) -> None:
+        self.frames.append(wire.decode_control(payload))
+
+
+@pytest.mark.parametrize(("votes", "reply"), [((1, 1), b":1\r\n"), ((1, 0), b":0\r\n"), ((0, 0), b":0\r\n")])
+def test_msetnx_across_shards_is_a_write_fan_out_that_every_part_must_set(
+    monkeypatch, tmp_path, votes, reply
+) -> None:
+    """MSETNX over two shards: one ``__prepare`` of its part to each (no
+    park, run and prepare of a parked operation); a part whose key exists
+    answers 0 and prepares nothing, and then the operation is decided
+    undone on the shards that set theirs, and the reply is 0."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the decisions file
+    acceptor, _ = build()
+    links = [DecidingLink(i) for i in range(2)]
+    acceptor.links = links  # type: ignore[assignment]
+    a, b = keys_on_two_shards(acceptor)
+    client, transport = connect(acceptor)
+    send(client, [b"MSETNX", a, b"1", b, b"2"])
+    ops = set()
+    for key, value, vote in ((a, b"1", votes[0]), (b, b"2", votes[1])):
+        link = links[acceptor.shard_of(key)]
+        [(header, body, _)] = link.sent
+        args = body.split(b"\r\n")[2::2]
+        assert args[0] == wire.Verb.PREPARE and args[2:] == [b"MSETNX", key, value]
+        op = int(args[1])
+        ops.add(op)
+        link.answer(wire.encode_answer(wire.PartPrepared(op, vote == 1, vote)))
+    assert len(ops) == 1
+    assert replies(acceptor, transport) == reply
+    decided = [frame for link in links for frame in link.frames]
+    commit = votes == (1, 1)
+    assert [(d.op, d.commit) for d in decided] == [(op, commit)] * votes.count(1)

@@ -807,3 +807,28 @@ def test_a_blind_write_part_prepares_its_keys_exported_only_before(shard, monkey
     assert prepared.undo == {key: before[key] for key in changed}
     shard.decide(7, False)
     assert {key: export_key(shard.keyspace, key) for key in names} == before
+
+
+@pytest.mark.parametrize("commit", [True, False])
+def test_an_msetnx_part_undone_leaves_its_watched_keys_unchanged(shard, commit):
+    """An MSETNX part that set its keys, undone because another shard's
+    part found a key (the operation replies 0): the keys' states and
+    their WATCH versions are as before, so a WATCH sees no change (as
+    Redis, where MSETNX that sets nothing touches no key).  Committed,
+    the keys hold the values and a WATCH sees the change."""
+    ks = shard.keyspace
+    ks.watched[b"k"] = 5  # a client WATCHes k
+    answer = shard.prepare_part([wire.Verb.PREPARE, b"9", b"MSETNX", b"k", b"1", b"j", b"2"])
+    assert (answer.prepared, answer.value) == (True, 1)
+    assert shard.prepared[9].states == {b"k": ("string", b"1", None), b"j": ("string", b"2", None)}
+    shard.decide(9, commit)
+    assert run(shard, "MGET", "k", "j") == ([b"1", b"2"] if commit else [None, None])
+    assert (ks.watched[b"k"] != 5) is commit
+
+
+def test_an_msetnx_part_whose_key_exists_prepares_nothing(shard):
+    run(shard, "SET", "j", "old")
+    answer = shard.prepare_part([wire.Verb.PREPARE, b"9", b"MSETNX", b"k", b"1", b"j", b"2"])
+    assert (answer.prepared, answer.value) == (False, 0)
+    assert 9 not in shard.prepared
+    assert run(shard, "MGET", "k", "j") == [None, b"old"]
