@@ -49,7 +49,7 @@ sys.path.insert(0, str(ROOT))
 from shardkv.protocol.router import Router  # noqa: E402
 from tests.support.servers import ServerProcess, free_port  # noqa: E402
 
-KINDS = ("rename", "mset", "exec", "smove", "sunionstore", "del", "flushall", "script")
+KINDS = ("rename", "mset", "msetnx", "exec", "smove", "sunionstore", "del", "flushall", "script")
 # The protocol steps each kind goes through (fan-outs have no run step).
 POINTS = {
     "rename": ("parked", "ran", "prepared", "committed", "decided", "finished"),
@@ -57,6 +57,7 @@ POINTS = {
     "smove": ("parked", "ran", "prepared", "committed", "decided", "finished"),
     "sunionstore": ("parked", "ran", "committed", "decided", "finished"),
     "mset": ("parked", "committed", "decided", "finished"),
+    "msetnx": ("parked", "committed", "decided", "finished"),
     "del": ("parked", "committed", "decided", "finished"),
     "flushall": ("parked", "committed", "decided", "finished"),
     "script": ("parked", "ran", "prepared", "committed", "decided", "finished"),
@@ -247,6 +248,20 @@ def kind_mset(c, e, p, tag, **_):
     return [a, b], op, check
 
 
+def kind_msetnx(c, e, p, tag, **_):
+    a, b = e("nx"), p("nx")  # new keys (the tag is in them): every part sets its own
+    new = f"new-{tag}"
+
+    def op(c):
+        return c.msetnx({a: new, b: new})
+
+    def check(c, outcome):
+        va, vb = c.get(a), c.get(b)
+        return _applied(outcome, va == vb == new, va is None and vb is None)
+
+    return [a, b], op, check
+
+
 def kind_exec(c, e, p, tag, **_):
     x, y = e("acct"), p("acct")
     c.mset({x: 100})
@@ -359,6 +374,7 @@ def kind_script(c, e, p, tag, **_):
 SETUPS: dict[str, Callable] = {
     "rename": kind_rename,
     "mset": kind_mset,
+    "msetnx": kind_msetnx,
     "exec": kind_exec,
     "smove": kind_smove,
     "sunionstore": kind_sunionstore,
