@@ -49,8 +49,10 @@ count; plain bytes inside a class are read as whole runs too.
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from functools import cache, lru_cache
+from typing import Any
 
 # A token is None for "*", a bytes run of plain bytes (with ``nocase``, a
 # letter stands for both its cases), or an int: the mask of the bytes one
@@ -59,6 +61,8 @@ Token = bytes | int | None
 _STAR = None
 _ALL = (1 << 256) - 1
 MAX_NESTING = 1000  # stringmatchlen's recursion limit (CVE-2024-31228)
+REGEX_NODES = 2000  # a larger pattern with classes is matched without a regular expression
+LONG_STRING = 4096  # and so is a longer string
 _SPECIAL = re.compile(rb"[*?\[\\]")
 _CLASS_SPECIAL = re.compile(rb"[\\\]-]")
 
@@ -205,9 +209,50 @@ def _never(s: bytes) -> bool:
     return False
 
 
-@lru_cache(maxsize=1024)
+class _Cache:
+    """The compiled patterns last used, bounded by their bytes as well as
+    their number: a client may send patterns of megabytes, and what one
+    compiles to takes some times its size.  A pattern of more than
+    ``LARGEST`` bytes is compiled each time it is given (in time linear in
+    its size), never kept."""
+
+    ENTRIES = 1024
+    BYTES = 256 * 1024  # the patterns' bytes, all together
+    LARGEST = 4096
+
+    def __init__(self) -> None:
+        self.entries: OrderedDict[tuple[bytes, bool], Callable[[bytes], bool]] = OrderedDict()
+        self.size = 0
+
+    def get(self, pattern: bytes, nocase: bool) -> Callable[[bytes], bool]:
+        key = (pattern, nocase)
+        match = self.entries.get(key)
+        if match is not None:
+            self.entries.move_to_end(key)
+            return match
+        match = _compile(pattern, nocase)
+        if len(pattern) <= self.LARGEST:
+            self.entries[key] = match
+            self.size += len(pattern)
+            while self.size > self.BYTES or len(self.entries) > self.ENTRIES:
+                (old, _), _ = self.entries.popitem(last=False)
+                self.size -= len(old)
+        return match
+
+    def clear(self) -> None:
+        self.entries.clear()
+        self.size = 0
+
+
+_CACHE = _Cache()
+
+
 def compile_glob(pattern: bytes, nocase: bool = False) -> Callable[[bytes], bool]:
     """A predicate that tells whether a byte string matches ``pattern``."""
+    return _CACHE.get(pattern, nocase)
+
+
+def _compile(pattern: bytes, nocase: bool) -> Callable[[bytes], bool]:
     if not pattern:
         return lambda s: not s
     toks = _parse(pattern, nocase)
@@ -224,14 +269,25 @@ def compile_glob(pattern: bytes, nocase: bool = False) -> Callable[[bytes], bool
             width += len(t) if isinstance(t, bytes) else 1
     if stars == 1 and not segments[0] and not segments[1]:
         return bool  # "*": any non-empty string
-    built: list[Callable[[bytes], bool]] = []
+    # A regular expression costs microseconds per node to compile: one per
+    # plain byte, one per run of a class; and its search of a middle
+    # segment retries every place, as stringmatchlen does.  A pattern of
+    # many nodes, or any string longer than LONG_STRING, goes to numpy
+    # arrays instead (_Vector), built in time linear in the pattern.
+    classes = any(isinstance(t, int) for t in toks)
+    nodes, last = 0, None
+    for t in toks:
+        nodes += len(t) if isinstance(t, bytes) else t is not _STAR and t != last
+        last = t
+    built: dict[bool, Callable[[bytes], bool]] = {}  # by "numpy arrays"
 
     def matches(s: bytes) -> bool:
         if len(s) < width or (not stars and len(s) != width):
             return False
-        if not built:  # compiled once, for the first string that may match
-            built.append(_build(segments, nocase))
-        return built[0](s)
+        vector = classes and (nodes > REGEX_NODES or len(s) > LONG_STRING)
+        if vector not in built:  # built once, for the first string that may match
+            built[vector] = _Vector(segments, nocase) if vector else _build(segments, nocase)
+        return built[vector](s)
 
     return matches
 
@@ -278,6 +334,140 @@ def _plain(segments: list[bytes], nocase: bool) -> Callable[[bytes], bool]:
         return True
 
     return matches
+
+
+class _Vector:
+    """The matcher of a large pattern with classes, on numpy arrays: each
+    segment is the offsets of its positions that are not ``?`` and, for
+    each, the row of a bit table (256 bits a row: the bytes it allows;
+    rows 0-255 are the plain bytes themselves).  Building it costs a few
+    list operations per token; no regular expression is compiled.
+
+    The head and the tail are checked where they must stand, in chunks
+    that grow, so a string that differs early costs little.  A middle
+    segment is looked for in windows of places, the leftmost first and each
+    4 times the last: in a wide window one vector operation per position of
+    the segment checks every place at once, the rarest bytes of the string
+    first, until few places are left; those (or a narrow window's) are then
+    checked a block of positions at a time.  The work is what
+    ``stringmatchlen`` does in the worst case (places x positions), in
+    vector operations, and far less when some position is rare in the
+    string."""
+
+    _CHUNKS = (64, 4096)  # an anchored segment's first checks
+    _WINDOW = 64  # places looked at first; then 4 times as many, and so on
+    _SPARSE = 8  # fewer places than 1 in 8 left: check them a block at a time
+    _DENSE = 4096  # or fewer than this
+    _BLOCK = 1 << 20  # places x positions checked at once
+
+    def __init__(self, segments: list[list[bytes | int]], nocase: bool) -> None:
+        import numpy as np  # here only: most processes never need it
+
+        table = _NOCASE if nocase else _EXACT
+        masks = list(table)
+        ids: dict[int, int] = {}
+        self.segments = []
+        for seg in segments:
+            offsets: list[int] = []
+            rows: list[int] = []
+            o = 0
+            for t in seg:
+                if isinstance(t, bytes):
+                    offsets.extend(range(o, o + len(t)))
+                    rows.extend(t)
+                    o += len(t)
+                    continue
+                if t != _ALL:
+                    row = ids.get(t)
+                    if row is None:
+                        row = ids[t] = len(masks)
+                        masks.append(t)
+                    offsets.append(o)
+                    rows.append(row)
+                o += 1
+            self.segments.append((o, np.array(offsets, np.int64), np.array(rows, np.int64)))
+        self.bits = np.frombuffer(b"".join(m.to_bytes(32, "little") for m in masks), np.uint8).reshape(-1, 32)
+        self.np = np
+
+    def _allowed(self, rows: Any, values: Any) -> Any:
+        """Whether each byte of ``values`` is allowed by its row."""
+        return (self.bits[rows, values >> 3] >> (values & 7) & 1).astype(bool)
+
+    def _at(self, segment: Any, text: Any, p: int) -> bool:
+        _, offsets, rows = segment
+        start = 0
+        for stop in (*self._CHUNKS, len(offsets)):
+            if (
+                start < len(offsets)
+                and not self._allowed(rows[start:stop], text[p + offsets[start:stop]]).all()
+            ):
+                return False
+            start = stop
+        return True
+
+    def _find(self, segment: Any, text: Any, pos: int, end: int, counts: list[Any]) -> int:
+        """The leftmost place of ``segment`` within ``text[pos:end]``, or -1."""
+        np = self.np
+        width, offsets, rows = segment
+        n = end - width - pos + 1  # the places it may start at
+        if n <= 0:
+            return -1
+        if len(offsets) > 1:  # the rarest in this string first
+            if not counts:  # counted once per string, for all its segments
+                counts.append(np.bincount(text, minlength=256))
+            needed, inverse = np.unique(rows, return_inverse=True)
+            hits = np.concatenate(  # 256 bytes a row at a time: a block of rows
+                [
+                    np.unpackbits(self.bits[needed[k : k + 4096]], axis=1, bitorder="little") @ counts[0]
+                    for k in range(0, len(needed), 4096)
+                ]
+            )
+            order = np.argsort(hits[inverse], kind="stable")
+            offsets, rows = offsets[order], rows[order]
+        start, size = pos, self._WINDOW  # the leftmost places first, as Redis
+        while start < pos + n:
+            stop = min(pos + n, start + size)
+            place = self._first(offsets, rows, text, start, stop)
+            if place >= 0:
+                return place
+            start, size = stop, size * 4
+        return -1
+
+    def _first(self, offsets: Any, rows: Any, text: Any, start: int, stop: int) -> int:
+        """The leftmost place in ``[start, stop)`` where the segment's
+        positions (``offsets``, ``rows``) all hold, or -1."""
+        np = self.np
+        n = stop - start
+        ok = np.ones(n, bool)
+        i = 0
+        while i < len(offsets) and min(np.count_nonzero(ok), n // self._SPARSE) >= self._DENSE:
+            row = np.unpackbits(self.bits[rows[i]], bitorder="little").astype(bool)
+            ok &= row[text[start + offsets[i] : start + offsets[i] + n]]
+            i += 1
+        places = np.flatnonzero(ok) + start
+        while i < len(offsets) and len(places):
+            block = i + max(1, self._BLOCK // len(places))
+            values = text[places[:, None] + offsets[None, i:block]]
+            places = places[self._allowed(rows[None, i:block], values).all(axis=1)]
+            i = block
+        return int(places[0]) if len(places) else -1
+
+    def __call__(self, s: bytes) -> bool:
+        text = self.np.frombuffer(s, self.np.uint8)
+        if len(self.segments) == 1:  # no star: the string is as wide as the pattern
+            return self._at(self.segments[0], text, 0)
+        head, *middle, tail = self.segments
+        end = len(s) - tail[0]
+        if not self._at(head, text, 0) or not self._at(tail, text, end):
+            return False
+        pos = head[0]
+        counts: list[Any] = []  # how often each byte occurs in the string
+        for segment in middle:
+            pos = self._find(segment, text, pos, end, counts)
+            if pos < 0:
+                return False
+            pos += segment[0]
+        return True
 
 
 def glob_match(pattern: bytes, s: bytes, nocase: bool = False) -> bool:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import gc
 import random
 import sys
+import weakref
 
 import pytest
 import redis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shardkv.protocol.glob import MAX_NESTING, glob_match, may_start_with
+from shardkv.protocol import glob
+from shardkv.protocol.glob import MAX_NESTING, compile_glob, glob_match, may_start_with
 
 CASES = [
     # pattern, string, matches
@@ -325,10 +328,196 @@ def test_repeated_classes_written_once(monkeypatch):
         return compile_(rx, *args)
 
     monkeypatch.setattr(glob.re, "compile", record)
+    monkeypatch.setattr(glob, "LONG_STRING", 10**9)  # else numpy arrays, no regex
     assert glob_match(b"[a-b]" * 100_000 + b"*", b"ab" * 50_000 + b"c")
     assert glob_match(b"?" * 100_000, b"q" * 100_000)
     assert not glob_match(b"?" * 100_000 + b"x", b"q" * 100_001)
     assert max(sizes) < 1000
+
+
+@pytest.fixture
+def vector(monkeypatch):
+    """Every pattern with a class matched with numpy arrays (_Vector), as
+    a pattern of many nodes, or a long string, is."""
+    monkeypatch.setattr(glob, "REGEX_NODES", -1)
+    monkeypatch.setattr(glob, "_CACHE", glob._Cache())
+
+
+@pytest.mark.parametrize("pattern,string,expected", CASES)
+def test_vector_matcher_cases(vector, pattern, string, expected):
+    assert glob_match(pattern, string) is expected
+
+
+# _Vector's windows, sparse and dense thresholds, blocks and first chunks:
+# a block at a time from one place on; every place at once; between
+VECTOR_WAYS = [
+    (1, 8, 10**9, 1, (1, 2)),
+    (10**9, 1, 0, 3, (64, 4096)),
+    (64, 8, 4096, 1 << 20, (2,)),
+    (2, 2, 1, 2, (1,)),
+]
+TOKENS = [
+    b"*",
+    b"*",
+    b"?",
+    b"a",
+    b"b",
+    b"[ab]",
+    b"[^a]",
+    b"[a-b]",
+    b"A",
+    b"\\*",
+    b"[",
+    b"]",
+    b"-",
+    b"\\",
+    b"[b-",
+    b"[^",
+]
+
+
+@pytest.mark.slow
+@settings(max_examples=3000, deadline=None)
+@given(
+    st.lists(st.sampled_from(TOKENS), min_size=1, max_size=9).map(b"".join),
+    st.lists(st.lists(st.sampled_from(b"aabbAB*-]"), max_size=25).map(bytes), min_size=1, max_size=8),
+    st.booleans(),
+)
+def test_vector_matcher_equals_reference(pattern, strings, nocase):
+    """The numpy matcher, its middle segments looked for in every way it
+    has (at every place at once, then a block of places at a time)."""
+    for ways in VECTOR_WAYS:
+        with pytest.MonkeyPatch.context() as m:
+            m.setattr(glob, "REGEX_NODES", -1)
+            for name, value in zip(("_WINDOW", "_SPARSE", "_DENSE", "_BLOCK", "_CHUNKS"), ways, strict=True):
+                m.setattr(glob._Vector, name, value)
+            match = glob._compile(pattern, nocase)
+            for s in strings:
+                assert match(s) is reference(pattern, s, nocase), (pattern, s, nocase, ways)
+
+
+@pytest.mark.slow
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(TOKENS[:11] + [b"c", b"[bc]"]), st.sampled_from([1, 3, 50, 400])),
+        max_size=7,
+    ),
+    st.lists(
+        st.tuples(st.binary(min_size=1, max_size=5), st.integers(1, 3000), st.integers(0, 6000)), max_size=4
+    ),
+    st.booleans(),
+)
+def test_long_strings_vector_equals_regex(tokens, strings, nocase):
+    """Long strings (and repeated tokens): the numpy matcher answers as the
+    regular expressions do."""
+    pattern = b"".join(t * n for t, n in tokens)
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(glob, "REGEX_NODES", 10**9)
+        m.setattr(glob, "LONG_STRING", 10**9)
+        regex = glob._compile(pattern, nocase)
+        m.setattr(glob, "REGEX_NODES", -1)
+        vector = glob._compile(pattern, nocase)
+    for unit, times, size in strings:
+        s = (unit * times)[:size]
+        assert vector(s) is regex(s), (pattern[:50], s[:50], nocase)
+
+
+MB = 1 << 18  # benchmarks/globcost.py times these at 4 times the size
+# Large patterns (a client may send 512 MB) against large strings: before
+# numpy arrays, each cost seconds to minutes (per megabyte) to compile into
+# a regular expression, or to search, with every other client waiting.
+HOSTILE = [
+    (b"a?" * (MB // 2) + b"*", b"a" * MB, True),
+    (b"a?" * (MB // 4) + b"*" + b"a?" * (MB // 4), b"ab" * (MB // 2), True),
+    (b"*" + b"a?" * (MB // 4) + b"b*", b"a" * MB, False),  # a middle segment
+    (b"*" + b"a?" * (MB // 4) + b"b*", b"a" * (MB - 1) + b"b", True),
+    (b"[ab]c" * (MB // 5) + b"*", b"ac" * (MB // 2), True),
+    (b"*[ab][cd]" * 500 + b"*", b"ac" * (MB // 2), True),
+    (b"*" + b"[ab]" * 999 + b"c*", b"a" * MB, False),
+    (b"[a-z]\\?" * (MB // 7) + b"*", b"q?" * (MB // 2), True),
+    (b"*?" * (MB // 2), b"a" * MB, False),  # past the nesting limit
+    (b"[" * MB, b"[", True),
+    (b"[^" * (MB // 2) + b"]", b"a", True),
+]
+
+
+@pytest.mark.parametrize("pattern,string,expected", HOSTILE, ids=range(len(HOSTILE)))
+def test_hostile_large_patterns(pattern, string, expected, monkeypatch):
+    """No regular expression of megabytes is compiled, nor searched, for a
+    large pattern: the arrays answer (this finishes in seconds)."""
+    compile_ = glob.re.compile
+
+    def small_only(rx, *args):
+        assert len(rx) < 100_000, "compiled a regular expression of megabytes"
+        return compile_(rx, *args)
+
+    monkeypatch.setattr(glob.re, "compile", small_only)
+    for nocase in (False, True):
+        match = compile_glob(pattern, nocase)
+        assert match(string) is expected
+        assert not match(b"short")
+
+
+def test_large_patterns_are_not_kept():
+    """The compiled patterns kept are bounded by bytes, not only by count:
+    a large pattern is compiled anew each time, and many middling ones
+    push each other out."""
+    large = compile_glob(b"[ab]" * 100_000 + b"*")
+    ref = weakref.ref(large)
+    del large
+    gc.collect()
+    assert ref() is None
+    refs = [weakref.ref(compile_glob(b"%04d[ab]" % i + b"x" * 4000)) for i in range(500)]
+    gc.collect()
+    kept = sum(r() is not None for r in refs)
+    assert 0 < kept <= 100
+
+
+def test_hostile_patterns_against_redis(ports):
+    """KEYS, SCAN MATCH and PSUBSCRIBE with PUBLISH answer as redis-server
+    7.0.15 does for patterns of megabytes and of nesting past the limit."""
+    clients = [redis.Redis(port=ports[name]) for name in ("redis", "shardkv")]
+    half = 1 << 19
+    keys = [b"a" * half, b"ab" * (half // 2), b"a" * (half - 1) + b"b", b"q?" * (half // 2), b"a" * 1100]
+    keys += [b"[", b"^", b"b"]
+    # (no middle segment that fails late in a long string: redis-server
+    # takes minutes there, trying every place to the segment's end)
+    patterns = [
+        b"a?" * (half // 2) + b"*",
+        b"a?" * (half // 2),
+        b"*b" + b"a?" * (half // 4) + b"*",
+        b"[ab]" * (half // 2) + b"*",
+        b"*[ab][b]" * 300 + b"*",
+        b"[a-z]\\?" * (half // 8) + b"*",
+        b"[a-\\?" * 1000,
+        b"[" * half,
+        b"a*" * MAX_NESTING + b"a",  # 1000 nested stars: matches
+        b"a*" * (MAX_NESTING + 1) + b"a",  # 1001: matches nothing
+        b"*a" * MAX_NESTING,
+        b"*a" * (MAX_NESTING + 1),
+        b"*a" * (MAX_NESTING + 1) + b"*",
+    ]
+    try:
+        for c in clients:
+            c.flushall()
+            c.mset({k: b"1" for k in keys})
+        for pattern in patterns:
+            real, ours = (sorted(c.keys(pattern)) for c in clients)
+            assert ours == real, (pattern[:20], len(pattern))
+            assert sorted(clients[1].scan_iter(match=pattern, count=1000)) == real, pattern[:20]
+            heard = []
+            for c in clients:
+                p = c.pubsub()
+                p.psubscribe(pattern)
+                assert p.get_message(timeout=30)["type"] == "psubscribe"
+                heard.append([c.publish(k, b"m") for k in keys])
+                p.close()
+            assert heard[1] == heard[0], pattern[:20]
+    finally:
+        for c in clients:
+            c.flushall()
+            c.close()
 
 
 ALPHABET = b"ab-]^[\\*?AZz\x80\xff\x00 "
