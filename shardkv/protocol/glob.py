@@ -62,7 +62,8 @@ _STAR = None
 _ALL = (1 << 256) - 1
 MAX_NESTING = 1000  # stringmatchlen's recursion limit (CVE-2024-31228)
 REGEX_NODES = 2000  # a larger pattern with classes is matched without a regular expression
-LONG_STRING = 4096  # and so is a longer string
+LONG_STRING = 4096  # and so is a longer string, where a middle segment is
+WIDE_SEGMENT = 64  # wider than this
 _SPECIAL = re.compile(rb"[*?\[\\]")
 _CLASS_SPECIAL = re.compile(rb"[\\\]-]")
 
@@ -271,20 +272,23 @@ def _compile(pattern: bytes, nocase: bool) -> Callable[[bytes], bool]:
         return bool  # "*": any non-empty string
     # A regular expression costs microseconds per node to compile: one per
     # plain byte, one per run of a class; and its search of a middle
-    # segment retries every place, as stringmatchlen does.  A pattern of
-    # many nodes, or any string longer than LONG_STRING, goes to numpy
+    # segment retries every place to the segment's end, as stringmatchlen
+    # does.  A pattern of many nodes, or a string longer than LONG_STRING
+    # when a middle segment is wider than WIDE_SEGMENT, goes to numpy
     # arrays instead (_Vector), built in time linear in the pattern.
     classes = any(isinstance(t, int) for t in toks)
     nodes, last = 0, None
     for t in toks:
         nodes += len(t) if isinstance(t, bytes) else t is not _STAR and t != last
         last = t
+    widths = [sum(len(t) if isinstance(t, bytes) else 1 for t in seg) for seg in segments[1:-1]]
+    wide = max(widths, default=0) > WIDE_SEGMENT
     built: dict[bool, Callable[[bytes], bool]] = {}  # by "numpy arrays"
 
     def matches(s: bytes) -> bool:
         if len(s) < width or (not stars and len(s) != width):
             return False
-        vector = classes and (nodes > REGEX_NODES or len(s) > LONG_STRING)
+        vector = classes and (nodes > REGEX_NODES or (wide and len(s) > LONG_STRING))
         if vector not in built:  # built once, for the first string that may match
             built[vector] = _Vector(segments, nocase) if vector else _build(segments, nocase)
         return built[vector](s)
