@@ -136,9 +136,41 @@ class LibError(Exception):
     """A Lua error raised by a library function (the message is what the script sees)."""
 
 
+class Raised(Exception):
+    """What a Python callable raises through Lua: one of a few objects made
+    once, each pinned in every script's Lua state (the prelude's ``pinned``),
+    never a new one per error.
+
+    lupa hands Lua an exception as a userdata that wraps it, with a __gc
+    metamethod: a new one per error would be garbage the collector
+    finalizes later, in whatever allocation its step comes at, inside a
+    Python callable too (a table lupa makes there for redis.call's error).
+    Lua 5.1 calls a finalizer as any C call (luaD_call): 200 C calls deep
+    (an xpcall handler that errors is called again for its own error, each
+    a C call deeper) it raises "C stack overflow" there, and that longjmp
+    leaves the callable's Python frames and lupa's hold on the GIL behind:
+    lupa then waits for the GIL it holds itself, the worker hung for good
+    (a jump out of a Python frame that Lua's limit on memory makes alike:
+    see Engine._check_room).  The pinned userdata is never garbage, and
+    lupa finds it for the object again: an error allocates nothing.  Its
+    text (``tostring`` of the error, in Lua) is that of the error it
+    stands for."""
+
+    def __init__(self, text: str = "") -> None:
+        super().__init__()
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+
+# What any other error of a library's callable reaches Lua as (for_lua).
+LIBRARY_ERROR = Raised()
+
+
 def for_lua(f: Callable[..., object]) -> Callable[..., object]:
     """``f`` as a Python callable for Lua: its error leaves with no lupa
-    object behind it.
+    object behind it, as a pinned :class:`Raised`.
 
     lupa makes the Lua values a callable gets (tables, functions) objects
     bound to the ``lua_State`` that called it, a coroutine's too, and its
@@ -156,6 +188,9 @@ def for_lua(f: Callable[..., object]) -> Callable[..., object]:
         except BaseException as e:  # (outside it, raising sets no context)
             error = e
         del args
+        if not isinstance(error, Raised):
+            LIBRARY_ERROR.text = str(error)
+            error = LIBRARY_ERROR
         error.__traceback__ = error.__context__ = error.__cause__ = None
         raise error
 

@@ -240,8 +240,13 @@ class _Widen(Exception):
     ``widen``)."""
 
 
-class _LuaRaise(Exception):
+class _LuaRaise(lualibs.Raised):
     """Raised through Lua by redis.call; the error table is held (Engine._hold)."""
+
+
+# The one _LuaRaise raised (as ``_RAISE.with_traceback(None)``: the traceback
+# of this raise only), pinned in each Lua state (see lualibs.Raised).
+_RAISE = _LuaRaise()
 
 
 class _Called:
@@ -661,6 +666,9 @@ class Engine:
             for_lua(without_call_tail_calls),  # PATCHES[WIDE]
             for_lua(_keys_only_indexed),  # (engine.one_key)
         )
+        # (the errors Python raises through Lua, each the same object, whose
+        # userdata this keeps: see lualibs.Raised)
+        api[b"pinned"] = lua.table_from([_RAISE, lualibs.LIBRARY_ERROR])
         if eval_mode:
             api[b"eval_globals"]()
         else:
@@ -1613,7 +1621,7 @@ class Engine:
                         return None if run.resp == 3 else False
                     if t is Error:
                         self._hold(self._to_lua_error(value.message))
-                        raise _LuaRaise
+                        raise _RAISE.with_traceback(None)
                     return self._to_lua(value, run.resp)
         if rest:
             args: tuple = (name, key, third, *rest)
@@ -1635,7 +1643,7 @@ class Engine:
             # then, their coroutine's state gone, would corrupt the state: a
             # worker's SIGSEGV after some such scripts; lualibs.for_lua)
             del value, args, name, key, third, rest
-            raise _LuaRaise
+            raise _RAISE.with_traceback(None)
         return value
 
     def _call_packed(self, raise_error: bool, table: LuaValue, n: int) -> object:
@@ -1995,13 +2003,18 @@ class Engine:
         """A call refused before it ran (Redis's scriptCall error path):
         counted at once, in errorstats and in the command's rejected_calls
         (none for an unknown command), even if a pcall catches it; the
-        script passes the error on without counting it again."""
-        table = self._to_lua_error(message, raw=True)
+        script passes the error on without counting it again.
+
+        Its text is not read back from the table (nor the mark stored into
+        it after): a read is a protected Lua call of lupa's, which fails
+        with "C stack overflow" in a callable called 200 C calls deep (an
+        xpcall handler's own error), a LuaError the script would get in
+        place of Redis's error (see lualibs.Raised)."""
+        text = _error_text(message)
         stats = getattr(self.shard, "stats", None)  # (see _invoke)
         if stats is not None:
-            stats.rejected(stat_name(argv) if called is not None else None, _text(table[b"err"]))  # type: ignore[index]
-        table[_COUNTED] = True  # type: ignore[index]
-        return table
+            stats.rejected(stat_name(argv) if called is not None else None, text.decode("latin-1"))
+        return self._table({b"err": text, _COUNTED: True})
 
     def _need_key(self, key: bytes, run: Run) -> None:
         """Raise CrossShard unless ``key`` (of the current database) is here."""
@@ -2109,14 +2122,7 @@ class Engine:
 
     def _to_lua_error(self, message: str, raw: bool = False) -> object:
         if raw:  # luaPushErrorBuff: "-CODE msg" or "msg"
-            if message[:1] == "-":
-                code, _, msg = message[1:].partition(" ")
-                if not _:
-                    code, msg = "ERR", message[1:]
-            else:
-                code, msg = "ERR", message
-            message = code + " " + msg.strip("\r\n")
-            return self._table({b"err": message.encode("latin-1", "replace")})
+            return self._table({b"err": _error_text(message)})
         # A command's error, already counted in errorstats: not again when
         # the script passes it on (Redis's ignore_error_stats_update).
         message = message.strip("\r\n")
@@ -2330,7 +2336,7 @@ class Engine:
         self.out_of_memory = True
         self._stop()
         self._hold(self._error("not enough memory"))
-        raise _LuaRaise
+        raise _RAISE.with_traceback(None)
 
     def _after_refusal(self) -> bytes:
         """The script that _refuse failed has ended: its state has its
@@ -2346,7 +2352,7 @@ class Engine:
     def _raise(self, message: str) -> NoReturn:
         """Raise a Lua error table from a Python callable (see the prelude)."""
         self._hold(self._error(message))
-        raise _LuaRaise
+        raise _RAISE.with_traceback(None)
 
     def _sha1hex(self, *args: LuaValue) -> bytes:
         """redis.sha1hex(string)"""
@@ -2691,6 +2697,18 @@ def _lua_number(value: float) -> bytes:
     if value != value:
         return b"-nan" if math.copysign(1.0, value) < 0 else b"nan"
     return b"%.14g" % value
+
+
+def _error_text(message: str) -> bytes:
+    """An error table's text as luaPushErrorBuff writes ``message``:
+    "-CODE msg" or "msg" (code ERR), as "CODE msg"."""
+    if message[:1] == "-":
+        code, _, msg = message[1:].partition(" ")
+        if not _:
+            code, msg = "ERR", message[1:]
+    else:
+        code, msg = "ERR", message
+    return (code + " " + msg.strip("\r\n")).encode("latin-1", "replace")
 
 
 def _text(value: LuaValue) -> str:

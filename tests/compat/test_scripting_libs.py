@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from tests.compat.test_scripting import _Same, compare_run
 
@@ -1157,4 +1159,38 @@ def test_a_pack_past_the_memory_limit_fails_at_once(ports):
         assert client.get("k") == b"v"
         assert client.eval("return #cmsgpack.pack({1, 2, 3})", 0) == 4
     finally:
+        client.close()
+
+
+# Scripts whose Python callables (redis.call, the libraries) run 200 C
+# calls deep: an xpcall handler that errors is called again for its own
+# error, each time a C call deeper, until "error in error handling".
+DEEP_ERRORS = [
+    "return {xpcall(function() redis.call('nope') end, function(e) redis.call('nope') end)}",
+    "return {xpcall(function() redis.call('nope') end, function(e) return cjson.decode('[1,') end)}",
+    "for i = 1, 50 do pcall(cjson.decode, '{') end "
+    "return {xpcall(function() redis.call('nope') end, function(e) redis.call('set', 'a') end)}",
+]
+
+
+def test_errors_raised_deep_in_xpcall_handlers_never_hang_the_worker(redis_and_shardkv):
+    """Each error a Python callable raised reached Lua as a new userdata,
+    finalized by a later collector step: one that came inside a callable
+    200 C calls deep raised "C stack overflow" from the finalizer's call,
+    a longjmp over the callable's Python frames that left lupa holding the
+    GIL it then waited for: the worker hung for good (after a few runs of
+    the first script, XPCALL's), ignoring SIGTERM.  Every run answers as
+    Redis does, and the worker goes on answering."""
+    real, ours = redis_and_shardkv
+    expected = redis.Redis(port=real.port, socket_timeout=30, retry=Retry(NoBackoff(), 0))
+    client = redis.Redis(port=ours.port, socket_timeout=30, retry=Retry(NoBackoff(), 0))
+    try:
+        for script in DEEP_ERRORS:
+            want = compare_run(expected, ("EVAL", script, 0))
+            for _ in range(150):
+                assert compare_run(client, ("EVAL", script, 0)) == want, script
+        assert client.set("k", "v") is True
+        assert client.get("k") == b"v"
+    finally:
+        expected.close()
         client.close()
