@@ -80,12 +80,33 @@ def test_an_output_past_the_room_fails_before_it_is_built(libs):
     lualibs.ROOM[id(lua)] = check
     try:
         t = lua.eval("(function() local t = {} for i = 1, 16 do t[i] = t end return t end)()")
-        with pytest.raises(lualibs.LibError, match="not enough memory"):
+        with pytest.raises(lualibs.Raised, match="not enough memory"):
             modules[b"cmsgpack"][b"pack"](t)
         s = lua.eval("string.rep('x', 1024 * 1024)")
         many = lua.eval("(function(s) local t = {} for i = 1, 1000 do t[i] = s end return t end)")(s)
-        with pytest.raises(lualibs.LibError, match="not enough memory"):
+        with pytest.raises(lualibs.Raised, match="not enough memory"):
             modules[b"cmsgpack"][b"pack"](many)
     finally:
         del lualibs.ROOM[id(lua)]
     assert max(checked) < 2 * 256 * 1024 * 1024  # no more than one copy past it
+
+
+def test_a_library_error_reaches_lua_as_one_pinned_object_with_its_text(libs):
+    """Each error of a library's callable reached Lua as a new userdata
+    (lupa's wrapper of the exception, with a __gc), garbage whose finalizer
+    a later collector step ran: inside a Python callable 200 C calls deep,
+    a "C stack overflow" longjmp over Python's frames that hung the worker
+    (see lualibs.Raised).  Every error is now the one object the state pins,
+    whose wrapper lupa finds again: an error allocates nothing in Lua, and
+    its text is the error's."""
+    lua, modules = libs
+    pin = lua.table_from([lualibs.LIBRARY_ERROR])  # (as each script state pins it)
+    run = lua.eval(
+        "function(decode, text) local ok, e = pcall(decode, text) collectgarbage('stop') local before = collectgarbage('count') "
+        "for i = 1, 1000 do pcall(decode, text) end local after = collectgarbage('count') "
+        "collectgarbage('restart') return (after - before) * 1024, tostring(e) end"
+    )
+    grown, text = run(modules[b"cjson"][b"decode"], b"x")  # (an error that builds nothing first)
+    assert text == b"Expected value but found invalid token at character 1"
+    assert grown < 1000  # (a wrapper each: 64 bytes and more)
+    assert pin[1] is lualibs.LIBRARY_ERROR
