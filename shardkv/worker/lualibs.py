@@ -138,8 +138,9 @@ class LibError(Exception):
 
 class Raised(Exception):
     """What a Python callable raises through Lua: one of a few objects made
-    once, each pinned in every script's Lua state (the prelude's ``pinned``),
-    never a new one per error.
+    once, each pinned in every script's Lua state (the worker's
+    ``_VM.pinned``, made before any Lua code runs there), never a new one
+    per error.
 
     lupa hands Lua an exception as a userdata that wraps it, with a __gc
     metamethod: a new one per error would be garbage the collector
@@ -152,8 +153,12 @@ class Raised(Exception):
     lupa then waits for the GIL it holds itself, the worker hung for good
     (a jump out of a Python frame that Lua's limit on memory makes alike:
     see Engine._check_room).  The pinned userdata is never garbage, and
-    lupa finds it for the object again: an error allocates nothing.  Its
-    text (``tostring`` of the error, in Lua) is that of the error it
+    lupa finds it for the object again: an error allocates nothing.  (Pinned
+    it must be: lupa keys its wrappers by the object's address, and an
+    object pushed again while its old wrapper waits for its finalizer gets
+    a new one that the finalizer then unregisters; its registry slot
+    reused, a later push of the object found another object's userdata.)
+    Its text (``tostring`` of the error, in Lua) is that of the error it
     stands for."""
 
     def __init__(self, text: str = "") -> None:

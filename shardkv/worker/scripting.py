@@ -471,10 +471,16 @@ class _VM:
         "cjson",
         "release",
         "held",
+        "pinned",
     )
 
     def __init__(
-        self, lua: lua51.LuaRuntime, api: LuaValue, cjson: lualibs.CJson, release: Callable[[], None]
+        self,
+        lua: lua51.LuaRuntime,
+        api: LuaValue,
+        cjson: lualibs.CJson,
+        release: Callable[[], None],
+        pinned: LuaValue,
     ) -> None:
         self.lua = lua
         self.cjson = cjson  # its cjson module's options (Engine._share_cjson)
@@ -504,6 +510,10 @@ class _VM:
         # clears it only then (a store into a Lua table costs a call into
         # lupa).
         self.holding = False
+        # The errors Python raises through Lua, each the same object, in a
+        # table this keeps for as long as the state lives: their userdata
+        # are never garbage (see lualibs.Raised).
+        self.pinned = pinned
 
 
 class Engine:
@@ -630,6 +640,8 @@ class Engine:
             attribute_filter=_deny_attributes,
             max_memory=LUA_MAX_MEMORY,
         )
+        # (first: no error's userdata made before it; _VM.pinned)
+        pinned = lua.table_from([_RAISE, lualibs.LIBRARY_ERROR])
         g = lua.globals()
         g[b"python"] = None
         modules, cjson, release = lualibs.install(lua)
@@ -666,16 +678,13 @@ class Engine:
             for_lua(without_call_tail_calls),  # PATCHES[WIDE]
             for_lua(_keys_only_indexed),  # (engine.one_key)
         )
-        # (the errors Python raises through Lua, each the same object, whose
-        # userdata this keeps: see lualibs.Raised)
-        api[b"pinned"] = lua.table_from([_RAISE, lualibs.LIBRARY_ERROR])
         if eval_mode:
             api[b"eval_globals"]()
         else:
             api[b"function_globals"]()
         lua.gccollect()  # the prelude's garbage
         lualibs.ROOM[id(lua)] = self._require
-        return _VM(lua, api, cjson, release)
+        return _VM(lua, api, cjson, release, pinned)
 
     def _use(self, vm: _VM) -> None:
         """Make ``vm`` the state that scripts run in and values go to."""
