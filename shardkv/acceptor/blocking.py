@@ -431,10 +431,17 @@ def _first_ready(claims: list[tuple[_Notify, bytes, bytes | None, tuple]]) -> in
     notification, key, order)`` each, see :func:`_notification`; -1 when
     none names a key): the first that names one, unless one operation made
     several ready, then the one it made ready first (its lowest rank), as
-    Redis serves a blocked client from the first of its ready keys."""
+    Redis serves a blocked client from the first of its ready keys.  Only
+    among those notified ``BWAIT_READY``, if any: Redis serves the client
+    from the first ready key that still holds an element at its turn, and
+    one notified ``BWAIT_CLAIMED`` had its elements counted for the clients
+    before it (the client ``BLPOP b z 0``, then ``BLPOP a b 0``, then
+    ``MULTI``, ``RPUSH b x``, ``RPUSH a y``, ``EXEC``: the second gets
+    ``[a, y]``, not the first's ``x``)."""
+    ready = any(key is not None and body == _READY for _, body, key, _ in claims)
     best = -1
-    for i, (_, _, key, order) in enumerate(claims):
-        if key is None:
+    for i, (_, body, key, order) in enumerate(claims):
+        if key is None or (ready and body != _READY):
             continue
         if best < 0:
             best = i

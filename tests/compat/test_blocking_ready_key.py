@@ -259,3 +259,49 @@ def test_blocked_client_served_from_its_ready_key(redis_and_shardkv_k12, case, l
     same_shard = layout == "one-shard"
     expected = _run(real, 1, case, same_shard)
     assert _run(port, acceptors, case, same_shard) == expected
+
+
+def _two_blocked(port: int, acceptors: int, rounds: int) -> list[str]:
+    """Two clients blocked across shards, the first on B and Z, the second
+    on A and B (Z and A on one shard, B on the other), then one
+    transaction pushes B, then A: what each client gets, and the lengths
+    of A and B, per round.  Redis serves the first from B (its first
+    ready key), then the second from A: B's element went to the first."""
+    a, z = key_on(0, "rka", 2), key_on(0, "rkz", 2)
+    b = key_on(1, "rkb", 2)
+    outcomes = []
+    for i in range(rounds):
+        if acceptors > 1:
+            c, first, second = (client_on(port, j, k=acceptors) for j in (0, 1, i % 2))
+        else:
+            c, first, second = (RespClient(port, timeout=WAIT) for _ in range(3))
+        try:
+            c.command("DEL", a, b, z)
+            c.command("CONFIG", "RESETSTAT")
+            first.send("BLPOP", b, z, 0)
+            wait_blocked(c, 1)
+            wait_called(c, "BLPOP")
+            second.send("BLPOP", a, b, 0)
+            wait_blocked(c, 2)
+            wait_called(c, "BLPOP", 2)
+            for command in (["MULTI"], ["RPUSH", b, "x"], ["RPUSH", a, "y"], ["EXEC"]):
+                c.command(*command)
+            served = [read_or_error(first), read_or_error(second)]
+            wait_blocked(c, 0)
+            text = repr((served, c.command("LLEN", a), c.command("LLEN", b)))
+            outcomes.append(text.replace(a, "A").replace(b, "B"))
+        finally:
+            for client in (c, first, second):
+                client.close()
+    return outcomes
+
+
+def test_second_blocked_client_served_from_a_key_left_to_it(redis_and_shardkv_k12):
+    """The second client's notification of B says its element is counted
+    for the first (``BWAIT_CLAIMED``), A's that one is left for it: it
+    tries A, though the transaction wrote B first (else its try may pop
+    B's element ahead of the first client's, which then waits on, and A's
+    stays).  Several rounds: the two tries' order varies."""
+    real, port, acceptors = redis_and_shardkv_k12
+    (expected,) = _two_blocked(real, 1, 1)
+    assert _two_blocked(port, acceptors, 10) == [expected] * 10

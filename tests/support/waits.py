@@ -18,12 +18,13 @@ def wait_blocked(c: RespClient, n: int) -> None:
         time.sleep(0.01)
 
 
-def wait_called(c: RespClient, name: str) -> None:
-    """Poll INFO commandstats until command ``name`` was called once."""
+def wait_called(c: RespClient, name: str, calls: int = 1) -> None:
+    """Poll INFO commandstats until command ``name`` was called ``calls`` times."""
     deadline = time.monotonic() + WAIT
     field = "cmdstat_" + name.lower()
-    while not parse_info(c.command("INFO", "commandstats")).get(field, "").startswith("calls=1,"):  # type: ignore[arg-type]
-        assert time.monotonic() < deadline, f"{name} never counted"
+    prefix = f"calls={calls},"
+    while not parse_info(c.command("INFO", "commandstats")).get(field, "").startswith(prefix):  # type: ignore[arg-type]
+        assert time.monotonic() < deadline, f"{name} never counted {calls} times"
         time.sleep(0.01)
 
 
