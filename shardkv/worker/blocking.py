@@ -439,6 +439,7 @@ class Waiters:
             self.by_token.clear()
             self.timeouts.clear()
             self.ready.clear()
+            self.ranks.clear()  # (those of the ready keys: see mark_keys)
             self.wakes.clear()
             return
         for waiter in [w for (p, _), w in self.by_token.items() if p == pipe]:

@@ -278,6 +278,22 @@ def test_a_bwait_claims_its_elements_until_its_bdone(shard):
     assert run(shard, "LLEN", "src") == 1 and not shard.waiters.claimed
 
 
+def test_a_rank_goes_with_the_ready_keys_of_a_pipe_lost(shard):
+    """The rank a cross-shard operation gave a ready key (see
+    Waiters.mark_keys) goes when its acceptor's pipe is lost before the
+    key served, with the ready keys: a later plain push's notification
+    names no operation (a stale one would send its client asking the
+    other shards, and compared with that operation's other ranks)."""
+    bwait = [wire.Verb.BWAIT, b"blpop", b"0", b"0", b"1", b"k"]
+    assert wire.decode_replies(shard.run_batch(_batch((5, bwait)))) == [b""]
+    shard.waiters.mark_keys([b"k"], 9, {b"k": 0})  # committed, not served yet
+    shard.waiters.clear()
+    assert not shard.waiters.ranks
+    assert wire.decode_replies(shard.run_batch(_batch((6, bwait)))) == [b""]
+    assert wire.decode_replies(shard.run_batch(_batch((0, [b"LPUSH", b"k", b"x"])))) == [b":1\r\n"]
+    assert shard.waiters.wakes == [(0, wire.encode_wake(6, b"*2\r\n:1\r\n$1\r\nk\r\n"))]
+
+
 def test_unblock_forgets_a_waiter_that_still_waits(shard):
     assert wire.decode_replies(shard.run_batch(_batch((8, [b"BLPOP", b"k", b"0"])))) == [b""]
     assert wire.decode_replies(shard.run_batch(_batch((0, [wire.Verb.UNBLOCK, b"8", b"0", b"1"])))) == [
