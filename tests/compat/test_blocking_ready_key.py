@@ -143,6 +143,41 @@ CASES = {
         ["BLMPOP", 0, 2, "A", "B", "LEFT", "COUNT", 2],
         [["MULTI"], ["RPUSH", "B", "x"], ["RPUSH", "A", "y"], ["EXEC"]],
     ),
+    # The rank is the key's first write that made it hold a list: a key
+    # emptied and pushed again keeps its place, one made a list by LMOVE
+    # or RENAME has its place too, and a key of another database does not
+    # count (SELECT inside MULTI: such keys are named (database, key)).
+    "multi-rpush-del-then-b-then-a-again": (
+        None,
+        ["BLPOP", "B", "A", 0],
+        [["MULTI"], ["RPUSH", "A", "y"], ["DEL", "A"], ["RPUSH", "B", "x"], ["RPUSH", "A", "z"], ["EXEC"]],
+    ),
+    "multi-lmove-into-b-then-rpush-a": (
+        [["RPUSH", "rks", "c"]],
+        ["BLPOP", "A", "B", 0],
+        [["MULTI"], ["LMOVE", "rks", "B", "LEFT", "LEFT"], ["RPUSH", "A", "y"], ["EXEC"], ["DEL", "rks"]],
+    ),
+    "multi-rpush-a-then-rename-into-b": (
+        [["RPUSH", "rks", "d"]],
+        ["BLPOP", "B", "A", 0],
+        [["MULTI"], ["RPUSH", "A", "y"], ["RENAME", "rks", "B"], ["EXEC"]],
+    ),
+    "multi-other-db-then-b-then-a": (
+        None,
+        ["BLPOP", "A", "B", 0],
+        [
+            ["MULTI"],
+            ["SELECT", 1],
+            ["RPUSH", "A", "q"],
+            ["SELECT", 0],
+            ["RPUSH", "B", "x"],
+            ["RPUSH", "A", "y"],
+            ["EXEC"],
+            ["SELECT", 1],
+            ["DEL", "A"],
+            ["SELECT", 0],
+        ],
+    ),
     # A push the same transaction or script pops again makes nothing ready.
     "multi-rpush-then-lpop": (
         None,
