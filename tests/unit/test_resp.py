@@ -609,6 +609,25 @@ def test_huge_counts_never_reach_hiredis(header):
     assert parser._reader is reader and not reader.has_data()  # hiredis never saw it
 
 
+@pytest.mark.parametrize("seed", range(20))
+def test_the_guard_before_hiredis_finds_five_digits_after_an_aggregate_byte(seed):
+    """_may_allocate_big (five ``\\d``s spelled out, for speed) says what
+    ``[*%~>|]\\d{5}`` anywhere in the read says, at every count of digits."""
+    import random
+    import re
+
+    from shardkv.protocol.resp import _may_allocate_big
+
+    rng = random.Random(seed)
+    old = re.compile(rb"[*%~>|]\d{5}")
+    for _ in range(200):
+        data = bytes(rng.choice(b"*%~>|$\r\n0123456789ab") for _ in range(rng.randint(1, 40)))
+        assert _may_allocate_big(data) == (old.search(data) is not None), data
+    for byte in b"*%~>|":
+        assert not _may_allocate_big(b"*3\r\n%c1234\r\n" % byte)
+        assert _may_allocate_big(b"*3\r\n%c12345" % byte)
+
+
 @pytest.mark.slow  # parses 540,000 commands
 def test_idle_parsers_do_not_keep_their_largest_read():
     """hiredis keeps its buffer's capacity until its next feed: after a big
