@@ -339,6 +339,7 @@ def vector(monkeypatch):
     """Every pattern with a class matched with numpy arrays (_Vector), as
     a pattern of many nodes, or a long string, is."""
     monkeypatch.setattr(glob, "REGEX_NODES", -1)
+    monkeypatch.setattr(glob._Vector, "_SMALL", -1)  # no segment's own regex either
     monkeypatch.setattr(glob, "_CACHE", glob._Cache())
 
 
@@ -347,13 +348,15 @@ def test_vector_matcher_cases(vector, pattern, string, expected):
     assert glob_match(pattern, string) is expected
 
 
-# _Vector's windows, sparse and dense thresholds, blocks and first chunks:
-# a block at a time from one place on; every place at once; between
+# _Vector's windows, sparse and dense thresholds, blocks, first chunks and
+# small segments: a block at a time from one place on; every place at once;
+# between; small middle segments with a regular expression each
 VECTOR_WAYS = [
-    (1, 8, 10**9, 1, (1, 2)),
-    (10**9, 1, 0, 3, (64, 4096)),
-    (64, 8, 4096, 1 << 20, (2,)),
-    (2, 2, 1, 2, (1,)),
+    (1, 8, 10**9, 1, (1, 2), -1),
+    (10**9, 1, 0, 3, (64, 4096), -1),
+    (64, 8, 4096, 1 << 20, (2,), -1),
+    (2, 2, 1, 2, (1,), -1),
+    (64, 8, 4096, 1 << 20, (64, 4096), 16),
 ]
 TOKENS = [
     b"*",
@@ -388,7 +391,9 @@ def test_vector_matcher_equals_reference(pattern, strings, nocase):
     for ways in VECTOR_WAYS:
         with pytest.MonkeyPatch.context() as m:
             m.setattr(glob, "REGEX_NODES", -1)
-            for name, value in zip(("_WINDOW", "_SPARSE", "_DENSE", "_BLOCK", "_CHUNKS"), ways, strict=True):
+            for name, value in zip(
+                ("_WINDOW", "_SPARSE", "_DENSE", "_BLOCK", "_CHUNKS", "_SMALL"), ways, strict=True
+            ):
                 m.setattr(glob._Vector, name, value)
             match = glob._compile(pattern, nocase)
             for s in strings:
@@ -420,6 +425,29 @@ def test_long_strings_vector_equals_regex(tokens, strings, nocase):
     for unit, times, size in strings:
         s = (unit * times)[:size]
         assert vector(s) is regex(s), (pattern[:50], s[:50], nocase)
+
+
+def test_small_middle_segments_of_a_large_pattern(monkeypatch):
+    """A pattern of many nodes in small middle segments (700 ``*[ab]cd``):
+    each is looked for with a regular expression of its own, not with numpy
+    arrays, which cost tens of microseconds a segment a string (0.1 s for
+    each key of 4 KiB in KEYS, where a regular expression took 10 us)."""
+
+    def no_numpy(*args):
+        raise AssertionError("a small middle segment searched with numpy arrays")
+
+    monkeypatch.setattr(glob._Vector, "_find", no_numpy)
+    match = glob._compile(b"*[ab]cd" * 700 + b"*", False)
+    assert match(b"acd" * 1400)
+    assert match(b"x" + b"bcd" * 700 + b"x")
+    assert not match(b"acd" * 699 + b"acx" + b"cd" * 10)
+    assert not match(b"bcd" * 699 + b"x" * 10_000)
+    wide = glob._compile(b"*[ab]cd" * 700 + b"*" + b"[ab]c" * 10 + b"*", False)
+    with pytest.raises(AssertionError, match="numpy"):  # a segment of 20 nodes: numpy
+        wide(b"acd" * 700 + b"ac" * 10)
+    wide = glob._compile(b"*[ab]cd" * 700 + b"*" + b"[ab]" * 65 + b"c*", False)
+    with pytest.raises(AssertionError, match="numpy"):  # 2 nodes, 66 wide: numpy
+        wide(b"acd" * 700 + b"a" * 65 + b"c")
 
 
 MB = 1 << 18  # benchmarks/globhuge.py times these at 4 times the size
