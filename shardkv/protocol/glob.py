@@ -49,6 +49,7 @@ count; plain bytes inside a class are read as whole runs too.
 from __future__ import annotations
 
 import re
+import sys
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from functools import cache, lru_cache
@@ -66,6 +67,8 @@ LONG_STRING = 4096  # and so is a longer string, where a middle segment is
 WIDE_SEGMENT = 64  # wider than this
 _SPECIAL = re.compile(rb"[*?\[\\]")
 _CLASS_SPECIAL = re.compile(rb"[\\\]-]")
+_CLASS_STOP = re.compile(rb"[\\\]]")
+_RANGE_RUN = re.compile(rb"(?:[^\\\]]-.){8}", re.S)  # 8 ranges in a row at least: _ranges
 
 
 def _signed(c: int) -> int:
@@ -150,6 +153,11 @@ def _parse(pattern: bytes, nocase: bool = False) -> list[Token]:
                 elif i >= n:
                     i -= 1  # an unclosed class ends the pattern
                     break
+                elif _RANGE_RUN.match(pattern, i):  # 'x-y' and more right after it
+                    pairs, i = _ranges(pattern, i)
+                    for pair in pairs:
+                        allowed |= _range(*pair.to_bytes(2, sys.byteorder), nocase)
+                    i -= 1
                 elif n - i >= 3 and pattern[i + 1] == 45:  # 'x-y'
                     allowed |= _range(pattern[i], pattern[i + 2], nocase)
                     i += 2
@@ -162,6 +170,33 @@ def _parse(pattern: bytes, nocase: bool = False) -> list[Token]:
     if run:
         out.append(b"".join(run))
     return out
+
+
+def _ranges(pattern: bytes, i: int) -> tuple[set[int], int]:
+    """The ranges written in a row in a class from ``i`` on (``x-y``, ``x``
+    neither ``\\`` nor ``]``), each distinct one once (the bytes ``xy`` as
+    a native 16-bit integer), and where they end.  A client may send
+    millions (``[a-ba-b...]``, 6 MB: 3 s one by one, in every process at
+    every command, as large patterns are not kept): they are read a
+    growing chunk at a time with bytes operations."""
+    found: set[int] = set()
+    size = 16
+    while True:
+        chunk = pattern[i : i + 3 * size]
+        seconds = chunk[1::3]
+        stop = _CLASS_STOP.search(chunk[0::3])
+        count = min(
+            len(chunk) // 3,
+            len(seconds) - len(seconds.lstrip(b"-")),
+            stop.start() if stop else size,
+        )
+        pairs = bytearray(2 * count)
+        pairs[0::2], pairs[1::2] = chunk[0 : 3 * count : 3], chunk[2 : 3 * count : 3]
+        found.update(memoryview(pairs).cast("H"))
+        i += 3 * count
+        if count < size:
+            return found, i
+        size *= 4
 
 
 @lru_cache(maxsize=4096)

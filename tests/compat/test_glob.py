@@ -450,6 +450,49 @@ def test_small_middle_segments_of_a_large_pattern(monkeypatch):
         wide(b"acd" * 700 + b"a" * 65 + b"c")
 
 
+CLASS_PIECES = [
+    b"a-b",
+    b"b-a",
+    b"a-b",
+    b"z-",
+    b"-",
+    b"--a",
+    b"]",
+    b"\\]",
+    b"\\",
+    b"^",
+    b"a",
+    b"\xff-a",
+    b"A-b",
+]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.sampled_from(CLASS_PIECES), max_size=40).map(b"".join), st.booleans())
+def test_long_classes_equal_reference(body, nocase):
+    """Classes of many ranges in a row (read a chunk at a time) hold the
+    bytes stringmatchlen's class holds, every one of the 256."""
+    for pattern in (b"[" + body, b"[" + body + b"]", b"[^" + body + b"]?"):
+        match = glob._compile(pattern, nocase)
+        for c in range(256):
+            s = bytes([c]) + b"a" * pattern.endswith(b"?")
+            assert match(s) is reference(pattern, s, nocase), (pattern, s, nocase)
+
+
+def test_ranges_in_a_row_read_once_each(monkeypatch):
+    """A class of two million ranges computes each distinct range once."""
+    calls = []
+    range_ = glob._range
+
+    def counted(*args):
+        calls.append(args)
+        return range_(*args)
+
+    monkeypatch.setattr(glob, "_range", counted)
+    assert glob._parse(b"[" + b"a-bz-y" * 1_000_000 + b"c-d]") == [glob._mask(b"abcdyz")]
+    assert len(calls) == 3
+
+
 MB = 1 << 18  # benchmarks/globhuge.py times these at 4 times the size
 # Large patterns (a client may send 512 MB) against large strings: before
 # numpy arrays, each cost seconds to minutes (per megabyte) to compile into
