@@ -379,7 +379,7 @@ TOKENS = [
 
 
 @pytest.mark.slow
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=2000, deadline=None)
 @given(
     st.lists(st.sampled_from(TOKENS), min_size=1, max_size=9).map(b"".join),
     st.lists(st.lists(st.sampled_from(b"aabbAB*-]"), max_size=25).map(bytes), min_size=1, max_size=8),
