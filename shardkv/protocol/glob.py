@@ -421,7 +421,7 @@ class _Vector:
         table = _NOCASE if nocase else _EXACT
         masks = list(table)
         ids: dict[int, int] = {}
-        self.segments = []
+        self.segments: list[tuple[int, Any, Any]] = []
         self.nocase = nocase
         # per middle segment, if small (and narrow: a regular expression's
         # search costs its width a place): its tokens, then its compiled search
