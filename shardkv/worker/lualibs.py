@@ -1629,12 +1629,34 @@ def install(lua: LuaValue) -> tuple[LuaValue, CJson, Callable[[], None]]:
     )
     config = CJson(lua, null, is_null, negative_zero)
     cjson = cjson_table(lua, null, is_null, negative_zero, config)
-    # (the prelude makes cjson.new of this: a Lua function that wraps the
-    # functions of the table it makes as it wraps the libraries')
+    # cjson.new's parts, which the prelude's cjson.new (a Lua function)
+    # uses: ``configure(id)`` gives configuration ``id`` a fresh CJson, and
+    # ``functions``' callables, the same for every table cjson.new makes,
+    # take the id of its configuration first.  cjson.new pushes no new
+    # Python object into Lua: each would be a userdata with a __gc, a
+    # finalizer a later collector step runs, 200 C calls deep too (see
+    # Raised).  The prelude reuses the id of a table collected.
     # (through ``config``, not ``lua`` itself: see release)
-    cjson[b"new"] = for_lua(
-        lambda *_: cjson_table(config.lua, config.null, config.is_null, config.negative_zero)
-    )
+    configs: dict[int, CJson] = {}
+
+    def configure(*args: LuaValue) -> None:
+        configs[args[0]] = CJson(config.lua, config.null, config.is_null, config.negative_zero)
+
+    def shared(name: bytes) -> Callable[..., object]:
+        def call(*args: LuaValue) -> object:
+            return configs[args[0]].functions()[name](*args[1:])
+
+        return call
+
+    functions, names = table(), table()
+    for i, name in enumerate(config.functions(), 1):
+        functions[name] = for_lua(shared(name))
+        names[i] = name
+    new = table()
+    new[b"configure"] = for_lua(configure)
+    new[b"functions"] = functions
+    new[b"names"] = names
+    cjson[b"new"] = new
     bit = table()
     for name, fn in _bit_functions().items():
         bit[name] = for_lua(fn)
@@ -1663,6 +1685,7 @@ def install(lua: LuaValue) -> tuple[LuaValue, CJson, Callable[[], None]]:
 
     def release() -> None:
         config.lua = config.null = config.is_null = config.negative_zero = None
+        configs.clear()
         mp.lua = None
 
     return modules, config, release

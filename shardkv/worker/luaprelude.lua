@@ -498,13 +498,38 @@ do
     -- cjson.new: a fresh cjson table, its functions wrapped likewise (and
     -- writable, as lua_cjson_new's own table is).
     -- (cjson.null is the one userdata no Python callable)
-    local make_cjson, json_null = rawget(libs.modules.cjson, "new"), rawget(libs.modules.cjson, "null")
-    local function cjson_new()
-        local lib = make_cjson()
-        for k, f in pairs(lib) do
-            if type(f) == "userdata" and f ~= json_null then rawset(lib, k, wrap_function(lib, k, f)) end
+    -- Its functions are Lua closures over the id of the table's
+    -- configuration, which call the callables every such table shares:
+    -- no new userdata (a Python object pushed into Lua, whose __gc a
+    -- collector step runs later, 200 C calls deep too: lualibs.Raised).
+    -- The id of a table collected is reused (found by a look at two ids
+    -- a call), its configuration made afresh.
+    local parts, json_null = rawget(libs.modules.cjson, "new"), rawget(libs.modules.cjson, "null")
+    local configure, shared, names = parts.configure, parts.functions, parts.names
+    local live, ids, next_look = setmetatable({}, {__mode = "v"}), 0, 1
+    local function free_id()
+        for _ = 1, 2 do
+            if next_look > ids then next_look = 1 end
+            if next_look > ids then break end
+            local id = next_look
+            next_look = next_look + 1
+            if live[id] == nil then return id end
         end
+        ids = ids + 1
+        return ids
+    end
+    local function cjson_new()
+        local id, lib = free_id(), {}
+        configure(id)
+        for i = 1, #names do
+            local k, f = names[i], shared[names[i]]
+            rawset(lib, k, wrap_function(lib, k, function(...) return f(id, ...) end))
+        end
+        rawset(lib, "null", json_null)
+        rawset(lib, "_NAME", "cjson")
+        rawset(lib, "_VERSION", "2.1.0")
         rawset(lib, "new", cjson_new)
+        live[id] = lib
         return lib
     end
     rawset(libs.modules.cjson, "new", cjson_new)

@@ -1170,6 +1170,12 @@ DEEP_ERRORS = [
     "return {xpcall(function() redis.call('nope') end, function(e) return cjson.decode('[1,') end)}",
     "for i = 1, 50 do pcall(cjson.decode, '{') end "
     "return {xpcall(function() redis.call('nope') end, function(e) redis.call('set', 'a') end)}",
+    # cjson.new made new Python callables, userdata to finalize later (the
+    # first run hung); its tables now share the callables
+    "for i = 1, 200 do pcall(function() return cjson.new() end) end "
+    "return {xpcall(function() error('x') end, function(e) local r = {cjson.new()} error(e) end)}",
+    "local t = {} for i = 1, 300 do t[i % 7] = cjson.new() end "
+    "return {t[1].encode({1}), t[2].decode('[2]')[1], t[3].encode_max_depth(3), cjson.encode_max_depth()}",
 ]
 
 
