@@ -109,15 +109,19 @@ class Prepared:
     """What a shard prepared for one cross-shard operation: the ``states``
     its keys take if it commits, in database ``db``, and ``undo``, their
     states before, if the new ones are already in memory (None after a
-    restart: not applied)."""
+    restart: not applied); ``changes``: what it added to the dirty count
+    (taken off if it is undone)."""
 
-    __slots__ = ("states", "undo", "db", "ranks")
+    __slots__ = ("states", "undo", "db", "ranks", "changes")
 
-    def __init__(self, states: dict, undo: dict | None, db: int, ranks: dict | None = None) -> None:
+    def __init__(
+        self, states: dict, undo: dict | None, db: int, ranks: dict | None = None, changes: int = 0
+    ) -> None:
         self.states = states
         self.undo = undo
         self.db = db
         self.ranks = ranks  # the keys the operation made ready, ranked (see Waiters.mark_keys)
+        self.changes = changes
 
 
 # Shard.bodies while the shard is parked by a cross-shard operation.
@@ -1386,15 +1390,22 @@ class Shard:
             self.timing = True
             if persistence is not None:
                 persistence.suspended = False
-        after = None
+        written = None
         if cmd is not None and type(value) is not Error:  # (an error wrote nothing)
-            after = written_states(cmd.name, command, value)
-        if after is None:
-            after = {key: export_key(ks, key) for key in before}
+            written = written_states(cmd.name, command, value)
+        after = written if written is not None else {key: export_key(ks, key) for key in before}
         changed = {key: state for key, state in after.items() if state != before[key]}
+        # Redis counts a change per pair MSET (or an MSETNX that set) wrote,
+        # a key named twice or given the value it held too; the prepare
+        # record counts one per key changed.
+        extra = 0
+        if written and cmd.name in ("mset", "msetnx"):  # type: ignore[union-attr]
+            extra = (len(command) - 1) // 2 - len(changed)
+        if extra and persistence is not None:
+            persistence.dirty += extra
         if not changed:
             return wire.PartPrepared(op, False, value)
-        self._prepared(op, changed, {key: before[key] for key in changed})
+        self._prepared(op, changed, {key: before[key] for key in changed}, changes=len(changed) + extra)
         if versions:
             self.versions_before[op] = {ks.db: versions}
         return wire.PartPrepared(op, True, value)
@@ -1426,8 +1437,15 @@ class Shard:
             import_clocks(ks, clocks)
         self._prepared(op, states, undo, ranks)
 
-    def _prepared(self, op: int, states: dict, undo: dict | None, ranks: dict | None = None) -> None:
-        self.prepared[op] = Prepared(states, undo, self.keyspace.db, ranks)
+    def _prepared(
+        self, op: int, states: dict, undo: dict | None, ranks: dict | None = None, changes: int | None = None
+    ) -> None:
+        """Keep what this shard prepared for ``op`` and log it; ``changes``:
+        what it adds to the dirty count, if not one per key of ``states``
+        (logged by :meth:`log_prepare`) and more counted by the caller."""
+        if changes is None:
+            changes = len(states) if type(states) is dict else 0
+        self.prepared[op] = Prepared(states, undo, self.keyspace.db, ranks, changes)
         if self.persistence is not None:
             self.persistence.log_prepare(op, states)
 
@@ -1541,8 +1559,8 @@ class Shard:
             elif part.undo is not None:
                 for key, state in part.undo.items():
                     import_qualified(ks, key, state)
-                if self.persistence is not None and type(part.states) is dict:
-                    self.persistence.dirty -= len(part.states)  # undone: no change (log_prepare counted them)
+                if self.persistence is not None:
+                    self.persistence.dirty -= part.changes  # undone: no change
             if self.persistence is not None:
                 self.persistence.log_outcome(op, commit)
 

@@ -14,6 +14,7 @@ import redis
 
 from shardkv.protocol.args import format_float, incr_by_float, parse_long_double
 from shardkv.protocol.errors import CommandError
+from tests.support.placement import on_shards
 
 FAR = 4102444800  # 2100-01-01 in seconds: an absolute expiry far from now
 FAR_MS = FAR * 1000
@@ -387,6 +388,39 @@ def test_mset_mget_msetnx(compare):
     compare("HSET", "h", "f", "v")
     compare("MGET", "a", "h", "b")  # another type reads as nil
     compare("MSETNX", "h", "x", "z", "y")
+
+
+def test_writes_across_shards_count_changes_as_redis(ports):
+    """rdb_changes_since_last_save after MSET, MSETNX and DEL over several
+    shards: Redis counts every pair MSET (or an MSETNX that set) wrote,
+    a key named twice or given the value it held too, and every key DEL
+    removed; an MSETNX that found a key counts nothing."""
+    a, b, c = on_shards(0, 1, 2, prefix="dirty")
+    commands = [
+        ("MSET", a, "1", b, "2"),
+        ("MSET", a, "1", b, "2"),  # the values they hold
+        ("MSET", a, "3", b, "4", a, "5"),  # a named twice
+        ("MSET", a, "5", b, "6", a, "5"),
+        ("MSETNX", c, "1", b, "2"),  # b exists: nothing set
+        ("MSETNX", a + "x", "1", c, "2", c, "3"),
+        ("DEL", a, b, a, b + "x"),
+    ]
+    got = {}
+    for name in ("redis", "shardkv"):
+        client = redis.Redis(port=ports[name])
+        try:
+            client.delete(a, b, c, a + "x")
+            out = []
+            for command in commands:
+                before = client.info("persistence")["rdb_changes_since_last_save"]
+                out.append((client.execute_command(*command), command))
+                out.append(client.info("persistence")["rdb_changes_since_last_save"] - before)
+            out.append(client.mget(a, b, c, a + "x"))
+            got[name] = out
+            client.delete(a, b, c, a + "x")
+        finally:
+            client.close()
+    assert got["shardkv"] == got["redis"]
 
 
 def test_wrong_type(compare):
