@@ -49,7 +49,7 @@ sys.path.insert(0, str(ROOT))
 from shardkv.protocol.router import Router  # noqa: E402
 from tests.support.servers import ServerProcess, free_port  # noqa: E402
 
-KINDS = ("rename", "mset", "msetnx", "exec", "smove", "sunionstore", "del", "flushall", "script")
+KINDS = ("rename", "mset", "msetnx", "msetnx_no", "exec", "smove", "sunionstore", "del", "flushall", "script")
 # The protocol steps each kind goes through (fan-outs have no run step).
 POINTS = {
     "rename": ("parked", "ran", "prepared", "committed", "decided", "finished"),
@@ -58,11 +58,15 @@ POINTS = {
     "sunionstore": ("parked", "ran", "committed", "decided", "finished"),
     "mset": ("parked", "committed", "decided", "finished"),
     "msetnx": ("parked", "committed", "decided", "finished"),
+    # voted down: only the shard that set its key parks; the abort commits nothing
+    "msetnx_no": ("parked", "decided", "finished"),
     "del": ("parked", "committed", "decided", "finished"),
     "flushall": ("parked", "committed", "decided", "finished"),
     "script": ("parked", "ran", "prepared", "committed", "decided", "finished"),
 }
 VICTIMS = ("held", "executor", "other", "acceptor")
+# The kinds whose steps (but "committed") only one role reaches.
+HELD_BY = {"msetnx_no": "executor"}
 TIMEOUT = 30.0
 
 
@@ -262,6 +266,24 @@ def kind_msetnx(c, e, p, tag, **_):
     return [a, b], op, check
 
 
+def kind_msetnx_no(c, e, p, tag, **_):
+    """MSETNX voted down: P's key exists, so E's part, which set its new
+    key, is undone; whatever dies, E's key is never left set."""
+    a, b = e("nx"), p("nx")
+    old = f"old-{tag}"
+    c.set(b, old)
+
+    def op(c):
+        return c.msetnx({a: f"new-{tag}", b: f"new-{tag}"})
+
+    def check(c, outcome):
+        if c.get(a) is not None or c.get(b) != old:
+            return "a part of an MSETNX voted down was applied", None
+        return None, None
+
+    return [a, b], op, check
+
+
 def kind_exec(c, e, p, tag, **_):
     x, y = e("acct"), p("acct")
     c.mset({x: 100})
@@ -375,6 +397,7 @@ SETUPS: dict[str, Callable] = {
     "rename": kind_rename,
     "mset": kind_mset,
     "msetnx": kind_msetnx,
+    "msetnx_no": kind_msetnx_no,
     "exec": kind_exec,
     "smove": kind_smove,
     "sunionstore": kind_sunionstore,
@@ -558,6 +581,8 @@ def plan(rounds: int | None, seed: int) -> list[tuple[str, str, str, str]]:
             )
             if point == "prepared":
                 holds = ("other",)
+            if kind in HELD_BY:
+                holds = (HELD_BY[kind],)
             for hold in holds:
                 for victim in VICTIMS:
                     cases.append((kind, point, hold, victim))

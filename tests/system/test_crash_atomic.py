@@ -406,6 +406,8 @@ def _cases() -> list[tuple[str, str, str, str]]:
                 hold = "executor"
             elif point == "prepared":
                 hold = "other"
+            elif kind in faults.HELD_BY:
+                hold = faults.HELD_BY[kind]
             else:
                 hold = ("executor", "other")[n % 2]
             out.append((kind, point, hold, faults.VICTIMS[n % len(faults.VICTIMS)]))
