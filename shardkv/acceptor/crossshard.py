@@ -148,6 +148,12 @@ if TYPE_CHECKING:
     from shardkv.acceptor.shardlink import ShardLink
     from shardkv.protocol.commands import Command
 
+# The classes of events ('x' expired, 'e' evicted) of changes that an
+# undone operation's parts made and no undo puts back: a key a part found
+# expired, or evicted for room, stays gone, and Redis notifies them even
+# when the command then writes nothing (an MSETNX that finds a key).
+_NOT_UNDONE = (1 << 8) | (1 << 9)
+
 log = logging.getLogger("shardkv.acceptor")
 
 PARK_HEADER = wire.entry_header(wire.FLAG_PARK)
@@ -422,10 +428,10 @@ class _Operation:
             self.emit_events = self.emit_events or self.links[0].emit_held
         gate = None
         if self.held_events:
-            if commit:
+            if not commit:  # undone: nothing it did happened, but what no undo puts back
+                self.held_events = [e for e in self.held_events if e[2] & _NOT_UNDONE] or None
+            if self.held_events:
                 gate = release_events(self)
-            else:
-                self.held_events = None  # undone: nothing happened
         if reply is None:  # it runs again (see AtomicOp._ran)
             return
         if gate is None:

@@ -14,6 +14,7 @@ import time
 import pytest
 import redis
 
+from tests.support.placement import on_shards
 from tests.support.rawsocket import read_until_quiet
 from tests.support.resp import RespClient, encode_command
 
@@ -326,6 +327,37 @@ def test_new_key_events_across_shards(ports):
         ("COPY", "x1", "y9", "REPLACE"),
     ]
     _same(ports, script, flags="KEAn")
+
+
+def test_msetnx_voted_down_across_shards_notifies_only_expiries(ports):
+    """An MSETNX that finds a key sets nothing and notifies nothing, on any
+    shard, but a key it found expired is gone all the same: its ``expired``
+    comes out as in Redis (a shard that set its part, undone when another
+    shard found its key, once dropped every event of that part)."""
+    gone, exists, new = on_shards(0, 1, 2, prefix="vote")
+    script = [
+        ("SET", exists, "x"),
+        ("SET", gone, "v", "PX", "1"),
+        ("SLEEP", 0.02),  # expired, still there (see below)
+        ("MSETNX", gone, "1", exists, "2", new, "3"),
+        ("MSETNX", new, "1", exists, "2"),
+    ]
+    # Active expiry (which would notify it the same) seldom runs first at
+    # hz 1: the MSETNX finds the key expired.
+    clients = [redis.Redis(port=ports[name]) for name in ("redis", "shardkv")]
+    hz = [c.config_get("hz")["hz"] for c in clients]
+    try:
+        for c in clients:
+            c.config_set("hz", 1)
+        got = _same(ports, script)
+    finally:
+        for c, was in zip(clients, hz, strict=True):
+            c.config_set("hz", was)
+            c.close()
+    assert got[-2:] == [
+        (b"__keyspace@0__:" + gone.encode(), b"expired"),
+        (b"__keyevent@0__:expired", gone.encode()),
+    ]
 
 
 def test_restore_events(ports):
