@@ -149,9 +149,10 @@ if TYPE_CHECKING:
     from shardkv.protocol.commands import Command
 
 # The classes of events ('x' expired, 'e' evicted) of changes that an
-# undone operation's parts made and no undo puts back: a key a part found
-# expired, or evicted for room, stays gone, and Redis notifies them even
-# when the command then writes nothing (an MSETNX that finds a key).
+# undone write fan-out's parts made on their own keys and no undo puts
+# back: a key a part found expired, or evicted for room, stays gone, and
+# Redis notifies them even when the command then writes nothing (an
+# MSETNX that finds a key).
 _NOT_UNDONE = (1 << 8) | (1 << 9)
 
 log = logging.getLogger("shardkv.acceptor")
@@ -356,6 +357,9 @@ class _Operation:
     """What parked operations and write fan-outs share: the parked shards,
     the decision, and the failure cases."""
 
+    # The classes of its held events still handed out if it is undone.
+    undo_keeps = 0
+
     def __init__(self, client: Client, slot: Slot | None = None) -> None:
         server = client.server
         self.client = client
@@ -429,7 +433,8 @@ class _Operation:
         gate = None
         if self.held_events:
             if not commit:  # undone: nothing it did happened, but what no undo puts back
-                self.held_events = [e for e in self.held_events if e[2] & _NOT_UNDONE] or None
+                kept = self.undo_keeps
+                self.held_events = [e for e in self.held_events if e[2] & kept] or None
             if self.held_events:
                 gate = release_events(self)
         if reply is None:  # it runs again (see AtomicOp._ran)
@@ -734,6 +739,8 @@ class FanOutWrite(_Operation):
     decision.  ``unanimous`` (MSETNX): a part that answers anything but 1
     (one of its keys exists) votes no, and the operation is decided undone
     with the merged reply (0), as if no part had run."""
+
+    undo_keeps = _NOT_UNDONE
 
     def __init__(
         self,
