@@ -698,6 +698,8 @@ class _CrossShard:
                 commands = [self.args, [Verb.BDEST, self.args[2]]]
                 op = AtomicOp(client, commands, self.keys, self._served_move, counted=False)
             else:
+                if ask is not None:  # (not a stream read's, nor a BLMOVE's)
+                    args = [Verb.BTRY, *args]  # its keys of another type passed over
                 op = AtomicOp(client, [args], self.keys, _first_body, counted=False)
             self.op = op
             for notify in (*(ask or ()), *done):

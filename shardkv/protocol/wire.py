@@ -999,6 +999,12 @@ class Verb:
     # Only after BWAIT_READY does its empty result and WRONGTYPE here make
     # the client's reply WRONGTYPE.
     BDEST = b"__bdest"
+    # __btry command... -> the blocking command (not BLMOVE/BRPOPLPUSH, not
+    # a stream read), unable to wait, with its keys of another type than it
+    # pops passed over (no WRONGTYPE): the try of a cross-shard wait that an
+    # EXEC's CLIENT UNBLOCK asks for (shardkv.acceptor.blocking), as Redis
+    # serves a blocked client from a ready key of that type only.
+    BTRY = b"__btry"
     # __unblock token seen seq -> 1 (it still waited: forgotten) or 0 (served
     # or timed out): CLIENT UNBLOCK of a command blocked on this shard
     # (shardkv.worker.blocking); -1, nothing done, when a script went busy

@@ -144,7 +144,16 @@ from shardkv.protocol.resp import NULL_ARRAY, OK, Error, encode
 from shardkv.protocol.wire import Verb
 from shardkv.runtime.cmdstats import stat_name
 from shardkv.worker import events
-from shardkv.worker.handlers import KINDS, READY, Blocking, BlockingForms, Handler, Handlers, find_blocking
+from shardkv.worker.handlers import (
+    KINDS,
+    READY,
+    Blocking,
+    BlockingForms,
+    Handler,
+    Handlers,
+    find,
+    find_blocking,
+)
 from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.stream import Stream
 from shardkv.worker.zset import ZSet
@@ -844,6 +853,46 @@ def bdone(ks: Keyspace, args: list[bytes]) -> object:
     return ks.waiters.claim(int(args[1]), ks.pipe, True)  # type: ignore[union-attr]  # set by Waiters
 
 
+def btry(ks: Keyspace, args: list[bytes]) -> object:
+    """__btry command [arg ...]
+
+    The blocking ``command`` (BLPOP, BZMPOP...: not BLMOVE, BRPOPLPUSH or a
+    stream read), unable to wait, run as its keys would serve it once
+    ready: a key of another type than it pops is passed over, no
+    WRONGTYPE, as Redis serves a blocked client from any of its ready keys
+    of that type (``serveClientsBlockedOnKey``), the others unread.  The
+    try of a cross-shard wait that an EXEC's CLIENT UNBLOCK asks for, which
+    reads all its keys (see :mod:`shardkv.acceptor.blocking`): ``BLPOP b a
+    0``, ``SET b s``, then ``RPUSH a x``, ``MULTI``, ``CLIENT UNBLOCK``,
+    ``EXEC``: the client gets ``[a, x]`` (Redis served it at the RPUSH).
+    """
+    command = args[1:]
+    cmd = commands.lookup(command[0])
+    handler = find(command[0])
+    if cmd is None or handler is None:
+        return Error("ERR unknown command '{}'".format(command[0].decode("latin-1")))
+    kind = KINDS[command[0].lower()]
+    keys = cmd.keys(command)
+    lookup = ks.peek  # a probe, not an access
+    kept = [key for key in keys if (value := lookup(key)) is None or type(value) is kind]
+    if not kept:
+        return NULL_ARRAY
+    if len(kept) < len(keys):
+        # Each key passed over gives its place to the first kept one, which
+        # the command reads first anyway: the others keep their order.
+        command = list(command)
+        at = cmd.numkeys_at + 1 if cmd.numkeys_at else cmd.first_key
+        for i, key in enumerate(keys):
+            if key not in kept:
+                command[at + i] = kept[0]
+    if not ks.noting:
+        return handler(ks, command)
+    before = events.before(ks, command)  # its events, as the command's own
+    value = handler(ks, command)
+    events.derive(ks, command, value, before)
+    return value
+
+
 def serve(ks: Keyspace, args: list[bytes]) -> object:
     """__serve
 
@@ -863,6 +912,7 @@ HANDLERS: Handlers = {
     Verb.SERVE: serve,
     Verb.BCLAIM: bclaim,
     Verb.BDONE: bdone,
+    Verb.BTRY: btry,
 }
 
 # The blocking commands, by name: the form that may wait, and the type it pops.

@@ -3,7 +3,7 @@
 import pytest
 
 from shardkv.protocol import wire
-from shardkv.protocol.resp import Error
+from shardkv.protocol.resp import NULL_ARRAY, Error
 from shardkv.protocol.router import key_slot
 from shardkv.worker import scripting
 from shardkv.worker.clock import FakeClock
@@ -848,3 +848,20 @@ def test_an_msetnx_part_whose_key_exists_prepares_nothing(shard):
     assert (answer.prepared, answer.value) == (False, 0)
     assert 9 not in shard.prepared
     assert run(shard, "MGET", "k", "j") == [None, b"old"]
+
+
+def test_btry_passes_over_keys_of_another_type(shard):
+    """``__btry`` (the try of a cross-shard wait an EXEC's CLIENT UNBLOCK
+    asks for) runs the blocking command with its keys of another type
+    passed over, as Redis serves a blocked client from any ready key of the
+    type it pops: no WRONGTYPE for a string before the list, the others
+    in their order; nothing of the type at all: a null."""
+    run(shard, "SET", "b", "s")
+    run(shard, "RPUSH", "a", "x")
+    run(shard, "RPUSH", "c", "y")
+    assert run(shard, wire.Verb.BTRY, "BLPOP", "b", "a", "0") == [b"a", b"x"]
+    assert run(shard, wire.Verb.BTRY, "BLMPOP", "0", "3", "b", "missing", "c", "LEFT") == [b"c", [b"y"]]
+    assert run(shard, wire.Verb.BTRY, "BZPOPMIN", "b", "0") is NULL_ARRAY
+    run(shard, "ZADD", "z", "1", "m")
+    assert run(shard, wire.Verb.BTRY, "BZMPOP", "0", "2", "b", "z", "MIN") == [b"z", [[b"m", 1.0]]]
+    assert isinstance(run(shard, "BLPOP", "b", "0"), Error)  # the command itself still fails
