@@ -30,7 +30,9 @@ SCRIPTS = [
     ("redis.setresp(3) return {double=1.5}", False),
     ("redis.call('select', 1) redis.call('set', KEYS[1], 'db1') return redis.call('get', KEYS[1])", False),
     ("redis.call('select', 1) return redis.call('get', KEYS[1])", False),
-    ("return math.random(1000000)", False),
+    # (seeded first: the generator has drawn for earlier tests on these
+    # servers, and with several acceptors each has its own: see the README)
+    ("math.randomseed(7) return math.random(1000000)", False),
     ("return math.random(1000000)", False),
     ("return redis.call('set', KEYS[1], 'w')", False),
     ("return redis.call('set', KEYS[1], 'ro')", True),
