@@ -928,18 +928,9 @@ class _CrossShard:
         self.notifies = []
         for other in others:
             other.link.blocked.pop(other.token, None)
-        self.trying = True
-        self.try_began = perf_counter_ns()
-        question = _Question(self, others, lambda notifies, answers: self._claimed(claim, notifies, answers))
-        holds = self.client.server.holds
-        if holds is not None:
-            holds.begin()
-        try:
-            for other in others:
-                other.link.send_control(other.verb(Verb.BCLAIM), _Asked(question, other), in_step=True)
-        finally:
-            if holds is not None:
-                holds.end()
+        self._send_claims(
+            _Question(self, others, lambda notifies, answers: self._claimed(claim, notifies, answers))
+        )
 
     def _claimed(self, claim: tuple, notifies: list[_Notify], answers: list[bytes]) -> None:
         """The other shards answered :meth:`_ask_others` (``claim``: the
@@ -1031,14 +1022,19 @@ class _CrossShard:
         and 1).  (An EXEC's CLIENT UNBLOCK runs ahead of its writes, its
         try too, so its __bclaims go in the try's step instead:
         :meth:`attempt`.)"""
+        self._send_claims(_Question(self, notifies))
+
+    def _send_claims(self, question: _Question) -> None:
+        """Send the ``__bclaim`` of each ``__bwait`` of ``question``, all in
+        one step (under the holds, with several acceptors), so they see one
+        moment of the global order; the try waits for their answers."""
         self.trying = True
         self.try_began = perf_counter_ns()
-        question = _Question(self, notifies)
         holds = self.client.server.holds
         if holds is not None:
             holds.begin()
         try:
-            for notify in notifies:
+            for notify in question.notifies:
                 notify.link.send_control(notify.verb(Verb.BCLAIM), _Asked(question, notify), in_step=True)
         finally:
             if holds is not None:
