@@ -939,12 +939,7 @@ class _CrossShard:
         claims = [claim]
         claims += [(other, *_notification(answer)) for other, answer in zip(notifies, answers, strict=True)]
         done = tuple(claim[0] for claim in claims)
-        if self.done:  # its client went away: the claims end, nothing popped
-            self.trying = False
-            for other, _, key, _ in claims:
-                if key is not None and other.link.up:
-                    other.link.send_control(other.verb(Verb.BDONE), _IGNORE)
-            self._answer_unblocks(True)
+        if self._claims_abandoned(claims):
             return
         _, notified, key, _ = claims[_first_ready(claims)]
         self.attempt(notified=notified, done=done, ready_key=key)
@@ -1040,16 +1035,24 @@ class _CrossShard:
             if holds is not None:
                 holds.end()
 
+    def _claims_abandoned(self, claims: list[tuple[_Notify, bytes, bytes | None, tuple]]) -> bool:
+        """Whether the client went away while its ``__bclaim``s were asked:
+        then each claim they found ends (``__bdone``), nothing popped, and
+        the CLIENT UNBLOCKs waiting are answered."""
+        if not self.done:
+            return False
+        self.trying = False
+        for notify, _, key, _ in claims:
+            if key is not None and notify.link.up:
+                notify.link.send_control(notify.verb(Verb.BDONE), _IGNORE)
+        self._answer_unblocks(True)
+        return True
+
     def asked(self, notifies: list[_Notify], answers: list[bytes]) -> None:
         """The ``__bclaim``s of :meth:`_ask` answered (in the order of
         ``notifies``)."""
         claims = [(notify, *_notification(body)) for notify, body in zip(notifies, answers, strict=True)]
-        if self.done:  # its client went away: the claims end, nothing popped
-            self.trying = False
-            for notify, _, key, _ in claims:
-                if key is not None and notify.link.up:
-                    notify.link.send_control(notify.verb(Verb.BDONE), _IGNORE)
-            self._answer_unblocks(True)
+        if self._claims_abandoned(claims):
             return
         if any(body[:1] == b"-" for body in answers):  # refused: as an EXEC's (__bclaim again, no harm)
             self.attempt(ask=notifies)
