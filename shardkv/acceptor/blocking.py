@@ -58,7 +58,14 @@ Keys on several shards
     an empty source means waiting again, as Redis does not serve a client
     once the list is gone.  The tries of clients of different acceptors
     may run in another order than their notifications (a documented
-    difference).
+    difference).  Redis moves the element as the push ends, so a command
+    sent after the push (``DEL`` or ``SET`` of the destination) finds it
+    moved; a try that waited for the notification would reach the
+    destination's shard after that command.  So a write (or script, or
+    EXEC) that names the source of such a wait of this acceptor makes it
+    try at once, behind the write, in the same step (:func:`serve_movers`,
+    with ``__bclaim``s as CLIENT UNBLOCK's inside EXEC); a write through
+    another acceptor still wakes it by its notification.
 
 Either way the client's later commands are held from the start, but it
 counts as blocked (INFO's ``blocked_clients``, CLIENT LIST's ``b``) only
@@ -179,6 +186,13 @@ _tokens = itertools.count(1)
 WAITING: dict[int, _OneShard | _CrossShard | _NoReplicas] = {}
 # How many CLIENT UNBLOCKs of a wait are on their way to its shards, by token.
 ASKED: dict[int, int] = {}
+# This acceptor's cross-shard waits on lists and sorted sets (not stream
+# reads), by each key they wait on, in the order they blocked; and those of
+# them that move (BLMOVE, BRPOPLPUSH), while any waits: every command then
+# takes the slow path, which tries them after a command naming their source
+# (see :func:`serve_movers`).
+_BY_KEY: dict[bytes, dict[_CrossShard, None]] = {}
+MOVERS: dict[_CrossShard, None] = {}
 
 
 def decided_later(client: Client) -> bool:
@@ -614,6 +628,9 @@ class _CrossShard:
         # A stream read's CLIENT UNBLOCK: the streams its tries, one per
         # stream, have still to read (see unblock).
         self.unread: list[bytes] = []
+        # The try on its way is one of serve_now: refused (a script went
+        # busy), it found nothing to serve.
+        self.eager = False
         if self.stream:
             self.timeout, self.group = _stream_options(args)
         else:
@@ -623,6 +640,12 @@ class _CrossShard:
         for key in dict.fromkeys(keys[:1] if cmd.name in SOURCE_ONLY else keys):
             self.wait_keys.setdefault(shard_of(key), []).append(key)
         self.notifies: list[_Notify] = []
+        if not self.stream:
+            for waited in self.wait_keys.values():
+                for key in waited:
+                    _BY_KEY.setdefault(key, {})[self] = None
+            if self.move:
+                MOVERS[self] = None
         self.trying = False  # an atomic try is on its way
         # Tries answered so far, when the one on its way began and its
         # operation (None: XREAD's parts), see _count_try.
@@ -836,6 +859,10 @@ class _CrossShard:
 
     def attempted(self, body: bytes) -> None:
         self.trying = False
+        if self.eager:
+            self.eager = False
+            if body[:1] == b"-" and not body.startswith(_WRONGTYPE):
+                body = encode(NULL_ARRAY, self.client.resp3)  # refused: it waits on
         if self.on_key and body.startswith(_WRONGTYPE):
             # Its ready key (or a stream a CLIENT UNBLOCK's try read)
             # holds another type now: Redis 7.0 serves a blocked client
@@ -949,8 +976,38 @@ class _CrossShard:
         for notify in notifies:
             notify.cancel()
 
+    def _forget_keys(self) -> None:
+        """Done: no longer among the waits of its keys (see :data:`_BY_KEY`)."""
+        MOVERS.pop(self, None)
+        for waited in self.wait_keys.values():
+            for key in waited:
+                waits = _BY_KEY.get(key)
+                if waits is not None:
+                    waits.pop(self, None)
+                    if not waits:
+                        del _BY_KEY[key]
+
+    def serve_now(self) -> None:
+        """A command naming its source was just sent (see
+        :func:`serve_movers`): try at once, in the same step, behind it.
+        Redis moves the element as that command ends, so a later command
+        on the destination (``DEL``, ``SET``) comes after the move; a try
+        that waited for the source's notification would reach the
+        destination's shard after it.  The ``__bclaim`` before the try
+        says whether that command made the source serve it (the keys made
+        ready before it served first), as for CLIENT UNBLOCK inside EXEC;
+        a try that finds nothing waits again (new ``__bwait``s)."""
+        if self.done or self.trying or self.pinned is not None or not self.notifies:
+            return
+        notifies, self.notifies = self.notifies, []
+        for notify in notifies:
+            notify.link.blocked.pop(notify.token, None)
+        self.eager = True
+        self.attempt(ask=notifies)
+
     def finish(self, body: bytes) -> None:
         self.done = True
+        self._forget_keys()
         self._cancel_notifies()
         self.slot.deliver(body)
         _unblocked(self.client, self.token)
@@ -961,6 +1018,7 @@ class _CrossShard:
         module docstring)."""
         self.done = True
         WAITING.pop(self.token, None)
+        self._forget_keys()
         self._cancel_notifies()
 
     def unblock(self, error: bool, answer: Answer, after: int = -1, pin: Pin | None = None) -> None:
@@ -1165,6 +1223,39 @@ def wait_for_replicas(client: Client, timeout_ms: int) -> None:
     """WAIT for one or more replicas (there are none), outside MULTI: the
     client blocks for ``timeout_ms`` (0: for ever) and gets 0."""
     _NoReplicas(client, timeout_ms)
+
+
+def serve_movers(keys: list[bytes]) -> None:
+    """A command naming ``keys`` was just sent: the cross-shard BLMOVE and
+    BRPOPLPUSH waits of this acceptor on any of them (their source) try at
+    once, behind it (:meth:`_CrossShard.serve_now`), in the order they
+    blocked, as Redis serves a list's blocked clients when the command
+    that pushed ends.  Not those behind another cross-shard wait on that
+    key (a BLPOP): its notification, on its way, comes first, and its try
+    takes the element (so they try after their own notifications)."""
+    for key in dict.fromkeys(keys):
+        waits = _BY_KEY.get(key)
+        if waits is None:
+            continue
+        for wait in list(waits):
+            if not wait.move:
+                break
+            wait.serve_now()
+
+
+def written_keys(cmd: Command, args: list[bytes], multi: list | None) -> list[bytes]:
+    """The keys that ``cmd`` names and may push to (an EXEC's: those of the
+    writes it queued): a write's or a script's, not a blocking command's
+    (it pushes to a list only when served, and then serves the waiters
+    itself).  Only those try the waits on them: a try that finds nothing
+    leaves its wait with no ``__bwait`` until the new one is there, and a
+    waiter on its shard behind it could take an element meanwhile."""
+    if cmd.name == "exec" and multi:
+        return [key for queued, queued_args in multi for key in written_keys(queued, queued_args, None)]
+    flags = cmd.flags
+    if "blocking" in flags or ("write" not in flags and "may_replicate" not in flags):
+        return []
+    return cmd.keys(args)
 
 
 def _stream_options(args: list[bytes]) -> tuple[bytes | None, bytes]:

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any, cast
 
-from shardkv.acceptor import monitor, pause
+from shardkv.acceptor import blocking, monitor, pause
 from shardkv.acceptor.fanout import MERGES, Concat, Gather, merge_by_position, split_by_shard
 from shardkv.acceptor.replies import MUTED, Pushed, Slot
 from shardkv.acceptor.scriptcache import declares_denyoom, declares_flags, declares_no_writes, script_body
@@ -204,7 +204,12 @@ class Dispatch:
                 return
         since = len(self.pending) if server.monitors else None  # where its replies start
         if state.user.unlimited or (problem := state.user.sort_denied(cmd.name, args)) is None:
-            self.route(cmd, args, raw)
+            if blocking.MOVERS:  # a cross-shard BLMOVE waits: one on a key written here tries behind it
+                keys = blocking.written_keys(cmd, args, state.multi)
+                self.route(cmd, args, raw)
+                blocking.serve_movers(keys)
+            else:
+                self.route(cmd, args, raw)
         else:  # SORT's BY or GET patterns, refused as it runs: a failed call
             server.stats.record(stat_name(args), 0, problem)
             self.pending.append(encode_error(problem))
