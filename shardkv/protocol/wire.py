@@ -461,7 +461,15 @@ def _decode_batch_py(payload: bytes) -> list[Any]:
 
 def encode_replies(bodies: list[bytes]) -> bytes:
     n = len(bodies)
+    if n < _SIZES_CACHED:  # (no format made and looked up in struct's cache per payload)
+        return b"".join((_REPLIES_HEADS[n], _SIZES[n].pack(*map(len, bodies)), *bodies))
     return b"".join((b"R", _U32.pack(n), struct.pack("<%dI" % n, *map(len, bodies)), *bodies))
+
+
+# encode_replies's kind and count, and the packer of the sizes, for the usual counts.
+_SIZES_CACHED = 256
+_REPLIES_HEADS = [b"R" + _U32.pack(n) for n in range(_SIZES_CACHED)]
+_SIZES = [struct.Struct("<%dI" % n) for n in range(_SIZES_CACHED)]
 
 
 def count_replies(payload: bytes) -> int:

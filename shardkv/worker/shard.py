@@ -568,11 +568,12 @@ class Shard:
         items = wire.decode_batch(payload)
         if self.persistence is not None and self.persistence.closed:
             return self._refuse(items)  # SHUTDOWN has saved: nothing may change now
-        self.keyspace.tick()
+        ks = self.keyspace
+        ks.now = ks.expiry_now = ks.clock.now_ms()  # Keyspace.tick, inline: one call less per batch
         bodies: list[bytes] = []
         self.bodies = bodies
         append = bodies.append
-        execute = self.execute if self.keyspace.memory is None else self.execute_limited
+        execute = self.execute if ks.memory is None else self.execute_limited
         waiters = self.waiters
         blocked = waiters.by_key  # the keys someone waits on
         # The replies of the commands that logged something to the AOF, as
@@ -583,7 +584,6 @@ class Shard:
         logged_before = 0
         plain_max = wire.PLAIN_MAX
         stream_min = wire.STREAM_MIN
-        ks = self.keyspace
         noted = ks.events  # None unless someone listens (shardkv.worker.events)
         bounds = self.event_bounds = [] if noted is not None else None
         entries = iter(items)  # (its length hint: where the batch is, see busyrefusal)
@@ -592,10 +592,8 @@ class Shard:
         plain_get: Callable[[bytes], plain.Plain | Literal[False] | None]
         plain_get = _NOT_PLAIN if table is None else table.get
         stats = self.home_stats  # (the counters while table is not None)
-        slow_ns = _slow_ns(stats)  # (asked again after each entry that is not plain)
         persistence = self.persistence
         record = self.record
-        counts_only = _counts_only(persistence)  # (asked again after each entry that is not plain)
         flag_part = wire.FLAG_PART
         flag_resp3 = wire.FLAG_RESP3
         slotted_resp3 = wire.SLOTTED_RESP3
@@ -604,9 +602,11 @@ class Shard:
         last = perf_counter_ns()  # where the next plain command's time begins
         sent = 0  # when a plain command's streamed reply began to go (not timed)
         body: bytes | None  # an entry's reply (None: streamed)
-        # The fast path (see _fast_below): a slotted GET, SET key value, INCR
-        # or DECR in its handler's usual case, while nothing else is on.
-        fast_below = _fast_below(table, writer, noted, blocked, counts_only, persistence)
+        # The slow log's threshold, whether a plain write is only counted,
+        # and the fast path (see _gates: asked again after each entry that
+        # is not plain): a slotted GET, SET key value, INCR or DECR in its
+        # handler's usual case, while nothing else is on.
+        slow_ns, counts_only, fast_below = _gates(stats, persistence, table, writer, noted, blocked)
         # The last name it looked up (b"": none since the table was asked),
         # its entry, how it runs, and where its times go: folded when the
         # name changes and at the batch's end, not after each command (what
@@ -697,9 +697,9 @@ class Shard:
                         plain_get = _NOT_PLAIN if table is None else table.get
                         fast_name = b""
                         execute = self.execute if ks.memory is None else self.execute_limited
-                    slow_ns = _slow_ns(stats)
-                    counts_only = _counts_only(persistence)
-                    fast_below = _fast_below(table, writer, noted, blocked, counts_only, persistence)
+                    slow_ns, counts_only, fast_below = _gates(
+                        stats, persistence, table, writer, noted, blocked
+                    )
                     if table is not None:
                         last = perf_counter_ns()
                 else:
@@ -799,9 +799,9 @@ class Shard:
                             plain_get = _NOT_PLAIN if table is None else table.get
                             fast_name = b""  # (its entries may be new: see plain_table)
                             execute = self.execute if ks.memory is None else self.execute_limited
-                        slow_ns = _slow_ns(stats)
-                        counts_only = _counts_only(persistence)
-                        fast_below = _fast_below(table, writer, noted, blocked, counts_only, persistence)
+                        slow_ns, counts_only, fast_below = _gates(
+                            stats, persistence, table, writer, noted, blocked
+                        )
                     # The replies of GET, SET, INCR... as encode makes them,
                     # inline (+OK, the null reply and an integer are too
                     # short to stream).
@@ -967,9 +967,7 @@ class Shard:
                 table = self.plain_table()
                 plain_get = _NOT_PLAIN if table is None else table.get
                 fast_name = b""
-            slow_ns = _slow_ns(stats)
-            counts_only = _counts_only(persistence)
-            fast_below = _fast_below(table, writer, noted, blocked, counts_only, persistence)
+            slow_ns, counts_only, fast_below = _gates(stats, persistence, table, writer, noted, blocked)
             if table is not None:
                 last = perf_counter_ns()
         if waiters.ready:
@@ -1931,54 +1929,47 @@ _NOT_PLAIN = cast("Callable[[bytes], Literal[False]]", frozenset().__contains__)
 _NEVER_NS = 1 << 62
 
 
-def _slow_ns(stats: Stats) -> int:
-    """The time from which run_batch logs a plain command as slow."""
-    ns = stats.slow_threshold_ns
-    return ns if ns >= 0 else _NEVER_NS
-
-
-def _counts_only(persistence: Persistence | None) -> bool:
-    """Whether ``Persistence.record`` of a write would only count it in
-    ``dirty`` (no AOF, not suspended): run_batch's plain writes then do
-    that themselves.  Asked once per batch, and again after each entry that
-    is not plain, the only entries that change those (CONFIG SET
-    appendonly, a rewrite started, a parked operation's suspension)."""
-    return persistence is not None and persistence.aof is None and not persistence.suspended
-
-
-def _fast_below(
+def _gates(
+    stats: Stats,
+    persistence: Persistence | None,
     table: dict | None,
     writer: object,
     noted: list | None,
     blocked: dict,
-    counts_only: bool,
-    persistence: Persistence | None,
-) -> int:
-    """The headers below which run_batch's fast path runs the entries that
-    follow: 0 (every slotted header, see wire.SLOTTED) when it may,
-    wire.SLOTTED (none) when not.  It runs a slotted GET, SET key value,
-    INCR or DECR in its handler's usual case (the inline case of
-    :mod:`shardkv.worker.plain`), done at once, its reply and its time
-    with it, and it may while nothing else asks for a look at them:
-    the plain path on (``table``), no AOF (``writer``; a write is then
-    counted in ``dirty`` only, ``counts_only``), no keyspace events
-    (``noted``; with the plain path on, no KEYMISS either), nobody blocked
-    on a key (``blocked``), no -MISCONF.  Asked once per batch, and again
-    where run_batch asks ``counts_only`` again (after each entry that is
-    not plain, the only entries that change those: with no AOF, -MISCONF
-    comes only from CONFIG SET and the cron between batches).  Anything
-    else, and any key in another state, takes the path it took before."""
+) -> tuple[int, bool, int]:
+    """What run_batch's plain commands look at, in one call (asked once per
+    batch, and again after each entry that is not plain, the only entries
+    that change these: CONFIG SET, a rewrite started, a parked operation's
+    suspension; with no AOF, -MISCONF comes only from CONFIG SET and the
+    cron between batches):
+
+    * the time from which a plain command is logged as slow;
+    * whether ``Persistence.record`` of a write would only count it in
+      ``dirty`` (no AOF, not suspended): the plain writes then do that
+      themselves;
+    * the headers below which the fast path runs the entries that follow:
+      0 (every slotted header, see wire.SLOTTED) when it may, wire.SLOTTED
+      (none) when not.  It runs a slotted GET, SET key value, INCR or DECR
+      in its handler's usual case (the inline case of
+      :mod:`shardkv.worker.plain`), done at once, its reply and its time
+      with it, and it may while nothing else asks for a look at them: the
+      plain path on (``table``), no AOF (``writer``; a write is then only
+      counted), no keyspace events (``noted``; with the plain path on, no
+      KEYMISS either), nobody blocked on a key (``blocked``), no -MISCONF.
+      Anything else, and any key in another state, takes the path it took
+      before."""
+    ns = stats.slow_threshold_ns
+    counts_only = persistence is not None and persistence.aof is None and not persistence.suspended
     if (
         table is not None
         and writer is None
         and noted is None
         and not blocked
         and counts_only
-        and persistence is not None
-        and persistence.misconf is None
+        and persistence.misconf is None  # type: ignore[union-attr]  # (counts_only: not None)
     ):
-        return 0
-    return wire.SLOTTED
+        return (ns if ns >= 0 else _NEVER_NS), True, 0
+    return (ns if ns >= 0 else _NEVER_NS), counts_only, wire.SLOTTED
 
 
 # Where the fast path's times go before it has an entry (never used).

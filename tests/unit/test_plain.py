@@ -185,7 +185,7 @@ def _run_inline(shard: Shard, slotted: bool = False) -> tuple:
 @pytest.mark.parametrize("slotted", [False, True])
 @pytest.mark.parametrize("appendonly", [False, True])
 def test_inline_commands_do_what_their_handlers_do(tmp_path, appendonly, slotted):
-    """Slotted, with no AOF: run_batch's fast path (see _fast_below)."""
+    """Slotted, with no AOF: run_batch's fast path (see shard._gates)."""
     inline = _run_inline(_shard(tmp_path / "plain", True, appendonly), slotted)
     through_execute = _run_inline(_shard(tmp_path / "execute", False, appendonly), slotted)
     assert inline == through_execute

@@ -865,3 +865,17 @@ def test_btry_passes_over_keys_of_another_type(shard):
     run(shard, "ZADD", "z", "1", "m")
     assert run(shard, wire.Verb.BTRY, "BZMPOP", "0", "2", "b", "z", "MIN") == [b"z", [[b"m", 1.0]]]
     assert isinstance(run(shard, "BLPOP", "b", "0"), Error)  # the command itself still fails
+
+
+@pytest.mark.parametrize("count", [0, 1, 16, 255, 256, 257, 1000])
+def test_a_replies_payload_is_the_same_at_every_count(count):
+    """``wire.encode_replies`` packs the usual counts with a packer made
+    once per count, and the others with a format made per payload: both
+    give the payload ``R``, the count, the sizes (little-endian 32-bit),
+    then the bodies, and it reads back."""
+    bodies = [b"+OK\r\n" if i % 3 else b"$%d\r\n%s\r\n" % (i, b"x" * i) for i in range(count)]
+    payload = wire.encode_replies(bodies)
+    sizes = b"".join(len(b).to_bytes(4, "little") for b in bodies)
+    assert payload == b"R" + count.to_bytes(4, "little") + sizes + b"".join(bodies)
+    assert wire.count_replies(payload) == count
+    assert wire.decode_replies(payload) == bodies
