@@ -37,7 +37,9 @@ Keys on several shards
     it: then the other shards are asked first (``__bclaim``) whether that
     operation made one of the client's keys there ready before it, and
     the try runs on the first, as Redis serves a client from the first of
-    its ready keys (:meth:`_CrossShard._ask_others`; not a stream read's).
+    its ready keys (:meth:`_CrossShard._ask_others`; a stream read's too,
+    whose ``__bwait`` so notified keeps the operation and rank for the
+    ``__bclaim`` though it claims no entry).
     Only step (1) pops, so an element is popped once, for this client.
     Unlike a single-shard waiter, such a client has no place in a key's
     queue of waiters: a client blocked on that key alone, on the same shard,
@@ -922,7 +924,9 @@ class _CrossShard:
         if self.done or notify not in self.notifies:
             return  # a late answer from a round already over
         body, key, order = _notification(body)
-        if order and not self.stream and len(self.notifies) > 1:
+        if order and len(self.notifies) > 1:
+            if self.stream:  # its claim (of no element) ends now
+                notify.link.send_control(notify.verb(Verb.BDONE), _IGNORE)
             self._ask_others(notify, (notify, body, key, order))
             return
         self._cancel_notifies()
@@ -949,8 +953,12 @@ class _CrossShard:
         client from the key made ready first (its ready keys' order).  So
         the other shards are asked first (``__bclaim``, in one step, which
         also ends their waits), and the try runs on the key with the lowest
-        rank in that operation (:meth:`_claimed`).  (Not a stream read's:
-        its ``__bwait``s claim nothing, so a ``__bclaim`` cannot tell.)"""
+        rank in that operation (:meth:`_claimed`).  A stream read's too:
+        its ``__bwait``s claim nothing, but one so notified keeps the
+        operation and rank until a ``__bclaim`` or ``__bdone`` reads them
+        (its own gets a ``__bdone`` now), so the client gets the entries of
+        the stream written first alone, as Redis 7.0 serves it
+        (``serveClientsBlockedOnStreamKey``)."""
         others = [other for other in self.notifies if other is not notify]
         self.notifies = []
         for other in others:

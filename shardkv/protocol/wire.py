@@ -987,7 +987,8 @@ class Verb:
     # (BLMPOP/BZMPOP's COUNT, else 1), its *claim* on the key until its
     # __bdone.  (XREAD/XREADGROUP: __bwait command timeout elapsed-ms group
     # key id [key id ...], which claims nothing: [BWAIT_READY, key], or an
-    # XREADGROUP's error.)
+    # XREADGROUP's error; made ready by a cross-shard operation, [BWAIT_READY,
+    # key, op, rank], kept for one __bclaim or __bdone.)
     BWAIT = b"__bwait"
     # __bclaim token -> the notification ([BWAIT_READY or BWAIT_CLAIMED, key]) of
     # the __bwait of ``token`` on this pipe whose claim is not done, else 0

@@ -471,7 +471,9 @@ class Waiters:
         claim = self.claims.get((pipe, token))
         if claim is None:
             return 0
-        if done:
+        if not claim[1]:  # a stream read's: said once (see _serve)
+            self._unclaim((pipe, token))
+        elif done:
             self._unclaim((pipe, token))
             if claim[0] in self.by_key:
                 self.ready[claim[0]] = None
@@ -479,6 +481,8 @@ class Waiters:
 
     def _unclaim(self, claim: tuple[int, int]) -> None:
         key, n, _, _ = self.claims.pop(claim)
+        if not n:
+            return  # (a stream read's: it counts nothing)
         left = self.claimed[key] - n
         if left:
             self.claimed[key] = left
@@ -657,6 +661,14 @@ class Waiters:
             self.claims[waiter.pipe, waiter.token] = (dbkey, claims, value, order)  # type: ignore[assignment]  # an int here
             self.claimed[dbkey] = self.claimed.get(dbkey, 0) + claims
             value = [value, key, *order]  # the notification names its key (see bwait)
+        elif order and type(value) is list and args[0] == Verb.BWAIT:
+            # A stream read's __bwait (it claims nothing), its key made
+            # ready by a cross-shard operation: the notification names the
+            # operation and the rank, and a claim of no element keeps them
+            # for the __bclaim its client sends its other shards (see
+            # shardkv.acceptor.blocking), which ends it.
+            self.claims[waiter.pipe, waiter.token] = ((waiter.db, key), 0, value[0], order)
+            value = [*value, *order]
         self.wakes.append((waiter.pipe, wire.encode_wake(waiter.token, encode(value, waiter.resp3))))
         stats = ks.stats
         # Counted as called when it blocked (Waiters.run); now its time and

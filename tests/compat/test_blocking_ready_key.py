@@ -25,6 +25,7 @@ from tests.support.waits import WAIT, read_or_error, reply_or_error, wait_blocke
 
 SET_THEN_PUSH = "redis.call('set', KEYS[1], 's') return redis.call('rpush', KEYS[2], 'x')"
 PUSH_BOTH = "redis.call('rpush', KEYS[1], 'x') return redis.call('rpush', KEYS[2], 'y')"
+XADD_BOTH = "redis.call('xadd', KEYS[1], '5-1', 'f', 'v') return redis.call('xadd', KEYS[2], '5-2', 'f', 'v')"
 PUSH_POP = "redis.call('rpush', KEYS[1], 'x') return redis.call('lpop', KEYS[1])"
 PUSH_POP_PUSH = (
     "redis.call('rpush', KEYS[1], 'x') redis.call('lpop', KEYS[1]) return redis.call('rpush', KEYS[2], 'y')"
@@ -120,8 +121,33 @@ CASES = {
     ),
     # Several keys made ready by one transaction or script: Redis serves
     # the client from the key written first (its ready keys' order), not
-    # the first of the command's keys.  (Not yet a stream read across
-    # shards: see the README.)
+    # the first of the command's keys; a stream read gets that stream's
+    # entries alone (Redis 7.0's serveClientsBlockedOnStreamKey).
+    "multi-xadd-b-then-a-xread": (
+        None,
+        ["XREAD", "BLOCK", 0, "STREAMS", "A", "B", "$", "$"],
+        [["MULTI"], ["XADD", "B", "5-1", "f", "v"], ["XADD", "A", "5-1", "f", "v"], ["EXEC"]],
+    ),
+    "multi-xadd-a-then-b-xread": (
+        None,
+        ["XREAD", "BLOCK", 0, "STREAMS", "B", "A", "$", "$"],
+        [["MULTI"], ["XADD", "A", "5-1", "f", "v"], ["XADD", "B", "5-2", "f", "v"], ["EXEC"]],
+    ),
+    "eval-xadd-b-then-a-xread": (
+        None,
+        ["XREAD", "COUNT", 5, "BLOCK", 0, "STREAMS", "A", "B", "$", "$"],
+        [["EVAL", XADD_BOTH, 2, "B", "A"]],
+    ),
+    "multi-xadd-b-then-a-xreadgroup": (
+        [["XGROUP", "CREATE", "A", "g", "$", "MKSTREAM"], ["XGROUP", "CREATE", "B", "g", "$", "MKSTREAM"]],
+        ["XREADGROUP", "GROUP", "g", "c", "BLOCK", 0, "STREAMS", "A", "B", ">", ">"],
+        [["MULTI"], ["XADD", "B", "5-1", "f", "v"], ["XADD", "A", "5-1", "f", "v"], ["EXEC"]],
+    ),
+    "eval-xadd-a-then-b-xreadgroup": (
+        [["XGROUP", "CREATE", "A", "g", "$", "MKSTREAM"], ["XGROUP", "CREATE", "B", "g", "$", "MKSTREAM"]],
+        ["XREADGROUP", "GROUP", "g", "c", "BLOCK", 0, "STREAMS", "B", "A", ">", ">"],
+        [["EVAL", XADD_BOTH, 2, "A", "B"]],
+    ),
     "multi-rpush-b-then-a": (
         None,
         ["BLPOP", "A", "B", 0],
