@@ -13,10 +13,17 @@ may write (no ``no-writes`` flag, a function's too) as it starts, as
 Redis's scriptVerifyWriteCommandAllow and processCommand do.  With several
 acceptors each one tells the workers over its own pipe (every pipe gets
 every ``D`` frame); a worker heeds any pipe that says so.
+
+A CONFIG SET (stop-writes-on-bgsave-error) through another acceptor may
+change what the workers report: that acceptor answers OK only once this
+one has heard it (``__settled``, see
+:func:`shardkv.acceptor.commands.config.bus_sync`) and the workers have
+answered the ``__misconf`` that made this one send (:func:`when_told`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from shardkv.acceptor.shardlink import MISCONF_LINKS
@@ -36,6 +43,37 @@ class _Ignore:
 _IGNORE = _Ignore()
 
 
+class Telling:
+    """The workers' answers to one ``__misconf``, and what waits for them all."""
+
+    __slots__ = ("server", "left", "waiters")
+
+    def __init__(self, server: Acceptor, left: int) -> None:
+        self.server = server
+        self.left = left
+        self.waiters: list[Callable[[], None]] = []
+
+    def deliver(self, body: bytes) -> None:  # an answer (an error too: the pipe is gone)
+        self.left -= 1
+        if self.left:
+            return
+        if self.server.misconf_telling is self:
+            self.server.misconf_telling = None
+        for waiter in self.waiters:
+            waiter()
+
+
+def when_told(server: Acceptor, then: Callable[[], None]) -> None:
+    """Call ``then`` once every worker has answered the last ``__misconf``
+    (at once if they all have): a script run after it, through any
+    acceptor, finds it."""
+    telling = server.misconf_telling
+    if telling is None:
+        then()
+    else:
+        telling.waiters.append(then)
+
+
 def on_attach(server: Acceptor, link: ShardLink) -> None:
     """Follow ``link``'s ``D`` frames; a new worker hears the state now."""
     link.on_disk = lambda: changed(server)
@@ -50,9 +88,10 @@ def changed(server: Acceptor) -> None:
         return
     server.misconf_told = text
     body = _message(text)
-    for link in server.links:
-        if link.up:
-            link.send_control(body, _IGNORE)
+    up = [link for link in server.links if link.up]
+    telling = server.misconf_telling = Telling(server, len(up)) if up else None
+    for link in up:
+        link.send_control(body, telling)  # type: ignore[arg-type]
     _learn_function_writers(server, text is not None)
 
 

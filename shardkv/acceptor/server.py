@@ -29,7 +29,7 @@ from time import perf_counter_ns
 from typing import Any
 
 from shardkv import __version__
-from shardkv.acceptor import causal, configorder, listeners
+from shardkv.acceptor import causal, configorder, diskerrors, listeners
 from shardkv.acceptor.bus import Bus, BusHandler
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.holds import HoldingClient, Holds
@@ -224,6 +224,9 @@ class Acceptor:
         self.pause_type = 0
         # The -MISCONF text the workers were last told (shardkv.acceptor.diskerrors).
         self.misconf_told: str | None = None
+        # The last ``__misconf`` sent, until every worker has answered it
+        # (see shardkv.acceptor.diskerrors.when_told).
+        self.misconf_telling: diskerrors.Telling | None = None
         # While writes are refused for a disk error: the functions that may
         # write (lowercase names), asked of a worker (diskerrors.changed).
         self.function_writers: frozenset[bytes] = frozenset()

@@ -1042,6 +1042,12 @@ class Verb:
     # lowercase; the acceptor asks while out of memory (see
     # shardkv.acceptor.memorybudget.learn_oom_functions).
     FUNCTION_DENYOOM = b"__fdenyoom"
+    # An inquiry (``I`` frame) -> 1, answered after the worker's ``D`` frame
+    # if its -MISCONF state changed since this pipe last heard it: with
+    # several acceptors, what another acceptor's CONFIG SET changed in the
+    # worker has reached this one once it is answered (see
+    # shardkv.acceptor.commands.config.bus_sync).
+    SETTLED = b"__settled"
     # In a ``Q`` frame: a script's first math.random or math.randomseed
     # borrows the server's one generator state (the answer, an integer);
     # the script's end gives it back (``__randomback state``, no answer).

@@ -179,7 +179,10 @@ class Pipe:
         it is, like a script's ``Q`` frame: it acknowledges no write, so it
         neither waits for the AOF nor writes it, which in a script that
         wrote would log half of the script's effects, outside its
-        MULTI/EXEC, and of an attempt that may still be rolled back."""
+        MULTI/EXEC, and of an attempt that may still be rolled back.  A
+        change of the -MISCONF state goes first (its ``D`` frame), as it
+        does before any reply: ``__settled`` counts on it."""
+        self.report_disk()
         self.send_state(self.inquiry_answer(inquiry))
 
     def recv_waiting(self) -> bytes:

@@ -101,7 +101,7 @@ _EVALSHA = frozenset((b"EVALSHA", b"evalsha", b"EVALSHA_RO", b"evalsha_ro"))
 # The verbs an ``I`` frame may ask: they read (or reset) the shard's
 # figures, so they may run even while the shard waits in a script or parked.
 INQUIRIES = frozenset(
-    {Verb.INFO, Verb.LASTSAVE, Verb.FUNCTION_WRITERS, Verb.FUNCTION_DENYOOM, Verb.CJSON_STATE}
+    {Verb.INFO, Verb.LASTSAVE, Verb.FUNCTION_WRITERS, Verb.FUNCTION_DENYOOM, Verb.CJSON_STATE, Verb.SETTLED}
 )
 
 

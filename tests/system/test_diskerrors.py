@@ -23,6 +23,7 @@ import psutil
 import pytest
 import redis
 
+from tests.support.acceptors import acceptor_of
 from tests.support.servers import start_redis, start_shardkv
 
 pytestmark = pytest.mark.slow
@@ -410,6 +411,65 @@ def test_stop_writes_on_bgsave_error_no_lets_writes_in_after_a_failed_save(tmp_p
         while _say(conn, "SET", "x", "1") != ("error", RDB_FAILED):
             assert time.monotonic() < deadline, "writes were never refused again"
             time.sleep(0.05)
+    finally:
+        server.stop()
+
+
+_SCRIPT_SET = "return redis.call('set', KEYS[1], '1')"
+CONFIG_ROUNDS = 15
+
+
+def _on_acceptor(port: int, kind: str, index: int) -> redis.Connection:
+    """A raw connection, on acceptor ``index`` of shardkv's two."""
+    if kind == "redis":
+        return redis.Connection(port=port)
+    for _ in range(400):
+        conn = redis.Connection(port=port)
+        if acceptor_of(int(_say(conn, "CLIENT", "ID"))) == index:  # type: ignore[arg-type]
+            return conn
+        conn.disconnect()
+    raise AssertionError(f"no connection reached acceptor {index}")
+
+
+@pytest.mark.parametrize("kind", ["redis", "shardkv"])
+def test_stop_writes_on_bgsave_error_set_through_one_acceptor_is_in_effect_on_the_other_once_ok(
+    tmp_path, kind
+):
+    """Issue 22: once CONFIG SET's OK is read, a command on any connection
+    (with two acceptors, on the other acceptor) finds the new value, as in
+    Redis's one process: PING and a script's write through either
+    acceptor go through after ``no`` and are refused after ``yes``.
+    Before, the other acceptor heard the workers' new -MISCONF state only
+    at their next tick: its PING was refused right after ``no``'s OK, in
+    the first round."""
+    where = tmp_path / "dir"
+    where.mkdir()
+    server = (
+        start_redis("--dir", str(where))
+        if kind == "redis"
+        else start_shardkv("--dir", str(where), shards=2, acceptors=2)
+    )
+    refused = ("error", RDB_FAILED)
+    try:
+        c = redis.Redis(port=server.port)
+        _refuse_writes_by_a_missing_dir(c, where, server.port).disconnect()
+        a, b = _on_acceptor(server.port, kind, 0), _on_acceptor(server.port, kind, 1)
+        deadline = time.monotonic() + 30
+        while _say(a, "PING") != refused or _say(b, "PING") != refused:
+            assert time.monotonic() < deadline, "PING was never refused"
+            time.sleep(0.05)
+        for i in range(CONFIG_ROUNDS):
+            for setter, other in ((a, b), (b, a)):
+                assert _say(setter, "CONFIG", "SET", "stop-writes-on-bgsave-error", "no") == b"OK"
+                assert (_say(other, "PING"), _say(setter, "PING")) == (b"PONG", b"PONG"), i
+                for conn in (other, setter):
+                    assert _say(conn, "EVAL", _SCRIPT_SET, "1", f"k{i}") == b"OK", i
+                assert _say(setter, "CONFIG", "SET", "stop-writes-on-bgsave-error", "yes") == b"OK"
+                assert (_say(other, "PING"), _say(setter, "PING")) == (refused, refused), i
+                for conn in (other, setter):
+                    assert _say(conn, "EVAL", _SCRIPT_SET, "1", f"k{i}")[1].startswith("MISCONF"), i  # type: ignore[index]
+        a.disconnect()
+        b.disconnect()
     finally:
         server.stop()
 

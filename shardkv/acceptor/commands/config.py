@@ -8,7 +8,7 @@ every worker; a worker whose pipe is attached gets every setting
 
 from __future__ import annotations
 
-from shardkv.acceptor import configorder, listeners, memorybudget, notifications
+from shardkv.acceptor import configorder, diskerrors, listeners, memorybudget, notifications
 from shardkv.acceptor.bus import fail_slot
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.commands.common import all_ok, guard, subcommand_error
@@ -171,63 +171,86 @@ def bus_resetstat(server, origin: int, args: list) -> int:
 
 
 def bus_sync(server, origin: int, args: list) -> int | None:
-    """Answered once everything the asker sent before reached this acceptor,
-    and what that made it send the workers (``__events`` of a new
-    notify-keyspace-events) is in effect there: every worker answered it."""
+    """Answered once everything the asker sent before reached this acceptor
+    (its CONFIG SET's config line), and what the workers did about it, which
+    the asker's CONFIG SET waited for before it asked, reached this one too:
+
+    * the ``__events`` that a new notify-keyspace-events made it send the
+      workers is in effect there (every worker answered it);
+    * every worker answered ``__settled`` on this acceptor's pipe, so its
+      ``D`` frame, if a setting changed its -MISCONF state
+      (stop-writes-on-bgsave-error), is read;
+    * the ``__misconf`` that frame made this acceptor send every worker is
+      answered (a script through any acceptor finds it).
+
+    So a command through this acceptor after the asker's OK sees the new
+    setting, as after Redis's one CONFIG SET.  A worker that is down
+    answers at once (its link says so) and hears it all again when attached."""
     server._flush_links()
-    if notifications.STATE.applying is None:
-        return 1
     answer = server.bus.later()
-    notifications.when_applied(lambda: answer(1))
+    notifications.when_applied(lambda: _settle_links(server, lambda: answer(1)))
     return None
+
+
+def _settle_links(server, then) -> None:
+    """``__settled`` on every pipe of this acceptor; ``then`` once every
+    worker answered it and the ``__misconf`` their answers caused."""
+    links = [link for link in server.links if link.up]
+    left = [len(links)]
+
+    def answered(_: object) -> None:
+        left[0] -= 1
+        if not left[0]:
+            diskerrors.when_told(server, then)
+
+    if not links:
+        diskerrors.when_told(server, then)
+    for link in links:
+        link.inquire([Verb.SETTLED], answered)
 
 
 class _Both:
     """A reply slot's stand-in for the shards' merged reply, handed on once
-    the other acceptors have answered too (or the error of one that failed
-    to, instead)."""
+    the other acceptors have answered the question asked of them after it
+    (or the error of one that failed to, instead)."""
 
-    __slots__ = ("slot", "body", "acceptors_done", "failure")
+    __slots__ = ("slot", "kind", "body", "failure")
 
-    def __init__(self, slot: Slot) -> None:
+    def __init__(self, slot: Slot, kind: bytes) -> None:
         self.slot = slot
+        self.kind = kind
         self.body: bytes | None = None
-        self.acceptors_done = False
         self.failure: str | None = None
 
     def deliver(self, body: bytes) -> None:
         self.body = body
-        if self.acceptors_done:
-            self._hand_on()
+        server = self.slot.client.server
+        server.bus.ask(self.kind, [], self.acceptors_answered, failed=self.acceptors_failed)  # type: ignore[union-attr]
 
     def acceptors_answered(self, _: list) -> None:
-        self.acceptors_done = True
-        if self.body is not None:
-            self._hand_on()
-
-    def acceptors_failed(self, message: str) -> None:
-        self.failure = message
-        self.acceptors_answered([])
-
-    def _hand_on(self) -> None:
         if self.failure is None:
             self.slot.deliver(self.body)  # type: ignore[arg-type]
         else:
             fail_slot(self.slot)(self.failure)
 
+    def acceptors_failed(self, message: str) -> None:
+        self.failure = message
+        self.acceptors_answered([])
+
 
 def _with_acceptors(client: Client, args: list, merge, kind: bytes) -> None:
-    """Ask every shard ``args`` now (in the client's order) and the other
-    acceptors ``kind``; reply with ``merge`` of the shards' answers once both are in."""
+    """Ask every shard ``args`` now (in the client's order), then, once they
+    all answered, the other acceptors ``kind``; reply with ``merge`` of the
+    shards' answers once the acceptors have answered too.  In that order, so
+    that what the shards did is done when the others are asked (see
+    :func:`bus_sync`)."""
     server = client.server
     slot = Slot(client)
     client.pending.append(slot)
-    both = _Both(slot)
-    gather = Gather(both, len(server.links), merge, client.resp3, None)
+    gather = Gather(_Both(slot, kind), len(server.links), merge, client.resp3, None)
     header, body = client.part_headers[client.resp3], encode_command(args)
     for i, link in enumerate(server.links):
         link.send(header, body, gather.sink(i))
-    server.bus.ask(kind, [], both.acceptors_answered, failed=both.acceptors_failed)  # type: ignore[union-attr]
 
 
 def _apply_set(client: Client, changes: dict) -> None:

@@ -249,6 +249,13 @@ def pause(ks: Keyspace, args: list[bytes]) -> object:
     return OK
 
 
+def settled(ks: Keyspace, args: list[bytes]) -> object:
+    """__settled -> 1, an inquiry: its answer follows what the worker tells
+    every pipe of its own accord (its ``D`` frame), so an acceptor that
+    has it has heard what the settings another acceptor set changed."""
+    return 1
+
+
 def misconf(ks: Keyspace, args: list[bytes]) -> object:
     """__misconf [text] -> OK: this pipe's acceptor refuses writes with the
     -MISCONF ``text`` (some shard cannot persist), or no longer does; a
@@ -358,6 +365,7 @@ HANDLERS: Handlers = {
     Verb.CMDSTATS: cmdstats,
     Verb.PAUSE: pause,
     Verb.MISCONF: misconf,
+    Verb.SETTLED: settled,
     Verb.HOLD: hold,
     Verb.RELEASE: release,
     Verb.PING: ping,
