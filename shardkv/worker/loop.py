@@ -28,6 +28,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 
 from shardkv.protocol import errors, wire
@@ -152,7 +153,7 @@ class Pipe:
                     ]
                 payload = _refuse_logged(payload, logged, persistence)
             if persistence is not None and persistence.misconf != reported[0]:
-                report_disk()
+                self.tell_disk()
             held_logged.clear()
             if held:
                 held.append(payload)
@@ -172,6 +173,10 @@ class Pipe:
         self.send = send
         self.send_state = send_state
         self.report_disk = report_disk
+        # What a change of the -MISCONF state seen as this pipe sends
+        # reports it on: this pipe, and with several every pipe (see
+        # Pipes.report_disk).
+        self.tell_disk: Callable[[], None] = report_disk
         self.inquiry_answer = shard.inquiry_answer
 
     def answer(self, inquiry: bytes) -> None:
@@ -182,7 +187,7 @@ class Pipe:
         MULTI/EXEC, and of an attempt that may still be rolled back.  A
         change of the -MISCONF state goes first (its ``D`` frame), as it
         does before any reply: ``__settled`` counts on it."""
-        self.report_disk()
+        self.tell_disk()
         self.send_state(self.inquiry_answer(inquiry))
 
     def recv_waiting(self) -> bytes:
@@ -334,6 +339,8 @@ class Pipes:
         if old is not None:
             self.lose(old)
         pipe = self.pipes[index] = Pipe(self.shard, index, conn)
+        if self.npipes > 1:
+            pipe.tell_disk = lambda: self.report_disk(pipe)
         fd = pipe.reader.sock.fileno()
         self.by_fd[fd] = pipe
         self.poller.register(fd, select.POLLIN)
@@ -344,6 +351,24 @@ class Pipes:
             pipe.report_disk()
         except (EOFError, OSError):
             self.lose(pipe)
+
+    def report_disk(self, first: Pipe) -> None:
+        """The -MISCONF state changed (an AOF write failed, a CONFIG SET
+        changed stop-writes-on-bgsave-error): tell every pipe, ``first``
+        first, before any reply that follows the change leaves on any of
+        them, not at the next tick.  So an acceptor whose client was just
+        refused (or let through) has not left another acceptor a tick to
+        answer otherwise: the ``D`` frame is in that acceptor's pipe before
+        the reply reaches the client.  A failure to send on ``first``
+        is its sender's; on another pipe it is noted, as :meth:`_timers`
+        does."""
+        first.report_disk()
+        for pipe in self.pipes:
+            if pipe is not None and pipe is not first:
+                try:
+                    pipe.report_disk()
+                except OSError:
+                    pipe.broken = True
 
     def lose(self, pipe: Pipe) -> None:
         """Acceptor ``pipe.index`` has gone, and its clients with it."""

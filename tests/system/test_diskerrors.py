@@ -415,6 +415,30 @@ def test_stop_writes_on_bgsave_error_no_lets_writes_in_after_a_failed_save(tmp_p
         server.stop()
 
 
+def test_a_full_aof_refused_through_one_acceptor_is_refused_through_the_other_at_once(small_disk):
+    """Issue 22: the first write refused with -MISCONF (the AOF cannot be
+    written) through one acceptor: a PING through the other, sent once that
+    reply is read, is refused too, as in Redis's one process.  Before,
+    the worker told the other acceptor's pipe only at its next tick, and
+    that PING was answered PONG."""
+    flags = ("--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(small_disk))
+    server = start_shardkv(*flags, shards=2, acceptors=2)
+    try:
+        a, b = _on_acceptor(server.port, "shardkv", 0), _on_acceptor(server.port, "shardkv", 1)
+        for i in range(20000):
+            reply = _say(a, "SET", f"k{i}", VALUE)
+            if reply != b"OK":
+                assert reply == ("error", AOF_FULL)
+                break
+        else:
+            raise AssertionError("the disk never filled")
+        assert _say(b, "PING") == ("error", AOF_FULL)
+        a.disconnect()
+        b.disconnect()
+    finally:
+        server.stop()
+
+
 _SCRIPT_SET = "return redis.call('set', KEYS[1], '1')"
 CONFIG_ROUNDS = 15
 
