@@ -171,11 +171,29 @@ def eval_command(client: Client, args: list[bytes]) -> None:
         if sha not in CACHE.bodies and compiles(body):  # (one that does not is never cached)
             number = scriptcalls.flush_number(client.server)
             CACHE.add(sha, body, number)
-            if client.server.bus is not None:  # EVALSHA through another acceptor finds it
-                client.server.bus.tell(bus.SCRIPT, [b"load", sha, body, b"%d" % number])
+            if client.server.bus is not None:
+                _cached_everywhere(client, [b"load", sha, body, b"%d" % number])
     keys = args[3 : 3 + n]
     rest = args[3 + n :]
     run_script(client, sha, body, ro, keys, rest, name=name.decode("latin-1"), called=args)
+
+
+def _cached_everywhere(client: Client, load: list[bytes]) -> None:
+    """EVAL cached a script new here: every other acceptor caches it before
+    the EVAL's reply (a placeholder holds it, and the client's later
+    replies, until they answered), so an EVALSHA read after that reply,
+    through any acceptor, finds it, as in Redis.  One bus round trip per
+    body new to the cache, run alongside the script.  Inside EXEC, whose
+    replies are one array, the others are only told (a gap: an EVALSHA
+    through another acceptor right after that EXEC's reply may find none)."""
+    server_bus = client.server.bus
+    assert server_bus is not None
+    if client.state.in_exec:
+        server_bus.tell(bus.SCRIPT, load)
+        return
+    barrier = Slot(client)
+    client.pending.append(barrier)
+    server_bus.ask(bus.SCRIPT, load, lambda _: barrier.deliver(b""))
 
 
 def evalsha_fast(client: Client, args: list[bytes], raw: bytes, header: bytes) -> bool:

@@ -20,7 +20,7 @@ import pytest
 import redis
 
 from shardkv.runtime.config_params import machine_acceptors
-from tests.support.acceptors import acceptor_pids, connect_to
+from tests.support.acceptors import acceptor_pids, client_on, connect_to
 from tests.support.placement import on_shards
 from tests.support.rawsocket import wait_closed
 from tests.support.servers import ROOT, start_redis, start_shardkv
@@ -217,15 +217,46 @@ def test_the_script_cache_is_the_same_through_every_acceptor(server):
         assert a.eval("return 7", 0) == 7
         other = "f3d2d8c4bc7b4abe6ee0ba3bf34cb73f4b0f0ee2"  # not loaded anywhere
         assert b.script_exists(other) == [False]
-        deadline = time.monotonic() + 10
-        seven = hashlib.sha1(b"return 7").hexdigest()  # EVAL's script reaches the others too
-        while not b.script_exists(seven)[0]:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        seven = hashlib.sha1(b"return 7").hexdigest()  # EVAL's script is in the others before its reply
+        assert b.script_exists(seven) == [True]
         assert b.script_flush() is True
         assert a.script_exists(sha, seven) == [False, False]
         with pytest.raises(redis.exceptions.NoScriptError):
             a.evalsha(sha, 0)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_an_evalsha_read_after_evals_reply_finds_the_script_through_the_other_acceptor(server):
+    """Issue 22: EVAL caches its script in every acceptor before it
+    replies, so an EVALSHA sent once that reply is read finds it through
+    any acceptor, as in Redis.  Acceptor 1 is stopped meanwhile: before,
+    acceptor 0 only told it and replied at once, and acceptor 1, resumed,
+    read the EVALSHA before the supervisor's message: -NOSCRIPT."""
+    stalled = acceptor_pids(server)[1]
+    a, b = client_on(server.port, 0), client_on(server.port, 1)
+    body = f"return 'stalled {time.time_ns()}'"
+    sha = hashlib.sha1(body.encode()).hexdigest()
+    try:
+        os.kill(stalled, signal.SIGSTOP)
+        try:
+            a.send("EVAL", body, 0)
+            a.sock.settimeout(0.5)
+            try:
+                reply = a.read_reply()
+            except TimeoutError:
+                reply = None  # it waits for acceptor 1
+            if reply is not None:
+                b.send("EVALSHA", sha, 0)
+        finally:
+            os.kill(stalled, signal.SIGCONT)
+        a.sock.settimeout(10)
+        if reply is None:
+            reply = a.read_reply()
+            b.send("EVALSHA", sha, 0)
+        assert reply == body[8:-1].encode()
+        assert b.read_reply() == reply
     finally:
         a.close()
         b.close()
