@@ -81,7 +81,9 @@ HAS_CLIENT = b"has_client"  # ask [id] -> 1 if that client is its
 INVALIDATE = b"invalidate"  # tell [target id, tracking id, its RESP3, keys, null]: CLIENT TRACKING REDIRECT
 BROKEN = b"broken"  # tell [tracking id, target id]: the client it redirects to is gone
 # ask [] -> 1: what the asker sent before (CONFIG SET's config line) has
-# arrived; the supervisor waits for every live acceptor, past ANSWER_WITHIN
+# arrived, and what the workers did about it (asked once they answered the
+# asker's ``__config``) has reached this acceptor too (see
+# shardkv.acceptor.commands.config.bus_sync); the supervisor waits for every live acceptor, past ANSWER_WITHIN
 # (up to SYNC_WITHIN, then it kills those still silent).
 SYNC = b"sync"
 # ask [port] -> 1 once it bound that port (its sockets kept for the CONFIG SET

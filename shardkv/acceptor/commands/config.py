@@ -8,6 +8,8 @@ every worker; a worker whose pipe is attached gets every setting
 
 from __future__ import annotations
 
+import logging
+
 from shardkv.acceptor import configorder, diskerrors, listeners, memorybudget, notifications
 from shardkv.acceptor.bus import fail_slot
 from shardkv.acceptor.client import Client
@@ -21,6 +23,13 @@ from shardkv.protocol.glob import compile_glob
 from shardkv.protocol.resp import OK, encode_command
 from shardkv.protocol.wire import Verb, entry_header
 from shardkv.runtime import config
+
+log = logging.getLogger("shardkv.acceptor")
+
+# How long ``sync`` waits for the workers (a worker that reads no pipe, in
+# a long foreground SAVE, say) before it answers anyway: well before the
+# supervisor's SYNC_WITHIN, which would kill this acceptor as stuck.
+SETTLE_WITHIN = bus.SYNC_WITHIN / 2
 
 # -- CONFIG ------------------------------------------------------------------
 
@@ -185,10 +194,27 @@ def bus_sync(server, origin: int, args: list) -> int | None:
 
     So a command through this acceptor after the asker's OK sees the new
     setting, as after Redis's one CONFIG SET.  A worker that is down
-    answers at once (its link says so) and hears it all again when attached."""
+    answers at once (its link says so) and hears it all again when
+    attached; one silent for :data:`SETTLE_WITHIN` is given up on (logged),
+    so that the supervisor does not take this acceptor for stuck."""
     server._flush_links()
     answer = server.bus.later()
-    notifications.when_applied(lambda: _settle_links(server, lambda: answer(1)))
+    answered = [False]
+
+    def settled() -> None:
+        if not answered[0]:
+            answered[0] = True
+            timer.cancel()
+            answer(1)
+
+    def late() -> None:
+        if not answered[0]:
+            answered[0] = True
+            log.warning("acceptor: CONFIG SET's sync: the workers did not answer in %.0f s", SETTLE_WITHIN)
+            answer(1)
+
+    timer = server.loop.call_later(SETTLE_WITHIN, late)
+    notifications.when_applied(lambda: _settle_links(server, settled))
     return None
 
 
