@@ -173,9 +173,34 @@ class Raised(Exception):
 LIBRARY_ERROR = Raised()
 
 
-def for_lua(f: Callable[..., object]) -> Callable[..., object]:
-    """``f`` as a Python callable for Lua: its error leaves with no lupa
-    object behind it, as a pinned :class:`Raised`.
+def _pushed(value: object) -> int:
+    """What lupa may allocate in Lua to push ``value``, a Python
+    callable's result, after the callable returned: each string with its
+    header, a stack slot for each value of a tuple (its values, with
+    ``unpack_returned_tuples``); nothing for a number, a boolean, nil or a
+    Lua value."""
+    if type(value) is bytes:
+        return _LUA_STRING + len(value)
+    if type(value) is tuple:
+        return sum(_pushed(v) + 16 for v in value)
+    return 0
+
+
+def for_lua(f: Callable[..., object], lua: LuaValue) -> Callable[..., object]:
+    """``f`` as a Python callable for ``lua``: its error leaves with no lupa
+    object behind it, as a pinned :class:`Raised`, and its result goes in
+    only if it fits (ROOM).
+
+    lupa allocates in Lua outside any protected call: the result it
+    pushes after ``f`` returned, and while ``f`` runs, a C closure for each
+    of its own protected calls (a table's read).  One that does not fit in
+    the state's limit (a script that filled its Lua memory, then called
+    redis.sha1hex or cjson.encode) is a failed allocation there, a jump
+    over the callable's Python frames with lupa holding the GIL, which
+    left the worker hung for good, deaf to SIGTERM, or crashed it.  The
+    state's check, before ``f`` (PUSH_SLACK to spare) and before its
+    result goes in, fails the script first, with Lua's "not enough
+    memory", as the libraries' own builders do (_Room).
 
     lupa makes the Lua values a callable gets (tables, functions) objects
     bound to the ``lua_State`` that called it, a coroutine's too, and its
@@ -187,9 +212,21 @@ def for_lua(f: Callable[..., object]) -> Callable[..., object]:
     frame, which no longer holds the arguments, no context, no cause (what
     the callable raises carries text only, never a Lua value)."""
 
+    key = id(lua)  # (not the runtime itself: see install's release)
+
     def call(*args: LuaValue) -> object:
         try:
-            return f(*args)
+            check = ROOM.get(key)
+            if check is not None:
+                # (room first for what lupa allocates while f runs, each
+                # read of a table a C closure of its protected call)
+                check(0)
+            value = f(*args)
+            if check is not None:
+                size = _pushed(value)
+                if size:
+                    check(size)
+            return value
         except BaseException as e:  # (outside it, raising sets no context)
             error = e
         del args
@@ -903,7 +940,7 @@ def cjson_table(
     if config is None:
         config = CJson(lua, null, is_null, negative_zero)
     for name, fn in config.functions().items():
-        table[name] = for_lua(fn)
+        table[name] = for_lua(fn, lua)
     table[b"null"] = null
     table[b"_NAME"] = b"cjson"
     table[b"_VERSION"] = b"2.1.0"
@@ -1650,26 +1687,26 @@ def install(lua: LuaValue) -> tuple[LuaValue, CJson, Callable[[], None]]:
 
     functions, names = table(), table()
     for i, name in enumerate(config.functions(), 1):
-        functions[name] = for_lua(shared(name))
+        functions[name] = for_lua(shared(name), lua)
         names[i] = name
     new = table()
-    new[b"configure"] = for_lua(configure)
+    new[b"configure"] = for_lua(configure, lua)
     new[b"functions"] = functions
     new[b"names"] = names
     cjson[b"new"] = new
     bit = table()
     for name, fn in _bit_functions().items():
-        bit[name] = for_lua(fn)
+        bit[name] = for_lua(fn, lua)
     struct_ = table()
-    struct_[b"pack"] = for_lua(_struct_pack)
-    struct_[b"unpack"] = for_lua(_struct_unpack)
-    struct_[b"size"] = for_lua(_struct_size)
+    struct_[b"pack"] = for_lua(_struct_pack, lua)
+    struct_[b"unpack"] = for_lua(_struct_unpack, lua)
+    struct_[b"size"] = for_lua(_struct_size, lua)
     mp = MsgPack(lua)
     cmsgpack = table()
-    cmsgpack[b"pack"] = for_lua(mp.pack)
-    cmsgpack[b"unpack"] = for_lua(mp.unpack)
-    cmsgpack[b"unpack_one"] = for_lua(mp.unpack_one)
-    cmsgpack[b"unpack_limit"] = for_lua(mp.unpack_limit)
+    cmsgpack[b"pack"] = for_lua(mp.pack, lua)
+    cmsgpack[b"unpack"] = for_lua(mp.unpack, lua)
+    cmsgpack[b"unpack_one"] = for_lua(mp.unpack_one, lua)
+    cmsgpack[b"unpack_limit"] = for_lua(mp.unpack_limit, lua)
     cmsgpack[b"_NAME"] = b"cmsgpack"
     cmsgpack[b"_VERSION"] = b"lua-cmsgpack 0.4.0"
     cmsgpack[b"_COPYRIGHT"] = b"Copyright (C) 2012, Salvatore Sanfilippo"

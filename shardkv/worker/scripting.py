@@ -662,21 +662,21 @@ class Engine:
         api = chunk(
             self._pcall,
             self._call_raise,
-            for_lua(self._sha1hex),
-            for_lua(self._log),
-            for_lua(self._setresp),
-            for_lua(self._setrepl),
-            for_lua(self._random),
-            for_lua(self._randomseed),
+            for_lua(self._sha1hex, lua),
+            for_lua(self._log, lua),
+            for_lua(self._setresp, lua),
+            for_lua(self._setrepl, lua),
+            for_lua(self._random, lua),
+            for_lua(self._randomseed, lua),
             self._check,
             libs,
-            for_lua(self._register_function),
+            for_lua(self._register_function, lua),
             time.monotonic,
             self._call_packed,
-            for_lua(self._widen),
-            for_lua(_narrow_patch),  # PATCHES[NARROW]
-            for_lua(without_call_tail_calls),  # PATCHES[WIDE]
-            for_lua(_keys_only_indexed),  # (engine.one_key)
+            for_lua(self._widen, lua),
+            for_lua(_narrow_patch, lua),  # PATCHES[NARROW]
+            for_lua(without_call_tail_calls, lua),  # PATCHES[WIDE]
+            for_lua(_keys_only_indexed, lua),  # (engine.one_key)
         )
         if eval_mode:
             api[b"eval_globals"]()
@@ -764,7 +764,7 @@ class Engine:
         used = lua.get_memory_used()
         try:
             f, err = self._compile(chunk, b"@user_script", patch)
-        except lua51.LuaMemoryError:  # dumping or patching its bytecode
+        except (lua51.LuaMemoryError, lualibs.Raised):  # dumping or patching its bytecode (for_lua's check)
             f, err = None, b"not enough memory"
         settle(lua, used)
         if not f:
@@ -1658,6 +1658,10 @@ class Engine:
     def _call_packed(self, raise_error: bool, table: LuaValue, n: int) -> object:
         """The wide redis.call (``raise_error``) and redis.pcall of ``n``
         arguments, handed over as one table (see the prelude)."""
+        # (room first for the reads: each a C closure of lupa's, made
+        # outside any protected call; see lualibs.for_lua)
+        if self._used() > self._push_room:
+            self._require(0)
         args = tuple(table[i] for i in range(1, n + 1))
         del table
         if raise_error:
@@ -2023,7 +2027,7 @@ class Engine:
         stats = getattr(self.shard, "stats", None)  # (see _invoke)
         if stats is not None:
             stats.rejected(stat_name(argv) if called is not None else None, text.decode("latin-1"))
-        return self._table({b"err": text, _COUNTED: True})
+        return self._error_table({b"err": text, _COUNTED: True})
 
     def _need_key(self, key: bytes, run: Run) -> None:
         """Raise CrossShard unless ``key`` (of the current database) is here."""
@@ -2131,11 +2135,29 @@ class Engine:
 
     def _to_lua_error(self, message: str, raw: bool = False) -> object:
         if raw:  # luaPushErrorBuff: "-CODE msg" or "msg"
-            return self._table({b"err": _error_text(message)})
+            return self._error_table({b"err": _error_text(message)})
         # A command's error, already counted in errorstats: not again when
         # the script passes it on (Redis's ignore_error_stats_update).
         message = message.strip("\r\n")
-        return self._table({b"err": message.encode("latin-1", "replace"), _COUNTED: True})
+        return self._error_table({b"err": message.encode("latin-1", "replace"), _COUNTED: True})
+
+    def _error_table(self, fields: dict[bytes, object]) -> object:
+        """The error table ``fields`` made in the running script's Lua
+        state, from a Python callable that Lua called: with no room for it
+        (a script that filled its Lua memory, then called redis.call), the
+        script fails with Lua's "not enough memory" (_refuse) before the
+        table is made, as a reply that does not fit (_check_room): lupa
+        makes it outside any protected call, and a failed allocation there
+        is a jump over the callable's Python frames, with lupa holding the
+        GIL: the worker's SIGSEGV, or a worker hung for good, deaf to
+        SIGTERM.  (With no script running, FUNCTION LOAD's library code, the
+        error is the library error "not enough memory" itself, pinned.)"""
+        if self._used() > self._push_room and not fits(self.lua, 0):
+            if self.run is None:
+                lualibs.LIBRARY_ERROR.text = "not enough memory"
+                raise lualibs.LIBRARY_ERROR.with_traceback(None)
+            self._refuse()
+        return self._table(fields)
 
     def _to_lua(self, value: LuaValue, resp: int) -> object:
         """A command's reply as Redis hands it to Lua (redisProtocolToLuaType)."""
@@ -2351,8 +2373,10 @@ class Engine:
         """The script that _refuse failed has ended: its state has its
         limit again, and its error is Lua's, as a failed allocation's."""
         self.out_of_memory = False
-        self._rearm()
+        # (collected first: the script may have gone on to fill the room
+        # _refuse gave it, under a pcall, which rearm's Lua code needs)
         self.lua.gccollect()
+        self._rearm()
         self.lua.set_max_memory(LUA_MAX_MEMORY)
         return b"not enough memory"
 
