@@ -1311,6 +1311,9 @@ class Engine:
         stop the script for good (a pcall in it must not go on), undo it
         and run it again with the wide forms, which tell the two apart
         (see the prelude).  Only a script that passes a 0 pays for it."""
+        # (engine.stop's Lua code, and the text held: a LuaMemoryError out
+        # of here would reach Lua as a new userdata, made where it cannot fail)
+        self._make_room()
         if run.abort is None:
             run.abort = _Widen()
             run.changed = True  # (see Run.changed)
@@ -1660,8 +1663,7 @@ class Engine:
         arguments, handed over as one table (see the prelude)."""
         # (room first for the reads: each a C closure of lupa's, made
         # outside any protected call; see lualibs.for_lua)
-        if self._used() > self._push_room:
-            self._require(0)
+        self._make_room()
         args = tuple(table[i] for i in range(1, n + 1))
         del table
         if raise_error:
@@ -1747,7 +1749,9 @@ class Engine:
             if help_ is not None:  # (not counted in commandstats)
                 if self.monitor is not None:
                     self.monitor.append((self.ks.db, argv))
-                return self._to_lua(list(help_), run.resp), False
+                lines = list(help_)
+                self._check_room(lines)
+                return self._to_lua(lines, run.resp), False
             return self._rejected(None, argv, _not_here(argv)), raise_error
         cmd = called.cmd
         arity = cmd.arity
@@ -1815,6 +1819,7 @@ class Engine:
                 value = self._execute(called, argv, run, write)
             except CrossShard as e:
                 # Stop the script for good (a pcall in it must not go on).
+                self._make_room()  # (see _sign_unknown)
                 run.abort = e
                 run.changed = True  # (see Run.changed)
                 self._stop()
@@ -1855,6 +1860,7 @@ class Engine:
             try:
                 self._need_key(argv[1], run)
             except CrossShard as e:
+                self._make_room()  # as _call
                 run.abort = e  # as _call
                 run.changed = True  # (see Run.changed)
                 self._stop()
@@ -2152,12 +2158,20 @@ class Engine:
         GIL: the worker's SIGSEGV, or a worker hung for good, deaf to
         SIGTERM.  (With no script running, FUNCTION LOAD's library code, the
         error is the library error "not enough memory" itself, pinned.)"""
+        self._make_room()
+        return self._table(fields)
+
+    def _make_room(self) -> None:
+        """Before Python puts something small into the running script's
+        Lua state from a callable that Lua called (an error table, a
+        store, a read's C closure, a call of the prelude's, each made by
+        lupa outside any protected call): PUSH_SLACK left, or the script
+        fails with Lua's "not enough memory" (see _error_table)."""
         if self._used() > self._push_room and not fits(self.lua, 0):
             if self.run is None:
                 lualibs.LIBRARY_ERROR.text = "not enough memory"
                 raise lualibs.LIBRARY_ERROR.with_traceback(None)
             self._refuse()
-        return self._table(fields)
 
     def _to_lua(self, value: LuaValue, resp: int) -> object:
         """A command's reply as Redis hands it to Lua (redisProtocolToLuaType)."""

@@ -70,6 +70,8 @@ HOSTILE = {
     "xpcall": "return xpcall(function() redis.call('nope') end, function(e) return redis.call('nope') end)",
     "cjson.encode": "return cjson.encode({1, 2, 3, 'abc'})",
     "redis.sha1hex": "return redis.sha1hex('abc')",
+    # a 0 (it may be -0): the script stops to run again wide (Engine._sign_unknown)
+    "redis.call 0": "return redis.call('lrange', 'l', 0, -1)",
 }
 
 NOT_ENOUGH_MEMORY = r"^Error running script [0-9a-f]{40}, not enough memory$"
