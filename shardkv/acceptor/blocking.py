@@ -65,9 +65,12 @@ Keys on several shards
     moved; a try that waited for the notification would reach the
     destination's shard after that command.  So a write (or script, or
     EXEC) that names the source of such a wait of this acceptor makes it
-    try at once, behind the write, in the same step (:func:`serve_movers`,
+    try at once, behind the write, in the same step (:func:`try_at_once`,
     with ``__bclaim``s as CLIENT UNBLOCK's inside EXEC); a write through
-    another acceptor still wakes it by its notification.
+    another acceptor still wakes it by its notification.  A cross-shard
+    XREAD tries so too, on the stream written (not after a script or EXEC,
+    served by their ranks), so separate XADDs to two of its streams serve
+    it from the first, as in Redis.
 
 Either way the client's later commands are held from the start, but it
 counts as blocked (INFO's ``blocked_clients``, CLIENT LIST's ``b``) only
@@ -188,13 +191,14 @@ _tokens = itertools.count(1)
 WAITING: dict[int, _OneShard | _CrossShard | _NoReplicas] = {}
 # How many CLIENT UNBLOCKs of a wait are on their way to its shards, by token.
 ASKED: dict[int, int] = {}
-# This acceptor's cross-shard waits on lists and sorted sets (not stream
-# reads), by each key they wait on, in the order they blocked; and those of
-# them that move (BLMOVE, BRPOPLPUSH), while any waits: every command then
-# takes the slow path, which tries them after a command naming their source
-# (see :func:`serve_movers`).
+# This acceptor's cross-shard waits on lists and sorted sets, and its
+# cross-shard XREADs, by each key they wait on, in the order they blocked;
+# and those that try at once after a write of a key of theirs (BLMOVE,
+# BRPOPLPUSH, XREAD), while any waits: every command then takes the slow
+# path, which tries them (see :func:`try_at_once`).
 _BY_KEY: dict[bytes, dict[_CrossShard, None]] = {}
-MOVERS: dict[_CrossShard, None] = {}
+_READS: dict[bytes, dict[_CrossShard, None]] = {}
+EAGER: dict[_CrossShard, None] = {}
 
 
 def decided_later(client: Client) -> bool:
@@ -642,12 +646,13 @@ class _CrossShard:
         for key in dict.fromkeys(keys[:1] if cmd.name in SOURCE_ONLY else keys):
             self.wait_keys.setdefault(shard_of(key), []).append(key)
         self.notifies: list[_Notify] = []
-        if not self.stream:
+        if self.read_only or not self.stream:  # (not XREADGROUP: see try_at_once)
+            registry = _READS if self.stream else _BY_KEY
             for waited in self.wait_keys.values():
                 for key in waited:
-                    _BY_KEY.setdefault(key, {})[self] = None
-            if self.move:
-                MOVERS[self] = None
+                    registry.setdefault(key, {})[self] = None
+            if self.move or self.read_only:
+                EAGER[self] = None
         self.trying = False  # an atomic try is on its way
         # Tries answered so far, when the one on its way began and its
         # operation (None: XREAD's parts), see _count_try.
@@ -986,18 +991,23 @@ class _CrossShard:
 
     def _forget_keys(self) -> None:
         """Done: no longer among the waits of its keys (see :data:`_BY_KEY`)."""
-        MOVERS.pop(self, None)
+        EAGER.pop(self, None)
+        registry = _READS if self.stream else _BY_KEY
         for waited in self.wait_keys.values():
             for key in waited:
-                waits = _BY_KEY.get(key)
+                waits = registry.get(key)
                 if waits is not None:
                     waits.pop(self, None)
                     if not waits:
-                        del _BY_KEY[key]
+                        del registry[key]
 
-    def serve_now(self) -> None:
-        """A command naming its source was just sent (see
-        :func:`serve_movers`): try at once, in the same step, behind it.
+    def serve_now(self, key: bytes) -> None:
+        """A command writing its key ``key`` was just sent (see
+        :func:`try_at_once`): try at once, in the same step, behind it.
+        An XREAD reads that stream alone, as after its notification: Redis
+        serves it as that command ends, from that stream, before a later
+        write of another of its streams (pipelined XADDs to two shards).
+        A BLMOVE's ``key`` is its source.
         Redis moves the element as that command ends, so a later command
         on the destination (``DEL``, ``SET``) comes after the move; a try
         that waited for the source's notification would reach the
@@ -1006,6 +1016,10 @@ class _CrossShard:
         ready before it served first), as for CLIENT UNBLOCK inside EXEC;
         a try that finds nothing waits again (new ``__bwait``s)."""
         if self.done or self.trying or self.pinned is not None or not self.notifies:
+            return
+        if self.read_only:
+            self._cancel_notifies()
+            self.attempt(ready_key=key)
             return
         notifies, self.notifies = self.notifies, []
         for notify in notifies:
@@ -1233,22 +1247,35 @@ def wait_for_replicas(client: Client, timeout_ms: int) -> None:
     _NoReplicas(client, timeout_ms)
 
 
-def serve_movers(keys: list[bytes]) -> None:
-    """A command naming ``keys`` was just sent: the cross-shard BLMOVE and
+# Commands whose writes follow another order than their keys' (a script
+# writes its keys in any order): a stream read is served by their
+# operation's ranks (see _CrossShard._ask_others), not tried at once.
+_RANKED = frozenset({"exec", "eval", "evalsha", "fcall"})
+
+
+def try_at_once(cmd: Command, keys: list[bytes]) -> None:
+    """``cmd``, writing ``keys``, was just sent: the cross-shard BLMOVE and
     BRPOPLPUSH waits of this acceptor on any of them (their source) try at
     once, behind it (:meth:`_CrossShard.serve_now`), in the order they
     blocked, as Redis serves a list's blocked clients when the command
     that pushed ends.  Not those behind another cross-shard wait on that
     key (a BLPOP): its notification, on its way, comes first, and its try
-    takes the element (so they try after their own notifications)."""
+    takes the element (so they try after their own notifications).  And
+    its cross-shard XREADs on them, on the first such key (not after a
+    transaction or script: see :data:`_RANKED`); not an XREADGROUP, which
+    would take entries that a waiter on that shard alone, blocked before
+    it, is served first."""
+    reads = cmd.name not in _RANKED
     for key in dict.fromkeys(keys):
         waits = _BY_KEY.get(key)
-        if waits is None:
-            continue
-        for wait in list(waits):
-            if not wait.move:
-                break
-            wait.serve_now()
+        if waits is not None:
+            for wait in list(waits):
+                if not wait.move:
+                    break
+                wait.serve_now(key)
+        if reads:
+            for wait in list(_READS.get(key, ())):
+                wait.serve_now(key)
 
 
 def written_keys(cmd: Command, args: list[bytes], multi: list | None) -> list[bytes]:

@@ -26,7 +26,7 @@ from binascii import crc_hqx
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from shardkv.acceptor.blocking import MOVERS, decided_later
+from shardkv.acceptor.blocking import EAGER, decided_later
 from shardkv.acceptor.dispatch import HEADERS, PART_HEADERS, SLOT_HEADERS, Dispatch, db_headers
 from shardkv.acceptor.pause import PAUSED
 from shardkv.acceptor.replies import BareSlot, Pushed, Slot
@@ -355,8 +355,8 @@ class Client(Dispatch, asyncio.Protocol):
         script past busy-reply-threshold anywhere (every command then gets
         ``-BUSY``, see :meth:`Dispatch._execute`), and no shard that cannot
         persist (every write then gets ``-MISCONF``), and no cross-shard
-        BLMOVE waiting (a command naming its source makes it try at once,
-        see :func:`shardkv.acceptor.blocking.serve_movers`)."""
+        BLMOVE or XREAD waiting (a write of a key of its makes it try at
+        once, see :func:`shardkv.acceptor.blocking.try_at_once`)."""
         state = self.state
         return (
             not BUSY_LINKS
@@ -370,7 +370,7 @@ class Client(Dispatch, asyncio.Protocol):
             and not self.server.pause_type
             and not state.reply_mode
             and self.tracking is None
-            and not MOVERS
+            and not EAGER
         )
 
     def _data_received_unauthenticated(self, data: bytes) -> bool:

@@ -138,6 +138,17 @@ CASES = {
         ["XREAD", "COUNT", 5, "BLOCK", 0, "STREAMS", "A", "B", "$", "$"],
         [["EVAL", XADD_BOTH, 2, "B", "A"]],
     ),
+    # Separate XADDs, pipelined: Redis serves the client after the first.
+    "xadd-b-then-a-pipelined-xread": (
+        None,
+        ["XREAD", "BLOCK", 0, "STREAMS", "A", "B", "$", "$"],
+        [(["XADD", "B", "5-1", "f", "v"], ["XADD", "A", "5-1", "f", "v"])],
+    ),
+    "xadd-a-then-b-pipelined-xread": (
+        None,
+        ["XREAD", "BLOCK", 0, "STREAMS", "B", "A", "$", "$"],
+        [(["XADD", "A", "5-1", "f", "v"], ["XADD", "B", "5-1", "f", "v"])],
+    ),
     "multi-xadd-b-then-a-xreadgroup": (
         [["XGROUP", "CREATE", "A", "g", "$", "MKSTREAM"], ["XGROUP", "CREATE", "B", "g", "$", "MKSTREAM"]],
         ["XREADGROUP", "GROUP", "g", "c", "BLOCK", 0, "STREAMS", "A", "B", ">", ">"],
@@ -256,7 +267,12 @@ CASES = {
 # acceptor first serves it, not the one written first (the README's
 # "Still different"): these cases, which write both streams of two
 # shards, run with one.
-ONE_ACCEPTOR = {"multi-xadd-both-then-unblock-xread", "xadd-both-then-unblock-xreadgroup"}
+ONE_ACCEPTOR = {
+    "multi-xadd-both-then-unblock-xread",
+    "xadd-both-then-unblock-xreadgroup",
+    "xadd-b-then-a-pipelined-xread",
+    "xadd-a-then-b-pipelined-xread",
+}
 
 
 def _run(port: int, acceptors: int, case: str, same_shard: bool) -> str:
