@@ -380,7 +380,7 @@ class Shard:
                 # SHA1 as sent, EVAL's Lua state in use.  (Of _EVALSHA's
                 # spellings, only EVALSHA_RO's has 10 letters.)
                 try:
-                    value = engine.run_one_key(args[1], script, args[3:], len(args[0]) == 10)
+                    value = engine.run_one_key(args[1], script, args[3:], len(args[0]) == 10, start)
                 except scripting.CrossShard as e:
                     value = scripting.cross_reply(e)
             else:

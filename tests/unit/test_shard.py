@@ -758,7 +758,7 @@ def test_one_key_lean_run_answers_and_counts_as_invoke(nshards, caplog):
         conclude = engine._conclude
         engine._conclude = lambda *a: ends.append(a[0]) or conclude(*a)
         if not lean:
-            engine.run_one_key = lambda sha, script, keys, ro: engine._invoke(
+            engine.run_one_key = lambda sha, script, keys, ro, start: engine._invoke(
                 sha, script[0], script[1], keys, scripting.NO_ARGS, ro, True, script
             )
         body = shard.run_batch(wire.encode_batch([item for c in commands for item in (0, c)]))
@@ -879,3 +879,29 @@ def test_a_replies_payload_is_the_same_at_every_count(count):
     assert payload == b"R" + count.to_bytes(4, "little") + sizes + b"".join(bodies)
     assert wire.count_replies(payload) == count
     assert wire.decode_replies(payload) == bodies
+
+
+def test_one_key_lean_run_starts_when_its_timing_does(monkeypatch):
+    """Engine.run_one_key's run starts (Run.start, what busy-reply-threshold
+    and a script's time count from) at the clock read that times its
+    EVALSHA (Shard.execute_script's perf_counter_ns, the monotonic clock),
+    with no read of time.monotonic of its own."""
+    shard = Shard(0, 1, FakeClock())
+    engine = shard.keyspace.scripts
+    run(shard, "SET", "k", "v")
+    sha = engine.load(b"return redis.call('get', KEYS[1])")
+    reads = []
+    real = scripting.time.monotonic
+    monkeypatch.setattr(scripting.time, "monotonic", lambda: reads.append(1) or real())
+    started = []
+    invoke = engine.run_one_key
+
+    def run_one_key(sha, script, keys, read_only, start_ns):
+        started.append(start_ns)
+        return invoke(sha, script, keys, read_only, start_ns)
+
+    engine.run_one_key = run_one_key
+    body = shard.run_batch(wire.encode_batch([0, [b"EVALSHA", sha, b"1", b"k"]]))
+    assert b"$1\r\nv\r\n" in body
+    assert reads == []
+    assert engine._spare_run.start == started[0] / 1e9
