@@ -1073,10 +1073,7 @@ class Engine:
             )
             if not usual:
                 self._wind_up(run, stats, scratch)
-        ok = type(value) is not tuple
-        if not ok:
-            value = value[1]
-        elif usual and type(value) is bytes and not self.out_of_memory and not run.effects:
+        if usual and type(value) is bytes and not self.out_of_memory and not run.effects:
             vm: _VM = self._vm  # type: ignore[assignment]
             if not vm.cjson.changed:
                 runs = vm.runs + 1
@@ -1084,6 +1081,9 @@ class Engine:
                     runs = self._collect(vm)
                 vm.runs = runs
                 return value
+        ok = type(value) is not tuple  # (a tuple: false and the error)
+        if not ok:
+            value = value[1]
         return self._conclude(
             run,
             ok,
