@@ -48,16 +48,26 @@ Then it waits on its children:
 * if the supervisor itself dies, even by SIGKILL, the kernel sends the
   acceptors and every worker SIGTERM (:mod:`shardkv.runtime.parentdeath`):
   none of them outlives it, and the port is freed;
-* SIGINT, SIGTERM (and SHUTDOWN, which an acceptor turns into
-  ``SHUTDOWN_SIGNAL`` once its shards are done) stop the acceptors, then
-  the workers, which flush their AOF and save if they should: on a
-  signal, as ``shutdown-on-sigterm`` or ``shutdown-on-sigint`` says
-  (``default``: when there are ``save`` rules; ``save``; ``nosave``;
-  ``force``: a failed save does not count), which each worker is told
+* SIGINT and SIGTERM stop as ``shutdown-on-sigint`` or
+  ``shutdown-on-sigterm`` says (``default``: save when there are ``save``
+  rules; ``save``; ``nosave``; ``force``: a failed save does not keep the
+  server up).  A stop that saves is handed to one acceptor (a ``stop``
+  line, :mod:`shardkv.protocol.bus`), which has every shard save as
+  SHUTDOWN does while the server still runs: if a shard cannot save, the
+  shards are opened again and the server keeps serving, as Redis does
+  ("Error trying to save the DB, can't exit."); a later signal tries
+  again.  Once they are done, the acceptor sends ``SHUTDOWN_SIGNAL``, as
+  its SHUTDOWN does.  An acceptor that does not begin within
+  ``STOP_ANSWER_WITHIN`` seconds (stopped, stuck) or dies meanwhile, and a
+  stop with no acceptor (still loading), stop as a stop without a save
+  does, the workers saving on their way out;
+* SHUTDOWN (which an acceptor turns into ``SHUTDOWN_SIGNAL`` once its
+  shards are done), a stop that does not save, and those stop the
+  acceptors, then the workers, which flush their AOF and save if they
+  should: on a signal, as its flags say, which each worker is told
   (``STOP_FLAGS``) before its SIGTERM.  The exit status is 0, or 1 if a
-  worker could not save: on a signal that saves, a worker dead before the
-  stop could not either.  (Redis keeps running when its save fails
-  without ``force``; shardkv has stopped its acceptors by then.)
+  worker could not save there: a worker dead before such a stop that
+  saves could not either.
 """
 
 from __future__ import annotations
@@ -100,6 +110,9 @@ from shardkv.worker.persistence.files import LoadError
 log = logging.getLogger("shardkv")
 
 STOP_GRACE = 4.0  # seconds to wait for the acceptor before SIGKILL
+# A signal's stop that saves: how long the acceptor it is handed to has to
+# say it has begun (``stopping``) before the supervisor stops without it.
+STOP_ANSWER_WITHIN = 5.0
 WORKER_STOP_GRACE = 120.0  # a worker saving a big shard on its way out takes a while
 MAX_EARLY_DEATHS = 5  # deaths in a row before loading that stop shardkv
 
@@ -135,6 +148,10 @@ class Supervisor:
         self.stopping = False
         self.shutdown = False  # the stop is an acceptor's SHUTDOWN (request_shutdown)
         self.stop_signal: int | None = None  # SIGINT or SIGTERM, the last one received (request_stop)
+        self.signalled = False  # a signal not handled by the loop yet (_signal_stop)
+        # A signal's stop handed to an acceptor: [its index, the time by
+        # which it must say ``stopping`` (inf once it has)]; None if none.
+        self.stop_attempt: list[Any] | None = None
         self.status = 0
         self.wakeup: socket.socket  # the signals' wake-up socket, while run() runs
 
@@ -255,6 +272,12 @@ class Supervisor:
         """Acceptor ``a`` died: start it again; the others keep serving."""
         proc = self.acceptors[a]
         proc.join(1)
+        if self.stop_attempt is not None and self.stop_attempt[0] == a:
+            # Nobody else knows which shards it shut: stop without it.
+            log.warning("acceptor pid=%d exited with %s during the stop; stopping", proc.pid, proc.exitcode)
+            self.stop_attempt = None
+            self.stopping = True
+            return
         if proc.exitcode == EXIT_CANNOT_LISTEN:
             log.error(
                 "acceptor %d cannot listen on port %d (see above); stopping shardkv", a, self.cfg["port"]
@@ -311,6 +334,8 @@ class Supervisor:
         for kind, payload in messages:
             if kind == b"bus":
                 self._relay(a, payload)
+            elif kind in (bus.STOPPING_LINE, bus.STOP_FAILED_LINE):
+                self._stop_answer(a, kind)
             elif kind == bus.CONFIG_LINE:
                 try:
                     self.cfg.update(config.from_wire(json.loads(payload)))
@@ -429,9 +454,69 @@ class Supervisor:
     # -- running ------------------------------------------------------------------
 
     def request_stop(self, signum: int, frame: object = None) -> None:
-        """SIGINT or SIGTERM: stop (see _stop_children), as the signal's
-        ``shutdown-on-sig*`` setting says."""
+        """SIGINT or SIGTERM: stop, as the signal's ``shutdown-on-sig*``
+        setting says, once the loop sees it (_signal_stop)."""
         self.stop_signal = signum
+        self.signalled = True
+
+    def _signal_stop(self) -> None:
+        """A signal came (request_stop): stop now if the stop does not save
+        (or no acceptor can see to it), else hand it to an acceptor, which
+        has the shards save while the server still runs (see the module's
+        docstring).  As in Redis, a signal while a stop is under way
+        changes nothing."""
+        self.signalled = False
+        if self.stop_signal is None:
+            return
+        # (Redis's lines, the first from its signal handler.)
+        log.warning("Received %s scheduling shutdown...", signal.Signals(self.stop_signal).name)
+        if self.stop_attempt is not None:
+            return
+        log.warning("User requested shutdown...")
+        self._read_controls()
+        flags = self._stop_flags()
+        mode = stop_mode(flags)
+        saves = mode == "save" or (mode == "default" and bool(self.cfg["save"]))
+        ready = [
+            a
+            for a, (proc, control) in enumerate(zip(self.acceptors, self.controls, strict=True))
+            if proc is not None and control is not None and proc.is_alive()
+        ]
+        if not saves or not ready:
+            self.stopping = True
+            return
+        a = ready[0]
+        try:
+            self.controls[a].sendall(bus.STOP_LINE + b" " + flags.encode() + b"\n")  # type: ignore[union-attr]
+        except OSError as e:
+            log.warning("could not hand the stop to acceptor %d: %s", a, e)
+            self.stopping = True
+            return
+        self.stop_attempt = [a, time.monotonic() + STOP_ANSWER_WITHIN]
+
+    def _stop_answer(self, a: int, kind: bytes) -> None:
+        """Acceptor ``a`` on the stop handed to it: ``stopping``, it has
+        begun; ``stop-failed``, a shard could not save and every shard is
+        open again: the server serves on, as Redis's does."""
+        attempt = self.stop_attempt
+        if attempt is None or attempt[0] != a:
+            return
+        if kind == bus.STOPPING_LINE:
+            attempt[1] = math.inf
+        else:
+            self.stop_attempt = None
+            self.stop_signal = None
+
+    def _stop_overdue(self) -> None:
+        """The acceptor handed a stop has not begun it in time (stopped,
+        stuck): stop without it, the workers saving on their way out."""
+        attempt = self.stop_attempt
+        if attempt is None or attempt[1] > time.monotonic():
+            return
+        log.warning(
+            "acceptor %d has not begun the stop in %g s; stopping without it", attempt[0], STOP_ANSWER_WITHIN
+        )
+        self.stop_attempt = None
         self.stopping = True
 
     def request_shutdown(self, *_: object) -> None:
@@ -495,12 +580,16 @@ class Supervisor:
                     events[self.ctls[i]] = ("loaded", i, self.ctls[i])
             # Nothing is polled: every event wakes the wait; only a bus
             # question's deadline bounds it.
-            timeout = None
-            if self.questions:
-                first = min(question[2] for question in self.questions.values())
-                if first != math.inf:
-                    timeout = max(0.0, first - time.monotonic())
+            deadlines = [question[2] for question in self.questions.values()]
+            if self.stop_attempt is not None:
+                deadlines.append(self.stop_attempt[1])
+            first = min(deadlines, default=math.inf)
+            timeout = None if first == math.inf else max(0.0, first - time.monotonic())
             ready = wait(list(events), timeout=timeout)
+            if self.signalled:
+                # First: what the acceptor is told of the stop goes before
+                # the pipe of a worker restarted in this round.
+                self._signal_stop()
             # Loads first, deaths after: a worker may say "loaded" and die.
             for what, i, obj in sorted((events[r] for r in ready), key=lambda e: e[0] != "loaded"):
                 if self.stopping:
@@ -518,11 +607,8 @@ class Supervisor:
                     self._acceptor_died(i)
             if self.questions:
                 self._overdue()
-        if self.stop_signal is not None and not self.shutdown:
-            # (Redis's lines, the first from its signal handler.)
-            log.warning("Received %s scheduling shutdown...", signal.Signals(self.stop_signal).name)
-            log.warning("User requested shutdown...")
-            self._read_controls()
+            if self.stop_attempt is not None:
+                self._stop_overdue()
         self._stop_children()
         # The acceptors' commit decisions without appendonly: no acceptor is left to need them.
         decisions.remove_volatile(os.getpid())

@@ -16,6 +16,13 @@ needs the acceptor is what spans the shards:
   cannot save: that fails a SHUTDOWN that saves, as a failed save does in
   Redis, but not one that does not (NOSAVE, or no ``save`` rules), which
   always stops the server.
+* SIGTERM and SIGINT, when their ``shutdown-on-sig*`` flags save, stop the
+  same way: the supervisor hands the stop to one acceptor (a ``stop``
+  line, :mod:`shardkv.protocol.bus`), which sends every shard ``__shutdown``
+  as SHUTDOWN would.  If a shard cannot save (without ``force``), the
+  shards are opened again and the server keeps serving, as Redis does
+  ("Error trying to save the DB, can't exit."): the supervisor hears
+  ``stop-failed`` and goes on; a later signal tries again.
 * INFO's persistence section merges the shards' figures.
 * A CONFIG SET is reported to the supervisor, so that a worker or an
   acceptor it restarts starts with the settings in effect.
@@ -31,11 +38,11 @@ from typing import TYPE_CHECKING
 
 from shardkv.acceptor import configorder
 from shardkv.acceptor.replies import Slot
-from shardkv.protocol import errors, wire
+from shardkv.protocol import bus, errors, wire
 from shardkv.protocol.resp import encode_command, encode_error
 from shardkv.protocol.wire import Verb
 from shardkv.runtime import config
-from shardkv.runtime.exitcodes import SHUTDOWN_SIGNAL
+from shardkv.runtime.exitcodes import SHUTDOWN_SIGNAL, stop_mode
 from shardkv.runtime.parentdeath import living_parent
 
 if TYPE_CHECKING:
@@ -58,15 +65,21 @@ def lastsave(client: Client, args: list) -> None:
 
 
 class _Shutdown:
-    """Gathers every shard's answer to ``__shutdown``."""
+    """Gathers every shard's answer to ``__shutdown``: SHUTDOWN's, whose
+    ``client`` gets the outcome, or a signal's (``client`` None), whose
+    outcome goes to the supervisor."""
 
-    def __init__(self, client: Client, nshards: int) -> None:
+    def __init__(self, server: Acceptor, client: Client | None, nshards: int) -> None:
+        self.server = server
         self.client = client
-        self.slot = Slot(client)
-        client.pending.append(self.slot)
+        self.slot: Slot | None = None
+        if client is not None:
+            self.slot = Slot(client)
+            client.pending.append(self.slot)
         self.left = nshards
         self.failed = False
         self.force = False  # SHUTDOWN FORCE: stop even if a shard could not save
+        self.forced = False  # a save failed, with FORCE: the shards close unsaved
         # Whether this SHUTDOWN saves (SAVE, or ``save`` rules without
         # NOSAVE, as Redis decides): only then is a shard whose worker is
         # gone a failure, its data being unsaved.  Without a save there is
@@ -90,19 +103,42 @@ class _Shutdown:
         if self.left:
             return
         client = self.client
-        server = client.server
+        server = self.server
         stopping = server.shutdown_requested is not None and server.shutdown_requested.done()
         if self.failed and not self.force and not stopping:
             # (A shard lost while this acceptor is being stopped is the server
             # stopping, not a failed SHUTDOWN: with several acceptors another
             # one's SHUTDOWN, or redis-py's retry of it, got there first.)
             for link in server.links:
-                link.send(_HEADER, encode_command([Verb.SHUTDOWN, b"abort"]), _Ignore())
-            self.slot.deliver(encode_error(SHUTDOWN_FAILED))
+                # (A signal's abort waits for a busy script's end, as its
+                # __shutdown did: a -BUSY would leave the shard shut.)
+                link.send(
+                    _HEADER, encode_command([Verb.SHUTDOWN, b"abort"]), _Ignore(), control=client is None
+                )
+            if self.slot is not None:
+                self.slot.deliver(encode_error(SHUTDOWN_FAILED))
+            else:
+                # Redis's lines (finishShutdown); the shard's own says why.
+                log.warning("Error trying to save the DB, can't exit.")
+                log.warning("Errors trying to shut down the server. Check the logs for more information.")
+                _tell_supervisor(server, bus.STOP_FAILED_LINE + b"\n")
             return
-        log.warning("acceptor: SHUTDOWN by client id=%d addr=%s; stopping", client.id, client.addr)
-        self.slot.deliver(b"")  # Redis closes the connection without a reply
-        client.close_after_replies()
+        if self.failed and not stopping and not self.forced:
+            # FORCE: the shards that could not save close without a save
+            # (they flush their AOF), so that their workers do not try again
+            # on their way out and make the exit status 1: Redis exits 0.
+            log.warning("Error trying to save the DB. Exit anyway.")
+            self.forced = True
+            self.failed = False
+            self.saves = False
+            self.left = len(server.links)
+            for link in server.links:
+                link.send(_HEADER, encode_command([Verb.SHUTDOWN, b"nosave"]), self, control=client is None)
+            return
+        if client is not None:
+            log.warning("acceptor: SHUTDOWN by client id=%d addr=%s; stopping", client.id, client.addr)
+            self.slot.deliver(b"")  # type: ignore[union-attr]  # Redis closes the connection without a reply
+            client.close_after_replies()
         supervisor = living_parent()
         if supervisor is not None:  # else it has died, and this acceptor stops with it
             os.kill(supervisor, SHUTDOWN_SIGNAL)
@@ -154,7 +190,7 @@ def shutdown(client: Client, args: list) -> None:
         return
     for link in busy:
         _release_parks(link)
-    gather = _Shutdown(client, len(links) - len(busy))
+    gather = _Shutdown(client.server, client, len(links) - len(busy))
     gather.force = b"FORCE" in options
     gather.saves = mode == b"save" or (mode == b"default" and bool(client.server.config.get("save")))
     gather.busy_pids = [link.script[0] for link in busy]  # type: ignore[index]
@@ -170,6 +206,39 @@ def shutdown(client: Client, args: list) -> None:
     if not gather.left:
         gather.left = 1
         gather.deliver(b"+OK\r\n")
+
+
+def stop_by_signal(server: Acceptor, flags: str) -> None:
+    """The supervisor's ``stop <flags>``: SIGTERM or SIGINT, whose
+    ``shutdown-on-sig*`` flags save (see :mod:`shardkv.supervisor`).  As
+    Redis's serverCron runs prepareForShutdown: every shard saves as
+    SHUTDOWN would with those flags, and the server stops; a save that
+    fails, without ``force``, opens the shards again and the server serves
+    on.  A busy script is waited for (the ``__shutdown`` is a control
+    message, run once it ends), as Redis handles the signal only then."""
+    _tell_supervisor(server, bus.STOPPING_LINE + b"\n")
+    names = flags.split()
+    mode = stop_mode(flags)
+    gather = _Shutdown(server, None, len(server.links))
+    gather.force = "force" in names
+    gather.saves = mode == "save" or (mode == "default" and bool(server.config.get("save")))
+    command = encode_command([Verb.SHUTDOWN, mode.encode()])
+    for link in server.links:
+        link.send(_HEADER, command, gather, control=True)
+
+
+def _tell_supervisor(server: Acceptor, line: bytes) -> None:
+    """Send ``line`` to the supervisor, after the bus's frames (K > 1)."""
+    if server.bus is not None:
+        server.bus.send_raw(line)
+        return
+    sock = server.control
+    if sock is None:
+        return
+    try:
+        sock.send(line)
+    except OSError as e:
+        log.warning("acceptor: could not tell the supervisor %r: %s", line.strip(), e)
 
 
 # -- INFO persistence -----------------------------------------------------------

@@ -131,6 +131,9 @@ class Wiring:
     # subscribers started and stopped covering on the client's (un)subscribe
     # or departure, before its confirmations are queued.
     on_subscriptions: tuple[Callable[[Client, list, list], None], ...]
+    # The supervisor's ``stop <flags>``: a SIGTERM or SIGINT that saves
+    # (shardkv.acceptor.durability.stop_by_signal).
+    stop_by_signal: Callable[[Acceptor, str], None]
     # The bus between acceptors (K > 1, shardkv.acceptor.bus): the handler
     # of each kind of question or message (shardkv.protocol.bus.KINDS), and
     # what a (re)started acceptor does once it listens; what a restarted
@@ -441,8 +444,9 @@ class Acceptor:
     def _on_control(self, control: socket.socket) -> None:
         """Messages from the supervisor, one line each: ``pipe <shard>``, with
         the fd of the data pipe to a restarted worker as ancillary data
-        (fds and their lines arrive in order), or ``config <json>``, a
-        CONFIG SET that another acceptor applied."""
+        (fds and their lines arrive in order), ``config <json>``, a
+        CONFIG SET that another acceptor applied, or ``stop <flags>``, a
+        signal's stop (see :mod:`shardkv.protocol.bus`)."""
         try:
             message, fds, _, _ = socket.recv_fds(control, 65536, 16)
         except BlockingIOError:
@@ -468,6 +472,8 @@ class Acceptor:
                 self._config_from_elsewhere(int(number), from_wire(json.loads(changes)))
             elif kind == bus.ORDERED_LINE:
                 configorder.ordered(self, int(payload))
+            elif kind == bus.STOP_LINE:
+                self.wiring.stop_by_signal(self, payload.decode("ascii", "replace"))
 
     def _config_from_elsewhere(self, number: int, changes: dict[str, Any]) -> None:
         """Another acceptor's CONFIG SET, number ``number`` in the

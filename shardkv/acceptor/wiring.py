@@ -208,6 +208,7 @@ def wiring() -> Wiring:
             bus.SCRIPT: scripting.bus_script,
             bus.OOM: memorybudget.bus_oom,
         },
+        stop_by_signal=durability.stop_by_signal,
         on_bus_start=(monitor.on_bus_start,),
         on_restart=(scripting.learn_scripts, users.learn_users),
     )
