@@ -62,10 +62,11 @@ Then it waits on its children:
   stop with no acceptor (still loading), stop as a stop without a save
   does, the workers saving on their way out;
 * SHUTDOWN (which an acceptor turns into ``SHUTDOWN_SIGNAL`` once its
-  shards are done), a stop that does not save, and those stop the
-  acceptors, then the workers, which flush their AOF and save if they
-  should: on a signal, as its flags say, which each worker is told
-  (``STOP_FLAGS``) before its SIGTERM.  The exit status is 0, or 1 if a
+  shards are done), a signal's stop that does not save, and the stops
+  above that go on without an acceptor stop the acceptors, then the
+  workers, which flush their AOF and save if they should: on a signal,
+  as its flags say, which each worker is told (``STOP_FLAGS``) before
+  its SIGTERM.  The exit status is 0, or 1 if a
   worker could not save there: a worker dead before such a stop that
   saves could not either.
 """
