@@ -62,12 +62,14 @@ from shardkv.acceptor.dispatch import HEADERS
 from shardkv.acceptor.fanout import Gather
 from shardkv.acceptor.replies import Slot
 from shardkv.acceptor.scriptcache import CACHE, Escapes
+from shardkv.acceptor.shardlink import at_next_busy_change
 from shardkv.acceptor.state import SCRIPTS
 from shardkv.protocol import bus, command_docs, errors, wire
 from shardkv.protocol.commands import seen
 from shardkv.protocol.resp import (
     Parsed,
     RequestParser,
+    encode,
     encode_command,
     encode_error,
     strict_int,
@@ -1600,25 +1602,115 @@ def _script_load(client: Client, body: bytes) -> None:
 
 def kill_script(client: Client, eval_mode: bool) -> None:
     """SCRIPT KILL / FUNCTION KILL: stop the busy script if it has not
-    written (its worker is signalled; its count hook stops it)."""
-    busy = [link for link in client.server.links if link.script is not None]
+    written (its worker is signalled; its count hook stops it).
+
+    Redis reads nothing while a script runs until it is past
+    busy-reply-threshold: a kill sent before that is read then, and kills
+    it, or after the script's end, and finds nothing (``-NOTBUSY``).  So a
+    kill read while no worker has reported a busy script waits
+    (:class:`_HeldKill`), unless nothing can be running (one acceptor,
+    nothing on its way to any shard, no cross-shard operation: answered at
+    once, as inside EXEC, where Redis runs no script beside it)."""
+    server = client.server
+    if not client.state.in_exec and all(link.script is None for link in server.links):
+        links = [link for link in server.links if link.up]
+        if links and (server.bus is not None or any(link.fifo or link.ops for link in links)):
+            _HeldKill(client, eval_mode, links)
+            return
+    problem = _kill_busy(server, eval_mode)
+    if problem is None:
+        client.reply("OK")
+    else:
+        client.reply_error(problem)
+
+
+def _kill_busy(server: object, eval_mode: bool) -> str | None:
+    """Signal the busy scripts' workers to stop them: None if done, or the
+    error that says why not (none busy, one has written, the other kind)."""
+    busy = [link for link in server.links if link.script is not None]  # type: ignore[attr-defined]
     if not busy:
-        client.reply_error(errors.NOTBUSY)
-        return
+        return errors.NOTBUSY
     for link in busy:
-        pid, dirty, script_eval = link.script[:3]  # type: ignore[index]  # busy: not None
+        pid, dirty, script_eval = link.script[:3]
         if dirty:
-            client.reply_error(errors.UNKILLABLE)
-            return
+            return errors.UNKILLABLE
         if script_eval != eval_mode:
-            client.reply_error(errors.BUSY_FUNCTION if not script_eval else errors.BUSY)
-            return
+            return errors.BUSY_FUNCTION if not script_eval else errors.BUSY
     for link in busy:
         try:
-            os.kill(link.script[0], signal.SIGUSR1)  # type: ignore[index]  # busy: not None
+            os.kill(link.script[0], signal.SIGUSR1)
         except OSError:
             pass
-    client.reply("OK")
+    return None
+
+
+_PING = encode_command([Verb.PING])
+
+
+class _HeldKill:
+    """A SCRIPT KILL (or FUNCTION KILL) read while a script may run on a
+    worker, not yet past busy-reply-threshold (this acceptor's, or another
+    acceptor's): it is answered as Redis, which reads it only then, would.
+
+    A ``__ping`` goes to every shard, as the acceptor's own message (never
+    held, never refused): the worker runs it once it has run what came
+    before it, on any pipe it serves first.  So the kill is decided at
+    the first busy report of a shard whose ``__ping`` has not come back
+    (the script reached the threshold: killed as a kill read then would
+    kill it), or once every ``__ping`` came back (every script it could
+    meet ended first: ``-NOTBUSY``).  A worker that dies answers its
+    ``__ping`` (``-ERR shard unavailable``), and its script is gone: the
+    kill never waits for more than the shards' queues."""
+
+    __slots__ = ("slot", "eval_mode", "waiting", "links", "cancel")
+
+    def __init__(self, client: Client, eval_mode: bool, links: list) -> None:
+        self.slot = Slot(client)
+        self.eval_mode = eval_mode
+        self.links = client.server.links
+        self.waiting = {link.index for link in links}
+        client.pending.append(self.slot)
+        self.cancel = at_next_busy_change(self._busy_changed)
+        for link in links:
+            link.send_control(_PING, _Pinged(self, link.index))
+
+    def pinged(self, shard: int) -> None:
+        if shard in self.waiting:
+            self.waiting.discard(shard)
+            if not self.waiting:
+                self._answer()
+
+    def _busy_changed(self) -> None:
+        if not self.waiting:  # answered
+            return
+        if any(self.links[shard].script is not None for shard in self.waiting):
+            self._answer()
+        else:
+            self.cancel = at_next_busy_change(self._busy_changed)
+
+    def _answer(self) -> None:
+        self.waiting = set()
+        self.cancel()
+        server = self.slot.client.server
+        problem = _kill_busy(server, self.eval_mode)
+        if problem is None:
+            self.slot.deliver(encode("OK", self.slot.client.resp3))
+        else:
+            server.stats.error(problem)
+            self.slot.deliver(encode_error(problem))
+
+
+class _Pinged:
+    """The sink of one shard's ``__ping`` for a :class:`_HeldKill`."""
+
+    __slots__ = ("kill", "shard")
+
+    def __init__(self, kill: _HeldKill, shard: int) -> None:
+        self.kill = kill
+        self.shard = shard
+
+    def deliver(self, body: bytes) -> None:
+        self.kill.pinged(self.shard)
 
 
 def script_error(body: bytes) -> bytes:

@@ -89,6 +89,19 @@ def when_busy_seen(mark: int, then: Callable[[], None]) -> None:
     asyncio.get_running_loop().call_later(BUSY_SEEN_WITHIN, late)
 
 
+def at_next_busy_change(then: Callable[[], None]) -> Callable[[], None]:
+    """Call ``then`` at the next change of a link's busy state (a script's
+    first ``S`` frame, its end, a link gone), once.  Returns what cancels
+    that, if it has not been called yet."""
+    _BUSY_WAITERS.append(then)
+
+    def cancel() -> None:
+        if then in _BUSY_WAITERS:
+            _BUSY_WAITERS.remove(then)
+
+    return cancel
+
+
 def _busy_changed() -> None:
     _BUSY_CHANGES[0] += 1
     if _BUSY_WAITERS:

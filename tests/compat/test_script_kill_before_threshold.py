@@ -1,22 +1,31 @@
-"""SCRIPT KILL sent while a script runs but before it is past
+"""SCRIPT KILL (FUNCTION KILL) sent while a script runs but before it is past
 busy-reply-threshold, against redis-server 7.0.15, at one and two acceptors.
 
 Redis reads nothing while a script runs until busy-reply-threshold: a
 SCRIPT KILL sent meanwhile is read then, and kills the script (``OK``; the
-caller gets ``Script killed by user with SCRIPT KILL...``).  shardkv's
-acceptor answers it at once from its busy state (``-NOTBUSY``: no worker
-has reported the script busy yet), the kill is lost and the script runs on:
-its caller waits, and everyone else gets ``-BUSY``.
+caller gets ``Script killed by user with SCRIPT KILL...``); one sent to a
+script that ends before the threshold is read after it (``-NOTBUSY``), the
+script's run whole.  shardkv's acceptor answered it at once from its busy
+state (``-NOTBUSY``: no worker had reported the script busy yet), the kill
+was lost and the script ran on: its caller waited, and everyone else got
+``-BUSY``.  Now the kill waits for the shards (see
+``scripting._HeldKill``): EVAL, EVALSHA, FCALL, a script over two shards,
+and at two acceptors a script sent through the other acceptor than the
+kill.
 """
 
 from __future__ import annotations
 
 import time
 
+from tests.support.acceptors import client_on
 from tests.support.placement import key_on
 from tests.support.resp import ErrorReply, RespClient
 
 TRIALS = 20
+KINDS = ("eval", "evalsha", "fcall", "cross")
+LOOP = "while true do end"
+LIBRARY = "#!lua name=killearly\nredis.register_function('spin', function() while true do end end)"
 
 
 def _outcome(reply: object) -> object:
@@ -25,49 +34,101 @@ def _outcome(reply: object) -> object:
     return reply
 
 
-def _trial(port: int, key: str, sha: bytes | None) -> tuple:
+def _clients(port: int, acceptors: int, i: int) -> tuple[RespClient, RespClient]:
+    """(killer, caller): at two acceptors, on the same one, then on the other."""
+    if acceptors == 1:
+        return RespClient(port, timeout=10), RespClient(port, timeout=10)
+    killer = client_on(port, i % 2, k=acceptors)
+    return killer, client_on(port, (i // 2) % 2, k=acceptors)
+
+
+def _trial(killer: RespClient, caller: RespClient, kind: str, sha: bytes) -> tuple:
     """One loop killed 50 ms into its run: (the kill's reply, the caller's, the next command's)."""
-    killer = RespClient(port, timeout=10)
-    caller = RespClient(port, timeout=3)
+    key, other = key_on(0, "killearly", shards=2), key_on(1, "killearly", shards=2)
+    kill = "FUNCTION" if kind == "fcall" else "SCRIPT"
+    caller.sock.settimeout(3)
     try:
         assert killer.command("CONFIG", "SET", "busy-reply-threshold", "100") == b"OK"
-        if sha is None:
-            caller.send("EVAL", "while true do end", 1, key)
-        else:
+        if kind == "eval":
+            caller.send("EVAL", LOOP, 1, key)
+        elif kind == "evalsha":
             caller.send("EVALSHA", sha, 1, key)
+        elif kind == "fcall":
+            caller.send("FCALL", "spin", 1, key)
+        else:
+            caller.send("EVAL", LOOP, 2, key, other)
         time.sleep(0.05)  # the script runs, not yet past the threshold
-        killed = _outcome(killer.read_reply() if killer.send("SCRIPT", "KILL") is None else None)
+        killer.send(kill, "KILL")
+        killed = _outcome(killer.read_reply())
         try:
             got = _outcome(caller.read_reply())
         except TimeoutError:
             got = "no reply"
-        after = _outcome(killer.read_reply() if killer.send("GET", key) is None else None)
+        killer.send("GET", key)
+        after = _outcome(killer.read_reply())
         return killed, got, after
     finally:
         # What a lost kill left running: stopped, so that nothing hangs.
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            killer.send("SCRIPT", "KILL")
+            killer.send(kill, "KILL")
             if isinstance(killer.read_reply(), ErrorReply):
                 break
             time.sleep(0.05)
         killer.command("CONFIG", "SET", "busy-reply-threshold", "5000")
+
+
+def test_script_kill_before_the_threshold_is_read_at_it(redis_and_shardkv_k12):
+    real_port, ours_port, acceptors = redis_and_shardkv_k12
+    for port, k in ((real_port, 1), (ours_port, acceptors)):
+        with RespClient(port) as c:
+            sha = c.command("SCRIPT", "LOAD", LOOP)
+            c.command("FUNCTION", "LOAD", "REPLACE", LIBRARY)
+        for i in range(TRIALS):
+            kind = KINDS[i % len(KINDS)]
+            killer, caller = _clients(port, k, i)
+            try:
+                got = _trial(killer, caller, kind, sha)  # type: ignore[arg-type]
+            finally:
+                killer.close()
+                caller.close()
+            assert got[0] == b"OK", (port, i, kind, got)
+            assert isinstance(got[1], tuple), (port, i, kind, got)
+            assert "Script killed by user with" in got[1][1], (port, i, kind, got)
+            assert got[2] is None, (port, i, kind, got)
+        with RespClient(port) as c:
+            c.command("FUNCTION", "DELETE", "killearly")
+
+
+def _short_run(port: int, acceptors: int, i: int) -> tuple:
+    """A script that ends before the threshold (about 0.3 s, threshold 5 s),
+    a kill sent 50 ms into it: (the kill's reply, the script's)."""
+    killer, caller = _clients(port, acceptors, i)
+    key = key_on(i % 2, "killshort", shards=2)
+    try:
+        caller.send(
+            "EVAL",
+            "local t = redis.call('TIME') local t0 = t[1] * 1000000 + t[2] "
+            "while true do t = redis.call('TIME') if t[1] * 1000000 + t[2] - t0 > 300000 then break end end "
+            "return redis.call('INCR', KEYS[1])",
+            1,
+            key,
+        )
+        time.sleep(0.05)
+        killer.send("SCRIPT", "KILL")
+        killed = _outcome(killer.read_reply())
+        ran = caller.read_reply()
+        return killed, ran
+    finally:
         killer.close()
         caller.close()
 
 
-def test_script_kill_before_the_threshold_is_read_at_it(redis_and_shardkv_k12):
-    real_port, ours_port, _ = redis_and_shardkv_k12
-    key = key_on(0, "killearly", shards=2)
-    for port in (real_port, ours_port):
+def test_a_kill_before_the_threshold_of_a_script_that_ends_finds_nothing(redis_and_shardkv_k12):
+    real_port, ours_port, acceptors = redis_and_shardkv_k12
+    for port, k in ((real_port, 1), (ours_port, acceptors)):
         with RespClient(port) as c:
-            sha = c.command("SCRIPT", "LOAD", "while true do end")
-        for i in range(TRIALS):
-            got = _trial(port, key, sha if i % 2 else None)
-            assert got[0] == b"OK", (port, i, got)
-            assert isinstance(got[1], tuple) and "Script killed by user with SCRIPT KILL" in got[1][1], (
-                port,
-                i,
-                got,
-            )
-            assert got[2] is None, (port, i, got)
+            c.command("FLUSHALL")
+        got = [_short_run(port, k, i) for i in range(4)]
+        notbusy = ("error", "NOTBUSY No scripts in execution right now.")
+        assert got == [(notbusy, 1), (notbusy, 1), (notbusy, 2), (notbusy, 2)], (port, got)

@@ -25,7 +25,8 @@ import pytest
 import redis
 
 from tests.support.acceptors import acceptor_pids
-from tests.support.processes import wait_busy
+from tests.support.placement import key_on
+from tests.support.processes import until, wait_busy, worker_pid
 from tests.support.resp import ErrorReply, RespClient
 from tests.support.servers import ServerProcess, start_redis, start_shardkv
 
@@ -672,3 +673,34 @@ def test_tracking_table_limit_while_its_reads_wait_behind_a_busy_script(acceptor
                 c.close()
 
     assert on_shardkv(scenario, acceptors=acceptors) == [b"OK", b"OK", 1, [None, None, None], b"PONG"]
+
+
+@pytest.mark.parametrize("acceptors", [1, 2])
+def test_a_kill_held_for_a_script_under_the_threshold_ends_when_its_worker_dies(acceptors: int) -> None:
+    """A SCRIPT KILL sent while a script runs under busy-reply-threshold
+    waits for the shards (``scripting._HeldKill``: Redis reads it only at
+    the threshold); its worker killed meanwhile, the kill is answered
+    ``-NOTBUSY`` (the script is gone with it), not left waiting, and the
+    script's client gets the shard's error.  At two acceptors, the kill
+    goes through the other acceptor than the script."""
+    server = start_shardkv(shards=2, acceptors=acceptors)
+    try:
+        caller = client_on(server.port, acceptors, 0)
+        killer = client_on(server.port, acceptors, acceptors - 1)
+        key = key_on(0, "held", shards=2)
+        killer.command("CONFIG", "SET", "busy-reply-threshold", "60000")
+        caller.send("EVAL", "while true do end", 1, key)
+        time.sleep(0.2)  # (it runs)
+        killer.send("SCRIPT", "KILL")
+        killer.sock.settimeout(0.3)
+        with pytest.raises(TimeoutError):
+            killer.read_reply()  # held: the script is not past the threshold
+        killer.sock.settimeout(WAIT)
+        os.kill(worker_pid(server, 0), signal.SIGKILL)
+        assert str(killer.read_reply()).startswith("NOTBUSY ")
+        assert str(caller.read_reply()).startswith("ERR shard unavailable")
+        assert until(lambda: ask(killer, "SET", key, "v") == b"OK")
+        caller.close()
+        killer.close()
+    finally:
+        server.stop()
