@@ -1612,10 +1612,15 @@ def kill_script(client: Client, eval_mode: bool) -> None:
     nothing on its way to any shard, no cross-shard operation: answered at
     once, as inside EXEC, where Redis runs no script beside it)."""
     server = client.server
-    if not client.state.in_exec and all(link.script is None for link in server.links):
-        links = [link for link in server.links if link.up]
-        if links and (server.bus is not None or any(link.fifo or link.ops for link in links)):
-            _HeldKill(client, eval_mode, links)
+    if not client.state.in_exec:
+        busy = [link for link in server.links if link.script is not None]
+        if not busy:
+            links = [link for link in server.links if link.up]
+            if links and (server.bus is not None or any(link.fifo or link.ops for link in links)):
+                _HeldKill(client, eval_mode, links)
+                return
+        elif all(link.kill_sent for link in busy):
+            _KillAfterKill(client, eval_mode, busy)
             return
     problem = _kill_busy(server, eval_mode)
     if problem is None:
@@ -1637,11 +1642,23 @@ def _kill_busy(server: object, eval_mode: bool) -> str | None:
         if script_eval != eval_mode:
             return errors.BUSY_FUNCTION if not script_eval else errors.BUSY
     for link in busy:
+        link.kill_sent = True
         try:
             os.kill(link.script[0], signal.SIGUSR1)
         except OSError:
             pass
     return None
+
+
+def _answer_kill(slot: Slot, eval_mode: bool) -> None:
+    """A kill that waited: decided now, as one read now."""
+    server = slot.client.server
+    problem = _kill_busy(server, eval_mode)
+    if problem is None:
+        slot.deliver(encode("OK", slot.client.resp3))
+    else:
+        server.stats.error(problem)
+        slot.deliver(encode_error(problem))
 
 
 _PING = encode_command([Verb.PING])
@@ -1691,13 +1708,33 @@ class _HeldKill:
     def _answer(self) -> None:
         self.waiting = set()
         self.cancel()
-        server = self.slot.client.server
-        problem = _kill_busy(server, self.eval_mode)
-        if problem is None:
-            self.slot.deliver(encode("OK", self.slot.client.resp3))
+        _answer_kill(self.slot, self.eval_mode)
+
+
+class _KillAfterKill:
+    """A SCRIPT KILL (FUNCTION KILL) read while every busy script has been
+    signalled to stop by this acceptor already (``ShardLink.kill_sent``),
+    its end not yet reported: Redis's kill stops the script before it
+    reads anything more, so a kill read after it finds the script gone
+    (``-NOTBUSY``).  It waits for those scripts' ends (or their links'),
+    then is decided as one read then.  (A second kill answered ``+OK``
+    while the worker had not stopped yet, and a test that kills until
+    the scripts' clients have their replies counted two kills under load.)"""
+
+    __slots__ = ("slot", "eval_mode", "killed")
+
+    def __init__(self, client: Client, eval_mode: bool, killed: list) -> None:
+        self.slot = Slot(client)
+        self.eval_mode = eval_mode
+        self.killed = killed
+        client.pending.append(self.slot)
+        at_next_busy_change(self._busy_changed)
+
+    def _busy_changed(self) -> None:
+        if any(link.kill_sent for link in self.killed):
+            at_next_busy_change(self._busy_changed)
         else:
-            server.stats.error(problem)
-            self.slot.deliver(encode_error(problem))
+            _answer_kill(self.slot, self.eval_mode)
 
 
 class _Pinged:

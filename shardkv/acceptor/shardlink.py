@@ -203,6 +203,9 @@ class ShardLink:
         # (pid, dirty, eval_mode) for SCRIPT KILL (see shardkv.acceptor.scripting).
         self.busy: bytes | None = None
         self.script: tuple | None = None
+        # This acceptor has signalled that script to stop (SCRIPT KILL):
+        # its end is on its way.
+        self.kill_sent = False
         # The client that runs that script, if this acceptor's: it waits
         # for the script (see shardkv.acceptor.scriptcaller).
         self.caller: Client | None = None
@@ -572,6 +575,7 @@ class ShardLink:
             self.up = False
             self.transport = None
             self.busy = self.script = None
+            self.kill_sent = False
             BUSY_LINKS.discard(self)
             self._release_caller()
             _busy_changed()
@@ -734,6 +738,7 @@ class ShardLink:
                 self._refuse_unblocks(unblocks)
             else:
                 self.script = self.busy = None
+                self.kill_sent = False
                 # The worker answered the offer before this, or never will
                 # (it stopped waiting for it: it ran every candidate).
                 self.refusable = []

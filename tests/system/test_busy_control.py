@@ -704,3 +704,58 @@ def test_a_kill_held_for_a_script_under_the_threshold_ends_when_its_worker_dies(
         killer.close()
     finally:
         server.stop()
+
+
+def kill_twice(port: int, pause: Callable[[], Callable[[], None]]) -> list:
+    """SCRIPT KILL of a busy script, then another one 0.2 s after its
+    ``+OK``; ``pause()`` (stops the script's worker, returning what resumes
+    it) before the first: (the kills' replies, the script's), errors as
+    their first word."""
+    killer = RespClient(port, timeout=WAIT)
+    caller = RespClient(port, timeout=WAIT)
+    try:
+        killer.command("CONFIG", "SET", "busy-reply-threshold", "100")
+        caller.send("EVAL", LOOP, 1, "{b}s")
+        wait_busy(lambda: killer.command("GET", "{b}x"))
+        resume = pause()
+        got = [ask(killer, "SCRIPT", "KILL")]
+        time.sleep(0.2)  # (the kill's OK is out: a later command, not a timing check)
+        killer.send("SCRIPT", "KILL")
+        resume()
+        got.append(ask_reply(killer))
+        got.append(ask_reply(caller))
+        killer.command("CONFIG", "SET", "busy-reply-threshold", "5000")
+        return got
+    finally:
+        killer.close()
+        caller.close()
+
+
+def ask_reply(c: RespClient) -> object:
+    reply = c.read_reply()
+    return str(reply).split(" ")[0] if isinstance(reply, ErrorReply) else reply
+
+
+def test_a_kill_read_after_a_kill_finds_the_script_gone() -> None:
+    """Redis's SCRIPT KILL stops the script before Redis reads anything
+    more (the hook raises as processEventsWhileBlocked returns): a kill sent
+    after its ``+OK`` finds nothing.  shardkv's acceptor answers ``+OK``
+    once it signalled the worker, which stops the script when it runs
+    next: a kill read meanwhile answered ``+OK`` again (under load, a
+    test that kills until the scripts' clients have their replies counted
+    two kills).  It now waits for the script's end (here the worker is
+    stopped until the second kill is sent)."""
+    expected = on_redis(lambda port: kill_twice(port, lambda: lambda: None))
+    assert expected == [b"OK", "NOTBUSY", "ERR"]
+
+    def scenario(server: ServerProcess) -> list:
+        shard = 0  # {b}'s, of two
+        pid = worker_pid(server, shard)
+
+        def pause() -> Callable[[], None]:
+            os.kill(pid, signal.SIGSTOP)
+            return lambda: os.kill(pid, signal.SIGCONT)
+
+        return kill_twice(server.port, pause)
+
+    assert on_shardkv(scenario, acceptors=1) == expected
