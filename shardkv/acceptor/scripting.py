@@ -1608,18 +1608,17 @@ def kill_script(client: Client, eval_mode: bool) -> None:
     busy-reply-threshold: a kill sent before that is read then, and kills
     it, or after the script's end, and finds nothing (``-NOTBUSY``).  So a
     kill read while no worker has reported a busy script waits
-    (:class:`_HeldKill`), unless nothing can be running (one acceptor,
-    nothing on its way to any shard, no cross-shard operation: answered at
-    once, as inside EXEC, where Redis runs no script beside it)."""
+    (:func:`_kill_when_idle`), unless nothing can be running; inside EXEC
+    it is answered at once: Redis runs no script beside it."""
     server = client.server
     if not client.state.in_exec:
         busy = [link for link in server.links if link.script is not None]
         if not busy:
-            links = [link for link in server.links if link.up]
-            if links and (server.bus is not None or any(link.fifo or link.ops for link in links)):
-                _HeldKill(client, eval_mode, links)
-                return
-        elif all(link.kill_sent for link in busy):
+            slot = Slot(client)
+            client.pending.append(slot)
+            server.at_turn_end(lambda: _kill_when_idle(slot, eval_mode))
+            return
+        if all(link.kill_sent for link in busy):
             _KillAfterKill(client, eval_mode, busy)
             return
     problem = _kill_busy(server, eval_mode)
@@ -1650,6 +1649,25 @@ def _kill_busy(server: object, eval_mode: bool) -> str | None:
     return None
 
 
+def _kill_when_idle(slot: Slot, eval_mode: bool) -> None:
+    """A kill read while no link was busy, at the end of the turn that read
+    it: after what that turn queued for the shards (the group of
+    cross-shard scripts read before it starts then, see join_group).
+    Decided now if a link is busy, or if nothing can be running (one
+    acceptor, nothing on its way to any shard, no cross-shard operation:
+    ``-NOTBUSY``); else held (:class:`_HeldKill`)."""
+    server = slot.client.server
+    links = [link for link in server.links if link.up]
+    if (
+        not links
+        or any(link.script is not None for link in server.links)
+        or (server.bus is None and not any(link.fifo or link.ops for link in links))
+    ):
+        _answer_kill(slot, eval_mode)
+    else:
+        _HeldKill(slot, eval_mode, links)
+
+
 def _answer_kill(slot: Slot, eval_mode: bool) -> None:
     """A kill that waited: decided now, as one read now."""
     server = slot.client.server
@@ -1659,6 +1677,7 @@ def _answer_kill(slot: Slot, eval_mode: bool) -> None:
     else:
         server.stats.error(problem)
         slot.deliver(encode_error(problem))
+    server.flush_clients_soon()  # (at a turn's end, no frame's read writes it)
 
 
 _PING = encode_command([Verb.PING])
@@ -1681,12 +1700,11 @@ class _HeldKill:
 
     __slots__ = ("slot", "eval_mode", "waiting", "links", "cancel")
 
-    def __init__(self, client: Client, eval_mode: bool, links: list) -> None:
-        self.slot = Slot(client)
+    def __init__(self, slot: Slot, eval_mode: bool, links: list) -> None:
+        self.slot = slot
         self.eval_mode = eval_mode
-        self.links = client.server.links
+        self.links = slot.client.server.links
         self.waiting = {link.index for link in links}
-        client.pending.append(self.slot)
         self.cancel = at_next_busy_change(self._busy_changed)
         for link in links:
             link.send_control(_PING, _Pinged(self, link.index))
