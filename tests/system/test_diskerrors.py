@@ -415,6 +415,48 @@ def test_stop_writes_on_bgsave_error_no_lets_writes_in_after_a_failed_save(tmp_p
         server.stop()
 
 
+_PIPELINE_AFTER_CONFIG = [
+    ("PING",),
+    ("SET", "a", "1"),
+    ("EVAL", "return redis.call('set', KEYS[1], '1')", "1", "b"),
+]
+
+
+@pytest.mark.parametrize("kind,acceptors", [("redis", 1), ("shardkv", 1), ("shardkv", 2)])
+def test_commands_pipelined_behind_stop_writes_on_bgsave_error_find_it_in_effect(tmp_path, kind, acceptors):
+    """CONFIG SET stop-writes-on-bgsave-error, with commands in the same
+    write behind it: Redis runs them with the new value, so after a
+    failed save PING, a SET and a script's write go through behind ``no``
+    and are refused behind ``yes``.  shardkv's acceptor checked them as it
+    read them, against the -MISCONF state the workers had told it before
+    the CONFIG SET reached them: all three were refused behind ``no`` and
+    PING let through behind ``yes`` (with one acceptor or two)."""
+    where = tmp_path / "dir"
+    where.mkdir()
+    server = (
+        start_redis("--dir", str(where))
+        if kind == "redis"
+        else start_shardkv("--dir", str(where), shards=2, acceptors=acceptors)
+    )
+    refused = ("error", "MISCONF")  # (a script's says where in it too)
+    try:
+        c = redis.Redis(port=server.port)
+        conn = _refuse_writes_by_a_missing_dir(c, where, server.port)
+        for value, expected in (("no", [b"PONG", b"OK", b"OK"]), ("yes", [refused] * 3)):
+            commands = [("CONFIG", "SET", "stop-writes-on-bgsave-error", value), *_PIPELINE_AFTER_CONFIG]
+            conn.send_packed_command(conn.pack_commands(commands))  # one write
+            replies = []
+            for _ in commands:
+                try:
+                    replies.append(conn.read_response())
+                except redis.ResponseError as e:
+                    replies.append(("error", str(e).split()[0]))
+            assert replies == [b"OK", *expected], value
+        conn.disconnect()
+    finally:
+        server.stop()
+
+
 def test_a_full_aof_refused_through_one_acceptor_is_refused_through_the_other_at_once(small_disk):
     """Issue 22: the first write refused with -MISCONF (the AOF cannot be
     written) through one acceptor: a PING through the other, sent once that

@@ -264,14 +264,15 @@ class _Both:
         self.acceptors_answered([])
 
 
-def _with_acceptors(client: Client, args: list, merge, kind: bytes) -> None:
+def _with_acceptors(client: Client, args: list, merge, kind: bytes, slot: Slot | None = None) -> None:
     """Ask every shard ``args`` now (in the client's order), then, once they
     all answered, the other acceptors ``kind``; reply with ``merge`` of the
-    shards' answers once the acceptors have answered too.  In that order, so
-    that what the shards did is done when the others are asked (see
-    :func:`bus_sync`)."""
+    shards' answers once the acceptors have answered too (in ``slot``, a
+    new one unless given).  In that order, so that what the shards did is
+    done when the others are asked (see :func:`bus_sync`)."""
     server = client.server
-    slot = Slot(client)
+    if slot is None:
+        slot = Slot(client)
     client.pending.append(slot)
     gather = Gather(_Both(slot, kind), len(server.links), merge, client.resp3, None)
     header, body = client.part_headers[client.resp3], encode_command(args)
@@ -296,14 +297,51 @@ def _apply_set(client: Client, changes: dict) -> None:
     # others have applied them too (the supervisor passed them the
     # ``config`` line before this question: see tell_supervisor).
     merge = lambda parts: _set_oom(server, parts)  # noqa: E731
+    slot = _Applied(client)
     if server.bus is None:
-        client.query_all(worker_config(server, changes), merge)
+        client.pending.append(slot)
+        gather = Gather(slot, len(server.links), merge, client.resp3, None)
+        header, body = client.part_headers[client.resp3], encode_command(worker_config(server, changes))
+        for i, link in enumerate(server.links):
+            link.send(header, body, gather.sink(i))
     else:
         # Sent again, numbered, once the supervisor has numbered it (see
         # shardkv.acceptor.configorder): the workers end in its order.
         args = worker_config(server, changes)
         configorder.sent_workers(server, args)
-        _with_acceptors(client, configorder.stamp(server, args), merge, bus.SYNC)
+        _with_acceptors(client, configorder.stamp(server, args), merge, bus.SYNC, slot)
+
+
+# A client's blocked_token while its CONFIG SET is not yet in effect
+# everywhere (see _Applied).
+APPLYING = -15
+
+
+class _Applied(Slot):
+    """CONFIG SET's reply slot (outside EXEC): the client's later commands
+    wait for it, as Redis runs them once the setting is in effect.  The
+    acceptor checks some of them against what the workers tell it about
+    the setting before their reply (the -MISCONF state that
+    stop-writes-on-bgsave-error changes, a ``D`` frame): a PING or a write
+    pipelined behind ``CONFIG SET stop-writes-on-bgsave-error no`` was
+    refused with -MISCONF, and one behind ``yes`` let through, where Redis
+    does the opposite.  A client that waits for something else already
+    (requirepass at K > 1 holds it so) is not held again."""
+
+    __slots__ = ("held",)
+
+    def __init__(self, client: Client) -> None:
+        super().__init__(client)
+        state = client.state
+        self.held = not state.in_exec and not state.blocked_token
+        if self.held:
+            state.block(APPLYING, shown=False)
+
+    def deliver(self, body: bytes) -> None:
+        super().deliver(body)
+        client = self.client
+        if self.held and client.state.unblock(APPLYING) and client.waiting():
+            client.server.loop.call_soon(client.resume)  # type: ignore[union-attr]
 
 
 @guard
