@@ -41,6 +41,14 @@ LUA_STACK = 8000
 ROOM: dict[int, Callable[[int], None]] = {}
 
 
+# lupa's read of a table's value from Python (``t[k]``) makes a C closure
+# (40 bytes) outside any protected call, garbage at once: a loop of reads
+# measures its state again every so many (20 KB of closures, twice that at
+# most between two measures, within PUSH_SLACK), which a full collection
+# frees when the state is near its limit (see for_lua).
+READS = 512
+
+
 def _room(lua: LuaValue, size: int) -> None:
     check = ROOM.get(id(lua))
     if check is not None:
@@ -596,12 +604,17 @@ class CJson:
             return
         stack: list[tuple[Iterator[LuaValue], int]] = []
         top = 1
+        reads = 0  # (since the state's last measure, see READS)
         while True:
             depth = len(stack) + 1
             if depth > self.max_depth or top + 3 > LUA_STACK:
                 raise LibError("Cannot serialise, excessive nesting (%d)" % depth)
             n = self._array_length(value)
             if n > 0:
+                reads += n
+                if reads > READS:
+                    _room(self.lua, 0)
+                    reads = 0
                 out.append(b"[")
                 stack.append((self._array_items(value, n, out), 1))
                 top += 1
@@ -644,6 +657,8 @@ class CJson:
         for i in range(1, n + 1):
             if i > 1:
                 out.append(b",")
+                if not i % READS:  # (a long array's reads, see READS)
+                    _room(self.lua, 0)
             x = v[i]
             if x == 0 and type(x) is int and self.negative_zero(v, i):
                 x = -0.0

@@ -1239,7 +1239,10 @@ class Engine:
         if value is False and run.resp == 2:
             return None
         self._nested_errors = None
-        tree = self._convert(value, run.resp)
+        try:
+            tree = self._convert(value, run.resp)
+        except lua51.LuaMemoryError:
+            tree = self._convert_collected(value, run.resp, sha)
         if type(tree) is int:
             return tree
         if type(tree) is Error and not _counted(value):
@@ -2266,6 +2269,8 @@ class Engine:
         todo: list[tuple[LuaValue, int, list, int]] = [(value, REPLY_TOP_SLOT, root, 0)]
         pop = todo.pop
         push = todo.append
+        every = lualibs.READS
+        reads = every + 1  # (since the state's last measure: the first table measures it)
         while todo:
             value, slot, into, at = pop()
             if slot > REPLY_LAST_SLOT:  # (in an array: counted with the reply, see _invoke)
@@ -2296,13 +2301,19 @@ class Engine:
             if value is None or self._lua_type(value) != "table":
                 into[at] = None
                 continue
+            if reads > every:
+                self._room_to_read()
+                reads = 0
             kind, payload, n = self._classify(value)
+            reads += 1 + n
             if kind == b"array":
                 items: list[object] = [None] * n
                 into[at] = items
                 slot += 1
                 later = None
                 for i in range(n):
+                    if i and not i % every:  # (a long array's reads)
+                        self._room_to_read()
                     x = payload[i + 1]
                     tx = type(x)
                     # (the common items at once, the rest after them)
@@ -2343,6 +2354,8 @@ class Engine:
                 # map, the key and its value, the key's copy; then its value;
                 # a set's member: the table, the set, the member and its copy)
                 for i in range(n, 0, -1):
+                    if not i % every:  # (a long map's reads)
+                        self._room_to_read()
                     push((payload[i], slot + (4 if i & 1 and kind == b"map" else 3), items, i - 1))
             else:
                 into[at] = None
@@ -2359,6 +2372,32 @@ class Engine:
     # spare, for what the script does next): one that does not fit fails
     # the script with Lua's "not enough memory", as an allocation of its
     # own that fails would.
+
+    def _convert_collected(self, value: LuaValue, resp: int, sha: bytes) -> object:
+        """_convert once more, the state collected first, for a reply that
+        did not fit in its Lua state to be read (classify's copy, lupa's
+        reads; see _room_to_read): the script's garbage is gone now.  One
+        that still does not fit is Lua's "not enough memory"; its writes
+        stay, as a script's that fails after them."""
+        self._nested_errors = None
+        self.lua.gccollect()
+        try:
+            return self._convert(value, resp)
+        except lua51.LuaMemoryError:
+            self._nested_errors = None
+            self.lua.gccollect()
+            return self._error_reply(b"not enough memory", sha)
+
+    def _room_to_read(self) -> None:
+        """Before Python reads on in a script's reply (see lualibs.READS:
+        each read a C closure of lupa's, made outside any protected call,
+        where a failed allocation is a Lua panic, the worker's exit):
+        PUSH_SLACK left, after a full collection if it takes one (the
+        script's garbage, the reads' closures), or a LuaMemoryError, as
+        classify's own copy of the table raises when it does not fit
+        (_conclude answers Lua's "not enough memory")."""
+        if self._used() > self._push_room and not fits(self.lua, 0):
+            raise lua51.LuaMemoryError("not enough memory")
 
     def _check_room(self, value: object) -> None:
         """A reply of redis.call or redis.pcall is to go into the running
