@@ -194,11 +194,13 @@ ASKED: dict[int, int] = {}
 # This acceptor's cross-shard waits on lists and sorted sets, and its
 # cross-shard XREADs, by each key they wait on, in the order they blocked;
 # and those that try at once after a write of a key of theirs (BLMOVE,
-# BRPOPLPUSH, XREAD), while any waits: every command then takes the slow
-# path, which tries them (see :func:`try_at_once`).
+# BRPOPLPUSH, XREAD), with the keys they wait on (how many such waits on
+# each): a command naming one of those keys takes the slow path, which
+# tries them (see :func:`try_at_once`); others stay on the inline path.
 _BY_KEY: dict[bytes, dict[_CrossShard, None]] = {}
 _READS: dict[bytes, dict[_CrossShard, None]] = {}
 EAGER: dict[_CrossShard, None] = {}
+EAGER_KEYS: dict[bytes, int] = {}
 
 
 def decided_later(client: Client) -> bool:
@@ -653,6 +655,9 @@ class _CrossShard:
                     registry.setdefault(key, {})[self] = None
             if self.move or self.read_only:
                 EAGER[self] = None
+                for waited in self.wait_keys.values():
+                    for key in waited:
+                        EAGER_KEYS[key] = EAGER_KEYS.get(key, 0) + 1
         self.trying = False  # an atomic try is on its way
         # Tries answered so far, when the one on its way began and its
         # operation (None: XREAD's parts), see _count_try.
@@ -991,7 +996,7 @@ class _CrossShard:
 
     def _forget_keys(self) -> None:
         """Done: no longer among the waits of its keys (see :data:`_BY_KEY`)."""
-        EAGER.pop(self, None)
+        eager = EAGER.pop(self, 0) is None  # (once: finish and drop both call it)
         registry = _READS if self.stream else _BY_KEY
         for waited in self.wait_keys.values():
             for key in waited:
@@ -1000,6 +1005,10 @@ class _CrossShard:
                     waits.pop(self, None)
                     if not waits:
                         del registry[key]
+                if eager:
+                    left = EAGER_KEYS.pop(key) - 1
+                    if left:
+                        EAGER_KEYS[key] = left
 
     def serve_now(self, key: bytes) -> None:
         """A command writing its key ``key`` was just sent (see

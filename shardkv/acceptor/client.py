@@ -26,7 +26,7 @@ from binascii import crc_hqx
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from shardkv.acceptor.blocking import EAGER, decided_later
+from shardkv.acceptor.blocking import EAGER, EAGER_KEYS, decided_later
 from shardkv.acceptor.dispatch import HEADERS, PART_HEADERS, SLOT_HEADERS, Dispatch, db_headers
 from shardkv.acceptor.pause import PAUSED
 from shardkv.acceptor.replies import BareSlot, Pushed, Slot
@@ -259,6 +259,7 @@ class Client(Dispatch, asyncio.Protocol):
         owners = server.router.owners  # shard by slot
         pending = self.pending
         fast_paths = server.fast_paths
+        eager = EAGER_KEYS  # keys whose commands take the slow path (see _plain)
         plain = self._plain()
         # Each one's header: in database 0 the slotted header of its key's
         # slot, in another the database's plain one (a slotted header
@@ -291,7 +292,7 @@ class Client(Dispatch, asyncio.Protocol):
                     name_seen = args[0]
                     cmd = _seen(name_seen)
                     fewest, most = (1, 0) if cmd is None else cmd.plain_counts
-                if fewest <= len(args) <= most:
+                if fewest <= len(args) <= most and (not eager or args[1] not in eager):
                     slot = BareSlot()  # Slot(self), without a Python __init__ call
                     slot.client = self
                     slot.data = None
@@ -316,7 +317,7 @@ class Client(Dispatch, asyncio.Protocol):
                         _send_runs(links, runs, touched)
                         runs = None
                     fast = fast_paths.get(cmd.name)
-                    if fast is not None and fast(self, args, raw, header):
+                    if fast is not None and not EAGER and fast(self, args, raw, header):
                         # An EVALSHA that may escape: what follows waits for it.
                         if self.state.blocked_token:
                             args = server.behind_shortcuts(self, rest, args, header)
@@ -354,9 +355,11 @@ class Client(Dispatch, asyncio.Protocol):
         to show them to, no keys to remember (CLIENT TRACKING), no
         script past busy-reply-threshold anywhere (every command then gets
         ``-BUSY``, see :meth:`Dispatch._execute`), and no shard that cannot
-        persist (every write then gets ``-MISCONF``), and no cross-shard
-        BLMOVE or XREAD waiting (a write of a key of its makes it try at
-        once, see :func:`shardkv.acceptor.blocking.try_at_once`)."""
+        persist (every write then gets ``-MISCONF``).  A command naming a
+        key that a cross-shard BLMOVE or XREAD of this acceptor waits on
+        takes the slow path all the same (:meth:`_run` checks its key), as
+        its write makes that wait try at once (see
+        :func:`shardkv.acceptor.blocking.try_at_once`)."""
         state = self.state
         return (
             not BUSY_LINKS
@@ -370,7 +373,6 @@ class Client(Dispatch, asyncio.Protocol):
             and not self.server.pause_type
             and not state.reply_mode
             and self.tracking is None
-            and not EAGER
         )
 
     def _data_received_unauthenticated(self, data: bytes) -> bool:

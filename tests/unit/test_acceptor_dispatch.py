@@ -14,7 +14,7 @@ import tracemalloc
 
 import pytest
 
-from shardkv.acceptor import wiring
+from shardkv.acceptor import blocking, wiring
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.migrate import MIGRATING
 from shardkv.acceptor.replies import Slot
@@ -534,3 +534,30 @@ def test_msetnx_across_shards_is_a_write_fan_out_that_every_part_must_set(
     decided = [frame for link in links for frame in link.frames]
     commit = votes == (1, 1)
     assert [(d.op, d.commit) for d in decided] == [(op, commit)] * votes.count(1)
+
+
+def test_while_a_cross_shard_blmove_waits_only_commands_naming_its_keys_leave_the_inline_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A cross-shard BLMOVE (or XREAD) waiting on ``a`` makes a write of
+    # ``a`` try it at once (blocking.try_at_once, from the slow path); a
+    # command on another key has nothing to try and stays inline.
+    acceptor, links = build()
+    a, b = keys_on_two_shards(acceptor)
+    monkeypatch.setitem(blocking.EAGER, object(), None)  # type: ignore[call-overload]
+    monkeypatch.setitem(blocking.EAGER_KEYS, a, 1)
+    executed: list[bytes] = []
+    execute = Client.execute
+
+    def counting(self: Client, args: list[bytes], raw: bytes | None = None) -> None:
+        executed.append(args[1])
+        execute(self, args, raw)
+
+    monkeypatch.setattr(Client, "execute", counting)
+    client, _ = connect(acceptor)
+    send(client, [b"SET", b"k", b"1"], [b"GET", b"k"], [b"RPUSH", a, b"x"], [b"GET", b])
+    assert executed == [a]
+    sent = [body for link in links for body in link.bodies()]
+    assert sorted(sent) == sorted(
+        encode_command(c) for c in ([b"SET", b"k", b"1"], [b"GET", b"k"], [b"RPUSH", a, b"x"], [b"GET", b])
+    )
