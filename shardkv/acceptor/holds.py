@@ -89,6 +89,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from shardkv.acceptor.blocking import EAGER
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.shardlink import ShardLink
 from shardkv.protocol import commands, errors, wire
@@ -566,7 +567,9 @@ class Holds:
         state = client.state
         shard_of = self.server.shard_of
         n = 0
-        while state.held and n < TAKE_ALONG_MAX and client._plain():
+        # Not while a cross-shard BLMOVE or XREAD waits: a write of its key
+        # would make it try at once, from inside the request (try_at_once).
+        while state.held and n < TAKE_ALONG_MAX and client._plain() and not EAGER:
             args, raw = state.held[0]
             if not _joinable(args, shards, shard_of):
                 return
