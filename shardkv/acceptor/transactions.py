@@ -781,6 +781,7 @@ def _serve_first(client: Client, shards) -> None:
 
 
 _SERVE = encode_command([Verb.SERVE])
+_DEFER = encode_command([Verb.DEFER])
 
 
 def _unblocks_first(client: Client, queued: list) -> tuple[dict[int, list], list[UnblockReply], Pin | None]:
@@ -885,6 +886,10 @@ def _run_in_order(client: Client, queued: list, reply: Exec, early: dict[int, li
     in_place = _unblock_shards(client, queued, early)
     if in_place:
         _serve_first(client, in_place.values())
+    deferred = _written_shards(client, queued)
+    links = client.server.links
+    for shard in deferred:
+        links[shard].send_control(_DEFER, _IGNORE, in_step=True)
     saved = client.pending
     client.state.enter_exec()
     client.state.unblock_in_place(0)  # its shard serves after the whole batch
@@ -912,7 +917,25 @@ def _run_in_order(client: Client, queued: list, reply: Exec, early: dict[int, li
         client.pending = saved
         client.state.leave_exec()
         client.state.unblock_in_place(-1)
+        for shard in deferred:
+            links[shard].send_control(_SERVE, _IGNORE, in_step=True)
     reply.parts = parts
+
+
+def _written_shards(client: Client, queued: list) -> list[int]:
+    """The shards a transaction routed one by one may write: each serves
+    nobody between its commands (``__defer`` before them, ``__serve``
+    after), as Redis serves the clients they woke only after EXEC.  Every
+    shard for a write with no key to route by (FLUSHALL...)."""
+    shard_of = client.server.shard_of
+    written: set[int] = set()
+    for cmd, args in queued:
+        if cmd.is_write:
+            keys = cmd.keys(args) if cmd.route == "shard" else ()
+            if not keys:
+                return list(range(len(client.server.links)))
+            written.update(shard_of(key) for key in keys)
+    return sorted(written)
 
 
 def _to_trailer(captured: deque, routed: int, reply: Exec) -> None:

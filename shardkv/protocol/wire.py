@@ -1024,8 +1024,13 @@ class Verb:
     # runs only if the operation it names committed (else -2, nothing done).
     UNBLOCK = b"__unblock"
     # __serve -> OK: serve the waiters of the keys made ready so far (before
-    # an EXEC whose __unblock serves nothing first).
+    # an EXEC whose __unblock serves nothing first, and after a transaction's
+    # commands behind __defer).
     SERVE = b"__serve"
+    # __defer -> OK: serve nobody after each command until __serve or the
+    # batch's end (a transaction's commands routed one by one: Redis serves
+    # after EXEC).
+    DEFER = b"__defer"
     XREAD = b"__xread"
     XLASTIDS = b"__xlastids"
     # Scripts and functions.

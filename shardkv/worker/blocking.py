@@ -17,17 +17,18 @@ How one blocking command runs
 2. After each write command the worker runs, after each script (the
    writes it called, :meth:`Waiters.mark_writes`) and after each
    cross-shard operation, the keys it wrote that someone waits on become
-   *ready* (:meth:`Waiters.mark`).  At the end of the batch (and before a blocking
-   command in it, so that who blocked first is served first) each ready
+   *ready* (:meth:`Waiters.mark`).  Right after that command (and at the
+   end of the batch) each ready
    key serves its waiters in the order they blocked, as Redis's
    ``handleClientsBlockedOnKeys``: a waiter's ``serve`` function is called
    with that key; it pops and returns the reply, or returns None when the
    key cannot serve it (no value of the wanted type).  A waiter that is
    served is forgotten, and its own writes (BLMOVE's destination) make
    their keys ready in turn.  Redis serves after each command, or after
-   EXEC; here a transaction's commands arrive back to back in one batch
-   (see :mod:`shardkv.acceptor.transactions`), so serving after the batch keeps a
-   waiter from seeing half a transaction.
+   EXEC; here a transaction's commands routed one by one arrive back to
+   back in one batch (see :mod:`shardkv.acceptor.transactions`) between
+   ``__defer`` and ``__serve``, which serves nobody in between
+   (:attr:`Waiters.deferred`), so no waiter sees half a transaction.
 3. A served waiter's reply leaves as a ``W`` frame (:func:`wire.encode_wake`),
    after the ``R`` frame of the batch that registered it, in the client's
    protocol.
@@ -306,6 +307,9 @@ class Waiters:
         # key's rank in it), which their __bwaits' notifications carry (see
         # mark_keys), until they serve.
         self.ranks: dict[tuple[int, bytes], tuple[int, int]] = {}
+        # A transaction's commands run (``__defer`` .. ``__serve``): serve
+        # nobody between them, as Redis serves after EXEC.
+        self.deferred = False
 
     def unblock_counts(self) -> tuple[int, dict[int, int], dict[int, int]]:
         """For the busy report: the busy scripts, each pipe's base, and the
@@ -908,13 +912,28 @@ def btry(ks: Keyspace, args: list[bytes]) -> object:
 def serve(ks: Keyspace, args: list[bytes]) -> object:
     """__serve
 
-    Serve the waiters of the keys made ready so far: sent before an EXEC
-    with a CLIENT UNBLOCK inside, whose ``__unblock`` serves nothing first,
-    as Redis serves a blocked client after each command before the EXEC.
+    Serve the waiters of the keys made ready so far, and again after each
+    command (the end of a ``__defer``): sent before an EXEC with a CLIENT
+    UNBLOCK inside, whose ``__unblock`` serves nothing first, as Redis
+    serves a blocked client after each command before the EXEC, and after
+    the commands of a transaction routed one by one, as Redis serves after
+    EXEC.
     """
     waiters = ks.waiters
-    if waiters.ready:  # type: ignore[union-attr]  # set by Waiters
+    waiters.deferred = False  # type: ignore[union-attr]  # set by Waiters
+    if waiters.ready:  # type: ignore[union-attr]
         waiters.serve_ready()  # type: ignore[union-attr]
+    return OK
+
+
+def defer(ks: Keyspace, args: list[bytes]) -> object:
+    """__defer
+
+    Serve nobody after each command until ``__serve`` (or the batch's
+    end): a transaction's commands follow, routed one by one, and Redis
+    serves the clients they woke only after EXEC.
+    """
+    ks.waiters.deferred = True  # type: ignore[union-attr]  # set by Waiters
     return OK
 
 
@@ -922,6 +941,7 @@ def serve(ks: Keyspace, args: list[bytes]) -> object:
 HANDLERS: Handlers = {
     Verb.UNBLOCK: unblock,
     Verb.SERVE: serve,
+    Verb.DEFER: defer,
     Verb.BCLAIM: bclaim,
     Verb.BDONE: bdone,
     Verb.BTRY: btry,

@@ -859,14 +859,19 @@ class Shard:
                         self.logged = logged = []
                         if blocked:
                             waiters.mark(args)
+                            if waiters.ready and not waiters.deferred:
+                                waiters.serve_ready()  # right after the command, as Redis
                         continue
                     append(body)
                 if writer is not None and len(writer.buf) != logged_before:
                     logged.append((len(bodies) - 1, header & flag_part if header >= 0 else 0))
                 if blocked:
                     waiters.mark(args)
-                    if waiters.ready and self.ready_at is None and bounds is not None:
-                        self.ready_at = len(bounds)  # this reply's index (see _share_events)
+                    if waiters.ready:
+                        if self.ready_at is None and bounds is not None:
+                            self.ready_at = len(bounds)  # this reply's index (see _share_events)
+                        if not waiters.deferred:
+                            waiters.serve_ready()  # right after the command, as Redis
                 if noted is not None:
                     bounds.append(len(noted))  # type: ignore[union-attr]
                 continue
@@ -957,8 +962,11 @@ class Shard:
                     logged.append((len(bodies) - 1, header & wire.FLAG_PART))
                 if blocked:
                     waiters.mark(args)
-                    if waiters.ready and self.ready_at is None and bounds is not None:
-                        self.ready_at = len(bounds)  # this reply's index (see _share_events)
+                    if waiters.ready:
+                        if self.ready_at is None and bounds is not None:
+                            self.ready_at = len(bounds)  # this reply's index (see _share_events)
+                        if not waiters.deferred:
+                            waiters.serve_ready()  # right after the command, as Redis
                 if noted is not None:
                     bounds.append(len(noted))  # type: ignore[union-attr]
             if header & wire.FLAG_ACL:
@@ -972,10 +980,10 @@ class Shard:
             slow_ns, counts_only, fast_below = _gates(stats, persistence, table, writer, noted, blocked)
             if table is not None:
                 last = perf_counter_ns()
+        waiters.deferred = False  # (a __defer's __serve comes in its batch)
         if waiters.ready:
-            # After the batch, not after each command: a transaction's
-            # commands come back to back in one batch, and a waiter must not
-            # see half of it (Redis serves them after EXEC).
+            # What is left: keys made ready behind __defer, by a parked
+            # operation's commit, or by a serve (see Waiters.serve_ready).
             waiters.serve_ready()
         if fast_entry and len(fast_entry.times) >= 256:
             stats.fold(fast_entry.row)

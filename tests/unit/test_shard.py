@@ -308,15 +308,21 @@ def test_unblock_forgets_a_waiter_that_still_waits(shard):
 
 
 def test_unblock_inside_exec_serves_nothing_first(shard):
-    """Inside EXEC (``after`` 0) the push before the ``__unblock`` in the
-    batch serves nobody first, as Redis serves only after the whole EXEC:
-    1, and the element stays.  A ``__serve`` before the transaction serves
-    what came before it."""
+    """Inside EXEC (``after`` 0, behind ``__defer``) the push before the
+    ``__unblock`` in the batch serves nobody first, as Redis serves only
+    after the whole EXEC: 1, and the element stays.  A ``__serve`` before
+    the transaction serves what came before it."""
     assert wire.decode_replies(shard.run_batch(_batch((7, [b"BLPOP", b"k", b"0"])))) == [b""]
     replies = wire.decode_replies(
-        shard.run_batch(_batch((0, [b"LPUSH", b"k", b"x"]), (0, [wire.Verb.UNBLOCK, b"7", b"0", b"1", b"0"])))
+        shard.run_batch(
+            _batch(
+                (0, [wire.Verb.DEFER]),
+                (0, [b"LPUSH", b"k", b"x"]),
+                (0, [wire.Verb.UNBLOCK, b"7", b"0", b"1", b"0"]),
+            )
+        )
     )
-    assert replies == [b":1\r\n", b":1\r\n"]
+    assert replies == [b"+OK\r\n", b":1\r\n", b":1\r\n"]
     assert shard.waiters.wakes == []
     assert run(shard, "LLEN", "k") == 1
     assert wire.decode_replies(shard.run_batch(_batch((8, [b"BLPOP", b"j", b"0"])))) == [b""]
@@ -325,13 +331,53 @@ def test_unblock_inside_exec_serves_nothing_first(shard):
             _batch(
                 (0, [b"LPUSH", b"j", b"y"]),
                 (0, [wire.Verb.SERVE]),
+                (0, [wire.Verb.DEFER]),
                 (0, [b"LPUSH", b"j", b"z"]),
                 (0, [wire.Verb.UNBLOCK, b"8", b"0", b"2", b"0"]),
             )
         )
     )
-    assert replies == [b":1\r\n", b"+OK\r\n", b":1\r\n", b":0\r\n"]
+    assert replies == [b":1\r\n", b"+OK\r\n", b"+OK\r\n", b":1\r\n", b":0\r\n"]
     assert shard.waiters.wakes == [(0, wire.encode_wake(8, b"*2\r\n$1\r\nj\r\n$1\r\ny\r\n"))]
+
+
+def test_a_push_serves_before_the_next_command_of_its_batch(shard):
+    """A waiter is served right after the command that made its key
+    ready, as Redis serves after each command: the LPOP behind the push
+    finds nothing.  Behind ``__defer`` (a transaction's commands) nobody
+    is served until ``__serve``; the batch's end serves too, and ends the
+    ``__defer``."""
+    assert wire.decode_replies(shard.run_batch(_batch((7, [b"BLPOP", b"k", b"0"])))) == [b""]
+    replies = wire.decode_replies(shard.run_batch(_batch((0, [b"LPUSH", b"k", b"a"]), (0, [b"LPOP", b"k"]))))
+    assert replies == [b":1\r\n", b"$-1\r\n"]
+    assert shard.waiters.wakes == [(0, wire.encode_wake(7, b"*2\r\n$1\r\nk\r\n$1\r\na\r\n"))]
+    shard.waiters.wakes.clear()
+    assert wire.decode_replies(shard.run_batch(_batch((8, [b"BLPOP", b"k", b"0"])))) == [b""]
+    batch = _batch(
+        (0, [wire.Verb.DEFER]),
+        (0, [b"LPUSH", b"k", b"b", b"c"]),
+        (0, [b"LPOP", b"k"]),
+        (0, [wire.Verb.SERVE]),
+        (0, [b"LLEN", b"k"]),
+    )
+    assert wire.decode_replies(shard.run_batch(batch)) == [
+        b"+OK\r\n",
+        b":2\r\n",
+        b"$1\r\nc\r\n",
+        b"+OK\r\n",
+        b":0\r\n",
+    ]
+    assert shard.waiters.wakes == [(0, wire.encode_wake(8, b"*2\r\n$1\r\nk\r\n$1\r\nb\r\n"))]
+    shard.waiters.wakes.clear()
+    assert wire.decode_replies(shard.run_batch(_batch((9, [b"BLPOP", b"k", b"0"])))) == [b""]
+    assert wire.decode_replies(
+        shard.run_batch(_batch((0, [wire.Verb.DEFER]), (0, [b"LPUSH", b"k", b"d"])))
+    ) == [
+        b"+OK\r\n",
+        b":1\r\n",
+    ]
+    assert shard.waiters.wakes == [(0, wire.encode_wake(9, b"*2\r\n$1\r\nk\r\n$1\r\nd\r\n"))]
+    assert not shard.waiters.deferred
 
 
 def test_unblock_after_an_operation_runs_only_if_it_committed(shard):
@@ -358,10 +404,8 @@ def test_unblock_of_another_pipes_waiter_wakes_it_there(error):
     assert wire.decode_replies(shard.run_batch(_batch((7, [b"BLPOP", b"k", b"0"])))) == [b""]
     shard.keyspace.pipe = 0
     unblock = [wire.Verb.UNBLOCK, b"7", b"0", b"1", b"0", b"1", b"1" if error else b"0"]
-    assert wire.decode_replies(shard.run_batch(_batch((0, [b"LPUSH", b"k", b"x"]), (0, unblock)))) == [
-        b":1\r\n",
-        b":1\r\n",
-    ]
+    batch = _batch((0, [wire.Verb.DEFER]), (0, [b"LPUSH", b"k", b"x"]), (0, unblock))
+    assert wire.decode_replies(shard.run_batch(batch)) == [b"+OK\r\n", b":1\r\n", b":1\r\n"]
     body = b"-UNBLOCKED client unblocked via CLIENT UNBLOCK\r\n" if error else b"*-1\r\n"
     assert shard.waiters.wakes == [(1, wire.encode_wake(7, body))]
     assert run(shard, "LLEN", "k") == 1
