@@ -53,7 +53,7 @@ class FakeLink:
         for i in range(0, len(run), 3):
             self.send(run[i], run[i + 1], run[i + 2], True)
 
-    def send_control(self, command: bytes, sink: object) -> None:
+    def send_control(self, command: bytes, sink: object, in_step: bool = False) -> None:
         self.send(wire.entry_header(0), command, sink, control=True)
 
     def step_done(self) -> None:
@@ -265,9 +265,18 @@ def test_multi_queues_and_exec_routes_the_queue_in_one_step() -> None:
     assert not any(link.sent for link in links)
     send(client, [b"EXEC"])
     link = links[acceptor.shard_of(b"k")]
-    assert link.bodies() == [encode_command([b"SET", b"k", b"v"]), encode_command([b"GET", b"k"])]
+    # (__defer and __serve around the writes: no waiter is served halfway)
+    defer, serve = encode_command([wire.Verb.DEFER]), encode_command([wire.Verb.SERVE])
+    assert link.bodies() == [
+        defer,
+        encode_command([b"SET", b"k", b"v"]),
+        encode_command([b"GET", b"k"]),
+        serve,
+    ]
+    link.answer(b"+OK\r\n")
     link.answer(b"+OK\r\n")
     link.answer(b"$1\r\nv\r\n")
+    link.answer(b"+OK\r\n")
     assert replies(acceptor, transport) == b"*2\r\n+OK\r\n$1\r\nv\r\n"
 
 
