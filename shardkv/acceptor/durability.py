@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING
 
 from shardkv.acceptor import configorder
 from shardkv.acceptor.replies import Slot
+from shardkv.acceptor.shardlink import at_threshold
 from shardkv.protocol import bus, errors, wire
 from shardkv.protocol.resp import encode_command, encode_error
 from shardkv.protocol.wire import Verb
@@ -69,11 +70,13 @@ class _Shutdown:
     ``client`` gets the outcome, or a signal's (``client`` None), whose
     outcome goes to the supervisor."""
 
-    def __init__(self, server: Acceptor, client: Client | None, nshards: int) -> None:
+    def __init__(
+        self, server: Acceptor, client: Client | None, nshards: int, slot: Slot | None = None
+    ) -> None:
         self.server = server
         self.client = client
-        self.slot: Slot | None = None
-        if client is not None:
+        self.slot = slot
+        if client is not None and slot is None:
             self.slot = Slot(client)
             client.pending.append(self.slot)
         self.left = nshards
@@ -182,27 +185,50 @@ def shutdown(client: Client, args: list) -> None:
         client.reply_error("ERR No shutdown in progress.")
         return
     mode = b"nosave" if b"NOSAVE" in options else b"save" if b"SAVE" in options else b"default"
-    links = client.server.links
+    force = b"FORCE" in options
+    server = client.server
+    if not client.state.in_exec and all(link.script is None for link in server.links):
+        # Redis reads nothing while a script runs until busy-reply-threshold:
+        # a SHUTDOWN sent before is read then (NOSAVE stops the server, the
+        # others answer -BUSY), or after a script that ended first.
+        slot = Slot(client)
+        client.pending.append(slot)
+        at_threshold(server, lambda: _shutdown(client, slot, mode, force))
+        return
+    _shutdown(client, None, mode, force)
+
+
+def _shutdown(client: Client, slot: Slot | None, mode: bytes, force: bool) -> None:
+    """SHUTDOWN as read now: ``slot`` its reply's place if it waited (see
+    shardlink.at_threshold)."""
+    server = client.server
+    links = server.links
     busy = [link for link in links if link.busy is not None and link.script is not None]
     if busy and mode != b"nosave":
         # As Redis: while a script is busy, only SHUTDOWN NOSAVE stops the server.
-        client.reply_error(busy[0].busy.decode("latin-1")[1:].strip())  # type: ignore[union-attr]
+        problem = busy[0].busy.decode("latin-1")[1:].strip()  # type: ignore[union-attr]
+        if slot is None:
+            client.reply_error(problem)
+        else:
+            server.stats.error(problem)
+            slot.deliver(encode_error(problem))
+            server.flush_clients_soon()  # (at a turn's end, no frame's read writes it)
         return
     for link in busy:
         _release_parks(link)
-    gather = _Shutdown(client.server, client, len(links) - len(busy))
-    gather.force = b"FORCE" in options
-    gather.saves = mode == b"save" or (mode == b"default" and bool(client.server.config.get("save")))
+    gather = _Shutdown(server, client, len(links) - len(busy), slot)
+    gather.force = force
+    gather.saves = mode == b"save" or (mode == b"default" and bool(server.config.get("save")))
     gather.busy_pids = [link.script[0] for link in busy]  # type: ignore[index]
     for link in links:
         if link not in busy:
             link.send(_HEADER, encode_command([Verb.SHUTDOWN, mode]), gather)
-    if busy and client.server.nacceptors > 1:
+    if busy and server.nacceptors > 1:
         # Another acceptor's operation may have parked shards for the busy
         # script: they wait for its decision and never answer this one's
         # __shutdown.  NOSAVE keeps nothing of the script, so the server
         # stops without their answers (the supervisor's SIGTERM ends them).
-        client.server.loop.call_later(_PARKED_WAIT, gather.stop_now)  # type: ignore[union-attr]
+        server.loop.call_later(_PARKED_WAIT, gather.stop_now)  # type: ignore[union-attr]
     if not gather.left:
         gather.left = 1
         gather.deliver(b"+OK\r\n")

@@ -62,7 +62,7 @@ from shardkv.acceptor.dispatch import HEADERS
 from shardkv.acceptor.fanout import Gather
 from shardkv.acceptor.replies import Slot
 from shardkv.acceptor.scriptcache import CACHE, Escapes
-from shardkv.acceptor.shardlink import at_next_busy_change
+from shardkv.acceptor.shardlink import at_next_busy_change, at_threshold
 from shardkv.acceptor.state import SCRIPTS
 from shardkv.protocol import bus, command_docs, errors, wire
 from shardkv.protocol.commands import seen
@@ -1608,7 +1608,7 @@ def kill_script(client: Client, eval_mode: bool) -> None:
     busy-reply-threshold: a kill sent before that is read then, and kills
     it, or after the script's end, and finds nothing (``-NOTBUSY``).  So a
     kill read while no worker has reported a busy script waits
-    (:func:`_kill_when_idle`), unless nothing can be running; inside EXEC
+    (:func:`at_threshold`), unless nothing can be running; inside EXEC
     it is answered at once: Redis runs no script beside it."""
     server = client.server
     if not client.state.in_exec:
@@ -1616,7 +1616,7 @@ def kill_script(client: Client, eval_mode: bool) -> None:
         if not busy:
             slot = Slot(client)
             client.pending.append(slot)
-            server.at_turn_end(lambda: _kill_when_idle(slot, eval_mode))
+            at_threshold(server, lambda: _answer_kill(slot, eval_mode))
             return
         if all(link.kill_sent for link in busy):
             _KillAfterKill(client, eval_mode, busy)
@@ -1649,25 +1649,6 @@ def _kill_busy(server: object, eval_mode: bool) -> str | None:
     return None
 
 
-def _kill_when_idle(slot: Slot, eval_mode: bool) -> None:
-    """A kill read while no link was busy, at the end of the turn that read
-    it: after what that turn queued for the shards (the group of
-    cross-shard scripts read before it starts then, see join_group).
-    Decided now if a link is busy, or if nothing can be running (one
-    acceptor, nothing on its way to any shard, no cross-shard operation:
-    ``-NOTBUSY``); else held (:class:`_HeldKill`)."""
-    server = slot.client.server
-    links = [link for link in server.links if link.up]
-    if (
-        not links
-        or any(link.script is not None for link in server.links)
-        or (server.bus is None and not any(link.fifo or link.ops for link in links))
-    ):
-        _answer_kill(slot, eval_mode)
-    else:
-        _HeldKill(slot, eval_mode, links)
-
-
 def _answer_kill(slot: Slot, eval_mode: bool) -> None:
     """A kill that waited: decided now, as one read now."""
     server = slot.client.server
@@ -1678,55 +1659,6 @@ def _answer_kill(slot: Slot, eval_mode: bool) -> None:
         server.stats.error(problem)
         slot.deliver(encode_error(problem))
     server.flush_clients_soon()  # (at a turn's end, no frame's read writes it)
-
-
-_PING = encode_command([Verb.PING])
-
-
-class _HeldKill:
-    """A SCRIPT KILL (or FUNCTION KILL) read while a script may run on a
-    worker, not yet past busy-reply-threshold (this acceptor's, or another
-    acceptor's): it is answered as Redis, which reads it only then, would.
-
-    A ``__ping`` goes to every shard, as the acceptor's own message (never
-    held, never refused): the worker runs it once it has run what came
-    before it, on any pipe it serves first.  So the kill is decided at
-    the first busy report of a shard whose ``__ping`` has not come back
-    (the script reached the threshold: killed as a kill read then would
-    kill it), or once every ``__ping`` came back (every script it could
-    meet ended first: ``-NOTBUSY``).  A worker that dies answers its
-    ``__ping`` (``-ERR shard unavailable``), and its script is gone: the
-    kill never waits for more than the shards' queues."""
-
-    __slots__ = ("slot", "eval_mode", "waiting", "links", "cancel")
-
-    def __init__(self, slot: Slot, eval_mode: bool, links: list) -> None:
-        self.slot = slot
-        self.eval_mode = eval_mode
-        self.links = slot.client.server.links
-        self.waiting = {link.index for link in links}
-        self.cancel = at_next_busy_change(self._busy_changed)
-        for link in links:
-            link.send_control(_PING, _Pinged(self, link.index))
-
-    def pinged(self, shard: int) -> None:
-        if shard in self.waiting:
-            self.waiting.discard(shard)
-            if not self.waiting:
-                self._answer()
-
-    def _busy_changed(self) -> None:
-        if not self.waiting:  # answered
-            return
-        if any(self.links[shard].script is not None for shard in self.waiting):
-            self._answer()
-        else:
-            self.cancel = at_next_busy_change(self._busy_changed)
-
-    def _answer(self) -> None:
-        self.waiting = set()
-        self.cancel()
-        _answer_kill(self.slot, self.eval_mode)
 
 
 class _KillAfterKill:
@@ -1753,19 +1685,6 @@ class _KillAfterKill:
             at_next_busy_change(self._busy_changed)
         else:
             _answer_kill(self.slot, self.eval_mode)
-
-
-class _Pinged:
-    """The sink of one shard's ``__ping`` for a :class:`_HeldKill`."""
-
-    __slots__ = ("kill", "shard")
-
-    def __init__(self, kill: _HeldKill, shard: int) -> None:
-        self.kill = kill
-        self.shard = shard
-
-    def deliver(self, body: bytes) -> None:
-        self.kill.pinged(self.shard)
 
 
 def script_error(body: bytes) -> bytes:

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 from shardkv.acceptor import causal, scriptcaller
 from shardkv.acceptor.replies import PLAIN_SLOTS, Slot, deliver, delivery_failed, origin_of
 from shardkv.protocol import errors, wire
-from shardkv.protocol.resp import Error, encode_error
-from shardkv.protocol.wire import FRAME, batch_frame
+from shardkv.protocol.resp import Error, encode_command, encode_error
+from shardkv.protocol.wire import FRAME, Verb, batch_frame
 
 if TYPE_CHECKING:
     from shardkv.acceptor.client import Client
@@ -113,6 +113,94 @@ def _busy_changed() -> None:
 
 # The links whose worker cannot persist (``D`` frames): link -> its -MISCONF text.
 MISCONF_LINKS: dict = {}
+
+
+def at_threshold(server: object, decide: Callable[[], None]) -> None:
+    """Run ``decide`` when Redis would read a command sent now, while no
+    worker has reported a busy script: Redis reads nothing while a script
+    runs until it is past busy-reply-threshold.  At the end of the turn
+    that read it (after what that turn queued for the shards: the group of
+    cross-shard scripts read before it starts then, see
+    scripting.join_group), ``decide`` runs at once if a link is busy, or
+    if nothing can be running (one acceptor, nothing on its way to any
+    shard, no cross-shard operation); else it is held
+    (:class:`_HeldUntilThreshold`).  SCRIPT KILL, FUNCTION KILL and
+    SHUTDOWN wait so."""
+    server.at_turn_end(lambda: _decide_when_idle(server, decide))  # type: ignore[attr-defined]
+
+
+def _decide_when_idle(server: object, decide: Callable[[], None]) -> None:
+    links = [link for link in server.links if link.up]  # type: ignore[attr-defined]
+    if (
+        not links
+        or any(link.script is not None for link in server.links)  # type: ignore[attr-defined]
+        or (server.bus is None and not any(link.fifo or link.ops for link in links))  # type: ignore[attr-defined]
+    ):
+        decide()
+    else:
+        _HeldUntilThreshold(server, decide, links)
+
+
+_PING = encode_command([Verb.PING])
+
+
+class _HeldUntilThreshold:
+    """A command read while a script may run on a worker, not yet past
+    busy-reply-threshold (this acceptor's, or another acceptor's): it is
+    decided as Redis, which reads it only then, would (see at_threshold).
+
+    A ``__ping`` goes to every shard, as the acceptor's own message (never
+    held, never refused): the worker runs it once it has run what came
+    before it, on any pipe it serves first.  So the command is decided at
+    the first busy report of a shard whose ``__ping`` has not come back
+    (the script reached the threshold: a SCRIPT KILL kills it, a SHUTDOWN
+    NOSAVE stops the server), or once every ``__ping`` came back (every
+    script it could meet ended first: ``-NOTBUSY`` for a kill).  A worker
+    that dies answers its ``__ping`` (``-ERR shard unavailable``), and its
+    script is gone: the command never waits for more than the shards'
+    queues."""
+
+    __slots__ = ("decide", "waiting", "links", "cancel")
+
+    def __init__(self, server: object, decide: Callable[[], None], links: list) -> None:
+        self.decide = decide
+        self.links = server.links  # type: ignore[attr-defined]
+        self.waiting = {link.index for link in links}
+        self.cancel = at_next_busy_change(self._busy_changed)
+        for link in links:
+            link.send_control(_PING, _Pinged(self, link.index))
+
+    def pinged(self, shard: int) -> None:
+        if shard in self.waiting:
+            self.waiting.discard(shard)
+            if not self.waiting:
+                self._answer()
+
+    def _busy_changed(self) -> None:
+        if not self.waiting:  # answered
+            return
+        if any(self.links[shard].script is not None for shard in self.waiting):
+            self._answer()
+        else:
+            self.cancel = at_next_busy_change(self._busy_changed)
+
+    def _answer(self) -> None:
+        self.waiting = set()
+        self.cancel()
+        self.decide()
+
+
+class _Pinged:
+    """The sink of one shard's ``__ping`` for a :class:`_HeldUntilThreshold`."""
+
+    __slots__ = ("held", "shard")
+
+    def __init__(self, held: _HeldUntilThreshold, shard: int) -> None:
+        self.held = held
+        self.shard = shard
+
+    def deliver(self, body: bytes) -> None:
+        self.held.pinged(self.shard)
 
 
 class Sink(Protocol):

@@ -9,7 +9,7 @@ script's run whole.  shardkv's acceptor answered it at once from its busy
 state (``-NOTBUSY``: no worker had reported the script busy yet), the kill
 was lost and the script ran on: its caller waited, and everyone else got
 ``-BUSY``.  Now the kill waits for the shards (see
-``scripting._HeldKill``): EVAL, EVALSHA, FCALL, a script over two shards,
+``shardlink._HeldUntilThreshold``): EVAL, EVALSHA, FCALL, a script over two shards,
 and at two acceptors a script sent through the other acceptor than the
 kill.
 """

@@ -678,7 +678,7 @@ def test_tracking_table_limit_while_its_reads_wait_behind_a_busy_script(acceptor
 @pytest.mark.parametrize("acceptors", [1, 2])
 def test_a_kill_held_for_a_script_under_the_threshold_ends_when_its_worker_dies(acceptors: int) -> None:
     """A SCRIPT KILL sent while a script runs under busy-reply-threshold
-    waits for the shards (``scripting._HeldKill``: Redis reads it only at
+    waits for the shards (``shardlink._HeldUntilThreshold``: Redis reads it only at
     the threshold); its worker killed meanwhile, the kill is answered
     ``-NOTBUSY`` (the script is gone with it), not left waiting, and the
     script's client gets the shard's error.  At two acceptors, the kill
