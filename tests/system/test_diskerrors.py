@@ -497,6 +497,16 @@ def _on_acceptor(port: int, kind: str, index: int) -> redis.Connection:
     raise AssertionError(f"no connection reached acceptor {index}")
 
 
+def _started_in_a_dir(tmp_path, kind: str):
+    """A fresh ``tmp_path/dir`` and a server (redis-server, or shardkv with
+    two shards and two acceptors) saving there."""
+    where = tmp_path / "dir"
+    where.mkdir()
+    if kind == "redis":
+        return where, start_redis("--dir", str(where))
+    return where, start_shardkv("--dir", str(where), shards=2, acceptors=2)
+
+
 @pytest.mark.parametrize("kind", ["redis", "shardkv"])
 def test_stop_writes_on_bgsave_error_set_through_one_acceptor_is_in_effect_on_the_other_once_ok(
     tmp_path, kind
@@ -508,13 +518,7 @@ def test_stop_writes_on_bgsave_error_set_through_one_acceptor_is_in_effect_on_th
     Before, the other acceptor heard the workers' new -MISCONF state only
     at their next tick: its PING was refused right after ``no``'s OK, in
     the first round."""
-    where = tmp_path / "dir"
-    where.mkdir()
-    server = (
-        start_redis("--dir", str(where))
-        if kind == "redis"
-        else start_shardkv("--dir", str(where), shards=2, acceptors=2)
-    )
+    where, server = _started_in_a_dir(tmp_path, kind)
     refused = ("error", RDB_FAILED)
     try:
         c = redis.Redis(port=server.port)
@@ -548,13 +552,7 @@ def test_function_and_xgroup_writes_are_refused_by_their_subcommands_flags(tmp_p
     XGROUP HELP are not.  Before, shardkv read FUNCTION's row (no flags):
     it loaded, deleted and flushed libraries meanwhile, and refused XGROUP
     HELP (XGROUP's row says write)."""
-    where = tmp_path / "dir"
-    where.mkdir()
-    server = (
-        start_redis("--dir", str(where))
-        if kind == "redis"
-        else start_shardkv("--dir", str(where), shards=2, acceptors=2)
-    )
+    where, server = _started_in_a_dir(tmp_path, kind)
     try:
         c = redis.Redis(port=server.port)
         c.function_load(_LIBRARY)
