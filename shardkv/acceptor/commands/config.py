@@ -270,11 +270,17 @@ def _with_acceptors(client: Client, args: list, merge, kind: bytes, slot: Slot |
     shards' answers once the acceptors have answered too (in ``slot``, a
     new one unless given).  In that order, so that what the shards did is
     done when the others are asked (see :func:`bus_sync`)."""
-    server = client.server
     if slot is None:
         slot = Slot(client)
     client.pending.append(slot)
-    gather = Gather(_Both(slot, kind), len(server.links), merge, client.resp3, None)
+    _ask_every_shard(client, args, merge, _Both(slot, kind))
+
+
+def _ask_every_shard(client: Client, args: list, merge, sink) -> None:
+    """Send every shard ``args`` in the client's order; ``sink`` gets
+    ``merge`` of their answers."""
+    server = client.server
+    gather = Gather(sink, len(server.links), merge, client.resp3, None)
     header, body = client.part_headers[client.resp3], encode_command(args)
     for i, link in enumerate(server.links):
         link.send(header, body, gather.sink(i))
@@ -300,10 +306,7 @@ def _apply_set(client: Client, changes: dict) -> None:
     slot = _Applied(client)
     if server.bus is None:
         client.pending.append(slot)
-        gather = Gather(slot, len(server.links), merge, client.resp3, None)
-        header, body = client.part_headers[client.resp3], encode_command(worker_config(server, changes))
-        for i, link in enumerate(server.links):
-            link.send(header, body, gather.sink(i))
+        _ask_every_shard(client, worker_config(server, changes), merge, slot)
     else:
         # Sent again, numbered, once the supervisor has numbered it (see
         # shardkv.acceptor.configorder): the workers end in its order.
