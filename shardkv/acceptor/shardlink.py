@@ -18,7 +18,7 @@ import asyncio
 import logging
 import os
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from itertools import islice
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
@@ -259,6 +259,9 @@ class ShardLink:
         self.transport: asyncio.Transport | None = None
         self.up = False
         self.generation = 0  # pipes attached so far: a hold lives as long as its pipe
+        # The worker said it ends for a SHUTDOWN NOSAVE (wire ``Z``): when
+        # its pipe closes, the clients waiting on it are closed unanswered.
+        self.stopped = False
         self._on_turn_end = on_turn_end
         # What writes the replies a frame made ready: ``after_frame`` at
         # once, ``after_read`` (by default the same) after a read of the
@@ -656,6 +659,7 @@ class ShardLink:
             causal.answer_all(self)
         self.transport = transport
         self.up = True
+        self.stopped = False
         self.generation += 1
 
     def detached(self, transport: asyncio.Transport) -> None:
@@ -681,13 +685,13 @@ class ShardLink:
             streaming.torn()  # part of its reply may be out already
         fifo, self.fifo = self.fifo, deque()
         body = encode_error(errors.SHARD_UNAVAILABLE)
-        for sink in fifo:
+        for sink in _close_clients(fifo) if self.stopped else fifo:
             deliver(sink, body, "answering that its shard is gone")
         ops, self.ops = self.ops, {}
         for op in ops.values():
             op.shard_lost(self.index)
         blocked, self.blocked = self.blocked, {}
-        for sink in blocked.values():
+        for sink in _close_clients(blocked.values()) if self.stopped else blocked.values():
             deliver(sink, body, "answering that its shard is gone")
         inquiries, self.inquiries = self.inquiries, deque()
         for answer in inquiries:
@@ -835,6 +839,8 @@ class ShardLink:
                 _busy_changed()
         elif kind == wire.REFUSALS:
             self._refused(*wire.decode_refusals(payload))
+        elif kind == wire.STOPPED:
+            self.stopped = True  # (acted on when the pipe closes, next: see fail_all)
         elif kind == wire.PIECE:
             piece, last = wire.decode_piece(payload)
             fifo = self.fifo
@@ -1008,6 +1014,22 @@ class ShardLink:
             self.orphan(self, message)
         else:
             log.warning("shard %d sent %r for no operation in progress", self.index, message)
+
+
+def _close_clients(sinks: Iterable) -> list:
+    """A worker that ended for a SHUTDOWN NOSAVE (wire ``Z``): the clients
+    ``sinks`` answer are closed without a reply, as Redis exits without
+    answering them; the server is stopping.  The sinks of no client (a
+    cross-shard operation's part, the sweeper's) are returned, to be
+    answered as for a shard that is gone."""
+    left = []
+    for sink in sinks:
+        client, _ = origin_of(sink)
+        if client is None:
+            left.append(sink)
+        else:
+            client.kill()
+    return left
 
 
 # The exit status of an acceptor whose pipe reader failed (see _out_of_order).

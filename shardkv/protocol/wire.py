@@ -184,6 +184,12 @@ Worker -> acceptor
     reported, or never (the acceptor's ``K`` frame came too late: the
     worker ran every entry; the acceptor forgets its candidates when it
     reads the end).
+``Z`` *stopped*: ``Z`` alone, the last frame on every pipe of a worker
+    that ends at once for a SHUTDOWN NOSAVE while it runs a busy script:
+    its pipes close next.  The server is stopping (the supervisor stops
+    every acceptor next), so an acceptor closes the clients that wait on
+    that shard, as Redis exits without answering them, instead of
+    answering them ``-ERR shard unavailable`` as for a worker that died.
 ``D`` *disk*: ``D`` + the ``-MISCONF`` error text (UTF-8) this shard
     refuses writes with, or nothing once it can persist again; sent when
     that changes (and on a new pipe, if set), before any reply refused
@@ -311,6 +317,8 @@ TRY_FRAME = b"T"  # acceptor -> worker: hold the shard for me if it is free now
 TRY_GRANTED = b"T1"  # worker -> acceptor: held for you until __release
 TRY_REFUSED = b"T0"  # worker -> acceptor: not held (the shard was not free)
 REFUSALS = 75  # b"K", both ways: a busy script's refusal candidates, and those refused
+STOPPED = 90  # b"Z": this worker ends now for a SHUTDOWN NOSAVE (see ``Z`` above)
+STOPPED_FRAME = b"Z"
 
 # Each frame on a pipe: a length as multiprocessing.Connection writes it
 # (signed 32-bit, big-endian), then the payload.

@@ -2579,6 +2579,15 @@ class Engine:
                 log.log(level, "%s", text)
             self._write_logs(run)
             log.warning("SHUTDOWN NOSAVE while a script is busy: exiting now")
+            # Every acceptor hears why the pipe closes (wire ``Z``): the
+            # server stops, and the script's client gets no reply, as in
+            # Redis, not the answer for a worker that died.
+            send = getattr(self.shard, "send_state", None)
+            if send is not None:
+                try:
+                    send(wire.STOPPED_FRAME)
+                except OSError:  # that acceptor is gone: nothing to tell it
+                    pass
             logging.shutdown()
             os._exit(0)
         if run.abort is not None or run.killed:

@@ -53,7 +53,7 @@ def _closed(c: RespClient) -> bool:
         return True
     except TimeoutError:
         return False
-    pytest.fail(f"SHUTDOWN answered {reply!r}")
+    pytest.fail(f"the server answered {reply!r}")
 
 
 def _exits(proc: ServerProcess, family: list[psutil.Process]) -> None:
@@ -116,6 +116,40 @@ def test_shutdown_before_the_threshold_is_refused_busy(kind):
         shutter.send("SHUTDOWN", "NOSAVE")
         assert _closed(shutter)
         _exits(proc, family)
+    finally:
+        caller.close()
+        shutter.close()
+        proc.stop()
+
+
+@pytest.mark.parametrize("options", [["NOSAVE"], ["NOSAVE", "FORCE"]], ids=["NOSAVE", "NOSAVE-FORCE"])
+def test_shutdown_nosave_closes_the_scripts_client_before_its_acceptor_stops(options):
+    """At two acceptors, the busy worker ends for the SHUTDOWN NOSAVE of
+    the other acceptor before the supervisor stops the script's acceptor:
+    that acceptor sees the worker's pipe close first.  It closed the
+    script's client as Redis does (no reply), not answered it as for a
+    dead worker (``-ERR shard unavailable``).  The supervisor is held
+    (SIGSTOP) until then, so the pipe always closes first."""
+    proc = _start("shardkv-a2")
+    caller, shutter = _clients(proc)
+    supervisor = psutil.Process(proc.proc.pid)
+    try:
+        key = key_on(0, "early", shards=2)
+        assert caller.command("SET", key, "1") == b"OK"
+        family = proc.processes()
+        caller.sock.settimeout(WAIT)
+        shutter.sock.settimeout(5)
+        caller.send("EVAL", LOOP, 1, key)
+        time.sleep(0.1)
+        supervisor.suspend()
+        try:
+            shutter.send("SHUTDOWN", *options)
+            assert _closed(shutter)
+            assert _closed(caller)  # before the supervisor stops its acceptor
+        finally:
+            supervisor.resume()
+        _exits(proc, family)
+        assert _saved(proc) == []
     finally:
         caller.close()
         shutter.close()
