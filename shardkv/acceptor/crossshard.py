@@ -56,7 +56,9 @@ script, the shard whose keys its earlier runs found largest, see
 A write fan-out skips park and run: each shard gets ``__prepare <op>
 <its part>``, runs it, and, if that changed keys, prepares them as in 3 and
 parks, answering :class:`~shardkv.protocol.wire.PartPrepared` with its part's reply;
-a shard whose part changed nothing goes on at once.  Then 4.  MSETNX's
+a shard whose part changed nothing goes on at once.  Then 4 (the
+fan-outs decided in one read of a pipe write their lines together at its
+end, :meth:`Coordinator.commit_soon`).  MSETNX's
 parts vote: a part that finds one of its keys answers 0 and prepares
 nothing, and then the operation is decided abort (undone where a part set
 its keys, with the keys' WATCH versions as before) and the reply is 0.
@@ -203,8 +205,14 @@ class Coordinator:
         self.unacked: dict[int, set[int]] = {}  # committed op -> shards yet to finish it
         self.reported: set[int] = set()  # shards that sent InDoubt to this acceptor
         self.settled = False  # every shard has reported and the earlier run's files are gone
+        # Write fan-outs whose last answer came in the read of a pipe now
+        # going on (``reading``): their decision lines go in one write at
+        # its end (see commit_soon).
+        self.reading = False
+        self.committing: list[FanOutWrite] = []
         for link in server.links:
             link.orphan = self.orphan
+            link.coordinator = self
 
     def new_id(self) -> int:
         return next(self.ids)
@@ -243,6 +251,62 @@ class Coordinator:
             return encode_error(errors.OP_NOT_RECORDED % (e.strerror or e))
         self.unacked[op] = set(shards)
         return None
+
+    def commit_soon(self, op: FanOutWrite) -> bool:
+        """Decide ``op`` (every answer in, each yes) commit at the end of
+        the pipe read going on, with the others decided in it: their lines
+        in one write, and one fsync with ``appendfsync always``, where each
+        took its own; False (decide it now) outside such a read.
+
+        Nothing of ``op`` leaves meanwhile: its reply and its ``Decide``
+        are made only once its line is written (see :meth:`read_done`), and
+        its shards, parked, show nothing of it to anyone before the
+        decision (a part's shard runs nothing after it until its
+        ``Decide``), so the line still comes before anything that shows
+        the commit."""
+        if not self.reading:
+            return False
+        self.committing.append(op)
+        return True
+
+    def read_done(self) -> None:
+        """The end of a pipe read (before its replies are written): record
+        the commits of the write fan-outs :meth:`commit_soon` kept, then
+        decide each, in the order their answers came."""
+        self.reading = False
+        if not self.committing:
+            return
+        ops, self.committing = self.committing, []
+        going = []
+        for op in ops:
+            if op.decision is not None:
+                continue
+            if op.failed:  # a shard was lost since its answer: undone
+                op.all_in()
+            else:
+                going.append(op)
+        if not going:
+            return
+        decisions, fsync = self._log()
+        try:
+            decisions.commit_all([op.id for op in going], fsync)
+        except OSError as e:
+            log.error(
+                "cannot record the commit of operations %s in %s: %s",
+                [op.id for op in going],
+                decisions.path,
+                e,
+            )
+            error = encode_error(errors.OP_NOT_RECORDED % (e.strerror or e))
+            for op in going:
+                op._decide(False, error)
+            return
+        unacked = self.unacked
+        for op in going:
+            unacked[op.id] = set(op.parked)
+        for op in going:
+            faultpoints.hold("committed")
+            op._decide(True, op._reply())
 
     def finished(self, op: int, shard: int) -> None:
         shards = self.unacked.get(op)
@@ -787,16 +851,17 @@ class FanOutWrite(_Operation):
                 self.links[shard].ops.pop(self.id, None)
         self.waiting -= 1
         if not self.waiting:
-            self._all_in()
+            self.all_in()
 
-    def _all_in(self) -> None:
+    def all_in(self) -> None:
+        """Every shard has answered: decide."""
         failures = [v for v in self.values if type(v) is Error]
         if failures or self.failed:
             error = failures[0] if failures and not self.failed else Error(errors.OP_ABORTED)
             self._decide(False, encode(error, self.client.resp3))
         elif self.unanimous and any(v != 1 for v in self.values):
             self._decide(False, self._reply())  # voted no: nothing is set
-        else:
+        elif not self.parked or not self.coordinator.commit_soon(self):
             self._commit(set(self.parked), self._reply)
 
     def _reply(self) -> bytes:

@@ -30,6 +30,7 @@ from shardkv.protocol.wire import FRAME, Verb, batch_frame
 
 if TYPE_CHECKING:
     from shardkv.acceptor.client import Client
+    from shardkv.acceptor.crossshard import Coordinator
     from shardkv.runtime.cmdstats import Stats
 
 log = logging.getLogger("shardkv.acceptor")
@@ -286,6 +287,10 @@ class ShardLink:
         # Where a control message for no operation in progress goes (InDoubt,
         # a late Finished): the acceptor's coordinator, see shardkv.acceptor.crossshard.
         self.orphan: Callable[[ShardLink, object], None] | None = None
+        # The same coordinator: the write fan-outs decided in one read of
+        # this pipe record their commits together at its end (see
+        # Coordinator.commit_soon).
+        self.coordinator: Coordinator | None = None
         # Sinks of blocking commands (see shardkv.acceptor.blocking), by token: their
         # reply comes in a W frame, after an empty body in an R frame.
         self.blocked: dict[int, Sink] = {}
@@ -720,25 +725,27 @@ class ShardLink:
         # what other clients see is kept as before; a read of plain replies
         # alone is written at the end of the turn (see __init__).
         at_once = False
-        while n - pos >= 4:
-            (size,) = FRAME.unpack_from(data, pos)
-            end = pos + 4 + size
-            if end > n:
-                if size > _BIG_FRAME:
-                    self._chunks = [data[pos:]]
-                    self._have = n - pos
-                    self._need = size + 4
-                    self._buf = b""
-                    if at_once:
-                        self._after_frame()
-                    else:
-                        self._after_read()
-                    return
-                break
-            if data[pos + 4] != wire.REPLIES or self._events is not None:
-                at_once = True
-            self._frame(data[pos + 4 : end])
-            pos = end
+        coordinator = self.coordinator
+        if coordinator is not None:
+            coordinator.reading = True
+        try:
+            while n - pos >= 4:
+                (size,) = FRAME.unpack_from(data, pos)
+                end = pos + 4 + size
+                if end > n:
+                    if size > _BIG_FRAME:
+                        self._chunks = [data[pos:]]
+                        self._have = n - pos
+                        self._need = size + 4
+                        pos = n
+                    break
+                if data[pos + 4] != wire.REPLIES or self._events is not None:
+                    at_once = True
+                self._frame(data[pos + 4 : end])
+                pos = end
+        finally:
+            if coordinator is not None:
+                coordinator.read_done()  # before the read's replies are written
         self._buf = data[pos:] if pos < n else b""
         if at_once:
             self._after_frame()

@@ -119,14 +119,29 @@ class DecisionLog:
 
     def commit(self, op: int, fsync: bool) -> None:
         """Record that ``op`` commits; OSError if it could not be."""
+        self.commit_all([op], fsync)
+
+    def commit_all(self, ops: list[int], fsync: bool) -> None:
+        """Record that every operation of ``ops`` commits, in one write
+        (and one fsync); OSError if they could not be, and then none is:
+        the lines written of them are cut off again (as far as the file
+        allows), so that no operation answered with an error reads as
+        committed to the shards that ask later."""
         if self.fd < 0:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
             self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             self.size = os.fstat(self.fd).st_size
-        line = b"C %d\n" % op
-        written = os.write(self.fd, line)
-        if written != len(line):
-            raise OSError("short write to %s" % self.path)
+        lines = b"".join([b"C %d\n" % op for op in ops])
+        try:
+            written = os.write(self.fd, lines)
+            if written != len(lines):
+                raise OSError("short write to %s" % self.path)
+        except OSError:
+            try:
+                os.ftruncate(self.fd, self.size)
+            except OSError:
+                pass
+            raise
         self.size += written
         if fsync:
             os.fsync(self.fd)

@@ -1,0 +1,114 @@
+"""Write fan-outs decided in one read of a pipe record their commits together.
+
+A real acceptor (:func:`shardkv.acceptor.wiring.build`) with its real
+shard links on in-memory transports: two pipelined two-shard MSETs, whose
+``PartPrepared`` answers come back as the workers send them.  The
+decisions file's lines of the operations whose last answer came in one
+read leave in one write, before any ``Decide`` or reply of them, and an
+operation a shard refused in that read is undone, its line never written
+(see ``Coordinator.commit_soon`` in :mod:`shardkv.acceptor.crossshard`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+
+from shardkv.acceptor import crossshard, wiring
+from shardkv.acceptor.client import Client
+from shardkv.protocol import errors, wire
+from shardkv.protocol.resp import OK, encode_command
+from shardkv.protocol.router import key_slot, slot_owners
+from shardkv.protocol.wire import FRAME
+from shardkv.runtime import config
+from tests.unit.test_acceptor_dispatch import MemoryTransport
+
+
+def frame(payload: bytes) -> bytes:
+    return FRAME.pack(len(payload)) + payload
+
+
+@pytest.fixture
+def rig(tmp_path, monkeypatch):
+    """An acceptor of two shards, a client, and the writes to the decisions file."""
+    path = str(tmp_path / "decisions")
+    monkeypatch.setattr(crossshard, "volatile_path", lambda supervisor, index: path)
+    cfg = config.defaults()
+    cfg["shards"] = 2
+    acceptor = wiring.build(cfg)
+    loop = asyncio.new_event_loop()
+    acceptor.loop = loop
+    pipes = []
+    for link in acceptor.links:
+        pipe = MemoryTransport()
+        link.attached(pipe)  # type: ignore[arg-type]
+        pipes.append(pipe)
+    client = Client(acceptor)
+    out = MemoryTransport()
+    client.connection_made(out)  # type: ignore[arg-type]
+    lines: list[tuple[bytes, int, int]] = []  # (what was written, pipe frames and client writes before it)
+    real_write = os.write
+
+    def write(fd: int, data: bytes) -> int:
+        if os.path.realpath(f"/proc/self/fd/{fd}") == path:
+            lines.append((data, sum(len(p.written) for p in pipes), len(out.written)))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", write)
+    owners = slot_owners(2)
+    keys = {}
+    i = 0
+    while len(keys) < 2:
+        key = b"k%d" % i
+        keys.setdefault(owners[key_slot(key)], key)
+        i += 1
+    yield acceptor, pipes, client, out, lines, (keys[0], keys[1])
+    acceptor.coordinator.close()  # type: ignore[attr-defined]
+    loop.close()
+
+
+def _two_msets(acceptor, pipes, client, a, b) -> list[int]:
+    client.data_received(b"".join(encode_command([b"MSET", a, b"%d" % v, b, b"%d" % v]) for v in (1, 2)))
+    acceptor._flush_links()
+    for pipe in pipes:
+        pipe.written.clear()
+    return [sink.op.id for sink in acceptor.links[0].fifo]
+
+
+def _answers(ops: list[int]) -> bytes:
+    return frame(wire.encode_replies([wire.encode_answer(wire.PartPrepared(op, True, OK)) for op in ops]))
+
+
+def test_the_commits_decided_in_one_read_are_written_at_once_before_anything_shows_them(rig):
+    acceptor, pipes, client, out, lines, (a, b) = rig
+    ops = _two_msets(acceptor, pipes, client, a, b)
+    acceptor.links[0].data_received(_answers(ops))
+    assert lines == []  # waiting for shard 1's answers
+    acceptor.links[1].data_received(_answers(ops))
+    assert lines == [(b"C %d\nC %d\n" % tuple(ops), 0, 0)]  # one write, before any Decide or reply
+    acceptor._flush_links()
+    acceptor.flush_dirty_clients()
+    assert b"".join(out.written) == b"+OK\r\n+OK\r\n"
+    decides = [frame(wire.encode_control(wire.Decide(op, True))) for op in ops]
+    for pipe in pipes:
+        assert b"".join(pipe.written) == b"".join(decides)
+
+
+def test_an_operation_refused_in_the_read_that_completed_it_is_undone_and_never_recorded(rig):
+    acceptor, pipes, client, out, lines, (a, b) = rig
+    first, second = _two_msets(acceptor, pipes, client, a, b)
+    acceptor.links[0].data_received(_answers([first, second]))
+    refused = frame(wire.encode_control(wire.Refused(first, "not parked for this operation")))
+    acceptor.links[1].data_received(_answers([first, second]) + refused)
+    assert [data for data, _, _ in lines] == [b"C %d\n" % second]
+    acceptor._flush_links()
+    acceptor.flush_dirty_clients()
+    assert b"".join(out.written) == b"-%s\r\n+OK\r\n" % errors.OP_ABORTED.encode()
+    undo, commit = (
+        frame(wire.encode_control(wire.Decide(first, False))),
+        frame(wire.encode_control(wire.Decide(second, True))),
+    )
+    assert b"".join(pipes[0].written) == undo + commit
+    assert b"".join(pipes[1].written) == commit  # (it refused the first: not parked for it)
