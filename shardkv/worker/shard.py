@@ -1556,21 +1556,28 @@ class Shard:
 
     def _decide_part(self, op: int, part: Prepared, commit: bool) -> None:
         ks = self.keyspace
+        if part.db == ks.db:  # (the usual case: no context manager per operation)
+            self._apply_part(op, part, commit)
+            return
         with ks.selected(part.db):  # after a restart the shard sits in db 0
-            if commit:
-                if part.undo is None:  # not in memory yet: prepared before a restart, or a flush
-                    apply_states(ks, part.states)
-                if type(part.states) is dict:
-                    self.waiters.mark_keys(part.states, op, part.ranks)
-                else:  # a flush: every key may be gone (a blocked XREADGROUP fails)
-                    self.waiters.ready.update(dict.fromkeys(self.waiters.by_key))
-            elif part.undo is not None:
-                for key, state in part.undo.items():
-                    import_qualified(ks, key, state)
-                if self.persistence is not None:
-                    self.persistence.dirty -= part.changes  # undone: no change
+            self._apply_part(op, part, commit)
+
+    def _apply_part(self, op: int, part: Prepared, commit: bool) -> None:
+        ks = self.keyspace
+        if commit:
+            if part.undo is None:  # not in memory yet: prepared before a restart, or a flush
+                apply_states(ks, part.states)
+            if type(part.states) is dict:
+                self.waiters.mark_keys(part.states, op, part.ranks)
+            else:  # a flush: every key may be gone (a blocked XREADGROUP fails)
+                self.waiters.ready.update(dict.fromkeys(self.waiters.by_key))
+        elif part.undo is not None:
+            for key, state in part.undo.items():
+                import_qualified(ks, key, state)
             if self.persistence is not None:
-                self.persistence.log_outcome(op, commit)
+                self.persistence.dirty -= part.changes  # undone: no change
+        if self.persistence is not None:
+            self.persistence.log_outcome(op, commit)
 
     def refuse(self, message: object) -> None:
         """A control message this shard is not waiting for: say so."""
