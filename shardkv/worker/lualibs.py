@@ -231,7 +231,8 @@ def for_lua(f: Callable[..., object], lua: LuaValue) -> Callable[..., object]:
                 check(0)
             value = f(*args)
             if check is not None:
-                size = _pushed(value)
+                # (_pushed, inline for the usual result: a string)
+                size = _LUA_STRING + len(value) if type(value) is bytes else _pushed(value)
                 if size:
                     check(size)
             return value
@@ -586,9 +587,9 @@ class CJson:
             raise LibError("bad argument #1 to 'encode' (expected 1 argument)")
         out: list[bytes] = []
         self._encode(args[0], out)
-        text = b"".join(out)
-        _room(self.lua, len(text))
-        return text
+        # (its room in Lua: for_lua's check of the result, a string's
+        # bytes and header, before lupa pushes it)
+        return b"".join(out)
 
     def _encode(self, value: LuaValue, out: list[bytes]) -> None:
         """json_append_data, with a stack of the tables being encoded in
@@ -654,12 +655,16 @@ class CJson:
     def _array_items(self, v: LuaValue, n: int, out: list[bytes]) -> Iterator[LuaValue]:
         """json_append_array: writes each value of 1..n, with its comma;
         yields each that is a table, to be written in its place."""
+        long = n >= READS  # (a long array's reads measure the state, see READS)
         for i in range(1, n + 1):
             if i > 1:
                 out.append(b",")
-                if not i % READS:  # (a long array's reads, see READS)
+                if long and not i % READS:
                     _room(self.lua, 0)
             x = v[i]
+            if type(x) is int and x:  # _value's number, inline (the usual item; _fmt_g)
+                out.append(b"%.*g" % (self.precision, x))
+                continue
             if x == 0 and type(x) is int and self.negative_zero(v, i):
                 x = -0.0
             text = self._value(x)
@@ -686,6 +691,9 @@ class CJson:
             else:
                 raise LibError("Cannot serialise %s: table key must be a number or string" % type_name(k))
             out.append(b":")
+            if type(val) is int and val:  # _value's number, inline (the usual value; _fmt_g)
+                out.append(b"%.*g" % (self.precision, val))
+                continue
             if val == 0 and type(val) is int and self.negative_zero(v, k):
                 val = -0.0
             text = self._value(val)
@@ -712,7 +720,11 @@ class CJson:
         max_index = 0
         items = 0
         for k in t.keys():
-            if type(k) in (int, float) and k >= 1 and (k == math.inf or k == int(k)):
+            if type(k) is int and k >= 1:  # (the usual key: the test below, as it comes out)
+                if k > max_index:
+                    max_index = k if k <= _INT_MAX else -_INT_MAX - 1
+                items += 1
+            elif type(k) in (int, float) and k >= 1 and (k == math.inf or k == int(k)):
                 if k > max_index:
                     # (C's int of a double past INT_MAX is INT_MIN on x86-64)
                     max_index = int(k) if k <= _INT_MAX else -_INT_MAX - 1

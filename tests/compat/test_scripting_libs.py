@@ -210,6 +210,14 @@ CJSON_ENCODE = [
     "local z, t = 0, {} t[0 * -1] = 'x' return cjson.encode(t)",
     "local z = 0 return cjson.new().encode({z * -1})",
     "local z = 0 return cjson.encode(z * -1, 1)",
+    # numbers in arrays and objects (the encoder's inline integers), big
+    # ones past %.14g's digits, with another precision, a long array
+    "return cjson.encode({1, -2, 2^40, -2^53, 123456789012345, 1e15, 0.5, 3, true, 'x'})",
+    "return cjson.encode({a=12345678901234567, b=-3, c=0, d=7, e=2^31, f=-2^63})",
+    "local c = cjson.new() c.encode_number_precision(3) return c.encode({12345, -7, {x=98765, y=1}})",
+    "return cjson.encode({[2^31]=1, [2^31+1]=2})",
+    "local t = {} for i = 1, 1300 do t[i] = i * 1000003 end return cjson.encode(t)",
+    "local t = {} for i = 1, 600 do t['k' .. i] = i * 7 end return #cjson.encode(t)",
 ]
 
 # A cyclic table, or one nested deeper than encode_max_depth or than the
