@@ -132,3 +132,53 @@ def test_a_kill_before_the_threshold_of_a_script_that_ends_finds_nothing(redis_a
         got = [_short_run(port, k, i) for i in range(4)]
         notbusy = ("error", "NOTBUSY No scripts in execution right now.")
         assert got == [(notbusy, 1), (notbusy, 1), (notbusy, 2), (notbusy, 2)], (port, got)
+
+
+# Runs about 0.5 s (under the threshold of 1 s below), then returns 1.
+SPIN = (
+    "local t = redis.call('TIME') local stop = t[1] * 1000000 + t[2] + 500000 "
+    "repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] >= stop return 1"
+)
+# Runs about 4 s unless killed, then returns 2.
+LONG = (
+    "local t = redis.call('TIME') local stop = t[1] * 1000000 + t[2] + 4000000 "
+    "repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] >= stop return 2"
+)
+
+
+def _kill_behind_a_waiting_script(port: int, acceptors: int) -> tuple:
+    """A short script on shard 0; while it runs, a script over both shards,
+    then (50 ms later) SCRIPT KILL, all through acceptor 0: (the kill's
+    reply, the long script's, the short one's)."""
+    spinner, caller, killer = (client_on(port, 0, k=acceptors) for _ in range(3))
+    try:
+        for c in (spinner, caller, killer):
+            c.sock.settimeout(10)
+        assert killer.command("CONFIG", "SET", "busy-reply-threshold", "1000") == b"OK"
+        spinner.send("EVAL", SPIN, 1, key_on(0, "killbehind", shards=2))
+        time.sleep(0.1)
+        caller.send("EVAL", LONG, 2, key_on(0, "killbehind", shards=2), key_on(1, "killbehind", shards=2))
+        time.sleep(0.05)
+        killer.send("SCRIPT", "KILL")
+        return _outcome(killer.read_reply()), _outcome(caller.read_reply()), spinner.read_reply()
+    finally:
+        killer.command("CONFIG", "SET", "busy-reply-threshold", "5000")
+        for c in (spinner, caller, killer):
+            c.close()
+
+
+def test_a_kill_read_after_a_script_that_waits_for_its_shards_kills_it(redis_and_shardkv_k12):
+    """Redis reads the script over two shards before the kill (each is
+    read when the short script ends): the script runs, and the kill, read
+    at its threshold, kills it.  At two acceptors the script waited for its
+    holds on the shards (the short script's shard answers only after it)
+    while the kill's ``__ping``s went ahead of it: each came back before
+    the script started, and the kill answered ``-NOTBUSY`` while the script
+    ran its 4 s.  The kill's pings now leave behind what this acceptor
+    read before it and still waits for its holds."""
+    real_port, ours_port, acceptors = redis_and_shardkv_k12
+    expected = _kill_behind_a_waiting_script(real_port, 1)
+    assert expected[0] == b"OK" and "Script killed by user" in expected[1][1] and expected[2] == 1, expected
+    for _ in range(3):
+        got = _kill_behind_a_waiting_script(ours_port, acceptors)
+        assert got == expected, got

@@ -706,13 +706,15 @@ def test_a_kill_held_for_a_script_under_the_threshold_ends_when_its_worker_dies(
         server.stop()
 
 
-def kill_twice(port: int, pause: Callable[[], Callable[[], None]]) -> list:
+def kill_twice(port: int, pause: Callable[[], Callable[[], None]], acceptors: int = 1) -> list:
     """SCRIPT KILL of a busy script, then another one 0.2 s after its
     ``+OK``; ``pause()`` (stops the script's worker, returning what resumes
     it) before the first: (the kills' replies, the script's), errors as
-    their first word."""
-    killer = RespClient(port, timeout=WAIT)
-    caller = RespClient(port, timeout=WAIT)
+    their first word.  At two acceptors the script and the first kill go
+    through acceptor 0, the second kill through acceptor 1."""
+    killer = client_on(port, acceptors, 0)
+    caller = client_on(port, acceptors, 0)
+    second = client_on(port, acceptors, 1)
     try:
         killer.command("CONFIG", "SET", "busy-reply-threshold", "100")
         caller.send("EVAL", LOOP, 1, "{b}s")
@@ -720,15 +722,16 @@ def kill_twice(port: int, pause: Callable[[], Callable[[], None]]) -> list:
         resume = pause()
         got = [ask(killer, "SCRIPT", "KILL")]
         time.sleep(0.2)  # (the kill's OK is out: a later command, not a timing check)
-        killer.send("SCRIPT", "KILL")
+        second.send("SCRIPT", "KILL")
         resume()
-        got.append(ask_reply(killer))
+        got.append(ask_reply(second))
         got.append(ask_reply(caller))
         killer.command("CONFIG", "SET", "busy-reply-threshold", "5000")
         return got
     finally:
         killer.close()
         caller.close()
+        second.close()
 
 
 def ask_reply(c: RespClient) -> object:
@@ -759,3 +762,24 @@ def test_a_kill_read_after_a_kill_finds_the_script_gone() -> None:
         return kill_twice(server.port, pause)
 
     assert on_shardkv(scenario, acceptors=1) == expected
+
+
+def test_a_kill_through_the_other_acceptor_after_a_kill_finds_the_script_gone() -> None:
+    """The same at two acceptors, the second kill through the other
+    acceptor than the first: it signalled the worker again and answered
+    ``+OK``, as it knew nothing of the first kill.  The acceptor that
+    signals now tells the others before it answers (the bus's
+    ``scriptkill``), so the second kill waits for the script's end too."""
+    expected = on_redis(lambda port: kill_twice(port, lambda: lambda: None))
+    assert expected == [b"OK", "NOTBUSY", "ERR"]
+
+    def scenario(server: ServerProcess) -> list:
+        pid = worker_pid(server, 0)  # {b}'s, of two
+
+        def pause() -> Callable[[], None]:
+            os.kill(pid, signal.SIGSTOP)
+            return lambda: os.kill(pid, signal.SIGCONT)
+
+        return kill_twice(server.port, pause, acceptors=2)
+
+    assert on_shardkv(scenario, acceptors=2) == expected
