@@ -1611,54 +1611,90 @@ def kill_script(client: Client, eval_mode: bool) -> None:
     (:func:`at_threshold`), unless nothing can be running; inside EXEC
     it is answered at once: Redis runs no script beside it."""
     server = client.server
-    if not client.state.in_exec:
-        busy = [link for link in server.links if link.script is not None]
-        if not busy:
-            slot = Slot(client)
-            client.pending.append(slot)
-            at_threshold(server, lambda: _answer_kill(slot, eval_mode))
-            return
-        if all(link.kill_sent for link in busy):
-            _KillAfterKill(client, eval_mode, busy)
-            return
-    problem = _kill_busy(server, eval_mode)
-    if problem is None:
-        client.reply("OK")
+    if client.state.in_exec:
+        problem, killed = _kill_busy(server, eval_mode)
+        if problem is None:
+            _tell_killed(server, killed, None)
+            client.reply("OK")
+        else:
+            client.reply_error(problem)
+        return
+    slot = Slot(client)
+    client.pending.append(slot)
+    busy = [link for link in server.links if link.script is not None]
+    if not busy:
+        at_threshold(server, lambda: _answer_kill(slot, eval_mode))
+    elif all(link.kill_sent for link in busy):
+        _KillAfterKill(slot, eval_mode, busy)
     else:
-        client.reply_error(problem)
+        _answer_kill(slot, eval_mode)
 
 
-def _kill_busy(server: object, eval_mode: bool) -> str | None:
-    """Signal the busy scripts' workers to stop them: None if done, or the
-    error that says why not (none busy, one has written, the other kind)."""
+def _kill_busy(server: object, eval_mode: bool) -> tuple[str | None, list]:
+    """Signal the busy scripts' workers to stop them: (None, what was
+    signalled, each ``[shard, pid, epoch]``) if done, or the error that
+    says why not (none busy, one has written, the other kind)."""
     busy = [link for link in server.links if link.script is not None]  # type: ignore[attr-defined]
     if not busy:
-        return errors.NOTBUSY
+        return errors.NOTBUSY, []
     for link in busy:
         pid, dirty, script_eval = link.script[:3]
         if dirty:
-            return errors.UNKILLABLE
+            return errors.UNKILLABLE, []
         if script_eval != eval_mode:
-            return errors.BUSY_FUNCTION if not script_eval else errors.BUSY
+            return (errors.BUSY_FUNCTION if not script_eval else errors.BUSY), []
+    killed = []
     for link in busy:
         link.kill_sent = True
+        killed.append([link.index, link.script[0], link.script_epoch])
         try:
             os.kill(link.script[0], signal.SIGUSR1)
         except OSError:
             pass
-    return None
+    return None, killed
+
+
+def _tell_killed(server: object, killed: list, then: Callable[[], None] | None) -> None:
+    """With several acceptors, tell the others which scripts this one
+    signalled to stop, and call ``then`` once they know (at once with one
+    acceptor): a kill read by another acceptor after this one's ``+OK``
+    then waits for the scripts' ends and finds nothing, as in Redis, whose
+    kill stops the script before it reads anything more (it signalled the
+    worker again and answered ``+OK``).  An acceptor that does not answer
+    in time (stopped, dead) counts as knowing."""
+    bus_ = server.bus  # type: ignore[attr-defined]
+    if bus_ is None:
+        if then is not None:
+            then()
+        return
+    bus_.ask(bus.SCRIPT_KILLED, killed, lambda answers: then() if then is not None else None)
+
+
+def bus_script_killed(server, origin: int, args: list) -> int:
+    """Another acceptor signalled these busy scripts to stop, each
+    ``[shard, pid, epoch]`` (see _tell_killed)."""
+    links = server.links
+    for shard, pid, epoch in args:
+        shard = int(shard)
+        if 0 <= shard < len(links):
+            links[shard].killed_elsewhere(int(pid), int(epoch))
+    return 1
 
 
 def _answer_kill(slot: Slot, eval_mode: bool) -> None:
-    """A kill that waited: decided now, as one read now."""
+    """A kill decided now, as one read now (it may have waited)."""
     server = slot.client.server
-    problem = _kill_busy(server, eval_mode)
+    problem, killed = _kill_busy(server, eval_mode)
     if problem is None:
-        slot.deliver(encode("OK", slot.client.resp3))
+        _tell_killed(server, killed, lambda: _deliver(slot, encode("OK", slot.client.resp3)))
     else:
         server.stats.error(problem)
-        slot.deliver(encode_error(problem))
-    server.flush_clients_soon()  # (at a turn's end, no frame's read writes it)
+        _deliver(slot, encode_error(problem))
+
+
+def _deliver(slot: Slot, body: bytes) -> None:
+    slot.deliver(body)
+    slot.client.server.flush_clients_soon()  # (at a turn's end, or after a bus answer, no frame's read writes it)
 
 
 class _KillAfterKill:
@@ -1673,11 +1709,10 @@ class _KillAfterKill:
 
     __slots__ = ("slot", "eval_mode", "killed")
 
-    def __init__(self, client: Client, eval_mode: bool, killed: list) -> None:
-        self.slot = Slot(client)
+    def __init__(self, slot: Slot, eval_mode: bool, killed: list) -> None:
+        self.slot = slot
         self.eval_mode = eval_mode
         self.killed = killed
-        client.pending.append(self.slot)
         at_next_busy_change(self._busy_changed)
 
     def _busy_changed(self) -> None:

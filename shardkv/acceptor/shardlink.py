@@ -299,9 +299,13 @@ class ShardLink:
         # (pid, dirty, eval_mode) for SCRIPT KILL (see shardkv.acceptor.scripting).
         self.busy: bytes | None = None
         self.script: tuple | None = None
-        # This acceptor has signalled that script to stop (SCRIPT KILL):
-        # its end is on its way.
+        # This acceptor, or another one that said so before it answered, has
+        # signalled that script to stop (SCRIPT KILL): its end is on its way.
         self.kill_sent = False
+        # The script's epoch, from its busy report; and the (pid, epoch) of
+        # a script another acceptor signalled (see killed_elsewhere).
+        self.script_epoch = -1
+        self.kill_told: tuple[int, int] | None = None
         # The client that runs that script, if this acceptor's: it waits
         # for the script (see shardkv.acceptor.scriptcaller).
         self.caller: Client | None = None
@@ -667,6 +671,18 @@ class ShardLink:
         self.stopped = False
         self.generation += 1
 
+    def killed_elsewhere(self, pid: int, epoch: int) -> None:
+        """Another acceptor signalled this worker's busy script ``(pid,
+        epoch)`` to stop (the bus's ``scriptkilled``): a kill read here
+        from now on finds it stopping, as Redis's kill read after one that
+        answered ``+OK`` finds the script gone.  The report may not have
+        come on this pipe yet: it counts when it does."""
+        script = self.script
+        if script is not None and script[0] == pid and self.script_epoch == epoch:
+            self.kill_sent = True
+        else:
+            self.kill_told = (pid, epoch)
+
     def detached(self, transport: asyncio.Transport) -> None:
         if transport is self.transport:
             self.up = False
@@ -825,6 +841,9 @@ class ShardLink:
                 if self.busy is None:  # the script's first report
                     self._offer_refusals(caller, epoch)
                 self.script = (pid, dirty, eval_mode, *details)
+                self.script_epoch = epoch
+                if self.kill_told == (pid, epoch):  # told before this pipe brought the report
+                    self.kill_sent = True
                 first = self.busy is None
                 self.busy = encode_error(errors.BUSY if eval_mode else errors.BUSY_FUNCTION)
                 if first and self.on_busy is not None:

@@ -206,6 +206,7 @@ def wiring() -> Wiring:
             bus.EVENTS: notifications.bus_events,
             bus.SEEN: causal.bus_seen,
             bus.SCRIPT: scripting.bus_script,
+            bus.SCRIPT_KILLED: scripting.bus_script_killed,
             bus.OOM: memorybudget.bus_oom,
         },
         stop_by_signal=durability.stop_by_signal,

@@ -111,6 +111,12 @@ SEEN = b"seen"  # ask [shard, seq for acceptor 0, 1, ...] -> 1 once it handed ou
 # a shard refused to compile the script cached at that number (ScriptCache.forget); ask [b"dump"] ->
 # [sha, body, number, ...], every script it has (a restarted acceptor's, before it listens).
 SCRIPT = b"script"
+# ask [[shard, pid, epoch], ...] -> 1 once it knows: the asker signalled those
+# busy scripts (their worker's pid, and epoch as their ``S`` frame says) to stop
+# (SCRIPT KILL, FUNCTION KILL), and answers ``+OK`` only after this, so a kill
+# read here after that ``+OK`` waits for their ends (see
+# shardkv.acceptor.scripting._KillAfterKill).
+SCRIPT_KILLED = b"scriptkilled"
 OOM = b"oom"  # ask [0 or 1] -> 1 once it took that as its OOM state (maxmemory shared out anew)
 # A script's PUBLISH held back until the script ends (see shardkv.acceptor.scriptcalls):
 HELD_COUNT = b"heldcount"  # ask [token, channel, message, since] -> receivers here, kept for the token
@@ -144,6 +150,7 @@ KINDS = (
     EVENTS,
     SEEN,
     SCRIPT,
+    SCRIPT_KILLED,
     OOM,
 )
 
