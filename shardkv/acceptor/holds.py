@@ -131,6 +131,7 @@ class Request:
         "releasing",
         "ops",
         "joined",
+        "number",
     )
 
     def __init__(self, shards: list[int], entries: list, client: Client | None, ops: list) -> None:
@@ -149,6 +150,7 @@ class Request:
         # The requests queued behind this one that it took along (see
         # Holds._join): their entries follow its own, under the same holds.
         self.joined: list[Request] = []
+        self.number = 0  # its place among the acceptor's requests (see Holds.after_queued)
 
 
 class _Gate:
@@ -247,6 +249,11 @@ class Holds:
         self.step_ops: list = []
         # The request whose tries wait for those operations' decisions.
         self.deferred: Request | None = None
+        # Requests queued so far, and how many of them have left (in queue
+        # order); what waits for a number of them to leave (after_queued).
+        self.queued = 0
+        self.left = 0
+        self.after_left: list[tuple[int, Callable[[], None]]] = []
 
     def _capturer(self, link: ShardLink) -> Callable[..., None]:
         def send(
@@ -318,6 +325,8 @@ class Holds:
                 _send(link, header, command, sink)
             return
         request = Request(shards, captured, client, ops)  # type: ignore[arg-type]
+        self.queued += 1
+        request.number = self.queued
         if client is not None:
             request.gate = _Gate()
             client.pending.insert(replies_from, request.gate)
@@ -327,6 +336,28 @@ class Holds:
         self.queue.append(request)
         if self.current is None:
             self._start_next()
+
+    def after_queued(self, then: Callable[[], None]) -> None:
+        """Call ``then`` once every request queued so far has left (its
+        entries queued on the links, or failed), at once if none waits: what
+        ``then`` queues on a link follows those entries.  A SCRIPT KILL read
+        while a cross-shard script read before it waits for its holds sends
+        its ``__ping``s so (see shardlink.at_threshold): ahead of the
+        script, they came back before it started, and the kill found
+        nothing, where Redis, which read the script first, kills it."""
+        if self.left >= self.queued:
+            then()
+        else:
+            self.after_left.append((self.queued, then))
+
+    def _left(self, request: Request) -> None:
+        self.left = max(self.left, request.number, *(member.number for member in request.joined))
+        waiting = self.after_left
+        if waiting and waiting[0][0] <= self.left:
+            due = [then for mark, then in waiting if mark <= self.left]
+            self.after_left = [(mark, then) for mark, then in waiting if mark > self.left]
+            for then in due:
+                then()
 
     # -- this acceptor's operations in progress -----------------------------------
 
@@ -490,6 +521,7 @@ class Holds:
             else:
                 sink.deliver(request.failed.get(shard, unavailable))
         request.entries = []
+        self._left(request)
         self._release(request)
         for shard in request.shards:
             links[shard].step_done()

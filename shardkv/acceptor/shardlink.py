@@ -126,11 +126,17 @@ def at_threshold(server: object, decide: Callable[[], None]) -> None:
     if nothing can be running (one acceptor, nothing on its way to any
     shard, no cross-shard operation); else it is held
     (:class:`_HeldUntilThreshold`).  SCRIPT KILL, FUNCTION KILL and
-    SHUTDOWN wait so."""
+    SHUTDOWN wait so.  With several acceptors, the steps over several
+    shards read before it that still wait for their holds leave first
+    (``Holds.after_queued``): the ``__ping``s follow their entries."""
     server.at_turn_end(lambda: _decide_when_idle(server, decide))  # type: ignore[attr-defined]
 
 
-def _decide_when_idle(server: object, decide: Callable[[], None]) -> None:
+def _decide_when_idle(server: object, decide: Callable[[], None], queued: bool = False) -> None:
+    holds = getattr(server, "holds", None)
+    if holds is not None and not queued and holds.left < holds.queued:
+        _AfterSteps(server, decide)
+        return
     links = [link for link in server.links if link.up]  # type: ignore[attr-defined]
     if (
         not links
@@ -140,6 +146,38 @@ def _decide_when_idle(server: object, decide: Callable[[], None]) -> None:
         decide()
     else:
         _HeldUntilThreshold(server, decide, links)
+
+
+class _AfterSteps:
+    """A command of :func:`at_threshold` read while this acceptor's steps
+    over several shards, read before it, wait for their holds: it waits
+    for them to leave (``Holds.after_queued``), then for the shards as
+    any; or, if a worker reports a busy script first (one that a hold
+    waits behind, maybe), it is decided then."""
+
+    __slots__ = ("server", "decide", "waiting", "cancel")
+
+    def __init__(self, server: object, decide: Callable[[], None]) -> None:
+        self.server = server
+        self.decide = decide
+        self.waiting = True
+        self.cancel = at_next_busy_change(self._busy_changed)
+        server.holds.after_queued(self._left)  # type: ignore[attr-defined]
+
+    def _left(self) -> None:
+        if self.waiting:
+            self.waiting = False
+            self.cancel()
+            _decide_when_idle(self.server, self.decide, True)
+
+    def _busy_changed(self) -> None:
+        if not self.waiting:
+            return
+        if any(link.script is not None for link in self.server.links):  # type: ignore[attr-defined]
+            self.waiting = False
+            self.decide()
+        else:
+            self.cancel = at_next_busy_change(self._busy_changed)
 
 
 _PING = encode_command([Verb.PING])

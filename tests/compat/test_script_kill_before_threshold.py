@@ -146,21 +146,24 @@ LONG = (
 )
 
 
-def _kill_behind_a_waiting_script(port: int, acceptors: int) -> tuple:
-    """A short script on shard 0; while it runs, a script over both shards,
-    then (50 ms later) SCRIPT KILL, all through acceptor 0: (the kill's
-    reply, the long script's, the short one's)."""
-    spinner, caller, killer = (client_on(port, 0, k=acceptors) for _ in range(3))
+def _kill_behind_a_waiting_script(port: int, acceptors: int, first: str = SPIN) -> tuple:
+    """A script on shard 0 (``first``); while it runs, a script over both
+    shards, then (50 ms later) SCRIPT KILL, the kill and the script over
+    both shards through acceptor 0, the first script through the last
+    acceptor: (the kill's reply, the script over both shards', the first
+    one's)."""
+    spinner = client_on(port, acceptors - 1, k=acceptors)
+    caller, killer = (client_on(port, 0, k=acceptors) for _ in range(2))
     try:
         for c in (spinner, caller, killer):
             c.sock.settimeout(10)
         assert killer.command("CONFIG", "SET", "busy-reply-threshold", "1000") == b"OK"
-        spinner.send("EVAL", SPIN, 1, key_on(0, "killbehind", shards=2))
+        spinner.send("EVAL", first, 1, key_on(0, "killbehind", shards=2))
         time.sleep(0.1)
         caller.send("EVAL", LONG, 2, key_on(0, "killbehind", shards=2), key_on(1, "killbehind", shards=2))
         time.sleep(0.05)
         killer.send("SCRIPT", "KILL")
-        return _outcome(killer.read_reply()), _outcome(caller.read_reply()), spinner.read_reply()
+        return _outcome(killer.read_reply()), _outcome(caller.read_reply()), _outcome(spinner.read_reply())
     finally:
         killer.command("CONFIG", "SET", "busy-reply-threshold", "5000")
         for c in (spinner, caller, killer):
@@ -182,3 +185,21 @@ def test_a_kill_read_after_a_script_that_waits_for_its_shards_kills_it(redis_and
     for _ in range(3):
         got = _kill_behind_a_waiting_script(ours_port, acceptors)
         assert got == expected, got
+
+
+def test_a_kill_read_while_a_script_waits_behind_a_busy_one_kills_that_one(redis_and_shardkv_k12):
+    """The first script loops until killed: Redis reads the script over
+    both shards and the kill at its threshold, answers the one ``-BUSY``
+    and kills it with the other.  (At two acceptors the kill waits for the
+    step read before it to leave, or for a busy report, whichever comes
+    first.)  The script
+    over both shards is not compared: its parts (``__park``, ``__hold``)
+    sent before the threshold are never refused, and it runs after the
+    killed script, as any part of a cross-shard step sent before the
+    threshold (see the README's busy scripts)."""
+    real_port, ours_port, acceptors = redis_and_shardkv_k12
+    expected = _kill_behind_a_waiting_script(real_port, 1, LOOP)
+    assert expected[0] == b"OK" and expected[1][1].startswith("BUSY "), expected
+    assert "Script killed by user" in expected[2][1], expected
+    got = _kill_behind_a_waiting_script(ours_port, acceptors, LOOP)
+    assert (got[0], got[2]) == (expected[0], expected[2]), got
