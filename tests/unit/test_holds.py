@@ -435,3 +435,27 @@ def test_a_link_refuses_tries_when_its_worker_is_down_busy_or_restarted() -> Non
 class Sink:
     def deliver(self, body: bytes) -> None:
         pass
+
+
+def test_after_queued_waits_for_the_requests_queued_before_and_not_those_after() -> None:
+    """What a SCRIPT KILL read before busy-reply-threshold sends (its
+    ``__ping``s, see shardlink.at_threshold) follows the steps read before
+    it that still wait for their holds, not those read after it."""
+    acceptor, links = build_k(2)
+    k0, k1 = keys_per_shard(acceptor, 2)
+    a, _ = connect(acceptor)
+    b, _ = connect(acceptor)
+    acceptor.loop = _Loop()
+    holds = acceptor.holds
+    called: list = []
+    holds.after_queued(lambda: called.append("none waits"))
+    assert called == ["none waits"]
+    send(a, [b"MGET", k0, k1])
+    holds.after_queued(lambda: called.append([link.bodies()[-1] for link in links]))
+    send(b, [b"DEL", k0, k1])  # queued after: not waited for
+    assert called == ["none waits"]
+    links[0].grant()
+    links[1].grant()
+    # a's parts left: then (before their releases and b's request).
+    assert called == ["none waits", [encode_command([b"MGET", k]) for k in (k0, k1)]]
+    assert [link.tried for link in links] == [2, 2]
