@@ -136,6 +136,8 @@ class DecisionLog:
             written = os.write(self.fd, lines)
             if written != len(lines):
                 raise OSError("short write to %s" % self.path)
+            if fsync:  # (failed: the lines may be on disk, or later be)
+                os.fsync(self.fd)
         except OSError:
             try:
                 os.ftruncate(self.fd, self.size)
@@ -143,11 +145,7 @@ class DecisionLog:
                 pass
             raise
         self.size += written
-        if fsync:
-            os.fsync(self.fd)
-            self.unsynced = False
-        else:
-            self.unsynced = True
+        self.unsynced = not fsync
 
     def sync(self) -> None:
         """fsync what was written since the last fsync (``everysec``)."""

@@ -69,8 +69,8 @@ def rig(tmp_path, monkeypatch):
     loop.close()
 
 
-def _two_msets(acceptor, pipes, client, a, b) -> list[int]:
-    client.data_received(b"".join(encode_command([b"MSET", a, b"%d" % v, b, b"%d" % v]) for v in (1, 2)))
+def _msets(acceptor, pipes, client, a, b, n: int = 2) -> list[int]:
+    client.data_received(b"".join(encode_command([b"MSET", a, b"%d" % v, b, b"%d" % v]) for v in range(n)))
     acceptor._flush_links()
     for pipe in pipes:
         pipe.written.clear()
@@ -83,7 +83,7 @@ def _answers(ops: list[int]) -> bytes:
 
 def test_the_commits_decided_in_one_read_are_written_at_once_before_anything_shows_them(rig):
     acceptor, pipes, client, out, lines, (a, b) = rig
-    ops = _two_msets(acceptor, pipes, client, a, b)
+    ops = _msets(acceptor, pipes, client, a, b)
     acceptor.links[0].data_received(_answers(ops))
     assert lines == []  # waiting for shard 1's answers
     acceptor.links[1].data_received(_answers(ops))
@@ -98,7 +98,7 @@ def test_the_commits_decided_in_one_read_are_written_at_once_before_anything_sho
 
 def test_an_operation_refused_in_the_read_that_completed_it_is_undone_and_never_recorded(rig):
     acceptor, pipes, client, out, lines, (a, b) = rig
-    first, second = _two_msets(acceptor, pipes, client, a, b)
+    first, second = _msets(acceptor, pipes, client, a, b)
     acceptor.links[0].data_received(_answers([first, second]))
     refused = frame(wire.encode_control(wire.Refused(first, "not parked for this operation")))
     acceptor.links[1].data_received(_answers([first, second]) + refused)
@@ -112,3 +112,40 @@ def test_an_operation_refused_in_the_read_that_completed_it_is_undone_and_never_
     )
     assert b"".join(pipes[0].written) == undo + commit
     assert b"".join(pipes[1].written) == commit  # (it refused the first: not parked for it)
+
+
+@pytest.fixture
+def durable_rig(rig, tmp_path):
+    """The rig with ``appendonly yes`` and ``appendfsync always``: the
+    decisions file is the durable one, fsynced before any reply."""
+    acceptor = rig[0]
+    acceptor.config.update(appendonly=True, appendfsync="always", dir=str(tmp_path))
+    yield (*rig, crossshard.durable_path(acceptor.config, 0))
+
+
+def _undone(acceptor, pipes, out, ops, error: bytes) -> None:
+    acceptor._flush_links()
+    acceptor.flush_dirty_clients()
+    assert b"".join(out.written) == error * len(ops)
+    undo = b"".join(frame(wire.encode_control(wire.Decide(op, False))) for op in ops)
+    for pipe in pipes:
+        assert b"".join(pipe.written) == undo
+
+
+def test_a_failed_fsync_of_the_batch_leaves_no_line_claiming_its_commits(durable_rig, monkeypatch):
+    acceptor, pipes, client, out, lines, (a, b), path = durable_rig
+    coordinator = crossshard.coordinator_of(acceptor)
+    earlier = coordinator.new_id()
+    coordinator._log()[0].commit(earlier, True)  # an operation committed before
+    ops = _msets(acceptor, pipes, client, a, b)
+
+    def fsync(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    acceptor.links[0].data_received(_answers(ops))
+    acceptor.links[1].data_received(_answers(ops))
+    # Answered as undone, so no later reader of the file (a restarted
+    # acceptor, another acceptor asked about a shard's doubt) may find them committed.
+    assert crossshard.read_committed(path) == {earlier}
+    _undone(acceptor, pipes, out, ops, b"-%s\r\n" % (errors.OP_NOT_RECORDED % "Input/output error").encode())
