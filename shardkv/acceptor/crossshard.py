@@ -127,7 +127,7 @@ from collections.abc import Callable
 from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any
 
-from shardkv.acceptor.replies import Slot
+from shardkv.acceptor.replies import Slot, delivery_failed
 from shardkv.acceptor.shardlink import release_events
 from shardkv.protocol import errors, wire
 from shardkv.protocol.commands import other_db_keys
@@ -282,7 +282,7 @@ class Coordinator:
             if op.decision is not None:
                 continue
             if op.failed:  # a shard was lost since its answer: undone
-                op.all_in()
+                _decide_each(op, False)
             else:
                 going.append(op)
         if not going:
@@ -299,14 +299,14 @@ class Coordinator:
             )
             error = encode_error(errors.OP_NOT_RECORDED % (e.strerror or e))
             for op in going:
-                op._decide(False, error)
+                _decide_each(op, False, error)
             return
         unacked = self.unacked
         for op in going:
             unacked[op.id] = set(op.parked)
         for op in going:
             faultpoints.hold("committed")
-            op._decide(True, op._reply())
+            _decide_each(op, True)
 
     def finished(self, op: int, shard: int) -> None:
         shards = self.unacked.get(op)
@@ -390,6 +390,24 @@ class Coordinator:
         """The acceptor stops: remove a decisions file with nothing in it."""
         for decisions in self.logs.values():
             decisions.close(remove_if_empty=True)
+
+
+def _decide_each(op: FanOutWrite, commit: bool, error: bytes | None = None) -> None:
+    """Decide one of the write fan-outs a pipe read kept (see
+    :meth:`Coordinator.read_done`): ``commit`` with its reply, else undone
+    with ``error``, or as :meth:`FanOutWrite.all_in` words it.  A bug in its
+    client's reply costs that client alone, as when it was decided in the
+    read (see :func:`~shardkv.acceptor.replies.delivery_failed`): the
+    others of the read are decided all the same, and the pipe reads on."""
+    try:
+        if commit:
+            op._decide(True, op._reply())
+        elif error is not None:
+            op._decide(False, error)
+        else:
+            op.all_in()
+    except Exception:
+        delivery_failed(op, "deciding a write fan-out")
 
 
 def coordinator_of(server: Acceptor) -> Coordinator:

@@ -114,6 +114,40 @@ def test_an_operation_refused_in_the_read_that_completed_it_is_undone_and_never_
     assert b"".join(pipes[1].written) == commit  # (it refused the first: not parked for it)
 
 
+class _RaisingSink:
+    """A caller's reply sink (as MIGRATE's delete passes its own) whose
+    delivery meets a bug."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    def deliver(self, body: bytes) -> None:
+        raise RuntimeError("a bug in the reply path")
+
+
+def test_a_reply_that_raises_in_the_batch_costs_its_client_alone_and_the_others_are_decided(rig):
+    acceptor, pipes, client, out, lines, (a, b) = rig
+    other = Client(acceptor)
+    other_out = MemoryTransport()
+    other.connection_made(other_out)  # type: ignore[arg-type]
+    parts = {0: [b"MSET", a, b"1"], 1: [b"MSET", b, b"1"]}
+    crossshard.run_write_fan_out(other, parts, lambda values: OK, slot=_RaisingSink(other))
+    client.data_received(encode_command([b"MSET", a, b"2", b, b"2"]))
+    acceptor._flush_links()
+    for pipe in pipes:
+        pipe.written.clear()
+    ops = [sink.op.id for sink in acceptor.links[0].fifo]
+    acceptor.links[0].data_received(_answers(ops))
+    acceptor.links[1].data_received(_answers(ops))  # (raised out of the pipe's read: the acceptor exited)
+    assert [data for data, _, _ in lines] == [b"C %d\nC %d\n" % tuple(ops)]
+    acceptor._flush_links()
+    acceptor.flush_dirty_clients()
+    assert b"".join(out.written) == b"+OK\r\n"
+    decides = b"".join(frame(wire.encode_control(wire.Decide(op, True))) for op in ops)
+    for pipe in pipes:
+        assert b"".join(pipe.written) == decides
+
+
 @pytest.fixture
 def durable_rig(rig, tmp_path):
     """The rig with ``appendonly yes`` and ``appendfsync always``: the
