@@ -183,3 +183,32 @@ def test_a_failed_fsync_of_the_batch_leaves_no_line_claiming_its_commits(durable
     # acceptor, another acceptor asked about a shard's doubt) may find them committed.
     assert crossshard.read_committed(path) == {earlier}
     _undone(acceptor, pipes, out, ops, b"-%s\r\n" % (errors.OP_NOT_RECORDED % "Input/output error").encode())
+
+
+def test_a_short_write_of_the_batch_is_cut_back_to_the_lines_before_it(durable_rig, monkeypatch):
+    acceptor, pipes, client, out, lines, (a, b), path = durable_rig
+    coordinator = crossshard.coordinator_of(acceptor)
+    earlier = coordinator.new_id()
+    coordinator._log()[0].commit(earlier, True)  # an operation committed before
+    before = open(path, "rb").read()
+    ops = _msets(acceptor, pipes, client, a, b, 16)
+    real_write = os.write
+
+    def write(fd: int, data: bytes) -> int:  # the disk fills in the ninth line
+        return real_write(fd, data[: len(data) // 2 + 3])
+
+    monkeypatch.setattr(os, "write", write)
+    acceptor.links[0].data_received(_answers(ops))
+    acceptor.links[1].data_received(_answers(ops))
+    assert open(path, "rb").read() == before
+    _undone(
+        acceptor, pipes, out, ops, b"-%s\r\n" % (errors.OP_NOT_RECORDED % ("short write to " + path)).encode()
+    )
+    # The next batch's lines follow the earlier ones, as if nothing had been tried.
+    monkeypatch.setattr(os, "write", real_write)
+    out.written.clear()
+    later = _msets(acceptor, pipes, client, a, b)
+    acceptor.links[0].data_received(_answers(later))
+    acceptor.links[1].data_received(_answers(later))
+    assert open(path, "rb").read() == before + b"C %d\nC %d\n" % tuple(later)
+    assert crossshard.read_committed(path) == {earlier, *later}
