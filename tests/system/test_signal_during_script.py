@@ -1,0 +1,184 @@
+"""SIGTERM and SIGINT while a script runs, against redis-server 7.0.15
+(shardkv at ``$SHARDKV_TEST_ACCEPTORS`` acceptors).
+
+Redis's signal handler only schedules the shutdown (``shutdown_asap``);
+serverCron runs it, and serverCron does not run while a script does.  So
+the server waits for the script's end, answering the other clients
+``-BUSY`` past busy-reply-threshold (SCRIPT KILL and SHUTDOWN NOSAVE work),
+then stops as ``shutdown-on-sig*`` says and exits 0.  A second SIGTERM
+changes nothing; a SIGINT while the shutdown is pending exits at once
+with status 1 ("You insist... exiting now."), saving nothing and leaving
+no temp file.
+
+shardkv stopped at once on a signal that does not save: it dropped the
+clients, waited 120 s for the busy worker, killed it and exited 1.  It
+had no second-SIGINT exit: it waited for the busy script.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import psutil
+import pytest
+
+from tests.support.placement import key_on
+from tests.support.resp import ErrorReply, RespClient
+from tests.support.servers import ServerProcess, start_redis, start_shardkv
+
+pytestmark = pytest.mark.slow
+
+LOOP = "while true do end"
+WAIT = 20.0  # seconds for the server to exit or a script to be busy (bounds, not timing checks)
+BUSY = "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."
+THRESHOLD_MS = "500"
+
+
+def _start(kind: str, rules: str) -> ServerProcess:
+    flags = ("--save", rules, "--busy-reply-threshold", THRESHOLD_MS)
+    if kind == "redis":
+        return start_redis(*flags)
+    return start_shardkv(*flags, shards=2)
+
+
+def _closed(c: RespClient) -> bool:
+    """Whether the server closed ``c`` without a reply (within its timeout)."""
+    try:
+        reply = c.read_reply()
+    except ConnectionError:
+        return True
+    except TimeoutError:
+        return False
+    pytest.fail(f"the connection got {reply!r}")
+
+
+def _wait_busy(c: RespClient) -> None:
+    """PING until the script is past busy-reply-threshold (``-BUSY``)."""
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        c.send("PING")
+        reply = c.read_reply()
+        if isinstance(reply, ErrorReply):
+            assert str(reply) == BUSY
+            return
+        time.sleep(0.05)
+    pytest.fail("the script never became busy")
+
+
+def _exits(proc: ServerProcess, family: list[psutil.Process]) -> int:
+    """The server's exit status (within WAIT), once every process it had is gone."""
+    status = proc.proc.wait(WAIT)
+    deadline = time.monotonic() + WAIT
+    left = family
+    while left and time.monotonic() < deadline:
+        left = [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        time.sleep(0.05)
+    assert not left, f"processes left behind: {left}"
+    return status
+
+
+def _files(proc: ServerProcess) -> set[str]:
+    assert proc.workdir is not None
+    return {name for _, _, names in os.walk(proc.workdir) for name in names}
+
+
+@pytest.mark.parametrize("kind", ["redis", "shardkv"])
+@pytest.mark.parametrize(
+    ("when", "end", "rules"),
+    [
+        ("past", "SCRIPT KILL", ""),
+        ("past", "SHUTDOWN NOSAVE", ""),
+        ("before", "SCRIPT KILL", ""),
+        ("past", "SCRIPT KILL", "3600 1"),
+    ],
+    ids=["past-kill", "past-shutdown-nosave", "before-kill", "past-kill-saves"],
+)
+def test_a_signal_waits_for_a_busy_script_then_stops(kind, when, end, rules):
+    """The signal (sent before or past busy-reply-threshold) waits for the
+    script: the others get ``-BUSY``, a second SIGTERM changes nothing,
+    SCRIPT KILL or SHUTDOWN NOSAVE ends it, and the server stops (saving
+    if there are rules) and exits 0."""
+    proc = _start(kind, rules)
+    caller, other = RespClient(proc.port, timeout=WAIT), RespClient(proc.port, timeout=WAIT)
+    try:
+        key, elsewhere = key_on(0, "script", shards=2), key_on(1, "other", shards=2)
+        assert other.command("SET", elsewhere, "1") == b"OK"
+        family = proc.processes()
+        before = _files(proc)
+        caller.send("EVAL", LOOP, 1, key)
+        if when == "past":
+            _wait_busy(other)
+        # (Pauses: Redis handles what comes in one burst in one go, which
+        # may leave a reply unwritten, and two signals at once are one.)
+        time.sleep(0.2)
+        proc.signal(signal.SIGTERM)
+        time.sleep(0.2)
+        proc.signal(signal.SIGTERM)  # a second SIGTERM only says so again
+        time.sleep(0.2)
+        _wait_busy(other)
+        other.send("GET", elsewhere)
+        reply = other.read_reply()
+        assert isinstance(reply, ErrorReply) and str(reply) == BUSY
+        assert proc.proc.poll() is None  # still there: it waits for the script
+        if end == "SCRIPT KILL":
+            assert other.command("SCRIPT", "KILL") == b"OK"
+            # Redis closes the script's connection without its reply (its
+            # serverCron stops the server before the reply is written);
+            # shardkv writes the reply first (see the README).
+            try:
+                reply = caller.read_reply()
+            except ConnectionError:
+                reply = None
+            assert reply is None or str(reply).startswith("ERR Script killed by user with SCRIPT KILL")
+        else:
+            other.send("SHUTDOWN", "NOSAVE")
+            assert _closed(other)
+            assert _closed(caller)
+        assert _exits(proc, family) == 0
+        output = proc.output()
+        assert output.count("Received SIGTERM scheduling shutdown...") == 2
+        assert "You insist" not in output
+        saved = {name for name in _files(proc) - before if name.startswith("dump.rdb")}
+        assert bool(saved) == (bool(rules) and end == "SCRIPT KILL")
+    finally:
+        caller.close()
+        other.close()
+        proc.stop()
+
+
+@pytest.mark.parametrize("kind", ["redis", "shardkv"])
+@pytest.mark.parametrize(
+    ("first", "rules"),
+    [(signal.SIGTERM, ""), (signal.SIGINT, ""), (signal.SIGTERM, "3600 1")],
+    ids=["SIGTERM", "SIGINT", "SIGTERM-saves"],
+)
+def test_a_sigint_while_the_stop_is_pending_exits_at_once(kind, first, rules):
+    """A SIGINT while a signal's stop waits for a busy script: "You
+    insist... exiting now.", status 1 at once, nothing saved, no temp file
+    and no process left."""
+    proc = _start(kind, rules)
+    caller, other = RespClient(proc.port, timeout=WAIT), RespClient(proc.port, timeout=WAIT)
+    try:
+        key = key_on(0, "script", shards=2)
+        assert other.command("SET", key, "1") == b"OK"
+        family = proc.processes()
+        before = _files(proc)
+        caller.send("EVAL", LOOP, 1, key)
+        _wait_busy(other)
+        time.sleep(0.2)
+        proc.signal(first)
+        time.sleep(0.2)  # (two signals at once are one)
+        _wait_busy(other)  # the stop is pending
+        proc.signal(signal.SIGINT)
+        assert _exits(proc, family) == 1
+        assert _closed(caller)
+        output = proc.output()
+        assert f"Received {signal.Signals(first).name} scheduling shutdown..." in output
+        assert "You insist... exiting now." in output
+        assert _files(proc) - before == set()  # no snapshot, no temp file
+    finally:
+        caller.close()
+        other.close()
+        proc.stop()
