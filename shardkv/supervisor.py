@@ -51,24 +51,24 @@ Then it waits on its children:
 * SIGINT and SIGTERM stop as ``shutdown-on-sigint`` or
   ``shutdown-on-sigterm`` says (``default``: save when there are ``save``
   rules; ``save``; ``nosave``; ``force``: a failed save does not keep the
-  server up).  A stop that saves is handed to one acceptor (a ``stop``
-  line, :mod:`shardkv.protocol.bus`), which has every shard save as
-  SHUTDOWN does while the server still runs: if a shard cannot save, the
-  shards are opened again and the server keeps serving, as Redis does
-  ("Error trying to save the DB, can't exit."); a later signal tries
-  again.  Once they are done, the acceptor sends ``SHUTDOWN_SIGNAL``, as
-  its SHUTDOWN does.  An acceptor that does not begin within
-  ``STOP_ANSWER_WITHIN`` seconds (stopped, stuck) or dies meanwhile, and a
-  stop with no acceptor (still loading), stop as a stop without a save
-  does, the workers saving on their way out;
+  server up).  The stop is handed to one acceptor (a ``stop`` line,
+  :mod:`shardkv.protocol.bus`), which, once no script is busy (as Redis's
+  serverCron runs the stop only then: meanwhile the server serves, SCRIPT
+  KILL and SHUTDOWN NOSAVE work), has every shard save or not as SHUTDOWN
+  does while the server still runs: if a shard cannot save, the shards
+  are opened again and the server keeps serving, as Redis does ("Error
+  trying to save the DB, can't exit."); a later signal tries again.  Once
+  they are done, the acceptor sends ``SHUTDOWN_SIGNAL``, as its SHUTDOWN
+  does.  An acceptor that does not begin within ``STOP_ANSWER_WITHIN``
+  seconds (stopped, stuck) or dies meanwhile, and a stop with no acceptor
+  (still loading), stop without it, the workers saving on their way out;
 * SHUTDOWN (which an acceptor turns into ``SHUTDOWN_SIGNAL`` once its
-  shards are done), a signal's stop that does not save, and the stops
-  above that go on without an acceptor stop the acceptors, then the
-  workers, which flush their AOF and save if they should: on a signal,
-  as its flags say, which each worker is told (``STOP_FLAGS``) before
-  its SIGTERM.  The exit status is 0, or 1 if a
-  worker could not save there: a worker dead before such a stop that
-  saves could not either.
+  shards are done) and the stops above that go on without an acceptor
+  stop the acceptors, then the workers, which flush their AOF and save
+  if they should: on a signal, as its flags say, which each worker is
+  told (``STOP_FLAGS``) before its SIGTERM.  The exit status is 0, or 1
+  if a worker could not save there: a worker dead before such a stop
+  that saves could not either.
 """
 
 from __future__ import annotations
@@ -461,11 +461,11 @@ class Supervisor:
         self.signalled = True
 
     def _signal_stop(self) -> None:
-        """A signal came (request_stop): stop now if the stop does not save
-        (or no acceptor can see to it), else hand it to an acceptor, which
-        has the shards save while the server still runs (see the module's
-        docstring).  As in Redis, a signal while a stop is under way
-        changes nothing."""
+        """A signal came (request_stop): hand the stop to an acceptor, which
+        has the shards save (or not) once no script is busy, while the
+        server still runs (see the module's docstring); stop now if no
+        acceptor can see to it.  As in Redis, a signal while a stop is
+        under way changes nothing."""
         self.signalled = False
         if self.stop_signal is None:
             return
@@ -476,14 +476,12 @@ class Supervisor:
         log.warning("User requested shutdown...")
         self._read_controls()
         flags = self._stop_flags()
-        mode = stop_mode(flags)
-        saves = mode == "save" or (mode == "default" and bool(self.cfg["save"]))
         ready = [
             a
             for a, (proc, control) in enumerate(zip(self.acceptors, self.controls, strict=True))
             if proc is not None and control is not None and proc.is_alive()
         ]
-        if not saves or not ready:
+        if not ready:
             self.stopping = True
             return
         a = ready[0]

@@ -16,11 +16,12 @@ needs the acceptor is what spans the shards:
   cannot save: that fails a SHUTDOWN that saves, as a failed save does in
   Redis, but not one that does not (NOSAVE, or no ``save`` rules), which
   always stops the server.
-* SIGTERM and SIGINT, when their ``shutdown-on-sig*`` flags save, stop the
-  same way: the supervisor hands the stop to one acceptor (a ``stop``
-  line, :mod:`shardkv.protocol.bus`), which sends every shard ``__shutdown``
-  as SHUTDOWN would.  If a shard cannot save (without ``force``), the
-  shards are opened again and the server keeps serving, as Redis does
+* SIGTERM and SIGINT stop the same way, as their ``shutdown-on-sig*``
+  flags say: the supervisor hands the stop to one acceptor (a ``stop``
+  line, :mod:`shardkv.protocol.bus`), which, once no script is busy, sends
+  every shard ``__shutdown`` as SHUTDOWN would.  If a shard cannot save
+  (without ``force``), the shards are opened again and the server keeps
+  serving, as Redis does
   ("Error trying to save the DB, can't exit."): the supervisor hears
   ``stop-failed`` and goes on; a later signal tries again.
 * INFO's persistence section merges the shards' figures.
@@ -34,11 +35,12 @@ import json
 import logging
 import os
 import signal
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from shardkv.acceptor import configorder
 from shardkv.acceptor.replies import Slot
-from shardkv.acceptor.shardlink import at_threshold
+from shardkv.acceptor.shardlink import at_next_busy_change, at_threshold
 from shardkv.protocol import bus, errors, wire
 from shardkv.protocol.resp import encode_command, encode_error
 from shardkv.protocol.wire import Verb
@@ -235,14 +237,29 @@ def _shutdown(client: Client, slot: Slot | None, mode: bytes, force: bool) -> No
 
 
 def stop_by_signal(server: Acceptor, flags: str) -> None:
-    """The supervisor's ``stop <flags>``: SIGTERM or SIGINT, whose
-    ``shutdown-on-sig*`` flags save (see :mod:`shardkv.supervisor`).  As
-    Redis's serverCron runs prepareForShutdown: every shard saves as
-    SHUTDOWN would with those flags, and the server stops; a save that
+    """The supervisor's ``stop <flags>``: SIGTERM or SIGINT, with their
+    ``shutdown-on-sig*`` flags (see :mod:`shardkv.supervisor`).  As
+    Redis's serverCron runs prepareForShutdown: every shard saves (or not)
+    as SHUTDOWN would with those flags, and the server stops; a save that
     fails, without ``force``, opens the shards again and the server serves
-    on.  A busy script is waited for (the ``__shutdown`` is a control
-    message, run once it ends), as Redis handles the signal only then."""
+    on.  A script that runs is waited for, as Redis's serverCron runs only
+    once it has ended: meanwhile the server serves as it would (``-BUSY``
+    past busy-reply-threshold; SCRIPT KILL and SHUTDOWN NOSAVE work), and
+    no shard is shut before it ends."""
     _tell_supervisor(server, bus.STOPPING_LINE + b"\n")
+    at_threshold(server, lambda: _after_scripts(server, lambda: _stop_shards(server, flags)))
+
+
+def _after_scripts(server: Acceptor, then: Callable[[], None]) -> None:
+    """Call ``then`` once no worker runs a busy script (at once if none does)."""
+    if any(link.script is not None for link in server.links):
+        at_next_busy_change(lambda: _after_scripts(server, then))
+    else:
+        then()
+
+
+def _stop_shards(server: Acceptor, flags: str) -> None:
+    """A signal's stop, past any busy script: every shard's ``__shutdown``."""
     names = flags.split()
     mode = stop_mode(flags)
     gather = _Shutdown(server, None, len(server.links))

@@ -162,10 +162,11 @@ KINDS = (
 # supervisor's one order; -> the asker: ``ordered <n>``, its number.
 CONFIG_LINE = b"config"
 ORDERED_LINE = b"ordered"
-# A stop by SIGTERM or SIGINT whose ``shutdown-on-sig*`` flags save (see
-# shardkv.supervisor and shardkv.acceptor.durability.stop_by_signal), with
-# K = 1 too.  supervisor -> one acceptor: ``stop <flags>``, save every shard
-# as SHUTDOWN would with those flags.  acceptor -> supervisor: ``stopping``
+# A stop by SIGTERM or SIGINT (see shardkv.supervisor and
+# shardkv.acceptor.durability.stop_by_signal), with K = 1 too.
+# supervisor -> one acceptor: ``stop <flags>``, once no script is busy,
+# shut every shard down as SHUTDOWN would with those ``shutdown-on-sig*``
+# flags.  acceptor -> supervisor: ``stopping``
 # as it begins; then ``SHUTDOWN_SIGNAL`` once the shards are done (or a save
 # failed with ``force``), or ``stop-failed`` once a failed save has opened
 # them again: the server serves on, as Redis does.
