@@ -62,6 +62,9 @@ Then it waits on its children:
   does.  An acceptor that does not begin within ``STOP_ANSWER_WITHIN``
   seconds (stopped, stuck) or dies meanwhile, and a stop with no acceptor
   (still loading), stop without it, the workers saving on their way out;
+* a SIGINT while a signal's stop is pending (Redis's "You insist...
+  exiting now.") kills every child at once, removes the temp files of
+  their saves and exits 1;
 * SHUTDOWN (which an acceptor turns into ``SHUTDOWN_SIGNAL`` once its
   shards are done) and the stops above that go on without an acceptor
   stop the acceptors, then the workers, which flush their AOF and save
@@ -84,7 +87,7 @@ import sys
 import time
 from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection, wait
-from typing import Any
+from typing import Any, NoReturn
 
 from shardkv import __version__
 from shardkv.protocol import bus, decisions
@@ -100,7 +103,7 @@ from shardkv.runtime.exitcodes import (
 from shardkv.runtime.proctitle import set_name
 from shardkv.runtime.scriptflushes import ScriptFlushes
 from shardkv.runtime.slowlogfile import SlowLogFile
-from shardkv.worker.persistence.files import LoadError
+from shardkv.worker.persistence.files import Files, LoadError
 
 # The acceptor's and the worker's code is imported in the child that runs
 # it (_serve_acceptor, _serve_worker), not here: each spawned child runs
@@ -456,7 +459,10 @@ class Supervisor:
 
     def request_stop(self, signum: int, frame: object = None) -> None:
         """SIGINT or SIGTERM: stop, as the signal's ``shutdown-on-sig*``
-        setting says, once the loop sees it (_signal_stop)."""
+        setting says, once the loop sees it (_signal_stop).  A SIGINT while
+        a signal's stop is pending exits at once (_exit_now)."""
+        if signum == signal.SIGINT and self.stop_signal is not None:
+            self._exit_now()
         self.stop_signal = signum
         self.signalled = True
 
@@ -465,7 +471,7 @@ class Supervisor:
         has the shards save (or not) once no script is busy, while the
         server still runs (see the module's docstring); stop now if no
         acceptor can see to it.  As in Redis, a signal while a stop is
-        under way changes nothing."""
+        under way changes nothing (but a SIGINT, see request_stop)."""
         self.signalled = False
         if self.stop_signal is None:
             return
@@ -492,6 +498,27 @@ class Supervisor:
             self.stopping = True
             return
         self.stop_attempt = [a, time.monotonic() + STOP_ANSWER_WITHIN]
+
+    def _exit_now(self) -> NoReturn:
+        """A SIGINT while a signal's stop is pending (waiting for a busy
+        script, saving): as Redis's sigShutdownHandler, "the user really
+        wanting to quit ASAP", exit at once with status 1, saving nothing.
+        Every child is killed and reaped (a worker's forked save dies with
+        it), and the temp files of the saves they were writing are removed,
+        as Redis's rdbRemoveTempFile removes its own.  (In the signal
+        handler, wherever the loop or the stop was.)"""
+        log.warning("You insist... exiting now.")
+        children = mp.active_children()  # every process started, stored or not yet
+        for proc in children:
+            proc.kill()
+        for proc in children:
+            proc.join()
+        for index in range(self.cfg["shards"]):
+            Files(self.cfg, index).remove_temp_files()
+        decisions.remove_volatile(os.getpid())
+        _stop_resource_tracker()
+        logging.shutdown()
+        os._exit(1)
 
     def _stop_answer(self, a: int, kind: bytes) -> None:
         """Acceptor ``a`` on the stop handed to it: ``stopping``, it has
