@@ -182,3 +182,31 @@ def test_a_sigint_while_the_stop_is_pending_exits_at_once(kind, first, rules):
         caller.close()
         other.close()
         proc.stop()
+
+
+@pytest.mark.parametrize("kind", ["redis", "shardkv"])
+def test_a_sigint_while_the_stop_saves_exits_at_once_and_leaves_no_temp_file(kind):
+    """A SIGINT while a signal's stop is saving (slowed by
+    ``rdb-key-save-delay``): status 1 at once, the save's temp file
+    removed (Redis's rdbRemoveTempFile), no snapshot, no process left."""
+    flags = ("--save", "3600 1", "--rdb-key-save-delay", "100000")  # 0.1 s a key
+    proc = start_redis(*flags) if kind == "redis" else start_shardkv(*flags, shards=2)
+    try:
+        with RespClient(proc.port, timeout=WAIT) as c:
+            for i in range(60):
+                assert c.command("SET", f"key:{i}", i) == b"OK"
+        family = proc.processes()
+        before = _files(proc)
+        proc.signal(signal.SIGTERM)
+        deadline = time.monotonic() + WAIT
+        while not any("temp-" in name or ".tmp-" in name for name in _files(proc) - before):
+            assert time.monotonic() < deadline, "no save began"
+            time.sleep(0.02)
+        proc.signal(signal.SIGINT)
+        assert _exits(proc, family) == 1
+        output = proc.output()
+        assert "Received SIGTERM scheduling shutdown..." in output
+        assert "You insist... exiting now." in output
+        assert _files(proc) - before == set()
+    finally:
+        proc.stop()
