@@ -21,12 +21,14 @@ class Saves(Forking):
     """Snapshots (a part of Persistence)."""
 
     def save(self) -> None:
-        """SAVE: write the snapshot now, in this process."""
+        """SAVE: write the snapshot now, in this process (SHUTDOWN's save
+        too), ``rdb-key-save-delay`` per key as Redis's rdbSave sleeps."""
         if self.child is not None and self.child.kind == "save":
             raise CommandError("ERR Background save already in progress")
         tmp = self.files.temp(self.files.snapshot)
+        delay = self.cfg.get("rdb-key-save-delay", 0)
         try:
-            snapshot.write_snapshot(tmp, self.ks, self.nshards, self.index)
+            snapshot.write_snapshot(tmp, self.ks, self.nshards, self.index, delay)
             os.replace(tmp, self.files.snapshot)
             fsync_dir(self.files.dir)
         except OSError as e:
