@@ -76,6 +76,29 @@ _HEADS_OF_4 = [_ARRAY_HEADS[4] + head for head in _BULK_HEADS]
 _HEADS_OF_5 = [_ARRAY_HEADS[5] + head for head in _BULK_HEADS]
 
 
+def _encode_alike(found: list[Any]) -> list[bytes] | None:
+    """The canonical encodings of ``found``'s commands (see
+    RequestParser._feed_canonical) when they are all of the first one's
+    shape, GET's (2 arguments) or SET's (3), each shorter than 1024 bytes;
+    else None, and the caller encodes them one by one.  One comprehension,
+    no test per command: a command of another shape raises as it is
+    unpacked (or an argument that is not bytes as it is measured or
+    joined), and so does a long argument (an IndexError)."""
+    heads = _BULK_HEADS
+    join = b"\r\n".join
+    try:
+        first = len(found[0])
+        if first == 3:
+            heads_3 = _HEADS_OF_3
+            return [join((heads_3[len(a)], a, heads[len(b)], b, heads[len(c)], c, b"")) for a, b, c in found]
+        if first == 2:
+            heads_2 = _HEADS_OF_2
+            return [join((heads_2[len(a)], a, heads[len(b)], b, b"")) for a, b in found]
+    except Exception:  # noqa: BLE001 - another shape: one by one
+        pass
+    return None
+
+
 def _may_allocate_big(data: bytes) -> bool:
     if _BIG_ARRAY.search(data):
         return True
@@ -691,57 +714,63 @@ class RequestParser:
             else:
                 reader.feed(data, 0, end)  # type: ignore[union-attr]
                 found = [reader.gets()]  # type: ignore[union-attr]
-            for args in found:
-                # Two to five arguments shorter than 1024 bytes (GET, SET,
-                # HSET, EVALSHA of one key): one join, no loop.  Any other
-                # count, or a longer argument (an IndexError), takes
-                # _encode; only the long argument raises (a raise costs
-                # about as much as the loop itself).
-                n = len(args)
-                try:
-                    if n == 3:
-                        a, b, c = args
-                        raw = join((_HEADS_OF_3[len(a)], a, heads[len(b)], b, heads[len(c)], c, b""))
-                    elif n == 2:
-                        a, b = args
-                        raw = join((_HEADS_OF_2[len(a)], a, heads[len(b)], b, b""))
-                    elif n == 4:
-                        a, b, c, d = args
-                        raw = join(
-                            (
-                                _HEADS_OF_4[len(a)],
-                                a,
-                                heads[len(b)],
-                                b,
-                                heads[len(c)],
-                                c,
-                                heads[len(d)],
-                                d,
-                                b"",
+            # A read of GET-shaped or of SET-shaped commands alone (a
+            # pipeline repeats one): one comprehension, no test per command.
+            alike = _encode_alike(found)
+            if alike is not None:
+                raws = alike
+            else:
+                for args in found:
+                    # Two to five arguments shorter than 1024 bytes (GET, SET,
+                    # HSET, EVALSHA of one key): one join, no loop.  Any other
+                    # count, or a longer argument (an IndexError), takes
+                    # _encode; only the long argument raises (a raise costs
+                    # about as much as the loop itself).
+                    n = len(args)
+                    try:
+                        if n == 3:
+                            a, b, c = args
+                            raw = join((_HEADS_OF_3[len(a)], a, heads[len(b)], b, heads[len(c)], c, b""))
+                        elif n == 2:
+                            a, b = args
+                            raw = join((_HEADS_OF_2[len(a)], a, heads[len(b)], b, b""))
+                        elif n == 4:
+                            a, b, c, d = args
+                            raw = join(
+                                (
+                                    _HEADS_OF_4[len(a)],
+                                    a,
+                                    heads[len(b)],
+                                    b,
+                                    heads[len(c)],
+                                    c,
+                                    heads[len(d)],
+                                    d,
+                                    b"",
+                                )
                             )
-                        )
-                    elif n == 5:
-                        a, b, c, d, e = args
-                        raw = join(
-                            (
-                                _HEADS_OF_5[len(a)],
-                                a,
-                                heads[len(b)],
-                                b,
-                                heads[len(c)],
-                                c,
-                                heads[len(d)],
-                                d,
-                                heads[len(e)],
-                                e,
-                                b"",
+                        elif n == 5:
+                            a, b, c, d, e = args
+                            raw = join(
+                                (
+                                    _HEADS_OF_5[len(a)],
+                                    a,
+                                    heads[len(b)],
+                                    b,
+                                    heads[len(c)],
+                                    c,
+                                    heads[len(d)],
+                                    d,
+                                    heads[len(e)],
+                                    e,
+                                    b"",
+                                )
                             )
-                        )
-                    else:
+                        else:
+                            raw = _encode(args)
+                    except IndexError:
                         raw = _encode(args)
-                except IndexError:
-                    raw = _encode(args)
-                raws.append(raw)
+                    raws.append(raw)
             # The pairs (args, raw) made in one call, not one append per command.
             out: list[Parsed] = list(zip(found, raws, strict=True))
         except Exception:  # noqa: BLE001 - not canonical: the long way decides

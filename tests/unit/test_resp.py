@@ -574,6 +574,37 @@ def test_a_pipeline_cut_anywhere_gives_what_it_gives_whole(seed):
     assert cut == _outcome(_python_only(), chunks)
 
 
+@pytest.mark.parametrize("shape", [[b"GET", b"key:1"], [b"SET", b"key:1", b"xxx"]])
+@pytest.mark.parametrize("odd_at", [0, 1, 7, 15])
+@pytest.mark.parametrize(
+    "odd",
+    [
+        encode_command([b"SET", b"k", b"v", b"EX", b"10"]),  # another shape
+        encode_command([b"GET"]),
+        encode_command([b"SET", b"k", b"v" * 1024]),  # past the header tables
+        encode_command([b"GET", b"k" * 1024]),
+        b"*3\r\n$3\r\nSET\r\n+k\r\n$1\r\nv\r\n",  # not a bulk
+        b"*2\r\n$3\r\nGET\r\n:1\r\n",
+        b"*2\r\n$3\r\nGET\r\n*1\r\n$1\r\nk\r\n",  # nested
+        b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$-1\r\n",
+        b"*2\r\n$3\r\nGET\r\n$03\r\nkey\r\n",  # leading zero
+        b"*2\r\n$3\r\nGET\r\n$2\r\nabXY",  # the bytes after a bulk
+        b"$3\r\nGET\r\n",  # a bulk, not a command
+    ],
+)
+def test_a_read_of_one_shape_but_one_command_agrees_with_the_python_parser(shape, odd_at, odd):
+    """A read of GET- or SET-shaped commands alone is encoded in one go
+    (``_encode_alike``); one command of any other shape or form among them
+    gives, on the fast path, what the long way gives."""
+    commands = [encode_command(shape)] * 16
+    commands[odd_at] = odd
+    data = b"".join(commands)
+    assert _outcome(RequestParser(), [data]) == _outcome(_python_only(), [data])
+    assert _outcome(RequestParser(), [data + TRAILING]) == _outcome(_python_only(), [data + TRAILING])
+    alike = RequestParser().feed(b"".join([encode_command(shape)] * 16))
+    assert alike == [(shape, encode_command(shape))] * 16
+
+
 @pytest.mark.parametrize("size", [0, 1, 9, 10, 1023, 1024, 1025, 70000])
 @pytest.mark.parametrize("count", [1, 2, 3, 4, 5, 6, 63, 64, 65, 300])
 def test_fast_path_raw_bytes_past_its_header_tables(size, count):
