@@ -274,8 +274,9 @@ class Client(Dispatch, asyncio.Protocol):
         # header, raw, slot, ...]`` (None while it has none), ``touched``
         # the shards with a run, in the order of their first command; each
         # run is sent before anything else runs (below, and at the end).
-        # A list indexed by shard, not a dict: no method call per command.
-        runs: list[list | None] | None = None
+        # A list indexed by shard, not a dict: no method call per command;
+        # made once per call, not tested per command.
+        runs: list[list | None] = [None] * len(links)
         touched: list[int] = []
         # The last spelling looked up, its command and the argument counts
         # that make it a plain single-key one (its arity; (1, 0) for other
@@ -301,8 +302,6 @@ class Client(Dispatch, asyncio.Protocol):
                     hashed = key_slot(key) if LBRACE in key else crc_hqx(key, 0) & 16383
                     shard = owners[hashed]
                     head = by_slot[hashed] if slotted else header
-                    if runs is None:
-                        runs = [None] * len(links)
                     run = runs[shard]
                     if run is None:
                         runs[shard] = [head, raw, slot]
@@ -313,9 +312,8 @@ class Client(Dispatch, asyncio.Protocol):
                         run.append(slot)
                     continue
                 if cmd is not None and not cmd.single_key:
-                    if runs is not None:
+                    if touched:
                         _send_runs(links, runs, touched)
-                        runs = None
                     fast = fast_paths.get(cmd.name)
                     if fast is not None and not EAGER and fast(self, args, raw, header):
                         # An EVALSHA that may escape: what follows waits for it.
@@ -323,9 +321,8 @@ class Client(Dispatch, asyncio.Protocol):
                             args = server.behind_shortcuts(self, rest, args, header)
                             break
                         continue
-            if runs is not None:
+            if touched:
                 _send_runs(links, runs, touched)
-                runs = None
             self.execute(args, raw)
             # Forget the last lookup (a spelling new to the table is known
             # now: see commands.lookup), its command and counts with it.
@@ -341,7 +338,7 @@ class Client(Dispatch, asyncio.Protocol):
             by_slot = SLOT_HEADERS[self.resp3]
             slotted = self.db == 0
             header = self.headers[self.resp3]
-        if runs is not None:
+        if touched:
             _send_runs(links, runs, touched)
         if args is not None:
             # CLIENT LIST's cmd: the last command that started, as Redis sets
@@ -596,10 +593,12 @@ class Client(Dispatch, asyncio.Protocol):
 
 def _send_runs(links: list, runs: list, touched: list[int]) -> None:
     """Hand each shard its run of plain commands (see Client._run), in the
-    order of their first commands, and forget them: ``touched`` is emptied
-    for the next runs."""
+    order of their first commands, and forget them: ``runs`` is left all
+    None and ``touched`` empty, for the next runs."""
     for shard in touched:
-        links[shard].send_slotted(runs[shard])
+        run = runs[shard]
+        runs[shard] = None
+        links[shard].send_slotted(run)
     touched.clear()
 
 

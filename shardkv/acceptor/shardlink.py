@@ -23,7 +23,7 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from shardkv.acceptor import causal, scriptcaller
-from shardkv.acceptor.replies import PLAIN_SLOTS, Slot, deliver, delivery_failed, origin_of
+from shardkv.acceptor.replies import PLAIN_SLOTS, BareSlot, Slot, deliver, delivery_failed, origin_of
 from shardkv.protocol import errors, wire
 from shardkv.protocol.resp import Error, encode_command, encode_error
 from shardkv.protocol.wire import FRAME, Verb, batch_frame
@@ -817,6 +817,7 @@ class ShardLink:
             # replies.deliver and a client's Slot.deliver inline: this loop
             # runs once per reply.)
             popleft = self.fifo.popleft
+            bare = BareSlot  # the plain slot of Client._run: one identity test
             plain = PLAIN_SLOTS
             pos, sizes = wire.reply_sizes(payload)
             for size in sizes:
@@ -824,7 +825,7 @@ class ShardLink:
                 body = payload[pos:end]
                 pos = end
                 sink = popleft()
-                if type(sink) in plain:
+                if type(sink) is bare or type(sink) in plain:
                     sink.data = body
                     client = sink.client
                     if not client.dirty:
