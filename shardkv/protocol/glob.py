@@ -36,8 +36,12 @@ length) byte comparisons, done in C, whatever the pattern.  Compiled
 patterns are cached.
 
 Reading a pattern costs little, whatever its size, since a hostile one may
-be megabytes long (PSUBSCRIBE, KEYS): runs of plain bytes are taken whole,
-and a class is a 256-bit mask built from cached ranges.  The regular
+be 512 MB long (PSUBSCRIBE, KEYS, ACL's ``~pattern`` at every command):
+it is read from its start only as far as the strings given need
+(``_Pattern``: a string shorter than the tokens read so far cannot match,
+and ``stringmatchlen`` too stops where the string ends); runs of stars, of
+``?`` and of plain bytes and escapes are each read by one regular
+expression, in C, and a class is a 256-bit mask built from cached ranges.  The regular
 expressions, whose compilation costs microseconds per pattern byte, are
 built only when a string is long enough to match (at least one byte per
 token); Redis's matcher, too, gives up on a short string at once.  A
@@ -51,7 +55,7 @@ from __future__ import annotations
 import re
 import sys
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from functools import cache, lru_cache
 from typing import Any
 
@@ -65,7 +69,12 @@ MAX_NESTING = 1000  # stringmatchlen's recursion limit (CVE-2024-31228)
 REGEX_NODES = 2000  # a larger pattern with classes is matched without a regular expression
 LONG_STRING = 4096  # and so is a longer string, where a middle segment is
 WIDE_SEGMENT = 64  # wider than this
-_SPECIAL = re.compile(rb"[*?\[\\]")
+_STARS = re.compile(rb"\*+")
+_ANYS = re.compile(rb"\?+")
+_PIECE = 1 << 16  # a run of "?", or of plain bytes, is read at most this many bytes at a time
+_PLAIN = re.compile(rb"(?:[^*?\[\\]++|\\[\s\S])++")  # plain bytes and escapes
+_ESCAPE = re.compile(rb"\\([\s\S])")
+_BYTES = bytes(range(256))
 _CLASS_SPECIAL = re.compile(rb"[\\\]-]")
 _CLASS_STOP = re.compile(rb"[\\\]]")
 _RANGE_RUN = re.compile(rb"(?:[^\\\]]-.){8}", re.S)  # 8 ranges in a row at least: _ranges
@@ -104,72 +113,104 @@ def _parse(pattern: bytes, nocase: bool = False) -> list[Token]:
     """The pattern read as ``stringmatchlen`` reads it: None for each ``*``
     (runs merged), a bytes run for plain bytes in a row, else the mask of
     the bytes that one position may hold."""
+    return _merged([t for piece, _ in _pieces(pattern, nocase) for t in piece])
+
+
+def _merged(toks: list[Token]) -> list[Token]:
+    """The tokens with plain runs in a row (read a piece at a time) joined."""
     out: list[Token] = []
-    run: list[bytes] = []  # plain bytes not yet added to out
+    for t in toks:
+        if isinstance(t, bytes) and out and isinstance(out[-1], bytes):
+            out[-1] += t
+        else:
+            out.append(t)
+    return out
+
+
+def _pieces(pattern: bytes, nocase: bool) -> Iterator[tuple[list[Token], int]]:
+    """The tokens of the pattern from its start, a few at a time, each
+    piece with the width it adds (the bytes a string needs for it).  A run
+    of stars, of ``?``, of plain bytes and escapes is read by one regular
+    expression, in C: megabytes of ``*`` once cost a loop turn a byte.
+    Read lazily (``_Pattern``): a string shorter than the pattern's width
+    never needs the rest."""
     masks: dict[int, int] = {}  # one int object per distinct mask
     i, n = 0, len(pattern)
     while i < n:
-        m = _SPECIAL.search(pattern, i)
+        c = pattern[i]
+        if c == 42:  # '*'
+            i = _STARS.match(pattern, i).end()  # type: ignore[union-attr]
+            yield [_STAR], 0
+        elif c == 63:  # '?'
+            j = _ANYS.match(pattern, i, i + _PIECE).end()  # type: ignore[union-attr]
+            yield [_ALL] * (j - i), j - i
+            i = j
+        elif c == 91:  # '['
+            mask, i = _class(pattern, i + 1, nocase)
+            yield [masks.setdefault(mask, mask)], 1
+        elif c == 92 and i == n - 1:  # a last '\\' is literal
+            i = n
+            yield [b"\\"], 1
+        else:  # plain bytes and escapes ('\\' escapes the next byte)
+            j = _PLAIN.match(pattern, i, i + _PIECE).end()  # type: ignore[union-attr]
+            run = _unescape(pattern[i:j])
+            i = j
+            yield [run], len(run)
+
+
+def _unescape(run: bytes) -> bytes:
+    """Plain bytes and escapes (``\\x``, none cut in two) as the bytes they
+    stand for.  Pairs of backslashes, found from the left as the pattern
+    is read, are each one backslash; any other backslash escapes the byte
+    after it.  Done with ``bytes.replace`` through a byte the run lacks
+    (a regular expression's ``sub`` costs a microsecond an escape)."""
+    if 92 not in run:
+        return run
+    free = _BYTES.translate(None, run)[:1]
+    if not free:  # all 256 bytes in the run
+        return b"".join(_ESCAPE.split(run))
+    return run.replace(b"\\\\", free).replace(b"\\", b"").replace(free, b"\\")
+
+
+def _class(pattern: bytes, i: int, nocase: bool) -> tuple[int, int]:
+    """The mask of the class whose body starts at ``i`` (after its ``[``),
+    and where the pattern goes on after its ``]`` (or its end)."""
+    n = len(pattern)
+    negate = i < n and pattern[i] == 94  # '^'
+    if negate:
+        i += 1
+    allowed = 0
+    while True:
+        m = _CLASS_SPECIAL.search(pattern, i)  # plain bytes taken whole
         j = m.start() if m else n
+        if j < n and pattern[j] == 45:  # the byte before "-" may start a range
+            j -= 1
         if j > i:
-            run.append(pattern[i:j])
+            table = _NOCASE if nocase else _EXACT
+            for b in _BYTES.translate(None, _BYTES.translate(None, memoryview(pattern)[i:j])):  # each once
+                allowed |= table[b]
             i = j
             continue
-        c = pattern[i]
-        if c == 92:  # '\\' escapes the next byte; a last one is literal
-            run.append(pattern[i + 1 : i + 2] if n - i >= 2 else b"\\")
-            i += 2
-            continue
-        if run:
-            out.append(b"".join(run))
-            run.clear()
-        if c == 42:  # '*'
-            if not out or out[-1] is not _STAR:
-                out.append(_STAR)
-        elif c == 63:  # '?'
-            out.append(_ALL)
-        else:  # '['
+        if i < n and pattern[i] == 92 and n - i >= 2:  # '\\': exact
             i += 1
-            negate = i < n and pattern[i] == 94  # '^'
-            if negate:
-                i += 1
-            allowed = 0
-            while True:
-                m = _CLASS_SPECIAL.search(pattern, i)  # plain bytes taken whole
-                j = m.start() if m else n
-                if j < n and pattern[j] == 45:  # the byte before "-" may start a range
-                    j -= 1
-                if j > i:
-                    table = _NOCASE if nocase else _EXACT
-                    for b in set(pattern[i:j]):
-                        allowed |= table[b]
-                    i = j
-                    continue
-                if i < n and pattern[i] == 92 and n - i >= 2:  # '\\': exact
-                    i += 1
-                    allowed |= _EXACT[pattern[i]]
-                elif i < n and pattern[i] == 93:  # ']'
-                    break
-                elif i >= n:
-                    i -= 1  # an unclosed class ends the pattern
-                    break
-                elif _RANGE_RUN.match(pattern, i):  # 'x-y' and more right after it
-                    pairs, i = _ranges(pattern, i)
-                    for pair in pairs:
-                        allowed |= _range(*pair.to_bytes(2, sys.byteorder), nocase)
-                    i -= 1
-                elif n - i >= 3 and pattern[i + 1] == 45:  # 'x-y'
-                    allowed |= _range(pattern[i], pattern[i + 2], nocase)
-                    i += 2
-                else:
-                    allowed |= (_NOCASE if nocase else _EXACT)[pattern[i]]
-                i += 1
-            mask = _ALL ^ allowed if negate else allowed
-            out.append(masks.setdefault(mask, mask))
+            allowed |= _EXACT[pattern[i]]
+        elif i < n and pattern[i] == 93:  # ']'
+            break
+        elif i >= n:
+            i -= 1  # an unclosed class ends the pattern
+            break
+        elif _RANGE_RUN.match(pattern, i):  # 'x-y' and more right after it
+            pairs, i = _ranges(pattern, i)
+            for pair in pairs:
+                allowed |= _range(*pair.to_bytes(2, sys.byteorder), nocase)
+            i -= 1
+        elif n - i >= 3 and pattern[i + 1] == 45:  # 'x-y'
+            allowed |= _range(pattern[i], pattern[i + 2], nocase)
+            i += 2
+        else:
+            allowed |= (_NOCASE if nocase else _EXACT)[pattern[i]]
         i += 1
-    if run:
-        out.append(b"".join(run))
-    return out
+    return (_ALL ^ allowed if negate else allowed), i + 1
 
 
 def _ranges(pattern: bytes, i: int) -> tuple[set[int], int]:
@@ -301,7 +342,59 @@ def compile_glob(pattern: bytes, nocase: bool = False) -> Callable[[bytes], bool
 def _compile(pattern: bytes, nocase: bool) -> Callable[[bytes], bool]:
     if not pattern:
         return lambda s: not s
-    toks = _parse(pattern, nocase)
+    return _Pattern(pattern, nocase)
+
+
+class _Pattern:
+    """A pattern read from its start only as far as the strings given so
+    far need.  A string shorter than the width of the tokens read so far
+    cannot match, as in ``stringmatchlen``, which stops where the string
+    ends: KEYS with a pattern of 100 MB over short keys reads a few tokens
+    of it, where reading it whole took a loop turn a token (minutes, at
+    every command, in the acceptor and in every shard).  More than
+    ``MAX_NESTING + 1`` stars read means nesting past the limit: nothing
+    matches.  The pattern is compiled (``_whole``) once it is read to its
+    end, for the first string long enough."""
+
+    def __init__(self, pattern: bytes, nocase: bool) -> None:
+        self.nocase = nocase
+        self.pieces: Iterator[tuple[list[Token], int]] | None = _pieces(pattern, nocase)
+        self.toks: list[Token] = []
+        self.width = 0  # of the tokens read
+        self.stars = 0
+        self.match: Callable[[bytes], bool] | None = None
+
+    def __call__(self, s: bytes) -> bool:
+        match = self.match
+        if match is None:
+            if len(s) < self.width or not self._read(len(s)):
+                return False
+            match = self.match
+            assert match is not None
+        return match(s)
+
+    def _read(self, size: int) -> bool:
+        """Read on until the tokens need more than ``size`` bytes (False),
+        or to the end (True: ``match`` is set)."""
+        assert self.pieces is not None
+        for piece, width in self.pieces:
+            self.toks += piece
+            if width:
+                self.width += width
+                if self.width > size:
+                    return False
+            else:
+                self.stars += 1
+                if self.stars > MAX_NESTING + 1:  # one at most may be the last token
+                    break
+        self.match = _whole(self.toks, self.nocase) if self.stars <= MAX_NESTING + 1 else _never
+        self.pieces, self.toks = None, []
+        return True
+
+
+def _whole(toks: list[Token], nocase: bool) -> Callable[[bytes], bool]:
+    """The matcher of a pattern read whole (``toks``: not empty)."""
+    toks = _merged(toks)
     stars = sum(1 for t in toks if t is _STAR)
     if stars - (toks[-1] is _STAR) > MAX_NESTING:
         return _never
@@ -551,7 +644,7 @@ def may_start_with(pattern: bytes, prefix: bytes) -> bool:
     ``prefix`` (the channels of keyspace notifications, for one): an
     over-estimate, True as soon as a star is reached within ``prefix``."""
     i = 0
-    for tok in _parse(pattern):
+    for tok in (t for piece, _ in _pieces(pattern, False) for t in piece):  # read as far as needed
         if i >= len(prefix):
             return True
         if tok is _STAR:

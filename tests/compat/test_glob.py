@@ -685,3 +685,137 @@ def test_command_list_filterby_pattern_ignores_case(r):
     cases |= {"\\GET": [b"get"], "[F-H]ET": [b"get"], "[^A-F]ET": [b"get", b"set"]}
     for pattern, expected in cases.items():
         assert sorted(r.command_list(pattern=pattern)) == expected, pattern
+
+
+PIECE = glob._PIECE
+# Patterns read a piece at a time (_pieces): escapes, "?" runs and plain
+# runs that straddle a piece's end, against the step-by-step reference.
+STRADDLING = [
+    (b"a" * (PIECE - 1) + b"\\*x", [b"a" * (PIECE - 1) + b"*x", b"a" * (PIECE - 1) + b"\\*x"]),
+    (b"a" * (PIECE - 2) + b"\\\\\\*", [b"a" * (PIECE - 2) + b"\\*", b"a" * (PIECE - 2) + b"\\\\*"]),
+    (b"\\a" * PIECE + b"\\", [b"a" * PIECE + b"\\", b"a" * PIECE]),
+    (b"?" * (PIECE + 3) + b"\\?", [b"b" * (PIECE + 3) + b"?", b"b" * (PIECE + 4)]),
+    (b"x" * (PIECE + 1) + b"[" + b"\\" * 3, [b"x" * (PIECE + 1) + b"\\", b"x" * (PIECE + 2)]),
+    (b"\\\\" * PIECE + b"?", [b"\\" * (PIECE + 1), b"\\" * PIECE]),
+]
+
+
+@pytest.mark.parametrize("pattern,strings", STRADDLING, ids=range(len(STRADDLING)))
+def test_pieces_straddling_equal_reference(pattern, strings):
+    for nocase in (False, True):
+        match = compile_glob(pattern, nocase)
+        for s in strings:
+            assert match(s) is reference(pattern, s, nocase), (s[-8:], nocase)
+
+
+def hostile(size: int) -> list[bytes]:
+    """Hostile patterns of about ``size`` bytes, none of which a short key matches."""
+    return [
+        b"*?" * (size // 2),
+        b"[ab]" * (size // 4),
+        b"\\x" * (size // 2),
+        b"[" * size,
+        b"?" * size,
+        b"[[]" * (size // 3),
+        b"*" * (size - 1) + b"x",
+        b"[^" * (size // 2) + b"]",
+        b"[a-" * (size // 3),
+        b"x" * size,
+        b"*[a-c]\\*?" * (size // 9),
+        b"k*" + b"\\" * (size - 2),
+    ]
+
+
+def test_short_strings_read_little_of_a_huge_pattern(monkeypatch):
+    """A key shorter than a pattern's width is refused after reading a few
+    tokens of it (one piece a byte of the key, and the stars of the nesting
+    limit), as stringmatchlen stops where the key ends: patterns of 16 MiB
+    were read whole, a loop turn a token, at every command."""
+    read: list[int] = []
+    pieces = glob._pieces
+
+    def counted(pattern, nocase):
+        for piece in pieces(pattern, nocase):
+            read.append(piece[1])
+            yield piece
+
+    monkeypatch.setattr(glob, "_pieces", counted)
+    key = b"key:1"
+    for pattern in hostile(16 << 20):
+        for nocase in (False, True):
+            read.clear()
+            assert not compile_glob(pattern, nocase)(key), pattern[:12]
+            assert len(read) <= len(key) + 1 + MAX_NESTING + 2, pattern[:12]
+        read.clear()
+        may_start_with(pattern, b"__keyspace@0__:")  # (an over-estimate: a star may match it)
+        assert len(read) <= 16, pattern[:12]
+    read.clear()
+    assert compile_glob(b"key:" + b"*" * (16 << 20))(key)  # a run of stars: one piece
+    assert len(read) == 2
+
+
+def test_hostile_patterns_every_command_against_redis(ports):
+    """Every command that takes a glob pattern (KEYS, SCAN, HSCAN, SSCAN,
+    ZSCAN, PSUBSCRIBE with PUBLISH, PUBSUB CHANNELS, CONFIG GET, COMMAND
+    LIST, FUNCTION LIST, ACL's ~ and & patterns) answers as redis-server
+    7.0.15 for hostile patterns of 1 MiB and short edge cases."""
+    clients = [redis.Redis(port=ports[name], socket_timeout=60) for name in ("redis", "shardkv")]
+    keys = [b"key:1", b"ab", b"x", b"[", b"\\", b"k\\", b"a" * 100]
+    patterns = hostile(1 << 20) + [b"key:" + b"*" * (1 << 20), b"k" + b"*" * 5000 + b"\\\\"]
+    patterns += [b"*", b"k\\", b"[", b"[\\", b"\\[", b"[]", b"[^]", b"*\\", b"?" * 5, b"[a-]", b"ma*"]
+    library = "#!lua name=key\nredis.register_function('f', function() return 1 end)"
+    try:
+        for c in clients:
+            c.flushall()
+            c.mset({k: b"1" for k in keys})
+            for kind in ("hash", "set", "zset"):
+                c.execute_command(
+                    *{"hash": ["HSET", kind], "set": ["SADD", kind], "zset": ["ZADD", kind]}[kind],
+                    *[
+                        a
+                        for k in keys
+                        for a in ((k, b"1") if kind == "hash" else (b"1", k) if kind == "zset" else (k,))
+                    ],
+                )
+            c.function_load(library, replace=True)
+        # the parameters and commands both have (shardkv has no MODULE, for one)
+        configs = set(clients[0].config_get("*")) & set(clients[1].config_get("*"))
+        commands = set(clients[0].command_list()) & set(clients[1].command_list())
+        for pattern in patterns:
+            replies = []
+            for c in clients:
+                got: list[object] = [sorted(c.keys(pattern))]
+                got.append(sorted(c.scan_iter(match=pattern, count=1000)))
+                got.append(sorted(k for k, _ in c.hscan_iter("hash", match=pattern)))
+                got.append(sorted(c.sscan_iter("set", match=pattern)))
+                got.append(sorted(k for k, _ in c.zscan_iter("zset", match=pattern)))
+                p = c.pubsub()
+                p.psubscribe(pattern)
+                assert p.get_message(timeout=30)["type"] == "psubscribe"
+                got.append([c.publish(k, b"m") for k in keys])
+                got.append(sorted(c.pubsub_channels(pattern)))
+                p.close()
+                got.append(sorted(k for k in c.config_get(pattern) if k in configs))
+                got.append(sorted(n for n in c.command_list(pattern=pattern) if n in commands))
+                got.append(len(c.execute_command("FUNCTION", "LIST", "LIBRARYNAME", pattern)))
+                c.execute_command(
+                    "ACL", "SETUSER", "globtest", "on", "nopass", b"~" + pattern, b"&" + pattern, "+@all"
+                )
+                user = redis.Redis(port=c.connection_pool.connection_kwargs["port"], socket_timeout=60)
+                user.execute_command("AUTH", "globtest", "x")
+                for k in keys:
+                    for command in (("GET", k), ("PUBLISH", k, b"m")):
+                        try:
+                            got.append(user.execute_command(*command))
+                        except redis.ResponseError as e:
+                            got.append(str(e).split()[0])
+                user.close()
+                c.execute_command("ACL", "DELUSER", "globtest")
+                replies.append(got)
+            assert replies[1] == replies[0], (pattern[:12], len(pattern))
+    finally:
+        for c in clients:
+            c.execute_command("ACL", "DELUSER", "globtest")
+            c.function_flush()
+            c.flushall()
+            c.close()
