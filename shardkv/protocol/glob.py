@@ -75,7 +75,6 @@ _PIECE = 1 << 16  # a run of "?", or of plain bytes, is read at most this many b
 _PLAIN = re.compile(rb"(?:[^*?\[\\]++|\\[\s\S])++")  # plain bytes and escapes
 _ESCAPE = re.compile(rb"\\([\s\S])")
 _BYTES = bytes(range(256))
-_CLASS_SPECIAL = re.compile(rb"[\\\]-]")
 _CLASS_STOP = re.compile(rb"[\\\]]")
 _RANGE_RUN = re.compile(rb"(?:[^\\\]]-.){8}", re.S)  # 8 ranges in a row at least: _ranges
 
@@ -136,13 +135,15 @@ def _pieces(pattern: bytes, nocase: bool) -> Iterator[tuple[list[Token], int]]:
     never needs the rest."""
     masks: dict[int, int] = {}  # one int object per distinct mask
     i, n = 0, len(pattern)
+    size = 64  # the bytes of a run read at once: doubled each time, up to _PIECE
     while i < n:
         c = pattern[i]
         if c == 42:  # '*'
             i = _STARS.match(pattern, i).end()  # type: ignore[union-attr]
             yield [_STAR], 0
-        elif c == 63:  # '?'
-            j = _ANYS.match(pattern, i, i + _PIECE).end()  # type: ignore[union-attr]
+            continue
+        if c == 63:  # '?'
+            j = _ANYS.match(pattern, i, i + size).end()  # type: ignore[union-attr]
             yield [_ALL] * (j - i), j - i
             i = j
         elif c == 91:  # '['
@@ -152,10 +153,11 @@ def _pieces(pattern: bytes, nocase: bool) -> Iterator[tuple[list[Token], int]]:
             i = n
             yield [b"\\"], 1
         else:  # plain bytes and escapes ('\\' escapes the next byte)
-            j = _PLAIN.match(pattern, i, i + _PIECE).end()  # type: ignore[union-attr]
+            j = _PLAIN.match(pattern, i, i + size).end()  # type: ignore[union-attr]
             run = _unescape(pattern[i:j])
             i = j
             yield [run], len(run)
+        size = min(2 * size, _PIECE)
 
 
 def _unescape(run: bytes) -> bytes:
@@ -180,9 +182,13 @@ def _class(pattern: bytes, i: int, nocase: bool) -> tuple[int, int]:
     if negate:
         i += 1
     allowed = 0
+    window = 64  # looked through for the next special byte: doubled each time
     while True:
-        m = _CLASS_SPECIAL.search(pattern, i)  # plain bytes taken whole
-        j = m.start() if m else n
+        j = min(n, i + window)  # plain bytes taken whole, found with bytes.find
+        for special in b"\\]-":
+            found = pattern.find(special, i, j)
+            j = j if found < 0 else found
+        window *= 2
         if j < n and pattern[j] == 45:  # the byte before "-" may start a range
             j -= 1
         if j > i:
