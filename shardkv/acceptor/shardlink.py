@@ -133,16 +133,17 @@ def at_threshold(server: object, decide: Callable[[], None]) -> None:
 
 
 def _decide_when_idle(server: object, decide: Callable[[], None], queued: bool = False) -> None:
+    if any(link.script is not None for link in server.links):  # type: ignore[attr-defined]
+        # A busy script, reported maybe in this very turn, after the command
+        # was read: decided now (_AfterSteps would wait for the next change).
+        decide()
+        return
     holds = getattr(server, "holds", None)
     if holds is not None and not queued and holds.left < holds.queued:
         _AfterSteps(server, decide)
         return
     links = [link for link in server.links if link.up]  # type: ignore[attr-defined]
-    if (
-        not links
-        or any(link.script is not None for link in server.links)  # type: ignore[attr-defined]
-        or (server.bus is None and not any(link.fifo or link.ops for link in links))  # type: ignore[attr-defined]
-    ):
+    if not links or (server.bus is None and not any(link.fifo or link.ops for link in links)):  # type: ignore[attr-defined]
         decide()
     else:
         _HeldUntilThreshold(server, decide, links)

@@ -7,8 +7,10 @@ links."""
 from __future__ import annotations
 
 import marshal
+import signal
 import tempfile
 
+from shardkv.acceptor import scripting
 from shardkv.acceptor.holds import HOLDING, HoldingClient
 from shardkv.protocol import errors, wire
 from shardkv.protocol.resp import encode_command, encode_error
@@ -459,3 +461,35 @@ def test_after_queued_waits_for_the_requests_queued_before_and_not_those_after()
     # a's parts left: then (before their releases and b's request).
     assert called == ["none waits", [encode_command([b"MGET", k]) for k in (k0, k1)]]
     assert [link.tried for link in links] == [2, 2]
+
+
+def test_a_kill_behind_a_waiting_step_is_decided_at_a_busy_report_of_its_turn(monkeypatch) -> None:
+    """SCRIPT KILL read while a step over both shards waits for its holds,
+    and in the same loop turn, after it, a worker's busy report: at the
+    turn's end the kill is decided at once (it kills the script), as
+    ``at_threshold`` says of a busy link.  It waited for the step to leave
+    or for the next busy change instead: the change it waited for had come
+    already, and a step whose hold waits behind that script (sent before
+    its threshold, never refused) leaves only at the script's end, so the
+    kill of a script that loops waited for ever."""
+    signalled: list = []
+    monkeypatch.setattr(scripting.os, "kill", lambda pid, sig: signalled.append((pid, sig)))
+    acceptor, links = build_k(2)
+    for link in links:
+        link.script = None
+        link.up = True
+        link.kill_sent = False
+        link.script_epoch = -1
+    k0, k1 = keys_per_shard(acceptor, 2)
+    a, _ = connect(acceptor)
+    b, tb = connect(acceptor)
+    later: list = []
+    acceptor.loop = _Later(later)
+    send(a, [b"MGET", k0, k1])  # waits for its tries
+    send(b, [b"SCRIPT", b"KILL"])
+    links[0].script = (4321, False, True)  # shard 0's busy report, read in the same turn
+    while later:
+        fn, *args = later.pop(0)
+        fn(*args)
+    assert signalled == [(4321, signal.SIGUSR1)]
+    assert replies(acceptor, tb) == b"+OK\r\n"
