@@ -819,3 +819,67 @@ def test_hostile_patterns_every_command_against_redis(ports):
             c.function_flush()
             c.flushall()
             c.close()
+
+
+def _near(rng: random.Random, pattern: bytes) -> bytes:
+    """A string the pattern is likely to match, or nearly."""
+    out = bytearray()
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == 92 and i + 1 < len(pattern):  # '\\x'
+            out.append(pattern[i + 1])
+            i += 2
+            continue
+        if c == 91:  # '[': any byte, after the class
+            end = pattern.find(b"]", i + 2)
+            out.append(rng.choice(b"ab-]\\"))
+            i = end + 1 if end > 0 else len(pattern)
+            continue
+        if c == 42:
+            out += rng.choice([b"", b"a", b"ab?"])
+        else:
+            out.append(rng.choice(b"ab") if c == 63 else c)
+        i += 1
+    return bytes(out)
+
+
+def test_lazily_read_patterns_equal_reference():
+    """Patterns of 60-300 bytes, read a piece at a time (pieces doubling
+    from 64 bytes, a class's window too), with escapes, classes and stars
+    placed around each piece's end, against the step-by-step reference;
+    strings given in any order, so a pattern is read part way for a short
+    one, then on for a longer one."""
+    rng = random.Random(2024)
+    specials = [
+        b"\\",
+        b"[",
+        b"]",
+        b"*",
+        b"?",
+        b"[a-]",
+        b"[^]",
+        b"[]a]",
+        b"\\\\",
+        b"\\*",
+        b"[z-a]",
+        b"[\\]]",
+        b"-",
+    ]
+    specials += [b"[" + b"ab-" * 30 + b"]", b"[^" + b"a" * 70 + b"\\]-", b"*" * 70]
+    for _ in range(250):
+        pattern = bytearray(rng.choice(b"ab?") for _ in range(rng.randint(60, 300)))
+        for at in rng.sample(
+            [62, 63, 64, 65, 127, 128, 129, 190, 191, 192, 193, 255, 256], rng.randint(1, 5)
+        ):
+            special = rng.choice(specials)
+            pattern[at : at + len(special)] = special
+        pattern = bytes(pattern)
+        near = _near(rng, pattern)
+        strings = [near, near[:-1], near + b"a", near[:64], near[:130], near[:-2] + near[-1:]]
+        strings += [bytes(rng.choice(b"ab-]\\?*") for _ in range(rng.randint(0, 300))) for _ in range(2)]
+        for nocase in (False, True):
+            rng.shuffle(strings)
+            match = glob._compile(pattern, nocase)
+            for s in strings:
+                assert match(s) is reference(pattern, s, nocase), (pattern, s, nocase)
