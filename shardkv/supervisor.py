@@ -154,8 +154,14 @@ class Supervisor:
         self.stop_signal: int | None = None  # SIGINT or SIGTERM, the last one received (request_stop)
         self.signalled = False  # a signal not handled by the loop yet (_signal_stop)
         # A signal's stop handed to an acceptor: [its index, the time by
-        # which it must say ``stopping`` (inf once it has)]; None if none.
+        # which it must say ``stopping`` (inf once it has, while it waits
+        # for a busy script; once it says ``shutting``, the time by which
+        # the shards must be done), whether it has said ``shutting``]; None
+        # if none.
         self.stop_attempt: list[Any] | None = None
+        # The shards had their grace under the acceptor's stop, which went
+        # past it: _stop_children gives the workers STOP_GRACE only.
+        self.workers_overdue = False
         self.status = 0
         self.wakeup: socket.socket  # the signals' wake-up socket, while run() runs
 
@@ -338,7 +344,7 @@ class Supervisor:
         for kind, payload in messages:
             if kind == b"bus":
                 self._relay(a, payload)
-            elif kind in (bus.STOPPING_LINE, bus.STOP_FAILED_LINE):
+            elif kind in (bus.STOPPING_LINE, bus.SHUTTING_LINE, bus.STOP_FAILED_LINE):
                 self._stop_answer(a, kind)
             elif kind == bus.CONFIG_LINE:
                 try:
@@ -497,7 +503,7 @@ class Supervisor:
             log.warning("could not hand the stop to acceptor %d: %s", a, e)
             self.stopping = True
             return
-        self.stop_attempt = [a, time.monotonic() + STOP_ANSWER_WITHIN]
+        self.stop_attempt = [a, time.monotonic() + STOP_ANSWER_WITHIN, False]
 
     def _exit_now(self) -> NoReturn:
         """A SIGINT while a signal's stop is pending (waiting for a busy
@@ -529,19 +535,35 @@ class Supervisor:
             return
         if kind == bus.STOPPING_LINE:
             attempt[1] = math.inf
+        elif kind == bus.SHUTTING_LINE:
+            # A frozen or hung worker never answers its __shutdown: the
+            # stop is bounded as the supervisor's own (WORKER_STOP_GRACE).
+            attempt[1:] = [time.monotonic() + WORKER_STOP_GRACE, True]
         else:
             self.stop_attempt = None
             self.stop_signal = None
 
     def _stop_overdue(self) -> None:
         """The acceptor handed a stop has not begun it in time (stopped,
-        stuck): stop without it, the workers saving on their way out."""
+        stuck): stop without it, the workers saving on their way out.  Or
+        its shards have not all stopped within WORKER_STOP_GRACE (a worker
+        frozen or hung): stop without it, killing the workers left."""
         attempt = self.stop_attempt
         if attempt is None or attempt[1] > time.monotonic():
             return
-        log.warning(
-            "acceptor %d has not begun the stop in %g s; stopping without it", attempt[0], STOP_ANSWER_WITHIN
-        )
+        if attempt[2]:
+            log.warning(
+                "the shards have not stopped in %g s; stopping without acceptor %d",
+                WORKER_STOP_GRACE,
+                attempt[0],
+            )
+            self.workers_overdue = True
+        else:
+            log.warning(
+                "acceptor %d has not begun the stop in %g s; stopping without it",
+                attempt[0],
+                STOP_ANSWER_WITHIN,
+            )
         self.stop_attempt = None
         self.stopping = True
 
@@ -678,7 +700,7 @@ class Supervisor:
             if ctl is not None and self.loaded[i]:
                 ctl.close()
                 self.ctls[i] = None
-        deadline = time.monotonic() + WORKER_STOP_GRACE
+        deadline = time.monotonic() + (STOP_GRACE if self.workers_overdue else WORKER_STOP_GRACE)
         for i, w in enumerate(self.workers):
             if w is None:
                 continue

@@ -268,6 +268,7 @@ def _stop_shards(server: Acceptor, flags: str) -> None:
     command = encode_command([Verb.SHUTDOWN, mode.encode()])
     for link in server.links:
         link.send(_HEADER, command, gather, control=True)
+    _tell_supervisor(server, bus.SHUTTING_LINE + b"\n")
 
 
 def _tell_supervisor(server: Acceptor, line: bytes) -> None:

@@ -167,11 +167,14 @@ ORDERED_LINE = b"ordered"
 # supervisor -> one acceptor: ``stop <flags>``, once no script is busy,
 # shut every shard down as SHUTDOWN would with those ``shutdown-on-sig*``
 # flags.  acceptor -> supervisor: ``stopping``
-# as it begins; then ``SHUTDOWN_SIGNAL`` once the shards are done (or a save
+# as it begins; ``shutting`` once it has sent the shards their
+# ``__shutdown`` (past any busy script: from then the supervisor bounds the
+# wait, a frozen worker never answering); then ``SHUTDOWN_SIGNAL`` once the shards are done (or a save
 # failed with ``force``), or ``stop-failed`` once a failed save has opened
 # them again: the server serves on, as Redis does.
 STOP_LINE = b"stop"
 STOPPING_LINE = b"stopping"
+SHUTTING_LINE = b"shutting"
 STOP_FAILED_LINE = b"stop-failed"
 
 

@@ -1,0 +1,67 @@
+"""A signal's stop with a frozen worker (SIGSTOPped, or hung) is bounded.
+
+Every SIGTERM/SIGINT stop goes through an acceptor, which sends the shards
+their ``__shutdown`` once no script is busy.  A frozen worker never answers
+it: the stop waited for ever (before, the supervisor's own stop gave a
+worker WORKER_STOP_GRACE, then killed it).  The supervisor now bounds the
+wait from the ``shutting`` line by WORKER_STOP_GRACE, then stops without
+the acceptor, killing the worker: exit status 1, nothing left behind.
+(Redis has no such case; our rule is that nothing hangs.)  The grace is
+set short here by a ``main.py`` that changes the module's constant.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.support.servers import ROOT, start_shardkv
+
+pytestmark = pytest.mark.slow
+
+GRACE = 2.0
+WAIT = 30.0  # a bound on the exit, far below the wait for ever it replaces
+
+MAIN = f"""
+import sys
+
+import shardkv.supervisor
+
+if __name__ == "__main__":
+    shardkv.supervisor.WORKER_STOP_GRACE = {GRACE}
+    sys.exit(shardkv.supervisor.main())
+"""
+
+
+@pytest.mark.parametrize("rules", ["", "3600 1"])
+def test_a_signal_stop_with_a_frozen_worker_ends(tmp_path: Path, rules: str) -> None:
+    (tmp_path / "main.py").write_text(MAIN)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), *sys.path]))
+    server = start_shardkv("--save", rules, shards=2, root=tmp_path, env=env)
+    frozen = None
+    try:
+        family = psutil.Process(server.proc.pid).children(recursive=True)
+        pids = re.findall(r"worker \d+ pid=(\d+)", server.output())
+        assert len(pids) == 2, server.output()
+        frozen = int(pids[0])
+        os.kill(frozen, signal.SIGSTOP)
+        server.proc.send_signal(signal.SIGTERM)
+        status = server.proc.wait(WAIT)
+        assert status == 1, server.output()
+        deadline = time.monotonic() + WAIT
+        left = family
+        while left and time.monotonic() < deadline:
+            left = [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+            time.sleep(0.05)
+        assert not left, f"processes left behind: {left}"
+    finally:
+        if frozen is not None and psutil.pid_exists(frozen):
+            os.kill(frozen, signal.SIGCONT)
+        server.stop()
