@@ -547,6 +547,21 @@ def test_corrupt_snapshot_names_file_and_offset(tmp_path):
         open_shard(cfg, clock)
 
 
+@pytest.mark.parametrize("delay", ["-1000", "-1", "1"])
+def test_save_with_rdb_key_save_delay_saves(tmp_path, delay):
+    # Redis's debugDelay takes a negative delay as a fraction of a
+    # microsecond (SAVE and BGSAVE succeed); shardkv's sleep raised.
+    clock = FakeClock()
+    cfg = make_config(tmp_path, appendonly=False)
+    cfg["rdb-key-save-delay"] = int(delay)
+    shard = open_shard(cfg, clock)
+    run(shard, "SET", "k", "v")
+    assert run(shard, "SAVE") == "OK"
+    expected = state(shard)
+    close(shard)
+    assert state(open_shard(cfg, clock)) == expected
+
+
 def test_snapshot_format_is_versioned(tmp_path):
     clock = FakeClock()
     cfg = make_config(tmp_path, appendonly=False)

@@ -88,8 +88,10 @@ def write_snapshot(
     those of ``ks``'s shard).
 
     ``key_delay_us`` sleeps that long per key (Redis's ``rdb-key-save-delay``,
-    for tests that need a save to take a while).
+    for tests that need a save to take a while; a negative one, as Redis's
+    debugDelay, 1 microsecond once in ``-key_delay_us`` keys).
     """
+    per_key = key_delay_us / 1e6 if key_delay_us >= 0 else 1 / (-key_delay_us * 1e6)
     now = ks.clock.now_ms() if now_ms is None else now_ms
     count = 0
     with open(path, "wb", buffering=1 << 20) as f:
@@ -120,12 +122,12 @@ def write_snapshot(
                         count += len(batch)
                         batch = []
                         if key_delay_us:
-                            time.sleep(key_delay_us * KEYS_PER_FRAME / 1e6)
+                            time.sleep(per_key * KEYS_PER_FRAME)
             if batch:
                 f.write(_frame(b"D", batch))
                 count += len(batch)
                 if key_delay_us:
-                    time.sleep(key_delay_us * len(batch) / 1e6)
+                    time.sleep(per_key * len(batch))
         f.write(_frame(b"E", {"keys": count}))
         f.flush()
         os.fsync(f.fileno())
