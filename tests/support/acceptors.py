@@ -37,11 +37,12 @@ def acceptor_of(client_id: int, k: int = K) -> int:
     return (client_id - 1) % k
 
 
-def client_on(port: int, index: int, protocol: int = 2, k: int = K) -> RespClient:
-    """A connection that the kernel gave to acceptor ``index`` (of ``k``)."""
+def client_on(port: int, index: int, protocol: int = 2, k: int = K, timeout: float = 10.0) -> RespClient:
+    """A connection that the kernel gave to acceptor ``index`` (of ``k``;
+    ``index % k``, so that one acceptor, or redis-server, gives any)."""
     for _ in range(300):
-        c = RespClient(port, protocol=protocol)
-        if acceptor_of(int(c.command("CLIENT", "ID")), k) == index:  # type: ignore[arg-type]
+        c = RespClient(port, protocol=protocol, timeout=timeout)
+        if acceptor_of(int(c.command("CLIENT", "ID")), k) == index % k:  # type: ignore[arg-type]
             return c
         c.close()
     pytest.fail("no connection landed on that acceptor")

@@ -24,7 +24,7 @@ from typing import TypeVar
 import pytest
 import redis
 
-from tests.support.acceptors import acceptor_pids
+from tests.support.acceptors import acceptor_pids, client_on
 from tests.support.placement import key_on
 from tests.support.processes import until, wait_busy, worker_pid
 from tests.support.resp import ErrorReply, RespClient
@@ -162,17 +162,6 @@ def test_events_after_a_subscriber_left_while_a_script_was_busy(acceptors: int) 
 MULTI_KEY, OTHER_KEY = "xx", "other"
 
 
-def client_on(port: int, acceptors: int, index: int) -> RespClient:
-    """A connection on acceptor ``index`` of ``acceptors`` (acceptor ``i``
-    hands out the client ids ``i+1, i+1+K, ...``; redis-server: any)."""
-    for _ in range(200):
-        c = RespClient(port, timeout=WAIT)
-        if (int(c.command("CLIENT", "ID")) - 1) % acceptors == index % acceptors:  # type: ignore[arg-type]
-            return c
-        c.close()
-    pytest.fail("no connection landed on that acceptor")
-
-
 def ask(c: RespClient, *args: str | int) -> object:
     """One command's reply, an error as its first word."""
     c.send(*args)
@@ -190,9 +179,9 @@ def multi_and_script_timeout(port: int, acceptors: int, queued_first: bool) -> l
     setup = RespClient(port, timeout=WAIT)
     setup.command("CONFIG", "SET", "busy-reply-threshold", "100")
     setup.command("SET", MULTI_KEY, "1")
-    scripter = client_on(port, acceptors, 0)
-    r2 = client_on(port, acceptors, acceptors - 1)
-    probe = client_on(port, acceptors, acceptors - 1)
+    scripter = client_on(port, 0, k=acceptors, timeout=WAIT)
+    r2 = client_on(port, acceptors - 1, k=acceptors, timeout=WAIT)
+    probe = client_on(port, acceptors - 1, k=acceptors, timeout=WAIT)
     got: list = []
     note = got.append
     if queued_first:
@@ -264,9 +253,9 @@ def transactions_while_busy(port: int, acceptors: int) -> list:
     The replies, errors as their first word."""
     setup = RespClient(port, timeout=WAIT)
     setup.command("CONFIG", "SET", "busy-reply-threshold", "100")
-    scripter = client_on(port, acceptors, 0)
-    r2 = client_on(port, acceptors, acceptors - 1)
-    probe = client_on(port, acceptors, acceptors - 1)
+    scripter = client_on(port, 0, k=acceptors, timeout=WAIT)
+    r2 = client_on(port, acceptors - 1, k=acceptors, timeout=WAIT)
+    probe = client_on(port, acceptors - 1, k=acceptors, timeout=WAIT)
     got: list = []
     note = got.append
     note(ask(r2, "WATCH", "{b}w1"))
@@ -351,10 +340,10 @@ def watch_writes_of_a_busy_script(port: int, acceptors: int, across: bool) -> li
     keys = OWN_KEYS + (OTHER_KEYS if across else [])
     setup = RespClient(port, timeout=WAIT)
     setup.command("CONFIG", "SET", "busy-reply-threshold", "100")
-    scripter = client_on(port, acceptors, 0)
+    scripter = client_on(port, 0, k=acceptors, timeout=WAIT)
     last = acceptors - 1
-    probe = client_on(port, acceptors, last)
-    watchers = [client_on(port, acceptors, last) for _ in range(len(keys) + 1)]
+    probe = client_on(port, last, k=acceptors, timeout=WAIT)
+    watchers = [client_on(port, last, k=acceptors, timeout=WAIT) for _ in range(len(keys) + 1)]
     assert watchers[-1].command("SELECT", "9") == b"OK"  # before: SELECT is not allow-busy
     scripter.send("EVAL", WRITES_AROUND_A_SIGNAL, len(keys), *keys)
     wait_busy(lambda: probe.command("PING"))
@@ -428,8 +417,8 @@ def callers_commands_while_busy(port: int, acceptors: int, how: str = "eval") ->
     # (EVALSHA, EXEC, cross) the other way round.
     last = acceptors - 1
     first, other = (last, 0) if how in ("evalsha", "exec", "cross") else (0, last)
-    scripter = client_on(port, acceptors, first)
-    probe = client_on(port, acceptors, other)
+    scripter = client_on(port, first, k=acceptors, timeout=WAIT)
+    probe = client_on(port, other, k=acceptors, timeout=WAIT)
     kill = ("FUNCTION", "KILL") if how == "fcall" else ("SCRIPT", "KILL")
     got: list = []
     if how == "evalsha":
@@ -503,8 +492,8 @@ def paused_write_while_busy(port: int, acceptors: int) -> list:
     setup = RespClient(port, timeout=WAIT)
     setup.command("CONFIG", "SET", "busy-reply-threshold", "100")
     got: list = [ask(setup, "CLIENT", "PAUSE", 100000, "WRITE")]
-    scripter = client_on(port, acceptors, 0)
-    writer = client_on(port, acceptors, acceptors - 1)
+    scripter = client_on(port, 0, k=acceptors, timeout=WAIT)
+    writer = client_on(port, acceptors - 1, k=acceptors, timeout=WAIT)
     scripter.send("EVAL", LOOP, 1, "{b}s")
     wait_busy(lambda: writer.command("PING"))
     got.append(ask(writer, "SET", OTHER_KEY, "1"))  # a postponed one never answers: the read times out
@@ -537,18 +526,18 @@ def subscribed_client_while_busy_or_paused(port: int, acceptors: int) -> list:
     setup = RespClient(port, timeout=WAIT)
     setup.command("CONFIG", "SET", "busy-reply-threshold", "100")
     setup.command("CONFIG", "RESETSTAT")
-    subscriber = client_on(port, acceptors, acceptors - 1)
+    subscriber = client_on(port, acceptors - 1, k=acceptors, timeout=WAIT)
     got: list = [ask(subscriber, "SUBSCRIBE", "ch")]
     got.append(ask(setup, "CLIENT", "PAUSE", 100000, "WRITE"))
     got.append(ask(subscriber, "SET", OTHER_KEY, "1"))  # a postponed one never answers: the read times out
     got.append(ask(setup, "CLIENT", "UNPAUSE"))
-    scripter = client_on(port, acceptors, 0)
+    scripter = client_on(port, 0, k=acceptors, timeout=WAIT)
     scripter.send("EVAL", LOOP, 1, "{b}s")
     wait_busy(lambda: setup.command("PING"))
     got.append(ask(subscriber, "GET", OTHER_KEY))
     got.append(ask(setup, "SCRIPT", "KILL"))
     got.append(str(scripter.read_reply()).split(" ")[0])
-    asker = client_on(port, acceptors, acceptors - 1)  # the subscriber's acceptor counts them
+    asker = client_on(port, acceptors - 1, k=acceptors, timeout=WAIT)  # the subscriber's acceptor counts them
     stats = asker.command("INFO", "commandstats")
     asker.close()
     assert isinstance(stats, bytes)
@@ -582,11 +571,11 @@ def killed_while_an_acceptor_is_stopped(port: int, stop: Callable[[], Callable[[
     sleeps; once resumed, each INCR was answered once (run, or refused
     with -BUSY) and the counter says how many ran: none ran twice, none
     was lost.  The replies, errors as their first word."""
-    admin = client_on(port, 2, 0)
+    admin = client_on(port, 0, k=2, timeout=WAIT)
     admin.command("CONFIG", "SET", "busy-reply-threshold", "500")
     admin.command("SET", "{b}n", "0")
-    scripter = client_on(port, 2, 0)
-    other = client_on(port, 2, 1)
+    scripter = client_on(port, 0, k=2, timeout=WAIT)
+    other = client_on(port, 1, k=2, timeout=WAIT)
     scripter.send("EVAL", LOOP, 1, "{b}s")
     time.sleep(0.1)
     for _ in range(3):
@@ -685,8 +674,8 @@ def test_a_kill_held_for_a_script_under_the_threshold_ends_when_its_worker_dies(
     goes through the other acceptor than the script."""
     server = start_shardkv(shards=2, acceptors=acceptors)
     try:
-        caller = client_on(server.port, acceptors, 0)
-        killer = client_on(server.port, acceptors, acceptors - 1)
+        caller = client_on(server.port, 0, k=acceptors, timeout=WAIT)
+        killer = client_on(server.port, acceptors - 1, k=acceptors, timeout=WAIT)
         key = key_on(0, "held", shards=2)
         killer.command("CONFIG", "SET", "busy-reply-threshold", "60000")
         caller.send("EVAL", "while true do end", 1, key)
@@ -712,9 +701,9 @@ def kill_twice(port: int, pause: Callable[[], Callable[[], None]], acceptors: in
     it) before the first: (the kills' replies, the script's), errors as
     their first word.  At two acceptors the script and the first kill go
     through acceptor 0, the second kill through acceptor 1."""
-    killer = client_on(port, acceptors, 0)
-    caller = client_on(port, acceptors, 0)
-    second = client_on(port, acceptors, 1)
+    killer = client_on(port, 0, k=acceptors, timeout=WAIT)
+    caller = client_on(port, 0, k=acceptors, timeout=WAIT)
+    second = client_on(port, 1, k=acceptors, timeout=WAIT)
     try:
         killer.command("CONFIG", "SET", "busy-reply-threshold", "100")
         caller.send("EVAL", LOOP, 1, "{b}s")

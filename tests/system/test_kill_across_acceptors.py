@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.support.acceptors import acceptor_pids
+from tests.support.acceptors import acceptor_pids, client_on
 from tests.support.placement import key_on
 from tests.support.processes import until, wait_busy, worker_pid
 from tests.support.resp import ErrorReply, RespClient
@@ -30,16 +30,6 @@ pytestmark = pytest.mark.slow
 WAIT = 20.0  # seconds for what must happen (a generous bound, not a timing check)
 LOOP = "#!lua flags=no-writes\nwhile true do end"
 LIBRARY = "#!lua name=killacross\nredis.register_function{function_name='spin', callback=function() while true do end end, flags={'no-writes'}}"
-
-
-def client_on(port: int, acceptors: int, index: int) -> RespClient:
-    """A connection on acceptor ``index`` of ``acceptors`` (redis-server: any)."""
-    for _ in range(200):
-        c = RespClient(port, timeout=WAIT)
-        if (int(c.command("CLIENT", "ID")) - 1) % acceptors == index % acceptors:  # type: ignore[arg-type]
-            return c
-        c.close()
-    pytest.fail("no connection landed on that acceptor")
 
 
 def ask(c: RespClient, *args: str | int) -> object:
@@ -63,9 +53,9 @@ def kills_one_after_another(
     it), ``stop()`` before the third round's first kill (shardkv: stops
     acceptor 1; returns what resumes it).  The replies, errors as their
     first word (BUSY's whole text)."""
-    a = client_on(port, acceptors, 0)
-    b = client_on(port, acceptors, 1)
-    caller = client_on(port, acceptors, 0)
+    a = client_on(port, 0, k=acceptors, timeout=WAIT)
+    b = client_on(port, 1, k=acceptors, timeout=WAIT)
+    caller = client_on(port, 0, k=acceptors, timeout=WAIT)
     got: list = []
     try:
         a.command("CONFIG", "SET", "busy-reply-threshold", "100")
@@ -167,9 +157,9 @@ def test_a_kill_behind_a_step_waiting_for_a_hold_is_answered(how: str) -> None:
     went with it), not left waiting."""
     server = start_shardkv(shards=2, acceptors=2)
     try:
-        caller = client_on(server.port, 2, 1)
-        stepper = client_on(server.port, 2, 0)
-        killer = client_on(server.port, 2, 0)
+        caller = client_on(server.port, 1, k=2, timeout=WAIT)
+        stepper = client_on(server.port, 0, k=2, timeout=WAIT)
+        killer = client_on(server.port, 0, k=2, timeout=WAIT)
         key, other = key_on(0, "behind", shards=2), key_on(1, "behind", shards=2)
         killer.command("CONFIG", "SET", "busy-reply-threshold", "60000")
         caller.send("EVAL", "while true do end", 1, key)
