@@ -64,8 +64,8 @@ Then it waits on its children:
   (still loading), stop without it, the workers saving on their way out;
   shards not all stopped within ``WORKER_STOP_GRACE`` of its ``shutting``
   (a worker frozen or hung) stop without it too, the workers left killed
-  after ``STOP_GRACE`` (status 1) (with several acceptors their
-  ``__ping`` before the ``__shutdown`` still waits for a frozen worker);
+  after ``STOP_GRACE`` (status 1) (the acceptor's ``__ping``s before
+  the ``__shutdown`` wait ``durability.SIGNAL_PING_WAIT`` at the most);
 * a SIGINT while a signal's stop is pending (Redis's "You insist...
   exiting now.") kills every child at once, removes the temp files of
   their saves and exits 1;

@@ -58,6 +58,10 @@ _HEADER = wire.entry_header(0)
 # SHUTDOWN NOSAVE while a script is busy, with several acceptors: how long
 # it waits for the shards' answers before it stops without them (seconds).
 _PARKED_WAIT = 1.0
+# A signal's stop: how long it waits for the shards' ``__ping`` (read as
+# Redis would read it, see stop_by_signal) before it goes on without them;
+# a frozen worker never answers (seconds).
+SIGNAL_PING_WAIT = 10.0
 SHUTDOWN_FAILED = "ERR Errors trying to SHUTDOWN. Check logs."
 _UNAVAILABLE = encode_error(errors.SHARD_UNAVAILABLE)  # a shard whose worker is gone
 
@@ -245,9 +249,22 @@ def stop_by_signal(server: Acceptor, flags: str) -> None:
     on.  A script that runs is waited for, as Redis's serverCron runs only
     once it has ended: meanwhile the server serves as it would (``-BUSY``
     past busy-reply-threshold; SCRIPT KILL and SHUTDOWN NOSAVE work), and
-    no shard is shut before it ends."""
+    no shard is shut before it ends.  The shards' ``__ping``s are waited
+    for SIGNAL_PING_WAIT at the most: a frozen worker never answers, and
+    the supervisor bounds the stop only from the ``shutting`` line that
+    follows (a worker still running a command gets its ``__shutdown``
+    after it, as ever)."""
     _tell_supervisor(server, bus.STOPPING_LINE + b"\n")
-    at_threshold(server, lambda: _after_scripts(server, lambda: _stop_shards(server, flags)))
+    started = False
+
+    def go_on() -> None:
+        nonlocal started
+        if not started:
+            started = True
+            _after_scripts(server, lambda: _stop_shards(server, flags))
+
+    at_threshold(server, go_on)
+    server.loop.call_later(SIGNAL_PING_WAIT, go_on)  # type: ignore[union-attr]
 
 
 def _after_scripts(server: Acceptor, then: Callable[[], None]) -> None:
