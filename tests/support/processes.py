@@ -8,9 +8,10 @@ import time
 from collections.abc import Callable
 
 import psutil
+import pytest
 import redis
 
-from tests.support.resp import ErrorReply
+from tests.support.resp import ErrorReply, RespClient
 from tests.support.servers import ServerProcess
 
 WAIT = 20.0  # the default bound of until() (a loaded machine is slow; no timing assertion)
@@ -65,3 +66,15 @@ def wait_busy(probe: Callable[[], object], expected: str = BUSY, wait: float = W
             return str(got)
         assert time.monotonic() < deadline, "never got -BUSY"
         time.sleep(0.02)
+
+
+def closed_unanswered(c: RespClient) -> bool:
+    """Whether the server closed ``c`` without a reply (within its timeout);
+    a reply fails the test."""
+    try:
+        reply = c.read_reply()
+    except ConnectionError:
+        return True
+    except TimeoutError:
+        return False
+    pytest.fail(f"the server answered {reply!r}")

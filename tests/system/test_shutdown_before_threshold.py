@@ -21,6 +21,7 @@ import pytest
 
 from tests.support.acceptors import client_on
 from tests.support.placement import key_on
+from tests.support.processes import closed_unanswered
 from tests.support.resp import ErrorReply, RespClient
 from tests.support.servers import ServerProcess, start_redis, start_shardkv
 
@@ -43,17 +44,6 @@ def _clients(proc: ServerProcess) -> tuple[RespClient, RespClient]:
     if proc.acceptors == 1:
         return RespClient(proc.port, timeout=10), RespClient(proc.port, timeout=10)
     return client_on(proc.port, 0, k=proc.acceptors), client_on(proc.port, 1, k=proc.acceptors)
-
-
-def _closed(c: RespClient) -> bool:
-    """Whether the server closed ``c`` (no reply), within its timeout."""
-    try:
-        reply = c.read_reply()
-    except ConnectionError:
-        return True
-    except TimeoutError:
-        return False
-    pytest.fail(f"the server answered {reply!r}")
 
 
 def _exits(proc: ServerProcess, family: list[psutil.Process]) -> None:
@@ -86,9 +76,9 @@ def test_shutdown_nosave_before_the_threshold_stops_the_server(kind, options):
         caller.send("EVAL", LOOP, 1, key)
         time.sleep(0.1)  # the script runs, not yet past the threshold
         shutter.send("SHUTDOWN", *options)
-        assert _closed(shutter), "SHUTDOWN got no answer and its connection stayed open"
+        assert closed_unanswered(shutter), "SHUTDOWN got no answer and its connection stayed open"
         _exits(proc, family)
-        assert _closed(caller)  # the script's client never gets a reply
+        assert closed_unanswered(caller)  # the script's client never gets a reply
         assert _saved(proc) == []
     finally:
         caller.close()
@@ -114,7 +104,7 @@ def test_shutdown_before_the_threshold_is_refused_busy(kind):
         assert str(caller.read_reply()).startswith("ERR Script killed by user with SCRIPT KILL")
         assert caller.command("GET", key) is None
         shutter.send("SHUTDOWN", "NOSAVE")
-        assert _closed(shutter)
+        assert closed_unanswered(shutter)
         _exits(proc, family)
     finally:
         caller.close()
@@ -144,8 +134,8 @@ def test_shutdown_nosave_closes_the_scripts_client_before_its_acceptor_stops(opt
         supervisor.suspend()
         try:
             shutter.send("SHUTDOWN", *options)
-            assert _closed(shutter)
-            assert _closed(caller)  # before the supervisor stops its acceptor
+            assert closed_unanswered(shutter)
+            assert closed_unanswered(caller)  # before the supervisor stops its acceptor
         finally:
             supervisor.resume()
         _exits(proc, family)

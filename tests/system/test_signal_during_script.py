@@ -25,6 +25,7 @@ import psutil
 import pytest
 
 from tests.support.placement import key_on
+from tests.support.processes import closed_unanswered
 from tests.support.resp import ErrorReply, RespClient
 from tests.support.servers import ServerProcess, start_redis, start_shardkv
 
@@ -41,17 +42,6 @@ def _start(kind: str, rules: str) -> ServerProcess:
     if kind == "redis":
         return start_redis(*flags)
     return start_shardkv(*flags, shards=2)
-
-
-def _closed(c: RespClient) -> bool:
-    """Whether the server closed ``c`` without a reply (within its timeout)."""
-    try:
-        reply = c.read_reply()
-    except ConnectionError:
-        return True
-    except TimeoutError:
-        return False
-    pytest.fail(f"the connection got {reply!r}")
 
 
 def _wait_busy(c: RespClient) -> None:
@@ -134,8 +124,8 @@ def test_a_signal_waits_for_a_busy_script_then_stops(kind, when, end, rules):
             assert reply is None or str(reply).startswith("ERR Script killed by user with SCRIPT KILL")
         else:
             other.send("SHUTDOWN", "NOSAVE")
-            assert _closed(other)
-            assert _closed(caller)
+            assert closed_unanswered(other)
+            assert closed_unanswered(caller)
         assert _exits(proc, family) == 0
         output = proc.output()
         assert output.count("Received SIGTERM scheduling shutdown...") == 2
@@ -173,7 +163,7 @@ def test_a_sigint_while_the_stop_is_pending_exits_at_once(kind, first, rules):
         _wait_busy(other)  # the stop is pending
         proc.signal(signal.SIGINT)
         assert _exits(proc, family) == 1
-        assert _closed(caller)
+        assert closed_unanswered(caller)
         output = proc.output()
         assert f"Received {signal.Signals(first).name} scheduling shutdown..." in output
         assert "You insist... exiting now." in output
