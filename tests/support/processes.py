@@ -78,3 +78,13 @@ def closed_unanswered(c: RespClient) -> bool:
     except TimeoutError:
         return False
     pytest.fail(f"the server answered {reply!r}")
+
+
+def assert_all_gone(family: list[psutil.Process], wait: float = WAIT) -> None:
+    """Every process of ``family`` has ended (or is a zombie) within ``wait``."""
+    deadline = time.monotonic() + wait
+    left = family
+    while left and time.monotonic() < deadline:
+        left = [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        time.sleep(0.05)
+    assert not left, f"processes left behind: {left}"

@@ -21,7 +21,7 @@ import pytest
 
 from tests.support.acceptors import client_on
 from tests.support.placement import key_on
-from tests.support.processes import closed_unanswered
+from tests.support.processes import assert_all_gone, closed_unanswered
 from tests.support.resp import ErrorReply, RespClient
 from tests.support.servers import ServerProcess, start_redis, start_shardkv
 
@@ -49,12 +49,7 @@ def _clients(proc: ServerProcess) -> tuple[RespClient, RespClient]:
 def _exits(proc: ServerProcess, family: list[psutil.Process]) -> None:
     """The server exits 0 within WAIT, and every process it had is gone."""
     assert proc.proc.wait(WAIT) == 0
-    deadline = time.monotonic() + WAIT
-    left = family
-    while left and time.monotonic() < deadline:
-        left = [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-        time.sleep(0.05)
-    assert not left, f"processes left behind: {left}"
+    assert_all_gone(family, WAIT)
 
 
 def _saved(proc: ServerProcess) -> list[Path]:

@@ -25,7 +25,7 @@ import psutil
 import pytest
 
 from tests.support.placement import key_on
-from tests.support.processes import closed_unanswered
+from tests.support.processes import assert_all_gone, closed_unanswered
 from tests.support.resp import ErrorReply, RespClient
 from tests.support.servers import ServerProcess, start_redis, start_shardkv
 
@@ -60,12 +60,7 @@ def _wait_busy(c: RespClient) -> None:
 def _exits(proc: ServerProcess, family: list[psutil.Process]) -> int:
     """The server's exit status (within WAIT), once every process it had is gone."""
     status = proc.proc.wait(WAIT)
-    deadline = time.monotonic() + WAIT
-    left = family
-    while left and time.monotonic() < deadline:
-        left = [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-        time.sleep(0.05)
-    assert not left, f"processes left behind: {left}"
+    assert_all_gone(family, WAIT)
     return status
 
 

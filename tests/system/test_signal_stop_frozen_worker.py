@@ -21,12 +21,12 @@ import os
 import re
 import signal
 import sys
-import time
 from pathlib import Path
 
 import psutil
 import pytest
 
+from tests.support.processes import assert_all_gone
 from tests.support.servers import ROOT, start_shardkv
 
 pytestmark = pytest.mark.slow
@@ -61,12 +61,7 @@ def test_a_signal_stop_with_a_frozen_worker_ends(tmp_path: Path, rules: str, acc
         server.proc.send_signal(signal.SIGTERM)
         status = server.proc.wait(WAIT)
         assert status == 1, server.output()
-        deadline = time.monotonic() + WAIT
-        left = family
-        while left and time.monotonic() < deadline:
-            left = [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-            time.sleep(0.05)
-        assert not left, f"processes left behind: {left}"
+        assert_all_gone(family, WAIT)
     finally:
         if frozen is not None and psutil.pid_exists(frozen):
             os.kill(frozen, signal.SIGCONT)
