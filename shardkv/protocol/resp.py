@@ -88,6 +88,8 @@ def _encode_alike(found: list[Any]) -> list[bytes] | None:
     join = b"\r\n".join
     try:
         first = len(found[0])
+        if len(found[-1]) != first:  # mixed shapes (most show at the end): told cheaper than by a raise
+            return None
         if first == 3:
             heads_3 = _HEADS_OF_3
             return [join((heads_3[len(a)], a, heads[len(b)], b, heads[len(c)], c, b"")) for a, b, c in found]
