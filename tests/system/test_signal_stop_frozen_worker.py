@@ -7,12 +7,15 @@ worker WORKER_STOP_GRACE, then killed it).  The supervisor now bounds the
 wait from the ``shutting`` line by WORKER_STOP_GRACE, then stops without
 the acceptor, killing the worker: exit status 1, nothing left behind.
 (Redis has no such case; our rule is that nothing hangs.)  The grace is
-set short here by a ``main.py`` that changes the module's constant.
+set short here by a ``main.py`` that changes the module's constant, as it
+does the supervisor's STOP_GRACE (how long the killed worker's stop is
+waited for: a SIGSTOPped worker never stops by itself).
 
 With several acceptors the acceptor first sends every shard a ``__ping``
 (at_threshold, to act on the stop when Redis would read it), which the
 frozen worker never answers: it goes on without them after
-``SIGNAL_PING_WAIT`` (10 s), then as above.
+``SIGNAL_PING_WAIT`` (10 s; 1 s here, set by the same ``main.py`` in the
+acceptor processes, which run it again as spawned children), then as above.
 """
 
 from __future__ import annotations
@@ -31,16 +34,23 @@ from tests.support.servers import ROOT, start_shardkv
 
 pytestmark = pytest.mark.slow
 
-GRACE = 2.0
+GRACE = 1.0  # each bound's length: the test's logic does not depend on it
 WAIT = 45.0  # a bound on the exit, far below the wait for ever it replaces
 
 MAIN = f"""
+import multiprocessing
 import sys
 
 import shardkv.supervisor
 
+if multiprocessing.current_process().name.startswith("shardkv-acceptor"):
+    import shardkv.acceptor.durability
+
+    shardkv.acceptor.durability.SIGNAL_PING_WAIT = {GRACE}
+
 if __name__ == "__main__":
     shardkv.supervisor.WORKER_STOP_GRACE = {GRACE}
+    shardkv.supervisor.STOP_GRACE = {GRACE}
     sys.exit(shardkv.supervisor.main())
 """
 
