@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -23,13 +23,55 @@ from tests.support.acceptors import acceptor_pids, client_on
 from tests.support.placement import key_on
 from tests.support.processes import until, wait_busy, worker_pid
 from tests.support.resp import ErrorReply, RespClient
-from tests.support.servers import start_redis, start_shardkv
+from tests.support.servers import ServerProcess, start_redis, start_shardkv
 
 pytestmark = pytest.mark.slow
 
 WAIT = 20.0  # seconds for what must happen (a generous bound, not a timing check)
 LOOP = "#!lua flags=no-writes\nwhile true do end"
 LIBRARY = "#!lua name=killacross\nredis.register_function{function_name='spin', callback=function() while true do end end, flags={'no-writes'}}"
+
+
+@pytest.fixture(scope="module")
+def shared() -> Iterator[list[ServerProcess]]:
+    """The module's shardkv of two shards and two acceptors, started by the
+    first test that needs it (and again after a test that left it unwell)."""
+    held: list[ServerProcess] = []
+    yield held
+    for server in held:
+        server.stop()
+
+
+@pytest.fixture
+def server(request: pytest.FixtureRequest, shared: list[ServerProcess]) -> Iterator[ServerProcess]:
+    """The module's shardkv as a new one starts: flushed, the threshold at
+    its default, every worker up (a test before may have killed one).
+    After a test that failed, or left an acceptor not answering PING at
+    once (a script left running), it is stopped (the next starts one)."""
+    if not shared:
+        shared.append(start_shardkv(shards=2, acceptors=2))
+    server = shared[0]
+    c = client_on(server.port, 0, k=2, timeout=WAIT)
+    try:
+        assert until(lambda: ask(c, "FLUSHALL") == b"OK")
+        c.command("CONFIG", "SET", "busy-reply-threshold", "5000")
+    finally:
+        c.close()
+    failed = request.session.testsfailed
+    yield server
+
+    def answers() -> bool:
+        try:
+            for a in (0, 1):
+                with client_on(server.port, a, k=2, timeout=2) as c:
+                    if c.command("PING") != b"PONG":
+                        return False
+        except (OSError, ErrorReply, pytest.fail.Exception):
+            return False
+        return True
+
+    if request.session.testsfailed != failed or not until(answers):
+        shared.pop().stop()
 
 
 def ask(c: RespClient, *args: str | int) -> object:
@@ -120,34 +162,30 @@ def kills_one_after_another(
             c.close()
 
 
-def test_kills_through_two_acceptors_one_script_after_another() -> None:
+def test_kills_through_two_acceptors_one_script_after_another(server: ServerProcess) -> None:
     real = start_redis()
     try:
         expected = kills_one_after_another(real.port, 1, lambda: lambda: None, lambda: lambda: None)
     finally:
         real.stop()
     assert expected[:20] == [b"OK", "NOTBUSY", "ERR", b"OK", "ERR"] * 4, expected
-    server = start_shardkv(shards=2, acceptors=2)
-    try:
-        stopped = acceptor_pids(server)[1]
-        worker = worker_pid(server, 0)  # {b}'s, of two
+    stopped = acceptor_pids(server)[1]
+    worker = worker_pid(server, 0)  # {b}'s, of two
 
-        def pause() -> Callable[[], None]:
-            os.kill(worker, signal.SIGSTOP)
-            return lambda: os.kill(worker, signal.SIGCONT)
+    def pause() -> Callable[[], None]:
+        os.kill(worker, signal.SIGSTOP)
+        return lambda: os.kill(worker, signal.SIGCONT)
 
-        def stop() -> Callable[[], None]:
-            os.kill(stopped, signal.SIGSTOP)
-            return lambda: os.kill(stopped, signal.SIGCONT)
+    def stop() -> Callable[[], None]:
+        os.kill(stopped, signal.SIGSTOP)
+        return lambda: os.kill(stopped, signal.SIGCONT)
 
-        got = kills_one_after_another(server.port, 2, pause, stop)
-    finally:
-        server.stop()
+    got = kills_one_after_another(server.port, 2, pause, stop)
     assert got == expected
 
 
 @pytest.mark.parametrize("how", ["worker dies", "client gone"])
-def test_a_kill_behind_a_step_waiting_for_a_hold_is_answered(how: str) -> None:
+def test_a_kill_behind_a_step_waiting_for_a_hold_is_answered(server: ServerProcess, how: str) -> None:
     """A script under busy-reply-threshold on shard 0 (through acceptor
     1); through acceptor 0 an MGET over both shards, whose hold on shard 0
     waits for the script, then SCRIPT KILL, which waits for the MGET's
@@ -155,31 +193,27 @@ def test_a_kill_behind_a_step_waiting_for_a_hold_is_answered(how: str) -> None:
     kill still waits (the step leaves all the same); once shard 0's worker
     dies, the step fails and the kill is answered ``-NOTBUSY`` (its script
     went with it), not left waiting."""
-    server = start_shardkv(shards=2, acceptors=2)
-    try:
-        caller = client_on(server.port, 1, k=2, timeout=WAIT)
-        stepper = client_on(server.port, 0, k=2, timeout=WAIT)
-        killer = client_on(server.port, 0, k=2, timeout=WAIT)
-        key, other = key_on(0, "behind", shards=2), key_on(1, "behind", shards=2)
-        killer.command("CONFIG", "SET", "busy-reply-threshold", "60000")
-        caller.send("EVAL", "while true do end", 1, key)
-        time.sleep(0.2)  # (it runs)
-        stepper.send("MGET", key, other)
-        time.sleep(0.1)  # (the step waits for its hold)
-        killer.send("SCRIPT", "KILL")
-        if how == "client gone":
-            stepper.close()
-        killer.sock.settimeout(0.3)
-        with pytest.raises(TimeoutError):
-            killer.read_reply()  # held: the script is not past the threshold
-        killer.sock.settimeout(WAIT)
-        os.kill(worker_pid(server, 0), signal.SIGKILL)
-        assert str(killer.read_reply()).startswith("NOTBUSY ")
-        if how == "worker dies":
-            assert str(stepper.read_reply()).startswith("ERR shard unavailable")
-        assert str(caller.read_reply()).startswith("ERR shard unavailable")
-        assert until(lambda: ask(killer, "SET", key, "v") == b"OK")
-        for c in (caller, stepper, killer):
-            c.close()
-    finally:
-        server.stop()
+    caller = client_on(server.port, 1, k=2, timeout=WAIT)
+    stepper = client_on(server.port, 0, k=2, timeout=WAIT)
+    killer = client_on(server.port, 0, k=2, timeout=WAIT)
+    key, other = key_on(0, "behind", shards=2), key_on(1, "behind", shards=2)
+    killer.command("CONFIG", "SET", "busy-reply-threshold", "60000")
+    caller.send("EVAL", "while true do end", 1, key)
+    time.sleep(0.2)  # (it runs)
+    stepper.send("MGET", key, other)
+    time.sleep(0.1)  # (the step waits for its hold)
+    killer.send("SCRIPT", "KILL")
+    if how == "client gone":
+        stepper.close()
+    killer.sock.settimeout(0.3)
+    with pytest.raises(TimeoutError):
+        killer.read_reply()  # held: the script is not past the threshold
+    killer.sock.settimeout(WAIT)
+    os.kill(worker_pid(server, 0), signal.SIGKILL)
+    assert str(killer.read_reply()).startswith("NOTBUSY ")
+    if how == "worker dies":
+        assert str(stepper.read_reply()).startswith("ERR shard unavailable")
+    assert str(caller.read_reply()).startswith("ERR shard unavailable")
+    assert until(lambda: ask(killer, "SET", key, "v") == b"OK")
+    for c in (caller, stepper, killer):
+        c.close()
