@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 import redis
@@ -22,20 +23,78 @@ import redis
 from shardkv.runtime.config_params import machine_acceptors
 from tests.support.acceptors import acceptor_pids, client_on, connect_to
 from tests.support.placement import on_shards
+from tests.support.processes import until
 from tests.support.rawsocket import wait_closed
-from tests.support.servers import ROOT, start_redis, start_shardkv
+from tests.support.resp import ErrorReply, RespClient
+from tests.support.servers import ROOT, ServerProcess, start_redis, start_shardkv
 
 K = 2
 KEYS = on_shards(0, 1, 2, 3, prefix="acc")
 
 
-@pytest.fixture
-def server():
-    proc = start_shardkv(shards=4, acceptors=K)
-    try:
-        yield proc
-    finally:
+@pytest.fixture(scope="module")
+def shared() -> Iterator[list[tuple[ServerProcess, dict]]]:
+    """The module's shardkv of four shards and K acceptors, with its
+    settings as it started: started by the first test that needs it, and
+    again after one that failed or left it unwell."""
+    held: list[tuple[ServerProcess, dict]] = []
+    yield held
+    for proc, _ in held:
         proc.stop()
+
+
+def _settings(port: int) -> dict:
+    with RespClient(port, timeout=20) as c:
+        reply = c.command("CONFIG", "GET", "*")
+    assert isinstance(reply, list)
+    return dict(zip(reply[::2], reply[1::2], strict=True))
+
+
+def _serves(port: int) -> bool:
+    """Does every acceptor answer PING at once (within 2 s), each
+    listening again (a test may have killed one)?"""
+
+    def answers() -> bool:
+        try:
+            for a in range(K):
+                with client_on(port, a, timeout=2) as c:
+                    if c.command("PING") != b"PONG":
+                        return False
+        except (OSError, ErrorReply, pytest.fail.Exception):
+            return False
+        return True
+
+    return bool(until(answers))
+
+
+@pytest.fixture
+def server(request, shared):
+    """The module's shardkv as a new one starts: empty once every worker
+    serves (a test may have killed one), no script, pause or statistics,
+    every setting a test changed set back.  After a test that failed, or
+    left an acceptor not answering, it is stopped (the next starts one)."""
+    if not shared:
+        proc = start_shardkv(shards=4, acceptors=K)
+        shared.append((proc, _settings(proc.port)))
+    proc, settings = shared[0]
+    with RespClient(proc.port, timeout=20) as c:
+
+        def flushed() -> bool:
+            try:
+                return c.command("FLUSHALL") == b"OK"
+            except ErrorReply:  # a worker restarting
+                return False
+
+        assert until(flushed)
+        for command in (("SCRIPT", "FLUSH"), ("CLIENT", "UNPAUSE"), ("CONFIG", "RESETSTAT")):
+            assert c.command(*command) == b"OK"
+        for name, value in _settings(proc.port).items():
+            if settings[name] != value:
+                assert c.command("CONFIG", "SET", name, settings[name]) == b"OK"
+    failed = request.session.testsfailed
+    yield proc
+    if request.session.testsfailed != failed or not _serves(proc.port):
+        shared.pop()[0].stop()
 
 
 @pytest.mark.slow
