@@ -18,7 +18,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 import pytest
@@ -47,14 +47,86 @@ def on_redis(scenario: Callable[[int], T], *flags: str) -> T:
         server.stop()
 
 
-def on_shardkv(scenario: Callable[[ServerProcess], T], *flags: str, acceptors: int) -> T:
-    """What ``scenario`` (given the server) gives on a fresh shardkv of 2
-    shards and ``acceptors`` acceptors."""
-    server = start_shardkv(*flags, shards=2, acceptors=acceptors)
+# The module's shardkv of each shape (shards, acceptors), shared by the
+# scenarios that need no start-up flags: started by the first, reset
+# before each (see _reset), stopped after one that fails or leaves an
+# acceptor not answering, and at the module's end.
+_SHARED: dict[tuple[int, int], tuple[ServerProcess, dict]] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _stop_shared() -> Iterator[None]:
+    yield
+    while _SHARED:
+        _SHARED.popitem()[1][0].stop()
+
+
+def _config(port: int) -> dict:
+    with RespClient(port, timeout=WAIT) as c:
+        reply = c.command("CONFIG", "GET", "*")
+    assert isinstance(reply, list)
+    return dict(zip(reply[::2], reply[1::2], strict=True))
+
+
+def _reset(server: ServerProcess, config: dict) -> None:
+    """The shared server as a fresh one: empty (once every worker serves:
+    a scenario may have killed one), no script, library, pause or
+    statistics, every setting a scenario changed set back."""
+    with RespClient(server.port, timeout=WAIT) as c:
+        assert until(lambda: ask(c, "FLUSHALL") == b"OK")
+        for command in (
+            ("SCRIPT", "FLUSH"),
+            ("FUNCTION", "FLUSH"),
+            ("CLIENT", "UNPAUSE"),
+            ("CONFIG", "RESETSTAT"),
+        ):
+            assert c.command(*command) == b"OK"
+        for name, value in _config(server.port).items():
+            if config[name] != value:
+                assert c.command("CONFIG", "SET", name, config[name]) == b"OK"
+
+
+def _serves(server: ServerProcess, acceptors: int) -> bool:
+    """Does every acceptor answer PING at once (within 2 s: no script left
+    running), each listening (a scenario may have killed one)?"""
+
+    def answers() -> bool:
+        try:
+            for a in range(acceptors):
+                with client_on(server.port, a, k=acceptors, timeout=2) as c:
+                    if c.command("PING") != b"PONG":
+                        return False
+        except (OSError, ErrorReply, pytest.fail.Exception):
+            return False
+        return True
+
+    return bool(until(answers))
+
+
+def on_shardkv(scenario: Callable[[ServerProcess], T], *flags: str, acceptors: int, shards: int = 2) -> T:
+    """What ``scenario`` (given the server) gives on a shardkv of ``shards``
+    shards and ``acceptors`` acceptors as it starts: one of its own with
+    start-up ``flags``, else the module's shared one of that shape, reset."""
+    if flags:
+        server = start_shardkv(*flags, shards=shards, acceptors=acceptors)
+        try:
+            return scenario(server)
+        finally:
+            server.stop()
+    shape = (shards, acceptors)
+    if shape not in _SHARED:
+        server = start_shardkv(shards=shards, acceptors=acceptors)
+        _SHARED[shape] = (server, _config(server.port))
+    server, config = _SHARED[shape]
+    healthy = False
     try:
-        return scenario(server)
+        _reset(server, config)
+        result = scenario(server)
+        healthy = _serves(server, acceptors)
+        return result
     finally:
-        server.stop()
+        if not healthy:
+            _SHARED.pop(shape)[0].stop()
 
 
 def run_busy_script(port: int) -> threading.Thread:
@@ -384,11 +456,9 @@ def test_watched_keys_written_by_a_busy_script(shards: int, acceptors: int) -> N
         # partners count every change it made there (shardkv.worker.busywatch):
         # the write before the WATCH fails that EXEC too.
         expected[10:14] = failed
-    server = start_shardkv(shards=shards, acceptors=acceptors)
-    try:
-        got = watch_writes_of_a_busy_script(server.port, acceptors, across)
-    finally:
-        server.stop()
+    got = on_shardkv(
+        lambda s: watch_writes_of_a_busy_script(s.port, acceptors, across), acceptors=acceptors, shards=shards
+    )
     assert got == expected
 
 
@@ -672,8 +742,8 @@ def test_a_kill_held_for_a_script_under_the_threshold_ends_when_its_worker_dies(
     ``-NOTBUSY`` (the script is gone with it), not left waiting, and the
     script's client gets the shard's error.  At two acceptors, the kill
     goes through the other acceptor than the script."""
-    server = start_shardkv(shards=2, acceptors=acceptors)
-    try:
+
+    def scenario(server: ServerProcess) -> None:
         caller = client_on(server.port, 0, k=acceptors, timeout=WAIT)
         killer = client_on(server.port, acceptors - 1, k=acceptors, timeout=WAIT)
         key = key_on(0, "held", shards=2)
@@ -691,8 +761,8 @@ def test_a_kill_held_for_a_script_under_the_threshold_ends_when_its_worker_dies(
         assert until(lambda: ask(killer, "SET", key, "v") == b"OK")
         caller.close()
         killer.close()
-    finally:
-        server.stop()
+
+    on_shardkv(scenario, acceptors=acceptors)
 
 
 def kill_twice(port: int, pause: Callable[[], Callable[[], None]], acceptors: int = 1) -> list:
