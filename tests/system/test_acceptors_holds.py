@@ -12,17 +12,42 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import psutil
 import pytest
 
 from tests.support.acceptors import K, acceptor_pids, connect_to, raw_on
 from tests.support.placement import on_shards
-from tests.support.servers import start_shardkv
+from tests.support.servers import ServerProcess, start_shardkv
 
 KEYS = on_shards(0, 1, 2, 3, prefix="hold")
 ROUNDS = 300
+
+
+@pytest.fixture(scope="module")
+def four_shards() -> Iterator[list[ServerProcess]]:
+    """The module's shardkv of four shards and K acceptors, started by the
+    first test that needs it (and again after one that failed)."""
+    held: list[ServerProcess] = []
+    yield held
+    for server in held:
+        server.stop()
+
+
+@pytest.fixture
+def server(request, four_shards) -> Iterator[ServerProcess]:
+    """The module's shardkv of four shards, emptied (the tests set their
+    own keys first): stopped after a test that failed."""
+    if not four_shards:
+        four_shards.append(start_shardkv(shards=4, acceptors=K))
+    server = four_shards[0]
+    with connect_to(server.port, 0) as c:
+        c.flushall()
+    failed = request.session.testsfailed
+    yield server
+    if request.session.testsfailed != failed:
+        four_shards.pop().stop()
 
 
 def race(conns: dict, writer: Callable[[int], None], problems: list[str]) -> None:
@@ -53,90 +78,78 @@ def race(conns: dict, writer: Callable[[int], None], problems: list[str]) -> Non
 
 
 @pytest.mark.slow
-def test_acceptors_racing_msets_over_the_same_shards_never_show_a_mix():
+def test_acceptors_racing_msets_over_the_same_shards_never_show_a_mix(server):
     """Each acceptor has a writer and a reader: a writer's MSET sets every
     key to one value, so an MGET that sees two values saw half of one."""
-    server = start_shardkv(shards=4, acceptors=K)
-    try:
-        conns = {(role, i): connect_to(server.port, i) for role in ("w", "r") for i in range(K)}
-        conns["w", 0].mset(dict.fromkeys(KEYS, "start"))
-        problems: list[str] = []
+    conns = {(role, i): connect_to(server.port, i) for role in ("w", "r") for i in range(K)}
+    conns["w", 0].mset(dict.fromkeys(KEYS, "start"))
+    problems: list[str] = []
 
-        def writer(i: int) -> None:
-            conn = conns["w", i]
-            for n in range(ROUNDS):
-                conn.mset(dict.fromkeys(KEYS, f"{i}:{n}"))
+    def writer(i: int) -> None:
+        conn = conns["w", i]
+        for n in range(ROUNDS):
+            conn.mset(dict.fromkeys(KEYS, f"{i}:{n}"))
 
-        race(conns, writer, problems)
-        final = conns["r", 1].mget(KEYS)
-        assert len(set(final)) == 1 and final[0].endswith(f":{ROUNDS - 1}")
-        for conn in conns.values():
-            conn.close()
-    finally:
-        server.stop()
+    race(conns, writer, problems)
+    final = conns["r", 1].mget(KEYS)
+    assert len(set(final)) == 1 and final[0].endswith(f":{ROUNDS - 1}")
+    for conn in conns.values():
+        conn.close()
 
 
 PIPELINED = 16
 
 
 @pytest.mark.slow
-def test_pipelined_cross_shard_writes_stay_in_order_and_whole():
+def test_pipelined_cross_shard_writes_stay_in_order_and_whole(server):
     """A client per acceptor pipelines batches of MSETs over every shard
     with reads of its own keys between them: its later commands ride along
     on its first one's holds (``Holds._take_along_all``), and must still see
     its earlier writes, in its order; a reader per acceptor, whose MGETs
     race them, must never see half of an MSET."""
-    server = start_shardkv(shards=4, acceptors=K)
-    try:
-        conns = {(role, i): connect_to(server.port, i) for role in ("w", "r") for i in range(K)}
-        conns["w", 0].mset(dict.fromkeys(KEYS, "start"))
-        own = {i: on_shards(0, 2, prefix=f"own{i}-") for i in range(K)}
-        problems: list[str] = []
+    conns = {(role, i): connect_to(server.port, i) for role in ("w", "r") for i in range(K)}
+    conns["w", 0].mset(dict.fromkeys(KEYS, "start"))
+    own = {i: on_shards(0, 2, prefix=f"own{i}-") for i in range(K)}
+    problems: list[str] = []
 
-        def writer(i: int) -> None:
-            conn = conns["w", i]
-            mine = own[i]
-            for batch in range(ROUNDS // PIPELINED):
-                pipe = conn.pipeline(transaction=False)
-                expected: list = []
-                for n in range(batch * PIPELINED, (batch + 1) * PIPELINED, 2):
-                    value = f"{i}:{n}"
-                    pipe.mset({**dict.fromkeys(KEYS, value), **dict.fromkeys(mine, value)})
-                    pipe.mget(mine)
-                    expected += [True, [value] * len(mine)]
-                got = pipe.execute()
-                if got != expected:
-                    problems.append(f"acceptor {i}'s pipeline got {got}, not {expected}")
-                    return
+    def writer(i: int) -> None:
+        conn = conns["w", i]
+        mine = own[i]
+        for batch in range(ROUNDS // PIPELINED):
+            pipe = conn.pipeline(transaction=False)
+            expected: list = []
+            for n in range(batch * PIPELINED, (batch + 1) * PIPELINED, 2):
+                value = f"{i}:{n}"
+                pipe.mset({**dict.fromkeys(KEYS, value), **dict.fromkeys(mine, value)})
+                pipe.mget(mine)
+                expected += [True, [value] * len(mine)]
+            got = pipe.execute()
+            if got != expected:
+                problems.append(f"acceptor {i}'s pipeline got {got}, not {expected}")
+                return
 
-        race(conns, writer, problems)
-        for conn in conns.values():
-            conn.close()
-    finally:
-        server.stop()
+    race(conns, writer, problems)
+    for conn in conns.values():
+        conn.close()
 
 
-def test_single_key_commands_pipelined_behind_a_cross_shard_write_see_it():
+def test_single_key_commands_pipelined_behind_a_cross_shard_write_see_it(server):
     """A pipelined ``MSET a v b v c v`` over three shards of four, then ``GET`` of
     each key: the GETs ride along on the MSET's holds
     (``Holds._take_along_all``), sent as runs (``ShardLink.send_run``) that
     the step's capture must see, and read what it wrote.  (A cut that
     queued them on their links past the capture left them unanswered.)"""
-    server = start_shardkv(shards=4, acceptors=K)
-    try:
-        keys = on_shards(0, 1, 2, prefix="ride")
-        for i in range(K):
-            conn = connect_to(server.port, i)
-            for n in range(20):
-                value = f"{i}:{n}"
-                pipe = conn.pipeline(transaction=False)
-                pipe.mset(dict.fromkeys(keys, value))
-                for key in keys:
-                    pipe.get(key)
-                assert pipe.execute() == [True, value, value, value]
-            conn.close()
-    finally:
-        server.stop()
+    keys = on_shards(0, 1, 2, prefix="ride")
+    for i in range(K):
+        conn = connect_to(server.port, i)
+        for n in range(20):
+            value = f"{i}:{n}"
+            pipe = conn.pipeline(transaction=False)
+            pipe.mset(dict.fromkeys(keys, value))
+            for key in keys:
+                pipe.get(key)
+            assert pipe.execute() == [True, value, value, value]
+        conn.close()
 
 
 def _stopped(pid: int, limit: float) -> bool:
