@@ -11,6 +11,7 @@ import re
 import socket
 import time
 import uuid
+from collections.abc import Callable, Iterator
 
 import pytest
 import redis
@@ -20,7 +21,7 @@ from tests.compat.test_scripting_wide import COUNTED, same, servers  # noqa: F40
 from tests.support.acceptors import client_on
 from tests.support.placement import key_on
 from tests.support.resp import RespClient, encode_command
-from tests.support.servers import start_redis, start_shardkv
+from tests.support.servers import ServerProcess, start_redis, start_shardkv
 
 ACCEPTORS = COUNTED | {"cmdstat_" + name for name in ("publish", "info", "pubsub|numsub", "keys", "swapdb")}
 
@@ -251,12 +252,43 @@ WAITS = (
 
 
 @pytest.fixture(scope="module")
-def two_acceptors():
-    real = start_redis()
-    ours = start_shardkv(shards=2, acceptors=2)
-    yield real.port, ours.port
-    real.stop()
-    ours.stop()
+def started() -> Iterator[dict[tuple[int, int], tuple[ServerProcess, ServerProcess]]]:
+    """The module's (redis-server, shardkv) pairs, by the shardkv's
+    (shards, acceptors), stopped at the module's end."""
+    pairs: dict[tuple[int, int], tuple[ServerProcess, ServerProcess]] = {}
+    yield pairs
+    for real, ours in pairs.values():
+        real.stop()
+        ours.stop()
+
+
+@pytest.fixture
+def pair_of(request, started) -> Iterator[Callable[[int, int], tuple[ServerProcess, ServerProcess]]]:
+    """``pair_of(shards, acceptors)``: a redis-server and a shardkv of that
+    shape, started by the module's first test that asks for it and shared
+    by the others (each scenario empties them first, and ends its scripts,
+    subscribers and settings).  The pairs a test that failed used are
+    stopped: the next test starts new ones."""
+    used: list[tuple[int, int]] = []
+
+    def get(shards: int, acceptors: int) -> tuple[ServerProcess, ServerProcess]:
+        if (shards, acceptors) not in started:
+            started[shards, acceptors] = (start_redis(), start_shardkv(shards=shards, acceptors=acceptors))
+        used.append((shards, acceptors))
+        return started[shards, acceptors]
+
+    failed = request.session.testsfailed
+    yield get
+    if request.session.testsfailed != failed:
+        for shape in set(used):
+            for proc in started.pop(shape):
+                proc.stop()
+
+
+@pytest.fixture
+def two_acceptors(pair_of) -> tuple[int, int]:
+    real, ours = pair_of(2, 2)
+    return real.port, ours.port
 
 
 def _count_and_delivery(port: int, script: str, acceptors: int) -> tuple:
@@ -344,22 +376,17 @@ def _subscribed_meanwhile(port: int, acceptors: int, *keys: str) -> tuple:
 
 
 @pytest.mark.parametrize("shards,acceptors", [(1, 1), (2, 1), (2, 2)])
-def test_a_script_does_not_publish_to_who_subscribed_while_it_ran(shards, acceptors):
-    real = start_redis()
-    ours = start_shardkv(shards=shards, acceptors=acceptors)
-    try:
-        expected = _subscribed_meanwhile(real.port, 1)
-        assert expected == (0, [])
-        assert _subscribed_meanwhile(ours.port, acceptors) == expected
-        if shards > 1:  # a script across shards
-            keys = [f"k{i}" for i in range(8)]
-            a = keys[0]
-            b = next(k for k in keys if Router(2).shard_of(k.encode()) != Router(2).shard_of(a.encode()))
-            assert _subscribed_meanwhile(real.port, 1, a, b) == expected
-            assert _subscribed_meanwhile(ours.port, acceptors, a, b) == expected
-    finally:
-        real.stop()
-        ours.stop()
+def test_a_script_does_not_publish_to_who_subscribed_while_it_ran(pair_of, shards, acceptors):
+    real, ours = pair_of(shards, acceptors)
+    expected = _subscribed_meanwhile(real.port, 1)
+    assert expected == (0, [])
+    assert _subscribed_meanwhile(ours.port, acceptors) == expected
+    if shards > 1:  # a script across shards
+        keys = [f"k{i}" for i in range(8)]
+        a = keys[0]
+        b = next(k for k in keys if Router(2).shard_of(k.encode()) != Router(2).shard_of(a.encode()))
+        assert _subscribed_meanwhile(real.port, 1, a, b) == expected
+        assert _subscribed_meanwhile(ours.port, acceptors, a, b) == expected
 
 
 # A script runs for a second, then counts subscribers; meanwhile one client
@@ -407,18 +434,13 @@ def _has_reply(c: RespClient) -> bool:
 
 
 @pytest.mark.parametrize("shards,acceptors", [(1, 1), (2, 1), (2, 2)])
-def test_subscribes_wait_for_the_script_that_runs(shards, acceptors):
-    real = start_redis()
-    ours = start_shardkv(shards=shards, acceptors=acceptors)
-    try:
-        scripts = [COUNTS_LATE] + (["redis.call('keys', '*')\n" + COUNTS_LATE] if shards > 1 else [])
-        for script in scripts:
-            expected = _changed_meanwhile(real.port, 1, script)
-            assert expected[:2] == ([[b"a", 0, b"b", 1], 1, [b"b"]], (False, False))
-            assert _changed_meanwhile(ours.port, acceptors, script) == expected
-    finally:
-        real.stop()
-        ours.stop()
+def test_subscribes_wait_for_the_script_that_runs(pair_of, shards, acceptors):
+    real, ours = pair_of(shards, acceptors)
+    scripts = [COUNTS_LATE] + (["redis.call('keys', '*')\n" + COUNTS_LATE] if shards > 1 else [])
+    for script in scripts:
+        expected = _changed_meanwhile(real.port, 1, script)
+        assert expected[:2] == ([[b"a", 0, b"b", 1], 1, [b"b"]], (False, False))
+        assert _changed_meanwhile(ours.port, acceptors, script) == expected
 
 
 # A SUBSCRIBE sent while a script runs, which then passes
@@ -461,16 +483,11 @@ def _subscribe_with_a_busy_script(port: int, acceptors: int, attempt: int) -> tu
 
 
 @pytest.mark.parametrize("acceptors", [1, 2])
-def test_a_subscribe_behind_a_script_that_goes_busy_gets_busy(acceptors):
-    real = start_redis()
-    ours = start_shardkv(shards=2, acceptors=acceptors)
-    try:
-        expected = _subscribe_behind_a_busy_script(real.port, 1)
-        assert expected[0].startswith("BUSY ") and expected[1].startswith("BUSY ")
-        assert _subscribe_behind_a_busy_script(ours.port, acceptors) == expected
-    finally:
-        real.stop()
-        ours.stop()
+def test_a_subscribe_behind_a_script_that_goes_busy_gets_busy(pair_of, acceptors):
+    real, ours = pair_of(2, acceptors)
+    expected = _subscribe_behind_a_busy_script(real.port, 1)
+    assert expected[0].startswith("BUSY ") and expected[1].startswith("BUSY ")
+    assert _subscribe_behind_a_busy_script(ours.port, acceptors) == expected
 
 
 # A subscriber's UNSUBSCRIBE (PUNSUBSCRIBE) sent while a script runs, then
