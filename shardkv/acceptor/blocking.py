@@ -735,7 +735,7 @@ class _CrossShard:
             else:
                 if ask is not None:  # (not a stream read's, nor a BLMOVE's)
                     args = [Verb.BTRY, *args]  # its keys of another type passed over
-                op = AtomicOp(client, [args], self.keys, _first_body, counted=False)
+                op = AtomicOp(client, [args], self.keys, _first_body, counted=False, name=self.args[0])
             self.op = op
             for notify in (*(ask or ()), *done):
                 notify.link.send_control(notify.verb(Verb.BDONE), _ClaimAnswer(notify), in_step=True)

@@ -105,6 +105,14 @@ Failures
   connection drops.
 * The decisions file cannot be written: the operation aborts, with
   :data:`~shardkv.protocol.errors.OP_NOT_RECORDED`.
+* A bug (an exception) in the acceptor's part once every shard has
+  answered: building the client's reply (``finish``, a fan-out's
+  ``merge``), the run, the decision.  The operation is decided all the
+  same, as the decisions file has it (commit if its line is written, else
+  abort), every parked shard gets its ``Decide`` and resumes, and the
+  client gets :data:`~shardkv.protocol.errors.INTERNAL` in its reply's
+  place; a bug once it is decided (in the client's reply path) closes that
+  client alone (:meth:`_Operation._bug`).
 
 There is no deadlock: parks are queued in global order on every shard, so
 the oldest pending operation always finds all of its shards parked for it.
@@ -395,19 +403,19 @@ class Coordinator:
 def _decide_each(op: FanOutWrite, commit: bool, error: bytes | None = None) -> None:
     """Decide one of the write fan-outs a pipe read kept (see
     :meth:`Coordinator.read_done`): ``commit`` with its reply, else undone
-    with ``error``, or as :meth:`FanOutWrite.all_in` words it.  A bug in its
-    client's reply costs that client alone, as when it was decided in the
-    read (see :func:`~shardkv.acceptor.replies.delivery_failed`): the
-    others of the read are decided all the same, and the pipe reads on."""
+    with ``error``, or as :meth:`FanOutWrite.all_in` words it.  A bug there
+    costs its client alone, as when it was decided in the read (see
+    :meth:`_Operation._bug`): the others of the read are decided all the
+    same, and the pipe reads on."""
     try:
         if commit:
-            op._decide(True, op._reply())
+            op._decide(True, op._built(op._reply))
         elif error is not None:
             op._decide(False, error)
         else:
             op.all_in()
     except Exception:
-        delivery_failed(op, "deciding a write fan-out")
+        op._bug("deciding a write fan-out")
 
 
 def coordinator_of(server: Acceptor) -> Coordinator:
@@ -442,9 +450,10 @@ class _Operation:
     # The classes of its held events still handed out if it is undone.
     undo_keeps = 0
 
-    def __init__(self, client: Client, slot: Slot | None = None) -> None:
+    def __init__(self, client: Client, slot: Slot | None = None, name: bytes = b"") -> None:
         server = client.server
         self.client = client
+        self.name = name  # the client's command, as it named it (in INTERNAL's text)
         self.links = server.links
         self.coordinator = coordinator_of(server)
         self.id = self.coordinator.new_id()
@@ -499,7 +508,59 @@ class _Operation:
                 self._decide(False, error)
                 return
             faultpoints.hold("committed")
-        self._decide(True, reply())
+        self._decide(True, self._built(reply))
+
+    def _built(self, reply: Callable[[], bytes]) -> bytes:
+        """The client's reply, made by ``reply`` once the operation is
+        decided; a bug there (an exception) answers the client
+        :data:`~shardkv.protocol.errors.INTERNAL` instead, logged, so that
+        the decision still goes to every parked shard (they resume, and no
+        other client notices) and the client's later replies follow it."""
+        try:
+            if faultpoints.ACTIVE:  # the fault-injection tests only
+                faultpoints.raise_if_marked(self._arguments(), "building a cross-shard operation's reply")
+            return reply()
+        except Exception:
+            log.exception("operation %d: internal error while building the reply of %r", self.id, self.name)
+            return encode_error(errors.INTERNAL % self.name.decode("latin-1"))
+
+    def _arguments(self) -> list[bytes]:
+        """Every argument of its commands (for :func:`faultpoints.raise_if_marked`)."""
+        raise NotImplementedError
+
+    def _safely(self, doing: str, step: Callable[..., None], *args: object) -> None:
+        """``step(*args)``, a step taken once every shard has answered its
+        entry; a bug there (an exception) is :meth:`_bug`'s."""
+        try:
+            step(*args)
+        except Exception:
+            self._bug(doing)
+
+    def _bug(self, doing: str) -> None:
+        """An unexpected exception (a bug) while ``doing`` a step of this
+        operation, being handled now.  Undecided, the operation is decided
+        at once as the decisions file has it (commit if its line is
+        written, else abort: presumed abort), and the client answered
+        :data:`~shardkv.protocol.errors.INTERNAL`: otherwise its shards
+        would stay parked for good, every key on them blocked for every
+        client.  Decided, its shards have their ``Decide`` already: only
+        the client's reply failed, and that client alone is closed (see
+        :func:`~shardkv.acceptor.replies.delivery_failed`)."""
+        if self.decision is None:
+            commit = self.id in self.coordinator.unacked
+            log.exception(
+                "operation %d (%r): internal error while %s; decided %s",
+                self.id,
+                self.name,
+                doing,
+                "commit" if commit else "abort",
+            )
+            try:
+                self._decide(commit, encode_error(errors.INTERNAL % self.name.decode("latin-1")))
+                return
+            except Exception:
+                pass
+        delivery_failed(self, doing)
 
     def _decide(self, commit: bool, reply: bytes | None) -> None:
         self.state = DECIDED
@@ -538,7 +599,7 @@ class _Operation:
             self.links[shard].ops.pop(self.id, None)
             self.shard_lost(shard)
         elif self.decision is None:
-            self.step(shard, message)
+            self._safely("taking a shard's answer", self.step, shard, message)
 
     def step(self, shard: int, message: object) -> None:
         raise NotImplementedError
@@ -594,8 +655,9 @@ class AtomicOp(_Operation):
         counted: bool = True,
         names: list | None = None,
         group: bool = False,
+        name: bytes | None = None,
     ) -> None:
-        super().__init__(client, slot)
+        super().__init__(client, slot, name or (commands[0][0] if commands and commands[0] else b""))
         self.group = group  # (see wire.Run.group)
         server = client.server
         self.commands = commands
@@ -729,7 +791,7 @@ class AtomicOp(_Operation):
                     self.aborted = True
         self.waiting -= 1
         if not self.waiting:
-            self._all_parked()
+            self._safely("running a parked operation", self._all_parked)
 
     def _all_parked(self) -> None:
         if self.error is not None:
@@ -809,6 +871,9 @@ class AtomicOp(_Operation):
     def _reply(self) -> bytes:
         return self.finish(self.bodies)
 
+    def _arguments(self) -> list[bytes]:
+        return [arg for command in self.commands for arg in command]
+
     def _lost_error(self) -> str:
         # Alone, the executor commits by itself, as a single-shard command
         # does: if it dies, whether it did is unknown, as for any command.
@@ -833,8 +898,10 @@ class FanOutWrite(_Operation):
         slot: Any = None,
         db: int | None = None,
         unanimous: bool = False,
+        name: bytes | None = None,
     ) -> None:
-        super().__init__(client, slot)
+        super().__init__(client, slot, name or next(iter(parts.values()))[0])
+        self.parts = parts
         self.unanimous = unanimous
         self.event_keys = keys
         # A FLUSHALL/FLUSHDB happens at the commit, in every shard: its one
@@ -869,7 +936,7 @@ class FanOutWrite(_Operation):
                 self.links[shard].ops.pop(self.id, None)
         self.waiting -= 1
         if not self.waiting:
-            self.all_in()
+            self._safely("deciding a write fan-out", self.all_in)
 
     def all_in(self) -> None:
         """Every shard has answered: decide."""
@@ -878,12 +945,15 @@ class FanOutWrite(_Operation):
             error = failures[0] if failures and not self.failed else Error(errors.OP_ABORTED)
             self._decide(False, encode(error, self.client.resp3))
         elif self.unanimous and any(v != 1 for v in self.values):
-            self._decide(False, self._reply())  # voted no: nothing is set
+            self._decide(False, self._built(self._reply))  # voted no: nothing is set
         elif not self.parked or not self.coordinator.commit_soon(self):
             self._commit(set(self.parked), self._reply)
 
     def _reply(self) -> bytes:
         return encode(self.merge(self.values), self.client.resp3)
+
+    def _arguments(self) -> list[bytes]:
+        return [arg for part in self.parts.values() for arg in part]
 
     def step(self, shard: int, message: object) -> None:
         log.error("shard %d sent %r to write fan-out %d", shard, message, self.id)
@@ -918,11 +988,13 @@ def run_write_fan_out(
     slot: Any = None,
     db: int | None = None,
     unanimous: bool = False,
+    name: bytes | None = None,
 ) -> None:
     """A write command split by shard (MSET, DEL...); its reply goes to a
     new slot of the client's, or to ``slot``; in database ``db`` if given;
-    ``unanimous``: every part must answer 1, else none is applied (MSETNX)."""
-    FanOutWrite(client, parts, merge, keys, slot, db, unanimous)
+    ``unanimous``: every part must answer 1, else none is applied (MSETNX);
+    ``name``: the client's command, if not the parts' first word."""
+    FanOutWrite(client, parts, merge, keys, slot, db, unanimous, name)
 
 
 def sync_decisions(server: Acceptor) -> None:

@@ -273,7 +273,9 @@ class _Migration:
             key, payload, _ = self.found[i]
             parts.setdefault(server.shard_of(key), [Verb.MIGRATE_DEL]).extend((key, payload))
         keys = [self.found[i][0] for i in acked]
-        server.wiring.atomic_fan_out(self.client, parts, sum, keys, slot=_Deleted(self), db=self.source_db)
+        server.wiring.atomic_fan_out(
+            self.client, parts, sum, keys, slot=_Deleted(self), db=self.source_db, name=b"migrate"
+        )
 
     async def _send(self, acked: list[int]) -> bytes:
         """Send the RESTOREs; fill ``acked`` with the indexes of the keys the

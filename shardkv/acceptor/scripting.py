@@ -951,7 +951,17 @@ class _Retry:
             marker: bool | bytes = (False, True, b"**")[self.everything]
             keys = [*self.keys, *self.extra]
             exported = CACHE.exported.setdefault(self.sha, {})
-            op = AtomicOp(client, [command], keys, _first, None, marker, self.db, exported=exported)
+            op = AtomicOp(
+                client,
+                [command],
+                keys,
+                _first,
+                None,
+                marker,
+                self.db,
+                exported=exported,
+                name=self.name.encode(),
+            )
         finally:
             client.pending = saved
         op.slot = self  # type: ignore[assignment]
@@ -1195,6 +1205,7 @@ class _Group:
             self._escaped,
             exported,
             group=True,
+            name=first.name.encode(),
         )
         # Its scripts' calls, for MONITOR (see scripting's on_calls): none
         # is shown, each script read while no one monitored (_groupable).

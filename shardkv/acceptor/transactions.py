@@ -1140,7 +1140,17 @@ def _run_atomic(
         checks a WATCHed key's expiry as EXEC starts, not again."""
         if not scripts:
             return AtomicOp(
-                client, commands, keys, finish, watched, everything, op_db, slot, also, names=renamed
+                client,
+                commands,
+                keys,
+                finish,
+                watched,
+                everything,
+                op_db,
+                slot,
+                also,
+                names=renamed,
+                name=b"exec",
             )
         run = list(commands)
         needed = list(keys)
@@ -1198,6 +1208,7 @@ def _run_atomic(
             escaped,
             as_of=began,
             names=renamed,
+            name=b"exec",
         )
         lua.clear()  # (an undone run's calls do not come)
         op.lua = lua

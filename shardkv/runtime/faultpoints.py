@@ -11,7 +11,8 @@ of :mod:`shardkv.acceptor.crossshard` is reached exactly.  Without the variable
 Besides, with the variable set, a bug is simulated wherever the bytes
 :data:`MARKER` pass (:func:`faulty_client`, :func:`faulty_handlers`):
 the acceptor raises while writing a reply or message that holds them to
-a client, and in ECHO of them; a worker raises in APPEND of them, before
+a client, in ECHO of them, and in building the reply of a cross-shard
+operation with them among its arguments (:func:`raise_if_marked`); a worker raises in APPEND of them, before
 changing anything (``tests/system/test_faults_isolated.py``); with several
 acceptors, an acceptor raises in answering another's PUBSUB or CLIENT
 KILL question whose arguments hold them (:func:`faulty_bus_handlers`,
@@ -78,6 +79,14 @@ def faulty_client(cls: type) -> type:
 
     FaultyClient.__name__ = FaultyClient.__qualname__ = "Faulty" + cls.__name__
     return FaultyClient
+
+
+def raise_if_marked(args: list[bytes], doing: str) -> None:
+    """Raise :class:`InjectedFault` if one of ``args`` is :data:`MARKER`:
+    a bug while ``doing`` (the acceptor building the reply of a
+    cross-shard operation with the marker among its arguments)."""
+    if MARKER in args:
+        raise InjectedFault(doing)
 
 
 def faulty_handlers(handlers: MutableMapping[Any, Callable[..., Any]], names: tuple) -> None:

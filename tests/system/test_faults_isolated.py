@@ -28,7 +28,9 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from shardkv.protocol import errors
+from shardkv.protocol.router import Router
 from shardkv.runtime.faultpoints import MARKER
+from tests.support.placement import key_on
 from tests.support.servers import ServerProcess, start_shardkv
 
 M = MARKER.decode()
@@ -268,6 +270,52 @@ def test_a_bug_in_a_command_handler_answers_an_error_and_the_process_goes_on(ser
     log = server.output()
     assert "command b'APPEND' failed" in log
     assert "command b'ECHO' failed" in log
+
+
+@pytest.mark.slow
+def test_a_bug_building_a_cross_shard_reply_answers_an_error_and_its_shards_go_on(server):
+    """The acceptor raises while it builds the reply of a cross-shard
+    operation with the marker among its arguments: the operation is
+    decided all the same (commit: its decision line was written), so its
+    shards resume; its client gets an error and goes on, and the
+    bystanders, whose keys are on the same shards, notice nothing."""
+    port, k = server.port, server.acceptors
+    before = pids(server)
+    other = key_on(1 - Router(2).shard_of(MARKER), "fault:other", shards=2)
+    bystanders = Bystanders(port, k)
+    conn = connect(port, k, 0)
+    try:
+        bystanders.wait_for_a_round()
+        conn.set(M, "a")
+
+        def fails(name: str, *command: str) -> None:
+            with pytest.raises(redis.ResponseError, match=f"^internal error while running '{name}'$"):
+                conn.execute_command(*command)
+
+        fails("RENAME", "RENAME", M, other)  # parked: run, then prepared on the other shard
+        assert conn.get(other) == "a" and conn.exists(M) == 0
+        fails("MSET", "MSET", M, "b", other, "c")  # a write fan-out
+        assert conn.mget(M, other) == ["b", "c"]
+        fails("MSETNX", "MSETNX", M, "x", other, "y")  # voted no: undone
+        assert conn.mget(M, other) == ["b", "c"]
+        with conn.pipeline(transaction=True) as p:
+            p.set(M, "d").set(other, "e")
+            with pytest.raises(redis.ResponseError, match="^internal error while running 'exec'$"):
+                p.execute()
+        assert conn.mget(M, other) == ["d", "e"]
+        fails("DEL", "DEL", M, other)
+        assert conn.exists(M, other) == 0
+        bystanders.wait_for_a_round()
+        acked = bystanders.finish()
+        assert not bystanders.problems
+        assert len(acked) == 2 * k and all(acked.values())
+    finally:
+        bystanders.finish()
+        conn.close()
+    assert pids(server) == before  # no process was restarted
+    log = server.output()
+    assert "restarting it" not in log
+    assert log.count("InjectedFault: building a cross-shard operation's reply") == 5  # tracebacks
 
 
 @pytest.mark.slow

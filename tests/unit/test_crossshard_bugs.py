@@ -1,0 +1,177 @@
+"""A bug in a cross-shard operation's last steps still decides it.
+
+A real acceptor (the rig of :mod:`tests.unit.test_commit_lines`) with
+its real shard links on in-memory transports.  When building the
+client's reply (``finish``, ``merge``) or another step taken once every
+shard has answered raises, the operation is decided all the same, as
+the decisions file has it: commit if its line is written, else abort.
+Every shard parked for it gets its ``Decide`` (else it would stay parked
+for good, every key on it blocked for every client), the client gets
+:data:`~shardkv.protocol.errors.INTERNAL` in its place in the reply
+order, and goes on (see ``_Operation._bug`` in
+:mod:`shardkv.acceptor.crossshard`).
+"""
+
+from __future__ import annotations
+
+from shardkv.acceptor import crossshard
+from shardkv.acceptor.client import Client
+from shardkv.protocol import errors, wire
+from shardkv.protocol.resp import OK, encode_command
+from tests.unit.test_acceptor_dispatch import MemoryTransport
+from tests.unit.test_commit_lines import _answers, frame, rig  # noqa: F401 - the fixture
+
+
+def _bug(*args: object) -> bytes:
+    raise RuntimeError("a bug")
+
+
+def _decides(op: int, commit: bool) -> bytes:
+    return frame(wire.encode_control(wire.Decide(op, commit)))
+
+
+def _written(acceptor, out) -> bytes:
+    acceptor._flush_links()
+    acceptor.flush_dirty_clients()
+    return b"".join(out.written)
+
+
+def _rename(acceptor, pipes, client, a: bytes, b: bytes) -> int:
+    """RENAME a b (a on shard 0, the executor; b on shard 1), parked and
+    run: b's new state prepared on shard 1, a's removal on shard 0."""
+    client.data_received(encode_command([b"RENAME", a, b]))
+    acceptor._flush_links()
+    op = acceptor.links[0].fifo[0].op.id
+    acceptor.links[0].data_received(frame(wire.encode_replies([wire.encode_answer(wire.Parked(op, {}, {}))])))
+    acceptor.links[1].data_received(
+        frame(wire.encode_replies([wire.encode_answer(wire.Parked(op, {b: None}, {}))]))
+    )
+    ran = wire.Ran(op, [OK], {b: ("string", b"1", None)}, wire.PREPARED)
+    acceptor.links[0].data_received(frame(wire.encode_control(ran)))
+    acceptor._flush_links()
+    for pipe in pipes:
+        pipe.written.clear()
+    return op
+
+
+def test_a_parked_operation_whose_reply_raises_after_its_commit_line_commits_everywhere(rig, monkeypatch):  # noqa: F811
+    acceptor, pipes, client, out, lines, (a, b) = rig
+    monkeypatch.setattr(crossshard, "_first_body", _bug)
+    op = _rename(acceptor, pipes, client, a, b)
+    acceptor.links[1].data_received(frame(wire.encode_control(wire.Prepared(op))))
+    assert [data for data, _, _ in lines] == [b"C %d\n" % op]  # committed: so every shard is told
+    assert _written(acceptor, out) == b"-%s\r\n" % (errors.INTERNAL % "RENAME").encode()
+    for pipe in pipes:
+        assert b"".join(pipe.written) == _decides(op, True)
+    for link in acceptor.links:
+        link.data_received(frame(wire.encode_control(wire.Finished(op, True))))
+    assert acceptor.coordinator.unacked == {}  # type: ignore[attr-defined]
+    # The client goes on, its next reply in its place.
+    out.written.clear()
+    client.data_received(encode_command([b"PING"]))
+    assert _written(acceptor, out) == b"+PONG\r\n"
+
+
+def test_a_bug_before_the_commit_line_aborts_everywhere(rig, monkeypatch):  # noqa: F811
+    acceptor, pipes, client, out, lines, (a, b) = rig
+    op = _rename(acceptor, pipes, client, a, b)
+    monkeypatch.setattr(acceptor.coordinator, "commit", _bug)  # type: ignore[attr-defined]
+    acceptor.links[1].data_received(frame(wire.encode_control(wire.Prepared(op))))
+    assert lines == []
+    assert _written(acceptor, out) == b"-%s\r\n" % (errors.INTERNAL % "RENAME").encode()
+    for pipe in pipes:
+        assert b"".join(pipe.written) == _decides(op, False)
+
+
+def test_a_bug_running_a_parked_operation_aborts_it_on_every_shard(rig, monkeypatch):  # noqa: F811
+    acceptor, pipes, client, out, lines, (a, b) = rig
+    monkeypatch.setattr(wire, "Run", _bug)
+    client.data_received(encode_command([b"RENAME", a, b]))
+    acceptor._flush_links()
+    op = acceptor.links[0].fifo[0].op.id
+    for pipe in pipes:
+        pipe.written.clear()
+    acceptor.links[0].data_received(frame(wire.encode_replies([wire.encode_answer(wire.Parked(op, {}, {}))])))
+    acceptor.links[1].data_received(
+        frame(wire.encode_replies([wire.encode_answer(wire.Parked(op, {b: None}, {}))]))
+    )
+    assert lines == []
+    assert _written(acceptor, out) == b"-%s\r\n" % (errors.INTERNAL % "RENAME").encode()
+    for pipe in pipes:
+        assert b"".join(pipe.written) == _decides(op, False)
+
+
+def _fan_out(acceptor, pipes, client, parts, merge, unanimous: bool = False) -> int:
+    crossshard.run_write_fan_out(client, parts, merge, unanimous=unanimous)
+    acceptor._flush_links()
+    for pipe in pipes:
+        pipe.written.clear()
+    return acceptor.links[0].fifo[-1].op.id
+
+
+def test_a_write_fan_out_whose_merge_raises_commits_and_the_others_of_its_read_too(rig):  # noqa: F811
+    acceptor, pipes, client, out, lines, (a, b) = rig
+    other = Client(acceptor)
+    other_out = MemoryTransport()
+    other.connection_made(other_out)  # type: ignore[arg-type]
+    broken = _fan_out(acceptor, pipes, other, {0: [b"MSET", a, b"1"], 1: [b"MSET", b, b"1"]}, _bug)
+    client.data_received(encode_command([b"MSET", a, b"2", b, b"2"]))
+    acceptor._flush_links()
+    for pipe in pipes:
+        pipe.written.clear()
+    ops = [sink.op.id for sink in acceptor.links[0].fifo]
+    assert ops[0] == broken
+    acceptor.links[0].data_received(_answers(ops))
+    acceptor.links[1].data_received(_answers(ops))
+    assert [data for data, _, _ in lines] == [b"C %d\nC %d\n" % tuple(ops)]
+    assert _written(acceptor, other_out) == b"-%s\r\n" % (errors.INTERNAL % "MSET").encode()
+    assert b"".join(out.written) == b"+OK\r\n"
+    decides = b"".join(_decides(op, True) for op in ops)
+    for pipe in pipes:
+        assert b"".join(pipe.written) == decides
+
+
+def test_a_vote_no_whose_merge_raises_is_undone_where_a_part_prepared(rig):  # noqa: F811
+    acceptor, pipes, client, out, lines, (a, b) = rig
+    parts = {0: [b"MSETNX", a, b"1"], 1: [b"MSETNX", b, b"1"]}
+    op = _fan_out(acceptor, pipes, client, parts, _bug, unanimous=True)
+    yes = wire.encode_answer(wire.PartPrepared(op, True, 1))
+    no = wire.encode_answer(wire.PartPrepared(op, False, 0))  # b exists: nothing prepared there
+    acceptor.links[0].data_received(frame(wire.encode_replies([yes])))
+    acceptor.links[1].data_received(frame(wire.encode_replies([no])))
+    assert lines == []
+    assert _written(acceptor, out) == b"-%s\r\n" % (errors.INTERNAL % "MSETNX").encode()
+    assert b"".join(pipes[0].written) == _decides(op, False)
+    assert pipes[1].written == []  # it went on at once
+
+
+def test_a_bug_after_the_decision_closes_its_client_alone(rig):  # noqa: F811
+    """The shards have their Decide: only the client's reply failed (its
+    slot raises), and that client is closed, as for any reply-path bug."""
+    acceptor, pipes, client, out, lines, (a, b) = rig
+    other = Client(acceptor)
+    other_out = MemoryTransport()
+    other.connection_made(other_out)  # type: ignore[arg-type]
+
+    class Raising:
+        def __init__(self, client: Client) -> None:
+            self.client = client
+
+        def deliver(self, body: bytes) -> None:
+            raise RuntimeError("a bug in the reply path")
+
+    crossshard.run_write_fan_out(other, {0: [b"DEL", a], 1: [b"DEL", b]}, sum, slot=Raising(other))
+    acceptor._flush_links()
+    op = acceptor.links[0].fifo[-1].op.id
+    for pipe in pipes:
+        pipe.written.clear()
+    acceptor.links[0].data_received(
+        frame(wire.encode_replies([wire.encode_answer(wire.PartPrepared(op, True, 1))]))
+    )
+    acceptor.links[1].data_received(
+        frame(wire.encode_replies([wire.encode_answer(wire.PartPrepared(op, True, 1))]))
+    )
+    acceptor._flush_links()
+    for pipe in pipes:
+        assert b"".join(pipe.written) == _decides(op, True)
+    assert other.closed and not client.closed
