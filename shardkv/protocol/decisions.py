@@ -23,6 +23,7 @@ protocol-level modules.
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
 import random
@@ -108,6 +109,24 @@ def read_committed(path: str) -> set[int]:
     return out
 
 
+class ShortWrite(OSError):
+    """Some of the lines were written, then the disk took no more: as
+    Redis's flushAppendOnlyFile has a short write of its AOF, an
+    ``ENOSPC`` ("No space left on device") whatever the error that cut
+    it, said in its log's words."""
+
+    def __init__(self, path: str, nwritten: int, expected: int) -> None:
+        super().__init__(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+        self.nwritten = nwritten
+        self.expected = expected
+
+    def __str__(self) -> str:
+        return "Short write while writing to the decisions file: (nwritten=%d, expected=%d)" % (
+            self.nwritten,
+            self.expected,
+        )
+
+
 class DecisionLog:
     """The acceptor's appending end of one decisions file."""
 
@@ -132,10 +151,17 @@ class DecisionLog:
             self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             self.size = os.fstat(self.fd).st_size
         lines = b"".join([b"C %d\n" % op for op in ops])
+        written = 0
         try:
-            written = os.write(self.fd, lines)
-            if written != len(lines):
-                raise OSError("short write to %s" % self.path)
+            try:
+                # On until all is written or an error, as Redis's aofWrite:
+                # a write may take part of the lines and the next say why.
+                while written < len(lines):
+                    written += os.write(self.fd, lines[written:] if written else lines)
+            except OSError as e:
+                if written:
+                    raise ShortWrite(self.path, written, len(lines)) from e
+                raise
             if fsync:  # (failed: the lines may be on disk, or later be)
                 os.fsync(self.fd)
         except OSError:

@@ -12,6 +12,8 @@ operation a shard refused in that read is undone, its line never written
 from __future__ import annotations
 
 import asyncio
+import errno
+import logging
 import os
 
 import pytest
@@ -185,7 +187,7 @@ def test_a_failed_fsync_of_the_batch_leaves_no_line_claiming_its_commits(durable
     _undone(acceptor, pipes, out, ops, b"-%s\r\n" % (errors.OP_NOT_RECORDED % "Input/output error").encode())
 
 
-def test_a_short_write_of_the_batch_is_cut_back_to_the_lines_before_it(durable_rig, monkeypatch):
+def test_a_short_write_of_the_batch_is_cut_back_to_the_lines_before_it(durable_rig, monkeypatch, caplog):
     acceptor, pipes, client, out, lines, (a, b), path = durable_rig
     coordinator = crossshard.coordinator_of(acceptor)
     earlier = coordinator.new_id()
@@ -193,16 +195,28 @@ def test_a_short_write_of_the_batch_is_cut_back_to_the_lines_before_it(durable_r
     before = open(path, "rb").read()
     ops = _msets(acceptor, pipes, client, a, b, 16)
     real_write = os.write
+    full = []
 
     def write(fd: int, data: bytes) -> int:  # the disk fills in the ninth line
+        if full:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        full.append(len(data))
         return real_write(fd, data[: len(data) // 2 + 3])
 
     monkeypatch.setattr(os, "write", write)
-    acceptor.links[0].data_received(_answers(ops))
-    acceptor.links[1].data_received(_answers(ops))
+    with caplog.at_level(logging.ERROR, "shardkv.acceptor"):
+        acceptor.links[0].data_received(_answers(ops))
+        acceptor.links[1].data_received(_answers(ops))
     assert open(path, "rb").read() == before
+    # In Redis's words for a short write of its AOF: the log's, and ENOSPC's text.
+    expected = full[0]
+    short = "Short write while writing to the decisions file: (nwritten=%d, expected=%d)" % (
+        expected // 2 + 3,
+        expected,
+    )
+    assert any(r.getMessage().endswith(short) for r in caplog.records)
     _undone(
-        acceptor, pipes, out, ops, b"-%s\r\n" % (errors.OP_NOT_RECORDED % ("short write to " + path)).encode()
+        acceptor, pipes, out, ops, b"-%s\r\n" % (errors.OP_NOT_RECORDED % "No space left on device").encode()
     )
     # The next batch's lines follow the earlier ones, as if nothing had been tried.
     monkeypatch.setattr(os, "write", real_write)
