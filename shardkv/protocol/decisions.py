@@ -110,18 +110,20 @@ def read_committed(path: str) -> set[int]:
 
 
 class ShortWrite(OSError):
-    """Some of the lines were written, then the disk took no more: as
-    Redis's flushAppendOnlyFile has a short write of its AOF, an
-    ``ENOSPC`` ("No space left on device") whatever the error that cut
-    it, said in its log's words."""
+    """Part of a write went to ``what`` (a decisions file, a worker's AOF),
+    then the disk took no more: as Redis's flushAppendOnlyFile has a short
+    write of its AOF, an ``ENOSPC`` ("No space left on device") whatever
+    the error that cut it, said in its log's words."""
 
-    def __init__(self, path: str, nwritten: int, expected: int) -> None:
+    def __init__(self, path: str, nwritten: int, expected: int, what: str = "the decisions file") -> None:
         super().__init__(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
         self.nwritten = nwritten
         self.expected = expected
+        self.what = what
 
     def __str__(self) -> str:
-        return "Short write while writing to the decisions file: (nwritten=%d, expected=%d)" % (
+        return "Short write while writing to %s: (nwritten=%d, expected=%d)" % (
+            self.what,
             self.nwritten,
             self.expected,
         )

@@ -948,3 +948,38 @@ def test_strings_changed_in_place_are_saved_and_rewritten(tmp_path):
     assert {k: v[1] for k, v in state(open_shard(cfg, clock)).items()} == final  # base + incr
     snap = dict(cfg, appendonly=False)
     assert {k: v[1] for k, v in state(open_shard(snap, clock)).items()} == final  # the snapshot
+
+
+def test_a_short_write_of_the_aof_is_a_full_disk_in_redis_words(tmp_path, monkeypatch, caplog):
+    """A write of the AOF that takes part of the records, then fails (with
+    any error), is ENOSPC, as Redis's flushAppendOnlyFile counts a short
+    write: its log line, and the -MISCONF text writes get; the rest stays
+    buffered and goes at the next commit, once the disk takes it."""
+    clock = FakeClock()
+    shard = open_shard(make_config(tmp_path), clock)
+    real_write = os.write
+    calls: list[int] = []
+
+    def write(fd: int, data) -> int:
+        calls.append(len(data))
+        if len(calls) == 1:
+            return real_write(fd, bytes(data[:10]))
+        raise OSError(5, "Input/output error")
+
+    shard.keyspace.tick()
+    shard.execute([b"SET", b"k", b"v"])
+    monkeypatch.setattr(os, "write", write)
+    with caplog.at_level("WARNING", "shardkv"):
+        assert not shard.persistence.commit()  # type: ignore[union-attr]
+    monkeypatch.undo()
+    short = "shard 0: Short write while writing to the AOF file: (nwritten=10, expected=%d)" % calls[0]
+    assert [r.getMessage() for r in caplog.records if "AOF" in r.getMessage()] == [short]
+    assert shard.persistence.aof.failing == "No space left on device"  # type: ignore[union-attr]
+    assert shard.persistence.commit()  # type: ignore[union-attr]  # the rest, retried
+    assert shard.persistence.aof.failing is None  # type: ignore[union-attr]
+    run(shard, "SET", "k2", "w")
+    close(shard)
+    assert state(open_shard(make_config(tmp_path), clock)) == {
+        b"k": ("string", b"v", None),
+        b"k2": ("string", b"w", None),
+    }

@@ -17,6 +17,7 @@ import marshal
 import os
 
 from shardkv.protocol import commands
+from shardkv.protocol.decisions import ShortWrite
 from shardkv.protocol.wire import Verb
 from shardkv.worker.persistence import aof, snapshot
 from shardkv.worker.persistence.aofwriter import AofWriter
@@ -224,8 +225,11 @@ class AofLog(Forking):
         try:
             writer.flush()
         except OSError as e:
-            if was is None:
-                log.warning("shard %d: error writing the AOF %s: %s", self.index, writer.path, e)
+            if was is None:  # in Redis's words (its flushAppendOnlyFile's)
+                if isinstance(e, ShortWrite):
+                    log.warning("shard %d: %s", self.index, e)
+                else:
+                    log.warning("shard %d: Error writing to the AOF file: %s", self.index, e.strerror or e)
             self._update_misconf()
             return False
         if was is not None:

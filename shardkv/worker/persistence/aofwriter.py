@@ -3,8 +3,11 @@ fsync policies (``always``, ``everysec``, ``no``)."""
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
+
+from shardkv.protocol.decisions import ShortWrite
 
 
 class AofWriter:
@@ -74,7 +77,8 @@ class AofWriter:
         On an error (a full disk, an I/O error) what was not written stays
         buffered, ``write_error`` says why, and the next call tries again,
         as Redis retries ``aof_buf``; with ``always`` an fsync that failed
-        is tried again too."""
+        is tried again too.  A write cut short after some bytes raises
+        :class:`~shardkv.protocol.decisions.ShortWrite` (``ENOSPC``)."""
         buf = self.buf
         if not buf:
             if self.write_error is not None and self.policy == "always" and self.unsynced:
@@ -90,6 +94,9 @@ class AofWriter:
             # Keep what was not written; the next flush tries again.
             self.buf = [bytes(view[written:])]
             self.size += written
+            if written:  # a short write: ENOSPC whatever cut it, as Redis's flushAppendOnlyFile
+                self.write_error = os.strerror(errno.ENOSPC)
+                raise ShortWrite(self.path, written, len(data), "the AOF file") from e
             self.write_error = e.strerror or str(e)
             raise
         buf.clear()
