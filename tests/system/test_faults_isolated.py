@@ -21,6 +21,7 @@ import re
 import socket
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 import redis
@@ -157,15 +158,32 @@ class Bystanders:
         return self.acked
 
 
-@pytest.fixture(params=[1, 2], ids=["K1", "K2"])
-def server(request):
-    proc = start_shardkv(
-        shards=2, acceptors=request.param, env=dict(os.environ, SHARDKV_FAULT_FILE=os.devnull)
-    )
-    try:
-        yield proc
-    finally:
+@pytest.fixture(scope="module")
+def started() -> Iterator[dict[int, ServerProcess]]:
+    """The module's shardkv (with the fault points on) by acceptor count."""
+    servers: dict[int, ServerProcess] = {}
+    yield servers
+    for proc in servers.values():
         proc.stop()
+
+
+@pytest.fixture(params=[1, 2], ids=["K1", "K2"])
+def server(request, started):
+    """A shardkv of two shards with the fault points on, shared by the
+    tests of one acceptor count: started by the first, flushed before
+    each (the tests use keys of their own and count log lines with ``>=``
+    or ``in``; no test restarts a process), stopped after a test that
+    failed."""
+    k = request.param
+    if k not in started:
+        started[k] = start_shardkv(shards=2, acceptors=k, env=dict(os.environ, SHARDKV_FAULT_FILE=os.devnull))
+    proc = started[k]
+    with redis.Redis(port=proc.port, socket_timeout=WAIT) as c:
+        c.flushall()
+    failed = request.session.testsfailed
+    yield proc
+    if request.session.testsfailed != failed:
+        started.pop(k).stop()
 
 
 @pytest.mark.slow
