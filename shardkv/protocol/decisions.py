@@ -129,6 +129,17 @@ class ShortWrite(OSError):
         )
 
 
+def write_some(fd: int, data: bytes | memoryview) -> int:
+    """``os.write(fd, data)``: the bytes it took, at least one.  A write
+    that takes nothing and says no error (some file systems do) is a full
+    disk: a loop that wrote on (as Redis's aofWrite does) would spin for
+    good, holding its process and every client of it."""
+    n = os.write(fd, data)
+    if not n:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return n
+
+
 class DecisionLog:
     """The acceptor's appending end of one decisions file."""
 
@@ -159,7 +170,7 @@ class DecisionLog:
                 # On until all is written or an error, as Redis's aofWrite:
                 # a write may take part of the lines and the next say why.
                 while written < len(lines):
-                    written += os.write(self.fd, lines[written:] if written else lines)
+                    written += write_some(self.fd, lines[written:] if written else lines)
             except OSError as e:
                 if written:
                     raise ShortWrite(self.path, written, len(lines)) from e

@@ -226,3 +226,33 @@ def test_a_short_write_of_the_batch_is_cut_back_to_the_lines_before_it(durable_r
     acceptor.links[1].data_received(_answers(later))
     assert open(path, "rb").read() == before + b"C %d\nC %d\n" % tuple(later)
     assert crossshard.read_committed(path) == {earlier, *later}
+
+
+def test_a_write_that_takes_nothing_is_a_full_disk_not_a_loop(durable_rig, monkeypatch):
+    """A write of the decisions file that returns 0 (it took nothing, and
+    said no error: some file systems do) ends the write as a full disk:
+    written again and again it would hold the acceptor's loop, and every
+    client, for good.  Part of the lines written before it is a short
+    write, cut back as any."""
+    acceptor, pipes, client, out, lines, (a, b), path = durable_rig
+    coordinator = crossshard.coordinator_of(acceptor)
+    earlier = coordinator.new_id()
+    coordinator._log()[0].commit(earlier, True)  # an operation committed before
+    before = open(path, "rb").read()
+    real_write = os.write
+    calls = []
+
+    def write(fd: int, data: bytes) -> int:  # 5 bytes, then nothing
+        calls.append(len(data))
+        assert len(calls) < 100, "written again and again"
+        return real_write(fd, data[:5]) if len(calls) == 1 else 0
+
+    ops = _msets(acceptor, pipes, client, a, b)
+    monkeypatch.setattr(os, "write", write)
+    acceptor.links[0].data_received(_answers(ops))
+    acceptor.links[1].data_received(_answers(ops))
+    assert len(calls) == 2
+    assert open(path, "rb").read() == before
+    _undone(
+        acceptor, pipes, out, ops, b"-%s\r\n" % (errors.OP_NOT_RECORDED % "No space left on device").encode()
+    )

@@ -983,3 +983,37 @@ def test_a_short_write_of_the_aof_is_a_full_disk_in_redis_words(tmp_path, monkey
         b"k": ("string", b"v", None),
         b"k2": ("string", b"w", None),
     }
+
+
+def test_a_write_of_the_aof_that_takes_nothing_is_a_full_disk_not_a_loop(tmp_path, monkeypatch, caplog):
+    """A write of the AOF that returns 0 (it took nothing, and said no
+    error: some file systems do) is ENOSPC, as a short write: written
+    again and again it would hold the worker, and its clients, for good.
+    The rest stays buffered and goes at the next commit, once the disk
+    takes it, with no record cut or written twice."""
+    clock = FakeClock()
+    shard = open_shard(make_config(tmp_path), clock)
+    real_write = os.write
+    calls: list[int] = []
+
+    def write(fd: int, data) -> int:  # 10 bytes, then nothing
+        calls.append(len(data))
+        assert len(calls) < 100, "written again and again"
+        return real_write(fd, bytes(data[:10])) if len(calls) == 1 else 0
+
+    shard.keyspace.tick()
+    shard.execute([b"SET", b"k", b"v"])
+    monkeypatch.setattr(os, "write", write)
+    with caplog.at_level("WARNING", "shardkv"):
+        assert not shard.persistence.commit()  # type: ignore[union-attr]
+    monkeypatch.undo()
+    short = "shard 0: Short write while writing to the AOF file: (nwritten=10, expected=%d)" % calls[0]
+    assert [r.getMessage() for r in caplog.records if "AOF" in r.getMessage()] == [short]
+    assert shard.persistence.aof.failing == "No space left on device"  # type: ignore[union-attr]
+    assert shard.persistence.commit()  # type: ignore[union-attr]  # the rest, retried
+    run(shard, "SET", "k2", "w")
+    close(shard)
+    assert state(open_shard(make_config(tmp_path), clock)) == {
+        b"k": ("string", b"v", None),
+        b"k2": ("string", b"w", None),
+    }

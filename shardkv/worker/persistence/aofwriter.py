@@ -7,7 +7,7 @@ import errno
 import os
 import threading
 
-from shardkv.protocol.decisions import ShortWrite
+from shardkv.protocol.decisions import ShortWrite, write_some
 
 
 class AofWriter:
@@ -89,7 +89,7 @@ class AofWriter:
         written = 0
         try:
             while written < len(data):
-                written += os.write(self.fd, view[written:])
+                written += write_some(self.fd, view[written:])
         except OSError as e:
             # Keep what was not written; the next flush tries again.
             self.buf = [bytes(view[written:])]
