@@ -14,6 +14,8 @@ order, and goes on (see ``_Operation._bug`` in
 
 from __future__ import annotations
 
+import pytest
+
 from shardkv.acceptor import crossshard
 from shardkv.acceptor.client import Client
 from shardkv.protocol import errors, wire
@@ -175,3 +177,52 @@ def test_a_bug_after_the_decision_closes_its_client_alone(rig):  # noqa: F811
     for pipe in pipes:
         assert b"".join(pipe.written) == _decides(op, True)
     assert other.closed and not client.closed
+
+
+@pytest.mark.parametrize("broken", [0, 1, 2])
+def test_a_pipelined_clients_replies_keep_their_order_around_the_one_whose_merge_raises(rig, broken):  # noqa: F811
+    """One client's three write fan-outs and a PING, pipelined; the
+    fan-outs' last answers come in one read (their lines in one write),
+    and the merge of one of them raises: that one is answered INTERNAL in
+    its place, the others +OK in theirs, PING last, and every fan-out,
+    the broken one too, is committed on both shards, in order."""
+    acceptor, pipes, client, out, lines, (a, b) = rig
+    for i in range(3):
+        merge = _bug if i == broken else (lambda values: OK)
+        crossshard.run_write_fan_out(client, {0: [b"MSET", a, b"%d" % i], 1: [b"MSET", b, b"%d" % i]}, merge)
+    client.data_received(encode_command([b"PING"]))
+    acceptor._flush_links()
+    for pipe in pipes:
+        pipe.written.clear()
+    ops = [sink.op.id for sink in acceptor.links[0].fifo]
+    acceptor.links[0].data_received(_answers(ops))
+    acceptor.links[1].data_received(_answers(ops))
+    assert [data for data, _, _ in lines] == [b"C %d\nC %d\nC %d\n" % tuple(ops)]
+    replies = [b"+OK\r\n"] * 3
+    replies[broken] = b"-%s\r\n" % (errors.INTERNAL % "MSET").encode()
+    assert _written(acceptor, out) == b"".join(replies) + b"+PONG\r\n"
+    assert not client.closed
+    for pipe in pipes:
+        assert b"".join(pipe.written) == b"".join(_decides(op, True) for op in ops)
+
+
+def test_a_bug_after_the_commit_line_outside_the_reply_commits_everywhere(rig, monkeypatch):  # noqa: F811
+    """A bug between the commit line and the decision (here the step
+    that follows the line raises, not the reply): the line says commit,
+    so the shards are told commit, not abort, else a shard asking about
+    it later (the file read again) would find it committed where others
+    undid it."""
+    acceptor, pipes, client, out, lines, (a, b) = rig
+    op = _rename(acceptor, pipes, client, a, b)
+
+    def hold(point: str, shard: int = -1) -> None:
+        if point == "committed":
+            raise RuntimeError("a bug")
+
+    monkeypatch.setattr(crossshard.faultpoints, "hold", hold)
+    acceptor.links[1].data_received(frame(wire.encode_control(wire.Prepared(op))))
+    assert [data for data, _, _ in lines] == [b"C %d\n" % op]
+    assert _written(acceptor, out) == b"-%s\r\n" % (errors.INTERNAL % "RENAME").encode()
+    for pipe in pipes:
+        assert b"".join(pipe.written) == _decides(op, True)
+    assert op in acceptor.coordinator.unacked  # type: ignore[attr-defined]  # until each shard finishes it
