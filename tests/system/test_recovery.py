@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -414,14 +415,13 @@ def _redis_refuses(line_of, tmp_path: Path) -> str:
     return proc.stdout + proc.stderr
 
 
-@pytest.mark.parametrize("case", sorted(_BAD_MANIFEST_LINES))
-def test_an_edited_manifest_stops_start_up_as_redis(tmp_path, case):
-    line_of, words = _BAD_MANIFEST_LINES[case]
-    assert words in _redis_refuses(line_of, tmp_path)
-    directory = tmp_path / "shardkv"
+@pytest.fixture(scope="module")
+def manifest_dir(tmp_path_factory) -> Path:
+    """The folder a shardkv of one shard (AOF) left, stopped after a SET,
+    an INCR, an AOF rewrite and another INCR: each case edits a copy."""
+    directory = tmp_path_factory.mktemp("manifest") / "shardkv"
     directory.mkdir()
-    flags = ("--dir", str(directory), "--appendonly", "yes")
-    server = start_shardkv(*flags, shards=1)
+    server = start_shardkv("--dir", str(directory), "--appendonly", "yes", shards=1)
     c = client(server)
     c.set("a", 1)
     c.incr("a")
@@ -429,6 +429,16 @@ def test_an_edited_manifest_stops_start_up_as_redis(tmp_path, case):
     wait_until(lambda: c.info("persistence")["aof_rewrite_in_progress"] == 0, "the rewrite")
     c.incr("a")
     assert stop(server) == 0
+    return directory
+
+
+@pytest.mark.parametrize("case", sorted(_BAD_MANIFEST_LINES))
+def test_an_edited_manifest_stops_start_up_as_redis(tmp_path, manifest_dir, case):
+    line_of, words = _BAD_MANIFEST_LINES[case]
+    assert words in _redis_refuses(line_of, tmp_path)
+    directory = tmp_path / "shardkv"
+    shutil.copytree(manifest_dir, directory)
+    flags = ("--dir", str(directory), "--appendonly", "yes")
     incr = sorted(p.name for p in directory.glob("*.incr.aof"))[-1]
     base = next(p.name for p in directory.glob("*.base.snap"))
     with open(directory / "appendonly.aof.shard-0.manifest", "a") as f:
