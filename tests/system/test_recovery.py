@@ -313,24 +313,35 @@ def test_sigkill_of_a_worker_under_load_loses_no_acknowledged_write(tmp_path):
 # -- damaged files at start-up -------------------------------------------------------------
 
 
-def _stopped_server_with_data(tmp_path, n: int = 100) -> dict:
-    server = start_shardkv("--dir", str(tmp_path), "--appendonly", "yes", shards=2)
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> tuple[Path, dict]:
+    """The folder a shardkv of two shards (AOF) left, stopped after 100
+    SETs, and those keys and values: each test works on a copy."""
+    directory = tmp_path_factory.mktemp("with-data")
+    server = start_shardkv("--dir", str(directory), "--appendonly", "yes", shards=2)
     c = client(server)
-    data = {f"k{i}": f"v{i}" for i in range(n)}
+    data = {f"k{i}": f"v{i}" for i in range(100)}
     p = c.pipeline(transaction=False)
     for key, value in data.items():
         p.set(key, value)
     p.execute()
     assert stop(server) == 0
-    return data
+    return directory, data
+
+
+def _stopped_server_with_data(tmp_path, data_dir: tuple[Path, dict]) -> dict:
+    """A copy of ``data_dir``'s folder in ``tmp_path``; its keys and values."""
+    directory, data = data_dir
+    shutil.copytree(directory, tmp_path, dirs_exist_ok=True)
+    return dict(data)
 
 
 def _incr_of_shard(tmp_path: Path, shard: int) -> Path:
     return sorted(tmp_path.glob(f"appendonly.aof.shard-{shard}.*.incr.aof"))[-1]
 
 
-def test_torn_last_record_is_cut_off_and_the_server_starts(tmp_path):
-    data = _stopped_server_with_data(tmp_path)
+def test_torn_last_record_is_cut_off_and_the_server_starts(tmp_path, data_dir):
+    data = _stopped_server_with_data(tmp_path, data_dir)
     incr = _incr_of_shard(tmp_path, 1)
     good = incr.stat().st_size
     with open(incr, "ab") as f:
@@ -346,8 +357,8 @@ def test_torn_last_record_is_cut_off_and_the_server_starts(tmp_path):
         server.stop()
 
 
-def test_corrupt_aof_stops_start_up_naming_file_and_offset(tmp_path):
-    _stopped_server_with_data(tmp_path)
+def test_corrupt_aof_stops_start_up_naming_file_and_offset(tmp_path, data_dir):
+    _stopped_server_with_data(tmp_path, data_dir)
     incr = _incr_of_shard(tmp_path, 1)
     data = incr.read_bytes()
     at = data.index(b"*", len(data) // 2)
