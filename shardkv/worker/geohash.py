@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
+from shardkv.worker.lazynumpy import np
 
 LONG_MIN = -180.0
 LONG_MAX = 180.0
@@ -106,19 +106,16 @@ def decode_score(score: float) -> tuple[float, float]:
     return lon, lat
 
 
-_U64 = np.uint64
-
-
 def decode_scores(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """:func:`decode_score` of many scores at once, with the same float
     operations (so the same results); scores outside 0..2**52 go one by one."""
     normal = (scores >= 0) & (scores < 2.0**52)
-    bits = np.where(normal, scores, 0).astype(_U64)
+    bits = np.where(normal, scores, 0).astype(np.uint64)
     x = bits
-    y = bits >> _U64(1)
+    y = bits >> np.uint64(1)
     for s, b in ((0, _B[0]), (1, _B[1]), (2, _B[2]), (4, _B[3]), (8, _B[4]), (16, 0x00000000FFFFFFFF)):
-        x = (x | (x >> _U64(s))) & _U64(b)
-        y = (y | (y >> _U64(s))) & _U64(b)
+        x = (x | (x >> np.uint64(s))) & np.uint64(b)
+        y = (y | (y >> np.uint64(s))) & np.uint64(b)
     ilat = x.astype(np.float64)  # the even bits: latitude
     ilon = y.astype(np.float64)
     div = float(1 << STEP_MAX)

@@ -31,7 +31,7 @@ import re
 from bisect import bisect_right
 from itertools import accumulate
 
-import numpy as np
+from shardkv.worker.lazynumpy import np
 
 HEADER = 16
 REGISTERS = 16384
@@ -90,22 +90,19 @@ def pattern(data: bytes) -> tuple[int, int]:
     return h & 16383, (rest & -rest).bit_length()
 
 
-_U64 = np.uint64
-
-
 def murmur_words(
     words: np.ndarray, nblocks: np.ndarray, tails: np.ndarray, lengths: np.ndarray
 ) -> np.ndarray:
-    m = _U64(_M)
-    r = _U64(47)
-    h = _U64(SEED) ^ (lengths * m)
+    m = np.uint64(_M)
+    r = np.uint64(47)
+    h = np.uint64(SEED) ^ (lengths * m)
     for j in range(words.shape[1]):
         k = words[:, j] * m
         k ^= k >> r
         k *= m
         mixed = (h ^ k) * m
         h = np.where(nblocks > j, mixed, h)
-    h = np.where(lengths & _U64(7), (h ^ tails) * m, h)
+    h = np.where(lengths & np.uint64(7), (h ^ tails) * m, h)
     h ^= h >> r
     h *= m
     h ^= h >> r
@@ -126,7 +123,7 @@ def patterns(elements: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
     cols = np.arange(flat.size) - np.repeat(starts, ilen)
     buf[rows, cols] = flat
     words = buf.view("<u8")
-    nblocks = lengths >> _U64(3)
+    nblocks = lengths >> np.uint64(3)
     tails = words[np.arange(n), nblocks.astype(np.int64)]
     with np.errstate(over="ignore"):
         h = murmur_words(words[:, : int(nblocks.max()) if n else 0], nblocks, tails, lengths)
@@ -135,9 +132,9 @@ def patterns(elements: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
 
 def hash_patterns(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(register indexes, runs of zeros + 1) of 64-bit hashes."""
-    index = (h & _U64(16383)).astype(np.intp)
-    rest = (h >> _U64(P)) | _U64(1 << Q)
-    low = rest & (~rest + _U64(1))  # the lowest set bit: a power of two, exact in a double
+    index = (h & np.uint64(16383)).astype(np.intp)
+    rest = (h >> np.uint64(P)) | np.uint64(1 << Q)
+    low = rest & (~rest + np.uint64(1))  # the lowest set bit: a power of two, exact in a double
     counts = np.log2(low.astype(np.float64)).astype(np.uint8) + 1
     return index, counts
 

@@ -15,7 +15,7 @@ costs a fraction of a second and never a copy of itself.
 
 from __future__ import annotations
 
-import numpy as np
+import functools
 
 from shardkv.protocol import errors
 from shardkv.protocol.args import parse_either, parse_int
@@ -23,6 +23,7 @@ from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import strict_int
 from shardkv.worker.handlers import Handlers
 from shardkv.worker.keyspace import Keyspace
+from shardkv.worker.lazynumpy import np
 from shardkv.worker.values import get_string, mutable_string, read_string
 
 
@@ -95,7 +96,12 @@ def _bits(value: bytes | bytearray, first: int, last: int) -> int:
 
 
 _CHUNK = 1 << 20  # bytes scanned per step: bounds the temporaries of a long string
-_BYTE_BITS = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+
+
+@functools.cache
+def _byte_bits() -> np.ndarray:
+    """The 1 bits of each byte value (numpy 1's popcount), made at first use."""
+    return np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
 
 def _popcount(data: bytes | bytearray | memoryview) -> int:
@@ -110,7 +116,7 @@ def _popcount(data: bytes | bytearray | memoryview) -> int:
             total += int(np.bitwise_count(chunk[: words * 8].view(np.uint64)).sum(dtype=np.uint64))
             total += int.from_bytes(chunk[words * 8 :].tobytes(), "big").bit_count()
         else:
-            total += int(_BYTE_BITS[chunk].sum(dtype=np.uint64))
+            total += int(_byte_bits()[chunk].sum(dtype=np.uint64))
     return total
 
 

@@ -21,10 +21,9 @@ a length it has not checked against the bytes that are left.
 
 from __future__ import annotations
 
+import functools
 import math
 import struct
-
-import numpy as np
 
 from shardkv.protocol import errors
 from shardkv.protocol.args import parse_int
@@ -34,6 +33,7 @@ from shardkv.protocol.wire import Verb
 from shardkv.worker import access, events
 from shardkv.worker.handlers import Handlers
 from shardkv.worker.keyspace import Keyspace
+from shardkv.worker.lazynumpy import np
 from shardkv.worker.stream import Stream
 from shardkv.worker.streamdump import (
     STREAM_LISTPACKS,
@@ -92,23 +92,36 @@ def _crc_table() -> list[int]:
 
 
 _TABLE = _crc_table()
-_NP_TABLE = np.array(_TABLE, dtype=np.uint64)
 _CHUNK_LOG = 20  # 1 MB chunks
 _SMALL = 1024  # below this the plain loop is quicker than numpy's calls
-_BYTE_OFFSETS = np.arange(8, dtype=np.intp) * 256
 
 
-def _apply_shift(op: np.ndarray, crcs: np.ndarray) -> np.ndarray:
+class _NumpyTables:
+    """The numpy path's tables, made by the first CRC that takes it (most
+    workers never do: see :mod:`shardkv.worker.lazynumpy`)."""
+
+    def __init__(self) -> None:
+        self.table = np.array(_TABLE, dtype=np.uint64)
+        self.byte_offsets = np.arange(8, dtype=np.intp) * 256
+        self.shift_ops = _shift_ops(self)
+
+
+@functools.cache
+def _tables() -> _NumpyTables:
+    return _NumpyTables()
+
+
+def _apply_shift(tables: _NumpyTables, op: np.ndarray, crcs: np.ndarray) -> np.ndarray:
     """Each CRC run through the zero bytes of ``op``: a linear map given
     as 8 tables of 256 (one per byte of the CRC), flattened."""
-    index = crcs.astype("<u8").view(np.uint8).reshape(-1, 8) + _BYTE_OFFSETS
+    index = crcs.astype("<u8").view(np.uint8).reshape(-1, 8) + tables.byte_offsets
     return np.bitwise_xor.reduce(op[index], axis=1)
 
 
-def _shift_ops() -> list[np.ndarray]:
+def _shift_ops(tables: _NumpyTables) -> list[np.ndarray]:
     """``ops[k]`` runs a CRC through 2**k zero bytes."""
     basis = np.left_shift(np.uint64(1), np.arange(64, dtype=np.uint64))
-    columns = _NP_TABLE[(basis & np.uint64(0xFF)).astype(np.intp)] ^ (basis >> np.uint64(8))  # one byte
+    columns = tables.table[(basis & np.uint64(0xFF)).astype(np.intp)] ^ (basis >> np.uint64(8))  # one byte
     bits = (np.arange(256)[:, None] >> np.arange(8)) & 1 == 1  # bits[b, i]: bit i of b is set
     ops = []
     for _ in range(_CHUNK_LOG + 1):
@@ -119,14 +132,11 @@ def _shift_ops() -> list[np.ndarray]:
             ]
         ).reshape(-1)
         ops.append(op)
-        columns = _apply_shift(op, columns)  # twice as many zero bytes
+        columns = _apply_shift(tables, op, columns)  # twice as many zero bytes
     return ops
 
 
-_SHIFT_OPS = _shift_ops()
-
-
-def _crc64_chunk(chunk: np.ndarray) -> np.ndarray:
+def _crc64_chunk(tables: _NumpyTables, chunk: np.ndarray) -> np.ndarray:
     """The CRC of a chunk whose length is a power of two, at least _SMALL."""
     size_log = len(chunk).bit_length() - 1
     steps_log = min(8, max(3, size_log - 10))  # few steps where the per-call cost would rule
@@ -138,11 +148,11 @@ def _crc64_chunk(chunk: np.ndarray) -> np.ndarray:
     eight = np.uint64(8)
     for column in columns:
         np.bitwise_xor(crcs.astype(np.uint8), column, out=index)
-        np.take(_NP_TABLE, index, out=looked_up)
+        np.take(tables.table, index, out=looked_up)
         crcs >>= eight
         crcs ^= looked_up
     for k in range(steps_log, size_log):  # join neighbouring lanes, 2**k bytes each
-        crcs = _apply_shift(_SHIFT_OPS[k], crcs[0::2]) ^ crcs[1::2]
+        crcs = _apply_shift(tables, tables.shift_ops[k], crcs[0::2]) ^ crcs[1::2]
     return crcs
 
 
@@ -159,15 +169,16 @@ def crc64(data: bytes) -> int:
     n = len(data)
     if n < _SMALL:
         return _crc64_bytewise(data)
+    tables = _tables()
     size = min(1 << _CHUNK_LOG, 1 << (n - 1).bit_length())
     array = np.frombuffer(data, dtype=np.uint8)
     head = n % size
     crc = np.zeros(1, dtype=np.uint64)
     if head:
-        crc = _crc64_chunk(np.concatenate((np.zeros(size - head, dtype=np.uint8), array[:head])))
-    shift = _SHIFT_OPS[size.bit_length() - 1]
+        crc = _crc64_chunk(tables, np.concatenate((np.zeros(size - head, dtype=np.uint8), array[:head])))
+    shift = tables.shift_ops[size.bit_length() - 1]
     for start in range(head, n, size):
-        crc = _apply_shift(shift, crc) ^ _crc64_chunk(array[start : start + size])
+        crc = _apply_shift(tables, shift, crc) ^ _crc64_chunk(tables, array[start : start + size])
     return int(crc[0])
 
 

@@ -12,8 +12,6 @@ of ``georadiusGeneric`` so that the first error is Redis's.
 
 from __future__ import annotations
 
-import numpy as np
-
 from shardkv.protocol import errors
 from shardkv.protocol.args import format_float, parse_float_or_none
 from shardkv.protocol.errors import CommandError
@@ -22,6 +20,7 @@ from shardkv.worker import geohash, handlers
 from shardkv.worker.geohash import Shape
 from shardkv.worker.handlers import Handlers
 from shardkv.worker.keyspace import Keyspace
+from shardkv.worker.lazynumpy import np
 from shardkv.worker.pqsort import pqsort
 from shardkv.worker.values import get_zset
 from shardkv.worker.zset import ZSet

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import random
 
-import numpy as np
-
 from shardkv.protocol import errors
 from shardkv.protocol.errors import CommandError
 from shardkv.worker import hllcore
 from shardkv.worker.handlers import Handlers
 from shardkv.worker.hllcore import DENSE, HEADER, SPARSE, Corrupted, Promote, Sparse
 from shardkv.worker.keyspace import Keyspace
+from shardkv.worker.lazynumpy import np
 
 _HLL_SPARSE_MAX_BYTES = 3000
 
