@@ -5,12 +5,14 @@ shards, they are re-sharded first (:func:`shardkv.worker.persistence.reshard.pre
 Then one worker process per shard starts (``spawn`` context), each with
 one *data* pipe per acceptor (``acceptors``, K: the worker gets the list,
 pipe i for acceptor i) and a *control* pipe to the supervisor.  A worker
-loads its shard from disk and says ``loaded`` on its control pipe; once
-every worker has, the K acceptors start, acceptor i with its end of every
-worker's pipe i and its index i (its coordinator number), and begin to
-listen (with ``SO_REUSEPORT`` when K > 1, so the kernel spreads the
-connections over them), so a client never sees a server that is still
-loading.  A line per process logs its pid and role.
+loads its shard from disk and says ``loaded`` on its control pipe.  The
+K acceptors start with the workers, and import their code while the
+workers load, but each waits for its pipes: once every worker has
+loaded, acceptor i is sent its end of every worker's pipe i (``send_fds``
+on a pipe of its own, which then closes), and with its index i (its
+coordinator number) begins to listen (with ``SO_REUSEPORT`` when K > 1,
+so the kernel spreads the connections over them), so a client never sees
+a server that is still loading.  A line per process logs its pid and role.
 
 Then it waits on its children:
 
@@ -123,6 +125,9 @@ STOP_GRACE = 4.0  # seconds to wait for the acceptor before SIGKILL
 STOP_ANSWER_WITHIN = 5.0
 WORKER_STOP_GRACE = 120.0  # a worker saving a big shard on its way out takes a while
 MAX_EARLY_DEATHS = 5  # deaths in a row before loading that stop shardkv
+# Pipe ends in one message to an acceptor started before the shards loaded
+# (Linux passes at most 253 descriptors in one).
+PIPES_PER_MESSAGE = 200
 
 
 class Supervisor:
@@ -139,6 +144,10 @@ class Supervisor:
         self.early_deaths = [0] * n
         self.acceptors: list[Any] = [None] * k
         self.controls: list[socket.socket | None] = [None] * k  # to each acceptor
+        # An acceptor started before every worker has loaded, waiting for
+        # its pipes: (the socket they go through, its control socket, not
+        # in ``controls`` until then); None for the others.
+        self.waiting: list[tuple[socket.socket, socket.socket] | None] = [None] * k
         self.config_number = 0  # K > 1: the CONFIG SETs numbered (shardkv.acceptor.configorder)
         self.readers = [bus.ControlReader() for _ in range(k)]
         # The bus (K > 1): questions of one acceptor to the others, waiting
@@ -204,6 +213,8 @@ class Supervisor:
             for a, proc in enumerate(self.acceptors):
                 if proc is None:
                     self._start_acceptor(a)
+                elif self.waiting[a] is not None:
+                    self._send_pipes(a)
 
     def _hand_over(self, index: int) -> None:
         """Give each running acceptor its data pipe to worker ``index``."""
@@ -249,13 +260,20 @@ class Supervisor:
 
     def _start_acceptor(self, a: int, restarted: bool = False) -> None:
         """Start acceptor ``a`` with its ends of every worker's pipe
-        (``restarted``: it died, and the others have served meanwhile)."""
-        ends = [self.ends[w][a] for w in range(len(self.workers))]
+        (``restarted``: it died, and the others have served meanwhile).
+        Before every worker has loaded, a first start sends them later
+        (:meth:`_send_pipes`): meanwhile it imports its code."""
+        early = not restarted and not all(self.loaded)
+        ends: list[Connection | None] = [None] * len(self.workers)
+        if not early:
+            ends = [self.ends[w][a] for w in range(len(self.workers))]
         ctrl_ours, ctrl_theirs = self.ctx.Pipe()
+        pipes_ours, pipes_theirs = self.ctx.Pipe() if early else (None, None)
         name = "shardkv-acceptor" if self.nacceptors == 1 else f"shardkv-acceptor-{a}"
         proc = self.acceptors[a] = self.ctx.Process(
             target=_serve_acceptor,
             args=(
+                pipes_theirs,
                 self.cfg,
                 ends,
                 ctrl_theirs,
@@ -274,18 +292,58 @@ class Supervisor:
             if end is not None:
                 end.close()
                 self.ends[w][a] = None
-        self.controls[a] = socket.socket(fileno=os.dup(ctrl_ours.fileno()))
+        control = socket.socket(fileno=os.dup(ctrl_ours.fileno()))
         ctrl_ours.close()
         self.readers[a] = bus.ControlReader()
+        if pipes_ours is not None and pipes_theirs is not None:
+            pipes_theirs.close()
+            self.waiting[a] = (socket.socket(fileno=os.dup(pipes_ours.fileno())), control)
+            pipes_ours.close()
+        else:
+            self.controls[a] = control
         if self.nacceptors == 1:
             log.info("acceptor pid=%d port=%d", proc.pid, self.cfg["port"])
         else:
             log.info("acceptor pid=%d port=%d index=%d", proc.pid, self.cfg["port"], a)
 
+    def _send_pipes(self, a: int) -> None:
+        """Every worker has loaded: send acceptor ``a``, started meanwhile,
+        its end of each worker's pipe, in order, and let it listen."""
+        sock, control = self.waiting[a]  # type: ignore[misc]
+        self.waiting[a] = None
+        ends = [self.ends[w][a] for w in range(len(self.workers))]
+        try:
+            for first in range(0, len(ends), PIPES_PER_MESSAGE):
+                batch = ends[first : first + PIPES_PER_MESSAGE]
+                socket.send_fds(sock, [b"p"], [end.fileno() for end in batch])  # type: ignore[union-attr]
+        except OSError as e:  # it died meanwhile: its sentinel says so, and it starts again
+            log.warning("could not hand the shards to acceptor %d: %s", a, e)
+            sock.close()
+            control.close()
+            return
+        sock.close()
+        for w, end in enumerate(ends):
+            end.close()  # type: ignore[union-attr]
+            self.ends[w][a] = None
+        self.controls[a] = control
+
     def _acceptor_died(self, a: int) -> None:
         """Acceptor ``a`` died: start it again; the others keep serving."""
         proc = self.acceptors[a]
         proc.join(1)
+        if self.waiting[a] is not None:
+            # It died waiting for its pipes, which the supervisor still
+            # holds: start it again as it was, a first start.
+            log.warning(
+                "acceptor pid=%d exited with %s before the shards loaded; restarting it",
+                proc.pid,
+                proc.exitcode,
+            )
+            for sock in self.waiting[a]:  # type: ignore[union-attr]
+                sock.close()
+            self.waiting[a] = None
+            self._start_acceptor(a)
+            return
         if self.stop_attempt is not None and self.stop_attempt[0] == a:
             # Nobody else knows which shards it shut: stop without it.
             log.warning("acceptor pid=%d exited with %s during the stop; stopping", proc.pid, proc.exitcode)
@@ -618,6 +676,8 @@ class Supervisor:
             return 1
         for i in range(self.cfg["shards"]):
             self._start_worker(i)
+        for a in range(self.nacceptors):
+            self._start_acceptor(a)  # it imports its code while the workers load
         while not self.stopping:
             events: dict[Any, tuple[str, int, Any]] = {self.wakeup: ("signal", 0, self.wakeup)}
             for a, proc in enumerate(self.acceptors):
@@ -733,6 +793,10 @@ class Supervisor:
             if control is not None:
                 control.close()
                 self.controls[a] = None
+        for a, waiting in enumerate(self.waiting):
+            for sock in waiting or ():
+                sock.close()
+            self.waiting[a] = None
         _stop_resource_tracker()
 
     def _read_controls(self) -> None:
@@ -778,11 +842,28 @@ def _stop_resource_tracker() -> None:
             pass
 
 
-def _serve_acceptor(*args: Any) -> None:
-    """An acceptor process's entry point (see :func:`shardkv.acceptor.main.serve`)."""
+def _serve_acceptor(pipes: Connection | None, cfg: dict[str, Any], ends: list, *args: Any) -> None:
+    """An acceptor process's entry point (see :func:`shardkv.acceptor.main.serve`).
+    With ``pipes``, it was started while the workers load: it imports its
+    code meanwhile, then waits for its ends of their pipes (sent by
+    :meth:`Supervisor._send_pipes`); it exits if the supervisor stops first."""
+    if pipes is not None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides
     from shardkv.acceptor import main as acceptor
 
-    acceptor.serve(*args)
+    if pipes is not None:
+        with socket.socket(fileno=os.dup(pipes.fileno())) as sock:
+            pipes.close()
+            fds: list[int] = []
+            while len(fds) < len(ends):
+                message, got, _, _ = socket.recv_fds(sock, 1, PIPES_PER_MESSAGE)
+                if not message:
+                    for fd in got + fds:
+                        os.close(fd)
+                    return  # the supervisor stopped before the shards loaded
+                fds += got
+        ends = [Connection(fd) for fd in fds]
+    acceptor.serve(cfg, ends, *args)
 
 
 def _serve_worker(*args: Any) -> None:
