@@ -29,13 +29,23 @@ SERVERS = ["redis", "shardkv"]
 # so a run leaves nothing behind in the temp directory.
 _TMP = tempfile.mkdtemp(prefix="shardkv-tests-")
 os.environ["TMPDIR"] = _TMP
+# The suite starts hundreds of servers, each a supervisor, a worker per
+# shard and its acceptors: Python processes that import all of shardkv.
+# Where PYTHONDONTWRITEBYTECODE is set, every one of them compiled it again
+# (about half of a worker's start-up CPU).  They share one bytecode cache
+# in the run's folder instead, written by the first and removed with it.
+_PYCACHE = "pycache"
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+os.environ.setdefault("PYTHONPYCACHEPREFIX", os.path.join(_TMP, _PYCACHE))
 os.environ["REDISCLI_HISTFILE"] = "/dev/null"  # redis-cli, which some tests run, keeps no history
 tempfile.tempdir = _TMP
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session, exitstatus):
-    leaked = sorted(name for name in os.listdir(_TMP) if not name.startswith("pytest-of-"))
+    leaked = sorted(
+        name for name in os.listdir(_TMP) if not name.startswith("pytest-of-") and name != _PYCACHE
+    )
     shutil.rmtree(_TMP, ignore_errors=True)
     if leaked:
         shown = ", ".join(leaked[:20]) + (" ..." if len(leaked) > 20 else "")
