@@ -439,6 +439,15 @@ class _Answer:
     def event_holder(self) -> _Operation:
         return self.op
 
+    @property
+    def refusable_while_busy(self) -> bool:
+        """Is this the park of a script's first run across shards (see
+        ``AtomicOp.first_script_run``), not yet run?  Then a script that
+        goes busy ahead of it on its shard refuses it, as Redis reads that
+        script's EVAL at the threshold and answers it ``-BUSY``."""
+        op = self.op
+        return type(op) is AtomicOp and op.first_script_run and op.state == PARKING
+
     def deliver(self, body: bytes) -> None:
         self.op.answered(self.shard, self.index, body)
 
@@ -659,6 +668,10 @@ class AtomicOp(_Operation):
     ) -> None:
         super().__init__(client, slot, name or (commands[0][0] if commands and commands[0] else b""))
         self.group = group  # (see wire.Run.group)
+        # Scripts that no shard has run yet, whose client read them before
+        # this run (set by their caller): its park, still queued behind a
+        # script that goes busy, is refused -BUSY (_Answer.refusable_while_busy).
+        self.first_script_run = False
         server = client.server
         self.commands = commands
         # False: the executor counts and logs none of the commands (their
@@ -777,7 +790,7 @@ class AtomicOp(_Operation):
 
     def answered(self, shard: int, index: int, body: bytes) -> None:
         message = self._answer(shard, body, wire.Parked)
-        if self.exported is not None and shard != self.executor:
+        if self.exported is not None and shard != self.executor and message is not None:
             self.exported[shard] = len(body)
         if message is None:
             self.error = body if body[:1] == b"-" else encode_error(errors.OP_ABORTED)

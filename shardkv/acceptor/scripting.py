@@ -965,7 +965,12 @@ class _Retry:
         finally:
             client.pending = saved
         op.slot = self  # type: ignore[assignment]
+        op.first_script_run = self.first_run()
         self.op = op
+
+    def first_run(self) -> bool:
+        """No run of it has been sent, nor did one escape: nothing of it ran yet."""
+        return not self.ran and not self.escapes
 
     def command(self) -> list[bytes]:
         """What its executor runs in its place (``__eval`` or ``__fcall``)."""
@@ -1210,6 +1215,7 @@ class _Group:
         # Its scripts' calls, for MONITOR (see scripting's on_calls): none
         # is shown, each script read while no one monitored (_groupable).
         op.lua = []
+        op.first_script_run = all(retry.first_run() for retry in self.members)
         self.op = op
         for retry in self.members:
             retry.op = op
@@ -1231,6 +1237,7 @@ class _Group:
             for at, (retry, body) in enumerate(zip(self.members, bodies, strict=True)):
                 retry.op = None
                 if body.startswith(CROSS_MARKER):
+                    retry.ran = True  # (undone: its next run is not its first)
                     CACHE.settled.discard(retry.sha)
                     retry.start(*_parse_marker(body))
                 elif body.startswith(_KILLED):
@@ -1243,6 +1250,7 @@ class _Group:
                 elif body in _REFUSED:  # behind one past busy-reply-threshold: it never ran
                     retry.answer(body, NOT_RUN)
                 else:
+                    retry.ran = True  # (undone: its next run is not its first)
                     retry.start(0, [], written[at] if at < len(written) else 0, escaped=False)
 
         return again

@@ -354,9 +354,10 @@ class ShardLink:
         self.busy_scripts = 0
         self.pipe_index = 0
         # The commands a busy script's worker may refuse, as offered
-        # (``K``): each one's sink, and its client's reply slot; and the
-        # script's epoch (its busy report's), which the answer names.
-        self.refusable: list[tuple[object, Slot]] = []
+        # (``K``): each one's sink, and its client's reply slot (None for
+        # a cross-shard script's park: its operation's sink gets -BUSY);
+        # and the script's epoch (its busy report's), which the answer names.
+        self.refusable: list[tuple[object, Slot | None]] = []
         self.refusable_epoch = -1
         self.unblocks_sent = 0
         # Where the commands a script called go, for MONITOR (``M`` frames).
@@ -506,7 +507,8 @@ class ShardLink:
         those after the script's entry on its own pipe, every one not yet
         answered on another, that are a client's command standing alone (its
         slot in the client's own reply order, not inside an EXEC's reply or
-        a fan-out's) of another client than the script's, whose commands
+        a fan-out's), or the park of a cross-shard script's first run
+        (``_Answer.refusable_while_busy``), of another client than the script's, whose commands
         wait for the script, as in Redis.  Kept until the worker answers
         which it refused (:meth:`_refused`), or the script's end.  One pass
         over the queue, and over each client's reply order once."""
@@ -519,7 +521,7 @@ class ShardLink:
         else:  # an operation's script, or no batch's: refuse nothing here
             start, script_client = len(fifo), None
         places: list[int] = []
-        refusable: list[tuple[object, Slot]] = []
+        refusable: list[tuple[object, Slot | None]] = []
         # id(client) -> the ids of the slots in its reply order (not those
         # inside an EXEC's reply or a fan-out's), made once per client.
         standing: dict[int, set[int]] = {}
@@ -527,6 +529,13 @@ class ShardLink:
             # A client's slot, or a script's reply on its way to one.
             slot = sink if isinstance(sink, Slot) else getattr(sink, "busy_slot", None)
             if slot is None:
+                # The park of a cross-shard script's first run (of a group
+                # of them, too) of another client: Redis reads that EVAL at
+                # the threshold and answers it -BUSY; so does its operation.
+                op = getattr(sink, "op", None)
+                if getattr(sink, "refusable_while_busy", False) and op.client is not script_client:  # type: ignore[union-attr]
+                    places.append(place)
+                    refusable.append((sink, None))
                 continue
             client = slot.client
             if client is script_client:
@@ -552,7 +561,7 @@ class ShardLink:
                 "shard %d: refusals for busy script %d, not %d", self.index, epoch, self.refusable_epoch
             )
             return
-        picked: dict[int, Slot] = {}  # id(sink) -> its client's slot
+        picked: dict[int, Slot | None] = {}  # id(sink) -> its client's slot
         for i in chosen:
             if 0 <= i < len(refusable):
                 sink, slot = refusable[i]
@@ -562,12 +571,16 @@ class ShardLink:
         busy = self.busy or encode_error(errors.BUSY)
         fifo = self.fifo
         kept = []
+        parks = []  # cross-shard scripts' parks: answered once the queue is rewritten
         for queued in fifo:
-            refused = picked.pop(id(queued), None) if picked else None
-            if refused is None:
+            if not picked or id(queued) not in picked:
                 kept.append(queued)
+                continue
+            refused = picked.pop(id(queued))
+            kept.append(_DROPPED)
+            if refused is None:
+                parks.append(queued)
             else:
-                kept.append(_DROPPED)
                 Slot.deliver(refused, busy)  # not a subclass's: no script reply to count
                 # A script's reply on its way (busy_slot, or an EVALSHA's
                 # shortcut slot): it will not run.
@@ -579,6 +592,8 @@ class ShardLink:
                     unseen()
         fifo.clear()  # rewritten in place: a deque's middle is slow to index
         fifo.extend(kept)
+        for park in parks:  # (its operation is decided abort: it may queue entries here)
+            deliver(park, busy, "refusing a park")
 
     def _release_caller(self) -> None:
         caller, self.caller = self.caller, None

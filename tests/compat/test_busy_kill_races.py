@@ -1,0 +1,127 @@
+"""Busy scripts and SCRIPT KILL where timing decides, against
+redis-server 7.0.15 (at ``$SHARDKV_TEST_ACCEPTORS`` acceptors).
+
+- A script that writes just as the kill comes: Redis decides the kill in
+  the script's hook, so the write came first and the kill answers
+  ``-UNKILLABLE``.  shardkv's acceptor answered ``+OK`` from the worker's
+  last report, which said nothing was written yet, and the script wrote
+  and ran on.  The worker now decides, atomically with the script's writes
+  (``scripting._KillVerdict``).
+- A cross-shard script sent while another script runs, before it is past
+  busy-reply-threshold: Redis reads it at the threshold and answers it
+  ``-BUSY``.  shardkv's one acceptor ran it after the killed script (its
+  park waited behind that script on its shard); now the worker refuses
+  the park (``_Answer.refusable_while_busy``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.acceptors import client_on
+from tests.support.placement import key_on
+from tests.support.processes import wait_busy
+from tests.support.resp import ErrorReply
+from tests.support.servers import start_redis, start_shardkv
+
+WAIT = 20.0  # seconds for what must happen (a bound, not a timing check)
+
+NOW = "local function now() local t = redis.call('TIME') return t[1] * 1000000 + t[2] end "
+
+# Well past the threshold (100 ms; the hooks report it busy), it spends a while in one C call (no count
+# hook: Redis reads nothing meanwhile, and the worker decides nothing; 1.4 s
+# on redis-server, 1.1 to 2 s here), writes, and spins 300 ms more: its hooks
+# read the kill sent during that call.
+WRITES_AS_KILLED = (
+    NOW + "local t0 = now() while now() - t0 < 300000 do end "
+    "string.find(string.rep('a', 11000), '.-b') "
+    "redis.call('SET', KEYS[1], 'written') "
+    "local t1 = now() while now() - t1 < 300000 do end "
+    "return 1"
+)
+# When the kill is sent, in seconds after the script: within its C call.
+KILL_AT = 0.65
+
+
+@pytest.fixture(scope="module")
+def servers() -> Iterator[tuple[tuple[int, int], tuple[int, int]]]:
+    """((redis-server's port, 1), (shardkv's port, its acceptors)): shardkv
+    of two shards."""
+    real = start_redis()
+    ours = start_shardkv(shards=2)
+    try:
+        yield (real.port, 1), (ours.port, ours.acceptors)
+    finally:
+        real.stop()
+        ours.stop()
+
+
+def _first_word(reply: object) -> object:
+    return str(reply).split(" ")[0] if isinstance(reply, ErrorReply) else reply
+
+
+def _kill_as_it_writes(port: int, k: int) -> list:
+    key = key_on(0, "killwrite", shards=2)
+    killer = client_on(port, 0, k=k, timeout=WAIT)
+    caller = client_on(port, 0, k=k, timeout=WAIT)
+    try:
+        killer.command("CONFIG", "SET", "busy-reply-threshold", "100")
+        killer.command("DEL", key)
+        start = time.monotonic()
+        caller.send("EVAL", WRITES_AS_KILLED, 1, key)
+        wait_busy(lambda: killer.command("GET", key))
+        # (Nothing outside shows where the script is: the kill goes at a
+        # time, well into its C call on either server.)
+        time.sleep(max(0.0, start + KILL_AT - time.monotonic()))
+        killer.send("SCRIPT", "KILL")
+        got = [_first_word(killer.read_reply()), caller.read_reply()]
+        got.append(killer.command("GET", key))
+        killer.command("CONFIG", "SET", "busy-reply-threshold", "5000")
+        return got
+    finally:
+        killer.close()
+        caller.close()
+
+
+def test_a_kill_as_the_script_writes_finds_it_unkillable(servers) -> None:
+    (real, _), (ours, k) = servers
+    expected = _kill_as_it_writes(real, 1)
+    assert expected == ["UNKILLABLE", 1, b"written"]
+    assert _kill_as_it_writes(ours, k) == expected
+
+
+def _cross_shard_behind_a_busy_script(port: int, k: int) -> list:
+    """A loop on shard 0, then (before its threshold) a script over both
+    shards, then the loop killed: the replies, and whether the second
+    script wrote."""
+    k0, k1 = key_on(0, "behindbusy", shards=2), key_on(1, "behindbusy", shards=2)
+    killer = client_on(port, 0, k=k, timeout=WAIT)
+    caller = client_on(port, 0, k=k, timeout=WAIT)
+    crossing = client_on(port, 0, k=k, timeout=WAIT)
+    try:
+        killer.command("CONFIG", "SET", "busy-reply-threshold", "150")
+        killer.command("DEL", k0, k1)
+        caller.send("EVAL", "while true do end", 1, k0)
+        time.sleep(0.03)  # (the loop is read first: an order, not a timing check)
+        crossing.send(
+            "EVAL", "redis.call('SET', KEYS[1], 'a') return redis.call('SET', KEYS[2], 'b')", 2, k0, k1
+        )
+        wait_busy(lambda: killer.command("GET", k0))
+        got = [killer.command("SCRIPT", "KILL"), _first_word(caller.read_reply())]
+        got.append(_first_word(crossing.read_reply()))
+        got.append(killer.command("EXISTS", k0, k1))
+        killer.command("CONFIG", "SET", "busy-reply-threshold", "5000")
+        return got
+    finally:
+        for c in (killer, caller, crossing):
+            c.close()
+
+
+def test_a_cross_shard_script_sent_before_the_threshold_gets_busy(servers) -> None:
+    (real, _), (ours, k) = servers
+    expected = _cross_shard_behind_a_busy_script(real, 1)
+    assert expected == [b"OK", "ERR", "BUSY", 0]
+    assert _cross_shard_behind_a_busy_script(ours, k) == expected
