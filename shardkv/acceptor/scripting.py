@@ -62,7 +62,7 @@ from shardkv.acceptor.dispatch import HEADERS
 from shardkv.acceptor.fanout import Gather
 from shardkv.acceptor.replies import Slot
 from shardkv.acceptor.scriptcache import CACHE, Escapes
-from shardkv.acceptor.shardlink import at_next_busy_change, at_threshold
+from shardkv.acceptor.shardlink import ENDED, KILLED, UNKILLABLE, at_next_busy_change, at_threshold
 from shardkv.acceptor.state import SCRIPTS
 from shardkv.protocol import bus, command_docs, errors, wire
 from shardkv.protocol.commands import seen
@@ -1652,7 +1652,8 @@ def kill_script(client: Client, eval_mode: bool) -> None:
 def _kill_busy(server: object, eval_mode: bool) -> tuple[str | None, list]:
     """Signal the busy scripts' workers to stop them: (None, what was
     signalled, each ``[shard, pid, epoch]``) if done, or the error that
-    says why not (none busy, one has written, the other kind)."""
+    says why not (none busy, one has written, the other kind).  Each
+    worker decides whether it stopped its script (see _KillVerdict)."""
     busy = [link for link in server.links if link.script is not None]  # type: ignore[attr-defined]
     if not busy:
         return errors.NOTBUSY, []
@@ -1664,7 +1665,6 @@ def _kill_busy(server: object, eval_mode: bool) -> tuple[str | None, list]:
             return (errors.BUSY_FUNCTION if not script_eval else errors.BUSY), []
     killed = []
     for link in busy:
-        link.kill_sent = True
         killed.append([link.index, link.script[0], link.script_epoch])
         try:
             os.kill(link.script[0], signal.SIGUSR1)
@@ -1701,14 +1701,68 @@ def bus_script_killed(server, origin: int, args: list) -> int:
 
 
 def _answer_kill(slot: Slot, eval_mode: bool) -> None:
-    """A kill decided now, as one read now (it may have waited)."""
+    """A kill decided now, as one read now (it may have waited): answered
+    at once if no script can be killed, else once the workers signalled
+    have decided."""
     server = slot.client.server
+    signalled = time.monotonic()
     problem, killed = _kill_busy(server, eval_mode)
     if problem is None:
-        _tell_killed(server, killed, lambda: _deliver(slot, encode("OK", slot.client.resp3)))
+        _KillVerdict(slot, eval_mode, killed, signalled)
     else:
         server.stats.error(problem)
         _deliver(slot, encode_error(problem))
+
+
+class _KillVerdict:
+    """A SCRIPT KILL (FUNCTION KILL) that signalled busy scripts' workers:
+    its answer waits for what each decided (``ShardLink.kill_verdicts``).
+    Redis decides a kill in the script's hook, between two of its
+    commands, so a script that has written is never killed and its kill
+    answers ``-UNKILLABLE``.  The acceptor only knows what the worker last
+    reported: a script may write after that report, before the signal
+    comes, and the acceptor's ``+OK`` at the signal was wrong.  So the
+    worker decides, in its count hook, atomically with the script's
+    writes: it stops the script (its end's report says killed: ``+OK``,
+    once the other acceptors know, see _tell_killed), or its report that
+    the script wrote comes first (``-UNKILLABLE``); a script that ended
+    before its hook saw the kill makes the kill one read after it,
+    decided anew (``-NOTBUSY``).  So does a script stopped before this
+    kill's signal, by an earlier kill (through another acceptor, one
+    restarted since included, that this one was not told of): the end's
+    report says when the worker stopped it, on the machine's one
+    monotonic clock, so a kill read after that ``+OK`` never answers
+    ``+OK`` again."""
+
+    __slots__ = ("slot", "eval_mode", "killed", "left", "verdicts", "signalled")
+
+    def __init__(self, slot: Slot, eval_mode: bool, killed: list, signalled: float) -> None:
+        self.slot = slot
+        self.eval_mode = eval_mode
+        self.killed = killed  # each [shard, pid, epoch], as signalled
+        self.signalled = signalled  # time.monotonic() before the signals
+        self.left = len(killed)
+        self.verdicts: set[str] = set()
+        links = slot.client.server.links
+        for shard, _, _ in killed:  # (signalled in this turn: no frame of theirs read yet)
+            links[shard].kill_verdicts.append(self._told)
+
+    def _told(self, verdict: str, killed_at: float) -> None:
+        if verdict == KILLED and killed_at < self.signalled:
+            verdict = ENDED  # stopped by an earlier kill: this one comes after it
+        self.verdicts.add(verdict)
+        self.left -= 1
+        if self.left:
+            return
+        slot = self.slot
+        server = slot.client.server
+        if UNKILLABLE in self.verdicts:
+            server.stats.error(errors.UNKILLABLE)
+            _deliver(slot, encode_error(errors.UNKILLABLE))
+        elif KILLED in self.verdicts:
+            _tell_killed(server, self.killed, lambda: _deliver(slot, encode("OK", slot.client.resp3)))
+        else:
+            _answer_kill(slot, self.eval_mode)
 
 
 def _deliver(slot: Slot, body: bytes) -> None:

@@ -345,6 +345,11 @@ class ShardLink:
         # a script another acceptor signalled (see killed_elsewhere).
         self.script_epoch = -1
         self.kill_told: tuple[int, int] | None = None
+        # The kills that signalled this worker's busy script and wait for
+        # what it decided (see scripting._KillVerdict): each is called with
+        # KILLED and when (time.monotonic()), UNKILLABLE (it had written)
+        # or ENDED (it ended, or its worker did, with no kill).
+        self.kill_verdicts: list[Callable[[str, float], None]] = []
         # The client that runs that script, if this acceptor's: it waits
         # for the script (see shardkv.acceptor.scriptcaller).
         self.caller: Client | None = None
@@ -737,6 +742,11 @@ class ShardLink:
         else:
             self.kill_told = (pid, epoch)
 
+    def _tell_verdicts(self, verdict: str, killed_at: float = 0.0) -> None:
+        waiting, self.kill_verdicts = self.kill_verdicts, []
+        for told in waiting:
+            told(verdict, killed_at)
+
     def detached(self, transport: asyncio.Transport) -> None:
         if transport is self.transport:
             self.up = False
@@ -745,6 +755,8 @@ class ShardLink:
             self.kill_sent = False
             BUSY_LINKS.discard(self)
             self._release_caller()
+            if self.kill_verdicts:  # the script went with its worker
+                self._tell_verdicts(ENDED)
             _busy_changed()
             if MISCONF_LINKS.pop(self, None) is not None and self.on_disk is not None:
                 self.on_disk()  # a new worker says again if it cannot write
@@ -891,7 +903,9 @@ class ShardLink:
             if self.tries:
                 self.tries.popleft()(payload == wire.TRY_GRANTED)
         elif kind == wire.SCRIPT:
-            busy, pid, dirty, eval_mode, unblocks, caller, epoch, *details = wire.decode_script_state(payload)
+            busy, pid, dirty, eval_mode, unblocks, caller, epoch, killed_at, *details = (
+                wire.decode_script_state(payload)
+            )
             if busy:
                 if self.busy is None:  # the script's first report
                     self._offer_refusals(caller, epoch)
@@ -909,6 +923,8 @@ class ShardLink:
                 if self.caller is None:  # (a later report says it has written)
                     self.caller = scriptcaller.hold(self.fifo, self.ops, self.pipe_index, caller)
                 self._refuse_unblocks(unblocks)
+                if dirty and self.kill_verdicts:  # it wrote before it saw the kill
+                    self._tell_verdicts(UNKILLABLE)
             else:
                 self.script = self.busy = None
                 self.kill_sent = False
@@ -917,6 +933,8 @@ class ShardLink:
                 self.refusable = []
                 BUSY_LINKS.discard(self)
                 self._release_caller()
+                if self.kill_verdicts:
+                    self._tell_verdicts(KILLED if killed_at else ENDED, killed_at)
                 _busy_changed()
         elif kind == wire.REFUSALS:
             self._refused(*wire.decode_refusals(payload))
@@ -1128,6 +1146,10 @@ class _Dropped:
 
 
 _DROPPED = _Dropped()
+
+# What a busy script's worker decided on a SCRIPT KILL or FUNCTION KILL
+# that signalled it (ShardLink.kill_verdicts).
+KILLED, UNKILLABLE, ENDED = "killed", "unkillable", "ended"
 
 
 def _out_of_order(index: int) -> NoReturn:

@@ -129,10 +129,13 @@ Worker -> acceptor
 ``S`` *script*: ``S`` + marshal ``(busy, pid, dirty, eval_mode, details...)``: a Lua
     script has run longer than ``busy-reply-threshold`` (busy true; sent
     again when it first writes), or the busy script is over (busy false,
-    sent before the frame that carries its reply).  While a shard is busy
-    the acceptor answers ``-BUSY`` for the commands it would send there,
-    and SCRIPT KILL / FUNCTION KILL signal ``pid`` (SIGUSR1).  Sent on
-    every pipe.
+    sent before the frame that carries its reply; it says when a kill
+    stopped the script, if one did).  While a shard is busy the acceptor answers
+    ``-BUSY`` for the commands it would send there, and SCRIPT KILL /
+    FUNCTION KILL signal ``pid`` (SIGUSR1); the worker decides, in the
+    script's count hook: it stops the script if it has not written (the
+    end's report says killed), or it has written, and its report that says
+    so came first.  Sent on every pipe.
 ``N`` *named entries*: ``N`` + marshal list of ``(ahead, id)``: commands
     that came on this pipe as a batch's entries ran past
     ``slowlog-log-slower-than``, and this worker logged them as the slow
@@ -784,6 +787,7 @@ def encode_script_state(
     *details: Any,
     caller: tuple[int, int] = (-1, -1),
     epoch: int = 0,
+    killed_at: float = 0.0,
 ) -> bytes:
     """``unblocks``: the scripts that went busy on this shard so far, the
     count when each pipe's acceptor was lost (it counts from there), and
@@ -795,9 +799,12 @@ def encode_script_state(
     awaits before the script's ((-1, -1) when unknown, and
     :data:`SCRIPT_PARKED` for an operation's script: see
     ``Shard.replies_ahead``); ``epoch``: which busy script of the worker
-    this is, for the ``K`` frames.  Decoded: (busy, pid, dirty,
-    eval_mode, unblocks, caller, epoch, *details)."""
-    return b"S" + marshal.dumps((busy, pid, dirty, eval_mode, unblocks, caller, epoch, *details))
+    this is, for the ``K`` frames; ``killed_at``: (in the report of its
+    end) when SCRIPT KILL or FUNCTION KILL stopped it (``time.monotonic()``,
+    one clock for every process on the machine), 0 if none did.  Decoded:
+    (busy, pid, dirty, eval_mode, unblocks, caller, epoch, killed_at,
+    *details)."""
+    return b"S" + marshal.dumps((busy, pid, dirty, eval_mode, unblocks, caller, epoch, killed_at, *details))
 
 
 def decode_script_state(payload: bytes) -> tuple[Any, ...]:

@@ -339,6 +339,7 @@ class Run:
         "home",
         "start",
         "killed",
+        "killed_at",
         "effects",
         "db",
         "abort",
@@ -367,6 +368,7 @@ class Run:
     home: int
     start: float
     killed: bool
+    killed_at: float
     effects: list[tuple[int, list[bytes]]]
     db: int
     abort: CrossShard | _Widen | None
@@ -402,6 +404,7 @@ class Run:
         self.resp = 2
         self.dirty = False
         self.killed = False
+        self.killed_at = 0.0  # time.monotonic() when a kill stopped it (in its end's report)
         self.abort = None  # set: stop the script, undo it
         self.busy = False  # past busy-reply-threshold, and the acceptor told
         self.reported_dirty = False
@@ -2620,8 +2623,11 @@ class Engine:
             self.kill_requested = False
             if not run.dirty:
                 run.killed = True
+                run.killed_at = time.monotonic()
                 run.changed = True  # (see Run.changed)
                 return True
+            # It has written: its report that says so went to every pipe
+            # before its first write (the kills waiting answer -UNKILLABLE).
         return False
 
     def _watch_ahead(self) -> None:
@@ -2671,6 +2677,7 @@ class Engine:
                 *details,
                 caller=caller,
                 epoch=epoch,
+                killed_at=run.killed_at,
             )
         )
         return sent if type(sent) is list else None

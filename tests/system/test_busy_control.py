@@ -768,9 +768,12 @@ def test_a_kill_held_for_a_script_under_the_threshold_ends_when_its_worker_dies(
 def kill_twice(port: int, pause: Callable[[], Callable[[], None]], acceptors: int = 1) -> list:
     """SCRIPT KILL of a busy script, then another one 0.2 s after its
     ``+OK``; ``pause()`` (stops the script's worker, returning what resumes
-    it) before the first: (the kills' replies, the script's), errors as
-    their first word.  At two acceptors the script and the first kill go
-    through acceptor 0, the second kill through acceptor 1."""
+    it) after the first's ``+OK``, until the second is sent: (the kills'
+    replies, the script's), errors as their first word.  At two acceptors
+    the script and the first kill go through acceptor 0, the second kill
+    through acceptor 1.  (The worker was once stopped before the first
+    kill, whose ``+OK`` came at the signal; it now comes once the worker
+    has stopped the script, see scripting._KillVerdict.)"""
     killer = client_on(port, 0, k=acceptors, timeout=WAIT)
     caller = client_on(port, 0, k=acceptors, timeout=WAIT)
     second = client_on(port, 1, k=acceptors, timeout=WAIT)
@@ -778,8 +781,8 @@ def kill_twice(port: int, pause: Callable[[], Callable[[], None]], acceptors: in
         killer.command("CONFIG", "SET", "busy-reply-threshold", "100")
         caller.send("EVAL", LOOP, 1, "{b}s")
         wait_busy(lambda: killer.command("GET", "{b}x"))
-        resume = pause()
         got = [ask(killer, "SCRIPT", "KILL")]
+        resume = pause()
         time.sleep(0.2)  # (the kill's OK is out: a later command, not a timing check)
         second.send("SCRIPT", "KILL")
         resume()

@@ -90,9 +90,10 @@ def kills_one_after_another(
     """Scripts on the shard of ``{b}`` one after another, each killed
     through one acceptor and then through the other; between, the kinds
     mixed (a function killed by SCRIPT KILL, a script by FUNCTION KILL).
-    ``pause()`` before each round's first kill (shardkv: stops the
+    ``pause()`` after each round's first kill's reply (shardkv: stops the
     script's worker until the second kill is sent; returns what resumes
-    it), ``stop()`` before the third round's first kill (shardkv: stops
+    it; the first kill's ``+OK`` waits for the worker, which stops the
+    script), ``stop()`` before the third round's first kill (shardkv: stops
     acceptor 1; returns what resumes it).  The replies, errors as their
     first word (BUSY's whole text)."""
     a = client_on(port, 0, k=acceptors, timeout=WAIT)
@@ -105,8 +106,8 @@ def kills_one_after_another(
         for first, second in ((a, b), (b, a), (a, b), (b, a)):
             caller.send("EVAL", LOOP, 1, "{b}s")
             wait_busy(lambda first=first: first.command("GET", "{b}x"))
-            resume = pause()
             got.append(ask(first, "SCRIPT", "KILL"))
+            resume = pause()
             time.sleep(0.2)  # (the kill's OK is out: a later command, not a timing check)
             second.send("SCRIPT", "KILL")
             resume()

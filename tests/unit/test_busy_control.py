@@ -13,12 +13,14 @@ order, once the script ends.  In one process, with a real
 
 from __future__ import annotations
 
-from shardkv.acceptor import notifications, shardlink
+import time
+
+from shardkv.acceptor import notifications, scripting, shardlink
 from shardkv.acceptor.shardlink import ShardLink
 from shardkv.protocol import errors, wire
 from shardkv.protocol.resp import encode_command, encode_error
 from shardkv.protocol.wire import FRAME, Verb
-from tests.unit.test_acceptor_dispatch import MemoryTransport, build
+from tests.unit.test_acceptor_dispatch import MemoryTransport, build, replies, send
 from tests.unit.test_holds import build_k, connect
 
 
@@ -155,3 +157,45 @@ def test_a_busy_report_says_where_the_scripts_reply_waits_in_its_acceptors_queue
     assert states[0][5] == (0, 4)  # pipe 0; 2 held + the SET's and the GET's
     assert states[-1][0] is False
     assert shard.replies_ahead() == -1  # between batches
+
+
+def _kill_through(monkeypatch, reports: list[bytes]) -> bytes:
+    """SCRIPT KILL read while shard 0's script is busy (not written, as its
+    last report says), then the worker's ``reports``: the kill's reply."""
+    monkeypatch.setattr(scripting.os, "kill", lambda pid, sig: None)
+    acceptor, _ = build(2)
+    busy, _ = busy_link(0)
+    free = ShardLink(1, lambda link: None, lambda: None)
+    free.attached(MemoryTransport())  # type: ignore[arg-type]
+    acceptor.links = [busy, free]  # type: ignore[assignment]
+    try:
+        client, transport = connect(acceptor)
+        send(client, [b"SCRIPT", b"KILL"])
+        assert replies(acceptor, transport) == b""  # its worker decides
+        for report in reports:
+            busy.data_received(frame(report))
+        return replies(acceptor, transport)
+    finally:
+        shardlink.BUSY_LINKS.clear()
+
+
+def test_a_kill_is_answered_as_the_worker_decided(monkeypatch) -> None:
+    """The acceptor signals the worker and waits for what it decided in
+    the script's hook, atomically with the script's writes: a script that
+    wrote after its last report was not stopped, and its kill answered
+    ``+OK`` (redis-server: ``-UNKILLABLE``, tests/compat/test_busy_kill_races.py)."""
+    stopped = wire.encode_script_state(False, 1234, False, True, killed_at=time.monotonic() + 1)
+    assert _kill_through(monkeypatch, [stopped]) == b"+OK\r\n"
+    wrote = wire.encode_script_state(True, 1234, True, True, (0, {}, {}), b"sha", b"eval", 0.0, 0, 0)
+    assert _kill_through(monkeypatch, [wrote]) == encode_error(errors.UNKILLABLE)
+    ended = wire.encode_script_state(False, 1234, False, True)
+    assert _kill_through(monkeypatch, [ended]) == encode_error(errors.NOTBUSY)
+
+
+def test_a_kill_after_a_kill_this_acceptor_was_not_told_of_finds_nothing(monkeypatch) -> None:
+    """A script stopped by another acceptor's kill before this one signalled
+    it (an acceptor restarted since, or stopped while the bus asked, was
+    never told of that kill): Redis's kill read after that ``+OK`` finds
+    nothing, and so does this one (it answered ``+OK`` again)."""
+    earlier = wire.encode_script_state(False, 1234, False, True, killed_at=time.monotonic())
+    assert _kill_through(monkeypatch, [earlier]) == encode_error(errors.NOTBUSY)

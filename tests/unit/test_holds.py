@@ -9,8 +9,9 @@ from __future__ import annotations
 import marshal
 import signal
 import tempfile
+import time
 
-from shardkv.acceptor import scripting
+from shardkv.acceptor import scripting, shardlink
 from shardkv.acceptor.holds import HOLDING, HoldingClient
 from shardkv.protocol import errors, wire
 from shardkv.protocol.resp import encode_command, encode_error
@@ -480,6 +481,7 @@ def test_a_kill_behind_a_waiting_step_is_decided_at_a_busy_report_of_its_turn(mo
         link.up = True
         link.kill_sent = False
         link.script_epoch = -1
+        link.kill_verdicts = []
     k0, k1 = keys_per_shard(acceptor, 2)
     a, _ = connect(acceptor)
     b, tb = connect(acceptor)
@@ -492,4 +494,8 @@ def test_a_kill_behind_a_waiting_step_is_decided_at_a_busy_report_of_its_turn(mo
         fn, *args = later.pop(0)
         fn(*args)
     assert signalled == [(4321, signal.SIGUSR1)]
+    assert replies(acceptor, tb) == b""  # the worker decides (scripting._KillVerdict)
+    (told,) = links[0].kill_verdicts
+    links[0].script = None
+    told(shardlink.KILLED, time.monotonic())  # its end's report: it stopped the script
     assert replies(acceptor, tb) == b"+OK\r\n"
