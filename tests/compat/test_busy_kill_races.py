@@ -35,11 +35,13 @@ NOW = "local function now() local t = redis.call('TIME') return t[1] * 1000000 +
 # hook: Redis reads nothing meanwhile, and the worker decides nothing; 1.4 s
 # on redis-server, 1.1 to 2 s here), writes, and spins 300 ms more: its hooks
 # read the kill sent during that call.
+# (Its spins run plain Lua between their TIME calls: the hooks come every
+# few ms however slow a call is.)
 WRITES_AS_KILLED = (
-    NOW + "local t0 = now() while now() - t0 < 300000 do end "
+    NOW + "local t0 = now() while now() - t0 < 300000 do for i = 1, 2000 do end end "
     "string.find(string.rep('a', 11000), '.-b') "
     "redis.call('SET', KEYS[1], 'written') "
-    "local t1 = now() while now() - t1 < 300000 do end "
+    "local t1 = now() while now() - t1 < 300000 do for i = 1, 2000 do end end "
     "return 1"
 )
 # When the kill is sent, in seconds after the script: within its C call.
