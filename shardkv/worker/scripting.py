@@ -72,7 +72,7 @@ from shardkv.runtime.scriptsource import (
 )
 from shardkv.worker import events, lualibs
 from shardkv.worker.handlers import Handlers, find
-from shardkv.worker.keyspace import TYPE_NAMES, Keyspace, slot_of
+from shardkv.worker.keyspace import KEYMISS, TYPE_NAMES, Keyspace, slot_of
 from shardkv.worker.luabytecode import (
     BytecodeError,
     keys_only_indexed,
@@ -994,20 +994,21 @@ class Engine:
         )
 
     def run_one_key(
-        self, sha: bytes, script: tuple, keys: list[bytes], read_only: bool, start_ns: int
+        self, sha: bytes, script: tuple, keys: list[bytes], argv: list[bytes], read_only: bool, start_ns: int
     ) -> object:
         """EVALSHA's usual run (Shard.execute_script, evalsha): :meth:`_invoke`
         of a script cached under ``sha`` (``script``, its entry in
-        ``scripts``), in EVAL's state, with one key and no arguments: the
-        same run, reply and counts, without the steps that do nothing for
-        the usual script.  A few tests first send anything else to
+        ``scripts``), in EVAL's state, with one key and the arguments
+        ``argv`` (a lock's token, or none): the same run, reply and counts,
+        without the steps that do nothing for the usual script.  A few tests first send anything else to
         :meth:`_invoke`: a script with flags (their checks), an AOF or an
         operation's imported keys (the run's marks), a run inside an
         operation's run of scripts (``deferring``), an error held from a
         script before it, KEYS past the room.  After
         the run, one that changed anything of its run (:attr:`Run.changed`:
-        a write, a stop, the random state...), logged, SELECTed,
-        used the counters kept apart or answered anything but a string ends
+        a write, a stop, the random state...), logged, SELECTed, used the
+        counters kept apart or answered anything but a string or an integer
+        (in range: what :meth:`_conclude` answers as it is) ends
         as :meth:`_invoke`'s do (:meth:`_wind_up`, :meth:`_conclude`).
         ``start_ns``: ``perf_counter_ns()`` as its caller began to time it,
         the run's start (see below)."""
@@ -1016,6 +1017,12 @@ class Engine:
         persistence = ks.persistence
         run = self._spare_run
         key = keys[0]
+        # Its KEYS and ARGV tables (each string, and its slot) must fit, as
+        # _invoke checks (which says so when they do not).
+        if argv:
+            size = 64 * (1 + len(argv)) + len(key) + sum(map(len, argv))
+        else:
+            size = 64 + len(key)
         if (
             not flags & FLAG_COMPAT
             or self.run is not None
@@ -1023,9 +1030,9 @@ class Engine:
             or self._vm.holding  # type: ignore[union-attr]
             or ks.imported is not None
             or (persistence is not None and (persistence.aof is not None or persistence.foreign))
-            or self._used() + 64 + len(key) > self._push_room
+            or self._used() + size > self._push_room
         ):
-            return self._invoke(sha, script[0], flags, keys, NO_ARGS, read_only, True, script)
+            return self._invoke(sha, script[0], flags, keys, argv, read_only, True, script)
         self.run = run
         # _invoke's set-up of the run, as it comes out here (FLAG_COMPAT:
         # read-only as called; no imported keys).
@@ -1062,7 +1069,7 @@ class Engine:
             run.journal = None
         usual = False
         try:
-            value = script[2](key)
+            value = script[3](key, *argv) if argv else script[2](key)
         finally:
             self.run = None
             if scratch is not None:
@@ -1076,7 +1083,13 @@ class Engine:
             )
             if not usual:
                 self._wind_up(run, stats, scratch)
-        if usual and type(value) is bytes and not self.out_of_memory and not run.effects:
+        t = type(value)
+        if (
+            usual
+            and (t is bytes or (t is int and LLONG_MIN <= value < 2**63))
+            and not self.out_of_memory
+            and not run.effects
+        ):
             vm: _VM = self._vm  # type: ignore[assignment]
             if not vm.cjson.changed:
                 runs = vm.runs + 1
@@ -1095,7 +1108,7 @@ class Engine:
             script[0],
             flags,
             keys,
-            NO_ARGS,
+            argv,
             read_only,
             True,
             persistence,
@@ -1560,20 +1573,28 @@ class Engine:
                         # GET's handler and Keyspace.lookup, inline, for a
                         # string that has not expired (as Shard.run_batch
                         # runs a client's GET): its access clock and a
-                        # keyspace hit.  Anything else (a missing or
+                        # keyspace hit; or for a key that is not there (a
+                        # lock's release that finds no lock): a keyspace
+                        # miss and its keymiss event.  Anything else (an
                         # expired key, another type, LFU's lookup) goes to
                         # the handler, which sees the key as it was.
                         exp = ks.expires[slot]
                         if not exp or key not in exp or exp[key] > ks.expiry_now:
                             value = ks.data[slot].get(key)
-                            if type(value) is bytes:
+                            t = type(value)
+                            if t is bytes:
                                 ks.clocks[key] = ks.now
                                 ks.hits += 1
+                            elif value is None:
+                                ks.misses += 1
+                                if ks.event_mask & KEYMISS:
+                                    ks.events.append((ks.db, key, KEYMISS, b"keymiss"))  # type: ignore[union-attr]
+                            if t is bytes or value is None:
                                 # What the rest below comes to for a string
-                                # read here: its commandstats time (the
-                                # name is GET's, never a '_' one), no
+                                # or a miss read here: its commandstats time
+                                # (the name is GET's, never a '_' one), no
                                 # record (a read, and no handler ran to set
-                                # ks.unchanged), the room check.
+                                # ks.unchanged), the room check of a string.
                                 if shard.timing:
                                     ns = perf_counter_ns() - start
                                     stats = shard.stats
@@ -1588,6 +1609,8 @@ class Engine:
                                         tally.fold(row)
                                     if ns >= stats.slow_threshold_ns >= 0:
                                         stats.slow([name, key], ns // 1000, LUA_CLIENT_ADDR)
+                                if value is None:
+                                    return None if run.resp == 3 else False
                                 if self._used() + len(value) > self._push_room:
                                     self._check_room(value)
                                 return value

@@ -369,18 +369,21 @@ class Shard:
         start = perf_counter_ns()
         try:
             if (
-                len(args) == 4
-                and args[2] == b"1"
+                args[2] == b"1"
+                and len(args) > 3
                 and engine is not None
                 and engine._vm is engine._eval_vm
                 and (script := engine.scripts.get(args[1])) is not None
             ):
                 # scripting.evalsha's usual case, inline (a Python call
-                # fewer): one key, no arguments, a script cached under the
-                # SHA1 as sent, EVAL's Lua state in use.  (Of _EVALSHA's
-                # spellings, only EVALSHA_RO's has 10 letters.)
+                # fewer): one key (and any arguments: a lock's token), a
+                # script cached under the SHA1 as sent, EVAL's Lua state in
+                # use.  (Of _EVALSHA's spellings, only EVALSHA_RO's has 10
+                # letters.)
                 try:
-                    value = engine.run_one_key(args[1], script, args[3:], len(args[0]) == 10, start)
+                    value = engine.run_one_key(
+                        args[1], script, args[3:4], args[4:], len(args[0]) == 10, start
+                    )
                 except scripting.CrossShard as e:
                     value = scripting.cross_reply(e)
             else:

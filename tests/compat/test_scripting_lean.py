@@ -1,6 +1,7 @@
-"""EVALSHA of one key and no arguments, a script without flags: the run
-shardkv takes its lean path for (Engine.run_one_key) whenever nothing
-unusual is set, compared with redis-server byte for byte.
+"""EVALSHA of one key, with no arguments or with some (a lock's token), a
+script without flags: the run shardkv takes its lean path for
+(Engine.run_one_key) whenever nothing unusual is set, compared with
+redis-server byte for byte.
 
 Each script below runs, then the usual scripts (a GET, a constant) run
 after it, so that what it changed (RESP 3, a SELECT, the random state, an
@@ -67,7 +68,26 @@ SCRIPTS = [
     ("return cjson.encode({1, 2})", False),
     ("local r = redis.pcall('select', 99) return r['err']", False),
     ("return redis.call('del', KEYS[1])", False),
+    # redis-py's Lock.release and Lock.extend, and other reads of ARGV.
+    (
+        "local token = redis.call('get', KEYS[1]) if not token or token ~= ARGV[1] then return 0 end "
+        "redis.call('del', KEYS[1]) return 1",
+        False,
+    ),
+    (
+        "local token = redis.call('get', KEYS[1]) if not token or token ~= ARGV[1] then return 0 end "
+        "local expiration = redis.call('pttl', KEYS[1]) if not expiration then expiration = 0 end "
+        "if expiration < 0 then return 0 end redis.call('pexpire', KEYS[1], expiration + ARGV[2]) return 1",
+        False,
+    ),
+    ("return ARGV", False),
+    ("return {#ARGV, ARGV[1]}", False),
+    ("return tonumber(ARGV[2])", False),
+    ("return tonumber(ARGV[2]) * 1e18", False),
+    ("return -tonumber(ARGV[2]) * 1e18", False),
 ]
+# The arguments each EVALSHA sends after its key: none, or a token and a number.
+ARGVS = [(), ("v", "9")]
 
 
 def _read(f) -> bytes:
@@ -103,8 +123,9 @@ def _figures(c: redis.Redis) -> tuple:
     )
 
 
+@pytest.mark.parametrize("argv", ARGVS)
 @pytest.mark.parametrize("protocol", [2, 3])
-def test_lean_evalsha_runs_as_redis_runs_them(redis_and_shardkv_s12, protocol):
+def test_lean_evalsha_runs_as_redis_runs_them(redis_and_shardkv_s12, protocol, argv):
     """Every script above, each followed by the usual ones: replies byte for
     byte, and INFO's figures after each step."""
     a = key_on(0, "a", shards=2)
@@ -132,7 +153,7 @@ def test_lean_evalsha_runs_as_redis_runs_them(redis_and_shardkv_s12, protocol):
                 _read(f)
             for sha, ro in steps:
                 for step, verb in [(sha, "EVALSHA_RO" if ro else "EVALSHA")] + [(u, "EVALSHA") for u in shas]:
-                    s.sendall(_command(verb, step, "1", a))
+                    s.sendall(_command(verb, step, "1", a, *argv))
                     out.append(_read(f))
                 out.append(_figures(c))
         for db in (1, 0):

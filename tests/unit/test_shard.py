@@ -501,6 +501,27 @@ def test_script_get_in_a_batch_counts_as_a_client_get(nshards):
 
 
 @pytest.mark.parametrize("nshards", [1, 2])
+def test_script_get_of_a_missing_key_runs_inline(nshards):
+    """A script's GET of a key of its shard that is not there (a lock's
+    release that finds no lock) runs in _call_raise's one step, as a string
+    does (no handler, no Keyspace.lookup), and counts a keyspace miss and
+    GET's call as a client's GET of it does."""
+    shard = Shard(0, nshards, FakeClock())
+    ks = shard.keyspace
+    key = next(k for k in (b"k%d" % i for i in range(200)) if key_slot(k) in shard.scripts.own)
+    sha = ks.scripts.load(b"if redis.call('get', KEYS[1]) == ARGV[1] then return 1 end return 0")
+    payload = wire.encode_batch([0, [b"EVALSHA", sha, b"1", key, b"token"]])
+    assert wire.decode_replies(shard.run_batch(payload)) == [b":0\r\n"]  # (GET's entry cached)
+    lookups = []
+    lookup = ks.lookup
+    ks.lookup = lambda k: lookups.append(k) or lookup(k)  # type: ignore[method-assign]
+    assert wire.decode_replies(shard.run_batch(payload)) == [b":0\r\n"]
+    assert lookups == []
+    assert (ks.hits, ks.misses) == (0, 2)
+    assert shard.stats.report()[0]["get"][0] == 2
+
+
+@pytest.mark.parametrize("nshards", [1, 2])
 def test_script_spellings_in_a_batch_answer_as_execute(nshards):
     """Shard.execute_script runs ``EVALSHA sha 1 key`` of a cached script
     itself (not through the EVALSHA handler): EVALSHA_RO's refusal of a
@@ -767,8 +788,8 @@ def test_one_key_lean_run_answers_and_counts_as_invoke(nshards, caplog):
     ends without _invoke's end) and for every run whose end it hands to
     _invoke's: a missing key, an integer, a table, a write, a SELECT, a
     redis.log line, math.random, an error, an error caught by pcall (the
-    counters kept apart), a key of another shard (escaping), and the
-    usual one after each."""
+    counters kept apart), a key of another shard (escaping), runs with
+    arguments (a lock's token), and the usual one after each."""
 
     def figures(lean: bool) -> tuple:
         shard = Shard(0, nshards, FakeClock())
@@ -794,6 +815,21 @@ def test_one_key_lean_run_answers_and_counts_as_invoke(nshards, caplog):
         for sha in shas:
             commands.append([b"EVALSHA", sha, b"1", own[0]])
             commands.append([b"EVALSHA", shas[0], b"1", own[0]])
+        # With arguments (a lock's token): its reads of ARGV, an integer's
+        # reply, a table's, a write.
+        with_argv = [
+            b"if redis.call('get', KEYS[1]) == ARGV[1] then return 1 end return 0",
+            b"if redis.call('get', KEYS[1] .. 'x') == ARGV[1] then return 1 end return 0",
+            b"return {ARGV[1], ARGV[2], #ARGV}",
+            b"return ARGV[2]",
+            b"return tonumber(ARGV[1])",
+            b"return redis.call('set', KEYS[1] .. 'y', ARGV[1])",
+        ]
+        argv_shas = [engine.load(b) for b in with_argv]
+        for sha in argv_shas:
+            for argv in ([b"v"], [b"w", b"x"], [b"9223372036854775808"], [b"-3"]):
+                commands.append([b"EVALSHA", sha, b"1", own[0], *argv])
+                commands.append([b"EVALSHA", shas[0], b"1", own[0]])
         if nshards > 1:
             other = next(k for k in names if key_slot(k) not in engine.own)
             commands.append([b"EVALSHA", shas[0], b"1", other])
@@ -802,8 +838,8 @@ def test_one_key_lean_run_answers_and_counts_as_invoke(nshards, caplog):
         conclude = engine._conclude
         engine._conclude = lambda *a: ends.append(a[0]) or conclude(*a)
         if not lean:
-            engine.run_one_key = lambda sha, script, keys, ro, start: engine._invoke(
-                sha, script[0], script[1], keys, scripting.NO_ARGS, ro, True, script
+            engine.run_one_key = lambda sha, script, keys, argv, ro, start: engine._invoke(
+                sha, script[0], script[1], keys, argv, ro, True, script
             )
         body = shard.run_batch(wire.encode_batch([item for c in commands for item in (0, c)]))
         rows, errorstats, _ = shard.stats.report()
@@ -816,6 +852,9 @@ def test_one_key_lean_run_answers_and_counts_as_invoke(nshards, caplog):
         ends.clear()
         usual = [0, [b"EVALSHA", shas[0], b"1", own[0]]]
         assert shard.run_batch(wire.encode_batch(usual * 6)).count(b"$1\r\nw\r\n") == 6
+        # A lock's release on a key it does not hold: an integer, as usual.
+        release = [0, [b"EVALSHA", argv_shas[0], b"1", own[0], b"token"]]
+        assert wire.decode_replies(shard.run_batch(wire.encode_batch(release * 2))) == [b":0\r\n"] * 2
         return body, counts, errorstats, ks.hits, ks.misses, ks.db, data, len(ends)
 
     lean = figures(True)
@@ -824,7 +863,7 @@ def test_one_key_lean_run_answers_and_counts_as_invoke(nshards, caplog):
     assert lean[:-1] == invoked[:-1]
     assert b"$1\r\nv\r\n" in lean[0] and b"-ERR value is not an integer" in lean[0]
     # The usual runs (the lean path) end without _invoke's end.
-    assert (lean[-1], invoked[-1]) == (0, 6)
+    assert (lean[-1], invoked[-1]) == (0, 8)
 
 
 @pytest.mark.parametrize(
@@ -940,9 +979,9 @@ def test_one_key_lean_run_starts_when_its_timing_does(monkeypatch):
     started = []
     invoke = engine.run_one_key
 
-    def run_one_key(sha, script, keys, read_only, start_ns):
+    def run_one_key(sha, script, keys, argv, read_only, start_ns):
         started.append(start_ns)
-        return invoke(sha, script, keys, read_only, start_ns)
+        return invoke(sha, script, keys, argv, read_only, start_ns)
 
     engine.run_one_key = run_one_key
     body = shard.run_batch(wire.encode_batch([0, [b"EVALSHA", sha, b"1", b"k"]]))
