@@ -254,8 +254,9 @@ def behind_shortcuts(client: Client, rest: Iterator[Parsed], args: list[bytes], 
     first other command and all after it wait for the scripts' replies.
     Returns the arguments of the last command that started.
 
-    The usual one (one key, a settled script its shard compiled, spelled
-    in one case) is :func:`evalsha_fast` inline: queued by shard and
+    The usual one (one key, and any arguments: a lock's token; a settled
+    script its shard compiled, spelled in one case) is :func:`evalsha_fast`
+    inline: queued by shard and
     handed to each link in one call (``ShardLink.send_run``), as
     Client._run sends plain commands.  The cache's answers for one SHA1
     and one spelling are looked up once and kept while it repeats (a
@@ -284,7 +285,7 @@ def behind_shortcuts(client: Client, rest: Iterator[Parsed], args: list[bytes], 
     counted = len(pending)
     for command in rest:
         a, raw = command
-        if waits and len(a) == 4 and a[2] == b"1" and raw is not None:
+        if waits and len(a) > 3 and a[2] == b"1" and raw is not None:  # (any arguments after the key)
             # One comparison each for the SHA1 and the spelling: one that
             # is not taken inline empties ``knowing``.
             sha = a[1]

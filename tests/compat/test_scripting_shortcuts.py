@@ -2,8 +2,8 @@
 (``shardkv.acceptor.scripting.behind_shortcuts``), against redis-server
 7.0.15, with one acceptor and with two.
 
-The usual one (one key, a settled script its shard compiled, spelled in
-one case) is queued inline, by shard; anything else in the same write
+The usual one (one key, with or without arguments, a settled script its
+shard compiled, spelled in one case) is queued inline, by shard; anything else in the same write
 (another spelling, an upper-case SHA1, one not cached, two keys, a
 read-only script's write, a plain command) takes the long way.  The
 replies, the keys' values and ``cmdstat_evalsha``/``cmdstat_evalsha_ro``
@@ -66,6 +66,9 @@ def _run(port: int, acceptors: int, get: str, incr: str) -> list:
             ["EVALSHA", sha_get.upper(), "1", OWN],
             ["EVALSHA", "0" * 40, "1", OWN],  # not cached: NOSCRIPT
             ["EVALSHA", sha_incr, "1", OTHER],
+            ["EVALSHA", sha_get, "1", OWN, "token"],  # arguments (a lock's release)
+            ["EVALSHA", sha_incr, "1", OTHER, "a", "b"],
+            ["EVALSHA_RO", sha_get, "1", OTHER, "token"],
             ["EVALSHA_RO", sha_incr, "1", OWN],  # a write: refused
             ["EVALSHA", sha_get, "2", OWN, OWN],
             ["EVALSHA", sha_get, "x", OWN],
@@ -85,7 +88,7 @@ def test_evalshas_pipelined_behind_a_shortcut(servers):
     get = f"-- {tag}\nreturn redis.call('get', KEYS[1])"
     incr = f"-- {tag}\nreturn redis.call('incr', KEYS[1])"
     expected = _run(real, 1, get, incr)
-    assert expected[1:3] == [b"$1\r\n4\r\n", b"$1\r\n5\r\n"]
+    assert expected[1:3] == [b"$1\r\n4\r\n", b"$1\r\n6\r\n"]
     assert _run(ours, acceptors, get, incr) == expected
 
 
