@@ -90,9 +90,13 @@ def read_until(s: socket.socket, end: bytes, count: int = 1) -> bytes:
     return out
 
 
+DONE = b"$13\r\npipeline-done\r\n"  # PING pipeline-done's reply, in RESP2 and RESP3
+
+
 def run(port: int, hello3: bool, pipeline: list[bytes], size: int | None = None) -> bytes:
-    """The bytes that answer ``pipeline``: until the server is quiet, or
-    exactly ``size`` bytes and then nothing more."""
+    """The bytes that answer ``pipeline``: those before the reply of a
+    ``PING`` sent after it (redis-server, which answers in order), or
+    exactly ``size`` bytes and then nothing more (within half a second)."""
     with socket.create_connection(("127.0.0.1", port), timeout=120) as s:
         data = setup()
         s.sendall(data + command(b"PING", b"setup-done"))
@@ -100,10 +104,16 @@ def run(port: int, hello3: bool, pipeline: list[bytes], size: int | None = None)
         if hello3:
             s.sendall(command(b"HELLO", b"3") + command(b"PING", b"hello-done"))
             read_until(s, b"hello-done")
-        s.sendall(b"".join(pipeline))
         if size is None:
-            out, _ = read_until_quiet(s, 3.0)
+            s.sendall(b"".join(pipeline) + command(b"PING", b"pipeline-done"))
+            out = b""
+            while not out.endswith(DONE):
+                chunk = s.recv(1 << 20)
+                assert chunk, "the server closed the connection"
+                out += chunk
+            out = out[: -len(DONE)]
         else:
+            s.sendall(b"".join(pipeline))
             out = b""
             while len(out) < size:
                 chunk = s.recv(1 << 20)
