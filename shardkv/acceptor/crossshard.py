@@ -113,6 +113,10 @@ Failures
   client gets :data:`~shardkv.protocol.errors.INTERNAL` in its reply's
   place; a bug once it is decided (in the client's reply path) closes that
   client alone (:meth:`_Operation._bug`).
+* A bug while sending a parked operation's ``__park`` entries: it is
+  undone, as when a shard cannot park; each shard asked is told abort
+  once it has answered, and the client gets
+  :data:`~shardkv.protocol.errors.INTERNAL` (:meth:`AtomicOp._park_failed`).
 
 There is no deadlock: parks are queued in global order on every shard, so
 the oldest pending operation always finds all of its shards parked for it.
@@ -737,6 +741,7 @@ class AtomicOp(_Operation):
         self.owner: dict = {}
         self.error: bytes | None = None
         self.aborted = False  # a watched key changed
+        self.broken = False  # a bug while parking: its error is INTERNAL (see _park_failed)
         self.bodies: list[bytes] = []
         self.preparing: set[int] = set()
         self.prepared: set[int] = set()
@@ -766,7 +771,24 @@ class AtomicOp(_Operation):
         op: bytes,
         header: bytes,
     ) -> None:
-        """Send ``__park`` (or ``__parkdb``) to every shard involved."""
+        """Send ``__park`` (or ``__parkdb``) to every shard involved.  A bug
+        (an exception) on the way aborts the operation: see :meth:`_park_failed`."""
+        asked: list[int] = []  # the shards sent theirs
+        try:
+            self._send_parks(exports, watched_by, everything, marker, op, header, asked)
+        except Exception:
+            self._park_failed(len(asked))
+
+    def _send_parks(
+        self,
+        exports: dict,
+        watched_by: dict,
+        everything: bool | bytes,
+        marker: bytes,
+        op: bytes,
+        header: bytes,
+        asked: list[int],
+    ) -> None:
         op_db = self.db
         for shard in self.shards:
             export = [] if shard == self.executor else exports.get(shard, [])
@@ -787,13 +809,33 @@ class AtomicOp(_Operation):
             if self.as_of:
                 args = [Verb.PARK_AT, b"%d" % self.as_of, *args]
             self.links[shard].send(header, encode_command(args), _Answer(self, shard))
+            asked.append(shard)
+
+    def _park_failed(self, asked: int) -> None:
+        """A bug (an exception, being handled now) while sending the
+        ``__park`` entries, once ``asked`` shards have theirs: the
+        operation is undone, as when a shard cannot park.  The others are
+        never asked; once every shard asked has answered (parked), each is
+        told abort (:meth:`_all_parked`) and resumes, else it would stay
+        parked for good, every key on it blocked for every client; the
+        client gets :data:`~shardkv.protocol.errors.INTERNAL` in its
+        reply's place, and goes on."""
+        log.exception(
+            "operation %d (%r): internal error while parking its shards; aborted", self.id, self.name
+        )
+        self.broken = True
+        self.error = encode_error(errors.INTERNAL % self.name.decode("latin-1"))
+        self.waiting -= len(self.shards) - asked
+        if not self.waiting:  # none asked, or each answered at once (its link down)
+            self._safely("running a parked operation", self._all_parked)
 
     def answered(self, shard: int, index: int, body: bytes) -> None:
         message = self._answer(shard, body, wire.Parked)
         if self.exported is not None and shard != self.executor and message is not None:
             self.exported[shard] = len(body)
         if message is None:
-            self.error = body if body[:1] == b"-" else encode_error(errors.OP_ABORTED)
+            if not self.broken:  # else INTERNAL stays its reply
+                self.error = body if body[:1] == b"-" else encode_error(errors.OP_ABORTED)
         else:
             for key, state in message.states.items():  # type: ignore[attr-defined]
                 self.states[key] = state

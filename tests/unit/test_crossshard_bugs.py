@@ -226,3 +226,41 @@ def test_a_bug_after_the_commit_line_outside_the_reply_commits_everywhere(rig, m
     for pipe in pipes:
         assert b"".join(pipe.written) == _decides(op, True)
     assert op in acceptor.coordinator.unacked  # type: ignore[attr-defined]  # until each shard finishes it
+
+
+@pytest.mark.parametrize("asked", [0, 1])
+def test_a_bug_while_parking_aborts_it_on_every_shard_asked(rig, monkeypatch, asked):  # noqa: F811
+    """RENAME a b, its ``__park`` to shard 1 raising once ``asked`` of its
+    shards have theirs queued: each shard asked is told abort once it has
+    parked (else it would stay parked for good, every key on it blocked
+    for every client), the one never asked is told nothing, and the client
+    gets INTERNAL in its place and goes on."""
+    acceptor, pipes, client, out, lines, (a, b) = rig
+    real = crossshard.encode_command
+    parks: list[bytes] = []
+
+    def failing(args: list[bytes]) -> bytes:
+        if args[0] == crossshard.Verb.PARK:
+            if len(parks) == asked:
+                raise RuntimeError("a bug")
+            parks.append(args[1])
+        return real(args)
+
+    monkeypatch.setattr(crossshard, "encode_command", failing)
+    client.data_received(encode_command([b"RENAME", a, b]))
+    if asked:
+        assert _written(acceptor, out) == b""  # it waits for shard 0's answer
+        assert not client.closed
+        op = acceptor.links[0].fifo[0].op.id
+        assert parks == [b"%d" % op] and not acceptor.links[1].fifo
+        for pipe in pipes:
+            pipe.written.clear()
+        acceptor.links[0].data_received(
+            frame(wire.encode_replies([wire.encode_answer(wire.Parked(op, {}, {}))]))
+        )
+    assert _written(acceptor, out) == b"-%s\r\n" % (errors.INTERNAL % "RENAME").encode()
+    assert b"".join(pipes[0].written) == (_decides(op, False) if asked else b"")
+    assert pipes[1].written == [] and lines == []
+    out.written.clear()
+    client.data_received(encode_command([b"PING"]))
+    assert _written(acceptor, out) == b"+PONG\r\n"
