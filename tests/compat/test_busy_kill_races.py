@@ -31,21 +31,26 @@ WAIT = 20.0  # seconds for what must happen (a bound, not a timing check)
 
 NOW = "local function now() local t = redis.call('TIME') return t[1] * 1000000 + t[2] end "
 
-# Well past the threshold (100 ms; the hooks report it busy), it spends a while in one C call (no count
-# hook: Redis reads nothing meanwhile, and the worker decides nothing; 1.4 s
-# on redis-server, 1.1 to 2 s here), writes, and spins 300 ms more: its hooks
-# read the kill sent during that call.
+# Past the threshold (100 ms: its hooks report it busy), at 150 ms, it
+# enters one long C call (no count hook: Redis reads nothing meanwhile, and
+# the worker decides nothing; about 2 s on either server), writes, and
+# spins 300 ms more: its hooks read the kill sent during that call.
 # (Its spins run plain Lua between their TIME calls: the hooks come every
 # few ms however slow a call is.)
 WRITES_AS_KILLED = (
-    NOW + "local t0 = now() while now() - t0 < 300000 do for i = 1, 2000 do end end "
-    "string.find(string.rep('a', 11000), '.-b') "
+    NOW + "local t0 = now() while now() - t0 < 150000 do for i = 1, 2000 do end end "
+    "string.find(string.rep('a', 22000), '.-b') "
     "redis.call('SET', KEYS[1], 'written') "
     "local t1 = now() while now() - t1 < 300000 do for i = 1, 2000 do end end "
     "return 1"
 )
-# When the kill is sent, in seconds after the script: within its C call.
-KILL_AT = 0.65
+# When the kill is sent, in seconds after -BUSY was seen.  -BUSY comes once
+# the script has run 100 ms (wall clock, however loaded the machine), so the
+# kill comes at 350 ms of the script at the earliest, past its first spin
+# (150 ms of wall clock), whenever the script started; before the C call's
+# end (2 s of CPU at the least: later still on a loaded machine) unless
+# this process is held up that long.
+KILL_AFTER_BUSY = 0.25
 
 
 @pytest.fixture(scope="module")
@@ -72,12 +77,12 @@ def _kill_as_it_writes(port: int, k: int) -> list:
     try:
         killer.command("CONFIG", "SET", "busy-reply-threshold", "100")
         killer.command("DEL", key)
-        start = time.monotonic()
         caller.send("EVAL", WRITES_AS_KILLED, 1, key)
         wait_busy(lambda: killer.command("GET", key))
-        # (Nothing outside shows where the script is: the kill goes at a
-        # time, well into its C call on either server.)
-        time.sleep(max(0.0, start + KILL_AT - time.monotonic()))
+        # (Nothing outside shows where the script is, and nothing is read
+        # during its C call: the kill goes at a time after -BUSY, which the
+        # script's own clock bounds from below; see KILL_AFTER_BUSY.)
+        time.sleep(KILL_AFTER_BUSY)
         killer.send("SCRIPT", "KILL")
         got = [_first_word(killer.read_reply()), caller.read_reply()]
         got.append(killer.command("GET", key))
@@ -104,10 +109,13 @@ def _cross_shard_behind_a_busy_script(port: int, k: int) -> list:
     caller = client_on(port, 0, k=k, timeout=WAIT)
     crossing = client_on(port, 0, k=k, timeout=WAIT)
     try:
-        killer.command("CONFIG", "SET", "busy-reply-threshold", "150")
+        killer.command("CONFIG", "SET", "busy-reply-threshold", "500")
         killer.command("DEL", k0, k1)
         caller.send("EVAL", "while true do end", 1, k0)
-        time.sleep(0.03)  # (the loop is read first: an order, not a timing check)
+        # (The loop is read first: an order, not a timing check.  Read
+        # after the threshold instead, on a loaded machine, the script
+        # gets -BUSY as well, at once.)
+        time.sleep(0.1)
         crossing.send(
             "EVAL", "redis.call('SET', KEYS[1], 'a') return redis.call('SET', KEYS[2], 'b')", 2, k0, k1
         )
