@@ -34,7 +34,7 @@ from multiprocessing.connection import Connection
 from shardkv.protocol import errors, wire
 from shardkv.protocol.resp import Error, encode
 from shardkv.protocol.wire import FRAME
-from shardkv.runtime import gctuning, serverlog
+from shardkv.runtime import faultpoints, gctuning, serverlog
 from shardkv.runtime.exitcodes import EXIT_LOAD_FAILED, STOP_FLAGS, stop_mode
 from shardkv.runtime.parentdeath import die_with_parent
 from shardkv.runtime.proctitle import set_name
@@ -84,6 +84,7 @@ def serve(
         shard.prepared[op] = Prepared(states, None, db)
     persistence.in_doubt = {}
     gctuning.settle()  # after loading: the loaded keys are never traversed
+    faultpoints.hold("loaded", index)  # the fault-injection tests only
     ctl.send_bytes(b"loaded")
     Pipes(shard, ctl, conns).run()
     _read_ctl(ctl)  # the supervisor's STOP_FLAGS, sent before its SIGTERM
