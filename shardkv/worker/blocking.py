@@ -263,6 +263,9 @@ _POPPED = (deque, ZSet, Stream)
 # Writes that remove keys without naming them.
 FLUSHES = frozenset({"flushall", "flushdb", "swapdb"})
 
+# Writes of a key of another database (commands.other_db_keys).
+TO_OTHER_DB = frozenset({"move", "copy"})
+
 
 class Waiters:
     """The blocked commands of one shard.
@@ -516,6 +519,10 @@ class Waiters:
             self.ready.update(dict.fromkeys(self.by_key))
             return
         self.mark_keys(cmd.keys(args))
+        if cmd.name in TO_OTHER_DB:
+            # MOVE's key in its target database, COPY ... DB's destination:
+            # Redis's dbAdd signals it ready there.
+            self.mark_keys(commands.other_db_keys(cmd.name, args, len(self.ks.dbs)))
 
     def mark_writes(self, writes: list[tuple[int, list[bytes]]]) -> None:
         """Note the keys of a script's writes, ``(database, command)``

@@ -1,0 +1,384 @@
+"""Clients blocked on one key through different acceptors are woken in the
+order they blocked, by a push through either acceptor, against both servers.
+
+Redis keeps one FIFO of clients per (database, key) and serves the one
+that has waited longest first (``serveClientsBlockedOnKey``): a push of N
+elements serves N of them in that order, an XADD serves every XREAD
+waiting on the stream, and an XADD serves the XREADGROUP ``>`` waiters one
+by one (the first takes the entry, the group's last ID then stands past
+it).  A client blocked in database 1 waits on database 1's key only: a
+push to the same name in database 0 serves no one; SWAPDB, MOVE and COPY
+... DB serve it (Redis's ``dbAdd`` signals the key ready in its database:
+shardkv used to miss MOVE's and COPY's key there, see ``Waiters.mark``).
+
+Each case is a list of steps: ``("block", name, acceptor, db, *command)``
+sends a blocking command on a connection of its own through that
+acceptor, and waits until CLIENT LIST shows it blocked, before the next
+step (so the order of blocking is certain); ``("write", acceptor, db,
+*command)`` runs a command on a writer connection through that acceptor.
+At the end each blocked client still waiting is unblocked (CLIENT
+UNBLOCK, whose 0 or 1 is recorded) and its reply read.  shardkv runs with
+two shards and one acceptor, then two; with one acceptor, or against
+redis-server, "acceptor" 0 and 1 are any connection.  ``A`` and ``B``
+stand for keys of two different shards.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.support.acceptors import client_on
+from tests.support.placement import key_on
+from tests.support.resp import ErrorReply, RespClient
+from tests.support.waits import WAIT
+
+A, B = key_on(0, "fifo", shards=2), key_on(1, "fifo", shards=2)
+
+
+def _lists(cmd: str, *, keys: tuple[str, ...] = ("A",), push: str = "RPUSH") -> list:
+    """Three clients blocked through acceptors 0, 1, 0; one push of two
+    elements through acceptor 1 serves the first two, a push through
+    acceptor 0 the third."""
+    return [
+        ("block", "c1", 0, 0, *cmd.split(), *keys, 0),
+        ("block", "c2", 1, 0, *cmd.split(), *keys, 0),
+        ("block", "c3", 0, 0, *cmd.split(), *keys, 0),
+        ("write", 1, 0, push, "A", "a", "b"),
+        ("write", 0, 0, push, "A", "c", "d"),
+        ("write", 0, 0, "LRANGE", "A", 0, -1),
+    ]
+
+
+CASES: dict[str, list] = {
+    "blpop": _lists("BLPOP"),
+    "blpop-two-shards": _lists("BLPOP", keys=("B", "A")),
+    "brpop": _lists("BRPOP"),
+    "brpop-lpush": _lists("BRPOP", push="LPUSH"),
+    # Four clients, alternating acceptors, one push of three through 0.
+    "blpop-push-three": [
+        ("block", "c1", 1, 0, "BLPOP", "A", 0),
+        ("block", "c2", 0, 0, "BLPOP", "A", 0),
+        ("block", "c3", 1, 0, "BLPOP", "A", 0),
+        ("block", "c4", 0, 0, "BLPOP", "A", 0),
+        ("write", 0, 0, "RPUSH", "A", "a", "b", "c"),
+        ("write", 1, 0, "LLEN", "A"),
+    ],
+    # Each push of one element serves the next client, through either acceptor.
+    "blpop-single-pushes": [
+        ("block", "c1", 0, 0, "BLPOP", "A", 0),
+        ("block", "c2", 1, 0, "BLPOP", "A", 0),
+        ("block", "c3", 0, 0, "BLPOP", "A", 0),
+        ("block", "c4", 1, 0, "BLPOP", "A", 0),
+        ("write", 1, 0, "RPUSH", "A", "a"),
+        ("write", 0, 0, "RPUSH", "A", "b"),
+        ("write", 0, 0, "RPUSH", "A", "c"),
+        ("write", 1, 0, "LLEN", "A"),
+    ],
+    "blmove": [
+        ("block", "c1", 0, 0, "BLMOVE", "A", "{A}d1", "LEFT", "RIGHT", 0),
+        ("block", "c2", 1, 0, "BLMOVE", "A", "{A}d2", "RIGHT", "LEFT", 0),
+        ("block", "c3", 0, 0, "BLMOVE", "A", "{A}d3", "LEFT", "LEFT", 0),
+        ("write", 1, 0, "RPUSH", "A", "a", "b"),
+        ("write", 0, 0, "LRANGE", "{A}d1", 0, -1),
+        ("write", 0, 0, "LRANGE", "{A}d2", 0, -1),
+        ("write", 1, 0, "RPUSH", "A", "c"),
+        ("write", 1, 0, "LRANGE", "{A}d3", 0, -1),
+    ],
+    # BLMOVE's destination on the other shard.
+    "blmove-two-shards": [
+        ("block", "c1", 0, 0, "BLMOVE", "A", "B", "LEFT", "RIGHT", 0),
+        ("block", "c2", 1, 0, "BLMOVE", "A", "B", "LEFT", "RIGHT", 0),
+        ("write", 1, 0, "RPUSH", "A", "a", "b"),
+        ("write", 0, 0, "LRANGE", "B", 0, -1),
+    ],
+    "bzpopmin": [
+        ("block", "c1", 1, 0, "BZPOPMIN", "A", 0),
+        ("block", "c2", 0, 0, "BZPOPMAX", "A", 0),
+        ("block", "c3", 1, 0, "BZPOPMIN", "A", 0),
+        ("write", 0, 0, "ZADD", "A", 1, "m", 2, "n"),
+        ("write", 1, 0, "ZADD", "A", 3, "o"),
+        ("write", 0, 0, "ZCARD", "A"),
+    ],
+    "bzpopmin-two-shards": [
+        ("block", "c1", 0, 0, "BZPOPMIN", "B", "A", 0),
+        ("block", "c2", 1, 0, "BZPOPMIN", "A", "B", 0),
+        ("block", "c3", 0, 0, "BZPOPMIN", "A", 0),
+        ("write", 1, 0, "ZADD", "A", 1, "m", 2, "n", 3, "o"),
+        ("write", 0, 0, "ZCARD", "A"),
+    ],
+    "blmpop": [
+        ("block", "c1", 0, 0, "BLMPOP", 0, 1, "A", "LEFT", "COUNT", 2),
+        ("block", "c2", 1, 0, "BLMPOP", 0, 1, "A", "RIGHT", "COUNT", 2),
+        ("block", "c3", 0, 0, "BLMPOP", 0, 1, "A", "LEFT"),
+        ("write", 1, 0, "RPUSH", "A", "a", "b", "c", "d", "e"),
+        ("write", 0, 0, "LRANGE", "A", 0, -1),
+    ],
+    "bzmpop": [
+        ("block", "c1", 1, 0, "BZMPOP", 0, 1, "A", "MIN", "COUNT", 2),
+        ("block", "c2", 0, 0, "BZMPOP", 0, 1, "A", "MAX"),
+        ("write", 0, 0, "ZADD", "A", 1, "m", 2, "n", 3, "o", 4, "p"),
+        ("write", 1, 0, "ZRANGE", "A", 0, -1),
+    ],
+    "xread": [
+        ("write", 0, 0, "XADD", "A", "1-1", "f", "v"),
+        ("block", "c1", 0, 0, "XREAD", "BLOCK", 0, "STREAMS", "A", "$"),
+        ("block", "c2", 1, 0, "XREAD", "BLOCK", 0, "STREAMS", "A", "$"),
+        ("block", "c3", 0, 0, "XREAD", "COUNT", 1, "BLOCK", 0, "STREAMS", "A", "1-1"),
+        ("block", "c4", 1, 0, "XREAD", "BLOCK", 0, "STREAMS", "B", "A", "$", "$"),
+        ("write", 1, 0, "XADD", "A", "2-1", "f", "w"),
+    ],
+    # Every XADD serves the next XREADGROUP ">" waiter, with that entry.
+    "xreadgroup-separate-xadds": [
+        ("write", 0, 0, "XGROUP", "CREATE", "A", "g", "$", "MKSTREAM"),
+        ("block", "c1", 0, 0, "XREADGROUP", "GROUP", "g", "x1", "COUNT", 5, "BLOCK", 0, "STREAMS", "A", ">"),
+        ("block", "c2", 1, 0, "XREADGROUP", "GROUP", "g", "x2", "COUNT", 5, "BLOCK", 0, "STREAMS", "A", ">"),
+        ("block", "c3", 0, 0, "XREADGROUP", "GROUP", "g", "x3", "BLOCK", 0, "STREAMS", "A", ">"),
+        ("block", "c4", 1, 0, "XREADGROUP", "GROUP", "g", "x4", "BLOCK", 0, "STREAMS", "A", ">"),
+        ("write", 1, 0, "XADD", "A", "1-1", "f", "a"),
+        ("write", 0, 0, "XADD", "A", "1-2", "f", "b"),
+        ("write", 1, 0, "XADD", "A", "1-3", "f", "c"),
+        ("write", 0, 0, "XPENDING", "A", "g"),
+    ],
+    "xreadgroup-two-shards": [
+        ("write", 0, 0, "XGROUP", "CREATE", "A", "g", "$", "MKSTREAM"),
+        ("write", 0, 0, "XGROUP", "CREATE", "B", "g", "$", "MKSTREAM"),
+        ("block", "c1", 1, 0, "XREADGROUP", "GROUP", "g", "x1", "BLOCK", 0, "STREAMS", "B", "A", ">", ">"),
+        ("block", "c2", 0, 0, "XREADGROUP", "GROUP", "g", "x2", "BLOCK", 0, "STREAMS", "A", ">"),
+        ("block", "c3", 1, 0, "XREADGROUP", "GROUP", "g", "x3", "BLOCK", 0, "STREAMS", "A", "B", ">", ">"),
+        ("write", 0, 0, "XADD", "A", "1-1", "f", "a"),
+        ("write", 1, 0, "XADD", "A", "1-2", "f", "b"),
+        ("write", 0, 0, "XADD", "B", "1-3", "f", "c"),
+        ("write", 0, 0, "XPENDING", "A", "g"),
+        ("write", 0, 0, "XPENDING", "B", "g"),
+    ],
+    # The same key name in two databases: a push in database 0 serves only
+    # the clients blocked in database 0.
+    "blpop-databases": [
+        ("block", "c1", 0, 1, "BLPOP", "A", 0),
+        ("block", "c2", 1, 0, "BLPOP", "A", 0),
+        ("block", "c3", 1, 1, "BLPOP", "A", 0),
+        ("write", 0, 0, "RPUSH", "A", "a", "b"),
+        ("write", 1, 1, "RPUSH", "A", "c"),
+        ("write", 0, 0, "LRANGE", "A", 0, -1),
+        ("write", 0, 1, "LRANGE", "A", 0, -1),
+    ],
+    "blpop-databases-two-shards": [
+        ("block", "c1", 0, 1, "BLPOP", "B", "A", 0),
+        ("block", "c2", 1, 0, "BLPOP", "A", "B", 0),
+        ("write", 0, 0, "RPUSH", "A", "a"),
+        ("write", 1, 0, "RPUSH", "A", "b"),
+        ("write", 0, 1, "LRANGE", "A", 0, -1),
+    ],
+    "bzpopmin-databases": [
+        ("block", "c1", 1, 2, "BZPOPMIN", "A", 0),
+        ("block", "c2", 0, 0, "BZPOPMIN", "A", 0),
+        ("write", 1, 0, "ZADD", "A", 1, "m"),
+        ("write", 0, 2, "ZADD", "A", 2, "n", 3, "o"),
+    ],
+    "xread-databases": [
+        ("block", "c1", 0, 1, "XREAD", "BLOCK", 0, "STREAMS", "A", "$"),
+        ("block", "c2", 1, 0, "XREAD", "BLOCK", 0, "STREAMS", "A", "$"),
+        ("write", 1, 0, "XADD", "A", "1-1", "f", "v"),
+    ],
+    "xreadgroup-databases": [
+        ("write", 0, 0, "XGROUP", "CREATE", "A", "g", "$", "MKSTREAM"),
+        ("write", 0, 1, "XGROUP", "CREATE", "A", "g", "$", "MKSTREAM"),
+        ("block", "c1", 1, 1, "XREADGROUP", "GROUP", "g", "x1", "BLOCK", 0, "STREAMS", "A", ">"),
+        ("block", "c2", 0, 0, "XREADGROUP", "GROUP", "g", "x2", "BLOCK", 0, "STREAMS", "A", ">"),
+        ("write", 0, 0, "XADD", "A", "1-1", "f", "v"),
+        ("write", 1, 1, "XADD", "A", "1-2", "f", "w"),
+    ],
+    "blmove-databases": [
+        ("block", "c1", 0, 1, "BLMOVE", "A", "{A}d", "LEFT", "RIGHT", 0),
+        ("block", "c2", 1, 0, "BLMOVE", "A", "{A}d", "LEFT", "RIGHT", 0),
+        ("write", 1, 0, "RPUSH", "A", "a"),
+        ("write", 0, 0, "LRANGE", "{A}d", 0, -1),
+        ("write", 0, 1, "EXISTS", "{A}d"),
+    ],
+    # A served BLMOVE's push serves the clients blocked on its destination.
+    "blmove-chain": [
+        ("block", "c1", 0, 0, "BLMOVE", "A", "{A}d", "LEFT", "RIGHT", 0),
+        ("block", "c2", 1, 0, "BLPOP", "{A}d", 0),
+        ("block", "c3", 0, 0, "BRPOPLPUSH", "{A}d", "{A}e", 0),
+        ("block", "c4", 1, 0, "BLPOP", "{A}e", "{A}d", 0),
+        ("write", 1, 0, "RPUSH", "A", "a", "b", "c"),
+        ("write", 0, 0, "LRANGE", "A", 0, -1),
+        ("write", 0, 0, "LRANGE", "{A}e", 0, -1),
+    ],
+    # Several keys of one shard: each client is served from the key pushed to.
+    "blmpop-keys": [
+        ("block", "c1", 1, 0, "BLMPOP", 0, 2, "{A}x", "A", "LEFT", "COUNT", 3),
+        ("block", "c2", 0, 0, "BLPOP", "A", "{A}x", 0),
+        ("block", "c3", 1, 0, "BRPOP", "{A}x", 0),
+        ("write", 0, 0, "RPUSH", "A", "a", "b"),
+        ("write", 1, 0, "RPUSH", "{A}x", "c", "d"),
+        ("write", 0, 0, "MULTI"),
+        ("write", 0, 0, "RPUSH", "{A}x", "e"),
+        ("write", 0, 0, "RPUSH", "A", "f"),
+        ("write", 0, 0, "EXEC"),
+    ],
+    # XREAD and XREADGROUP of two groups on one stream, fed one entry at a time.
+    "xread-xreadgroup-mixed": [
+        ("write", 0, 0, "XGROUP", "CREATE", "A", "g", "$", "MKSTREAM"),
+        ("write", 0, 0, "XGROUP", "CREATE", "A", "h", "$"),
+        ("block", "c1", 1, 0, "XREADGROUP", "GROUP", "g", "x1", "BLOCK", 0, "STREAMS", "A", ">"),
+        ("block", "c2", 0, 0, "XREAD", "BLOCK", 0, "STREAMS", "A", "$"),
+        ("block", "c3", 1, 0, "XREADGROUP", "GROUP", "h", "y1", "BLOCK", 0, "STREAMS", "A", ">"),
+        ("block", "c4", 0, 0, "XREADGROUP", "GROUP", "g", "x2", "NOACK", "BLOCK", 0, "STREAMS", "A", ">"),
+        ("block", "c5", 1, 0, "XREADGROUP", "GROUP", "h", "y2", "BLOCK", 0, "STREAMS", "A", ">"),
+        ("write", 0, 0, "XADD", "A", "1-1", "f", "a"),
+        ("write", 1, 0, "XADD", "A", "1-2", "f", "b"),
+        ("write", 0, 0, "XINFO", "GROUPS", "A"),
+    ],
+    # SWAPDB, MOVE and COPY ... DB make a key of another database ready.
+    "swapdb": [
+        ("write", 0, 1, "RPUSH", "A", "a"),
+        ("write", 0, 3, "ZADD", "A", 1, "m"),
+        ("block", "c1", 1, 0, "BLPOP", "A", 0),
+        ("block", "c2", 0, 2, "BZPOPMIN", "A", 0),
+        ("block", "c3", 1, 0, "BLPOP", "A", 0),
+        ("write", 1, 0, "SWAPDB", 0, 1),
+        ("write", 0, 0, "SWAPDB", 2, 3),
+    ],
+    # MOVE and COPY ... DB write a key of another database, which serves
+    # the clients blocked on it there (Redis's dbAdd signals it ready).
+    "move-copy": [
+        ("block", "c1", 0, 1, "BLPOP", "A", 0),
+        ("block", "c2", 1, 2, "BLPOP", "A", 0),
+        ("block", "c3", 0, 0, "BLPOP", "A", 0),
+        ("block", "c4", 1, 3, "BZPOPMIN", "A", 0),
+        ("write", 1, 0, "RPUSH", "{A}s", "a", "b"),
+        ("write", 1, 0, "COPY", "{A}s", "A", "DB", 2),
+        ("write", 0, 0, "MOVE", "{A}s", 1),
+        ("write", 0, 1, "RENAME", "{A}s", "A"),
+        ("write", 1, 1, "LRANGE", "A", 0, -1),
+        ("write", 1, 2, "LRANGE", "A", 0, -1),
+        ("write", 1, 0, "ZADD", "A", 1, "m", 2, "n"),
+        ("write", 0, 0, "MOVE", "A", 3),
+        ("write", 0, 3, "ZRANGE", "A", 0, -1),
+    ],
+    "copy-db-two-shards": [
+        ("block", "c1", 1, 2, "BLPOP", "A", 0),
+        ("block", "c2", 0, 2, "BLPOP", "A", 0),
+        ("write", 0, 0, "RPUSH", "B", "a", "b", "c"),
+        ("write", 1, 0, "COPY", "B", "A", "DB", 2),
+        ("write", 0, 2, "LRANGE", "A", 0, -1),
+    ],
+    "multi-move": [
+        ("block", "c1", 1, 1, "BLPOP", "A", 0),
+        ("write", 0, 0, "RPUSH", "A", "a"),
+        ("write", 0, 0, "MULTI"),
+        ("write", 0, 0, "MOVE", "A", 1),
+        ("write", 0, 0, "EXEC"),
+    ],
+    "flushall-xreadgroup-databases": [
+        ("write", 0, 0, "XGROUP", "CREATE", "A", "g", "$", "MKSTREAM"),
+        ("write", 0, 1, "XGROUP", "CREATE", "A", "g", "$", "MKSTREAM"),
+        ("block", "c1", 1, 1, "XREADGROUP", "GROUP", "g", "x1", "BLOCK", 0, "STREAMS", "A", ">"),
+        ("block", "c2", 0, 0, "XREADGROUP", "GROUP", "g", "x2", "BLOCK", 0, "STREAMS", "A", ">"),
+        ("write", 1, 1, "FLUSHDB"),
+    ],
+}
+
+
+def _arg(a: object) -> object:
+    """``A`` and ``B`` -> their keys; ``{A}...`` -> a key beside ``A``."""
+    if a in ("A", "B"):
+        return A if a == "A" else B
+    if isinstance(a, str) and a.startswith("{A}"):
+        return "{%s}%s" % (A, a[3:])
+    return a
+
+
+def _shown(reply: object) -> object:
+    """A reply, an error as its text (an ErrorReply equals no other)."""
+    return f"error: {reply}" if isinstance(reply, ErrorReply) else reply
+
+
+def _client_id(c: RespClient) -> int:
+    return int(c.command("CLIENT", "ID"))  # type: ignore[arg-type]
+
+
+def _wait_shown_blocked(observer: RespClient, client_id: int) -> None:
+    deadline = time.monotonic() + WAIT
+    while True:
+        for line in observer.command("CLIENT", "LIST", "ID", client_id).splitlines():  # type: ignore[union-attr]
+            if b" flags=b " in line:
+                return
+        assert time.monotonic() < deadline, f"client {client_id} never shown blocked"
+        time.sleep(0.002)
+
+
+def _run(port: int, k: int, steps: list) -> list:
+    conns: list[RespClient] = []
+
+    def connect(acceptor: int, db: int) -> RespClient:
+        c = client_on(port, acceptor, k=k)
+        conns.append(c)
+        if db:
+            c.command("SELECT", db)
+        return c
+
+    try:
+        observer = connect(0, 0)
+        observer.command("FLUSHALL")
+        writers: dict[tuple[int, int], RespClient] = {}
+        blocked: dict[str, tuple[RespClient, int]] = {}
+        out: list = []
+        for step in steps:
+            if step[0] == "block":
+                _, name, acceptor, db, *args = step
+                c = connect(acceptor, db)
+                cid = _client_id(c)
+                c.send(*(_arg(a) for a in args))
+                _wait_shown_blocked(observer, cid)
+                blocked[name] = (c, cid)
+            else:
+                _, acceptor, db, *args = step
+                if (acceptor, db) not in writers:
+                    writers[acceptor, db] = connect(acceptor, db)
+                try:
+                    out.append(writers[acceptor, db].command(*(_arg(a) for a in args)))
+                except ErrorReply as e:
+                    out.append(_shown(e))
+        for name, (c, cid) in blocked.items():
+            unblocked = observer.command("CLIENT", "UNBLOCK", cid)
+            out.append((name, unblocked, _shown(c.read_reply())))
+        observer.command("FLUSHALL")
+        return out
+    finally:
+        for c in conns:
+            c.close()
+
+
+# A client blocked on keys of two shards waits in neither key's queue: a
+# push notifies its __bwait, which pops nothing, and its acceptor's try
+# pops later (see shardkv.acceptor.blocking).  Until then the pushed
+# elements are still there for other clients' commands (an LLEN, a push's
+# count), a one-shard waiter blocked after it may pop first, and two such
+# clients of two acceptors may pop in the order their tries arrive.  The
+# tries often come in time, so these may pass.
+CROSS_SHARD_WAITERS = "a cross-shard waiter pops at its try, not at the push (documented difference)"
+KNOWN = {
+    "blpop-two-shards",
+    "blmove-two-shards",
+    "bzpopmin-two-shards",
+    "xreadgroup-two-shards",
+    "blpop-databases-two-shards",
+}
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param(case, marks=pytest.mark.xfail(reason=CROSS_SHARD_WAITERS)) if case in KNOWN else case
+        for case in CASES
+    ],
+)
+def test_wake_up_order_across_acceptors(redis_and_shardkv_k12, case) -> None:
+    real, ours, k = redis_and_shardkv_k12
+    steps = CASES[case]
+    expected = _run(real, 1, steps)
+    assert _run(ours, k, steps) == expected
