@@ -41,17 +41,16 @@ Keys on several shards
     whose ``__bwait`` so notified keeps the operation and rank for the
     ``__bclaim`` though it claims no entry).
     Only step (1) pops, so an element is popped once, for this client.
-    Unlike a single-shard waiter, such a client has no place in a key's
-    queue of waiters: a client blocked on that key alone, on the same shard,
-    may take the element first (then this one waits again).  Its
-    ``__bwait`` entries carry the stamp of its first run, so they are notified
+    Its ``__bwait`` entries carry the stamp of its first run, so they are notified
     in the order the clients blocked, each told whether an element was
     left at its turn (``wire.BWAIT_READY``), counting each ``__bwait``
     notified before it as taking as many as its command pops at most (1,
     or BLMPOP/BZMPOP's COUNT), or not (``wire.BWAIT_CLAIMED``); the shard
     counts them so (their *claims*) until each try has run: a ``__bdone``
     right behind the try, in its step, ends its claim and makes the key
-    serve its waiters again (an element the try left goes to the next).
+    serve its waiters again (an element the try left goes to the next; a
+    client that blocked after it on that key alone, on that shard, is
+    served only then).
     A BLMOVE or BRPOPLPUSH's try after ``BWAIT_READY`` also asks
     ``__bdest`` of its destination: Redis serves the client it notified
     first, and a destination of another type gets it WRONGTYPE (nothing

@@ -579,14 +579,12 @@ class Waiters:
         still existed).
         Notifying them all keeps an element from staying while someone
         waits for it (the client it was counted for may be gone).  A
-        one-shard waiter still pops what it finds (a documented
-        difference); then the ``__bwait`` waiters before it are taken to
-        have popped nothing (Redis serves it only so: their BLMOVEs'
-        destinations hold another type), so those told ``BWAIT_CLAIMED``
-        are told ``BWAIT_READY`` instead (their wakes are not sent yet).
-        A one-shard waiter whose serve fails WRONGTYPE (a BLMOVE's
-        destination) when every element is counted as taken keeps waiting:
-        Redis does not serve a client once the list is gone."""
+        one-shard waiter behind them waits while any claim on its key
+        lasts, and the waiters after it with it: the ``__bdone`` that ends
+        the last claim makes the key ready again, and it is served then,
+        from what the tries left, as Redis serves a key's clients in the
+        order they blocked (it used to pop at once, taking an element that
+        a cross-shard client blocked before it was notified for)."""
         ready = self.ready
         ks = self.ks
         lookup = ks.peek  # a probe, not an access
@@ -603,7 +601,6 @@ class Waiters:
                 if db != ks.db:
                     ks.select(db)
                 claimed = self.claimed.get(dbkey, 0)  # elements of the __bwait waiters notified so far
-                late: list[tuple[int, Waiter]] = []  # those told BWAIT_CLAIMED: (wakes index, waiter)
                 for waiter in list(queue):
                     value = lookup(key)
                     if value is None and not waiter.wait.missing:
@@ -612,27 +609,11 @@ class Waiters:
                         break
                     if (waiter.pipe, waiter.token) not in self.by_token:
                         continue
+                    if claimed and not waiter.wait.claims:
+                        break  # its turn comes once the tries before it have run
                     left = not claimed or value is None or claimed < len(value)  # type: ignore[arg-type]  # a list or zset
-                    if not self._serve(waiter, key, left, order):
-                        continue
-                    if waiter.wait.claims:
-                        if not left:
-                            late.append((len(self.wakes) - 1, waiter))
+                    if self._serve(waiter, key, left, order) and waiter.wait.claims:
                         claimed += waiter.wait.claims
-                    elif not left:
-                        # A one-shard waiter popped an element counted for the
-                        # __bwait waiters before it: as if they take none (a
-                        # BLMOVE's destination of another type), so each had
-                        # one left at its turn.
-                        for i, w in late:
-                            key_, n, _, order_ = self.claims[w.pipe, w.token]
-                            self.wakes[i] = (
-                                w.pipe,
-                                wire.encode_wake(w.token, encode([wire.BWAIT_READY, key, *order_], w.resp3)),
-                            )
-                            self.claims[w.pipe, w.token] = (key_, n, wire.BWAIT_READY, order_)
-                        late.clear()
-                        claimed = 0
         finally:
             if ks.db != here:
                 ks.select(here)
@@ -661,11 +642,8 @@ class Waiters:
         if value is None:
             return False
         claims = waiter.wait.claims
-        if not left:
-            if claims:
-                value = wire.BWAIT_CLAIMED
-            elif type(value) is Error and value.message == errors.WRONGTYPE:
-                return False  # (its serve checks the destination before it pops)
+        if not left:  # (a __bwait's: a one-shard waiter waits while its key is claimed)
+            value = wire.BWAIT_CLAIMED
         self._forget(waiter)
         if claims:
             dbkey = (waiter.db, key)

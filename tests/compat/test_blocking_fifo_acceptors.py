@@ -108,6 +108,24 @@ CASES: dict[str, list] = {
         ("write", 1, 0, "ZADD", "A", 1, "m", 2, "n", 3, "o"),
         ("write", 0, 0, "ZCARD", "A"),
     ],
+    # A client blocked on A alone after one blocked on A and B is served
+    # after it (it used to pop at once what the first was notified for).
+    "bzpopmin-one-shard-after-two-shards": [
+        ("block", "c1", 0, 0, "BZPOPMIN", "B", "A", 0),
+        ("block", "c2", 1, 0, "BZPOPMIN", "A", 0),
+        ("write", 1, 0, "ZADD", "A", 1, "m", 2, "n"),
+    ],
+    "blpop-one-shard-after-two-shards": [
+        ("block", "c1", 1, 0, "BLPOP", "B", "A", 0),
+        ("block", "c2", 0, 0, "BLPOP", "A", 0),
+        ("block", "c3", 1, 0, "BRPOP", "A", 0),
+        ("write", 0, 0, "RPUSH", "A", "a", "b", "c"),
+    ],
+    "blpop-one-shard-after-two-shards-one-element": [
+        ("block", "c1", 0, 0, "BLPOP", "B", "A", 0),
+        ("block", "c2", 1, 0, "BLPOP", "A", 0),
+        ("write", 1, 0, "RPUSH", "A", "a"),
+    ],
     "blmpop": [
         ("block", "c1", 0, 0, "BLMPOP", 0, 1, "A", "LEFT", "COUNT", 2),
         ("block", "c2", 1, 0, "BLMPOP", 0, 1, "A", "RIGHT", "COUNT", 2),
