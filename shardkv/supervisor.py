@@ -128,6 +128,7 @@ MAX_EARLY_DEATHS = 5  # deaths in a row before loading that stop shardkv
 # Pipe ends in one message to an acceptor started before the shards loaded
 # (Linux passes at most 253 descriptors in one).
 PIPES_PER_MESSAGE = 200
+PIPES_MESSAGE = b"p"  # the byte that carries them (an empty read: the supervisor stopped)
 
 
 class Supervisor:
@@ -315,7 +316,7 @@ class Supervisor:
         try:
             for first in range(0, len(ends), PIPES_PER_MESSAGE):
                 batch = ends[first : first + PIPES_PER_MESSAGE]
-                socket.send_fds(sock, [b"p"], [end.fileno() for end in batch])  # type: ignore[union-attr]
+                socket.send_fds(sock, [PIPES_MESSAGE], [end.fileno() for end in batch])  # type: ignore[union-attr]
         except OSError as e:  # it died meanwhile: its sentinel says so, and it starts again
             log.warning("could not hand the shards to acceptor %d: %s", a, e)
             sock.close()

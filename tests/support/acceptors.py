@@ -19,7 +19,8 @@ import psutil
 import pytest
 import redis
 
-from tests.support.resp import RespClient
+from tests.support.processes import until
+from tests.support.resp import ErrorReply, RespClient
 from tests.support.servers import ServerProcess, start_shardkv
 
 K = 2
@@ -46,6 +47,24 @@ def client_on(port: int, index: int, protocol: int = 2, k: int = K, timeout: flo
             return c
         c.close()
     pytest.fail("no connection landed on that acceptor")
+
+
+def every_acceptor_answers(port: int, k: int = K) -> bool:
+    """Does each of the ``k`` acceptors answer PING at once (within 2 s:
+    no script left running), each listening (a test may have killed one)?
+    Waited for, as :func:`tests.support.processes.until` waits."""
+
+    def answers() -> bool:
+        try:
+            for a in range(k):
+                with client_on(port, a, k=k, timeout=2) as c:
+                    if c.command("PING") != b"PONG":
+                        return False
+        except (OSError, ErrorReply, pytest.fail.Exception):
+            return False
+        return True
+
+    return bool(until(answers))
 
 
 @contextmanager

@@ -21,7 +21,7 @@ import pytest
 import redis
 
 from shardkv.runtime.config_params import machine_acceptors
-from tests.support.acceptors import acceptor_pids, client_on, connect_to
+from tests.support.acceptors import acceptor_pids, client_on, connect_to, every_acceptor_answers
 from tests.support.placement import on_shards
 from tests.support.processes import until
 from tests.support.rawsocket import wait_closed
@@ -50,23 +50,6 @@ def _settings(port: int) -> dict:
     return dict(zip(reply[::2], reply[1::2], strict=True))
 
 
-def _serves(port: int) -> bool:
-    """Does every acceptor answer PING at once (within 2 s), each
-    listening again (a test may have killed one)?"""
-
-    def answers() -> bool:
-        try:
-            for a in range(K):
-                with client_on(port, a, timeout=2) as c:
-                    if c.command("PING") != b"PONG":
-                        return False
-        except (OSError, ErrorReply, pytest.fail.Exception):
-            return False
-        return True
-
-    return bool(until(answers))
-
-
 @pytest.fixture
 def server(request, shared):
     """The module's shardkv as a new one starts: empty once every worker
@@ -93,7 +76,7 @@ def server(request, shared):
                 assert c.command("CONFIG", "SET", name, settings[name]) == b"OK"
     failed = request.session.testsfailed
     yield proc
-    if request.session.testsfailed != failed or not _serves(proc.port):
+    if request.session.testsfailed != failed or not every_acceptor_answers(proc.port):
         shared.pop()[0].stop()
 
 

@@ -24,7 +24,7 @@ from typing import TypeVar
 import pytest
 import redis
 
-from tests.support.acceptors import acceptor_pids, client_on
+from tests.support.acceptors import acceptor_pids, client_on, every_acceptor_answers
 from tests.support.placement import key_on
 from tests.support.processes import until, wait_busy, worker_pid
 from tests.support.resp import ErrorReply, RespClient
@@ -86,23 +86,6 @@ def _reset(server: ServerProcess, config: dict) -> None:
                 assert c.command("CONFIG", "SET", name, config[name]) == b"OK"
 
 
-def _serves(server: ServerProcess, acceptors: int) -> bool:
-    """Does every acceptor answer PING at once (within 2 s: no script left
-    running), each listening (a scenario may have killed one)?"""
-
-    def answers() -> bool:
-        try:
-            for a in range(acceptors):
-                with client_on(server.port, a, k=acceptors, timeout=2) as c:
-                    if c.command("PING") != b"PONG":
-                        return False
-        except (OSError, ErrorReply, pytest.fail.Exception):
-            return False
-        return True
-
-    return bool(until(answers))
-
-
 def on_shardkv(scenario: Callable[[ServerProcess], T], *flags: str, acceptors: int, shards: int = 2) -> T:
     """What ``scenario`` (given the server) gives on a shardkv of ``shards``
     shards and ``acceptors`` acceptors as it starts: one of its own with
@@ -122,7 +105,7 @@ def on_shardkv(scenario: Callable[[ServerProcess], T], *flags: str, acceptors: i
     try:
         _reset(server, config)
         result = scenario(server)
-        healthy = _serves(server, acceptors)
+        healthy = every_acceptor_answers(server.port, acceptors)
         return result
     finally:
         if not healthy:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.support.acceptors import acceptor_pids, client_on
+from tests.support.acceptors import acceptor_pids, client_on, every_acceptor_answers
 from tests.support.placement import key_on
 from tests.support.processes import until, wait_busy, worker_pid
 from tests.support.resp import ErrorReply, RespClient
@@ -60,17 +60,7 @@ def server(request: pytest.FixtureRequest, shared: list[ServerProcess]) -> Itera
     failed = request.session.testsfailed
     yield server
 
-    def answers() -> bool:
-        try:
-            for a in (0, 1):
-                with client_on(server.port, a, k=2, timeout=2) as c:
-                    if c.command("PING") != b"PONG":
-                        return False
-        except (OSError, ErrorReply, pytest.fail.Exception):
-            return False
-        return True
-
-    if request.session.testsfailed != failed or not until(answers):
+    if request.session.testsfailed != failed or not every_acceptor_answers(server.port, 2):
         shared.pop().stop()
 
 

@@ -42,7 +42,7 @@ def test_the_pipes_come_once_the_workers_loaded(served, shards):
         # What Supervisor._send_pipes sends: the ends in order, in batches.
         for first in range(0, shards, supervisor.PIPES_PER_MESSAGE):
             batch = ends[first : first + supervisor.PIPES_PER_MESSAGE]
-            socket.send_fds(sock, [b"p"], [end.fileno() for end in batch])
+            socket.send_fds(sock, [supervisor.PIPES_MESSAGE], [end.fileno() for end in batch])
         supervisor._serve_acceptor(theirs, {"port": 1}, [None] * shards, "control", 0)
     ((cfg, got, *rest),) = served
     assert cfg == {"port": 1} and rest == ["control", 0]
@@ -59,7 +59,8 @@ def test_no_serving_if_the_supervisor_stops_first(served):
     workers, ends = _workers(2)
     with socket.socket(fileno=os.dup(ours.fileno())) as sock:
         ours.close()
-        socket.send_fds(sock, [b"p"], [ends[0].fileno()])  # (as if 2 batches: the second never comes)
+        # (as if 2 batches: the second never comes)
+        socket.send_fds(sock, [supervisor.PIPES_MESSAGE], [ends[0].fileno()])
     supervisor._serve_acceptor(theirs, {"port": 1}, [None, None, None], "control", 0)
     assert served == []
     for conn in [*workers, *ends]:
