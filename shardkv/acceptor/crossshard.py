@@ -113,10 +113,11 @@ Failures
   client gets :data:`~shardkv.protocol.errors.INTERNAL` in its reply's
   place; a bug once it is decided (in the client's reply path) closes that
   client alone (:meth:`_Operation._bug`).
-* A bug while sending a parked operation's ``__park`` entries: it is
-  undone, as when a shard cannot park; each shard asked is told abort
+* A bug while sending a parked operation's ``__park`` entries, or a
+  write fan-out's ``__prepare`` ones: it is undone, as when a shard
+  cannot take its entry; each shard asked is told abort
   once it has answered, and the client gets
-  :data:`~shardkv.protocol.errors.INTERNAL` (:meth:`AtomicOp._park_failed`).
+  :data:`~shardkv.protocol.errors.INTERNAL` (:meth:`_Operation._asking_failed`).
 
 There is no deadlock: parks are queued in global order on every shard, so
 the oldest pending operation always finds all of its shards parked for it.
@@ -479,6 +480,8 @@ class _Operation:
         self.state = PARKING
         self.parked: list[int] = []  # shards parked for this operation, alive
         self.failed = False  # a shard was lost before the decision
+        self.broken = False  # a bug while sending its first entries (see _asking_failed)
+        self.waiting = 0  # the shards whose answers to its first entries are awaited
         self.decision: bool | None = None
         # The parts' keyspace events, held until the decision (see
         # shardkv.acceptor.shardlink.release_events), ordered by ``event_keys``.
@@ -574,6 +577,24 @@ class _Operation:
             except Exception:
                 pass
         delivery_failed(self, doing)
+
+    def _asking_failed(self, unasked: int, doing: str, step: Callable[[], None]) -> None:
+        """A bug (an exception, being handled now) while sending the
+        operation's first entries (``__park``, ``__prepare``), ``unasked``
+        shards not sent theirs: it is undone, as when a shard cannot take
+        its entry.  Those are never asked; once every shard asked has
+        answered, ``step`` (what follows the last answer) decides abort
+        (``broken``), each parked shard told so and resuming, else it would
+        stay parked for good, every key on it blocked for every client; the
+        client gets :data:`~shardkv.protocol.errors.INTERNAL` in its
+        reply's place, and goes on."""
+        log.exception(
+            "operation %d (%r): internal error while asking its shards; aborted", self.id, self.name
+        )
+        self.broken = True
+        self.waiting -= unasked
+        if not self.waiting:  # none asked, or each answered at once (its link down)
+            self._safely(doing, step)
 
     def _decide(self, commit: bool, reply: bytes | None) -> None:
         self.state = DECIDED
@@ -741,7 +762,6 @@ class AtomicOp(_Operation):
         self.owner: dict = {}
         self.error: bytes | None = None
         self.aborted = False  # a watched key changed
-        self.broken = False  # a bug while parking: its error is INTERNAL (see _park_failed)
         self.bodies: list[bytes] = []
         self.preparing: set[int] = set()
         self.prepared: set[int] = set()
@@ -772,12 +792,13 @@ class AtomicOp(_Operation):
         header: bytes,
     ) -> None:
         """Send ``__park`` (or ``__parkdb``) to every shard involved.  A bug
-        (an exception) on the way aborts the operation: see :meth:`_park_failed`."""
+        (an exception) on the way aborts the operation: see :meth:`_asking_failed`."""
         asked: list[int] = []  # the shards sent theirs
         try:
             self._send_parks(exports, watched_by, everything, marker, op, header, asked)
         except Exception:
-            self._park_failed(len(asked))
+            self.error = encode_error(errors.INTERNAL % self.name.decode("latin-1"))
+            self._asking_failed(len(self.shards) - len(asked), "running a parked operation", self._all_parked)
 
     def _send_parks(
         self,
@@ -810,24 +831,6 @@ class AtomicOp(_Operation):
                 args = [Verb.PARK_AT, b"%d" % self.as_of, *args]
             self.links[shard].send(header, encode_command(args), _Answer(self, shard))
             asked.append(shard)
-
-    def _park_failed(self, asked: int) -> None:
-        """A bug (an exception, being handled now) while sending the
-        ``__park`` entries, once ``asked`` shards have theirs: the
-        operation is undone, as when a shard cannot park.  The others are
-        never asked; once every shard asked has answered (parked), each is
-        told abort (:meth:`_all_parked`) and resumes, else it would stay
-        parked for good, every key on it blocked for every client; the
-        client gets :data:`~shardkv.protocol.errors.INTERNAL` in its
-        reply's place, and goes on."""
-        log.exception(
-            "operation %d (%r): internal error while parking its shards; aborted", self.id, self.name
-        )
-        self.broken = True
-        self.error = encode_error(errors.INTERNAL % self.name.decode("latin-1"))
-        self.waiting -= len(self.shards) - asked
-        if not self.waiting:  # none asked, or each answered at once (its link down)
-            self._safely("running a parked operation", self._all_parked)
 
     def answered(self, shard: int, index: int, body: bytes) -> None:
         message = self._answer(shard, body, wire.Parked)
@@ -970,10 +973,14 @@ class FanOutWrite(_Operation):
         if self.holds is not None:
             self.holds.begin()
             self.holds.parking(self, list(parts))
+        asked = 0  # the shards sent theirs
         try:
             for i, (shard, part) in enumerate(parts.items()):
                 entry = encode_command([Verb.PREPARE, op, *part])
                 self.links[shard].send(header, entry, _Answer(self, shard, i))
+                asked += 1
+        except Exception:  # undone: see _asking_failed
+            self._asking_failed(len(parts) - asked, "deciding a write fan-out", self.all_in)
         finally:
             if self.holds is not None:
                 self.holds.end()
@@ -996,7 +1003,9 @@ class FanOutWrite(_Operation):
     def all_in(self) -> None:
         """Every shard has answered: decide."""
         failures = [v for v in self.values if type(v) is Error]
-        if failures or self.failed:
+        if self.broken:  # a bug while sending its entries
+            self._decide(False, encode_error(errors.INTERNAL % self.name.decode("latin-1")))
+        elif failures or self.failed:
             error = failures[0] if failures and not self.failed else Error(errors.OP_ABORTED)
             self._decide(False, encode(error, self.client.resp3))
         elif self.unanimous and any(v != 1 for v in self.values):
