@@ -1094,9 +1094,14 @@ function engine.compile(body, name, which)
 end
 
 local function split(nkeys, ...)
-    -- Every argument is a string: no holes.
-    if nkeys == 1 then return {(...)}, {select(2, ...)} end  -- the usual case
-    local all = {...}
+    -- Every argument is a string: no holes.  Or one table of them all,
+    -- where there are more than one call from C may pass (Engine._invoke:
+    -- LUAI_MAXCSTACK).
+    local all = ...
+    if type(all) ~= "table" then
+        if nkeys == 1 then return {all}, {select(2, ...)} end  -- the usual case
+        all = {...}
+    end
     local n = #all
     if nkeys == 0 then return {}, all end
     if nkeys == n then return all, {} end

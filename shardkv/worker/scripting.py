@@ -444,6 +444,10 @@ _NO_KEYS: frozenset = frozenset()
 # whose slot leaves no room for 4 more in the 8000 that Lua 5.1 gives a
 # C function (LUAI_MAXCSTACK) is written as Redis's error: 7995 levels of
 # arrays, 2664 of maps or sets (measured with redis-server 7.0.15).
+# The most KEYS and ARGV a script's run passes to Lua as one call's
+# arguments (the prelude's ``split``, engine.one_key): a call from C pushes
+# at most LUAI_MAXCSTACK (8000) values; more go in one table.
+ARGS_PASSED = 4000
 REPLY_TOP_SLOT = 2
 REPLY_LAST_SLOT = lualibs.LUA_STACK - 4
 STACK_LIMIT_ERROR = Error("ERR reached lua stack limit")
@@ -955,7 +959,7 @@ class Engine:
             self.shard.stats = scratch  # type: ignore[attr-defined]
             run.journal = []
         try:
-            if script is not None and len(keys) == 1:
+            if script is not None and len(keys) == 1 and len(argv) < ARGS_PASSED:
                 # The value alone, or (False, error): no script's value is a
                 # Python tuple (lupa makes one of several Lua values only).
                 # (no ARGV, the usual case: its own entry, a call of one
@@ -970,7 +974,12 @@ class Engine:
                     runner = self._run_wide if eval_mode else self._call_fn_wide
                 else:
                     runner = self._run if eval_mode else self._call_fn
-                ok, value = runner(f, len(keys), *keys, *argv)
+                if len(keys) + len(argv) < ARGS_PASSED:
+                    ok, value = runner(f, len(keys), *keys, *argv)
+                else:
+                    # More than one call may pass: one table of them all,
+                    # filled one at a time, as Redis fills KEYS and ARGV.
+                    ok, value = runner(f, len(keys), self._table([*keys, *argv]))
         finally:
             self.run = None
             self._wind_up(run, stats, scratch)
@@ -1031,6 +1040,7 @@ class Engine:
             or ks.imported is not None
             or (persistence is not None and (persistence.aof is not None or persistence.foreign))
             or self._used() + size > self._push_room
+            or len(argv) >= ARGS_PASSED
         ):
             return self._invoke(sha, script[0], flags, keys, argv, read_only, True, script)
         self.run = run
