@@ -154,6 +154,10 @@ class SlowLogFile:
                     entry[4:] = named[1:]
                 else:
                     entry[3:] = named
+            # The client's address, as Redis writes it: a bulk string (a
+            # str would go out as a simple one).
+            if type(entry[4]) is str:
+                entry[4] = entry[4].encode()
         return entries
 
     def length(self) -> int:

@@ -33,7 +33,7 @@ def test_entries_take_ids_one_by_one_and_the_newest_come_first(log) -> None:
     assert log.push([_entry(0)], 128) == 0
     assert log.push([_entry(1), _entry(2)], 128) == 1
     assert log.length() == 3
-    assert log.get(-1) == [[2, 1700000000, 2, [b"get", b"k2"], "", b""], *log.get(3)[1:]]
+    assert log.get(-1) == [[2, 1700000000, 2, [b"get", b"k2"], b"", b""], *log.get(3)[1:]]
     assert [e[0] for e in log.get(2)] == [2, 1]
     assert [e[0] for e in log.get(10)] == [2, 1, 0]
 
@@ -59,10 +59,10 @@ def test_reset_empties_the_log_and_ids_go_on(log) -> None:
 def test_a_name_replaces_the_entry_s_client_and_arguments(log) -> None:
     log.push([_entry(0), _entry(1)], 128)
     log.name([(0, [b"EVAL", b"return 1", b"0"], "127.0.0.1:5000", b"me")])
-    assert log.get(-1)[1] == [0, 1700000000, 0, [b"EVAL", b"return 1", b"0"], "127.0.0.1:5000", b"me"]
-    assert log.get(-1)[0][3:] == [[b"get", b"k1"], "", b""]
+    assert log.get(-1)[1] == [0, 1700000000, 0, [b"EVAL", b"return 1", b"0"], b"127.0.0.1:5000", b"me"]
+    assert log.get(-1)[0][3:] == [[b"get", b"k1"], b"", b""]
     log.name([(1, None, "127.0.0.1:5001", b"")])  # the entry's own arguments kept
-    assert log.get(-1)[0][3:] == [[b"get", b"k1"], "127.0.0.1:5001", b""]
+    assert log.get(-1)[0][3:] == [[b"get", b"k1"], b"127.0.0.1:5001", b""]
     log.push([_entry(2)], 1)  # entry 0 dropped, and the name that follows it
     assert [e[0] for e in log.get(-1)] == [2] and log.length() == 1
 
