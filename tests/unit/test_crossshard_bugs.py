@@ -229,74 +229,41 @@ def test_a_bug_after_the_commit_line_outside_the_reply_commits_everywhere(rig, m
 
 
 @pytest.mark.parametrize("asked", [0, 1])
-def test_a_bug_while_parking_aborts_it_on_every_shard_asked(rig, monkeypatch, asked):  # noqa: F811
-    """RENAME a b, its ``__park`` to shard 1 raising once ``asked`` of its
+@pytest.mark.parametrize("kind", ["park", "prepare"])
+def test_a_bug_while_asking_the_shards_aborts_it_on_every_shard_asked(rig, monkeypatch, kind, asked):  # noqa: F811
+    """RENAME a b (its ``__park``) or MSET a 1 b 1 (a write fan-out's
+    ``__prepare``), the entry to shard 1 raising once ``asked`` of its
     shards have theirs queued: each shard asked is told abort once it has
-    parked (else it would stay parked for good, every key on it blocked
+    answered (else it would stay parked for good, every key on it blocked
     for every client), the one never asked is told nothing, and the client
     gets INTERNAL in its place and goes on."""
     acceptor, pipes, client, out, lines, (a, b) = rig
+    if kind == "park":
+        verb, name, command = crossshard.Verb.PARK, "RENAME", [b"RENAME", a, b]
+    else:
+        verb, name, command = crossshard.Verb.PREPARE, "MSET", [b"MSET", a, b"1", b, b"1"]
     real = crossshard.encode_command
-    parks: list[bytes] = []
+    sent: list[bytes] = []
 
     def failing(args: list[bytes]) -> bytes:
-        if args[0] == crossshard.Verb.PARK:
-            if len(parks) == asked:
+        if args[0] == verb:
+            if len(sent) == asked:
                 raise RuntimeError("a bug")
-            parks.append(args[1])
+            sent.append(args[1])
         return real(args)
 
     monkeypatch.setattr(crossshard, "encode_command", failing)
-    client.data_received(encode_command([b"RENAME", a, b]))
+    client.data_received(encode_command(command))
     if asked:
         assert _written(acceptor, out) == b""  # it waits for shard 0's answer
         assert not client.closed
         op = acceptor.links[0].fifo[0].op.id
-        assert parks == [b"%d" % op] and not acceptor.links[1].fifo
+        assert sent == [b"%d" % op] and not acceptor.links[1].fifo
         for pipe in pipes:
             pipe.written.clear()
-        acceptor.links[0].data_received(
-            frame(wire.encode_replies([wire.encode_answer(wire.Parked(op, {}, {}))]))
-        )
-    assert _written(acceptor, out) == b"-%s\r\n" % (errors.INTERNAL % "RENAME").encode()
-    assert b"".join(pipes[0].written) == (_decides(op, False) if asked else b"")
-    assert pipes[1].written == [] and lines == []
-    out.written.clear()
-    client.data_received(encode_command([b"PING"]))
-    assert _written(acceptor, out) == b"+PONG\r\n"
-
-
-@pytest.mark.parametrize("asked", [0, 1])
-def test_a_bug_while_preparing_a_write_fan_out_aborts_it_on_every_shard_asked(rig, monkeypatch, asked):  # noqa: F811
-    """MSET a 1 b 1, its ``__prepare`` to shard 1 raising once ``asked``
-    of its shards have theirs queued: as for a parked operation's
-    ``__park``, each shard asked is told abort once it has prepared (else
-    it would stay parked for good), the one never asked is told nothing,
-    and the client gets INTERNAL in its place and goes on."""
-    acceptor, pipes, client, out, lines, (a, b) = rig
-    real = crossshard.encode_command
-    prepares: list[bytes] = []
-
-    def failing(args: list[bytes]) -> bytes:
-        if args[0] == crossshard.Verb.PREPARE:
-            if len(prepares) == asked:
-                raise RuntimeError("a bug")
-            prepares.append(args[1])
-        return real(args)
-
-    monkeypatch.setattr(crossshard, "encode_command", failing)
-    client.data_received(encode_command([b"MSET", a, b"1", b, b"1"]))
-    if asked:
-        assert _written(acceptor, out) == b""  # it waits for shard 0's answer
-        assert not client.closed
-        op = acceptor.links[0].fifo[0].op.id
-        assert prepares == [b"%d" % op] and not acceptor.links[1].fifo
-        for pipe in pipes:
-            pipe.written.clear()
-        acceptor.links[0].data_received(
-            frame(wire.encode_replies([wire.encode_answer(wire.PartPrepared(op, True, OK))]))
-        )
-    assert _written(acceptor, out) == b"-%s\r\n" % (errors.INTERNAL % "MSET").encode()
+        answer = wire.Parked(op, {}, {}) if kind == "park" else wire.PartPrepared(op, True, OK)
+        acceptor.links[0].data_received(frame(wire.encode_replies([wire.encode_answer(answer)])))
+    assert _written(acceptor, out) == b"-%s\r\n" % (errors.INTERNAL % name).encode()
     assert b"".join(pipes[0].written) == (_decides(op, False) if asked else b"")
     assert pipes[1].written == [] and lines == []
     out.written.clear()
