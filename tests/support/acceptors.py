@@ -67,6 +67,26 @@ def every_acceptor_answers(port: int, k: int = K) -> bool:
     return bool(until(answers))
 
 
+def flush_through_every_acceptor(port: int, k: int = K) -> None:
+    """FLUSHALL through each of the ``k`` acceptors until it answers OK.
+
+    A shared server's check before a test: a test before may have killed
+    a worker, and its restart hands each acceptor its new pipe on its own
+    (``shardkv.supervisor``); one acceptor's OK says nothing of the
+    other's, which may still answer ``-ERR shard unavailable`` (a loaded
+    machine).  Each acceptor's OK says it serves every shard."""
+
+    def flushed(c: RespClient) -> bool:
+        try:
+            return c.command("FLUSHALL") == b"OK"
+        except ErrorReply:  # a worker restarting, or its pipe not here yet
+            return False
+
+    for a in range(k):
+        with client_on(port, a, k=k, timeout=20) as c:
+            assert until(lambda c=c: flushed(c)), f"acceptor {a} did not serve every shard"
+
+
 @contextmanager
 def pair_on(port: int) -> Iterator[tuple[RespClient, RespClient]]:
     """A connection on acceptor 0 and one on acceptor 1, closed at the end."""

@@ -21,11 +21,16 @@ import pytest
 import redis
 
 from shardkv.runtime.config_params import machine_acceptors
-from tests.support.acceptors import acceptor_pids, client_on, connect_to, every_acceptor_answers
+from tests.support.acceptors import (
+    acceptor_pids,
+    client_on,
+    connect_to,
+    every_acceptor_answers,
+    flush_through_every_acceptor,
+)
 from tests.support.placement import on_shards
-from tests.support.processes import until
 from tests.support.rawsocket import wait_closed
-from tests.support.resp import ErrorReply, RespClient
+from tests.support.resp import RespClient
 from tests.support.servers import ROOT, ServerProcess, start_redis, start_shardkv
 
 K = 2
@@ -60,15 +65,8 @@ def server(request, shared):
         proc = start_shardkv(shards=4, acceptors=K)
         shared.append((proc, _settings(proc.port)))
     proc, settings = shared[0]
+    flush_through_every_acceptor(proc.port)  # (each acceptor gets a restarted worker's pipe on its own)
     with RespClient(proc.port, timeout=20) as c:
-
-        def flushed() -> bool:
-            try:
-                return c.command("FLUSHALL") == b"OK"
-            except ErrorReply:  # a worker restarting
-                return False
-
-        assert until(flushed)
         for command in (("SCRIPT", "FLUSH"), ("CLIENT", "UNPAUSE"), ("CONFIG", "RESETSTAT")):
             assert c.command(*command) == b"OK"
         for name, value in _settings(proc.port).items():

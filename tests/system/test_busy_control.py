@@ -24,7 +24,12 @@ from typing import TypeVar
 import pytest
 import redis
 
-from tests.support.acceptors import acceptor_pids, client_on, every_acceptor_answers
+from tests.support.acceptors import (
+    acceptor_pids,
+    client_on,
+    every_acceptor_answers,
+    flush_through_every_acceptor,
+)
 from tests.support.placement import key_on
 from tests.support.processes import until, wait_busy, worker_pid
 from tests.support.resp import ErrorReply, RespClient
@@ -68,12 +73,12 @@ def _config(port: int) -> dict:
     return dict(zip(reply[::2], reply[1::2], strict=True))
 
 
-def _reset(server: ServerProcess, config: dict) -> None:
+def _reset(server: ServerProcess, config: dict, acceptors: int) -> None:
     """The shared server as a fresh one: empty (once every worker serves:
     a scenario may have killed one), no script, library, pause or
     statistics, every setting a scenario changed set back."""
+    flush_through_every_acceptor(server.port, acceptors)  # (each gets a restarted worker's pipe on its own)
     with RespClient(server.port, timeout=WAIT) as c:
-        assert until(lambda: ask(c, "FLUSHALL") == b"OK")
         for command in (
             ("SCRIPT", "FLUSH"),
             ("FUNCTION", "FLUSH"),
@@ -103,7 +108,7 @@ def on_shardkv(scenario: Callable[[ServerProcess], T], *flags: str, acceptors: i
     server, config = _SHARED[shape]
     healthy = False
     try:
-        _reset(server, config)
+        _reset(server, config, acceptors)
         result = scenario(server)
         healthy = every_acceptor_answers(server.port, acceptors)
         return result

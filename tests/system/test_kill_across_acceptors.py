@@ -19,7 +19,12 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.support.acceptors import acceptor_pids, client_on, every_acceptor_answers
+from tests.support.acceptors import (
+    acceptor_pids,
+    client_on,
+    every_acceptor_answers,
+    flush_through_every_acceptor,
+)
 from tests.support.placement import key_on
 from tests.support.processes import until, wait_busy, worker_pid
 from tests.support.resp import ErrorReply, RespClient
@@ -45,18 +50,16 @@ def shared() -> Iterator[list[ServerProcess]]:
 @pytest.fixture
 def server(request: pytest.FixtureRequest, shared: list[ServerProcess]) -> Iterator[ServerProcess]:
     """The module's shardkv as a new one starts: flushed, the threshold at
-    its default, every worker up (a test before may have killed one).
+    its default, every worker up and served by both acceptors (a test
+    before may have killed one: each acceptor gets its new pipe on its own).
     After a test that failed, or left an acceptor not answering PING at
     once (a script left running), it is stopped (the next starts one)."""
     if not shared:
         shared.append(start_shardkv(shards=2, acceptors=2))
     server = shared[0]
-    c = client_on(server.port, 0, k=2, timeout=WAIT)
-    try:
-        assert until(lambda: ask(c, "FLUSHALL") == b"OK")
+    flush_through_every_acceptor(server.port, 2)
+    with client_on(server.port, 0, k=2, timeout=WAIT) as c:
         c.command("CONFIG", "SET", "busy-reply-threshold", "5000")
-    finally:
-        c.close()
     failed = request.session.testsfailed
     yield server
 
