@@ -20,6 +20,7 @@ from shardkv.protocol.router import Router
 from tests.compat.test_scripting_wide import COUNTED, same, servers  # noqa: F401  (the fixture)
 from tests.support.acceptors import client_on
 from tests.support.placement import key_on
+from tests.support.processes import until
 from tests.support.resp import RespClient, encode_command
 from tests.support.servers import ServerProcess, start_redis, start_shardkv
 
@@ -275,6 +276,8 @@ def pair_of(request, started) -> Iterator[Callable[[int, int], tuple[ServerProce
         if (shards, acceptors) not in started:
             started[shards, acceptors] = (start_redis(), start_shardkv(shards=shards, acceptors=acceptors))
         used.append((shards, acceptors))
+        for proc in started[shards, acceptors]:
+            assert until(lambda port=proc.port: _no_subscriber(port)), "a test before left a subscriber"
         return started[shards, acceptors]
 
     failed = request.session.testsfailed
@@ -283,6 +286,16 @@ def pair_of(request, started) -> Iterator[Callable[[int, int], tuple[ServerProce
         for shape in set(used):
             for proc in started.pop(shape):
                 proc.stop()
+
+
+def _no_subscriber(port: int) -> bool:
+    """Whether no client subscribes to a channel or pattern: a closed
+    subscriber counts until its server has read the close, and many
+    scenarios here count PUBLISH's receivers on the same channels (a
+    subscriber a test before just closed, not yet gone on a loaded
+    machine, is counted by the next test's PUBLISH)."""
+    with RespClient(port, timeout=20) as c:
+        return c.command("PUBSUB", "CHANNELS") == [] and c.command("PUBSUB", "NUMPAT") == 0
 
 
 @pytest.fixture
@@ -355,6 +368,7 @@ PUBLISHES_TWICE = (
 
 
 def _subscribed_meanwhile(port: int, acceptors: int, *keys: str) -> tuple:
+    assert until(lambda: _no_subscriber(port))  # (the last call's, just closed)
     pick = (lambda i: client_on(port, i)) if acceptors > 1 else (lambda i: RespClient(port))
     runner, subscriber = pick(0), pick(1)
     runner.command("FLUSHALL")
