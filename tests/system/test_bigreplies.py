@@ -124,6 +124,7 @@ def run(port: int, hello3: bool, pipeline: list[bytes], size: int | None = None)
                 out += chunk
             extra, _ = read_until_quiet(s, 0.5)
             out += extra
+            s.settimeout(120)  # (read_until_quiet left it at its 0.5 s)
         s.sendall(command(b"FLUSHALL"))
         read_until(s, b"\r\n")
         return out
