@@ -793,44 +793,38 @@ class AtomicOp(_Operation):
     ) -> None:
         """Send ``__park`` (or ``__parkdb``) to every shard involved.  A bug
         (an exception) on the way aborts the operation: see :meth:`_asking_failed`."""
-        asked: list[int] = []  # the shards sent theirs
+        asked = 0  # the shards sent theirs
         try:
-            self._send_parks(exports, watched_by, everything, marker, op, header, asked)
+            for shard in self.shards:
+                args = self._park_entry(shard, exports, watched_by, everything, marker, op)
+                self.links[shard].send(header, encode_command(args), _Answer(self, shard))
+                asked += 1
         except Exception:
             self.error = encode_error(errors.INTERNAL % self.name.decode("latin-1"))
-            self._asking_failed(len(self.shards) - len(asked), "running a parked operation", self._all_parked)
+            self._asking_failed(len(self.shards) - asked, "running a parked operation", self._all_parked)
 
-    def _send_parks(
-        self,
-        exports: dict,
-        watched_by: dict,
-        everything: bool | bytes,
-        marker: bytes,
-        op: bytes,
-        header: bytes,
-        asked: list[int],
-    ) -> None:
-        op_db = self.db
-        for shard in self.shards:
-            export = [] if shard == self.executor else exports.get(shard, [])
-            if everything and shard != self.executor:
-                export = [marker, *export]  # with the keys that do not exist yet
-            watching = watched_by.get(shard, [])
-            if marker == b"**" or any(type(k) is tuple for k in (*export, *watching)):
-                args = [Verb.PARKDB, op, b"%d" % len(export)]
-                for i, key in enumerate((*export, *watching)):
-                    if type(key) is tuple:
-                        args += (b"%d" % key[0], key[1])
-                    elif i == 0 and everything and shard != self.executor:
-                        args += (b"*", key)  # the marker
-                    else:
-                        args += (b"%d" % op_db, key)
-            else:
-                args = [Verb.PARK, op, b"%d" % len(export), *export, *watching]
-            if self.as_of:
-                args = [Verb.PARK_AT, b"%d" % self.as_of, *args]
-            self.links[shard].send(header, encode_command(args), _Answer(self, shard))
-            asked.append(shard)
+    def _park_entry(
+        self, shard: int, exports: dict, watched_by: dict, everything: bool | bytes, marker: bytes, op: bytes
+    ) -> list[bytes]:
+        """The ``__park`` (or ``__parkdb``) entry of ``shard``."""
+        export = [] if shard == self.executor else exports.get(shard, [])
+        if everything and shard != self.executor:
+            export = [marker, *export]  # with the keys that do not exist yet
+        watching = watched_by.get(shard, [])
+        if marker == b"**" or any(type(k) is tuple for k in (*export, *watching)):
+            args = [Verb.PARKDB, op, b"%d" % len(export)]
+            for i, key in enumerate((*export, *watching)):
+                if type(key) is tuple:
+                    args += (b"%d" % key[0], key[1])
+                elif i == 0 and everything and shard != self.executor:
+                    args += (b"*", key)  # the marker
+                else:
+                    args += (b"%d" % self.db, key)
+        else:
+            args = [Verb.PARK, op, b"%d" % len(export), *export, *watching]
+        if self.as_of:
+            args = [Verb.PARK_AT, b"%d" % self.as_of, *args]
+        return args
 
     def answered(self, shard: int, index: int, body: bytes) -> None:
         message = self._answer(shard, body, wire.Parked)
