@@ -307,6 +307,7 @@ class Exec:
         "trailer",
         "watched",
         "place",
+        "name",
     )
 
     def __init__(
@@ -342,6 +343,9 @@ class Exec:
         # While someone monitors: the place before EXEC's line where its
         # commands' lines go once they ran (see monitor.exec_place).
         self.place: monitor.Hold | None = None
+        # EXEC as the client wrote it: how its errors name it (an
+        # operation's errors.INTERNAL), as every command's are named.
+        self.name = b"EXEC"
 
     def log_refusals(self, client: Client) -> None:
         """The transaction runs: ACL LOG's entries of its refusals."""
@@ -429,6 +433,7 @@ def exec_(client: Client, args: list[bytes]) -> None:
                     notes.append(([b"exec"], "auth", "multi", obj, later.refused, size))
         queued = allowed
     reply = Exec(len(queued) + len(denied or ()), denied, cut, notes)
+    reply.name = args[0]
     # Redis checks the watched keys as it reads EXEC, and the client cannot
     # go before: the transaction takes them now, as they are, even if it
     # waits (a CLIENT UNBLOCK inside) and the client goes or is killed
@@ -1150,7 +1155,7 @@ def _run_atomic(
                 slot,
                 also,
                 names=renamed,
-                name=b"exec",
+                name=reply.name,
             )
         run = list(commands)
         needed = list(keys)
@@ -1208,7 +1213,7 @@ def _run_atomic(
             escaped,
             as_of=began,
             names=renamed,
-            name=b"exec",
+            name=reply.name,
         )
         lua.clear()  # (an undone run's calls do not come)
         op.lua = lua

@@ -269,3 +269,26 @@ def test_a_bug_while_asking_the_shards_aborts_it_on_every_shard_asked(rig, monke
     out.written.clear()
     client.data_received(encode_command([b"PING"]))
     assert _written(acceptor, out) == b"+PONG\r\n"
+
+
+@pytest.mark.parametrize("typed", [b"EXEC", b"exec", b"ExEc"])
+def test_an_exec_is_named_in_the_internal_error_as_its_client_wrote_it(rig, monkeypatch, typed):  # noqa: F811
+    """As every other command in that error (and as Redis names an
+    unknown command: ``ERR unknown command 'FoO'``), not always ``exec``."""
+    acceptor, pipes, client, out, lines, (a, b) = rig
+    client.data_received(
+        b"".join(encode_command(c) for c in ([b"MULTI"], [b"SET", a, b"1"], [b"SET", b, b"1"], [typed]))
+    )
+    assert _written(acceptor, out) == b"+OK\r\n+QUEUED\r\n+QUEUED\r\n"
+    out.written.clear()
+    op = acceptor.links[0].fifo[0].op.id
+    acceptor.links[0].data_received(frame(wire.encode_replies([wire.encode_answer(wire.Parked(op, {}, {}))])))
+    acceptor.links[1].data_received(
+        frame(wire.encode_replies([wire.encode_answer(wire.Parked(op, {b: None}, {}))]))
+    )
+    ran = wire.Ran(op, [b"+OK\r\n", b"+OK\r\n"], {b: ("string", b"1", None)}, wire.PREPARED)
+    acceptor.links[0].data_received(frame(wire.encode_control(ran)))
+    monkeypatch.setattr(acceptor.coordinator, "commit", _bug)  # type: ignore[attr-defined]
+    acceptor.links[1].data_received(frame(wire.encode_control(wire.Prepared(op))))
+    assert lines == []
+    assert _written(acceptor, out) == b"-%s\r\n" % (errors.INTERNAL % typed.decode()).encode()
