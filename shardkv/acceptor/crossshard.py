@@ -109,10 +109,14 @@ Failures
   answered: building the client's reply (``finish``, a fan-out's
   ``merge``), the run, the decision.  The operation is decided all the
   same, as the decisions file has it (commit if its line is written, else
-  abort), every parked shard gets its ``Decide`` and resumes, and the
-  client gets :data:`~shardkv.protocol.errors.INTERNAL` in its reply's
-  place; a bug once it is decided (in the client's reply path) closes that
-  client alone (:meth:`_Operation._bug`).
+  abort), and every parked shard gets its ``Decide`` and resumes.  Undone
+  (or it wrote nothing), its client gets
+  :data:`~shardkv.protocol.errors.INTERNAL` in its reply's place.
+  Committed, its client gets the operation's own reply if that can still
+  be built (the bug was elsewhere); if not, the client is closed, as an
+  error would say that writes which are in did not happen
+  (:meth:`_Operation._unanswerable`).  A bug once it is decided (in the
+  client's reply path) closes that client alone (:meth:`_Operation._bug`).
 * A bug while sending a parked operation's ``__park`` entries, or a
   write fan-out's ``__prepare`` ones: it is undone, as when a shard
   cannot take its entry; each shard asked is told abort
@@ -414,7 +418,7 @@ def _decide_each(op: FanOutWrite, commit: bool, error: bytes | None = None) -> N
     same, and the pipe reads on."""
     try:
         if commit:
-            op._decide(True, op._built(op._reply))
+            op._decide(True, op._built(op._reply, applied=True))  # (each prepared a part)
         elif error is not None:
             op._decide(False, error)
         else:
@@ -516,32 +520,65 @@ class _Operation:
     def _send(self, shard: int, message: object) -> None:
         self.links[shard].send_frame(wire.encode_control(message))  # type: ignore[arg-type]
 
-    def _commit(self, prepared: set[int], reply: Callable[[], bytes]) -> None:
-        """Every shard that changed keys has prepared: decide commit."""
+    def _commit(self, prepared: set[int], reply: Callable[[], bytes], applied: bool = False) -> None:
+        """Every shard that changed keys has prepared: decide commit.
+        ``applied``: the executor alone wrote, and committed its writes
+        itself (``wire.COMMITTED``)."""
         if prepared:
             error = self.coordinator.commit(self.id, prepared)
             if error is not None:
                 self._decide(False, error)
                 return
             faultpoints.hold("committed")
-        self._decide(True, self._built(reply))
+        self._decide(True, self._built(reply, applied or bool(prepared)))
 
-    def _built(self, reply: Callable[[], bytes]) -> bytes:
+    def _built(self, reply: Callable[[], bytes], applied: bool = False) -> bytes:
         """The client's reply, made by ``reply`` once the operation is
-        decided; a bug there (an exception) answers the client
-        :data:`~shardkv.protocol.errors.INTERNAL` instead, logged, so that
-        the decision still goes to every parked shard (they resume, and no
-        other client notices) and the client's later replies follow it."""
+        decided; a bug there (an exception) is logged, and the decision
+        still goes to every parked shard (they resume, and no other client
+        notices).  Its client then gets
+        :data:`~shardkv.protocol.errors.INTERNAL` in its reply's place, and
+        goes on, if nothing of the operation was ``applied`` (undone, or it
+        wrote nothing): an error reply says the command did nothing.  If
+        its writes are in (committed), an error would say they are not, so
+        its client is closed instead (:meth:`_unanswerable`)."""
         try:
             if faultpoints.ACTIVE:  # the fault-injection tests only
                 faultpoints.raise_if_marked(self._arguments(), "building a cross-shard operation's reply")
             return reply()
         except Exception:
-            log.exception("operation %d: internal error while building the reply of %r", self.id, self.name)
+            if applied:
+                self._unanswerable("building the reply of a committed cross-shard operation")
+            else:
+                log.exception(
+                    "operation %d: internal error while building the reply of %r", self.id, self.name
+                )
             return encode_error(errors.INTERNAL % self.name.decode("latin-1"))
+
+    def _unanswerable(self, doing: str) -> None:
+        """The operation committed (its writes are in, on every shard, for
+        good) and a bug (an exception, being handled now) keeps its reply
+        from being built.  No reply tells its client the truth: an error
+        says the command did nothing, and a client (or its user) would
+        retry a write that is in.  So its connection is closed, in the
+        reply's place, as for any bug in a client's reply path
+        (:func:`~shardkv.acceptor.replies.delivery_failed`): a connection
+        lost before a reply is what every Redis client already takes as
+        "the outcome is unknown; read the data to learn it", as when Redis
+        itself dies on a bug.  The replies it was still owed are dropped
+        with it (:meth:`Client.failed`).  A client already gone is left as
+        it is (its replies are dropped anyway)."""
+        if self.client.closed:
+            log.exception("operation %d (%r): internal error while %s", self.id, self.name, doing)
+        else:
+            delivery_failed(self, doing)
 
     def _arguments(self) -> list[bytes]:
         """Every argument of its commands (for :func:`faultpoints.raise_if_marked`)."""
+        raise NotImplementedError
+
+    def _reply(self) -> bytes:
+        """Its client's reply, once it committed."""
         raise NotImplementedError
 
     def _safely(self, doing: str, step: Callable[..., None], *args: object) -> None:
@@ -556,10 +593,11 @@ class _Operation:
         """An unexpected exception (a bug) while ``doing`` a step of this
         operation, being handled now.  Undecided, the operation is decided
         at once as the decisions file has it (commit if its line is
-        written, else abort: presumed abort), and the client answered
-        :data:`~shardkv.protocol.errors.INTERNAL`: otherwise its shards
-        would stay parked for good, every key on them blocked for every
-        client.  Decided, its shards have their ``Decide`` already: only
+        written, else abort: presumed abort): otherwise its shards would
+        stay parked for good, every key on them blocked for every client.
+        Committed, its client gets its reply (or, if that cannot be built
+        either, is closed: see :meth:`_unanswerable`); undone, it gets
+        :data:`~shardkv.protocol.errors.INTERNAL`.  Decided, its shards have their ``Decide`` already: only
         the client's reply failed, and that client alone is closed (see
         :func:`~shardkv.acceptor.replies.delivery_failed`)."""
         if self.decision is None:
@@ -572,7 +610,10 @@ class _Operation:
                 "commit" if commit else "abort",
             )
             try:
-                self._decide(commit, encode_error(errors.INTERNAL % self.name.decode("latin-1")))
+                if commit:  # its line is written: its writes are in
+                    self._decide(True, self._built(self._reply, applied=True))
+                else:
+                    self._decide(False, encode_error(errors.INTERNAL % self.name.decode("latin-1")))
                 return
             except Exception:
                 pass
@@ -908,7 +949,10 @@ class AtomicOp(_Operation):
                 owner = self.shard_of_any(key)
             writes.setdefault(owner, {})[key] = state
         if not writes:  # only the executor wrote, if anything
-            self._commit({self.executor} if message.own == wire.PREPARED else set(), self._reply)
+            own = message.own
+            self._commit(
+                {self.executor} if own == wire.PREPARED else set(), self._reply, own == wire.COMMITTED
+            )
             return
         self.state = PREPARING
         self.preparing = set(writes)

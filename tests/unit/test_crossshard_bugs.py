@@ -6,9 +6,12 @@ client's reply (``finish``, ``merge``) or another step taken once every
 shard has answered raises, the operation is decided all the same, as
 the decisions file has it: commit if its line is written, else abort.
 Every shard parked for it gets its ``Decide`` (else it would stay parked
-for good, every key on it blocked for every client), the client gets
-:data:`~shardkv.protocol.errors.INTERNAL` in its place in the reply
-order, and goes on (see ``_Operation._bug`` in
+for good, every key on it blocked for every client).  Undone (or having
+written nothing), its client gets :data:`~shardkv.protocol.errors.INTERNAL`
+in its place in the reply order, and goes on; committed, it gets the
+operation's own reply if that can still be built, else its connection
+closes (an error would say that writes which are in did not happen; see
+``_Operation._bug`` and ``_Operation._unanswerable`` in
 :mod:`shardkv.acceptor.crossshard`).
 """
 
@@ -48,7 +51,7 @@ def _rename(acceptor, pipes, client, a: bytes, b: bytes) -> int:
     acceptor.links[1].data_received(
         frame(wire.encode_replies([wire.encode_answer(wire.Parked(op, {b: None}, {}))]))
     )
-    ran = wire.Ran(op, [OK], {b: ("string", b"1", None)}, wire.PREPARED)
+    ran = wire.Ran(op, [b"+OK\r\n"], {b: ("string", b"1", None)}, wire.PREPARED)
     acceptor.links[0].data_received(frame(wire.encode_control(ran)))
     acceptor._flush_links()
     for pipe in pipes:
@@ -56,22 +59,62 @@ def _rename(acceptor, pipes, client, a: bytes, b: bytes) -> int:
     return op
 
 
-def test_a_parked_operation_whose_reply_raises_after_its_commit_line_commits_everywhere(rig, monkeypatch):  # noqa: F811
+def _second_client(acceptor) -> tuple[Client, MemoryTransport]:
+    other = Client(acceptor)
+    other_out = MemoryTransport()
+    other.connection_made(other_out)  # type: ignore[arg-type]
+    return other, other_out
+
+
+def test_a_committed_parked_operation_whose_reply_raises_closes_its_client(rig, monkeypatch):  # noqa: F811
+    """Its writes are in: an error in the reply's place would say they are
+    not (and invite a retry), so its client's connection closes instead,
+    as for any bug in its reply path; every other client goes on."""
     acceptor, pipes, client, out, lines, (a, b) = rig
+    other, other_out = _second_client(acceptor)
     monkeypatch.setattr(crossshard, "_first_body", _bug)
     op = _rename(acceptor, pipes, client, a, b)
     acceptor.links[1].data_received(frame(wire.encode_control(wire.Prepared(op))))
     assert [data for data, _, _ in lines] == [b"C %d\n" % op]  # committed: so every shard is told
-    assert _written(acceptor, out) == b"-%s\r\n" % (errors.INTERNAL % "RENAME").encode()
+    assert _written(acceptor, out) == b""
+    assert client.closed and out.closed
     for pipe in pipes:
         assert b"".join(pipe.written) == _decides(op, True)
     for link in acceptor.links:
         link.data_received(frame(wire.encode_control(wire.Finished(op, True))))
     assert acceptor.coordinator.unacked == {}  # type: ignore[attr-defined]
-    # The client goes on, its next reply in its place.
-    out.written.clear()
-    client.data_received(encode_command([b"PING"]))
-    assert _written(acceptor, out) == b"+PONG\r\n"
+    other.data_received(encode_command([b"PING"]))
+    assert _written(acceptor, other_out) == b"+PONG\r\n"
+
+
+def test_an_executor_that_committed_alone_closes_the_client_whose_reply_raises(rig, monkeypatch):  # noqa: F811
+    """No decision line (the executor committed alone, ``wire.COMMITTED``),
+    but its writes are in all the same: closed, not answered an error."""
+    acceptor, pipes, client, out, lines, (a, b) = rig
+    monkeypatch.setattr(crossshard, "_first_body", _bug)
+    client.data_received(encode_command([b"RENAME", a, b]))
+    acceptor._flush_links()
+    op = acceptor.links[0].fifo[0].op.id
+    acceptor.links[0].data_received(frame(wire.encode_replies([wire.encode_answer(wire.Parked(op, {}, {}))])))
+    acceptor.links[1].data_received(frame(wire.encode_replies([wire.encode_answer(wire.Parked(op, {}, {}))])))
+    acceptor.links[0].data_received(
+        frame(wire.encode_control(wire.Ran(op, [b"+OK\r\n"], {}, wire.COMMITTED)))
+    )
+    assert lines == []
+    assert _written(acceptor, out) == b"" and client.closed
+
+
+def test_a_parked_operation_that_wrote_nothing_answers_internal_when_its_reply_raises(rig, monkeypatch):  # noqa: F811
+    acceptor, pipes, client, out, lines, (a, b) = rig
+    monkeypatch.setattr(crossshard, "_first_body", _bug)
+    client.data_received(encode_command([b"RENAME", a, b]))
+    acceptor._flush_links()
+    op = acceptor.links[0].fifo[0].op.id
+    acceptor.links[0].data_received(frame(wire.encode_replies([wire.encode_answer(wire.Parked(op, {}, {}))])))
+    acceptor.links[1].data_received(frame(wire.encode_replies([wire.encode_answer(wire.Parked(op, {}, {}))])))
+    acceptor.links[0].data_received(frame(wire.encode_control(wire.Ran(op, [b"+OK\r\n"], {}, wire.NOTHING))))
+    assert _written(acceptor, out) == b"-%s\r\n" % (errors.INTERNAL % "RENAME").encode()
+    assert not client.closed
 
 
 def test_a_bug_before_the_commit_line_aborts_everywhere(rig, monkeypatch):  # noqa: F811
@@ -113,9 +156,7 @@ def _fan_out(acceptor, pipes, client, parts, merge, unanimous: bool = False) -> 
 
 def test_a_write_fan_out_whose_merge_raises_commits_and_the_others_of_its_read_too(rig):  # noqa: F811
     acceptor, pipes, client, out, lines, (a, b) = rig
-    other = Client(acceptor)
-    other_out = MemoryTransport()
-    other.connection_made(other_out)  # type: ignore[arg-type]
+    other, other_out = _second_client(acceptor)
     broken = _fan_out(acceptor, pipes, other, {0: [b"MSET", a, b"1"], 1: [b"MSET", b, b"1"]}, _bug)
     client.data_received(encode_command([b"MSET", a, b"2", b, b"2"]))
     acceptor._flush_links()
@@ -126,11 +167,21 @@ def test_a_write_fan_out_whose_merge_raises_commits_and_the_others_of_its_read_t
     acceptor.links[0].data_received(_answers(ops))
     acceptor.links[1].data_received(_answers(ops))
     assert [data for data, _, _ in lines] == [b"C %d\nC %d\n" % tuple(ops)]
-    assert _written(acceptor, other_out) == b"-%s\r\n" % (errors.INTERNAL % "MSET").encode()
+    assert _written(acceptor, other_out) == b"" and other.closed  # committed: closed, not an error
     assert b"".join(out.written) == b"+OK\r\n"
     decides = b"".join(_decides(op, True) for op in ops)
     for pipe in pipes:
         assert b"".join(pipe.written) == decides
+
+
+def test_a_write_fan_out_that_changed_nothing_answers_internal_when_its_merge_raises(rig):  # noqa: F811
+    acceptor, pipes, client, out, lines, (a, b) = rig
+    op = _fan_out(acceptor, pipes, client, {0: [b"DEL", a], 1: [b"DEL", b]}, _bug)
+    for link in acceptor.links:  # neither key existed: nothing prepared, each went on
+        link.data_received(frame(wire.encode_replies([wire.encode_answer(wire.PartPrepared(op, False, 0))])))
+    assert lines == []
+    assert _written(acceptor, out) == b"-%s\r\n" % (errors.INTERNAL % "DEL").encode()
+    assert not client.closed
 
 
 def test_a_vote_no_whose_merge_raises_is_undone_where_a_part_prepared(rig):  # noqa: F811
@@ -180,12 +231,13 @@ def test_a_bug_after_the_decision_closes_its_client_alone(rig):  # noqa: F811
 
 
 @pytest.mark.parametrize("broken", [0, 1, 2])
-def test_a_pipelined_clients_replies_keep_their_order_around_the_one_whose_merge_raises(rig, broken):  # noqa: F811
+def test_a_pipelined_client_whose_committed_merge_raises_is_closed_and_every_fan_out_commits(rig, broken):  # noqa: F811
     """One client's three write fan-outs and a PING, pipelined; the
     fan-outs' last answers come in one read (their lines in one write),
-    and the merge of one of them raises: that one is answered INTERNAL in
-    its place, the others +OK in theirs, PING last, and every fan-out,
-    the broken one too, is committed on both shards, in order."""
+    and the merge of one of them raises: every fan-out, the broken one
+    too, is committed on both shards, in order, and the client is closed
+    with no reply out of its place (none after a hole, none an error for
+    a write that is in)."""
     acceptor, pipes, client, out, lines, (a, b) = rig
     for i in range(3):
         merge = _bug if i == broken else (lambda values: OK)
@@ -198,10 +250,8 @@ def test_a_pipelined_clients_replies_keep_their_order_around_the_one_whose_merge
     acceptor.links[0].data_received(_answers(ops))
     acceptor.links[1].data_received(_answers(ops))
     assert [data for data, _, _ in lines] == [b"C %d\nC %d\nC %d\n" % tuple(ops)]
-    replies = [b"+OK\r\n"] * 3
-    replies[broken] = b"-%s\r\n" % (errors.INTERNAL % "MSET").encode()
-    assert _written(acceptor, out) == b"".join(replies) + b"+PONG\r\n"
-    assert not client.closed
+    assert _written(acceptor, out) == b""
+    assert client.closed
     for pipe in pipes:
         assert b"".join(pipe.written) == b"".join(_decides(op, True) for op in ops)
 
@@ -211,7 +261,8 @@ def test_a_bug_after_the_commit_line_outside_the_reply_commits_everywhere(rig, m
     that follows the line raises, not the reply): the line says commit,
     so the shards are told commit, not abort, else a shard asking about
     it later (the file read again) would find it committed where others
-    undid it."""
+    undid it; and the client gets the operation's own reply, which can
+    still be built, not an error for a write that is in."""
     acceptor, pipes, client, out, lines, (a, b) = rig
     op = _rename(acceptor, pipes, client, a, b)
 
@@ -222,7 +273,8 @@ def test_a_bug_after_the_commit_line_outside_the_reply_commits_everywhere(rig, m
     monkeypatch.setattr(crossshard.faultpoints, "hold", hold)
     acceptor.links[1].data_received(frame(wire.encode_control(wire.Prepared(op))))
     assert [data for data, _, _ in lines] == [b"C %d\n" % op]
-    assert _written(acceptor, out) == b"-%s\r\n" % (errors.INTERNAL % "RENAME").encode()
+    assert _written(acceptor, out) == b"+OK\r\n"
+    assert not client.closed
     for pipe in pipes:
         assert b"".join(pipe.written) == _decides(op, True)
     assert op in acceptor.coordinator.unacked  # type: ignore[attr-defined]  # until each shard finishes it
