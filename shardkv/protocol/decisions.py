@@ -120,6 +120,9 @@ class ShortWrite(OSError):
         self.nwritten = nwritten
         self.expected = expected
         self.what = what
+        # Why the part written could not be cut off the file again, if it
+        # could not (ftruncate's strerror): the file then ends in it.
+        self.truncate_error: str | None = None
 
     def __str__(self) -> str:
         return "Short write while writing to %s: (nwritten=%d, expected=%d)" % (

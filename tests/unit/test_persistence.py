@@ -950,17 +950,24 @@ def test_strings_changed_in_place_are_saved_and_rewritten(tmp_path):
     assert {k: v[1] for k, v in state(open_shard(snap, clock)).items()} == final  # the snapshot
 
 
+@pytest.mark.parametrize("truncate", ["works", "fails"])
 @pytest.mark.parametrize("then", ["an error", "nothing"])
-def test_a_short_write_of_the_aof_is_a_full_disk_in_redis_words(tmp_path, monkeypatch, caplog, then):
+def test_a_short_write_of_the_aof_is_a_full_disk_in_redis_words(
+    tmp_path, monkeypatch, caplog, then, truncate
+):
     """A write of the AOF that takes part of the records, then fails (with
     any error), is ENOSPC, as Redis's flushAppendOnlyFile counts a short
     write: its log line, and the -MISCONF text writes get.  So is one that
     then returns 0 (it took nothing, and said no error: some file systems
     do): written again and again it would hold the worker, and its clients,
-    for good.  The rest stays buffered and goes at the next commit, once
+    for good.  As Redis, the part written is cut off the file again
+    (ftruncate), so that the file ends on a whole record, and all of it
+    stays buffered; if that fails (logged in Redis's words), the part stays
+    and the rest is buffered.  Either way it goes at the next commit, once
     the disk takes it, with no record cut or written twice."""
     clock = FakeClock()
     shard = open_shard(make_config(tmp_path), clock)
+    writer = shard.persistence.aof  # type: ignore[union-attr]
     real_write = os.write
     calls: list[int] = []
 
@@ -973,20 +980,38 @@ def test_a_short_write_of_the_aof_is_a_full_disk_in_redis_words(tmp_path, monkey
             raise OSError(5, "Input/output error")
         return 0
 
+    def ftruncate(fd: int, size: int) -> None:
+        raise OSError(5, "Input/output error")
+
     shard.keyspace.tick()
     shard.execute([b"SET", b"k", b"v"])
+    assert shard.persistence.commit()  # type: ignore[union-attr]
+    before = os.path.getsize(writer.path)
+    shard.execute([b"SET", b"k1", b"v1"])
     monkeypatch.setattr(os, "write", write)
+    if truncate == "fails":
+        monkeypatch.setattr(os, "ftruncate", ftruncate)
     with caplog.at_level("WARNING", "shardkv"):
         assert not shard.persistence.commit()  # type: ignore[union-attr]
     monkeypatch.undo()
-    short = "shard 0: Short write while writing to the AOF file: (nwritten=10, expected=%d)" % calls[0]
-    assert [r.getMessage() for r in caplog.records if "AOF" in r.getMessage()] == [short]
-    assert shard.persistence.aof.failing == "No space left on device"  # type: ignore[union-attr]
+    logged = ["shard 0: Short write while writing to the AOF file: (nwritten=10, expected=%d)" % calls[0]]
+    if truncate == "fails":
+        logged.append(
+            "shard 0: Could not remove short write from the append-only file.  Redis may refuse"
+            " to load the AOF the next time it starts.  ftruncate: Input/output error"
+        )
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("shardkv")] == logged
+    assert writer.failing == "No space left on device"
+    # Cut off again: the file ends on a whole record (else the part stays).
+    assert os.path.getsize(writer.path) == before + (10 if truncate == "fails" else 0)
+    assert writer.size == os.path.getsize(writer.path)
     assert shard.persistence.commit()  # type: ignore[union-attr]  # the rest, retried
-    assert shard.persistence.aof.failing is None  # type: ignore[union-attr]
+    assert writer.failing is None
+    assert writer.size == os.path.getsize(writer.path)
     run(shard, "SET", "k2", "w")
     close(shard)
     assert state(open_shard(make_config(tmp_path), clock)) == {
         b"k": ("string", b"v", None),
+        b"k1": ("string", b"v1", None),
         b"k2": ("string", b"w", None),
     }

@@ -228,6 +228,13 @@ class AofLog(Forking):
             if was is None:  # in Redis's words (its flushAppendOnlyFile's)
                 if isinstance(e, ShortWrite):
                     log.warning("shard %d: %s", self.index, e)
+                    if e.truncate_error is not None:
+                        log.warning(
+                            "shard %d: Could not remove short write from the append-only file.  "
+                            "Redis may refuse to load the AOF the next time it starts.  ftruncate: %s",
+                            self.index,
+                            e.truncate_error,
+                        )
                 else:
                     log.warning("shard %d: Error writing to the AOF file: %s", self.index, e.strerror or e)
             self._update_misconf()

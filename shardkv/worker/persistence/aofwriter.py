@@ -78,7 +78,13 @@ class AofWriter:
         buffered, ``write_error`` says why, and the next call tries again,
         as Redis retries ``aof_buf``; with ``always`` an fsync that failed
         is tried again too.  A write cut short after some bytes raises
-        :class:`~shardkv.protocol.decisions.ShortWrite` (``ENOSPC``)."""
+        :class:`~shardkv.protocol.decisions.ShortWrite` (``ENOSPC``), and,
+        as Redis's flushAppendOnlyFile does, the bytes it wrote are first
+        cut off the file again (``ftruncate`` to the size before it), so
+        that the file ends on a whole record and all of it stays buffered;
+        if that fails too (``ShortWrite.truncate_error`` says why), the
+        part written stays in the file and the rest buffered, to be
+        written after it."""
         buf = self.buf
         if not buf:
             if self.write_error is not None and self.policy == "always" and self.unsynced:
@@ -92,13 +98,20 @@ class AofWriter:
                 written += write_some(self.fd, view[written:])
         except OSError as e:
             # Keep what was not written; the next flush tries again.
-            self.buf = [bytes(view[written:])]
-            self.size += written
-            if written:  # a short write: ENOSPC whatever cut it, as Redis's flushAppendOnlyFile
-                self.write_error = os.strerror(errno.ENOSPC)
-                raise ShortWrite(self.path, written, len(data), "the AOF file") from e
-            self.write_error = e.strerror or str(e)
-            raise
+            self.buf = [data]
+            if not written:
+                self.write_error = e.strerror or str(e)
+                raise
+            # A short write: ENOSPC whatever cut it, as Redis's flushAppendOnlyFile.
+            self.write_error = os.strerror(errno.ENOSPC)
+            short = ShortWrite(self.path, written, len(data), "the AOF file")
+            try:
+                os.ftruncate(self.fd, self.size)  # a record cut in two would end the file
+            except OSError as t:
+                short.truncate_error = t.strerror or str(t)
+                self.buf = [bytes(view[written:])]
+                self.size += written
+            raise short from e
         buf.clear()
         self.size += written
         self.unsynced = True
