@@ -265,6 +265,7 @@ class Coordinator:
             decisions.commit(op, fsync)
         except OSError as e:
             log.error("cannot record the commit of operation %d in %s: %s", op, decisions.path, e)
+            _cut_failed(decisions)
             return encode_error(errors.OP_NOT_RECORDED % (e.strerror or e))
         self.unacked[op] = set(shards)
         return None
@@ -314,6 +315,7 @@ class Coordinator:
                 decisions.path,
                 e,
             )
+            _cut_failed(decisions)
             error = encode_error(errors.OP_NOT_RECORDED % (e.strerror or e))
             for op in going:
                 _decide_each(op, False, error)
@@ -407,6 +409,20 @@ class Coordinator:
         """The acceptor stops: remove a decisions file with nothing in it."""
         for decisions in self.logs.values():
             decisions.close(remove_if_empty=True)
+
+
+def _cut_failed(decisions: DecisionLog) -> None:
+    """A write of the decisions file failed: say so if what it took could
+    not be cut off again (the next write cancels it, see DecisionLog), in
+    the words Redis logs for its AOF's short write."""
+    if decisions.cut_error is not None and decisions.undone:
+        log.error(
+            "Could not remove short write from the decisions file %s: ftruncate: %s; "
+            "the next write cancels operations %s",
+            decisions.path,
+            decisions.cut_error,
+            decisions.undone,
+        )
 
 
 def _decide_each(op: FanOutWrite, commit: bool, error: bytes | None = None) -> None:

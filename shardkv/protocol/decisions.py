@@ -2,7 +2,9 @@
 
 The acceptor appends ``C <op>\\n`` for each operation it commits, before it
 answers the client or tells any shard (see :mod:`shardkv.acceptor.crossshard`);
-an operation with no line was aborted (*presumed abort*).  A shard that
+an operation with no line was aborted (*presumed abort*), and so was one
+whose line a later ``A <op>`` line cancels (a failed write that could not
+be cut off the file again, see :class:`DecisionLog`).  A shard that
 restarts, or outlives the acceptor, with an operation prepared and no
 outcome asks the next acceptor, which reads this file.  The file is
 emptied whenever no committed operation still awaits a shard's
@@ -95,18 +97,25 @@ def read_all_committed(cfg: dict[str, Any]) -> set[int]:
 
 
 def read_committed(path: str) -> set[int]:
-    """The operations a decisions file commits (a torn last line is ignored)."""
+    """The operations a decisions file commits: its ``C <op>`` lines but
+    those an ``A <op>`` line cancels.  A line that is not whole (the last,
+    with no newline) or not well formed (a torn one that a later write was
+    appended to, see :class:`DecisionLog`) is ignored."""
     try:
         with open(path, "rb") as f:
             data = f.read()
     except FileNotFoundError:
         return set()
     out = set()
+    cancelled = set()
     for line in data.split(b"\n")[:-1]:
         kind, _, op = line.partition(b" ")
-        if kind == b"C" and op.isdigit():
-            out.add(int(op))
-    return out
+        if op.isdigit():
+            if kind == b"C":
+                out.add(int(op))
+            elif kind == b"A":
+                cancelled.add(int(op))
+    return out - cancelled
 
 
 class ShortWrite(OSError):
@@ -143,14 +152,57 @@ def write_some(fd: int, data: bytes | memoryview) -> int:
     return n
 
 
+# What a write begins with when the file may hold bytes after its last
+# whole write (see DecisionLog): a torn line before it ends in ``#``, so it
+# is not well formed, whatever part of a line it holds, and is ignored.
+_FRESH_LINE = b"#\n"
+
+
 class DecisionLog:
-    """The acceptor's appending end of one decisions file."""
+    """The acceptor's appending end of one decisions file.
+
+    A write that fails (a short write, an fsync) is cut off the file again
+    (``ftruncate``), so that no operation answered with an error reads as
+    committed later.  Should the cut fail too, the file holds what that
+    write took: a torn line, and perhaps whole lines of operations that
+    were undone.  Then the next write starts on a fresh line
+    (:data:`_FRESH_LINE`: a torn line before it is not well formed, and
+    read as nothing, where a line glued onto it would be lost) and with an
+    ``A <op>`` line for each of those operations, which cancels its
+    ``C`` line; if the cut can be made by then, it is made instead.  A file
+    that ends in a torn line when it is opened (an acceptor died with the
+    cut not made) is taken the same way."""
 
     def __init__(self, path: str) -> None:
         self.path = path
         self.fd = -1
-        self.size = 0
+        self.size = 0  # where the file's last whole write ends
+        self.end = 0  # where the file ends: past ``size`` only when a cut failed
+        self.undone: list[int] = []  # the operations whose lines may lie past ``size``
+        self.cut_error: str | None = None  # why the last cut failed (strerror), if it did
         self.unsynced = False  # written since the last fsync
+
+    def _open(self) -> None:
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self.size = self.end = os.fstat(self.fd).st_size
+        if self.end:  # does it end on a whole line?  (It is small: see Coordinator's CLEAR_AT.)
+            with open(self.path, "rb") as f:
+                data = f.read(self.end)
+            if not data.endswith(b"\n"):
+                self.size = data.rfind(b"\n") + 1
+
+    def _cut(self) -> bool:
+        """Cut the file back to its last whole write; False if it cannot be."""
+        try:
+            os.ftruncate(self.fd, self.size)
+        except OSError as e:
+            self.cut_error = e.strerror or str(e)
+            return False
+        self.end = self.size
+        self.undone = []
+        self.cut_error = None
+        return True
 
     def commit(self, op: int, fsync: bool) -> None:
         """Record that ``op`` commits; OSError if it could not be."""
@@ -159,14 +211,15 @@ class DecisionLog:
     def commit_all(self, ops: list[int], fsync: bool) -> None:
         """Record that every operation of ``ops`` commits, in one write
         (and one fsync); OSError if they could not be, and then none is:
-        the lines written of them are cut off again (as far as the file
-        allows), so that no operation answered with an error reads as
-        committed to the shards that ask later."""
+        the lines written of them are cut off again, or if that fails,
+        cancelled by the next write (see the class's docstring), so that no
+        operation answered with an error reads as committed to the shards
+        that ask later."""
         if self.fd < 0:
-            os.makedirs(os.path.dirname(self.path), exist_ok=True)
-            self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            self.size = os.fstat(self.fd).st_size
+            self._open()
         lines = b"".join([b"C %d\n" % op for op in ops])
+        if self.end != self.size and not self._cut():
+            lines = _FRESH_LINE + b"".join([b"A %d\n" % op for op in self.undone]) + lines
         written = 0
         try:
             try:
@@ -181,12 +234,13 @@ class DecisionLog:
             if fsync:  # (failed: the lines may be on disk, or later be)
                 os.fsync(self.fd)
         except OSError:
-            try:
-                os.ftruncate(self.fd, self.size)
-            except OSError:
-                pass
+            self.end += written
+            if written and not self._cut():
+                self.undone.extend(ops)
             raise
-        self.size += written
+        self.end += written
+        self.size = self.end
+        self.undone = []
         self.unsynced = not fsync
 
     def sync(self) -> None:
@@ -197,15 +251,16 @@ class DecisionLog:
 
     def clear(self) -> None:
         """Forget every decision: no shard needs any of them any more."""
-        if self.fd >= 0 and self.size:
+        if self.fd >= 0 and self.end:
             os.ftruncate(self.fd, 0)
-            self.size = 0
+            self.size = self.end = 0
+            self.undone = []
 
     def close(self, remove_if_empty: bool = False) -> None:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
-            if remove_if_empty and not self.size:
+            if remove_if_empty and not self.end:
                 try:
                     os.unlink(self.path)
                 except OSError:

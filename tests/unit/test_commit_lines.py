@@ -20,7 +20,7 @@ import pytest
 
 from shardkv.acceptor import crossshard, wiring
 from shardkv.acceptor.client import Client
-from shardkv.protocol import errors, wire
+from shardkv.protocol import decisions, errors, wire
 from shardkv.protocol.resp import OK, encode_command
 from shardkv.protocol.router import key_slot, slot_owners
 from shardkv.protocol.wire import FRAME
@@ -256,3 +256,106 @@ def test_a_write_that_takes_nothing_is_a_full_disk_not_a_loop(durable_rig, monke
     _undone(
         acceptor, pipes, out, ops, b"-%s\r\n" % (errors.OP_NOT_RECORDED % "No space left on device").encode()
     )
+
+
+def _failing_ftruncate(fd: int, size: int) -> None:
+    raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+
+def test_a_short_write_that_cannot_be_cut_off_is_cancelled_by_the_next_write(
+    durable_rig, monkeypatch, caplog
+):
+    """A short write whose ftruncate fails leaves a torn line, and whole
+    lines of operations answered as undone.  The next write (its cut
+    failing too) starts on a fresh line, so its first line is not glued
+    onto the torn one (and lost, a committed operation read as aborted),
+    and cancels those lines, so a later reader finds exactly the
+    operations committed."""
+    acceptor, pipes, client, out, lines, (a, b), path = durable_rig
+    coordinator = crossshard.coordinator_of(acceptor)
+    earlier = coordinator.new_id()
+    coordinator._log()[0].commit(earlier, True)  # an operation committed before
+    before = open(path, "rb").read()
+    ops = _msets(acceptor, pipes, client, a, b, 16)
+    real_write = os.write
+    full = []
+
+    def write(fd: int, data: bytes) -> int:  # the disk fills in the ninth line
+        if full:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        full.append(len(data))
+        return real_write(fd, data[: len(data) // 2 + 3])
+
+    monkeypatch.setattr(os, "write", write)
+    monkeypatch.setattr(os, "ftruncate", _failing_ftruncate)
+    with caplog.at_level(logging.ERROR, "shardkv.acceptor"):
+        acceptor.links[0].data_received(_answers(ops))
+        acceptor.links[1].data_received(_answers(ops))
+    left = open(path, "rb").read()
+    assert left.startswith(before) and not left.endswith(b"\n")  # torn: the cut failed
+    assert any(
+        "Could not remove short write from the decisions file" in r.getMessage() for r in caplog.records
+    )
+    _undone(
+        acceptor, pipes, out, ops, b"-%s\r\n" % (errors.OP_NOT_RECORDED % "No space left on device").encode()
+    )
+    monkeypatch.setattr(os, "write", real_write)  # the disk has room again; ftruncate still fails
+    out.written.clear()
+    later = _msets(acceptor, pipes, client, a, b)
+    acceptor.links[0].data_received(_answers(later))
+    acceptor.links[1].data_received(_answers(later))
+    acceptor._flush_links()
+    acceptor.flush_dirty_clients()
+    assert b"".join(out.written) == b"+OK\r\n+OK\r\n"
+    assert open(path, "rb").read().endswith(b"C %d\nC %d\n" % tuple(later))
+    assert crossshard.read_committed(path) == {earlier, *later}
+
+
+def test_a_failed_fsync_whose_lines_cannot_be_cut_off_is_cancelled_by_the_next_write(
+    durable_rig, monkeypatch
+):
+    acceptor, pipes, client, out, lines, (a, b), path = durable_rig
+    coordinator = crossshard.coordinator_of(acceptor)
+    earlier = coordinator.new_id()
+    coordinator._log()[0].commit(earlier, True)
+    ops = _msets(acceptor, pipes, client, a, b)
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "ftruncate", _failing_ftruncate)
+    acceptor.links[0].data_received(_answers(ops))
+    acceptor.links[1].data_received(_answers(ops))
+    _undone(acceptor, pipes, out, ops, b"-%s\r\n" % (errors.OP_NOT_RECORDED % "Input/output error").encode())
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    later = _msets(acceptor, pipes, client, a, b)
+    acceptor.links[0].data_received(_answers(later))
+    acceptor.links[1].data_received(_answers(later))
+    assert crossshard.read_committed(path) == {earlier, *later}
+
+
+@pytest.mark.parametrize("cut", ["works", "fails"])
+def test_a_file_that_ends_in_a_torn_line_takes_the_next_line_on_a_fresh_one(tmp_path, monkeypatch, cut):
+    """An acceptor that died after a cut that failed left a torn line at
+    the end of its file: the next acceptor's first line must not be glued
+    onto it.  The torn line is cut off, or if it cannot be, ended so that
+    it reads as nothing (not as a shorter operation id)."""
+    path = str(tmp_path / "d")
+    with open(path, "wb") as f:
+        f.write(b"C 11\nC 12")  # "C 12" of "C 123": read as 12, it would commit another operation
+    if cut == "fails":
+        monkeypatch.setattr(os, "ftruncate", _failing_ftruncate)
+    log = decisions.DecisionLog(path)
+    log.commit(5, False)
+    log.close()
+    with open(path, "rb") as f:
+        assert f.read() == (b"C 11\nC 5\n" if cut == "works" else b"C 11\nC 12#\nC 5\n")
+    assert decisions.read_committed(path) == {11, 5}
+
+
+def test_a_cancel_line_undoes_a_commit_line_and_lines_not_well_formed_are_ignored(tmp_path):
+    path = tmp_path / "d"
+    path.write_bytes(b"C 1\nC 2\nC 3C 4\nC 12#\n#\nA 2\nC 5\nC 6")
+    assert decisions.read_committed(str(path)) == {1, 5}
