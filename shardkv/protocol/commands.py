@@ -52,13 +52,13 @@ _TABLE = """
 # name             arity flags                             keys     route  policy group
 # -- connection
 ping               -1    fast,stale                        -        local  -      connection
-echo               2     fast,stale                        -        local  -      connection
-quit               -1    fast,no_auth,stale                -        local  -      connection
-hello              -1    fast,no_auth,stale                -        local  -      connection
-auth               -2    fast,no_auth,stale                -        local  -      connection
+echo               2     fast,loading,stale                -        local  -      connection
+quit               -1    fast,no_auth,loading,stale        -        local  -      connection
+hello              -1    fast,no_auth,loading,stale        -        local  -      connection
+auth               -2    fast,no_auth,loading,stale        -        local  -      connection
 select             2     fast,loading,stale                -        local  -      connection
 client             -2    admin,stale                       -        local  -      connection
-reset              1     fast,no_auth,stale                -        local  -      connection
+reset              1     fast,no_auth,loading,stale        -        local  -      connection
 # -- server
 command            -1    loading,stale                     -        local  -      server
 config             -2    admin,stale                       -        local  -      server
@@ -288,7 +288,7 @@ unsubscribe        -1    pubsub,noscript,loading,stale     -        local  -    
 psubscribe         -2    pubsub,noscript,loading,stale     -        local  -      pubsub
 punsubscribe       -1    pubsub,noscript,loading,stale     -        local  -      pubsub
 publish            3     pubsub,loading,stale,fast,may_replicate -  local  -      pubsub
-pubsub             -2    pubsub,loading,stale              -        local  -      pubsub
+pubsub             -2    pubsub,stale                      -        local  -      pubsub
 """
 
 
