@@ -47,7 +47,8 @@ With several acceptors each binds with ``SO_REUSEPORT``, which would also
 let it share a port with another process that binds with it (a second
 shardkv with several acceptors): so, at start-up and on CONFIG SET alike,
 every socket listening on the port must be one of its own supervisor's
-acceptors' (:func:`_strangers_on_port`), or the port counts as taken.
+acceptors' (:func:`_strangers_on_port`, a look of a few milliseconds when
+there is no stranger), or the port counts as taken.
 
 Which port the listeners are for is ``server.listen_port``, set in the
 same step as they are bound (``None`` until start-up binds): a CONFIG SET
@@ -63,6 +64,7 @@ import errno
 import logging
 import os
 import socket
+import struct
 import sys
 import time
 from typing import TYPE_CHECKING, NoReturn
@@ -401,6 +403,98 @@ UNKNOWN_OWNER_WAIT = 0.05  # seconds between two looks
 
 def _strangers_on_port(host: str, port: int, ours: int) -> bool:
     """Does a process that is not a child of ``ours`` listen on ``port``?
+
+    First the cheap look, which answers for the common case, no stranger:
+    the kernel lists the sockets listening on the port (``sock_diag``,
+    :func:`_listening_sockets`: the listening ones alone, a fraction of a
+    millisecond), and if each of them is one that a child of ``ours``
+    holds (:func:`_sockets_of_children`: the children's descriptors
+    only), there is none.  Otherwise (a stranger, or a socket opened or
+    closed between the two looks), :func:`_strangers_among_all` looks at
+    every process's sockets, which takes some 100 ms.  (Each acceptor
+    makes this check as it starts to listen, at K > 1.)"""
+    try:
+        listening = _listening_sockets(host, port) if _AF_NETLINK else None
+    except OSError:
+        listening = None  # no sock_diag here
+    if listening is not None and listening <= _sockets_of_children(ours):
+        return False
+    return _strangers_among_all(host, port, ours)
+
+
+_AF_NETLINK = getattr(socket, "AF_NETLINK", 0)  # (Linux only)
+_NETLINK_SOCK_DIAG = 4
+_SOCK_DIAG_BY_FAMILY = 20
+_NLMSG_ERROR = 2
+_NLMSG_DONE = 3
+_TCP_LISTEN = 10
+_NLMSG = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, seq, pid
+_DIAG_REQUEST = struct.Struct("=BBBxI48x")  # inet_diag_req_v2: family, protocol, ext, states, (any) sockid
+_DIAG_SOCKID = struct.Struct(">HH16s")  # inet_diag_msg's sockid: source port, dest port, source address
+_DIAG_OWNER = struct.Struct("=II")  # inet_diag_msg's uid and inode, after family..retrans, sockid and 3 u32s
+
+
+def _listening_sockets(host: str, port: int) -> set[int]:
+    """The inodes of the TCP sockets listening on ``port`` at ``host`` (or
+    at a wildcard address, or at any address if ``host`` is one), as the
+    kernel lists them (``NETLINK_SOCK_DIAG``, as ``ss -ltn`` asks)."""
+    found: set[int] = set()
+    for family in (socket.AF_INET, socket.AF_INET6):
+        with socket.socket(_AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_SOCK_DIAG) as nl:
+            request = _DIAG_REQUEST.pack(family, socket.IPPROTO_TCP, 0, 1 << _TCP_LISTEN)
+            nl.sendall(
+                _NLMSG.pack(_NLMSG.size + len(request), _SOCK_DIAG_BY_FAMILY, 0x301, 1, 0) + request
+            )  # NLM_F_REQUEST | NLM_F_DUMP
+            done = False
+            while not done:
+                data = nl.recv(1 << 16)
+                if not data:
+                    raise OSError(errno.EIO, "sock_diag: no answer")
+                at = 0
+                while at < len(data):
+                    length, kind = _NLMSG.unpack_from(data, at)[:2]
+                    if kind == _NLMSG_ERROR:
+                        raise OSError(errno.EIO, "sock_diag refused the request")
+                    if kind == _NLMSG_DONE:
+                        done = True
+                        break
+                    body = at + _NLMSG.size
+                    sport, _, source = _DIAG_SOCKID.unpack_from(data, body + 4)
+                    inode = _DIAG_OWNER.unpack_from(data, body + 4 + 48 + 12)[1]
+                    address = socket.inet_ntop(family, source[:4] if family == socket.AF_INET else source)
+                    if sport == port and (address in (host, "0.0.0.0", "::") or host in ("0.0.0.0", "::")):
+                        found.add(inode)
+                    at += (length + 3) & ~3
+                    if length < _NLMSG.size:
+                        raise OSError(errno.EIO, "sock_diag: a bad message")
+    return found
+
+
+def _sockets_of_children(ours: int) -> set[int]:
+    """The inodes of the sockets that the children of ``ours`` hold."""
+    inodes: set[int] = set()
+    try:
+        children = psutil.Process(ours).children()
+    except psutil.Error:
+        return inodes
+    for child in children:
+        folder = f"/proc/{child.pid}/fd"
+        try:
+            fds = os.listdir(folder)
+        except OSError:
+            continue  # gone meanwhile
+        for fd in fds:
+            try:
+                link = os.readlink(f"{folder}/{fd}")
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                inodes.add(int(link[8:-1]))
+    return inodes
+
+
+def _strangers_among_all(host: str, port: int, ours: int) -> bool:
+    """:func:`_strangers_on_port`'s thorough look, at every process's sockets.
 
     psutil maps sockets to processes by their file descriptors, read before
     the socket table: a socket that appeared in between (the other

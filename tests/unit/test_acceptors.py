@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing as mp
 import os
+import socket
 from types import SimpleNamespace
 
 import psutil
@@ -78,18 +79,49 @@ def test_a_sibling_whose_socket_psutil_sees_before_its_owner_is_no_stranger(monk
     looks = iter([[_listener(7000, None)], [_listener(7000, None)], [_listener(7000, sibling.pid)]])
     monkeypatch.setattr(listeners.psutil, "net_connections", lambda kind: next(looks))
     monkeypatch.setattr(listeners, "UNKNOWN_OWNER_WAIT", 0)
-    assert not listeners._strangers_on_port("127.0.0.1", 7000, sibling.ppid())
+    assert not listeners._strangers_among_all("127.0.0.1", 7000, sibling.ppid())
 
 
 def test_another_servers_listener_or_one_whose_owner_never_shows_is_a_stranger(monkeypatch) -> None:
     monkeypatch.setattr(listeners, "UNKNOWN_OWNER_WAIT", 0)
     ours = psutil.Process().ppid()
     monkeypatch.setattr(listeners.psutil, "net_connections", lambda kind: [_listener(7000, os.getppid())])
-    assert listeners._strangers_on_port("127.0.0.1", 7000, ours)  # our parent is not a child of itself
+    assert listeners._strangers_among_all("127.0.0.1", 7000, ours)  # our parent is not a child of itself
     monkeypatch.setattr(listeners.psutil, "net_connections", lambda kind: [_listener(7000, None)])
-    assert listeners._strangers_on_port("127.0.0.1", 7000, ours)
+    assert listeners._strangers_among_all("127.0.0.1", 7000, ours)
     monkeypatch.setattr(listeners.psutil, "net_connections", lambda kind: [_listener(7001, None)])
-    assert not listeners._strangers_on_port("127.0.0.1", 7000, ours)  # another port
+    assert not listeners._strangers_among_all("127.0.0.1", 7000, ours)  # another port
+
+
+def _listening_socket() -> socket.socket:
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    return sock
+
+
+def test_the_siblings_own_listeners_are_told_without_looking_at_every_process(monkeypatch) -> None:
+    """The common case, no stranger, is the kernel's list of the sockets
+    listening on the port, each held by a child of the supervisor: every
+    process's sockets (some 100 ms) are not looked at."""
+
+    def every_process(kind):
+        raise AssertionError("looked at every process's sockets")
+
+    monkeypatch.setattr(listeners.psutil, "net_connections", every_process)
+    with _listening_socket() as sock:
+        port = sock.getsockname()[1]
+        assert listeners._listening_sockets("127.0.0.1", port) == {os.fstat(sock.fileno()).st_ino}
+        assert not listeners._strangers_on_port("127.0.0.1", port, os.getppid())  # we are its child
+        assert not listeners._strangers_on_port("0.0.0.0", port, os.getppid())
+
+
+def test_a_listener_no_child_holds_is_looked_at_thoroughly() -> None:
+    with _listening_socket() as sock:
+        port = sock.getsockname()[1]
+        assert listeners._strangers_on_port("127.0.0.1", port, os.getpid())  # we are not our own child
+        assert not listeners._strangers_on_port("127.0.0.2", port, os.getpid())  # another address
 
 
 def _report_parent(conn) -> None:
