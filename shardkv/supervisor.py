@@ -6,13 +6,15 @@ Then one worker process per shard starts (``spawn`` context), each with
 one *data* pipe per acceptor (``acceptors``, K: the worker gets the list,
 pipe i for acceptor i) and a *control* pipe to the supervisor.  A worker
 loads its shard from disk and says ``loaded`` on its control pipe.  The
-K acceptors start with the workers, and import their code while the
-workers load, but each waits for its pipes: once every worker has
-loaded, acceptor i is sent its end of every worker's pipe i (``send_fds``
-on a pipe of its own, which then closes), and with its index i (its
-coordinator number) begins to listen (with ``SO_REUSEPORT`` when K > 1,
-so the kernel spreads the connections over them), so a client never sees
-a server that is still loading.  A line per process logs its pid and role.
+K acceptors start with the workers and, as Redis does while it loads,
+listen at once (with ``SO_REUSEPORT`` when K > 1, so the kernel spreads
+the connections over them): until every worker has loaded, each answers
+``-LOADING`` to every command without the ``loading`` flag, and INFO says
+``loading:1``.  Once every worker has loaded, acceptor i is sent its end
+of every worker's pipe i (``send_fds`` on a pipe of its own, which then
+closes) and serves, with its index i (its coordinator number): no client
+sees a shard before it has loaded, as no worker reads its pipes before.
+A line per process logs its pid and role.
 
 Then it waits on its children:
 
@@ -102,10 +104,13 @@ from shardkv.runtime.clientcount import ClientCounts
 from shardkv.runtime.exitcodes import (
     EXIT_CANNOT_LISTEN,
     EXIT_LOAD_FAILED,
+    PIPES_MESSAGE,
+    PIPES_PER_MESSAGE,
     SHUTDOWN_SIGNAL,
     STOP_FLAGS,
     stop_mode,
 )
+from shardkv.runtime.loadprogress import LoadProgress
 from shardkv.runtime.proctitle import set_name
 from shardkv.runtime.scriptflushes import ScriptFlushes
 from shardkv.runtime.slowlogfile import SlowLogFile
@@ -125,10 +130,6 @@ STOP_GRACE = 4.0  # seconds to wait for the acceptor before SIGKILL
 STOP_ANSWER_WITHIN = 5.0
 WORKER_STOP_GRACE = 120.0  # a worker saving a big shard on its way out takes a while
 MAX_EARLY_DEATHS = 5  # deaths in a row before loading that stop shardkv
-# Pipe ends in one message to an acceptor started before the shards loaded
-# (Linux passes at most 253 descriptors in one).
-PIPES_PER_MESSAGE = 200
-PIPES_MESSAGE = b"p"  # the byte that carries them (an empty read: the supervisor stopped)
 
 
 class Supervisor:
@@ -145,9 +146,9 @@ class Supervisor:
         self.early_deaths = [0] * n
         self.acceptors: list[Any] = [None] * k
         self.controls: list[socket.socket | None] = [None] * k  # to each acceptor
-        # An acceptor started before every worker has loaded, waiting for
-        # its pipes: (the socket they go through, its control socket, not
-        # in ``controls`` until then); None for the others.
+        # An acceptor started before every worker has loaded, answering
+        # -LOADING until its pipes come: (the socket they go through, its
+        # control socket, not in ``controls`` until then); None for the others.
         self.waiting: list[tuple[socket.socket, socket.socket] | None] = [None] * k
         self.config_number = 0  # K > 1: the CONFIG SETs numbered (shardkv.acceptor.configorder)
         self.readers = [bus.ControlReader() for _ in range(k)]
@@ -163,6 +164,9 @@ class Supervisor:
         # The slow log: one for every acceptor and worker, which outlives
         # their restarts (see shardkv.runtime.slowlogfile).
         self.slow_log = SlowLogFile()
+        # How far each worker's loading at start has come, for the
+        # acceptors' INFO (see shardkv.runtime.loadprogress).
+        self.load_progress = LoadProgress(n)
         self.stopping = False
         self.shutdown = False  # the stop is an acceptor's SHUTDOWN (request_shutdown)
         self.stop_signal: int | None = None  # SIGINT or SIGTERM, the last one received (request_stop)
@@ -188,7 +192,7 @@ class Supervisor:
         theirs = [pipe[1] for pipe in pipes]
         proc = self.ctx.Process(
             target=_serve_worker,
-            args=(theirs, ctl_theirs, index, self.cfg, self.slow_log),
+            args=(theirs, ctl_theirs, index, self.cfg, self.slow_log, self.load_progress),
             name=f"shardkv-worker-{index}",
         )
         proc.start()
@@ -263,7 +267,7 @@ class Supervisor:
         """Start acceptor ``a`` with its ends of every worker's pipe
         (``restarted``: it died, and the others have served meanwhile).
         Before every worker has loaded, a first start sends them later
-        (:meth:`_send_pipes`): meanwhile it imports its code."""
+        (:meth:`_send_pipes`): meanwhile it listens and answers -LOADING."""
         early = not restarted and not all(self.loaded)
         ends: list[Connection | None] = [None] * len(self.workers)
         if not early:
@@ -284,6 +288,7 @@ class Supervisor:
                 self.config_number,
                 self.script_flushes,
                 self.slow_log,
+                self.load_progress,
             ),
             name=name,
         )
@@ -309,7 +314,7 @@ class Supervisor:
 
     def _send_pipes(self, a: int) -> None:
         """Every worker has loaded: send acceptor ``a``, started meanwhile,
-        its end of each worker's pipe, in order, and let it listen."""
+        its end of each worker's pipe, in order: it serves from then on."""
         sock, control = self.waiting[a]  # type: ignore[misc]
         self.waiting[a] = None
         ends = [self.ends[w][a] for w in range(len(self.workers))]
@@ -845,26 +850,13 @@ def _stop_resource_tracker() -> None:
 
 def _serve_acceptor(pipes: Connection | None, cfg: dict[str, Any], ends: list, *args: Any) -> None:
     """An acceptor process's entry point (see :func:`shardkv.acceptor.main.serve`).
-    With ``pipes``, it was started while the workers load: it imports its
-    code meanwhile, then waits for its ends of their pipes (sent by
-    :meth:`Supervisor._send_pipes`); it exits if the supervisor stops first."""
-    if pipes is not None:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides
+    With ``pipes``, it was started while the workers load (``ends`` are
+    all None): it listens at once and answers -LOADING until its ends of
+    their pipes come through ``pipes`` (sent by :meth:`Supervisor._send_pipes`);
+    it exits if the supervisor stops first."""
     from shardkv.acceptor import main as acceptor
 
-    if pipes is not None:
-        with socket.socket(fileno=os.dup(pipes.fileno())) as sock:
-            pipes.close()
-            fds: list[int] = []
-            while len(fds) < len(ends):
-                message, got, _, _ = socket.recv_fds(sock, 1, PIPES_PER_MESSAGE)
-                if not message:
-                    for fd in got + fds:
-                        os.close(fd)
-                    return  # the supervisor stopped before the shards loaded
-                fds += got
-        ends = [Connection(fd) for fd in fds]
-    acceptor.serve(cfg, ends, *args)
+    acceptor.serve(cfg, ends, *args, loading=pipes)
 
 
 def _serve_worker(*args: Any) -> None:

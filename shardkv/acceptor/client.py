@@ -352,7 +352,9 @@ class Client(Dispatch, asyncio.Protocol):
         to show them to, no keys to remember (CLIENT TRACKING), no
         script past busy-reply-threshold anywhere (every command then gets
         ``-BUSY``, see :meth:`Dispatch._execute`), and no shard that cannot
-        persist (every write then gets ``-MISCONF``).  A command naming a
+        persist (every write then gets ``-MISCONF``), nor the shards still
+        loading at start (every command but the ``loading`` ones then gets
+        ``-LOADING``).  A command naming a
         key that a cross-shard BLMOVE or XREAD of this acceptor waits on
         takes the slow path all the same (:meth:`_run` checks its key), as
         its write makes that wait try at once (see
@@ -360,6 +362,7 @@ class Client(Dispatch, asyncio.Protocol):
         state = self.state
         return (
             not BUSY_LINKS
+            and not self.server.loading
             and not MISCONF_LINKS
             and state.multi is None
             and not state.channels

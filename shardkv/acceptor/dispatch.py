@@ -3,11 +3,10 @@
 
 For each command: look it up in the command table, check its arity,
 whether it is allowed (protected, authentication, MULTI, out of memory,
-a disk error, a subscribed RESP2 client, a busy script, MONITOR, and last
-CLIENT PAUSE), then let an interceptor take it (MULTI queueing), answer
-it here (``local`` commands, bound by :mod:`shardkv.acceptor.wiring`), or
-send it to the shards its
-keys name: one shard, a fan-out merged by the command's policy, or an
+a disk error, a subscribed RESP2 client, the shards still loading, a busy
+script, MONITOR, and last CLIENT PAUSE), then let an interceptor take it
+(MULTI queueing), answer it here (``local`` commands, bound by
+:mod:`shardkv.acceptor.wiring`), or send it to the shards its keys name: one shard, a fan-out merged by the command's policy, or an
 atomic operation (:mod:`shardkv.acceptor.crossshard`).
 
 :class:`Dispatch` is the part of :class:`shardkv.acceptor.client.Client`
@@ -185,6 +184,11 @@ class Dispatch:
             self.reject(cmd, args, errors.SUBSCRIBED_CONTEXT % stat_name(args))
             return
         server = self.server
+        if server.loading and self._refused_while_loading(cmd, args):
+            # The shards are still loading their data at start: as Redis,
+            # every command but the ``loading`` ones gets -LOADING.
+            self.reject(cmd, args, errors.LOADING)
+            return
         if BUSY_LINKS and not commands.allowed_while_busy(cmd.name, args):
             # A script on some shard is past busy-reply-threshold: as Redis's
             # one thread, every command but the allow-busy ones gets -BUSY,
@@ -268,6 +272,18 @@ class Dispatch:
                 for queued, queued_args in multi
             )
         return cmd.name not in ("discard", "quit", "reset")
+
+    def _refused_while_loading(self, cmd: commands.Command, args: list[bytes]) -> bool:
+        """While the shards load, Redis's ``processCommand`` refuses a
+        command without the ``loading`` flag (a container's subcommand's
+        flags say: CONFIG GET has it, CLIENT's container row need not), and
+        an EXEC whose queue holds one (``cmd_inv_flags``)."""
+        multi = self.state.multi
+        if multi is not None and cmd.name == "exec":
+            return any(
+                "loading" not in commands.flags_of(queued, queued_args) for queued, queued_args in multi
+            )
+        return "loading" not in commands.flags_of(cmd, args)
 
     def _refused_by_disk_error(self, cmd: commands.Command, args: list[bytes]) -> bool:
         """A shard cannot persist: as Redis's ``processCommand``, refuse

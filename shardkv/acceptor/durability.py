@@ -35,6 +35,7 @@ import json
 import logging
 import os
 import signal
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -350,9 +351,10 @@ _MERGE_OWN = [
 def persistence_section(server: Acceptor, shards: list) -> list[tuple[str, object]]:
     """INFO's persistence lines, from each shard's ``__info`` figures."""
     figures = [s[5] for s in shards if len(s) > 5 and s[5]]
-    out: list[tuple[str, object]] = [("loading", 0), ("async_loading", 0)]
+    out: list[tuple[str, object]] = [("loading", int(server.loading)), ("async_loading", 0)]
     if not figures:
-        return out + [("rdb_last_save_time", server.lastsave), ("aof_enabled", 0)]
+        out += [("rdb_last_save_time", server.lastsave), ("aof_enabled", 0)]
+        return out + loading_lines(server) if server.loading else out
     merges = _MERGE + (_MERGE_AOF if any(f.get("aof_enabled") for f in figures) else []) + _MERGE_OWN
     for name, how in merges:
         values = [f[name] for f in figures if name in f]
@@ -363,6 +365,26 @@ def persistence_section(server: Acceptor, shards: list) -> list[tuple[str, objec
         elif values:
             out.append((name, how(values)))  # type: ignore[operator]
     return out
+
+
+def loading_lines(server: Acceptor) -> list[tuple[str, object]]:
+    """While the shards load at start: how far they have come, as Redis's
+    INFO persistence says (its figures, computed as its genRedisInfoString
+    does, from the bytes of the files every worker loads, a file at a time:
+    see shardkv.runtime.loadprogress)."""
+    total, loaded = server.load_progress.figures() if server.load_progress is not None else (0, 0)
+    perc = loaded / total * 100 if total else 0.0
+    elapsed = int(time.time()) - server.loading_since
+    remaining = total - loaded if total else 1
+    eta = 1 if not elapsed else elapsed * remaining // (loaded + 1)
+    return [
+        ("loading_start_time", server.loading_since),
+        ("loading_total_bytes", total),
+        ("loading_rdb_used_mem", 0),
+        ("loading_loaded_bytes", loaded),
+        ("loading_loaded_perc", f"{perc:.2f}"),
+        ("loading_eta_seconds", eta),
+    ]
 
 
 def latest_fork_usec(shards: list) -> int:

@@ -18,6 +18,7 @@ from shardkv.acceptor.server import Acceptor
 from shardkv.protocol import bus
 from shardkv.runtime import faultpoints, gctuning, serverlog
 from shardkv.runtime.clientcount import ClientCounts
+from shardkv.runtime.loadprogress import LoadProgress
 from shardkv.runtime.parentdeath import die_with_parent
 from shardkv.runtime.proctitle import set_name
 from shardkv.runtime.scriptflushes import ScriptFlushes
@@ -34,6 +35,9 @@ def serve(
     config_number: int = 0,
     script_flushes: ScriptFlushes | None = None,
     slow_log: SlowLogFile | None = None,
+    load_progress: LoadProgress | None = None,
+    *,
+    loading: Connection | None = None,
 ) -> None:
     """The entry point of acceptor process ``index`` (its coordinator number);
     ``client_counts``: every acceptor's clients, for ``maxclients`` (K > 1);
@@ -42,7 +46,11 @@ def serve(
     ``config`` has (see shardkv.acceptor.configorder);
     ``script_flushes``: the last SCRIPT FLUSH's number, shared by every
     acceptor (see shardkv.runtime.scriptflushes); ``slow_log``: the slow
-    log every process shares (see shardkv.runtime.slowlogfile)."""
+    log every process shares (see shardkv.runtime.slowlogfile);
+    ``load_progress``: how far the workers' loading has come (INFO, see
+    shardkv.runtime.loadprogress); ``loading``: started while the workers load, it listens at once and
+    answers -LOADING until its ``pipes`` come through this pipe from the
+    supervisor (see :meth:`shardkv.acceptor.server.Acceptor.serve`)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides
     die_with_parent()  # SIGTERM (close the port and exit) if the supervisor dies
     nacceptors = config.get("acceptors", 1)
@@ -66,6 +74,7 @@ def serve(
         acceptor.script_flushes = script_flushes
     if slow_log is not None:
         acceptor.stats.shared = slow_log
+    acceptor.load_progress = load_progress
     crossshard.coordinator_of(acceptor)  # before any pipe: a worker's first frame is for it
     loop_factory = None
     if config.get("uvloop"):
@@ -80,7 +89,7 @@ def serve(
     gctuning.settle()
     try:
         with asyncio.Runner(loop_factory=loop_factory) as runner:
-            runner.run(acceptor.serve(pipes, control))
+            runner.run(acceptor.serve(pipes, control, loading))
     finally:
         acceptor.coordinator.close()  # type: ignore[attr-defined]
 

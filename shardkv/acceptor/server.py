@@ -46,6 +46,8 @@ from shardkv.protocol.wire import Verb, entry_header
 from shardkv.runtime.clientcount import ClientCounts
 from shardkv.runtime.cmdstats import Stats, apply_settings, stat_name
 from shardkv.runtime.config import from_wire
+from shardkv.runtime.exitcodes import PIPES_PER_MESSAGE
+from shardkv.runtime.loadprogress import LoadProgress
 from shardkv.runtime.scriptflushes import ScriptFlushes
 
 log = logging.getLogger("shardkv.acceptor")
@@ -211,6 +213,15 @@ class Acceptor:
         # by port, until its CONFIG SET's config line uses them.
         self.listen_soon: dict[int, list[socket.socket]] = {}
         self.started = time.time()
+        # Started while the workers load (``serve``'s ``loading``): until
+        # every worker's pipe has come, a command without the ``loading``
+        # flag gets -LOADING (Dispatch._execute) and INFO says ``loading:1``,
+        # as Redis answers while it loads its data; ``loading_since``: when
+        # it began (INFO's loading_start_time).
+        self.loading = False
+        self.loading_since = 0
+        self.load_progress: LoadProgress | None = None  # the workers' (shardkv.runtime.loadprogress)
+        self._loading_fds: list[int] = []
         self.commands_processed = 0
         self.connections_received = 0
         self.net_input_bytes = 0  # read from clients, as INFO's total_net_input_bytes
@@ -499,9 +510,77 @@ class Acceptor:
             waiters.append(fut)
         await asyncio.gather(*waiters)
 
-    async def serve(self, pipes: list[Connection], control: Connection | None = None) -> None:
+    def _load_later(self, pipes: Connection) -> None:
+        """Started while the workers load: serve -LOADING until the
+        supervisor sends every worker's pipe through ``pipes`` (:meth:`_on_pipes`)."""
+        sock = socket.socket(fileno=os.dup(pipes.fileno()))
+        pipes.close()
+        sock.setblocking(False)
+        self.loading = True
+        self.loading_since = int(time.time())
+        self.loop.add_reader(sock.fileno(), self._on_pipes, sock)  # type: ignore[union-attr]
+
+    def _on_pipes(self, sock: socket.socket) -> None:
+        """The workers' pipe ends from the supervisor, in order (see
+        ``PIPES_MESSAGE``): once all have come, attach them and serve.  An
+        empty read: the supervisor stopped before the shards loaded."""
+        loop = self.loop
+        while True:
+            try:
+                message, fds, _, _ = socket.recv_fds(sock, 1, PIPES_PER_MESSAGE)
+            except BlockingIOError:
+                return
+            except OSError:
+                message, fds = b"", []
+            self._loading_fds += fds
+            done = len(self._loading_fds) >= self.nshards
+            if message and not done:
+                continue
+            loop.remove_reader(sock.fileno())  # type: ignore[union-attr]
+            sock.close()
+            fds, self._loading_fds = self._loading_fds, []
+            if done:
+                loop.create_task(self._loaded(fds))  # type: ignore[union-attr]
+                return
+            for fd in fds:
+                os.close(fd)
+            fut = self.shutdown_requested
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+            return
+
+    async def _loaded(self, fds: list[int]) -> None:
+        """Every worker has loaded: attach its pipe, then serve."""
+        for link, fd in zip(self.links, fds, strict=True):
+            await self._attach(link, fd)
+        self.loading = False
+        for link in self.links:  # what loading commands queued meanwhile (WATCH...)
+            link.flush()
+        self._log_serving()
+
+    def _log_serving(self) -> None:
+        """The line that says it serves (the tests wait for every acceptor's)."""
+        log.info(
+            "acceptor pid=%d %s (%s, shardkv %s)%s",
+            os.getpid(),
+            f"listening on {self.config['bind']} port {self.listen_port}"
+            if self.listen_port
+            else "not listening on TCP (port 0)",
+            self.event_loop_name,
+            __version__,
+            f", acceptor {self.index} of {self.nacceptors}" if self.nacceptors > 1 else "",
+        )
+
+    async def serve(
+        self, pipes: list[Connection], control: Connection | None = None, loading: Connection | None = None
+    ) -> None:
+        """Attach the workers' ``pipes`` (None each, with ``loading``: they
+        come through it once the workers have loaded), listen to the
+        supervisor's ``control`` socket, and serve."""
         self.loop = loop = asyncio.get_running_loop()
         self.shutdown_requested = loop.create_future()
+        if loading is not None:
+            self._load_later(loading)
         for link, conn in zip(self.links, pipes, strict=False):
             if conn is None:  # a worker still loading: the supervisor sends it later
                 continue
@@ -520,16 +599,14 @@ class Acceptor:
                     for learn in self.wiring.on_restart:
                         await learn(self)
         listeners.start(self)
-        log.info(
-            "acceptor pid=%d %s (%s, shardkv %s)%s",
-            os.getpid(),
-            f"listening on {self.config['bind']} port {self.listen_port}"
-            if self.listen_port
-            else "not listening on TCP (port 0)",
-            self.event_loop_name,
-            __version__,
-            f", acceptor {self.index} of {self.nacceptors}" if self.nacceptors > 1 else "",
-        )
+        if self.loading:
+            log.info(
+                "acceptor pid=%d answering -LOADING on port %d while the shards load",
+                os.getpid(),
+                self.listen_port,
+            )
+        else:
+            self._log_serving()
         if self.bus is not None:
             for hook in self.wiring.on_bus_start:
                 hook(self)
@@ -556,10 +633,11 @@ class Acceptor:
         shards whether they are out of memory (while maxmemory is set)."""
         while True:
             await asyncio.sleep(1)
-            for hook in self.wiring.on_cron:
-                hook(self)
-            if self.config["maxmemory"] or self.oom:
-                self._ask_oom()
+            if not self.loading:  # (no shard to ask yet)
+                for hook in self.wiring.on_cron:
+                    hook(self)
+                if self.config["maxmemory"] or self.oom:
+                    self._ask_oom()
             timeout = self.config["timeout"]
             if timeout:
                 limit = time.monotonic() - timeout

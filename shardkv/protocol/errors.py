@@ -269,6 +269,8 @@ SCRIPT_DEBUG_MODE = "ERR Use SCRIPT DEBUG YES/SYNC/NO"
 SCRIPT_DEBUG_UNSUPPORTED = "ERR SCRIPT DEBUG (the Lua debugger) is not supported by shardkv"
 NUMKEYS_TOO_BIG = "ERR Number of keys can't be greater than number of args"
 NUMKEYS_NEGATIVE = "ERR Number of keys can't be negative"
+# While the shards load their data at start (shared.loadingerr).
+LOADING = "LOADING Redis is loading the dataset in memory"
 BUSY = "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."
 BUSY_FUNCTION = "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE."
 NOTBUSY = "NOTBUSY No scripts in execution right now."

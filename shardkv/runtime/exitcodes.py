@@ -1,7 +1,8 @@
 """The exit statuses by which a child tells the supervisor that starting
 it again cannot help, so the supervisor stops shardkv instead; the
 signal by which an acceptor's SHUTDOWN stops it; and the message by which
-it tells a worker how a signal's stop shuts down.
+it tells a worker how a signal's stop shuts down; and the message that
+hands an acceptor started while the shards load its ends of their pipes.
 
 They live here, apart from the worker and the acceptor, so that the
 supervisor can read them without importing either (see
@@ -26,6 +27,13 @@ SHUTDOWN_SIGNAL = signal.SIGUSR1
 # none (the supervisor died, or it stops for another reason) shuts down as
 # with "default".
 STOP_FLAGS = b"stop-flags "
+# An acceptor started while the workers load listens at once and answers
+# -LOADING until the supervisor, once every worker has loaded, sends it its
+# end of each worker's data pipe: in order, in messages of this one byte
+# with at most PIPES_PER_MESSAGE of them as ancillary data (Linux passes at
+# most 253 descriptors in one).  An empty read: the supervisor stopped.
+PIPES_MESSAGE = b"p"
+PIPES_PER_MESSAGE = 200
 
 
 def stop_mode(flags: str) -> str:

@@ -26,8 +26,9 @@ and applied nothing yet), ``finished`` (it has answered ``Finished``),
 ``committed`` (the acceptor has recorded a commit and told no shard),
 ``tried`` (with several acceptors: every shard of an acceptor's step has
 granted its try, see :mod:`shardkv.acceptor.holds`, and nothing of the
-step has left), ``loaded`` (a worker has loaded its shard and not said
-so to the supervisor yet: the acceptors wait for their pipes).
+step has left), ``loading`` (a worker has found the files it loads, and
+loaded none yet), ``loaded`` (a worker has loaded its shard and not said
+so to the supervisor yet): at both, the acceptors answer -LOADING.
 """
 
 from __future__ import annotations

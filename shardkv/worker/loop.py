@@ -36,6 +36,7 @@ from shardkv.protocol.resp import Error, encode
 from shardkv.protocol.wire import FRAME
 from shardkv.runtime import faultpoints, gctuning, serverlog
 from shardkv.runtime.exitcodes import EXIT_LOAD_FAILED, STOP_FLAGS, stop_mode
+from shardkv.runtime.loadprogress import LoadProgress
 from shardkv.runtime.parentdeath import die_with_parent
 from shardkv.runtime.proctitle import set_name
 from shardkv.runtime.slowlogfile import SlowLogFile
@@ -50,7 +51,12 @@ log = logging.getLogger("shardkv.worker")
 
 
 def serve(
-    conns: list[Connection], ctl: Connection, index: int, cfg: dict, slow_log: SlowLogFile | None = None
+    conns: list[Connection],
+    ctl: Connection,
+    index: int,
+    cfg: dict,
+    slow_log: SlowLogFile | None = None,
+    progress: LoadProgress | None = None,
 ) -> None:
     """The entry point of a worker process.
 
@@ -59,7 +65,8 @@ def serve(
     ``loaded`` once the shard's data is in memory, and sends a new pipe for
     acceptor ``i`` (the message ``b"%d" % i`` with its fd) when that
     acceptor was restarted.  ``slow_log``: the slow log every process
-    shares (see :mod:`shardkv.runtime.slowlogfile`).  SIGTERM stops the worker between batches: it
+    shares (see :mod:`shardkv.runtime.slowlogfile`); ``progress``: where it says how far its
+    loading has come (see :mod:`shardkv.runtime.loadprogress`).  SIGTERM stops the worker between batches: it
     flushes its AOF, saves as the supervisor's ``STOP_FLAGS`` said (without them, when ``save``
     rules exist), and exits 0, or 1 if the save failed (0 with ``force``).
     """
@@ -75,6 +82,7 @@ def serve(
     shard.keyspace.runtime.hz = cfg["hz"]  # CONFIG SET hz reaches it through __config
     persistence = shard.persistence
     assert persistence is not None
+    persistence.progress = progress
     try:
         persistence.start()
     except (LoadError, OSError) as e:

@@ -1,16 +1,18 @@
-"""Acceptors started while the workers load (shardkv.supervisor): none
-listens before every shard has loaded, one killed while it waits for its
-pipes starts again and waits too, and once the shards have loaded every
-acceptor serves every shard.  A worker is held (the ``loaded`` fault
-point, :mod:`shardkv.runtime.faultpoints`) between its load and its word
-to the supervisor."""
+"""Acceptors started while the workers load (shardkv.supervisor): as
+Redis does while it loads its data, each listens at once and answers
+-LOADING to every command without the ``loading`` flag, and INFO says
+``loading:1``; one killed meanwhile starts again and does the same; no
+client sees any shard's data, even a shard that has loaded, before every
+shard has; then every acceptor serves every shard.  A worker is held
+(the ``loading`` and ``loaded`` fault points,
+:mod:`shardkv.runtime.faultpoints`) before it loads its files, or
+between its load and its word to the supervisor."""
 
 from __future__ import annotations
 
 import os
 import re
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -20,9 +22,13 @@ import psutil
 import pytest
 import redis
 
-from tests.support.servers import HOST, ROOT, ServerProcess, free_port
+from shardkv.protocol import errors
+from tests.support.resp import RespClient, parse_info
+from tests.support.servers import HOST, ROOT, ServerProcess, free_port, start_shardkv
 
 WAIT = 30.0
+LOADING = b"-%s\r\n" % errors.LOADING.encode()
+KEYS = [f"key{i}" for i in range(20)]  # on both shards
 
 
 def _until(check, what: str, server: ServerProcess):
@@ -39,25 +45,32 @@ def _acceptor_pids(server: ServerProcess) -> list[int]:
     return [int(pid) for pid in re.findall(r"acceptor pid=(\d+) port=", server.output())]
 
 
-def _waits_for_its_pipes(pid: int) -> bool:
-    """The acceptor has imported its code and blocks reading its pipe from
-    the supervisor (where it would be in epoll were it serving)."""
-    try:
-        return Path(f"/proc/{pid}/wchan").read_text().startswith("unix_stream")
-    except OSError:
-        return False
+def _answering_loading(server: ServerProcess) -> list[int]:
+    """The acceptors that listen while the shards load (each logs so)."""
+    return [int(pid) for pid in re.findall(r"acceptor pid=(\d+) answering -LOADING", server.output())]
 
 
-def _listening(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex((HOST, port)) == 0
-
-
-@pytest.mark.parametrize("acceptors", [1, 2])
-def test_an_acceptor_killed_while_the_shards_load_waits_again(acceptors):
+def _saved_folder() -> tuple[str, int]:
+    """A folder with the snapshots of 2 shards holding KEYS, and their bytes."""
     folder = tempfile.mkdtemp(prefix="shardkv-early-")
+    server = start_shardkv("--save", "", "--appendonly", "no", "--dir", folder, shards=2, acceptors=1)
+    try:
+        client = redis.Redis(host=HOST, port=server.port)
+        for key in KEYS:
+            client.set(key, key)
+        assert client.save()
+        client.close()
+    finally:
+        assert server.stop() == 0
+    files = [p for p in Path(folder).iterdir() if p.is_file()]
+    assert len(files) == 2, files
+    return folder, sum(p.stat().st_size for p in files)
+
+
+def _start_held(folder: str, point: str, acceptors: int) -> tuple[ServerProcess, Path, psutil.Process]:
+    """shardkv on ``folder``, its worker 0 held at fault point ``point``."""
     fault_file = Path(folder, "faultpoints")
-    fault_file.write_text("loaded@0")
+    fault_file.write_text(f"{point}@0")
     port = free_port()
     argv = [
         sys.executable, str(ROOT / "main.py"), "--port", str(port), "--shards", "2",
@@ -65,42 +78,177 @@ def test_an_acceptor_killed_while_the_shards_load_waits_again(acceptors):
     ]  # fmt: skip
     env = dict(os.environ, PYTHONUNBUFFERED="1", SHARDKV_FAULT_FILE=str(fault_file))
     server = ServerProcess(argv, port, cwd=ROOT, env=env, workdir=folder, kind="shardkv", shards=2)
-    held = None
+    match = _until(lambda: re.search(r"worker 0 pid=(\d+)", server.output()), "no worker 0", server)
+    held = psutil.Process(int(match.group(1)))
+    _until(lambda: held.status() == psutil.STATUS_STOPPED, "worker 0 never reached the point", server)
+    return server, fault_file, held
+
+
+def _release(fault_file: Path, held: psutil.Process) -> None:
+    fault_file.write_text("")
+    held.send_signal(signal.SIGCONT)
+
+
+def _answers_loading(port: int, tries: int = 6) -> None:
+    """Each new connection (K > 1: whichever acceptor takes it) answers
+    -LOADING to commands without the flag, even for keys of the shard that
+    has loaded, and serves those with it."""
+    for _ in range(tries):
+        with RespClient(port) as client:
+            assert client.call("PING") == LOADING
+            for key in KEYS[:4]:
+                assert client.call("GET", key) == LOADING
+            assert client.call("DBSIZE") == LOADING
+            assert client.call("ECHO", "hi") == b"$2\r\nhi\r\n"
+            info = parse_info(client.command("INFO", "persistence"))
+            assert info["loading"] == "1"
+
+
+@pytest.mark.parametrize("acceptors", [1, 2])
+def test_acceptors_answer_loading_until_every_shard_has_loaded(acceptors):
+    folder, total = _saved_folder()
+    server, fault_file, held = _start_held(folder, "loaded", acceptors)
     try:
-        match = _until(lambda: re.search(r"worker 0 pid=(\d+)", server.output()), "no worker 0", server)
-        held = psutil.Process(int(match.group(1)))
-        _until(lambda: held.status() == psutil.STATUS_STOPPED, "worker 0 never reached the point", server)
         first = _until(
-            lambda: (pids := _acceptor_pids(server)) and len(pids) == acceptors and pids,
-            "no acceptors",
+            lambda: (pids := _answering_loading(server)) and len(pids) == acceptors and pids,
+            "not every acceptor listens while the shards load",
             server,
         )
-        for pid in first:
-            _until(lambda pid=pid: _waits_for_its_pipes(pid), f"acceptor {pid} does not wait", server)
-        assert not _listening(port)  # a shard is still loading
+        _answers_loading(server.port)
+        with RespClient(server.port) as client:
+            info = parse_info(client.command("INFO", "persistence"))
+        # Worker 0 is held after its load: every byte is loaded, and it still loads.
+        assert (info["loading_total_bytes"], info["loading_loaded_bytes"]) == (str(total), str(total))
         os.kill(first[0], signal.SIGKILL)
         _until(lambda: "before the shards loaded; restarting it" in server.output(), "no restart", server)
-        again = _until(lambda: _acceptor_pids(server)[acceptors:], "no new acceptor", server)
-        _until(lambda: _waits_for_its_pipes(again[0]), "the new acceptor does not wait", server)
-        assert not _listening(port)  # the new one waits for its pipes too
-        fault_file.write_text("")
-        held.send_signal(signal.SIGCONT)
+        again = _until(lambda: _answering_loading(server)[acceptors:], "no new acceptor", server)
+        assert again[0] in _acceptor_pids(server)
+        _answers_loading(server.port)  # the new one too
+        _release(fault_file, held)
         held = None
         server.wait_ready(WAIT)
         _until(
-            lambda: server.output().count(" listening on ") >= acceptors, "not every acceptor listens", server
+            lambda: server.output().count(" listening on ") >= acceptors, "not every acceptor serves", server
         )
-        keys = [f"key{i}" for i in range(20)]  # on both shards, through whichever acceptor takes each client
-        for key in keys:
-            client = redis.Redis(host=HOST, port=port)
-            assert client.set(key, key)
-            client.close()
-        for key in keys:
-            client = redis.Redis(host=HOST, port=port)
+        for key in KEYS:  # through whichever acceptor takes each client
+            client = redis.Redis(host=HOST, port=server.port)
             assert client.get(key) == key.encode()
+            assert client.info("persistence")["loading"] == 0
             client.close()
     finally:
         if held is not None:
-            fault_file.write_text("")
-            held.send_signal(signal.SIGCONT)
+            _release(fault_file, held)
         assert server.stop() == 0, server.final_output[-3000:]
+
+
+def test_info_shows_how_far_the_loading_has_come():
+    folder, total = _saved_folder()
+    server, fault_file, held = _start_held(folder, "loading", 1)
+    try:
+        _until(lambda: _answering_loading(server), "the acceptor does not listen", server)
+        with RespClient(server.port) as client:
+            info = parse_info(client.command("INFO", "persistence"))
+        assert info["loading"] == "1"
+        # Worker 1 has loaded its file (or has yet to); worker 0 has found its own and loaded nothing.
+        loaded, of = int(info["loading_loaded_bytes"]), int(info["loading_total_bytes"])
+        assert 0 <= loaded < of <= total
+        assert float(info["loading_loaded_perc"]) == pytest.approx(loaded / of * 100, abs=0.01)
+        assert abs(int(info["loading_start_time"]) - time.time()) < WAIT
+        _release(fault_file, held)
+        held = None
+        server.wait_ready(WAIT)
+        with RespClient(server.port) as client:
+            assert client.command("DBSIZE") == len(KEYS)
+            info = parse_info(client.command("INFO", "persistence"))
+        assert info["loading"] == "0" and "loading_total_bytes" not in info
+    finally:
+        if held is not None:
+            _release(fault_file, held)
+        assert server.stop() == 0, server.final_output[-3000:]
+
+
+# Sent on one connection while the server loads, to redis-server and to
+# shardkv; each reply compared whole ("exact") or by its RESP type alone.
+DURING_LOADING = [
+    (["PING"], "exact"),
+    (["PING", "hi"], "exact"),
+    (["ECHO", "hi"], "exact"),
+    (["GET", "key1"], "exact"),
+    (["SET", "key1", "v"], "exact"),
+    (["DBSIZE"], "exact"),
+    (["KEYS", "*"], "exact"),
+    (["EVAL", "return 1", "0"], "exact"),
+    (["FLUSHALL"], "exact"),
+    (["NOSUCH"], "exact"),
+    (["GET"], "exact"),
+    (["SELECT", "0"], "exact"),
+    (["CLIENT", "SETNAME", "loader"], "exact"),
+    (["CLIENT", "GETNAME"], "exact"),
+    (["CLIENT", "ID"], "type"),
+    (["CONFIG", "GET", "maxmemory-policy"], "exact"),
+    (["PUBSUB", "NUMPAT"], "exact"),
+    (["PUBLISH", "channel", "message"], "exact"),
+    (["TIME"], "type"),
+    (["MULTI"], "exact"),
+    (["SET", "key1", "v"], "exact"),
+    (["EXEC"], "exact"),
+    (["MULTI"], "exact"),
+    (["ECHO", "x"], "exact"),
+    (["EXEC"], "exact"),
+    (["AUTH", "nobody"], "exact"),
+]
+
+
+def _replies_while_loading(port: int) -> list[bytes]:
+    with RespClient(port) as client:
+        assert client.call("PING") == LOADING
+        out = []
+        for args, how in DURING_LOADING:
+            reply = client.call(*args)
+            out.append(reply if how == "exact" or reply.startswith(b"-") else reply[:1])
+        info = parse_info(client.command("INFO", "persistence"))
+        out.append(info["loading"].encode())
+        assert client.call("PING") == LOADING  # still loading: every reply above was one while loading
+    return out
+
+
+def test_replies_while_loading_are_redis_servers():
+    """redis-server loading a big RDB slowly (``key-load-delay``) and
+    shardkv held before its acceptors get their pipes reply alike."""
+    folder = tempfile.mkdtemp(prefix="redis-loading-")
+    port = free_port()
+    base = [
+        "redis-server", "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no",
+        "--dir", folder, "--enable-debug-command", "local",
+    ]  # fmt: skip
+    redis_server = ServerProcess(base, port, kind="redis").wait_ready(WAIT)
+    try:
+        client = redis.Redis(host=HOST, port=port)
+        client.execute_command("DEBUG", "POPULATE", 200000)
+        assert client.save()
+        client.close()
+    finally:
+        redis_server.stop()
+    slow = [*base, "--key-load-delay", "100", "--loading-process-events-interval-bytes", "1024"]
+    redis_server = ServerProcess(slow, port, workdir=folder, kind="redis")
+    try:
+        _until(lambda: _loads(port), "redis-server does not answer -LOADING", redis_server)
+        expected = _replies_while_loading(port)
+    finally:
+        redis_server.stop()
+    folder, _ = _saved_folder()
+    server, fault_file, held = _start_held(folder, "loaded", 1)
+    try:
+        _until(lambda: _answering_loading(server), "the acceptor does not listen", server)
+        assert _replies_while_loading(server.port) == expected
+    finally:
+        _release(fault_file, held)
+        assert server.stop() == 0, server.final_output[-3000:]
+
+
+def _loads(port: int) -> bool:
+    try:
+        with RespClient(port) as client:
+            return client.call("PING") == LOADING
+    except OSError:
+        return False

@@ -41,6 +41,12 @@ def info(client: Client, args: list) -> None:
     own = client.server.stats.report()  # as of now: this INFO is counted after it ran
 
     server = client.server
+    if server.loading:
+        # The shards are still loading, as is every other acceptor: this
+        # one's figures alone, with how far the loading has come (INFO
+        # has the ``loading`` flag), and no keyspace yet.
+        client.reply(Verbatim(build_info(server, sections, [], own).encode()))
+        return
     if server.bus is None:
 
         def merge(parts: list) -> object:

@@ -20,6 +20,7 @@ from shardkv.protocol import commands, errors
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import strict_int
 from shardkv.protocol.wire import Verb
+from shardkv.runtime import faultpoints
 from shardkv.worker.handlers import find
 from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.persistence import aofreader, snapshot
@@ -49,19 +50,37 @@ class Loading(State):
             if use_aof and os.path.exists(self.files.manifest):
                 manifest = read_manifest(self.files.manifest)
                 self._check_layout(manifest.shards, manifest.index, self.files.manifest)
-                if manifest.base is not None:
-                    self._load_snapshot(self.files.path(manifest.base[0]))
-                for n, (name, _) in enumerate(manifest.incrs):
-                    self._replay(self.files.path(name), last=n == len(manifest.incrs) - 1)
+                base = [] if manifest.base is None else [self.files.path(manifest.base[0])]
+                incrs = [self.files.path(name) for name, _ in manifest.incrs]
+                self._begin([*base, *incrs])
+                for path in base:
+                    self._load_snapshot(path)
+                    self._loaded(path)
+                for n, path in enumerate(incrs):
+                    self._replay(path, last=n == len(incrs) - 1)
+                    self._loaded(path)
                 self.manifest = manifest
             elif os.path.exists(self.files.snapshot):
+                self._begin([self.files.snapshot])
                 self._load_snapshot(self.files.snapshot)
+                self._loaded(self.files.snapshot)
         finally:
             ks.select(0)
             ks.tick()
         self.loaded_keys = ks.total_keys()
         if self.loaded_keys:
             log.info("shard %d: %d keys loaded", self.index, self.loaded_keys)
+
+    def _begin(self, paths: list[str]) -> None:
+        """INFO's loading_total_bytes (see :mod:`shardkv.runtime.loadprogress`)."""
+        if self.progress is not None:
+            self.progress.begin(self.index, sum(_size(path) for path in paths))
+        faultpoints.hold("loading", self.index)  # the tests of loading only
+
+    def _loaded(self, path: str) -> None:
+        """INFO's loading_loaded_bytes: one more file loaded."""
+        if self.progress is not None:
+            self.progress.advance(self.index, _size(path))
 
     def _check_layout(self, shards: int, index: int, path: str) -> None:
         if (shards, index) != (self.nshards, self.index):
@@ -198,6 +217,13 @@ class Loading(State):
             offset,
         )
         os.truncate(path, offset)
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0  # (missing: the load says so)
 
 
 def load_libraries(ks: Keyspace, codes: list[bytes], path: str) -> None:

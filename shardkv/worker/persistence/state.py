@@ -23,6 +23,7 @@ from shardkv.worker.persistence.files import Files, Manifest
 from shardkv.worker.transfer import State as KeyState
 
 if TYPE_CHECKING:
+    from shardkv.runtime.loadprogress import LoadProgress
     from shardkv.worker.persistence.fork import Child
 
 
@@ -75,6 +76,9 @@ class State:
         self.latest_fork_usec = 0
         self.max_pause_usec = {"save": 0, "rewrite": 0}
         self.loaded_keys = 0
+        # Where the acceptors' INFO reads how far loading has come, while it
+        # runs (shardkv.runtime.loadprogress); None outside a worker process.
+        self.progress: LoadProgress | None = None
         self.load_seconds = 0.0
         # Cross-shard operations prepared in the AOF with no outcome after
         # them (see shardkv.acceptor.crossshard): op -> (database, the states to

@@ -1,0 +1,69 @@
+"""The shards' loading at start, as INFO's ``loading_*`` fields show it.
+
+While the workers load their data (shardkv.supervisor), the acceptors
+already listen and answer ``-LOADING``; INFO then says ``loading:1`` and,
+as Redis's, how far the loading has come.  The supervisor makes one small
+shared file (:class:`LoadProgress`, a ``memfd``) with two 64-bit slots
+per shard, and hands it to every worker and acceptor it starts (the file
+descriptor travels with the process's arguments, as its pipes do).
+Worker ``i`` writes only shard ``i``'s slots: the bytes of the files it
+has to load (its snapshot, or its AOF's base and incr files), once it has
+found them, and the bytes of those it has loaded, after each file.  The
+acceptors only read them: each slot has one writer, and a reader that sees
+one slot a file behind the other merely shows a figure a moment old.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import tempfile
+from multiprocessing import reduction
+from typing import Any
+
+_SLOTS = 2  # per shard: bytes to load, bytes loaded
+_SLOT = 8  # bytes: one signed 64-bit figure
+
+
+class LoadProgress:
+    """What each of ``n`` shards has to load at start, and has loaded, shared between processes."""
+
+    def __init__(self, n: int, fd: int | None = None) -> None:
+        if fd is None:
+            if hasattr(os, "memfd_create"):
+                fd = os.memfd_create("shardkv-loading", os.MFD_CLOEXEC)
+            else:  # not Linux: an unlinked temporary file does the same
+                fd = os.dup(tempfile.TemporaryFile().fileno())
+            os.ftruncate(fd, n * _SLOTS * _SLOT)
+        self.fd = fd
+        self.n = n
+        self._map = mmap.mmap(fd, n * _SLOTS * _SLOT)
+        self.slots = memoryview(self._map).cast("q")
+
+    def __reduce__(self) -> tuple[Any, tuple]:
+        """To a process being started: the same file, by its descriptor."""
+        return (_attach, (reduction.DupFd(self.fd), self.n))
+
+    def begin(self, index: int, total: int) -> None:
+        """Shard ``index`` loads ``total`` bytes of files (a worker started
+        again after it died loads them again: nothing is loaded yet)."""
+        self.slots[_SLOTS * index + 1] = 0
+        self.slots[_SLOTS * index] = total
+
+    def advance(self, index: int, size: int) -> None:
+        """Shard ``index`` has loaded a file of ``size`` bytes more."""
+        self.slots[_SLOTS * index + 1] += size
+
+    def figures(self) -> tuple[int, int]:
+        """The bytes every shard has to load, and those loaded so far."""
+        slots = self.slots
+        return sum(slots[0::_SLOTS]), sum(slots[1::_SLOTS])
+
+    def close(self) -> None:
+        self.slots.release()
+        self._map.close()
+        os.close(self.fd)
+
+
+def _attach(dup: Any, n: int) -> LoadProgress:
+    return LoadProgress(n, dup.detach())

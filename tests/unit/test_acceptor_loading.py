@@ -1,0 +1,171 @@
+"""An acceptor started while the workers load (shardkv.acceptor.server):
+it answers -LOADING to every command without the ``loading`` flag, as
+Redis's processCommand does while it loads, sends nothing to a shard,
+and serves once every worker's pipe has come from the supervisor."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from multiprocessing import Pipe
+
+import pytest
+
+from shardkv.acceptor import crossshard, wiring
+from shardkv.protocol import commands, errors
+from shardkv.runtime import config
+from shardkv.runtime.exitcodes import PIPES_MESSAGE, PIPES_PER_MESSAGE
+from shardkv.runtime.loadprogress import LoadProgress
+from tests.support.resp import parse_info
+from tests.unit.test_acceptor_dispatch import build, connect, replies, send
+
+LOADING = b"-%s\r\n" % errors.LOADING.encode()
+
+
+def _loading(nshards: int = 2):
+    acceptor, links = build(nshards)
+    acceptor.loading = True
+    return acceptor, links
+
+
+def test_only_the_loading_commands_run_while_the_shards_load() -> None:
+    acceptor, links = _loading()
+    client, transport = connect(acceptor)
+    send(
+        client,
+        [b"PING"],
+        [b"GET", b"k"],
+        [b"SET", b"k", b"v"],
+        [b"MGET", b"a", b"b"],
+        [b"DBSIZE"],
+        [b"ECHO", b"hi"],
+        [b"CLIENT", b"ID"],
+        [b"SELECT", b"0"],
+        [b"CONFIG", b"GET", b"maxmemory"],
+    )
+    assert replies(acceptor, transport) == (
+        LOADING * 5 + b"$2\r\nhi\r\n:%d\r\n+OK\r\n*2\r\n$9\r\nmaxmemory\r\n$1\r\n0\r\n" % client.id
+    )
+    assert not any(link.sent for link in links)  # nothing reached a shard
+
+
+def test_the_commands_redis_runs_while_loading_are_those_with_the_loading_flag() -> None:
+    """As Redis 7.0's table: HELLO, AUTH, QUIT, RESET and ECHO have the
+    flag, PING does not; PUBSUB's container row does not (its subcommands do)."""
+    for name in ("hello", "auth", "quit", "reset", "echo", "info", "select", "multi", "exec"):
+        assert "loading" in commands.COMMANDS[name].flags, name
+    for name in ("ping", "get", "set", "dbsize", "eval", "pubsub"):
+        assert "loading" not in commands.COMMANDS[name].flags, name
+    assert "loading" in commands.flags_of(commands.COMMANDS["pubsub"], [b"PUBSUB", b"NUMPAT"])
+
+
+def test_a_transaction_with_a_command_refused_while_loading_aborts() -> None:
+    acceptor, links = _loading()
+    client, transport = connect(acceptor)
+    send(client, [b"MULTI"], [b"SET", b"k", b"v"], [b"EXEC"])
+    assert replies(acceptor, transport) == (
+        b"+OK\r\n" + LOADING + b"-EXECABORT Transaction discarded because of previous errors.\r\n"
+    )
+    assert not any(link.sent for link in links)
+
+
+def test_an_exec_whose_queue_holds_a_command_without_the_flag_is_refused() -> None:
+    """Redis's ``cmd_inv_flags``: the queue decides for EXEC."""
+    acceptor, links = build()
+    client, transport = connect(acceptor)
+    send(client, [b"MULTI"], [b"SET", b"k", b"v"])
+    acceptor.loading = True
+    send(client, [b"EXEC"])
+    assert replies(acceptor, transport) == (
+        b"+OK\r\n+QUEUED\r\n-EXECABORT Transaction discarded because of: %s\r\n" % errors.LOADING.encode()
+    )
+    assert not any(link.sent for link in links)
+
+
+def test_info_says_loading_and_how_far_it_has_come() -> None:
+    acceptor, links = _loading()
+    acceptor.loading_since = 1000
+    acceptor.load_progress = progress = LoadProgress(2)
+    try:
+        progress.begin(0, 300)
+        progress.begin(1, 100)
+        progress.advance(1, 100)
+        client, transport = connect(acceptor)
+        send(client, [b"INFO", b"persistence"])
+        out = replies(acceptor, transport)
+    finally:
+        progress.close()
+    info = parse_info(out[out.index(b"\r\n") + 2 :])
+    assert info["loading"] == "1" and info["async_loading"] == "0"
+    assert info["loading_start_time"] == "1000"
+    assert (info["loading_total_bytes"], info["loading_loaded_bytes"]) == ("400", "100")
+    assert info["loading_loaded_perc"] == "25.00"
+    assert not any(link.sent for link in links)  # nothing asked of a shard still loading
+    acceptor.loading = False
+    send(client, [b"INFO", b"persistence"])
+    assert all(link.sent for link in links)  # loaded: the shards' figures are asked
+
+
+def _with_links(nshards: int):
+    """An acceptor with its real links to the shards (none attached)."""
+    cfg = config.defaults()
+    cfg["shards"] = nshards
+    acceptor = wiring.build(cfg)
+    crossshard.coordinator_of(acceptor)
+    return acceptor
+
+
+def _serve_until(acceptor, pipes, check) -> None:
+    """Run the acceptor's ``serve`` with ``pipes`` to come until ``check()``."""
+    acceptor.config["port"] = 0  # no TCP listener
+
+    async def run() -> None:
+        task = asyncio.ensure_future(acceptor.serve([None] * acceptor.nshards, None, pipes))
+        for _ in range(500):
+            await asyncio.sleep(0.01)
+            if check() or task.done():
+                break
+        if not task.done():
+            acceptor.shutdown_requested.set_result(None)  # type: ignore[union-attr]
+        await task
+
+    try:
+        asyncio.run(run())
+    finally:
+        acceptor.coordinator.close()
+
+
+@pytest.mark.parametrize("shards", [1, 3, PIPES_PER_MESSAGE + 5])
+def test_it_serves_once_every_workers_pipe_has_come(shards) -> None:
+    acceptor = _with_links(shards)
+    ours, theirs = Pipe()
+    workers = [Pipe() for _ in range(shards)]
+    with socket.socket(fileno=os.dup(ours.fileno())) as sock:
+        ours.close()
+        # What Supervisor._send_pipes sends: the ends in order, in batches.
+        for first in range(0, shards, PIPES_PER_MESSAGE):
+            batch = workers[first : first + PIPES_PER_MESSAGE]
+            socket.send_fds(sock, [PIPES_MESSAGE], [pair[0].fileno() for pair in batch])
+        _serve_until(acceptor, theirs, lambda: not acceptor.loading)
+    assert not acceptor.loading
+    for link, pair in zip(acceptor.links, workers, strict=True):  # each link is its worker's, in order
+        attached = link.transport.get_extra_info("socket")  # type: ignore[union-attr]
+        assert os.fstat(attached.fileno()).st_ino == os.fstat(pair[0].fileno()).st_ino
+    for pair in workers:
+        for conn in pair:
+            conn.close()
+
+
+def test_it_stops_if_the_supervisor_stops_before_the_shards_loaded() -> None:
+    acceptor = _with_links(2)
+    ours, theirs = Pipe()
+    worker = Pipe()
+    with socket.socket(fileno=os.dup(ours.fileno())) as sock:
+        ours.close()
+        socket.send_fds(sock, [PIPES_MESSAGE], [worker[0].fileno()])  # the second never comes
+    _serve_until(acceptor, theirs, lambda: False)  # returns: serve ended on its own
+    assert acceptor.loading
+    assert all(link.transport is None for link in acceptor.links)
+    for conn in worker:
+        conn.close()
