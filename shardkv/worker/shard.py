@@ -620,8 +620,27 @@ class Shard:
         fast_entry: plain.Plain | Literal[False] | None = None
         fast_inline = 0
         fast_time = _NO_TIMES.append
+        # What the fast path reads, in locals, and what it counts: read again
+        # (``stale``) after any entry off it (which may select a database,
+        # flush, swap, watch a key, or run a script), before which its
+        # counts go where the rest of the shard reads them (and at the
+        # batch's end).
+        data = ks.data
+        clocks = ks.clocks
+        expires = ks.expires
+        watched = ks.watched
+        now_ms = ks.now
+        stale = False
+        writes = hits = misses = 0
         for header, args in zip(entries, entries, strict=True):
             if header < fast_below:  # slotted, fast path on (it changes nothing before it knows it applies)
+                if stale:
+                    data = ks.data
+                    clocks = ks.clocks
+                    expires = ks.expires
+                    watched = ks.watched
+                    now_ms = ks.now
+                    stale = False
                 name = args[0]
                 if name != fast_name:  # (a pipeline's commands often come in runs of one name)
                     if fast_entry and len(fast_entry.times) >= 256:
@@ -638,30 +657,29 @@ class Shard:
                 if fast_inline:
                     key = args[1]
                     slot = header & slot_mask
-                    exp = ks.expires[slot]
+                    exp = expires[slot]
                     body = None
                     if fast_inline is _SET:  # set_ and Keyspace.store
                         if len(args) == 3:
-                            ks.data[slot][key] = args[2]
-                            ks.clocks[key] = ks.now
+                            data[slot][key] = args[2]
+                            clocks[key] = now_ms
                             if exp and exp.pop(key, None) is not None:
                                 ks.nvolatile -= 1
-                            watched = ks.watched
                             if watched and key in watched:
                                 watched[key] += 1
-                            persistence.dirty += 1  # type: ignore[union-attr]  # (a write: all record does then)
+                            writes += 1  # (a write: all record does then)
                             body = OK_REPLY
                     elif not exp or key not in exp or exp[key] > ks.expiry_now:  # Keyspace.lookup
-                        value = ks.data[slot].get(key)
+                        value = data[slot].get(key)
                         if type(value) is not bytes:
                             if value is None and fast_inline is _GET:  # a miss (no keyspace event: see _fast)
-                                ks.misses += 1
+                                misses += 1
                                 body = NULL_RESP3 if header & slotted_resp3 else NULL_RESP2
                         elif fast_inline is _GET:
                             n = len(value)
                             if n < 1024:
-                                ks.clocks[key] = ks.now
-                                ks.hits += 1
+                                clocks[key] = now_ms
+                                hits += 1
                                 body = BULK_LINES[n] + value + b"\r\n"
                         elif len(value) <= 20:  # _incr, as below
                             try:
@@ -670,12 +688,11 @@ class Shard:
                                 current = LLONG_MAX
                             if LLONG_MIN < current < LLONG_MAX and b"%d" % current == value:
                                 value = current + fast_entry.step  # type: ignore[union-attr]
-                                ks.data[slot][key] = b"%d" % value
-                                ks.clocks[key] = ks.now
-                                watched = ks.watched
+                                data[slot][key] = b"%d" % value
+                                clocks[key] = now_ms
                                 if watched and key in watched:
                                     watched[key] += 1
-                                persistence.dirty += 1  # type: ignore[union-attr]
+                                writes += 1
                                 body = b":%d\r\n" % value
                     if body is not None:  # done: its time, as below (sent is 0 here)
                         now = perf_counter_ns()
@@ -686,6 +703,14 @@ class Shard:
                             stats.slow(args, ns // 1000, place=len(bodies))
                         append(body)
                         continue
+            if not stale:  # the first entry off the fast path since it ran
+                stale = True
+                if writes:
+                    persistence.dirty += writes  # type: ignore[union-attr]  # (the fast path ran: not None)
+                    writes = 0
+                ks.hits += hits
+                ks.misses += misses
+                hits = misses = 0
             if writer is not None:
                 logged_before = len(writer.buf)
             if header <= plain_max:  # the usual entry: database 0, no token, no park (or slotted)
@@ -983,6 +1008,10 @@ class Shard:
             slow_ns, counts_only, fast_below = _gates(stats, persistence, table, writer, noted, blocked)
             if table is not None:
                 last = perf_counter_ns()
+        if writes:
+            persistence.dirty += writes  # type: ignore[union-attr]
+        ks.hits += hits
+        ks.misses += misses
         waiters.deferred = False  # (a __defer's __serve comes in its batch)
         if waiters.ready:
             # What is left: keys made ready behind __defer, by a parked

@@ -225,3 +225,24 @@ def test_fast_path_is_off_while_a_client_blocks_on_a_key(tmp_path):
     del waiters.by_key[b"l"]
     shard.run_batch(_batch([b"SET", b"b", b"1"], slotted=True))
     assert marked == [b"a", b"a"]
+
+
+def test_fast_path_counts_are_seen_by_the_entries_after_it(tmp_path):
+    """The fast path counts its writes, hits and misses in locals: an
+    entry off it in the same batch sees them (INFO's figures), and the
+    tables it holds are read again after one (a flush, a swap)."""
+    shard = _shard(tmp_path, True, False)
+    fast = [[b"SET", b"a", b"1"], [b"GET", b"a"], [b"GET", b"nope"], [b"INCR", b"a"]]
+    batch = _batch(*fast, [wire.Verb.INFO], [b"GET", b"a"], slotted=True)
+    replies = wire.decode_replies(shard.run_batch(batch))
+    assert b"+rdb_changes_since_last_save\r\n:2\r\n" in replies[4]
+    assert b"+keyspace_hits\r\n:1\r\n+keyspace_misses\r\n:1\r\n" in replies[4]
+    ks = shard.keyspace
+    assert (ks.hits, ks.misses, shard.persistence.dirty) == (2, 1, 2)  # type: ignore[union-attr]
+    swap = [b"SWAPDB", b"0", b"1"]
+    batch = _batch(*fast, swap, [b"GET", b"a"], [b"SET", b"b", b"2"], swap, [b"GET", b"b"], slotted=True)
+    replies = wire.decode_replies(shard.run_batch(batch))
+    assert replies[4:] == [b"+OK\r\n", b"$-1\r\n", b"+OK\r\n", b"+OK\r\n", b"$-1\r\n"]
+    batch = _batch([b"SET", b"c", b"1"], [b"FLUSHALL"], [b"GET", b"c"], [b"INCR", b"c"], slotted=True)
+    assert wire.decode_replies(shard.run_batch(batch))[1:] == [b"+OK\r\n", b"$-1\r\n", b":1\r\n"]
+    assert (ks.hits, ks.misses) == (3, 5)
