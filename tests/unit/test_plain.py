@@ -246,3 +246,11 @@ def test_fast_path_counts_are_seen_by_the_entries_after_it(tmp_path):
     batch = _batch([b"SET", b"c", b"1"], [b"FLUSHALL"], [b"GET", b"c"], [b"INCR", b"c"], slotted=True)
     assert wire.decode_replies(shard.run_batch(batch))[1:] == [b"+OK\r\n", b"$-1\r\n", b":1\r\n"]
     assert (ks.hits, ks.misses) == (3, 5)
+
+
+def test_a_payload_whose_last_header_has_no_entry_is_refused_after_the_rest(tmp_path):
+    shard = _shard(tmp_path, True, False)
+    parts = [wire.slotted_header(key_slot(b"k"), False), b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n"]
+    with pytest.raises(ValueError):
+        shard.run_batch(wire.batch_payload([*parts, wire.entry_header(0)]))
+    assert shard.keyspace.data[key_slot(b"k")][b"k"] == b"v" and shard.persistence.dirty == 1  # type: ignore[union-attr]
