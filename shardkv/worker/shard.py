@@ -228,6 +228,11 @@ class Shard:
         self.foreign_client: tuple[str, bytes] = ("", b"")
         self.plain: dict[bytes, plain.Plain | Literal[False]] = {}
         self.plain_generation = 0
+        # run_batch's fast path's last name, its entry, how it runs and
+        # where its times go, kept for the next batch (a pipeline's batches
+        # often hold one name): forgotten with the entries (plain_table).
+        self.last_plain: tuple[bytes, plain.Plain | Literal[False] | None, int, Callable[[int], None]]
+        self.last_plain = _NO_PLAIN
         # The entry run now is a script call the client sent as another (an
         # EVAL as EVALSHA or the other way: its wire.FLAG_AS_CALLED bit).
         self.as_eval = 0
@@ -529,6 +534,7 @@ class Shard:
         if stats.generation != self.plain_generation:  # CONFIG RESETSTAT: new rows
             self.plain.clear()
             self.plain_generation = stats.generation
+            self.last_plain = _NO_PLAIN
         return self.plain
 
     def _learn(self, name: bytes) -> plain.Plain | Literal[False]:
@@ -612,14 +618,13 @@ class Shard:
         # is not plain): a slotted GET, SET key value, INCR or DECR in its
         # handler's usual case, while nothing else is on.
         slow_ns, counts_only, fast_below = _gates(stats, persistence, table, writer, noted, blocked)
-        # The last name it looked up (b"": none since the table was asked),
+        # The last name it looked up (b"": none since the table was asked;
+        # kept from the batch before while the table keeps its entries),
         # its entry, how it runs, and where its times go: folded when the
         # name changes and at the batch's end, not after each command (what
         # reads a row folds its pending times first, however many).
-        fast_name = b""
-        fast_entry: plain.Plain | Literal[False] | None = None
-        fast_inline = 0
-        fast_time = _NO_TIMES.append
+        fast_entry: plain.Plain | Literal[False] | None
+        fast_name, fast_entry, fast_inline, fast_time = self.last_plain
         # What the fast path reads, in locals, and what it counts: read again
         # (``stale``) after any entry off it (which may select a database,
         # flush, swap, watch a key, or run a script), before which its
@@ -1022,6 +1027,7 @@ class Shard:
             waiters.serve_ready()
         if fast_entry and len(fast_entry.times) >= 256:
             stats.fold(fast_entry.row)
+        self.last_plain = (fast_name, fast_entry, fast_inline, fast_time)
         self.bodies = self.batch = None
         return wire.encode_replies(bodies)
 
@@ -2026,6 +2032,8 @@ def _gates(
 
 # Where the fast path's times go before it has an entry (never used).
 _NO_TIMES: list[int] = []
+# Shard.last_plain before the fast path has looked a name up.
+_NO_PLAIN = (b"", None, 0, _NO_TIMES.append)
 
 
 def _nowhere(pipe: int, payload: bytes) -> None:

@@ -248,6 +248,23 @@ def test_fast_path_counts_are_seen_by_the_entries_after_it(tmp_path):
     assert (ks.hits, ks.misses) == (3, 5)
 
 
+def test_fast_path_keeps_its_last_entry_until_the_rows_are_new(tmp_path):
+    """The fast path's last name and entry carry over to the next batch,
+    until a RESETSTAT makes new rows (in a batch, or between them)."""
+    shard = _shard(tmp_path, True, False)
+    shard.run_batch(_batch([b"SET", b"k", b"v"], [b"GET", b"k"], slotted=True))
+    assert shard.last_plain[1] is shard.plain[b"GET"]
+    gets = _batch([b"GET", b"k"], [b"GET", b"k"], slotted=True)
+    shard.run_batch(_batch([wire.Verb.RESETSTAT]))
+    shard.run_batch(gets)
+    assert {name: row[0] for name, row in shard.stats.report()[0].items()} == {"get": 2}
+    shard.stats.reset()  # (as a RESETSTAT of the shard's counters outside a batch)
+    shard.run_batch(gets)
+    shard.run_batch(_batch([b"GET", b"k"], slotted=True))
+    assert {name: row[0] for name, row in shard.stats.report()[0].items()} == {"get": 3}
+    assert shard.last_plain[1] is shard.plain[b"GET"]
+
+
 def test_a_payload_whose_last_header_has_no_entry_is_refused_after_the_rest(tmp_path):
     shard = _shard(tmp_path, True, False)
     parts = [wire.slotted_header(key_slot(b"k"), False), b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n"]
