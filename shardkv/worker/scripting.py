@@ -2723,8 +2723,14 @@ class Engine:
         self.exit_requested = self.run is not None
 
     def request_kill(self) -> None:
-        """SIGUSR1: SCRIPT KILL or FUNCTION KILL (checked by the count hook)."""
-        self.kill_requested = self.run is not None
+        """SIGUSR1: SCRIPT KILL or FUNCTION KILL (checked by the count hook).
+        An acceptor signals only a script it knows is busy, past
+        busy-reply-threshold: a signal that finds no busy script came late,
+        after the script it was meant for ended, and another script, which
+        this kill was not read for, may have started since (it stopped it
+        at its first hook, before its threshold)."""
+        run = self.run
+        self.kill_requested = run is not None and run.busy
 
 
 class ScriptReply:

@@ -199,3 +199,29 @@ def test_a_kill_after_a_kill_this_acceptor_was_not_told_of_finds_nothing(monkeyp
     nothing, and so does this one (it answered ``+OK`` again)."""
     earlier = wire.encode_script_state(False, 1234, False, True, killed_at=time.monotonic())
     assert _kill_through(monkeypatch, [earlier]) == encode_error(errors.NOTBUSY)
+
+
+def test_a_kill_signal_that_finds_no_busy_script_stops_nothing() -> None:
+    """The acceptor signals a script's worker once it knows the script is
+    busy; the signal may land after that script ended and the next began
+    (a kill read through one acceptor before it read the first one's end,
+    the next script sent through another).  The worker stopped the next
+    script at its first hook, under its threshold, a script no kill was
+    read for; now a kill is for a busy script only (Engine.request_kill).
+    Here the signal lands during the script's first hook."""
+    from shardkv.worker.clock import FakeClock
+    from shardkv.worker.shard import Shard
+
+    shard = Shard(0, 1, FakeClock())
+    shard.keyspace.runtime.extra["busy-reply-threshold"] = "60000"
+    engine = shard.keyspace.scripts
+    threshold = engine.busy_threshold
+
+    def signalled_now() -> float:  # (the hook asks the threshold of a script not busy yet)
+        engine.request_kill()
+        return threshold()
+
+    engine.busy_threshold = signalled_now  # type: ignore[method-assign]
+    script = b"local i = 0 while i < 300000 do i = i + 1 end return i"
+    payload = wire.encode_batch([0, [b"EVAL", script, b"0"], 0, [b"SET", b"after", b"1"]])
+    assert wire.decode_replies(shard.run_batch(payload)) == [b":300000\r\n", b"+OK\r\n"]
