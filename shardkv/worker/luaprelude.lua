@@ -1289,6 +1289,13 @@ function engine.rearm()
     rearm(hook, hook_count)
 end
 
+function engine.kill()
+    -- A kill read at a redis.call rather than at the count hook (the
+    -- engine's _leave): from now on every line of the script raises, as
+    -- after the hook's kill (here and in every coroutine being resumed).
+    hook_all(killed_line, "l")
+end
+
 -- What kind of reply a returned table is, read with rawget as Redis does.
 function engine.stop()
     -- Every instruction from now on raises: the script ends, pcall or not

@@ -463,6 +463,7 @@ class _VM:
         "classify",
         "error_info",
         "stop",
+        "kill",
         "rearm",
         "call_fn",
         "run_wide",
@@ -497,6 +498,7 @@ class _VM:
         self.classify = api[b"classify"]
         self.error_info = api[b"error_info"]
         self.stop = api[b"stop"]
+        self.kill = api[b"kill"]
         self.rearm = api[b"rearm"]
         self.call_fn = api[b"call"]
         self.run_wide = api[b"run_wide"]  # (a script marked FLAG_WIDE: the prelude swaps the wide forms in)
@@ -706,6 +708,7 @@ class Engine:
         self._classify = vm.classify
         self._error_info = vm.error_info
         self._stop = vm.stop
+        self._kill_lines = vm.kill
         self._rearm = vm.rearm
         self._call_fn = vm.call_fn
         self._run_wide = vm.run_wide
@@ -1864,12 +1867,7 @@ class Engine:
             try:
                 value = self._execute(called, argv, run, write)
             except CrossShard as e:
-                # Stop the script for good (a pcall in it must not go on).
-                self._make_room()  # (see _sign_unknown)
-                run.abort = e
-                run.changed = True  # (see Run.changed)
-                self._stop()
-                return self._error("cross-shard"), True
+                return self._leave(run, e)
         if not run.read_noted and self.ks.event_mask & events.SCRIPT_READ and "readonly" in called.cmd.flags:
             # As Redis's call(), after the read ran (a key it found expired
             # is invalidated first): a script that reads has its declared
@@ -1892,6 +1890,23 @@ class Engine:
             return self._to_lua_error(value.message), raise_error
         return self._to_lua(value, run.resp), False
 
+    def _leave(self, run: Run, e: CrossShard) -> tuple[LuaValue, LuaValue]:
+        """A redis.call needs keys this shard does not hold: stop the
+        script for good (a pcall in it must not go on), to undo it and run
+        it again across shards.  But a kill this worker was signalled for
+        and its hook has not read yet stops it here: Redis reads the kill
+        at the script's next hook and stops it there, and the run across
+        shards, a new run, knew nothing of it (the kill answered
+        ``-NOTBUSY`` while the script ran on)."""
+        self._make_room()  # (see _sign_unknown)
+        run.changed = True  # (see Run.changed)
+        if self._kill_now(run):
+            self._kill_lines()  # as the hook does: every line of it raises from now on
+            return self._error(errors.SCRIPT_KILLED), True
+        run.abort = e
+        self._stop()
+        return self._error("cross-shard"), True
+
     def _read(
         self, called: _Called, argv: list[bytes], run: Run, raise_error: LuaValue
     ) -> tuple[LuaValue, LuaValue]:
@@ -1906,11 +1921,7 @@ class Engine:
             try:
                 self._need_key(argv[1], run)
             except CrossShard as e:
-                self._make_room()  # as _call
-                run.abort = e  # as _call
-                run.changed = True  # (see Run.changed)
-                self._stop()
-                return self._error("cross-shard"), True
+                return self._leave(run, e)
         memory = ks.memory
         if memory is None:
             value = self.shard.execute_read(argv, called.handler)  # type: ignore[attr-defined]
@@ -2652,16 +2663,22 @@ class Engine:
             self._watch_ahead()
         if run.busy and run.logs:
             self._write_logs(run)  # a busy script's lines are looked for now, not held
-        if self.kill_requested:
-            self.kill_requested = False
-            if not run.dirty:
-                run.killed = True
-                run.killed_at = time.monotonic()
-                run.changed = True  # (see Run.changed)
-                return True
-            # It has written: its report that says so went to every pipe
-            # before its first write (the kills waiting answer -UNKILLABLE).
-        return False
+        return self.kill_requested and self._kill_now(run)
+
+    def _kill_now(self, run: Run) -> bool:
+        """A SCRIPT KILL or FUNCTION KILL signalled: stop the script unless
+        it has written.  (It has: its report that says so went to every
+        pipe before its first write, and the kills waiting answer
+        ``-UNKILLABLE``.)"""
+        if not self.kill_requested:
+            return False
+        self.kill_requested = False
+        if run.dirty:
+            return False
+        run.killed = True
+        run.killed_at = time.monotonic()
+        run.changed = True  # (see Run.changed)
+        return True
 
     def _watch_ahead(self) -> None:
         """The script is busy: the WATCHes sent meanwhile run now, as

@@ -12,6 +12,11 @@ redis-server 7.0.15 (at ``$SHARDKV_TEST_ACCEPTORS`` acceptors).
   ``-BUSY``.  shardkv's one acceptor ran it after the killed script (its
   park waited behind that script on its shard); now the worker refuses
   the park (``_Answer.refusable_while_busy``).
+- A kill that reaches the worker as the script reads a key of another
+  shard: Redis reads the kill at the script's next hook and stops it.
+  shardkv's run on the one shard stopped there to run again over both,
+  the kill answered ``-NOTBUSY`` and the script ran on; now the worker
+  stops it there, as killed (``Engine._leave``).
 """
 
 from __future__ import annotations
@@ -135,3 +140,46 @@ def test_a_cross_shard_script_sent_before_the_threshold_gets_busy(servers) -> No
     expected = _cross_shard_behind_a_busy_script(real, 1)
     assert expected == [b"OK", "ERR", "BUSY", 0]
     assert _cross_shard_behind_a_busy_script(ours, k) == expected
+
+
+# As WRITES_AS_KILLED, but it reads a key it did not declare, of the other
+# shard, where it wrote, and spins 1.5 s more: on shardkv its run on its
+# one shard stops there and it runs again over both shards.
+ESCAPES_AS_KILLED = (
+    NOW + "local t0 = now() while now() - t0 < 150000 do for i = 1, 2000 do end end "
+    "string.find(string.rep('a', 22000), '.-b') "
+    "redis.call('GET', ARGV[1]) "
+    "local t1 = now() while now() - t1 < 1500000 do for i = 1, 2000 do end end "
+    "return 1"
+)
+
+
+def _kill_as_it_crosses_shards(port: int, k: int) -> list:
+    key, other = key_on(0, "killcross", shards=2), key_on(1, "killcross", shards=2)
+    killer = client_on(port, 0, k=k, timeout=WAIT)
+    caller = client_on(port, 0, k=k, timeout=WAIT)
+    try:
+        killer.command("CONFIG", "SET", "busy-reply-threshold", "100")
+        caller.send("EVAL", ESCAPES_AS_KILLED, 1, key, other)
+        wait_busy(lambda: killer.command("GET", key))
+        time.sleep(KILL_AFTER_BUSY)  # (during the C call: see KILL_AFTER_BUSY)
+        killer.send("SCRIPT", "KILL")
+        got = [_first_word(killer.read_reply()), _first_word(caller.read_reply())]
+        killer.send("SCRIPT", "KILL")
+        got.append(_first_word(killer.read_reply()))
+        killer.command("CONFIG", "SET", "busy-reply-threshold", "5000")
+        return got
+    finally:
+        killer.close()
+        caller.close()
+
+
+def test_a_kill_as_the_script_moves_across_shards_stops_it(servers) -> None:
+    """The kill reaches the worker as the script leaves its one shard to
+    run again over both: Redis reads it at the next hook, which stops the
+    script.  shardkv's acceptor took the run's end for the script's and
+    answered ``-NOTBUSY`` while the script ran on, to its end."""
+    (real, _), (ours, k) = servers
+    expected = _kill_as_it_crosses_shards(real, 1)
+    assert expected == [b"OK", "ERR", "NOTBUSY"]
+    assert _kill_as_it_crosses_shards(ours, k) == expected
