@@ -62,7 +62,14 @@ from shardkv.acceptor.dispatch import HEADERS
 from shardkv.acceptor.fanout import Gather
 from shardkv.acceptor.replies import Slot
 from shardkv.acceptor.scriptcache import CACHE, Escapes
-from shardkv.acceptor.shardlink import ENDED, KILLED, UNKILLABLE, at_next_busy_change, at_threshold
+from shardkv.acceptor.shardlink import (
+    ENDED,
+    KILLED,
+    OTHER_KIND,
+    UNKILLABLE,
+    at_next_busy_change,
+    at_threshold,
+)
 from shardkv.acceptor.state import SCRIPTS
 from shardkv.protocol import bus, command_docs, errors, wire
 from shardkv.protocol.commands import seen
@@ -1632,9 +1639,10 @@ def kill_script(client: Client, eval_mode: bool) -> None:
     it is answered at once: Redis runs no script beside it."""
     server = client.server
     if client.state.in_exec:
-        problem, killed = _kill_busy(server, eval_mode)
-        if problem is None:
+        problem, killed, _ = _kill_busy(server, eval_mode)
+        if killed:
             _tell_killed(server, killed, None)
+        if problem is None:
             client.reply("OK")
         else:
             client.reply_error(problem)
@@ -1650,28 +1658,52 @@ def kill_script(client: Client, eval_mode: bool) -> None:
         _answer_kill(slot, eval_mode)
 
 
-def _kill_busy(server: object, eval_mode: bool) -> tuple[str | None, list]:
-    """Signal the busy scripts' workers to stop them: (None, what was
-    signalled, each ``[shard, pid, epoch]``) if done, or the error that
-    says why not (none busy, one has written, the other kind).  Each
-    worker decides whether it stopped its script (see _KillVerdict)."""
+def _kill_busy(server: object, eval_mode: bool, ask: bool = False) -> tuple[str | None, list, list]:
+    """Signal the busy scripts' workers to stop those that can be: (the
+    error for those that cannot, or None; what was signalled, each
+    ``[shard, pid, epoch]``; the links asked, see below).  Each script is
+    decided as Redis decides its one: none busy, ``-NOTBUSY``; one has
+    written, ``-UNKILLABLE``; one of the other kind (EVAL, function), the
+    ``-BUSY`` that names the other kill; else its worker is signalled,
+    and decides whether it stopped it (see _KillVerdict).  Several shards
+    may each run a busy script (Redis runs one): the kill stops every one
+    it can, and its error is the worst of the others', ``-UNKILLABLE``
+    first.  Redis checks for writes before the kind, in the script's hook:
+    with ``ask``, the worker of a script of the other kind that had not
+    written as last reported is asked to report it at its next hook
+    (wire.REPORT_SIGNAL; it may have written since)."""
     busy = [link for link in server.links if link.script is not None]  # type: ignore[attr-defined]
     if not busy:
-        return errors.NOTBUSY, []
+        return errors.NOTBUSY, [], []
+    problem = None
+    killed = []
+    asked = []
     for link in busy:
         pid, dirty, script_eval = link.script[:3]
         if dirty:
-            return errors.UNKILLABLE, []
-        if script_eval != eval_mode:
-            return (errors.BUSY_FUNCTION if not script_eval else errors.BUSY), []
-    killed = []
-    for link in busy:
-        killed.append([link.index, link.script[0], link.script_epoch])
-        try:
-            os.kill(link.script[0], signal.SIGUSR1)
-        except OSError:
-            pass
-    return None, killed
+            problem = errors.UNKILLABLE
+        elif script_eval != eval_mode:
+            if ask and _signal(pid, wire.REPORT_SIGNAL):
+                asked.append(link)
+            elif problem is None:
+                problem = _other_kind(eval_mode)
+        else:
+            killed.append([link.index, pid, link.script_epoch])
+            _signal(pid, signal.SIGUSR1)
+    return problem, killed, asked
+
+
+def _other_kind(eval_mode: bool) -> str:
+    """The error of a kill of the other kind than the busy script's."""
+    return errors.BUSY_FUNCTION if eval_mode else errors.BUSY
+
+
+def _signal(pid: int, signum: int) -> bool:
+    try:
+        os.kill(pid, signum)
+    except OSError:  # (the worker is gone: its link hears it)
+        return False
+    return True
 
 
 def _tell_killed(server: object, killed: list, then: Callable[[], None] | None) -> None:
@@ -1707,10 +1739,11 @@ def _answer_kill(slot: Slot, eval_mode: bool) -> None:
     have decided."""
     server = slot.client.server
     signalled = time.monotonic()
-    problem, killed = _kill_busy(server, eval_mode)
-    if problem is None:
-        _KillVerdict(slot, eval_mode, killed, signalled)
+    problem, killed, asked = _kill_busy(server, eval_mode, ask=True)
+    if killed or asked:
+        _KillVerdict(slot, eval_mode, killed, asked, signalled, problem)
     else:
+        assert problem is not None  # (nothing signalled: the reason why)
         server.stats.error(problem)
         _deliver(slot, encode_error(problem))
 
@@ -1733,20 +1766,30 @@ class _KillVerdict:
     restarted since included, that this one was not told of): the end's
     report says when the worker stopped it, on the machine's one
     monotonic clock, so a kill read after that ``+OK`` never answers
-    ``+OK`` again."""
+    ``+OK`` again.  The workers of busy scripts of the other kind, asked
+    (``asked``), report them at their next hook: ``-UNKILLABLE`` if they
+    have written, else the ``-BUSY`` that names the other kill.
+    ``problem``: the error for the busy scripts known to have written
+    (see _kill_busy), its answer once it stopped one (and
+    ``-UNKILLABLE`` before any other)."""
 
-    __slots__ = ("slot", "eval_mode", "killed", "left", "verdicts", "signalled")
+    __slots__ = ("slot", "eval_mode", "killed", "left", "verdicts", "signalled", "problem")
 
-    def __init__(self, slot: Slot, eval_mode: bool, killed: list, signalled: float) -> None:
+    def __init__(
+        self, slot: Slot, eval_mode: bool, killed: list, asked: list, signalled: float, problem: str | None
+    ) -> None:
         self.slot = slot
         self.eval_mode = eval_mode
         self.killed = killed  # each [shard, pid, epoch], as signalled
         self.signalled = signalled  # time.monotonic() before the signals
-        self.left = len(killed)
+        self.problem = problem
+        self.left = len(killed) + len(asked)
         self.verdicts: set[str] = set()
         links = slot.client.server.links
         for shard, _, _ in killed:  # (signalled in this turn: no frame of theirs read yet)
             links[shard].kill_verdicts.append(self._told)
+        for link in asked:
+            link.kind_checks.append(self._told)
 
     def _told(self, verdict: str, killed_at: float) -> None:
         if verdict == KILLED and killed_at < self.signalled:
@@ -1757,13 +1800,24 @@ class _KillVerdict:
             return
         slot = self.slot
         server = slot.client.server
-        if UNKILLABLE in self.verdicts:
-            server.stats.error(errors.UNKILLABLE)
-            _deliver(slot, encode_error(errors.UNKILLABLE))
-        elif KILLED in self.verdicts:
-            _tell_killed(server, self.killed, lambda: _deliver(slot, encode("OK", slot.client.resp3)))
+        verdicts = self.verdicts
+        problem = errors.UNKILLABLE if UNKILLABLE in verdicts else self.problem
+        if problem is None and OTHER_KIND in verdicts:
+            problem = _other_kind(self.eval_mode)
+        if KILLED in verdicts:
+            _tell_killed(server, self.killed, lambda: self._answer(problem))
+        elif UNKILLABLE in verdicts or OTHER_KIND in verdicts:
+            self._answer(problem)
         else:
-            _answer_kill(slot, self.eval_mode)
+            _answer_kill(slot, self.eval_mode)  # (those it signalled ended first: as if read now)
+
+    def _answer(self, problem: str | None) -> None:
+        slot = self.slot
+        if problem is None:
+            _deliver(slot, encode("OK", slot.client.resp3))
+        else:
+            slot.client.server.stats.error(problem)
+            _deliver(slot, encode_error(problem))
 
 
 def _deliver(slot: Slot, body: bytes) -> None:

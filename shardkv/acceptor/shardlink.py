@@ -350,6 +350,11 @@ class ShardLink:
         # KILLED and when (time.monotonic()), UNKILLABLE (it had written)
         # or ENDED (it ended, or its worker did, with no kill).
         self.kill_verdicts: list[Callable[[str, float], None]] = []
+        # The kills of the other kind (FUNCTION KILL of an EVAL, SCRIPT
+        # KILL of a function) that asked the worker to report the busy
+        # script at its next hook (wire.REPORT_SIGNAL): each is called with
+        # UNKILLABLE (it had written), OTHER_KIND (it had not) or ENDED.
+        self.kind_checks: list[Callable[[str, float], None]] = []
         # The client that runs that script, if this acceptor's: it waits
         # for the script (see shardkv.acceptor.scriptcaller).
         self.caller: Client | None = None
@@ -747,6 +752,11 @@ class ShardLink:
         for told in waiting:
             told(verdict, killed_at)
 
+    def _tell_kind_checks(self, verdict: str) -> None:
+        waiting, self.kind_checks = self.kind_checks, []
+        for told in waiting:
+            told(verdict, 0.0)
+
     def detached(self, transport: asyncio.Transport) -> None:
         if transport is self.transport:
             self.up = False
@@ -757,6 +767,8 @@ class ShardLink:
             self._release_caller()
             if self.kill_verdicts:  # the script went with its worker
                 self._tell_verdicts(ENDED)
+            if self.kind_checks:
+                self._tell_kind_checks(ENDED)
             _busy_changed()
             if MISCONF_LINKS.pop(self, None) is not None and self.on_disk is not None:
                 self.on_disk()  # a new worker says again if it cannot write
@@ -925,6 +937,8 @@ class ShardLink:
                 self._refuse_unblocks(unblocks)
                 if dirty and self.kill_verdicts:  # it wrote before it saw the kill
                     self._tell_verdicts(UNKILLABLE)
+                if self.kind_checks:  # (a report read after the check: the one it asked, or a write's)
+                    self._tell_kind_checks(UNKILLABLE if dirty else OTHER_KIND)
             else:
                 self.script = self.busy = None
                 self.kill_sent = False
@@ -935,6 +949,8 @@ class ShardLink:
                 self._release_caller()
                 if self.kill_verdicts:
                     self._tell_verdicts(KILLED if killed_at else ENDED, killed_at)
+                if self.kind_checks:
+                    self._tell_kind_checks(ENDED)
                 _busy_changed()
         elif kind == wire.REFUSALS:
             self._refused(*wire.decode_refusals(payload))
@@ -1150,6 +1166,8 @@ _DROPPED = _Dropped()
 # What a busy script's worker decided on a SCRIPT KILL or FUNCTION KILL
 # that signalled it (ShardLink.kill_verdicts).
 KILLED, UNKILLABLE, ENDED = "killed", "unkillable", "ended"
+# (A kill of the other kind, ShardLink.kind_checks: the script had not written.)
+OTHER_KIND = "otherkind"
 
 
 def _out_of_order(index: int) -> NoReturn:

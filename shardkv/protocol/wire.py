@@ -274,6 +274,7 @@ every shard at once); single-shard commands never hold.
 from __future__ import annotations
 
 import marshal
+import signal
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -776,6 +777,14 @@ def decode_answer(body: bytes) -> Control:
 # A busy report's place for a script that a cross-shard operation runs on
 # its parked shards (see Shard.replies_ahead).
 SCRIPT_PARKED = -2
+
+
+# The signal that asks a worker to report its busy script (an ``S``
+# frame) at the script's next count hook: a SCRIPT KILL of a function or
+# a FUNCTION KILL of an EVAL, which Redis answers as the script is at that
+# hook (``-UNKILLABLE`` if it has written, else the ``-BUSY`` that names
+# the other kill).  SIGUSR1 is the kill's own; SIGUSR2, SHUTDOWN NOSAVE's.
+REPORT_SIGNAL = signal.SIGRTMIN
 
 
 def encode_script_state(

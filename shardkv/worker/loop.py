@@ -79,6 +79,7 @@ def serve(
     shard.stats.shared = slow_log
     signal.signal(signal.SIGUSR1, lambda *_: shard.scripts.request_kill())  # SCRIPT KILL
     signal.signal(signal.SIGUSR2, lambda *_: shard.scripts.request_exit())  # SHUTDOWN NOSAVE, busy
+    signal.signal(wire.REPORT_SIGNAL, lambda *_: shard.scripts.request_report())  # a kill of the other kind
     shard.keyspace.runtime.hz = cfg["hz"]  # CONFIG SET hz reaches it through __config
     persistence = shard.persistence
     assert persistence is not None

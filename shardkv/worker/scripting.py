@@ -539,6 +539,7 @@ class Engine:
         self._spare_run = Run.spare()  # what each script's run is (see Run)
         self.rand = _Rand48()
         self.kill_requested = False
+        self.report_requested = False  # a kill of the other kind (see request_report)
         self.exit_requested = False  # SHUTDOWN NOSAVE while busy (see request_exit)
         # A reply did not fit in the script's Lua state: the script stops,
         # with Lua's "not enough memory" (see _refuse).
@@ -2655,7 +2656,8 @@ class Engine:
                 if refusals is not None and sent is not None:
                     refusals.begin(sent, run.eval_mode)
         else:
-            if run.dirty and not run.reported_dirty:
+            if (run.dirty and not run.reported_dirty) or self.report_requested:
+                self.report_requested = False
                 self._report(run)
             refusals = getattr(self.shard, "refusals", None)
             if refusals is not None and refusals.due:
@@ -2738,6 +2740,12 @@ class Engine:
         nothing the script wrote is logged or saved.  (If the script has
         ended meanwhile, the supervisor's SIGTERM stops the worker as usual.)"""
         self.exit_requested = self.run is not None
+
+    def request_report(self) -> None:
+        """wire.REPORT_SIGNAL: a kill of the other kind asks whether the
+        busy script has written (the count hook reports it)."""
+        run = self.run
+        self.report_requested = run is not None and run.busy
 
     def request_kill(self) -> None:
         """SIGUSR1: SCRIPT KILL or FUNCTION KILL (checked by the count hook).

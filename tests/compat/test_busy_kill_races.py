@@ -17,6 +17,10 @@ redis-server 7.0.15 (at ``$SHARDKV_TEST_ACCEPTORS`` acceptors).
   shardkv's run on the one shard stopped there to run again over both,
   the kill answered ``-NOTBUSY`` and the script ran on; now the worker
   stops it there, as killed (``Engine._leave``).
+- The same kill as it writes, of a function, by FUNCTION KILL or by
+  SCRIPT KILL: Redis checks for writes before the kind (``-UNKILLABLE``);
+  shardkv's acceptor answered the other kind's ``-BUSY`` from the last
+  report, and now asks the worker (``wire.REPORT_SIGNAL``).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from shardkv.protocol import errors
 from tests.support.acceptors import client_on
 from tests.support.placement import key_on
 from tests.support.processes import wait_busy
@@ -75,23 +80,39 @@ def _first_word(reply: object) -> object:
     return str(reply).split(" ")[0] if isinstance(reply, ErrorReply) else reply
 
 
-def _kill_as_it_writes(port: int, k: int) -> list:
+# WRITES_AS_KILLED as a function.
+WRITES_AS_KILLED_LIBRARY = (
+    "#!lua name=killwrite\n"
+    "redis.register_function('writes', function(KEYS) "
+    + WRITES_AS_KILLED.replace("return 1", "return 1 end)")
+)
+
+
+def _kill_as_it_writes(port: int, k: int, function: bool = False, kill: str = "SCRIPT") -> list:
+    """The script (or the function: ``function``) killed by ``kill``
+    during its C call: the kill's reply, the script's, and the key."""
     key = key_on(0, "killwrite", shards=2)
     killer = client_on(port, 0, k=k, timeout=WAIT)
     caller = client_on(port, 0, k=k, timeout=WAIT)
     try:
         killer.command("CONFIG", "SET", "busy-reply-threshold", "100")
         killer.command("DEL", key)
-        caller.send("EVAL", WRITES_AS_KILLED, 1, key)
+        if function:
+            killer.command("FUNCTION", "LOAD", "REPLACE", WRITES_AS_KILLED_LIBRARY)
+            caller.send("FCALL", "writes", 1, key)
+        else:
+            caller.send("EVAL", WRITES_AS_KILLED, 1, key)
         wait_busy(lambda: killer.command("GET", key))
         # (Nothing outside shows where the script is, and nothing is read
         # during its C call: the kill goes at a time after -BUSY, which the
         # script's own clock bounds from below; see KILL_AFTER_BUSY.)
         time.sleep(KILL_AFTER_BUSY)
-        killer.send("SCRIPT", "KILL")
+        killer.send(kill, "KILL")
         got = [_first_word(killer.read_reply()), caller.read_reply()]
         got.append(killer.command("GET", key))
         killer.command("CONFIG", "SET", "busy-reply-threshold", "5000")
+        if function:
+            killer.command("FUNCTION", "DELETE", "killwrite")
         return got
     finally:
         killer.close()
@@ -103,6 +124,19 @@ def test_a_kill_as_the_script_writes_finds_it_unkillable(servers) -> None:
     expected = _kill_as_it_writes(real, 1)
     assert expected == ["UNKILLABLE", 1, b"written"]
     assert _kill_as_it_writes(ours, k) == expected
+
+
+@pytest.mark.parametrize("kill", ["FUNCTION", "SCRIPT"])
+def test_a_kill_of_a_function_as_it_writes_finds_it_unkillable(servers, kill: str) -> None:
+    """The same with a function, killed by FUNCTION KILL, or by SCRIPT
+    KILL: Redis checks for writes before the kind, in the hook, and
+    answers ``-UNKILLABLE``; shardkv's acceptor answered the other kind's
+    ``-BUSY`` from the last report (the worker is now asked to report at
+    its next hook: wire.REPORT_SIGNAL)."""
+    (real, _), (ours, k) = servers
+    expected = _kill_as_it_writes(real, 1, True, kill)
+    assert expected == ["UNKILLABLE", 1, b"written"]
+    assert _kill_as_it_writes(ours, k, True, kill) == expected
 
 
 def _cross_shard_behind_a_busy_script(port: int, k: int) -> list:
@@ -183,3 +217,59 @@ def test_a_kill_as_the_script_moves_across_shards_stops_it(servers) -> None:
     expected = _kill_as_it_crosses_shards(real, 1)
     assert expected == [b"OK", "ERR", "NOTBUSY"]
     assert _kill_as_it_crosses_shards(ours, k) == expected
+
+
+KINDS_LIBRARY = (
+    "#!lua name=killkinds\n" + NOW + "redis.register_function('writespin', function(keys) "
+    "redis.call('SET', keys[1], 'w') local t0 = now() while now() - t0 < 1500000 do end return 1 end) "
+    "redis.register_function{function_name='spin', callback=function() while true do end end, "
+    "flags={'no-writes'}}"
+)
+WRITE_SPIN = (
+    "redis.call('SET', KEYS[1], 'w') " + NOW + "local t0 = now() while now() - t0 < 1500000 do end return 1"
+)
+
+
+def _kills_of_each_kind(port: int, k: int) -> list:
+    """SCRIPT KILL and FUNCTION KILL of a busy function and a busy EVAL,
+    each written or not: the replies, whole."""
+    key = key_on(0, "killkinds", shards=2)
+    killer = client_on(port, 0, k=k, timeout=WAIT)
+    caller = client_on(port, 0, k=k, timeout=WAIT)
+    got: list = []
+
+    def kill(kind: str) -> None:
+        killer.send(kind, "KILL")
+        got.append(str(killer.read_reply()))
+
+    try:
+        killer.command("CONFIG", "SET", "busy-reply-threshold", "100")
+        killer.command("FUNCTION", "LOAD", "REPLACE", KINDS_LIBRARY)
+        for call, first, then in (
+            (("FCALL", "writespin", 1, key), "SCRIPT", "FUNCTION"),
+            (("EVAL", WRITE_SPIN, 1, key), "FUNCTION", "SCRIPT"),
+            (("FCALL", "spin", 1, key), "SCRIPT", "FUNCTION"),
+            (("EVAL", "while true do end", 1, key), "FUNCTION", "SCRIPT"),
+        ):
+            caller.send(*call)
+            wait_busy(lambda: killer.command("GET", key))
+            kill(first)  # the other kind
+            kill(then)
+            got.append(_first_word(caller.read_reply()))
+        killer.command("FUNCTION", "DELETE", "killkinds")
+        killer.command("CONFIG", "SET", "busy-reply-threshold", "5000")
+        return got
+    finally:
+        killer.close()
+        caller.close()
+
+
+def test_kills_of_the_other_kind_answer_as_redis(servers) -> None:
+    """Redis's scriptKill checks for writes before the kind: a kill of the
+    other kind finds a script that wrote unkillable, and one that did not
+    busy (``-BUSY``, naming the kill that fits)."""
+    (real, _), (ours, k) = servers
+    expected = _kills_of_each_kind(real, 1)
+    assert expected[:2] == [errors.UNKILLABLE] * 2
+    assert expected[9:11] == [errors.BUSY, "b'OK'"]
+    assert _kills_of_each_kind(ours, k) == expected

@@ -15,6 +15,7 @@ SCRIPT KILL: the new one hears the writes, at one acceptor and at two.
 from __future__ import annotations
 
 import os
+import select
 import signal
 import threading
 import time
@@ -833,3 +834,53 @@ def test_a_kill_through_the_other_acceptor_after_a_kill_finds_the_script_gone() 
         return kill_twice(server.port, pause, acceptors=2)
 
     assert on_shardkv(scenario, acceptors=2) == expected
+
+
+# Spins %d microseconds of its clock, plain Lua between TIME calls (its
+# count hooks come every few ms however slow a call is).
+SPIN_FOR = (
+    "local function now() local t = redis.call('TIME') return t[1] * 1000000 + t[2] end "
+    "local t0 = now() while now() - t0 < %d do for i = 1, 2000 do end end "
+)
+
+
+@pytest.mark.parametrize("acceptors", [1, 2])
+def test_a_kill_stops_every_busy_script_it_can(acceptors: int) -> None:
+    """Two shards each run a busy script (Redis runs one), one of which
+    has written: the kill stops the other and answers ``-UNKILLABLE``, as
+    Redis answers for the one that wrote; a kill after it answers so
+    again, while the writer runs on.  It answered ``-UNKILLABLE`` and
+    stopped nothing when it knew of the write (the loop ran on until the
+    writer ended), and stopped the loop with the same answer when the
+    worker told it after its signal (scripting._KillVerdict): the
+    README's "busy scripts".  (Nothing outside tells which shards the
+    acceptor knows busy, every command gets ``-BUSY``: kills go until the
+    loop's client has its reply.)"""
+
+    def scenario(server: ServerProcess) -> list:
+        k0, k1 = key_on(0, "several", shards=2), key_on(1, "several", shards=2)
+        killer = client_on(server.port, acceptors - 1, k=acceptors, timeout=WAIT)
+        looping = client_on(server.port, 0, k=acceptors, timeout=WAIT)
+        writing = client_on(server.port, 0, k=acceptors, timeout=WAIT)
+        try:
+            killer.command("CONFIG", "SET", "busy-reply-threshold", "100")
+            # (Both sent under the threshold: a script sent while another
+            # is busy gets -BUSY, as in Redis.)
+            writing.send(
+                "EVAL", "redis.call('SET', KEYS[1], 'w') " + SPIN_FOR % 5_000_000 + "return 1", 1, k1
+            )
+            looping.send("EVAL", LOOP, 1, k0)
+            wait_busy(lambda: killer.command("GET", k0))
+            kills = set()
+            while not select.select([looping.sock], [], [], 0.05)[0]:
+                kills.add(ask(killer, "SCRIPT", "KILL"))
+            got = [kills <= {"UNKILLABLE", b"OK"}, ask_reply(looping)]
+            got.append(ask(killer, "SCRIPT", "KILL"))  # (the writer spins 5 s: a bound, not a timing check)
+            got += [ask_reply(writing), ask(killer, "GET", k1)]
+            killer.command("CONFIG", "SET", "busy-reply-threshold", "5000")
+            return got
+        finally:
+            for c in (killer, looping, writing):
+                c.close()
+
+    assert on_shardkv(scenario, acceptors=acceptors) == [True, "ERR", "UNKILLABLE", 1, b"w"]
