@@ -884,3 +884,65 @@ def test_a_kill_stops_every_busy_script_it_can(acceptors: int) -> None:
                 c.close()
 
     assert on_shardkv(scenario, acceptors=acceptors) == [True, "ERR", "UNKILLABLE", 1, b"w"]
+
+
+def kill_while_stopped(server: ServerProcess, acceptors: int, then: int) -> list:
+    """SCRIPT KILL of a busy loop while its worker is stopped (SIGSTOP),
+    through acceptor ``acceptors - 1``; then the worker gets signal
+    ``then`` (SIGCONT, SIGKILL): whether the kill was answered while the
+    worker was stopped, what other clients got meanwhile, and the kill's
+    and the script's replies."""
+    key, other = key_on(0, "stopped", shards=2), key_on(1, "stopped", shards=2)
+    caller = client_on(server.port, 0, k=acceptors, timeout=WAIT)
+    killer = client_on(server.port, acceptors - 1, k=acceptors, timeout=WAIT)
+    bystander = client_on(server.port, 0, k=acceptors, timeout=WAIT)
+    try:
+        killer.command("CONFIG", "SET", "busy-reply-threshold", "100")
+        caller.send("EVAL", LOOP, 1, key)
+        wait_busy(lambda: killer.command("GET", key))
+        pid = worker_pid(server, 0)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            killer.send("SCRIPT", "KILL")
+            killer.sock.settimeout(0.3)
+            try:
+                killer.read_reply()
+                got: list = ["answered"]
+            except TimeoutError:
+                got = ["waits"]
+            killer.sock.settimeout(WAIT)
+            got += [ask(bystander, "GET", key), ask(bystander, "SET", other, "v")]
+        finally:
+            os.kill(pid, then)
+        got += [ask_reply(killer), ask_reply(caller)]
+        assert until(lambda: ask(bystander, "SET", key, "v") == b"OK")
+        return got
+    finally:
+        for c in (caller, killer, bystander):
+            c.close()
+
+
+@pytest.mark.parametrize("acceptors", [1, 2])
+def test_a_kill_while_the_scripts_worker_is_stopped_waits_for_its_hook(acceptors: int) -> None:
+    """Redis answers SCRIPT KILL in the script's hook (it reads nothing
+    else while the script runs): a script that reaches no hook (one long C
+    call; here its worker stopped) leaves the kill unanswered until it
+    does, and the kill then stops it.  shardkv's kill waits the same way,
+    for the worker's verdict (scripting._KillVerdict), so that nothing is
+    half decided; the other clients get ``-BUSY`` meanwhile, on every
+    shard (they waited for the hook on Redis).  A worker
+    that dies meanwhile answers it: the script is gone (``-NOTBUSY``)."""
+    assert on_shardkv(lambda s: kill_while_stopped(s, acceptors, signal.SIGCONT), acceptors=acceptors) == [
+        "waits",
+        "BUSY",
+        "BUSY",
+        b"OK",
+        "ERR",
+    ]
+    assert on_shardkv(lambda s: kill_while_stopped(s, acceptors, signal.SIGKILL), acceptors=acceptors) == [
+        "waits",
+        "BUSY",
+        "BUSY",
+        "NOTBUSY",
+        "ERR",
+    ]
