@@ -16,6 +16,13 @@ warm-up cancel out::
     done
     # (second - first) / (300 * 16) = instructions per SET in run_batch
 
+Two more kinds run one-key scripts, as the acceptor's EVALSHA shortcut
+sends them (``Shard.execute_script``): ``evalsha`` (EVALSHA of ``return
+redis.call('get', KEYS[1])`` on existing keys, no arguments) and
+``release`` (redis-py's ``Lock.release``, ``EVALSHA sha 1 key token`` on
+keys that hold no lock, ``nokey:...``: a GET that misses, then ``return 0``), the
+scripts of :mod:`scriptcost` loaded into the shard's engine first.
+
 The shard's clock is a fixed sequence (:data:`STEPS`, each command 0.9 to
 2.5 us apart, as on a quiet machine), so the latency histogram's fold
 (``Stats.fold``, whose cost grows with the buckets a command's times
@@ -38,6 +45,7 @@ import os
 import random
 import sys
 import tempfile
+from hashlib import sha1
 from pathlib import Path
 
 # numpy (shardkv.worker.hllcore) would start OpenBLAS's threads (see scriptcost.py).
@@ -55,6 +63,16 @@ PIPELINE = 16
 KEYS = 1000
 # The fixed clock's steps in ns, taken in turn (one per clock reading).
 STEPS = [random.Random(22).randrange(900, 2500) for _ in range(97)]
+# The scripts of scriptcost.py's ``evalsha`` and ``release`` loads.
+GET_SCRIPT = b"return redis.call('get', KEYS[1])"
+RELEASE_SCRIPT = b"""local token = redis.call('get', KEYS[1])
+if not token or token ~= ARGV[1] then
+    return 0
+end
+redis.call('del', KEYS[1])
+return 1"""
+SHA_GET = sha1(GET_SCRIPT).hexdigest().encode()
+SHA_RELEASE = sha1(RELEASE_SCRIPT).hexdigest().encode()
 # Entries with the header of database 0 that carries no slot (the worker
 # computes it), not the slotted one the acceptor's hot path sends.
 UNSLOTTED = "--unslotted" in sys.argv
@@ -71,25 +89,38 @@ def build(directory: str) -> tuple[Shard, list[bytes]]:
     cfg["shards"] = 2
     cfg["dir"] = directory
     shard = Shard(0, 2, config=cfg)
+    return shard, own_keys(b"key:")
+
+
+def own_keys(prefix: bytes) -> list[bytes]:
+    """``KEYS`` keys of shard 0 of 2, named ``prefix`` and a number."""
     own = slot_range(0, 2)
     keys: list[bytes] = []
     n = 0
     while len(keys) < KEYS:
-        key = b"key:%08d" % n
+        key = b"%s%08d" % (prefix, n)
         if key_slot(key) in own:
             keys.append(key)
         n += 1
-    return shard, keys
+    return keys
 
 
 def payloads(kind: str, keys: list[bytes], count: int, value: bytes = b"xxx") -> list[bytes]:
     """``count`` ``B`` payloads of ``kind``, each on the next ``PIPELINE`` keys."""
     out = []
+    missing = own_keys(b"nokey:") if kind == "release" else keys
     for b in range(count):
         entries = []
         for j in range(PIPELINE):
             key = keys[(b * PIPELINE + j) % len(keys)]
-            cmd = {"set": [b"SET", key, value], "get": [b"GET", key], "incr": [b"INCR", key]}[kind]
+            lock = missing[(b * PIPELINE + j) % len(keys)]
+            cmd = {
+                "set": [b"SET", key, value],
+                "get": [b"GET", key],
+                "incr": [b"INCR", key],
+                "evalsha": [b"EVALSHA", SHA_GET, b"1", key],
+                "release": [b"EVALSHA", SHA_RELEASE, b"1", lock, b"tok"],
+            }[kind]
             entries.append(wire.entry_header(0) if UNSLOTTED else wire.slotted_header(key_slot(key), False))
             entries.append(encode_command(cmd))
         out.append(wire.batch_payload(entries))
@@ -107,8 +138,12 @@ def main() -> None:
         # Every key exists, holding an integer (GET hits, INCR counts).
         for frame in payloads("set", keys, KEYS // PIPELINE + 1, b"1"):
             shard.run_batch(frame)
+        engine = shard.keyspace.scripts
+        assert engine is not None
+        engine.load(GET_SCRIPT)
+        engine.load(RELEASE_SCRIPT)
         if kind == "check":
-            for k in ("get", "incr", "set"):
+            for k in ("get", "incr", "set", "evalsha", "release"):
                 print(k, shard.run_batch(payloads(k, keys, 1)[0]))
             return
         frames = payloads(kind, keys, 64)
