@@ -1032,10 +1032,15 @@ class Engine:
         key = keys[0]
         # Its KEYS and ARGV tables (each string, and its slot) must fit, as
         # _invoke checks (which says so when they do not).
-        if argv:
+        # (Past ARGS_PASSED arguments, _invoke hands them over in one table.)
+        if not argv:
+            size = 64 + len(key)
+        elif len(argv) == 1:
+            size = 128 + len(key) + len(argv[0])
+        elif len(argv) < ARGS_PASSED:
             size = 64 * (1 + len(argv)) + len(key) + sum(map(len, argv))
         else:
-            size = 64 + len(key)
+            size = self._push_room + 1  # (more than fits: to _invoke)
         if (
             not flags & FLAG_COMPAT
             or self.run is not None
@@ -1044,7 +1049,6 @@ class Engine:
             or ks.imported is not None
             or (persistence is not None and (persistence.aof is not None or persistence.foreign))
             or self._used() + size > self._push_room
-            or len(argv) >= ARGS_PASSED
         ):
             return self._invoke(sha, script[0], flags, keys, argv, read_only, True, script)
         self.run = run

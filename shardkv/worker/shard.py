@@ -387,7 +387,12 @@ class Shard:
                 # letters.)
                 try:
                     value = engine.run_one_key(
-                        args[1], script, args[3:4], args[4:], len(args[0]) == 10, start
+                        args[1],
+                        script,
+                        args[3:4],
+                        args[4:] if len(args) > 4 else scripting.NO_ARGS,  # (no list made for none)
+                        len(args[0]) == 10,
+                        start,
                     )
                 except scripting.CrossShard as e:
                     value = scripting.cross_reply(e)
