@@ -136,13 +136,14 @@ def _patched(dump: bytes, keys: frozenset | None) -> bytes:
     return bytes(out)
 
 
-# The globals a script may read and still be one whose KEYS table no code
-# of its own can hold (see keys_only_indexed): none of them reaches the
-# globals table, or code that reads KEYS (``_G``, ``getfenv``,
-# ``loadstring`` and the like are not here).
+# The globals a script may read and still be one whose KEYS (or ARGV)
+# table no code of its own can hold (see keys_only_indexed): none of them
+# reaches the globals table, or code that reads KEYS (``_G``, ``getfenv``,
+# ``loadstring`` and the like are not here).  (KEYS and ARGV themselves:
+# each checked as it is read.)
 _INDEXING_GLOBALS = frozenset(
     {
-        b"redis", b"ARGV", b"tonumber", b"tostring", b"type", b"pairs", b"ipairs", b"next",
+        b"redis", b"tonumber", b"tostring", b"type", b"pairs", b"ipairs", b"next",
         b"select", b"unpack", b"error", b"assert", b"pcall", b"xpcall", b"rawequal",
         b"string", b"table", b"math", b"cjson", b"cmsgpack", b"struct", b"bit",
     }
@@ -161,33 +162,51 @@ def keys_only_indexed(dump: bytes) -> bool:
     ``_INDEXING_GLOBALS``.  No code but the run's own indexing then sees
     the table, so one table can serve every run of the script
     (``engine.one_key`` in the prelude)."""
+    return only_indexed(dump)[0]
+
+
+def only_indexed(dump: bytes) -> tuple[bool, bool]:
+    """:func:`keys_only_indexed` of the script of ``dump``, and the same
+    of its ARGV table (every read of ``ARGV`` indexed at once, every other
+    global one of ``_INDEXING_GLOBALS``): one pass for both."""
     if not dump.startswith(_HEADER):
         raise BytecodeError("not a Lua 5.1 dump of this build's format")
     b = bytearray(dump)
     protos: list[_Proto] = []
     if _function(b, len(_HEADER), protos) != len(b):
         raise BytecodeError("trailing bytes after the main function")
+    keys = argv = True
     for proto in protos:
         words, strings = proto.words, proto.strings
         for pc, i in enumerate(words):
             if i & _OPCODE != OP_GETGLOBAL:
                 continue
             name = strings.get(i >> 14)
-            if name != b"KEYS":
+            if name != b"KEYS" and name != b"ARGV":
                 if name not in _INDEXING_GLOBALS:
-                    return False
+                    return False, False
                 continue
-            if pc + 1 >= len(words):
-                return False
-            a = (i >> 6) & 0xFF
-            j = words[pc + 1]
-            op = j & _OPCODE
-            if op != OP_GETTABLE and op != OP_LEN:
-                return False
-            if (j >> 6) & 0xFF != a or (j >> 23) & 0x1FF != a:
-                return False  # (not indexed into its own register)
-            if op == OP_GETTABLE and (j >> _C_SHIFT) & _C_MASK == a:
-                return False  # (the table as its own key: strict, never compiled so)
+            if not _indexed_at_once(words, pc, (i >> 6) & 0xFF):
+                if name == b"KEYS":
+                    keys = False
+                else:
+                    argv = False
+    return keys, argv
+
+
+def _indexed_at_once(words: list[int], pc: int, a: int) -> bool:
+    """Is the table the GETGLOBAL at ``pc`` read into register ``a``
+    indexed (or measured) at once into that same register?"""
+    if pc + 1 >= len(words):
+        return False
+    j = words[pc + 1]
+    op = j & _OPCODE
+    if op != OP_GETTABLE and op != OP_LEN:
+        return False
+    if (j >> 6) & 0xFF != a or (j >> 23) & 0x1FF != a:
+        return False  # (not indexed into its own register)
+    if op == OP_GETTABLE and (j >> _C_SHIFT) & _C_MASK == a:
+        return False  # (the table as its own key: strict, never compiled so)
     return True
 
 

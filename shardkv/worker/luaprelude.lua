@@ -1164,10 +1164,19 @@ function engine.one_key(f, wide_run)
     -- (engine.run_wide's if ``wide_run``), called with the key and the
     -- arguments only (each value Python hands over costs the crossing).
     -- Each answers the script's value alone (one value: lupa makes no tuple
-    -- of it), or false and the error (a tuple).  Two entries: the first
+    -- of it), or false and the error (a tuple).  Three entries: the first
     -- for a run with no arguments, whose ARGV is made only if the script
-    -- reads it (argv_owed), the second for a run with arguments.
+    -- reads it (argv_owed), the second for a run with one argument (a
+    -- lock's token), the third for a run with any number of them.
     if wide_run then
+        local some = function(key, ...)
+            globals.KEYS, globals.ARGV = {key}, {...}
+            widen(true)
+            local ok, r = xpcall(f, handler)
+            widen(false)
+            if ok then return r end
+            return false, r
+        end
         return function(key)
             globals.KEYS, globals.ARGV = {key}, nil
             argv_owed = true
@@ -1177,29 +1186,46 @@ function engine.one_key(f, wide_run)
             argv_owed = false
             if ok then return r end
             return false, r
-        end, function(key, ...)
-            globals.KEYS, globals.ARGV = {key}, {...}
-            widen(true)
-            local ok, r = xpcall(f, handler)
-            widen(false)
-            if ok then return r end
-            return false, r
-        end
+        end, some, some
     end
     -- A script that reads its KEYS only to index it at once, and no
     -- global that could reach it otherwise (pyindexed, from its bytecode:
-    -- luabytecode.keys_only_indexed), never holds the table: no code sees
+    -- luabytecode.only_indexed), never holds the table: no code sees
     -- it but the run's own indexing, so every run takes this one table of
     -- the script's again, its key put at 1, where another run made one (a
     -- table less to make, and to collect; a script that can hold its KEYS
     -- must get a table of its own, which a later run cannot change).
     -- The key is taken out again after the run (false, as it was made):
     -- a cached script's table must not keep its last key alive until its
-    -- next run, as a fresh table left to the collector does not.
-    local keys = nil
-    local ok, dump = pcall(string_dump, f)
-    if ok then ok, dump = pcall(pyindexed, dump) end
+    -- next run, as a fresh table left to the collector does not.  The
+    -- same for its ARGV in a run of one argument (nil after the run, so
+    -- that #ARGV stays the run's count).
+    local keys, argv = nil, nil
+    local ok, dump, argv_indexed = pcall(string_dump, f)
+    if ok then ok, dump, argv_indexed = pcall(pyindexed, dump) end
     if ok and dump == true then keys = {false} end
+    if ok and argv_indexed == true then argv = {} end
+    local some = function(key, ...)
+        if keys then keys[1] = key else key = {key} end
+        globals.KEYS, globals.ARGV = keys or key, {...}
+        local ok, r = xpcall(f, handler)
+        if keys then keys[1] = false end
+        if ok then return r end
+        return false, r
+    end
+    local one = some
+    if argv then
+        one = function(key, arg)
+            if keys then keys[1] = key else key = {key} end
+            argv[1] = arg
+            globals.KEYS, globals.ARGV = keys or key, argv
+            local ok, r = xpcall(f, handler)
+            if keys then keys[1] = false end
+            argv[1] = nil
+            if ok then return r end
+            return false, r
+        end
+    end
     if keys then
         return function(key)
             keys[1] = key
@@ -1210,14 +1236,7 @@ function engine.one_key(f, wide_run)
             keys[1] = false
             if ok then return r end
             return false, r
-        end, function(key, ...)
-            keys[1] = key
-            globals.KEYS, globals.ARGV = keys, {...}
-            local ok, r = xpcall(f, handler)
-            keys[1] = false
-            if ok then return r end
-            return false, r
-        end
+        end, one, some
     end
     return function(key)
         globals.KEYS, globals.ARGV = {key}, nil
@@ -1226,12 +1245,7 @@ function engine.one_key(f, wide_run)
         argv_owed = false
         if ok then return r end
         return false, r
-    end, function(key, ...)
-        globals.KEYS, globals.ARGV = {key}, {...}
-        local ok, r = xpcall(f, handler)
-        if ok then return r end
-        return false, r
-    end
+    end, one, some
 end
 
 function engine.call(f, nkeys, ...)

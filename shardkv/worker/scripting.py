@@ -75,7 +75,7 @@ from shardkv.worker.handlers import Handlers, find
 from shardkv.worker.keyspace import KEYMISS, TYPE_NAMES, Keyspace, slot_of
 from shardkv.worker.luabytecode import (
     BytecodeError,
-    keys_only_indexed,
+    only_indexed,
     without_call_tail_calls,
     without_debug_info,
     without_wrapped_tail_calls,
@@ -220,13 +220,14 @@ def _narrow_patch(dump: bytes) -> bytes | None:
     return None if patched == dump else patched
 
 
-def _keys_only_indexed(dump: bytes) -> bool:
-    """luabytecode.keys_only_indexed, for the prelude's ``engine.one_key``:
-    False for a dump it cannot read."""
+def _only_indexed(dump: bytes) -> tuple[bool, bool]:
+    """luabytecode.only_indexed, for the prelude's ``engine.one_key``:
+    whether the script only indexes its KEYS, and its ARGV (two values in
+    Lua); neither for a dump it cannot read."""
     try:
-        return keys_only_indexed(dump)
+        return only_indexed(dump)
     except (BytecodeError, struct.error, IndexError):
-        return False
+        return False, False
 
 
 def _deny_attributes(obj: LuaValue, name: LuaValue, setting: bool) -> object:
@@ -531,10 +532,11 @@ class Engine:
     def __init__(self, shard: object) -> None:
         self.shard = shard
         self.ks: Keyspace = shard.keyspace  # type: ignore[attr-defined]
-        # Each cached script: its function, its flags, and its two entries
-        # for a run of one key (engine.one_key: with no arguments, and with
-        # some), which take the key and the arguments alone from Python.
-        self.scripts: dict[bytes, tuple[object, int, object, object]] = {}
+        # Each cached script: its function, its flags, and its three entries
+        # for a run of one key (engine.one_key: with no arguments, with one,
+        # and with some), which take the key and the arguments alone from
+        # Python.
+        self.scripts: dict[bytes, tuple[object, int, object, object, object]] = {}
         self.run: Run | None = None
         self._spare_run = Run.spare()  # what each script's run is (see Run)
         self.rand = _Rand48()
@@ -686,7 +688,7 @@ class Engine:
             for_lua(self._widen, lua),
             for_lua(_narrow_patch, lua),  # PATCHES[NARROW]
             for_lua(without_call_tail_calls, lua),  # PATCHES[WIDE]
-            for_lua(_keys_only_indexed, lua),  # (engine.one_key)
+            for_lua(_only_indexed, lua),  # (engine.one_key)
         )
         if eval_mode:
             api[b"eval_globals"]()
@@ -968,8 +970,16 @@ class Engine:
                 # Python tuple (lupa makes one of several Lua values only).
                 # (no ARGV, the usual case: its own entry, a call of one
                 # argument, where ``*argv`` would build a list and a tuple
-                # for it, and no ARGV table made unless the script reads it)
-                value = script[3](keys[0], *argv) if argv else script[2](keys[0])
+                # for it, and no ARGV table made unless the script reads it;
+                # one argument, a lock's token: its own entry too, whose
+                # ARGV table serves every run of a script that only
+                # indexes it)
+                if not argv:
+                    value = script[2](keys[0])
+                elif len(argv) == 1:
+                    value = script[3](keys[0], argv[0])
+                else:
+                    value = script[4](keys[0], *argv)
                 ok = type(value) is not tuple
                 if not ok:
                     value = value[1]
@@ -1087,7 +1097,12 @@ class Engine:
             run.journal = None
         usual = False
         try:
-            value = script[3](key, *argv) if argv else script[2](key)
+            if not argv:
+                value = script[2](key)
+            elif len(argv) == 1:
+                value = script[3](key, argv[0])  # (a lock's token: its entry, no ``*argv`` tuple)
+            else:
+                value = script[4](key, *argv)
         finally:
             self.run = None
             if scratch is not None:

@@ -82,12 +82,14 @@ SCRIPTS = [
     ),
     ("return ARGV", False),
     ("return {#ARGV, ARGV[1]}", False),
+    ("local n = 0 for i = 1, 3 do if ARGV[i] then n = n + 1 end end return {n, #ARGV, ARGV[#ARGV]}", False),
     ("return tonumber(ARGV[2])", False),
     ("return tonumber(ARGV[2]) * 1e18", False),
     ("return -tonumber(ARGV[2]) * 1e18", False),
 ]
-# The arguments each EVALSHA sends after its key: none, or a token and a number.
-ARGVS = [(), ("v", "9")]
+# The arguments each EVALSHA sends after its key: none, a token (one
+# argument: its own entry, see engine.one_key), or a token and a number.
+ARGVS = [(), ("v",), ("v", "9")]
 
 
 def _read(f) -> bytes:

@@ -10,6 +10,7 @@ from shardkv.worker.luabytecode import (
     OP_TAILCALL,
     BytecodeError,
     keys_only_indexed,
+    only_indexed,
     without_debug_info,
     without_tail_calls,
 )
@@ -276,3 +277,26 @@ def test_fresh_lua_state_memory():
 )
 def test_keys_only_indexed(lua, source, indexed):
     assert keys_only_indexed(dump(lua, source)) is indexed
+
+
+@pytest.mark.parametrize(
+    ("source", "indexed"),
+    [
+        (b"local v = redis.call('get', KEYS[1]) if v ~= ARGV[1] then return 0 end return 1", (True, True)),
+        (b"return {#ARGV, ARGV[1], tonumber(ARGV[2])}", (True, True)),
+        (b"local f = function() return ARGV[1] end return f()", (True, True)),
+        # ARGV held, passed, written or reached another way: KEYS still indexed
+        (b"return {KEYS[1], ARGV}", (True, False)),
+        (b"local a = ARGV return a[1] .. KEYS[1]", (True, False)),
+        (b"return redis.call('set', KEYS[1], unpack(ARGV))", (True, False)),
+        (b"ARGV[1] = 'x' return KEYS[1]", (True, False)),
+        (b"return KEYS[1] .. table.concat(ARGV)", (True, False)),
+        # KEYS held, ARGV indexed; neither (a global that reaches both)
+        (b"return {KEYS, ARGV[1]}", (False, True)),
+        (b"return _G.ARGV[1] .. KEYS[1]", (False, False)),
+    ],
+)
+def test_only_indexed_says_it_of_keys_and_of_argv(lua, source, indexed):
+    """engine.one_key's run of one argument shares an ARGV table only for a
+    script that never holds it."""
+    assert only_indexed(dump(lua, source)) == indexed

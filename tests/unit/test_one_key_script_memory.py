@@ -34,3 +34,25 @@ def test_one_key_scripts_keep_no_key_after_their_run() -> None:
         assert shard.execute([b"EVAL", b"return KEYS[1] == ARGV[1] and %d" % i, b"1", key_i, key_i]) == i
     lua.gccollect()
     assert lua.get_memory_used() - base < 4 * MIB
+
+
+def test_one_argument_scripts_keep_no_argument_after_their_run() -> None:
+    """The same of a script's shared ARGV table (a run of one argument, a
+    script that only indexes ARGV): its last argument is let go; and a
+    script that holds its ARGV (returns it) still gets its own."""
+    shard = Shard(0, 1, FakeClock(), config=config.defaults())
+    assert shard.execute([b"EVAL", b"return 1", b"0"]) == 1
+    lua = shard.scripts._eval_vm.lua
+    lua.gccollect()
+    base = lua.get_memory_used()
+    big = b"x" * MIB
+    for i in range(SCRIPTS):
+        arg = big + b"%d" % i
+        script = b"return #ARGV * 10000000 + #ARGV[1] + %d" % i  # (#ARGV, #ARGV[1] and i)
+        assert shard.execute([b"EVAL", script, b"1", b"k", arg]) == 10000000 + len(arg) + i
+        assert shard.execute([b"EVAL", script, b"1", b"k", b"a", b"b"]) == 20000000 + 1 + i
+        assert shard.execute([b"EVAL", script, b"1", b"k", b"abc"]) == 10000000 + 3 + i
+    lua.gccollect()
+    assert lua.get_memory_used() - base < 4 * MIB
+    held = b"return ARGV"
+    assert shard.execute([b"EVAL", held, b"1", b"k", b"one"]).to_resp(False) == b"*1\r\n$3\r\none\r\n"
