@@ -96,11 +96,18 @@ def read_all_committed(cfg: dict[str, Any]) -> set[int]:
     return out
 
 
+# The most digits an operation id has (they are below 2**64): a longer
+# run of digits is a damaged line, not an id (and int() of one over 4,300
+# digits raises ValueError, as Python limits that conversion).
+_ID_DIGITS = 20
+
+
 def read_committed(path: str) -> set[int]:
     """The operations a decisions file commits: its ``C <op>`` lines but
     those an ``A <op>`` line cancels.  A line that is not whole (the last,
     with no newline) or not well formed (a torn one that a later write was
-    appended to, see :class:`DecisionLog`) is ignored."""
+    appended to, see :class:`DecisionLog`; one whose id has more digits
+    than any has) is ignored."""
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -110,7 +117,7 @@ def read_committed(path: str) -> set[int]:
     cancelled = set()
     for line in data.split(b"\n")[:-1]:
         kind, _, op = line.partition(b" ")
-        if op.isdigit():
+        if len(op) <= _ID_DIGITS and op.isdigit():
             if kind == b"C":
                 out.add(int(op))
             elif kind == b"A":

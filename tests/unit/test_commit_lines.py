@@ -359,3 +359,14 @@ def test_a_cancel_line_undoes_a_commit_line_and_lines_not_well_formed_are_ignore
     path = tmp_path / "d"
     path.write_bytes(b"C 1\nC 2\nC 3C 4\nC 12#\n#\nA 2\nC 5\nC 6")
     assert decisions.read_committed(str(path)) == {1, 5}
+
+
+def test_a_line_whose_id_is_too_long_to_be_one_is_ignored_not_a_crash(tmp_path):
+    """A garbage line of digits (a file damaged by something else) is not
+    an operation id (they are below 2**64): ignored, as a line not well
+    formed is, where int() of over 4,300 digits raised ValueError, and
+    the acceptor (or re-sharding at start-up) reading the file with it."""
+    path = tmp_path / "d"
+    huge = b"9" * 5000
+    path.write_bytes(b"C 1\nC %s\nA %s\nC 2\nC %d\nC %d\n" % (huge, huge, 2**64 - 1, 10**20))
+    assert decisions.read_committed(str(path)) == {1, 2, 2**64 - 1}
