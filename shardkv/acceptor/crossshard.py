@@ -147,7 +147,7 @@ from typing import TYPE_CHECKING, Any
 from shardkv.acceptor.replies import Slot, delivery_failed
 from shardkv.acceptor.shardlink import release_events
 from shardkv.protocol import errors, wire
-from shardkv.protocol.commands import other_db_keys
+from shardkv.protocol.commands import error_name, other_db_keys
 from shardkv.protocol.decisions import (
     DecisionLog,
     coordinator_paths,
@@ -487,7 +487,7 @@ class _Operation:
     def __init__(self, client: Client, slot: Slot | None = None, name: bytes = b"") -> None:
         server = client.server
         self.client = client
-        self.name = name  # the client's command, as it named it (in INTERNAL's text)
+        self.name = name  # the client's command, as it named it (INTERNAL names it as Redis does)
         self.links = server.links
         self.coordinator = coordinator_of(server)
         self.id = self.coordinator.new_id()
@@ -569,7 +569,7 @@ class _Operation:
                 log.exception(
                     "operation %d: internal error while building the reply of %r", self.id, self.name
                 )
-            return encode_error(errors.INTERNAL % self.name.decode("latin-1"))
+            return encode_error(errors.INTERNAL % error_name([self.name]))
 
     def _unanswerable(self, doing: str) -> None:
         """The operation committed (its writes are in, on every shard, for
@@ -629,7 +629,7 @@ class _Operation:
                 if commit:  # its line is written: its writes are in
                     self._decide(True, self._built(self._reply, applied=True))
                 else:
-                    self._decide(False, encode_error(errors.INTERNAL % self.name.decode("latin-1")))
+                    self._decide(False, encode_error(errors.INTERNAL % error_name([self.name])))
                 return
             except Exception:
                 pass
@@ -857,7 +857,7 @@ class AtomicOp(_Operation):
                 self.links[shard].send(header, encode_command(args), _Answer(self, shard))
                 asked += 1
         except Exception:
-            self.error = encode_error(errors.INTERNAL % self.name.decode("latin-1"))
+            self.error = encode_error(errors.INTERNAL % error_name([self.name]))
             self._asking_failed(len(self.shards) - asked, "running a parked operation", self._all_parked)
 
     def _park_entry(
@@ -1058,7 +1058,7 @@ class FanOutWrite(_Operation):
         """Every shard has answered: decide."""
         failures = [v for v in self.values if type(v) is Error]
         if self.broken:  # a bug while sending its entries
-            self._decide(False, encode_error(errors.INTERNAL % self.name.decode("latin-1")))
+            self._decide(False, encode_error(errors.INTERNAL % error_name([self.name])))
         elif failures or self.failed:
             error = failures[0] if failures and not self.failed else Error(errors.OP_ABORTED)
             self._decide(False, encode(error, self.client.resp3))

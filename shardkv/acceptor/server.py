@@ -39,7 +39,7 @@ from shardkv.acceptor.replies import client_failed
 from shardkv.acceptor.shardlink import ShardLink
 from shardkv.acceptor.users import Users
 from shardkv.protocol import bus, errors
-from shardkv.protocol.commands import Command
+from shardkv.protocol.commands import Command, error_name
 from shardkv.protocol.resp import Parsed, encode_command
 from shardkv.protocol.router import Router
 from shardkv.protocol.wire import Verb, entry_header
@@ -409,7 +409,7 @@ class Acceptor:
             # A bug met before any reply: this command's error, as a
             # worker answers for its handlers; the client goes on.
             log.exception("acceptor: command %r failed", args[0])
-            client.reply_error(errors.INTERNAL % args[0].decode("latin-1"))
+            client.reply_error(errors.INTERNAL % error_name(args))
         ns = perf_counter_ns() - start
         row = stats._row(stat_name(args))
         if stats.error_events != stats.error_mark:

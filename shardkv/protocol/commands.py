@@ -538,6 +538,21 @@ def lookup(name: bytes) -> Command | None:
     return cmd
 
 
+def error_name(args: list[bytes]) -> str:
+    """How Redis's errors name the command ``args`` (its first words): a
+    known one by its full name in lower case (``get``, ``config|set``, as in
+    ``ERR wrong number of arguments for 'config|set' command``), an unknown
+    one as it was sent (``ERR unknown command 'FoO'``)."""
+    cmd = lookup(args[0])
+    if cmd is None:
+        return args[0].decode("latin-1")
+    if cmd.container and len(args) > 1:
+        sub = args[1].decode("latin-1").lower()
+        if sub in SUBCOMMANDS[cmd.name]:
+            return cmd.name + "|" + sub
+    return cmd.name
+
+
 # The commands Redis 7.0 flags allow_busy: they run while a script is busy
 # (SCRIPT KILL, FUNCTION KILL and FUNCTION STATS are subcommands, see below).
 ALLOW_BUSY = frozenset({"hello", "auth", "quit", "reset", "shutdown", "multi", "discard", "watch", "unwatch"})

@@ -174,7 +174,9 @@ PROTECTED_MODE = (
 OOM = "OOM command not allowed when used memory > 'maxmemory'."
 SHARD_UNAVAILABLE = "ERR shard unavailable"
 # shardkv's own: a bug met while running a command (logged with its
-# traceback); the process and the other clients go on.
+# traceback); the process and the other clients go on.  The command is
+# named as Redis's errors name a known one (commands.error_name: ``get``,
+# ``config|set``), whatever its letter case as sent.
 INTERNAL = "ERR internal error while running '%s'"
 # shardkv's own, K > 1: another acceptor met a bug answering this one's
 # question (logged there); the command that asked gets this.

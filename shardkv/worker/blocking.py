@@ -638,7 +638,7 @@ class Waiters:
             value = Error(e.message)
         except Exception:  # a bug must not take the shard down
             log.exception("serving a blocked %r failed", args[0])
-            value = Error(errors.INTERNAL % args[0].decode("latin-1"))
+            value = Error(errors.INTERNAL % commands.error_name(args))
         if value is None:
             return False
         claims = waiter.wait.claims

@@ -1658,7 +1658,7 @@ class Engine:
                             value = Error(e.message)
                         except Exception:  # a bug must not take the shard down
                             log.exception("shard %d: command %r failed", shard.index, name)
-                            value = Error(errors.INTERNAL % name.decode("latin-1"))
+                            value = Error(errors.INTERNAL % commands.error_name([name]))
                         finally:
                             ks.counting = False
                     t = type(value)

@@ -292,7 +292,7 @@ class Shard:
             value = Error(e.message)
         except Exception:  # a bug must not take the shard down
             log.exception("shard %d: command %r failed", self.index, args[0])
-            value = Error(errors.INTERNAL % args[0].decode("latin-1"))
+            value = Error(errors.INTERNAL % commands.error_name(args))
         finally:
             ks.counting = False
         kind = type(value)
@@ -402,7 +402,7 @@ class Shard:
             value = Error(e.message)
         except Exception:  # a bug must not take the shard down
             log.exception("shard %d: command %r failed", self.index, args[0])
-            value = Error(errors.INTERNAL % args[0].decode("latin-1"))
+            value = Error(errors.INTERNAL % commands.error_name(args))
         finally:
             ks.counting = False
         ns = perf_counter_ns() - start
@@ -464,7 +464,7 @@ class Shard:
             value = Error(e.message)
         except Exception:  # a bug must not take the shard down
             log.exception("shard %d: command %r failed", self.index, args[0])
-            value = Error(errors.INTERNAL % args[0].decode("latin-1"))
+            value = Error(errors.INTERNAL % commands.error_name(args))
         finally:
             ks.counting = False
         if self.timing and args[0][0] != 95:  # counted as execute counts it
@@ -805,7 +805,7 @@ class Shard:
                                 value = Error(e.message)
                             except Exception:  # a bug must not take the shard down
                                 log.exception("shard %d: command %r failed", self.index, args[0])
-                                value = Error(errors.INTERNAL % args[0].decode("latin-1"))
+                                value = Error(errors.INTERNAL % commands.error_name(args))
                             finally:
                                 ks.counting = False
                             if type(value) is Error:

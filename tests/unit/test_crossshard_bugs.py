@@ -113,7 +113,7 @@ def test_a_parked_operation_that_wrote_nothing_answers_internal_when_its_reply_r
     acceptor.links[0].data_received(frame(wire.encode_replies([wire.encode_answer(wire.Parked(op, {}, {}))])))
     acceptor.links[1].data_received(frame(wire.encode_replies([wire.encode_answer(wire.Parked(op, {}, {}))])))
     acceptor.links[0].data_received(frame(wire.encode_control(wire.Ran(op, [b"+OK\r\n"], {}, wire.NOTHING))))
-    assert _written(acceptor, out) == b"-%s\r\n" % (errors.INTERNAL % "RENAME").encode()
+    assert _written(acceptor, out) == b"-%s\r\n" % (errors.INTERNAL % "rename").encode()
     assert not client.closed
 
 
@@ -123,7 +123,7 @@ def test_a_bug_before_the_commit_line_aborts_everywhere(rig, monkeypatch):  # no
     monkeypatch.setattr(acceptor.coordinator, "commit", _bug)  # type: ignore[attr-defined]
     acceptor.links[1].data_received(frame(wire.encode_control(wire.Prepared(op))))
     assert lines == []
-    assert _written(acceptor, out) == b"-%s\r\n" % (errors.INTERNAL % "RENAME").encode()
+    assert _written(acceptor, out) == b"-%s\r\n" % (errors.INTERNAL % "rename").encode()
     for pipe in pipes:
         assert b"".join(pipe.written) == _decides(op, False)
 
@@ -141,7 +141,7 @@ def test_a_bug_running_a_parked_operation_aborts_it_on_every_shard(rig, monkeypa
         frame(wire.encode_replies([wire.encode_answer(wire.Parked(op, {b: None}, {}))]))
     )
     assert lines == []
-    assert _written(acceptor, out) == b"-%s\r\n" % (errors.INTERNAL % "RENAME").encode()
+    assert _written(acceptor, out) == b"-%s\r\n" % (errors.INTERNAL % "rename").encode()
     for pipe in pipes:
         assert b"".join(pipe.written) == _decides(op, False)
 
@@ -180,7 +180,7 @@ def test_a_write_fan_out_that_changed_nothing_answers_internal_when_its_merge_ra
     for link in acceptor.links:  # neither key existed: nothing prepared, each went on
         link.data_received(frame(wire.encode_replies([wire.encode_answer(wire.PartPrepared(op, False, 0))])))
     assert lines == []
-    assert _written(acceptor, out) == b"-%s\r\n" % (errors.INTERNAL % "DEL").encode()
+    assert _written(acceptor, out) == b"-%s\r\n" % (errors.INTERNAL % "del").encode()
     assert not client.closed
 
 
@@ -193,7 +193,7 @@ def test_a_vote_no_whose_merge_raises_is_undone_where_a_part_prepared(rig):  # n
     acceptor.links[0].data_received(frame(wire.encode_replies([yes])))
     acceptor.links[1].data_received(frame(wire.encode_replies([no])))
     assert lines == []
-    assert _written(acceptor, out) == b"-%s\r\n" % (errors.INTERNAL % "MSETNX").encode()
+    assert _written(acceptor, out) == b"-%s\r\n" % (errors.INTERNAL % "msetnx").encode()
     assert b"".join(pipes[0].written) == _decides(op, False)
     assert pipes[1].written == []  # it went on at once
 
@@ -291,9 +291,9 @@ def test_a_bug_while_asking_the_shards_aborts_it_on_every_shard_asked(rig, monke
     gets INTERNAL in its place and goes on."""
     acceptor, pipes, client, out, lines, (a, b) = rig
     if kind == "park":
-        verb, name, command = crossshard.Verb.PARK, "RENAME", [b"RENAME", a, b]
+        verb, name, command = crossshard.Verb.PARK, "rename", [b"RENAME", a, b]
     else:
-        verb, name, command = crossshard.Verb.PREPARE, "MSET", [b"MSET", a, b"1", b, b"1"]
+        verb, name, command = crossshard.Verb.PREPARE, "mset", [b"MsEt", a, b"1", b, b"1"]
     real = crossshard.encode_command
     sent: list[bytes] = []
 
@@ -324,9 +324,10 @@ def test_a_bug_while_asking_the_shards_aborts_it_on_every_shard_asked(rig, monke
 
 
 @pytest.mark.parametrize("typed", [b"EXEC", b"exec", b"ExEc"])
-def test_an_exec_is_named_in_the_internal_error_as_its_client_wrote_it(rig, monkeypatch, typed):  # noqa: F811
-    """As every other command in that error (and as Redis names an
-    unknown command: ``ERR unknown command 'FoO'``), not always ``exec``."""
+def test_an_exec_is_named_in_the_internal_error_as_redis_names_a_known_command(rig, monkeypatch, typed):  # noqa: F811
+    """``exec`` however it was typed, as every command in that error, and
+    as Redis's errors name a known command (``ERR wrong number of
+    arguments for 'get' command``)."""
     acceptor, pipes, client, out, lines, (a, b) = rig
     client.data_received(
         b"".join(encode_command(c) for c in ([b"MULTI"], [b"SET", a, b"1"], [b"SET", b, b"1"], [typed]))
@@ -343,4 +344,4 @@ def test_an_exec_is_named_in_the_internal_error_as_its_client_wrote_it(rig, monk
     monkeypatch.setattr(acceptor.coordinator, "commit", _bug)  # type: ignore[attr-defined]
     acceptor.links[1].data_received(frame(wire.encode_control(wire.Prepared(op))))
     assert lines == []
-    assert _written(acceptor, out) == b"-%s\r\n" % (errors.INTERNAL % typed.decode()).encode()
+    assert _written(acceptor, out) == b"-%s\r\n" % (errors.INTERNAL % "exec").encode()
