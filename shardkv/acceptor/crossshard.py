@@ -108,8 +108,8 @@ Failures
 * A bug (an exception) in the acceptor's part once every shard has
   answered: building the client's reply (``finish``, a fan-out's
   ``merge``), the run, the decision.  The operation is decided all the
-  same, as the decisions file has it (commit if its line is written, else
-  abort), and every parked shard gets its ``Decide`` and resumes.  Undone
+  same, as the decisions file has it (commit if its line is written, or
+  if its executor committed alone, else abort), and every parked shard gets its ``Decide`` and resumes.  Undone
   (or it wrote nothing), its client gets
   :data:`~shardkv.protocol.errors.INTERNAL` in its reply's place.
   Committed, its client gets the operation's own reply if that can still
@@ -503,6 +503,9 @@ class _Operation:
         self.broken = False  # a bug while sending its first entries (see _asking_failed)
         self.waiting = 0  # the shards whose answers to its first entries are awaited
         self.decision: bool | None = None
+        # Its writes are in with no decision line: the executor committed
+        # them alone (``wire.COMMITTED``), so a bug after that decides commit.
+        self.applied = False
         # The parts' keyspace events, held until the decision (see
         # shardkv.acceptor.shardlink.release_events), ordered by ``event_keys``.
         self.held_events: list | None = None
@@ -609,7 +612,8 @@ class _Operation:
         """An unexpected exception (a bug) while ``doing`` a step of this
         operation, being handled now.  Undecided, the operation is decided
         at once as the decisions file has it (commit if its line is
-        written, else abort: presumed abort): otherwise its shards would
+        written, or its executor committed alone, else abort: presumed
+        abort): otherwise its shards would
         stay parked for good, every key on them blocked for every client.
         Committed, its client gets its reply (or, if that cannot be built
         either, is closed: see :meth:`_unanswerable`); undone, it gets
@@ -617,7 +621,7 @@ class _Operation:
         the client's reply failed, and that client alone is closed (see
         :func:`~shardkv.acceptor.replies.delivery_failed`)."""
         if self.decision is None:
-            commit = self.id in self.coordinator.unacked
+            commit = self.applied or self.id in self.coordinator.unacked
             log.exception(
                 "operation %d (%r): internal error while %s; decided %s",
                 self.id,
@@ -946,10 +950,13 @@ class AtomicOp(_Operation):
             log.error("shard %d sent %r to operation %d, %s", shard, message, self.id, self.state)
 
     def _ran(self, message: wire.Ran) -> None:
-        self.run_ns = perf_counter_ns() - self.run_sent
+        # First, what the run says (a bug in what follows still finds the
+        # replies, and whether the executor committed alone: see _bug).
         self.bodies = message.bodies
         self.logged = message.logged
         self.written = message.written
+        self.applied = message.own == wire.COMMITTED
+        self.run_ns = perf_counter_ns() - self.run_sent
         again = None if self.escaped is None else self.escaped(message.bodies)
         if again is not None:
             self._decide(False, None)  # undone, in silence: the slot waits for the run again
@@ -965,9 +972,8 @@ class AtomicOp(_Operation):
                 owner = self.shard_of_any(key)
             writes.setdefault(owner, {})[key] = state
         if not writes:  # only the executor wrote, if anything
-            own = message.own
             self._commit(
-                {self.executor} if own == wire.PREPARED else set(), self._reply, own == wire.COMMITTED
+                {self.executor} if message.own == wire.PREPARED else set(), self._reply, self.applied
             )
             return
         self.state = PREPARING

@@ -104,6 +104,30 @@ def test_an_executor_that_committed_alone_closes_the_client_whose_reply_raises(r
     assert _written(acceptor, out) == b"" and client.closed
 
 
+def test_an_executor_that_committed_alone_gets_its_reply_after_a_bug_in_another_step(rig, monkeypatch):  # noqa: F811
+    """No decision line (``wire.COMMITTED``: the executor committed alone),
+    and a bug as its Ran is taken, before the commit is: its writes are in
+    all the same, so it is decided commit and its client gets its own
+    reply, not an error saying that they are not (nor abort to its shards)."""
+    acceptor, pipes, client, out, lines, (a, b) = rig
+    client.data_received(encode_command([b"RENAME", a, b]))
+    acceptor._flush_links()
+    op = acceptor.links[0].fifo[0].op.id
+    acceptor.links[0].data_received(frame(wire.encode_replies([wire.encode_answer(wire.Parked(op, {}, {}))])))
+    acceptor.links[1].data_received(frame(wire.encode_replies([wire.encode_answer(wire.Parked(op, {}, {}))])))
+    acceptor._flush_links()
+    for pipe in pipes:
+        pipe.written.clear()
+    monkeypatch.setattr(crossshard, "perf_counter_ns", _bug)  # the Ran's first step
+    acceptor.links[0].data_received(
+        frame(wire.encode_control(wire.Ran(op, [b"+OK\r\n"], {}, wire.COMMITTED)))
+    )
+    assert lines == []
+    assert _written(acceptor, out) == b"+OK\r\n" and not client.closed
+    for pipe in pipes:
+        assert b"".join(pipe.written) == _decides(op, True)
+
+
 def test_a_parked_operation_that_wrote_nothing_answers_internal_when_its_reply_raises(rig, monkeypatch):  # noqa: F811
     acceptor, pipes, client, out, lines, (a, b) = rig
     monkeypatch.setattr(crossshard, "_first_body", _bug)
