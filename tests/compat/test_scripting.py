@@ -1415,7 +1415,7 @@ def own_server(request):
     """A server of each kind for this test alone (a script may hold it)."""
     proc = start_redis() if request.param == "redis" else start_shardkv(shards=4)
     yield proc.port
-    proc.stop()
+    proc.stop_unsaved()  # a script that wrote may still run: SIGTERM waits for it
 
 
 @pytest.mark.slow

@@ -11,6 +11,7 @@ test extra).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -254,6 +255,29 @@ class ServerProcess:
             self.final_output = self.output()
         self._clean_up()
         return self.proc.returncode
+
+    def stop_unsaved(self, timeout: float = STOP_TIMEOUT) -> int | None:
+        """SHUTDOWN NOSAVE, then :meth:`stop`: for a server that SIGTERM does
+        not stop at once, as in Redis: one whose ``save`` rules ask for a
+        save that cannot succeed (a full disk, its folder gone: "Error trying
+        to save the DB, can't exit.", and it serves on), or one running a
+        script that cannot be killed (it wrote).  :meth:`stop` alone waited
+        ``timeout`` seconds for it, then killed it."""
+        if self.proc.poll() is None:
+            try:
+                with socket.create_connection((HOST, self.port), timeout=timeout) as s:
+                    s.sendall(b"SHUTDOWN NOSAVE\r\n")
+                    # No reply: the server closes the connection as it exits.
+                    # An error reply (-NOAUTH ...) says it does not.
+                    while (data := s.recv(4096)) and not data.startswith(b"-"):
+                        pass
+                    closed = not data
+            except OSError:  # refused, reset, or no answer within timeout
+                closed = False
+            if closed:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.proc.wait(timeout)
+        return self.stop(timeout)
 
     def _clean_up(self) -> None:
         self.log.close()

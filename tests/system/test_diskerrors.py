@@ -316,7 +316,7 @@ def test_scripts_cannot_write_while_a_shard_cannot_persist(small_disk, kind):
         assert c.get("{b}y") is None  # nothing was written
         conn.disconnect()
     finally:
-        server.stop()
+        server.stop_unsaved()  # its disk still cannot take a save
 
 
 @pytest.mark.parametrize("kind", ["redis", "shardkv"])
@@ -366,7 +366,7 @@ def test_a_write_function_queued_in_multi_is_refused_as_queued(small_disk, kind)
         early.disconnect()
         conn.disconnect()
     finally:
-        server.stop()
+        server.stop_unsaved()  # its disk still cannot take a save
 
 
 def _refuse_writes_by_a_missing_dir(c: redis.Redis, where: Path, port: int) -> redis.Connection:
@@ -412,7 +412,7 @@ def test_stop_writes_on_bgsave_error_no_lets_writes_in_after_a_failed_save(tmp_p
             assert time.monotonic() < deadline, "writes were never refused again"
             time.sleep(0.05)
     finally:
-        server.stop()
+        server.stop_unsaved()  # its disk still cannot take a save
 
 
 _PIPELINE_AFTER_CONFIG = [
@@ -454,7 +454,7 @@ def test_commands_pipelined_behind_stop_writes_on_bgsave_error_find_it_in_effect
             assert replies == [b"OK", *expected], value
         conn.disconnect()
     finally:
-        server.stop()
+        server.stop_unsaved()  # its disk still cannot take a save
 
 
 def test_a_full_aof_refused_through_one_acceptor_is_refused_through_the_other_at_once(small_disk):
@@ -541,7 +541,7 @@ def test_stop_writes_on_bgsave_error_set_through_one_acceptor_is_in_effect_on_th
         a.disconnect()
         b.disconnect()
     finally:
-        server.stop()
+        server.stop_unsaved()  # its disk still cannot take a save
 
 
 @pytest.mark.parametrize("kind", ["redis", "shardkv"])
@@ -582,4 +582,4 @@ def test_function_and_xgroup_writes_are_refused_by_their_subcommands_flags(tmp_p
         assert c.exists("s") == 0
         conn.disconnect()
     finally:
-        server.stop()
+        server.stop_unsaved()  # its disk still cannot take a save
