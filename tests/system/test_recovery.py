@@ -814,7 +814,9 @@ def test_signal_keeps_every_acknowledged_write_in_the_aof(tmp_path, flags, rules
                 # "Error trying to save the DB, can't exit.": it serves on.
                 wait_until(lambda s=server: "can't exit" in s.output(), f"{kind} to refuse to exit")
                 assert c.dbsize() == len(keys)
-                c.shutdown(nosave=True)
+                # No retry: redis-py would send SHUTDOWN again, and reconnect
+                # to a server that is gone, with 2-5 s of back-off.
+                client(server, retry=False).shutdown(nosave=True)
             rc = server.proc.wait(60)
             assert rc == 0, server.output()
             assert "Traceback" not in server.output()
