@@ -256,7 +256,7 @@ class Client(Dispatch, asyncio.Protocol):
         """
         server = self.server
         links = server.links
-        owners = server.router.owners  # shard by slot
+        owners = server.router.by_crc  # shard by the key's CRC16 (or its slot)
         pending = self.pending
         fast_paths = server.fast_paths
         eager = EAGER_KEYS  # keys whose commands take the slow path (see _plain)
@@ -298,8 +298,8 @@ class Client(Dispatch, asyncio.Protocol):
                     slot.client = self
                     slot.data = None
                     pending.append(slot)
-                    key = args[1]  # Router.shard_of, inline
-                    hashed = key_slot(key) if LBRACE in key else crc_hqx(key, 0) & 16383
+                    key = args[1]  # Router.shard_of, inline, by the whole CRC16 (see Router.by_crc)
+                    hashed = key_slot(key) if LBRACE in key else crc_hqx(key, 0)
                     shard = owners[hashed]
                     head = by_slot[hashed] if slotted else header
                     run = runs[shard]

@@ -52,8 +52,12 @@ _DB_HEADERS: dict[int, tuple[tuple[bytes, bytes], tuple[bytes, bytes]]] = {0: (H
 # its database's plain header, and the worker computes the slot (a table
 # per database, 256 KiB each, was a gigabyte for a client that selected
 # them all).
+# Indexed by the key's whole CRC16 (0 to 65535, whose low 14 bits are the
+# slot: each table four times over), as ``Router.by_crc``; a slot indexes
+# it too.
 SLOT_HEADERS: tuple[tuple[bytes, ...], tuple[bytes, ...]] = tuple(  # type: ignore[assignment]
-    tuple(wire.slotted_header(slot, resp3) for slot in range(SLOTS)) for resp3 in (False, True)
+    tuple(wire.slotted_header(slot, resp3) for slot in range(SLOTS)) * (65536 // SLOTS)
+    for resp3 in (False, True)
 )
 
 

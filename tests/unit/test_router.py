@@ -42,3 +42,26 @@ def test_router_spreads_keys():
         counts[router.shard_of(b"key:%d" % i)] += 1
     assert min(counts) > 800
     assert router.shard_of(b"{tag}a") == router.shard_of(b"{tag}b")
+
+
+def test_the_table_by_crc_agrees_with_the_slots():
+    # Client._run finds a key's shard and slotted header by its whole CRC16
+    # (no ``& 16383``), a hash-tagged key's by its slot: both tables must
+    # give what the slot gives.
+    from binascii import crc_hqx
+
+    from shardkv.acceptor.dispatch import SLOT_HEADERS
+    from shardkv.protocol.wire import slotted_header
+
+    for n in (1, 2, 3, 8):
+        router = Router(n)
+        assert len(router.by_crc) == 65536
+        for i in range(20000):
+            key = b"key:%d" % i
+            crc = crc_hqx(key, 0)
+            assert router.by_crc[crc] == router.owners[key_slot(key)] == router.shard_of(key)
+        for slot in range(SLOTS):
+            assert router.by_crc[slot] == router.owners[slot]
+    for crc in range(0, 65536, 7):
+        for resp3 in (False, True):
+            assert SLOT_HEADERS[resp3][crc] == slotted_header(crc & 16383, resp3)
