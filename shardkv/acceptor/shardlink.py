@@ -861,9 +861,7 @@ class ShardLink:
             plain = PLAIN_SLOTS
             pos, sizes = wire.reply_sizes(payload)
             for size in sizes:
-                end = pos + size
-                body = payload[pos:end]
-                pos = end
+                body = payload[pos : (pos := pos + size)]  # (no ``end``: two opcodes fewer a reply)
                 sink = popleft()
                 if type(sink) is bare or type(sink) in plain:
                     sink.data = body
