@@ -175,6 +175,7 @@ _NULLS = frozenset({b"*-1\r\n", b"$-1\r\n", b"_\r\n"})
 _REFUSALS = ("OOM ", "MISCONF ")
 _READY = b":1\r\n"  # also a __bwait's wire.BWAIT_READY
 _CLAIMED = b":%d\r\n" % wire.BWAIT_CLAIMED
+_SERVED = b":%d\r\n" % wire.BWAIT_SERVED
 _NO_TIMEOUT = b"0.000"  # BLOCK 0, as _stream_options gives it
 _TIMED_OUT = b":0\r\n"
 _WRONGTYPE = encode_error(errors.WRONGTYPE)[:10]  # b"-WRONGTYPE"
@@ -919,20 +920,30 @@ class _CrossShard:
             self.notifies.append(notify)
             if link.up:
                 link.blocked[notify.token] = notify
+            flags = wire.FLAG_STAMP
             if self.stream:
                 pairs = [x for key in keys for x in (key, ids[key])]
                 bwait = [Verb.BWAIT, name, self.timeout, elapsed, self.group, *pairs]
-            else:
+            elif self.move:
                 bwait = [Verb.BWAIT, name, self.timeout, elapsed, self.count, *keys]
+            else:  # its shards pop for it (see _served)
+                on_key = self._on_key(keys[0])
+                at = b"%d" % on_key.index(keys[0])
+                bwait = [Verb.BPOP, self.timeout, elapsed, self.count, at, b"%d" % len(keys), *keys, *on_key]
+                if self.client.resp3:
+                    flags |= wire.FLAG_RESP3
             command = wire.stamped_command(bwait, self.stamp)  # type: ignore[arg-type]  # timeout and group are set
-            link.send(wire.entry_header(wire.FLAG_STAMP, notify.token, self.client.db), command, notify)
+            link.send(wire.entry_header(flags, notify.token, self.client.db), command, notify)
             if self.done:  # that shard is down
                 return
 
     def notified(self, notify: _Notify, body: bytes) -> None:
+        body, key, order = _notification(body)
+        if body == _SERVED:
+            self._served(notify, order[0])
+            return
         if self.done or notify not in self.notifies:
             return  # a late answer from a round already over
-        body, key, order = _notification(body)
         if order and len(self.notifies) > 1:
             if self.stream:  # its claim (of no element) ends now
                 notify.link.send_control(notify.verb(Verb.BDONE), _IGNORE)
@@ -954,6 +965,22 @@ class _CrossShard:
                 stats.unblocked(stat_name(self.args), ns, body[1:-2].decode("latin-1"))
                 stats.slow(self.argv, ns // 1000, client.addr, client.name)
             self.finish(body)  # an error: as above, or the shard is gone
+
+    def _served(self, notify: _Notify, reply: bytes) -> None:
+        """A ``__bpop`` popped for the client (``reply``), as Redis serves
+        it when the push ends: the client gets it, and the shard forgets
+        what it held (``__btake``); its other ``__bpop``s end with a
+        ``__bdone``, which pushes back what one of them popped meanwhile
+        (two shards served it at once: one keeps its element).  A wait
+        already over (its client gone, served) hands it back instead."""
+        if self.done or notify not in self.notifies:
+            notify.link.send_control(notify.verb(Verb.BDONE), _IGNORE)
+            return
+        notify.link.send_control(notify.verb(Verb.BTAKE), _IGNORE)
+        self.try_began = perf_counter_ns()
+        self.op = None
+        self._count_try(reply, True)
+        self.finish(reply)
 
     def _ask_others(self, notify: _Notify, claim: tuple[_Notify, bytes, bytes | None, tuple]) -> None:
         """A cross-shard operation made the key of ``notify`` ready: it may

@@ -989,6 +989,11 @@ def decode_others_events(payload: bytes) -> tuple[int, list[tuple[int, bytes, in
 # Redis would not have served it (its list was gone at its turn).
 BWAIT_READY = 1
 BWAIT_CLAIMED = 2
+# BWAIT_SERVED: a __bpop's notification, [BWAIT_SERVED, key, reply]: the
+# shard popped for its client at its turn, as Redis serves it when the push
+# ends, and holds what it popped until __btake (delivered) or __bdone /
+# __bclaim (not taken: pushed back to the key's head).
+BWAIT_SERVED = 3
 
 
 class Verb:
@@ -1030,6 +1035,21 @@ class Verb:
     # XREADGROUP's error; made ready by a cross-shard operation, [BWAIT_READY,
     # key, op, rank], kept for one __bclaim or __bdone.)
     BWAIT = b"__bwait"
+    # __bpop timeout elapsed-ms count at nkeys key... command... -> a __bwait
+    # (the same answers and claims) of a BLPOP, BRPOP, BZPOPMIN, BZPOPMAX,
+    # BLMPOP or BZMPOP across shards that pops for its client: a key made
+    # ready by a plain write serves it in its turn with ``command`` (the
+    # client's command on one key, that key at ``at``), and it is notified
+    # [BWAIT_SERVED, key, reply] (the reply in its client's protocol: the
+    # entry's FLAG_RESP3).  The shard holds what it popped until __btake; a
+    # __bdone or __bclaim instead pushes it back to the key's head (another
+    # shard served the client first, or the client went away, or CLIENT
+    # UNBLOCK asks: then the claim of [BWAIT_READY, key] as a __bwait's);
+    # so does the loss of its pipe.
+    BPOP = b"__bpop"
+    # __btake token -> 1 if the shard held what a __bpop popped (now
+    # delivered: forgotten), else 0.
+    BTAKE = b"__btake"
     # __bclaim token -> the notification ([BWAIT_READY or BWAIT_CLAIMED, key]) of
     # the __bwait of ``token`` on this pipe whose claim is not done, else 0
     # (a __bwait still waiting is forgotten).  The keys made ready before it

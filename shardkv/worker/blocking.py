@@ -201,10 +201,13 @@ class Wait:
     (a blocked XREADGROUP fails when its stream is deleted); ``claims``: a
     ``__bwait`` that pops nothing but counts as taking that many elements
     (its BLMPOP's COUNT, else 1; 0: not such a waiter; see
-    :meth:`Waiters.serve_ready`).
+    :meth:`Waiters.serve_ready`); ``pops``: a ``__bpop``'s command on one
+    key and that key's place in it: it pops for its client in its turn
+    (:meth:`Waiters.pop_for`), and claims only when a cross-shard
+    operation made its key ready.
     """
 
-    __slots__ = ("keys", "timeout", "serve", "deny", "expired", "missing", "claims")
+    __slots__ = ("keys", "timeout", "serve", "deny", "expired", "missing", "claims", "pops")
 
     def __init__(
         self,
@@ -215,6 +218,7 @@ class Wait:
         expired: object = NULL_ARRAY,
         missing: bool = False,
         claims: int = 0,
+        pops: tuple[list[bytes], int] | None = None,
     ) -> None:
         self.keys = keys
         self.timeout = timeout
@@ -223,6 +227,9 @@ class Wait:
         self.expired = expired
         self.missing = missing
         self.claims = claims
+        # A __bpop's: its client's command on one key, and where that key
+        # goes in it (see Waiters.pop_for).
+        self.pops = pops
 
 
 class Waiter:
@@ -306,6 +313,11 @@ class Waiters:
         # and the elements claimed per key.
         self.claims: dict[tuple[int, int], tuple[tuple[int, bytes], int, int, tuple]] = {}
         self.claimed: dict[tuple[int, bytes], int] = {}
+        # What a __bpop popped for its client, by (pipe, token): (key,
+        # the command that popped, its reply), until __btake (delivered)
+        # or a __bdone/__bclaim/the pipe's loss, which push it back.
+        # (and its count, the claim it becomes when a __bclaim asks).
+        self.held: dict[tuple[int, int], tuple[tuple[int, bytes], list[bytes], object, int]] = {}
         # The ready keys a cross-shard operation made ready: (its id, the
         # key's rank in it), which their __bwaits' notifications carry (see
         # mark_keys), until they serve.
@@ -450,6 +462,8 @@ class Waiters:
         for claim in [c for c in self.claims if pipe is None or c[0] == pipe]:
             freed.append(self.claims[claim][0])
             self._unclaim(claim)
+        for held in [h for h in self.held if pipe is None or h[0] == pipe]:
+            freed.append(self.hand_back(held))  # its client is gone: nothing lost
         if pipe is None or all(p == pipe for p, _ in self.by_token):
             self.by_key.clear()
             self.by_token.clear()
@@ -475,6 +489,16 @@ class Waiters:
         if waiter is not None:
             self._forget(waiter)
             return 0
+        if (pipe, token) in self.held:
+            # Popped for a client that another shard served first, or that
+            # went away, or whose CLIENT UNBLOCK asks (its try then pops it
+            # again, as after a __bwait's notification): it goes back.
+            count = self.held[pipe, token][3]
+            dbkey = self.hand_back((pipe, token))
+            if not done:
+                self.claims[pipe, token] = (dbkey, count, wire.BWAIT_READY, ())
+                self.claimed[dbkey] = self.claimed.get(dbkey, 0) + count
+            return [wire.BWAIT_READY, dbkey[1]]
         claim = self.claims.get((pipe, token))
         if claim is None:
             return 0
@@ -603,17 +627,22 @@ class Waiters:
                 claimed = self.claimed.get(dbkey, 0)  # elements of the __bwait waiters notified so far
                 for waiter in list(queue):
                     value = lookup(key)
-                    if value is None and not waiter.wait.missing:
+                    wait = waiter.wait
+                    if value is None and not wait.missing:
                         if any(w.wait.missing for w in queue):
                             continue  # a blocked XREADGROUP still gets its error
                         break
                     if (waiter.pipe, waiter.token) not in self.by_token:
                         continue
-                    if claimed and not waiter.wait.claims:
+                    pops = wait.pops is not None and not order
+                    if claimed and (pops or not wait.claims):
                         break  # its turn comes once the tries before it have run
+                    if pops:
+                        self.pop_for(waiter, key)
+                        continue
                     left = not claimed or value is None or claimed < len(value)  # type: ignore[arg-type]  # a list or zset
-                    if self._serve(waiter, key, left, order) and waiter.wait.claims:
-                        claimed += waiter.wait.claims
+                    if self._serve(waiter, key, left, order) and wait.claims:
+                        claimed += wait.claims
         finally:
             if ks.db != here:
                 ks.select(here)
@@ -675,6 +704,81 @@ class Waiters:
         self.mark(args)  # BLMOVE's destination may serve others now
         return True
 
+    def pop_for(self, waiter: Waiter, key: bytes) -> None:
+        """Serve the ``__bpop`` ``waiter`` from ``key``: pop with its
+        client's command on that key, as Redis serves a blocked client as
+        the push ends, and notify ``[BWAIT_SERVED, key, reply]``; what it
+        popped is held until ``__btake`` (see :meth:`hand_back`).  A key
+        of another type serves nothing (it waits on)."""
+        ks = self.ks
+        command, at = waiter.wait.pops  # type: ignore[misc]  # a __bpop's
+        if type(ks.peek(key)) is not KINDS[command[0].lower()]:
+            return
+        command = [*command]
+        command[at] = key
+        handler = find(command[0])
+        try:
+            if not ks.noting:
+                value = handler(ks, command)  # type: ignore[misc]  # a blocking command's
+            else:  # someone listens: its events, as the command's own
+                before = events.before(ks, command)
+                value = handler(ks, command)  # type: ignore[misc]
+                events.derive(ks, command, value, before)
+        except CommandError as e:
+            value = Error(e.message)
+        except Exception:  # a bug must not take the shard down
+            log.exception("popping for a blocked %r failed", command[0])
+            value = Error(errors.INTERNAL % command[0].decode("latin-1"))
+        self._forget(waiter)
+        token = (waiter.pipe, waiter.token)
+        reply = encode(value, waiter.resp3)
+        notification = encode([wire.BWAIT_SERVED, key, reply], 0)
+        self.wakes.append((waiter.pipe, wire.encode_wake(waiter.token, notification)))
+        if type(value) is Error:
+            return
+        self.held[token] = ((waiter.db, key), command, value, int(waiter.args[3]))
+        if self.record is not None:
+            self.record(command, value)
+
+    def take(self, token: int, pipe: int) -> int:
+        """``__btake``: what the ``__bpop`` of ``token`` popped was
+        delivered; 1 if it was held."""
+        return 0 if self.held.pop((pipe, token), None) is None else 1
+
+    def hand_back(self, held: tuple[int, int]) -> tuple[int, bytes]:
+        """Push what the ``__bpop`` of ``held`` (pipe, token) popped back
+        to its key's head, as if it had never been popped (another shard
+        served its client, or the client or its acceptor went away), and
+        make the key ready: the next waiter gets it.  Its key.  (A key
+        that holds another type by then cannot take it back: it is lost,
+        and logged.)"""
+        dbkey, command, value, _ = self.held.pop(held)
+        db, key = dbkey
+        ks = self.ks
+        here = ks.db
+        if db != here:
+            ks.select(db)
+        try:
+            back = _pushed_back(command, key, value)
+            handler = find(back[0])
+            try:
+                if not ks.noting:
+                    pushed = handler(ks, back)  # type: ignore[misc]
+                else:
+                    before = events.before(ks, back)
+                    pushed = handler(ks, back)  # type: ignore[misc]
+                    events.derive(ks, back, pushed, before)
+            except CommandError as e:
+                log.warning("an element popped for a blocked %r could not go back: %s", command[0], e.message)
+                return dbkey
+            if self.record is not None:
+                self.record(back, pushed)
+            self.mark(back)
+        finally:
+            if ks.db != here:
+                ks.select(here)
+        return dbkey
+
     # -- timeouts -------------------------------------------------------------
 
     def next_deadline(self) -> float:
@@ -696,6 +800,32 @@ class Waiters:
                 continue
             self._forget(waiter)
             self.wakes.append((pipe, wire.encode_wake(token, encode(waiter.wait.expired, waiter.resp3))))
+
+
+def _pushed_back(command: list[bytes], key: bytes, value: object) -> list[bytes]:
+    """The command that puts back at ``key``'s head what ``command`` (a
+    blocking pop on that key) popped, its reply ``value``: BLPOP's element
+    goes back to the left, BRPOP's to the right, BLMPOP's in reverse order
+    (the first popped ends at the head); a sorted set's members with their
+    scores."""
+    name = command[0].lower()
+    if name in (b"bzpopmin", b"bzpopmax"):
+        popped: list = value  # type: ignore[assignment]  # key, member, score
+        return [b"ZADD", key, _score(popped[2]), popped[1]]
+    if name == b"bzmpop":
+        pairs: list[list] = value[1]  # type: ignore[index]
+        return [b"ZADD", key, *(x for pair in pairs for x in (_score(pair[1]), pair[0]))]
+    if name == b"blmpop":
+        left = command[4].lower() == b"left"
+        elements = value[1]  # type: ignore[index]
+    else:
+        left = name == b"blpop"
+        elements = [value[1]]  # type: ignore[index]
+    return [b"LPUSH" if left else b"RPUSH", key, *reversed(elements)]
+
+
+def _score(score: object) -> bytes:
+    return score if type(score) is bytes else repr(score).encode()
 
 
 def note_ready(ks: Keyspace, args: list[bytes], order: dict) -> None:
@@ -778,6 +908,43 @@ def bwait(ks: Keyspace, args: list[bytes]) -> object:
     if serve is not _notify:
         return Wait(keys, timeout, serve, deny=0, expired=0, missing=kind is None)
     return Wait(keys, timeout, serve, deny=0, expired=0, claims=claims)
+
+
+def bpop(ks: Keyspace, args: list[bytes]) -> object:
+    """__bpop timeout elapsed-ms count at nkeys key [key ...] command [arg ...]
+
+    A ``__bwait`` (the same answers; see :func:`bwait`) of a cross-shard
+    BLPOP, BRPOP, BZPOPMIN, BZPOPMAX, BLMPOP or BZMPOP that pops for its
+    client: a key a plain write made ready serves it in its turn with
+    ``command`` (its client's command on that key alone, the key at
+    ``at``), as Redis serves a blocked client as the push ends, before the
+    pusher's next command; the notification then carries the reply,
+    ``[wire.BWAIT_SERVED, key, reply]``, and the shard holds what it
+    popped until ``__btake`` (a ``__bdone`` or ``__bclaim`` pushes it back:
+    :meth:`Waiters.hand_back`).  A key a cross-shard operation made ready
+    notifies it as a ``__bwait``'s (its client is served from the key the
+    operation made ready first)."""
+    timeout = parse_timeout(args[1])
+    claims = int(args[3])
+    at = int(args[4])
+    n = int(args[5])
+    keys = args[6 : 6 + n]
+    command = args[6 + n :]
+    kind = KINDS[command[0].lower()]
+    lookup = ks.peek  # a probe, not an access
+    for key in keys:
+        if type(lookup(key)) is kind:
+            return [wire.BWAIT_READY, key]
+    if timeout:
+        timeout -= int(args[2])
+        if timeout <= 0:
+            return 0
+    serve = functools.partial(_notify_kind, kind)
+    return Wait(keys, timeout, serve, deny=0, expired=0, claims=claims, pops=(command, at))
+
+
+def _notify_kind(kind: type | None, ks: Keyspace, args: list[bytes], key: bytes) -> object:
+    return wire.BWAIT_READY if type(ks.peek(key)) is kind else None
 
 
 def _notify_stream(ready: Callable, rest: list, ks: Keyspace, args: list[bytes], key: bytes) -> object:
@@ -894,6 +1061,14 @@ def btry(ks: Keyspace, args: list[bytes]) -> object:
     return value
 
 
+def btake(ks: Keyspace, args: list[bytes]) -> object:
+    """__btake token
+
+    1 if this pipe's ``__bpop`` of ``token`` popped for its client and the
+    shard held that (now delivered, forgotten), else 0."""
+    return ks.waiters.take(int(args[1]), ks.pipe)  # type: ignore[union-attr]  # set by Waiters
+
+
 def serve(ks: Keyspace, args: list[bytes]) -> object:
     """__serve
 
@@ -930,9 +1105,11 @@ HANDLERS: Handlers = {
     Verb.BCLAIM: bclaim,
     Verb.BDONE: bdone,
     Verb.BTRY: btry,
+    Verb.BTAKE: btake,
 }
 
 # The blocking commands, by name: the form that may wait, and the type it pops.
 BLOCKING: BlockingForms = {
     Verb.BWAIT: Blocking(bwait, None),
+    Verb.BPOP: Blocking(bpop, None),
 }

@@ -278,6 +278,67 @@ def test_a_bwait_claims_its_elements_until_its_bdone(shard):
     assert run(shard, "LLEN", "src") == 1 and not shard.waiters.claimed
 
 
+def _bpop(*keys: bytes, command: tuple[bytes, ...] = (b"BLPOP", b"k", b"0"), at: int = 1) -> list[bytes]:
+    """``__bpop`` of a cross-shard wait on ``keys`` (no timeout), popping with ``command``."""
+    return [wire.Verb.BPOP, b"0", b"0", b"1", b"%d" % at, b"%d" % len(keys), *keys, *command]
+
+
+def _served(key: bytes, reply: bytes) -> bytes:
+    return b"*3\r\n:3\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(key), key, len(reply), reply)
+
+
+def test_a_bpop_pops_for_its_client_as_the_push_ends(shard):
+    """A ``__bpop`` is served in its turn by the push that made its key
+    ready, before the pusher's next command (here DEL, which finds the key
+    gone, as in Redis): its notification carries the reply, and the shard
+    holds the element until ``__btake``, which forgets it."""
+    assert wire.decode_replies(shard.run_batch(_batch((5, _bpop(b"k"))))) == [b""]
+    batch = _batch((0, [b"RPUSH", b"k", b"x"]), (0, [b"DEL", b"k"]))
+    assert wire.decode_replies(shard.run_batch(batch)) == [b":1\r\n", b":0\r\n"]
+    assert shard.waiters.wakes == [(0, wire.encode_wake(5, _served(b"k", b"*2\r\n$1\r\nk\r\n$1\r\nx\r\n")))]
+    assert wire.decode_replies(shard.run_batch(_batch((0, [wire.Verb.BTAKE, b"5"])))) == [b":1\r\n"]
+    assert not shard.waiters.held
+    assert wire.decode_replies(shard.run_batch(_batch((0, [wire.Verb.BDONE, b"5"])))) == [b":0\r\n"]
+    assert run(shard, "EXISTS", "k") == 0
+
+
+def test_what_a_bpop_popped_goes_back_unless_taken(shard):
+    """A ``__bdone`` instead of ``__btake`` (another shard served the
+    client, or it went away) pushes what was popped back to the key's head,
+    and the next waiter gets it; so does the loss of the waiter's pipe.  A
+    ``__bclaim`` (CLIENT UNBLOCK asks) pushes it back too, and claims it
+    for the client's try, as a ``__bwait``'s notification does."""
+    command = (b"BLMPOP", b"0", b"1", b"k", b"LEFT", b"COUNT", b"2")
+    assert wire.decode_replies(shard.run_batch(_batch((5, _bpop(b"k", command=command, at=3))))) == [b""]
+    assert wire.decode_replies(shard.run_batch(_batch((6, [b"BLPOP", b"k", b"0"])))) == [b""]
+    assert wire.decode_replies(shard.run_batch(_batch((0, [b"RPUSH", b"k", b"a", b"b"])))) == [b":2\r\n"]
+    assert run(shard, "EXISTS", "k") == 0
+    assert wire.decode_replies(shard.run_batch(_batch((0, [wire.Verb.BDONE, b"5"])))) == [
+        b"*2\r\n:1\r\n$1\r\nk\r\n"
+    ]
+    assert shard.waiters.wakes[-1] == (0, wire.encode_wake(6, b"*2\r\n$1\r\nk\r\n$1\r\na\r\n"))
+    assert run(shard, "LRANGE", "k", 0, -1) == [b"b"]
+    shard.waiters.wakes.clear()
+    # A sorted set's member goes back with its score; a lost pipe hands back.
+    assert wire.decode_replies(
+        shard.run_batch(_batch((7, _bpop(b"z", command=(b"BZPOPMIN", b"z", b"0")))))
+    ) == [b""]
+    assert wire.decode_replies(shard.run_batch(_batch((0, [b"ZADD", b"z", b"1.5", b"m"])))) == [b":1\r\n"]
+    assert run(shard, "EXISTS", "z") == 0 and shard.waiters.held
+    shard.waiters.clear(0)
+    assert run(shard, "ZSCORE", "z", "m") == 1.5 and not shard.waiters.held
+    # __bclaim: pushed back, and claimed for the try that follows.
+    assert wire.decode_replies(shard.run_batch(_batch((8, _bpop(b"q", command=(b"BLPOP", b"q", b"0")))))) == [
+        b""
+    ]
+    assert wire.decode_replies(shard.run_batch(_batch((0, [b"RPUSH", b"q", b"d", b"e"])))) == [b":2\r\n"]
+    assert run(shard, "LRANGE", "q", 0, -1) == [b"e"]
+    assert wire.decode_replies(shard.run_batch(_batch((0, [wire.Verb.BCLAIM, b"8"])))) == [
+        b"*2\r\n:1\r\n$1\r\nq\r\n"
+    ]
+    assert run(shard, "LRANGE", "q", 0, -1) == [b"d", b"e"] and shard.waiters.claimed
+
+
 def test_a_rank_goes_with_the_ready_keys_of_a_pipe_lost(shard):
     """The rank a cross-shard operation gave a ready key (see
     Waiters.mark_keys) goes when its acceptor's pipe is lost before the
