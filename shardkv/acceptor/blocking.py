@@ -198,6 +198,9 @@ ASKED: dict[int, int] = {}
 # each): a command naming one of those keys takes the slow path, which
 # tries them (see :func:`try_at_once`); others stay on the inline path.
 _BY_KEY: dict[bytes, dict[_CrossShard, None]] = {}
+# The last cross-shard pop served to each client, with its reply, until
+# the client goes (see lost_unwritten).
+_UNWRITTEN: dict[Client, tuple[_CrossShard, bytes]] = {}
 _READS: dict[bytes, dict[_CrossShard, None]] = {}
 EAGER: dict[_CrossShard, None] = {}
 EAGER_KEYS: dict[bytes, int] = {}
@@ -254,6 +257,14 @@ def in_timeout_table(token: int) -> bool:
     is one Redis would have in its timeout table (see :func:`_has_timeout`)."""
     wait = WAITING.get(token)
     return wait is not None and wait.timed
+
+
+def _gone(client: Client) -> bool:
+    """Whether nothing written to ``client`` reaches it any more: its
+    connection is lost, or closing (its end read, or killed), though its
+    wait may not be cancelled yet (see :meth:`Client.connection_lost`)."""
+    transport = client.transport
+    return client.closed or transport is None or transport.is_closing()
 
 
 def _blocked(client: Client) -> int:
@@ -887,6 +898,9 @@ class _CrossShard:
                 self.attempt(ready_key=self.unread.pop(0))  # (see unblock)
                 return
             self.unread = []
+        if (self.done or _gone(self.client)) and body not in _NULLS and body[:1] != b"-":
+            if not (self.stream or self.move):
+                self._push_back(body)
         if self.done:
             self._answer_unblocks(body in _NULLS)
             return
@@ -966,6 +980,23 @@ class _CrossShard:
                 stats.slow(self.argv, ns // 1000, client.addr, client.name)
             self.finish(body)  # an error: as above, or the shard is gone
 
+    def _push_back(self, body: bytes) -> None:
+        """The client went away while its try popped ``body`` (a list's or
+        sorted set's elements), or before (its reply is dropped): they go
+        back to the head of their key, as what a shard popped for it and
+        could not hand over does (see :meth:`_served`), not lost."""
+        reader = hiredis.Reader()
+        reader.feed(body)
+        popped = reader.gets()
+        if type(popped) is not list or not popped:
+            return
+        args = self.args
+        where = args[3 + int(args[2])] if self.mpop and args[0].lower() == b"blmpop" else b""
+        back = wire.pushed_back(args[0], where, popped[0], popped)
+        client = self.client
+        link = client.server.links[client.server.shard_of(popped[0])]
+        link.send(wire.entry_header(0, 0, client.db), encode_command(back), _IGNORE)
+
     def _served(self, notify: _Notify, reply: bytes) -> None:
         """A ``__bpop`` popped for the client (``reply``), as Redis serves
         it when the push ends: the client gets it, and the shard forgets
@@ -973,10 +1004,14 @@ class _CrossShard:
         ``__bdone``, which pushes back what one of them popped meanwhile
         (two shards served it at once: one keeps its element).  A wait
         already over (its client gone, served) hands it back instead."""
-        if self.done or notify not in self.notifies:
-            notify.link.send_control(notify.verb(Verb.BDONE), _IGNORE)
+        over = self.done or notify not in self.notifies
+        # (A client gone but still listed, its command undecided when it
+        # went, or whose end was read and not yet handled, is served as
+        # usual, its reply dropped: what was popped for it goes back too.)
+        verb = Verb.BDONE if over or _gone(self.client) else Verb.BTAKE
+        notify.link.send_control(notify.verb(verb), _IGNORE)
+        if over:
             return
-        notify.link.send_control(notify.verb(Verb.BTAKE), _IGNORE)
         self.try_began = perf_counter_ns()
         self.op = None
         self._count_try(reply, True)
@@ -1067,6 +1102,8 @@ class _CrossShard:
         self._forget_keys()
         self._cancel_notifies()
         self.slot.deliver(body)
+        if body not in _NULLS and body[:1] != b"-" and not (self.stream or self.move or _gone(self.client)):
+            _UNWRITTEN[self.client] = (self, body)  # until written (see lost_unwritten)
         _unblocked(self.client, self.token)
         self._answer_unblocks(False)
 
@@ -1598,7 +1635,18 @@ def _unblocked_body(client: Client, error: bool, args: list[bytes] | None = None
     return encode_error(errors.UNBLOCKED) if error else encode(NULL_ARRAY, client.resp3)
 
 
+def lost_unwritten(client: Client) -> None:
+    """``client``'s connection is lost, its replies not yet written
+    dropped: if one of them is what its last cross-shard pop took (behind a
+    reply not ready yet, such as a step's gate), that goes back to its key,
+    as what a shard popped for a client gone does, not lost."""
+    served = _UNWRITTEN.pop(client, None)
+    if served is not None and served[0].slot in client.pending:
+        served[0]._push_back(served[1])
+
+
 def on_disconnect(client: Client) -> None:
+    _UNWRITTEN.pop(client, None)
     client.state.take_held()  # they will never run
     wait = WAITING.pop(client.state.blocked_token, None) if client.state.blocked_token else None
     if wait is not None:

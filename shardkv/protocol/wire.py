@@ -996,6 +996,33 @@ BWAIT_CLAIMED = 2
 BWAIT_SERVED = 3
 
 
+def pushed_back(name: bytes, where: bytes, key: bytes, popped: list[Any]) -> list[bytes]:
+    """The command that puts back at ``key``'s head what the blocking pop
+    ``name`` (BLPOP, BRPOP, BLMPOP with ``where`` LEFT or RIGHT, BZPOPMIN,
+    BZPOPMAX, BZMPOP) popped from it, ``popped`` its reply: BLPOP's element
+    goes back to the left, BRPOP's to the right, BLMPOP's in reverse order
+    (the first popped ends at the head); a sorted set's members with their
+    scores.  What a shard popped for a client that another shard served
+    first, or that went away, goes back so (shardkv.worker.blocking,
+    shardkv.acceptor.blocking)."""
+    name = name.lower()
+    if name in (b"bzpopmin", b"bzpopmax"):
+        return [b"ZADD", key, _score(popped[2]), popped[1]]
+    if name == b"bzmpop":
+        return [b"ZADD", key, *(x for pair in popped[1] for x in (_score(pair[1]), pair[0]))]
+    if name == b"blmpop":
+        left = where.lower() == b"left"
+        elements = popped[1]
+    else:
+        left = name == b"blpop"
+        elements = [popped[1]]
+    return [b"LPUSH" if left else b"RPUSH", key, *reversed(elements)]
+
+
+def _score(score: object) -> bytes:
+    return score if type(score) is bytes else repr(score).encode()
+
+
 class Verb:
     """Every internal verb: the name of a command the acceptor sends a shard
     (or a shard writes in its AOF), never a client.  :data:`HANDLED` are run

@@ -759,7 +759,8 @@ class Waiters:
         if db != here:
             ks.select(db)
         try:
-            back = _pushed_back(command, key, value)
+            where = command[4] if command[0].lower() == b"blmpop" else b""
+            back = wire.pushed_back(command[0], where, key, value)  # type: ignore[arg-type]  # a pop's reply
             handler = find(back[0])
             try:
                 if not ks.noting:
@@ -800,32 +801,6 @@ class Waiters:
                 continue
             self._forget(waiter)
             self.wakes.append((pipe, wire.encode_wake(token, encode(waiter.wait.expired, waiter.resp3))))
-
-
-def _pushed_back(command: list[bytes], key: bytes, value: object) -> list[bytes]:
-    """The command that puts back at ``key``'s head what ``command`` (a
-    blocking pop on that key) popped, its reply ``value``: BLPOP's element
-    goes back to the left, BRPOP's to the right, BLMPOP's in reverse order
-    (the first popped ends at the head); a sorted set's members with their
-    scores."""
-    name = command[0].lower()
-    if name in (b"bzpopmin", b"bzpopmax"):
-        popped: list = value  # type: ignore[assignment]  # key, member, score
-        return [b"ZADD", key, _score(popped[2]), popped[1]]
-    if name == b"bzmpop":
-        pairs: list[list] = value[1]  # type: ignore[index]
-        return [b"ZADD", key, *(x for pair in pairs for x in (_score(pair[1]), pair[0]))]
-    if name == b"blmpop":
-        left = command[4].lower() == b"left"
-        elements = value[1]  # type: ignore[index]
-    else:
-        left = name == b"blpop"
-        elements = [value[1]]  # type: ignore[index]
-    return [b"LPUSH" if left else b"RPUSH", key, *reversed(elements)]
-
-
-def _score(score: object) -> bytes:
-    return score if type(score) is bytes else repr(score).encode()
 
 
 def note_ready(ks: Keyspace, args: list[bytes], order: dict) -> None:
