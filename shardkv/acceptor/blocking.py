@@ -40,7 +40,15 @@ Keys on several shards
     its ready keys (:meth:`_CrossShard._ask_others`; a stream read's too,
     whose ``__bwait`` so notified keeps the operation and rank for the
     ``__bclaim`` though it claims no entry).
-    Only step (1) pops, so an element is popped once, for this client.
+    BLPOP, BRPOP, BZPOPMIN, BZPOPMAX, BLMPOP and BZMPOP register
+    ``__bpop`` instead: the shard pops for the client in its turn, as Redis
+    serves it when the push ends, and notifies the reply, which the client
+    gets at once (:meth:`_CrossShard._served`: ``__btake``, the other
+    shards' waits ended by ``__bdone``, which pushes back what one of them
+    popped meanwhile).  What a try or a shard popped for a client gone (or
+    whose connection ends before the reply is out: :func:`lost_unwritten`)
+    goes back to its key (``wire.pushed_back``).
+    Otherwise only step (1) pops, so an element is popped once, for this client.
     Its ``__bwait`` entries carry the stamp of its first run, so they are notified
     in the order the clients blocked, each told whether an element was
     left at its turn (``wire.BWAIT_READY``), counting each ``__bwait``
@@ -81,8 +89,8 @@ command (behind a busy worker, or while a cross-shard try waits for its
 holds), and ``$`` would stand for the written entry.
 
 A client that disconnects while its step (1) runs cannot stop it: what
-that step pops is lost, as in Redis when a client goes away while the
-server serves it.
+that step pops from a list or sorted set goes back to its key (a BLMOVE's
+stays moved, an XREADGROUP's entries stay pending).
 
 CLIENT UNBLOCK (:func:`unblock`)
     The shards decide, in their order, so an element popped for a client

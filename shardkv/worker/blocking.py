@@ -97,6 +97,21 @@ rank]``: its rank among the keys that operation made hold a value a
 blocked command pops (:func:`note_ready`, on the executor), so that the
 acceptor serves its client from the first of them, as Redis does.
 
+Popping for a client across shards: ``__bpop``
+---------------------------------------------
+BLPOP, BRPOP, BZPOPMIN, BZPOPMAX, BLMPOP and BZMPOP across shards wait
+with ``__bpop`` instead (the same answers as a ``__bwait``, plus the
+client's command on one key): a key a plain write made ready serves it in
+its turn by popping for it, as Redis serves a blocked client when the push
+ends, and notifies ``[BWAIT_SERVED, key, reply]`` (:meth:`Waiters.pop_for`);
+what it popped is *held* until ``__btake`` (handed over).  A ``__bdone``
+or ``__bclaim`` instead, or the loss of its pipe, pushes it back to the
+key's head (:meth:`Waiters.hand_back`): another shard served the client
+first, the client went away, or CLIENT UNBLOCK asks (whose try pops it
+again, under the claim a ``__bclaim`` leaves).  So what a shard pops for a
+client across shards is delivered once or goes back.  A key a cross-shard
+operation made ready notifies a ``__bpop`` as a ``__bwait`` (with its rank).
+
 Writing a blocking command (a sorted-set example)::
 
     def bzpopmin(ks: Keyspace, args: list[bytes]) -> object:
