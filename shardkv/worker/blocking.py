@@ -364,6 +364,8 @@ class Waiters:
         start = perf_counter_ns()
         value = execute(args, handler)
         if type(value) is not Wait:
+            if args[0] == Verb.BPOP and type(value) is list and value[0] == wire.BWAIT_READY:
+                value = self._pop_at_once(token, resp3, args, value[1]) or value
             return encode(value, resp3)
         ns = perf_counter_ns() - start
         stats = self.ks.stats
@@ -725,10 +727,33 @@ class Waiters:
         the push ends, and notify ``[BWAIT_SERVED, key, reply]``; what it
         popped is held until ``__btake`` (see :meth:`hand_back`).  A key
         of another type serves nothing (it waits on)."""
+        notification = self._pop(waiter, key)
+        if notification is not None:
+            self._forget(waiter)
+            self.wakes.append((waiter.pipe, wire.encode_wake(waiter.token, encode(notification, 0))))
+
+    def _pop_at_once(self, token: int, resp3: int, args: list[bytes], key: bytes) -> list | None:
+        """A ``__bpop`` (``args``) whose ``key`` can serve it as it comes
+        (written through another acceptor after its client's try, before
+        this): it pops at once, as its client would have been served by
+        that write, unless the elements there are claimed by notified
+        ``__bwait``s before it (then it is notified ``BWAIT_READY``, as a
+        ``__bwait``, and its client tries)."""
+        ks = self.ks
+        claimed = self.claimed.get((ks.db, key), 0)
+        if claimed and claimed >= len(ks.peek(key)):  # type: ignore[arg-type]  # a list or zset
+            return None
+        n = int(args[5])
+        wait = Wait([key], 0, _notify, pops=(args[6 + n :], int(args[4])))
+        return self._pop(Waiter(token, args, wait, resp3, math.inf, ks.db, ks.pipe), key)
+
+    def _pop(self, waiter: Waiter, key: bytes) -> list | None:
+        """Pop for ``waiter`` from ``key`` (see :meth:`pop_for`): its
+        notification, or None when the key holds another type."""
         ks = self.ks
         command, at = waiter.wait.pops  # type: ignore[misc]  # a __bpop's
         if type(ks.peek(key)) is not KINDS[command[0].lower()]:
-            return
+            return None
         command = [*command]
         command[at] = key
         handler = find(command[0])
@@ -744,16 +769,13 @@ class Waiters:
         except Exception:  # a bug must not take the shard down
             log.exception("popping for a blocked %r failed", command[0])
             value = Error(errors.INTERNAL % command[0].decode("latin-1"))
-        self._forget(waiter)
-        token = (waiter.pipe, waiter.token)
-        reply = encode(value, waiter.resp3)
-        notification = encode([wire.BWAIT_SERVED, key, reply], 0)
-        self.wakes.append((waiter.pipe, wire.encode_wake(waiter.token, notification)))
+        notification = [wire.BWAIT_SERVED, key, encode(value, waiter.resp3)]
         if type(value) is Error:
-            return
-        self.held[token] = ((waiter.db, key), command, value, int(waiter.args[3]))
+            return notification
+        self.held[waiter.pipe, waiter.token] = ((waiter.db, key), command, value, int(waiter.args[3]))
         if self.record is not None:
             self.record(command, value)
+        return notification
 
     def take(self, token: int, pipe: int) -> int:
         """``__btake``: what the ``__bpop`` of ``token`` popped was

@@ -302,6 +302,17 @@ def test_a_bpop_pops_for_its_client_as_the_push_ends(shard):
     assert run(shard, "EXISTS", "k") == 0
 
 
+def test_a_bpop_pops_at_once_from_a_key_written_before_it_came(shard):
+    """A push through another acceptor may reach the shard between the
+    client's try and its ``__bpop``: the ``__bpop`` pops at once, as that
+    push would have served the client, and holds it."""
+    assert run(shard, "RPUSH", "k", "x", "y") == 2
+    assert wire.decode_replies(shard.run_batch(_batch((5, _bpop(b"k"))))) == [
+        _served(b"k", b"*2\r\n$1\r\nk\r\n$1\r\nx\r\n")
+    ]
+    assert run(shard, "LRANGE", "k", 0, -1) == [b"y"] and (0, 5) in shard.waiters.held
+
+
 def test_what_a_bpop_popped_goes_back_unless_taken(shard):
     """A ``__bdone`` instead of ``__btake`` (another shard served the
     client, or it went away) pushes what was popped back to the key's head,
