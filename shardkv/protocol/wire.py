@@ -1068,7 +1068,7 @@ class Verb:
     # ready by a plain write serves it in its turn with ``command`` (the
     # client's command on one key, that key at ``at``), and it is notified
     # [BWAIT_SERVED, key, reply] (the reply in its client's protocol: the
-    # entry's FLAG_RESP3).  The shard holds what it popped until __btake; a
+    # entry's FLAG_RESP3), at once too if a key can serve it as it comes.  The shard holds what it popped until __btake; a
     # __bdone or __bclaim instead pushes it back to the key's head (another
     # shard served the client first, or the client went away, or CLIENT
     # UNBLOCK asks: then the claim of [BWAIT_READY, key] as a __bwait's);

@@ -935,7 +935,8 @@ def bpop(ks: Keyspace, args: list[bytes]) -> object:
     popped until ``__btake`` (a ``__bdone`` or ``__bclaim`` pushes it back:
     :meth:`Waiters.hand_back`).  A key a cross-shard operation made ready
     notifies it as a ``__bwait``'s (its client is served from the key the
-    operation made ready first)."""
+    operation made ready first).  A key that can serve it as it comes pops
+    at once too (:meth:`Waiters._pop_at_once`)."""
     timeout = parse_timeout(args[1])
     claims = int(args[3])
     at = int(args[4])
