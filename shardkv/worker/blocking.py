@@ -768,7 +768,7 @@ class Waiters:
             value = Error(e.message)
         except Exception:  # a bug must not take the shard down
             log.exception("popping for a blocked %r failed", command[0])
-            value = Error(errors.INTERNAL % command[0].decode("latin-1"))
+            value = Error(errors.INTERNAL % commands.error_name(command))
         notification = [wire.BWAIT_SERVED, key, encode(value, waiter.resp3)]
         if type(value) is Error:
             return notification
