@@ -69,6 +69,11 @@ _UNAVAILABLE = encode_error(errors.SHARD_UNAVAILABLE)  # a shard whose worker is
 
 def lastsave(client: Client, args: list) -> None:
     """LASTSAVE"""
+    if client.server.loading:
+        # The shards still load at start: none has saved since, and Redis
+        # answers the time it started (as INFO's rdb_last_save_time then).
+        client.reply(client.server.lastsave)
+        return
     client.query_all([Verb.LASTSAVE], min)
 
 

@@ -120,6 +120,8 @@ def on_config(server: Acceptor, changes: dict) -> None:
     if "maxmemory" in changes or "maxmemory-policy" in changes:
         notifications.update_mask(server)
         STATE.quiet.clear()
+        if server.loading:
+            return  # no shard to share out to yet: on_attach does, once they are attached
         client = server.config_client
         if client is None:
             return  # another acceptor's CONFIG SET: that acceptor shares out

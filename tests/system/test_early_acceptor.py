@@ -186,6 +186,11 @@ DURING_LOADING = [
     (["CLIENT", "GETNAME"], "exact"),
     (["CLIENT", "ID"], "type"),
     (["CONFIG", "GET", "maxmemory-policy"], "exact"),
+    (["CONFIG", "SET", "maxmemory", "0"], "exact"),  # (no shard to ask yet: each gets it when attached)
+    (["CONFIG", "SET", "maxmemory", "100mb"], "exact"),
+    (["CONFIG", "SET", "maxmemory", "0"], "exact"),
+    (["CONFIG", "RESETSTAT"], "exact"),
+    (["LASTSAVE"], "type"),
     (["PUBSUB", "NUMPAT"], "exact"),
     (["PUBLISH", "channel", "message"], "exact"),
     (["TIME"], "type"),

@@ -302,6 +302,12 @@ def _apply_set(client: Client, changes: dict) -> None:
     # it is now out of memory), and, with several acceptors, once the
     # others have applied them too (the supervisor passed them the
     # ``config`` line before this question: see tell_supervisor).
+    if server.loading and server.bus is None:
+        # The shards still load at start: no worker has a pipe to ask yet,
+        # and each gets every setting when its pipe is attached
+        # (config_to_worker).  Redis sets it while it loads, and says +OK.
+        client.reply(OK)
+        return
     merge = lambda parts: _set_oom(server, parts)  # noqa: E731
     slot = _Applied(client)
     if server.bus is None:
@@ -366,7 +372,9 @@ def config_cmd(client: Client, args: list) -> None:
             _apply_set(client, changes)  # (else once every acceptor has bound the new port)
     elif sub == b"RESETSTAT":
         _reset_stats(server)
-        if server.bus is None:
+        if server.loading and server.bus is None:
+            client.reply(OK)  # (the shards still load: none has served a command to count)
+        elif server.bus is None:
             client.query_all([Verb.RESETSTAT], all_ok)
         else:
             _with_acceptors(client, [Verb.RESETSTAT], all_ok, bus.RESETSTAT)
