@@ -500,11 +500,20 @@ def test_crash_of_the_whole_server_during_a_rewrite(tmp_path):
     c.mset({f"during{i}": "x" for i in range(100)})  # logged into the new incr files
     c.set("k0", "changed")
     expected = snapshot_of(c)
+    # Each rewriting child opens its temp file once it has started (a
+    # loaded machine makes that late): the kills come after both have.
+    wait_until(
+        lambda: len([n for n in os.listdir(tmp_path) if ".tmp-" in n]) == 2, "the rewrites' temp files"
+    )
     everyone = [psutil.Process(server.proc.pid), *psutil.Process(server.proc.pid).children(recursive=True)]
-    for p in everyone:  # the supervisor, acceptor, workers, and the rewriting children
-        # one may be gone already: children die with the supervisor (parent-death signal)
-        with contextlib.suppress(psutil.NoSuchProcess):
-            p.kill()
+    # The supervisor, acceptor, workers, and the rewriting children: all
+    # stopped first, so that none acts on another's death (a worker told
+    # to stop by its supervisor's death would stop its rewrite and remove
+    # the temp file), then killed.  One may be gone already.
+    for sig in (signal.SIGSTOP, signal.SIGKILL):
+        for p in everyone:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.send_signal(sig)
     server.stop()
     assert [n for n in os.listdir(tmp_path) if ".tmp-" in n]  # it died mid-rewrite
     server = start_shardkv(*flags, shards=2)
