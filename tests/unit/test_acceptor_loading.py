@@ -14,6 +14,7 @@ import pytest
 
 from shardkv.acceptor import crossshard, wiring
 from shardkv.protocol import commands, errors
+from shardkv.protocol.resp import encode_command
 from shardkv.runtime import config
 from shardkv.runtime.exitcodes import PIPES_MESSAGE, PIPES_PER_MESSAGE
 from shardkv.runtime.loadprogress import LoadProgress
@@ -169,3 +170,29 @@ def test_it_stops_if_the_supervisor_stops_before_the_shards_loaded() -> None:
     assert all(link.transport is None for link in acceptor.links)
     for conn in worker:
         conn.close()
+
+
+def test_config_set_resetstat_and_lastsave_answer_while_the_shards_load() -> None:
+    """As Redis while it loads: CONFIG SET and CONFIG RESETSTAT say +OK and
+    LASTSAVE the start time, with no shard to ask (they were refused with
+    -ERR shard unavailable).  A worker whose pipe is attached already (the
+    last are being attached) gets the new setting now; the others get
+    every setting once attached."""
+    acceptor, links = _loading()
+    links[0].up = True  # type: ignore[attr-defined]
+    links[1].up = False  # type: ignore[attr-defined]
+    client, transport = connect(acceptor)
+    send(
+        client,
+        [b"CONFIG", b"SET", b"maxmemory-policy", b"allkeys-lru"],
+        [b"CONFIG", b"RESETSTAT"],
+        [b"LASTSAVE"],
+        [b"CONFIG", b"GET", b"maxmemory-policy"],
+    )
+    assert replies(acceptor, transport) == (
+        b"+OK\r\n+OK\r\n:%d\r\n*2\r\n$16\r\nmaxmemory-policy\r\n$11\r\nallkeys-lru\r\n" % acceptor.lastsave
+    )
+    assert [body for _, body, _ in links[0].sent] == [
+        encode_command([b"__config", b"maxmemory-policy", b"allkeys-lru"])
+    ]
+    assert not links[1].sent

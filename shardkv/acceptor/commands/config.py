@@ -303,9 +303,14 @@ def _apply_set(client: Client, changes: dict) -> None:
     # others have applied them too (the supervisor passed them the
     # ``config`` line before this question: see tell_supervisor).
     if server.loading and server.bus is None:
-        # The shards still load at start: no worker has a pipe to ask yet,
-        # and each gets every setting when its pipe is attached
-        # (config_to_worker).  Redis sets it while it loads, and says +OK.
+        # The shards still load at start: a worker whose pipe is not
+        # attached yet gets every setting once it is (config_to_worker);
+        # one attached already (as the last are attached) is told now.
+        # Redis sets it while it loads, and says +OK.
+        body = encode_command(worker_config(server, changes))
+        for link in server.links:
+            if link.up:
+                link.send(entry_header(0), body, _IGNORE)
         client.reply(OK)
         return
     merge = lambda parts: _set_oom(server, parts)  # noqa: E731
