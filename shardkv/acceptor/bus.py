@@ -145,6 +145,19 @@ class Bus:
         if not self._out and sock is not None:
             self.server.loop.remove_writer(sock.fileno())  # type: ignore[union-attr]
 
+    def give_up(self) -> None:
+        """This acceptor stops (the supervisor's SIGTERM): each question
+        still waiting goes on with the answers that came, none, as when
+        the others are too slow (they stop as well).  A SCRIPT KILL whose
+        ``+OK`` waited for the others to know of it (its script ended:
+        the server stops once no script is busy) answers before the
+        clients' connections close, where Redis answered it at once; it
+        was dropped."""
+        waiting, self.waiting = self.waiting, {}
+        for kind, done, failed in waiting.values():
+            self._answered(kind, done, failed, [])
+        self.server.flush_dirty_clients()
+
     # -- receiving ----------------------------------------------------------------
 
     def received(self, message: list) -> None:

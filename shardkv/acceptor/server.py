@@ -614,6 +614,8 @@ class Acceptor:
         clients_timer = loop.create_task(self._clients_cron())
         try:
             await self.shutdown_requested
+            if self.bus is not None:
+                self.bus.give_up()  # (the kills' +OK waiting for the others: see Bus.give_up)
         finally:
             timer.cancel()
             clients_timer.cancel()
