@@ -41,12 +41,23 @@ def _written(acceptor, out) -> bytes:
     return b"".join(out.written)
 
 
+def _sent_rename(acceptor, client, a: bytes, b: bytes) -> int:
+    """RENAME a b sent to the shards (a on shard 0, b on shard 1): its id."""
+    client.data_received(encode_command([b"RENAME", a, b]))
+    acceptor._flush_links()
+    return acceptor.links[0].fifo[0].op.id
+
+
+def _both_parked(acceptor, op: int) -> None:
+    """Both shards answer that they parked ``op`` (no key state sent)."""
+    for link in acceptor.links[:2]:
+        link.data_received(frame(wire.encode_replies([wire.encode_answer(wire.Parked(op, {}, {}))])))
+
+
 def _rename(acceptor, pipes, client, a: bytes, b: bytes) -> int:
     """RENAME a b (a on shard 0, the executor; b on shard 1), parked and
     run: b's new state prepared on shard 1, a's removal on shard 0."""
-    client.data_received(encode_command([b"RENAME", a, b]))
-    acceptor._flush_links()
-    op = acceptor.links[0].fifo[0].op.id
+    op = _sent_rename(acceptor, client, a, b)
     acceptor.links[0].data_received(frame(wire.encode_replies([wire.encode_answer(wire.Parked(op, {}, {}))])))
     acceptor.links[1].data_received(
         frame(wire.encode_replies([wire.encode_answer(wire.Parked(op, {b: None}, {}))]))
@@ -92,11 +103,8 @@ def test_an_executor_that_committed_alone_closes_the_client_whose_reply_raises(r
     but its writes are in all the same: closed, not answered an error."""
     acceptor, pipes, client, out, lines, (a, b) = rig
     monkeypatch.setattr(crossshard, "_first_body", _bug)
-    client.data_received(encode_command([b"RENAME", a, b]))
-    acceptor._flush_links()
-    op = acceptor.links[0].fifo[0].op.id
-    acceptor.links[0].data_received(frame(wire.encode_replies([wire.encode_answer(wire.Parked(op, {}, {}))])))
-    acceptor.links[1].data_received(frame(wire.encode_replies([wire.encode_answer(wire.Parked(op, {}, {}))])))
+    op = _sent_rename(acceptor, client, a, b)
+    _both_parked(acceptor, op)
     acceptor.links[0].data_received(
         frame(wire.encode_control(wire.Ran(op, [b"+OK\r\n"], {}, wire.COMMITTED)))
     )
@@ -110,11 +118,8 @@ def test_an_executor_that_committed_alone_gets_its_reply_after_a_bug_in_another_
     all the same, so it is decided commit and its client gets its own
     reply, not an error saying that they are not (nor abort to its shards)."""
     acceptor, pipes, client, out, lines, (a, b) = rig
-    client.data_received(encode_command([b"RENAME", a, b]))
-    acceptor._flush_links()
-    op = acceptor.links[0].fifo[0].op.id
-    acceptor.links[0].data_received(frame(wire.encode_replies([wire.encode_answer(wire.Parked(op, {}, {}))])))
-    acceptor.links[1].data_received(frame(wire.encode_replies([wire.encode_answer(wire.Parked(op, {}, {}))])))
+    op = _sent_rename(acceptor, client, a, b)
+    _both_parked(acceptor, op)
     acceptor._flush_links()
     for pipe in pipes:
         pipe.written.clear()
@@ -131,11 +136,8 @@ def test_an_executor_that_committed_alone_gets_its_reply_after_a_bug_in_another_
 def test_a_parked_operation_that_wrote_nothing_answers_internal_when_its_reply_raises(rig, monkeypatch):  # noqa: F811
     acceptor, pipes, client, out, lines, (a, b) = rig
     monkeypatch.setattr(crossshard, "_first_body", _bug)
-    client.data_received(encode_command([b"RENAME", a, b]))
-    acceptor._flush_links()
-    op = acceptor.links[0].fifo[0].op.id
-    acceptor.links[0].data_received(frame(wire.encode_replies([wire.encode_answer(wire.Parked(op, {}, {}))])))
-    acceptor.links[1].data_received(frame(wire.encode_replies([wire.encode_answer(wire.Parked(op, {}, {}))])))
+    op = _sent_rename(acceptor, client, a, b)
+    _both_parked(acceptor, op)
     acceptor.links[0].data_received(frame(wire.encode_control(wire.Ran(op, [b"+OK\r\n"], {}, wire.NOTHING))))
     assert _written(acceptor, out) == b"-%s\r\n" % (errors.INTERNAL % "rename").encode()
     assert not client.closed
@@ -155,9 +157,7 @@ def test_a_bug_before_the_commit_line_aborts_everywhere(rig, monkeypatch):  # no
 def test_a_bug_running_a_parked_operation_aborts_it_on_every_shard(rig, monkeypatch):  # noqa: F811
     acceptor, pipes, client, out, lines, (a, b) = rig
     monkeypatch.setattr(wire, "Run", _bug)
-    client.data_received(encode_command([b"RENAME", a, b]))
-    acceptor._flush_links()
-    op = acceptor.links[0].fifo[0].op.id
+    op = _sent_rename(acceptor, client, a, b)
     for pipe in pipes:
         pipe.written.clear()
     acceptor.links[0].data_received(frame(wire.encode_replies([wire.encode_answer(wire.Parked(op, {}, {}))])))
