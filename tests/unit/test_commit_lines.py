@@ -160,6 +160,32 @@ def durable_rig(rig, tmp_path):
     yield (*rig, crossshard.durable_path(acceptor.config, 0))
 
 
+_REAL_WRITE = os.write
+
+
+def _committed_before(acceptor) -> int:
+    """An operation committed (its line written) before the test's: its id."""
+    coordinator = crossshard.coordinator_of(acceptor)
+    earlier = coordinator.new_id()
+    coordinator._log()[0].commit(earlier, True)
+    return earlier
+
+
+def _half_written_then_full(monkeypatch) -> list[int]:
+    """The disk fills in the middle of the next write (about half of it
+    written), then refuses every write: the list gets that write's size."""
+    full: list[int] = []
+
+    def write(fd: int, data: bytes) -> int:
+        if full:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        full.append(len(data))
+        return _REAL_WRITE(fd, data[: len(data) // 2 + 3])
+
+    monkeypatch.setattr(os, "write", write)
+    return full
+
+
 def _undone(acceptor, pipes, out, ops, error: bytes) -> None:
     acceptor._flush_links()
     acceptor.flush_dirty_clients()
@@ -171,9 +197,7 @@ def _undone(acceptor, pipes, out, ops, error: bytes) -> None:
 
 def test_a_failed_fsync_of_the_batch_leaves_no_line_claiming_its_commits(durable_rig, monkeypatch):
     acceptor, pipes, client, out, lines, (a, b), path = durable_rig
-    coordinator = crossshard.coordinator_of(acceptor)
-    earlier = coordinator.new_id()
-    coordinator._log()[0].commit(earlier, True)  # an operation committed before
+    earlier = _committed_before(acceptor)
     ops = _msets(acceptor, pipes, client, a, b)
 
     def fsync(fd: int) -> None:
@@ -190,21 +214,10 @@ def test_a_failed_fsync_of_the_batch_leaves_no_line_claiming_its_commits(durable
 
 def test_a_short_write_of_the_batch_is_cut_back_to_the_lines_before_it(durable_rig, monkeypatch, caplog):
     acceptor, pipes, client, out, lines, (a, b), path = durable_rig
-    coordinator = crossshard.coordinator_of(acceptor)
-    earlier = coordinator.new_id()
-    coordinator._log()[0].commit(earlier, True)  # an operation committed before
+    earlier = _committed_before(acceptor)
     before = open(path, "rb").read()
     ops = _msets(acceptor, pipes, client, a, b, 16)
-    real_write = os.write
-    full = []
-
-    def write(fd: int, data: bytes) -> int:  # the disk fills in the ninth line
-        if full:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        full.append(len(data))
-        return real_write(fd, data[: len(data) // 2 + 3])
-
-    monkeypatch.setattr(os, "write", write)
+    full = _half_written_then_full(monkeypatch)
     with caplog.at_level(logging.ERROR, "shardkv.acceptor"):
         acceptor.links[0].data_received(_answers(ops))
         acceptor.links[1].data_received(_answers(ops))
@@ -220,7 +233,7 @@ def test_a_short_write_of_the_batch_is_cut_back_to_the_lines_before_it(durable_r
         acceptor, pipes, out, ops, b"-%s\r\n" % (errors.OP_NOT_RECORDED % "No space left on device").encode()
     )
     # The next batch's lines follow the earlier ones, as if nothing had been tried.
-    monkeypatch.setattr(os, "write", real_write)
+    monkeypatch.setattr(os, "write", _REAL_WRITE)
     out.written.clear()
     later = _msets(acceptor, pipes, client, a, b)
     acceptor.links[0].data_received(_answers(later))
@@ -236,9 +249,7 @@ def test_a_write_that_takes_nothing_is_a_full_disk_not_a_loop(durable_rig, monke
     client, for good.  Part of the lines written before it is a short
     write, cut back as any."""
     acceptor, pipes, client, out, lines, (a, b), path = durable_rig
-    coordinator = crossshard.coordinator_of(acceptor)
-    earlier = coordinator.new_id()
-    coordinator._log()[0].commit(earlier, True)  # an operation committed before
+    _committed_before(acceptor)
     before = open(path, "rb").read()
     real_write = os.write
     calls = []
@@ -273,21 +284,10 @@ def test_a_short_write_that_cannot_be_cut_off_is_cancelled_by_the_next_write(
     and cancels those lines, so a later reader finds exactly the
     operations committed."""
     acceptor, pipes, client, out, lines, (a, b), path = durable_rig
-    coordinator = crossshard.coordinator_of(acceptor)
-    earlier = coordinator.new_id()
-    coordinator._log()[0].commit(earlier, True)  # an operation committed before
+    earlier = _committed_before(acceptor)
     before = open(path, "rb").read()
     ops = _msets(acceptor, pipes, client, a, b, 16)
-    real_write = os.write
-    full = []
-
-    def write(fd: int, data: bytes) -> int:  # the disk fills in the ninth line
-        if full:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        full.append(len(data))
-        return real_write(fd, data[: len(data) // 2 + 3])
-
-    monkeypatch.setattr(os, "write", write)
+    _half_written_then_full(monkeypatch)
     monkeypatch.setattr(os, "ftruncate", _failing_ftruncate)
     with caplog.at_level(logging.ERROR, "shardkv.acceptor"):
         acceptor.links[0].data_received(_answers(ops))
@@ -300,7 +300,7 @@ def test_a_short_write_that_cannot_be_cut_off_is_cancelled_by_the_next_write(
     _undone(
         acceptor, pipes, out, ops, b"-%s\r\n" % (errors.OP_NOT_RECORDED % "No space left on device").encode()
     )
-    monkeypatch.setattr(os, "write", real_write)  # the disk has room again; ftruncate still fails
+    monkeypatch.setattr(os, "write", _REAL_WRITE)  # the disk has room again; ftruncate still fails
     out.written.clear()
     later = _msets(acceptor, pipes, client, a, b)
     acceptor.links[0].data_received(_answers(later))
@@ -316,9 +316,7 @@ def test_a_failed_fsync_whose_lines_cannot_be_cut_off_is_cancelled_by_the_next_w
     durable_rig, monkeypatch
 ):
     acceptor, pipes, client, out, lines, (a, b), path = durable_rig
-    coordinator = crossshard.coordinator_of(acceptor)
-    earlier = coordinator.new_id()
-    coordinator._log()[0].commit(earlier, True)
+    earlier = _committed_before(acceptor)
     ops = _msets(acceptor, pipes, client, a, b)
     real_fsync = os.fsync
 
