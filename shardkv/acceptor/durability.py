@@ -9,7 +9,9 @@ needs the acceptor is what spans the shards:
 * SHUTDOWN sends ``__shutdown`` to every shard.  Each flushes its AOF,
   saves (SAVE, or when ``save`` rules exist, unless NOSAVE), and from then
   on refuses every command, so nothing can be acknowledged after its last
-  save.  When all shards are done, the client's connection closes (Redis
+  save.  An AOF that cannot be written or synced (a full disk) does not
+  fail it: as in Redis, the shard only warns, nothing acknowledged being
+  unwritten.  When all shards are done, the client's connection closes (Redis
   sends no reply) and the supervisor is told to stop.  If a shard cannot
   save, the others are opened again and the client gets Redis's error
   (unless FORCE).  A shard whose worker is gone (dead, being restarted)

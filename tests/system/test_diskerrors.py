@@ -14,6 +14,8 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -583,3 +585,54 @@ def test_function_and_xgroup_writes_are_refused_by_their_subcommands_flags(tmp_p
         conn.disconnect()
     finally:
         server.stop_unsaved()  # its disk still cannot take a save
+
+
+def _shutdown_reply(port: int) -> bytes:
+    """SHUTDOWN on a connection of its own, which no client retries: what
+    came back before the server closed it (nothing when it stops)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"SHUTDOWN\r\n")
+        data = b""
+        while chunk := s.recv(4096):
+            data += chunk
+            if data.endswith(b"\r\n"):
+                break
+        return data
+
+
+@pytest.mark.parametrize("kind", ["redis", "shardkv"])
+@pytest.mark.parametrize("how", ["SIGTERM", "SHUTDOWN"])
+def test_a_full_aof_does_not_keep_the_server_from_stopping_and_loses_nothing(small_disk, kind, how):
+    """As Redis's prepareForShutdown: the AOF's last flush and fsync at a
+    stop only log a warning when they fail ("Fail to fsync the AOF
+    file"); only a failed RDB save keeps the server up.  With the AOF on
+    a full disk, SIGTERM and SHUTDOWN stop the server at once, exit 0,
+    and a start with room again has every acknowledged write.  Before,
+    shardkv's workers raised OSError (a traceback), it logged "can't
+    exit" and served on."""
+    flags = ("--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(small_disk))
+    server = start_redis(*flags) if kind == "redis" else start_shardkv(*flags, shards=2)
+    c = redis.Redis(port=server.port)
+    try:
+        acked, errors = fill(c, "k")
+        assert errors == {AOF_FULL}
+        if how == "SIGTERM":
+            server.signal(signal.SIGTERM)
+        else:
+            assert _shutdown_reply(server.port) == b""  # no reply: the connection closes
+        server.proc.wait(5)  # raises TimeoutExpired if it serves on
+        output = server.output()
+        assert server.proc.returncode == 0
+        assert "can't exit" not in output and "Traceback" not in output, output
+    finally:
+        c.close()
+        server.stop()
+    if kind == "redis":
+        return
+    grow(small_disk)
+    again = start_shardkv(*flags, shards=2)
+    try:
+        values = redis.Redis(port=again.port).mget(acked)
+        assert [k for k, v in zip(acked, values, strict=True) if v != VALUE] == []  # none lost
+    finally:
+        again.stop()

@@ -741,6 +741,30 @@ def test_shutdown_flushes_and_saves(tmp_path):
     assert run(shard, "SET", "x", "1") == "OK"  # open again after abort
 
 
+def test_shutdown_with_an_aof_it_cannot_write_warns_and_stops(tmp_path):
+    """As Redis's prepareForShutdown: the AOF's last write and fsync only
+    warn when they fail; the shard closes (a failed RDB save alone keeps
+    it open).  The write the AOF could not take was never acknowledged
+    (its commit failed); what was written before is in the file.  Before,
+    ``__shutdown`` raised the OSError, and the server would not stop."""
+    clock = FakeClock()
+    shard = open_shard(make_config(tmp_path), clock)
+    p = shard.persistence
+    assert p is not None and p.aof is not None
+    run(shard, "SET", "k", "v")
+    good = p.aof.fd
+    p.aof.fd = os.open(p.aof.path, os.O_RDONLY)  # every write fails now (EBADF), as on a full disk
+    run(shard, "SET", "x", "1")
+    assert not p.commit()  # refused: the reply would be -MISCONF
+    assert run(shard, "__shutdown", "default") == "OK"
+    assert p.closed
+    p.close()  # the worker's way out: no error either
+    os.close(good)
+    again = open_shard(make_config(tmp_path), clock)
+    assert run(again, "GET", "k") == b"v"
+    assert run(again, "GET", "x") is None
+
+
 # -- changing the shard count ------------------------------------------------------------
 
 

@@ -157,6 +157,10 @@ class AofWriter:
     def sync(self) -> None:
         """Write and fsync everything now."""
         self.flush()
+        self.fsync()
+
+    def fsync(self) -> None:
+        """fsync what has been written (not what is still buffered)."""
         with self._lock:
             os.fsync(self.fd)
         self.unsynced = False

@@ -172,13 +172,12 @@ class Persistence(Loading, Saves, Rewrites):
         """Flush the AOF and, unless NOSAVE, save when there are rules (or SAVE).
 
         Raises CommandError when a save fails, and then leaves the shard open.
+        An AOF that cannot be written or synced does not (see _flush_aof).
         """
         if self.closed:
             return
         self._kill_child()
-        self.commit()
-        if self.aof is not None:
-            self.aof.sync()
+        self._flush_aof()
         if mode == "save" or (
             mode == "default" and self.rules and (self.dirty or not os.path.exists(self.files.snapshot))
         ):
@@ -192,12 +191,24 @@ class Persistence(Loading, Saves, Rewrites):
         finally:
             self._kill_child()
             if self.aof is not None:
-                try:
-                    self.aof.sync()
-                except OSError as e:
-                    log.error("shard %d: cannot sync the AOF: %s", self.index, e)
+                self._flush_aof()
                 self.aof.close()
                 self.aof = None
+
+    def _flush_aof(self) -> None:
+        """As Redis's prepareForShutdown: write what the AOF holds and fsync
+        it; a failure only logs a warning ("Fail to fsync the AOF file"),
+        and the shard stops all the same.  Nothing acknowledged is lost:
+        what could not be written is the writes refused with -MISCONF
+        (their replies wait for their write, see ``commit``), and what was
+        written before an fsync that fails has gone to the OS."""
+        self.commit()  # logs Redis's "Error writing to the AOF file" when the write fails anew
+        if self.aof is None:
+            return
+        try:
+            self.aof.fsync()
+        except OSError as e:
+            log.warning("shard %d: Fail to fsync the AOF file: %s.", self.index, e.strerror or e)
 
     def info(self) -> dict[str, object]:
         child = self.child
