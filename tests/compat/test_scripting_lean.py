@@ -20,6 +20,7 @@ import pytest
 import redis
 
 from tests.support.placement import key_on
+from tests.support.resp import encode_command, read_raw_reply
 
 USUAL = ("return redis.call('get', KEYS[1])", "return 'const'")
 # (script, EVALSHA_RO?): each runs with KEYS[1] = the key ``a``, ``%(o)s``
@@ -92,23 +93,6 @@ SCRIPTS = [
 ARGVS = [(), ("v",), ("v", "9")]
 
 
-def _read(f) -> bytes:
-    """One whole reply's bytes, as they came."""
-    line = f.readline()
-    kind = line[:1]
-    if kind in b"$=!" and line[1:3] != b"-1":
-        return line + f.read(int(line[1:-2]) + 2)
-    if kind in b"*~>%|" and line[1:3] != b"-1":
-        n = int(line[1:-2]) * (2 if kind in b"%|" else 1)
-        return line + b"".join(_read(f) for _ in range(n))
-    return line
-
-
-def _command(*args: str | bytes) -> bytes:
-    parts = [a.encode() if isinstance(a, str) else a for a in args]
-    return b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
-
-
 def _figures(c: redis.Redis) -> tuple:
     stats = c.info("stats")
     rows = {
@@ -151,12 +135,12 @@ def test_lean_evalsha_runs_as_redis_runs_them(redis_and_shardkv_s12, protocol, a
         with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
             f = s.makefile("rb")
             if protocol == 3:
-                s.sendall(_command("HELLO", "3"))
-                _read(f)
+                s.sendall(encode_command("HELLO", "3"))
+                read_raw_reply(f)
             for sha, ro in steps:
                 for step, verb in [(sha, "EVALSHA_RO" if ro else "EVALSHA")] + [(u, "EVALSHA") for u in shas]:
-                    s.sendall(_command(verb, step, "1", a, *argv))
-                    out.append(_read(f))
+                    s.sendall(encode_command(verb, step, "1", a, *argv))
+                    out.append(read_raw_reply(f))
                 out.append(_figures(c))
         for db in (1, 0):
             c.execute_command("SELECT", db)
@@ -196,14 +180,14 @@ def test_lean_evalsha_watch_tracking_and_keymiss_events(redis_and_shardkv_s12):
         with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
             f = s.makefile("rb")
             for args in (("HELLO", "3"), ("CLIENT", "TRACKING", "ON")):
-                s.sendall(_command(*args))
-                _read(f)
-            s.sendall(_command("EVALSHA", read, "1", a))
-            out.append(_read(f))
+                s.sendall(encode_command(*args))
+                read_raw_reply(f)
+            s.sendall(encode_command("EVALSHA", read, "1", a))
+            out.append(read_raw_reply(f))
             c.set(a, "changed")
-            s.sendall(_command("PING"))
-            out.append(_read(f))
-            out.append(_read(f))
+            s.sendall(encode_command("PING"))
+            out.append(read_raw_reply(f))
+            out.append(read_raw_reply(f))
         c.config_set("notify-keyspace-events", "Km")
         try:
             sub = c.pubsub()

@@ -20,6 +20,7 @@ import socket
 import redis
 
 from tests.support.placement import key_on
+from tests.support.resp import encode_command, read_raw_reply
 
 SCRIPTS = [
     # only indexed: the table shared by the runs of one argument
@@ -59,23 +60,6 @@ SCRIPTS = [
 RUNS = [(), ("a",), ("b", "c"), ("d",), (), ("b",), ("e",), ("boom",), ("f",), ("b", "c", "x"), ("g",), ()]
 
 
-def _read(f) -> bytes:
-    """One whole reply's bytes, as they came."""
-    line = f.readline()
-    kind = line[:1]
-    if kind in b"$=!" and line[1:3] != b"-1":
-        return line + f.read(int(line[1:-2]) + 2)
-    if kind in b"*~>%|" and line[1:3] != b"-1":
-        n = int(line[1:-2]) * (2 if kind in b"%|" else 1)
-        return line + b"".join(_read(f) for _ in range(n))
-    return line
-
-
-def _command(*args: str | bytes) -> bytes:
-    parts = [a.encode() if isinstance(a, str) else a for a in args]
-    return b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
-
-
 def _sans_sha(reply: bytes) -> bytes:
     """An error reply up to its ``script:`` part (the same sha both sides,
     but Redis's line numbers of loadstring's code differ: not here)."""
@@ -100,21 +84,21 @@ def test_no_run_sees_what_another_left_in_its_arguments(redis_and_shardkv_s12):
             f = s.makefile("rb")
             for sha in shas:
                 for argv in RUNS:
-                    s.sendall(_command("EVALSHA", sha, "1", a, *argv))
-                    out.append((names[sha], argv, _sans_sha(_read(f))))
+                    s.sendall(encode_command("EVALSHA", sha, "1", a, *argv))
+                    out.append((names[sha], argv, _sans_sha(read_raw_reply(f))))
                 # and interleaved with another script's runs (its own table)
                 for argv in RUNS[:4]:
                     for other in (sha, shas[0]):
-                        s.sendall(_command("EVALSHA", other, "1", a, *argv))
-                        out.append((names[other], argv, _sans_sha(_read(f))))
+                        s.sendall(encode_command("EVALSHA", other, "1", a, *argv))
+                        out.append((names[other], argv, _sans_sha(read_raw_reply(f))))
                 # and in a transaction
-                s.sendall(_command("MULTI"))
-                out.append((names[sha], "MULTI", _read(f)))
+                s.sendall(encode_command("MULTI"))
+                out.append((names[sha], "MULTI", read_raw_reply(f)))
                 for argv in RUNS[:4]:
-                    s.sendall(_command("EVALSHA", sha, "1", a, *argv))
-                    out.append((names[sha], argv, _read(f)))
-                s.sendall(_command("EXEC"))
-                out.append((names[sha], "EXEC", _sans_sha(_read(f))))
+                    s.sendall(encode_command("EVALSHA", sha, "1", a, *argv))
+                    out.append((names[sha], argv, read_raw_reply(f)))
+                s.sendall(encode_command("EXEC"))
+                out.append((names[sha], "EXEC", _sans_sha(read_raw_reply(f))))
         c.close()
         seen.append(out)
     real, ours = seen

@@ -40,6 +40,18 @@ def encode_command(*args: bytes | str | int | float) -> bytes:
     return b"".join(parts)
 
 
+def read_raw_reply(f) -> bytes:
+    """One whole reply's bytes from a socket's file, as they came (RESP2 or 3)."""
+    line = f.readline()
+    kind = line[:1]
+    if kind in b"$=!" and line[1:3] != b"-1":
+        return line + f.read(int(line[1:-2]) + 2)
+    if kind in b"*~>%|" and line[1:3] != b"-1":
+        n = int(line[1:-2]) * (2 if kind in b"%|" else 1)
+        return line + b"".join(read_raw_reply(f) for _ in range(n))
+    return line
+
+
 def parse_reply(buf: bytes, pos: int = 0) -> tuple[RespValue | ErrorReply, int] | None:
     """The reply that starts at ``buf[pos]`` and the offset just after it,
     or None if the buffer holds only part of it.
