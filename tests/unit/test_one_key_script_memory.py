@@ -14,14 +14,20 @@ MIB = 1 << 20
 SCRIPTS = 50
 
 
-def test_one_key_scripts_keep_no_key_after_their_run() -> None:
-    """Before: each script's KEYS table held its last key until its next run
-    (50 MiB here)."""
+def _shard_at_rest():
+    """A shard that has run one script, its Lua state, and that state's
+    heap after a full collection."""
     shard = Shard(0, 1, FakeClock(), config=config.defaults())
     assert shard.execute([b"EVAL", b"return 1", b"0"]) == 1
     lua = shard.scripts._eval_vm.lua
     lua.gccollect()
-    base = lua.get_memory_used()
+    return shard, lua, lua.get_memory_used()
+
+
+def test_one_key_scripts_keep_no_key_after_their_run() -> None:
+    """Before: each script's KEYS table held its last key until its next run
+    (50 MiB here)."""
+    shard, lua, base = _shard_at_rest()
     big = b"x" * MIB
     for key in (b"k", None, b"k"):  # (the big key in between; each run's #KEYS and KEYS[1] its own)
         for i in range(SCRIPTS):
@@ -40,11 +46,7 @@ def test_one_argument_scripts_keep_no_argument_after_their_run() -> None:
     """The same of a script's shared ARGV table (a run of one argument, a
     script that only indexes ARGV): its last argument is let go; and a
     script that holds its ARGV (returns it) still gets its own."""
-    shard = Shard(0, 1, FakeClock(), config=config.defaults())
-    assert shard.execute([b"EVAL", b"return 1", b"0"]) == 1
-    lua = shard.scripts._eval_vm.lua
-    lua.gccollect()
-    base = lua.get_memory_used()
+    shard, lua, base = _shard_at_rest()
     big = b"x" * MIB
     for i in range(SCRIPTS):
         arg = big + b"%d" % i
