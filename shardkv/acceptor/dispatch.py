@@ -6,7 +6,8 @@ whether it is allowed (protected, authentication, MULTI, out of memory,
 a disk error, a subscribed RESP2 client, the shards still loading, a busy
 script, MONITOR, and last CLIENT PAUSE), then let an interceptor take it
 (MULTI queueing), answer it here (``local`` commands, bound by
-:mod:`shardkv.acceptor.wiring`), or send it to the shards its keys name: one shard, a fan-out merged by the command's policy, or an
+:mod:`shardkv.acceptor.wiring`), or send it to the shards its keys name:
+one shard, a fan-out merged by the command's policy, or an
 atomic operation (:mod:`shardkv.acceptor.crossshard`).
 
 :class:`Dispatch` is the part of :class:`shardkv.acceptor.client.Client`
