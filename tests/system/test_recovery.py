@@ -487,6 +487,64 @@ def test_shard_count_4_then_8_then_2_loses_nothing(tmp_path):
     assert not [x for x in names if ".shard-2" in x or ".shard-7" in x], names
 
 
+def _keys_of_every_form() -> list[bytes]:
+    """Keys whose CRC16 lies at each quarter's seam (the acceptor routes by
+    the whole CRC16, see Router.by_crc), hash tags of every form, binary,
+    empty and long keys."""
+    from binascii import crc_hqx
+
+    keys = [
+        b"",
+        b"{}",
+        b"{}{a}",
+        b"{{a}}",
+        b"a}{b}",
+        b"}{a",
+        b"a{b",
+        b"{a}{b}",
+        b"\x00\xff{\x01}",
+        bytes(range(256)),
+    ]
+    keys += [b"x" * 100_000, b"{t}" + b"y" * 100_000, *(b"key:%d" % i for i in range(300))]
+    seams = {0, 16383, 16384, 32767, 32768, 49151, 49152, 65535}
+    by_crc: dict[int, bytes] = {}
+    tagged: dict[int, bytes] = {}
+    i = 0
+    while len(by_crc) < len(seams) or len(tagged) < len(seams):
+        if crc_hqx(b"k%d" % i, 0) in seams:
+            by_crc.setdefault(crc_hqx(b"k%d" % i, 0), b"k%d" % i)
+        if crc_hqx(b"%d" % i, 0) in seams:
+            tagged.setdefault(crc_hqx(b"%d" % i, 0), b"{%d}z" % i)
+        i += 1
+    return keys + list(by_crc.values()) + list(tagged.values())
+
+
+def test_keys_written_at_4_shards_are_read_at_3_and_7(tmp_path):
+    # Written pipelined (the acceptor's inline route and slotted headers),
+    # re-sharded at start-up by slot, read back pipelined by the new
+    # router: in database 0 and another, by RESP2 and RESP3.
+    flags = ("--dir", str(tmp_path), "--appendonly", "yes")
+    keys = _keys_of_every_form()
+    server = start_shardkv(*flags, shards=4)
+    for db in (0, 3):
+        p = redis.Redis(port=server.port, db=db).pipeline(transaction=False)
+        for key in keys:
+            p.set(key, b"%d:" % db + key[:40])
+        p.execute()
+    assert stop(server) == 0
+    for n in (3, 7):
+        server = start_shardkv(*flags, shards=n)
+        try:
+            for db in (0, 3):
+                for protocol in (2, 3):
+                    p = redis.Redis(port=server.port, db=db, protocol=protocol).pipeline(transaction=False)
+                    for key in keys:
+                        p.get(key)
+                    assert p.execute() == [b"%d:" % db + key[:40] for key in keys], (n, db, protocol)
+        finally:
+            assert stop(server) == 0
+
+
 # -- a crash during a rewrite -----------------------------------------------------------------
 
 

@@ -65,3 +65,38 @@ def test_the_table_by_crc_agrees_with_the_slots():
     for crc in range(0, 65536, 7):
         for resp3 in (False, True):
             assert SLOT_HEADERS[resp3][crc] == slotted_header(crc & 16383, resp3)
+
+
+def _crc_table_faults(by_crc, owners) -> list[int]:
+    """The CRC16s (0 to 65535) whose entry in ``by_crc`` is not their
+    slot's in ``owners`` (every one: ``Client._run`` looks them all up)."""
+    if len(by_crc) != 65536:
+        return [len(by_crc)]
+    return [crc for crc in range(65536) if by_crc[crc] != owners[crc & 16383]]
+
+
+def test_every_crc16_finds_its_slots_shard_and_header():
+    # Every CRC16, at shard counts that do and do not divide 16384: a
+    # table repeated with a slip at one seam, or built for another count,
+    # sends keys where the workers (and a restart's re-sharding) do not
+    # look for them.
+    from shardkv.acceptor.dispatch import SLOT_HEADERS
+    from shardkv.protocol.wire import slotted_header
+
+    for n in (1, 2, 3, 4, 5, 7, 16):
+        router = Router(n)
+        assert _crc_table_faults(router.by_crc, slot_owners(n)) == []
+    for resp3 in (False, True):
+        headers = [slotted_header(slot, resp3) for slot in range(SLOTS)]
+        assert _crc_table_faults(SLOT_HEADERS[resp3], headers) == []
+
+
+def test_the_crc_table_check_catches_a_broken_table():
+    # The check above, on tables broken as a repetition may be.
+    owners = slot_owners(7)
+    assert _crc_table_faults(owners * 4, owners) == []
+    assert _crc_table_faults(owners * 3, owners)  # too short
+    assert _crc_table_faults((owners * 5)[1 : 65536 + 1], owners)  # off by one slot
+    assert _crc_table_faults(owners * 3 + owners[1:] + owners[:1], owners)  # a slip in the last quarter
+    assert _crc_table_faults(slot_owners(8) * 4, owners)  # another shard count
+    assert _crc_table_faults(owners * 3 + slot_owners(8), owners)  # another count in one quarter
