@@ -738,6 +738,7 @@ class Shard:
                         plain_get = _NOT_PLAIN if table is None else table.get
                         fast_name = b""
                         execute = self.execute if ks.memory is None else self.execute_limited
+                    writer, noted, bounds = self._turned_on(writer, noted, bounds, len(bodies))
                     slow_ns, counts_only, fast_below = _gates(
                         stats, persistence, table, writer, noted, blocked
                     )
@@ -840,6 +841,7 @@ class Shard:
                             plain_get = _NOT_PLAIN if table is None else table.get
                             fast_name = b""  # (its entries may be new: see plain_table)
                             execute = self.execute if ks.memory is None else self.execute_limited
+                        writer, noted, bounds = self._turned_on(writer, noted, bounds, len(bodies))
                         slow_ns, counts_only, fast_below = _gates(
                             stats, persistence, table, writer, noted, blocked
                         )
@@ -1016,6 +1018,7 @@ class Shard:
                 table = self.plain_table()
                 plain_get = _NOT_PLAIN if table is None else table.get
                 fast_name = b""
+            writer, noted, bounds = self._turned_on(writer, noted, bounds, len(bodies))
             slow_ns, counts_only, fast_below = _gates(stats, persistence, table, writer, noted, blocked)
             if table is not None:
                 last = perf_counter_ns()
@@ -1072,6 +1075,25 @@ class Shard:
         refused = self.scripts.take_acl_log()
         if refused is not None:
             self.send(refused)
+
+    def _turned_on(
+        self, writer: Any, noted: list | None, bounds: list[int] | None, replies: int
+    ) -> tuple[Any, list | None, list[int] | None]:
+        """run_batch's AOF writer, events list and their bounds, read again
+        after an entry off the plain path: one may have turned the AOF on or
+        off (``__config appendonly``, a CONFIG SET on another connection
+        that reached this batch) or keyspace events on (``__events``), and
+        the entries after it must see that, as the next command after
+        Redis's CONFIG SET does (a write logged after the base just forked,
+        its events noted).  Events turned on give the ``replies`` so far a
+        bound of 0 each (none was noted before them)."""
+        persistence = self.persistence
+        if persistence is not None:
+            writer = persistence.aof
+        if noted is None and self.keyspace.events is not None:
+            noted = self.keyspace.events
+            bounds = self.event_bounds = [0] * replies
+        return writer, noted, bounds
 
     def _stream(self, bodies: list[bytes], body: bytes, writer: object, logged_before: int) -> bool:
         """Send ``body``, a big reply, in pieces (``P`` frames, see

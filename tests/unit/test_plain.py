@@ -10,6 +10,7 @@ from shardkv.protocol import commands as commands_table
 from shardkv.protocol import wire
 from shardkv.protocol.router import key_slot
 from shardkv.runtime import config
+from shardkv.worker import events
 from shardkv.worker.clock import FakeClock
 from shardkv.worker.shard import Shard
 
@@ -271,3 +272,29 @@ def test_a_payload_whose_last_header_has_no_entry_is_refused_after_the_rest(tmp_
     with pytest.raises(ValueError):
         shard.run_batch(wire.batch_payload([*parts, wire.entry_header(0)]))
     assert shard.keyspace.data[key_slot(b"k")][b"k"] == b"v" and shard.persistence.dirty == 1  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("slotted", [True, False])
+def test_aof_and_events_turned_on_mid_batch_see_the_writes_after(tmp_path, slotted):
+    """An entry that turns the AOF or keyspace events on (``__config
+    appendonly yes``, ``__events``: CONFIG SET on another connection,
+    reaching the worker in the middle of a batch) holds for the entries
+    after it in the same batch, as the next command after Redis's CONFIG
+    SET: each write is logged after the new base (whose fork had none of
+    them) and its events noted, none left to the fast path."""
+    shard = _shard(tmp_path, True, False)
+    config_on = [wire.Verb.CONFIG, b"appendonly", b"yes"]
+    batch = _batch([b"SET", b"a", b"1"], config_on, [b"SET", b"b", b"2"], [b"INCR", b"a"], slotted=slotted)
+    replies = wire.decode_replies(shard.run_batch(batch))
+    assert replies[2:] == [b"+OK\r\n", b":2\r\n"]
+    persistence = shard.persistence
+    assert persistence is not None and persistence.aof is not None
+    logged = b"".join(persistence.aof.buf)
+    assert b"$1\r\nb\r\n$1\r\n2\r\n" in logged and b"$1\r\na\r\n" in logged
+    assert [index for index, _ in shard.logged] == [2, 3]  # -MISCONF would refuse these replies
+    events_on = [wire.Verb.EVENTS, b"%d" % events.ALL]
+    batch = _batch([b"SET", b"c", b"1"], events_on, [b"SET", b"d", b"2"], [b"INCR", b"d"], slotted=slotted)
+    shard.run_batch(batch)
+    noted = [(e[1], e[3]) for e in shard.keyspace.events or []]
+    assert noted == [(b"d", b"new"), (b"d", b"set"), (b"d", b"incrby")]
+    assert shard.event_bounds == [0, 0, 2, 3]
