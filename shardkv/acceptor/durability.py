@@ -141,16 +141,17 @@ class _Shutdown:
                 _tell_supervisor(server, bus.STOP_FAILED_LINE + b"\n")
             return
         if self.failed and not stopping and not self.forced:
-            # FORCE: the shards that could not save close without a save
-            # (they flush their AOF), so that their workers do not try again
-            # on their way out and make the exit status 1: Redis exits 0.
+            # FORCE: the shards that could not save (or were writing their
+            # first AOF base) close without a save (they flush their AOF),
+            # so that their workers do not try again on their way out and
+            # make the exit status 1: Redis exits 0.
             log.warning("Error trying to save the DB. Exit anyway.")
             self.forced = True
             self.failed = False
             self.saves = False
             self.left = len(server.links)
             for link in server.links:
-                link.send(_HEADER, encode_command([Verb.SHUTDOWN, b"nosave"]), self, control=client is None)
+                link.send(_HEADER, encode_command([Verb.SHUTDOWN, b"force"]), self, control=client is None)
             return
         if client is not None:
             log.warning("acceptor: SHUTDOWN by client id=%d addr=%s; stopping", client.id, client.addr)

@@ -29,7 +29,7 @@ from redis.retry import Retry
 
 from shardkv.protocol.router import Router
 from tests.support.processes import worker_pids
-from tests.support.resp import parse_reply
+from tests.support.resp import encode_command, parse_reply
 from tests.support.servers import (
     ROOT,
     free_port,
@@ -238,6 +238,56 @@ def test_aof_files_are_redis_aof_format(tmp_path):
         assert snapshot_of(client(real)) == before
     finally:
         real.stop()
+
+
+def test_shutdown_while_the_first_aof_is_written_is_refused_as_redis_does(tmp_path):
+    # CONFIG SET appendonly yes, writes and SHUTDOWN in one pipeline, while
+    # the first AOF base is still being written (rdb-key-save-delay): Redis
+    # refuses the SHUTDOWN ("Writing initial AOF, can't exit") and keeps
+    # serving; shardkv exited with no manifest, and a start lost every key.
+    # Once the base is there, SHUTDOWN and a start keep every acknowledged
+    # write on both.
+    dirs = {"ours": tmp_path / "shardkv", "real": tmp_path / "redis"}
+    for d in dirs.values():
+        d.mkdir()
+    slow = ("--save", "", "--appendonly", "no", "--rdb-key-save-delay", "200000")
+    servers = {"ours": start_shardkv("--dir", str(dirs["ours"]), *slow, shards=2)}
+    servers["real"] = start_redis("--dir", str(dirs["real"]), *slow)
+    script = [("SET", f"b{i}", "1") for i in range(8)] + [("CONFIG", "SET", "appendonly", "yes")]
+    script += [("SET", f"a{i}", "2") for i in range(8)] + [("SHUTDOWN",)]
+    try:
+        replies = {}
+        for name, server in servers.items():
+            with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as s:
+                s.sendall(b"".join(encode_command(*c) for c in script))
+                data = b""
+                while data.count(b"\r\n") < len(script):
+                    chunk = s.recv(65536)
+                    assert chunk, f"{name} closed the connection: {data!r}"
+                    data += chunk
+            replies[name] = data
+            assert server.proc.poll() is None
+        assert replies["ours"] == replies["real"]
+        assert replies["ours"].endswith(b"-ERR Errors trying to SHUTDOWN. Check logs.\r\n")
+        for server in servers.values():
+            c = client(server)
+            c.config_set("rdb-key-save-delay", "0")
+            wait_until(lambda c=c: c.info("persistence")["aof_rewrite_in_progress"] == 0, "the first AOF")
+            wait_until(lambda c=c: c.info("persistence")["aof_rewrite_scheduled"] == 0, "the first AOF")
+            with contextlib.suppress(redis.ConnectionError):
+                client(server, retry=False).shutdown()
+            assert server.proc.wait(60) == 0
+            server.stop()
+        servers = {
+            "ours": start_shardkv("--dir", str(dirs["ours"]), "--appendonly", "yes", shards=2),
+            "real": start_redis("--dir", str(dirs["real"]), "--appendonly", "yes"),
+        }
+        expected = {f"{p}{i}".encode() for p in "ab" for i in range(8)}
+        for server in servers.values():
+            assert set(client(server).keys("*")) == expected
+    finally:
+        for server in servers.values():
+            server.stop()
 
 
 # -- SIGKILL of a worker under load ------------------------------------------------------

@@ -1039,3 +1039,44 @@ def test_a_short_write_of_the_aof_is_a_full_disk_in_redis_words(
         b"k1": ("string", b"v1", None),
         b"k2": ("string", b"w", None),
     }
+
+
+def test_shutdown_is_refused_while_the_first_aof_base_is_written(tmp_path):
+    """CONFIG SET appendonly yes forks the first base; its manifest (which
+    loads it and the incr logged after it) is written when it is done.  A
+    SHUTDOWN before then killed the child and exited with no manifest: a
+    start lost every key.  It is refused, as Redis refuses it ("Writing
+    initial AOF, can't exit"), and succeeds once the base is there."""
+    clock = FakeClock()
+    cfg = make_config(tmp_path, appendonly=False)
+    cfg["rdb-key-save-delay"] = 100_000  # microseconds a key: the child is still writing
+    shard = open_shard(cfg, clock)
+    for i in range(5):
+        run(shard, "SET", f"k{i}", "v")
+    p = shard.persistence
+    assert p is not None
+    p.set_config("appendonly", "yes")
+    run(shard, "SET", "after", "1")
+    refused = run(shard, "__shutdown", "nosave")
+    assert isinstance(refused, wire.Error) and refused.message == "ERR Errors trying to SHUTDOWN. Check logs."
+    assert not p.closed and p.child is not None
+    expected = state(shard)
+    wait_child(shard)
+    assert run(shard, "__shutdown", "nosave") == "OK"
+    close(shard)
+    assert state(open_shard(make_config(tmp_path), clock)) == expected
+
+
+def test_shutdown_force_stops_while_the_first_aof_base_is_written(tmp_path):
+    """SHUTDOWN FORCE (``force``: NOSAVE) stops all the same, as Redis's
+    "Writing initial AOF. Exit anyway."."""
+    cfg = make_config(tmp_path, appendonly=False)
+    cfg["rdb-key-save-delay"] = 100_000
+    shard = open_shard(cfg, FakeClock())
+    run(shard, "SET", "k", "v")
+    p = shard.persistence
+    assert p is not None
+    p.set_config("appendonly", "yes")
+    assert run(shard, "__shutdown", "force") == "OK"
+    assert p.closed and p.child is None
+    close(shard)

@@ -58,7 +58,10 @@ def persistence_command(ks: Keyspace, args: list[bytes]) -> object:
 
 
 def shutdown_command(ks: Keyspace, args: list[bytes]) -> object:
-    """__shutdown save|nosave|default|abort -> OK once the shard's data is safe.
+    """__shutdown save|nosave|force|default|abort -> OK once the shard's data is safe.
+
+    ``force`` (SHUTDOWN FORCE, after a shard could not): NOSAVE, even while
+    the first AOF base is being written (see Persistence.shutdown).
 
     After OK the shard runs nothing more (see Shard.run_batch); ``abort``
     opens it again, when another shard could not save.

@@ -171,11 +171,22 @@ class Persistence(Loading, Saves, Rewrites):
     def shutdown(self, mode: str = "default") -> None:
         """Flush the AOF and, unless NOSAVE, save when there are rules (or SAVE).
 
-        Raises CommandError when a save fails, and then leaves the shard open.
-        An AOF that cannot be written or synced does not (see _flush_aof).
+        Raises CommandError when a save fails, or while the first AOF base
+        is being written (Redis's AOF_WAIT_REWRITE), and then leaves the
+        shard open.  An AOF that cannot be written or synced does not (see
+        _flush_aof).
         """
         if self.closed:
             return
+        child = self.child
+        if child is not None and child.enabling and self.manifest is None and mode != "force":
+            # CONFIG SET appendonly yes's first base is being written: the
+            # manifest that would load it and the incr after it comes when
+            # it is done, so killing it now would lose every key (as Redis
+            # says, "Writing initial AOF, can't exit"; SHUTDOWN FORCE sends
+            # ``force``, a NOSAVE that stops all the same).
+            log.warning("shard %d: Writing initial AOF, can't exit.", self.index)
+            raise CommandError("ERR Writing initial AOF, can't exit")
         self._kill_child()
         self._flush_aof()
         if mode == "save" or (
