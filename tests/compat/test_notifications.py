@@ -521,3 +521,51 @@ def test_own_notifications_come_before_the_reply(ports, case):
     real = _own_events(ports["redis"], subscribe, pipeline)
     assert b">3\r\n$7\r\nmessage\r\n" in real or b">4\r\n$8\r\npmessage\r\n" in real
     assert _own_events(ports["shardkv"], subscribe, pipeline, want=len(real)) == real
+
+
+def _config_set_in_a_pipeline(port: int, pipeline: list[tuple]) -> tuple[bytes, list[tuple]]:
+    """Send ``pipeline`` in one write and return its replies and the
+    ``__keyspace@0__:*`` messages a subscriber got (the setting starts "")."""
+    c = redis.Redis(port=port, protocol=2, socket_timeout=30)
+    c.flushall()
+    c.config_set("notify-keyspace-events", "")
+    sub = c.pubsub()
+    try:
+        sub.psubscribe("__keyspace@0__:*")
+        sub.subscribe(END)
+        for _ in range(2):
+            assert sub.get_message(timeout=10)["type"] in ("psubscribe", "subscribe")
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+            s.sendall(b"".join(encode_command(*command) for command in pipeline))
+            replies = b""
+            while replies.count(b"\r\n") < len(pipeline):
+                chunk = s.recv(65536)
+                assert chunk, replies
+                replies += chunk
+        c.publish(END, "x")
+        out = []
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            m = sub.get_message(timeout=5)
+            if m is None:
+                continue
+            if m["channel"] == END.encode():
+                return replies, out
+            out.append((m["channel"], m["data"]))
+        raise AssertionError(f"no end marker; got {out}")
+    finally:
+        c.config_set("notify-keyspace-events", "")
+        sub.close()
+        c.close()
+
+
+def test_config_set_in_a_pipeline_holds_for_the_commands_after_it(ports):
+    # The setting turned on between writes of one pipelined write: the
+    # commands after CONFIG SET notify, none before it.
+    pipeline = [("SET", "k0", "a"), ("CONFIG", "SET", "notify-keyspace-events", "KEA")]
+    pipeline += [("SET", f"k{i}", "b") for i in range(1, 9)] + [("INCR", "n"), ("GET", "k1")]
+    replies, expected = _config_set_in_a_pipeline(ports["redis"], pipeline)
+    assert len(expected) == 9
+    got = _config_set_in_a_pipeline(ports["shardkv"], pipeline)
+    # (Another client hears the keys' shards in the order they answer.)
+    assert (got[0], sorted(got[1])) == (replies, sorted(expected))
