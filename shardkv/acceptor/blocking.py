@@ -40,15 +40,7 @@ Keys on several shards
     its ready keys (:meth:`_CrossShard._ask_others`; a stream read's too,
     whose ``__bwait`` so notified keeps the operation and rank for the
     ``__bclaim`` though it claims no entry).
-    BLPOP, BRPOP, BZPOPMIN, BZPOPMAX, BLMPOP and BZMPOP register
-    ``__bpop`` instead: the shard pops for the client in its turn, as Redis
-    serves it when the push ends, and notifies the reply, which the client
-    gets at once (:meth:`_CrossShard._served`: ``__btake``, the other
-    shards' waits ended by ``__bdone``, which pushes back what one of them
-    popped meanwhile).  What a try or a shard popped for a client gone (or
-    whose connection ends before the reply is out: :func:`lost_unwritten`)
-    goes back to its key (``wire.pushed_back``).
-    Otherwise only step (1) pops, so an element is popped once, for this client.
+    Only step (1) pops, so an element is popped once, for this client.
     Its ``__bwait`` entries carry the stamp of its first run, so they are notified
     in the order the clients blocked, each told whether an element was
     left at its turn (``wire.BWAIT_READY``), counting each ``__bwait``
@@ -89,8 +81,8 @@ command (behind a busy worker, or while a cross-shard try waits for its
 holds), and ``$`` would stand for the written entry.
 
 A client that disconnects while its step (1) runs cannot stop it: what
-that step pops from a list or sorted set goes back to its key (a BLMOVE's
-stays moved, an XREADGROUP's entries stay pending).
+that step pops is lost, as in Redis when a client goes away while the
+server serves it.
 
 CLIENT UNBLOCK (:func:`unblock`)
     The shards decide, in their order, so an element popped for a client
@@ -183,7 +175,6 @@ _NULLS = frozenset({b"*-1\r\n", b"$-1\r\n", b"_\r\n"})
 _REFUSALS = ("OOM ", "MISCONF ")
 _READY = b":1\r\n"  # also a __bwait's wire.BWAIT_READY
 _CLAIMED = b":%d\r\n" % wire.BWAIT_CLAIMED
-_SERVED = b":%d\r\n" % wire.BWAIT_SERVED
 _NO_TIMEOUT = b"0.000"  # BLOCK 0, as _stream_options gives it
 _TIMED_OUT = b":0\r\n"
 _WRONGTYPE = encode_error(errors.WRONGTYPE)[:10]  # b"-WRONGTYPE"
@@ -206,9 +197,6 @@ ASKED: dict[int, int] = {}
 # each): a command naming one of those keys takes the slow path, which
 # tries them (see :func:`try_at_once`); others stay on the inline path.
 _BY_KEY: dict[bytes, dict[_CrossShard, None]] = {}
-# The last cross-shard pop served to each client, with its reply, until
-# the client goes (see lost_unwritten).
-_UNWRITTEN: dict[Client, tuple[_CrossShard, bytes]] = {}
 _READS: dict[bytes, dict[_CrossShard, None]] = {}
 EAGER: dict[_CrossShard, None] = {}
 EAGER_KEYS: dict[bytes, int] = {}
@@ -265,14 +253,6 @@ def in_timeout_table(token: int) -> bool:
     is one Redis would have in its timeout table (see :func:`_has_timeout`)."""
     wait = WAITING.get(token)
     return wait is not None and wait.timed
-
-
-def _gone(client: Client) -> bool:
-    """Whether nothing written to ``client`` reaches it any more: its
-    connection is lost, or closing (its end read, or killed), though its
-    wait may not be cancelled yet (see :meth:`Client.connection_lost`)."""
-    transport = client.transport
-    return client.closed or transport is None or transport.is_closing()
 
 
 def _blocked(client: Client) -> int:
@@ -906,9 +886,6 @@ class _CrossShard:
                 self.attempt(ready_key=self.unread.pop(0))  # (see unblock)
                 return
             self.unread = []
-        if (self.done or _gone(self.client)) and body not in _NULLS and body[:1] != b"-":
-            if not (self.stream or self.move):
-                self._push_back(body)
         if self.done:
             self._answer_unblocks(body in _NULLS)
             return
@@ -942,30 +919,20 @@ class _CrossShard:
             self.notifies.append(notify)
             if link.up:
                 link.blocked[notify.token] = notify
-            flags = wire.FLAG_STAMP
             if self.stream:
                 pairs = [x for key in keys for x in (key, ids[key])]
                 bwait = [Verb.BWAIT, name, self.timeout, elapsed, self.group, *pairs]
-            elif self.move:
+            else:
                 bwait = [Verb.BWAIT, name, self.timeout, elapsed, self.count, *keys]
-            else:  # its shards pop for it (see _served)
-                on_key = self._on_key(keys[0])
-                at = b"%d" % on_key.index(keys[0])
-                bwait = [Verb.BPOP, self.timeout, elapsed, self.count, at, b"%d" % len(keys), *keys, *on_key]
-                if self.client.resp3:
-                    flags |= wire.FLAG_RESP3
             command = wire.stamped_command(bwait, self.stamp)  # type: ignore[arg-type]  # timeout and group are set
-            link.send(wire.entry_header(flags, notify.token, self.client.db), command, notify)
+            link.send(wire.entry_header(wire.FLAG_STAMP, notify.token, self.client.db), command, notify)
             if self.done:  # that shard is down
                 return
 
     def notified(self, notify: _Notify, body: bytes) -> None:
-        body, key, order = _notification(body)
-        if body == _SERVED:
-            self._served(notify, order[0])
-            return
         if self.done or notify not in self.notifies:
             return  # a late answer from a round already over
+        body, key, order = _notification(body)
         if order and len(self.notifies) > 1:
             if self.stream:  # its claim (of no element) ends now
                 notify.link.send_control(notify.verb(Verb.BDONE), _IGNORE)
@@ -987,43 +954,6 @@ class _CrossShard:
                 stats.unblocked(stat_name(self.args), ns, body[1:-2].decode("latin-1"))
                 stats.slow(self.argv, ns // 1000, client.addr, client.name)
             self.finish(body)  # an error: as above, or the shard is gone
-
-    def _push_back(self, body: bytes) -> None:
-        """The client went away while its try popped ``body`` (a list's or
-        sorted set's elements), or before (its reply is dropped): they go
-        back to the head of their key, as what a shard popped for it and
-        could not hand over does (see :meth:`_served`), not lost."""
-        reader = hiredis.Reader()
-        reader.feed(body)
-        popped = reader.gets()
-        if type(popped) is not list or not popped:
-            return
-        args = self.args
-        where = args[3 + int(args[2])] if self.mpop and args[0].lower() == b"blmpop" else b""
-        back = wire.pushed_back(args[0], where, popped[0], popped)
-        client = self.client
-        link = client.server.links[client.server.shard_of(popped[0])]
-        link.send(wire.entry_header(0, 0, client.db), encode_command(back), _IGNORE)
-
-    def _served(self, notify: _Notify, reply: bytes) -> None:
-        """A ``__bpop`` popped for the client (``reply``), as Redis serves
-        it when the push ends: the client gets it, and the shard forgets
-        what it held (``__btake``); its other ``__bpop``s end with a
-        ``__bdone``, which pushes back what one of them popped meanwhile
-        (two shards served it at once: one keeps its element).  A wait
-        already over (its client gone, served) hands it back instead."""
-        over = self.done or notify not in self.notifies
-        # (A client gone but still listed, its command undecided when it
-        # went, or whose end was read and not yet handled, is served as
-        # usual, its reply dropped: what was popped for it goes back too.)
-        verb = Verb.BDONE if over or _gone(self.client) else Verb.BTAKE
-        notify.link.send_control(notify.verb(verb), _IGNORE)
-        if over:
-            return
-        self.try_began = perf_counter_ns()
-        self.op = None
-        self._count_try(reply, True)
-        self.finish(reply)
 
     def _ask_others(self, notify: _Notify, claim: tuple[_Notify, bytes, bytes | None, tuple]) -> None:
         """A cross-shard operation made the key of ``notify`` ready: it may
@@ -1110,8 +1040,6 @@ class _CrossShard:
         self._forget_keys()
         self._cancel_notifies()
         self.slot.deliver(body)
-        if body not in _NULLS and body[:1] != b"-" and not (self.stream or self.move or _gone(self.client)):
-            _UNWRITTEN[self.client] = (self, body)  # until written (see lost_unwritten)
         _unblocked(self.client, self.token)
         self._answer_unblocks(False)
 
@@ -1643,18 +1571,7 @@ def _unblocked_body(client: Client, error: bool, args: list[bytes] | None = None
     return encode_error(errors.UNBLOCKED) if error else encode(NULL_ARRAY, client.resp3)
 
 
-def lost_unwritten(client: Client) -> None:
-    """``client``'s connection is lost, its replies not yet written
-    dropped: if one of them is what its last cross-shard pop took (behind a
-    reply not ready yet, such as a step's gate), that goes back to its key,
-    as what a shard popped for a client gone does, not lost."""
-    served = _UNWRITTEN.pop(client, None)
-    if served is not None and served[0].slot in client.pending:
-        served[0]._push_back(served[1])
-
-
 def on_disconnect(client: Client) -> None:
-    _UNWRITTEN.pop(client, None)
     client.state.take_held()  # they will never run
     wait = WAITING.pop(client.state.blocked_token, None) if client.state.blocked_token else None
     if wait is not None:

@@ -989,38 +989,6 @@ def decode_others_events(payload: bytes) -> tuple[int, list[tuple[int, bytes, in
 # Redis would not have served it (its list was gone at its turn).
 BWAIT_READY = 1
 BWAIT_CLAIMED = 2
-# BWAIT_SERVED: a __bpop's notification, [BWAIT_SERVED, key, reply]: the
-# shard popped for its client at its turn, as Redis serves it when the push
-# ends, and holds what it popped until __btake (delivered) or __bdone /
-# __bclaim (not taken: pushed back to the key's head).
-BWAIT_SERVED = 3
-
-
-def pushed_back(name: bytes, where: bytes, key: bytes, popped: list[Any]) -> list[bytes]:
-    """The command that puts back at ``key``'s head what the blocking pop
-    ``name`` (BLPOP, BRPOP, BLMPOP with ``where`` LEFT or RIGHT, BZPOPMIN,
-    BZPOPMAX, BZMPOP) popped from it, ``popped`` its reply: BLPOP's element
-    goes back to the left, BRPOP's to the right, BLMPOP's in reverse order
-    (the first popped ends at the head); a sorted set's members with their
-    scores.  What a shard popped for a client that another shard served
-    first, or that went away, goes back so (shardkv.worker.blocking,
-    shardkv.acceptor.blocking)."""
-    name = name.lower()
-    if name in (b"bzpopmin", b"bzpopmax"):
-        return [b"ZADD", key, _score(popped[2]), popped[1]]
-    if name == b"bzmpop":
-        return [b"ZADD", key, *(x for pair in popped[1] for x in (_score(pair[1]), pair[0]))]
-    if name == b"blmpop":
-        left = where.lower() == b"left"
-        elements = popped[1]
-    else:
-        left = name == b"blpop"
-        elements = [popped[1]]
-    return [b"LPUSH" if left else b"RPUSH", key, *reversed(elements)]
-
-
-def _score(score: object) -> bytes:
-    return score if type(score) is bytes else repr(score).encode()
 
 
 class Verb:
@@ -1062,21 +1030,6 @@ class Verb:
     # XREADGROUP's error; made ready by a cross-shard operation, [BWAIT_READY,
     # key, op, rank], kept for one __bclaim or __bdone.)
     BWAIT = b"__bwait"
-    # __bpop timeout elapsed-ms count at nkeys key... command... -> a __bwait
-    # (the same answers and claims) of a BLPOP, BRPOP, BZPOPMIN, BZPOPMAX,
-    # BLMPOP or BZMPOP across shards that pops for its client: a key made
-    # ready by a plain write serves it in its turn with ``command`` (the
-    # client's command on one key, that key at ``at``), and it is notified
-    # [BWAIT_SERVED, key, reply] (the reply in its client's protocol: the
-    # entry's FLAG_RESP3), at once too if a key can serve it as it comes.  The shard holds what it popped until __btake; a
-    # __bdone or __bclaim instead pushes it back to the key's head (another
-    # shard served the client first, or the client went away, or CLIENT
-    # UNBLOCK asks: then the claim of [BWAIT_READY, key] as a __bwait's);
-    # so does the loss of its pipe.
-    BPOP = b"__bpop"
-    # __btake token -> 1 if the shard held what a __bpop popped (now
-    # delivered: forgotten), else 0.
-    BTAKE = b"__btake"
     # __bclaim token -> the notification ([BWAIT_READY or BWAIT_CLAIMED, key]) of
     # the __bwait of ``token`` on this pipe whose claim is not done, else 0
     # (a __bwait still waiting is forgotten).  The keys made ready before it

@@ -97,21 +97,6 @@ rank]``: its rank among the keys that operation made hold a value a
 blocked command pops (:func:`note_ready`, on the executor), so that the
 acceptor serves its client from the first of them, as Redis does.
 
-Popping for a client across shards: ``__bpop``
----------------------------------------------
-BLPOP, BRPOP, BZPOPMIN, BZPOPMAX, BLMPOP and BZMPOP across shards wait
-with ``__bpop`` instead (the same answers as a ``__bwait``, plus the
-client's command on one key): a key a plain write made ready serves it in
-its turn by popping for it, as Redis serves a blocked client when the push
-ends, and notifies ``[BWAIT_SERVED, key, reply]`` (:meth:`Waiters.pop_for`);
-what it popped is *held* until ``__btake`` (handed over).  A ``__bdone``
-or ``__bclaim`` instead, or the loss of its pipe, pushes it back to the
-key's head (:meth:`Waiters.hand_back`): another shard served the client
-first, the client went away, or CLIENT UNBLOCK asks (whose try pops it
-again, under the claim a ``__bclaim`` leaves).  So what a shard pops for a
-client across shards is delivered once or goes back.  A key a cross-shard
-operation made ready notifies a ``__bpop`` as a ``__bwait`` (with its rank).
-
 Writing a blocking command (a sorted-set example)::
 
     def bzpopmin(ks: Keyspace, args: list[bytes]) -> object:
@@ -216,13 +201,10 @@ class Wait:
     (a blocked XREADGROUP fails when its stream is deleted); ``claims``: a
     ``__bwait`` that pops nothing but counts as taking that many elements
     (its BLMPOP's COUNT, else 1; 0: not such a waiter; see
-    :meth:`Waiters.serve_ready`); ``pops``: a ``__bpop``'s command on one
-    key and that key's place in it: it pops for its client in its turn
-    (:meth:`Waiters.pop_for`), and claims only when a cross-shard
-    operation made its key ready.
+    :meth:`Waiters.serve_ready`).
     """
 
-    __slots__ = ("keys", "timeout", "serve", "deny", "expired", "missing", "claims", "pops")
+    __slots__ = ("keys", "timeout", "serve", "deny", "expired", "missing", "claims")
 
     def __init__(
         self,
@@ -233,7 +215,6 @@ class Wait:
         expired: object = NULL_ARRAY,
         missing: bool = False,
         claims: int = 0,
-        pops: tuple[list[bytes], int] | None = None,
     ) -> None:
         self.keys = keys
         self.timeout = timeout
@@ -242,9 +223,6 @@ class Wait:
         self.expired = expired
         self.missing = missing
         self.claims = claims
-        # A __bpop's: its client's command on one key, and where that key
-        # goes in it (see Waiters.pop_for).
-        self.pops = pops
 
 
 class Waiter:
@@ -328,11 +306,6 @@ class Waiters:
         # and the elements claimed per key.
         self.claims: dict[tuple[int, int], tuple[tuple[int, bytes], int, int, tuple]] = {}
         self.claimed: dict[tuple[int, bytes], int] = {}
-        # What a __bpop popped for its client, by (pipe, token): (key,
-        # the command that popped, its reply), until __btake (delivered)
-        # or a __bdone/__bclaim/the pipe's loss, which push it back.
-        # (and its count, the claim it becomes when a __bclaim asks).
-        self.held: dict[tuple[int, int], tuple[tuple[int, bytes], list[bytes], object, int]] = {}
         # The ready keys a cross-shard operation made ready: (its id, the
         # key's rank in it), which their __bwaits' notifications carry (see
         # mark_keys), until they serve.
@@ -364,8 +337,6 @@ class Waiters:
         start = perf_counter_ns()
         value = execute(args, handler)
         if type(value) is not Wait:
-            if args[0] == Verb.BPOP and type(value) is list and value[0] == wire.BWAIT_READY:
-                value = self._pop_at_once(token, resp3, args, value[1]) or value
             return encode(value, resp3)
         ns = perf_counter_ns() - start
         stats = self.ks.stats
@@ -479,8 +450,6 @@ class Waiters:
         for claim in [c for c in self.claims if pipe is None or c[0] == pipe]:
             freed.append(self.claims[claim][0])
             self._unclaim(claim)
-        for held in [h for h in self.held if pipe is None or h[0] == pipe]:
-            freed.append(self.hand_back(held))  # its client is gone: nothing lost
         if pipe is None or all(p == pipe for p, _ in self.by_token):
             self.by_key.clear()
             self.by_token.clear()
@@ -506,16 +475,6 @@ class Waiters:
         if waiter is not None:
             self._forget(waiter)
             return 0
-        if (pipe, token) in self.held:
-            # Popped for a client that another shard served first, or that
-            # went away, or whose CLIENT UNBLOCK asks (its try then pops it
-            # again, as after a __bwait's notification): it goes back.
-            count = self.held[pipe, token][3]
-            dbkey = self.hand_back((pipe, token))
-            if not done:
-                self.claims[pipe, token] = (dbkey, count, wire.BWAIT_READY, ())
-                self.claimed[dbkey] = self.claimed.get(dbkey, 0) + count
-            return [wire.BWAIT_READY, dbkey[1]]
         claim = self.claims.get((pipe, token))
         if claim is None:
             return 0
@@ -644,22 +603,17 @@ class Waiters:
                 claimed = self.claimed.get(dbkey, 0)  # elements of the __bwait waiters notified so far
                 for waiter in list(queue):
                     value = lookup(key)
-                    wait = waiter.wait
-                    if value is None and not wait.missing:
+                    if value is None and not waiter.wait.missing:
                         if any(w.wait.missing for w in queue):
                             continue  # a blocked XREADGROUP still gets its error
                         break
                     if (waiter.pipe, waiter.token) not in self.by_token:
                         continue
-                    pops = wait.pops is not None and not order
-                    if claimed and (pops or not wait.claims):
+                    if claimed and not waiter.wait.claims:
                         break  # its turn comes once the tries before it have run
-                    if pops:
-                        self.pop_for(waiter, key)
-                        continue
                     left = not claimed or value is None or claimed < len(value)  # type: ignore[arg-type]  # a list or zset
-                    if self._serve(waiter, key, left, order) and wait.claims:
-                        claimed += wait.claims
+                    if self._serve(waiter, key, left, order) and waiter.wait.claims:
+                        claimed += waiter.wait.claims
         finally:
             if ks.db != here:
                 ks.select(here)
@@ -720,102 +674,6 @@ class Waiters:
             self.record(args, value)
         self.mark(args)  # BLMOVE's destination may serve others now
         return True
-
-    def pop_for(self, waiter: Waiter, key: bytes) -> None:
-        """Serve the ``__bpop`` ``waiter`` from ``key``: pop with its
-        client's command on that key, as Redis serves a blocked client as
-        the push ends, and notify ``[BWAIT_SERVED, key, reply]``; what it
-        popped is held until ``__btake`` (see :meth:`hand_back`).  A key
-        of another type serves nothing (it waits on)."""
-        notification = self._pop(waiter, key)
-        if notification is not None:
-            self._forget(waiter)
-            self.wakes.append((waiter.pipe, wire.encode_wake(waiter.token, encode(notification, 0))))
-
-    def _pop_at_once(self, token: int, resp3: int, args: list[bytes], key: bytes) -> list | None:
-        """A ``__bpop`` (``args``) whose ``key`` can serve it as it comes
-        (written through another acceptor after its client's try, before
-        this): it pops at once, as its client would have been served by
-        that write, unless the elements there are claimed by notified
-        ``__bwait``s before it (then it is notified ``BWAIT_READY``, as a
-        ``__bwait``, and its client tries)."""
-        ks = self.ks
-        claimed = self.claimed.get((ks.db, key), 0)
-        if claimed and claimed >= len(ks.peek(key)):  # type: ignore[arg-type]  # a list or zset
-            return None
-        n = int(args[5])
-        wait = Wait([key], 0, _notify, pops=(args[6 + n :], int(args[4])))
-        return self._pop(Waiter(token, args, wait, resp3, math.inf, ks.db, ks.pipe), key)
-
-    def _pop(self, waiter: Waiter, key: bytes) -> list | None:
-        """Pop for ``waiter`` from ``key`` (see :meth:`pop_for`): its
-        notification, or None when the key holds another type."""
-        ks = self.ks
-        command, at = waiter.wait.pops  # type: ignore[misc]  # a __bpop's
-        if type(ks.peek(key)) is not KINDS[command[0].lower()]:
-            return None
-        command = [*command]
-        command[at] = key
-        handler = find(command[0])
-        try:
-            if not ks.noting:
-                value = handler(ks, command)  # type: ignore[misc]  # a blocking command's
-            else:  # someone listens: its events, as the command's own
-                before = events.before(ks, command)
-                value = handler(ks, command)  # type: ignore[misc]
-                events.derive(ks, command, value, before)
-        except CommandError as e:
-            value = Error(e.message)
-        except Exception:  # a bug must not take the shard down
-            log.exception("popping for a blocked %r failed", command[0])
-            value = Error(errors.INTERNAL % commands.error_name(command))
-        notification = [wire.BWAIT_SERVED, key, encode(value, waiter.resp3)]
-        if type(value) is Error:
-            return notification
-        self.held[waiter.pipe, waiter.token] = ((waiter.db, key), command, value, int(waiter.args[3]))
-        if self.record is not None:
-            self.record(command, value)
-        return notification
-
-    def take(self, token: int, pipe: int) -> int:
-        """``__btake``: what the ``__bpop`` of ``token`` popped was
-        delivered; 1 if it was held."""
-        return 0 if self.held.pop((pipe, token), None) is None else 1
-
-    def hand_back(self, held: tuple[int, int]) -> tuple[int, bytes]:
-        """Push what the ``__bpop`` of ``held`` (pipe, token) popped back
-        to its key's head, as if it had never been popped (another shard
-        served its client, or the client or its acceptor went away), and
-        make the key ready: the next waiter gets it.  Its key.  (A key
-        that holds another type by then cannot take it back: it is lost,
-        and logged.)"""
-        dbkey, command, value, _ = self.held.pop(held)
-        db, key = dbkey
-        ks = self.ks
-        here = ks.db
-        if db != here:
-            ks.select(db)
-        try:
-            where = command[4] if command[0].lower() == b"blmpop" else b""
-            back = wire.pushed_back(command[0], where, key, value)  # type: ignore[arg-type]  # a pop's reply
-            handler = find(back[0])
-            try:
-                if not ks.noting:
-                    pushed = handler(ks, back)  # type: ignore[misc]
-                else:
-                    before = events.before(ks, back)
-                    pushed = handler(ks, back)  # type: ignore[misc]
-                    events.derive(ks, back, pushed, before)
-            except CommandError as e:
-                log.warning("an element popped for a blocked %r could not go back: %s", command[0], e.message)
-                return dbkey
-            if self.record is not None:
-                self.record(back, pushed)
-            self.mark(back)
-        finally:
-            if ks.db != here:
-                ks.select(here)
-        return dbkey
 
     # -- timeouts -------------------------------------------------------------
 
@@ -920,44 +778,6 @@ def bwait(ks: Keyspace, args: list[bytes]) -> object:
     if serve is not _notify:
         return Wait(keys, timeout, serve, deny=0, expired=0, missing=kind is None)
     return Wait(keys, timeout, serve, deny=0, expired=0, claims=claims)
-
-
-def bpop(ks: Keyspace, args: list[bytes]) -> object:
-    """__bpop timeout elapsed-ms count at nkeys key [key ...] command [arg ...]
-
-    A ``__bwait`` (the same answers; see :func:`bwait`) of a cross-shard
-    BLPOP, BRPOP, BZPOPMIN, BZPOPMAX, BLMPOP or BZMPOP that pops for its
-    client: a key a plain write made ready serves it in its turn with
-    ``command`` (its client's command on that key alone, the key at
-    ``at``), as Redis serves a blocked client as the push ends, before the
-    pusher's next command; the notification then carries the reply,
-    ``[wire.BWAIT_SERVED, key, reply]``, and the shard holds what it
-    popped until ``__btake`` (a ``__bdone`` or ``__bclaim`` pushes it back:
-    :meth:`Waiters.hand_back`).  A key a cross-shard operation made ready
-    notifies it as a ``__bwait``'s (its client is served from the key the
-    operation made ready first).  A key that can serve it as it comes pops
-    at once too (:meth:`Waiters._pop_at_once`)."""
-    timeout = parse_timeout(args[1])
-    claims = int(args[3])
-    at = int(args[4])
-    n = int(args[5])
-    keys = args[6 : 6 + n]
-    command = args[6 + n :]
-    kind = KINDS[command[0].lower()]
-    lookup = ks.peek  # a probe, not an access
-    for key in keys:
-        if type(lookup(key)) is kind:
-            return [wire.BWAIT_READY, key]
-    if timeout:
-        timeout -= int(args[2])
-        if timeout <= 0:
-            return 0
-    serve = functools.partial(_notify_kind, kind)
-    return Wait(keys, timeout, serve, deny=0, expired=0, claims=claims, pops=(command, at))
-
-
-def _notify_kind(kind: type | None, ks: Keyspace, args: list[bytes], key: bytes) -> object:
-    return wire.BWAIT_READY if type(ks.peek(key)) is kind else None
 
 
 def _notify_stream(ready: Callable, rest: list, ks: Keyspace, args: list[bytes], key: bytes) -> object:
@@ -1074,14 +894,6 @@ def btry(ks: Keyspace, args: list[bytes]) -> object:
     return value
 
 
-def btake(ks: Keyspace, args: list[bytes]) -> object:
-    """__btake token
-
-    1 if this pipe's ``__bpop`` of ``token`` popped for its client and the
-    shard held that (now delivered, forgotten), else 0."""
-    return ks.waiters.take(int(args[1]), ks.pipe)  # type: ignore[union-attr]  # set by Waiters
-
-
 def serve(ks: Keyspace, args: list[bytes]) -> object:
     """__serve
 
@@ -1118,11 +930,9 @@ HANDLERS: Handlers = {
     Verb.BCLAIM: bclaim,
     Verb.BDONE: bdone,
     Verb.BTRY: btry,
-    Verb.BTAKE: btake,
 }
 
 # The blocking commands, by name: the form that may wait, and the type it pops.
 BLOCKING: BlockingForms = {
     Verb.BWAIT: Blocking(bwait, None),
-    Verb.BPOP: Blocking(bpop, None),
 }
