@@ -339,17 +339,19 @@ class Supervisor:
         proc.join(1)
         if self.waiting[a] is not None:
             # It died waiting for its pipes, which the supervisor still
-            # holds: start it again as it was, a first start.
-            log.warning(
-                "acceptor pid=%d exited with %s before the shards loaded; restarting it",
-                proc.pid,
-                proc.exitcode,
-            )
+            # holds: start it again as it was, a first start (unless it
+            # could not listen: it listens at once, while the shards load).
             for sock in self.waiting[a]:  # type: ignore[union-attr]
                 sock.close()
             self.waiting[a] = None
-            self._start_acceptor(a)
-            return
+            if proc.exitcode != EXIT_CANNOT_LISTEN:
+                log.warning(
+                    "acceptor pid=%d exited with %s before the shards loaded; restarting it",
+                    proc.pid,
+                    proc.exitcode,
+                )
+                self._start_acceptor(a)
+                return
         if self.stop_attempt is not None and self.stop_attempt[0] == a:
             # Nobody else knows which shards it shut: stop without it.
             log.warning("acceptor pid=%d exited with %s during the stop; stopping", proc.pid, proc.exitcode)

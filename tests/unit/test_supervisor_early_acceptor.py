@@ -51,3 +51,40 @@ def test_an_acceptor_started_later_gets_its_pipes_at_once(served):
     assert kwargs == {"loading": None}
     for conn in [*workers, *ends]:
         conn.close()
+
+
+class _Exited:
+    """An acceptor process that has exited with ``exitcode``."""
+
+    pid = 4242
+
+    def __init__(self, exitcode: int) -> None:
+        self.exitcode = exitcode
+
+    def join(self, timeout: float) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("exitcode", "restarted", "failed"), [(1, [0], False), (supervisor.EXIT_CANNOT_LISTEN, [], True)]
+)
+def test_an_acceptor_dead_while_the_workers_load_restarts_unless_it_could_not_listen(
+    exitcode: int, restarted: list[int], failed: bool
+) -> None:
+    """It listens at once, so a port it cannot take makes it exit before
+    its pipes come: shardkv stops then, as Redis does (it was started
+    again, and again, while the shards loaded); any other death restarts it."""
+    sup = object.__new__(supervisor.Supervisor)
+    ours, theirs = Pipe()
+    sup.acceptors = [_Exited(exitcode)]  # type: ignore[list-item]
+    sup.waiting = [[ours]]  # type: ignore[list-item]
+    sup.stop_attempt = None
+    sup.cfg = {"port": 1}  # type: ignore[assignment]
+    started: list[int] = []
+    fails: list[bool] = []
+    sup._start_acceptor = lambda a, restarted=False: started.append(a)  # type: ignore[method-assign]
+    sup._fail = lambda: fails.append(True)  # type: ignore[method-assign]
+    sup._acceptor_died(0)
+    assert started == restarted and bool(fails) is failed
+    assert sup.waiting == [None] and ours.closed
+    theirs.close()
