@@ -21,6 +21,22 @@ from tests.support.resp import RespClient, encode_command
 END = "zz-end-of-script"
 
 
+def _until_end(c: redis.Redis, sub) -> list:
+    """Publish the end marker, then the (channel, data) of every message
+    the subscriber got before it."""
+    c.publish(END, "x")
+    out = []
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        m = sub.get_message(timeout=5)
+        if m is None:
+            continue
+        if m["channel"] == END.encode():
+            return out
+        out.append((m["channel"], m["data"]))
+    raise AssertionError(f"no end marker; got {out}")
+
+
 def _messages(port: int, script: list[tuple], flags: str = "KEA", db: int = 0) -> list[tuple]:
     """Run ``script`` on the server at ``port`` and return the keyspace
     messages it caused, as (pattern-matched channel, message)."""
@@ -47,17 +63,7 @@ def _messages(port: int, script: list[tuple], flags: str = "KEA", db: int = 0) -
                 c.execute_command(*command)
             except redis.ResponseError:
                 pass
-        c.publish(END, "x")
-        out = []
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            m = sub.get_message(timeout=5)
-            if m is None:
-                continue
-            if m["channel"] == END.encode():
-                return out
-            out.append((m["channel"], m["data"]))
-        raise AssertionError(f"no end marker; got {out}")
+        return _until_end(c, sub)
     finally:
         c.config_set("notify-keyspace-events", "")
         sub.close()
@@ -542,17 +548,7 @@ def _config_set_in_a_pipeline(port: int, pipeline: list[tuple]) -> tuple[bytes, 
                 chunk = s.recv(65536)
                 assert chunk, replies
                 replies += chunk
-        c.publish(END, "x")
-        out = []
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            m = sub.get_message(timeout=5)
-            if m is None:
-                continue
-            if m["channel"] == END.encode():
-                return replies, out
-            out.append((m["channel"], m["data"]))
-        raise AssertionError(f"no end marker; got {out}")
+        return replies, _until_end(c, sub)
     finally:
         c.config_set("notify-keyspace-events", "")
         sub.close()
