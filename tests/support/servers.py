@@ -154,6 +154,17 @@ class ServerProcess:
             raise
         return self
 
+    def wait_serving(self, timeout: float = 10.0) -> ServerProcess:
+        """With several acceptors, wait until each has logged that it serves
+        (its ``listening on`` line: not with --logfile or loglevel warning).
+        One answering PING does not say the others do: each answers
+        -LOADING until its own pipes to the loaded shards are attached."""
+        if self.acceptors > 1:
+            deadline = time.monotonic() + timeout
+            while self.output().count(" listening on ") < self.acceptors and time.monotonic() < deadline:
+                time.sleep(READY_POLL)
+        return self
+
     def output(self) -> str:
         """Everything the server wrote to stdout and stderr so far."""
         if self.log.closed:  # stopped: the log is gone, its text was kept
@@ -340,12 +351,7 @@ def start_shardkv(
         shards=shards,
         acceptors=acceptors,
     )
-    proc.wait_ready(ready_timeout)
-    if acceptors > 1:  # each acceptor logs that it listens (not with --logfile or loglevel warning)
-        deadline = time.monotonic() + 10
-        while proc.output().count(" listening on ") < acceptors and time.monotonic() < deadline:
-            time.sleep(READY_POLL)
-    return proc
+    return proc.wait_ready(ready_timeout).wait_serving()
 
 
 def start_redis(

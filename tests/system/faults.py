@@ -109,7 +109,10 @@ class Server:
             "--acceptors", str(self.acceptors),
         ]  # fmt: skip
         env = dict(os.environ, PYTHONUNBUFFERED="1", SHARDKV_FAULT_FILE=self.fault_file)
-        self.proc = ServerProcess(argv, self.port, cwd=ROOT, env=env).wait_ready(60)
+        self.proc = ServerProcess(
+            argv, self.port, cwd=ROOT, env=env, kind="shardkv", shards=self.shards, acceptors=self.acceptors
+        )
+        self.proc.wait_ready(60).wait_serving()
 
     def crash(self) -> None:
         """SIGKILL every process of the server at once, as a power cut would."""
