@@ -580,6 +580,36 @@ class Client(Dispatch, asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()  # connection_lost follows, and with it the usual clean-up
 
+    def failed_at(self, place: object, doing: str) -> None:
+        """As :meth:`failed`, for a bug that leaves one command of this
+        client with no reply (``place``, its reply's slot in
+        :attr:`pending`) while those before it are whole: their replies
+        are written first (once each is in), and then the connection
+        closes in ``place``'s place, as Redis closes a client after its
+        reply (CLIENT_CLOSE_AFTER_REPLY): Redis wrote each of those
+        replies as its command ended, before anything went wrong.  What
+        it sent after runs no more (as after QUIT), and the replies owed
+        to it are dropped.  A ``place`` not in :attr:`pending` (its reply
+        order can no longer be trusted) closes it at once."""
+        pending = self.pending
+        if self.closed or self.closing or not any(item is place for item in pending):
+            self.failed(doing)
+            return
+        log.exception(
+            "Closing client id=%d addr=%s name=%s, once the replies before it are written, "
+            "after an internal error while %s",
+            self.id,
+            self.addr,
+            self.name.decode("latin-1"),
+            doing,
+        )
+        while pending.pop() is not place:
+            pass
+        self.close_after_replies()
+        if not self.dirty:  # (flush closes it once what is before is out)
+            self.dirty = True
+            self.server.dirty_clients.append(self)
+
     def kill(self) -> None:
         """Close this client for another client's CLIENT KILL, ACL DELUSER...:
         as Redis frees it, nothing more of what it sent runs, and one whose

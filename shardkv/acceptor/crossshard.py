@@ -144,7 +144,7 @@ from collections.abc import Callable
 from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any
 
-from shardkv.acceptor.replies import Slot, delivery_failed
+from shardkv.acceptor.replies import Slot, delivery_failed, origin_of
 from shardkv.acceptor.shardlink import release_events
 from shardkv.protocol import errors, wire
 from shardkv.protocol.commands import error_name, other_db_keys
@@ -584,11 +584,18 @@ class _Operation:
         (:func:`~shardkv.acceptor.replies.delivery_failed`): a connection
         lost before a reply is what every Redis client already takes as
         "the outcome is unknown; read the data to learn it", as when Redis
-        itself dies on a bug.  The replies it was still owed are dropped
-        with it (:meth:`Client.failed`).  A client already gone is left as
-        it is (its replies are dropped anyway)."""
-        if self.client.closed:
+        itself dies on a bug.  The replies of its commands before this one
+        are written first, as Redis wrote them as each command ended; those
+        of its commands after it are dropped (:meth:`Client.failed_at`).
+        A client already gone is left as it is (its replies are dropped
+        anyway)."""
+        client = self.client
+        if client.closed:
             log.exception("operation %d (%r): internal error while %s", self.id, self.name, doing)
+            return
+        owner, place = origin_of(self.slot)
+        if owner is client:
+            client.failed_at(place, doing)
         else:
             delivery_failed(self, doing)
 

@@ -29,6 +29,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from shardkv.protocol import errors
+from shardkv.protocol.resp import encode_command
 from shardkv.protocol.router import Router
 from shardkv.runtime.faultpoints import MARKER
 from tests.support.placement import key_on
@@ -328,8 +329,27 @@ def test_a_bug_building_a_cross_shard_reply_still_decides_it_and_its_shards_go_o
         assert conn.get(other) == "a" and conn.exists(M) == 0
         conn = committed("MSET", M, "b", other, "c")  # a write fan-out
         assert conn.mget(M, other) == ["b", "c"]
+        # Pipelined: the replies of the commands before it come, then the
+        # close in its place, and no reply after it (the SET after it was
+        # sent to its shard before the MSET's answers came: it may have run,
+        # as for any connection lost before its reply).
+        sock = raw(port, k, 0)
+        mset = encode_command([b"MSET", MARKER, b"p", other.encode(), b"q"])
+        sock.sendall(b"SET fault:before 1\r\nPING\r\n" + mset + b"SET fault:after 1\r\n")
+        got = b""
+        while True:
+            try:
+                data = sock.recv(65536)
+            except ConnectionResetError:
+                break
+            if not data:
+                break
+            got += data
+        sock.close()
+        assert got == b"+OK\r\n+PONG\r\n"
+        assert conn.mget(M, other, "fault:before") == ["p", "q", "1"]
         fails("msetnx", "MSETNX", M, "x", other, "y")  # voted no: undone
-        assert conn.mget(M, other) == ["b", "c"]
+        assert conn.mget(M, other) == ["p", "q"]
         with conn.pipeline(transaction=True) as p:
             p.set(M, "d").set(other, "e")
             with pytest.raises(redis.ConnectionError):
@@ -353,7 +373,7 @@ def test_a_bug_building_a_cross_shard_reply_still_decides_it_and_its_shards_go_o
     assert pids(server) == before  # no process was restarted
     log = server.output()
     assert "restarting it" not in log
-    assert log.count("InjectedFault: building a cross-shard operation's reply") == 6  # tracebacks
+    assert log.count("InjectedFault: building a cross-shard operation's reply") == 7  # tracebacks
 
 
 @pytest.mark.slow

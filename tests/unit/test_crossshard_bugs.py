@@ -21,6 +21,7 @@ import pytest
 
 from shardkv.acceptor import crossshard
 from shardkv.acceptor.client import Client
+from shardkv.acceptor.replies import Slot
 from shardkv.protocol import errors, wire
 from shardkv.protocol.resp import OK, encode_command
 from tests.unit.test_acceptor_dispatch import MemoryTransport
@@ -88,7 +89,7 @@ def test_a_committed_parked_operation_whose_reply_raises_closes_its_client(rig, 
     acceptor.links[1].data_received(frame(wire.encode_control(wire.Prepared(op))))
     assert [data for data, _, _ in lines] == [b"C %d\n" % op]  # committed: so every shard is told
     assert _written(acceptor, out) == b""
-    assert client.closed and out.closed
+    assert out.closed
     for pipe in pipes:
         assert b"".join(pipe.written) == _decides(op, True)
     for link in acceptor.links:
@@ -109,7 +110,7 @@ def test_an_executor_that_committed_alone_closes_the_client_whose_reply_raises(r
         frame(wire.encode_control(wire.Ran(op, [b"+OK\r\n"], {}, wire.COMMITTED)))
     )
     assert lines == []
-    assert _written(acceptor, out) == b"" and client.closed
+    assert _written(acceptor, out) == b"" and out.closed
 
 
 def test_an_executor_that_committed_alone_gets_its_reply_after_a_bug_in_another_step(rig, monkeypatch):  # noqa: F811
@@ -191,7 +192,7 @@ def test_a_write_fan_out_whose_merge_raises_commits_and_the_others_of_its_read_t
     acceptor.links[0].data_received(_answers(ops))
     acceptor.links[1].data_received(_answers(ops))
     assert [data for data, _, _ in lines] == [b"C %d\nC %d\n" % tuple(ops)]
-    assert _written(acceptor, other_out) == b"" and other.closed  # committed: closed, not an error
+    assert _written(acceptor, other_out) == b"" and other_out.closed  # committed: closed, not an error
     assert b"".join(out.written) == b"+OK\r\n"
     decides = b"".join(_decides(op, True) for op in ops)
     for pipe in pipes:
@@ -255,13 +256,17 @@ def test_a_bug_after_the_decision_closes_its_client_alone(rig):  # noqa: F811
 
 
 @pytest.mark.parametrize("broken", [0, 1, 2])
-def test_a_pipelined_client_whose_committed_merge_raises_is_closed_and_every_fan_out_commits(rig, broken):  # noqa: F811
+def test_a_pipelined_client_whose_committed_merge_raises_gets_the_replies_before_it_then_closes(rig, broken):  # noqa: F811
     """One client's three write fan-outs and a PING, pipelined; the
     fan-outs' last answers come in one read (their lines in one write),
     and the merge of one of them raises: every fan-out, the broken one
-    too, is committed on both shards, in order, and the client is closed
-    with no reply out of its place (none after a hole, none an error for
-    a write that is in)."""
+    too, is committed on both shards, in order.  The client gets the
+    replies of the commands before the broken one (Redis wrote a reply as
+    its command ended: they were out before anything went wrong, as a
+    client closed after its reply, CLIENT_CLOSE_AFTER_REPLY, gets what is
+    before), then its connection closes in the broken one's place: no
+    reply out of its place, none after it, none an error for a write that
+    is in."""
     acceptor, pipes, client, out, lines, (a, b) = rig
     for i in range(3):
         merge = _bug if i == broken else (lambda values: OK)
@@ -274,10 +279,36 @@ def test_a_pipelined_client_whose_committed_merge_raises_is_closed_and_every_fan
     acceptor.links[0].data_received(_answers(ops))
     acceptor.links[1].data_received(_answers(ops))
     assert [data for data, _, _ in lines] == [b"C %d\nC %d\nC %d\n" % tuple(ops)]
-    assert _written(acceptor, out) == b""
-    assert client.closed
+    assert _written(acceptor, out) == b"+OK\r\n" * broken
+    assert out.closed
     for pipe in pipes:
         assert b"".join(pipe.written) == b"".join(_decides(op, True) for op in ops)
+
+
+def test_a_committed_operation_whose_reply_raises_waits_for_the_replies_owed_before_it(rig, monkeypatch):  # noqa: F811
+    """A reply owed before the broken operation's (a shard's, still to
+    come) is written once it comes, and then the connection closes; the
+    commands after the broken one run no more (as after QUIT), and a reply
+    of one already sent is never written."""
+    acceptor, pipes, client, out, lines, (a, b) = rig
+    monkeypatch.setattr(crossshard, "_first_body", _bug)
+    owed = Slot(client)
+    client.pending.append(owed)
+    op = _rename(acceptor, pipes, client, a, b)
+    after = Slot(client)
+    client.pending.append(after)
+    acceptor.links[1].data_received(frame(wire.encode_control(wire.Prepared(op))))
+    assert [data for data, _, _ in lines] == [b"C %d\n" % op]
+    assert _written(acceptor, out) == b""
+    assert not out.closed
+    client.data_received(encode_command([b"PING"]))  # after the close was decided: not run
+    after.deliver(b"+after\r\n")
+    assert _written(acceptor, out) == b""
+    owed.deliver(b"+owed\r\n")
+    assert _written(acceptor, out) == b"+owed\r\n"
+    assert out.closed
+    for pipe in pipes:
+        assert b"".join(pipe.written) == _decides(op, True)
 
 
 def test_a_bug_after_the_commit_line_outside_the_reply_commits_everywhere(rig, monkeypatch):  # noqa: F811
