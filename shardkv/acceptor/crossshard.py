@@ -266,7 +266,8 @@ class Coordinator:
         except OSError as e:
             log.error("cannot record the commit of operation %d in %s: %s", op, decisions.path, e)
             _cut_failed(decisions)
-            return encode_error(errors.OP_NOT_RECORDED % (e.strerror or e))
+            if op not in decisions.kept:
+                return encode_error(errors.OP_NOT_RECORDED % (e.strerror or e))
         self.unacked[op] = set(shards)
         return None
 
@@ -306,6 +307,7 @@ class Coordinator:
         if not going:
             return
         decisions, fsync = self._log()
+        error = None
         try:
             decisions.commit_all([op.id for op in going], fsync)
         except OSError as e:
@@ -317,15 +319,17 @@ class Coordinator:
             )
             _cut_failed(decisions)
             error = encode_error(errors.OP_NOT_RECORDED % (e.strerror or e))
-            for op in going:
-                _decide_each(op, False, error)
-            return
+        kept = decisions.kept
+        committed = going if error is None else [op for op in going if op.id in kept]
         unacked = self.unacked
-        for op in going:
+        for op in committed:
             unacked[op.id] = set(op.parked)
         for op in going:
-            faultpoints.hold("committed")
-            _decide_each(op, True)
+            if error is None or op.id in kept:
+                faultpoints.hold("committed")
+                _decide_each(op, True)
+            else:
+                _decide_each(op, False, error)
 
     def finished(self, op: int, shard: int) -> None:
         shards = self.unacked.get(op)
@@ -413,16 +417,29 @@ class Coordinator:
 
 def _cut_failed(decisions: DecisionLog) -> None:
     """A write of the decisions file failed: say so if what it took could
-    not be cut off again (the next write cancels it, see DecisionLog), in
-    the words Redis logs for its AOF's short write."""
-    if decisions.cut_error is not None and decisions.undone:
-        log.error(
-            "Could not remove short write from the decisions file %s: ftruncate: %s; "
-            "the next write cancels operations %s",
-            decisions.path,
-            decisions.cut_error,
-            decisions.undone,
+    not be cut off again, in the words Redis logs for its AOF's short
+    write, and how its operations were settled instead (see DecisionLog):
+    cancelled, or, where that failed too, committed as the file has them."""
+    if not decisions.uncut:
+        return
+    cancelled = [op for op in decisions.uncut if op not in decisions.kept]
+    if decisions.cancel_error is None:
+        settled = "operations %s cancelled" % cancelled
+    else:
+        settled = (
+            "cannot cancel them either (%s): operations %s committed as the file has them, %s undone"
+            % (
+                decisions.cancel_error,
+                decisions.kept,
+                cancelled,
+            )
         )
+    log.error(
+        "Could not remove short write from the decisions file %s: ftruncate: %s; %s",
+        decisions.path,
+        decisions.cut_error,
+        settled,
+    )
 
 
 def _decide_each(op: FanOutWrite, commit: bool, error: bytes | None = None) -> None:

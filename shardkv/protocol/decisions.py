@@ -113,6 +113,11 @@ def read_committed(path: str) -> set[int]:
             data = f.read()
     except FileNotFoundError:
         return set()
+    return committed_in(data)
+
+
+def committed_in(data: bytes) -> set[int]:
+    """The operations that the lines of ``data`` commit (see :func:`read_committed`)."""
     out = set()
     cancelled = set()
     for line in data.split(b"\n")[:-1]:
@@ -170,23 +175,35 @@ class DecisionLog:
 
     A write that fails (a short write, an fsync) is cut off the file again
     (``ftruncate``), so that no operation answered with an error reads as
-    committed later.  Should the cut fail too, the file holds what that
-    write took: a torn line, and perhaps whole lines of operations that
-    were undone.  Then the next write starts on a fresh line
-    (:data:`_FRESH_LINE`: a torn line before it is not well formed, and
-    read as nothing, where a line glued onto it would be lost) and with an
-    ``A <op>`` line for each of those operations, which cancels its
-    ``C`` line; if the cut can be made by then, it is made instead.  A file
-    that ends in a torn line when it is opened (an acceptor died with the
-    cut not made) is taken the same way."""
+    committed later.  Should the cut fail, the file holds what that write
+    took: a torn line, and perhaps whole lines of its operations.  Then,
+    before any of them is answered or undone, they are cancelled: one more
+    write of a fresh line (:data:`_FRESH_LINE`: a torn line before it is
+    not well formed, and read as nothing, where a line glued onto it would
+    be lost) and an ``A <op>`` line for each, which cancels its ``C``
+    line.  So an acceptor that dies right after (before any other write)
+    reads none of them as committed.  Should that write fail too, the
+    operations whose ``C`` lines are whole in the file, and not cancelled
+    by a whole ``A`` line, read as committed to whoever reads the file
+    next: they are committed (:attr:`kept`), as the file has them, and the
+    others undone.  Either way every whole line is then kept for good
+    (``size`` moves past it), and the next write starts on a fresh line
+    if the file ends in a torn one that it cannot cut off.  A file that
+    ends in a torn line when it is opened (an acceptor died with the cut
+    not made) is taken the same way."""
 
     def __init__(self, path: str) -> None:
         self.path = path
         self.fd = -1
-        self.size = 0  # where the file's last whole write ends
-        self.end = 0  # where the file ends: past ``size`` only when a cut failed
-        self.undone: list[int] = []  # the operations whose lines may lie past ``size``
+        self.size = 0  # where the file's last whole line ends
+        self.end = 0  # where the file ends: past ``size`` only by a torn line
         self.cut_error: str | None = None  # why the last cut failed (strerror), if it did
+        self.cancel_error: str | None = None  # why the last cancel failed, if it did
+        # The operations of the last write that failed, if what it took
+        # could not be cut off (``uncut``), and those of them that commit all
+        # the same (``kept``): their lines could not be cancelled either.
+        self.uncut: list[int] = []
+        self.kept: list[int] = []
         self.unsynced = False  # written since the last fsync
 
     def _open(self) -> None:
@@ -200,16 +217,28 @@ class DecisionLog:
                 self.size = data.rfind(b"\n") + 1
 
     def _cut(self) -> bool:
-        """Cut the file back to its last whole write; False if it cannot be."""
+        """Cut the file back to its last whole line; False if it cannot be."""
         try:
             os.ftruncate(self.fd, self.size)
         except OSError as e:
             self.cut_error = e.strerror or str(e)
             return False
         self.end = self.size
-        self.undone = []
         self.cut_error = None
         return True
+
+    def _write(self, data: bytes) -> int:
+        """Write all of ``data`` (on until all is written or an error, as
+        Redis's aofWrite: a write may take part of it and the next say
+        why); OSError, with the bytes written as ``written``, if it fails."""
+        written = 0
+        try:
+            while written < len(data):
+                written += write_some(self.fd, data[written:] if written else data)
+        except OSError as e:
+            e.written = written  # type: ignore[attr-defined]
+            raise
+        return written
 
     def commit(self, op: int, fsync: bool) -> None:
         """Record that ``op`` commits; OSError if it could not be."""
@@ -217,24 +246,23 @@ class DecisionLog:
 
     def commit_all(self, ops: list[int], fsync: bool) -> None:
         """Record that every operation of ``ops`` commits, in one write
-        (and one fsync); OSError if they could not be, and then none is:
-        the lines written of them are cut off again, or if that fails,
-        cancelled by the next write (see the class's docstring), so that no
-        operation answered with an error reads as committed to the shards
-        that ask later."""
+        (and one fsync); OSError if they could not be, and then none is
+        but those of :attr:`kept`: the lines written of them are cut off
+        again, or if that fails, cancelled at once (see the class's
+        docstring), so that no operation answered with an error reads as
+        committed to the shards that ask later."""
         if self.fd < 0:
             self._open()
+        self.uncut = self.kept = []
         lines = b"".join([b"C %d\n" % op for op in ops])
         if self.end != self.size and not self._cut():
-            lines = _FRESH_LINE + b"".join([b"A %d\n" % op for op in self.undone]) + lines
+            lines = _FRESH_LINE + lines
         written = 0
         try:
             try:
-                # On until all is written or an error, as Redis's aofWrite:
-                # a write may take part of the lines and the next say why.
-                while written < len(lines):
-                    written += write_some(self.fd, lines[written:] if written else lines)
+                written = self._write(lines)
             except OSError as e:
+                written = e.written  # type: ignore[attr-defined]
                 if written:
                     raise ShortWrite(self.path, written, len(lines)) from e
                 raise
@@ -243,12 +271,35 @@ class DecisionLog:
         except OSError:
             self.end += written
             if written and not self._cut():
-                self.undone.extend(ops)
+                self._cancel(ops, lines[:written], fsync)
             raise
         self.end += written
         self.size = self.end
-        self.undone = []
         self.unsynced = not fsync
+
+    def _cancel(self, ops: list[int], taken: bytes, fsync: bool) -> None:
+        """The write of ``ops``'s lines took ``taken`` and failed, and its
+        cut failed too: cancel them now, before any is undone; if that
+        fails as well, :attr:`kept` says which the file commits."""
+        cancel = _FRESH_LINE + b"".join([b"A %d\n" % op for op in ops])
+        self.uncut = ops
+        self.cancel_error = None
+        try:
+            done = self._write(cancel)
+            if fsync:
+                os.fsync(self.fd)
+        except OSError as e:
+            done = getattr(e, "written", len(cancel))
+            self.cancel_error = e.strerror or str(e)
+        self.end += done
+        # What this write and its cancel left past the last whole line
+        # (the file before them ended on one, or ``taken`` begins with
+        # a fresh line): its whole lines stay, for good.
+        left = taken + cancel[:done]
+        newline = left.rfind(b"\n")
+        if newline >= 0:
+            self.size = self.end - (len(left) - newline - 1)
+        self.kept = [op for op in ops if op in committed_in(left)]
 
     def sync(self) -> None:
         """fsync what was written since the last fsync (``everysec``)."""
@@ -261,7 +312,6 @@ class DecisionLog:
         if self.fd >= 0 and self.end:
             os.ftruncate(self.fd, 0)
             self.size = self.end = 0
-            self.undone = []
 
     def close(self, remove_if_empty: bool = False) -> None:
         if self.fd >= 0:

@@ -274,33 +274,55 @@ def _failing_ftruncate(fd: int, size: int) -> None:
     raise OSError(errno.EIO, os.strerror(errno.EIO))
 
 
-def test_a_short_write_that_cannot_be_cut_off_is_cancelled_by_the_next_write(
+def _half_written_once(monkeypatch) -> list[int]:
+    """The next write takes about half of its bytes and then fails (the
+    disk full for a moment); the writes after it take all: the list gets
+    that write's size."""
+    full: list[int] = []
+
+    def write(fd: int, data: bytes) -> int:
+        if len(full) == 1:  # the rest of that write
+            full.append(0)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        if full:
+            return _REAL_WRITE(fd, data)
+        full.append(len(data))
+        return _REAL_WRITE(fd, data[: len(data) // 2 + 3])
+
+    monkeypatch.setattr(os, "write", write)
+    return full
+
+
+def test_a_short_write_that_cannot_be_cut_off_is_cancelled_before_its_operations_are_undone(
     durable_rig, monkeypatch, caplog
 ):
     """A short write whose ftruncate fails leaves a torn line, and whole
-    lines of operations answered as undone.  The next write (its cut
-    failing too) starts on a fresh line, so its first line is not glued
-    onto the torn one (and lost, a committed operation read as aborted),
-    and cancels those lines, so a later reader finds exactly the
-    operations committed."""
+    lines of the operations it then undoes.  Those are cancelled at once
+    (a fresh line, so that no line is glued onto the torn one, then an
+    ``A`` line for each), before any of them is undone or answered: an
+    acceptor that dies right after, before any other write, reads none
+    of them as committed when it starts again (where the shards undid
+    them), and the next write follows on a whole line."""
     acceptor, pipes, client, out, lines, (a, b), path = durable_rig
     earlier = _committed_before(acceptor)
     before = open(path, "rb").read()
     ops = _msets(acceptor, pipes, client, a, b, 16)
-    _half_written_then_full(monkeypatch)
+    _half_written_once(monkeypatch)
     monkeypatch.setattr(os, "ftruncate", _failing_ftruncate)
     with caplog.at_level(logging.ERROR, "shardkv.acceptor"):
         acceptor.links[0].data_received(_answers(ops))
         acceptor.links[1].data_received(_answers(ops))
     left = open(path, "rb").read()
-    assert left.startswith(before) and not left.endswith(b"\n")  # torn: the cut failed
+    assert left.startswith(before) and left.endswith(b"".join(b"A %d\n" % op for op in ops))
+    assert decisions.read_committed(path) == {earlier}  # what a restarted acceptor reads
     assert any(
-        "Could not remove short write from the decisions file" in r.getMessage() for r in caplog.records
+        "Could not remove short write from the decisions file" in r.getMessage()
+        and "operations %s cancelled" % ops in r.getMessage()
+        for r in caplog.records
     )
     _undone(
         acceptor, pipes, out, ops, b"-%s\r\n" % (errors.OP_NOT_RECORDED % "No space left on device").encode()
     )
-    monkeypatch.setattr(os, "write", _REAL_WRITE)  # the disk has room again; ftruncate still fails
     out.written.clear()
     later = _msets(acceptor, pipes, client, a, b)
     acceptor.links[0].data_received(_answers(later))
@@ -308,13 +330,53 @@ def test_a_short_write_that_cannot_be_cut_off_is_cancelled_by_the_next_write(
     acceptor._flush_links()
     acceptor.flush_dirty_clients()
     assert b"".join(out.written) == b"+OK\r\n+OK\r\n"
-    assert open(path, "rb").read().endswith(b"C %d\nC %d\n" % tuple(later))
+    assert open(path, "rb").read() == left + b"C %d\nC %d\n" % tuple(later)
     assert crossshard.read_committed(path) == {earlier, *later}
 
 
-def test_a_failed_fsync_whose_lines_cannot_be_cut_off_is_cancelled_by_the_next_write(
+def test_a_short_write_that_can_be_neither_cut_off_nor_cancelled_commits_what_the_file_holds(
     durable_rig, monkeypatch
 ):
+    """The disk stays full: the cut fails, and so does the cancel.  The
+    operations whose ``C`` lines are whole in the file are read as
+    committed by whoever reads it next (a restarted acceptor, a shard
+    asking), so they are committed, their clients answered and their
+    shards told so, not undone; the rest (their lines torn or never
+    written) are undone.  Once the disk has room, the next write starts
+    on a fresh line, and the file reads exactly the operations committed."""
+    acceptor, pipes, client, out, lines, (a, b), path = durable_rig
+    earlier = _committed_before(acceptor)
+    before = open(path, "rb").read()
+    ops = _msets(acceptor, pipes, client, a, b, 16)
+    full = _half_written_then_full(monkeypatch)
+    monkeypatch.setattr(os, "ftruncate", _failing_ftruncate)
+    acceptor.links[0].data_received(_answers(ops))
+    acceptor.links[1].data_received(_answers(ops))
+    whole = (full[0] // 2 + 3) // len(b"C %d\n" % ops[0])
+    kept, undone = ops[:whole], ops[whole:]
+    assert 0 < whole < len(ops)
+    left = open(path, "rb").read()
+    assert left.startswith(before) and not left.endswith(b"\n")  # torn: neither cut nor cancelled
+    assert decisions.read_committed(path) == {earlier, *kept}
+    acceptor._flush_links()
+    acceptor.flush_dirty_clients()
+    error = b"-%s\r\n" % (errors.OP_NOT_RECORDED % "No space left on device").encode()
+    assert b"".join(out.written) == b"+OK\r\n" * len(kept) + error * len(undone)
+    decides = [frame(wire.encode_control(wire.Decide(op, op in kept))) for op in ops]
+    for pipe in pipes:
+        assert b"".join(pipe.written) == b"".join(decides)
+    assert set(acceptor.coordinator.unacked) == set(kept)  # type: ignore[attr-defined]
+    monkeypatch.setattr(os, "write", _REAL_WRITE)  # the disk has room again; ftruncate still fails
+    later = _msets(acceptor, pipes, client, a, b)
+    acceptor.links[0].data_received(_answers(later))
+    acceptor.links[1].data_received(_answers(later))
+    assert crossshard.read_committed(path) == {earlier, *kept, *later}
+
+
+def test_a_failed_fsync_whose_lines_cannot_be_cut_off_is_cancelled_at_once(durable_rig, monkeypatch):
+    """Every line was written, the fsync failed and so did the cut: the
+    lines are whole, so they are cancelled before the operations are
+    undone; an acceptor restarted right after reads none as committed."""
     acceptor, pipes, client, out, lines, (a, b), path = durable_rig
     earlier = _committed_before(acceptor)
     ops = _msets(acceptor, pipes, client, a, b)
@@ -327,6 +389,7 @@ def test_a_failed_fsync_whose_lines_cannot_be_cut_off_is_cancelled_by_the_next_w
     monkeypatch.setattr(os, "ftruncate", _failing_ftruncate)
     acceptor.links[0].data_received(_answers(ops))
     acceptor.links[1].data_received(_answers(ops))
+    assert decisions.read_committed(path) == {earlier}
     _undone(acceptor, pipes, out, ops, b"-%s\r\n" % (errors.OP_NOT_RECORDED % "Input/output error").encode())
     monkeypatch.setattr(os, "fsync", real_fsync)
     later = _msets(acceptor, pipes, client, a, b)
@@ -375,14 +438,14 @@ def test_a_line_whose_id_is_too_long_to_be_one_is_ignored_not_a_crash(tmp_path):
 def test_random_failed_writes_cuts_and_restarts_never_lose_a_commit_nor_keep_an_undone_one(
     tmp_path, monkeypatch, seed
 ):
-    """Random runs of DecisionLog writes, each may be cut short, fail, or
-    fail its fsync, and its cut (ftruncate) fail too, with acceptor
-    restarts (the file opened again) among them.  At every point the file
-    reads every operation whose write succeeded as committed (a torn line,
-    a ``#`` line, ``A`` lines never lose one); after a write that succeeds,
-    it reads no other, unless a restart came while undone lines were still
-    in the file (the case the README gives: as Redis may find an AOF short
-    write it could not remove)."""
+    """Random runs of DecisionLog writes, each may be cut short (the disk
+    then full, or with room again at once), fail, or fail its fsync, and
+    its cut (ftruncate) fail too, with acceptor restarts (the file opened
+    again) among them.  At every point, a restart right then included,
+    the file reads exactly the operations committed: those whose write
+    succeeded, and those of a failed one that it keeps (:attr:`kept`: its
+    lines could be neither cut off nor cancelled).  None that was undone,
+    and none lost to a torn line, a ``#`` line or an ``A`` line."""
     rng = random.Random(seed)
     real_write, real_ftruncate = os.write, os.ftruncate
     failing: dict[str, object] = {}
@@ -391,8 +454,8 @@ def test_random_failed_writes_cuts_and_restarts_never_lose_a_commit_nor_keep_an_
         how = failing.get("write")
         if how == "fail":
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        if how == "short":
-            failing["write"] = "fail"
+        if how in ("short", "blip"):
+            failing["write"] = "fail" if how == "short" else None
             return real_write(fd, bytes(data[: rng.randrange(1, len(data))]) if len(data) > 1 else data)
         return real_write(fd, data)
 
@@ -408,15 +471,14 @@ def test_random_failed_writes_cuts_and_restarts_never_lose_a_commit_nor_keep_an_
     monkeypatch.setattr(os, "write", write)
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(os, "ftruncate", ftruncate)
-    for run in range(150):
+    kinds = 0
+    for run in range(200):
         path = str(tmp_path / ("%d.decisions" % run))
         log = decisions.DecisionLog(path)
         committed: set[int] = set()
-        lost = False  # a restart forgot undone lines still in the file
         next_op = 1
         for _ in range(rng.randrange(1, 10)):
             if rng.random() < 0.15:  # the acceptor restarts
-                lost = lost or bool(log.undone)
                 log.close()
                 log = decisions.DecisionLog(path)
             else:
@@ -424,18 +486,22 @@ def test_random_failed_writes_cuts_and_restarts_never_lose_a_commit_nor_keep_an_
                 next_op += len(ops)
                 draw = rng.random()
                 failing.clear()
-                failing["write"] = "short" if draw < 0.3 else "fail" if draw < 0.4 else None
+                failing["write"] = (
+                    "short" if draw < 0.2 else "blip" if draw < 0.3 else "fail" if draw < 0.4 else None
+                )
                 failing["fsync"] = 0.4 <= draw < 0.5
                 failing["ftruncate"] = rng.random() < 0.5
                 try:
                     log.commit_all(ops, True)
                     committed |= set(ops)
                 except OSError:
-                    pass
+                    assert set(log.kept) <= set(ops)
+                    committed |= set(log.kept)
+                    kinds |= 1 if log.kept else 2 if log.uncut else 0
                 failing.clear()
-            assert committed <= decisions.read_committed(path), (run, open(path, "rb").read())
+            assert decisions.read_committed(path) == committed, (run, open(path, "rb").read())
         log.commit_all([next_op], True)
         committed.add(next_op)
-        read = decisions.read_committed(path)
-        assert committed <= read and (lost or read == committed), (run, open(path, "rb").read())
+        assert decisions.read_committed(path) == committed, (run, open(path, "rb").read())
         log.close()
+    assert kinds == 3  # both cases were met: kept lines, and lines cancelled
