@@ -281,6 +281,10 @@ UNKILLABLE = (
     "either wait the script termination or kill the server in a hard way using the SHUTDOWN "
     "NOSAVE command."
 )
+# BGREWRITEAOF that cannot start (bgrewriteaofCommand's reply).
+REWRITE_NOT_STARTED = (
+    "ERR Can't execute an AOF background rewriting. Please check the server logs for more information."
+)
 # shardkv's own: a command Redis lets scripts call that the acceptor
 # answers (INFO, SLOWLOG GET, LASTSAVE...), called where no acceptor can
 # answer it (a shard driven without one, as the unit tests do).

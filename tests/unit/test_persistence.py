@@ -9,8 +9,10 @@ shardkv-only, since they look at shardkv's own files.
 
 from __future__ import annotations
 
+import errno
 import os
 import random
+import shutil
 import time
 from pathlib import Path
 
@@ -1038,6 +1040,87 @@ def test_a_short_write_of_the_aof_is_a_full_disk_in_redis_words(
         b"k": ("string", b"v", None),
         b"k1": ("string", b"v1", None),
         b"k2": ("string", b"w", None),
+    }
+
+
+@pytest.mark.parametrize("how", ["BGREWRITEAOF", "scheduled"])
+def test_a_rewrite_while_a_short_write_could_not_be_cut_off_is_refused_and_splits_no_record(
+    tmp_path, monkeypatch, how
+):
+    """A short write whose ftruncate failed leaves part of a record at the
+    end of the incr file, the rest buffered.  A rewrite then would list a
+    new incr after that file (and switch to it) with the record not whole:
+    a start would find a torn record in a file that is not the last (it
+    cannot load), or the record's rest in the next file (never replayed
+    whole).  So a rewrite starts only once the buffer is written, in the
+    file it began in: until then it is refused, as Redis refuses one it
+    cannot start, and the manifest is not touched (a start meanwhile cuts
+    the torn record off the last incr, a write never acknowledged, and
+    loses nothing that was).  Once the disk takes the rest, the record is
+    whole in its file, the rewrite goes, and every write is there once."""
+    clock = FakeClock()
+    cfg = make_config(tmp_path)
+    shard = open_shard(cfg, clock)
+    p = shard.persistence
+    assert p is not None and p.aof is not None
+    real_write = os.write
+    calls: list[int] = []
+
+    def write(fd: int, data) -> int:  # 10 bytes, then a full disk
+        calls.append(len(data))
+        if len(calls) == 1:
+            return real_write(fd, bytes(data[:10]))
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def ftruncate(fd: int, size: int) -> None:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    run(shard, "SET", "k", "v")
+    manifest = open(p.files.manifest, "rb").read()
+    shard.keyspace.tick()
+    shard.execute([b"SET", b"k1", b"v1"])
+    monkeypatch.setattr(os, "write", write)
+    monkeypatch.setattr(os, "ftruncate", ftruncate)
+    assert not p.commit()  # part of the record in the file, the rest buffered
+    buffered = list(p.aof.buf)
+    if how == "BGREWRITEAOF":
+        refused = run(shard, "BGREWRITEAOF")
+        assert refused.message == (  # type: ignore[union-attr]
+            "ERR Can't execute an AOF background rewriting. Please check the server logs for more information."
+        )
+    else:  # (as BGREWRITEAOF during a save schedules it): tried again until it starts, as Redis
+        p.rewrite_scheduled = True
+        p.cron()
+        assert p.rewrite_scheduled
+    assert p.child is None
+    assert open(p.files.manifest, "rb").read() == manifest
+    assert p.aof.buf == buffered
+    # A start now (the files as they are, copied): the torn record cut off.
+    crashed = tmp_path / "crashed"
+    crashed.mkdir()
+    for name in os.listdir(tmp_path):
+        if os.path.isfile(tmp_path / name):
+            shutil.copy(tmp_path / name, crashed / name)
+    monkeypatch.undo()  # the disk takes writes again
+    loaded = open_shard(make_config(crashed), clock)
+    assert state(loaded) == {b"k": ("string", b"v", None)}
+    close(loaded)
+    assert p.commit()  # the rest of the record, in the file it began in
+    if how == "BGREWRITEAOF":
+        assert run(shard, "BGREWRITEAOF") == "Background append only file rewriting started"
+    else:
+        p.cron()
+        assert not p.rewrite_scheduled
+    assert p.child is not None
+    run(shard, "SET", "k2", "w")
+    wait_child(shard)
+    run(shard, "SET", "k3", "x")
+    close(shard)
+    assert state(open_shard(make_config(tmp_path), clock)) == {
+        b"k": ("string", b"v", None),
+        b"k1": ("string", b"v1", None),
+        b"k2": ("string", b"w", None),
+        b"k3": ("string", b"x", None),
     }
 
 

@@ -133,6 +133,9 @@ class Persistence(Loading, Saves, Rewrites):
             if self.rewrite_scheduled:
                 self.rewrite_scheduled = False
                 self._try(self._start_rewrite)
+                writer = self.aof
+                if self.child is None and writer is not None and writer.failing is not None:
+                    self.rewrite_scheduled = True  # as Redis: tried again until it starts
             elif self.bgsave_scheduled:
                 self.bgsave_scheduled = False
                 self._try(self._start_save)

@@ -14,10 +14,12 @@ pause as ``aof_rewrite_max_pause_usec``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
 
+from shardkv.protocol import errors
 from shardkv.protocol.errors import CommandError
 from shardkv.worker.persistence import snapshot
 from shardkv.worker.persistence.aoflog import AofLog
@@ -61,12 +63,28 @@ class Rewrites(AofLog):
         seq = max(self.manifest.last_seq() if self.manifest else 0, max_seq(files)) + 1
         incr = files.incr(seq)
         if self.aof is not None:
-            self.commit()
+            if not self.commit():
+                # What is buffered must go in the file it belongs after, and
+                # may be the rest of a record begun there (a short write that
+                # could not be cut off): listed after that file, a new incr
+                # would leave it torn in a file that is not the last (a start
+                # could not load it), or split it over two (never replayed
+                # whole).  Redis switches all the same; shardkv refuses, as
+                # Redis refuses a rewrite it cannot start, until the disk
+                # takes what is buffered.
+                log.error(
+                    "shard %d: cannot start the AOF rewrite: the AOF cannot be written: %s",
+                    self.index,
+                    self.aof.failing,
+                )
+                self.last_rewrite_ok = False
+                raise CommandError(errors.REWRITE_NOT_STARTED)
             old_size = self.aof.size
             assert self.manifest is not None
             open(files.path(incr), "ab").close()
-            self.manifest.incrs.append((incr, seq))
-            write_file_atomically(files.manifest, self.manifest.dumps())
+            listed = dataclasses.replace(self.manifest, incrs=[*self.manifest.incrs, (incr, seq)])
+            write_file_atomically(files.manifest, listed.dumps())
+            self.manifest = listed  # (once it is on disk: a manifest that failed lists nothing new)
             self.aof.switch(files.path(incr))
             self.aof_history_size += old_size
         elif enabling:
