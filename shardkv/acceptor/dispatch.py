@@ -82,6 +82,10 @@ _lookup = commands.lookup
 # The commands a RESP2 client may send while subscribed (Redis 7.0's
 # processCommand; SSUBSCRIBE and SUNSUBSCRIBE are Redis 7.0's too, and
 # unknown here, so refused as unknown first).
+# The setting that allows each command flagged ``protected`` (DEBUG, and
+# MODULE's LOAD, LOADEX and UNLOAD), as Redis's processCommand checks them.
+_PROTECTED_BY = {"debug": "enable-debug-command", "module": "enable-module-command"}
+
 _ALLOWED_SUBSCRIBED = frozenset(
     {"subscribe", "unsubscribe", "psubscribe", "punsubscribe", "ping", "quit", "reset"}
 )
@@ -156,10 +160,13 @@ class Dispatch:
             if problem is not None:
                 self.reject(cmd, args, problem)
                 return
+        # (MODULE LOAD's row, not MODULE's, says protected)
+        if "protected" in (commands.flags_of(cmd, args) if cmd.container else cmd.flags):
+            setting = _PROTECTED_BY[cmd.name]
+            if not self._protected_allowed(setting):
+                self.reject(cmd, args, errors.PROTECTED_COMMAND % (cmd.name.upper(), setting))
+                return
         flags = cmd.flags
-        if "protected" in flags and not self._protected_allowed(cmd):
-            self.reject(cmd, args, errors.PROTECTED_COMMAND % ("DEBUG", "enable-debug-command"))
-            return
         if not state.authenticated and "no_auth" not in flags:
             self.reject(cmd, args, errors.NOAUTH)
             return
@@ -312,9 +319,10 @@ class Dispatch:
             return any(_writes(queued, queued_args, writers) for queued, queued_args in multi)
         return _writes(cmd, args, writers)
 
-    def _protected_allowed(self, cmd: commands.Command) -> bool:
-        """``enable-debug-command``: yes, or local and a loopback client."""
-        setting = self.server.config["enable-debug-command"]
+    def _protected_allowed(self, name: str) -> bool:
+        """The setting ``name`` (``enable-debug-command``...) is yes, or
+        local and this is a loopback client."""
+        setting = self.server.config[name]
         if setting == "yes":
             return True
         if setting == "local":

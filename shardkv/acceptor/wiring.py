@@ -38,7 +38,7 @@ from shardkv.acceptor import (
     transactions,
     users,
 )
-from shardkv.acceptor.commands import command, config, connection, generic, server
+from shardkv.acceptor.commands import command, config, connection, generic, replication, server
 from shardkv.acceptor.server import Acceptor, LocalHandler, Wiring
 from shardkv.protocol import bus
 from shardkv.protocol.commands import COMMANDS, Command
@@ -76,6 +76,20 @@ def local_handlers() -> dict[str, LocalHandler]:
         "memory": memory.memory,
         "cluster": server.cluster,
         "acl": users.acl_command,
+        "lolwut": server.lolwut,
+        "module": server.module,
+        # replication: a master without replicas
+        "role": replication.role,
+        "replicaof": replication.replicaof,
+        "slaveof": replication.replicaof,
+        "failover": replication.failover,
+        "psync": replication.psync,
+        "sync": replication.psync,
+        "replconf": replication.replconf,
+        # cluster: disabled
+        "asking": server.cluster_only,
+        "readonly": server.cluster_only,
+        "readwrite": server.cluster_only,
         # generic
         "wait": generic.wait,
         "scan": generic.scan,

@@ -79,6 +79,10 @@ _OVERRIDES = {
     "sort": ["@write", "@set", "@sortedset", "@list", "@slow", "@dangerous"],
     "sort_ro": ["@read", "@set", "@sortedset", "@list", "@slow", "@dangerous"],
     "migrate": ["@keyspace", "@write", "@slow", "@dangerous"],
+    "restore-asking": ["@keyspace", "@write", "@slow", "@dangerous"],
+    "module": ["@slow"],
+    "role": ["@admin", "@fast", "@dangerous"],
+    **dict.fromkeys(("asking", "readonly", "readwrite"), ["@fast", "@connection"]),
 }
 # Subcommands whose categories their flags do not give (Redis 7.0.15's).
 _SUB_OVERRIDES = {

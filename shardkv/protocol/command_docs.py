@@ -16,6 +16,7 @@ appeared in, a one-line summary, and its syntax in a compact notation that
 ``[ ... ]``          optional
 ``( ... )``          a group; several items in a group make a ``block``
 ``name=( ... )``     a group with a name (``condition=[NX | XX]``)
+``{ ... }``          a block, even of one item (MODULE LOADEX's ``args={arg}``)
 ``a | b``            one of (``oneof``)
 ``...``              after an item: it may repeat (``multiple``)
 ``...+``             the same, with the token repeated too (``multiple_token``)
@@ -267,6 +268,19 @@ latency | 2.8.13 | A container for latency diagnostics commands |
 memory | 4.0.0 | A container for memory diagnostics commands |
 acl | 6.0.0 | A container for Access List Control commands  |
 cluster | 3.0.0 | A container for cluster commands |
+lolwut | 5.0.0 | Display some computer art and the Redis version | [VERSION version:integer]
+module | 4.0.0 | A container for module commands |
+role | 2.8.12 | Return the role of the instance in the context of replication |
+replicaof | 5.0.0 | Make the server a replica of another instance, or promote it as master. | args=(host-port=(host port:integer) | no-one=(NO ONE))
+slaveof | 1.0.0 | Make the server a replica of another instance, or promote it as master. | args=(host-port=(host port:integer) | no-one=(NO ONE))
+failover | 6.2.0 | Start a coordinated failover between this server and one of its replicas. | [TO target=(host port:integer [FORCE])] [ABORT] [TIMEOUT milliseconds:integer]
+psync | 2.8.0 | Internal command used for replication | replicationid offset:integer
+sync | 1.0.0 | Internal command used for replication |
+replconf | 3.0.0 | An internal command for configuring the replication stream |
+asking | 3.0.0 | Sent by cluster clients after an -ASK redirect |
+readonly | 3.0.0 | Enables read queries for a connection to a cluster replica node |
+readwrite | 3.0.0 | Disables read queries for a connection to a cluster replica node |
+restore-asking | 3.0.0 | An internal command for migrating keys in a cluster | key ttl:integer serialized-value [REPLACE] [ABSTTL] [IDLETIME seconds:integer] [FREQ frequency:integer]
 """
 
 # container|sub | since | arity | flags | summary | syntax (after the subcommand)
@@ -394,11 +408,16 @@ memory|malloc-stats | 4.0.0 | 2 | - | Show allocator internal stats |
 memory|purge | 4.0.0 | 2 | - | Ask the allocator to release memory |
 memory|stats | 4.0.0 | 2 | - | Show memory usage details |
 memory|usage | 4.0.0 | -3 | readonly | Estimate the memory usage of a key | key [SAMPLES count:integer]
+module|help | 5.0.0 | 2 | loading,stale | Show helpful text about the different subcommands |
+module|list | 4.0.0 | 2 | admin,noscript | List all modules loaded by the server |
+module|load | 4.0.0 | -3 | admin,noscript,no_async_loading,protected | Load a module | path [arg ...]
+module|loadex | 7.0.0 | -3 | admin,noscript,no_async_loading,protected | Load a module with extended parameters | path [CONFIG configs={name value} ...+] [ARGS args={arg} ...]
+module|unload | 4.0.0 | 3 | admin,noscript,no_async_loading,protected | Unload a module | name
 """
 
 TYPES = frozenset({"key", "integer", "double", "pattern", "unix-time", "string"})
 _TOKEN_RE = re.compile(r"[A-Z][A-Z0-9_-]*\Z")
-_LEX_RE = re.compile(r"\.\.\.\+?|[a-z][a-z0-9_-]*=|[\[\]()|]|[^\s\[\]()|]+")
+_LEX_RE = re.compile(r"\.\.\.\+?|[a-z][a-z0-9_-]*=|[\[\](){}|]|[^\s\[\](){}|]+")
 _FLAG_ORDER = ("optional", "multiple", "multiple_token")
 
 Node = dict[str, Any]  # one argument's map, as COMMAND DOCS lists it (str keys)
@@ -451,11 +470,20 @@ class _Parser:
                 _flag(node, "optional")
             if name is not None:
                 node["name"] = name
+        elif word == "{":
+            node = _node("block", self.sequence(("}",)))
+            self.take()
+            if name is not None:
+                node["name"] = name
         elif word == '""':  # the empty string as a token (MIGRATE's key_or_empty_string)
             node = {"name": name or "empty_string", "type": "pure-token", "token": ""}
         elif _TOKEN_RE.match(word):
             nxt = self.peek()
-            if nxt is not None and nxt not in ("|", "]", ")", "...", "...+") and not _TOKEN_RE.match(nxt):
+            if (
+                nxt is not None
+                and nxt not in ("|", "]", ")", "}", "...", "...+")
+                and not _TOKEN_RE.match(nxt)
+            ):
                 node = self.item()
                 if "token" in node:
                     node = _node("block", [node])
@@ -546,8 +574,9 @@ DOCS, SUBCOMMANDS = _load()
 
 
 # The details that COMMAND DOCS gives beyond the rows above (complexity,
-# history, the version an argument appeared in), as redis-server 7.0.15
-# gives them, for the scripting commands; other commands go without.
+# doc flags, deprecation, history, the version an argument appeared in), as
+# redis-server 7.0.15 gives them, for the scripting commands and those of
+# replication, the cluster and MODULE; other commands go without.
 _SCRIPT_COMPLEXITY = "Depends on the script that is executed."
 _FUNCTION_COMPLEXITY = "Depends on the function that is executed."
 _DETAILS: dict[str, dict[str, Any]] = {
@@ -579,12 +608,44 @@ _DETAILS: dict[str, dict[str, Any]] = {
     "function|load": {"complexity": "O(1) (considering compilation time is redundant)"},
     "function|restore": {"complexity": "O(N) where N is the number of functions on the payload"},
     "function|stats": {"complexity": "O(1)"},
+    # the commands of replication, of the cluster and MODULE, which shardkv
+    # answers as a redis-server with neither
+    **dict.fromkeys(
+        ("asking", "readonly", "readwrite", "role", "failover", "replicaof"), {"complexity": "O(1)"}
+    ),
+    "replconf": {"complexity": "O(1)", "doc_flags": ["syscmd"]},
+    "slaveof": {
+        "complexity": "O(1)",
+        "doc_flags": ["deprecated"],
+        "deprecated_since": "5.0.0",
+        "replaced_by": "`REPLICAOF`",
+    },
+    "restore-asking": {
+        "complexity": "O(1) to create the new key and additional O(N*M) to reconstruct the serialized value,"
+        " where N is the number of Redis objects composing the value and M their average size. For small"
+        " string values the time complexity is thus O(1)+O(1*M) where M is small, so simply O(1). However"
+        " for sorted set values the complexity is O(N*M*log(N)) because inserting values into sorted sets"
+        " is O(log(N)).",
+        "doc_flags": ["syscmd"],
+        "history": [
+            ("3.0.0", "Added the `REPLACE` modifier."),
+            ("5.0.0", "Added the `ABSTTL` modifier."),
+            ("5.0.0", "Added the `IDLETIME` and `FREQ` options."),
+        ],
+        "since": {"replace": "3.0.0", "absttl": "5.0.0", "seconds": "5.0.0", "frequency": "5.0.0"},
+    },
+    "module|help": {"complexity": "O(1)"},
+    "module|list": {"complexity": "O(N) where N is the number of loaded modules."},
+    "module|load": {"complexity": "O(1)"},
+    "module|loadex": {"complexity": "O(1)"},
+    "module|unload": {"complexity": "O(1)"},
 }
 
 
 def _doc_map(doc: Doc, group: str) -> dict[bytes, Any]:
     """A command's or a subcommand's COMMAND DOCS map, in Redis's order:
-    summary, since, group, complexity, history, arguments."""
+    summary, since, group, complexity, doc_flags, deprecated_since,
+    replaced_by, history, arguments."""
     details = _DETAILS.get(doc.name, {})
     out: dict[bytes, Any] = {
         b"summary": doc.summary.encode(),
@@ -593,6 +654,11 @@ def _doc_map(doc: Doc, group: str) -> dict[bytes, Any]:
     }
     if "complexity" in details:
         out[b"complexity"] = details["complexity"].encode()
+    if "doc_flags" in details:
+        out[b"doc_flags"] = list(details["doc_flags"])  # simple strings, as Redis's
+    for key in ("deprecated_since", "replaced_by"):
+        if key in details:
+            out[key.encode()] = details[key].encode()
     if "history" in details:
         out[b"history"] = OrderedSet([v.encode(), text.encode()] for v, text in details["history"])
     if doc.syntax:

@@ -81,6 +81,21 @@ latency            -2    -                                 -        local  -    
 memory             -2    -                                 2,2,1    local  -      server
 cluster            -2    -                                 -        local  -      cluster
 acl                -2    -                                 -        local  -      server
+lolwut             -1    readonly,fast                     -        local  -      server
+module             -2    -                                 -        local  -      server
+# -- replication: shardkv has none (a master without replicas)
+role               1     noscript,loading,stale,fast       -        local  -      server
+replicaof          3     admin,noscript,stale,no_async_loading -    local  -      server
+slaveof            3     admin,noscript,stale,no_async_loading -    local  -      server
+failover           -1    admin,noscript,stale              -        local  -      server
+psync              -3    admin,noscript,no_async_loading,no_multi - local -     server
+sync               1     admin,noscript,no_async_loading,no_multi - local -     server
+replconf           -1    admin,noscript,loading,stale,allow_busy -  local  -      server
+# -- cluster: disabled (as a redis-server with cluster-enabled no)
+asking             1     fast                              -        local  -      cluster
+readonly           1     loading,stale,fast                -        local  -      cluster
+readwrite          1     loading,stale,fast                -        local  -      cluster
+restore-asking     -4    write,denyoom,asking              1,1,1    shard  -      server
 # -- keyspace
 keys               2     readonly                          -        all    concat generic
 scan               -2    readonly                          -        local  -      generic
@@ -555,7 +570,9 @@ def error_name(args: list[bytes]) -> str:
 
 # The commands Redis 7.0 flags allow_busy: they run while a script is busy
 # (SCRIPT KILL, FUNCTION KILL and FUNCTION STATS are subcommands, see below).
-ALLOW_BUSY = frozenset({"hello", "auth", "quit", "reset", "shutdown", "multi", "discard", "watch", "unwatch"})
+ALLOW_BUSY = frozenset(
+    {"hello", "auth", "quit", "reset", "shutdown", "multi", "discard", "watch", "unwatch", "replconf"}
+)
 
 
 def allowed_while_busy(name: str, args: list[bytes]) -> bool:

@@ -372,3 +372,14 @@ MISCONF_RDB = (
     "errors during writes if RDB snapshotting fails (stop-writes-on-bgsave-error option). "
     "Please check the Redis logs for details about the RDB error."
 )
+
+# -- replication and modules, which shardkv does not have ---------------------
+INVALID_MASTER_PORT = "ERR Invalid master port"
+FAILOVER_NOT_RUNNING = "ERR No failover in progress."
+FAILOVER_TIMEOUT = "ERR FAILOVER timeout must be greater than 0"
+FAILOVER_NO_REPLICAS = "ERR FAILOVER requires connected replicas."
+REPLCONF_OPTION = "ERR Unrecognized REPLCONF option: %s"
+# shardkv's own: a master that cannot become a replica, nor serve one.
+NO_REPLICATION = "ERR shardkv does not support replication (%s)"
+MODULE_LOAD_FAILED = "ERR Error loading the extension. Please check the server logs."
+MODULE_UNLOAD_FAILED = "ERR Error unloading module: no such module with that name"

@@ -71,6 +71,7 @@ KEY_SPECS: dict[str, tuple[KeySpec, ...]] = {
     "move": (("RW access update", ("index", 1), ("range", 0, 1, 0)),),
     "dump": (("RO access", ("index", 1), ("range", 0, 1, 0)),),
     "restore": (("OW update", ("index", 1), ("range", 0, 1, 0)),),
+    "restore-asking": (("OW update", ("index", 1), ("range", 0, 1, 0)),),
     "sort": (
         ("RO access", ("index", 1), ("range", 0, 1, 0)),
         ("RO access", ("unknown",), ("unknown",), _SORT_BY),

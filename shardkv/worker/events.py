@@ -533,7 +533,7 @@ def _pfadd(ks: Keyspace, args: list[bytes], value: object, before: dict) -> None
 
 
 # Commands whose "new" Redis does not emit through the generic rule.
-_NO_NEW = frozenset({b"rename", b"renamenx", b"move", b"copy", b"restore"})
+_NO_NEW = frozenset({b"rename", b"renamenx", b"move", b"copy", b"restore", b"restore-asking"})
 
 
 def _flush(ks: Keyspace, args: list[bytes], value: object, before: dict) -> None:
@@ -578,6 +578,7 @@ RULES: dict[bytes, Callable] = {
     b"move": _move,
     b"copy": _copy,
     b"restore": _restore,
+    b"restore-asking": _restore,
     b"sort": _sort,
     # lists
     b"lpush": _push,

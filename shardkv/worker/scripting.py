@@ -279,10 +279,10 @@ class _Called:
         flags = cmd.flags if sub is None else frozenset(sub.flags)
         self.cmd = cmd
         self.handler = handler
-        # ACL: a script runs its HELP and is refused the rest, from Redis's
-        # tables (_REDIS_HELP, _REDIS_NOSCRIPT_SUBCOMMANDS), as before it was
-        # an acceptor's command.
-        self.unknown = (handler is None and cmd.route != "local") or cmd.name == "acl"
+        # ACL and MODULE: a script runs their HELP and is refused the rest,
+        # from Redis's tables (_REDIS_HELP, _REDIS_NOSCRIPT_SUBCOMMANDS), as
+        # before they were acceptor's commands.
+        self.unknown = (handler is None and cmd.route != "local") or cmd.name in ("acl", "module")
         self.block_option = cmd.name in _BLOCK_OPTION
         self.refused = "noscript" in flags or "blocking" in flags
         self.special = self.block_option or self.refused
@@ -2915,13 +2915,6 @@ def _text(value: LuaValue) -> str:
 # (flag NOSCRIPT), with their arity, and containers' such subcommands: a
 # script gets Redis's error for them (see _not_here).
 _REDIS_NOSCRIPT = {
-    b"failover": -1,
-    b"psync": -3,
-    b"replconf": -1,
-    b"replicaof": 3,
-    b"role": 1,
-    b"slaveof": 3,
-    b"sync": 1,
     b"ssubscribe": -2,
     b"sunsubscribe": -1,
 }
@@ -3018,7 +3011,7 @@ def _not_here(argv: list[bytes]) -> str:
 # The acceptor's commands a script may call that the acceptor answers
 # mid-script (see Engine._ask_acceptor and shardkv.acceptor.scriptcalls).
 ACCEPTOR_ANSWERS = frozenset(
-    {"publish", "pubsub", "command", "info", "lastsave", "memory", "slowlog"}
+    {"publish", "pubsub", "command", "info", "lastsave", "memory", "slowlog", "lolwut"}
     # only their HELP: their other subcommands are ``noscript``
     | {"client", "config", "script", "function", "latency"}
 )
@@ -3072,7 +3065,12 @@ def _local(name: str, argv: list[bytes]) -> object:
         now = time.time()
         sec = int(now)
         return [b"%d" % sec, b"%d" % int((now - sec) * 1e6)]
-    if name == "cluster":  # its noscript subcommands were refused before
+    if name in (
+        "cluster",
+        "asking",
+        "readonly",
+        "readwrite",
+    ):  # (CLUSTER's noscript subcommands refused before)
         return Error(errors.CLUSTER_DISABLED)
     return Error("ERR This Redis command is not allowed from script")
 

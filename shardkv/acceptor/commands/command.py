@@ -91,6 +91,7 @@ _SUBCOMMAND_TIPS = {
     "function|kill": ["request_policy:all_shards", "response_policy:one_succeeded"],
     "function|stats": ["nondeterministic_output", "request_policy:all_shards", "response_policy:special"],
     "function|list": ["nondeterministic_output_order"],
+    "module|list": ["nondeterministic_output_order"],
     **dict.fromkeys(
         (
             "cluster|bumpepoch",

@@ -1,5 +1,6 @@
 """The server commands the acceptor answers: INFO, TIME, SWAPDB, DEBUG,
-MONITOR and CLUSTER (COMMAND and CONFIG have modules of their own; LASTSAVE and
+MONITOR, LOLWUT, MODULE, and CLUSTER with ASKING, READONLY and READWRITE
+(COMMAND and CONFIG have modules of their own; LASTSAVE and
 SHUTDOWN are in :mod:`shardkv.acceptor.durability`, SLOWLOG, LATENCY and
 MEMORY in modules of those names).
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import re
 import time
 
+from shardkv import REDIS_VERSION
 from shardkv.acceptor import monitor
 from shardkv.acceptor.bus import fail_slot
 from shardkv.acceptor.client import Client
@@ -19,7 +21,7 @@ from shardkv.acceptor.fanout import Gather
 from shardkv.acceptor.info import build_info, own_figures
 from shardkv.acceptor.replies import Slot
 from shardkv.protocol import bus, errors
-from shardkv.protocol.args import parse_int32
+from shardkv.protocol.args import parse_int, parse_int32
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import OK, Verbatim, encode, encode_command
 from shardkv.protocol.wire import Verb
@@ -150,6 +152,80 @@ def cluster(client: Client, args: list) -> None:
     arity, as Redis does before this error.
     """
     client.reply_error(errors.CLUSTER_DISABLED)
+
+
+def cluster_only(client: Client, args: list) -> None:
+    """ASKING | READONLY | READWRITE
+
+    Commands of a Redis Cluster node's clients: answered as a
+    redis-server with ``cluster-enabled no`` answers them."""
+    client.reply_error(errors.CLUSTER_DISABLED)
+
+
+@guard
+def lolwut(client: Client, args: list) -> None:
+    """LOLWUT [VERSION version]
+
+    As Redis 7.0: without VERSION 5 or 6, the line ``Redis ver. 7.0.15``.
+    Versions 5 and 6 check their arguments as Redis does, but draw no art
+    (Redis draws a random one): they answer the caption Redis writes under
+    it.
+    """
+    version = REDIS_VERSION
+    if len(args) >= 3 and args[1].lower() == b"version":
+        version = "%d.0.0" % (parse_int(args[2]) & 0xFFFFFFFF)
+        args = args[2:]
+    v = version[:3]  # (as Redis's lolwutCommand compares v[0], v[1], v[2])
+    if (v[:2] == "5." and v[2:] != "9") or v == "4.9":
+        count = 3  # lolwut5Command's columns, squares per row and per column
+        caption = "Georg Nees - schotter, plotter on paper, 1968."
+    elif (v[:2] == "6." and v[2:] != "9") or v == "5.9":
+        count = 2  # lolwut6Command's columns and rows
+        caption = (
+            "Dedicated to the 8 bit game developers of past and present.\n"
+            "Original 8 bit image from Plaguemon by hikikomori."
+        )
+    else:
+        client.reply(Verbatim(b"Redis ver. %s\n" % REDIS_VERSION.encode()))
+        return
+    for arg in args[1 : 1 + count]:
+        parse_int(arg)
+    client.reply(Verbatim(b"%s Redis ver. %s\n" % (caption.encode(), REDIS_VERSION.encode())))
+
+
+@guard
+def module(client: Client, args: list) -> None:
+    """MODULE HELP | LIST | LOAD path [arg ...] | LOADEX path [CONFIG name value ...] [ARGS arg ...] | UNLOAD name
+
+    shardkv loads no modules: LIST is empty, LOAD and LOADEX fail as
+    Redis's do for a file that is no module, UNLOAD as for a name no module
+    has.  LOAD, LOADEX and UNLOAD run only where ``enable-module-command``
+    allows them (checked before this runs, see :meth:`Dispatch.execute`).
+    """
+    sub = args[1].lower()
+    if sub == b"help":
+        client.reply(list(_MODULE_HELP))
+    elif sub == b"list":
+        client.reply([])
+    elif sub == b"unload":
+        raise CommandError(errors.MODULE_UNLOAD_FAILED)
+    else:  # load, loadex
+        raise CommandError(errors.MODULE_LOAD_FAILED)
+
+
+_MODULE_HELP = [
+    "MODULE <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "LIST",
+    "    Return a list of loaded modules.",
+    "LOAD <path> [<arg> ...]",
+    "    Load a module library from <path>, passing to it any optional arguments.",
+    "LOADEX <path> [[CONFIG NAME VALUE] [CONFIG NAME VALUE]] [ARGS ...]",
+    "    Load a module library from <path>, while passing it module configurations and optional arguments.",
+    "UNLOAD <name>",
+    "    Unload a module.",
+    "HELP",
+    "    Prints this help.",
+]
 
 
 def _strtod(arg: bytes) -> float:

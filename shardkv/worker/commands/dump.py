@@ -643,5 +643,6 @@ def migrate_delete(ks: Keyspace, args: list[bytes]) -> object:
 HANDLERS: Handlers = {
     "dump": dump_command,
     "restore": restore,
+    "restore-asking": restore,  # RESTORE as a cluster's migration sends it
     Verb.MIGRATE_DEL: migrate_delete,
 }

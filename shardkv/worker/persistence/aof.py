@@ -253,6 +253,7 @@ RECORDERS: dict[str, Recorder] = {
     "hincrbyfloat": _record_hincrbyfloat,
     "spop": _record_spop,
     "restore": _keys_state,
+    "restore-asking": _keys_state,
     "blpop": _pop_as(b"LPOP"),
     "brpop": _pop_as(b"RPOP"),
     "blmove": _record_blmove,
