@@ -367,6 +367,7 @@ class Client(Dispatch, asyncio.Protocol):
             and state.multi is None
             and not state.channels
             and not state.patterns
+            and not state.shard_channels
             and state.authenticated
             and state.user.unlimited
             and not self.server.monitors

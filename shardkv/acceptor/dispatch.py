@@ -87,7 +87,17 @@ _lookup = commands.lookup
 _PROTECTED_BY = {"debug": "enable-debug-command", "module": "enable-module-command"}
 
 _ALLOWED_SUBSCRIBED = frozenset(
-    {"subscribe", "unsubscribe", "psubscribe", "punsubscribe", "ping", "quit", "reset"}
+    {
+        "subscribe",
+        "unsubscribe",
+        "psubscribe",
+        "punsubscribe",
+        "ssubscribe",
+        "sunsubscribe",
+        "ping",
+        "quit",
+        "reset",
+    }
 )
 
 # Writes on every shard that run as one cross-shard operation (see shardkv.crossshard).
@@ -190,7 +200,7 @@ class Dispatch:
         if MISCONF_LINKS and self._refused_by_disk_error(cmd, args):
             self.reject(cmd, args, next(iter(MISCONF_LINKS.values())))
             return
-        if (state.channels or state.patterns) and not self.resp3 and cmd.name not in _ALLOWED_SUBSCRIBED:
+        if state.subscribed and not self.resp3 and cmd.name not in _ALLOWED_SUBSCRIBED:
             # A subscribed RESP2 client (it cannot even start a MULTI), before
             # the busy and pause checks, as in Redis.
             self.reject(cmd, args, errors.SUBSCRIBED_CONTEXT % stat_name(args))
@@ -215,7 +225,7 @@ class Dispatch:
             # CLIENT PAUSE: it runs when the pause ends.  After the busy
             # check, as in Redis: a paused write gets -BUSY while a script is busy.
             return
-        if state.multi is not None or state.channels or state.patterns:
+        if state.multi is not None or state.subscribed:
             if server.intercept(cast("Client", self), cmd, args):
                 return
         since = len(self.pending) if server.monitors else None  # where its replies start

@@ -150,7 +150,7 @@ def own_figures(server: Acceptor) -> list:
         "blocked_clients": blocked,
         "tracking_clients": sum(1 for c in clients if c.tracking is not None),
         "clients_in_timeout_table": sum(1 for c in clients if _in_timeout_table(c)),
-        "pubsub_clients": sum(1 for c in clients if c.state.channels or c.state.patterns),
+        "pubsub_clients": sum(1 for c in clients if c.state.subscribed),
         "total_connections_received": server.connections_received,
         "instantaneous_ops_per_sec": _OPS.sample(server.commands_processed),
         "total_net_input_bytes": server.net_input_bytes,
@@ -255,7 +255,7 @@ def build_info(
             ("blocked_clients", sum(1 for c in clients if c.state.blocked)),
             ("tracking_clients", sum(1 for c in clients if c.tracking is not None)),
             ("clients_in_timeout_table", sum(1 for c in clients if _in_timeout_table(c))),
-            ("pubsub_clients", sum(1 for c in clients if c.state.channels or c.state.patterns)),
+            ("pubsub_clients", sum(1 for c in clients if c.state.subscribed)),
         ],
         "memory": [
             ("used_memory", used),

@@ -40,7 +40,7 @@ from shardkv.acceptor.replies import Slot
 from shardkv.acceptor.state import AFTER_SCRIPTS
 from shardkv.acceptor.transactions import discard_transaction
 from shardkv.protocol import commands, errors
-from shardkv.protocol.bus import PUBLISH, PUBSUB
+from shardkv.protocol.bus import PUBLISH, PUBSUB, SPUBLISH
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.glob import compile_glob
 from shardkv.protocol.resp import Push, encode
@@ -53,6 +53,11 @@ log = logging.getLogger("shardkv.acceptor")
 CHANNELS: dict[bytes, dict[Client, int]] = {}
 # pattern -> (its matcher, its subscribers as in CHANNELS)
 PATTERNS: dict[bytes, tuple] = {}
+# shard channel (SSUBSCRIBE's) -> its subscribers, as in CHANNELS.  Sharded
+# Pub/Sub in a standalone Redis is Pub/Sub on channels of their own, which
+# no pattern matches and no keyspace event reaches; its channels name a
+# slot only in a cluster.
+SHARD_CHANNELS: dict[bytes, dict[Client, int]] = {}
 
 
 def _count(client: Client) -> int:
@@ -68,17 +73,18 @@ def _count(client: Client) -> int:
 # PUBLISH read after it (after the script, if one runs), so a client's
 # PUBLISH that arrives meanwhile neither reaches nor counts them; a
 # script's PUBLISH still does (the script came first).
-_LEAVING: dict[Client, tuple[bool, frozenset[bytes] | None]] = {}
+_LEAVING: dict[Client, tuple[bool | None, frozenset[bytes] | None]] = {}
 
 
-def _leaves(client: Client, name: bytes, pattern: bool) -> bool:
-    """Whether ``client`` is leaving channel (or pattern) ``name``."""
+def _leaves(client: Client, name: bytes, pattern: bool | None) -> bool:
+    """Whether ``client`` is leaving channel (pattern: True, shard
+    channel: None) ``name``."""
     mark = _LEAVING.get(client)
     return mark is not None and mark[0] is pattern and (mark[1] is None or name in mark[1])
 
 
 def _after_scripts(
-    client: Client, run, args: list[bytes], leaving: tuple[bool, frozenset[bytes] | None] | None = None
+    client: Client, run, args: list[bytes], leaving: tuple[bool | None, frozenset[bytes] | None] | None = None
 ) -> None:
     """Run ``run(client, args)`` once no shard runs a script that started
     before it: every shard has answered a ``__ping`` sent now (a shard
@@ -145,6 +151,19 @@ def punsubscribe(client: Client, args: list[bytes]) -> None:
     _after_scripts(client, _punsubscribe, args, (True, frozenset(args[1:]) or None))
 
 
+def ssubscribe(client: Client, args: list[bytes]) -> None:
+    """SSUBSCRIBE shardchannel [shardchannel ...]"""
+    if client.state.in_exec:  # Redis's CLIENT_DENY_BLOCKING: EXEC wants one reply per command
+        client.reply_error(errors.SSUBSCRIBE_DENY_BLOCKING)
+        return
+    _after_scripts(client, _ssubscribe, args)
+
+
+def sunsubscribe(client: Client, args: list[bytes]) -> None:
+    """SUNSUBSCRIBE [shardchannel [shardchannel ...]]"""
+    _after_scripts(client, _sunsubscribe, args, (None, frozenset(args[1:]) or None))
+
+
 def _gone(client: Client) -> bool:
     """Whether ``client`` is closed and forgotten: one whose connection is
     gone while it still runs what it sent (``Acceptor.leaving``) subscribes
@@ -205,6 +224,27 @@ def _punsubscribe(client: Client, args: list[bytes]) -> None:
     _reply(client, replies, [], gone)
 
 
+def _ssubscribe(client: Client, args: list[bytes]) -> None:
+    replies = []
+    for channel in args[1:]:
+        if not _gone(client) and client.state.add_shard_channel(channel):
+            SHARD_CHANNELS.setdefault(channel, {})[client] = time.monotonic_ns()
+        # (the count: the client's shard channels alone, as Redis's)
+        replies.append(Push([b"ssubscribe", channel, len(client.state.shard_channels)]))
+    _reply(client, replies, [], [])
+
+
+def _sunsubscribe(client: Client, args: list[bytes]) -> None:
+    names = args[1:] or list(client.state.shard_channels)
+    replies = []
+    if not names:
+        replies.append(Push([b"sunsubscribe", None, 0]))
+    for channel in names:
+        _drop_shard_channel(client, channel)
+        replies.append(Push([b"sunsubscribe", channel, len(client.state.shard_channels)]))
+    _reply(client, replies, [], [])
+
+
 def _reply(client: Client, replies: list[Push], new: list, gone: list) -> None:
     """Queue a (un)subscribe's confirmations, once the ``on_subscriptions``
     hooks heard of the names this acceptor started or stopped covering (a
@@ -226,6 +266,14 @@ def _drop_channel(client: Client, channel: bytes, gone: list) -> None:
             gone.append((channel, False))
 
 
+def _drop_shard_channel(client: Client, channel: bytes) -> None:
+    if client.state.remove_shard_channel(channel):
+        subscribers = SHARD_CHANNELS[channel]
+        del subscribers[client]
+        if not subscribers:
+            del SHARD_CHANNELS[channel]
+
+
 def _drop_pattern(client: Client, pattern: bytes, gone: list) -> None:
     if client.state.remove_pattern(pattern):
         subscribers = PATTERNS[pattern][1]
@@ -242,11 +290,13 @@ def unsubscribe_all(client: Client) -> None:
         _drop_channel(client, channel, gone)
     for pattern in list(client.state.patterns):
         _drop_pattern(client, pattern, gone)
+    for channel in list(client.state.shard_channels):
+        _drop_shard_channel(client, channel)
     _reply(client, [], [], gone)
 
 
 def on_disconnect(client: Client) -> None:
-    if client.state.channels or client.state.patterns:
+    if client.state.subscribed:
         unsubscribe_all(client)
     _soft_since.pop(client, None)
     if _LEAVING:
@@ -276,10 +326,20 @@ class _Message:
 
 def publish(client: Client, args: list[bytes]) -> None:
     """PUBLISH channel message"""
+    _publish(client, args, PUBLISH)
+
+
+def spublish(client: Client, args: list[bytes]) -> None:
+    """SPUBLISH shardchannel message"""
+    _publish(client, args, SPUBLISH)
+
+
+def _publish(client: Client, args: list[bytes], verb: bytes) -> None:
     server = client.server
     bus = server.bus
+    shard = verb == SPUBLISH
     if bus is None:
-        client.reply(publish_message(server, args[1], args[2]))
+        client.reply(publish_message(server, args[1], args[2], shard=shard))
         return
     # Every acceptor, this one included, delivers when the supervisor passes
     # the message on, so all deliver in the supervisor's one order; the
@@ -289,7 +349,7 @@ def publish(client: Client, args: list[bytes]) -> None:
         # A script's call (shardkv.acceptor.scriptcalls): the script waits.
         answer = client.reply_later()  # type: ignore[attr-defined]
         bus.ask(
-            PUBLISH,
+            verb,
             [args[1], args[2]],
             lambda counts: answer(sum(counts)),
             everyone=True,
@@ -300,7 +360,7 @@ def publish(client: Client, args: list[bytes]) -> None:
     pending.append(slot)
     _PUBLISHING.setdefault(client.id, deque()).append(slot)
     bus.ask(
-        PUBLISH,
+        verb,
         [args[1], args[2], client.id],
         lambda counts: slot.deliver(b":%d\r\n" % sum(counts)),
         everyone=True,
@@ -314,7 +374,7 @@ def publish(client: Client, args: list[bytes]) -> None:
 _PUBLISHING: dict[int, deque[Slot]] = {}
 
 
-def bus_publish(server, origin: int, args: list) -> int:
+def bus_publish(server, origin: int, args: list, shard: bool = False) -> int:
     """A PUBLISH passed on by the supervisor (another acceptor's, or this
     one's own, then with its reply slot waiting): deliver here.  A
     script's has a fourth argument: its ``since`` (see publish_message)."""
@@ -325,34 +385,43 @@ def bus_publish(server, origin: int, args: list) -> int:
             before = slots.popleft()
             if not slots:
                 del _PUBLISHING[args[2]]
-    return publish_message(server, args[0], args[1], before, int(args[3]) if len(args) > 3 else 0)
+    return publish_message(server, args[0], args[1], before, int(args[3]) if len(args) > 3 else 0, shard)
+
+
+def bus_spublish(server, origin: int, args: list) -> int:
+    """An SPUBLISH passed on by the supervisor, as :func:`bus_publish`."""
+    return bus_publish(server, origin, args, shard=True)
 
 
 def publish_message(
-    server, channel: bytes, message: bytes, before: Slot | None = None, since: int = 0
+    server, channel: bytes, message: bytes, before: Slot | None = None, since: int = 0, shard: bool = False
 ) -> int:
     """Deliver ``message`` to the subscribers of ``channel``; how many got it.
     ``before``: the publisher's reply slot (K > 1), which its own copy precedes.
     ``since``: a script's PUBLISH, the time.monotonic_ns() its run started:
     a client that subscribed after that did so while the script ran, and
     Redis, where a script is atomic, would have served its SUBSCRIBE after
-    the script, so the message does not reach it."""
+    the script, so the message does not reach it.  ``shard``: an
+    SPUBLISH, to the subscribers of shard channel ``channel``."""
     if since:
-        found = receivers(channel, message, since)
+        found = receivers(channel, message, since, shard)
         deliver(server, found, before)
         return len(found)
     receivers_ = 0
     limits = None
-    subscribers = CHANNELS.get(channel)
+    subscribers = (SHARD_CHANNELS if shard else CHANNELS).get(channel)
     if subscribers:
         limits = _limits(server)
-        msg = _Message(Push([b"message", channel, message]))
+        msg = _Message(Push([b"smessage" if shard else b"message", channel, message]))
         receivers_ = len(subscribers)
+        kind = None if shard else False
         for sub in list(subscribers):
-            if _LEAVING and _leaves(sub, channel, False):
+            if _LEAVING and _leaves(sub, channel, kind):
                 receivers_ -= 1
                 continue
             _deliver_safely(sub, msg, limits, before)
+    if shard:
+        return receivers_
     for pattern, (match, subs) in list(PATTERNS.items()):
         if match(channel):
             limits = limits or _limits(server)
@@ -365,16 +434,21 @@ def publish_message(
     return receivers_
 
 
-def receivers(channel: bytes, message: bytes, since: int = 0) -> list[tuple[Client, _Message]]:
-    """Who PUBLISH ``channel`` ``message`` would deliver to here now, and
-    what: for a script's PUBLISH held back until the script ends (see
-    :mod:`shardkv.acceptor.scriptcalls`), delivered by :func:`deliver`.
-    ``since``: only those that subscribed before then (see publish_message)."""
+def receivers(
+    channel: bytes, message: bytes, since: int = 0, shard: bool = False
+) -> list[tuple[Client, _Message]]:
+    """Who PUBLISH (``shard``: SPUBLISH) ``channel`` ``message`` would
+    deliver to here now, and what: for a script's PUBLISH held back until
+    the script ends (see :mod:`shardkv.acceptor.scriptcalls`), delivered by
+    :func:`deliver`.  ``since``: only those that subscribed before then (see
+    publish_message)."""
     out: list[tuple[Client, _Message]] = []
-    subscribers = CHANNELS.get(channel)
+    subscribers = (SHARD_CHANNELS if shard else CHANNELS).get(channel)
     if subscribers:
-        msg = _Message(Push([b"message", channel, message]))
+        msg = _Message(Push([b"smessage" if shard else b"message", channel, message]))
         out += [(sub, msg) for sub, at in subscribers.items() if not since or at <= since]
+    if shard:
+        return out
     for pattern, (match, subs) in PATTERNS.items():
         if match(channel):
             msg = _Message(Push([b"pmessage", pattern, channel, message]))
@@ -390,8 +464,8 @@ _HELD_MAX = 65536  # (a script's end never told, its acceptor gone: bounded)
 
 
 def bus_held_count(server, origin: int, args: list) -> int:
-    token, channel, message, since = args
-    found = receivers(channel, message, int(since))
+    token, channel, message, since, *shard = args
+    found = receivers(channel, message, int(since), bool(shard and int(shard[0])))
     if len(_HELD) < _HELD_MAX:
         _HELD[(origin, int(token))] = found
     return len(found)
@@ -453,7 +527,7 @@ def _limit_output(client: Client) -> None:
     :func:`_flush_subscribed`, which checks every write against the limit
     (its own replies too: a RESP3 subscriber may run any command).  The
     flush of every other client stays the plain method, at no cost."""
-    subscribed = bool(client.state.channels or client.state.patterns)
+    subscribed = client.state.subscribed
     if subscribed != ("flush" in vars(client)):
         if subscribed:
             setattr(client, "flush", partial(_flush_subscribed, client))  # noqa: B010 (mypy: method-assign)
@@ -581,27 +655,21 @@ def pubsub(client: Client, args: list[bytes]) -> None:
     sub = args[1].lower()
     n = len(args)
     bus = client.server.bus
-    if bus is not None and (
-        sub == b"numsub" or (sub == b"channels" and n <= 3) or (sub == b"numpat" and n == 2)
-    ):
-        _pubsub_everywhere(client, bus, sub, args[2:])
-    elif sub == b"channels" and n <= 3:
-        match = compile_glob(args[2]) if n == 3 else None
-        client.reply([c for c in CHANNELS if match is None or match(c)])
-    elif sub == b"numsub":
-        out: list = []
-        for channel in args[2:]:
-            out += [channel, len(CHANNELS.get(channel, ()))]
-        client.reply(out)
+    if sub in (b"numsub", b"shardnumsub") or (sub in (b"channels", b"shardchannels") and n <= 3):
+        if bus is not None:
+            _pubsub_everywhere(client, bus, sub, args[2:])
+            return
+        here = _pubsub_here(sub, args[2:])
+        client.reply(
+            here
+            if sub.endswith(b"channels")
+            else [x for pair in zip(args[2:], here, strict=True) for x in pair]
+        )
     elif sub == b"numpat" and n == 2:
-        client.reply(len(PATTERNS))
-    elif sub == b"shardchannels" and n <= 3:
-        client.reply([])  # shardkv has no sharded channels (SSUBSCRIBE)
-    elif sub == b"shardnumsub":
-        out = []
-        for channel in args[2:]:
-            out += [channel, 0]
-        client.reply(out)
+        if bus is not None:
+            _pubsub_everywhere(client, bus, sub, args[2:])
+        else:
+            client.reply(len(PATTERNS))
     elif sub == b"help" and n == 2:
         client.reply(_HELP)
     elif sub in (b"numpat", b"help"):
@@ -613,13 +681,14 @@ def pubsub(client: Client, args: list[bytes]) -> None:
 
 
 def _pubsub_here(sub: bytes, rest: list[bytes]) -> list:
-    """This acceptor's part of PUBSUB NUMSUB (counts), CHANNELS (names) or
-    NUMPAT (patterns)."""
-    if sub == b"numsub":
-        return [len(CHANNELS.get(channel, ())) for channel in rest]
-    if sub == b"channels":
+    """This acceptor's part of PUBSUB NUMSUB or SHARDNUMSUB (counts),
+    CHANNELS or SHARDCHANNELS (names) or NUMPAT (patterns)."""
+    table = SHARD_CHANNELS if sub.startswith(b"shard") else CHANNELS
+    if sub.endswith(b"numsub"):
+        return [len(table.get(channel, ())) for channel in rest]
+    if sub.endswith(b"channels"):
         match = compile_glob(rest[0]) if rest else None
-        return [c for c in CHANNELS if match is None or match(c)]
+        return [c for c in table if match is None or match(c)]
     return list(PATTERNS)
 
 
@@ -628,7 +697,8 @@ def bus_pubsub(server, origin: int, args: list[bytes]) -> list:
 
 
 def _pubsub_everywhere(client: Client, bus, sub: bytes, rest: list[bytes]) -> None:
-    """PUBSUB NUMSUB, CHANNELS or NUMPAT over every acceptor's subscribers."""
+    """PUBSUB NUMSUB, CHANNELS, NUMPAT, SHARDNUMSUB or SHARDCHANNELS over
+    every acceptor's subscribers."""
     here = _pubsub_here(sub, rest)
     pending = getattr(client, "pending", None)
     if pending is None:  # a script's call (shardkv.acceptor.scriptcalls): the script waits
@@ -645,7 +715,7 @@ def _pubsub_everywhere(client: Client, bus, sub: bytes, rest: list[bytes]) -> No
         failed = fail_slot(slot)
 
     def done(answers: list) -> None:
-        if sub == b"numsub":
+        if sub.endswith(b"numsub"):
             counts = here
             for other in answers:
                 counts = [a + b for a, b in zip(counts, other, strict=True)]
@@ -654,7 +724,7 @@ def _pubsub_everywhere(client: Client, bus, sub: bytes, rest: list[bytes]) -> No
             names = dict.fromkeys(here)
             for other in answers:
                 names.update(dict.fromkeys(other))
-            value = list(names) if sub == b"channels" else len(names)
+            value = list(names) if sub.endswith(b"channels") else len(names)
         answer(value)
 
     bus.ask(PUBSUB, [sub, *rest], done, failed=failed)

@@ -225,14 +225,22 @@ class _Held:
         self.publishes: list[Callable[[Callable[[], None]], None]] = []
         self.tokens: list[int] = []  # K > 1: the other acceptors keep whom each PUBLISH reaches
 
-    def publish(self, server: Acceptor, caller: _Caller, channel: bytes, message: bytes, since: int) -> None:
+    def publish(
+        self,
+        server: Acceptor,
+        caller: _Caller,
+        channel: bytes,
+        message: bytes,
+        since: int,
+        shard: bool = False,
+    ) -> None:
         """A held PUBLISH: answer how many it reaches; deliver at the commit
         to exactly those it counted (still connected), as Redis, where no
         one (un)subscribes while a script runs: with several acceptors,
         each keeps its own (bus.HELD_COUNT) until told (bus.HELD_PUBLISH).
         Nor does it reach those that subscribed after the script started
-        (``since``: see pubsub.publish_message)."""
-        here = pubsub.receivers(channel, message, since)
+        (``since``: see pubsub.publish_message; ``shard``: an SPUBLISH)."""
+        here = pubsub.receivers(channel, message, since, shard)
         bus_ = server.bus
         if bus_ is None:
 
@@ -253,7 +261,7 @@ class _Held:
         self.publishes.append(later)
         bus_.ask(
             bus.HELD_COUNT,
-            [token, channel, message, since],
+            [token, channel, message, since, int(shard)],
             lambda answers: caller.reply(len(here) + sum(answers)),
             failed=caller.reply_error,
         )
@@ -477,14 +485,15 @@ def call(
         done(body)
 
     caller = _Caller(server, db, resp3, finished, stats)
-    if name == b"publish" and len(args) == 3 and (held is not None or since):
+    if name in (b"publish", b"spublish") and len(args) == 3 and (held is not None or since):
+        shard = name == b"spublish"
         if held is not None:
-            held.publish(server, caller, args[1], args[2], since)
+            held.publish(server, caller, args[1], args[2], since, shard)
         elif server.bus is None:
-            caller.reply(pubsub.publish_message(server, args[1], args[2], since=since))
+            caller.reply(pubsub.publish_message(server, args[1], args[2], since=since, shard=shard))
         else:
             server.bus.ask(
-                bus.PUBLISH,
+                bus.SPUBLISH if shard else bus.PUBLISH,
                 [args[1], args[2], 0, since],
                 lambda counts: caller.reply(sum(counts)),
                 everyone=True,

@@ -646,8 +646,7 @@ class Acceptor:
                 for client in list(self.clients.values()):
                     if (
                         client.last_active < limit
-                        and not client.state.channels
-                        and not client.state.patterns
+                        and not client.state.subscribed
                         and not client.state.blocked_token
                     ):
                         client.transport.close()  # type: ignore[union-attr]

@@ -15,7 +15,8 @@ authenticated      ``authenticated``, ``user`` (the ACL user   AUTH, HELLO AUTH,
 in MULTI           ``multi`` (the queue), ``multi_error``      MULTI, a rejected command,
                                                                EXEC, DISCARD, RESET
 watching keys      ``watching`` ((db, key) -> version)          WATCH, UNWATCH, EXEC
-subscribed         ``channels``, ``patterns``                  (P)(UN)SUBSCRIBE, RESET
+subscribed         ``channels``, ``patterns``,                 (P|S)(UN)SUBSCRIBE, RESET
+                   ``shard_channels``
 blocked            ``blocked_token``, ``held`` (the commands   BLPOP..., CLIENT PAUSE,
                    that came meanwhile), ``blocked_shown``     their end; shown once
                    (counted as blocked), ``scripts`` (those    its shards say it waits;
@@ -66,6 +67,7 @@ class ClientState:
         "watching",
         "channels",
         "patterns",
+        "shard_channels",
         "blocked_token",
         "blocked_shown",
         "scripts",
@@ -94,6 +96,7 @@ class ClientState:
         self.watching: dict[tuple[int, bytes], Any] | None = None
         self.channels: set[bytes] = set()
         self.patterns: set[bytes] = set()
+        self.shard_channels: set[bytes] = set()  # SSUBSCRIBE's
         # Nonzero while a blocking command (BLPOP...) waits, or CLIENT PAUSE
         # postponed a command; the commands that come meanwhile are held,
         # and run when it ends (Client.resume).
@@ -129,7 +132,7 @@ class ClientState:
 
     @property
     def subscribed(self) -> bool:
-        return bool(self.channels or self.patterns)
+        return bool(self.channels or self.patterns or self.shard_channels)
 
     @property
     def blocked(self) -> bool:
@@ -219,6 +222,18 @@ class ClientState:
         if channel not in self.channels:
             return False
         self.channels.discard(channel)
+        return True
+
+    def add_shard_channel(self, channel: bytes) -> bool:
+        if channel in self.shard_channels:
+            return False
+        self.shard_channels.add(channel)
+        return True
+
+    def remove_shard_channel(self, channel: bytes) -> bool:
+        if channel not in self.shard_channels:
+            return False
+        self.shard_channels.discard(channel)
         return True
 
     def add_pattern(self, pattern: bytes) -> bool:

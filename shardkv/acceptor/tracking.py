@@ -329,7 +329,7 @@ def bus_invalidate(server, origin: int, args: list) -> None:
         keys = Raw(b"_\r\n" if resp3 else b"$-1\r\n")
     if target.resp3:
         target.push(Push([b"invalidate", keys]))
-    elif target.state.channels or target.state.patterns:
+    elif target.state.subscribed:
         target.push(Push([b"message", CHANNEL, keys]))
 
 
@@ -1201,7 +1201,7 @@ def send(client: Client, keys: list[bytes] | None, before: object = None, after:
         keys = Raw(b"_\r\n" if client.resp3 else b"$-1\r\n")  # type: ignore[assignment]
     if target.resp3:
         message = Push([b"invalidate", keys])
-    elif redirected and (target.state.channels or target.state.patterns):
+    elif redirected and target.state.subscribed:
         message = Push([b"message", CHANNEL, keys])
     else:
         return

@@ -116,6 +116,9 @@ def local_handlers() -> dict[str, LocalHandler]:
         "punsubscribe": pubsub.punsubscribe,
         "publish": pubsub.publish,
         "pubsub": pubsub.pubsub,
+        "ssubscribe": pubsub.ssubscribe,
+        "sunsubscribe": pubsub.sunsubscribe,
+        "spublish": pubsub.spublish,
     }
 
 
@@ -194,6 +197,7 @@ def wiring() -> Wiring:
         # The bus between acceptors (K > 1 only): one handler per kind.
         bus_handlers={
             bus.PUBLISH: pubsub.bus_publish,
+            bus.SPUBLISH: pubsub.bus_spublish,
             bus.HELD_COUNT: pubsub.bus_held_count,
             bus.HELD_PUBLISH: pubsub.bus_held_publish,
             bus.PUBSUB: pubsub.bus_pubsub,

@@ -485,7 +485,7 @@ class User:
                     return DENIED_KEY, pos
         if not self.allchannels and cmd.name in _CHANNELS:
             literal = cmd.name == "psubscribe"
-            positions = range(1, 2) if cmd.name == "publish" else range(1, len(args))
+            positions = range(1, 2) if cmd.name in ("publish", "spublish") else range(1, len(args))
             for pos in positions:
                 if not self.channel_ok(args[pos], literal):
                     return DENIED_CHANNEL, pos
@@ -622,7 +622,7 @@ class User:
 
 
 _PATTERN_PREFIX = {ALL_PERMISSIONS: "~", READ: "%R~", WRITE: "%W~"}
-_CHANNELS = frozenset({"publish", "subscribe", "psubscribe"})
+_CHANNELS = frozenset({"publish", "subscribe", "psubscribe", "spublish", "ssubscribe"})
 _SORTS = frozenset({"sort", "sort_ro"})
 
 

@@ -65,6 +65,7 @@ TELL = b"tell"
 
 # Questions (answered) and messages (told), by kind:
 PUBLISH = b"publish"  # ask everyone [channel, message, (client id, script's since)] -> receivers here
+SPUBLISH = b"spublish"  # as PUBLISH, of a shard channel (SSUBSCRIBE's)
 PUBSUB = b"pubsub"  # ask [sub, *args] -> NUMSUB: counts; CHANNELS: names; NUMPAT: patterns
 CLIENTS = b"clients"  # ask [type or b"", *ids] -> [CLIENT LIST line, ...] with ids
 KILL = b"kill"  # ask [*CLIENT KILL filters] -> how many it closed
@@ -119,11 +120,13 @@ SCRIPT = b"script"
 SCRIPT_KILLED = b"scriptkilled"
 OOM = b"oom"  # ask [0 or 1] -> 1 once it took that as its OOM state (maxmemory shared out anew)
 # A script's PUBLISH held back until the script ends (see shardkv.acceptor.scriptcalls):
-HELD_COUNT = b"heldcount"  # ask [token, channel, message, since] -> receivers here, kept for the token
+# ask [token, channel, message, since, 1 for a shard channel] -> receivers here, kept for the token
+HELD_COUNT = b"heldcount"
 HELD_PUBLISH = b"heldpublish"  # ask [token, 1] -> 1 once delivered to those kept; tell [token, 0]: dropped
 
 KINDS = (
     PUBLISH,
+    SPUBLISH,
     HELD_COUNT,
     HELD_PUBLISH,
     PUBSUB,

@@ -255,6 +255,9 @@ psubscribe | 2.0.0 | Listen for messages published to channels matching the give
 punsubscribe | 2.0.0 | Stop listening for messages posted to channels matching the given patterns | [pattern:pattern ...]
 publish | 2.0.0 | Post a message to a channel | channel message
 pubsub | 2.8.0 | A container for Pub/Sub commands |
+spublish | 7.0.0 | Post a message to a shard channel | shardchannel message
+ssubscribe | 7.0.0 | Listen for messages published to the given shard channels | shardchannel ...
+sunsubscribe | 7.0.0 | Stop listening for messages posted to the given shard channels | [shardchannel ...]
 eval | 2.6.0 | Execute a Lua script server side | script numkeys:integer [key:key ...] [arg ...]
 evalsha | 2.6.0 | Execute a Lua script server side | sha1 numkeys:integer [key:key ...] [arg ...]
 eval_ro | 7.0.0 | Execute a read-only Lua script server side | script numkeys:integer [key:key ...] [arg ...]
@@ -633,6 +636,13 @@ _DETAILS: dict[str, dict[str, Any]] = {
             ("5.0.0", "Added the `IDLETIME` and `FREQ` options."),
         ],
         "since": {"replace": "3.0.0", "absttl": "5.0.0", "seconds": "5.0.0", "frequency": "5.0.0"},
+    },
+    "spublish": {
+        "complexity": "O(N) where N is the number of clients subscribed to the receiving shard channel."
+    },
+    "ssubscribe": {"complexity": "O(N) where N is the number of shard channels to subscribe to."},
+    "sunsubscribe": {
+        "complexity": "O(N) where N is the number of clients already subscribed to a shard channel."
     },
     "module|help": {"complexity": "O(1)"},
     "module|list": {"complexity": "O(N) where N is the number of loaded modules."},

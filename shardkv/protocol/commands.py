@@ -304,6 +304,9 @@ psubscribe         -2    pubsub,noscript,loading,stale     -        local  -    
 punsubscribe       -1    pubsub,noscript,loading,stale     -        local  -      pubsub
 publish            3     pubsub,loading,stale,fast,may_replicate -  local  -      pubsub
 pubsub             -2    pubsub,stale                      -        local  -      pubsub
+spublish           3     pubsub,loading,stale,fast,may_replicate 1,1,1 local - pubsub
+ssubscribe         -2    pubsub,noscript,loading,stale     1,-1,1   local  -      pubsub
+sunsubscribe       -1    pubsub,noscript,loading,stale     1,-1,1   local  -      pubsub
 """
 
 

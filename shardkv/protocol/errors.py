@@ -157,6 +157,7 @@ ACL_NO_FILE = (
 MAX_CLIENTS = "ERR max number of clients reached"
 MONITOR_KEYSPACE = "ERR Replica can't interact with the keyspace"
 MONITOR_DENY_BLOCKING = "ERR MONITOR isn't allowed for DENY BLOCKING client"
+SSUBSCRIBE_DENY_BLOCKING = "ERR SSUBSCRIBE isn't allowed for a DENY BLOCKING client"
 PROTECTED_MODE = (
     "DENIED Redis is running in protected mode because protected mode is enabled and no password "
     "is set for the default user. In this mode connections are only accepted from the loopback "

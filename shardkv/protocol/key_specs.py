@@ -72,6 +72,10 @@ KEY_SPECS: dict[str, tuple[KeySpec, ...]] = {
     "dump": (("RO access", ("index", 1), ("range", 0, 1, 0)),),
     "restore": (("OW update", ("index", 1), ("range", 0, 1, 0)),),
     "restore-asking": (("OW update", ("index", 1), ("range", 0, 1, 0)),),
+    # Sharded Pub/Sub: its channels name slots (in a cluster), no keys.
+    "spublish": (("not_key", ("index", 1), ("range", 0, 1, 0)),),
+    "ssubscribe": (("not_key", ("index", 1), ("range", -1, 1, 0)),),
+    "sunsubscribe": (("not_key", ("index", 1), ("range", -1, 1, 0)),),
     "sort": (
         ("RO access", ("index", 1), ("range", 0, 1, 0)),
         ("RO access", ("unknown",), ("unknown",), _SORT_BY),

@@ -2914,10 +2914,7 @@ def _text(value: LuaValue) -> str:
 # Redis commands shardkv does not have that Redis refuses from a script
 # (flag NOSCRIPT), with their arity, and containers' such subcommands: a
 # script gets Redis's error for them (see _not_here).
-_REDIS_NOSCRIPT = {
-    b"ssubscribe": -2,
-    b"sunsubscribe": -1,
-}
+_REDIS_NOSCRIPT: dict[bytes, int] = {}
 _REDIS_NOSCRIPT_SUBCOMMANDS = {
     b"acl": {
         b"cat": -2,
@@ -3011,7 +3008,7 @@ def _not_here(argv: list[bytes]) -> str:
 # The acceptor's commands a script may call that the acceptor answers
 # mid-script (see Engine._ask_acceptor and shardkv.acceptor.scriptcalls).
 ACCEPTOR_ANSWERS = frozenset(
-    {"publish", "pubsub", "command", "info", "lastsave", "memory", "slowlog", "lolwut"}
+    {"publish", "spublish", "pubsub", "command", "info", "lastsave", "memory", "slowlog", "lolwut"}
     # only their HELP: their other subcommands are ``noscript``
     | {"client", "config", "script", "function", "latency"}
 )

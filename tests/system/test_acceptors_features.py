@@ -667,3 +667,33 @@ def test_scripts_asking_every_shard_race_other_acceptors_cross_shard_work(server
     setup.delete(*accounts, *counters)
     for c in (a0, a1, b0, b1):
         c.close()
+
+
+def test_spublish_reaches_shard_subscribers_on_every_acceptor_and_counts_them(groups) -> None:
+    """Sharded Pub/Sub as Pub/Sub: SPUBLISH through one acceptor reaches the
+    SSUBSCRIBE clients of both, and PUBSUB SHARDNUMSUB and SHARDCHANNELS
+    count every acceptor's; from a script too."""
+    (a, a2), (b, b2) = groups
+    sub_a, sub_b = a.pubsub(), b.pubsub()
+    sub_a.ssubscribe("orders")
+    sub_b.ssubscribe("orders")
+    for ps in (sub_a, sub_b):
+        assert ps.get_message(timeout=5)["type"] == "ssubscribe"
+    assert a2.execute_command("SPUBLISH", "orders", "1") == 2
+    assert b2.execute_command("SPUBLISH", "orders", "2") == 2
+    assert a2.eval("return redis.call('spublish', 'orders', ARGV[1])", 0, "3") == 2
+    assert a2.execute_command("PUBLISH", "orders", "x") == 0  # (a plain channel of that name: none)
+    for ps in (sub_a, sub_b):
+        got = []
+        deadline = time.monotonic() + 5
+        while len(got) < 3 and time.monotonic() < deadline:
+            m = ps.get_message(timeout=0.2)
+            if m is not None and m["type"] == "smessage":
+                got.append(m["data"])
+        assert got == [b"1", b"2", b"3"]
+    assert a2.execute_command("PUBSUB", "SHARDNUMSUB", "orders", "none") == [b"orders", 2, b"none", 0]
+    assert b2.execute_command("PUBSUB", "SHARDCHANNELS") == [b"orders"]
+    assert b2.execute_command("PUBSUB", "SHARDCHANNELS", "x*") == []
+    assert b2.execute_command("PUBSUB", "CHANNELS") == []
+    sub_a.close()
+    sub_b.close()

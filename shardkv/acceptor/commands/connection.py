@@ -162,7 +162,7 @@ def client_info_line(
         ("db", str(c.db if db is None else db)),
         ("sub", str(sub)),
         ("psub", str(psub)),
-        ("ssub", "0"),
+        ("ssub", str(len(c.state.shard_channels))),
         (
             "multi",
             str(multi)
@@ -202,7 +202,7 @@ def client_then(c: Client, multi: int | None = None) -> tuple:
     flags = ""
     if state.monitoring:
         flags += "O"
-    if state.channels or state.patterns:
+    if state.subscribed:
         flags += "P"
     if state.multi is not None or (multi is not None and multi >= 0):
         flags += "x"

@@ -1,0 +1,116 @@
+"""Sharded Pub/Sub (SSUBSCRIBE, SUNSUBSCRIBE, SPUBLISH, PUBSUB SHARDCHANNELS
+and SHARDNUMSUB) as a standalone redis-server 7.0 has it: channels of
+their own, whose messages are ``smessage`` pushes, byte for byte in RESP2
+and RESP3.  Across acceptors: tests/system/test_acceptors_features.py."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from tests.compat.test_server_commands import plain
+from tests.support.rawsocket import both
+
+# A RESP2 subscribed client: counts are per kind (shard channels apart
+# from channels and patterns), and only (P|S)(UN)SUBSCRIBE, PING, QUIT
+# and RESET are allowed in that context.
+RESP2_SESSION = (
+    b"SSUBSCRIBE a b\r\nSUBSCRIBE c\r\nSSUBSCRIBE a\r\nPING\r\nSUNSUBSCRIBE a\r\n"
+    b"PUBSUB SHARDCHANNELS\r\nSUNSUBSCRIBE\r\nSUNSUBSCRIBE\r\nUNSUBSCRIBE\r\nGET x\r\n"
+    b"MULTI\r\nSSUBSCRIBE m\r\nEXEC\r\nSUNSUBSCRIBE x y\r\nSSUBSCRIBE\r\nECHO end\r\n"
+)
+RESP3_SESSION = (
+    b"HELLO 3\r\nECHO start\r\nSSUBSCRIBE q r\r\nSPUBLISH q hi\r\nPUBLISH q no\r\nPUBSUB SHARDNUMSUB q r s\r\n"
+    b"PUBSUB SHARDCHANNELS q*\r\nPUBSUB CHANNELS\r\nCLIENT INFO\r\n"
+    b"SUNSUBSCRIBE q\r\nSPUBLISH q hi\r\nSPUBLISH r there\r\nRESET\r\nPUBSUB SHARDNUMSUB r\r\nECHO end\r\n"
+)
+
+
+def test_resp2_session_byte_for_byte(ports):
+    (real, _), (ours, _) = both(ports, RESP2_SESSION)
+    assert ours == real
+    assert b"$10\r\nssubscribe\r\n" in real and b"only (P|S)SUBSCRIBE" in real
+
+
+def test_resp3_session_matches(ports):
+    """The same pushes and replies (HELLO's and CLIENT INFO's own lines
+    aside: ids, addresses and the like)."""
+    (real, _), (ours, _) = both(ports, RESP3_SESSION)
+    real_tail = real.split(b"start\r\n", 1)[1]
+    ours_tail = ours.split(b"start\r\n", 1)[1]
+    real_head, real_rest = real_tail.split(b"=", 1)[0], real_tail.split(b"\n\r\n", 1)[1]
+    ours_head, ours_rest = ours_tail.split(b"=", 1)[0], ours_tail.split(b"\n\r\n", 1)[1]
+    assert ours_head == real_head
+    assert ours_rest == real_rest
+    assert b">3\r\n$8\r\nsmessage\r\n$1\r\nq\r\n$2\r\nhi\r\n" in real_head
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_spublish_counts_and_client_list(ports, protocol):
+    for port in (ports["redis"], ports["shardkv"]):
+        pub = plain(port, protocol)
+        sub = redis.Redis(port=port, protocol=protocol).pubsub()
+        sub.ssubscribe("s1", "s2")
+        for _ in range(2):
+            assert sub.get_message(timeout=5)["type"] == "ssubscribe"
+        assert pub.execute_command("SPUBLISH", "s1", "m") == 1
+        assert pub.execute_command("SPUBLISH", "none", "m") == 0
+        assert pub.execute_command("PUBSUB", "SHARDNUMSUB", "s1", "s2", "s3") == [
+            b"s1",
+            1,
+            b"s2",
+            1,
+            b"s3",
+            0,
+        ]
+        assert sorted(pub.execute_command("PUBSUB", "SHARDCHANNELS")) == [b"s1", b"s2"]
+        m = sub.get_message(timeout=5)
+        assert (m["type"], m["channel"], m["data"]) == ("smessage", b"s1", b"m")
+        line = [x for x in pub.execute_command("CLIENT", "LIST").decode().splitlines() if "ssub=2" in x]
+        assert len(line) == 1 and " flags=P " in line[0]
+        sub.close()
+        pub.close()
+
+
+def test_from_scripts(ports):
+    """SPUBLISH runs in scripts; SSUBSCRIBE and SUNSUBSCRIBE are noscript."""
+    replies = []
+    for port in (ports["redis"], ports["shardkv"]):
+        c = plain(port, 2)
+        out = []
+        for script in (
+            "return redis.call('spublish', 'ch', 'm')",
+            "return redis.pcall('ssubscribe', 'ch')",
+            "return redis.pcall('sunsubscribe')",
+            "return redis.pcall('spublish', 'ch')",
+        ):
+            try:
+                out.append(c.eval(script, 0))
+            except redis.ResponseError as e:
+                out.append(str(e))
+        replies.append(out)
+        c.close()
+    assert replies[0] == replies[1]
+
+
+def test_acl_channels(ports):
+    """A user's channel patterns govern SPUBLISH and SSUBSCRIBE, not keys."""
+    replies = []
+    for port in (ports["redis"], ports["shardkv"]):
+        c = plain(port, 2)
+        c.execute_command(
+            "ACL", "SETUSER", "shardy", "on", "nopass", "+@all", "~nokey", "resetchannels", "&ok*"
+        )
+        u = plain(port, 2)
+        u.execute_command("AUTH", "shardy", "x")
+        out = []
+        for args in (["SPUBLISH", "ok1", "m"], ["SPUBLISH", "no", "m"], ["PUBLISH", "no", "m"]):
+            try:
+                out.append(u.execute_command(*args))
+            except redis.ResponseError as e:
+                out.append(str(e))
+        replies.append(out)
+        c.execute_command("ACL", "DELUSER", "shardy")
+        u.close()
+        c.close()
+    assert replies[0] == replies[1]
