@@ -27,6 +27,11 @@ Then it waits on its children:
 * a worker that cannot load its data (it exits with
   ``EXIT_LOAD_FAILED``), or that dies again and again before it has
   loaded, stops shardkv with status 1: restarting cannot help;
+* a worker that could not write or fsync its AOF with ``appendfsync
+  always`` (it exits with ``EXIT_AOF_FAILED``) stops shardkv with status
+  1 too, the other workers saving nothing (``nosave``), as Redis exits
+  then: restarting it would acknowledge writes of a shard that cannot
+  persist;
 * if acceptor i dies, it alone is started again; the workers keep
   running, and each gets a new data pipe for i over its control pipe
   (the message is ``i``); the other acceptors keep serving, and it is
@@ -102,6 +107,7 @@ from shardkv.protocol import bus, decisions
 from shardkv.runtime import config, serverlog
 from shardkv.runtime.clientcount import ClientCounts
 from shardkv.runtime.exitcodes import (
+    EXIT_AOF_FAILED,
     EXIT_CANNOT_LISTEN,
     EXIT_LOAD_FAILED,
     PIPES_MESSAGE,
@@ -181,6 +187,7 @@ class Supervisor:
         # past it: _stop_children gives the workers STOP_GRACE only.
         self.workers_overdue = False
         self.status = 0
+        self.fail_flags = ""  # how the workers stop after a failure (_fail)
         self.wakeup: socket.socket  # the signals' wake-up socket, while run() runs
 
     # -- workers ----------------------------------------------------------------
@@ -247,6 +254,10 @@ class Supervisor:
             log.error("worker %d could not load its data (see above); stopping shardkv", index)
             self._fail()
             return
+        if code == EXIT_AOF_FAILED:
+            log.error("worker %d could not persist its AOF (see above); stopping shardkv", index)
+            self._fail("nosave")
+            return
         if not self.loaded[index]:
             self.early_deaths[index] += 1
             if self.early_deaths[index] >= MAX_EARLY_DEATHS:
@@ -257,8 +268,11 @@ class Supervisor:
         self._start_worker(index)
         self._hand_over(index)
 
-    def _fail(self) -> None:
+    def _fail(self, flags: str = "") -> None:
+        """Stop shardkv with status 1; the workers stop as ``flags`` say
+        (``STOP_FLAGS``; "": as with no signal's flags)."""
         self.status = 1
+        self.fail_flags = flags
         self.stopping = True
 
     # -- the acceptor -------------------------------------------------------------
@@ -791,7 +805,7 @@ class Supervisor:
                     w.exitcode,
                 )
                 self.status = 1
-            elif w.exitcode not in (0, -signal.SIGTERM, EXIT_LOAD_FAILED):
+            elif w.exitcode not in (0, -signal.SIGTERM, EXIT_LOAD_FAILED, EXIT_AOF_FAILED):
                 log.error("worker %d exited with %s while stopping", i, w.exitcode)
                 self.status = 1
         for conn in [*self.ctls, *(end for ends in self.ends for end in ends)]:
@@ -818,8 +832,11 @@ class Supervisor:
     def _stop_flags(self) -> str:
         """The ``shutdown-on-sigterm`` or ``shutdown-on-sigint`` flags of a
         stop by that signal; "" for any other stop (SHUTDOWN has saved as
-        it was told; a failure stops with the workers' defaults)."""
-        if self.shutdown or self.status or self.stop_signal is None:
+        it was told; a failure stops as _fail says, by default with the
+        workers' defaults)."""
+        if self.status:
+            return self.fail_flags
+        if self.shutdown or self.stop_signal is None:
             return ""
         name = "shutdown-on-sigint" if self.stop_signal == signal.SIGINT else "shutdown-on-sigterm"
         return str(self.cfg.get(name, "default"))

@@ -1,5 +1,5 @@
 """The exit statuses by which a child tells the supervisor that starting
-it again cannot help, so the supervisor stops shardkv instead; the
+it again cannot help (or must not), so the supervisor stops shardkv instead; the
 signal by which an acceptor's SHUTDOWN stops it; and the message by which
 it tells a worker how a signal's stop shuts down; and the message that
 hands an acceptor started while the shards load its ends of their pipes.
@@ -15,6 +15,10 @@ import signal
 
 EXIT_LOAD_FAILED = 3  # a worker that cannot load its data
 EXIT_CANNOT_LISTEN = 3  # an acceptor that cannot listen on its port
+# A worker that could not write or fsync its AOF with ``appendfsync
+# always``: as Redis's flushAppendOnlyFile, which exits (status 1) then,
+# shardkv stops with status 1, saving nothing.
+EXIT_AOF_FAILED = 4
 # An acceptor's SHUTDOWN, once it has saved what it should (or was told
 # NOSAVE or FORCE), stops the supervisor with this signal rather than
 # SIGTERM: a stop by SIGTERM or SIGINT still has to save, and a shard whose

@@ -146,15 +146,9 @@ class Pipe:
                 stats.flush_held()
             # What a batch logged reaches the AOF (and with `always` the disk)
             # before any reply of it leaves; if it cannot, the replies of the
-            # commands that logged are refused with -MISCONF instead.  A
-            # cross-shard operation's control frame cannot be taken back: with
-            # `always` the worker exits rather than send it (as Redis would).
+            # commands that logged are refused with -MISCONF instead (with
+            # `always` the worker exits in commit(), as Redis, sending none).
             if commit is not None and not commit():
-                if payload[0] == wire.CONTROL and persistence.aof.policy == "always":  # type: ignore[union-attr]
-                    log.critical(
-                        "shard %d: cannot write the AOF with appendfsync always; exiting", shard.index
-                    )
-                    os._exit(1)
                 if logged is None and payload[0] == wire.REPLIES:
                     logged = shard.logged  # the part of a batch sent before it parks
                 if held:

@@ -5,8 +5,7 @@ they are skipped, saying why), fills it, and checks what Redis does:
 writes are refused with -MISCONF in Redis's words, reads go on, INFO
 persistence tells the truth, no acknowledged write is lost, and writing
 resumes by itself once the disk has room again.  With ``appendfsync
-always`` Redis exits on such an error; shardkv refuses the writes instead
-and its worker stays up (no crash loop).
+always`` Redis exits (status 1) on such an error, and so does shardkv.
 """
 
 from __future__ import annotations
@@ -24,6 +23,8 @@ from pathlib import Path
 import psutil
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from tests.support.acceptors import acceptor_of
 from tests.support.servers import start_redis, start_shardkv
@@ -108,7 +109,7 @@ def until_writable(c: redis.Redis, timeout: float = 30.0) -> None:
             time.sleep(0.1)
 
 
-@pytest.mark.parametrize("fsync", ["everysec", "always"])
+@pytest.mark.parametrize("fsync", ["everysec", "no"])
 def test_full_disk_refuses_writes_and_loses_nothing(small_disk, fsync):
     flags = ("--appendonly", "yes", "--appendfsync", fsync, "--dir", str(small_disk))
     server = start_shardkv(*flags, shards=2)
@@ -132,6 +133,57 @@ def test_full_disk_refuses_writes_and_loses_nothing(small_disk, fsync):
         c = redis.Redis(port=again.port)
         values = c.mget(acked)
         assert [k for k, v in zip(acked, values, strict=True) if v != VALUE] == []  # none lost
+        assert c.get("last") == b"1"
+    finally:
+        again.stop()
+
+
+ALWAYS_EXIT = "Can't recover from AOF write error when the AOF fsync policy is 'always'. Exiting..."
+
+
+@pytest.mark.parametrize("kind", ["redis", "shardkv"])
+def test_full_disk_with_appendfsync_always_stops_the_server_and_loses_nothing(small_disk, kind):
+    """As Redis's flushAppendOnlyFile: with ``appendfsync always`` a write
+    the AOF cannot take cannot be answered (a reply means "on disk") nor
+    rolled back, so the server logs "Can't recover from AOF write error
+    when the AOF fsync policy is 'always'. Exiting..." and exits with
+    status 1; the client of the write sees its connection close, never an
+    OK (shardkv's acceptor may answer it "-ERR shard unavailable" first, as
+    for any worker that dies: still no OK).  A start with room again has
+    every acknowledged write.  Before, shardkv's shard answered -MISCONF
+    and served on."""
+    flags = ("--appendonly", "yes", "--appendfsync", "always", "--dir", str(small_disk))
+    server = start_redis(*flags) if kind == "redis" else start_shardkv(*flags, shards=2)
+    c = redis.Redis(port=server.port, retry=Retry(NoBackoff(), 0))  # the write is not sent again
+    acked: list[str] = []
+    try:
+        ended = None
+        for i in range(20000):
+            try:
+                assert c.set(f"k{i}", VALUE)
+            except redis.ConnectionError:
+                ended = "closed"
+                break
+            except redis.ResponseError as e:
+                ended = str(e)
+                break
+            acked.append(f"k{i}")
+        assert ended in (("closed",) if kind == "redis" else ("closed", "shard unavailable"))
+        assert len(acked) > 100
+        server.proc.wait(10)  # raises TimeoutExpired if it serves on
+        assert server.proc.returncode == 1
+        output = server.output()
+        assert ALWAYS_EXIT in output and "Traceback" not in output, output
+    finally:
+        c.close()
+        server.stop()
+    grow(small_disk)
+    again = start_redis(*flags) if kind == "redis" else start_shardkv(*flags, shards=2)
+    try:
+        c = redis.Redis(port=again.port)
+        values = c.mget(acked)
+        assert [k for k, v in zip(acked, values, strict=True) if v != VALUE] == []  # none lost
+        c.set("last", "1")  # the AOF it loaded goes on
         assert c.get("last") == b"1"
     finally:
         again.stop()

@@ -20,6 +20,7 @@ import pytest
 
 from shardkv.protocol import wire
 from shardkv.runtime import config
+from shardkv.runtime.exitcodes import EXIT_AOF_FAILED
 from shardkv.worker import wiring
 from shardkv.worker.clock import FakeClock
 from shardkv.worker.handlers import find
@@ -1163,3 +1164,42 @@ def test_shutdown_force_stops_while_the_first_aof_base_is_written(tmp_path):
     assert run(shard, "__shutdown", "force") == "OK"
     assert p.closed and p.child is None
     close(shard)
+
+
+@pytest.mark.parametrize("fails", ["write", "fsync"])
+def test_an_aof_error_with_appendfsync_always_exits_in_redis_words(tmp_path, monkeypatch, caplog, fails):
+    """As Redis's flushAppendOnlyFile: with ``appendfsync always`` a write
+    or an fsync of the AOF that fails cannot be answered nor rolled back,
+    so the worker logs Redis's line and exits (``EXIT_AOF_FAILED``, which
+    stops shardkv with status 1) instead of refusing the write with
+    -MISCONF and serving on."""
+    shard = open_shard(make_config(tmp_path, appendfsync="always"), FakeClock())
+    p = shard.persistence
+    assert p is not None and p.aof is not None
+
+    def broken(*_: object) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    def exit_(code: int) -> None:
+        raise SystemExit(code)
+
+    shard.keyspace.tick()
+    shard.execute([b"SET", b"k", b"v"])
+    monkeypatch.setattr(os, "write" if fails == "write" else "fsync", broken)
+    monkeypatch.setattr(os, "_exit", exit_)
+    with caplog.at_level("WARNING", "shardkv"), pytest.raises(SystemExit) as exited:
+        p.commit()
+    monkeypatch.undo()
+    assert exited.value.code == EXIT_AOF_FAILED
+    if fails == "write":
+        logged = [
+            "shard 0: Error writing to the AOF file: Input/output error",
+            "shard 0: Can't recover from AOF write error when the AOF fsync policy is 'always'. Exiting...",
+        ]
+    else:
+        logged = [
+            "shard 0: Can't persist AOF for fsync error when the AOF fsync policy is 'always': "
+            "Input/output error. Exiting..."
+        ]
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("shardkv")] == logged
+    p.aof.close()

@@ -6,7 +6,7 @@ is not the file's; a cross-shard operation logs its states, its prepare
 record and its outcome.  :meth:`AofLog.commit` writes (and, with
 ``appendfsync always``, fsyncs) what was logged before any reply of it
 leaves; when that fails, writes are refused with -MISCONF until it works
-again.  Opening the AOF at start-up (a first base and manifest when there
+again, or, with ``always``, the worker exits and shardkv stops, as Redis.  Opening the AOF at start-up (a first base and manifest when there
 is none) and stopping it (``CONFIG SET appendonly no``) are here too.
 """
 
@@ -15,12 +15,14 @@ from __future__ import annotations
 import logging
 import marshal
 import os
+from typing import NoReturn
 
 from shardkv.protocol import commands
 from shardkv.protocol.decisions import ShortWrite
 from shardkv.protocol.wire import Verb
+from shardkv.runtime.exitcodes import EXIT_AOF_FAILED
 from shardkv.worker.persistence import aof, snapshot
-from shardkv.worker.persistence.aofwriter import AofWriter
+from shardkv.worker.persistence.aofwriter import AofWriter, FsyncFailed
 from shardkv.worker.persistence.files import (
     Manifest,
     file_size,
@@ -214,10 +216,11 @@ class AofLog(Forking):
 
         As Redis: what was not written stays buffered and is tried again
         at each commit and each cron tick, and until it goes through
-        :attr:`misconf` refuses writes; reads go on.  Redis exits on such
-        an error with ``appendfsync always``, because its replies are
-        already out; here they are not, so the worker refuses them instead
-        and stays up (no crash loop)."""
+        :attr:`misconf` refuses writes; reads go on.  With ``appendfsync
+        always`` a write or fsync that fails exits instead, as Redis's
+        flushAppendOnlyFile: what ran cannot be rolled back, and reads of
+        it must not be answered either (a reply means "on disk"), so no
+        reply of the batch leaves (see :func:`exit_on_aof_error`)."""
         writer = self.aof
         if writer is None or (not writer.buf and writer.write_error is None):
             return True
@@ -235,11 +238,36 @@ class AofLog(Forking):
                             self.index,
                             e.truncate_error,
                         )
-                else:
+                elif not isinstance(e, FsyncFailed):
                     log.warning("shard %d: Error writing to the AOF file: %s", self.index, e.strerror or e)
+            if writer.policy == "always":
+                exit_on_aof_error(self.index, e)
             self._update_misconf()
             return False
         if was is not None:
             log.warning("shard %d: AOF write error looks solved, writing again", self.index)
         self._update_misconf()
         return True
+
+
+def exit_on_aof_error(index: int, error: OSError) -> NoReturn:
+    """With ``appendfsync always``, an AOF write or fsync failed: log
+    Redis's line and exit at once (:data:`EXIT_AOF_FAILED`), with no reply
+    of the batch sent and nothing saved, as Redis's flushAppendOnlyFile
+    does (``exit(1)``); the supervisor then stops shardkv with status 1.
+    The records cut short were cut off the file (or are whole), so the
+    next start loads every acknowledged write."""
+    if isinstance(error, FsyncFailed):
+        log.warning(
+            "shard %d: Can't persist AOF for fsync error when the AOF fsync policy is 'always': %s. Exiting...",
+            index,
+            error.strerror or error,
+        )
+    else:
+        log.warning(
+            "shard %d: Can't recover from AOF write error when the AOF fsync policy is 'always'. Exiting...",
+            index,
+        )
+    for handler in logging.getLogger().handlers:  # os._exit flushes nothing
+        handler.flush()
+    os._exit(EXIT_AOF_FAILED)

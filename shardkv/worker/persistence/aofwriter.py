@@ -10,6 +10,11 @@ import threading
 from shardkv.protocol.decisions import ShortWrite, write_some
 
 
+class FsyncFailed(OSError):
+    """An fsync of the AOF that failed under ``appendfsync always``, told
+    apart from a failed write: Redis logs each in its own words."""
+
+
 class AofWriter:
     """Appends records to one file with Redis's fsync policies.
 
@@ -125,7 +130,7 @@ class AofWriter:
             os.fsync(self.fd)
         except OSError as e:
             self.write_error = e.strerror or str(e)
-            raise
+            raise FsyncFailed(e.errno, e.strerror) from e
         self.unsynced = False
         self.write_error = None
 
