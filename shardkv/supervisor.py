@@ -70,7 +70,9 @@ Then it waits on its children:
   they are done, the acceptor sends ``SHUTDOWN_SIGNAL``, as its SHUTDOWN
   does.  An acceptor that does not begin within ``STOP_ANSWER_WITHIN``
   seconds (stopped, stuck) or dies meanwhile, and a stop with no acceptor
-  (still loading), stop without it, the workers saving on their way out;
+  (still loading), stop without it, the workers saving on their way out
+  (but a stop before every worker has loaded at start saves nothing, and
+  a worker still loading ends its load there, as Redis stops while it loads);
   shards not all stopped within ``WORKER_STOP_GRACE`` of its ``shutting``
   (a worker frozen or hung) stop without it too, the workers left killed
   after ``STOP_GRACE`` (status 1) (the acceptor's ``__ping``s before
@@ -188,6 +190,8 @@ class Supervisor:
         self.workers_overdue = False
         self.status = 0
         self.fail_flags = ""  # how the workers stop after a failure (_fail)
+        # Every worker has loaded once: before, a stop saves nothing (_stop_flags).
+        self.started = False
         self.wakeup: socket.socket  # the signals' wake-up socket, while run() runs
 
     # -- workers ----------------------------------------------------------------
@@ -222,6 +226,7 @@ class Supervisor:
         self.loaded[index] = True
         self.early_deaths[index] = 0
         if all(self.loaded):
+            self.started = True
             for a, proc in enumerate(self.acceptors):
                 if proc is None:
                     self._start_acceptor(a)
@@ -833,7 +838,11 @@ class Supervisor:
         """The ``shutdown-on-sigterm`` or ``shutdown-on-sigint`` flags of a
         stop by that signal; "" for any other stop (SHUTDOWN has saved as
         it was told; a failure stops as _fail says, by default with the
-        workers' defaults)."""
+        workers' defaults).  Any stop before every shard has loaded at
+        start is ``nosave``, as Redis's shutdownCommand and signal handler
+        turn any stop while it loads into SHUTDOWN_NOSAVE."""
+        if not self.started:
+            return "nosave"
         if self.status:
             return self.fail_flags
         if self.shutdown or self.stop_signal is None:

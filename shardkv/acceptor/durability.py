@@ -6,6 +6,8 @@ needs the acceptor is what spans the shards:
 
 * LASTSAVE is the oldest of the shards' last saves: the last time *every*
   shard had saved.
+* SHUTDOWN while the shards load at start stops the server at once,
+  saving nothing, as Redis's (which turns it into NOSAVE then).
 * SHUTDOWN sends ``__shutdown`` to every shard.  Each flushes its AOF,
   saves (SAVE, or when ``save`` rules exist, unless NOSAVE), and from then
   on refuses every command, so nothing can be acknowledged after its last
@@ -202,6 +204,9 @@ def shutdown(client: Client, args: list) -> None:
     mode = b"nosave" if b"NOSAVE" in options else b"save" if b"SAVE" in options else b"default"
     force = b"FORCE" in options
     server = client.server
+    if server.loading:
+        _shutdown_while_loading(client)
+        return
     if not client.state.in_exec and all(link.script is None for link in server.links):
         # Redis reads nothing while a script runs until busy-reply-threshold:
         # a SHUTDOWN sent before is read then (NOSAVE stops the server, the
@@ -211,6 +216,22 @@ def shutdown(client: Client, args: list) -> None:
         at_threshold(server, lambda: _shutdown(client, slot, mode, force))
         return
     _shutdown(client, None, mode, force)
+
+
+def _shutdown_while_loading(client: Client) -> None:
+    """SHUTDOWN before every shard has loaded at start: as Redis's
+    shutdownCommand, which turns any SHUTDOWN while loading into NOSAVE,
+    the server stops at once, with no reply.  No shard is asked (none is
+    attached yet): the supervisor's stop, ``nosave`` before the shards have
+    loaded, ends each worker's load where it is, with nothing written."""
+    log.warning("acceptor: SHUTDOWN by client id=%d addr=%s while loading; stopping", client.id, client.addr)
+    slot = Slot(client)
+    client.pending.append(slot)
+    slot.deliver(b"")  # Redis closes the connection without a reply
+    client.close_after_replies()
+    supervisor = living_parent()
+    if supervisor is not None:  # else it has died, and this acceptor stops with it
+        os.kill(supervisor, SHUTDOWN_SIGNAL)
 
 
 def _shutdown(client: Client, slot: Slot | None, mode: bytes, force: bool) -> None:

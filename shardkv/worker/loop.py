@@ -66,7 +66,8 @@ def serve(
     acceptor ``i`` (the message ``b"%d" % i`` with its fd) when that
     acceptor was restarted.  ``slow_log``: the slow log every process
     shares (see :mod:`shardkv.runtime.slowlogfile`); ``progress``: where it says how far its
-    loading has come (see :mod:`shardkv.runtime.loadprogress`).  SIGTERM stops the worker between batches: it
+    loading has come (see :mod:`shardkv.runtime.loadprogress`).  SIGTERM while it reads its files
+    stops it there, saving nothing (exit 0).  Later SIGTERM stops the worker between batches: it
     flushes its AOF, saves as the supervisor's ``STOP_FLAGS`` said (without them, when ``save``
     rules exist), and exits 0, or 1 if the save failed (0 with ``force``).
     """
@@ -84,8 +85,26 @@ def serve(
     persistence = shard.persistence
     assert persistence is not None
     persistence.progress = progress
+    # As Redis, a stop while the data loads ends the load at once and saves
+    # nothing (its shutdownCommand and its signal handler turn any stop
+    # while loading into NOSAVE): reading the files writes nothing but the
+    # cut of a torn AOF tail, one truncate, so the files stay as they were.
     try:
-        persistence.start()
+        _Stop.loading = not _Stop.requested
+        if _Stop.loading:
+            persistence.read_files()
+        _Stop.loading = False
+        if _Stop.requested:
+            raise _StoppedLoading
+    except _StoppedLoading:
+        log.warning("shard %d: stopped while loading its data; nothing saved", index)
+        return
+    except (LoadError, OSError) as e:
+        _Stop.loading = False
+        log.error("shard %d: cannot load its data: %s", index, e)
+        sys.exit(EXIT_LOAD_FAILED)
+    try:
+        persistence.open_files()
     except (LoadError, OSError) as e:
         log.error("shard %d: cannot load its data: %s", index, e)
         sys.exit(EXIT_LOAD_FAILED)
@@ -907,7 +926,15 @@ def _read_ctl(ctl: Connection) -> None:
 class _Stop:
     requested = False
     flags = ""  # the supervisor's STOP_FLAGS, once read
+    loading = False  # reading the shard's files at start: a stop ends it there
+
+
+class _StoppedLoading(Exception):
+    """A SIGTERM while the worker reads its files at start (see serve)."""
 
 
 def _request_stop(*_: object) -> None:
     _Stop.requested = True
+    if _Stop.loading:
+        _Stop.loading = False
+        raise _StoppedLoading

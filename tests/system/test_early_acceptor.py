@@ -10,9 +10,12 @@ between its load and its word to the supervisor."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+import shutil
 import signal
+import socket
 import sys
 import tempfile
 import time
@@ -257,3 +260,76 @@ def _loads(port: int) -> bool:
             return client.call("PING") == LOADING
     except OSError:
         return False
+
+
+def _digests(folder: str) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in Path(folder).iterdir() if p.is_file()}
+
+
+def _slow_start(kind: str, folder: str, port: int, *flags: str) -> ServerProcess:
+    """redis-server or shardkv (2 shards) on ``folder`` with ``save`` rules,
+    not waiting for it to load."""
+    common = ["--port", str(port), "--save", "3600 1", "--appendonly", "no", "--dir", folder, *flags]
+    if kind == "redis":
+        argv = ["redis-server", "--bind", HOST, *common, "--loading-process-events-interval-bytes", "1024"]
+        return ServerProcess(argv, port, kind="redis")
+    acceptors = os.environ.get("SHARDKV_TEST_ACCEPTORS", "1")
+    argv = [sys.executable, str(ROOT / "main.py"), "--shards", "2", "--acceptors", acceptors, *common]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return ServerProcess(argv, port, cwd=ROOT, env=env, kind="shardkv", shards=2)
+
+
+def _filled_folder(kind: str, keys: int) -> str:
+    folder = tempfile.mkdtemp(prefix=f"{kind}-slow-load-")
+    port = free_port()
+    server = _slow_start(kind, folder, port).wait_ready(WAIT)
+    try:
+        client = redis.Redis(host=HOST, port=port)
+        pipe = client.pipeline(transaction=False)
+        for i in range(keys):
+            pipe.set(f"key:{i}", i)
+        pipe.execute()
+        assert client.save()
+        client.close()
+    finally:
+        assert server.stop() == 0
+    return folder
+
+
+@pytest.mark.parametrize("kind", ["redis", "shardkv"])
+@pytest.mark.parametrize("how", ["SHUTDOWN", "SHUTDOWN SAVE", "SIGTERM"])
+def test_a_stop_while_loading_stops_at_once_and_saves_nothing(kind, how):
+    """As Redis: SHUTDOWN (whatever its flags: shutdownCommand turns it into
+    NOSAVE while loading) and SIGTERM stop a server loading a big snapshot
+    slowly (``key-load-delay``) at once, with status 0 and no reply; nothing
+    is saved, though ``save`` rules are set, so the files are as they were;
+    the next start loads them whole.  Before, shardkv finished loading
+    every shard first (SHUTDOWN's ``__shutdown`` waited in the pipes)."""
+    keys = 20000
+    folder = _filled_folder(kind, keys)
+    before = _digests(folder)
+    port = free_port()
+    # 10 s to load: 20000 keys, 1 ms each (shardkv's 2 shards load 10000 each).
+    delay = "500" if kind == "redis" else "1000"
+    server = _slow_start(kind, folder, port, "--key-load-delay", delay)
+    try:
+        _until(lambda: _loads(port), "it does not answer -LOADING", server)
+        started = time.monotonic()
+        if how == "SIGTERM":
+            server.signal(signal.SIGTERM)
+        else:
+            with socket.create_connection((HOST, port), timeout=WAIT) as s:
+                s.sendall(how.encode() + b"\r\n")
+                assert s.recv(4096) == b""  # no reply: the connection closes
+        server.proc.wait(5)  # raises TimeoutExpired if it loads on
+        assert server.proc.returncode == 0, server.output()[-3000:]
+        assert time.monotonic() - started < 5
+        assert _digests(folder) == before  # nothing saved, no file replaced
+    finally:
+        server.stop()
+    again = _slow_start(kind, folder, port).wait_ready(WAIT)
+    try:
+        assert redis.Redis(host=HOST, port=port).dbsize() == keys
+    finally:
+        again.stop()
+        shutil.rmtree(folder, ignore_errors=True)

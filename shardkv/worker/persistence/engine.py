@@ -93,7 +93,13 @@ class Persistence(Loading, Saves, Rewrites):
 
     def start(self) -> None:
         """Load the shard from disk, then open the AOF when it is on."""
-        t0 = time.monotonic()
+        self.read_files()
+        self.open_files()
+
+    def read_files(self) -> None:
+        """Load the shard from disk, writing nothing but the cut of a torn
+        AOF tail: a stop may end it at any point (see ``loop.serve``)."""
+        self.load_started = time.monotonic()
         os.makedirs(self.files.dir, exist_ok=True)
         self.files.remove_temp_files()
         # The cyclic GC would walk the growing heap again and again while
@@ -105,9 +111,13 @@ class Persistence(Loading, Saves, Rewrites):
         finally:
             gc.enable()
         gc.freeze()
+
+    def open_files(self) -> None:
+        """After :meth:`read_files`: open the AOF when it is on (a first
+        base and manifest when there is none)."""
         if self.cfg["appendonly"]:
             self._open_aof()
-        self.load_seconds = time.monotonic() - t0
+        self.load_seconds = time.monotonic() - self.load_started
 
     def cron(self) -> None:
         """``hz`` times a second: retry an AOF that could not be written,

@@ -15,6 +15,8 @@ from __future__ import annotations
 import logging
 import marshal
 import os
+import random
+import time
 
 from shardkv.protocol import commands, errors
 from shardkv.protocol.errors import CommandError
@@ -96,7 +98,10 @@ class Loading(State):
             ks = self.ks
             if header["libraries"]:
                 load_libraries(ks, header["libraries"], path)
+            delay = self.cfg.get("key-load-delay", 0)
             for db, key, state in items:
+                if delay:
+                    _debug_delay(delay)
                 if db != ks.db:
                     if db >= len(ks.dbs):
                         raise LoadError(
@@ -217,6 +222,16 @@ class Loading(State):
             offset,
         )
         os.truncate(path, offset)
+
+
+def _debug_delay(usec: int) -> None:
+    """``key-load-delay``, a test setting, as Redis's debugDelay: sleep
+    ``usec`` microseconds for each key loaded; a negative value sleeps one
+    microsecond once in ``-usec`` keys."""
+    if usec < 0:
+        usec = 1 if random.randrange(-usec) == 0 else 0
+    if usec:
+        time.sleep(usec / 1e6)
 
 
 def _size(path: str) -> int:

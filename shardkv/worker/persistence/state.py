@@ -80,6 +80,7 @@ class State:
         # runs (shardkv.runtime.loadprogress); None outside a worker process.
         self.progress: LoadProgress | None = None
         self.load_seconds = 0.0
+        self.load_started = 0.0  # (monotonic) when read_files began
         # Cross-shard operations prepared in the AOF with no outcome after
         # them (see shardkv.acceptor.crossshard): op -> (database, the states to
         # apply there on commit).
