@@ -155,9 +155,12 @@ class Supervisor:
         self.acceptors: list[Any] = [None] * k
         self.controls: list[socket.socket | None] = [None] * k  # to each acceptor
         # An acceptor started before every worker has loaded, answering
-        # -LOADING until its pipes come: (the socket they go through, its
-        # control socket, not in ``controls`` until then); None for the others.
-        self.waiting: list[tuple[socket.socket, socket.socket] | None] = [None] * k
+        # -LOADING until its pipes come: the socket they go through; None
+        # for the others.  Its control socket is in ``controls`` from its
+        # start: its bus (CLIENT LIST, PUBLISH, CONFIG SET at K > 1) and its
+        # CONFIG SETs are relayed while the shards load, as Redis answers
+        # them while it loads.
+        self.waiting: list[socket.socket | None] = [None] * k
         self.config_number = 0  # K > 1: the CONFIG SETs numbered (shardkv.acceptor.configorder)
         self.readers = [bus.ControlReader() for _ in range(k)]
         # The bus (K > 1): questions of one acceptor to the others, waiting
@@ -237,8 +240,8 @@ class Supervisor:
         """Give each running acceptor its data pipe to worker ``index``."""
         for a, control in enumerate(self.controls):
             end = self.ends[index][a]
-            if end is None or control is None:
-                continue
+            if end is None or control is None or self.waiting[a] is not None:
+                continue  # (one still waiting gets every pipe at once: _send_pipes)
             self.ends[index][a] = None
             try:
                 socket.send_fds(control, [b"pipe %d\n" % index], [end.fileno()])
@@ -322,10 +325,9 @@ class Supervisor:
         self.readers[a] = bus.ControlReader()
         if pipes_ours is not None and pipes_theirs is not None:
             pipes_theirs.close()
-            self.waiting[a] = (socket.socket(fileno=os.dup(pipes_ours.fileno())), control)
+            self.waiting[a] = socket.socket(fileno=os.dup(pipes_ours.fileno()))
             pipes_ours.close()
-        else:
-            self.controls[a] = control
+        self.controls[a] = control
         if self.nacceptors == 1:
             log.info("acceptor pid=%d port=%d", proc.pid, self.cfg["port"])
         else:
@@ -334,7 +336,8 @@ class Supervisor:
     def _send_pipes(self, a: int) -> None:
         """Every worker has loaded: send acceptor ``a``, started meanwhile,
         its end of each worker's pipe, in order: it serves from then on."""
-        sock, control = self.waiting[a]  # type: ignore[misc]
+        sock = self.waiting[a]
+        assert sock is not None
         self.waiting[a] = None
         ends = [self.ends[w][a] for w in range(len(self.workers))]
         try:
@@ -344,13 +347,11 @@ class Supervisor:
         except OSError as e:  # it died meanwhile: its sentinel says so, and it starts again
             log.warning("could not hand the shards to acceptor %d: %s", a, e)
             sock.close()
-            control.close()
             return
         sock.close()
         for w, end in enumerate(ends):
             end.close()  # type: ignore[union-attr]
             self.ends[w][a] = None
-        self.controls[a] = control
 
     def _acceptor_died(self, a: int) -> None:
         """Acceptor ``a`` died: start it again; the others keep serving."""
@@ -360,9 +361,13 @@ class Supervisor:
             # It died waiting for its pipes, which the supervisor still
             # holds: start it again as it was, a first start (unless it
             # could not listen: it listens at once, while the shards load).
-            for sock in self.waiting[a]:  # type: ignore[union-attr]
-                sock.close()
+            self.waiting[a].close()  # type: ignore[union-attr]
             self.waiting[a] = None
+            control = self.controls[a]
+            if control is not None:
+                control.close()
+                self.controls[a] = None
+            self._forget_acceptor(a)
             if proc.exitcode != EXIT_CANNOT_LISTEN:
                 log.warning(
                     "acceptor pid=%d exited with %s before the shards loaded; restarting it",
@@ -580,7 +585,7 @@ class Supervisor:
         ready = [
             a
             for a, (proc, control) in enumerate(zip(self.acceptors, self.controls, strict=True))
-            if proc is not None and control is not None and proc.is_alive()
+            if proc is not None and control is not None and self.waiting[a] is None and proc.is_alive()
         ]
         if not ready:
             self.stopping = True
@@ -821,8 +826,8 @@ class Supervisor:
                 control.close()
                 self.controls[a] = None
         for a, waiting in enumerate(self.waiting):
-            for sock in waiting or ():
-                sock.close()
+            if waiting is not None:
+                waiting.close()
             self.waiting[a] = None
         _stop_resource_tracker()
 

@@ -188,6 +188,8 @@ DURING_LOADING = [
     (["CLIENT", "SETNAME", "loader"], "exact"),
     (["CLIENT", "GETNAME"], "exact"),
     (["CLIENT", "ID"], "type"),
+    (["CLIENT", "LIST"], "type"),
+    (["CLIENT", "KILL", "ID", "999999"], "exact"),
     (["CONFIG", "GET", "maxmemory-policy"], "exact"),
     (["CONFIG", "SET", "maxmemory", "0"], "exact"),  # (no shard to ask yet: each gets it when attached)
     (["CONFIG", "SET", "maxmemory", "100mb"], "exact"),
@@ -196,6 +198,12 @@ DURING_LOADING = [
     (["LASTSAVE"], "type"),
     (["PUBSUB", "NUMPAT"], "exact"),
     (["PUBLISH", "channel", "message"], "exact"),
+    (["PUBSUB", "CHANNELS"], "exact"),
+    (["PUBSUB", "NUMSUB", "channel"], "exact"),
+    (["ACL", "SETUSER", "loader", "on"], "exact"),
+    (["ACL", "DELUSER", "loader"], "exact"),
+    (["SCRIPT", "FLUSH"], "exact"),
+    (["FUNCTION", "LIST"], "exact"),
     (["TIME"], "type"),
     (["MULTI"], "exact"),
     (["SET", "key1", "v"], "exact"),
@@ -220,9 +228,15 @@ def _replies_while_loading(port: int) -> list[bytes]:
     return out
 
 
-def test_replies_while_loading_are_redis_servers():
+@pytest.mark.parametrize("acceptors", [1, 2])
+def test_replies_while_loading_are_redis_servers(acceptors):
     """redis-server loading a big RDB slowly (``key-load-delay``) and
-    shardkv held before its acceptors get their pipes reply alike."""
+    shardkv held before its acceptors get their pipes reply alike.  With 2
+    acceptors too: the commands that ask the other acceptors (CLIENT LIST,
+    CLIENT KILL, PUBLISH, CONFIG SET) answer while the shards load, as the
+    supervisor relays the bus of an acceptor from its start (before, it
+    did so only once the acceptor had its pipes, and they waited for the
+    load)."""
     folder = tempfile.mkdtemp(prefix="redis-loading-")
     port = free_port()
     base = [
@@ -245,10 +259,11 @@ def test_replies_while_loading_are_redis_servers():
     finally:
         redis_server.stop()
     folder, _ = _saved_folder()
-    server, fault_file, held = _start_held(folder, "loaded", 1)
+    server, fault_file, held = _start_held(folder, "loaded", acceptors)
     try:
-        _until(lambda: _answering_loading(server), "the acceptor does not listen", server)
-        assert _replies_while_loading(server.port) == expected
+        _until(lambda: len(_answering_loading(server)) == acceptors, "the acceptors do not listen", server)
+        for _ in range(2 * acceptors):  # (K > 1: whichever acceptor takes the connection)
+            assert _replies_while_loading(server.port) == expected
     finally:
         _release(fault_file, held)
         assert server.stop() == 0, server.final_output[-3000:]

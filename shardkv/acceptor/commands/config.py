@@ -264,6 +264,17 @@ class _Both:
         self.acceptors_answered([])
 
 
+def _ok_with_acceptors(client: Client, kind: bytes) -> None:
+    """+OK, with several acceptors once the others have answered ``kind``
+    (while the shards load: there is no shard to ask)."""
+    if client.server.bus is None:
+        client.reply(OK)
+        return
+    slot = Slot(client)
+    client.pending.append(slot)
+    _Both(slot, kind).deliver(b"+OK\r\n")
+
+
 def _with_acceptors(client: Client, args: list, merge, kind: bytes, slot: Slot | None = None) -> None:
     """Ask every shard ``args`` now (in the client's order), then, once they
     all answered, the other acceptors ``kind``; reply with ``merge`` of the
@@ -302,16 +313,21 @@ def _apply_set(client: Client, changes: dict) -> None:
     # it is now out of memory), and, with several acceptors, once the
     # others have applied them too (the supervisor passed them the
     # ``config`` line before this question: see tell_supervisor).
-    if server.loading and server.bus is None:
+    if server.loading:
         # The shards still load at start: a worker whose pipe is not
         # attached yet gets every setting once it is (config_to_worker);
         # one attached already (as the last are attached) is told now.
-        # Redis sets it while it loads, and says +OK.
-        body = encode_command(worker_config(server, changes))
+        # Redis sets it while it loads, and says +OK: with several
+        # acceptors once the others have applied it too (the supervisor
+        # relays their bus while the shards load).
+        args = worker_config(server, changes)
+        body = encode_command(configorder.stamp(server, args))
         for link in server.links:
             if link.up:
                 link.send(entry_header(0), body, _IGNORE)
-        client.reply(OK)
+        if server.bus is not None:
+            configorder.sent_workers(server, args)
+        _ok_with_acceptors(client, bus.SYNC)
         return
     merge = lambda parts: _set_oom(server, parts)  # noqa: E731
     slot = _Applied(client)
@@ -377,8 +393,8 @@ def config_cmd(client: Client, args: list) -> None:
             _apply_set(client, changes)  # (else once every acceptor has bound the new port)
     elif sub == b"RESETSTAT":
         _reset_stats(server)
-        if server.loading and server.bus is None:
-            client.reply(OK)  # (the shards still load: none has served a command to count)
+        if server.loading:
+            _ok_with_acceptors(client, bus.RESETSTAT)  # (the shards still load: none has counted)
         elif server.bus is None:
             client.query_all([Verb.RESETSTAT], all_ok)
         else:
