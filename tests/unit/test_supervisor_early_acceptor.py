@@ -77,7 +77,10 @@ def test_an_acceptor_dead_while_the_workers_load_restarts_unless_it_could_not_li
     sup = object.__new__(supervisor.Supervisor)
     ours, theirs = Pipe()
     sup.acceptors = [_Exited(exitcode)]  # type: ignore[list-item]
-    sup.waiting = [[ours]]  # type: ignore[list-item]
+    sup.waiting = [ours]  # type: ignore[list-item]
+    control, control_theirs = Pipe()
+    sup.controls = [control]  # type: ignore[list-item]  # (read from its start)
+    sup.questions = {}
     sup.stop_attempt = None
     sup.cfg = {"port": 1}  # type: ignore[assignment]
     started: list[int] = []
@@ -87,4 +90,6 @@ def test_an_acceptor_dead_while_the_workers_load_restarts_unless_it_could_not_li
     sup._acceptor_died(0)
     assert started == restarted and bool(fails) is failed
     assert sup.waiting == [None] and ours.closed
+    assert sup.controls == [None] and control.closed
     theirs.close()
+    control_theirs.close()
