@@ -1125,6 +1125,46 @@ def test_a_rewrite_while_a_short_write_could_not_be_cut_off_is_refused_and_split
     }
 
 
+@pytest.mark.parametrize("save", ["rules", "BGSAVE SCHEDULE"])
+def test_saves_go_on_while_a_scheduled_rewrite_is_refused(tmp_path, monkeypatch, save):
+    """A rewrite scheduled (BGREWRITEAOF during a save) stays scheduled
+    while the AOF cannot be written, and is refused at each cron tick; as
+    in Redis, whose serverCron tries it and then, with no child started,
+    checks its save points and its scheduled BGSAVE all the same, the
+    saves still start meanwhile: snapshots are not held up for as long as
+    the disk refuses the AOF's writes."""
+    clock = FakeClock()
+    shard = open_shard(make_config(tmp_path, save="1 1"), clock)
+    p = shard.persistence
+    assert p is not None and p.aof is not None
+    real_write = os.write
+    aof_fd = p.aof.fd
+
+    def write(fd: int, data) -> int:  # the AOF's disk is full; the snapshot's is not
+        if fd == aof_fd:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", write)
+    run(shard, "SET", "k", "v")  # not written: the AOF is failing
+    assert p.aof.failing is not None
+    p.rewrite_scheduled = True  # (as BGREWRITEAOF during a save schedules it)
+    if save == "rules":
+        p.lastsave -= 5  # type: ignore[operator]
+    else:
+        p.bgsave_scheduled = True
+    p.cron()
+    assert p.rewrite_scheduled  # refused, still scheduled
+    assert p.child is not None and p.child.kind == "save"
+    wait_child(shard)
+    assert p.rdb_saves == 1 and p.rewrite_scheduled
+    monkeypatch.undo()  # the disk takes writes again: the rewrite goes
+    p.cron()
+    assert not p.rewrite_scheduled and p.child is not None and p.child.kind == "rewrite"
+    wait_child(shard)
+    close(shard)
+
+
 def test_shutdown_is_refused_while_the_first_aof_base_is_written(tmp_path):
     """CONFIG SET appendonly yes forks the first base; its manifest (which
     loads it and the incr logged after it) is written when it is done.  A

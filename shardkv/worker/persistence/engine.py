@@ -145,15 +145,26 @@ class Persistence(Loading, Saves, Rewrites):
                 self._try(self._start_rewrite)
                 writer = self.aof
                 if self.child is None and writer is not None and writer.failing is not None:
-                    self.rewrite_scheduled = True  # as Redis: tried again until it starts
-            elif self.bgsave_scheduled:
-                self.bgsave_scheduled = False
-                self._try(self._start_save)
-            elif self._save_due():
-                self._try(self._start_save)
-            elif self._rewrite_due():
-                self._try(self._start_rewrite)
+                    # As Redis: tried again until it starts; and meanwhile
+                    # the saves go on, as its serverCron checks its save
+                    # points and a scheduled BGSAVE whatever became of it
+                    # (else no snapshot is taken while the AOF is failing).
+                    self.rewrite_scheduled = True
+                    self._start_due(rewrite=False)
+            else:
+                self._start_due()
         self.commit()
+
+    def _start_due(self, rewrite: bool = True) -> None:
+        """Start a scheduled BGSAVE, else a save whose rule is due, else
+        (``rewrite``) a rewrite whose growth is due."""
+        if self.bgsave_scheduled:
+            self.bgsave_scheduled = False
+            self._try(self._start_save)
+        elif self._save_due():
+            self._try(self._start_save)
+        elif rewrite and self._rewrite_due():
+            self._try(self._start_rewrite)
 
     def _try(self, start: Callable[[], object]) -> None:
         try:
