@@ -591,9 +591,13 @@ class Client(Dispatch, asyncio.Protocol):
         replies as its command ended, before anything went wrong.  What
         it sent after runs no more (as after QUIT), and the replies owed
         to it are dropped.  A ``place`` not in :attr:`pending` (its reply
-        order can no longer be trusted) closes it at once."""
+        order can no longer be trusted) closes it at once.  A client
+        closing already (a QUIT or bad bytes after ``place``) is closed so
+        too: what made it close came after ``place``, and is dropped with
+        the rest; one killed (CLIENT KILL) has its transport aborted, and
+        what is written to it goes nowhere."""
         pending = self.pending
-        if self.closed or self.closing or not any(item is place for item in pending):
+        if self.closed or not any(item is place for item in pending):
             self.failed(doing)
             return
         log.exception(

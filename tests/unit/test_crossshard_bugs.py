@@ -311,6 +311,35 @@ def test_a_committed_operation_whose_reply_raises_waits_for_the_replies_owed_bef
         assert b"".join(pipe.written) == _decides(op, True)
 
 
+@pytest.mark.parametrize("quit", [True, False])
+def test_a_closing_client_gets_the_replies_before_a_committed_reply_that_raises(rig, monkeypatch, quit):  # noqa: F811
+    """A QUIT pipelined after the broken operation (or bad bytes, a
+    protocol error that closes it too): the client is already closing when
+    the reply fails, and still gets the replies of its commands before the
+    broken one, as any other; then its connection closes in the broken
+    one's place, and neither QUIT's +OK nor the protocol error is written
+    (Redis closed it there, before it read them)."""
+    acceptor, pipes, client, out, lines, (a, b) = rig
+    monkeypatch.setattr(crossshard, "_first_body", _bug)
+    owed = Slot(client)
+    client.pending.append(owed)
+    op = _rename(acceptor, pipes, client, a, b)
+    if quit:
+        client.data_received(encode_command([b"QUIT"]))
+    else:
+        client.data_received(encode_command([b"PING"]) + b"*1\r\n$x\r\n")  # then a protocol error
+    assert client.closing and not out.closed
+    acceptor.links[1].data_received(frame(wire.encode_control(wire.Prepared(op))))
+    assert [data for data, _, _ in lines] == [b"C %d\n" % op]
+    assert _written(acceptor, out) == b""
+    assert not out.closed
+    owed.deliver(b"+owed\r\n")
+    assert _written(acceptor, out) == b"+owed\r\n"
+    assert out.closed
+    for pipe in pipes:
+        assert b"".join(pipe.written) == _decides(op, True)
+
+
 def test_a_bug_after_the_commit_line_outside_the_reply_commits_everywhere(rig, monkeypatch):  # noqa: F811
     """A bug between the commit line and the decision (here the step
     that follows the line raises, not the reply): the line says commit,
