@@ -1635,17 +1635,15 @@ def kill_script(client: Client, eval_mode: bool) -> None:
     busy-reply-threshold: a kill sent before that is read then, and kills
     it, or after the script's end, and finds nothing (``-NOTBUSY``).  So a
     kill read while no worker has reported a busy script waits
-    (:func:`at_threshold`), unless nothing can be running; inside EXEC
-    it is answered at once: Redis runs no script beside it."""
+    (:func:`at_threshold`), unless nothing can be running.  Inside EXEC
+    it finds none: Redis runs no EXEC beside a busy script (it refuses it
+    ``-BUSY``; so does shardkv, as Redis would read it, see
+    transactions._at_threshold), so a script busy now started after the
+    EXEC was read, and a kill of it by the last report, answered as the
+    script's kind or writes were then, was wrong."""
     server = client.server
     if client.state.in_exec:
-        problem, killed, _ = _kill_busy(server, eval_mode)
-        if killed:
-            _tell_killed(server, killed, None)
-        if problem is None:
-            client.reply("OK")
-        else:
-            client.reply_error(problem)
+        client.reply_error(errors.NOTBUSY)
         return
     slot = Slot(client)
     client.pending.append(slot)
@@ -1658,7 +1656,7 @@ def kill_script(client: Client, eval_mode: bool) -> None:
         _answer_kill(slot, eval_mode)
 
 
-def _kill_busy(server: object, eval_mode: bool, ask: bool = False) -> tuple[str | None, list, list]:
+def _kill_busy(server: object, eval_mode: bool) -> tuple[str | None, list, list]:
     """Signal the busy scripts' workers to stop those that can be: (the
     error for those that cannot, or None; what was signalled, each
     ``[shard, pid, epoch]``; the links asked, see below).  Each script is
@@ -1669,9 +1667,9 @@ def _kill_busy(server: object, eval_mode: bool, ask: bool = False) -> tuple[str 
     may each run a busy script (Redis runs one): the kill stops every one
     it can, and its error is the worst of the others', ``-UNKILLABLE``
     first.  Redis checks for writes before the kind, in the script's hook:
-    with ``ask``, the worker of a script of the other kind that had not
-    written as last reported is asked to report it at its next hook
-    (wire.REPORT_SIGNAL; it may have written since)."""
+    the worker of a script of the other kind that had not written as last
+    reported is asked to report it at its next hook (wire.REPORT_SIGNAL;
+    it may have written since)."""
     busy = [link for link in server.links if link.script is not None]  # type: ignore[attr-defined]
     if not busy:
         return errors.NOTBUSY, [], []
@@ -1683,7 +1681,7 @@ def _kill_busy(server: object, eval_mode: bool, ask: bool = False) -> tuple[str 
         if dirty:
             problem = errors.UNKILLABLE
         elif script_eval != eval_mode:
-            if ask and _signal(pid, wire.REPORT_SIGNAL):
+            if _signal(pid, wire.REPORT_SIGNAL):
                 asked.append(link)
             elif problem is None:
                 problem = _other_kind(eval_mode)
@@ -1739,7 +1737,7 @@ def _answer_kill(slot: Slot, eval_mode: bool) -> None:
     have decided."""
     server = slot.client.server
     signalled = time.monotonic()
-    problem, killed, asked = _kill_busy(server, eval_mode, ask=True)
+    problem, killed, asked = _kill_busy(server, eval_mode)
     if killed or asked:
         _KillVerdict(slot, eval_mode, killed, asked, signalled, problem)
     else:

@@ -51,7 +51,7 @@ from shardkv.acceptor.client import Client
 from shardkv.acceptor.crossshard import AtomicOp
 from shardkv.acceptor.dispatch import db_headers
 from shardkv.acceptor.replies import Slot
-from shardkv.acceptor.shardlink import BUSY_LINKS
+from shardkv.acceptor.shardlink import BUSY_LINKS, at_threshold
 from shardkv.acceptor.users import UsersInExec, hold_for_changes
 from shardkv.protocol import acl, bus, errors
 from shardkv.protocol.args import parse_int32
@@ -444,7 +444,9 @@ def exec_(client: Client, args: list[bytes]) -> None:
     if client.server.monitors:
         reply.place = monitor.exec_place(client)
     if any(_is_unblock(cmd, args) for cmd, args in queued):
-        _after_scripts(client, queued, reply)
+        _after_scripts(client, queued, reply, after_scripts)
+    elif any(_is_kill(cmd, args) for cmd, args in queued):
+        _after_scripts(client, queued, reply, _at_threshold)
     else:
         _begin(client, queued, reply)
     client.pending.append(reply)
@@ -478,19 +480,30 @@ def _begin(client: Client, queued: list, reply: Exec) -> None:
 SCRIPTS_FIRST = -7  # a client's blocked_token while its EXEC waits for the shards' scripts
 
 
-def _after_scripts(client: Client, queued: list, reply: Exec) -> None:
-    """Run an EXEC with CLIENT UNBLOCK once no shard runs a busy script.
+def _after_scripts(
+    client: Client,
+    queued: list,
+    reply: Exec,
+    wait: Callable[[object, Callable[[int | bytes], None], Callable[[], None]], None],
+) -> None:
+    """Run an EXEC with CLIENT UNBLOCK, SCRIPT KILL or FUNCTION KILL once
+    no shard runs a busy script.
 
-    CLIENT UNBLOCK has no allow-busy flag, and neither has EXEC: Redis runs
+    Neither CLIENT UNBLOCK nor EXEC has the allow-busy flag: Redis runs
     nothing while a script runs, and answers an EXEC sent meanwhile, once
     the script is past busy-reply-threshold, ``EXECABORT`` with the
     ``-BUSY`` error; the transaction is discarded and the client it would
     unblock stays blocked.  A script on a shard the transaction does not
     touch would not hold it back here, so first every shard answers a
     ``__ping`` (one more round trip), as for a CLIENT UNBLOCK outside EXEC;
-    if one reports a busy script meanwhile, EXECABORT now.  Meanwhile the
-    client's later commands wait.  A client that goes away meanwhile does
-    not stop it (its reply is dropped): Redis runs an EXEC it has read."""
+    if one reports a busy script meanwhile, EXECABORT now
+    (``wait``: blocking.after_scripts).  A SCRIPT KILL or FUNCTION KILL
+    queued (allow-busy: queued while a script is busy) never runs beside
+    one either: the EXEC is decided as Redis would read it
+    (:func:`_at_threshold`), and the kill that runs finds no busy script
+    (``-NOTBUSY``, see scripting.kill_script).  Meanwhile the client's
+    later commands wait.  A client that goes away meanwhile does not stop
+    it (its reply is dropped): Redis runs an EXEC it has read."""
     client.state.block(SCRIPTS_FIRST, shown=False)
     server = client.server
 
@@ -510,7 +523,24 @@ def _after_scripts(client: Client, queued: list, reply: Exec) -> None:
         client.state.unblock(SCRIPTS_FIRST)
         _step(client, lambda: _begin(client, queued, reply))  # even if the client went away
 
-    after_scripts(server, refused, ran)
+    wait(server, refused, ran)
+
+
+def _at_threshold(server: object, refused: Callable[[int | bytes], None], then: Callable[[], None]) -> None:
+    """Call ``then`` when Redis would read an EXEC read now, if no script
+    is busy then, else ``refused`` with the busy script's ``-BUSY``: Redis
+    reads nothing while a script runs until it is past busy-reply-threshold
+    (shardlink.at_threshold), then refuses the EXEC.  An EXEC with SCRIPT
+    KILL or FUNCTION KILL: the kill's answer is Redis's EXECABORT whatever
+    the script's kind or writes (see _after_scripts)."""
+
+    def decide() -> None:
+        if BUSY_LINKS:
+            refused(next(iter(BUSY_LINKS)).busy)
+        else:
+            then()
+
+    at_threshold(server, decide)
 
 
 def _step(client: Client, run: Callable[[], None]) -> None:
@@ -746,6 +776,11 @@ def _close_after_exec(client: Client) -> None:
     CLIENT_CLOSE_AFTER_COMMAND).  Only once it ran: an EXEC that a WATCHed
     key aborts deletes nobody, and the connection stays."""
     client.close_after_replies()
+
+
+def _is_kill(cmd: Command, args: list[bytes]) -> bool:
+    """SCRIPT KILL or FUNCTION KILL."""
+    return cmd.name in ("script", "function") and len(args) > 1 and args[1].lower() == b"kill"
 
 
 def _is_unblock(cmd: Command, args: list[bytes]) -> bool:

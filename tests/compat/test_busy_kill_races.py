@@ -21,6 +21,10 @@ redis-server 7.0.15 (at ``$SHARDKV_TEST_ACCEPTORS`` acceptors).
   SCRIPT KILL: Redis checks for writes before the kind (``-UNKILLABLE``);
   shardkv's acceptor answered the other kind's ``-BUSY`` from the last
   report, and now asks the worker (``wire.REPORT_SIGNAL``).
+- A kill queued in MULTI, its EXEC sent while a script runs: Redis reads
+  the EXEC at the threshold and aborts it ``-BUSY``.  shardkv ran it at
+  once, its kill answered from the last report (``-NOTBUSY``); the EXEC
+  now waits as a kill does (``transactions._at_threshold``).
 """
 
 from __future__ import annotations
@@ -332,3 +336,70 @@ def test_kills_of_the_other_kind_answer_as_redis(servers) -> None:
     assert expected[:2] == [errors.UNKILLABLE] * 2
     assert expected[9:11] == [errors.BUSY, "b'OK'"]
     assert _inside(lambda: _kills_of_each_kind(ours, k)) == expected
+
+
+EXEC_KILLS_LIBRARY = (
+    "#!lua name=execkills\n"
+    "redis.register_function{function_name='spin', callback=function() while true do end end, "
+    "flags={'no-writes'}}"
+)
+# A script that ends before the threshold (500 ms), by its own clock.
+SHORT_SPIN = NOW + "local t0 = now() while now() - t0 < 300000 do end return 1"
+
+
+def _exec_holding_a_kill(port: int, k: int) -> list:
+    """``MULTI``, a kill of each kind, ``EXEC``, sent (by a client of each
+    acceptor) while a script (an EVAL, a function) runs, before its
+    threshold; and while one runs that ends before it: the replies.  The
+    busy ones are stopped after, by the kill that fits."""
+    got: list = []
+    admin = client_on(port, 0, k=k, timeout=WAIT)
+    try:
+        admin.command("CONFIG", "SET", "busy-reply-threshold", "500")
+        admin.command("FUNCTION", "LOAD", "REPLACE", EXEC_KILLS_LIBRARY)
+        for where in range(k):
+            for call, stop in (
+                (("EVAL", "while true do end", 0), "SCRIPT"),
+                (("FCALL", "spin", 0), "FUNCTION"),
+                (("EVAL", SHORT_SPIN, 0), None),
+            ):
+                for kill in ("SCRIPT", "FUNCTION"):
+                    caller = client_on(port, 0, k=k, timeout=WAIT)
+                    queuer = client_on(port, where, k=k, timeout=WAIT)
+                    try:
+                        caller.send(*call)
+                        # (Before the threshold, unless the machine is slow:
+                        # after it, the EXEC gets -BUSY too, at once.)
+                        time.sleep(0.1)
+                        queuer.send("MULTI")
+                        queuer.send(kill, "KILL")
+                        queuer.send("EXEC")
+                        got.append([str(queuer.read_reply()) for _ in range(3)])
+                        if stop is not None:
+                            got.append(str(admin.command(stop, "KILL")))
+                        got.append(_first_word(caller.read_reply()))
+                    finally:
+                        caller.close()
+                        queuer.close()
+        admin.command("FUNCTION", "DELETE", "execkills")
+        admin.command("CONFIG", "SET", "busy-reply-threshold", "5000")
+        return got
+    finally:
+        admin.close()
+
+
+def test_an_exec_holding_a_kill_is_answered_as_redis_reads_it(servers) -> None:
+    """A kill (either kind) queued in MULTI, its EXEC sent while a script
+    runs: Redis reads the EXEC at the threshold and aborts it with the
+    running script's ``-BUSY`` (EXEC has no allow-busy flag), whatever
+    the kill's kind; after a script that ended before, the kill finds none
+    (``-NOTBUSY``).  shardkv ran such an EXEC at once, and its kill
+    answered from the last report: ``-NOTBUSY`` while the script ran on,
+    or a kill of the script (or the other kind's ``-BUSY``) from a report
+    it had since outgrown."""
+    (real, _), (ours, k) = servers
+    expected = _exec_holding_a_kill(real, 1)
+    aborted = str(ErrorReply(errors.EXECABORT_BECAUSE % errors.BUSY))
+    assert expected[:3] == [["b'OK'", "b'QUEUED'", aborted], "b'OK'", "ERR"]
+    assert expected[-2:] == [["b'OK'", "b'QUEUED'", f"[b'{errors.NOTBUSY}']"], 1]
+    assert _exec_holding_a_kill(ours, k) == expected * k
