@@ -1787,7 +1787,7 @@ class _KillVerdict:
         for shard, _, _ in killed:  # (signalled in this turn: no frame of theirs read yet)
             links[shard].kill_verdicts.append(self._told)
         for link in asked:
-            link.kind_checks.append(self._told)
+            link.kind_checks.append((signalled, self._told))
 
     def _told(self, verdict: str, killed_at: float) -> None:
         if verdict == KILLED and killed_at < self.signalled:

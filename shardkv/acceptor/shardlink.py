@@ -352,9 +352,12 @@ class ShardLink:
         self.kill_verdicts: list[Callable[[str, float], None]] = []
         # The kills of the other kind (FUNCTION KILL of an EVAL, SCRIPT
         # KILL of a function) that asked the worker to report the busy
-        # script at its next hook (wire.REPORT_SIGNAL): each is called with
-        # UNKILLABLE (it had written), OTHER_KIND (it had not) or ENDED.
-        self.kind_checks: list[Callable[[str, float], None]] = []
+        # script at its next hook (wire.REPORT_SIGNAL), each with when it
+        # signalled (time.monotonic()): each is called with UNKILLABLE (it
+        # had written), OTHER_KIND (it had not, as a report made after the
+        # signal says: one made before, in flight, may be another kill's,
+        # and the script may have written since) or ENDED.
+        self.kind_checks: list[tuple[float, Callable[[str, float], None]]] = []
         # The client that runs that script, if this acceptor's: it waits
         # for the script (see shardkv.acceptor.scriptcaller).
         self.caller: Client | None = None
@@ -752,10 +755,15 @@ class ShardLink:
         for told in waiting:
             told(verdict, killed_at)
 
-    def _tell_kind_checks(self, verdict: str) -> None:
+    def _tell_kind_checks(self, verdict: str, reported_at: float | None = None) -> None:
+        """Tell the kind checks ``verdict``; OTHER_KIND, only those that
+        signalled before the report was made (``reported_at``)."""
         waiting, self.kind_checks = self.kind_checks, []
-        for told in waiting:
-            told(verdict, 0.0)
+        for signalled, told in waiting:
+            if verdict == OTHER_KIND and reported_at is not None and reported_at < signalled:
+                self.kind_checks.append((signalled, told))  # the report it asked comes later
+            else:
+                told(verdict, 0.0)
 
     def detached(self, transport: asyncio.Transport) -> None:
         if transport is self.transport:
@@ -913,7 +921,7 @@ class ShardLink:
             if self.tries:
                 self.tries.popleft()(payload == wire.TRY_GRANTED)
         elif kind == wire.SCRIPT:
-            busy, pid, dirty, eval_mode, unblocks, caller, epoch, killed_at, *details = (
+            busy, pid, dirty, eval_mode, unblocks, caller, epoch, killed_at, reported_at, *details = (
                 wire.decode_script_state(payload)
             )
             if busy:
@@ -935,8 +943,10 @@ class ShardLink:
                 self._refuse_unblocks(unblocks)
                 if dirty and self.kill_verdicts:  # it wrote before it saw the kill
                     self._tell_verdicts(UNKILLABLE)
-                if self.kind_checks:  # (a report read after the check: the one it asked, or a write's)
-                    self._tell_kind_checks(UNKILLABLE if dirty else OTHER_KIND)
+                if (
+                    self.kind_checks
+                ):  # (a report read after the check: the one it asked, a write's, another's)
+                    self._tell_kind_checks(UNKILLABLE if dirty else OTHER_KIND, reported_at)
             else:
                 self.script = self.busy = None
                 self.kill_sent = False

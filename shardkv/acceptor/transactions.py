@@ -484,7 +484,7 @@ def _after_scripts(
     client: Client,
     queued: list,
     reply: Exec,
-    wait: Callable[[object, Callable[[int | bytes], None], Callable[[], None]], None],
+    wait: Callable[[Any, Callable[[int | bytes], None], Callable[[], None]], None],
 ) -> None:
     """Run an EXEC with CLIENT UNBLOCK, SCRIPT KILL or FUNCTION KILL once
     no shard runs a busy script.

@@ -797,6 +797,7 @@ def encode_script_state(
     caller: tuple[int, int] = (-1, -1),
     epoch: int = 0,
     killed_at: float = 0.0,
+    reported_at: float = 0.0,
 ) -> bytes:
     """``unblocks``: the scripts that went busy on this shard so far, the
     count when each pipe's acceptor was lost (it counts from there), and
@@ -810,10 +811,14 @@ def encode_script_state(
     ``Shard.replies_ahead``); ``epoch``: which busy script of the worker
     this is, for the ``K`` frames; ``killed_at``: (in the report of its
     end) when SCRIPT KILL or FUNCTION KILL stopped it (``time.monotonic()``,
-    one clock for every process on the machine), 0 if none did.  Decoded:
-    (busy, pid, dirty, eval_mode, unblocks, caller, epoch, killed_at,
-    *details)."""
-    return b"S" + marshal.dumps((busy, pid, dirty, eval_mode, unblocks, caller, epoch, killed_at, *details))
+    one clock for every process on the machine), 0 if none did;
+    ``reported_at``: when the report was made (that clock: a kill of the
+    other kind takes only a report made after it signalled, see
+    ``ShardLink.kind_checks``).  Decoded: (busy, pid, dirty, eval_mode,
+    unblocks, caller, epoch, killed_at, reported_at, *details)."""
+    return b"S" + marshal.dumps(
+        (busy, pid, dirty, eval_mode, unblocks, caller, epoch, killed_at, reported_at, *details)
+    )
 
 
 def decode_script_state(payload: bytes) -> tuple[Any, ...]:

@@ -2749,6 +2749,7 @@ class Engine:
                 caller=caller,
                 epoch=epoch,
                 killed_at=run.killed_at,
+                reported_at=time.monotonic(),
             )
         )
         return sent if type(sent) is list else None

@@ -159,9 +159,10 @@ def test_a_busy_report_says_where_the_scripts_reply_waits_in_its_acceptors_queue
     assert shard.replies_ahead() == -1  # between batches
 
 
-def _kill_through(monkeypatch, reports: list[bytes]) -> bytes:
-    """SCRIPT KILL read while shard 0's script is busy (not written, as its
-    last report says), then the worker's ``reports``: the kill's reply."""
+def _kill_through(monkeypatch, reports: list[bytes], kill: bytes = b"SCRIPT") -> bytes:
+    """SCRIPT KILL (``kill`` KILL) read while shard 0's script, an EVAL, is
+    busy (not written, as its last report says), then the worker's
+    ``reports``: the kill's reply."""
     monkeypatch.setattr(scripting.os, "kill", lambda pid, sig: None)
     acceptor, _ = build(2)
     busy, _ = busy_link(0)
@@ -170,7 +171,7 @@ def _kill_through(monkeypatch, reports: list[bytes]) -> bytes:
     acceptor.links = [busy, free]  # type: ignore[assignment]
     try:
         client, transport = connect(acceptor)
-        send(client, [b"SCRIPT", b"KILL"])
+        send(client, [kill, b"KILL"])
         assert replies(acceptor, transport) == b""  # its worker decides
         for report in reports:
             busy.data_received(frame(report))
@@ -190,6 +191,23 @@ def test_a_kill_is_answered_as_the_worker_decided(monkeypatch) -> None:
     assert _kill_through(monkeypatch, [wrote]) == encode_error(errors.UNKILLABLE)
     ended = wire.encode_script_state(False, 1234, False, True)
     assert _kill_through(monkeypatch, [ended]) == encode_error(errors.NOTBUSY)
+
+
+def test_a_kill_of_the_other_kind_waits_for_a_report_made_after_it(monkeypatch) -> None:
+    """FUNCTION KILL of a busy EVAL asks the worker to report the script
+    (wire.REPORT_SIGNAL).  A report made before the signal, in flight (an
+    earlier kill's: one through another acceptor, or another client's),
+    says nothing of a write since; that kill took it and answered the
+    other kind's ``-BUSY``, where Redis, reading it after the write,
+    answers ``-UNKILLABLE``.  The report made after the signal decides."""
+    before = time.monotonic() - 1
+    details = ((0, {}, {}), b"sha", b"eval", 0.0, 0, 0)
+    earlier = wire.encode_script_state(True, 1234, False, True, *details, reported_at=before)
+    wrote = wire.encode_script_state(True, 1234, True, True, *details, reported_at=time.monotonic() + 1)
+    assert _kill_through(monkeypatch, [earlier], b"FUNCTION") == b""  # not decided yet
+    clean = wire.encode_script_state(True, 1234, False, True, *details, reported_at=time.monotonic() + 1)
+    assert _kill_through(monkeypatch, [earlier, clean], b"FUNCTION") == encode_error(errors.BUSY)
+    assert _kill_through(monkeypatch, [earlier, wrote], b"FUNCTION") == encode_error(errors.UNKILLABLE)
 
 
 def test_a_kill_after_a_kill_this_acceptor_was_not_told_of_finds_nothing(monkeypatch) -> None:
