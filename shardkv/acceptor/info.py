@@ -166,6 +166,7 @@ def own_figures(server: Acceptor) -> list:
         out += [name.encode(), values[name]]
     out += [b"channels", list(set().union(*(c.state.channels for c in clients)))]
     out += [b"patterns", list(set().union(*(c.state.patterns for c in clients)))]
+    out += [b"shardchannels", list(set().union(*(c.state.shard_channels for c in clients)))]
     out += [b"cmdstats", report_to_bus(server.stats.report())]
     return out
 
@@ -175,13 +176,19 @@ def _with_others(body: dict[str, list[tuple[str, object]]], server: Acceptor, ot
     totals: dict[str, int] = {}
     channels = set().union(*(c.state.channels for c in server.clients.values()))
     patterns = set().union(*(c.state.patterns for c in server.clients.values()))
+    shard_channels = set().union(*(c.state.shard_channels for c in server.clients.values()))
     for flat in others:
         figures = dict(zip(flat[::2], flat[1::2], strict=True))
         for name in SUMMED:
             totals[name] = totals.get(name, 0) + figures.get(name.encode(), 0)
         channels.update(figures.get(b"channels", ()))
         patterns.update(figures.get(b"patterns", ()))
-    totals_union = {"pubsub_channels": len(channels), "pubsub_patterns": len(patterns)}
+        shard_channels.update(figures.get(b"shardchannels", ()))
+    totals_union = {
+        "pubsub_channels": len(channels),
+        "pubsub_patterns": len(patterns),
+        "pubsubshard_channels": len(shard_channels),
+    }
     for entries in body.values():
         for i, (name, value) in enumerate(entries):
             if name in totals:
@@ -318,6 +325,7 @@ def build_info(
             ("keyspace_misses", sum(s.get("keyspace_misses", 0) for s in stats)),
             ("pubsub_channels", len(set().union(*(c.state.channels for c in clients)))),
             ("pubsub_patterns", len(set().union(*(c.state.patterns for c in clients)))),
+            ("pubsubshard_channels", len(set().union(*(c.state.shard_channels for c in clients)))),
             ("latest_fork_usec", latest_fork_usec(shards)),
             ("total_forks", 0),
             ("migrate_cached_sockets", migrate.cached_sockets(server)),

@@ -454,10 +454,12 @@ def _add_entry(log: deque[list], entry: list) -> None:
 def _close_revoked_subscribers(server: Acceptor, user: acl.User, me: Client | None) -> None:
     for client in list(server.clients.values()):
         state = client.state
-        if state.user is not user or not (state.channels or state.patterns):
+        if state.user is not user or not state.subscribed:
             continue
-        if all(user.channel_ok(c, False) for c in state.channels) and all(
-            user.channel_ok(p, True) for p in state.patterns
+        if (
+            all(user.channel_ok(c, False) for c in state.channels)
+            and all(user.channel_ok(p, True) for p in state.patterns)
+            and all(user.channel_ok(c, False) for c in state.shard_channels)
         ):
             continue
         if client is me:

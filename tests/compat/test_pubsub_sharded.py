@@ -68,6 +68,8 @@ def test_spublish_counts_and_client_list(ports, protocol):
         assert (m["type"], m["channel"], m["data"]) == ("smessage", b"s1", b"m")
         line = [x for x in pub.execute_command("CLIENT", "LIST").decode().splitlines() if "ssub=2" in x]
         assert len(line) == 1 and " flags=P " in line[0]
+        stats = pub.execute_command("INFO", "stats")
+        assert b"\r\npubsub_patterns:0\r\npubsubshard_channels:2\r\n" in stats
         sub.close()
         pub.close()
 
@@ -114,3 +116,36 @@ def test_acl_channels(ports):
         u.close()
         c.close()
     assert replies[0] == replies[1]
+
+
+def test_a_shard_subscriber_is_a_pubsub_client(ports):
+    """PING answers it as a subscriber in RESP2; CLIENT KILL TYPE PUBSUB
+    kills it; ACL SETUSER that takes its channel away closes it."""
+    out = []
+    for port in (ports["redis"], ports["shardkv"]):
+        admin = plain(port, 2)
+        admin.execute_command(
+            "ACL", "SETUSER", "shardsub", "on", "nopass", "+@all", "~*", "resetchannels", "&a*"
+        )
+        got = []
+        for revoke in (False, True):
+            sub = redis.Redis(port=port, protocol=2, username="shardsub", password="x").pubsub()
+            sub.ssubscribe("ab")
+            assert sub.get_message(timeout=5)["type"] == "ssubscribe"
+            sub.ping("hi")
+            got.append(sub.get_message(timeout=5)["data"])
+            if revoke:
+                admin.execute_command("ACL", "SETUSER", "shardsub", "resetchannels", "&b*")
+            else:
+                got.append(admin.execute_command("CLIENT", "KILL", "TYPE", "pubsub"))
+            try:
+                got.append(sub.get_message(timeout=2))
+            except (redis.ConnectionError, redis.exceptions.NoPermissionError):
+                got.append("closed")  # (or redis-py's new connection may not subscribe again)
+            sub.close()
+        admin.execute_command("ACL", "DELUSER", "shardsub")
+        admin.close()
+        out.append(got)
+    assert out[0] == out[1]
+    # (killed: redis-py connects again and subscribes anew, as with Redis)
+    assert out[0][1] >= 1 and out[0][-1] == "closed"

@@ -695,5 +695,6 @@ def test_spublish_reaches_shard_subscribers_on_every_acceptor_and_counts_them(gr
     assert b2.execute_command("PUBSUB", "SHARDCHANNELS") == [b"orders"]
     assert b2.execute_command("PUBSUB", "SHARDCHANNELS", "x*") == []
     assert b2.execute_command("PUBSUB", "CHANNELS") == []
+    assert a2.info("stats")["pubsubshard_channels"] == 1
     sub_a.close()
     sub_b.close()

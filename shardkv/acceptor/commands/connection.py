@@ -43,7 +43,7 @@ def ping(client: Client, args: list) -> None:
     """PING [message]"""
     if len(args) > 2:
         raise CommandError(errors.WRONG_ARITY % "ping")
-    if client.state.channels or client.state.patterns:
+    if client.state.subscribed:
         if not client.resp3:
             client.reply([b"pong", args[1] if len(args) == 2 else b""])
             return
@@ -419,9 +419,9 @@ def _of_type(clients: list, kind_arg: bytes) -> list:
     """The clients of a CLIENT LIST/KILL ``TYPE``; there are no replicas."""
     kind = kind_arg.lower()
     if kind == b"pubsub":
-        return [c for c in clients if c.state.channels or c.state.patterns]
+        return [c for c in clients if c.state.subscribed]
     if kind == b"normal":
-        return [c for c in clients if not (c.state.channels or c.state.patterns)]
+        return [c for c in clients if not c.state.subscribed]
     if kind in (b"master", b"replica", b"slave"):
         return []
     raise CommandError(errors.UNKNOWN_CLIENT_TYPE % kind_arg.decode("latin-1"))
