@@ -8,16 +8,28 @@ publishes them as Redis's ``notifyKeyspaceEvent`` does, on
 ``__keyevent@<db>__:<event>`` (message: the key), through the acceptor's
 Pub/Sub, so subscribers get them like any other message.
 
-It also keeps the shards' *event mask*, this acceptor's interest: the
-classes of ``notify-keyspace-events`` while K (E) is set *and* a client of
-this acceptor is subscribed to a channel or pattern that may hear a
-``__keyspace@`` (``__keyevent@``) channel, and every class while a client
-tracks keys (:mod:`shardkv.tracking`); 0, nothing noted at all, otherwise.
-So a write costs nothing for notifications nobody hears: with several
-acceptors, no ``O`` frame and no ``seen`` round trip for an acceptor with
-no such subscriber (see :mod:`shardkv.acceptor.causal`).  The mask goes to
-every shard as ``__events <mask>`` whenever it changes, and to a shard
-again whenever its pipe is attached.
+Which events are published, and on which channels, the shards decide, as
+each command runs (Redis's ``notifyKeyspaceEvent`` reads the setting then):
+each holds ``notify-keyspace-events`` (``__config`` reaches it in order
+with the commands) and gives an event's class the K and E bits
+(``wire.EVENT_KEYSPACE``, ``EVENT_KEYEVENT``) that the setting had for it
+(see :mod:`shardkv.worker.events`).  This module publishes by those bits
+alone, never by the setting it holds now: a write pipelined before
+``CONFIG SET notify-keyspace-events ""`` is heard though its events come
+back after the acceptor ran the CONFIG SET, and one before a CONFIG SET
+that turns notifications on is not, though tracking had it noted.
+
+It also keeps the shards' *event mask*, this acceptor's interest: K (E)
+while a client of this acceptor is subscribed to a channel or pattern that
+may hear a ``__keyspace@`` (``__keyevent@``) channel (the shards then note
+the classes the setting names, while it has K or E too), and every class
+while a client tracks keys (:mod:`shardkv.tracking`); 0, nothing noted at
+all, otherwise.  So a write costs nothing for notifications nobody hears:
+with several acceptors, no ``O`` frame and no ``seen`` round trip for an
+acceptor with no such subscriber (see :mod:`shardkv.acceptor.causal`).
+The mask goes to every shard as ``__events <mask>`` whenever it changes,
+and to a shard again whenever its pipe is attached; a CONFIG SET of the
+setting does not change it.
 
 The mask is coarse on purpose: a subscriber of ``__keyspace@0__:foo``
 makes every class of notify-keyspace-events wanted, for every key and
@@ -45,11 +57,10 @@ from shardkv.protocol import bus, wire
 from shardkv.protocol.glob import may_start_with
 from shardkv.protocol.resp import encode_command
 from shardkv.protocol.wire import Verb
-from shardkv.runtime import config
 
 SCRIPT_READ = wire.EVENT_SCRIPT_READ
-KEYSPACE = 1 << 0  # K
-KEYEVENT = 1 << 1  # E
+KEYSPACE = wire.EVENT_KEYSPACE  # K
+KEYEVENT = wire.EVENT_KEYEVENT  # E
 # Every class a shard can note (g $ l s h z x e t m n).
 CLASSES = (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10)
 CLASSES |= (1 << 11) | (1 << 14)
@@ -83,7 +94,6 @@ class _Applied:
 
 class _State:
     def __init__(self) -> None:
-        self.flags = 0  # notify-keyspace-events, as Redis's flags
         self.mask = 0  # what the shards were last told to note
         # How many of this acceptor's subscribed channels and patterns (each
         # name once, whoever subscribed) may hear a __keyspace@ channel, and
@@ -102,29 +112,26 @@ def publish(server, events: list, origin: object) -> None:
     reply is delivered right after: a subscriber that sent the command
     gets its own notifications before that reply, even behind replies of
     its later commands that are in already, as Redis writes them while
-    the command runs."""
-    flags = STATE.flags
-    if not flags & (KEYSPACE | KEYEVENT):
+    the command runs.  Each event is published on the channels its class
+    names (K, E: the shard's setting as the command ran)."""
+    hearing = STATE.hearing
+    if not (hearing[0] or hearing[1]):
         return
     before = getattr(origin, "slot", origin)
     if not isinstance(before, Slot):
         before = None
     for db, key, cls, event in events:
-        if not flags & cls:
-            continue
-        if flags & KEYSPACE:
+        if cls & KEYSPACE:
             publish_message(server, b"__keyspace@%d__:%s" % (db, key), event, before)
-        if flags & KEYEVENT:
+        if cls & KEYEVENT:
             publish_message(server, b"__keyevent@%d__:%s" % (db, event), key, before)
 
 
 def own_mask(server) -> int:
-    """The classes of notify-keyspace-events while someone here may hear them."""
-    flags = STATE.flags
+    """K (E) while someone here may hear a ``__keyspace@`` (``__keyevent@``)
+    channel: the shards note what notify-keyspace-events names then."""
     hearing = STATE.hearing
-    if (flags & KEYSPACE and hearing[0]) or (flags & KEYEVENT and hearing[1]):
-        return flags & CLASSES
-    return 0
+    return (KEYSPACE if hearing[0] else 0) | (KEYEVENT if hearing[1] else 0)
 
 
 def on_subscriptions(client: Client, new: list, gone: list) -> None:
@@ -226,21 +233,9 @@ _IGNORE = _Ignore()
 
 
 def on_attach(server, link) -> None:
-    if not STATE.flags and server.config.get("notify-keyspace-events"):
-        STATE.flags = config.notify_value(server.config["notify-keyspace-events"])
-        mask = 0
-        for fn in server.wiring.event_masks:
-            mask |= fn(server)
-        STATE.mask = mask
     link.on_events = lambda events, origin: on_events(server, events, origin)
     if server.nacceptors > 1:
         link.relay_events = lambda events: relay(server, events)
     # Always, 0 too: a worker that outlived the acceptor may still note
     # what the previous one wanted.
     _send_mask(link, STATE.mask)
-
-
-def on_config(server, changes: dict) -> None:
-    if "notify-keyspace-events" in changes:
-        STATE.flags = config.notify_value(changes["notify-keyspace-events"])
-        update_mask(server)

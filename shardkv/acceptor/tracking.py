@@ -967,7 +967,7 @@ def on_events(server, events: list, origin: object) -> None:
             # command changed, after (``tracking_pending_keys``).
             if changer is None:
                 _invalidate_key(server, key, None, bcast=True, ordered=ordered, kept=kept)
-            elif cls == EVICTED:
+            elif cls & EVICTED:  # (with the channels it is published on, if any)
                 _invalidate_key(server, key, changer, bcast=True, early=place, ordered=ordered, kept=kept)
             else:
                 _invalidate_key(server, key, changer, bcast=True, place=place, ordered=ordered, kept=kept)

@@ -168,7 +168,6 @@ def wiring() -> Wiring:
             limits.on_config,
             memorybudget.on_config,
             pubsub.on_config,
-            notifications.on_config,
             security.on_config,
             slowlog.on_config,
             tracking.on_config,

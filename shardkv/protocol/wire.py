@@ -936,7 +936,15 @@ def decode_inquiry_answer(payload: bytes) -> object:
     return decode_part(payload[1:])
 
 
-# Event classes of shardkv's own, beside Redis's NOTIFY_* flags (1 << 0 to
+# Redis's NOTIFY_KEYSPACE and NOTIFY_KEYEVENT (K and E), in an event's class:
+# the channels a notification of it goes to, as notify-keyspace-events said
+# when its command ran in the shard (Redis decides as the command runs, so a
+# CONFIG SET that the acceptor ran before the event came back changes
+# nothing about it).  In an ``__events`` mask: this acceptor has clients
+# subscribed where they may hear such channels (see shardkv.worker.events).
+EVENT_KEYSPACE = 1 << 0
+EVENT_KEYEVENT = 1 << 1
+# Event classes of shardkv's own, beside Redis's NOTIFY_* flags (1 << 2 to
 # 1 << 14), for client-side caching only; never published as notifications.
 EVENT_FLUSH = 1 << 15  # FLUSHDB/FLUSHALL ran: a null invalidation to every tracking client
 EVENT_SCRIPT_READ = 1 << 16  # a script called a read-only command: its declared keys are read

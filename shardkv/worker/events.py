@@ -8,11 +8,26 @@ in Redis's order within a command (``notifyKeyspaceEvent`` in Redis's
 ``t_*.c``, ``db.c``, ``expire.c``, ``evict.c``).
 
 It costs nothing while nobody listens: each acceptor sends ``__events
-<mask>`` on its pipe (the classes it wants: those of notify-keyspace-events
-only while one of its clients is subscribed to a channel or pattern that
-may hear them, :data:`ALL` while a client tracks keys), and only while
-some pipe's mask is not 0 does a shard keep :attr:`Keyspace.events`, a
-list of ``(db, key, class, event)``.  Then for each write command :func:`before` notes which of
+<mask>`` on its pipe (what it wants: K and E, :data:`KEYSPACE` and
+:data:`KEYEVENT`, while one of its clients is subscribed to a channel or
+pattern that may hear a ``__keyspace@`` or ``__keyevent@`` channel,
+:data:`ALL` while a client tracks keys), and only while some pipe's mask
+asks for a class does a shard keep :attr:`Keyspace.events`, a list of
+``(db, key, class, event)``.
+
+Whether an event is published, and on which channels, is decided here as
+its command runs, as Redis's ``notifyKeyspaceEvent`` decides by
+``server.notify_keyspace_events`` then: the shard holds the setting
+(``__config``, which reaches it in its acceptor's order with the commands,
+so a CONFIG SET pipelined between two writes falls between them), notes
+the classes it names for a pipe whose acceptor hears K or E that the
+setting has, and gives each event's class the K and E bits of the setting
+when the class is one it names (:attr:`Keyspace.classes`).  The acceptor
+publishes by those bits alone: a CONFIG SET it ran before the events came
+back changes nothing about them, and an event noted for client-side caching
+alone is never published.
+
+Then for each write command :func:`before` notes which of
 the command's keys exist before, and after the command derives the events
 from the command's name, arguments, reply and the keys' states (the rules
 below), as Redis's commands emit them.  Lazy and active expiry
@@ -32,6 +47,7 @@ from collections.abc import Callable
 from shardkv.protocol import commands, wire
 from shardkv.protocol.resp import NULL_ARRAY, Error
 from shardkv.protocol.wire import Verb
+from shardkv.runtime import config as settings
 from shardkv.worker.handlers import Handlers
 from shardkv.worker.keyspace import Keyspace, slot_of
 
@@ -47,6 +63,11 @@ EVICTED = 1 << 9  # e
 STREAM = 1 << 10  # t
 KEYMISS = 1 << 11  # m
 NEW = 1 << 14  # n
+# Those notify-keyspace-events can name (its letters but K, E and d).
+NOTIFIED = GENERIC | STRING | LIST | SET | HASH | ZSET | EXPIRED | EVICTED | STREAM | KEYMISS | NEW
+KEYSPACE = wire.EVENT_KEYSPACE  # K: published on __keyspace@<db>__:<key>
+KEYEVENT = wire.EVENT_KEYEVENT  # E: published on __keyevent@<db>__:<event>
+CHANNELS = KEYSPACE | KEYEVENT
 FLUSH = wire.EVENT_FLUSH  # shardkv's own, for client-side caching
 SCRIPT_READ = wire.EVENT_SCRIPT_READ  # shardkv's own, for client-side caching
 ALL = (
@@ -94,34 +115,73 @@ def _recording_touch(ks: Keyspace) -> Callable[[bytes], None]:
 
 
 def events_command(ks: Keyspace, args: list[bytes]) -> object:
-    """__events mask -> OK: the event classes the acceptor of this pipe
-    wants now (the shard notes those that any acceptor wants)."""
+    """__events mask -> OK: what the acceptor of this pipe wants now: event
+    classes, and K and E (its subscribers may hear notifications); the
+    shard notes what any acceptor wants."""
     mask = int(args[1])
     if mask:
         ks.event_masks[ks.pipe] = mask
     else:
         ks.event_masks.pop(ks.pipe, None)
-    enable(ks, _union(ks))
+    _apply(ks)
     return b"OK"
 
 
 def forget(ks: Keyspace, pipe: int) -> None:
     """The acceptor of ``pipe`` has gone: note only what the others want."""
     ks.event_masks.pop(pipe, None)
-    enable(ks, _union(ks))
+    _apply(ks)
 
 
-def _union(ks: Keyspace) -> int:
-    union = 0
+def on_settings(ks: Keyspace) -> None:
+    """After each ``__config``: notify-keyspace-events, if it changed, holds
+    from the next command on (see the module docstring)."""
+    set_notify(ks, ks.runtime.extra.get("notify-keyspace-events") or "")
+
+
+def set_notify(ks: Keyspace, text: str) -> None:
+    """notify-keyspace-events set to ``text`` (its letters) holds from the
+    next command on."""
+    try:
+        flags = settings.notify_flags(text)
+    except ValueError:  # the acceptor validated it: keep the old one
+        return
+    set_flags(ks, flags)
+
+
+def set_flags(ks: Keyspace, flags: int) -> None:
+    """notify-keyspace-events' ``flags`` hold from the next command on."""
+    if flags == ks.notify_flags:
+        return
+    ks.notify_flags = flags
+    channels = flags & CHANNELS
+    for cls in ks.classes:
+        ks.classes[cls] = cls | channels if cls & flags else cls
+    _apply(ks)
+
+
+def _apply(ks: Keyspace) -> None:
+    """Note what the pipes' ``__events`` masks and the setting ask for: the
+    classes a mask names, and those the setting names while a mask hears
+    K or E and the setting has it.
+
+    An event goes to a pipe whose mask shares a bit with its class (see
+    Shard.take_events): a class it asked for, or a channel (K, E) it hears
+    that the event is published on, by the setting as its command ran,
+    whatever it says when the batch's events leave."""
+    flags = ks.notify_flags
+    wanted = 0
     for mask in ks.event_masks.values():
-        union |= mask
-    return union
+        wanted |= mask & ~CHANNELS
+        if mask & flags & CHANNELS:
+            wanted |= flags & NOTIFIED
+    enable(ks, wanted)
 
 
 def note(ks: Keyspace, cls: int, event: bytes, key: bytes, db: int | None = None) -> None:
     """One event, if its class is wanted."""
     if ks.event_mask & cls:
-        ks.events.append((ks.db if db is None else db, key, cls, event))  # type: ignore[union-attr]
+        ks.events.append((ks.db if db is None else db, key, ks.classes[cls], event))  # type: ignore[union-attr]
 
 
 # -- write commands --------------------------------------------------------------
@@ -169,7 +229,7 @@ def derive(ks: Keyspace, args: list[bytes], value: object, before: dict) -> None
                 if event[1] == key and event[0] == db:
                     at = i
                     break
-            events.insert(at, (db, key, NEW, b"new"))  # type: ignore[union-attr]
+            events.insert(at, (db, key, ks.classes[NEW], b"new"))  # type: ignore[union-attr]
 
 
 def _alive(ks: Keyspace, key: bytes) -> bool:

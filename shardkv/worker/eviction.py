@@ -377,7 +377,7 @@ class Memory:
                     ks.propagate_del(key)
             self.evicted += 1
             if ks.event_mask & EVICTED:
-                ks.events.append((db, key, EVICTED, b"evicted"))  # type: ignore[union-attr]
+                ks.events.append((db, key, ks.classes[EVICTED], b"evicted"))  # type: ignore[union-attr]
         return True  # the next command goes on from here
 
     def _candidates(self) -> list[tuple[int, list[dict]]]:

@@ -200,12 +200,18 @@ class Keyspace:
         # (db, key, class, event), and ``touched`` the keys changed in place.
         self.event_mask = 0
         self.events: list | None = None
+        # notify-keyspace-events as of the command running now (its flags,
+        # from ``__config``), and each class as an event of it is noted:
+        # with the channels (K, E) the setting publishes it on then.
+        self.notify_flags = 0
+        self.classes: dict[int, int] = {1 << bit: 1 << bit for bit in range(2, 18)}
         self.noting = False  # a write command's events are wanted (not only STARVED)
         self.touched: set[bytes] = set()
         # With several acceptors (``--acceptors``), what is kept per acceptor
         # pipe: ``pipe`` is the one whose frame runs now (set by the loop),
         # ``event_masks`` each pipe's nonzero ``__events`` mask
-        # (``event_mask`` is their union), ``watchers`` each pipe's WATCH
+        # (``event_mask``: the classes they and notify-keyspace-events ask
+        # for, see shardkv.worker.events), ``watchers`` each pipe's WATCH
         # counts by (db, key), ``held_by`` the pipe holding the shard
         # (``__hold``), if any, ``paused_by`` the pipes whose acceptor
         # pauses clients (``__pause``), each with its pause's end, a
@@ -344,14 +350,14 @@ class Keyspace:
                 if self.counting:
                     self.misses += 1
                     if self.event_mask & KEYMISS:
-                        self.events.append((self.db, key, KEYMISS, b"keymiss"))  # type: ignore[union-attr]
+                        self.events.append((self.db, key, self.classes[KEYMISS], b"keymiss"))  # type: ignore[union-attr]
                 return None
         value = self.data[slot].get(key)
         if value is None:
             if self.counting:
                 self.misses += 1
                 if self.event_mask & KEYMISS:
-                    self.events.append((self.db, key, KEYMISS, b"keymiss"))  # type: ignore[union-attr]
+                    self.events.append((self.db, key, self.classes[KEYMISS], b"keymiss"))  # type: ignore[union-attr]
             return None
         self.clocks[key] = self.now
         if self.counting:
@@ -399,14 +405,14 @@ class Keyspace:
                 if self.counting:
                     self.misses += 1
                     if self.event_mask & KEYMISS:
-                        self.events.append((self.db, key, KEYMISS, b"keymiss"))  # type: ignore[union-attr]
+                        self.events.append((self.db, key, self.classes[KEYMISS], b"keymiss"))  # type: ignore[union-attr]
                 return None
         value = self.data[slot].get(key)
         if self.counting:
             if value is None:
                 self.misses += 1
                 if self.event_mask & KEYMISS:
-                    self.events.append((self.db, key, KEYMISS, b"keymiss"))  # type: ignore[union-attr]
+                    self.events.append((self.db, key, self.classes[KEYMISS], b"keymiss"))  # type: ignore[union-attr]
             else:
                 self.hits += 1
         return value
@@ -563,7 +569,7 @@ class Keyspace:
         self._remove(slot, key)
         self.expired_keys += 1
         if self.event_mask & EXPIRED:
-            self.events.append((self.db, key, EXPIRED, b"expired"))  # type: ignore[union-attr]
+            self.events.append((self.db, key, self.classes[EXPIRED], b"expired"))  # type: ignore[union-attr]
         if self.propagate_del is not None:
             self.propagate_del(key)
 

@@ -1621,7 +1621,7 @@ class Engine:
                             elif value is None:
                                 ks.misses += 1
                                 if ks.event_mask & KEYMISS:
-                                    ks.events.append((ks.db, key, KEYMISS, b"keymiss"))  # type: ignore[union-attr]
+                                    ks.events.append((ks.db, key, ks.classes[KEYMISS], b"keymiss"))  # type: ignore[union-attr]
                             if t is bytes or value is None:
                                 # What the rest below comes to for a string
                                 # or a miss read here: its commandstats time

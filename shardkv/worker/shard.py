@@ -154,6 +154,7 @@ class Shard:
             self.unlogged = self.persistence.reads  # names whose record() does nothing
         # What acts on a setting when __config changes it, in this order.
         self.keyspace.runtime.hooks = [
+            events.on_settings,
             eviction.on_settings,
             access.on_settings,
             tunables.on_settings,

@@ -565,3 +565,160 @@ def test_config_set_in_a_pipeline_holds_for_the_commands_after_it(ports):
     got = _config_set_in_a_pipeline(ports["shardkv"], pipeline)
     # (Another client hears the keys' shards in the order they answer.)
     assert (got[0], sorted(got[1])) == (replies, sorted(expected))
+
+
+# -- the setting changed among writes: decided as each write runs ---------------------
+
+# Keys on each of the 4 shards (placement.on_shards): the cross-shard
+# commands below span them.
+K0, K1, K2, K3 = on_shards(0, 1, 2, 3)
+S0, S1 = on_shards(0, 1, prefix="s")
+
+WRITES = [
+    ("SET", K0, "a"),
+    ("SET", K1, "b"),
+    ("EXPIRE", K0, "100"),
+    ("DEL", K1),
+    ("MSET", K0, "1", K1, "2", K2, "3"),
+    ("RENAME", K0, K3),
+    ("SADD", S0, "m"),
+    ("SMOVE", S0, S1, "m"),
+    ("RPUSH", "list", "x", "y"),
+    ("HSET", "hash", "f", "v"),
+    ("MULTI",),
+    ("INCR", "n"),
+    ("LPUSH", "list", "z"),
+    ("EXEC",),
+    ("EVAL", "redis.call('SET', KEYS[1], 'v'); redis.call('EXPIRE', KEYS[1], 50); return 1", "1", "e"),
+]
+# The same commands on other keys (so a subscriber can tell them apart).
+WRITES_AFTER = [tuple(a.replace("k", "j", 1) if a in (K0, K1, K2, K3) else a for a in w) for w in WRITES]
+
+
+def _heard(c: redis.Redis, sub) -> tuple[list, dict]:
+    """The messages up to the end marker, as ``(sorted, {keyspace channel:
+    its messages in order})``: another client hears the shards in the
+    order they answer, but each key's events in the order they happened."""
+    got = _until_end(c, sub)
+    by_key: dict = {}
+    for channel, data in got:
+        if channel.startswith(b"__keyspace@"):
+            by_key.setdefault(channel, []).append(data)
+    return sorted(got), by_key
+
+
+def _changed_in_a_pipeline(port: int, flags: str, pipeline: list[tuple], tracking: bool = False) -> tuple:
+    """Start with ``flags``, send ``pipeline`` in one write, and return its
+    replies and what a subscriber of every keyspace channel heard.  With
+    ``tracking``, a client tracks keys meanwhile (BCAST), so the shards
+    note every write's events whatever notify-keyspace-events says."""
+    c = redis.Redis(port=port, protocol=2, socket_timeout=30)
+    c.flushall()
+    c.config_set("notify-keyspace-events", flags)
+    sub = c.pubsub()
+    tracker = RespClient(port, protocol=3, timeout=30)
+    try:
+        if tracking:
+            tracker.command("CLIENT", "TRACKING", "on", "BCAST")
+        sub.psubscribe("__keyspace@0__:*", "__keyevent@0__:*")
+        sub.subscribe(END)
+        for _ in range(3):
+            assert sub.get_message(timeout=10)["type"] in ("psubscribe", "subscribe")
+        with RespClient(port, timeout=30) as w:
+            w.sock.sendall(b"".join(encode_command(*command) for command in pipeline))
+            replies = [w.read() for _ in pipeline]
+        return replies, _heard(c, sub)
+    finally:
+        c.config_set("notify-keyspace-events", "")
+        tracker.close()
+        sub.close()
+        c.close()
+
+
+def _same_when_changed(ports, flags: str, pipeline: list[tuple], tracking: bool = False) -> tuple:
+    expected = _changed_in_a_pipeline(ports["redis"], flags, pipeline, tracking)
+    got = _changed_in_a_pipeline(ports["shardkv"], flags, pipeline, tracking)
+    assert got == expected
+    return expected
+
+
+def test_turned_off_in_a_pipeline_the_writes_before_it_notify(ports):
+    # Redis decides as each command runs: the writes before CONFIG SET
+    # notify, though their events reach the acceptor after it ran.
+    pipeline = [*WRITES, ("CONFIG", "SET", "notify-keyspace-events", ""), *WRITES_AFTER, ("PING",)]
+    _, (heard, _) = _same_when_changed(ports, "KEA", pipeline)
+    assert (b"__keyevent@0__:rename_to", K3.encode()) in heard
+    assert not any(data == b"j" + K0[1:].encode() for _, data in heard)
+
+
+@pytest.mark.parametrize("tracking", [False, True], ids=["alone", "tracking"])
+def test_turned_on_in_a_pipeline_the_writes_before_it_do_not_notify(ports, tracking):
+    # With a tracking client the shards note every write whatever the
+    # setting: those before CONFIG SET must still not notify.
+    pipeline = [*WRITES, ("CONFIG", "SET", "notify-keyspace-events", "KEA"), *WRITES_AFTER, ("PING",)]
+    _, (heard, _) = _same_when_changed(ports, "", pipeline, tracking)
+    assert heard and not any(data == K3.encode() for _, data in heard)
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [("KEA", "Kg$"), ("Kg$", "KEA"), ("El", "Kh"), ("Kx", "Esg"), ("KEA", "Em")],
+)
+@pytest.mark.parametrize("tracking", [False, True], ids=["alone", "tracking"])
+def test_classes_changed_in_a_pipeline_from_the_next_command(ports, before, after, tracking):
+    pipeline = [*WRITES, ("GET", "missing"), ("CONFIG", "SET", "notify-keyspace-events", after)]
+    pipeline += [*WRITES_AFTER, ("GET", "missing2"), ("PING",)]
+    _same_when_changed(ports, before, pipeline, tracking)
+
+
+def test_changed_inside_multi_from_the_next_command(ports):
+    # Writes on one shard: EXEC runs them one by one, and the setting
+    # changes between them.
+    k, j = "{%s}k" % K0, "{%s}j" % K0
+    writes = [("SET", k, "a"), ("EXPIRE", k, "100"), ("RPUSH", k + "l", "x"), ("HSET", k + "h", "f", "v")]
+    writes += [("INCR", k + "n"), ("DEL", k)]
+    pipeline = [("MULTI",), *writes, ("CONFIG", "SET", "notify-keyspace-events", "")]
+    pipeline += [w[:1] + (w[1].replace(k, j),) + w[2:] for w in writes]
+    pipeline += [("CONFIG", "SET", "notify-keyspace-events", "Kl"), ("RPUSH", j + "l2", "x"), ("SET", j, "v")]
+    pipeline += [("EXEC",), ("PING",)]
+    _, (heard, _) = _same_when_changed(ports, "KEA", pipeline)
+    assert len(heard) == 13
+
+
+def _turned_off_by_another_client(port: int) -> tuple:
+    """A script runs writes on one shard while another client turns
+    notifications off: Redis runs the CONFIG SET after the script, so the
+    script's events and those of the writes before it are heard."""
+    c = redis.Redis(port=port, protocol=2, socket_timeout=30)
+    c.flushall()
+    c.config_set("notify-keyspace-events", "KEA")
+    sub = c.pubsub()
+    busy = (
+        "redis.call('SET', KEYS[1], 'a'); local t = redis.call('TIME'); local start = t[1] * 1000000 + t[2]"
+        " repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] - start > 300000"
+        " redis.call('DEL', KEYS[1]); return 1"
+    )
+    try:
+        sub.psubscribe("__keyspace@0__:*", "__keyevent@0__:*")
+        sub.subscribe(END)
+        for _ in range(3):
+            assert sub.get_message(timeout=10)["type"] in ("psubscribe", "subscribe")
+        with RespClient(port, timeout=30) as w, RespClient(port, timeout=30) as other:
+            writes = [("SET", K0, "v"), ("LPUSH", "{%s}l" % K0, "x"), ("EVAL", busy, "1", K0)]
+            w.sock.sendall(b"".join(encode_command(*command) for command in writes))
+            time.sleep(0.1)  # (the script runs for 0.3 s: it is still running)
+            other.sock.sendall(
+                encode_command("CONFIG", "SET", "notify-keyspace-events", "") + encode_command("SET", K1, "v")
+            )
+            replies = [w.read() for _ in writes] + [other.read(), other.read()]
+        return replies, _heard(c, sub)
+    finally:
+        c.config_set("notify-keyspace-events", "")
+        sub.close()
+        c.close()
+
+
+def test_turned_off_by_another_client_while_writes_run(ports):
+    expected = _turned_off_by_another_client(ports["redis"])
+    assert len(expected[1][0]) == 8
+    assert _turned_off_by_another_client(ports["shardkv"]) == expected

@@ -89,9 +89,8 @@ def test_the_event_mask_reaches_a_busy_shard_and_its_change_waits_for_the_answer
     links = [busy, free]
     acceptor.links = links  # type: ignore[assignment]
     state = notifications.STATE
-    saved = (state.flags, state.mask, list(state.hearing), state.applying)
+    saved = (state.mask, list(state.hearing), state.applying)
     try:
-        state.flags = notifications.KEYEVENT | notifications.CLASSES
         state.mask = 0
         state.hearing = [0, 1]
         waited = []
@@ -110,7 +109,7 @@ def test_the_event_mask_reaches_a_busy_shard_and_its_change_waits_for_the_answer
         )
         assert waited == [True]
     finally:
-        state.flags, state.mask, state.hearing, state.applying = saved
+        state.mask, state.hearing, state.applying = saved
         shardlink.BUSY_LINKS.clear()
 
 

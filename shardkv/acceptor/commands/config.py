@@ -133,7 +133,10 @@ def worker_config(server, names) -> list[bytes]:
     """``__config`` with the current values of ``names``, for the workers."""
     out = [Verb.CONFIG]
     for name in names:
-        out += [name.encode(), config.value_bytes(config.SETTINGS[name].show(server.config[name]))]
+        value = server.config[name]
+        if isinstance(value, config.NotifyText):  # its letters: "KEAn" shows as "AKE", n lost
+            value = config.notify_letters(value.flags)
+        out += [name.encode(), config.value_bytes(config.SETTINGS[name].show(value))]
     return out
 
 
@@ -184,8 +187,8 @@ def bus_sync(server, origin: int, args: list) -> int | None:
     (its CONFIG SET's config line), and what the workers did about it, which
     the asker's CONFIG SET waited for before it asked, reached this one too:
 
-    * the ``__events`` that a new notify-keyspace-events made it send the
-      workers is in effect there (every worker answered it);
+    * the last ``__events`` it sent the workers is in effect there (every
+      worker answered it);
     * every worker answered ``__settled`` on this acceptor's pipe, so its
       ``D`` frame, if a setting changed its -MISCONF state
       (stop-writes-on-bgsave-error), is read;
