@@ -59,6 +59,7 @@ from shardkv.protocol.commands import Command, other_db_keys
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import encode_command, encode_error
 from shardkv.protocol.wire import Verb, decode_part
+from shardkv.runtime import config
 
 # Commands that run at once even inside MULTI, as in Redis's processCommand.
 NOT_QUEUED = frozenset({"exec", "discard", "multi", "watch", "quit", "reset"})
@@ -742,6 +743,30 @@ def _swaps_on_executor(args: list[bytes], databases: int) -> bool:
     return a != b and 0 <= a < databases and 0 <= b < databases
 
 
+def _notify_in_place(client: Client, args: list[bytes]) -> list[bytes] | None:
+    """A queued CONFIG SET of notify-keyspace-events that commands needing
+    data follow in an atomic EXEC: the ``__config`` of the setting, which
+    the executor takes in its place among them, with no reply, for that run
+    alone, so that their events are published as it says then, as in
+    Redis (the acceptor runs the CONFIG SET itself after the operation,
+    as its reply, and that sets it everywhere).  None for any other, and
+    for one that fails (its error is its reply, the setting unchanged)."""
+    if len(args) < 4 or len(args) % 2 or args[1].lower() != b"set":
+        return None
+    try:
+        changes = client.server.wiring.config_set_changes(client, args)
+    except CommandError:
+        return None
+    value = changes.get("notify-keyspace-events")
+    if value is None:
+        return None
+    letters = config.notify_letters(config.notify_value(value))
+    return [Verb.CONFIG, b"notify-keyspace-events", letters.encode()]
+
+
+# The executor's commands that have no reply of their own.
+_NO_REPLY = (Verb.SELECT, Verb.CONFIG)
+
 # The subcommands that change the functions or the script cache.
 _REGISTRY_CHANGES = {"function": (b"load", b"delete", b"flush", b"restore"), "script": (b"load", b"flush")}
 
@@ -1077,6 +1102,11 @@ def _run_atomic(
             commands.append(args)
             everything = b"**"
             continue
+        if cmd.name == "config" and i < last_on_executor:
+            notify = _notify_in_place(client, args)
+            if notify is not None:
+                commands.append(notify)
+            continue
         if cmd.route == "shard":
             commands.append(args)
             names = cmd.keys(args)
@@ -1136,13 +1166,17 @@ def _run_atomic(
     slot = None
     # The client's later commands wait for the decision when it takes the
     # database of a SELECT inside, closes, may change the users they run
-    # as (its local commands run only once it is decided), or holds ports
-    # bound for its CONFIG SETs (listeners.bind_before_exec: a later EXEC
-    # of this client's must not take them).
+    # as (its local commands run only once it is decided), sets a
+    # parameter (its CONFIG SET runs then: the later commands run with the
+    # new value, as after Redis's EXEC; notify-keyspace-events reaches the
+    # shards before them), or holds ports bound for its CONFIG SETs
+    # (listeners.bind_before_exec: a later EXEC of this client's must not
+    # take them).
     holds_client = (
         final_db != op_db
         or reply.cut is not None
         or any(cmd.name in UsersInExec.COMMANDS for cmd, _ in queued)
+        or any(cmd.name == "config" and args[1:2] and args[1].lower() == b"set" for cmd, args in queued)
         or bool(client.state.exec_ports)
     )
     done: Callable[[], None] | None = decided
@@ -1219,7 +1253,7 @@ def _run_atomic(
             written = iter(op.written)  # (each script's, in order: wire.Ran.written)
             learned = False
             for at, args in enumerate(run):
-                if args[0] == Verb.SELECT:  # (no reply of its own)
+                if args[0] in _NO_REPLY:
                     continue
                 body = next(replies, b"")
                 if at in script_at:

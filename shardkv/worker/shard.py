@@ -1802,6 +1802,7 @@ class Shard:
         self.timing = message.counted
         # (its scripts' PUBLISHes and redis.log lines wait for its end)
         engine.deferring = versions is not None
+        notify = ks.notify_flags
         try:
             execute = self.execute if ks.memory is None else self.execute_limited
             replies: list[object] = []
@@ -1817,6 +1818,12 @@ class Shard:
                     self.foreign_client = (message.client[0], renamed[at])
                 if args[0] == Verb.SELECT:  # SELECT inside MULTI: no reply of its own here
                     ks.select(int(args[1]))
+                    continue
+                if args[0] == Verb.CONFIG:  # a CONFIG SET of notify-keyspace-events inside MULTI
+                    # Its events' channels, for the commands after it, as
+                    # in Redis; this run only (the acceptor's CONFIG SET
+                    # after the commit sets it), so an undone run changes nothing.
+                    events.set_notify(ks, args[2].decode("latin-1"))
                     continue
                 script = args[0] in _SCRIPT_RUNS
                 if script and message.group and engine.busy_error is not None:
@@ -1850,6 +1857,7 @@ class Shard:
                 engine.end_run(False)
             raise
         finally:
+            events.set_flags(ks, notify)
             self.foreign_client = ("", b"")
             self.timing = True
             engine.monitor = None

@@ -685,6 +685,19 @@ def test_changed_inside_multi_from_the_next_command(ports):
     assert len(heard) == 13
 
 
+@pytest.mark.parametrize("watch", [False, True], ids=["across-shards", "watched"])
+def test_changed_inside_an_atomic_exec_from_the_next_command(ports, watch):
+    # Writes on several shards (or a WATCH): EXEC runs them as one
+    # operation, the CONFIG SETs in their places among them for the events.
+    pipeline = [("WATCH", "w")] if watch else []
+    pipeline += [("MULTI",), *WRITES[:10], ("CONFIG", "SET", "notify-keyspace-events", "")]
+    pipeline += [*WRITES_AFTER[:10], ("CONFIG", "SET", "notify-keyspace-events", "Kl"), ("RPUSH", "l2", "x")]
+    pipeline += [("CONFIG", "SET", "notify-keyspace-events", "bad"), ("SET", "s", "v"), ("EXEC",)]
+    pipeline += [("RPUSH", "l3", "x"), ("SET", "s", "v"), ("PING",)]
+    _, (heard, _) = _same_when_changed(ports, "KEA", pipeline)
+    assert (b"__keyspace@0__:l3", b"rpush") in heard
+
+
 def _turned_off_by_another_client(port: int) -> tuple:
     """A script runs writes on one shard while another client turns
     notifications off: Redis runs the CONFIG SET after the script, so the
