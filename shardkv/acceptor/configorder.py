@@ -20,7 +20,12 @@ the control socket, in its order with everything else it sends there.
   (:func:`stamp`), and a worker applies a parameter only if it has not
   applied a higher number for it (see :mod:`shardkv.worker.settings`).  The
   asker sends its change at once with the last number it knew (which it
-  is newer than), and again, with its own number, when ``ordered`` comes;
+  is newer than), and again, with its own number, when ``ordered`` comes
+  (behind its steps still waiting for their holds, so that it passes
+  neither the commands before the CONFIG SET nor its first ``__config``,
+  and without the parameters a later change of its own sets again, which
+  it would undo meanwhile: a notify-keyspace-events changed twice in one
+  EXEC notifies the writes after it as the second says);
   a worker that first heard a change numbered higher keeps that one, and
   the last numbered change reaches every worker.  An attached worker gets
   every setting stamped with the last number its acceptor knew.
@@ -101,9 +106,33 @@ def ordered(server: Acceptor, number: int) -> None:
     own = order.own.popleft()
     if own.worker_args is None:
         return
-    body = encode_command([own.worker_args[0], CONFIG_NUMBER, b"%d" % number, *own.worker_args[1:]])
-    for link in server.links:
-        link.send(entry_header(0), body, _IGNORE)
+    # Not what a later change of this acceptor's sets again: the workers
+    # have that one already, and it comes again with its higher number;
+    # this one again would undo it there meanwhile (a write pipelined
+    # after both CONFIG SETs of notify-keyspace-events in one EXEC would
+    # notify as the first said).
+    later: set[str] = set().union(*(o.names for o in order.own))
+    verb, pairs = own.worker_args[0], own.worker_args[1:]
+    kept = [
+        arg for i in range(0, len(pairs), 2) if pairs[i].decode() not in later for arg in pairs[i : i + 2]
+    ]
+    if not kept:
+        return
+    body = encode_command([verb, CONFIG_NUMBER, b"%d" % number, *kept])
+
+    def again() -> None:
+        for link in server.links:
+            link.send(entry_header(0), body, _IGNORE)
+
+    # Behind the steps still waiting for their holds (the CONFIG SET's own
+    # among them: one inside an EXEC, say), so as not to pass the
+    # commands sent before it, and the CONFIG SET's first ``__config``,
+    # which the number would make the workers ignore (see Holds.after_queued).
+    holds = server.holds
+    if holds is None:
+        again()
+    else:
+        holds.after_queued(again)
 
 
 def from_elsewhere(server: Acceptor, number: int, changes: dict[str, Any]) -> dict[str, Any]:
