@@ -284,9 +284,9 @@ CASES = [
     ("", "SORT nokey STORE k", RUN),
 ]
 
-# Not in CASES, with the reason: RESTORE needs a payload, MIGRATE a target
-# server (their own tests below).
-NOT_IN_CASES = {"restore", "migrate"}
+# Not in CASES, with the reason: RESTORE (and RESTORE-ASKING, the same
+# command) needs a payload, MIGRATE a target server (their own tests below).
+NOT_IN_CASES = {"restore", "restore-asking", "migrate"}
 
 
 def _client(port: int) -> redis.Redis:
@@ -340,14 +340,15 @@ def test_every_write_command_has_a_case():
         ("", ["ABSTTL"], RUN),  # a deadline in the past: nothing is created
     ],
 )
-def test_restore(server, setup, options, expected):
+@pytest.mark.parametrize("name", ["RESTORE", "RESTORE-ASKING"])
+def test_restore(server, name, setup, options, expected):
     c = _client(server)
     c.flushall()
     c.set("d", "payload")
     payload = c.dump("d")
     c.close()
     ttl = 1 if "ABSTTL" in options else 0
-    assert _run_case(server, setup, ["RESTORE", "k", ttl, payload, *options]) == expected
+    assert _run_case(server, setup, [name, "k", ttl, payload, *options]) == expected
 
 
 @pytest.fixture(scope="module")
