@@ -20,10 +20,11 @@ Then it waits on its children:
 
 * a worker that dies is restarted at once, and its new data pipes are
   handed to the running acceptors, each its own, over each acceptor's
-  control socket (``send_fds``, a ``pipe <shard>`` line).  Commands that
-  were in flight to the dead worker got ``-ERR shard unavailable`` from
-  the acceptor; new ones wait in the pipe while the new worker loads the
-  shard, and other shards carry on;
+  control socket (``send_fds``, a ``pipe <shard>`` line), after a
+  ``reloading <shard>`` line; a ``reloaded <shard>`` line follows once it
+  has loaded.  Commands that were in flight to the dead worker got ``-ERR
+  shard unavailable`` from the acceptor; meanwhile new ones for that shard
+  get ``-LOADING`` from the acceptor, and other shards carry on;
 * a worker that cannot load its data (it exits with
   ``EXIT_LOAD_FAILED``), or that dies again and again before it has
   loaded, stops shardkv with status 1: restarting cannot help;
@@ -228,6 +229,8 @@ class Supervisor:
             return
         self.loaded[index] = True
         self.early_deaths[index] = 0
+        if self.started:  # a worker restarted after the start
+            self._tell_acceptors(bus.RELOADED_LINE + b" %d\n" % index)
         if all(self.loaded):
             self.started = True
             for a, proc in enumerate(self.acceptors):
@@ -274,7 +277,19 @@ class Supervisor:
                 return
         log.warning("worker %d pid=%d exited with %s; restarting it", index, proc.pid, code)
         self._start_worker(index)
+        if self.started:
+            self._tell_acceptors(bus.RELOADING_LINE + b" %d\n" % index)
         self._hand_over(index)
+
+    def _tell_acceptors(self, line: bytes, only: int | None = None) -> None:
+        """Send ``line`` to every acceptor that has its pipes (or to ``only``)."""
+        for a, control in enumerate(self.controls):
+            if control is None or self.waiting[a] is not None or (only is not None and a != only):
+                continue
+            try:
+                control.sendall(line)
+            except OSError as e:
+                log.warning("could not tell acceptor %d %r: %s", a, line.strip(), e)
 
     def _fail(self, flags: str = "") -> None:
         """Stop shardkv with status 1; the workers stop as ``flags`` say
@@ -332,6 +347,10 @@ class Supervisor:
             log.info("acceptor pid=%d port=%d", proc.pid, self.cfg["port"])
         else:
             log.info("acceptor pid=%d port=%d index=%d", proc.pid, self.cfg["port"], a)
+        if restarted:
+            for w, loaded in enumerate(self.loaded):
+                if not loaded:  # a worker restarted meanwhile, still reloading
+                    self._tell_acceptors(bus.RELOADING_LINE + b" %d\n" % w, only=a)
 
     def _send_pipes(self, a: int) -> None:
         """Every worker has loaded: send acceptor ``a``, started meanwhile,

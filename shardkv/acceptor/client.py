@@ -354,7 +354,8 @@ class Client(Dispatch, asyncio.Protocol):
         ``-BUSY``, see :meth:`Dispatch._execute`), and no shard that cannot
         persist (every write then gets ``-MISCONF``), nor the shards still
         loading at start (every command but the ``loading`` ones then gets
-        ``-LOADING``).  A command naming a
+        ``-LOADING``), nor one reloading after its worker's restart (the
+        commands for it then get ``-LOADING``).  A command naming a
         key that a cross-shard BLMOVE or XREAD of this acceptor waits on
         takes the slow path all the same (:meth:`_run` checks its key), as
         its write makes that wait try at once (see
@@ -363,6 +364,7 @@ class Client(Dispatch, asyncio.Protocol):
         return (
             not BUSY_LINKS
             and not self.server.loading
+            and not self.server.reloading
             and not MISCONF_LINKS
             and state.multi is None
             and not state.channels

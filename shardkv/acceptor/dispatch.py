@@ -211,6 +211,11 @@ class Dispatch:
             # every command but the ``loading`` ones gets -LOADING.
             self.reject(cmd, args, errors.LOADING)
             return
+        if server.reloading and self._refused_while_reloading(cmd, args):
+            # A worker restarted after a crash reloads its shard: as Redis
+            # answers while it loads again, but for that shard alone.
+            self.reject(cmd, args, errors.LOADING)
+            return
         if BUSY_LINKS and not commands.allowed_while_busy(cmd.name, args):
             # A script on some shard is past busy-reply-threshold: as Redis's
             # one thread, every command but the allow-busy ones gets -BUSY,
@@ -306,6 +311,28 @@ class Dispatch:
                 "loading" not in commands.flags_of(queued, queued_args) for queued, queued_args in multi
             )
         return "loading" not in commands.flags_of(cmd, args)
+
+    def _refused_while_reloading(self, cmd: commands.Command, args: list[bytes]) -> bool:
+        """A worker restarted after the start (it died) reloads its shard:
+        Redis, one process, would be restarting whole, answering -LOADING to
+        every command without the ``loading`` flag; here the other shards
+        serve, and a command without it that may touch that shard is
+        refused so (an EXEC whose queue holds one too): one whose keys are
+        all on other shards runs; one that names no key (PING, SCAN, EVAL
+        with none, DBSIZE...) may touch any shard, and is refused."""
+        multi = self.state.multi
+        if multi is not None and cmd.name == "exec":
+            return any(self._touches_reloading(queued, queued_args) for queued, queued_args in multi)
+        return self._touches_reloading(cmd, args)
+
+    def _touches_reloading(self, cmd: commands.Command, args: list[bytes]) -> bool:
+        if "loading" in commands.flags_of(cmd, args):
+            return False
+        keys = [args[1]] if cmd.single_key else cmd.keys(args)
+        if not keys or cmd.route == "all":
+            return True
+        reloading = self.server.reloading
+        return any(self.server.shard_of(key) in reloading for key in keys)
 
     def _refused_by_disk_error(self, cmd: commands.Command, args: list[bytes]) -> bool:
         """A shard cannot persist: as Redis's ``processCommand``, refuse

@@ -220,6 +220,10 @@ class Acceptor:
         # it began (INFO's loading_start_time).
         self.loading = False
         self.loading_since = 0
+        # The shards whose worker, restarted after the start (it died),
+        # reloads its data: a command for one gets -LOADING (the
+        # supervisor's ``reloading`` and ``reloaded`` lines, see Dispatch).
+        self.reloading: set[int] = set()
         self.load_progress: LoadProgress | None = None  # the workers' (shardkv.runtime.loadprogress)
         self._loading_fds: list[int] = []
         self.commands_processed = 0
@@ -485,6 +489,10 @@ class Acceptor:
                 configorder.ordered(self, int(payload))
             elif kind == bus.STOP_LINE:
                 self.wiring.stop_by_signal(self, payload.decode("ascii", "replace"))
+            elif kind == bus.RELOADING_LINE:
+                self.reloading.add(int(payload))
+            elif kind == bus.RELOADED_LINE:
+                self.reloading.discard(int(payload))
 
     def _config_from_elsewhere(self, number: int, changes: dict[str, Any]) -> None:
         """Another acceptor's CONFIG SET, number ``number`` in the

@@ -311,7 +311,7 @@ def test_sigkill_of_a_worker_under_load_loses_no_acknowledged_write(tmp_path):
             n += 1
             try:
                 c.set(key, value)
-            except redis.ResponseError as e:
+            except (redis.ResponseError, redis.BusyLoadingError) as e:  # (-LOADING while it reloads)
                 with lock:
                     errors.append(str(e))
                 continue
@@ -349,7 +349,7 @@ def test_sigkill_of_a_worker_under_load_loses_no_acknowledged_write(tmp_path):
         f"{len(acked)} writes acknowledged, {len(errors)} refused"
     )
     assert not hangs, hangs[:3]
-    assert set(errors) <= {"shard unavailable"}, set(errors)
+    assert set(errors) <= {"shard unavailable", "Redis is loading the dataset in memory"}, set(errors)
     assert other_acks_while_down, "other shards stopped while one restarted"
     c = client(server)
     keys = list(acked)
@@ -358,6 +358,51 @@ def test_sigkill_of_a_worker_under_load_loses_no_acknowledged_write(tmp_path):
         assert c.mget(chunk) == [acked[k].encode() for k in chunk]
     assert "worker 1 pid=%d exited with -9; restarting it" % old in server.output()
     server.stop()
+
+
+def test_a_restarted_worker_answers_loading_for_its_shard_while_it_reloads(tmp_path):
+    """A worker killed after the start is restarted and reloads its shard
+    (slowly here: ``key-load-delay``).  Redis, one process, would restart
+    whole and answer -LOADING while it loads; shardkv answers -LOADING to
+    the commands for that shard (redis-py's BusyLoadingError), serves the
+    others, and then that shard again, with its data.  Before, the
+    commands for it waited in its pipe for the load, with no error."""
+    server = start_shardkv("--dir", str(tmp_path), "--save", "", shards=2)
+    try:
+        c = client(server)
+        p = c.pipeline(transaction=False)
+        for i in range(10000):
+            p.set(f"k{i}", i)
+        p.execute()
+        assert c.save()
+        c.config_set("key-load-delay", 1000)  # 5 s to load each shard's 5000 keys
+        victim = 1
+        there, here = keys_of_shard(victim, 2, "k", 1)[0], keys_of_shard(1 - victim, 2, "k", 1)[0]
+        old = worker_pids(server)[victim]
+        os.kill(old, signal.SIGKILL)
+        c = client(server, retry=False)
+        seen: list[str] = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                assert c.get(there) == there[1:].encode()
+                seen.append("served")
+                if "loading" in seen:
+                    break
+            except redis.BusyLoadingError as e:
+                assert str(e) == "Redis is loading the dataset in memory"
+                if "loading" not in seen:
+                    seen.append("loading")
+                    assert c.get(here) == here[1:].encode()  # the other shard serves
+                    with pytest.raises(redis.BusyLoadingError):
+                        c.ping()  # names no key: may touch any shard
+            except redis.ResponseError as e:  # the worker is not restarted yet
+                assert str(e) == "shard unavailable"
+            time.sleep(0.05)
+        assert "loading" in seen and seen[-1] == "served", seen[-5:]
+        assert c.dbsize() == 10000
+    finally:
+        server.stop()
 
 
 # -- damaged files at start-up -------------------------------------------------------------

@@ -19,7 +19,7 @@ from shardkv.runtime import config
 from shardkv.runtime.exitcodes import PIPES_MESSAGE, PIPES_PER_MESSAGE
 from shardkv.runtime.loadprogress import LoadProgress
 from tests.support.resp import parse_info
-from tests.unit.test_acceptor_dispatch import build, connect, replies, send
+from tests.unit.test_acceptor_dispatch import build, connect, keys_on_two_shards, replies, send
 
 LOADING = b"-%s\r\n" % errors.LOADING.encode()
 
@@ -196,3 +196,49 @@ def test_config_set_resetstat_and_lastsave_answer_while_the_shards_load() -> Non
         encode_command([b"__config", b"maxmemory-policy", b"allkeys-lru"])
     ]
     assert not links[1].sent
+
+
+# -- a worker restarted after the start reloads its shard -------------------------------
+
+
+def test_commands_for_a_shard_that_reloads_get_loading_the_others_run() -> None:
+    """A worker restarted after a crash reloads its shard (the supervisor's
+    ``reloading`` line): Redis, one process, would answer -LOADING while it
+    loads again; here the commands that may touch that shard do (a key of
+    it, a command naming no key: PING, DBSIZE, a script with none), those
+    whose keys are on the other shards and those with the ``loading`` flag
+    run.  Before, they waited in the pipe for the load."""
+    acceptor, links = build(2)
+    here, there = keys_on_two_shards(acceptor)
+    reloading = acceptor.shard_of(there)
+    acceptor.reloading.add(reloading)
+    client, transport = connect(acceptor)
+    send(
+        client,
+        [b"GET", there],
+        [b"SET", there, b"v"],
+        [b"MGET", here, there],
+        [b"DBSIZE"],
+        [b"EVAL", b"return 1", b"0"],
+        [b"PING"],
+        [b"ECHO", b"hi"],
+        [b"GET", here],  # (its reply waits for its shard's)
+    )
+    assert replies(acceptor, transport) == LOADING * 6 + b"$2\r\nhi\r\n"
+    assert links[reloading].sent == []
+    assert [body for _, body, _ in links[1 - reloading].sent] == [encode_command([b"GET", here])]
+    acceptor.reloading.discard(reloading)  # its ``reloaded`` line
+    send(client, [b"GET", there])
+    assert [body for _, body, _ in links[reloading].sent] == [encode_command([b"GET", there])]
+
+
+def test_a_transaction_touching_a_shard_that_reloads_aborts() -> None:
+    acceptor, links = build(2)
+    here, there = keys_on_two_shards(acceptor)
+    acceptor.reloading.add(acceptor.shard_of(there))
+    client, transport = connect(acceptor)
+    send(client, [b"MULTI"], [b"SET", here, b"v"], [b"SET", there, b"v"], [b"EXEC"])
+    assert replies(acceptor, transport) == (
+        b"+OK\r\n+QUEUED\r\n" + LOADING + b"-EXECABORT Transaction discarded because of previous errors.\r\n"
+    )
+    assert not any(link.sent for link in links)
