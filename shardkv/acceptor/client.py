@@ -37,6 +37,8 @@ from shardkv.protocol.resp import ProtocolError, RequestParser, encode, encode_e
 from shardkv.protocol.router import LBRACE, key_slot
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from shardkv.acceptor.querybuf import QueryBuffer
     from shardkv.acceptor.server import Acceptor
 
@@ -166,14 +168,16 @@ class Client(Dispatch, asyncio.Protocol):
                     return
                 data = b""  # AUTH ran: the rest of this read, parsed below
             try:
-                batch = self.parser.feed(data)
+                # An iterator, for a read of whole canonical commands: _run
+                # unpacks each as it goes (see RequestParser.feed_lazily).
+                count, batch = self.parser.feed_lazily(data)
             except ProtocolError as e:
                 self.protocol_error(e)
                 return
             if state.blocked_token or state.held:
                 # A blocking command waits: what follows waits for it, as in Redis.
                 state.hold(batch)
-            elif len(batch) > 1 and (stats := server.stats).hold():
+            elif count > 1 and (stats := server.stats).hold():
                 # Their slow entries pushed at once (see shardkv.runtime.slowlogfile).
                 try:
                     self._run(batch)
@@ -182,11 +186,9 @@ class Client(Dispatch, asyncio.Protocol):
                     stats.flush_held()
             else:
                 self._run(batch)
-            if batch:
-                self.server.commands_processed += len(batch)
-                self.last_active = time.monotonic()
-            else:  # part of a command: still activity, for ``timeout``
-                self.last_active = time.monotonic()
+            # (Part of a command is activity too, for ``timeout``.)
+            server.commands_processed += count
+            self.last_active = time.monotonic()
             pending = self.pending
             if pending:
                 head = pending[0]
@@ -247,7 +249,7 @@ class Client(Dispatch, asyncio.Protocol):
         ):
             server.client_left(self)
 
-    def _run(self, batch: list) -> None:
+    def _run(self, batch: Iterable) -> None:
         """Run commands in order; once one blocks, hold the rest for later.
 
         Most commands name one key and go to its shard; for those this loop

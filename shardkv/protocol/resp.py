@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from itertools import chain
 from typing import Any
 
@@ -449,6 +450,20 @@ class RequestParser:
         return self._bulklen if self._remaining else -1
 
     def feed(self, data: bytes) -> list[Parsed]:
+        """The commands that ``data`` completes, in a list (see :meth:`feed_lazily`)."""
+        _, commands = self.feed_lazily(data)
+        return commands if type(commands) is list else list(commands)
+
+    def feed_lazily(self, data: bytes) -> tuple[int, Iterable[Parsed]]:
+        """How many commands ``data`` completes, and the commands.
+
+        For a read of whole canonical commands, the usual one, they come
+        as an iterator over the parsed arguments and their encodings side
+        by side (a ``zip``), not as a list of pairs: a loop that unpacks
+        each pair as it goes (``Client._run``) then makes no tuple per
+        command, since ``zip`` hands out its one tuple again once the
+        loop has let go of it.  Anything else gives a list.
+        """
         out: list[Parsed] = []
         # Whether the long way, once it has finished a command begun in an
         # earlier read, hands the rest of this one to the fast path: a bulk
@@ -469,10 +484,13 @@ class RequestParser:
             canonical = self._feed_canonical(data)
             if canonical is not None:
                 if not self._buf:
-                    return canonical
+                    found, raws = canonical
+                    # (As long as each other, one made from the other; a
+                    # keyword would be parsed per read.)
+                    return len(found), zip(found, raws)  # noqa: B905
                 # The read ends inside a command: the long way reads that
                 # command's start, which _feed_canonical left in _buf.
-                out = canonical
+                out = list(zip(*canonical, strict=True))
                 data = self._buf
                 self._buf = b""
         elif self.authenticated and self._reader is not None:
@@ -484,7 +502,7 @@ class RequestParser:
             if self._have < self._wait:
                 if self._have > self.max_query_buffer:
                     raise QueryBufferExceeded(self._have)
-                return []
+                return 0, []
             buf = b"".join(self._chunks)
             self._chunks = []
             self._have = self._wait = 0
@@ -495,7 +513,7 @@ class RequestParser:
             if self._hidden or data.find(self._needle) < 0:
                 if self._have > PROTO_INLINE_MAX_SIZE:
                     raise ProtocolError(self._too_big)
-                return []
+                return 0, []
             buf = b"".join(self._chunks)
             self._chunks = []
             self._have = 0
@@ -524,9 +542,9 @@ class RequestParser:
                     if canonical is None:
                         self._buf = held  # as the long way left it
                     else:
-                        out += canonical
+                        out += zip(*canonical, strict=True)
                         if not self._buf:
-                            return out
+                            return len(out), out
                         buf = self._buf  # the start of the command it ends inside
                         self._buf = held
                         pos = 0
@@ -631,12 +649,12 @@ class RequestParser:
                     self._buf = b""
                     if self._have > self.max_query_buffer:
                         raise QueryBufferExceeded(self._have, out)
-                    return out
+                    return len(out), out
                 if bulklen < 0 and len(rest) > _LONG_LINE:
                     self._hold(rest, b"\r", errors.PROTO_BIG_BULK_COUNT)
                 else:
                     self._buf = rest
-                return out
+                return len(out), out
             if self._raw_parts:
                 parts = self._raw_parts
                 self._raw_parts = []
@@ -655,12 +673,13 @@ class RequestParser:
                 self._hold(buf[pos:], b"\n", errors.PROTO_BIG_INLINE)
         else:
             self._buf = buf[pos:] if pos < n else b""
-        return out
+        return len(out), out
 
-    def _feed_canonical(self, data: bytes, split: bool = False) -> list[Parsed] | None:
+    def _feed_canonical(self, data: bytes, split: bool = False) -> tuple[list[Any], list[bytes]] | None:
         """The commands in ``data`` if it is exactly whole commands in
         canonical form (``*<n>`` then ``$<len>`` bulks, no leading zeros),
-        else None, and :meth:`feed` parses it the long way.
+        as two lists side by side, their arguments and their encodings;
+        else None, and :meth:`feed_lazily` parses it the long way.
 
         hiredis parses, each byte once: a read with more than one command
         goes to hiredis inside one array, so one ``gets`` call returns them
@@ -773,8 +792,6 @@ class RequestParser:
                     except IndexError:
                         raw = _encode(args)
                     raws.append(raw)
-            # The pairs (args, raw) made in one call, not one append per command.
-            out: list[Parsed] = list(zip(found, raws, strict=True))
         except Exception:  # noqa: BLE001 - not canonical: the long way decides
             self._reader = _HiredisReader()
             return self._feed_canonical(data, True) if not split and end == len(data) and count else None
@@ -795,8 +812,8 @@ class RequestParser:
             # idle client must not hold on to its largest read.
             self._reader = _HiredisReader()
             if len(data) >= PROTO_MBULK_BIG_ARG and _LONG_BULK_HEAD.search(data):
-                self._note_big_bulks(out)
-        return out
+                self._note_big_bulks(found)
+        return found, raws
 
     def _fewer_commands(self, count: int) -> list[Any]:
         """The commands hiredis read, when the array of ``count + 1``
@@ -818,10 +835,10 @@ class RequestParser:
         del found[found.index(0) :]  # the first integer (a command is a list: never equal)
         return found
 
-    def _note_big_bulks(self, commands: list[Parsed]) -> None:
+    def _note_big_bulks(self, commands: list[Any]) -> None:
         """Note in :attr:`big_bulk` the longest argument of ``commands``
-        of :data:`PROTO_MBULK_BIG_ARG` bytes or more."""
-        longest = max((len(a) for args, _ in commands for a in args), default=0)
+        (their argument lists) of :data:`PROTO_MBULK_BIG_ARG` bytes or more."""
+        longest = max((len(a) for args in commands for a in args), default=0)
         if longest >= PROTO_MBULK_BIG_ARG and longest > self.big_bulk:
             self.big_bulk = longest
 
