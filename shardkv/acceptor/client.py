@@ -282,7 +282,8 @@ class Client(Dispatch, asyncio.Protocol):
         touched: list[int] = []
         # The last spelling looked up, its command and the argument counts
         # that make it a plain single-key one (its arity; (1, 0) for other
-        # commands): a pipeline repeats one, and a comparison costs less
+        # commands, and for all while the client is not plain, see _plain):
+        # a pipeline repeats one, and a comparison costs less
         # than the hash of a new name.  None, which no spelling equals
         # (b"" is one: an empty name), until the first lookup and after
         # each command that took the slow path.
@@ -290,11 +291,13 @@ class Client(Dispatch, asyncio.Protocol):
         cmd = None
         fewest, most = 1, 0
         for args, raw in rest:
-            if plain and raw is not None:
+            if raw is not None:  # (an inline command's is None: the slow path)
                 if args[0] != name_seen:
                     name_seen = args[0]
                     cmd = _seen(name_seen)
-                    fewest, most = (1, 0) if cmd is None else cmd.plain_counts
+                    # A client that is not plain gets (1, 0): whether it is
+                    # is asked here, at each lookup, not per command.
+                    fewest, most = cmd.plain_counts if plain and cmd is not None else (1, 0)
                 if fewest <= len(args) <= most and (not eager or args[1] not in eager):
                     slot = BareSlot()  # Slot(self), without a Python __init__ call
                     slot.client = self
@@ -313,7 +316,7 @@ class Client(Dispatch, asyncio.Protocol):
                         run.append(raw)
                         run.append(slot)
                     continue
-                if cmd is not None and not cmd.single_key:
+                if plain and cmd is not None and not cmd.single_key:
                     if touched:
                         _send_runs(links, runs, touched)
                     fast = fast_paths.get(cmd.name)
