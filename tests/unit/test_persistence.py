@@ -24,7 +24,7 @@ from shardkv.runtime.exitcodes import EXIT_AOF_FAILED
 from shardkv.worker import wiring
 from shardkv.worker.clock import FakeClock
 from shardkv.worker.handlers import find
-from shardkv.worker.persistence import aof, aofreader, aofwriter, files, reshard, snapshot
+from shardkv.worker.persistence import aof, aofreader, aofwriter, files, reshard, rewrite, snapshot
 from shardkv.worker.shard import Prepared, Shard
 from shardkv.worker.transfer import export_key
 
@@ -1163,6 +1163,56 @@ def test_saves_go_on_while_a_scheduled_rewrite_is_refused(tmp_path, monkeypatch,
     assert not p.rewrite_scheduled and p.child is not None and p.child.kind == "rewrite"
     wait_child(shard)
     close(shard)
+
+
+@pytest.mark.parametrize("how", ["BGREWRITEAOF", "scheduled"])
+def test_a_rewrite_whose_manifest_cannot_be_written_is_refused_in_redis_words_and_leaves_no_file(
+    tmp_path, monkeypatch, how
+):
+    """The manifest that lists the new incr file cannot be written (a full
+    disk): as Redis's openNewIncrAofForAppend, the rewrite does not start,
+    BGREWRITEAOF says so in Redis's words (not an internal error) and
+    aof_last_bgrewrite_status is err.  The incr file made for it is
+    removed again, listed nowhere: each try (a cron tick's, while the disk
+    is full) would leave one more for good, where Redis reuses its name.
+    A scheduled rewrite stays scheduled, tried again until it starts, as
+    Redis clears aof_rewrite_scheduled only once one has started."""
+    shard = open_shard(make_config(tmp_path), FakeClock())
+    p = shard.persistence
+    assert p is not None
+    run(shard, "SET", "k", "v")
+    before = sorted(os.listdir(p.files.dir))
+
+    def full(path: str, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(rewrite, "write_file_atomically", full)
+    for _ in range(3):
+        if how == "BGREWRITEAOF":
+            refused = run(shard, "BGREWRITEAOF")
+            assert refused.message == (  # type: ignore[union-attr]
+                "ERR Can't execute an AOF background rewriting. Please check the server logs for more information."
+            )
+        else:  # (as BGREWRITEAOF during a save schedules it)
+            p.rewrite_scheduled = True
+            p.cron()
+            assert p.rewrite_scheduled
+    assert p.child is None and not p.last_rewrite_ok
+    assert sorted(os.listdir(p.files.dir)) == before
+    monkeypatch.undo()  # the disk takes writes again
+    if how == "BGREWRITEAOF":
+        assert run(shard, "BGREWRITEAOF") == "Background append only file rewriting started"
+    else:
+        p.cron()
+        assert not p.rewrite_scheduled and p.child is not None
+    wait_child(shard)
+    assert p.last_rewrite_ok
+    run(shard, "SET", "k2", "w")
+    close(shard)
+    assert state(open_shard(make_config(tmp_path), FakeClock())) == {
+        b"k": ("string", b"v", None),
+        b"k2": ("string", b"w", None),
+    }
 
 
 def test_shutdown_is_refused_while_the_first_aof_base_is_written(tmp_path):

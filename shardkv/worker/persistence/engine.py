@@ -143,12 +143,14 @@ class Persistence(Loading, Saves, Rewrites):
             if self.rewrite_scheduled:
                 self.rewrite_scheduled = False
                 self._try(self._start_rewrite)
-                writer = self.aof
-                if self.child is None and writer is not None and writer.failing is not None:
-                    # As Redis: tried again until it starts; and meanwhile
-                    # the saves go on, as its serverCron checks its save
-                    # points and a scheduled BGSAVE whatever became of it
-                    # (else no snapshot is taken while the AOF is failing).
+                if self.child is None and self.aof is not None:
+                    # As Redis (which clears aof_rewrite_scheduled only once
+                    # one has started): tried again until it starts, whatever
+                    # kept it from starting (an AOF or a manifest that cannot
+                    # be written, a fork); and meanwhile the saves go on, as
+                    # its serverCron checks its save points and a scheduled
+                    # BGSAVE whatever became of it (else no snapshot is taken
+                    # while the disk refuses the AOF).
                     self.rewrite_scheduled = True
                     self._start_due(rewrite=False)
             else:

@@ -29,6 +29,7 @@ from shardkv.worker.persistence.files import (
     discard_temp,
     file_size,
     max_seq,
+    remove_file,
     write_file_atomically,
 )
 from shardkv.worker.persistence.fork import Child
@@ -83,7 +84,20 @@ class Rewrites(AofLog):
             assert self.manifest is not None
             open(files.path(incr), "ab").close()
             listed = dataclasses.replace(self.manifest, incrs=[*self.manifest.incrs, (incr, seq)])
-            write_file_atomically(files.manifest, listed.dumps())
+            try:
+                write_file_atomically(files.manifest, listed.dumps())
+            except OSError as e:
+                # As Redis's openNewIncrAofForAppend: the rewrite does not
+                # start.  The new incr goes again unless the manifest on
+                # disk lists it (only the directory's fsync failed): the
+                # next try takes a new name, and each would leave one more.
+                if _read(files.manifest) != listed.dumps():
+                    remove_file(files.path(incr))
+                log.error(
+                    "shard %d: cannot start the AOF rewrite: cannot write the manifest: %s", self.index, e
+                )
+                self.last_rewrite_ok = False
+                raise CommandError(errors.REWRITE_NOT_STARTED) from None
             self.manifest = listed  # (once it is on disk: a manifest that failed lists nothing new)
             self.aof.switch(files.path(incr))
             self.aof_history_size += old_size
@@ -134,3 +148,12 @@ class Rewrites(AofLog):
             if child.enabling and self.manifest is None:
                 self.rewrite_scheduled = True  # AOF is logging but has no base yet: try again
         self._note_pause(t0, "rewrite")
+
+
+def _read(path: str) -> bytes | None:
+    """The bytes of the file at ``path``; None if it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return None
