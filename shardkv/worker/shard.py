@@ -234,6 +234,8 @@ class Shard:
         # often hold one name): forgotten with the entries (plain_table).
         self.last_plain: tuple[bytes, plain.Plain | Literal[False] | None, int, Callable[[int], None]]
         self.last_plain = _NO_PLAIN
+        # The clock read that ended the last EVALSHA run_batch ran (execute_script).
+        self.script_done = 0
         # The entry run now is a script call the client sent as another (an
         # EVAL as EVALSHA or the other way: its wire.FLAG_AS_CALLED bit).
         self.as_eval = 0
@@ -358,7 +360,7 @@ class Shard:
             self.record(args, value)
         return value
 
-    def execute_script(self, args: list[bytes]) -> object:
+    def execute_script(self, args: list[bytes], start: int) -> object:
         """:meth:`execute` of EVALSHA or EVALSHA_RO as a client spells it
         most (``_EVALSHA``), from :meth:`run_batch` while its plain table is
         in use (the shard's own counters, no maxmemory, no LFU, no keyspace
@@ -368,11 +370,16 @@ class Shard:
         what cannot apply then (the handler's lookup, the disk's check of
         a write, which EVALSHA is not, keyspace events of writes, a
         blocking wait, the time of a command the client sent as another,
-        a script's own call)."""
+        a script's own call).
+
+        Its time runs from ``start``, the end of the entry before it (as a
+        plain command's, see run_batch), to :attr:`script_done`, the clock
+        read that ends it, which run_batch takes as that end in turn: no
+        clock read of its own at either end (each costs as much as a
+        tenth of a GET)."""
         ks = self.keyspace  # (counting off, as execute sets it: EVALSHA's handler.reads)
         value: Any
         engine = ks.scripts
-        start = perf_counter_ns()
         try:
             if (
                 args[2] == b"1"
@@ -406,7 +413,8 @@ class Shard:
             value = Error(errors.INTERNAL % commands.error_name(args))
         finally:
             ks.counting = False
-        ns = perf_counter_ns() - start
+        self.script_done = now = perf_counter_ns()
+        ns = now - start
         stats = self.stats
         row = stats.by_bytes.get(args[0]) or stats.row_of(args)
         kind = type(value)
@@ -618,6 +626,7 @@ class Shard:
         header_resp3 = wire.header_resp3
         last = perf_counter_ns()  # where the next plain command's time begins
         sent = 0  # when a plain command's streamed reply began to go (not timed)
+        ran_until = 0  # the clock read that ended the EVALSHA just run (execute_script)
         body: bytes | None  # an entry's reply (None: streamed)
         # The slow log's threshold, whether a plain write is only counted,
         # and the fast path (see _gates: asked again after each entry that
@@ -834,7 +843,8 @@ class Shard:
                         # comes from a save, in the cron between batches),
                         # a script blocks nobody on a key, and a cross-shard
                         # operation's suspension comes in an entry of its own.
-                        value = self.execute_script(args)
+                        value = self.execute_script(args, last)
+                        ran_until = self.script_done
                     else:
                         value = execute(args)
                         if args[0][:1] == b"_":  # an internal verb (__config...): see plain_table
@@ -891,8 +901,11 @@ class Shard:
                             stats.fold(entry.row)
                         if ns >= slow_ns:  # (its reply's place, unless it went already)
                             stats.slow(args, ns // 1000, place=-1 if body is None else len(bodies))
+                    elif ran_until and not sent:  # EVALSHA's end (execute_script), its reply not streamed
+                        last = ran_until
+                        ran_until = 0
                     else:
-                        sent = 0
+                        sent = ran_until = 0
                         if table is not None:
                             last = perf_counter_ns()
                     if body is None:  # streamed, after the replies before it

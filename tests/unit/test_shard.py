@@ -988,3 +988,40 @@ def test_one_key_lean_run_starts_when_its_timing_does(monkeypatch):
     assert b"$1\r\nv\r\n" in body
     assert reads == []
     assert engine._spare_run.start == started[0] / 1e9
+
+
+def test_evalsha_in_a_batch_reads_the_clock_once(monkeypatch):
+    """An EVALSHA that run_batch runs (Shard.execute_script) is timed as a
+    plain command is: from the end of the entry before it to one clock
+    read of its own, which the entry after it starts from (issue 18: a
+    read costs a tenth of a GET).  Its time is that span, in its row."""
+    from shardkv.worker import shard as shard_module
+
+    shard = Shard(0, 1, FakeClock())
+    engine = shard.keyspace.scripts
+    run(shard, "SET", "k", "v")
+    sha = engine.load(b"return redis.call('get', KEYS[1])")
+    reads = []
+
+    def clock() -> int:
+        reads.append(1)
+        return 1_000_000 * len(reads)
+
+    monkeypatch.setattr(shard_module, "perf_counter_ns", clock)
+
+    def batch(count: int) -> int:
+        reads.clear()
+        entries: list = [0, [b"GET", b"k"]]
+        for _ in range(count):
+            entries += [0, [b"EVALSHA", sha, b"1", b"k"]]
+        entries += [0, [b"GET", b"k"]]
+        body = shard.run_batch(wire.encode_batch(entries))
+        assert body.count(b"$1\r\nv\r\n") == count + 2
+        return len(reads)
+
+    batch(1)  # (the first call learns GET: its read goes the long way)
+    one, three = batch(1), batch(3)
+    assert three - one == 2  # one read per EVALSHA
+    row = shard.stats.by_bytes[b"EVALSHA"]
+    pending = row[5]
+    assert list(pending)[-3:] == [1_000_000] * 3  # each from the entry before it to its own read
