@@ -29,7 +29,14 @@ from shardkv.acceptor.fanout import MERGES, Concat, Gather, merge_by_position, s
 from shardkv.acceptor.replies import MUTED, Pushed, Slot
 from shardkv.acceptor.scriptcache import declares_denyoom, declares_flags, declares_no_writes, script_body
 from shardkv.acceptor.shardlink import BUSY_LINKS, MISCONF_LINKS
-from shardkv.acceptor.state import AFTER_SCRIPTS, REPLY_ON, REPLY_SKIP, REPLY_SKIP_NEXT, ClientState
+from shardkv.acceptor.state import (
+    AFTER_SCRIPTS,
+    REPLY_ON,
+    REPLY_SKIP,
+    REPLY_SKIP_NEXT,
+    SCRIPTS_FIRST,
+    ClientState,
+)
 from shardkv.protocol import acl, commands, errors, wire
 from shardkv.protocol.command_docs import check_subcommand
 from shardkv.protocol.resp import Error, encode_command, encode_error
@@ -246,8 +253,9 @@ class Dispatch:
             server.stats.record(stat_name(args), 0, problem)
             self.pending.append(encode_error(problem))
         # Shown after it ran, as Redis's call() does (an (un)subscribe that
-        # waits for the shards' scripts: by pubsub, once it has run).
-        if server.monitors and state.blocked_token != AFTER_SCRIPTS:
+        # waits for the shards' scripts: by pubsub, once it has run; an
+        # EXEC that waits for them: by transactions, once it has run).
+        if server.monitors and state.blocked_token not in (AFTER_SCRIPTS, SCRIPTS_FIRST):
             monitor.feed(cast("Client", self), cmd, args, since=since)
         if self.tracking is not None:
             server.wiring.after_command(self, cmd, args)

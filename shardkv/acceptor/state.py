@@ -49,6 +49,10 @@ REPLY_ON, REPLY_OFF, REPLY_SKIP_NEXT, REPLY_SKIP = 0, 1, 2, 3
 # scripts (shardkv.acceptor.pubsub); here, as dispatch must tell it too:
 # such a command's MONITOR line goes when it runs, not when it is routed.
 AFTER_SCRIPTS = -8
+# A client's blocked_token while its EXEC waits for the shards' scripts
+# (shardkv.acceptor.transactions._after_scripts): EXEC's MONITOR line goes
+# once it has run or was refused, after its commands' lines, as in Redis.
+SCRIPTS_FIRST = -7
 # A client's blocked_token while scripts it sent may yet escape (run again
 # across shards, shardkv.acceptor.scripting): what it sent behind them
 # waits for their replies, as Redis runs them after the scripts.

@@ -52,10 +52,11 @@ from shardkv.acceptor.crossshard import AtomicOp
 from shardkv.acceptor.dispatch import db_headers
 from shardkv.acceptor.replies import Slot
 from shardkv.acceptor.shardlink import BUSY_LINKS, at_threshold
+from shardkv.acceptor.state import SCRIPTS_FIRST
 from shardkv.acceptor.users import UsersInExec, hold_for_changes
 from shardkv.protocol import acl, bus, errors
 from shardkv.protocol.args import parse_int32
-from shardkv.protocol.commands import Command, other_db_keys
+from shardkv.protocol.commands import Command, lookup, other_db_keys
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import encode_command, encode_error
 from shardkv.protocol.wire import Verb, decode_part
@@ -309,6 +310,7 @@ class Exec:
         "watched",
         "place",
         "name",
+        "line_due",
     )
 
     def __init__(
@@ -344,6 +346,9 @@ class Exec:
         # While someone monitors: the place before EXEC's line where its
         # commands' lines go once they ran (see monitor.exec_place).
         self.place: monitor.Hold | None = None
+        # EXEC's own line is still to be fed, once it runs (an EXEC that
+        # waited for the shards' scripts, see _show_exec).
+        self.line_due = False
         # EXEC as the client wrote it: how its errors name it (an
         # operation's errors.INTERNAL), as every command's are named.
         self.name = b"EXEC"
@@ -478,9 +483,6 @@ def _begin(client: Client, queued: list, reply: Exec) -> None:
         _start(client, queued, reply)
 
 
-SCRIPTS_FIRST = -7  # a client's blocked_token while its EXEC waits for the shards' scripts
-
-
 def _after_scripts(
     client: Client,
     queued: list,
@@ -517,14 +519,37 @@ def _after_scripts(
         reply.outcome = outcome = Slot(client)
         message = busy.decode("latin-1")[1:].strip() if isinstance(busy, bytes) else str(busy)
         outcome.deliver(encode_error(errors.EXECABORT_BECAUSE % message))
+        _show_exec(client, reply)
         if client.waiting() and not client.state.blocked_token:
             server.loop.call_soon(client.resume)  # type: ignore[union-attr]
 
     def ran() -> None:
         client.state.unblock(SCRIPTS_FIRST)
-        _step(client, lambda: _begin(client, queued, reply))  # even if the client went away
+        _step(client, lambda: _begin_shown(client, queued, reply))  # even if the client went away
 
     wait(server, refused, ran)
+
+
+def _begin_shown(client: Client, queued: list, reply: Exec) -> None:
+    """:func:`_begin`; EXEC's MONITOR line once it runs (see :func:`_show_exec`)."""
+    reply.line_due = True
+    _begin(client, queued, reply)
+
+
+def _show_exec(client: Client, reply: Exec) -> None:
+    """EXEC's MONITOR line, for an EXEC that waited for the shards'
+    scripts (dispatch did not feed it as it was read), once it was refused
+    or has run (:func:`_run`, after locating and deciding other acceptors'
+    CLIENT UNBLOCKs): after the lines of its commands, routed just now (or
+    in its place, see monitor.exec_place), as Redis's call() feeds EXEC
+    once it has run."""
+    if not client.server.monitors:
+        return
+    cmd = lookup(reply.name)
+    if cmd is None:  # (EXEC is in the table)
+        return
+    since = next((i for i, sent in enumerate(client.pending) if sent is reply), None)
+    monitor.feed(client, cmd, [reply.name], since=since)
 
 
 def _at_threshold(server: object, refused: Callable[[int | bytes], None], then: Callable[[], None]) -> None:
@@ -664,6 +689,9 @@ def _run(client: Client, queued: list, reply: Exec, early: dict[int, list], pin:
     if not scripted:
         _unwatch(client, reply.watched)
     client.state.locate(None)
+    if reply.line_due:
+        reply.line_due = False
+        _show_exec(client, reply)
 
 
 def _tracked_once_turned_on(client: Client, queued: list) -> Callable[[Slot], None] | None:

@@ -607,3 +607,29 @@ def test_lua_lines_of_scripts_in_multi_and_pipelines_come_in_place(ports, cached
     real, ours = on_both(ports, script)
     assert ours == real
     assert ours.index('lua: "GET" "b"') < ours.index('c: "EXEC"')
+
+
+@pytest.mark.parametrize("watch", [False, True])
+@pytest.mark.parametrize("waits_for", [("SCRIPT", "KILL"), ("CLIENT", "UNBLOCK", "999999")])
+def test_an_exec_that_waits_for_the_scripts_shows_its_commands_before_exec(ports, waits_for, watch) -> None:
+    """An EXEC holding SCRIPT KILL (or CLIENT UNBLOCK) first waits for the
+    shards' scripts (transactions._after_scripts), even with none running;
+    Redis shows its commands, then EXEC (call() feeds EXEC once it ran),
+    with WATCH too (an atomic transaction).  shardkv fed EXEC's line as it
+    was read, and the commands' as they were routed, after it."""
+
+    def script(port: int) -> list[str]:
+        m = monitor(port)
+        a = Conn(port)
+        first = [("WATCH", "w")] if watch else []
+        a.send(*first, ("MULTI",), ("SET", "q", "1"), waits_for, ("EXEC",), ("PING",))
+        assert a.read(until=b"+PONG\r\n")[0].endswith(b"+PONG\r\n")
+        shown = len(first) + (5 if waits_for[0] == "SCRIPT" else 4)
+        data = m.lines_of({a.addr: "a"}, shown)
+        for conn in (m, a):
+            conn.close()
+        return lines(data, {a.addr: "a"})
+
+    real, ours = on_both(ports, script)
+    assert real[-2:] == ['a: "EXEC"', 'a: "PING"']
+    assert ours == real
