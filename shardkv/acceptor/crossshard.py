@@ -624,6 +624,11 @@ class _Operation:
         """Its client's reply, once it committed."""
         raise NotImplementedError
 
+    def _notify_after(self) -> str | None:
+        """notify-keyspace-events as its commands left it, if one of them
+        set it (see :class:`wire.Decide`); None if none did."""
+        return None
+
     def _safely(self, doing: str, step: Callable[..., None], *args: object) -> None:
         """``step(*args)``, a step taken once every shard has answered its
         entry; a bug there (an exception) is :meth:`_bug`'s."""
@@ -684,7 +689,8 @@ class _Operation:
     def _decide(self, commit: bool, reply: bytes | None) -> None:
         self.state = DECIDED
         self.decision = commit
-        decide = wire.encode_control(wire.Decide(self.id, commit, reply is None))
+        notify = self._notify_after() if commit else None
+        decide = wire.encode_control(wire.Decide(self.id, commit, reply is None, notify))
         for shard in self.parked:  # at the end of the turn, with the turn's other decisions
             self.links[shard].queue_frame(decide)
         if self.marked:  # several acceptors: a step that waits for this decision goes now
@@ -1012,6 +1018,13 @@ class AtomicOp(_Operation):
 
     def _reply(self) -> bytes:
         return self.finish(self.bodies)
+
+    def _notify_after(self) -> str | None:
+        notify = None
+        for args in self.commands:
+            if args[0] == Verb.CONFIG:  # (the only __config an EXEC's run has)
+                notify = args[2].decode("latin-1")
+        return notify
 
     def _arguments(self) -> list[bytes]:
         return [arg for command in self.commands for arg in command]

@@ -620,6 +620,12 @@ class Decide:
     # the sweeper's time at the operation's ``__parkat`` until the run
     # again parks it (see Keyspace.exec_frozen).
     again: bool = False
+    # Committed, an EXEC whose CONFIG SET of notify-keyspace-events ran in
+    # its place (see Shard._run_foreign): the setting's letters after it,
+    # in force from the commit on, so that the blocked clients its writes
+    # serve notify as it says, as Redis serves them after EXEC (the
+    # acceptor's ``__config`` that sets it comes behind).
+    notify: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1597,6 +1597,11 @@ class Shard:
                 faultpoints.hold("decided", self.index)
                 decided = message.op  # type: ignore[union-attr]
                 waiting.discard(decided)
+                notify = message.notify  # type: ignore[union-attr]
+                if notify is not None and message.commit:  # type: ignore[union-attr]
+                    # (before the blocked clients its writes serve; the
+                    # next __config's hook sets it as the acceptors have it)
+                    events.set_notify(self.keyspace, notify)
                 self.decide(decided, message.commit)  # type: ignore[union-attr]
                 at = self.keyspace.exec_frozen.pop(decided, None)
                 if at is not None and message.again:  # type: ignore[union-attr]
@@ -1870,6 +1875,7 @@ class Shard:
                 engine.end_run(False)
             raise
         finally:
+            ran_notify = ks.notify_flags
             events.set_flags(ks, notify)
             self.foreign_client = ("", b"")
             self.timing = True
@@ -1969,6 +1975,9 @@ class Shard:
                 persistence.end_group(mark)
             self.waiters.mark_keys(changed)
             outcome = wire.COMMITTED
+            # Committed here: its CONFIG SET's setting holds for the
+            # blocked clients it serves (see wire.Decide.notify).
+            events.set_flags(ks, ran_notify)
         for frame in (refused, monitor):
             if frame is not None:
                 # In the same send as the Ran (and the events before it), not

@@ -735,3 +735,52 @@ def test_turned_off_by_another_client_while_writes_run(ports):
     expected = _turned_off_by_another_client(ports["redis"])
     assert len(expected[1][0]) == 8
     assert _turned_off_by_another_client(ports["shardkv"]) == expected
+
+
+def _served_after_an_atomic_exec(port: int, flags: str, pipeline: list[tuple], lists: list[str]) -> tuple:
+    """Clients blocked in BLPOP on each of ``lists``, then ``pipeline``
+    (an atomic EXEC that pushes to them): its replies, the popped
+    elements, and what a subscriber of every keyspace channel heard."""
+    c = redis.Redis(port=port, protocol=2, socket_timeout=30)
+    c.flushall()
+    c.config_set("notify-keyspace-events", flags)
+    sub = c.pubsub()
+    blocked = [RespClient(port, timeout=30) for _ in lists]
+    try:
+        sub.psubscribe("__keyspace@0__:*", "__keyevent@0__:*")
+        sub.subscribe(END)
+        for _ in range(3):
+            assert sub.get_message(timeout=10)["type"] in ("psubscribe", "subscribe")
+        for b, name in zip(blocked, lists, strict=True):
+            b.sock.sendall(encode_command("BLPOP", name, "0"))
+        deadline = time.monotonic() + 20
+        while c.info("clients")["blocked_clients"] < len(lists):
+            assert time.monotonic() < deadline, "the BLPOPs never blocked"
+            time.sleep(0.02)
+        with RespClient(port, timeout=30) as w:
+            w.sock.sendall(b"".join(encode_command(*command) for command in pipeline))
+            replies = [w.read() for _ in pipeline]
+        popped = [b.read() for b in blocked]
+        return replies, popped, _heard(c, sub)
+    finally:
+        c.config_set("notify-keyspace-events", "")
+        for b in blocked:
+            b.close()
+        sub.close()
+        c.close()
+
+
+@pytest.mark.parametrize(("before", "after"), [("KEA", ""), ("", "KEA"), ("Kl", "Kg$")])
+def test_changed_inside_an_atomic_exec_the_clients_it_serves_notify_as_it_says(ports, before, after):
+    # Redis serves the clients blocked on the lists EXEC pushed to after
+    # EXEC, so their pops notify as its CONFIG SET left the setting, on
+    # the operation's executor and on the shards it prepared alike.
+    lists = [f"{{{k}}}l" for k in (K0, K1, K2, K3)]
+    pipeline = [("WATCH", "w"), ("MULTI",), *[("RPUSH", name, "x") for name in lists]]
+    pipeline += [("CONFIG", "SET", "notify-keyspace-events", after), ("SET", "s", "v"), ("EXEC",), ("PING",)]
+    replies, popped, (heard, _) = _served_after_an_atomic_exec(ports["redis"], before, pipeline, lists)
+    assert heard
+    # (Which messages, not each key's order: at K > 1 a served pop's can
+    # pass the EXEC's own, which its acceptor relays.)
+    got = _served_after_an_atomic_exec(ports["shardkv"], before, pipeline, lists)
+    assert (got[0], got[1], got[2][0]) == (replies, popped, heard)
