@@ -6,8 +6,9 @@ is not the file's; a cross-shard operation logs its states, its prepare
 record and its outcome.  :meth:`AofLog.commit` writes (and, with
 ``appendfsync always``, fsyncs) what was logged before any reply of it
 leaves; when that fails, writes are refused with -MISCONF until it works
-again, or, with ``always``, the worker exits and shardkv stops, as Redis.  Opening the AOF at start-up (a first base and manifest when there
-is none) and stopping it (``CONFIG SET appendonly no``) are here too.
+again, or, with ``always``, the worker exits and shardkv stops, as Redis.
+Opening the AOF at start-up (a first base and manifest when there is
+none) and stopping it (``CONFIG SET appendonly no``) are here too.
 """
 
 from __future__ import annotations
