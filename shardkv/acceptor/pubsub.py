@@ -359,14 +359,37 @@ def _publish(client: Client, args: list[bytes], verb: bytes) -> None:
     slot = Slot(client)
     pending.append(slot)
     _PUBLISHING.setdefault(client.id, deque()).append(slot)
-    bus.ask(
-        verb,
-        [args[1], args[2], client.id],
-        lambda counts: slot.deliver(b":%d\r\n" % sum(counts)),
-        everyone=True,
-        failed=fail_slot(slot),
-    )
+    # A subscribed publisher (RESP3) may be one of its receivers: what it
+    # sent next (an unsubscribe, RESET, QUIT) waits until this acceptor has
+    # delivered, as Redis delivers before it reads the next command.
+    state = client.state
+    waits = state.subscribed and not state.blocked_token and not state.in_exec
+    if waits:
+        state.block(PUBLISHING, shown=False)
 
+    def go_on() -> None:
+        if waits and state.unblock(PUBLISHING):
+            if client.waiting():
+                server.loop.call_soon(client.resume)  # type: ignore[union-attr]
+            elif client.pending:
+                client.flush()
+
+    def answered(counts: list) -> None:
+        slot.deliver(b":%d\r\n" % sum(counts))
+        go_on()
+
+    failed = fail_slot(slot)
+
+    def refused(message: str) -> None:
+        failed(message)
+        go_on()
+
+    bus.ask(verb, [args[1], args[2], client.id], answered, everyone=True, failed=refused)
+
+
+# A client's blocked_token while its (S)PUBLISH goes round the bus (K > 1)
+# and it is subscribed itself: see _publish.
+PUBLISHING = -17
 
 # K > 1: the reply slots of this acceptor's PUBLISH commands on their way
 # round the bus, by client id: a publisher that is subscribed itself gets

@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from tests.compat.test_server_commands import plain
-from tests.support.rawsocket import both
+from tests.support.rawsocket import both, exchange
 
 # A RESP2 subscribed client: counts are per kind (shard channels apart
 # from channels and patterns), and only (P|S)(UN)SUBSCRIBE, PING, QUIT
@@ -149,3 +149,32 @@ def test_a_shard_subscriber_is_a_pubsub_client(ports):
     assert out[0] == out[1]
     # (killed: redis-py connects again and subscribes anew, as with Redis)
     assert out[0][1] >= 1 and out[0][-1] == "closed"
+
+
+@pytest.mark.parametrize(
+    "session",
+    [
+        b"SSUBSCRIBE q r\r\nSPUBLISH q hi\r\nSUNSUBSCRIBE q\r\nSPUBLISH q there\r\nECHO end\r\n",
+        b"SSUBSCRIBE q\r\nSPUBLISH q hi\r\nRESET\r\nECHO end\r\n",
+        b"SSUBSCRIBE q\r\nSPUBLISH q hi\r\nQUIT\r\n",
+        b"SUBSCRIBE q r\r\nPUBLISH q hi\r\nUNSUBSCRIBE q\r\nPUBLISH q there\r\nECHO end\r\n",
+        b"PSUBSCRIBE q*\r\nPUBLISH qq hi\r\nPUNSUBSCRIBE\r\nECHO end\r\n",
+        b"SUBSCRIBE q\r\nPUBLISH q hi\r\nRESET\r\nECHO end\r\n",
+    ],
+    ids=["sunsubscribe", "sreset", "squit", "unsubscribe", "punsubscribe", "reset"],
+)
+def test_a_subscribed_publisher_gets_its_message_before_what_it_sent_next(redis_and_shardkv_k12, session):
+    """A RESP3 subscriber that (S)PUBLISHes to itself, then unsubscribes,
+    RESETs or QUITs in the same pipeline: Redis delivers the message
+    before it reads the next command.  With two acceptors, shardkv ran the
+    unsubscribe while the (S)PUBLISH went round the bus: the reply counted
+    the client, which never got the message."""
+    real, ours, _ = redis_and_shardkv_k12
+    data = b"HELLO 3\r\nECHO start\r\n" + session
+    replies = [exchange(port, data, want=len(b"start")) for port in (real, ours)]
+    (theirs, their_close), (mine, my_close) = [
+        (out.split(b"start\r\n", 1)[1], closed) for out, closed in replies
+    ]
+    assert mine == theirs
+    assert my_close == their_close
+    assert b"message\r\n" in theirs and b"\r\nhi\r\n" in theirs
