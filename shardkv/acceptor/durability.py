@@ -380,10 +380,12 @@ _MERGE_OWN = [
 def persistence_section(server: Acceptor, shards: list) -> list[tuple[str, object]]:
     """INFO's persistence lines, from each shard's ``__info`` figures."""
     figures = [s[5] for s in shards if len(s) > 5 and s[5]]
-    out: list[tuple[str, object]] = [("loading", int(server.loading)), ("async_loading", 0)]
+    # Loading at start, or a shard reloading after its worker's restart.
+    loading = server.loading or bool(server.reloading)
+    out: list[tuple[str, object]] = [("loading", int(loading)), ("async_loading", 0)]
     if not figures:
         out += [("rdb_last_save_time", server.lastsave), ("aof_enabled", 0)]
-        return out + loading_lines(server) if server.loading else out
+        return out + loading_lines(server) if loading else out
     merges = _MERGE + (_MERGE_AOF if any(f.get("aof_enabled") for f in figures) else []) + _MERGE_OWN
     for name, how in merges:
         values = [f[name] for f in figures if name in f]
@@ -393,15 +395,19 @@ def persistence_section(server: Acceptor, shards: list) -> list[tuple[str, objec
             out.append((name, "err" if "err" in values else "ok"))
         elif values:
             out.append((name, how(values)))  # type: ignore[operator]
-    return out
+    return out + loading_lines(server) if loading else out
 
 
 def loading_lines(server: Acceptor) -> list[tuple[str, object]]:
-    """While the shards load at start: how far they have come, as Redis's
+    """While the shards load at start (or some reload after their worker's
+    restart, see :attr:`Acceptor.reloading`): how far they have come, as Redis's
     INFO persistence says (its figures, computed as its genRedisInfoString
     does, from the bytes of the files every worker loads, a file at a time:
     see shardkv.runtime.loadprogress)."""
-    total, loaded = server.load_progress.figures() if server.load_progress is not None else (0, 0)
+    progress = server.load_progress
+    # Reloading: the figures of the shards that reload (the others loaded at start).
+    only = sorted(server.reloading) if not server.loading else None
+    total, loaded = progress.figures(only) if progress is not None else (0, 0)
     perc = loaded / total * 100 if total else 0.0
     elapsed = int(time.time()) - server.loading_since
     remaining = total - loaded if total else 1

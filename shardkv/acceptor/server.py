@@ -217,7 +217,8 @@ class Acceptor:
         # every worker's pipe has come, a command without the ``loading``
         # flag gets -LOADING (Dispatch._execute) and INFO says ``loading:1``,
         # as Redis answers while it loads its data; ``loading_since``: when
-        # it began (INFO's loading_start_time).
+        # it began (INFO's loading_start_time), or when a shard began to
+        # reload (``reloading``, below).
         self.loading = False
         self.loading_since = 0
         # The shards whose worker, restarted after the start (it died),
@@ -490,6 +491,8 @@ class Acceptor:
             elif kind == bus.STOP_LINE:
                 self.wiring.stop_by_signal(self, payload.decode("ascii", "replace"))
             elif kind == bus.RELOADING_LINE:
+                if not self.reloading:  # INFO's loading_start_time
+                    self.loading_since = int(time.time())
                 self.reloading.add(int(payload))
             elif kind == bus.RELOADED_LINE:
                 self.reloading.discard(int(payload))

@@ -54,9 +54,12 @@ class LoadProgress:
         """Shard ``index`` has loaded a file of ``size`` bytes more."""
         self.slots[_SLOTS * index + 1] += size
 
-    def figures(self) -> tuple[int, int]:
-        """The bytes every shard has to load, and those loaded so far."""
+    def figures(self, shards: list[int] | None = None) -> tuple[int, int]:
+        """The bytes every shard (or each of ``shards``) has to load, and
+        those loaded so far."""
         slots = self.slots
+        if shards is not None:
+            return sum(slots[_SLOTS * i] for i in shards), sum(slots[_SLOTS * i + 1] for i in shards)
         return sum(slots[0::_SLOTS]), sum(slots[1::_SLOTS])
 
     def close(self) -> None:

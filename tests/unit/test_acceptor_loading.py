@@ -13,8 +13,9 @@ from multiprocessing import Pipe
 import pytest
 
 from shardkv.acceptor import crossshard, wiring
-from shardkv.protocol import commands, errors
+from shardkv.protocol import commands, errors, wire
 from shardkv.protocol.resp import encode_command
+from shardkv.protocol.wire import Verb
 from shardkv.runtime import config
 from shardkv.runtime.exitcodes import PIPES_MESSAGE, PIPES_PER_MESSAGE
 from shardkv.runtime.loadprogress import LoadProgress
@@ -242,3 +243,41 @@ def test_a_transaction_touching_a_shard_that_reloads_aborts() -> None:
         b"+OK\r\n+QUEUED\r\n" + LOADING + b"-EXECABORT Transaction discarded because of previous errors.\r\n"
     )
     assert not any(link.sent for link in links)
+
+
+def test_info_while_a_shard_reloads_answers_at_once_and_says_loading() -> None:
+    """INFO has the ``loading`` flag: Redis, loading again after its
+    restart, answers it at once with ``loading:1`` and how far it has
+    come.  Here INFO asks only the shards that serve (the keys of the
+    reloading one are not counted yet, as Redis counts the keys loaded so
+    far) and says ``loading:1`` with the reloading shard's progress.
+    Before, it asked that shard too and waited for its whole load, then
+    said ``loading:0``."""
+    acceptor, links = build(2)
+    acceptor.load_progress = progress = LoadProgress(2)
+    try:
+        progress.begin(0, 300)
+        progress.advance(0, 300)  # loaded at start
+        progress.begin(1, 100)  # restarted: loads again
+        progress.advance(1, 25)
+        acceptor.reloading.add(1)
+        acceptor.loading_since = 1000  # (when its ``reloading`` line came)
+        client, transport = connect(acceptor)
+        send(client, [b"INFO", b"persistence", b"keyspace", b"shards"])
+        assert links[1].sent == []  # the reloading shard is not asked
+        assert links[0].bodies() == [encode_command([Verb.INFO])]
+        figures = {"aof_enabled": 0, "rdb_changes_since_last_save": 0}
+        links[0].answer(wire.encode_part([7, 0, 0, 0, 1, figures, {"dbs": {0: [7, 0, 0, 0]}}]))
+        out = replies(acceptor, transport)
+    finally:
+        progress.close()
+    info = parse_info(out[out.index(b"\r\n") + 2 :])
+    assert info["loading"] == "1"
+    assert info["loading_start_time"] == "1000"
+    assert (info["loading_total_bytes"], info["loading_loaded_bytes"]) == ("100", "25")
+    assert info["loading_loaded_perc"] == "25.00"
+    assert info["db0"].startswith("keys=7,")
+    assert info["shard0"].startswith("keys=7,") and info["shard1"].startswith("keys=0,")  # each in its place
+    acceptor.reloading.discard(1)  # its ``reloaded`` line
+    send(client, [b"INFO", b"persistence"])
+    assert links[1].bodies() == [encode_command([Verb.INFO])]

@@ -49,12 +49,20 @@ def info(client: Client, args: list) -> None:
         # has the ``loading`` flag), and no keyspace yet.
         client.reply(Verbatim(build_info(server, sections, [], own).encode()))
         return
+    # A shard whose worker restarted reloads its data: as Redis answers
+    # INFO at once while it loads again, the shards that serve are asked,
+    # not that one (its keys are not counted yet; ``loading:1`` says so).
+    serving = [s for s in range(len(server.links)) if s not in server.reloading]
     if server.bus is None:
 
         def merge(parts: list) -> object:
-            return Verbatim(build_info(server, sections, parts, own).encode())
+            return Verbatim(build_info(server, sections, _in_place(server, serving, parts), own).encode())
 
-        client.query_all([Verb.INFO], merge)
+        if not serving:  # (one shard, and it reloads)
+            client.reply(merge([]))
+            return
+        encoded = encode_command([Verb.INFO])
+        client.fan_out({s: encoded for s in serving}, merge)
         return
     # Several acceptors: their figures first, then the shards'.
     slot = Slot(client)
@@ -62,14 +70,36 @@ def info(client: Client, args: list) -> None:
 
     def with_shards(others: list) -> None:
         def merge(parts: list) -> object:
-            return Verbatim(build_info(server, sections, parts, own, others).encode())
+            return Verbatim(
+                build_info(server, sections, _in_place(server, serving, parts), own, others).encode()
+            )
 
-        gather = Gather(slot, len(server.links), merge, client.resp3, None)
+        if not serving:  # (one shard, and it reloads)
+            slot.deliver(encode(merge([]), client.resp3))
+            return
+        gather = Gather(slot, len(serving), merge, client.resp3, None)
         header, body = client.part_headers[client.resp3], encode_command([Verb.INFO])
-        for i, link in enumerate(server.links):
-            link.send(header, body, gather.sink(i))
+        for i, s in enumerate(serving):
+            server.links[s].send(header, body, gather.sink(i))
 
     server.bus.ask(bus.INFO, [], with_shards, failed=fail_slot(slot))
+
+
+# A reloading shard's place among the ``__info`` replies: no key counted
+# yet, no figure (its INFO shards line says keys=0 and pid=0).
+_RELOADING_PART = [0, 0, 0, 0, 0, {}, {}]
+
+
+def _in_place(server, serving: list[int], parts: list) -> list:
+    """The ``__info`` replies of the shards ``serving`` (those asked), each
+    at its shard's place, a reloading shard's place holding
+    :data:`_RELOADING_PART`."""
+    if len(serving) == len(server.links):
+        return parts
+    placed: list = [_RELOADING_PART] * len(server.links)
+    for shard, part in zip(serving, parts, strict=True):
+        placed[shard] = part
+    return placed
 
 
 def bus_info(server, origin: int, args: list) -> list:
