@@ -184,3 +184,16 @@ def compare(request, ports) -> Compare:
     yield Compare(real, ours)
     real.close()
     ours.close()
+
+
+@pytest.fixture(params=[3, 2], ids=["resp3", "resp2"])
+def compare_plain(request, ports) -> Compare:
+    """Like ``compare`` (not flushed), with replies as they came: without
+    redis-py's parsing of COMMAND, INFO and the like."""
+    real = redis.Redis(port=ports["redis"], protocol=request.param)
+    ours = redis.Redis(port=ports["shardkv"], protocol=request.param)
+    real.response_callbacks.clear()
+    ours.response_callbacks.clear()
+    yield Compare(real, ours)
+    real.close()
+    ours.close()

@@ -14,19 +14,7 @@ import redis
 
 from shardkv.protocol import command_docs, commands
 from tests.compat.test_server_commands import assert_command_info_alike, plain
-from tests.conftest import Compare
 from tests.support.servers import start_redis, start_shardkv
-
-
-@pytest.fixture(params=[3, 2], ids=["resp3", "resp2"])
-def compare_plain(request, ports):
-    """``compare`` with replies as they came (see :func:`plain`)."""
-    real = plain(ports["redis"], request.param)
-    ours = plain(ports["shardkv"], request.param)
-    yield Compare(real, ours)
-    real.close()
-    ours.close()
-
 
 NEW = [
     "asking", "failover", "lolwut", "module", "psync", "readonly", "readwrite", "replconf",

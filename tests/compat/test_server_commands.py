@@ -12,7 +12,6 @@ import pytest
 import redis
 
 from shardkv.protocol import command_docs, commands
-from tests.conftest import Compare
 from tests.support.rawsocket import both_after
 
 
@@ -36,16 +35,6 @@ def assert_command_info_alike(real: redis.Redis, ours: redis.Redis, names: list[
         theirs[9] = sorted(theirs[9], key=repr)
         mine[9] = sorted(mine[9], key=repr)
         assert mine == theirs, theirs[0]
-
-
-@pytest.fixture(params=[3, 2], ids=["resp3", "resp2"])
-def compare_plain(request, ports):
-    """Like ``compare``, with replies as they came (see :func:`plain`)."""
-    real = plain(ports["redis"], request.param)
-    ours = plain(ports["shardkv"], request.param)
-    yield Compare(real, ours)
-    real.close()
-    ours.close()
 
 
 def test_databases(compare):
