@@ -579,6 +579,17 @@ class _Attempt:
     def __init__(self, wait: _CrossShard) -> None:
         self.wait = wait
 
+    @property
+    def reply_place(self) -> Slot:
+        """Its command's reply slot, in its client's reply order (the try's
+        own operation took its slot out again: see
+        :meth:`_CrossShard.attempt`): a try that committed (a move served)
+        and whose reply cannot be built closes the client there, after the
+        replies before it (``_Operation._unanswerable``).  (Not ``slot``:
+        :func:`~shardkv.acceptor.replies.origin_of` would then hand the
+        try's events, its invalidations and its room, to that slot.)"""
+        return self.wait.slot
+
     def deliver(self, body: bytes) -> None:
         self.wait.attempted(body)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import pytest
 
-from shardkv.acceptor import crossshard
+from shardkv.acceptor import blocking, crossshard
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.replies import Slot
 from shardkv.protocol import errors, wire
@@ -429,3 +429,41 @@ def test_an_exec_is_named_in_the_internal_error_as_redis_names_a_known_command(r
     acceptor.links[1].data_received(frame(wire.encode_control(wire.Prepared(op))))
     assert lines == []
     assert _written(acceptor, out) == b"-%s\r\n" % (errors.INTERNAL % "exec").encode()
+
+
+def test_a_served_cross_shard_move_whose_reply_raises_closes_after_those_before(rig, monkeypatch):  # noqa: F811
+    """``BLMOVE a b LEFT RIGHT 0``, its source on one shard and its
+    destination on another, served (here at once: ``a`` holds an element)
+    while a reply before it is still owed (a pipelined GET's): the move
+    commits, its reply cannot be built, and the client gets the owed reply
+    once it comes, then its connection closes in the move's place, as for
+    any other committed cross-shard operation (nothing of its own, nor of
+    what came after it, is written)."""
+    acceptor, pipes, client, out, lines, (a, b) = rig
+    monkeypatch.setattr(blocking, "_first_body", _bug)
+    owed = Slot(client)
+    client.pending.append(owed)
+    client.data_received(
+        encode_command([b"BLMOVE", a, b, b"LEFT", b"RIGHT", b"0"]) + encode_command([b"PING"])
+    )  # the PING held behind it, and then dropped with the close
+    acceptor._flush_links()
+    op = acceptor.links[0].fifo[0].op.id
+    acceptor.links[0].data_received(frame(wire.encode_replies([wire.encode_answer(wire.Parked(op, {}, {}))])))
+    acceptor.links[1].data_received(
+        frame(wire.encode_replies([wire.encode_answer(wire.Parked(op, {b: None}, {}))]))
+    )
+    ran = wire.Ran(op, [b"$1\r\nx\r\n"], {b: ("list", [b"x"], None)}, wire.PREPARED)
+    acceptor.links[0].data_received(frame(wire.encode_control(ran)))
+    acceptor._flush_links()
+    for pipe in pipes:
+        pipe.written.clear()
+    acceptor.links[1].data_received(frame(wire.encode_control(wire.Prepared(op))))
+    assert [data for data, _, _ in lines] == [b"C %d\n" % op]  # committed: so every shard is told
+    assert _written(acceptor, out) == b""
+    assert not out.closed
+    client.data_received(encode_command([b"ECHO", b"later"]))  # after the close was decided: not run
+    owed.deliver(b"$1\r\n1\r\n")
+    assert _written(acceptor, out) == b"$1\r\n1\r\n"
+    assert out.closed
+    for pipe in pipes:
+        assert b"".join(pipe.written).startswith(_decides(op, True))
