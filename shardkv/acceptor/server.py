@@ -264,6 +264,12 @@ class Acceptor:
         # call of one it sent, and the shard counts its time and latency
         # (cmdstats.ScriptTimes).
         self.scripts_sent = 0
+        # Calls that deferred their count until their outcome is known (an
+        # EXEC that waits for the shards' scripts, see
+        # transactions._after_scripts): run_counted leaves out the call of
+        # one that deferred it meanwhile; it is counted when it runs (by
+        # run_counted again) or refused (a rejected call).
+        self.calls_deferred = 0
         # Cross-shard scripts that run in groups (scripting.ScriptGroups), once one has.
         self.script_groups: Any = None
         apply_settings(self.stats, {k: _show(v) for k, v in config.items()})
@@ -400,11 +406,22 @@ class Acceptor:
         return False
 
     def run_local(self, client: Client, cmd: Command, args: list) -> None:
-        handler = self.local[cmd.name]  # every local row has one (see wiring.build)
+        # (every local row has a handler, see wiring.build)
+        self.run_counted(client, cmd, args, self.local[cmd.name])
+
+    def run_counted(
+        self, client: Client, cmd: Command, args: list, handler: Callable[[Client, list], None]
+    ) -> None:
+        """Run ``handler`` as a call of the local command ``cmd`` (its
+        commandstats, errorstats, latency and slow log), unless it deferred
+        its count meanwhile (:attr:`calls_deferred`): then it is counted
+        when its outcome is known, as Redis counts a command when it runs
+        (or refuses it), not when it is read."""
         stats = self.stats
         stats.error_mark = stats.error_events
         owed = len(client.pending)
         sent = self.scripts_sent
+        deferred = self.calls_deferred
         start = perf_counter_ns()
         try:
             handler(client, args)
@@ -416,6 +433,8 @@ class Acceptor:
             log.exception("acceptor: command %r failed", args[0])
             client.reply_error(errors.INTERNAL % error_name(args))
         ns = perf_counter_ns() - start
+        if self.calls_deferred != deferred:
+            return  # counted once decided
         row = stats._row(stat_name(args))
         if stats.error_events != stats.error_mark:
             row[3] += 1

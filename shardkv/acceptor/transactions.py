@@ -506,9 +506,15 @@ def _after_scripts(
     (:func:`_at_threshold`), and the kill that runs finds no busy script
     (``-NOTBUSY``, see scripting.kill_script).  Meanwhile the client's
     later commands wait.  A client that goes away meanwhile does not stop
-    it (its reply is dropped): Redis runs an EXEC it has read."""
+    it (its reply is dropped): Redis runs an EXEC it has read.
+
+    The EXEC is counted (INFO commandstats, errorstats) once decided, as
+    Redis counts it when it reads it: a call (and its time) when it runs,
+    a rejected call and an ``EXECABORT`` error when refused
+    (``Acceptor.calls_deferred``)."""
     client.state.block(SCRIPTS_FIRST, shown=False)
     server = client.server
+    server.calls_deferred += 1
 
     def refused(busy: int | bytes) -> None:
         client.state.unblock(SCRIPTS_FIRST)
@@ -518,14 +524,24 @@ def _after_scripts(
             reply.place.put(b"")
         reply.outcome = outcome = Slot(client)
         message = busy.decode("latin-1")[1:].strip() if isinstance(busy, bytes) else str(busy)
-        outcome.deliver(encode_error(errors.EXECABORT_BECAUSE % message))
+        error = errors.EXECABORT_BECAUSE % message
+        server.stats.rejected("exec", error)  # as dispatch's reject of an EXEC
+        outcome.deliver(encode_error(error))
         _show_exec(client, reply)
         if client.waiting() and not client.state.blocked_token:
             server.loop.call_soon(client.resume)  # type: ignore[union-attr]
 
     def ran() -> None:
         client.state.unblock(SCRIPTS_FIRST)
-        _step(client, lambda: _begin_shown(client, queued, reply))  # even if the client went away
+        cmd = lookup(reply.name)
+        assert cmd is not None  # (EXEC is in the table)
+        # Even if the client went away; counted as EXEC's call now.
+        _step(
+            client,
+            lambda: server.run_counted(
+                client, cmd, [reply.name], lambda c, a: _begin_shown(c, queued, reply)
+            ),
+        )
 
     wait(server, refused, ran)
 

@@ -1,0 +1,107 @@
+"""INFO commandstats, errorstats and ``total_error_replies`` of an EXEC
+that waits for a running script, against redis-server 7.0.15 (at one
+acceptor, then two).
+
+An EXEC holding SCRIPT KILL, FUNCTION KILL or CLIENT UNBLOCK, sent while
+a script runs, waits as Redis would read it: refused at the threshold
+(EXECABORT with ``-BUSY``), or run once the script ended before it.
+Redis counts it as it reads it: a refused one is a rejected call
+(``rejected_calls``, no call, no time) and an ``EXECABORT`` error; one
+that ran is a call.  shardkv counted the call as it read the EXEC, before
+its wait: a refused one showed ``calls=1`` and no ``errorstat_EXECABORT``.
+It now counts it once decided (``Acceptor.calls_deferred``).  A normal
+EXEC, for comparison, counts as ever.
+"""
+
+from __future__ import annotations
+
+import time
+
+from tests.support.acceptors import client_on
+from tests.support.resp import RespClient, parse_info
+
+WAIT = 60.0  # seconds for what must happen (a bound, not a timing check)
+NOW = "local function now() local t = redis.call('TIME') return t[1] * 1000000 + t[2] end "
+# A script that ends before the threshold (500 ms), by its own clock.
+SHORT_SPIN = NOW + "local t0 = now() while now() - t0 < 300000 do end return 1"
+SPIN = "while true do end"
+ROWS = ("exec", "multi", "script|kill", "client|unblock", "set", "incr", "eval")
+
+
+def _counts(c: RespClient) -> list:
+    """The rows of ROWS (calls, EXEC's whether any time, rejected and
+    failed calls), the errors counted and total_error_replies."""
+    info = parse_info(c.command("INFO", "everything"))  # type: ignore[arg-type]
+    rows = []
+    for name in ROWS:
+        line = info.get(f"cmdstat_{name}")
+        if line is None:
+            continue
+        fields = dict(f.split("=") for f in line.split(","))
+        # (Whether EXEC took any time: Redis's quick commands show usec=0.)
+        timed = f",timed={int(fields['usec']) > 0}" if name == "exec" else ""
+        rows.append(
+            f"{name}:calls={fields['calls']}{timed},"
+            f"rejected_calls={fields['rejected_calls']},failed_calls={fields['failed_calls']}"
+        )
+    errors = sorted(f"{k}={v}" for k, v in info.items() if k.startswith("errorstat_"))
+    return [rows, errors, info["total_error_replies"]]
+
+
+def _scenarios(port: int, k: int) -> list:
+    """For each acceptor a client may be on: each EXEC, refused, waited
+    and ran, and normal, after CONFIG RESETSTAT: its replies and counts."""
+    got: list = []
+    admin = client_on(port, 0, k=k, timeout=WAIT)
+    admin_id = admin.command("CLIENT", "ID")
+    try:
+        admin.command("CONFIG", "SET", "busy-reply-threshold", "500")
+        for where in range(k):
+            for script, stopped in ((SPIN, True), (SHORT_SPIN, False)):
+                for queued in (("SCRIPT", "KILL"), ("CLIENT", "UNBLOCK", admin_id)):
+                    caller = client_on(port, 0, k=k, timeout=WAIT)
+                    queuer = client_on(port, where, k=k, timeout=WAIT)
+                    try:
+                        admin.command("CONFIG", "RESETSTAT")
+                        queuer.command("MULTI")
+                        queuer.command(*queued)
+                        caller.send("EVAL", script, 0)
+                        # (Before the threshold, unless the machine is slow:
+                        # after it, the EXEC is refused at once, as counted.)
+                        time.sleep(0.1)
+                        queuer.send("EXEC")
+                        replies = [str(queuer.read_reply())]
+                        if stopped:
+                            admin.command("SCRIPT", "KILL")
+                        replies.append(str(caller.read_reply()).split(" ")[0])
+                        got.append([replies, _counts(admin)])
+                    finally:
+                        caller.close()
+                        queuer.close()
+            queuer = client_on(port, where, k=k, timeout=WAIT)
+            try:
+                admin.command("CONFIG", "RESETSTAT")
+                queuer.command("SET", "execstat", "x")
+                queuer.command("MULTI")
+                queuer.command("SET", "execstat", "y")
+                queuer.command("INCR", "execstat")
+                got.append([str(queuer.command("EXEC")), _counts(admin)])
+            finally:
+                queuer.close()
+        admin.command("DEL", "execstat")
+        admin.command("CONFIG", "SET", "busy-reply-threshold", "5000")
+        return got
+    finally:
+        admin.close()
+
+
+def test_an_exec_that_waits_for_a_script_is_counted_as_redis(redis_and_shardkv_k12) -> None:
+    """A refused EXEC: ``rejected_calls=1``, no call, ``errorstat_EXECABORT``;
+    one that waited and ran, and a normal one: a call, with its time."""
+    real, ours, k = redis_and_shardkv_k12
+    expected = _scenarios(real, 1)
+    refused = expected[0][1][0]
+    assert "exec:calls=0,timed=False,rejected_calls=1,failed_calls=0" in refused
+    assert "errorstat_EXECABORT=count=1" in expected[0][1][1]
+    assert "exec:calls=1,timed=True,rejected_calls=0,failed_calls=0" in expected[2][1][0]
+    assert _scenarios(ours, k) == expected * k
