@@ -176,7 +176,7 @@ def _subscribe(client: Client, args: list[bytes]) -> None:
     new = []
     replies = []
     for channel in args[1:]:
-        if not _gone(client) and client.state.add_channel(channel):
+        if not _gone(client) and client.state.add_subscription(client.state.channels, channel):
             subscribers = CHANNELS.get(channel)
             if subscribers is None:
                 subscribers = CHANNELS[channel] = {}
@@ -202,7 +202,7 @@ def _psubscribe(client: Client, args: list[bytes]) -> None:
     new = []
     replies = []
     for pattern in args[1:]:
-        if not _gone(client) and client.state.add_pattern(pattern):
+        if not _gone(client) and client.state.add_subscription(client.state.patterns, pattern):
             entry = PATTERNS.get(pattern)
             if entry is None:
                 entry = PATTERNS[pattern] = (compile_glob(pattern), {})
@@ -227,7 +227,7 @@ def _punsubscribe(client: Client, args: list[bytes]) -> None:
 def _ssubscribe(client: Client, args: list[bytes]) -> None:
     replies = []
     for channel in args[1:]:
-        if not _gone(client) and client.state.add_shard_channel(channel):
+        if not _gone(client) and client.state.add_subscription(client.state.shard_channels, channel):
             SHARD_CHANNELS.setdefault(channel, {})[client] = time.monotonic_ns()
         # (the count: the client's shard channels alone, as Redis's)
         replies.append(Push([b"ssubscribe", channel, len(client.state.shard_channels)]))
@@ -258,7 +258,7 @@ def _reply(client: Client, replies: list[Push], new: list, gone: list) -> None:
 
 
 def _drop_channel(client: Client, channel: bytes, gone: list) -> None:
-    if client.state.remove_channel(channel):
+    if client.state.remove_subscription(client.state.channels, channel):
         subscribers = CHANNELS[channel]
         del subscribers[client]
         if not subscribers:
@@ -267,7 +267,7 @@ def _drop_channel(client: Client, channel: bytes, gone: list) -> None:
 
 
 def _drop_shard_channel(client: Client, channel: bytes) -> None:
-    if client.state.remove_shard_channel(channel):
+    if client.state.remove_subscription(client.state.shard_channels, channel):
         subscribers = SHARD_CHANNELS[channel]
         del subscribers[client]
         if not subscribers:
@@ -275,7 +275,7 @@ def _drop_shard_channel(client: Client, channel: bytes) -> None:
 
 
 def _drop_pattern(client: Client, pattern: bytes, gone: list) -> None:
-    if client.state.remove_pattern(pattern):
+    if client.state.remove_subscription(client.state.patterns, pattern):
         subscribers = PATTERNS[pattern][1]
         del subscribers[client]
         if not subscribers:

@@ -216,40 +216,20 @@ class ClientState:
 
     # -- Pub/Sub ------------------------------------------------------------------
 
-    def add_channel(self, channel: bytes) -> bool:
-        if channel in self.channels:
+    def add_subscription(self, names: set[bytes], name: bytes) -> bool:
+        """Subscribe to ``name`` in ``names`` (this state's ``channels``,
+        ``patterns`` or ``shard_channels``); False if already subscribed."""
+        if name in names:
             return False
-        self.channels.add(channel)
+        names.add(name)
         return True
 
-    def remove_channel(self, channel: bytes) -> bool:
-        if channel not in self.channels:
+    def remove_subscription(self, names: set[bytes], name: bytes) -> bool:
+        """Unsubscribe from ``name`` in ``names`` (as for
+        :meth:`add_subscription`); False if not subscribed."""
+        if name not in names:
             return False
-        self.channels.discard(channel)
-        return True
-
-    def add_shard_channel(self, channel: bytes) -> bool:
-        if channel in self.shard_channels:
-            return False
-        self.shard_channels.add(channel)
-        return True
-
-    def remove_shard_channel(self, channel: bytes) -> bool:
-        if channel not in self.shard_channels:
-            return False
-        self.shard_channels.discard(channel)
-        return True
-
-    def add_pattern(self, pattern: bytes) -> bool:
-        if pattern in self.patterns:
-            return False
-        self.patterns.add(pattern)
-        return True
-
-    def remove_pattern(self, pattern: bytes) -> bool:
-        if pattern not in self.patterns:
-            return False
-        self.patterns.discard(pattern)
+        names.discard(name)
         return True
 
     # -- blocked: a blocking command, or CLIENT PAUSE -------------------------------

@@ -86,9 +86,11 @@ def test_transitions() -> None:
     assert state.watch_in() is table
     assert state.drop_watches() is table and state.watching is None
 
-    assert state.add_channel(b"c") and not state.add_channel(b"c") and state.subscribed
-    assert state.remove_channel(b"c") and not state.remove_channel(b"c") and not state.subscribed
-    assert state.add_pattern(b"p*") and state.subscribed and state.remove_pattern(b"p*")
+    for names in (state.channels, state.patterns, state.shard_channels):
+        assert state.add_subscription(names, b"c") and not state.add_subscription(names, b"c")
+        assert names == {b"c"} and state.subscribed
+        assert state.remove_subscription(names, b"c") and not state.remove_subscription(names, b"c")
+        assert not names and not state.subscribed
 
     state.block(7)
     assert state.blocked
