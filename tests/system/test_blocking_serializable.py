@@ -112,30 +112,46 @@ def _rounds(server: ServerProcess, play) -> None:
             r.close()
 
 
-def test_pipelined_rpush_del(server) -> None:
-    """``BLPOP B A 0`` (or ``A B``), then ``RPUSH A x``, ``DEL A`` in one
-    read: DEL answers 0 and the client got ``x``, or DEL answers 1 and it
-    got nothing; ``A`` is gone either way."""
+def _keys(n: int) -> tuple[str, tuple[str, str]]:
+    """Round ``n``'s key pushed to (the shard alternating every round) and
+    the blocking command's keys (their order alternating every two)."""
+    pushed, other = (A, B) if n % 2 == 0 else (B, A)
+    return pushed, ((other, pushed) if n % 4 < 2 else (pushed, other))
+
+
+def _push_then_del(server: ServerProcess, on: int, blocking: str, push: str, score: tuple[int, ...]) -> None:
+    """Rounds of ``<blocking> B A 0`` (or ``A B``) through acceptor ``on``,
+    then ``<push> A [score] e``, ``DEL A`` in one read through the other:
+    DEL answers 0 and the client got ``e`` (with its score), or DEL answers
+    1 and it got nothing; ``A`` is gone either way."""
+    listing = "ZRANGE" if score else "LRANGE"
 
     def play(r: Round, n: int) -> None:
-        pushed, other = (A, B) if n % 2 == 0 else (B, A)
-        keys = (other, pushed) if n % 4 < 2 else (pushed, other)
-        waiter = r.block(0, "BLPOP", *keys, 0)
-        pusher = r.connect(1)
-        x = b"x%d" % n
-        pusher.send("RPUSH", pushed, x)
+        pushed, keys = _keys(n)
+        waiter = r.block(on, blocking, *keys, 0)
+        pusher = r.connect(1 - on)
+        e = b"e%d" % n
+        pusher.send(push, pushed, *score, e)
         pusher.send("DEL", pushed)
-        pushed_len, deleted = pusher.read_reply(), pusher.read_reply()
-        assert pushed_len == 1, f"round {n}: RPUSH answered {pushed_len}"
+        added, deleted = pusher.read_reply(), pusher.read_reply()
+        assert added == 1, f"round {n}: {push} answered {added}"
         got = r.outcome(waiter)
-        left = r.observer.command("LRANGE", pushed, 0, -1)
+        left = r.observer.command(listing, pushed, 0, -1)
         assert left == [], f"round {n}: DEL answered {deleted}, then {pushed} held {left!r}"
         if deleted == 0:
-            assert got == [pushed.encode(), x], f"round {n}: DEL answered 0, the client got {got!r}"
+            served = [pushed.encode(), e, *(b"%d" % s for s in score)]
+            assert got == served, f"round {n}: DEL answered 0, the client got {got!r}"
         else:
             assert deleted == 1 and got is None, f"round {n}: DEL answered {deleted}, the client got {got!r}"
 
     _rounds(server, play)
+
+
+def test_pipelined_rpush_del(server) -> None:
+    """``BLPOP B A 0`` (or ``A B``), then ``RPUSH A x``, ``DEL A`` in one
+    read: DEL answers 0 and the client got ``x``, or DEL answers 1 and it
+    got nothing; ``A`` is gone either way."""
+    _push_then_del(server, 0, "BLPOP", "RPUSH", ())
 
 
 def test_pushes_to_both_shards_then_del(server) -> None:
@@ -174,26 +190,7 @@ def test_pushes_to_both_shards_then_del(server) -> None:
 def test_pipelined_zadd_del(server) -> None:
     """``BZPOPMIN B A 0`` (or ``A B``), then ``ZADD A 1 m``, ``DEL A`` in
     one read: as with the lists."""
-
-    def play(r: Round, n: int) -> None:
-        pushed, other = (A, B) if n % 2 == 0 else (B, A)
-        keys = (other, pushed) if n % 4 < 2 else (pushed, other)
-        waiter = r.block(1, "BZPOPMIN", *keys, 0)
-        pusher = r.connect(0)
-        m = b"m%d" % n
-        pusher.send("ZADD", pushed, 1, m)
-        pusher.send("DEL", pushed)
-        added, deleted = pusher.read_reply(), pusher.read_reply()
-        assert added == 1, f"round {n}: ZADD answered {added}"
-        got = r.outcome(waiter)
-        left = r.observer.command("ZRANGE", pushed, 0, -1)
-        assert left == [], f"round {n}: DEL answered {deleted}, then {pushed} held {left!r}"
-        if deleted == 0:
-            assert got == [pushed.encode(), m, b"1"], f"round {n}: DEL answered 0, the client got {got!r}"
-        else:
-            assert deleted == 1 and got is None, f"round {n}: DEL answered {deleted}, the client got {got!r}"
-
-    _rounds(server, play)
+    _push_then_del(server, 1, "BZPOPMIN", "ZADD", (1,))
 
 
 def test_pipelined_rpush_swapdb(server) -> None:
@@ -203,8 +200,7 @@ def test_pipelined_rpush_swapdb(server) -> None:
     empty either way."""
 
     def play(r: Round, n: int) -> None:
-        pushed, other = (A, B) if n % 2 == 0 else (B, A)
-        keys = (other, pushed) if n % 4 < 2 else (pushed, other)
+        pushed, keys = _keys(n)
         waiter = r.block(0, "BLPOP", *keys, 0)
         pusher = r.connect(1)
         x = b"x%d" % n
