@@ -147,7 +147,7 @@ import hiredis
 
 from shardkv.acceptor.crossshard import AtomicOp
 from shardkv.acceptor.fanout import Gather
-from shardkv.acceptor.replies import Slot, origin_of
+from shardkv.acceptor.replies import Sink, Slot, origin_of
 from shardkv.acceptor.shardlink import BUSY_LINKS
 from shardkv.protocol import bus, errors, wire
 from shardkv.protocol.args import parse_long_double
@@ -571,7 +571,7 @@ class _Ignore:
 _IGNORE = _Ignore()
 
 
-class _Attempt:
+class _Attempt(Sink):
     """The sink of one atomic try of a :class:`_CrossShard`."""
 
     __slots__ = ("wait",)

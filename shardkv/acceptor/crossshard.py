@@ -610,9 +610,7 @@ class _Operation:
         if client.closed:
             log.exception("operation %d (%r): internal error while %s", self.id, self.name, doing)
             return
-        # (A blocking command's try answers its wait, which holds the
-        # command's place: see blocking._Attempt.)
-        owner, place = origin_of(getattr(self.slot, "reply_place", self.slot))
+        owner, place = origin_of(self.slot.reply_place)
         if owner is client:
             client.failed_at(place, doing)
         else:

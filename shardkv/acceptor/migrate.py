@@ -48,7 +48,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from shardkv.acceptor.commands.common import guard
-from shardkv.acceptor.replies import Slot
+from shardkv.acceptor.replies import Sink, Slot
 from shardkv.protocol import errors, wire
 from shardkv.protocol.args import parse_int
 from shardkv.protocol.errors import CommandError
@@ -173,7 +173,7 @@ class _Dumped:
         self.migration.dumped(self.index, body)
 
 
-class _Deleted:
+class _Deleted(Sink):
     """The sink of the delete step's reply: MIGRATE's reply follows it."""
 
     __slots__ = ("migration",)

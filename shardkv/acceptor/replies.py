@@ -18,7 +18,27 @@ if TYPE_CHECKING:
 log = logging.getLogger("shardkv.acceptor")
 
 
-class Slot:
+class Sink:
+    """What a shard's reply goes to (``deliver``): a :class:`Slot`, or an
+    object of a command's own that takes the reply on its way (a script's
+    retry, a blocking command's try, MIGRATE's delete).  Every sink a
+    cross-shard operation answers is one."""
+
+    __slots__ = ()
+
+    @property
+    def reply_place(self) -> object:
+        """What :func:`origin_of` finds the command's client and place in
+        its reply order from, when a bug keeps the reply from being built
+        (``crossshard._Operation._unanswerable``): the sink itself, but for
+        a blocking command's try, whose wait holds that place."""
+        return self
+
+    def deliver(self, body: bytes) -> None:
+        raise NotImplementedError
+
+
+class Slot(Sink):
     """A place in one client's reply order, filled when a reply comes."""
 
     __slots__ = ("client", "data")

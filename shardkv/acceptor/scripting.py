@@ -60,7 +60,7 @@ from shardkv.acceptor.client import Client
 from shardkv.acceptor.crossshard import AtomicOp
 from shardkv.acceptor.dispatch import HEADERS
 from shardkv.acceptor.fanout import Gather
-from shardkv.acceptor.replies import Slot
+from shardkv.acceptor.replies import Sink, Slot
 from shardkv.acceptor.scriptcache import CACHE, Escapes
 from shardkv.acceptor.shardlink import (
     ENDED,
@@ -867,7 +867,7 @@ def _parse_marker(body: bytes) -> tuple[int, list, int]:
     return everything, keys, written
 
 
-class _Retry:
+class _Retry(Sink):
     """Runs a script as one atomic operation over the shards it needs,
     again with more of them each time it finds it needs more."""
 
@@ -1173,7 +1173,7 @@ def join_group(server: object, retry: _Retry, extra: list) -> None:
     groups.add(retry, shards)
 
 
-class _Group:
+class _Group(Sink):
     """Scripts of several clients run as one operation (see join_group),
     as an EXEC of scripts runs: the executor logs each script's slow log
     entry itself (``Run.log_scripts``) after its calls, with its own time.
