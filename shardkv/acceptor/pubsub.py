@@ -356,13 +356,16 @@ def _publish(client: Client, args: list[bytes], verb: bytes) -> None:
             failed=client.reply_error,
         )
         return
+    state = client.state
+    # Inside EXEC, whose later commands cannot wait, the publisher's own
+    # copies go now, and this acceptor's delivery passes it over.
+    own = _to_itself(client, args[1], args[2], shard) if state.in_exec else None
     slot = Slot(client)
     pending.append(slot)
-    _PUBLISHING.setdefault(client.id, deque()).append(slot)
+    _PUBLISHING.setdefault(client.id, deque()).append((slot, own))
     # A subscribed publisher (RESP3) may be one of its receivers: what it
     # sent next (an unsubscribe, RESET, QUIT) waits until this acceptor has
     # delivered, as Redis delivers before it reads the next command.
-    state = client.state
     waits = state.subscribed and not state.blocked_token and not state.in_exec
     if waits:
         state.block(PUBLISHING, shown=False)
@@ -387,14 +390,42 @@ def _publish(client: Client, args: list[bytes], verb: bytes) -> None:
     bus.ask(verb, [args[1], args[2], client.id], answered, everyone=True, failed=refused)
 
 
+def _to_itself(client: Client, channel: bytes, message: bytes, shard: bool) -> int:
+    """A (S)PUBLISH inside EXEC (K > 1): deliver the publisher's own copies
+    now, among EXEC's replies before the PUBLISH's, as Redis delivers them
+    as the command runs, by the subscriptions the client has then (the
+    commands after it in the EXEC, an UNSUBSCRIBE or a SUBSCRIBE, run
+    before the message comes round the bus); how many."""
+    state = client.state
+    if not state.subscribed:
+        return 0
+    copies = []
+    if shard:
+        if channel in state.shard_channels:
+            copies.append(Push([b"smessage", channel, message]))
+    else:
+        if channel in state.channels:
+            copies.append(Push([b"message", channel, message]))
+        if state.patterns:
+            for pattern, (match, subs) in PATTERNS.items():  # (in publish_message's order)
+                if client in subs and match(channel):
+                    copies.append(Push([b"pmessage", pattern, channel, message]))
+    if copies:
+        limits = _limits(client.server)
+        for copy in copies:
+            _deliver_safely(client, _Message(copy), limits, None)
+    return len(copies)
+
+
 # A client's blocked_token while its (S)PUBLISH goes round the bus (K > 1)
 # and it is subscribed itself: see _publish.
 PUBLISHING = -17
 
-# K > 1: the reply slots of this acceptor's PUBLISH commands on their way
-# round the bus, by client id: a publisher that is subscribed itself gets
-# the message before the reply, as in Redis.
-_PUBLISHING: dict[int, deque[Slot]] = {}
+# K > 1: this acceptor's PUBLISH commands on their way round the bus, by
+# client id: each one's reply slot, and how many copies its publisher got
+# as it published (inside EXEC, see _to_itself), or None: a publisher that
+# is subscribed itself gets the message before the reply, as in Redis.
+_PUBLISHING: dict[int, deque[tuple[Slot, int | None]]] = {}
 
 
 def bus_publish(server, origin: int, args: list, shard: bool = False) -> int:
@@ -405,9 +436,11 @@ def bus_publish(server, origin: int, args: list, shard: bool = False) -> int:
     if origin == server.index and len(args) > 2:
         slots = _PUBLISHING.get(args[2])
         if slots:
-            before = slots.popleft()
+            before, own = slots.popleft()
             if not slots:
                 del _PUBLISHING[args[2]]
+            if own is not None:  # its copies went as it published
+                return own + publish_message(server, args[0], args[1], shard=shard, publisher=before.client)
     return publish_message(server, args[0], args[1], before, int(args[3]) if len(args) > 3 else 0, shard)
 
 
@@ -417,7 +450,13 @@ def bus_spublish(server, origin: int, args: list) -> int:
 
 
 def publish_message(
-    server, channel: bytes, message: bytes, before: Slot | None = None, since: int = 0, shard: bool = False
+    server,
+    channel: bytes,
+    message: bytes,
+    before: Slot | None = None,
+    since: int = 0,
+    shard: bool = False,
+    publisher: Client | None = None,
 ) -> int:
     """Deliver ``message`` to the subscribers of ``channel``; how many got it.
     ``before``: the publisher's reply slot (K > 1), which its own copy precedes.
@@ -425,7 +464,9 @@ def publish_message(
     a client that subscribed after that did so while the script ran, and
     Redis, where a script is atomic, would have served its SUBSCRIBE after
     the script, so the message does not reach it.  ``shard``: an
-    SPUBLISH, to the subscribers of shard channel ``channel``."""
+    SPUBLISH, to the subscribers of shard channel ``channel``.
+    ``publisher``: a client passed over, nor counted (it got its copies as
+    it published: see :func:`_to_itself`)."""
     if since:
         found = receivers(channel, message, since, shard)
         deliver(server, found, before)
@@ -439,7 +480,7 @@ def publish_message(
         receivers_ = len(subscribers)
         kind = None if shard else False
         for sub in list(subscribers):
-            if _LEAVING and _leaves(sub, channel, kind):
+            if (_LEAVING and _leaves(sub, channel, kind)) or sub is publisher:
                 receivers_ -= 1
                 continue
             _deliver_safely(sub, msg, limits, before)
@@ -450,7 +491,7 @@ def publish_message(
             limits = limits or _limits(server)
             msg = _Message(Push([b"pmessage", pattern, channel, message]))
             for sub in list(subs):
-                if _LEAVING and _leaves(sub, pattern, True):
+                if (_LEAVING and _leaves(sub, pattern, True)) or sub is publisher:
                     continue
                 _deliver_safely(sub, msg, limits, before)
                 receivers_ += 1

@@ -151,6 +151,21 @@ def test_a_shard_subscriber_is_a_pubsub_client(ports):
     assert out[0][1] >= 1 and out[0][-1] == "closed"
 
 
+def _same_resp3_session(servers: tuple[int, int, int], session: bytes) -> bytes:
+    """``session`` after ``HELLO 3``, sent to redis-server and to shardkv
+    (``servers``: redis_and_shardkv_k12's): the same bytes back, and the
+    same close or none; what Redis sent."""
+    real, ours, _ = servers
+    data = b"HELLO 3\r\nECHO start\r\n" + session
+    replies = [exchange(port, data, want=len(b"start")) for port in (real, ours)]
+    (theirs, their_close), (mine, my_close) = [
+        (out.split(b"start\r\n", 1)[1], closed) for out, closed in replies
+    ]
+    assert mine == theirs
+    assert my_close == their_close
+    return theirs
+
+
 @pytest.mark.parametrize(
     "session",
     [
@@ -169,12 +184,38 @@ def test_a_subscribed_publisher_gets_its_message_before_what_it_sent_next(redis_
     before it reads the next command.  With two acceptors, shardkv ran the
     unsubscribe while the (S)PUBLISH went round the bus: the reply counted
     the client, which never got the message."""
-    real, ours, _ = redis_and_shardkv_k12
-    data = b"HELLO 3\r\nECHO start\r\n" + session
-    replies = [exchange(port, data, want=len(b"start")) for port in (real, ours)]
-    (theirs, their_close), (mine, my_close) = [
-        (out.split(b"start\r\n", 1)[1], closed) for out, closed in replies
-    ]
-    assert mine == theirs
-    assert my_close == their_close
+    theirs = _same_resp3_session(redis_and_shardkv_k12, session)
     assert b"message\r\n" in theirs and b"\r\nhi\r\n" in theirs
+
+
+@pytest.mark.parametrize(
+    "session",
+    [
+        b"SUBSCRIBE q r\r\nMULTI\r\nPUBLISH q hi\r\nUNSUBSCRIBE q\r\nEXEC\r\nPUBLISH q there\r\nECHO end\r\n",
+        b"SSUBSCRIBE q r\r\nMULTI\r\nSPUBLISH q hi\r\nSUNSUBSCRIBE q\r\nEXEC\r\nSPUBLISH q there\r\nECHO end\r\n",
+        b"PSUBSCRIBE q*\r\nMULTI\r\nPUBLISH qq hi\r\nPUNSUBSCRIBE\r\nEXEC\r\nECHO end\r\n",
+        b"SUBSCRIBE q\r\nMULTI\r\nPUBLISH q a\r\nUNSUBSCRIBE\r\nPUBLISH q b\r\nSUBSCRIBE q\r\nPUBLISH q c\r\nEXEC\r\n"
+        b"ECHO end\r\n",
+        b"MULTI\r\nPUBLISH q hi\r\nSUBSCRIBE q\r\nEXEC\r\nECHO end\r\n",
+        b"SUBSCRIBE q\r\nMULTI\r\nPUBLISH q hi\r\nEXEC\r\nUNSUBSCRIBE q\r\nECHO end\r\n",
+        b"SSUBSCRIBE q\r\nMULTI\r\nSPUBLISH q hi\r\nEXEC\r\nSUNSUBSCRIBE q\r\nECHO end\r\n",
+    ],
+    ids=[
+        "unsubscribe",
+        "sunsubscribe",
+        "punsubscribe",
+        "unsubscribe-subscribe",
+        "subscribe",
+        "unsubscribe-after",
+        "sunsubscribe-after",
+    ],
+)
+def test_a_publisher_in_exec_gets_its_message_as_subscribed_then(redis_and_shardkv_k12, session):
+    """A RESP3 client's EXEC that (S)PUBLISHes and (un)subscribes, or is
+    followed by an unsubscribe: Redis delivers the message to the client
+    itself as the (S)PUBLISH runs, inside EXEC's array before its count,
+    if it is subscribed then.  With two acceptors, shardkv delivered it
+    once the (S)PUBLISH came round the bus, after what followed it had
+    (un)subscribed: a count of 0 and no message, or a message (after EXEC)
+    that Redis never sends."""
+    assert b"end\r\n" in _same_resp3_session(redis_and_shardkv_k12, session)
