@@ -311,6 +311,7 @@ class Exec:
         "place",
         "name",
         "line_due",
+        "noperms",
     )
 
     def __init__(
@@ -319,6 +320,7 @@ class Exec:
         denied: dict[int, bytes] | None = None,
         cut: int | None = None,
         notes: list[tuple] | None = None,
+        noperms: list[str] | None = None,
     ) -> None:
         self.count = count
         self.parts: list | None = None
@@ -336,6 +338,11 @@ class Exec:
         # transaction runs, as Redis checks each command just before it
         # runs it, and nothing when a WATCHed key aborts it.
         self.notes = notes
+        # The ``-NOPERM`` errors among ``denied``: EXEC's own error replies,
+        # counted (errorstats, EXEC's failed call) once it runs, as Redis's
+        # execCommand answers them (not when a WATCHed key aborts it, or a
+        # busy script refuses it).
+        self.noperms = noperms
         # Messages pushed to the client while EXEC ran its commands (an
         # invalidation of a key evicted over tracking-table-max-keys): they
         # follow the array, as Redis writes them after EXEC's reply.
@@ -354,7 +361,16 @@ class Exec:
         self.name = b"EXEC"
 
     def log_refusals(self, client: Client) -> None:
-        """The transaction runs: ACL LOG's entries of its refusals."""
+        """The transaction runs: ACL LOG's entries of its refusals, and
+        their errors counted: EXEC's failed call, and marked counted for it
+        (``Stats.error_mark``), as this may come after EXEC's own count."""
+        if self.noperms:
+            stats = client.server.stats
+            for message in self.noperms:
+                stats.error(message)
+            stats._row("exec")[3] += 1
+            stats.error_mark = stats.error_events
+            self.noperms = None
         if self.notes:
             users = client.server.users
             for note in self.notes:
@@ -403,9 +419,15 @@ def exec_(client: Client, args: list[bytes]) -> None:
         discard_transaction(client)
         client.reply_error(errors.EXECABORT)
         return
+    # What the client queued, ACL refusals included: an EXEC holding a kill
+    # or an unblock waits for the shards' scripts even if the ACL rules
+    # now refuse it (below), as Redis checks them only when EXEC runs,
+    # after its -BUSY check (processCommand, then execCommand).
+    asked = queued
     denied = None
     cut = None  # how many replies the client gets, if it closes after EXEC
     notes: list[tuple] = []  # ACL LOG's entries of its refusals, once it runs
+    noperms: list[str] = []  # their errors (Exec.noperms)
     user = client.state.user
     if not user.unlimited or any(cmd.name in UsersInExec.COMMANDS for cmd, _ in queued):
         # ACL rules may have changed since the commands were queued, or
@@ -425,7 +447,8 @@ def exec_(client: Client, args: list[bytes]) -> None:
             if problem is not None:  # SORT's own error (its BY or GET patterns)
                 denied[i] = encode_error(problem)
             elif kind:
-                denied[i] = encode_error(errors.NOPERM_EXEC % _EXEC_REASONS[kind])
+                noperms.append(errors.NOPERM_EXEC % _EXEC_REASONS[kind])
+                denied[i] = encode_error(noperms[-1])
                 logged = (
                     acl.full_name(cmd, queued_args).encode() if kind == acl.DENIED_CMD else queued_args[pos]
                 )
@@ -438,7 +461,7 @@ def exec_(client: Client, args: list[bytes]) -> None:
                     obj = b"HELLO" if cmd.name == "hello" else b"AUTH"
                     notes.append(([b"exec"], "auth", "multi", obj, later.refused, size))
         queued = allowed
-    reply = Exec(len(queued) + len(denied or ()), denied, cut, notes)
+    reply = Exec(len(queued) + len(denied or ()), denied, cut, notes, noperms)
     reply.name = args[0]
     # Redis checks the watched keys as it reads EXEC, and the client cannot
     # go before: the transaction takes them now, as they are, even if it
@@ -449,9 +472,9 @@ def exec_(client: Client, args: list[bytes]) -> None:
     reply.watched = client.state.drop_watches()
     if client.server.monitors:
         reply.place = monitor.exec_place(client)
-    if any(_is_unblock(cmd, args) for cmd, args in queued):
+    if any(_is_unblock(cmd, args) for cmd, args in asked):
         _after_scripts(client, queued, reply, after_scripts)
-    elif any(_is_kill(cmd, args) for cmd, args in queued):
+    elif any(_is_kill(cmd, args) for cmd, args in asked):
         _after_scripts(client, queued, reply, _at_threshold)
     else:
         _begin(client, queued, reply)
@@ -603,6 +626,9 @@ def _step(client: Client, run: Callable[[], None]) -> None:
     if not client.dirty:  # the EXEC's reply may be whole now
         client.dirty = True
         server.dirty_clients.append(client)
+    # Written this turn even if no shard answers (an EXEC whose commands
+    # all answer here, ACL refusals say: nothing else flushes it).
+    server.flush_clients_soon()
     if client.waiting() and not client.state.blocked_token:
         server.loop.call_soon(client.resume)  # type: ignore[union-attr]
 

@@ -105,3 +105,64 @@ def test_an_exec_that_waits_for_a_script_is_counted_as_redis(redis_and_shardkv_k
     assert "errorstat_EXECABORT=count=1" in expected[0][1][1]
     assert "exec:calls=1,timed=True,rejected_calls=0,failed_calls=0" in expected[2][1][0]
     assert _scenarios(ours, k) == expected * k
+
+
+def _denied_scenarios(port: int, k: int) -> list:
+    """An EXEC whose queued SCRIPT KILL or FUNCTION KILL the ACL rules
+    refuse since it was queued, sent while a script runs (one past the
+    threshold, one that ends before it), and one with no script: its
+    replies and counts, after CONFIG RESETSTAT."""
+    got: list = []
+    admin = client_on(port, 0, k=k, timeout=WAIT)
+    try:
+        admin.command("CONFIG", "SET", "busy-reply-threshold", "300")
+        for where in range(k):
+            for script in (SPIN, SHORT_SPIN, None):
+                for queued, category in (
+                    (("SCRIPT", "KILL"), "-script"),
+                    (("FUNCTION", "KILL"), "-function"),
+                ):
+                    admin.command("ACL", "SETUSER", "execkill", "reset", "on", "nopass", "+@all", "~*", "&*")
+                    caller = client_on(port, 0, k=k, timeout=WAIT)
+                    queuer = client_on(port, where, k=k, timeout=WAIT)
+                    try:
+                        queuer.command("AUTH", "execkill", "x")
+                        queuer.command("MULTI")
+                        queuer.command(*queued)
+                        admin.command("ACL", "SETUSER", "execkill", category)
+                        admin.command("CONFIG", "RESETSTAT")
+                        if script is not None:
+                            caller.send("EVAL", script, 0)
+                            time.sleep(0.1)  # before the threshold (see _scenarios)
+                        queuer.send("EXEC")
+                        replies = [str(queuer.read_reply())]
+                        if script == SPIN:
+                            admin.command("SCRIPT", "KILL")
+                        if script is not None:
+                            replies.append(str(caller.read_reply()).split(" ")[0])
+                        got.append([replies, _counts(admin)])
+                    finally:
+                        caller.close()
+                        queuer.close()
+        admin.command("ACL", "DELUSER", "execkill")
+        admin.command("CONFIG", "SET", "busy-reply-threshold", "5000")
+        return got
+    finally:
+        admin.close()
+
+
+def test_an_exec_whose_kill_the_acl_now_refuses_waits_as_redis(redis_and_shardkv_k12) -> None:
+    """Redis checks ``-BUSY`` (processCommand) before the ACL rules of the
+    queued commands (execCommand): past the threshold the EXEC is
+    refused, ``EXECABORT`` with ``-BUSY``, a rejected call; run (the
+    script ended first, or none ran), it answers the kill ``-NOPERM`` in
+    its array, an error of EXEC's (``errorstat_NOPERM``, EXEC's failed
+    call).  shardkv answered the array at once, without counting the
+    ``-NOPERM``."""
+    real, ours, k = redis_and_shardkv_k12
+    expected = _denied_scenarios(real, 1)
+    assert expected[0][0][0].startswith("EXECABORT Transaction discarded because of: BUSY")
+    assert "exec:calls=0,timed=False,rejected_calls=1,failed_calls=0" in expected[0][1][0]
+    assert expected[2][0][0].startswith("[b'NOPERM ACLs rules changed")
+    assert "errorstat_NOPERM=count=1" in expected[4][1][1]
+    assert _denied_scenarios(ours, k) == expected * k
