@@ -491,7 +491,9 @@ class _ScriptSlot(Slot):
 
     def busy_refused(self) -> None:
         """The worker refused it with ``-BUSY`` (ShardLink._refused
-        answered it): what the client sent behind it may run."""
+        answered it): what the client sent behind it may run; not a call
+        (see :func:`_uncounted`)."""
+        _uncounted(self.client.server.stats.row_of(self.args()))
         _answered(self.client)
 
     def _error(self, body: bytes) -> None:
@@ -550,6 +552,17 @@ class _Plain:
                 slowlog.log_script(slot.client, slot.args(), self.ran_ns)  # (it ran across shards)
         Slot.deliver(slot, body)
         _answered(slot.client)
+
+
+def _uncounted(row: list) -> None:
+    """A script sent to one shard that the worker refused with ``-BUSY``
+    (a script of another client's went past busy-reply-threshold there
+    first): Redis refuses it in ``processCommand``, a rejected call (and
+    ``errorstat_BUSY``, both counted by the worker), not a call; the call
+    counted when it was sent is taken back (unless CONFIG RESETSTAT reset
+    the row meanwhile)."""
+    if row[0] > 0:
+        row[0] -= 1
 
 
 def _rejected(client: Client, name: str, body: bytes) -> None:
@@ -735,7 +748,8 @@ class _ShardReply:
         """The worker refused the script with ``-BUSY`` (ShardLink._refused
         answered :attr:`busy_slot` itself, not :meth:`deliver`): it will
         not run, so its ACL LOG entries (none) are done, and the client's
-        entries waiting behind it go in."""
+        entries waiting behind it go in.  Not a call (see :func:`_uncounted`)."""
+        _uncounted(self.client.server.stats._row(self.name))
         if self.user_arg:
             script_done(self.client, self.user_arg)
         if self.waits:

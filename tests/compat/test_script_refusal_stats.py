@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from tests.support.acceptors import client_on
 from tests.support.placement import key_on
 from tests.support.resp import RespClient, parse_info
 
@@ -68,6 +69,79 @@ def test_a_cross_shard_script_refused_busy_is_rejected_and_not_logged(redis_and_
         [],
     ]  # the spinner's killed run failed; ours rejected
     assert _busy_scenario(ours) == want
+
+
+
+RETURN = "return 1"
+RETURN_SHA = "e0e1f9fabfc9d4800c877a703b823ac0578ff8db"  # SHA1 of RETURN
+LIBRARY = "#!lua name=srslib\nredis.register_function('srsf', function() return 1 end)"
+SCRIPT_ROWS = ("eval", "evalsha", "fcall")
+
+
+def _script_counts(c: RespClient) -> list:
+    """The calls, rejected and failed calls of EVAL, EVALSHA and FCALL,
+    the errors counted and total_error_replies."""
+    info = parse_info(c.command("INFO", "everything"))  # type: ignore[arg-type]
+    rows = []
+    for name in SCRIPT_ROWS:
+        line = info.get(f"cmdstat_{name}")
+        if line is not None:
+            fields = dict(f.split("=") for f in line.split(","))
+            rows.append(f"{name}:" + ",".join(fields[f] for f in ("calls", "rejected_calls", "failed_calls")))
+    errors = sorted(f"{k}={v}" for k, v in info.items() if k.startswith("errorstat_"))
+    return [rows, errors, info["total_error_replies"]]
+
+
+def _one_shard_scenarios(port: int, k: int) -> list:
+    """A script for the spinning script's shard (keyless: shard 0), sent by
+    another client before busy-reply-threshold: EVAL, EVALSHA of a script
+    loaded (then of one that ran), FCALL.  Its reply and the counts."""
+    got = []
+    admin = client_on(port, 0, k=k, timeout=60)
+    try:
+        admin.command("CONFIG", "SET", "busy-reply-threshold", "300")
+        admin.command("FUNCTION", "LOAD", "REPLACE", LIBRARY)
+        admin.command("SCRIPT", "LOAD", RETURN)
+        for where in range(k):
+            for call in (
+                ("EVAL", RETURN, 0),
+                ("EVALSHA", RETURN_SHA, 0),
+                ("EVALSHA", RETURN_SHA, 0),  # (it ran now: shardkv's shortcut)
+                ("FCALL", "srsf", 0),
+            ):
+                spinner = client_on(port, 0, k=k, timeout=60)
+                other = client_on(port, where, k=k, timeout=60)
+                try:
+                    other.command(*call)  # (it ran once: the shortcut's cache)
+                    admin.command("CONFIG", "RESETSTAT")
+                    spinner.send("EVAL", SPIN, 0)
+                    time.sleep(0.1)  # before the threshold: refused once it passes
+                    other.send(*call)
+                    reply = str(other.read_reply())
+                    admin.command("SCRIPT", "KILL")
+                    spun = str(spinner.read_reply()).split(" ")[0]
+                    got.append([reply, spun, _script_counts(admin)])
+                finally:
+                    spinner.close()
+                    other.close()
+        admin.command("FUNCTION", "DELETE", "srslib")
+        admin.command("CONFIG", "SET", "busy-reply-threshold", "5000")
+        return got
+    finally:
+        admin.close()
+
+
+def test_a_one_shard_script_refused_busy_is_a_rejected_call(redis_and_shardkv_k12) -> None:
+    """Redis counts a script it refuses ``-BUSY`` at the threshold as a
+    rejected call (and ``errorstat_BUSY``), not a call.  shardkv's worker
+    refuses it so, but the acceptor had counted the call as it sent it:
+    one call more than Redis's (EVAL ``calls=2`` with the killed one)."""
+    real, ours, k = redis_and_shardkv_k12
+    want = _one_shard_scenarios(real, 1)
+    assert want[0][0].startswith("BUSY Redis is busy running a script")
+    assert want[0][2][0] == ["eval:1,1,1"]  # the killed spinner's call, and the refused one
+    assert want[1][2][0] == ["eval:1,0,1", "evalsha:0,1,0"]
+    assert _one_shard_scenarios(ours, k) == want * k
 
 
 def _oom_scenario(port: int) -> list:
