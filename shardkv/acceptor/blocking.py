@@ -1497,9 +1497,9 @@ class UnblockReply(Slot):
     client's shard before the CLIENT UNBLOCK does (with several acceptors,
     the question goes through the bus and the blocked client's acceptor)."""
 
-    __slots__ = ("holding", "then")
+    __slots__ = ("holding", "then", "args", "start")
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, args: list[bytes] | None = None) -> None:
         super().__init__(client)
         client.pending.append(self)
         self.holding = not client.state.blocked_token  # not inside an EXEC that waits
@@ -1507,11 +1507,37 @@ class UnblockReply(Slot):
             client.state.block(UNBLOCKING, shown=False)
         # Called once decided (an EXEC whose other commands wait for it).
         self.then: Callable[[], None] | None = None
+        # A CLIENT UNBLOCK outside EXEC (``args``, as the client sent it) is
+        # counted once decided, as Redis counts it when it reads it: a call
+        # (its time until then), or a rejected call and a ``BUSY`` error
+        # when a busy script refuses it (``Acceptor.calls_deferred``).
+        self.args = None if client.state.in_exec else args
+        if self.args is not None:
+            client.server.calls_deferred += 1
+            self.start = perf_counter_ns()
 
     def answer(self, unblocked: int | bytes) -> None:
-        self.deliver(unblocked if isinstance(unblocked, bytes) else b":%d\r\n" % unblocked)
+        if isinstance(unblocked, bytes):  # a busy script's -BUSY
+            args, self.args = self.args, None
+            if args is not None:  # refused, as Redis's processCommand does
+                message = unblocked.decode("latin-1")[1:].strip()
+                self.client.server.stats.rejected(stat_name(args), message)
+            self.deliver(unblocked)
+        else:
+            self.deliver(b":%d\r\n" % unblocked)
 
     def deliver(self, body: bytes) -> None:
+        args = self.args
+        if args is not None:  # decided: a call (it ran, or failed)
+            self.args = None
+            client = self.client
+            stats = client.server.stats
+            ns = perf_counter_ns() - self.start
+            name = stat_name(args)
+            if body[:1] == b"-":  # (a shard that failed)
+                stats.failed(name, body[1:].split(b"\r\n", 1)[0].decode("latin-1"))
+            stats.record_latency(stats._row(name), ns)
+            stats.slow(args, ns // 1000, client.addr, client.name)
         super().deliver(body)
         if self.holding:
             self.holding = False

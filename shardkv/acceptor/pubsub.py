@@ -43,8 +43,9 @@ from shardkv.protocol import commands, errors
 from shardkv.protocol.bus import PUBLISH, PUBSUB, SPUBLISH
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.glob import compile_glob
-from shardkv.protocol.resp import Push, encode
+from shardkv.protocol.resp import Push, encode, encode_error
 from shardkv.runtime import config
+from shardkv.runtime.cmdstats import stat_name
 
 log = logging.getLogger("shardkv.acceptor")
 
@@ -99,7 +100,12 @@ def _after_scripts(
     or takes part in a cross-shard operation: none runs a script then, and
     an (un)subscribe takes effect before what other clients send after it,
     as in Redis.  ``leaving``: an (un)subscribe's mark in :data:`_LEAVING`
-    while it waits."""
+    while it waits.
+
+    One that waits is counted (INFO commandstats, errorstats) once
+    decided, as Redis counts it when it reads it: a call when it runs, a
+    rejected call and a ``BUSY`` error when refused
+    (``Acceptor.calls_deferred``)."""
     server = client.server
     if client.state.in_exec or (
         server.holds is None and not any(link.fifo or link.ops for link in server.links)
@@ -107,6 +113,7 @@ def _after_scripts(
         run(client, args)
         return
     client.state.block(AFTER_SCRIPTS, shown=False)
+    server.calls_deferred += 1
     if leaving is not None:
         _LEAVING[client] = leaving
 
@@ -117,12 +124,15 @@ def _after_scripts(
             return
         if refused is None:
             since = len(client.pending)
-            run(client, args)
+            cmd = commands.lookup(args[0])
+            assert cmd is not None  # (it was read as one)
+            server.run_counted(client, cmd, args, run)
             if server.monitors:  # shown once it ran, after its replies, as Redis's call() does
-                monitor.feed(client, commands.lookup(args[0]), args, since=since)  # type: ignore[arg-type]
+                monitor.feed(client, cmd, args, since=since)
         else:
             message = refused.decode("latin-1")[1:].strip() if isinstance(refused, bytes) else str(refused)
-            client.reply_error(message)
+            server.stats.rejected(stat_name(args), message)  # as dispatch's reject
+            client.pending.append(encode_error(message))
         if client.waiting():
             server.loop.call_soon(client.resume)  # type: ignore[union-attr]
         elif client.pending:

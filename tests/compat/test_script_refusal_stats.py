@@ -71,7 +71,6 @@ def test_a_cross_shard_script_refused_busy_is_rejected_and_not_logged(redis_and_
     assert _busy_scenario(ours) == want
 
 
-
 RETURN = "return 1"
 RETURN_SHA = "e0e1f9fabfc9d4800c877a703b823ac0578ff8db"  # SHA1 of RETURN
 LIBRARY = "#!lua name=srslib\nredis.register_function('srsf', function() return 1 end)"

@@ -333,13 +333,13 @@ def client_cmd(client: Client, args: list) -> None:
         where = client.state.located.get(cid) if client.state.located else None
         pin = client.state.unblock_pin  # an EXEC's, run ahead of its commands
         if target is not None:  # once its shards decided
-            unblock(target, error, UnblockReply(client).answer, client.state.unblock_after, pin)
+            unblock(target, error, UnblockReply(client, args).answer, client.state.unblock_after, pin)
         elif where is not None:  # another acceptor's client, located for this EXEC
-            unblock_located(client, where, error, UnblockReply(client).answer)
+            unblock_located(client, where, error, UnblockReply(client, args).answer)
         elif bus_ is None or cid <= 0:
             client.reply(0)
         else:  # perhaps another acceptor's client
-            reply = UnblockReply(client)
+            reply = UnblockReply(client, args)
             question = [cid, int(error)]
             if pin is not None:
                 pin.remote = True
