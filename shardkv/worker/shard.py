@@ -642,7 +642,8 @@ class Shard:
         fast_name, fast_entry, fast_inline, fast_time = self.last_plain
         # What the fast path reads, in locals, and what it counts: read again
         # (``stale``) after any entry off it (which may select a database,
-        # flush, swap, watch a key, or run a script), before which its
+        # flush, swap, watch a key, or run a script), once an entry it runs
+        # inline comes (not for each of a run of EVALSHAs), before which its
         # counts go where the rest of the shard reads them (and at the
         # batch's end).
         data = ks.data
@@ -655,13 +656,6 @@ class Shard:
         # (No strict=True: a keyword is parsed per call; the count is tested after.)
         for header, args in zip(entries, entries):  # noqa: B905
             if header < fast_below:  # slotted, fast path on (it changes nothing before it knows it applies)
-                if stale:
-                    data = ks.data
-                    clocks = ks.clocks
-                    expires = ks.expires
-                    watched = ks.watched
-                    now_ms = ks.now
-                    stale = False
                 name = args[0]
                 if name != fast_name:  # (a pipeline's commands often come in runs of one name)
                     if fast_entry and len(fast_entry.times) >= 256:
@@ -676,6 +670,13 @@ class Shard:
                     else:
                         fast_inline = 0
                 if fast_inline:
+                    if stale:  # (an entry off it ran: read again only for one that runs here)
+                        data = ks.data
+                        clocks = ks.clocks
+                        expires = ks.expires
+                        watched = ks.watched
+                        now_ms = ks.now
+                        stale = False
                     key = args[1]
                     slot = header & slot_mask
                     exp = expires[slot]
