@@ -691,10 +691,6 @@ class _Operation:
         self.decision = commit
         notify = self._notify_after() if commit else None
         decide = wire.encode_control(wire.Decide(self.id, commit, reply is None, notify))
-        for shard in self.parked:  # at the end of the turn, with the turn's other decisions
-            self.links[shard].queue_frame(decide)
-        if self.marked:  # several acceptors: a step that waits for this decision goes now
-            self.holds.decided(self)  # type: ignore[union-attr]
         if commit and self.flush and self.links[0].on_events is not None:
             self.held_events = [*(self.held_events or ()), (self.client.db, b"", wire.EVENT_FLUSH, b"flush")]
             self.emit_events = self.emit_events or self.links[0].emit_held
@@ -705,12 +701,27 @@ class _Operation:
                 self.held_events = [e for e in self.held_events if e[2] & kept] or None
             if self.held_events:
                 gate = release_events(self)
+        if gate is None:
+            self._send_decide(decide)
+        else:
+            # Several acceptors: its shards resume once its events are out
+            # on the others too, so nothing they run after it (a client
+            # blocked on a key it pushed to, served then, whose events go
+            # straight to the others) is heard there before them.
+            gate.hold(_Decision(self, decide), b"")
         if reply is None:  # it runs again (see AtomicOp._ran)
             return
         if gate is None:
             self.slot.deliver(reply)
         else:  # several acceptors: after the events are out on the others too
             gate.hold(self.slot, reply)
+
+    def _send_decide(self, decide: bytes) -> None:
+        """Send its ``Decide`` to the shards still parked for it."""
+        for shard in self.parked:  # at the end of the turn, with the turn's other decisions
+            self.links[shard].queue_frame(decide)
+        if self.marked:  # several acceptors: a step that waits for this decision goes now
+            self.holds.decided(self)  # type: ignore[union-attr]
 
     def control(self, shard: int, message: object) -> None:
         kind = type(message)
@@ -742,6 +753,20 @@ class _Operation:
                 self._decide(False, encode_error(self._lost_error()))
         # Decided commit: the coordinator keeps the decision until the
         # restarted shard has reported and finished it.
+
+
+class _Decision:
+    """The sink that sends an operation's ``Decide`` once the gate it is
+    held in opens (see :meth:`_Operation._decide`)."""
+
+    __slots__ = ("op", "decide")
+
+    def __init__(self, op: _Operation, decide: bytes) -> None:
+        self.op = op
+        self.decide = decide
+
+    def deliver(self, body: bytes) -> None:
+        self.op._send_decide(self.decide)
 
 
 class AtomicOp(_Operation):

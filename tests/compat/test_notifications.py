@@ -8,13 +8,15 @@ The servers are the session's shared ones, so each test sets
 
 from __future__ import annotations
 
+import itertools
 import socket
 import time
 
 import pytest
 import redis
 
-from tests.support.placement import on_shards
+from tests.support.acceptors import client_on
+from tests.support.placement import key_on, on_shards
 from tests.support.rawsocket import read_until_quiet
 from tests.support.resp import RespClient, encode_command
 
@@ -778,9 +780,72 @@ def test_changed_inside_an_atomic_exec_the_clients_it_serves_notify_as_it_says(p
     lists = [f"{{{k}}}l" for k in (K0, K1, K2, K3)]
     pipeline = [("WATCH", "w"), ("MULTI",), *[("RPUSH", name, "x") for name in lists]]
     pipeline += [("CONFIG", "SET", "notify-keyspace-events", after), ("SET", "s", "v"), ("EXEC",), ("PING",)]
-    replies, popped, (heard, _) = _served_after_an_atomic_exec(ports["redis"], before, pipeline, lists)
-    assert heard
-    # (Which messages, not each key's order: at K > 1 a served pop's can
-    # pass the EXEC's own, which its acceptor relays.)
-    got = _served_after_an_atomic_exec(ports["shardkv"], before, pipeline, lists)
-    assert (got[0], got[1], got[2][0]) == (replies, popped, heard)
+    expected = _served_after_an_atomic_exec(ports["redis"], before, pipeline, lists)
+    assert expected[2][0]
+    assert _served_after_an_atomic_exec(ports["shardkv"], before, pipeline, lists) == expected
+
+
+# -- a pop that a transaction's push served: heard after the push -----------------
+
+# Two shards (redis_and_shardkv_k12's): the list on one, the other key on the other.
+LIST, OTHER = key_on(0, "l", shards=2), key_on(1, "o", shards=2)
+PUSHES = {
+    "in-order": [("MULTI",), ("RPUSH", LIST, "x"), ("EXEC",)],
+    "across-shards": [("MULTI",), ("RPUSH", LIST, "x"), ("SET", OTHER, "v"), ("EXEC",)],
+    "watched": [("WATCH", "w"), ("MULTI",), ("RPUSH", LIST, "x"), ("EXEC",)],
+}
+# Each placement this many times: the served pop's events passed the
+# transaction's in about half the tries of the placements where they did
+# (the subscriber and the blocked client on one acceptor, the writer on the other).
+PUSH_ROUNDS = 8
+
+
+def _pushed_then_popped(port: int, k: int, placement: tuple[int, int, int], pipeline: list[tuple]) -> list:
+    """A client blocked in BLPOP on ``LIST``, then ``pipeline`` (a
+    transaction that pushes to it) from another client: the list's events
+    a subscriber heard, in order.  ``placement``: the acceptors of the
+    subscriber, the blocked client and the writer."""
+    at_sub, at_blocked, at_writer = placement
+    with client_on(port, 0, k=k, timeout=30) as c:
+        c.command("FLUSHALL")
+        c.command("CONFIG", "SET", "notify-keyspace-events", "KEA")
+    try:
+        with (
+            client_on(port, at_sub, k=k, timeout=30) as sub,
+            client_on(port, at_blocked, k=k, timeout=30) as blocked,
+            client_on(port, at_writer, k=k, timeout=30) as w,
+        ):
+            sub.command("PSUBSCRIBE", f"__keyspace@0__:{LIST}")
+            sub.command("SUBSCRIBE", END)
+            blocked.send("BLPOP", LIST, "0")
+            deadline = time.monotonic() + 20
+            while b"blocked_clients:1\r" not in w.command("INFO", "clients"):  # type: ignore[operator]
+                assert time.monotonic() < deadline, "the BLPOP never blocked"
+                time.sleep(0.01)
+            w.sock.sendall(b"".join(encode_command(*command) for command in pipeline))
+            for _ in pipeline:
+                w.read()
+            assert blocked.read_reply() == [LIST.encode(), b"x"]
+            w.command("PUBLISH", END, "x")  # after every reply: the events are out
+            heard = []
+            while (message := sub.read_reply())[1] != END.encode():  # type: ignore[index]
+                heard.append(message[-1])  # type: ignore[index]
+            return heard
+    finally:
+        with client_on(port, 0, k=k, timeout=30) as c:
+            c.command("CONFIG", "SET", "notify-keyspace-events", "")
+
+
+@pytest.mark.parametrize("case", sorted(PUSHES))
+def test_a_pop_served_by_a_transactions_push_is_heard_after_it(redis_and_shardkv_k12, case):
+    # Redis serves the client blocked on the list after EXEC: its push's
+    # event, then the pop's.  At K=2 an atomic EXEC's events reach the
+    # other acceptor through its own (relayed on the bus) and the pop's
+    # straight from the shard: they came first there until the shards
+    # resumed only once the relayed events were out.
+    real, ours, k = redis_and_shardkv_k12
+    expected = _pushed_then_popped(real, 1, (0, 0, 0), PUSHES[case])
+    assert expected == [b"rpush", b"lpop", b"del"]
+    for placement in itertools.product(range(k), repeat=3):
+        for _ in range(PUSH_ROUNDS):
+            assert (placement, _pushed_then_popped(ours, k, placement, PUSHES[case])) == (placement, expected)
