@@ -21,11 +21,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Self
 
 import psutil
 
+from shardkv.acceptor import listeners
 from tests.support.resp import RespClient, parse_info
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,6 +54,31 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
         return s.getsockname()[1]
+
+
+def listening_sockets(port: int) -> set[int]:
+    """The inodes of the TCP sockets listening on ``port`` (at HOST or a
+    wildcard address), as the kernel lists them."""
+    return listeners._listening_sockets(HOST, port)
+
+
+def socket_inodes(processes: list[psutil.Process]) -> set[int]:
+    """The inodes of the sockets that ``processes`` hold."""
+    inodes: set[int] = set()
+    for proc in processes:
+        folder = f"/proc/{proc.pid}/fd"
+        try:
+            fds = os.listdir(folder)
+        except OSError:
+            continue  # gone meanwhile
+        for fd in fds:
+            try:
+                link = os.readlink(f"{folder}/{fd}")
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                inodes.add(int(link[8:-1]))
+    return inodes
 
 
 def redis_server_path() -> str:
@@ -142,9 +169,12 @@ class ServerProcess:
         return f"{label}-a{self.acceptors}" if self.acceptors != 1 else label
 
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> ServerProcess:
-        """Wait for +PONG; otherwise stop the server and raise ServerStartError."""
+        """Wait for +PONG from this server (not from another process that
+        listens on its port: see :meth:`_check_port_is_ours`); otherwise
+        stop the server and raise ServerStartError."""
         try:
             wait_for_ping(self.port, timeout, self.proc)
+            self._check_port_is_ours()
         except RuntimeError as e:
             output = self.output()
             self.stop()
@@ -158,12 +188,46 @@ class ServerProcess:
         """With several acceptors, wait until each has logged that it serves
         (its ``listening on`` line: not with --logfile or loglevel warning).
         One answering PING does not say the others do: each answers
-        -LOADING until its own pipes to the loaded shards are attached."""
+        -LOADING until its own pipes to the loaded shards are attached.
+        A server that exits meanwhile (one acceptor served the PONG, another
+        could not listen, which stops shardkv) is stopped and reported
+        (ServerStartError), as is one whose port another process took."""
         if self.acceptors > 1:
             deadline = time.monotonic() + timeout
             while self.output().count(" listening on ") < self.acceptors and time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    break
                 time.sleep(READY_POLL)
+            try:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"server exited with {self.proc.returncode} after answering")
+                self._check_port_is_ours()
+            except RuntimeError as e:
+                output = self.output()
+                self.stop()
+                raise ServerStartError(self.label, str(e), output) from None
         return self
+
+    def _check_port_is_ours(self) -> None:
+        """Raise RuntimeError if a process outside this server's tree listens
+        on its port.  ``free_port`` gives a port that was free a moment ago,
+        and a server binds it seconds later (a loaded machine's Python
+        start-up): another test run's server may take it meanwhile (several
+        shardkvs with several acceptors share it through SO_REUSEPORT, until
+        their acceptors' check stops all but the first).  The PONG may then
+        be that server's, ours never listening, and a test went on against
+        a server that stopped under it ("Connection refused")."""
+        deadline = time.monotonic() + 2
+        while True:
+            try:
+                strangers = listening_sockets(self.port) - socket_inodes(self.processes())
+            except OSError:
+                return  # no sock_diag here: not checked
+            if not strangers or self.proc.poll() is not None:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"another process listens on port {self.port} too")
+            time.sleep(0.05)  # (a socket bound or closed between the two looks)
 
     def output(self) -> str:
         """Everything the server wrote to stdout and stderr so far."""
@@ -335,23 +399,50 @@ def start_shardkv(
     returns once every acceptor listens."""
     if acceptors is None:
         acceptors = int(os.environ.get("SHARDKV_TEST_ACCEPTORS", "1"))
-    port = port or free_port()
-    # Always named: the default (acceptors auto) depends on the machine's cores.
-    argv = [sys.executable, str(root / "main.py"), "--port", str(port), "--shards", str(shards)]
-    argv += ["--acceptors", str(acceptors), *flags]
+    k = acceptors
     env = dict(env or os.environ, PYTHONUNBUFFERED="1")
-    workdir = None if cwd else tempfile.mkdtemp(prefix="shardkv-")
-    proc = ServerProcess(
-        argv,
-        port,
-        cwd=cwd or Path(workdir),
-        env=env,
-        workdir=workdir,
-        kind="shardkv",
-        shards=shards,
-        acceptors=acceptors,
+
+    def start(port: int) -> ServerProcess:
+        # Always named: the default (acceptors auto) depends on the machine's cores.
+        argv = [sys.executable, str(root / "main.py"), "--port", str(port), "--shards", str(shards)]
+        argv += ["--acceptors", str(k), *flags]
+        workdir = None if cwd else tempfile.mkdtemp(prefix="shardkv-")
+        proc = ServerProcess(
+            argv,
+            port,
+            cwd=cwd or Path(workdir),
+            env=env,
+            workdir=workdir,
+            kind="shardkv",
+            shards=shards,
+            acceptors=k,
+        )
+        return proc.wait_ready(ready_timeout).wait_serving()
+
+    return _on_a_free_port(start, port)
+
+
+def _on_a_free_port(start: Callable[[int], ServerProcess], port: int | None) -> ServerProcess:
+    """``start(port)``; with no port given, on a :func:`free_port`, and on
+    another one if a process took it before the server could listen there
+    (the server stopped, reported as ServerStartError; tried 3 times)."""
+    if port is not None:
+        return start(port)
+    for attempt in range(3):
+        try:
+            return start(free_port())
+        except ServerStartError as e:
+            if attempt == 2 or not _port_taken(e):
+                raise
+    raise AssertionError("unreachable")
+
+
+def _port_taken(error: ServerStartError) -> bool:
+    """Did the server not start because another process had its port?"""
+    return "another process listens on port" in error.reason or (
+        "Could not create server TCP listening socket" in error.log_tail
+        and "Address already in use" in error.log_tail
     )
-    return proc.wait_ready(ready_timeout).wait_serving()
 
 
 def start_redis(
@@ -361,18 +452,21 @@ def start_redis(
     ready_timeout: float = READY_TIMEOUT,
 ) -> ServerProcess:
     """A real redis-server with persistence off, in a temporary folder of its own."""
-    port = port or free_port()
-    workdir = tempfile.mkdtemp(prefix="redis-")
-    argv = [
-        binary or redis_server_path(),
-        "--port", str(port),
-        "--bind", HOST,
-        "--save", "",
-        "--appendonly", "no",
-        "--dir", workdir,
-        *flags,
-    ]  # fmt: skip
-    return ServerProcess(argv, port, workdir=workdir, kind="redis").wait_ready(ready_timeout)
+
+    def start(port: int) -> ServerProcess:
+        workdir = tempfile.mkdtemp(prefix="redis-")
+        argv = [
+            binary or redis_server_path(),
+            "--port", str(port),
+            "--bind", HOST,
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", workdir,
+            *flags,
+        ]  # fmt: skip
+        return ServerProcess(argv, port, workdir=workdir, kind="redis").wait_ready(ready_timeout)
+
+    return _on_a_free_port(start, port)
 
 
 def start_command(
