@@ -280,6 +280,9 @@ class Client(Dispatch, asyncio.Protocol):
         # made once per call, not tested per command.
         runs: list[list | None] = [None] * len(links)
         touched: list[int] = []
+        # Globals and builtins the loop uses per command, as locals (a
+        # LOAD_FAST, no dict-version checks).
+        new_slot, crc, lbrace, size_of = BareSlot, crc_hqx, LBRACE, len
         # The last spelling looked up, its command and the argument counts
         # that make it a plain single-key one (its arity; (1, 0) for other
         # commands, and for all while the client is not plain, see _plain):
@@ -298,13 +301,13 @@ class Client(Dispatch, asyncio.Protocol):
                     # A client that is not plain gets (1, 0): whether it is
                     # is asked here, at each lookup, not per command.
                     fewest, most = cmd.plain_counts if plain and cmd is not None else (1, 0)
-                if fewest <= len(args) <= most and (not eager or args[1] not in eager):
-                    slot = BareSlot()  # Slot(self), without a Python __init__ call
+                if fewest <= size_of(args) <= most and (not eager or args[1] not in eager):
+                    slot = new_slot()  # Slot(self), without a Python __init__ call
                     slot.client = self
                     slot.data = None
                     pending.append(slot)
                     key = args[1]  # Router.shard_of, inline, by the whole CRC16 (see Router.by_crc)
-                    hashed = key_slot(key) if LBRACE in key else crc_hqx(key, 0)
+                    hashed = key_slot(key) if lbrace in key else crc(key, 0)
                     shard = owners[hashed]
                     head = by_slot[hashed] if slotted else header
                     run = runs[shard]

@@ -867,11 +867,12 @@ class ShardLink:
             popleft = self.fifo.popleft
             bare = BareSlot  # the plain slot of Client._run: one identity test
             plain = PLAIN_SLOTS
+            type_of = type  # a local: no builtins lookup per reply
             pos, sizes = wire.reply_sizes(payload)
             for size in sizes:
                 body = payload[pos : (pos := pos + size)]  # (no ``end``: two opcodes fewer a reply)
                 sink = popleft()
-                if type(sink) is bare or type(sink) in plain:
+                if type_of(sink) is bare or type_of(sink) in plain:
                     sink.data = body
                     client = sink.client
                     if not client.dirty:
