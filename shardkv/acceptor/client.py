@@ -27,7 +27,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from shardkv.acceptor.blocking import EAGER, EAGER_KEYS, decided_later
-from shardkv.acceptor.dispatch import HEADERS, PART_HEADERS, SLOT_HEADERS, Dispatch, db_headers
+from shardkv.acceptor.dispatch import HEADERS, PART_HEADERS, Dispatch, db_headers
 from shardkv.acceptor.pause import PAUSED
 from shardkv.acceptor.replies import BareSlot, Pushed, Slot
 from shardkv.acceptor.shardlink import BUSY_LINKS, MISCONF_LINKS
@@ -258,15 +258,16 @@ class Client(Dispatch, asyncio.Protocol):
         """
         server = self.server
         links = server.links
-        owners = server.router.by_crc  # shard by the key's CRC16 (or its slot)
         pending = self.pending
         fast_paths = server.fast_paths
         eager = EAGER_KEYS  # keys whose commands take the slow path (see _plain)
         plain = self._plain()
-        # Each one's header: in database 0 the slotted header of its key's
-        # slot, in another the database's plain one (a slotted header
-        # means database 0, see wire.SLOTTED).
-        by_slot = SLOT_HEADERS[self.resp3]
+        # Each one's shard and header, by its key's whole CRC16 (or its
+        # slot; see dispatch.slot_routes): in database 0 the slotted header
+        # of its key's slot, in another the database's plain one (a slotted
+        # header means database 0, see wire.SLOTTED).
+        routes = server.routes
+        by_crc = routes[self.resp3]
         slotted = self.db == 0
         header = self.headers[self.resp3]
         rest = iter(batch)
@@ -307,9 +308,9 @@ class Client(Dispatch, asyncio.Protocol):
                     slot.data = None
                     pending.append(slot)
                     key = args[1]  # Router.shard_of, inline, by the whole CRC16 (see Router.by_crc)
-                    hashed = key_slot(key) if lbrace in key else crc(key, 0)
-                    shard = owners[hashed]
-                    head = by_slot[hashed] if slotted else header
+                    shard, head = by_crc[key_slot(key) if lbrace in key else crc(key, 0)]
+                    if not slotted:
+                        head = header
                     run = runs[shard]
                     if run is None:
                         runs[shard] = [head, raw, slot]
@@ -343,7 +344,7 @@ class Client(Dispatch, asyncio.Protocol):
                     self.state.hold(rest)
                 break
             plain = self._plain()
-            by_slot = SLOT_HEADERS[self.resp3]
+            by_crc = routes[self.resp3]
             slotted = self.db == 0
             header = self.headers[self.resp3]
         if touched:

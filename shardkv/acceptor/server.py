@@ -32,6 +32,7 @@ from shardkv import __version__
 from shardkv.acceptor import causal, configorder, diskerrors, listeners
 from shardkv.acceptor.bus import Bus, BusHandler
 from shardkv.acceptor.client import Client
+from shardkv.acceptor.dispatch import slot_routes
 from shardkv.acceptor.holds import HoldingClient, Holds
 from shardkv.acceptor.memorybudget import learn_oom_functions
 from shardkv.acceptor.querybuf import ClientsCron
@@ -159,6 +160,7 @@ class Acceptor:
         self.nshards = config["shards"]
         self.router = Router(self.nshards)
         self.shard_of = self.router.shard_of
+        self.routes = slot_routes(self.router.owners)  # Client._run's (shard, header) by CRC16
         self.links = [
             ShardLink(i, self._queue_link, self.flush_dirty_clients, self.flush_clients_soon)
             for i in range(self.nshards)
