@@ -78,7 +78,8 @@ def slot_routes(owners: list[int]) -> tuple[tuple[tuple[int, bytes], ...], tuple
     table four times over (16,384 pairs and 512 KiB of references by
     RESP3)."""
     return tuple(  # type: ignore[return-value]
-        tuple((owners[slot], heads[slot]) for slot in range(SLOTS)) * (65536 // SLOTS) for heads in SLOT_HEADERS
+        tuple((owners[slot], heads[slot]) for slot in range(SLOTS)) * (65536 // SLOTS)
+        for heads in SLOT_HEADERS
     )
 
 
