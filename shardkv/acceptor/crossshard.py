@@ -324,9 +324,12 @@ class Coordinator:
         unacked = self.unacked
         for op in committed:
             unacked[op.id] = set(op.parked)
+        unsynced = decisions.kept_unsynced
         for op in going:
             if error is None or op.id in kept:
                 faultpoints.hold("committed")
+                if unsynced is not None:
+                    _unanswered(op, unsynced)
                 _decide_each(op, True)
             else:
                 _decide_each(op, False, error)
@@ -440,6 +443,20 @@ def _cut_failed(decisions: DecisionLog) -> None:
         decisions.cut_error,
         settled,
     )
+
+
+def _unanswered(op: _Operation, error: OSError) -> None:
+    """``op`` commits, as the decisions file has its line (see
+    :attr:`DecisionLog.kept`), but with ``appendfsync always`` that line
+    could not be fsynced (``error``): an OK would promise what a power cut
+    may take back, and an error would say it did nothing.  Its client is
+    closed in its reply's place (the outcome unknown, as Redis's client sees
+    its connection close when Redis exits on an AOF fsync it cannot make
+    with ``always``); its shards commit."""
+    try:
+        raise error
+    except OSError:
+        op._unanswerable("fsyncing the commit line of a cross-shard operation (appendfsync always)")
 
 
 def _decide_each(op: FanOutWrite, commit: bool, error: bytes | None = None) -> None:
@@ -561,10 +578,14 @@ class _Operation:
         ``applied``: the executor alone wrote, and committed its writes
         itself (``wire.COMMITTED``)."""
         if prepared:
-            error = self.coordinator.commit(self.id, prepared)
+            coordinator = self.coordinator
+            error = coordinator.commit(self.id, prepared)
             if error is not None:
                 self._decide(False, error)
                 return
+            unsynced = coordinator._log()[0].kept_unsynced
+            if unsynced is not None:  # committed, and its client closed (see _unanswered)
+                _unanswered(self, unsynced)
             faultpoints.hold("committed")
         self._decide(True, self._built(reply, applied or bool(prepared)))
 

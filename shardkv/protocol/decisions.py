@@ -186,7 +186,11 @@ class DecisionLog:
     operations whose ``C`` lines are whole in the file, and not cancelled
     by a whole ``A`` line, read as committed to whoever reads the file
     next: they are committed (:attr:`kept`), as the file has them, and the
-    others undone.  Either way every whole line is then kept for good
+    others undone; with ``appendfsync always`` they are fsynced first, as
+    their clients are answered (:attr:`kept_unsynced` says why, if that
+    fails).  What the cancel leaves is fsynced as the ``C`` lines are:
+    with ``always`` before any of them is undone, else with the next
+    everysec fsync (:attr:`unsynced`).  Either way every whole line is then kept for good
     (``size`` moves past it), and the next write starts on a fresh line
     if the file ends in a torn one that it cannot cut off.  A file that
     ends in a torn line when it is opened (an acceptor died with the cut
@@ -204,6 +208,9 @@ class DecisionLog:
         # the same (``kept``): their lines could not be cancelled either.
         self.uncut: list[int] = []
         self.kept: list[int] = []
+        # Why the ``kept`` lines could not be fsynced, with ``appendfsync
+        # always`` (then they commit unacknowledged: see crossshard), or None.
+        self.kept_unsynced: OSError | None = None
         self.unsynced = False  # written since the last fsync
 
     def _open(self) -> None:
@@ -254,6 +261,7 @@ class DecisionLog:
         if self.fd < 0:
             self._open()
         self.uncut = self.kept = []
+        self.kept_unsynced = None
         lines = b"".join([b"C %d\n" % op for op in ops])
         if self.end != self.size and not self._cut():
             lines = _FRESH_LINE + lines
@@ -272,6 +280,9 @@ class DecisionLog:
             self.end += written
             if written and not self._cut():
                 self._cancel(ops, lines[:written], fsync)
+                # What stays of the write and its cancel goes to disk with
+                # the next everysec fsync (with ``always`` it was fsynced).
+                self.unsynced = not fsync
             raise
         self.end += written
         self.size = self.end
@@ -300,12 +311,20 @@ class DecisionLog:
         if newline >= 0:
             self.size = self.end - (len(left) - newline - 1)
         self.kept = [op for op in ops if op in committed_in(left)]
+        if self.kept and fsync:
+            # Committed as the file has them, their clients answered: with
+            # ``always`` not before their lines are on disk (the cancel's
+            # write failed before its fsync, or the fsync failed).
+            try:
+                os.fsync(self.fd)
+            except OSError as e:
+                self.kept_unsynced = e
 
     def sync(self) -> None:
         """fsync what was written since the last fsync (``everysec``)."""
         if self.fd >= 0 and self.unsynced:
+            os.fsync(self.fd)  # (one that fails is tried again the next time)
             self.unsynced = False
-            os.fsync(self.fd)
 
     def clear(self) -> None:
         """Forget every decision: no shard needs any of them any more."""

@@ -373,6 +373,103 @@ def test_a_short_write_that_can_be_neither_cut_off_nor_cancelled_commits_what_th
     assert crossshard.read_committed(path) == {earlier, *kept, *later}
 
 
+def test_lines_kept_after_a_failed_cut_are_fsynced_before_their_replies_with_always(durable_rig, monkeypatch):
+    """``appendfsync always``: the ``C`` lines that a failed write leaves
+    whole, and that could be neither cut off nor cancelled, commit, and
+    their clients are answered OK: not before an fsync that follows their
+    write (before, they were answered with no fsync after them: a power
+    cut could lose acknowledged commits)."""
+    acceptor, pipes, client, out, lines, (a, b), path = durable_rig
+    _committed_before(acceptor)
+    ops = _msets(acceptor, pipes, client, a, b, 16)
+    _half_written_then_full(monkeypatch)
+    monkeypatch.setattr(os, "ftruncate", _failing_ftruncate)
+    syncs: list[tuple[bytes, int]] = []  # (the file then, the client's writes before it)
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        syncs.append((open(path, "rb").read(), len(out.written)))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    acceptor.links[0].data_received(_answers(ops))
+    acceptor.links[1].data_received(_answers(ops))
+    kept = acceptor.coordinator._log()[0].kept  # type: ignore[attr-defined]
+    assert kept and syncs == [(open(path, "rb").read(), 0)]  # after every line the file kept
+    acceptor._flush_links()
+    acceptor.flush_dirty_clients()
+    assert b"".join(out.written).startswith(b"+OK\r\n" * len(kept))
+
+
+def test_lines_kept_unsynced_commit_and_close_their_client_unanswered_with_always(durable_rig, monkeypatch):
+    """The same, but their fsync fails too: they commit all the same (the
+    file has them; every shard is told commit), and their client is
+    closed in place of the OK that a power cut could make a lie, as
+    Redis's client sees its connection close when Redis exits on an AOF
+    fsync error with ``always``; an error reply would say they did nothing."""
+    acceptor, pipes, client, out, lines, (a, b), path = durable_rig
+    earlier = _committed_before(acceptor)
+    ops = _msets(acceptor, pipes, client, a, b, 16)
+    _half_written_then_full(monkeypatch)
+    monkeypatch.setattr(os, "ftruncate", _failing_ftruncate)
+
+    def fsync(fd: int) -> None:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    acceptor.links[0].data_received(_answers(ops))
+    acceptor.links[1].data_received(_answers(ops))
+    log = acceptor.coordinator._log()[0]  # type: ignore[attr-defined]
+    kept = log.kept
+    assert kept and log.kept_unsynced is not None
+    assert decisions.read_committed(path) == {earlier, *kept}
+    acceptor._flush_links()
+    acceptor.flush_dirty_clients()
+    assert out.written == [] and out.closed  # the first operation's lines are kept: nothing answered
+    decides = [frame(wire.encode_control(wire.Decide(op, op in kept))) for op in ops]
+    for pipe in pipes:
+        assert b"".join(pipe.written) == b"".join(decides)
+
+
+@pytest.mark.parametrize("cancelled", [True, False])
+def test_with_everysec_what_a_failed_cut_leaves_is_fsynced_by_the_next_sync(tmp_path, monkeypatch, cancelled):
+    """``appendfsync everysec``: the lines a failed write leaves in the
+    file, with the ``#`` and ``A`` lines that cancel them (or, where the
+    cancel fails too, the ``C`` lines kept), go to disk with the next
+    once-a-second fsync, as the ``C`` lines of a write that succeeded do
+    (before, none was owed one: a power cut could lose the cancel and keep
+    the ``C`` lines of operations that were undone).  An fsync that fails
+    is owed again."""
+    log = decisions.DecisionLog(str(tmp_path / "d.decisions"))
+    log.commit_all([1], False)
+    log.sync()
+    assert not log.unsynced
+    monkeypatch.setattr(os, "ftruncate", _failing_ftruncate)
+    if cancelled:
+        _half_written_once(monkeypatch)
+    else:
+        _half_written_then_full(monkeypatch)
+    with pytest.raises(OSError):
+        log.commit_all(list(range(2, 18)), False)
+    assert (log.kept == []) is cancelled and log.uncut
+    assert log.unsynced
+    monkeypatch.setattr(os, "write", _REAL_WRITE)
+    real_fsync = os.fsync
+    synced: list[int] = []
+
+    def failing(fd: int) -> None:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(os, "fsync", failing)
+    with pytest.raises(OSError):
+        log.sync()
+    assert log.unsynced  # tried again the next second
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    log.sync()
+    assert synced == [log.fd] and not log.unsynced
+    log.close()
+
+
 def test_a_failed_fsync_whose_lines_cannot_be_cut_off_is_cancelled_at_once(durable_rig, monkeypatch):
     """Every line was written, the fsync failed and so did the cut: the
     lines are whole, so they are cancelled before the operations are
