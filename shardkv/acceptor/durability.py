@@ -354,7 +354,7 @@ _MERGE = [
     ("aof_current_rewrite_time_sec", max),
     ("aof_last_bgrewrite_status", "status"),
     ("aof_rewrites", max),
-    ("aof_rewrites_consecutive_failures", 0),
+    ("aof_rewrites_consecutive_failures", max),
     ("aof_last_write_status", "status"),
     ("aof_last_cow_size", 0),
     ("module_fork_in_progress", 0),

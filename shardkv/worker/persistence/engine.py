@@ -269,6 +269,7 @@ class Persistence(Loading, Saves, Rewrites):
             else -1,
             "aof_last_bgrewrite_status": "ok" if self.last_rewrite_ok else "err",
             "aof_rewrites": self.aof_rewrites,
+            "aof_rewrites_consecutive_failures": self.aof_rewrites_consecutive_failures,
             "aof_last_write_status": "err" if writer is not None and writer.write_error else "ok",
             "latest_fork_usec": self.latest_fork_usec,
             "rdb_bgsave_max_pause_usec": self.max_pause_usec["save"],

@@ -46,6 +46,8 @@ class Rewrites(AofLog):
             if child.kind == "rewrite":
                 raise CommandError("ERR Background append only file rewriting already in progress")
             self.rewrite_scheduled = True
+            # As Redis: one asked for starts at once, past any failures before.
+            self.aof_rewrites_consecutive_failures = 0
             return "Background append only file rewriting scheduled"
         self._start_rewrite()
         return "Background append only file rewriting started"
@@ -141,8 +143,10 @@ class Rewrites(AofLog):
         self.last_rewrite_secs = int(time.time() - child.started)
         if ok:
             self.aof_rewrites += 1
+            self.aof_rewrites_consecutive_failures = 0
             log.info("shard %d: background AOF rewrite finished successfully", self.index)
         else:
+            self.aof_rewrites_consecutive_failures += 1
             discard_temp(child.temp)
             log.error("shard %d: background AOF rewrite failed", self.index)
             if child.enabling and self.manifest is None:

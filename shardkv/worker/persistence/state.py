@@ -71,6 +71,11 @@ class State:
         self.last_rewrite_ok = True
         self.last_rewrite_secs = -1
         self.aof_rewrites = 0
+        # Rewrites that failed in a row since the last that succeeded (as
+        # Redis's stat_aofrw_consecutive_failures: a child that failed, or a
+        # base or manifest that could not be put in place; a fork that
+        # failed, or a child killed on purpose, is not counted).
+        self.aof_rewrites_consecutive_failures = 0
         self.aof_history_size = 0  # base and incr files before the current one
         self.aof_base_size = 0  # AOF size after the last rewrite (for auto rewrite)
         self.latest_fork_usec = 0
