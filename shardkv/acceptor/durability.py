@@ -19,7 +19,9 @@ needs the acceptor is what spans the shards:
   (unless FORCE).  A shard whose worker is gone (dead, being restarted)
   cannot save: that fails a SHUTDOWN that saves, as a failed save does in
   Redis, but not one that does not (NOSAVE, or no ``save`` rules), which
-  always stops the server.
+  always stops the server.  A shard whose restarted worker is loading is
+  not asked (Redis stops at once while it loads): its files hold its data
+  (see :func:`_not_reloading`).
 * SIGTERM and SIGINT stop the same way, as their ``shutdown-on-sig*``
   flags say: the supervisor hands the stop to one acceptor (a ``stop``
   line, :mod:`shardkv.protocol.bus`), which, once no script is busy, sends
@@ -107,6 +109,9 @@ class _Shutdown:
         # SHUTDOWN NOSAVE while a script is busy: the pids of the workers
         # that run it, which end at once (nothing of the script is kept).
         self.busy_pids: list[int] = []
+        # The shards asked (an abort or a FORCE goes to them alone): not
+        # those busy, nor those reloading (see _not_reloading).
+        self.asked: list = list(server.links)
 
     def stop_now(self) -> None:
         """SHUTDOWN NOSAVE with a busy script and several acceptors: stop
@@ -128,7 +133,7 @@ class _Shutdown:
             # (A shard lost while this acceptor is being stopped is the server
             # stopping, not a failed SHUTDOWN: with several acceptors another
             # one's SHUTDOWN, or redis-py's retry of it, got there first.)
-            for link in server.links:
+            for link in self.asked:
                 # (A signal's abort waits for a busy script's end, as its
                 # __shutdown did: a -BUSY would leave the shard shut.)
                 link.send(
@@ -151,8 +156,8 @@ class _Shutdown:
             self.forced = True
             self.failed = False
             self.saves = False
-            self.left = len(server.links)
-            for link in server.links:
+            self.left = len(self.asked)
+            for link in self.asked:
                 link.send(_HEADER, encode_command([Verb.SHUTDOWN, b"force"]), self, control=client is None)
             return
         if client is not None:
@@ -252,13 +257,14 @@ def _shutdown(client: Client, slot: Slot | None, mode: bytes, force: bool) -> No
         return
     for link in busy:
         _release_parks(link)
-    gather = _Shutdown(server, client, len(links) - len(busy), slot)
+    asked = _not_reloading(server, [link for link in links if link not in busy])
+    gather = _Shutdown(server, client, len(asked), slot)
+    gather.asked = asked
     gather.force = force
     gather.saves = mode == b"save" or (mode == b"default" and bool(server.config.get("save")))
     gather.busy_pids = [link.script[0] for link in busy]  # type: ignore[index]
-    for link in links:
-        if link not in busy:
-            link.send(_HEADER, encode_command([Verb.SHUTDOWN, mode]), gather)
+    for link in asked:
+        link.send(_HEADER, encode_command([Verb.SHUTDOWN, mode]), gather)
     if busy and server.nacceptors > 1:
         # Another acceptor's operation may have parked shards for the busy
         # script: they wait for its decision and never answer this one's
@@ -309,13 +315,34 @@ def _stop_shards(server: Acceptor, flags: str) -> None:
     """A signal's stop, past any busy script: every shard's ``__shutdown``."""
     names = flags.split()
     mode = stop_mode(flags)
-    gather = _Shutdown(server, None, len(server.links))
+    asked = _not_reloading(server, server.links)
+    gather = _Shutdown(server, None, len(asked))
+    gather.asked = asked
     gather.force = "force" in names
     gather.saves = mode == "save" or (mode == "default" and bool(server.config.get("save")))
     command = encode_command([Verb.SHUTDOWN, mode.encode()])
-    for link in server.links:
+    for link in asked:
         link.send(_HEADER, command, gather, control=True)
     _tell_supervisor(server, bus.SHUTTING_LINE + b"\n")
+    if not asked:
+        gather.left = 1
+        gather.deliver(b"+OK\r\n")
+
+
+def _not_reloading(server: Acceptor, links: list) -> list:
+    """The shards a stop asks to save: all but those whose worker reloads
+    after a restart (:attr:`Acceptor.reloading`).  As Redis stops at once
+    while it loads, saving nothing, a stop does not wait for their load:
+    their files are what they load, so they already hold their data, and
+    the supervisor's SIGTERM ends the load there, writing nothing (see
+    ``shardkv.worker.loop.serve``).  The other shards, loaded and perhaps
+    holding acknowledged writes, save as the stop says."""
+    reloading = server.reloading
+    if not reloading:
+        return list(links)
+    for index in sorted(reloading):
+        log.warning("acceptor: shard %d is loading: it stops without a save (its files hold its data)", index)
+    return [link for link in links if link.index not in reloading]
 
 
 def _tell_supervisor(server: Acceptor, line: bytes) -> None:

@@ -142,7 +142,9 @@ def _decide_when_idle(server: object, decide: Callable[[], None], queued: bool =
     if holds is not None and not queued and holds.left < holds.queued:
         _AfterSteps(server, decide)
         return
-    links = [link for link in server.links if link.up]  # type: ignore[attr-defined]
+    # (A worker that reloads after a restart runs no script: not waited for.)
+    reloading = getattr(server, "reloading", ())
+    links = [link for link in server.links if link.up and link.index not in reloading]  # type: ignore[attr-defined]
     if not links or (server.bus is None and not any(link.fifo or link.ops for link in links)):  # type: ignore[attr-defined]
         decide()
     else:

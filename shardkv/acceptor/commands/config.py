@@ -223,8 +223,9 @@ def bus_sync(server, origin: int, args: list) -> int | None:
 
 def _settle_links(server, then) -> None:
     """``__settled`` on every pipe of this acceptor; ``then`` once every
-    worker answered it and the ``__misconf`` their answers caused."""
-    links = [link for link in server.links if link.up]
+    worker answered it and the ``__misconf`` their answers caused (a
+    worker reloading after a restart, not: see :func:`_ask_every_shard`)."""
+    links = [link for link in server.links if link.up and link.index not in server.reloading]
     left = [len(links)]
 
     def answered(_: object) -> None:
@@ -292,12 +293,25 @@ def _with_acceptors(client: Client, args: list, merge, kind: bytes, slot: Slot |
 
 def _ask_every_shard(client: Client, args: list, merge, sink) -> None:
     """Send every shard ``args`` in the client's order; ``sink`` gets
-    ``merge`` of their answers."""
+    ``merge`` of their answers.  A shard whose worker reloads after a
+    restart (:attr:`Acceptor.reloading`) gets them too, in its pipe's
+    order, applied once it has loaded, but its answer is not waited for:
+    Redis answers CONFIG while it loads (the ``loading`` flag), and the
+    other shards, which checked the same values, answer for it.  (As the
+    acceptor's own message, so that with several acceptors no step holds
+    that shard for it: a hold waits for the load too.)"""
     server = client.server
-    gather = Gather(sink, len(server.links), merge, client.resp3, None)
+    reloading = server.reloading
+    asked = [link for link in server.links if link.index not in reloading]
+    gather = Gather(sink, len(asked), merge, client.resp3, None)
     header, body = client.part_headers[client.resp3], encode_command(args)
-    for i, link in enumerate(server.links):
+    for link in server.links:
+        if link.index in reloading:
+            link.send(header, body, _IGNORE, control=True)
+    for i, link in enumerate(asked):
         link.send(header, body, gather.sink(i))
+    if not asked:
+        gather.done()
 
 
 def _apply_set(client: Client, changes: dict) -> None:

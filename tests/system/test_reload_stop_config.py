@@ -1,0 +1,110 @@
+"""A worker restarted after the start reloads its shard (slowly here,
+``key-load-delay``), and meanwhile:
+
+* a stop (SHUTDOWN, SIGTERM) stops the server at once, as Redis stops at
+  once while it loads: the other shards, loaded and holding acknowledged
+  writes, save as the stop says; the reloading shard's files, which hold
+  its data, are left as they are;
+* CONFIG SET answers at once, as Redis answers CONFIG while it loads, and
+  the reloading worker applies it once it has loaded.
+
+Before, both waited for the reload."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+import redis
+
+from tests.support.processes import until, worker_pids
+from tests.support.servers import start_shardkv
+from tests.system.test_recovery import client, keys_of_shard
+
+pytestmark = pytest.mark.slow
+
+KEYS = 10000  # 5000 a shard
+PROMPT = 15.0  # a stop or a CONFIG SET answered well before the reload would end
+
+
+def _reloading(server, c: redis.Redis, victim: int, delay: int) -> None:
+    """Kill ``victim``'s worker; return once its restart is loading
+    (``delay``: key-load-delay, µs a key)."""
+    p = c.pipeline(transaction=False)
+    for i in range(KEYS):
+        p.set(f"k{i}", i)
+    p.execute()
+    assert c.save()
+    c.config_set("key-load-delay", delay)
+    os.kill(worker_pids(server)[victim], signal.SIGKILL)
+
+    def loading() -> bool:
+        try:
+            return c.info("persistence")["loading"] == 1
+        except redis.ResponseError as e:  # the worker is not restarted yet
+            assert str(e) == "shard unavailable"
+            return False
+
+    assert until(loading, 60), "the restarted worker never said it was loading"
+
+
+@pytest.mark.parametrize("how", ["SHUTDOWN", "SIGTERM"])
+def test_a_stop_while_a_worker_reloads_stops_at_once_and_loses_nothing(tmp_path, how):
+    flags = ("--dir", str(tmp_path), "--save", "3600 1", "--appendonly", "no")
+    server = start_shardkv(*flags, shards=2)
+    again = None
+    try:
+        c = client(server)
+        _reloading(server, c, 1, 20000)  # ~100 s to reload 5000 keys
+        # Acknowledged writes on the loaded shard, after its last save:
+        # only the stop's save keeps them.
+        fresh = keys_of_shard(0, 2, "fresh", 50)
+        for key in fresh:
+            assert c.set(key, "new")
+        t0 = time.monotonic()
+        if how == "SHUTDOWN":
+            with pytest.raises(redis.ConnectionError):
+                client(server, retry=False).execute_command("SHUTDOWN")
+        else:
+            server.signal(signal.SIGTERM)
+        assert server.proc.wait(PROMPT) == 0
+        assert time.monotonic() - t0 < PROMPT
+        log = server.output()
+        assert "shard 1 is loading: it stops without a save" in log
+        again = start_shardkv(*flags, shards=2)
+        c = client(again)
+        assert c.dbsize() == KEYS + len(fresh)
+        assert c.mget(fresh) == [b"new"] * len(fresh)
+        assert c.get("k1") == b"1" and c.get(f"k{KEYS - 1}") == str(KEYS - 1).encode()
+    finally:
+        server.stop()
+        if again is not None:
+            again.stop()
+
+
+def test_config_set_while_a_worker_reloads_answers_at_once_and_reaches_it(tmp_path):
+    server = start_shardkv("--dir", str(tmp_path), "--save", "", shards=2)
+    try:
+        c = client(server)
+        _reloading(server, c, 1, 8000)  # ~40 s to reload 5000 keys
+        t0 = time.monotonic()
+        assert c.config_set("set-max-intset-entries", 1)
+        assert time.monotonic() - t0 < PROMPT
+        assert c.config_get("set-max-intset-entries") == {"set-max-intset-entries": "1"}
+        there, here = keys_of_shard(1, 2, "s", 1)[0], keys_of_shard(0, 2, "s", 1)[0]
+
+        def served() -> bool:
+            try:
+                return c.get("k1") == b"1"
+            except redis.BusyLoadingError:
+                return False
+
+        assert until(served, 120)
+        for key in (here, there):  # the reloaded worker applied it too
+            c.sadd(key, 1, 2, 3)
+            assert c.object("encoding", key) == b"hashtable", key
+        assert c.dbsize() == KEYS + 2
+    finally:
+        server.stop()
