@@ -1,6 +1,7 @@
 """INFO's aof_rewrites_consecutive_failures, against redis-server: a rewrite
 whose child dies counts one more failure, a rewrite that succeeds starts
-the count again (Redis 7.0.15's backgroundRewriteDoneHandler)."""
+the count again (Redis 7.0.15's backgroundRewriteDoneHandler), and so does
+CONFIG RESETSTAT, with aof_rewrites and rdb_saves (resetServerStats)."""
 
 from __future__ import annotations
 
@@ -43,12 +44,18 @@ def test_failed_rewrites_are_counted_until_one_succeeds(kind):
     try:
         c = redis.Redis(port=server.port, socket_timeout=30)
         c.mset({f"k{i}": i for i in range(200)})
+        assert c.save()
         c.config_set("rdb-key-save-delay", "100000")  # 20 s a child: it is still writing when killed
         assert _persistence(c)["aof_rewrites_consecutive_failures"] == 0
         for failures in (1, 2):
             info = _kill_a_rewrite(server, c, children)
             assert info["aof_last_bgrewrite_status"] == "err"
             assert info["aof_rewrites_consecutive_failures"] == failures
+        c.config_resetstat()  # as Redis's resetServerStats: the count, and the rewrites and saves
+        info = _persistence(c)
+        assert (info["aof_rewrites_consecutive_failures"], info["aof_rewrites"], info["rdb_saves"]) == (0, 0, 0)
+        for failures in (1, 2):
+            assert _kill_a_rewrite(server, c, children)["aof_rewrites_consecutive_failures"] == failures
         c.config_set("rdb-key-save-delay", "0")
         assert c.bgrewriteaof()
         assert until(lambda: not _persistence(c)["aof_rewrite_in_progress"])

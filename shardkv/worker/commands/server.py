@@ -224,6 +224,10 @@ def resetstat(ks: Keyspace, args: list[bytes]) -> object:
     stats = ks.stats
     if stats is not None:
         stats.reset()
+    persistence = ks.persistence
+    if persistence is not None:  # as Redis's resetServerStats
+        persistence.rdb_saves = persistence.aof_rewrites = 0
+        persistence.aof_rewrites_consecutive_failures = 0
     return OK
 
 
