@@ -5,8 +5,8 @@
   once while it loads: the other shards, loaded and holding acknowledged
   writes, save as the stop says; the reloading shard's files, which hold
   its data, are left as they are;
-* CONFIG SET answers at once, as Redis answers CONFIG while it loads, and
-  the reloading worker applies it once it has loaded.
+* CONFIG SET (and RESETSTAT) answers at once, as Redis answers CONFIG
+  while it loads, and the reloading worker applies it once it has loaded.
 
 Before, both waited for the reload."""
 
@@ -91,6 +91,7 @@ def test_config_set_while_a_worker_reloads_answers_at_once_and_reaches_it(tmp_pa
         _reloading(server, c, 1, 8000)  # ~40 s to reload 5000 keys
         t0 = time.monotonic()
         assert c.config_set("set-max-intset-entries", 1)
+        assert c.config_resetstat()
         assert time.monotonic() - t0 < PROMPT
         assert c.config_get("set-max-intset-entries") == {"set-max-intset-entries": "1"}
         there, here = keys_of_shard(1, 2, "s", 1)[0], keys_of_shard(0, 2, "s", 1)[0]

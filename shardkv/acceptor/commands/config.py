@@ -413,7 +413,9 @@ def config_cmd(client: Client, args: list) -> None:
         if server.loading:
             _ok_with_acceptors(client, bus.RESETSTAT)  # (the shards still load: none has counted)
         elif server.bus is None:
-            client.query_all([Verb.RESETSTAT], all_ok)
+            slot = Slot(client)
+            client.pending.append(slot)
+            _ask_every_shard(client, [Verb.RESETSTAT], all_ok, slot)  # (a reloading worker's not waited for)
         else:
             _with_acceptors(client, [Verb.RESETSTAT], all_ok, bus.RESETSTAT)
     elif sub == b"REWRITE":
