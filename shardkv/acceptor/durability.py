@@ -336,13 +336,19 @@ def _not_reloading(server: Acceptor, links: list) -> list:
     their files are what they load, so they already hold their data, and
     the supervisor's SIGTERM ends the load there, writing nothing (see
     ``shardkv.worker.loop.serve``).  The other shards, loaded and perhaps
-    holding acknowledged writes, save as the stop says."""
+    holding acknowledged writes, save as the stop says.  A shard whose
+    new worker's pipe is not attached yet is asked, as one whose worker is
+    gone: its link answers at once that it is unavailable (a failed save,
+    when the stop saves: what its worker held when it died is lost)."""
     reloading = server.reloading
     if not reloading:
         return list(links)
-    for index in sorted(reloading):
-        log.warning("acceptor: shard %d is loading: it stops without a save (its files hold its data)", index)
-    return [link for link in links if link.index not in reloading]
+    skipped = [link for link in links if link.index in reloading and link.up]
+    for link in skipped:
+        log.warning(
+            "acceptor: shard %d is loading: it stops without a save (its files hold its data)", link.index
+        )
+    return [link for link in links if link not in skipped]
 
 
 def _tell_supervisor(server: Acceptor, line: bytes) -> None:
