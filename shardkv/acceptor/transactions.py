@@ -1236,14 +1236,22 @@ def _run_atomic(
     slot = None
     # The client's later commands wait for the decision when it takes the
     # database of a SELECT inside, closes, may change the users they run
-    # as (its local commands run only once it is decided), sets a
-    # parameter (its CONFIG SET runs then: the later commands run with the
-    # new value, as after Redis's EXEC; notify-keyspace-events reaches the
-    # shards before them), or holds ports bound for its CONFIG SETs
-    # (listeners.bind_before_exec: a later EXEC of this client's must not
-    # take them).
+    # as, sets a parameter (its CONFIG SET runs then: the later commands
+    # run with the new value, as after Redis's EXEC; notify-keyspace-events
+    # reaches the shards before them), holds ports bound for its CONFIG
+    # SETs (listeners.bind_before_exec: a later EXEC of this client's must
+    # not take them), or has any other acceptor command: those run only
+    # once it commits (finish), and the later commands see what they did
+    # (a CLIENT SETNAME, a SUBSCRIBE, a subscribed client's own PUBLISH)
+    # and must not change what they read (CLIENT GETNAME), as in Redis,
+    # where EXEC runs whole before the next command.
+    runs_late = any(
+        cmd.route == "local" and i not in selects and i not in early and i not in scripts and i not in swaps
+        for i, (cmd, _) in enumerate(queued)
+    )
     holds_client = (
-        final_db != op_db
+        runs_late
+        or final_db != op_db
         or reply.cut is not None
         or any(cmd.name in UsersInExec.COMMANDS for cmd, _ in queued)
         or any(cmd.name == "config" and args[1:2] and args[1].lower() == b"set" for cmd, args in queued)
@@ -1386,7 +1394,7 @@ def _run_atomic(
     reply.outcome = op.slot
 
 
-HELD = -2  # a client's blocked_token while its EXEC decides its database or its closing
+HELD = -2  # a client's blocked_token while its atomic EXEC decides (see _run_atomic's holds_client)
 
 
 class _Settle(Slot):
@@ -1394,7 +1402,8 @@ class _Settle(Slot):
     deletes the client's own user (its reply's ``cut``), whose CLIENT
     UNBLOCKs pinned clients (``pin``), sent while someone monitors (its
     reply's ``place``, emptied if it did not run), or with ports the other
-    acceptors bound for its CONFIG SETs: once it is decided, the pinned
+    acceptors bound for its CONFIG SETs, or with any other acceptor
+    command (see _run_atomic's ``runs_late``): once it is decided, the pinned
     clients get their null or wait again (see :class:`Pin`), the ports its
     CONFIG SETs did not take are closed, and, if the
     transaction ran, the client takes the database its SELECTs chose, or

@@ -16,6 +16,7 @@ import redis
 
 from shardkv.protocol.resp import encode_command
 from shardkv.protocol.router import Router
+from tests.support.rawsocket import exchange
 from tests.support.resp import RespClient
 
 SHARD_OF = Router(4).shard_of
@@ -211,6 +212,42 @@ def test_pipelined_transaction(ports):
         conn.close()
         assert got[5] == b"*3\r\n+OK\r\n:1\r\n+OK\r\n"
         assert got[6] == b"*4\r\n$1\r\n1\r\n$1\r\n1\r\n$-1\r\n$1\r\nx\r\n"
+
+
+# A write on each of two shards: with two shards (redis_and_shardkv_k12's),
+# "a" lives on shard 1 and "b" on shard 0, so the EXECs below run as one
+# atomic operation across shards.
+_ACROSS = b"SET a 1\r\nSET b 1\r\n"
+
+
+@pytest.mark.parametrize(
+    "session",
+    [
+        b"MULTI\r\n" + _ACROSS + b"CLIENT SETNAME x\r\nEXEC\r\nCLIENT GETNAME\r\n",
+        b"MULTI\r\n" + _ACROSS + b"CLIENT GETNAME\r\nEXEC\r\nCLIENT SETNAME y\r\n",
+        b"MULTI\r\n" + _ACROSS + b"SUBSCRIBE q\r\nEXEC\r\nPUBLISH q z\r\nUNSUBSCRIBE\r\n",
+        b"SUBSCRIBE q\r\nMULTI\r\n" + _ACROSS + b"PUBLISH q hi\r\nEXEC\r\nUNSUBSCRIBE q\r\n",
+    ],
+    ids=["setname", "getname", "subscribe", "publish"],
+)
+def test_an_exec_across_shards_runs_before_what_follows_it(redis_and_shardkv_k12, session):
+    """An EXEC that writes on several shards runs as one atomic operation,
+    and its acceptor commands run once it commits; the commands its client
+    sent after EXEC (pipelined) must see them done, as in Redis.  shardkv
+    ran those before, at one acceptor as at two: CLIENT GETNAME found no
+    name, an EXEC's CLIENT GETNAME the later name, a PUBLISH after EXEC
+    missed the SUBSCRIBE inside it, and an UNSUBSCRIBE after EXEC came
+    before its PUBLISH (a count of 0, no message)."""
+    real, ours, _ = redis_and_shardkv_k12
+    assert Router(2).shard_of(b"a") != Router(2).shard_of(b"b")
+    data = b"HELLO 3\r\nECHO start\r\n" + session + b"ECHO end\r\n"
+    replies = [exchange(port, data, want=len(b"start")) for port in (real, ours)]
+    (theirs, their_close), (mine, my_close) = [
+        (out.split(b"start\r\n", 1)[1], closed) for out, closed in replies
+    ]
+    assert mine == theirs
+    assert my_close == their_close
+    assert theirs.endswith(b"end\r\n")
 
 
 # -- WATCH ---------------------------------------------------------------------
