@@ -9,7 +9,8 @@ import pytest
 import redis
 
 from tests.compat.test_server_commands import plain
-from tests.support.rawsocket import both, exchange
+from tests.support.acceptors import client_on
+from tests.support.rawsocket import both, exchange, read_until_quiet
 
 # A RESP2 subscribed client: counts are per kind (shard channels apart
 # from channels and patterns), and only (P|S)(UN)SUBSCRIBE, PING, QUIT
@@ -219,3 +220,56 @@ def test_a_publisher_in_exec_gets_its_message_as_subscribed_then(redis_and_shard
     (un)subscribed: a count of 0 and no message, or a message (after EXEC)
     that Redis never sends."""
     assert b"end\r\n" in _same_resp3_session(redis_and_shardkv_k12, session)
+
+
+@pytest.mark.parametrize("publisher_on", [0, 1])
+@pytest.mark.parametrize(
+    "verbs",
+    [(b"SUBSCRIBE", b"PUBLISH", b"UNSUBSCRIBE"), (b"SSUBSCRIBE", b"SPUBLISH", b"SUNSUBSCRIBE")],
+    ids=["publish", "spublish"],
+)
+def test_a_publisher_in_exec_with_subscribers_on_every_acceptor(redis_and_shardkv_k12, publisher_on, verbs):
+    """A subscribed publisher's EXEC (its own copies go as each (S)PUBLISH
+    runs, and its acceptor's bus delivery passes it over and counts them),
+    with other subscribers on each acceptor (``publisher_on``: the
+    publisher's), one on the publisher's own: every count as Redis's, and
+    every subscriber gets each message once, in Redis's bytes."""
+    real, ours, k = redis_and_shardkv_k12
+    sub, pub, unsub = verbs
+    plain_kind = sub == b"SUBSCRIBE"
+    others = [(0, [sub, b"q"]), (1, [sub, b"q"])]
+    if plain_kind:  # (one pattern each: Redis's order among patterns is its dict's)
+        others += [
+            (0, [b"PSUBSCRIBE", b"q*"]),
+            (1, [b"PSUBSCRIBE", b"*"]),
+            (1, [sub, b"q", b"PSUBSCRIBE", b"q"]),
+        ]
+    # Still subscribed to q when the message comes round the bus (a copy
+    # more if its acceptor did not pass it over), to q* no more.
+    session = b"%s q\r\n" % sub + (b"PSUBSCRIBE q*\r\n" if plain_kind else b"")
+    session += b"MULTI\r\n%s q hi\r\n" % pub
+    session += (b"PUNSUBSCRIBE\r\n%s q two\r\n" % pub) if plain_kind else b""
+    session += b"EXEC\r\n%s q four\r\n%s\r\nECHO end\r\n" % (pub, unsub)
+    seen = []
+    for port, acceptors in ((real, 1), (ours, k)):
+        subscribers = []
+        try:
+            for index, args in others:
+                c = client_on(port, index, protocol=3, k=acceptors)
+                subscribers.append(c)
+                for at in range(0, len(args), 2):
+                    c.call(*args[at : at + 2])  # its confirmation
+            publisher = client_on(port, publisher_on, protocol=3, k=acceptors)
+            subscribers.append(publisher)  # (closed with them; read apart)
+            publisher.sock.sendall(session)
+            out, closed = read_until_quiet(publisher.sock, until=b"end\r\n")
+            # (each count came once every acceptor had delivered)
+            got = [c.buf + read_until_quiet(c.sock, until=b"four\r\n")[0] for c in subscribers[:-1]]
+        finally:
+            for c in subscribers:
+                c.close()
+        seen.append((out, closed, got))
+    assert seen[1] == seen[0]
+    out, closed, got = seen[0]
+    assert out.endswith(b"end\r\n") and not closed
+    assert all(g.count(b"\r\nhi\r\n") and g.endswith(b"four\r\n") for g in got)
