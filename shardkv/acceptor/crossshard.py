@@ -716,19 +716,21 @@ class _Operation:
             self.held_events = [*(self.held_events or ()), (self.client.db, b"", wire.EVENT_FLUSH, b"flush")]
             self.emit_events = self.emit_events or self.links[0].emit_held
         gate = None
+        serves = False
         if self.held_events:
             if not commit:  # undone: nothing it did happened, but what no undo puts back
                 kept = self.undo_keeps
                 self.held_events = [e for e in self.held_events if e[2] & kept] or None
             if self.held_events:
+                serves = any(e[2] & MAY_SERVE for e in self.held_events)
                 gate = release_events(self)
-        if gate is None:
+        if gate is None or not serves:
             self._send_decide(decide)
         else:
             # Several acceptors: its shards resume once its events are out
-            # on the others too, so nothing they run after it (a client
-            # blocked on a key it pushed to, served then, whose events go
-            # straight to the others) is heard there before them.
+            # on the others too, so a client blocked on a key it pushed to,
+            # served then, whose events go straight from the shard to the
+            # others, is heard there after them.
             gate.hold(_Decision(self, decide), b"")
         if reply is None:  # it runs again (see AtomicOp._ran)
             return
@@ -774,6 +776,13 @@ class _Operation:
                 self._decide(False, encode_error(self._lost_error()))
         # Decided commit: the coordinator keeps the decision until the
         # restarted shard has reported and finished it.
+
+
+# The event classes of a write that may make a key someone blocks on ready:
+# Redis's NOTIFY_GENERIC (a RENAME, COPY, RESTORE or MOVE onto it), LIST,
+# ZSET and STREAM (g, l, z, t).  An operation whose events have none
+# (strings, hashes, sets) serves no blocked client as its shards resume.
+MAY_SERVE = (1 << 2) | (1 << 4) | (1 << 7) | (1 << 10)
 
 
 class _Decision:
