@@ -61,6 +61,7 @@ from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import encode_command, encode_error
 from shardkv.protocol.wire import Verb, decode_part
 from shardkv.runtime import config
+from shardkv.runtime.cmdstats import stat_name
 
 # Commands that run at once even inside MULTI, as in Redis's processCommand.
 NOT_QUEUED = frozenset({"exec", "discard", "multi", "watch", "quit", "reset"})
@@ -311,7 +312,8 @@ class Exec:
         "place",
         "name",
         "line_due",
-        "noperms",
+        "refusals",
+        "refused_last",
     )
 
     def __init__(
@@ -320,7 +322,8 @@ class Exec:
         denied: dict[int, bytes] | None = None,
         cut: int | None = None,
         notes: list[tuple] | None = None,
-        noperms: list[str] | None = None,
+        refusals: list[tuple[str | None, str]] | None = None,
+        refused_last: bool = False,
     ) -> None:
         self.count = count
         self.parts: list | None = None
@@ -338,11 +341,14 @@ class Exec:
         # transaction runs, as Redis checks each command just before it
         # runs it, and nothing when a WATCHed key aborts it.
         self.notes = notes
-        # The ``-NOPERM`` errors among ``denied``: EXEC's own error replies,
-        # counted (errorstats, EXEC's failed call) once it runs, as Redis's
-        # execCommand answers them (not when a WATCHed key aborts it, or a
-        # busy script refuses it).
-        self.noperms = noperms
+        # The errors of ``denied``, counted once it runs (not when a WATCHed
+        # key aborts it, or a busy script refuses it): (None, a ``-NOPERM``),
+        # EXEC's own error reply, as Redis's execCommand answers it; (a stat
+        # name, SORT's own error), that SORT's failed call, as Redis's SORT
+        # answers it as it runs.  ``refused_last``: the last queued command
+        # is refused ``-NOPERM`` (EXEC's failed call, see log_refusals).
+        self.refusals = refusals
+        self.refused_last = refused_last
         # Messages pushed to the client while EXEC ran its commands (an
         # invalidation of a key evicted over tracking-table-max-keys): they
         # follow the array, as Redis writes them after EXEC's reply.
@@ -362,15 +368,24 @@ class Exec:
 
     def log_refusals(self, client: Client) -> None:
         """The transaction runs: ACL LOG's entries of its refusals, and
-        their errors counted: EXEC's failed call, and marked counted for it
-        (``Stats.error_mark``), as this may come after EXEC's own count."""
-        if self.noperms:
+        their errors counted (:attr:`refusals`), marked counted for EXEC
+        (``Stats.error_mark``), as this may come after EXEC's own count.
+        EXEC failed only if its last queued command is refused ``-NOPERM``,
+        as in Redis, where each queued command that runs (``call()``) resets
+        the errors that EXEC's ``incrCommandStatsOnError`` compares: a
+        refusal followed by a command that runs is no failed call of EXEC's
+        (an error all the same)."""
+        if self.refusals:
             stats = client.server.stats
-            for message in self.noperms:
-                stats.error(message)
-            stats._row("exec")[3] += 1
+            for name, message in self.refusals:
+                if name is None:  # -NOPERM: EXEC's own error reply
+                    stats.error(message)
+                else:  # SORT's own error: a failed call of no time, as dispatch counts it
+                    stats.record(name, 0, message)
+            if self.refused_last:
+                stats._row("exec")[3] += 1
             stats.error_mark = stats.error_events
-            self.noperms = None
+            self.refusals = None
         if self.notes:
             users = client.server.users
             for note in self.notes:
@@ -427,7 +442,8 @@ def exec_(client: Client, args: list[bytes]) -> None:
     denied = None
     cut = None  # how many replies the client gets, if it closes after EXEC
     notes: list[tuple] = []  # ACL LOG's entries of its refusals, once it runs
-    noperms: list[str] = []  # their errors (Exec.noperms)
+    refusals: list[tuple[str | None, str]] = []  # their errors (Exec.refusals)
+    refused_last = False  # the last queued command is refused -NOPERM
     user = client.state.user
     if not user.unlimited or any(cmd.name in UsersInExec.COMMANDS for cmd, _ in queued):
         # ACL rules may have changed since the commands were queued, or
@@ -444,11 +460,13 @@ def exec_(client: Client, args: list[bytes]) -> None:
             user = later.user
             kind, pos = user.check(cmd, queued_args)
             problem = None if kind else user.sort_denied(cmd.name, queued_args)
+            refused_last = bool(kind)
             if problem is not None:  # SORT's own error (its BY or GET patterns)
+                refusals.append((stat_name(queued_args), problem))
                 denied[i] = encode_error(problem)
             elif kind:
-                noperms.append(errors.NOPERM_EXEC % _EXEC_REASONS[kind])
-                denied[i] = encode_error(noperms[-1])
+                refusals.append((None, errors.NOPERM_EXEC % _EXEC_REASONS[kind]))
+                denied[i] = encode_error(refusals[-1][1])
                 logged = (
                     acl.full_name(cmd, queued_args).encode() if kind == acl.DENIED_CMD else queued_args[pos]
                 )
@@ -461,7 +479,7 @@ def exec_(client: Client, args: list[bytes]) -> None:
                     obj = b"HELLO" if cmd.name == "hello" else b"AUTH"
                     notes.append(([b"exec"], "auth", "multi", obj, later.refused, size))
         queued = allowed
-    reply = Exec(len(queued) + len(denied or ()), denied, cut, notes, noperms)
+    reply = Exec(len(queued) + len(denied or ()), denied, cut, notes, refusals, refused_last)
     reply.name = args[0]
     # Redis checks the watched keys as it reads EXEC, and the client cannot
     # go before: the transaction takes them now, as they are, even if it

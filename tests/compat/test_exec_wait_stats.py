@@ -28,18 +28,19 @@ SPIN = "while true do end"
 ROWS = ("exec", "multi", "script|kill", "client|unblock", "set", "incr", "eval")
 
 
-def _counts(c: RespClient) -> list:
-    """The rows of ROWS (calls, EXEC's whether any time, rejected and
-    failed calls), the errors counted and total_error_replies."""
+def _counts(c: RespClient, names: tuple = ROWS, timed: bool = True) -> list:
+    """The rows of ``names`` (calls, EXEC's whether any time unless not
+    ``timed``, rejected and failed calls), the errors counted and
+    total_error_replies."""
     info = parse_info(c.command("INFO", "everything"))  # type: ignore[arg-type]
     rows = []
-    for name in ROWS:
+    for name in names:
         line = info.get(f"cmdstat_{name}")
         if line is None:
             continue
         fields = dict(f.split("=") for f in line.split(","))
         # (Whether EXEC took any time: Redis's quick commands show usec=0.)
-        timed = f",timed={int(fields['usec']) > 0}" if name == "exec" else ""
+        timed = f",timed={int(fields['usec']) > 0}" if name == "exec" and timed else ""
         rows.append(
             f"{name}:calls={fields['calls']}{timed},"
             f"rejected_calls={fields['rejected_calls']},failed_calls={fields['failed_calls']}"
@@ -166,3 +167,70 @@ def test_an_exec_whose_kill_the_acl_now_refuses_waits_as_redis(redis_and_shardkv
     assert expected[2][0][0].startswith("[b'NOPERM ACLs rules changed")
     assert "errorstat_NOPERM=count=1" in expected[4][1][1]
     assert _denied_scenarios(ours, k) == expected * k
+
+
+# Transactions whose queued commands the ACL rules refuse since they were
+# queued (GET, ``-get`` since) among others that run (SET, PING, LPUSH on a
+# string: WRONGTYPE) and SORT with a BY pattern over keys the user may no
+# longer read all of (SORT's own error as it runs).
+QUEUES = (
+    (("GET", "ea"), ("SET", "eb", "1")),
+    (("SET", "eb", "1"), ("GET", "ea")),
+    (("GET", "ea"), ("GET", "ec")),
+    (("GET", "ea"), ("PING",)),
+    (("GET", "ea"), ("LPUSH", "estr", "x")),
+    (("LPUSH", "estr", "x"), ("GET", "ea")),
+    (("SORT", "elist", "BY", "w_*"),),
+    (("GET", "ea"), ("SORT", "elist", "BY", "w_*")),
+    (("SORT", "elist", "BY", "w_*"), ("GET", "ea")),
+)
+REFUSAL_ROWS = ("exec", "get", "set", "ping", "lpush", "sort")
+
+
+def _refusal_scenarios(port: int, k: int) -> list:
+    """Each transaction of QUEUES, queued by a user that may run it, run
+    after an ACL SETUSER refuses its GETs and SORT's BY pattern: its
+    replies and counts, after CONFIG RESETSTAT."""
+    got: list = []
+    admin = client_on(port, 0, k=k, timeout=WAIT)
+    try:
+        admin.command("SET", "estr", "x")
+        for where in range(k):
+            for queue in QUEUES:
+                admin.command("ACL", "SETUSER", "execacl", "reset", "on", "nopass", "+@all", "~*", "&*")
+                queuer = client_on(port, where, k=k, timeout=WAIT)
+                try:
+                    queuer.command("AUTH", "execacl", "x")
+                    queuer.command("MULTI")
+                    for command in queue:
+                        queuer.command(*command)
+                    admin.command("ACL", "SETUSER", "execacl", "-get", "resetkeys", "~e*")
+                    admin.command("CONFIG", "RESETSTAT")
+                    queuer.send("EXEC")
+                    replies = [str(reply).split(" ")[0] for reply in queuer.read_reply()]  # type: ignore[union-attr]
+                    got.append([queue, replies, _counts(admin, REFUSAL_ROWS, timed=False)])
+                finally:
+                    queuer.close()
+        admin.command("ACL", "DELUSER", "execacl")
+        return got
+    finally:
+        admin.close()
+
+
+def test_an_exec_fails_as_redis_only_when_a_refusal_comes_last(redis_and_shardkv_k12) -> None:
+    """Redis counts each ``-NOPERM`` of EXEC's array (errorstats,
+    total_error_replies), but EXEC's failed call only when one comes after
+    the last queued command that ran: ``call()`` of each queued command
+    resets the count of errors that ``incrCommandStatsOnError`` compares
+    (its static ``prev_err_count``), so a refusal followed by a command
+    that runs is nobody's failed call.  shardkv counted EXEC failed
+    whenever it answered one.  SORT's own error (a BY pattern the user may
+    not read) is SORT's failed call as it runs, EXEC's or not: shardkv
+    counted nothing of it inside EXEC."""
+    real, ours, k = redis_and_shardkv_k12
+    expected = _refusal_scenarios(real, 1)
+    assert "exec:calls=1,rejected_calls=0,failed_calls=0" in expected[0][2][0]
+    assert "exec:calls=1,rejected_calls=0,failed_calls=1" in expected[1][2][0]
+    assert "errorstat_NOPERM=count=2" in expected[2][2][1]
+    assert "sort:calls=1,rejected_calls=0,failed_calls=1" in expected[6][2][0]
+    assert _refusal_scenarios(ours, k) == expected * k
