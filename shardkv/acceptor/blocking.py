@@ -1497,7 +1497,7 @@ class UnblockReply(Slot):
     client's shard before the CLIENT UNBLOCK does (with several acceptors,
     the question goes through the bus and the blocked client's acceptor)."""
 
-    __slots__ = ("holding", "then", "args", "start")
+    __slots__ = ("holding", "then", "args", "start", "ns")
 
     def __init__(self, client: Client, args: list[bytes] | None = None) -> None:
         super().__init__(client)
@@ -1508,13 +1508,23 @@ class UnblockReply(Slot):
         # Called once decided (an EXEC whose other commands wait for it).
         self.then: Callable[[], None] | None = None
         # A CLIENT UNBLOCK outside EXEC (``args``, as the client sent it) is
-        # counted once decided, as Redis counts it when it reads it: a call
-        # (its time until then), or a rejected call and a ``BUSY`` error
-        # when a busy script refuses it (``Acceptor.calls_deferred``).
+        # counted once decided, as Redis counts it when it reads it: a call,
+        # or a rejected call and a ``BUSY`` error when a busy script refuses
+        # it (``Acceptor.calls_deferred``).  Its time is its own run's
+        # (:meth:`ran`), not its wait for the shards' scripts: Redis reads it
+        # once the script ended and runs it at once (timed to the decision,
+        # one sent while a script ran had a slow log entry Redis has not).
         self.args = None if client.state.in_exec else args
+        self.ns: int | None = None
         if self.args is not None:
             client.server.calls_deferred += 1
             self.start = perf_counter_ns()
+
+    def ran(self) -> None:
+        """CLIENT UNBLOCK's own run is over (it asked the shards): its time,
+        unless already decided (then timed as it was)."""
+        if self.args is not None:
+            self.ns = perf_counter_ns() - self.start
 
     def answer(self, unblocked: int | bytes) -> None:
         if isinstance(unblocked, bytes):  # a busy script's -BUSY
@@ -1532,7 +1542,7 @@ class UnblockReply(Slot):
             self.args = None
             client = self.client
             stats = client.server.stats
-            ns = perf_counter_ns() - self.start
+            ns = self.ns if self.ns is not None else perf_counter_ns() - self.start
             name = stat_name(args)
             if body[:1] == b"-":  # (a shard that failed)
                 stats.failed(name, body[1:].split(b"\r\n", 1)[0].decode("latin-1"))

@@ -116,3 +116,57 @@ def test_a_subscribe_that_waits_for_a_script_is_counted_as_redis(redis_and_shard
     assert expected[unblock][1].startswith("BUSY") and "client|unblock:0,1,0" in expected[unblock][3][0]
     assert "client|unblock:1,0,0" in expected[len(COMMANDS) + unblock][3][0]
     assert _scenarios(ours, k) == expected * k
+
+
+def _slow_scenarios(port: int, k: int) -> list:
+    """A CLIENT UNBLOCK (plain and ERROR) of a client blocked in BLPOP,
+    from each acceptor, sent while a script that ends before the
+    threshold runs, with slowlog-log-slower-than below the script's time
+    and above a command's: its reply and the slow log's entries of EVAL
+    and CLIENT (their first two arguments), after SLOWLOG RESET."""
+    got: list = []
+    admin = client_on(port, 0, k=k, timeout=WAIT)
+    try:
+        admin.command("CONFIG", "SET", "busy-reply-threshold", "300")
+        admin.command("CONFIG", "SET", "slowlog-log-slower-than", "50000")
+        for where in range(k):
+            for command in COMMANDS[-2:]:
+                caller = client_on(port, 0, k=k, timeout=WAIT)
+                unblocker = client_on(port, where, k=k, timeout=WAIT)
+                blocked = client_on(port, 0, k=k, timeout=WAIT)
+                try:
+                    blocked_id = blocked.command("CLIENT", "ID")
+                    blocked.send("BLPOP", "bwsk", 0)
+                    _until_blocked(admin, blocked_id)
+                    admin.command("SLOWLOG", "RESET")
+                    caller.send("EVAL", SHORT_SPIN, 0)
+                    time.sleep(0.05)  # before the threshold
+                    unblocker.send(*command[:2], blocked_id, *command[2:])
+                    reply = str(unblocker.read_reply())
+                    caller.read_reply()
+                    entries = admin.command("SLOWLOG", "GET", -1)
+                    logged = [e[3][:2] for e in entries if e[3][0].upper() in (b"EVAL", b"CLIENT")]  # type: ignore[index, union-attr]
+                    got.append([command, reply, logged])
+                finally:
+                    caller.close()
+                    unblocker.close()
+                    blocked.close()
+        admin.command("CONFIG", "SET", "slowlog-log-slower-than", "10000")
+        admin.command("CONFIG", "SET", "busy-reply-threshold", "5000")
+        return got
+    finally:
+        admin.close()
+
+
+def test_a_client_unblock_that_waits_for_a_script_is_not_slow(redis_and_shardkv_k12) -> None:
+    """Redis reads a CLIENT UNBLOCK sent while a script runs once the
+    script ended, and runs it at once: its time is its own, and the slow
+    log has the script's entry alone.  shardkv's acceptor waits for the
+    shards' scripts (``blocking.unblock``) and timed CLIENT UNBLOCK from
+    the moment it read it until the shards decided, the script's run
+    included: a slow log entry of its own (and that time in
+    commandstats) that Redis has not.  It is timed for its own run now."""
+    real, ours, k = redis_and_shardkv_k12
+    expected = _slow_scenarios(real, 1)
+    assert expected[0][1] == "1" and [entry[0] for entry in expected[0][2]] == [b"EVAL"]
+    assert _slow_scenarios(ours, k) == expected * k

@@ -333,9 +333,13 @@ def client_cmd(client: Client, args: list) -> None:
         where = client.state.located.get(cid) if client.state.located else None
         pin = client.state.unblock_pin  # an EXEC's, run ahead of its commands
         if target is not None:  # once its shards decided
-            unblock(target, error, UnblockReply(client, args).answer, client.state.unblock_after, pin)
+            reply = UnblockReply(client, args)
+            unblock(target, error, reply.answer, client.state.unblock_after, pin)
+            reply.ran()
         elif where is not None:  # another acceptor's client, located for this EXEC
-            unblock_located(client, where, error, UnblockReply(client, args).answer)
+            reply = UnblockReply(client, args)
+            unblock_located(client, where, error, reply.answer)
+            reply.ran()
         elif bus_ is None or cid <= 0:
             client.reply(0)
         else:  # perhaps another acceptor's client
@@ -355,6 +359,7 @@ def client_cmd(client: Client, args: list) -> None:
                 )
 
             after_earlier_commands(client, ask)
+            reply.ran()
     elif sub in server.wiring.client_subcommands:  # TRACKING, CACHING... (shardkv.acceptor.tracking)
         server.wiring.client_subcommands[sub](client, args)
     elif sub == b"HELP":
