@@ -110,8 +110,10 @@ class _Shutdown:
         # that run it, which end at once (nothing of the script is kept).
         self.busy_pids: list[int] = []
         # The shards asked (an abort or a FORCE goes to them alone): not
-        # those busy, nor those reloading (see _not_reloading).
+        # those busy, nor those reloading (see _not_reloading) until they
+        # have loaded (see on_reloaded).
         self.asked: list = list(server.links)
+        self.mode = b"default"  # what the shards are asked (``force`` once forced)
 
     def stop_now(self) -> None:
         """SHUTDOWN NOSAVE with a busy script and several acceptors: stop
@@ -133,6 +135,8 @@ class _Shutdown:
             # (A shard lost while this acceptor is being stopped is the server
             # stopping, not a failed SHUTDOWN: with several acceptors another
             # one's SHUTDOWN, or redis-py's retry of it, got there first.)
+            if server.stop_pending is self:
+                server.stop_pending = None
             for link in self.asked:
                 # (A signal's abort waits for a busy script's end, as its
                 # __shutdown did: a -BUSY would leave the shard shut.)
@@ -156,6 +160,7 @@ class _Shutdown:
             self.forced = True
             self.failed = False
             self.saves = False
+            self.mode = b"force"
             self.left = len(self.asked)
             for link in self.asked:
                 link.send(_HEADER, encode_command([Verb.SHUTDOWN, b"force"]), self, control=client is None)
@@ -260,6 +265,8 @@ def _shutdown(client: Client, slot: Slot | None, mode: bytes, force: bool) -> No
     asked = _not_reloading(server, [link for link in links if link not in busy])
     gather = _Shutdown(server, client, len(asked), slot)
     gather.asked = asked
+    gather.mode = mode
+    server.stop_pending = gather
     gather.force = force
     gather.saves = mode == b"save" or (mode == b"default" and bool(server.config.get("save")))
     gather.busy_pids = [link.script[0] for link in busy]  # type: ignore[index]
@@ -318,6 +325,8 @@ def _stop_shards(server: Acceptor, flags: str) -> None:
     asked = _not_reloading(server, server.links)
     gather = _Shutdown(server, None, len(asked))
     gather.asked = asked
+    gather.mode = mode.encode()
+    server.stop_pending = gather
     gather.force = "force" in names
     gather.saves = mode == "save" or (mode == "default" and bool(server.config.get("save")))
     command = encode_command([Verb.SHUTDOWN, mode.encode()])
@@ -349,6 +358,33 @@ def _not_reloading(server: Acceptor, links: list) -> list:
             "acceptor: shard %d is loading: it stops without a save (its files hold its data)", link.index
         )
     return [link for link in links if link not in skipped]
+
+
+def on_reloaded(server: Acceptor, index: int) -> None:
+    """Shard ``index``'s restarted worker has loaded (the supervisor's
+    ``reloaded`` line): a stop that skipped it (see :func:`_not_reloading`)
+    and is not over asks it now, as it asked the others, before any
+    command can reach it through this acceptor.  Else it would serve writes
+    while the other shards save, acknowledge them, and, with SHUTDOWN SAVE
+    and no ``save`` rules, stop without saving them (the supervisor's stop
+    after a SHUTDOWN saves only as the rules say).  A stop already decided
+    asks it all the same, its answer not waited for: the shard is shut,
+    as the others are, until the supervisor stops it."""
+    gather = server.stop_pending
+    if gather is None:
+        return
+    link = server.links[index]
+    if not link.up or link in gather.asked:
+        return
+    log.warning("acceptor: shard %d has loaded while the server stops: it is asked to stop too", index)
+    gather.asked.append(link)
+    control = gather.client is None
+    command = encode_command([Verb.SHUTDOWN, gather.mode])
+    if gather.left > 0:
+        gather.left += 1
+        link.send(_HEADER, command, gather, control=control)
+    else:
+        link.send(_HEADER, command, _Ignore(), control=control)
 
 
 def _tell_supervisor(server: Acceptor, line: bytes) -> None:

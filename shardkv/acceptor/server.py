@@ -144,6 +144,10 @@ class Wiring:
     bus_handlers: Mapping[bytes, BusHandler] = dataclasses.field(default_factory=dict)
     on_bus_start: tuple[Callable[[Acceptor], None], ...] = ()
     on_restart: tuple[Callable[[Acceptor], Awaitable[None]], ...] = ()
+    # A shard's restarted worker has loaded (the supervisor's ``reloaded``
+    # line), with its index: a stop under way asks it too
+    # (shardkv.acceptor.durability.on_reloaded).
+    on_reloaded: tuple[Callable[[Acceptor, int], None], ...] = ()
 
 
 class Acceptor:
@@ -239,6 +243,10 @@ class Acceptor:
         self.lastsave = int(time.time())
         self.event_loop_name = "asyncio"
         self.shutdown_requested: asyncio.Future | None = None
+        # A SHUTDOWN or a signal's stop under way or decided, not failed
+        # (shardkv.acceptor.durability: a shard that reloads meanwhile is
+        # asked once it has loaded).
+        self.stop_pending: Any = None
         self.control: socket.socket | None = None  # to the supervisor
         # CLIENT PAUSE (see shardkv.acceptor.pause): its mode, end, timer, and the
         # clients it postponed, in order.
@@ -517,6 +525,8 @@ class Acceptor:
                 self.reloading.add(int(payload))
             elif kind == bus.RELOADED_LINE:
                 self.reloading.discard(int(payload))
+                for hook in self.wiring.on_reloaded:
+                    hook(self, int(payload))
 
     def _config_from_elsewhere(self, number: int, changes: dict[str, Any]) -> None:
         """Another acceptor's CONFIG SET, number ``number`` in the

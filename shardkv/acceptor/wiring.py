@@ -228,6 +228,7 @@ def wiring() -> Wiring:
         },
         stop_by_signal=durability.stop_by_signal,
         on_bus_start=(monitor.on_bus_start,),
+        on_reloaded=(durability.on_reloaded,),
         on_restart=(scripting.learn_scripts, users.learn_users),
     )
 

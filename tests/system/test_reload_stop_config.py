@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 
 import pytest
@@ -109,3 +110,67 @@ def test_config_set_while_a_worker_reloads_answers_at_once_and_reaches_it(tmp_pa
         assert c.dbsize() == KEYS + 2
     finally:
         server.stop()
+
+
+def test_a_shard_that_loads_while_shutdown_save_saves_is_asked_too(tmp_path):
+    """SHUTDOWN SAVE skips the reloading shard; if it loads while the other
+    shard still saves, a write it then acknowledges is saved too (before,
+    it served writes unasked, and stopped without saving them, with no
+    ``save`` rules), or it is refused."""
+    flags = ("--dir", str(tmp_path), "--save", "", "--appendonly", "no")
+    server = start_shardkv(*flags, shards=2)
+    again = None
+    try:
+        c = client(server)
+        p = c.pipeline(transaction=False)
+        for i in range(2000):
+            p.set(f"k{i}", i)
+        p.execute()
+        assert c.save()
+        c.config_set("key-load-delay", 1000)  # ~1 s to reload 1000 keys
+        c.config_set("rdb-key-save-delay", 5000)  # ~5 s for shard 0's save
+        os.kill(worker_pids(server)[1], signal.SIGKILL)
+
+        def loading() -> bool:
+            try:
+                return c.info("persistence")["loading"] == 1
+            except redis.ResponseError:  # not restarted yet
+                return False
+
+        assert until(loading, 60)
+
+        closed: list[bool] = []
+
+        def stop() -> None:
+            try:
+                client(server, retry=False).execute_command("SHUTDOWN", "SAVE")
+            except redis.ConnectionError:  # as Redis: no reply, the connection closes
+                closed.append(True)
+
+        stopping = threading.Thread(target=stop)
+        stopping.start()
+        key = keys_of_shard(1, 2, "late", 1)[0]
+        acked = False
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                acked = c.set(key, "v")
+                break
+            except redis.BusyLoadingError:
+                time.sleep(0.02)
+            except redis.ResponseError as e:  # refused: the shard is shut for the stop
+                assert str(e) == "shard is shutting down"
+                break
+            except redis.ConnectionError:
+                break
+        stopping.join(60)
+        assert closed == [True]
+        assert server.proc.wait(60) == 0
+        again = start_shardkv(*flags, shards=2)
+        c = client(again)
+        assert c.get(key) == (b"v" if acked else None)
+        assert c.dbsize() == 2000 + acked
+    finally:
+        server.stop()
+        if again is not None:
+            again.stop()
