@@ -51,10 +51,12 @@ def test_failed_rewrites_are_counted_until_one_succeeds(kind):
             info = _kill_a_rewrite(server, c, children)
             assert info["aof_last_bgrewrite_status"] == "err"
             assert info["aof_rewrites_consecutive_failures"] == failures
+        assert c.info("stats")["latest_fork_usec"] > 0
         c.config_resetstat()  # as Redis's resetServerStats: the count, and the rewrites and saves
         info = _persistence(c)
         counts = ("aof_rewrites_consecutive_failures", "aof_rewrites", "rdb_saves")
         assert [info[name] for name in counts] == [0, 0, 0]
+        assert c.info("stats")["latest_fork_usec"] == 0  # (stat_fork_time too)
         for failures in (1, 2):
             assert _kill_a_rewrite(server, c, children)["aof_rewrites_consecutive_failures"] == failures
         c.config_set("rdb-key-save-delay", "0")

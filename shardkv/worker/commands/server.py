@@ -228,6 +228,7 @@ def resetstat(ks: Keyspace, args: list[bytes]) -> object:
     if persistence is not None:  # as Redis's resetServerStats
         persistence.rdb_saves = persistence.aof_rewrites = 0
         persistence.aof_rewrites_consecutive_failures = 0
+        persistence.latest_fork_usec = 0  # (stat_fork_time)
     return OK
 
 
