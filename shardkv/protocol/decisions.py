@@ -188,7 +188,7 @@ class DecisionLog:
     next: they are committed (:attr:`kept`), as the file has them, and the
     others undone; with ``appendfsync always`` they are fsynced first, as
     their clients are answered (:attr:`kept_unsynced` says why, if that
-    fails).  What the cancel leaves is fsynced as the ``C`` lines are:
+    fails).  What the cancel leaves, or the cut, is fsynced as the ``C`` lines are:
     with ``always`` before any of them is undone, else with the next
     everysec fsync (:attr:`unsynced`).  Either way every whole line is then kept for good
     (``size`` moves past it), and the next write starts on a fresh line
@@ -278,7 +278,9 @@ class DecisionLog:
                 os.fsync(self.fd)
         except OSError:
             self.end += written
-            if written and not self._cut():
+            if written and self._cut():
+                self._sync_cut(fsync)
+            elif written:
                 self._cancel(ops, lines[:written], fsync)
                 # What stays of the write and its cancel goes to disk with
                 # the next everysec fsync (with ``always`` it was fsynced).
@@ -287,6 +289,21 @@ class DecisionLog:
         self.end += written
         self.size = self.end
         self.unsynced = not fsync
+
+    def _sync_cut(self, fsync: bool) -> None:
+        """A failed write's lines were cut off: the cut goes to disk as
+        they may have (the kernel writes pages back when it likes), else a
+        power cut could keep whole ``C`` lines of operations then undone.
+        With ``always`` at once, before any of them is undone (an fsync
+        that fails leaves it owed, as one of everysec); else with the
+        next everysec fsync."""
+        self.unsynced = True
+        if fsync:
+            try:
+                os.fsync(self.fd)
+            except OSError:
+                return
+            self.unsynced = False
 
     def _cancel(self, ops: list[int], taken: bytes, fsync: bool) -> None:
         """The write of ``ops``'s lines took ``taken`` and failed, and its

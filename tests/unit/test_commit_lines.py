@@ -602,3 +602,55 @@ def test_random_failed_writes_cuts_and_restarts_never_lose_a_commit_nor_keep_an_
         assert decisions.read_committed(path) == committed, (run, open(path, "rb").read())
         log.close()
     assert kinds == 3  # both cases were met: kept lines, and lines cancelled
+
+
+def test_a_cut_of_a_short_write_is_fsynced_before_its_operations_are_undone_with_always(
+    durable_rig, monkeypatch
+):
+    """``appendfsync always``: a short write's whole ``C`` lines may reach
+    the disk whenever the kernel writes the page back; the ftruncate that
+    cuts them off is fsynced before their operations are undone and
+    answered (before, it was not: a power cut could keep the lines of
+    operations answered as not recorded, and commit them)."""
+    acceptor, pipes, client, out, lines, (a, b), path = durable_rig
+    _committed_before(acceptor)
+    ops = _msets(acceptor, pipes, client, a, b, 16)
+    _half_written_then_full(monkeypatch)
+    events: list[tuple[str, int]] = []  # (what, the pipes' and the client's writes before it)
+    real_fsync, real_ftruncate = os.fsync, os.ftruncate
+
+    def seen() -> int:
+        return len(out.written) + sum(len(p.written) for p in pipes)
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", seen()))
+        real_fsync(fd)
+
+    def ftruncate(fd: int, size: int) -> None:
+        events.append(("ftruncate", seen()))
+        real_ftruncate(fd, size)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "ftruncate", ftruncate)
+    acceptor.links[0].data_received(_answers(ops))
+    acceptor.links[1].data_received(_answers(ops))
+    assert events == [("ftruncate", 0), ("fsync", 0)]
+    _undone(
+        acceptor, pipes, out, ops, b"-%s\r\n" % (errors.OP_NOT_RECORDED % "No space left on device").encode()
+    )
+
+
+def test_with_everysec_the_cut_of_a_short_write_is_fsynced_by_the_next_sync(tmp_path, monkeypatch):
+    """``appendfsync everysec``: the ftruncate that cuts a short write's
+    lines off is owed the next once-a-second fsync, as the lines were
+    (before, it was not when nothing else was written since the last)."""
+    log = decisions.DecisionLog(str(tmp_path / "d.decisions"))
+    log.commit_all([1], False)
+    log.sync()
+    assert not log.unsynced
+    _half_written_then_full(monkeypatch)
+    with pytest.raises(OSError):
+        log.commit_all(list(range(2, 18)), False)
+    assert log.uncut == [] and log.unsynced
+    assert decisions.read_committed(log.path) == {1}
+    log.close()
