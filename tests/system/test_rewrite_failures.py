@@ -68,3 +68,31 @@ def test_failed_rewrites_are_counted_until_one_succeeds(kind):
         c.close()
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("kind", ["redis", "shardkv"])
+def test_saves_and_rewrites_are_counted_as_they_start(kind):
+    """rdb_saves and aof_rewrites count the BGSAVEs and rewrites started,
+    as Redis 7.0.15's rdbSaveBackground and rewriteAppendOnlyFileBackground
+    count them before their fork: one whose child dies counts too (before,
+    shardkv counted only those that succeeded)."""
+    server = start_redis(*FLAGS) if kind == "redis" else start_shardkv(*FLAGS, shards=2)
+    children = 1 if kind == "redis" else 2
+    try:
+        c = redis.Redis(port=server.port, socket_timeout=30)
+        c.mset({f"k{i}": i for i in range(200)})
+        c.config_set("rdb-key-save-delay", "100000")  # 20 s a child: it is still writing when killed
+        c.config_resetstat()
+        assert c.bgsave()
+        found = until(lambda: len(_rewrite_children(server)) == children and _rewrite_children(server))
+        assert found, "no save child"
+        for child in found:  # type: ignore[union-attr]
+            child.send_signal(signal.SIGKILL)
+        assert until(lambda: not _persistence(c)["rdb_bgsave_in_progress"])
+        info = _persistence(c)
+        assert (info["rdb_last_bgsave_status"], info["rdb_saves"]) == ("err", 1)
+        info = _kill_a_rewrite(server, c, children)
+        assert (info["aof_last_bgrewrite_status"], info["aof_rewrites"]) == ("err", 1)
+        c.close()
+    finally:
+        server.stop()

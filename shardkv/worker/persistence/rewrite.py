@@ -109,6 +109,9 @@ class Rewrites(AofLog):
             self.aof_history_size = 0
         tmp = files.temp(files.path(files.base(seq)))
         delay = self.cfg.get("rdb-key-save-delay", 0)
+        # As Redis's rewriteAppendOnlyFileBackground: one started, once its
+        # incr is open, before its fork.
+        self.aof_rewrites += 1
         try:
             pid = self._fork(lambda: snapshot.write_snapshot(tmp, self.ks, self.nshards, self.index, delay))
         except OSError as e:
@@ -142,7 +145,6 @@ class Rewrites(AofLog):
         self.last_rewrite_ok = ok
         self.last_rewrite_secs = int(time.time() - child.started)
         if ok:
-            self.aof_rewrites += 1
             self.aof_rewrites_consecutive_failures = 0
             log.info("shard %d: background AOF rewrite finished successfully", self.index)
         else:

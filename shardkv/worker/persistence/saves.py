@@ -63,6 +63,7 @@ class Saves(Forking):
         self.last_bgsave_try = time.time()
         tmp = self.files.temp(self.files.snapshot)
         delay = self.cfg.get("rdb-key-save-delay", 0)
+        self.rdb_saves += 1  # as Redis's rdbSaveBackground: one started, before its fork
         try:
             pid = self._fork(lambda: snapshot.write_snapshot(tmp, self.ks, self.nshards, self.index, delay))
         except OSError as e:
@@ -86,7 +87,6 @@ class Saves(Forking):
         if ok:
             self.dirty -= child.dirty
             self.lastsave = int(time.time())
-            self.rdb_saves += 1
             log.info("shard %d: background saving terminated with success", self.index)
         else:
             discard_temp(child.temp)
