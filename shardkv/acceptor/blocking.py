@@ -40,7 +40,15 @@ Keys on several shards
     its ready keys (:meth:`_CrossShard._ask_others`; a stream read's too,
     whose ``__bwait`` so notified keeps the operation and rank for the
     ``__bclaim`` though it claims no entry).
-    Only step (1) pops, so an element is popped once, for this client.
+    BLPOP, BRPOP, BZPOPMIN, BZPOPMAX, BLMPOP and BZMPOP register
+    ``__bpop`` instead: the shard pops for the client in its turn, as Redis
+    serves it when the push ends, and notifies the reply, which the client
+    gets at once (:meth:`_CrossShard._served`: ``__btake``, the other
+    shards' waits ended by ``__bdone``, which pushes back what one of them
+    popped meanwhile).  What a try or a shard popped for a client gone (or
+    whose connection ends before the reply is out: :func:`lost_unwritten`)
+    goes back to its key (``wire.pushed_back``).
+    Otherwise only step (1) pops, so an element is popped once, for this client.
     Its ``__bwait`` entries carry the stamp of its first run, so they are notified
     in the order the clients blocked, each told whether an element was
     left at its turn (``wire.BWAIT_READY``), counting each ``__bwait``
@@ -81,8 +89,8 @@ command (behind a busy worker, or while a cross-shard try waits for its
 holds), and ``$`` would stand for the written entry.
 
 A client that disconnects while its step (1) runs cannot stop it: what
-that step pops is lost, as in Redis when a client goes away while the
-server serves it.
+that step pops from a list or sorted set goes back to its key (a BLMOVE's
+stays moved, an XREADGROUP's entries stay pending).
 
 CLIENT UNBLOCK (:func:`unblock`)
     The shards decide, in their order, so an element popped for a client
@@ -175,6 +183,8 @@ _NULLS = frozenset({b"*-1\r\n", b"$-1\r\n", b"_\r\n"})
 _REFUSALS = ("OOM ", "MISCONF ")
 _READY = b":1\r\n"  # also a __bwait's wire.BWAIT_READY
 _CLAIMED = b":%d\r\n" % wire.BWAIT_CLAIMED
+_SERVED = b":%d\r\n" % wire.BWAIT_SERVED
+_SERVED_WAKE = wire.SERVED_WAKE
 _NO_TIMEOUT = b"0.000"  # BLOCK 0, as _stream_options gives it
 _TIMED_OUT = b":0\r\n"
 _WRONGTYPE = encode_error(errors.WRONGTYPE)[:10]  # b"-WRONGTYPE"
@@ -197,6 +207,9 @@ ASKED: dict[int, int] = {}
 # each): a command naming one of those keys takes the slow path, which
 # tries them (see :func:`try_at_once`); others stay on the inline path.
 _BY_KEY: dict[bytes, dict[_CrossShard, None]] = {}
+# The last cross-shard pop served to each client, with its reply, until
+# the client goes (see lost_unwritten).
+_UNWRITTEN: dict[Client, tuple[_CrossShard, bytes]] = {}
 _READS: dict[bytes, dict[_CrossShard, None]] = {}
 EAGER: dict[_CrossShard, None] = {}
 EAGER_KEYS: dict[bytes, int] = {}
@@ -253,6 +266,14 @@ def in_timeout_table(token: int) -> bool:
     is one Redis would have in its timeout table (see :func:`_has_timeout`)."""
     wait = WAITING.get(token)
     return wait is not None and wait.timed
+
+
+def _gone(client: Client) -> bool:
+    """Whether nothing written to ``client`` reaches it any more: its
+    connection is lost, or closing (its end read, or killed), though its
+    wait may not be cancelled yet (see :meth:`Client.connection_lost`)."""
+    transport = client.transport
+    return client.closed or transport is None or transport.is_closing()
 
 
 def _blocked(client: Client) -> int:
@@ -500,6 +521,40 @@ class _Notify:
         return encode_command([verb, b"%d" % self.token])
 
 
+class _Taking:
+    """The sink of a shard's answer to a taking verdict (see
+    :meth:`_CrossShard._served`)."""
+
+    __slots__ = ("wait", "key", "reply", "asking")
+
+    def __init__(self, wait: _CrossShard, key: bytes, reply: bytes, asking: bool) -> None:
+        self.wait = wait
+        self.key = key
+        self.reply = reply
+        self.asking = asking
+
+    def deliver(self, body: bytes) -> None:
+        if body:
+            self.wait.taken(self, body)
+
+
+class _Asking:
+    """A ``__bpop``'s place in its link's waits while CLIENT UNBLOCK asks
+    its shards (:meth:`_CrossShard._ask`): a ``BWAIT_SERVED`` that comes
+    meanwhile is taken (the push came first); any other notification is
+    left to the ``__bclaim``'s answer."""
+
+    __slots__ = ("notify",)
+
+    def __init__(self, notify: _Notify) -> None:
+        self.notify = notify
+
+    def deliver(self, body: bytes) -> None:
+        if body.startswith(_SERVED_WAKE):
+            _, key, order = _notification(body)
+            self.notify.wait._served(self.notify, key, order[0], asking=True)  # type: ignore[arg-type]
+
+
 class _ClaimAnswer:
     """The sink of a try's ``__bclaim`` (``wait`` given: it learns whether
     the claim was ``BWAIT_READY``) or ``__bdone``.  Refused (a busy script,
@@ -669,6 +724,7 @@ class _CrossShard:
                     for key in waited:
                         EAGER_KEYS[key] = EAGER_KEYS.get(key, 0) + 1
         self.trying = False  # an atomic try is on its way
+        self.taking = False  # a shard was told to take what it popped (see _served)
         # Tries answered so far, when the one on its way began and its
         # operation (None: XREAD's parts), see _count_try.
         self.tries = 0
@@ -897,6 +953,9 @@ class _CrossShard:
                 self.attempt(ready_key=self.unread.pop(0))  # (see unblock)
                 return
             self.unread = []
+        if (self.done or _gone(self.client)) and body not in _NULLS and body[:1] != b"-":
+            if not (self.stream or self.move):
+                self._push_back(body)
         if self.done:
             self._answer_unblocks(body in _NULLS)
             return
@@ -930,20 +989,30 @@ class _CrossShard:
             self.notifies.append(notify)
             if link.up:
                 link.blocked[notify.token] = notify
+            flags = wire.FLAG_STAMP
             if self.stream:
                 pairs = [x for key in keys for x in (key, ids[key])]
                 bwait = [Verb.BWAIT, name, self.timeout, elapsed, self.group, *pairs]
-            else:
+            elif self.move:
                 bwait = [Verb.BWAIT, name, self.timeout, elapsed, self.count, *keys]
+            else:  # its shards pop for it (see _served)
+                on_key = self._on_key(keys[0])
+                at = b"%d" % on_key.index(keys[0])
+                bwait = [Verb.BPOP, self.timeout, elapsed, self.count, at, b"%d" % len(keys), *keys, *on_key]
+                if self.client.resp3:
+                    flags |= wire.FLAG_RESP3
             command = wire.stamped_command(bwait, self.stamp)  # type: ignore[arg-type]  # timeout and group are set
-            link.send(wire.entry_header(wire.FLAG_STAMP, notify.token, self.client.db), command, notify)
+            link.send(wire.entry_header(flags, notify.token, self.client.db), command, notify)
             if self.done:  # that shard is down
                 return
 
     def notified(self, notify: _Notify, body: bytes) -> None:
+        body, key, order = _notification(body)
+        if body == _SERVED:
+            self._served(notify, key, order[0])  # type: ignore[arg-type]  # a served key
+            return
         if self.done or notify not in self.notifies:
             return  # a late answer from a round already over
-        body, key, order = _notification(body)
         if order and len(self.notifies) > 1:
             if self.stream:  # its claim (of no element) ends now
                 notify.link.send_control(notify.verb(Verb.BDONE), _IGNORE)
@@ -965,6 +1034,80 @@ class _CrossShard:
                 stats.unblocked(stat_name(self.args), ns, body[1:-2].decode("latin-1"))
                 stats.slow(self.argv, ns // 1000, client.addr, client.name)
             self.finish(body)  # an error: as above, or the shard is gone
+
+    def _push_back(self, body: bytes) -> None:
+        """The client went away while its try popped ``body`` (a list's or
+        sorted set's elements), or before (its reply is dropped): they go
+        back to the head of their key, as what a shard popped for it and
+        could not hand over does (see :meth:`_served`), not lost."""
+        reader = hiredis.Reader()
+        reader.feed(body)
+        popped = reader.gets()
+        if type(popped) is not list or not popped:
+            return
+        args = self.args
+        where = args[3 + int(args[2])] if self.mpop and args[0].lower() == b"blmpop" else b""
+        back = wire.pushed_back(args[0], where, popped[0], popped)
+        client = self.client
+        link = client.server.links[client.server.shard_of(popped[0])]
+        link.send(wire.entry_header(0, 0, client.db), encode_command(back), _IGNORE)
+
+    def _served(self, notify: _Notify, key: bytes, reply: bytes, asking: bool = False) -> None:
+        """A ``__bpop``'s shard popped for the client (``reply``, from
+        ``key``), as Redis serves it when the push ends, and waits in place
+        for this verdict, which goes at once, never waiting on a shard: the
+        first shard that served a wait still on is told to take it (its
+        other ``__bpop``s end: one that served meanwhile finds no wait and
+        gives back: ``ShardLink`` answers a wake it lists no wait for), the client gets the reply
+        once the shard answers that it logged the pop (:class:`_Taking`);
+        a wait already over (a timeout, a try on its way, its client gone)
+        has it given back, unseen.  ``asking``: a CLIENT UNBLOCK asks the
+        shards (:meth:`_ask`): the push came first, so the client gets it
+        and CLIENT UNBLOCK answers 0."""
+        take = (
+            not self.done
+            and not self.taking
+            and self.pinned is None
+            and not _gone(self.client)
+            and (asking or (notify in self.notifies and not self.trying))
+        )
+        link = notify.link
+        link.send_frame(wire.encode_verdict(notify.token, take))
+        if not take:
+            return
+        self.trying = self.taking = True
+        others = [other for other in self.notifies if other is not notify]
+        self.notifies = []
+        for other in others:
+            other.cancel()
+        link.blocked[notify.token] = _Taking(self, key, reply, asking)
+
+    def taken(self, taking: _Taking, body: bytes) -> None:
+        """The shard answered a taking verdict (see :meth:`_served`):
+        ``:1``, it logged the pop, so the client gets the reply now; ``:0``,
+        it had given the element back (it waited past its bound): try on
+        that key, as after ``BWAIT_READY``; an error: the shard is gone."""
+        asking = taking.asking
+        self.taking = False
+        if body == _READY:
+            reply = taking.reply
+            if self.done or _gone(self.client):
+                self._push_back(reply)  # (a client gone meanwhile: visible, see the README)
+                if self.done:
+                    return
+            self.trying = False
+            self.try_began = perf_counter_ns()
+            self.op = None
+            self._count_try(reply, True)
+            self.finish(reply)
+            return
+        if asking or self.done:
+            return  # (CLIENT UNBLOCK's question decides)
+        self.trying = False
+        if body == _TIMED_OUT:
+            self.attempt(ready_key=taking.key)
+        else:
+            self.finish(body)
 
     def _ask_others(self, notify: _Notify, claim: tuple[_Notify, bytes, bytes | None, tuple]) -> None:
         """A cross-shard operation made the key of ``notify`` ready: it may
@@ -1051,6 +1194,8 @@ class _CrossShard:
         self._forget_keys()
         self._cancel_notifies()
         self.slot.deliver(body)
+        if body not in _NULLS and body[:1] != b"-" and not (self.stream or self.move or _gone(self.client)):
+            _UNWRITTEN[self.client] = (self, body)  # until written (see lost_unwritten)
         _unblocked(self.client, self.token)
         self._answer_unblocks(False)
 
@@ -1099,7 +1244,11 @@ class _CrossShard:
             # CLIENT UNBLOCK: in its step, see _ask).
             notifies, self.notifies = self.notifies, []
             for notify in notifies:
-                notify.link.blocked.pop(notify.token, None)
+                link = notify.link
+                if pin is None and link.blocked.pop(notify.token, None) is not None:
+                    link.blocked[notify.token] = _Asking(notify)  # (a BWAIT_SERVED meanwhile is taken)
+                else:
+                    link.blocked.pop(notify.token, None)
             if pin is None and notifies:
                 self._ask(notifies)
             else:
@@ -1150,6 +1299,9 @@ class _CrossShard:
     def asked(self, notifies: list[_Notify], answers: list[bytes]) -> None:
         """The ``__bclaim``s of :meth:`_ask` answered (in the order of
         ``notifies``)."""
+        for notify in notifies:
+            if type(notify.link.blocked.get(notify.token)) is _Asking:
+                del notify.link.blocked[notify.token]
         claims = [(notify, *_notification(body)) for notify, body in zip(notifies, answers, strict=True)]
         if self._claims_abandoned(claims):
             return
@@ -1618,7 +1770,18 @@ def _unblocked_body(client: Client, error: bool, args: list[bytes] | None = None
     return encode_error(errors.UNBLOCKED) if error else encode(NULL_ARRAY, client.resp3)
 
 
+def lost_unwritten(client: Client) -> None:
+    """``client``'s connection is lost, its replies not yet written
+    dropped: if one of them is what its last cross-shard pop took (behind a
+    reply not ready yet, such as a step's gate), that goes back to its key,
+    as what a shard popped for a client gone does, not lost."""
+    served = _UNWRITTEN.pop(client, None)
+    if served is not None and served[0].slot in client.pending:
+        served[0]._push_back(served[1])
+
+
 def on_disconnect(client: Client) -> None:
+    _UNWRITTEN.pop(client, None)
     client.state.take_held()  # they will never run
     wait = WAITING.pop(client.state.blocked_token, None) if client.state.blocked_token else None
     if wait is not None:

@@ -26,7 +26,7 @@ from binascii import crc_hqx
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from shardkv.acceptor.blocking import EAGER, EAGER_KEYS, decided_later
+from shardkv.acceptor.blocking import EAGER, EAGER_KEYS, decided_later, lost_unwritten
 from shardkv.acceptor.dispatch import HEADERS, PART_HEADERS, Dispatch, db_headers
 from shardkv.acceptor.pause import PAUSED
 from shardkv.acceptor.replies import BareSlot, Pushed, Slot
@@ -125,9 +125,17 @@ class Client(Dispatch, asyncio.Protocol):
             self.state.authenticate()
         self.server.client_connected(self)
 
+    def eof_received(self) -> None:
+        """The client closed its end: the transport closes (nothing written
+        after this reaches it), so what a cross-shard pop served it and is
+        not out yet goes back (see :func:`lost_unwritten`)."""
+        if self.transport is not None and not self.transport.get_write_buffer_size():
+            lost_unwritten(self)
+
     def connection_lost(self, exc: Exception | None) -> None:
         failed = self.closed  # Client.failed closed it: nothing more of it runs
         self.closed = True
+        lost_unwritten(self)
         self.pending.clear()
         # Commands it sent that wait behind one of shardkv's own waits (an
         # EXEC or a CLIENT UNBLOCK that waits for the shards, a MIGRATE, a
@@ -634,6 +642,7 @@ class Client(Dispatch, asyncio.Protocol):
             self.server.client_left(self)
             return
         self.closing = True  # nothing held runs (resume), and it does not leave (connection_lost)
+        lost_unwritten(self)  # (its output is discarded from now on)
         if self.transport is not None:
             # Redis discards a killed client's output: close() would wait for
             # a peer that reads nothing, its slot held until it does.

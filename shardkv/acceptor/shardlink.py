@@ -888,8 +888,13 @@ class ShardLink:
         elif kind == wire.WAKE:
             token, body = wire.decode_wake(payload)
             sink = self.blocked.pop(token, None)
-            if sink is not None:  # None: its client went away
+            if sink is not None:
                 deliver(sink, body, "delivering a blocking command's reply")
+            elif body.startswith(wire.SERVED_WAKE):
+                # Its wait is over (its client went away, another shard
+                # served it, a timeout): the shard that popped for it waits
+                # in place for a verdict, so it still gets one, a give-back.
+                self.send_frame(wire.encode_verdict(token, False))
         elif kind == wire.CONTROL:
             self._control(payload)
         elif kind == wire.EVENTS:

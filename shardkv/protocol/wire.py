@@ -48,6 +48,9 @@ Acceptor -> worker
     already answered, is ignored).  Tokens are each acceptor's own: this
     cancels the token of the pipe it came on.  (CLIENT UNBLOCK, which needs
     an answer, is an entry of a batch instead: :attr:`Verb.UNBLOCK`.)
+``V`` *verdict*: ``V<token> <0|1>`` in ASCII: the answer to a
+    ``BWAIT_SERVED`` wake of that token (see :data:`BWAIT_SERVED`), read
+    by the shard that waits in place for it (:func:`encode_verdict`).
 ``C`` *control*: ``C`` + one control message (see below): a step of a
     cross-shard operation, or the answer to a worker's ``InDoubt``.
 ``A`` *answer*: ``A`` + a RESP reply body: the answer to the worker's
@@ -319,6 +322,7 @@ SCRIPT_QUERY = 81  # b"Q"
 SCRIPT_ANSWER = 65  # b"A"
 INQUIRY = 73  # b"I", both ways
 TRY_HOLD = 84  # b"T", both ways
+VERDICT = 86  # b"V": acceptor -> worker, see encode_verdict
 TRY_FRAME = b"T"  # acceptor -> worker: hold the shard for me if it is free now
 TRY_GRANTED = b"T1"  # worker -> acceptor: held for you until __release
 TRY_REFUSED = b"T0"  # worker -> acceptor: not held (the shard was not free)
@@ -517,6 +521,17 @@ def encode_wake(token: int, body: bytes) -> bytes:
 
 def decode_wake(payload: bytes) -> tuple[int, bytes]:
     return _U64.unpack_from(payload, 1)[0], payload[9:]
+
+
+def encode_verdict(token: int, take: bool) -> bytes:
+    """``V`` (acceptor -> worker): the verdict on the ``BWAIT_SERVED`` of
+    ``token``: take what was popped (deliver it) or give it back."""
+    return b"V%d %d" % (token, take)
+
+
+def decode_verdict(payload: bytes) -> tuple[int, bool]:
+    token, take = payload[1:].split(b" ")
+    return int(token), take == b"1"
 
 
 def encode_piece(piece: bytes | memoryview, last: bool) -> bytes:
@@ -1008,6 +1023,43 @@ def decode_others_events(payload: bytes) -> tuple[int, list[tuple[int, bytes, in
 # Redis would not have served it (its list was gone at its turn).
 BWAIT_READY = 1
 BWAIT_CLAIMED = 2
+# BWAIT_SERVED: a __bpop's notification, [BWAIT_SERVED, key, reply]: the
+# shard popped for its client at its turn, as Redis serves it when the push
+# ends, and waits in place for the acceptor's verdict on that token (a ``V``
+# frame, see encode_verdict): taken, it logs the pop and wakes the token
+# again with ``:1``, the acceptor's cue to deliver the reply; not taken (or
+# none within its bound, or the pipe lost), the element goes back to the
+# key's head unseen.  A late taking verdict, after the bound, is answered
+# ``:0`` (the acceptor then tries, as after BWAIT_READY).
+BWAIT_SERVED = 3
+SERVED_WAKE = b"*3\r\n:3\r\n"  # how a BWAIT_SERVED wake's body begins
+
+
+def pushed_back(name: bytes, where: bytes, key: bytes, popped: list[Any]) -> list[bytes]:
+    """The command that puts back at ``key``'s head what the blocking pop
+    ``name`` (BLPOP, BRPOP, BLMPOP with ``where`` LEFT or RIGHT, BZPOPMIN,
+    BZPOPMAX, BZMPOP) popped from it, ``popped`` its reply: BLPOP's element
+    goes back to the left, BRPOP's to the right, BLMPOP's in reverse order
+    (the first popped ends at the head); a sorted set's members with their
+    scores.  What a shard popped for a client that another shard served
+    first, or that went away, goes back so (shardkv.worker.blocking,
+    shardkv.acceptor.blocking)."""
+    name = name.lower()
+    if name in (b"bzpopmin", b"bzpopmax"):
+        return [b"ZADD", key, _score(popped[2]), popped[1]]
+    if name == b"bzmpop":
+        return [b"ZADD", key, *(x for pair in popped[1] for x in (_score(pair[1]), pair[0]))]
+    if name == b"blmpop":
+        left = where.lower() == b"left"
+        elements = popped[1]
+    else:
+        left = name == b"blpop"
+        elements = [popped[1]]
+    return [b"LPUSH" if left else b"RPUSH", key, *reversed(elements)]
+
+
+def _score(score: object) -> bytes:
+    return score if type(score) is bytes else repr(score).encode()
 
 
 class Verb:
@@ -1049,6 +1101,17 @@ class Verb:
     # XREADGROUP's error; made ready by a cross-shard operation, [BWAIT_READY,
     # key, op, rank], kept for one __bclaim or __bdone.)
     BWAIT = b"__bwait"
+    # __bpop timeout elapsed-ms count at nkeys key... command... -> a __bwait
+    # (the same answers and claims) of a BLPOP, BRPOP, BZPOPMIN, BZPOPMAX,
+    # BLMPOP or BZMPOP across shards that pops for its client: a key made
+    # ready by a plain write serves it in its turn with ``command`` (the
+    # client's command on one key, that key at ``at``), and it is notified
+    # [BWAIT_SERVED, key, reply] (the reply in its client's protocol: the
+    # entry's FLAG_RESP3).  (A key that can serve it as it comes notifies
+    # it BWAIT_READY: its client tries.)  The shard pops only while it is
+    # free, and then waits in place for the verdict (see BWAIT_SERVED and
+    # encode_verdict).
+    BPOP = b"__bpop"
     # __bclaim token -> the notification ([BWAIT_READY or BWAIT_CLAIMED, key]) of
     # the __bwait of ``token`` on this pipe whose claim is not done, else 0
     # (a __bwait still waiting is forgotten).  The keys made ready before it

@@ -97,6 +97,21 @@ rank]``: its rank among the keys that operation made hold a value a
 blocked command pops (:func:`note_ready`, on the executor), so that the
 acceptor serves its client from the first of them, as Redis does.
 
+Popping for a client across shards: ``__bpop``
+---------------------------------------------
+BLPOP, BRPOP, BZPOPMIN, BZPOPMAX, BLMPOP and BZMPOP across shards wait
+with ``__bpop`` instead (the same answers as a ``__bwait``, plus the
+client's command on one key): a key a plain write made ready serves it in
+its turn by popping for it, as Redis serves a blocked client when the push
+ends, and notifies ``[BWAIT_SERVED, key, reply]`` (:meth:`Waiters.pop_for`);
+what it popped is *held* until ``__btake`` (handed over).  A ``__bdone``
+or ``__bclaim`` instead, or the loss of its pipe, pushes it back to the
+key's head (:meth:`Waiters.hand_back`): another shard served the client
+first, the client went away, or CLIENT UNBLOCK asks (whose try pops it
+again, under the claim a ``__bclaim`` leaves).  So what a shard pops for a
+client across shards is delivered once or goes back.  A key a cross-shard
+operation made ready notifies a ``__bpop`` as a ``__bwait`` (with its rank).
+
 Writing a blocking command (a sorted-set example)::
 
     def bzpopmin(ks: Keyspace, args: list[bytes]) -> object:
@@ -201,10 +216,13 @@ class Wait:
     (a blocked XREADGROUP fails when its stream is deleted); ``claims``: a
     ``__bwait`` that pops nothing but counts as taking that many elements
     (its BLMPOP's COUNT, else 1; 0: not such a waiter; see
-    :meth:`Waiters.serve_ready`).
+    :meth:`Waiters.serve_ready`); ``pops``: a ``__bpop``'s command on one
+    key and that key's place in it: it pops for its client in its turn
+    (:meth:`Waiters.pop_for`), and claims only when a cross-shard
+    operation made its key ready.
     """
 
-    __slots__ = ("keys", "timeout", "serve", "deny", "expired", "missing", "claims")
+    __slots__ = ("keys", "timeout", "serve", "deny", "expired", "missing", "claims", "pops")
 
     def __init__(
         self,
@@ -215,6 +233,7 @@ class Wait:
         expired: object = NULL_ARRAY,
         missing: bool = False,
         claims: int = 0,
+        pops: tuple[list[bytes], int] | None = None,
     ) -> None:
         self.keys = keys
         self.timeout = timeout
@@ -223,6 +242,9 @@ class Wait:
         self.expired = expired
         self.missing = missing
         self.claims = claims
+        # A __bpop's: its client's command on one key, and where that key
+        # goes in it (see Waiters.pop_for).
+        self.pops = pops
 
 
 class Waiter:
@@ -306,6 +328,17 @@ class Waiters:
         # and the elements claimed per key.
         self.claims: dict[tuple[int, int], tuple[tuple[int, bytes], int, int, tuple]] = {}
         self.claimed: dict[tuple[int, bytes], int] = {}
+        # What a __bpop popped for its client, by (pipe, token): (key,
+        # the command that popped, its reply, its count), while the shard
+        # waits in place for the verdict (see pop_for).
+        self.held: dict[tuple[int, int], tuple[tuple[int, bytes], list[bytes], object, int]] = {}
+        # Set by the shard: whether it may pop for a __bpop now (free: not
+        # parked, a pipe to wait on), the wait for a verdict (sending the
+        # wakes first: True taken, False or None not), and the send of the
+        # wakes so far.  Unset, a __bpop is notified as a __bwait.
+        self.free: Callable[[], bool] | None = None
+        self.verdict: Callable[[int, int], bool | None] | None = None
+        self.send_wakes: Callable[[], None] | None = None
         # The ready keys a cross-shard operation made ready: (its id, the
         # key's rank in it), which their __bwaits' notifications carry (see
         # mark_keys), until they serve.
@@ -603,17 +636,22 @@ class Waiters:
                 claimed = self.claimed.get(dbkey, 0)  # elements of the __bwait waiters notified so far
                 for waiter in list(queue):
                     value = lookup(key)
-                    if value is None and not waiter.wait.missing:
+                    wait = waiter.wait
+                    if value is None and not wait.missing:
                         if any(w.wait.missing for w in queue):
                             continue  # a blocked XREADGROUP still gets its error
                         break
                     if (waiter.pipe, waiter.token) not in self.by_token:
                         continue
-                    if claimed and not waiter.wait.claims:
+                    pops = wait.pops is not None and not order and self.free is not None and self.free()
+                    if claimed and (pops or not wait.claims):
                         break  # its turn comes once the tries before it have run
+                    if pops:
+                        self.pop_for(waiter, key)
+                        continue
                     left = not claimed or value is None or claimed < len(value)  # type: ignore[arg-type]  # a list or zset
-                    if self._serve(waiter, key, left, order) and waiter.wait.claims:
-                        claimed += waiter.wait.claims
+                    if self._serve(waiter, key, left, order) and wait.claims:
+                        claimed += wait.claims
         finally:
             if ks.db != here:
                 ks.select(here)
@@ -674,6 +712,105 @@ class Waiters:
             self.record(args, value)
         self.mark(args)  # BLMOVE's destination may serve others now
         return True
+
+    def pop_for(self, waiter: Waiter, key: bytes) -> None:
+        """Serve the ``__bpop`` ``waiter`` from ``key`` *in place*: pop with
+        its client's command on that key, as Redis serves a blocked client
+        as the push ends, notify ``[BWAIT_SERVED, key, reply]`` and wait
+        right here, running nothing else, for the acceptor's verdict
+        (:attr:`verdict`, a ``V`` frame).  Taken: the pop is logged (the
+        AOF; its keyspace events, noted, leave with the batch's) and
+        ``:1`` on the same token tells the acceptor to deliver the reply.
+        Not taken (``__bdone``: another shard served the client first, or
+        it went away), no verdict within :data:`VERDICT_WAIT_S`, or the
+        pipe lost: the element goes back to the key's head with nothing
+        logged or noted, its TTL and WATCH version as they were
+        (:meth:`_give_back`), and the key serves its next waiter, as if
+        the push had come after the client left: nothing ran on this shard
+        meanwhile, so no one saw the key without it.  A key of another type
+        serves nothing (it waits on)."""
+        ks = self.ks
+        noted = ks.events
+        mark = len(noted) if noted is not None else 0
+        was = _before_pop(ks, key)
+        notification = self._pop(waiter, key)
+        if notification is None:
+            return
+        self._forget(waiter)
+        pipe, token = waiter.pipe, waiter.token
+        self.wakes.append((pipe, wire.encode_wake(token, encode(notification, 0))))
+        held = self.held.pop((pipe, token), None)
+        if held is None:  # an error: nothing popped, the reply as it is
+            return
+        verdict = self.verdict(pipe, token) if self.verdict is not None else None
+        if verdict:
+            _, command, value, _ = held
+            if self.record is not None:
+                self.record(command, value)
+            self.wakes.append((pipe, wire.encode_wake(token, b":1\r\n")))
+            if self.send_wakes is not None:
+                self.send_wakes()  # after the pop's AOF record (a send commits first)
+            return
+        if noted is not None:
+            del noted[mark:]  # its events, never sent
+        self._give_back(held, was)
+
+    def _pop(self, waiter: Waiter, key: bytes) -> list | None:
+        """Pop for ``waiter`` from ``key`` (see :meth:`pop_for`): its
+        notification, or None when the key holds another type.  Nothing is
+        logged yet."""
+        ks = self.ks
+        command, at = waiter.wait.pops  # type: ignore[misc]  # a __bpop's
+        if type(ks.peek(key)) is not KINDS[command[0].lower()]:
+            return None
+        command = [*command]
+        command[at] = key
+        handler = find(command[0])
+        try:
+            if not ks.noting:
+                value = handler(ks, command)  # type: ignore[misc]  # a blocking command's
+            else:  # someone listens: its events, as the command's own
+                before = events.before(ks, command)
+                value = handler(ks, command)  # type: ignore[misc]
+                events.derive(ks, command, value, before)
+        except CommandError as e:
+            value = Error(e.message)
+        except Exception:  # a bug must not take the shard down
+            log.exception("popping for a blocked %r failed", command[0])
+            value = Error(errors.INTERNAL % commands.error_name(command))
+        notification = [wire.BWAIT_SERVED, key, encode(value, waiter.resp3)]
+        if type(value) is not Error:
+            self.held[waiter.pipe, waiter.token] = ((waiter.db, key), command, value, int(waiter.args[3]))
+        return notification
+
+    def _give_back(self, held: tuple, was: tuple[int | None, int | None]) -> None:
+        """Put what a pop took (``held``: key, command, reply) back at its
+        key's head, unseen: nothing logged, noted or counted as a change
+        (the key's TTL and WATCH version ``was`` before the pop are its
+        again).  (A key that holds another type by then, which no command
+        can have made while the shard waited, cannot take it: logged.)"""
+        dbkey, command, value, _ = held
+        db, key = dbkey
+        ks = self.ks
+        here = ks.db
+        if db != here:
+            ks.select(db)
+        try:
+            where = command[4] if command[0].lower() == b"blmpop" else b""
+            back = wire.pushed_back(command[0], where, key, value)
+            try:
+                find(back[0])(ks, back)  # type: ignore[misc]  # LPUSH, RPUSH or ZADD
+            except CommandError as e:
+                log.warning("an element popped for a blocked %r could not go back: %s", command[0], e.message)
+                return
+            when, version = was
+            if when is not None:
+                ks.set_expire(key, when)
+            if version is not None:
+                ks.watched[key] = version
+        finally:
+            if ks.db != here:
+                ks.select(here)
 
     # -- timeouts -------------------------------------------------------------
 
@@ -778,6 +915,49 @@ def bwait(ks: Keyspace, args: list[bytes]) -> object:
     if serve is not _notify:
         return Wait(keys, timeout, serve, deny=0, expired=0, missing=kind is None)
     return Wait(keys, timeout, serve, deny=0, expired=0, claims=claims)
+
+
+def bpop(ks: Keyspace, args: list[bytes]) -> object:
+    """__bpop timeout elapsed-ms count at nkeys key [key ...] command [arg ...]
+
+    A ``__bwait`` (the same answers; see :func:`bwait`) of a cross-shard
+    BLPOP, BRPOP, BZPOPMIN, BZPOPMAX, BLMPOP or BZMPOP that pops for its
+    client: a key a plain write made ready serves it in its turn with
+    ``command`` (its client's command on that key alone, the key at
+    ``at``), as Redis serves a blocked client as the push ends, before the
+    pusher's next command; the notification then carries the reply,
+    ``[wire.BWAIT_SERVED, key, reply]``, and the shard holds what it
+    popped until ``__btake`` (a ``__bdone`` or ``__bclaim`` pushes it back:
+    :meth:`Waiters.hand_back`).  A key a cross-shard operation made ready
+    notifies it as a ``__bwait``'s (its client is served from the key the
+    operation made ready first).  A key that can serve it as it comes pops
+    at once too (:meth:`Waiters._pop_at_once`)."""
+    timeout = parse_timeout(args[1])
+    claims = int(args[3])
+    at = int(args[4])
+    n = int(args[5])
+    keys = args[6 : 6 + n]
+    command = args[6 + n :]
+    kind = KINDS[command[0].lower()]
+    lookup = ks.peek  # a probe, not an access
+    for key in keys:
+        if type(lookup(key)) is kind:
+            return [wire.BWAIT_READY, key]
+    if timeout:
+        timeout -= int(args[2])
+        if timeout <= 0:
+            return 0
+    serve = functools.partial(_notify_kind, kind)
+    return Wait(keys, timeout, serve, deny=0, expired=0, claims=claims, pops=(command, at))
+
+
+def _before_pop(ks: Keyspace, key: bytes) -> tuple[int | None, int | None]:
+    """``key``'s TTL (ms) and WATCH version before a pop, for a give-back."""
+    return ks.get_expire(key), ks.watched.get(key)
+
+
+def _notify_kind(kind: type | None, ks: Keyspace, args: list[bytes], key: bytes) -> object:
+    return wire.BWAIT_READY if type(ks.peek(key)) is kind else None
 
 
 def _notify_stream(ready: Callable, rest: list, ks: Keyspace, args: list[bytes], key: bytes) -> object:
@@ -935,4 +1115,5 @@ HANDLERS: Handlers = {
 # The blocking commands, by name: the form that may wait, and the type it pops.
 BLOCKING: BlockingForms = {
     Verb.BWAIT: Blocking(bwait, None),
+    Verb.BPOP: Blocking(bpop, None),
 }

@@ -332,6 +332,7 @@ class Pipes:
         self.orders = [tuple((turn + k) % n for k in range(n)) for turn in range(n)]
         self.next_sweep = time.monotonic() + 1.0 / shard.keyspace.runtime.hz
         shard.send_to = self.send_to
+        shard.recv_verdict = self.recv_verdict
         shard.npipes = len(conns)
         shard.send_state = self.send_state
         shard.refusals = Refusals(shard, self)
@@ -532,6 +533,57 @@ class Pipes:
                 else:
                     pipe.take_others(reads=1)
 
+    def recv_verdict(self, index: int, token: int, bound: float) -> bool | None:
+        """Wait on pipe ``index`` for the verdict (``V``) on the
+        ``BWAIT_SERVED`` of ``token``, for a shard that popped for a client
+        across shards and waits where it is (see :meth:`Waiters.pop_for
+        <shardkv.worker.blocking.Waiters.pop_for>`): ``I`` frames are
+        answered and ``T`` frames refused at once, every other frame (of
+        every pipe) kept in its pipe's backlog, in order, as a parked
+        shard's.  True taken, False not; None after ``bound`` seconds or
+        when the pipe is lost (it gives back)."""
+        target = self.pipes[index] if index < len(self.pipes) else None
+        if target is None or target.broken:
+            return None
+        reader = target.reader
+        deadline = time.monotonic() + bound
+        taken = False
+        try:
+            while True:
+                while reader.has_frame():
+                    payload = reader.pop()
+                    kind = payload[0]
+                    if kind == wire.VERDICT:
+                        got, take = wire.decode_verdict(payload)
+                        if got == token:
+                            return take
+                        target.backlog.append(payload)  # a late one: answered in its turn
+                    elif kind == wire.INQUIRY:
+                        target.answer(payload)
+                    elif kind == wire.TRY_HOLD:
+                        target.send_state(wire.TRY_REFUSED)
+                    else:
+                        target.backlog.append(payload)
+                if not taken:  # what the other pipes read ahead: the kernel does not show it
+                    taken = True
+                    for pipe in self.pipes:
+                        if pipe is not None and pipe is not target and not pipe.broken:
+                            pipe.take_others(reads=0)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                fds = [fd for fd, p in self.by_fd.items() if p is target or not p.broken]
+                ready, _, _ = select.select(fds, [], [], left)
+                for fd in ready:
+                    pipe = self.by_fd[fd]
+                    if pipe is target:
+                        reader.fill()
+                    else:
+                        pipe.take_others(reads=1)
+        except (EOFError, OSError):
+            target.broken = True
+            return None
+
     def _take_others(self, busy: int) -> None:
         """Every pipe but pipe ``busy``: answer its ``I`` frames, keep the rest."""
         for pipe in self.pipes:
@@ -651,6 +703,12 @@ class Pipes:
             shard.send_wakes()
         elif kind == wire.CANCEL:
             shard.waiters.cancel(int(payload[1:]), pipe.index)
+        elif kind == wire.VERDICT:
+            # A verdict that came after its shard stopped waiting (see
+            # recv_verdict): the element went back; a taking one is told so.
+            token, take = wire.decode_verdict(payload)
+            if take:
+                pipe.send(wire.encode_wake(token, b":0\r\n"))
         elif kind == wire.INQUIRY:
             pipe.send(shard.inquiry_answer(payload))
         elif kind == wire.TRY_HOLD:

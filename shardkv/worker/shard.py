@@ -126,6 +126,10 @@ class Prepared:
 
 # Shard.bodies while the shard is parked by a cross-shard operation.
 PARKED: list[bytes] = []
+# How long a shard that popped for a client across shards waits in place
+# for its acceptor's verdict (an acceptor stopped, not dead: it answers at
+# once otherwise) before it gives the element back (see Waiters.pop_for).
+VERDICT_WAIT_S = 1.0
 
 # An entry of the batch prepared with the one before it (Shard.gather_parts).
 GATHERED: list[bytes] = []
@@ -166,6 +170,12 @@ class Shard:
         # Blocked commands (BLPOP...) waiting for keys of this shard.
         self.waiters = Waiters(self.keyspace, self.record)
         self.acceptor_lost_hooks.append(self.waiters.clear)
+        # Set by the loop: wait on a pipe for the verdict on a token's
+        # BWAIT_SERVED, at most so many seconds (see _await_verdict).
+        self.recv_verdict: Callable[[int, int, float], bool | None] | None = None
+        self.waiters.free = self._free_to_pop
+        self.waiters.verdict = self._await_verdict
+        self.waiters.send_wakes = self.send_wakes
         # Set by the loop (shardkv.worker.loop): send a frame, and block for
         # the next frame, on the current pipe (``keyspace.pipe``), and send
         # a frame on another acceptor's pipe (a wake, a share of events).
@@ -1285,6 +1295,26 @@ class Shard:
                     failed = e
             if failed is not None:
                 raise failed
+
+    def _free_to_pop(self) -> bool:
+        """Whether a ``__bpop`` may be served in place now: the loop can
+        wait for its verdict, and the shard is not parked (a parked shard
+        never pops: it waits for its operation's coordinator alone)."""
+        return self.recv_verdict is not None and self.bodies is not PARKED
+
+    def _await_verdict(self, pipe: int, token: int) -> bool | None:
+        """Send the wakes so far (the ``BWAIT_SERVED`` of ``token`` last,
+        after what the batch logged before it: a send commits first), then
+        wait on ``pipe`` for the verdict on it, every other frame kept in
+        order (see :meth:`Pipes.recv_verdict
+        <shardkv.worker.loop.Pipes.recv_verdict>`): True taken, False not,
+        None none within :data:`VERDICT_WAIT_S` or the pipe lost."""
+        try:
+            self.send_wakes()
+        except (EOFError, OSError):
+            return None  # (the pipe is lost after this frame)
+        assert self.recv_verdict is not None
+        return self.recv_verdict(pipe, token, VERDICT_WAIT_S)
 
     def serve_left(self) -> None:
         """Serve the keys made ready between batches (the claims of a lost

@@ -278,6 +278,97 @@ def test_a_bwait_claims_its_elements_until_its_bdone(shard):
     assert run(shard, "LLEN", "src") == 1 and not shard.waiters.claimed
 
 
+def _bpop(*keys: bytes, command: tuple[bytes, ...] = (b"BLPOP", b"k", b"0"), at: int = 1) -> list[bytes]:
+    """``__bpop`` of a cross-shard wait on ``keys`` (no timeout), popping with ``command``."""
+    return [wire.Verb.BPOP, b"0", b"0", b"1", b"%d" % at, b"%d" % len(keys), *keys, *command]
+
+
+def _served(key: bytes, reply: bytes) -> bytes:
+    return b"*3\r\n:3\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(key), key, len(reply), reply)
+
+
+def _in_place(shard: Shard, verdicts: list[bool | None]) -> list[tuple[int, int, bytes]]:
+    """Let ``shard`` serve ``__bpop``s in place, each verdict the next of
+    ``verdicts``; what it sent meanwhile: (pipe, token, wake body) each, and
+    what the key held when the verdict was asked for (see Waiters.pop_for)."""
+    sent: list = []
+
+    def send(frame: bytes, logged: object = None) -> None:
+        sent.append(("wake", *wire.decode_wake(frame)))
+
+    def recv_verdict(pipe: int, token: int, bound: float) -> bool | None:
+        sent.append(("verdict", pipe, token))
+        return verdicts.pop(0)
+
+    shard.send = send
+    shard.recv_verdict = recv_verdict
+    return sent
+
+
+def test_a_bpop_is_served_in_place_as_the_push_ends(shard):
+    """A ``__bpop`` is served in its turn by the push that made its key
+    ready, before the pusher's next command (here DEL, which finds the key
+    gone, as in Redis): its wake carries the reply, the shard waits there
+    for the verdict, and taken, it logs the pop and says so (``:1``)."""
+    sent = _in_place(shard, [True])
+    logged: list = []
+    shard.waiters.record = lambda command, value: logged.append(command)
+    assert wire.decode_replies(shard.run_batch(_batch((5, _bpop(b"k"))))) == [b""]
+    batch = _batch((0, [b"RPUSH", b"k", b"x"]), (0, [b"DEL", b"k"]))
+    assert wire.decode_replies(shard.run_batch(batch)) == [b":1\r\n", b":0\r\n"]
+    assert sent == [
+        ("wake", 5, _served(b"k", b"*2\r\n$1\r\nk\r\n$1\r\nx\r\n")),
+        ("verdict", 0, 5),
+        ("wake", 5, b":1\r\n"),
+    ]
+    assert logged == [[b"BLPOP", b"k", b"0"]] and not shard.waiters.held
+    assert run(shard, "EXISTS", "k") == 0
+
+
+def test_a_bpop_is_notified_ready_when_its_key_can_serve_it_as_it_comes(shard):
+    """A push through another acceptor may reach the shard between the
+    client's try and its ``__bpop``: the ``__bpop`` answers ``BWAIT_READY``
+    at once (its client tries), popping nothing."""
+    _in_place(shard, [])
+    assert run(shard, "RPUSH", "k", "x", "y") == 2
+    assert wire.decode_replies(shard.run_batch(_batch((5, _bpop(b"k"))))) == [b"*2\r\n:1\r\n$1\r\nk\r\n"]
+    assert run(shard, "LRANGE", "k", 0, -1) == [b"x", b"y"]
+
+
+def test_what_a_bpop_popped_goes_back_unseen_unless_taken(shard):
+    """A verdict not to take (another shard served the client, or it went
+    away), or none (the bound passed, the pipe lost): what was popped goes
+    back to the key's head, nothing logged, and the next waiter gets it at once; a shard that is not free to
+    wait (no pipe to wait on) notifies the ``__bpop`` as a ``__bwait``."""
+    sent = _in_place(shard, [False, None])
+    logged: list = []
+    shard.waiters.record = lambda command, value: logged.append(command)
+    command = (b"BLMPOP", b"0", b"1", b"k", b"LEFT", b"COUNT", b"2")
+    assert wire.decode_replies(shard.run_batch(_batch((5, _bpop(b"k", command=command, at=3))))) == [b""]
+    assert wire.decode_replies(shard.run_batch(_batch((6, [b"BLPOP", b"k", b"0"])))) == [b""]
+    batch = _batch((0, [b"RPUSH", b"k", b"a", b"b"]), (0, [b"LRANGE", b"k", b"0", b"-1"]))
+    assert wire.decode_replies(shard.run_batch(batch)) == [b":2\r\n", b"*1\r\n$1\r\nb\r\n"]
+    assert sent[:2] == [
+        ("wake", 5, _served(b"k", b"*2\r\n$1\r\nk\r\n*2\r\n$1\r\na\r\n$1\r\nb\r\n")),
+        ("verdict", 0, 5),
+    ]
+    assert shard.waiters.wakes[-1] == (0, wire.encode_wake(6, b"*2\r\n$1\r\nk\r\n$1\r\na\r\n"))
+    assert logged == [[b"BLPOP", b"k", b"0"]]  # the second waiter's pop alone
+    # A sorted set's member goes back with its score.
+    sent.clear()
+    bzpopmax = _bpop(b"w", command=(b"BZPOPMAX", b"w", b"0"))
+    assert wire.decode_replies(shard.run_batch(_batch((8, bzpopmax)))) == [b""]
+    assert wire.decode_replies(shard.run_batch(_batch((0, [b"ZADD", b"w", b"1.5", b"m"])))) == [b":1\r\n"]
+    assert [s[0] for s in sent][-2:] == ["wake", "verdict"]  # (after the wake of 6 before it)
+    assert run(shard, "ZSCORE", "w", "m") == 1.5 and not shard.waiters.held
+    # Not free: notified as a __bwait (its client tries).
+    shard.recv_verdict = None
+    assert wire.decode_replies(shard.run_batch(_batch((9, _bpop(b"q"))))) == [b""]
+    assert wire.decode_replies(shard.run_batch(_batch((0, [b"RPUSH", b"q", b"d"])))) == [b":1\r\n"]
+    assert shard.waiters.wakes[-1] == (0, wire.encode_wake(9, b"*2\r\n:1\r\n$1\r\nq\r\n"))
+    assert run(shard, "LRANGE", "q", 0, -1) == [b"d"]
+
+
 def test_a_rank_goes_with_the_ready_keys_of_a_pipe_lost(shard):
     """The rank a cross-shard operation gave a ready key (see
     Waiters.mark_keys) goes when its acceptor's pipe is lost before the

@@ -1,0 +1,160 @@
+"""What a shard pops for a client blocked across shards reaches it once, or
+goes back: nothing pushed is lost or duplicated.
+
+A client blocked on keys of two shards (``BLPOP A B 0``) is served by the
+shard whose key a push made ready, in its turn, as Redis serves it when
+the push ends (``__bpop``, see ``shardkv.worker.blocking``); its acceptor
+hands the reply over, and the shard holds what it popped until then.  Two
+shards may serve the client at once (one pushes back), and the client may
+time out, be unblocked, disconnect or be killed at any moment of that.
+Randomized rounds (a fixed number, a few seconds in all, the seed in the
+failure) of pushes to both shards' lists and sorted sets from two
+connections, through either acceptor, while such clients come and go;
+then every element pushed is either in some client's reply (a client that
+went away reads what reached it before the end of its connection) or
+still in its key, exactly once.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import time
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.acceptors import client_on
+from tests.support.placement import key_on
+from tests.support.resp import ErrorReply, RespClient
+from tests.support.servers import ServerProcess, start_shardkv
+
+A, B = key_on(0, "hand", shards=2), key_on(1, "hand", shards=2)
+ZA, ZB = key_on(0, "zhand", shards=2), key_on(1, "zhand", shards=2)
+ROUNDS = 10
+WAITERS = 8
+PUSHES = 30
+WAIT = 10.0
+
+
+@pytest.fixture(scope="module", params=[1, 2], ids=["K=1", "K=2"])
+def server(request) -> Iterator[ServerProcess]:
+    proc = start_shardkv(shards=2, acceptors=request.param)
+    yield proc
+    proc.stop()
+
+
+def _blocking(rng: random.Random) -> tuple:
+    timeout = rng.choice(["0", "0", "0.05", "0.3"])
+    return rng.choice(
+        [
+            ("BLPOP", B, A, timeout),
+            ("BRPOP", A, B, timeout),
+            ("BLMPOP", timeout, 2, A, B, "LEFT", "COUNT", 2),
+            ("BLMPOP", timeout, 2, B, A, "RIGHT", "COUNT", 3),
+            ("BZPOPMIN", ZA, ZB, timeout),
+            ("BZPOPMAX", ZB, ZA, timeout),
+            ("BZMPOP", timeout, 2, ZB, ZA, "MIN", "COUNT", 2),
+        ]
+    )
+
+
+def _taken(reply: object) -> list[bytes]:
+    """The elements (members) a blocking pop's reply carries."""
+    if not isinstance(reply, list):
+        return []  # a null (timed out, unblocked) or an error
+    if len(reply) == 3:  # BZPOPMIN: key, member, score
+        return [reply[1]]
+    rest = reply[1]
+    if isinstance(rest, list):  # BLMPOP / BZMPOP
+        return [x[0] if isinstance(x, list) else x for x in rest]
+    return [rest]  # BLPOP: key, element
+
+
+def _reply_or_end(c: RespClient) -> object:
+    """The next reply of a waiter, or None once its connection ended."""
+    try:
+        return c.read_reply()
+    except (ConnectionError, OSError):
+        return None
+
+
+def _round(port: int, k: int, rng: random.Random, n: int) -> None:
+    pushers = [client_on(port, i, k=k) for i in range(2)]
+    waiters: list[tuple[RespClient, int]] = []
+    fates: dict[int, str] = {}
+    pushed: list[bytes] = []
+    try:
+        for _ in range(WAITERS):
+            c = client_on(port, rng.randrange(2), k=k)
+            waiters.append((c, int(c.command("CLIENT", "ID"))))  # type: ignore[arg-type]
+            c.send(*_blocking(rng))
+        sent = [0, 0]
+        for i in range(PUSHES):
+            p = rng.randrange(2)
+            what = rng.randrange(4)
+            items = [b"r%d-%d-%d" % (n, i, j) for j in range(rng.randint(1, 3))]
+            pushed += items
+            if what < 2:
+                pushers[p].send(rng.choice(["RPUSH", "LPUSH"]), A if what == 0 else B, *items)
+            else:
+                pairs = [x for j, item in enumerate(items) for x in (rng.randint(0, 5), item)]
+                pushers[p].send("ZADD", ZA if what == 2 else ZB, *pairs)
+            sent[p] += 1
+            if rng.random() < 0.3:
+                w = rng.randrange(WAITERS)
+                c, cid = waiters[w]
+                if w not in fates:
+                    fate = rng.choice(["unblock", "kill", "half-close"])
+                    fates[w] = fate
+                    if fate == "unblock":
+                        pushers[p].send("CLIENT", "UNBLOCK", cid)
+                        sent[p] += 1
+                    elif fate == "kill":
+                        pushers[p].send("CLIENT", "KILL", "ID", cid)
+                        sent[p] += 1
+                    else:
+                        c.sock.shutdown(socket.SHUT_WR)
+            if rng.random() < 0.2:
+                time.sleep(0.002)
+        for p, count in enumerate(sent):
+            for _ in range(count):
+                pushers[p].read_reply()
+        got: list[bytes] = []
+        for w, (c, cid) in enumerate(waiters):
+            if w not in fates:  # still blocked, or served: its reply either way
+                pushers[0].command("CLIENT", "UNBLOCK", cid)
+            got += _taken(_reply_or_end(c))
+            if fates.get(w) in ("kill", "half-close"):
+                while (reply := _reply_or_end(c)) is not None:
+                    got += _taken(reply)  # (nothing more is expected)
+        assert not [x for x, times in Counter(got).items() if times > 1], f"round {n}: delivered twice"
+        # What a shard held for a client that went away goes back soon.
+        deadline = time.monotonic() + WAIT
+        while True:
+            left = pushers[0].command("LRANGE", A, 0, -1) + pushers[0].command("LRANGE", B, 0, -1)  # type: ignore[operator]
+            left += pushers[0].command("ZRANGE", ZA, 0, -1) + pushers[0].command("ZRANGE", ZB, 0, -1)  # type: ignore[operator]
+            if Counter(got + left) == Counter(pushed) or time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+        lost = Counter(pushed) - Counter(got + left)
+        twice = Counter(got + left) - Counter(pushed)
+        assert not lost and not twice, f"round {n}: lost {sorted(lost)}, twice {sorted(twice)}"
+        pushers[0].command("FLUSHALL")
+    finally:
+        for c in pushers:
+            c.close()
+        for c, _ in waiters:
+            c.close()
+
+
+def test_nothing_popped_for_a_client_across_shards_is_lost_or_duplicated(server) -> None:
+    seed = int(os.environ.get("SHARDKV_TEST_SEED", random.randrange(1 << 30)))
+    rng = random.Random(seed)
+    for n in range(ROUNDS):
+        try:
+            _round(server.port, server.acceptors, rng, n)
+        except (AssertionError, ErrorReply) as e:
+            raise AssertionError(f"seed {seed}: {e}") from e
