@@ -42,12 +42,14 @@ Keys on several shards
     ``__bclaim`` though it claims no entry).
     BLPOP, BRPOP, BZPOPMIN, BZPOPMAX, BLMPOP and BZMPOP register
     ``__bpop`` instead: the shard pops for the client in its turn, as Redis
-    serves it when the push ends, and notifies the reply, which the client
-    gets at once (:meth:`_CrossShard._served`: ``__btake``, the other
-    shards' waits ended by ``__bdone``, which pushes back what one of them
-    popped meanwhile).  What a try or a shard popped for a client gone (or
-    whose connection ends before the reply is out: :func:`lost_unwritten`)
-    goes back to its key (``wire.pushed_back``).
+    serves it when the push ends, notifies the reply and waits in place for
+    the verdict, which goes at once (:meth:`_CrossShard._served`: take for
+    the first shard of a wait still on, the other shards' waits ended by
+    ``__bdone``; give back otherwise, unseen); the client gets the reply
+    once the shard logged the pop (:class:`_Taking`).  What a try or a
+    taken pop served a client gone (or whose connection ends before the
+    reply is out: :func:`lost_unwritten`) goes back to its key
+    (``wire.pushed_back``).
     Otherwise only step (1) pops, so an element is popped once, for this client.
     Its ``__bwait`` entries carry the stamp of its first run, so they are notified
     in the order the clients blocked, each told whether an element was

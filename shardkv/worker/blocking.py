@@ -104,13 +104,15 @@ with ``__bpop`` instead (the same answers as a ``__bwait``, plus the
 client's command on one key): a key a plain write made ready serves it in
 its turn by popping for it, as Redis serves a blocked client when the push
 ends, and notifies ``[BWAIT_SERVED, key, reply]`` (:meth:`Waiters.pop_for`);
-what it popped is *held* until ``__btake`` (handed over).  A ``__bdone``
-or ``__bclaim`` instead, or the loss of its pipe, pushes it back to the
-key's head (:meth:`Waiters.hand_back`): another shard served the client
-first, the client went away, or CLIENT UNBLOCK asks (whose try pops it
-again, under the claim a ``__bclaim`` leaves).  So what a shard pops for a
-client across shards is delivered once or goes back.  A key a cross-shard
-operation made ready notifies a ``__bpop`` as a ``__bwait`` (with its rank).
+and waits *in place* for its acceptor's verdict (a ``V`` frame): taken,
+the pop is logged and the token woken again with ``:1``; not taken, none
+within its bound, or the pipe lost, what it popped goes back to the key's
+head unseen (:meth:`Waiters._give_back`), and the key serves its next
+waiter.  Nothing runs on the shard meanwhile, so what a shard pops for a
+client across shards is delivered once or is back before any other
+command sees the key.  A shard not free to wait (parked), or a key a
+cross-shard operation made ready, notifies a ``__bpop`` as a ``__bwait``
+(with its rank), and so does a key that can serve it as it comes.
 
 Writing a blocking command (a sorted-set example)::
 
@@ -926,12 +928,11 @@ def bpop(ks: Keyspace, args: list[bytes]) -> object:
     ``command`` (its client's command on that key alone, the key at
     ``at``), as Redis serves a blocked client as the push ends, before the
     pusher's next command; the notification then carries the reply,
-    ``[wire.BWAIT_SERVED, key, reply]``, and the shard holds what it
-    popped until ``__btake`` (a ``__bdone`` or ``__bclaim`` pushes it back:
-    :meth:`Waiters.hand_back`).  A key a cross-shard operation made ready
-    notifies it as a ``__bwait``'s (its client is served from the key the
-    operation made ready first).  A key that can serve it as it comes pops
-    at once too (:meth:`Waiters._pop_at_once`)."""
+    ``[wire.BWAIT_SERVED, key, reply]``, and the shard waits in place for
+    the verdict (:meth:`Waiters.pop_for`).  A key a cross-shard operation
+    made ready notifies it as a ``__bwait``'s (its client is served from
+    the key the operation made ready first), and so does a key that can
+    serve it as it comes (its client tries)."""
     timeout = parse_timeout(args[1])
     claims = int(args[3])
     at = int(args[4])
