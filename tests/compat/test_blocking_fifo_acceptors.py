@@ -17,7 +17,8 @@ acceptor, and waits until CLIENT LIST shows it blocked, before the next
 step (so the order of blocking is certain); ``("write", acceptor, db,
 *command)`` runs a command on a writer connection through that acceptor;
 ``("pipe", acceptor, db, command, ...)`` sends its commands there in one
-go, then reads their replies.
+go, then reads their replies (``id:<name>`` stands for the id of the
+blocked client ``name``).
 At the end each blocked client still waiting is unblocked (CLIENT
 UNBLOCK, whose 0 or 1 is recorded) and its reply read.  shardkv runs with
 two shards and one acceptor, then two; with one acceptor, or against
@@ -323,6 +324,18 @@ CASES: dict[str, list] = {
         ("write", 1, 0, "LRANGE", "A", 0, -1),
         ("write", 1, 1, "LRANGE", "A", 0, -1),
     ],
+    # CLIENT UNBLOCK right behind the push: the push served the client
+    # first (CLIENT UNBLOCK 0), whichever acceptor each is on (the shard
+    # serving in place waits for the verdict while CLIENT UNBLOCK asks it).
+    "blpop-two-shards-pipelined-unblock": [
+        ("block", "c1", 0, 0, "BLPOP", "B", "A", 0),
+        ("pipe", 1, 0, ("RPUSH", "A", "x"), ("CLIENT", "UNBLOCK", "id:c1")),
+        ("write", 0, 0, "EXISTS", "A"),
+    ],
+    "bzpopmin-two-shards-pipelined-unblock": [
+        ("block", "c1", 1, 0, "BZPOPMIN", "A", "B", 0),
+        ("pipe", 1, 0, ("ZADD", "B", 1, "m"), ("CLIENT", "UNBLOCK", "id:c1", "ERROR"), ("ZCARD", "B")),
+    ],
     "flushall-xreadgroup-databases": [
         ("write", 0, 0, "XGROUP", "CREATE", "A", "g", "$", "MKSTREAM"),
         ("write", 0, 1, "XGROUP", "CREATE", "A", "g", "$", "MKSTREAM"),
@@ -390,6 +403,9 @@ def _run(port: int, k: int, steps: list) -> list:
                 if (acceptor, db) not in writers:
                     writers[acceptor, db] = connect(acceptor, db)
                 for args in commands:
+                    args = [
+                        blocked[a[3:]][1] if isinstance(a, str) and a.startswith("id:") else a for a in args
+                    ]
                     writers[acceptor, db].send(*(_arg(a) for a in args))
                 out.append([_shown(writers[acceptor, db].read_reply()) for _ in commands])
             else:

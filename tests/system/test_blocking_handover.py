@@ -3,10 +3,11 @@ goes back: nothing pushed is lost or duplicated.
 
 A client blocked on keys of two shards (``BLPOP A B 0``) is served by the
 shard whose key a push made ready, in its turn, as Redis serves it when
-the push ends (``__bpop``, see ``shardkv.worker.blocking``); its acceptor
-hands the reply over, and the shard holds what it popped until then.  Two
-shards may serve the client at once (one pushes back), and the client may
-time out, be unblocked, disconnect or be killed at any moment of that.
+the push ends (``__bpop``, see ``shardkv.worker.blocking``), and waits in
+place for its acceptor's verdict: taken, the client gets it; not, it goes
+back unseen.  Two shards may serve the client at once (one gives back),
+and the client may time out, be unblocked, disconnect or be killed at any
+moment of that.
 Randomized rounds (a fixed number, a few seconds in all, the seed in the
 failure) of pushes to both shards' lists and sorted sets from two
 connections, through either acceptor, while such clients come and go;
@@ -131,7 +132,7 @@ def _round(port: int, k: int, rng: random.Random, n: int) -> None:
                 while (reply := _reply_or_end(c)) is not None:
                     got += _taken(reply)  # (nothing more is expected)
         assert not [x for x, times in Counter(got).items() if times > 1], f"round {n}: delivered twice"
-        # What a shard held for a client that went away goes back soon.
+        # What a taken pop served a client that went away goes back soon.
         deadline = time.monotonic() + WAIT
         while True:
             left = pushers[0].command("LRANGE", A, 0, -1) + pushers[0].command("LRANGE", B, 0, -1)  # type: ignore[operator]
