@@ -537,6 +537,11 @@ class Engine:
         # and with some), which take the key and the arguments alone from
         # Python.
         self.scripts: dict[bytes, tuple[object, int, object, object, object]] = {}
+        # The entry Shard.execute_script ran last and its SHA1 (None:
+        # none), which it takes again for the same SHA1 without hashing
+        # it: forgotten whenever ``scripts`` changes (load, flush, rewide).
+        self.one_sha: bytes | None = None
+        self.one_script: tuple[object, int, object, object, object] | None = None
         self.run: Run | None = None
         self._spare_run = Run.spare()  # what each script's run is (see Run)
         self.rand = _Rand48()
@@ -783,6 +788,7 @@ class Engine:
         if not f:
             raise CommandError(errors.SCRIPT_COMPILE % _text(err))
         self.scripts[sha] = (f, flags, *self._vm.one_key(f, bool(flags & FLAG_WIDE)))  # type: ignore[union-attr]
+        self.one_sha = self.one_script = None
         return sha
 
     def flush(self, number: int = 0) -> None:
@@ -794,6 +800,7 @@ class Engine:
         that came after it, so the options set since stay."""
         old = self._eval_vm
         self.scripts.clear()
+        self.one_sha = self.one_script = None
         vm = self._eval_vm = self._new_vm(eval_mode=True)
         if old is not None:
             # The old state is freed (and every script's function and
@@ -1017,11 +1024,11 @@ class Engine:
         )
 
     def run_one_key(
-        self, sha: bytes, script: tuple, keys: list[bytes], argv: list[bytes], read_only: bool, start_ns: int
+        self, sha: bytes, script: tuple, key: bytes, argv: list[bytes], read_only: bool, start_ns: int
     ) -> object:
         """EVALSHA's usual run (Shard.execute_script, evalsha): :meth:`_invoke`
         of a script cached under ``sha`` (``script``, its entry in
-        ``scripts``), in EVAL's state, with one key and the arguments
+        ``scripts``), in EVAL's state, with one key (``key``) and the arguments
         ``argv`` (a lock's token, or none): the same run, reply and counts,
         without the steps that do nothing for the usual script.  A few tests first send anything else to
         :meth:`_invoke`: a script with flags (their checks), an AOF or an
@@ -1039,7 +1046,7 @@ class Engine:
         ks = self.ks
         persistence = ks.persistence
         run = self._spare_run
-        key = keys[0]
+        keys = [key]  # (KEYS as _invoke takes them: a list made here, cheaper than a slice)
         # Its KEYS and ARGV tables (each string, and its slot) must fit, as
         # _invoke checks (which says so when they do not).
         # (Past ARGS_PASSED arguments, _invoke hands them over in one table.)
@@ -1340,6 +1347,7 @@ class Engine:
             elif sha in self.scripts:
                 f = self._vm.rewide(f)  # type: ignore[union-attr]
                 self.scripts[sha] = (f, flags | FLAG_WIDE, *self._vm.one_key(f, True))  # type: ignore[union-attr]
+                self.one_sha = self.one_script = None
         script = self.scripts.get(sha) if eval_mode else None
         return self._invoke(sha, f, flags | FLAG_WIDE, keys, argv, read_only, eval_mode, script)
 

@@ -391,23 +391,30 @@ class Shard:
         value: Any
         engine = ks.scripts
         try:
-            if (
-                args[2] == b"1"
-                and len(args) > 3
-                and engine is not None
-                and engine._vm is engine._eval_vm
-                and (script := engine.scripts.get(args[1])) is not None
-            ):
+            script = None
+            if args[2] == b"1" and len(args) > 3 and engine is not None and engine._vm is engine._eval_vm:
+                # The script EVALSHA ran last, by one comparison of the SHA1
+                # sent with its own (a pipeline's EVALSHAs mostly repeat
+                # one): a dict's lookup hashes each new 40-byte argument.
+                sha = args[1]
+                if sha == engine.one_sha:
+                    script = engine.one_script
+                else:
+                    script = engine.scripts.get(sha)
+                    if script is not None:
+                        engine.one_sha = sha
+                        engine.one_script = script
+            if script is not None:
                 # scripting.evalsha's usual case, inline (a Python call
                 # fewer): one key (and any arguments: a lock's token), a
                 # script cached under the SHA1 as sent, EVAL's Lua state in
                 # use.  (Of _EVALSHA's spellings, only EVALSHA_RO's has 10
                 # letters.)
                 try:
-                    value = engine.run_one_key(
-                        args[1],
+                    value = engine.run_one_key(  # type: ignore[union-attr]  # (a script: an engine)
+                        sha,
                         script,
-                        args[3:4],
+                        args[3],  # (the key alone: no slice of args)
                         args[4:] if len(args) > 4 else scripting.NO_ARGS,  # (no list made for none)
                         len(args[0]) == 10,
                         start,

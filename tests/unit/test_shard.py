@@ -591,6 +591,30 @@ def test_script_get_in_a_batch_counts_as_a_client_get(nshards):
     assert executed[1:] == batch_script[1:]
 
 
+def test_batch_evalsha_takes_the_script_cached_under_its_sha1_now():
+    """Shard.execute_script takes the script it ran last again for the same
+    SHA1 without a lookup (Engine.one_sha): two scripts in turn each run
+    their own, and after SCRIPT FLUSH the same SHA1 answers -NOSCRIPT,
+    then runs again once loaded again."""
+    shard = Shard(0, 1, FakeClock())
+    ks = shard.keyspace
+    run(shard, "SET", "k", "v")
+    engine = ks.scripts
+    get = engine.load(b"return redis.call('get', KEYS[1])")
+    length = engine.load(b"return #KEYS[1]")
+
+    def batch(*shas: bytes) -> list[bytes]:
+        payload = wire.encode_batch([item for sha in shas for item in (0, [b"EVALSHA", sha, b"1", b"k"])])
+        return wire.decode_replies(shard.run_batch(payload))
+
+    assert batch(get, get, length, get) == [b"$1\r\nv\r\n", b"$1\r\nv\r\n", b":1\r\n", b"$1\r\nv\r\n"]
+    engine.flush()
+    noscript = b"-NOSCRIPT No matching script. Please use EVAL.\r\n"
+    assert batch(get, length) == [noscript, noscript]
+    assert engine.load(b"return redis.call('get', KEYS[1])") == get
+    assert batch(get, length, get) == [b"$1\r\nv\r\n", noscript, b"$1\r\nv\r\n"]
+
+
 @pytest.mark.parametrize("nshards", [1, 2])
 def test_script_get_of_a_missing_key_runs_inline(nshards):
     """A script's GET of a key of its shard that is not there (a lock's
