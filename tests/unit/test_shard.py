@@ -953,8 +953,8 @@ def test_one_key_lean_run_answers_and_counts_as_invoke(nshards, caplog):
         conclude = engine._conclude
         engine._conclude = lambda *a: ends.append(a[0]) or conclude(*a)
         if not lean:
-            engine.run_one_key = lambda sha, script, keys, argv, ro, start: engine._invoke(
-                sha, script[0], script[1], keys, argv, ro, True, script
+            engine.run_one_key = lambda sha, script, key, argv, ro, start: engine._invoke(
+                sha, script[0], script[1], [key], argv, ro, True, script
             )
         body = shard.run_batch(wire.encode_batch([item for c in commands for item in (0, c)]))
         rows, errorstats, _ = shard.stats.report()
