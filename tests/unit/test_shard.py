@@ -1094,9 +1094,9 @@ def test_one_key_lean_run_starts_when_its_timing_does(monkeypatch):
     started = []
     invoke = engine.run_one_key
 
-    def run_one_key(sha, script, keys, argv, read_only, start_ns):
+    def run_one_key(sha, script, key, argv, read_only, start_ns):
         started.append(start_ns)
-        return invoke(sha, script, keys, argv, read_only, start_ns)
+        return invoke(sha, script, key, argv, read_only, start_ns)
 
     engine.run_one_key = run_one_key
     body = shard.run_batch(wire.encode_batch([0, [b"EVALSHA", sha, b"1", b"k"]]))
