@@ -91,6 +91,9 @@ class MemoryTransport:
     def abort(self) -> None:
         self.closed = True
 
+    def is_closing(self) -> bool:  # (a blocked client's wait asks whether it is gone)
+        return self.closed
+
     def get_write_buffer_size(self) -> int:  # (a subscribed client's flush checks its limit)
         return 0
 
