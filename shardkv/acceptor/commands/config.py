@@ -299,7 +299,16 @@ def _ask_every_shard(client: Client, args: list, merge, sink) -> None:
     Redis answers CONFIG while it loads (the ``loading`` flag), and the
     other shards, which checked the same values, answer for it.  (As the
     acceptor's own message, so that with several acceptors no step holds
-    that shard for it: a hold waits for the load too.)"""
+    that shard for it: a hold waits for the load too.)
+
+    Outside EXEC, every part goes so, never captured in a step's holds
+    (at K > 1): a shard whose script went past busy-reply-threshold
+    refused the hold at the threshold, the other shards got their part
+    and this acceptor had applied it, and the client got ``-BUSY`` for a
+    command that took effect (CONFIG SET, RESETSTAT, sent before the
+    threshold).  Now the busy shard runs it after the script, as at
+    K = 1: all of it, and ``+OK``.  Inside EXEC the parts stay in the
+    transaction's step, in its order."""
     server = client.server
     reloading = server.reloading
     asked = [link for link in server.links if link.index not in reloading]
@@ -308,8 +317,9 @@ def _ask_every_shard(client: Client, args: list, merge, sink) -> None:
     for link in server.links:
         if link.index in reloading:
             link.send(header, body, _IGNORE, control=True)
+    alone = not client.state.in_exec
     for i, link in enumerate(asked):
-        link.send(header, body, gather.sink(i))
+        link.send(header, body, gather.sink(i), control=alone)
     if not asked:
         gather.done()
 
