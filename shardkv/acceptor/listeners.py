@@ -76,7 +76,7 @@ from shardkv.protocol.errors import CommandError
 from shardkv.runtime.exitcodes import EXIT_CANNOT_LISTEN
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
 
     from shardkv.acceptor.client import Client
     from shardkv.acceptor.server import Acceptor
@@ -472,13 +472,19 @@ def _listening_sockets(host: str, port: int) -> set[int]:
 
 def _sockets_of_children(ours: int) -> set[int]:
     """The inodes of the sockets that the children of ``ours`` hold."""
-    inodes: set[int] = set()
     try:
         children = psutil.Process(ours).children()
     except psutil.Error:
-        return inodes
-    for child in children:
-        folder = f"/proc/{child.pid}/fd"
+        return set()
+    return socket_inodes(child.pid for child in children)
+
+
+def socket_inodes(pids: Iterable[int]) -> set[int]:
+    """The inodes of the sockets that the processes ``pids`` hold (one
+    gone meanwhile holds none)."""
+    inodes: set[int] = set()
+    for pid in pids:
+        folder = f"/proc/{pid}/fd"
         try:
             fds = os.listdir(folder)
         except OSError:

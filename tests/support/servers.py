@@ -64,21 +64,7 @@ def listening_sockets(port: int) -> set[int]:
 
 def socket_inodes(processes: list[psutil.Process]) -> set[int]:
     """The inodes of the sockets that ``processes`` hold."""
-    inodes: set[int] = set()
-    for proc in processes:
-        folder = f"/proc/{proc.pid}/fd"
-        try:
-            fds = os.listdir(folder)
-        except OSError:
-            continue  # gone meanwhile
-        for fd in fds:
-            try:
-                link = os.readlink(f"{folder}/{fd}")
-            except OSError:
-                continue
-            if link.startswith("socket:["):
-                inodes.add(int(link[8:-1]))
-    return inodes
+    return listeners.socket_inodes(proc.pid for proc in processes)
 
 
 def redis_server_path() -> str:
