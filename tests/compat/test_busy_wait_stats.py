@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 
 from tests.support.acceptors import client_on
-from tests.support.resp import RespClient, parse_info
+from tests.support.resp import RespClient, call_counts
 
 WAIT = 60.0  # seconds for what must happen (a bound, not a timing check)
 NOW = "local function now() local t = redis.call('TIME') return t[1] * 1000000 + t[2] end "
@@ -38,20 +38,6 @@ COMMANDS = (
     ("CLIENT", "UNBLOCK", "ERROR"),
 )
 ROWS = ("eval", "blpop", "client|unblock", *(command[0].lower() for command in COMMANDS[:-2]))
-
-
-def _counts(c: RespClient) -> list:
-    """The rows of the (un)subscribes and EVAL (calls, rejected and failed
-    calls), the errors counted and total_error_replies."""
-    info = parse_info(c.command("INFO", "everything"))  # type: ignore[arg-type]
-    rows = []
-    for name in ROWS:
-        line = info.get(f"cmdstat_{name}")
-        if line is not None:
-            fields = dict(f.split("=") for f in line.split(","))
-            rows.append(f"{name}:" + ",".join(fields[f] for f in ("calls", "rejected_calls", "failed_calls")))
-    errors = sorted(f"{k}={v}" for k, v in info.items() if k.startswith("errorstat_"))
-    return [rows, errors, info["total_error_replies"]]
 
 
 def _until_blocked(admin: RespClient, client_id: object) -> None:
@@ -91,7 +77,7 @@ def _scenarios(port: int, k: int) -> list:
                         if script == SPIN:
                             admin.command("SCRIPT", "KILL")
                         ended = str(caller.read_reply()).split(" ")[0]
-                        got.append([command[0], reply, ended, _counts(admin)])
+                        got.append([command[0], reply, ended, call_counts(admin, ROWS)])
                     finally:
                         caller.close()
                         subscriber.close()

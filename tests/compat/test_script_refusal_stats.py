@@ -15,7 +15,7 @@ import pytest
 
 from tests.support.acceptors import client_on
 from tests.support.placement import key_on
-from tests.support.resp import RespClient, parse_info
+from tests.support.resp import RespClient, call_counts, parse_info
 
 A, B = key_on(0, "srs", shards=2), key_on(1, "srs", shards=2)
 ACROSS = "redis.call('set', KEYS[1], 1) return redis.call('set', KEYS[2], 2)"
@@ -77,20 +77,6 @@ LIBRARY = "#!lua name=srslib\nredis.register_function('srsf', function() return 
 SCRIPT_ROWS = ("eval", "evalsha", "fcall")
 
 
-def _script_counts(c: RespClient) -> list:
-    """The calls, rejected and failed calls of EVAL, EVALSHA and FCALL,
-    the errors counted and total_error_replies."""
-    info = parse_info(c.command("INFO", "everything"))  # type: ignore[arg-type]
-    rows = []
-    for name in SCRIPT_ROWS:
-        line = info.get(f"cmdstat_{name}")
-        if line is not None:
-            fields = dict(f.split("=") for f in line.split(","))
-            rows.append(f"{name}:" + ",".join(fields[f] for f in ("calls", "rejected_calls", "failed_calls")))
-    errors = sorted(f"{k}={v}" for k, v in info.items() if k.startswith("errorstat_"))
-    return [rows, errors, info["total_error_replies"]]
-
-
 def _one_shard_scenarios(port: int, k: int) -> list:
     """A script for the spinning script's shard (keyless: shard 0), sent by
     another client before busy-reply-threshold: EVAL, EVALSHA of a script
@@ -119,7 +105,7 @@ def _one_shard_scenarios(port: int, k: int) -> list:
                     reply = str(other.read_reply())
                     admin.command("SCRIPT", "KILL")
                     spun = str(spinner.read_reply()).split(" ")[0]
-                    got.append([reply, spun, _script_counts(admin)])
+                    got.append([reply, spun, call_counts(admin, SCRIPT_ROWS)])
                 finally:
                     spinner.close()
                     other.close()

@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import Self
+from typing import TYPE_CHECKING, Self
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 RespValue = bytes | int | float | bool | list["RespValue"] | None
 
@@ -206,3 +209,18 @@ def parse_info(text: bytes) -> dict[str, str]:
             name, _, value = line.partition(":")
             fields[name.strip()] = value.strip()
     return fields
+
+
+def call_counts(c: RespClient, names: Iterable[str]) -> list:
+    """What INFO counts of the calls of ``names`` and of errors: for each
+    name with a commandstats row, ``name:calls,rejected_calls,failed_calls``;
+    then the errorstat lines, sorted; then total_error_replies."""
+    info = parse_info(c.command("INFO", "everything"))  # type: ignore[arg-type]
+    rows = []
+    for name in names:
+        line = info.get(f"cmdstat_{name}")
+        if line is not None:
+            fields = dict(f.split("=") for f in line.split(","))
+            rows.append(f"{name}:" + ",".join(fields[f] for f in ("calls", "rejected_calls", "failed_calls")))
+    errors = sorted(f"{k}={v}" for k, v in info.items() if k.startswith("errorstat_"))
+    return [rows, errors, info["total_error_replies"]]
