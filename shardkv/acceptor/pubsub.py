@@ -27,6 +27,7 @@ PUBLISHes are out, and no PUBSUB NUMSUB of theirs counts it.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections import deque
@@ -73,19 +74,34 @@ def _count(client: Client) -> int:
 # names, or None for all).  In Redis the command is served before any
 # PUBLISH read after it (after the script, if one runs), so a client's
 # PUBLISH that arrives meanwhile neither reaches nor counts them; a
-# script's PUBLISH still does (the script came first).
-_LEAVING: dict[Client, tuple[bool | None, frozenset[bytes] | None]] = {}
+# script's PUBLISH still does (the script came first), and so do the
+# keyspace events of the leaving client's own earlier command (the
+# message's ``before`` is that command's reply slot: see _stays).
+_LEAVING: dict[Client, tuple[bool | str | None, frozenset[bytes] | None]] = {}
+_ALL = "all"  # (a RESET's mark: every channel, pattern and shard channel)
 
 
 def _leaves(client: Client, name: bytes, pattern: bool | None) -> bool:
     """Whether ``client`` is leaving channel (pattern: True, shard
     channel: None) ``name``."""
     mark = _LEAVING.get(client)
-    return mark is not None and mark[0] is pattern and (mark[1] is None or name in mark[1])
+    return (
+        mark is not None and (mark[0] is pattern or mark[0] is _ALL) and (mark[1] is None or name in mark[1])
+    )
+
+
+def _stays(client: Client, before: Slot | None) -> bool:
+    """Whether a message for the command whose reply slot is ``before``
+    still reaches ``client`` though it is leaving: its own command's, sent
+    before the unsubscribe, which Redis ran first."""
+    return before is not None and before.client is client
 
 
 def _after_scripts(
-    client: Client, run, args: list[bytes], leaving: tuple[bool | None, frozenset[bytes] | None] | None = None
+    client: Client,
+    run,
+    args: list[bytes],
+    leaving: tuple[bool | str | None, frozenset[bytes] | None] | None = None,
 ) -> None:
     """Run ``run(client, args)`` once no shard runs a script that started
     before it: every shard has answered a ``__ping`` sent now (a shard
@@ -438,6 +454,29 @@ PUBLISHING = -17
 _PUBLISHING: dict[int, deque[tuple[Slot, int | None]]] = {}
 
 
+# K > 1: a script's PUBLISH on its way round the bus, by the negative
+# token its bus message carries in place of a client id: the script's
+# reply slot, which its own client's message precedes (see
+# scriptcalls.call).
+_SCRIPT_TOKENS = itertools.count(1)
+
+
+def script_publishing(before: Slot | None) -> int:
+    """The token for a script's PUBLISH whose reply slot is ``before``
+    (0: none known)."""
+    if before is None:
+        return 0
+    token = -next(_SCRIPT_TOKENS)
+    _PUBLISHING[token] = deque(((before, None),))
+    return token
+
+
+def script_published(token: int) -> None:
+    """The script's PUBLISH was answered (or refused)."""
+    if token:
+        _PUBLISHING.pop(token, None)
+
+
 def bus_publish(server, origin: int, args: list, shard: bool = False) -> int:
     """A PUBLISH passed on by the supervisor (another acceptor's, or this
     one's own, then with its reply slot waiting): deliver here.  A
@@ -490,7 +529,7 @@ def publish_message(
         receivers_ = len(subscribers)
         kind = None if shard else False
         for sub in list(subscribers):
-            if (_LEAVING and _leaves(sub, channel, kind)) or sub is publisher:
+            if (_LEAVING and _leaves(sub, channel, kind) and not _stays(sub, before)) or sub is publisher:
                 receivers_ -= 1
                 continue
             _deliver_safely(sub, msg, limits, before)
@@ -501,7 +540,7 @@ def publish_message(
             limits = limits or _limits(server)
             msg = _Message(Push([b"pmessage", pattern, channel, message]))
             for sub in list(subs):
-                if (_LEAVING and _leaves(sub, pattern, True)) or sub is publisher:
+                if (_LEAVING and _leaves(sub, pattern, True) and not _stays(sub, before)) or sub is publisher:
                     continue
                 _deliver_safely(sub, msg, limits, before)
                 receivers_ += 1
@@ -579,7 +618,7 @@ def _deliver(client: Client, msg: _Message, limits: tuple[int, int, int], before
         try:
             client.pending.insert(client.pending.index(before), msg.body(client.resp3))
         except ValueError:
-            client.pending.append(msg.body(client.resp3))
+            _in_exec_or_after(client, before, msg.body(client.resp3))
     else:
         client.pending.append(msg.body(client.resp3))
     client.flush()
@@ -593,6 +632,24 @@ def _deliver(client: Client, msg: _Message, limits: tuple[int, int, int], before
         used += len(client.pending) * len(msg.body(client.resp3))
     if _over(client, used, limits):
         _drop(client)
+
+
+def _in_exec_or_after(client: Client, before: Slot, body: bytes) -> None:
+    """``body`` for the client whose command's reply slot ``before`` is not
+    among its pending replies: one of an EXEC's (see
+    ``transactions.Exec.parts``), whose array it then joins before that
+    command's reply, as Redis writes it while EXEC runs the command; else
+    after what is pending."""
+    for item in client.pending:
+        parts = getattr(item, "parts", None)
+        # (a push, not counted in the array's length; not where positions
+        # count: replies of refused commands, or a reply cut short)
+        if parts and item.data is None and not item.denied and item.cut is None:
+            for i, part in enumerate(parts):
+                if part is before:
+                    parts.insert(i, body)
+                    return
+    client.pending.append(body)
 
 
 def _limit_output(client: Client) -> None:
@@ -827,6 +884,15 @@ _HELP = [
 
 def reset(client: Client, args: list[bytes]) -> None:
     """RESET"""
+    if client.state.subscribed:
+        # As an unsubscribe: after the shards' scripts and the client's own
+        # earlier commands, whose keyspace events still reach it.
+        _after_scripts(client, _reset, args, (_ALL, None))
+    else:
+        _reset(client, args)
+
+
+def _reset(client: Client, args: list[bytes]) -> None:
     discard_transaction(client)
     unsubscribe_all(client)
     monitor.stop(client)

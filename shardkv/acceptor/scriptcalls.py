@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING
 
 from shardkv.acceptor import pubsub
 from shardkv.acceptor.info import build_info
+from shardkv.acceptor.replies import Slot, origin_of
 from shardkv.protocol import bus, errors, wire
 from shardkv.protocol.resp import Error, Verbatim, encode, encode_command, encode_error
 from shardkv.protocol.wire import FRAME, Verb
@@ -175,7 +176,7 @@ def _restored(link: ShardLink, generation: int) -> None:
 
 
 def answer(server: Acceptor, link: ShardLink, payload: bytes) -> None:
-    db, resp, args, since = wire.decode_script_query(payload)
+    db, resp, args, since, ahead = wire.decode_script_query(payload)
     verb = args[0] if args else b""
     if verb == Verb.RANDOM:
         GENERATOR.lend(link)
@@ -203,7 +204,20 @@ def answer(server: Acceptor, link: ShardLink, payload: bytes) -> None:
             held = _HELD.get(link)
             if held is None:
                 held = _HELD[link] = _Held(server)
-        call(server, db, resp == 3, args, send, held, since)
+        call(server, db, resp == 3, args, send, held, since, _reply_slot(link, ahead))
+
+
+def _reply_slot(link: ShardLink, ahead: int) -> Slot | None:
+    """The reply slot of the script that asks, ``ahead`` replies on in
+    ``link``'s queue (see wire.encode_script_query): a message its PUBLISH
+    sends its own client goes before that reply, as Redis writes it while
+    the script runs.  None if unknown (a cross-shard operation's script)."""
+    if not 0 <= ahead < len(link.fifo):
+        return None
+    client, place = origin_of(link.fifo[ahead])
+    if client is None or not isinstance(place, Slot) or place.client is not client:
+        return None
+    return place
 
 
 class _Held:
@@ -216,7 +230,7 @@ class _Held:
     run that ends counts and publishes (:attr:`Verb.HELD_COMMIT`; the one
     that stops sends :attr:`Verb.HELD_DROP`)."""
 
-    __slots__ = ("stats", "publishes", "tokens")
+    __slots__ = ("stats", "publishes", "tokens", "before")
 
     def __init__(self, server: Acceptor) -> None:
         self.stats = Stats()
@@ -224,6 +238,7 @@ class _Held:
         # Each delivers its PUBLISH, then calls the function it is given.
         self.publishes: list[Callable[[Callable[[], None]], None]] = []
         self.tokens: list[int] = []  # K > 1: the other acceptors keep whom each PUBLISH reaches
+        self.before: Slot | None = None  # the script's reply slot (see _reply_slot)
 
     def publish(
         self,
@@ -245,7 +260,7 @@ class _Held:
         if bus_ is None:
 
             def now(done: Callable[[], None]) -> None:
-                pubsub.deliver(server, here)
+                pubsub.deliver(server, here, self.before)
                 done()
 
             self.publishes.append(now)
@@ -255,7 +270,7 @@ class _Held:
         self.tokens.append(token)
 
         def later(done: Callable[[], None]) -> None:
-            pubsub.deliver(server, here)
+            pubsub.deliver(server, here, self.before)
             bus_.ask(bus.HELD_PUBLISH, [token, 1], lambda answers: done(), failed=lambda e: done())
 
         self.publishes.append(later)
@@ -461,13 +476,15 @@ def call(
     done: Callable[[bytes], None],
     held: _Held | None = None,
     since: int = 0,
+    before: Slot | None = None,
 ) -> None:
     """Answer ``args`` called from a script: ``done`` gets the reply body
     (at once, or once every shard asked has answered), counted in the
     command statistics as Redis counts a script's calls (in ``held``'s
     until the script ends, if given).  ``since``: when the script's run
     started (time.monotonic_ns()), for its PUBLISH (see
-    pubsub.publish_message)."""
+    pubsub.publish_message); ``before``: the script's reply slot, which
+    its PUBLISH's message to its own client precedes."""
     name = args[0].lower()
     stats = server.stats if held is None else held.stats
     stats.error_mark = stats.error_events  # (as Acceptor.run_local: see Stats.error_mark)
@@ -488,16 +505,27 @@ def call(
     if name in (b"publish", b"spublish") and len(args) == 3 and (held is not None or since):
         shard = name == b"spublish"
         if held is not None:
+            held.before = before
             held.publish(server, caller, args[1], args[2], since, shard)
         elif server.bus is None:
-            caller.reply(pubsub.publish_message(server, args[1], args[2], since=since, shard=shard))
+            caller.reply(pubsub.publish_message(server, args[1], args[2], before, since, shard))
         else:
+            token = pubsub.script_publishing(before)
+
+            def counted(counts: list) -> None:
+                pubsub.script_published(token)
+                caller.reply(sum(counts))
+
+            def failed(message: str) -> None:
+                pubsub.script_published(token)
+                caller.reply_error(message)
+
             server.bus.ask(
                 bus.SPUBLISH if shard else bus.PUBLISH,
-                [args[1], args[2], 0, since],
-                lambda counts: caller.reply(sum(counts)),
+                [args[1], args[2], token, since],
+                counted,
                 everyone=True,
-                failed=caller.reply_error,
+                failed=failed,
             )
     elif name == b"info":
         # Every acceptor's clients counted, as a client's INFO counts

@@ -2195,7 +2195,10 @@ class Engine:
             return Error(errors.SCRIPT_CALL_UNSUPPORTED % argv[0].decode("latin-1").lower())
         backlog = shard.backlog  # type: ignore[attr-defined]
         try:
-            send(wire.encode_script_query(self.ks.db, run.resp, argv, int(run.start * 1e9)))
+            # (where the script's reply waits: its own messages go before it)
+            ahead = getattr(shard, "replies_ahead", None)
+            place = ahead() if ahead is not None else -1
+            send(wire.encode_script_query(self.ks.db, run.resp, argv, int(run.start * 1e9), place))
             while True:
                 frame = recv()
                 if frame[0] == wire.SCRIPT_ANSWER:
