@@ -39,7 +39,7 @@ from shardkv.acceptor.bus import Failed, fail_slot
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.replies import Slot
 from shardkv.acceptor.state import AFTER_SCRIPTS
-from shardkv.acceptor.transactions import discard_transaction
+from shardkv.acceptor.transactions import Exec, discard_transaction
 from shardkv.protocol import commands, errors
 from shardkv.protocol.bus import PUBLISH, PUBSUB, SPUBLISH
 from shardkv.protocol.errors import CommandError
@@ -641,7 +641,9 @@ def _in_exec_or_after(client: Client, before: Slot, body: bytes) -> None:
     command's reply, as Redis writes it while EXEC runs the command; else
     after what is pending."""
     for item in client.pending:
-        parts = getattr(item, "parts", None)
+        if type(item) is not Exec:
+            continue
+        parts = item.parts
         # (a push, not counted in the array's length; not where positions
         # count: replies of refused commands, or a reply cut short)
         if parts and item.data is None and not item.denied and item.cut is None:
