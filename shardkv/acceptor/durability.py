@@ -495,6 +495,14 @@ def latest_fork_usec(shards: list) -> int:
     return max((s[5].get("latest_fork_usec", 0) for s in shards if len(s) > 5 and s[5]), default=0)
 
 
+def total_forks(shards: list) -> int:
+    """INFO's total_forks: every fork the workers made, summed (each shard
+    forks its own child for a BGSAVE or an AOF rewrite, so one BGSAVE
+    counts once per shard: the processes forked, as Redis counts them; a
+    restarted worker counts from 0, a reloading one is not counted)."""
+    return sum(s[5].get("total_forks", 0) for s in shards if len(s) > 5 and s[5])
+
+
 # -- CONFIG SET reaches the supervisor ---------------------------------------------
 
 

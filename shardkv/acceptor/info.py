@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from shardkv import REDIS_VERSION, __version__
 from shardkv.acceptor import migrate, querybuf
 from shardkv.acceptor.blocking import in_timeout_table
-from shardkv.acceptor.durability import latest_fork_usec, persistence_section
+from shardkv.acceptor.durability import latest_fork_usec, persistence_section, total_forks
 from shardkv.acceptor.scriptcache import CACHE
 from shardkv.runtime.cmdstats import Stats, percentile, report_from_bus, report_to_bus
 
@@ -327,7 +327,7 @@ def build_info(
             ("pubsub_patterns", len(set().union(*(c.state.patterns for c in clients)))),
             ("pubsubshard_channels", len(set().union(*(c.state.shard_channels for c in clients)))),
             ("latest_fork_usec", latest_fork_usec(shards)),
-            ("total_forks", 0),
+            ("total_forks", total_forks(shards)),
             ("migrate_cached_sockets", migrate.cached_sockets(server)),
             ("slave_expires_tracked_keys", 0),
             ("active_defrag_hits", 0),

@@ -12,7 +12,9 @@ import pytest
 import redis
 
 from shardkv.protocol import command_docs, commands
+from tests.support.processes import until
 from tests.support.rawsocket import both_after
+from tests.support.servers import start_redis, start_shardkv
 
 
 def plain(port: int, protocol: int = 3) -> redis.Redis:
@@ -158,6 +160,48 @@ def test_config_resetstat_clears_counters(r):
     stats = r.info("stats")
     assert stats["expired_keys"] == 0
     assert stats["total_commands_processed"] <= 2
+
+
+@pytest.mark.parametrize("shards", [1, 2])
+def test_total_forks_counts_every_fork_as_redis(shards):
+    """INFO's total_forks counts each fork (BGSAVE, the rewrite that turns
+    the AOF on, BGREWRITEAOF) as redis-server's, and CONFIG RESETSTAT zeroes
+    it; each shard forks its own child, so shardkv's is the sum: once a
+    shard for each of Redis's."""
+    real = start_redis()
+    ours = start_shardkv("--save", "", "--appendonly", "no", shards=shards)
+    try:
+        clients = [redis.Redis(port=real.port), redis.Redis(port=ours.port)]
+
+        def idle(c: redis.Redis) -> bool:
+            info = c.info("persistence")
+            return not (
+                info["rdb_bgsave_in_progress"]
+                or info["aof_rewrite_in_progress"]
+                or info["aof_rewrite_scheduled"]
+            )
+
+        def forks() -> list[int]:
+            for c in clients:
+                assert until(lambda c=c: idle(c), 30)
+            return [c.info("stats")["total_forks"] for c in clients]
+
+        assert forks() == [0, 0]
+        for step, expected in (
+            (lambda c: c.bgsave(), 1),
+            (lambda c: c.config_set("appendonly", "yes"), 2),
+            (lambda c: c.bgrewriteaof(), 3),
+        ):
+            for c in clients:
+                step(c)
+            assert forks() == [expected, expected * shards]
+        for c in clients:
+            assert c.config_resetstat()
+        assert forks() == [0, 0]
+        assert [c.info("stats")["latest_fork_usec"] for c in clients] == [0, 0]
+    finally:
+        real.stop()
+        ours.stop()
 
 
 def test_info_sections(r):

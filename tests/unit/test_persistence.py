@@ -711,8 +711,30 @@ def test_bgsave_and_save_rules(tmp_path):
     wait_child(shard)
     assert p.dirty == 0 and p.rdb_saves == 1  # type: ignore[union-attr]
     wait_child(shard)  # the scheduled rewrite
+    assert p.total_forks == 2  # type: ignore[union-attr]  # the rules' save and the rewrite
     expected = state(shard)
     assert state(open_shard(cfg, clock)) == expected
+
+
+def test_a_fork_that_fails_is_not_counted_and_resetstat_zeroes_them(tmp_path, monkeypatch):
+    """total_forks counts the children forked (as Redis's redisFork, after
+    the fork succeeds); CONFIG RESETSTAT's __resetstat zeroes it."""
+    shard = open_shard(make_config(tmp_path, appendonly=False), FakeClock())
+    p = shard.persistence
+    assert run(shard, "BGSAVE") == "Background saving started"
+    wait_child(shard)
+    assert p.total_forks == 1 and p.info()["total_forks"] == 1  # type: ignore[union-attr]
+
+    def no_fork() -> int:
+        raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    assert run(shard, "BGSAVE").message.startswith("ERR Can't BGSAVE: fork failed")  # type: ignore[union-attr]
+    assert p.total_forks == 1  # type: ignore[union-attr]
+    monkeypatch.undo()
+    assert run(shard, wire.Verb.RESETSTAT) == "OK"
+    assert p.total_forks == 0 and p.latest_fork_usec == 0  # type: ignore[union-attr]
+    close(shard)
 
 
 def test_snapshot_refuses_another_layout(tmp_path):

@@ -229,6 +229,7 @@ def resetstat(ks: Keyspace, args: list[bytes]) -> object:
         persistence.rdb_saves = persistence.aof_rewrites = 0
         persistence.aof_rewrites_consecutive_failures = 0
         persistence.latest_fork_usec = 0  # (stat_fork_time)
+        persistence.total_forks = 0  # (stat_total_forks)
     return OK
 
 

@@ -272,6 +272,7 @@ class Persistence(Loading, Saves, Rewrites):
             "aof_rewrites_consecutive_failures": self.aof_rewrites_consecutive_failures,
             "aof_last_write_status": "err" if writer is not None and writer.write_error else "ok",
             "latest_fork_usec": self.latest_fork_usec,
+            "total_forks": self.total_forks,
             "rdb_bgsave_max_pause_usec": self.max_pause_usec["save"],
             "aof_rewrite_max_pause_usec": self.max_pause_usec["rewrite"],
             "load_seconds": round(self.load_seconds, 3),

@@ -57,6 +57,7 @@ class Forking(State):
             finally:
                 os._exit(code)
         self.latest_fork_usec = int((time.perf_counter() - t0) * 1e6)
+        self.total_forks += 1  # (as Redis's redisFork: a fork that failed raised above)
         return pid
 
     def _child_setup(self) -> None:

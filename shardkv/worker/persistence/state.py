@@ -79,6 +79,7 @@ class State:
         self.aof_history_size = 0  # base and incr files before the current one
         self.aof_base_size = 0  # AOF size after the last rewrite (for auto rewrite)
         self.latest_fork_usec = 0
+        self.total_forks = 0  # children forked (as Redis's stat_total_forks)
         self.max_pause_usec = {"save": 0, "rewrite": 0}
         self.loaded_keys = 0
         # Where the acceptors' INFO reads how far loading has come, while it
