@@ -513,10 +513,12 @@ class Dispatch:
             body = part if type(part) is bytes else encode_command(part)
             links[shard].send(header, body, gather.sink(i))
 
-    def query_all(self, args: list[bytes], merge) -> None:
-        """Ask every shard an internal question; ``merge`` builds the reply."""
+    def query_all(self, args: list[bytes], merge, shards: list[int] | None = None) -> None:
+        """Ask every shard (or those of ``shards``) an internal question;
+        ``merge`` builds the reply."""
         encoded = encode_command(args)
-        self.fan_out({s: encoded for s in range(len(self.server.links))}, merge)
+        every = range(len(self.server.links)) if shards is None else shards
+        self.fan_out({s: encoded for s in every}, merge)
 
 
 def _script_denies_oom(cmd: commands.Command, args: list[bytes], function_denyoom: frozenset[bytes]) -> bool:

@@ -5,7 +5,8 @@ BGSAVE and BGREWRITEAOF simply run on every shard (route ``all``).  What
 needs the acceptor is what spans the shards:
 
 * LASTSAVE is the oldest of the shards' last saves: the last time *every*
-  shard had saved.
+  shard had saved.  A shard whose restarted worker reloads is not asked
+  (Redis answers at once while it loads): its last save is its restart.
 * SHUTDOWN while the shards load at start stops the server at once,
   saving nothing, as Redis's (which turns it into NOSAVE then).
 * SHUTDOWN sends ``__shutdown`` to every shard.  Each flushes its AOF,
@@ -43,7 +44,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from shardkv.acceptor import configorder
 from shardkv.acceptor.replies import Slot
@@ -80,7 +81,22 @@ def lastsave(client: Client, args: list) -> None:
         # answers the time it started (as INFO's rdb_last_save_time then).
         client.reply(client.server.lastsave)
         return
-    client.query_all([Verb.LASTSAVE], min)
+    reloading = client.server.reloading
+    if not reloading:
+        client.query_all([Verb.LASTSAVE], min)
+        return
+    # A shard whose worker restarted reloads its data: as Redis answers
+    # LASTSAVE at once while it loads (``loading`` flag), with the time it
+    # started (its lastsave until a save), the shards that serve are asked,
+    # not that one, which counts as saved when its worker restarted (when
+    # this acceptor heard it, within a second of the worker's own start
+    # time, which its __lastsave says once it has loaded).
+    started = [client.server.reload_started.get(s, client.server.lastsave) for s in reloading]
+    serving = [s for s in range(len(client.server.links)) if s not in reloading]
+    if not serving:  # (one shard, and it reloads)
+        client.reply(min(started))
+        return
+    client.query_all([Verb.LASTSAVE], lambda parts: min(parts + started), serving)
 
 
 class _Shutdown:
@@ -452,8 +468,10 @@ def persistence_section(server: Acceptor, shards: list) -> list[tuple[str, objec
     # Loading at start, or a shard reloading after its worker's restart.
     loading = server.loading or bool(server.reloading)
     out: list[tuple[str, object]] = [("loading", int(loading)), ("async_loading", 0)]
+    # A reloading shard's last save: its worker's restart, as LASTSAVE says.
+    started = [server.reload_started[s] for s in server.reloading if s in server.reload_started]
     if not figures:
-        out += [("rdb_last_save_time", server.lastsave), ("aof_enabled", 0)]
+        out += [("rdb_last_save_time", min(started, default=server.lastsave)), ("aof_enabled", 0)]
         return out + loading_lines(server) if loading else out
     merges = _MERGE + (_MERGE_AOF if any(f.get("aof_enabled") for f in figures) else []) + _MERGE_OWN
     for name, how in merges:
@@ -464,6 +482,8 @@ def persistence_section(server: Acceptor, shards: list) -> list[tuple[str, objec
             out.append((name, "err" if "err" in values else "ok"))
         elif values:
             out.append((name, how(values)))  # type: ignore[operator]
+    if started:
+        out = [(n, min(started + [cast(int, v)]) if n == "rdb_last_save_time" else v) for n, v in out]
     return out + loading_lines(server) if loading else out
 
 

@@ -446,10 +446,13 @@ class _Caller:
         self.stats.error(message)
         self.done(encode_error(message))
 
-    def query_all(self, args: list[bytes], merge: Callable[[list], object]) -> None:
-        """Ask every shard ``args`` (see :meth:`ShardLink.inquire`); reply
-        with ``merge`` of their values, or the first error among them."""
-        links = self.server.links
+    def query_all(
+        self, args: list[bytes], merge: Callable[[list], object], shards: list[int] | None = None
+    ) -> None:
+        """Ask every shard (or those of ``shards``) ``args`` (see
+        :meth:`ShardLink.inquire`); reply with ``merge`` of their values, or
+        the first error among them."""
+        links = self.server.links if shards is None else [self.server.links[s] for s in shards]
         parts: list = [None] * len(links)
         left = [len(links)]
 

@@ -231,6 +231,9 @@ class Acceptor:
         # reloads its data: a command for one gets -LOADING (the
         # supervisor's ``reloading`` and ``reloaded`` lines, see Dispatch).
         self.reloading: set[int] = set()
+        # When this acceptor heard each reloading shard's worker restart:
+        # that shard's LASTSAVE meanwhile (see durability.lastsave).
+        self.reload_started: dict[int, int] = {}
         self.load_progress: LoadProgress | None = None  # the workers' (shardkv.runtime.loadprogress)
         self._loading_fds: list[int] = []
         self.commands_processed = 0
@@ -522,9 +525,12 @@ class Acceptor:
             elif kind == bus.RELOADING_LINE:
                 if not self.reloading:  # INFO's loading_start_time
                     self.loading_since = int(time.time())
+                if int(payload) not in self.reloading:
+                    self.reload_started[int(payload)] = int(time.time())
                 self.reloading.add(int(payload))
             elif kind == bus.RELOADED_LINE:
                 self.reloading.discard(int(payload))
+                self.reload_started.pop(int(payload), None)
                 for hook in self.wiring.on_reloaded:
                     hook(self, int(payload))
 

@@ -7,6 +7,8 @@
   its data, are left as they are;
 * CONFIG SET (and RESETSTAT) answers at once, as Redis answers CONFIG
   while it loads, and the reloading worker applies it once it has loaded.
+* LASTSAVE answers at once, as Redis's while it loads: the reloading
+  shard's last save is its worker's restart.
 
 Before, both waited for the reload."""
 
@@ -174,3 +176,44 @@ def test_a_shard_that_loads_while_shutdown_save_saves_is_asked_too(tmp_path):
         server.stop()
         if again is not None:
             again.stop()
+
+
+def test_lastsave_while_a_worker_reloads_answers_at_once(tmp_path):
+    """LASTSAVE (and INFO's rdb_last_save_time) answers at once, as Redis's
+    while it loads: the shard that serves is asked, and the reloading
+    shard counts as saved when its worker restarted (its last save once
+    it has loaded, as Redis's at start), here earlier than the other's."""
+    server = start_shardkv("--dir", str(tmp_path), "--save", "", shards=2)
+    try:
+        c = client(server)
+        before = int(time.time())
+        _reloading(server, c, 1, 8000)  # ~40 s to reload 5000 keys
+        restarted = int(time.time())
+        time.sleep(1.1)  # shard 0's next save comes after the restart
+        c.config_set("save", "1 1")
+        assert c.set(keys_of_shard(0, 2, "late", 1)[0], "v")
+
+        def saved() -> bool:
+            info = c.info("persistence")
+            return info["rdb_changes_since_last_save"] == 0 and info["rdb_bgsave_in_progress"] == 0
+
+        assert until(saved, 30), "shard 0 never saved"
+        t0 = time.monotonic()
+        during = int(c.lastsave().timestamp())
+        assert time.monotonic() - t0 < PROMPT
+        info = c.info("persistence")
+        assert info["loading"] == 1
+        assert before <= during <= restarted  # the reloading shard's, not shard 0's later save
+        assert info["rdb_last_save_time"] == during
+
+        def served() -> bool:
+            try:
+                return c.get("k1") == b"1"
+            except redis.BusyLoadingError:
+                return False
+
+        assert until(served, 120)
+        # Once loaded, its worker says its own: its start, as heard then.
+        assert abs(int(c.lastsave().timestamp()) - during) <= 1
+    finally:
+        server.stop()
