@@ -209,9 +209,11 @@ class ServerProcess:
                 strangers = listening_sockets(self.port) - socket_inodes(self.processes())
             except OSError:
                 return  # no sock_diag here: not checked
-            if not strangers or self.proc.poll() is not None:
+            if not strangers:
                 break
-            if time.monotonic() > deadline:
+            # Ours exited (it could not listen: the PONG was the stranger's),
+            # or it still shares the port after the wait.
+            if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"another process listens on port {self.port} too")
             time.sleep(0.05)  # (a socket bound or closed between the two looks)
 
