@@ -832,13 +832,15 @@ def _swaps_on_executor(args: list[bytes], databases: int) -> bool:
 
 
 def _notify_in_place(client: Client, args: list[bytes]) -> list[bytes] | None:
-    """A queued CONFIG SET of notify-keyspace-events that commands needing
-    data follow in an atomic EXEC: the ``__config`` of the setting, which
-    the executor takes in its place among them, with no reply, for that run
-    alone, so that their events are published as it says then, as in
-    Redis (the acceptor runs the CONFIG SET itself after the operation,
-    as its reply, and that sets it everywhere).  None for any other, and
-    for one that fails (its error is its reply, the setting unchanged)."""
+    """A queued CONFIG SET of notify-keyspace-events in an atomic EXEC: the
+    ``__config`` of the setting, which the executor takes in its place
+    among the commands, with no reply, for that run alone, so that the
+    events of those after it are published as it says then, as in Redis
+    (the acceptor runs the CONFIG SET itself after the operation, as its
+    reply, and that sets it everywhere); the last one's setting goes with
+    the ``Decide``, for the blocked clients the EXEC serves, even with no
+    command after it.  None for any other, and for one that fails (its
+    error is its reply, the setting unchanged)."""
     if len(args) < 4 or len(args) % 2 or args[1].lower() != b"set":
         return None
     try:
@@ -1190,7 +1192,11 @@ def _run_atomic(
             commands.append(args)
             everything = b"**"
             continue
-        if cmd.name == "config" and i < last_on_executor:
+        if cmd.name == "config":
+            # In its place even after the last command that needs data:
+            # the blocked clients the EXEC's writes serve, after it, notify
+            # as it left the setting (the Decide carries it, see
+            # crossshard.AtomicOp._notify_after).
             notify = _notify_in_place(client, args)
             if notify is not None:
                 commands.append(notify)

@@ -800,15 +800,18 @@ PUSHES = {
 PUSH_ROUNDS = 8
 
 
-def _pushed_then_popped(port: int, k: int, placement: tuple[int, int, int], pipeline: list[tuple]) -> list:
+def _pushed_then_popped(
+    port: int, k: int, placement: tuple[int, int, int], pipeline: list[tuple], flags: str = "KEA"
+) -> list:
     """A client blocked in BLPOP on ``LIST``, then ``pipeline`` (a
     transaction that pushes to it) from another client: the list's events
-    a subscriber heard, in order.  ``placement``: the acceptors of the
-    subscriber, the blocked client and the writer."""
+    a subscriber heard, in order, notify-keyspace-events ``flags`` before.
+    ``placement``: the acceptors of the subscriber, the blocked client and
+    the writer."""
     at_sub, at_blocked, at_writer = placement
     with client_on(port, 0, k=k, timeout=30) as c:
         c.command("FLUSHALL")
-        c.command("CONFIG", "SET", "notify-keyspace-events", "KEA")
+        c.command("CONFIG", "SET", "notify-keyspace-events", flags)
     try:
         with (
             client_on(port, at_sub, k=k, timeout=30) as sub,
@@ -852,3 +855,36 @@ def test_a_pop_served_by_a_transactions_push_is_heard_after_it(redis_and_shardkv
     for placement in itertools.product(range(k), repeat=3):
         for _ in range(PUSH_ROUNDS):
             assert (placement, _pushed_then_popped(ours, k, placement, PUSHES[case])) == (placement, expected)
+
+
+# A CONFIG SET of notify-keyspace-events inside the transaction: (before,
+# pipeline).  Redis notes the push as the setting is when it runs, and
+# serves the pop after EXEC, as the EXEC left it.
+SET_INSIDE = {
+    "on-before-push": ("", [("MULTI",), ("CONFIG", "SET", "notify-keyspace-events", "KEA"),
+                            ("RPUSH", LIST, "x"), ("SET", OTHER, "v"), ("EXEC",)]),
+    "on-after-push": ("", [("MULTI",), ("RPUSH", LIST, "x"), ("SET", OTHER, "v"),
+                           ("CONFIG", "SET", "notify-keyspace-events", "KEA"), ("EXEC",)]),
+    "off-after-push": ("KEA", [("MULTI",), ("RPUSH", LIST, "x"),
+                               ("CONFIG", "SET", "notify-keyspace-events", ""), ("SET", OTHER, "v"), ("EXEC",)]),
+    "one-shard-on-after-push": ("", [("MULTI",), ("RPUSH", LIST, "x"),
+                                     ("CONFIG", "SET", "notify-keyspace-events", "KEA"), ("EXEC",)]),
+    "one-shard-off-after-push": ("KEA", [("MULTI",), ("RPUSH", LIST, "x"),
+                                         ("CONFIG", "SET", "notify-keyspace-events", ""), ("EXEC",)]),
+    "keyspace-only": ("KEA", [("WATCH", "w"), ("MULTI",), ("RPUSH", LIST, "x"), ("SET", OTHER, "v"),
+                              ("CONFIG", "SET", "notify-keyspace-events", "Kg"), ("EXEC",)]),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(SET_INSIDE))
+def test_a_config_set_inside_the_transaction_orders_and_filters_its_pops_events(redis_and_shardkv_k12, case):
+    # The Decide that carries the EXEC's setting waits for its relayed
+    # events at K=2 (8cb847b): the pop it serves notifies as the EXEC left
+    # the setting, after the push's event if the push notified.
+    real, ours, k = redis_and_shardkv_k12
+    flags, pipeline = SET_INSIDE[case]
+    expected = _pushed_then_popped(real, 1, (0, 0, 0), pipeline, flags)
+    for placement in itertools.product(range(k), repeat=3):
+        for _ in range(2):
+            got = _pushed_then_popped(ours, k, placement, pipeline, flags)
+            assert (placement, got) == (placement, expected)
