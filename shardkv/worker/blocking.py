@@ -334,11 +334,12 @@ class Waiters:
         # the command that popped, its reply, its count), while the shard
         # waits in place for the verdict (see pop_for).
         self.held: dict[tuple[int, int], tuple[tuple[int, bytes], list[bytes], object, int]] = {}
-        # Set by the shard: whether it may pop for a __bpop now (free: not
-        # parked, a pipe to wait on), the wait for a verdict (sending the
-        # wakes first: True taken, False or None not), and the send of the
-        # wakes so far.  Unset, a __bpop is notified as a __bwait.
-        self.free: Callable[[], bool] | None = None
+        # Set by the shard: whether it may pop for a __bpop of that pipe now
+        # (free: not parked, a pipe to wait on, whose acceptor answered its
+        # last verdict in time), the wait for a verdict (sending the wakes
+        # first: True taken, False or None not), and the send of the wakes
+        # so far.  Unset, or not free, a __bpop is notified as a __bwait.
+        self.free: Callable[[int], bool] | None = None
         self.verdict: Callable[[int, int], bool | None] | None = None
         self.send_wakes: Callable[[], None] | None = None
         # The ready keys a cross-shard operation made ready: (its id, the
@@ -645,7 +646,12 @@ class Waiters:
                         break
                     if (waiter.pipe, waiter.token) not in self.by_token:
                         continue
-                    pops = wait.pops is not None and not order and self.free is not None and self.free()
+                    pops = (
+                        wait.pops is not None
+                        and not order
+                        and self.free is not None
+                        and self.free(waiter.pipe)
+                    )
                     if claimed and (pops or not wait.claims):
                         break  # its turn comes once the tries before it have run
                     if pops:

@@ -571,6 +571,7 @@ class Pipes:
                             pipe.take_others(reads=0)
                 left = deadline - time.monotonic()
                 if left <= 0:
+                    self.shard.unanswered.add(index)  # until its late verdict comes
                     return None
                 fds = [fd for fd, p in self.by_fd.items() if p is target or not p.broken]
                 ready, _, _ = select.select(fds, [], [], left)
@@ -707,6 +708,7 @@ class Pipes:
             # A verdict that came after its shard stopped waiting (see
             # recv_verdict): the element went back; a taking one is told so.
             token, take = wire.decode_verdict(payload)
+            shard.unanswered.discard(pipe.index)  # its acceptor answers again
             if take:
                 pipe.send(wire.encode_wake(token, b":0\r\n"))
         elif kind == wire.INQUIRY:

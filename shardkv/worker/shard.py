@@ -173,6 +173,12 @@ class Shard:
         # Set by the loop: wait on a pipe for the verdict on a token's
         # BWAIT_SERVED, at most so many seconds (see _await_verdict).
         self.recv_verdict: Callable[[int, int, float], bool | None] | None = None
+        # The pipes whose acceptor let a verdict wait past VERDICT_WAIT_S
+        # (stopped, not dead) and has not answered it since: their
+        # __bpops are notified as __bwaits meanwhile, so that a push
+        # serving many of their clients costs one wait, not one each.
+        self.unanswered: set[int] = set()
+        self.acceptor_lost_hooks.append(self.unanswered.discard)
         self.waiters.free = self._free_to_pop
         self.waiters.verdict = self._await_verdict
         self.waiters.send_wakes = self.send_wakes
@@ -1303,11 +1309,13 @@ class Shard:
             if failed is not None:
                 raise failed
 
-    def _free_to_pop(self) -> bool:
-        """Whether a ``__bpop`` may be served in place now: the loop can
-        wait for its verdict, and the shard is not parked (a parked shard
-        never pops: it waits for its operation's coordinator alone)."""
-        return self.recv_verdict is not None and self.bodies is not PARKED
+    def _free_to_pop(self, pipe: int) -> bool:
+        """Whether a ``__bpop`` of ``pipe`` may be served in place now: the
+        loop can wait for its verdict, the shard is not parked (a parked
+        shard never pops: it waits for its operation's coordinator alone),
+        and that pipe's acceptor answered its last verdict in time (see
+        :attr:`unanswered`)."""
+        return self.recv_verdict is not None and self.bodies is not PARKED and pipe not in self.unanswered
 
     def _await_verdict(self, pipe: int, token: int) -> bool | None:
         """Send the wakes so far (the ``BWAIT_SERVED`` of ``token`` last,

@@ -336,6 +336,35 @@ CASES: dict[str, list] = {
         ("block", "c1", 1, 0, "BZPOPMIN", "A", "B", 0),
         ("pipe", 1, 0, ("ZADD", "B", 1, "m"), ("CLIENT", "UNBLOCK", "id:c1", "ERROR"), ("ZCARD", "B")),
     ],
+    # A transaction (or a step held across shards, and what rides along on
+    # it) of the other acceptor that pushes: the client blocked on two
+    # shards is served once it ends, never in its middle.
+    "blpop-two-shards-exec-held": [
+        ("block", "c1", 0, 0, "BLPOP", "B", "A", 0),
+        (
+            "pipe",
+            1,
+            0,
+            ("MULTI",),
+            ("RPUSH", "A", "x", "y"),
+            ("EXISTS", "B"),
+            ("LRANGE", "A", 0, -1),
+            ("EXEC",),
+            ("LRANGE", "A", 0, -1),
+        ),
+    ],
+    "blpop-two-shards-mset-ride-along": [
+        ("block", "c1", 0, 0, "BLPOP", "B", "A", 0),
+        (
+            "pipe",
+            1,
+            0,
+            ("MSET", "{A}s", 1, "{B}s", 2),
+            ("RPUSH", "A", "x", "y"),
+            ("LRANGE", "A", 0, -1),
+            ("EXISTS", "A", "B"),
+        ),
+    ],
     "flushall-xreadgroup-databases": [
         ("write", 0, 0, "XGROUP", "CREATE", "A", "g", "$", "MKSTREAM"),
         ("write", 0, 1, "XGROUP", "CREATE", "A", "g", "$", "MKSTREAM"),

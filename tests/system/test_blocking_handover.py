@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import socket
 import time
 from collections import Counter
@@ -27,7 +28,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.acceptors import client_on
+from tests.support.acceptors import acceptor_pids, client_on
 from tests.support.placement import key_on
 from tests.support.resp import ErrorReply, RespClient
 from tests.support.servers import ServerProcess, start_shardkv
@@ -159,3 +160,43 @@ def test_nothing_popped_for_a_client_across_shards_is_lost_or_duplicated(server)
             _round(server.port, server.acceptors, rng, n)
         except (AssertionError, ErrorReply) as e:
             raise AssertionError(f"seed {seed}: {e}") from e
+
+
+def test_a_stopped_acceptor_costs_its_shard_one_verdict_wait_not_one_per_waiter() -> None:
+    """Clients blocked across shards through an acceptor that is stopped
+    (SIGSTOP, alive): a push serving several of them makes the shard wait
+    for a verdict once (``VERDICT_WAIT_S``), not once per client, while
+    every other client of that shard waits; once resumed, each of them
+    has an element and none is lost.  (Before, a push of five elements
+    for five such clients held the shard five seconds.)"""
+    proc = start_shardkv(shards=2, acceptors=2)
+    stopped = acceptor_pids(proc)[1]
+    waiters = [client_on(proc.port, 1, k=2) for _ in range(5)]
+    writer = client_on(proc.port, 0, k=2)
+    resumed = False
+    try:
+        for c in waiters:
+            c.send("BLPOP", B, A, 0)
+        deadline = time.monotonic() + WAIT
+        while b"blocked_clients:5" not in writer.command("INFO", "clients"):  # type: ignore[operator]
+            assert time.monotonic() < deadline, "the clients never blocked"
+            time.sleep(0.01)
+        os.kill(stopped, signal.SIGSTOP)
+        try:
+            began = time.monotonic()
+            writer.command("RPUSH", A, "a", "b", "c", "d", "e")
+            writer.command("GET", key_on(0, "other", shards=2))  # a command of that shard
+            took = time.monotonic() - began
+        finally:
+            os.kill(stopped, signal.SIGCONT)
+            resumed = True
+        got = sorted(_taken(c.read_reply())[0] for c in waiters)
+        assert got == [b"a", b"b", b"c", b"d", b"e"]
+        assert writer.command("LLEN", A) == 0
+        assert took < 3.0, f"the shard waited {took:.1f} s for a stopped acceptor's verdicts"
+    finally:
+        if not resumed:
+            os.kill(stopped, signal.SIGCONT)
+        for c in [*waiters, writer]:
+            c.close()
+        proc.stop()
