@@ -28,7 +28,9 @@ and applied nothing yet), ``finished`` (it has answered ``Finished``),
 granted its try, see :mod:`shardkv.acceptor.holds`, and nothing of the
 step has left), ``loading`` (a worker has found the files it loads, and
 loaded none yet), ``loaded`` (a worker has loaded its shard and not said
-so to the supervisor yet): at both, the acceptors answer -LOADING.
+so to the supervisor yet): at both, the acceptors answer -LOADING;
+``verdict`` (a shard that popped for a client blocked across shards has
+its taking verdict, and has logged nothing of the pop yet).
 """
 
 from __future__ import annotations

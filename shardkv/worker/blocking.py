@@ -160,6 +160,7 @@ from shardkv.protocol.args import LLONG_MAX, parse_long_double, round_long_doubl
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import NULL_ARRAY, OK, Error, encode
 from shardkv.protocol.wire import Verb
+from shardkv.runtime import faultpoints
 from shardkv.runtime.cmdstats import stat_name
 from shardkv.worker import events
 from shardkv.worker.handlers import (
@@ -753,6 +754,7 @@ class Waiters:
         verdict = self.verdict(pipe, token) if self.verdict is not None else None
         if verdict:
             _, command, value, _ = held
+            faultpoints.hold("verdict")
             if self.record is not None:
                 self.record(command, value)
             self.wakes.append((pipe, wire.encode_wake(token, b":1\r\n")))

@@ -26,10 +26,12 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 
+import psutil
 import pytest
 
 from tests.support.acceptors import acceptor_pids, client_on
 from tests.support.placement import key_on
+from tests.support.processes import worker_pid
 from tests.support.resp import ErrorReply, RespClient
 from tests.support.servers import ServerProcess, start_shardkv
 
@@ -198,5 +200,81 @@ def test_a_stopped_acceptor_costs_its_shard_one_verdict_wait_not_one_per_waiter(
         if not resumed:
             os.kill(stopped, signal.SIGCONT)
         for c in [*waiters, writer]:
+            c.close()
+        proc.stop()
+
+
+def test_a_served_wait_whose_acceptor_dies_gives_the_element_back() -> None:
+    """The acceptor of a client blocked across shards is stopped, then
+    killed while the shard that served its client waits for the verdict:
+    the shard resumes (the pipe lost: at once, within VERDICT_WAIT_S at
+    worst) and the element is back in its key, seen by the next command."""
+    proc = start_shardkv(shards=2, acceptors=2)
+    victim = acceptor_pids(proc)[1]
+    waiter = client_on(proc.port, 1, k=2)
+    writer = client_on(proc.port, 0, k=2)
+    try:
+        waiter.send("BLPOP", B, A, 0)
+        deadline = time.monotonic() + WAIT
+        while b"blocked_clients:1" not in writer.command("INFO", "clients"):  # type: ignore[operator]
+            assert time.monotonic() < deadline, "the client never blocked"
+            time.sleep(0.01)
+        os.kill(victim, signal.SIGSTOP)
+        writer.send("RPUSH", A, "x")
+        time.sleep(0.2)  # the shard serves the client, and waits for the verdict
+        os.kill(victim, signal.SIGKILL)
+        os.kill(victim, signal.SIGCONT)
+        began = time.monotonic()
+        assert writer.read_reply() == 1
+        assert writer.command("LRANGE", A, 0, -1) == [b"x"]
+        assert time.monotonic() - began < 2.0
+        assert _reply_or_end(waiter) is None  # its connection ended with its acceptor
+    finally:
+        for c in [waiter, writer]:
+            c.close()
+        proc.stop()
+
+
+def test_a_worker_killed_between_verdict_and_log_neither_delivers_nor_keeps_twice(tmp_path) -> None:
+    """The shard that popped for a client blocked across shards is killed
+    (SIGKILL) once its acceptor said take, before it logged the pop (fault
+    point ``verdict``): the restarted shard loads the element from its
+    AOF, and the client, which got no reply of it, does not have it: it is
+    in exactly one place."""
+    fault_file = tmp_path / "faultpoints"
+    fault_file.write_text("")
+    env = dict(os.environ, SHARDKV_FAULT_FILE=str(fault_file))
+    proc = start_shardkv("--appendonly", "yes", "--appendfsync", "always", shards=2, acceptors=1, env=env)
+    waiter = client_on(proc.port, 0, k=1)
+    writer = client_on(proc.port, 0, k=1)
+    try:
+        waiter.send("BLPOP", B, A, 0)
+        deadline = time.monotonic() + WAIT
+        while b"blocked_clients:1" not in writer.command("INFO", "clients"):  # type: ignore[operator]
+            assert time.monotonic() < deadline, "the client never blocked"
+            time.sleep(0.01)
+        victim = worker_pid(proc, 0)  # A's shard
+        fault_file.write_text("verdict")
+        writer.send("RPUSH", A, "x")
+        while psutil.Process(victim).status() != psutil.STATUS_STOPPED:
+            assert time.monotonic() < deadline, "the shard never reached its verdict"
+            time.sleep(0.01)
+        fault_file.write_text("")
+        os.kill(victim, signal.SIGKILL)
+        try:
+            writer.read_reply()  # 1, or the error of a shard gone
+        except ErrorReply:
+            pass
+        got = _taken(_reply_or_end(waiter))
+        while True:  # the restarted shard
+            try:
+                left = writer.command("LRANGE", A, 0, -1)
+                break
+            except ErrorReply:
+                assert time.monotonic() < deadline + WAIT, "the shard never came back"
+                time.sleep(0.05)
+        assert Counter(got + left) == Counter([b"x"]), f"delivered {got}, left {left}"  # type: ignore[operator]
+    finally:
+        for c in [waiter, writer]:
             c.close()
         proc.stop()
