@@ -160,6 +160,7 @@ from shardkv.protocol.decisions import (
 from shardkv.protocol.resp import NULL_ARRAY, Error, encode, encode_command, encode_error
 from shardkv.protocol.wire import Verb
 from shardkv.runtime import faultpoints
+from shardkv.runtime.cmdstats import stat_name
 
 if TYPE_CHECKING:
     from shardkv.acceptor.client import Client
@@ -475,6 +476,13 @@ def _decide_each(op: FanOutWrite, commit: bool, error: bytes | None = None) -> N
             op.all_in()
     except Exception:
         op._bug("deciding a write fan-out")
+
+
+def _busy(error: Error) -> bool:
+    """Is ``error`` a shard's ``-BUSY`` (its script or function past
+    busy-reply-threshold refused the step's hold, or the entry): not run
+    there, as Redis refuses a command that it reads at the threshold."""
+    return error.message.startswith("BUSY ")
 
 
 def coordinator_of(server: Acceptor) -> Coordinator:
@@ -836,9 +844,13 @@ class AtomicOp(_Operation):
         names: list | None = None,
         group: bool = False,
         name: bytes | None = None,
+        transaction: bool = False,
     ) -> None:
         super().__init__(client, slot, name or (commands[0][0] if commands and commands[0] else b""))
         self.group = group  # (see wire.Run.group)
+        # An EXEC's commands: a shard's -BUSY aborts it as Redis's
+        # execCommandAbort words it (see _all_parked).
+        self.transaction = transaction
         # Scripts that no shard has run yet, whose client read them before
         # this run (set by their caller): its park, still queued behind a
         # script that goes busy, is refused -BUSY (_Answer.refusable_while_busy).
@@ -993,7 +1005,14 @@ class AtomicOp(_Operation):
 
     def _all_parked(self) -> None:
         if self.error is not None:
-            self._decide(False, self.error)
+            error = self.error
+            if self.transaction and error[:6] == b"-BUSY ":
+                # A busy script refused a shard's hold (several acceptors):
+                # Redis reads the EXEC at the threshold and refuses it.
+                message = errors.EXECABORT_BECAUSE % error[1:-2].decode("latin-1")
+                self.client.server.stats.error(message)  # (errorstats, as Redis counts it)
+                error = encode_error(message)
+            self._decide(False, error)
         elif self.failed or self.executor not in self.parked:
             self._decide(False, encode_error(self._lost_error()))
         elif self.aborted:
@@ -1117,6 +1136,7 @@ class FanOutWrite(_Operation):
         # A FLUSHALL/FLUSHDB happens at the commit, in every shard: its one
         # event (for client-side caching) comes from here, then.
         self.flush = any(p[:1] and p[0].lower() in (b"flushall", b"flushdb") for p in parts.values())
+        self.own_reply = slot is None  # the client's command, not a part of its caller's (MIGRATE)
         self.merge = merge
         self.values: list = [None] * len(parts)
         self.waiting = len(parts)
@@ -1159,6 +1179,12 @@ class FanOutWrite(_Operation):
             self._decide(False, encode_error(errors.INTERNAL % error_name([self.name])))
         elif failures or self.failed:
             error = failures[0] if failures and not self.failed else Error(errors.OP_ABORTED)
+            for failure in failures:
+                if _busy(failure):  # a busy script refused it: as Redis, read at the threshold
+                    error = failure
+                    if self.own_reply:  # a rejected call, as Redis counts it (not MIGRATE's delete)
+                        self.client.server.stats.rejected(stat_name([self.name]), failure.message)
+                    break
             self._decide(False, encode(error, self.client.resp3))
         elif self.unanimous and any(v != 1 for v in self.values):
             self._decide(False, self._built(self._reply))  # voted no: nothing is set

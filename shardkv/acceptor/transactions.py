@@ -1327,6 +1327,7 @@ def _run_atomic(
                 also,
                 names=renamed,
                 name=reply.name,
+                transaction=True,
             )
         run = list(commands)
         needed = list(keys)
@@ -1385,6 +1386,7 @@ def _run_atomic(
             as_of=began,
             names=renamed,
             name=reply.name,
+            transaction=True,
         )
         lua.clear()  # (an undone run's calls do not come)
         op.lua = lua
