@@ -98,7 +98,12 @@ def test_cross_shard_writes_sent_before_the_threshold_are_all_or_nothing(redis_a
     the script) its normal reply with everything applied; never
     shardkv's own 'shard unavailable' for a busy refusal."""
     real, ours, k = redis_and_shardkv_k12
-    for commands, applied in ((FLUSHALL, [None] * 8), (MSET, ["new"] * 8), (DEL, [None] * 8), (EXEC, ["new"] * 8)):
+    for commands, applied in (
+        (FLUSHALL, [None] * 8),
+        (MSET, ["new"] * 8),
+        (DEL, [None] * 8),
+        (EXEC, ["new"] * 8),
+    ):
         expected = _scenario(real, 1, 0, commands)
         if commands is EXEC:
             assert expected[0] == ["OK", *[BUSY] * 8, "EXECABORT Transaction discarded because of: " + BUSY]
