@@ -211,11 +211,28 @@ def _reply_slot(link: ShardLink, ahead: int) -> Slot | None:
     """The reply slot of the script that asks, ``ahead`` replies on in
     ``link``'s queue (see wire.encode_script_query): a message its PUBLISH
     sends its own client goes before that reply, as Redis writes it while
-    the script runs.  None if unknown (a cross-shard operation's script)."""
-    if not 0 <= ahead < len(link.fifo):
+    the script runs.  A cross-shard operation's script (its shard parked,
+    :data:`wire.SCRIPT_PARKED`; one that escaped its shard, re-run so) is
+    the one operation ``link`` takes part in (as scriptcaller.hold finds
+    it): its one script's reply slot, if one of its client's pending
+    replies (not an EXEC's part: see README).  None if unknown (several
+    clients' scripts run as one operation)."""
+    parked = ahead == wire.SCRIPT_PARKED
+    if parked and len(link.ops) == 1:
+        sink: object = next(iter(link.ops.values()))
+    elif 0 <= ahead < len(link.fifo):
+        sink = link.fifo[ahead]
+    else:
         return None
-    client, place = origin_of(link.fifo[ahead])
+    client, place = origin_of(sink)
+    members = getattr(place, "members", None)  # (scripting._Group: scripts run as one operation)
+    if parked and members is not None:
+        if len(members) != 1:
+            return None  # (which of them publishes is not known)
+        client, place = origin_of(members[0])
     if client is None or not isinstance(place, Slot) or place.client is not client:
+        return None
+    if parked and not any(item is place for item in client.pending):
         return None
     return place
 

@@ -37,8 +37,24 @@ LOAD_F = encode_command(
         # (a write too: its script runs on a shard, the PUBLISH held to its end)
         b"SUBSCRIBE q\r\nEVAL \"redis.call('set', KEYS[1], 'v') return redis.call('publish', 'q', 'hi')\" 1 k\r\n"
         b"UNSUBSCRIBE\r\nECHO end\r\n",
+        # (run as a cross-shard operation: its keys on both shards)
+        b"SUBSCRIBE q\r\nSET a 1\r\nEVAL \"redis.call('set', KEYS[1], 'v') redis.call('set', KEYS[2], 'v') "
+        b"return redis.call('publish', 'q', 'hi')\" 2 a b\r\nECHO end\r\n",
+        # (re-run so once it wrote an undeclared key of the other shard)
+        b"SUBSCRIBE q\r\nSET a 1\r\nEVAL \"redis.call('set', 'zz', 'v') return redis.call('publish', 'q', 'hi')\" "
+        b"1 b\r\nECHO end\r\n",
     ],
-    ids=["eval", "eval-alone", "patterns", "spublish", "evalsha", "fcall", "eval-writes"],
+    ids=[
+        "eval",
+        "eval-alone",
+        "patterns",
+        "spublish",
+        "evalsha",
+        "fcall",
+        "eval-writes",
+        "cross-shard",
+        "escape",
+    ],
 )
 def test_a_script_publishing_to_its_own_client(redis_and_shardkv_k12, session):
     """A subscribed RESP3 client's script publishes on a channel the client
