@@ -59,6 +59,7 @@ from shardkv.runtime.parentdeath import living_parent
 if TYPE_CHECKING:
     from shardkv.acceptor.client import Client
     from shardkv.acceptor.server import Acceptor
+    from shardkv.acceptor.shardlink import ShardLink
 
 log = logging.getLogger("shardkv.acceptor")
 
@@ -378,22 +379,45 @@ def _not_reloading(server: Acceptor, links: list) -> list:
 
 def on_reloaded(server: Acceptor, index: int) -> None:
     """Shard ``index``'s restarted worker has loaded (the supervisor's
-    ``reloaded`` line): a stop that skipped it (see :func:`_not_reloading`)
-    and is not over asks it now, as it asked the others, before any
-    command can reach it through this acceptor.  Else it would serve writes
-    while the other shards save, acknowledge them, and, with SHUTDOWN SAVE
-    and no ``save`` rules, stop without saving them (the supervisor's stop
-    after a SHUTDOWN saves only as the rules say).  A stop already decided
-    asks it all the same, its answer not waited for: the shard is shut,
-    as the others are, until the supervisor stops it."""
+    ``reloaded`` line): a stop that is not over asks it now, as it asked
+    the others, before any command can reach it through this acceptor.
+    Else it would serve writes while the other shards save, acknowledge
+    them, and, with SHUTDOWN SAVE and no ``save`` rules, stop without
+    saving them (the supervisor's stop after a SHUTDOWN saves only as the
+    rules say).  A stop already decided asks it all the same, its answer
+    not waited for: the shard is shut, as the others are, until the
+    supervisor stops it.
+
+    A new worker is asked even if the stop asked its shard before: no
+    ``__shutdown`` reached it (the stop skipped the shard while it
+    reloaded, see :func:`_not_reloading`, or asked a worker that died
+    since, after it had saved and shut, or whose pipe was not attached,
+    which answered at once).  Its pipe may be attached only after the
+    ``reloaded`` line was read (both lines in one read): then it is asked
+    once attached (:func:`on_attach`)."""
+    link = server.links[index]
+    if link.up:
+        _ask_late(server, link)
+
+
+def on_attach(server: Acceptor, link: ShardLink) -> None:
+    """A restarted worker's pipe is attached: if its ``reloaded`` line was
+    read before (see :func:`on_reloaded`), a stop under way asks it now."""
+    if link.index not in server.reloading:
+        _ask_late(server, link)
+
+
+def _ask_late(server: Acceptor, link: ShardLink) -> None:
+    """A stop under way (or decided) asks ``link``'s new worker, loaded."""
     gather = server.stop_pending
     if gather is None:
         return
-    link = server.links[index]
-    if not link.up or link in gather.asked:
-        return
-    log.warning("acceptor: shard %d has loaded while the server stops: it is asked to stop too", index)
-    gather.asked.append(link)
+    log.warning(
+        "acceptor: shard %d has loaded while the server stops: it is asked to stop too",
+        link.index,
+    )
+    if link not in gather.asked:
+        gather.asked.append(link)
     control = gather.client is None
     command = encode_command([Verb.SHUTDOWN, gather.mode])
     if gather.left > 0:

@@ -161,6 +161,7 @@ def wiring() -> Wiring:
             slowlog.on_attach,
             scriptcalls.on_attach,
             diskerrors.on_attach,
+            durability.on_attach,
         ),
         on_config=(
             listeners.on_config,

@@ -21,8 +21,12 @@ import time
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
+from tests.support.acceptors import client_on
 from tests.support.processes import until, worker_pids
+from tests.support.resp import ErrorReply
 from tests.support.servers import start_shardkv
 from tests.system.test_recovery import client, keys_of_shard
 
@@ -217,3 +221,133 @@ def test_lastsave_while_a_worker_reloads_answers_at_once(tmp_path):
         assert abs(int(c.lastsave().timestamp()) - during) <= 1
     finally:
         server.stop()
+
+
+def test_a_shard_restarted_after_it_saved_for_shutdown_save_is_asked_again(tmp_path):
+    """SHUTDOWN SAVE has asked shard 1, which has saved and is shut; its
+    worker dies and is restarted while shard 0 still saves.  Once it has
+    reloaded, its new worker is asked too (before, it was not: the shard
+    had been asked already, and the new worker served writes unasked,
+    acknowledged them, and stopped without saving them, with no ``save``
+    rules): a write to it is saved, or refused."""
+    flags = ("--dir", str(tmp_path), "--save", "", "--appendonly", "no")
+    server = start_shardkv(*flags, shards=2)
+    again = None
+    try:
+        c = client(server)
+        slow = keys_of_shard(0, 2, "k", 2000)
+        p = c.pipeline(transaction=False)
+        for key in slow:
+            p.set(key, "v")
+        p.set(keys_of_shard(1, 2, "k", 1)[0], "v")
+        p.execute()
+        c.config_set("rdb-key-save-delay", 3000)  # ~6 s for shard 0's save, ~0 for shard 1's
+        closed: list[bool] = []
+
+        def stop() -> None:
+            asker = redis.Redis(port=server.port, socket_timeout=60, retry=Retry(NoBackoff(), 0))
+            try:
+                asker.execute_command("SHUTDOWN", "SAVE")
+            except redis.ConnectionError:  # as Redis: no reply, the connection closes
+                closed.append(True)
+
+        stopping = threading.Thread(target=stop)
+        stopping.start()
+        key = keys_of_shard(1, 2, "late", 1)[0]
+
+        def shut() -> bool:
+            try:
+                c.get(key)
+            except redis.ResponseError as e:
+                return str(e) == "shard is shutting down"
+            return False
+
+        assert until(shut, 10), "shard 1 never saved for the SHUTDOWN"
+        old = worker_pids(server)[1]
+        os.kill(old, signal.SIGKILL)
+        acked = False
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                acked = c.set(key, "v")
+                if worker_pids(server).get(1) not in (None, old):
+                    break
+                acked = False  # (the old worker's refusal, or not dead yet)
+            except redis.ResponseError as e:  # unavailable, loading, or refused once asked
+                if str(e) == "shard is shutting down" and worker_pids(server).get(1) not in (None, old):
+                    break
+                time.sleep(0.02)
+            except redis.ConnectionError:
+                break
+        stopping.join(60)
+        assert closed == [True]
+        assert server.proc.wait(60) == 0
+        again = start_shardkv(*flags, shards=2)
+        c = client(again)
+        assert c.get(key) == (b"v" if acked else None)
+        assert c.dbsize() == 2001 + acked
+    finally:
+        server.stop()
+        if again is not None:
+            again.stop()
+
+
+@pytest.mark.parametrize("origin", [0, 1])
+def test_another_acceptors_writes_to_a_shard_that_loads_while_shutdown_save_saves_are_kept(tmp_path, origin):
+    """Two acceptors: SHUTDOWN SAVE through acceptor ``origin`` skips the
+    reloading shard; a client of the other acceptor, which knows nothing
+    of the stop, writes to that shard as soon as it has loaded.  Each
+    write it got OK for reached the shard before its ``__shutdown`` (the
+    ``reloaded`` line reaches both acceptors, and ``origin`` asks it at
+    once), so that shard's save keeps it; after, it is refused."""
+    flags = ("--dir", str(tmp_path), "--save", "", "--appendonly", "no")
+    server = start_shardkv(*flags, shards=2, acceptors=2)
+    again = None
+    try:
+        c = client(server)
+        p = c.pipeline(transaction=False)
+        for i in range(2000):
+            p.set(f"k{i}", i)
+        p.execute()
+        assert c.save()
+        c.config_set("key-load-delay", 3000)  # ~3 s to reload shard 1's ~1000 keys
+        c.config_set("rdb-key-save-delay", 8000)  # ~8 s for shard 0's save
+        os.kill(worker_pids(server)[1], signal.SIGKILL)
+        writer = client_on(server.port, 1 - origin, timeout=30)
+
+        def loading() -> bool:
+            try:
+                return writer.command("INFO", "persistence").count(b"loading:1") == 1  # type: ignore[union-attr]
+            except ErrorReply:  # not restarted yet
+                return False
+
+        assert until(loading, 60)
+        asker = client_on(server.port, origin, timeout=60)
+        asker.send("SHUTDOWN", "SAVE")
+        late = keys_of_shard(1, 2, "late", 20000)
+        acked: list[str] = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(acked) < len(late):
+            try:
+                writer.command("SET", late[len(acked)], "v")
+                acked.append(late[len(acked)])
+            except ErrorReply as e:
+                if str(e) == "ERR shard is shutting down":
+                    break
+                time.sleep(0.005)  # loading
+            except (ConnectionError, OSError):
+                break
+        with pytest.raises((ConnectionError, OSError)):  # as Redis: no reply, the connection closes
+            asker.read()
+        assert server.proc.wait(60) == 0
+        writer.close()
+        asker.close()
+        again = start_shardkv(*flags, shards=2)
+        c = client(again)
+        if acked:
+            assert c.exists(*acked) == len(acked)
+        assert c.dbsize() == 2000 + len(acked)
+    finally:
+        server.stop()
+        if again is not None:
+            again.stop()
