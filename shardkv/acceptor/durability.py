@@ -152,8 +152,8 @@ class _Shutdown:
             # (A shard lost while this acceptor is being stopped is the server
             # stopping, not a failed SHUTDOWN: with several acceptors another
             # one's SHUTDOWN, or redis-py's retry of it, got there first.)
-            if server.stop_pending is self:
-                server.stop_pending = None
+            if self in server.stops_pending:
+                server.stops_pending.remove(self)
             for link in self.asked:
                 # (A signal's abort waits for a busy script's end, as its
                 # __shutdown did: a -BUSY would leave the shard shut.)
@@ -283,7 +283,7 @@ def _shutdown(client: Client, slot: Slot | None, mode: bytes, force: bool) -> No
     gather = _Shutdown(server, client, len(asked), slot)
     gather.asked = asked
     gather.mode = mode
-    server.stop_pending = gather
+    server.stops_pending.append(gather)
     gather.force = force
     gather.saves = mode == b"save" or (mode == b"default" and bool(server.config.get("save")))
     gather.busy_pids = [link.script[0] for link in busy]  # type: ignore[index]
@@ -343,7 +343,7 @@ def _stop_shards(server: Acceptor, flags: str) -> None:
     gather = _Shutdown(server, None, len(asked))
     gather.asked = asked
     gather.mode = mode.encode()
-    server.stop_pending = gather
+    server.stops_pending.append(gather)
     gather.force = "force" in names
     gather.saves = mode == "save" or (mode == "default" and bool(server.config.get("save")))
     command = encode_command([Verb.SHUTDOWN, mode.encode()])
@@ -408,23 +408,26 @@ def on_attach(server: Acceptor, link: ShardLink) -> None:
 
 
 def _ask_late(server: Acceptor, link: ShardLink) -> None:
-    """A stop under way (or decided) asks ``link``'s new worker, loaded."""
-    gather = server.stop_pending
-    if gather is None:
+    """The stops under way (or decided) ask ``link``'s new worker, loaded,
+    each as it asked the others, in their order (a SIGTERM's stop begins
+    while a SHUTDOWN SAVE still waits for a slow save: that shard saves
+    too, as the SHUTDOWN says)."""
+    if not server.stops_pending:
         return
     log.warning(
         "acceptor: shard %d has loaded while the server stops: it is asked to stop too",
         link.index,
     )
-    if link not in gather.asked:
-        gather.asked.append(link)
-    control = gather.client is None
-    command = encode_command([Verb.SHUTDOWN, gather.mode])
-    if gather.left > 0:
-        gather.left += 1
-        link.send(_HEADER, command, gather, control=control)
-    else:
-        link.send(_HEADER, command, _Ignore(), control=control)
+    for gather in server.stops_pending:
+        if link not in gather.asked:
+            gather.asked.append(link)
+        control = gather.client is None
+        command = encode_command([Verb.SHUTDOWN, gather.mode])
+        if gather.left > 0:
+            gather.left += 1
+            link.send(_HEADER, command, gather, control=control)
+        else:
+            link.send(_HEADER, command, _Ignore(), control=control)
 
 
 def _tell_supervisor(server: Acceptor, line: bytes) -> None:

@@ -246,10 +246,10 @@ class Acceptor:
         self.lastsave = int(time.time())
         self.event_loop_name = "asyncio"
         self.shutdown_requested: asyncio.Future | None = None
-        # A SHUTDOWN or a signal's stop under way or decided, not failed
-        # (shardkv.acceptor.durability: a shard that reloads meanwhile is
-        # asked once it has loaded).
-        self.stop_pending: Any = None
+        # The SHUTDOWNs and signal's stops under way or decided, not failed,
+        # in their order (shardkv.acceptor.durability: a shard that reloads
+        # meanwhile is asked by each once it has loaded).
+        self.stops_pending: list[Any] = []
         self.control: socket.socket | None = None  # to the supervisor
         # CLIENT PAUSE (see shardkv.acceptor.pause): its mode, end, timer, and the
         # clients it postponed, in order.

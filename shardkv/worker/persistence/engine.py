@@ -203,6 +203,13 @@ class Persistence(Loading, Saves, Rewrites):
         _flush_aof).
         """
         if self.closed:
+            # Two stops at once (a signal's and a SHUTDOWN, or two
+            # acceptors' SHUTDOWNs) ask in either order: one that saves,
+            # after one that did not, still saves, as it would have first.
+            # Nothing has changed since (the shard refuses every command).
+            if mode == "save" and not self.closed_saved:
+                self.save()
+                self.closed_saved = True
             return
         child = self.child
         if child is not None and child.enabling and self.manifest is None and mode != "force":
@@ -215,11 +222,15 @@ class Persistence(Loading, Saves, Rewrites):
             raise CommandError("ERR Writing initial AOF, can't exit")
         self._kill_child()
         self._flush_aof()
-        if mode == "save" or (
-            mode == "default" and self.rules and (self.dirty or not os.path.exists(self.files.snapshot))
-        ):
+        saves = mode == "save" or (
+            mode == "default"
+            and bool(self.rules)
+            and bool(self.dirty or not os.path.exists(self.files.snapshot))
+        )
+        if saves:
             self.save()
         self.closed = True
+        self.closed_saved = saves
 
     def close(self, mode: str = "default") -> None:
         """The worker is exiting: shut down (``mode`` as for :meth:`shutdown`) and close files."""

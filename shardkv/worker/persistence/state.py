@@ -58,6 +58,7 @@ class State:
         self.rewrite_scheduled = False
         self.bgsave_scheduled = False
         self.closed = False  # SHUTDOWN has run
+        self.closed_saved = False  # and saved (see Persistence.shutdown)
         # Why writes are refused (-MISCONF), or None: see _update_misconf.
         self.misconf: str | None = None
         self._bgsave_ok = True
