@@ -138,10 +138,11 @@ def test_a_shard_that_loads_while_shutdown_save_saves_is_asked_too(tmp_path):
         os.kill(worker_pids(server)[1], signal.SIGKILL)
 
         probe = keys_of_shard(1, 2, "k", 1)[0]
+        asks = client(server, retry=False)  # (redis-py retries a -LOADING otherwise)
 
         def loading() -> bool:
             try:
-                c.get(probe)
+                asks.get(probe)
             except redis.BusyLoadingError:
                 return True
             except redis.ResponseError:  # unavailable: not restarted yet
