@@ -766,6 +766,25 @@ def test_shutdown_flushes_and_saves(tmp_path):
     assert run(shard, "SET", "x", "1") == "OK"  # open again after abort
 
 
+def test_a_shard_shut_without_a_save_saves_for_a_later_shutdown_save(tmp_path):
+    """Two stops at once reach a shard in either order (a signal's and a
+    SHUTDOWN SAVE, two acceptors'): SAVE after a stop that did not save
+    still saves, once; after one that saved, it does not save again."""
+    clock = FakeClock()
+    cfg = make_config(tmp_path, appendonly=False, save="")
+    shard = open_shard(cfg, clock)
+    run(shard, "SET", "k", "v")
+    snapshot = shard.persistence.files.snapshot  # type: ignore[union-attr]
+    assert run(shard, "__shutdown", "default") == "OK"  # no rules: no save
+    assert not os.path.exists(snapshot)
+    assert run(shard, "__shutdown", "save") == "OK"
+    saved = os.stat(snapshot).st_ino
+    assert run(shard, "__shutdown", "save") == "OK"
+    assert os.stat(snapshot).st_ino == saved
+    reopened = open_shard(make_config(tmp_path, appendonly=False, save=""), clock)
+    assert run(reopened, "GET", "k") == b"v"
+
+
 def test_shutdown_with_an_aof_it_cannot_write_warns_and_stops(tmp_path):
     """As Redis's prepareForShutdown: the AOF's last write and fsync only
     warn when they fail; the shard closes (a failed RDB save alone keeps
