@@ -18,7 +18,8 @@ import re
 import psutil
 import pytest
 
-from tests.support.acceptors import acceptor_pids, pair_on, serve
+from tests.support.acceptors import acceptor_pids, client_on, pair_on, serve
+from tests.support.placement import key_on
 from tests.support.resp import encode_command
 from tests.support.servers import free_port
 
@@ -133,3 +134,43 @@ def test_port_set_through_both_acceptors_at_once_ends_alike(pair, server) -> Non
     finally:
         assert a.call("CONFIG", "SET", "port", str(home)) == b"+OK\r\n"
         assert all(_listening(pid) == {home} for pid in pids.values())
+
+
+def _on_shard(shard: int, prefix: str) -> str:
+    """A key name on ``shard`` of this module's two shards."""
+    return key_on(shard, prefix, shards=2)
+
+
+def test_a_config_set_racing_a_write_across_shards_is_before_it_or_after_it_everywhere(pair, server) -> None:
+    """``CONFIG SET notify-keyspace-events E$`` through one acceptor while
+    the other runs an MSET across both shards: Redis runs one, then the
+    other, so the MSET notifies both its keys or neither.  The CONFIG SET's
+    parts went to the workers at once, outside the steps' holds: a shard
+    could run the MSET's part before the setting and the other after it,
+    one key of two notified."""
+    a, b = pair
+    keys = [_on_shard(0, "race"), _on_shard(1, "race")]
+    marks = [_on_shard(0, "mark"), _on_shard(1, "mark")]
+    sub = client_on(server.port, 0)
+    try:
+        sub.send("PSUBSCRIBE", "__keyevent@0__:*")
+        sub.read_reply()
+        for i in range(ROUNDS * 10):
+            assert a.call("CONFIG", "SET", "notify-keyspace-events", "") == b"+OK\r\n"
+            a.send("CONFIG", "SET", "notify-keyspace-events", "E$")
+            b.send("MSET", keys[0], str(i), keys[1], str(i))
+            assert (a.read(), b.read()) == (b"+OK\r\n", b"+OK\r\n")
+            for mark in marks:  # notified after the round's events on its shard
+                assert a.call("SET", mark, "1") == b"+OK\r\n"
+            seen: set[bytes] = set()
+            notified = 0
+            while len(seen) < len(marks):
+                key = sub.read_reply()[-1]  # type: ignore[index]
+                if key.decode() in marks:  # type: ignore[union-attr]
+                    seen.add(key)  # type: ignore[arg-type]
+                else:
+                    notified += 1
+            assert notified in (0, len(keys)), i
+    finally:
+        sub.close()
+        assert a.call("CONFIG", "SET", "notify-keyspace-events", "") == b"+OK\r\n"

@@ -157,6 +157,27 @@ class _Ignore:
 _IGNORE = _Ignore()
 
 
+class _AgainIfBusy:
+    """A shard's part of a CONFIG SET or RESETSTAT (outside EXEC): refused
+    ``-BUSY`` (a script past busy-reply-threshold refused its hold), it
+    goes again as the acceptor's own message, run after the script (see
+    ``_ask_every_shard``); any other answer is the part's."""
+
+    __slots__ = ("body", "header", "link", "sink")
+
+    def __init__(self, link, header: bytes, body: bytes, sink) -> None:
+        self.link = link
+        self.header = header
+        self.body = body
+        self.sink = sink
+
+    def deliver(self, body: bytes) -> None:
+        if body[:6] == b"-BUSY ":
+            self.link.send(self.header, self.body, self.sink, control=True)
+        else:
+            self.sink.deliver(body)
+
+
 def _set_oom(server, parts: list) -> object:
     """The shards' answers to ``__config`` or ``__oom``: is any of them out
     of memory?  The acceptor then refuses commands as Redis does at OOM
@@ -301,14 +322,17 @@ def _ask_every_shard(client: Client, args: list, merge, sink) -> None:
     acceptor's own message, so that with several acceptors no step holds
     that shard for it: a hold waits for the load too.)
 
-    Outside EXEC, every part goes so, never captured in a step's holds
-    (at K > 1): a shard whose script went past busy-reply-threshold
-    refused the hold at the threshold, the other shards got their part
-    and this acceptor had applied it, and the client got ``-BUSY`` for a
-    command that took effect (CONFIG SET, RESETSTAT, sent before the
-    threshold).  Now the busy shard runs it after the script, as at
-    K = 1: all of it, and ``+OK``.  Inside EXEC the parts stay in the
-    transaction's step, in its order."""
+    The others go in a step's holds (at K > 1), in one order with the
+    other acceptors' steps: sent at once, unheld, a shard could run
+    another acceptor's MSET across shards before the part and the next
+    shard after it (half of its keyspace events notified).  Outside EXEC,
+    a part that a shard refused ``-BUSY`` (its script went past
+    busy-reply-threshold and refused the hold at the threshold; the
+    others got theirs, and this acceptor had applied it) goes again as
+    the acceptor's own message, which that shard runs after the script,
+    as at K = 1: all of it, and ``+OK``, never ``-BUSY`` for a command
+    that took effect (CONFIG SET, RESETSTAT, sent before the threshold).
+    Inside EXEC the parts stay in the transaction's step, in its order."""
     server = client.server
     reloading = server.reloading
     asked = [link for link in server.links if link.index not in reloading]
@@ -319,7 +343,8 @@ def _ask_every_shard(client: Client, args: list, merge, sink) -> None:
             link.send(header, body, _IGNORE, control=True)
     alone = not client.state.in_exec
     for i, link in enumerate(asked):
-        link.send(header, body, gather.sink(i), control=alone)
+        part = gather.sink(i)
+        link.send(header, body, _AgainIfBusy(link, header, body, part) if alone else part)
     if not asked:
         gather.done()
 
