@@ -26,7 +26,7 @@ from redis.retry import Retry
 
 from tests.support.acceptors import client_on
 from tests.support.processes import until, worker_pids
-from tests.support.resp import ErrorReply
+from tests.support.resp import ErrorReply, RespClient
 from tests.support.servers import start_shardkv
 from tests.system.test_recovery import client, keys_of_shard
 
@@ -298,6 +298,37 @@ def test_a_shard_restarted_after_it_saved_for_shutdown_save_is_asked_again(tmp_p
             again.stop()
 
 
+def _loading(writer: RespClient, probe: str) -> bool:
+    """Whether ``probe``'s shard answers -LOADING through ``writer`` (a
+    restarted worker reloading; an error of another kind: not restarted
+    yet)."""
+    try:
+        writer.command("GET", probe)
+    except ErrorReply as e:
+        return str(e).startswith("LOADING")
+    return False
+
+
+def _write_until_shut(writer: RespClient, seconds: float) -> list[str]:
+    """Write new keys of shard 1 through ``writer``, one at a time, for at
+    most ``seconds``, until its shard is shut for a stop (or the connection
+    closes): the keys it got OK for."""
+    late = keys_of_shard(1, 2, "late", 20000)
+    acked: list[str] = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and len(acked) < len(late):
+        try:
+            writer.command("SET", late[len(acked)], "v")
+            acked.append(late[len(acked)])
+        except ErrorReply as e:
+            if str(e) == "ERR shard is shutting down":
+                break
+            time.sleep(0.005)  # loading
+        except (ConnectionError, OSError):
+            break
+    return acked
+
+
 @pytest.mark.parametrize("origin", [0, 1])
 def test_another_acceptors_writes_to_a_shard_that_loads_while_shutdown_save_saves_are_kept(tmp_path, origin):
     """Two acceptors: SHUTDOWN SAVE through acceptor ``origin`` skips the
@@ -321,30 +352,10 @@ def test_another_acceptors_writes_to_a_shard_that_loads_while_shutdown_save_save
         os.kill(worker_pids(server)[1], signal.SIGKILL)
         writer = client_on(server.port, 1 - origin, timeout=30)
         probe = keys_of_shard(1, 2, "k", 1)[0]
-
-        def loading() -> bool:
-            try:
-                writer.command("GET", probe)
-            except ErrorReply as e:  # unavailable: not restarted yet
-                return str(e).startswith("LOADING")
-            return False
-
-        assert until(loading, 60)
+        assert until(lambda: _loading(writer, probe), 60)
         asker = client_on(server.port, origin, timeout=60)
         asker.send("SHUTDOWN", "SAVE")
-        late = keys_of_shard(1, 2, "late", 20000)
-        acked: list[str] = []
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and len(acked) < len(late):
-            try:
-                writer.command("SET", late[len(acked)], "v")
-                acked.append(late[len(acked)])
-            except ErrorReply as e:
-                if str(e) == "ERR shard is shutting down":
-                    break
-                time.sleep(0.005)  # loading
-            except (ConnectionError, OSError):
-                break
+        acked = _write_until_shut(writer, 30)
         with pytest.raises((ConnectionError, OSError)):  # as Redis: no reply, the connection closes
             asker.read()
         assert server.proc.wait(60) == 0
@@ -388,32 +399,12 @@ def test_sigterm_while_shutdown_save_waits_leaves_the_shard_that_loads_saving(tm
         os.kill(worker_pids(server)[1], signal.SIGKILL)
         writer = client_on(server.port, 1 - origin, timeout=60)
         probe = keys_of_shard(1, 2, "k", 1)[0]
-
-        def loading() -> bool:
-            try:
-                writer.command("GET", probe)
-            except ErrorReply as e:  # unavailable: not restarted yet
-                return str(e).startswith("LOADING")
-            return False
-
-        assert until(loading, 60)
+        assert until(lambda: _loading(writer, probe), 60)
         asker = client_on(server.port, origin, timeout=90)
         asker.send("SHUTDOWN", "SAVE")
         time.sleep(0.2)
         server.signal(signal.SIGTERM)
-        late = keys_of_shard(1, 2, "late", 20000)
-        acked: list[str] = []
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len(acked) < len(late):
-            try:
-                writer.command("SET", late[len(acked)], "v")
-                acked.append(late[len(acked)])
-            except ErrorReply as e:
-                if str(e) == "ERR shard is shutting down":
-                    break
-                time.sleep(0.005)  # loading
-            except (ConnectionError, OSError):
-                break
+        acked = _write_until_shut(writer, 60)
         with pytest.raises((ConnectionError, OSError)):  # as Redis: no reply, the connection closes
             asker.read()
         assert server.proc.wait(60) == 0
