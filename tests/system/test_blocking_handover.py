@@ -34,6 +34,7 @@ from tests.support.placement import key_on
 from tests.support.processes import worker_pid
 from tests.support.resp import ErrorReply, RespClient
 from tests.support.servers import ServerProcess, start_shardkv
+from tests.support.waits import wait_blocked
 
 A, B = key_on(0, "hand", shards=2), key_on(1, "hand", shards=2)
 ZA, ZB = key_on(0, "zhand", shards=2), key_on(1, "zhand", shards=2)
@@ -215,10 +216,7 @@ def test_a_served_wait_whose_acceptor_dies_gives_the_element_back() -> None:
     writer = client_on(proc.port, 0, k=2)
     try:
         waiter.send("BLPOP", B, A, 0)
-        deadline = time.monotonic() + WAIT
-        while b"blocked_clients:1" not in writer.command("INFO", "clients"):  # type: ignore[operator]
-            assert time.monotonic() < deadline, "the client never blocked"
-            time.sleep(0.01)
+        wait_blocked(writer, 1)
         os.kill(victim, signal.SIGSTOP)
         writer.send("RPUSH", A, "x")
         time.sleep(0.2)  # the shard serves the client, and waits for the verdict
@@ -249,10 +247,8 @@ def test_a_worker_killed_between_verdict_and_log_neither_delivers_nor_keeps_twic
     writer = client_on(proc.port, 0, k=1)
     try:
         waiter.send("BLPOP", B, A, 0)
+        wait_blocked(writer, 1)
         deadline = time.monotonic() + WAIT
-        while b"blocked_clients:1" not in writer.command("INFO", "clients"):  # type: ignore[operator]
-            assert time.monotonic() < deadline, "the client never blocked"
-            time.sleep(0.01)
         victim = worker_pid(proc, 0)  # A's shard
         fault_file.write_text("verdict")
         writer.send("RPUSH", A, "x")
