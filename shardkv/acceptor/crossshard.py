@@ -144,7 +144,7 @@ from collections.abc import Callable
 from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any
 
-from shardkv.acceptor.replies import Slot, delivery_failed, origin_of
+from shardkv.acceptor.replies import ExecPlace, Slot, delivery_failed, origin_of
 from shardkv.acceptor.shardlink import release_events
 from shardkv.protocol import errors, wire
 from shardkv.protocol.commands import error_name, other_db_keys
@@ -866,6 +866,13 @@ class AtomicOp(_Operation):
         # wire.Run.as_of); 0: now.
         self.as_of = as_of
         self.finish = finish
+        # An EXEC's: where each reply of the executor's stands in its array
+        # (transactions._with_places), the one script's among them, and
+        # where each reply's events end among its held events, once it ran
+        # (see event_places).
+        self.places: list[ExecPlace] = []
+        self.script_place: ExecPlace | None = None
+        self.event_ends: list[int] | None = None
         # Called with the executor's replies before anything is prepared:
         # when a script among the commands escaped (it needs more shards),
         # what runs them all again, once this run is decided undone.
@@ -1057,6 +1064,9 @@ class AtomicOp(_Operation):
         # First, what the run says (a bug in what follows still finds the
         # replies, and whether the executor committed alone: see _bug).
         self.bodies = message.bodies
+        if message.bounds and self.places:  # (its events came just before: see wire.Ran.bounds)
+            end = len(self.held_events or ())
+            self.event_ends = [end + offset for offset in message.bounds]
         self.logged = message.logged
         self.written = message.written
         self.applied = message.own == wire.COMMITTED
@@ -1092,6 +1102,15 @@ class AtomicOp(_Operation):
 
     def _reply(self) -> bytes:
         return self.finish(self.bodies)
+
+    @property
+    def event_places(self) -> list[tuple[int, ExecPlace]] | None:
+        """An EXEC's, committed: for each command of its executor's, where
+        its events end among those handed out and the place in EXEC's
+        array they go (see shardkv.acceptor.notifications.publish)."""
+        if self.event_ends is None or not self.decision or len(self.event_ends) != len(self.places):
+            return None
+        return list(zip(self.event_ends, self.places, strict=True))
 
     def _notify_after(self) -> str | None:
         notify = None

@@ -120,11 +120,21 @@ def publish(server, events: list, origin: object) -> None:
     before = getattr(origin, "slot", origin)
     if not isinstance(before, Slot):
         before = None
-    for db, key, cls, event in events:
+    # An EXEC run as one operation: each command's events go to its own
+    # place in the array (the rest, after it; see AtomicOp.event_places).
+    places = getattr(origin, "event_places", None)
+    at = 0
+    for i, (db, key, cls, event) in enumerate(events):
+        sink = before
+        if places:
+            while at < len(places) and places[at][0] <= i:
+                at += 1
+            if at < len(places):
+                sink = places[at][1]
         if cls & KEYSPACE:
-            publish_message(server, b"__keyspace@%d__:%s" % (db, key), event, before)
+            publish_message(server, b"__keyspace@%d__:%s" % (db, key), event, sink)
         if cls & KEYEVENT:
-            publish_message(server, b"__keyevent@%d__:%s" % (db, event), key, before)
+            publish_message(server, b"__keyevent@%d__:%s" % (db, event), key, sink)
 
 
 def own_mask(server) -> int:

@@ -37,7 +37,7 @@ from shardkv.acceptor import monitor
 from shardkv.acceptor.blocking import after_scripts
 from shardkv.acceptor.bus import Failed, fail_slot
 from shardkv.acceptor.client import Client
-from shardkv.acceptor.replies import Slot
+from shardkv.acceptor.replies import ExecPlace, Slot
 from shardkv.acceptor.state import AFTER_SCRIPTS
 from shardkv.acceptor.transactions import Exec, discard_transaction
 from shardkv.protocol import commands, errors
@@ -615,10 +615,13 @@ def _deliver(client: Client, msg: _Message, limits: tuple[int, int, int], before
     if client.closing or client.closed:
         return
     if before is not None and before.client is client and before.data is None:
-        try:
-            client.pending.insert(client.pending.index(before), msg.body(client.resp3))
-        except ValueError:
-            _in_exec_or_after(client, before, msg.body(client.resp3))
+        if type(before) is ExecPlace:
+            before.take(msg.body(client.resp3))
+        else:
+            try:
+                client.pending.insert(client.pending.index(before), msg.body(client.resp3))
+            except ValueError:
+                _in_exec_or_after(client, before, msg.body(client.resp3))
     else:
         client.pending.append(msg.body(client.resp3))
     client.flush()

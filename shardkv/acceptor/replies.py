@@ -97,6 +97,30 @@ class BareSlot(Slot):
     __init__ = object.__init__
 
 
+class ExecPlace(Slot):
+    """Where one command of an EXEC run as one operation
+    (``transactions._run_atomic``) stands in EXEC's array, just before its
+    reply: the messages its client hears while that command runs (its
+    keyspace events, its script's PUBLISH) wait here (``pushes``), and the
+    array carries them before the reply, as Redis writes them while EXEC
+    runs the command.  Never filled (``data`` stays None): once the array
+    is built (``closed``), a message for it follows what is pending."""
+
+    __slots__ = ("pushes", "closed")
+
+    def __init__(self, client: Client) -> None:
+        super().__init__(client)
+        self.pushes: list[bytes] = []
+        self.closed = False
+
+    def take(self, body: bytes) -> None:
+        """A message for the client, heard as the command ran."""
+        if self.closed:
+            self.client.pending.append(body)
+        else:
+            self.pushes.append(body)
+
+
 PLAIN_SLOTS = (BareSlot, Slot)
 """The exact types of a command's own reply slot, made either way: a sink
 whose ``type()`` is one of them takes its reply as :meth:`Slot.deliver`

@@ -220,6 +220,9 @@ def _reply_slot(link: ShardLink, ahead: int) -> Slot | None:
     parked = ahead == wire.SCRIPT_PARKED
     if parked and len(link.ops) == 1:
         sink: object = next(iter(link.ops.values()))
+        place = getattr(sink, "script_place", None)
+        if place is not None:  # an EXEC's one script: in its place in the array
+            return place
     elif 0 <= ahead < len(link.fifo):
         sink = link.fifo[ahead]
     else:

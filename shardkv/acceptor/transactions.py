@@ -50,7 +50,7 @@ from shardkv.acceptor.blocking import Pin, UnblockReply, after_scripts, after_th
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.crossshard import AtomicOp
 from shardkv.acceptor.dispatch import db_headers
-from shardkv.acceptor.replies import Slot
+from shardkv.acceptor.replies import ExecPlace, Slot
 from shardkv.acceptor.shardlink import BUSY_LINKS, at_threshold
 from shardkv.acceptor.state import SCRIPTS_FIRST
 from shardkv.acceptor.users import UsersInExec, hold_for_changes
@@ -408,12 +408,25 @@ class Exec:
         elif self.parts is None:  # not run yet (see _after_decided)
             return None
         out = [b"*%d\r\n" % self.count]
+        places = None
+        ahead = b""  # the messages of the ExecPlace before the next reply
         for part in self.parts:
             if type(part) is not bytes:
+                if type(part) is ExecPlace:
+                    places = places or []
+                    places.append(part)
+                    if part.pushes:
+                        ahead += b"".join(part.pushes)
+                    continue
                 part = part.data
                 if part is None:
                     return None
+            if ahead:
+                part, ahead = ahead + part, b""
             out.append(part)
+        if places:
+            for place in places:  # (what they hear from now on follows the array)
+                place.closed = True
         if self.denied:
             for i in sorted(self.denied):
                 out.insert(i + 1, self.denied[i])
@@ -1223,19 +1236,25 @@ def _run_atomic(
     def finish(bodies: list[bytes]) -> bytes:
         reply.log_refusals(client)
         parts: list = []
-        replies = iter(bodies)
+        # Each reply of the executor's, after the place where its command's
+        # messages go (see ExecPlace: their events, a script's PUBLISH).
+        places = made[-1].places
+        if len(places) != len(bodies):  # (never: one per reply)
+            places = [ExecPlace(client) for _ in bodies]
+        replies = (x for pair in zip(places, bodies, strict=True) for x in pair)
         for i, (cmd, args) in enumerate(queued):
             if i in selects:
                 parts.extend(selects[i])
             elif i in early:
                 parts.extend(early[i])
             elif i in scripts:
+                parts.append(next(replies))
                 body = next(replies)
                 scripts[i].answered(client, body)
                 parts.append(body)
             elif i in swaps:  # (the acceptor's command: counted here, as run_local does)
                 client.server.stats.record("swapdb", 0, None)
-                parts.append(next(replies))
+                parts += (next(replies), next(replies))
             elif cmd.route == "local":
                 # In the database a SELECT before it chose (a script, behind
                 # a FUNCTION or SCRIPT change: see _scripts_on_executor).
@@ -1248,7 +1267,7 @@ def _run_atomic(
                     if client.db != back:
                         client.select(back)
             else:
-                parts.append(next(replies))
+                parts += (next(replies), next(replies))
         if reply.place is not None:  # committed: now they have run, before EXEC's line
             calls = [(*call, dbs[i]) for i, call in enumerate(queued)]
             reply.place.put(monitor.exec_lines(client, calls, lua if scripts else None))
@@ -1308,6 +1327,7 @@ def _run_atomic(
         client.state.block(HELD, shown=False)  # not blocked as Redis shows it
 
     lua: list = []  # its scripts' calls, for MONITOR's lines
+    made: list[AtomicOp] = []  # the operation, and each run again after a script escaped
 
     def operation(slot: Slot | None, also: set[int], as_of: int = 0) -> AtomicOp:
         """The operation (again, with more keys, after a script escaped).
@@ -1315,20 +1335,23 @@ def _run_atomic(
         see wire.Run): Redis's time stands still while EXEC runs, and it
         checks a WATCHed key's expiry as EXEC starts, not again."""
         if not scripts:
-            return AtomicOp(
-                client,
-                commands,
-                keys,
-                finish,
-                watched,
-                everything,
-                op_db,
-                slot,
-                also,
-                names=renamed,
-                name=reply.name,
-                transaction=True,
+            made.append(
+                AtomicOp(
+                    client,
+                    commands,
+                    keys,
+                    finish,
+                    watched,
+                    everything,
+                    op_db,
+                    slot,
+                    also,
+                    names=renamed,
+                    name=reply.name,
+                    transaction=True,
+                )
             )
+            return _with_places(made[-1], commands)
         run = list(commands)
         needed = list(keys)
         widest = everything
@@ -1390,6 +1413,11 @@ def _run_atomic(
         )
         lua.clear()  # (an undone run's calls do not come)
         op.lua = lua
+        made.append(op)
+        _with_places(op, run)
+        if len(script_at) == 1:  # its PUBLISH's message to its client goes in its place
+            at = next(iter(script_at))
+            op.script_place = op.places[sum(1 for args in run[:at] if args[0] not in _NO_REPLY)]
         return op
 
     # The CLIENT UNBLOCKs of one-shard waits: their shards are parked too,
@@ -1418,6 +1446,13 @@ def _run_atomic(
         if holds is not None:
             holds.end()
     reply.outcome = op.slot
+
+
+def _with_places(op: AtomicOp, run: list) -> AtomicOp:
+    """``op`` with an :class:`ExecPlace` for each reply of its executor's
+    (``run``'s commands but ``_NO_REPLY``'s), in order."""
+    op.places = [ExecPlace(op.client) for args in run if args[0] not in _NO_REPLY]
+    return op
 
 
 HELD = -2  # a client's blocked_token while its atomic EXEC decides (see _run_atomic's holds_client)

@@ -673,6 +673,11 @@ class Ran:
     # executor's too (worker.blocking.note_ready): the shards' notifications
     # of clients blocked on several of them carry it.
     ranks: dict[Any, int] = field(default_factory=dict)
+    # For each of ``bodies``, where its command's keyspace events end among
+    # the events the executor sent just before this (the ``E`` frame), as
+    # an offset from their end (0: the last one; empty: none noted): the
+    # acceptor puts each command's events before its part of EXEC's array.
+    bounds: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

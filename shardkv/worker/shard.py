@@ -38,9 +38,11 @@ frame later, and ``X`` frames cancel it: see :mod:`shardkv.worker.blocking`.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from binascii import crc_hqx
 from collections.abc import Callable
+from itertools import accumulate
 from operator import length_hint
 from time import perf_counter_ns
 from typing import Any, Literal, cast
@@ -264,6 +266,10 @@ class Shard:
         # For each reply of the batch so far, how many events were noted
         # before it (None while nobody listens; see take_events).
         self.event_bounds: list[int] | None = None
+        # A cross-shard operation's run: where each reply's events end in
+        # keyspace.events, then in the events sent (see send_events).
+        self.run_event_ends: list[int] | None = None
+        self.events_counted: list[int] | None = None
         # Other acceptors' share of the events of the cross-shard operation
         # this shard is in (see _share_events): sent if it commits.
         self.op_events_from: int | None = None  # where its events begin in keyspace.events
@@ -1187,7 +1193,7 @@ class Shard:
             self.send(wire.encode_monitor([] if escaped else calls))
         return encode(value, resp3)
 
-    def take_events(self, bounded: bool = False) -> bytes | None:
+    def take_events(self, bounded: bool = False, ends: list[int] | None = None) -> bytes | None:
         """The ``E`` payload of the events noted since the last one, or None.
 
         ``event_bounds`` (set by :meth:`run_batch`) says, for each reply of
@@ -1207,11 +1213,18 @@ class Shard:
         ks.events = [] if ks.event_mask else None
         masks = ks.event_masks
         if len(masks) > 1 or (masks and ks.pipe not in masks):
-            return self._share_events(noted, bounds, spans, ready_at)  # other acceptors listen too
+            return self._share_events(noted, bounds, spans, ready_at, ends)  # other acceptors listen too
+        if ends is not None:
+            self.events_counted = [end - len(noted) for end in ends]
         return wire.encode_events(bounds, noted)
 
     def _share_events(
-        self, noted: list, bounds: list[int] | None, spans: list[tuple[int, int]], ready_at: int | None = None
+        self,
+        noted: list,
+        bounds: list[int] | None,
+        spans: list[tuple[int, int]],
+        ready_at: int | None = None,
+        ends: list[int] | None = None,
     ) -> bytes | None:
         """Several acceptors listen: each other pipe gets the events its
         ``__events`` mask selects at once, unbounded; the current pipe's
@@ -1268,6 +1281,9 @@ class Shard:
                 done = bound
             if ready_at is not None and ready_at < len(bounds) and any(shared[bounds[ready_at] :]):
                 gated = sorted(set(gated).union(range(ready_at, len(bounds))))
+        if ends is not None:  # (see send_events)
+            sent = [0, *accumulate(kept)]
+            self.events_counted = [sent[end] - sent[-1] for end in ends]
         if all(kept):
             events, counted = noted, bounds
         elif not any(kept):
@@ -1284,9 +1300,13 @@ class Shard:
             return wire.encode_gated_events(counted, events, gated, waits)
         return wire.encode_events(counted, events)
 
-    def send_events(self, bounded: bool = False) -> None:
-        """Send what has been noted, before the next frame."""
-        frame = self.take_events(bounded)
+    def send_events(self, bounded: bool = False, ends: list[int] | None = None) -> None:
+        """Send what has been noted, before the next frame.  ``ends``: a
+        cross-shard operation's run, where each reply's events end in what
+        was noted; :attr:`events_counted` then says where they end in what
+        was sent (see wire.Ran.bounds)."""
+        self.events_counted = None
+        frame = self.take_events(bounded, ends)
         if frame is not None:
             self.send(frame)
 
@@ -1624,7 +1644,10 @@ class Shard:
                 if faultpoints.ACTIVE and self.persistence is not None:
                     self.persistence.commit()
                 faultpoints.hold("ran", self.index)
-                self.send_events()  # the operation's events, before its Ran
+                ends, self.run_event_ends = self.run_event_ends, None
+                self.send_events(ends=ends)  # the operation's events, before its Ran
+                if ends and self.events_counted:
+                    ran = dataclasses.replace(ran, bounds=self.events_counted)
                 self.send(wire.encode_control(ran))
             elif type(message) is wire.Prepare:
                 if self.busy_watches is not None:
@@ -1877,7 +1900,10 @@ class Shard:
             lines: list[int] = []  # each script's redis.log lines (see wire.Ran.written)
             renamed = dict(message.names)  # (a CLIENT SETNAME queued before: see wire.Run)
             engine.busy_error = None
+            ends: list[int] = []  # (see wire.Ran.bounds: here, where in ks.events)
             for at, args in enumerate(commands_):
+                if len(ends) < len(replies):  # the command before this one replied
+                    ends.append(len(ks.events) if ks.events is not None else 0)
                 if at in renamed:
                     self.foreign_client = (message.client[0], renamed[at])
                 if args[0] == Verb.SELECT:  # SELECT inside MULTI: no reply of its own here
@@ -1915,6 +1941,9 @@ class Shard:
                     lines.append(engine.ran_written)
                     if ends:
                         calls.append(wire.SCRIPT_END)
+            if len(ends) < len(replies):
+                ends.append(len(ks.events) if ks.events is not None else 0)
+            self.run_event_ends = ends if ks.events else None
             bodies = [encode(value, resp3) for value in replies]
         except BaseException:
             if engine.deferring:
