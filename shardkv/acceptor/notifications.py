@@ -49,7 +49,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from shardkv.acceptor import causal
+from shardkv.acceptor import causal, pubsub
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.pubsub import publish_message
 from shardkv.acceptor.replies import RELAYED, Slot
@@ -115,7 +115,7 @@ def publish(server, events: list, origin: object) -> None:
     the command runs.  Each event is published on the channels its class
     names (K, E: the shard's setting as the command ran)."""
     hearing = STATE.hearing
-    if not (hearing[0] or hearing[1]):
+    if not (hearing[0] or hearing[1] or pubsub.haunted()):
         return
     before = getattr(origin, "slot", origin)
     if not isinstance(before, Slot):
@@ -139,8 +139,13 @@ def publish(server, events: list, origin: object) -> None:
 
 def own_mask(server) -> int:
     """K (E) while someone here may hear a ``__keyspace@`` (``__keyevent@``)
-    channel: the shards note what notify-keyspace-events names then."""
+    channel: the shards note what notify-keyspace-events names then.  Both
+    while a client that left channels inside EXEC may still hear its own
+    commands' events by them (pubsub._HAUNTS): with several acceptors its
+    UNSUBSCRIBE's ``__events`` may reach a shard before those commands."""
     hearing = STATE.hearing
+    if pubsub.haunted():  # (until the next change of subscriptions once it is over)
+        return KEYSPACE | KEYEVENT
     return (KEYSPACE if hearing[0] else 0) | (KEYEVENT if hearing[1] else 0)
 
 

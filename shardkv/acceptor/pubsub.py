@@ -31,6 +31,7 @@ import itertools
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from functools import partial
 
 from shardkv.acceptor import monitor
@@ -201,6 +202,8 @@ def _gone(client: Client) -> bool:
 def _subscribe(client: Client, args: list[bytes]) -> None:
     new = []
     replies = []
+    if client.state.exec_parts is not None:
+        _haunt(client, True, frozenset(c for c in args[1:] if c not in client.state.channels), {})
     for channel in args[1:]:
         if not _gone(client) and client.state.add_subscription(client.state.channels, channel):
             subscribers = CHANNELS.get(channel)
@@ -216,6 +219,8 @@ def _unsubscribe(client: Client, args: list[bytes]) -> None:
     names = args[1:] or list(client.state.channels)
     gone: list[tuple[bytes, bool]] = []
     replies = []
+    if client.state.exec_parts is not None:
+        _haunt(client, False, frozenset(c for c in names if c in client.state.channels), {})
     if not names:
         replies.append(Push([b"unsubscribe", None, _count(client)]))
     for channel in names:
@@ -227,6 +232,8 @@ def _unsubscribe(client: Client, args: list[bytes]) -> None:
 def _psubscribe(client: Client, args: list[bytes]) -> None:
     new = []
     replies = []
+    if client.state.exec_parts is not None:
+        _haunt(client, True, frozenset(), {p: None for p in args[1:] if p not in client.state.patterns})
     for pattern in args[1:]:
         if not _gone(client) and client.state.add_subscription(client.state.patterns, pattern):
             entry = PATTERNS.get(pattern)
@@ -242,12 +249,77 @@ def _punsubscribe(client: Client, args: list[bytes]) -> None:
     names = args[1:] or list(client.state.patterns)
     gone: list[tuple[bytes, bool]] = []
     replies = []
+    if client.state.exec_parts is not None:
+        patterns = client.state.patterns
+        _haunt(client, False, frozenset(), {p: PATTERNS[p][0] for p in names if p in patterns})
     if not names:
         replies.append(Push([b"punsubscribe", None, _count(client)]))
     for pattern in names:
         _drop_pattern(client, pattern, gone)
         replies.append(Push([b"punsubscribe", pattern, _count(client)]))
     _reply(client, replies, [], gone)
+
+
+# A client that left or joined channels or patterns inside EXEC, after
+# commands of the EXEC whose replies were still to come (run as one
+# operation: whose places, see replies.ExecPlace): the messages those
+# commands make it hear (their keyspace events) reach it by what it was
+# subscribed to as each ran, as Redis delivers them then.  By client, in
+# order: (those parts, joined?, the channels, the patterns with their
+# matchers (None if joined)).
+_Change = tuple[list, bool, frozenset[bytes], dict[bytes, Callable | None]]
+_HAUNTS: dict[Client, list[_Change]] = {}
+
+
+def haunted() -> bool:
+    """Whether a client left or joined channels or patterns inside EXEC
+    whose commands' messages may still come (see _HAUNTS): their keyspace
+    events are published though no one else may hear them."""
+    if _HAUNTS:
+        for client, changes in list(_HAUNTS.items()):
+            kept = [change for change in changes if any(map(_unfinished, change[0]))]
+            if kept:
+                _HAUNTS[client] = kept
+            else:
+                del _HAUNTS[client]
+    return bool(_HAUNTS)
+
+
+def _unfinished(part: object) -> bool:
+    """Whether messages of the command of EXEC's ``part`` may still come."""
+    if type(part) is ExecPlace:
+        return not part.closed
+    return getattr(part, "data", b"") is None
+
+
+def _haunt(
+    client: Client, joined: bool, channels: frozenset[bytes], patterns: dict[bytes, Callable | None]
+) -> None:
+    """``client`` joins or leaves ``channels`` and ``patterns`` inside EXEC (see _HAUNTS)."""
+    kept = [change for change in _HAUNTS.get(client, ()) if any(map(_unfinished, change[0]))]
+    waiting = [part for part in client.state.exec_parts or () if _unfinished(part)]
+    if waiting and (channels or patterns):
+        kept.append((waiting, joined, channels, patterns))
+    if kept:
+        _HAUNTS[client] = kept
+    else:
+        _HAUNTS.pop(client, None)
+
+
+def _changes_after(before: Slot) -> list[_Change] | None:
+    """The changes of its subscriptions that the client of ``before`` made
+    inside EXEC after the command whose reply (or place) that is."""
+    changes = [change for change in _HAUNTS.get(before.client, ()) if any(p is before for p in change[0])]
+    return changes or None
+
+
+def _was_in(changes: list[_Change], name: bytes, pattern: bool) -> bool | None:
+    """Whether the client was subscribed to ``name`` as the command ran
+    (None: as it is now): the first change of it after the command says."""
+    for _, joined, channels, patterns in changes:
+        if name in (patterns if pattern else channels):
+            return not joined
+    return None
 
 
 def _ssubscribe(client: Client, args: list[bytes]) -> None:
@@ -329,6 +401,8 @@ def on_disconnect(client: Client) -> None:
         _LEAVING.pop(client, None)
     if _PUBLISHING:
         _PUBLISHING.pop(client.id, None)
+    if _HAUNTS:
+        _HAUNTS.pop(client, None)
 
 
 # -- publishing --------------------------------------------------------------
@@ -522,6 +596,10 @@ def publish_message(
         return len(found)
     receivers_ = 0
     limits = None
+    # Its own client's subscriptions changed inside EXEC after the command
+    # (see _HAUNTS): the message reaches it as it was subscribed then.
+    changes = _changes_after(before) if _HAUNTS and before is not None and not shard else None
+    own = before.client if changes else None
     subscribers = (SHARD_CHANNELS if shard else CHANNELS).get(channel)
     if subscribers:
         limits = _limits(server)
@@ -529,20 +607,45 @@ def publish_message(
         receivers_ = len(subscribers)
         kind = None if shard else False
         for sub in list(subscribers):
-            if (_LEAVING and _leaves(sub, channel, kind) and not _stays(sub, before)) or sub is publisher:
+            if (
+                (_LEAVING and _leaves(sub, channel, kind) and not _stays(sub, before))
+                or sub is publisher
+                or (sub is own and _was_in(changes, channel, False) is False)  # type: ignore[arg-type]
+            ):
                 receivers_ -= 1
                 continue
             _deliver_safely(sub, msg, limits, before)
     if shard:
         return receivers_
+    if own is not None and own not in (subscribers or ()) and _was_in(changes, channel, False):  # type: ignore[arg-type]
+        limits = limits or _limits(server)
+        _deliver_safely(own, _Message(Push([b"message", channel, message])), limits, before)
+        receivers_ += 1
     for pattern, (match, subs) in list(PATTERNS.items()):
         if match(channel):
             limits = limits or _limits(server)
             msg = _Message(Push([b"pmessage", pattern, channel, message]))
             for sub in list(subs):
-                if (_LEAVING and _leaves(sub, pattern, True) and not _stays(sub, before)) or sub is publisher:
+                if (
+                    (_LEAVING and _leaves(sub, pattern, True) and not _stays(sub, before))
+                    or sub is publisher
+                    or (sub is own and _was_in(changes, pattern, True) is False)  # type: ignore[arg-type]
+                ):
                     continue
                 _deliver_safely(sub, msg, limits, before)
+                receivers_ += 1
+    if own is not None:  # the patterns it left since, that matched
+        left = {p: m for _, joined, _, patterns in changes for p, m in patterns.items() if not joined}  # type: ignore[union-attr]
+        for pattern, match in left.items():
+            if (
+                pattern not in own.state.patterns
+                and match is not None
+                and match(channel)
+                and _was_in(changes, pattern, True)  # type: ignore[arg-type]
+            ):
+                limits = limits or _limits(server)
+                msg = _Message(Push([b"pmessage", pattern, channel, message]))
+                _deliver_safely(own, msg, limits, before)
                 receivers_ += 1
     return receivers_
 

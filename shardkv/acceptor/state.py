@@ -79,6 +79,7 @@ class ClientState:
         "reply_mode",
         "monitoring",
         "in_exec",
+        "exec_parts",
         "exec_size",
         "unblock_after",
         "located",
@@ -98,9 +99,11 @@ class ClientState:
         # WATCH: key -> the version its shard reported (None until then),
         # and the database of those keys.
         self.watching: dict[tuple[int, bytes], Any] | None = None
-        self.channels: set[bytes] = set()
-        self.patterns: set[bytes] = set()
-        self.shard_channels: set[bytes] = set()  # SSUBSCRIBE's
+        # Each in the order subscribed (PUNSUBSCRIBE with no pattern leaves
+        # them so, as Redis's list of a client's patterns has them).
+        self.channels: dict[bytes, None] = {}
+        self.patterns: dict[bytes, None] = {}
+        self.shard_channels: dict[bytes, None] = {}  # SSUBSCRIBE's
         # Nonzero while a blocking command (BLPOP...) waits, or CLIENT PAUSE
         # postponed a command; the commands that come meanwhile are held,
         # and run when it ends (Client.resume).
@@ -115,6 +118,9 @@ class ClientState:
         self.reply_mode = REPLY_ON
         self.monitoring = False
         self.in_exec = False  # EXEC is running this client's queued commands
+        # While EXEC builds its array: its parts so far (replies, slots, see
+        # transactions.Exec), for an UNSUBSCRIBE inside (pubsub._haunt).
+        self.exec_parts: list | None = None
         # How many commands the last EXEC had queued (Redis's mstate.count,
         # which ACL LOG's client info of a script's refused call shows).
         self.exec_size = 0
@@ -216,20 +222,20 @@ class ClientState:
 
     # -- Pub/Sub ------------------------------------------------------------------
 
-    def add_subscription(self, names: set[bytes], name: bytes) -> bool:
+    def add_subscription(self, names: dict[bytes, None], name: bytes) -> bool:
         """Subscribe to ``name`` in ``names`` (this state's ``channels``,
         ``patterns`` or ``shard_channels``); False if already subscribed."""
         if name in names:
             return False
-        names.add(name)
+        names[name] = None
         return True
 
-    def remove_subscription(self, names: set[bytes], name: bytes) -> bool:
+    def remove_subscription(self, names: dict[bytes, None], name: bytes) -> bool:
         """Unsubscribe from ``name`` in ``names`` (as for
         :meth:`add_subscription`); False if not subscribed."""
         if name not in names:
             return False
-        names.discard(name)
+        del names[name]
         return True
 
     # -- blocked: a blocking command, or CLIENT PAUSE -------------------------------

@@ -1060,6 +1060,7 @@ def _run_in_order(client: Client, queued: list, reply: Exec, early: dict[int, li
         links[shard].send_control(_DEFER, _IGNORE, in_step=True)
     saved = client.pending
     client.state.enter_exec()
+    client.state.exec_parts = parts
     client.state.unblock_in_place(0)  # its shard serves after the whole batch
     try:
         for i, (cmd, args) in enumerate(queued):
@@ -1084,6 +1085,7 @@ def _run_in_order(client: Client, queued: list, reply: Exec, early: dict[int, li
     finally:
         client.pending = saved
         client.state.leave_exec()
+        client.state.exec_parts = None
         client.state.unblock_in_place(-1)
         for shard in deferred:
             links[shard].send_control(_SERVE, _IGNORE, in_step=True)
@@ -1242,32 +1244,36 @@ def _run_atomic(
         if len(places) != len(bodies):  # (never: one per reply)
             places = [ExecPlace(client) for _ in bodies]
         replies = (x for pair in zip(places, bodies, strict=True) for x in pair)
-        for i, (cmd, args) in enumerate(queued):
-            if i in selects:
-                parts.extend(selects[i])
-            elif i in early:
-                parts.extend(early[i])
-            elif i in scripts:
-                parts.append(next(replies))
-                body = next(replies)
-                scripts[i].answered(client, body)
-                parts.append(body)
-            elif i in swaps:  # (the acceptor's command: counted here, as run_local does)
-                client.server.stats.record("swapdb", 0, None)
-                parts += (next(replies), next(replies))
-            elif cmd.route == "local":
-                # In the database a SELECT before it chose (a script, behind
-                # a FUNCTION or SCRIPT change: see _scripts_on_executor).
-                back = client.db
-                if dbs[i] != back:
-                    client.select(dbs[i])
-                try:
-                    parts.extend(run_local_captured(client, cmd, args))
-                finally:
-                    if client.db != back:
-                        client.select(back)
-            else:
-                parts += (next(replies), next(replies))
+        client.state.exec_parts = parts  # (see pubsub._haunt)
+        try:
+            for i, (cmd, args) in enumerate(queued):
+                if i in selects:
+                    parts.extend(selects[i])
+                elif i in early:
+                    parts.extend(early[i])
+                elif i in scripts:
+                    parts.append(next(replies))
+                    body = next(replies)
+                    scripts[i].answered(client, body)
+                    parts.append(body)
+                elif i in swaps:  # (the acceptor's command: counted here, as run_local does)
+                    client.server.stats.record("swapdb", 0, None)
+                    parts += (next(replies), next(replies))
+                elif cmd.route == "local":
+                    # In the database a SELECT before it chose (a script, behind
+                    # a FUNCTION or SCRIPT change: see _scripts_on_executor).
+                    back = client.db
+                    if dbs[i] != back:
+                        client.select(dbs[i])
+                    try:
+                        parts.extend(run_local_captured(client, cmd, args))
+                    finally:
+                        if client.db != back:
+                            client.select(back)
+                else:
+                    parts += (next(replies), next(replies))
+        finally:
+            client.state.exec_parts = None
         if reply.place is not None:  # committed: now they have run, before EXEC's line
             calls = [(*call, dbs[i]) for i, call in enumerate(queued)]
             reply.place.put(monitor.exec_lines(client, calls, lua if scripts else None))

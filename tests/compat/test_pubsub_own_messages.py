@@ -8,10 +8,14 @@ PUBLISH: tests/compat/test_pubsub_sharded.py."""
 
 from __future__ import annotations
 
+import socket
+import time
+
 import pytest
 
 from shardkv.protocol.resp import encode_command
 from tests.compat.test_pubsub_sharded import _same_resp3_session
+from tests.support.rawsocket import REPLY_WAIT
 
 PUBLISH_Q = b"\"return redis.call('publish', 'q', 'hi')\""
 SPUBLISH_Q = b"\"return redis.call('spublish', 'q', 'hi')\""
@@ -88,3 +92,97 @@ def test_keyspace_events_of_the_subscribers_own_writes(redis_and_shardkv_k12, se
     let the unsubscribe run first, and the events never came."""
     theirs = _same_resp3_session(redis_and_shardkv_k12, KEA + session + OFF + b"ECHO end\r\n")
     assert theirs.endswith(b"end\r\n") and b"$3\r\nset\r\n" in theirs
+
+
+def _session_until_end(port: int, session: bytes) -> bytes:
+    """``session`` after ``HELLO 3``, then ``ECHO end``: what came back
+    up to that last reply (every message the session causes comes before
+    it, in Redis), read with a deadline, not until quiet."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"HELLO 3\r\nECHO start\r\n" + session + b"ECHO end\r\n")
+        out = b""
+        deadline = time.monotonic() + REPLY_WAIT
+        while not out.endswith(b"$3\r\nend\r\n"):
+            left = deadline - time.monotonic()
+            assert left > 0, out
+            s.settimeout(left)
+            chunk = s.recv(1 << 16)
+            assert chunk, out
+            out += chunk
+    return out.split(b"start\r\n", 1)[1]
+
+
+def _same_until_end(servers: tuple[int, int, int], session: bytes) -> bytes:
+    real, ours, _ = servers
+    theirs = _session_until_end(real, session)
+    assert _session_until_end(ours, session) == theirs
+    return theirs
+
+
+# (a and b are on different shards of two: an EXEC that writes both runs
+# as one cross-shard operation, as one that WATCHes does)
+@pytest.mark.parametrize(
+    "session",
+    [
+        KEA + b"PSUBSCRIBE __keyspace@0__:*\r\nMULTI\r\nSET a 1\r\nSET b 2\r\nEXEC\r\nPING\r\n",
+        KEA + b"SUBSCRIBE __keyspace@0__:a\r\nWATCH a\r\nMULTI\r\nSET a 1\r\nDEL a\r\nEXEC\r\nPING\r\n",
+        KEA + b"SUBSCRIBE __keyevent@0__:set\r\nMULTI\r\nSET a 1\r\nINCR n\r\nSET b 2\r\nEXEC\r\nPING\r\n",
+        b"SUBSCRIBE q\r\nMULTI\r\nSET a 1\r\nEVAL \"redis.call('set', KEYS[1], 'v') "
+        b"return redis.call('publish', 'q', 'hi')\" 1 b\r\nEXEC\r\nPING\r\n",
+    ],
+    ids=["cross-shard", "watch", "keyevent", "script"],
+)
+def test_an_atomic_exec_gives_each_commands_messages_in_its_place(redis_and_shardkv_k12, session):
+    """A RESP3 subscriber's EXEC, run as one operation across shards: Redis
+    writes each command's keyspace events (its script's PUBLISH) inside
+    EXEC's array, before that command's reply.  shardkv handed them all out
+    after the array, behind the replies pipelined after EXEC."""
+    theirs = _same_until_end(redis_and_shardkv_k12, session + OFF)
+    array = theirs.index(b"*", theirs.index(b"+QUEUED\r\n"))
+    assert theirs.index(b"message\r\n", array) < theirs.index(b"+PONG\r\n")
+
+
+@pytest.mark.parametrize(
+    "session",
+    [
+        b"SUBSCRIBE __keyspace@0__:a\r\nMULTI\r\nSET a 1\r\nUNSUBSCRIBE\r\nEXEC\r\n",
+        b"SUBSCRIBE __keyspace@0__:a __keyspace@0__:b\r\nMULTI\r\nSET a 1\r\nSET b 1\r\n"
+        b"UNSUBSCRIBE __keyspace@0__:a __keyspace@0__:b\r\nEXEC\r\n",
+        b"PSUBSCRIBE __keyspace@0__:*\r\nMULTI\r\nSET a 1\r\nDEL a\r\nPUNSUBSCRIBE\r\nSET a 2\r\nEXEC\r\n",
+        b"PSUBSCRIBE __keyspace@0__:*\r\nMULTI\r\nSET a 1\r\nSET b 1\r\nPUNSUBSCRIBE\r\nSET a 2\r\nEXEC\r\n",
+        b"SUBSCRIBE __keyspace@0__:a\r\nMULTI\r\nSET a 1\r\nUNSUBSCRIBE\r\nSET a 2\r\nSUBSCRIBE __keyspace@0__:a\r\n"
+        b"EXEC\r\nSET a 3\r\n",
+    ],
+    ids=["unsubscribe", "cross-shard", "punsubscribe", "punsubscribe-cross-shard", "again"],
+)
+def test_an_unsubscribe_in_exec_after_a_write_still_hears_the_writes_events(redis_and_shardkv_k12, session):
+    """A RESP3 subscriber's EXEC writes, then leaves the channel its
+    write's events go to: Redis delivers them as the write runs, before
+    the UNSUBSCRIBE.  shardkv ran the UNSUBSCRIBE before the write's
+    events came back, and the client never got them; nor what it wrote
+    after the UNSUBSCRIBE (Redis delivers nothing for those)."""
+    theirs = _same_until_end(redis_and_shardkv_k12, KEA + session + OFF)
+    assert b"$3\r\nset\r\n" in theirs
+
+
+def _pushes(data: bytes) -> list[bytes]:
+    return [b">" + part for part in data.split(b"\r\n>")[1:]]
+
+
+def test_several_patterns_matching_one_message(redis_and_shardkv_k12):
+    """A RESP3 subscriber to five patterns that all match a message, and
+    to its channel.  Redis 7.0 writes the ``message`` first, then a
+    ``pmessage`` for each pattern in the order of its dict of patterns
+    (``server.pubsub_patterns``, hashed with a seed drawn at start-up: no
+    fixed order), the same for every client; PUNSUBSCRIBE with no pattern
+    leaves them in the order subscribed (its list of the client's
+    patterns), where shardkv's order was its set's."""
+    session = b"PSUBSCRIBE a* * ab* *b a?\r\nSUBSCRIBE ab\r\nPUBLISH ab hi\r\nPUNSUBSCRIBE\r\nUNSUBSCRIBE ab\r\n"
+    real, ours, _ = redis_and_shardkv_k12
+    theirs, mine = _session_until_end(real, session), _session_until_end(ours, session)
+    assert sorted(_pushes(mine)) == sorted(_pushes(theirs))
+    for out in (theirs, mine):
+        messages = [p for p in _pushes(out) if b"message\r\n" in p]
+        assert len(messages) == 6 and b"$7\r\nmessage\r\n" in messages[0]
+    # (after PUBLISH's count: the (P)UNSUBSCRIBEs' confirmations, the same)
+    assert mine.split(b"hi\r\n:6\r\n", 1)[1] == theirs.split(b"hi\r\n:6\r\n", 1)[1]
