@@ -306,11 +306,10 @@ def _haunt(
         _HAUNTS.pop(client, None)
 
 
-def _changes_after(before: Slot) -> list[_Change] | None:
+def _changes_after(before: Slot) -> list[_Change]:
     """The changes of its subscriptions that the client of ``before`` made
     inside EXEC after the command whose reply (or place) that is."""
-    changes = [change for change in _HAUNTS.get(before.client, ()) if any(p is before for p in change[0])]
-    return changes or None
+    return [change for change in _HAUNTS.get(before.client, ()) if any(p is before for p in change[0])]
 
 
 def _was_in(changes: list[_Change], name: bytes, pattern: bool) -> bool | None:
@@ -598,8 +597,8 @@ def publish_message(
     limits = None
     # Its own client's subscriptions changed inside EXEC after the command
     # (see _HAUNTS): the message reaches it as it was subscribed then.
-    changes = _changes_after(before) if _HAUNTS and before is not None and not shard else None
-    own = before.client if changes else None
+    changes = _changes_after(before) if _HAUNTS and before is not None and not shard else []
+    own = before.client if changes and before is not None else None
     subscribers = (SHARD_CHANNELS if shard else CHANNELS).get(channel)
     if subscribers:
         limits = _limits(server)
@@ -610,14 +609,14 @@ def publish_message(
             if (
                 (_LEAVING and _leaves(sub, channel, kind) and not _stays(sub, before))
                 or sub is publisher
-                or (sub is own and _was_in(changes, channel, False) is False)  # type: ignore[arg-type]
+                or (sub is own and _was_in(changes, channel, False) is False)
             ):
                 receivers_ -= 1
                 continue
             _deliver_safely(sub, msg, limits, before)
     if shard:
         return receivers_
-    if own is not None and own not in (subscribers or ()) and _was_in(changes, channel, False):  # type: ignore[arg-type]
+    if own is not None and own not in (subscribers or ()) and _was_in(changes, channel, False):
         limits = limits or _limits(server)
         _deliver_safely(own, _Message(Push([b"message", channel, message])), limits, before)
         receivers_ += 1
@@ -629,19 +628,19 @@ def publish_message(
                 if (
                     (_LEAVING and _leaves(sub, pattern, True) and not _stays(sub, before))
                     or sub is publisher
-                    or (sub is own and _was_in(changes, pattern, True) is False)  # type: ignore[arg-type]
+                    or (sub is own and _was_in(changes, pattern, True) is False)
                 ):
                     continue
                 _deliver_safely(sub, msg, limits, before)
                 receivers_ += 1
     if own is not None:  # the patterns it left since, that matched
-        left = {p: m for _, joined, _, patterns in changes for p, m in patterns.items() if not joined}  # type: ignore[union-attr]
+        left = {p: m for _, joined, _, patterns in changes for p, m in patterns.items() if not joined}
         for pattern, match in left.items():
             if (
                 pattern not in own.state.patterns
                 and match is not None
                 and match(channel)
-                and _was_in(changes, pattern, True)  # type: ignore[arg-type]
+                and _was_in(changes, pattern, True)
             ):
                 limits = limits or _limits(server)
                 msg = _Message(Push([b"pmessage", pattern, channel, message]))

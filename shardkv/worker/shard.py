@@ -1900,10 +1900,10 @@ class Shard:
             lines: list[int] = []  # each script's redis.log lines (see wire.Ran.written)
             renamed = dict(message.names)  # (a CLIENT SETNAME queued before: see wire.Run)
             engine.busy_error = None
-            ends: list[int] = []  # (see wire.Ran.bounds: here, where in ks.events)
+            event_ends: list[int] = []  # (see wire.Ran.bounds: here, where in ks.events)
             for at, args in enumerate(commands_):
-                if len(ends) < len(replies):  # the command before this one replied
-                    ends.append(len(ks.events) if ks.events is not None else 0)
+                if len(event_ends) < len(replies):  # the command before this one replied
+                    event_ends.append(len(ks.events) if ks.events is not None else 0)
                 if at in renamed:
                     self.foreign_client = (message.client[0], renamed[at])
                 if args[0] == Verb.SELECT:  # SELECT inside MULTI: no reply of its own here
@@ -1941,9 +1941,9 @@ class Shard:
                     lines.append(engine.ran_written)
                     if ends:
                         calls.append(wire.SCRIPT_END)
-            if len(ends) < len(replies):
-                ends.append(len(ks.events) if ks.events is not None else 0)
-            self.run_event_ends = ends if ks.events else None
+            if len(event_ends) < len(replies):
+                event_ends.append(len(ks.events) if ks.events is not None else 0)
+            self.run_event_ends = event_ends if ks.events else None
             bodies = [encode(value, resp3) for value in replies]
         except BaseException:
             if engine.deferring:

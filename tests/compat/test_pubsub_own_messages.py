@@ -177,7 +177,9 @@ def test_several_patterns_matching_one_message(redis_and_shardkv_k12):
     fixed order), the same for every client; PUNSUBSCRIBE with no pattern
     leaves them in the order subscribed (its list of the client's
     patterns), where shardkv's order was its set's."""
-    session = b"PSUBSCRIBE a* * ab* *b a?\r\nSUBSCRIBE ab\r\nPUBLISH ab hi\r\nPUNSUBSCRIBE\r\nUNSUBSCRIBE ab\r\n"
+    session = (
+        b"PSUBSCRIBE a* * ab* *b a?\r\nSUBSCRIBE ab\r\nPUBLISH ab hi\r\nPUNSUBSCRIBE\r\nUNSUBSCRIBE ab\r\n"
+    )
     real, ours, _ = redis_and_shardkv_k12
     theirs, mine = _session_until_end(real, session), _session_until_end(ours, session)
     assert sorted(_pushes(mine)) == sorted(_pushes(theirs))
