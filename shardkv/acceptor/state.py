@@ -325,6 +325,11 @@ class ClientState:
     def leave_exec(self) -> None:
         self.in_exec = False
 
+    def build_exec(self, parts: list | None) -> None:
+        """EXEC builds its array in ``parts`` (None: done), which an
+        UNSUBSCRIBE inside it looks at (pubsub._haunt)."""
+        self.exec_parts = parts
+
     def unblock_in_place(self, after: int) -> None:
         """The CLIENT UNBLOCKs this client runs now are an EXEC's, in its
         place: their ``__unblock`` waits for ``after`` (-1: outside EXEC)."""

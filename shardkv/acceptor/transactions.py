@@ -1060,7 +1060,7 @@ def _run_in_order(client: Client, queued: list, reply: Exec, early: dict[int, li
         links[shard].send_control(_DEFER, _IGNORE, in_step=True)
     saved = client.pending
     client.state.enter_exec()
-    client.state.exec_parts = parts
+    client.state.build_exec(parts)
     client.state.unblock_in_place(0)  # its shard serves after the whole batch
     try:
         for i, (cmd, args) in enumerate(queued):
@@ -1085,7 +1085,7 @@ def _run_in_order(client: Client, queued: list, reply: Exec, early: dict[int, li
     finally:
         client.pending = saved
         client.state.leave_exec()
-        client.state.exec_parts = None
+        client.state.build_exec(None)
         client.state.unblock_in_place(-1)
         for shard in deferred:
             links[shard].send_control(_SERVE, _IGNORE, in_step=True)
@@ -1244,7 +1244,7 @@ def _run_atomic(
         if len(places) != len(bodies):  # (never: one per reply)
             places = [ExecPlace(client) for _ in bodies]
         replies = (x for pair in zip(places, bodies, strict=True) for x in pair)
-        client.state.exec_parts = parts  # (see pubsub._haunt)
+        client.state.build_exec(parts)
         try:
             for i, (cmd, args) in enumerate(queued):
                 if i in selects:
@@ -1273,7 +1273,7 @@ def _run_atomic(
                 else:
                     parts += (next(replies), next(replies))
         finally:
-            client.state.exec_parts = None
+            client.state.build_exec(None)
         if reply.place is not None:  # committed: now they have run, before EXEC's line
             calls = [(*call, dbs[i]) for i, call in enumerate(queued)]
             reply.place.put(monitor.exec_lines(client, calls, lua if scripts else None))

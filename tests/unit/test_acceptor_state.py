@@ -88,7 +88,7 @@ def test_transitions() -> None:
 
     for names in (state.channels, state.patterns, state.shard_channels):
         assert state.add_subscription(names, b"c") and not state.add_subscription(names, b"c")
-        assert names == {b"c"} and state.subscribed
+        assert list(names) == [b"c"] and state.subscribed
         assert state.remove_subscription(names, b"c") and not state.remove_subscription(names, b"c")
         assert not names and not state.subscribed
 
@@ -136,3 +136,8 @@ def test_transitions() -> None:
     assert state.in_exec
     state.leave_exec()
     assert not state.in_exec
+    parts: list = []
+    state.build_exec(parts)
+    assert state.exec_parts is parts
+    state.build_exec(None)
+    assert state.exec_parts is None
