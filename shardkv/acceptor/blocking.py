@@ -155,12 +155,15 @@ from typing import TYPE_CHECKING
 
 import hiredis
 
+from shardkv.acceptor import monitor
 from shardkv.acceptor.crossshard import AtomicOp
 from shardkv.acceptor.fanout import Gather
 from shardkv.acceptor.replies import Sink, Slot, origin_of
 from shardkv.acceptor.shardlink import BUSY_LINKS
+from shardkv.acceptor.state import AFTER_SCRIPTS
 from shardkv.protocol import bus, errors, wire
 from shardkv.protocol.args import parse_long_double
+from shardkv.protocol.commands import lookup
 from shardkv.protocol.resp import NULL_ARRAY, KeyedArrays, encode, encode_command, encode_error
 from shardkv.protocol.wire import Verb
 from shardkv.runtime.cmdstats import stat_name
@@ -418,6 +421,66 @@ def after_scripts(server: Acceptor, refused: Answer, then: Callable[[], None]) -
         _AfterOthers(links, refused, then)
     else:
         then()
+
+
+def serve_after_scripts(
+    client: Client,
+    run: Callable[[Client, list[bytes]], None],
+    args: list[bytes],
+    settled: Callable[[], None] | None = None,
+) -> None:
+    """Run the acceptor's own command ``args`` (``run(client, args)``) once
+    no shard runs a script that started before it: every shard has
+    answered a ``__ping`` sent now (a shard running a script, parked or
+    held for one, answers after it).  Redis runs nothing while a script
+    runs, and reads such a command when the script ends, or at
+    busy-reply-threshold, where it answers it ``-BUSY`` (no allow-busy
+    flag): a shard that reports a script past the threshold meanwhile
+    makes it ``-BUSY`` here, nothing done.  An (un)subscribe, CLIENT KILL,
+    CLIENT PAUSE... (see README, busy scripts).  Meanwhile the client's
+    later commands wait, as a blocked client's do (not shown as blocked).
+    Inside EXEC (its step is the transaction's) it runs at once, and so it
+    does with one acceptor when no shard has a command of its to answer
+    or takes part in a cross-shard operation: none runs a script then.
+    ``settled``: called once it is decided, before it runs or is refused.
+
+    One that waits is counted (INFO commandstats, errorstats) once
+    decided, as Redis counts it when it reads it: a call when it runs, a
+    rejected call and a ``BUSY`` error when refused
+    (``Acceptor.calls_deferred``), and its MONITOR line goes when it ran."""
+    server = client.server
+    if client.state.in_exec or (
+        server.holds is None and not any(link.fifo or link.ops for link in server.links)
+    ):
+        run(client, args)
+        return
+    client.state.block(AFTER_SCRIPTS, shown=False)
+    server.calls_deferred += 1
+
+    def finish(refused: int | bytes | None) -> None:
+        if settled is not None:
+            settled()
+        if not client.state.unblock(AFTER_SCRIPTS) or (client.closed and client not in server.leaving):
+            # (one whose connection is gone while it still runs what it
+            # sent, Acceptor.leaving, runs it, as Redis ran what it read)
+            return
+        if refused is None:
+            since = len(client.pending)
+            cmd = lookup(args[0])
+            assert cmd is not None  # (it was read as one)
+            server.run_counted(client, cmd, args, run)
+            if server.monitors:  # shown once it ran, after its replies, as Redis's call() does
+                monitor.feed(client, cmd, args, since=since)
+        else:
+            message = refused.decode("latin-1")[1:].strip() if isinstance(refused, bytes) else str(refused)
+            server.stats.rejected(stat_name(args), message)  # as dispatch's reject
+            client.pending.append(encode_error(message))
+        if client.waiting():
+            server.loop.call_soon(client.resume)  # type: ignore[union-attr]
+        elif client.pending:
+            client.flush()
+
+    after_scripts(server, finish, lambda: finish(None))
 
 
 class _Unblocking:

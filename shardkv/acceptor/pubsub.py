@@ -35,19 +35,18 @@ from collections.abc import Callable
 from functools import partial
 
 from shardkv.acceptor import monitor
-from shardkv.acceptor.blocking import after_scripts
+from shardkv.acceptor.blocking import serve_after_scripts
 from shardkv.acceptor.bus import Failed, fail_slot
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.replies import ExecPlace, Slot
 from shardkv.acceptor.state import AFTER_SCRIPTS
 from shardkv.acceptor.transactions import Exec, discard_transaction
-from shardkv.protocol import commands, errors
+from shardkv.protocol import errors
 from shardkv.protocol.bus import PUBLISH, PUBSUB, SPUBLISH
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.glob import compile_glob
-from shardkv.protocol.resp import Push, encode, encode_error
+from shardkv.protocol.resp import Push, encode
 from shardkv.runtime import config
-from shardkv.runtime.cmdstats import stat_name
 
 log = logging.getLogger("shardkv.acceptor")
 
@@ -105,57 +104,19 @@ def _after_scripts(
     leaving: tuple[bool | str | None, frozenset[bytes] | None] | None = None,
 ) -> None:
     """Run ``run(client, args)`` once no shard runs a script that started
-    before it: every shard has answered a ``__ping`` sent now (a shard
-    running a script, parked or held for one, answers after it).
-    Meanwhile the client's later commands wait, as a blocked client's do,
-    and messages of its earlier subscriptions still reach it, before the
-    confirmations (Redis publishes them before it serves the command).  A
-    shard that reports a script past busy-reply-threshold meanwhile makes
-    it ``-BUSY``, as Redis answers a command read while a script is busy.
-    Inside EXEC (its step is the transaction's) it runs at once, and so it
-    does with one acceptor when no shard has a command of its to answer
-    or takes part in a cross-shard operation: none runs a script then, and
-    an (un)subscribe takes effect before what other clients send after it,
-    as in Redis.  ``leaving``: an (un)subscribe's mark in :data:`_LEAVING`
-    while it waits.
-
-    One that waits is counted (INFO commandstats, errorstats) once
-    decided, as Redis counts it when it reads it: a call when it runs, a
-    rejected call and a ``BUSY`` error when refused
-    (``Acceptor.calls_deferred``)."""
-    server = client.server
-    if client.state.in_exec or (
-        server.holds is None and not any(link.fifo or link.ops for link in server.links)
-    ):
-        run(client, args)
+    before it (:func:`~shardkv.acceptor.blocking.serve_after_scripts`),
+    or answer it ``-BUSY`` if one is past busy-reply-threshold meanwhile;
+    messages of the client's earlier subscriptions still reach it, before
+    the confirmations (Redis publishes them before it serves the command),
+    and an (un)subscribe takes effect before what other clients send after
+    it, as in Redis.  ``leaving``: an (un)subscribe's mark in
+    :data:`_LEAVING` while it waits."""
+    if leaving is None:
+        serve_after_scripts(client, run, args)
         return
-    client.state.block(AFTER_SCRIPTS, shown=False)
-    server.calls_deferred += 1
-    if leaving is not None:
+    serve_after_scripts(client, run, args, partial(_LEAVING.pop, client, None))
+    if client.state.blocked_token == AFTER_SCRIPTS:  # it waits (not run at once)
         _LEAVING[client] = leaving
-
-    def finish(refused: int | bytes | None) -> None:
-        if _LEAVING:
-            _LEAVING.pop(client, None)
-        if not client.state.unblock(AFTER_SCRIPTS) or _gone(client):
-            return
-        if refused is None:
-            since = len(client.pending)
-            cmd = commands.lookup(args[0])
-            assert cmd is not None  # (it was read as one)
-            server.run_counted(client, cmd, args, run)
-            if server.monitors:  # shown once it ran, after its replies, as Redis's call() does
-                monitor.feed(client, cmd, args, since=since)
-        else:
-            message = refused.decode("latin-1")[1:].strip() if isinstance(refused, bytes) else str(refused)
-            server.stats.rejected(stat_name(args), message)  # as dispatch's reject
-            client.pending.append(encode_error(message))
-        if client.waiting():
-            server.loop.call_soon(client.resume)  # type: ignore[union-attr]
-        elif client.pending:
-            client.flush()
-
-    after_scripts(server, finish, lambda: finish(None))
 
 
 def subscribe(client: Client, args: list[bytes]) -> None:

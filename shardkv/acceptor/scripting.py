@@ -55,6 +55,7 @@ from collections.abc import Callable, Iterator
 from collections.abc import Set as AbstractSet
 
 from shardkv.acceptor import memorybudget, monitor, notifications, scriptcalls, slowlog, tracking
+from shardkv.acceptor.blocking import serve_after_scripts
 from shardkv.acceptor.bus import fail_slot
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.crossshard import AtomicOp
@@ -155,25 +156,50 @@ def sha1hex(body: bytes) -> bytes:
 
 
 def eval_command(client: Client, args: list[bytes]) -> None:
-    """EVAL script numkeys [key [key ...]] [arg [arg ...]]"""
+    """EVAL script numkeys [key [key ...]] [arg [arg ...]]
+
+    One the acceptor refuses (a bad numkeys, an EVALSHA of no script it
+    knows) is refused once the shards' scripts that started before it
+    ended, or gets ``-BUSY`` if one passes busy-reply-threshold meanwhile:
+    Redis reads it then (see :func:`~shardkv.acceptor.blocking.serve_after_scripts`)."""
+    if _eval_problem(args) is None:
+        _eval(client, args)
+    else:
+        serve_after_scripts(client, _eval_or_refuse, args)
+
+
+def _eval_problem(args: list[bytes]) -> str | None:
+    """Why the acceptor refuses EVAL or EVALSHA ``args``, if it does."""
     n = strict_int(args[2])
     if n is None:
-        client.reply_error(errors.NOT_INTEGER)
-        return
+        return errors.NOT_INTEGER
     if n > len(args) - 3:
-        client.reply_error(errors.NUMKEYS_TOO_BIG)
-        return
+        return errors.NUMKEYS_TOO_BIG
     if n < 0:
-        client.reply_error(errors.NUMKEYS_NEGATIVE)
-        return
+        return errors.NUMKEYS_NEGATIVE
+    if args[0][:7].lower() == b"evalsha" and args[1].lower() not in CACHE.bodies:
+        return errors.NOSCRIPT
+    return None
+
+
+def _eval_or_refuse(client: Client, args: list[bytes]) -> None:
+    """EVAL or EVALSHA ``args`` after the scripts, checked again (a SCRIPT
+    LOAD may have come meanwhile)."""
+    problem = _eval_problem(args)
+    if problem is None:
+        _eval(client, args)
+    else:
+        client.reply_error(problem)
+
+
+def _eval(client: Client, args: list[bytes]) -> None:
+    n = strict_int(args[2])
+    assert n is not None  # (checked by _eval_problem)
     name = args[0].lower()
     ro = name.endswith(b"_ro")
     if name.startswith(b"evalsha"):
         sha = args[1].lower()
-        body = CACHE.bodies.get(sha)
-        if body is None:
-            client.reply_error(errors.NOSCRIPT)
-            return
+        body = CACHE.bodies[sha]
     else:
         body = args[1]
         sha = sha1hex(body)

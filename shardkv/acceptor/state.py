@@ -45,9 +45,10 @@ if TYPE_CHECKING:
 # CLIENT REPLY's modes
 REPLY_ON, REPLY_OFF, REPLY_SKIP_NEXT, REPLY_SKIP = 0, 1, 2, 3
 
-# A client's blocked_token while its (un)subscribe waits for the shards'
-# scripts (shardkv.acceptor.pubsub); here, as dispatch must tell it too:
-# such a command's MONITOR line goes when it runs, not when it is routed.
+# A client's blocked_token while its (un)subscribe, CLIENT KILL... waits for
+# the shards' scripts (shardkv.acceptor.blocking.serve_after_scripts); here,
+# as dispatch must tell it too: such a command's MONITOR line goes when it
+# runs, not when it is routed.
 AFTER_SCRIPTS = -8
 # A client's blocked_token while its EXEC waits for the shards' scripts
 # (shardkv.acceptor.transactions._after_scripts): EXEC's MONITOR line goes

@@ -189,3 +189,69 @@ def test_commands_refused_at_the_threshold_are_not_monitored(servers):
             watcher.close()
 
     _differential(servers, scenario)
+
+
+# Commands the acceptor answers itself, without a shard, that act on other
+# clients or refuse at once: CLIENT KILL (of ``victim``'s id), PAUSE and
+# UNPAUSE, WAIT, an EVALSHA of no script and an EVAL with a bad numkeys.
+def _acceptor_commands(victim: int) -> list[tuple]:
+    return [
+        ("CLIENT", "KILL", "ID", victim),
+        ("CLIENT", "PAUSE", 2000, "WRITE"),
+        ("CLIENT", "UNPAUSE"),
+        ("WAIT", 0, 0),
+        ("EVALSHA", "f" * 40, 0),
+        ("EVAL", "return 1", "x"),
+    ]
+
+
+_ACCEPTOR_STATS = ["client|kill", "client|pause", "client|unpause", "wait", "evalsha", "eval"]
+
+
+def test_acceptor_commands_sent_before_the_threshold_get_busy(servers):
+    """Another client's CLIENT KILL, PAUSE, UNPAUSE, WAIT, and an EVALSHA
+    or EVAL the acceptor refuses, sent before the threshold: Redis reads
+    them at the threshold and answers each -BUSY, nothing done (the client
+    they would kill lives on, no pause), each a rejected call.  shardkv
+    ran them at once: the victim was killed, the pause began, WAIT
+    answered 0, EVALSHA -NOSCRIPT."""
+
+    def scenario(caller, other, admin):
+        victim = RespClient(admin.sock.getpeername()[1], timeout=30)
+        try:
+            sent = _acceptor_commands(int(victim.command("CLIENT", "ID")))  # type: ignore[arg-type]
+            caller.send("EVAL", LOOP, 0)
+            time.sleep(0.1)
+            for command in sent:
+                other.send(*command)
+            out = [other.read() for _ in sent]
+            out.append(admin.call("SCRIPT", "KILL"))
+            out.append(caller.read())
+            out.append(victim.call("SET", KEY, "alive"))  # (no pause, no kill)
+            return out + _stats(admin, _ACCEPTOR_STATS)
+        finally:
+            victim.close()
+
+    _differential(servers, scenario)
+
+
+def test_acceptor_commands_sent_during_a_short_script_run_after_it(servers):
+    """The same commands sent while a script runs that ends before the
+    threshold run after it, as Redis reads them then: the script's client
+    gets its reply before CLIENT KILL closes it, then the rest run (WAIT
+    answers 0, EVALSHA -NOSCRIPT...), each a call."""
+
+    def scenario(caller, other, admin):
+        loop = "local t = redis.call('time') local e = t[1] * 1e6 + t[2] + 300000 " + (
+            "repeat t = redis.call('time') until t[1] * 1e6 + t[2] >= e return 'done'"
+        )
+        sent = _acceptor_commands(int(caller.command("CLIENT", "ID")))  # type: ignore[arg-type]
+        caller.send("EVAL", loop, 0)
+        time.sleep(0.1)
+        for command in sent:
+            other.send(*command)
+        out = [caller.read(), caller.closed()]
+        out += [other.read() for _ in sent]
+        return out + _stats(admin, _ACCEPTOR_STATS)
+
+    _differential(servers, scenario)

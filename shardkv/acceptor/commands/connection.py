@@ -20,6 +20,7 @@ from shardkv.acceptor.blocking import (
     after_earlier_commands,
     located,
     remote_pin,
+    serve_after_scripts,
     unblock,
     unblock_located,
     unpin,
@@ -275,7 +276,7 @@ def client_cmd(client: Client, args: list) -> None:
         else:
             _list_everywhere(client, args, lines)
     elif sub == b"KILL":
-        _client_kill(client, args)
+        serve_after_scripts(client, _client_kill, args)
     elif sub in (b"NO-EVICT", b"NO-TOUCH"):
         if args[2].upper() not in (b"ON", b"OFF"):
             raise CommandError(errors.SYNTAX)
@@ -295,28 +296,9 @@ def client_cmd(client: Client, args: list) -> None:
         else:
             raise CommandError(errors.SYNTAX)
     elif sub == b"PAUSE":
-        kind = pause.ALL
-        if n == 4:
-            mode = args[3].upper()
-            if mode == b"WRITE":
-                kind = pause.WRITE
-            elif mode != b"ALL":
-                raise CommandError(errors.CLIENT_PAUSE_MODE)
-        elif n > 4:
-            raise CommandError(errors.SYNTAX)
-        timeout = parse_int(args[2], errors.TIMEOUT_NOT_INTEGER)
-        if timeout < 0:
-            raise CommandError(errors.TIMEOUT_NEGATIVE)
-        if timeout > LLONG_MAX - int(time.time() * 1000):
-            # Redis adds the Unix time in milliseconds in a long long: this
-            # end wraps to a time long past, and the pause is over at once.
-            timeout = 0
-        end = time.monotonic() + timeout / 1000
-        pause.start(server, end, kind)
-        _reply_when_all_did(client, bus.PAUSE, [round(end * 1e6), kind])
+        serve_after_scripts(client, _client_pause, args)
     elif sub == b"UNPAUSE":
-        pause.stop(server)
-        _reply_when_all_did(client, bus.UNPAUSE, [])
+        serve_after_scripts(client, _client_unpause, args)
     elif sub == b"UNBLOCK":
         error = False
         if n == 4:
@@ -432,6 +414,41 @@ def _of_type(clients: list, kind_arg: bytes) -> list:
     raise CommandError(errors.UNKNOWN_CLIENT_TYPE % kind_arg.decode("latin-1"))
 
 
+# CLIENT KILL, PAUSE and UNPAUSE act on other clients: Redis runs nothing
+# while a script runs, and reads them when it ends, or answers them -BUSY
+# at busy-reply-threshold (no allow-busy flag), so they wait for the
+# shards' scripts first (blocking.serve_after_scripts), their checks too.
+
+
+@guard
+def _client_pause(client: Client, args: list) -> None:
+    kind = pause.ALL
+    n = len(args)
+    if n == 4:
+        mode = args[3].upper()
+        if mode == b"WRITE":
+            kind = pause.WRITE
+        elif mode != b"ALL":
+            raise CommandError(errors.CLIENT_PAUSE_MODE)
+    elif n > 4:
+        raise CommandError(errors.SYNTAX)
+    timeout = parse_int(args[2], errors.TIMEOUT_NOT_INTEGER)
+    if timeout < 0:
+        raise CommandError(errors.TIMEOUT_NEGATIVE)
+    if timeout > LLONG_MAX - int(time.time() * 1000):
+        # Redis adds the Unix time in milliseconds in a long long: this
+        # end wraps to a time long past, and the pause is over at once.
+        timeout = 0
+    end = time.monotonic() + timeout / 1000
+    pause.start(client.server, end, kind)
+    _reply_when_all_did(client, bus.PAUSE, [round(end * 1e6), kind])
+
+
+def _client_unpause(client: Client, args: list) -> None:
+    pause.stop(client.server)
+    _reply_when_all_did(client, bus.UNPAUSE, [])
+
+
 def _reply_when_all_did(client: Client, kind: bytes, args: list) -> None:
     """OK, once every other acceptor did the same (K > 1): CLIENT PAUSE
     holds every acceptor's clients before it replies."""
@@ -537,6 +554,7 @@ def _victims(server, args: list, me: Client | None) -> list:
     return victims
 
 
+@guard
 def _client_kill(client: Client, args: list) -> None:
     server = client.server
     victims = _victims(server, args, client)  # bad filters fail here, before any acceptor kills

@@ -4,7 +4,7 @@ timeout, see :func:`shardkv.acceptor.blocking.wait_for_replicas`)."""
 
 from __future__ import annotations
 
-from shardkv.acceptor.blocking import wait_for_replicas
+from shardkv.acceptor.blocking import serve_after_scripts, wait_for_replicas
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.commands.common import guard
 from shardkv.acceptor.replies import Slot
@@ -16,7 +16,6 @@ from shardkv.protocol.router import SLOTS
 from shardkv.protocol.wire import Verb, decode_part
 
 
-@guard
 def wait(client: Client, args: list) -> None:
     """WAIT numreplicas timeout
 
@@ -24,7 +23,15 @@ def wait(client: Client, args: list) -> None:
     MULTI/EXEC (Redis never blocks there); else the client blocks until the
     timeout (in milliseconds; 0 is for ever) or CLIENT UNBLOCK, and gets 0,
     as from a Redis with no replica.  Scripts may not call it (``noscript``).
+    It first waits for the shards' scripts (Redis reads it when they end, or
+    answers it ``-BUSY`` at busy-reply-threshold: see
+    :func:`~shardkv.acceptor.blocking.serve_after_scripts`).
     """
+    serve_after_scripts(client, _wait, args)
+
+
+@guard
+def _wait(client: Client, args: list) -> None:
     numreplicas = parse_int(args[1])
     timeout = parse_int(args[2], errors.TIMEOUT_NOT_INTEGER)
     if timeout < 0:
