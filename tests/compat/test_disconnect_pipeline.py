@@ -371,7 +371,10 @@ def test_client_kill_of_a_client_still_running_what_it_sent(redis_and_shardkv):
     waits (shardkv lists it, flag ``A``): it is forgotten at once, the rest
     of what it sent dropped, as Redis frees a client it kills; in Redis
     the client, which ran everything as it read it, is gone already.
-    Either way it is then no longer listed or counted."""
+    Either way it is then no longer listed or counted.  (The kill is
+    queued in a transaction: outside EXEC a CLIENT KILL first waits for
+    every shard's scripts, the stopped one's too, see
+    blocking.serve_after_scripts; inside EXEC it runs at once.)"""
     got = []
     for server in redis_and_shardkv:
         ours = server.kind == "shardkv"
@@ -396,7 +399,9 @@ def test_client_kill_of_a_client_still_running_what_it_sent(redis_and_shardkv):
             if ours:
                 assert line is not None, "shardkv does not list the client while what it sent waits"
                 cid = line.split(b"id=")[1].split(b" ")[0]
-                assert admin.command("CLIENT", "KILL", "ID", cid) == 1
+                admin.command("MULTI")
+                admin.command("CLIENT", "KILL", "ID", cid)
+                assert admin.command("EXEC") == [1]
                 assert not _listed(admin, b"leaver")
         finally:
             if stopped:
