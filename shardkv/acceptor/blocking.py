@@ -427,7 +427,7 @@ def serve_after_scripts(
     client: Client,
     run: Callable[[Client, list[bytes]], None],
     args: list[bytes],
-    settled: Callable[[], None] | None = None,
+    settled: Callable[[], object] | None = None,
 ) -> None:
     """Run the acceptor's own command ``args`` (``run(client, args)``) once
     no shard runs a script that started before it: every shard has
