@@ -5,12 +5,14 @@ and RESP3.  Across acceptors: tests/system/test_acceptors_features.py."""
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 import redis
 
 from tests.compat.test_server_commands import plain
 from tests.support.acceptors import client_on
-from tests.support.rawsocket import both, exchange, read_until_quiet
+from tests.support.rawsocket import both, read_through, read_until_quiet
 
 # A RESP2 subscribed client: counts are per kind (shard channels apart
 # from channels and patterns), and only (P|S)(UN)SUBSCRIBE, PING, QUIT
@@ -153,18 +155,35 @@ def test_a_shard_subscriber_is_a_pubsub_client(ports):
 
 
 def _same_resp3_session(servers: tuple[int, int, int], session: bytes) -> bytes:
-    """``session`` after ``HELLO 3``, sent to redis-server and to shardkv
-    (``servers``: redis_and_shardkv_k12's): the same bytes back, and the
-    same close or none; what Redis sent."""
+    """``session`` (which ends with ``ECHO end`` or closes) after ``HELLO
+    3``, sent to redis-server and to shardkv (``servers``:
+    redis_and_shardkv_k12's), each read through ``ECHO end``'s reply or the
+    close: the same bytes back, and the same close or none; what Redis
+    sent.  A client still open then is RESET, which must come alone
+    (nothing came late), and which leaves its channels before its reply:
+    the next session's PUBLISH cannot count it, as it could a closed client
+    whose close its acceptor (of two) had not read yet."""
     real, ours, _ = servers
-    data = b"HELLO 3\r\nECHO start\r\n" + session
-    replies = [exchange(port, data, want=len(b"start")) for port in (real, ours)]
-    (theirs, their_close), (mine, my_close) = [
-        (out.split(b"start\r\n", 1)[1], closed) for out, closed in replies
-    ]
-    assert mine == theirs
-    assert my_close == their_close
+    with (
+        socket.create_connection(("127.0.0.1", real)) as r,
+        socket.create_connection(("127.0.0.1", ours)) as o,
+    ):
+        (theirs, their_close), (mine, my_close) = [_resp3_session(s, session) for s in (r, o)]
+        assert mine == theirs
+        assert my_close == their_close
+        if not their_close:
+            for s in (r, o):
+                s.sendall(b"RESET\r\n")
+                assert read_through(s, b"+RESET\r\n") == (b"+RESET\r\n", False)
     return theirs
+
+
+def _resp3_session(s: socket.socket, session: bytes) -> tuple[bytes, bool]:
+    """What ``session`` got on ``s`` after ``ECHO start``'s reply, through
+    ``ECHO end``'s, and whether the server closed."""
+    s.sendall(b"HELLO 3\r\nECHO start\r\n" + session)
+    out, closed = read_through(s, b"$3\r\nend\r\n")
+    return out.partition(b"$5\r\nstart\r\n")[2], closed
 
 
 @pytest.mark.parametrize(

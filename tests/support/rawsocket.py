@@ -11,6 +11,8 @@ import concurrent.futures
 import socket
 import time
 
+from tests.support.resp import reply_end
+
 # How long a reply that must come may take to come whole: a loaded machine
 # (CI's two shared cores) has delayed one past the 0.3 s or 0.5 s of quiet
 # the tests waited for, which then read nothing, or only its first part.
@@ -53,6 +55,36 @@ def read_until_quiet(
         except TimeoutError:
             if waiting:
                 continue
+            return out, False
+        except ConnectionResetError:
+            return out, True
+        if not chunk:
+            return out, True
+        out += chunk
+
+
+def read_through(s: socket.socket, last: bytes, timeout: float = REPLY_WAIT) -> tuple[bytes, bool]:
+    """What comes through the first whole RESP frame (a reply or a push)
+    whose bytes are ``last``, or until the peer closes, and whether it
+    closed; what came by then if ``timeout`` seconds pass first.  It waits
+    for no quiet: for sessions whose last reply is known (an ``ECHO end``),
+    which a loaded machine cannot cut short, and which end as soon as it
+    comes.  Bytes that came with that frame, after it, are kept."""
+    deadline = time.monotonic() + timeout
+    out = b""
+    start = 0  # of the first frame not yet scanned
+    while True:
+        while (end := reply_end(out, start)) != -1:
+            if out[start:end] == last:
+                return out, False
+            start = end
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return out, False
+        s.settimeout(left)
+        try:
+            chunk = s.recv(1 << 16)
+        except TimeoutError:
             return out, False
         except ConnectionResetError:
             return out, True
