@@ -12,7 +12,8 @@ import redis
 
 from tests.compat.test_server_commands import plain
 from tests.support.acceptors import client_on
-from tests.support.rawsocket import both, read_through, read_until_quiet
+from tests.support.rawsocket import both, read_through
+from tests.support.resp import RespClient
 
 # A RESP2 subscribed client: counts are per kind (shard channels apart
 # from channels and patterns), and only (P|S)(UN)SUBSCRIBE, PING, QUIT
@@ -241,6 +242,16 @@ def test_a_publisher_in_exec_gets_its_message_as_subscribed_then(redis_and_shard
     assert b"end\r\n" in _same_resp3_session(redis_and_shardkv_k12, session)
 
 
+def _before_pong(c: RespClient) -> bytes:
+    """What ``c``, a RESP3 subscriber, got before the reply of a PING sent
+    now: every message its server had queued for it by then."""
+    c.send("PING")
+    frames = []
+    while (frame := c.read()) != b"+PONG\r\n":
+        frames.append(frame)
+    return b"".join(frames)
+
+
 @pytest.mark.parametrize("publisher_on", [0, 1])
 @pytest.mark.parametrize(
     "verbs",
@@ -281,9 +292,9 @@ def test_a_publisher_in_exec_with_subscribers_on_every_acceptor(redis_and_shardk
             publisher = client_on(port, publisher_on, protocol=3, k=acceptors)
             subscribers.append(publisher)  # (closed with them; read apart)
             publisher.sock.sendall(session)
-            out, closed = read_until_quiet(publisher.sock, until=b"end\r\n")
-            # (each count came once every acceptor had delivered)
-            got = [c.buf + read_until_quiet(c.sock, until=b"four\r\n")[0] for c in subscribers[:-1]]
+            out, closed = read_through(publisher.sock, b"$3\r\nend\r\n")
+            # (each count came once every acceptor had queued the message)
+            got = [_before_pong(c) for c in subscribers[:-1]]
         finally:
             for c in subscribers:
                 c.close()
