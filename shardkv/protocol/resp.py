@@ -80,7 +80,8 @@ _HEADS_OF_5 = [_ARRAY_HEADS[5] + head for head in _BULK_HEADS]
 def _encode_alike(found: list[Any]) -> list[bytes] | None:
     """The canonical encodings of ``found``'s commands (see
     RequestParser._feed_canonical) when they are all of the first one's
-    shape, GET's (2 arguments) or SET's (3), each shorter than 1024 bytes;
+    shape, GET's (2 arguments), SET's (3), or EVALSHA's of one key (4, or 5
+    with one argument: a lock's release), each shorter than 1024 bytes;
     else None, and the caller encodes them one by one.  One comprehension,
     no test per command: a command of another shape raises as it is
     unpacked (or an argument that is not bytes as it is measured or
@@ -97,6 +98,32 @@ def _encode_alike(found: list[Any]) -> list[bytes] | None:
         if first == 2:
             heads_2 = _HEADS_OF_2
             return [join((heads_2[len(a)], a, heads[len(b)], b, b"")) for a, b in found]
+        if first == 4:
+            heads_4 = _HEADS_OF_4
+            return [
+                join((heads_4[len(a)], a, heads[len(b)], b, heads[len(c)], c, heads[len(d)], d, b""))
+                for a, b, c, d in found
+            ]
+        if first == 5:
+            heads_5 = _HEADS_OF_5
+            return [
+                join(
+                    (
+                        heads_5[len(a)],
+                        a,
+                        heads[len(b)],
+                        b,
+                        heads[len(c)],
+                        c,
+                        heads[len(d)],
+                        d,
+                        heads[len(e)],
+                        e,
+                        b"",
+                    )
+                )
+                for a, b, c, d, e in found
+            ]
     except Exception:  # noqa: BLE001 - another shape: one by one
         pass
     return None
@@ -735,7 +762,7 @@ class RequestParser:
             else:
                 reader.feed(data, 0, end)  # type: ignore[union-attr]
                 found = [reader.gets()]  # type: ignore[union-attr]
-            # A read of GET-shaped or of SET-shaped commands alone (a
+            # A read of GET-, SET- or EVALSHA-shaped commands alone (a
             # pipeline repeats one): one comprehension, no test per command.
             alike = _encode_alike(found)
             if alike is not None:

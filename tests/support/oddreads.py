@@ -1,7 +1,7 @@
-"""Reads of GET- or SET-shaped commands alone but for one odd one.
+"""Reads of GET-, SET- or EVALSHA-shaped commands alone but for one odd one.
 
 The acceptor's parser encodes a read whose commands all have one shape
-(GET's or SET's) in one go, and checks the encoding against the read's
+(GET's, SET's, EVALSHA's of one key) in one go, and checks the encoding against the read's
 bytes (what proves the read was canonical RESP); a read with one command
 of another form, however slight the difference, must be read as Redis
 reads it.  :func:`odd_read` makes such reads, from a seed, for the parser's
@@ -70,11 +70,30 @@ def _odd(rng: random.Random, shape: str, key: bytes) -> bytes:
     return rng.choice(kinds)()
 
 
-def odd_read(seed: int, prefix: bytes = b"") -> tuple[list[bytes], bytes]:
-    """The commands of one read (GET- or SET-shaped alone but for one odd
-    command at a random place) and the read's bytes."""
+# More odd ones for a read of EVALSHA-shaped commands (4 or 5 arguments).
+_SHA = b"e0e1f9fabfc9d4800c877a703b823ac0578ff8db"
+_ODD_EVALSHA = [
+    lambda key: b"*4\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n$01\r\n1\r\n" % _SHA + _bulk(key),  # leading zero
+    lambda key: b"*4\r\n$7\r\nEVALSHA\r\n" + _bulk(_SHA) + b"$1\r\n1\r\n$-1\r\n",  # null bulk
+    lambda key: b"*4\r\n$7\r\nEVALSHA\r\n" + _bulk(_SHA) + b":1\r\n" + _bulk(key),  # not a bulk
+    lambda key: b"*5\r\n$7\r\nEVALSHA\r\n" + _bulk(_SHA) + b"$1\r\n1\r\n" + _bulk(key) + b"*0\r\n",  # nested
+    lambda key: encode_command(b"EVALSHA", _SHA, b"1", key + b"\r\n*4\r\n$7\r\nEVALSHA"),
+    lambda key: encode_command(b"EVALSHA", _SHA, b"1", b"k" * 1024),  # the long-argument flip
+    lambda key: encode_command(b"EVALSHA", _SHA, b"1", key, b"t" * 1024),
+    lambda key: encode_command(b"EVALSHA", _SHA, b"2", key, key),
+    lambda key: encode_command(b"EVALSHA", _SHA, b"1", key, b"a", b"b"),
+]
+
+
+def odd_read(
+    seed: int, prefix: bytes = b"", shapes: tuple[str, ...] = ("GET", "SET")
+) -> tuple[list[bytes], bytes]:
+    """The commands of one read (of one of ``shapes``, GET's, SET's, or
+    EVALSHA's of one key with no argument or one (``EVALSHA``,
+    ``EVALSHA1``), alone but for one odd command at a random place) and the
+    read's bytes."""
     rng = random.Random(seed)
-    shape = rng.choice(["GET", "SET"])
+    shape = rng.choice(shapes)
     count = rng.randint(1, 24)
     keys = [
         prefix + rng.choice([b"k%d" % i, b"{t}%d" % i, b"\x00\xff\r\n%d" % i, b"k" * rng.choice([1, 1023])])
@@ -82,7 +101,15 @@ def odd_read(seed: int, prefix: bytes = b"") -> tuple[list[bytes], bytes]:
     ]
     if shape == "GET":
         commands = [encode_command(b"GET", k) for k in keys]
-    else:
+    elif shape == "SET":
         commands = [encode_command(b"SET", k, b"x" * rng.choice([0, 1, 5, 1022, 1023])) for k in keys]
-    commands.insert(rng.randint(0, count), _odd(rng, shape, prefix + b"odd"))
+    elif shape == "EVALSHA":
+        commands = [encode_command(b"EVALSHA", _SHA, b"1", k) for k in keys]
+    else:
+        commands = [encode_command(b"EVALSHA", _SHA, b"1", k, b"x" * rng.choice([0, 1, 1023])) for k in keys]
+    if shape.startswith("EVALSHA") and rng.random() < 0.5:
+        odd = rng.choice(_ODD_EVALSHA)(prefix + b"odd")
+    else:
+        odd = _odd(rng, shape, prefix + b"odd")
+    commands.insert(rng.randint(0, count), odd)
     return commands, b"".join(commands)
