@@ -922,6 +922,16 @@ class Shard:
                                     ks.unchanged = False
                                 elif record is not None and args[0] not in self.unlogged:
                                     record(args, value)
+                                n = len(value)
+                                if n < 1024 and writer is None and noted is None and not blocked:
+                                    # Its reply and the entry's end as below
+                                    # come to this (not streamed, nothing
+                                    # logged to the AOF, no waiter to serve,
+                                    # no events).
+                                    append(BULK_LINES[n] + value + b"\r\n")
+                                    last = now
+                                    ran_until = 0
+                                    continue
                             else:
                                 value = self.script_counted(args, value, ns)
                         else:
