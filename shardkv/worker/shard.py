@@ -100,6 +100,7 @@ BULK_LINES = [b"$%d\r\n" % n for n in range(1024)]
 _SCRIPT_RUNS = frozenset({Verb.EVAL, Verb.FCALL})  # a script's run across shards
 # EVALSHA's usual spellings, which run_batch runs through execute_script.
 _EVALSHA = frozenset((b"EVALSHA", b"evalsha", b"EVALSHA_RO", b"evalsha_ro"))
+_NO_ARGS = scripting.NO_ARGS  # (an EVALSHA's ARGV of none: one global's load, not an attribute's too)
 # The verbs an ``I`` frame may ask: they read (or reset) the shard's
 # figures, so they may run even while the shard waits in a script or parked.
 INQUIRIES = frozenset(
@@ -895,7 +896,7 @@ class Shard:
                                     args[1],
                                     engine.one_script,  # type: ignore[arg-type]  # (one_sha: its entry)
                                     args[3],
-                                    args[4:] if len(args) > 4 else scripting.NO_ARGS,
+                                    args[4:] if len(args) > 4 else _NO_ARGS,
                                     len(args[0]) == 10,  # (EVALSHA_RO's spellings)
                                     last,
                                 )
@@ -908,7 +909,7 @@ class Shard:
                                 value = Error(errors.INTERNAL % commands.error_name(args))
                             finally:
                                 ks.counting = False
-                            ran_until = now = perf_counter_ns()
+                            now = perf_counter_ns()
                             ns = now - last
                             if type(value) is bytes:  # script_counted's usual case, inline
                                 row = stats.by_bytes.get(args[0]) or stats.row_of(args)
@@ -930,10 +931,10 @@ class Shard:
                                     # no events).
                                     append(BULK_LINES[n] + value + b"\r\n")
                                     last = now
-                                    ran_until = 0
                                     continue
                             else:
                                 value = self.script_counted(args, value, ns)
+                            ran_until = now
                         else:
                             value = self.execute_script(args, last)
                             ran_until = self.script_done
