@@ -53,6 +53,11 @@ def _answering_loading(server: ServerProcess) -> list[int]:
     return [int(pid) for pid in re.findall(r"acceptor pid=(\d+) answering -LOADING", server.output())]
 
 
+def _shards_loaded(server: ServerProcess) -> set[int]:
+    """The shards whose worker has loaded its files (each logs so)."""
+    return {int(i) for i in re.findall(r"shard (\d+): \d+ keys loaded", server.output())}
+
+
 def _saved_folder() -> tuple[str, int]:
     """A folder with the snapshots of 2 shards holding KEYS, and their bytes."""
     folder = tempfile.mkdtemp(prefix="shardkv-early-")
@@ -118,9 +123,12 @@ def test_acceptors_answer_loading_until_every_shard_has_loaded(acceptors):
             server,
         )
         _answers_loading(server.port)
+        # Worker 1 is not held: it may start (and find its file) well after
+        # worker 0 has loaded; till then INFO counts worker 0's bytes alone.
+        _until(lambda: _shards_loaded(server) == {0, 1}, "worker 1 does not load", server)
         with RespClient(server.port) as client:
             info = parse_info(client.command("INFO", "persistence"))
-        # Worker 0 is held after its load: every byte is loaded, and it still loads.
+        # Worker 0 is held after its load, worker 1 has loaded: every byte is loaded, and it still loads.
         assert (info["loading_total_bytes"], info["loading_loaded_bytes"]) == (str(total), str(total))
         os.kill(first[0], signal.SIGKILL)
         _until(lambda: "before the shards loaded; restarting it" in server.output(), "no restart", server)
