@@ -1,7 +1,8 @@
 """INFO's aof_rewrites_consecutive_failures, against redis-server: a rewrite
 whose child dies counts one more failure, a rewrite that succeeds starts
 the count again (Redis 7.0.15's backgroundRewriteDoneHandler), and so does
-CONFIG RESETSTAT, with aof_rewrites and rdb_saves (resetServerStats)."""
+CONFIG RESETSTAT, with aof_rewrites and rdb_saves (resetServerStats); after
+three failures in a row, an automatic rewrite waits (aofRewriteLimited)."""
 
 from __future__ import annotations
 
@@ -57,9 +58,21 @@ def test_failed_rewrites_are_counted_until_one_succeeds(kind):
         counts = ("aof_rewrites_consecutive_failures", "aof_rewrites", "rdb_saves")
         assert [info[name] for name in counts] == [0, 0, 0]
         assert c.info("stats")["latest_fork_usec"] == 0  # (stat_fork_time too)
-        for failures in (1, 2):
+        for failures in (1, 2, 3):
             assert _kill_a_rewrite(server, c, children)["aof_rewrites_consecutive_failures"] == failures
+        # Three failures in a row: an automatic rewrite now due waits a
+        # minute (aofRewriteLimited), with Redis's line (one a shard here).
         c.config_set("rdb-key-save-delay", "0")
+        rewrites = _persistence(c)["aof_rewrites"]
+        c.config_set("auto-aof-rewrite-min-size", "1")
+        c.config_set("auto-aof-rewrite-percentage", "1")
+        c.mset({f"big{i}": "x" * 1000 for i in range(100)})
+        line = "Background AOF rewrite has repeatedly failed and triggered the limit, will retry in 1 minutes"
+        assert until(lambda: server.output().count(line) == children), server.log_tail()
+        info = _persistence(c)
+        assert (info["aof_rewrite_in_progress"], info["aof_rewrites"]) == (0, rewrites)
+        # BGREWRITEAOF is not limited, and its success ends the back-off.
+        c.config_set("auto-aof-rewrite-percentage", "0")
         assert c.bgrewriteaof()
         assert until(lambda: not _persistence(c)["aof_rewrite_in_progress"])
         info = _persistence(c)

@@ -1334,3 +1334,33 @@ def test_an_aof_error_with_appendfsync_always_exits_in_redis_words(tmp_path, mon
         ]
     assert [r.getMessage() for r in caplog.records if r.name.startswith("shardkv")] == logged
     p.aof.close()
+
+
+def test_rewrite_back_off_doubles_to_an_hour_as_redis(monkeypatch):
+    """Redis 7.0.15's aofRewriteLimited: from 3 failed rewrites in a row, an
+    automatic or scheduled one waits 1, 2, 4... minutes (at most 60) after
+    each try; fewer failures end the back-off."""
+    now = [1_000_000.0]
+    monkeypatch.setattr(rewrite.time, "time", lambda: now[0])
+
+    class Shard:
+        index = 0
+        aof_rewrites_consecutive_failures = 2
+        rewrite_delay_minutes = 0
+        next_rewrite_time = 0.0
+
+    s = Shard()
+    assert not rewrite.Rewrites._rewrite_limited(s)  # type: ignore[arg-type]
+    s.aof_rewrites_consecutive_failures = 3
+    waits = []
+    for _ in range(8):
+        assert rewrite.Rewrites._rewrite_limited(s)  # type: ignore[arg-type]  # a wait begins
+        waits.append(s.next_rewrite_time - now[0])
+        now[0] = s.next_rewrite_time - 1
+        assert rewrite.Rewrites._rewrite_limited(s)  # type: ignore[arg-type]  # not over yet
+        now[0] += 1
+        assert not rewrite.Rewrites._rewrite_limited(s)  # type: ignore[arg-type]  # over: one try
+    assert waits == [60 * m for m in (1, 2, 4, 8, 16, 32, 60, 60)]
+    s.aof_rewrites_consecutive_failures = 0
+    assert not rewrite.Rewrites._rewrite_limited(s)  # type: ignore[arg-type]
+    assert (s.rewrite_delay_minutes, s.next_rewrite_time) == (0, 0.0)

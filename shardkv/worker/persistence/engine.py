@@ -140,7 +140,9 @@ class Persistence(Loading, Saves, Rewrites):
                 else:
                     self._rewrite_done(child, ok)
         if self.child is None and not self.closed:
-            if self.rewrite_scheduled:
+            if self.rewrite_scheduled and self._rewrite_limited():
+                self._start_due(rewrite=False)  # (as Redis: the saves go on)
+            elif self.rewrite_scheduled:
                 self.rewrite_scheduled = False
                 self._try(self._start_rewrite)
                 if self.child is None and self.aof is not None:
@@ -165,7 +167,7 @@ class Persistence(Loading, Saves, Rewrites):
             self._try(self._start_save)
         elif self._save_due():
             self._try(self._start_save)
-        elif rewrite and self._rewrite_due():
+        elif rewrite and self._rewrite_due() and not self._rewrite_limited():
             self._try(self._start_rewrite)
 
     def _try(self, start: Callable[[], object]) -> None:

@@ -36,6 +36,12 @@ from shardkv.worker.persistence.fork import Child
 
 log = logging.getLogger("shardkv.worker")
 
+# As Redis's aofRewriteLimited: once this many rewrites in a row have
+# failed, an automatic or scheduled one waits 1, 2, 4... minutes, at most
+# REWRITE_LIMIT_MAX_MINUTES, after each further try.
+REWRITE_LIMIT_THRESHOLD = 3
+REWRITE_LIMIT_MAX_MINUTES = 60
+
 
 class Rewrites(AofLog):
     """AOF rewrites (a part of Persistence)."""
@@ -51,6 +57,35 @@ class Rewrites(AofLog):
             return "Background append only file rewriting scheduled"
         self._start_rewrite()
         return "Background append only file rewriting started"
+
+    def _rewrite_limited(self) -> bool:
+        """Whether an automatic or scheduled rewrite must wait now, as
+        Redis's aofRewriteLimited (BGREWRITEAOF, which starts one at once,
+        is never limited).  Past REWRITE_LIMIT_THRESHOLD failures in a row,
+        the first call that finds no wait under way starts one (1 minute,
+        then twice the last, at most an hour; Redis's log line) and says
+        wait; once it is over, one call says go, and, if that rewrite fails
+        too, the next call starts the next wait.  Fewer failures (one
+        succeeded, CONFIG RESETSTAT, BGREWRITEAOF) end the back-off."""
+        if self.aof_rewrites_consecutive_failures < REWRITE_LIMIT_THRESHOLD:
+            self.rewrite_delay_minutes = 0
+            self.next_rewrite_time = 0.0
+            return False
+        if self.next_rewrite_time:
+            if time.time() < self.next_rewrite_time:
+                return True
+            self.next_rewrite_time = 0.0
+            return False
+        minutes = min(max(1, self.rewrite_delay_minutes * 2), REWRITE_LIMIT_MAX_MINUTES)
+        self.rewrite_delay_minutes = minutes
+        self.next_rewrite_time = time.time() + minutes * 60
+        log.warning(
+            "shard %d: Background AOF rewrite has repeatedly failed and triggered the limit, "
+            "will retry in %d minutes",
+            self.index,
+            minutes,
+        )
+        return True
 
     def _start_rewrite(self) -> None:
         """Fork a child that writes a new base; log into a new incr meanwhile."""

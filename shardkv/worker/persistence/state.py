@@ -77,6 +77,11 @@ class State:
         # base or manifest that could not be put in place; a fork that
         # failed, or a child killed on purpose, is not counted).
         self.aof_rewrites_consecutive_failures = 0
+        # The back-off after REWRITE_LIMIT_THRESHOLD of them (see
+        # Rewrites._rewrite_limited): the last wait, and when it ends (Unix
+        # seconds; 0 when none is under way).
+        self.rewrite_delay_minutes = 0
+        self.next_rewrite_time = 0.0
         self.aof_history_size = 0  # base and incr files before the current one
         self.aof_base_size = 0  # AOF size after the last rewrite (for auto rewrite)
         self.latest_fork_usec = 0
