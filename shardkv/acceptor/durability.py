@@ -31,6 +31,11 @@ needs the acceptor is what spans the shards:
   serving, as Redis does
   ("Error trying to save the DB, can't exit."): the supervisor hears
   ``stop-failed`` and goes on; a later signal tries again.
+* SHUTDOWN ABORT cancels a signal's stop that waits for a busy script,
+  and the stops whose shards have not all answered (see abort_stops).
+  Stops that fail or are aborted answer, and open the shards again, only
+  once no other stop is undecided, and never after one has succeeded
+  (see _settle_failed).
 * INFO's persistence section merges the shards' figures.
 * A CONFIG SET is reported to the supervisor, so that a worker or an
   acceptor it restarts starts with the settings in effect.
@@ -50,7 +55,7 @@ from shardkv.acceptor import configorder
 from shardkv.acceptor.replies import Slot
 from shardkv.acceptor.shardlink import at_next_busy_change, at_threshold
 from shardkv.protocol import bus, errors, wire
-from shardkv.protocol.resp import encode_command, encode_error
+from shardkv.protocol.resp import OK, encode_command, encode_error
 from shardkv.protocol.wire import Verb
 from shardkv.runtime import config
 from shardkv.runtime.exitcodes import SHUTDOWN_SIGNAL, stop_mode
@@ -72,6 +77,7 @@ _PARKED_WAIT = 1.0
 # a frozen worker never answers (seconds).
 SIGNAL_PING_WAIT = 10.0
 SHUTDOWN_FAILED = "ERR Errors trying to SHUTDOWN. Check logs."
+NO_SHUTDOWN = "ERR No shutdown in progress."
 _UNAVAILABLE = encode_error(errors.SHARD_UNAVAILABLE)  # a shard whose worker is gone
 
 
@@ -131,6 +137,7 @@ class _Shutdown:
         # have loaded (see on_reloaded).
         self.asked: list = list(server.links)
         self.mode = b"default"  # what the shards are asked (``force`` once forced)
+        self.aborted = False  # SHUTDOWN ABORT came before its shards had answered
 
     def stop_now(self) -> None:
         """SHUTDOWN NOSAVE with a busy script and several acceptors: stop
@@ -148,27 +155,16 @@ class _Shutdown:
         client = self.client
         server = self.server
         stopping = server.shutdown_requested is not None and server.shutdown_requested.done()
-        if self.failed and not self.force and not stopping:
+        if (self.aborted or (self.failed and not self.force)) and not stopping and not server.stop_decided:
             # (A shard lost while this acceptor is being stopped is the server
             # stopping, not a failed SHUTDOWN: with several acceptors another
             # one's SHUTDOWN, or redis-py's retry of it, got there first.)
             if self in server.stops_pending:
                 server.stops_pending.remove(self)
-            for link in self.asked:
-                # (A signal's abort waits for a busy script's end, as its
-                # __shutdown did: a -BUSY would leave the shard shut.)
-                link.send(
-                    _HEADER, encode_command([Verb.SHUTDOWN, b"abort"]), _Ignore(), control=client is None
-                )
-            if self.slot is not None:
-                self.slot.deliver(encode_error(SHUTDOWN_FAILED))
-            else:
-                # Redis's lines (finishShutdown); the shard's own says why.
-                log.warning("Error trying to save the DB, can't exit.")
-                log.warning("Errors trying to shut down the server. Check the logs for more information.")
-                _tell_supervisor(server, bus.STOP_FAILED_LINE + b"\n")
+            server.stops_failed.append(self)
+            _settle_failed(server)
             return
-        if self.failed and not stopping and not self.forced:
+        if self.failed and not stopping and not self.forced and not server.stop_decided:
             # FORCE: the shards that could not save (or were writing their
             # first AOF base) close without a save (they flush their AOF),
             # so that their workers do not try again on their way out and
@@ -182,6 +178,14 @@ class _Shutdown:
             for link in self.asked:
                 link.send(_HEADER, encode_command([Verb.SHUTDOWN, b"force"]), self, control=client is None)
             return
+        if server.stop_decided:
+            # Another stop has been decided (its shards are shut and the
+            # supervisor told): this one's outcome changes nothing.
+            if self.slot is not None:
+                self.slot.deliver(encode_error(SHUTDOWN_FAILED) if self.failed else b"")
+            return
+        server.stop_decided = True
+        _settle_failed(server)  # a stop that failed meanwhile answers, its shards left shut
         if client is not None:
             log.warning("acceptor: SHUTDOWN by client id=%d addr=%s; stopping", client.id, client.addr)
             self.slot.deliver(b"")  # type: ignore[union-attr]  # Redis closes the connection without a reply
@@ -194,6 +198,81 @@ class _Shutdown:
                 os.kill(pid, signal.SIGUSR2)
             except OSError:
                 pass
+
+
+def _settle_failed(server: Acceptor) -> None:
+    """The stops that failed (a save, without FORCE) or were aborted
+    (SHUTDOWN ABORT) answer once no other stop is undecided: their shards
+    are opened again only then, and only if no stop has been decided, so
+    that a stop's abort never opens a shard another stop has shut (whose
+    writes acknowledged then would be lost with the server's stop).  Each
+    SHUTDOWN gets Redis's error once its shards are open again (as Redis's
+    finishShutdown, or cancelShutdown for one aborted), a signal's stop
+    tells the supervisor ``stop-failed``, and each SHUTDOWN ABORT waiting
+    for them its ``+OK``."""
+    if not server.stop_decided and any(gather.left > 0 for gather in server.stops_pending):
+        return
+    failed, server.stops_failed = server.stops_failed, []
+    aborts, server.aborts_waiting = server.aborts_waiting, []
+    if not server.stop_decided:
+        opened: list = []
+        for gather in failed:
+            for link in gather.asked:
+                if link not in opened:
+                    opened.append(link)
+                    # (Queued past a busy script, run once it ends, as a
+                    # signal's __shutdown: a -BUSY would leave the shard shut.)
+                    link.send(_HEADER, encode_command([Verb.SHUTDOWN, b"abort"]), _Ignore(), control=True)
+    for gather in failed:
+        if gather.slot is not None:
+            gather.slot.deliver(encode_error(SHUTDOWN_FAILED))
+        elif not server.stop_decided:
+            if not gather.aborted:
+                # Redis's lines (finishShutdown); the shard's own says why.
+                log.warning("Error trying to save the DB, can't exit.")
+                log.warning("Errors trying to shut down the server. Check the logs for more information.")
+            _tell_supervisor(server, bus.STOP_FAILED_LINE + b"\n")
+    for slot in aborts:
+        slot.deliver(b"+OK\r\n")
+    if failed or aborts:
+        server.flush_clients_soon()
+
+
+def abort_stops(client: Client) -> None:
+    """SHUTDOWN ABORT: as Redis's abortShutdown, cancel the stops under
+    way, answering ``+OK``, or ``-ERR No shutdown in progress.`` if there
+    is none.  Under way here: a signal's stop still waiting for a busy
+    script (Redis's ``shutdown_asap``, set by its signal handler until its
+    serverCron runs), and the stops (SHUTDOWN, a signal's) whose shards
+    have not all answered (Redis's shutdown waiting for its replicas, which
+    its SHUTDOWN ABORT cancels too).  Those end as a failed save ends: once
+    every shard has answered, the shards are opened again (see
+    :func:`_settle_failed`), each SHUTDOWN gets ``-ERR Errors trying to
+    SHUTDOWN. Check logs.`` (Redis's replyToClientsBlockedOnShutdown), the
+    supervisor hears ``stop-failed`` (a later signal stops again), and the
+    ``+OK`` comes then, so that this client's next command finds the shards
+    open.  A stop already decided (every shard shut, the server stopping)
+    cannot be: the error, as Redis, which has exited by then, answers
+    nothing.  Only this acceptor's stops are seen (see the README)."""
+    server = client.server
+    waiting = server.signal_stop
+    undecided = [gather for gather in server.stops_pending if gather.left > 0]
+    if server.stop_decided or (waiting is None and not undecided):
+        client.reply_error(NO_SHUTDOWN)
+        return
+    log.warning("Shutdown manually aborted.")
+    if waiting is not None:
+        waiting.aborted = True
+        server.signal_stop = None
+        _tell_supervisor(server, bus.STOP_FAILED_LINE + b"\n")  # a later signal stops again
+        if not undecided:
+            client.reply(OK)
+            return
+    for gather in undecided:
+        gather.aborted = True
+    slot = Slot(client)
+    client.pending.append(slot)
+    server.aborts_waiting.append(slot)
 
 
 def _release_parks(link: object) -> None:
@@ -226,7 +305,7 @@ def shutdown(client: Client, args: list) -> None:
         client.reply_error(errors.SYNTAX)
         return
     if b"ABORT" in options:
-        client.reply_error("ERR No shutdown in progress.")
+        abort_stops(client)
         return
     mode = b"nosave" if b"NOSAVE" in options else b"save" if b"SAVE" in options else b"default"
     force = b"FORCE" in options
@@ -315,16 +394,33 @@ def stop_by_signal(server: Acceptor, flags: str) -> None:
     follows (a worker still running a command gets its ``__shutdown``
     after it, as ever)."""
     _tell_supervisor(server, bus.STOPPING_LINE + b"\n")
-    started = False
+    stop = _SignalStop(server, flags)
+    server.signal_stop = stop
+    at_threshold(server, stop.go_on)
+    server.loop.call_later(SIGNAL_PING_WAIT, stop.go_on)  # type: ignore[union-attr]
 
-    def go_on() -> None:
-        nonlocal started
-        if not started:
-            started = True
-            _after_scripts(server, lambda: _stop_shards(server, flags))
 
-    at_threshold(server, go_on)
-    server.loop.call_later(SIGNAL_PING_WAIT, go_on)  # type: ignore[union-attr]
+class _SignalStop:
+    """A signal's stop before it asks the shards (Redis's ``shutdown_asap``):
+    it waits to be read (``go_on``) and for any busy script's end; SHUTDOWN
+    ABORT meanwhile cancels it (``aborted``, see :func:`abort_stops`)."""
+
+    def __init__(self, server: Acceptor, flags: str) -> None:
+        self.server = server
+        self.flags = flags
+        self.started = False
+        self.aborted = False
+
+    def go_on(self) -> None:
+        if not self.started:
+            self.started = True
+            _after_scripts(self.server, self._shut)
+
+    def _shut(self) -> None:
+        if self.aborted:
+            return
+        self.server.signal_stop = None
+        _stop_shards(self.server, self.flags)
 
 
 def _after_scripts(server: Acceptor, then: Callable[[], None]) -> None:

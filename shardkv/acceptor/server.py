@@ -250,6 +250,14 @@ class Acceptor:
         # in their order (shardkv.acceptor.durability: a shard that reloads
         # meanwhile is asked by each once it has loaded).
         self.stops_pending: list[Any] = []
+        # A signal's stop that waits for a busy script (see durability.stop_by_signal).
+        self.signal_stop: Any = None
+        # The stops that failed or were aborted, and the SHUTDOWN ABORTs
+        # that cancelled them, until no other stop is undecided; whether a
+        # stop has been decided (see durability._settle_failed).
+        self.stops_failed: list[Any] = []
+        self.aborts_waiting: list[Any] = []
+        self.stop_decided = False
         self.control: socket.socket | None = None  # to the supervisor
         # CLIENT PAUSE (see shardkv.acceptor.pause): its mode, end, timer, and the
         # clients it postponed, in order.
