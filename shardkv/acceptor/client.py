@@ -178,7 +178,7 @@ class Client(Dispatch, asyncio.Protocol):
             try:
                 # An iterator, for a read of whole canonical commands: _run
                 # unpacks each as it goes (see RequestParser.feed_lazily).
-                count, batch = self.parser.feed_lazily(data)
+                count, named, batch = self.parser.feed_lazily(data)
             except ProtocolError as e:
                 self.protocol_error(e)
                 return
@@ -188,12 +188,12 @@ class Client(Dispatch, asyncio.Protocol):
             elif count > 1 and (stats := server.stats).hold():
                 # Their slow entries pushed at once (see shardkv.runtime.slowlogfile).
                 try:
-                    self._run(batch)
+                    self._run(batch, named)
                 finally:
                     stats.holding = False
                     stats.flush_held()
             else:
-                self._run(batch)
+                self._run(batch, named)
             # (Part of a command is activity too, for ``timeout``.)
             server.commands_processed += count
             self.last_active = time.monotonic()
@@ -257,12 +257,15 @@ class Client(Dispatch, asyncio.Protocol):
         ):
             server.client_left(self)
 
-    def _run(self, batch: Iterable) -> None:
+    def _run(self, batch: Iterable, named: list[bytes] | None = None) -> None:
         """Run commands in order; once one blocks, hold the rest for later.
 
         Most commands name one key and go to its shard; for those this loop
         does what :meth:`execute` and :meth:`send` would, inline, as long as
         nothing makes the client a special case (see :meth:`_plain`).
+        ``named``: the first command's arguments when every one of
+        ``batch`` has its name and number of arguments, and is canonical
+        (see RequestParser.feed_lazily), else None.
         """
         server = self.server
         links = server.links
@@ -270,6 +273,11 @@ class Client(Dispatch, asyncio.Protocol):
         fast_paths = server.fast_paths
         eager = EAGER_KEYS  # keys whose commands take the slow path (see _plain)
         plain = self._plain()
+        if named is not None and plain and not eager and self.db == 0:
+            cmd = _seen(named[0])
+            if cmd is not None and cmd.plain_counts[0] <= len(named) <= cmd.plain_counts[1]:
+                self._run_named(batch)
+                return
         # Each one's shard and header, by its key's whole CRC16 (or its
         # slot; see dispatch.slot_routes): in database 0 the slotted header
         # of its key's slot, in another the database's plain one (a slotted
@@ -361,6 +369,42 @@ class Client(Dispatch, asyncio.Protocol):
             # CLIENT LIST's cmd: the last command that started, as Redis sets
             # c->lastcmd; those held behind a blocking one have not started.
             self.last_args = args
+
+    def _run_named(self, batch: Iterable) -> None:
+        """:meth:`_run`, for a batch of one plain single-key command's
+        name, each with a number of arguments its arity allows, of a
+        plain client in database 0 while no key is waited on
+        (``EAGER_KEYS``): the loop's plain path without its tests per
+        command (an encoding, the name, the argument count, the key, the
+        database), which the parser's and _run's tests once per batch
+        answer for every command alike.  (A read of one name is what a
+        pipeline mostly sends.)"""
+        server = self.server
+        links = server.links
+        pending = self.pending
+        by_crc = server.routes[self.resp3]  # (database 0: slotted headers alone)
+        runs: list[list | None] = [None] * len(links)
+        touched: list[int] = []
+        new_slot, crc, lbrace = BareSlot, crc_hqx, LBRACE
+        args = None
+        for args, raw in batch:
+            slot = new_slot()  # Slot(self), without a Python __init__ call
+            slot.client = self
+            slot.data = None
+            pending.append(slot)
+            key = args[1]
+            shard, head = by_crc[key_slot(key) if lbrace in key else crc(key, 0)]
+            run = runs[shard]
+            if run is None:
+                runs[shard] = [head, raw, slot]
+                touched.append(shard)
+            else:
+                run.append(head)
+                run.append(raw)
+                run.append(slot)
+        _send_runs(links, runs, touched)
+        # CLIENT LIST's cmd (see _run).
+        self.last_args = args  # type: ignore[assignment]
 
     def _plain(self) -> bool:
         """Whether :meth:`_run` may send this client's single-key commands

@@ -129,6 +129,38 @@ def _encode_alike(found: list[Any]) -> list[bytes] | None:
     return None
 
 
+def _encode_named(found: list[Any]) -> list[bytes] | None:
+    """The canonical encodings of ``found``'s commands as if each had the
+    first one's name, when the first and the last have its name and
+    shape, GET's (2 arguments) or SET's (3), each argument shorter than
+    1024 bytes; else None.  Whether every one has that name is what the
+    caller's check proves, that they join to the read: canonical RESP is
+    read one way only, so a read equal to these encodings holds these
+    commands.  One comprehension, the name's header and the name one
+    element of each join (no ``len`` of it), and no test per command;
+    another shape raises as it is unpacked (or an argument that is not
+    bytes as it is measured or joined), a long argument as its header is
+    looked up (an IndexError)."""
+    heads = _BULK_HEADS
+    join = b"\r\n".join
+    try:
+        first = found[0]
+        last = found[-1]
+        # (Mixed names or shapes mostly show at the end: told cheaper than by a failed check.)
+        if len(last) != len(first) or last[0] != first[0]:
+            return None
+        name = first[0]
+        if len(first) == 3:
+            named = _HEADS_OF_3[len(name)] + b"\r\n" + name
+            return [join((named, heads[len(b)], b, heads[len(c)], c, b"")) for _, b, c in found]
+        if len(first) == 2:
+            named = _HEADS_OF_2[len(name)] + b"\r\n" + name
+            return [join((named, heads[len(b)], b, b"")) for _, b in found]
+    except Exception:  # noqa: BLE001 - another shape or form: the caller encodes them otherwise
+        pass
+    return None
+
+
 def _may_allocate_big(data: bytes) -> bool:
     if _BIG_ARRAY.search(data):
         return True
@@ -478,18 +510,22 @@ class RequestParser:
 
     def feed(self, data: bytes) -> list[Parsed]:
         """The commands that ``data`` completes, in a list (see :meth:`feed_lazily`)."""
-        _, commands = self.feed_lazily(data)
+        _, _, commands = self.feed_lazily(data)
         return commands if type(commands) is list else list(commands)
 
-    def feed_lazily(self, data: bytes) -> tuple[int, Iterable[Parsed]]:
-        """How many commands ``data`` completes, and the commands.
+    def feed_lazily(self, data: bytes) -> tuple[int, list[bytes] | None, Iterable[Parsed]]:
+        """How many commands ``data`` completes, the first one's arguments
+        if it is a read of whole canonical commands that all have that
+        name and that many arguments, 2 or 3 (else None), and the commands.
 
         For a read of whole canonical commands, the usual one, they come
         as an iterator over the parsed arguments and their encodings side
         by side (a ``zip``), not as a list of pairs: a loop that unpacks
         each pair as it goes (``Client._run``) then makes no tuple per
         command, since ``zip`` hands out its one tuple again once the
-        loop has let go of it.  Anything else gives a list.
+        loop has let go of it.  Anything else gives a list.  A read of
+        one name (a pipeline repeats one) lets ``Client._run`` look its
+        name up and count its arguments once, not per command.
         """
         out: list[Parsed] = []
         # Whether the long way, once it has finished a command begun in an
@@ -510,14 +546,14 @@ class RequestParser:
         ):
             canonical = self._feed_canonical(data)
             if canonical is not None:
+                found, raws, named = canonical
                 if not self._buf:
-                    found, raws = canonical
                     # (As long as each other, one made from the other; a
                     # keyword would be parsed per read.)
-                    return len(found), zip(found, raws)  # noqa: B905
+                    return len(found), named, zip(found, raws)  # noqa: B905
                 # The read ends inside a command: the long way reads that
                 # command's start, which _feed_canonical left in _buf.
-                out = list(zip(*canonical, strict=True))
+                out = list(zip(found, raws, strict=True))
                 data = self._buf
                 self._buf = b""
         elif self.authenticated and self._reader is not None:
@@ -529,7 +565,7 @@ class RequestParser:
             if self._have < self._wait:
                 if self._have > self.max_query_buffer:
                     raise QueryBufferExceeded(self._have)
-                return 0, []
+                return 0, None, []
             buf = b"".join(self._chunks)
             self._chunks = []
             self._have = self._wait = 0
@@ -540,7 +576,7 @@ class RequestParser:
             if self._hidden or data.find(self._needle) < 0:
                 if self._have > PROTO_INLINE_MAX_SIZE:
                     raise ProtocolError(self._too_big)
-                return 0, []
+                return 0, None, []
             buf = b"".join(self._chunks)
             self._chunks = []
             self._have = 0
@@ -569,9 +605,9 @@ class RequestParser:
                     if canonical is None:
                         self._buf = held  # as the long way left it
                     else:
-                        out += zip(*canonical, strict=True)
+                        out += zip(canonical[0], canonical[1], strict=True)
                         if not self._buf:
-                            return len(out), out
+                            return len(out), None, out
                         buf = self._buf  # the start of the command it ends inside
                         self._buf = held
                         pos = 0
@@ -676,12 +712,12 @@ class RequestParser:
                     self._buf = b""
                     if self._have > self.max_query_buffer:
                         raise QueryBufferExceeded(self._have, out)
-                    return len(out), out
+                    return len(out), None, out
                 if bulklen < 0 and len(rest) > _LONG_LINE:
                     self._hold(rest, b"\r", errors.PROTO_BIG_BULK_COUNT)
                 else:
                     self._buf = rest
-                return len(out), out
+                return len(out), None, out
             if self._raw_parts:
                 parts = self._raw_parts
                 self._raw_parts = []
@@ -700,13 +736,18 @@ class RequestParser:
                 self._hold(buf[pos:], b"\n", errors.PROTO_BIG_INLINE)
         else:
             self._buf = buf[pos:] if pos < n else b""
-        return len(out), out
+        return len(out), None, out
 
-    def _feed_canonical(self, data: bytes, split: bool = False) -> tuple[list[Any], list[bytes]] | None:
+    def _feed_canonical(
+        self, data: bytes, split: bool = False
+    ) -> tuple[list[Any], list[bytes], list[bytes] | None] | None:
         """The commands in ``data`` if it is exactly whole commands in
         canonical form (``*<n>`` then ``$<len>`` bulks, no leading zeros),
-        as two lists side by side, their arguments and their encodings;
-        else None, and :meth:`feed_lazily` parses it the long way.
+        as two lists side by side, their arguments and their encodings,
+        and the first one's arguments when every one has its name and
+        number of arguments, 2 or 3, and ``data`` ends with the last one
+        (else None: see :meth:`feed_lazily`); else None, and
+        :meth:`feed_lazily` parses it the long way.
 
         hiredis parses, each byte once: a read with more than one command
         goes to hiredis inside one array, so one ``gets`` call returns them
@@ -759,11 +800,22 @@ class RequestParser:
                     if end != len(data):
                         raise ValueError  # "\r\n*" in an argument, and the read ends inside a command
                     found = self._fewer_commands(count)
+                if end == len(data):
+                    # A whole read of commands of one name and of GET's or
+                    # SET's shape (a pipeline repeats one): encoded with that
+                    # name, and proved to be such a read once they join to
+                    # it (see _encode_named).  (Not a read of one command,
+                    # a pipeline of one, which would gain nothing by it.)
+                    same = _encode_named(found)
+                    if same is not None and b"".join(same) == data:
+                        if len(data) > _READER_KEEP:
+                            self._read_big(data, found)
+                        return found, same, found[0]
             else:
                 reader.feed(data, 0, end)  # type: ignore[union-attr]
                 found = [reader.gets()]  # type: ignore[union-attr]
-            # A read of GET-, SET- or EVALSHA-shaped commands alone (a
-            # pipeline repeats one): one comprehension, no test per command.
+            # A read of GET-, SET- or EVALSHA-shaped commands alone:
+            # one comprehension, no test per command.
             alike = _encode_alike(found)
             if alike is not None:
                 raws = alike
@@ -835,12 +887,17 @@ class RequestParser:
                 return None
             self._buf = data[end:]
         if len(data) > _READER_KEEP:
-            # hiredis keeps its buffer's capacity until the next feed; an
-            # idle client must not hold on to its largest read.
-            self._reader = _HiredisReader()
-            if len(data) >= PROTO_MBULK_BIG_ARG and _LONG_BULK_HEAD.search(data):
-                self._note_big_bulks(found)
-        return found, raws
+            self._read_big(data, found)
+        return found, raws, None
+
+    def _read_big(self, data: bytes, found: list[Any]) -> None:
+        """hiredis read ``data``, longer than :data:`_READER_KEEP`, and
+        found the commands ``found`` in it: its reader goes (hiredis keeps
+        its buffer's capacity until the next feed, and an idle client must
+        not hold on to its largest read), and its long arguments are noted."""
+        self._reader = _HiredisReader()
+        if len(data) >= PROTO_MBULK_BIG_ARG and _LONG_BULK_HEAD.search(data):
+            self._note_big_bulks(found)
 
     def _fewer_commands(self, count: int) -> list[Any]:
         """The commands hiredis read, when the array of ``count + 1``

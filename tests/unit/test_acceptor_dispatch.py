@@ -19,7 +19,7 @@ from shardkv.acceptor.client import Client
 from shardkv.acceptor.migrate import MIGRATING
 from shardkv.acceptor.replies import Slot
 from shardkv.acceptor.server import Acceptor
-from shardkv.protocol import errors, wire
+from shardkv.protocol import commands, errors, wire
 from shardkv.protocol.resp import encode_command
 from shardkv.protocol.router import key_slot
 from shardkv.runtime import config
@@ -573,3 +573,72 @@ def test_while_a_cross_shard_blmove_waits_only_commands_naming_its_keys_leave_th
     assert sorted(sent) == sorted(
         encode_command(c) for c in ([b"SET", b"k", b"1"], [b"GET", b"k"], [b"RPUSH", a, b"x"], [b"GET", b])
     )
+
+
+def _sent(links: list[FakeLink]) -> list[list[tuple[bytes, bytes]]]:
+    return [[(header, body) for header, body, _ in link.sent] for link in links]
+
+
+@pytest.mark.parametrize(
+    ("prelude", "named"),
+    [([], True), ([[b"HELLO", b"3"]], True), ([[b"SELECT", b"1"]], False), ([[b"MULTI"]], False)],
+)
+def test_a_read_of_one_name_goes_where_the_same_commands_of_several_names_go(
+    monkeypatch: pytest.MonkeyPatch, prelude: list[list[bytes]], named: bool
+) -> None:
+    """A read of commands of one name and shape, which the parser tells
+    ``Client._run`` (it takes them by ``_run_named``, for a plain client
+    in database 0), sends each shard what a read of the same commands
+    with one of another name or shape at its end sends (the loop that
+    tests each command): the same headers (a hash tag's slot too),
+    bodies and reply order, and CLIENT LIST's last command.  In RESP3,
+    and (the loop's way) in another database and in MULTI."""
+    taken: list[int] = []
+    run_named = Client._run_named
+    monkeypatch.setattr(Client, "_run_named", lambda self, batch: taken.append(1) or run_named(self, batch))
+    commands.lookup(b"SET")  # (a spelling _run knows once it has been looked up)
+    keys = [b"k%d" % i for i in range(12)] + [b"{t}a", b"x{t}", b"{}z", b"{"]
+    sets = [[b"SET", k, b"v%d" % i] for i, k in enumerate(keys)]
+    outs = []
+    for extra in ([], [[b"PING"]], [[b"GET", b"k1"]]):
+        acceptor, links = build()
+        client, transport = connect(acceptor)
+        if prelude:
+            send(client, *prelude)
+            replies(acceptor, transport)
+        send(client, *sets, *extra)
+        assert (links[0].sent and links[1].sent) or prelude == [[b"MULTI"]]
+        n = 0
+        for link in links:
+            while link.sent:
+                n += 1
+                link.answer(b"+%d\r\n" % n)
+        outs.append((_sent(links), replies(acceptor, transport), client.last_args))
+    assert taken == ([1] if named else [])
+    assert outs[0][0] == outs[1][0] == outs[2][0]
+    assert outs[0][1] == outs[1][1][: len(outs[0][1])] == outs[2][1][: len(outs[0][1])]
+    assert outs[0][2] == (sets[-1] if prelude != [[b"MULTI"]] else outs[0][2])
+
+
+def test_a_read_of_one_name_naming_a_key_a_cross_shard_wait_waits_on_takes_the_slow_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """While a cross-shard BLMOVE waits on ``a`` (``EAGER_KEYS``), a read
+    of one name runs command by command: a write of ``a`` takes the slow
+    path (it may serve that wait), the others stay inline."""
+    acceptor, links = build()
+    a, b = keys_on_two_shards(acceptor)
+    monkeypatch.setitem(blocking.EAGER, object(), None)  # type: ignore[call-overload]
+    monkeypatch.setitem(blocking.EAGER_KEYS, a, 1)
+    executed: list[bytes] = []
+    execute = Client.execute
+
+    def counting(self: Client, args: list[bytes], raw: bytes | None = None) -> None:
+        executed.append(args[1])
+        execute(self, args, raw)
+
+    monkeypatch.setattr(Client, "execute", counting)
+    commands.lookup(b"RPUSH")  # (as above)
+    client, _ = connect(acceptor)
+    send(client, [b"RPUSH", b, b"x"], [b"RPUSH", a, b"x"], [b"RPUSH", b, b"y"], [b"RPUSH", a, b"y"])
+    assert executed == [a, a]

@@ -605,6 +605,35 @@ def test_a_read_of_one_shape_but_one_command_agrees_with_the_python_parser(shape
     assert alike == [(shape, encode_command(shape))] * 16
 
 
+@pytest.mark.parametrize(
+    ("read", "named"),
+    [
+        ([[b"GET", b"k%d" % i] for i in range(16)], [b"GET", b"k0"]),
+        ([[b"SET", b"k%d" % i, b"v" * i] for i in range(16)], [b"SET", b"k0", b""]),
+        ([[b"SET", b"k", b"v"], [b"SET", b"k", b"w"]], [b"SET", b"k", b"v"]),
+        ([[b"GET", b"k"]], None),  # one command: the loop per command costs no more
+        ([[b"GET", b"a"], [b"get", b"b"], [b"GET", b"c"]], None),  # another spelling
+        ([[b"GET", b"a"], [b"EXISTS", b"b"], [b"GET", b"c"]], None),  # another name, one shape
+        ([[b"GET", b"a"], [b"GET", b"b"], [b"EXISTS", b"c"]], None),
+        ([[b"GET", b"a"], [b"GET", b"b", b"c"], [b"GET", b"c"]], None),  # another shape
+        ([[b"HSET", b"h", b"f", b"v"]] * 3, None),  # 4 arguments
+        ([[b"GET", b"k" * 1024]] * 3, None),  # past the header tables
+        ([[b"G" * 1024, b"k"]] * 3, None),
+    ],
+)
+def test_a_read_of_one_name_is_told_with_its_commands(read, named):
+    """``feed_lazily`` tells a whole read of commands of one name and of 2
+    or 3 arguments (``Client._run`` then looks the name up once) by its
+    first command's arguments, and gives the commands it gives otherwise."""
+    data = b"".join(encode_command(args) for args in read)
+    count, told, commands = RequestParser().feed_lazily(data)
+    assert told == named
+    assert count == len(read) and list(commands) == [(args, encode_command(args)) for args in read]
+    assert _outcome(RequestParser(), [data]) == _outcome(_python_only(), [data])
+    # A read that ends inside a command tells nothing.
+    assert RequestParser().feed_lazily(data + TRAILING)[1] is None
+
+
 @pytest.mark.parametrize("size", [0, 1, 9, 10, 1023, 1024, 1025, 70000])
 @pytest.mark.parametrize("count", [1, 2, 3, 4, 5, 6, 63, 64, 65, 300])
 def test_fast_path_raw_bytes_past_its_header_tables(size, count):
