@@ -911,7 +911,8 @@ class Shard:
                                 ks.counting = False
                             now = perf_counter_ns()
                             ns = now - last
-                            if type(value) is bytes:  # script_counted's usual case, inline
+                            t = type(value)
+                            if t is bytes or t is int:  # script_counted's usual cases, inline
                                 row = stats.by_bytes.get(args[0]) or stats.row_of(args)
                                 times = row[5]
                                 times.append(ns)
@@ -923,15 +924,23 @@ class Shard:
                                     ks.unchanged = False
                                 elif record is not None and args[0] not in self.unlogged:
                                     record(args, value)
-                                n = len(value)
-                                if n < 1024 and writer is None and noted is None and not blocked:
+                                if writer is None and noted is None and not blocked:
                                     # Its reply and the entry's end as below
                                     # come to this (not streamed, nothing
                                     # logged to the AOF, no waiter to serve,
-                                    # no events).
-                                    append(BULK_LINES[n] + value + b"\r\n")
-                                    last = now
-                                    continue
+                                    # no events): a string shorter than
+                                    # 1024 bytes, or an integer (a lock's
+                                    # release, a rate limiter's count).
+                                    if t is bytes:
+                                        n = len(value)
+                                        if n < 1024:
+                                            append(BULK_LINES[n] + value + b"\r\n")
+                                            last = now
+                                            continue
+                                    else:
+                                        append(b":%d\r\n" % value)
+                                        last = now
+                                        continue
                             else:
                                 value = self.script_counted(args, value, ns)
                             ran_until = now
