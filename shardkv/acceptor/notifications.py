@@ -101,6 +101,9 @@ class _State:
         self.hearing = [0, 0]
         # The last __events sent, until every shard has answered it.
         self.applying: _Applied | None = None
+        # Atomic EXECs in flight that subscribe inside to a channel or
+        # pattern that may hear keyspace events (see expect_subscriptions).
+        self.expected = 0
 
 
 STATE = _State()
@@ -144,7 +147,7 @@ def own_mask(server) -> int:
     commands' events by them (pubsub._HAUNTS): with several acceptors its
     UNSUBSCRIBE's ``__events`` may reach a shard before those commands."""
     hearing = STATE.hearing
-    if pubsub.haunted():  # (until the next change of subscriptions once it is over)
+    if STATE.expected or pubsub.haunted():  # (until the next change of subscriptions once it is over)
         return KEYSPACE | KEYEVENT
     return (KEYSPACE if hearing[0] else 0) | (KEYEVENT if hearing[1] else 0)
 
@@ -164,6 +167,34 @@ def on_subscriptions(client: Client, new: list, gone: list) -> None:
                     changed = True
     if changed and update_mask(client.server):
         hold_replies(client)
+
+
+def expect_subscriptions(client: Client, queued: list) -> Callable[[], None] | None:
+    """An atomic EXEC of ``client`` is about to be dispatched: if it
+    subscribes inside to a channel or pattern that may hear keyspace
+    events, the shards note them from now on (the mask goes ahead of the
+    operation on every pipe), as its (P)SUBSCRIBE runs only once the
+    operation ran, and Redis delivers the events of the writes after it
+    in the array.  The function to call once the EXEC is decided, run or
+    not (None: nothing expected)."""
+    if not any(
+        cmd.name in ("subscribe", "psubscribe")
+        and any(
+            may_start_with(name, prefix) if cmd.name == "psubscribe" else name.startswith(prefix)
+            for name in args[1:]
+            for prefix in CHANNEL_PREFIXES
+        )
+        for cmd, args in queued
+    ):
+        return None
+    STATE.expected += 1
+    update_mask(client.server)
+
+    def decided() -> None:
+        STATE.expected -= 1
+        update_mask(client.server)
+
+    return decided
 
 
 def hold_replies(client: Client) -> None:

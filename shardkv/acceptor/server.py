@@ -116,6 +116,9 @@ class Wiring:
     # An atomic EXEC that turns tracking on inside: the shards note what
     # changes until it is decided (the function it gives, to call then).
     expect_tracking: Callable[[Client], Callable[[], None]]
+    # An atomic EXEC that subscribes inside: the shards note keyspace
+    # events until it is decided (the function it gives, to call then).
+    expect_subscriptions: Callable[[Client, list], Callable[[], None] | None]
     # A script queued in an EXEC that runs atomically, as its executor runs
     # it (shardkv.acceptor.scripting.ExecScript.parse), or None.
     exec_script: Callable[[Client, list[bytes]], Any]

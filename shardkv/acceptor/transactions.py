@@ -743,6 +743,11 @@ def _run(client: Client, queued: list, reply: Exec, early: dict[int, list], pin:
             tracked = _tracked_once_turned_on(client, queued)
             if tracked is not None:  # its own writes after the ON are told too
                 decided = client.server.wiring.expect_tracking(client)
+        # Its (P)SUBSCRIBEs run once it ran: the events of its writes after
+        # them are noted all the same.
+        heard = client.server.wiring.expect_subscriptions(client, queued)
+        if heard is not None:
+            decided = heard if decided is None else _then(decided, heard)
         _run_atomic(client, queued, reply, early, pin, tracked, decided)
     else:
         _run_in_order(client, queued, reply, early)
@@ -1117,6 +1122,16 @@ def _to_trailer(captured: deque, routed: int, reply: Exec) -> None:
         data = pushed if type(pushed) is bytes else getattr(pushed, "data", None)
         assert type(data) is bytes  # a push's bytes, or one put in place (ready)
         reply.trailer.append(data)
+
+
+def _then(first: Callable[[], None], second: Callable[[], None]) -> Callable[[], None]:
+    """``first``, then ``second`` (two things to do once an EXEC is decided)."""
+
+    def both() -> None:
+        first()
+        second()
+
+    return both
 
 
 def _run_atomic(

@@ -181,6 +181,7 @@ def wiring() -> Wiring:
         exec_ran=tracking.exec_ran,
         atomic_exec_reads=tracking.atomic_exec_reads,
         expect_tracking=tracking.expect_tracking,
+        expect_subscriptions=notifications.expect_subscriptions,
         exec_script=scripting.ExecScript.parse,
         client_subcommands={
             b"TRACKING": tracking.client_tracking,

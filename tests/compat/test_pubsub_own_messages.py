@@ -188,3 +188,20 @@ def test_several_patterns_matching_one_message(redis_and_shardkv_k12):
         assert len(messages) == 6 and b"$7\r\nmessage\r\n" in messages[0]
     # (after PUBLISH's count: the (P)UNSUBSCRIBEs' confirmations, the same)
     assert mine.split(b"hi\r\n:6\r\n", 1)[1] == theirs.split(b"hi\r\n:6\r\n", 1)[1]
+
+
+@pytest.mark.parametrize(
+    "session",
+    [
+        b"MULTI\r\nSET a 1\r\nSUBSCRIBE __keyspace@0__:b\r\nSET b 1\r\nEXEC\r\n",
+        b"SUBSCRIBE x\r\nMULTI\r\nSET a 1\r\nPSUBSCRIBE __keyspace@0__:*\r\nSET b 1\r\nPUNSUBSCRIBE\r\nSET a 2\r\nEXEC\r\n",
+    ],
+    ids=["subscribe", "psubscribe"],
+)
+def test_a_subscribe_in_an_atomic_exec_hears_the_writes_after_it(redis_and_shardkv_k12, session):
+    """A RESP3 client that hears no keyspace channel subscribes to one
+    inside an EXEC run as one cross-shard operation, then writes: Redis
+    delivers the write's event in the array.  shardkv's shards, told no
+    one listened, noted nothing for the whole operation."""
+    theirs = _same_until_end(redis_and_shardkv_k12, KEA + session + OFF)
+    assert b"$3\r\nset\r\n" in theirs
