@@ -169,8 +169,11 @@ class Dispatch:
         self._execute(args, raw)
         if self.state.reply_mode == mode:
             for i in range(first, len(pending)):
-                if type(pending[i]) is not Pushed:
-                    pending[i] = MUTED
+                item = pending[i]
+                if type(item) is not Pushed:
+                    # (EXEC's array: the messages it carries stay, see transactions.Exec.mute)
+                    mute = getattr(item, "mute", None)
+                    pending[i] = MUTED if mute is None else mute()
             if mode == REPLY_SKIP:
                 self.state.set_reply_mode(REPLY_ON)
 

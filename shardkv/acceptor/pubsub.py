@@ -38,7 +38,7 @@ from shardkv.acceptor import monitor
 from shardkv.acceptor.blocking import serve_after_scripts
 from shardkv.acceptor.bus import Failed, fail_slot
 from shardkv.acceptor.client import Client
-from shardkv.acceptor.replies import ExecPlace, Slot
+from shardkv.acceptor.replies import ExecPlace, Pushed, Slot
 from shardkv.acceptor.state import AFTER_SCRIPTS
 from shardkv.acceptor.transactions import Exec, discard_transaction
 from shardkv.protocol import errors
@@ -715,7 +715,7 @@ def _in_exec_or_after(client: Client, before: Slot, body: bytes) -> None:
         if parts and item.data is None and not item.denied and item.cut is None:
             for i, part in enumerate(parts):
                 if part is before:
-                    parts.insert(i, body)
+                    parts.insert(i, Pushed(body))  # (kept if the array is muted: see Exec.mute)
                     return
     client.pending.append(body)
 

@@ -50,7 +50,7 @@ from shardkv.acceptor.blocking import Pin, UnblockReply, after_scripts, after_th
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.crossshard import AtomicOp
 from shardkv.acceptor.dispatch import db_headers
-from shardkv.acceptor.replies import ExecPlace, Slot
+from shardkv.acceptor.replies import ExecPlace, Pushed, Slot
 from shardkv.acceptor.shardlink import BUSY_LINKS, at_threshold
 from shardkv.acceptor.state import SCRIPTS_FIRST
 from shardkv.acceptor.users import UsersInExec, hold_for_changes
@@ -314,6 +314,7 @@ class Exec:
         "line_due",
         "refusals",
         "refused_last",
+        "muted",
     )
 
     def __init__(
@@ -365,6 +366,17 @@ class Exec:
         # EXEC as the client wrote it: how its errors name it (an
         # operation's errors.INTERNAL), as every command's are named.
         self.name = b"EXEC"
+        # CLIENT REPLY OFF (SKIP) dropped the array: see mute.
+        self.muted = False
+
+    def mute(self) -> Exec:
+        """CLIENT REPLY OFF or SKIP drops EXEC's reply: it stays in the
+        client's reply order all the same, for the messages its commands
+        make the client hear (their keyspace events, a script's PUBLISH),
+        which it then carries alone, as Redis writes them whatever the
+        reply mode (CLIENT_PUSHING)."""
+        self.muted = True
+        return self
 
     def log_refusals(self, client: Client) -> None:
         """The transaction runs: ACL LOG's entries of its refusals, and
@@ -404,12 +416,13 @@ class Exec:
             if body is None:
                 return None
             if self.parts is None:  # a watched key changed, or a shard failed
-                return body
+                return b"" if self.muted else body
         elif self.parts is None:  # not run yet (see _after_decided)
             return None
         out = [b"*%d\r\n" % self.count]
         places = None
         ahead = b""  # the messages of the ExecPlace before the next reply
+        heard: list[bytes] = []  # (muted: the messages alone)
         for part in self.parts:
             if type(part) is not bytes:
                 if type(part) is ExecPlace:
@@ -417,7 +430,10 @@ class Exec:
                     places.append(part)
                     if part.pushes:
                         ahead += b"".join(part.pushes)
+                        heard += part.pushes
                     continue
+                if type(part) is Pushed:  # (see pubsub._in_exec_or_after)
+                    heard.append(part.data)
                 part = part.data
                 if part is None:
                     return None
@@ -427,6 +443,8 @@ class Exec:
         if places:
             for place in places:  # (what they hear from now on follows the array)
                 place.closed = True
+        if self.muted:
+            return b"".join(heard if self.cut is not None else heard + self.trailer)
         if self.denied:
             for i in sorted(self.denied):
                 out.insert(i + 1, self.denied[i])
