@@ -685,6 +685,8 @@ def _deliver(client: Client, msg: _Message, limits: tuple[int, int, int], before
                 client.pending.insert(client.pending.index(before), msg.body(client.resp3))
             except ValueError:
                 _in_exec_or_after(client, before, msg.body(client.resp3))
+    elif client.state.reply_mode:  # (CLIENT REPLY OFF or SKIP keeps it: its own PUBLISH's, in EXEC too)
+        client.pending.append(Pushed(msg.body(client.resp3)))
     else:
         client.pending.append(msg.body(client.resp3))
     client.flush()
