@@ -95,11 +95,12 @@ def test_config_set_while_a_worker_reloads_answers_at_once_and_reaches_it(tmp_pa
     server = start_shardkv("--dir", str(tmp_path), "--save", "", shards=2)
     try:
         c = client(server)
-        _reloading(server, c, 1, 8000)  # ~40 s to reload 5000 keys
+        _reloading(server, c, 1, 2000)  # 10 s at least to reload 5000 keys
         t0 = time.monotonic()
         assert c.config_set("set-max-intset-entries", 1)
         assert c.config_resetstat()
         assert time.monotonic() - t0 < PROMPT
+        assert c.info("persistence")["loading"] == 1  # answered before the reload ended
         assert c.config_get("set-max-intset-entries") == {"set-max-intset-entries": "1"}
         there, here = keys_of_shard(1, 2, "s", 1)[0], keys_of_shard(0, 2, "s", 1)[0]
 
@@ -197,7 +198,7 @@ def test_lastsave_while_a_worker_reloads_answers_at_once(tmp_path):
     try:
         c = client(server)
         before = int(time.time())
-        _reloading(server, c, 1, 8000)  # ~40 s to reload 5000 keys
+        _reloading(server, c, 1, 2500)  # 12.5 s at least to reload 5000 keys
         restarted = int(time.time())
         time.sleep(1.1)  # shard 0's next save comes after the restart
         c.config_set("save", "1 1")
