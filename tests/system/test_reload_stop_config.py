@@ -395,8 +395,10 @@ def test_sigterm_while_shutdown_save_waits_leaves_the_shard_that_loads_saving(tm
         assert c.save()
         snapshot = tmp_path / "dump.rdb.shard-1"
         saved = snapshot.stat().st_ino
-        c.config_set("key-load-delay", 15000)  # ~15 s to reload shard 1's ~1000 keys
-        c.config_set("rdb-key-save-delay", 25000)  # ~25 s for shard 0's save
+        # The reload ends after the signal's stop has begun (SIGNAL_PING_WAIT,
+        # 10 s, after the SIGTERM) and well before shard 0's save does.
+        c.config_set("key-load-delay", 13000)  # 13 s at least to reload shard 1's ~1000 keys
+        c.config_set("rdb-key-save-delay", 20000)  # 20 s at least for shard 0's save
         os.kill(worker_pids(server)[1], signal.SIGKILL)
         writer = client_on(server.port, 1 - origin, timeout=60)
         probe = keys_of_shard(1, 2, "k", 1)[0]
