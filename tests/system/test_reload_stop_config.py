@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 
@@ -27,7 +28,7 @@ from redis.retry import Retry
 from tests.support.acceptors import client_on
 from tests.support.processes import until, worker_pids
 from tests.support.resp import ErrorReply, RespClient
-from tests.support.servers import start_shardkv
+from tests.support.servers import ROOT, start_shardkv
 from tests.system.test_recovery import client, keys_of_shard
 
 pytestmark = pytest.mark.slow
@@ -373,18 +374,40 @@ def test_another_acceptors_writes_to_a_shard_that_loads_while_shutdown_save_save
             again.stop()
 
 
+# The signal's stop waits for the shards' ``__ping``s SIGNAL_PING_WAIT (10 s)
+# at the most; the test below sets it to PING_WAIT by a ``main.py`` of its
+# own, run again by the acceptor processes (spawned children), as
+# test_signal_stop_frozen_worker does: its timeline needs no 10 s.
+PING_WAIT = 2.0
+PING_WAIT_MAIN = f"""
+import multiprocessing
+import sys
+import shardkv.supervisor
+if multiprocessing.current_process().name.startswith("shardkv-acceptor"):
+    import shardkv.acceptor.durability
+    shardkv.acceptor.durability.SIGNAL_PING_WAIT = {PING_WAIT}
+if __name__ == "__main__":
+    sys.exit(shardkv.supervisor.main())
+"""
+
+
 @pytest.mark.parametrize("origin", [0, 1])
 def test_sigterm_while_shutdown_save_waits_leaves_the_shard_that_loads_saving(tmp_path, origin):
     """Two acceptors: SHUTDOWN SAVE through acceptor ``origin`` skips the
     reloading shard while shard 0 saves slowly; a SIGTERM (``default``, no
     ``save`` rules: no save) comes, whose stop, handed to acceptor 0,
     begins while the SHUTDOWN still waits (its ``__ping``s wait
-    SIGNAL_PING_WAIT at the most).  The reloaded shard is asked as the
+    SIGNAL_PING_WAIT, here PING_WAIT, at the most).  The reloaded shard is asked as the
     SHUTDOWN says, and saves: a write another acceptor's client got OK for
     is kept.  Before, with ``origin`` 0, the signal's stop took the
     SHUTDOWN's place, and the shard was asked without a save."""
-    flags = ("--dir", str(tmp_path), "--save", "", "--appendonly", "no")
-    server = start_shardkv(*flags, shards=2, acceptors=2)
+    data, root = tmp_path / "data", tmp_path / "root"
+    data.mkdir()
+    root.mkdir()
+    (root / "main.py").write_text(PING_WAIT_MAIN)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), *sys.path]))
+    flags = ("--dir", str(data), "--save", "", "--appendonly", "no")
+    server = start_shardkv(*flags, shards=2, acceptors=2, root=root, env=env)
     again = None
     try:
         c = client(server)
@@ -393,12 +416,12 @@ def test_sigterm_while_shutdown_save_waits_leaves_the_shard_that_loads_saving(tm
             p.set(f"k{i}", i)
         p.execute()
         assert c.save()
-        snapshot = tmp_path / "dump.rdb.shard-1"
+        snapshot = data / "dump.rdb.shard-1"
         saved = snapshot.stat().st_ino
-        # The reload ends after the signal's stop has begun (SIGNAL_PING_WAIT,
-        # 10 s, after the SIGTERM) and well before shard 0's save does.
-        c.config_set("key-load-delay", 13000)  # 13 s at least to reload shard 1's ~1000 keys
-        c.config_set("rdb-key-save-delay", 20000)  # 20 s at least for shard 0's save
+        # The reload ends after the signal's stop has begun (PING_WAIT after
+        # the SIGTERM) and well before shard 0's save does.
+        c.config_set("key-load-delay", 5000)  # 5 s at least to reload shard 1's ~1000 keys
+        c.config_set("rdb-key-save-delay", 10000)  # 10 s at least for shard 0's save
         os.kill(worker_pids(server)[1], signal.SIGKILL)
         writer = client_on(server.port, 1 - origin, timeout=60)
         probe = keys_of_shard(1, 2, "k", 1)[0]
@@ -413,7 +436,11 @@ def test_sigterm_while_shutdown_save_waits_leaves_the_shard_that_loads_saving(tm
         assert server.proc.wait(60) == 0
         writer.close()
         asker.close()
-        assert "shard 1 has loaded while the server stops" in server.output()
+        log = server.output()
+        assert "shard 1 has loaded while the server stops" in log
+        # Both stops began while shard 1 still loaded, the SHUTDOWN's and then
+        # the signal's (after PING_WAIT): the case this test is about.
+        assert log.count("shard 1 is loading: it stops without a save", 0, log.index("has loaded")) == 2, log
         assert snapshot.stat().st_ino != saved, "the reloaded shard did not save for SHUTDOWN SAVE"
         again = start_shardkv(*flags, shards=2)
         c = client(again)
