@@ -177,7 +177,7 @@ STRING_BYTES = st.sampled_from(b"aAbBzZ-]^[\\*?\x80\xff\x00")
 
 
 @pytest.mark.slow
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(
     st.lists(GLOB_BYTES, max_size=10).map(bytes),
     st.lists(st.lists(STRING_BYTES, max_size=7).map(bytes), min_size=1, max_size=8),
@@ -210,8 +210,8 @@ def test_may_start_with(pattern, expected):
     assert may_start_with(pattern, b"__keyspace@") is expected
 
 
-@pytest.mark.slow  # a long Hypothesis run: 2000 examples
-@settings(max_examples=2000, deadline=None)
+@pytest.mark.slow  # a long Hypothesis run: 700 examples
+@settings(max_examples=700, deadline=None)
 @given(
     st.lists(GLOB_BYTES, max_size=8).map(bytes),
     st.lists(STRING_BYTES, max_size=3).map(bytes),
@@ -379,7 +379,7 @@ TOKENS = [
 
 
 @pytest.mark.slow
-@settings(max_examples=2000, deadline=None)
+@settings(max_examples=700, deadline=None)
 @given(
     st.lists(st.sampled_from(TOKENS), min_size=1, max_size=9).map(b"".join),
     st.lists(st.lists(st.sampled_from(b"aabbAB*-]"), max_size=25).map(bytes), min_size=1, max_size=8),
