@@ -475,7 +475,12 @@ def serve_after_scripts(
             message = refused.decode("latin-1")[1:].strip() if isinstance(refused, bytes) else str(refused)
             server.stats.rejected(stat_name(args), message)  # as dispatch's reject
             client.pending.append(encode_error(message))
-        if client.waiting():
+        if client.closing and not client.closed:
+            # It closes after its replies (a CLIENT KILL of itself): what it
+            # sent after runs no more (resume would skip it, and not write
+            # the kill's reply), as Redis's CLIENT_CLOSE_AFTER_REPLY.
+            client.flush()
+        elif client.waiting():
             server.loop.call_soon(client.resume)  # type: ignore[union-attr]
         elif client.pending:
             client.flush()

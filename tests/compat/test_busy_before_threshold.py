@@ -255,3 +255,24 @@ def test_acceptor_commands_sent_during_a_short_script_run_after_it(servers):
         return out + _stats(admin, _ACCEPTOR_STATS)
 
     _differential(servers, scenario)
+
+
+def test_a_client_that_kills_itself_during_a_short_script(servers):
+    """A CLIENT KILL of its own connection (SKIPME no), with a PING behind
+    it, sent while a short script runs: Redis reads it after the script,
+    answers 1 and closes the connection, the PING not run.  (shardkv
+    killed it after the scripts, but never wrote the 1 nor closed: its
+    held PING was left to a resume that skips a closing client.)"""
+
+    def scenario(caller, other, admin):
+        loop = "local t = redis.call('time') local e = t[1] * 1e6 + t[2] + 300000 " + (
+            "repeat t = redis.call('time') until t[1] * 1e6 + t[2] >= e return 'done'"
+        )
+        me = other.command("CLIENT", "ID")
+        caller.send("EVAL", loop, 0)
+        time.sleep(0.1)
+        other.send("CLIENT", "KILL", "ID", me, "SKIPME", "no")  # type: ignore[arg-type]
+        other.send("PING")
+        return [caller.read(), other.read(), other.closed()] + _stats(admin, ["client|kill", "ping"])
+
+    _differential(servers, scenario)
