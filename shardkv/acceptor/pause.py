@@ -13,6 +13,11 @@ disk error, -BUSY while a script is busy, MONITOR) is answered at once:
 the pause is the last check, as in Redis's ``processCommand``.
 
 A new pause while one is on keeps the stricter mode and the later end.
+A CLIENT PAUSE that waits for the shards' scripts (see
+:func:`shardkv.acceptor.blocking.serve_after_scripts`) already postpones,
+in its mode, what this acceptor's other clients send after it
+(:func:`wait_for`, until :func:`waited`): Redis reads the pause when the
+script ends, before what was sent after it, which it then postpones.
 While a pause is on, keys are not expired (the workers are told with
 ``__pause``, and its end): an expired key reads as missing, but is not
 deleted or counted in ``expired_keys`` until the pause ends.
@@ -57,7 +62,7 @@ def _replicates(cmd: Command, args: list[bytes]) -> bool:
 
 
 def must_wait(client: Client, cmd: Command, args: list[bytes]) -> bool:
-    """Whether the pause in force postpones ``cmd`` from ``client``."""
+    """Whether the pause in force (or one that waits) postpones ``cmd`` from ``client``."""
     kind = client.server.pause_type
     if kind == ALL:
         return True
@@ -79,7 +84,7 @@ def holds(client: Client, cmd: Command, args: list[bytes], raw: bytes | None) ->
     one that waits still goes behind the clients postponed before it, and
     the pause ends once this command's turn is over."""
     server = client.server
-    over = time.monotonic() >= server.pause_end
+    over = bool(server.pause_kind) and time.monotonic() >= server.pause_end
     if must_wait(client, cmd, args):
         postpone(client, args, raw)
         if over:
@@ -104,11 +109,12 @@ def start(server: Acceptor, end: float, kind: int) -> None:
     its end, so that every acceptor's pause ends when the command's does,
     however late one of them hears of it).  The stricter mode and the later
     end win; a pause already over changes nothing."""
-    if end <= time.monotonic() and not server.pause_type:
+    if end <= time.monotonic() and not server.pause_kind:
         return
-    was, was_end = server.pause_type, server.pause_end
-    server.pause_type = max(server.pause_type, kind)
+    was, was_end = server.pause_kind, server.pause_end
+    server.pause_kind = max(server.pause_kind, kind)
     server.pause_end = max(server.pause_end, end) if was else end
+    _set_type(server)
     if not was or server.pause_end != was_end:
         # The workers keep expired keys until the pause's end: told it, not
         # only its start, they end their side on time even if this event
@@ -118,15 +124,46 @@ def start(server: Acceptor, end: float, kind: int) -> None:
 
 
 def stop(server: Acceptor) -> None:
-    """CLIENT UNPAUSE, or the pause timed out: run the postponed clients."""
-    if not server.pause_type:
+    """CLIENT UNPAUSE, or the pause timed out: run the postponed clients
+    (those a pause that waits holds again are postponed again, in order)."""
+    if not server.pause_kind:
         return
-    server.pause_type = NONE
+    server.pause_kind = NONE
     server.pause_end = 0.0
+    _set_type(server)
     if server.pause_timer is not None:
         server.pause_timer.cancel()
         server.pause_timer = None
     _tell_workers(server, b"0")
+    _release(server)
+
+
+def wait_for(server: Acceptor, client: Client, kind: int) -> None:
+    """``client``'s CLIENT PAUSE of mode ``kind`` waits for the shards'
+    scripts: what this acceptor's other clients send meanwhile that it
+    would postpone waits too, until :func:`waited` (not the workers'
+    expiry: Redis has not read the pause yet)."""
+    server.pause_waits[client] = kind
+    _set_type(server)
+
+
+def waited(server: Acceptor, client: Client) -> None:
+    """``client``'s CLIENT PAUSE that waited is decided (it is about to run,
+    or was refused ``-BUSY``): the clients postponed for it go on, or wait
+    for the pause it starts."""
+    if server.pause_waits.pop(client, None) is None:
+        return
+    _set_type(server)
+    _release(server)
+
+
+def _set_type(server: Acceptor) -> None:
+    """``pause_type``, what commands are checked against (dispatch): the
+    pause in force's mode, or a stricter one's that waits."""
+    server.pause_type = max(server.pause_kind, max(server.pause_waits.values(), default=NONE))
+
+
+def _release(server: Acceptor) -> None:
     waiting, server.paused_clients = server.paused_clients, []
     for client in waiting:
         if client.state.unblock(PAUSED):
@@ -143,9 +180,9 @@ def _arm(server: Acceptor) -> None:
 
 def _check(server: Acceptor) -> None:
     server.pause_timer = None
-    if server.pause_type and time.monotonic() >= server.pause_end:
+    if server.pause_kind and time.monotonic() >= server.pause_end:
         stop(server)
-    elif server.pause_type:
+    elif server.pause_kind:
         _arm(server)
 
 

@@ -263,8 +263,12 @@ class Acceptor:
         self.stop_decided = False
         self.control: socket.socket | None = None  # to the supervisor
         # CLIENT PAUSE (see shardkv.acceptor.pause): its mode, end, timer, and the
-        # clients it postponed, in order.
+        # clients it postponed, in order.  pause_type: the mode commands are
+        # checked against, pause_kind's, or a stricter one's of a CLIENT PAUSE
+        # that waits for the shards' scripts (pause_waits, by its client).
         self.pause_type = 0
+        self.pause_kind = 0
+        self.pause_waits: dict[Client, int] = {}
         # The -MISCONF text the workers were last told (shardkv.acceptor.diskerrors).
         self.misconf_told: str | None = None
         # The last ``__misconf`` sent, until every worker has answered it

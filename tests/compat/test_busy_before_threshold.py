@@ -276,3 +276,26 @@ def test_a_client_that_kills_itself_during_a_short_script(servers):
         return [caller.read(), other.read(), other.closed()] + _stats(admin, ["client|kill", "ping"])
 
     _differential(servers, scenario)
+
+
+def test_a_write_sent_after_a_waiting_pause_is_postponed(servers):
+    """CLIENT PAUSE WRITE sent while a short script runs, then another
+    client's SET: Redis reads the pause when the script ends, before the
+    SET, which it postpones until CLIENT UNPAUSE (a GET meanwhile finds no
+    key).  (shardkv's pause waited for the scripts while the SET, sent
+    after it, went on and ran first.)"""
+
+    def scenario(caller, other, admin):
+        loop = "local t = redis.call('time') local e = t[1] * 1e6 + t[2] + 300000 " + (
+            "repeat t = redis.call('time') until t[1] * 1e6 + t[2] >= e return 'done'"
+        )
+        caller.send("EVAL", loop, 0)
+        time.sleep(0.1)
+        other.send("CLIENT", "PAUSE", 10000, "WRITE")
+        time.sleep(0.05)
+        admin.send("SET", KEY, "written")
+        out = [caller.read(), other.read(), caller.call("GET", KEY)]
+        out += [other.call("CLIENT", "UNPAUSE"), admin.read(), caller.call("GET", KEY)]
+        return out
+
+    _differential(servers, scenario)

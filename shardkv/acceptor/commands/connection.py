@@ -12,6 +12,7 @@ with Redis's errors.
 from __future__ import annotations
 
 import time
+from functools import partial
 
 from shardkv import HELLO_VERSION
 from shardkv.acceptor import pause, querybuf
@@ -30,7 +31,7 @@ from shardkv.acceptor.client import Client
 from shardkv.acceptor.commands.common import guard, subcommand_error
 from shardkv.acceptor.replies import Slot
 from shardkv.acceptor.shardlink import busy_changes, when_busy_seen
-from shardkv.acceptor.state import REPLY_OFF, REPLY_ON, REPLY_SKIP_NEXT
+from shardkv.acceptor.state import AFTER_SCRIPTS, REPLY_OFF, REPLY_ON, REPLY_SKIP_NEXT
 from shardkv.acceptor.users import authenticate
 from shardkv.protocol import bus, command_docs, errors
 from shardkv.protocol.args import LLONG_MAX, parse_int, parse_int32, strict_int
@@ -296,7 +297,7 @@ def client_cmd(client: Client, args: list) -> None:
         else:
             raise CommandError(errors.SYNTAX)
     elif sub == b"PAUSE":
-        serve_after_scripts(client, _client_pause, args)
+        _pause_after_scripts(client, args)
     elif sub == b"UNPAUSE":
         serve_after_scripts(client, _client_unpause, args)
     elif sub == b"UNBLOCK":
@@ -420,8 +421,24 @@ def _of_type(clients: list, kind_arg: bytes) -> list:
 # shards' scripts first (blocking.serve_after_scripts), their checks too.
 
 
-@guard
-def _client_pause(client: Client, args: list) -> None:
+def _pause_after_scripts(client: Client, args: list) -> None:
+    """CLIENT PAUSE after the shards' scripts.  While it waits, what this
+    acceptor's other clients send after it that it would postpone waits
+    too (pause.wait_for): Redis reads the pause when the script ends,
+    before them, and postpones them."""
+    server = client.server
+    try:
+        kind, _ = _pause_args(args)
+    except CommandError:
+        kind = pause.NONE  # refused once read: it postpones nothing
+    settled = partial(pause.waited, server, client) if kind else None
+    serve_after_scripts(client, _client_pause, args, settled)
+    if kind and client.state.blocked_token == AFTER_SCRIPTS:  # it waits (not run at once)
+        pause.wait_for(server, client, kind)
+
+
+def _pause_args(args: list) -> tuple[int, int]:
+    """CLIENT PAUSE's mode and timeout, checked."""
     kind = pause.ALL
     n = len(args)
     if n == 4:
@@ -435,6 +452,12 @@ def _client_pause(client: Client, args: list) -> None:
     timeout = parse_int(args[2], errors.TIMEOUT_NOT_INTEGER)
     if timeout < 0:
         raise CommandError(errors.TIMEOUT_NEGATIVE)
+    return kind, timeout
+
+
+@guard
+def _client_pause(client: Client, args: list) -> None:
+    kind, timeout = _pause_args(args)
     if timeout > LLONG_MAX - int(time.time() * 1000):
         # Redis adds the Unix time in milliseconds in a long long: this
         # end wraps to a time long past, and the pause is over at once.
