@@ -158,9 +158,9 @@ import hiredis
 from shardkv.acceptor import monitor
 from shardkv.acceptor.crossshard import AtomicOp
 from shardkv.acceptor.fanout import Gather
-from shardkv.acceptor.replies import Sink, Slot, origin_of
+from shardkv.acceptor.replies import MUTED, Pushed, Sink, Slot, origin_of
 from shardkv.acceptor.shardlink import BUSY_LINKS
-from shardkv.acceptor.state import AFTER_SCRIPTS
+from shardkv.acceptor.state import AFTER_SCRIPTS, REPLY_ON
 from shardkv.protocol import bus, errors, wire
 from shardkv.protocol.args import parse_long_double
 from shardkv.protocol.commands import lookup
@@ -456,6 +456,9 @@ def serve_after_scripts(
         return
     client.state.block(AFTER_SCRIPTS, shown=False)
     server.calls_deferred += 1
+    # Read under CLIENT REPLY OFF or SKIP (Dispatch._execute_quietly): its
+    # replies, which come later, are dropped too.
+    quiet = client.state.reply_mode != REPLY_ON
 
     def finish(refused: int | bytes | None) -> None:
         if settled is not None:
@@ -464,8 +467,8 @@ def serve_after_scripts(
             # (one whose connection is gone while it still runs what it
             # sent, Acceptor.leaving, runs it, as Redis ran what it read)
             return
+        since = len(client.pending)
         if refused is None:
-            since = len(client.pending)
             cmd = lookup(args[0])
             assert cmd is not None  # (it was read as one)
             server.run_counted(client, cmd, args, run)
@@ -475,6 +478,11 @@ def serve_after_scripts(
             message = refused.decode("latin-1")[1:].strip() if isinstance(refused, bytes) else str(refused)
             server.stats.rejected(stat_name(args), message)  # as dispatch's reject
             client.pending.append(encode_error(message))
+        if quiet:
+            pending = client.pending
+            for i in range(since, len(pending)):
+                if type(pending[i]) is not Pushed:
+                    pending[i] = MUTED
         if client.closing and not client.closed:
             # It closes after its replies (a CLIENT KILL of itself): what it
             # sent after runs no more (resume would skip it, and not write

@@ -19,6 +19,7 @@ import pytest
 
 from tests.support.acceptors import client_on
 from tests.support.placement import on_shards
+from tests.support.processes import until
 from tests.support.resp import RespClient, parse_info
 from tests.support.servers import start_redis, start_shardkv
 
@@ -299,3 +300,40 @@ def test_a_write_sent_after_a_waiting_pause_is_postponed(servers):
         return out
 
     _differential(servers, scenario)
+
+
+def test_client_reply_off_and_skip_drop_the_replies_of_commands_that_waited(servers):
+    """CLIENT REPLY OFF, then WAIT, EVALSHA of no script and a CLIENT KILL
+    sent before the threshold: Redis answers them -BUSY at the threshold,
+    and drops those replies; CLIENT REPLY SKIP drops the reply of the
+    EVALSHA it precedes, read after a short script.  (shardkv wrote the
+    replies of the commands that waited for the scripts: they were added
+    once decided, past CLIENT REPLY's muting.)"""
+
+    def refused(caller, other, admin):
+        me = other.command("CLIENT", "ID")
+        other.send("CLIENT", "REPLY", "OFF")
+        # (read before the script starts: else Redis answers it -BUSY)
+        assert until(lambda: b"cmd=client|reply" in admin.command("CLIENT", "LIST", "ID", me))  # type: ignore[operator, arg-type]
+        caller.send("EVAL", LOOP, 0)
+        time.sleep(0.1)
+        other.send("WAIT", 0, 0)
+        other.send("EVALSHA", "f" * 40, 0)
+        other.send("CLIENT", "KILL", "ID", 99999)
+        out = [admin.call("SCRIPT", "KILL"), caller.read()]
+        other.send("CLIENT", "REPLY", "ON")
+        return out + [other.read(), other.call("PING")]
+
+    def skipped(caller, other, admin):
+        loop = "local t = redis.call('time') local e = t[1] * 1e6 + t[2] + 300000 " + (
+            "repeat t = redis.call('time') until t[1] * 1e6 + t[2] >= e return 'done'"
+        )
+        caller.send("EVAL", loop, 0)
+        time.sleep(0.1)
+        other.send("CLIENT", "REPLY", "SKIP")
+        other.send("EVALSHA", "f" * 40, 0)
+        other.send("ECHO", "next")
+        return [caller.read(), other.read()]
+
+    _differential(servers, refused)
+    _differential(servers, skipped)
