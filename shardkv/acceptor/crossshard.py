@@ -849,8 +849,10 @@ class AtomicOp(_Operation):
         super().__init__(client, slot, name or (commands[0][0] if commands and commands[0] else b""))
         self.group = group  # (see wire.Run.group)
         # An EXEC's commands: a shard's -BUSY aborts it as Redis's
-        # execCommandAbort words it (see _all_parked).
-        self.transaction = transaction
+        # execCommandAbort words it (see _all_parked).  Its EXEC's row in
+        # the statistics, where dispatch counts its call once this is made
+        # (taken back if refused so); None: not an EXEC's.
+        self.exec_row = client.server.stats._row("exec") if transaction else None
         # Scripts that no shard has run yet, whose client read them before
         # this run (set by their caller): its park, still queued behind a
         # script that goes busy, is refused -BUSY (_Answer.refusable_while_busy).
@@ -1013,11 +1015,15 @@ class AtomicOp(_Operation):
     def _all_parked(self) -> None:
         if self.error is not None:
             error = self.error
-            if self.transaction and error[:6] == b"-BUSY ":
+            if self.exec_row is not None and error[:6] == b"-BUSY ":
                 # A busy script refused a shard's hold (several acceptors):
                 # Redis reads the EXEC at the threshold and refuses it.
+                # A rejected call and an EXECABORT error, as Redis counts
+                # it; not the call dispatch counted as it read the EXEC.
                 message = errors.EXECABORT_BECAUSE % error[1:-2].decode("latin-1")
-                self.client.server.stats.error(message)  # (errorstats, as Redis counts it)
+                stats = self.client.server.stats
+                stats.take_back("exec", self.exec_row)
+                stats.rejected("exec", message)
                 error = encode_error(message)
             self._decide(False, error)
         elif self.failed or self.executor not in self.parked:

@@ -357,6 +357,23 @@ class Stats:
                     i = j
         times.clear()
 
+    def take_back(self, name: str, row: list) -> None:
+        """Take back a call counted with its time in ``row``, the row of
+        ``name`` when it was counted (a command
+        counted as it was read, refused later: Redis counts a rejected
+        call, no call and no time), unless CONFIG RESETSTAT made a new row
+        since.  The time taken back is the row's latest pending one (that
+        call's, unless another call of the command was counted since: each
+        is an EXEC's time in dispatch, a few microseconds); once folded,
+        the call alone."""
+        if self.commands.get(name) is not row:
+            return
+        times = row[5]
+        if times:
+            times.pop()
+        elif row[0] > 0:
+            row[0] -= 1
+
     def rejected(self, name: str | None, error: str) -> None:
         """A command refused before it ran (``name`` None: unknown command)."""
         if name is not None:

@@ -70,6 +70,31 @@ def test_forget_takes_back_pending_and_folded_times():
     assert row[:4] == [1, 5, 0, 0] and row[4] == {5: 1}
 
 
+def test_take_back_removes_a_call_unless_the_row_was_reset():
+    """Stats.take_back: an EXEC counted as it was read and refused later
+    is no call (its pending time goes too, or the call alone once folded);
+    after CONFIG RESETSTAT (a new row) nothing is taken back."""
+    stats = Stats()
+    row = stats._row("exec")
+    stats.record_latency(row, 7)
+    stats.record_latency(row, 9)
+    stats.take_back("exec", row)
+    stats.fold(row)
+    assert row[:2] == [1, 7]
+    stats.take_back("exec", row)  # folded: the call alone
+    assert row[0] == 0
+    stats.take_back("exec", row)  # never below zero
+    assert row[0] == 0
+    stats.record_latency(row, 5)
+    stats.reset()
+    stats.take_back("exec", row)  # an old row: the new one keeps its counts
+    fresh = stats._row("exec")
+    stats.record_latency(fresh, 3)
+    stats.take_back("exec", row)
+    stats.fold(fresh)
+    assert fresh[:2] == [1, 3]
+
+
 def test_fold_buckets_each_time_as_add_run_does():
     """fold's histogram (sorted runs, found by bisect) is add_run's, one
     time at a time: exact below 128 ns, times on a bucket's edges, equal
