@@ -509,10 +509,17 @@ class _Answer:
     @property
     def refusable_while_busy(self) -> bool:
         """Is this the park of a script's first run across shards (see
-        ``AtomicOp.first_script_run``), not yet run?  Then a script that
-        goes busy ahead of it on its shard refuses it, as Redis reads that
-        script's EVAL at the threshold and answers it ``-BUSY``."""
+        ``AtomicOp.first_script_run``), or the part of a client's write
+        fan-out (MSET, DEL, FLUSHALL... across shards), not yet decided?
+        Then a script that goes busy ahead of it on its shard refuses it,
+        as Redis reads that EVAL or write at the threshold and answers it
+        ``-BUSY``: the operation is undone on every shard (the parts the
+        free shards prepared too) and answered the shard's ``-BUSY``
+        (:meth:`FanOutWrite.all_in`).  At several acceptors the step's
+        holds refuse it so before its parts leave; at one, this does."""
         op = self.op
+        if type(op) is FanOutWrite:
+            return op.own_reply and op.state == PARKING
         return type(op) is AtomicOp and op.first_script_run and op.state == PARKING
 
     def deliver(self, body: bytes) -> None:

@@ -522,8 +522,9 @@ class ShardLink:
         those after the script's entry on its own pipe, every one not yet
         answered on another, that are a client's command standing alone (its
         slot in the client's own reply order, not inside an EXEC's reply or
-        a fan-out's), or the park of a cross-shard script's first run
-        (``_Answer.refusable_while_busy``), of another client than the script's, whose commands
+        a fan-out's), the park of a cross-shard script's first run or a
+        client's write fan-out's part (``_Answer.refusable_while_busy``),
+        of another client than the script's, whose commands
         wait for the script, as in Redis.  Kept until the worker answers
         which it refused (:meth:`_refused`), or the script's end.  One pass
         over the queue, and over each client's reply order once."""
@@ -545,8 +546,9 @@ class ShardLink:
             slot = sink if isinstance(sink, Slot) else getattr(sink, "busy_slot", None)
             if slot is None:
                 # The park of a cross-shard script's first run (of a group
-                # of them, too) of another client: Redis reads that EVAL at
-                # the threshold and answers it -BUSY; so does its operation.
+                # of them, too), or a write fan-out's part, of another
+                # client: Redis reads that EVAL (MSET...) at the threshold
+                # and answers it -BUSY; so does its operation.
                 op = getattr(sink, "op", None)
                 if getattr(sink, "refusable_while_busy", False) and op.client is not script_client:  # type: ignore[union-attr]
                     places.append(place)

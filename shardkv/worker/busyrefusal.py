@@ -13,8 +13,9 @@ in its batch, and would run after the script.  So each acceptor answers the
 first report with a ``K`` frame that names, by their place, the commands
 it had sent and not had answered that the worker may refuse: a client's
 command standing alone (not a part of an EXEC, a fan-out or a cross-shard
-operation), or the park of a cross-shard script's first run, of another
-client than the script's (see
+operation), the park of a cross-shard script's first run, or the part of
+a write across shards (MSET, DEL, FLUSHALL...), of another client than
+the script's (see
 ``ShardLink._offer_refusals``; every other entry keeps its order and its
 meaning).
 
@@ -61,8 +62,9 @@ _PLACEHOLDER = [Verb.PING]
 # (an ``M`` frame each): never refused.
 _NOT_ALONE = wire.FLAG_PART | wire.FLAG_PARK | wire.FLAG_MONITOR
 # The park of an operation, which the acceptor offers for a cross-shard
-# script's first run only (``_Answer.refusable_while_busy``).
-_PARKS = frozenset((Verb.PARK, Verb.PARKDB, Verb.PARK_AT))
+# script's first run only, and a client's write fan-out's part
+# (``_Answer.refusable_while_busy``).
+_PARKS = frozenset((Verb.PARK, Verb.PARKDB, Verb.PARK_AT, Verb.PREPARE))
 # Seconds the first busy report, and the script's end, wait for the K
 # frames: the acceptors answer at once, unless stopped or wedged.
 _WAIT = 0.05
@@ -234,8 +236,9 @@ class Refusals:
         if header < 0:  # slotted (wire.SLOTTED): a plain entry, none of the flags below
             header = 0
         if header & wire.FLAG_PARK and type(args) is list and args and args[0] in _PARKS:
-            # Offered only for a cross-shard script's first run: Redis
-            # refuses its EVAL, which its acceptor counts (a rejected call).
+            # Offered only for a cross-shard script's first run, or a
+            # client's write fan-out: Redis refuses its EVAL (MSET...),
+            # which its acceptor counts (a rejected call).
             return True
         if header & _NOT_ALONE or wire.header_token(header) or type(args) is not list or not args:
             return False

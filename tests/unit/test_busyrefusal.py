@@ -10,7 +10,7 @@ from collections import deque
 
 import pytest
 
-from shardkv.acceptor import shardlink
+from shardkv.acceptor import crossshard, shardlink
 from shardkv.acceptor.replies import Slot
 from shardkv.acceptor.shardlink import ShardLink
 from shardkv.protocol import errors, wire
@@ -62,7 +62,6 @@ def test_a_rewritten_batch_keeps_its_other_entries_byte_for_byte():
         (wire.FLAG_RESP3 | (2 << wire.DB_SHIFT), [b"set", b"k", b"v"], True),
         (0, [b"EVALSHA", b"abc", b"0"], True),
         (wire.FLAG_PART, [b"MGET", b"a"], False),  # a fan-out's part
-        (wire.FLAG_PARK, [b"__prepare", b"1", b"SET", b"k", b"v"], False),  # a fan-out's part
         (wire.FLAG_MONITOR, [b"EVAL", b"return 1", b"0"], False),  # its M frame is awaited
         (9 << wire.TOKEN_SHIFT, [b"BLPOP", b"l", b"0"], False),  # a blocking command
         (0, [b"__ping"], False),  # the acceptor's own verb
@@ -78,14 +77,30 @@ def test_what_the_worker_refuses(header, args, refused):
 
 
 def test_a_parks_refusal_is_counted_by_its_acceptor():
-    """The park of a cross-shard script's first run, offered only for
-    that (``_Answer.refusable_while_busy``): refused, as Redis answers the
-    EVAL ``-BUSY``; its acceptor counts the rejected call (the script's
-    reply slot), not the worker."""
+    """The park of a cross-shard script's first run, or a client's write
+    fan-out's part, offered only for those (``_Answer.refusable_while_busy``):
+    refused, as Redis answers the EVAL (MSET...) ``-BUSY``; its acceptor
+    counts the rejected call, not the worker."""
     r = _refusals()
     assert r._refuse(wire.FLAG_PARK, [b"__park", b"1", b"0", b"k"]) is True
     assert r._refuse(wire.FLAG_PARK, [b"__parkat", b"1700000000000", b"__park", b"1", b"0", b"k"]) is True
+    assert r._refuse(wire.FLAG_PARK, [b"__prepare", b"1", b"SET", b"k", b"v"]) is True
     assert r.shard.stats.errors.get("BUSY", 0) == 0
+
+
+def test_a_client_write_fan_out_is_offered_until_decided():
+    """The acceptor offers a client's write fan-out's parts (MSET, DEL,
+    FLUSHALL across shards) while undecided, not MIGRATE's delete (its
+    reply is MIGRATE's), nor a decided one."""
+    op = object.__new__(crossshard.FanOutWrite)
+    op.own_reply = True
+    op.state = crossshard.PARKING
+    assert crossshard._Answer(op, 1).refusable_while_busy
+    op.state = crossshard.DECIDED
+    assert not crossshard._Answer(op, 1).refusable_while_busy
+    op.own_reply = False
+    op.state = crossshard.PARKING
+    assert not crossshard._Answer(op, 1).refusable_while_busy
 
 
 def test_a_refused_function_call_counts_the_function_text():
