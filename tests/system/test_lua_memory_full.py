@@ -1,13 +1,15 @@
-"""Scripts that fill their Lua state's memory limit (shardkv's 256 MB,
-scriptsource.LUA_MAX_MEMORY), then reach Python: redis.call's errors, deep
-in an xpcall handler too, the libraries, redis.sha1hex.  lupa makes what
-goes into Lua there (an error table, a result, a C closure for each of
-its protected calls) outside any protected call: a failed allocation was
-a jump over the Python callable's frames with lupa holding the GIL, and
-the worker crashed (SIGSEGV) or hung for good, deaf to SIGTERM.  Each
-script fails with Lua's "not enough memory" (the reply of a script past
-the limit, see test_scripting_libs's pack past the limit), the worker goes
-on answering, and the server stops promptly on SIGTERM.
+"""Scripts that fill their Lua state's memory limit (shardkv's
+scriptsource.LUA_MAX_MEMORY, 256 MB; SMALL here, set by a test-own
+``main.py``: the fill's cost grows with it, the window does not), then
+reach Python: redis.call's errors, deep in an xpcall handler too, the
+libraries, redis.sha1hex.  lupa makes what goes into Lua there (an error
+table, a result, a C closure for each of its protected calls) outside any
+protected call: a failed allocation was a jump over the Python callable's
+frames with lupa holding the GIL, and the worker crashed (SIGSEGV) or hung
+for good, deaf to SIGTERM.  Each script fails with Lua's "not enough
+memory" (the reply of a script past the limit, see test_scripting_libs's
+pack past the limit), the worker goes on answering, and the server stops
+promptly on SIGTERM.
 
 Each script fills the state to within a few bytes (its pcalls of
 string.rep refused, halving the size down to 16 bytes), then frees one
@@ -19,16 +21,38 @@ what Python then puts in, the window where the jump came."""
 
 from __future__ import annotations
 
+import os
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from tests.support.servers import start_shardkv
+from tests.support.servers import ROOT, start_shardkv
 
 pytestmark = pytest.mark.slow
+
+SMALL = 32 * 1024 * 1024  # each Lua state's limit here (shardkv's: 256 MB)
+
+# Run in every process of the server (spawn runs it again as each
+# process's __mp_main__): the worker's states and the acceptor's compile
+# check alike get SMALL.
+MAIN = f"""
+import sys
+
+from shardkv.runtime import scriptsource
+from shardkv.worker import scripting
+
+scriptsource.LUA_MAX_MEMORY = scripting.LUA_MAX_MEMORY = {SMALL}
+
+if __name__ == "__main__":
+    import shardkv.supervisor
+
+    sys.exit(shardkv.supervisor.main())
+"""
 
 FILL = """
 local hostile = function() %s end
@@ -78,13 +102,20 @@ NOT_ENOUGH_MEMORY = r"^Error running script [0-9a-f]{40}, not enough memory$"
 
 
 @pytest.mark.parametrize("shards", [1, 4])
-def test_scripts_that_fill_lua_memory_then_call_python_fail_and_the_worker_goes_on(shards):
+def test_scripts_that_fill_lua_memory_then_call_python_fail_and_the_worker_goes_on(tmp_path: Path, shards):
     """Before: redis.call's first error with too little room crashed the
     worker ("shard unavailable") or hung it (a TimeoutError here)."""
-    server = start_shardkv(shards=shards)
+    (tmp_path / "main.py").write_text(MAIN)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), *sys.path]))
+    server = start_shardkv(shards=shards, root=tmp_path, env=env)
     client = redis.Redis(port=server.port, socket_timeout=30, retry=Retry(NoBackoff(), 0))
     try:
         client.set("k", "v")
+        # (the limit is SMALL: a string of a quarter of it fits, one of
+        # twice it, which shardkv's 256 MB holds, does not)
+        assert client.eval(f"return #string.rep('x', {SMALL // 4})", 0) == SMALL // 4
+        with pytest.raises(redis.ResponseError, match=NOT_ENOUGH_MEMORY):
+            client.eval(f"return #string.rep('x', {2 * SMALL})", 0)
         for name, body in HOSTILE.items():
             with pytest.raises(redis.ResponseError, match=NOT_ENOUGH_MEMORY):
                 client.eval(FILL % body, 1, "k")
