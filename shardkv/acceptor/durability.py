@@ -256,7 +256,17 @@ def abort_stops(client: Client) -> None:
     nothing.  Only this acceptor's stops are seen (see the README)."""
     server = client.server
     waiting = server.signal_stop
-    undecided = [gather for gather in server.stops_pending if gather.left > 0]
+    # Not a stop past the point Redis could abort: one forced (a save
+    # failed, with FORCE: its shards close unsaved, a first AOF base's
+    # write killed, as Redis's finishShutdown exits anyway), nor a NOSAVE
+    # over a busy script (Redis exits at once; its operation was decided
+    # undone, see _release_parks).  Opening their shards again would leave
+    # an AOF with no base, and the script running on.
+    undecided = [
+        gather
+        for gather in server.stops_pending
+        if gather.left > 0 and not gather.forced and not gather.busy_pids
+    ]
     if server.stop_decided or (waiting is None and not undecided):
         client.reply_error(NO_SHUTDOWN)
         return

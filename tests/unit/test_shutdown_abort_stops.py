@@ -1,0 +1,68 @@
+"""SHUTDOWN ABORT (shardkv.acceptor.durability.abort_stops) against stops
+Redis could no longer abort: a SHUTDOWN FORCE whose save failed (its shards
+now close unsaved, a first AOF base's write killed: Redis's finishShutdown
+exits anyway) and a SHUTDOWN NOSAVE over a busy script (Redis exits at
+once).  Opening their shards again would leave a shard whose first AOF
+base was killed logging with no manifest (its keys lost at the next
+start), and a script whose operation was decided undone running on.  The
+acceptor and its client are stand-ins: nothing is sent, nothing stopped."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from shardkv.acceptor import durability
+
+
+class _Client:
+    def __init__(self, server: object) -> None:
+        self.server = server
+        self.pending: list = []
+        self.dirty = False
+        self.errors: list[str] = []
+        self.replies: list = []
+
+    def reply_error(self, text: str) -> None:
+        self.errors.append(text)
+
+    def reply(self, value: object) -> None:
+        self.replies.append(value)
+
+
+def _server(*gathers: object) -> SimpleNamespace:
+    return SimpleNamespace(
+        signal_stop=None,
+        stops_pending=list(gathers),
+        stop_decided=False,
+        stops_failed=[],
+        aborts_waiting=[],
+        dirty_clients=[],
+    )
+
+
+def _gather(**kw: object) -> SimpleNamespace:
+    return SimpleNamespace(**{"left": 1, "forced": False, "busy_pids": [], "aborted": False, **kw})
+
+
+@pytest.mark.parametrize("past", [{"forced": True}, {"busy_pids": [12345]}])
+def test_abort_leaves_a_stop_redis_could_not_abort(past):
+    gather = _gather(**past)
+    server = _server(gather)
+    client = _Client(server)
+    durability.abort_stops(client)
+    assert client.errors == [durability.NO_SHUTDOWN]
+    assert not gather.aborted and server.aborts_waiting == [] and client.pending == []
+
+
+def test_abort_cancels_only_the_stops_it_can():
+    """A stop still saving is aborted (``+OK`` once every stop is over);
+    a forced one beside it is left to finish."""
+    saving, forced = _gather(left=2), _gather(forced=True)
+    server = _server(saving, forced)
+    client = _Client(server)
+    durability.abort_stops(client)
+    assert client.errors == []
+    assert (saving.aborted, forced.aborted) == (True, False)
+    assert len(server.aborts_waiting) == 1 and client.pending == server.aborts_waiting
