@@ -1364,3 +1364,19 @@ def test_rewrite_back_off_doubles_to_an_hour_as_redis(monkeypatch):
     s.aof_rewrites_consecutive_failures = 0
     assert not rewrite.Rewrites._rewrite_limited(s)  # type: ignore[arg-type]
     assert (s.rewrite_delay_minutes, s.next_rewrite_time) == (0, 0.0)
+
+
+def test_appendonly_no_drops_a_scheduled_rewrite_as_redis(tmp_path):
+    """Redis 7.0.15's stopAppendOnly clears aof_rewrite_scheduled: a
+    BGREWRITEAOF scheduled behind a save, then CONFIG SET appendonly no,
+    rewrites nothing once the save is over (INFO says 0 at once)."""
+    shard = open_shard(make_config(tmp_path), FakeClock())
+    p = shard.persistence
+    assert p is not None and p.aof is not None
+    run(shard, "SET", "k", "v")
+    p.rewrite_scheduled = True  # (as BGREWRITEAOF during a save schedules it)
+    p.set_config("appendonly", "no")
+    assert p.info()["aof_rewrite_scheduled"] == 0
+    p.cron()
+    assert p.child is None and p.aof_rewrites == 0
+    close(shard)

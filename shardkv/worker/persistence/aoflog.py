@@ -82,6 +82,7 @@ class AofLog(Forking):
     def _stop_aof(self) -> None:
         """``CONFIG SET appendonly no``: stop logging; the files are no longer current."""
         self._kill_child("rewrite")
+        self.rewrite_scheduled = False  # as Redis's stopAppendOnly
         if self.aof is not None:
             self.commit()
             self.aof.sync()
