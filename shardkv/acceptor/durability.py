@@ -78,6 +78,7 @@ _PARKED_WAIT = 1.0
 SIGNAL_PING_WAIT = 10.0
 SHUTDOWN_FAILED = "ERR Errors trying to SHUTDOWN. Check logs."
 NO_SHUTDOWN = "ERR No shutdown in progress."
+OK_REPLY = b"+OK\r\n"
 _UNAVAILABLE = encode_error(errors.SHARD_UNAVAILABLE)  # a shard whose worker is gone
 
 
@@ -232,8 +233,8 @@ def _settle_failed(server: Acceptor) -> None:
                 log.warning("Error trying to save the DB, can't exit.")
                 log.warning("Errors trying to shut down the server. Check the logs for more information.")
             _tell_supervisor(server, bus.STOP_FAILED_LINE + b"\n")
-    for slot in aborts:
-        slot.deliver(b"+OK\r\n")
+    for slot, body in aborts:
+        slot.deliver(body)
     if failed or aborts:
         server.flush_clients_soon()
 
@@ -265,9 +266,16 @@ def abort_stops(client: Client) -> None:
     undecided = [
         gather
         for gather in server.stops_pending
-        if gather.left > 0 and not gather.forced and not gather.busy_pids
+        if gather.left > 0 and not gather.forced and not gather.busy_pids and not gather.aborted
     ]
     if server.stop_decided or (waiting is None and not undecided):
+        if not server.stop_decided and any(g.aborted and g.left > 0 for g in server.stops_pending):
+            # An ABORT after an ABORT: Redis's cancelShutdown is done at
+            # once, so the second finds nothing under way; it answers so
+            # once the shards are open again, as the first does.
+            server.stats.error(NO_SHUTDOWN)
+            _wait_for_settling(client, encode_error(NO_SHUTDOWN))
+            return
         client.reply_error(NO_SHUTDOWN)
         return
     log.warning("Shutdown manually aborted.")
@@ -280,9 +288,15 @@ def abort_stops(client: Client) -> None:
             return
     for gather in undecided:
         gather.aborted = True
+    _wait_for_settling(client, OK_REPLY)
+
+
+def _wait_for_settling(client: Client, body: bytes) -> None:
+    """SHUTDOWN ABORT's reply ``body``, once the stops it waits for are
+    over and their shards open again (see :func:`_settle_failed`)."""
     slot = Slot(client)
     client.pending.append(slot)
-    server.aborts_waiting.append(slot)
+    client.server.aborts_waiting.append((slot, body))
 
 
 def _release_parks(link: object) -> None:

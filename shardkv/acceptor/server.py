@@ -256,8 +256,9 @@ class Acceptor:
         # A signal's stop that waits for a busy script (see durability.stop_by_signal).
         self.signal_stop: Any = None
         # The stops that failed or were aborted, and the SHUTDOWN ABORTs
-        # that cancelled them, until no other stop is undecided; whether a
-        # stop has been decided (see durability._settle_failed).
+        # waiting for them (their reply's slot and body), until no other
+        # stop is undecided; whether a stop has been decided (see
+        # durability._settle_failed).
         self.stops_failed: list[Any] = []
         self.aborts_waiting: list[Any] = []
         self.stop_decided = False

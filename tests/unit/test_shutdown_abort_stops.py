@@ -39,6 +39,7 @@ def _server(*gathers: object) -> SimpleNamespace:
         stops_failed=[],
         aborts_waiting=[],
         dirty_clients=[],
+        stats=SimpleNamespace(error=lambda message: None),
     )
 
 
@@ -65,4 +66,18 @@ def test_abort_cancels_only_the_stops_it_can():
     durability.abort_stops(client)
     assert client.errors == []
     assert (saving.aborted, forced.aborted) == (True, False)
-    assert len(server.aborts_waiting) == 1 and client.pending == server.aborts_waiting
+    assert [slot for slot, _ in server.aborts_waiting] == client.pending
+    assert [body for _, body in server.aborts_waiting] == [b"+OK\r\n"]
+
+
+def test_an_abort_after_an_abort_finds_nothing_under_way():
+    """Redis's cancelShutdown is done at once: a second SHUTDOWN ABORT
+    answers ``-ERR No shutdown in progress.`` (once the shards are open
+    again, as the first answers ``+OK``)."""
+    saving = _gather(left=2)
+    server = _server(saving)
+    first, second = _Client(server), _Client(server)
+    durability.abort_stops(first)
+    durability.abort_stops(second)
+    assert first.errors == second.errors == []
+    assert [body for _, body in server.aborts_waiting] == [b"+OK\r\n", b"-ERR No shutdown in progress.\r\n"]
