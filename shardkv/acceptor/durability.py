@@ -139,6 +139,10 @@ class _Shutdown:
         self.asked: list = list(server.links)
         self.mode = b"default"  # what the shards are asked (``force`` once forced)
         self.aborted = False  # SHUTDOWN ABORT came before its shards had answered
+        # NOW (SHUTDOWN's, or a signal's shutdown-on-sig* flags): as Redis's
+        # prepareForShutdown, which then waits for nothing, SHUTDOWN ABORT
+        # cannot cancel it (see abort_stops).
+        self.now = False
 
     def stop_now(self) -> None:
         """SHUTDOWN NOSAVE with a busy script and several acceptors: stop
@@ -262,11 +266,12 @@ def abort_stops(client: Client) -> None:
     # write killed, as Redis's finishShutdown exits anyway), nor a NOSAVE
     # over a busy script (Redis exits at once; its operation was decided
     # undone, see _release_parks).  Opening their shards again would leave
-    # an AOF with no base, and the script running on.
+    # an AOF with no base, and the script running on.  Nor one with NOW,
+    # which Redis runs at once, waiting for no replica.
     undecided = [
         gather
         for gather in server.stops_pending
-        if gather.left > 0 and not gather.forced and not gather.busy_pids and not gather.aborted
+        if gather.left > 0 and not (gather.forced or gather.now or gather.busy_pids or gather.aborted)
     ]
     if server.stop_decided or (waiting is None and not undecided):
         if not server.stop_decided and any(g.aborted and g.left > 0 for g in server.stops_pending):
@@ -333,6 +338,7 @@ def shutdown(client: Client, args: list) -> None:
         return
     mode = b"nosave" if b"NOSAVE" in options else b"save" if b"SAVE" in options else b"default"
     force = b"FORCE" in options
+    now = b"NOW" in options
     server = client.server
     if server.loading:
         _shutdown_while_loading(client)
@@ -343,9 +349,9 @@ def shutdown(client: Client, args: list) -> None:
         # others answer -BUSY), or after a script that ended first.
         slot = Slot(client)
         client.pending.append(slot)
-        at_threshold(server, lambda: _shutdown(client, slot, mode, force))
+        at_threshold(server, lambda: _shutdown(client, slot, mode, force, now))
         return
-    _shutdown(client, None, mode, force)
+    _shutdown(client, None, mode, force, now)
 
 
 def _shutdown_while_loading(client: Client) -> None:
@@ -364,7 +370,7 @@ def _shutdown_while_loading(client: Client) -> None:
         os.kill(supervisor, SHUTDOWN_SIGNAL)
 
 
-def _shutdown(client: Client, slot: Slot | None, mode: bytes, force: bool) -> None:
+def _shutdown(client: Client, slot: Slot | None, mode: bytes, force: bool, now: bool = False) -> None:
     """SHUTDOWN as read now: ``slot`` its reply's place if it waited (see
     shardlink.at_threshold)."""
     server = client.server
@@ -388,6 +394,7 @@ def _shutdown(client: Client, slot: Slot | None, mode: bytes, force: bool) -> No
     gather.mode = mode
     server.stops_pending.append(gather)
     gather.force = force
+    gather.now = now
     gather.saves = mode == b"save" or (mode == b"default" and bool(server.config.get("save")))
     gather.busy_pids = [link.script[0] for link in busy]  # type: ignore[index]
     for link in asked:
@@ -465,6 +472,7 @@ def _stop_shards(server: Acceptor, flags: str) -> None:
     gather.mode = mode.encode()
     server.stops_pending.append(gather)
     gather.force = "force" in names
+    gather.now = "now" in names
     gather.saves = mode == "save" or (mode == "default" and bool(server.config.get("save")))
     command = encode_command([Verb.SHUTDOWN, mode.encode()])
     for link in asked:

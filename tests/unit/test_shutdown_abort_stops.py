@@ -1,11 +1,12 @@
 """SHUTDOWN ABORT (shardkv.acceptor.durability.abort_stops) against stops
 Redis could no longer abort: a SHUTDOWN FORCE whose save failed (its shards
 now close unsaved, a first AOF base's write killed: Redis's finishShutdown
-exits anyway) and a SHUTDOWN NOSAVE over a busy script (Redis exits at
-once).  Opening their shards again would leave a shard whose first AOF
-base was killed logging with no manifest (its keys lost at the next
-start), and a script whose operation was decided undone running on.  The
-acceptor and its client are stand-ins: nothing is sent, nothing stopped."""
+exits anyway), a SHUTDOWN NOSAVE over a busy script (Redis exits at once)
+and a stop with NOW (Redis waits for no replica: it saves and exits).
+Opening their shards again would leave a shard whose first AOF base was
+killed logging with no manifest (its keys lost at the next start), and a
+script whose operation was decided undone running on.  The acceptor and
+its client are stand-ins: nothing is sent, nothing stopped."""
 
 from __future__ import annotations
 
@@ -44,10 +45,11 @@ def _server(*gathers: object) -> SimpleNamespace:
 
 
 def _gather(**kw: object) -> SimpleNamespace:
-    return SimpleNamespace(**{"left": 1, "forced": False, "busy_pids": [], "aborted": False, **kw})
+    fields = {"left": 1, "forced": False, "now": False, "busy_pids": [], "aborted": False}
+    return SimpleNamespace(**{**fields, **kw})
 
 
-@pytest.mark.parametrize("past", [{"forced": True}, {"busy_pids": [12345]}])
+@pytest.mark.parametrize("past", [{"forced": True}, {"busy_pids": [12345]}, {"now": True}])
 def test_abort_leaves_a_stop_redis_could_not_abort(past):
     gather = _gather(**past)
     server = _server(gather)
