@@ -36,11 +36,11 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from shardkv.protocol import errors
-from tests.support.acceptors import client_on
+from tests.support.acceptors import client_on, every_acceptor_answers
 from tests.support.placement import key_on
 from tests.support.processes import wait_busy
 from tests.support.resp import ErrorReply
-from tests.support.servers import start_redis, start_shardkv
+from tests.support.servers import ServerProcess, start_redis, start_shardkv
 
 WAIT = 60.0  # seconds for what must happen (a bound, not a timing check)
 # Runs of a scenario whose kill, by the script's own clock, came outside the
@@ -73,18 +73,52 @@ WRITES_AS_KILLED = (
 KILL_AFTER_BUSY = 0.25
 
 
-@pytest.fixture
-def servers() -> Iterator[tuple[tuple[int, int], tuple[int, int]]]:
-    """((redis-server's port, 1), (shardkv's port, its acceptors)): shardkv
-    of two shards.  Fresh for each test: a test that fails with a script
-    still busy (a read that timed out) leaves it to servers that stop."""
-    real = start_redis()
-    ours = start_shardkv(shards=2)
+# The module's pair of servers, started by its first test (see servers).
+_SHARED: list[ServerProcess] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _stop_shared() -> Iterator[None]:
+    yield
+    while _SHARED:
+        _SHARED.pop().stop()
+
+
+def _reset(port: int, k: int) -> bool:
+    """The shared server as a fresh one: every acceptor answering (no
+    script left running), no key, script or library, busy-reply-threshold
+    at its default; False if it cannot be made so."""
+    if not every_acceptor_answers(port, k):
+        return False
     try:
-        yield (real.port, 1), (ours.port, ours.acceptors)
-    finally:
-        real.stop()
-        ours.stop()
+        with client_on(port, 0, k=k, timeout=WAIT) as c:
+            for command in (
+                ("FLUSHALL",),
+                ("SCRIPT", "FLUSH"),
+                ("FUNCTION", "FLUSH"),
+                ("CONFIG", "SET", "busy-reply-threshold", "5000"),
+            ):
+                if c.command(*command) != b"OK":
+                    return False
+    except (OSError, ErrorReply):
+        return False
+    return True
+
+
+@pytest.fixture
+def servers() -> tuple[tuple[int, int], tuple[int, int]]:
+    """((redis-server's port, 1), (shardkv's port, its acceptors)): shardkv
+    of two shards.  Shared by the module's tests, reset before each; a
+    test that left either one busy or deaf (a read that timed out, a
+    script still running) has the pair replaced by a fresh one."""
+    if _SHARED and not all(_reset(s.port, s.acceptors) for s in _SHARED):
+        while _SHARED:
+            _SHARED.pop().stop()
+    if not _SHARED:
+        _SHARED.append(start_redis())
+        _SHARED.append(start_shardkv(shards=2))
+    real, ours = _SHARED
+    return (real.port, 1), (ours.port, ours.acceptors)
 
 
 def _first_word(reply: object) -> object:
