@@ -603,7 +603,7 @@ _MERGE = [
 _MERGE_AOF = [
     ("aof_current_size", sum),
     ("aof_base_size", sum),
-    ("aof_pending_rewrite", 0),
+    ("aof_pending_rewrite", max),
     ("aof_buffer_length", sum),
     ("aof_pending_bio_fsync", 0),
     ("aof_delayed_fsync", 0),

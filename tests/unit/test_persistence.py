@@ -1380,3 +1380,31 @@ def test_appendonly_no_drops_a_scheduled_rewrite_as_redis(tmp_path):
     p.cron()
     assert p.child is None and p.aof_rewrites == 0
     close(shard)
+
+
+def test_appendonly_yes_during_a_save_schedules_the_rewrite_as_redis(tmp_path):
+    """Redis 7.0.15's startAppendOnly with a save under way: the save goes
+    on, the rewrite that turns the AOF on is scheduled (INFO: aof_enabled
+    1, aof_rewrite_scheduled and aof_pending_rewrite 1, rdb_bgsave still in
+    progress), and starts once the save is over; its base has every key."""
+    cfg = make_config(tmp_path, appendonly=False, rdb_key_save_delay=20000)
+    shard = open_shard(cfg, FakeClock())
+    p = shard.persistence
+    assert p is not None and p.aof is None
+    for i in range(10):
+        run(shard, "SET", f"k{i}", i)
+    assert p.bgsave() == "Background saving started"
+    p.set_config("appendonly", "yes")
+    info = p.info()
+    names = ("rdb_bgsave_in_progress", "aof_enabled", "aof_rewrite_scheduled", "aof_pending_rewrite")
+    assert [info[name] for name in names] == [1, 1, 1, 1]
+    run(shard, "SET", "during", "1")
+    p.set_config("rdb-key-save-delay", "0")
+    wait_child(shard)  # the save, then the rewrite the cron starts
+    assert p.rdb_saves == 1 and p.aof_rewrites == 1
+    wait_child(shard)
+    assert p.aof is not None and p.manifest is not None and not p.rewrite_scheduled
+    close(shard)
+    reopened = open_shard(make_config(tmp_path), FakeClock())
+    assert reopened.keyspace.dbsize() == 11  # type: ignore[attr-defined]
+    close(reopened)

@@ -264,6 +264,9 @@ class Persistence(Loading, Saves, Rewrites):
         child = self.child
         now = time.time()
         writer = self.aof
+        # (Redis's aof_state != AOF_OFF: on too while CONFIG SET appendonly
+        # yes's rewrite waits for a save, see Rewrites._start_rewrite.)
+        enabled = writer is not None or (self.rewrite_scheduled and bool(self.cfg["appendonly"]))
         out: dict[str, object] = {
             "rdb_changes_since_last_save": self.dirty,
             "rdb_bgsave_in_progress": int(child is not None and child.kind == "save"),
@@ -273,7 +276,7 @@ class Persistence(Loading, Saves, Rewrites):
             "rdb_current_bgsave_time_sec": int(now - child.started) if child and child.kind == "save" else -1,
             "rdb_saves": self.rdb_saves,
             "rdb_last_load_keys_loaded": self.loaded_keys,
-            "aof_enabled": int(writer is not None),
+            "aof_enabled": int(enabled),
             "aof_rewrite_in_progress": int(child is not None and child.kind == "rewrite"),
             "aof_rewrite_scheduled": int(self.rewrite_scheduled),
             "aof_last_rewrite_time_sec": self.last_rewrite_secs,
@@ -294,6 +297,10 @@ class Persistence(Loading, Saves, Rewrites):
             out["aof_current_size"] = self.aof_history_size + writer.size
             out["aof_base_size"] = self.aof_base_size
             out["aof_buffer_length"] = sum(map(len, writer.buf))
+        elif enabled:
+            out["aof_current_size"] = out["aof_base_size"] = out["aof_buffer_length"] = 0
+        if enabled:
+            out["aof_pending_rewrite"] = int(self.rewrite_scheduled)  # (as Redis: aof_rewrite_scheduled)
         return out
 
 

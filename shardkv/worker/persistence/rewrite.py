@@ -91,11 +91,11 @@ class Rewrites(AofLog):
         """Fork a child that writes a new base; log into a new incr meanwhile."""
         enabling = self.aof is None and bool(self.cfg["appendonly"])
         if self.child is not None:
-            if enabling and self.child.kind == "save":
-                self._kill_child("save")  # as Redis: turning the AOF on wins
-            else:
-                self.rewrite_scheduled = True
-                return
+            # As Redis 7.0.15's startAppendOnly ("AOF was enabled but there
+            # is already another background operation"): after a save, the
+            # AOF turned on is scheduled, its writes in its base meanwhile.
+            self.rewrite_scheduled = True
+            return
         t0 = time.perf_counter()
         files = self.files
         seq = max(self.manifest.last_seq() if self.manifest else 0, max_seq(files)) + 1
