@@ -10,6 +10,7 @@ shardkv-only, since they look at shardkv's own files.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import random
 import shutil
@@ -1382,7 +1383,7 @@ def test_appendonly_no_drops_a_scheduled_rewrite_as_redis(tmp_path):
     close(shard)
 
 
-def test_appendonly_yes_during_a_save_schedules_the_rewrite_as_redis(tmp_path):
+def test_appendonly_yes_during_a_save_schedules_the_rewrite_as_redis(tmp_path, caplog):
     """Redis 7.0.15's startAppendOnly with a save under way: the save goes
     on, the rewrite that turns the AOF on is scheduled (INFO: aof_enabled
     1, aof_rewrite_scheduled and aof_pending_rewrite 1, rdb_bgsave still in
@@ -1394,7 +1395,9 @@ def test_appendonly_yes_during_a_save_schedules_the_rewrite_as_redis(tmp_path):
     for i in range(10):
         run(shard, "SET", f"k{i}", i)
     assert p.bgsave() == "Background saving started"
-    p.set_config("appendonly", "yes")
+    with caplog.at_level(logging.WARNING, logger="shardkv.worker"):
+        p.set_config("appendonly", "yes")
+    assert "AOF was enabled but there is already another background operation." in caplog.text
     info = p.info()
     names = ("rdb_bgsave_in_progress", "aof_enabled", "aof_rewrite_scheduled", "aof_pending_rewrite")
     assert [info[name] for name in names] == [1, 1, 1, 1]

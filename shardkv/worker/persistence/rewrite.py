@@ -94,6 +94,12 @@ class Rewrites(AofLog):
             # As Redis 7.0.15's startAppendOnly ("AOF was enabled but there
             # is already another background operation"): after a save, the
             # AOF turned on is scheduled, its writes in its base meanwhile.
+            if enabling and self.child.kind == "save":
+                log.warning(
+                    "shard %d: AOF was enabled but there is already another background operation. "
+                    "An AOF background was scheduled to start when possible.",
+                    self.index,
+                )
             self.rewrite_scheduled = True
             return
         t0 = time.perf_counter()
