@@ -511,18 +511,33 @@ def eviction_run(pair, policy: str, scenario, warm: bool = False):
 COLD = 3 * DATA_ROOM // len(VALUE)  # three times what fits
 
 
-def hot_keys_survive(c: redis.Redis, touch, pause: float) -> dict:
+def ticked(c: redis.Redis, key: str) -> None:
+    """Wait until the LRU clock has moved on since ``key``'s last access
+    (its OBJECT IDLETIME is 1 or more): Redis's ticks once a second, and
+    is read from its cron (up to 100 ms late, later on a loaded machine)."""
+    deadline = time.monotonic() + 30
+    while (c.object("idletime", key) or 0) < 1:
+        assert time.monotonic() < deadline, f"{key}'s idle time stayed 0"
+        time.sleep(0.02)
+
+
+def hot_keys_survive(c: redis.Redis, touch, tick: bool) -> dict:
     """Hot keys, then generations of cold keys, each 40% of what fits, the
     hot keys touched before each: there is always an older generation to
-    evict.  (Redis's LRU clock ticks once a second: hence ``pause``.)"""
+    evict.  (Redis's LRU clock ticks once a second: with ``tick``, each
+    touch waits for a tick past the writes before it, see ``ticked``.)"""
     hot = [f"hot:{i}" for i in range(100)]
     for k in hot:
         c.set(k, VALUE)
     failures = []
+    last = hot[-1]
+    each = 2 * COLD // 15
     for generation in range(5):
-        time.sleep(pause)
+        if tick:
+            ticked(c, last)
         touch(c, hot)
-        failures += write(c, f"cold{generation}", 2 * COLD // 15)
+        failures += write(c, f"cold{generation}", each)
+        last = f"cold{generation}:{each - 1}"
     return {"failures": failures, "hot": alive(c, hot), "dbsize": c.dbsize()}
 
 
@@ -540,10 +555,10 @@ def touch_often(c, keys):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "policy, touch, pause", [("allkeys-lru", touch_once, 1.1), ("allkeys-lfu", touch_often, 0)]
+    "policy, touch, tick", [("allkeys-lru", touch_once, True), ("allkeys-lfu", touch_often, False)]
 )
-def test_lru_and_lfu_keep_hot_keys(pair, policy, touch, pause):
-    results = eviction_run(pair, policy, lambda c: hot_keys_survive(c, touch, pause), warm=True)
+def test_lru_and_lfu_keep_hot_keys(pair, policy, touch, tick):
+    results = eviction_run(pair, policy, lambda c: hot_keys_survive(c, touch, tick), warm=True)
     for name, r in results.items():
         assert r["failures"] == [], name
         assert r["dbsize"] < 100 + 5 * (2 * COLD // 15), name  # it evicted
@@ -560,7 +575,7 @@ def test_lru_evicts_the_idle_keys_of_another_database(pair):
         other = redis.Redis(port=c.connection_pool.connection_kwargs["port"], db=1)
         try:
             failures = write(other, "idle", len(idle))
-            result = hot_keys_survive(c, touch_once, 1.1)
+            result = hot_keys_survive(c, touch_once, True)
             result["idle"] = alive(other, idle)
         finally:
             other.close()
