@@ -12,6 +12,7 @@ replies, the keys' values and ``cmdstat_evalsha``/``cmdstat_evalsha_ro``
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import pytest
@@ -138,3 +139,89 @@ def test_an_empty_command_name_after_a_fallback_behind_a_shortcut(servers):
     expected = _one_write(real, 1, incr, commands)
     assert expected[0][3].startswith(b"-ERR unknown command ''")
     assert _one_write(ours, acceptors, incr, commands) == expected
+
+
+# One script whose ARGV[1] picks its reply: a run of EVALSHAs of it, one
+# key and one argument, takes the worker's inline run (Shard._run_batch:
+# the script EVALSHA ran last) and, for a string shorter than 1024 bytes
+# or an integer, its inline end.
+KINDS = """
+local m = ARGV[1]
+if m == 'warm' then return 1 end
+if m == 'str' then return redis.call('get', KEYS[1]) end
+if m == 'incr' then return redis.call('incr', KEYS[1]) end
+if m == 'status' then return redis.status_reply('FINE') end
+if m == 'nil' then return nil end
+if m == 'table' then return {1, 'a', {2, redis.call('get', KEYS[1])}} end
+if m == 'err' then return redis.error_reply('MYERR mine') end
+if m == 'errtbl' then return {err='ERR raw'} end
+if m == 'float' then return 3.99 end
+if m == 'true' then return true end
+if m == 'false' then return false end
+if m == 'long' then return string.rep('x', 2000) end
+if m == 'pcall' then return redis.pcall('incr', KEYS[1] .. ':s') end
+if m == 'raise' then redis.call('set', KEYS[1] .. ':h', 'half') return redis.call('incr', KEYS[1] .. ':s') end
+if m == 'write' then return redis.call('set', KEYS[1] .. ':w', 'w') end
+return redis.call('set', KEYS[1], m)
+"""
+# KEYS[1] and the keys named after it share a slot: no script escapes.
+TAGGED = "{%s}" % OWN
+MODES = "str incr status nil table err errtbl float true false long pcall raise".split()
+
+
+_ASIDE = ("cmdstat_config", "cmdstat_info", "cmdstat_slowlog")  # the test's own commands
+
+
+def _stats(c: RespClient, section: str, prefix: str) -> list[str]:
+    """The lines of an INFO section, their times left out."""
+    info = c.call("INFO", section).decode()
+    return sorted(
+        re.sub(r"usec=\d+,usec_per_call=[\d.]+,", "", line)
+        for line in info.splitlines()
+        if line.startswith(prefix) and not line.startswith(_ASIDE)
+    )
+
+
+def _dirty(c: RespClient) -> int:
+    """rdb_changes_since_last_save: the writes counted."""
+    return int(c.command("INFO", "persistence").split(b"rdb_changes_since_last_save:")[1].split()[0])
+
+
+def _kinds(port: int, acceptors: int, body: str) -> list:
+    with _connect(port, acceptors) as c:
+        c.command("FLUSHALL")
+        sha = c.command("SCRIPT", "LOAD", body).decode()
+        c.call("EVALSHA", sha, "1", TAGGED, "warm")  # settled
+        c.call("SET", TAGGED + ":s", "not a number")
+        c.command("CONFIG", "RESETSTAT")
+        c.command("SLOWLOG", "RESET")
+        c.command("CONFIG", "SET", "slowlog-log-slower-than", "0")
+        try:
+            commands = [["EVALSHA", sha, "1", TAGGED, "0"]]
+            for mode in MODES:  # each twice, and after the GET script
+                commands += [["EVALSHA", sha, "1", TAGGED, mode]] * 2 + [["EVALSHA", sha, "1", TAGGED, "str"]]
+            commands += [["EVALSHA_RO", sha, "1", TAGGED, "write"]] * 2  # refused
+            commands += [["evalsha_ro", sha, "1", TAGGED, "str"]] * 2
+            dirty = _dirty(c)
+            c.sock.sendall(b"".join(encode_command(*command) for command in commands))
+            replies = [c.read() for _ in commands]
+            dirty = _dirty(c) - dirty
+        finally:
+            c.command("CONFIG", "SET", "slowlog-log-slower-than", "10000")
+        slow = [entry[3] for entry in reversed(c.command("SLOWLOG", "GET", "-1"))]
+        values = [c.call("GET", key) for key in (TAGGED, TAGGED + ":h", TAGGED + ":w")]
+        return [replies, values, dirty, _stats(c, "commandstats", "cmdstat_"), _errors(c), slow]
+
+
+def test_evalshas_of_every_reply_kind_in_one_write(servers):
+    """Strings (short and long), integers, status, nil, false, true, a
+    float, tables, error replies, an error of a call midway after a write,
+    EVALSHA_RO's refused write: the replies, the values, the writes counted
+    (rdb_changes_since_last_save), commandstats of EVALSHA and of the
+    commands called, errorstats, and SLOWLOG (every command, its calls
+    first) as Redis's."""
+    real, ours, acceptors = servers
+    body = f"-- {uuid.uuid4().hex}\n{KINDS}"
+    expected = _kinds(real, 1, body)
+    assert expected[1][1] == b"$4\r\nhalf\r\n"
+    assert _kinds(ours, acceptors, body) == expected
