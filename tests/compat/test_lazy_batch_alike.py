@@ -8,18 +8,20 @@ error or an inline command later in the read, a 20 KiB argument, RESET,
 SELECT, EVALSHA, an unknown command, ``*0``.  Each pipeline goes in one
 write; its INCRs show a command run twice or dropped, in its replies and
 in the counters a second connection reads after it.  At one acceptor and
-at two (the module's parameter).
+at two (the module's parameter).  And a read of one command name (which
+Client._run_named sends for a plain client) in a state an earlier read set.
 """
 
 from __future__ import annotations
 
 import hashlib
 import socket
+import time
 from collections.abc import Iterator
 
 import pytest
 
-from tests.support.rawsocket import read_until_quiet
+from tests.support.rawsocket import REPLY_WAIT, read_through, read_until_quiet
 from tests.support.resp import encode_command, reply_end
 from tests.support.servers import start_redis, start_shardkv
 
@@ -146,3 +148,113 @@ def _exchange(port: int, name: str) -> tuple[list[bytes], bool, bytes]:
 def test_pipeline_in_one_read_matches_redis(ports: tuple[int, int], name: str) -> None:
     real, ours = ports
     assert _exchange(ours, name) == _exchange(real, name)
+
+
+def _named(name: str, keys: list[bytes], *rest: bytes | str) -> tuple[bytes, int]:
+    """A read of one name and shape (``Client._run`` sends it by
+    ``_run_named`` once the client is plain and the name's spelling has
+    been looked up), and its replies' count."""
+    return b"".join(c(name, k, *rest) for k in keys), len(keys)
+
+
+# name -> (what another connection sends first, one command a read, each
+# with +OK; the client's reads in turn, each with its replies' count)
+def _state_reads(p: bytes) -> dict[str, tuple[list[bytes], list[tuple[bytes, int]]]]:
+    k = [p + b"k%d" % i for i in range(6)]
+    user = p + b"u"
+    # Each name once alone first: a spelling the acceptor has looked up.
+    warm = [(c("SET", p + b"w", "v"), 1), (c("GET", p + b"w"), 1), (c("STRLEN", p + b"w"), 1)]
+    return {
+        "acl_keys": (
+            [c("ACL", "SETUSER", user, "on", ">pw", b"~" + p + b"k1*", b"~" + p + b"k3*", "+@all")],
+            [*warm, (c("AUTH", user, "pw"), 1), _named("SET", k, "v"), _named("GET", k)],
+        ),
+        "acl_command": (
+            [c("ACL", "SETUSER", user, "on", ">pw", "~*", "+@all", "-get")],
+            [*warm, _named("SET", k, "v"), (c("AUTH", user, "pw"), 1), _named("GET", k), _named("STRLEN", k)],
+        ),
+        "multi": (
+            [],
+            [
+                *warm,
+                (c("MULTI"), 1),
+                _named("SET", k, "m"),
+                _named("GET", k),
+                (c("EXEC"), 1),
+                _named("GET", k),
+            ],
+        ),
+        "reply_skip": (
+            [],
+            [*warm, (c("CLIENT", "REPLY", "SKIP"), 0), (_named("SET", k, "r")[0], 5), _named("GET", k)],
+        ),
+        "select": (
+            [],
+            [*warm, (c("SELECT", "1"), 1), _named("SET", k, "d1"), (c("SELECT", "0"), 1), _named("GET", k)],
+        ),
+        "pause": ([c("CLIENT", "PAUSE", "100", "WRITE")], [*warm, _named("SET", k, "w"), _named("GET", k)]),
+        "subscribe": (
+            [],
+            [
+                *warm,
+                (c("SUBSCRIBE", p + b"ch"), 1),
+                _named("GET", k),
+                (c("UNSUBSCRIBE"), 1),
+                _named("GET", k),
+            ],
+        ),
+    }
+
+
+def _frames(s: socket.socket, n: int) -> bytes:
+    """The next ``n`` whole replies (what came by REPLY_WAIT if fewer)."""
+    out = b""
+    pos = 0
+    deadline = time.monotonic() + REPLY_WAIT
+    while n:
+        while n and (end := reply_end(out, pos)) != -1:
+            pos = end
+            n -= 1
+        if not n or (left := deadline - time.monotonic()) <= 0:
+            break
+        s.settimeout(left)
+        try:
+            chunk = s.recv(1 << 16)
+        except TimeoutError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    return out
+
+
+def _state_exchange(port: int, name: str) -> list[bytes]:
+    p = b"state-%s:" % name.encode()
+    first, reads = _state_reads(p)[name]
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as admin:
+        for data in first:
+            admin.sendall(data)
+            assert _frames(admin, 1) == b"+OK\r\n"
+    out = []
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        # Each read sent once the replies before it came (its own read),
+        # but for a command with none (CLIENT REPLY SKIP), then a last
+        # marker: whatever came in excess shows before it.
+        for data, n in reads:
+            s.sendall(data)
+            out.append(_frames(s, n))
+        s.sendall(c("ECHO", "end"))
+        out.append(read_through(s, b"$3\r\nend\r\n")[0])
+    return out
+
+
+@pytest.mark.parametrize("name", list(_state_reads(b"").keys()))
+def test_a_read_of_one_name_after_a_state_change_matches_redis(ports: tuple[int, int], name: str) -> None:
+    """A pipelined read of one command name and shape, in a read of its own
+    (``Client._run_named`` takes it for a plain client), in a state set by
+    an earlier read, its own or another client's: an ACL user limited to
+    some keys or denied the command, MULTI, CLIENT REPLY SKIP, another
+    database, CLIENT PAUSE WRITE, RESP2 Pub/Sub.  Each of its commands gets
+    what redis-server answers it."""
+    real, ours = ports
+    assert _state_exchange(ours, name) == _state_exchange(real, name)
