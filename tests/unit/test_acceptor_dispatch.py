@@ -548,12 +548,12 @@ def test_msetnx_across_shards_is_a_write_fan_out_that_every_part_must_set(
     assert [(d.op, d.commit) for d in decided] == [(op, commit)] * votes.count(1)
 
 
-def test_while_a_cross_shard_blmove_waits_only_commands_naming_its_keys_leave_the_inline_path(
+def _waiting_on_a(
     monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # A cross-shard BLMOVE (or XREAD) waiting on ``a`` makes a write of
-    # ``a`` try it at once (blocking.try_at_once, from the slow path); a
-    # command on another key has nothing to try and stays inline.
+) -> tuple[Acceptor, list[FakeLink], bytes, bytes, list[bytes]]:
+    """An acceptor where a cross-shard wait waits on ``a`` (its shard
+    other than ``b``'s), and the keys of the commands that leave the
+    inline path (``Client.execute``), as they do."""
     acceptor, links = build()
     a, b = keys_on_two_shards(acceptor)
     monkeypatch.setitem(blocking.EAGER, object(), None)  # type: ignore[call-overload]
@@ -566,6 +566,16 @@ def test_while_a_cross_shard_blmove_waits_only_commands_naming_its_keys_leave_th
         execute(self, args, raw)
 
     monkeypatch.setattr(Client, "execute", counting)
+    return acceptor, links, a, b, executed
+
+
+def test_while_a_cross_shard_blmove_waits_only_commands_naming_its_keys_leave_the_inline_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A cross-shard BLMOVE (or XREAD) waiting on ``a`` makes a write of
+    # ``a`` try it at once (blocking.try_at_once, from the slow path); a
+    # command on another key has nothing to try and stays inline.
+    acceptor, links, a, b, executed = _waiting_on_a(monkeypatch)
     client, _ = connect(acceptor)
     send(client, [b"SET", b"k", b"1"], [b"GET", b"k"], [b"RPUSH", a, b"x"], [b"GET", b])
     assert executed == [a]
@@ -626,18 +636,7 @@ def test_a_read_of_one_name_naming_a_key_a_cross_shard_wait_waits_on_takes_the_s
     """While a cross-shard BLMOVE waits on ``a`` (``EAGER_KEYS``), a read
     of one name runs command by command: a write of ``a`` takes the slow
     path (it may serve that wait), the others stay inline."""
-    acceptor, links = build()
-    a, b = keys_on_two_shards(acceptor)
-    monkeypatch.setitem(blocking.EAGER, object(), None)  # type: ignore[call-overload]
-    monkeypatch.setitem(blocking.EAGER_KEYS, a, 1)
-    executed: list[bytes] = []
-    execute = Client.execute
-
-    def counting(self: Client, args: list[bytes], raw: bytes | None = None) -> None:
-        executed.append(args[1])
-        execute(self, args, raw)
-
-    monkeypatch.setattr(Client, "execute", counting)
+    acceptor, links, a, b, executed = _waiting_on_a(monkeypatch)
     commands.lookup(b"RPUSH")  # (as above)
     client, _ = connect(acceptor)
     send(client, [b"RPUSH", b, b"x"], [b"RPUSH", a, b"x"], [b"RPUSH", b, b"y"], [b"RPUSH", a, b"y"])
