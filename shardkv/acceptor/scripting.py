@@ -441,9 +441,10 @@ class _ScriptResult(Slot):
     (see shardkv.acceptor.slowlog): the client's command ``called``, and
     the ``shard`` it was sent to, which logs it (None: it runs across
     shards, and the acceptor logs it, with the time its executor took,
-    ``ran_ns``, that its _Retry sets)."""
+    ``ran_ns``, that its _Retry sets).  ``generation``: the statistics'
+    when the call was counted (see :func:`_rejected`)."""
 
-    __slots__ = ("name", "called", "shard", "ran_ns")
+    __slots__ = ("name", "called", "shard", "ran_ns", "generation")
 
     def __init__(self, client: Client, name: str, called: list[bytes]) -> None:
         Slot.__init__(self, client)
@@ -451,6 +452,7 @@ class _ScriptResult(Slot):
         self.called = called
         self.shard: int | None = None
         self.ran_ns = 0
+        self.generation = client.server.stats.generation
 
     def slow_called(self) -> list[bytes]:
         """How its client called it, for its slow log entry (``N`` frame)."""
@@ -458,7 +460,7 @@ class _ScriptResult(Slot):
 
     def deliver(self, body: bytes) -> None:
         if self.ran_ns == NOT_RUN:  # refused before it ran
-            _rejected(self.client, self.name, body)
+            _rejected(self.client, self.name, body, self.generation)
         else:
             if _failed(body):
                 self.client.server.stats._row(self.name)[3] += 1
@@ -591,14 +593,19 @@ def _uncounted(row: list) -> None:
         row[0] -= 1
 
 
-def _rejected(client: Client, name: str, body: bytes) -> None:
+def _rejected(client: Client, name: str, body: bytes, generation: int | None = None) -> None:
     """A script across shards that never ran: the shards refused it
     before its run (``-BUSY`` from a shard busy with another script when
     they were to be held).  Redis refuses it in ``processCommand``, before
     it runs: a rejected call, not a call (counted when it was sent), and
-    no slow log entry."""
+    no slow log entry.  The call is taken back from the row that counted
+    it: not after a CONFIG RESETSTAT read since (``generation``, the
+    statistics' when it was counted; None: not known, then never below
+    zero), which left no call to take back (calls=-1 before)."""
     stats = client.server.stats
-    stats._row(name)[0] -= 1
+    row = stats._row(name)
+    if (stats.generation == generation) if generation is not None else row[0] > 0:
+        row[0] -= 1
     stats.rejected(name, body[1:].split(b"\r\n", 1)[0].decode("latin-1"))
 
 
