@@ -139,6 +139,9 @@ class _Shutdown:
         self.asked: list = list(server.links)
         self.mode = b"default"  # what the shards are asked (``force`` once forced)
         self.aborted = False  # SHUTDOWN ABORT came before its shards had answered
+        # Its outcome has been answered (see _settle_failed): the answers of
+        # shards still frozen when it was aborted change nothing.
+        self.answered = False
         # NOW (SHUTDOWN's, or a signal's shutdown-on-sig* flags): as Redis's
         # prepareForShutdown, which then waits for nothing, SHUTDOWN ABORT
         # cannot cancel it (see abort_stops).
@@ -152,6 +155,8 @@ class _Shutdown:
             self.deliver(b"+OK\r\n")
 
     def deliver(self, body: bytes) -> None:
+        if self.answered or self in self.server.stops_failed:
+            return  # (aborted, or failed and answered: its shards' late answers)
         if not body.startswith(b"+") and (self.saves or body != _UNAVAILABLE):
             self.failed = True
         self.left -= 1
@@ -205,7 +210,7 @@ class _Shutdown:
                 pass
 
 
-def _settle_failed(server: Acceptor) -> None:
+def _settle_failed(server: Acceptor, timed_out: bool = False) -> None:
     """The stops that failed (a save, without FORCE) or were aborted
     (SHUTDOWN ABORT) answer once no other stop is undecided: their shards
     are opened again only then, and only if no stop has been decided, so
@@ -214,11 +219,24 @@ def _settle_failed(server: Acceptor) -> None:
     SHUTDOWN gets Redis's error once its shards are open again (as Redis's
     finishShutdown, or cancelShutdown for one aborted), a signal's stop
     tells the supervisor ``stop-failed``, and each SHUTDOWN ABORT waiting
-    for them its ``+OK``."""
+    for them its ``+OK``.  An aborted stop is undecided no longer: it can
+    only fail, so it waits for none of its shards' answers (a frozen
+    worker's never comes; its ``__shutdown``, then the abort, run in order
+    once it runs again).  Nor does anything wait for ever for another stop
+    (a frozen worker's): past ``shutdown-timeout`` seconds (Redis's bound
+    on its wait for its replicas) the answers go, the shards staying shut
+    (no write they take is lost) until that stop is over."""
     if not server.stop_decided and any(gather.left > 0 for gather in server.stops_pending):
+        if not timed_out:
+            if server.stops_failed or server.aborts_waiting:
+                _settle_later(server)
+            return
+        _answer_failed(server, server.stops_failed)
         return
     failed, server.stops_failed = server.stops_failed, []
-    aborts, server.aborts_waiting = server.aborts_waiting, []
+    if server.settle_timer is not None:
+        server.settle_timer.cancel()
+        server.settle_timer = None
     if not server.stop_decided:
         opened: list = []
         for gather in failed:
@@ -228,7 +246,18 @@ def _settle_failed(server: Acceptor) -> None:
                     # (Queued past a busy script, run once it ends, as a
                     # signal's __shutdown: a -BUSY would leave the shard shut.)
                     link.send(_HEADER, encode_command([Verb.SHUTDOWN, b"abort"]), _Ignore(), control=True)
+    _answer_failed(server, failed)
+
+
+def _answer_failed(server: Acceptor, failed: list) -> None:
+    """The outcome of the stops ``failed`` not answered yet, and the
+    SHUTDOWN ABORTs waiting (see :func:`_settle_failed`)."""
+    aborts, server.aborts_waiting = server.aborts_waiting, []
+    answered = False
     for gather in failed:
+        if gather.answered:
+            continue
+        gather.answered = answered = True
         if gather.slot is not None:
             gather.slot.deliver(encode_error(SHUTDOWN_FAILED))
         elif not server.stop_decided:
@@ -239,8 +268,22 @@ def _settle_failed(server: Acceptor) -> None:
             _tell_supervisor(server, bus.STOP_FAILED_LINE + b"\n")
     for slot, body in aborts:
         slot.deliver(body)
-    if failed or aborts:
+    if answered or aborts:
         server.flush_clients_soon()
+
+
+def _settle_later(server: Acceptor) -> None:
+    """Bound the wait of the stops that failed for the others (see
+    :func:`_settle_failed`): one timer at a time."""
+    if server.settle_timer is not None:
+        return
+
+    def fire() -> None:
+        server.settle_timer = None
+        _settle_failed(server, timed_out=True)
+
+    wait = float(server.config.get("shutdown-timeout") or 0)
+    server.settle_timer = server.loop.call_later(wait, fire)  # type: ignore[union-attr]
 
 
 def abort_stops(client: Client) -> None:
@@ -250,9 +293,10 @@ def abort_stops(client: Client) -> None:
     script (Redis's ``shutdown_asap``, set by its signal handler until its
     serverCron runs), and the stops (SHUTDOWN, a signal's) whose shards
     have not all answered (Redis's shutdown waiting for its replicas, which
-    its SHUTDOWN ABORT cancels too).  Those end as a failed save ends: once
-    every shard has answered, the shards are opened again (see
-    :func:`_settle_failed`), each SHUTDOWN gets ``-ERR Errors trying to
+    its SHUTDOWN ABORT cancels too).  Those end as a failed save ends, at
+    once, their shards' answers not waited for (a frozen worker's never
+    comes): once no other stop is undecided, the shards are opened again
+    (see :func:`_settle_failed`), each SHUTDOWN gets ``-ERR Errors trying to
     SHUTDOWN. Check logs.`` (Redis's replyToClientsBlockedOnShutdown), the
     supervisor hears ``stop-failed`` (a later signal stops again), and the
     ``+OK`` comes then, so that this client's next command finds the shards
@@ -274,12 +318,13 @@ def abort_stops(client: Client) -> None:
         if gather.left > 0 and not (gather.forced or gather.now or gather.busy_pids or gather.aborted)
     ]
     if server.stop_decided or (waiting is None and not undecided):
-        if not server.stop_decided and any(g.aborted and g.left > 0 for g in server.stops_pending):
+        if not server.stop_decided and server.stops_failed:
             # An ABORT after an ABORT: Redis's cancelShutdown is done at
             # once, so the second finds nothing under way; it answers so
             # once the shards are open again, as the first does.
             server.stats.error(NO_SHUTDOWN)
             _wait_for_settling(client, encode_error(NO_SHUTDOWN))
+            _settle_failed(server)  # (bounded, as the first)
             return
         client.reply_error(NO_SHUTDOWN)
         return
@@ -291,9 +336,13 @@ def abort_stops(client: Client) -> None:
         if not undecided:
             client.reply(OK)
             return
-    for gather in undecided:
-        gather.aborted = True
     _wait_for_settling(client, OK_REPLY)
+    for gather in undecided:
+        # Decided now (failed): it waits for no shard's answer.
+        gather.aborted = True
+        server.stops_pending.remove(gather)
+        server.stops_failed.append(gather)
+    _settle_failed(server)
 
 
 def _wait_for_settling(client: Client, body: bytes) -> None:

@@ -262,6 +262,7 @@ class Acceptor:
         self.stops_failed: list[Any] = []
         self.aborts_waiting: list[Any] = []
         self.stop_decided = False
+        self.settle_timer: Any = None  # bounds their wait for the others (shutdown-timeout)
         self.control: socket.socket | None = None  # to the supervisor
         # CLIENT PAUSE (see shardkv.acceptor.pause): its mode, end, timer, and the
         # clients it postponed, in order.  pause_type: the mode commands are

@@ -13,6 +13,7 @@ that same error and the server serves on; two at once both do.
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from pathlib import Path
@@ -21,7 +22,7 @@ import pytest
 
 from tests.support.acceptors import K, client_on
 from tests.support.placement import key_on
-from tests.support.processes import until
+from tests.support.processes import until, worker_pid
 from tests.support.resp import ErrorReply, RespClient
 from tests.support.servers import ServerProcess, start_redis, start_shardkv
 
@@ -168,4 +169,39 @@ def test_two_stops_where_a_save_fails_both_fail_and_the_server_serves_on(kind):
         other.close()
         if blocked.is_dir():
             blocked.rmdir()
+        proc.stop()
+
+
+def test_abort_of_a_shutdown_held_by_a_frozen_worker_answers_at_once():
+    """A SHUTDOWN one of whose workers is frozen (SIGSTOP) never has every
+    shard's answer: SHUTDOWN ABORT cancels it all the same, answering
+    ``+OK`` and the SHUTDOWN Redis's error without waiting for that worker
+    (it once waited for ever).  The other shard serves at once; the frozen
+    one, running again, takes its ``__shutdown`` and then the abort, and
+    serves too, every key kept."""
+    proc = start_shardkv("--save", "", shards=2)
+    stopper, aborter = _client(proc), _client(proc)
+    frozen = worker_pid(proc, 1)
+    try:
+        assert aborter.command("SET", key_on(1, "before", shards=2), "1") == b"OK"
+        os.kill(frozen, signal.SIGSTOP)
+        stopper.send("SHUTDOWN")
+        deadline = time.monotonic() + WAIT
+        while True:  # until the acceptor has read the SHUTDOWN
+            reply = _ask(aborter, "SHUTDOWN", "ABORT")
+            if reply == b"OK" or time.monotonic() > deadline:
+                break
+            assert _is_error(reply, NO_SHUTDOWN)
+        assert reply == b"OK"
+        assert _is_error(stopper.read_reply(), FAILED)
+        assert aborter.command("SET", key_on(0, "later", shards=2), "1") == b"OK"
+        assert _is_error(_ask(aborter, "SHUTDOWN", "ABORT"), NO_SHUTDOWN)
+        os.kill(frozen, signal.SIGCONT)
+        assert aborter.command("SET", key_on(1, "later", shards=2), "1") == b"OK"
+        assert aborter.command("DBSIZE") == 3
+        assert proc.proc.poll() is None
+    finally:
+        os.kill(frozen, signal.SIGCONT)
+        stopper.close()
+        aborter.close()
         proc.stop()

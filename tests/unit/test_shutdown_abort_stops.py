@@ -32,20 +32,45 @@ class _Client:
         self.replies.append(value)
 
 
+class _Loop:
+    """Keeps the timers asked for, to run by hand."""
+
+    def __init__(self) -> None:
+        self.timers: list = []
+
+    def call_later(self, delay: float, callback: object) -> SimpleNamespace:
+        self.timers.append((delay, callback))
+        return SimpleNamespace(cancel=lambda: None)
+
+
 def _server(*gathers: object) -> SimpleNamespace:
-    return SimpleNamespace(
+    server = SimpleNamespace(
         signal_stop=None,
         stops_pending=list(gathers),
         stop_decided=False,
         stops_failed=[],
         aborts_waiting=[],
         dirty_clients=[],
+        settle_timer=None,
+        loop=_Loop(),
+        config={"shutdown-timeout": 10},
         stats=SimpleNamespace(error=lambda message: None),
     )
+    server.flush_clients_soon = lambda: None
+    return server
 
 
 def _gather(**kw: object) -> SimpleNamespace:
-    fields = {"left": 1, "forced": False, "now": False, "busy_pids": [], "aborted": False}
+    fields = {
+        "left": 1,
+        "forced": False,
+        "now": False,
+        "busy_pids": [],
+        "aborted": False,
+        "answered": False,
+        "slot": None,
+        "asked": [],
+    }
     return SimpleNamespace(**{**fields, **kw})
 
 
@@ -60,16 +85,44 @@ def test_abort_leaves_a_stop_redis_could_not_abort(past):
 
 
 def test_abort_cancels_only_the_stops_it_can():
-    """A stop still saving is aborted (``+OK`` once every stop is over);
-    a forced one beside it is left to finish."""
+    """A stop still saving is aborted (``+OK`` once every stop is over):
+    it has failed, waiting for none of its shards; a forced one beside it
+    is left to finish."""
     saving, forced = _gather(left=2), _gather(forced=True)
     server = _server(saving, forced)
     client = _Client(server)
     durability.abort_stops(client)
     assert client.errors == []
     assert (saving.aborted, forced.aborted) == (True, False)
+    assert server.stops_pending == [forced] and server.stops_failed == [saving]
     assert [slot for slot, _ in server.aborts_waiting] == client.pending
     assert [body for _, body in server.aborts_waiting] == [b"+OK\r\n"]
+
+
+def test_the_wait_for_another_stop_is_bounded():
+    """A stop whose worker is frozen never ends: past ``shutdown-timeout``
+    the aborted stop and its ABORT are answered all the same, no shard is
+    opened again (``asked`` is not sent to) while the other stop may still
+    succeed, and that is done once it is over."""
+    sent: list = []
+    link = SimpleNamespace(send=lambda *args, **kw: sent.append(args[1]))
+    client = _Client(None)
+    saving = _gather(left=2, asked=[link], slot=durability.Slot(client))
+    client.pending.append(saving.slot)
+    forced = _gather(forced=True)
+    server = _server(saving, forced)
+    client.server = server
+    durability.abort_stops(client)
+    [(delay, fire)] = server.loop.timers
+    assert delay == 10 and client.pending[1].data is None
+    fire()
+    assert saving.slot.data == b"-" + durability.SHUTDOWN_FAILED.encode() + b"\r\n"
+    assert client.pending[1].data == b"+OK\r\n" and sent == []
+    forced.left = 0  # the other stop ends (failed, say)
+    server.stops_pending.remove(forced)
+    durability._settle_failed(server)
+    assert len(sent) == 1 and b"abort" in sent[0]
+    assert server.stops_failed == []
 
 
 def test_an_abort_after_an_abort_finds_nothing_under_way():
@@ -77,7 +130,7 @@ def test_an_abort_after_an_abort_finds_nothing_under_way():
     answers ``-ERR No shutdown in progress.`` (once the shards are open
     again, as the first answers ``+OK``)."""
     saving = _gather(left=2)
-    server = _server(saving)
+    server = _server(saving, _gather(forced=True))
     first, second = _Client(server), _Client(server)
     durability.abort_stops(first)
     durability.abort_stops(second)
