@@ -379,3 +379,63 @@ def test_scan_cursors_past_the_table_go_on_scanning(r):
     assert cursor != b"0" and got
     with pytest.raises(redis.ResponseError, match="invalid cursor"):
         r.scan(2**64)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("DEL", "nc:none"),
+        ("UNLINK", "nc:none", "nc:none2"),
+        ("DEL", "nc:none", "nc:str"),  # one deleted: counts one
+        ("SREM", "nc:none", "a"),
+        ("SREM", "nc:set", "b"),
+        ("HDEL", "nc:none", "f"),
+        ("HDEL", "nc:hash", "g"),
+        ("LREM", "nc:none", "0", "a"),
+        ("LREM", "nc:list", "0", "b"),
+        ("ZREM", "nc:none", "a"),
+        ("ZREM", "nc:zset", "b"),
+        ("EXPIRE", "nc:none", "10"),
+        ("PEXPIRE", "nc:none", "10"),
+        ("EXPIREAT", "nc:none", "10"),
+        ("PEXPIREAT", "nc:none", "10"),
+        ("EXPIRE", "nc:str", "10", "XX"),
+        ("EXPIRE", "nc:ttl", "10", "NX"),
+        ("EXPIRE", "nc:str", "10", "GT"),
+        ("EXPIRE", "nc:ttl", "1", "GT"),
+        ("EXPIRE", "nc:ttl", "1000", "LT"),
+        ("EXPIRE", "nc:ttl", "10", "LT"),  # met: counts one
+        ("PERSIST", "nc:none"),
+        ("PERSIST", "nc:str"),
+        ("PERSIST", "nc:ttl"),  # a TTL dropped: counts one
+    ],
+    ids=" ".join,
+)
+def test_writes_that_change_nothing_are_not_changes(ports, command):
+    """rdb_changes_since_last_save around a write that found nothing to
+    change (a missing key or member, an EXPIRE condition not met, PERSIST
+    of a key without TTL): Redis counts it as no change (and does not
+    propagate it); one that changed something counts."""
+    setup = [
+        ("SET", "nc:str", "v"),
+        ("SET", "nc:ttl", "v", "EX", "100"),
+        ("SADD", "nc:set", "a"),
+        ("HSET", "nc:hash", "f", "v"),
+        ("RPUSH", "nc:list", "a"),
+        ("ZADD", "nc:zset", "1", "a"),
+    ]
+    got = {}
+    for name in ("redis", "shardkv"):
+        client = redis.Redis(port=ports[name])
+        try:
+            client.delete("nc:none", "nc:none2", *(c[1] for c in setup))
+            for c in setup:
+                client.execute_command(*c)
+            before = client.info("persistence")["rdb_changes_since_last_save"]
+            reply = client.execute_command(*command)
+            after = client.info("persistence")["rdb_changes_since_last_save"]
+            got[name] = (reply, after - before)
+            client.delete(*(c[1] for c in setup))
+        finally:
+            client.close()
+    assert got["shardkv"] == got["redis"]

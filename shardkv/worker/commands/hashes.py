@@ -103,13 +103,13 @@ def hdel(ks: Keyspace, args: list[bytes]) -> object:
     """HDEL key field [field ...]"""
     key = args[1]
     h = get_hash(ks, key)
-    if h is None:
-        return 0
     deleted = 0
-    for field in args[2:]:
-        if h.pop(field, None) is not None:
-            deleted += 1
+    if h is not None:
+        for field in args[2:]:
+            if h.pop(field, None) is not None:
+                deleted += 1
     if not deleted:
+        ks.unchanged = True  # as Redis: nothing removed, not dirty, not logged
         return 0
     ks.touch(key)
     if not h:

@@ -34,8 +34,11 @@ def delete(ks: Keyspace, args: list[bytes]) -> object:
                 deleted += 1
                 if free_effort(value) > LAZYFREE_THRESHOLD:
                     ks.lazyfreed_objects += 1
-        return deleted
-    return sum(1 for key in args[1:] if ks.delete(key))
+    else:
+        deleted = sum(1 for key in args[1:] if ks.delete(key))
+    if not deleted:
+        ks.unchanged = True  # as Redis: no key deleted, not dirty, not logged
+    return deleted
 
 
 # Redis frees a value in the background (lazyfree.c) when freeing it would
@@ -113,15 +116,16 @@ def _expire(ks: Keyspace, args: list[bytes], unit_ms: int, absolute: bool) -> ob
         if when > LLONG_MAX or when < LLONG_MIN:
             raise CommandError(errors.INVALID_EXPIRE % name)
     if ks.lookup(key) is None:
+        ks.unchanged = True  # as Redis: nothing changed, not dirty, not logged
         return 0
     current = ks.get_expire(key)
-    if nx and current is not None:
-        return 0
-    if xx and current is None:
-        return 0
-    if gt and (current is None or when <= current):
-        return 0
-    if lt and current is not None and when >= current:
+    if (
+        (nx and current is not None)
+        or (xx and current is None)
+        or (gt and (current is None or when <= current))
+        or (lt and current is not None and when >= current)
+    ):
+        ks.unchanged = True  # a condition not met: nothing changed
         return 0
     if when <= ks.now:
         ks.delete(key)
@@ -190,9 +194,10 @@ def pexpiretime(ks: Keyspace, args: list[bytes]) -> object:
 
 def persist(ks: Keyspace, args: list[bytes]) -> object:
     """PERSIST key"""
-    if ks.lookup(args[1]) is None:
-        return 0
-    return 1 if ks.persist(args[1]) else 0
+    if ks.lookup(args[1]) is not None and ks.persist(args[1]):
+        return 1
+    ks.unchanged = True  # no key or no TTL: nothing changed, as Redis
+    return 0
 
 
 def _rename(ks: Keyspace, src: bytes, dst: bytes, nx: bool) -> object:

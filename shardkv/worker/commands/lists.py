@@ -313,10 +313,9 @@ def lrem(ks: Keyspace, args: list[bytes]) -> object:
     count = parse_int(args[2])
     key = args[1]
     value = ks.lookup_type(key, deque)
-    if value is None:
-        return 0
     element = args[3]
-    if element not in value:
+    if value is None or element not in value:
+        ks.unchanged = True  # as Redis: nothing removed, not dirty, not logged
         return 0
     limit = abs(count)
     removed = 0

@@ -89,11 +89,11 @@ def srem(ks: Keyspace, args: list[bytes]) -> object:
     """SREM key member [member ...]"""
     key = args[1]
     s = get_set(ks, key)
-    if s is None:
-        return 0
-    before = len(s)
-    s.difference_update(args[2:])
-    if len(s) == before:
+    before = 0 if s is None else len(s)
+    if s is not None:
+        s.difference_update(args[2:])
+    if s is None or len(s) == before:
+        ks.unchanged = True  # as Redis: nothing removed, not dirty, not logged
         return 0
     ks.touch(key)
     if not s:

@@ -196,13 +196,13 @@ def zincrby(ks: Keyspace, args: list[bytes]) -> object:
 def zrem(ks: Keyspace, args: list[bytes]) -> object:
     """ZREM key member [member ...]"""
     z = get_zset(ks, args[1])
-    if z is None:
-        return 0
     removed = 0
-    for member in args[2:]:
-        if z.remove(member):
-            removed += 1
+    if z is not None:
+        for member in args[2:]:
+            if z.remove(member):
+                removed += 1
     if not removed:
+        ks.unchanged = True  # as Redis: nothing removed, not dirty, not logged
         return 0
     ks.touch(args[1])
     if not z:
