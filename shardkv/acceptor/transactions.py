@@ -169,6 +169,24 @@ class _Ignore:
 
 _IGNORE = _Ignore()
 
+# BGSAVE and BGREWRITEAOF inside EXEC: what the other shards are told (see
+# _schedule_elsewhere).
+_SCHEDULES = {"bgsave": b"save", "bgrewriteaof": b"rewrite"}
+
+
+def _schedule_elsewhere(client: Client, executor: int, kinds: list[bytes]) -> None:
+    """An EXEC's BGSAVE or BGREWRITEAOF, which its executor scheduled (as
+    Redis's, which never forks while in_exec, answers "Background saving
+    scheduled" or "Background append only file rewriting scheduled", its
+    serverCron starting it after the EXEC): every other shard schedules its
+    own too (``__schedule``), so that each saves, as they all would for
+    one outside EXEC."""
+    for kind in kinds:
+        command = encode_command([Verb.SCHEDULE, kind])
+        for link in client.server.links:
+            if link.index != executor:
+                link.send(db_headers(0)[0][0], command, _IGNORE, control=True)
+
 
 def watch(client: Client, args: list[bytes]) -> None:
     """WATCH key [key ...]"""
@@ -1123,6 +1141,10 @@ def _written_shards(client: Client, queued: list) -> list[int]:
     shard_of = client.server.shard_of
     written: set[int] = set()
     for cmd, args in queued:
+        if cmd.name in _SCHEDULES:
+            # (so that each knows it runs inside EXEC: a BGSAVE or a
+            # BGREWRITEAOF there is scheduled, as Redis's while in_exec)
+            return list(range(len(client.server.links)))
         if cmd.is_write:
             keys = cmd.keys(args) if cmd.route == "shard" else ()
             if not keys:
@@ -1278,6 +1300,7 @@ def _run_atomic(
             places = [ExecPlace(client) for _ in bodies]
         replies = (x for pair in zip(places, bodies, strict=True) for x in pair)
         client.state.build_exec(parts)
+        scheduled: list[bytes] = []  # BGSAVE's, BGREWRITEAOF's (see _schedule_elsewhere)
         try:
             for i, (cmd, args) in enumerate(queued):
                 if i in selects:
@@ -1304,9 +1327,13 @@ def _run_atomic(
                         if client.db != back:
                             client.select(back)
                 else:
-                    parts += (next(replies), next(replies))
+                    place, body = next(replies), next(replies)
+                    parts += (place, body)
+                    if cmd.name in _SCHEDULES and type(body) is bytes and body[:1] == b"+":
+                        scheduled.append(_SCHEDULES[cmd.name])
         finally:
             client.state.build_exec(None)
+        _schedule_elsewhere(client, made[-1].executor, scheduled)
         if reply.place is not None:  # committed: now they have run, before EXEC's line
             calls = [(*call, dbs[i]) for i, call in enumerate(queued)]
             reply.place.put(monitor.exec_lines(client, calls, lua if scripts else None))

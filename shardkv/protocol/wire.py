@@ -1228,6 +1228,10 @@ class Verb:
     # process refuses them all (see shardkv.acceptor.diskerrors).
     MISCONF = b"__misconf"
     LASTSAVE = b"__lastsave"
+    # __schedule save|rewrite -> OK: a BGSAVE or BGREWRITEAOF inside EXEC,
+    # which the operation's executor scheduled, is scheduled on this shard
+    # too (see shardkv.acceptor.transactions).
+    SCHEDULE = b"__schedule"
     PERSISTENCE = b"__persistence"
     # __events <mask> -> OK: the event classes this pipe's acceptor wants now,
     # its interest: the notify-keyspace-events classes only while one of its

@@ -38,12 +38,25 @@ def bgsave_command(ks: Keyspace, args: list[bytes]) -> object:
         schedule = True
     elif len(args) > 1:
         raise CommandError("ERR syntax error")
-    return _of(ks).bgsave(schedule)
+    return _of(ks).bgsave(schedule, _in_exec(ks))
 
 
 def bgrewriteaof_command(ks: Keyspace, args: list[bytes]) -> object:
     """BGREWRITEAOF"""
-    return _of(ks).bgrewriteaof()
+    return _of(ks).bgrewriteaof(_in_exec(ks))
+
+
+def _in_exec(ks: Keyspace) -> bool:
+    """Whether the command is one of an EXEC's, routed one by one: between
+    its ``__defer`` and ``__serve`` (see shardkv.acceptor.transactions)."""
+    waiters = ks.waiters
+    return waiters is not None and bool(waiters.deferred)
+
+
+def schedule_command(ks: Keyspace, args: list[bytes]) -> object:
+    """__schedule save|rewrite: an EXEC's BGSAVE or BGREWRITEAOF, scheduled here too."""
+    _of(ks).schedule(args[1])
+    return OK
 
 
 def lastsave_command(ks: Keyspace, args: list[bytes]) -> object:
@@ -90,6 +103,7 @@ HANDLERS: Handlers = {
     "bgsave": bgsave_command,
     "bgrewriteaof": bgrewriteaof_command,
     Verb.LASTSAVE: lastsave_command,
+    Verb.SCHEDULE: schedule_command,
     Verb.PERSISTENCE: persistence_command,
     Verb.SHUTDOWN: shutdown_command,
     Verb.STATE: state_command,

@@ -46,10 +46,13 @@ REWRITE_LIMIT_MAX_MINUTES = 60
 class Rewrites(AofLog):
     """AOF rewrites (a part of Persistence)."""
 
-    def bgrewriteaof(self) -> str:
+    def bgrewriteaof(self, in_exec: bool = False) -> str:
+        """BGREWRITEAOF; ``in_exec`` as for Saves.bgsave."""
         child = self.child
-        if child is not None:
-            if child.kind == "rewrite":
+        if child is not None or in_exec or self.suspended:
+            # (Inside EXEC too, as Redis's bgrewriteaofCommand while
+            # in_exec: see Saves.bgsave.)
+            if child is not None and child.kind == "rewrite":
                 raise CommandError("ERR Background append only file rewriting already in progress")
             self.rewrite_scheduled = True
             # As Redis: one asked for starts at once, past any failures before.

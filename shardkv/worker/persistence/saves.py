@@ -43,20 +43,42 @@ class Saves(Forking):
         self.last_bgsave_ok = True
         self.rdb_saves += 1
 
-    def bgsave(self, schedule: bool = False) -> str:
+    def bgsave(self, schedule: bool = False, in_exec: bool = False) -> str:
+        """BGSAVE [SCHEDULE]; ``in_exec``: inside EXEC, as is one a
+        cross-shard operation runs (``suspended``)."""
+        in_exec = in_exec or self.suspended
         child = self.child
         if child is not None:
             if child.kind == "save":
                 raise CommandError("ERR Background save already in progress")
-            if schedule:
+            if schedule or in_exec:
                 self.bgsave_scheduled = True
                 return "Background saving scheduled"
             raise CommandError(
                 "ERR Another child process is active (AOF?): can't BGSAVE right now. "
                 "Use BGSAVE SCHEDULE in order to schedule a BGSAVE whenever possible."
             )
+        if in_exec:
+            # As Redis's bgsaveCommand, which never forks while in_exec:
+            # the save is scheduled, to start after the EXEC, between
+            # batches (with a cross-shard operation, the other shards are
+            # told so after it, see shardkv.acceptor.transactions).
+            self.bgsave_scheduled = True
+            return "Background saving scheduled"
         self._start_save()
         return "Background saving started"
+
+    def schedule(self, kind: bytes) -> None:
+        """``__schedule save|rewrite``: an EXEC's BGSAVE or BGREWRITEAOF
+        that another shard ran (see :meth:`bgsave`) schedules this shard's
+        too, unless one of that kind is under way."""
+        child = self.child
+        if kind == b"save":
+            if child is None or child.kind != "save":
+                self.bgsave_scheduled = True
+        elif child is None or child.kind != "rewrite":
+            self.rewrite_scheduled = True
+            self.aof_rewrites_consecutive_failures = 0  # (as BGREWRITEAOF's)
 
     def _start_save(self) -> None:
         t0 = time.perf_counter()
