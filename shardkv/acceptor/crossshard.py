@@ -515,12 +515,14 @@ class _Answer:
         as Redis reads that EVAL or write at the threshold and answers it
         ``-BUSY``: the operation is undone on every shard (the parts the
         free shards prepared too) and answered the shard's ``-BUSY``
-        (:meth:`FanOutWrite.all_in`).  At several acceptors the step's
-        holds refuse it so before its parts leave; at one, this does."""
+        (:meth:`FanOutWrite.all_in`).  So is the park of a client's single
+        command across shards (RENAME, SMOVE, COPY, SUNIONSTORE, LMOVE...:
+        ``AtomicOp.standalone``).  At several acceptors the step's holds
+        refuse it so before its parts leave; at one, this does."""
         op = self.op
         if type(op) is FanOutWrite:
             return op.own_reply and op.state == PARKING
-        return type(op) is AtomicOp and op.first_script_run and op.state == PARKING
+        return type(op) is AtomicOp and (op.first_script_run or op.standalone) and op.state == PARKING
 
     def deliver(self, body: bytes) -> None:
         self.op.answered(self.shard, self.index, body)
@@ -864,6 +866,11 @@ class AtomicOp(_Operation):
         # this run (set by their caller): its park, still queued behind a
         # script that goes busy, is refused -BUSY (_Answer.refusable_while_busy).
         self.first_script_run = False
+        # A client's single command across shards (run_cross_shard's: its
+        # call counted by its executor as it runs): its park, still queued
+        # behind a script that goes busy, is refused -BUSY as Redis reads
+        # it at the threshold, a rejected call (see _all_parked).
+        self.standalone = False
         server = client.server
         self.commands = commands
         # False: the executor counts and logs none of the commands (their
@@ -1032,6 +1039,10 @@ class AtomicOp(_Operation):
                 stats.take_back("exec", self.exec_row)
                 stats.rejected("exec", message)
                 error = encode_error(message)
+            elif self.standalone and error[:6] == b"-BUSY ":
+                # Refused by a busy script (a shard's hold, or its park):
+                # a rejected call and a BUSY error, as Redis counts it.
+                self.client.server.stats.rejected(stat_name(self.commands[0]), error[1:-2].decode("latin-1"))
             self._decide(False, error)
         elif self.failed or self.executor not in self.parked:
             self._decide(False, encode_error(self._lost_error()))
@@ -1246,7 +1257,7 @@ def run_cross_shard(
     others = other_db_keys(cmd.name, args, client.server.config["databases"])
     if others:
         keys = [args[1], *others]  # type: ignore[list-item]
-    AtomicOp(client, [args], keys, _first_body, everything=everything)
+    AtomicOp(client, [args], keys, _first_body, everything=everything).standalone = True
 
 
 def _plain(key: bytes | tuple, db: int) -> bytes | tuple:

@@ -522,8 +522,9 @@ class ShardLink:
         those after the script's entry on its own pipe, every one not yet
         answered on another, that are a client's command standing alone (its
         slot in the client's own reply order, not inside an EXEC's reply or
-        a fan-out's), the park of a cross-shard script's first run or a
-        client's write fan-out's part (``_Answer.refusable_while_busy``),
+        a fan-out's), the park of a cross-shard script's first run or of a
+        client's single command across shards, or a client's write
+        fan-out's part (``_Answer.refusable_while_busy``),
         of another client than the script's, whose commands
         wait for the script, as in Redis.  Kept until the worker answers
         which it refused (:meth:`_refused`), or the script's end.  One pass

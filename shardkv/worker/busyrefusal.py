@@ -13,7 +13,8 @@ in its batch, and would run after the script.  So each acceptor answers the
 first report with a ``K`` frame that names, by their place, the commands
 it had sent and not had answered that the worker may refuse: a client's
 command standing alone (not a part of an EXEC, a fan-out or a cross-shard
-operation), the park of a cross-shard script's first run, or the part of
+operation), the park of a cross-shard script's first run or of a
+client's single command across shards (RENAME, SMOVE...), or the part of
 a write across shards (MSET, DEL, FLUSHALL...), of another client than
 the script's (see
 ``ShardLink._offer_refusals``; every other entry keeps its order and its

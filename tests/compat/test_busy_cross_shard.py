@@ -8,7 +8,8 @@ BUSY ...``), a rejected call and a ``BUSY`` error, nothing applied.  So
 does shardkv for FLUSHALL, MSET and DEL: at two acceptors the busy shard
 refuses its step's hold at the threshold, at one it refuses the
 fan-out's part that waits behind the script (the parts the free shard
-prepared are undone; they used to run after the script, whole).  An
+prepared are undone; they used to run after the script, whole).  So for
+a RENAME across shards, whose park on the busy shard it refuses.  An
 EXEC's queued commands got ``+QUEUED`` before the threshold (the acceptor
 cannot tell the script from a slow command then, see README, busy
 scripts); at two acceptors its EXEC is refused as Redis refuses it, a
@@ -32,6 +33,7 @@ BUSY = "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SH
 FLUSHALL = [("FLUSHALL",)]
 MSET = [("MSET", *[part for key in KEYS for part in (key, "new")])]
 DEL = [("DEL", *KEYS)]
+RENAME = [("RENAME", KEYS[0], KEYS[2])]  # (from shard 1 onto shard 0, the spinning script's)
 EXEC = [("MULTI",), *[("SET", key, "new") for key in KEYS], ("EXEC",)]
 
 
@@ -101,12 +103,20 @@ def _scenario(port: int, k: int, where: int, commands: list, at: float = 0.05) -
 
 
 def test_cross_shard_writes_sent_before_the_threshold_are_refused_as_redis(redis_and_shardkv_k12) -> None:
-    """FLUSHALL, MSET, DEL: Redis's ``-BUSY``, counts and no effect at one
-    and two acceptors.  An EXEC: refused and counted as Redis at two (its
+    """FLUSHALL, MSET, DEL, RENAME: Redis's ``-BUSY``, counts and no effect
+    at one and two acceptors (RENAME ran after the script at one, and was
+    not counted at two).  An EXEC: refused and counted as Redis at two (its
     SETs ``+QUEUED``), run after the script, whole, at one; sent after the
     threshold, as Redis at both."""
     real, ours, k = redis_and_shardkv_k12
-    for commands, at in ((FLUSHALL, 0.05), (MSET, 0.05), (DEL, 0.05), (EXEC, 0.05), (EXEC, 0.4)):
+    for commands, at in (
+        (FLUSHALL, 0.05),
+        (MSET, 0.05),
+        (DEL, 0.05),
+        (RENAME, 0.05),
+        (EXEC, 0.05),
+        (EXEC, 0.4),
+    ):
         key = (commands[-1][0], at)
         if key not in _REDIS:  # (the same at K=1 and 2: asked once)
             _REDIS[key] = _scenario(real, 1, 0, commands, at)
