@@ -583,6 +583,7 @@ class Client(Dispatch, asyncio.Protocol):
         else:
             out = _ready(pending)
         kept = None
+        self.state.flushed += len(out)
         if len(out) == len(pending):
             pending.clear()
         else:

@@ -160,22 +160,25 @@ class Dispatch:
     def _execute_quietly(self, args: list[bytes], raw: bytes | None) -> None:
         """CLIENT REPLY OFF or SKIP: run the command, drop its replies
         (unless it was CLIENT REPLY ON)."""
-        mode = self.state.reply_mode
+        state = self.state
+        mode = state.reply_mode
         if mode == REPLY_SKIP_NEXT:
             mode = REPLY_SKIP
-            self.state.set_reply_mode(mode)
+            state.set_reply_mode(mode)
         pending = self.pending
-        first = len(pending)
+        first = len(pending) + state.flushed
         self._execute(args, raw)
-        if self.state.reply_mode == mode:
-            for i in range(first, len(pending)):
+        if state.reply_mode == mode:
+            # (a flush while it ran, for a message it sent itself, took
+            # replies off the front: its own start where they were)
+            for i in range(max(first - state.flushed, 0), len(pending)):
                 item = pending[i]
                 if type(item) is not Pushed:
                     # (EXEC's array: the messages it carries stay, see transactions.Exec.mute)
                     mute = getattr(item, "mute", None)
                     pending[i] = MUTED if mute is None else mute()
             if mode == REPLY_SKIP:
-                self.state.set_reply_mode(REPLY_ON)
+                state.set_reply_mode(REPLY_ON)
 
     def _execute(self, args: list[bytes], raw: bytes | None) -> None:
         state = self.state

@@ -78,6 +78,7 @@ class ClientState:
         "scripts",
         "held",
         "reply_mode",
+        "flushed",
         "monitoring",
         "in_exec",
         "exec_parts",
@@ -117,6 +118,11 @@ class ClientState:
         self.scripts = 0
         self.held: list = []
         self.reply_mode = REPLY_ON
+        # How many replies Client.flush has taken off the client's pending
+        # ones, ever: where the replies of a command run under CLIENT REPLY
+        # OFF or SKIP start once a flush while it ran took some (its own
+        # PUBLISH's message to itself, see Dispatch._execute_quietly).
+        self.flushed = 0
         self.monitoring = False
         self.in_exec = False  # EXEC is running this client's queued commands
         # While EXEC builds its array: its parts so far (replies, slots, see

@@ -225,3 +225,24 @@ def test_an_exec_under_client_reply_off_still_gives_its_messages(redis_and_shard
     behind the EXEC."""
     theirs = _same_until_end(redis_and_shardkv_k12, KEA + session + b"CLIENT REPLY ON\r\n" + OFF)
     assert b"message\r\n" in theirs
+
+
+@pytest.mark.parametrize(
+    "session",
+    [
+        b"SUBSCRIBE q\r\nCLIENT REPLY OFF\r\nPUBLISH q hi\r\nCLIENT REPLY ON\r\nUNSUBSCRIBE\r\n",
+        b"SUBSCRIBE q\r\nCLIENT REPLY SKIP\r\nPUBLISH q hi\r\nUNSUBSCRIBE\r\n",
+        b"PSUBSCRIBE q*\r\nSUBSCRIBE q\r\nPING\r\nCLIENT REPLY OFF\r\nPUBLISH q hi\r\nCLIENT REPLY ON\r\nPUNSUBSCRIBE\r\n"
+        b"UNSUBSCRIBE\r\n",
+        b"SSUBSCRIBE q\r\nCLIENT REPLY SKIP\r\nSPUBLISH q hi\r\nSUNSUBSCRIBE\r\n",
+    ],
+    ids=["off", "skip", "patterns", "spublish"],
+)
+def test_a_muted_publish_to_itself_gives_the_message_alone(redis_and_shardkv_k12, session):
+    """A RESP3 subscriber (S)PUBLISHes to itself under CLIENT REPLY OFF or
+    SKIP: Redis writes the message (a push), not the count.  At one
+    acceptor, shardkv answered the count too: the message's flush, as the
+    PUBLISH ran, took the replies before it off the queue, and the muting
+    after the command started past the count."""
+    theirs = _same_resp3_session(redis_and_shardkv_k12, session + b"ECHO end\r\n")
+    assert b"\r\nhi\r\n" in theirs and b"hi\r\n:" not in theirs
