@@ -496,6 +496,48 @@ def serve_after_scripts(
     after_scripts(server, finish, lambda: finish(None))
 
 
+def queue_after_scripts(client: Client, args: list[bytes], queue: Callable[[], None]) -> None:
+    """Queue inside MULTI the acceptor's own command ``args`` that waits for
+    the shards' scripts outside it (CLIENT KILL, PAUSE, UNPAUSE, WAIT: see
+    :func:`serve_after_scripts`): ``queue()`` (which answers ``QUEUED``)
+    once every shard answered a ``__ping``.  Redis checks busy scripts for
+    a command being queued as for one it runs: it reads it after the
+    script, or answers it ``-BUSY`` at busy-reply-threshold, and the
+    transaction then aborts (``EXECABORT``).  So a shard that reports a
+    script past the threshold meanwhile makes it ``-BUSY`` here, a rejected
+    call, nothing queued.  Meanwhile the client's later commands (its EXEC)
+    wait.  At once when no script can run (see serve_after_scripts)."""
+    server = client.server
+    if server.holds is None and not any(link.fifo or link.ops for link in server.links):
+        queue()
+        return
+    client.state.block(AFTER_SCRIPTS, shown=False)
+    quiet = client.state.reply_mode != REPLY_ON
+
+    def finish(refused: int | bytes | None) -> None:
+        if not client.state.unblock(AFTER_SCRIPTS) or client.closed:
+            return
+        since = len(client.pending)
+        if refused is None:
+            queue()
+        else:
+            message = refused.decode("latin-1")[1:].strip() if isinstance(refused, bytes) else str(refused)
+            server.stats.rejected(stat_name(args), message)  # as dispatch's reject
+            client.state.reject_in_multi()
+            client.pending.append(encode_error(message))
+        if quiet:
+            pending = client.pending
+            for i in range(since, len(pending)):
+                if type(pending[i]) is not Pushed:
+                    pending[i] = MUTED
+        if client.waiting():
+            server.loop.call_soon(client.resume)  # type: ignore[union-attr]
+        elif client.pending:
+            client.flush()
+
+    after_scripts(server, finish, lambda: finish(None))
+
+
 class _Unblocking:
     """The sink of ``__unblock`` for a :class:`_OneShard` (None: another
     acceptor's, see :func:`unblock_located`): 1, the waiter still waited

@@ -46,7 +46,14 @@ from collections.abc import Callable
 from typing import Any
 
 from shardkv.acceptor import listeners, monitor
-from shardkv.acceptor.blocking import Pin, UnblockReply, after_scripts, after_this_step, waiting_shard
+from shardkv.acceptor.blocking import (
+    Pin,
+    UnblockReply,
+    after_scripts,
+    after_this_step,
+    queue_after_scripts,
+    waiting_shard,
+)
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.crossshard import AtomicOp
 from shardkv.acceptor.dispatch import db_headers
@@ -74,9 +81,26 @@ def queue(client: Client, cmd: Command, args: list[bytes]) -> bool:
     """The interceptor: inside MULTI, queue the command instead of running it."""
     if client.state.multi is None or cmd.name in NOT_QUEUED:
         return False
+    if _waits_for_scripts(cmd, args):
+
+        def queue_it() -> None:
+            client.state.queue(cmd, args)
+            client.pending.append(_QUEUED)
+
+        queue_after_scripts(client, args, queue_it)
+        return True
     client.state.queue(cmd, args)
     client.pending.append(_QUEUED)
     return True
+
+
+def _waits_for_scripts(cmd: Command, args: list[bytes]) -> bool:
+    """CLIENT KILL, PAUSE, UNPAUSE or WAIT: the acceptor's own commands
+    that act on other clients, which wait for the shards' scripts (see
+    blocking.serve_after_scripts), queued or in an EXEC too."""
+    if cmd.name == "wait":
+        return True
+    return cmd.name == "client" and len(args) > 1 and args[1].upper() in (b"KILL", b"PAUSE", b"UNPAUSE")
 
 
 # -- MULTI, DISCARD ----------------------------------------------------------
@@ -539,7 +563,7 @@ def exec_(client: Client, args: list[bytes]) -> None:
     reply.watched = client.state.drop_watches()
     if client.server.monitors:
         reply.place = monitor.exec_place(client)
-    if any(_is_unblock(cmd, args) for cmd, args in asked):
+    if any(_is_unblock(cmd, args) or _waits_for_scripts(cmd, args) for cmd, args in asked):
         _after_scripts(client, queued, reply, after_scripts)
     elif any(_is_kill(cmd, args) for cmd, args in asked):
         _after_scripts(client, queued, reply, _at_threshold)
@@ -579,7 +603,8 @@ def _after_scripts(
     reply: Exec,
     wait: Callable[[Any, Callable[[int | bytes], None], Callable[[], None]], None],
 ) -> None:
-    """Run an EXEC with CLIENT UNBLOCK, SCRIPT KILL or FUNCTION KILL once
+    """Run an EXEC with CLIENT UNBLOCK, SCRIPT KILL or FUNCTION KILL (or
+    CLIENT KILL, PAUSE, UNPAUSE, WAIT: see :func:`_waits_for_scripts`) once
     no shard runs a busy script.
 
     Neither CLIENT UNBLOCK nor EXEC has the allow-busy flag: Redis runs

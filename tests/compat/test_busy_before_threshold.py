@@ -337,3 +337,85 @@ def test_client_reply_off_and_skip_drop_the_replies_of_commands_that_waited(serv
 
     _differential(servers, refused)
     _differential(servers, skipped)
+
+
+def _in_multi(victim: int) -> list[tuple]:
+    """MULTI, the acceptor's own commands that act on other clients
+    (CLIENT KILL of ``victim``'s id, PAUSE, UNPAUSE, WAIT), EXEC."""
+    return [("MULTI",), *_acceptor_commands(victim)[:4], ("EXEC",)]
+
+
+def test_acceptor_commands_queued_before_the_threshold_get_busy(servers):
+    """MULTI, CLIENT KILL, PAUSE, UNPAUSE, WAIT, EXEC sent before the
+    threshold: Redis reads them at the threshold, answers MULTI (allow-busy)
+    and each queued command -BUSY, so EXEC aborts; the victim lives on.
+    (shardkv queued them, and its EXEC killed the victim at once.)"""
+
+    def scenario(caller, other, admin):
+        victim = RespClient(admin.sock.getpeername()[1], timeout=30)
+        try:
+            sent = _in_multi(int(victim.command("CLIENT", "ID")))  # type: ignore[arg-type]
+            caller.send("EVAL", LOOP, 0)
+            time.sleep(0.1)
+            for command in sent:
+                other.send(*command)
+            out = [other.read() for _ in sent]
+            out.append(admin.call("SCRIPT", "KILL"))
+            out.append(caller.read())
+            out.append(victim.call("SET", KEY, "alive"))  # (no pause, no kill)
+            return out + _stats(admin, [*_ACCEPTOR_STATS[:4], "exec"])
+        finally:
+            victim.close()
+
+    _differential(servers, scenario)
+
+
+def test_acceptor_commands_queued_during_a_short_script_run_after_it(servers):
+    """The same transaction sent while a script runs that ends before the
+    threshold: Redis reads it after the script, so the script's client
+    gets its reply before the EXEC kills it.  (shardkv's EXEC killed it at
+    once: its script's reply never came.)"""
+
+    def scenario(caller, other, admin):
+        loop = "local t = redis.call('time') local e = t[1] * 1e6 + t[2] + 300000 " + (
+            "repeat t = redis.call('time') until t[1] * 1e6 + t[2] >= e return 'done'"
+        )
+        sent = _in_multi(int(caller.command("CLIENT", "ID")))  # type: ignore[arg-type]
+        caller.send("EVAL", loop, 0)
+        time.sleep(0.1)
+        for command in sent:
+            other.send(*command)
+        out = [caller.read(), caller.closed()]
+        out += [other.read() for _ in sent]
+        return out + _stats(admin, [*_ACCEPTOR_STATS[:4], "exec"])
+
+    _differential(servers, scenario)
+
+
+def test_an_exec_of_a_kill_queued_before_the_script_waits_for_it(servers):
+    """MULTI and CLIENT KILL of the script's client queued before the
+    script, EXEC sent while it runs: Redis reads the EXEC after a short
+    script (its client gets its reply, then is killed), or refuses it at
+    the threshold (EXECABORT with the -BUSY reason, the victim lives on).
+    (shardkv's EXEC killed the script's client at once.)"""
+
+    def scenario(caller, other, admin):
+        loop = "local t = redis.call('time') local e = t[1] * 1e6 + t[2] + 300000 " + (
+            "repeat t = redis.call('time') until t[1] * 1e6 + t[2] >= e return 'done'"
+        )
+        out = []
+        for script in (loop, LOOP):
+            victim = RespClient(admin.sock.getpeername()[1], timeout=30)
+            out.append(other.call("MULTI"))
+            out.append(other.call("CLIENT", "KILL", "ID", victim.command("CLIENT", "ID")))  # type: ignore[arg-type]
+            victim.send("EVAL", script, 0)
+            time.sleep(0.1)
+            other.send("EXEC")
+            if script == LOOP:
+                out += [other.read(), admin.call("SCRIPT", "KILL"), victim.read(), victim.call("PING")]
+            else:
+                out += [victim.read(), victim.closed(), other.read()]
+            victim.close()
+        return out + _stats(admin, ["client|kill", "exec"])
+
+    _differential(servers, scenario)
