@@ -371,15 +371,17 @@ def test_client_kill_of_a_client_still_running_what_it_sent(redis_and_shardkv):
     waits (shardkv lists it, flag ``A``): it is forgotten at once, the rest
     of what it sent dropped, as Redis frees a client it kills; in Redis
     the client, which ran everything as it read it, is gone already.
-    Either way it is then no longer listed or counted.  (The kill is
-    queued in a transaction: outside EXEC a CLIENT KILL first waits for
+    Either way it is then no longer listed or counted.  (The kill is an
+    ACL DELUSER of the client's own user, which kills its clients as
+    CLIENT KILL does: a CLIENT KILL, inside EXEC or not, first waits for
     every shard's scripts, the stopped one's too, see
-    blocking.serve_after_scripts; inside EXEC it runs at once.)"""
+    blocking.serve_after_scripts.)"""
     got = []
     for server in redis_and_shardkv:
         ours = server.kind == "shardkv"
         admin = RespClient(server.port)
         admin.command("FLUSHALL")
+        assert admin.command("ACL", "SETUSER", "leaver", "on", "nopass", "~*", "&*", "+@all") == b"OK"
         stopped = worker_pid(server, 0) if ours else 0
         if stopped:
             os.kill(stopped, signal.SIGSTOP)
@@ -389,20 +391,25 @@ def test_client_kill_of_a_client_still_running_what_it_sent(redis_and_shardkv):
             s.sendall(
                 b"".join(
                     encode_command(*c)
-                    for c in [["CLIENT", "SETNAME", "leaver"], migrate, ["SET", OTHER, "b"]]
+                    for c in [
+                        ["AUTH", "leaver", "any"],
+                        ["CLIENT", "SETNAME", "leaver"],
+                        migrate,
+                        ["SET", OTHER, "b"],
+                    ]
                 )
             )
-            assert s.recv(5) == b"+OK\r\n"
+            answered = b""
+            while len(answered) < 10 and (part := s.recv(10 - len(answered))):
+                answered += part
+            assert answered == b"+OK\r\n+OK\r\n"
             s.close()
             assert until(lambda: _seen_gone(admin, b"leaver")), "the server does not see the client close"  # noqa: B023
             line = _line(admin, b"leaver")
             if ours:
                 assert line is not None, "shardkv does not list the client while what it sent waits"
-                cid = line.split(b"id=")[1].split(b" ")[0]
-                admin.command("MULTI")
-                admin.command("CLIENT", "KILL", "ID", cid)
-                assert admin.command("EXEC") == [1]
-                assert not _listed(admin, b"leaver")
+            assert admin.command("ACL", "DELUSER", "leaver") == 1
+            assert not _listed(admin, b"leaver")
         finally:
             if stopped:
                 os.kill(stopped, signal.SIGCONT)
