@@ -583,7 +583,7 @@ class Client(Dispatch, asyncio.Protocol):
         else:
             out = _ready(pending)
         kept = None
-        self.state.flushed += len(out)
+        self.state.took_replies(len(out))
         if len(out) == len(pending):
             pending.clear()
         else:

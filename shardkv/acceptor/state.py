@@ -332,6 +332,10 @@ class ClientState:
     def leave_exec(self) -> None:
         self.in_exec = False
 
+    def took_replies(self, n: int) -> None:
+        """Client.flush took ``n`` replies off the pending ones (``flushed``)."""
+        self.flushed += n
+
     def build_exec(self, parts: list | None) -> None:
         """EXEC builds its array in ``parts`` (None: done), which an
         UNSUBSCRIBE inside it looks at (pubsub._haunt)."""

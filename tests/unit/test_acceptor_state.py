@@ -141,3 +141,6 @@ def test_transitions() -> None:
     assert state.exec_parts is parts
     state.build_exec(None)
     assert state.exec_parts is None
+    state.took_replies(2)
+    state.took_replies(3)
+    assert state.flushed == 5
