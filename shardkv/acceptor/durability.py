@@ -243,10 +243,52 @@ def _settle_failed(server: Acceptor, timed_out: bool = False) -> None:
             for link in gather.asked:
                 if link not in opened:
                     opened.append(link)
-                    # (Queued past a busy script, run once it ends, as a
-                    # signal's __shutdown: a -BUSY would leave the shard shut.)
-                    link.send(_HEADER, encode_command([Verb.SHUTDOWN, b"abort"]), _Ignore(), control=True)
+        # The answers wait for the shards that had not answered the stop
+        # (aborted) to run the abort, which is queued behind its
+        # __shutdown, so that a client of another acceptor, served on its
+        # own pipe, finds them open after them; no longer than
+        # shutdown-timeout seconds (a frozen worker's never comes).
+        late = {id(link) for gather in failed if gather.left > 0 for link in gather.asked}
+        opening = _Opening(server, failed, sum(1 for link in opened if id(link) in late))
+        for link in opened:
+            # (Queued past a busy script, run once it ends, as a
+            # signal's __shutdown: a -BUSY would leave the shard shut.)
+            sink = opening if id(link) in late else _Ignore()
+            link.send(_HEADER, encode_command([Verb.SHUTDOWN, b"abort"]), sink, control=True)
+        opening.start()
+        return
     _answer_failed(server, failed)
+
+
+class _Opening:
+    """The aborts sent to shards that had not answered an aborted stop:
+    its answers go once each has run, or past ``shutdown-timeout``."""
+
+    def __init__(self, server: Acceptor, failed: list, left: int) -> None:
+        self.server = server
+        self.failed: list | None = failed
+        self.left = left
+        self.timer: object = None
+
+    def start(self) -> None:
+        if self.left <= 0:
+            self.answer()
+            return
+        wait = float(self.server.config.get("shutdown-timeout") or 0)
+        self.timer = self.server.loop.call_later(wait, self.answer)  # type: ignore[union-attr]
+
+    def deliver(self, body: bytes) -> None:
+        self.left -= 1
+        if self.left == 0:
+            self.answer()
+
+    def answer(self) -> None:
+        if self.failed is None:
+            return
+        if self.timer is not None:
+            self.timer.cancel()  # type: ignore[attr-defined]
+        failed, self.failed = self.failed, None
+        _answer_failed(self.server, failed)
 
 
 def _answer_failed(server: Acceptor, failed: list) -> None:

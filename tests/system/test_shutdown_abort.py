@@ -179,7 +179,8 @@ def test_abort_of_a_shutdown_held_by_a_frozen_worker_answers_at_once():
     (it once waited for ever).  The other shard serves at once; the frozen
     one, running again, takes its ``__shutdown`` and then the abort, and
     serves too, every key kept."""
-    proc = start_shardkv("--save", "", shards=2)
+    # (Its answers wait shutdown-timeout seconds for the frozen shard.)
+    proc = start_shardkv("--save", "", "--shutdown-timeout", "1", shards=2)
     stopper, aborter = _client(proc), _client(proc)
     frozen = worker_pid(proc, 1)
     try:
@@ -204,4 +205,32 @@ def test_abort_of_a_shutdown_held_by_a_frozen_worker_answers_at_once():
         os.kill(frozen, signal.SIGCONT)
         stopper.close()
         aborter.close()
+        proc.stop()
+
+
+def test_after_an_abort_a_client_of_another_acceptor_finds_the_shard_open():
+    """SHUTDOWN ABORT while a shard still saves for the SHUTDOWN (1 ms a
+    key): its ``+OK`` comes once that shard has run the abort, queued
+    behind its ``__shutdown``, so that a write sent then by a client of
+    another acceptor, on that acceptor's own pipe, is served, as Redis's
+    after its ABORT (it once got ``-ERR shard is shutting down``)."""
+    proc = start_shardkv("--save", "3600 1", shards=2, acceptors=2)
+    stopper, aborter, other = client_on(proc.port, 0), client_on(proc.port, 0), client_on(proc.port, 1)
+    try:
+        for i in range(300):
+            assert stopper.command("SET", key_on(1, f"k{i}", shards=2), "v") == b"OK"
+        assert stopper.command("CONFIG", "SET", "rdb-key-save-delay", "1000") == b"OK"
+        stopper.send("SHUTDOWN")
+        deadline = time.monotonic() + WAIT
+        while True:  # until the acceptor has read the SHUTDOWN
+            reply = _ask(aborter, "SHUTDOWN", "ABORT")
+            if reply == b"OK" or time.monotonic() > deadline:
+                break
+            assert _is_error(reply, NO_SHUTDOWN)
+        assert reply == b"OK"
+        assert other.command("SET", key_on(1, "later", shards=2), "1") == b"OK"
+        assert _is_error(stopper.read_reply(), FAILED)
+    finally:
+        for c in (stopper, aborter, other):
+            c.close()
         proc.stop()
