@@ -686,6 +686,10 @@ class Waiters:
         except Exception:  # a bug must not take the shard down
             log.exception("serving a blocked %r failed", args[0])
             value = Error(errors.INTERNAL % commands.error_name(args))
+        # A handler that found nothing to pop says so (ks.unchanged) for the
+        # shard's execute, which is not on this path: cleared here, or the
+        # next write would go unlogged.
+        ks.unchanged = False
         if value is None:
             return False
         claims = waiter.wait.claims
@@ -788,6 +792,7 @@ class Waiters:
         except Exception:  # a bug must not take the shard down
             log.exception("popping for a blocked %r failed", command[0])
             value = Error(errors.INTERNAL % commands.error_name(command))
+        ks.unchanged = False  # (as in _serve: no execute here to clear it)
         notification = [wire.BWAIT_SERVED, key, encode(value, waiter.resp3)]
         if type(value) is not Error:
             self.held[waiter.pipe, waiter.token] = ((waiter.db, key), command, value, int(waiter.args[3]))

@@ -408,14 +408,69 @@ def test_scan_cursors_past_the_table_go_on_scanning(r):
         ("PERSIST", "nc:none"),
         ("PERSIST", "nc:str"),
         ("PERSIST", "nc:ttl"),  # a TTL dropped: counts one
+        ("SMOVE", "nc:set", "nc:set2", "b"),
+        ("SMOVE", "nc:none", "nc:set2", "a"),
+        ("SMOVE", "{nc}s", "{nc}s", "a"),  # onto itself
+        ("SMOVE", "{nc}s", "{nc}d", "b"),
+        ("LTRIM", "nc:none", "0", "-1"),
+        ("LTRIM", "nc:list", "0", "-1"),
+        ("LTRIM", "nc:list", "1", "-1"),
+        ("ZREMRANGEBYSCORE", "nc:none", "0", "5"),
+        ("ZREMRANGEBYSCORE", "nc:zset", "5", "9"),
+        ("ZREMRANGEBYRANK", "nc:zset", "5", "9"),
+        ("ZREMRANGEBYLEX", "nc:zset", "[x", "[z"),
+        ("ZREMRANGEBYSCORE", "nc:zset", "0", "5"),  # removed: counts one
+        ("HSETNX", "nc:hash", "f", "w"),
+        ("HSETNX", "nc:hash", "g", "w"),  # set: counts one
+        ("SETNX", "nc:str", "w"),
+        ("SETNX", "nc:none", "w"),  # set: counts one
+        ("LPUSHX", "nc:none", "a"),
+        ("RPUSHX", "nc:none", "a"),
+        ("LINSERT", "nc:none", "BEFORE", "a", "b"),
+        ("LINSERT", "nc:list", "BEFORE", "x", "b"),
+        ("MOVE", "nc:none", "1"),
+        # The STORE forms with an empty result and no destination to
+        # delete, on one shard ({nc}) and across shards.
+        ("SINTERSTORE", "{nc}d", "{nc}s", "{nc}x"),
+        ("SUNIONSTORE", "{nc}d", "{nc}x"),
+        ("SDIFFSTORE", "{nc}d", "{nc}s", "{nc}s"),
+        ("SINTERSTORE", "nc:none2", "nc:set", "nc:none"),
+        ("SDIFFSTORE", "nc:none2", "nc:set", "nc:set"),
+        ("ZINTERSTORE", "{nc}d", "2", "{nc}z", "{nc}x"),
+        ("ZUNIONSTORE", "{nc}d", "1", "{nc}x"),
+        ("ZDIFFSTORE", "{nc}d", "2", "{nc}z", "{nc}z"),
+        ("ZRANGESTORE", "{nc}d", "{nc}z", "5", "9"),
+        ("ZINTERSTORE", "nc:none2", "2", "nc:zset", "nc:none"),
+        ("SINTERSTORE", "{nc}s", "{nc}s", "{nc}x"),  # the destination deleted: counts one
+        ("ZDIFFSTORE", "{nc}z", "2", "{nc}z", "{nc}z"),  # the destination deleted: counts one
+        ("SPOP", "nc:none"),
+        ("LPOP", "nc:none"),
+        ("RPOP", "nc:none"),
+        ("ZPOPMIN", "nc:none"),
+        ("ZPOPMAX", "nc:none"),
+        ("GETDEL", "nc:none"),
+        ("GETEX", "nc:none", "EX", "10"),
+        ("GETEX", "nc:str"),
+        ("GETEX", "nc:str", "PERSIST"),
+        ("GETEX", "nc:ttl", "PERSIST"),  # a TTL dropped: counts one
+        ("LPOP", "nc:list", "0"),
+        ("SPOP", "nc:set", "0"),
+        ("ZPOPMIN", "nc:zset", "0"),
+        ("LMOVE", "nc:none", "nc:none2", "LEFT", "LEFT"),
+        ("RPOPLPUSH", "nc:none", "nc:none2"),
+        ("LMPOP", "1", "nc:none", "LEFT"),
+        ("ZMPOP", "1", "nc:none", "MIN"),
+        ("SREM", "nc:set", "a"),  # the set deleted: counts one
     ],
     ids=" ".join,
 )
 def test_writes_that_change_nothing_are_not_changes(ports, command):
     """rdb_changes_since_last_save around a write that found nothing to
     change (a missing key or member, an EXPIRE condition not met, PERSIST
-    of a key without TTL): Redis counts it as no change (and does not
-    propagate it); one that changed something counts."""
+    of a key without TTL, a pop of nothing, an NX or X form whose key or
+    field is there or not, an LTRIM that keeps all, a STORE form with an
+    empty result and no destination): Redis counts it as no change (and
+    does not propagate it); one that changed something counts."""
     setup = [
         ("SET", "nc:str", "v"),
         ("SET", "nc:ttl", "v", "EX", "100"),
@@ -423,19 +478,22 @@ def test_writes_that_change_nothing_are_not_changes(ports, command):
         ("HSET", "nc:hash", "f", "v"),
         ("RPUSH", "nc:list", "a"),
         ("ZADD", "nc:zset", "1", "a"),
+        ("SADD", "{nc}s", "a"),
+        ("ZADD", "{nc}z", "1", "a"),
     ]
+    scratch = ("nc:none", "nc:none2", "nc:set2", "{nc}d", "{nc}x")
     got = {}
     for name in ("redis", "shardkv"):
         client = redis.Redis(port=ports[name])
         try:
-            client.delete("nc:none", "nc:none2", *(c[1] for c in setup))
+            client.delete(*scratch, *(c[1] for c in setup))
             for c in setup:
                 client.execute_command(*c)
             before = client.info("persistence")["rdb_changes_since_last_save"]
             reply = client.execute_command(*command)
             after = client.info("persistence")["rdb_changes_since_last_save"]
             got[name] = (reply, after - before)
-            client.delete(*(c[1] for c in setup))
+            client.delete(*scratch, *(c[1] for c in setup))
         finally:
             client.close()
     assert got["shardkv"] == got["redis"]

@@ -327,6 +327,49 @@ def test_log_holds_what_the_shard_did(tmp_path):
         assert records[5:] == []
 
 
+def test_writes_that_change_nothing_are_not_logged(tmp_path):
+    """A write that finds nothing to change (ks.unchanged, as Redis's
+    server.dirty stays) leaves no record, and the next write that does is
+    logged: the log replays to the same data."""
+    clock = FakeClock(1_700_000_000_000)
+    cfg = make_config(tmp_path)
+    shard = open_shard(cfg, clock)
+    writes = [
+        ("RPUSH", "l", "a", "b"),
+        ("SADD", "s", "a"),
+        ("ZADD", "z", "1", "a"),
+        ("HSET", "h", "f", "v"),
+        ("SET", "k", "v"),
+    ]
+    nothing = [
+        ("LTRIM", "l", "0", "-1"),
+        ("LINSERT", "l", "BEFORE", "x", "y"),
+        ("LPUSHX", "none", "a"),
+        ("LPOP", "none"),
+        ("SMOVE", "s", "s2", "x"),
+        ("SPOP", "none"),
+        ("SINTERSTORE", "d", "s", "none"),
+        ("ZREMRANGEBYSCORE", "z", "5", "9"),
+        ("ZPOPMIN", "none"),
+        ("ZUNIONSTORE", "d", "1", "none"),
+        ("HSETNX", "h", "f", "w"),
+        ("SETNX", "k", "w"),
+        ("GETDEL", "none"),
+        ("GETEX", "k"),
+        ("MOVE", "none", "1"),
+    ]
+    logged = []
+    for write, noop in zip(writes * 3, nothing, strict=True):
+        run(shard, *noop)
+        run(shard, *write)
+        logged.append([a.encode() for a in write])
+    records = [args for _, args in aofreader.read_records(shard.persistence.aof.path)]  # type: ignore[union-attr]
+    assert records == logged
+    expected = state(shard)
+    close(shard)
+    assert state(open_shard(cfg, clock)) == expected
+
+
 def test_expired_keys_are_not_resurrected(tmp_path):
     clock = FakeClock()
     cfg = make_config(tmp_path)

@@ -78,6 +78,7 @@ def hsetnx(ks: Keyspace, args: list[bytes]) -> object:
         ks.store(key, {field: args[3]})
         return 1
     if field in h:
+        ks.unchanged = True  # as Redis: the field is kept, not dirty, not logged
         return 0
     h[field] = args[3]
     ks.touch(key)

@@ -279,11 +279,13 @@ def move(ks: Keyspace, args: list[bytes]) -> object:
         raise CommandError(errors.SAME_OBJECT)
     value = ks.lookup(key)
     if value is None:
+        ks.unchanged = True  # as Redis: nothing moved, not dirty, not logged
         return 0
     when = ks.get_expire(key)
     clock = ks.clocks.get(key)
     with ks.selected(target):
         if ks.lookup(key) is not None:
+            ks.unchanged = True  # held there already: nothing moved
             return 0
         ks.store(key, value)
         access.move_clock(ks, key, clock)  # the object moves, its clock with it

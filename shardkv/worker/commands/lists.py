@@ -71,6 +71,7 @@ def _push(ks: Keyspace, args: list[bytes], left: bool, only_existing: bool) -> i
     value = ks.lookup(key)
     if value is None:
         if only_existing:
+            ks.unchanged = True  # as Redis: no list, nothing pushed, not dirty
             return 0
         value = deque()
         ks.store(key, value)
@@ -114,10 +115,12 @@ def linsert(ks: Keyspace, args: list[bytes]) -> object:
     after = int(parse_either(args[2], b"AFTER", b"BEFORE"))
     value = ks.lookup_type(args[1], deque)
     if value is None:
+        ks.unchanged = True  # as Redis: nothing inserted, not dirty, not logged
         return 0
     try:
         i = value.index(args[3])
     except ValueError:
+        ks.unchanged = True  # no pivot: nothing inserted
         return -1
     value.insert(i + after, args[4])
     ks.touch(args[1])
@@ -134,6 +137,7 @@ def _pop(ks: Keyspace, args: list[bytes], left: bool) -> object:
     if len(args) == 2:
         value = ks.lookup_type(key, deque)
         if value is None:
+            ks.unchanged = True  # as Redis: nothing popped, not dirty, not logged
             return None
         item = value.popleft() if left else value.pop()
         ks.touch(key)
@@ -142,10 +146,9 @@ def _pop(ks: Keyspace, args: list[bytes], left: bool) -> object:
         return item
     count = _positive(args[2], errors.NOT_POSITIVE)
     value = ks.lookup_type(key, deque)
-    if value is None:
-        return NULL_ARRAY
-    if not count:
-        return []
+    if value is None or not count:
+        ks.unchanged = True  # nothing popped
+        return NULL_ARRAY if value is None else []
     return _pop_many(ks, key, value, left, count)
 
 
@@ -196,7 +199,10 @@ def lmpop(ks: Keyspace, args: list[bytes]) -> object:
     """LMPOP numkeys key [key ...] LEFT | RIGHT [COUNT count]"""
     keys, left, count = _parse_mpop(args, 1)
     found = _mpop_first(ks, keys, left, count)
-    return NULL_ARRAY if found is None else found
+    if found is None:
+        ks.unchanged = True  # no list: nothing popped
+        return NULL_ARRAY
+    return found
 
 
 # -- reading ---------------------------------------------------------------------
@@ -344,10 +350,16 @@ def ltrim(ks: Keyspace, args: list[bytes]) -> object:
     key = args[1]
     value = ks.lookup_type(key, deque)
     if value is None:
+        ks.unchanged = True  # as Redis: nothing trimmed, not dirty, not logged
         return OK
     n = len(value)
     a, b = index_range(start, end, n)
-    ks.touch(key)  # as Redis: LTRIM of an existing list is a change, even when it keeps all
+    # As Redis: LTRIM of an existing list touches it (WATCH), even when it
+    # keeps all; but only what it removed counts as a change (dirty).
+    ks.touch(key)
+    if a == 0 and b == n:
+        ks.unchanged = True
+        return OK
     if a == b:
         ks.delete(key)
         return OK

@@ -56,8 +56,8 @@ def _store_result(ks: Keyspace, dst: bytes, result: set) -> int:
     """The STORE forms: ``dst`` becomes ``result``, or goes if it is empty."""
     if result:
         ks.store(dst, result)
-    else:
-        ks.delete(dst)
+    elif not ks.delete(dst):
+        ks.unchanged = True  # as Redis: empty, no destination to delete: no change
     return len(result)
 
 
@@ -135,6 +135,7 @@ def spop(ks: Keyspace, args: list[bytes]) -> object:
     if len(args) == 2:
         s = get_set(ks, key)
         if s is None:
+            ks.unchanged = True  # as Redis: nothing popped, not dirty, not logged
             return None
         member = _pop_member(s)
         ks.touch(key)
@@ -144,6 +145,7 @@ def spop(ks: Keyspace, args: list[bytes]) -> object:
     count = _parse_positive(args[2], errors.NOT_POSITIVE)
     s = get_set(ks, key)
     if s is None or count == 0:
+        ks.unchanged = True  # nothing popped
         return set()
     if count >= len(s):
         ks.delete(key)
@@ -182,13 +184,11 @@ def smove(ks: Keyspace, args: list[bytes]) -> object:
     """SMOVE source destination member"""
     src_key, dst_key, member = args[1], args[2], args[3]
     src = get_set(ks, src_key)
-    if src is None:
-        return 0
-    dst = get_set(ks, dst_key)
-    if src is dst:
-        return 1 if member in src else 0
-    if member not in src:
-        return 0
+    dst = get_set(ks, dst_key) if src is not None else None
+    if src is None or src is dst or member not in src:
+        # As Redis: nothing moved (or onto itself), not dirty, not logged.
+        ks.unchanged = True
+        return 1 if src is not None and src is dst and member in src else 0
     src.discard(member)
     ks.touch(src_key)
     if not src:

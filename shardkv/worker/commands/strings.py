@@ -109,6 +109,7 @@ def set_(ks: Keyspace, args: list[bytes]) -> object:
 def setnx(ks: Keyspace, args: list[bytes]) -> object:
     """SETNX key value"""
     if ks.lookup(args[1]) is not None:
+        ks.unchanged = True  # as Redis: the key is kept, not dirty, not logged
         return 0
     ks.store(args[1], args[2], counted=True)
     return 1
@@ -145,6 +146,8 @@ def getdel(ks: Keyspace, args: list[bytes]) -> object:
         old = get_string(ks, args[1])
     if old is not None:
         ks.delete(args[1])
+    else:
+        ks.unchanged = True  # as Redis: nothing deleted, not dirty, not logged
     return old
 
 
@@ -158,6 +161,7 @@ def getex(ks: Keyspace, args: list[bytes]) -> object:
     with ks.reading():
         value = get_string(ks, key)
     if value is None:
+        ks.unchanged = True  # as Redis: nothing changed, not dirty, not logged
         return None
     when = None
     if exp_opt is not None:
@@ -168,8 +172,8 @@ def getex(ks: Keyspace, args: list[bytes]) -> object:
             ks.delete(key)
         else:
             ks.set_expire(key, when)
-    elif persist:
-        ks.persist(key)
+    elif not persist or not ks.persist(key):
+        ks.unchanged = True  # no option, or no TTL to drop: nothing changed
     return value
 
 

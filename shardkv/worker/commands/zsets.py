@@ -89,8 +89,8 @@ def _store_or_delete(ks: Keyspace, key: bytes, z: ZSet) -> int:
     delete it when ``z`` is empty.  Returns the size of ``z``."""
     if z:
         ks.store(key, z)
-    else:
-        ks.delete(key)
+    elif not ks.delete(key):
+        ks.unchanged = True  # as Redis: empty, no destination to delete: no change
     return len(z)
 
 
@@ -408,6 +408,7 @@ def _zremrange(ks: Keyspace, args: list[bytes], by: str) -> object:
         lmin, lmax = parse_lex_bound(args[2]), parse_lex_bound(args[3])
     z = get_zset(ks, key)
     if z is None:
+        ks.unchanged = True  # as Redis: nothing removed, not dirty, not logged
         return 0
     if by is BY_RANK:
         a, b = index_range(start, end, len(z))
@@ -417,6 +418,7 @@ def _zremrange(ks: Keyspace, args: list[bytes], by: str) -> object:
         a, b = z.lex_span(lmin, lmax)
     removed = len(z.pop_range(a, b))
     if not removed:
+        ks.unchanged = True
         return 0
     ks.touch(key)
     if not z:
@@ -483,6 +485,7 @@ def _zpop(ks: Keyspace, args: list[bytes], highest: bool) -> object:
             raise CommandError(errors.NOT_POSITIVE)
     z = get_zset(ks, args[1])
     if z is None or count == 0:
+        ks.unchanged = True  # as Redis: nothing popped, not dirty, not logged
         return []
     items = _pop_key(ks, args[1], z, highest, 1 if count is None else count)
     if count is None:
@@ -538,7 +541,10 @@ def zmpop(ks: Keyspace, args: list[bytes]) -> object:
     """ZMPOP numkeys key [key ...] MIN | MAX [COUNT count]"""
     keys, highest, count = parse_mpop(args, 1)
     popped = pop_first(ks, keys, highest, count)
-    return NULL_ARRAY if popped is None else mpop_reply(popped)
+    if popped is None:
+        ks.unchanged = True  # no sorted set: nothing popped
+        return NULL_ARRAY
+    return mpop_reply(popped)
 
 
 # -- blocking pops ----------------------------------------------------------------------
