@@ -357,6 +357,8 @@ class Exec:
         "refusals",
         "refused_last",
         "muted",
+        "silenced",
+        "silent",
     )
 
     def __init__(
@@ -410,6 +412,15 @@ class Exec:
         self.name = b"EXEC"
         # CLIENT REPLY OFF (SKIP) dropped the array: see mute.
         self.muted = False
+        # The queued commands (those that run, by position) after a CLIENT
+        # REPLY OFF inside, until a CLIENT REPLY ON: their replies are
+        # dropped, as Redis drops what they add to EXEC's array (its
+        # length stays that of the whole), their messages kept (see
+        # silence); and the slots among their parts, by id, whose replies
+        # are dropped once in (a message meant to come before one of them,
+        # pubsub._in_exec_or_after, still finds it).
+        self.silenced: set[int] | None = None
+        self.silent: set[int] | None = None
 
     def mute(self) -> Exec:
         """CLIENT REPLY OFF or SKIP drops EXEC's reply: it stays in the
@@ -419,6 +430,24 @@ class Exec:
         reply mode (CLIENT_PUSHING)."""
         self.muted = True
         return self
+
+    def silence(self, i: int, parts: list, start: int) -> None:
+        """The queued command ``i`` (of those that run) left its parts in
+        ``parts`` from ``start``: if it runs under a CLIENT REPLY OFF of the
+        transaction's (:attr:`silenced`), drop its replies and keep the
+        messages among them (its keyspace events, a PUBLISH's to the
+        client itself, a Pub/Sub confirmation), as Redis writes them
+        whatever the reply mode (CLIENT_PUSHING)."""
+        if self.silenced is None or i not in self.silenced:
+            return
+        for j in range(start, len(parts)):
+            part = parts[j]
+            if type(part) is bytes:
+                parts[j] = b""
+            elif type(part) is not ExecPlace and type(part) is not Pushed:
+                if self.silent is None:
+                    self.silent = set()
+                self.silent.add(id(part))
 
     def log_refusals(self, client: Client) -> None:
         """The transaction runs: ACL LOG's entries of its refusals, and
@@ -476,9 +505,12 @@ class Exec:
                     continue
                 if type(part) is Pushed:  # (see pubsub._in_exec_or_after)
                     heard.append(part.data)
+                silent = self.silent is not None and id(part) in self.silent
                 part = part.data
                 if part is None:
                     return None
+                if silent:
+                    part = b""
             if ahead:
                 part, ahead = ahead + part, b""
             out.append(part)
@@ -554,6 +586,7 @@ def exec_(client: Client, args: list[bytes]) -> None:
         queued = allowed
     reply = Exec(len(queued) + len(denied or ()), denied, cut, notes, refusals, refused_last)
     reply.name = args[0]
+    reply.silenced = _after_reply_off(asked, denied)
     # Redis checks the watched keys as it reads EXEC, and the client cannot
     # go before: the transaction takes them now, as they are, even if it
     # waits (a CLIENT UNBLOCK inside) and the client goes or is killed
@@ -570,6 +603,34 @@ def exec_(client: Client, args: list[bytes]) -> None:
     else:
         _begin(client, queued, reply)
     client.pending.append(reply)
+
+
+def _after_reply_off(asked: list, denied: dict[int, bytes] | None) -> set[int] | None:
+    """The positions, among the queued commands that run, of those after a
+    CLIENT REPLY OFF of the transaction's (``asked``: every queued
+    command; ``denied``: the errors of those the ACL rules refuse, by
+    position there) and before a CLIENT REPLY ON, if any: Redis drops
+    their replies (the refusals' errors too, left empty in ``denied``)."""
+    off = False
+    silenced: set[int] | None = None
+    ran = 0  # (the position among those that run)
+    for i, (cmd, args) in enumerate(asked):
+        if denied is not None and i in denied:
+            if off:
+                denied[i] = b""
+            continue
+        if cmd.name == "client" and len(args) == 3 and args[1].lower() == b"reply":
+            mode = args[2].lower()
+            if mode == b"off":
+                off = True
+            elif mode == b"on":
+                off = False
+        if off:
+            if silenced is None:
+                silenced = set()
+            silenced.add(ran)
+        ran += 1
+    return silenced
 
 
 def _config_set_passes(client: Client, args: list[bytes]) -> bool:
@@ -1130,6 +1191,7 @@ def _run_in_order(client: Client, queued: list, reply: Exec, early: dict[int, li
     client.state.unblock_in_place(0)  # its shard serves after the whole batch
     try:
         for i, (cmd, args) in enumerate(queued):
+            start = len(parts)
             if i in early:
                 parts.extend(early[i])
             else:
@@ -1141,6 +1203,7 @@ def _run_in_order(client: Client, queued: list, reply: Exec, early: dict[int, li
                     _to_trailer(captured, routed, reply)
                 captured.popleft()
                 parts.extend(captured)
+            reply.silence(i, parts, start)
             if client.server.monitors:
                 monitor.feed(client, cmd, args)
         # Its reads all ran: the tracking table back under its limit, as
@@ -1328,6 +1391,7 @@ def _run_atomic(
         scheduled: list[bytes] = []  # BGSAVE's, BGREWRITEAOF's (see _schedule_elsewhere)
         try:
             for i, (cmd, args) in enumerate(queued):
+                start = len(parts)
                 if i in selects:
                     parts.extend(selects[i])
                 elif i in early:
@@ -1356,6 +1420,7 @@ def _run_atomic(
                     parts += (place, body)
                     if cmd.name in _SCHEDULES and type(body) is bytes and body[:1] == b"+":
                         scheduled.append(_SCHEDULES[cmd.name])
+                reply.silence(i, parts, start)
         finally:
             client.state.build_exec(None)
         _schedule_elsewhere(client, made[-1].executor, scheduled)
