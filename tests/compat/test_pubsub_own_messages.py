@@ -256,11 +256,14 @@ def test_a_muted_publish_to_itself_gives_the_message_alone(redis_and_shardkv_k12
         b"MULTI\r\nSET a 1\r\nCLIENT REPLY OFF\r\nECHO gone\r\nCLIENT REPLY ON\r\nGET a\r\nEXEC\r\n",
         b"MULTI\r\nSET a 1\r\nCLIENT REPLY OFF\r\nECHO gone\r\nCLIENT REPLY SKIP\r\nGET a\r\nEXEC\r\nPING\r\n",
         b'MULTI\r\nCLIENT REPLY OFF\r\nEVAL "return 1" 0\r\nECHO gone\r\nINCR a\r\nSET b 1\r\nEXEC\r\n',
-        KEA + b"PSUBSCRIBE __keyspace@0__:*\r\nMULTI\r\nSET a 1\r\nCLIENT REPLY OFF\r\nSET b 2\r\nECHO gone\r\n"
+        KEA
+        + b"PSUBSCRIBE __keyspace@0__:*\r\nMULTI\r\nSET a 1\r\nCLIENT REPLY OFF\r\nSET b 2\r\nECHO gone\r\n"
         b"INCR a\r\nEXEC\r\nCLIENT REPLY ON\r\nPUNSUBSCRIBE\r\n" + OFF,
-        KEA + b"SUBSCRIBE __keyspace@0__:a\r\nMULTI\r\nSET a 1\r\nCLIENT REPLY OFF\r\nSET a 2\r\nECHO gone\r\n"
+        KEA
+        + b"SUBSCRIBE __keyspace@0__:a\r\nMULTI\r\nSET a 1\r\nCLIENT REPLY OFF\r\nSET a 2\r\nECHO gone\r\n"
         b"CLIENT REPLY ON\r\nSET a 3\r\nEXEC\r\nUNSUBSCRIBE\r\n" + OFF,
-        KEA + b"PSUBSCRIBE __keyspace@0__:*\r\nWATCH a\r\nMULTI\r\nSET a 1\r\nCLIENT REPLY OFF\r\nECHO gone\r\n"
+        KEA
+        + b"PSUBSCRIBE __keyspace@0__:*\r\nWATCH a\r\nMULTI\r\nSET a 1\r\nCLIENT REPLY OFF\r\nECHO gone\r\n"
         b"SET b 2\r\nEXEC\r\nCLIENT REPLY ON\r\nPUNSUBSCRIBE\r\n" + OFF,
         b"SUBSCRIBE q\r\nMULTI\r\nSET a 1\r\nCLIENT REPLY OFF\r\nPUBLISH q x\r\nECHO gone\r\nEXEC\r\n"
         b"CLIENT REPLY ON\r\nUNSUBSCRIBE\r\n",
