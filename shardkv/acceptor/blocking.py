@@ -475,14 +475,9 @@ def serve_after_scripts(
             if server.monitors:  # shown once it ran, after its replies, as Redis's call() does
                 monitor.feed(client, cmd, args, since=since)
         else:
-            message = refused.decode("latin-1")[1:].strip() if isinstance(refused, bytes) else str(refused)
-            server.stats.rejected(stat_name(args), message)  # as dispatch's reject
-            client.pending.append(encode_error(message))
+            _refused_after_scripts(client, args, refused)
         if quiet:
-            pending = client.pending
-            for i in range(since, len(pending)):
-                if type(pending[i]) is not Pushed:
-                    pending[i] = MUTED
+            _mute_since(client, since)
         if client.closing and not client.closed:
             # It closes after its replies (a CLIENT KILL of itself): what it
             # sent after runs no more (resume would skip it, and not write
@@ -494,6 +489,23 @@ def serve_after_scripts(
             client.flush()
 
     after_scripts(server, finish, lambda: finish(None))
+
+
+def _refused_after_scripts(client: Client, args: list[bytes], refused: int | bytes) -> None:
+    """``args``, which waited for the shards' scripts, is refused (a shard's
+    ``-BUSY``): its error, counted as dispatch's reject counts one."""
+    message = refused.decode("latin-1")[1:].strip() if isinstance(refused, bytes) else str(refused)
+    client.server.stats.rejected(stat_name(args), message)
+    client.pending.append(encode_error(message))
+
+
+def _mute_since(client: Client, since: int) -> None:
+    """CLIENT REPLY OFF or SKIP: the replies from ``since`` on are dropped
+    (messages pushed meanwhile stay)."""
+    pending = client.pending
+    for i in range(since, len(pending)):
+        if type(pending[i]) is not Pushed:
+            pending[i] = MUTED
 
 
 def queue_after_scripts(client: Client, args: list[bytes], queue: Callable[[], None]) -> None:
@@ -521,15 +533,10 @@ def queue_after_scripts(client: Client, args: list[bytes], queue: Callable[[], N
         if refused is None:
             queue()
         else:
-            message = refused.decode("latin-1")[1:].strip() if isinstance(refused, bytes) else str(refused)
-            server.stats.rejected(stat_name(args), message)  # as dispatch's reject
             client.state.reject_in_multi()
-            client.pending.append(encode_error(message))
+            _refused_after_scripts(client, args, refused)
         if quiet:
-            pending = client.pending
-            for i in range(since, len(pending)):
-                if type(pending[i]) is not Pushed:
-                    pending[i] = MUTED
+            _mute_since(client, since)
         if client.waiting():
             server.loop.call_soon(client.resume)  # type: ignore[union-attr]
         elif client.pending:
