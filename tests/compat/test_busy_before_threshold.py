@@ -85,6 +85,31 @@ def _differential(servers, scenario) -> None:
         assert got["shardkv"] == got["redis"], place
 
 
+def _refused_at_the_threshold(commands_of, stats):
+    """A scenario: a looping script runs; another client sends
+    ``commands_of(the victim's id)``, read at the threshold; then SCRIPT
+    KILL, the script's reply, a SET by the victim (alive, not paused) and
+    the ``stats``."""
+
+    def scenario(caller, other, admin):
+        victim = RespClient(admin.sock.getpeername()[1], timeout=30)
+        try:
+            sent = commands_of(int(victim.command("CLIENT", "ID")))  # type: ignore[arg-type]
+            caller.send("EVAL", LOOP, 0)
+            time.sleep(0.1)
+            for command in sent:
+                other.send(*command)
+            out = [other.read() for _ in sent]
+            out.append(admin.call("SCRIPT", "KILL"))
+            out.append(caller.read())
+            out.append(victim.call("SET", KEY, "alive"))  # (no pause, no kill)
+            return out + _stats(admin, stats)
+        finally:
+            victim.close()
+
+    return scenario
+
+
 def test_commands_sent_before_the_threshold_get_busy(servers):
     """Another client's pipeline to the script's shard, sent before the
     threshold: every command gets -BUSY (none runs, none is counted as a
@@ -217,21 +242,7 @@ def test_acceptor_commands_sent_before_the_threshold_get_busy(servers):
     ran them at once: the victim was killed, the pause began, WAIT
     answered 0, EVALSHA -NOSCRIPT."""
 
-    def scenario(caller, other, admin):
-        victim = RespClient(admin.sock.getpeername()[1], timeout=30)
-        try:
-            sent = _acceptor_commands(int(victim.command("CLIENT", "ID")))  # type: ignore[arg-type]
-            caller.send("EVAL", LOOP, 0)
-            time.sleep(0.1)
-            for command in sent:
-                other.send(*command)
-            out = [other.read() for _ in sent]
-            out.append(admin.call("SCRIPT", "KILL"))
-            out.append(caller.read())
-            out.append(victim.call("SET", KEY, "alive"))  # (no pause, no kill)
-            return out + _stats(admin, _ACCEPTOR_STATS)
-        finally:
-            victim.close()
+    scenario = _refused_at_the_threshold(_acceptor_commands, _ACCEPTOR_STATS)
 
     _differential(servers, scenario)
 
@@ -351,21 +362,7 @@ def test_acceptor_commands_queued_before_the_threshold_get_busy(servers):
     and each queued command -BUSY, so EXEC aborts; the victim lives on.
     (shardkv queued them, and its EXEC killed the victim at once.)"""
 
-    def scenario(caller, other, admin):
-        victim = RespClient(admin.sock.getpeername()[1], timeout=30)
-        try:
-            sent = _in_multi(int(victim.command("CLIENT", "ID")))  # type: ignore[arg-type]
-            caller.send("EVAL", LOOP, 0)
-            time.sleep(0.1)
-            for command in sent:
-                other.send(*command)
-            out = [other.read() for _ in sent]
-            out.append(admin.call("SCRIPT", "KILL"))
-            out.append(caller.read())
-            out.append(victim.call("SET", KEY, "alive"))  # (no pause, no kill)
-            return out + _stats(admin, [*_ACCEPTOR_STATS[:4], "exec"])
-        finally:
-            victim.close()
+    scenario = _refused_at_the_threshold(_in_multi, [*_ACCEPTOR_STATS[:4], "exec"])
 
     _differential(servers, scenario)
 
