@@ -52,6 +52,18 @@ def _is_error(reply: object, text: str) -> bool:
     return isinstance(reply, ErrorReply) and str(reply) == text
 
 
+def _abort_once_read(aborter: RespClient) -> None:
+    """SHUTDOWN ABORT until the acceptor has read a SHUTDOWN sent just
+    before (``No shutdown in progress`` until then): ``OK``."""
+    deadline = time.monotonic() + WAIT
+    while True:
+        reply = _ask(aborter, "SHUTDOWN", "ABORT")
+        if reply == b"OK" or time.monotonic() > deadline:
+            break
+        assert _is_error(reply, NO_SHUTDOWN)
+    assert reply == b"OK"
+
+
 def _wait_busy(c: RespClient) -> None:
     """PING until the script is past busy-reply-threshold (``-BUSY``)."""
     deadline = time.monotonic() + WAIT
@@ -110,13 +122,7 @@ def test_abort_cancels_a_shutdown_whose_shards_save():
         for i in range(100):  # about 0.25 s of saving a shard
             assert aborter.command("SET", f"k{i}", i) == b"OK"
         stopper.send("SHUTDOWN", "SAVE")
-        deadline = time.monotonic() + WAIT
-        while True:  # until the acceptor has read the SHUTDOWN
-            reply = _ask(aborter, "SHUTDOWN", "ABORT")
-            if reply == b"OK" or time.monotonic() > deadline:
-                break
-            assert _is_error(reply, NO_SHUTDOWN)
-        assert reply == b"OK"
+        _abort_once_read(aborter)
         assert _is_error(stopper.read_reply(), FAILED)
         assert aborter.command("SET", "later", "1") == b"OK"  # every shard open again
         assert aborter.command("DBSIZE") == 101
@@ -187,13 +193,7 @@ def test_abort_of_a_shutdown_held_by_a_frozen_worker_answers_at_once():
         assert aborter.command("SET", key_on(1, "before", shards=2), "1") == b"OK"
         os.kill(frozen, signal.SIGSTOP)
         stopper.send("SHUTDOWN")
-        deadline = time.monotonic() + WAIT
-        while True:  # until the acceptor has read the SHUTDOWN
-            reply = _ask(aborter, "SHUTDOWN", "ABORT")
-            if reply == b"OK" or time.monotonic() > deadline:
-                break
-            assert _is_error(reply, NO_SHUTDOWN)
-        assert reply == b"OK"
+        _abort_once_read(aborter)
         assert _is_error(stopper.read_reply(), FAILED)
         assert aborter.command("SET", key_on(0, "later", shards=2), "1") == b"OK"
         assert _is_error(_ask(aborter, "SHUTDOWN", "ABORT"), NO_SHUTDOWN)
@@ -221,13 +221,7 @@ def test_after_an_abort_a_client_of_another_acceptor_finds_the_shard_open():
             assert stopper.command("SET", key_on(1, f"k{i}", shards=2), "v") == b"OK"
         assert stopper.command("CONFIG", "SET", "rdb-key-save-delay", "1000") == b"OK"
         stopper.send("SHUTDOWN")
-        deadline = time.monotonic() + WAIT
-        while True:  # until the acceptor has read the SHUTDOWN
-            reply = _ask(aborter, "SHUTDOWN", "ABORT")
-            if reply == b"OK" or time.monotonic() > deadline:
-                break
-            assert _is_error(reply, NO_SHUTDOWN)
-        assert reply == b"OK"
+        _abort_once_read(aborter)
         assert other.command("SET", key_on(1, "later", shards=2), "1") == b"OK"
         assert _is_error(stopper.read_reply(), FAILED)
     finally:
