@@ -429,6 +429,9 @@ def test_scan_cursors_past_the_table_go_on_scanning(r):
         ("LINSERT", "nc:none", "BEFORE", "a", "b"),
         ("LINSERT", "nc:list", "BEFORE", "x", "b"),
         ("MOVE", "nc:none", "1"),
+        ("COPY", "{nc}none", "{nc}c"),  # no source
+        ("COPY", "{nc}s", "{nc}z"),  # a destination held, no REPLACE
+        ("COPY", "nc:none", "nc:c"),  # across shards
         # The STORE forms with an empty result and no destination to
         # delete, on one shard ({nc}) and across shards.
         ("SINTERSTORE", "{nc}d", "{nc}s", "{nc}x"),

@@ -258,11 +258,13 @@ def copy(ks: Keyspace, args: list[bytes]) -> object:
     with ks.reading():  # the source is read, the destination written
         value = ks.lookup(src)
     if value is None:
+        ks.unchanged = True  # as Redis: nothing copied, not dirty, not logged
         return 0
     when = ks.get_expire(src)
     with ks.selected(target):
         if ks.lookup(dst) is not None:
             if not replace:
+                ks.unchanged = True  # a destination held: nothing copied
                 return 0
             ks.delete(dst)
         ks.store(dst, copy_value(value))
