@@ -432,6 +432,24 @@ def test_scan_cursors_past_the_table_go_on_scanning(r):
         ("COPY", "{nc}none", "{nc}c"),  # no source
         ("COPY", "{nc}s", "{nc}z"),  # a destination held, no REPLACE
         ("COPY", "nc:none", "nc:c"),  # across shards
+        ("SET", "nc:str", "w", "NX"),
+        ("SET", "nc:none", "w", "XX"),
+        ("SET", "nc:str", "w", "NX", "GET"),
+        ("SADD", "nc:set", "a"),
+        ("ZADD", "nc:zset", "1", "a"),
+        ("ZADD", "nc:zset", "NX", "2", "a"),
+        ("ZADD", "nc:none", "XX", "2", "a"),
+        ("PFADD", "nc:none"),
+        ("SETRANGE", "nc:str", "0", ""),
+        ("SETRANGE", "nc:none", "0", ""),
+        ("ZADD", "nc:zset", "GT", "0", "a"),
+        ("ZADD", "nc:zset", "2", "a"),  # updated: counts one
+        ("SADD", "nc:set", "a", "b"),  # one added: counts one
+        ("APPEND", "nc:str", ""),
+        ("HSET", "nc:hash", "f", "v"),
+        ("INCRBY", "nc:str2", "0"),
+        ("RPOPLPUSH", "nc:none", "nc:list"),
+        ("SINTERCARD", "1", "nc:none"),
         # The STORE forms with an empty result and no destination to
         # delete, on one shard ({nc}) and across shards.
         ("SINTERSTORE", "{nc}d", "{nc}s", "{nc}x"),

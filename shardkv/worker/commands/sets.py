@@ -80,6 +80,7 @@ def sadd(ks: Keyspace, args: list[bytes]) -> object:
     before = len(s)
     s.update(args[2:])
     if len(s) == before:
+        ks.unchanged = True  # as Redis: every member held already, not dirty
         return 0
     ks.touch(key)
     return len(s) - before

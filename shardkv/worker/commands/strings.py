@@ -98,6 +98,7 @@ def set_(ks: Keyspace, args: list[bytes]) -> object:
     else:
         old = ks.lookup(key)
     if (nx and old is not None) or (xx and old is None):
+        ks.unchanged = True  # as Redis: the condition not met, not dirty
         return old if get else None
     # (with GET, Redis looks the key up twice: to read it, and to write it)
     ks.store(key, args[2], keepttl=keepttl, counted=not get)
@@ -284,7 +285,8 @@ def setrange(ks: Keyspace, args: list[bytes]) -> object:
     if offset < 0:
         raise CommandError(errors.OFFSET_OUT_OF_RANGE)
     if not piece:
-        old = read_string(ks, key)
+        old = read_string(ks, key)  # (its WRONGTYPE first)
+        ks.unchanged = True  # as Redis: nothing written, not dirty, not logged
         return 0 if old is None else len(old)
     buf = mutable_string(ks, key)
     check_length(ks, offset + len(piece))

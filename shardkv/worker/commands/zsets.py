@@ -129,6 +129,7 @@ def zadd_generic(ks: Keyspace, args: list[bytes], incr: bool) -> object:
     z = get_zset(ks, key)
     if z is None:
         if xx:
+            ks.unchanged = True  # as Redis: no sorted set to update, not dirty, not logged
             return None if incr else 0
         z = ZSet()
         ks.store(key, z)
@@ -159,6 +160,8 @@ def zadd_generic(ks: Keyspace, args: list[bytes], incr: bool) -> object:
         newscore = score
     if added or updated:
         ks.touch(key)
+    else:
+        ks.unchanged = True  # as Redis: no member added or updated, not dirty
     if incr:
         return newscore if processed else None
     return added + updated if ch else added
@@ -184,6 +187,8 @@ def zadd(ks: Keyspace, args: list[bytes]) -> object:
         if old != score:
             z.add(args[3], score)
             ks.touch(args[1])
+        else:
+            ks.unchanged = True  # as Redis: the same score, not dirty, not logged
         return 0
     return zadd_generic(ks, args, False)
 
