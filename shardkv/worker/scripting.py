@@ -1700,6 +1700,8 @@ class Engine:
                             shard.record(argv, value)
                         if t is int:
                             return value
+                    else:
+                        ks.unchanged = False  # (a handler that failed after saying so: cleared)
                     if t is bytes:  # (_check_room's test, inlined)
                         if self._used() + len(value) > self._push_room:
                             self._check_room(value)

@@ -376,6 +376,7 @@ class Shard:
                 if kind is ScriptReply and value.failures:
                     row[3] += value.failures
         if kind is Error:
+            ks.unchanged = False  # (a handler that failed after saying so: cleared)
             return value
         if ks.unchanged:
             ks.unchanged = False
@@ -458,6 +459,7 @@ class Shard:
             pass  # the usual reply (a test fewer)
         elif kind is Error:
             if value.message.startswith(scripting.CROSS_MARKER):
+                ks.unchanged = False  # (a handler that failed after saying so: cleared)
                 return value  # it runs again across shards: that run counts and logs, not this one
             row[3] += 1
             stats.error(value.message)
@@ -473,6 +475,7 @@ class Shard:
         if ns >= stats.slow_threshold_ns >= 0:  # (its reply's place: its acceptor names the client)
             self._log_slow(args, ns)
         if kind is Error:
+            ks.unchanged = False  # (a handler that failed after saying so: cleared)
             return value
         if ks.unchanged:
             ks.unchanged = False
@@ -526,6 +529,7 @@ class Shard:
             if ns >= stats.slow_threshold_ns >= 0:
                 stats.slow(args, ns // 1000, LUA_CLIENT_ADDR)  # (a script's call)
         if type(value) is Error:
+            ks.unchanged = False  # (a handler that failed after saying so: cleared)
             return value
         if ks.unchanged:
             ks.unchanged = False
@@ -857,6 +861,7 @@ class Shard:
                             finally:
                                 ks.counting = False
                             if type(value) is Error:
+                                ks.unchanged = False  # (a handler that failed after saying so: cleared)
                                 entry.row[3] += 1
                                 stats.error(value.message)
                                 logs = False

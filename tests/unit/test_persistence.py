@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from shardkv.protocol import wire
+from shardkv.protocol.resp import Error
 from shardkv.runtime import config
 from shardkv.runtime.exitcodes import EXIT_AOF_FAILED
 from shardkv.worker import wiring
@@ -1462,3 +1463,15 @@ def test_appendonly_yes_during_a_save_schedules_the_rewrite_as_redis(tmp_path, c
     reopened = open_shard(make_config(tmp_path), FakeClock())
     assert reopened.keyspace.dbsize() == 11  # type: ignore[attr-defined]
     close(reopened)
+
+
+def test_an_error_after_a_no_change_leaves_the_next_write_logged(tmp_path):
+    """A handler that said no change (ks.unchanged) and then failed (here
+    __function's read part given an unknown subcommand): the error clears
+    the flag, so the next write is logged."""
+    shard = open_shard(make_config(tmp_path), FakeClock(1_700_000_000_000))
+    assert type(run(shard, "__function", "bogus")) is Error
+    run(shard, "SET", "k", "v")
+    records = [args for _, args in aofreader.read_records(shard.persistence.aof.path)]  # type: ignore[union-attr]
+    assert records == [[b"SET", b"k", b"v"]]
+    close(shard)
