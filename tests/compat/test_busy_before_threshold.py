@@ -85,6 +85,28 @@ def _differential(servers, scenario) -> None:
         assert got["shardkv"] == got["redis"], place
 
 
+def _run_after_a_short_script(commands_of, stats):
+    """A scenario: a script that ends before the threshold (0.3 s) runs;
+    another client sends ``commands_of(the script's client's id)``, read
+    after it; then the script's reply, whether its client was closed, the
+    commands' replies and the ``stats``."""
+
+    def scenario(caller, other, admin):
+        loop = "local t = redis.call('time') local e = t[1] * 1e6 + t[2] + 300000 " + (
+            "repeat t = redis.call('time') until t[1] * 1e6 + t[2] >= e return 'done'"
+        )
+        sent = commands_of(int(caller.command("CLIENT", "ID")))  # type: ignore[arg-type]
+        caller.send("EVAL", loop, 0)
+        time.sleep(0.1)
+        for command in sent:
+            other.send(*command)
+        out = [caller.read(), caller.closed()]
+        out += [other.read() for _ in sent]
+        return out + _stats(admin, stats)
+
+    return scenario
+
+
 def _refused_at_the_threshold(commands_of, stats):
     """A scenario: a looping script runs; another client sends
     ``commands_of(the victim's id)``, read at the threshold; then SCRIPT
@@ -253,18 +275,7 @@ def test_acceptor_commands_sent_during_a_short_script_run_after_it(servers):
     gets its reply before CLIENT KILL closes it, then the rest run (WAIT
     answers 0, EVALSHA -NOSCRIPT...), each a call."""
 
-    def scenario(caller, other, admin):
-        loop = "local t = redis.call('time') local e = t[1] * 1e6 + t[2] + 300000 " + (
-            "repeat t = redis.call('time') until t[1] * 1e6 + t[2] >= e return 'done'"
-        )
-        sent = _acceptor_commands(int(caller.command("CLIENT", "ID")))  # type: ignore[arg-type]
-        caller.send("EVAL", loop, 0)
-        time.sleep(0.1)
-        for command in sent:
-            other.send(*command)
-        out = [caller.read(), caller.closed()]
-        out += [other.read() for _ in sent]
-        return out + _stats(admin, _ACCEPTOR_STATS)
+    scenario = _run_after_a_short_script(_acceptor_commands, _ACCEPTOR_STATS)
 
     _differential(servers, scenario)
 
@@ -373,18 +384,7 @@ def test_acceptor_commands_queued_during_a_short_script_run_after_it(servers):
     gets its reply before the EXEC kills it.  (shardkv's EXEC killed it at
     once: its script's reply never came.)"""
 
-    def scenario(caller, other, admin):
-        loop = "local t = redis.call('time') local e = t[1] * 1e6 + t[2] + 300000 " + (
-            "repeat t = redis.call('time') until t[1] * 1e6 + t[2] >= e return 'done'"
-        )
-        sent = _in_multi(int(caller.command("CLIENT", "ID")))  # type: ignore[arg-type]
-        caller.send("EVAL", loop, 0)
-        time.sleep(0.1)
-        for command in sent:
-            other.send(*command)
-        out = [caller.read(), caller.closed()]
-        out += [other.read() for _ in sent]
-        return out + _stats(admin, [*_ACCEPTOR_STATS[:4], "exec"])
+    scenario = _run_after_a_short_script(_in_multi, [*_ACCEPTOR_STATS[:4], "exec"])
 
     _differential(servers, scenario)
 
