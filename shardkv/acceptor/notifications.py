@@ -52,7 +52,7 @@ from collections.abc import Callable
 from shardkv.acceptor import causal, pubsub
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.pubsub import publish_message
-from shardkv.acceptor.replies import RELAYED, Slot
+from shardkv.acceptor.replies import RELAYED, Behind, Slot
 from shardkv.protocol import bus, wire
 from shardkv.protocol.glob import may_start_with
 from shardkv.protocol.resp import encode_command
@@ -61,6 +61,7 @@ from shardkv.protocol.wire import Verb
 SCRIPT_READ = wire.EVENT_SCRIPT_READ
 KEYSPACE = wire.EVENT_KEYSPACE  # K
 KEYEVENT = wire.EVENT_KEYEVENT  # E
+AFTER_REPLY = wire.EVENT_AFTER_REPLY  # its command's client gets it after the reply
 # Every class a shard can note (g $ l s h z x e t m n).
 CLASSES = (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10)
 CLASSES |= (1 << 11) | (1 << 14)
@@ -115,8 +116,10 @@ def publish(server, events: list, origin: object) -> None:
     reply is delivered right after: a subscriber that sent the command
     gets its own notifications before that reply, even behind replies of
     its later commands that are in already, as Redis writes them while
-    the command runs.  Each event is published on the channels its class
-    names (K, E: the shard's setting as the command ran)."""
+    the command runs; after it, those Redis writes after its reply
+    (``AFTER_REPLY`` in their class, see shardkv.worker.events).  Each
+    event is published on the channels its class names (K, E: the shard's
+    setting as the command ran)."""
     hearing = STATE.hearing
     if not (hearing[0] or hearing[1] or pubsub.haunted()):
         return
@@ -127,6 +130,7 @@ def publish(server, events: list, origin: object) -> None:
     # place in the array (the rest, after it; see AtomicOp.event_places).
     places = getattr(origin, "event_places", None)
     at = 0
+    behind = None  # where the sink's client gets what comes after its reply
     for i, (db, key, cls, event) in enumerate(events):
         sink = before
         if places:
@@ -134,10 +138,15 @@ def publish(server, events: list, origin: object) -> None:
                 at += 1
             if at < len(places):
                 sink = places[at][1]
+        after = None
+        if cls & AFTER_REPLY and sink is not None:
+            if behind is None or behind.slot is not sink:
+                behind = Behind(sink)
+            after = behind
         if cls & KEYSPACE:
-            publish_message(server, b"__keyspace@%d__:%s" % (db, key), event, sink)
+            publish_message(server, b"__keyspace@%d__:%s" % (db, key), event, sink, behind=after)
         if cls & KEYEVENT:
-            publish_message(server, b"__keyevent@%d__:%s" % (db, event), key, sink)
+            publish_message(server, b"__keyevent@%d__:%s" % (db, event), key, sink, behind=after)
 
 
 def own_mask(server) -> int:

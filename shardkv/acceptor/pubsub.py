@@ -38,7 +38,7 @@ from shardkv.acceptor import monitor
 from shardkv.acceptor.blocking import serve_after_scripts
 from shardkv.acceptor.bus import Failed, fail_slot
 from shardkv.acceptor.client import Client
-from shardkv.acceptor.replies import ExecPlace, Pushed, Slot
+from shardkv.acceptor.replies import Behind, ExecPlace, Pushed, Slot
 from shardkv.acceptor.state import AFTER_SCRIPTS
 from shardkv.acceptor.transactions import Exec, discard_transaction
 from shardkv.protocol import errors
@@ -540,9 +540,11 @@ def publish_message(
     since: int = 0,
     shard: bool = False,
     publisher: Client | None = None,
+    behind: Behind | None = None,
 ) -> int:
     """Deliver ``message`` to the subscribers of ``channel``; how many got it.
-    ``before``: the publisher's reply slot (K > 1), which its own copy precedes.
+    ``before``: the publisher's reply slot (K > 1), which its own copy precedes
+    (``behind``: follows, a keyspace event Redis writes after the reply).
     ``since``: a script's PUBLISH, the time.monotonic_ns() its run started:
     a client that subscribed after that did so while the script ran, and
     Redis, where a script is atomic, would have served its SUBSCRIBE after
@@ -574,12 +576,12 @@ def publish_message(
             ):
                 receivers_ -= 1
                 continue
-            _deliver_safely(sub, msg, limits, before)
+            _deliver_safely(sub, msg, limits, before, behind)
     if shard:
         return receivers_
     if own is not None and own not in (subscribers or ()) and _was_in(changes, channel, False):
         limits = limits or _limits(server)
-        _deliver_safely(own, _Message(Push([b"message", channel, message])), limits, before)
+        _deliver_safely(own, _Message(Push([b"message", channel, message])), limits, before, behind)
         receivers_ += 1
     for pattern, (match, subs) in list(PATTERNS.items()):
         if match(channel):
@@ -592,7 +594,7 @@ def publish_message(
                     or (sub is own and _was_in(changes, pattern, True) is False)
                 ):
                     continue
-                _deliver_safely(sub, msg, limits, before)
+                _deliver_safely(sub, msg, limits, before, behind)
                 receivers_ += 1
     if own is not None:  # the patterns it left since, that matched
         left = {p: m for _, joined, _, patterns in changes for p, m in patterns.items() if not joined}
@@ -605,7 +607,7 @@ def publish_message(
             ):
                 limits = limits or _limits(server)
                 msg = _Message(Push([b"pmessage", pattern, channel, message]))
-                _deliver_safely(own, msg, limits, before)
+                _deliver_safely(own, msg, limits, before, behind)
                 receivers_ += 1
     return receivers_
 
@@ -666,19 +668,33 @@ def deliver(server, held: list[tuple[Client, _Message]], before: Slot | None = N
 _soft_since: dict[Client, float] = {}
 
 
-def _deliver_safely(client: Client, msg: _Message, limits: tuple[int, int, int], before: Slot | None) -> None:
+def _deliver_safely(
+    client: Client,
+    msg: _Message,
+    limits: tuple[int, int, int],
+    before: Slot | None,
+    behind: Behind | None = None,
+) -> None:
     """:func:`_deliver`, where a bug costs this subscriber alone."""
     try:
-        _deliver(client, msg, limits, before)
+        _deliver(client, msg, limits, before, behind)
     except Exception:
         client.failed("delivering a Pub/Sub message to it")
 
 
-def _deliver(client: Client, msg: _Message, limits: tuple[int, int, int], before: Slot | None = None) -> None:
+def _deliver(
+    client: Client,
+    msg: _Message,
+    limits: tuple[int, int, int],
+    before: Slot | None = None,
+    behind: Behind | None = None,
+) -> None:
     if client.closing or client.closed:
         return
     if before is not None and before.client is client and before.data is None:
-        if type(before) is ExecPlace:
+        if behind is not None:
+            _behind(client, before, behind, msg.body(client.resp3))
+        elif type(before) is ExecPlace:
             before.take(msg.body(client.resp3))
         else:
             try:
@@ -700,6 +716,36 @@ def _deliver(client: Client, msg: _Message, limits: tuple[int, int, int], before
         used += len(client.pending) * len(msg.body(client.resp3))
     if _over(client, used, limits):
         _drop(client)
+
+
+def _behind(client: Client, before: Slot, behind: Behind, body: bytes) -> None:
+    """``body`` for the client whose command's reply slot ``before`` is,
+    after that reply (and after the messages put there before it), as
+    Redis writes the command's events that it notifies after ``addReply``:
+    in EXEC's array too, before the next command's reply."""
+    if type(before) is ExecPlace:
+        before.take(body, after=True)
+        return
+    pending = client.pending
+    try:
+        at = pending.index(before) + 1 + behind.count
+    except ValueError:
+        at = -1
+    if at >= 0:
+        pending.insert(at, body)
+        behind.count += 1
+        return
+    for item in pending:
+        if type(item) is not Exec:
+            continue
+        parts = item.parts
+        if parts and item.data is None and not item.denied and item.cut is None:
+            for i, part in enumerate(parts):
+                if part is before:
+                    parts.insert(i + 1 + behind.count, Pushed(body))
+                    behind.count += 1
+                    return
+    pending.append(body)
 
 
 def _in_exec_or_after(client: Client, before: Slot, body: bytes) -> None:

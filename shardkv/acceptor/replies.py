@@ -103,22 +103,40 @@ class ExecPlace(Slot):
     reply: the messages its client hears while that command runs (its
     keyspace events, its script's PUBLISH) wait here (``pushes``), and the
     array carries them before the reply, as Redis writes them while EXEC
-    runs the command.  Never filled (``data`` stays None): once the array
-    is built (``closed``), a message for it follows what is pending."""
+    runs the command; those Redis writes after the command's reply
+    (``trail``) follow it.  Never filled (``data`` stays None): once the
+    array is built (``closed``), a message for it follows what is pending."""
 
-    __slots__ = ("pushes", "closed")
+    __slots__ = ("pushes", "trail", "closed")
 
     def __init__(self, client: Client) -> None:
         super().__init__(client)
         self.pushes: list[bytes] = []
+        self.trail: list[bytes] = []
         self.closed = False
 
-    def take(self, body: bytes) -> None:
-        """A message for the client, heard as the command ran."""
+    def take(self, body: bytes, after: bool = False) -> None:
+        """A message for the client, heard as the command ran (``after``:
+        written after the command's reply, see :class:`Behind`)."""
         if self.closed:
             self.client.pending.append(body)
+        elif after:
+            self.trail.append(body)
         else:
             self.pushes.append(body)
+
+
+class Behind:
+    """The messages of one command's events that Redis writes after the
+    command's reply (``wire.EVENT_AFTER_REPLY``), for the client that sent
+    it: each goes after ``slot`` (its reply's), behind the ``count`` put
+    there before it, in the order they were published."""
+
+    __slots__ = ("slot", "count")
+
+    def __init__(self, slot: Slot) -> None:
+        self.slot = slot
+        self.count = 0
 
 
 PLAIN_SLOTS = (BareSlot, Slot)

@@ -493,6 +493,7 @@ class Exec:
         out = [b"*%d\r\n" % self.count]
         places = None
         ahead = b""  # the messages of the ExecPlace before the next reply
+        behind = b""  # and those after it (ExecPlace.trail)
         heard: list[bytes] = []  # (muted: the messages alone)
         for part in self.parts:
             if type(part) is not bytes:
@@ -502,6 +503,9 @@ class Exec:
                     if part.pushes:
                         ahead += b"".join(part.pushes)
                         heard += part.pushes
+                    if part.trail:
+                        behind += b"".join(part.trail)
+                        heard += part.trail
                     continue
                 if type(part) is Pushed:  # (see pubsub._in_exec_or_after)
                     heard.append(part.data)
@@ -513,6 +517,8 @@ class Exec:
                     part = b""
             if ahead:
                 part, ahead = ahead + part, b""
+            if behind:
+                part, behind = part + behind, b""
             out.append(part)
         if places:
             for place in places:  # (what they hear from now on follows the array)

@@ -980,6 +980,12 @@ EVENT_SCRIPT_READ = 1 << 16  # a script called a read-only command: its declared
 # For maxmemory (see shardkv.acceptor.memorybudget): a command found its
 # shard over its part of maxmemory with nothing to evict; key: b"<shard> <bytes over>".
 EVENT_STARVED = 1 << 17
+# Beside an event's class: Redis writes this event after its command's
+# reply (``addReply`` before ``notifyKeyspaceEvent``: RPUSH, HSET, EXPIRE...),
+# so the command's own subscribing client gets it after the reply, where
+# the events of most commands come before it (see shardkv.worker.events,
+# AFTER_REPLY).  Never in a mask: it selects no pipe.
+EVENT_AFTER_REPLY = 1 << 18
 
 
 def encode_events(bounds: list[int] | None, events: list[tuple[int, bytes, int, bytes]]) -> bytes:

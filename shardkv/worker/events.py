@@ -37,7 +37,9 @@ noted where they happen (:class:`~shardkv.worker.keyspace.Keyspace`).
 The worker sends what a batch noted as one ``E`` frame before the batch's
 ``R`` frame, with, for each reply, how many events came before it (see
 :mod:`shardkv.wire`), so the acceptor hands each command's events out
-just before its reply, in the order the shard ran them.
+just before its reply, in the order the shard ran them; those Redis
+writes after the reply (:data:`AFTER_REPLY`) carry ``AFTER`` in their
+class, and reach the command's own subscribing client after the reply.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ KEYEVENT = wire.EVENT_KEYEVENT  # E: published on __keyevent@<db>__:<event>
 CHANNELS = KEYSPACE | KEYEVENT
 FLUSH = wire.EVENT_FLUSH  # shardkv's own, for client-side caching
 SCRIPT_READ = wire.EVENT_SCRIPT_READ  # shardkv's own, for client-side caching
+AFTER = wire.EVENT_AFTER_REPLY  # written after the command's reply (see AFTER_REPLY)
 ALL = (
     GENERIC
     | STRING
@@ -230,6 +233,26 @@ def derive(ks: Keyspace, args: list[bytes], value: object, before: dict) -> None
                     at = i
                     break
             events.insert(at, (db, key, ks.classes[NEW], b"new"))  # type: ignore[union-attr]
+    if name in AFTER_REPLY and len(events) > mark:  # type: ignore[arg-type]
+        _mark_after_reply(ks, args, mark)
+
+
+def _mark_after_reply(ks: Keyspace, args: list[bytes], mark: int) -> None:
+    """Mark the events from ``mark`` on that Redis writes after the
+    command's reply (:data:`AFTER_REPLY`).  Not in a script, whose events
+    all come before its reply: Redis runs its calls for the Lua client."""
+    scripts = ks.scripts
+    if scripts is not None and scripts.run is not None:
+        return
+    name = args[0].lower()
+    if name == b"set" and not any(a.upper() == b"GET" for a in args[3:]):
+        return
+    later = AFTER_REPLY[name]
+    events = ks.events
+    for i in range(mark, len(events)):  # type: ignore[arg-type]
+        db, key, cls, event = events[i]  # type: ignore[index]
+        if event in later:
+            events[i] = (db, key, cls | AFTER, event)  # type: ignore[index]
 
 
 def _alive(ks: Keyspace, key: bytes) -> bool:
@@ -704,6 +727,72 @@ RULES: dict[bytes, Callable] = {
     b"xreadgroup": _created_consumers,
     b"xclaim": _created_consumers,
     b"xautoclaim": _created_consumers,
+}
+
+# Redis's order of a command's reply and its events, for the client that
+# sent it while subscribed (RESP3): most commands notify before
+# ``addReply``, these after it, for the events named (their others come
+# before: LMOVE's push, EXPIRE's ``del`` of a time in the past, RPUSH's
+# ``new``).  Measured against redis-server 7.0.15 (see
+# tests/compat/test_pubsub_own_messages.py::test_own_events_and_reply_in_redis_order).
+# SET counts only with GET, which replies before it writes, as GETSET.
+# Not matched: ZPOPMIN/ZPOPMAX/BZPOP*/ZMPOP/BZMPOP write their pop event
+# inside the reply's array (after its header), XREADGROUP, XCLAIM and
+# XAUTOCLAIM their ``xgroup-createconsumer`` inside it too; here those
+# come before the reply.
+_POPS = frozenset({b"lpop", b"rpop", b"del"})
+_STORED = frozenset({b"del", b"sinterstore", b"sunionstore", b"sdiffstore"})
+_ZSTORED = frozenset({b"del", b"zunionstore", b"zinterstore", b"zdiffstore", b"zrangestore"})
+AFTER_REPLY: dict[bytes, frozenset[bytes]] = {
+    b"set": frozenset({b"new", b"set", b"expire"}),  # with GET
+    b"getset": frozenset({b"new", b"set"}),
+    b"getex": frozenset({b"expire", b"persist", b"del"}),
+    b"getdel": frozenset({b"del"}),
+    b"bitfield": frozenset({b"setbit"}),
+    b"expire": frozenset({b"expire"}),
+    b"pexpire": frozenset({b"expire"}),
+    b"expireat": frozenset({b"expire"}),
+    b"pexpireat": frozenset({b"expire"}),
+    b"lpush": frozenset({b"lpush"}),
+    b"rpush": frozenset({b"rpush"}),
+    b"lpushx": frozenset({b"lpush"}),
+    b"rpushx": frozenset({b"rpush"}),
+    b"lset": frozenset({b"lset"}),
+    b"lpop": _POPS,
+    b"rpop": _POPS,
+    b"blpop": _POPS,
+    b"brpop": _POPS,
+    b"lmpop": _POPS,
+    b"blmpop": _POPS,
+    b"rpoplpush": _POPS,
+    b"brpoplpush": _POPS,
+    b"lmove": _POPS,
+    b"blmove": _POPS,
+    b"spop": frozenset({b"del"}),
+    b"sinterstore": _STORED,
+    b"sunionstore": _STORED,
+    b"sdiffstore": _STORED,
+    b"hset": frozenset({b"hset"}),
+    b"hmset": frozenset({b"hset"}),
+    b"hsetnx": frozenset({b"hset"}),
+    b"hincrby": frozenset({b"hincrby"}),
+    b"hincrbyfloat": frozenset({b"hincrbyfloat"}),
+    b"zadd": frozenset({b"zadd", b"zincr"}),
+    b"zincrby": frozenset({b"zincr"}),
+    b"geoadd": frozenset({b"zadd"}),
+    b"zpopmin": frozenset({b"del"}),
+    b"zpopmax": frozenset({b"del"}),
+    b"bzpopmin": frozenset({b"del"}),
+    b"bzpopmax": frozenset({b"del"}),
+    b"zmpop": frozenset({b"del"}),
+    b"bzmpop": frozenset({b"del"}),
+    b"zunionstore": _ZSTORED,
+    b"zinterstore": _ZSTORED,
+    b"zdiffstore": _ZSTORED,
+    b"zrangestore": _ZSTORED,
+    b"xadd": frozenset({b"xadd", b"xtrim"}),
+    b"xsetid": frozenset({b"xsetid"}),
+    b"xgroup": frozenset({b"xgroup-create", b"xgroup-setid", b"xgroup-destroy"}),
 }
 
 # What some rules need to know from before the command ran (before[None]).

@@ -278,3 +278,129 @@ def test_client_reply_off_inside_exec_cuts_the_array_short(redis_and_shardkv_k12
     make the client hear.  shardkv sent the whole array."""
     theirs = _same_until_end(redis_and_shardkv_k12, session + b"CLIENT REPLY ON\r\n")
     assert b"gone" not in theirs
+
+
+# Write commands, each with the keys it needs made by the ones before it
+# ("~" stands for a key's prefix: none, keys spread over both shards, so
+# that LMOVE, SINTERSTORE... run across them; or a hash tag, one shard).
+# Redis writes the events of some after the reply (RPUSH, HSET, EXPIRE,
+# SET ... GET, a pop's ``del``...), of most before it; what shardkv does
+# alike is one table, shardkv.worker.events.AFTER_REPLY.  Not here: the
+# ZPOP family, XREADGROUP, XCLAIM and XAUTOCLAIM, which Redis writes an
+# event of inside their reply's array (see there).
+_WRITES = [
+    "SET ~k v",
+    "SET ~k w EX 100",
+    "SET ~k x GET",
+    "SET ~n v NX GET PX 100000",
+    "GETSET ~k y",
+    "GETEX ~k EX 100",
+    "GETEX ~k PERSIST",
+    "GETDEL ~k",
+    "SET ~k v",
+    "GETEX ~k PXAT 1",
+    "SETNX ~k v",
+    "SETEX ~k 100 v",
+    "MSET ~a 1 ~b 2",
+    "INCR ~c",
+    "INCRBYFLOAT ~c 1.5",
+    "APPEND ~k v",
+    "SETRANGE ~k 2 v",
+    "SETBIT ~bits 3 1",
+    "BITFIELD ~bf SET u8 0 1",
+    "PFADD ~h1 a",
+    "EXPIRE ~k 100",
+    "PEXPIREAT ~k 99999999999999",
+    "EXPIRE ~k 100 NX",
+    "PERSIST ~k",
+    "EXPIRE ~a -1",
+    "DEL ~b",
+    "RENAME ~k ~k2",
+    "RPUSH ~l a b c",
+    "LPUSH ~l z",
+    "LPUSHX ~l y",
+    "RPUSHX ~l d",
+    "LINSERT ~l BEFORE c b2",
+    "LSET ~l 0 x",
+    "LPOP ~l",
+    "RPOP ~l 2",
+    "LMOVE ~l ~m LEFT RIGHT",
+    "RPOPLPUSH ~m ~l",
+    "LMOVE ~l ~l RIGHT LEFT",
+    "BLPOP ~l 0",
+    "BRPOP ~l 0",
+    "LMPOP 1 ~l LEFT COUNT 5",
+    "RPUSH ~l a b c",
+    "LTRIM ~l 0 1",
+    "LREM ~l 0 a",
+    "BLMOVE ~l ~m LEFT RIGHT 0",
+    "BLMPOP 0 1 ~m RIGHT",
+    "SADD ~s a b",
+    "SREM ~s a",
+    "SADD ~t b",
+    "SINTERSTORE ~d ~s ~t",
+    "SUNIONSTORE ~d ~s ~t",
+    "SDIFFSTORE ~d ~s ~t",
+    "SMOVE ~s ~t b",
+    "SPOP ~t",
+    "HSET ~h f v",
+    "HSETNX ~h g v",
+    "HINCRBY ~h n 1",
+    "HINCRBYFLOAT ~h n 1.5",
+    "HDEL ~h f g n",
+    "ZADD ~z 1 a 2 b",
+    "ZADD ~z INCR 1 a",
+    "ZINCRBY ~z 1 b",
+    "ZUNIONSTORE ~zd 1 ~z",
+    "ZINTERSTORE ~zd 2 ~z ~nope",
+    "ZRANGESTORE ~zd ~z 0 0",
+    "ZREM ~z a",
+    "ZREMRANGEBYRANK ~z 0 0",
+    "GEOADD ~g 13.36 38.11 p",
+    "GEOSEARCHSTORE ~gd ~g FROMLONLAT 13.36 38.11 BYRADIUS 10 km",
+    "XADD ~x 1-1 f v",
+    "XADD ~x MAXLEN 1 2-1 f v",
+    "XSETID ~x 5-1",
+    "XGROUP CREATE ~x g 0",
+    "XGROUP CREATECONSUMER ~x g c",
+    "XGROUP SETID ~x g 0",
+    "XGROUP DELCONSUMER ~x g c",
+    "XGROUP DESTROY ~x g",
+    "XDEL ~x 2-1",
+    "XGROUP CREATE ~y g $ MKSTREAM",
+]
+
+
+def _writes(prefix: str) -> bytes:
+    return b"".join(encode_command(line.replace("~", prefix).encode().split()) for line in _WRITES)
+
+
+_HEAR_ALL = b"CONFIG SET notify-keyspace-events KEAn\r\nPSUBSCRIBE __key*@0__:*\r\n"
+_SCRIPT = (
+    b"EVAL \"redis.call('rpush', KEYS[1], 'a') redis.call('hset', KEYS[2], 'f', 'v') "
+    b"return redis.call('lpop', KEYS[1])\" 2 {s}l {s}h\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    "session",
+    [
+        _writes(""),
+        b"MULTI\r\n" + _writes("{e}") + b"EXEC\r\n",
+        b"WATCH w\r\nMULTI\r\n" + _writes("") + b"EXEC\r\n",
+        _SCRIPT + b"MULTI\r\n" + _SCRIPT + b"SET w 1\r\nEXEC\r\n",
+    ],
+    ids=["plain", "exec", "atomic-exec", "script"],
+)
+def test_own_events_and_reply_in_redis_order(redis_and_shardkv_k12, session):
+    """A RESP3 client subscribed to every keyspace event runs write
+    commands: Redis writes a command's events before its reply for most,
+    after it for those that notify after ``addReply`` (RPUSH, HSET, ZADD,
+    EXPIRE, XADD, GETDEL, a pop's...), in EXEC's array too (one command at
+    a time, or as one operation), never in a script (its reply comes once
+    it ended).  shardkv wrote every event before the reply."""
+    theirs = _same_until_end(
+        redis_and_shardkv_k12, b"FLUSHALL\r\n" + _HEAR_ALL + session + OFF + b"FLUSHALL\r\n"
+    )
+    if b"EVAL" not in session:
+        assert b":3\r\n>4\r\n$8\r\npmessage\r\n" in theirs  # (RPUSH's reply, then its event)
