@@ -126,3 +126,35 @@ def test_memory_give_and_take():
     assert shard.execute([Verb.MEMORY, b"take", b"%d" % given]) == b"OK" and memory.limit == used
     eviction.configure(ks, 10**10, "volatile-lru")  # a new maxmemory: its share again
     assert ks.memory.limit == 10**10 and not ks.memory.pinned
+
+
+def test_events_redis_writes_after_the_reply_are_marked():
+    """The events that Redis notifies after ``addReply`` carry AFTER
+    (events.AFTER_REPLY), the command's others not: RPUSH's ``new`` comes
+    before its reply, its ``rpush`` after; LMOVE's push before, its pop
+    and ``del`` after; EXPIRE of a time past deletes before the reply;
+    SET only with GET.  In a script none: its reply comes once it ended."""
+    shard = Shard(0, 1)
+    ks = shard.keyspace
+    events.enable(ks, events.ALL)
+    after = events.AFTER
+    for args in ([b"RPUSH", b"l", b"a"], [b"LMOVE", b"l", b"m", b"LEFT", b"RIGHT"]):
+        shard.execute(args)
+    shard.execute([b"SET", b"k", b"v"])
+    shard.execute([b"SET", b"k", b"w", b"GET"])
+    shard.execute([b"EXPIRE", b"k", b"-1"])
+    assert ks.events == [
+        (0, b"l", events.NEW, b"new"),
+        (0, b"l", events.LIST | after, b"rpush"),
+        (0, b"m", events.NEW, b"new"),
+        (0, b"m", events.LIST, b"rpush"),
+        (0, b"l", events.LIST | after, b"lpop"),
+        (0, b"l", events.GENERIC | after, b"del"),
+        (0, b"k", events.NEW, b"new"),
+        (0, b"k", events.STRING, b"set"),
+        (0, b"k", events.STRING | after, b"set"),
+        (0, b"k", events.GENERIC, b"del"),
+    ]
+    ks.events.clear()
+    shard.execute([b"EVAL", b"return redis.call('rpush', KEYS[1], 'a')", b"1", b"l"])
+    assert ks.events == [(0, b"l", events.NEW, b"new"), (0, b"l", events.LIST, b"rpush")]
