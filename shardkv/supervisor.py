@@ -205,6 +205,8 @@ class Supervisor:
         pipes = [self.ctx.Pipe() for _ in range(self.nacceptors)]
         ctl_ours, ctl_theirs = self.ctx.Pipe()
         theirs = [pipe[1] for pipe in pipes]
+        # INFO's loading total: unknown until this worker has found its files again.
+        self.load_progress.forget(index)
         proc = self.ctx.Process(
             target=_serve_worker,
             args=(theirs, ctl_theirs, index, self.cfg, self.slow_log, self.load_progress),

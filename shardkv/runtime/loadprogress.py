@@ -7,10 +7,21 @@ shared file (:class:`LoadProgress`, a ``memfd``) with two 64-bit slots
 per shard, and hands it to every worker and acceptor it starts (the file
 descriptor travels with the process's arguments, as its pipes do).
 Worker ``i`` writes only shard ``i``'s slots: the bytes of the files it
-has to load (its snapshot, or its AOF's base and incr files), once it has
-found them, and the bytes of those it has loaded, after each file.  The
-acceptors only read them: each slot has one writer, and a reader that sees
-one slot a file behind the other merely shows a figure a moment old.
+has to load (its snapshot, or its AOF's base and incr files, 0 if it has
+none), once it has found them, and the bytes of those it has loaded, after
+each file.  The acceptors only read them: each slot has one writer, and a
+reader that sees one slot a file behind the other merely shows a figure a
+moment old.
+
+A shard's total is unknown (-1) until its worker has found its files (the
+supervisor also forgets it before it starts a worker again).  Redis fixes
+``loading_total_bytes`` as its load starts, and its ``loading_loaded_perc``
+never reaches 100 before the load is over; a sum over the shards that have
+published alone would (worker 0 loaded, worker 1 not started yet: 100.00
+with ``loading:1``).  So the total is only given once every shard has
+published its own, and is 0 until then, as Redis's before it knows one (its
+perc is then 0, see :func:`shardkv.acceptor.durability.loading_lines`);
+the bytes loaded are counted as they come.
 """
 
 from __future__ import annotations
@@ -35,10 +46,16 @@ class LoadProgress:
             else:  # not Linux: an unlinked temporary file does the same
                 fd = os.dup(tempfile.TemporaryFile().fileno())
             os.ftruncate(fd, n * _SLOTS * _SLOT)
+            created = True
+        else:
+            created = False
         self.fd = fd
         self.n = n
         self._map = mmap.mmap(fd, n * _SLOTS * _SLOT)
         self.slots = memoryview(self._map).cast("q")
+        if created:
+            for index in range(n):
+                self.forget(index)
 
     def __reduce__(self) -> tuple[Any, tuple]:
         """To a process being started: the same file, by its descriptor."""
@@ -50,17 +67,26 @@ class LoadProgress:
         self.slots[_SLOTS * index + 1] = 0
         self.slots[_SLOTS * index] = total
 
+    def forget(self, index: int) -> None:
+        """Shard ``index``'s worker is (re)started: its total is unknown
+        until it has found its files."""
+        self.slots[_SLOTS * index + 1] = 0
+        self.slots[_SLOTS * index] = -1
+
     def advance(self, index: int, size: int) -> None:
         """Shard ``index`` has loaded a file of ``size`` bytes more."""
         self.slots[_SLOTS * index + 1] += size
 
     def figures(self, shards: list[int] | None = None) -> tuple[int, int]:
-        """The bytes every shard (or each of ``shards``) has to load, and
-        those loaded so far."""
+        """The bytes every shard (or each of ``shards``) has to load, 0
+        while one of them has not found its files yet, and those loaded so
+        far."""
         slots = self.slots
-        if shards is not None:
-            return sum(slots[_SLOTS * i] for i in shards), sum(slots[_SLOTS * i + 1] for i in shards)
-        return sum(slots[0::_SLOTS]), sum(slots[1::_SLOTS])
+        if shards is None:
+            shards = list(range(self.n))
+        totals = [slots[_SLOTS * i] for i in shards]
+        loaded = sum(slots[_SLOTS * i + 1] for i in shards)
+        return (0 if min(totals, default=0) < 0 else sum(totals)), loaded
 
     def close(self) -> None:
         self.slots.release()

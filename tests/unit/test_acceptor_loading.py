@@ -109,6 +109,38 @@ def test_info_says_loading_and_how_far_it_has_come() -> None:
     assert all(link.sent for link in links)  # loaded: the shards' figures are asked
 
 
+def test_info_gives_no_loading_total_before_every_shard_has_found_its_files() -> None:
+    """Redis fixes loading_total_bytes as its load starts, so its
+    loading_loaded_perc reaches 100 only at the end.  A shard whose worker
+    has not found its files yet (not started, or started again) has no
+    total: the sum is then 0, and the perc 0.00, as Redis's before it knows
+    a total, not 100.00 over the shard that has loaded (before, it was).
+    A shard with nothing to load publishes 0."""
+    acceptor, links = _loading()
+    acceptor.loading_since = 1000
+    acceptor.load_progress = progress = LoadProgress(2)
+    client, transport = connect(acceptor)
+
+    def figures() -> tuple:
+        send(client, [b"INFO", b"persistence"])
+        out = replies(acceptor, transport)
+        info = parse_info(out[out.index(b"\r\n") + 2 :])
+        return info["loading_total_bytes"], info["loading_loaded_bytes"], info["loading_loaded_perc"]
+
+    try:
+        assert figures() == ("0", "0", "0.00")
+        progress.begin(0, 300)
+        progress.advance(0, 300)  # shard 0 has loaded, shard 1 has not begun
+        assert figures() == ("0", "300", "0.00")
+        progress.begin(1, 0)  # nothing to load
+        assert figures() == ("300", "300", "100.00")
+        progress.forget(1)  # its worker started again
+        progress.begin(1, 100)
+        assert figures() == ("400", "300", "75.00")
+    finally:
+        progress.close()
+
+
 def _with_links(nshards: int):
     """An acceptor with its real links to the shards (none attached)."""
     cfg = config.defaults()

@@ -66,6 +66,8 @@ class Loading(State):
                 self._begin([self.files.snapshot])
                 self._load_snapshot(self.files.snapshot)
                 self._loaded(self.files.snapshot)
+            elif self.progress is not None:
+                self.progress.begin(self.index, 0)  # nothing to load: the acceptors' total is known
         finally:
             ks.select(0)
             ks.tick()
