@@ -121,6 +121,7 @@ from shardkv.runtime.exitcodes import (
 )
 from shardkv.runtime.loadprogress import LoadProgress
 from shardkv.runtime.proctitle import set_name
+from shardkv.runtime.schedules import Schedules
 from shardkv.runtime.scriptflushes import ScriptFlushes
 from shardkv.runtime.slowlogfile import SlowLogFile
 from shardkv.worker.persistence.files import Files, LoadError
@@ -179,6 +180,9 @@ class Supervisor:
         # How far each worker's loading at start has come, for the
         # acceptors' INFO (see shardkv.runtime.loadprogress).
         self.load_progress = LoadProgress(n)
+        # The saves each shard has scheduled, which outlive its worker (see
+        # shardkv.runtime.schedules).
+        self.schedules = Schedules(n)
         self.stopping = False
         self.shutdown = False  # the stop is an acceptor's SHUTDOWN (request_shutdown)
         self.stop_signal: int | None = None  # SIGINT or SIGTERM, the last one received (request_stop)
@@ -209,7 +213,7 @@ class Supervisor:
         self.load_progress.forget(index)
         proc = self.ctx.Process(
             target=_serve_worker,
-            args=(theirs, ctl_theirs, index, self.cfg, self.slow_log, self.load_progress),
+            args=(theirs, ctl_theirs, index, self.cfg, self.slow_log, self.load_progress, self.schedules),
             name=f"shardkv-worker-{index}",
         )
         proc.start()

@@ -36,19 +36,24 @@ _SLOTS = 2  # per shard: bytes to load, bytes loaded
 _SLOT = 8  # bytes: one signed 64-bit figure
 
 
+def shared_file(name: str, size: int) -> int:
+    """A file of ``size`` zero bytes that lives in memory, for processes to
+    share by its descriptor (a ``memfd``; an unlinked temporary file off Linux)."""
+    if hasattr(os, "memfd_create"):
+        fd = os.memfd_create(name, os.MFD_CLOEXEC)
+    else:
+        fd = os.dup(tempfile.TemporaryFile().fileno())
+    os.ftruncate(fd, size)
+    return fd
+
+
 class LoadProgress:
     """What each of ``n`` shards has to load at start, and has loaded, shared between processes."""
 
     def __init__(self, n: int, fd: int | None = None) -> None:
+        created = fd is None
         if fd is None:
-            if hasattr(os, "memfd_create"):
-                fd = os.memfd_create("shardkv-loading", os.MFD_CLOEXEC)
-            else:  # not Linux: an unlinked temporary file does the same
-                fd = os.dup(tempfile.TemporaryFile().fileno())
-            os.ftruncate(fd, n * _SLOTS * _SLOT)
-            created = True
-        else:
-            created = False
+            fd = shared_file("shardkv-loading", n * _SLOTS * _SLOT)
         self.fd = fd
         self.n = n
         self._map = mmap.mmap(fd, n * _SLOTS * _SLOT)

@@ -39,6 +39,7 @@ from shardkv.runtime.exitcodes import EXIT_LOAD_FAILED, STOP_FLAGS, stop_mode
 from shardkv.runtime.loadprogress import LoadProgress
 from shardkv.runtime.parentdeath import die_with_parent
 from shardkv.runtime.proctitle import set_name
+from shardkv.runtime.schedules import Schedules
 from shardkv.runtime.slowlogfile import SlowLogFile
 from shardkv.worker.busyrefusal import Refusals
 from shardkv.worker.busywatch import BusyWatches
@@ -57,6 +58,7 @@ def serve(
     cfg: dict,
     slow_log: SlowLogFile | None = None,
     progress: LoadProgress | None = None,
+    schedules: Schedules | None = None,
 ) -> None:
     """The entry point of a worker process.
 
@@ -66,7 +68,9 @@ def serve(
     acceptor ``i`` (the message ``b"%d" % i`` with its fd) when that
     acceptor was restarted.  ``slow_log``: the slow log every process
     shares (see :mod:`shardkv.runtime.slowlogfile`); ``progress``: where it says how far its
-    loading has come (see :mod:`shardkv.runtime.loadprogress`).  SIGTERM while it reads its files
+    loading has come (see :mod:`shardkv.runtime.loadprogress`); ``schedules``: where it keeps
+    the saves it has scheduled, and finds those of the worker it replaces (see
+    :mod:`shardkv.runtime.schedules`).  SIGTERM while it reads its files
     stops it there, saving nothing (exit 0).  Later SIGTERM stops the worker between batches: it
     flushes its AOF, saves as the supervisor's ``STOP_FLAGS`` said (without them, when ``save``
     rules exist), and exits 0, or 1 if the save failed (0 with ``force``).
@@ -111,6 +115,8 @@ def serve(
     for op, (db, states) in persistence.in_doubt.items():
         shard.prepared[op] = Prepared(states, None, db)
     persistence.in_doubt = {}
+    if schedules is not None:
+        persistence.keep_schedules(schedules)
     gctuning.settle()  # after loading: the loaded keys are never traversed
     faultpoints.hold("loaded", index)  # the fault-injection tests only
     ctl.send_bytes(b"loaded")

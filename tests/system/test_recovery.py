@@ -405,6 +405,30 @@ def test_a_restarted_worker_answers_loading_for_its_shard_while_it_reloads(tmp_p
         server.stop()
 
 
+def test_a_bgsave_scheduled_before_a_worker_restarts_still_runs(tmp_path):
+    """``BGSAVE SCHEDULE`` while an AOF rewrite runs answers "Background
+    saving scheduled": Redis, one process, runs that save once the rewrite
+    is over, whatever happens meanwhile.  A shard whose worker is killed
+    (by its pid) before then, and started again by the supervisor, runs the
+    save its old worker had scheduled once it has loaded (before, the
+    schedule died with the worker and that shard never saved)."""
+    server = start_shardkv("--dir", str(tmp_path), "--save", "", "--appendonly", "yes", shards=2)
+    try:
+        c = client(server)
+        for shard in (0, 1):
+            assert c.set(keys_of_shard(shard, 2, "k", 1)[0], "v")
+        c.config_set("rdb-key-save-delay", 3_000_000)  # each shard's rewrite: 3 s for its key
+        assert c.bgrewriteaof()
+        assert raw(server.port, b"BGSAVE SCHEDULE\r\n") == b"+Background saving scheduled\r\n"
+        c.config_set("rdb-key-save-delay", 0)  # (the rewrites forked keep theirs)
+        victim = 1
+        os.kill(worker_pids(server)[victim], signal.SIGKILL)  # its rewrite child dies with it
+        snapshot = tmp_path / f"dump.rdb.shard-{victim}"
+        wait_until(snapshot.exists, "the restarted worker never ran the scheduled BGSAVE", limit=20)
+    finally:
+        server.stop()
+
+
 # -- damaged files at start-up -------------------------------------------------------------
 
 

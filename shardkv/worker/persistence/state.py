@@ -13,10 +13,12 @@ they all change.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import TYPE_CHECKING, Any
 
 from shardkv.protocol import errors
+from shardkv.runtime.schedules import BGSAVE, REWRITE, Schedules
 from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.persistence.aofwriter import AofWriter
 from shardkv.worker.persistence.files import Files, Manifest
@@ -25,6 +27,9 @@ from shardkv.worker.transfer import State as KeyState
 if TYPE_CHECKING:
     from shardkv.runtime.loadprogress import LoadProgress
     from shardkv.worker.persistence.fork import Child
+
+
+log = logging.getLogger("shardkv.worker")
 
 
 def parse_save_rules(text: str) -> list[tuple[int, int]]:
@@ -55,8 +60,11 @@ class State:
         self.foreign: dict | tuple = ()  # other shards' keys installed here
         self.inherited_fds: list[int] = []  # closed in forked children
         self.child: Child | None = None
-        self.rewrite_scheduled = False
-        self.bgsave_scheduled = False
+        # Scheduled (BGSAVE SCHEDULE, BGSAVE or BGREWRITEAOF inside EXEC...):
+        # kept in ``schedules`` too, once attached (see keep_schedules).
+        self._rewrite_scheduled = False
+        self._bgsave_scheduled = False
+        self.schedules: Schedules | None = None
         self.closed = False  # SHUTDOWN has run
         self.closed_saved = False  # and saved (see Persistence.shutdown)
         # Why writes are refused (-MISCONF), or None: see _update_misconf.
@@ -97,6 +105,46 @@ class State:
         # them (see shardkv.acceptor.crossshard): op -> (database, the states to
         # apply there on commit).
         self.in_doubt: dict[int, tuple[int, dict[bytes, KeyState]]] = {}
+
+    @property
+    def bgsave_scheduled(self) -> bool:
+        return self._bgsave_scheduled
+
+    @bgsave_scheduled.setter
+    def bgsave_scheduled(self, on: bool) -> None:
+        self._bgsave_scheduled = on
+        if self.schedules is not None:
+            self.schedules.mark(self.index, BGSAVE, on)
+
+    @property
+    def rewrite_scheduled(self) -> bool:
+        return self._rewrite_scheduled
+
+    @rewrite_scheduled.setter
+    def rewrite_scheduled(self, on: bool) -> None:
+        self._rewrite_scheduled = on
+        if self.schedules is not None:
+            self.schedules.mark(self.index, REWRITE, on)
+
+    def keep_schedules(self, schedules: Schedules) -> None:
+        """Once loaded: keep what this shard schedules in ``schedules``,
+        which outlives this worker, and take on what the worker it replaces
+        (killed, started again by the supervisor) had scheduled and not
+        started, as Redis runs a save it scheduled whatever happens meanwhile
+        (see :mod:`shardkv.runtime.schedules`)."""
+        had = schedules.get(self.index)
+        self.schedules = schedules
+        if had & BGSAVE:
+            log.info(
+                "shard %d: the BGSAVE scheduled before its worker restarted is scheduled again", self.index
+            )
+        if had & REWRITE:
+            log.info(
+                "shard %d: the AOF rewrite scheduled before its worker restarted is scheduled again",
+                self.index,
+            )
+        self.bgsave_scheduled = self._bgsave_scheduled or bool(had & BGSAVE)
+        self.rewrite_scheduled = self._rewrite_scheduled or bool(had & REWRITE)
 
     @property
     def last_bgsave_ok(self) -> bool:
