@@ -518,6 +518,10 @@ class Supervisor:
             # the new config (self.cfg has it).  So does its ``listen``
             # (every acceptor says whether it can bind the new port).
             within = bus.SYNC_WITHIN if sync else bus.ANSWER_WITHIN
+            if rest and rest[0] == bus.ABORT:
+                # SHUTDOWN ABORT: each acceptor answers once its shards are
+                # open again, up to its shutdown-timeout (the asker's, rest[1]).
+                within += float(rest[1])
             question: list[Any] = [waiting, [], time.monotonic() + within, sync]
             self.questions[(a, qid)] = question
             if not waiting:

@@ -55,7 +55,7 @@ from shardkv.acceptor import configorder
 from shardkv.acceptor.replies import Slot
 from shardkv.acceptor.shardlink import at_next_busy_change, at_threshold
 from shardkv.protocol import bus, errors, wire
-from shardkv.protocol.resp import OK, encode_command, encode_error
+from shardkv.protocol.resp import encode_command, encode_error
 from shardkv.protocol.wire import Verb
 from shardkv.runtime import config
 from shardkv.runtime.exitcodes import SHUTDOWN_SIGNAL, stop_mode
@@ -79,6 +79,7 @@ SIGNAL_PING_WAIT = 10.0
 SHUTDOWN_FAILED = "ERR Errors trying to SHUTDOWN. Check logs."
 NO_SHUTDOWN = "ERR No shutdown in progress."
 OK_REPLY = b"+OK\r\n"
+_NO_SHUTDOWN = encode_error(NO_SHUTDOWN)
 _UNAVAILABLE = encode_error(errors.SHARD_UNAVAILABLE)  # a shard whose worker is gone
 
 
@@ -331,21 +332,87 @@ def _settle_later(server: Acceptor) -> None:
 def abort_stops(client: Client) -> None:
     """SHUTDOWN ABORT: as Redis's abortShutdown, cancel the stops under
     way, answering ``+OK``, or ``-ERR No shutdown in progress.`` if there
-    is none.  Under way here: a signal's stop still waiting for a busy
-    script (Redis's ``shutdown_asap``, set by its signal handler until its
-    serverCron runs), and the stops (SHUTDOWN, a signal's) whose shards
-    have not all answered (Redis's shutdown waiting for its replicas, which
-    its SHUTDOWN ABORT cancels too).  Those end as a failed save ends, at
-    once, their shards' answers not waited for (a frozen worker's never
-    comes): once no other stop is undecided, the shards are opened again
-    (see :func:`_settle_failed`), each SHUTDOWN gets ``-ERR Errors trying to
-    SHUTDOWN. Check logs.`` (Redis's replyToClientsBlockedOnShutdown), the
-    supervisor hears ``stop-failed`` (a later signal stops again), and the
-    ``+OK`` comes then, so that this client's next command finds the shards
-    open.  A stop already decided (every shard shut, the server stopping)
-    cannot be: the error, as Redis, which has exited by then, answers
-    nothing.  Only this acceptor's stops are seen (see the README)."""
+    is none (see :func:`_abort_here`).  Redis is one process: its ABORT
+    cancels whatever stop is under way, whichever client began it.  So with
+    several acceptors the others are asked too (``abort`` on the bus, each
+    answering once its own aborted stops are over, see :func:`bus_abort`),
+    and the reply is ``+OK`` if any acceptor had a stop to cancel: a
+    SHUTDOWN sent through one acceptor, or the signal's stop handed to the
+    first, is aborted through any (before, only through its own)."""
     server = client.server
+    slot = Slot(client)
+    client.pending.append(slot)
+    if server.bus is None:
+        _abort_here(server, _AbortReply(slot, 1))
+        return
+    reply = _AbortReply(slot, 2)
+    _abort_here(server, reply)
+    # The others answer once their shards are open again, which may take
+    # up to shutdown-timeout seconds (the supervisor waits that long for
+    # this question, see shardkv.supervisor).
+    wait = int(server.config.get("shutdown-timeout") or 0)
+    server.bus.ask(
+        bus.ABORT, [wait], lambda answers: reply.deliver(OK_REPLY if any(answers) else _NO_SHUTDOWN)
+    )
+
+
+def bus_abort(server: Acceptor, origin: int, args: list) -> None:
+    """Another acceptor's SHUTDOWN ABORT: cancel this acceptor's stops under
+    way, answering 1 once they are over and their shards open again (so
+    that the asker's ``+OK`` comes after them, as its own aborts' does), 0
+    if there was none."""
+    answer = server.bus.later()  # type: ignore[union-attr]
+    _abort_here(server, _BusAbort(answer))
+
+
+class _AbortReply:
+    """SHUTDOWN ABORT's reply: ``+OK`` once ``parts`` answers came (this
+    acceptor's, and the others' at K > 1) if any of them is ``+OK``, else
+    the error (counted once, as Redis counts an error reply)."""
+
+    def __init__(self, slot: Slot, parts: int) -> None:
+        self.slot = slot
+        self.left = parts
+        self.aborted = False
+
+    def deliver(self, body: bytes) -> None:
+        self.aborted = self.aborted or body == OK_REPLY
+        self.left -= 1
+        if self.left:
+            return
+        server = self.slot.client.server
+        if not self.aborted:
+            server.stats.error(NO_SHUTDOWN)
+        self.slot.deliver(OK_REPLY if self.aborted else _NO_SHUTDOWN)
+        server.flush_clients_soon()
+
+
+class _BusAbort:
+    """:func:`bus_abort`'s answer: 1 if this acceptor aborted a stop."""
+
+    def __init__(self, answer: Callable[[object], None]) -> None:
+        self.answer = answer
+
+    def deliver(self, body: bytes) -> None:
+        self.answer(int(body == OK_REPLY))
+
+
+def _abort_here(server: Acceptor, reply: _AbortReply | _BusAbort) -> None:
+    """Cancel this acceptor's stops under way; ``reply`` gets ``+OK``, or
+    the error body if there is none.  Under way here: a signal's stop still
+    waiting for a busy script (Redis's ``shutdown_asap``, set by its signal
+    handler until its serverCron runs), and the stops (SHUTDOWN, a signal's)
+    whose shards have not all answered (Redis's shutdown waiting for its
+    replicas, which its SHUTDOWN ABORT cancels too).  Those end as a failed
+    save ends, at once, their shards' answers not waited for (a frozen
+    worker's never comes): once no other stop is undecided, the shards are
+    opened again (see :func:`_settle_failed`), each SHUTDOWN gets ``-ERR
+    Errors trying to SHUTDOWN. Check logs.`` (Redis's
+    replyToClientsBlockedOnShutdown), the supervisor hears ``stop-failed``
+    (a later signal stops again), and the ``+OK`` comes then, so that this
+    client's next command finds the shards open.  A stop already decided
+    (every shard shut, the server stopping) cannot be: the error, as Redis,
+    which has exited by then, answers nothing."""
     waiting = server.signal_stop
     # Not a stop past the point Redis could abort: one forced (a save
     # failed, with FORCE: its shards close unsaved, a first AOF base's
@@ -364,11 +431,10 @@ def abort_stops(client: Client) -> None:
             # An ABORT after an ABORT: Redis's cancelShutdown is done at
             # once, so the second finds nothing under way; it answers so
             # once the shards are open again, as the first does.
-            server.stats.error(NO_SHUTDOWN)
-            _wait_for_settling(client, encode_error(NO_SHUTDOWN))
+            server.aborts_waiting.append((reply, _NO_SHUTDOWN))
             _settle_failed(server)  # (bounded, as the first)
             return
-        client.reply_error(NO_SHUTDOWN)
+        reply.deliver(_NO_SHUTDOWN)
         return
     log.warning("Shutdown manually aborted.")
     if waiting is not None:
@@ -376,23 +442,15 @@ def abort_stops(client: Client) -> None:
         server.signal_stop = None
         _tell_supervisor(server, bus.STOP_FAILED_LINE + b"\n")  # a later signal stops again
         if not undecided:
-            client.reply(OK)
+            reply.deliver(OK_REPLY)
             return
-    _wait_for_settling(client, OK_REPLY)
+    server.aborts_waiting.append((reply, OK_REPLY))
     for gather in undecided:
         # Decided now (failed): it waits for no shard's answer.
         gather.aborted = True
         server.stops_pending.remove(gather)
         server.stops_failed.append(gather)
     _settle_failed(server)
-
-
-def _wait_for_settling(client: Client, body: bytes) -> None:
-    """SHUTDOWN ABORT's reply ``body``, once the stops it waits for are
-    over and their shards open again (see :func:`_settle_failed`)."""
-    slot = Slot(client)
-    client.pending.append(slot)
-    client.server.aborts_waiting.append((slot, body))
 
 
 def _release_parks(link: object) -> None:

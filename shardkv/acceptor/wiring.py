@@ -227,6 +227,7 @@ def wiring() -> Wiring:
             bus.SCRIPT: scripting.bus_script,
             bus.SCRIPT_KILLED: scripting.bus_script_killed,
             bus.OOM: memorybudget.bus_oom,
+            bus.ABORT: durability.bus_abort,
         },
         stop_by_signal=durability.stop_by_signal,
         on_bus_start=(monitor.on_bus_start,),

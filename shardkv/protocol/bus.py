@@ -123,6 +123,11 @@ OOM = b"oom"  # ask [0 or 1] -> 1 once it took that as its OOM state (maxmemory 
 # ask [token, channel, message, since, 1 for a shard channel] -> receivers here, kept for the token
 HELD_COUNT = b"heldcount"
 HELD_PUBLISH = b"heldpublish"  # ask [token, 1] -> 1 once delivered to those kept; tell [token, 0]: dropped
+# ask [shutdown-timeout] -> 1 if it cancelled a stop of its own, once its
+# shards are open again (SHUTDOWN ABORT, see shardkv.acceptor.durability),
+# else 0; the supervisor waits ANSWER_WITHIN plus that many seconds, the
+# longest an acceptor waits for its shards to open again.
+ABORT = b"abort"
 
 KINDS = (
     PUBLISH,
@@ -155,6 +160,7 @@ KINDS = (
     SCRIPT,
     SCRIPT_KILLED,
     OOM,
+    ABORT,
 )
 
 

@@ -224,6 +224,17 @@ def test_after_an_abort_a_client_of_another_acceptor_finds_the_shard_open():
         _abort_once_read(aborter)
         assert other.command("SET", key_on(1, "later", shards=2), "1") == b"OK"
         assert _is_error(stopper.read_reply(), FAILED)
+        # Redis is one process: an ABORT through another acceptor cancels
+        # the stop too (it once answered "No shutdown in progress").  Its
+        # +OK waits for the shard to open again, past the bus's 2 s here.
+        assert stopper.command("CONFIG", "SET", "rdb-key-save-delay", "8000") == b"OK"
+        stopper.send("SHUTDOWN")
+        _abort_once_read(other)
+        assert other.command("SET", key_on(1, "later", shards=2), "2") == b"OK"
+        assert _is_error(stopper.read_reply(), FAILED)
+        assert _is_error(_ask(aborter, "SHUTDOWN", "ABORT"), NO_SHUTDOWN)
+        assert proc.proc.poll() is None
+        assert stopper.command("CONFIG", "SET", "rdb-key-save-delay", "0") == b"OK"  # (a quick stop)
     finally:
         for c in (stopper, aborter, other):
             c.close()

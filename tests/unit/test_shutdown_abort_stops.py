@@ -16,6 +16,8 @@ import pytest
 
 from shardkv.acceptor import durability
 
+NO_SHUTDOWN = b"-ERR No shutdown in progress.\r\n"
+
 
 class _Client:
     def __init__(self, server: object) -> None:
@@ -55,6 +57,7 @@ def _server(*gathers: object) -> SimpleNamespace:
         loop=_Loop(),
         config={"shutdown-timeout": 10},
         stats=SimpleNamespace(error=lambda message: None),
+        bus=None,  # one acceptor, unless told
     )
     server.flush_clients_soon = lambda: None
     return server
@@ -80,8 +83,8 @@ def test_abort_leaves_a_stop_redis_could_not_abort(past):
     server = _server(gather)
     client = _Client(server)
     durability.abort_stops(client)
-    assert client.errors == [durability.NO_SHUTDOWN]
-    assert not gather.aborted and server.aborts_waiting == [] and client.pending == []
+    assert [slot.data for slot in client.pending] == [NO_SHUTDOWN]
+    assert not gather.aborted and server.aborts_waiting == []
 
 
 def test_abort_cancels_only_the_stops_it_can():
@@ -95,8 +98,9 @@ def test_abort_cancels_only_the_stops_it_can():
     assert client.errors == []
     assert (saving.aborted, forced.aborted) == (True, False)
     assert server.stops_pending == [forced] and server.stops_failed == [saving]
-    assert [slot for slot, _ in server.aborts_waiting] == client.pending
+    assert [reply.slot for reply, _ in server.aborts_waiting] == client.pending
     assert [body for _, body in server.aborts_waiting] == [b"+OK\r\n"]
+    assert client.pending[0].data is None  # (until the stops are over)
 
 
 def test_the_wait_for_another_stop_is_bounded():
@@ -136,3 +140,56 @@ def test_an_abort_after_an_abort_finds_nothing_under_way():
     durability.abort_stops(second)
     assert first.errors == second.errors == []
     assert [body for _, body in server.aborts_waiting] == [b"+OK\r\n", b"-ERR No shutdown in progress.\r\n"]
+
+
+class _Bus:
+    """The bus of an acceptor of several: the questions it asks, the answer
+    it gives later."""
+
+    def __init__(self) -> None:
+        self.asked: list = []
+        self.answers: list = []
+
+    def ask(self, kind: bytes, args: list, done: object) -> None:
+        self.asked.append((kind, args, done))
+
+    def later(self) -> object:
+        return self.answers.append
+
+
+@pytest.mark.parametrize("elsewhere", [0, 1])
+def test_an_abort_cancels_a_stop_of_another_acceptor(elsewhere):
+    """Redis, one process, aborts whatever stop is under way: with several
+    acceptors the others are asked (``abort``, with the shutdown-timeout
+    they may take), and the ABORT answers ``+OK`` if one of them had a stop
+    to cancel, else the error (before, only the acceptor's own stops
+    counted)."""
+    server = _server()
+    server.bus = _Bus()
+    client = _Client(server)
+    durability.abort_stops(client)
+    [(kind, args, done)] = server.bus.asked
+    assert (kind, args) == (b"abort", [10])
+    assert client.pending[0].data is None  # (until the others answered)
+    done([elsewhere])
+    assert client.pending[0].data == (b"+OK\r\n" if elsewhere else NO_SHUTDOWN)
+
+
+def test_another_acceptors_abort_is_answered_once_the_shards_are_open():
+    """``abort`` from another acceptor: 1 once this one's aborted stop is
+    over (the shards open again), 0 at once when it has none."""
+    saving = _gather(left=2)
+    server = _server(saving, _gather(forced=True))
+    stopper = _Client(server)
+    saving.slot = durability.Slot(stopper)  # a SHUTDOWN's
+    server.bus = _Bus()
+    durability.bus_abort(server, 1, [10])
+    assert saving.aborted and server.bus.answers == []
+    [(delay, fire)] = server.loop.timers  # (the forced stop is undecided: bounded)
+    fire()
+    assert server.bus.answers == [1]
+    assert saving.slot.data == b"-" + durability.SHUTDOWN_FAILED.encode() + b"\r\n"
+    idle = _server()
+    idle.bus = _Bus()
+    durability.bus_abort(idle, 1, [10])
+    assert idle.bus.answers == [0]
