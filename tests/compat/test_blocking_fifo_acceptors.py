@@ -14,7 +14,8 @@ shardkv used to miss MOVE's and COPY's key there, see ``Waiters.mark``).
 Each case is a list of steps: ``("block", name, acceptor, db, *command)``
 sends a blocking command on a connection of its own through that
 acceptor, and waits until CLIENT LIST shows it blocked, before the next
-step (so the order of blocking is certain); ``("write", acceptor, db,
+step (so the order of blocking is certain); ``("close", name)`` closes
+that client's connection and waits until CLIENT LIST no longer shows it; ``("write", acceptor, db,
 *command)`` runs a command on a writer connection through that acceptor;
 ``("pipe", acceptor, db, command, ...)`` sends its commands there in one
 go, then reads their replies (``id:<name>`` stands for the id of the
@@ -381,6 +382,55 @@ CASES: dict[str, list] = {
             ("EXISTS", "A", "B"),
         ),
     ],
+    # Redis serves a blocked BLMOVE when the push that made its source
+    # ready ends, in the same step (serveClientsBlockedOnKeys): the
+    # pusher's next commands, pipelined or not, and any other client's,
+    # see the element moved; with several such clients, each push serves
+    # the next one in the order they blocked, before a client blocked on
+    # the source alone after them (issue 22).
+    "blmove-two-shards-pipelined-llen": [
+        ("block", "c1", 0, 0, "BLMOVE", "A", "B", "LEFT", "RIGHT", 0),
+        ("pipe", 1, 0, ("RPUSH", "A", "x"), ("LLEN", "A"), ("LRANGE", "B", 0, -1)),
+    ],
+    "blmove-two-shards-then-read": [
+        ("block", "c1", 0, 0, "BLMOVE", "A", "B", "LEFT", "RIGHT", 0),
+        ("write", 1, 0, "RPUSH", "A", "x"),
+        ("write", 1, 0, "LRANGE", "B", 0, -1),
+        ("write", 0, 0, "LLEN", "A"),
+    ],
+    "blmove-two-shards-pushes-pipelined": [
+        ("block", "c1", 1, 0, "BLMOVE", "A", "B", "LEFT", "RIGHT", 0),
+        ("block", "c2", 0, 0, "BLMOVE", "A", "B", "LEFT", "RIGHT", 0),
+        ("pipe", 1, 0, ("RPUSH", "A", "a"), ("RPUSH", "A", "b"), ("LRANGE", "B", 0, -1)),
+    ],
+    "brpoplpush-two-shards-one-shard-behind": [
+        ("block", "c1", 0, 0, "BRPOPLPUSH", "A", "B", 0),
+        ("block", "c2", 1, 0, "BRPOPLPUSH", "A", "B", 0),
+        ("block", "c3", 0, 0, "BLPOP", "A", 0),
+        ("write", 1, 0, "RPUSH", "A", "a"),
+        ("write", 0, 0, "RPUSH", "A", "b"),
+        ("write", 1, 0, "RPUSH", "A", "c"),
+        ("write", 1, 0, "LRANGE", "B", 0, -1),
+    ],
+    # A client gone before the push is never served: nothing is taken
+    # for it, and the next client in line is served (Redis unblocks a
+    # client as it frees it).
+    "blmove-two-shards-closed": [
+        ("block", "c1", 0, 0, "BLMOVE", "A", "B", "LEFT", "RIGHT", 0),
+        ("block", "c2", 1, 0, "BRPOPLPUSH", "A", "B", 0),
+        ("block", "c3", 0, 0, "BLPOP", "B", "A", 0),
+        ("close", "c1"),
+        ("close", "c3"),
+        ("write", 1, 0, "RPUSH", "A", "x", "y"),
+        ("write", 0, 0, "LRANGE", "A", 0, -1),
+        ("write", 0, 0, "LRANGE", "B", 0, -1),
+    ],
+    "xreadgroup-two-shards-pipelined": [
+        ("write", 0, 0, "XGROUP", "CREATE", "A", "g", "$", "MKSTREAM"),
+        ("write", 0, 0, "XGROUP", "CREATE", "B", "g", "$", "MKSTREAM"),
+        ("block", "c1", 0, 0, "XREADGROUP", "GROUP", "g", "x1", "BLOCK", 0, "STREAMS", "B", "A", ">", ">"),
+        ("pipe", 1, 0, ("XADD", "A", "1-1", "f", "a"), ("XPENDING", "A", "g")),
+    ],
     "flushall-xreadgroup-databases": [
         ("write", 0, 0, "XGROUP", "CREATE", "A", "g", "$", "MKSTREAM"),
         ("write", 0, 1, "XGROUP", "CREATE", "A", "g", "$", "MKSTREAM"),
@@ -419,6 +469,13 @@ def _wait_shown_blocked(observer: RespClient, client_id: int) -> None:
         time.sleep(0.002)
 
 
+def _wait_gone(observer: RespClient, client_id: int) -> None:
+    deadline = time.monotonic() + WAIT
+    while observer.command("CLIENT", "LIST", "ID", client_id):
+        assert time.monotonic() < deadline, f"client {client_id} never gone"
+        time.sleep(0.002)
+
+
 def _run(port: int, k: int, steps: list) -> list:
     conns: list[RespClient] = []
 
@@ -443,6 +500,10 @@ def _run(port: int, k: int, steps: list) -> list:
                 c.send(*(_arg(a) for a in args))
                 _wait_shown_blocked(observer, cid)
                 blocked[name] = (c, cid)
+            elif step[0] == "close":  # a blocked client goes away
+                c, cid = blocked.pop(step[1])
+                c.close()
+                _wait_gone(observer, cid)
             elif step[0] == "pipe":  # commands sent together, replies read after
                 _, acceptor, db, *commands = step
                 if (acceptor, db) not in writers:
@@ -484,8 +545,29 @@ UNCLAIMED = "a notified cross-shard XREADGROUP claims no entry (documented diffe
 # shards) notifies the client, which tries later: the pusher's next
 # command, pipelined, still sees the element (README, "Still different").
 TRIES = "a key a cross-shard EXEC made ready is tried after the pusher's next command (documented difference)"
+# Issue 22: a cross-shard BLMOVE/BRPOPLPUSH is notified and tries later,
+# so a command that reaches the destination's (or the source's) shard
+# first sees the element not moved: the pusher's next commands through
+# another acceptor, or another client's after the push answered (with one
+# acceptor the pusher's own commands wait for the try: try_at_once).
+NOTIFIED = "a cross-shard BLMOVE is notified and moves later (issue 22, documented difference)"
+# A second push that comes while the previous push's tries are on their
+# way: a waiter whose eager try found nothing has no __bwait on the
+# source's shard until its new one is there, so a client blocked on the
+# source alone after it takes the element first, and a push pipelined
+# behind the first does not make it try at once.
+REREGISTERED = "a cross-shard BLMOVE whose try found nothing waits again behind later waiters (issue 22)"
+UNSERVED = "a notified cross-shard XREADGROUP reads after the pusher's next command (issue 22)"
 KNOWN = {
     ("blmove-two-shards", 2): RACE,
+    ("blmove-two-shards-pipelined-llen", 2): NOTIFIED,
+    ("blmove-two-shards-then-read", 2): NOTIFIED,
+    ("blmove-two-shards-pushes-pipelined", 1): REREGISTERED,
+    ("blmove-two-shards-pushes-pipelined", 2): NOTIFIED,
+    ("brpoplpush-two-shards-one-shard-behind", 1): REREGISTERED,
+    ("brpoplpush-two-shards-one-shard-behind", 2): NOTIFIED,
+    ("xreadgroup-two-shards-pipelined", 1): UNSERVED,
+    ("xreadgroup-two-shards-pipelined", 2): UNSERVED,
     ("blpop-two-shards-exec-both-shards", 1): TRIES,
     ("blpop-two-shards-exec-both-shards", 2): TRIES,
     ("xreadgroup-two-shards", 1): UNCLAIMED,
