@@ -643,9 +643,10 @@ class _Notify:
             else:  # it may have claimed elements meanwhile, its wake on its way
                 self.link.send_control(self.verb(Verb.BDONE), _IGNORE)
 
-    def verb(self, verb: bytes) -> bytes:
-        """``__bclaim`` or ``__bdone`` of this ``__bwait``."""
-        return encode_command([verb, b"%d" % self.token])
+    def verb(self, verb: bytes, *more: bytes) -> bytes:
+        """``__bclaim`` or ``__bdone`` of this ``__bwait`` (``more``: its
+        ``keep`` or new token, see :meth:`_CrossShard.serve_now`)."""
+        return encode_command([verb, b"%d" % self.token, *more])
 
 
 class _Taking:
@@ -688,19 +689,26 @@ class _ClaimAnswer:
     holds not taken), the try was too: a ``__bdone`` that is never refused
     ends the claim (or forgets the ``__bwait``) instead."""
 
-    __slots__ = ("notify", "wait")
+    __slots__ = ("notify", "wait", "kept")
 
-    def __init__(self, notify: _Notify, wait: _CrossShard | None = None) -> None:
+    def __init__(self, notify: _Notify, wait: _CrossShard | None = None, kept: _Notify | None = None) -> None:
         self.notify = notify
         self.wait = wait
+        self.kept = kept  # its __bwait's under a new token (see _CrossShard.serve_now)
 
     def deliver(self, body: bytes) -> None:
+        kept = self.kept
         if body[:1] == b"-":
             link = self.notify.link
             if link.up:
                 link.send_control(self.notify.verb(Verb.BDONE), _IGNORE)
-        elif self.wait is not None and _notification(body)[0] == _READY:
-            self.wait.ready_claim = True
+            if kept is not None:  # nothing waits on under the new token
+                kept.wait.lose_kept()
+        elif _notification(body)[0] == _READY:
+            if self.wait is not None:
+                self.wait.ready_claim = True
+            if kept is not None:  # served at its turn: the shard keeps no __bwait
+                kept.wait.lose_kept(kept)
 
 
 class _Question:
@@ -852,6 +860,13 @@ class _CrossShard:
                         EAGER_KEYS[key] = EAGER_KEYS.get(key, 0) + 1
         self.trying = False  # an atomic try is on its way
         self.taking = False  # a shard was told to take what it popped (see _served)
+        # An eager try's __bwaits, which wait on under new tokens, in their
+        # places, while it runs; the notifications they got meanwhile; and
+        # whether a shard refused the try's step (then they wait no more).
+        # See serve_now.
+        self.kept: list[_Notify] = []
+        self.noticed: list[tuple[_Notify, bytes]] = []
+        self.kept_lost = False
         # Tries answered so far, when the one on its way began and its
         # operation (None: XREAD's parts), see _count_try.
         self.tries = 0
@@ -873,6 +888,7 @@ class _CrossShard:
         ask: list[_Notify] | None = None,
         ready_key: bytes | None = None,
         unblocked: bool = False,
+        keep: dict[_Notify, _Notify] | None = None,
     ) -> None:
         """Try atomically; ``notified``: the notification of a ``__bwait``
         (``_READY`` or ``_CLAIMED``) this try follows, or b"" (the first
@@ -897,7 +913,10 @@ class _CrossShard:
         type by then is nothing to serve either (Redis serves a blocked
         XREAD only from a stream made ready, and CLIENT UNBLOCK gives the
         others their null: ``XREAD BLOCK 0 STREAMS b a $ $``, ``SET b s``,
-        ``CLIENT UNBLOCK``: a null, and 1)."""
+        ``CLIENT UNBLOCK``: a null, and 1).  ``keep``: an eager try's (see
+        :meth:`serve_now`): each ``__bwait`` of ``ask`` is kept by its
+        ``__bclaim`` and waits on, after the try, under the token of its
+        ``_Notify`` there (its ``__bdone``'s new token)."""
         client = self.client
         self.trying = True
         self.try_began = perf_counter_ns()
@@ -914,7 +933,9 @@ class _CrossShard:
         try:
             self.ready_claim = notified == _READY
             for notify in ask or ():
-                notify.link.send_control(notify.verb(Verb.BCLAIM), _ClaimAnswer(notify, self), in_step=True)
+                kept = keep.get(notify) if keep is not None else None
+                claim = notify.verb(Verb.BCLAIM) if kept is None else notify.verb(Verb.BCLAIM, b"keep")
+                notify.link.send_control(claim, _ClaimAnswer(notify, self, kept), in_step=True)
             # (Its executor counts nothing: see _count_try.)
             if self.stream and not self.resolved:
                 commands = [self.args, [Verb.XLASTIDS, *self.keys]]
@@ -931,7 +952,12 @@ class _CrossShard:
                 op = AtomicOp(client, [args], self.keys, _first_body, counted=False, name=self.args[0])
             self.op = op
             for notify in (*(ask or ()), *done):
-                notify.link.send_control(notify.verb(Verb.BDONE), _ClaimAnswer(notify), in_step=True)
+                kept = keep.get(notify) if keep is not None else None
+                if kept is None:
+                    notify.link.send_control(notify.verb(Verb.BDONE), _ClaimAnswer(notify), in_step=True)
+                else:
+                    renew = notify.verb(Verb.BDONE, b"%d" % kept.token)
+                    notify.link.send_control(renew, _ClaimAnswer(notify, None, kept), in_step=True)
         finally:
             if holds is not None:
                 holds.end()
@@ -1064,6 +1090,65 @@ class _CrossShard:
 
     def attempted(self, body: bytes) -> None:
         self.trying = False
+        kept, self.kept = self.kept, []
+        noticed, self.noticed = self.noticed, []
+        if self.kept_lost:
+            self.kept_lost = False
+            self._release(kept)
+            kept, noticed = [], []
+        if kept:
+            if not self._attempted(body, kept=True):
+                self._release(kept)  # it goes on another way: they wait no more
+                return
+            # It waits on: on the __bwaits kept in their places, notified
+            # meanwhile maybe (no new ones: see serve_now).
+            self.notifies = kept
+            for notify, note in noticed:
+                self.notified(notify, note)
+            return
+        self._attempted(body)
+
+    def _release(self, kept: list[_Notify]) -> None:
+        """The ``__bwait``s that waited on under new tokens during an eager
+        try (see :meth:`serve_now`) end: forgotten, or their claims done."""
+        for notify in kept:
+            link = notify.link
+            link.blocked.pop(notify.token, None)
+            if link.up:
+                link.send_control(notify.verb(Verb.BDONE), _IGNORE)
+
+    def lose_kept(self, kept: _Notify | None = None) -> None:
+        """No ``__bwait`` waits on under the new token of ``kept`` (None:
+        any of them): a shard refused the try's step (the refusal's
+        ``__bdone`` forgot the old one), or its claim was ``BWAIT_READY``
+        (the shard forgets it, as before); so the wait sends a new one once
+        the try is answered, as before."""
+        if kept is not None:
+            if kept in self.kept:  # (its try still runs)
+                self.kept.remove(kept)
+                kept.link.blocked.pop(kept.token, None)
+            elif kept in self.notifies and kept.link.blocked.get(kept.token) is kept and not self.trying:
+                self.notifies.remove(kept)
+                del kept.link.blocked[kept.token]
+                if not self.notifies and not self.done:
+                    self._wait_on()
+            return
+        if self.trying:
+            self.kept_lost = True
+            return
+        if self.done or not self.notifies:
+            return
+        lost = [n for n in self.notifies if n.link.blocked.get(n.token) is n]
+        if len(lost) < len(self.notifies):
+            return  # (notified meanwhile: its try is on its way)
+        self._release(lost)
+        self.notifies = []
+        self._wait_on()
+
+    def _attempted(self, body: bytes, kept: bool = False) -> bool:
+        """The try answered ``body``: the client gets it, or waits on (new
+        ``__bwait``s, unless ``kept``: then True, and the caller has it wait
+        on those it kept)."""
         if self.eager:
             self.eager = False
             if body[:1] == b"-" and not body.startswith(_WRONGTYPE):
@@ -1078,32 +1163,39 @@ class _CrossShard:
         if self.unread:
             if not final and not self.done and self.unblocking:
                 self.attempt(ready_key=self.unread.pop(0))  # (see unblock)
-                return
+                return False
             self.unread = []
         if (self.done or _gone(self.client)) and body not in _NULLS and body[:1] != b"-":
             if not (self.stream or self.move):
                 self._push_back(body)
         if self.done:
             self._answer_unblocks(body in _NULLS)
-            return
+            return False
         if final:
             self.finish(body)
-            return
+            return False
         while self.unblocking:  # nothing to pop: now the CLIENT UNBLOCK answers it
             error, answer, pin = self.unblocking.pop(0)
             if pin is not None and pin.ran is None:  # an EXEC's: its client waits for the EXEC
                 self._pin(error, pin)
                 answer(1)
-                return
+                return False
             if pin is None or pin.ran:  # (an EXEC already decided: no need to wait)
                 self.finish(_unblocked_body(self.client, error, self.args, self.blocked_ns))
                 answer(1)
-                return
+                return False
             answer(0)  # an EXEC that did not run: as if it never was
         # Every shard ran the try (and resolved $): from now on a write wakes
         # the __bwait below, wherever it comes from.
         if not _shown(self.client, self.token):
-            return
+            return False
+        if kept:
+            return True
+        self._wait_on()
+        return False
+
+    def _wait_on(self) -> None:
+        """Send a new ``__bwait`` (or ``__bpop``) to each of its shards."""
         links = self.client.server.links
         elapsed = b"%d" % int((time.monotonic() - self.started) * 1000)
         name = self.args[0]
@@ -1138,6 +1230,9 @@ class _CrossShard:
         if body == _SERVED:
             self._served(notify, key, order[0])  # type: ignore[arg-type]  # a served key
             return
+        if notify in self.kept:  # its eager try runs: after it (see serve_now)
+            self.noticed.append((notify, body))
+            return
         if self.done or notify not in self.notifies:
             return  # a late answer from a round already over
         if order and len(self.notifies) > 1:
@@ -1147,7 +1242,10 @@ class _CrossShard:
             return
         self._cancel_notifies()
         if key is not None:
-            self.attempt(notified=body, done=() if self.stream else (notify,), ready_key=key)
+            # A move's __bwait with nothing left at its turn keeps its place
+            # while the try runs (see serve_now).
+            keep = self._keep((notify,)) if self.move and body == _CLAIMED else None
+            self.attempt(notified=body, done=() if self.stream else (notify,), ready_key=key, keep=keep)
         elif body == _TIMED_OUT:
             self.finish(encode(NULL_ARRAY, self.client.resp3))
         else:
@@ -1302,8 +1400,20 @@ class _CrossShard:
         that waited for the source's notification would reach the
         destination's shard after it.  The ``__bclaim`` before the try
         says whether that command made the source serve it (the keys made
-        ready before it served first), as for CLIENT UNBLOCK inside EXEC;
-        a try that finds nothing waits again (new ``__bwait``s)."""
+        ready before it served first), as for CLIENT UNBLOCK inside EXEC.
+        Its ``__bwait`` keeps its place among its key's waiters meanwhile,
+        unless it was notified ``BWAIT_READY`` (served at its turn):
+        ``__bclaim ... keep`` does not forget it, and the ``__bdone`` behind
+        the try has it wait on under a new token (a claim it had then done),
+        whose notifications, while the try runs, wait for its outcome
+        (:attr:`noticed`); a try that finds nothing waits on that one, one
+        that serves it ends it (``__bdone``).  So does a notified try after
+        ``BWAIT_CLAIMED`` (:meth:`notified`).  (It
+        used to forget it and send a new one once the try had found
+        nothing, and a client blocked on the source alone after it, on that
+        shard, was served a push that came meanwhile: ``BLMOVE a b``,
+        ``BLMOVE a b``, ``BLPOP a``, then ``RPUSH a x``, ``RPUSH a y``: the
+        second client blocked, the third served ``y``.)"""
         if self.done or self.trying or self.pinned is not None or not self.notifies:
             return
         if self.read_only:
@@ -1314,7 +1424,23 @@ class _CrossShard:
         for notify in notifies:
             notify.link.blocked.pop(notify.token, None)
         self.eager = True
-        self.attempt(ask=notifies)
+        self.attempt(ask=notifies, keep=self._keep(notifies))
+
+    def _keep(self, notifies: list[_Notify] | tuple[_Notify, ...]) -> dict[_Notify, _Notify] | None:
+        """The new tokens under which ``notifies``' ``__bwait``s wait on,
+        in their places, while a try runs (see :meth:`serve_now`), each
+        listed on its link; None if a shard is down (nothing kept)."""
+        keep: dict[_Notify, _Notify] = {}
+        for notify in notifies:
+            link = notify.link
+            if not link.up:
+                for kept in keep.values():
+                    kept.link.blocked.pop(kept.token, None)
+                return None
+            kept = keep[notify] = _Notify(self, link, next(_tokens))
+            link.blocked[kept.token] = kept
+        self.kept = list(keep.values())
+        return keep or None
 
     def finish(self, body: bytes) -> None:
         self.done = True

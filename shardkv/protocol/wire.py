@@ -1131,10 +1131,16 @@ class Verb:
     # (a __bwait still waiting is forgotten).  The keys made ready before it
     # serve first, as Redis serves a blocked client right after the write:
     # sent in the step of a try that CLIENT UNBLOCK asks for, before it.
+    # __bclaim token keep: one still waiting is kept (an eager try's, see
+    # shardkv.acceptor.blocking.try_at_once).
     BCLAIM = b"__bclaim"
     # __bdone token -> the same; then that claim is done (its try has run,
     # or there will be none): its key serves its waiters again, the element
     # no longer counted as taken (shardkv.worker.blocking).
+    # __bdone token new-token: the __bwait (waiting, or its claim done, if
+    # that claim was BWAIT_CLAIMED) then waits on under ``new-token``, in
+    # its place among its key's waiters: a cross-shard move's try, which
+    # keeps its place while it runs.
     BDONE = b"__bdone"
     # __bdest destination -> 0, or WRONGTYPE if it holds another type than
     # a list: the second command of a cross-shard BLMOVE/BRPOPLPUSH's try

@@ -331,6 +331,9 @@ class Waiters:
         # and the elements claimed per key.
         self.claims: dict[tuple[int, int], tuple[tuple[int, bytes], int, int, tuple]] = {}
         self.claimed: dict[tuple[int, bytes], int] = {}
+        # The __bwait waiters of those claims, by (pipe, token): an eager
+        # try's __bdone makes one wait on in its place (see claim).
+        self.claimants: dict[tuple[int, int], Waiter] = {}
         # What a __bpop popped for its client, by (pipe, token): (key,
         # the command that popped, its reply, its count), while the shard
         # waits in place for the verdict (see pop_for).
@@ -385,9 +388,16 @@ class Waiters:
         pipe = self.ks.pipe
         waiter = Waiter(token, args, wait, resp3, deadline, db, pipe, stamp or time.monotonic_ns(), ns)
         self.cancel(token, pipe)  # a token is never reused; this is only a safeguard
-        self.by_token[pipe, token] = waiter
+        self._register(waiter)
+        return b""
+
+    def _register(self, waiter: Waiter) -> None:
+        """``waiter`` waits, in its place (its stamp) in each key's queue."""
+        pipe = waiter.pipe
+        self.by_token[pipe, waiter.token] = waiter
         by_key = self.by_key
-        for k in dict.fromkeys(wait.keys):
+        db = waiter.db
+        for k in dict.fromkeys(waiter.wait.keys):
             key = (db, k)
             queue = by_key.get(key)
             if queue is None:
@@ -396,9 +406,8 @@ class Waiters:
                 queue.append(waiter)
             else:  # it blocked before some that reached the shard first
                 bisect.insort_right(queue, waiter, key=_STAMP)
-        if wait.timeout:
-            heapq.heappush(self.timeouts, (deadline, pipe, token))
-        return b""
+        if waiter.wait.timeout:
+            heapq.heappush(self.timeouts, (waiter.deadline, pipe, waiter.token))
 
     def cancel(self, token: int, pipe: int = 0) -> None:
         """Forget the waiter of ``token`` from ``pipe``, if it still waits."""
@@ -502,29 +511,50 @@ class Waiters:
             if key in self.by_key:
                 self.ready[key] = None
 
-    def claim(self, token: int, pipe: int, done: bool) -> object:
+    def claim(self, token: int, pipe: int, done: bool, keep: bool = False, new_token: int = 0) -> object:
         """``__bclaim``/``__bdone``: the notification of the claim of the
         ``__bwait`` of ``token`` from ``pipe``, as its wake names it
         (``[notification, key]``), 0 if it has none (forgotten now if it
-        still waits); ``done``: the claim ends (its try has run), and its
-        key serves its waiters again, at the end of the batch."""
+        still waits, unless ``keep``); ``done``: the claim ends (its try has
+        run), and its key serves its waiters again, at the end of the batch.
+        ``new_token`` (``__bdone`` of a cross-shard move's try, see
+        :mod:`shardkv.acceptor.blocking`): the ``__bwait``, still waiting or
+        its claim now done, waits on under that token, in its place (its
+        stamp) among its key's waiters, unless its claim was
+        ``BWAIT_READY`` (Redis served that client at its turn): a client
+        blocked after it on that key, on this shard, is served after it
+        still, as in Redis, where a client with nothing left at its turn
+        stays blocked in its place."""
         waiter = self.by_token.get((pipe, token))
         if waiter is not None:
-            self._forget(waiter)
+            if new_token:
+                del self.by_token[pipe, token]
+                waiter.token = new_token
+                self.by_token[pipe, new_token] = waiter
+                if waiter.wait.timeout:
+                    heapq.heappush(self.timeouts, (waiter.deadline, pipe, new_token))
+            elif not keep:
+                self._forget(waiter)
             return 0
         claim = self.claims.get((pipe, token))
         if claim is None:
             return 0
+        claimant = self.claimants.pop((pipe, token), None) if done else None
         if not claim[1]:  # a stream read's: said once (see _serve)
             self._unclaim((pipe, token))
         elif done:
             self._unclaim((pipe, token))
             if claim[0] in self.by_key:
                 self.ready[claim[0]] = None
+        if new_token and claimant is not None and claim[2] == wire.BWAIT_CLAIMED:
+            claimant.token = new_token
+            self._register(claimant)
+            self.ready[claim[0]] = None
         return [claim[2], claim[0][1], *claim[3]]
 
     def _unclaim(self, claim: tuple[int, int]) -> None:
         key, n, _, _ = self.claims.pop(claim)
+        self.claimants.pop(claim, None)
         if not n:
             return  # (a stream read's: it counts nothing)
         left = self.claimed[key] - n
@@ -699,6 +729,7 @@ class Waiters:
         if claims:
             dbkey = (waiter.db, key)
             self.claims[waiter.pipe, waiter.token] = (dbkey, claims, value, order)  # type: ignore[assignment]  # an int here
+            self.claimants[waiter.pipe, waiter.token] = waiter
             self.claimed[dbkey] = self.claimed.get(dbkey, 0) + claims
             value = [value, key, *order]  # the notification names its key (see bwait)
         elif order and type(value) is list and args[0] == Verb.BWAIT:
@@ -1021,10 +1052,11 @@ def unblock(ks: Keyspace, args: list[bytes]) -> object:
 
 
 def bclaim(ks: Keyspace, args: list[bytes]) -> object:
-    """__bclaim token
+    """__bclaim token [keep]
 
     The notification of the ``__bwait`` of ``token`` (this pipe's, ``[1 or
-    2, key]``) if it claims elements, else 0; one still waiting is forgotten.  The keys made
+    2, key]``) if it claims elements, else 0; one still waiting is forgotten
+    (kept with ``keep``: an eager try's, see :meth:`Waiters.claim`).  The keys made
     ready before it serve first (as Redis serves a blocked client right
     after the write): CLIENT UNBLOCK of a cross-shard BLMOVE asks it before
     its try, and Redis replied WRONGTYPE to a client it served
@@ -1033,19 +1065,21 @@ def bclaim(ks: Keyspace, args: list[bytes]) -> object:
     waiters = ks.waiters
     if waiters.ready:  # type: ignore[union-attr]  # set by Waiters
         waiters.serve_ready()  # type: ignore[union-attr]
-    return waiters.claim(int(args[1]), ks.pipe, False)  # type: ignore[union-attr]
+    return waiters.claim(int(args[1]), ks.pipe, False, len(args) > 2)  # type: ignore[union-attr]
 
 
 def bdone(ks: Keyspace, args: list[bytes]) -> object:
-    """__bdone token
+    """__bdone token [new-token]
 
     The same as ``__bclaim`` (serving nothing first); then the claim of the
     ``__bwait`` of ``token`` ends, after its client's try (or there is no
     try): its key serves its waiters again at the end of the batch, the
     element left by that try to the next of them, as Redis serves the
-    waiters after a client that took nothing.
+    waiters after a client that took nothing.  With ``new-token`` (an eager
+    try's) the ``__bwait`` then waits on under that token, in its place.
     """
-    return ks.waiters.claim(int(args[1]), ks.pipe, True)  # type: ignore[union-attr]  # set by Waiters
+    new_token = int(args[2]) if len(args) > 2 else 0
+    return ks.waiters.claim(int(args[1]), ks.pipe, True, new_token=new_token)  # type: ignore[union-attr]  # set by Waiters
 
 
 def btry(ks: Keyspace, args: list[bytes]) -> object:

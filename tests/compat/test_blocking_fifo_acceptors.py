@@ -412,6 +412,16 @@ CASES: dict[str, list] = {
         ("write", 1, 0, "RPUSH", "A", "c"),
         ("write", 1, 0, "LRANGE", "B", 0, -1),
     ],
+    # A push served the first client; the second, whose try behind the
+    # first found nothing, still comes before the client blocked on the
+    # source alone after it (it used to wait again behind it).
+    "blmove-two-shards-left-one-shard-behind": [
+        ("block", "c1", 0, 0, "BLMOVE", "A", "B", "LEFT", "RIGHT", 0),
+        ("block", "c2", 1, 0, "BLMOVE", "A", "B", "LEFT", "RIGHT", 0),
+        ("block", "c3", 0, 0, "BLPOP", "A", 0),
+        ("write", 1, 0, "RPUSH", "A", "a"),
+        ("write", 0, 0, "RPUSH", "A", "b"),
+    ],
     # A client gone before the push is never served: nothing is taken
     # for it, and the next client in line is served (Redis unblocks a
     # client as it frees it).
@@ -551,20 +561,22 @@ TRIES = "a key a cross-shard EXEC made ready is tried after the pusher's next co
 # another acceptor, or another client's after the push answered (with one
 # acceptor the pusher's own commands wait for the try: try_at_once).
 NOTIFIED = "a cross-shard BLMOVE is notified and moves later (issue 22, documented difference)"
-# A second push that comes while the previous push's tries are on their
-# way: a waiter whose eager try found nothing has no __bwait on the
-# source's shard until its new one is there, so a client blocked on the
-# source alone after it takes the element first, and a push pipelined
-# behind the first does not make it try at once.
-REREGISTERED = "a cross-shard BLMOVE whose try found nothing waits again behind later waiters (issue 22)"
+# A second push that comes while the first push's tries are on their way
+# (pipelined behind it, or sent once it answered): a waiter whose try
+# behind the first found nothing keeps its place, and the second push
+# notifies it, but its try comes after what the pusher sends next (the
+# destination read without the element, or a third push whose element a
+# BRPOPLPUSH then takes).
+LATE_TRY = "a cross-shard BLMOVE notified by a second push tries after the pusher's next command (issue 22)"
 UNSERVED = "a notified cross-shard XREADGROUP reads after the pusher's next command (issue 22)"
 KNOWN = {
     ("blmove-two-shards", 2): RACE,
     ("blmove-two-shards-pipelined-llen", 2): NOTIFIED,
     ("blmove-two-shards-then-read", 2): NOTIFIED,
-    ("blmove-two-shards-pushes-pipelined", 1): REREGISTERED,
+    ("blmove-two-shards-left-one-shard-behind", 2): RACE,
+    ("blmove-two-shards-pushes-pipelined", 1): LATE_TRY,
     ("blmove-two-shards-pushes-pipelined", 2): NOTIFIED,
-    ("brpoplpush-two-shards-one-shard-behind", 1): REREGISTERED,
+    ("brpoplpush-two-shards-one-shard-behind", 1): LATE_TRY,
     ("brpoplpush-two-shards-one-shard-behind", 2): NOTIFIED,
     ("xreadgroup-two-shards-pipelined", 1): UNSERVED,
     ("xreadgroup-two-shards-pipelined", 2): UNSERVED,
