@@ -278,6 +278,33 @@ def test_a_bwait_claims_its_elements_until_its_bdone(shard):
     assert run(shard, "LLEN", "src") == 1 and not shard.waiters.claimed
 
 
+def test_a_claimed_bwait_keeps_its_place_under_a_new_token(shard):
+    """``__bdone <token> <new>`` of a ``__bwait`` notified BWAIT_CLAIMED
+    (nothing left at its turn) has it wait on under ``new``, before a
+    one-shard waiter that blocked after it: the next push notifies it, not
+    the BLPOP.  ``__bclaim <token> keep`` keeps one still waiting, and
+    ``__bdone`` of a BWAIT_READY claim forgets it, as before (issue 22)."""
+    first = [wire.Verb.BWAIT, b"blmove", b"0", b"0", b"1", b"src"]
+    second = [wire.Verb.BWAIT, b"blmove", b"0", b"0", b"1", b"src"]
+    assert wire.decode_replies(shard.run_batch(_batch((5, first), (6, second)))) == [b"", b""]
+    assert wire.decode_replies(shard.run_batch(_batch((7, [b"BLPOP", b"src", b"0"])))) == [b""]
+    assert wire.decode_replies(shard.run_batch(_batch((0, [b"RPUSH", b"src", b"a"])))) == [b":1\r\n"]
+    ready, claimed = b"*2\r\n:1\r\n$3\r\nsrc\r\n", b"*2\r\n:2\r\n$3\r\nsrc\r\n"
+    assert shard.waiters.wakes == [(0, wire.encode_wake(5, ready)), (0, wire.encode_wake(6, claimed))]
+    shard.waiters.wakes.clear()
+    assert run(shard, "LPOP", "src") == b"a"  # (the first's try)
+    done = [(0, [wire.Verb.BDONE, b"5", b"15"]), (0, [wire.Verb.BDONE, b"6", b"16"])]
+    assert wire.decode_replies(shard.run_batch(_batch(*done))) == [ready, claimed]
+    assert (0, 15) not in shard.waiters.by_token and (0, 16) in shard.waiters.by_token
+    keep = [wire.Verb.BCLAIM, b"16", b"keep"]
+    assert wire.decode_replies(shard.run_batch(_batch((0, keep)))) == [b":0\r\n"]
+    assert wire.decode_replies(shard.run_batch(_batch((0, [b"RPUSH", b"src", b"b"])))) == [b":1\r\n"]
+    assert shard.waiters.wakes == [(0, wire.encode_wake(16, ready))]  # not the BLPOP's
+    assert wire.decode_replies(shard.run_batch(_batch((0, [wire.Verb.BDONE, b"16"])))) == [ready]
+    assert shard.waiters.wakes[1:] == [(0, wire.encode_wake(7, b"*2\r\n$3\r\nsrc\r\n$1\r\nb\r\n"))]
+    assert not shard.waiters.by_token and not shard.waiters.claimed
+
+
 def _bpop(*keys: bytes, command: tuple[bytes, ...] = (b"BLPOP", b"k", b"0"), at: int = 1) -> list[bytes]:
     """``__bpop`` of a cross-shard wait on ``keys`` (no timeout), popping with ``command``."""
     return [wire.Verb.BPOP, b"0", b"0", b"1", b"%d" % at, b"%d" % len(keys), *keys, *command]
