@@ -373,7 +373,12 @@ class ShardLink:
         # a cross-shard script's park: its operation's sink gets -BUSY);
         # and the script's epoch (its busy report's), which the answer names.
         self.refusable: list[tuple[object, Slot | None]] = []
-        self.refusable_epoch = -1
+        self.refusable_epoch = 0
+        # The other links of this acceptor offered what waits behind the
+        # park of the operation whose script went busy here (see
+        # _offer_parked): they forget that offer at the script's end.
+        self.parked_offers: list[ShardLink] = []
+        self._parked_epoch = wire.PARKED_BEHIND_EVAL  # (the busy script's kind, for those offers)
         self.unblocks_sent = 0
         # Where the commands a script called go, for MONITOR (``M`` frames).
         self.on_script_calls: Callable[[list], None] | None = None
@@ -526,7 +531,10 @@ class ShardLink:
         client's single command across shards, or a client's write
         fan-out's part (``_Answer.refusable_while_busy``),
         of another client than the script's, whose commands
-        wait for the script, as in Redis.  Kept until the worker answers
+        wait for the script, as in Redis.  For an operation's script, those
+        after the operation's park, here and on the operation's other
+        shards (parked: :meth:`Refusals.parked_offer
+        <shardkv.worker.busyrefusal.Refusals.parked_offer>`).  Kept until the worker answers
         which it refused (:meth:`_refused`), or the script's end.  One pass
         over the queue, and over each client's reply order once."""
         fifo = self.fifo
@@ -535,8 +543,34 @@ class ShardLink:
             start, script_client = 0, None
         elif 0 <= ahead < len(fifo):
             start, script_client = ahead + 1, origin_of(fifo[ahead])[0]
-        else:  # an operation's script, or no batch's: refuse nothing here
+        elif ahead == wire.SCRIPT_PARKED and len(self.ops) == 1:
+            # An operation's script: what was sent after its park, here and
+            # on its other shards, waits for it.
+            op_id, op = next(iter(self.ops.items()))
+            self._offer(*self._behind_park(op), epoch)
+            for link in getattr(op, "links", ()):
+                if link is not self and link.ops.get(op_id) is op:
+                    self.parked_offers.append(link)
+                    link._offer(*link._behind_park(op), self._parked_epoch)
+            return
+        else:  # no batch's: refuse nothing here
             start, script_client = len(fifo), None
+        self._offer(start, script_client, epoch)
+
+    def _behind_park(self, op: object) -> tuple[int, Client | None]:
+        """Where what was sent after ``op``'s park starts in the queue (its
+        park's answer, if held back, is still there), and ``op``'s client."""
+        start = 0
+        for i, sink in enumerate(self.fifo):
+            if getattr(sink, "op", None) is op:
+                start = i + 1
+        return start, origin_of(op)[0]
+
+    def _offer(self, start: int, script_client: Client | None, epoch: int) -> None:
+        """Offer the worker, in a ``K`` frame of ``epoch``, the entries of
+        the queue from ``start`` on that a busy script's worker may refuse
+        (see :meth:`_offer_refusals`)."""
+        fifo = self.fifo
         places: list[int] = []
         refusable: list[tuple[object, Slot | None]] = []
         # id(client) -> the ids of the slots in its reply order (not those
@@ -586,7 +620,9 @@ class ShardLink:
                 picked[id(sink)] = slot
         if not picked:
             return
-        busy = self.busy or encode_error(errors.BUSY)
+        busy = self.busy or encode_error(
+            errors.BUSY_FUNCTION if epoch == wire.PARKED_BEHIND_FUNCTION else errors.BUSY
+        )
         fifo = self.fifo
         kept = []
         parks = []  # cross-shard scripts' parks: answered once the queue is rewritten
@@ -937,6 +973,7 @@ class ShardLink:
             )
             if busy:
                 if self.busy is None:  # the script's first report
+                    self._parked_epoch = wire.PARKED_BEHIND_EVAL if eval_mode else wire.PARKED_BEHIND_FUNCTION
                     self._offer_refusals(caller, epoch)
                 self.script = (pid, dirty, eval_mode, *details)
                 self.script_epoch = epoch
@@ -964,6 +1001,10 @@ class ShardLink:
                 # The worker answered the offer before this, or never will
                 # (it stopped waiting for it: it ran every candidate).
                 self.refusable = []
+                for link in self.parked_offers:  # (answered by now, or never)
+                    if link.refusable_epoch < 0:
+                        link.refusable, link.refusable_epoch = [], 0
+                self.parked_offers = []
                 BUSY_LINKS.discard(self)
                 self._release_caller()
                 if self.kill_verdicts:

@@ -930,6 +930,13 @@ def decode_script_answer(payload: bytes) -> bytes:
     return payload[1:]
 
 
+# The epoch of a ``K`` frame that the acceptor sends a shard parked for a
+# cross-shard operation whose script, run on another shard, went busy
+# (EVAL's, FCALL's): what waits behind the park is refused so as well.
+PARKED_BEHIND_EVAL = -1
+PARKED_BEHIND_FUNCTION = -2
+
+
 def encode_refusals(epoch: int, places: list[int]) -> bytes:
     """A ``K`` frame, either way: the busy script it is about (its
     ``epoch``), and places among the entries that followed it."""

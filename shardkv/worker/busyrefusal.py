@@ -95,16 +95,49 @@ class Refusals:
         shard = self.shard
         current = shard.keyspace.pipe
         rest = None
-        batch = shard.batch
-        if batch is not None and shard.replies_ahead() >= 0:
-            items, entries = batch
-            rest = (items, len(items) - entries.__length_hint__())
+        ahead = shard.replies_ahead()
+        if ahead >= 0 or ahead == wire.SCRIPT_PARKED:
+            # (parked: a cross-shard operation's script; what follows the
+            # park's entry in its batch waits for the operation's end)
+            rest = self._rest()
         self.due = {index: (rest if index == current else None) for index in sent}
         self.message = errors.BUSY if eval_mode else errors.BUSY_FUNCTION
         # The acceptors answer at once: wait a little for them, as Redis
         # serves its clients at the threshold, rather than until the hook's
         # next turn (maybe long in a script that calls commands).
         self._wait(time.monotonic() + _WAIT)
+
+    def _rest(self) -> tuple[list, int] | None:
+        """The entries of the running batch after the one that runs (or
+        parked the shard): ``(items, first place)``."""
+        batch = self.shard.batch
+        if batch is None:
+            return None
+        items, entries = batch
+        return items, len(items) - entries.__length_hint__()
+
+    def parked_offer(self, payload: bytes) -> bool:
+        """A ``K`` frame read while parked: if it is the acceptor's offer
+        of what waits behind the park of an operation whose script went
+        busy on another shard (:data:`wire.PARKED_BEHIND_EVAL`), refuse
+        those of its candidates Redis refuses, and say which (True);
+        otherwise False (the frame is not for this)."""
+        try:
+            epoch, offered = wire.decode_refusals(payload)
+        except wire.BadMessage:
+            return False
+        if epoch not in (wire.PARKED_BEHIND_EVAL, wire.PARKED_BEHIND_FUNCTION):
+            return False
+        pipe = self.pipes.pipes[self.shard.keyspace.pipe]
+        if pipe is None:
+            return True
+        message = self.message
+        self.message = errors.BUSY if epoch == wire.PARKED_BEHIND_EVAL else errors.BUSY_FUNCTION
+        try:
+            self._refuse_offered(pipe, self._rest(), offered, len(pipe.backlog), epoch)
+        finally:
+            self.message = message
+        return True
 
     def poll(self) -> None:
         """Take the ``K`` frames already come, without waiting."""
@@ -199,6 +232,15 @@ class Refusals:
         except wire.BadMessage as e:
             log.error("shard %d: %s", self.shard.index, e)
             offered = []
+        self._refuse_offered(pipe, rest, offered, upto, self.epoch)
+
+    def _refuse_offered(
+        self, pipe: Pipe, rest: tuple[list, int] | None, offered: list[int], upto: int, epoch: int
+    ) -> None:
+        """Refuse the candidates ``offered`` (places among ``rest``, the
+        batch's entries after the script's, then the batches of
+        ``pipe.backlog[:upto]``) that Redis refuses while busy, and tell the
+        acceptor which (a ``K`` frame of ``epoch``)."""
         wanted = {place: n for n, place in enumerate(offered)}
         refused: list[int] = []
         place = 0
@@ -227,7 +269,7 @@ class Refusals:
             if changed:
                 backlog[k] = wire.encode_batch(entries)
         try:
-            pipe.send_state(wire.encode_refusals(self.epoch, refused))
+            pipe.send_state(wire.encode_refusals(epoch, refused))
         except OSError:
             pipe.broken = True
 

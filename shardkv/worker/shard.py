@@ -1699,7 +1699,10 @@ class Shard:
             # pipe, which drops the EXEC starts: see Pipes.lose)
             frame = self.recv()
             if frame[0] != wire.CONTROL:
-                self.backlog.append(frame)
+                # (a K frame: another shard's script of the operation went busy)
+                refusals = self.refusals
+                if frame[0] != wire.REFUSALS or refusals is None or not refusals.parked_offer(frame):
+                    self.backlog.append(frame)
                 continue
             try:
                 message = wire.decode_control(frame)

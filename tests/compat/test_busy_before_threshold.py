@@ -153,6 +153,34 @@ def test_commands_sent_before_the_threshold_get_busy(servers):
     _differential(servers, scenario)
 
 
+def test_reads_sent_to_a_cross_shard_scripts_shards_before_the_threshold_get_busy(servers):
+    """A script whose keys are on two shards runs as a cross-shard
+    operation (its shards parked, the script on one of them): another
+    client's GET of either key, sent before the threshold, waits behind
+    the operation's park and gets -BUSY at the threshold, as in Redis
+    (it ran after the script).  At two acceptors, from the other acceptor,
+    the GET of the parked shard that does not run the script is left out:
+    that shard reads only the operation's pipe while parked, and the GET
+    still runs after the script (see README, busy scripts)."""
+    a, b = on_shards(0, 1, prefix="xb")  # (the script runs on a's shard: its first key's)
+    for place in PLACES:
+        keys = [a, b] if place[0] == place[1] else [a]
+
+        def scenario(caller, other, admin, keys=keys):
+            caller.send("EVAL", LOOP, 2, a, b)
+            time.sleep(0.1)
+            for key in keys:
+                other.send("GET", key)
+            out = [other.read() for _ in keys]
+            out.append(admin.call("SCRIPT", "KILL"))
+            out.append(caller.read())
+            out.append(other.call("GET", a))
+            return out + _stats(admin, ["get", "eval"])
+
+        got = {kind: _scenario(kind, proc.port, place, scenario) for kind, proc in servers.items()}
+        assert got["shardkv"] == got["redis"], place
+
+
 def test_the_scripts_own_pipeline_runs_after_it(servers):
     """The script's client pipelined commands behind it: they run after
     the script, while another client's command sent meanwhile gets -BUSY."""

@@ -21,7 +21,6 @@ from tests.support.processes import wait_busy
 from tests.support.servers import start_redis, start_shardkv
 
 A, B = key_on(0, "ga"), key_on(1, "gb")  # the scripts' keys, on two shards
-C = key_on(2, "gc")  # on a shard neither script holds
 # Writes keys no shard was told of: its first run escapes.
 ESCAPE = "redis.call('INCR',KEYS[1]) redis.call('INCR',KEYS[2]) for i=1,20 do redis.call('INCR','u'..i) end return 'esc'"
 PUBLISH = (
@@ -134,11 +133,10 @@ def _kill_round(port: int) -> dict:
     t = threading.Thread(target=lambda: out.setdefault("replies", _burst(conns, commands)))
     t.start()
     try:
-        # Past busy-reply-threshold.  (Not a GET of A or B: one sent to the
-        # shards of a cross-shard script before the threshold runs after
-        # it, here unkilled, where Redis answers it -BUSY; see the README's
-        # differences, ShardLink._offer_refusals.)
-        wait_busy(lambda: r.get(C))
+        # Past busy-reply-threshold (a GET of A sent before it waits behind
+        # the operation's park and gets -BUSY then, as in Redis; see
+        # ShardLink._offer_refusals).
+        wait_busy(lambda: r.get(A))
         assert r.script_kill()
         # Once the killed script's client has its reply, nothing is busy.
         deadline = time.monotonic() + 10
