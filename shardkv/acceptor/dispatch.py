@@ -462,7 +462,9 @@ class Dispatch:
                 unanimous=cmd.policy == "msetnx",  # a shard whose key exists undoes every part
             )
             return
-        self.fan_out({s: [args[0], *p] for s, p in parts.items()}, self._counted(args, merge), keys)
+        gather = self.fan_out({s: [args[0], *p] for s, p in parts.items()}, self._counted(args, merge), keys)
+        stats = server.stats
+        gather.rejected = lambda error: stats.rejected(stat_name(args), error)
 
     def send_all(self, cmd: commands.Command, args: list[bytes]) -> None:
         """A command that runs on every shard, merged by its policy."""
@@ -504,8 +506,9 @@ class Dispatch:
 
         return counted
 
-    def fan_out(self, parts: dict, merge, keys: list | None = None) -> None:
-        """Send one part per shard, in this one step, and merge the replies.
+    def fan_out(self, parts: dict, merge, keys: list | None = None) -> Gather:
+        """Send one part per shard, in this one step, and merge the replies
+        (the :class:`Gather`, returned).
 
         ``parts`` maps shard index to the part's argument list or its
         encoded bytes; ``keys``, the command's keys, order its keyspace events.
@@ -518,6 +521,7 @@ class Dispatch:
         for i, (shard, part) in enumerate(parts.items()):
             body = part if type(part) is bytes else encode_command(part)
             links[shard].send(header, body, gather.sink(i))
+        return gather
 
     def query_all(self, args: list[bytes], merge, shards: list[int] | None = None) -> None:
         """Ask every shard (or those of ``shards``) an internal question;

@@ -27,7 +27,17 @@ Merge = Callable[[list], object]
 class Gather:
     """Collects the parts of one fanned-out command."""
 
-    __slots__ = ("slot", "parts", "remaining", "merge", "resp3", "held_events", "event_keys", "emit_events")
+    __slots__ = (
+        "slot",
+        "parts",
+        "remaining",
+        "merge",
+        "resp3",
+        "held_events",
+        "event_keys",
+        "emit_events",
+        "rejected",
+    )
 
     def __init__(self, slot, nparts: int, merge: Merge, resp3: bool, keys: list | None = None) -> None:
         self.slot = slot
@@ -40,12 +50,20 @@ class Gather:
         self.held_events: list | None = None
         self.event_keys = keys
         self.emit_events: Callable[..., Any] | None = None
+        # A client's read across shards (MGET, EXISTS...): how its refusal
+        # by a busy script is counted (a rejected call and the error, as
+        # Redis counts the command it refuses), and its parts may be
+        # refused (see Part.refuse_busy); None: neither.
+        self.rejected: Callable[[str], None] | None = None
 
     def sink(self, index: int) -> Part:
         return Part(self, index)
 
     def done(self) -> None:
         errors = [p for p in self.parts if type(p) is Error]
+        if errors and self.rejected is not None and errors[0].message.startswith("BUSY "):
+            # (a shard busy with a script refused it, or its hold)
+            self.rejected(errors[0].message)
         value = errors[0] if errors else self.merge(self.parts)
         gate = release_events(self) if self.held_events else None
         if gate is None:
@@ -134,8 +152,30 @@ class Part:
     def event_holder(self) -> Gather:
         return self.gather
 
+    @property
+    def busy_slot(self) -> Any:
+        """The client's slot, if a busy script's worker may refuse this
+        part (a client's read across shards, not answered yet; see
+        ShardLink._offer_refusals)."""
+        g = self.gather
+        return g.slot if g.rejected is not None and g.remaining > 0 else None
+
+    def refuse_busy(self, busy: bytes) -> bool:
+        """A busy script's worker refused this part (``busy``, which it
+        counted): the client's command gets ``busy`` now, unless another
+        part was refused so first (False); the other parts' replies are
+        dropped."""
+        g = self.gather
+        if g.remaining <= 0:
+            return False
+        g.remaining = -1
+        g.slot.deliver(busy)
+        return True
+
     def deliver(self, body: bytes) -> None:
         g = self.gather
+        if g.remaining < 0:  # refused (refuse_busy)
+            return
         if body[:1] == b"-":  # the shard failed: an error in RESP
             g.parts[self.index] = Error(body[1:-2].decode("latin-1"))
         else:

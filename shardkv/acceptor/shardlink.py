@@ -634,16 +634,21 @@ class ShardLink:
             kept.append(_DROPPED)
             if refused is None:
                 parks.append(queued)
+                continue
+            refuse_busy = getattr(queued, "refuse_busy", None)
+            if refuse_busy is not None:  # a read's part across shards (fanout.Part)
+                if not refuse_busy(busy):
+                    continue  # (another of its parts was refused so)
             else:
                 Slot.deliver(refused, busy)  # not a subclass's: no script reply to count
-                # A script's reply on its way (busy_slot, or an EVALSHA's
-                # shortcut slot): it will not run.
-                busy_refused = getattr(queued, "busy_refused", None)
-                if busy_refused is not None:
-                    busy_refused()
-                unseen = getattr(refused, "unseen", None)
-                if unseen is not None:  # a monitor.LineSlot: no MONITOR line, as in Redis
-                    unseen()
+            # A script's reply on its way (busy_slot, or an EVALSHA's
+            # shortcut slot): it will not run.
+            busy_refused = getattr(queued, "busy_refused", None)
+            if busy_refused is not None:
+                busy_refused()
+            unseen = getattr(refused, "unseen", None)
+            if unseen is not None:  # a monitor.LineSlot: no MONITOR line, as in Redis
+                unseen()
         fifo.clear()  # rewritten in place: a deque's middle is slow to index
         fifo.extend(kept)
         for park in parks:  # (its operation is decided abort: it may queue entries here)

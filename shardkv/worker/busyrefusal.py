@@ -60,7 +60,7 @@ log = logging.getLogger("shardkv.worker")
 # What a refused entry becomes: a command that changes nothing.
 _PLACEHOLDER = [Verb.PING]
 # Parts of something larger, and scripts whose MONITOR lines are awaited
-# (an ``M`` frame each): never refused.
+# (an ``M`` frame each): never refused, but a read's part (see _refuse).
 _NOT_ALONE = wire.FLAG_PART | wire.FLAG_PARK | wire.FLAG_MONITOR
 # The park of an operation, which the acceptor offers for a cross-shard
 # script's first run only, and a client's write fan-out's part
@@ -283,13 +283,19 @@ class Refusals:
             # client's write fan-out: Redis refuses its EVAL (MSET...),
             # which its acceptor counts (a rejected call).
             return True
-        if header & _NOT_ALONE or wire.header_token(header) or type(args) is not list or not args:
+        if wire.header_token(header) or type(args) is not list or not args:
             return False
         name = args[0]
         if type(name) is not bytes or name[:2] == b"__":
             return False
+        # A part (FLAG_PART) is offered only for a client's read across
+        # shards (MGET, EXISTS...: fanout.Part.busy_slot); never a write's.
+        if header & _NOT_ALONE and (header & _NOT_ALONE != wire.FLAG_PART):
+            return False
         cmd = commands.lookup(name)
         if cmd is None or commands.allowed_while_busy(cmd.name, args):
+            return False
+        if header & wire.FLAG_PART and cmd.is_write:
             return False
         counted = stat_name(args)
         if header & wire.FLAG_AS_CALLED:

@@ -181,6 +181,17 @@ def test_reads_sent_to_a_cross_shard_scripts_shards_before_the_threshold_get_bus
         assert got["shardkv"] == got["redis"], place
 
 
+def test_reads_across_shards_sent_before_the_threshold_get_busy(servers):
+    """Another client's MGET and EXISTS of the script's shard and another,
+    sent before the threshold: Redis answers each -BUSY, a rejected call
+    and a BUSY error.  (shardkv ran them after the script, each a call, at
+    one acceptor; at two it answered -BUSY, counted nowhere.)"""
+    other_shard = on_shards(1, prefix="rx")[0]
+    reads = [("MGET", KEY, other_shard), ("EXISTS", other_shard, KEY)]
+
+    _differential(servers, _refused_at_the_threshold(lambda victim: reads, ["mget", "exists"]))
+
+
 def test_the_scripts_own_pipeline_runs_after_it(servers):
     """The script's client pipelined commands behind it: they run after
     the script, while another client's command sent meanwhile gets -BUSY."""

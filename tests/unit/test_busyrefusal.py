@@ -61,7 +61,9 @@ def test_a_rewritten_batch_keeps_its_other_entries_byte_for_byte():
         (wire.SLOTTED + wire.SLOTTED_RESP3 + 6, [b"SET", b"k", b"v"], True),
         (wire.FLAG_RESP3 | (2 << wire.DB_SHIFT), [b"set", b"k", b"v"], True),
         (0, [b"EVALSHA", b"abc", b"0"], True),
-        (wire.FLAG_PART, [b"MGET", b"a"], False),  # a fan-out's part
+        (wire.FLAG_PART, [b"MGET", b"a"], True),  # a read's part (offered for a client's read alone)
+        (wire.FLAG_PART, [b"MSET", b"a", b"1"], False),  # a write's part
+        (wire.FLAG_PART | wire.FLAG_MONITOR, [b"MGET", b"a"], False),
         (wire.FLAG_MONITOR, [b"EVAL", b"return 1", b"0"], False),  # its M frame is awaited
         (9 << wire.TOKEN_SHIFT, [b"BLPOP", b"l", b"0"], False),  # a blocking command
         (0, [b"__ping"], False),  # the acceptor's own verb
