@@ -183,9 +183,10 @@ STREAM_READS = frozenset({"xread", "xreadgroup"})
 
 # The bodies of "nothing to pop now", in RESP2 (null array, null bulk) and RESP3.
 _NULLS = frozenset({b"*-1\r\n", b"$-1\r\n", b"_\r\n"})
-# The errors of a command refused before it ran (maxmemory, the disk): a
+# The errors of a command refused before it ran (maxmemory, the disk, a
+# script past busy-reply-threshold, whose shard refused the try's hold): a
 # rejected call (see _CrossShard._count_try).
-_REFUSALS = ("OOM ", "MISCONF ")
+_REFUSALS = ("OOM ", "MISCONF ", "BUSY ")
 _READY = b":1\r\n"  # also a __bwait's wire.BWAIT_READY
 _CLAIMED = b":%d\r\n" % wire.BWAIT_CLAIMED
 _SERVED = b":%d\r\n" % wire.BWAIT_SERVED
@@ -1065,8 +1066,9 @@ class _CrossShard:
         a client it blocked); a later one that answers the command, its
         serving (``updateStatsOnUnblock``: its time, latency and slow log
         entry, a failed call if it failed, no call); a later one that finds
-        nothing (it blocks on), nothing.  A first try refused for memory or
-        the disk is a rejected call, as Redis rejects the command."""
+        nothing (it blocks on), nothing.  A first try refused for memory,
+        the disk or a busy script is a rejected call, as Redis rejects the
+        command."""
         self.tries += 1
         if self.tries > 1 and not final:
             return

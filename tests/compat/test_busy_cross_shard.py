@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import time
 
+from shardkv.protocol import errors
 from tests.support.acceptors import client_on
 from tests.support.resp import parse_info
 
@@ -35,6 +36,7 @@ MSET = [("MSET", *[part for key in KEYS for part in (key, "new")])]
 DEL = [("DEL", *KEYS)]
 RENAME = [("RENAME", KEYS[0], KEYS[2])]  # (from shard 1 onto shard 0, the spinning script's)
 EXEC = [("MULTI",), *[("SET", key, "new") for key in KEYS], ("EXEC",)]
+BLMOVE = [("BLMOVE", KEYS[0], KEYS[2], "LEFT", "RIGHT", 0)]  # (a string: WRONGTYPE once it runs)
 
 
 # (command, when sent) -> redis-server's outcome, asked once for both params.
@@ -107,7 +109,9 @@ def test_cross_shard_writes_sent_before_the_threshold_are_refused_as_redis(redis
     at one and two acceptors (RENAME ran after the script at one, and was
     not counted at two).  An EXEC: refused and counted as Redis at two (its
     SETs ``+QUEUED``), run after the script, whole, at one; sent after the
-    threshold, as Redis at both."""
+    threshold, as Redis at both.  A BLMOVE across shards: refused and
+    counted as Redis at two (it was counted a failed call), run after the
+    script at one (see README, busy scripts)."""
     real, ours, k = redis_and_shardkv_k12
     for commands, at in (
         (FLUSHALL, 0.05),
@@ -116,6 +120,7 @@ def test_cross_shard_writes_sent_before_the_threshold_are_refused_as_redis(redis
         (RENAME, 0.05),
         (EXEC, 0.05),
         (EXEC, 0.4),
+        (BLMOVE, 0.05),
     ):
         key = (commands[-1][0], at)
         if key not in _REDIS:  # (the same at K=1 and 2: asked once)
@@ -129,7 +134,9 @@ def test_cross_shard_writes_sent_before_the_threshold_are_refused_as_redis(redis
             assert expected[1:3] == [["old"] * 8, [1, 0]]
         for where in range(k):
             got = _scenario(ours, k, where, commands, at)
-            if commands is not EXEC or at > 0.3:
+            if commands is BLMOVE and k == 1:  # a blocking command waits, and runs after the script
+                assert got == [[errors.WRONGTYPE], expected[1], [0, 0], {"blmove": [1, 0, 1]}]
+            elif commands is not EXEC or at > 0.3:
                 assert got == expected
             elif k > 1:  # the queued SETs were read before the threshold: +QUEUED, run nowhere
                 assert got == [
