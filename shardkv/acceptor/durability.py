@@ -342,18 +342,17 @@ def abort_stops(client: Client) -> None:
     server = client.server
     slot = Slot(client)
     client.pending.append(slot)
-    if server.bus is None:
-        _abort_here(server, _AbortReply(slot, 1))
-        return
-    reply = _AbortReply(slot, 2)
+    reply = _AbortReply(slot, 1 if server.bus is None else 2)
     _abort_here(server, reply)
-    # The others answer once their shards are open again, which may take
-    # up to shutdown-timeout seconds (the supervisor waits that long for
-    # this question, see shardkv.supervisor).
-    wait = int(server.config.get("shutdown-timeout") or 0)
-    server.bus.ask(
-        bus.ABORT, [wait], lambda answers: reply.deliver(OK_REPLY if any(answers) else _NO_SHUTDOWN)
-    )
+    if server.bus is not None:
+        # The others answer once their shards are open again, which may
+        # take up to shutdown-timeout seconds (the supervisor waits that
+        # long for this question, see shardkv.supervisor).
+        wait = int(server.config.get("shutdown-timeout") or 0)
+        server.bus.ask(
+            bus.ABORT, [wait], lambda answers: reply.deliver(OK_REPLY if any(answers) else _NO_SHUTDOWN)
+        )
+    reply.in_call = False
 
 
 def bus_abort(server: Acceptor, origin: int, args: list) -> None:
@@ -368,12 +367,17 @@ def bus_abort(server: Acceptor, origin: int, args: list) -> None:
 class _AbortReply:
     """SHUTDOWN ABORT's reply: ``+OK`` once ``parts`` answers came (this
     acceptor's, and the others' at K > 1) if any of them is ``+OK``, else
-    the error (counted once, as Redis counts an error reply)."""
+    the error, counted once in errorstats and as a failed call of
+    ``shutdown``, as Redis counts it: by the call itself while it runs
+    (``in_call``, see Acceptor.run_counted), else here, when the answer
+    comes later (the other acceptors', or the shards open again after an
+    ABORT before it)."""
 
     def __init__(self, slot: Slot, parts: int) -> None:
         self.slot = slot
         self.left = parts
         self.aborted = False
+        self.in_call = True
 
     def deliver(self, body: bytes) -> None:
         self.aborted = self.aborted or body == OK_REPLY
@@ -382,7 +386,12 @@ class _AbortReply:
             return
         server = self.slot.client.server
         if not self.aborted:
-            server.stats.error(NO_SHUTDOWN)
+            stats = server.stats
+            if self.in_call:
+                stats.error(NO_SHUTDOWN)
+            else:
+                stats.failed("shutdown", NO_SHUTDOWN)
+                stats.error_mark += 1  # (not a failure of a call that may run now)
         self.slot.deliver(OK_REPLY if self.aborted else _NO_SHUTDOWN)
         server.flush_clients_soon()
 

@@ -45,6 +45,22 @@ class _Loop:
         return SimpleNamespace(cancel=lambda: None)
 
 
+class _Stats:
+    """The error counts: ``error`` while the call runs (its failed call is
+    counted by it), ``failed`` for one that answers later."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+        self.failed_calls: list[tuple[str, str]] = []
+        self.error_mark = 0
+
+    def error(self, message: str) -> None:
+        self.errors.append(message)
+
+    def failed(self, name: str, message: str) -> None:
+        self.failed_calls.append((name, message))
+
+
 def _server(*gathers: object) -> SimpleNamespace:
     server = SimpleNamespace(
         signal_stop=None,
@@ -56,7 +72,7 @@ def _server(*gathers: object) -> SimpleNamespace:
         settle_timer=None,
         loop=_Loop(),
         config={"shutdown-timeout": 10},
-        stats=SimpleNamespace(error=lambda message: None),
+        stats=_Stats(),
         bus=None,  # one acceptor, unless told
     )
     server.flush_clients_soon = lambda: None
@@ -193,3 +209,39 @@ def test_another_acceptors_abort_is_answered_once_the_shards_are_open():
     idle.bus = _Bus()
     durability.bus_abort(idle, 1, [10])
     assert idle.bus.answers == [0]
+
+
+@pytest.mark.parametrize("acceptors", [1, 2])
+def test_no_shutdown_answered_later_is_still_a_failed_call(acceptors):
+    """Redis counts ``-ERR No shutdown in progress.`` as a failed call of
+    ``shutdown`` (cmdstat_shutdown failed_calls=1) and once in errorstats.
+    Answered while the call runs (one acceptor, nothing under way), the
+    call counts it; answered later (the other acceptors' answer, or an
+    ABORT after an ABORT, once the shards are open again) it is counted
+    then, as a failed call (before, only errorstats counted it: at K=2 a
+    plain SHUTDOWN ABORT gave failed_calls=0)."""
+    server = _server()
+    if acceptors > 1:
+        server.bus = _Bus()
+    client = _Client(server)
+    durability.abort_stops(client)
+    if acceptors > 1:
+        assert server.stats.errors == [] and client.pending[0].data is None
+        [(_, _, done)] = server.bus.asked
+        done([0])
+        assert server.stats.failed_calls == [("shutdown", durability.NO_SHUTDOWN)]
+        assert server.stats.errors == [] and server.stats.error_mark == 1
+    else:
+        assert server.stats.errors == [durability.NO_SHUTDOWN] and server.stats.failed_calls == []
+    assert client.pending[0].data == NO_SHUTDOWN
+    # An ABORT after an ABORT: its error comes once the shards are open.
+    saving = _gather(left=2)
+    server = _server(saving, _gather(forced=True))
+    server.control = None  # (a signal's stop: no supervisor to tell here)
+    first, second = _Client(server), _Client(server)
+    durability.abort_stops(first)
+    durability.abort_stops(second)
+    [(_, fire)] = server.loop.timers
+    fire()
+    assert server.stats.errors == []
+    assert server.stats.failed_calls == [("shutdown", durability.NO_SHUTDOWN)]
