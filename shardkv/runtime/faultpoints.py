@@ -30,7 +30,9 @@ step has left), ``loading`` (a worker has found the files it loads, and
 loaded none yet), ``loaded`` (a worker has loaded its shard and not said
 so to the supervisor yet): at both, the acceptors answer -LOADING;
 ``verdict`` (a shard that popped for a client blocked across shards has
-its taking verdict, and has logged nothing of the pop yet).
+its taking verdict, and has logged nothing of the pop yet); ``shutdown``
+(a worker has taken a stop's ``__shutdown`` and done nothing of it yet:
+a frozen worker that holds a stop, at any number of acceptors).
 """
 
 from __future__ import annotations

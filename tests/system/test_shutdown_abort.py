@@ -18,6 +18,7 @@ import signal
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.support.acceptors import K, client_on
@@ -178,31 +179,40 @@ def test_two_stops_where_a_save_fails_both_fail_and_the_server_serves_on(kind):
         proc.stop()
 
 
-def test_abort_of_a_shutdown_held_by_a_frozen_worker_answers_at_once():
-    """A SHUTDOWN one of whose workers is frozen (SIGSTOP) never has every
-    shard's answer: SHUTDOWN ABORT cancels it all the same, answering
-    ``+OK`` and the SHUTDOWN Redis's error without waiting for that worker
-    (it once waited for ever).  The other shard serves at once; the frozen
-    one, running again, takes its ``__shutdown`` and then the abort, and
-    serves too, every key kept."""
+def test_abort_of_a_shutdown_held_by_a_frozen_worker_answers_at_once(tmp_path):
+    """A SHUTDOWN one of whose workers is frozen (stopped at the fault
+    point ``shutdown``, holding its ``__shutdown``) never has every shard's
+    answer: SHUTDOWN ABORT cancels it all the same, answering ``+OK`` and
+    the SHUTDOWN Redis's error without waiting for that worker (it once
+    waited for ever).  The other shard serves at once; the frozen one,
+    running again, runs its ``__shutdown`` and then the abort, and serves
+    too, every key kept.  (The worker freezes once it has the stop: frozen
+    before, at several acceptors it would not answer the ``__ping`` the
+    SHUTDOWN waits for to be read, see shardlink.at_threshold, and the
+    SHUTDOWN would never be read.)"""
+    fault_file = tmp_path / "faultpoints"
+    fault_file.write_text("shutdown@1")
+    env = dict(os.environ, SHARDKV_FAULT_FILE=str(fault_file))
     # (Its answers wait shutdown-timeout seconds for the frozen shard.)
-    proc = start_shardkv("--save", "", "--shutdown-timeout", "1", shards=2)
+    proc = start_shardkv("--save", "", "--shutdown-timeout", "1", shards=2, env=env)
     stopper, aborter = _client(proc), _client(proc)
-    frozen = worker_pid(proc, 1)
+    frozen = psutil.Process(worker_pid(proc, 1))
     try:
         assert aborter.command("SET", key_on(1, "before", shards=2), "1") == b"OK"
-        os.kill(frozen, signal.SIGSTOP)
         stopper.send("SHUTDOWN")
-        _abort_once_read(aborter)
+        assert until(lambda: frozen.status() == psutil.STATUS_STOPPED), "worker 1 never took the stop"
+        assert aborter.command("SHUTDOWN", "ABORT") == b"OK"
         assert _is_error(stopper.read_reply(), FAILED)
         assert aborter.command("SET", key_on(0, "later", shards=2), "1") == b"OK"
         assert _is_error(_ask(aborter, "SHUTDOWN", "ABORT"), NO_SHUTDOWN)
-        os.kill(frozen, signal.SIGCONT)
+        fault_file.write_text("")
+        frozen.resume()
         assert aborter.command("SET", key_on(1, "later", shards=2), "1") == b"OK"
         assert aborter.command("DBSIZE") == 3
         assert proc.proc.poll() is None
     finally:
-        os.kill(frozen, signal.SIGCONT)
+        fault_file.write_text("")
+        frozen.resume()
         stopper.close()
         aborter.close()
         proc.stop()

@@ -12,6 +12,7 @@ import marshal
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import OK
 from shardkv.protocol.wire import Verb
+from shardkv.runtime import faultpoints
 from shardkv.worker.handlers import Handlers
 from shardkv.worker.keyspace import Keyspace
 from shardkv.worker.persistence.engine import Persistence
@@ -84,6 +85,7 @@ def shutdown_command(ks: Keyspace, args: list[bytes]) -> object:
     if mode == "abort":
         p.closed = False
         return OK
+    faultpoints.hold("shutdown", p.index)  # the tests of a frozen worker's stop only
     try:
         p.shutdown(mode)
     except CommandError:
