@@ -195,6 +195,11 @@ class Keyspace:
         # its value): as in Redis, it is not a change (``dirty``) and is not
         # logged.  Read and cleared by the shard after each command.
         self.unchanged = False
+        # Set by a write that counts other than one change in Redis's
+        # ``server.dirty`` (MSET: one per pair, SADD: one per member added,
+        # FLUSHALL: one per key removed, maybe none): that count.  Read and
+        # cleared where the write is counted (Persistence.record, run_batch).
+        self.changes: int | None = None
         # Keyspace events (see shardkv.worker.events): while the acceptor
         # wants some (``event_mask``), ``events`` collects them as
         # (db, key, class, event), and ``touched`` the keys changed in place.

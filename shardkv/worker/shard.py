@@ -873,8 +873,13 @@ class Shard:
                         else:
                             logs = entry.logs
                         if logs:  # a write (with -MISCONF on, see below)
-                            if counts_only:
-                                persistence.dirty += 1  # type: ignore[union-attr]  # (all record does then)
+                            if counts_only:  # (all record does then)
+                                changes = ks.changes
+                                if changes is None:
+                                    persistence.dirty += 1  # type: ignore[union-attr]
+                                else:
+                                    ks.changes = None
+                                    persistence.dirty += changes  # type: ignore[union-attr]
                             else:
                                 record(args, value)  # type: ignore[misc]
                     elif table is not None and args[0] in _EVALSHA:

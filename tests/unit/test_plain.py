@@ -83,8 +83,8 @@ def test_plain_path_counts_and_logs_as_execute_does(tmp_path, appendonly):
     assert (calls["get"], calls["incr"], calls["set"]) == ((5, 0, 1), (4, 0, 1), (4, 0, 1))
     assert (errors, error_replies, hits, misses) == ({"WRONGTYPE": 2, "ERR": 1}, 3, 4, 2)
     # (not the DEL of a missing key, the SETRANGE of nothing, the SET XX
-    # of a missing key: no change, as Redis)
-    assert dirty == 10
+    # of a missing key: no change, as Redis; the MSET of two pairs: two)
+    assert dirty == 11
     if appendonly:  # INCRBYFLOAT as its effect, the others as sent
         assert b"INCRBYFLOAT" not in logged and b"*4\r\n$3\r\nSET\r\n$1\r\nf\r\n$3\r\n1.5\r\n" in logged
         assert b"$4\r\nInCr\r\n" in logged

@@ -218,7 +218,8 @@ def bitop(ks: Keyspace, args: list[bytes]) -> object:
         sources = [get_string(ks, key) or b"" for key in args[3:]]
     size = max(map(len, sources))
     if not size:
-        ks.delete(args[2])
+        if not ks.delete(args[2]):
+            ks.unchanged = True  # as Redis: empty, no destination to delete: no change
         return 0
     # Shorter strings count as padded with zero bytes at the end.
     numbers = [int.from_bytes(s.ljust(size, b"\0"), "big") for s in sources]
@@ -342,6 +343,8 @@ def _bitfield(ks: Keyspace, args: list[bytes], read_only: bool) -> list:
     if not writes:
         with ks.reading():
             value = read_string(ks, key) or b""
+        if not read_only:
+            ks.unchanged = True  # as Redis: GETs only, not dirty, not logged
         return [f.read(value) for f in fields]
     if read_only:
         raise CommandError(errors.BITFIELD_RO_GET_ONLY)
@@ -353,7 +356,7 @@ def _bitfield(ks: Keyspace, args: list[bytes], read_only: bool) -> list:
     if grown:
         buf.extend(bytes(size - len(buf)))
     replies: list = []
-    changed = False
+    changes = 0
     for f in fields:
         if f.op is _GET:
             replies.append(f.read(buf))
@@ -362,11 +365,14 @@ def _bitfield(ks: Keyspace, args: list[bytes], read_only: bool) -> list:
         replies.append(reply)
         # As Redis: a write that went through counts as a change if it
         # changed its field or the string grew; one that failed does not.
-        changed = changed or (reply is not None and (field_changed or grown))
-    if changed or grown:  # (a string grown for writes that all failed stays grown, quietly)
-        ks.store(key, buf, keepttl=True, quiet=not changed, counted=True)
-    if not changed and not grown:
+        if reply is not None and (field_changed or grown):
+            changes += 1
+    if changes or grown:  # (a string grown for writes that all failed stays grown, quietly)
+        ks.store(key, buf, keepttl=True, quiet=not changes, counted=True)
+    if not changes and not grown:
         ks.unchanged = True  # not a change: not dirty, not logged
+    elif changes != 1:
+        ks.changes = changes  # as Redis: a change per write that changed (none: grown only)
     return replies
 
 

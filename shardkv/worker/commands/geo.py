@@ -247,7 +247,8 @@ def search(ks: Keyspace, args: list[bytes], src_at: int, flags: int) -> object:
         raise CommandError(errors.GEO_ANY_COUNT)
     if z is None:
         if store is not None:
-            ks.delete(store)
+            if not ks.delete(store):
+                ks.unchanged = True  # as Redis: no destination to delete: no change
             return 0
         return []
     if count and not order and not any_:
@@ -283,8 +284,10 @@ def search(ks: Keyspace, args: list[bytes], src_at: int, flags: int) -> object:
     if found:
         scores = {member: (dist / conversion if storedist else score) for member, _, _, dist, score in found}
         ks.store(store, ZSet.from_result(scores))
-    else:
-        ks.delete(store)
+        if len(found) > 1:
+            ks.changes = len(found)  # as Redis: a change per member stored
+    elif not ks.delete(store):
+        ks.unchanged = True  # as Redis: empty, no destination to delete: no change
     return len(found)
 
 

@@ -65,6 +65,8 @@ def hset(ks: Keyspace, args: list[bytes]) -> object:
     for i in range(2, len(args), 2):
         h[args[i]] = args[i + 1]
     ks.touch(key)
+    if len(args) > 4:
+        ks.changes = (len(args) - 2) // 2  # as Redis: a change per pair, a value it held too
     if args[0].lower() == b"hmset":
         return OK
     return len(h) - before
@@ -115,6 +117,8 @@ def hdel(ks: Keyspace, args: list[bytes]) -> object:
     ks.touch(key)
     if not h:
         ks.delete(key)
+    if deleted > 1:
+        ks.changes = deleted  # as Redis: a change per field removed
     return deleted
 
 

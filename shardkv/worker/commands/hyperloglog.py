@@ -104,6 +104,7 @@ def pfadd(ks: Keyspace, args: list[bytes]) -> object:
     if created or changed:
         ks.store(key, _invalidated(new), keepttl=True, counted=True)
         return 1
+    ks.unchanged = True  # as Redis: no register changed, not dirty, not logged
     return 0
 
 

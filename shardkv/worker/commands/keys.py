@@ -38,6 +38,8 @@ def delete(ks: Keyspace, args: list[bytes]) -> object:
         deleted = sum(1 for key in args[1:] if ks.delete(key))
     if not deleted:
         ks.unchanged = True  # as Redis: no key deleted, not dirty, not logged
+    elif deleted > 1:
+        ks.changes = deleted  # as Redis: a change per key deleted
     return deleted
 
 

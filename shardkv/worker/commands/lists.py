@@ -47,6 +47,8 @@ def _positive(arg: bytes, message: str) -> int:
 def _pop_many(ks: Keyspace, key: bytes, value: deque, left: bool, count: int) -> list[bytes]:
     pop = value.popleft if left else value.pop
     out = [pop() for _ in range(min(count, len(value)))]
+    if len(out) > 1:
+        ks.changes = len(out)  # as Redis's listElementsRemoved: a change per element
     ks.touch(key)
     if not value:
         ks.delete(key)
@@ -87,6 +89,8 @@ def _push(ks: Keyspace, args: list[bytes], left: bool, only_existing: bool) -> i
     else:
         value.extend(islice(args, 2, None))
     ks.touch(key)
+    if len(args) > 3:
+        ks.changes = len(args) - 2  # as Redis: a change per element pushed
     return len(value)
 
 
@@ -340,6 +344,8 @@ def lrem(ks: Keyspace, args: list[bytes]) -> object:
     ks.touch(key)
     if not kept:
         ks.delete(key)
+    if removed > 1:
+        ks.changes = removed  # as Redis: a change per element removed
     return removed
 
 
@@ -360,6 +366,8 @@ def ltrim(ks: Keyspace, args: list[bytes]) -> object:
     if a == 0 and b == n:
         ks.unchanged = True
         return OK
+    if n - (b - a) > 1:
+        ks.changes = n - (b - a)  # as Redis: a change per element trimmed
     if a == b:
         ks.delete(key)
         return OK
@@ -384,6 +392,7 @@ def _move(ks: Keyspace, source: bytes, destination: bytes, from_left: bool, to_l
     source; WRONGTYPE for a destination of another type, before any pop."""
     src = ks.lookup_type(source, deque)
     if src is None:
+        ks.unchanged = True  # as Redis: nothing moved, not dirty, not logged
         return None
     dst = ks.lookup_type(destination, deque)
     item = src.popleft() if from_left else src.pop()

@@ -39,7 +39,9 @@ def flushall(ks: Keyspace, args: list[bytes]) -> object:
     """FLUSHALL [ASYNC | SYNC]"""
     if len(args) > 2 or (len(args) == 2 and args[1].upper() not in (b"ASYNC", b"SYNC")):
         raise CommandError(errors.SYNTAX)
-    ks.flush(every=args[0].lower() == b"flushall")
+    every = args[0].lower() == b"flushall"
+    ks.changes = ks.total_keys() if every else ks.dbsize()  # as Redis: a change per key removed
+    ks.flush(every=every)
     return OK
 
 
@@ -66,6 +68,8 @@ def swapdb(ks: Keyspace, args: list[bytes]) -> object:
         for key in present:
             watched.watched[key] += 1
     ks.swap(a, b)
+    if ks.slots.start:
+        ks.changes = 0  # as Redis, one change: every shard runs it, the first counts it
     waiters = ks.waiters
     if waiters is not None:
         waiters.mark_db(a)

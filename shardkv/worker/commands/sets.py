@@ -76,14 +76,18 @@ def sadd(ks: Keyspace, args: list[bytes]) -> object:
     if s is None:
         s = set(args[2:])
         ks.store(key, s)
-        return len(s)
-    before = len(s)
-    s.update(args[2:])
-    if len(s) == before:
-        ks.unchanged = True  # as Redis: every member held already, not dirty
-        return 0
-    ks.touch(key)
-    return len(s) - before
+        added = len(s)
+    else:
+        before = len(s)
+        s.update(args[2:])
+        if len(s) == before:
+            ks.unchanged = True  # as Redis: every member held already, not dirty
+            return 0
+        ks.touch(key)
+        added = len(s) - before
+    if added > 1:
+        ks.changes = added  # as Redis: a change per member added
+    return added
 
 
 def srem(ks: Keyspace, args: list[bytes]) -> object:
@@ -99,7 +103,10 @@ def srem(ks: Keyspace, args: list[bytes]) -> object:
     ks.touch(key)
     if not s:
         ks.delete(key)
-    return before - len(s)
+    removed = before - len(s)
+    if removed > 1:
+        ks.changes = removed  # as Redis: a change per member removed
+    return removed
 
 
 def smembers(ks: Keyspace, args: list[bytes]) -> object:
@@ -149,8 +156,12 @@ def spop(ks: Keyspace, args: list[bytes]) -> object:
         ks.unchanged = True  # nothing popped
         return set()
     if count >= len(s):
+        if len(s) > 1:
+            ks.changes = len(s)  # as Redis: a change per member popped
         ks.delete(key)
         return s
+    if count > 1:
+        ks.changes = count
     ks.touch(key)
     if len(s) > UNIFORM_POP_MAX:
         return {s.pop() for _ in range(count)}
@@ -196,9 +207,11 @@ def smove(ks: Keyspace, args: list[bytes]) -> object:
         ks.delete(src_key)
     if dst is None:
         ks.store(dst_key, {member})
+        ks.changes = 2  # as Redis: the move, and the member added to the destination
     elif member not in dst:  # as Redis: a destination that holds it already is unchanged
         dst.add(member)
         ks.touch(dst_key)
+        ks.changes = 2
     return 1
 
 

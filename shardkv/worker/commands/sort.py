@@ -218,8 +218,10 @@ def sort_generic(ks: Keyspace, args: list[bytes], readonly: bool) -> object:
         out = selected
     if out:
         ks.store(store, deque(out))
-    else:
-        ks.delete(store)
+        if len(out) > 1:
+            ks.changes = len(out)  # as Redis: a change per element stored
+    elif not ks.delete(store):
+        ks.unchanged = True  # as Redis: empty, no destination to delete: no change
     return len(out)
 
 

@@ -294,12 +294,20 @@ def xtrim(ks: Keyspace, args: list[bytes]) -> object:
     """XTRIM key MAXLEN | MINID [= | ~] threshold [LIMIT count]"""
     t, _ = parse_add_or_trim(ks, args, False)
     s = _lookup(ks, args[1])
-    if s is None:
-        return 0
-    deleted = _trim(s, t)
-    if deleted:
-        ks.touch(args[1])
+    deleted = 0 if s is None else _trim(s, t)
+    _deleted(ks, args[1], deleted)
     return deleted
+
+
+def _deleted(ks: Keyspace, key: bytes, deleted: int) -> None:
+    """XTRIM, XDEL, XACK removed ``deleted`` entries (or acknowledged them):
+    as Redis, a change each, and none is no change (not dirty, not logged)."""
+    if not deleted:
+        ks.unchanged = True
+        return
+    ks.touch(key)
+    if deleted > 1:
+        ks.changes = deleted
 
 
 def _rewrite_trim(s: Stream, args: list[bytes], t: TrimArgs) -> list[bytes]:
@@ -383,6 +391,7 @@ def xdel(ks: Keyspace, args: list[bytes]) -> object:
     """XDEL key id [id ...]"""
     s = _lookup(ks, args[1])
     if s is None:
+        ks.unchanged = True  # as Redis: nothing deleted, not dirty, not logged
         return 0
     ids = [parse_strict_id(a) for a in args[2:]]
     deleted = 0
@@ -399,7 +408,7 @@ def xdel(ks: Keyspace, args: list[bytes]) -> object:
             s.first_id = 0
         elif first:
             s.first_id = s.first_valid_id()
-        ks.touch(args[1])
+    _deleted(ks, args[1], deleted)
     return deleted
 
 
@@ -605,6 +614,7 @@ def _xread(ks: Keyspace, args: list[bytes]) -> object:
         else:
             gts[i] = parse_strict_id(idarg)
     out = KeyedArrays()
+    changes = 0  # (XREADGROUP's, as Redis counts them: a stream served, a consumer created)
     for i in range(nkeys):
         key = r.keys[i]
         s = ks.lookup(key)  # type: ignore[assignment]
@@ -614,6 +624,8 @@ def _xread(ks: Keyspace, args: list[bytes]) -> object:
         g = groups[i]
         if g is not None:
             _CURRENT_GROUP[0] = r.group  # type: ignore[assignment]
+            if gt != MAX_ID or (s.length and s.last_valid_id() > g.last_id):
+                changes += 1 + (r.consumer not in g.consumers)
             if gt != MAX_ID:
                 out.append(
                     (key, _read_history(ks, key, s, gt + 1 if gt < MAX_ID else gt, r.count, g, r.consumer))  # type: ignore[arg-type]  # a group read names its consumer
@@ -623,6 +635,8 @@ def _xread(ks: Keyspace, args: list[bytes]) -> object:
                 out.append((key, _read_group(ks, key, s, g.last_id + 1, r.count, g, r.consumer, r.noack)))  # type: ignore[arg-type]
         elif s.length and s.last_valid_id() > gt:
             out.append((key, s.range(gt + 1, MAX_ID, r.count)))
+    if r.group is not None and (out or r.timeout is None):
+        _count(ks, changes)
     if out:
         return out
     if r.timeout is None:
@@ -894,9 +908,15 @@ def xack(ks: Keyspace, args: list[bytes]) -> object:
     s = _lookup(ks, args[1])
     g = s.groups.get(args[2]) if s is not None else None
     if g is None:
+        ks.unchanged = True  # as Redis: nothing acknowledged, not dirty, not logged
         return 0
     ids = [parse_strict_id(a) for a in args[3:]]
-    return sum(1 for id_ in ids if g.ack(id_))
+    acknowledged = sum(1 for id_ in ids if g.ack(id_))
+    if not acknowledged:
+        ks.unchanged = True
+    elif acknowledged > 1:
+        ks.changes = acknowledged  # as Redis: a change per entry acknowledged
+    return acknowledged
 
 
 def xpending(ks: Keyspace, args: list[bytes]) -> object:
@@ -1060,7 +1080,18 @@ def xclaim(ks: Keyspace, args: list[bytes]) -> object:
         PROPAGATE.append(
             [b"XGROUP", b"SETID", key, args[2], format_id(g.last_id), b"ENTRIESREAD", b"%d" % g.entries_read]
         )
+    # As Redis: a change per entry claimed or dropped from the PEL, the
+    # group's new last ID, the consumer created: one record each here.
+    _count(ks, len(PROPAGATE))
     return out
+
+
+def _count(ks: Keyspace, changes: int) -> None:
+    """A stream command made ``changes`` changes as Redis counts them (dirty)."""
+    if not changes:
+        ks.unchanged = True  # not dirty, not logged (nothing to log either)
+    elif changes > 1:
+        ks.changes = changes
 
 
 def xautoclaim(ks: Keyspace, args: list[bytes]) -> object:
@@ -1101,6 +1132,7 @@ def xautoclaim(ks: Keyspace, args: list[bytes]) -> object:
     now = _now(ks)
     attempts = count * 10
     consumer = None
+    new_consumer = args[3] not in g.consumers
     claimed: list = []
     deleted: list[bytes] = []
     pel = g.pel
@@ -1130,6 +1162,8 @@ def xautoclaim(ks: Keyspace, args: list[bytes]) -> object:
         PROPAGATE.append(_xclaim_record(key, g, id_, nack))
     else:
         next_id = 0
+    # As Redis: a change per entry claimed or deleted, and the consumer created.
+    _count(ks, len(claimed) + len(deleted) + (new_consumer and consumer is not None))
     return [format_id(next_id), claimed, deleted]
 
 

@@ -316,6 +316,8 @@ def mset(ks: Keyspace, args: list[bytes]) -> object:
     store = ks.store
     for i in range(1, len(args), 2):
         store(args[i], args[i + 1])
+    if len(args) > 3:
+        ks.changes = len(args) // 2  # as Redis: a change per pair, one held or named twice too
     return OK
 
 
@@ -324,6 +326,7 @@ def msetnx(ks: Keyspace, args: list[bytes]) -> object:
     if len(args) % 2 == 0:
         raise CommandError(errors.WRONG_ARITY % "msetnx")
     if any(ks.lookup(args[i]) is not None for i in range(1, len(args), 2)):
+        ks.unchanged = True  # as Redis: nothing set, not dirty, not logged
         return 0
     mset(ks, args)
     return 1

@@ -160,6 +160,8 @@ def zadd_generic(ks: Keyspace, args: list[bytes], incr: bool) -> object:
         newscore = score
     if added or updated:
         ks.touch(key)
+        if added + updated > 1:
+            ks.changes = added + updated  # as Redis: a change per member added or updated
     else:
         ks.unchanged = True  # as Redis: no member added or updated, not dirty
     if incr:
@@ -212,6 +214,8 @@ def zrem(ks: Keyspace, args: list[bytes]) -> object:
     ks.touch(args[1])
     if not z:
         ks.delete(args[1])
+    if removed > 1:
+        ks.changes = removed  # as Redis: a change per member removed
     return removed
 
 
@@ -428,6 +432,8 @@ def _zremrange(ks: Keyspace, args: list[bytes], by: str) -> object:
     ks.touch(key)
     if not z:
         ks.delete(key)
+    if removed > 1:
+        ks.changes = removed  # as Redis: a change per member removed
     return removed
 
 
@@ -463,6 +469,8 @@ def pop_items(z: ZSet, highest: bool, count: int) -> list[tuple[float, bytes]]:
 def _pop_key(ks: Keyspace, key: bytes, z: ZSet, highest: bool, count: int) -> list:
     """Pop from the sorted set ``z`` at ``key``, deleting the key once empty."""
     items = pop_items(z, highest, count)
+    if len(items) > 1:
+        ks.changes = len(items)  # as Redis's genericZpopCommand: a change per member
     ks.touch(key)
     if not z:
         ks.delete(key)

@@ -104,9 +104,17 @@ class AofLog(Forking):
                 self.kinds[args[0]] = kind
                 if kind is aof.READ:
                     self.reads.add(args[0])
-        if kind is aof.READ or self.suspended:
+        if kind is aof.READ:
             return
-        self.dirty += 1
+        ks = self.ks
+        changes = ks.changes
+        if changes is None:
+            changes = 1
+        else:
+            ks.changes = None
+        if self.suspended:
+            return
+        self.dirty += changes
         writer = self.aof
         if writer is None:
             return
