@@ -879,7 +879,7 @@ class Shard:
                                     persistence.dirty += 1  # type: ignore[union-attr]
                                 else:
                                     ks.changes = None
-                                    persistence.dirty += changes  # type: ignore[union-attr]
+                                    persistence.count(changes)  # type: ignore[union-attr]
                             else:
                                 record(args, value)  # type: ignore[misc]
                     elif table is not None and args[0] in _EVALSHA:
@@ -1621,6 +1621,7 @@ class Shard:
         persistence = self.persistence
         if persistence is not None:
             persistence.suspended = True
+            persistence.suspended_changes = 0
         self.timing = False  # the acceptor counts the whole command
         try:
             value = (self.execute if ks.memory is None else self.execute_limited)(command)
@@ -1633,17 +1634,15 @@ class Shard:
             written = written_states(cmd.name, command, value)
         after = written if written is not None else {key: export_key(ks, key) for key in before}
         changed = {key: state for key, state in after.items() if state != before[key]}
-        # Redis counts a change per pair MSET (or an MSETNX that set) wrote,
-        # a key named twice or given the value it held too; the prepare
-        # record counts one per key changed.
-        extra = 0
-        if written and cmd.name in ("mset", "msetnx"):  # type: ignore[union-attr]
-            extra = (len(command) - 1) // 2 - len(changed)
-        if extra and persistence is not None:
-            persistence.dirty += extra
+        # This part counts what Redis counts for it (a change per pair MSET
+        # wrote, a key named twice or given the value it held too; one per
+        # key DEL removed), so that the parts add up to the whole command's.
+        changes = persistence.suspended_changes if persistence is not None else 0
         if not changed:
+            if persistence is not None:
+                persistence.dirty += changes
             return wire.PartPrepared(op, False, value)
-        self._prepared(op, changed, {key: before[key] for key in changed}, changes=len(changed) + extra)
+        self._prepared(op, changed, {key: before[key] for key in changed}, changes=changes)
         if versions:
             self.versions_before[op] = {ks.db: versions}
         return wire.PartPrepared(op, True, value)
@@ -1658,7 +1657,11 @@ class Shard:
             return wire.PartPrepared(op, False, Error(persistence.misconf))
         if len(command) > 2 or (len(command) == 2 and command[1].upper() not in (b"ASYNC", b"SYNC")):
             return wire.PartPrepared(op, False, Error(errors.SYNTAX))
-        self._prepared(op, flush_part(every), None)  # type: ignore[arg-type]  # a flush marker as the states
+        # As Redis's, a flush counts a change per key it removes (the flush
+        # happens at the commit; the shard runs nothing else meanwhile).
+        ks = self.keyspace
+        removed = ks.total_keys() if every else ks.dbsize()
+        self._prepared(op, flush_part(every), None, changes=removed)  # type: ignore[arg-type]  # a flush marker
         return wire.PartPrepared(op, True, OK)
 
     def prepare_states(
@@ -1673,19 +1676,22 @@ class Shard:
             import_qualified(ks, key, state)
         if clocks:
             import_clocks(ks, clocks)
-        self._prepared(op, states, undo, ranks)
+        # The shard that ran the operation counted its changes in ``dirty``.
+        self._prepared(op, states, undo, ranks, changes=0)
+        if self.persistence is not None:
+            self.persistence.unsaved += len(states)
 
     def _prepared(
-        self, op: int, states: dict, undo: dict | None, ranks: dict | None = None, changes: int | None = None
+        self, op: int, states: dict, undo: dict | None, ranks: dict | None = None, changes: int = 0
     ) -> None:
         """Keep what this shard prepared for ``op`` and log it; ``changes``:
-        what it adds to the dirty count, if not one per key of ``states``
-        (logged by :meth:`log_prepare`) and more counted by the caller."""
-        if changes is None:
-            changes = len(states) if type(states) is dict else 0
+        what it adds to the dirty count (Redis's count of the commands it
+        ran for ``op``), taken off again if ``op`` is undone."""
         self.prepared[op] = Prepared(states, undo, self.keyspace.db, ranks, changes)
-        if self.persistence is not None:
-            self.persistence.log_prepare(op, states)
+        persistence = self.persistence
+        if persistence is not None:
+            persistence.log_prepare(op, states)
+            persistence.dirty += changes
 
     def park(self, ops: list[int]) -> None:
         """Run nothing from the queue until the :class:`~wire.Decide` of
@@ -1812,11 +1818,12 @@ class Shard:
                 self.waiters.mark_keys(part.states, op, part.ranks)
             else:  # a flush: every key may be gone (a blocked XREADGROUP fails)
                 self.waiters.ready.update(dict.fromkeys(self.waiters.by_key))
-        elif part.undo is not None:
-            for key, state in part.undo.items():
-                import_qualified(ks, key, state)
+        else:
+            if part.undo is not None:
+                for key, state in part.undo.items():
+                    import_qualified(ks, key, state)
             if self.persistence is not None:
-                self.persistence.dirty -= part.changes  # undone: no change
+                self.persistence.dirty -= part.changes  # undone (or a flush not done): no change
         if self.persistence is not None:
             self.persistence.log_outcome(op, commit)
 
@@ -1954,6 +1961,7 @@ class Shard:
         if persistence is not None:
             persistence.foreign = states
             persistence.suspended = True
+            persistence.suspended_changes = 0
         for key, state in states.items():
             drop_qualified(ks, key)
             if state is not None:
@@ -2122,17 +2130,26 @@ class Shard:
             state = export_qualified(ks, key)
             if state != old:
                 changed[key] = state
+        # What its commands count in Redis's server.dirty, once, here (the
+        # shards its other keys go to count them as unsaved only); nothing
+        # for a run that escaped: it runs again, and counts then.
+        changes = 0 if escaped or persistence is None else persistence.suspended_changes
+        if persistence is not None and changed and not changes:
+            persistence.unsaved += len(changed)  # (what changed must be saved all the same)
         if not changed:
             outcome = wire.NOTHING
+            if persistence is not None:
+                persistence.dirty += changes
         elif not message.alone:
             undo = {key: before[key] for key in changed if before[key] != ()}
-            self._prepared(op, changed, undo, {key: ready[key] for key in changed if key in ready})
+            self._prepared(op, changed, undo, {key: ready[key] for key in changed if key in ready}, changes)
             outcome = wire.PREPARED
         else:
             if persistence is not None:
                 mark = persistence.begin_group()
                 persistence.log_states(changed)
                 persistence.end_group(mark)
+                persistence.dirty += changes
             self.waiters.mark_keys(changed)
             outcome = wire.COMMITTED
             # Committed here: its CONFIG SET's setting holds for the

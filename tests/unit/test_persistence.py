@@ -496,6 +496,30 @@ def test_aborted_operation_is_undone_in_memory_and_on_disk(tmp_path):
     assert state(open_shard(cfg, clock, 1)) == before1
 
 
+@pytest.mark.parametrize("commit", [True, False])
+def test_a_cross_shard_write_counts_once_and_makes_every_shard_it_changed_save(tmp_path, commit):
+    # Redis counts a RENAME as one change (dirty): the shard that ran it
+    # counts it, the one that took the renamed key counts it as unsaved, so
+    # that its save rules and SHUTDOWN still save it.  An abort takes the
+    # count back.
+    clock, cfg, s0, s1, own, foreign = _two_shards(tmp_path)
+    p0, p1 = s0.persistence, s1.persistence
+    assert p0 is not None and p1 is not None
+    p0.dirty = p1.dirty = 0
+    _prepare_rename(s0, s1, own, foreign)
+    assert (p0.dirty, p1.dirty, p1.unsaved) == (1, 0, 1)
+    p1.rules = [(1, 1)]
+    p1.lastsave -= 5
+    assert p1._save_due()
+    for shard in (s0, s1):
+        shard.decide(7, commit)
+    assert (p0.dirty, p1.dirty) == ((1, 0) if commit else (0, 0))
+    p1.save()
+    assert (p1.dirty, p1.unsaved) == (0, 0) and not p1._save_due()
+    close(s0)
+    close(s1)
+
+
 # -- damaged files ------------------------------------------------------------------
 
 

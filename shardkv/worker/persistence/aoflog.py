@@ -18,7 +18,6 @@ import marshal
 import os
 from typing import NoReturn
 
-from shardkv.protocol import commands
 from shardkv.protocol.decisions import ShortWrite
 from shardkv.protocol.wire import Verb
 from shardkv.runtime.exitcodes import EXIT_AOF_FAILED
@@ -113,8 +112,14 @@ class AofLog(Forking):
         else:
             ks.changes = None
         if self.suspended:
+            # A cross-shard operation's command: the shard that runs it
+            # counts what its commands count, once (see Shard._run_foreign).
+            self.suspended_changes += changes
             return
-        self.dirty += changes
+        if changes:
+            self.dirty += changes
+        else:
+            self.unsaved += 1  # (a change Redis counts on another shard, or not at all)
         writer = self.aof
         if writer is None:
             return
@@ -142,12 +147,19 @@ class AofLog(Forking):
             buf.extend(aof.encode(r) for r in records)
             buf.append(aof.EXEC)
 
+    def count(self, changes: int) -> None:
+        """Count ``changes`` (Redis's server.dirty) as written, or, if none,
+        one change that makes a save due all the same (see ``unsaved``)."""
+        if changes:
+            self.dirty += changes
+        else:
+            self.unsaved += 1
+
     def log_states(self, states: dict) -> None:
         """Log that these keys now hold these states (cross-shard operations;
         a key of another database named ``(database, key)``)."""
         if not states:
             return
-        self.dirty += len(states)
         if self.aof is not None:
             records: list = []
             here = self.ks.db
@@ -163,7 +175,6 @@ class AofLog(Forking):
     def log_prepare(self, op: int, states: dict[bytes, State]) -> None:
         """Log that this shard prepared ``op``: its keys will hold ``states``
         if the operation commits (one record; see shardkv.acceptor.crossshard)."""
-        self.dirty += len(states)
         if self.aof is not None:
             if self.aof.db != self.ks.db:
                 self._select()
@@ -188,28 +199,6 @@ class AofLog(Forking):
         inner = [r for r in buf[mark:] if r is not aof.MULTI and r is not aof.EXEC]
         if len(inner) > 1:
             buf[mark:] = [aof.MULTI, *inner, aof.EXEC]
-
-    def log_results(self, commands_: list, foreign: dict) -> None:
-        """The executor of a cross-shard operation: log the final states of
-        the keys of its own that the commands wrote (see Shard.run_foreign)."""
-        records: list = []
-        touched: dict[bytes, None] = {}
-        elsewhere = {k[1] for k in foreign if type(k) is tuple}  # another database's keys
-        for args in commands_:
-            cmd = commands.lookup(args[0])
-            if cmd is None or not cmd.is_write:
-                continue
-            self.dirty += 1
-            keys = cmd.keys(args)
-            if not keys:
-                records.append(args)  # FLUSHALL and the like: as it was sent
-            for key in keys:
-                if key not in foreign and key not in elsewhere:
-                    touched[key] = None
-        if self.aof is not None:
-            for key in touched:
-                records += aof.key_records(self.ks, key)
-            self._append(records)
 
     def _deleted(self, key: bytes) -> None:
         """The server removed a key by itself (expiry, eviction): log DEL, as Redis does."""

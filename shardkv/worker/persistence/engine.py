@@ -177,12 +177,13 @@ class Persistence(Loading, Saves, Rewrites):
             log.error("shard %d: cannot start a background job: %s", self.index, e)
 
     def _save_due(self) -> bool:
-        if not self.rules or not self.dirty:
+        if not self.rules or not (self.dirty or self.unsaved):
             return False
         now = time.time()
         if not self.last_bgsave_ok and now - self.last_bgsave_try < BGSAVE_RETRY_DELAY:
             return False
-        return any(self.dirty >= changes and now - self.lastsave >= secs for secs, changes in self.rules)
+        changed = self.dirty + self.unsaved
+        return any(changed >= changes and now - self.lastsave >= secs for secs, changes in self.rules)
 
     def _rewrite_due(self) -> bool:
         if self.aof is None:
@@ -227,7 +228,7 @@ class Persistence(Loading, Saves, Rewrites):
         saves = mode == "save" or (
             mode == "default"
             and bool(self.rules)
-            and bool(self.dirty or not os.path.exists(self.files.snapshot))
+            and bool(self.dirty or self.unsaved or not os.path.exists(self.files.snapshot))
         )
         if saves:
             self.save()

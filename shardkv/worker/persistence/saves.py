@@ -38,7 +38,7 @@ class Saves(Forking):
             # stops writes with -MISCONF.
             log.error("shard %d: cannot save %s: %s", self.index, self.files.snapshot, e)
             raise CommandError("ERR") from None
-        self.dirty = 0
+        self.dirty = self.unsaved = 0
         self.lastsave = int(time.time())
         self.last_bgsave_ok = True
         self.rdb_saves += 1
@@ -91,7 +91,7 @@ class Saves(Forking):
         except OSError as e:
             self.last_bgsave_ok = False
             raise CommandError(f"ERR Can't BGSAVE: fork failed: {e}") from None
-        self.child = Child(pid, "save", time.time(), tmp, dirty=self.dirty)
+        self.child = Child(pid, "save", time.time(), tmp, dirty=self.dirty, unsaved=self.unsaved)
         self._note_pause(t0, "save")
         log.info("shard %d: background saving started by pid %d", self.index, pid)
 
@@ -108,6 +108,7 @@ class Saves(Forking):
         self.last_bgsave_secs = int(time.time() - child.started)
         if ok:
             self.dirty -= child.dirty
+            self.unsaved -= child.unsaved
             self.lastsave = int(time.time())
             log.info("shard %d: background saving terminated with success", self.index)
         else:

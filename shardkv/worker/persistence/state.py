@@ -57,6 +57,9 @@ class State:
         # so Shard.execute does not call it (a GET costs no call here).
         self.reads: set[bytes] = set()
         self.suspended = False  # logging stopped (a cross-shard operation logs its states)
+        # What the commands run while ``suspended`` count in ``dirty``,
+        # for the shard to count once the operation's outcome is known.
+        self.suspended_changes = 0
         self.foreign: dict | tuple = ()  # other shards' keys installed here
         self.inherited_fds: list[int] = []  # closed in forked children
         self.child: Child | None = None
@@ -70,8 +73,15 @@ class State:
         # Why writes are refused (-MISCONF), or None: see _update_misconf.
         self.misconf: str | None = None
         self._bgsave_ok = True
-        # Figures for INFO, as Redis names them.
+        # Figures for INFO, as Redis names them.  ``dirty``: this shard's
+        # share of Redis's server.dirty (INFO sums the shards'): each write
+        # counts as Redis counts it, once, on the shard that ran it.
+        # ``unsaved``: changes of this shard's keys counted on another shard
+        # (the keys a cross-shard operation gave it, a FUNCTION LOAD every
+        # shard runs): not in INFO, but they make a save due (the save
+        # rules, SHUTDOWN) as ``dirty`` does, so that no change goes unsaved.
         self.dirty = 0
+        self.unsaved = 0
         self.lastsave = int(time.time())
         self.last_bgsave_ok = True
         self.last_bgsave_try = 0.0
