@@ -38,7 +38,7 @@ from shardkv.acceptor import monitor
 from shardkv.acceptor.blocking import serve_after_scripts
 from shardkv.acceptor.bus import Failed, fail_slot
 from shardkv.acceptor.client import Client
-from shardkv.acceptor.replies import Behind, ExecPlace, Pushed, Slot
+from shardkv.acceptor.replies import Behind, ExecPlace, Pushed, Slot, Trailing
 from shardkv.acceptor.state import AFTER_SCRIPTS
 from shardkv.acceptor.transactions import Exec, discard_transaction
 from shardkv.protocol import errors
@@ -728,12 +728,13 @@ def _behind(client: Client, before: Slot, behind: Behind, body: bytes) -> None:
         return
     pending = client.pending
     try:
-        at = pending.index(before) + 1 + behind.count
+        at = pending.index(before) + 1
     except ValueError:
-        at = -1
-    if at >= 0:
-        pending.insert(at, body)
-        behind.count += 1
+        at = 0
+    if at:
+        while at < len(pending) and type(pending[at]) is Trailing:
+            at += 1
+        pending.insert(at, Trailing(body))
         return
     for item in pending:
         if type(item) is not Exec:

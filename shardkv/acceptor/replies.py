@@ -129,14 +129,28 @@ class ExecPlace(Slot):
 class Behind:
     """The messages of one command's events that Redis writes after the
     command's reply (``wire.EVENT_AFTER_REPLY``), for the client that sent
-    it: each goes after ``slot`` (its reply's), behind the ``count`` put
-    there before it, in the order they were published."""
+    it: each goes after ``slot`` (its reply's), in the order they were
+    published (among its pending replies, as :class:`Trailing`; among the
+    parts of an EXEC run command by command, behind the ``count`` put
+    there before it)."""
 
     __slots__ = ("slot", "count")
 
     def __init__(self, slot: Slot) -> None:
         self.slot = slot
         self.count = 0
+
+
+class Trailing:
+    """A message put among a client's pending replies right after its
+    command's reply (see :class:`Behind`), ready: what comes after that
+    reply later goes after these (its own invalidations, which Redis
+    writes once the command ended: see ``tracking.send``)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
 
 
 PLAIN_SLOTS = (BareSlot, Slot)

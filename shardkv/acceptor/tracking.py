@@ -46,7 +46,7 @@ from collections.abc import Callable
 from shardkv.acceptor import causal, notifications
 from shardkv.acceptor.bus import fail_slot
 from shardkv.acceptor.client import Client
-from shardkv.acceptor.replies import Slot, in_pipe_order, is_plain_slot, origin_of
+from shardkv.acceptor.replies import Slot, Trailing, in_pipe_order, is_plain_slot, origin_of
 from shardkv.protocol import bus, errors, wire
 from shardkv.protocol.args import strict_int
 from shardkv.protocol.commands import Command
@@ -1212,9 +1212,9 @@ def send(client: Client, keys: list[bytes] | None, before: object = None, after:
             return  # an EXEC reply cut by ACL DELUSER: Redis writes nothing after it
         try:
             i = pending.index(at)
-            if before is None:  # after the reply, and those sent after it already
+            if before is None:  # after the reply, the events Redis writes after it, those sent after it
                 i += 1
-                while i < len(pending) and type(pending[i]) is _Sent:
+                while i < len(pending) and type(pending[i]) in _AFTER_REPLY:
                     i += 1
             pending.insert(i, _Sent(encode(message, target.resp3)))
             target.flush()
@@ -1246,6 +1246,9 @@ class _Sent:
 
     def __init__(self, data: bytes) -> None:
         self.data = data
+
+
+_AFTER_REPLY = (_Sent, Trailing)
 
 
 def drop_answered(server) -> None:

@@ -380,6 +380,16 @@ _SCRIPT = (
     b"EVAL \"redis.call('rpush', KEYS[1], 'a') redis.call('hset', KEYS[2], 'f', 'v') "
     b"return redis.call('lpop', KEYS[1])\" 2 {s}l {s}h\r\n"
 )
+# (each write's own invalidation, which Redis writes once the command
+# ended: after the events it writes after the reply)
+_TRACKED = b"CLIENT TRACKING ON\r\n" + b"".join(
+    encode_command(line.encode().split())
+    for line in [
+        "RPUSH a x", "LRANGE a 0 -1", "RPUSH b x", "LRANGE b 0 -1", "RPUSH a y", "RPUSH b y",
+        "LPOP a 2", "HSET h f v", "HGET h f", "HSET h f w", "ZADD z 1 a", "ZSCORE z a", "ZADD z 2 a",
+        "SET k x", "GET k", "SET k y GET", "GET k", "EXPIRE k 100", "GET k", "GETDEL k",
+    ]
+)  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -389,8 +399,9 @@ _SCRIPT = (
         b"MULTI\r\n" + _writes("{e}") + b"EXEC\r\n",
         b"WATCH w\r\nMULTI\r\n" + _writes("") + b"EXEC\r\n",
         _SCRIPT + b"MULTI\r\n" + _SCRIPT + b"SET w 1\r\nEXEC\r\n",
+        _TRACKED,
     ],
-    ids=["plain", "exec", "atomic-exec", "script"],
+    ids=["plain", "exec", "atomic-exec", "script", "tracking"],
 )
 def test_own_events_and_reply_in_redis_order(redis_and_shardkv_k12, session):
     """A RESP3 client subscribed to every keyspace event runs write
@@ -398,9 +409,16 @@ def test_own_events_and_reply_in_redis_order(redis_and_shardkv_k12, session):
     after it for those that notify after ``addReply`` (RPUSH, HSET, ZADD,
     EXPIRE, XADD, GETDEL, a pop's...), in EXEC's array too (one command at
     a time, or as one operation), never in a script (its reply comes once
-    it ended).  shardkv wrote every event before the reply."""
+    it ended); a tracking client's own invalidation after them.  shardkv
+    wrote every event before the reply (then the invalidation between the
+    reply and the events after it)."""
     theirs = _same_until_end(
         redis_and_shardkv_k12, b"FLUSHALL\r\n" + _HEAR_ALL + session + OFF + b"FLUSHALL\r\n"
     )
-    if b"EVAL" not in session:
+    if session is _TRACKED:  # (HSET's reply, its events, then its invalidation)
+        assert (
+            b":0\r\n>4\r\n$8\r\npmessage\r\n" in theirs
+            and b"hset\r\n$1\r\nh\r\n>2\r\n$10\r\ninvalidate" in theirs
+        )
+    elif b"EVAL" not in session:
         assert b":3\r\n>4\r\n$8\r\npmessage\r\n" in theirs  # (RPUSH's reply, then its event)
