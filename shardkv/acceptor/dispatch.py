@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from shardkv.acceptor import blocking, monitor, pause
 from shardkv.acceptor.fanout import MERGES, Concat, Gather, merge_by_position, split_by_shard
-from shardkv.acceptor.replies import MUTED, Pushed, Slot
+from shardkv.acceptor.replies import MUTED, MutedSlot, Pushed, Slot, Trailing, is_plain_slot
 from shardkv.acceptor.scriptcache import declares_denyoom, declares_flags, declares_no_writes, script_body
 from shardkv.acceptor.shardlink import BUSY_LINKS, MISCONF_LINKS
 from shardkv.acceptor.state import (
@@ -173,10 +173,15 @@ class Dispatch:
             # replies off the front: its own start where they were)
             for i in range(max(first - state.flushed, 0), len(pending)):
                 item = pending[i]
-                if type(item) is not Pushed:
+                if type(item) is not Pushed and type(item) is not Trailing:
                     # (EXEC's array: the messages it carries stay, see transactions.Exec.mute)
                     mute = getattr(item, "mute", None)
-                    pending[i] = MUTED if mute is None else mute()
+                    if mute is not None:
+                        pending[i] = mute()
+                    elif is_plain_slot(item) and item.data is None:  # (its events find it)
+                        pending[i] = MutedSlot(item)
+                    else:
+                        pending[i] = MUTED
             if mode == REPLY_SKIP:
                 state.set_reply_mode(REPLY_ON)
 

@@ -38,7 +38,7 @@ from shardkv.acceptor import monitor
 from shardkv.acceptor.blocking import serve_after_scripts
 from shardkv.acceptor.bus import Failed, fail_slot
 from shardkv.acceptor.client import Client
-from shardkv.acceptor.replies import Behind, ExecPlace, Pushed, Slot, Trailing
+from shardkv.acceptor.replies import Behind, ExecPlace, MutedSlot, Pushed, Slot, Trailing
 from shardkv.acceptor.state import AFTER_SCRIPTS
 from shardkv.acceptor.transactions import Exec, discard_transaction
 from shardkv.protocol import errors
@@ -697,9 +697,10 @@ def _deliver(
         elif type(before) is ExecPlace:
             before.take(msg.body(client.resp3))
         else:
-            try:
-                client.pending.insert(client.pending.index(before), msg.body(client.resp3))
-            except ValueError:
+            at = place_of(client.pending, before)
+            if at >= 0:
+                client.pending.insert(at, msg.body(client.resp3))
+            else:
                 _in_exec_or_after(client, before, msg.body(client.resp3))
     elif client.state.reply_mode:  # (CLIENT REPLY OFF or SKIP keeps it: its own PUBLISH's, in EXEC too)
         client.pending.append(Pushed(msg.body(client.resp3)))
@@ -727,10 +728,7 @@ def _behind(client: Client, before: Slot, behind: Behind, body: bytes) -> None:
         before.take(body, after=True)
         return
     pending = client.pending
-    try:
-        at = pending.index(before) + 1
-    except ValueError:
-        at = 0
+    at = place_of(pending, before) + 1
     if at:
         while at < len(pending) and type(pending[at]) is Trailing:
             at += 1
@@ -747,6 +745,19 @@ def _behind(client: Client, before: Slot, behind: Behind, body: bytes) -> None:
                     behind.count += 1
                     return
     pending.append(body)
+
+
+def place_of(pending: deque, slot: Slot) -> int:
+    """Where ``slot`` is among a client's ``pending`` replies, or the
+    :class:`~shardkv.acceptor.replies.MutedSlot` that holds its place
+    (CLIENT REPLY OFF or SKIP dropped the reply); -1 if neither is."""
+    try:
+        return pending.index(slot)
+    except ValueError:
+        for i, item in enumerate(pending):
+            if type(item) is MutedSlot and item.slot is slot:
+                return i
+    return -1
 
 
 def _in_exec_or_after(client: Client, before: Slot, body: bytes) -> None:

@@ -3,7 +3,8 @@
 :attr:`shardkv.acceptor.client.Client.pending` holds, in command order,
 either the reply bytes (when the reply was known at once) or one of these:
 a :class:`Slot` that a shard's reply fills, a reply CLIENT REPLY dropped
-(:data:`MUTED`), or a Pub/Sub confirmation it keeps (:class:`Pushed`).
+(:data:`MUTED`, :class:`MutedSlot` until it came), or a Pub/Sub
+confirmation it keeps (:class:`Pushed`).
 :meth:`Client.flush` writes the longest ready prefix.
 """
 
@@ -176,6 +177,24 @@ class Muted:
 
 
 MUTED = Muted()
+
+
+class MutedSlot:
+    """The reply of a command run under CLIENT REPLY OFF or SKIP that its
+    shard has not sent yet (``slot``): dropped as :data:`MUTED` is, but
+    ready only once it came, so that its place stays among the client's
+    pending replies for the messages the command makes the client hear
+    (its keyspace events), before it or after it, as Redis writes them
+    whatever the reply mode (see ``pubsub.place_of``)."""
+
+    __slots__ = ("slot",)
+
+    def __init__(self, slot: Slot) -> None:
+        self.slot = slot
+
+    @property
+    def data(self) -> bytes | None:
+        return None if self.slot.data is None else b""
 
 
 class Pushed:

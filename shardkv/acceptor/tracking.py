@@ -46,7 +46,7 @@ from collections.abc import Callable
 from shardkv.acceptor import causal, notifications
 from shardkv.acceptor.bus import fail_slot
 from shardkv.acceptor.client import Client
-from shardkv.acceptor.replies import Slot, Trailing, in_pipe_order, is_plain_slot, origin_of
+from shardkv.acceptor.replies import MutedSlot, Slot, Trailing, in_pipe_order, is_plain_slot, origin_of
 from shardkv.protocol import bus, errors, wire
 from shardkv.protocol.args import strict_int
 from shardkv.protocol.commands import Command
@@ -1227,11 +1227,14 @@ def send(client: Client, keys: list[bytes] | None, before: object = None, after:
 def _in_pending(pending: deque, at: object) -> object:
     """The pending reply that ``at`` is, or holds as one of its parts (a
     command that EXEC ran, or the operation of an EXEC run atomically: its
-    EXEC's reply); None if none is pending."""
+    EXEC's reply), or keeps the place of (a reply CLIENT REPLY dropped);
+    None if none is pending."""
     if at in pending:
         return at
     for reply in pending:
         if getattr(reply, "outcome", None) is at:  # an atomic EXEC's operation
+            return reply
+        if type(reply) is MutedSlot and reply.slot is at:  # (CLIENT REPLY OFF or SKIP)
             return reply
         parts = getattr(reply, "parts", None)
         if parts and any(part is at for part in parts):

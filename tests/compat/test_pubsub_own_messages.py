@@ -390,6 +390,16 @@ _TRACKED = b"CLIENT TRACKING ON\r\n" + b"".join(
         "SET k x", "GET k", "SET k y GET", "GET k", "EXPIRE k 100", "GET k", "GETDEL k",
     ]
 )  # fmt: skip
+# (under CLIENT REPLY SKIP and OFF: each write's events, before its place
+# or after it, as its reply would be, and its invalidation after them)
+_MUTED = b"CLIENT TRACKING ON\r\n" + b"".join(
+    encode_command(line.encode().split())
+    for line in [
+        "GET k", "CLIENT REPLY SKIP", "RPUSH a x", "RPUSH b y", "CLIENT REPLY SKIP", "SET k 1", "GET k",
+        "CLIENT REPLY OFF", "RPUSH a y", "SET k 2", "HSET h f v", "LPOP b", "GET k", "SET k 3",
+        "CLIENT REPLY ON",
+    ]
+)  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -400,8 +410,9 @@ _TRACKED = b"CLIENT TRACKING ON\r\n" + b"".join(
         b"WATCH w\r\nMULTI\r\n" + _writes("") + b"EXEC\r\n",
         _SCRIPT + b"MULTI\r\n" + _SCRIPT + b"SET w 1\r\nEXEC\r\n",
         _TRACKED,
+        _MUTED,
     ],
-    ids=["plain", "exec", "atomic-exec", "script", "tracking"],
+    ids=["plain", "exec", "atomic-exec", "script", "tracking", "muted"],
 )
 def test_own_events_and_reply_in_redis_order(redis_and_shardkv_k12, session):
     """A RESP3 client subscribed to every keyspace event runs write
@@ -409,9 +420,11 @@ def test_own_events_and_reply_in_redis_order(redis_and_shardkv_k12, session):
     after it for those that notify after ``addReply`` (RPUSH, HSET, ZADD,
     EXPIRE, XADD, GETDEL, a pop's...), in EXEC's array too (one command at
     a time, or as one operation), never in a script (its reply comes once
-    it ended); a tracking client's own invalidation after them.  shardkv
-    wrote every event before the reply (then the invalidation between the
-    reply and the events after it)."""
+    it ended); a tracking client's own invalidation after them; under
+    CLIENT REPLY SKIP or OFF, in the dropped reply's place.  shardkv wrote
+    every event before the reply (then the invalidation between the reply
+    and the events after it; those of a dropped reply's command, and its
+    invalidation, behind the replies of the commands after it)."""
     theirs = _same_until_end(
         redis_and_shardkv_k12, b"FLUSHALL\r\n" + _HEAR_ALL + session + OFF + b"FLUSHALL\r\n"
     )
@@ -420,5 +433,7 @@ def test_own_events_and_reply_in_redis_order(redis_and_shardkv_k12, session):
             b":0\r\n>4\r\n$8\r\npmessage\r\n" in theirs
             and b"hset\r\n$1\r\nh\r\n>2\r\n$10\r\ninvalidate" in theirs
         )
+    elif session is _MUTED:  # (RPUSH a's events, its reply dropped, before RPUSH b's reply)
+        assert theirs.index(b"__keyevent@0__:rpush\r\n$1\r\na\r\n") < theirs.index(b":1\r\n>4\r\n")
     elif b"EVAL" not in session:
         assert b":3\r\n>4\r\n$8\r\npmessage\r\n" in theirs  # (RPUSH's reply, then its event)
