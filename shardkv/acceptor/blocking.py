@@ -777,9 +777,11 @@ class _Attempt(Sink):
         own operation took its slot out again: see
         :meth:`_CrossShard.attempt`): a try that committed (a move served)
         and whose reply cannot be built closes the client there, after the
-        replies before it (``_Operation._unanswerable``).  (Not ``slot``:
-        :func:`~shardkv.acceptor.replies.origin_of` would then hand the
-        try's events, its invalidations and its room, to that slot.)"""
+        replies before it (``_Operation._unanswerable``); its subscribing
+        client hears the try's keyspace events around that slot, as Redis
+        writes them around the reply (``notifications.publish``).  (Not
+        ``slot``: :func:`~shardkv.acceptor.replies.origin_of` would then
+        hand the try's invalidations and its room to that slot.)"""
         return self.wait.slot
 
     def deliver(self, body: bytes) -> None:
