@@ -948,7 +948,7 @@ class _CrossShard:
                 # Redis serves the client it notified first: a destination of
                 # another type gets it WRONGTYPE, even when the source is empty
                 # again (a waiter on it alone took the element meanwhile).
-                commands = [self.args, [Verb.BDEST, self.args[2]]]
+                commands = [self.args, [Verb.BDEST, self.args[2], self.args[1]]]
                 op = AtomicOp(client, commands, self.keys, self._served_move, counted=False)
             else:
                 if ask is not None:  # (not a stream read's, nor a BLMOVE's)
@@ -1038,7 +1038,12 @@ class _CrossShard:
         """A BLMOVE's try after ``BWAIT_READY``: what the command did, or the
         destination's WRONGTYPE (``__bdest``) when it found nothing to move,
         counted as the command's error (see _count_try).  (After CLIENT
-        UNBLOCK's ``__bclaim``: only if that said ``BWAIT_READY``.)"""
+        UNBLOCK's ``__bclaim``: only if that said ``BWAIT_READY``.)  A
+        WRONGTYPE of its source (``__bdest`` says 1: the write that made
+        the try ran ``SET`` of it) is nothing to serve: Redis serves a
+        blocked client only from a list, so it waits on."""
+        if bodies[0].startswith(_WRONGTYPE) and len(bodies) > 1 and bodies[1] == b":1\r\n":
+            return encode(NULL_ARRAY, self.client.resp3)
         if self.ready_claim and bodies[0] in _NULLS and len(bodies) > 1 and bodies[1][:1] == b"-":
             return bodies[1]
         return bodies[0]

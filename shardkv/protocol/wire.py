@@ -1149,8 +1149,8 @@ class Verb:
     # its place among its key's waiters: a cross-shard move's try, which
     # keeps its place while it runs.
     BDONE = b"__bdone"
-    # __bdest destination -> 0, or WRONGTYPE if it holds another type than
-    # a list: the second command of a cross-shard BLMOVE/BRPOPLPUSH's try
+    # __bdest destination source -> 0, or WRONGTYPE if the destination
+    # holds another type than a list, or 1 if the source does: the second command of a cross-shard BLMOVE/BRPOPLPUSH's try
     # after its __bwait was notified, whose source another waiter may have
     # emptied meanwhile (Redis serves the notified client first, and its
     # serve checks the destination before it pops; see shardkv.acceptor.blocking).

@@ -422,6 +422,22 @@ CASES: dict[str, list] = {
         ("write", 1, 0, "RPUSH", "A", "a"),
         ("write", 0, 0, "RPUSH", "A", "b"),
     ],
+    # A write that makes the source another type serves no one: Redis
+    # serves a blocked BLMOVE only from a list, so the client waits on (it
+    # used to get the source's WRONGTYPE from its try behind the SET);
+    # the push after the DEL serves it, a CLIENT UNBLOCK gives it a null.
+    "blmove-two-shards-source-set": [
+        ("block", "c1", 0, 0, "BLMOVE", "A", "B", "LEFT", "RIGHT", 0),
+        ("write", 0, 0, "SET", "A", "s"),
+        ("write", 1, 0, "SET", "A", "t"),
+        ("write", 0, 0, "DEL", "A"),
+        ("write", 0, 0, "RPUSH", "A", "x"),
+        ("write", 0, 0, "LRANGE", "B", 0, -1),
+    ],
+    "brpoplpush-two-shards-source-set-unblocked": [
+        ("block", "c1", 0, 0, "BRPOPLPUSH", "A", "B", 0),
+        ("pipe", 0, 0, ("SET", "A", "s"), ("CLIENT", "UNBLOCK", "id:c1")),
+    ],
     # A client gone before the push is never served: nothing is taken
     # for it, and the next client in line is served (Redis unblocks a
     # client as it frees it).

@@ -471,12 +471,19 @@ def _serve_move(ks: Keyspace, args: list[bytes], key: bytes) -> object:
 
 
 def bdest(ks: Keyspace, args: list[bytes]) -> object:
-    """__bdest destination: WRONGTYPE if it holds another type than a list,
-    else 0.  A cross-shard BLMOVE's try after a notification runs it after
-    the command: Redis serves the client it notified first, and its serve
-    (``serveClientBlockedOnList``) replies WRONGTYPE for such a destination
-    before it pops, so the client gets that even when the element went to
-    the next waiter meanwhile (see :mod:`shardkv.acceptor.blocking`)."""
+    """__bdest destination source: WRONGTYPE if the destination holds
+    another type than a list, else 0; 1 if the source holds another type
+    (the destination unread).  A cross-shard BLMOVE's try after a
+    notification runs it after the command: Redis serves the client it
+    notified first, and its serve (``serveClientBlockedOnList``) replies
+    WRONGTYPE for such a destination before it pops, so the client gets
+    that even when the element went to the next waiter meanwhile (see
+    :mod:`shardkv.acceptor.blocking`).  The command's WRONGTYPE then may be
+    its source's, which changed nothing: Redis serves a blocked client only
+    from a list, so that client waits on (``SET`` of its source)."""
+    value = ks.peek(args[2])  # a probe, not an access
+    if value is not None and type(value) is not deque:
+        return 1
     ks.lookup_type(args[1], deque)  # lookupKeyWrite: an access, no hit or miss
     return 0
 
