@@ -711,6 +711,11 @@ class _ClaimAnswer:
                 self.wait.ready_claim = True
             if kept is not None:  # served at its turn: the shard keeps no __bwait
                 kept.wait.lose_kept(kept)
+        elif kept is not None and body == b":-1\r\n":
+            # (The __bdone's.)  No __bwait waited any more (it timed out,
+            # its wake dropped as the try began): a new one, sent after the
+            # try, times out.
+            kept.wait.lose_kept(kept)
 
 
 class _Question:

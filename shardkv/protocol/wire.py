@@ -1147,7 +1147,8 @@ class Verb:
     # __bdone token new-token: the __bwait (waiting, or its claim done, if
     # that claim was BWAIT_CLAIMED) then waits on under ``new-token``, in
     # its place among its key's waiters: a cross-shard move's try, which
-    # keeps its place while it runs.
+    # keeps its place while it runs; -1 if there was none (it timed out
+    # meanwhile: nothing waits under ``new-token``).
     BDONE = b"__bdone"
     # __bdest destination source -> 0, or WRONGTYPE if the destination
     # holds another type than a list, or 1 if the source does: the second command of a cross-shard BLMOVE/BRPOPLPUSH's try

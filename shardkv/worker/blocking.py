@@ -521,7 +521,8 @@ class Waiters:
         :mod:`shardkv.acceptor.blocking`): the ``__bwait``, still waiting or
         its claim now done, waits on under that token, in its place (its
         stamp) among its key's waiters, unless its claim was
-        ``BWAIT_READY`` (Redis served that client at its turn): a client
+        ``BWAIT_READY`` (Redis served that client at its turn), or there is
+        none (-1: it timed out, its wake on its way): a client
         blocked after it on that key, on this shard, is served after it
         still, as in Redis, where a client with nothing left at its turn
         stays blocked in its place."""
@@ -538,7 +539,7 @@ class Waiters:
             return 0
         claim = self.claims.get((pipe, token))
         if claim is None:
-            return 0
+            return -1 if new_token else 0
         claimant = self.claimants.pop((pipe, token), None) if done else None
         if not claim[1]:  # a stream read's: said once (see _serve)
             self._unclaim((pipe, token))

@@ -611,3 +611,27 @@ def test_wake_up_order_across_acceptors(redis_and_shardkv_k12, case, request) ->
     steps = CASES[case]
     expected = _run(real, 1, steps)
     assert _run(ours, k, steps) == expected
+
+
+def test_blmove_times_out_under_writes_of_its_source(redis_and_shardkv_k12) -> None:
+    """A cross-shard BLMOVE with a timeout, its source written over and
+    over (each write's try finds nothing), still times out: a try that
+    began as its shard timed it out (that wake dropped) used to keep a
+    ``__bwait`` the shard no longer had, and the client waited for good.
+    Redis times it out (a null).  A race, so a few rounds."""
+    _, ours, k = redis_and_shardkv_k12
+    for _ in range(6):
+        c, w = client_on(ours, 0, k=k), client_on(ours, 0, k=k)
+        try:
+            c.send("BLMOVE", A, B, "LEFT", "RIGHT", 0.05)
+            end = time.monotonic() + 0.2
+            while time.monotonic() < end:
+                for _ in range(20):
+                    w.send("DEL", A)
+                for _ in range(20):
+                    w.read_reply()
+            c.sock.settimeout(WAIT)
+            assert c.read_reply() is None
+        finally:
+            c.close()
+            w.close()

@@ -305,6 +305,22 @@ def test_a_claimed_bwait_keeps_its_place_under_a_new_token(shard):
     assert not shard.waiters.by_token and not shard.waiters.claimed
 
 
+def test_a_bdone_with_a_new_token_of_no_bwait_says_so(shard):
+    """``__bdone <token> <new>`` of a ``__bwait`` still waiting has it wait
+    on under ``new`` (0); of one the shard no longer has (it timed out,
+    its wake on its way), -1: nothing waits under ``new``, and the
+    acceptor sends a new ``__bwait`` once the try has run (issue 22)."""
+    bwait = [wire.Verb.BWAIT, b"blmove", b"0", b"0", b"1", b"src"]
+    assert wire.decode_replies(shard.run_batch(_batch((5, bwait)))) == [b""]
+    renew = [wire.Verb.BDONE, b"5", b"15"]
+    assert wire.decode_replies(shard.run_batch(_batch((0, renew)))) == [b":0\r\n"]
+    assert (0, 15) in shard.waiters.by_token and (0, 5) not in shard.waiters.by_token
+    gone = [wire.Verb.BDONE, b"5", b"25"]
+    assert wire.decode_replies(shard.run_batch(_batch((0, gone)))) == [b":-1\r\n"]
+    assert (0, 25) not in shard.waiters.by_token
+    assert wire.decode_replies(shard.run_batch(_batch((0, [wire.Verb.BDONE, b"5"])))) == [b":0\r\n"]
+
+
 def _bpop(*keys: bytes, command: tuple[bytes, ...] = (b"BLPOP", b"k", b"0"), at: int = 1) -> list[bytes]:
     """``__bpop`` of a cross-shard wait on ``keys`` (no timeout), popping with ``command``."""
     return [wire.Verb.BPOP, b"0", b"0", b"1", b"%d" % at, b"%d" % len(keys), *keys, *command]
