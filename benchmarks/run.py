@@ -133,6 +133,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--keyspace-shards", type=int, default=2, help="shardkv shard count for keyspace (default 2)"
     )
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=1.0,
+        help="memory mode: seconds a server rests after its load before its RSS is read, half"
+        " that after its start (default 1.0; 0 for a smoke run that checks no sizes)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results)")
     args = parser.parse_args(argv)
 
@@ -306,7 +313,7 @@ class Harness:
 
     def memory_one(self, server: ServerProcess, ttl: int | None) -> dict[str, Any]:
         """Measure one fresh server empty, load the keys, and measure it again."""
-        time.sleep(0.5)
+        time.sleep(self.args.settle / 2)
         empty = server.memory()
         self.progress(f"{server.label}: loading {self.args.keys:,} keys (ttl={ttl})")
         loaded = load_keys(HOST, server.port, 0, self.args.keys, ttl=ttl)
@@ -315,7 +322,7 @@ class Harness:
             self.errors.append(
                 f"{server.label}: {loaded.errors} SET errors while loading: {loaded.first_error}"
             )
-        time.sleep(1.0)  # let allocators and worker queues settle before reading RSS
+        time.sleep(self.args.settle)  # let allocators and worker queues settle before reading RSS
         full = server.memory()
         primary = "used_memory_rss" if server.kind == "redis" else "rss_sum"
         record = {

@@ -29,7 +29,8 @@ def test_benchmark_command_measures_every_server_in_every_round(tmp_path: Path) 
     out = tmp_path / "results"
     argv = [sys.executable, "benchmarks/run.py", "--throughput", "--memory", "--keyspace"]
     argv += ["--shards", "2", "--tests", "set,get", "--pipelines", "1,16", "--requests", "2000"]
-    argv += ["--repeat", "2", "--keys", "12000", "--memory-shards", "2", "--out", str(out)]
+    argv += ["--repeat", "2", "--keys", "12000", "--memory-shards", "2", "--settle", "0"]
+    argv += ["--out", str(out)]
     done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=280)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "Throughput (redis-benchmark)" in done.stdout
