@@ -4,8 +4,11 @@ in flight, or kill one), and for a script to be past busy-reply-threshold."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import psutil
 import pytest
@@ -29,6 +32,31 @@ def worker_pids(server: ServerProcess) -> dict[int, int]:
         if name.startswith("shardkv-shard"):
             out[int(name[len("shardkv-shard") :])] = child.pid
     return out
+
+
+def kill_held(server: ServerProcess, shard: int, fault_file: Path) -> int:
+    """Kill ``shard``'s worker; return once its restart holds itself where
+    it begins to load (the ``loading`` fault point, see
+    shardkv.runtime.faultpoints: it stops itself, SIGSTOP; the server was
+    started with ``SHARDKV_FAULT_FILE=fault_file``): its pid, for the SIGCONT
+    that lets it load.  The acceptors answer -LOADING for it meanwhile."""
+    old = worker_pids(server)[shard]
+    fault_file.write_text(f"loading@{shard}")
+    os.kill(old, signal.SIGKILL)
+
+    def held() -> int:
+        pid = worker_pids(server).get(shard)
+        if pid in (None, old):
+            return 0
+        try:
+            return pid if psutil.Process(pid).status() == psutil.STATUS_STOPPED else 0
+        except psutil.NoSuchProcess:
+            return 0
+
+    pid = until(held, 60)
+    assert pid, "the restarted worker never reached its load"
+    fault_file.write_text("")  # (a later start loads freely)
+    return pid
 
 
 def worker_pid(server: ServerProcess, shard: int) -> int:

@@ -28,7 +28,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from shardkv.protocol.router import Router
-from tests.support.processes import worker_pids
+from tests.support.processes import kill_held, worker_pids
 from tests.support.resp import encode_command, parse_reply
 from tests.support.servers import (
     ROOT,
@@ -362,12 +362,16 @@ def test_sigkill_of_a_worker_under_load_loses_no_acknowledged_write(tmp_path):
 
 def test_a_restarted_worker_answers_loading_for_its_shard_while_it_reloads(tmp_path):
     """A worker killed after the start is restarted and reloads its shard
-    (slowly here: ``key-load-delay``).  Redis, one process, would restart
+    (held here where it begins to load, the ``loading`` fault point, until
+    the test has seen -LOADING).  Redis, one process, would restart
     whole and answer -LOADING while it loads; shardkv answers -LOADING to
     the commands for that shard (redis-py's BusyLoadingError), serves the
     others, and then that shard again, with its data.  Before, the
     commands for it waited in its pipe for the load, with no error."""
-    server = start_shardkv("--dir", str(tmp_path), "--save", "", shards=2)
+    fault = tmp_path / "faultpoints"
+    fault.write_text("")
+    env = dict(os.environ, SHARDKV_FAULT_FILE=str(fault))
+    server = start_shardkv("--dir", str(tmp_path), "--save", "", shards=2, env=env)
     try:
         c = client(server)
         p = c.pipeline(transaction=False)
@@ -375,11 +379,9 @@ def test_a_restarted_worker_answers_loading_for_its_shard_while_it_reloads(tmp_p
             p.set(f"k{i}", i)
         p.execute()
         assert c.save()
-        c.config_set("key-load-delay", 1000)  # 5 s to load each shard's 5000 keys
         victim = 1
         there, here = keys_of_shard(victim, 2, "k", 1)[0], keys_of_shard(1 - victim, 2, "k", 1)[0]
-        old = worker_pids(server)[victim]
-        os.kill(old, signal.SIGKILL)
+        held = kill_held(server, victim, fault)
         c = client(server, retry=False)
         seen: list[str] = []
         deadline = time.monotonic() + 60  # (a loaded machine: the restart and the load take a while)
@@ -396,6 +398,7 @@ def test_a_restarted_worker_answers_loading_for_its_shard_while_it_reloads(tmp_p
                     assert c.get(here) == here[1:].encode()  # the other shard serves
                     with pytest.raises(redis.BusyLoadingError):
                         c.ping()  # names no key: may touch any shard
+                    os.kill(held, signal.SIGCONT)  # now it loads
             except redis.ResponseError as e:  # the worker is not restarted yet
                 assert str(e) == "shard unavailable"
             time.sleep(0.05)
