@@ -1024,13 +1024,33 @@ def test_signal_keeps_every_acknowledged_write_in_the_aof(tmp_path, flags, rules
             server.stop()
 
 
+# The supervisor's waits for an acceptor that does not stop (5 s for it to
+# begin the stop, 4 s more before SIGKILL), made 1 s each by a test-own
+# ``main.py`` (as test_signal_stop_frozen_worker's): the test below waits
+# them out.
+HUNG_ACCEPTOR_MAIN = """
+import sys
+
+import shardkv.supervisor
+
+if __name__ == "__main__":
+    shardkv.supervisor.STOP_ANSWER_WITHIN = 1.0
+    shardkv.supervisor.STOP_GRACE = 1.0
+    sys.exit(shardkv.supervisor.main())
+"""
+
+
 def test_sigterm_stops_past_a_hung_acceptor_and_saves_as_told(tmp_path):
     """A stopped (SIGSTOP) acceptor cannot hold up a signal's stop: the
     supervisor reads only what its acceptors' sockets already hold before
     it stops (the CONFIG SET lines sent before their OK), kills the acceptor
     that does not stop, and each shard then saves as ``shutdown-on-sigterm``
     says (``save``, with no save rules)."""
-    server = start_shardkv("--dir", str(tmp_path), "--save", "", shards=2)
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "main.py").write_text(HUNG_ACCEPTOR_MAIN)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), *sys.path]))
+    server = start_shardkv("--dir", str(tmp_path), "--save", "", shards=2, root=root, env=env)
     stopped = 0
     try:
         c = client(server)
