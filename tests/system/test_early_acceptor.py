@@ -58,8 +58,38 @@ def _shards_loaded(server: ServerProcess) -> set[int]:
     return {int(i) for i in re.findall(r"shard (\d+): \d+ keys loaded", server.output())}
 
 
+# Folders made once for the module (by a server started for that), copied
+# for each test, which changes its copy: name -> path.
+_TEMPLATES: dict[str, str] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _remove_templates():
+    yield
+    for folder in _TEMPLATES.values():
+        shutil.rmtree(folder, ignore_errors=True)
+    _TEMPLATES.clear()
+
+
+def _copy_of(name: str, make) -> str:
+    """A new folder holding what ``make()`` left in a folder of its own
+    (made the first time only)."""
+    if name not in _TEMPLATES:
+        _TEMPLATES[name] = make()
+    folder = tempfile.mkdtemp(prefix=f"{name}-")
+    shutil.copytree(_TEMPLATES[name], folder, dirs_exist_ok=True)
+    return folder
+
+
 def _saved_folder() -> tuple[str, int]:
     """A folder with the snapshots of 2 shards holding KEYS, and their bytes."""
+    folder = _copy_of("shardkv-early", _save_keys)
+    files = [p for p in Path(folder).iterdir() if p.is_file()]
+    assert len(files) == 2, files
+    return folder, sum(p.stat().st_size for p in files)
+
+
+def _save_keys() -> str:
     folder = tempfile.mkdtemp(prefix="shardkv-early-")
     server = start_shardkv("--save", "", "--appendonly", "no", "--dir", folder, shards=2, acceptors=1)
     try:
@@ -70,9 +100,7 @@ def _saved_folder() -> tuple[str, int]:
         client.close()
     finally:
         assert server.stop() == 0
-    files = [p for p in Path(folder).iterdir() if p.is_file()]
-    assert len(files) == 2, files
-    return folder, sum(p.stat().st_size for p in files)
+    return folder
 
 
 def _start_held(folder: str, point: str, acceptors: int) -> tuple[ServerProcess, Path, psutil.Process]:
@@ -310,6 +338,10 @@ def _slow_start(kind: str, folder: str, port: int, *flags: str) -> ServerProcess
 
 
 def _filled_folder(kind: str, keys: int) -> str:
+    return _copy_of(f"{kind}-slow-load-{keys}", lambda: _fill(kind, keys))
+
+
+def _fill(kind: str, keys: int) -> str:
     folder = tempfile.mkdtemp(prefix=f"{kind}-slow-load-")
     port = free_port()
     server = _slow_start(kind, folder, port).wait_ready(WAIT)
