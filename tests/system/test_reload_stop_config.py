@@ -1,5 +1,6 @@
 """A worker restarted after the start reloads its shard (slowly here,
-``key-load-delay``), and meanwhile:
+``key-load-delay``, or held where it begins to load, the ``loading`` fault
+point, until the test lets it go on), and meanwhile:
 
 * a stop (SHUTDOWN, SIGTERM) stops the server at once, as Redis stops at
   once while it loads: the other shards, loaded and holding acknowledged
@@ -26,7 +27,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from tests.support.acceptors import client_on
-from tests.support.processes import until, worker_pids
+from tests.support.processes import kill_held, until, worker_pids
 from tests.support.resp import ErrorReply, RespClient
 from tests.support.servers import ROOT, start_shardkv
 from tests.system.test_recovery import client, keys_of_shard
@@ -47,15 +48,44 @@ def _reloading(server, c: redis.Redis, victim: int, delay: int) -> None:
     assert c.save()
     c.config_set("key-load-delay", delay)
     os.kill(worker_pids(server)[victim], signal.SIGKILL)
+    assert until(lambda: _says_loading(c), 60), "the restarted worker never said it was loading"
 
-    def loading() -> bool:
-        try:
-            return c.info("persistence")["loading"] == 1
-        except redis.ResponseError as e:  # the worker is not restarted yet
-            assert str(e) == "shard unavailable"
-            return False
 
-    assert until(loading, 60), "the restarted worker never said it was loading"
+def _says_loading(c: redis.Redis) -> bool:
+    try:
+        return c.info("persistence")["loading"] == 1
+    except redis.ResponseError as e:  # the worker is not restarted yet
+        assert str(e) == "shard unavailable"
+        return False
+
+
+def _start_holdable(tmp_path, *flags, **kwargs):
+    """A shardkv whose processes read the fault file ``tmp_path/faultpoints``
+    (shardkv.runtime.faultpoints): the server and that file."""
+    fault = tmp_path / "faultpoints"
+    fault.write_text("")
+    env = dict(os.environ, SHARDKV_FAULT_FILE=str(fault))
+    return start_shardkv(*flags, env=env, **kwargs), fault
+
+
+def _held_reloading(server, c: redis.Redis, victim: int, fault) -> int:
+    """As :func:`_reloading`, but the restarted worker holds itself where it
+    begins to load (the ``loading`` fault point: it stops, SIGSTOP) until
+    the test sends it SIGCONT, rather than loading slowly for a fixed time;
+    return once it is held and the server says it loads: its pid."""
+    p = c.pipeline(transaction=False)
+    for i in range(KEYS):
+        p.set(f"k{i}", i)
+    p.execute()
+    assert c.save()
+    pid = kill_held(server, victim, fault)
+    assert until(lambda: _says_loading(c), 60), "the restarted worker never said it was loading"
+    return pid
+
+
+def _logged(server, line: str, times: int = 1) -> None:
+    """Wait until the server's log holds ``line`` ``times`` times."""
+    assert until(lambda: server.output().count(line) >= times, 60), server.log_tail()
 
 
 @pytest.mark.parametrize("how", ["SHUTDOWN", "SIGTERM"])
@@ -93,10 +123,10 @@ def test_a_stop_while_a_worker_reloads_stops_at_once_and_loses_nothing(tmp_path,
 
 
 def test_config_set_while_a_worker_reloads_answers_at_once_and_reaches_it(tmp_path):
-    server = start_shardkv("--dir", str(tmp_path), "--save", "", shards=2)
+    server, fault = _start_holdable(tmp_path, "--dir", str(tmp_path), "--save", "", shards=2)
     try:
         c = client(server)
-        _reloading(server, c, 1, 2000)  # 10 s at least to reload 5000 keys
+        held = _held_reloading(server, c, 1, fault)  # reloading until SIGCONT
         t0 = time.monotonic()
         assert c.config_set("set-max-intset-entries", 1)
         assert c.config_resetstat()
@@ -104,6 +134,7 @@ def test_config_set_while_a_worker_reloads_answers_at_once_and_reaches_it(tmp_pa
         assert c.info("persistence")["loading"] == 1  # answered before the reload ended
         assert c.config_get("set-max-intset-entries") == {"set-max-intset-entries": "1"}
         there, here = keys_of_shard(1, 2, "s", 1)[0], keys_of_shard(0, 2, "s", 1)[0]
+        os.kill(held, signal.SIGCONT)
 
         def served() -> bool:
             try:
@@ -126,7 +157,7 @@ def test_a_shard_that_loads_while_shutdown_save_saves_is_asked_too(tmp_path):
     it served writes unasked, and stopped without saving them, with no
     ``save`` rules), or it is refused."""
     flags = ("--dir", str(tmp_path), "--save", "", "--appendonly", "no")
-    server = start_shardkv(*flags, shards=2)
+    server, fault = _start_holdable(tmp_path, *flags, shards=2)
     again = None
     try:
         c = client(server)
@@ -135,9 +166,10 @@ def test_a_shard_that_loads_while_shutdown_save_saves_is_asked_too(tmp_path):
             p.set(f"k{i}", i)
         p.execute()
         assert c.save()
-        c.config_set("key-load-delay", 3000)  # ~3 s to reload 1000 keys (1 s was missed on a loaded machine)
-        c.config_set("rdb-key-save-delay", 5000)  # ~5 s for shard 0's save
-        os.kill(worker_pids(server)[1], signal.SIGKILL)
+        # Shard 1's reload is held until the SHUTDOWN has skipped it, then
+        # ends at once, ~3 s before shard 0's save does.
+        c.config_set("rdb-key-save-delay", 3000)  # ~3 s for shard 0's save
+        held = kill_held(server, 1, fault)
 
         probe = keys_of_shard(1, 2, "k", 1)[0]
         asks = client(server, retry=False)  # (redis-py retries a -LOADING otherwise)
@@ -163,6 +195,8 @@ def test_a_shard_that_loads_while_shutdown_save_saves_is_asked_too(tmp_path):
 
         stopping = threading.Thread(target=stop)
         stopping.start()
+        _logged(server, "shard 1 is loading: it stops without a save")
+        os.kill(held, signal.SIGCONT)
         key = keys_of_shard(1, 2, "late", 1)[0]
         acked = False
         deadline = time.monotonic() + 30
@@ -340,7 +374,7 @@ def test_another_acceptors_writes_to_a_shard_that_loads_while_shutdown_save_save
     ``reloaded`` line reaches both acceptors, and ``origin`` asks it at
     once), so that shard's save keeps it; after, it is refused."""
     flags = ("--dir", str(tmp_path), "--save", "", "--appendonly", "no")
-    server = start_shardkv(*flags, shards=2, acceptors=2)
+    server, fault = _start_holdable(tmp_path, *flags, shards=2, acceptors=2)
     again = None
     try:
         c = client(server)
@@ -349,14 +383,17 @@ def test_another_acceptors_writes_to_a_shard_that_loads_while_shutdown_save_save
             p.set(f"k{i}", i)
         p.execute()
         assert c.save()
-        c.config_set("key-load-delay", 3000)  # ~3 s to reload shard 1's ~1000 keys
-        c.config_set("rdb-key-save-delay", 8000)  # ~8 s for shard 0's save
-        os.kill(worker_pids(server)[1], signal.SIGKILL)
+        # Shard 1's reload is held until the SHUTDOWN has skipped it, then
+        # ends at once, ~5 s before shard 0's save does.
+        c.config_set("rdb-key-save-delay", 5000)  # ~5 s for shard 0's save
+        held = kill_held(server, 1, fault)
         writer = client_on(server.port, 1 - origin, timeout=30)
         probe = keys_of_shard(1, 2, "k", 1)[0]
         assert until(lambda: _loading(writer, probe), 60)
         asker = client_on(server.port, origin, timeout=60)
         asker.send("SHUTDOWN", "SAVE")
+        _logged(server, "shard 1 is loading: it stops without a save")
+        os.kill(held, signal.SIGCONT)
         acked = _write_until_shut(writer, 30)
         with pytest.raises((ConnectionError, OSError)):  # as Redis: no reply, the connection closes
             asker.read()
@@ -405,7 +442,9 @@ def test_sigterm_while_shutdown_save_waits_leaves_the_shard_that_loads_saving(tm
     data.mkdir()
     root.mkdir()
     (root / "main.py").write_text(PING_WAIT_MAIN)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), *sys.path]))
+    fault = tmp_path / "faultpoints"
+    fault.write_text("")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), *sys.path]), SHARDKV_FAULT_FILE=str(fault))
     flags = ("--dir", str(data), "--save", "", "--appendonly", "no")
     server = start_shardkv(*flags, shards=2, acceptors=2, root=root, env=env)
     again = None
@@ -418,18 +457,20 @@ def test_sigterm_while_shutdown_save_waits_leaves_the_shard_that_loads_saving(tm
         assert c.save()
         snapshot = data / "dump.rdb.shard-1"
         saved = snapshot.stat().st_ino
-        # The reload ends after the signal's stop has begun (PING_WAIT after
-        # the SIGTERM) and well before shard 0's save does.
-        c.config_set("key-load-delay", 5000)  # 5 s at least to reload shard 1's ~1000 keys
-        c.config_set("rdb-key-save-delay", 10000)  # 10 s at least for shard 0's save
-        os.kill(worker_pids(server)[1], signal.SIGKILL)
+        # The reload is held until the signal's stop has begun (PING_WAIT
+        # after the SIGTERM at the most), then ends at once, well before
+        # shard 0's save does.
+        c.config_set("rdb-key-save-delay", 7000)  # 7 s at least for shard 0's save
+        held = kill_held(server, 1, fault)
         writer = client_on(server.port, 1 - origin, timeout=60)
         probe = keys_of_shard(1, 2, "k", 1)[0]
         assert until(lambda: _loading(writer, probe), 60)
         asker = client_on(server.port, origin, timeout=90)
         asker.send("SHUTDOWN", "SAVE")
-        time.sleep(0.2)
+        _logged(server, "shard 1 is loading: it stops without a save")
         server.signal(signal.SIGTERM)
+        _logged(server, "shard 1 is loading: it stops without a save", 2)
+        os.kill(held, signal.SIGCONT)
         acked = _write_until_shut(writer, 60)
         with pytest.raises((ConnectionError, OSError)):  # as Redis: no reply, the connection closes
             asker.read()
