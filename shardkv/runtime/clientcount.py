@@ -20,33 +20,14 @@ clients as before.
 from __future__ import annotations
 
 import fcntl
-import mmap
-import os
-import tempfile
-from multiprocessing import reduction
-from typing import Any
 
-_SLOT = 8  # bytes: one signed 64-bit count per acceptor
+from shardkv.runtime.sharedslots import SharedSlots
 
 
-class ClientCounts:
+class ClientCounts(SharedSlots):
     """The connected clients of each of ``n`` acceptors, shared between processes."""
 
-    def __init__(self, n: int, fd: int | None = None) -> None:
-        if fd is None:
-            if hasattr(os, "memfd_create"):
-                fd = os.memfd_create("shardkv-clients", os.MFD_CLOEXEC)
-            else:  # not Linux: an unlinked temporary file does the same
-                fd = os.dup(tempfile.TemporaryFile().fileno())
-            os.ftruncate(fd, n * _SLOT)
-        self.fd = fd
-        self.n = n
-        self._map = mmap.mmap(fd, n * _SLOT)
-        self.slots = memoryview(self._map).cast("q")
-
-    def __reduce__(self) -> tuple[Any, tuple]:
-        """To a process being started: the same file, by its descriptor."""
-        return (_attach, (reduction.DupFd(self.fd), self.n))
+    NAME = "shardkv-clients"
 
     def _lock(self) -> None:
         fcntl.lockf(self.fd, fcntl.LOCK_EX)
@@ -78,12 +59,3 @@ class ClientCounts:
 
     def total(self) -> int:
         return sum(self.slots)
-
-    def close(self) -> None:
-        self.slots.release()
-        self._map.close()
-        os.close(self.fd)
-
-
-def _attach(dup: Any, n: int) -> ClientCounts:
-    return ClientCounts(n, dup.detach())

@@ -26,45 +26,22 @@ the bytes loaded are counted as they come.
 
 from __future__ import annotations
 
-import mmap
-import os
-import tempfile
-from multiprocessing import reduction
-from typing import Any
+from shardkv.runtime.sharedslots import SharedSlots
 
 _SLOTS = 2  # per shard: bytes to load, bytes loaded
-_SLOT = 8  # bytes: one signed 64-bit figure
 
 
-def shared_file(name: str, size: int) -> int:
-    """A file of ``size`` zero bytes that lives in memory, for processes to
-    share by its descriptor (a ``memfd``; an unlinked temporary file off Linux)."""
-    if hasattr(os, "memfd_create"):
-        fd = os.memfd_create(name, os.MFD_CLOEXEC)
-    else:
-        fd = os.dup(tempfile.TemporaryFile().fileno())
-    os.ftruncate(fd, size)
-    return fd
-
-
-class LoadProgress:
+class LoadProgress(SharedSlots):
     """What each of ``n`` shards has to load at start, and has loaded, shared between processes."""
 
+    NAME = "shardkv-loading"
+    PER = _SLOTS
+
     def __init__(self, n: int, fd: int | None = None) -> None:
-        created = fd is None
-        if fd is None:
-            fd = shared_file("shardkv-loading", n * _SLOTS * _SLOT)
-        self.fd = fd
-        self.n = n
-        self._map = mmap.mmap(fd, n * _SLOTS * _SLOT)
-        self.slots = memoryview(self._map).cast("q")
-        if created:
+        super().__init__(n, fd)
+        if fd is None:  # a new file: no shard's total is known yet
             for index in range(n):
                 self.forget(index)
-
-    def __reduce__(self) -> tuple[Any, tuple]:
-        """To a process being started: the same file, by its descriptor."""
-        return (_attach, (reduction.DupFd(self.fd), self.n))
 
     def begin(self, index: int, total: int) -> None:
         """Shard ``index`` loads ``total`` bytes of files (a worker started
@@ -92,12 +69,3 @@ class LoadProgress:
         totals = [slots[_SLOTS * i] for i in shards]
         loaded = sum(slots[_SLOTS * i + 1] for i in shards)
         return (0 if min(totals, default=0) < 0 else sum(totals)), loaded
-
-    def close(self) -> None:
-        self.slots.release()
-        self._map.close()
-        os.close(self.fd)
-
-
-def _attach(dup: Any, n: int) -> LoadProgress:
-    return LoadProgress(n, dup.detach())

@@ -7,40 +7,24 @@ once it can; shardkv's worker may die meanwhile and be started again by the
 supervisor (its shard reloaded), and a flag in that worker's memory would
 die with it, the save the client was promised never run.  So each shard's
 schedule lives in one slot of a small file the supervisor shares with every
-worker it starts (a ``memfd``, handed over by its descriptor as
-:mod:`shardkv.runtime.loadprogress`'s is): worker ``i`` alone writes slot
+worker it starts (a :class:`~shardkv.runtime.sharedslots.SharedSlots`,
+handed over by its descriptor): worker ``i`` alone writes slot
 ``i``, as it schedules a save or rewrite and as it starts one, and a worker
 started again reads it once it has loaded, and starts what was scheduled.
 """
 
 from __future__ import annotations
 
-import mmap
-import os
-from multiprocessing import reduction
-from typing import Any
+from shardkv.runtime.sharedslots import SharedSlots
 
-from shardkv.runtime.loadprogress import shared_file
-
-_SLOT = 8  # bytes: one signed 64-bit set of flags
 BGSAVE = 1  # a BGSAVE is scheduled
 REWRITE = 2  # an AOF rewrite is scheduled
 
 
-class Schedules:
+class Schedules(SharedSlots):
     """What each of ``n`` shards has scheduled (:data:`BGSAVE`, :data:`REWRITE`), shared between processes."""
 
-    def __init__(self, n: int, fd: int | None = None) -> None:
-        if fd is None:
-            fd = shared_file("shardkv-schedules", n * _SLOT)
-        self.fd = fd
-        self.n = n
-        self._map = mmap.mmap(fd, n * _SLOT)
-        self.slots = memoryview(self._map).cast("q")
-
-    def __reduce__(self) -> tuple[Any, tuple]:
-        """To a process being started: the same file, by its descriptor."""
-        return (_attach, (reduction.DupFd(self.fd), self.n))
+    NAME = "shardkv-schedules"
 
     def get(self, index: int) -> int:
         return self.slots[index]
@@ -51,12 +35,3 @@ class Schedules:
             self.slots[index] |= flag
         else:
             self.slots[index] &= ~flag
-
-    def close(self) -> None:
-        self.slots.release()
-        self._map.close()
-        os.close(self.fd)
-
-
-def _attach(dup: Any, n: int) -> Schedules:
-    return Schedules(n, dup.detach())
