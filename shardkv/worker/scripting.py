@@ -542,6 +542,9 @@ class Engine:
         # it: forgotten whenever ``scripts`` changes (load, flush, rewide).
         self.one_sha: bytes | None = None
         self.one_script: tuple[object, int, object, object, object] | None = None
+        # The script whose run_one_key ended usual last, while a run of the
+        # same EVALSHAs goes on (Shard._run_batch: None again at its end).
+        self.primed: tuple | None = None
         self.run: Run | None = None
         self._spare_run = Run.spare()  # what each script's run is (see Run)
         self.rand = _Rand48()
@@ -1024,7 +1027,14 @@ class Engine:
         )
 
     def run_one_key(
-        self, sha: bytes, script: tuple, key: bytes, argv: list[bytes], read_only: bool, start_ns: int
+        self,
+        sha: bytes,
+        script: tuple,
+        key: bytes,
+        argv: list[bytes],
+        read_only: bool,
+        start_ns: int,
+        again: bool = False,
     ) -> object:
         """EVALSHA's usual run (Shard.execute_script, evalsha): :meth:`_invoke`
         of a script cached under ``sha`` (``script``, its entry in
@@ -1041,7 +1051,15 @@ class Engine:
         (in range: what :meth:`_conclude` answers as it is) ends
         as :meth:`_invoke`'s do (:meth:`_wind_up`, :meth:`_conclude`).
         ``start_ns``: ``perf_counter_ns()`` as its caller began to time it,
-        the run's start (see below)."""
+        the run's start (see below).
+
+        ``again``: the caller (Shard._run_batch's run of the same EVALSHAs)
+        ran this script, with the same ``read_only``, just before.  If that
+        run ended here in the usual way (:attr:`primed` is ``script``), what
+        it left is what this one's set-up would make again, and what sent
+        it here is as it was (the script's flags, no run, no operation's, no
+        AOF: nothing between them but their runs): the set-up is the key's
+        alone."""
         flags = script[1]
         ks = self.ks
         persistence = ks.persistence
@@ -1058,35 +1076,46 @@ class Engine:
             size = 64 * (1 + len(argv)) + len(key) + sum(map(len, argv))
         else:
             size = self._push_room + 1  # (more than fits: to _invoke)
-        if (
-            not flags & FLAG_COMPAT
-            or self.run is not None
-            or self.deferring
-            or self._vm.holding  # type: ignore[union-attr]
-            or ks.imported is not None
-            or (persistence is not None and (persistence.aof is not None or persistence.foreign))
-            or self._used() + size > self._push_room
-        ):
-            return self._invoke(sha, script[0], flags, keys, argv, read_only, True, script)
-        self.run = run
-        # _invoke's set-up of the run, as it comes out here (FLAG_COMPAT:
-        # read-only as called; no imported keys).
-        run.sha = sha
-        run.flags = flags
-        run.read_only = read_only
-        if run.changed:
-            run.defaults()
-        if run.undo:
-            run.undo = {}
-        run.imported = _NO_KEYS
-        run.home = run.db = ks.db
+        if again and self.primed is script:
+            # The run before it ended usual: run's fields are as below (no
+            # change, no effects), but for the undo a read may leave.
+            if self._vm.holding or self._used() + size > self._push_room:  # type: ignore[union-attr]
+                self.primed = None
+                return self._invoke(sha, script[0], flags, keys, argv, read_only, True, script)
+            self.run = run
+            if run.undo:
+                run.undo = {}
+        else:
+            self.primed = None
+            if (
+                not flags & FLAG_COMPAT
+                or self.run is not None
+                or self.deferring
+                or self._vm.holding  # type: ignore[union-attr]
+                or ks.imported is not None
+                or (persistence is not None and (persistence.aof is not None or persistence.foreign))
+                or self._used() + size > self._push_room
+            ):
+                return self._invoke(sha, script[0], flags, keys, argv, read_only, True, script)
+            self.run = run
+            # _invoke's set-up of the run, as it comes out here (FLAG_COMPAT:
+            # read-only as called; no imported keys).
+            run.sha = sha
+            run.flags = flags
+            run.read_only = read_only
+            if run.changed:
+                run.defaults()
+            if run.undo:
+                run.undo = {}
+            run.imported = _NO_KEYS
+            run.home = run.db = ks.db
+            if run.effects:
+                run.effects = []
+            run.eval_mode = True
         # time.monotonic() as the caller's clock read it, a read fewer
         # (perf_counter is the monotonic clock, as CPython reads it on
         # Linux: the same ns, and the same float, as monotonic makes it).
         run.start = start_ns / 1e9
-        if run.effects:
-            run.effects = []
-        run.eval_mode = True
         run.keys = keys
         events = ks.events
         events_mark = len(events) if events is not None else 0
@@ -1136,7 +1165,9 @@ class Engine:
                 if runs >= GC_PERIOD:
                     runs = self._collect(vm)
                 vm.runs = runs
+                self.primed = script
                 return value
+        self.primed = None
         ok = type(value) is not tuple  # (a tuple: false and the error)
         if not ok:
             value = value[1]

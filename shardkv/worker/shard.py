@@ -900,31 +900,55 @@ class Shard:
                         ):
                             # execute_script's usual case, inline (a Python
                             # call fewer): the script EVALSHA ran last, one
-                            # key.  The same run and the same counts.
-                            try:
-                                value = engine.run_one_key(
-                                    args[1],
-                                    engine.one_script,  # type: ignore[arg-type]  # (one_sha: its entry)
-                                    args[3],
-                                    args[4:] if len(args) > 4 else _NO_ARGS,
-                                    len(args[0]) == 10,  # (EVALSHA_RO's spellings)
-                                    last,
-                                )
-                            except scripting.CrossShard as e:
-                                value = scripting.cross_reply(e)
-                            except CommandError as e:
-                                value = Error(e.message)
-                            except Exception:  # a bug must not take the shard down
-                                log.exception("shard %d: command %r failed", self.index, args[0])
-                                value = Error(errors.INTERNAL % commands.error_name(args))
-                            finally:
-                                ks.counting = False
-                            now = perf_counter_ns()
-                            ns = now - last
-                            t = type(value)
-                            if t is bytes or t is int:  # script_counted's usual cases, inline
-                                row = stats.by_bytes.get(args[0]) or stats.row_of(args)
-                                times = row[5]
+                            # key.  The same run and the same counts.  The
+                            # entries right behind it that are the same
+                            # EVALSHA (the same name, SHA1, one key: a
+                            # pipeline's mostly are) run here too, one after
+                            # the other, each timed and counted as its own
+                            # command, with what is the same for all looked
+                            # up once: the row, the script, whether its
+                            # reply may be appended at once, and the run's
+                            # set-up (Engine.run_one_key's ``again``).
+                            name = args[0]
+                            sha = args[1]
+                            script = engine.one_script
+                            read_only = len(name) == 10  # (EVALSHA_RO's spellings)
+                            run_one_key = engine.run_one_key
+                            row = stats.by_bytes.get(name) or stats.row_of(args)
+                            times = row[5]
+                            logs = record is not None and name not in self.unlogged
+                            quiet = writer is None and noted is None and not blocked
+                            lead = args[:3]  # (the same EVALSHA: name, SHA1, one key)
+                            end = len(items)
+                            i = end - length_hint(entries)  # the next entry's place
+                            again = False
+                            while True:
+                                try:
+                                    value = run_one_key(
+                                        sha,
+                                        script,  # type: ignore[arg-type]  # (one_sha: its entry)
+                                        args[3],
+                                        args[4:] if len(args) > 4 else _NO_ARGS,
+                                        read_only,
+                                        last,
+                                        again,
+                                    )
+                                except scripting.CrossShard as e:
+                                    value = scripting.cross_reply(e)
+                                except CommandError as e:
+                                    value = Error(e.message)
+                                except Exception:  # a bug must not take the shard down
+                                    log.exception("shard %d: command %r failed", self.index, name)
+                                    value = Error(errors.INTERNAL % commands.error_name(args))
+                                finally:
+                                    ks.counting = False
+                                now = perf_counter_ns()
+                                ns = now - last
+                                t = type(value)
+                                if t is not bytes and t is not int:
+                                    value = self.script_counted(args, value, ns)
+                                    break
+                                # script_counted's usual cases, inline
                                 times.append(ns)
                                 if len(times) >= 256:
                                     stats.fold(row)
@@ -932,27 +956,49 @@ class Shard:
                                     self._log_slow(args, ns)
                                 if ks.unchanged:
                                     ks.unchanged = False
-                                elif record is not None and args[0] not in self.unlogged:
-                                    record(args, value)
-                                if writer is None and noted is None and not blocked:
-                                    # Its reply and the entry's end as below
-                                    # come to this (not streamed, nothing
-                                    # logged to the AOF, no waiter to serve,
-                                    # no events): a string shorter than
-                                    # 1024 bytes, or an integer (a lock's
-                                    # release, a rate limiter's count).
-                                    if t is bytes:
-                                        n = len(value)
-                                        if n < 1024:
-                                            append(BULK_LINES[n] + value + b"\r\n")
-                                            last = now
-                                            continue
-                                    else:
-                                        append(b":%d\r\n" % value)
-                                        last = now
+                                elif logs:
+                                    record(args, value)  # type: ignore[misc]  # (logs: not None)
+                                if not quiet:
+                                    break
+                                # Its reply and the entry's end as below
+                                # come to this (not streamed, nothing logged
+                                # to the AOF, no waiter to serve, no
+                                # events): a string shorter than 1024
+                                # bytes, or an integer (a lock's release,
+                                # a rate limiter's count).
+                                if t is bytes:
+                                    n = len(value)
+                                    if n >= 1024:
+                                        break
+                                    append(BULK_LINES[n] + value + b"\r\n")
+                                else:
+                                    append(b":%d\r\n" % value)
+                                last = now
+                                # The next entry, if it is the same EVALSHA
+                                # in the usual header (as above: not a part,
+                                # database 0): taken here, the loop's way.
+                                # (A header below FLAG_PART is also at
+                                # most PLAIN_MAX.)
+                                if i < end:
+                                    next_header = items[i]
+                                    next_args = items[i + 1]
+                                    if (
+                                        next_header < flag_part
+                                        and len(next_args) > 3
+                                        and next_args[:3] == lead
+                                    ):
+                                        next(entries)
+                                        next(entries)
+                                        i += 2
+                                        header = next_header
+                                        args = next_args
+                                        again = True
                                         continue
-                            else:
-                                value = self.script_counted(args, value, ns)
+                                body = None  # (its reply appended: the entry is done)
+                                break
+                            engine.primed = None
+                            if body is None:
+                                continue
                             ran_until = now
                         else:
                             value = self.execute_script(args, last)

@@ -996,7 +996,7 @@ def test_one_key_lean_run_answers_and_counts_as_invoke(nshards, caplog):
         conclude = engine._conclude
         engine._conclude = lambda *a: ends.append(a[0]) or conclude(*a)
         if not lean:
-            engine.run_one_key = lambda sha, script, key, argv, ro, start: engine._invoke(
+            engine.run_one_key = lambda sha, script, key, argv, ro, start, again=False: engine._invoke(
                 sha, script[0], script[1], [key], argv, ro, True, script
             )
         body = shard.run_batch(wire.encode_batch([item for c in commands for item in (0, c)]))
@@ -1137,9 +1137,9 @@ def test_one_key_lean_run_starts_when_its_timing_does(monkeypatch):
     started = []
     invoke = engine.run_one_key
 
-    def run_one_key(sha, script, key, argv, read_only, start_ns):
+    def run_one_key(sha, script, key, argv, read_only, start_ns, again=False):
         started.append(start_ns)
-        return invoke(sha, script, key, argv, read_only, start_ns)
+        return invoke(sha, script, key, argv, read_only, start_ns, again)
 
     engine.run_one_key = run_one_key
     body = shard.run_batch(wire.encode_batch([0, [b"EVALSHA", sha, b"1", b"k"]]))
