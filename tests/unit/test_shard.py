@@ -3,7 +3,7 @@
 import pytest
 
 from shardkv.protocol import wire
-from shardkv.protocol.resp import NULL_ARRAY, Error
+from shardkv.protocol.resp import NULL_ARRAY, Error, encode
 from shardkv.protocol.router import key_slot
 from shardkv.worker import scripting
 from shardkv.worker.clock import FakeClock
@@ -736,6 +736,53 @@ def test_script_spellings_in_a_batch_answer_as_execute(nshards):
     assert b"-NOSCRIPT" in body
     assert body.count(b"$1\r\nw\r\n") == 5
     assert (b"SHARDKV-CROSS" in body) == (nshards > 1)
+
+
+@pytest.mark.parametrize("nshards", [1, 2])
+def test_a_run_of_the_same_evalsha_in_a_batch_answers_as_execute(nshards):
+    """A batch's EVALSHAs of the same script one after the other (run in
+    one loop by Shard._run_batch, each run after a usual one set up for its
+    key alone: Engine.run_one_key's ``again``) answer and count as each run
+    by Shard.execute: a string, a miss, an argument, another type (an
+    error the script raises), a write (a run that is not usual), a
+    spelling that ends the run of them, and the runs after each."""
+
+    def figures(how: str) -> tuple:
+        shard = Shard(0, nshards, FakeClock())
+        ks = shard.keyspace
+        own = [k for k in (b"k%d" % i for i in range(200)) if key_slot(k) in shard.scripts.own][:4]
+        s, missing, h, w = own
+        run(shard, "SET", s, "v")
+        run(shard, "HSET", h, "f", "v")
+        run(shard, "SET", w, "write")
+        sha = ks.scripts.load(
+            b"local v = redis.call('get', KEYS[1]) "
+            b"if v == 'write' then redis.call('set', KEYS[1], 'written') end "
+            b"return v"
+        )
+        keys = [s, missing, s, h, s, w, s, w, s, s]
+        commands = [[b"EVALSHA", sha, b"1", k] for k in keys]
+        commands.insert(3, [b"EVALSHA", sha, b"1", s, b"arg"])
+        commands.insert(8, [b"evalsha", sha, b"1", s])
+        if how == "execute":
+            out = []
+            for c in commands:
+                value = run(shard, *c)
+                out.append(encode(value))
+            body = b"".join(out)
+        else:
+            body = shard.run_batch(wire.encode_batch([item for c in commands for item in (0, c)]))
+            body = b"".join(wire.decode_replies(body))
+        rows, errorstats, _ = shard.stats.report()
+        counts = {name: (row[0], row[2], row[3]) for name, row in rows.items()}  # (not the times)
+        return body, counts, errorstats, ks.hits, ks.misses, run(shard, "GET", w)
+
+    executed = figures("execute")
+    assert figures("batch") == executed
+    assert executed[0].count(b"$1\r\nv\r\n") == 8
+    assert b"-WRONGTYPE" in executed[0]
+    assert executed[-1] == b"written"
+    assert executed[1]["get"] == (12, 0, 1)  # (calls, rejected, failed: the hash)
 
 
 def test_lua_collector_steps_once_scripts_left_enough_garbage(shard):
