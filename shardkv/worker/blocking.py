@@ -721,6 +721,8 @@ class Waiters:
         # shard's execute, which is not on this path: cleared here, or the
         # next write would go unlogged.
         ks.unchanged = False
+        if value is None or type(value) is Error:
+            ks.changes = None  # (a count it set: not the next write's, nothing is recorded)
         if value is None:
             return False
         claims = waiter.wait.claims
@@ -825,6 +827,8 @@ class Waiters:
             log.exception("popping for a blocked %r failed", command[0])
             value = Error(errors.INTERNAL % commands.error_name(command))
         ks.unchanged = False  # (as in _serve: no execute here to clear it)
+        if type(value) is Error:
+            ks.changes = None  # (nor the count it set: nothing is recorded)
         notification = [wire.BWAIT_SERVED, key, encode(value, waiter.resp3)]
         if type(value) is not Error:
             self.held[waiter.pipe, waiter.token] = ((waiter.db, key), command, value, int(waiter.args[3]))
@@ -856,6 +860,9 @@ class Waiters:
             if version is not None:
                 ks.watched[key] = version
         finally:
+            # Neither the pop nor the push back is recorded: their counts
+            # (a pop or push of several, ks.changes) are not the next write's.
+            ks.changes = None
             if ks.db != here:
                 ks.select(here)
 

@@ -198,7 +198,9 @@ class Keyspace:
         # Set by a write that counts other than one change in Redis's
         # ``server.dirty`` (MSET: one per pair, SADD: one per member added,
         # FLUSHALL: one per key removed, maybe none): that count.  Read and
-        # cleared where the write is counted (Persistence.record, run_batch).
+        # cleared where the write is counted (Persistence.record, run_batch),
+        # or, with ``unchanged``, where a command that failed or changed
+        # nothing is not recorded: never the next write's count.
         self.changes: int | None = None
         # Keyspace events (see shardkv.worker.events): while the acceptor
         # wants some (``event_mask``), ``events`` collects them as

@@ -1727,12 +1727,14 @@ class Engine:
                     if t is not Error:
                         if ks.unchanged:
                             ks.unchanged = False
+                            ks.changes = None  # (a count it set all the same: not the next write's)
                         elif shard.record is not None and name not in shard.unlogged:
                             shard.record(argv, value)
                         if t is int:
                             return value
                     else:
                         ks.unchanged = False  # (a handler that failed after saying so: cleared)
+                        ks.changes = None  # (and its count: not the next write's)
                     if t is bytes:  # (_check_room's test, inlined)
                         if self._used() + len(value) > self._push_room:
                             self._check_room(value)

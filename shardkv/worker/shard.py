@@ -377,9 +377,11 @@ class Shard:
                     row[3] += value.failures
         if kind is Error:
             ks.unchanged = False  # (a handler that failed after saying so: cleared)
+            ks.changes = None  # (and its count: not the next write's)
             return value
         if ks.unchanged:
             ks.unchanged = False
+            ks.changes = None  # (a count it set all the same: not the next write's)
         elif self.record is not None and kind is not Wait and args[0] not in self.unlogged:
             self.record(args, value)
         return value
@@ -460,6 +462,7 @@ class Shard:
         elif kind is Error:
             if value.message.startswith(scripting.CROSS_MARKER):
                 ks.unchanged = False  # (a handler that failed after saying so: cleared)
+                ks.changes = None  # (and its count: not the next write's)
                 return value  # it runs again across shards: that run counts and logs, not this one
             row[3] += 1
             stats.error(value.message)
@@ -476,9 +479,11 @@ class Shard:
             self._log_slow(args, ns)
         if kind is Error:
             ks.unchanged = False  # (a handler that failed after saying so: cleared)
+            ks.changes = None  # (and its count: not the next write's)
             return value
         if ks.unchanged:
             ks.unchanged = False
+            ks.changes = None  # (a count it set all the same: not the next write's)
         elif self.record is not None and args[0] not in self.unlogged:
             self.record(args, value)
         return value
@@ -530,9 +535,11 @@ class Shard:
                 stats.slow(args, ns // 1000, LUA_CLIENT_ADDR)  # (a script's call)
         if type(value) is Error:
             ks.unchanged = False  # (a handler that failed after saying so: cleared)
+            ks.changes = None  # (and its count: not the next write's)
             return value
         if ks.unchanged:
             ks.unchanged = False
+            ks.changes = None  # (a count it set all the same: not the next write's)
         elif self.record is not None and args[0] not in self.unlogged:
             self.record(args, value)
         return value
@@ -862,11 +869,13 @@ class Shard:
                                 ks.counting = False
                             if type(value) is Error:
                                 ks.unchanged = False  # (a handler that failed after saying so: cleared)
+                                ks.changes = None  # (and its count: not the next write's)
                                 entry.row[3] += 1
                                 stats.error(value.message)
                                 logs = False
                             elif ks.unchanged:
                                 ks.unchanged = False
+                                ks.changes = None  # (a count it set all the same: not the next write's)
                                 logs = False
                             else:
                                 logs = entry.logs
@@ -878,7 +887,7 @@ class Shard:
                                 if changes is None:
                                     persistence.dirty += 1  # type: ignore[union-attr]
                                 else:
-                                    ks.changes = None
+                                    ks.changes = None  # (and its count: not the next write's)
                                     persistence.count(changes)  # type: ignore[union-attr]
                             else:
                                 record(args, value)  # type: ignore[misc]
@@ -956,6 +965,7 @@ class Shard:
                                     self._log_slow(args, ns)
                                 if ks.unchanged:
                                     ks.unchanged = False
+                                    ks.changes = None  # (a count it set all the same: not the next write's)
                                 elif logs:
                                     record(args, value)  # type: ignore[misc]  # (logs: not None)
                                 if not quiet:

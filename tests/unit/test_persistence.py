@@ -1499,3 +1499,21 @@ def test_an_error_after_a_no_change_leaves_the_next_write_logged(tmp_path):
     records = [args for _, args in aofreader.read_records(shard.persistence.aof.path)]  # type: ignore[union-attr]
     assert records == [[b"SET", b"k", b"v"]]
     close(shard)
+
+
+def test_an_error_after_a_count_leaves_the_next_write_counted_one(tmp_path):
+    """A handler that set its count (ks.changes) and then failed or said no
+    change (here __function on a shard past the first, which counts its
+    library change as none): the count is cleared with the error or the
+    no change, so the next write counts its own, one change."""
+    shard = open_shard(make_config(tmp_path, shards=4), FakeClock(1_700_000_000_000), index=1)
+    persistence = shard.persistence
+    assert type(run(shard, "__function", "delete", "nosuch")) is Error
+    run(shard, "SET", "k", "v")
+    assert (persistence.dirty, persistence.unsaved) == (1, 0)  # type: ignore[union-attr]
+    run(shard, "__function", "list", "", "0", "0")  # a read: no change
+    run(shard, "SET", "k", "w")
+    assert (persistence.dirty, persistence.unsaved) == (2, 0)  # type: ignore[union-attr]
+    records = [args for _, args in aofreader.read_records(persistence.aof.path)]  # type: ignore[union-attr]
+    assert records == [[b"SET", b"k", b"v"], [b"SET", b"k", b"w"]]
+    close(shard)

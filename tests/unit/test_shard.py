@@ -412,6 +412,18 @@ def test_what_a_bpop_popped_goes_back_unseen_unless_taken(shard):
     assert run(shard, "LRANGE", "q", 0, -1) == [b"d"]
 
 
+def test_a_pop_given_back_leaves_no_count_for_the_next_write(shard):
+    """A ``__bpop``'s pop of two, not taken, goes back unlogged: neither the
+    pop's count nor the push back's (ks.changes, 2) is left for the next
+    write to count as its own."""
+    _in_place(shard, [False])
+    command = (b"BLMPOP", b"0", b"1", b"k", b"LEFT", b"COUNT", b"2")
+    assert wire.decode_replies(shard.run_batch(_batch((5, _bpop(b"k", command=command, at=3))))) == [b""]
+    assert wire.decode_replies(shard.run_batch(_batch((0, [b"RPUSH", b"k", b"a", b"b"])))) == [b":2\r\n"]
+    assert run(shard, "LRANGE", "k", 0, -1) == [b"a", b"b"]
+    assert shard.keyspace.changes is None
+
+
 def test_a_rank_goes_with_the_ready_keys_of_a_pipe_lost(shard):
     """The rank a cross-shard operation gave a ready key (see
     Waiters.mark_keys) goes when its acceptor's pipe is lost before the
