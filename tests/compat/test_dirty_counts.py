@@ -60,6 +60,9 @@ CASES = [
     # keys
     ("del-cross", [("MSET", A, "1", B, "2", C, "3")], [("DEL", A, B, C, D)]),
     ("del-missing", [], [("DEL", A, B, "{t}q")]),
+    ("rename-same-key", [("SET", A, "1")], [("RENAME", A, A), ("RENAMENX", A, A)]),
+    ("renamenx-held", [("SET", "{t}a", "1"), ("SET", "{t}b", "2")], [("RENAMENX", "{t}a", "{t}b")]),
+    ("renamenx-cross-held", [("SET", A, "1"), ("SET", B, "2")], [("RENAMENX", A, B)]),
     ("unlink-cross", [("MSET", A, "1", B, "2", C, "3")], [("UNLINK", A, B, C, D)]),
     ("rename-cross", [("SET", A, "1")], [("RENAME", A, B)]),
     ("rename-cross-over", [("SET", A, "1"), ("SET", B, "2")], [("RENAME", A, B)]),

@@ -206,10 +206,9 @@ def _rename(ks: Keyspace, src: bytes, dst: bytes, nx: bool) -> object:
     value = ks.lookup(src)
     if value is None:
         raise CommandError(errors.NO_SUCH_KEY)
-    if src == dst:
+    if src == dst or (nx and ks.lookup(dst) is not None):
+        ks.unchanged = True  # as Redis: nothing renamed, not dirty, not logged
         return 0 if nx else OK
-    if nx and ks.lookup(dst) is not None:
-        return 0
     when = ks.get_expire(src)
     clock = ks.clocks.get(src)
     ks.delete(dst)
