@@ -21,6 +21,8 @@ for a write that changed nothing.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -150,6 +152,21 @@ CASES = [
     ("multi-exec-flushall", [("MSET", A, "1", B, "2")], [("MULTI",), ("SET", C, "1"), ("FLUSHALL",), ("EXEC",)]),
 ]  # fmt: skip
 
+# (id, setup, a blocking command, the write that serves it), on one shard:
+# Redis 7.0 counts a served BLPOP, BRPOP, BLMOVE, BRPOPLPUSH none, a served
+# BLMPOP or BZ*POP as its pops, a served XREADGROUP the consumer it creates.
+SERVED = [
+    ("blpop", [], ("BLPOP", A, "0"), ("RPUSH", A, "1", "2")),
+    ("brpoplpush", [], ("BRPOPLPUSH", "{t}a", "{t}b", "0"), ("RPUSH", "{t}a", "1", "2")),
+    ("blmove", [], ("BLMOVE", "{t}a", "{t}b", "LEFT", "RIGHT", "0"), ("RPUSH", "{t}a", "1")),
+    ("blmpop", [], ("BLMPOP", "0", "1", A, "LEFT", "COUNT", "3"), ("RPUSH", A, "1", "2", "3")),
+    ("bzpopmin", [], ("BZPOPMIN", A, "0"), ("ZADD", A, "1", "a", "2", "b")),
+    ("xreadgroup", [("XGROUP", "CREATE", A, "g", "$", "MKSTREAM"), ("XGROUP", "CREATECONSUMER", A, "g", "c")],
+     ("XREADGROUP", "GROUP", "g", "c", "BLOCK", "0", "STREAMS", A, ">"), ("XADD", A, "1-1", "f", "v")),
+    ("xreadgroup-new-consumer", [("XGROUP", "CREATE", A, "g", "$", "MKSTREAM")],
+     ("XREADGROUP", "GROUP", "g", "new", "BLOCK", "0", "STREAMS", A, ">"), ("XADD", A, "1-1", "f", "v")),
+]  # fmt: skip
+
 
 @pytest.fixture(scope="module")
 def clients() -> Iterator[dict[str, redis.Redis]]:
@@ -192,4 +209,33 @@ def _run(client: redis.Redis, setup: list, commands: list) -> tuple:
 @pytest.mark.parametrize(("setup", "commands"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_changes_counted_as_redis(clients, setup, commands):
     got = {name: _run(client, setup, commands) for name, client in clients.items()}
+    assert got["shardkv"] == got["redis"]
+
+
+def _served(client: redis.Redis, setup: list, blocking: tuple, write: tuple) -> tuple:
+    """The count's change across ``write``, which serves ``blocking`` (sent
+    on a connection of its own, blocked first), and the blocked reply."""
+    client.delete(*KEYS)
+    for args in setup:
+        client.execute_command(*args)
+    before = _changes(client)
+    blocked = redis.Redis(port=client.connection_pool.connection_kwargs["port"], socket_timeout=10)
+    replies: list = []
+    thread = threading.Thread(target=lambda: replies.append(blocked.execute_command(*blocking)))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while client.info("clients")["blocked_clients"] < 1:
+            assert time.monotonic() < deadline, "the command never blocked"
+            time.sleep(0.005)
+        client.execute_command(*write)
+    finally:
+        thread.join(10)
+        blocked.close()
+    return _changes(client) - before, replies
+
+
+@pytest.mark.parametrize(("setup", "blocking", "write"), [c[1:] for c in SERVED], ids=[c[0] for c in SERVED])
+def test_served_blocked_commands_counted_as_redis(clients, setup, blocking, write):
+    got = {name: _served(client, setup, blocking, write) for name, client in clients.items()}
     assert got["shardkv"] == got["redis"]

@@ -445,7 +445,9 @@ def _serve_pop(ks: Keyspace, args: list[bytes], key: bytes) -> object:
     value = ks.lookup(key)
     if type(value) is not deque:
         return None
-    return [key, _pop_many(ks, key, value, _left(args[0]), 1)[0]]
+    reply = [key, _pop_many(ks, key, value, _left(args[0]), 1)[0]]
+    ks.changes = 0  # as Redis 7.0's serveClientBlockedOnList: logged, not counted in dirty
+    return reply
 
 
 def blmove(ks: Keyspace, args: list[bytes]) -> object:
@@ -465,9 +467,12 @@ def _serve_move(ks: Keyspace, args: list[bytes], key: bytes) -> object:
     if type(ks.lookup(key)) is not deque:
         return None
     if len(args) == 4:
-        return _move(ks, args[1], args[2], False, True)
-    # A destination of another type: WRONGTYPE to this client; the item stays.
-    return _move(ks, args[1], args[2], _where(args[3]), _where(args[4]))
+        reply = _move(ks, args[1], args[2], False, True)
+    else:
+        # A destination of another type: WRONGTYPE to this client; the item stays.
+        reply = _move(ks, args[1], args[2], _where(args[3]), _where(args[4]))
+    ks.changes = 0  # as Redis 7.0's serveClientBlockedOnList: logged, not counted in dirty
+    return reply
 
 
 def bdest(ks: Keyspace, args: list[bytes]) -> object:

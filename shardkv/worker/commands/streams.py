@@ -673,6 +673,9 @@ def _make_serve(r: ReadArgs, gts: list[int]):
             return None  # nothing past gt (an XDEL may have taken it): keep waiting
         if r.group is not None:
             _CURRENT_GROUP[0] = r.group
+            # As Redis 7.0 serving a blocked XREADGROUP: a change for the
+            # consumer it creates, none for what it reads (logged all the same).
+            ks.changes = int(r.consumer not in g.consumers)  # type: ignore[union-attr]
             entries = _read_group(ks, key, s, gt + 1, count, g, r.consumer, r.noack)  # type: ignore[arg-type]
         else:
             entries = s.range(gt + 1, MAX_ID, count)
