@@ -829,6 +829,8 @@ class Waiters:
         ks.unchanged = False  # (as in _serve: no execute here to clear it)
         if type(value) is Error:
             ks.changes = None  # (nor the count it set: nothing is recorded)
+        elif command[0].lower() in (b"blpop", b"brpop"):
+            ks.changes = 0  # as Redis 7.0's serveClientBlockedOnList: logged, not counted in dirty
         notification = [wire.BWAIT_SERVED, key, encode(value, waiter.resp3)]
         if type(value) is not Error:
             self.held[waiter.pipe, waiter.token] = ((waiter.db, key), command, value, int(waiter.args[3]))
@@ -915,7 +917,10 @@ def now_or_never(form: Handler) -> Handler:
     @functools.wraps(form)
     def now_or_never(ks: Keyspace, args: list[bytes]) -> object:
         value = form(ks, args)
-        return value.deny if type(value) is Wait else value
+        if type(value) is Wait:
+            ks.unchanged = True  # as Redis: nothing to pop, no change, not logged
+            return value.deny
+        return value
 
     return now_or_never
 

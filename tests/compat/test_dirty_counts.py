@@ -148,15 +148,18 @@ CASES = [
     ("function-delete", [("FUNCTION", "LOAD", "REPLACE", LIBRARY)], [("FUNCTION", "DELETE", "dirtylib")]),
     ("multi-exec-one-shard", [], [("MULTI",), ("SET", "{t}a", "1"), ("MSET", "{t}b", "1", "{t}c", "2"), ("EXEC",)]),
     ("multi-exec-cross", [], [("MULTI",), ("SET", A, "1"), ("MSET", C, "1", D, "2"), ("DEL", A, C), ("EXEC",)]),
+    ("multi-exec-blpop-nothing", [], [("MULTI",), ("BLPOP", A, "0"), ("BLPOP", A, B, "0"), ("EXEC",)]),
     ("multi-exec-nothing", [], [("MULTI",), ("DEL", A), ("SREM", B, "x"), ("EXEC",)]),
     ("multi-exec-flushall", [("MSET", A, "1", B, "2")], [("MULTI",), ("SET", C, "1"), ("FLUSHALL",), ("EXEC",)]),
 ]  # fmt: skip
 
-# (id, setup, a blocking command, the write that serves it), on one shard:
+# (id, setup, a blocking command, the write that serves it), one shard or across:
 # Redis 7.0 counts a served BLPOP, BRPOP, BLMOVE, BRPOPLPUSH none, a served
 # BLMPOP or BZ*POP as its pops, a served XREADGROUP the consumer it creates.
 SERVED = [
     ("blpop", [], ("BLPOP", A, "0"), ("RPUSH", A, "1", "2")),
+    ("blpop-cross", [], ("BLPOP", B, A, "0"), ("RPUSH", A, "1", "2")),
+    ("blmpop-cross", [], ("BLMPOP", "0", "2", B, A, "LEFT", "COUNT", "3"), ("RPUSH", A, "1", "2", "3")),
     ("brpoplpush", [], ("BRPOPLPUSH", "{t}a", "{t}b", "0"), ("RPUSH", "{t}a", "1", "2")),
     ("blmove", [], ("BLMOVE", "{t}a", "{t}b", "LEFT", "RIGHT", "0"), ("RPUSH", "{t}a", "1")),
     ("blmpop", [], ("BLMPOP", "0", "1", A, "LEFT", "COUNT", "3"), ("RPUSH", A, "1", "2", "3")),
