@@ -512,8 +512,7 @@ def _mute_since(client: Client, since: int) -> None:
 def queue_after_scripts(client: Client, args: list[bytes], queue: Callable[[], None]) -> None:
     """Queue inside MULTI the acceptor's own command ``args`` that waits for
     the shards' scripts outside it (CLIENT KILL, PAUSE, UNPAUSE, WAIT: see
-    :func:`serve_after_scripts`), or whose EXEC does (CLIENT UNBLOCK, see
-    :func:`after_scripts`): ``queue()`` (which answers ``QUEUED``)
+    :func:`serve_after_scripts`): ``queue()`` (which answers ``QUEUED``)
     once every shard answered a ``__ping``.  Redis checks busy scripts for
     a command being queued as for one it runs: it reads it after the
     script, or answers it ``-BUSY`` at busy-reply-threshold, and the

@@ -81,7 +81,7 @@ def queue(client: Client, cmd: Command, args: list[bytes]) -> bool:
     """The interceptor: inside MULTI, queue the command instead of running it."""
     if client.state.multi is None or cmd.name in NOT_QUEUED:
         return False
-    if _waits_for_scripts(cmd, args) or _is_unblock(cmd, args):
+    if _waits_for_scripts(cmd, args):
 
         def queue_it() -> None:
             client.state.queue(cmd, args)

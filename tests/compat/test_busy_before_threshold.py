@@ -402,21 +402,17 @@ def test_client_reply_off_and_skip_drop_the_replies_of_commands_that_waited(serv
 
 def _in_multi(victim: int) -> list[tuple]:
     """MULTI, the acceptor's own commands that act on other clients
-    (CLIENT UNBLOCK and KILL of ``victim``'s id, PAUSE, UNPAUSE, WAIT), EXEC."""
-    return [("MULTI",), ("CLIENT", "UNBLOCK", victim), *_acceptor_commands(victim)[:4], ("EXEC",)]
-
-
-_IN_MULTI_STATS = ["client|unblock", *_ACCEPTOR_STATS[:4], "exec"]
+    (CLIENT KILL of ``victim``'s id, PAUSE, UNPAUSE, WAIT), EXEC."""
+    return [("MULTI",), *_acceptor_commands(victim)[:4], ("EXEC",)]
 
 
 def test_acceptor_commands_queued_before_the_threshold_get_busy(servers):
-    """MULTI, CLIENT UNBLOCK, KILL, PAUSE, UNPAUSE, WAIT, EXEC sent before the
+    """MULTI, CLIENT KILL, PAUSE, UNPAUSE, WAIT, EXEC sent before the
     threshold: Redis reads them at the threshold, answers MULTI (allow-busy)
     and each queued command -BUSY, so EXEC aborts; the victim lives on.
-    (shardkv queued them, and its EXEC killed the victim at once; then
-    it queued CLIENT UNBLOCK at once, and its EXEC ran after the script.)"""
+    (shardkv queued them, and its EXEC killed the victim at once.)"""
 
-    scenario = _refused_at_the_threshold(_in_multi, _IN_MULTI_STATS)
+    scenario = _refused_at_the_threshold(_in_multi, [*_ACCEPTOR_STATS[:4], "exec"])
 
     _differential(servers, scenario)
 
@@ -427,7 +423,7 @@ def test_acceptor_commands_queued_during_a_short_script_run_after_it(servers):
     gets its reply before the EXEC kills it.  (shardkv's EXEC killed it at
     once: its script's reply never came.)"""
 
-    scenario = _run_after_a_short_script(_in_multi, _IN_MULTI_STATS)
+    scenario = _run_after_a_short_script(_in_multi, [*_ACCEPTOR_STATS[:4], "exec"])
 
     _differential(servers, scenario)
 
