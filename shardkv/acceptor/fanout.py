@@ -161,14 +161,18 @@ class Part:
         return g.slot if g.rejected is not None and g.remaining > 0 else None
 
     def refuse_busy(self, busy: bytes) -> bool:
-        """A busy script's worker refused this part (``busy``, which it
-        counted): the client's command gets ``busy`` now, unless another
-        part was refused so first (False); the other parts' replies are
-        dropped."""
+        """A busy script's worker refused this part (``busy``): the
+        client's command gets ``busy`` now, a rejected call and the error,
+        counted here once for all its parts (the workers count none: two
+        parked shards of one operation may each refuse a part), unless
+        another part was refused so first (False); the other parts'
+        replies are dropped."""
         g = self.gather
         if g.remaining <= 0:
             return False
         g.remaining = -1
+        if g.rejected is not None:
+            g.rejected(busy[1:-2].decode("latin-1"))
         g.slot.deliver(busy)
         return True
 

@@ -275,7 +275,8 @@ class Refusals:
 
     def _refuse(self, header: int, args: list) -> bool:
         """Does Redis refuse this entry while a script is busy?  If so it is
-        counted now, as Redis's ``rejectCommand`` counts it."""
+        counted now, as Redis's ``rejectCommand`` counts it (a read's part
+        across shards by its acceptor, once for the command)."""
         if header < 0:  # slotted (wire.SLOTTED): a plain entry, none of the flags below
             header = 0
         if header & wire.FLAG_PARK and type(args) is list and args and args[0] in _PARKS:
@@ -295,8 +296,10 @@ class Refusals:
         cmd = commands.lookup(name)
         if cmd is None or commands.allowed_while_busy(cmd.name, args):
             return False
-        if header & wire.FLAG_PART and cmd.is_write:
-            return False
+        if header & wire.FLAG_PART:
+            # (a read's part: its acceptor counts the command once, however
+            # many of its parts the shards refuse; see fanout.Part.refuse_busy)
+            return not cmd.is_write
         counted = stat_name(args)
         if header & wire.FLAG_AS_CALLED:
             counted = called_name(counted, header & wire.FLAG_AS_CALLED)

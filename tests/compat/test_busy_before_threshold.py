@@ -192,6 +192,35 @@ def test_reads_across_shards_sent_before_the_threshold_get_busy(servers):
     _differential(servers, _refused_at_the_threshold(lambda victim: reads, ["mget", "exists"]))
 
 
+def test_reads_across_a_cross_shard_scripts_shards_get_one_busy_each(servers):
+    """Another client's MGET and EXISTS of both shards of a cross-shard
+    script (parked, the script on the first), and of the parked one and a
+    free one, sent before the threshold: each gets one -BUSY, a rejected
+    call and a BUSY error, as Redis.  (shardkv counted the MGET and EXISTS
+    of both parked shards twice: each shard's worker refused its part and
+    counted it.)  At two acceptors a read's hold on a parked shard waits
+    for the operation's end (see README, busy scripts): there only reads of
+    the script's shard and a free one, from the other acceptor."""
+    a, b = on_shards(0, 1, prefix="xb")
+    free = on_shards(3, prefix="rx")[0]
+    if ACCEPTORS == 1:
+        place, reads = (0, 0), [("MGET", a, b), ("EXISTS", b, a), ("MGET", b, free), ("GET", a)]
+    else:
+        place, reads = (0, 1), [("MGET", a, free), ("EXISTS", free, a)]
+
+    def scenario(caller, other, admin):
+        caller.send("EVAL", LOOP, 2, a, b)
+        time.sleep(0.1)
+        for read in reads:
+            other.send(*read)
+        out = [other.read() for _ in reads]
+        out += [admin.call("SCRIPT", "KILL"), caller.read(), other.call("MGET", a, b)]
+        return out + _stats(admin, ["mget", "exists", "get"])
+
+    got = {kind: _scenario(kind, proc.port, place, scenario) for kind, proc in servers.items()}
+    assert got["shardkv"] == got["redis"]
+
+
 def test_the_scripts_own_pipeline_runs_after_it(servers):
     """The script's client pipelined commands behind it: they run after
     the script, while another client's command sent meanwhile gets -BUSY."""
