@@ -374,10 +374,13 @@ class ShardLink:
         # and the script's epoch (its busy report's), which the answer names.
         self.refusable: list[tuple[object, Slot | None]] = []
         self.refusable_epoch = 0
-        # The other links of this acceptor offered what waits behind the
-        # park of the operation whose script went busy here (see
-        # _offer_parked): they forget that offer at the script's end.
-        self.parked_offers: list[ShardLink] = []
+        # The operation parked here whose script went busy on another shard,
+        # if this link's offer (refusable) is about what waits behind its
+        # park (see _offer_refusals): kept until the worker answers it,
+        # which it does while parked, or the operation's Finished here
+        # (after that answer on this pipe, if any), not the script's end,
+        # which comes on another pipe, maybe before that answer.
+        self.parked_op: int | None = None
         self._parked_epoch = wire.PARKED_BEHIND_EVAL  # (the busy script's kind, for those offers)
         self.unblocks_sent = 0
         # Where the commands a script called go, for MONITOR (``M`` frames).
@@ -550,7 +553,7 @@ class ShardLink:
             self._offer(*self._behind_park(op), epoch)
             for link in getattr(op, "links", ()):
                 if link is not self and link.ops.get(op_id) is op:
-                    self.parked_offers.append(link)
+                    link.parked_op = op_id
                     link._offer(*link._behind_park(op), self._parked_epoch)
             return
         else:  # no batch's: refuse nothing here
@@ -608,6 +611,7 @@ class ShardLink:
         offered).  Each gets ``-BUSY`` now; the placeholder reply the
         worker sends in its place is dropped.  One pass over the queue."""
         refusable, self.refusable = self.refusable, []
+        self.parked_op = None
         if epoch != self.refusable_epoch:  # not the offer kept (none is sent so)
             log.error(
                 "shard %d: refusals for busy script %d, not %d", self.index, epoch, self.refusable_epoch
@@ -771,6 +775,7 @@ class ShardLink:
         self._buf = b""
         self.busy_scripts = self.unblocks_sent = 0  # a new worker, or a new pipe: both count from 0
         self.refusable = []  # an offer to the old pipe: never answered now
+        self.parked_op = None
         self._chunks = []
         self._pieces = []
         self._have = self._need = 0
@@ -1006,10 +1011,6 @@ class ShardLink:
                 # The worker answered the offer before this, or never will
                 # (it stopped waiting for it: it ran every candidate).
                 self.refusable = []
-                for link in self.parked_offers:  # (answered by now, or never)
-                    if link.refusable_epoch < 0:
-                        link.refusable, link.refusable_epoch = [], 0
-                self.parked_offers = []
                 BUSY_LINKS.discard(self)
                 self._release_caller()
                 if self.kill_verdicts:
@@ -1187,7 +1188,12 @@ class ShardLink:
         except wire.BadMessage as e:
             log.error("shard %d: %s", self.index, e)
             return
-        op = self.ops.get(getattr(message, "op", None))  # type: ignore[arg-type]
+        op_id = getattr(message, "op", None)
+        if op_id is not None and op_id == self.parked_op and type(message) is wire.Finished:
+            # The worker left the park: it answered this link's offer
+            # before, or never will (see parked_op).
+            self.refusable, self.refusable_epoch, self.parked_op = [], 0, None
+        op = self.ops.get(op_id)  # type: ignore[arg-type]
         if op is not None:
             op.control(self.index, message)
         elif self.orphan is not None:

@@ -294,3 +294,49 @@ def test_a_busy_from_another_acceptor_waits_for_no_change_forever():
     assert answered == ["-BUSY"]
     assert not shardlink._BUSY_WAITERS
 
+
+class _Op:
+    """A cross-shard operation parked on two links (``links``), of ``client``."""
+
+    def __init__(self, client: object, links: list[ShardLink]) -> None:
+        self.client = client
+        self.links = links
+        self.finished: list[int] = []
+
+    def control(self, shard: int, message: object) -> None:
+        self.finished.append(shard)
+
+
+class _Park:
+    def __init__(self, op: _Op) -> None:
+        self.op = op
+
+
+def test_a_parked_shards_refusals_read_after_the_scripts_end_still_answer_busy():
+    """An operation's script goes busy on shard 0: the other parked shard's
+    link offers what waits behind the park (a PARKED_BEHIND ``K`` frame).
+    Its worker answers while parked, on its own pipe, so the answer may
+    come after the script's end, read on the executor's pipe: the refused
+    commands get -BUSY all the same (they got the placeholder's +PONG when
+    that end forgot the offer), until the operation's Finished there."""
+    executor, _ = _link_with_pipelines(0, 0, [0])
+    parked, clients = _link_with_pipelines(2, 1, [0])
+    op = _Op(object(), [executor, parked])
+    executor.ops[5] = parked.ops[5] = op
+    executor.fifo.appendleft(_Park(op))
+    parked.fifo.appendleft(_Park(op))
+    executor._offer_refusals((0, wire.SCRIPT_PARKED), 3)
+    (offer,) = [w[4:] for w in parked.transport.written if w[4:5] == b"K"]  # type: ignore[union-attr]
+    assert wire.decode_refusals(offer) == (wire.PARKED_BEHIND_EVAL, [0, 1])
+    end = wire.encode_script_state(False, 1, False, True)
+    executor.data_received(wire.FRAME.pack(len(end)) + end)
+    parked._refused(wire.PARKED_BEHIND_EVAL, [0, 1])
+    busy = encode_error(errors.BUSY)
+    assert [slot.data for c in clients for slot in c.pending] == [busy, busy]
+    # Once the shard has left the park (its Finished), a late offer's answer refuses nothing.
+    parked._offer_refusals((1, 0), 4)
+    finished = wire.encode_control(wire.Finished(5, True))
+    assert parked.parked_op is None
+    parked.refusable_epoch, parked.parked_op = wire.PARKED_BEHIND_EVAL, 5
+    parked.data_received(wire.FRAME.pack(len(finished)) + finished)
+    assert op.finished == [parked.index] and parked.refusable == [] and parked.parked_op is None
