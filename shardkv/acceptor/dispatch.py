@@ -467,9 +467,13 @@ class Dispatch:
                 unanimous=cmd.policy == "msetnx",  # a shard whose key exists undoes every part
             )
             return
-        gather = self.fan_out({s: [args[0], *p] for s, p in parts.items()}, self._counted(args, merge), keys)
         stats = server.stats
-        gather.rejected = lambda error: stats.rejected(stat_name(args), error)
+        self.fan_out(
+            {s: [args[0], *p] for s, p in parts.items()},
+            self._counted(args, merge),
+            keys,
+            rejected=lambda error: stats.rejected(stat_name(args), error),
+        )
 
     def send_all(self, cmd: commands.Command, args: list[bytes]) -> None:
         """A command that runs on every shard, merged by its policy."""
@@ -511,16 +515,25 @@ class Dispatch:
 
         return counted
 
-    def fan_out(self, parts: dict, merge, keys: list | None = None) -> Gather:
+    def fan_out(
+        self, parts: dict, merge, keys: list | None = None, rejected: Callable[[str], None] | None = None
+    ) -> Gather:
         """Send one part per shard, in this one step, and merge the replies
         (the :class:`Gather`, returned).
 
         ``parts`` maps shard index to the part's argument list or its
-        encoded bytes; ``keys``, the command's keys, order its keyspace events.
+        encoded bytes; ``keys``, the command's keys, order its keyspace
+        events; ``rejected``, for a client's read across shards, which a
+        busy script's worker may refuse: how that is counted
+        (``Gather.rejected``).  While someone monitors, such a read's slot
+        holds back its line until its reply, as :meth:`send`'s does: none
+        for a refused one, as in Redis.
         """
-        slot = Slot(cast("Client", self))
+        client = cast("Client", self)
+        slot = monitor.LineSlot(client) if rejected is not None and self.server.monitors else Slot(client)
         self.pending.append(slot)
         gather = Gather(slot, len(parts), merge, self.resp3, keys)
+        gather.rejected = rejected
         header = self.part_headers[self.resp3]
         links = self.server.links
         for i, (shard, part) in enumerate(parts.items()):

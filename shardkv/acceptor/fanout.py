@@ -24,6 +24,14 @@ from shardkv.protocol.resp import Error, encode
 Merge = Callable[[list], object]
 
 
+def _unseen(slot: object) -> None:
+    """A read refused before it ran: no MONITOR line, as in Redis (its
+    ``monitor.LineSlot``'s line, held until the reply, is dropped)."""
+    unseen = getattr(slot, "unseen", None)
+    if unseen is not None:
+        unseen()
+
+
 class Gather:
     """Collects the parts of one fanned-out command."""
 
@@ -62,8 +70,9 @@ class Gather:
     def done(self) -> None:
         errors = [p for p in self.parts if type(p) is Error]
         if errors and self.rejected is not None and errors[0].message.startswith("BUSY "):
-            # (a shard busy with a script refused it, or its hold)
+            # (a shard busy with a script refused it, or its hold: no MONITOR line)
             self.rejected(errors[0].message)
+            _unseen(self.slot)
         value = errors[0] if errors else self.merge(self.parts)
         gate = release_events(self) if self.held_events else None
         if gate is None:
@@ -173,6 +182,7 @@ class Part:
         g.remaining = -1
         if g.rejected is not None:
             g.rejected(busy[1:-2].decode("latin-1"))
+        _unseen(g.slot)
         g.slot.deliver(busy)
         return True
 

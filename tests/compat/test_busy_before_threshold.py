@@ -285,7 +285,8 @@ def test_commands_refused_at_the_threshold_are_not_monitored(servers):
     """Redis feeds MONITOR in call(), after processCommand's checks, so a
     command refused with -BUSY has no line; the one run after SCRIPT KILL
     has.  (shardkv showed the refused ones: their lines went as the
-    acceptor sent them to the script's shard.)"""
+    acceptor sent them to the script's shard; then an MGET across shards.)"""
+    other_shard = on_shards(1, prefix="rx")[0]
 
     def scenario(caller, other, admin):
         watcher = RespClient(admin.sock.getpeername()[1], timeout=30)
@@ -295,7 +296,8 @@ def test_commands_refused_at_the_threshold_are_not_monitored(servers):
             time.sleep(0.1)
             other.send("SET", KEY, "x")
             other.send("GET", KEY)
-            out = [other.read(), other.read()]
+            other.send("MGET", other_shard, KEY)
+            out = [other.read(), other.read(), other.read()]
             out.append(admin.call("SCRIPT", "KILL"))
             out.append(caller.read())
             out.append(other.call("SET", KEY, "y"))
