@@ -33,7 +33,8 @@ acceptor forgets its candidates when it reads the script's end), so
 nothing runs twice and nothing is refused that ran.  Of the
 candidates it refuses those Redis refuses while busy (a command, not an
 internal verb, without allow-busy flag): each counts as a rejected call
-with the ``-BUSY`` error and becomes a ``__ping`` in its batch, whose reply
+with the ``-BUSY`` error (a read's part across shards: by its acceptor,
+once for the command) and becomes a ``__ping`` in its batch, whose reply
 the acceptor drops; a ``K`` frame back says which, and the acceptor answers
 them ``-BUSY`` at once.  The frames read meanwhile go to the pipe's
 backlog, in order (``I`` frames answered and ``T`` frames refused at once,
