@@ -125,10 +125,13 @@ def publish(server, events: list, origin: object) -> None:
         return
     before = getattr(origin, "slot", origin)
     if not isinstance(before, Slot):
-        # (a cross-shard blocking command's try: its wait's slot, see blocking._Attempt)
+        # (a cross-shard blocking command's try: its wait's slot, see
+        # blocking._Attempt; a script run across shards: its retry's slot)
         before = getattr(before, "reply_place", None)
         if not isinstance(before, Slot):
-            before = None
+            before = getattr(before, "slot", None)
+            if not isinstance(before, Slot):
+                before = None
     # An EXEC run as one operation: each command's events go to its own
     # place in the array (the rest, after it; see AtomicOp.event_places).
     places = getattr(origin, "event_places", None)

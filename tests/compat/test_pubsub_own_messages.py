@@ -383,6 +383,10 @@ _SCRIPT = (
     b"EVAL \"redis.call('rpush', KEYS[1], 'a') redis.call('hset', KEYS[2], 'f', 'v') "
     b"return redis.call('lpop', KEYS[1])\" 2 {s}l {s}h\r\n"
 )
+# (its keys on both shards: run as one cross-shard operation)
+_SCRIPT_ACROSS = (
+    b"EVAL \"redis.call('set', KEYS[1], 'v') return redis.call('rpush', KEYS[2], 'v')\" 2 a b\r\n"
+)
 # (each write's own invalidation, which Redis writes once the command
 # ended: after the events it writes after the reply)
 _TRACKED = b"CLIENT TRACKING ON\r\n" + b"".join(
@@ -411,7 +415,7 @@ _MUTED = b"CLIENT TRACKING ON\r\n" + b"".join(
         _writes(""),
         b"MULTI\r\n" + _writes("{e}") + b"EXEC\r\n",
         b"WATCH w\r\nMULTI\r\n" + _writes("") + b"EXEC\r\n",
-        _SCRIPT + b"MULTI\r\n" + _SCRIPT + b"SET w 1\r\nEXEC\r\n",
+        _SCRIPT + _SCRIPT_ACROSS + b"MULTI\r\n" + _SCRIPT + b"SET w 1\r\nEXEC\r\n",
         _TRACKED,
         _MUTED,
     ],
