@@ -905,7 +905,7 @@ def note_ready(ks: Keyspace, args: list[bytes], order: dict) -> None:
     here = ks.imported[0] if ks.imported is not None else ks.db
     for key in cmd.keys(args):
         name = key if ks.db == here else (ks.db, key)
-        if name not in order and type(ks.peek(key)) in _POPPED:
+        if name not in order and type(ks.peek_quietly(key)) in _POPPED:  # (expiring none)
             order[name] = len(order)
 
 

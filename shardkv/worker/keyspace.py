@@ -381,6 +381,18 @@ class Keyspace:
             value = self._settle(slot_of(key), key, value)
         return value
 
+    def peek_quietly(self, key: bytes) -> object | None:
+        """Like :meth:`peek`, but a key that has expired is left for the
+        command that reads it to delete (its ``expired`` event then, as in
+        Redis): None, nothing else happens."""
+        slot = slot_of(key)
+        exp = self.expires[slot]
+        if exp:
+            when = exp.get(key)
+            if when is not None and when <= self.expiry_now:
+                return None
+        return self.data[slot].get(key)
+
     def _settle(self, slot: int, key: bytes, value: bytearray) -> bytes:
         """A string changed in place becomes ``bytes`` again (see :attr:`raw_strings`)."""
         settled = self.data[slot][key] = bytes(value)

@@ -299,6 +299,8 @@ _WRITES = [
     "GETDEL ~k",
     "SET ~k v",
     "GETEX ~k PXAT 1",
+    "SET ~k v PXAT 1",
+    "SET ~k v XX GET",
     "SETNX ~k v",
     "SETEX ~k 100 v",
     "MSET ~a 1 ~b 2",
