@@ -176,7 +176,7 @@ def _restored(link: ShardLink, generation: int) -> None:
 
 
 def answer(server: Acceptor, link: ShardLink, payload: bytes) -> None:
-    db, resp, args, since, ahead = wire.decode_script_query(payload)
+    db, resp, args, since, ahead, at = wire.decode_script_query(payload)
     verb = args[0] if args else b""
     if verb == Verb.RANDOM:
         GENERATOR.lend(link)
@@ -204,10 +204,10 @@ def answer(server: Acceptor, link: ShardLink, payload: bytes) -> None:
             held = _HELD.get(link)
             if held is None:
                 held = _HELD[link] = _Held(server)
-        call(server, db, resp == 3, args, send, held, since, _reply_slot(link, ahead))
+        call(server, db, resp == 3, args, send, held, since, _reply_slot(link, ahead, at))
 
 
-def _reply_slot(link: ShardLink, ahead: int) -> Slot | None:
+def _reply_slot(link: ShardLink, ahead: int, at: int = -1) -> Slot | None:
     """The reply slot of the script that asks, ``ahead`` replies on in
     ``link``'s queue (see wire.encode_script_query): a message its PUBLISH
     sends its own client goes before that reply, as Redis writes it while
@@ -215,13 +215,17 @@ def _reply_slot(link: ShardLink, ahead: int) -> Slot | None:
     :data:`wire.SCRIPT_PARKED`; one that escaped its shard, re-run so) is
     the one operation ``link`` takes part in (as scriptcaller.hold finds
     it): its one script's reply slot, if one of its client's pending
-    replies (not an EXEC's part: see README).  None if unknown (several
-    clients' scripts run as one operation)."""
+    replies (not an EXEC's part: see README); an EXEC's script, its place
+    in the array (``at``: which of the run's replies is the script's).
+    None if unknown (several clients' scripts run as one operation)."""
     parked = ahead == wire.SCRIPT_PARKED
     if parked and len(link.ops) == 1:
         sink: object = next(iter(link.ops.values()))
+        places = getattr(sink, "places", None)
+        if places and 0 <= at < len(places):  # an EXEC's script: in its place in the array
+            return places[at]
         place = getattr(sink, "script_place", None)
-        if place is not None:  # an EXEC's one script: in its place in the array
+        if place is not None:  # an EXEC's one script
             return place
     elif 0 <= ahead < len(link.fifo):
         sink = link.fifo[ahead]
@@ -258,7 +262,7 @@ class _Held:
         # Each delivers its PUBLISH, then calls the function it is given.
         self.publishes: list[Callable[[Callable[[], None]], None]] = []
         self.tokens: list[int] = []  # K > 1: the other acceptors keep whom each PUBLISH reaches
-        self.before: Slot | None = None  # the script's reply slot (see _reply_slot)
+        self.before: Slot | None = None  # the calling script's reply slot (see _reply_slot)
 
     def publish(
         self,
@@ -276,11 +280,12 @@ class _Held:
         Nor does it reach those that subscribed after the script started
         (``since``: see pubsub.publish_message; ``shard``: an SPUBLISH)."""
         here = pubsub.receivers(channel, message, since, shard)
+        before = self.before  # (this script's: an EXEC's scripts each have theirs)
         bus_ = server.bus
         if bus_ is None:
 
             def now(done: Callable[[], None]) -> None:
-                pubsub.deliver(server, here, self.before)
+                pubsub.deliver(server, here, before)
                 done()
 
             self.publishes.append(now)
@@ -290,7 +295,7 @@ class _Held:
         self.tokens.append(token)
 
         def later(done: Callable[[], None]) -> None:
-            pubsub.deliver(server, here, self.before)
+            pubsub.deliver(server, here, before)
             bus_.ask(bus.HELD_PUBLISH, [token, 1], lambda answers: done(), failed=lambda e: done())
 
         self.publishes.append(later)

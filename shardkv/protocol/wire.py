@@ -908,18 +908,23 @@ def decode_acl_log(payload: bytes) -> tuple[bytes, list[tuple[int, bytes]]]:
 RANDOM_SEED = 0x1234ABCD330E
 
 
-def encode_script_query(db: int, resp: int, args: list[bytes], since: int = 0, ahead: int = -1) -> bytes:
+def encode_script_query(
+    db: int, resp: int, args: list[bytes], since: int = 0, ahead: int = -1, at: int = -1
+) -> bytes:
     """``since``: the time.monotonic_ns() the script's run started (a
     PUBLISH of it does not reach those that subscribed later).  ``ahead``:
     how many replies the acceptor awaits on this pipe before the script's
     (``Shard.replies_ahead``; -1: unknown), where it finds the script's
-    client and reply slot (its own message goes before that reply)."""
-    return b"Q" + marshal.dumps((db, resp, args, since, ahead))
+    client and reply slot (its own message goes before that reply).
+    ``at``: with :data:`SCRIPT_PARKED`, a script among an operation's
+    commands (an EXEC's), its reply's place among the run's replies
+    (``Shard.run_reply_at``; -1: unknown or alone)."""
+    return b"Q" + marshal.dumps((db, resp, args, since, ahead, at))
 
 
-def decode_script_query(payload: bytes) -> tuple[int, int, list[bytes], int, int]:
-    db, resp, args, since, ahead = marshal.loads(payload[1:])
-    return db, resp, args, since, ahead
+def decode_script_query(payload: bytes) -> tuple[int, int, list[bytes], int, int, int]:
+    db, resp, args, since, ahead, at = marshal.loads(payload[1:])
+    return db, resp, args, since, ahead, at
 
 
 def encode_script_answer(body: bytes) -> bytes:

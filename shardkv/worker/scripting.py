@@ -2233,7 +2233,8 @@ class Engine:
             # (where the script's reply waits: its own messages go before it)
             ahead = getattr(shard, "replies_ahead", None)
             place = ahead() if ahead is not None else -1
-            send(wire.encode_script_query(self.ks.db, run.resp, argv, int(run.start * 1e9), place))
+            at = getattr(shard, "run_reply_at", -1) if place == wire.SCRIPT_PARKED else -1
+            send(wire.encode_script_query(self.ks.db, run.resp, argv, int(run.start * 1e9), place, at))
             while True:
                 frame = recv()
                 if frame[0] == wire.SCRIPT_ANSWER:

@@ -270,6 +270,9 @@ class Shard:
         # A cross-shard operation's run: where each reply's events end in
         # keyspace.events, then in the events sent (see send_events).
         self.run_event_ends: list[int] | None = None
+        # While a script of an operation's run of several commands runs:
+        # its reply's place among the run's replies (see wire.encode_script_query).
+        self.run_reply_at = -1
         self.events_counted: list[int] | None = None
         # Other acceptors' share of the events of the cross-shard operation
         # this shard is in (see _share_events): sent if it commits.
@@ -2080,6 +2083,7 @@ class Shard:
                     continue
                 if script:
                     engine.ran_written = 0
+                    self.run_reply_at = len(replies)
                 if message.log_scripts and script:
                     began = perf_counter_ns()
                     replies.append(execute(args))
@@ -2101,6 +2105,7 @@ class Shard:
         finally:
             ran_notify = ks.notify_flags
             events.set_flags(ks, notify)
+            self.run_reply_at = -1
             self.foreign_client = ("", b"")
             self.timing = True
             engine.monitor = None

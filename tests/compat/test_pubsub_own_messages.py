@@ -129,8 +129,12 @@ def _same_until_end(servers: tuple[int, int, int], session: bytes) -> bytes:
         KEA + b"SUBSCRIBE __keyevent@0__:set\r\nMULTI\r\nSET a 1\r\nINCR n\r\nSET b 2\r\nEXEC\r\nPING\r\n",
         b"SUBSCRIBE q\r\nMULTI\r\nSET a 1\r\nEVAL \"redis.call('set', KEYS[1], 'v') "
         b"return redis.call('publish', 'q', 'hi')\" 1 b\r\nEXEC\r\nPING\r\n",
+        # (each script's message before its own reply, inside the array)
+        b"SUBSCRIBE q\r\nMULTI\r\nEVAL \"return redis.call('publish', 'q', 'one')\" 0\r\nSET a 1\r\n"
+        b"EVAL \"redis.call('set', KEYS[1], 'v') return redis.call('publish', 'q', 'two')\" 1 b\r\n"
+        b"EVAL \"return redis.call('publish', 'q', 'three')\" 0\r\nEXEC\r\nPING\r\n",
     ],
-    ids=["cross-shard", "watch", "keyevent", "script"],
+    ids=["cross-shard", "watch", "keyevent", "script", "scripts"],
 )
 def test_an_atomic_exec_gives_each_commands_messages_in_its_place(redis_and_shardkv_k12, session):
     """A RESP3 subscriber's EXEC, run as one operation across shards: Redis
