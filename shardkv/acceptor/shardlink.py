@@ -47,6 +47,11 @@ _CONTROL_HEADER = wire.entry_header(0)
 
 # The links whose worker runs a script past busy-reply-threshold.
 BUSY_LINKS: set = set()
+# The links whose worker runs a script that reached its first count hook
+# (wire ``U``), busy or not yet: while any does, a command queued in MULTI
+# waits for the shards' scripts (transactions.queue).  Left when the
+# script ends or the pipe closes.
+RUNNING_LINKS: set = set()
 # How often a link's busy state changed (a script's first ``S`` frame, its
 # end, a link gone), and what waits for the next change (see when_busy_seen).
 _BUSY_CHANGES = [0]
@@ -774,6 +779,7 @@ class ShardLink:
             old.close()
         self._buf = b""
         self.busy_scripts = self.unblocks_sent = 0  # a new worker, or a new pipe: both count from 0
+        RUNNING_LINKS.discard(self)  # (the new pipe says if a script runs)
         self.refusable = []  # an offer to the old pipe: never answered now
         self.parked_op = None
         self._chunks = []
@@ -823,6 +829,7 @@ class ShardLink:
             self.busy = self.script = None
             self.kill_sent = False
             BUSY_LINKS.discard(self)
+            RUNNING_LINKS.discard(self)
             self._release_caller()
             if self.kill_verdicts:  # the script went with its worker
                 self._tell_verdicts(ENDED)
@@ -1018,6 +1025,11 @@ class ShardLink:
                 if self.kind_checks:
                     self._tell_kind_checks(ENDED)
                 _busy_changed()
+        elif kind == wire.RUNNING:
+            if payload == wire.RUNNING_FRAME:
+                RUNNING_LINKS.add(self)
+            else:
+                RUNNING_LINKS.discard(self)
         elif kind == wire.REFUSALS:
             self._refused(*wire.decode_refusals(payload))
         elif kind == wire.STOPPED:

@@ -58,7 +58,7 @@ from shardkv.acceptor.client import Client
 from shardkv.acceptor.crossshard import AtomicOp
 from shardkv.acceptor.dispatch import db_headers
 from shardkv.acceptor.replies import ExecPlace, Pushed, Slot
-from shardkv.acceptor.shardlink import BUSY_LINKS, at_threshold
+from shardkv.acceptor.shardlink import BUSY_LINKS, RUNNING_LINKS, at_threshold
 from shardkv.acceptor.state import SCRIPTS_FIRST
 from shardkv.acceptor.users import UsersInExec, hold_for_changes
 from shardkv.protocol import acl, bus, errors
@@ -78,10 +78,17 @@ _OK = b"+OK\r\n"
 
 
 def queue(client: Client, cmd: Command, args: list[bytes]) -> bool:
-    """The interceptor: inside MULTI, queue the command instead of running it."""
+    """The interceptor: inside MULTI, queue the command instead of running
+    it.  While a worker runs a script (``RUNNING_LINKS``: one past its
+    first count hook), any command waits for the shards' scripts before
+    its ``+QUEUED``, as Redis reads nothing then: it is queued after the
+    script, or answered ``-BUSY`` at busy-reply-threshold (the EXEC then
+    ``-EXECABORT``s).  So do the acceptor's own commands that wait for
+    them outside MULTI (CLIENT KILL...), whenever a script may run (see
+    queue_after_scripts)."""
     if client.state.multi is None or cmd.name in NOT_QUEUED:
         return False
-    if _waits_for_scripts(cmd, args):
+    if RUNNING_LINKS or _waits_for_scripts(cmd, args):
 
         def queue_it() -> None:
             client.state.queue(cmd, args)

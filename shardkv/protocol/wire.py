@@ -190,6 +190,14 @@ Worker -> acceptor
     reported, or never (the acceptor's ``K`` frame came too late: the
     worker ran every entry; the acceptor forgets its candidates when it
     reads the end).
+``U`` *script running*: :data:`RUNNING_FRAME` (``U1``) at a script's
+    first count hook, before its busy-reply-threshold, and
+    :data:`RAN_FRAME` (``U0``) when that script ends (before its reply,
+    after its busy report's end if it went busy); on every pipe.
+    While one is running, a command queued in MULTI waits for the shards'
+    scripts as Redis, which reads nothing while a script runs, would
+    (``transactions.queue``); a script too short to reach its first hook
+    sends neither.  A pipe that closes ends it too.
 ``Z`` *stopped*: ``Z`` alone, the last frame on every pipe of a worker
     that ends at once for a SHUTDOWN NOSAVE while it runs a busy script:
     its pipes close next.  The server is stopping (the supervisor stops
@@ -327,6 +335,9 @@ TRY_FRAME = b"T"  # acceptor -> worker: hold the shard for me if it is free now
 TRY_GRANTED = b"T1"  # worker -> acceptor: held for you until __release
 TRY_REFUSED = b"T0"  # worker -> acceptor: not held (the shard was not free)
 REFUSALS = 75  # b"K", both ways: a busy script's refusal candidates, and those refused
+RUNNING = 85  # b"U": a script is running, or ended (see ``U`` above)
+RUNNING_FRAME = b"U1"
+RAN_FRAME = b"U0"
 STOPPED = 90  # b"Z": this worker ends now for a SHUTDOWN NOSAVE (see ``Z`` above)
 STOPPED_FRAME = b"Z"
 

@@ -345,6 +345,7 @@ class Run:
         "db",
         "abort",
         "busy",
+        "told_running",
         "reported_dirty",
         "eval_mode",
         "command",
@@ -374,6 +375,7 @@ class Run:
     db: int
     abort: CrossShard | _Widen | None
     busy: bool
+    told_running: bool
     reported_dirty: bool
     eval_mode: bool
     command: list[bytes]
@@ -408,6 +410,7 @@ class Run:
         self.killed_at = 0.0  # time.monotonic() when a kill stopped it (in its end's report)
         self.abort = None  # set: stop the script, undo it
         self.busy = False  # past busy-reply-threshold, and the acceptor told
+        self.told_running = False  # the acceptors were told it runs (wire ``U``)
         self.reported_dirty = False
         self.command = NO_ARGS  # for FUNCTION STATS (FCALL's: its call)
         self.read_noted = False  # a read-only call was noted (client-side caching)
@@ -1213,7 +1216,7 @@ class Engine:
         (held PUBLISHes, redis.log lines) out now, or when the operation's
         run of scripts ends (``deferring``)."""
         ks = self.ks
-        if run.rand_lent is not None or ks.db != run.db or run.busy:
+        if run.rand_lent is not None or ks.db != run.db or run.busy or run.told_running:
             self._settle(run)
         if scratch is not None:
             self.shard.stats = stats  # type: ignore[attr-defined]
@@ -1566,6 +1569,9 @@ class Engine:
             if refusals is not None and refusals.due:
                 refusals.finish()  # nothing that followed the script runs before (up to 50 ms)
             self._report(run)  # before the frame that carries the reply
+        if run.told_running:
+            run.told_running = False
+            self._tell_running(wire.RAN_FRAME)
 
     @staticmethod
     def _write_logs(run: Run) -> None:
@@ -2707,6 +2713,10 @@ class Engine:
         if run.abort is not None or run.killed:
             return True
         if not run.busy:
+            if not run.told_running:  # its first hook
+                run.told_running = True
+                run.changed = True  # (see Run.changed)
+                self._tell_running(wire.RUNNING_FRAME)
             threshold = self.busy_threshold()
             if threshold > 0 and time.monotonic() - run.start >= threshold:
                 run.busy = True
@@ -2754,6 +2764,19 @@ class Engine:
         watches = getattr(self.shard, "busy_watches", None)
         if watches is not None:
             watches.run_ahead()
+
+    def _tell_running(self, frame: bytes) -> None:
+        """Tell every acceptor that a script runs (at its first count
+        hook) or that it ended (wire ``U``): meanwhile a command queued
+        in MULTI waits for the shards' scripts, as Redis reads nothing
+        while a script runs (see ``transactions.queue``).  Not at its
+        start: a script that ends before its first hook costs nothing."""
+        send = getattr(self.shard, "send_state", None)
+        if send is not None:
+            try:
+                send(frame)
+            except OSError:  # that acceptor is gone: nothing to tell it
+                pass
 
     def busy_threshold(self) -> float:
         """busy-reply-threshold, in seconds."""

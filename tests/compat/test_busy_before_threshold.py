@@ -486,3 +486,34 @@ def test_an_exec_of_a_kill_queued_before_the_script_waits_for_it(servers):
         return out + _stats(admin, ["client|kill", "exec"])
 
     _differential(servers, scenario)
+
+
+# Another client's transaction of ordinary commands (the shard's): MULTI,
+# SET, INCR, EXEC.
+_TRANSACTION = [("MULTI",), ("SET", KEY, "x"), ("INCR", KEY), ("EXEC",)]
+
+
+def test_a_transaction_queued_while_a_script_runs(servers):
+    """MULTI, SET, INCR, EXEC sent while a script runs: Redis reads them
+    when a script that ends before the threshold ends (each +QUEUED after
+    its reply, and EXEC runs them), or at the threshold, where it answers
+    each queued command -BUSY, a rejected call, and EXEC -EXECABORT.
+    (shardkv answered +QUEUED at once, and its EXEC ran after the
+    script.)  The short script spins first, so that shardkv's worker
+    tells the acceptors it runs (its first count hook) at once."""
+
+    def after_it(caller, other, admin):
+        spin = "for i = 1, 300000 do end local t = redis.call('time') local e = t[1] * 1e6 + t[2] + 300000 "
+        caller.send("EVAL", spin + "repeat t = redis.call('time') until t[1] * 1e6 + t[2] >= e return t", 0)
+        time.sleep(0.1)
+        for command in _TRANSACTION:
+            other.send(*command)
+        out = [other.read(), other.read()]
+        queued_at = time.time()
+        out += [other.read(), other.read()]
+        ended = caller.read_reply()
+        out.append(queued_at >= int(ended[0]) + int(ended[1]) / 1e6)  # type: ignore[index, arg-type]
+        return out + [other.call("GET", KEY)] + _stats(admin, ["set", "incr", "exec"])
+
+    _differential(servers, after_it)
+    _differential(servers, _refused_at_the_threshold(lambda victim: _TRANSACTION, ["set", "incr", "exec"]))
