@@ -242,3 +242,52 @@ def test_a_kill_signal_that_finds_no_busy_script_stops_nothing() -> None:
     script = b"local i = 0 while i < 300000 do i = i + 1 end return i"
     payload = wire.encode_batch([0, [b"EVAL", script, b"0"], 0, [b"SET", b"after", b"1"]])
     assert wire.decode_replies(shard.run_batch(payload)) == [b":300000\r\n", b"+OK\r\n"]
+
+
+def test_a_script_past_its_first_hook_is_told_running_until_it_ends() -> None:
+    """The worker tells every pipe that a script runs at its first count
+    hook (``U1``) and that it ended (``U0``), however it ends (a reply,
+    an error, a function's): meanwhile a command queued in MULTI waits for
+    the shards' scripts (transactions.queue).  A script that ends before
+    its first hook says nothing."""
+    from shardkv.worker.clock import FakeClock
+    from shardkv.worker.shard import Shard
+
+    shard = Shard(0, 1, FakeClock())
+    reports: list[bytes] = []
+    shard.send_state = reports.append
+    spin = b"local i = 0 while i < 300000 do i = i + 1 end "
+    library = b"#!lua name=spinlib\nredis.register_function('spin', function() " + spin + b"return 2 end)"
+    entries = [
+        [b"EVAL", spin + b"return 1", b"0"],
+        [b"EVAL", b"return 0", b"0"],
+        [b"EVAL", spin + b"error('stop')", b"0"],
+        [b"FUNCTION", b"LOAD", library],
+        [b"FCALL", b"spin", b"0"],
+    ]
+    payload = wire.encode_batch([item for args in entries for item in (0, args)])
+    replies = wire.decode_replies(shard.run_batch(payload))
+    assert replies[0] == b":1\r\n" and replies[1] == b":0\r\n" and replies[2][:1] == b"-"
+    assert replies[4] == b":2\r\n"
+    told = [r for r in reports if r[:1] == b"U"]
+    assert told == [wire.RUNNING_FRAME, wire.RAN_FRAME] * 3
+
+
+def test_a_link_knows_a_script_runs_until_it_ends_or_the_pipe_closes() -> None:
+    link = ShardLink(0, lambda link: None, lambda: None)
+    transport = MemoryTransport()
+    link.attached(transport)  # type: ignore[arg-type]
+    try:
+        link.data_received(frame(wire.RUNNING_FRAME))
+        assert link in shardlink.RUNNING_LINKS
+        link.data_received(frame(wire.RAN_FRAME))
+        assert link not in shardlink.RUNNING_LINKS
+        link.data_received(frame(wire.RUNNING_FRAME))
+        link.detached(transport)  # type: ignore[arg-type]  # the worker died mid-script
+        assert link not in shardlink.RUNNING_LINKS
+        link.attached(MemoryTransport())  # type: ignore[arg-type]
+        link.data_received(frame(wire.RUNNING_FRAME))
+        link.attached(MemoryTransport())  # type: ignore[arg-type]  # a new pipe before the old one's end
+        assert link not in shardlink.RUNNING_LINKS
+    finally:
+        shardlink.RUNNING_LINKS.clear()
