@@ -509,7 +509,9 @@ def _mute_since(client: Client, since: int) -> None:
             pending[i] = MUTED
 
 
-def queue_after_scripts(client: Client, args: list[bytes], queue: Callable[[], None]) -> None:
+def queue_after_scripts(
+    client: Client, args: list[bytes], queue: Callable[[], None], allow_busy: bool = False
+) -> None:
     """Queue inside MULTI the acceptor's own command ``args`` that waits for
     the shards' scripts outside it (CLIENT KILL, PAUSE, UNPAUSE, WAIT: see
     :func:`serve_after_scripts`): ``queue()`` (which answers ``QUEUED``)
@@ -518,8 +520,10 @@ def queue_after_scripts(client: Client, args: list[bytes], queue: Callable[[], N
     script, or answers it ``-BUSY`` at busy-reply-threshold, and the
     transaction then aborts (``EXECABORT``).  So a shard that reports a
     script past the threshold meanwhile makes it ``-BUSY`` here, a rejected
-    call, nothing queued.  Meanwhile the client's later commands (its EXEC)
-    wait.  At once when no script can run (see serve_after_scripts)."""
+    call, nothing queued; but for an ``allow_busy`` one (SCRIPT KILL,
+    AUTH...), which Redis queues then.  Meanwhile the client's later
+    commands (its EXEC) wait.  At once when no script can run (see
+    serve_after_scripts)."""
     server = client.server
     if server.holds is None and not any(link.fifo or link.ops for link in server.links):
         queue()
@@ -531,7 +535,7 @@ def queue_after_scripts(client: Client, args: list[bytes], queue: Callable[[], N
         if not client.state.unblock(AFTER_SCRIPTS) or client.closed:
             return
         since = len(client.pending)
-        if refused is None:
+        if refused is None or allow_busy:
             queue()
         else:
             client.state.reject_in_multi()

@@ -63,7 +63,7 @@ from shardkv.acceptor.state import SCRIPTS_FIRST
 from shardkv.acceptor.users import UsersInExec, hold_for_changes
 from shardkv.protocol import acl, bus, errors
 from shardkv.protocol.args import parse_int32
-from shardkv.protocol.commands import Command, lookup, other_db_keys
+from shardkv.protocol.commands import Command, allowed_while_busy, lookup, other_db_keys
 from shardkv.protocol.errors import CommandError
 from shardkv.protocol.resp import encode_command, encode_error
 from shardkv.protocol.wire import Verb, decode_part
@@ -94,7 +94,8 @@ def queue(client: Client, cmd: Command, args: list[bytes]) -> bool:
             client.state.queue(cmd, args)
             client.pending.append(_QUEUED)
 
-        queue_after_scripts(client, args, queue_it)
+        # (an allow-busy one, SCRIPT KILL, AUTH...: Redis queues it at the threshold too)
+        queue_after_scripts(client, args, queue_it, allowed_while_busy(cmd.name, args))
         return True
     client.state.queue(cmd, args)
     client.pending.append(_QUEUED)
