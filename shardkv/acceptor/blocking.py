@@ -514,7 +514,8 @@ def queue_after_scripts(
 ) -> None:
     """Queue inside MULTI the acceptor's own command ``args`` that waits for
     the shards' scripts outside it (CLIENT KILL, PAUSE, UNPAUSE, WAIT: see
-    :func:`serve_after_scripts`): ``queue()`` (which answers ``QUEUED``)
+    :func:`serve_after_scripts`), or any while a worker runs a script
+    (``transactions.queue``): ``queue()`` (which answers ``QUEUED``)
     once every shard answered a ``__ping``.  Redis checks busy scripts for
     a command being queued as for one it runs: it reads it after the
     script, or answers it ``-BUSY`` at busy-reply-threshold, and the
@@ -532,7 +533,10 @@ def queue_after_scripts(
     quiet = client.state.reply_mode != REPLY_ON
 
     def finish(refused: int | bytes | None) -> None:
-        if not client.state.unblock(AFTER_SCRIPTS) or client.closed:
+        if not client.state.unblock(AFTER_SCRIPTS) or (client.closed and client not in server.leaving):
+            # (one whose connection is gone while it waits, Acceptor.leaving,
+            # queues it and runs the rest it sent, its EXEC, as Redis ran
+            # what it read: see serve_after_scripts)
             return
         since = len(client.pending)
         if refused is None or allow_busy:

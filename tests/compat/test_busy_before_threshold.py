@@ -491,6 +491,12 @@ def test_an_exec_of_a_kill_queued_before_the_script_waits_for_it(servers):
 # Another client's transaction of ordinary commands (the shard's): MULTI,
 # SET, INCR, EXEC.
 _TRANSACTION = [("MULTI",), ("SET", KEY, "x"), ("INCR", KEY), ("EXEC",)]
+# A script that ends before the threshold (0.3 s) and spins first: shardkv's
+# worker tells the acceptors it runs at its first count hook, at once.
+_SPIN_FIRST = (
+    "for i = 1, 300000 do end local t = redis.call('time') local e = t[1] * 1e6 + t[2] + 300000 "
+    "repeat t = redis.call('time') until t[1] * 1e6 + t[2] >= e "
+)
 
 
 def test_a_transaction_queued_while_a_script_runs(servers):
@@ -499,12 +505,10 @@ def test_a_transaction_queued_while_a_script_runs(servers):
     its reply, and EXEC runs them), or at the threshold, where it answers
     each queued command -BUSY, a rejected call, and EXEC -EXECABORT.
     (shardkv answered +QUEUED at once, and its EXEC ran after the
-    script.)  The short script spins first, so that shardkv's worker
-    tells the acceptors it runs (its first count hook) at once."""
+    script.)"""
 
     def after_it(caller, other, admin):
-        spin = "for i = 1, 300000 do end local t = redis.call('time') local e = t[1] * 1e6 + t[2] + 300000 "
-        caller.send("EVAL", spin + "repeat t = redis.call('time') until t[1] * 1e6 + t[2] >= e return t", 0)
+        caller.send("EVAL", _SPIN_FIRST + "return t", 0)
         time.sleep(0.1)
         for command in _TRANSACTION:
             other.send(*command)
@@ -515,5 +519,16 @@ def test_a_transaction_queued_while_a_script_runs(servers):
         out.append(queued_at >= int(ended[0]) + int(ended[1]) / 1e6)  # type: ignore[index, arg-type]
         return out + [other.call("GET", KEY)] + _stats(admin, ["set", "incr", "exec"])
 
+    def left(caller, other, admin):
+        """The same transaction, its client gone at once: it still runs
+        after the script, as Redis read it before the end of the stream."""
+        caller.send("EVAL", _SPIN_FIRST + "return 'done'", 0)
+        time.sleep(0.1)
+        for command in _TRANSACTION:
+            other.send(*command)
+        other.close()
+        return [caller.read(), until(lambda: admin.call("GET", KEY) == b"$1\r\nx\r\n")]
+
     _differential(servers, after_it)
+    _differential(servers, left)
     _differential(servers, _refused_at_the_threshold(lambda victim: _TRANSACTION, ["set", "incr", "exec"]))
