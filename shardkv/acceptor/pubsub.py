@@ -734,17 +734,12 @@ def _behind(client: Client, before: Slot, behind: Behind, body: bytes) -> None:
             at += 1
         pending.insert(at, Trailing(body))
         return
-    for item in pending:
-        if type(item) is not Exec:
-            continue
-        parts = item.parts
-        if parts and item.data is None and not item.denied and item.cut is None:
-            for i, part in enumerate(parts):
-                if part is before:
-                    parts.insert(i + 1 + behind.count, Pushed(body))
-                    behind.count += 1
-                    return
-    pending.append(body)
+    parts, i = _exec_part(pending, before)
+    if parts is None:
+        pending.append(body)
+        return
+    parts.insert(i + 1 + behind.count, Pushed(body))
+    behind.count += 1
 
 
 def place_of(pending: deque, slot: Slot) -> int:
@@ -766,18 +761,27 @@ def _in_exec_or_after(client: Client, before: Slot, body: bytes) -> None:
     ``transactions.Exec.parts``), whose array it then joins before that
     command's reply, as Redis writes it while EXEC runs the command; else
     after what is pending."""
-    for item in client.pending:
+    parts, i = _exec_part(client.pending, before)
+    if parts is None:
+        client.pending.append(body)
+    else:
+        parts.insert(i, Pushed(body))  # (kept if the array is muted: see Exec.mute)
+
+
+def _exec_part(pending: deque, slot: Slot) -> tuple[list | None, int]:
+    """The parts of the pending EXEC whose reply slot ``slot`` is, and
+    where among them; ``(None, -1)`` if none is.  Pushes join an EXEC's
+    parts (not counted in the array's length) only where positions do not
+    count: not among replies of refused commands, nor a reply cut short."""
+    for item in pending:
         if type(item) is not Exec:
             continue
         parts = item.parts
-        # (a push, not counted in the array's length; not where positions
-        # count: replies of refused commands, or a reply cut short)
         if parts and item.data is None and not item.denied and item.cut is None:
             for i, part in enumerate(parts):
-                if part is before:
-                    parts.insert(i, Pushed(body))  # (kept if the array is muted: see Exec.mute)
-                    return
-    client.pending.append(body)
+                if part is slot:
+                    return parts, i
+    return None, -1
 
 
 def _limit_output(client: Client) -> None:
