@@ -797,6 +797,64 @@ def test_a_run_of_the_same_evalsha_in_a_batch_answers_as_execute(nshards):
     assert executed[1]["get"] == (12, 0, 1)  # (calls, rejected, failed: the hash)
 
 
+def test_a_run_of_the_same_evalsha_keeps_each_entrys_header_and_state():
+    """A batch's EVALSHAs of one script, run in one loop by
+    Shard._run_batch, answer as each alone in its batch: RESP2 and RESP3
+    headers mixed in the run (a nil: ``$-1`` or ``_``), another
+    database's entry between them (not of the run: its own key), a
+    redis.call error, redis.setresp(3) and math.random in one run (not
+    left to the next), a write the next one reads."""
+    script = (
+        b"if ARGV[1] == '3' then redis.setresp(3) end "
+        b"if ARGV[1] == 'e' then return redis.call('incr', KEYS[1]) end "
+        b"if ARGV[1] == 'w' then redis.call('set', KEYS[1], 'x') end "
+        b"if ARGV[1] == 'r' then return tostring(math.random()) end "
+        b"local v = redis.call('hgetall', 'h') "
+        b"if v.map then return 'map' end "
+        b"return redis.call('get', KEYS[1])"
+    )
+    entries = [
+        (0, b"a", b"-"),
+        (256, b"a", b"-"),
+        (0, b"a", b"-"),
+        (1, b"m", b"-"),
+        (0, b"m", b"-"),
+        (0, b"a", b"e"),
+        (0, b"a", b"-"),
+        (1, b"a", b"3"),
+        (1, b"a", b"-"),
+        (0, b"a", b"r"),
+        (0, b"a", b"r"),
+        (0, b"b", b"w"),
+        (1, b"b", b"-"),
+        (0, b"m", b"-"),
+        (0, b"a", b"-"),
+    ]
+
+    def replies(together: bool) -> list:
+        shard = Shard(0, 1, FakeClock())
+        run(shard, "SET", "a", "v")
+        run(shard, "HSET", "h", "f", "v")
+        shard.run_batch(wire.encode_batch([256, [b"SET", b"a", b"db1"]]))
+        sha = shard.keyspace.scripts.load(script)
+        batch = [[h, [b"EVALSHA", sha, b"1", k, arg]] for h, k, arg in entries]
+        batch.insert(0, [0, [b"EVALSHA", sha, b"1", b"a", b"-"]])  # (the script EVALSHA ran last)
+        if together:
+            out = wire.decode_replies(shard.run_batch(wire.encode_batch([x for e in batch for x in e])))
+        else:
+            out = [r for e in batch for r in wire.decode_replies(shard.run_batch(wire.encode_batch(e)))]
+        return out + [run(shard, "GET", "b")]
+
+    alone = replies(False)
+    assert replies(True) == alone
+    assert alone[1:6] == [b"$1\r\nv\r\n", b"$3\r\ndb1\r\n", b"$1\r\nv\r\n", b"_\r\n", b"$-1\r\n"]
+    assert alone[6].startswith(b"-ERR value is not an integer")
+    assert alone[8:10] == [b"$3\r\nmap\r\n", b"$1\r\nv\r\n"]
+    assert alone[10] != alone[11]  # (not seeded again: as Redis 7)
+    assert alone[12:14] == [b"$1\r\nx\r\n", b"$1\r\nx\r\n"]
+    assert alone[-1] == b"x"
+
+
 def test_lua_collector_steps_once_scripts_left_enough_garbage(shard):
     """Every 50 scripts, as Redis, Lua's collector is due a step; it takes
     it only once Lua's memory has grown by GC_GROWTH since the last, so
