@@ -1167,8 +1167,9 @@ class Verb:
     # meanwhile: nothing waits under ``new-token``).
     BDONE = b"__bdone"
     # __bdest destination source -> 0, or WRONGTYPE if the destination
-    # holds another type than a list, or 1 if the source does: the second command of a cross-shard BLMOVE/BRPOPLPUSH's try
-    # after its __bwait was notified, whose source another waiter may have
+    # holds another type than a list, or 1 if the source does: the second
+    # command of a cross-shard BLMOVE/BRPOPLPUSH's try after its __bwait
+    # was notified, whose source another waiter may have
     # emptied meanwhile (Redis serves the notified client first, and its
     # serve checks the destination before it pops; see shardkv.acceptor.blocking).
     # Only after BWAIT_READY does its empty result and WRONGTYPE here make
