@@ -1881,8 +1881,11 @@ class Shard:
             if part.undo is not None:
                 for key, state in part.undo.items():
                     import_qualified(ks, key, state)
-            if self.persistence is not None:
-                self.persistence.dirty -= part.changes  # undone (or a flush not done): no change
+            persistence = self.persistence
+            if persistence is not None:
+                # Undone (or a flush not done): no change.  Never below 0, as
+                # Redis's server.dirty: a save since may have reset the count.
+                persistence.dirty = max(0, persistence.dirty - part.changes)
         if self.persistence is not None:
             self.persistence.log_outcome(op, commit)
 

@@ -455,6 +455,22 @@ def test_cross_shard_results_are_logged_as_states(tmp_path):
     assert state(open_shard(cfg, clock, 1)) == expect1
 
 
+def test_abort_after_a_save_takes_back_no_more_than_the_count(tmp_path):
+    # The executor counted the RENAME's change in dirty when it prepared it;
+    # a SAVE then reset the count; the abort takes the change back, and the
+    # count, Redis's server.dirty, stays at 0 rather than going below.
+    clock, cfg, s0, s1, own, foreign = _two_shards(tmp_path)
+    _prepare_rename(s0, s1, own, foreign)
+    assert s0.persistence.dirty > 0  # type: ignore[union-attr]
+    s0.persistence.save()  # type: ignore[union-attr]
+    for shard in (s0, s1):
+        shard.decide(7, False)
+        shard.persistence.commit()  # type: ignore[union-attr]
+    assert s0.persistence.dirty == 0  # type: ignore[union-attr]
+    close(s0)
+    close(s1)
+
+
 def test_prepared_operation_without_outcome_is_in_doubt_after_restart(tmp_path):
     # Both shards prepared, then both died: at restart neither applies the
     # operation until told its outcome; commit applies it, abort drops it.

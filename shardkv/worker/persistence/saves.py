@@ -107,7 +107,8 @@ class Saves(Forking):
         self.last_bgsave_ok = ok
         self.last_bgsave_secs = int(time.time() - child.started)
         if ok:
-            self.dirty -= child.dirty
+            # (never below 0: an abort since may have taken back what it counted)
+            self.dirty = max(0, self.dirty - child.dirty)
             self.unsaved -= child.unsaved
             self.lastsave = int(time.time())
             log.info("shard %d: background saving terminated with success", self.index)
