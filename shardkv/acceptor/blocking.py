@@ -875,6 +875,7 @@ class _CrossShard:
                     for key in waited:
                         EAGER_KEYS[key] = EAGER_KEYS.get(key, 0) + 1
         self.trying = False  # an atomic try is on its way
+        self.served = False  # a try has run: the next serves the client (see attempt)
         self.taking = False  # a shard was told to take what it popped (see _served)
         # An eager try's __bwaits, which wait on under new tokens, in their
         # places, while it runs; the notifications they got meanwhile; and
@@ -936,6 +937,9 @@ class _CrossShard:
         client = self.client
         self.trying = True
         self.try_began = perf_counter_ns()
+        # A try after the first serves the blocked client: counted in dirty
+        # as Redis counts a served command (wire.Run.served).
+        served, self.served = self.served, True
         args, keys = self.args, self.keys
         self.on_key = (ready_key is not None or unblocked or ask is not None) and not self.move
         if ready_key is not None and self.on_key:
@@ -955,17 +959,19 @@ class _CrossShard:
             # (Its executor counts nothing: see _count_try.)
             if self.stream and not self.resolved:
                 commands = [self.args, [Verb.XLASTIDS, *self.keys]]
-                op = AtomicOp(client, commands, self.keys, self._resolve, counted=False)
+                op = AtomicOp(client, commands, self.keys, self._resolve, counted=False, served=served)
             elif self.move and (self.ready_claim or ask):
                 # Redis serves the client it notified first: a destination of
                 # another type gets it WRONGTYPE, even when the source is empty
                 # again (a waiter on it alone took the element meanwhile).
                 commands = [self.args, [Verb.BDEST, self.args[2], self.args[1]]]
-                op = AtomicOp(client, commands, self.keys, self._served_move, counted=False)
+                op = AtomicOp(client, commands, self.keys, self._served_move, counted=False, served=served)
             else:
                 if ask is not None:  # (not a stream read's, nor a BLMOVE's)
                     args = [Verb.BTRY, *args]  # its keys of another type passed over
-                op = AtomicOp(client, [args], self.keys, _first_body, counted=False, name=self.args[0])
+                op = AtomicOp(
+                    client, [args], self.keys, _first_body, counted=False, name=self.args[0], served=served
+                )
             self.op = op
             for notify in (*(ask or ()), *done):
                 kept = keep.get(notify) if keep is not None else None

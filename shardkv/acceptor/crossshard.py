@@ -854,8 +854,10 @@ class AtomicOp(_Operation):
         group: bool = False,
         name: bytes | None = None,
         transaction: bool = False,
+        served: bool = False,
     ) -> None:
         super().__init__(client, slot, name or (commands[0][0] if commands and commands[0] else b""))
+        self.served = served  # (see wire.Run.served)
         self.group = group  # (see wire.Run.group)
         # An EXEC's commands: a shard's -BUSY aborts it as Redis's
         # execCommandAbort words it (see _all_parked).  Its EXEC's row in
@@ -1069,6 +1071,7 @@ class AtomicOp(_Operation):
                 self.counted,
                 self.names,
                 self.group,
+                self.served,
             )
             self.run_sent = perf_counter_ns()
             self._send(self.executor, run)

@@ -619,6 +619,11 @@ class Run:
     # each after it is answered -BUSY without running, as Redis answers
     # the clients it reads at the threshold.
     group: bool = False
+    # A blocking command's try after a notification (see
+    # acceptor.blocking._CrossShard.attempt): it serves the blocked client,
+    # counted in dirty as Redis counts a served command (none for a list's
+    # pop or move, the consumer it creates for an XREADGROUP).
+    served: bool = False
 
 
 @dataclass(frozen=True, slots=True)

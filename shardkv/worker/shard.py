@@ -138,6 +138,26 @@ VERDICT_WAIT_S = 1.0
 GATHERED: list[bytes] = []
 
 
+# Blocking commands whose served try counts none in dirty (Redis 7.0's
+# serveClientBlockedOnList propagates the pop or move without a count).
+_SERVED_UNCOUNTED = frozenset((b"blpop", b"brpop", b"blmove", b"brpoplpush"))
+
+
+def _served_changes(args: list[bytes], reply: object, changes: int) -> int:
+    """What a blocking command's try that serves its blocked client
+    (wire.Run.served) counts in dirty, as Redis 7.0 counts a served
+    command; ``changes``: what the command counted as a command run.  A
+    list's pop or move counts none; an XREADGROUP, the consumer it
+    creates (not the stream it read: one change per stream served).
+    BLMPOP and BZ*POP count their pops either way."""
+    name = (args[1] if args[0] == Verb.BTRY else args[0]).lower()
+    if name in _SERVED_UNCOUNTED:
+        return 0
+    if name == b"xreadgroup" and type(reply) is not Error:
+        return max(0, changes - length_hint(reply))
+    return changes
+
+
 class Shard:
     """One shard's keyspace and the code that runs commands against it."""
 
@@ -2091,6 +2111,12 @@ class Shard:
                     began = perf_counter_ns()
                     replies.append(execute(args))
                     logged.append(self._log_exec_script(args, replies[-1], perf_counter_ns() - began))
+                elif message.served and persistence is not None:
+                    counted_before = persistence.suspended_changes
+                    replies.append(execute(args))
+                    persistence.suspended_changes = counted_before + _served_changes(
+                        args, replies[-1], persistence.suspended_changes - counted_before
+                    )
                 else:
                     replies.append(execute(args))
                 if script:

@@ -168,6 +168,12 @@ SERVED = [
      ("XREADGROUP", "GROUP", "g", "c", "BLOCK", "0", "STREAMS", A, ">"), ("XADD", A, "1-1", "f", "v")),
     ("xreadgroup-new-consumer", [("XGROUP", "CREATE", A, "g", "$", "MKSTREAM")],
      ("XREADGROUP", "GROUP", "g", "new", "BLOCK", "0", "STREAMS", A, ">"), ("XADD", A, "1-1", "f", "v")),
+    # Across shards (the source and the destination, or the keys, on different shards):
+    ("blmove-across", [], ("BLMOVE", A, B, "LEFT", "RIGHT", "0"), ("RPUSH", A, "1")),
+    ("brpoplpush-across", [], ("BRPOPLPUSH", A, B, "0"), ("RPUSH", A, "1", "2")),
+    ("blpop-across", [], ("BLPOP", A, B, "0"), ("RPUSH", B, "1")),
+    ("xreadgroup-across", [("XGROUP", "CREATE", A, "g", "$", "MKSTREAM"), ("XGROUP", "CREATE", B, "g", "$", "MKSTREAM")],
+     ("XREADGROUP", "GROUP", "g", "c", "BLOCK", "0", "STREAMS", A, B, ">", ">"), ("XADD", B, "1-1", "f", "v")),
 ]  # fmt: skip
 
 
