@@ -67,6 +67,24 @@ class Gather:
     def sink(self, index: int) -> Part:
         return Part(self, index)
 
+    def refuse_busy(self, busy: bytes) -> bool:
+        """A busy script refused this read (a worker one of its parts, or
+        the acceptor all of them before they left, see
+        :meth:`Holds.refuse_reads <shardkv.acceptor.holds.Holds.refuse_reads>`):
+        the client's command gets ``busy`` now, a rejected call and the
+        error, counted here once for all its parts (the workers count none:
+        two parked shards of one operation may each refuse a part), unless
+        it was refused so already or answered (False); the other parts'
+        replies are dropped."""
+        if self.remaining <= 0:
+            return False
+        self.remaining = -1
+        if self.rejected is not None:
+            self.rejected(busy[1:-2].decode("latin-1"))
+        _unseen(self.slot)
+        self.slot.deliver(busy)
+        return True
+
     def done(self) -> None:
         errors = [p for p in self.parts if type(p) is Error]
         if errors and self.rejected is not None and errors[0].message.startswith("BUSY "):
@@ -170,21 +188,9 @@ class Part:
         return g.slot if g.rejected is not None and g.remaining > 0 else None
 
     def refuse_busy(self, busy: bytes) -> bool:
-        """A busy script's worker refused this part (``busy``): the
-        client's command gets ``busy`` now, a rejected call and the error,
-        counted here once for all its parts (the workers count none: two
-        parked shards of one operation may each refuse a part), unless
-        another part was refused so first (False); the other parts'
-        replies are dropped."""
-        g = self.gather
-        if g.remaining <= 0:
-            return False
-        g.remaining = -1
-        if g.rejected is not None:
-            g.rejected(busy[1:-2].decode("latin-1"))
-        _unseen(g.slot)
-        g.slot.deliver(busy)
-        return True
+        """A busy script's worker refused this part (``busy``): see
+        :meth:`Gather.refuse_busy`."""
+        return self.gather.refuse_busy(busy)
 
     def deliver(self, body: bytes) -> None:
         g = self.gather

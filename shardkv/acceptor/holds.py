@@ -91,6 +91,7 @@ from typing import TYPE_CHECKING, Any
 
 from shardkv.acceptor.blocking import EAGER
 from shardkv.acceptor.client import Client
+from shardkv.acceptor.fanout import Gather, Part
 from shardkv.acceptor.shardlink import ShardLink
 from shardkv.protocol import commands, errors, wire
 from shardkv.protocol.resp import encode_command, encode_error
@@ -132,6 +133,7 @@ class Request:
         "ops",
         "joined",
         "number",
+        "read",
     )
 
     def __init__(self, shards: list[int], entries: list, client: Client | None, ops: list) -> None:
@@ -151,6 +153,33 @@ class Request:
         # Holds._join): their entries follow its own, under the same holds.
         self.joined: list[Request] = []
         self.number = 0  # its place among the acceptor's requests (see Holds.after_queued)
+        # The client's read across shards that is the whole step, if it is
+        # one (see Holds.refuse_reads).
+        self.read = _read_of(entries)
+
+
+def _read_of(entries: list) -> Gather | None:
+    """The client's read across shards (MGET, EXISTS...) whose parts are
+    all of ``entries``, if they are one's (see ``fanout.Part.busy_slot``)."""
+    gather = None
+    for entry in entries:
+        sink = entry[3]
+        if type(sink) is not Part or sink.busy_slot is None or gather not in (None, sink.gather):
+            return None
+        gather = sink.gather
+    return gather
+
+
+def _free(client: Client | None, loop: Any) -> None:
+    """``client``'s step has left (or will not): its later commands run."""
+    if client is None:
+        return
+    if client.state.blocked_token == HOLDING and client.state.unblock(HOLDING):
+        if client.waiting():
+            loop.call_soon(client.resume)
+            return
+    if client.pending and not client.closed:
+        client.flush()
 
 
 class _Gate:
@@ -527,11 +556,39 @@ class Holds:
             links[shard].step_done()
         for member in (request, *request.joined):
             client = member.client
-            if client is not None and client.state.blocked_token == HOLDING and client.state.unblock(HOLDING):
-                if client.waiting():
-                    self.server.loop.call_soon(client.resume)  # type: ignore[union-attr]
-                elif client.pending and not client.closed:
-                    client.flush()
+            if client is not None and client.state.blocked_token == HOLDING:
+                _free(client, self.server.loop)
+
+    # -- a busy script ----------------------------------------------------------
+
+    def refuse_reads(self, busy: bytes) -> None:
+        """A script went past busy-reply-threshold (its worker's first busy
+        report on a pipe of this acceptor's): each client's read across
+        shards whose step has not left (it waits for its tries, its holds,
+        an operation's decision or its turn) gets ``busy`` now, a rejected
+        call and the error, counted once (``Gather.refuse_busy``), as Redis
+        reads it at the threshold and answers it; its entries never leave,
+        and its client's later commands go on.  Its step had run after the
+        script, a call, where its hold waited for a shard parked for the
+        script's operation (a parked shard reads only the operation's
+        pipe), or for this acceptor's operation to be decided.  Whatever
+        else its request holds still goes, in order; so does the request,
+        maybe empty (its holds are taken and released: its place in the
+        queue is kept, see :meth:`after_queued`)."""
+        current = self.current
+        loop = self.server.loop
+        for request in ([current] if current is not None else []) + list(self.queue):
+            for member in (request, *request.joined):
+                read = member.read
+                if read is None or member.number <= self.left or not read.refuse_busy(busy):
+                    continue
+                member.read = None
+                request.entries = [e for e in request.entries if getattr(e[3], "gather", None) is not read]
+                gate, member.gate = member.gate, None
+                if gate is not None:
+                    gate.data = b""
+                client, member.client = member.client, None
+                _free(client, loop)
 
     # -- a pipelining client's next commands ride along ------------------------------
 

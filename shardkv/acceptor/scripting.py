@@ -1176,10 +1176,15 @@ def refuse_waiting(server: object, link: object) -> None:
     parked) were read after the group's, while it ran, and Redis, which
     runs nothing else meanwhile, reads them at the threshold and answers
     them ``-BUSY``: so do we, each a rejected call, unrun.  (They ran after
-    it, each past the threshold again if it looped: one SCRIPT KILL each.)"""
+    it, each past the threshold again if it looped: one SCRIPT KILL each.)
+    With several acceptors (no groups), a read across shards still waiting
+    for its holds is so refused (``Holds.refuse_reads``)."""
     shard = link.index  # type: ignore[attr-defined]
 
     def on_busy(busy: bytes) -> None:
+        holds = server.holds  # type: ignore[attr-defined]
+        if holds is not None:
+            holds.refuse_reads(busy)
         groups = server.script_groups  # type: ignore[attr-defined]
         if groups is None or shard not in groups.parked:
             return
