@@ -19,7 +19,7 @@ import pytest
 
 from tests.support.acceptors import client_on
 from tests.support.placement import on_shards
-from tests.support.processes import until
+from tests.support.processes import until, wait_spinning, worker_pid
 from tests.support.resp import RespClient, parse_info
 from tests.support.servers import start_redis, start_shardkv
 
@@ -44,6 +44,17 @@ def _connect(kind: str, port: int, where: int) -> RespClient:
     if kind == "shardkv" and ACCEPTORS > 1:
         return client_on(port, where, k=ACCEPTORS)
     return RespClient(port, timeout=30)
+
+
+# How a scenario waits for its looping script to run (_script_runs): the
+# pid of the process that runs a script of KEY's shard, set per server.
+_RUNS_SCRIPTS = [0]
+
+
+def _script_runs() -> None:
+    """Wait until the scenario's looping script runs (its process spins),
+    so that what is sent next reaches the server after its start."""
+    wait_spinning(_RUNS_SCRIPTS[0])
 
 
 def _scenario(kind: str, port: int, place: tuple[int, int], scenario) -> list[bytes]:
@@ -79,9 +90,12 @@ def _stats(admin: RespClient, names: list[str]) -> list[str]:
     return out + [admin.call("INFO", "errorstats").decode()]
 
 
-def _differential(servers, scenario) -> None:
-    for place in PLACES:
-        got = {kind: _scenario(kind, proc.port, place, scenario) for kind, proc in servers.items()}
+def _differential(servers, scenario, places: list[tuple[int, int]] = PLACES) -> None:
+    for place in places:
+        got = {}
+        for kind, proc in servers.items():
+            _RUNS_SCRIPTS[0] = proc.proc.pid if kind == "redis" else worker_pid(proc, 0)
+            got[kind] = _scenario(kind, proc.port, place, scenario)
         assert got["shardkv"] == got["redis"], place
 
 
@@ -97,7 +111,7 @@ def _run_after_a_short_script(commands_of, stats):
         )
         sent = commands_of(int(caller.command("CLIENT", "ID")))  # type: ignore[arg-type]
         caller.send("EVAL", loop, 0)
-        time.sleep(0.1)
+        _script_runs()
         for command in sent:
             other.send(*command)
         out = [caller.read(), caller.closed()]
@@ -118,7 +132,7 @@ def _refused_at_the_threshold(commands_of, stats):
         try:
             sent = commands_of(int(victim.command("CLIENT", "ID")))  # type: ignore[arg-type]
             caller.send("EVAL", LOOP, 0)
-            time.sleep(0.1)
+            _script_runs()
             for command in sent:
                 other.send(*command)
             out = [other.read() for _ in sent]
@@ -139,7 +153,7 @@ def test_commands_sent_before_the_threshold_get_busy(servers):
 
     def scenario(caller, other, admin):
         caller.send("EVAL", LOOP, 0)
-        time.sleep(0.1)
+        _script_runs()
         other.send("SET", KEY, "x")
         other.send("INCR", KEY)
         other.send("GET", KEY)
@@ -168,7 +182,7 @@ def test_reads_sent_to_a_cross_shard_scripts_shards_before_the_threshold_get_bus
 
         def scenario(caller, other, admin, keys=keys):
             caller.send("EVAL", LOOP, 2, a, b)
-            time.sleep(0.1)
+            _script_runs()
             for key in keys:
                 other.send("GET", key)
             out = [other.read() for _ in keys]
@@ -177,8 +191,7 @@ def test_reads_sent_to_a_cross_shard_scripts_shards_before_the_threshold_get_bus
             out.append(other.call("GET", a))
             return out + _stats(admin, ["get", "eval"])
 
-        got = {kind: _scenario(kind, proc.port, place, scenario) for kind, proc in servers.items()}
-        assert got["shardkv"] == got["redis"], place
+        _differential(servers, scenario, [place])
 
 
 def test_reads_across_shards_sent_before_the_threshold_get_busy(servers):
@@ -208,7 +221,7 @@ def test_reads_across_a_cross_shard_scripts_shards_get_one_busy_each(servers):
 
     def scenario(caller, other, admin):
         caller.send("EVAL", LOOP, 2, a, b)
-        time.sleep(0.1)
+        _script_runs()
         for read in reads:
             other.send(*read)
         out = [other.read() for _ in reads]
@@ -227,7 +240,7 @@ def test_the_scripts_own_pipeline_runs_after_it(servers):
         caller.send("EVAL", LOOP, 0)
         caller.send("GET", KEY)
         caller.send("SET", KEY, "after")
-        time.sleep(0.1)
+        _script_runs()
         out.append(other.call("GET", KEY))
         out.append(admin.call("SCRIPT", "KILL"))
         out += [caller.read(), caller.read(), caller.read()]
@@ -246,7 +259,7 @@ def test_a_busy_function_and_evalsha_sent_before_the_threshold(servers):
         admin.command("FUNCTION", "LOAD", LIBRARY)
         sha = admin.command("SCRIPT", "LOAD", "return redis.call('get', KEYS[1])")
         caller.send("FCALL", "spin", 0)
-        time.sleep(0.1)
+        _script_runs()
         other.send("EVALSHA", sha, 1, KEY)
         other.send("GET", KEY)
         out = [other.read(), other.read()]
@@ -290,7 +303,7 @@ def test_commands_refused_at_the_threshold_are_not_monitored(servers):
         try:
             assert watcher.call("MONITOR") == b"+OK\r\n"
             caller.send("EVAL", LOOP, 0)
-            time.sleep(0.1)
+            _script_runs()
             other.send("SET", KEY, "x")
             other.send("GET", KEY)
             other.send("MGET", other_shard, KEY)
@@ -360,7 +373,7 @@ def test_a_client_that_kills_itself_during_a_short_script(servers):
         )
         me = other.command("CLIENT", "ID")
         caller.send("EVAL", loop, 0)
-        time.sleep(0.1)
+        _script_runs()
         other.send("CLIENT", "KILL", "ID", me, "SKIPME", "no")  # type: ignore[arg-type]
         other.send("PING")
         return [caller.read(), other.read(), other.closed()] + _stats(admin, ["client|kill", "ping"])
@@ -380,7 +393,7 @@ def test_a_write_sent_after_a_waiting_pause_is_postponed(servers):
             "repeat t = redis.call('time') until t[1] * 1e6 + t[2] >= e return 'done'"
         )
         caller.send("EVAL", loop, 0)
-        time.sleep(0.1)
+        _script_runs()
         other.send("CLIENT", "PAUSE", 10000, "WRITE")
         time.sleep(0.05)
         admin.send("SET", KEY, "written")
@@ -405,7 +418,7 @@ def test_client_reply_off_and_skip_drop_the_replies_of_commands_that_waited(serv
         # (read before the script starts: else Redis answers it -BUSY)
         assert until(lambda: b"cmd=client|reply" in admin.command("CLIENT", "LIST", "ID", me))  # type: ignore[operator, arg-type]
         caller.send("EVAL", LOOP, 0)
-        time.sleep(0.1)
+        _script_runs()
         other.send("WAIT", 0, 0)
         other.send("EVALSHA", "f" * 40, 0)
         other.send("CLIENT", "KILL", "ID", 99999)
@@ -418,7 +431,7 @@ def test_client_reply_off_and_skip_drop_the_replies_of_commands_that_waited(serv
             "repeat t = redis.call('time') until t[1] * 1e6 + t[2] >= e return 'done'"
         )
         caller.send("EVAL", loop, 0)
-        time.sleep(0.1)
+        _script_runs()
         other.send("CLIENT", "REPLY", "SKIP")
         other.send("EVALSHA", "f" * 40, 0)
         other.send("ECHO", "next")
@@ -473,7 +486,7 @@ def test_an_exec_of_a_kill_queued_before_the_script_waits_for_it(servers):
             out.append(other.call("MULTI"))
             out.append(other.call("CLIENT", "KILL", "ID", victim.command("CLIENT", "ID")))  # type: ignore[arg-type]
             victim.send("EVAL", script, 0)
-            time.sleep(0.1)
+            _script_runs()
             other.send("EXEC")
             if script == LOOP:
                 out += [other.read(), admin.call("SCRIPT", "KILL"), victim.read(), victim.call("PING")]
@@ -517,7 +530,7 @@ def test_a_transaction_queued_while_a_script_runs(servers):
             admin.command("FLUSHALL")
             admin.command("CONFIG", "RESETSTAT")
             caller.send("EVAL", script, 0)
-            time.sleep(0.1)
+            _script_runs()
             sent_at = time.time()
             for command in _TRANSACTION:
                 other.send(*command)
@@ -536,7 +549,7 @@ def test_a_transaction_queued_while_a_script_runs(servers):
         """The same transaction, its client gone at once: it still runs
         after the script, as Redis read it before the end of the stream."""
         caller.send("EVAL", _SPIN_FIRST + "return 'done'", 0)
-        time.sleep(0.1)
+        _script_runs()
         for command in _TRANSACTION:
             other.send(*command)
         other.close()

@@ -116,3 +116,19 @@ def assert_all_gone(family: list[psutil.Process], wait: float = WAIT) -> None:
         left = [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
         time.sleep(0.05)
     assert not left, f"processes left behind: {left}"
+
+
+def wait_spinning(pid: int, polls: int = 3, wait: float = WAIT) -> None:
+    """Return once process ``pid`` is seen running (state R, on the CPU or
+    waiting for it) on ``polls`` polls in a row, 5 ms apart: a script that
+    loops there (redis-server's one thread, a shardkv worker), where an
+    idle server sleeps in its poll.  It may pass a moment before the loop
+    (the server reading the script); a test sends what must come after
+    the script's start once this returns, not after a fixed rest."""
+    proc = psutil.Process(pid)
+    deadline = time.monotonic() + wait
+    seen = 0
+    while seen < polls:
+        seen = seen + 1 if proc.status() == psutil.STATUS_RUNNING else 0
+        assert time.monotonic() < deadline, f"process {pid} never seen running"
+        time.sleep(0.005)
