@@ -154,6 +154,14 @@ class Supervisor:
         self.ends: list[list[Connection | None]] = [[None] * k for _ in range(n)]
         self.loaded = [False] * n
         self.early_deaths = [0] * n
+        # Each worker's last save as it starts (Unix seconds), Redis's
+        # ``lastsave`` "at startup we consider the DB saved": the supervisor's
+        # start for the first workers (and the acceptors), a restart's time
+        # for a worker restarted later.  The worker takes it as its own and
+        # the acceptors hear it in its ``reloading`` line, so that LASTSAVE
+        # says the same while it reloads and once it has loaded.
+        self.started_at = int(time.time())
+        self.saved_at = [self.started_at] * n
         self.acceptors: list[Any] = [None] * k
         self.controls: list[socket.socket | None] = [None] * k  # to each acceptor
         # An acceptor started before every worker has loaded, answering
@@ -204,8 +212,10 @@ class Supervisor:
 
     # -- workers ----------------------------------------------------------------
 
-    def _start_worker(self, index: int) -> None:
+    def _start_worker(self, index: int, saved_at: int | None = None) -> None:
+        """Start worker ``index``, saved as of ``saved_at`` (now if None, see ``saved_at``)."""
         # One data pipe per acceptor (its index is the pipe's place in the list).
+        at = self.saved_at[index] = int(time.time()) if saved_at is None else saved_at
         pipes = [self.ctx.Pipe() for _ in range(self.nacceptors)]
         ctl_ours, ctl_theirs = self.ctx.Pipe()
         theirs = [pipe[1] for pipe in pipes]
@@ -213,7 +223,7 @@ class Supervisor:
         self.load_progress.forget(index)
         proc = self.ctx.Process(
             target=_serve_worker,
-            args=(theirs, ctl_theirs, index, self.cfg, self.slow_log, self.load_progress, self.schedules),
+            args=(theirs, ctl_theirs, index, self.cfg, self.slow_log, self.load_progress, self.schedules, at),
             name=f"shardkv-worker-{index}",
         )
         proc.start()
@@ -284,7 +294,7 @@ class Supervisor:
         log.warning("worker %d pid=%d exited with %s; restarting it", index, proc.pid, code)
         self._start_worker(index)
         if self.started:
-            self._tell_acceptors(bus.RELOADING_LINE + b" %d\n" % index)
+            self._tell_acceptors(bus.RELOADING_LINE + b" %d %d\n" % (index, self.saved_at[index]))
         self._hand_over(index)
 
     def _tell_acceptors(self, line: bytes, only: int | None = None) -> None:
@@ -332,6 +342,7 @@ class Supervisor:
                 self.script_flushes,
                 self.slow_log,
                 self.load_progress,
+                self.started_at,
             ),
             name=name,
         )
@@ -356,7 +367,7 @@ class Supervisor:
         if restarted:
             for w, loaded in enumerate(self.loaded):
                 if not loaded:  # a worker restarted meanwhile, still reloading
-                    self._tell_acceptors(bus.RELOADING_LINE + b" %d\n" % w, only=a)
+                    self._tell_acceptors(bus.RELOADING_LINE + b" %d %d\n" % (w, self.saved_at[w]), only=a)
 
     def _send_pipes(self, a: int) -> None:
         """Every worker has loaded: send acceptor ``a``, started meanwhile,
@@ -735,8 +746,9 @@ class Supervisor:
         except (LoadError, OSError) as e:
             log.error("shardkv cannot start: %s", e)
             return 1
+        self.started_at = int(time.time())  # (after any re-sharding: Redis's initServer)
         for i in range(self.cfg["shards"]):
-            self._start_worker(i)
+            self._start_worker(i, self.started_at)
         for a in range(self.nacceptors):
             self._start_acceptor(a)  # it imports its code while the workers load
         while not self.stopping:

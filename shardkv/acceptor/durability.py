@@ -6,7 +6,8 @@ needs the acceptor is what spans the shards:
 
 * LASTSAVE is the oldest of the shards' last saves: the last time *every*
   shard had saved.  A shard whose restarted worker reloads is not asked
-  (Redis answers at once while it loads): its last save is its restart.
+  (Redis answers at once while it loads): its last save is its restart,
+  timed by the supervisor, which the worker keeps as its own.
 * SHUTDOWN while the shards load at start stops the server at once,
   saving nothing, as Redis's (which turns it into NOSAVE then).
 * SHUTDOWN sends ``__shutdown`` to every shard.  Each flushes its AOF,
@@ -97,9 +98,11 @@ def lastsave(client: Client, args: list) -> None:
     # A shard whose worker restarted reloads its data: as Redis answers
     # LASTSAVE at once while it loads (``loading`` flag), with the time it
     # started (its lastsave until a save), the shards that serve are asked,
-    # not that one, which counts as saved when its worker restarted (when
-    # this acceptor heard it, within a second of the worker's own start
-    # time, which its __lastsave says once it has loaded).
+    # not that one, which counts as saved when its worker restarted: the
+    # time the supervisor gave that worker as its last save and told the
+    # acceptors in its ``reloading`` line, so its __lastsave says the same
+    # once it has loaded (before, this acceptor's own time of hearing the
+    # line, seconds off the worker's own start under load).
     started = [client.server.reload_started.get(s, client.server.lastsave) for s in reloading]
     serving = [s for s in range(len(client.server.links)) if s not in reloading]
     if not serving:  # (one shard, and it reloads)

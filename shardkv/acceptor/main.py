@@ -36,6 +36,7 @@ def serve(
     script_flushes: ScriptFlushes | None = None,
     slow_log: SlowLogFile | None = None,
     load_progress: LoadProgress | None = None,
+    started_at: int = 0,
     *,
     loading: Connection | None = None,
 ) -> None:
@@ -48,7 +49,10 @@ def serve(
     acceptor (see shardkv.runtime.scriptflushes); ``slow_log``: the slow
     log every process shares (see shardkv.runtime.slowlogfile);
     ``load_progress``: how far the workers' loading has come (INFO, see
-    shardkv.runtime.loadprogress); ``loading``: started while the workers load, it listens at once and
+    shardkv.runtime.loadprogress); ``started_at``: when the supervisor
+    started the workers first (Unix seconds), the server's last save until
+    a shard saves, as Redis's at startup (LASTSAVE while they load, see
+    :attr:`Acceptor.lastsave`); ``loading``: started while the workers load, it listens at once and
     answers -LOADING until its ``pipes`` come through this pipe from the
     supervisor (see :meth:`shardkv.acceptor.server.Acceptor.serve`)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides
@@ -75,6 +79,8 @@ def serve(
     if slow_log is not None:
         acceptor.stats.shared = slow_log
     acceptor.load_progress = load_progress
+    if started_at:
+        acceptor.lastsave = started_at
     crossshard.coordinator_of(acceptor)  # before any pipe: a worker's first frame is for it
     loop_factory = None
     if config.get("uvloop"):

@@ -234,8 +234,9 @@ class Acceptor:
         # reloads its data: a command for one gets -LOADING (the
         # supervisor's ``reloading`` and ``reloaded`` lines, see Dispatch).
         self.reloading: set[int] = set()
-        # When this acceptor heard each reloading shard's worker restart:
-        # that shard's LASTSAVE meanwhile (see durability.lastsave).
+        # Each reloading shard's last save: its worker's restart, as the
+        # supervisor timed it and handed it to that worker (its ``reloading``
+        # line); that shard's LASTSAVE meanwhile (see durability.lastsave).
         self.reload_started: dict[int, int] = {}
         self.load_progress: LoadProgress | None = None  # the workers' (shardkv.runtime.loadprogress)
         self._loading_fds: list[int] = []
@@ -246,6 +247,8 @@ class Acceptor:
         self.reads_processed = 0  # reads from clients, as INFO's total_reads_processed
         self.writes_processed = 0
         self.rejected_connections = 0
+        # The server's last save until a shard has saved: the supervisor's
+        # start of the workers (see main.serve), as Redis's at startup.
         self.lastsave = int(time.time())
         self.event_loop_name = "asyncio"
         self.shutdown_requested: asyncio.Future | None = None
@@ -540,11 +543,14 @@ class Acceptor:
             elif kind == bus.STOP_LINE:
                 self.wiring.stop_by_signal(self, payload.decode("ascii", "replace"))
             elif kind == bus.RELOADING_LINE:
+                # ``<shard> <saved_at>``: the restarted worker's last save,
+                # its restart as the supervisor timed it (see Supervisor.saved_at).
+                shard, _, saved_at = payload.partition(b" ")
+                index = int(shard)
                 if not self.reloading:  # INFO's loading_start_time
                     self.loading_since = int(time.time())
-                if int(payload) not in self.reloading:
-                    self.reload_started[int(payload)] = int(time.time())
-                self.reloading.add(int(payload))
+                self.reload_started[index] = int(saved_at) if saved_at else int(time.time())
+                self.reloading.add(index)
             elif kind == bus.RELOADED_LINE:
                 self.reloading.discard(int(payload))
                 self.reload_started.pop(int(payload), None)

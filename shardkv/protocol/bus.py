@@ -186,7 +186,8 @@ STOPPING_LINE = b"stopping"
 SHUTTING_LINE = b"shutting"
 STOP_FAILED_LINE = b"stop-failed"
 # A worker restarted after the start (it died) reloads its shard.
-# supervisor -> every acceptor: ``reloading <shard>`` before its new pipe
+# supervisor -> every acceptor: ``reloading <shard> <saved_at>`` (the new
+# worker's last save, its start in Unix seconds) before its new pipe
 # (and to an acceptor restarted meanwhile), ``reloaded <shard>`` once it
 # has loaded; meanwhile a command for that shard gets -LOADING (see
 # shardkv.acceptor.dispatch), as Redis answers while it loads again.

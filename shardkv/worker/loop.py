@@ -59,6 +59,7 @@ def serve(
     slow_log: SlowLogFile | None = None,
     progress: LoadProgress | None = None,
     schedules: Schedules | None = None,
+    saved_at: int | None = None,
 ) -> None:
     """The entry point of a worker process.
 
@@ -70,7 +71,9 @@ def serve(
     shares (see :mod:`shardkv.runtime.slowlogfile`); ``progress``: where it says how far its
     loading has come (see :mod:`shardkv.runtime.loadprogress`); ``schedules``: where it keeps
     the saves it has scheduled, and finds those of the worker it replaces (see
-    :mod:`shardkv.runtime.schedules`).  SIGTERM while it reads its files
+    :mod:`shardkv.runtime.schedules`); ``saved_at``: its last save until it saves (Unix seconds,
+    the supervisor's time of its start, which the acceptors hear too, see
+    ``Supervisor.saved_at``).  SIGTERM while it reads its files
     stops it there, saving nothing (exit 0).  Later SIGTERM stops the worker between batches: it
     flushes its AOF, saves as the supervisor's ``STOP_FLAGS`` said (without them, when ``save``
     rules exist), and exits 0, or 1 if the save failed (0 with ``force``).
@@ -89,6 +92,8 @@ def serve(
     persistence = shard.persistence
     assert persistence is not None
     persistence.progress = progress
+    if saved_at is not None:
+        persistence.lastsave = saved_at
     # As Redis, a stop while the data loads ends the load at once and saves
     # nothing (its shutdownCommand and its signal handler turn any stop
     # while loading into NOSAVE): reading the files writes nothing but the

@@ -313,3 +313,25 @@ def test_info_while_a_shard_reloads_answers_at_once_and_says_loading() -> None:
     acceptor.reloading.discard(1)  # its ``reloaded`` line
     send(client, [b"INFO", b"persistence"])
     assert links[1].bodies() == [encode_command([Verb.INFO])]
+
+
+def test_a_reloading_shards_lastsave_is_the_restart_the_supervisor_timed() -> None:
+    """The supervisor's ``reloading <shard> <saved_at>`` line carries the
+    time it gave the restarted worker as its last save (its own __lastsave
+    once it has loaded): LASTSAVE and INFO's rdb_last_save_time say it
+    meanwhile, exactly.  Before, the acceptor took its own time of hearing
+    the line, seconds off the worker's on a loaded machine."""
+    acceptor, links = build(1)
+    ours, theirs = socket.socketpair()
+    try:
+        theirs.sendall(b"reloading 0 1234\n")
+        acceptor._on_control(ours)
+    finally:
+        ours.close()
+        theirs.close()
+    assert acceptor.reloading == {0} and acceptor.loading_since > 1234
+    client, transport = connect(acceptor)
+    send(client, [b"LASTSAVE"], [b"INFO", b"persistence"])
+    out = replies(acceptor, transport)
+    assert out.startswith(b":1234\r\n") and not links[0].sent
+    assert parse_info(out[out.index(b"\r\n", 7) + 2 :])["rdb_last_save_time"] == "1234"
