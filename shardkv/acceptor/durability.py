@@ -146,9 +146,9 @@ class _Shutdown:
         # Its outcome has been answered (see _settle_failed): the answers of
         # shards still frozen when it was aborted change nothing.
         self.answered = False
-        # NOW (SHUTDOWN's, or a signal's shutdown-on-sig* flags): as Redis's
-        # prepareForShutdown, which then waits for nothing, SHUTDOWN ABORT
-        # cannot cancel it (see abort_stops).
+        # NOW (SHUTDOWN's, or a signal's shutdown-on-sig* flags), or a
+        # shutdown-timeout of 0: as Redis's prepareForShutdown, which then
+        # waits for nothing, SHUTDOWN ABORT cannot cancel it (see abort_stops).
         self.now = False
 
     def stop_now(self) -> None:
@@ -432,7 +432,8 @@ def _abort_here(server: Acceptor, reply: _AbortReply | _BusAbort) -> None:
     # over a busy script (Redis exits at once; its operation was decided
     # undone, see _release_parks).  Opening their shards again would leave
     # an AOF with no base, and the script running on.  Nor one with NOW,
-    # which Redis runs at once, waiting for no replica.
+    # or begun with shutdown-timeout 0, which Redis runs at once, waiting
+    # for no replica.
     undecided = [
         gather
         for gather in server.stops_pending
@@ -555,7 +556,7 @@ def _shutdown(client: Client, slot: Slot | None, mode: bytes, force: bool, now: 
     gather.mode = mode
     server.stops_pending.append(gather)
     gather.force = force
-    gather.now = now
+    gather.now = now or _waits_for_nothing(server)
     gather.saves = mode == b"save" or (mode == b"default" and bool(server.config.get("save")))
     gather.busy_pids = [link.script[0] for link in busy]  # type: ignore[index]
     for link in asked:
@@ -633,7 +634,7 @@ def _stop_shards(server: Acceptor, flags: str) -> None:
     gather.mode = mode.encode()
     server.stops_pending.append(gather)
     gather.force = "force" in names
-    gather.now = "now" in names
+    gather.now = "now" in names or _waits_for_nothing(server)
     gather.saves = mode == "save" or (mode == "default" and bool(server.config.get("save")))
     command = encode_command([Verb.SHUTDOWN, mode.encode()])
     for link in asked:
@@ -642,6 +643,13 @@ def _stop_shards(server: Acceptor, flags: str) -> None:
     if not asked:
         gather.left = 1
         gather.deliver(b"+OK\r\n")
+
+
+def _waits_for_nothing(server: Acceptor) -> bool:
+    """``shutdown-timeout 0``: as Redis's prepareForShutdown, which waits
+    for its replicas only with a timeout, a stop then runs at once, as
+    with NOW, and SHUTDOWN ABORT cannot cancel it (see abort_stops)."""
+    return not int(server.config.get("shutdown-timeout") or 0)
 
 
 def _not_reloading(server: Acceptor, links: list) -> list:

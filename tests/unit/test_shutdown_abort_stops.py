@@ -245,3 +245,27 @@ def test_no_shutdown_answered_later_is_still_a_failed_call(acceptors):
     fire()
     assert server.stats.errors == []
     assert server.stats.failed_calls == [("shutdown", durability.NO_SHUTDOWN)]
+
+
+@pytest.mark.parametrize("timeout", [0, 10])
+def test_a_stop_begun_with_no_shutdown_timeout_runs_as_with_now(timeout):
+    """Redis's prepareForShutdown waits for its replicas only when
+    ``shutdown-timeout`` is not 0: with 0 a SHUTDOWN (or a signal's stop)
+    runs at once, as with NOW, and SHUTDOWN ABORT finds nothing to cancel.
+    Here too, whichever shard still saves (before, ABORT cancelled it, and
+    its +OK, bounded by a wait of 0 s, came before the shards were open)."""
+    sent: list = []
+    link = SimpleNamespace(busy=None, script=None, index=0, up=True, send=lambda *a, **kw: sent.append(a[1]))
+    server = _server()
+    server.config = {"shutdown-timeout": timeout, "save": ""}
+    server.links, server.reloading, server.nacceptors = [link], set(), 1
+    stopper, aborter = _Client(server), _Client(server)
+    durability._shutdown(stopper, None, b"save", False)
+    [gather] = server.stops_pending
+    assert gather.now is (timeout == 0) and len(sent) == 1  # (its shard saves)
+    durability.abort_stops(aborter)
+    if timeout:
+        assert gather.aborted and aborter.pending[0].data is None  # (+OK once the shard is open)
+    else:
+        assert not gather.aborted and aborter.pending[0].data == NO_SHUTDOWN
+        assert server.stops_pending == [gather]
