@@ -24,7 +24,7 @@ import pytest
 from tests.support.acceptors import K, client_on
 from tests.support.placement import key_on
 from tests.support.processes import until, worker_pid
-from tests.support.resp import ErrorReply, RespClient
+from tests.support.resp import ErrorReply, RespClient, parse_info
 from tests.support.servers import ServerProcess, start_redis, start_shardkv
 
 WAIT = 20.0  # seconds: bounds, not timing checks
@@ -116,7 +116,8 @@ def test_abort_cancels_a_shutdown_whose_shards_save():
     is under way, as Redis's waiting for its replicas: SHUTDOWN ABORT
     answers ``+OK`` once every shard is open again, and the SHUTDOWN gets
     Redis's replyToClientsBlockedOnShutdown error.  The server serves on,
-    every key kept."""
+    every key kept, every change still counted as unsaved (Redis's save
+    comes after the wait its ABORT cancels)."""
     proc = start_shardkv("--save", "", "--rdb-key-save-delay", "5000", shards=2)
     stopper, aborter = _client(proc), _client(proc)
     try:
@@ -127,6 +128,10 @@ def test_abort_cancels_a_shutdown_whose_shards_save():
         assert _is_error(stopper.read_reply(), FAILED)
         assert aborter.command("SET", "later", "1") == b"OK"  # every shard open again
         assert aborter.command("DBSIZE") == 101
+        # Redis's ABORT comes before its save: the shards' saves count as
+        # not made (before, rdb_changes_since_last_save said 1).
+        info = parse_info(aborter.command("INFO", "persistence"))  # type: ignore[arg-type]
+        assert (info["rdb_changes_since_last_save"], info["rdb_saves"]) == ("101", "0")
         assert proc.proc.poll() is None
         assert _is_error(_ask(aborter, "SHUTDOWN", "ABORT"), NO_SHUTDOWN)
     finally:
@@ -142,7 +147,8 @@ def test_two_stops_where_a_save_fails_both_fail_and_the_server_serves_on(kind):
     fails; the other shard saves slowly, so that the stops overlap): each
     SHUTDOWN gets ``-ERR Errors trying to SHUTDOWN. Check logs.``, the
     signal's stop logs Redis's lines, nobody waits for ever, and the server
-    serves on with every key; once the path is free, a SIGTERM saves and
+    serves on with every key, every change counted as unsaved (no save was
+    made, as in Redis); once the path is free, a SIGTERM saves and
     stops, status 0.  (shardkv answers the first failure once the second
     stop is over too, and opens the shards again once, then.)"""
     flags = ("--save", "3600 1", "--rdb-key-save-delay", "5000")
@@ -152,6 +158,7 @@ def test_two_stops_where_a_save_fails_both_fail_and_the_server_serves_on(kind):
     first, other = _client(proc), _client(proc)
     lines = "Errors trying to shut down the server. Check the logs for more information."
     try:
+        started = parse_info(other.command("INFO", "persistence"))["rdb_last_save_time"]  # type: ignore[arg-type]
         for i in range(100):
             assert other.command("SET", f"k{i}", i) == b"OK"
         blocked.mkdir()
@@ -167,6 +174,11 @@ def test_two_stops_where_a_save_fails_both_fail_and_the_server_serves_on(kind):
         assert until(lambda: lines in proc.output())
         assert first.command("SET", "later2", "1") == b"OK"
         assert other.command("DBSIZE") == 102
+        # As Redis, no save was made (one failed): every change counts
+        # still, and the last save is the start (shard 1 had saved each time).
+        info = parse_info(other.command("INFO", "persistence"))  # type: ignore[arg-type]
+        assert info["rdb_changes_since_last_save"] == "102"
+        assert (info["rdb_saves"], info["rdb_last_save_time"]) == ("0", started)
         assert proc.proc.poll() is None
         blocked.rmdir()
         proc.signal(signal.SIGTERM)

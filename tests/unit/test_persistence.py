@@ -859,6 +859,28 @@ def test_shutdown_flushes_and_saves(tmp_path):
     assert run(shard, "SET", "x", "1") == "OK"  # open again after abort
 
 
+def test_a_stop_opened_again_counts_its_save_as_not_made(tmp_path):
+    """A stop that fails or is aborted opens the shard again
+    (``__shutdown abort``): as Redis's, which made no save (its one save
+    failed, or its ABORT came before it), the figures are those before
+    the stop, though the snapshot was written."""
+    clock = FakeClock()
+    cfg = make_config(tmp_path, appendonly=False, save="")
+    shard = open_shard(cfg, clock)
+    p = shard.persistence
+    run(shard, "SET", "k", "v")
+    p.lastsave -= 5  # type: ignore[union-attr,operator]
+    before = p.info()  # type: ignore[union-attr]
+    assert run(shard, "__shutdown", "save") == run(shard, "__shutdown", "save") == "OK"
+    assert p.info()["rdb_changes_since_last_save"] == 0  # type: ignore[union-attr]
+    assert run(shard, "__shutdown", "abort") == "OK"
+    assert os.path.exists(p.files.snapshot)  # type: ignore[union-attr]
+    assert p.info() == before  # type: ignore[union-attr]
+    assert before["rdb_changes_since_last_save"] == 1 and before["rdb_saves"] == 0
+    run(shard, "SET", "k", "w")
+    assert p.info()["rdb_changes_since_last_save"] == 2  # type: ignore[union-attr]
+
+
 def test_a_shard_shut_without_a_save_saves_for_a_later_shutdown_save(tmp_path):
     """Two stops at once reach a shard in either order (a signal's and a
     SHUTDOWN SAVE, two acceptors'): SAVE after a stop that did not save

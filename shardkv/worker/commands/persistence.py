@@ -83,7 +83,7 @@ def shutdown_command(ks: Keyspace, args: list[bytes]) -> object:
     p = _of(ks)
     mode = args[1].decode("latin-1").lower() if len(args) > 1 else "default"
     if mode == "abort":
-        p.closed = False
+        p.reopen()
         return OK
     faultpoints.hold("shutdown", p.index)  # the tests of a frozen worker's stop only
     try:

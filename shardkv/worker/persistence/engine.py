@@ -230,10 +230,27 @@ class Persistence(Loading, Saves, Rewrites):
             and bool(self.rules)
             and bool(self.dirty or self.unsaved or not os.path.exists(self.files.snapshot))
         )
+        before = (self.dirty, self.unsaved, self.lastsave, self.rdb_saves, self.last_bgsave_ok)
         if saves:
             self.save()
         self.closed = True
         self.closed_saved = saves
+        self.before_stop = before
+
+    def reopen(self) -> None:
+        """``__shutdown abort``: the stop failed (another shard could not
+        save) or was aborted, and the shard serves again.  Redis's stop that
+        fails has made no save (its one save failed), and one it aborts has
+        not begun its save (its SHUTDOWN ABORT comes while it waits for its
+        replicas, before finishShutdown saves): so this shard's save for it
+        counts as not made, its INFO figures as they were before the stop
+        (rdb_changes_since_last_save, rdb_last_save_time, rdb_saves,
+        rdb_last_bgsave_status), the same figures as Redis's.  Its snapshot
+        is written all the same, and saved again when its rules say."""
+        if self.closed and self.before_stop is not None:
+            self.dirty, self.unsaved, self.lastsave, self.rdb_saves, self.last_bgsave_ok = self.before_stop
+        self.before_stop = None
+        self.closed = False
 
     def close(self, mode: str = "default") -> None:
         """The worker is exiting: shut down (``mode`` as for :meth:`shutdown`) and close files."""

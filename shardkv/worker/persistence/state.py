@@ -70,6 +70,9 @@ class State:
         self.schedules: Schedules | None = None
         self.closed = False  # SHUTDOWN has run
         self.closed_saved = False  # and saved (see Persistence.shutdown)
+        # The INFO figures a stop's save changed, as they were before it:
+        # put back if the stop fails or is aborted (see Persistence.reopen).
+        self.before_stop: tuple[int, int, int, int, bool] | None = None
         # Why writes are refused (-MISCONF), or None: see _update_misconf.
         self.misconf: str | None = None
         self._bgsave_ok = True
