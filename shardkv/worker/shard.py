@@ -1770,7 +1770,7 @@ class Shard:
         persistence = self.persistence
         if persistence is not None:
             persistence.log_prepare(op, states)
-            persistence.dirty += changes
+            persistence.count_prepared(op, changes)
 
     def park(self, ops: list[int]) -> None:
         """Run nothing from the queue until the :class:`~wire.Decide` of
@@ -1901,13 +1901,13 @@ class Shard:
             if part.undo is not None:
                 for key, state in part.undo.items():
                     import_qualified(ks, key, state)
-            persistence = self.persistence
-            if persistence is not None:
-                # Undone (or a flush not done): no change.  Never below 0, as
-                # Redis's server.dirty: a save since may have reset the count.
-                persistence.dirty = max(0, persistence.dirty - part.changes)
-        if self.persistence is not None:
-            self.persistence.log_outcome(op, commit)
+        persistence = self.persistence
+        if persistence is not None:
+            # Its count is settled: kept if committed; if undone (or a flush
+            # not done: no change) what is still counted of it is taken back
+            # (a save since may have reset the count).
+            persistence.take_back(op, commit)
+            persistence.log_outcome(op, commit)
 
     def refuse(self, message: object) -> None:
         """A control message this shard is not waiting for: say so."""

@@ -457,16 +457,43 @@ def test_cross_shard_results_are_logged_as_states(tmp_path):
 
 def test_abort_after_a_save_takes_back_no_more_than_the_count(tmp_path):
     # The executor counted the RENAME's change in dirty when it prepared it;
-    # a SAVE then reset the count; the abort takes the change back, and the
-    # count, Redis's server.dirty, stays at 0 rather than going below.
+    # a SAVE then reset the count, and a write after it counts 1; the abort
+    # takes nothing back: as if the RENAME had never run, Redis's
+    # server.dirty is the one write since the save (before, the take-back
+    # took it, or once went below 0).
     clock, cfg, s0, s1, own, foreign = _two_shards(tmp_path)
     _prepare_rename(s0, s1, own, foreign)
     assert s0.persistence.dirty > 0  # type: ignore[union-attr]
     s0.persistence.save()  # type: ignore[union-attr]
+    run(s0, "SET", b"later" + own, "1")
     for shard in (s0, s1):
         shard.decide(7, False)
         shard.persistence.commit()  # type: ignore[union-attr]
-    assert s0.persistence.dirty == 0  # type: ignore[union-attr]
+    assert s0.persistence.dirty == 1  # type: ignore[union-attr]
+    close(s0)
+    close(s1)
+
+
+@pytest.mark.parametrize("abort_before_fork", [False, True])
+def test_abort_while_a_background_save_runs_is_taken_back_once(tmp_path, abort_before_fork):
+    # Counted before a BGSAVE's fork, the RENAME's change is in what the
+    # save takes off when it ends: an abort meanwhile takes it from both,
+    # and the count is the writes after the fork, as if it had never run
+    # (before, the save's end took it a second time, stopping at 0).
+    # Aborted before the fork, it is in neither.
+    clock, cfg, s0, s1, own, foreign = _two_shards(tmp_path)
+    p = s0.persistence
+    _prepare_rename(s0, s1, own, foreign)
+    run(s0, "SET", b"before" + own, "1")
+    if abort_before_fork:
+        s0.decide(7, False)
+    p.bgsave()  # type: ignore[union-attr]
+    if not abort_before_fork:
+        s0.decide(7, False)
+    run(s0, "SET", b"after" + own, "1")
+    wait_child(s0)
+    assert p.last_bgsave_ok and p.dirty == 1  # type: ignore[union-attr]
+    s1.decide(7, False)
     close(s0)
     close(s1)
 

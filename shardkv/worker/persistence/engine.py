@@ -230,7 +230,7 @@ class Persistence(Loading, Saves, Rewrites):
             and bool(self.rules)
             and bool(self.dirty or self.unsaved or not os.path.exists(self.files.snapshot))
         )
-        before = (self.dirty, self.unsaved, self.lastsave, self.rdb_saves, self.last_bgsave_ok)
+        before = (self.dirty, self.unsaved, self.lastsave, self.rdb_saves, self.last_bgsave_ok, self.counted)
         if saves:
             self.save()
         self.closed = True
@@ -248,7 +248,8 @@ class Persistence(Loading, Saves, Rewrites):
         rdb_last_bgsave_status), the same figures as Redis's.  Its snapshot
         is written all the same, and saved again when its rules say."""
         if self.closed and self.before_stop is not None:
-            self.dirty, self.unsaved, self.lastsave, self.rdb_saves, self.last_bgsave_ok = self.before_stop
+            kept = self.before_stop
+            self.dirty, self.unsaved, self.lastsave, self.rdb_saves, self.last_bgsave_ok, self.counted = kept
         self.before_stop = None
         self.closed = False
 

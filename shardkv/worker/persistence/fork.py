@@ -34,6 +34,7 @@ class Child:
     temp: str
     seq: int = 0
     dirty: int = 0  # changes when it forked
+    counted: frozenset[int] = frozenset()  # the operations' counts in ``dirty`` then
     unsaved: int = 0  # and Persistence.unsaved then
     enabling: bool = False  # a rewrite that turns the AOF on
 

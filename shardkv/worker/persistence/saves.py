@@ -39,9 +39,33 @@ class Saves(Forking):
             log.error("shard %d: cannot save %s: %s", self.index, self.files.snapshot, e)
             raise CommandError("ERR") from None
         self.dirty = self.unsaved = 0
+        self.counted = {}  # (reset: an abort now takes nothing back)
         self.lastsave = int(time.time())
         self.last_bgsave_ok = True
         self.rdb_saves += 1
+
+    def count_prepared(self, op: int, changes: int) -> None:
+        """Count in ``dirty`` the ``changes`` of cross-shard operation
+        ``op``'s part here, until its outcome is known (see take_back)."""
+        self.dirty += changes
+        if changes:
+            self.counted[op] = self.counted.get(op, 0) + changes
+
+    def take_back(self, op: int, commit: bool) -> None:
+        """Operation ``op`` is decided.  Undone, its part made no change:
+        what is still counted of it is taken back.  A save since reset that
+        count, and Redis's server.dirty is then the changes made after the
+        save, which stay (before, the take-back took them, stopping at 0); a
+        background save forked since takes off what it saved when it ends,
+        so it is taken back from that too (else the end took it again)."""
+        changes = self.counted.pop(op, 0)
+        if commit or not changes:
+            return
+        self.dirty -= changes
+        child = self.child
+        if child is not None and child.kind == "save" and op in child.counted:
+            child.dirty -= changes
+            child.counted = child.counted - {op}
 
     def bgsave(self, schedule: bool = False, in_exec: bool = False) -> str:
         """BGSAVE [SCHEDULE]; ``in_exec``: inside EXEC, as is one a
@@ -91,7 +115,10 @@ class Saves(Forking):
         except OSError as e:
             self.last_bgsave_ok = False
             raise CommandError(f"ERR Can't BGSAVE: fork failed: {e}") from None
-        self.child = Child(pid, "save", time.time(), tmp, dirty=self.dirty, unsaved=self.unsaved)
+        counted = frozenset(self.counted)  # (what it saves of the undecided operations' counts)
+        self.child = Child(
+            pid, "save", time.time(), tmp, dirty=self.dirty, unsaved=self.unsaved, counted=counted
+        )
         self._note_pause(t0, "save")
         log.info("shard %d: background saving started by pid %d", self.index, pid)
 
@@ -107,8 +134,9 @@ class Saves(Forking):
         self.last_bgsave_ok = ok
         self.last_bgsave_secs = int(time.time() - child.started)
         if ok:
-            # (never below 0: an abort since may have taken back what it counted)
-            self.dirty = max(0, self.dirty - child.dirty)
+            self.dirty -= child.dirty
+            for op in child.counted:  # saved: an abort now takes nothing back
+                self.counted.pop(op, None)
             self.unsaved -= child.unsaved
             self.lastsave = int(time.time())
             log.info("shard %d: background saving terminated with success", self.index)

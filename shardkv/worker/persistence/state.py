@@ -72,7 +72,7 @@ class State:
         self.closed_saved = False  # and saved (see Persistence.shutdown)
         # The INFO figures a stop's save changed, as they were before it:
         # put back if the stop fails or is aborted (see Persistence.reopen).
-        self.before_stop: tuple[int, int, int, int, bool] | None = None
+        self.before_stop: tuple[int, int, int, int, bool, dict[int, int]] | None = None
         # Why writes are refused (-MISCONF), or None: see _update_misconf.
         self.misconf: str | None = None
         self._bgsave_ok = True
@@ -85,6 +85,10 @@ class State:
         # rules, SHUTDOWN) as ``dirty`` does, so that no change goes unsaved.
         self.dirty = 0
         self.unsaved = 0
+        # What the cross-shard operations prepared here and not decided yet
+        # added to ``dirty``, by operation, as long as no save has reset it
+        # (see count_prepared, take_back).
+        self.counted: dict[int, int] = {}
         self.lastsave = int(time.time())
         self.last_bgsave_ok = True
         self.last_bgsave_try = 0.0
