@@ -610,7 +610,9 @@ def exec_(client: Client, args: list[bytes]) -> None:
     reply.watched = client.state.drop_watches()
     if client.server.monitors:
         reply.place = monitor.exec_place(client)
-    if any(_is_unblock(cmd, args) or _waits_for_scripts(cmd, args) for cmd, args in asked):
+    if any(_is_unblock(cmd, args) or _waits_for_scripts(cmd, args) for cmd, args in asked) or (
+        RUNNING_LINKS and any(_is_deluser(cmd, args) for cmd, args in asked)
+    ):
         _after_scripts(client, queued, reply, after_scripts)
     elif any(_is_kill(cmd, args) for cmd, args in asked):
         _after_scripts(client, queued, reply, _at_threshold)
@@ -1050,6 +1052,12 @@ def _close_after_exec(client: Client) -> None:
 def _is_kill(cmd: Command, args: list[bytes]) -> bool:
     """SCRIPT KILL or FUNCTION KILL."""
     return cmd.name in ("script", "function") and len(args) > 1 and args[1].lower() == b"kill"
+
+
+def _is_deluser(cmd: Command, args: list[bytes]) -> bool:
+    """ACL DELUSER, which waits for the shards' scripts while a worker says
+    one runs (see users._deluser), in an EXEC too."""
+    return cmd.name == "acl" and len(args) > 1 and args[1].upper() == b"DELUSER"
 
 
 def _is_unblock(cmd: Command, args: list[bytes]) -> bool:

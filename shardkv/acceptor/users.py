@@ -30,10 +30,12 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from shardkv.acceptor.blocking import serve_after_scripts
 from shardkv.acceptor.bus import fail_slot
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.commands.common import guard
 from shardkv.acceptor.replies import Slot
+from shardkv.acceptor.shardlink import RUNNING_LINKS
 from shardkv.protocol import acl, bus, commands, errors, wire
 from shardkv.protocol.args import strict_int
 from shardkv.protocol.command_docs import check_subcommand
@@ -620,12 +622,10 @@ def acl_command(client: Client, args: list) -> None:
             raise CommandError(error)
         client.reply(OK)
     elif sub == b"deluser":
-        if b"default" in args[2:]:
-            raise CommandError(errors.ACL_DELETE_DEFAULT)
-        if server.bus is not None:
-            _in_one_order(client, b"deluser", args[2:])
-            return
-        client.reply(users.deluser(server, args[2:], client))
+        if RUNNING_LINKS:
+            serve_after_scripts(client, _deluser, args)
+        else:
+            _deluser(client, args)
     elif sub == b"getuser":
         user = users.by_name.get(args[2])
         if user is None:
@@ -659,6 +659,26 @@ def acl_command(client: Client, args: list) -> None:
         _log(client, args)
     elif sub == b"help":
         client.reply(_HELP)
+
+
+@guard
+def _deluser(client: Client, args: list) -> None:
+    """ACL DELUSER.  It closes its users' clients, as CLIENT KILL does, and
+    Redis reads it after a script, or answers it ``-BUSY`` at
+    busy-reply-threshold, nothing deleted: while a worker says a script
+    runs (``RUNNING_LINKS``, from its first count hook) it waits for the
+    shards' scripts first (``blocking.serve_after_scripts``; it closed the
+    script's own client before the script's reply, or deleted the user
+    where Redis refused).  Not always, as CLIENT KILL does: tests kill a
+    client so while a worker is stopped (SIGSTOP), and a stopped shard
+    answers no ``__ping``."""
+    if b"default" in args[2:]:
+        raise CommandError(errors.ACL_DELETE_DEFAULT)
+    server = client.server
+    if server.bus is not None:
+        _in_one_order(client, b"deluser", args[2:])
+        return
+    client.reply(server.users.deluser(server, args[2:], client))
 
 
 def _everywhere(client: Client, args: list[bytes], reply: object = OK) -> None:

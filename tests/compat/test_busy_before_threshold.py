@@ -558,3 +558,39 @@ def test_a_transaction_queued_while_a_script_runs(servers):
     _differential(servers, after_it)
     _differential(servers, left)
     _differential(servers, _refused_at_the_threshold(lambda victim: _TRANSACTION, ["set", "incr", "exec"]))
+
+
+def test_acl_deluser_of_a_scripts_client_waits_for_the_script(servers):
+    """ACL DELUSER of the user a script's client is logged in as, sent by
+    another client while the script runs (past its first count hook), alone
+    and queued in MULTI: Redis reads it after a script that ends before the
+    threshold (the script's client gets its reply, then is closed), or
+    answers it -BUSY at the threshold, the user kept (and the EXEC
+    -EXECABORT).  (shardkv ran it at once: the script's client closed
+    before its reply, the user deleted where Redis refused.)"""
+
+    def scenario(caller, other, admin):
+        out = []
+        for script, queued in ((_SPIN_FIRST + "return 'done'", False), (LOOP, False), (LOOP, True)):
+            admin.command("ACL", "SETUSER", "scriptuser", "on", ">pw", "~*", "+@all")
+            victim = RespClient(admin.sock.getpeername()[1], timeout=30)
+            try:
+                victim.command("AUTH", "scriptuser", "pw")
+                if queued:
+                    out.append(other.call("MULTI"))
+                victim.send("EVAL", script, 0)
+                _script_runs()
+                other.send("ACL", "DELUSER", "scriptuser")
+                if queued:
+                    other.send("EXEC")
+                if script == LOOP:
+                    out += [other.read() for _ in range(1 + queued)]
+                    out += [admin.call("SCRIPT", "KILL"), victim.read(), victim.call("PING")]
+                else:
+                    out += [victim.read(), victim.closed(), other.read()]
+                out.append(admin.call("ACL", "USERS"))
+            finally:
+                victim.close()
+        return out + _stats(admin, ["acl|deluser", "exec"])
+
+    _differential(servers, scenario)
