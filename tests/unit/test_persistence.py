@@ -908,6 +908,27 @@ def test_a_stop_opened_again_counts_its_save_as_not_made(tmp_path):
     assert p.info()["rdb_changes_since_last_save"] == 2  # type: ignore[union-attr]
 
 
+def test_a_save_counts_in_rdb_saves_even_when_it_fails(tmp_path):
+    """As Redis's saveCommand, which counts a SAVE (stat_rdb_saves) before
+    its rdbSave runs: a SAVE that fails counts too (before, only one that
+    succeeded); SHUTDOWN's save, Redis's bare rdbSave, does not count."""
+    clock = FakeClock()
+    cfg = make_config(tmp_path, appendonly=False, save="")
+    shard = open_shard(cfg, clock)
+    p = shard.persistence
+    run(shard, "SET", "k", "v")
+    os.mkdir(p.files.snapshot)  # type: ignore[union-attr]  # the rename fails
+    try:
+        assert run(shard, "SAVE").message == "ERR"  # type: ignore[union-attr]
+        assert p.rdb_saves == 1 and p.dirty == 1  # type: ignore[union-attr]
+        assert run(shard, "__shutdown", "save").message.startswith("ERR")  # type: ignore[union-attr]
+        assert p.rdb_saves == 1  # type: ignore[union-attr]
+    finally:
+        os.rmdir(p.files.snapshot)  # type: ignore[union-attr]
+    assert run(shard, "SAVE") == "OK" and p.rdb_saves == 2  # type: ignore[union-attr]
+    assert run(shard, "__shutdown", "save") == "OK" and p.rdb_saves == 2  # type: ignore[union-attr]
+
+
 def test_a_shard_shut_without_a_save_saves_for_a_later_shutdown_save(tmp_path):
     """Two stops at once reach a shard in either order (a signal's and a
     SHUTDOWN SAVE, two acceptors'): SAVE after a stop that did not save

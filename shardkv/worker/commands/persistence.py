@@ -28,7 +28,7 @@ def _of(ks: Keyspace) -> Persistence:
 
 def save_command(ks: Keyspace, args: list[bytes]) -> object:
     """SAVE"""
-    _of(ks).save()
+    _of(ks).save(command=True)
     return OK
 
 

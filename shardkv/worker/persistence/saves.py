@@ -20,11 +20,16 @@ log = logging.getLogger("shardkv.worker")
 class Saves(Forking):
     """Snapshots (a part of Persistence)."""
 
-    def save(self) -> None:
-        """SAVE: write the snapshot now, in this process (SHUTDOWN's save
-        too), ``rdb-key-save-delay`` per key as Redis's rdbSave sleeps."""
+    def save(self, command: bool = False) -> None:
+        """SAVE (``command``): write the snapshot now, in this process
+        (SHUTDOWN's save too), ``rdb-key-save-delay`` per key as Redis's
+        rdbSave sleeps.  As Redis's saveCommand, SAVE counts in rdb_saves
+        once it begins, whether it succeeds or fails (before, only once it
+        had succeeded); SHUTDOWN's save, Redis's bare rdbSave, does not."""
         if self.child is not None and self.child.kind == "save":
             raise CommandError("ERR Background save already in progress")
+        if command:
+            self.rdb_saves += 1
         tmp = self.files.temp(self.files.snapshot)
         delay = self.cfg.get("rdb-key-save-delay", 0)
         try:
@@ -42,7 +47,6 @@ class Saves(Forking):
         self.counted = {}  # (reset: an abort now takes nothing back)
         self.lastsave = int(time.time())
         self.last_bgsave_ok = True
-        self.rdb_saves += 1
 
     def count_prepared(self, op: int, changes: int) -> None:
         """Count in ``dirty`` the ``changes`` of cross-shard operation
