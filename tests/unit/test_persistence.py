@@ -474,6 +474,26 @@ def test_abort_after_a_save_takes_back_no_more_than_the_count(tmp_path):
     close(s1)
 
 
+@pytest.mark.parametrize("mode", ["save", "nosave"])
+def test_an_abort_while_a_stop_holds_the_shard_is_kept_if_the_stop_is_undone(tmp_path, mode):
+    # An operation in doubt (its acceptor died) is resolved, undone, by an
+    # acceptor started again while a stop holds the shard shut; the stop is
+    # then undone: the figures it puts back are without the operation, as
+    # if it had never run (before, they held its count, and nothing took it
+    # back again: 2, not the SET's 1).
+    clock, cfg, s0, s1, own, foreign = _two_shards(tmp_path)
+    p = s0.persistence
+    _prepare_rename(s0, s1, own, foreign)
+    assert p.dirty == 2  # type: ignore[union-attr]  # the SET and the RENAME
+    assert run(s0, "__shutdown", mode) == "OK"
+    s0.decide(7, False)
+    assert run(s0, "__shutdown", "abort") == "OK"
+    assert p.dirty == 1 and p.counted == {}  # type: ignore[union-attr]
+    s1.decide(7, False)
+    close(s0)
+    close(s1)
+
+
 @pytest.mark.parametrize("abort_before_fork", [False, True])
 def test_abort_while_a_background_save_runs_is_taken_back_once(tmp_path, abort_before_fork):
     # Counted before a BGSAVE's fork, the RENAME's change is in what the

@@ -230,7 +230,15 @@ class Persistence(Loading, Saves, Rewrites):
             and bool(self.rules)
             and bool(self.dirty or self.unsaved or not os.path.exists(self.files.snapshot))
         )
-        before = (self.dirty, self.unsaved, self.lastsave, self.rdb_saves, self.last_bgsave_ok, self.counted)
+        # (a copy of ``counted``: an operation decided meanwhile settles it, see take_back)
+        before = (
+            self.dirty,
+            self.unsaved,
+            self.lastsave,
+            self.rdb_saves,
+            self.last_bgsave_ok,
+            dict(self.counted),
+        )
         if saves:
             self.save()
         self.closed = True

@@ -62,6 +62,15 @@ class Saves(Forking):
         save, which stay (before, the take-back took them, stopping at 0); a
         background save forked since takes off what it saved when it ends,
         so it is taken back from that too (else the end took it again)."""
+        stopped = self.before_stop
+        if stopped is not None:
+            # Decided while a stop holds the shard shut (an operation in
+            # doubt, resolved by an acceptor started again meanwhile): if
+            # the stop is undone, the figures it puts back (see reopen) are
+            # without it too (before, they counted it for good).
+            held = stopped[5].pop(op, 0)
+            if held and not commit:
+                self.before_stop = (stopped[0] - held, *stopped[1:])
         changes = self.counted.pop(op, 0)
         if commit or not changes:
             return
