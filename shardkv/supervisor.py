@@ -21,8 +21,9 @@ Then it waits on its children:
 * a worker that dies is restarted at once, and its new data pipes are
   handed to the running acceptors, each its own, over each acceptor's
   control socket (``send_fds``, a ``pipe <shard>`` line), after a
-  ``reloading <shard>`` line; a ``reloaded <shard>`` line follows once it
-  has loaded.  Commands that were in flight to the dead worker got ``-ERR
+  ``reloading <shard> <saved_at>`` line (the restart's time, the new
+  worker's last save); a ``reloaded <shard>`` line follows once it has
+  loaded.  Commands that were in flight to the dead worker got ``-ERR
   shard unavailable`` from the acceptor; meanwhile new ones for that shard
   get ``-LOADING`` from the acceptor, and other shards carry on;
 * a worker that cannot load its data (it exits with
