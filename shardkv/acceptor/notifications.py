@@ -52,7 +52,7 @@ from collections.abc import Callable
 from shardkv.acceptor import causal, pubsub
 from shardkv.acceptor.client import Client
 from shardkv.acceptor.pubsub import publish_message
-from shardkv.acceptor.replies import RELAYED, Behind, Slot
+from shardkv.acceptor.replies import RELAYED, Behind, Slot, Within, in_pipe_order
 from shardkv.protocol import bus, wire
 from shardkv.protocol.glob import may_start_with
 from shardkv.protocol.resp import encode_command
@@ -62,6 +62,10 @@ SCRIPT_READ = wire.EVENT_SCRIPT_READ
 KEYSPACE = wire.EVENT_KEYSPACE  # K
 KEYEVENT = wire.EVENT_KEYEVENT  # E
 AFTER_REPLY = wire.EVENT_AFTER_REPLY  # its command's client gets it after the reply
+IN_REPLY = wire.EVENT_IN_REPLY  # ... inside the reply, where the class says
+IN_REPLY_INNER = wire.EVENT_IN_REPLY_INNER
+IN_REPLY_SHIFT = wire.EVENT_IN_REPLY_SHIFT
+SERVED_EVENT = wire.EVENT_SERVED  # a blocked command's, that a write served
 # Every class a shard can note (g $ l s h z x e t m n).
 CLASSES = (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10)
 CLASSES |= (1 << 11) | (1 << 14)
@@ -144,15 +148,22 @@ def publish(server, events: list, origin: object) -> None:
                 at += 1
             if at < len(places):
                 sink = places[at][1]
-        after = None
-        if cls & AFTER_REPLY and sink is not None:
-            if behind is None or behind.slot is not sink:
-                behind = Behind(sink)
-            after = behind
+        after: Behind | Within | None = None
+        if cls & AFTER_REPLY:
+            if sink is not None:
+                if behind is None or behind.slot is not sink:
+                    behind = Behind(sink)
+                after = behind
+            else:
+                after = Behind(None)  # type: ignore[arg-type]
+            # (a blocked command's, that the write served: see pubsub._deliver)
+            after.served = bool(cls & SERVED_EVENT)
+        elif cls & IN_REPLY and sink is not None and in_pipe_order(origin):  # (not a part of a reply)
+            after = Within(sink, cls >> IN_REPLY_SHIFT, bool(cls & IN_REPLY_INNER))
         if cls & KEYSPACE:
-            publish_message(server, b"__keyspace@%d__:%s" % (db, key), event, sink, behind=after)
+            publish_message(server, b"__keyspace@%d__:%s" % (db, key), event, sink, behind=after, nth=i)
         if cls & KEYEVENT:
-            publish_message(server, b"__keyevent@%d__:%s" % (db, event), key, sink, behind=after)
+            publish_message(server, b"__keyevent@%d__:%s" % (db, event), key, sink, behind=after, nth=i)
 
 
 def own_mask(server) -> int:

@@ -38,7 +38,17 @@ from shardkv.acceptor import monitor
 from shardkv.acceptor.blocking import serve_after_scripts
 from shardkv.acceptor.bus import Failed, fail_slot
 from shardkv.acceptor.client import Client
-from shardkv.acceptor.replies import Behind, ExecPlace, MutedSlot, Pushed, Slot, Trailing
+from shardkv.acceptor.replies import (
+    Behind,
+    ExecPlace,
+    InReply,
+    MutedSlot,
+    Published,
+    Pushed,
+    Slot,
+    Trailing,
+    Within,
+)
 from shardkv.acceptor.state import AFTER_SCRIPTS
 from shardkv.acceptor.transactions import Exec, discard_transaction
 from shardkv.protocol import errors
@@ -486,6 +496,9 @@ PUBLISHING = -17
 # as it published (inside EXEC, see _to_itself), or None: a publisher that
 # is subscribed itself gets the message before the reply, as in Redis.
 _PUBLISHING: dict[int, deque[tuple[Slot, int | None]]] = {}
+# A script's PUBLISH (K > 1), by its token: how many of the script's
+# events its client gets before the message (see publish_message's ``noted``).
+_NOTED: dict[int, int] = {}
 
 
 # K > 1: a script's PUBLISH on its way round the bus, by the negative
@@ -495,13 +508,15 @@ _PUBLISHING: dict[int, deque[tuple[Slot, int | None]]] = {}
 _SCRIPT_TOKENS = itertools.count(1)
 
 
-def script_publishing(before: Slot | None) -> int:
+def script_publishing(before: Slot | None, noted: int = -1) -> int:
     """The token for a script's PUBLISH whose reply slot is ``before``
-    (0: none known)."""
+    (0: none known), after ``noted`` of the script's events."""
     if before is None:
         return 0
     token = -next(_SCRIPT_TOKENS)
     _PUBLISHING[token] = deque(((before, None),))
+    if noted >= 0:
+        _NOTED[token] = noted
     return token
 
 
@@ -509,6 +524,7 @@ def script_published(token: int) -> None:
     """The script's PUBLISH was answered (or refused)."""
     if token:
         _PUBLISHING.pop(token, None)
+        _NOTED.pop(token, None)
 
 
 def bus_publish(server, origin: int, args: list, shard: bool = False) -> int:
@@ -524,7 +540,10 @@ def bus_publish(server, origin: int, args: list, shard: bool = False) -> int:
                 del _PUBLISHING[args[2]]
             if own is not None:  # its copies went as it published
                 return own + publish_message(server, args[0], args[1], shard=shard, publisher=before.client)
-    return publish_message(server, args[0], args[1], before, int(args[3]) if len(args) > 3 else 0, shard)
+    noted = _NOTED.pop(args[2], -1) if _NOTED and len(args) > 2 else -1
+    return publish_message(
+        server, args[0], args[1], before, int(args[3]) if len(args) > 3 else 0, shard, noted=noted
+    )
 
 
 def bus_spublish(server, origin: int, args: list) -> int:
@@ -540,7 +559,9 @@ def publish_message(
     since: int = 0,
     shard: bool = False,
     publisher: Client | None = None,
-    behind: Behind | None = None,
+    behind: Behind | Within | None = None,
+    noted: int = -1,
+    nth: int = -1,
 ) -> int:
     """Deliver ``message`` to the subscribers of ``channel``; how many got it.
     ``before``: the publisher's reply slot (K > 1), which its own copy precedes
@@ -551,10 +572,13 @@ def publish_message(
     the script, so the message does not reach it.  ``shard``: an
     SPUBLISH, to the subscribers of shard channel ``channel``.
     ``publisher``: a client passed over, nor counted (it got its copies as
-    it published: see :func:`_to_itself`)."""
+    it published: see :func:`_to_itself`).  ``noted``: a script's PUBLISH,
+    after how many of the script's events its own client gets the message
+    (:class:`~shardkv.acceptor.replies.Published`; -1: after all); ``nth``:
+    a keyspace event of ``before``'s command, which one (from 0)."""
     if since:
         found = receivers(channel, message, since, shard)
-        deliver(server, found, before)
+        deliver(server, found, before, noted)
         return len(found)
     receivers_ = 0
     limits = None
@@ -576,12 +600,14 @@ def publish_message(
             ):
                 receivers_ -= 1
                 continue
-            _deliver_safely(sub, msg, limits, before, behind)
+            _deliver_safely(sub, msg, limits, before, behind, noted, nth)
     if shard:
         return receivers_
     if own is not None and own not in (subscribers or ()) and _was_in(changes, channel, False):
         limits = limits or _limits(server)
-        _deliver_safely(own, _Message(Push([b"message", channel, message])), limits, before, behind)
+        _deliver_safely(
+            own, _Message(Push([b"message", channel, message])), limits, before, behind, noted, nth
+        )
         receivers_ += 1
     for pattern, (match, subs) in list(PATTERNS.items()):
         if match(channel):
@@ -594,7 +620,7 @@ def publish_message(
                     or (sub is own and _was_in(changes, pattern, True) is False)
                 ):
                     continue
-                _deliver_safely(sub, msg, limits, before, behind)
+                _deliver_safely(sub, msg, limits, before, behind, noted, nth)
                 receivers_ += 1
     if own is not None:  # the patterns it left since, that matched
         left = {p: m for _, joined, _, patterns in changes for p, m in patterns.items() if not joined}
@@ -607,7 +633,7 @@ def publish_message(
             ):
                 limits = limits or _limits(server)
                 msg = _Message(Push([b"pmessage", pattern, channel, message]))
-                _deliver_safely(own, msg, limits, before, behind)
+                _deliver_safely(own, msg, limits, before, behind, noted, nth)
                 receivers_ += 1
     return receivers_
 
@@ -656,12 +682,12 @@ def bus_held_publish(server, origin: int, args: list) -> int:
     return 1
 
 
-def deliver(server, held: list[tuple[Client, _Message]], before: Slot | None = None) -> None:
+def deliver(server, held: list[tuple[Client, _Message]], before: Slot | None = None, noted: int = -1) -> None:
     """Deliver what :func:`receivers` found (to those still connected)."""
     if held:
         limits = _limits(server)
         for sub, msg in held:
-            _deliver_safely(sub, msg, limits, before)
+            _deliver_safely(sub, msg, limits, before, None, noted)
 
 
 # A subscribed client over its soft limit: since when (time.monotonic()).
@@ -673,11 +699,13 @@ def _deliver_safely(
     msg: _Message,
     limits: tuple[int, int, int],
     before: Slot | None,
-    behind: Behind | None = None,
+    behind: Behind | Within | None = None,
+    noted: int = -1,
+    nth: int = -1,
 ) -> None:
     """:func:`_deliver`, where a bug costs this subscriber alone."""
     try:
-        _deliver(client, msg, limits, before, behind)
+        _deliver(client, msg, limits, before, behind, noted, nth)
     except Exception:
         client.failed("delivering a Pub/Sub message to it")
 
@@ -687,25 +715,47 @@ def _deliver(
     msg: _Message,
     limits: tuple[int, int, int],
     before: Slot | None = None,
-    behind: Behind | None = None,
+    behind: Behind | Within | None = None,
+    noted: int = -1,
+    nth: int = -1,
 ) -> None:
     if client.closing or client.closed:
         return
     if before is not None and before.client is client and before.data is None:
-        if behind is not None:
+        if type(behind) is Behind:
             _behind(client, before, behind, msg.body(client.resp3))
+        elif behind is not None and _within(client, before, behind, msg):  # type: ignore[arg-type]
+            pass
         elif type(before) is ExecPlace:
             before.take(msg.body(client.resp3))
         else:
-            at = place_of(client.pending, before)
-            if at >= 0:
-                client.pending.insert(at, msg.body(client.resp3))
-            else:
+            pending = client.pending
+            at = place_of(pending, before)
+            if at < 0:
                 _in_exec_or_after(client, before, msg.body(client.resp3))
+            elif noted > 0:  # a script's PUBLISH: after the events the script noted before it
+                pending.insert(at, Published(msg.body(client.resp3), before, noted))
+            else:
+                # (a script's event: before the messages it PUBLISHed after it)
+                while at and type(pending[at - 1]) is Published and pending[at - 1].follows(before, nth):
+                    at -= 1
+                pending.insert(at, msg.body(client.resp3))
     elif client.state.reply_mode:  # (CLIENT REPLY OFF or SKIP keeps it: its own PUBLISH's, in EXEC too)
         client.pending.append(Pushed(msg.body(client.resp3)))
     else:
-        client.pending.append(msg.body(client.resp3))
+        pending = client.pending
+        if (
+            pending
+            and client.state.blocked
+            and _waits(pending[-1])
+            and not (behind is not None and behind.served)
+        ):
+            # Blocked: Redis writes it at once, before the reply that
+            # serving the client will write; not the events of a blocked
+            # command a write served that Redis writes after its reply.
+            pending.insert(len(pending) - 1, msg.body(client.resp3))
+        else:
+            pending.append(msg.body(client.resp3))
     client.flush()
     hard, soft, soft_seconds = limits
     if not (hard or soft) or client.closing:
@@ -717,6 +767,34 @@ def _deliver(
         used += len(client.pending) * len(msg.body(client.resp3))
     if _over(client, used, limits):
         _drop(client)
+
+
+def _waits(item: object) -> bool:
+    """Whether ``item``, a blocked client's last pending one, is the reply
+    slot of its blocking command, still to come."""
+    return type(item) is Slot and item.data is None
+
+
+def _within(client: Client, before: Slot, within: Within, msg: _Message) -> bool:
+    """``msg`` for the client whose command's reply slot ``before`` is,
+    inside that reply, where ``within`` says (see
+    :class:`~shardkv.acceptor.replies.InReply`): whether it went there.
+    Not for a RESP2 client, nor where the reply is not a plain slot of its
+    pending ones (one of an EXEC's, dropped by CLIENT REPLY OFF): there it
+    goes before the reply."""
+    pending = client.pending
+    if not client.resp3 or type(before) is ExecPlace:
+        return False
+    at = place_of(pending, before)
+    if at < 0 or pending[at] is not before:
+        return False
+    if at and type(pending[at - 1]) is InReply and pending[at - 1].slot is before:
+        inside = pending[at - 1]
+    else:
+        inside = InReply(before)
+        pending.insert(at, inside)
+    inside.parts.append((within, msg.body(True)))
+    return True
 
 
 def _behind(client: Client, before: Slot, behind: Behind, body: bytes) -> None:

@@ -133,13 +133,119 @@ class Behind:
     it: each goes after ``slot`` (its reply's), in the order they were
     published (among its pending replies, as :class:`Trailing`; among the
     parts of an EXEC run command by command, behind the ``count`` put
-    there before it)."""
+    there before it).  ``served``: the message now delivered is of a
+    blocked command the command served (``wire.EVENT_SERVED``), which a
+    client still blocked gets after the reply it waits for."""
 
-    __slots__ = ("slot", "count")
+    __slots__ = ("slot", "count", "served")
 
     def __init__(self, slot: Slot) -> None:
         self.slot = slot
         self.count = 0
+        self.served = False
+
+
+class Within:
+    """Where, inside one command's reply (``slot``'s), Redis writes a
+    message of the command's events that it notifies while it builds the
+    reply (``wire.EVENT_IN_REPLY``: ZPOPMIN's pop, XREADGROUP's
+    ``xgroup-createconsumer``...), for the client that sent it: after the
+    reply's first header, ``skip`` whole elements, then (``inner``) the
+    header of the next (see :class:`InReply`)."""
+
+    __slots__ = ("slot", "skip", "inner")
+
+    served = False  # (see Behind)
+
+    def __init__(self, slot: Slot, skip: int, inner: bool) -> None:
+        self.slot = slot
+        self.skip = skip
+        self.inner = inner
+
+
+class InReply:
+    """The messages a command's client gets inside its reply (see
+    :class:`Within`), just before that reply's slot among its pending
+    replies: ready once the reply came, when it takes the reply's head up
+    to the last message's place, with the messages in their places, and
+    leaves the rest in the slot."""
+
+    __slots__ = ("slot", "parts", "head")
+
+    def __init__(self, slot: Slot) -> None:
+        self.slot = slot
+        self.parts: list[tuple[Within, bytes]] = []
+        self.head: bytes | None = None
+
+    @property
+    def data(self) -> bytes | None:
+        head = self.head
+        if head is None:
+            reply = self.slot.data
+            if reply is None:
+                return None
+            out: list[bytes] = []
+            at = 0
+            for within, body in self.parts:
+                place = max(_place_in(reply, within), at)
+                out += (reply[at:place], body)
+                at = place
+            self.head = head = b"".join(out)
+            self.slot.data = reply[at:]
+        return head
+
+
+def _place_in(reply: bytes, within: Within) -> int:
+    """Where in ``reply`` ``within`` says (0 if it is no array or map, or
+    is shorter than ``within`` expects: the message then goes before it)."""
+    try:
+        if reply[:1] not in (b"*", b"%", b"~"):
+            return 0
+        pos = reply.index(b"\r\n") + 2
+        for _ in range(within.skip):
+            pos = _skip(reply, pos)
+        if within.inner:
+            pos = reply.index(b"\r\n", pos) + 2
+    except ValueError:
+        return 0
+    return pos if pos <= len(reply) else 0
+
+
+def _skip(data: bytes, pos: int) -> int:
+    """Where the whole RESP element at ``pos`` of ``data`` ends."""
+    eol = data.index(b"\r\n", pos)
+    kind = data[pos : pos + 1]
+    n = int(data[pos + 1 : eol]) if kind in b"$=!*~>%|" else 0
+    pos = eol + 2
+    if kind in (b"$", b"=", b"!"):
+        return pos if n < 0 else pos + n + 2
+    if kind in (b"*", b"~", b">", b"%", b"|"):
+        for _ in range(2 * n if kind in (b"%", b"|") else max(n, 0)):
+            pos = _skip(data, pos)
+    return pos
+
+
+class Published:
+    """A script's PUBLISH message to its own client, among its pending
+    replies before the script's (``slot``): ``noted`` of the script's
+    events came before the call, and go before it (Redis writes each as
+    the script's calls run); the others after it.  Ready once the reply
+    came, as the events come just before it."""
+
+    __slots__ = ("body", "slot", "noted")
+
+    def __init__(self, body: bytes, slot: Slot, noted: int) -> None:
+        self.body = body
+        self.slot = slot
+        self.noted = noted
+
+    @property
+    def data(self) -> bytes | None:
+        return None if self.slot.data is None else self.body
+
+    def follows(self, slot: Slot, nth: int) -> bool:
+        """Whether the ``nth`` event of ``slot``'s command came before it."""
+        return self.slot is slot and 0 <= nth < self.noted
 
 
 class Trailing:

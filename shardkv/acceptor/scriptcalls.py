@@ -176,7 +176,8 @@ def _restored(link: ShardLink, generation: int) -> None:
 
 
 def answer(server: Acceptor, link: ShardLink, payload: bytes) -> None:
-    db, resp, args, since, ahead, at = wire.decode_script_query(payload)
+    db, resp, args, since, ahead, at, noted = wire.decode_script_query(payload)
+    print("Q", args, ahead, at, noted, file=open("/tmp/ev35/dbg", "a"))
     verb = args[0] if args else b""
     if verb == Verb.RANDOM:
         GENERATOR.lend(link)
@@ -204,7 +205,7 @@ def answer(server: Acceptor, link: ShardLink, payload: bytes) -> None:
             held = _HELD.get(link)
             if held is None:
                 held = _HELD[link] = _Held(server)
-        call(server, db, resp == 3, args, send, held, since, _reply_slot(link, ahead, at))
+        call(server, db, resp == 3, args, send, held, since, _reply_slot(link, ahead, at), noted)
 
 
 def _reply_slot(link: ShardLink, ahead: int, at: int = -1) -> Slot | None:
@@ -272,6 +273,7 @@ class _Held:
         message: bytes,
         since: int,
         shard: bool = False,
+        noted: int = -1,
     ) -> None:
         """A held PUBLISH: answer how many it reaches; deliver at the commit
         to exactly those it counted (still connected), as Redis, where no
@@ -285,7 +287,7 @@ class _Held:
         if bus_ is None:
 
             def now(done: Callable[[], None]) -> None:
-                pubsub.deliver(server, here, before)
+                pubsub.deliver(server, here, before, noted)
                 done()
 
             self.publishes.append(now)
@@ -295,7 +297,7 @@ class _Held:
         self.tokens.append(token)
 
         def later(done: Callable[[], None]) -> None:
-            pubsub.deliver(server, here, before)
+            pubsub.deliver(server, here, before, noted)
             bus_.ask(bus.HELD_PUBLISH, [token, 1], lambda answers: done(), failed=lambda e: done())
 
         self.publishes.append(later)
@@ -505,6 +507,7 @@ def call(
     held: _Held | None = None,
     since: int = 0,
     before: Slot | None = None,
+    noted: int = -1,
 ) -> None:
     """Answer ``args`` called from a script: ``done`` gets the reply body
     (at once, or once every shard asked has answered), counted in the
@@ -512,7 +515,8 @@ def call(
     until the script ends, if given).  ``since``: when the script's run
     started (time.monotonic_ns()), for its PUBLISH (see
     pubsub.publish_message); ``before``: the script's reply slot, which
-    its PUBLISH's message to its own client precedes."""
+    its PUBLISH's message to its own client precedes, after the first
+    ``noted`` of the script's events (-1: all)."""
     name = args[0].lower()
     stats = server.stats if held is None else held.stats
     stats.error_mark = stats.error_events  # (as Acceptor.run_local: see Stats.error_mark)
@@ -534,11 +538,11 @@ def call(
         shard = name == b"spublish"
         if held is not None:
             held.before = before
-            held.publish(server, caller, args[1], args[2], since, shard)
+            held.publish(server, caller, args[1], args[2], since, shard, noted)
         elif server.bus is None:
-            caller.reply(pubsub.publish_message(server, args[1], args[2], before, since, shard))
+            caller.reply(pubsub.publish_message(server, args[1], args[2], before, since, shard, noted=noted))
         else:
-            token = pubsub.script_publishing(before)
+            token = pubsub.script_publishing(before, noted)
 
             def counted(counts: list) -> None:
                 pubsub.script_published(token)

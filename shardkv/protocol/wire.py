@@ -925,7 +925,7 @@ RANDOM_SEED = 0x1234ABCD330E
 
 
 def encode_script_query(
-    db: int, resp: int, args: list[bytes], since: int = 0, ahead: int = -1, at: int = -1
+    db: int, resp: int, args: list[bytes], since: int = 0, ahead: int = -1, at: int = -1, noted: int = -1
 ) -> bytes:
     """``since``: the time.monotonic_ns() the script's run started (a
     PUBLISH of it does not reach those that subscribed later).  ``ahead``:
@@ -934,13 +934,16 @@ def encode_script_query(
     client and reply slot (its own message goes before that reply).
     ``at``: with :data:`SCRIPT_PARKED`, a script among an operation's
     commands (an EXEC's), its reply's place among the run's replies
-    (``Shard.run_reply_at``; -1: unknown or alone)."""
-    return b"Q" + marshal.dumps((db, resp, args, since, ahead, at))
+    (``Shard.run_reply_at``; -1: unknown or alone).  ``noted``: how many
+    events the script's command noted before this call (-1: unknown), which
+    its client gets before a PUBLISH's message, as Redis writes them as the
+    script's calls run."""
+    return b"Q" + marshal.dumps((db, resp, args, since, ahead, at, noted))
 
 
-def decode_script_query(payload: bytes) -> tuple[int, int, list[bytes], int, int, int]:
-    db, resp, args, since, ahead, at = marshal.loads(payload[1:])
-    return db, resp, args, since, ahead, at
+def decode_script_query(payload: bytes) -> tuple[int, int, list[bytes], int, int, int, int]:
+    db, resp, args, since, ahead, at, noted = marshal.loads(payload[1:])
+    return db, resp, args, since, ahead, at, noted
 
 
 def encode_script_answer(body: bytes) -> bytes:
@@ -1014,6 +1017,21 @@ EVENT_STARVED = 1 << 17
 # the events of most commands come before it (see shardkv.worker.events,
 # AFTER_REPLY).  Never in a mask: it selects no pipe.
 EVENT_AFTER_REPLY = 1 << 18
+# Beside an event's class: Redis writes this event inside its command's
+# reply, as it builds it (ZPOPMIN's pop event after the array's header,
+# XREADGROUP's ``xgroup-createconsumer`` after its stream's name...), so the
+# command's own RESP3 subscribing client gets it there: after the reply's
+# first header, then ``cls >> EVENT_IN_REPLY_SHIFT`` whole elements, then
+# (EVENT_IN_REPLY_INNER) the header of the element that follows (see
+# shardkv.worker.events, IN_REPLY).  Never in a mask.
+EVENT_IN_REPLY = 1 << 19
+EVENT_IN_REPLY_INNER = 1 << 20
+EVENT_IN_REPLY_SHIFT = 22
+# Beside an event's class: an event of a blocked command that a write
+# served (its client's reply comes later, in a ``W`` frame): Redis writes
+# it once it serves the client, where the write's own events reach that
+# client at once, before the reply it still waits for.  Never in a mask.
+EVENT_SERVED = 1 << 21
 
 
 def encode_events(bounds: list[int] | None, events: list[tuple[int, bytes, int, bytes]]) -> bytes:

@@ -711,7 +711,9 @@ class Waiters:
                 before = events.before(ks, args)
                 value = waiter.wait.serve(ks, args, key)
                 if value is not None:
+                    mark = len(ks.events)  # type: ignore[arg-type]
                     events.derive(ks, args, value, before)
+                    events.served(ks, mark)
         except CommandError as e:
             value = Error(e.message)
         except Exception:  # a bug must not take the shard down
@@ -820,7 +822,9 @@ class Waiters:
             else:  # someone listens: its events, as the command's own
                 before = events.before(ks, command)
                 value = handler(ks, command)  # type: ignore[misc]
+                mark = len(ks.events)  # type: ignore[arg-type]
                 events.derive(ks, command, value, before)
+                events.served(ks, mark)
         except CommandError as e:
             value = Error(e.message)
         except Exception:  # a bug must not take the shard down

@@ -47,7 +47,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from shardkv.protocol import commands, wire
-from shardkv.protocol.resp import NULL_ARRAY, Error
+from shardkv.protocol.resp import NULL_ARRAY, Error, KeyedArrays
 from shardkv.protocol.wire import Verb
 from shardkv.runtime import config as settings
 from shardkv.worker.handlers import Handlers
@@ -73,6 +73,9 @@ CHANNELS = KEYSPACE | KEYEVENT
 FLUSH = wire.EVENT_FLUSH  # shardkv's own, for client-side caching
 SCRIPT_READ = wire.EVENT_SCRIPT_READ  # shardkv's own, for client-side caching
 AFTER = wire.EVENT_AFTER_REPLY  # written after the command's reply (see AFTER_REPLY)
+IN_REPLY_AT = wire.EVENT_IN_REPLY  # written inside the command's reply (see IN_REPLY)
+IN_REPLY_INNER = wire.EVENT_IN_REPLY_INNER
+SERVED = wire.EVENT_SERVED  # a blocked command's, served by a write
 ALL = (
     GENERIC
     | STRING
@@ -235,6 +238,8 @@ def derive(ks: Keyspace, args: list[bytes], value: object, before: dict) -> None
             events.insert(at, (db, key, ks.classes[NEW], b"new"))  # type: ignore[union-attr]
     if name in AFTER_REPLY and len(events) > mark:  # type: ignore[arg-type]
         _mark_after_reply(ks, args, mark)
+    if name in IN_REPLY and len(events) > mark:  # type: ignore[arg-type]
+        _mark_in_reply(ks, name, value, mark)
 
 
 def _mark_after_reply(ks: Keyspace, args: list[bytes], mark: int) -> None:
@@ -253,6 +258,38 @@ def _mark_after_reply(ks: Keyspace, args: list[bytes], mark: int) -> None:
         db, key, cls, event = events[i]  # type: ignore[index]
         if event in later:
             events[i] = (db, key, cls | AFTER, event)  # type: ignore[index]
+
+
+def _mark_in_reply(ks: Keyspace, name: bytes, value: object, mark: int) -> None:
+    """Mark the events from ``mark`` on that Redis writes inside the
+    command's reply (:data:`IN_REPLY`), with their place there.  Not in a
+    script, whose reply comes once it ended."""
+    scripts = ks.scripts
+    if scripts is not None and scripts.run is not None:
+        return
+    named, skip, inner = IN_REPLY[name]
+    events = ks.events
+    for i in range(mark, len(events)):  # type: ignore[arg-type]
+        db, key, cls, event = events[i]  # type: ignore[index]
+        if event not in named:
+            continue
+        at = skip
+        if name == b"xreadgroup":  # (after its stream's name, in the map of those served)
+            served = [k for k, _ in value] if type(value) is KeyedArrays else []
+            if key not in served:
+                continue
+            at = 2 * served.index(key) + 1
+        place = IN_REPLY_AT | (IN_REPLY_INNER if inner else 0) | (at << wire.EVENT_IN_REPLY_SHIFT)
+        events[i] = (db, key, cls | place, event)  # type: ignore[index]
+
+
+def served(ks: Keyspace, mark: int) -> None:
+    """The events from ``mark`` on are a blocked command's, served by a
+    write (``wire.EVENT_SERVED``): its client's reply comes later."""
+    events = ks.events
+    for i in range(mark, len(events)):  # type: ignore[arg-type]
+        db, key, cls, event = events[i]  # type: ignore[index]
+        events[i] = (db, key, cls | SERVED, event)  # type: ignore[index]
 
 
 def _alive(ks: Keyspace, key: bytes) -> bool:
@@ -736,10 +773,9 @@ RULES: dict[bytes, Callable] = {
 # ``new``).  Measured against redis-server 7.0.15 (see
 # tests/compat/test_pubsub_own_messages.py::test_own_events_and_reply_in_redis_order).
 # SET counts only with GET, which replies before it writes, as GETSET.
-# Not matched: ZPOPMIN/ZPOPMAX/BZPOP*/ZMPOP/BZMPOP write their pop event
-# inside the reply's array (after its header), XREADGROUP, XCLAIM and
-# XAUTOCLAIM their ``xgroup-createconsumer`` inside it too; here those
-# come before the reply.
+# ZPOPMIN/ZPOPMAX/BZPOP*/ZMPOP/BZMPOP write their pop event inside the
+# reply, XREADGROUP, XCLAIM and XAUTOCLAIM their ``xgroup-createconsumer``
+# too: see IN_REPLY.
 _POPS = frozenset({b"lpop", b"rpop", b"del"})
 _STORED = frozenset({b"del", b"sinterstore", b"sunionstore", b"sdiffstore"})
 _ZSTORED = frozenset({b"del", b"zunionstore", b"zinterstore", b"zdiffstore", b"zrangestore"})
@@ -793,6 +829,27 @@ AFTER_REPLY: dict[bytes, frozenset[bytes]] = {
     b"xadd": frozenset({b"xadd", b"xtrim"}),
     b"xsetid": frozenset({b"xsetid"}),
     b"xgroup": frozenset({b"xgroup-create", b"xgroup-setid", b"xgroup-destroy"}),
+}
+
+# Redis's place, inside the reply, of the events some commands notify while
+# they build it (measured against redis-server 7.0.15, see
+# tests/compat/test_pubsub_own_messages.py::test_own_events_inside_the_reply):
+# by command, the events, how many whole elements of the reply come before
+# them after its header, and whether the header of the next does too.
+# XREADGROUP's ``xgroup-createconsumer`` of a stream comes after that
+# stream's name in the map (the place counted from the reply).
+_ZPOPS = frozenset({b"zpopmin", b"zpopmax"})
+_CREATED = frozenset({b"xgroup-createconsumer"})
+IN_REPLY: dict[bytes, tuple[frozenset[bytes], int, bool]] = {
+    b"zpopmin": (_ZPOPS, 0, False),  # *N, >push, the pairs
+    b"zpopmax": (_ZPOPS, 0, False),
+    b"bzpopmin": (_ZPOPS, 1, False),  # *3, key, >push, member, score
+    b"bzpopmax": (_ZPOPS, 1, False),
+    b"zmpop": (_ZPOPS, 1, True),  # *2, key, *N, >push, the pairs
+    b"bzmpop": (_ZPOPS, 1, True),
+    b"xclaim": (_CREATED, 0, False),  # *N, >push, the entries
+    b"xautoclaim": (_CREATED, 1, True),  # *3, next id, *N, >push...
+    b"xreadgroup": (_CREATED, 1, False),  # %N, key, >push, its entries...
 }
 
 # What some rules need to know from before the command ran (before[None]).

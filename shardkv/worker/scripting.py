@@ -2240,7 +2240,17 @@ class Engine:
             ahead = getattr(shard, "replies_ahead", None)
             place = ahead() if ahead is not None else -1
             at = getattr(shard, "run_reply_at", -1) if place == wire.SCRIPT_PARKED else -1
-            send(wire.encode_script_query(self.ks.db, run.resp, argv, int(run.start * 1e9), place, at))
+            noted = -1  # (the events the script noted so far: they come before its PUBLISH's message)
+            events = self.ks.events
+            if (
+                events is not None
+                and place >= 0
+                and len(argv) > 2
+                and argv[-3].lower() in (b"publish", b"spublish")
+            ):
+                bounds = getattr(shard, "event_bounds", None)
+                noted = len(events) - (bounds[-1] if bounds else 0)
+            send(wire.encode_script_query(self.ks.db, run.resp, argv, int(run.start * 1e9), place, at, noted))
             while True:
                 frame = recv()
                 if frame[0] == wire.SCRIPT_ANSWER:

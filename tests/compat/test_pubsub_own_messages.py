@@ -15,7 +15,8 @@ import pytest
 
 from shardkv.protocol.resp import encode_command
 from tests.compat.test_pubsub_sharded import _same_resp3_session
-from tests.support.rawsocket import REPLY_WAIT
+from tests.support.rawsocket import REPLY_WAIT, read_through
+from tests.support.resp import reply_end
 
 PUBLISH_Q = b"\"return redis.call('publish', 'q', 'hi')\""
 SPUBLISH_Q = b"\"return redis.call('spublish', 'q', 'hi')\""
@@ -450,3 +451,114 @@ def test_own_events_and_reply_in_redis_order(redis_and_shardkv_k12, session):
         assert theirs.index(b"__keyevent@0__:rpush\r\n$1\r\na\r\n") < theirs.index(b":1\r\n>4\r\n")
     elif b"EVAL" not in session:
         assert b":3\r\n>4\r\n$8\r\npmessage\r\n" in theirs  # (RPUSH's reply, then its event)
+
+
+# (every key on one shard: a hash tag; XREADGROUP's consumer made on two
+# streams, each event after its own stream's name in the map)
+_INSIDE = [
+    b"ZADD {z}z 1 a 2 b 3 c\r\nZPOPMIN {z}z\r\nZPOPMAX {z}z 5\r\n",
+    b"ZADD {z}z 1 a\r\nBZPOPMIN {z}z 0\r\nZADD {z}z 1 a 2 b\r\nBZPOPMAX {z}y {z}z 0\r\n",
+    b"ZADD {z}z 1 a 2 b\r\nZMPOP 1 {z}z MIN\r\nBZMPOP 0 2 {z}y {z}z MAX COUNT 5\r\n",
+    b"XADD {x}a 1-1 f v\r\nXADD {x}b 1-1 f v\r\nXGROUP CREATE {x}a g 0\r\nXGROUP CREATE {x}b g 0\r\n"
+    b"XREADGROUP GROUP g c STREAMS {x}a {x}b > >\r\n"
+    b"XCLAIM {x}a g d 0 1-1\r\nXAUTOCLAIM {x}b g e 0 0\r\nXREADGROUP GROUP g c STREAMS {x}a 0\r\n",
+]
+
+
+@pytest.mark.parametrize(
+    "session, inside",
+    zip(
+        _INSIDE,
+        [
+            b"*2\r\n>4\r\n",
+            b"*3\r\n$4\r\n{z}z\r\n>4\r\n",
+            b"*2\r\n$4\r\n{z}z\r\n*1\r\n>4\r\n",
+            b"%2\r\n$4\r\n{x}a\r\n>4\r\n",
+        ],
+        strict=True,
+    ),
+    ids=["zpop", "bzpop", "zmpop", "streams"],
+)
+def test_own_events_inside_the_reply(redis_and_shardkv_k12, session, inside):
+    """A RESP3 client subscribed to every keyspace event pops from a sorted
+    set, or makes its stream consumer by reading or claiming: Redis
+    notifies while it builds the reply, and writes the pop event (the
+    ``xgroup-createconsumer``) inside the reply's array, after its header
+    (and the key, the next id, the inner header...).  shardkv wrote it
+    before the reply."""
+    theirs = _same_until_end(
+        redis_and_shardkv_k12, b"FLUSHALL\r\n" + _HEAR_ALL + session + OFF + b"FLUSHALL\r\n"
+    )
+    assert inside in theirs
+
+
+_SCRIPTS = [
+    b"EVAL \"redis.call('set', KEYS[1], 'v') return redis.call('publish', 'q', 'hi')\" 2 {k}k {k}l\r\n",
+    b"EVAL \"redis.call('set', KEYS[1], 'v') redis.call('publish', 'q', 'a') redis.call('rpush', KEYS[2], 'v') "
+    b"redis.call('publish', 'q', 'b') redis.call('del', KEYS[2]) return 1\" 2 {k}k {k}l\r\n",
+    b"EVAL \"redis.call('publish', 'q', 'a') redis.call('set', KEYS[1], 'v') return 1\" 1 {k}k\r\n",
+]
+
+
+@pytest.mark.parametrize("session", _SCRIPTS, ids=["write-then-publish", "interleaved", "publish-then-write"])
+def test_a_scripts_events_and_messages_in_the_order_of_its_calls(redis_and_shardkv_k12, session):
+    """A RESP3 client hears both its script's writes (keyspace events) and
+    its PUBLISHes: Redis writes each as the script's call runs, in the
+    order of the calls.  shardkv gave every message before the events
+    (the message as the script called PUBLISH, the events once it ended)."""
+    hear = b"SUBSCRIBE q\r\nPSUBSCRIBE __keyevent@0__:*\r\n"
+    theirs = _same_until_end(
+        redis_and_shardkv_k12, b"FLUSHALL\r\n" + KEA + hear + session + OFF + b"FLUSHALL\r\n"
+    )
+    assert theirs.count(b"message\r\n") >= 2
+
+
+def _blocked_then_served(port: int, wait: bytes, write: bytes) -> bytes:
+    """A RESP3 client subscribed to every keyspace event runs the blocking
+    ``wait``; once it is blocked, another client's ``write`` serves it:
+    what the first then got, through an ``ECHO end`` sent after."""
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as a,
+        socket.create_connection(("127.0.0.1", port), timeout=10) as b,
+    ):
+        a.sendall(b"HELLO 3\r\n" + KEA + b"PSUBSCRIBE __key*@0__:*\r\nECHO start\r\n" + wait)
+        assert read_through(a, b"$5\r\nstart\r\n")[0].endswith(b"$5\r\nstart\r\n")
+        deadline = time.monotonic() + REPLY_WAIT
+        while True:  # until the server counts it blocked
+            b.sendall(b"INFO clients\r\n")
+            info = b""
+            while reply_end(info, 0) == -1:
+                b.settimeout(max(deadline - time.monotonic(), 0.01))
+                info += b.recv(1 << 16)
+            if b"blocked_clients:1\r\n" in info:
+                break
+            assert time.monotonic() < deadline, info
+        b.sendall(write + b"ECHO done\r\n")
+        assert read_through(b, b"$4\r\ndone\r\n")[0].endswith(b"$4\r\ndone\r\n")
+        a.sendall(b"ECHO end\r\n")
+        out, _ = read_through(a, b"$3\r\nend\r\n")
+        b.sendall(OFF + b"FLUSHALL\r\nECHO done\r\n")
+        assert read_through(b, b"$4\r\ndone\r\n")[0].endswith(b"$4\r\ndone\r\n")
+    return out
+
+
+@pytest.mark.parametrize(
+    "wait, write",
+    [
+        (b"BLPOP {l}l 0\r\n", b"RPUSH {l}l a\r\n"),
+        (b"BLMOVE {l}l {l}m LEFT RIGHT 0\r\n", b"RPUSH {l}l a b\r\n"),
+        (b"BLMPOP 0 1 {l}l RIGHT\r\n", b"LPUSH {l}l a\r\n"),
+    ],
+    ids=["blpop", "blmove", "blmpop"],
+)
+def test_a_blocked_client_hears_the_write_that_serves_it_before_its_reply(redis_and_shardkv_k12, wait, write):
+    """A RESP3 subscriber blocked in BLPOP is served by another client's
+    RPUSH: Redis writes it the RPUSH's event at once (it is blocked, its
+    reply not written yet), then, serving it, its reply, then its pop's
+    event (a BLMOVE's push before the reply).  shardkv wrote the reply
+    first: the shard sends it after the batch's events, which waited
+    behind its pending reply."""
+    real, ours, _ = redis_and_shardkv_k12
+    theirs = _blocked_then_served(real, wait, write)
+    assert _blocked_then_served(ours, wait, write) == theirs
+    assert theirs.index(b"push\r\n") < theirs.index(b"$1\r\na\r\n") < theirs.index(b"pop\r\n")
