@@ -149,15 +149,17 @@ def publish(server, events: list, origin: object) -> None:
             if at < len(places):
                 sink = places[at][1]
         after: Behind | Within | None = None
-        if cls & AFTER_REPLY:
+        if cls & (AFTER_REPLY | SERVED_EVENT):
+            # (a blocked command's that the write served: Redis serves it
+            # once the write ended, after the write's reply)
             if sink is not None:
                 if behind is None or behind.slot is not sink:
                     behind = Behind(sink)
                 after = behind
             else:
                 after = Behind(None)  # type: ignore[arg-type]
-            # (a blocked command's, that the write served: see pubsub._deliver)
-            after.served = bool(cls & SERVED_EVENT)
+            # (one Redis writes after the served command's reply: see pubsub._deliver)
+            after.served = cls & (AFTER_REPLY | SERVED_EVENT) == AFTER_REPLY | SERVED_EVENT
         elif cls & IN_REPLY and sink is not None and in_pipe_order(origin):  # (not a part of a reply)
             after = Within(sink, cls >> IN_REPLY_SHIFT, bool(cls & IN_REPLY_INNER))
         if cls & KEYSPACE:

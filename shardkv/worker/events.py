@@ -285,11 +285,15 @@ def _mark_in_reply(ks: Keyspace, name: bytes, value: object, mark: int) -> None:
 
 def served(ks: Keyspace, mark: int) -> None:
     """The events from ``mark`` on are a blocked command's, served by a
-    write (``wire.EVENT_SERVED``): its client's reply comes later."""
+    write (``wire.EVENT_SERVED``): its client's reply comes later, not in
+    the write's, so they have no place inside that reply."""
     events = ks.events
     for i in range(mark, len(events)):  # type: ignore[arg-type]
         db, key, cls, event = events[i]  # type: ignore[index]
-        events[i] = (db, key, cls | SERVED, event)  # type: ignore[index]
+        events[i] = (db, key, (cls & _NOT_IN_REPLY) | SERVED, event)  # type: ignore[index]
+
+
+_NOT_IN_REPLY = (1 << wire.EVENT_IN_REPLY_SHIFT) - 1 & ~(IN_REPLY_AT | IN_REPLY_INNER)
 
 
 def _alive(ks: Keyspace, key: bytes) -> bool:

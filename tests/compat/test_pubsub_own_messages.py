@@ -292,7 +292,7 @@ def test_client_reply_off_inside_exec_cuts_the_array_short(redis_and_shardkv_k12
 # SET ... GET, a pop's ``del``...), of most before it; what shardkv does
 # alike is one table, shardkv.worker.events.AFTER_REPLY.  Not here: the
 # ZPOP family, XREADGROUP, XCLAIM and XAUTOCLAIM, which Redis writes an
-# event of inside their reply's array (see there).
+# event of inside their reply's array (test_own_events_inside_the_reply).
 _WRITES = [
     "SET ~k v",
     "SET ~k w EX 100",
@@ -513,10 +513,11 @@ def test_a_scripts_events_and_messages_in_the_order_of_its_calls(redis_and_shard
     assert theirs.count(b"message\r\n") >= 2
 
 
-def _blocked_then_served(port: int, wait: bytes, write: bytes) -> bytes:
+def _blocked_then_served(port: int, wait: bytes, write: bytes) -> tuple[bytes, bytes]:
     """A RESP3 client subscribed to every keyspace event runs the blocking
     ``wait``; once it is blocked, another client's ``write`` serves it:
-    what the first then got, through an ``ECHO end`` sent after."""
+    what the first then got, through an ``ECHO end`` sent after, and what
+    the other, subscribed too, got for its write."""
     with (
         socket.create_connection(("127.0.0.1", port), timeout=10) as a,
         socket.create_connection(("127.0.0.1", port), timeout=10) as b,
@@ -533,13 +534,15 @@ def _blocked_then_served(port: int, wait: bytes, write: bytes) -> bytes:
             if b"blocked_clients:1\r\n" in info:
                 break
             assert time.monotonic() < deadline, info
+        b.sendall(b"HELLO 3\r\nPSUBSCRIBE __key*@0__:*\r\nECHO start\r\n")
+        assert read_through(b, b"$5\r\nstart\r\n")[0].endswith(b"$5\r\nstart\r\n")
         b.sendall(write + b"ECHO done\r\n")
-        assert read_through(b, b"$4\r\ndone\r\n")[0].endswith(b"$4\r\ndone\r\n")
+        wrote, _ = read_through(b, b"$4\r\ndone\r\n")
         a.sendall(b"ECHO end\r\n")
         out, _ = read_through(a, b"$3\r\nend\r\n")
-        b.sendall(OFF + b"FLUSHALL\r\nECHO done\r\n")
+        b.sendall(b"RESET\r\n" + OFF + b"FLUSHALL\r\nECHO done\r\n")
         assert read_through(b, b"$4\r\ndone\r\n")[0].endswith(b"$4\r\ndone\r\n")
-    return out
+    return out, wrote
 
 
 @pytest.mark.parametrize(
@@ -555,10 +558,14 @@ def test_a_blocked_client_hears_the_write_that_serves_it_before_its_reply(redis_
     """A RESP3 subscriber blocked in BLPOP is served by another client's
     RPUSH: Redis writes it the RPUSH's event at once (it is blocked, its
     reply not written yet), then, serving it, its reply, then its pop's
-    event (a BLMOVE's push before the reply).  shardkv wrote the reply
-    first: the shard sends it after the batch's events, which waited
-    behind its pending reply."""
+    event (a BLMOVE's push before the reply); the writer, subscribed too,
+    gets the served command's events after its own reply.  shardkv wrote
+    the blocked client's reply first (the shard sends it after the batch's
+    events, which waited behind it), and the writer a BLMOVE's push before
+    its reply."""
     real, ours, _ = redis_and_shardkv_k12
-    theirs = _blocked_then_served(real, wait, write)
-    assert _blocked_then_served(ours, wait, write) == theirs
+    theirs, wrote = _blocked_then_served(real, wait, write)
+    assert _blocked_then_served(ours, wait, write) == (theirs, wrote)
     assert theirs.index(b"push\r\n") < theirs.index(b"$1\r\na\r\n") < theirs.index(b"pop\r\n")
+    # (the writer, subscribed too, hears the served command's events after its reply)
+    assert wrote.startswith(b":") and b"pop\r\n" in wrote
