@@ -177,7 +177,6 @@ def _restored(link: ShardLink, generation: int) -> None:
 
 def answer(server: Acceptor, link: ShardLink, payload: bytes) -> None:
     db, resp, args, since, ahead, at, noted = wire.decode_script_query(payload)
-    print("Q", args, ahead, at, noted, file=open("/tmp/ev35/dbg", "a"))
     verb = args[0] if args else b""
     if verb == Verb.RANDOM:
         GENERATOR.lend(link)
