@@ -1025,17 +1025,17 @@ def test_signal_keeps_every_acknowledged_write_in_the_aof(tmp_path, flags, rules
 
 
 # The supervisor's waits for an acceptor that does not stop (5 s for it to
-# begin the stop, 4 s more before SIGKILL), made 1 s each by a test-own
+# begin the stop, 4 s more before SIGKILL), made 0.3 s each by a test-own
 # ``main.py`` (as test_signal_stop_frozen_worker's): the test below waits
-# them out.
+# them out (the SIGSTOPped acceptor never begins nor stops, however long).
 HUNG_ACCEPTOR_MAIN = """
 import sys
 
 import shardkv.supervisor
 
 if __name__ == "__main__":
-    shardkv.supervisor.STOP_ANSWER_WITHIN = 1.0
-    shardkv.supervisor.STOP_GRACE = 1.0
+    shardkv.supervisor.STOP_ANSWER_WITHIN = 0.3
+    shardkv.supervisor.STOP_GRACE = 0.3
     sys.exit(shardkv.supervisor.main())
 """
 
