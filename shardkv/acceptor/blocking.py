@@ -875,6 +875,9 @@ class _CrossShard:
                     for key in waited:
                         EAGER_KEYS[key] = EAGER_KEYS.get(key, 0) + 1
         self.trying = False  # an atomic try is on its way
+        # Called once the try on its way is answered: a pusher's client
+        # that waits for it (see try_at_once).
+        self.after_try: list[Callable[[], None]] = []
         self.served = False  # a try has run: the next serves the client (see attempt)
         self.taking = False  # a shard was told to take what it popped (see _served)
         # An eager try's __bwaits, which wait on under new tokens, in their
@@ -1117,6 +1120,22 @@ class _CrossShard:
         stats.slow(self.argv, ns // 1000, client.addr, client.name)
 
     def attempted(self, body: bytes) -> None:
+        try:
+            self._answered(body)
+        finally:
+            self._tried()
+
+    def busy(self) -> bool:
+        """A try of this move is on its way (see :func:`try_at_once`)."""
+        return self.trying and not self.done and self.pinned is None
+
+    def _tried(self) -> None:
+        """The try on its way was answered: those waiting for it go on."""
+        waiting, self.after_try = self.after_try, []
+        for then in waiting:
+            then()
+
+    def _answered(self, body: bytes) -> None:
         self.trying = False
         kept, self.kept = self.kept, []
         noticed, self.noticed = self.noticed, []
@@ -1571,6 +1590,7 @@ class _CrossShard:
         if not self.done:
             return False
         self.trying = False
+        self._tried()
         for notify, _, key, _ in claims:
             if key is not None and notify.link.up:
                 notify.link.send_control(notify.verb(Verb.BDONE), _IGNORE)
@@ -1705,29 +1725,92 @@ def wait_for_replicas(client: Client, timeout_ms: int) -> None:
 _RANKED = frozenset({"exec", "eval", "evalsha", "fcall"})
 
 
-def try_at_once(cmd: Command, keys: list[bytes]) -> None:
-    """``cmd``, writing ``keys``, was just sent: the cross-shard BLMOVE and
-    BRPOPLPUSH waits of this acceptor on any of them (their source) try at
-    once, behind it (:meth:`_CrossShard.serve_now`), in the order they
-    blocked, as Redis serves a list's blocked clients when the command
-    that pushed ends.  Not those behind another cross-shard wait on that
-    key (a BLPOP): its notification, on its way, comes first, and its try
-    takes the element (so they try after their own notifications).  And
-    its cross-shard XREADs on them, on the first such key (not after a
-    transaction or script: see :data:`_RANKED`); not an XREADGROUP, which
-    would take entries that a waiter on that shard alone, blocked before
-    it, is served first."""
+# A client's blocked_token while its write waits for the tries of the
+# cross-shard moves it may serve (see try_at_once).
+MOVES_FIRST = -18
+
+
+def try_at_once(client: Client, cmd: Command, keys: list[bytes], at: int) -> None:
+    """``cmd`` of ``client``, writing ``keys``, was just sent (its replies
+    from ``client.pending[at]`` on): the cross-shard BLMOVE and BRPOPLPUSH
+    waits of this acceptor on any of them (their source) try at once,
+    behind it (:meth:`_CrossShard.serve_now`), in the order they blocked,
+    as Redis serves a list's blocked clients when the command that pushed
+    ends.  One whose try is still on its way (a push before this one made
+    it try, and that try may find nothing) tries once that try is
+    answered, and so does every one behind it on that key, in order;
+    meanwhile ``client``'s reply and later commands wait
+    (:data:`MOVES_FIRST`), so that it, and whoever reads its reply, sees
+    the element moved, as in Redis (``RPUSH A a``, ``RPUSH A b``, ``LRANGE
+    B 0 -1`` pipelined, two clients in ``BLMOVE A B``: ``[a, b]``; it used
+    to be ``[a]``, the second try coming after the LRANGE).  Not those
+    behind another cross-shard wait on that key (a BLPOP): its
+    notification, on its way, comes first, and its try takes the element
+    (so they try after their own notifications).  And its cross-shard
+    XREADs on them, on the first such key (not after a transaction or
+    script: see :data:`_RANKED`); not an XREADGROUP, which would take
+    entries that a waiter on that shard alone, blocked before it, is
+    served first."""
     reads = cmd.name not in _RANKED
+    late: list[tuple[_CrossShard, bytes]] = []
     for key in dict.fromkeys(keys):
         waits = _BY_KEY.get(key)
         if waits is not None:
+            behind = False
             for wait in list(waits):
                 if not wait.move:
                     break
-                wait.serve_now(key)
+                if behind or wait.busy():
+                    behind = True
+                    late.append((wait, key))
+                else:
+                    wait.serve_now(key)
         if reads:
             for wait in list(_READS.get(key, ())):
                 wait.serve_now(key)
+    if late:
+        _after_tries(client, late, at)
+
+
+def _after_tries(client: Client, late: list[tuple[_CrossShard, bytes]], at: int) -> None:
+    """Have the waits of ``late`` try at once (each on its key), in order,
+    once every try of theirs on its way is answered; ``client``'s replies
+    from ``at`` on, and its later commands, wait until then (see
+    :func:`try_at_once`).  A client that waits for something else already
+    (a script it sent, an EXEC deciding) does not: those waits try on
+    their notifications, as before."""
+    state = client.state
+    if state.blocked_token or client.closing:
+        for wait, key in late:  # (none waits: those not trying try now)
+            if not wait.busy():
+                wait.serve_now(key)
+        return
+    server = client.server
+    hold = Slot(client)
+    pending = client.pending
+    if pending and pending[-1] is hold and at < len(pending) - 1:
+        pending.pop()
+        pending.insert(at, hold)  # the write's reply waits too
+    state.block(MOVES_FIRST, shown=False)
+    busy = {wait: None for wait, _ in late if wait.busy()}
+
+    def tried(wait: _CrossShard) -> None:
+        busy.pop(wait, None)
+        if busy:
+            return
+        for wait, key in late:
+            if not wait.busy():  # (one trying on a notification tries already)
+                wait.serve_now(key)
+        hold.deliver(b"")
+        if not state.unblock(MOVES_FIRST) or (client.closed and client not in server.leaving):
+            return
+        if client.waiting():
+            server.loop.call_soon(client.resume)  # type: ignore[union-attr]
+        elif client.pending:
+            client.flush()
+
+    for wait in list(busy):
+        wait.after_try.append(lambda wait=wait: tried(wait))  # type: ignore[misc]
 
 
 def written_keys(cmd: Command, args: list[bytes], multi: list | None) -> list[bytes]:

@@ -270,8 +270,9 @@ class Dispatch:
             if blocking.EAGER:
                 # A cross-shard BLMOVE or XREAD waits: one on a key written here tries behind it.
                 keys = blocking.written_keys(cmd, args, state.multi)
+                at = len(self.pending)
                 self.route(cmd, args, raw)
-                blocking.try_at_once(cmd, keys)
+                blocking.try_at_once(cast("Client", self), cmd, keys, at)
             else:
                 self.route(cmd, args, raw)
         else:  # SORT's BY or GET patterns, refused as it runs: a failed call
