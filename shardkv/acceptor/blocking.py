@@ -147,6 +147,7 @@ can wake it.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import time
 from collections.abc import Callable
@@ -218,6 +219,9 @@ _BY_KEY: dict[bytes, dict[_CrossShard, None]] = {}
 _UNWRITTEN: dict[Client, tuple[_CrossShard, bytes]] = {}
 _READS: dict[bytes, dict[_CrossShard, None]] = {}
 EAGER: dict[_CrossShard, None] = {}
+# The sources of other acceptors' cross-shard BLMOVE/BRPOPLPUSH waits, by
+# (acceptor, key): how many (bus ``movers``).  They count in EAGER_KEYS too.
+_REMOTE_MOVERS: dict[tuple[int, bytes], int] = {}
 EAGER_KEYS: dict[bytes, int] = {}
 
 
@@ -874,6 +878,8 @@ class _CrossShard:
                 for waited in self.wait_keys.values():
                     for key in waited:
                         EAGER_KEYS[key] = EAGER_KEYS.get(key, 0) + 1
+                        if self.move and client.server.bus is not None:
+                            client.server.bus.tell(bus.MOVERS, [1, key])
         self.trying = False  # an atomic try is on its way
         # Called once the try on its way is answered: a pusher's client
         # that waits for it (see try_at_once).
@@ -1289,6 +1295,9 @@ class _CrossShard:
             return
         self._cancel_notifies()
         if key is not None:
+            if self.move and _moved_elsewhere(key):
+                self._after_earlier(notify, body, key)
+                return
             # A move's __bwait with nothing left at its turn keeps its place
             # while the try runs (see serve_now).
             keep = self._keep((notify,)) if self.move and body == _CLAIMED else None
@@ -1306,6 +1315,32 @@ class _CrossShard:
                 stats.unblocked(stat_name(self.args), ns, body[1:-2].decode("latin-1"))
                 stats.slow(self.argv, ns // 1000, client.addr, client.name)
             self.finish(body)  # an error: as above, or the shard is gone
+
+    def _after_earlier(self, notify: _Notify, body: bytes, key: bytes) -> None:
+        """A move notified on a source that another acceptor's cross-shard
+        moves wait on too: its try waits until the tries of those that
+        blocked before it have run (``__bsettle key token``), as Redis
+        serves a key's clients in the order they blocked; the tries of two
+        acceptors' clients used to run in the order they reached the
+        shards, and the later client could take the earlier one's
+        element."""
+        self.trying = True
+        link = notify.link
+
+        def go(_: object) -> None:
+            if self.done:  # its client went meanwhile: its claim ends
+                self.trying = False
+                if link.up:
+                    link.send_control(notify.verb(Verb.BDONE), _IGNORE)
+                self._tried()
+                return
+            keep = self._keep((notify,)) if body == _CLAIMED else None
+            self.attempt(notified=body, done=(notify,), ready_key=key, keep=keep)
+
+        settle = _Settled(link, go)
+        link.blocked[settle.token] = settle
+        command = encode_command([Verb.BSETTLE, key, b"%d" % notify.token])
+        link.send(wire.entry_header(0, settle.token, self.client.db), command, settle)
 
     def _push_back(self, body: bytes) -> None:
         """The client went away while its try popped ``body`` (a list's or
@@ -1431,9 +1466,9 @@ class _CrossShard:
                     if not waits:
                         del registry[key]
                 if eager:
-                    left = EAGER_KEYS.pop(key) - 1
-                    if left:
-                        EAGER_KEYS[key] = left
+                    _less_eager(key)
+                    if self.move and self.client.server.bus is not None:
+                        self.client.server.bus.tell(bus.MOVERS, [-1, key])
 
     def serve_now(self, key: bytes) -> None:
         """A command writing its key ``key`` was just sent (see
@@ -1725,6 +1760,39 @@ def wait_for_replicas(client: Client, timeout_ms: int) -> None:
 _RANKED = frozenset({"exec", "eval", "evalsha", "fcall"})
 
 
+def _less_eager(key: bytes) -> None:
+    left = EAGER_KEYS.pop(key) - 1
+    if left:
+        EAGER_KEYS[key] = left
+
+
+def bus_movers(server: Acceptor, origin: int, args: list) -> None:
+    """Acceptor ``origin``'s cross-shard BLMOVE/BRPOPLPUSH waits on the
+    source ``args[1]`` now (``args[0]``: 1), or no longer (-1)."""
+    key = args[1]
+    n = _REMOTE_MOVERS.get((origin, key), 0) + args[0]
+    if args[0] > 0:
+        EAGER_KEYS[key] = EAGER_KEYS.get(key, 0) + 1
+    elif (origin, key) in _REMOTE_MOVERS:
+        _less_eager(key)
+    if n > 0:
+        _REMOTE_MOVERS[origin, key] = n
+    else:
+        _REMOTE_MOVERS.pop((origin, key), None)
+
+
+def _moved_elsewhere(key: bytes) -> bool:
+    """Whether another acceptor's cross-shard move waits on ``key``."""
+    return bool(_REMOTE_MOVERS) and any(held[1] == key for held in _REMOTE_MOVERS)
+
+
+def forget_movers(origin: int) -> None:
+    """Acceptor ``origin`` (re)started: its waits are gone."""
+    for held in [held for held in _REMOTE_MOVERS if held[0] == origin]:
+        for _ in range(_REMOTE_MOVERS.pop(held)):
+            _less_eager(held[1])
+
+
 # A client's blocked_token while its write waits for the tries of the
 # cross-shard moves it may serve (see try_at_once).
 MOVES_FIRST = -18
@@ -1753,9 +1821,10 @@ def try_at_once(client: Client, cmd: Command, keys: list[bytes], at: int) -> Non
     served first."""
     reads = cmd.name not in _RANKED
     late: list[tuple[_CrossShard, bytes]] = []
+    remote = [key for key in dict.fromkeys(keys) if _moved_elsewhere(key)]
     for key in dict.fromkeys(keys):
         waits = _BY_KEY.get(key)
-        if waits is not None:
+        if waits is not None and key not in remote:
             behind = False
             for wait in list(waits):
                 if not wait.move:
@@ -1768,14 +1837,33 @@ def try_at_once(client: Client, cmd: Command, keys: list[bytes], at: int) -> Non
         if reads:
             for wait in list(_READS.get(key, ())):
                 wait.serve_now(key)
-    if late:
-        _after_tries(client, late, at)
+    if late or remote:
+        _after_tries(client, late, remote, at)
 
 
-def _after_tries(client: Client, late: list[tuple[_CrossShard, bytes]], at: int) -> None:
+class _Settled:
+    """The sink of a ``__bsettle``: its 1 (at once, or in a ``W`` frame),
+    or the error of a shard gone, calls ``then``."""
+
+    __slots__ = ("link", "token", "then")
+
+    def __init__(self, link: ShardLink, then: Callable[[object], None]) -> None:
+        self.link = link
+        self.token = next(_tokens)
+        self.then = then
+
+    def deliver(self, body: bytes) -> None:
+        if body:
+            self.link.blocked.pop(self.token, None)
+            self.then(self)
+
+
+def _after_tries(client: Client, late: list[tuple[_CrossShard, bytes]], remote: list[bytes], at: int) -> None:
     """Have the waits of ``late`` try at once (each on its key), in order,
-    once every try of theirs on its way is answered; ``client``'s replies
-    from ``at`` on, and its later commands, wait until then (see
+    once every try of theirs on its way is answered, and wait for the
+    tries of other acceptors' cross-shard moves on the keys ``remote``
+    (``__bsettle``, sent now, behind the write); ``client``'s replies from
+    ``at`` on, and its later commands, wait until then (see
     :func:`try_at_once`).  A client that waits for something else already
     (a script it sent, an EXEC deciding) does not: those waits try on
     their notifications, as before."""
@@ -1788,14 +1876,15 @@ def _after_tries(client: Client, late: list[tuple[_CrossShard, bytes]], at: int)
     server = client.server
     hold = Slot(client)
     pending = client.pending
-    if pending and pending[-1] is hold and at < len(pending) - 1:
-        pending.pop()
-        pending.insert(at, hold)  # the write's reply waits too
+    pending.insert(min(at, len(pending)), hold)  # the write's reply waits too
     state.block(MOVES_FIRST, shown=False)
-    busy = {wait: None for wait, _ in late if wait.busy()}
+    busy: dict[object, None] = {wait: None for wait, _ in late if wait.busy()}
+    links = server.links
+    shard_of = server.shard_of
+    settles: list[tuple[_Settled, bytes]] = []
 
-    def tried(wait: _CrossShard) -> None:
-        busy.pop(wait, None)
+    def tried(done: object) -> None:
+        busy.pop(done, None)
         if busy:
             return
         for wait, key in late:
@@ -1809,8 +1898,21 @@ def _after_tries(client: Client, late: list[tuple[_CrossShard, bytes]], at: int)
         elif client.pending:
             client.flush()
 
-    for wait in list(busy):
-        wait.after_try.append(lambda wait=wait: tried(wait))  # type: ignore[misc]
+    for key in remote:
+        link = links[shard_of(key)]
+        if link.up:
+            settle = _Settled(link, tried)
+            settles.append((settle, key))
+            busy[settle] = None
+    for wait, _ in late:
+        if wait in busy:
+            wait.after_try.append(functools.partial(tried, wait))
+    for settle, key in settles:
+        settle.link.blocked[settle.token] = settle
+        command = encode_command([Verb.BSETTLE, key])
+        settle.link.send(wire.entry_header(0, settle.token, client.db), command, settle)
+    if not busy:
+        tried(None)
 
 
 def written_keys(cmd: Command, args: list[bytes], multi: list | None) -> list[bytes]:

@@ -267,7 +267,7 @@ class Dispatch:
                 return
         since = len(self.pending) if server.monitors else None  # where its replies start
         if state.user.unlimited or (problem := state.user.sort_denied(cmd.name, args)) is None:
-            if blocking.EAGER:
+            if blocking.EAGER_KEYS:
                 # A cross-shard BLMOVE or XREAD waits: one on a key written here tries behind it.
                 keys = blocking.written_keys(cmd, args, state.multi)
                 at = len(self.pending)

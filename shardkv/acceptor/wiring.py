@@ -127,6 +127,7 @@ def _bus_hello(server: Acceptor, origin: int, args: list) -> None:
     EXECs that pinned clients here will never say how they ended."""
     monitor.bus_hello(server, origin, args)
     blocking.unpin_all(server, origin)
+    blocking.forget_movers(origin)
 
 
 def wiring() -> Wiring:
@@ -206,6 +207,7 @@ def wiring() -> Wiring:
             bus.KILL: connection.bus_kill,
             bus.UNBLOCK: connection.bus_unblock,
             bus.UNPIN: connection.bus_unpin,
+            bus.MOVERS: blocking.bus_movers,
             bus.LOCATE: connection.bus_locate,
             bus.PAUSE: connection.bus_pause,
             bus.HAS_CLIENT: tracking.bus_has_client,

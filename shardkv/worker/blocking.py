@@ -334,6 +334,11 @@ class Waiters:
         # The __bwait waiters of those claims, by (pipe, token): an eager
         # try's __bdone makes one wait on in its place (see claim).
         self.claimants: dict[tuple[int, int], Waiter] = {}
+        # The ``__bsettle``s waiting for the claims on a key to end, by
+        # key: (pipe, token) each (see bsettle).
+        # (pipe, token, stamp): those of a try wait only for the claims of
+        # the waiters that blocked before its own (stamp); else 0, for all.
+        self.settles: dict[tuple[int, bytes], list[tuple[int, int, int]]] = {}
         # What a __bpop popped for its client, by (pipe, token): (key,
         # the command that popped, its reply, its count), while the shard
         # waits in place for the verdict (see pop_for).
@@ -377,6 +382,9 @@ class Waiters:
         start = perf_counter_ns()
         value = execute(args, handler)
         if type(value) is not Wait:
+            if type(value) is Settle:
+                self.settles.setdefault(value.key, []).append((self.ks.pipe, token, value.before))
+                return b""
             return encode(value, resp3)
         ns = perf_counter_ns() - start
         stats = self.ks.stats
@@ -492,6 +500,10 @@ class Waiters:
         else:
             self.busy_base[pipe] = self.busy_scripts
             self.unblocks_run.pop(pipe, None)
+        for key, settles in list(self.settles.items()):
+            settles[:] = [settle for settle in settles if pipe is not None and settle[0] != pipe]
+            if not settles:
+                del self.settles[key]
         freed = []  # the keys of the claims dropped
         for claim in [c for c in self.claims if pipe is None or c[0] == pipe]:
             freed.append(self.claims[claim][0])
@@ -563,6 +575,33 @@ class Waiters:
             self.claimed[key] = left
         else:
             del self.claimed[key]
+        settles = self.settles.get(key)
+        if settles:
+            waiting = []
+            for settle in settles:
+                if self.settled(key, settle[2]):
+                    self.wakes.append((settle[0], wire.encode_wake(settle[1], b":1\r\n")))
+                else:
+                    waiting.append(settle)
+            if waiting:
+                self.settles[key] = waiting
+            else:
+                del self.settles[key]
+
+    def settled(self, key: tuple[int, bytes], before: int) -> bool:
+        """Whether no claim on ``key`` is left (``before``: none of a
+        waiter that blocked before that stamp; see bsettle)."""
+        if not before:
+            return key not in self.claimed
+        if key not in self.claimed:
+            return True
+        claimants = self.claimants
+        for claim, (claimed, n, _, _) in self.claims.items():
+            if claimed == key and n:
+                claimant = claimants.get(claim)
+                if claimant is not None and claimant.stamp < before:
+                    return False
+        return True
 
     def _forget(self, waiter: Waiter) -> None:
         del self.by_token[waiter.pipe, waiter.token]
@@ -1099,6 +1138,47 @@ def bdone(ks: Keyspace, args: list[bytes]) -> object:
     return ks.waiters.claim(int(args[1]), ks.pipe, True, new_token=new_token)  # type: ignore[union-attr]  # set by Waiters
 
 
+class Settle:
+    """What ``__bsettle`` returns when the key is claimed: its wake comes
+    once the claims end (:meth:`Waiters.run`)."""
+
+    __slots__ = ("key", "before")
+
+    def __init__(self, key: tuple[int, bytes], before: int) -> None:
+        self.key = key
+        self.before = before
+
+
+def bsettle(ks: Keyspace, args: list[bytes]) -> object:
+    """__bsettle key [token] (sent with a token of its own)
+
+    1 once no ``__bwait`` of a cross-shard move holds a claim on ``key``
+    (every try notified so far has run: its ``__bdone`` came), at once if
+    none does; the keys made ready before it serve first.  Sent right
+    behind a write of a key that another acceptor's cross-shard
+    BLMOVE/BRPOPLPUSH waits on: the writer's client waits for it, so that
+    it, and whoever reads its reply, sees the element moved, as Redis
+    moves it as the push ends (see ``shardkv.acceptor.blocking``).  With
+    ``token`` (the notified ``__bwait`` of such a move, this pipe's): only
+    the claims of the waiters that blocked before it count, so that its
+    try comes after theirs, as Redis serves a key's clients in the order
+    they blocked.
+    """
+    waiters = ks.waiters
+    if waiters.ready:  # type: ignore[union-attr]  # set by Waiters
+        waiters.serve_ready()  # type: ignore[union-attr]
+    key = (ks.db, args[1])
+    before = 0
+    if len(args) > 2:
+        claimant = waiters.claimants.get((ks.pipe, int(args[2])))  # type: ignore[union-attr]
+        if claimant is None:
+            return 1
+        before = claimant.stamp
+    if not waiters.settled(key, before):  # type: ignore[union-attr]
+        return Settle(key, before)
+    return 1
+
+
 def btry(ks: Keyspace, args: list[bytes]) -> object:
     """__btry command [arg ...]
 
@@ -1181,4 +1261,5 @@ HANDLERS: Handlers = {
 BLOCKING: BlockingForms = {
     Verb.BWAIT: Blocking(bwait, None),
     Verb.BPOP: Blocking(bpop, None),
+    Verb.BSETTLE: Blocking(bsettle, None),
 }
