@@ -1341,6 +1341,7 @@ class _CrossShard:
         link.blocked[settle.token] = settle
         command = encode_command([Verb.BSETTLE, key, b"%d" % notify.token])
         link.send(wire.entry_header(0, settle.token, self.client.db), command, settle)
+        settle.bound(self.client.server)
 
     def _push_back(self, body: bytes) -> None:
         """The client went away while its try popped ``body`` (a list's or
@@ -1841,21 +1842,41 @@ def try_at_once(client: Client, cmd: Command, keys: list[bytes], at: int) -> Non
         _after_tries(client, late, remote, at)
 
 
+# How long a __bsettle is waited for at most: the claims it waits for are
+# other acceptors' clients', and an acceptor stopped (not dead: a dead
+# one's claims end) must not hold up the others' writers for ever.
+SETTLE_WAIT_S = 1.0
+
+
 class _Settled:
     """The sink of a ``__bsettle``: its 1 (at once, or in a ``W`` frame),
-    or the error of a shard gone, calls ``then``."""
+    the error of a shard gone, or :data:`SETTLE_WAIT_S` passing calls
+    ``then``, once."""
 
-    __slots__ = ("link", "token", "then")
+    __slots__ = ("link", "token", "then", "timer")
 
     def __init__(self, link: ShardLink, then: Callable[[object], None]) -> None:
         self.link = link
         self.token = next(_tokens)
-        self.then = then
+        self.then: Callable[[object], None] | None = then
+        self.timer: object = None
+
+    def bound(self, server: Acceptor) -> None:
+        """Call ``then`` after :data:`SETTLE_WAIT_S` at the latest."""
+        self.timer = server.loop.call_later(SETTLE_WAIT_S, self.answered)  # type: ignore[union-attr]
 
     def deliver(self, body: bytes) -> None:
-        if body:
-            self.link.blocked.pop(self.token, None)
-            self.then(self)
+        if body:  # (empty: it waits, its W frame comes later)
+            self.answered()
+
+    def answered(self) -> None:
+        self.link.blocked.pop(self.token, None)
+        then, self.then = self.then, None
+        if self.timer is not None:
+            self.timer.cancel()  # type: ignore[attr-defined]
+            self.timer = None
+        if then is not None:
+            then(self)
 
 
 def _after_tries(client: Client, late: list[tuple[_CrossShard, bytes]], remote: list[bytes], at: int) -> None:
@@ -1884,7 +1905,9 @@ def _after_tries(client: Client, late: list[tuple[_CrossShard, bytes]], remote: 
     settles: list[tuple[_Settled, bytes]] = []
 
     def tried(done: object) -> None:
-        busy.pop(done, None)
+        if done not in busy:
+            return  # (said already)
+        del busy[done]
         if busy:
             return
         for wait, key in late:
@@ -1911,7 +1934,9 @@ def _after_tries(client: Client, late: list[tuple[_CrossShard, bytes]], remote: 
         settle.link.blocked[settle.token] = settle
         command = encode_command([Verb.BSETTLE, key])
         settle.link.send(wire.entry_header(0, settle.token, client.db), command, settle)
+        settle.bound(server)
     if not busy:
+        busy[None] = None
         tried(None)
 
 
