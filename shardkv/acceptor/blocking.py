@@ -67,16 +67,22 @@ Keys on several shards
     popped, the element left to the next waiter), so it does here even
     when that waiter took the element meanwhile; after ``BWAIT_CLAIMED``
     an empty source means waiting again, as Redis does not serve a client
-    once the list is gone.  The tries of clients of different acceptors
-    may run in another order than their notifications (a documented
-    difference).  Redis moves the element as the push ends, so a command
+    once the list is gone.  Redis moves the element as the push ends, so a command
     sent after the push (``DEL`` or ``SET`` of the destination) finds it
     moved; a try that waited for the notification would reach the
     destination's shard after that command.  So a write (or script, or
     EXEC) that names the source of such a wait of this acceptor makes it
     try at once, behind the write, in the same step (:func:`try_at_once`,
-    with ``__bclaim``s as CLIENT UNBLOCK's inside EXEC); a write through
-    another acceptor still wakes it by its notification.  A cross-shard
+    with ``__bclaim``s as CLIENT UNBLOCK's inside EXEC; one whose try is
+    still on its way tries once that is answered, the writer's reply and
+    later commands waiting for it).  The acceptors tell each other the
+    sources their such waits wait on (bus ``movers``): a write of one of
+    another acceptor's sends ``__bsettle`` behind it, and its writer's
+    reply and later commands wait until no claim on the key is left (the
+    tries ran; :data:`SETTLE_WAIT_S` at most); and a move notified on such
+    a key tries once the claims of the waiters that blocked before it have
+    ended (``__bsettle key token``), so the tries of two acceptors' clients
+    run in the order they blocked.  A cross-shard
     XREAD tries so too, on the stream written (not after a script or EXEC,
     served by their ranks), so separate XADDs to two of its streams serve
     it from the first, as in Redis.

@@ -558,42 +558,18 @@ def _run(port: int, k: int, steps: list) -> list:
             c.close()
 
 
-# A cross-shard BLMOVE (its destination on another shard) is notified by
-# a push (its __bwait pops nothing) and its acceptor's try moves later
-# (README "Blocking across shards"); with two acceptors the tries of two
-# such clients run in the order they reach the shards, not the order the
-# clients blocked in.  A notified cross-shard XREADGROUP claims no entry,
-# so a client blocked on that stream alone after it may take the entry
-# first.  The tries often come in time, so these may pass.
-RACE = "the tries of two acceptors' cross-shard BLMOVEs race (documented difference)"
+# A notified cross-shard XREADGROUP claims no entry, so a client blocked
+# on that stream alone after it may take the entry first.
 UNCLAIMED = "a notified cross-shard XREADGROUP claims no entry (documented difference)"
 # A key made ready by a cross-shard operation (an EXEC writing both
 # shards) notifies the client, which tries later: the pusher's next
 # command, pipelined, still sees the element (README, "Still different").
 TRIES = "a key a cross-shard EXEC made ready is tried after the pusher's next command (documented difference)"
-# Issue 22: a cross-shard BLMOVE/BRPOPLPUSH is notified and tries later,
-# so a command that reaches the destination's (or the source's) shard
-# first sees the element not moved: the pusher's next commands through
-# another acceptor, or another client's after the push answered (with one
-# acceptor the pusher's own commands wait for the try: try_at_once).
-NOTIFIED = "a cross-shard BLMOVE is notified and moves later (issue 22, documented difference)"
-# A second push that comes while the first push's tries are on their way
-# (pipelined behind it, or sent once it answered): a waiter whose try
-# behind the first found nothing keeps its place, and the second push
-# notifies it, but its try comes after what the pusher sends next (the
-# destination read without the element, or a third push whose element a
-# BRPOPLPUSH then takes).
-LATE_TRY = "a cross-shard BLMOVE notified by a second push tries after the pusher's next command (issue 22)"
+# A notified cross-shard XREADGROUP tries later: the pusher's next
+# command sees the entry not yet delivered (a cross-shard BLMOVE's writer
+# waits for its try: README, "Blocking across shards").
 UNSERVED = "a notified cross-shard XREADGROUP reads after the pusher's next command (issue 22)"
 KNOWN = {
-    ("blmove-two-shards", 2): RACE,
-    ("blmove-two-shards-pipelined-llen", 2): NOTIFIED,
-    ("blmove-two-shards-then-read", 2): NOTIFIED,
-    ("blmove-two-shards-left-one-shard-behind", 2): RACE,
-    ("blmove-two-shards-pushes-pipelined", 1): LATE_TRY,
-    ("blmove-two-shards-pushes-pipelined", 2): NOTIFIED,
-    ("brpoplpush-two-shards-one-shard-behind", 1): LATE_TRY,
-    ("brpoplpush-two-shards-one-shard-behind", 2): NOTIFIED,
     ("xreadgroup-two-shards-pipelined", 1): UNSERVED,
     ("xreadgroup-two-shards-pipelined", 2): UNSERVED,
     ("blpop-two-shards-exec-both-shards", 1): TRIES,
