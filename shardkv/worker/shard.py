@@ -1908,6 +1908,8 @@ class Shard:
             # (a save since may have reset the count).
             persistence.take_back(op, commit)
             persistence.log_outcome(op, commit)
+            if commit and type(part.states) is tuple and part.states[1]:
+                persistence.flushed_all()  # this shard's part of a FLUSHALL, counted: saved as Redis's
 
     def refuse(self, message: object) -> None:
         """A control message this shard is not waiting for: say so."""

@@ -248,3 +248,27 @@ def _served(client: redis.Redis, setup: list, blocking: tuple, write: tuple) -> 
 def test_served_blocked_commands_counted_as_redis(clients, setup, blocking, write):
     got = {name: _served(client, setup, blocking, write) for name, client in clients.items()}
     assert got["shardkv"] == got["redis"]
+
+
+def test_flushall_with_save_rules_saves_as_redis(clients):
+    """With ``save`` rules Redis's FLUSHALL saves the emptied data at once
+    (flushAllDataAndResetRDB's rdbSave): the count is 0 after it, the
+    writes after it in a transaction count, and rdb_saves does not count
+    it (before, shardkv counted the keys it removed and saved nothing, so
+    that a start after it loaded them again)."""
+    got = {}
+    for name, client in clients.items():
+        client.delete(*KEYS)
+        client.config_set("save", "3600 1")
+        try:
+            client.mset({A: "1", B: "2", C: "3"})
+            saves = client.info("persistence")["rdb_saves"]
+            client.flushall()
+            after = _changes(client)
+            pipe = client.pipeline(transaction=True)
+            pipe.set(A, "1").flushall().set(B, "1").set("{t}a", "2")
+            pipe.execute()
+            got[name] = (after, _changes(client), client.info("persistence")["rdb_saves"] - saves)
+        finally:
+            client.config_set("save", "")
+    assert got["shardkv"] == got["redis"] == (0, 2, 0)

@@ -949,6 +949,54 @@ def test_a_save_counts_in_rdb_saves_even_when_it_fails(tmp_path):
     assert run(shard, "__shutdown", "save") == "OK" and p.rdb_saves == 2  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize("across", [False, True])
+def test_flushall_with_save_rules_saves_the_emptied_data(tmp_path, across):
+    """As Redis's flushAllDataAndResetRDB: with ``save`` rules FLUSHALL
+    stops a background save under way and saves at once (dirty 0, not
+    counted in rdb_saves), alone or as a shard's part of one across
+    shards, so that a start after it finds no key it removed (before, the
+    last snapshot gave them back, and dirty counted them)."""
+    clock = FakeClock()
+    cfg = make_config(tmp_path, appendonly=False, save="3600 1", rdb_key_save_delay=100000)
+    shard = open_shard(cfg, clock)
+    p = shard.persistence
+    run(shard, "SET", "k", "v")
+    p.cfg["rdb-key-save-delay"] = 0  # type: ignore[union-attr]
+    assert run(shard, "SAVE") == "OK"
+    run(shard, "SET", "j", "w")
+    p.cfg["rdb-key-save-delay"] = 100000  # type: ignore[union-attr]  # (a save that lasts)
+    assert run(shard, "BGSAVE") == "Background saving started"
+    p.cfg["rdb-key-save-delay"] = 0  # type: ignore[union-attr]
+    if across:
+        prepared = shard.prepare_part([wire.Verb.PREPARE, b"7", b"FLUSHALL"])
+        assert prepared.prepared  # type: ignore[union-attr]
+        shard.decide(7, True)
+    else:
+        assert run(shard, "FLUSHALL") == "OK"
+    assert p.child is None and p.dirty == 0 and p.rdb_saves == 2  # type: ignore[union-attr]
+    assert p.last_bgsave_ok  # type: ignore[union-attr]  # (stopped, not failed)
+    assert open_shard(make_config(tmp_path, appendonly=False), clock).keyspace.dbsize() == 0
+
+
+def test_a_replayed_flushall_does_not_save_at_the_next_write(tmp_path):
+    """A FLUSHALL the AOF replays as the shard loads saves nothing then,
+    nor at the first write after the load (its handler marks the flush
+    for record(), which the replay does not call)."""
+    clock = FakeClock()
+    cfg = make_config(tmp_path, save="3600 1")
+    shard = open_shard(cfg, clock)
+    run(shard, "SET", "k", "v")
+    p = shard.persistence
+    p.rules = []  # type: ignore[union-attr]  # (this FLUSHALL saves nothing)
+    assert run(shard, "FLUSHALL") == "OK"
+    close(shard)
+    again = open_shard(cfg, clock)
+    run(again, "SET", "j", "w")
+    assert again.persistence.dirty == 1 and again.persistence.rdb_saves == 0  # type: ignore[union-attr]
+    assert not os.path.exists(again.persistence.files.snapshot)  # type: ignore[union-attr]
+    close(again)
+
+
 def test_a_shard_shut_without_a_save_saves_for_a_later_shutdown_save(tmp_path):
     """Two stops at once reach a shard in either order (a signal's and a
     SHUTDOWN SAVE, two acceptors'): SAVE after a stop that did not save

@@ -42,6 +42,8 @@ def flushall(ks: Keyspace, args: list[bytes]) -> object:
     every = args[0].lower() == b"flushall"
     ks.changes = ks.total_keys() if every else ks.dbsize()  # as Redis: a change per key removed
     ks.flush(every=every)
+    if every and ks.persistence is not None:
+        ks.persistence.flushed = True  # saved once counted (Persistence.record, see Saves.flushed_all)
     return OK
 
 

@@ -115,20 +115,24 @@ class AofLog(Forking):
             # A cross-shard operation's command: the shard that runs it
             # counts what its commands count, once (see Shard._run_foreign).
             self.suspended_changes += changes
+            self.flushed = False  # (not saved: its states may be undone)
             return
         if changes:
             self.dirty += changes
         else:
             self.unsaved += 1  # (a change Redis counts on another shard, or not at all)
         writer = self.aof
-        if writer is None:
-            return
-        if writer.db != self.ks.db:
-            self._select()
-        if kind is aof.VERBATIM:
-            writer.buf.append(aof.encode(args))
-        else:
-            self._append(kind(self.ks, args, reply))  # type: ignore[operator]
+        if writer is not None:
+            if writer.db != self.ks.db:
+                self._select()
+            if kind is aof.VERBATIM:
+                writer.buf.append(aof.encode(args))
+            else:
+                self._append(kind(self.ks, args, reply))  # type: ignore[operator]
+        if self.flushed:
+            self.flushed = False
+            if args[0].upper() == b"FLUSHALL":  # (its own record, not a later write's)
+                self.flushed_all()  # type: ignore[attr-defined]
 
     def _select(self) -> None:
         """Log a SELECT: what follows is in the current database."""

@@ -110,6 +110,7 @@ class Persistence(Loading, Saves, Rewrites):
             self.load()
         finally:
             gc.enable()
+            self.flushed = False  # (a FLUSHALL replayed: saved before, if at all)
         gc.freeze()
 
     def open_files(self) -> None:

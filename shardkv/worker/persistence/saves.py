@@ -48,6 +48,21 @@ class Saves(Forking):
         self.lastsave = int(time.time())
         self.last_bgsave_ok = True
 
+    def flushed_all(self) -> None:
+        """FLUSHALL has run (counted): as Redis's flushAllDataAndResetRDB,
+        a background save under way is stopped (its killRDBChild, no error
+        status), and with ``save`` rules the emptied data is saved at once
+        (its bare rdbSave: dirty 0, LASTSAVE now, not counted in rdb_saves;
+        a failure only logged, the FLUSHALL done all the same), so that a
+        start after it does not load the keys it removed (before, they came
+        back from the last snapshot)."""
+        self._kill_child("save")
+        if self.rules:
+            try:
+                self.save()
+            except CommandError:
+                pass
+
     def count_prepared(self, op: int, changes: int) -> None:
         """Count in ``dirty`` the ``changes`` of cross-shard operation
         ``op``'s part here, until its outcome is known (see take_back)."""

@@ -60,6 +60,9 @@ class State:
         # What the commands run while ``suspended`` count in ``dirty``,
         # for the shard to count once the operation's outcome is known.
         self.suspended_changes = 0
+        # A FLUSHALL has just run: record() then saves as Redis's does (see
+        # Saves.flushed_all), once the FLUSHALL is counted.
+        self.flushed = False
         self.foreign: dict | tuple = ()  # other shards' keys installed here
         self.inherited_fds: list[int] = []  # closed in forked children
         self.child: Child | None = None
