@@ -548,6 +548,7 @@ class Engine:
         # The script whose run_one_key ended usual last, while a run of the
         # same EVALSHAs goes on (Shard._run_batch: None again at its end).
         self.primed: tuple | None = None
+        self._primed_apart: Stats | None = None  # the counters kept apart for it (run_one_key)
         self.run: Run | None = None
         self._spare_run = Run.spare()  # what each script's run is (see Run)
         self.rand = _Rand48()
@@ -1063,9 +1064,7 @@ class Engine:
         it here is as it was (the script's flags, no run, no operation's, no
         AOF: nothing between them but their runs): the set-up is the key's
         alone."""
-        flags = script[1]
         ks = self.ks
-        persistence = ks.persistence
         run = self._spare_run
         keys = [key]  # (KEYS as _invoke takes them: a list made here, cheaper than a slice)
         # Its KEYS and ARGV tables (each string, and its slot) must fit, as
@@ -1079,17 +1078,22 @@ class Engine:
             size = 64 * (1 + len(argv)) + len(key) + sum(map(len, argv))
         else:
             size = self._push_room + 1  # (more than fits: to _invoke)
+        stats = ks.stats
         if again and self.primed is script:
             # The run before it ended usual: run's fields are as below (no
-            # change, no effects), but for the undo a read may leave.
+            # change, no effects), but for the undo a read may leave, and
+            # its counters kept apart are as it aligned them.
             if self._vm.holding or self._used() + size > self._push_room:  # type: ignore[union-attr]
                 self.primed = None
-                return self._invoke(sha, script[0], flags, keys, argv, read_only, True, script)
+                return self._invoke(sha, script[0], script[1], keys, argv, read_only, True, script)
             self.run = run
             if run.undo:
                 run.undo = {}
+            scratch = self._primed_apart
         else:
             self.primed = None
+            flags = script[1]
+            persistence = ks.persistence
             if (
                 not flags & FLAG_COMPAT
                 or self.run is not None
@@ -1115,6 +1119,12 @@ class Engine:
             if run.effects:
                 run.effects = []
             run.eval_mode = True
+            scratch = None
+            if self.nshards > 1 and stats is not None:  # its counts go apart, as in _invoke
+                scratch = self._stats_apart
+                if stats.apart is not scratch:
+                    scratch.align(stats)
+            self._primed_apart = scratch  # (for the runs ``again`` after it)
         # time.monotonic() as the caller's clock read it, a read fewer
         # (perf_counter is the monotonic clock, as CPython reads it on
         # Linux: the same ns, and the same float, as monotonic makes it).
@@ -1123,13 +1133,8 @@ class Engine:
         events = ks.events
         events_mark = len(events) if events is not None else 0
         self.kill_requested = False
-        stats = ks.stats
-        scratch = None
         hits, misses = ks.hits, ks.misses
-        if self.nshards > 1 and stats is not None:  # its counts go apart, as in _invoke
-            scratch = self._stats_apart
-            if stats.apart is not scratch:
-                scratch.align(stats)
+        if scratch is not None:
             self.shard.stats = scratch  # type: ignore[attr-defined]
             run.journal = []
         else:
@@ -1180,12 +1185,12 @@ class Engine:
             value,
             sha,
             script[0],
-            flags,
+            script[1],
             keys,
             argv,
             read_only,
             True,
-            persistence,
+            ks.persistence,
             -1,
             hits,
             misses,
