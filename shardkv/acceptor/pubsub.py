@@ -532,6 +532,7 @@ def bus_publish(server, origin: int, args: list, shard: bool = False) -> int:
     one's own, then with its reply slot waiting): deliver here.  A
     script's has a fourth argument: its ``since`` (see publish_message)."""
     before = None
+    noted = -1
     if origin == server.index and len(args) > 2:
         slots = _PUBLISHING.get(args[2])
         if slots:
@@ -540,7 +541,8 @@ def bus_publish(server, origin: int, args: list, shard: bool = False) -> int:
                 del _PUBLISHING[args[2]]
             if own is not None:  # its copies went as it published
                 return own + publish_message(server, args[0], args[1], shard=shard, publisher=before.client)
-    noted = _NOTED.pop(args[2], -1) if _NOTED and len(args) > 2 else -1
+        if _NOTED:  # (its own script's token: another acceptor's counts its own, the same numbers)
+            noted = _NOTED.pop(args[2], -1)
     return publish_message(
         server, args[0], args[1], before, int(args[3]) if len(args) > 3 else 0, shard, noted=noted
     )
