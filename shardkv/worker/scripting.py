@@ -2254,7 +2254,14 @@ class Engine:
                 and argv[-3].lower() in (b"publish", b"spublish")
             ):
                 bounds = getattr(shard, "event_bounds", None)
-                noted = len(events) - (bounds[-1] if bounds else 0)
+                start = bounds[-1] if bounds else 0
+                noted = len(events) - start
+                masks = self.ks.event_masks
+                if len(masks) > 1 or (masks and self.ks.pipe not in masks):
+                    # (several acceptors listen: its own gets those its mask
+                    # selects, see Shard._share_events, and counts in those)
+                    mine = masks.get(self.ks.pipe, 0)
+                    noted = sum(1 for i in range(start, len(events)) if events[i][2] & mine)
             send(wire.encode_script_query(self.ks.db, run.resp, argv, int(run.start * 1e9), place, at, noted))
             while True:
                 frame = recv()

@@ -15,6 +15,7 @@ import pytest
 
 from shardkv.protocol.resp import encode_command
 from tests.compat.test_pubsub_sharded import _same_resp3_session
+from tests.support.acceptors import raw_on
 from tests.support.rawsocket import REPLY_WAIT, read_through
 from tests.support.resp import reply_end
 
@@ -511,6 +512,40 @@ def test_a_scripts_events_and_messages_in_the_order_of_its_calls(redis_and_shard
         redis_and_shardkv_k12, b"FLUSHALL\r\n" + KEA + hear + session + OFF + b"FLUSHALL\r\n"
     )
     assert theirs.count(b"message\r\n") >= 2
+
+
+def _script_beside_a_tracking_client(port: int) -> bytes:
+    """A RESP3 client, hearing list events (``KEl``) and channel q, runs a
+    script that sets a string, PUBLISHes, then pushes, while a tracking
+    client sits on the other acceptor (of two): what the first got."""
+    t, _ = raw_on(port, 1)
+    s, _ = raw_on(port, 0)
+    with t, s:
+        t.sendall(b"HELLO 3\r\nCLIENT TRACKING ON\r\nGET {k}x\r\nECHO t\r\n")
+        assert read_through(t, b"$1\r\nt\r\n")[0].endswith(b"$1\r\nt\r\n")
+        s.sendall(
+            b"HELLO 3\r\nCONFIG SET notify-keyspace-events KEl\r\nSUBSCRIBE q\r\nPSUBSCRIBE __key*@0__:*\r\n"
+            b"ECHO start\r\nEVAL \"redis.call('set', KEYS[1], 'v') redis.call('publish', 'q', 'a') "
+            b"redis.call('rpush', KEYS[2], 'x') return 1\" 2 {k}x {k}l\r\nECHO end\r\n"
+        )
+        out, _ = read_through(s, b"$3\r\nend\r\n")
+        s.sendall(b"RESET\r\n" + OFF + b"FLUSHALL\r\nECHO done\r\n")
+        assert read_through(s, b"$4\r\ndone\r\n")[0].endswith(b"$4\r\ndone\r\n")
+    return out.partition(b"$5\r\nstart\r\n")[2]
+
+
+def test_a_scripts_message_among_the_events_its_acceptor_gets(redis_and_shardkv_k12):
+    """A script's PUBLISH message comes after the events its client hears
+    of the script's writes before the call, before those after (Redis
+    writes each as the call runs).  With two acceptors and a tracking
+    client on the other, the shard also notes the writes of classes no one
+    here hears (for its invalidations), and counted those among the events
+    before the message, which the script's acceptor never gets: the
+    message came after the push's events."""
+    real, ours, _ = redis_and_shardkv_k12
+    theirs = _script_beside_a_tracking_client(real)
+    assert _script_beside_a_tracking_client(ours) == theirs
+    assert theirs.index(b"\r\nmessage\r\n") < theirs.index(b"rpush\r\n")
 
 
 def _blocked_then_served(port: int, wait: bytes, write: bytes) -> tuple[bytes, bytes]:
