@@ -473,7 +473,9 @@ class Dispatch:
             {s: [args[0], *p] for s, p in parts.items()},
             self._counted(args, merge),
             keys,
-            rejected=lambda error: stats.rejected(stat_name(args), error),
+            # Not inside EXEC: a busy script refuses the whole transaction
+            # in Redis, never one of its reads (a half-refused EXEC array).
+            rejected=None if self.state.in_exec else lambda error: stats.rejected(stat_name(args), error),
         )
 
     def send_all(self, cmd: commands.Command, args: list[bytes]) -> None:
@@ -526,9 +528,9 @@ class Dispatch:
         encoded bytes; ``keys``, the command's keys, order its keyspace
         events; ``rejected``, for a client's read across shards, which a
         busy script's worker may refuse: how that is counted
-        (``Gather.rejected``).  While someone monitors, such a read's slot
-        holds back its line until its reply, as :meth:`send`'s does: none
-        for a refused one, as in Redis.
+        (``Gather.rejected``; never one inside EXEC).  While someone
+        monitors, such a read's slot holds back its line until its reply,
+        as :meth:`send`'s does: none for a refused one, as in Redis.
         """
         client = cast("Client", self)
         slot = monitor.LineSlot(client) if rejected is not None and self.server.monitors else Slot(client)

@@ -19,7 +19,7 @@ import pytest
 
 from tests.support.acceptors import client_on
 from tests.support.placement import on_shards
-from tests.support.processes import until, wait_spinning, worker_pid
+from tests.support.processes import until, wait_busy, wait_spinning, worker_pid
 from tests.support.resp import RespClient, parse_info
 from tests.support.servers import start_redis, start_shardkv
 
@@ -229,6 +229,40 @@ def test_reads_across_a_cross_shard_scripts_shards_get_one_busy_each(servers):
         return out + _stats(admin, ["mget", "exists", "get"])
 
     _differential(servers, scenario)
+
+
+def test_an_exec_of_a_read_across_a_cross_shard_scripts_shards_is_never_half_refused(servers):
+    """An EXEC whose one command is an MGET of both shards of a cross-shard
+    script, queued before the script and sent before the threshold: Redis
+    answers the EXEC -EXECABORT at the threshold, nothing run; shardkv
+    still runs it whole after the script (see README, busy scripts).  Never
+    an EXEC array with the MGET's -BUSY in it, and never a rejected MGET:
+    at two acceptors the read, waiting for its holds, was refused alone
+    (Holds.refuse_reads), inside the EXEC that then answered it.  From the
+    other acceptor the busy shard refuses its step's hold, and the MGET
+    still gets that -BUSY in the array: not here (see README)."""
+    a, b = on_shards(0, 1, prefix="xb")
+    for kind, proc in servers.items():
+        for place in [(0, 0)]:
+
+            def scenario(caller, other, admin):
+                assert [other.call("MULTI"), other.call("MGET", a, b)] == [b"+OK\r\n", b"+QUEUED\r\n"]
+                caller.send("EVAL", LOOP, 2, a, b)
+                _script_runs()
+                other.send("EXEC")
+                # (the probe's acceptor is the EXEC's: it has read the script's report)
+                wait_busy(lambda: (admin.send("GET", KEY), admin.read_reply())[1])
+                assert admin.call("SCRIPT", "KILL") == b"+OK\r\n"
+                caller.read()
+                return other.read(), _stats(admin, ["mget"])[0]
+
+            _RUNS_SCRIPTS[0] = proc.proc.pid if kind == "redis" else worker_pid(proc, 0)
+            executed, mget = _scenario(kind, proc.port, place, scenario)
+            assert executed.startswith(b"-EXECABORT ") or executed == b"*1\r\n*2\r\n$-1\r\n$-1\r\n", (
+                kind,
+                place,
+            )
+            assert "rejected_calls=1" not in mget, (kind, place)
 
 
 def test_the_scripts_own_pipeline_runs_after_it(servers):
