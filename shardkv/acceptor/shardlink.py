@@ -23,7 +23,15 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from shardkv.acceptor import causal, scriptcaller
-from shardkv.acceptor.replies import PLAIN_SLOTS, BareSlot, Slot, deliver, delivery_failed, origin_of
+from shardkv.acceptor.replies import (
+    PLAIN_SLOTS,
+    BareSlot,
+    MutedSlot,
+    Slot,
+    deliver,
+    delivery_failed,
+    origin_of,
+)
 from shardkv.protocol import errors, wire
 from shardkv.protocol.resp import Error, encode_command, encode_error
 from shardkv.protocol.wire import FRAME, Verb, batch_frame
@@ -582,7 +590,10 @@ class ShardLink:
         places: list[int] = []
         refusable: list[tuple[object, Slot | None]] = []
         # id(client) -> the ids of the slots in its reply order (not those
-        # inside an EXEC's reply or a fan-out's), made once per client.
+        # inside an EXEC's reply or a fan-out's), made once per client; a
+        # command's under CLIENT REPLY OFF or SKIP stands there in a
+        # MutedSlot (Dispatch._execute_quietly): Redis refuses it too,
+        # silently, nothing done.
         standing: dict[int, set[int]] = {}
         for place, sink in enumerate(islice(fifo, start, None)):
             # A client's slot, or a script's reply on its way to one.
@@ -602,7 +613,9 @@ class ShardLink:
                 continue
             ids = standing.get(id(client))
             if ids is None:
-                ids = standing[id(client)] = {id(s) for s in client.pending}
+                ids = standing[id(client)] = {
+                    id(s.slot if type(s) is MutedSlot else s) for s in client.pending
+                }
             if id(slot) in ids:
                 places.append(place)
                 refusable.append((sink, slot))

@@ -265,6 +265,38 @@ def test_an_exec_of_a_read_across_a_cross_shard_scripts_shards_is_never_half_ref
             assert "rejected_calls=1" not in mget, (kind, place)
 
 
+def test_commands_sent_under_client_reply_skip_or_off_before_the_threshold_get_busy(servers):
+    """Commands under CLIENT REPLY SKIP (the next one's reply dropped) or
+    OFF, sent by other clients before the threshold: Redis refuses them
+    -BUSY at the threshold, silently, nothing done, a rejected call each.
+    (shardkv did not offer a muted command for refusal, its reply slot
+    being no longer among its client's replies, a MutedSlot in its place:
+    the SETs ran after the script, and the replies behind them waited.)"""
+    a, b = on_shards(0, 1, prefix="xb")
+
+    def scenario(caller, other, admin):
+        quiet = RespClient(admin.sock.getpeername()[1], timeout=30)
+        try:
+            other.send("CLIENT", "REPLY", "SKIP")
+            quiet.send("CLIENT", "REPLY", "OFF")
+            assert quiet.call("CLIENT", "REPLY", "ON") == b"+OK\r\n"
+            quiet.send("CLIENT", "REPLY", "OFF")
+            caller.send("EVAL", LOOP, 0)
+            _script_runs()
+            other.send("SET", KEY, "skipped")
+            other.send("MGET", KEY, b)
+            quiet.send("SET", a, "off")
+            quiet.send("INCR", KEY)
+            wait_busy(lambda: (admin.send("GET", KEY), admin.read_reply())[1])
+            out = [admin.call("SCRIPT", "KILL"), caller.read(), other.read()]
+            out.append(admin.call("MGET", KEY, a))
+        finally:
+            quiet.close()
+        return out + _stats(admin, ["set", "mget", "incr"])
+
+    _differential(servers, scenario)
+
+
 def test_the_scripts_own_pipeline_runs_after_it(servers):
     """The script's client pipelined commands behind it: they run after
     the script, while another client's command sent meanwhile gets -BUSY."""
